@@ -1,0 +1,590 @@
+//! Configuration: the raw TOML file becomes one validated, immutable [`Config`].
+//!
+//! Validation reports every bad key at once (not just the first), each named by
+//! its TOML path, so an operator fixes a file in one pass.
+
+mod raw;
+mod recipients;
+
+pub use recipients::RecipientList;
+
+use raw::RawConfig;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors from loading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// File that failed.
+        path: PathBuf,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or has a key of the wrong type or an unknown key.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// File that failed.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// One or more keys have values that are not acceptable.
+    #[error("{path}: invalid configuration:\n{}", problems.join("\n"))]
+    Invalid {
+        /// File that failed.
+        path: PathBuf,
+        /// One line per problem: `key: what is wrong`.
+        problems: Vec<String>,
+    },
+}
+
+/// What to do with a bare CR or bare LF inside message data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLineEnding {
+    /// Reject the message at end of data (550 5.6.0); the default.
+    Reject,
+    /// Rewrite each bare CR or LF to CRLF before the message is spooled.
+    Normalize,
+}
+
+/// TLS towards the internal servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// Never use STARTTLS.
+    Off,
+    /// Use STARTTLS when offered; plaintext otherwise. Certificates are not verified.
+    Opportunistic,
+    /// Refuse to deliver unless STARTTLS succeeds.
+    Required,
+}
+
+/// Every limit that protects a session or the gateway.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest command line, CRLF included (RFC 5321 says 512).
+    pub command_line_bytes: usize,
+    /// Longest text line inside DATA, CRLF included (RFC 5321 says 1000).
+    pub text_line_bytes: usize,
+    /// Recipients accepted per transaction.
+    pub recipients_per_message: usize,
+    /// Transactions per session.
+    pub messages_per_session: usize,
+    /// Largest message, advertised with SIZE and enforced while streaming.
+    pub message_size_bytes: usize,
+    /// Client errors after which the session is closed with 421.
+    pub errors_before_disconnect: u32,
+    /// Client errors after which every further error reply is delayed.
+    pub errors_before_tarpit: u32,
+    /// Delay added to each error reply past `errors_before_tarpit`.
+    pub tarpit_delay: Duration,
+    /// Longest wait for one command line (or one DATA read).
+    pub command_timeout: Duration,
+    /// Longest whole session.
+    pub session_duration: Duration,
+    /// Slowest acceptable DATA/BDAT transfer after the grace period; 0 disables.
+    pub min_data_rate_bytes_per_second: u64,
+    /// Time a transfer may run before the minimum rate applies.
+    pub data_rate_grace: Duration,
+    /// Concurrent sessions in total.
+    pub max_sessions: usize,
+    /// Concurrent sessions from one client address.
+    pub max_sessions_per_ip: usize,
+    /// How long running sessions may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Certificate and key for inbound STARTTLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The inbound SMTP listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Our name in the banner, EHLO reply and `Received:` header.
+    pub hostname: String,
+    /// Text after the hostname in the 220 banner.
+    pub banner: String,
+    /// Treatment of bare CR/LF in message data.
+    pub bare_line_ending: BareLineEnding,
+    /// Session and gateway limits.
+    pub limits: Limits,
+    /// STARTTLS material; STARTTLS is not offered without it.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Recipient verification settings.
+#[derive(Debug, Clone)]
+pub struct RecipientsConfig {
+    /// Static lists by lower-case domain.
+    pub lists: BTreeMap<String, Arc<RecipientList>>,
+    /// Probe the internal server with RCPT for recipients not settled by a list.
+    pub callout: bool,
+    /// Deadline for one callout.
+    pub callout_timeout: Duration,
+    /// How long a recipient the internal server accepted stays known.
+    pub positive_ttl: Duration,
+    /// How long a recipient the internal server refused stays unknown.
+    pub negative_ttl: Duration,
+    /// Most cached callout answers.
+    pub cache_size: usize,
+}
+
+/// Relay control and delivery to the internal servers.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Accepted recipient domains, lower case; `.example.com` also accepts subdomains.
+    pub domains: Vec<String>,
+    /// Internal servers, tried in order.
+    pub internal: Vec<SocketAddr>,
+    /// Where delivery status notifications are handed for delivery (default: `internal`).
+    pub dsn_via: Vec<SocketAddr>,
+    /// STARTTLS towards the internal servers.
+    pub tls: RelayTls,
+    /// Name sent in EHLO to the internal servers.
+    pub helo_name: String,
+    /// Concurrent delivery workers.
+    pub workers: usize,
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// Deadline for each reply other than after DATA.
+    pub command_timeout: Duration,
+    /// Deadline for the reply to the end of data.
+    pub data_timeout: Duration,
+    /// How long an unused connection to an internal server stays open.
+    pub idle_timeout: Duration,
+    /// First retry delay after a temporary failure.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Growth of the delay per attempt.
+    pub retry_factor: f64,
+    /// Age after which a message that still fails temporarily is bounced.
+    pub max_queue_lifetime: Duration,
+    /// Recipient verification.
+    pub recipients: RecipientsConfig,
+}
+
+/// Spool location.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// Directory holding `tmp/`, `queue/` and friends.
+    pub dir: PathBuf,
+}
+
+/// Policy settings that exist before the rules engine.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Reject the GTUBE test string at end of data.
+    pub gtube: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format (overridden by `--log-format`).
+    pub format: LogFormat,
+    /// Default filter directive (overridden by `RUST_LOG`).
+    pub level: String,
+}
+
+/// Admin/metrics listener.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; `None` disables the listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// The validated configuration. Immutable; a reload builds a new one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File this was loaded from.
+    pub path: PathBuf,
+    /// Inbound SMTP.
+    pub server: ServerConfig,
+    /// Relay control and delivery.
+    pub relay: RelayConfig,
+    /// Spool.
+    pub spool: SpoolConfig,
+    /// Policy.
+    pub policy: PolicyConfig,
+    /// Admin listener.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut problems = Vec::new();
+        let config = validate(path, raw, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
+    let mut bad = |key: &str, msg: &str| problems.push(format!("{key}: {msg}"));
+
+    let s = raw.server;
+    if s.listen.is_empty() {
+        bad("server.listen", "at least one address is required");
+    }
+    let hostname = if s.hostname.is_empty() {
+        system_hostname()
+    } else {
+        s.hostname.to_ascii_lowercase()
+    };
+    if !is_plausible_hostname(&hostname) {
+        bad("server.hostname", "must be a fully qualified domain name");
+    }
+    let bare_line_ending = match s.bare_line_ending.as_str() {
+        "reject" => BareLineEnding::Reject,
+        "normalize" | "normalise" => BareLineEnding::Normalize,
+        _ => {
+            bad(
+                "server.bare_line_ending",
+                "must be \"reject\" or \"normalize\"",
+            );
+            BareLineEnding::Reject
+        }
+    };
+    let l = s.limits;
+    if l.command_line_bytes < 512 {
+        bad(
+            "server.limits.command_line_bytes",
+            "must be at least 512 (RFC 5321)",
+        );
+    }
+    if l.text_line_bytes < 1000 {
+        bad(
+            "server.limits.text_line_bytes",
+            "must be at least 1000 (RFC 5321)",
+        );
+    }
+    for (key, v) in [
+        ("recipients_per_message", l.recipients_per_message),
+        ("messages_per_session", l.messages_per_session),
+        ("message_size_bytes", l.message_size_bytes),
+        ("max_sessions", l.max_sessions),
+        ("max_sessions_per_ip", l.max_sessions_per_ip),
+    ] {
+        if v == 0 {
+            bad(&format!("server.limits.{key}"), "must be greater than 0");
+        }
+    }
+    if l.errors_before_disconnect == 0 {
+        bad(
+            "server.limits.errors_before_disconnect",
+            "must be greater than 0",
+        );
+    }
+    for (key, v) in [
+        ("command_timeout", l.command_timeout),
+        ("session_duration", l.session_duration),
+    ] {
+        if v.is_zero() {
+            bad(&format!("server.limits.{key}"), "must be greater than 0");
+        }
+    }
+    let limits = Limits {
+        command_line_bytes: l.command_line_bytes,
+        text_line_bytes: l.text_line_bytes,
+        recipients_per_message: l.recipients_per_message,
+        messages_per_session: l.messages_per_session,
+        message_size_bytes: l.message_size_bytes,
+        errors_before_disconnect: l.errors_before_disconnect,
+        errors_before_tarpit: l.errors_before_tarpit,
+        tarpit_delay: l.tarpit_delay,
+        command_timeout: l.command_timeout,
+        session_duration: l.session_duration,
+        min_data_rate_bytes_per_second: l.min_data_rate_bytes_per_second,
+        data_rate_grace: l.data_rate_grace,
+        max_sessions: l.max_sessions,
+        max_sessions_per_ip: l.max_sessions_per_ip,
+        shutdown_grace: l.shutdown_grace,
+    };
+    let tls = s.tls.map(|t| {
+        for (key, p) in [("certificate", &t.certificate), ("key", &t.key)] {
+            if !p.is_file() {
+                bad(
+                    &format!("server.tls.{key}"),
+                    &format!("{} is not a readable file", p.display()),
+                );
+            }
+        }
+        TlsFiles {
+            certificate: t.certificate,
+            key: t.key,
+        }
+    });
+
+    let r = raw.relay;
+    let mut domains = Vec::new();
+    for d in &r.domains {
+        let d = d.trim().to_ascii_lowercase();
+        let bare = d.strip_prefix('.').unwrap_or(&d);
+        if !is_plausible_hostname(bare) {
+            bad("relay.domains", &format!("{d:?} is not a domain name"));
+        }
+        domains.push(d);
+    }
+    if domains.is_empty() {
+        bad(
+            "relay.domains",
+            "at least one domain is required (mxguard is not an open relay)",
+        );
+    }
+    if r.internal.is_empty() {
+        bad(
+            "relay.internal",
+            "at least one internal server address is required",
+        );
+    }
+    let tls_mode = match r.tls.as_str() {
+        "off" => RelayTls::Off,
+        "opportunistic" => RelayTls::Opportunistic,
+        "required" => RelayTls::Required,
+        _ => {
+            bad(
+                "relay.tls",
+                "must be \"off\", \"opportunistic\" or \"required\"",
+            );
+            RelayTls::Opportunistic
+        }
+    };
+    if r.workers == 0 {
+        bad("relay.workers", "must be greater than 0");
+    }
+    if r.retry_initial.is_zero() {
+        bad("relay.retry_initial", "must be greater than 0");
+    }
+    if r.retry_max < r.retry_initial {
+        bad(
+            "relay.retry_max",
+            "must not be shorter than relay.retry_initial",
+        );
+    }
+    if !(r.retry_factor >= 1.0 && r.retry_factor <= 100.0) {
+        bad("relay.retry_factor", "must be between 1 and 100");
+    }
+    let rc = r.recipients;
+    let mut lists = BTreeMap::new();
+    for (domain, file) in rc.lists {
+        let domain = domain.to_ascii_lowercase();
+        if !domains
+            .iter()
+            .any(|d| d == &domain || (d.starts_with('.') && domain.ends_with(d.as_str())))
+        {
+            bad(
+                &format!("relay.recipients.lists.{domain}"),
+                "domain is not in relay.domains",
+            );
+        }
+        match RecipientList::load(&file) {
+            Ok(list) => {
+                lists.insert(domain, Arc::new(list));
+            }
+            Err(e) => bad(&format!("relay.recipients.lists.{domain}"), &e),
+        }
+    }
+    let helo_name = if r.helo_name.is_empty() {
+        hostname.clone()
+    } else {
+        r.helo_name
+    };
+    let dsn_via = if r.dsn_via.is_empty() {
+        r.internal.clone()
+    } else {
+        r.dsn_via
+    };
+    let relay = RelayConfig {
+        domains,
+        internal: r.internal,
+        dsn_via,
+        tls: tls_mode,
+        helo_name,
+        workers: r.workers,
+        connect_timeout: r.connect_timeout,
+        command_timeout: r.command_timeout,
+        data_timeout: r.data_timeout,
+        idle_timeout: r.idle_timeout,
+        retry_initial: r.retry_initial,
+        retry_max: r.retry_max,
+        retry_factor: r.retry_factor,
+        max_queue_lifetime: r.max_queue_lifetime,
+        recipients: RecipientsConfig {
+            lists,
+            callout: rc.callout,
+            callout_timeout: rc.callout_timeout,
+            positive_ttl: rc.positive_ttl,
+            negative_ttl: rc.negative_ttl,
+            cache_size: rc.cache_size,
+        },
+    };
+
+    let format = match raw.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        _ => {
+            bad("log.format", "must be \"text\" or \"json\"");
+            LogFormat::Text
+        }
+    };
+
+    Config {
+        path: path.to_owned(),
+        server: ServerConfig {
+            listen: s.listen,
+            hostname,
+            banner: s.banner,
+            bare_line_ending,
+            limits,
+            tls,
+        },
+        relay,
+        spool: SpoolConfig { dir: raw.spool.dir },
+        policy: PolicyConfig {
+            gtube: raw.policy.gtube,
+        },
+        metrics: MetricsConfig {
+            listen: raw.metrics.listen,
+        },
+        log: LogConfig {
+            format,
+            level: raw.log.level,
+        },
+    }
+}
+
+/// A name with at least two labels of letters, digits and hyphens.
+pub fn is_plausible_hostname(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && name.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn system_hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if is_plausible_hostname(&name) {
+        name
+    } else {
+        format!(
+            "{}.localdomain",
+            if name.is_empty() { "mxguard" } else { &name }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [relay]
+        domains = ["example.test"]
+        internal = ["127.0.0.1:2526"]
+        "#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = Config::from_toml(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(c.server.limits.command_line_bytes, 512);
+        assert_eq!(c.server.limits.text_line_bytes, 1000);
+        assert_eq!(c.server.bare_line_ending, BareLineEnding::Reject);
+        assert_eq!(c.relay.max_queue_lifetime, Duration::from_secs(5 * 86400));
+        assert_eq!(c.relay.dsn_via, c.relay.internal);
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_by_name() {
+        let text = r#"
+            [server]
+            bare_line_ending = "maybe"
+            [server.limits]
+            command_line_bytes = 100
+            [relay]
+            domains = []
+            internal = []
+            tls = "sometimes"
+            "#;
+        let err = Config::from_toml(Path::new("t.toml"), text).unwrap_err();
+        let msg = err.to_string();
+        for key in [
+            "server.bare_line_ending",
+            "server.limits.command_line_bytes",
+            "relay.domains",
+            "relay.internal",
+            "relay.tls",
+        ] {
+            assert!(msg.contains(key), "{key} missing from {msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_a_syntax_error_naming_it() {
+        let text = format!("{MINIMAL}\nbogus_key = 1\n");
+        let err = Config::from_toml(Path::new("t.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn shipped_default_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mxguard.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.server.listen[0].to_string(), "127.0.0.1:2525");
+        assert_eq!(c.relay.internal[0].to_string(), "127.0.0.1:2526");
+        assert_eq!(c.relay.domains, vec!["example.test".to_string()]);
+    }
+}

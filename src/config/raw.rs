@@ -1,0 +1,230 @@
+//! The TOML file as written by the operator: every key optional, defaults applied here.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Top level of `mxguard.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub relay: RawRelay,
+    pub spool: RawSpool,
+    pub policy: RawPolicy,
+    pub metrics: RawMetrics,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub banner: String,
+    pub bare_line_ending: String,
+    pub limits: RawLimits,
+    pub tls: Option<RawTls>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            hostname: String::new(),
+            banner: "ESMTP mxguard".into(),
+            bare_line_ending: "reject".into(),
+            limits: RawLimits::default(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub command_line_bytes: usize,
+    pub text_line_bytes: usize,
+    pub recipients_per_message: usize,
+    pub messages_per_session: usize,
+    pub message_size_bytes: usize,
+    pub errors_before_disconnect: u32,
+    pub errors_before_tarpit: u32,
+    #[serde(with = "humantime_serde")]
+    pub tarpit_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    pub min_data_rate_bytes_per_second: u64,
+    #[serde(with = "humantime_serde")]
+    pub data_rate_grace: Duration,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            command_line_bytes: 512,
+            text_line_bytes: 1000,
+            recipients_per_message: 100,
+            messages_per_session: 100,
+            message_size_bytes: 25 * 1024 * 1024,
+            errors_before_disconnect: 10,
+            errors_before_tarpit: 3,
+            tarpit_delay: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(300),
+            session_duration: Duration::from_secs(1800),
+            min_data_rate_bytes_per_second: 256,
+            data_rate_grace: Duration::from_secs(30),
+            max_sessions: 500,
+            max_sessions_per_ip: 20,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRelay {
+    pub domains: Vec<String>,
+    pub internal: Vec<SocketAddr>,
+    pub dsn_via: Vec<SocketAddr>,
+    pub tls: String,
+    pub helo_name: String,
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    pub retry_factor: f64,
+    #[serde(with = "humantime_serde")]
+    pub max_queue_lifetime: Duration,
+    pub recipients: RawRecipients,
+}
+
+impl Default for RawRelay {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            internal: Vec::new(),
+            dsn_via: Vec::new(),
+            tls: "opportunistic".into(),
+            helo_name: String::new(),
+            workers: 4,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(30),
+            retry_initial: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            retry_factor: 2.0,
+            max_queue_lifetime: Duration::from_secs(5 * 24 * 3600),
+            recipients: RawRecipients::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecipients {
+    /// Domain → path of a file listing its valid recipients.
+    pub lists: BTreeMap<String, PathBuf>,
+    pub callout: bool,
+    #[serde(with = "humantime_serde")]
+    pub callout_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub positive_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    pub cache_size: usize,
+}
+
+impl Default for RawRecipients {
+    fn default() -> Self {
+        Self {
+            lists: BTreeMap::new(),
+            callout: false,
+            callout_timeout: Duration::from_secs(20),
+            positive_ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(600),
+            cache_size: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSpool {
+    pub dir: PathBuf,
+}
+
+impl Default for RawSpool {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("var/spool"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    pub gtube: bool,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self { gtube: true }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9425))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Prometheus metrics: one registry per gateway, handed to whoever measures something.
+//!
+//! No global registry: tests start several gateways in one process and each must count
+//! only its own traffic.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// Every metric family the gateway exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// Accepted or refused TCP connections, by result.
+    pub connections_total: IntCounterVec,
+    /// Sessions running now.
+    pub sessions_active: IntGauge,
+    /// Replies sent, by stage and class (2xx/4xx/5xx).
+    pub smtp_replies_total: IntCounterVec,
+    /// Messages judged, by verdict.
+    pub messages_total: IntCounterVec,
+    /// Size of accepted messages.
+    pub message_size_bytes: Histogram,
+    /// Times a limit was hit, by limit name.
+    pub limit_hits_total: IntCounterVec,
+    /// Policy symbols hit, by rule name.
+    pub rule_hits_total: IntCounterVec,
+    /// Messages in the spool now.
+    pub spool_messages: IntGauge,
+    /// Age of the oldest spooled message.
+    pub spool_oldest_seconds: IntGauge,
+    /// Spool write failures.
+    pub spool_errors_total: IntCounter,
+    /// Delivery attempts to internal servers, by result.
+    pub relay_attempts_total: IntCounterVec,
+    /// Time of one delivery attempt.
+    pub relay_duration_seconds: HistogramVec,
+    /// Delivery status notifications generated.
+    pub dsn_sent_total: IntCounter,
+    /// Recipient callouts, by result.
+    pub callouts_total: IntCounterVec,
+    /// TLS handshakes completed, by protocol version.
+    pub tls_sessions_total: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+                unreachable!("metric {name} is statically valid: {e}");
+            });
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help)
+                .unwrap_or_else(|e| unreachable!("metric {name} is statically valid: {e}"));
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help)
+                .unwrap_or_else(|e| unreachable!("metric {name} is statically valid: {e}"));
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let message_size_bytes = Histogram::with_opts(
+            HistogramOpts::new("mxguard_message_size_bytes", "Size of accepted messages.")
+                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 9).unwrap_or_default()),
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(message_size_bytes.clone()));
+        let relay_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mxguard_relay_duration_seconds",
+                "Duration of one delivery attempt to an internal server.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 9).unwrap_or_default()),
+            &["result"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(relay_duration_seconds.clone()));
+
+        Metrics {
+            connections_total: counter_vec(
+                "mxguard_connections_total",
+                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit).",
+                &["result"],
+            ),
+            sessions_active: gauge("mxguard_sessions_active", "SMTP sessions running now."),
+            smtp_replies_total: counter_vec(
+                "mxguard_smtp_replies_total",
+                "SMTP replies sent, by stage and reply class.",
+                &["stage", "class"],
+            ),
+            messages_total: counter_vec(
+                "mxguard_messages_total",
+                "Messages judged at end of data, by verdict.",
+                &["verdict"],
+            ),
+            message_size_bytes,
+            limit_hits_total: counter_vec(
+                "mxguard_limit_hits_total",
+                "Times a session limit was hit, by limit.",
+                &["limit"],
+            ),
+            rule_hits_total: counter_vec(
+                "mxguard_rule_hits_total",
+                "Policy symbols hit, by rule name.",
+                &["rule"],
+            ),
+            spool_messages: gauge("mxguard_spool_messages", "Messages in the spool."),
+            spool_oldest_seconds: gauge(
+                "mxguard_spool_oldest_seconds",
+                "Age of the oldest message in the spool.",
+            ),
+            spool_errors_total: counter(
+                "mxguard_spool_errors_total",
+                "Spool write failures answered with 452.",
+            ),
+            relay_attempts_total: counter_vec(
+                "mxguard_relay_attempts_total",
+                "Delivery attempts to internal servers, by result (delivered, deferred, failed).",
+                &["result"],
+            ),
+            relay_duration_seconds,
+            dsn_sent_total: counter(
+                "mxguard_dsn_sent_total",
+                "Delivery status notifications generated.",
+            ),
+            callouts_total: counter_vec(
+                "mxguard_callouts_total",
+                "Recipient callouts to the internal server, by result.",
+                &["result"],
+            ),
+            tls_sessions_total: counter_vec(
+                "mxguard_tls_sessions_total",
+                "Inbound TLS sessions established, by protocol version.",
+                &["version"],
+            ),
+            registry,
+        }
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

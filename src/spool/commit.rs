@@ -1,0 +1,125 @@
+//! Group commit: one thread makes batches of new spool files durable together.
+//!
+//! For a batch it flushes the files' data (one `syncfs` on Linux, else one `fsync` per
+//! file), renames each into the queue, then fsyncs the queue directory once. Every
+//! waiting `store` is answered only after that directory fsync.
+
+use super::SpoolError;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use tokio::sync::oneshot;
+
+struct Request {
+    tmp: PathBuf,
+    target: PathBuf,
+    done: oneshot::Sender<Result<(), SpoolError>>,
+}
+
+/// Sender side of the committer thread; the thread ends when this is dropped.
+#[derive(Debug)]
+pub(super) struct Committer {
+    tx: std_mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("tmp", &self.tmp).finish()
+    }
+}
+
+impl Committer {
+    pub(super) fn start(queue_dir: &Path) -> io::Result<Committer> {
+        let dir = File::open(queue_dir)?;
+        let (tx, rx) = std_mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("spool-commit".into())
+            .spawn(move || run(dir, rx))?;
+        Ok(Committer { tx })
+    }
+
+    /// Renames `tmp` to `target` durably; resolves after the directory fsync.
+    pub(super) async fn commit(&self, tmp: PathBuf, target: PathBuf) -> Result<(), SpoolError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Request { tmp, target, done })
+            .map_err(|_| SpoolError::Stopped)?;
+        wait.await.map_err(|_| SpoolError::Stopped)?
+    }
+}
+
+fn run(dir: File, rx: std_mpsc::Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        commit_batch(&dir, batch);
+    }
+}
+
+fn commit_batch(dir: &File, batch: Vec<Request>) {
+    if let Err(e) = flush_data(dir, &batch) {
+        let path = batch.first().map(|r| r.tmp.clone()).unwrap_or_default();
+        for r in batch {
+            let _ = r.done.send(Err(SpoolError::Io {
+                op: "fsync",
+                path: path.clone(),
+                source: io::Error::new(e.kind(), e.to_string()),
+            }));
+        }
+        return;
+    }
+    let mut renamed = Vec::with_capacity(batch.len());
+    for r in batch {
+        match fs::rename(&r.tmp, &r.target) {
+            Ok(()) => renamed.push(r),
+            Err(source) => {
+                let _ = r.done.send(Err(SpoolError::Io {
+                    op: "rename",
+                    path: r.target.clone(),
+                    source,
+                }));
+            }
+        }
+    }
+    match dir.sync_all() {
+        Ok(()) => {
+            for r in renamed {
+                let _ = r.done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            // The renames may or may not be durable: undo them so nothing unacknowledged
+            // is delivered twice, and report failure.
+            for r in renamed {
+                let _ = fs::remove_file(&r.target);
+                let _ = r.done.send(Err(SpoolError::Io {
+                    op: "fsync",
+                    path: r.target.clone(),
+                    source: io::Error::new(e.kind(), e.to_string()),
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn flush_data(dir: &File, _batch: &[Request]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // One syncfs covers every file of the batch (tmp/ is on the spool's file system).
+    // SAFETY: the descriptor is valid for the lifetime of `dir`.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn flush_data(_dir: &File, batch: &[Request]) -> io::Result<()> {
+    for r in batch {
+        File::open(&r.tmp)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,408 @@
+//! Durable queue on disk: a message is acknowledged only once it survives a crash.
+//!
+//! Layout under the spool directory:
+//! - `tmp/`   messages being written; anything here at start was never acknowledged and is removed;
+//! - `queue/ID`        header line, envelope JSON line, then the message bytes (never rewritten);
+//! - `queue/ID.state`  delivery state JSON, replaced atomically (write to `tmp/`, rename).
+//!
+//! `store` writes the file to `tmp/`, makes it durable, renames it into `queue/` and makes
+//! the directory durable before returning. Concurrent stores share the expensive part
+//! (group commit): one committer thread flushes a whole batch with one `syncfs` and one
+//! directory `fsync`.
+
+mod commit;
+mod envelope;
+
+pub use envelope::{unix_now, DeliveryState, Envelope, QueueId, RcptStatus};
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+const MAGIC: &str = "MXGUARD-SPOOL 1";
+
+/// Spool failures; the session answers each with 452 4.3.1.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Any file-system operation failed.
+    #[error("spool {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// A queue file does not have the spool format.
+    #[error("spool file {0} is corrupt: {1}")]
+    Corrupt(PathBuf, String),
+    /// The committer thread is gone (shutting down).
+    #[error("spool committer stopped")]
+    Stopped,
+    /// No such message.
+    #[error("no message {0} in the queue")]
+    NotFound(QueueId),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
+    move |source| SpoolError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A spooled message as read back for delivery or inspection.
+#[derive(Debug, Clone)]
+pub struct SpooledMessage {
+    /// Its id.
+    pub id: QueueId,
+    /// Envelope fixed at acceptance.
+    pub envelope: Envelope,
+    /// Delivery bookkeeping.
+    pub state: DeliveryState,
+    /// The message bytes, CRLF line endings, not dot-stuffed.
+    pub body: Vec<u8>,
+}
+
+/// Summary of one queued message for listings.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    /// Its id.
+    pub id: QueueId,
+    /// Envelope fixed at acceptance.
+    pub envelope: Envelope,
+    /// Delivery bookkeeping.
+    pub state: DeliveryState,
+    /// Size of the message bytes.
+    pub size: u64,
+}
+
+/// Handle to the spool directory. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    tmp: PathBuf,
+    queue: PathBuf,
+    committer: commit::Committer,
+    ready: mpsc::UnboundedSender<QueueId>,
+}
+
+impl Spool {
+    /// Opens (creating if needed) a spool; returns it with the channel on which every
+    /// newly stored message id is announced, for the delivery scheduler.
+    pub fn open(dir: &Path) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
+        let tmp = dir.join("tmp");
+        let queue = dir.join("queue");
+        for d in [dir, &tmp, &queue] {
+            fs::create_dir_all(d).map_err(io_err("create", d))?;
+        }
+        // Files left in tmp/ were never acknowledged to anyone.
+        for entry in fs::read_dir(&tmp).map_err(io_err("read", &tmp))? {
+            let path = entry.map_err(io_err("read", &tmp))?.path();
+            let _ = fs::remove_file(&path);
+        }
+        let committer = commit::Committer::start(&queue).map_err(io_err("open", &queue))?;
+        let (ready, ready_rx) = mpsc::unbounded_channel();
+        Ok((
+            Spool {
+                dir: dir.to_owned(),
+                tmp,
+                queue,
+                committer,
+                ready,
+            },
+            ready_rx,
+        ))
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes a message durable and announces it for delivery. Returns only once the
+    /// message file and its directory entry are on stable storage.
+    pub async fn store(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, SpoolError> {
+        let id = QueueId::generate();
+        let tmp_path = self.tmp.join(id.as_str());
+        let final_path = self.queue.join(id.as_str());
+        let header = encode_header(envelope)?;
+        let write_result = {
+            let tmp_path = tmp_path.clone();
+            // The bytes are copied once into the blocking task; the session keeps its buffer.
+            let message = message.to_vec();
+            tokio::task::spawn_blocking(move || write_new_file(&tmp_path, &header, &message))
+                .await
+                .map_err(|_| SpoolError::Stopped)?
+        };
+        if let Err(source) = write_result {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(SpoolError::Io {
+                op: "write",
+                path: tmp_path,
+                source,
+            });
+        }
+        if let Err(e) = self.committer.commit(tmp_path.clone(), final_path).await {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+        let _ = self.ready.send(id.clone());
+        Ok(id)
+    }
+
+    /// Announces an existing queued message for delivery again (e.g. after `flush`).
+    pub fn announce(&self, id: QueueId) {
+        let _ = self.ready.send(id);
+    }
+
+    /// Ids of every message in the queue, oldest first.
+    pub fn ids(&self) -> Result<Vec<QueueId>, SpoolError> {
+        list_ids(&self.queue)
+    }
+
+    /// Reads a whole message with its state.
+    pub fn load(&self, id: &QueueId) -> Result<SpooledMessage, SpoolError> {
+        let path = self.queue.join(id.as_str());
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.clone()))
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let (envelope, offset) = decode_header(&path, &bytes)?;
+        let state = self.read_state(id, &envelope)?;
+        let mut body = bytes;
+        body.drain(..offset);
+        Ok(SpooledMessage {
+            id: id.clone(),
+            envelope,
+            state,
+            body,
+        })
+    }
+
+    /// Reads the envelope and state of a message without keeping its body.
+    pub fn entry(&self, id: &QueueId) -> Result<QueueEntry, SpoolError> {
+        let m = self.load(id)?;
+        Ok(QueueEntry {
+            id: m.id,
+            envelope: m.envelope,
+            state: m.state,
+            size: m.body.len() as u64,
+        })
+    }
+
+    fn read_state(&self, id: &QueueId, envelope: &Envelope) -> Result<DeliveryState, SpoolError> {
+        let path = self.state_path(id);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| SpoolError::Corrupt(path.clone(), e.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(DeliveryState::new(envelope.rcpt_to.len()))
+            }
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Replaces the delivery state of a message atomically.
+    pub fn save_state(&self, id: &QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
+        let path = self.state_path(id);
+        let tmp = self.tmp.join(format!("{id}.state"));
+        let json = serde_json::to_vec(state)
+            .map_err(|e| SpoolError::Corrupt(path.clone(), e.to_string()))?;
+        write_new_file(&tmp, &[], &json).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+        Ok(())
+    }
+
+    /// Removes a message once every recipient is settled. The message file goes first:
+    /// a crash in between leaves only a state file, which `recover` discards.
+    pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let path = self.queue.join(id.as_str());
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.clone()))
+            }
+            Err(e) => return Err(io_err("remove", &path)(e)),
+        }
+        let _ = fs::remove_file(self.state_path(id));
+        Ok(())
+    }
+
+    /// Deletes orphaned state files; returns the ids of messages waiting for delivery.
+    pub fn recover(&self) -> Result<Vec<QueueId>, SpoolError> {
+        let ids = self.ids()?;
+        for entry in fs::read_dir(&self.queue).map_err(io_err("read", &self.queue))? {
+            let path = entry.map_err(io_err("read", &self.queue))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(stem) = name.strip_suffix(".state") {
+                if !self.queue.join(stem).exists() {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Path of the file whose presence asks a running gateway to retry everything now.
+    pub fn flush_request_path(&self) -> PathBuf {
+        self.dir.join("flush-request")
+    }
+
+    fn state_path(&self, id: &QueueId) -> PathBuf {
+        self.queue.join(format!("{id}.state"))
+    }
+
+    /// Probes that the spool can take a write (for health checks and after a fault).
+    pub fn writable(&self) -> bool {
+        let probe = self.tmp.join(".probe");
+        let ok = fs::write(&probe, b"ok").is_ok();
+        let _ = fs::remove_file(&probe);
+        ok
+    }
+}
+
+fn list_ids(queue: &Path) -> Result<Vec<QueueId>, SpoolError> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(queue).map_err(io_err("read", queue))? {
+        let entry = entry.map_err(io_err("read", queue))?;
+        if let Some(id) = entry.file_name().to_str().and_then(QueueId::parse) {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+fn encode_header(envelope: &Envelope) -> Result<Vec<u8>, SpoolError> {
+    let json = serde_json::to_vec(envelope)
+        .map_err(|e| SpoolError::Corrupt(PathBuf::new(), e.to_string()))?;
+    let mut header = Vec::with_capacity(json.len() + MAGIC.len() + 2);
+    header.extend_from_slice(MAGIC.as_bytes());
+    header.push(b'\n');
+    header.extend_from_slice(&json);
+    header.push(b'\n');
+    Ok(header)
+}
+
+fn decode_header(path: &Path, bytes: &[u8]) -> Result<(Envelope, usize), SpoolError> {
+    let corrupt = |m: &str| SpoolError::Corrupt(path.to_owned(), m.to_owned());
+    let rest = bytes
+        .strip_prefix(MAGIC.as_bytes())
+        .and_then(|r| r.strip_prefix(b"\n"))
+        .ok_or_else(|| corrupt("bad magic"))?;
+    let nl = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("no envelope line"))?;
+    let envelope: Envelope =
+        serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&e.to_string()))?;
+    Ok((envelope, MAGIC.len() + 1 + nl + 1))
+}
+
+/// Creates `path` exclusively and writes both parts; durability is the committer's job.
+fn write_new_file(path: &Path, header: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(header)?;
+    f.write_all(body)?;
+    f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            mail_from: "a@example.org".into(),
+            rcpt_to: vec!["b@example.test".into(), "c@example.test".into()],
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mx.example.org".into(),
+            received_at: 1,
+            body_8bit: false,
+            smtputf8: false,
+            verdict: "accept".into(),
+            score: 0.0,
+            is_dsn: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn stored_message_reads_back_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, mut ready) = Spool::open(dir.path()).unwrap();
+        let body = b"Subject: x\r\n\r\nhello\r\n".to_vec();
+        let id = spool.store(&envelope(), &body).await.unwrap();
+        assert_eq!(ready.recv().await, Some(id.clone()));
+        let m = spool.load(&id).unwrap();
+        assert_eq!(m.body, body);
+        assert_eq!(m.envelope, envelope());
+        assert_eq!(m.state, DeliveryState::new(2));
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopen_and_removal_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let (spool, _rx) = Spool::open(dir.path()).unwrap();
+            let id = spool.store(&envelope(), b"x\r\n").await.unwrap();
+            let mut st = DeliveryState::new(2);
+            st.rcpt_status[0] = RcptStatus::Delivered;
+            st.attempts = 1;
+            spool.save_state(&id, &st).unwrap();
+            id
+        };
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        assert_eq!(spool.recover().unwrap(), vec![id.clone()]);
+        let m = spool.load(&id).unwrap();
+        assert_eq!(m.state.attempts, 1);
+        assert_eq!(m.state.pending().collect::<Vec<_>>(), vec![1]);
+        spool.remove(&id).unwrap();
+        assert!(spool.ids().unwrap().is_empty());
+        assert!(matches!(spool.load(&id), Err(SpoolError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn leftovers_in_tmp_and_orphan_states_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        fs::create_dir_all(dir.path().join("queue")).unwrap();
+        fs::write(dir.path().join("tmp/ABC"), b"partial").unwrap();
+        fs::write(dir.path().join("queue/DEF.state"), b"{}").unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        assert!(spool.recover().unwrap().is_empty());
+        assert!(!dir.path().join("tmp/ABC").exists());
+        assert!(!dir.path().join("queue/DEF.state").exists());
+    }
+
+    #[tokio::test]
+    async fn concurrent_stores_all_become_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let spool = std::sync::Arc::new(spool);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let spool = spool.clone();
+            tasks.push(tokio::spawn(async move {
+                spool
+                    .store(&envelope(), format!("m{i}\r\n").as_bytes())
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(spool.ids().unwrap().len(), 50);
+    }
+}
