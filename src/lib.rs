@@ -1,11 +1,127 @@
 //! mxguard: an inbound spam-filtering SMTP gateway for equal-preference MX tiers.
 //!
-//! Data flows one way: listener → session → policy → spool → relay.
+//! Data flows one way: listener → session → policy → spool → relay. [`serve`] wires
+//! them together on listeners the caller has already bound (so tests can bind port 0).
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod policy;
 pub mod relay;
 pub mod smtp;
 pub mod spool;
+
+use config::Config;
+use metrics::Metrics;
+use policy::{Policy, RecipientVerifier};
+use smtp::Shared;
+use spool::Spool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Failures that stop the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+    /// The STARTTLS certificate or key could not be loaded.
+    #[error("server.tls: {0}")]
+    Tls(String),
+}
+
+/// A running gateway's handle for reloads.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// Replaces the policy snapshot; sessions already running keep the one they started with.
+    pub fn reload(&self, config: Config) {
+        let policy = build_policy(Arc::new(config), &self.shared.metrics);
+        self.shared.policy.store(policy);
+    }
+}
+
+/// Compiles the policy snapshot of a configuration.
+fn build_policy(config: Arc<Config>, metrics: &Arc<Metrics>) -> Arc<Policy> {
+    let callout = Arc::new(relay::Callout::new(&config.relay, metrics.clone()));
+    let verifier = Arc::new(RecipientVerifier::new(
+        &config.relay.recipients,
+        Some(callout),
+    ));
+    Arc::new(Policy::new(config, verifier))
+}
+
+/// Runs the gateway on `listeners` until `shutdown` is cancelled, then drains: no new
+/// clients, running sessions get `shutdown_grace` to finish, delivery stops last.
+/// `on_start` receives the reload handle once everything runs.
+pub async fn serve(
+    config: Config,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+    on_start: impl FnOnce(Gateway),
+) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let (spool, ready) = Spool::open(&config.spool.dir)?;
+    let spool = Arc::new(spool);
+    let metrics = Arc::new(Metrics::new());
+    let policy = build_policy(config.clone(), &metrics);
+    let tls = match &config.server.tls {
+        Some(files) => Some(
+            smtp::conn::load_acceptor(&files.certificate, &files.key).map_err(ServeError::Tls)?,
+        ),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(
+        policy,
+        spool.clone(),
+        metrics.clone(),
+        tls,
+        shutdown.clone(),
+    ));
+
+    let delivery_stop = CancellationToken::new();
+    let delivery = relay::start(config.clone(), spool, ready, metrics, delivery_stop.clone());
+
+    let sessions = TaskTracker::new();
+    let acceptors = TaskTracker::new();
+    for listener in listeners {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, hostname = %config.server.hostname, "listening");
+        }
+        acceptors.spawn(smtp::accept_loop(
+            listener,
+            shared.clone(),
+            sessions.clone(),
+        ));
+    }
+    acceptors.close();
+    on_start(Gateway {
+        shared: shared.clone(),
+    });
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new connections");
+    acceptors.wait().await;
+    sessions.close();
+    let grace = config.server.limits.shutdown_grace;
+    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        tracing::warn!(
+            sessions = sessions.len(),
+            "sessions still running after the shutdown grace period; closing them"
+        );
+    }
+    delivery_stop.cancel();
+    let bound = config.relay.data_timeout.max(Duration::from_secs(1));
+    if tokio::time::timeout(bound, delivery).await.is_err() {
+        tracing::warn!("delivery workers did not stop in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -94,13 +94,31 @@ impl Spool {
     /// Opens (creating if needed) a spool; returns it with the channel on which every
     /// newly stored message id is announced, for the delivery scheduler.
     pub fn open(dir: &Path) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
+        Self::open_inner(dir, true)
+    }
+
+    /// Opens the spool of a gateway that may be running, for `mxguard queue`: files being
+    /// written in `tmp/` are left alone.
+    pub fn open_for_admin(dir: &Path) -> Result<Spool, SpoolError> {
+        Self::open_inner(dir, false).map(|(spool, _)| spool)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        clean_tmp: bool,
+    ) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
         let tmp = dir.join("tmp");
         let queue = dir.join("queue");
         for d in [dir, &tmp, &queue] {
             fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
         // Files left in tmp/ were never acknowledged to anyone.
-        for entry in fs::read_dir(&tmp).map_err(io_err("read", &tmp))? {
+        let leftovers = if clean_tmp {
+            fs::read_dir(&tmp).map_err(io_err("read", &tmp))?.collect()
+        } else {
+            Vec::new()
+        };
+        for entry in leftovers {
             let path = entry.map_err(io_err("read", &tmp))?.path();
             let _ = fs::remove_file(&path);
         }
@@ -127,14 +145,28 @@ impl Spool {
     /// message file and its directory entry are on stable storage.
     pub async fn store(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, SpoolError> {
         let id = QueueId::generate();
+        self.store_as(&id, envelope, b"", message).await?;
+        Ok(id)
+    }
+
+    /// Like [`Spool::store`] under an id chosen by the caller (who already named it in a
+    /// `Received:` header), with `prefix` (such as that header) written before `message`.
+    pub async fn store_as(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        prefix: &[u8],
+        message: &[u8],
+    ) -> Result<(), SpoolError> {
         let tmp_path = self.tmp.join(id.as_str());
         let final_path = self.queue.join(id.as_str());
-        let header = encode_header(envelope)?;
+        let mut bytes = encode_header(envelope)?;
+        bytes.reserve(prefix.len() + message.len());
+        bytes.extend_from_slice(prefix);
+        bytes.extend_from_slice(message);
         let write_result = {
             let tmp_path = tmp_path.clone();
-            // The bytes are copied once into the blocking task; the session keeps its buffer.
-            let message = message.to_vec();
-            tokio::task::spawn_blocking(move || write_new_file(&tmp_path, &header, &message))
+            tokio::task::spawn_blocking(move || write_new_file(&tmp_path, &bytes, b""))
                 .await
                 .map_err(|_| SpoolError::Stopped)?
         };
@@ -151,7 +183,7 @@ impl Spool {
             return Err(e);
         }
         let _ = self.ready.send(id.clone());
-        Ok(id)
+        Ok(())
     }
 
     /// Announces an existing queued message for delivery again (e.g. after `flush`).

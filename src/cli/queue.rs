@@ -1,0 +1,104 @@
+//! `mxguard queue`: list, show, flush and delete spooled messages.
+
+use super::QueueAction;
+use crate::config::Config;
+use crate::spool::{unix_now, QueueId, RcptStatus, Spool};
+use anyhow::{bail, Context as _};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Runs one queue action against the spool named in the configuration.
+pub fn run(config_path: &Path, action: QueueAction) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let spool = Spool::open_for_admin(&config.spool.dir)?;
+    match action {
+        QueueAction::List => list(&spool)?,
+        QueueAction::Show { id } => show(&spool, &parse_id(&id)?)?,
+        QueueAction::Flush => {
+            let path = spool.flush_request_path();
+            std::fs::write(&path, b"flush\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "flush requested: the running gateway retries every queued message within seconds"
+            );
+        }
+        QueueAction::Delete { id } => {
+            let id = parse_id(&id)?;
+            spool.remove(&id)?;
+            println!("{id}: deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_id(s: &str) -> anyhow::Result<QueueId> {
+    match QueueId::parse(s) {
+        Some(id) => Ok(id),
+        None => bail!("{s:?} is not a queue id"),
+    }
+}
+
+fn list(spool: &Spool) -> anyhow::Result<()> {
+    let ids = spool.ids()?;
+    println!(
+        "{:<24} {:>8} {:>8} {:<32} {:<40} ERROR",
+        "ID", "AGE", "TRIES", "SENDER", "RECIPIENTS"
+    );
+    let now = unix_now();
+    for id in &ids {
+        let Ok(e) = spool.entry(id) else { continue };
+        let pending: Vec<&str> = e
+            .envelope
+            .rcpt_to
+            .iter()
+            .zip(&e.state.rcpt_status)
+            .filter(|(_, s)| **s == RcptStatus::Pending)
+            .map(|(r, _)| r.as_str())
+            .collect();
+        let sender = if e.envelope.mail_from.is_empty() {
+            "<>"
+        } else {
+            e.envelope.mail_from.as_str()
+        };
+        println!(
+            "{:<24} {:>8} {:>8} {:<32} {:<40} {}",
+            id,
+            humantime::format_duration(std::time::Duration::from_secs(
+                now.saturating_sub(e.envelope.received_at)
+            ))
+            .to_string(),
+            e.state.attempts,
+            sender,
+            pending.join(","),
+            e.state.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    println!("{} message(s)", ids.len());
+    Ok(())
+}
+
+fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
+    let m = spool.load(id)?;
+    let e = &m.envelope;
+    println!("id:          {}", m.id);
+    println!("from:        <{}>", e.mail_from);
+    for (rcpt, status) in e.rcpt_to.iter().zip(&m.state.rcpt_status) {
+        println!("to:          <{rcpt}> ({status:?})");
+    }
+    println!("client:      {} ({})", e.client_ip, e.helo);
+    println!("received:    {} (unix)", e.received_at);
+    println!("verdict:     {} (score {:.2})", e.verdict, e.score);
+    println!("size:        {}", m.body.len());
+    println!("attempts:    {}", m.state.attempts);
+    println!("next try:    {} (unix)", m.state.next_attempt);
+    println!(
+        "last error:  {}",
+        m.state.last_error.as_deref().unwrap_or("-")
+    );
+    println!();
+    let end = memchr::memmem::find(&m.body, b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap_or(m.body.len());
+    print!("{}", String::from_utf8_lossy(&m.body[..end]));
+    Ok(())
+}

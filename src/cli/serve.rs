@@ -1,0 +1,99 @@
+//! `mxguard serve`: logging, signals, listeners, then the library's `serve`.
+
+use super::LogFormatArg;
+use crate::config::{Config, LogFormat};
+use anyhow::Context as _;
+use std::path::Path;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Starts the gateway and blocks until SIGTERM/SIGINT.
+pub fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let format = match log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => config.log.format,
+    };
+    init_logging(format, &config.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mxguard")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async_main(config_path, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in &config.server.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("server.listen: cannot bind {addr}"))?;
+        listeners.push(l);
+    }
+    let shutdown = CancellationToken::new();
+    spawn_signal_handlers(shutdown.clone())?;
+    let (gateway_tx, gateway_rx) = tokio::sync::oneshot::channel();
+    spawn_reload_handler(config_path.to_owned(), gateway_rx)?;
+    crate::serve(config, listeners, shutdown, |gw| {
+        let _ = gateway_tx.send(gw);
+    })
+    .await?;
+    Ok(())
+}
+
+fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// SIGHUP re-reads the configuration; a broken file keeps the running policy.
+fn spawn_reload_handler(
+    path: std::path::PathBuf,
+    gateway: tokio::sync::oneshot::Receiver<crate::Gateway>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        let Ok(gateway) = gateway.await else { return };
+        while hup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(config) => {
+                    gateway.reload(config);
+                    tracing::info!(config = %path.display(), "configuration reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                }
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Recipient verification at RCPT on every gateway: static lists first, then a callout to
+//! the internal server. Unknown → 550 5.1.1; cannot tell → 450 4.4.3 (never accept and
+//! bounce later: that is backscatter).
+
+use super::{Check, Context, Decision, Reply, Stage};
+use crate::config::{RecipientList, RecipientsConfig};
+use crate::relay::{Callout, CalloutAnswer};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What verification concluded about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The recipient exists (or verification is not configured for its domain).
+    Known,
+    /// The recipient does not exist; the text says who said so.
+    Unknown(String),
+    /// Nobody could tell right now.
+    Unavailable(String),
+}
+
+/// Settles recipients from static lists and, when enabled, callouts.
+#[derive(Debug)]
+pub struct RecipientVerifier {
+    lists: BTreeMap<String, Arc<RecipientList>>,
+    callout: Option<Arc<Callout>>,
+}
+
+impl RecipientVerifier {
+    /// Builds a verifier; `callout` is used when the configuration enables it.
+    pub fn new(config: &RecipientsConfig, callout: Option<Arc<Callout>>) -> RecipientVerifier {
+        RecipientVerifier {
+            lists: config.lists.clone(),
+            callout: if config.callout { callout } else { None },
+        }
+    }
+
+    /// Verifies `local@domain`.
+    ///
+    /// A listed recipient is known without asking anyone. An unlisted one is asked of the
+    /// internal server when callouts are on, else unknown. A domain without a list is
+    /// verified by callout, or accepted when callouts are off.
+    pub async fn verify(&self, local: &str, domain: &str) -> Verification {
+        let list = self.lists.get(domain);
+        if list.is_some_and(|l| l.contains(local)) {
+            return Verification::Known;
+        }
+        match (&self.callout, list) {
+            (Some(callout), _) => match callout.verify(&format!("{local}@{domain}")).await {
+                CalloutAnswer::Exists => Verification::Known,
+                CalloutAnswer::Unknown { reply } => Verification::Unknown(reply),
+                CalloutAnswer::Unavailable { reason } => Verification::Unavailable(reason),
+            },
+            (None, Some(_)) => Verification::Unknown("not in the recipient list".into()),
+            (None, None) => Verification::Known,
+        }
+    }
+}
+
+/// The RCPT-stage check around [`RecipientVerifier`].
+#[derive(Debug)]
+pub struct VerifyRecipient {
+    verifier: Arc<RecipientVerifier>,
+}
+
+impl VerifyRecipient {
+    /// Wraps a shared verifier.
+    pub fn new(verifier: Arc<RecipientVerifier>) -> VerifyRecipient {
+        VerifyRecipient { verifier }
+    }
+}
+
+#[async_trait]
+impl Check for VerifyRecipient {
+    fn name(&self) -> &'static str {
+        "verify_recipient"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Rcpt
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let Some(rcpt) = &ctx.rcpt else {
+            return Decision::Continue;
+        };
+        let path = rcpt.to_path();
+        match self.verifier.verify(&rcpt.local, &rcpt.domain).await {
+            Verification::Known => Decision::Continue,
+            Verification::Unknown(why) => {
+                tracing::debug!(rcpt = %path, reason = %why, "unknown recipient");
+                ctx.hit("RCPT_UNKNOWN", 0.0);
+                Decision::Reject(Reply::new(
+                    550,
+                    "5.1.1",
+                    format!("<{path}>: Recipient address rejected: user unknown"),
+                ))
+            }
+            Verification::Unavailable(why) => {
+                tracing::info!(rcpt = %path, reason = %why, "recipient verification unavailable");
+                ctx.hit("RCPT_VERIFY_UNAVAILABLE", 0.0);
+                Decision::Tempfail(Reply::new(
+                    450,
+                    "4.4.3",
+                    format!("<{path}>: Recipient verification unavailable, try again later"),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn recipients_config(list: &str) -> RecipientsConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("list");
+        std::fs::write(&file, list).unwrap();
+        let text = format!(
+            "[relay]\ndomains=[\"example.test\",\"other.test\"]\ninternal=[\"127.0.0.1:2526\"]\n[relay.recipients]\nlists={{\"example.test\"={:?}}}\n",
+            file.display().to_string()
+        );
+        Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap()
+            .relay
+            .recipients
+    }
+
+    #[tokio::test]
+    async fn list_decides_for_its_domain_and_others_pass_without_callout() {
+        let v = RecipientVerifier::new(&recipients_config("alice\nsales-*\n"), None);
+        assert_eq!(v.verify("Alice", "example.test").await, Verification::Known);
+        assert_eq!(
+            v.verify("sales-eu", "example.test").await,
+            Verification::Known
+        );
+        assert!(matches!(
+            v.verify("bob", "example.test").await,
+            Verification::Unknown(_)
+        ));
+        assert_eq!(v.verify("bob", "other.test").await, Verification::Known);
+    }
+}

@@ -1,0 +1,155 @@
+//! Relay control: only recipients in `relay.domains` are accepted, and every open-relay
+//! trick (percent hack, bang path, source route, quoted `@`, address literal, double `@`,
+//! trailing dot) is refused at RCPT with 550 5.7.1.
+
+use super::{Check, Context, Decision, Reply, Stage};
+use crate::config::Config;
+use async_trait::async_trait;
+
+/// Decides whether a recipient is ours to relay.
+#[derive(Debug)]
+pub struct RelayControl {
+    /// Lower-case domains; a leading dot also admits subdomains.
+    domains: Vec<String>,
+    /// Domain that qualifies a bare `postmaster` (RFC 5321 §4.5.1).
+    postmaster_domain: Option<String>,
+}
+
+impl RelayControl {
+    /// Builds relay control from `relay.domains`.
+    pub fn new(config: &Config) -> RelayControl {
+        let domains = config.relay.domains.clone();
+        let postmaster_domain = domains.iter().find(|d| !d.starts_with('.')).cloned();
+        RelayControl {
+            domains,
+            postmaster_domain,
+        }
+    }
+
+    fn is_relay_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| match d.strip_prefix('.') {
+            Some(parent) => domain.len() > parent.len() && domain.ends_with(d.as_str()),
+            None => domain == d,
+        })
+    }
+
+    /// Why `rcpt` must not be relayed, or `None` when it may.
+    fn refusal(&self, local: &str, domain: &str, source_route: bool) -> Option<&'static str> {
+        if source_route {
+            return Some("source routes are not accepted");
+        }
+        if local.contains(['@', '%', '!']) {
+            return Some("routing characters in the local part are not accepted");
+        }
+        if domain.starts_with('[') {
+            return Some("address literals are not accepted");
+        }
+        if domain.ends_with('.') {
+            return Some("domain must not end with a dot");
+        }
+        if !self.is_relay_domain(domain) {
+            return Some("relay access denied");
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Check for RelayControl {
+    fn name(&self) -> &'static str {
+        "relay_control"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Rcpt
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let Some(rcpt) = ctx.rcpt.as_mut() else {
+            return Decision::Continue;
+        };
+        if rcpt.domain.is_empty() && rcpt.local.eq_ignore_ascii_case("postmaster") && !rcpt.quoted {
+            if let Some(d) = &self.postmaster_domain {
+                rcpt.domain = d.clone();
+                return Decision::Continue;
+            }
+        }
+        match self.refusal(&rcpt.local, &rcpt.domain, rcpt.source_route) {
+            None => Decision::Continue,
+            Some(why) => {
+                let text = format!("<{rcpt}>: {why}");
+                ctx.hit("RELAY_DENIED", 0.0);
+                Decision::Reject(Reply::new(550, "5.7.1", text))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ClientInfo;
+    use crate::smtp::address::parse_path;
+    use std::path::Path;
+
+    fn control() -> RelayControl {
+        let c = Config::from_toml(
+            Path::new("t.toml"),
+            "[relay]\ndomains=[\"example.test\", \".sub.example.test\"]\ninternal=[\"127.0.0.1:2526\"]\n",
+        )
+        .unwrap();
+        RelayControl::new(&c)
+    }
+
+    async fn judge(rcpt: &str) -> Decision {
+        let mut ctx = Context::new(ClientInfo {
+            ip: "192.0.2.1".parse().unwrap(),
+            helo: None,
+            tls: false,
+        });
+        ctx.rcpt = Some(parse_path(rcpt).unwrap());
+        control().run(&mut ctx).await
+    }
+
+    #[tokio::test]
+    async fn relayed_domains_and_listed_subdomains_pass() {
+        for ok in [
+            "user@example.test",
+            "user@EXAMPLE.test",
+            "u@a.sub.example.test",
+            "postmaster",
+        ] {
+            assert_eq!(judge(ok).await, Decision::Continue, "{ok}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_open_relay_form_is_refused() {
+        for bad in [
+            "to@other.test",
+            "to%other.test@mx.example.test",
+            "to%other.test@[127.0.0.1]",
+            "\"to@other.test\"",
+            "\"to%other.test\"",
+            "\"to@other.test\"@[127.0.0.1]",
+            "to@other.test@mx.example.test",
+            "to@other.test@example.test",
+            "@mx.example.test:to@other.test",
+            "@[127.0.0.1]:to@example.test",
+            "other.test!to",
+            "other.test!to@mx.example.test",
+            "other.test!to@[127.0.0.1]",
+            "to%other.test@example.test",
+            "user@unlisted.example.test",
+            "user@sub.example.test",
+            "user@example.test.",
+            "user@localhost",
+            "user@[127.0.0.1]",
+        ] {
+            assert!(
+                matches!(judge(bad).await, Decision::Reject(ref r) if r.code == 550 && r.status == "5.7.1"),
+                "{bad} must be refused"
+            );
+        }
+    }
+}

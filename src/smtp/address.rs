@@ -1,0 +1,292 @@
+//! Mailbox paths from MAIL FROM and RCPT TO, parsed strictly (RFC 5321 §4.1.2).
+//!
+//! The parser keeps what relay control must see: a source route, a quoted local part,
+//! an address literal. It does not judge them; the policy does.
+
+use std::fmt;
+
+/// A parsed reverse-path or forward-path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Local part with quoting removed (`"a b"` → `a b`).
+    pub local: String,
+    /// Domain as written, lower-cased; `[192.0.2.1]` for address literals; empty when absent.
+    pub domain: String,
+    /// The local part was a quoted string.
+    pub quoted: bool,
+    /// The path carried an (obsolete) source route `@a,@b:`.
+    pub source_route: bool,
+}
+
+impl Address {
+    /// `local@domain`, re-quoting the local part when needed; `local` alone without a domain.
+    pub fn to_path(&self) -> String {
+        let local = if self.quoted || needs_quoting(&self.local) {
+            let escaped = self.local.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("\"{escaped}\"")
+        } else {
+            self.local.clone()
+        };
+        if self.domain.is_empty() {
+            local
+        } else {
+            format!("{local}@{}", self.domain)
+        }
+    }
+
+    /// Whether the domain is an address literal such as `[192.0.2.1]`.
+    pub fn is_address_literal(&self) -> bool {
+        self.domain.starts_with('[')
+    }
+
+    /// Whether any part is outside ASCII (needs SMTPUTF8).
+    pub fn is_utf8(&self) -> bool {
+        !self.local.is_ascii() || !self.domain.is_ascii()
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_path())
+    }
+}
+
+/// Why a path did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Missing `<` or `>`.
+    #[error("address must be enclosed in <>")]
+    NoBrackets,
+    /// Characters not allowed in a mailbox.
+    #[error("bad address syntax")]
+    Syntax,
+    /// Longer than RFC 5321 allows.
+    #[error("address too long")]
+    TooLong,
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn needs_quoting(local: &str) -> bool {
+    local.is_empty()
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || !local.chars().all(|c| c == '.' || is_atext(c))
+}
+
+/// Splits `<path> params` into the path text (without brackets) and the parameter text.
+pub fn split_path(arg: &str) -> Result<(&str, &str), AddressError> {
+    let arg = arg.trim_start();
+    let rest = arg.strip_prefix('<').ok_or(AddressError::NoBrackets)?;
+    // Find the closing '>' outside a quoted string.
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => in_quote = !in_quote,
+            '>' if !in_quote => return Ok((&rest[..i], rest[i + 1..].trim())),
+            _ => {}
+        }
+    }
+    Err(AddressError::NoBrackets)
+}
+
+/// Parses the inside of `<...>`. The empty path parses to an empty local and domain.
+pub fn parse_path(path: &str) -> Result<Address, AddressError> {
+    if path.len() > 512 {
+        return Err(AddressError::TooLong);
+    }
+    if path.is_empty() {
+        return Ok(Address {
+            local: String::new(),
+            domain: String::new(),
+            quoted: false,
+            source_route: false,
+        });
+    }
+    let (source_route, mailbox) = match path.strip_prefix('@') {
+        Some(_) => {
+            let colon = find_unquoted(path, ':').ok_or(AddressError::Syntax)?;
+            let route = &path[..colon];
+            if !route.split(',').all(|hop| {
+                hop.strip_prefix('@')
+                    .is_some_and(|d| !d.is_empty() && valid_domain(d))
+            }) {
+                return Err(AddressError::Syntax);
+            }
+            (true, &path[colon + 1..])
+        }
+        None => (false, path),
+    };
+    let (local, quoted, rest) = if let Some(q) = mailbox.strip_prefix('"') {
+        let (text, after) = parse_quoted(q)?;
+        (text, true, after)
+    } else {
+        match find_unquoted_last(mailbox, '@') {
+            Some(at) => (mailbox[..at].to_owned(), false, &mailbox[at..]),
+            None => (mailbox.to_owned(), false, ""),
+        }
+    };
+    if !quoted && (local.is_empty() || needs_quoting(&local) && !dot_atom_with_at(&local)) {
+        return Err(AddressError::Syntax);
+    }
+    if local.len() > 64 && !source_route {
+        return Err(AddressError::TooLong);
+    }
+    let domain = match rest.strip_prefix('@') {
+        Some(d) if valid_domain(d) => d.to_lowercase(),
+        Some(_) => return Err(AddressError::Syntax),
+        None if rest.is_empty() => String::new(),
+        None => return Err(AddressError::Syntax),
+    };
+    Ok(Address {
+        local,
+        domain,
+        quoted,
+        source_route,
+    })
+}
+
+/// An unquoted local part may contain `@` only as in `a@b@c` (double-@ relay trick); we parse
+/// it so relay control can refuse it by name rather than as a syntax error.
+fn dot_atom_with_at(local: &str) -> bool {
+    local.split('@').all(|p| !p.is_empty() && !needs_quoting(p))
+}
+
+fn parse_quoted(s: &str) -> Result<(String, &str), AddressError> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, &s[i + 1..])),
+            '\\' => match chars.next() {
+                Some((_, e)) if e != '\r' && e != '\n' => out.push(e),
+                _ => return Err(AddressError::Syntax),
+            },
+            c if c.is_control() => return Err(AddressError::Syntax),
+            c => out.push(c),
+        }
+    }
+    Err(AddressError::Syntax)
+}
+
+fn find_unquoted(s: &str, needle: char) -> Option<usize> {
+    let mut in_quote = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => in_quote = !in_quote,
+            c if c == needle && !in_quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn find_unquoted_last(s: &str, needle: char) -> Option<usize> {
+    s.char_indices()
+        .filter(|&(_, c)| c == needle)
+        .map(|(i, _)| i)
+        .last()
+}
+
+/// A domain name, trailing dot tolerated (relay control refuses it), or an address literal.
+fn valid_domain(d: &str) -> bool {
+    if let Some(lit) = d.strip_prefix('[') {
+        let Some(inner) = lit.strip_suffix(']') else {
+            return false;
+        };
+        if let Some(v6) = inner
+            .strip_prefix("IPv6:")
+            .or_else(|| inner.strip_prefix("ipv6:"))
+        {
+            return v6.parse::<std::net::Ipv6Addr>().is_ok();
+        }
+        return inner.parse::<std::net::Ipv4Addr>().is_ok();
+    }
+    let name = d.strip_suffix('.').unwrap_or(d);
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Address {
+        parse_path(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn plain_mailbox() {
+        let a = p("User@Example.TEST");
+        assert_eq!(a.local, "User");
+        assert_eq!(a.domain, "example.test");
+        assert_eq!(a.to_path(), "User@example.test");
+    }
+
+    #[test]
+    fn null_path() {
+        let a = p("");
+        assert!(a.local.is_empty() && a.domain.is_empty());
+    }
+
+    #[test]
+    fn relay_tricks_parse_with_their_marks_kept() {
+        assert!(p("@mx.example.test:to@other.test").source_route);
+        assert!(p("@[127.0.0.1]:to@other.test").source_route);
+        let q = p("\"to@other.test\"@[127.0.0.1]");
+        assert!(q.quoted && q.local == "to@other.test" && q.is_address_literal());
+        assert_eq!(p("to%other.test@mx.example.test").local, "to%other.test");
+        assert_eq!(p("other.test!to").domain, "");
+        let double = p("to@other.test@mx.example.test");
+        assert_eq!(double.local, "to@other.test");
+        assert_eq!(double.domain, "mx.example.test");
+        assert_eq!(p("to@example.test.").domain, "example.test.");
+    }
+
+    #[test]
+    fn bad_syntax_is_refused() {
+        for bad in [
+            "a@",
+            "@",
+            "a@b..c",
+            "a@-b.c",
+            ".a@b.c",
+            "a@[1.2.3]",
+            "\"unterminated@b.c",
+            "a b@c.d",
+        ] {
+            assert!(parse_path(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn split_path_finds_parameters() {
+        assert_eq!(split_path("<a@b.c> SIZE=10").unwrap(), ("a@b.c", "SIZE=10"));
+        assert_eq!(split_path("<\"x>y\"@b.c>").unwrap(), ("\"x>y\"@b.c", ""));
+        assert!(split_path("a@b.c").is_err());
+    }
+
+    #[test]
+    fn utf8_addresses_are_recognised() {
+        assert!(p("jörg@example.test").is_utf8());
+        assert!(!p("joerg@example.test").is_utf8());
+    }
+}

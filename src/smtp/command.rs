@@ -1,0 +1,280 @@
+//! SMTP command lines → [`Command`] values, with the ESMTP parameters we advertise.
+
+use super::address::{parse_path, split_path, Address, AddressError};
+
+/// `BODY=` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// 7-bit (the default).
+    SevenBit,
+    /// RFC 6152 8-bit MIME.
+    EightBitMime,
+}
+
+/// Parameters of MAIL FROM that we support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailParams {
+    /// `SIZE=` (RFC 1870).
+    pub size: Option<usize>,
+    /// `BODY=` (RFC 6152).
+    pub body: Body,
+    /// `SMTPUTF8` (RFC 6531).
+    pub smtputf8: bool,
+}
+
+/// One parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `EHLO name`.
+    Ehlo(String),
+    /// `HELO name`.
+    Helo(String),
+    /// `MAIL FROM:<path> [params]`.
+    Mail(Address, MailParams),
+    /// `RCPT TO:<path>`.
+    Rcpt(Address),
+    /// `DATA`.
+    Data,
+    /// `BDAT size [LAST]` (RFC 3030).
+    Bdat {
+        /// Octets that follow the command line.
+        size: usize,
+        /// Whether this is the last chunk.
+        last: bool,
+    },
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+    /// `HELP [topic]`.
+    Help,
+    /// `VRFY x`.
+    Vrfy,
+    /// `EXPN x`.
+    Expn,
+    /// `STARTTLS`.
+    StartTls,
+}
+
+/// Why a command line was refused; each maps to one reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Unknown verb (500 5.5.2).
+    #[error("command not recognized")]
+    Unknown,
+    /// Known verb with bad arguments (501 5.5.4).
+    #[error("{0}")]
+    Syntax(&'static str),
+    /// A path that does not parse (553 5.1.x / 501).
+    #[error("{0}")]
+    Address(AddressError),
+    /// Parameter we do not support (555 5.5.4).
+    #[error("unsupported parameter {0}")]
+    Parameter(String),
+    /// Not valid UTF-8 or contains control characters (500 5.5.2).
+    #[error("command contains invalid characters")]
+    Encoding,
+}
+
+/// Parses one command line without its line ending.
+pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
+    let line = std::str::from_utf8(line).map_err(|_| CommandError::Encoding)?;
+    if line.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(CommandError::Encoding);
+    }
+    let (verb, arg) = match line.find(' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    };
+    let no_arg = |cmd: Command| {
+        if arg.trim().is_empty() {
+            Ok(cmd)
+        } else {
+            Err(CommandError::Syntax("this command takes no argument"))
+        }
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "EHLO" => hello_name(arg).map(Command::Ehlo),
+        "HELO" => hello_name(arg).map(Command::Helo),
+        "MAIL" => parse_mail(arg),
+        "RCPT" => parse_rcpt(arg),
+        "DATA" => no_arg(Command::Data),
+        "BDAT" => parse_bdat(arg),
+        "RSET" => no_arg(Command::Rset),
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_arg(Command::Quit),
+        "HELP" => Ok(Command::Help),
+        "VRFY" => Ok(Command::Vrfy),
+        "EXPN" => Ok(Command::Expn),
+        "STARTTLS" => no_arg(Command::StartTls),
+        _ => Err(CommandError::Unknown),
+    }
+}
+
+fn hello_name(arg: &str) -> Result<String, CommandError> {
+    let name = arg.trim();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(CommandError::Syntax(
+            "a single host name or address literal is required",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Strips a case-insensitive keyword such as `FROM:`, tolerating one space after the colon.
+fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = arg.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| arg[keyword.len()..].trim_start_matches(' '))
+}
+
+fn parse_mail(arg: &str) -> Result<Command, CommandError> {
+    let rest =
+        strip_keyword(arg, "FROM:").ok_or(CommandError::Syntax("expected MAIL FROM:<address>"))?;
+    let (path, params) = split_path(rest).map_err(CommandError::Address)?;
+    let address = parse_path(path).map_err(CommandError::Address)?;
+    let mut mail = MailParams {
+        size: None,
+        body: Body::SevenBit,
+        smtputf8: false,
+    };
+    for param in params.split(' ').filter(|p| !p.is_empty()) {
+        let (key, value) = match param.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (param, None),
+        };
+        match (key.to_ascii_uppercase().as_str(), value) {
+            ("SIZE", Some(v)) => {
+                let size = v
+                    .parse()
+                    .map_err(|_| CommandError::Syntax("bad SIZE value"))?;
+                mail.size = Some(size);
+            }
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => mail.body = Body::SevenBit,
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
+                mail.body = Body::EightBitMime
+            }
+            ("SMTPUTF8", None) => mail.smtputf8 = true,
+            _ => return Err(CommandError::Parameter(param.to_owned())),
+        }
+    }
+    Ok(Command::Mail(address, mail))
+}
+
+fn parse_rcpt(arg: &str) -> Result<Command, CommandError> {
+    let rest =
+        strip_keyword(arg, "TO:").ok_or(CommandError::Syntax("expected RCPT TO:<address>"))?;
+    let (path, params) = split_path(rest).map_err(CommandError::Address)?;
+    if let Some(param) = params.split(' ').find(|p| !p.is_empty()) {
+        return Err(CommandError::Parameter(param.to_owned()));
+    }
+    let address = parse_path(path).map_err(CommandError::Address)?;
+    if address.local.is_empty() {
+        return Err(CommandError::Syntax("an empty recipient is not allowed"));
+    }
+    Ok(Command::Rcpt(address))
+}
+
+fn parse_bdat(arg: &str) -> Result<Command, CommandError> {
+    let mut words = arg.split(' ').filter(|w| !w.is_empty());
+    let size = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or(CommandError::Syntax("expected BDAT <size> [LAST]"))?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(CommandError::Syntax("expected BDAT <size> [LAST]")),
+    };
+    if words.next().is_some() {
+        return Err(CommandError::Syntax("expected BDAT <size> [LAST]"));
+    }
+    Ok(Command::Bdat { size, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(
+            parse(b"ehlo client.example").unwrap(),
+            Command::Ehlo("client.example".into())
+        );
+        assert_eq!(parse(b"QuIt").unwrap(), Command::Quit);
+        assert_eq!(parse(b"STARTTLS").unwrap(), Command::StartTls);
+    }
+
+    #[test]
+    fn mail_with_parameters() {
+        let Command::Mail(a, p) =
+            parse(b"MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(a.to_path(), "a@b.example");
+        assert_eq!(p.size, Some(1000));
+        assert_eq!(p.body, Body::EightBitMime);
+        assert!(p.smtputf8);
+    }
+
+    #[test]
+    fn null_sender_and_space_after_colon_are_accepted() {
+        assert!(
+            matches!(parse(b"MAIL FROM:<>").unwrap(), Command::Mail(a, _) if a.local.is_empty())
+        );
+        assert!(matches!(
+            parse(b"MAIL FROM: <a@b.example>").unwrap(),
+            Command::Mail(..)
+        ));
+    }
+
+    #[test]
+    fn unsupported_parameters_are_refused() {
+        assert!(matches!(
+            parse(b"MAIL FROM:<a@b.c> RET=FULL"),
+            Err(CommandError::Parameter(_))
+        ));
+        assert!(matches!(
+            parse(b"MAIL FROM:<a@b.c> BODY=BINARYMIME"),
+            Err(CommandError::Parameter(_))
+        ));
+        assert!(matches!(
+            parse(b"RCPT TO:<a@b.c> NOTIFY=NEVER"),
+            Err(CommandError::Parameter(_))
+        ));
+    }
+
+    #[test]
+    fn bdat_forms() {
+        assert_eq!(
+            parse(b"BDAT 10").unwrap(),
+            Command::Bdat {
+                size: 10,
+                last: false
+            }
+        );
+        assert_eq!(
+            parse(b"BDAT 0 LAST").unwrap(),
+            Command::Bdat {
+                size: 0,
+                last: true
+            }
+        );
+        assert!(parse(b"BDAT x").is_err());
+        assert!(parse(b"BDAT 1 LAST more").is_err());
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert_eq!(parse(b"FOO bar"), Err(CommandError::Unknown));
+        assert_eq!(parse(b"MAIL FROM:<a@b.c>\x00"), Err(CommandError::Encoding));
+        assert_eq!(parse(b"\xff\xfe"), Err(CommandError::Encoding));
+        assert!(parse(b"HELO").is_err());
+        assert!(parse(b"DATA now").is_err());
+        assert!(parse(b"RCPT TO:<>").is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! The client connection: plaintext or TLS stream, our own read buffer (so STARTTLS can
+//! throw away pipelined plaintext), line framing with a length limit, and reply batching
+//! for PIPELINING.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Plaintext or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    /// Before STARTTLS.
+    Plain(TcpStream),
+    /// After a successful STARTTLS handshake.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Transient state during the handshake.
+    Closed,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The client closed the connection.
+    #[error("connection closed by client")]
+    Closed,
+    /// No data before the deadline.
+    #[error("timeout")]
+    Timeout,
+    /// Transport error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// One framed command line.
+#[derive(Debug)]
+pub enum Line {
+    /// A line without its line ending.
+    Complete(Vec<u8>),
+    /// A line over the limit; it was read to its end and discarded.
+    TooLong,
+}
+
+/// A session's connection with buffered input and output.
+#[derive(Debug)]
+pub struct Conn {
+    stream: Stream,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    wbuf: Vec<u8>,
+}
+
+impl Conn {
+    /// Wraps an accepted TCP stream.
+    pub fn new(tcp: TcpStream) -> Conn {
+        Conn {
+            stream: Stream::Plain(tcp),
+            rbuf: Vec::with_capacity(8192),
+            rpos: 0,
+            wbuf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Whether the client sent bytes we have not consumed yet.
+    pub fn has_buffered_input(&self) -> bool {
+        self.rpos < self.rbuf.len()
+    }
+
+    /// Unconsumed input.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf[self.rpos..]
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.rpos = (self.rpos + n).min(self.rbuf.len());
+        if self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        }
+    }
+
+    /// Drops all unconsumed input (used at STARTTLS: plaintext sent ahead must not be
+    /// interpreted inside the TLS session).
+    pub fn discard_input(&mut self) -> usize {
+        let n = self.rbuf.len() - self.rpos;
+        self.rbuf.clear();
+        self.rpos = 0;
+        n
+    }
+
+    /// Reads more bytes into the buffer, waiting until `deadline`.
+    pub async fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+        if self.rpos > 0 && self.rpos * 2 > self.rbuf.capacity() {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let start = self.rbuf.len();
+        self.rbuf.resize(start + 16 * 1024, 0);
+        let read =
+            tokio::time::timeout_at(deadline, self.stream.read(&mut self.rbuf[start..])).await;
+        let result = match read {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Ok(Ok(0)) => Err(ReadError::Closed),
+            Ok(Ok(n)) => Ok(n),
+        };
+        let n = *result.as_ref().unwrap_or(&0);
+        self.rbuf.truncate(start + n);
+        result
+    }
+
+    /// Reads one line (CRLF or LF terminated) of at most `max` bytes including the ending.
+    pub async fn read_line(&mut self, max: usize, deadline: Instant) -> Result<Line, ReadError> {
+        let mut discarding = false;
+        loop {
+            let buffered = &self.rbuf[self.rpos..];
+            if let Some(lf) = memchr::memchr(b'\n', buffered) {
+                let too_long = discarding || lf + 1 > max;
+                let mut line = &buffered[..lf];
+                if let Some(stripped) = line.strip_suffix(b"\r") {
+                    line = stripped;
+                }
+                let result = if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Complete(line.to_vec())
+                };
+                self.consume(lf + 1);
+                return Ok(result);
+            }
+            if buffered.len() >= max {
+                // Keep memory bounded: drop what we have and remember the line is bad.
+                discarding = true;
+                let n = buffered.len();
+                self.consume(n);
+            }
+            self.fill(deadline).await?;
+        }
+    }
+
+    /// Queues a reply; it is sent at the next [`Conn::flush`].
+    pub fn queue(&mut self, wire: &str) {
+        self.wbuf.extend_from_slice(wire.as_bytes());
+    }
+
+    /// Sends queued replies.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        result?;
+        self.stream.flush().await
+    }
+
+    /// Performs the server side of a TLS handshake; the caller has flushed the 220 reply.
+    /// Returns the negotiated protocol version name.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &TlsAcceptor,
+        deadline: Instant,
+    ) -> io::Result<String> {
+        self.discard_input();
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Err(io::Error::other("TLS already active"));
+        };
+        let tls = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
+        let version = tls
+            .get_ref()
+            .1
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_owned();
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(version)
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// Closes the write side after flushing.
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Builds the STARTTLS acceptor from PEM files.
+pub fn load_acceptor(
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+        .map_err(|e| format!("{}: {e}", certificate.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", certificate.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", certificate.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
