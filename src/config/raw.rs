@@ -83,7 +83,7 @@ impl Default for RawLimits {
             min_data_rate_bytes_per_second: 256,
             data_rate_grace: Duration::from_secs(30),
             max_sessions: 500,
-            max_sessions_per_ip: 20,
+            max_sessions_per_ip: 50,
             shutdown_grace: Duration::from_secs(30),
         }
     }
