@@ -384,15 +384,17 @@ impl Session {
             self.policy.config().server.bare_line_ending,
         );
         let rate = RateGuard::new(&limits);
+        let mut received = 0;
         loop {
             let used = decoder.feed(self.conn.buffered());
             self.conn.consume(used);
+            received += used;
             if decoder.is_done() {
                 break;
             }
-            let deadline = rate.deadline(decoder.len(), self.command_deadline());
+            let deadline = rate.deadline(received, self.command_deadline());
             if let Err(e) = self.conn.fill(deadline).await {
-                return Some(self.transfer_failed(e, &rate, decoder.len()).await);
+                return Some(self.transfer_failed(e, &rate, received).await);
             }
         }
         self.finish_message(decoder).await
