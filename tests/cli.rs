@@ -1,0 +1,96 @@
+//! The command line around the server: `check` validates configs, `queue` inspects and
+//! manages the spool of a running gateway.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn check_accepts_the_test_config() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let out = gw.cli(&["check"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn check_reports_unknown_keys_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"mx.example.test\"\nno_such_key = 1\n\
+         [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n",
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(mxguard_bin())
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .current_dir(dir.path()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let text = output_text(&out);
+    assert!(
+        text.contains("no_such_key"),
+        "error does not name the key: {text}"
+    );
+}
+
+#[test]
+fn queue_list_show_delete() {
+    let internal = InternalServer::down();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        let r = c.send_mail(
+            "s@sender.test",
+            &["queued@example.test"],
+            &message(&format!("q{i}@test"), "q", "b"),
+        );
+        r.expect(250, "2.0.0");
+        ids.push(queue_id(&r).expect("queue id in the 250 reply"));
+        c.quit();
+    }
+    let list = gw.cli(&["queue", "list"]);
+    assert!(list.status.success(), "{}", output_text(&list));
+    let text = String::from_utf8_lossy(&list.stdout).to_string();
+    for id in &ids {
+        assert!(text.contains(id.as_str()), "queue list lacks {id}:\n{text}");
+    }
+    let show = gw.cli(&["queue", "show", &ids[0]]);
+    assert!(show.status.success(), "{}", output_text(&show));
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("queued@example.test"),
+        "{}",
+        output_text(&show)
+    );
+    let del = gw.cli(&["queue", "delete", &ids[0]]);
+    assert!(del.status.success(), "{}", output_text(&del));
+    let list = gw.cli(&["queue", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        !text.contains(ids[0].as_str()),
+        "deleted message still listed:\n{text}"
+    );
+    assert!(
+        text.contains(ids[1].as_str()),
+        "other message gone:\n{text}"
+    );
+    let flush = gw.cli(&["queue", "flush"]);
+    assert!(flush.status.success(), "{}", output_text(&flush));
+}

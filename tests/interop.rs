@@ -1,0 +1,228 @@
+//! Interoperability with real SMTP software: Python's smtplib as a client, swaks with
+//! pipelining, and Postfix's smtp-source (load) through the gateway into smtp-sink (as
+//! the internal server). Missing programs fail under MXGUARD_INTEROP=1, else skip.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PY_CLIENT: &str = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+s = smtplib.SMTP('127.0.0.1', port, timeout=15)
+code, _ = s.ehlo('py.sender.test')
+assert code == 250, code
+for ext in ('pipelining', 'size', '8bitmime', 'smtputf8', 'enhancedstatuscodes', 'chunking'):
+    assert s.has_extn(ext), 'missing ' + ext
+assert s.noop()[0] == 250
+assert s.verify('postmaster')[0] == 252
+msg = (b'From: <py@sender.test>\r\nTo: <a@example.test>\r\nSubject: from python\r\n'
+       b'Message-ID: <python-1@test>\r\n\r\nline\r\n.leading dot\r\nend\r\n')
+refused = s.sendmail('py@sender.test', ['a@example.test', 'b@elsewhere.test'], msg)
+assert list(refused) == ['b@elsewhere.test'], refused
+assert refused['b@elsewhere.test'][0] == 550, refused
+utf = ('From: <jörg@sender.test>\r\nTo: <müller@example.test>\r\nSubject: Grüße\r\n'
+       'Message-ID: <python-utf8@test>\r\n\r\nSchöne Grüße\r\n').encode('utf-8')
+s.sendmail('jörg@sender.test', ['müller@example.test'], utf, mail_options=['SMTPUTF8'])
+gtube = (b'From: <py@sender.test>\r\nSubject: gtube\r\nMessage-ID: <python-gtube@test>\r\n\r\n'
+         b'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n')
+try:
+    s.sendmail('py@sender.test', ['a@example.test'], gtube)
+    raise SystemExit('GTUBE accepted')
+except smtplib.SMTPDataError as e:
+    assert e.smtp_code == 550, e
+try:
+    s.sendmail('py@sender.test', ['x@elsewhere.test'], msg)
+    raise SystemExit('relay accepted')
+except smtplib.SMTPRecipientsRefused as e:
+    assert e.recipients['x@elsewhere.test'][0] == 550, e
+s.quit()
+print('python smtplib: ok')
+"#;
+
+#[test]
+fn python_smtplib_client() {
+    let Some(python) = interop_required("python3") else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let out = run_with_timeout(
+        Command::new(python)
+            .arg("-c")
+            .arg(PY_CLIENT)
+            .arg(gw.port.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "python smtplib client failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = internal.expect_message_id("python-1@test");
+    assert_eq!(m.rcpt_to, vec!["a@example.test".to_string()]);
+    assert!(m.text().contains("\r\n.leading dot\r\n"), "{}", m.text());
+    let u = internal.expect_message_id("python-utf8@test");
+    assert_eq!(u.mail_from, "jörg@sender.test");
+    let (_, msgs) = internal.wait_for(Duration::from_millis(300), |_| false);
+    assert!(!msgs
+        .iter()
+        .any(|m| m.message_id().as_deref() == Some("python-gtube@test")));
+}
+
+#[test]
+fn swaks_with_pipelining() {
+    let Some(swaks) = interop_required("swaks") else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let out = run_with_timeout(
+        Command::new(&swaks)
+            .args(["--server", &format!("127.0.0.1:{}", gw.port)])
+            .args(["--from", "swaks@sender.test"])
+            .args(["--to", "a@example.test,b@example.test"])
+            .args(["--helo", "swaks.sender.test"])
+            .arg("--pipeline")
+            .args(["--header", "Message-Id: <swaks-1@test>"])
+            .args(["--header", "Subject: swaks pipelined"])
+            .args(["--body", "hello from swaks"])
+            .args(["--timeout", "15"]),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "swaks failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PIPELINING"),
+        "swaks did not see PIPELINING:\n{stdout}"
+    );
+    let m = internal.expect_message_id("swaks-1@test");
+    assert_eq!(m.rcpt_to.len(), 2, "{:?}", m.rcpt_to);
+
+    // swaks sends exact bytes with --no-data-fixup: a bare-LF smuggling attempt.
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("smuggle.eml");
+    fs::write(
+        &eml,
+        b"From: <swaks@sender.test>\r\nMessage-Id: <swaks-smuggle@test>\r\n\r\nhello\n.\n\
+          MAIL FROM:<smuggler@evil.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n\
+          Subject: SMUGGLED\r\n\r\nx\r\n.\r\n",
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(&swaks)
+            .args(["--server", &format!("127.0.0.1:{}", gw.port)])
+            .args(["--from", "swaks@sender.test", "--to", "a@example.test"])
+            .args(["--data", &format!("@{}", eml.display())])
+            .arg("--no-data-fixup")
+            .args(["--timeout", "15"]),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("550 5.6.0"),
+        "bare LF not rejected:\n{stdout}"
+    );
+    let (_, msgs) = internal.wait_for(Duration::from_millis(700), |_| false);
+    assert!(
+        !msgs.iter().any(|m| m.mail_from.contains("smuggler")),
+        "smuggled message relayed: {:?}",
+        summarize(&msgs)
+    );
+}
+
+fn count_dumped(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn smtp_source_load_through_gateway_into_smtp_sink() {
+    let Some(sink) = interop_required("smtp-sink") else {
+        return;
+    };
+    let Some(source) = interop_required("smtp-source") else {
+        return;
+    };
+    const MESSAGES: usize = 500;
+    // smtp-sink drops to `nobody`: its dump directory must be reachable and writable.
+    let base = tempfile::tempdir().unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dump = base.path().join("dump");
+    fs::create_dir(&dump).unwrap();
+    fs::set_permissions(&dump, fs::Permissions::from_mode(0o777)).unwrap();
+    let sink_port = free_port();
+    let sink_child = Command::new(sink)
+        .args(["-u", "nobody"])
+        .arg("-d")
+        .arg(format!("{}/m.", dump.display()))
+        .arg(format!("127.0.0.1:{sink_port}"))
+        .arg("256")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start smtp-sink");
+    let _sink = ChildGuard(sink_child);
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            sink_port
+        ))
+        .is_ok()),
+        "smtp-sink did not start"
+    );
+    let mut cfg = GatewayConfig::default()
+        .limit("max_sessions_per_ip", "100")
+        .limit("max_sessions", "200");
+    cfg.internal = vec![sink_port];
+    let gw = Gateway::start(cfg);
+    let started = Instant::now();
+    let out = run_with_timeout(
+        Command::new(source)
+            .args(["-s", "20", "-m", &MESSAGES.to_string(), "-l", "4096"])
+            .args(["-t", "user@example.test"])
+            .arg(format!("127.0.0.1:{}", gw.port)),
+        Duration::from_secs(180),
+    );
+    let accepted_in = started.elapsed();
+    assert!(
+        out.status.success(),
+        "smtp-source failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all_in = wait_until(Duration::from_secs(120), || count_dumped(&dump) >= MESSAGES);
+    let delivered_in = started.elapsed();
+    let n = count_dumped(&dump);
+    // Each dump file carries smtp-source's unique Message-Id.
+    let mut ids = BTreeSet::new();
+    for e in fs::read_dir(&dump).unwrap() {
+        let text = fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        {
+            ids.insert(line.to_string());
+        }
+    }
+    println!(
+        "smtp-source {MESSAGES} x 4096 B, 20 sessions: accepted in {accepted_in:?}, \
+         at smtp-sink in {delivered_in:?}; {n} dumped, {} distinct Message-Ids",
+        ids.len()
+    );
+    assert!(all_in, "only {n} of {MESSAGES} messages reached smtp-sink");
+    assert_eq!(ids.len(), MESSAGES, "distinct messages at smtp-sink");
+}

@@ -1,0 +1,153 @@
+//! Relay control (GUIDE §6): every open-relay address form gets 5xx at RCPT and nothing
+//! is ever relayed for it. D = a domain not relayed, S = the gateway's hostname,
+//! IP = its address (127.0.0.1).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const D: &str = "elsewhere.test";
+const S: &str = HOSTNAME;
+const IP: &str = "127.0.0.1";
+
+fn forms() -> Vec<String> {
+    [
+        "to@D",
+        "to%D@S",
+        "to%D@[IP]",
+        "\"to@D\"",
+        "\"to%D\"",
+        "\"to@D\"@[IP]",
+        "to@D@S",
+        "@S:to@D",
+        "@[IP]:to@D",
+        "D!to",
+        "D!to@S",
+        "D!to@[IP]",
+        // The same tricks behind the relayed domain, where a lenient internal server
+        // (percent hack, bang paths, quoted @) would forward them on.
+        "to%D@example.test",
+        "D!to@example.test",
+        "\"to@D\"@example.test",
+        "to@D@example.test",
+        "@example.test:to@D",
+        // Destinations that are not the relayed domain.
+        "to@sub.example.test",
+        "to@example.test.",
+        "to@D.",
+        "to@localhost",
+        "to@[IP]",
+        "postmaster@[IP]",
+        "to@S",
+        "to@example.test.elsewhere.test",
+        "to@notexample.test",
+    ]
+    .iter()
+    .map(|t| {
+        t.replace("[IP]", &format!("[{IP}]"))
+            .replace('D', D)
+            .replace('S', S)
+    })
+    .collect()
+}
+
+#[test]
+fn the_form_table_is_built_right() {
+    let f = forms();
+    assert!(
+        f.contains(&"to%elsewhere.test@mx.example.test".to_string()),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&"@[127.0.0.1]:to@elsewhere.test".to_string()),
+        "{f:?}"
+    );
+    assert!(f.contains(&"to@localhost".to_string()), "{f:?}");
+}
+
+#[test]
+fn every_open_relay_form_is_refused_at_rcpt() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let mut failures = Vec::new();
+    for form in forms() {
+        c.cmd("RSET").expect(250, "2.0.0");
+        c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+        let r = c.cmd(&format!("RCPT TO:<{form}>"));
+        println!("RCPT TO:<{form}> -> {r}");
+        if !(500..600).contains(&r.code) {
+            failures.push(format!("<{form}> -> {r}"));
+            continue;
+        }
+        // Nothing may be left to deliver.
+        let d = c.cmd("DATA");
+        if d.code == 354 {
+            c.send(&dot_stuffed(&message("relay@test", "relay", "x")));
+            let end = c.read_reply();
+            failures.push(format!(
+                "<{form}>: DATA accepted after refused RCPT, then {end}"
+            ));
+        } else if d.code < 500 {
+            failures.push(format!("<{form}>: DATA answered {d}"));
+        }
+    }
+    // Positive controls in the same session: the relayed domain works, in any case.
+    for ok in ["to@example.test", "To@EXAMPLE.TEST", "to@Example.Test"] {
+        c.cmd("RSET").expect(250, "2.0.0");
+        c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+        let r = c.cmd(&format!("RCPT TO:<{ok}>"));
+        if r.code != 250 {
+            failures.push(format!("relayed domain <{ok}> refused: {r}"));
+        }
+    }
+    c.quit();
+    assert!(
+        failures.is_empty(),
+        "open relay forms not refused:\n{}",
+        failures.join("\n")
+    );
+    let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert!(msgs.is_empty(), "relayed: {:?}", summarize(&msgs));
+}
+
+#[test]
+fn plain_relay_attempt_is_550_571() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    for form in [
+        format!("to@{D}"),
+        format!("to%{D}@{S}"),
+        format!("{D}!to@{S}"),
+        format!("to@[{IP}]"),
+        "to@localhost".to_string(),
+        "to@sub.example.test".to_string(),
+        "to@example.test.".to_string(),
+    ] {
+        let r = c.cmd(&format!("RCPT TO:<{form}>"));
+        assert!(
+            (r.code == 550 && r.enhanced() == Some("5.7.1"))
+                || (r.code == 553 && r.enhanced().is_some_and(|e| e.starts_with("5.1."))),
+            "<{form}> answered {r} (want 550 5.7.1)"
+        );
+    }
+    c.quit();
+}
+
+#[test]
+fn subdomains_are_relayed_only_when_listed_with_a_dot() {
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.domains = vec![DOMAIN.into(), ".sub.test".into()];
+    let gw = Gateway::start(cfg);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<a@mail.sub.test>").expect(250, "");
+    c.cmd("RCPT TO:<a@x.mail.sub.test>").expect(250, "");
+    c.cmd("RCPT TO:<a@mail.example.test>").expect(550, "5.7.1");
+    c.cmd("RCPT TO:<a@notsub.test>").expect(550, "5.7.1");
+    c.quit();
+}

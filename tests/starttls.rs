@@ -1,0 +1,220 @@
+//! STARTTLS: advertised only with a certificate, a working TLS session afterwards, and no
+//! answer to plaintext commands pipelined behind STARTTLS (command injection).
+
+mod common;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+struct Pki {
+    ca_der: CertificateDer<'static>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// A throwaway CA and a server certificate for the gateway's hostname.
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mxguard test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut leaf = CertificateParams::new(vec![HOSTNAME.to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, HOSTNAME);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    Pki {
+        ca_der: ca_cert.der().clone(),
+        cert_pem: leaf_cert.pem() + &ca_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
+
+fn tls_gateway() -> (InternalServer, Gateway, Pki) {
+    let internal = InternalServer::start();
+    let pki = pki();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.tls = Some((pki.cert_pem.clone(), pki.key_pem.clone()));
+    let gw = Gateway::start(cfg);
+    (internal, gw, pki)
+}
+
+fn connector(pki: &Pki) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+const T: Duration = Duration::from_secs(15);
+
+/// Reads one reply byte by byte (never past its last CRLF, so nothing that follows is
+/// consumed from the plaintext stream).
+async fn reply<S: AsyncRead + Unpin>(s: &mut S) -> Reply {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        loop {
+            let mut b = [0u8; 1];
+            let n = timeout(T, s.read(&mut b))
+                .await
+                .expect("timed out waiting for a reply")
+                .expect("read failed");
+            assert!(
+                n == 1,
+                "connection closed; partial line {:?}",
+                String::from_utf8_lossy(&line)
+            );
+            line.push(b[0]);
+            if b[0] == b'\n' {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        assert!(text.len() >= 3, "bad reply line {text:?}");
+        let code: u16 = text[..3]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad reply {text:?}"));
+        let more = text.as_bytes().get(3) == Some(&b'-');
+        lines.push(text.get(4..).unwrap_or("").to_string());
+        if !more {
+            return Reply { code, lines };
+        }
+    }
+}
+
+async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, line: &str) -> Reply {
+    timeout(T, s.write_all(format!("{line}\r\n").as_bytes()))
+        .await
+        .unwrap()
+        .unwrap();
+    reply(s).await
+}
+
+#[test]
+fn ehlo_offers_starttls_with_a_certificate() {
+    let (_internal, gw, _pki) = tls_gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let r = c.cmd("EHLO again.sender.test");
+    assert!(
+        r.keywords().iter().any(|k| k == "STARTTLS"),
+        "no STARTTLS: {r}"
+    );
+    c.quit();
+}
+
+#[tokio::test]
+async fn plaintext_pipelined_after_starttls_is_discarded() {
+    let (internal, gw, pki) = tls_gateway();
+    let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    reply(&mut tcp).await.expect(220, "");
+    cmd(&mut tcp, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    // One segment: STARTTLS and the injected command.
+    tcp.write_all(b"STARTTLS\r\nEHLO injected.evil.test\r\n")
+        .await
+        .unwrap();
+    reply(&mut tcp).await.expect(220, "2.0.0");
+    let name = ServerName::try_from(HOSTNAME).unwrap();
+    let mut tls = timeout(T, connector(&pki).connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake failed (did the server answer the injected EHLO in plaintext?)");
+    // The server must not have answered the injected EHLO, inside TLS either.
+    let mut buf = [0u8; 512];
+    match timeout(Duration::from_millis(1500), tls.read(&mut buf)).await {
+        Err(_) => {} // nothing: good
+        Ok(Ok(0)) => panic!("server closed the TLS session right after the handshake"),
+        Ok(Ok(n)) => panic!(
+            "server answered the injected plaintext command inside TLS: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Ok(Err(e)) => panic!("TLS read failed: {e}"),
+    }
+    // A real EHLO over TLS works, without STARTTLS on offer, and mail goes through.
+    let r = cmd(&mut tls, "EHLO client.sender.test").await;
+    r.expect(250, "");
+    assert!(
+        !r.keywords().iter().any(|k| k == "STARTTLS"),
+        "STARTTLS offered again inside TLS: {r}"
+    );
+    cmd(&mut tls, "MAIL FROM:<s@sender.test>")
+        .await
+        .expect(250, "");
+    cmd(&mut tls, "RCPT TO:<user@example.test>")
+        .await
+        .expect(250, "");
+    cmd(&mut tls, "DATA").await.expect(354, "");
+    tls.write_all(&dot_stuffed(&message("tls@test", "over tls", "secret")))
+        .await
+        .unwrap();
+    reply(&mut tls).await.expect(250, "2.0.0");
+    let again = cmd(&mut tls, "STARTTLS").await;
+    assert!(again.code >= 500, "second STARTTLS answered {again}");
+    cmd(&mut tls, "QUIT").await.expect(221, "2.0.0");
+    let internal = tokio::task::spawn_blocking(move || {
+        let m = internal.expect_message_id("tls@test");
+        assert!(m.text().contains("secret"));
+        internal
+    })
+    .await
+    .unwrap();
+    drop(internal);
+    drop(gw);
+}
+
+#[tokio::test]
+async fn session_state_is_reset_by_starttls() {
+    let (internal, gw, pki) = tls_gateway();
+    let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    reply(&mut tcp).await.expect(220, "");
+    cmd(&mut tcp, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
+    let name = ServerName::try_from(HOSTNAME).unwrap();
+    let mut tls = timeout(T, connector(&pki).connect(name, tcp))
+        .await
+        .unwrap()
+        .expect("TLS handshake failed");
+    // RFC 3207: the client must EHLO again; MAIL before that is a sequence error.
+    cmd(&mut tls, "MAIL FROM:<s@sender.test>")
+        .await
+        .expect(503, "5.5.1");
+    cmd(&mut tls, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    cmd(&mut tls, "QUIT").await.expect(221, "2.0.0");
+    drop(internal);
+    drop(gw);
+}
+
+#[test]
+fn plaintext_mail_still_works_when_tls_is_offered() {
+    let (internal, gw, _pki) = tls_gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "s@sender.test",
+        &["user@example.test"],
+        &message("plain@test", "p", "b"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id("plain@test");
+}
