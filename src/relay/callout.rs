@@ -1,0 +1,274 @@
+//! Recipient callout: ask the internal server with an RCPT probe whether a recipient exists, and cache the answer.
+//!
+//! Used at RCPT time so the gateway never accepts mail it would later have to bounce.
+//! Positive and negative answers are cached (case-insensitively) for their TTLs;
+//! "unavailable" never is, so a recovering internal server is noticed at once.
+//! Concurrent lookups of one address share a single probe.
+
+use super::client::{ClientSettings, Connection};
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{timeout, Instant};
+
+/// What the internal server said about a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutAnswer {
+    /// The server accepted RCPT (2xx): the recipient exists.
+    Exists,
+    /// The server refused RCPT permanently (5xx): the recipient does not exist.
+    Unknown {
+        /// The server's reply, on one line.
+        reply: String,
+    },
+    /// No answer could be had (4xx, unreachable, timeout): the session should tempfail.
+    Unavailable {
+        /// Why, for logs and the 4xx reply.
+        reason: String,
+    },
+}
+
+impl CalloutAnswer {
+    fn label(&self) -> &'static str {
+        match self {
+            CalloutAnswer::Exists => "exists",
+            CalloutAnswer::Unknown { .. } => "unknown",
+            CalloutAnswer::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// Bounded cache of definite answers, oldest entry evicted first.
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<String, (CalloutAnswer, Instant, u64)>,
+    order: BTreeMap<u64, String>,
+    seq: u64,
+    capacity: usize,
+}
+
+impl Cache {
+    fn get(&mut self, key: &str, now: Instant) -> Option<CalloutAnswer> {
+        let (answer, expires, seq) = self.entries.get(key)?;
+        if *expires > now {
+            return Some(answer.clone());
+        }
+        let seq = *seq;
+        self.entries.remove(key);
+        self.order.remove(&seq);
+        None
+    }
+
+    fn put(&mut self, key: String, answer: CalloutAnswer, ttl: Duration, now: Instant) {
+        if self.capacity == 0 || ttl.is_zero() {
+            return;
+        }
+        self.seq += 1;
+        if let Some((_, _, old)) = self
+            .entries
+            .insert(key.clone(), (answer, now + ttl, self.seq))
+        {
+            self.order.remove(&old);
+        }
+        self.order.insert(self.seq, key);
+        while self.entries.len() > self.capacity {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+    }
+}
+
+type Waiters = HashMap<String, watch::Receiver<Option<CalloutAnswer>>>;
+
+/// Recipient verification against the internal servers. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Callout {
+    servers: Vec<SocketAddr>,
+    settings: ClientSettings,
+    deadline: Duration,
+    positive_ttl: Duration,
+    negative_ttl: Duration,
+    cache: Mutex<Cache>,
+    probing: Mutex<Waiters>,
+    metrics: Arc<Metrics>,
+}
+
+/// Removes the in-progress marker of a probe however the probing future ends.
+struct ProbeGuard<'a> {
+    probing: &'a Mutex<Waiters>,
+    key: String,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.probing).remove(&self.key);
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of a cache; the data
+/// is still a valid map, so keep using it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Callout {
+    /// A callout client for `relay.internal`, with the limits of `relay.recipients`.
+    pub fn new(relay: &RelayConfig, metrics: Arc<Metrics>) -> Callout {
+        let rc = &relay.recipients;
+        Callout {
+            servers: relay.internal.clone(),
+            settings: ClientSettings::from_config(relay),
+            deadline: rc.callout_timeout,
+            positive_ttl: rc.positive_ttl,
+            negative_ttl: rc.negative_ttl,
+            cache: Mutex::new(Cache {
+                capacity: rc.cache_size,
+                ..Cache::default()
+            }),
+            probing: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Whether `rcpt` (an address without brackets) exists on the internal server:
+    /// from the cache when known, else by a probe bounded by `callout_timeout`.
+    pub async fn verify(&self, rcpt: &str) -> CalloutAnswer {
+        let key = rcpt.to_lowercase();
+        if let Some(answer) = lock(&self.cache).get(&key, Instant::now()) {
+            self.metrics
+                .callouts_total
+                .with_label_values(&["cached"])
+                .inc();
+            return answer;
+        }
+        // Join a probe already running for this address, or become the one that runs it.
+        let joined = {
+            let mut probing = lock(&self.probing);
+            match probing.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    probing.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        let tx = match joined {
+            Ok(tx) => tx,
+            Err(mut rx) => {
+                let shared = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|v| v.clone());
+                if let Some(answer) = shared {
+                    return answer;
+                }
+                // The probing task was cancelled before answering: probe on our own.
+                return self.probe_and_record(&key, rcpt).await;
+            }
+        };
+        let _guard = ProbeGuard {
+            probing: &self.probing,
+            key: key.clone(),
+        };
+        let answer = self.probe_and_record(&key, rcpt).await;
+        let _ = tx.send(Some(answer.clone()));
+        answer
+    }
+
+    async fn probe_and_record(&self, key: &str, rcpt: &str) -> CalloutAnswer {
+        let answer = match timeout(self.deadline, self.probe(rcpt)).await {
+            Ok(a) => a,
+            Err(_) => CalloutAnswer::Unavailable {
+                reason: "callout timed out".into(),
+            },
+        };
+        self.metrics
+            .callouts_total
+            .with_label_values(&[answer.label()])
+            .inc();
+        let ttl = match answer {
+            CalloutAnswer::Exists => Some(self.positive_ttl),
+            CalloutAnswer::Unknown { .. } => Some(self.negative_ttl),
+            CalloutAnswer::Unavailable { .. } => None,
+        };
+        if let Some(ttl) = ttl {
+            lock(&self.cache).put(key.to_owned(), answer.clone(), ttl, Instant::now());
+        }
+        tracing::debug!(rcpt, answer = answer.label(), "callout");
+        answer
+    }
+
+    /// Probes the servers in order; one that cannot give a definite answer passes the
+    /// question to the next.
+    async fn probe(&self, rcpt: &str) -> CalloutAnswer {
+        if rcpt
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
+        {
+            return CalloutAnswer::Unknown {
+                reply: "invalid address".into(),
+            };
+        }
+        let mut reason = String::from("no internal server configured");
+        for &server in &self.servers {
+            let mut conn = match Connection::open(server, &self.settings).await {
+                Ok(c) => c,
+                Err(e) => {
+                    reason = e.to_string();
+                    continue;
+                }
+            };
+            let result = conn.probe_recipient(rcpt).await;
+            // The answer does not wait for the goodbye.
+            tokio::spawn(conn.quit());
+            match result {
+                Ok((mail, _)) if !mail.is_positive() => {
+                    reason = format!("{server}: MAIL FROM:<> refused: {mail}");
+                }
+                Ok((_, Some(reply))) if reply.is_positive() => return CalloutAnswer::Exists,
+                Ok((_, Some(reply))) if reply.is_permanent() => {
+                    return CalloutAnswer::Unknown {
+                        reply: reply.text(),
+                    }
+                }
+                Ok((_, Some(reply))) => reason = format!("{server}: {reply}"),
+                Ok((_, None)) => reason = format!("{server}: no reply to RCPT"),
+                Err(e) => reason = format!("{server}: {e}"),
+            }
+        }
+        CalloutAnswer::Unavailable { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_evicts_oldest_and_expires() {
+        let mut c = Cache {
+            capacity: 2,
+            ..Cache::default()
+        };
+        let now = Instant::now();
+        let ttl = Duration::from_secs(10);
+        c.put("a".into(), CalloutAnswer::Exists, ttl, now);
+        c.put("b".into(), CalloutAnswer::Exists, ttl, now);
+        c.put("a".into(), CalloutAnswer::Exists, ttl, now);
+        c.put("c".into(), CalloutAnswer::Exists, ttl, now);
+        assert!(c.get("b", now).is_none());
+        assert!(c.get("a", now).is_some());
+        assert!(c.get("c", now).is_some());
+        assert!(c.get("c", now + ttl).is_none());
+        assert_eq!(c.entries.len(), 1);
+        assert_eq!(c.order.len(), 1);
+    }
+}

@@ -1,0 +1,505 @@
+//! Delivery workers: take spooled messages, relay them to the internal servers, retry, bounce, remove.
+//!
+//! One loop owns the [`Scheduler`]; `relay.workers` workers each keep one reusable
+//! connection. A message leaves the spool only after the internal server's 250 for every
+//! recipient (or a permanent failure, which produces a DSN to a real sender).
+
+use super::client::{ClientError, ClientSettings, Connection, Reply, Transaction};
+use super::dsn::{self, FailedRecipient};
+use super::scheduler::{arrival_from_id, Job, Outcome, Scheduler};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::spool::{unix_now, QueueId, RcptStatus, Spool, SpoolError, SpooledMessage};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How often the loop looks for a `mxguard queue flush` request file.
+const FLUSH_POLL: Duration = Duration::from_secs(2);
+
+/// What every worker shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: ClientSettings,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Arc<Config>, spool: Arc<Spool>, metrics: Arc<Metrics>) -> Shared {
+        let settings = ClientSettings::from_config(&config.relay);
+        Shared {
+            config,
+            spool,
+            metrics,
+            settings,
+        }
+    }
+}
+
+/// Starts the relay: recovers the spool, then delivers everything found and every id
+/// announced on `ready`, until `shutdown` is cancelled. After cancellation no new
+/// delivery starts; running ones finish (each is bounded by the relay timeouts), idle
+/// connections are closed with QUIT, and the returned task ends.
+pub fn start(
+    config: Arc<Config>,
+    spool: Arc<Spool>,
+    ready: mpsc::UnboundedReceiver<QueueId>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let shared = Arc::new(Shared::new(config, spool, metrics));
+    tokio::spawn(run(shared, ready, shutdown))
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    mut ready: mpsc::UnboundedReceiver<QueueId>,
+    shutdown: CancellationToken,
+) {
+    let workers = shared.config.relay.workers.max(1);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(workers);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, Outcome)>();
+    let handles: Vec<JoinHandle<()>> = (0..workers)
+        .map(|_| {
+            tokio::spawn(worker(
+                shared.clone(),
+                job_rx.clone(),
+                done_tx.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    drop(done_tx);
+
+    let mut sched = Scheduler::new(workers);
+    let spool = shared.spool.clone();
+    match tokio::task::spawn_blocking(move || spool.recover()).await {
+        Ok(Ok(ids)) => {
+            if !ids.is_empty() {
+                tracing::info!(messages = ids.len(), "recovered spooled messages");
+            }
+            for id in ids {
+                sched.add(id, true);
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "spool recovery failed"),
+        Err(e) => tracing::error!(error = %e, "spool recovery task failed"),
+    }
+
+    let mut flush_tick = tokio::time::interval(FLUSH_POLL);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ready_open = true;
+    loop {
+        sched.promote(Instant::now());
+        while let Some(job) = sched.next_job() {
+            if let Err(e) = job_tx.try_send(job) {
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                sched.unsend(job);
+                break;
+            }
+        }
+        update_gauges(&shared.metrics, &sched);
+        let wake = sched.next_wakeup();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some((id, outcome)) = done_rx.recv() => {
+                sched.complete(id, outcome, Instant::now());
+            }
+            id = ready.recv(), if ready_open => match id {
+                Some(id) => sched.add(id, false),
+                None => ready_open = false,
+            },
+            _ = sleep_until_opt(wake) => {}
+            _ = flush_tick.tick() => {
+                if take_flush_request(&shared.spool) {
+                    tracing::info!(messages = sched.len(), "queue flush requested");
+                    sched.flush();
+                }
+            }
+        }
+    }
+    drop(job_tx);
+    for h in handles {
+        let _ = h.await;
+    }
+    update_gauges(&shared.metrics, &sched);
+    tracing::info!("relay stopped");
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Removes the flush request file if present; true when there was one.
+fn take_flush_request(spool: &Spool) -> bool {
+    let path = spool.flush_request_path();
+    if !path.exists() {
+        return false;
+    }
+    if let Err(e) = std::fs::remove_file(&path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove flush request");
+        }
+    }
+    true
+}
+
+fn update_gauges(metrics: &Metrics, sched: &Scheduler) {
+    metrics.spool_messages.set(sched.len() as i64);
+    let oldest = sched
+        .oldest()
+        .and_then(arrival_from_id)
+        .map(|t| unix_now().saturating_sub(t))
+        .unwrap_or(0);
+    metrics.spool_oldest_seconds.set(oldest as i64);
+}
+
+async fn worker(
+    shared: Arc<Shared>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    done: mpsc::UnboundedSender<(QueueId, Outcome)>,
+    shutdown: CancellationToken,
+) {
+    let idle = shared.config.relay.idle_timeout;
+    let mut conn: Option<Connection> = None;
+    loop {
+        let idle_deadline = conn.as_ref().map(|c| c.last_used() + idle);
+        let next = async { jobs.lock().await.recv().await };
+        let job = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = sleep_until_opt(idle_deadline) => {
+                if let Some(c) = conn.take() {
+                    tracing::debug!(server = %c.server(), "closing idle relay connection");
+                    c.quit().await;
+                }
+                continue;
+            }
+            job = next => job,
+        };
+        let Some(job) = job else { break };
+        let id = job.id.clone();
+        let outcome = attempt(&shared, &mut conn, &job).await;
+        let _ = done.send((id, outcome));
+    }
+    if let Some(c) = conn {
+        c.quit().await;
+    }
+}
+
+/// Retry delay after the `attempts`-th attempt:
+/// `min(retry_initial * retry_factor^(attempts-1), retry_max)`, give or take 10 %.
+pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
+    let r = &config.relay;
+    let exp = attempts.saturating_sub(1).min(1000) as i32;
+    let base = r.retry_initial.as_secs_f64() * r.retry_factor.powi(exp);
+    let max = r.retry_max.as_secs_f64();
+    let jittered = base.min(max) * rand::random_range(0.9..1.1);
+    Duration::from_secs_f64(jittered.min(max).max(0.0))
+}
+
+/// One delivery attempt for one message, start to finish: load, deliver the pending
+/// recipients, record the result, then remove, defer or bounce.
+pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job: &Job) -> Outcome {
+    let spool = shared.spool.clone();
+    let id = job.id.clone();
+    let mut msg = match tokio::task::spawn_blocking(move || spool.load(&id)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(SpoolError::NotFound(_))) => return Outcome::Abandoned,
+        Ok(Err(e)) => {
+            tracing::error!(queue_id = %job.id, error = %e, "cannot load spooled message; left in place");
+            return Outcome::Abandoned;
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %job.id, error = %e, "spool load task failed");
+            return Outcome::Abandoned;
+        }
+    };
+    let now = unix_now();
+    if job.honor_next_attempt && msg.state.next_attempt > now {
+        return Outcome::Deferred(Duration::from_secs(msg.state.next_attempt - now));
+    }
+    if msg.state.rcpt_status.len() != msg.envelope.rcpt_to.len() {
+        tracing::error!(queue_id = %msg.id, "delivery state does not match the envelope; left in place");
+        return Outcome::Abandoned;
+    }
+
+    let started = Instant::now();
+    let pending: Vec<usize> = msg.state.pending().collect();
+    let recipients: Vec<String> = pending
+        .iter()
+        .map(|&i| msg.envelope.rcpt_to[i].clone())
+        .collect();
+    let mut failures = Vec::new();
+    let mut temp_error: Option<String> = None;
+    let mut server: Option<SocketAddr> = None;
+    let mut reply_summary = String::new();
+    if !pending.is_empty() {
+        let targets = if msg.envelope.is_dsn {
+            &shared.config.relay.dsn_via
+        } else {
+            &shared.config.relay.internal
+        };
+        let tx = Transaction {
+            mail_from: &msg.envelope.mail_from,
+            recipients: &recipients,
+            body: &msg.body,
+            body_8bit: msg.envelope.body_8bit,
+            smtputf8: msg.envelope.smtputf8,
+        };
+        match deliver(shared, conn, targets, &tx).await {
+            Ok((srv, replies)) => {
+                server = Some(srv);
+                reply_summary = summarize(&replies);
+                for (k, reply) in replies.iter().enumerate() {
+                    let Some(&i) = pending.get(k) else { continue };
+                    if reply.is_positive() {
+                        msg.state.rcpt_status[i] = RcptStatus::Delivered;
+                    } else if reply.is_permanent() {
+                        msg.state.rcpt_status[i] = RcptStatus::Failed;
+                        failures.push(FailedRecipient::from_reply(
+                            &msg.envelope.rcpt_to[i],
+                            reply,
+                            Some(srv),
+                        ));
+                    } else if temp_error.is_none() {
+                        temp_error = Some(reply.text());
+                    }
+                }
+            }
+            Err((srv, e)) => {
+                server = srv;
+                reply_summary = e.to_string();
+                temp_error = Some(e.to_string());
+            }
+        }
+    }
+    msg.state.attempts += 1;
+
+    // A message past its lifetime that still fails temporarily is bounced.
+    let still_pending: Vec<usize> = msg.state.pending().collect();
+    let age = Duration::from_secs(now.saturating_sub(msg.envelope.received_at));
+    let expired = !still_pending.is_empty() && age >= shared.config.relay.max_queue_lifetime;
+    if expired {
+        let last = temp_error
+            .clone()
+            .or_else(|| msg.state.last_error.clone())
+            .unwrap_or_else(|| "temporary failure".into());
+        for &i in &still_pending {
+            msg.state.rcpt_status[i] = RcptStatus::Failed;
+            failures.push(FailedRecipient::expired(
+                &msg.envelope.rcpt_to[i],
+                &last,
+                server,
+            ));
+        }
+    }
+
+    let deferred = !expired && !still_pending.is_empty();
+    let result = if deferred {
+        "deferred"
+    } else if msg.state.rcpt_status.contains(&RcptStatus::Failed) {
+        "failed"
+    } else {
+        "delivered"
+    };
+    let elapsed = started.elapsed();
+    shared
+        .metrics
+        .relay_attempts_total
+        .with_label_values(&[result])
+        .inc();
+    shared
+        .metrics
+        .relay_duration_seconds
+        .with_label_values(&[result])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        queue_id = %msg.id,
+        from = %msg.envelope.mail_from,
+        to = %recipients.join(","),
+        server = %server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        result,
+        reply = %reply_summary,
+        attempt = msg.state.attempts,
+        duration_ms = elapsed.as_millis() as u64,
+        "delivery attempt"
+    );
+
+    if deferred {
+        let delay = retry_delay(&shared.config, msg.state.attempts);
+        return defer(shared, &mut msg, temp_error, delay);
+    }
+    settle(shared, &mut msg, failures).await
+}
+
+/// Records a temporary failure and returns when to try again.
+fn defer(
+    shared: &Shared,
+    msg: &mut SpooledMessage,
+    error: Option<String>,
+    delay: Duration,
+) -> Outcome {
+    let ceil_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    msg.state.next_attempt = unix_now() + ceil_secs;
+    if error.is_some() {
+        msg.state.last_error = error;
+    }
+    if let Err(e) = shared.spool.save_state(&msg.id, &msg.state) {
+        tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
+    }
+    Outcome::Deferred(delay)
+}
+
+/// Every recipient is settled: bounce the failures (when a DSN is due), then remove.
+async fn settle(
+    shared: &Shared,
+    msg: &mut SpooledMessage,
+    mut failures: Vec<FailedRecipient>,
+) -> Outcome {
+    let any_failed = msg.state.rcpt_status.contains(&RcptStatus::Failed);
+    if any_failed {
+        // Failures settled in an earlier attempt whose DSN was not stored (crash, full
+        // disk) have no reply any more; report them with the last error known.
+        for (i, status) in msg.state.rcpt_status.iter().enumerate() {
+            let addr = &msg.envelope.rcpt_to[i];
+            if *status == RcptStatus::Failed && !failures.iter().any(|f| &f.address == addr) {
+                let diag = msg
+                    .state
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "delivery failed".into());
+                failures.push(FailedRecipient::from_reply(
+                    addr,
+                    &Reply::local(554, &format!("5.0.0 {diag}")),
+                    None,
+                ));
+            }
+        }
+        // Keep the settled statuses on disk first: a crash from here on must not lead
+        // to a second delivery to recipients that already have the message.
+        if let Some(f) = failures.first() {
+            msg.state.last_error = Some(f.diagnostic.clone());
+        }
+        if let Err(e) = shared.spool.save_state(&msg.id, &msg.state) {
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
+        }
+        if msg.envelope.is_dsn {
+            tracing::warn!(
+                queue_id = %msg.id,
+                to = %msg.envelope.rcpt_to.join(","),
+                "DSN failed permanently; dropped"
+            );
+        } else if msg.envelope.mail_from.is_empty() {
+            tracing::info!(queue_id = %msg.id, "permanent failure for a null-sender message; no DSN");
+        } else {
+            let hostname = &shared.config.server.hostname;
+            if let Err(e) =
+                dsn::queue(&shared.spool, &shared.metrics, hostname, msg, &failures).await
+            {
+                tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
+                let delay = retry_delay(&shared.config, msg.state.attempts);
+                return defer(shared, msg, None, delay);
+            }
+        }
+    }
+    match shared.spool.remove(&msg.id) {
+        Ok(()) | Err(SpoolError::NotFound(_)) => {}
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message")
+        }
+    }
+    Outcome::Finished
+}
+
+/// All distinct replies, in order, on one line.
+fn summarize(replies: &[Reply]) -> String {
+    let mut texts: Vec<String> = Vec::new();
+    for r in replies {
+        let t = r.text();
+        if !texts.contains(&t) {
+            texts.push(t);
+        }
+    }
+    texts.join(" | ")
+}
+
+/// Hands one transaction to the first working server of `targets`, reusing the worker's
+/// connection when it goes to one of them. A failure before the body was handed over
+/// moves on to the next server; a reused connection the server had closed is replaced.
+/// Returns the server that answered with the per-recipient replies.
+async fn deliver(
+    shared: &Shared,
+    slot: &mut Option<Connection>,
+    targets: &[SocketAddr],
+    tx: &Transaction<'_>,
+) -> Result<(SocketAddr, Vec<Reply>), (Option<SocketAddr>, ClientError)> {
+    let idle = shared.config.relay.idle_timeout;
+    let mut start = 0;
+    let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
+    if let Some(mut c) = slot.take() {
+        let server = c.server();
+        if targets.contains(&server) && c.last_used().elapsed() < idle {
+            match c.send(tx).await {
+                Ok(replies) => {
+                    *slot = Some(c);
+                    return Ok((server, replies));
+                }
+                Err(e) if e.stale_connection() => {
+                    tracing::debug!(%server, error = %e, "reused connection was closed; reconnecting");
+                }
+                Err(e) if e.after_body() => return Err((Some(server), e)),
+                Err(e) => {
+                    start = targets
+                        .iter()
+                        .position(|s| *s == server)
+                        .map_or(0, |p| p + 1);
+                    last = Some((Some(server), e));
+                }
+            }
+        } else {
+            c.quit().await;
+        }
+    }
+    while start < targets.len() {
+        let mut c = match Connection::connect_any(&targets[start..], &shared.settings).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some((None, e));
+                break;
+            }
+        };
+        let server = c.server();
+        match c.send(tx).await {
+            Ok(replies) => {
+                *slot = Some(c);
+                return Ok((server, replies));
+            }
+            Err(e) => {
+                let after_body = e.after_body();
+                last = Some((Some(server), e));
+                if after_body {
+                    break;
+                }
+                start += targets[start..]
+                    .iter()
+                    .position(|s| *s == server)
+                    .map_or(targets.len(), |p| p + 1);
+            }
+        }
+    }
+    Err(last.unwrap_or((None, ClientError::NoServer)))
+}

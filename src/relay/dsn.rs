@@ -1,0 +1,383 @@
+//! Delivery status notifications (RFC 3464): build the bounce for permanently failed recipients and spool it.
+//!
+//! A DSN goes only to a real sender of mail this gateway accepted: never to `<>` and
+//! never about a DSN, so two gateways can never bounce at each other.
+
+use super::client::Reply;
+use crate::metrics::Metrics;
+use crate::spool::{unix_now, Envelope, QueueId, Spool, SpoolError, SpooledMessage};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Longest quoted server reply in a DSN (keeps every line far below 998 octets).
+const MAX_DIAGNOSTIC: usize = 900;
+/// Most bytes of the original header block returned in the third part.
+const MAX_RETURNED_HEADERS: usize = 64 * 1024;
+
+/// One recipient that failed permanently, as reported in the DSN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRecipient {
+    /// The recipient address, without brackets.
+    pub address: String,
+    /// RFC 3463 status, always of class 5 (`5.1.1`).
+    pub status: String,
+    /// The server's reply (or our own explanation), on one line.
+    pub diagnostic: String,
+    /// The internal server that gave the reply, when one did.
+    pub remote_mta: Option<SocketAddr>,
+}
+
+impl FailedRecipient {
+    /// A recipient refused with `reply` by `server`: the status is the reply's enhanced
+    /// code when present (a 4.x.y becomes 5.x.y), else `5.0.0`.
+    pub fn from_reply(address: &str, reply: &Reply, server: Option<SocketAddr>) -> FailedRecipient {
+        let status = match reply.enhanced_code() {
+            Some(code) if code.starts_with('5') => code,
+            Some(code) if code.starts_with('4') => format!("5{}", &code[1..]),
+            _ => "5.0.0".to_owned(),
+        };
+        FailedRecipient {
+            address: address.to_owned(),
+            status,
+            diagnostic: reply.text(),
+            remote_mta: server,
+        }
+    }
+
+    /// A recipient that still failed temporarily when the message reached
+    /// `relay.max_queue_lifetime`: status 5.4.7 (delivery time expired), with the last error.
+    pub fn expired(address: &str, last_error: &str, server: Option<SocketAddr>) -> FailedRecipient {
+        FailedRecipient {
+            address: address.to_owned(),
+            status: "5.4.7".to_owned(),
+            diagnostic: format!("delivery time expired; last error: {last_error}"),
+            remote_mta: server,
+        }
+    }
+}
+
+/// Builds the DSN for `original` listing `failed`; `None` when no DSN may be sent (the
+/// sender is `<>`, the original is itself a DSN, or nothing failed). Returns the envelope
+/// (null sender, to the original sender, `is_dsn`) and the message bytes.
+pub fn build(
+    hostname: &str,
+    original: &SpooledMessage,
+    failed: &[FailedRecipient],
+) -> Option<(Envelope, Vec<u8>)> {
+    let sender = original.envelope.mail_from.as_str();
+    if sender.is_empty() || original.envelope.is_dsn || failed.is_empty() {
+        return None;
+    }
+    let now = unix_now();
+    let boundary = format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let message_id = format!(
+        "<{}.{:08x}.dsn@{hostname}>",
+        original.id,
+        rand::random::<u32>()
+    );
+    let mut m = String::with_capacity(4096);
+    // Writing to a String cannot fail; the results are ignored for that reason.
+    let _ = write!(
+        m,
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <{sender}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\n\
+         Message-ID: {message_id}\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         \tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a MIME-encapsulated message.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Description: Notification\r\n\
+         \r\n\
+         This is the mail system at host {hostname}.\r\n\
+         \r\n\
+         I'm sorry to have to inform you that your message could not\r\n\
+         be delivered to one or more recipients. The details are below.\r\n\
+         \r\n",
+        date = rfc5322_date(now),
+    );
+    for f in failed {
+        let _ = write!(
+            m,
+            "<{}>: {}\r\n",
+            clean(&f.address, 400),
+            clean(&f.diagnostic, MAX_DIAGNOSTIC)
+        );
+    }
+    let _ = write!(
+        m,
+        "\r\n--{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         Content-Description: Delivery report\r\n\
+         \r\n\
+         Reporting-MTA: dns; {hostname}\r\n\
+         X-Mxguard-Queue-ID: {id}\r\n\
+         Arrival-Date: {arrival}\r\n",
+        id = original.id,
+        arrival = rfc5322_date(original.envelope.received_at),
+    );
+    for f in failed {
+        let _ = write!(
+            m,
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            clean(&f.address, 400),
+            f.status
+        );
+        if let Some(server) = f.remote_mta {
+            let _ = write!(m, "Remote-MTA: dns; [{}]\r\n", server.ip());
+        }
+        let _ = write!(
+            m,
+            "Diagnostic-Code: smtp; {}\r\n",
+            clean(&f.diagnostic, MAX_DIAGNOSTIC)
+        );
+    }
+    let _ = write!(
+        m,
+        "\r\n--{boundary}\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         Content-Description: Undelivered Message Headers\r\n\
+         \r\n"
+    );
+    let mut bytes = m.into_bytes();
+    bytes.extend_from_slice(header_block(&original.body));
+    if !bytes.ends_with(b"\r\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+
+    let envelope = Envelope {
+        mail_from: String::new(),
+        rcpt_to: vec![sender.to_owned()],
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: hostname.to_owned(),
+        received_at: now,
+        body_8bit: !bytes.is_ascii(),
+        smtputf8: !sender.is_ascii(),
+        verdict: "accept".to_owned(),
+        score: 0.0,
+        is_dsn: true,
+    };
+    Some((envelope, bytes))
+}
+
+/// Builds and spools the DSN for `original` (see [`build`]); counts it in
+/// `dsn_sent_total`. Returns the new message's id, or `None` when no DSN is due.
+pub async fn queue(
+    spool: &Spool,
+    metrics: &Metrics,
+    hostname: &str,
+    original: &SpooledMessage,
+    failed: &[FailedRecipient],
+) -> Result<Option<QueueId>, SpoolError> {
+    let Some((envelope, bytes)) = build(hostname, original, failed) else {
+        return Ok(None);
+    };
+    let id = spool.store(&envelope, &bytes).await?;
+    metrics.dsn_sent_total.inc();
+    tracing::info!(
+        queue_id = %id,
+        original = %original.id,
+        to = %envelope.rcpt_to.join(","),
+        failed = failed.len(),
+        "DSN queued"
+    );
+    Ok(Some(id))
+}
+
+/// The header block of a message (up to and including the CRLF before the blank line),
+/// capped at a line boundary near [`MAX_RETURNED_HEADERS`].
+fn header_block(body: &[u8]) -> &[u8] {
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap_or(body.len());
+    let mut headers = &body[..end];
+    if headers.len() > MAX_RETURNED_HEADERS {
+        let cut = headers[..MAX_RETURNED_HEADERS]
+            .windows(2)
+            .rposition(|w| w == b"\r\n")
+            .map(|i| i + 2)
+            .unwrap_or(0);
+        headers = &headers[..cut];
+    }
+    headers
+}
+
+/// One line of text: control characters become spaces, and it is cut to `max` bytes.
+fn clean(text: &str, max: usize) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Formats Unix seconds as an RFC 5322 date in UTC: `Tue, 01 Jul 2025 10:00:00 +0000`.
+pub fn rfc5322_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::DeliveryState;
+    use mail_parser::{MessageParser, MimeHeaders};
+
+    fn original(sender: &str, is_dsn: bool) -> SpooledMessage {
+        SpooledMessage {
+            id: QueueId::generate(),
+            envelope: Envelope {
+                mail_from: sender.into(),
+                rcpt_to: vec!["a@example.test".into(), "b@example.test".into()],
+                client_ip: "192.0.2.1".parse().unwrap(),
+                helo: "mx.example.org".into(),
+                received_at: 1_751_364_000,
+                body_8bit: false,
+                smtputf8: false,
+                verdict: "accept".into(),
+                score: 0.0,
+                is_dsn,
+            },
+            state: DeliveryState::new(2),
+            body: b"From: s@example.org\r\nSubject: hello there\r\nMessage-ID: <orig@example.org>\r\n\r\nsecret body\r\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn dsn_has_the_rfc3464_structure() {
+        let server: SocketAddr = "10.0.0.5:25".parse().unwrap();
+        let failed = vec![
+            FailedRecipient::from_reply(
+                "b@example.test",
+                &Reply::local(550, "5.1.1 no such user"),
+                Some(server),
+            ),
+            FailedRecipient::expired("a@example.test", "451 4.3.0 try later", Some(server)),
+        ];
+        let orig = original("s@example.org", false);
+        let (env, bytes) = build("gw.example.test", &orig, &failed).unwrap();
+        assert!(env.mail_from.is_empty());
+        assert_eq!(env.rcpt_to, vec!["s@example.org".to_string()]);
+        assert!(env.is_dsn);
+
+        let msg = MessageParser::default().parse(&bytes).unwrap();
+        let ct = msg.content_type().unwrap();
+        assert_eq!(ct.ctype(), "multipart");
+        assert_eq!(ct.subtype(), Some("report"));
+        assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+        assert_eq!(msg.subject(), Some("Undelivered Mail Returned to Sender"));
+        assert_eq!(
+            msg.header_raw("Auto-Submitted").map(str::trim),
+            Some("auto-replied")
+        );
+        let from = msg.from().and_then(|a| a.first()).and_then(|a| a.address());
+        assert_eq!(from, Some("MAILER-DAEMON@gw.example.test"));
+        assert!(msg.date().is_some());
+        assert!(msg.message_id().is_some());
+
+        // Root, then the three parts in order.
+        let types: Vec<String> = msg.parts[1..]
+            .iter()
+            .map(|p| {
+                let ct = p.content_type().unwrap();
+                format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "text/plain",
+                "message/delivery-status",
+                "text/rfc822-headers"
+            ]
+        );
+        let report = String::from_utf8_lossy(msg.parts[2].contents()).into_owned();
+        assert!(
+            report.contains("Reporting-MTA: dns; gw.example.test"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Arrival-Date: Tue, 01 Jul 2025 10:00:00 +0000"),
+            "{report}"
+        );
+        assert!(report.contains("Final-Recipient: rfc822; b@example.test"));
+        assert!(report.contains("Status: 5.1.1"));
+        assert!(report.contains("Status: 5.4.7"));
+        assert!(report.contains("Action: failed"));
+        assert!(report.contains("Remote-MTA: dns; [10.0.0.5]"));
+        assert!(report.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user"));
+        let headers = String::from_utf8_lossy(msg.parts[3].contents()).into_owned();
+        assert!(headers.contains("Subject: hello there"));
+        assert!(!headers.contains("secret body"));
+    }
+
+    #[test]
+    fn status_comes_from_the_enhanced_code_or_defaults() {
+        let f = FailedRecipient::from_reply("x@y.test", &Reply::local(550, "nope"), None);
+        assert_eq!(f.status, "5.0.0");
+        let f = FailedRecipient::from_reply("x@y.test", &Reply::local(452, "4.2.2 full"), None);
+        assert_eq!(f.status, "5.2.2");
+    }
+
+    #[test]
+    fn no_dsn_to_the_null_sender_or_about_a_dsn() {
+        let failed = vec![FailedRecipient::expired("a@example.test", "x", None)];
+        assert!(build("gw.example.test", &original("", false), &failed).is_none());
+        assert!(build("gw.example.test", &original("s@example.org", true), &failed).is_none());
+    }
+
+    #[test]
+    fn dates_are_formatted_in_utc() {
+        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+}
