@@ -251,6 +251,112 @@ impl Callout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::testing::{config, dead_addr, FakeServer, Script};
+
+    fn callout(servers: &[SocketAddr], overrides: &[(&str, &str)]) -> (Callout, Arc<Metrics>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), servers, overrides);
+        let metrics = Arc::new(Metrics::new());
+        (Callout::new(&cfg.relay, metrics.clone()), metrics)
+    }
+
+    fn directory() -> Script {
+        Script {
+            rcpt: Arc::new(|a: &str| match a.to_lowercase().as_str() {
+                "alice@example.test" => "250 2.1.5 Ok".into(),
+                "busy@example.test" => "451 4.3.0 try later".into(),
+                _ => "550 5.1.1 no such user".into(),
+            }),
+            ..Script::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_are_probed_once_then_cached_case_insensitively() {
+        let server = FakeServer::start(directory()).await;
+        let (c, metrics) = callout(&[server.addr], &[]);
+        assert_eq!(c.verify("Alice@Example.TEST").await, CalloutAnswer::Exists);
+        assert_eq!(c.verify("alice@example.test").await, CalloutAnswer::Exists);
+        assert_eq!(server.connections(), 1);
+        let unknown = c.verify("nobody@example.test").await;
+        assert!(
+            matches!(&unknown, CalloutAnswer::Unknown { reply } if reply.contains("5.1.1")),
+            "{unknown:?}"
+        );
+        assert_eq!(c.verify("NOBODY@example.test").await, unknown);
+        assert_eq!(server.connections(), 2);
+        assert!(server.commands().iter().any(|l| l == "MAIL FROM:<>"));
+        let cached = metrics.callouts_total.with_label_values(&["cached"]).get();
+        assert_eq!(cached, 2);
+    }
+
+    #[tokio::test]
+    async fn temporary_answers_are_unavailable_and_never_cached() {
+        let server = FakeServer::start(directory()).await;
+        let (c, _) = callout(&[server.addr], &[]);
+        for _ in 0..2 {
+            let a = c.verify("busy@example.test").await;
+            assert!(matches!(a, CalloutAnswer::Unavailable { .. }), "{a:?}");
+        }
+        assert_eq!(server.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn unreachable_or_slow_servers_are_unavailable() {
+        let dead = dead_addr().await;
+        let (c, _) = callout(&[dead], &[]);
+        let a = c.verify("alice@example.test").await;
+        assert!(matches!(a, CalloutAnswer::Unavailable { .. }), "{a:?}");
+
+        let slow = FakeServer::start(Script {
+            delay: Duration::from_secs(2),
+            ..directory()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut relay = config(dir.path(), &[slow.addr], &[]).relay.clone();
+        relay.recipients.callout_timeout = Duration::from_millis(100);
+        let c = Callout::new(&relay, Arc::new(Metrics::new()));
+        let a = c.verify("alice@example.test").await;
+        assert_eq!(
+            a,
+            CalloutAnswer::Unavailable {
+                reason: "callout timed out".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_second_server_answers_when_the_first_is_down() {
+        let dead = dead_addr().await;
+        let server = FakeServer::start(directory()).await;
+        let (c, _) = callout(&[dead, server.addr], &[]);
+        assert_eq!(c.verify("alice@example.test").await, CalloutAnswer::Exists);
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_share_one_probe() {
+        let server = FakeServer::start(Script {
+            delay: Duration::from_millis(50),
+            ..directory()
+        })
+        .await;
+        let (c, _) = callout(&[server.addr], &[]);
+        let (a, b, d) = tokio::join!(
+            c.verify("alice@example.test"),
+            c.verify("ALICE@example.test"),
+            c.verify("alice@example.test")
+        );
+        assert_eq!(
+            [a, b, d],
+            [
+                CalloutAnswer::Exists,
+                CalloutAnswer::Exists,
+                CalloutAnswer::Exists
+            ]
+        );
+        assert_eq!(server.connections(), 1);
+    }
 
     #[test]
     fn cache_evicts_oldest_and_expires() {
