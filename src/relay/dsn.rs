@@ -65,7 +65,8 @@ pub fn build(
     failed: &[FailedRecipient],
 ) -> Option<(Envelope, Vec<u8>)> {
     let sender = original.envelope.mail_from.as_str();
-    if sender.is_empty() || original.envelope.is_dsn || failed.is_empty() {
+    // A reverse path without a domain (`<>`, or a mangled one) cannot receive mail.
+    if !sender.contains('@') || original.envelope.is_dsn || failed.is_empty() {
         return None;
     }
     let now = unix_now();
@@ -142,18 +143,19 @@ pub fn build(
             clean(&f.diagnostic, MAX_DIAGNOSTIC)
         );
     }
+    // The returned headers are base64: they may hold raw 8-bit text (the DSN stays 7-bit
+    // clean), and a content filter at the internal server that refused the original
+    // for something in its headers must not refuse the bounce about it for the same text.
     let _ = write!(
         m,
         "\r\n--{boundary}\r\n\
          Content-Type: text/rfc822-headers\r\n\
          Content-Description: Undelivered Message Headers\r\n\
+         Content-Transfer-Encoding: base64\r\n\
          \r\n"
     );
     let mut bytes = m.into_bytes();
-    bytes.extend_from_slice(header_block(&original.body));
-    if !bytes.ends_with(b"\r\n") {
-        bytes.extend_from_slice(b"\r\n");
-    }
+    base64_lines(header_block(&original.body), &mut bytes);
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
 
     let envelope = Envelope {
@@ -213,6 +215,34 @@ fn header_block(body: &[u8]) -> &[u8] {
         headers = &headers[..cut];
     }
     headers
+}
+
+/// Appends `data` in base64 (RFC 2045), 76 characters per CRLF-terminated line.
+fn base64_lines(data: &[u8], out: &mut Vec<u8>) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for line in data.chunks(57) {
+        for group in line.chunks(3) {
+            let b = [
+                group[0],
+                group.get(1).copied().unwrap_or(0),
+                group.get(2).copied().unwrap_or(0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            out.push(ALPHABET[(n >> 18) as usize & 63]);
+            out.push(ALPHABET[(n >> 12) as usize & 63]);
+            out.push(if group.len() > 1 {
+                ALPHABET[(n >> 6) as usize & 63]
+            } else {
+                b'='
+            });
+            out.push(if group.len() > 2 {
+                ALPHABET[n as usize & 63]
+            } else {
+                b'='
+            });
+        }
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// One line of text: control characters become spaces, and it is cut to `max` bytes.
@@ -372,7 +402,26 @@ mod tests {
     fn no_dsn_to_the_null_sender_or_about_a_dsn() {
         let failed = vec![FailedRecipient::expired("a@example.test", "x", None)];
         assert!(build("gw.example.test", &original("", false), &failed).is_none());
+        assert!(build("gw.example.test", &original("\"\"", false), &failed).is_none());
         assert!(build("gw.example.test", &original("s@example.org", true), &failed).is_none());
+    }
+
+    #[test]
+    fn base64_matches_the_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg==\r\n"),
+            ("fo", "Zm8=\r\n"),
+            ("foo", "Zm9v\r\n"),
+            ("foobar", "Zm9vYmFy\r\n"),
+        ] {
+            let mut out = Vec::new();
+            base64_lines(plain.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), encoded);
+        }
+        let mut out = Vec::new();
+        base64_lines(&[0u8; 100], &mut out);
+        assert!(out.split(|&b| b == b'\n').all(|l| l.len() <= 77));
     }
 
     #[test]
