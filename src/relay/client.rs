@@ -994,7 +994,7 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::testing::{config, dead_addr, FakeServer, Script};
+    use crate::relay::testing::{config, dead_addr, tls_acceptor, FakeServer, Script};
     use std::sync::Arc;
 
     fn settings(server: SocketAddr, overrides: &[(&str, &str)]) -> ClientSettings {
@@ -1184,6 +1184,53 @@ mod tests {
             matches!(err, ClientError::Timeout { stage: "EHLO" }),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn opportunistic_starttls_is_used_when_offered_and_ehlo_repeated() {
+        let server = FakeServer::start(Script {
+            tls: Some(tls_acceptor()),
+            ..Script::default()
+        })
+        .await;
+        let s = settings(server.addr, &[("tls", "\"opportunistic\"")]);
+        let mut conn = Connection::open(server.addr, &s).await.unwrap();
+        assert!(conn.is_tls());
+        assert!(!conn.capabilities().starttls);
+        let to = rcpts(&["a@example.test"]);
+        let tx = Transaction {
+            mail_from: "s@example.org",
+            recipients: &to,
+            body: b"secret\r\n",
+            body_8bit: false,
+            smtputf8: false,
+        };
+        assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+        conn.quit().await;
+        assert_eq!(server.record.lock().unwrap().tls_sessions, 1);
+        assert_eq!(server.messages()[0].data, b"secret\r\n".to_vec());
+        let cmds = server.commands();
+        assert_eq!(cmds.iter().filter(|c| c.starts_with("EHLO")).count(), 2);
+        assert!(cmds.iter().any(|c| c == "STARTTLS"));
+    }
+
+    #[tokio::test]
+    async fn required_tls_fails_without_starttls_and_opportunistic_falls_back() {
+        let plain = FakeServer::start(Script::default()).await;
+        let s = settings(plain.addr, &[("tls", "\"required\"")]);
+        let err = Connection::open(plain.addr, &s).await.unwrap_err();
+        assert!(matches!(err, ClientError::TlsNotOffered { .. }), "{err}");
+        let s = settings(plain.addr, &[("tls", "\"opportunistic\"")]);
+        let conn = Connection::open(plain.addr, &s).await.unwrap();
+        assert!(!conn.is_tls());
+
+        let tls = FakeServer::start(Script {
+            tls: Some(tls_acceptor()),
+            ..Script::default()
+        })
+        .await;
+        let s = settings(tls.addr, &[("tls", "\"required\"")]);
+        assert!(Connection::open(tls.addr, &s).await.unwrap().is_tls());
     }
 
     #[tokio::test]

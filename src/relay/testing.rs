@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// A reply decided per call.
 pub type ReplyFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -27,6 +28,8 @@ pub struct Script {
     pub rcpt: ReplyFn,
     /// Reply line to the end of data, given the sender.
     pub data_end: ReplyFn,
+    /// Offer STARTTLS with this acceptor.
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for Script {
@@ -38,6 +41,7 @@ impl Default for Script {
             delay: Duration::ZERO,
             rcpt: Arc::new(|_| "250 2.1.5 Ok".into()),
             data_end: Arc::new(|_| "250 2.0.0 Ok: queued".into()),
+            tls: None,
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Record {
     pub messages: Vec<Received>,
     /// A MAIL command arrived together with further commands (the client pipelined).
     pub pipelined: bool,
+    /// TLS handshakes completed.
+    pub tls_sessions: usize,
 }
 
 /// A running fake server; stops when dropped.
@@ -130,21 +136,50 @@ fn between_brackets(s: &str) -> String {
 }
 
 async fn session(stream: TcpStream, script: Script, rec: Arc<Mutex<Record>>) {
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    if w.write_all(b"220 fake.example.test ESMTP\r\n")
-        .await
-        .is_err()
-    {
+    let Some(tcp) = dialogue(stream, &script, &rec, true).await else {
         return;
+    };
+    let Some(acceptor) = script.tls.clone() else {
+        return;
+    };
+    let Ok(tls) = acceptor.accept(tcp).await else {
+        return;
+    };
+    rec.lock().unwrap().tls_sessions += 1;
+    dialogue(tls, &script, &rec, false).await;
+}
+
+/// A self-signed certificate for `localhost`, as a STARTTLS acceptor.
+pub fn tls_acceptor() -> TlsAcceptor {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// Runs the SMTP dialogue; returns the stream when the client asked for STARTTLS.
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    script: &Script,
+    rec: &Mutex<Record>,
+    plaintext: bool,
+) -> Option<S> {
+    let mut r = BufReader::new(stream);
+    if plaintext {
+        r.write_all(b"220 fake.example.test ESMTP\r\n").await.ok()?;
     }
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     loop {
         let mut line = String::new();
-        match r.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
         }
         let line = line.trim_end().to_owned();
         let buffered = !r.buffer().is_empty();
@@ -161,10 +196,18 @@ async fn session(stream: TcpStream, script: Script, rec: Arc<Mutex<Record>>) {
                 if script.pipelining {
                     s.push_str("250-PIPELINING\r\n");
                 }
+                if plaintext && script.tls.is_some() {
+                    s.push_str("250-STARTTLS\r\n");
+                }
                 s.push_str("250-SIZE 10000000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES");
                 s
             }
             "HELO" => "250 fake.example.test".to_owned(),
+            "STARTTLS" if plaintext && script.tls.is_some() => {
+                r.write_all(b"220 2.0.0 ready\r\n").await.ok()?;
+                // Anything the client sent after STARTTLS is dropped with the buffer.
+                return Some(r.into_inner());
+            }
             "MAIL" => {
                 if buffered {
                     rec.lock().unwrap().pipelined = true;
@@ -186,15 +229,13 @@ async fn session(stream: TcpStream, script: Script, rec: Arc<Mutex<Record>>) {
                 if !script.delay.is_zero() {
                     tokio::time::sleep(script.delay).await;
                 }
-                if w.write_all(b"354 go ahead\r\n").await.is_err() {
-                    return;
-                }
+                r.write_all(b"354 go ahead\r\n").await.ok()?;
+                r.flush().await.ok()?;
                 let mut data = Vec::new();
                 loop {
                     let mut l = Vec::new();
-                    match r.read_until(b'\n', &mut l).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
+                    if r.read_until(b'\n', &mut l).await.ok()? == 0 {
+                        return None;
                     }
                     if l == b".\r\n" {
                         break;
@@ -218,23 +259,19 @@ async fn session(stream: TcpStream, script: Script, rec: Arc<Mutex<Record>>) {
             }
             "NOOP" => "250 2.0.0 Ok".to_owned(),
             "QUIT" => {
-                let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+                let _ = r.write_all(b"221 2.0.0 Bye\r\n").await;
                 // Drain until the client closes.
                 let mut sink = Vec::new();
                 let _ = r.read_to_end(&mut sink).await;
-                return;
+                return None;
             }
             _ => "500 5.5.2 unknown command".to_owned(),
         };
         if !script.delay.is_zero() && verb != "DATA" {
             tokio::time::sleep(script.delay).await;
         }
-        if w.write_all(format!("{reply}\r\n").as_bytes())
-            .await
-            .is_err()
-        {
-            return;
-        }
+        r.write_all(format!("{reply}\r\n").as_bytes()).await.ok()?;
+        r.flush().await.ok()?;
     }
 }
 
