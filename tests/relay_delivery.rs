@@ -10,8 +10,12 @@ use std::thread;
 use std::time::Duration;
 
 fn send(gw: &Gateway, from: &str, rcpts: &[&str], id: &str, subject: &str) {
+    send_body(gw, from, rcpts, id, subject, "body text");
+}
+
+fn send_body(gw: &Gateway, from: &str, rcpts: &[&str], id: &str, subject: &str, body: &str) {
     let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail(from, rcpts, &message(id, subject, "body text"))
+    c.send_mail(from, rcpts, &message(id, subject, body))
         .expect(250, "2.0.0");
     c.quit();
 }
@@ -196,12 +200,15 @@ fn permanent_data_failure_sends_a_dsn() {
         ..Default::default()
     });
     let gw = Gateway::start(GatewayConfig::new(&internal));
-    send(
+    // The trigger is in the body only: a DSN returns the original's headers, so the
+    // internal server does not refuse the DSN itself.
+    send_body(
         &gw,
         "sender@sender.test",
         &["user@example.test"],
         "refused@test",
-        "reject-me",
+        "content",
+        "please reject-me",
     );
     let (ok, msgs) = internal.wait_for(DELIVERY_TIMEOUT, |m| m.iter().any(is_dsn));
     assert!(
