@@ -21,6 +21,9 @@ pub struct Address {
 impl Address {
     /// `local@domain`, re-quoting the local part when needed; `local` alone without a domain.
     pub fn to_path(&self) -> String {
+        if self.is_null() {
+            return String::new();
+        }
         let local = if self.quoted || needs_quoting(&self.local) {
             let escaped = self.local.replace('\\', "\\\\").replace('"', "\\\"");
             format!("\"{escaped}\"")
@@ -32,6 +35,11 @@ impl Address {
         } else {
             format!("{local}@{}", self.domain)
         }
+    }
+
+    /// Whether this is the null reverse-path `<>`.
+    pub fn is_null(&self) -> bool {
+        self.local.is_empty() && self.domain.is_empty()
     }
 
     /// Whether the domain is an address literal such as `[192.0.2.1]`.
@@ -130,7 +138,7 @@ pub fn parse_path(path: &str) -> Result<Address, AddressError> {
         let (text, after) = parse_quoted(q)?;
         (text, true, after)
     } else {
-        match find_unquoted_last(mailbox, '@') {
+        match mailbox.rfind('@') {
             Some(at) => (mailbox[..at].to_owned(), false, &mailbox[at..]),
             None => (mailbox.to_owned(), false, ""),
         }
@@ -190,13 +198,6 @@ fn find_unquoted(s: &str, needle: char) -> Option<usize> {
     None
 }
 
-fn find_unquoted_last(s: &str, needle: char) -> Option<usize> {
-    s.char_indices()
-        .filter(|&(_, c)| c == needle)
-        .map(|(i, _)| i)
-        .last()
-}
-
 /// A domain name, trailing dot tolerated (relay control refuses it), or an address literal.
 fn valid_domain(d: &str) -> bool {
     if let Some(lit) = d.strip_prefix('[') {
@@ -244,7 +245,12 @@ mod tests {
     #[test]
     fn null_path() {
         let a = p("");
-        assert!(a.local.is_empty() && a.domain.is_empty());
+        assert!(a.is_null());
+        assert_eq!(
+            a.to_path(),
+            "",
+            "the null path must stay empty, not become \"\""
+        );
     }
 
     #[test]

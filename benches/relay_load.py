@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""End-to-end relay throughput: smtp-source -> mxguard -> smtp-sink.
+
+Usage: benches/relay_load.py [--sessions 20] [--messages 5000] [--size 4096] [--postfix]
+
+Builds nothing: run `cargo build --release` first. Starts Postfix's smtp-sink as the
+internal server and the release binary on a private config and spool, sends the load with
+smtp-source, and reports accepted msgs/s (until smtp-source returns) and end-to-end msgs/s
+(until the spool is empty, i.e. every message got the internal server's 250).
+
+With --postfix the same load goes through a private Postfix instance (plain relay, no
+filtering) to smtp-sink, measured the same way (until Postfix's queue is empty), so both
+figures come from the same machine and run.
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "mxguard")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"port {port} never opened")
+
+
+def count_files(path):
+    try:
+        return sum(1 for n in os.listdir(path) if not n.endswith(".state"))
+    except FileNotFoundError:
+        return 0
+
+
+def run_source(args, port):
+    t0 = time.time()
+    subprocess.run(
+        ["smtp-source", "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
+         "-f", "sender@load.example", "-t", "user@example.test", f"127.0.0.1:{port}"],
+        check=True,
+    )
+    return t0, time.time()
+
+
+def bench_mxguard(args, sink_port):
+    work = tempfile.mkdtemp(prefix="mxguard-bench-")
+    port = free_port()
+    cfg = os.path.join(work, "mxguard.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""
+[server]
+listen = ["127.0.0.1:{port}"]
+hostname = "mx.example.test"
+[relay]
+domains = ["example.test"]
+internal = ["127.0.0.1:{sink_port}"]
+workers = {args.workers}
+[spool]
+dir = "{work}/spool"
+[log]
+level = "warn"
+""")
+    gw = subprocess.Popen([BIN, "serve", "--config", cfg], stderr=open(os.path.join(work, "log"), "w"))
+    try:
+        wait_port(port)
+        t0, t_accepted = run_source(args, port)
+        queue = os.path.join(work, "spool", "queue")
+        while count_files(queue) > 0:
+            time.sleep(0.01)
+        t_done = time.time()
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    return t0, t_accepted, t_done
+
+
+def bench_postfix(args, sink_port):
+    """A private Postfix (own config and queue directories) relaying to smtp-sink."""
+    work = tempfile.mkdtemp(prefix="postfix-bench-")
+    port = free_port()
+    conf = os.path.join(work, "etc")
+    queue = os.path.join(work, "spool")
+    data = os.path.join(work, "lib")
+    os.makedirs(conf)
+    shutil.copy("/etc/postfix/master.cf", conf)
+    # No chroot, smtpd on our port only.
+    lines = []
+    for line in open(os.path.join(conf, "master.cf")):
+        if line.startswith("smtp      inet"):
+            line = f"127.0.0.1:{port} inet n - n - - smtpd\n"
+        fields = line.split()
+        if len(fields) >= 8 and not line.startswith("#") and not line[0].isspace() and fields[4] == "y":
+            fields[4] = "n"
+            line = " ".join(fields) + "\n"
+        lines.append(line)
+    open(os.path.join(conf, "master.cf"), "w").writelines(lines)
+    with open(os.path.join(conf, "main.cf"), "w") as f:
+        f.write(f"""
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = example.test
+transport_maps = inline:{{ example.test = smtp:[127.0.0.1]:{sink_port} }}
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+smtp_dns_support_level = disabled
+maillog_file = {work}/maillog
+default_process_limit = 100
+""")
+    env = dict(os.environ)
+    subprocess.run(["postfix", "-c", conf, "check"], check=False, env=env)
+    subprocess.run(["postfix", "-c", conf, "start"], check=True, env=env)
+    try:
+        wait_port(port)
+        t0, t_accepted = run_source(args, port)
+        while True:
+            out = subprocess.run(["postqueue", "-c", conf, "-j"], capture_output=True, text=True).stdout
+            if not out.strip():
+                break
+            time.sleep(0.05)
+        t_done = time.time()
+    finally:
+        subprocess.run(["postfix", "-c", conf, "stop"], check=False)
+        time.sleep(1)
+        shutil.rmtree(work, ignore_errors=True)
+    return t0, t_accepted, t_done
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--postfix", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("smtp-source"):
+        sys.exit("smtp-source not found: apt-get install postfix")
+    sink_port = free_port()
+    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"])
+    wait_port(sink_port)
+    try:
+        runs = [("mxguard", bench_mxguard)]
+        if args.postfix:
+            runs.append(("postfix", bench_postfix))
+        for name, fn in runs:
+            t0, t_acc, t_done = fn(args, sink_port)
+            print(f"{name}: {args.messages} msgs of {args.size} B over {args.sessions} sessions: "
+                  f"accepted {args.messages / (t_acc - t0):.0f} msg/s, "
+                  f"end to end {args.messages / (t_done - t0):.0f} msg/s")
+    finally:
+        sink.terminate()
+
+
+if __name__ == "__main__":
+    main()
