@@ -94,3 +94,29 @@ fn queue_list_show_delete() {
     let flush = gw.cli(&["queue", "flush"]);
     assert!(flush.status.success(), "{}", output_text(&flush));
 }
+
+#[test]
+fn serve_with_json_logs_writes_json_lines() {
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.serve_args = vec!["--log-format".into(), "json".into()];
+    let gw = Gateway::start(cfg);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "s@sender.test",
+        &["user@example.test"],
+        &message("json-log@test", "j", "b"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id("json-log@test");
+    let log = fs::read_to_string(gw.log_path()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log output at all");
+    for l in &lines {
+        assert!(
+            l.starts_with('{') && l.ends_with('}'),
+            "not a JSON log line: {l}"
+        );
+    }
+}

@@ -886,6 +886,8 @@ pub struct GatewayConfig {
     pub callout: bool,
     /// `[server.tls]` certificate and key PEM contents.
     pub tls: Option<(String, String)>,
+    /// Extra arguments after `serve --config PATH`.
+    pub serve_args: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -913,6 +915,7 @@ impl Default for GatewayConfig {
             recipient_lists: BTreeMap::new(),
             callout: false,
             tls: None,
+            serve_args: Vec::new(),
         }
     }
 }
@@ -1069,6 +1072,7 @@ impl Gateway {
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())
+            .args(&self.config.serve_args)
             .current_dir(&self.dir)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
