@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod policy;
 pub mod relay;
+pub mod rules;
 pub mod smtp;
 pub mod spool;
 

@@ -1,0 +1,719 @@
+//! Rule compilation: [`RuleSet`] → [`CompiledRules`], multi-pattern matchers per target, meta order.
+//!
+//! Patterns of one target (each header target, `body`, `rawbody`, `uri`, `full`) are compiled
+//! into `regex::bytes::RegexSet`s, so a thousand rules cost about one pass over each part; the
+//! individual regex runs only for the set's matches (to count `multiple` hits, or to confirm a
+//! body/uri match line by line). Patterns that need lookaround, backreferences, atomic groups
+//! or possessive quantifiers go to `fancy-regex` with a backtrack limit and are listed in
+//! [`CompileReport::backtracking`]. Only rules that can matter are compiled: scored rules and
+//! whatever their metas need (a rule with `score NAME 0` runs only if a meta uses it).
+
+use super::meta::Node;
+use super::parse::{
+    effective_score, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Origin, Pattern, Rule,
+    RuleKind, RuleSet, Severity, Test,
+};
+use super::perlre;
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Compiled size limit of one regex (the `regex` crate's program size).
+const REGEX_SIZE_LIMIT: usize = 2 << 20;
+/// Lazy-DFA cache limit of one regex.
+const REGEX_DFA_LIMIT: usize = 2 << 20;
+/// Compiled size limit of one `RegexSet` chunk.
+const SET_SIZE_LIMIT: usize = 64 << 20;
+/// Lazy-DFA cache limit of one `RegexSet` chunk.
+const SET_DFA_LIMIT: usize = 16 << 20;
+/// Patterns per `RegexSet`: bounded so the lazy DFA keeps its states cached.
+const SET_CHUNK: usize = 128;
+/// Backtracking steps one `fancy-regex` search may take before it counts as no match.
+pub(crate) const BACKTRACK_LIMIT: usize = 100_000;
+/// Hits counted for a `tflags multiple` rule without `maxhits`.
+pub(crate) const DEFAULT_MAX_HITS: u32 = 1000;
+
+/// A compiled single pattern in one of the two engines.
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    /// Linear-time `regex` engine.
+    Linear(Regex),
+    /// Backtracking `fancy-regex` engine (with [`BACKTRACK_LIMIT`]).
+    Backtracking(Box<fancy_regex::Regex>),
+}
+
+/// One rule inside a [`Group`].
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// The rule's slot in [`CompiledRules::slots`].
+    pub slot: usize,
+    pub matcher: Matcher,
+    /// `!~`: hits when the regex does not match.
+    pub negate: bool,
+    /// `tflags multiple` limit; `None` for single-hit rules.
+    pub max_hits: Option<u32>,
+}
+
+/// Rules that read the same subject, with set prefilters over the linear ones.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    pub members: Vec<Member>,
+    /// Each set covers the member indices listed beside it (in set pattern order).
+    pub sets: Vec<(RegexSet, Vec<usize>)>,
+    /// Members outside every set (backtracking ones, or sets that failed to build).
+    pub unset: Vec<usize>,
+}
+
+/// What a value slot holds.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotInfo {
+    pub name: String,
+    /// `None` for a symbol only known by name (a built-in check's symbol, or undefined).
+    pub kind: Option<RuleKind>,
+    /// Score per hit.
+    pub score: f64,
+    /// Reported as a hit: not a `__` sub-rule and not disabled by `score 0`.
+    pub reportable: bool,
+    /// Whether a `score` line set the score.
+    pub scored_by_file: bool,
+    pub description: Option<String>,
+}
+
+/// What compilation did, for `mxguard check` and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompileReport {
+    /// Active (compiled) rules per kind.
+    pub counts: BTreeMap<RuleKind, usize>,
+    /// Rules using the backtracking engine, with the construct that needs it.
+    pub backtracking: Vec<(String, String)>,
+    /// Rules that were defined but skipped (parser or compiler), sorted.
+    pub skipped: Vec<String>,
+    /// Rules defined but not compiled: `score 0` or sub-rules no scored meta uses.
+    pub disabled: Vec<String>,
+    /// Names used by metas that no rule here defines (symbols from built-in checks, or 0).
+    pub external_refs: Vec<String>,
+}
+
+impl CompileReport {
+    /// Total active rules.
+    pub fn active(&self) -> usize {
+        self.counts.values().sum()
+    }
+}
+
+/// A rules set ready to evaluate messages: immutable, cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct CompiledRules {
+    pub(crate) slots: Vec<SlotInfo>,
+    pub(crate) by_name: HashMap<String, usize>,
+    pub(crate) headers: Vec<(HeaderTarget, Group)>,
+    /// `exists:` rules: slot and lower-cased header name.
+    pub(crate) exists: Vec<(usize, String)>,
+    pub(crate) body: Group,
+    pub(crate) rawbody: Group,
+    pub(crate) uri: Group,
+    pub(crate) full: Group,
+    /// Metas in dependency order.
+    pub(crate) metas: Vec<(usize, Node<usize>)>,
+    pub(crate) report: CompileReport,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Canonical lines of the effective rule set (see [`CompiledRules::fingerprint`]).
+    pub(crate) canonical: Vec<String>,
+}
+
+impl RuleSet {
+    /// Compiles the rules; see [`CompiledRules::compile`].
+    pub fn compile(&self) -> CompiledRules {
+        CompiledRules::compile(self)
+    }
+}
+
+impl CompiledRules {
+    /// Compiles a rule set. Never fails: rules that cannot be compiled are skipped and
+    /// reported in [`CompiledRules::diagnostics`] (which also holds the parser's).
+    pub fn compile(set: &RuleSet) -> CompiledRules {
+        Compiler::new(set).run()
+    }
+
+    /// What was compiled, skipped and disabled.
+    pub fn report(&self) -> &CompileReport {
+        &self.report
+    }
+
+    /// Every diagnostic from parsing and compiling, in file order.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// True when some diagnostic is an [`Severity::Error`]: the files are broken.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    /// The `describe` text of a rule or symbol.
+    pub fn description(&self, name: &str) -> Option<&str> {
+        let slot = *self.by_name.get(name)?;
+        self.slots.get(slot)?.description.as_deref()
+    }
+
+    /// The score per hit of a rule or symbol, if the files define or score it.
+    pub fn score(&self, name: &str) -> Option<f64> {
+        let slot = *self.by_name.get(name)?;
+        let info = self.slots.get(slot)?;
+        (info.kind.is_some() || info.scored_by_file).then_some(info.score)
+    }
+}
+
+struct Compiler<'a> {
+    set: &'a RuleSet,
+    diagnostics: Vec<Diagnostic>,
+    report: CompileReport,
+    slots: Vec<SlotInfo>,
+    by_name: HashMap<String, usize>,
+    canonical: Vec<String>,
+}
+
+/// A pattern rule that compiled, waiting to be grouped.
+struct Ready {
+    slot: usize,
+    matcher: Matcher,
+    /// The translated pattern (for the set and the fingerprint).
+    pattern: String,
+    negate: bool,
+    max_hits: Option<u32>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(set: &'a RuleSet) -> Self {
+        Compiler {
+            set,
+            diagnostics: set.diagnostics.clone(),
+            report: CompileReport::default(),
+            slots: Vec::new(),
+            by_name: HashMap::new(),
+            canonical: Vec::new(),
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&s) = self.by_name.get(name) {
+            return s;
+        }
+        let info = self.set.symbols.get(name);
+        let score = info
+            .map(|i| effective_score(name, i.score, &i.tflags))
+            .unwrap_or(0.0);
+        let scored = info.is_some_and(|i| i.score.is_some());
+        let s = self.slots.len();
+        self.slots.push(SlotInfo {
+            name: name.to_string(),
+            kind: None,
+            score,
+            reportable: !name.starts_with("__") && (!scored || score != 0.0),
+            scored_by_file: scored,
+            description: info.and_then(|i| i.description.clone()),
+        });
+        self.by_name.insert(name.to_string(), s);
+        s
+    }
+
+    fn diag(&mut self, origin: &Origin, severity: Severity, message: String) {
+        self.diagnostics.push(Diagnostic {
+            file: origin.file.clone(),
+            line: origin.line,
+            message,
+            severity,
+        });
+    }
+
+    fn run(mut self) -> CompiledRules {
+        let set = self.set;
+        let rules: BTreeMap<&str, &Rule> = set.rules.iter().map(|r| (r.name.as_str(), r)).collect();
+
+        // 1. Which rules matter: scored ones, and everything their metas reach.
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
+        let mut stack: Vec<&str> = rules
+            .values()
+            .filter(|r| !r.is_subrule() && r.effective_score() != 0.0)
+            .map(|r| r.name.as_str())
+            .collect();
+        // Symbols scored in the files may be produced by metas' dependencies too.
+        while let Some(name) = stack.pop() {
+            if !needed.insert(name) {
+                continue;
+            }
+            if let Some(Rule {
+                test: Test::Meta(expr),
+                ..
+            }) = rules.get(name)
+            {
+                expr.tree.for_each_ref(&mut |dep: &String| {
+                    if let Some((k, _)) = rules.get_key_value(dep.as_str()) {
+                        stack.push(k);
+                    }
+                });
+            }
+        }
+        self.report.disabled = rules
+            .keys()
+            .filter(|n| !needed.contains(*n))
+            .map(|n| n.to_string())
+            .collect();
+
+        // 2. Slots for every needed rule.
+        for name in &needed {
+            let Some(rule) = rules.get(name) else {
+                continue;
+            };
+            let s = self.slot(name);
+            let score = rule.effective_score();
+            self.slots[s] = SlotInfo {
+                name: rule.name.clone(),
+                kind: Some(rule.kind),
+                score,
+                reportable: !rule.is_subrule() && score != 0.0,
+                scored_by_file: rule.score.is_some(),
+                description: rule.description.clone(),
+            };
+        }
+
+        // 3. Pattern rules.
+        let mut header_groups: BTreeMap<HeaderTarget, Vec<Ready>> = BTreeMap::new();
+        let mut exists = Vec::new();
+        let mut by_kind: BTreeMap<RuleKind, Vec<Ready>> = BTreeMap::new();
+        let mut skipped: BTreeSet<String> = set.skipped.keys().cloned().collect();
+        let mut metas: Vec<&Rule> = Vec::new();
+        for name in &needed {
+            let Some(rule) = rules.get(name) else {
+                continue;
+            };
+            let slot = self.by_name[*name];
+            let max_hits = rule
+                .tflags
+                .multiple
+                .then(|| rule.tflags.maxhits.unwrap_or(DEFAULT_MAX_HITS).max(1));
+            let canon_head = format!(
+                "{}\t{}\t{:?}\t{}",
+                rule.kind,
+                rule.name,
+                rule.effective_score(),
+                rule.tflags.canonical()
+            );
+            match &rule.test {
+                Test::Meta(_) => metas.push(rule),
+                Test::Header {
+                    target,
+                    op: HeaderOp::Exists,
+                    ..
+                } => {
+                    let HeaderSource::Named(header) = &target.source else {
+                        continue;
+                    };
+                    exists.push((slot, header.clone()));
+                    self.canonical
+                        .push(format!("{canon_head}\texists:{header}"));
+                    *self.report.counts.entry(RuleKind::Header).or_default() += 1;
+                }
+                Test::Header {
+                    target,
+                    op,
+                    pattern: Some(pattern),
+                } => {
+                    let negate = *op == HeaderOp::NotMatches;
+                    if let Some(ready) =
+                        self.compile_pattern(rule, slot, pattern, false, negate, max_hits)
+                    {
+                        self.canonical.push(format!(
+                            "{canon_head}\t{}\t{}\t{}",
+                            target.canonical(),
+                            if negate { "!~" } else { "=~" },
+                            ready.pattern
+                        ));
+                        header_groups.entry(target.clone()).or_default().push(ready);
+                        *self.report.counts.entry(RuleKind::Header).or_default() += 1;
+                    } else {
+                        skipped.insert(rule.name.clone());
+                    }
+                }
+                Test::Header { pattern: None, .. } => {}
+                Test::Pattern(pattern) => {
+                    let line_mode = matches!(rule.kind, RuleKind::Body | RuleKind::Uri);
+                    if let Some(ready) =
+                        self.compile_pattern(rule, slot, pattern, line_mode, false, max_hits)
+                    {
+                        self.canonical
+                            .push(format!("{canon_head}\t{}", ready.pattern));
+                        by_kind.entry(rule.kind).or_default().push(ready);
+                        *self.report.counts.entry(rule.kind).or_default() += 1;
+                    } else {
+                        skipped.insert(rule.name.clone());
+                    }
+                }
+            }
+        }
+
+        // 4. Metas: resolve references to slots, order by dependency, drop cycles.
+        let meta_order = self.order_metas(&metas);
+        let mut compiled_metas = Vec::new();
+        let mut external: BTreeSet<String> = BTreeSet::new();
+        for rule in meta_order {
+            let Test::Meta(expr) = &rule.test else {
+                continue;
+            };
+            let slot = self.by_name[rule.name.as_str()];
+            let mut refs = Vec::new();
+            expr.tree
+                .for_each_ref(&mut |n: &String| refs.push(n.clone()));
+            for r in &refs {
+                if !rules.contains_key(r.as_str()) {
+                    external.insert(r.clone());
+                }
+                self.slot(r);
+            }
+            let by_name = &self.by_name;
+            let node = expr
+                .tree
+                .map_refs(&mut |n: &String| by_name.get(n).copied().unwrap_or(slot));
+            self.canonical.push(format!(
+                "{}\t{}\t{:?}\t{}\t{}",
+                rule.kind,
+                rule.name,
+                rule.effective_score(),
+                rule.tflags.canonical(),
+                expr
+            ));
+            compiled_metas.push((slot, node));
+            *self.report.counts.entry(RuleKind::Meta).or_default() += 1;
+        }
+
+        // 5. Scores for symbols that are not rules (built-in checks' symbols).
+        for (name, info) in &set.symbols {
+            if rules.contains_key(name.as_str()) {
+                continue;
+            }
+            if let Some(score) = info.score {
+                self.canonical.push(format!("symbol\t{name}\t{score:?}"));
+                self.slot(name);
+            }
+        }
+
+        // Disabled rules keep their score, so `score NAME 0` also silences a built-in
+        // check reporting the same symbol.
+        for rule in &set.rules {
+            if !needed.contains(rule.name.as_str()) && rule.score.is_some() {
+                let s = self.slot(&rule.name);
+                self.slots[s].score = rule.effective_score();
+                self.slots[s].scored_by_file = true;
+                self.slots[s].reportable = false;
+            }
+        }
+
+        let headers = header_groups
+            .into_iter()
+            .map(|(target, members)| (target, build_group(members)))
+            .collect();
+        let mut take = |k: RuleKind| by_kind.remove(&k).unwrap_or_default();
+        let body = build_group(take(RuleKind::Body));
+        let uri = build_group(take(RuleKind::Uri));
+        let rawbody = build_group(take(RuleKind::Rawbody));
+        let full = build_group(take(RuleKind::Full));
+
+        self.report.skipped = skipped.into_iter().collect();
+        self.report.external_refs = external.into_iter().collect();
+        self.report.backtracking.sort();
+        self.canonical.sort();
+        self.diagnostics
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        CompiledRules {
+            slots: self.slots,
+            by_name: self.by_name,
+            headers,
+            exists,
+            body,
+            rawbody,
+            uri,
+            full,
+            metas: compiled_metas,
+            report: self.report,
+            diagnostics: self.diagnostics,
+            canonical: self.canonical,
+        }
+    }
+
+    /// Topological order of the metas (dependencies first); metas in a cycle are reported and dropped.
+    fn order_metas<'r>(&mut self, metas: &[&'r Rule]) -> Vec<&'r Rule> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+            Cyclic,
+        }
+        let index: HashMap<&str, usize> = metas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = metas
+            .iter()
+            .map(|r| {
+                let mut d = Vec::new();
+                if let Test::Meta(expr) = &r.test {
+                    expr.tree.for_each_ref(&mut |n: &String| {
+                        if let Some(&i) = index.get(n.as_str()) {
+                            d.push(i);
+                        }
+                    });
+                }
+                d
+            })
+            .collect();
+        let mut marks = vec![Mark::New; metas.len()];
+        let mut order = Vec::new();
+        let mut cyclic: Vec<usize> = Vec::new();
+        // Iterative DFS.
+        for start in 0..metas.len() {
+            if marks[start] != Mark::New {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            marks[start] = Mark::Active;
+            while let Some(top) = stack.last_mut() {
+                let node = top.0;
+                if let Some(&dep) = deps[node].get(top.1) {
+                    top.1 += 1;
+                    match marks[dep] {
+                        Mark::New => {
+                            marks[dep] = Mark::Active;
+                            stack.push((dep, 0));
+                        }
+                        Mark::Active => {
+                            // Everything on the stack from `dep` up is in a cycle.
+                            let from = stack.iter().position(|&(n, _)| n == dep).unwrap_or(0);
+                            for &(n, _) in &stack[from..] {
+                                cyclic.push(n);
+                            }
+                        }
+                        Mark::Cyclic => cyclic.push(node),
+                        Mark::Done => {}
+                    }
+                } else {
+                    stack.pop();
+                    if cyclic.contains(&node) {
+                        marks[node] = Mark::Cyclic;
+                    } else {
+                        marks[node] = Mark::Done;
+                        order.push(node);
+                    }
+                }
+            }
+        }
+        cyclic.sort_unstable();
+        cyclic.dedup();
+        for &i in &cyclic {
+            let rule = metas[i];
+            let msg = format!(
+                "meta {}: dependency cycle (through {}); rule skipped",
+                rule.name,
+                deps[i]
+                    .iter()
+                    .filter(|d| cyclic.contains(d))
+                    .map(|&d| metas[d].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.diag(&rule.origin, Severity::Error, msg);
+        }
+        order
+            .into_iter()
+            .filter(|i| !cyclic.contains(i))
+            .map(|i| metas[i])
+            .collect()
+    }
+
+    fn compile_pattern(
+        &mut self,
+        rule: &Rule,
+        slot: usize,
+        pattern: &Pattern,
+        line_mode: bool,
+        negate: bool,
+        max_hits: Option<u32>,
+    ) -> Option<Ready> {
+        let translated = match perlre::translate(&pattern.source, &pattern.flags, line_mode) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diag(
+                    &rule.origin,
+                    Severity::Skipped,
+                    format!("{} {}: regex not supported: {e}", rule.kind, rule.name),
+                );
+                return None;
+            }
+        };
+        match compile_matcher(&translated.pattern, translated.backtracking.is_empty()) {
+            Ok((matcher, pattern, reason)) => {
+                if let Some(reason) = reason {
+                    self.report.backtracking.push((
+                        rule.name.clone(),
+                        reason_text(&translated.backtracking, reason),
+                    ));
+                }
+                Some(Ready {
+                    slot,
+                    matcher,
+                    pattern,
+                    negate,
+                    max_hits,
+                })
+            }
+            Err(e) => {
+                self.diag(
+                    &rule.origin,
+                    Severity::Skipped,
+                    format!(
+                        "{} {}: regex does not compile in either engine: {e}",
+                        rule.kind, rule.name
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn reason_text(constructs: &[&str], fallback: String) -> String {
+    if constructs.is_empty() {
+        fallback
+    } else {
+        constructs.join(", ")
+    }
+}
+
+/// Builds a linear regex (ASCII, then Unicode) or, when needed, a backtracking one.
+/// Returns the matcher, the pattern as used, and why backtracking was needed.
+pub(crate) fn compile_matcher(
+    pattern: &str,
+    try_linear: bool,
+) -> Result<(Matcher, String, Option<String>), String> {
+    let mut linear_error = None;
+    if try_linear {
+        for candidate in [pattern.to_string(), format!("(?u){pattern}")] {
+            match linear(&candidate) {
+                Ok(re) => return Ok((Matcher::Linear(re), candidate, None)),
+                Err(e) => {
+                    if linear_error.is_none() {
+                        linear_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut fancy_error = None;
+    for mode in [
+        fancy_regex::BytesMode::Ascii,
+        fancy_regex::BytesMode::UnicodeBytes,
+    ] {
+        match fancy_regex::RegexBuilder::new(pattern)
+            .bytes_mode(mode)
+            .backtrack_limit(BACKTRACK_LIMIT)
+            .delegate_size_limit(REGEX_SIZE_LIMIT)
+            .delegate_dfa_size_limit(REGEX_DFA_LIMIT)
+            .build()
+        {
+            Ok(re) => {
+                let reason = linear_error
+                    .as_deref()
+                    .map(first_line)
+                    .unwrap_or_else(|| "backtracking construct".to_string());
+                return Ok((
+                    Matcher::Backtracking(Box::new(re)),
+                    pattern.to_string(),
+                    Some(reason),
+                ));
+            }
+            Err(e) => {
+                if fancy_error.is_none() {
+                    fancy_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+    Err(match linear_error {
+        Some(l) => format!(
+            "{}; fancy-regex: {}",
+            first_line(&l),
+            fancy_error.unwrap_or_default()
+        ),
+        None => fancy_error.unwrap_or_default(),
+    })
+}
+
+/// The most telling line of a `regex` error (its last line says what is wrong).
+fn first_line(e: &str) -> String {
+    e.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(e)
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+fn linear(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_LIMIT)
+        .build()
+}
+
+fn build_group(ready: Vec<Ready>) -> Group {
+    let mut group = Group::default();
+    let mut linear: Vec<(usize, String)> = Vec::new();
+    for r in ready {
+        let idx = group.members.len();
+        if matches!(r.matcher, Matcher::Linear(_)) {
+            linear.push((idx, r.pattern));
+        } else {
+            group.unset.push(idx);
+        }
+        group.members.push(Member {
+            slot: r.slot,
+            matcher: r.matcher,
+            negate: r.negate,
+            max_hits: r.max_hits,
+        });
+    }
+    if linear.len() < 3 {
+        group.unset.extend(linear.iter().map(|(i, _)| *i));
+        group.unset.sort_unstable();
+        return group;
+    }
+    for chunk in linear.chunks(SET_CHUNK) {
+        build_sets(chunk, &mut group);
+    }
+    group.unset.sort_unstable();
+    group
+}
+
+/// Builds one set for `chunk`, halving it when the set is too big.
+fn build_sets(chunk: &[(usize, String)], group: &mut Group) {
+    let built = RegexSetBuilder::new(chunk.iter().map(|(_, p)| p.as_str()))
+        .unicode(false)
+        .size_limit(SET_SIZE_LIMIT)
+        .dfa_size_limit(SET_DFA_LIMIT)
+        .build();
+    match built {
+        Ok(set) => group
+            .sets
+            .push((set, chunk.iter().map(|(i, _)| *i).collect())),
+        Err(_) if chunk.len() > 1 => {
+            let (a, b) = chunk.split_at(chunk.len() / 2);
+            build_sets(a, group);
+            build_sets(b, group);
+        }
+        Err(_) => group.unset.push(chunk[0].0),
+    }
+}

@@ -1,0 +1,201 @@
+//! Evaluation: runs [`CompiledRules`] over a [`MessageView`] and returns the [`Hit`]s with scores.
+
+use super::compile::{CompiledRules, Group, Matcher, Member};
+use super::message::MessageView;
+use std::collections::HashSet;
+
+/// One rule or symbol that fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The rule or symbol name.
+    pub name: String,
+    /// What it adds to the message score: score per hit × `count`.
+    pub score: f64,
+    /// How many times it matched (1 unless the rule has `tflags multiple`).
+    pub count: u32,
+}
+
+impl Matcher {
+    fn is_match(&self, hay: &[u8]) -> bool {
+        match self {
+            Matcher::Linear(re) => re.is_match(hay),
+            // A search that exhausts the backtrack limit counts as no match.
+            Matcher::Backtracking(re) => re.is_match(hay).unwrap_or(false),
+        }
+    }
+
+    fn count(&self, hay: &[u8], max: u32) -> u32 {
+        let max = max as usize;
+        let n = match self {
+            Matcher::Linear(re) => re.find_iter(hay).take(max).count(),
+            Matcher::Backtracking(re) => re
+                .find_iter(hay)
+                .take(max)
+                .take_while(|m| m.is_ok())
+                .count(),
+        };
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+fn record(counts: &mut [u32], member: &Member, found: u32) {
+    if found == 0 {
+        return;
+    }
+    let slot = &mut counts[member.slot];
+    *slot = match member.max_hits {
+        Some(max) => slot.saturating_add(found).min(max),
+        None => 1,
+    };
+}
+
+impl Group {
+    /// Runs the group over one subject.
+    fn run(&self, hay: &[u8], counts: &mut [u32]) {
+        if self.members.is_empty() {
+            return;
+        }
+        let mut matched = vec![false; self.members.len()];
+        for (set, members) in &self.sets {
+            for i in set.matches(hay).iter() {
+                matched[members[i]] = true;
+            }
+        }
+        for &i in &self.unset {
+            matched[i] = self.members[i].matcher.is_match(hay);
+        }
+        for (member, &m) in self.members.iter().zip(&matched) {
+            if m == member.negate {
+                continue;
+            }
+            let found = match member.max_hits {
+                Some(max) if !member.negate => member.matcher.count(hay, max).max(1),
+                _ => 1,
+            };
+            record(counts, member, found);
+        }
+    }
+
+    /// Runs the group over lines: the sets prefilter the joined text, the individual regex
+    /// confirms each candidate line by line (so no match spans two lines).
+    fn run_lines(&self, joined: &str, lines: &[String], counts: &mut [u32]) {
+        if self.members.is_empty() || lines.is_empty() {
+            return;
+        }
+        let mut candidate = vec![false; self.members.len()];
+        for (set, members) in &self.sets {
+            for i in set.matches(joined.as_bytes()).iter() {
+                candidate[members[i]] = true;
+            }
+        }
+        for &i in &self.unset {
+            candidate[i] = match &self.members[i].matcher {
+                m @ Matcher::Linear(_) => m.is_match(joined.as_bytes()),
+                Matcher::Backtracking(_) => true,
+            };
+        }
+        for (member, _) in self.members.iter().zip(&candidate).filter(|(_, &c)| c) {
+            let mut found = 0u32;
+            for line in lines {
+                match member.max_hits {
+                    Some(max) => {
+                        found += member.matcher.count(line.as_bytes(), max - found);
+                        if found >= max {
+                            break;
+                        }
+                    }
+                    None => {
+                        if member.matcher.is_match(line.as_bytes()) {
+                            found = 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            record(counts, member, found);
+        }
+    }
+}
+
+impl CompiledRules {
+    /// Evaluates every rule against `view`.
+    ///
+    /// `external` lists symbols that built-in checks already found (e.g. `GTUBE`, `SPF_FAIL`,
+    /// `BAYES_99`) with the score the check gave them. Metas see them as hits (value 1), and
+    /// they are returned among the hits: scored by the rules files' `score` line when there is
+    /// one (`score NAME 0` drops them), else with the given score. The result is therefore
+    /// the complete symbol list for the message, sorted by name; `__` sub-rules never appear.
+    pub fn evaluate(&self, view: &MessageView, external: &[(&str, f64)]) -> Vec<Hit> {
+        let mut counts = vec![0u32; self.slots.len()];
+        for (target, group) in &self.headers {
+            let text = view
+                .header_text(target)
+                .or_else(|| target.if_unset.clone())
+                .unwrap_or_default();
+            group.run(text.as_bytes(), &mut counts);
+        }
+        for (slot, header) in &self.exists {
+            if view.has_header(header) {
+                counts[*slot] = 1;
+            }
+        }
+        self.body
+            .run_lines(view.body_text(), view.body_lines(), &mut counts);
+        self.uri
+            .run_lines(view.uris_text(), view.uris(), &mut counts);
+        for part in view.rawbody_parts() {
+            self.rawbody.run(part.as_bytes(), &mut counts);
+        }
+        self.full.run(view.full(), &mut counts);
+
+        for (name, _) in external {
+            if let Some(&slot) = self.by_name.get(*name) {
+                counts[slot] = counts[slot].max(1);
+            }
+        }
+        let mut values: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
+        for (slot, expr) in &self.metas {
+            let v = expr.eval(&|s: &usize| values.get(*s).copied().unwrap_or(0.0));
+            let hit = v != 0.0 && v.is_finite();
+            values[*slot] = if hit { 1.0 } else { 0.0 };
+            counts[*slot] = u32::from(hit);
+        }
+
+        let mut hits = Vec::new();
+        for (info, &count) in self.slots.iter().zip(&counts) {
+            if count > 0 && info.kind.is_some() && info.reportable {
+                hits.push(Hit {
+                    name: info.name.clone(),
+                    score: info.score * f64::from(count),
+                    count,
+                });
+            }
+        }
+        let mut seen = HashSet::new();
+        for &(name, given) in external {
+            if name.starts_with("__") || !seen.insert(name) {
+                continue;
+            }
+            let info = self.by_name.get(name).and_then(|&s| self.slots.get(s));
+            match info {
+                Some(info) if info.kind.is_some() => {} // a rule: reported above
+                Some(info) if info.scored_by_file => {
+                    if info.score != 0.0 {
+                        hits.push(Hit {
+                            name: name.to_string(),
+                            score: info.score,
+                            count: 1,
+                        });
+                    }
+                }
+                _ => hits.push(Hit {
+                    name: name.to_string(),
+                    score: given,
+                    count: 1,
+                }),
+            }
+        }
+        hits.sort_by(|a, b| a.name.cmp(&b.name));
+        hits
+    }
+}

@@ -1,0 +1,446 @@
+//! `meta` expressions: parsing (Perl operator precedence), canonical text, and evaluation over rule values.
+//!
+//! A rule name evaluates to its hit count (1 for ordinary rules, the match count for
+//! `tflags multiple`), 0 when it did not hit or is unknown. `&&` and `||` return one of
+//! their operands as Perl does; comparisons and `!` return 1 or 0.
+
+use std::fmt;
+
+/// Why a `meta` expression was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaError {
+    /// The expression is malformed.
+    Syntax(String),
+    /// Valid SpamAssassin syntax the engine does not evaluate (functions, `?:`).
+    Unsupported(String),
+}
+
+/// A binary operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    /// `||`
+    Or,
+    /// `&&`
+    And,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+}
+
+impl BinOp {
+    fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne => 3,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
+            BinOp::Add | BinOp::Sub => 5,
+            BinOp::Mul | BinOp::Div => 6,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            BinOp::Or => "||",
+            BinOp::And => "&&",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+        }
+    }
+
+    fn apply(self, a: f64, b: impl FnOnce() -> f64) -> f64 {
+        let t = |x: bool| if x { 1.0 } else { 0.0 };
+        match self {
+            BinOp::Or => {
+                if a != 0.0 {
+                    a
+                } else {
+                    b()
+                }
+            }
+            BinOp::And => {
+                if a == 0.0 {
+                    a
+                } else {
+                    b()
+                }
+            }
+            BinOp::Eq => t(a == b()),
+            BinOp::Ne => t(a != b()),
+            BinOp::Lt => t(a < b()),
+            BinOp::Le => t(a <= b()),
+            BinOp::Gt => t(a > b()),
+            BinOp::Ge => t(a >= b()),
+            BinOp::Add => a + b(),
+            BinOp::Sub => a - b(),
+            BinOp::Mul => a * b(),
+            BinOp::Div => {
+                let d = b();
+                if d == 0.0 {
+                    0.0
+                } else {
+                    a / d
+                }
+            }
+        }
+    }
+}
+
+/// An expression tree whose leaves refer to rules by `R` (a name, or a slot once compiled).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<R> {
+    /// A number literal.
+    Num(f64),
+    /// A rule or symbol reference.
+    Ref(R),
+    /// `!x`
+    Not(Box<Node<R>>),
+    /// `-x`
+    Neg(Box<Node<R>>),
+    /// `a OP b`
+    Bin(BinOp, Box<Node<R>>, Box<Node<R>>),
+}
+
+impl<R> Node<R> {
+    /// Evaluates with `value` giving each reference's value.
+    pub fn eval(&self, value: &impl Fn(&R) -> f64) -> f64 {
+        match self {
+            Node::Num(n) => *n,
+            Node::Ref(r) => value(r),
+            Node::Not(x) => {
+                if x.eval(value) == 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Node::Neg(x) => -x.eval(value),
+            Node::Bin(op, a, b) => op.apply(a.eval(value), || b.eval(value)),
+        }
+    }
+
+    /// Replaces every reference through `f`.
+    pub fn map_refs<S>(&self, f: &mut impl FnMut(&R) -> S) -> Node<S> {
+        match self {
+            Node::Num(n) => Node::Num(*n),
+            Node::Ref(r) => Node::Ref(f(r)),
+            Node::Not(x) => Node::Not(Box::new(x.map_refs(f))),
+            Node::Neg(x) => Node::Neg(Box::new(x.map_refs(f))),
+            Node::Bin(op, a, b) => Node::Bin(*op, Box::new(a.map_refs(f)), Box::new(b.map_refs(f))),
+        }
+    }
+
+    /// Calls `f` on every reference.
+    pub fn for_each_ref(&self, f: &mut impl FnMut(&R)) {
+        match self {
+            Node::Num(_) => {}
+            Node::Ref(r) => f(r),
+            Node::Not(x) | Node::Neg(x) => x.for_each_ref(f),
+            Node::Bin(_, a, b) => {
+                a.for_each_ref(f);
+                b.for_each_ref(f);
+            }
+        }
+    }
+}
+
+/// A parsed `meta` expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaExpr {
+    /// The tree, with rule names as references.
+    pub tree: Node<String>,
+}
+
+impl MetaExpr {
+    /// Parses a SpamAssassin `meta` expression.
+    pub fn parse(text: &str) -> Result<MetaExpr, MetaError> {
+        let tokens = tokenize(text)?;
+        if tokens.is_empty() {
+            return Err(MetaError::Syntax("empty meta expression".into()));
+        }
+        let mut p = Parser { tokens, pos: 0 };
+        let tree = p.expr(0)?;
+        if p.pos != p.tokens.len() {
+            return Err(MetaError::Syntax(format!(
+                "unexpected {} in meta expression",
+                p.tokens[p.pos]
+            )));
+        }
+        Ok(MetaExpr { tree })
+    }
+
+    /// The rule names the expression refers to, sorted and deduplicated.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.tree
+            .for_each_ref(&mut |n: &String| names.push(n.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl fmt::Display for MetaExpr {
+    /// A canonical, fully parenthesised form (independent of the source's whitespace).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn write(node: &Node<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match node {
+                Node::Num(n) => write!(f, "{n}"),
+                Node::Ref(r) => f.write_str(r),
+                Node::Not(x) => {
+                    f.write_str("!")?;
+                    write(x, f)
+                }
+                Node::Neg(x) => {
+                    f.write_str("-")?;
+                    write(x, f)
+                }
+                Node::Bin(op, a, b) => {
+                    f.write_str("(")?;
+                    write(a, f)?;
+                    write!(f, " {} ", op.as_str())?;
+                    write(b, f)?;
+                    f.write_str(")")
+                }
+            }
+        }
+        write(&self.tree, f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(f64),
+    Name(String),
+    Op(BinOp),
+    Not,
+    LParen,
+    RParen,
+}
+
+impl fmt::Display for Tok {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tok::Num(n) => write!(f, "`{n}`"),
+            Tok::Name(n) => write!(f, "`{n}`"),
+            Tok::Op(op) => write!(f, "`{}`", op.as_str()),
+            Tok::Not => f.write_str("`!`"),
+            Tok::LParen => f.write_str("`(`"),
+            Tok::RParen => f.write_str("`)`"),
+        }
+    }
+}
+
+fn tokenize(text: &str) -> Result<Vec<Tok>, MetaError> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        let two = |op| (Tok::Op(op), 2);
+        let one = |op| (Tok::Op(op), 1);
+        let (tok, len) = match c {
+            b' ' | b'\t' | b'\r' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            b'(' => (Tok::LParen, 1),
+            b')' => (Tok::RParen, 1),
+            b'|' if next == Some(b'|') => two(BinOp::Or),
+            b'&' if next == Some(b'&') => two(BinOp::And),
+            b'=' if next == Some(b'=') => two(BinOp::Eq),
+            b'!' if next == Some(b'=') => two(BinOp::Ne),
+            b'!' => (Tok::Not, 1),
+            b'<' if next == Some(b'=') => two(BinOp::Le),
+            b'>' if next == Some(b'=') => two(BinOp::Ge),
+            b'<' => one(BinOp::Lt),
+            b'>' => one(BinOp::Gt),
+            b'+' => one(BinOp::Add),
+            b'-' => one(BinOp::Sub),
+            b'*' => one(BinOp::Mul),
+            b'/' => one(BinOp::Div),
+            b'?' | b':' => {
+                return Err(MetaError::Unsupported(
+                    "the `?:` operator is not supported in meta rules".into(),
+                ))
+            }
+            c if c.is_ascii_digit() || c == b'.' => {
+                let start = i;
+                let mut j = i;
+                while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'.') {
+                    j += 1;
+                }
+                let s = &text[start..j];
+                let n: f64 = s
+                    .parse()
+                    .map_err(|_| MetaError::Syntax(format!("bad number `{s}`")))?;
+                (Tok::Num(n), j - start)
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                let mut j = i;
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                let name = &text[start..j];
+                let mut k = j;
+                while k < b.len() && b[k].is_ascii_whitespace() {
+                    k += 1;
+                }
+                if b.get(k) == Some(&b'(') {
+                    return Err(MetaError::Unsupported(format!(
+                        "function `{name}(...)` is not supported in meta rules"
+                    )));
+                }
+                (Tok::Name(name.to_string()), j - start)
+            }
+            _ => {
+                let ch = text[i..].chars().next().unwrap_or('?');
+                return Err(MetaError::Syntax(format!(
+                    "unexpected `{ch}` in meta expression"
+                )));
+            }
+        };
+        out.push(tok);
+        i += len;
+    }
+    Ok(out)
+}
+
+struct Parser {
+    tokens: Vec<Tok>,
+    pos: usize,
+}
+
+/// Nesting bound, so a hostile expression cannot overflow the stack.
+const MAX_DEPTH: usize = 200;
+
+impl Parser {
+    fn expr(&mut self, depth: usize) -> Result<Node<String>, MetaError> {
+        self.binary(0, depth)
+    }
+
+    fn binary(&mut self, min_prec: u8, depth: usize) -> Result<Node<String>, MetaError> {
+        let mut left = self.unary(depth)?;
+        while let Some(Tok::Op(op)) = self.tokens.get(self.pos).cloned() {
+            let prec = op.precedence();
+            if prec < min_prec {
+                break;
+            }
+            self.pos += 1;
+            let right = self.binary(prec + 1, depth)?;
+            left = Node::Bin(op, Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self, depth: usize) -> Result<Node<String>, MetaError> {
+        if depth > MAX_DEPTH {
+            return Err(MetaError::Syntax(
+                "meta expression nested too deeply".into(),
+            ));
+        }
+        let tok = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        match tok {
+            Some(Tok::Num(n)) => Ok(Node::Num(n)),
+            Some(Tok::Name(n)) => Ok(Node::Ref(n)),
+            Some(Tok::Not) => Ok(Node::Not(Box::new(self.unary(depth + 1)?))),
+            Some(Tok::Op(BinOp::Sub)) => Ok(Node::Neg(Box::new(self.unary(depth + 1)?))),
+            Some(Tok::Op(BinOp::Add)) => self.unary(depth + 1),
+            Some(Tok::LParen) => {
+                let inner = self.binary(0, depth + 1)?;
+                match self.tokens.get(self.pos) {
+                    Some(Tok::RParen) => {
+                        self.pos += 1;
+                        Ok(inner)
+                    }
+                    _ => Err(MetaError::Syntax("missing `)` in meta expression".into())),
+                }
+            }
+            Some(t) => Err(MetaError::Syntax(format!(
+                "unexpected {t} in meta expression"
+            ))),
+            None => Err(MetaError::Syntax("meta expression ends too early".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(text: &str, vals: &[(&str, f64)]) -> f64 {
+        let e = MetaExpr::parse(text).unwrap();
+        e.tree.eval(&|n: &String| {
+            vals.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| *v)
+                .unwrap_or(0.0)
+        })
+    }
+
+    #[test]
+    fn precedence_and_arithmetic() {
+        assert_eq!(eval("(A + B + C) >= 2", &[("A", 1.0), ("C", 1.0)]), 1.0);
+        assert_eq!(eval("(A + B + C) >= 2", &[("A", 1.0)]), 0.0);
+        assert_eq!(eval("A && !B", &[("A", 1.0)]), 1.0);
+        assert_eq!(eval("A && !B", &[("A", 1.0), ("B", 1.0)]), 0.0);
+        assert_eq!(eval("1 + 2 * 3", &[]), 7.0);
+        assert_eq!(eval("A || B > 1", &[("B", 3.0)]), 1.0);
+        assert_eq!(eval("-A + 2 == 1", &[("A", 1.0)]), 1.0);
+        assert_eq!(eval("A / 0", &[("A", 1.0)]), 0.0);
+    }
+
+    #[test]
+    fn canonical_form_ignores_whitespace() {
+        let a = MetaExpr::parse("(A+B)>=2 &&!C").unwrap();
+        let b = MetaExpr::parse("( A + B )  >= 2\t&& ! C").unwrap();
+        assert_eq!(a.to_string(), b.to_string());
+        assert_eq!(a.names(), vec!["A", "B", "C"]);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(
+            MetaExpr::parse("A && (B"),
+            Err(MetaError::Syntax(_))
+        ));
+        assert!(matches!(
+            MetaExpr::parse("rules_matching(__X) > 1"),
+            Err(MetaError::Unsupported(_))
+        ));
+        assert!(matches!(
+            MetaExpr::parse("A $ B"),
+            Err(MetaError::Syntax(_))
+        ));
+        let deep = "(".repeat(1000) + "A" + &")".repeat(1000);
+        assert!(MetaExpr::parse(&deep).is_err());
+    }
+}
