@@ -264,3 +264,71 @@ fn no_dsn_for_a_null_sender() {
         .count();
     assert!(attempts <= 2, "5xx recipient retried {attempts} times");
 }
+
+#[test]
+fn dsn_goes_through_dsn_via_when_set() {
+    let internal = InternalServer::start();
+    internal.set_script(Script {
+        rcpt: vec![("bad@".into(), "550 5.1.1 no such user".into())],
+        ..Default::default()
+    });
+    let dsn_server = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .relay_key("dsn_via", &format!("[\"127.0.0.1:{}\"]", dsn_server.port)),
+    );
+    send(
+        &gw,
+        "sender@sender.test",
+        &["bad@example.test"],
+        "via@test",
+        "via",
+    );
+    let (ok, msgs) = dsn_server.wait_for(DELIVERY_TIMEOUT, |m| m.iter().any(is_dsn));
+    assert!(ok, "no DSN at the dsn_via server: {:?}", summarize(&msgs));
+    assert_eq!(msgs[0].rcpt_to, vec!["sender@sender.test".to_string()]);
+    let (_, main) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert!(
+        !main.iter().any(is_dsn),
+        "DSN sent to the internal server despite dsn_via: {:?}",
+        summarize(&main)
+    );
+}
+
+#[test]
+fn mail_that_keeps_tempfailing_bounces_after_max_queue_lifetime() {
+    let internal = InternalServer::start();
+    internal.set_script(Script {
+        rcpt: vec![("stuck@".into(), "451 4.3.0 try again later".into())],
+        ..Default::default()
+    });
+    let gw =
+        Gateway::start(GatewayConfig::new(&internal).relay_key("max_queue_lifetime", "\"2s\""));
+    send(
+        &gw,
+        "sender@sender.test",
+        &["stuck@example.test"],
+        "stuck@test",
+        "stuck",
+    );
+    let (ok, msgs) = internal.wait_for(DELIVERY_TIMEOUT, |m| m.iter().any(is_dsn));
+    assert!(
+        ok,
+        "no DSN after the queue lifetime ran out; attempts {:?}",
+        internal.refused()
+    );
+    let dsn = msgs.iter().find(|m| is_dsn(m)).unwrap();
+    assert_eq!(dsn.rcpt_to, vec!["sender@sender.test".to_string()]);
+    assert!(dsn
+        .text()
+        .to_ascii_lowercase()
+        .contains("stuck@example.test"));
+    // And the gateway stops trying.
+    let before = internal.refused().len();
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = internal.refused().len();
+    assert!(
+        after <= before + 1,
+        "still retrying an expired message: {before} -> {after}"
+    );
+}

@@ -527,11 +527,20 @@ pub struct InternalServer {
 impl InternalServer {
     /// Starts on a free port, accepting everything.
     pub fn start() -> InternalServer {
-        Self::start_on(free_port())
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let mut s = Self::new(listener.local_addr().unwrap().port());
+        s.serve(listener);
+        s
     }
 
     /// Starts on `port` (which must be free).
     pub fn start_on(port: u16) -> InternalServer {
+        let mut s = Self::new(port);
+        s.listen();
+        s
+    }
+
+    fn new(port: u16) -> InternalServer {
         let shared = Arc::new(Shared {
             messages: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -540,13 +549,11 @@ impl InternalServer {
             connections: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
-        let mut s = InternalServer {
+        InternalServer {
             port,
             shared,
             accept_thread: None,
-        };
-        s.listen();
-        s
+        }
     }
 
     /// A handle for a port where nothing listens yet; `resume` starts listening.
@@ -568,6 +575,10 @@ impl InternalServer {
                 Err(e) => panic!("internal server cannot bind port {}: {e}", self.port),
             }
         };
+        self.serve(listener);
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
         listener.set_nonblocking(true).unwrap();
         self.shared.stop.store(false, Ordering::SeqCst);
         let shared = self.shared.clone();
@@ -1084,6 +1095,12 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                // Another process took one of the free ports we picked: pick again.
+                let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+                if log.contains("in use") && self.starts < 5 {
+                    self.child = None;
+                    return self.spawn(free_port());
+                }
                 panic!(
                     "mxguard exited during startup with {status}; config:\n{}\nlog:\n{}",
                     fs::read_to_string(self.config_path()).unwrap_or_default(),
