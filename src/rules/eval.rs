@@ -64,6 +64,11 @@ impl Group {
         for &i in &self.unset {
             matched[i] = self.members[i].matcher.is_match(hay);
         }
+        for (member, m) in self.members.iter().zip(matched.iter_mut()) {
+            if *m && member.prefiltered {
+                *m = member.matcher.is_match(hay);
+            }
+        }
         for (member, &m) in self.members.iter().zip(&matched) {
             if m == member.negate {
                 continue;
@@ -95,6 +100,27 @@ impl Group {
             };
         }
         for (member, _) in self.members.iter().zip(&candidate).filter(|(_, &c)| c) {
+            // Linear patterns: one scan of the joined text; a match without a newline is a
+            // match inside one line. Only if some match spans lines are lines tried one by one.
+            if let Matcher::Linear(re) = &member.matcher {
+                let limit = member.max_hits.unwrap_or(1);
+                let mut found = 0u32;
+                let mut spans = false;
+                for m in re.find_iter(joined.as_bytes()) {
+                    if m.as_bytes().contains(&b'\n') {
+                        spans = true;
+                        break;
+                    }
+                    found += 1;
+                    if found >= limit {
+                        break;
+                    }
+                }
+                if !spans {
+                    record(counts, member, found);
+                    continue;
+                }
+            }
             let mut found = 0u32;
             for line in lines {
                 match member.max_hits {
