@@ -101,6 +101,10 @@ def bench_postfix(args, sink_port):
     queue = os.path.join(work, "spool")
     data = os.path.join(work, "lib")
     os.makedirs(conf)
+    os.makedirs(queue)
+    os.makedirs(data)
+    os.chmod(work, 0o755)
+    shutil.chown(data, user="postfix")
     shutil.copy("/etc/postfix/master.cf", conf)
     # No chroot, smtpd on our port only.
     lines = []
@@ -112,6 +116,8 @@ def bench_postfix(args, sink_port):
             fields[4] = "n"
             line = " ".join(fields) + "\n"
         lines.append(line)
+    if not any(l.startswith("postlog") for l in lines):
+        lines.append("postlog   unix-dgram n  -       n       -       1       postlogd\n")
     open(os.path.join(conf, "master.cf"), "w").writelines(lines)
     with open(os.path.join(conf, "main.cf"), "w") as f:
         f.write(f"""
@@ -126,15 +132,21 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains = example.test
-transport_maps = inline:{{ example.test = smtp:[127.0.0.1]:{sink_port} }}
+relay_transport = smtp:[127.0.0.1]:{sink_port}
+relay_recipient_maps =
+alias_maps =
+local_recipient_maps =
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
 smtp_dns_support_level = disabled
+maillog_file_prefixes = {work}
 maillog_file = {work}/maillog
 default_process_limit = 100
 """)
     env = dict(os.environ)
     subprocess.run(["postfix", "-c", conf, "check"], check=False, env=env)
-    subprocess.run(["postfix", "-c", conf, "start"], check=True, env=env)
+    started = subprocess.run(["postfix", "-c", conf, "start"], env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        sys.exit(f"postfix start failed: {started.stdout}{started.stderr}; see {work}/maillog")
     try:
         wait_port(port)
         t0, t_accepted = run_source(args, port)
