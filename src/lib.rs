@@ -33,6 +33,20 @@ pub enum ServeError {
     /// The STARTTLS certificate or key could not be loaded.
     #[error("server.tls: {0}")]
     Tls(String),
+    /// The rules could not be compiled.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+}
+
+/// Why a reload was refused (the running policy stays active).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The rules files are broken.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
 }
 
 /// A running gateway's handle for reloads.
@@ -42,21 +56,71 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Replaces the policy snapshot; sessions already running keep the one they started with.
-    pub fn reload(&self, config: Config) {
-        let policy = build_policy(Arc::new(config), &self.shared.metrics);
-        self.shared.policy.store(policy);
+    /// Re-reads the configuration and rules and swaps the policy snapshot atomically;
+    /// sessions already running keep the one they started with. On any error the running
+    /// policy stays active. Returns the new fingerprint.
+    pub fn reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
+        let metrics = &self.shared.metrics;
+        let built = Config::load(config_path)
+            .map_err(ReloadError::from)
+            .and_then(|config| build_policy(Arc::new(config), metrics).map_err(ReloadError::from));
+        match built {
+            Ok(policy) => {
+                let old = self.shared.policy.swap(policy.clone());
+                metrics
+                    .policy_info
+                    .with_label_values(&[old.fingerprint()])
+                    .set(0);
+                let _ = metrics
+                    .policy_info
+                    .remove_label_values(&[old.fingerprint()]);
+                record_policy(metrics, &policy);
+                metrics
+                    .policy_reloads_total
+                    .with_label_values(&["success"])
+                    .inc();
+                Ok(policy.fingerprint().to_owned())
+            }
+            Err(e) => {
+                metrics
+                    .policy_reloads_total
+                    .with_label_values(&["failure"])
+                    .inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// The policy snapshot new sessions get.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.shared.policy.load_full()
     }
 }
 
+fn record_policy(metrics: &Metrics, policy: &Policy) {
+    metrics
+        .policy_info
+        .with_label_values(&[policy.fingerprint()])
+        .set(1);
+    let loaded = policy
+        .loaded_at()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    metrics.policy_last_reload_timestamp_seconds.set(loaded);
+}
+
 /// Compiles the policy snapshot of a configuration.
-fn build_policy(config: Arc<Config>, metrics: &Arc<Metrics>) -> Arc<Policy> {
+fn build_policy(
+    config: Arc<Config>,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Policy>, policy::PolicyError> {
     let callout = Arc::new(relay::Callout::new(&config.relay, metrics.clone()));
     let verifier = Arc::new(RecipientVerifier::new(
         &config.relay.recipients,
         Some(callout),
     ));
-    Arc::new(Policy::new(config, verifier))
+    Ok(Arc::new(Policy::build(config, verifier)?))
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled, then drains: no new
@@ -72,7 +136,9 @@ pub async fn serve(
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
-    let policy = build_policy(config.clone(), &metrics);
+    let policy = build_policy(config.clone(), &metrics)?;
+    record_policy(&metrics, &policy);
+    tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
         Some(files) => Some(
             smtp::conn::load_acceptor(&files.certificate, &files.key).map_err(ServeError::Tls)?,

@@ -1,10 +1,14 @@
-//! `mxguard check`: validate the configuration; exit 1 naming every problem.
+//! `mxguard check`: validate the configuration and rules; print what they resolve to and
+//! the policy fingerprint; exit 1 naming every problem with its file:line.
 
 use crate::config::Config;
+use crate::policy::{Policy, RecipientVerifier};
+use crate::rules::{RuleSet, Severity};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-/// Loads the configuration and prints a summary of what it resolves to.
+/// Loads configuration and rules and prints a summary.
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -13,13 +17,14 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let mut failed = false;
     if let Some(tls) = &config.server.tls {
         if let Err(e) = crate::smtp::conn::load_acceptor(&tls.certificate, &tls.key) {
             eprintln!("{}: server.tls: {e}", path.display());
-            return Ok(ExitCode::FAILURE);
+            failed = true;
         }
     }
-    println!("{}: ok", path.display());
+    println!("{}: configuration ok", path.display());
     let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
     println!("  listen:        {}", listen.join(", "));
     println!("  hostname:      {}", config.server.hostname);
@@ -61,5 +66,57 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             "not offered"
         }
     );
+    let t = config.policy.thresholds;
+    println!(
+        "  thresholds:    tag {} quarantine {} reject {}",
+        t.tag, t.quarantine, t.reject
+    );
+
+    if let Some(dir) = &config.policy.rules_dir {
+        failed |= report_rules(dir)?;
+    } else {
+        println!("  rules:         none (policy.rules_dir not set)");
+    }
+    if failed {
+        return Ok(ExitCode::FAILURE);
+    }
+    let verifier = Arc::new(RecipientVerifier::new(&config.relay.recipients, None));
+    let policy = Policy::build(Arc::new(config), verifier)?;
+    println!("fingerprint: {}", policy.fingerprint());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints rule counts and every diagnostic; true when a rules file has errors.
+fn report_rules(dir: &Path) -> anyhow::Result<bool> {
+    let set = RuleSet::from_dir(dir)?;
+    let compiled = set.compile();
+    let report = compiled.report();
+    println!("rules from {}:", dir.display());
+    for (kind, n) in &report.counts {
+        println!("  {:<10} {n}", format!("{kind:?}").to_lowercase());
+    }
+    let total: usize = report.counts.values().sum();
+    println!("  evaluated  {total}");
+    println!("  skipped    {}", report.skipped.len());
+    println!(
+        "  disabled   {} (score 0 or unused sub-rules)",
+        report.disabled.len()
+    );
+    println!("  backtracking engine: {}", report.backtracking.len());
+    for (name, why) in &report.backtracking {
+        println!("    {name}: {why}");
+    }
+    let mut errors = 0;
+    for d in compiled.diagnostics() {
+        if d.severity == Severity::Error {
+            errors += 1;
+            eprintln!("{d}");
+        } else {
+            println!("  {d}");
+        }
+    }
+    if errors > 0 {
+        eprintln!("{errors} error(s) in rules files");
+    }
+    Ok(errors > 0)
 }

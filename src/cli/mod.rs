@@ -2,7 +2,9 @@
 //! `anyhow` (reported to the operator), never inside the library.
 
 mod check;
+mod quarantine;
 mod queue;
+pub mod scan;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,6 +43,30 @@ pub enum Verb {
     },
     /// Validate the configuration and print what it resolves to.
     Check,
+    /// Judge message files offline with the configured policy.
+    Scan {
+        /// One JSON object per message (`file`, `verdict`, `score`, `rules`).
+        #[arg(long)]
+        json: bool,
+        /// List every hit with its score and description.
+        #[arg(long)]
+        explain: bool,
+        /// Print only messages whose verdict differs under this other configuration.
+        #[arg(long, value_name = "OTHER.toml")]
+        compare: Option<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// Message files or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Inspect and release quarantined messages.
+    Quarantine {
+        /// Quarantine action.
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// Inspect and manage the delivery queue.
     Queue {
         /// Queue action.
@@ -68,6 +94,28 @@ pub enum QueueAction {
     },
 }
 
+/// `mxguard quarantine` actions.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// List quarantined messages.
+    List,
+    /// Show one quarantined message in full.
+    Show {
+        /// Queue id.
+        id: String,
+    },
+    /// Move a quarantined message to the delivery queue.
+    Release {
+        /// Queue id.
+        id: String,
+    },
+    /// Delete a quarantined message.
+    Delete {
+        /// Queue id.
+        id: String,
+    },
+}
+
 /// Parses the command line and runs the verb; the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -75,6 +123,23 @@ pub fn run() -> ExitCode {
         Verb::Serve { log_format } => serve::run(&cli.config, log_format),
         Verb::Check => check::run(&cli.config),
         Verb::Queue { action } => queue::run(&cli.config, action),
+        Verb::Quarantine { action } => quarantine::run(&cli.config, action),
+        Verb::Scan {
+            json,
+            explain,
+            compare,
+            jobs,
+            paths,
+        } => scan::run(
+            &cli.config,
+            scan::ScanOptions {
+                json,
+                explain,
+                compare,
+                jobs,
+                paths,
+            },
+        ),
     };
     match result {
         Ok(code) => code,

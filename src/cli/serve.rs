@@ -52,7 +52,11 @@ async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone())?;
     let (gateway_tx, gateway_rx) = tokio::sync::oneshot::channel();
-    spawn_reload_handler(config_path.to_owned(), gateway_rx)?;
+    spawn_reload_handler(
+        config_path.to_owned(),
+        config.policy.rules_dir.clone(),
+        gateway_rx,
+    )?;
     crate::serve(config, listeners, shutdown, |gw| {
         let _ = gateway_tx.send(gw);
     })
@@ -74,23 +78,30 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP re-reads the configuration; a broken file keeps the running policy.
+/// SIGHUP or a change of the configuration file or rules directory reloads the policy;
+/// a broken file keeps the running policy.
 fn spawn_reload_handler(
     path: std::path::PathBuf,
+    rules_dir: Option<std::path::PathBuf>,
     gateway: tokio::sync::oneshot::Receiver<crate::Gateway>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let (watch, mut changes) = crate::config::watch::watch(&path, rules_dir.as_deref())
+        .context("watching the configuration")?;
     tokio::spawn(async move {
+        let _watch = watch;
         let Ok(gateway) = gateway.await else { return };
-        while hup.recv().await.is_some() {
-            match Config::load(&path) {
-                Ok(config) => {
-                    gateway.reload(config);
-                    tracing::info!(config = %path.display(), "configuration reloaded");
-                }
+        loop {
+            let why = tokio::select! {
+                Some(()) = hup.recv() => "SIGHUP",
+                Some(()) = changes.recv() => "file change",
+                else => return,
+            };
+            match gateway.reload(&path) {
+                Ok(fingerprint) => tracing::info!(trigger = why, fingerprint, "policy reloaded"),
                 Err(e) => {
-                    tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                    tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy")
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 mod raw;
 mod recipients;
+pub mod watch;
 
 pub use recipients::RecipientList;
 
@@ -184,11 +185,55 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
 }
 
-/// Policy settings that exist before the rules engine.
+/// Score thresholds: `accept` < `tag` ≤ `quarantine` ≤ `reject`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// From this score on, mail is tagged.
+    pub tag: f64,
+    /// From this score on, mail is quarantined.
+    pub quarantine: f64,
+    /// From this score on, mail is rejected in-session.
+    pub reject: f64,
+}
+
+/// An action a rule demands whatever the total score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// 550 5.7.1 at end of data.
+    Reject,
+    /// 451 4.7.1 at end of data.
+    Tempfail,
+    /// Accept and drop.
+    Discard,
+    /// Accept into the quarantine.
+    Quarantine,
+}
+
+impl RuleAction {
+    /// Name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Reject => "reject",
+            RuleAction::Tempfail => "tempfail",
+            RuleAction::Discard => "discard",
+            RuleAction::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// Policy settings: rules, thresholds, rule actions.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
-    /// Reject the GTUBE test string at end of data.
+    /// Score the GTUBE test string (symbol `GTUBE`, 1000 unless rescored).
     pub gtube: bool,
+    /// Directory of `*.cf` rules files; `None` runs without rules.
+    pub rules_dir: Option<PathBuf>,
+    /// Default thresholds.
+    pub thresholds: Thresholds,
+    /// Per-domain thresholds (lower-case domain).
+    pub domain_thresholds: BTreeMap<String, Thresholds>,
+    /// Rule name → action when it hits.
+    pub actions: BTreeMap<String, RuleAction>,
 }
 
 /// Log output format.
@@ -464,6 +509,57 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
         },
     };
 
+    let p = raw.policy;
+    let thresholds = Thresholds {
+        tag: p.tag,
+        quarantine: p.quarantine,
+        reject: p.reject,
+    };
+    check_thresholds("policy", &thresholds, &mut bad);
+    let mut domain_thresholds = BTreeMap::new();
+    for (domain, t) in p.domains {
+        let domain = domain.to_ascii_lowercase();
+        let merged = Thresholds {
+            tag: t.tag.unwrap_or(thresholds.tag),
+            quarantine: t.quarantine.unwrap_or(thresholds.quarantine),
+            reject: t.reject.unwrap_or(thresholds.reject),
+        };
+        check_thresholds(&format!("policy.domains.{domain}"), &merged, &mut bad);
+        domain_thresholds.insert(domain, merged);
+    }
+    let mut actions = BTreeMap::new();
+    for (rule, action) in p.actions {
+        let action = match action.as_str() {
+            "reject" => RuleAction::Reject,
+            "tempfail" => RuleAction::Tempfail,
+            "discard" => RuleAction::Discard,
+            "quarantine" => RuleAction::Quarantine,
+            _ => {
+                bad(
+                    &format!("policy.actions.{rule}"),
+                    "must be \"reject\", \"tempfail\", \"discard\" or \"quarantine\"",
+                );
+                continue;
+            }
+        };
+        actions.insert(rule, action);
+    }
+    if let Some(dir) = &p.rules_dir {
+        if !dir.is_dir() {
+            bad(
+                "policy.rules_dir",
+                &format!("{} is not a directory", dir.display()),
+            );
+        }
+    }
+    let policy = PolicyConfig {
+        gtube: p.gtube,
+        rules_dir: p.rules_dir,
+        thresholds,
+        domain_thresholds,
+        actions,
+    };
+
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -485,9 +581,7 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
         },
         relay,
         spool: SpoolConfig { dir: raw.spool.dir },
-        policy: PolicyConfig {
-            gtube: raw.policy.gtube,
-        },
+        policy,
         metrics: MetricsConfig {
             listen: raw.metrics.listen,
         },
@@ -495,6 +589,14 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             format,
             level: raw.log.level,
         },
+    }
+}
+
+fn check_thresholds(key: &str, t: &Thresholds, bad: &mut impl FnMut(&str, &str)) {
+    if !(t.tag.is_finite() && t.quarantine.is_finite() && t.reject.is_finite()) {
+        bad(key, "thresholds must be numbers");
+    } else if !(t.tag <= t.quarantine && t.quarantine <= t.reject) {
+        bad(key, "thresholds must satisfy tag <= quarantine <= reject");
     }
 }
 

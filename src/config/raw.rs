@@ -191,12 +191,36 @@ impl Default for RawSpool {
 #[serde(deny_unknown_fields, default)]
 pub struct RawPolicy {
     pub gtube: bool,
+    pub rules_dir: Option<PathBuf>,
+    pub tag: f64,
+    pub quarantine: f64,
+    pub reject: f64,
+    /// Rule name → action demanded when it hits (`reject`, `tempfail`, `discard`, `quarantine`).
+    pub actions: BTreeMap<String, String>,
+    /// Domain → threshold overrides.
+    pub domains: BTreeMap<String, RawThresholds>,
 }
 
 impl Default for RawPolicy {
     fn default() -> Self {
-        Self { gtube: true }
+        Self {
+            gtube: true,
+            rules_dir: None,
+            tag: 5.0,
+            quarantine: 10.0,
+            reject: 15.0,
+            actions: BTreeMap::new(),
+            domains: BTreeMap::new(),
+        }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawThresholds {
+    pub tag: Option<f64>,
+    pub quarantine: Option<f64>,
+    pub reject: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

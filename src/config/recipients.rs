@@ -49,6 +49,19 @@ impl RecipientList {
         Ok(list)
     }
 
+    /// The entries sorted, one per line: the list's identity for the policy fingerprint.
+    pub fn canonical(&self) -> String {
+        let mut entries: Vec<&str> = self
+            .exact
+            .iter()
+            .chain(&self.patterns)
+            .map(|s| s.as_str())
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        entries.join("\n")
+    }
+
     /// Whether `local_part` (of this list's domain) is a valid recipient.
     pub fn contains(&self, local_part: &str) -> bool {
         let local = local_part.to_lowercase();

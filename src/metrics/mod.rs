@@ -4,7 +4,8 @@
 //! only its own traffic.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric family the gateway exports.
@@ -42,6 +43,12 @@ pub struct Metrics {
     pub callouts_total: IntCounterVec,
     /// TLS handshakes completed, by protocol version.
     pub tls_sessions_total: IntCounterVec,
+    /// 1 for the active policy fingerprint.
+    pub policy_info: IntGaugeVec,
+    /// Policy reloads, by result (success, failure).
+    pub policy_reloads_total: IntCounterVec,
+    /// Unix time the active policy was built.
+    pub policy_last_reload_timestamp_seconds: Gauge,
 }
 
 impl Metrics {
@@ -84,7 +91,30 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(relay_duration_seconds.clone()));
 
+        let policy_info = IntGaugeVec::new(
+            Opts::new(
+                "mxguard_policy_info",
+                "Active policy fingerprint (value 1).",
+            ),
+            &["fingerprint"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(policy_info.clone()));
+        let policy_last_reload_timestamp_seconds = Gauge::new(
+            "mxguard_policy_last_reload_timestamp_seconds",
+            "Unix time the active policy was built.",
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(policy_last_reload_timestamp_seconds.clone()));
+
         Metrics {
+            policy_info,
+            policy_last_reload_timestamp_seconds,
+            policy_reloads_total: counter_vec(
+                "mxguard_policy_reloads_total",
+                "Policy reloads by result (success, failure).",
+                &["result"],
+            ),
             connections_total: counter_vec(
                 "mxguard_connections_total",
                 "Inbound TCP connections by result (accepted, over_limit, over_ip_limit).",

@@ -1,13 +1,13 @@
-//! The GTUBE test string: a message carrying it is always rejected, so operators (and
-//! `mxguard audit`) can prove that a gateway filters.
+//! The GTUBE test string: a message carrying it scores `GTUBE` (1000 unless rescored in the
+//! rules files), so operators (and `mxguard audit`) can prove that a gateway filters.
 
-use super::{Check, Context, Decision, Reply, Stage};
+use super::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// The Generic Test for Unsolicited Bulk Email.
 pub const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
-/// Rejects messages containing [`GTUBE`].
+/// Scores messages containing [`GTUBE`].
 #[derive(Debug)]
 pub struct Gtube;
 
@@ -24,11 +24,6 @@ impl Check for Gtube {
     async fn run(&self, ctx: &mut Context) -> Decision {
         if memchr::memmem::find(&ctx.message, GTUBE).is_some() {
             ctx.hit("GTUBE", 1000.0);
-            return Decision::Reject(Reply::new(
-                550,
-                "5.7.1",
-                "Message rejected as spam (GTUBE test string)",
-            ));
         }
         Decision::Continue
     }
@@ -40,7 +35,7 @@ mod tests {
     use crate::policy::ClientInfo;
 
     #[tokio::test]
-    async fn gtube_in_body_is_rejected_and_clean_mail_continues() {
+    async fn gtube_in_body_scores_and_clean_mail_does_not() {
         let mut ctx = Context::new(ClientInfo {
             ip: "192.0.2.1".parse().unwrap(),
             helo: None,
@@ -48,8 +43,9 @@ mod tests {
         });
         ctx.message = b"Subject: t\r\n\r\nclean\r\n".to_vec();
         assert_eq!(Gtube.run(&mut ctx).await, Decision::Continue);
+        assert!(ctx.symbols.is_empty());
         ctx.message = [b"Subject: t\r\n\r\n".as_slice(), GTUBE, b"\r\n"].concat();
-        assert!(matches!(Gtube.run(&mut ctx).await, Decision::Reject(r) if r.code == 550));
+        assert_eq!(Gtube.run(&mut ctx).await, Decision::Continue);
         assert_eq!(ctx.symbols[0].name, "GTUBE");
     }
 }

@@ -5,15 +5,19 @@
 //! immutable snapshot; a reload builds a new one while running sessions keep theirs.
 
 mod decision;
+mod fingerprint;
 mod gtube;
+mod headers;
 mod recipients;
 mod relay_control;
+mod rules_check;
 mod size;
 
 pub use decision::{Decision, Reply, Verdict};
 pub use recipients::RecipientVerifier;
 
-use crate::config::Config;
+use crate::config::{Config, RuleAction, Thresholds};
+use crate::rules::CompiledRules;
 use crate::smtp::Address;
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -136,16 +140,50 @@ pub trait Check: Send + Sync + std::fmt::Debug {
     async fn run(&self, ctx: &mut Context) -> Decision;
 }
 
-/// An immutable policy snapshot.
+/// Why a policy snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The rules directory could not be read.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
+    /// The rules files have errors; each line names `file:line`.
+    #[error("rules files have errors:\n{}", .0.join("\n"))]
+    Broken(Vec<String>),
+}
+
+/// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
 #[derive(Debug)]
 pub struct Policy {
     config: Arc<Config>,
     checks: Vec<Box<dyn Check>>,
+    rules: Option<Arc<CompiledRules>>,
+    fingerprint: String,
+    loaded_at: std::time::SystemTime,
 }
 
 impl Policy {
-    /// Builds the policy of a configuration. `verifier` settles recipients (lists, callout).
-    pub fn new(config: Arc<Config>, verifier: Arc<RecipientVerifier>) -> Policy {
+    /// Builds the policy of a configuration, compiling its rules files. Fails when a
+    /// rules file has errors, so a reload never activates half a policy.
+    pub fn build(
+        config: Arc<Config>,
+        verifier: Arc<RecipientVerifier>,
+    ) -> Result<Policy, PolicyError> {
+        let rules = match &config.policy.rules_dir {
+            Some(dir) => {
+                let compiled = crate::rules::load_dir(dir)?;
+                if compiled.has_errors() {
+                    let errors = compiled
+                        .diagnostics()
+                        .iter()
+                        .filter(|d| d.severity == crate::rules::Severity::Error)
+                        .map(|d| d.to_string())
+                        .collect();
+                    return Err(PolicyError::Broken(errors));
+                }
+                Some(Arc::new(compiled))
+            }
+            None => None,
+        };
         let mut checks: Vec<Box<dyn Check>> = vec![
             Box::new(size::DeclaredSize::new(
                 config.server.limits.message_size_bytes,
@@ -156,7 +194,18 @@ impl Policy {
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
         }
-        Policy { config, checks }
+        // Rules run last at end of data: their metas combine every other check's symbols.
+        if let Some(rules) = &rules {
+            checks.push(Box::new(rules_check::RulesCheck::new(rules.clone())));
+        }
+        let fingerprint = fingerprint::compute(&config, rules.as_deref());
+        Ok(Policy {
+            config,
+            checks,
+            rules,
+            fingerprint,
+            loaded_at: std::time::SystemTime::now(),
+        })
     }
 
     /// The configuration this snapshot was built from.
@@ -164,8 +213,26 @@ impl Policy {
         &self.config
     }
 
+    /// The compiled rules, when a rules directory is configured.
+    pub fn rules(&self) -> Option<&Arc<CompiledRules>> {
+        self.rules.as_ref()
+    }
+
+    /// SHA-256 (hex) of the effective policy: equal on every gateway that judges alike.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// When this snapshot was built.
+    pub fn loaded_at(&self) -> std::time::SystemTime {
+        self.loaded_at
+    }
+
     /// Runs the checks of `stage` in order; the first that does not continue decides.
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
+        if stage == Stage::Data {
+            headers::strip_own_headers(&mut ctx.message);
+        }
         for check in self.checks.iter().filter(|c| c.stage() == stage) {
             let decision = check.run(ctx).await;
             if decision != Decision::Continue {
@@ -181,8 +248,84 @@ impl Policy {
         Decision::Continue
     }
 
-    /// The verdict of a message that passed every stage, from its score.
-    pub fn verdict(&self, _ctx: &Context) -> Verdict {
-        Verdict::Accept
+    /// Thresholds that apply to this transaction: the strictest among its recipients'
+    /// domains (a message is judged once for all of them).
+    pub fn thresholds(&self, ctx: &Context) -> Thresholds {
+        let p = &self.config.policy;
+        let mut t = p.thresholds;
+        for rcpt in &ctx.recipients {
+            if let Some(d) = p.domain_thresholds.get(&rcpt.domain) {
+                t.tag = t.tag.min(d.tag);
+                t.quarantine = t.quarantine.min(d.quarantine);
+                t.reject = t.reject.min(d.reject);
+            }
+        }
+        t
+    }
+
+    /// Turns the end-of-data decision and the symbols into the verdict, with the reply
+    /// for verdicts refused in-session.
+    pub fn conclude(&self, decision: Decision, ctx: &Context) -> (Verdict, Option<Reply>) {
+        match decision {
+            Decision::Reject(r) => return (Verdict::Reject, Some(r)),
+            Decision::Tempfail(r) => return (Verdict::Tempfail, Some(r)),
+            Decision::Discard => return (Verdict::Discard, None),
+            Decision::Continue => {}
+        }
+        let score = ctx.score();
+        // A rule with a configured action decides whatever the score; the harshest wins.
+        let actions = &self.config.policy.actions;
+        let demanded = ctx
+            .symbols
+            .iter()
+            .filter_map(|s| actions.get(&s.name).map(|a| (*a, s.name.as_str())))
+            .max_by_key(|(a, _)| match a {
+                RuleAction::Reject => 3,
+                RuleAction::Tempfail => 2,
+                RuleAction::Quarantine => 1,
+                RuleAction::Discard => 0,
+            });
+        if let Some((action, rule)) = demanded {
+            return match action {
+                RuleAction::Reject => (
+                    Verdict::Reject,
+                    Some(Reply::new(
+                        550,
+                        "5.7.1",
+                        format!("Message rejected by policy ({rule})"),
+                    )),
+                ),
+                RuleAction::Tempfail => (
+                    Verdict::Tempfail,
+                    Some(Reply::new(
+                        451,
+                        "4.7.1",
+                        format!("Message deferred by policy ({rule}), try again later"),
+                    )),
+                ),
+                RuleAction::Quarantine => (Verdict::Quarantine, None),
+                RuleAction::Discard => (Verdict::Discard, None),
+            };
+        }
+        let t = self.thresholds(ctx);
+        if score >= t.reject {
+            let reply = Reply::new(
+                550,
+                "5.7.1",
+                format!("Message rejected as spam (score {score:.1})"),
+            );
+            (Verdict::Reject, Some(reply))
+        } else if score >= t.quarantine {
+            (Verdict::Quarantine, None)
+        } else if score >= t.tag {
+            (Verdict::Tag, None)
+        } else {
+            (Verdict::Accept, None)
+        }
+    }
+
+    /// Headers to prepend to a message accepted with `verdict`.
+    pub fn verdict_headers(&self, ctx: &Context, verdict: Verdict) -> String {
+        headers::verdict_headers(ctx, verdict, &self.thresholds(ctx))
     }
 }

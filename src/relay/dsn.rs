@@ -169,6 +169,7 @@ pub fn build(
         verdict: "accept".to_owned(),
         score: 0.0,
         is_dsn: true,
+        rules: Vec::new(),
     };
     Some((envelope, bytes))
 }
@@ -316,6 +317,7 @@ mod tests {
                 verdict: "accept".into(),
                 score: 0.0,
                 is_dsn,
+                rules: Vec::new(),
             },
             state: DeliveryState::new(2),
             body: b"From: s@example.org\r\nSubject: hello there\r\nMessage-ID: <orig@example.org>\r\n\r\nsecret body\r\n".to_vec(),

@@ -329,6 +329,7 @@ pub fn envelope(from: &str, to: &[&str]) -> Envelope {
         verdict: "accept".into(),
         score: 0.0,
         is_dsn: false,
+        rules: Vec::new(),
     }
 }
 

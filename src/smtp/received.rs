@@ -66,6 +66,7 @@ mod tests {
             verdict: "accept".into(),
             score: 0.0,
             is_dsn: false,
+            rules: Vec::new(),
         };
         let id = QueueId::parse("ABC123").unwrap();
         let h = received_header(&env, "mx.example.test", &id, true, true);

@@ -547,20 +547,12 @@ impl Session {
                 .with_label_values(&[s.name.as_str()])
                 .inc();
         }
-        let verdict = match decision {
-            Decision::Reject(r) => {
-                self.log_message(None, size, Verdict::Reject, &r.to_string());
-                self.reset_transaction();
-                return self.error(Stage::Data, r).await;
-            }
-            Decision::Tempfail(r) => {
-                self.log_message(None, size, Verdict::Tempfail, &r.to_string());
-                self.reset_transaction();
-                return self.error(Stage::Data, r).await;
-            }
-            Decision::Discard => Verdict::Discard,
-            Decision::Continue => self.policy.verdict(&self.ctx),
-        };
+        let (verdict, refusal) = self.policy.conclude(decision, &self.ctx);
+        if let Some(reply) = refusal {
+            self.log_message(None, size, verdict, &reply.to_string());
+            self.reset_transaction();
+            return self.error(Stage::Data, reply).await;
+        }
         let id = QueueId::generate();
         let reply = if verdict == Verdict::Discard {
             self.log_message(Some(&id), size, verdict, "discarded");
@@ -569,7 +561,12 @@ impl Session {
             match self.spool_message(&id, verdict).await {
                 Ok(()) => {
                     self.shared.metrics.message_size_bytes.observe(size as f64);
-                    self.log_message(Some(&id), size, verdict, "queued");
+                    let result = if verdict == Verdict::Quarantine {
+                        "quarantined"
+                    } else {
+                        "queued"
+                    };
+                    self.log_message(Some(&id), size, verdict, result);
                     Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
                 }
                 Err(e) => {
@@ -615,18 +612,26 @@ impl Session {
             verdict: verdict.as_str().to_owned(),
             score: self.ctx.score(),
             is_dsn: false,
+            rules: self.ctx.symbols.iter().map(|s| s.name.clone()).collect(),
         };
-        let header = received_header(
+        let mut header = received_header(
             &envelope,
             self.hostname(),
             id,
             self.greeting == Some(Greeting::Ehlo),
             self.conn.is_tls(),
         );
-        self.shared
-            .spool
-            .store_as(id, &envelope, header.as_bytes(), &self.ctx.message)
-            .await
+        header.push_str(&self.policy.verdict_headers(&self.ctx, verdict));
+        let spool = &self.shared.spool;
+        if verdict == Verdict::Quarantine {
+            spool
+                .quarantine_as(id, &envelope, header.as_bytes(), &self.ctx.message)
+                .await
+        } else {
+            spool
+                .store_as(id, &envelope, header.as_bytes(), &self.ctx.message)
+                .await
+        }
     }
 
     async fn start_tls(&mut self) -> Option<End> {

@@ -1,8 +1,8 @@
 //! Group commit: one thread makes batches of new spool files durable together.
 //!
 //! For a batch it flushes the files' data (one `syncfs` on Linux, else one `fsync` per
-//! file), renames each into the queue, then fsyncs the queue directory once. Every
-//! waiting `store` is answered only after that directory fsync.
+//! file), renames each into its directory (queue or quarantine), then fsyncs each
+//! directory involved once. Every waiting `store` is answered only after that fsync.
 
 use super::SpoolError;
 use std::fs::{self, File};
@@ -30,8 +30,8 @@ impl std::fmt::Debug for Request {
 }
 
 impl Committer {
-    pub(super) fn start(queue_dir: &Path) -> io::Result<Committer> {
-        let dir = File::open(queue_dir)?;
+    pub(super) fn start(spool_dir: &Path) -> io::Result<Committer> {
+        let dir = File::open(spool_dir)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("spool-commit".into())
@@ -82,7 +82,16 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
             }
         }
     }
-    match dir.sync_all() {
+    let mut parents: Vec<PathBuf> = renamed
+        .iter()
+        .filter_map(|r| r.target.parent().map(Path::to_path_buf))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    let synced = parents
+        .iter()
+        .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
+    match synced {
         Ok(()) => {
             for r in renamed {
                 let _ = r.done.send(Ok(()));

@@ -63,6 +63,9 @@ pub struct Envelope {
     /// True for delivery status notifications this gateway generated itself.
     #[serde(default)]
     pub is_dsn: bool,
+    /// Symbols hit at acceptance (shown by `quarantine list`).
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 /// Where one recipient stands.

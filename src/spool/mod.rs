@@ -86,6 +86,7 @@ pub struct Spool {
     dir: PathBuf,
     tmp: PathBuf,
     queue: PathBuf,
+    quarantine: PathBuf,
     committer: commit::Committer,
     ready: mpsc::UnboundedSender<QueueId>,
 }
@@ -122,13 +123,16 @@ impl Spool {
             let path = entry.map_err(io_err("read", &tmp))?.path();
             let _ = fs::remove_file(&path);
         }
-        let committer = commit::Committer::start(&queue).map_err(io_err("open", &queue))?;
+        let quarantine = dir.join("quarantine");
+        fs::create_dir_all(&quarantine).map_err(io_err("create", &quarantine))?;
+        let committer = commit::Committer::start(dir).map_err(io_err("open", dir))?;
         let (ready, ready_rx) = mpsc::unbounded_channel();
         Ok((
             Spool {
                 dir: dir.to_owned(),
                 tmp,
                 queue,
+                quarantine,
                 committer,
                 ready,
             },
@@ -158,8 +162,35 @@ impl Spool {
         prefix: &[u8],
         message: &[u8],
     ) -> Result<(), SpoolError> {
+        self.write_durably(id, envelope, prefix, message, &self.queue)
+            .await?;
+        let _ = self.ready.send(id.clone());
+        Ok(())
+    }
+
+    /// Stores a message in the quarantine area instead of the delivery queue; same
+    /// durability as [`Spool::store_as`].
+    pub async fn quarantine_as(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        prefix: &[u8],
+        message: &[u8],
+    ) -> Result<(), SpoolError> {
+        self.write_durably(id, envelope, prefix, message, &self.quarantine)
+            .await
+    }
+
+    async fn write_durably(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        prefix: &[u8],
+        message: &[u8],
+        dir: &Path,
+    ) -> Result<(), SpoolError> {
         let tmp_path = self.tmp.join(id.as_str());
-        let final_path = self.queue.join(id.as_str());
+        let final_path = dir.join(id.as_str());
         let mut bytes = encode_header(envelope)?;
         bytes.reserve(prefix.len() + message.len());
         bytes.extend_from_slice(prefix);
@@ -182,8 +213,63 @@ impl Spool {
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
         }
-        let _ = self.ready.send(id.clone());
         Ok(())
+    }
+
+    /// Ids of quarantined messages, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<QueueId>, SpoolError> {
+        list_ids(&self.quarantine)
+    }
+
+    /// Reads a quarantined message.
+    pub fn load_quarantined(&self, id: &QueueId) -> Result<SpooledMessage, SpoolError> {
+        let path = self.quarantine.join(id.as_str());
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.clone()))
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let (envelope, offset) = decode_header(&path, &bytes)?;
+        let state = DeliveryState::new(envelope.rcpt_to.len());
+        let mut body = bytes;
+        body.drain(..offset);
+        Ok(SpooledMessage {
+            id: id.clone(),
+            envelope,
+            state,
+            body,
+        })
+    }
+
+    /// Moves a quarantined message into the delivery queue (a rename: atomic, durable
+    /// after the directory fsync) and asks the running gateway to pick it up.
+    pub fn release(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let from = self.quarantine.join(id.as_str());
+        let to = self.queue.join(id.as_str());
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.clone()))
+            }
+            Err(e) => return Err(io_err("rename", &from)(e)),
+        }
+        fs::File::open(&self.queue)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync", &self.queue))?;
+        let _ = self.ready.send(id.clone());
+        let flush = self.flush_request_path();
+        fs::write(&flush, b"release\n").map_err(io_err("write", &flush))
+    }
+
+    /// Deletes a quarantined message.
+    pub fn delete_quarantined(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let path = self.quarantine.join(id.as_str());
+        fs::remove_file(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+            _ => io_err("remove", &path)(e),
+        })
     }
 
     /// Announces an existing queued message for delivery again (e.g. after `flush`).
@@ -367,6 +453,7 @@ mod tests {
             verdict: "accept".into(),
             score: 0.0,
             is_dsn: false,
+            rules: Vec::new(),
         }
     }
 

@@ -1,0 +1,84 @@
+//! `mxguard quarantine`: list, show and release quarantined messages.
+
+use super::QuarantineAction;
+use crate::config::Config;
+use crate::spool::{unix_now, QueueId, Spool};
+use anyhow::bail;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Runs one quarantine action against the spool named in the configuration.
+pub fn run(config_path: &Path, action: QuarantineAction) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let spool = Spool::open_for_admin(&config.spool.dir)?;
+    match action {
+        QuarantineAction::List => list(&spool)?,
+        QuarantineAction::Show { id } => show(&spool, &parse_id(&id)?)?,
+        QuarantineAction::Release { id } => {
+            let id = parse_id(&id)?;
+            spool.release(&id)?;
+            println!("{id}: released to the delivery queue");
+        }
+        QuarantineAction::Delete { id } => {
+            let id = parse_id(&id)?;
+            spool.delete_quarantined(&id)?;
+            println!("{id}: deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_id(s: &str) -> anyhow::Result<QueueId> {
+    match QueueId::parse(s) {
+        Some(id) => Ok(id),
+        None => bail!("{s:?} is not a queue id"),
+    }
+}
+
+fn list(spool: &Spool) -> anyhow::Result<()> {
+    let ids = spool.quarantined()?;
+    println!(
+        "{:<24} {:>8} {:>7} {:<32} {:<32} RULES",
+        "ID", "AGE", "SCORE", "SENDER", "RECIPIENTS"
+    );
+    let now = unix_now();
+    for id in &ids {
+        let Ok(m) = spool.load_quarantined(id) else {
+            continue;
+        };
+        let e = &m.envelope;
+        let sender = if e.mail_from.is_empty() {
+            "<>"
+        } else {
+            e.mail_from.as_str()
+        };
+        let age = humantime::format_duration(std::time::Duration::from_secs(
+            now.saturating_sub(e.received_at),
+        ));
+        println!(
+            "{:<24} {:>8} {:>7.2} {:<32} {:<32} {}",
+            id,
+            age.to_string(),
+            e.score,
+            sender,
+            e.rcpt_to.join(","),
+            e.rules.join(",")
+        );
+    }
+    println!("{} message(s)", ids.len());
+    Ok(())
+}
+
+fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
+    let m = spool.load_quarantined(id)?;
+    let e = &m.envelope;
+    println!("id:       {}", m.id);
+    println!("from:     <{}>", e.mail_from);
+    println!("to:       {}", e.rcpt_to.join(", "));
+    println!("client:   {} ({})", e.client_ip, e.helo);
+    println!("verdict:  {} (score {:.2})", e.verdict, e.score);
+    println!("rules:    {}", e.rules.join(", "));
+    println!();
+    print!("{}", String::from_utf8_lossy(&m.body));
+    Ok(())
+}

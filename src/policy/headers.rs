@@ -1,0 +1,155 @@
+//! Verdict headers: incoming `X-Spam-*` headers are removed (a spammer's forged
+//! `X-Spam-Status: No` must not reach the internal server), and our own are added.
+
+use super::{Context, Verdict};
+use crate::config::Thresholds;
+
+/// Header names we own; any incoming header with one of these names is removed.
+const OWN_HEADERS: [&str; 5] = [
+    "x-spam-score",
+    "x-spam-status",
+    "x-spam-rules",
+    "x-spam-flag",
+    "x-spam-level",
+];
+
+/// Removes our header names from the header section of `message` (CRLF line endings),
+/// folded continuation lines included. The body is never touched.
+pub fn strip_own_headers(message: &mut Vec<u8>) -> usize {
+    let header_end = memchr::memmem::find(message, b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap_or(message.len());
+    let mut out = Vec::with_capacity(message.len());
+    let mut removed = 0;
+    let mut skipping = false;
+    let mut pos = 0;
+    while pos < header_end {
+        let line_end = memchr::memmem::find(&message[pos..header_end], b"\r\n")
+            .map(|i| pos + i + 2)
+            .unwrap_or(header_end);
+        let line = &message[pos..line_end];
+        let continuation = matches!(line.first(), Some(b' ') | Some(b'\t'));
+        if !continuation {
+            skipping = is_own_header(line);
+            if skipping {
+                removed += 1;
+            }
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+        pos = line_end;
+    }
+    if removed > 0 {
+        out.extend_from_slice(&message[header_end..]);
+        *message = out;
+    }
+    removed
+}
+
+fn is_own_header(line: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let name = String::from_utf8_lossy(&line[..colon])
+        .trim()
+        .to_ascii_lowercase();
+    OWN_HEADERS.contains(&name.as_str())
+}
+
+/// The headers we prepend to relayed mail, CRLF-terminated.
+pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> String {
+    let score = ctx.score();
+    let spam = matches!(verdict, Verdict::Tag | Verdict::Quarantine);
+    let mut rules: Vec<String> = ctx
+        .symbols
+        .iter()
+        .map(|s| format!("{}={:.2}", s.name, s.score))
+        .collect();
+    rules.sort();
+    let mut h = format!("X-Spam-Score: {score:.2}\r\n");
+    h.push_str(&format!(
+        "X-Spam-Status: {}, score={score:.2} tag={:.1} quarantine={:.1} reject={:.1}\r\n",
+        if spam { "Yes" } else { "No" },
+        t.tag,
+        t.quarantine,
+        t.reject
+    ));
+    if !rules.is_empty() {
+        h.push_str(&fold("X-Spam-Rules:", &rules));
+    }
+    h
+}
+
+/// Folds a comma-separated list so no header line exceeds ~78 characters.
+fn fold(name: &str, items: &[String]) -> String {
+    let mut out = String::from(name);
+    let mut line_len = name.len();
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i + 1 < items.len() { "," } else { "" };
+        if line_len + item.len() + 2 > 78 && line_len > name.len() {
+            out.push_str("\r\n\t");
+            line_len = 1;
+        } else {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(item);
+        out.push_str(sep);
+        line_len += item.len() + sep.len();
+    }
+    out.push_str("\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ClientInfo;
+
+    #[test]
+    fn forged_verdict_headers_are_removed_with_their_continuations() {
+        let mut m = b"From: a@b.example\r\nX-Spam-Status: No,\r\n\tscore=-100\r\nx-spam-score: -100\r\nSubject: hi\r\n\r\nX-Spam-Status: body stays\r\n".to_vec();
+        assert_eq!(strip_own_headers(&mut m), 2);
+        assert_eq!(
+            m,
+            b"From: a@b.example\r\nSubject: hi\r\n\r\nX-Spam-Status: body stays\r\n"
+        );
+    }
+
+    #[test]
+    fn clean_message_is_untouched() {
+        let mut m = b"Subject: hi\r\n\r\nbody\r\n".to_vec();
+        assert_eq!(strip_own_headers(&mut m), 0);
+        assert_eq!(m, b"Subject: hi\r\n\r\nbody\r\n");
+    }
+
+    #[test]
+    fn tag_headers_carry_score_status_and_rules() {
+        let mut ctx = Context::new(ClientInfo {
+            ip: "192.0.2.1".parse().unwrap(),
+            helo: None,
+            tls: false,
+        });
+        ctx.hit("B_RULE", 3.0);
+        ctx.hit("A_RULE", 2.5);
+        let t = Thresholds {
+            tag: 5.0,
+            quarantine: 10.0,
+            reject: 15.0,
+        };
+        let h = verdict_headers(&ctx, Verdict::Tag, &t);
+        assert!(
+            h.starts_with("X-Spam-Score: 5.50\r\nX-Spam-Status: Yes, score=5.50"),
+            "{h}"
+        );
+        assert!(
+            h.contains("X-Spam-Rules: A_RULE=2.50, B_RULE=3.00\r\n"),
+            "{h}"
+        );
+        let long: Vec<String> = (0..30).map(|i| format!("RULE_NUMBER_{i}=1.00")).collect();
+        assert!(fold("X-Spam-Rules:", &long)
+            .split("\r\n")
+            .all(|l| l.len() <= 80));
+    }
+}
