@@ -124,6 +124,12 @@ async fn run(
                 if take_flush_request(&shared.spool) {
                     tracing::info!(messages = sched.len(), "queue flush requested");
                     sched.flush();
+                    // Messages put into the queue by another process (`quarantine release`)
+                    // are only known from the directory.
+                    match shared.spool.ids() {
+                        Ok(ids) => ids.into_iter().for_each(|id| sched.add(id, false)),
+                        Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush"),
+                    }
                 }
             }
         }
