@@ -899,6 +899,10 @@ pub struct GatewayConfig {
     pub tls: Option<(String, String)>,
     /// Extra arguments after `serve --config PATH`.
     pub serve_args: Vec<String>,
+    /// Raw TOML appended at the end of the configuration (e.g. a `[policy]` section).
+    pub extra_toml: String,
+    /// Files (path relative to the working directory, contents) written before each start.
+    pub files: Vec<(String, String)>,
 }
 
 impl Default for GatewayConfig {
@@ -927,6 +931,8 @@ impl Default for GatewayConfig {
             callout: false,
             tls: None,
             serve_args: Vec::new(),
+            extra_toml: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -952,8 +958,30 @@ impl GatewayConfig {
         self
     }
 
+    /// Appends raw TOML (e.g. a `[policy]` section) to the configuration.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.extra_toml.push_str(text);
+        if !self.extra_toml.ends_with('\n') {
+            self.extra_toml.push('\n');
+        }
+        self
+    }
+
+    /// Writes `contents` to `path` (relative to the working directory) before the start.
+    pub fn file(mut self, path: &str, contents: &str) -> Self {
+        self.files.push((path.into(), contents.into()));
+        self
+    }
+
     fn render(&self, dir: &Path, port: u16, metrics_port: u16) -> String {
         let q = |s: &str| format!("{s:?}");
+        for (rel, contents) in &self.files {
+            let p = dir.join(rel);
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent).unwrap();
+            }
+            fs::write(p, contents).unwrap();
+        }
         let mut t = String::new();
         t.push_str("[server]\n");
         t.push_str(&format!("listen = [\"127.0.0.1:{port}\"]\n"));
@@ -1001,6 +1029,10 @@ impl GatewayConfig {
             "\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
         ));
         t.push_str("\n[log]\nformat = \"text\"\n");
+        if !self.extra_toml.is_empty() {
+            t.push('\n');
+            t.push_str(&self.extra_toml);
+        }
         t
     }
 }
@@ -1134,6 +1166,39 @@ impl Gateway {
         }
     }
 
+    /// Sends `sig` (e.g. `libc::SIGHUP`) to the running child.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid().expect("gateway not running");
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+
+    /// How many lines of the current run's log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits up to `timeout` until more than `before` lines of the current log contain
+    /// `needle`; returns the first such new line.
+    pub fn wait_log_line(&self, timeout: Duration, needle: &str, before: usize) -> Option<String> {
+        let mut found = None;
+        wait_until(timeout, || {
+            let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+            found = log
+                .lines()
+                .filter(|l| l.contains(needle))
+                .nth(before)
+                .map(str::to_string);
+            found.is_some()
+        });
+        found
+    }
+
     /// OS process id of the running child.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -1265,4 +1330,20 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs `mxguard ARGS...` in `dir` (with a 120 s deadline), capturing its output.
+pub fn run_mxguard(dir: &Path, args: &[&str]) -> std::process::Output {
+    run_with_timeout(
+        Command::new(mxguard_bin()).args(args).current_dir(dir),
+        Duration::from_secs(120),
+    )
+}
+
+/// Writes `contents` to `path` the way editors save: a temporary file in the same
+/// directory (not matching `*.cf`), then a rename over the target.
+pub fn write_atomically(path: &Path, contents: &str) {
+    let tmp = path.with_extension("swp-tmp");
+    fs::write(&tmp, contents).unwrap();
+    fs::rename(&tmp, path).unwrap();
 }
