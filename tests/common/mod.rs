@@ -1184,16 +1184,29 @@ impl Gateway {
     }
 
     /// Waits up to `timeout` until more than `before` lines of the current log contain
-    /// `needle`; returns the first such new line.
+    /// `needle`; returns the first such new entry: that line plus the continuation lines
+    /// after it (lines that do not start with a timestamp digit or a `{`).
     pub fn wait_log_line(&self, timeout: Duration, needle: &str, before: usize) -> Option<String> {
         let mut found = None;
         wait_until(timeout, || {
             let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-            found = log
-                .lines()
-                .filter(|l| l.contains(needle))
+            let lines: Vec<&str> = log.lines().collect();
+            found = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.contains(needle))
                 .nth(before)
-                .map(str::to_string);
+                .map(|(i, l)| {
+                    let mut entry = l.to_string();
+                    for next in &lines[i + 1..] {
+                        if next.starts_with(|c: char| c.is_ascii_digit() || c == '{') {
+                            break;
+                        }
+                        entry.push('\n');
+                        entry.push_str(next);
+                    }
+                    entry
+                });
             found.is_some()
         });
         found

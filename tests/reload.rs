@@ -1,0 +1,360 @@
+//! Hot reload of a running gateway: rules edited on disk (write + rename, as editors do),
+//! broken rules files (old policy keeps judging), SIGHUP, in-flight sessions keeping their
+//! snapshot, and many reloads under continuous SMTP load (never half a policy).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// How long a test waits for a reload to take effect (debounce is 500 ms).
+const RELOAD_WAIT: Duration = Duration::from_secs(20);
+
+const POLICY: &str = "[policy]\nrules_dir = \"rules\"\ntag = 5.0\nquarantine = 10.0\nreject = 15.0\n";
+
+fn trigger_rules(score: f64) -> String {
+    format!(
+        "body RELOAD_T /zz-reload-trigger-zz/\ndescribe RELOAD_T reload test\nscore RELOAD_T {score}\n"
+    )
+}
+
+fn start_with(files: &[(&str, &str)]) -> (InternalServer, Gateway) {
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal).toml(POLICY);
+    for (p, c) in files {
+        cfg = cfg.file(p, c);
+    }
+    let gw = Gateway::start(cfg);
+    (internal, gw)
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Sends one message containing the trigger in a fresh session; returns the reply.
+fn send_trigger(gw: &Gateway) -> Reply {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let r = c.send_mail(
+        "sender@sender.test",
+        &["user@example.test"],
+        &message(&format!("reload-{n}@t"), "reload", "zz-reload-trigger-zz"),
+    );
+    c.quit();
+    r
+}
+
+/// Sends trigger messages until one gets `code` or `RELOAD_WAIT` passes; returns the
+/// last reply.
+fn wait_for_code(gw: &Gateway, code: u16) -> Reply {
+    let mut last = None;
+    wait_until(RELOAD_WAIT, || {
+        let r = send_trigger(gw);
+        let done = r.code == code;
+        last = Some(r);
+        if !done {
+            thread::sleep(Duration::from_millis(100));
+        }
+        done
+    });
+    last.unwrap()
+}
+
+fn fingerprint_in(line: &str) -> Option<String> {
+    let pos = line.find("fingerprint=")?;
+    let rest = line[pos + "fingerprint=".len()..].trim_start_matches('"');
+    let fp: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    (fp.len() == 64).then_some(fp)
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn edited_score_changes_the_verdict_without_restart() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(1.0))]);
+    let pid = gw.pid();
+    let loaded = gw
+        .wait_log_line(Duration::from_secs(5), "policy loaded", 0)
+        .expect("no `policy loaded` line in the log");
+    let fp0 = fingerprint_in(&loaded).unwrap_or_else(|| panic!("no fingerprint in {loaded:?}"));
+    send_trigger(&gw).expect(250, "2.0.0");
+
+    write_atomically(&gw.dir.join("rules/local.cf"), &trigger_rules(20.0));
+    let r = wait_for_code(&gw, 550);
+    r.expect(550, "5.7.1");
+    assert!(r.text().contains("rejected as spam"), "{r}");
+    assert_eq!(gw.pid(), pid, "gateway was restarted");
+    let reloaded = gw
+        .wait_log_line(Duration::from_secs(5), "policy reloaded", 0)
+        .expect("no `policy reloaded` line in the log");
+    let fp1 =
+        fingerprint_in(&reloaded).unwrap_or_else(|| panic!("no fingerprint in {reloaded:?}"));
+    assert_ne!(fp0, fp1, "fingerprint unchanged after a score change");
+
+    // And back.
+    write_atomically(&gw.dir.join("rules/local.cf"), &trigger_rules(1.0));
+    wait_for_code(&gw, 250).expect(250, "2.0.0");
+}
+
+#[test]
+fn broken_rules_file_keeps_the_old_policy() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(20.0))]);
+    send_trigger(&gw).expect(550, "5.7.1");
+    let reloaded_before = gw.log_count("policy reloaded");
+
+    let broken = gw.dir.join("rules/broken.cf");
+    write_atomically(
+        &broken,
+        "# broken on purpose\nbody BROKEN /unterminated\nscore BROKEN 1\n",
+    );
+    let line = gw
+        .wait_log_line(RELOAD_WAIT, "reload failed", 0)
+        .unwrap_or_else(|| panic!("no `reload failed` in the log:\n{}", gw.logs()));
+    assert!(
+        line.contains("broken.cf:2"),
+        "reload failure does not name broken.cf:2: {line}"
+    );
+    // The old policy (score 20) still judges.
+    send_trigger(&gw).expect(550, "5.7.1");
+
+    // `check` refuses the directory and names file:line.
+    let out = gw.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broken.cf:2")
+            || String::from_utf8_lossy(&out.stdout).contains("broken.cf:2"),
+        "check does not name broken.cf:2: {}",
+        text(&out)
+    );
+
+    // A valid edit elsewhere while the broken file is still there is not applied either.
+    write_atomically(&gw.dir.join("rules/local.cf"), &trigger_rules(1.0));
+    gw.wait_log_line(RELOAD_WAIT, "reload failed", 1)
+        .unwrap_or_else(|| panic!("second reload did not fail:\n{}", gw.logs()));
+    send_trigger(&gw).expect(550, "5.7.1");
+    assert_eq!(gw.log_count("policy reloaded"), reloaded_before);
+
+    // Fixing the file makes the next reload succeed with the new local.cf.
+    write_atomically(&broken, "body NOT_BROKEN /zz-fixed-zz/\nscore NOT_BROKEN 1\n");
+    gw.wait_log_line(RELOAD_WAIT, "policy reloaded", reloaded_before)
+        .unwrap_or_else(|| panic!("no successful reload after the fix:\n{}", gw.logs()));
+    wait_for_code(&gw, 250).expect(250, "2.0.0");
+    let out = gw.cli(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn sighup_reloads_the_policy() {
+    // The score lives in a file outside the watched directories (included by absolute
+    // path), so only SIGHUP can bring the change in.
+    let outside = tempfile::tempdir().unwrap();
+    let extra = outside.path().join("extra.cf");
+    fs::write(&extra, trigger_rules(1.0)).unwrap();
+    let local = format!("include {}\n", extra.display());
+    let (_internal, gw) = start_with(&[("rules/local.cf", &local)]);
+    let pid = gw.pid();
+    send_trigger(&gw).expect(250, "2.0.0");
+
+    write_atomically(&extra, &trigger_rules(20.0));
+    let before = gw.log_count("policy reloaded");
+    gw.signal(libc::SIGHUP);
+    let line = gw
+        .wait_log_line(RELOAD_WAIT, "policy reloaded", before)
+        .unwrap_or_else(|| panic!("no reload after SIGHUP:\n{}", gw.logs()));
+    assert!(line.contains("SIGHUP"), "reload not attributed to SIGHUP: {line}");
+    send_trigger(&gw).expect(550, "5.7.1");
+    assert_eq!(gw.pid(), pid);
+
+    // A SIGHUP with nothing changed keeps the fingerprint.
+    let fp = fingerprint_in(&line).unwrap_or_else(|| panic!("no fingerprint in {line:?}"));
+    gw.signal(libc::SIGHUP);
+    let line2 = gw
+        .wait_log_line(RELOAD_WAIT, "policy reloaded", before + 1)
+        .unwrap_or_else(|| panic!("no reload after second SIGHUP:\n{}", gw.logs()));
+    assert_eq!(fingerprint_in(&line2).as_deref(), Some(fp.as_str()));
+}
+
+#[test]
+fn in_flight_session_keeps_its_policy() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(1.0))]);
+    let mut old = SmtpClient::connect_ehlo(gw.port);
+    let before = gw.log_count("policy reloaded");
+    write_atomically(&gw.dir.join("rules/local.cf"), &trigger_rules(20.0));
+    gw.wait_log_line(RELOAD_WAIT, "policy reloaded", before)
+        .unwrap_or_else(|| panic!("no reload:\n{}", gw.logs()));
+    // New sessions see the new policy...
+    send_trigger(&gw).expect(550, "5.7.1");
+    // ...the session opened before the reload still judges with the old one.
+    let r = old.send_mail(
+        "sender@sender.test",
+        &["user@example.test"],
+        &message("inflight@t", "reload", "zz-reload-trigger-zz"),
+    );
+    r.expect(250, "2.0.0");
+    old.quit();
+}
+
+const FLIP_BODY: &str = "Both triggers: zz-trigger-a-zz and zz-trigger-b-zz.";
+
+fn flip_version(a: bool) -> String {
+    let (sa, sb) = if a { (6, 0) } else { (0, 6) };
+    format!(
+        "body RULE_A /zz-trigger-a-zz/\nscore RULE_A {sa}\n\
+         body RULE_B /zz-trigger-b-zz/\nscore RULE_B {sb}\n"
+    )
+}
+
+/// The version a relayed message was judged with, from its verdict headers.
+fn version_of(m: &Received) -> Result<char, String> {
+    let rules = m
+        .header("X-Spam-Rules")
+        .ok_or_else(|| format!("no X-Spam-Rules in {:?}", m.message_id()))?;
+    let scored: Vec<(String, f64)> = rules
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let (n, v) = s.split_once('=')?;
+            Some((n.trim().to_string(), v.trim().parse::<f64>().ok()?))
+        })
+        .filter(|(_, v)| *v != 0.0)
+        .collect();
+    let score = m.header("X-Spam-Score").unwrap_or_default();
+    let names: Vec<&str> = scored.iter().map(|(n, _)| n.as_str()).collect();
+    match (names.as_slice(), score.as_str()) {
+        (["RULE_A"], "6.00") if scored[0].1 == 6.0 => Ok('A'),
+        (["RULE_B"], "6.00") if scored[0].1 == 6.0 => Ok('B'),
+        _ => Err(format!(
+            "{:?}: X-Spam-Rules {rules:?} X-Spam-Score {score:?} matches neither version",
+            m.message_id()
+        )),
+    }
+}
+
+#[test]
+fn reload_under_smtp_load_never_mixes_policies() {
+    let (internal, gw) = start_with(&[("rules/flip.cf", &flip_version(true))]);
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (gw, stop, accepted, errors) =
+                (gw.clone(), stop.clone(), accepted.clone(), errors.clone());
+            thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let mut c = match SmtpClient::try_connect_raw(gw.port) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            errors.lock().unwrap().push(format!("t{t}: connect: {e}"));
+                            return;
+                        }
+                    };
+                    let step = |c: &mut SmtpClient, line: &str, want: u16| -> Result<(), String> {
+                        let r = if line.is_empty() {
+                            c.try_read_reply()?
+                        } else {
+                            c.try_cmd(line)?
+                        };
+                        if r.code == want {
+                            Ok(())
+                        } else {
+                            Err(format!("{line:?} answered {r}"))
+                        }
+                    };
+                    let res: Result<(), String> = (|| {
+                        step(&mut c, "", 220)?;
+                        step(&mut c, "EHLO load.sender.test", 250)?;
+                        for _ in 0..5 {
+                            let id = format!("load-{t}-{n}@t");
+                            n += 1;
+                            step(&mut c, "MAIL FROM:<load@sender.test>", 250)?;
+                            step(&mut c, "RCPT TO:<user@example.test>", 250)?;
+                            step(&mut c, "DATA", 354)?;
+                            let msg = dot_stuffed(&message(&id, "load", FLIP_BODY));
+                            c.try_send(&msg).map_err(|e| format!("write: {e}"))?;
+                            let r = c.try_read_reply()?;
+                            if r.code != 250 {
+                                return Err(format!("{id}: end of data answered {r}"));
+                            }
+                            accepted.lock().unwrap().push(id);
+                            // Keep the load below what the test internal server takes in.
+                            thread::sleep(Duration::from_millis(40));
+                        }
+                        step(&mut c, "QUIT", 221)
+                    })();
+                    if let Err(e) = res {
+                        errors.lock().unwrap().push(format!("t{t}: {e}"));
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Flip the rules many times while the clients run; a few flips also get a SIGHUP.
+    let rules = gw.dir.join("rules/flip.cf");
+    let flips = 14;
+    for i in 0..flips {
+        thread::sleep(Duration::from_millis(700));
+        write_atomically(&rules, &flip_version(i % 2 == 1));
+        if i % 4 == 3 {
+            thread::sleep(Duration::from_millis(100));
+            gw.signal(libc::SIGHUP);
+        }
+        if !errors.lock().unwrap().is_empty() {
+            break;
+        }
+    }
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "sessions failed during reloads: {errors:?}");
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(!accepted.is_empty(), "no message accepted");
+
+    let (ok, msgs) = internal.wait_for(Duration::from_secs(120), |m| m.len() >= accepted.len());
+    assert!(
+        ok,
+        "{} accepted but {} relayed",
+        accepted.len(),
+        msgs.len()
+    );
+    let mut versions: BTreeMap<char, usize> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for m in &msgs {
+        match version_of(m) {
+            Ok(v) => *versions.entry(v).or_default() += 1,
+            Err(e) => bad.push(e),
+        }
+    }
+    let reloads = gw.log_count("policy reloaded");
+    let failed = gw.log_count("reload failed");
+    println!(
+        "{} messages accepted and relayed; versions {versions:?}; {reloads} reloads, {failed} failed",
+        accepted.len()
+    );
+    assert!(bad.is_empty(), "half policies: {} e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert_eq!(failed, 0, "a reload failed:\n{}", gw.logs());
+    assert!(
+        versions.len() == 2,
+        "expected messages judged under both versions, got {versions:?} ({reloads} reloads)"
+    );
+}
