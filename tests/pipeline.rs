@@ -144,8 +144,12 @@ fn check_score_format(v: &str) -> f64 {
 /// Sends a clean marker message and waits for it: everything queued before it has had
 /// the same chance to be delivered (no sleeping on a clock).
 fn flush_marker(gw: &Gateway, internal: &InternalServer, id: &str) {
-    send(gw, "user@example.test", &message(id, "marker", "nothing to see"))
-        .expect(250, "2.0.0");
+    send(
+        gw,
+        "user@example.test",
+        &message(id, "marker", "nothing to see"),
+    )
+    .expect(250, "2.0.0");
     internal.expect_message_id(id);
 }
 
@@ -162,13 +166,18 @@ fn accept_verdict_relays_with_status_no() {
     let status = one_header(&m, "X-Spam-Status");
     assert!(status.starts_with("No"), "X-Spam-Status: {status}");
     assert!(
-        status.contains("tag=5") && status.contains("quarantine=10") && status.contains("reject=15"),
+        status.contains("tag=5")
+            && status.contains("quarantine=10")
+            && status.contains("reject=15"),
         "thresholds missing from X-Spam-Status: {status}"
     );
     let score = check_score_format(&one_header(&m, "X-Spam-Score"));
     assert_eq!(score, 0.0);
     let names = header_names(&m);
-    assert_eq!(names[0], "Received", "our Received: must come first: {names:?}");
+    assert_eq!(
+        names[0], "Received",
+        "our Received: must come first: {names:?}"
+    );
 }
 
 #[test]
@@ -248,7 +257,10 @@ fn quarantine_verdict_holds_message_until_release() {
         .find(|l| l.contains(&qid))
         .unwrap_or_else(|| panic!("{qid} not in quarantine list:\n{listing}"));
     for rule in ["SUBJ_WIN", "URI_BAD", "META_WIN_URI"] {
-        assert!(line.contains(rule), "{rule} missing from list line {line:?}");
+        assert!(
+            line.contains(rule),
+            "{rule} missing from list line {line:?}"
+        );
     }
     assert!(line.contains("10.50"), "score missing from {line:?}");
 
@@ -328,7 +340,10 @@ fn forged_verdict_headers_are_replaced() {
         "forged header survived:\n{text}"
     );
     assert!(!text.contains("-100"), "forged score survived:\n{text}");
-    assert!(!text.contains("WHITELISTED"), "forged rules survived:\n{text}");
+    assert!(
+        !text.contains("WHITELISTED"),
+        "forged rules survived:\n{text}"
+    );
     let status = one_header(&m, "X-Spam-Status");
     assert!(status.starts_with("Yes"), "X-Spam-Status: {status}");
     assert!(
@@ -458,7 +473,11 @@ fn rule_actions_override_the_score() {
     let out = gw.cli(&["quarantine", "list"]);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(
-        listing.lines().filter(|l| l.contains("ACT_DISCARD")).count() == 0,
+        listing
+            .lines()
+            .filter(|l| l.contains("ACT_DISCARD"))
+            .count()
+            == 0,
         "discarded message quarantined:\n{listing}"
     );
     // The same session goes on after a tempfail/reject at end of data.

@@ -15,7 +15,8 @@ use std::time::Duration;
 /// How long a test waits for a reload to take effect (debounce is 500 ms).
 const RELOAD_WAIT: Duration = Duration::from_secs(20);
 
-const POLICY: &str = "[policy]\nrules_dir = \"rules\"\ntag = 5.0\nquarantine = 10.0\nreject = 15.0\n";
+const POLICY: &str =
+    "[policy]\nrules_dir = \"rules\"\ntag = 5.0\nquarantine = 10.0\nreject = 15.0\n";
 
 fn trigger_rules(score: f64) -> String {
     format!(
@@ -98,8 +99,7 @@ fn edited_score_changes_the_verdict_without_restart() {
     let reloaded = gw
         .wait_log_line(Duration::from_secs(5), "policy reloaded", 0)
         .expect("no `policy reloaded` line in the log");
-    let fp1 =
-        fingerprint_in(&reloaded).unwrap_or_else(|| panic!("no fingerprint in {reloaded:?}"));
+    let fp1 = fingerprint_in(&reloaded).unwrap_or_else(|| panic!("no fingerprint in {reloaded:?}"));
     assert_ne!(fp0, fp1, "fingerprint unchanged after a score change");
 
     // And back.
@@ -146,7 +146,10 @@ fn broken_rules_file_keeps_the_old_policy() {
     assert_eq!(gw.log_count("policy reloaded"), reloaded_before);
 
     // Fixing the file makes the next reload succeed with the new local.cf.
-    write_atomically(&broken, "body NOT_BROKEN /zz-fixed-zz/\nscore NOT_BROKEN 1\n");
+    write_atomically(
+        &broken,
+        "body NOT_BROKEN /zz-fixed-zz/\nscore NOT_BROKEN 1\n",
+    );
     gw.wait_log_line(RELOAD_WAIT, "policy reloaded", reloaded_before)
         .unwrap_or_else(|| panic!("no successful reload after the fix:\n{}", gw.logs()));
     wait_for_code(&gw, 250).expect(250, "2.0.0");
@@ -172,7 +175,10 @@ fn sighup_reloads_the_policy() {
     let line = gw
         .wait_log_line(RELOAD_WAIT, "policy reloaded", before)
         .unwrap_or_else(|| panic!("no reload after SIGHUP:\n{}", gw.logs()));
-    assert!(line.contains("SIGHUP"), "reload not attributed to SIGHUP: {line}");
+    assert!(
+        line.contains("SIGHUP"),
+        "reload not attributed to SIGHUP: {line}"
+    );
     send_trigger(&gw).expect(550, "5.7.1");
     assert_eq!(gw.pid(), pid);
 
@@ -326,17 +332,15 @@ fn reload_under_smtp_load_never_mixes_policies() {
         c.join().unwrap();
     }
     let errors = errors.lock().unwrap().clone();
-    assert!(errors.is_empty(), "sessions failed during reloads: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "sessions failed during reloads: {errors:?}"
+    );
     let accepted = accepted.lock().unwrap().clone();
     assert!(!accepted.is_empty(), "no message accepted");
 
     let (ok, msgs) = internal.wait_for(Duration::from_secs(120), |m| m.len() >= accepted.len());
-    assert!(
-        ok,
-        "{} accepted but {} relayed",
-        accepted.len(),
-        msgs.len()
-    );
+    assert!(ok, "{} accepted but {} relayed", accepted.len(), msgs.len());
     let mut versions: BTreeMap<char, usize> = BTreeMap::new();
     let mut bad = Vec::new();
     for m in &msgs {
@@ -351,7 +355,12 @@ fn reload_under_smtp_load_never_mixes_policies() {
         "{} messages accepted and relayed; versions {versions:?}; {reloads} reloads, {failed} failed",
         accepted.len()
     );
-    assert!(bad.is_empty(), "half policies: {} e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert!(
+        bad.is_empty(),
+        "half policies: {} e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
     assert_eq!(failed, 0, "a reload failed:\n{}", gw.logs());
     assert!(
         versions.len() == 2,

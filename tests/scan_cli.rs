@@ -1,0 +1,392 @@
+//! The offline tools: `mxguard scan` (`--json`, `--explain`, `--compare`) over message
+//! files written here, and `mxguard check` (rule counts, skipped lines, a fingerprint that
+//! depends on the effective rules, not on how they are split into files).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+const RULES_1: &str = r#"header SUBJ_WIN     Subject =~ /\bwinner\b/i
+describe SUBJ_WIN   Subject announces a winner
+score SUBJ_WIN      3.0
+
+body BODY_PILLS     /cheap pills/i
+describe BODY_PILLS Sells pills
+score BODY_PILLS    6.0
+"#;
+
+const RULES_2: &str = r#"uri URI_BAD         /bad-site\.example/i
+describe URI_BAD    Links to the bad site
+score URI_BAD       2.5
+
+meta META_WIN_URI   (SUBJ_WIN && URI_BAD)
+describe META_WIN_URI Winner subject with the bad link
+score META_WIN_URI  5.0
+
+body BIG_SPAM       /zz-reject-me-zz/
+describe BIG_SPAM   Reject marker
+score BIG_SPAM      20.0
+
+body ACT_TEMPFAIL   /zz-tempfail-token-zz/
+score ACT_TEMPFAIL  0.5
+
+header EVAL_SKIPPED eval:check_for_something_perl()
+score EVAL_SKIPPED  1.0
+"#;
+
+const POLICY: &str = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\n\
+[spool]\ndir = \"spool\"\n\n[policy]\nrules_dir = \"rules\"\ntag = 5.0\nquarantine = 10.0\nreject = 15.0\n\
+actions = { ACT_TEMPFAIL = \"tempfail\" }\n";
+
+/// A working directory with `mxguard.toml`, `rules/` and `msgs/`.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("mxguard-scan-")
+            .tempdir()
+            .unwrap();
+        let s = Setup { dir };
+        s.write("mxguard.toml", POLICY);
+        s.write("rules/10_a.cf", RULES_1);
+        s.write("rules/20_b.cf", RULES_2);
+        // CRLF and LF files alike: scan must treat them the same.
+        s.write_msg("clean.eml", "lunch", "See you at noon.", false);
+        s.write_msg("tag.eml", "offer", "Buy cheap pills today.", true);
+        s.write_msg(
+            "quarantine.eml",
+            "You are a WINNER",
+            "Claim at http://bad-site.example/claim now.",
+            false,
+        );
+        s.write_msg("reject.eml", "hi", "zz-reject-me-zz", true);
+        s.write_msg("gtube.eml", "test", GTUBE, false);
+        s.write_msg("tempfail.eml", "hi", "zz-tempfail-token-zz", false);
+        s
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn write_msg(&self, name: &str, subject: &str, body: &str, lf_only: bool) {
+        let m = message(&format!("{name}@t"), subject, body);
+        let m = String::from_utf8(m).unwrap();
+        let m = if lf_only { m.replace("\r\n", "\n") } else { m };
+        self.write(&format!("msgs/{name}"), &m);
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        run_mxguard(self.dir.path(), args)
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn file_name(v: &Value) -> String {
+    Path::new(v["file"].as_str().expect("file field"))
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn scan_json(s: &Setup, extra: &[&str]) -> (BTreeMap<String, Value>, String) {
+    let mut args = vec!["scan", "--config", "mxguard.toml", "--json"];
+    args.extend_from_slice(extra);
+    args.push("msgs");
+    let out = s.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut by_file = BTreeMap::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}\n{}", text(&out)));
+        by_file.insert(file_name(&v), v);
+    }
+    (by_file, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn rules_of(v: &Value) -> Vec<String> {
+    let mut r: Vec<String> = v["rules"]
+        .as_array()
+        .expect("rules array")
+        .iter()
+        .map(|x| x.as_str().expect("rule name string").to_string())
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn scan_json_gives_verdicts_scores_and_rules() {
+    let s = Setup::new();
+    let (res, stderr) = scan_json(&s, &[]);
+    let expect: &[(&str, &str, f64, &[&str])] = &[
+        ("clean.eml", "accept", 0.0, &[]),
+        ("tag.eml", "tag", 6.0, &["BODY_PILLS"]),
+        (
+            "quarantine.eml",
+            "quarantine",
+            10.5,
+            &["META_WIN_URI", "SUBJ_WIN", "URI_BAD"],
+        ),
+        ("reject.eml", "reject", 20.0, &["BIG_SPAM"]),
+        ("tempfail.eml", "tempfail", 0.5, &["ACT_TEMPFAIL"]),
+    ];
+    assert_eq!(res.len(), 6, "one JSON line per message: {res:?}");
+    for (file, verdict, score, rules) in expect {
+        let v = res
+            .get(*file)
+            .unwrap_or_else(|| panic!("{file} missing: {res:?}"));
+        assert_eq!(v["verdict"], *verdict, "{file}: {v}");
+        let got = v["score"].as_f64().expect("numeric score");
+        assert!(
+            (got - score).abs() < 0.001,
+            "{file}: score {got} != {score}"
+        );
+        assert_eq!(rules_of(v), *rules, "{file}: {v}");
+    }
+    let g = &res["gtube.eml"];
+    assert_eq!(g["verdict"], "reject", "{g}");
+    assert!(rules_of(g).contains(&"GTUBE".to_string()), "{g}");
+    // The summary goes to stderr with --json: counts per verdict and a rate.
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("msg/s"))
+        .unwrap_or_else(|| panic!("no summary on stderr: {stderr}"));
+    for part in [
+        "accept=1",
+        "tag=1",
+        "quarantine=1",
+        "reject=2",
+        "tempfail=1",
+    ] {
+        assert!(summary.contains(part), "{part} missing from {summary:?}");
+    }
+    // Several jobs give the same answers.
+    let (res4, _) = scan_json(&s, &["--jobs", "4"]);
+    for (f, v) in &res {
+        assert_eq!(res4[f]["verdict"], v["verdict"], "{f}");
+        assert_eq!(rules_of(&res4[f]), rules_of(v), "{f}");
+    }
+}
+
+#[test]
+fn scan_explain_lists_hits_with_scores_and_descriptions() {
+    let s = Setup::new();
+    let out = s.run(&[
+        "scan",
+        "--config",
+        "mxguard.toml",
+        "--explain",
+        "msgs/quarantine.eml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (rule, score, desc) in [
+        ("SUBJ_WIN", "3.0", "Subject announces a winner"),
+        ("URI_BAD", "2.5", "Links to the bad site"),
+        ("META_WIN_URI", "5.0", "Winner subject with the bad link"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == rule))
+            .unwrap_or_else(|| panic!("{rule} not explained:\n{stdout}"));
+        assert!(line.contains(score), "{rule}: no score {score} in {line:?}");
+        assert!(line.contains(desc), "{rule}: no description in {line:?}");
+    }
+    assert!(
+        !stdout.contains("BODY_PILLS"),
+        "rule that did not hit listed:\n{stdout}"
+    );
+}
+
+#[test]
+fn scan_compare_prints_only_differing_messages() {
+    let s = Setup::new();
+    // The other policy scores pills higher: tag.eml moves to quarantine, nothing else.
+    s.write(
+        "other/rules/10_a.cf",
+        &RULES_1.replace("score BODY_PILLS    6.0", "score BODY_PILLS 12.0"),
+    );
+    s.write("other/rules/20_b.cf", RULES_2);
+    s.write(
+        "other.toml",
+        &POLICY.replace("rules_dir = \"rules\"", "rules_dir = \"other/rules\""),
+    );
+    let out = s.run(&[
+        "scan",
+        "--config",
+        "mxguard.toml",
+        "--compare",
+        "other.toml",
+        "msgs",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mentioned: Vec<&str> = [
+        "clean.eml",
+        "tag.eml",
+        "quarantine.eml",
+        "reject.eml",
+        "gtube.eml",
+        "tempfail.eml",
+    ]
+    .into_iter()
+    .filter(|f| stdout.contains(f))
+    .collect();
+    assert_eq!(mentioned, ["tag.eml"], "stdout:\n{stdout}");
+    let line = stdout.lines().find(|l| l.contains("tag.eml")).unwrap();
+    assert!(
+        line.contains("tag") && line.contains("quarantine"),
+        "difference line {line:?}"
+    );
+
+    let (res, _) = scan_json(&s, &["--compare", "other.toml"]);
+    assert_eq!(res.len(), 1, "{res:?}");
+    let v = &res["tag.eml"];
+    assert_eq!(v["verdict"], "tag", "{v}");
+    assert_eq!(v["other_verdict"], "quarantine", "{v}");
+}
+
+fn fingerprint(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("fingerprint:"))
+        .unwrap_or_else(|| panic!("no fingerprint line: {}", text(out)));
+    let fp = line["fingerprint:".len()..].trim().to_string();
+    assert!(
+        fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()),
+        "fingerprint is not 64 hex: {fp:?}"
+    );
+    fp
+}
+
+fn check(s: &Setup) -> std::process::Output {
+    let out = s.run(&["check", "--config", "mxguard.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+fn count(stdout: &str, kind: &str) -> usize {
+    stdout
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(kind)).then(|| w.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no `{kind} N` line in:\n{stdout}"))
+}
+
+#[test]
+fn check_prints_counts_skips_and_a_stable_fingerprint() {
+    let s = Setup::new();
+    let out = check(&s);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(count(&stdout, "header"), 1, "{stdout}");
+    assert_eq!(count(&stdout, "body"), 3, "{stdout}");
+    assert_eq!(count(&stdout, "uri"), 1, "{stdout}");
+    assert_eq!(count(&stdout, "meta"), 1, "{stdout}");
+    assert_eq!(count(&stdout, "evaluated"), 6, "{stdout}");
+    assert_eq!(count(&stdout, "skipped"), 1, "{stdout}");
+    let skipped_line = stdout
+        .lines()
+        .find(|l| l.contains("EVAL_SKIPPED"))
+        .unwrap_or_else(|| panic!("skipped rule not reported:\n{stdout}"));
+    assert!(
+        skipped_line.contains("20_b.cf:16"),
+        "skipped line without file:line: {skipped_line:?}"
+    );
+    let fp1 = fingerprint(&out);
+    let fp2 = fingerprint(&check(&s));
+    assert_eq!(fp1, fp2, "fingerprint differs between two runs");
+
+    // Same rules, split differently, other file names and order of definitions.
+    fs::remove_dir_all(s.path("rules")).unwrap();
+    s.write("rules/00_everything.cf", &format!("{RULES_2}\n{RULES_1}"));
+    let fp3 = fingerprint(&check(&s));
+    assert_eq!(
+        fp1, fp3,
+        "fingerprint depends on how rules are split into files"
+    );
+    fs::remove_dir_all(s.path("rules")).unwrap();
+    s.write(
+        "rules/x.cf",
+        &RULES_2[..RULES_2.find("body BIG_SPAM").unwrap()],
+    );
+    s.write(
+        "rules/y.cf",
+        &format!(
+            "{}\n{RULES_1}",
+            &RULES_2[RULES_2.find("body BIG_SPAM").unwrap()..]
+        ),
+    );
+    let fp4 = fingerprint(&check(&s));
+    assert_eq!(
+        fp1, fp4,
+        "fingerprint depends on how rules are split into files"
+    );
+
+    // A score change changes it; changing it back restores it.
+    s.write(
+        "rules/y.cf",
+        &fs::read_to_string(s.path("rules/y.cf"))
+            .unwrap()
+            .replace("score BODY_PILLS    6.0", "score BODY_PILLS    6.5"),
+    );
+    let fp5 = fingerprint(&check(&s));
+    assert_ne!(fp1, fp5, "fingerprint unchanged after a score change");
+    s.write(
+        "rules/y.cf",
+        &fs::read_to_string(s.path("rules/y.cf"))
+            .unwrap()
+            .replace("score BODY_PILLS    6.5", "score BODY_PILLS    6.0"),
+    );
+    assert_eq!(fp1, fingerprint(&check(&s)));
+    // So does a threshold.
+    s.write("mxguard.toml", &POLICY.replace("tag = 5.0", "tag = 4.0"));
+    assert_ne!(
+        fp1,
+        fingerprint(&check(&s)),
+        "fingerprint ignores thresholds"
+    );
+}
+
+#[test]
+fn check_rejects_a_broken_rules_file_with_file_and_line() {
+    let s = Setup::new();
+    s.write(
+        "rules/30_broken.cf",
+        "# comment\n\nbody BROKEN /unterminated\n",
+    );
+    let out = s.run(&["check", "--config", "mxguard.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("30_broken.cf:3"), "no file:line in:\n{all}");
+}
