@@ -116,6 +116,11 @@ pub enum QuarantineAction {
     },
 }
 
+/// Parses a queue id given on the command line.
+fn parse_id(s: &str) -> anyhow::Result<crate::spool::QueueId> {
+    crate::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
+}
+
 /// Parses the command line and runs the verb; the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();

@@ -1,9 +1,8 @@
 //! `mxguard quarantine`: list, show and release quarantined messages.
 
-use super::QuarantineAction;
+use super::{parse_id, QuarantineAction};
 use crate::config::Config;
 use crate::spool::{unix_now, QueueId, Spool};
-use anyhow::bail;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -26,13 +25,6 @@ pub fn run(config_path: &Path, action: QuarantineAction) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_id(s: &str) -> anyhow::Result<QueueId> {
-    match QueueId::parse(s) {
-        Some(id) => Ok(id),
-        None => bail!("{s:?} is not a queue id"),
-    }
 }
 
 fn list(spool: &Spool) -> anyhow::Result<()> {

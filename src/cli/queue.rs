@@ -1,9 +1,9 @@
 //! `mxguard queue`: list, show, flush and delete spooled messages.
 
-use super::QueueAction;
+use super::{parse_id, QueueAction};
 use crate::config::Config;
 use crate::spool::{unix_now, QueueId, RcptStatus, Spool};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -29,13 +29,6 @@ pub fn run(config_path: &Path, action: QueueAction) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_id(s: &str) -> anyhow::Result<QueueId> {
-    match QueueId::parse(s) {
-        Some(id) => Ok(id),
-        None => bail!("{s:?} is not a queue id"),
-    }
 }
 
 fn list(spool: &Spool) -> anyhow::Result<()> {

@@ -223,18 +223,8 @@ impl Spool {
 
     /// Reads a quarantined message.
     pub fn load_quarantined(&self, id: &QueueId) -> Result<SpooledMessage, SpoolError> {
-        let path = self.quarantine.join(id.as_str());
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SpoolError::NotFound(id.clone()))
-            }
-            Err(e) => return Err(io_err("read", &path)(e)),
-        };
-        let (envelope, offset) = decode_header(&path, &bytes)?;
+        let (envelope, body) = read_message_file(&self.quarantine, id)?;
         let state = DeliveryState::new(envelope.rcpt_to.len());
-        let mut body = bytes;
-        body.drain(..offset);
         Ok(SpooledMessage {
             id: id.clone(),
             envelope,
@@ -284,18 +274,8 @@ impl Spool {
 
     /// Reads a whole message with its state.
     pub fn load(&self, id: &QueueId) -> Result<SpooledMessage, SpoolError> {
-        let path = self.queue.join(id.as_str());
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SpoolError::NotFound(id.clone()))
-            }
-            Err(e) => return Err(io_err("read", &path)(e)),
-        };
-        let (envelope, offset) = decode_header(&path, &bytes)?;
+        let (envelope, body) = read_message_file(&self.queue, id)?;
         let state = self.read_state(id, &envelope)?;
-        let mut body = bytes;
-        body.drain(..offset);
         Ok(SpooledMessage {
             id: id.clone(),
             envelope,
@@ -386,6 +366,21 @@ impl Spool {
         let _ = fs::remove_file(&probe);
         ok
     }
+}
+
+/// Reads `dir/ID` and splits it into envelope and message bytes.
+fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), SpoolError> {
+    let path = dir.join(id.as_str());
+    let mut bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(SpoolError::NotFound(id.clone()))
+        }
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let (envelope, offset) = decode_header(&path, &bytes)?;
+    bytes.drain(..offset);
+    Ok((envelope, bytes))
 }
 
 fn list_ids(queue: &Path) -> Result<Vec<QueueId>, SpoolError> {
