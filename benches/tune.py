@@ -33,7 +33,8 @@ How the fit works:
     (a weak pull towards human judgement, so rare rules keep sensible values).
     Projected gradient descent (Adam) with box constraints: ordinary rules in
     [0, MAX_SCORE] (a spam sign never becomes a ham sign), `tflags nice` rules in
-    [MIN_NICE, 0]; rules hit by fewer than MIN_HITS tuning messages keep their prior score.
+    [MIN_NICE, 0], sender-shape rules listed in RULE_CAPS capped lower; rules hit by fewer
+    than MIN_HITS tuning messages keep their prior score.
  3. Round to 0.1, then check the false positives at tag on the tuning split; if there are
     more than FP_TARGET, raise HAM_COST and refit (up to a few rounds).
  4. Write rules/99-scores.cf: one `score NAME VALUE` line per rule (read last, so it
@@ -71,6 +72,10 @@ MAX_SCORE = 4.0      # cap for a single spam rule
 MIN_NICE = -2.5      # floor for a single ham (nice) rule
 MIN_HITS = 5         # rules hit less often than this keep their hand-set score
 FP_TARGET = 0.002    # max fraction of tuning ham at or above tag
+# Lower caps for rules that only describe the shape of a sender address: common on today's
+# legitimate mail (digits in personal addresses, webmail, bare addresses), so never strong alone.
+RULE_CAPS = {"FROM_LOCAL_DIGITS": 1.5, "FROM_FREEMAIL": 1.0, "FROM_NO_NAME": 1.0,
+             "REPLYTO_FREEMAIL": 1.5, "SUBJ_YOUR": 1.0}
 ITERATIONS = 3000
 LEARNING_RATE = 0.05
 
@@ -187,7 +192,7 @@ def fit(rows, table, ham_cost):
     prior = [table[n]["prior"] for n in names]
     frozen = [counts[i] < MIN_HITS for i in range(len(names))]
     lo = [MIN_NICE if table[n]["nice"] else 0.0 for n in names]
-    hi = [0.0 if table[n]["nice"] else MAX_SCORE for n in names]
+    hi = [0.0 if table[n]["nice"] else RULE_CAPS.get(n, MAX_SCORE) for n in names]
     w = [min(max(p, lo[i]), hi[i]) for i, p in enumerate(prior)]
     m = [0.0] * len(w)
     v = [0.0] * len(w)
