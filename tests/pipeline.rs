@@ -497,3 +497,69 @@ fn rule_actions_override_the_score() {
     c.quit();
     internal.expect_message_id("s2@t");
 }
+
+#[test]
+fn gtube_can_be_rescored_in_the_rules() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml("[policy]\nrules_dir = \"rules\"\ngtube = true\n")
+            .file("rules/local.cf", "score GTUBE 6.0\n"),
+    );
+    let r = send(
+        &gw,
+        "user@example.test",
+        &message("gtube-rescored@t", "test", GTUBE),
+    );
+    r.expect(250, "2.0.0");
+    let m = internal.expect_message_id("gtube-rescored@t");
+    let status = one_header(&m, "X-Spam-Status");
+    assert!(status.starts_with("Yes"), "X-Spam-Status: {status}");
+    let rules = rules_header(&m);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].0, "GTUBE");
+    assert!((rules[0].1 - 6.0).abs() < 0.001, "{rules:?}");
+}
+
+#[test]
+fn quarantine_show_and_delete() {
+    let (internal, gw) = start();
+    let r = send(
+        &gw,
+        "user@example.test",
+        &message(
+            "quar-del@t",
+            "You are a WINNER",
+            "Claim at http://bad-site.example/claim now.",
+        ),
+    );
+    r.expect(250, "");
+    let qid = queue_id(&r).unwrap_or_else(|| panic!("no queue id in {r}"));
+    let out = gw.cli(&["quarantine", "show", &qid]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "show failed: {shown}");
+    assert!(shown.contains("quar-del@t"), "message not shown:\n{shown}");
+    assert!(shown.contains("META_WIN_URI"), "rules not shown:\n{shown}");
+    assert!(shown.contains("quarantine"), "verdict not shown:\n{shown}");
+
+    let out = gw.cli(&["quarantine", "delete", &qid]);
+    assert!(
+        out.status.success(),
+        "delete failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gw.cli(&["quarantine", "list"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&qid));
+    // Releasing a deleted id fails and relays nothing.
+    let out = gw.cli(&["quarantine", "release", &qid]);
+    assert!(
+        !out.status.success(),
+        "release of a deleted message succeeded"
+    );
+    flush_marker(&gw, &internal, "after-del@t");
+    assert!(!internal
+        .messages()
+        .iter()
+        .any(|m| m.message_id().as_deref() == Some("quar-del@t")));
+}

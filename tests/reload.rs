@@ -367,3 +367,44 @@ fn reload_under_smtp_load_never_mixes_policies() {
         "expected messages judged under both versions, got {versions:?} ({reloads} reloads)"
     );
 }
+
+#[test]
+fn config_file_edit_reloads_thresholds_and_broken_config_keeps_policy() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(8.0))]);
+    // 8 points: tag under the started thresholds.
+    send_trigger(&gw).expect(250, "2.0.0");
+    let config = fs::read_to_string(gw.config_path()).unwrap();
+    let strict = "quarantine = 6.5\nreject = 7.0";
+    assert!(
+        config.contains("quarantine = 10.0\nreject = 15.0"),
+        "{config}"
+    );
+    let lowered = config.replace("quarantine = 10.0\nreject = 15.0", strict);
+
+    // Lower the thresholds in the config file (saved as editors do).
+    write_atomically(&gw.config_path(), &lowered);
+    let r = wait_for_code(&gw, 550);
+    r.expect(550, "5.7.1");
+
+    // A broken configuration keeps the running policy and says why.
+    let failed_before = gw.log_count("reload failed");
+    write_atomically(
+        &gw.config_path(),
+        &lowered.replace(strict, &format!("{strict}\nno_such_key = 1")),
+    );
+    let line = gw
+        .wait_log_line(RELOAD_WAIT, "reload failed", failed_before)
+        .unwrap_or_else(|| panic!("broken config did not fail the reload:\n{}", gw.logs()));
+    assert!(
+        line.contains("no_such_key"),
+        "reload failure does not name the key: {line}"
+    );
+    send_trigger(&gw).expect(550, "5.7.1");
+
+    // Fixed: the original thresholds come back.
+    let before = gw.log_count("policy reloaded");
+    write_atomically(&gw.config_path(), &config);
+    gw.wait_log_line(RELOAD_WAIT, "policy reloaded", before)
+        .unwrap_or_else(|| panic!("no reload after fixing the config:\n{}", gw.logs()));
+    wait_for_code(&gw, 250).expect(250, "2.0.0");
+}

@@ -1185,7 +1185,7 @@ impl Gateway {
 
     /// Waits up to `timeout` until more than `before` lines of the current log contain
     /// `needle`; returns the first such new entry: that line plus the continuation lines
-    /// after it (lines that do not start with a timestamp digit or a `{`).
+    /// after it (lines that do not start with a `YYYY-` timestamp or a `{`).
     pub fn wait_log_line(&self, timeout: Duration, needle: &str, before: usize) -> Option<String> {
         let mut found = None;
         wait_until(timeout, || {
@@ -1199,7 +1199,10 @@ impl Gateway {
                 .map(|(i, l)| {
                     let mut entry = l.to_string();
                     for next in &lines[i + 1..] {
-                        if next.starts_with(|c: char| c.is_ascii_digit() || c == '{') {
+                        let b = next.as_bytes();
+                        let timestamp =
+                            b.len() > 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
+                        if timestamp || next.starts_with('{') {
                             break;
                         }
                         entry.push('\n');
