@@ -107,6 +107,11 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Runs `scan`.
 pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
+    // `scan ... | head` must end quietly like any Unix filter, not panic on a closed pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let policy = offline_policy(config_path)?;
     let other = match &opts.compare {
         Some(p) => Some(offline_policy(p)?),
@@ -146,11 +151,17 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         }
         if opts.json {
             let rules: Vec<&str> = j.hits.iter().map(|(n, _)| n.as_str()).collect();
+            let scores: serde_json::Map<String, serde_json::Value> = j
+                .hits
+                .iter()
+                .map(|(n, sc)| (n.clone(), serde_json::json!((sc * 1000.0).round() / 1000.0)))
+                .collect();
             let line = serde_json::json!({
                 "file": file.display().to_string(),
                 "verdict": j.verdict.as_str(),
                 "score": (j.score * 1000.0).round() / 1000.0,
                 "rules": rules,
+                "scores": scores,
             });
             println!("{line}");
         } else {
