@@ -61,6 +61,7 @@ def run_source(args, port):
 
 
 def bench_mxguard(args, sink_port):
+    """The full shipped pipeline: every rule in rules/ runs on every message."""
     work = tempfile.mkdtemp(prefix="mxguard-bench-")
     port = free_port()
     cfg = os.path.join(work, "mxguard.toml")
@@ -75,6 +76,8 @@ internal = ["127.0.0.1:{sink_port}"]
 workers = {args.workers}
 [spool]
 dir = "{work}/spool"
+[policy]
+rules_dir = "{ROOT}/rules"
 [log]
 level = "warn"
 """)
