@@ -36,6 +36,9 @@ pub enum ServeError {
     /// The rules could not be compiled.
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    /// The admin listener (`[metrics] listen`) could not be bound.
+    #[error("metrics.listen: cannot bind {0}: {1}")]
+    Admin(std::net::SocketAddr, std::io::Error),
 }
 
 /// Why a reload was refused (the running policy stays active).
@@ -145,6 +148,14 @@ pub async fn serve(
         ),
         None => None,
     };
+    let admin_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            metrics::admin::bind(addr)
+                .await
+                .map_err(|e| ServeError::Admin(addr, e))?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared::new(
         policy,
         spool.clone(),
@@ -152,6 +163,10 @@ pub async fn serve(
         tls,
         shutdown.clone(),
     ));
+    // Stopped last: `/healthz` answers 503 while the sessions drain.
+    let admin_stop = CancellationToken::new();
+    let admin = admin_listener
+        .map(|l| tokio::spawn(metrics::admin::serve(l, shared.clone(), admin_stop.clone())));
 
     let delivery_stop = CancellationToken::new();
     let delivery = relay::start(config.clone(), spool, ready, metrics, delivery_stop.clone());
@@ -188,6 +203,10 @@ pub async fn serve(
     let bound = config.relay.data_timeout.max(Duration::from_secs(1));
     if tokio::time::timeout(bound, delivery).await.is_err() {
         tracing::warn!("delivery workers did not stop in time");
+    }
+    admin_stop.cancel();
+    if let Some(admin) = admin {
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
     }
     tracing::info!("stopped");
     Ok(())

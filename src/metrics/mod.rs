@@ -1,7 +1,9 @@
 //! Prometheus metrics: one registry per gateway, handed to whoever measures something.
 //!
 //! No global registry: tests start several gateways in one process and each must count
-//! only its own traffic.
+//! only its own traffic. The admin HTTP listener that serves the registry is in [`admin`].
+
+pub mod admin;
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -107,7 +109,13 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(policy_last_reload_timestamp_seconds.clone()));
 
-        Metrics {
+        // Process metrics (CPU, memory, open files, start time) of this gateway process.
+        #[cfg(target_os = "linux")]
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+
+        let metrics = Metrics {
             policy_info,
             policy_last_reload_timestamp_seconds,
             policy_reloads_total: counter_vec(
@@ -172,6 +180,38 @@ impl Metrics {
                 &["version"],
             ),
             registry,
+        };
+        metrics.initialize_known_labels();
+        metrics
+    }
+
+    /// Creates the series whose label values are known in advance at 0, so a scrape shows
+    /// every family from the start and `rate()`/`increase()` see the first event (a series
+    /// that appears at 1 hides its first increment). Other labels (rules, limits, stages,
+    /// TLS versions) appear on first use.
+    fn initialize_known_labels(&self) {
+        for verdict in [
+            "accept",
+            "tag",
+            "quarantine",
+            "reject",
+            "tempfail",
+            "discard",
+        ] {
+            self.messages_total.with_label_values(&[verdict]);
+        }
+        for result in ["accepted", "over_limit", "over_ip_limit"] {
+            self.connections_total.with_label_values(&[result]);
+        }
+        for result in ["delivered", "deferred", "failed"] {
+            self.relay_attempts_total.with_label_values(&[result]);
+            self.relay_duration_seconds.with_label_values(&[result]);
+        }
+        for result in ["success", "failure"] {
+            self.policy_reloads_total.with_label_values(&[result]);
+        }
+        for result in ["exists", "unknown", "unavailable", "cached"] {
+            self.callouts_total.with_label_values(&[result]);
         }
     }
 

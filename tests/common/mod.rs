@@ -1363,3 +1363,22 @@ pub fn write_atomically(path: &Path, contents: &str) {
     fs::write(&tmp, contents).unwrap();
     fs::rename(&tmp, path).unwrap();
 }
+
+/// The admin (metrics) port of a running test gateway, read from the configuration file of
+/// its current run (a restart picks new ports).
+pub fn admin_port(gw: &Gateway) -> u16 {
+    let text = fs::read_to_string(gw.config_path()).expect("read gateway config");
+    let section = text
+        .split("[metrics]")
+        .nth(1)
+        .expect("no [metrics] section in the test config");
+    let line = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("listen"))
+        .expect("no metrics.listen in the test config");
+    line.rsplit(':')
+        .next()
+        .map(|p| p.trim_matches(|c: char| !c.is_ascii_digit()))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("bad metrics.listen line: {line}"))
+}

@@ -1,0 +1,190 @@
+//! Admin HTTP listener: `/metrics` for Prometheus, `/healthz` for load balancers and
+//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons.
+//!
+//! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured)
+//! and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
+//! 503 and a load balancer stops sending mail before the SMTP listeners are gone. It stops
+//! last. Nothing it does can stop the gateway: a failed connection or request is logged
+//! and forgotten.
+
+use crate::policy::Policy;
+use crate::smtp::Shared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Admin connections served at once; more wait in the kernel's accept queue. Scrapers and
+/// health probes need a handful; the cap keeps a misbehaving client from using up files.
+const MAX_CONNECTIONS: usize = 32;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection lives at most this long (a keep-alive scraper reconnects).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Binds the admin listener (called by [`crate::serve`] before the gateway accepts mail,
+/// so a taken port stops the start instead of leaving the gateway unobservable).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves the admin endpoints on `listener` until `stop` is cancelled. The gateway's
+/// `shutdown` token (in `shared`) only turns `/healthz` to 503: scrapes keep working while
+/// sessions drain.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin listener (/metrics, /healthz, /policy)");
+    }
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the gateway goes on.
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&req, &shared).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(client = %peer, error = %e, "admin connection ended with an error");
+                },
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+            }
+        });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
+}
+
+/// Answers one request.
+async fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = matches!(path, "/metrics" | "/healthz" | "/policy");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/healthz" => {
+            let (status, body) = health(shared).await;
+            let mut r = text(status, body);
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        _ => {
+            let body = policy_json(&shared.policy.load_full());
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+    }
+}
+
+/// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
+/// a write (the gateway would answer 452 to every message).
+async fn health(shared: &Shared) -> (StatusCode, &'static str) {
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    let spool = shared.spool.clone();
+    let writable = tokio::task::spawn_blocking(move || spool.writable())
+        .await
+        .unwrap_or(false);
+    if !writable {
+        return (StatusCode::SERVICE_UNAVAILABLE, "spool not writable\n");
+    }
+    (StatusCode::OK, "ok\n")
+}
+
+/// The `/policy` document: what a tier comparison needs to tell two gateways apart.
+pub fn policy_json(policy: &Policy) -> String {
+    let loaded = policy.loaded_at();
+    let unix = loaded
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let rfc3339 = time::OffsetDateTime::from(loaded)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut counts = serde_json::Map::new();
+    let mut total = 0;
+    if let Some(rules) = policy.rules() {
+        for (kind, n) in &rules.report().counts {
+            counts.insert(kind.as_str().to_owned(), (*n).into());
+            total += n;
+        }
+    }
+    let doc = serde_json::json!({
+        "fingerprint": policy.fingerprint(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "loaded_at": rfc3339,
+        "loaded_at_unix": unix,
+        "rules": {
+            "total": total,
+            "by_kind": counts,
+        },
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
