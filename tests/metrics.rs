@@ -624,7 +624,8 @@ fn metric_names_in(path: &Path) -> BTreeSet<String> {
             let len = tail
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(tail.len());
-            if !preceded_by_word {
+            // `mxguard_*` in a comment is a pattern, not a name.
+            if !preceded_by_word && !tail[..len].ends_with('_') {
                 names.insert(tail[..len].to_string());
             }
             rest = &tail[len..];
@@ -752,4 +753,52 @@ fn promtool_accepts_the_alert_rules_and_the_scrape_config() {
     assert!(ok, "promtool check rules deploy/alerts.yml:\n{output}");
     let (ok, output) = promtool(&tool, &["check", "config", "deploy/prometheus.yml"], None);
     assert!(ok, "promtool check config deploy/prometheus.yml:\n{output}");
+    let (ok, output) = promtool(&tool, &["test", "rules", "deploy/alerts.test.yml"], None);
+    assert!(ok, "promtool test rules deploy/alerts.test.yml:\n{output}");
+}
+
+/// Every `expr` in a dashboard JSON value (panels, nested panels, annotations).
+fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => dashboard_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| dashboard_exprs(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn promtool_parses_every_dashboard_query() {
+    let Some(tool) = interop_required("promtool") else {
+        return;
+    };
+    let text = std::fs::read_to_string(deploy("grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 15, "only {} queries found", exprs.len());
+    // Grafana's variables replaced by what they expand to, each query a recording rule.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$__range", "6h")
+            .replace("$gateway", ".*");
+        assert!(!e.contains('$'), "unexpanded variable in {e}");
+        let quoted = serde_json::to_string(&e).unwrap();
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-queries.yml");
+    std::fs::write(&file, rules).unwrap();
+    let (ok, output) = promtool(&tool, &["check", "rules", file.to_str().unwrap()], None);
+    assert!(ok, "a dashboard query does not parse:\n{output}");
 }
