@@ -123,7 +123,9 @@ fn build_policy(
         &config.relay.recipients,
         Some(callout),
     ));
-    Ok(Arc::new(Policy::build(config, verifier)?))
+    Ok(Arc::new(
+        Policy::build(config, verifier)?.with_metrics(metrics),
+    ))
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled, then drains: no new

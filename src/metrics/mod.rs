@@ -45,6 +45,8 @@ pub struct Metrics {
     pub callouts_total: IntCounterVec,
     /// TLS handshakes completed, by protocol version.
     pub tls_sessions_total: IntCounterVec,
+    /// Time each policy check takes, by check name.
+    pub check_duration_seconds: HistogramVec,
     /// 1 for the active policy fingerprint.
     pub policy_info: IntGaugeVec,
     /// Policy reloads, by result (success, failure).
@@ -115,7 +117,19 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
 
+        let check_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mxguard_check_duration_seconds",
+                "Time one policy check took.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 4.0, 9).unwrap_or_default()),
+            &["check"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(check_duration_seconds.clone()));
+
         let metrics = Metrics {
+            check_duration_seconds,
             policy_info,
             policy_last_reload_timestamp_seconds,
             policy_reloads_total: counter_vec(

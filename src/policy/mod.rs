@@ -159,6 +159,7 @@ pub struct Policy {
     rules: Option<Arc<CompiledRules>>,
     fingerprint: String,
     loaded_at: std::time::SystemTime,
+    check_duration: Option<prometheus::HistogramVec>,
 }
 
 impl Policy {
@@ -205,7 +206,14 @@ impl Policy {
             rules,
             fingerprint,
             loaded_at: std::time::SystemTime::now(),
+            check_duration: None,
         })
+    }
+
+    /// Records each check's run time in `metrics` (the gateway does; offline scans do not).
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Policy {
+        self.check_duration = Some(metrics.check_duration_seconds.clone());
+        self
     }
 
     /// The configuration this snapshot was built from.
@@ -234,7 +242,12 @@ impl Policy {
             headers::strip_own_headers(&mut ctx.message);
         }
         for check in self.checks.iter().filter(|c| c.stage() == stage) {
+            let started = std::time::Instant::now();
             let decision = check.run(ctx).await;
+            if let Some(h) = &self.check_duration {
+                h.with_label_values(&[check.name()])
+                    .observe(started.elapsed().as_secs_f64());
+            }
             if decision != Decision::Continue {
                 tracing::debug!(
                     check = check.name(),
