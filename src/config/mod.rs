@@ -236,6 +236,21 @@ pub struct PolicyConfig {
     pub actions: BTreeMap<String, RuleAction>,
 }
 
+/// The shared DNS resolver.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Name servers as `IP:PORT`; empty means the system configuration (`/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
+    /// Deadline of one query to one server.
+    pub timeout: Duration,
+    /// Tries per query.
+    pub attempts: usize,
+    /// Cached answers.
+    pub cache_size: usize,
+    /// All DNS checks of one SMTP stage together never take longer than this.
+    pub stage_deadline: Duration,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -274,6 +289,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// Policy.
     pub policy: PolicyConfig,
+    /// DNS resolver.
+    pub dns: DnsConfig,
     /// Admin listener.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -560,6 +577,24 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
         actions,
     };
 
+    let d = raw.dns;
+    if d.attempts == 0 {
+        bad("dns.attempts", "must be greater than 0");
+    }
+    if d.timeout.is_zero() {
+        bad("dns.timeout", "must be greater than 0");
+    }
+    if d.stage_deadline.is_zero() {
+        bad("dns.stage_deadline", "must be greater than 0");
+    }
+    let dns = DnsConfig {
+        nameservers: d.nameservers,
+        timeout: d.timeout,
+        attempts: d.attempts,
+        cache_size: d.cache_size,
+        stage_deadline: d.stage_deadline,
+    };
+
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -582,6 +617,7 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
         relay,
         spool: SpoolConfig { dir: raw.spool.dir },
         policy,
+        dns,
         metrics: MetricsConfig {
             listen: raw.metrics.listen,
         },

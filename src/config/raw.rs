@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub relay: RawRelay,
     pub spool: RawSpool,
     pub policy: RawPolicy,
+    pub dns: RawDns,
     pub metrics: RawMetrics,
     pub log: RawLog,
 }
@@ -249,6 +250,30 @@ impl Default for RawLog {
         Self {
             format: "text".into(),
             level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDns {
+    pub nameservers: Vec<SocketAddr>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub attempts: usize,
+    pub cache_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub stage_deadline: Duration,
+}
+
+impl Default for RawDns {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            cache_size: 10_000,
+            stage_deadline: Duration::from_secs(5),
         }
     }
 }
