@@ -47,6 +47,10 @@ pub struct Metrics {
     pub tls_sessions_total: IntCounterVec,
     /// Time each policy check takes, by check name.
     pub check_duration_seconds: HistogramVec,
+    /// DNS lookups, by check and result (ok, nxdomain, timeout, servfail, error).
+    pub dns_lookups_total: IntCounterVec,
+    /// Time one DNS lookup took, by check.
+    pub dns_lookup_duration_seconds: HistogramVec,
     /// 1 for the active policy fingerprint.
     pub policy_info: IntGaugeVec,
     /// Policy reloads, by result (success, failure).
@@ -128,8 +132,25 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(check_duration_seconds.clone()));
 
+        let dns_lookup_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mxguard_dns_lookup_duration_seconds",
+                "Time one DNS lookup took (cache hits included).",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 4.0, 9).unwrap_or_default()),
+            &["check"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(dns_lookup_duration_seconds.clone()));
+
         let metrics = Metrics {
             check_duration_seconds,
+            dns_lookup_duration_seconds,
+            dns_lookups_total: counter_vec(
+                "mxguard_dns_lookups_total",
+                "DNS lookups by check and result (ok, nxdomain, timeout, servfail, error).",
+                &["check", "result"],
+            ),
             policy_info,
             policy_last_reload_timestamp_seconds,
             policy_reloads_total: counter_vec(

@@ -1,0 +1,255 @@
+//! DNSBL / DNSWL / URIBL building blocks: query names (reversed IPv4 octets, IPv6 nibbles,
+//! domains under a zone) and the meaning of the `127.0.0.x` answers.
+
+use super::{Dns, Outcome};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+/// The query name for `ip` in `zone`: `2.0.0.127.zone.` for IPv4, the 32 reversed nibbles
+/// of the address for IPv6 (RFC 5782 §2.4). Always absolute (trailing dot).
+pub fn ip_query(ip: IpAddr, zone: &str) -> String {
+    let zone = zone.trim_matches('.');
+    let mut name = String::with_capacity(80);
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            let _ = write!(name, "{d}.{c}.{b}.{a}.");
+        }
+        IpAddr::V6(v6) => {
+            // An IPv4-mapped address (`::ffff:1.2.3.4`) is an IPv4 client.
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return ip_query(IpAddr::V4(v4), zone);
+            }
+            for byte in v6.octets().iter().rev() {
+                let _ = write!(name, "{:x}.{:x}.", byte & 0x0f, byte >> 4);
+            }
+        }
+    }
+    name.push_str(zone);
+    name.push('.');
+    name
+}
+
+/// The query name for a domain in a URIBL/DBL-style zone: `example.com.dbl.zone.`
+/// (lower-cased, surrounding dots removed).
+pub fn domain_query(domain: &str, zone: &str) -> String {
+    format!(
+        "{}.{}.",
+        domain.trim_matches('.').to_ascii_lowercase(),
+        zone.trim_matches('.')
+    )
+}
+
+/// What a list's A answers mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// Listed, with the return codes (all in `127.0.0.0/8`, never `127.0.0.1`).
+    Listed(Vec<Ipv4Addr>),
+    /// The list answered with something that is not a listing: `127.0.0.1`, a
+    /// `127.255.255.x` error code (Spamhaus: query refused, e.g. through a public resolver),
+    /// or addresses outside `127.0.0.0/8` (a wildcarding resolver). Never score it.
+    Unusable(Vec<Ipv4Addr>),
+}
+
+impl Listing {
+    /// Interprets the A records of a list query. Valid codes win over unusable ones in a
+    /// mixed answer.
+    pub fn from_answers(answers: &[Ipv4Addr]) -> Listing {
+        let (valid, unusable): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) =
+            answers.iter().partition(|a| is_return_code(**a));
+        if valid.is_empty() {
+            Listing::Unusable(unusable)
+        } else {
+            Listing::Listed(valid)
+        }
+    }
+
+    /// The return codes of a listing (empty when unusable).
+    pub fn codes(&self) -> &[Ipv4Addr] {
+        match self {
+            Listing::Listed(codes) => codes,
+            Listing::Unusable(_) => &[],
+        }
+    }
+}
+
+/// True for answers that are listings: `127.0.0.0/8`, except `127.0.0.1` and
+/// `127.255.255.0/24` (list error codes).
+pub fn is_return_code(a: Ipv4Addr) -> bool {
+    let [first, b, c, _] = a.octets();
+    first == 127 && a != Ipv4Addr::new(127, 0, 0, 1) && !(b == 255 && c == 255)
+}
+
+/// Queries `name` (built with [`ip_query`] or [`domain_query`]) and interprets the answer:
+/// [`Outcome::NotFound`] is "not listed"; [`Outcome::Found`] carries the [`Listing`];
+/// timeouts and SERVFAIL stay what they are (unknown, not "not listed").
+pub async fn lookup(dns: &Dns, check: &'static str, name: &str) -> Outcome<Listing> {
+    dns.lookup_a(check, name)
+        .await
+        .map(|answers| Listing::from_answers(&answers))
+}
+
+/// Which return codes a list entry matches, like postscreen's `zone=127.0.0.[2..11]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeMatch {
+    /// Any return code (`*`, or no filter).
+    Any,
+    /// One exact code, `127.0.0.2`.
+    Exact(Ipv4Addr),
+    /// An inclusive range of the last octet under `127.0.0.`, `127.0.0.[2..11]`.
+    LastOctet(u8, u8),
+    /// Any code with one of these bits set in the last octet, `&4` (bitmask lists such as
+    /// SURBL's multi zone).
+    Mask(u8),
+}
+
+impl CodeMatch {
+    /// True when `code` matches.
+    pub fn matches(&self, code: Ipv4Addr) -> bool {
+        let [a, b, c, d] = code.octets();
+        match *self {
+            CodeMatch::Any => true,
+            CodeMatch::Exact(exact) => code == exact,
+            CodeMatch::LastOctet(lo, hi) => (a, b, c) == (127, 0, 0) && (lo..=hi).contains(&d),
+            CodeMatch::Mask(mask) => d & mask != 0,
+        }
+    }
+}
+
+impl FromStr for CodeMatch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CodeMatch, String> {
+        let s = s.trim();
+        if s == "*" || s.is_empty() {
+            return Ok(CodeMatch::Any);
+        }
+        if let Some(mask) = s.strip_prefix('&') {
+            let mask = match mask.strip_prefix("0x") {
+                Some(hex) => u8::from_str_radix(hex, 16),
+                None => mask.parse(),
+            };
+            return match mask {
+                Ok(m) if m != 0 => Ok(CodeMatch::Mask(m)),
+                _ => Err(format!("bad return-code mask {s:?}")),
+            };
+        }
+        if let Some(range) = s
+            .strip_prefix("127.0.0.[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            let (lo, hi) = range
+                .split_once("..")
+                .ok_or_else(|| format!("bad return-code range {s:?} (want 127.0.0.[LO..HI])"))?;
+            let lo: u8 = lo
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad return-code range {s:?}"))?;
+            let hi: u8 = hi
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad return-code range {s:?}"))?;
+            if lo > hi {
+                return Err(format!("empty return-code range {s:?}"));
+            }
+            return Ok(CodeMatch::LastOctet(lo, hi));
+        }
+        s.parse::<Ipv4Addr>().map(CodeMatch::Exact).map_err(|_| {
+            format!("bad return code {s:?} (want 127.0.0.N, 127.0.0.[LO..HI], &MASK or *)")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn ipv4_query_reverses_the_octets() {
+        let ip: IpAddr = "127.0.0.2"
+            .parse()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(ip_query(ip, "bl.test"), "2.0.0.127.bl.test.");
+        assert_eq!(ip_query(ip, "bl.test."), "2.0.0.127.bl.test.");
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99));
+        assert_eq!(ip_query(ip, "zen.example"), "99.2.0.192.zen.example.");
+    }
+
+    #[test]
+    fn ipv6_query_uses_reversed_nibbles() {
+        // RFC 5782 §2.4 example.
+        let ip: Ipv6Addr = "2001:db8:1:2:3:4:567:89ab"
+            .parse()
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            ip_query(IpAddr::V6(ip), "ugly.example.com"),
+            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com."
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_queried_as_ipv4() {
+        let ip: Ipv6Addr = "::ffff:192.0.2.1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(ip_query(IpAddr::V6(ip), "bl.test"), "1.2.0.192.bl.test.");
+    }
+
+    #[test]
+    fn domain_query_prefixes_the_zone() {
+        assert_eq!(
+            domain_query("Example.COM", "dbl.test"),
+            "example.com.dbl.test."
+        );
+        assert_eq!(
+            domain_query("example.com.", ".dbl.test."),
+            "example.com.dbl.test."
+        );
+    }
+
+    #[test]
+    fn answers_become_listings_or_unusable() {
+        let code = |d| Ipv4Addr::new(127, 0, 0, d);
+        assert_eq!(
+            Listing::from_answers(&[code(2), code(4)]),
+            Listing::Listed(vec![code(2), code(4)])
+        );
+        assert_eq!(
+            Listing::from_answers(&[code(1)]),
+            Listing::Unusable(vec![code(1)])
+        );
+        let refused = Ipv4Addr::new(127, 255, 255, 254);
+        assert_eq!(
+            Listing::from_answers(&[refused]),
+            Listing::Unusable(vec![refused])
+        );
+        let wildcard = Ipv4Addr::new(198, 51, 100, 7);
+        assert!(Listing::from_answers(&[wildcard]).codes().is_empty());
+        assert_eq!(
+            Listing::from_answers(&[wildcard, code(10)]).codes(),
+            &[code(10)]
+        );
+    }
+
+    #[test]
+    fn return_code_patterns() {
+        let code = |d| Ipv4Addr::new(127, 0, 0, d);
+        let parse = |s: &str| s.parse::<CodeMatch>();
+        assert_eq!(parse("*"), Ok(CodeMatch::Any));
+        assert_eq!(parse("127.0.0.2"), Ok(CodeMatch::Exact(code(2))));
+        assert_eq!(parse("127.0.0.[2..11]"), Ok(CodeMatch::LastOctet(2, 11)));
+        assert_eq!(parse("&0x08"), Ok(CodeMatch::Mask(8)));
+        assert_eq!(parse("&4"), Ok(CodeMatch::Mask(4)));
+        assert!(parse("127.0.0.[9..2]").is_err());
+        assert!(parse("&0").is_err());
+        assert!(parse("listed").is_err());
+
+        assert!(CodeMatch::Any.matches(code(3)));
+        assert!(CodeMatch::Exact(code(2)).matches(code(2)));
+        assert!(!CodeMatch::Exact(code(2)).matches(code(3)));
+        assert!(CodeMatch::LastOctet(2, 11).matches(code(11)));
+        assert!(!CodeMatch::LastOctet(2, 11).matches(code(12)));
+        assert!(CodeMatch::Mask(4).matches(code(6)));
+        assert!(!CodeMatch::Mask(4).matches(code(2)));
+    }
+}
