@@ -120,6 +120,9 @@ pub struct ServerConfig {
     pub banner: String,
     /// Treatment of bare CR/LF in message data.
     pub bare_line_ending: BareLineEnding,
+    /// Pre-greet test: how long to wait before the banner, watching for clients that
+    /// talk first (`EARLY_TALKER`); zero disables it.
+    pub greet_delay: Duration,
     /// Session and gateway limits.
     pub limits: Limits,
     /// STARTTLS material; STARTTLS is not offered without it.
@@ -611,6 +614,7 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             hostname,
             banner: s.banner,
             bare_line_ending,
+            greet_delay: s.greet_delay,
             limits,
             tls,
         },

@@ -26,6 +26,8 @@ pub struct RawServer {
     pub hostname: String,
     pub banner: String,
     pub bare_line_ending: String,
+    #[serde(with = "humantime_serde")]
+    pub greet_delay: Duration,
     pub limits: RawLimits,
     pub tls: Option<RawTls>,
 }
@@ -37,6 +39,7 @@ impl Default for RawServer {
             hostname: String::new(),
             banner: "ESMTP mxguard".into(),
             bare_line_ending: "reject".into(),
+            greet_delay: Duration::ZERO,
             limits: RawLimits::default(),
             tls: None,
         }

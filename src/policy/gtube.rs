@@ -36,11 +36,7 @@ mod tests {
 
     #[tokio::test]
     async fn gtube_in_body_scores_and_clean_mail_does_not() {
-        let mut ctx = Context::new(ClientInfo {
-            ip: "192.0.2.1".parse().unwrap(),
-            helo: None,
-            tls: false,
-        });
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         ctx.message = b"Subject: t\r\n\r\nclean\r\n".to_vec();
         assert_eq!(Gtube.run(&mut ctx).await, Decision::Continue);
         assert!(ctx.symbols.is_empty());

@@ -126,11 +126,7 @@ mod tests {
 
     #[test]
     fn tag_headers_carry_score_status_and_rules() {
-        let mut ctx = Context::new(ClientInfo {
-            ip: "192.0.2.1".parse().unwrap(),
-            helo: None,
-            tls: false,
-        });
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         ctx.hit("B_RULE", 3.0);
         ctx.hit("A_RULE", 2.5);
         let t = Thresholds {

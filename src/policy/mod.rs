@@ -4,6 +4,7 @@
 //! with the transaction's [`Context`] and acts on the [`Decision`]. A `Policy` is an
 //! immutable snapshot; a reload builds a new one while running sessions keep theirs.
 
+mod client_behaviour;
 mod decision;
 mod fingerprint;
 mod gtube;
@@ -69,6 +70,24 @@ pub struct ClientInfo {
     pub helo: Option<String>,
     /// Whether the session is under TLS.
     pub tls: bool,
+    /// The client talked before our banner (pre-greet test).
+    pub early_talker: bool,
+    /// The client sent commands ahead without PIPELINING, or before the reply to
+    /// EHLO/HELO or DATA.
+    pub pipelining_abuse: bool,
+}
+
+impl ClientInfo {
+    /// What is known of a client as it connects.
+    pub fn new(ip: IpAddr) -> ClientInfo {
+        ClientInfo {
+            ip,
+            helo: None,
+            tls: false,
+            early_talker: false,
+            pipelining_abuse: false,
+        }
+    }
 }
 
 /// One transaction's input and the policy's running output.
@@ -192,6 +211,7 @@ impl Policy {
             Box::new(relay_control::RelayControl::new(&config)),
             Box::new(recipients::VerifyRecipient::new(verifier)),
         ];
+        checks.push(Box::new(client_behaviour::ClientBehaviour));
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
         }

@@ -102,11 +102,7 @@ mod tests {
     }
 
     async fn judge(rcpt: &str) -> Decision {
-        let mut ctx = Context::new(ClientInfo {
-            ip: "192.0.2.1".parse().unwrap(),
-            helo: None,
-            tls: false,
-        });
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         ctx.rcpt = Some(parse_path(rcpt).unwrap());
         control().run(&mut ctx).await
     }

@@ -138,25 +138,21 @@ impl Conn {
         n
     }
 
-    /// Reads more bytes into the buffer, waiting until `deadline`.
+    /// Reads more bytes into the buffer, waiting until `deadline`. Cancel-safe: dropping
+    /// the future (a timeout, a shutdown) leaves the buffer exactly as it was.
     pub async fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         if self.rpos > 0 && self.rpos * 2 > self.rbuf.capacity() {
             self.rbuf.drain(..self.rpos);
             self.rpos = 0;
         }
-        let start = self.rbuf.len();
-        self.rbuf.resize(start + 16 * 1024, 0);
-        let read =
-            tokio::time::timeout_at(deadline, self.stream.read(&mut self.rbuf[start..])).await;
-        let result = match read {
+        self.rbuf.reserve(16 * 1024);
+        // `read_buf` appends only the bytes actually read.
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Ok(Ok(0)) => Err(ReadError::Closed),
             Ok(Ok(n)) => Ok(n),
-        };
-        let n = *result.as_ref().unwrap_or(&0);
-        self.rbuf.truncate(start + n);
-        result
+        }
     }
 
     /// Reads one line (CRLF or LF terminated) of at most `max` bytes including the ending.

@@ -57,11 +57,7 @@ impl Session {
     pub fn new(conn: Conn, shared: Arc<Shared>, peer: SocketAddr) -> Session {
         let policy = shared.policy.load_full();
         let deadline = Instant::now() + policy.config().server.limits.session_duration;
-        let ctx = Context::new(ClientInfo {
-            ip: peer.ip(),
-            helo: None,
-            tls: false,
-        });
+        let ctx = Context::new(ClientInfo::new(peer.ip()));
         Session {
             conn,
             shared,
@@ -105,6 +101,18 @@ impl Session {
                 return End::Closed("refused at connect");
             }
         }
+        let greet_delay = self.policy.config().server.greet_delay;
+        if !greet_delay.is_zero() {
+            // Pre-greet test: a legitimate client waits for the banner; bots often do not.
+            match tokio::time::timeout(greet_delay, self.conn.fill(self.deadline)).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(client = %self.peer, "client talked before the banner");
+                    self.ctx.client.early_talker = true;
+                }
+                Ok(Err(e)) => return self.read_failed(e).await,
+                Err(_) => {}
+            }
+        }
         let banner = format!("{} {}", self.hostname(), self.policy.config().server.banner);
         self.send(Stage::Connect, Reply::new(220, "", banner)).await;
         loop {
@@ -132,13 +140,30 @@ impl Session {
                 }
                 Err(e) => return self.read_failed(e).await,
             };
+            let sent_ahead = self.conn.has_buffered_input();
             let outcome = match command::parse(&line) {
-                Ok(cmd) => self.dispatch(cmd).await,
+                Ok(cmd) => {
+                    if sent_ahead {
+                        self.note_sent_ahead(&cmd);
+                    }
+                    self.dispatch(cmd).await
+                }
                 Err(e) => self.command_error(e).await,
             };
             if let Some(end) = outcome {
                 return end;
             }
+        }
+    }
+
+    /// RFC 2920: without PIPELINING a client waits for every reply; with it, still for
+    /// the replies to EHLO/HELO and DATA. Input already waiting breaks that.
+    fn note_sent_ahead(&mut self, cmd: &Command) {
+        let must_wait = matches!(cmd, Command::Ehlo(_) | Command::Helo(_) | Command::Data)
+            || self.greeting != Some(Greeting::Ehlo);
+        if must_wait && !matches!(cmd, Command::StartTls) && !self.ctx.client.pipelining_abuse {
+            tracing::info!(client = %self.peer, "client sent commands ahead without waiting for a reply");
+            self.ctx.client.pipelining_abuse = true;
         }
     }
 

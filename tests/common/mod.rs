@@ -889,6 +889,8 @@ pub struct GatewayConfig {
     pub bare_line_ending: String,
     /// `[server.limits]` keys with raw TOML values (e.g. `("command_timeout", "\"1s\"")`).
     pub limits: BTreeMap<String, String>,
+    /// Extra `[server]` keys with raw TOML values.
+    pub server: BTreeMap<String, String>,
     /// Extra `[relay]` keys with raw TOML values.
     pub relay: BTreeMap<String, String>,
     /// Domain → recipient local parts, written to list files.
@@ -926,6 +928,7 @@ impl Default for GatewayConfig {
             domains: vec![DOMAIN.into()],
             bare_line_ending: "reject".into(),
             limits,
+            server: BTreeMap::new(),
             relay,
             recipient_lists: BTreeMap::new(),
             callout: false,
@@ -949,6 +952,12 @@ impl GatewayConfig {
     /// Sets a `[server.limits]` key (raw TOML value).
     pub fn limit(mut self, key: &str, value: &str) -> Self {
         self.limits.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a `[server]` key (raw TOML value).
+    pub fn server_key(mut self, key: &str, value: &str) -> Self {
+        self.server.insert(key.into(), value.into());
         self
     }
 
@@ -990,6 +999,9 @@ impl GatewayConfig {
             "bare_line_ending = {}\n",
             q(&self.bare_line_ending)
         ));
+        for (k, v) in &self.server {
+            t.push_str(&format!("{k} = {v}\n"));
+        }
         t.push_str("\n[server.limits]\n");
         for (k, v) in &self.limits {
             t.push_str(&format!("{k} = {v}\n"));

@@ -1,0 +1,87 @@
+//! Protocol behaviour turned into symbols: the pre-greet test (`EARLY_TALKER`) and
+//! commands sent ahead of replies the client must wait for (`PIPELINING_ABUSE`).
+
+mod common;
+
+use common::*;
+
+const RULES: &str = "score EARLY_TALKER 4.0\nscore PIPELINING_ABUSE 3.0\n";
+
+fn gateway(greet_delay: &str) -> (InternalServer, Gateway) {
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal)
+        .server_key("greet_delay", &format!("{greet_delay:?}"))
+        .file("rules/client.cf", RULES)
+        .toml("[policy]\nrules_dir = \"rules\"\n");
+    (internal, Gateway::start(config))
+}
+
+fn rules_of(m: &Received) -> String {
+    m.header("X-Spam-Rules").unwrap_or_default()
+}
+
+#[test]
+fn client_that_waits_for_every_reply_is_clean() {
+    let (internal, gw) = gateway("300ms");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "a@sender.test",
+        &["user@example.test"],
+        &message("polite@test", "hi", "body"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("polite@test");
+    assert!(!rules_of(&m).contains("EARLY_TALKER"), "{}", rules_of(&m));
+    assert!(
+        !rules_of(&m).contains("PIPELINING_ABUSE"),
+        "{}",
+        rules_of(&m)
+    );
+}
+
+#[test]
+fn talking_before_the_banner_is_an_early_talker() {
+    let (internal, gw) = gateway("500ms");
+    let mut c = SmtpClient::connect_raw(gw.port);
+    // Speak at once, before the 220 arrives.
+    c.send(b"EHLO rude.example\r\n");
+    c.read_reply().expect(220, "");
+    c.read_reply().expect(250, "");
+    c.send_mail(
+        "a@sender.test",
+        &["user@example.test"],
+        &message("early@test", "hi", "body"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("early@test");
+    assert!(
+        rules_of(&m).contains("EARLY_TALKER=4.00"),
+        "{}",
+        rules_of(&m)
+    );
+}
+
+#[test]
+fn commands_sent_before_the_ehlo_reply_are_pipelining_abuse() {
+    let (internal, gw) = gateway("0s");
+    let mut c = SmtpClient::connect_raw(gw.port);
+    c.read_reply().expect(220, "");
+    let msg = dot_stuffed(&message("ahead@test", "hi", "body"));
+    let mut burst =
+        b"EHLO bot.example\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<user@example.test>\r\nDATA\r\n"
+            .to_vec();
+    burst.extend_from_slice(&msg);
+    c.send(&burst);
+    let replies = c.read_replies(5);
+    assert_eq!(replies[3].code, 354, "{replies:?}");
+    assert_eq!(replies[4].code, 250, "{replies:?}");
+    c.quit();
+    let m = internal.expect_message_id("ahead@test");
+    assert!(
+        rules_of(&m).contains("PIPELINING_ABUSE=3.00"),
+        "{}",
+        rules_of(&m)
+    );
+}
