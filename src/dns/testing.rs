@@ -40,7 +40,8 @@ pub enum Mode {
     ServFail,
 }
 
-/// Records for a [`TestDns`], added one by one or as zone text.
+/// Records for a [`TestDns`], added one by one or as zone text. The record methods panic on
+/// an invalid DNS name: this is a test helper, and a typo should fail the test loudly.
 #[derive(Debug, Clone)]
 pub struct TestDnsBuilder {
     records: Vec<Record>,
