@@ -57,6 +57,7 @@ pub enum ReloadError {
 #[derive(Debug, Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    dns: Option<dns::Dns>,
 }
 
 impl Gateway {
@@ -67,7 +68,9 @@ impl Gateway {
         let metrics = &self.shared.metrics;
         let built = Config::load(config_path)
             .map_err(ReloadError::from)
-            .and_then(|config| build_policy(Arc::new(config), metrics).map_err(ReloadError::from));
+            .and_then(|config| {
+                build_policy(Arc::new(config), metrics, self.dns.clone()).map_err(ReloadError::from)
+            });
         match built {
             Ok(policy) => {
                 let old = self.shared.policy.swap(policy.clone());
@@ -118,6 +121,7 @@ fn record_policy(metrics: &Metrics, policy: &Policy) {
 fn build_policy(
     config: Arc<Config>,
     metrics: &Arc<Metrics>,
+    dns: Option<dns::Dns>,
 ) -> Result<Arc<Policy>, policy::PolicyError> {
     let callout = Arc::new(relay::Callout::new(&config.relay, metrics.clone()));
     let verifier = Arc::new(RecipientVerifier::new(
@@ -125,7 +129,7 @@ fn build_policy(
         Some(callout),
     ));
     Ok(Arc::new(
-        Policy::build(config, verifier)?.with_metrics(metrics),
+        Policy::build(config, verifier, dns)?.with_metrics(metrics),
     ))
 }
 
@@ -142,7 +146,16 @@ pub async fn serve(
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
-    let policy = build_policy(config.clone(), &metrics)?;
+    // One resolver for every DNS check; without one (no usable system resolver and no
+    // dns.nameservers) the DNS checks are left out, loudly.
+    let dns = match dns::Dns::new(&config.dns, metrics.clone()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(error = %e, "no DNS resolver: DNS checks are disabled");
+            None
+        }
+    };
+    let policy = build_policy(config.clone(), &metrics, dns.clone())?;
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
@@ -189,6 +202,7 @@ pub async fn serve(
     acceptors.close();
     on_start(Gateway {
         shared: shared.clone(),
+        dns,
     });
 
     shutdown.cancelled().await;

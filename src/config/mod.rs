@@ -224,6 +224,19 @@ impl RuleAction {
     }
 }
 
+/// One DNS list (DNSBL, or DNSWL with a negative weight) queried at connect.
+#[derive(Debug, Clone)]
+pub struct DnsListConfig {
+    /// Zone queried as `reversed-ip.zone`.
+    pub zone: String,
+    /// Contribution to the weighted total (negative: allowlist).
+    pub weight: f64,
+    /// Symbol for a listing no code map entry names.
+    pub symbol: String,
+    /// Return codes → symbols (`"127.0.0.2"`, `"127.0.0.[2..11]"`, `"&4"`, `"*"`).
+    pub codes: Vec<(crate::dns::dnsbl::CodeMatch, String)>,
+}
+
 /// Policy settings: rules, thresholds, rule actions.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
@@ -237,6 +250,18 @@ pub struct PolicyConfig {
     pub domain_thresholds: BTreeMap<String, Thresholds>,
     /// Rule name → action when it hits.
     pub actions: BTreeMap<String, RuleAction>,
+    /// DNS lists queried at connect.
+    pub dnsbl: Vec<DnsListConfig>,
+    /// Weighted DNS-list total from which recipients are refused (554 5.7.1).
+    pub dnsbl_threshold: Option<f64>,
+    /// Forward-confirmed reverse DNS of the client.
+    pub fcrdns: bool,
+    /// HELO syntax and plausibility.
+    pub helo_checks: bool,
+    /// The sender domain must resolve (MX or A/AAAA).
+    pub sender_domain_check: bool,
+    /// Checks (`dnsbl`, `fcrdns`, `helo`, `sender_domain`) whose lookup failures tempfail.
+    pub dns_tempfail: Vec<String>,
 }
 
 /// The shared DNS resolver.
@@ -572,7 +597,55 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             );
         }
     }
+    let mut dnsbl = Vec::new();
+    for (i, list) in p.dnsbl.into_iter().enumerate() {
+        let key = format!("policy.dnsbl[{i}]");
+        let zone = list.zone.trim_end_matches('.').to_ascii_lowercase();
+        if !is_plausible_hostname(&zone) {
+            bad(&format!("{key}.zone"), "must be a domain name");
+        }
+        if !list.weight.is_finite() {
+            bad(&format!("{key}.weight"), "must be a number");
+        }
+        if !is_symbol(&list.symbol) {
+            bad(
+                &format!("{key}.symbol"),
+                "must be an upper-case symbol name like RCVD_IN_EXAMPLE",
+            );
+        }
+        let mut codes = Vec::new();
+        for (code, symbol) in list.codes {
+            match code.parse::<crate::dns::dnsbl::CodeMatch>() {
+                Ok(m) if is_symbol(&symbol) => codes.push((m, symbol)),
+                Ok(_) => bad(
+                    &format!("{key}.codes.{code}"),
+                    "symbol must be an upper-case name",
+                ),
+                Err(e) => bad(&format!("{key}.codes.{code}"), &e.to_string()),
+            }
+        }
+        dnsbl.push(DnsListConfig {
+            zone,
+            weight: list.weight,
+            symbol: list.symbol,
+            codes,
+        });
+    }
+    for check in &p.dns_tempfail {
+        if !["dnsbl", "fcrdns", "helo", "sender_domain"].contains(&check.as_str()) {
+            bad(
+                "policy.dns_tempfail",
+                &format!("{check:?} is not one of dnsbl, fcrdns, helo, sender_domain"),
+            );
+        }
+    }
     let policy = PolicyConfig {
+        dnsbl,
+        dnsbl_threshold: p.dnsbl_threshold,
+        fcrdns: p.fcrdns,
+        helo_checks: p.helo_checks,
+        sender_domain_check: p.sender_domain_check,
+        dns_tempfail: p.dns_tempfail,
         gtube: p.gtube,
         rules_dir: p.rules_dir,
         thresholds,
@@ -630,6 +703,13 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             level: raw.log.level,
         },
     }
+}
+
+fn is_symbol(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn check_thresholds(key: &str, t: &Thresholds, bad: &mut impl FnMut(&str, &str)) {

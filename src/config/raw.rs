@@ -203,6 +203,24 @@ pub struct RawPolicy {
     pub actions: BTreeMap<String, String>,
     /// Domain → threshold overrides.
     pub domains: BTreeMap<String, RawThresholds>,
+    pub dnsbl: Vec<RawDnsList>,
+    pub dnsbl_threshold: Option<f64>,
+    pub fcrdns: bool,
+    pub helo_checks: bool,
+    pub sender_domain_check: bool,
+    /// Checks whose DNS lookup failures (timeout, SERVFAIL) tempfail instead of scoring nothing.
+    pub dns_tempfail: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsList {
+    pub zone: String,
+    #[serde(default)]
+    pub weight: f64,
+    pub symbol: String,
+    #[serde(default)]
+    pub codes: BTreeMap<String, String>,
 }
 
 impl Default for RawPolicy {
@@ -215,6 +233,12 @@ impl Default for RawPolicy {
             reject: 15.0,
             actions: BTreeMap::new(),
             domains: BTreeMap::new(),
+            dnsbl: Vec::new(),
+            dnsbl_threshold: None,
+            fcrdns: true,
+            helo_checks: true,
+            sender_domain_check: true,
+            dns_tempfail: Vec::new(),
         }
     }
 }

@@ -61,9 +61,11 @@ fn is_own_header(line: &[u8]) -> bool {
 pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> String {
     let score = ctx.score();
     let spam = matches!(verdict, Verdict::Tag | Verdict::Quarantine);
+    // Zero-scored symbols are facts for metrics and metas, not verdict reasons.
     let mut rules: Vec<String> = ctx
         .symbols
         .iter()
+        .filter(|s| s.score != 0.0)
         .map(|s| format!("{}={:.2}", s.name, s.score))
         .collect();
     rules.sort();

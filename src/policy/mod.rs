@@ -6,12 +6,16 @@
 
 mod client_behaviour;
 mod decision;
+mod dnsbl;
+mod fcrdns;
 mod fingerprint;
 mod gtube;
 mod headers;
+mod helo;
 mod recipients;
 mod relay_control;
 mod rules_check;
+mod sender_domain;
 mod size;
 
 pub use decision::{Decision, Reply, Verdict};
@@ -75,6 +79,16 @@ pub struct ClientInfo {
     /// The client sent commands ahead without PIPELINING, or before the reply to
     /// EHLO/HELO or DATA.
     pub pipelining_abuse: bool,
+    /// Forward-confirmed reverse DNS name, when it confirmed.
+    pub ptr: Option<String>,
+    /// Weighted total of the DNS lists that list the client.
+    pub dnsbl_total: f64,
+    /// Zones listing the client (with positive weight).
+    pub dnsbl_listed: Vec<String>,
+    /// Symbols of the connect stage: they count in every transaction of the session.
+    pub connect_symbols: Vec<SymbolHit>,
+    /// Symbols of the last HELO/EHLO: they count in every transaction after it.
+    pub helo_symbols: Vec<SymbolHit>,
 }
 
 impl ClientInfo {
@@ -86,6 +100,11 @@ impl ClientInfo {
             tls: false,
             early_talker: false,
             pipelining_abuse: false,
+            ptr: None,
+            dnsbl_total: 0.0,
+            dnsbl_listed: Vec::new(),
+            connect_symbols: Vec::new(),
+            helo_symbols: Vec::new(),
         }
     }
 }
@@ -132,6 +151,10 @@ impl Context {
         self.rcpt = None;
         self.message.clear();
         self.symbols.clear();
+        self.symbols
+            .extend(self.client.connect_symbols.iter().cloned());
+        self.symbols
+            .extend(self.client.helo_symbols.iter().cloned());
     }
 
     /// Records a symbol.
@@ -187,6 +210,7 @@ impl Policy {
     pub fn build(
         config: Arc<Config>,
         verifier: Arc<RecipientVerifier>,
+        dns: Option<crate::dns::Dns>,
     ) -> Result<Policy, PolicyError> {
         let rules = match &config.policy.rules_dir {
             Some(dir) => {
@@ -204,13 +228,54 @@ impl Policy {
             }
             None => None,
         };
-        let mut checks: Vec<Box<dyn Check>> = vec![
-            Box::new(size::DeclaredSize::new(
-                config.server.limits.message_size_bytes,
-            )),
-            Box::new(relay_control::RelayControl::new(&config)),
-            Box::new(recipients::VerifyRecipient::new(verifier)),
-        ];
+        let p = &config.policy;
+        let tempfail = |check: &str| p.dns_tempfail.iter().any(|c| c == check);
+        let mut checks: Vec<Box<dyn Check>> = Vec::new();
+        if let Some(dns) = &dns {
+            if !p.dnsbl.is_empty() {
+                checks.push(Box::new(dnsbl::DnsLists::new(
+                    dns.clone(),
+                    p.dnsbl.clone(),
+                    tempfail("dnsbl"),
+                )));
+            }
+            if p.fcrdns {
+                checks.push(Box::new(fcrdns::Fcrdns::new(
+                    dns.clone(),
+                    tempfail("fcrdns"),
+                )));
+            }
+            if p.sender_domain_check {
+                checks.push(Box::new(sender_domain::SenderDomain::new(
+                    dns.clone(),
+                    tempfail("sender_domain"),
+                )));
+            }
+        }
+        if p.helo_checks {
+            let mut ours = vec![config.server.hostname.clone()];
+            ours.extend(
+                config
+                    .relay
+                    .domains
+                    .iter()
+                    .map(|d| d.trim_start_matches('.').to_owned()),
+            );
+            checks.push(Box::new(helo::HeloCheck::new(
+                ours,
+                dns.clone(),
+                tempfail("helo"),
+            )));
+        }
+        checks.push(Box::new(size::DeclaredSize::new(
+            config.server.limits.message_size_bytes,
+        )));
+        checks.push(Box::new(relay_control::RelayControl::new(&config)));
+        // Cheap refusals first: a listed client never costs a recipient callout.
+        if let Some(threshold) = p.dnsbl_threshold {
+            checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
+        }
+        checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
         checks.push(Box::new(client_behaviour::ClientBehaviour));
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
@@ -261,6 +326,24 @@ impl Policy {
         if stage == Stage::Data {
             headers::strip_own_headers(&mut ctx.message);
         }
+        if stage == Stage::Helo {
+            // A new HELO replaces what the previous one earned.
+            ctx.client.helo_symbols.clear();
+            ctx.symbols = ctx.client.connect_symbols.clone();
+        }
+        let before = ctx.symbols.len();
+        let decision = self.run_checks(stage, ctx).await;
+        // Connection-level facts outlive the transaction they were found in.
+        let found = ctx.symbols.get(before..).unwrap_or_default().to_vec();
+        match stage {
+            Stage::Connect => ctx.client.connect_symbols.extend(found),
+            Stage::Helo => ctx.client.helo_symbols.extend(found),
+            _ => {}
+        }
+        decision
+    }
+
+    async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {
         for check in self.checks.iter().filter(|c| c.stage() == stage) {
             let started = std::time::Instant::now();
             let decision = check.run(ctx).await;

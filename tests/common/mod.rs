@@ -1041,6 +1041,14 @@ impl GatewayConfig {
             "\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
         ));
         t.push_str("\n[log]\nformat = \"text\"\n");
+        // Gateways under test never ask a real resolver: unless a test brings its own DNS
+        // server, every name is answered NXDOMAIN at once by a local stub.
+        if !self.extra_toml.contains("[dns]") {
+            t.push_str(&format!(
+                "\n[dns]\nnameservers = [\"127.0.0.1:{}\"]\n",
+                nxdomain_dns_port()
+            ));
+        }
         if !self.extra_toml.is_empty() {
             t.push('\n');
             t.push_str(&self.extra_toml);
@@ -1393,4 +1401,34 @@ pub fn admin_port(gw: &Gateway) -> u16 {
         .map(|p| p.trim_matches(|c: char| !c.is_ascii_digit()))
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("bad metrics.listen line: {line}"))
+}
+
+/// Port of a process-wide UDP DNS stub on 127.0.0.1 that answers every query with
+/// NXDOMAIN, so gateways under test resolve nothing, quickly, and never leave the machine.
+pub fn nxdomain_dns_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind DNS stub");
+        let port = socket.local_addr().expect("DNS stub address").port();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                let mut reply = buf[..n].to_vec();
+                reply[2] = 0x80 | (buf[2] & 0x79) | 0x04; // QR, opcode/RD kept, AA
+                reply[3] = 0x80 | 0x03; // RA, RCODE=NXDOMAIN
+                reply[6..12].fill(0); // no answer, authority or additional records
+                                      // Keep only the question section (drop an EDNS OPT record, if any).
+                let mut end = 12;
+                while end < n && buf[end] != 0 {
+                    end += 1 + buf[end] as usize;
+                }
+                reply.truncate((end + 5).min(n));
+                let _ = socket.send_to(&reply, peer);
+            }
+        });
+        port
+    })
 }

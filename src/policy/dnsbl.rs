@@ -1,0 +1,175 @@
+//! DNS lists at connect: every configured DNSBL/DNSWL zone queried at once under the
+//! stage deadline; each listing is a symbol, each zone's weight adds to a total that, over
+//! `dnsbl_threshold`, refuses recipients at RCPT (postscreen's `zone*weight`, without
+//! waiting for DATA). A negative weight (an allowlist) lowers the total.
+
+use super::{Check, Context, Decision, Reply, Stage};
+use crate::config::DnsListConfig;
+use crate::dns::dnsbl::{self, Listing};
+use crate::dns::{Dns, Outcome};
+use async_trait::async_trait;
+
+/// Queries the lists at connect and records symbols and the weighted total.
+#[derive(Debug)]
+pub struct DnsLists {
+    dns: Dns,
+    lists: Vec<DnsListConfig>,
+    tempfail_on_failure: bool,
+}
+
+impl DnsLists {
+    /// A check over `lists`, resolving with `dns`.
+    pub fn new(dns: Dns, lists: Vec<DnsListConfig>, tempfail_on_failure: bool) -> DnsLists {
+        DnsLists {
+            dns,
+            lists,
+            tempfail_on_failure,
+        }
+    }
+}
+
+/// The symbols a listing earns: each code that a code map entry names, else the list's
+/// default symbol.
+fn symbols_for(list: &DnsListConfig, codes: &[std::net::Ipv4Addr]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for code in codes {
+        for (m, symbol) in &list.codes {
+            if m.matches(*code) && !out.contains(symbol) {
+                out.push(symbol.clone());
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(list.symbol.clone());
+    }
+    out
+}
+
+#[async_trait]
+impl Check for DnsLists {
+    fn name(&self) -> &'static str {
+        "dnsbl"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Connect
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let ip = ctx.client.ip;
+        let deadline = self.dns.stage_deadline();
+        let lookups = self.lists.iter().map(|list| {
+            let name = dnsbl::ip_query(ip, &list.zone);
+            let dns = self.dns.clone();
+            async move { dnsbl::lookup(&dns, "dnsbl", &name).await }
+        });
+        let outcomes = crate::dns::all_within(deadline, lookups).await;
+        let mut failed = false;
+        for (list, outcome) in self.lists.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Found(Listing::Listed(codes)) => {
+                    for symbol in symbols_for(list, &codes) {
+                        ctx.hit(&symbol, 0.0);
+                    }
+                    ctx.client.dnsbl_total += list.weight;
+                    if list.weight > 0.0 {
+                        ctx.client.dnsbl_listed.push(list.zone.clone());
+                    }
+                }
+                Outcome::Found(Listing::Unusable(codes)) => {
+                    tracing::warn!(zone = %list.zone, ?codes, "DNS list answered outside 127.0.0.0/8 return codes; ignored");
+                }
+                Outcome::NotFound => {}
+                other => {
+                    tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
+                    failed = true;
+                }
+            }
+        }
+        if failed && self.tempfail_on_failure {
+            return Decision::Tempfail(Reply::new(
+                421,
+                "4.4.3",
+                "DNS list lookup failed, try again later",
+            ));
+        }
+        Decision::Continue
+    }
+}
+
+/// At RCPT: refuses recipients of a client whose weighted DNS-list total reached the
+/// threshold, naming the lists, before any DATA is sent.
+#[derive(Debug)]
+pub struct DnsListVerdict {
+    threshold: f64,
+}
+
+impl DnsListVerdict {
+    /// Refuses from `threshold` on.
+    pub fn new(threshold: f64) -> DnsListVerdict {
+        DnsListVerdict { threshold }
+    }
+}
+
+#[async_trait]
+impl Check for DnsListVerdict {
+    fn name(&self) -> &'static str {
+        "dnsbl_verdict"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Rcpt
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        if ctx.client.dnsbl_total < self.threshold || ctx.client.dnsbl_listed.is_empty() {
+            return Decision::Continue;
+        }
+        let text = format!(
+            "Service unavailable; client [{}] blocked using {}",
+            ctx.client.ip,
+            ctx.client.dnsbl_listed.join(", ")
+        );
+        Decision::Reject(Reply::new(554, "5.7.1", text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::dnsbl::CodeMatch;
+
+    #[test]
+    fn code_map_names_symbols_and_the_default_covers_the_rest() {
+        let list = DnsListConfig {
+            zone: "bl.test".into(),
+            weight: 3.0,
+            symbol: "RCVD_IN_BL".into(),
+            codes: vec![
+                (
+                    "127.0.0.2".parse::<CodeMatch>().unwrap(),
+                    "RCVD_IN_BL_SBL".into(),
+                ),
+                (
+                    "127.0.0.[4..7]".parse::<CodeMatch>().unwrap(),
+                    "RCVD_IN_BL_XBL".into(),
+                ),
+            ],
+        };
+        assert_eq!(
+            symbols_for(&list, &["127.0.0.2".parse().unwrap()]),
+            ["RCVD_IN_BL_SBL"]
+        );
+        assert_eq!(
+            symbols_for(
+                &list,
+                &["127.0.0.2".parse().unwrap(), "127.0.0.5".parse().unwrap()]
+            ),
+            ["RCVD_IN_BL_SBL", "RCVD_IN_BL_XBL"]
+        );
+        assert_eq!(
+            symbols_for(&list, &["127.0.0.10".parse().unwrap()]),
+            ["RCVD_IN_BL"]
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! HELO/EHLO plausibility: a real MTA names itself with a resolvable FQDN or its own address
+//! literal. Symbols: `HELO_BARE_IP`, `HELO_IP_MISMATCH`, `HELO_NOT_FQDN`, `HELO_IS_OURS`
+//! (claims to be this gateway or a domain it serves), `HELO_UNRESOLVABLE`.
+
+use super::{Check, Context, Decision, Reply, Stage};
+use crate::config::is_plausible_hostname;
+use crate::dns::{within, Dns, Outcome};
+use async_trait::async_trait;
+use std::net::IpAddr;
+
+/// The HELO check.
+#[derive(Debug)]
+pub struct HeloCheck {
+    /// Our hostname and relay domains (lower case, no leading dot).
+    ours: Vec<String>,
+    dns: Option<Dns>,
+    tempfail_on_failure: bool,
+}
+
+impl HeloCheck {
+    /// `ours`: names a client must not claim; `dns`: for the resolvability test.
+    pub fn new(ours: Vec<String>, dns: Option<Dns>, tempfail_on_failure: bool) -> HeloCheck {
+        HeloCheck {
+            ours,
+            dns,
+            tempfail_on_failure,
+        }
+    }
+}
+
+/// The address in an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+fn literal_address(helo: &str) -> Option<IpAddr> {
+    let inner = helo.strip_prefix('[')?.strip_suffix(']')?;
+    let inner = inner
+        .strip_prefix("IPv6:")
+        .or_else(|| inner.strip_prefix("ipv6:"))
+        .unwrap_or(inner);
+    inner.parse().ok()
+}
+
+/// The symbols HELO syntax alone earns, and whether a DNS test makes sense.
+fn syntax_symbols(helo: &str, client: IpAddr, ours: &[String]) -> (Vec<&'static str>, bool) {
+    if helo.starts_with('[') {
+        return match literal_address(helo) {
+            Some(ip) if ip == client => (vec![], false),
+            Some(_) => (vec!["HELO_IP_MISMATCH"], false),
+            None => (vec!["HELO_NOT_FQDN"], false),
+        };
+    }
+    if helo.parse::<IpAddr>().is_ok() {
+        return (vec!["HELO_BARE_IP"], false);
+    }
+    let name = helo.trim_end_matches('.').to_ascii_lowercase();
+    if ours.contains(&name) {
+        return (vec!["HELO_IS_OURS"], false);
+    }
+    if !is_plausible_hostname(&name) {
+        return (vec!["HELO_NOT_FQDN"], false);
+    }
+    (vec![], true)
+}
+
+#[async_trait]
+impl Check for HeloCheck {
+    fn name(&self) -> &'static str {
+        "helo"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Helo
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let Some(helo) = ctx.client.helo.clone() else {
+            return Decision::Continue;
+        };
+        let (symbols, resolvable_test) = syntax_symbols(&helo, ctx.client.ip, &self.ours);
+        for s in symbols {
+            ctx.hit(s, 0.0);
+        }
+        let Some(dns) = self.dns.as_ref().filter(|_| resolvable_test) else {
+            return Decision::Continue;
+        };
+        match within(
+            dns.stage_deadline(),
+            dns.lookup_ip("helo", helo.trim_end_matches('.')),
+        )
+        .await
+        {
+            Outcome::Found(_) => {}
+            Outcome::NotFound => ctx.hit("HELO_UNRESOLVABLE", 0.0),
+            _ if self.tempfail_on_failure => {
+                return Decision::Tempfail(Reply::new(
+                    450,
+                    "4.4.3",
+                    "HELO name lookup failed, try again later",
+                ))
+            }
+            _ => {}
+        }
+        Decision::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syms(helo: &str) -> Vec<&'static str> {
+        let ours = vec!["mx.example.test".to_string(), "example.test".to_string()];
+        syntax_symbols(helo, "192.0.2.7".parse().unwrap(), &ours).0
+    }
+
+    #[test]
+    fn helo_syntax_and_plausibility() {
+        assert!(syms("mail.sender.example").is_empty());
+        assert!(syms("[192.0.2.7]").is_empty());
+        assert_eq!(syms("[192.0.2.8]"), ["HELO_IP_MISMATCH"]);
+        assert_eq!(syms("192.0.2.7"), ["HELO_BARE_IP"]);
+        assert_eq!(syms("localhost"), ["HELO_NOT_FQDN"]);
+        assert_eq!(syms("MX.example.test."), ["HELO_IS_OURS"]);
+        assert_eq!(syms("example.test"), ["HELO_IS_OURS"]);
+        assert_eq!(syms("[garbage]"), ["HELO_NOT_FQDN"]);
+        assert!(syms("[IPv6:2001:db8::1]").contains(&"HELO_IP_MISMATCH"));
+    }
+}
