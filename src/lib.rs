@@ -4,6 +4,7 @@
 //! them together on listeners the caller has already bound (so tests can bind port 0).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dns;

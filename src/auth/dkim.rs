@@ -1,0 +1,164 @@
+//! DKIM (RFC 6376): the result of every signature of a message, summed up as symbols.
+
+use mail_auth::{DkimOutput, DkimResult};
+
+/// The verdict on one DKIM signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimVerdict {
+    /// The signature verifies.
+    Pass,
+    /// The signature does not verify (bad body hash, bad signature, revoked or expired).
+    Fail,
+    /// The signature could not be interpreted, or its key record is broken.
+    PermError,
+    /// The key could not be fetched (DNS trouble or the stage deadline).
+    TempError,
+    /// The signature was ignored (e.g. `i=` outside `d=`).
+    Neutral,
+}
+
+impl DkimVerdict {
+    /// The RFC 8601 result keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimVerdict::Pass => "pass",
+            DkimVerdict::Fail => "fail",
+            DkimVerdict::PermError => "permerror",
+            DkimVerdict::TempError => "temperror",
+            DkimVerdict::Neutral => "neutral",
+        }
+    }
+}
+
+/// One signature's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimSignatureResult {
+    /// The verdict.
+    pub verdict: DkimVerdict,
+    /// The signing domain (`d=`, lower case; empty when the signature did not parse).
+    pub domain: String,
+    /// The selector (`s=`).
+    pub selector: String,
+    /// The reason, for logs (empty on a pass).
+    pub reason: String,
+}
+
+/// Every DKIM signature of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DkimCheck {
+    /// One entry per `DKIM-Signature` header, in header order.
+    pub signatures: Vec<DkimSignatureResult>,
+    /// The RFC 5322 From domain (lower case; empty when there is none or several).
+    pub from_domain: String,
+    /// Verification did not finish within the stage deadline.
+    pub timed_out: bool,
+}
+
+impl DkimCheck {
+    pub(crate) fn from_outputs(outputs: &[DkimOutput<'_>], from_domain: &str) -> DkimCheck {
+        let signatures = outputs
+            .iter()
+            .map(|output| {
+                let (verdict, reason) = match output.result() {
+                    DkimResult::Pass => (DkimVerdict::Pass, String::new()),
+                    DkimResult::Fail(e) => (DkimVerdict::Fail, e.to_string()),
+                    DkimResult::PermError(e) => (DkimVerdict::PermError, e.to_string()),
+                    DkimResult::TempError(e) => (DkimVerdict::TempError, e.to_string()),
+                    DkimResult::Neutral(e) => (DkimVerdict::Neutral, e.to_string()),
+                    DkimResult::None => (DkimVerdict::Neutral, "no signature".to_owned()),
+                };
+                let (domain, selector) = output
+                    .signature()
+                    .map(|s| (s.d.to_ascii_lowercase(), s.s.clone()))
+                    .unwrap_or_default();
+                DkimSignatureResult {
+                    verdict,
+                    domain,
+                    selector,
+                    reason,
+                }
+            })
+            .collect();
+        DkimCheck {
+            signatures,
+            from_domain: from_domain.to_owned(),
+            timed_out: false,
+        }
+    }
+
+    /// At least one signature verifies.
+    pub fn valid(&self) -> bool {
+        self.signatures
+            .iter()
+            .any(|s| s.verdict == DkimVerdict::Pass)
+    }
+
+    /// A verifying signature's `d=` aligns with the From domain: equal, or one a parent
+    /// domain of the other (relaxed alignment without the public suffix list).
+    pub fn valid_author(&self) -> bool {
+        !self.from_domain.is_empty()
+            && self
+                .signatures
+                .iter()
+                .any(|s| s.verdict == DkimVerdict::Pass && aligned(&s.domain, &self.from_domain))
+    }
+
+    /// The symbols: `DKIM_NONE` (unsigned), `DKIM_VALID` (+ `DKIM_VALID_AU`) when a
+    /// signature verifies, otherwise `DKIM_TEMPERROR` when a key could not be fetched and
+    /// `DKIM_INVALID` when a signature is broken.
+    pub fn symbols(&self) -> Vec<&'static str> {
+        if self.timed_out {
+            return vec!["DKIM_TEMPERROR"];
+        }
+        if self.signatures.is_empty() {
+            return vec!["DKIM_NONE"];
+        }
+        let mut symbols = Vec::new();
+        if self.valid() {
+            symbols.push("DKIM_VALID");
+            if self.valid_author() {
+                symbols.push("DKIM_VALID_AU");
+            }
+            return symbols;
+        }
+        let has = |v: DkimVerdict| self.signatures.iter().any(|s| s.verdict == v);
+        if has(DkimVerdict::TempError) {
+            symbols.push("DKIM_TEMPERROR");
+        }
+        if has(DkimVerdict::Fail) || has(DkimVerdict::PermError) || has(DkimVerdict::Neutral) {
+            symbols.push("DKIM_INVALID");
+        }
+        symbols
+    }
+}
+
+/// Relaxed alignment without the public suffix list: equal, or one is a subdomain of the
+/// other.
+pub(crate) fn aligned(a: &str, b: &str) -> bool {
+    let a = a.trim_end_matches('.');
+    let b = b.trim_end_matches('.');
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let sub = |child: &str, parent: &str| {
+        child.len() > parent.len()
+            && child[..child.len() - parent.len()].ends_with('.')
+            && child[child.len() - parent.len()..].eq_ignore_ascii_case(parent)
+    };
+    a.eq_ignore_ascii_case(b) || sub(a, b) || sub(b, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    #[test]
+    fn alignment() {
+        assert!(aligned("example.com", "Example.COM"));
+        assert!(aligned("example.com", "news.example.com"));
+        assert!(aligned("mail.example.com", "example.com"));
+        assert!(!aligned("example.com", "badexample.com"));
+        assert!(!aligned("evil.test", "example.com"));
+        assert!(!aligned("", "example.com"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Everything one message's authentication came to: [`AuthOutcome`], its symbols, the
+//! `Authentication-Results` header (RFC 8601) naming us, and the removal of incoming
+//! `Authentication-Results` headers that claim our name.
+
+use super::{ArcCheck, Authenticator, DkimCheck, DmarcCheck, SpfCheck};
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, SpfOutput};
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// SPF, DKIM, DMARC and ARC results of one message. Fields are `None` until checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthOutcome {
+    /// The client address (for `smtp.remote-ip`).
+    pub client_ip: IpAddr,
+    /// SPF of the HELO name.
+    pub spf_helo: Option<SpfCheck>,
+    /// SPF of the MAIL FROM address (also feeds DMARC).
+    pub spf_mail_from: Option<SpfCheck>,
+    /// DKIM signatures.
+    pub dkim: Option<DkimCheck>,
+    /// DMARC.
+    pub dmarc: Option<DmarcCheck>,
+    /// ARC chain.
+    pub arc: Option<ArcCheck>,
+    /// The `dkim=`, `arc=` and `dmarc=` resinfo parts of the header, built by mail-auth while
+    /// its borrowed outputs were alive (each starts with `;`).
+    message_results: String,
+}
+
+impl AuthOutcome {
+    /// Nothing checked yet for a client at `client_ip`.
+    pub fn new(client_ip: IpAddr) -> AuthOutcome {
+        AuthOutcome {
+            client_ip,
+            spf_helo: None,
+            spf_mail_from: None,
+            dkim: None,
+            dmarc: None,
+            arc: None,
+            message_results: String::new(),
+        }
+    }
+
+    /// The symbols of every check done, in the order SPF HELO, SPF MAIL FROM, DKIM, DMARC, ARC.
+    pub fn symbols(&self) -> Vec<&'static str> {
+        let mut symbols = Vec::new();
+        symbols.extend(self.spf_helo.as_ref().map(SpfCheck::symbol));
+        symbols.extend(self.spf_mail_from.as_ref().map(SpfCheck::symbol));
+        if let Some(dkim) = &self.dkim {
+            symbols.extend(dkim.symbols());
+        }
+        if let Some(dmarc) = &self.dmarc {
+            symbols.extend(dmarc.symbols());
+        }
+        symbols.extend(self.arc.as_ref().map(ArcCheck::symbol));
+        symbols
+    }
+
+    /// DMARC failed and the From domain publishes `p=reject`.
+    pub fn dmarc_reject_requested(&self) -> bool {
+        self.dmarc
+            .as_ref()
+            .is_some_and(DmarcCheck::reject_requested)
+    }
+
+    /// The complete `Authentication-Results` header field naming `hostname` as authserv-id,
+    /// folded, ending in CRLF, ready to prepend to the message (`HOSTNAME; none` when nothing
+    /// was checked).
+    pub fn authentication_results_header(&self, hostname: &str) -> String {
+        let mut results = AuthenticationResults::new(hostname);
+        if let Some(spf) = &self.spf_helo {
+            results = results.with_spf_ehlo_result(&spf.output, spf.client_ip, &spf.helo);
+        }
+        if let Some(spf) = &self.spf_mail_from {
+            results = results.with_spf_mailfrom_result(
+                &spf.output,
+                spf.client_ip,
+                &spf.mail_from,
+                &spf.helo,
+            );
+        }
+        // `Display` writes the authserv-id followed by the resinfo parts.
+        let mut header = format!("Authentication-Results: {results}{}", self.message_results);
+        if header.len() == "Authentication-Results: ".len() + hostname.len() {
+            header.push_str("; none");
+        }
+        let mut header = fold_safely(&header);
+        header.push_str("\r\n");
+        header
+    }
+}
+
+impl Authenticator {
+    /// Verifies every DKIM signature, the ARC chain and DMARC of the raw message (CRLF line
+    /// ends, as received) and records them in `outcome`. DMARC uses `outcome.spf_mail_from`
+    /// (so run [`Authenticator::spf_mail_from`] first). Bounded by the stage deadline, after
+    /// which the results are temperror. An unparsable message gets `none` everywhere.
+    pub async fn verify_message(&self, raw: &[u8], outcome: &mut AuthOutcome) {
+        let Some(message) = AuthenticatedMessage::parse(raw) else {
+            outcome.dkim = Some(DkimCheck::default());
+            outcome.dmarc = Some(DmarcCheck::default());
+            outcome.arc = Some(ArcCheck::default());
+            outcome.message_results = ";\r\n\tdkim=none;\r\n\tarc=none".to_owned();
+            return;
+        };
+        let from_domain = single_from_domain(&message);
+        let client_ip = outcome.client_ip;
+        let spf_output = outcome
+            .spf_mail_from
+            .as_ref()
+            .map(|s| s.output.clone())
+            .unwrap_or_else(|| SpfOutput::new(String::new()));
+        let mail_from_domain = outcome
+            .spf_mail_from
+            .as_ref()
+            .map(|s| s.domain.clone())
+            .unwrap_or_default();
+        let verifier = self.verifier();
+        let work = async {
+            let (dkim_outputs, arc_output) = tokio::join!(
+                verifier.verify_dkim(&message),
+                verifier.verify_arc(&message)
+            );
+            let dmarc_output = verifier
+                .verify_dmarc(DmarcParameters::new(
+                    &message,
+                    &dkim_outputs,
+                    &mail_from_domain,
+                    &spf_output,
+                ))
+                .await;
+            let mut results =
+                AuthenticationResults::new("").with_dkim_results(&dkim_outputs, &from_domain);
+            results = results.with_arc_result(&arc_output, client_ip);
+            if !dmarc_output.domain().is_empty() {
+                results = results.with_dmarc_result(&dmarc_output);
+            }
+            let mut text = results.to_string();
+            if dkim_outputs.is_empty() {
+                text.insert_str(0, ";\r\n\tdkim=none");
+            }
+            (
+                DkimCheck::from_outputs(&dkim_outputs, &from_domain),
+                ArcCheck::from_output(&arc_output),
+                DmarcCheck::from_output(&dmarc_output),
+                text,
+            )
+        };
+        match self.bounded(work).await {
+            Some((dkim, arc, dmarc, text)) => {
+                outcome.dkim = Some(dkim);
+                outcome.arc = Some(arc);
+                outcome.dmarc = Some(dmarc);
+                outcome.message_results = text;
+            }
+            None => {
+                outcome.dkim = Some(DkimCheck {
+                    from_domain: from_domain.clone(),
+                    timed_out: true,
+                    ..DkimCheck::default()
+                });
+                outcome.arc = Some(ArcCheck::timed_out());
+                outcome.dmarc = Some(DmarcCheck::timed_out(&from_domain));
+                outcome.message_results =
+                    ";\r\n\tdkim=temperror (timed out);\r\n\tarc=temperror (timed out)".to_owned();
+            }
+        }
+    }
+}
+
+/// Keeps the header one field whatever a result text contained: control characters other
+/// than tab are dropped and every line after the first starts with whitespace.
+pub(crate) fn fold_safely(header: &str) -> String {
+    let mut out = String::with_capacity(header.len());
+    for (n, line) in header.split("\r\n").enumerate() {
+        if n > 0 {
+            out.push_str("\r\n");
+            if !line.starts_with([' ', '\t']) {
+                out.push('\t');
+            }
+        }
+        out.extend(line.chars().filter(|c| *c == '\t' || !c.is_control()));
+    }
+    out
+}
+
+/// The From domain when the From header names exactly one domain, lower case.
+fn single_from_domain(message: &AuthenticatedMessage<'_>) -> String {
+    let mut domains = message.froms().iter().filter_map(|f| super::domain_of(f));
+    match (domains.next(), domains.next()) {
+        (Some(first), None) => first,
+        (Some(first), Some(second)) if first == second => first,
+        _ => String::new(),
+    }
+}
+
+/// Removes every `Authentication-Results` header field of `message` (CRLF or LF line ends)
+/// whose authserv-id is `hostname` (RFC 8601 §5): header names are matched case-insensitively,
+/// folded fields are removed whole, the body is never touched. Borrowed when nothing matched.
+pub fn strip_authentication_results<'m>(message: &'m [u8], hostname: &str) -> Cow<'m, [u8]> {
+    let hostname = hostname.trim_end_matches('.');
+    let mut kept: Option<Vec<u8>> = None;
+    let mut pos = 0;
+    while pos < message.len() {
+        let rest = &message[pos..];
+        // End of the header section: an empty line.
+        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            break;
+        }
+        // One field: its first line plus every continuation line (starting with SP or HT).
+        let mut end = pos;
+        loop {
+            end = match memchr::memchr(b'\n', &message[end..]) {
+                Some(i) => end + i + 1,
+                None => message.len(),
+            };
+            if end >= message.len() || !matches!(message[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let field = &message[pos..end];
+        let claims_us = is_authentication_results(field)
+            .and_then(authserv_id)
+            .is_some_and(|id| id.trim_end_matches('.').eq_ignore_ascii_case(hostname));
+        if claims_us {
+            kept.get_or_insert_with(|| message[..pos].to_vec());
+        } else if let Some(out) = kept.as_mut() {
+            out.extend_from_slice(field);
+        }
+        pos = end;
+    }
+    match kept {
+        Some(mut out) => {
+            out.extend_from_slice(&message[pos..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(message),
+    }
+}
+
+/// The value of an `Authentication-Results` field, or `None` for any other field.
+fn is_authentication_results(field: &[u8]) -> Option<&[u8]> {
+    let colon = memchr::memchr(b':', field)?;
+    let name = field[..colon].trim_ascii();
+    name.eq_ignore_ascii_case(b"Authentication-Results")
+        .then(|| &field[colon + 1..])
+}
+
+/// The authserv-id: the first token (or quoted string) after optional whitespace, folding and
+/// comments.
+fn authserv_id(value: &[u8]) -> Option<String> {
+    let mut i = 0;
+    let mut depth = 0usize;
+    while i < value.len() {
+        match value[i] {
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            b'\\' if depth > 0 => i += 1,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ if depth > 0 => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    let rest = value.get(i..)?;
+    let id = if let Some(quoted) = rest.strip_prefix(b"\"") {
+        let close = memchr::memchr(b'"', quoted)?;
+        &quoted[..close]
+    } else {
+        let end = rest
+            .iter()
+            .position(|b| matches!(b, b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    };
+    (!id.is_empty()).then(|| String::from_utf8_lossy(id).into_owned())
+}

@@ -1,0 +1,176 @@
+//! SPF (RFC 7208) for the HELO identity and the MAIL FROM identity.
+
+use super::Authenticator;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::SpfOutput;
+use std::net::IpAddr;
+
+/// The result of one SPF check (RFC 7208 §2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfResult {
+    /// The client is authorized.
+    Pass,
+    /// The client is explicitly not authorized (`-all`).
+    Fail,
+    /// The client is probably not authorized (`~all`).
+    SoftFail,
+    /// The domain makes no assertion (`?all`).
+    Neutral,
+    /// No SPF record, or no domain to check.
+    None,
+    /// A transient DNS error (or the stage deadline passed).
+    TempError,
+    /// The record could not be interpreted.
+    PermError,
+}
+
+impl SpfResult {
+    /// The RFC 8601 result keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpfResult::Pass => "pass",
+            SpfResult::Fail => "fail",
+            SpfResult::SoftFail => "softfail",
+            SpfResult::Neutral => "neutral",
+            SpfResult::None => "none",
+            SpfResult::TempError => "temperror",
+            SpfResult::PermError => "permerror",
+        }
+    }
+
+    fn from_mail_auth(result: mail_auth::SpfResult) -> SpfResult {
+        match result {
+            mail_auth::SpfResult::Pass => SpfResult::Pass,
+            mail_auth::SpfResult::Fail => SpfResult::Fail,
+            mail_auth::SpfResult::SoftFail => SpfResult::SoftFail,
+            mail_auth::SpfResult::Neutral => SpfResult::Neutral,
+            mail_auth::SpfResult::None => SpfResult::None,
+            mail_auth::SpfResult::TempError => SpfResult::TempError,
+            mail_auth::SpfResult::PermError => SpfResult::PermError,
+        }
+    }
+}
+
+/// Which identity an SPF check was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfIdentity {
+    /// The HELO/EHLO name (`smtp.helo`).
+    Helo,
+    /// The MAIL FROM address (`smtp.mailfrom`); `postmaster@HELO` for the null sender.
+    MailFrom,
+}
+
+/// One SPF check and what it needs for the `Authentication-Results` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpfCheck {
+    /// HELO or MAIL FROM.
+    pub identity: SpfIdentity,
+    /// The result.
+    pub result: SpfResult,
+    /// The domain that was checked (lower case; empty when there was none).
+    pub domain: String,
+    /// The client address.
+    pub client_ip: IpAddr,
+    /// The HELO name as given.
+    pub helo: String,
+    /// The MAIL FROM address as given (empty for `<>`; unused for a HELO check).
+    pub mail_from: String,
+    pub(crate) output: SpfOutput,
+}
+
+impl SpfCheck {
+    /// The symbol: `SPF_PASS`, `SPF_FAIL`, ... for MAIL FROM, `SPF_HELO_PASS`, ... for HELO.
+    pub fn symbol(&self) -> &'static str {
+        match (self.identity, self.result) {
+            (SpfIdentity::MailFrom, SpfResult::Pass) => "SPF_PASS",
+            (SpfIdentity::MailFrom, SpfResult::Fail) => "SPF_FAIL",
+            (SpfIdentity::MailFrom, SpfResult::SoftFail) => "SPF_SOFTFAIL",
+            (SpfIdentity::MailFrom, SpfResult::Neutral) => "SPF_NEUTRAL",
+            (SpfIdentity::MailFrom, SpfResult::None) => "SPF_NONE",
+            (SpfIdentity::MailFrom, SpfResult::TempError) => "SPF_TEMPERROR",
+            (SpfIdentity::MailFrom, SpfResult::PermError) => "SPF_PERMERROR",
+            (SpfIdentity::Helo, SpfResult::Pass) => "SPF_HELO_PASS",
+            (SpfIdentity::Helo, SpfResult::Fail) => "SPF_HELO_FAIL",
+            (SpfIdentity::Helo, SpfResult::SoftFail) => "SPF_HELO_SOFTFAIL",
+            (SpfIdentity::Helo, SpfResult::Neutral) => "SPF_HELO_NEUTRAL",
+            (SpfIdentity::Helo, SpfResult::None) => "SPF_HELO_NONE",
+            (SpfIdentity::Helo, SpfResult::TempError) => "SPF_HELO_TEMPERROR",
+            (SpfIdentity::Helo, SpfResult::PermError) => "SPF_HELO_PERMERROR",
+        }
+    }
+}
+
+/// True when `helo` can name an SPF domain: not an address literal, not a bare IP, has a dot.
+fn is_domain(helo: &str) -> bool {
+    !helo.starts_with('[') && helo.parse::<IpAddr>().is_err() && helo.contains('.')
+}
+
+impl Authenticator {
+    /// SPF for the HELO identity. `hostname` is our own name (for the `%{r}` macro). A HELO
+    /// that is an address literal or has no dot gives `none` without a lookup.
+    pub async fn spf_helo(&self, client_ip: IpAddr, helo: &str, hostname: &str) -> SpfCheck {
+        let domain = helo.trim_end_matches('.').to_ascii_lowercase();
+        let result = if is_domain(&domain) {
+            let params = SpfParameters::verify_ehlo(client_ip, &domain, hostname);
+            self.bounded(self.verifier().verify_spf(params)).await
+        } else {
+            Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
+        };
+        finish(SpfIdentity::Helo, result, domain, client_ip, helo, "")
+    }
+
+    /// SPF for the MAIL FROM identity (`mail_from` without angle brackets, empty for the null
+    /// sender, which is checked as `postmaster@HELO`, RFC 7208 §2.4).
+    pub async fn spf_mail_from(
+        &self,
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        hostname: &str,
+    ) -> SpfCheck {
+        let helo_domain = helo.trim_end_matches('.').to_ascii_lowercase();
+        let sender = if mail_from.is_empty() {
+            format!("postmaster@{helo_domain}")
+        } else {
+            mail_from.to_owned()
+        };
+        let domain = super::domain_of(&sender).unwrap_or_default();
+        let result = if is_domain(&domain) {
+            let params =
+                SpfParameters::verify_mail_from(client_ip, &helo_domain, hostname, &sender);
+            self.bounded(self.verifier().verify_spf(params)).await
+        } else {
+            Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
+        };
+        finish(
+            SpfIdentity::MailFrom,
+            result,
+            domain,
+            client_ip,
+            helo,
+            mail_from,
+        )
+    }
+}
+
+fn finish(
+    identity: SpfIdentity,
+    output: Option<SpfOutput>,
+    domain: String,
+    client_ip: IpAddr,
+    helo: &str,
+    mail_from: &str,
+) -> SpfCheck {
+    let output = output.unwrap_or_else(|| {
+        SpfOutput::new(domain.clone()).with_result(mail_auth::SpfResult::TempError)
+    });
+    SpfCheck {
+        identity,
+        result: SpfResult::from_mail_auth(output.result()),
+        domain,
+        client_ip,
+        helo: helo.to_owned(),
+        mail_from: mail_from.to_owned(),
+        output,
+    }
+}

@@ -1,0 +1,393 @@
+//! Tests against an in-process DNS server: DKIM keys generated and published in the test,
+//! SPF, DMARC and ARC records, the `Authentication-Results` header and its stripping.
+
+use super::*;
+use crate::dns::testing::{TestDns, TestDnsBuilder};
+use mail_auth::arc::ArcSealer;
+use mail_auth::common::crypto::Ed25519Key;
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::DkimSigner;
+use mail_auth::{AuthenticatedMessage, AuthenticationResults};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+const HOST: &str = "mx.gateway.test";
+const CLIENT: &str = "192.0.2.10";
+
+fn client() -> IpAddr {
+    CLIENT.parse().unwrap()
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A fresh Ed25519 key: the signing key's PKCS#8 bytes and its DKIM TXT record.
+fn ed25519_key() -> (Vec<u8>, String) {
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let record = format!("v=DKIM1; k=ed25519; p={}", base64(&key.public_key()));
+    (pkcs8, record)
+}
+
+fn sign(pkcs8: &[u8], domain: &str, selector: &str, message: &str) -> String {
+    let key = Ed25519Key::from_pkcs8_der(pkcs8).unwrap();
+    let signature = DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(["From", "To", "Subject", "Date"])
+        .sign(message.as_bytes())
+        .unwrap();
+    format!("{}{message}", signature.to_header())
+}
+
+fn message(from: &str, body: &str) -> String {
+    format!(
+        "From: Alice <{from}>\r\nTo: bob@dest.test\r\nSubject: hello\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x.test>\r\n\r\n{body}"
+    )
+}
+
+async fn server(builder: TestDnsBuilder) -> (TestDns, Authenticator) {
+    let dns = builder.start().await.unwrap();
+    let auth = Authenticator::new(&TestDns::dns_config(dns.addr())).unwrap();
+    (dns, auth)
+}
+
+async fn check(auth: &Authenticator, helo: &str, mail_from: &str, raw: &str) -> AuthOutcome {
+    let mut outcome = AuthOutcome::new(client());
+    outcome.spf_helo = Some(auth.spf_helo(client(), helo, HOST).await);
+    outcome.spf_mail_from = Some(auth.spf_mail_from(client(), helo, mail_from, HOST).await);
+    auth.verify_message(raw.as_bytes(), &mut outcome).await;
+    outcome
+}
+
+#[tokio::test]
+async fn dkim_valid_aligned_and_dmarc_pass() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.example.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("example.test", "v=spf1 -all"),
+    )
+    .await;
+    let raw = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("alice@example.test", "Hi.\r\n"),
+    );
+    let outcome = check(&auth, "client.example.test", "alice@example.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_VALID"), "{symbols:?}");
+    assert!(symbols.contains(&"DKIM_VALID_AU"), "{symbols:?}");
+    assert!(symbols.contains(&"SPF_FAIL"), "{symbols:?}");
+    // DKIM alignment alone makes DMARC pass despite the SPF failure.
+    assert!(symbols.contains(&"DMARC_PASS"), "{symbols:?}");
+    assert!(symbols.contains(&"ARC_NONE"), "{symbols:?}");
+    assert!(!outcome.dmarc_reject_requested());
+    let dkim = outcome.dkim.as_ref().unwrap();
+    assert_eq!(dkim.signatures.len(), 1);
+    assert_eq!(dkim.signatures[0].domain, "example.test");
+    assert_eq!(dkim.signatures[0].selector, "sel");
+
+    let header = outcome.authentication_results_header(HOST);
+    assert!(
+        header.starts_with("Authentication-Results: mx.gateway.test;\r\n\t"),
+        "{header}"
+    );
+    assert!(header.ends_with("\r\n"), "{header}");
+    assert!(header.contains("spf=fail"), "{header}");
+    assert!(
+        header.contains("smtp.mailfrom=alice@example.test"),
+        "{header}"
+    );
+    assert!(header.contains("smtp.helo=client.example.test"), "{header}");
+    assert!(
+        header.contains("dkim=pass header.d=example.test header.s=sel"),
+        "{header}"
+    );
+    assert!(header.contains("arc=none"), "{header}");
+    assert!(
+        header.contains("dmarc=pass header.from=example.test policy.dmarc=reject"),
+        "{header}"
+    );
+    // Every continuation line is folded with a tab; no bare LF.
+    assert!(!header.replace("\r\n", "").contains('\n'), "{header}");
+}
+
+#[tokio::test]
+async fn tampered_body_is_invalid_and_dmarc_reject() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.example.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("example.test", "v=spf1 ip4:198.51.100.1 -all"),
+    )
+    .await;
+    let raw = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("alice@example.test", "Pay 10.\r\n"),
+    );
+    let raw = raw.replace("Pay 10.", "Pay 1000.");
+    let outcome = check(&auth, "client.example.test", "alice@example.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_INVALID"), "{symbols:?}");
+    assert!(!symbols.contains(&"DKIM_VALID"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_FAIL"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_POLICY_REJECT"), "{symbols:?}");
+    assert!(outcome.dmarc_reject_requested());
+    let header = outcome.authentication_results_header(HOST);
+    // mail-auth reports a body hash mismatch as `neutral` in the header; the symbol says
+    // DKIM_INVALID either way.
+    assert!(header.contains("body hash did not verify"), "{header}");
+    assert!(!header.contains("dkim=pass"), "{header}");
+    assert!(header.contains("dmarc=fail"), "{header}");
+    assert!(header.contains("policy.dmarc=reject"), "{header}");
+}
+
+#[tokio::test]
+async fn unaligned_signature_and_quarantine_policy() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.mailer.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=quarantine")
+            .txt("example.test", "v=spf1 ~all"),
+    )
+    .await;
+    let raw = sign(
+        &pkcs8,
+        "mailer.test",
+        "sel",
+        &message("alice@example.test", "Hi.\r\n"),
+    );
+    let outcome = check(&auth, "client.example.test", "alice@example.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_VALID"), "{symbols:?}");
+    assert!(!symbols.contains(&"DKIM_VALID_AU"), "{symbols:?}");
+    assert!(symbols.contains(&"SPF_SOFTFAIL"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_FAIL"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_POLICY_QUARANTINE"), "{symbols:?}");
+    assert!(!outcome.dmarc_reject_requested());
+    assert!(outcome.dmarc.as_ref().unwrap().quarantine_requested());
+}
+
+#[tokio::test]
+async fn unsigned_without_dmarc() {
+    let (_dns, auth) = server(TestDns::builder().txt("example.test", "v=spf1 ?all")).await;
+    let raw = message("alice@example.test", "Hi.\r\n");
+    let outcome = check(&auth, "client.example.test", "alice@example.test", &raw).await;
+    assert_eq!(
+        outcome.symbols(),
+        vec![
+            "SPF_HELO_NONE",
+            "SPF_NEUTRAL",
+            "DKIM_NONE",
+            "DMARC_NONE",
+            "ARC_NONE"
+        ]
+    );
+    let header = outcome.authentication_results_header(HOST);
+    assert!(header.contains("dkim=none"), "{header}");
+    assert!(header.contains("spf=neutral"), "{header}");
+}
+
+#[tokio::test]
+async fn spf_results() {
+    let ip = client();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("pass.test", &format!("v=spf1 ip4:{CLIENT}/32 -all"))
+            .txt("fail.test", "v=spf1 ip4:198.51.100.0/24 -all")
+            .txt("soft.test", "v=spf1 ~all")
+            .txt("neutral.test", "v=spf1 ?all")
+            .txt(
+                "perm.test",
+                "v=spf1 include:nowhere.invalid-tld-x bogus:thing -all",
+            )
+            .txt("helo.pass.test", "v=spf1 a -all")
+            .a("helo.pass.test", CLIENT.parse().unwrap())
+            .a("none.test", "198.51.100.7".parse().unwrap()),
+    )
+    .await;
+    let cases = [
+        ("a@pass.test", SpfResult::Pass, "SPF_PASS"),
+        ("a@fail.test", SpfResult::Fail, "SPF_FAIL"),
+        ("a@soft.test", SpfResult::SoftFail, "SPF_SOFTFAIL"),
+        ("a@neutral.test", SpfResult::Neutral, "SPF_NEUTRAL"),
+        ("a@none.test", SpfResult::None, "SPF_NONE"),
+        ("a@perm.test", SpfResult::PermError, "SPF_PERMERROR"),
+    ];
+    for (sender, result, symbol) in cases {
+        let check = auth.spf_mail_from(ip, "helo.pass.test", sender, HOST).await;
+        assert_eq!(check.result, result, "{sender}");
+        assert_eq!(check.symbol(), symbol, "{sender}");
+    }
+    let helo = auth.spf_helo(ip, "helo.pass.test", HOST).await;
+    assert_eq!(helo.symbol(), "SPF_HELO_PASS");
+    let helo = auth.spf_helo(ip, "fail.test", HOST).await;
+    assert_eq!(helo.symbol(), "SPF_HELO_FAIL");
+    // An address literal has no SPF record to look up.
+    let helo = auth.spf_helo(ip, "[192.0.2.10]", HOST).await;
+    assert_eq!(helo.symbol(), "SPF_HELO_NONE");
+    // The null sender is checked as postmaster@HELO.
+    let bounce = auth.spf_mail_from(ip, "helo.pass.test", "", HOST).await;
+    assert_eq!(bounce.symbol(), "SPF_PASS");
+    assert_eq!(bounce.domain, "helo.pass.test");
+    let mut outcome = AuthOutcome::new(ip);
+    outcome.spf_mail_from = Some(bounce);
+    let header = outcome.authentication_results_header(HOST);
+    assert!(header.contains("spf=pass"), "{header}");
+    assert!(header.contains("smtp.mailfrom=<>"), "{header}");
+}
+
+#[tokio::test]
+async fn dead_dns_costs_at_most_the_deadline() {
+    let dns = TestDns::silent().await.unwrap();
+    let mut config = TestDns::dns_config(dns.addr());
+    config.timeout = Duration::from_secs(5);
+    config.stage_deadline = Duration::from_millis(400);
+    let auth = Authenticator::new(&config).unwrap();
+    let started = Instant::now();
+    let spf = auth
+        .spf_mail_from(client(), "client.example.test", "a@example.test", HOST)
+        .await;
+    assert_eq!(spf.symbol(), "SPF_TEMPERROR");
+    let mut outcome = AuthOutcome::new(client());
+    outcome.spf_mail_from = Some(spf);
+    let (pkcs8, _) = ed25519_key();
+    let raw = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("a@example.test", "x\r\n"),
+    );
+    auth.verify_message(raw.as_bytes(), &mut outcome).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_TEMPERROR"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_TEMPERROR"), "{symbols:?}");
+}
+
+#[tokio::test]
+async fn arc_chain_pass_and_broken() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("arc._domainkey.relay.test", &record)
+            .txt("sel._domainkey.example.test", &record),
+    )
+    .await;
+    let raw = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("alice@example.test", "Hi.\r\n"),
+    );
+    // An intermediary (relay.test) seals the message.
+    let sealed = {
+        let parsed = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
+        let arc_output = auth.verifier().verify_arc(&parsed).await;
+        let dkim_output = auth.verifier().verify_dkim(&parsed).await;
+        let results = AuthenticationResults::new("relay.test")
+            .with_dkim_results(&dkim_output, "alice@example.test")
+            .with_arc_result(&arc_output, client());
+        let set = ArcSealer::from_key(Ed25519Key::from_pkcs8_der(&pkcs8).unwrap())
+            .domain("relay.test")
+            .selector("arc")
+            .headers(["From", "To", "Subject", "DKIM-Signature"])
+            .seal(&parsed, &results, &arc_output)
+            .unwrap();
+        format!("{}{raw}", set.to_header())
+    };
+    let mut outcome = AuthOutcome::new(client());
+    auth.verify_message(sealed.as_bytes(), &mut outcome).await;
+    assert_eq!(outcome.arc.as_ref().unwrap().symbol(), "ARC_PASS");
+    assert_eq!(outcome.arc.as_ref().unwrap().sets, 1);
+    assert!(outcome
+        .authentication_results_header(HOST)
+        .contains("arc=pass"));
+
+    let broken = sealed.replace("Subject: hello", "Subject: changed");
+    let mut outcome = AuthOutcome::new(client());
+    auth.verify_message(broken.as_bytes(), &mut outcome).await;
+    assert_eq!(outcome.arc.as_ref().unwrap().symbol(), "ARC_FAIL");
+}
+
+#[test]
+fn header_when_nothing_checked() {
+    let outcome = AuthOutcome::new(client());
+    assert!(outcome.symbols().is_empty());
+    assert_eq!(
+        outcome.authentication_results_header(HOST),
+        "Authentication-Results: mx.gateway.test; none\r\n"
+    );
+}
+
+#[test]
+fn strips_only_our_authentication_results() {
+    let raw = "Received: from x\r\n\
+               authentication-results: MX.Gateway.Test; spf=pass\r\n\
+               \tsmtp.mailfrom=a@b.test\r\n\
+               Authentication-Results: other.test; dkim=pass\r\n\
+               Authentication-Results : (comment) mx.gateway.test.;\r\n dkim=pass\r\n\
+               Authentication-Results: \"mx.gateway.test\"; none\r\n\
+               Authentication-Results: mx.gateway.test.evil; none\r\n\
+               Subject: hi\r\n\
+               \r\n\
+               Authentication-Results: mx.gateway.test; in the body\r\n";
+    let stripped = strip_authentication_results(raw.as_bytes(), HOST);
+    let stripped = std::str::from_utf8(&stripped).unwrap();
+    assert_eq!(
+        stripped,
+        "Received: from x\r\n\
+         Authentication-Results: other.test; dkim=pass\r\n\
+         Authentication-Results: mx.gateway.test.evil; none\r\n\
+         Subject: hi\r\n\
+         \r\n\
+         Authentication-Results: mx.gateway.test; in the body\r\n"
+    );
+    // Nothing to remove: borrowed, unchanged.
+    let clean = b"Subject: x\r\n\r\nbody\r\n";
+    assert!(matches!(
+        strip_authentication_results(clean, HOST),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    // A last header without a line end is still handled.
+    let tail = strip_authentication_results(b"Authentication-Results: mx.gateway.test; x", HOST);
+    assert!(tail.is_empty());
+}
+
+#[test]
+fn header_stays_one_field() {
+    assert_eq!(
+        results::fold_safely("A-R: x;\r\n\tspf=pass (a\rb\nc)\r\ninjected: yes"),
+        "A-R: x;\r\n\tspf=pass (abc)\r\n\tinjected: yes"
+    );
+}
