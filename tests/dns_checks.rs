@@ -28,7 +28,7 @@ fn silent_zone() -> Zone {
     Zone { _rt: rt, dns }
 }
 
-const RULES: &str = "score RCVD_IN_WL_TEST -2.0\ntflags RCVD_IN_WL_TEST nice\nscore HELO_UNRESOLVABLE 1.0\nscore SENDER_DOMAIN_UNRESOLVABLE 3.0\n";
+const RULES: &str = "score URIBL_DBL_TEST 4.0\nscore RCVD_IN_WL_TEST -2.0\ntflags RCVD_IN_WL_TEST nice\nscore HELO_UNRESOLVABLE 1.0\nscore SENDER_DOMAIN_UNRESOLVABLE 3.0\n";
 
 fn gateway(zone: &Zone, policy: &str) -> (InternalServer, Gateway) {
     let internal = InternalServer::start();
@@ -123,4 +123,23 @@ fn a_dead_dns_server_only_costs_the_deadline_and_scores_nothing() {
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(!rules.contains("RCVD_IN_BL_TEST"), "{rules}");
     assert!(!rules.contains("UNRESOLVABLE"), "{rules}");
+}
+
+#[test]
+fn domains_of_links_are_looked_up_in_uribl_zones() {
+    let z = zone(|b| b.a("spammy.test.dbl.test", Ipv4Addr::new(127, 0, 1, 2)));
+    let policy = "[[policy.uribl]]\nzone = \"dbl.test\"\nsymbol = \"URIBL_DBL_TEST\"\n";
+    let (internal, gw) = gateway(&z, policy);
+    let body = "Cheap stuff at http://www.spammy.test/buy and http://clean.test/ today";
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "a@sender.test",
+        &["user@example.test"],
+        &message("uribl@test", "hi", body),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("uribl@test");
+    let rules = m.header("X-Spam-Rules").unwrap_or_default();
+    assert!(rules.contains("URIBL_DBL_TEST=4.00"), "{rules}");
 }

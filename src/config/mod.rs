@@ -254,6 +254,10 @@ pub struct PolicyConfig {
     pub dnsbl: Vec<DnsListConfig>,
     /// Weighted DNS-list total from which recipients are refused (554 5.7.1).
     pub dnsbl_threshold: Option<f64>,
+    /// Domain block lists for the domains of URLs in messages.
+    pub uribl: Vec<DnsListConfig>,
+    /// Most domains looked up per message.
+    pub uribl_max_domains: usize,
     /// Forward-confirmed reverse DNS of the client.
     pub fcrdns: bool,
     /// HELO syntax and plausibility.
@@ -597,40 +601,8 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             );
         }
     }
-    let mut dnsbl = Vec::new();
-    for (i, list) in p.dnsbl.into_iter().enumerate() {
-        let key = format!("policy.dnsbl[{i}]");
-        let zone = list.zone.trim_end_matches('.').to_ascii_lowercase();
-        if !is_plausible_hostname(&zone) {
-            bad(&format!("{key}.zone"), "must be a domain name");
-        }
-        if !list.weight.is_finite() {
-            bad(&format!("{key}.weight"), "must be a number");
-        }
-        if !is_symbol(&list.symbol) {
-            bad(
-                &format!("{key}.symbol"),
-                "must be an upper-case symbol name like RCVD_IN_EXAMPLE",
-            );
-        }
-        let mut codes = Vec::new();
-        for (code, symbol) in list.codes {
-            match code.parse::<crate::dns::dnsbl::CodeMatch>() {
-                Ok(m) if is_symbol(&symbol) => codes.push((m, symbol)),
-                Ok(_) => bad(
-                    &format!("{key}.codes.{code}"),
-                    "symbol must be an upper-case name",
-                ),
-                Err(e) => bad(&format!("{key}.codes.{code}"), &e.to_string()),
-            }
-        }
-        dnsbl.push(DnsListConfig {
-            zone,
-            weight: list.weight,
-            symbol: list.symbol,
-            codes,
-        });
-    }
+    let dnsbl = dns_lists("policy.dnsbl", p.dnsbl, &mut bad);
+    let uribl = dns_lists("policy.uribl", p.uribl, &mut bad);
     for check in &p.dns_tempfail {
         if !["dnsbl", "fcrdns", "helo", "sender_domain"].contains(&check.as_str()) {
             bad(
@@ -642,6 +614,8 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
     let policy = PolicyConfig {
         dnsbl,
         dnsbl_threshold: p.dnsbl_threshold,
+        uribl,
+        uribl_max_domains: p.uribl_max_domains,
         fcrdns: p.fcrdns,
         helo_checks: p.helo_checks,
         sender_domain_check: p.sender_domain_check,
@@ -703,6 +677,48 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             level: raw.log.level,
         },
     }
+}
+
+fn dns_lists(
+    section: &str,
+    raw: Vec<raw::RawDnsList>,
+    bad: &mut impl FnMut(&str, &str),
+) -> Vec<DnsListConfig> {
+    let mut lists = Vec::new();
+    for (i, list) in raw.into_iter().enumerate() {
+        let key = format!("{section}[{i}]");
+        let zone = list.zone.trim_end_matches('.').to_ascii_lowercase();
+        if !is_plausible_hostname(&zone) {
+            bad(&format!("{key}.zone"), "must be a domain name");
+        }
+        if !list.weight.is_finite() {
+            bad(&format!("{key}.weight"), "must be a number");
+        }
+        if !is_symbol(&list.symbol) {
+            bad(
+                &format!("{key}.symbol"),
+                "must be an upper-case symbol name like RCVD_IN_EXAMPLE",
+            );
+        }
+        let mut codes = Vec::new();
+        for (code, symbol) in list.codes {
+            match code.parse::<crate::dns::dnsbl::CodeMatch>() {
+                Ok(m) if is_symbol(&symbol) => codes.push((m, symbol)),
+                Ok(_) => bad(
+                    &format!("{key}.codes.{code}"),
+                    "symbol must be an upper-case name",
+                ),
+                Err(e) => bad(&format!("{key}.codes.{code}"), &e.to_string()),
+            }
+        }
+        lists.push(DnsListConfig {
+            zone,
+            weight: list.weight,
+            symbol: list.symbol,
+            codes,
+        });
+    }
+    lists
 }
 
 fn is_symbol(name: &str) -> bool {

@@ -17,12 +17,13 @@ mod relay_control;
 mod rules_check;
 mod sender_domain;
 mod size;
+mod uribl;
 
 pub use decision::{Decision, Reply, Verdict};
 pub use recipients::RecipientVerifier;
 
 use crate::config::{Config, RuleAction, Thresholds};
-use crate::rules::CompiledRules;
+use crate::rules::{CompiledRules, MessageView};
 use crate::smtp::Address;
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -127,6 +128,8 @@ pub struct Context {
     pub message: Vec<u8>,
     /// Symbols hit so far in this transaction.
     pub symbols: Vec<SymbolHit>,
+    /// The message parsed once, shared by every content check (see [`Context::view`]).
+    parsed: Option<Arc<MessageView>>,
 }
 
 impl Context {
@@ -140,7 +143,19 @@ impl Context {
             rcpt: None,
             message: Vec::new(),
             symbols: Vec::new(),
+            parsed: None,
         }
+    }
+
+    /// The message parsed with mail-parser: parsed on first use, then shared by every
+    /// check of the transaction (rules, URIBL, ...).
+    pub fn view(&mut self) -> Arc<MessageView> {
+        if let Some(v) = &self.parsed {
+            return v.clone();
+        }
+        let v = Arc::new(MessageView::parse(&self.message));
+        self.parsed = Some(v.clone());
+        v
     }
 
     /// Clears the transaction (RSET, new MAIL); the client facts stay.
@@ -150,6 +165,7 @@ impl Context {
         self.recipients.clear();
         self.rcpt = None;
         self.message.clear();
+        self.parsed = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());
@@ -277,6 +293,13 @@ impl Policy {
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
         checks.push(Box::new(client_behaviour::ClientBehaviour));
+        if let Some(dns) = dns.as_ref().filter(|_| !p.uribl.is_empty()) {
+            checks.push(Box::new(uribl::Uribl::new(
+                dns.clone(),
+                p.uribl.clone(),
+                p.uribl_max_domains,
+            )));
+        }
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
         }

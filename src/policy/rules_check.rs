@@ -3,7 +3,7 @@
 //! with the scores from the rules files.
 
 use super::{Check, Context, Decision, Stage, SymbolHit};
-use crate::rules::{CompiledRules, MessageView};
+use crate::rules::CompiledRules;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ impl Check for RulesCheck {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         // One parse per message, shared by every rule kind.
-        let view = MessageView::parse(&ctx.message);
+        let view = ctx.view();
         let external: Vec<(&str, f64)> = ctx
             .symbols
             .iter()

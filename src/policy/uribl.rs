@@ -1,0 +1,144 @@
+//! URIBL: the domains of the URLs in a message's text and HTML, reduced to their
+//! registrable domain with the public suffix list, deduplicated, capped, and looked up in
+//! domain block lists (`example.com.dbl.zone`). Each listing is a symbol.
+
+use super::{Check, Context, Decision, Stage};
+use crate::config::DnsListConfig;
+use crate::dns::dnsbl::{self, Listing};
+use crate::dns::{Dns, Outcome};
+use async_trait::async_trait;
+
+/// The URIBL check.
+#[derive(Debug)]
+pub struct Uribl {
+    dns: Dns,
+    lists: Vec<DnsListConfig>,
+    max_domains: usize,
+}
+
+impl Uribl {
+    /// Looks up at most `max_domains` domains per message in `lists`.
+    pub fn new(dns: Dns, lists: Vec<DnsListConfig>, max_domains: usize) -> Uribl {
+        Uribl {
+            dns,
+            lists,
+            max_domains,
+        }
+    }
+}
+
+/// The host of a URL (`scheme://[user@]host[:port]/...`), lower case; `None` for URLs
+/// without a host or with an IP address as host (domain lists do not list IPs).
+fn host_of(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let host = if host.starts_with('[') {
+        return None;
+    } else {
+        host.split(':').next()?
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') {
+        return None;
+    }
+    Some(host)
+}
+
+/// Registrable domains of `uris`, deduplicated, in order of appearance, at most `max`.
+pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for uri in uris {
+        let Some(host) = host_of(uri) else { continue };
+        let Some(domain) = psl::domain_str(&host) else {
+            continue;
+        };
+        let domain = domain.to_owned();
+        if !out.contains(&domain) {
+            out.push(domain);
+            if out.len() >= max {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Check for Uribl {
+    fn name(&self) -> &'static str {
+        "uribl"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Data
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let view = ctx.view();
+        let domains = registrable_domains(view.uris(), self.max_domains);
+        if domains.is_empty() {
+            return Decision::Continue;
+        }
+        let mut queries = Vec::new();
+        for list in &self.lists {
+            for domain in &domains {
+                queries.push((list, dnsbl::domain_query(domain, &list.zone)));
+            }
+        }
+        let lookups = queries.iter().map(|(_, name)| {
+            let dns = self.dns.clone();
+            async move { dnsbl::lookup(&dns, "uribl", name).await }
+        });
+        let outcomes = crate::dns::all_within(self.dns.stage_deadline(), lookups).await;
+        let mut hit: Vec<String> = Vec::new();
+        for ((list, _), outcome) in queries.iter().zip(outcomes) {
+            if let Outcome::Found(Listing::Listed(codes)) = outcome {
+                for code in &codes {
+                    let named = list
+                        .codes
+                        .iter()
+                        .find(|(m, _)| m.matches(*code))
+                        .map(|(_, s)| s);
+                    let symbol = named.unwrap_or(&list.symbol).clone();
+                    if !hit.contains(&symbol) {
+                        hit.push(symbol);
+                    }
+                }
+            }
+        }
+        for symbol in hit {
+            ctx.hit(&symbol, 0.0);
+        }
+        Decision::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_reduced_to_registrable_domains_once() {
+        let uris: Vec<String> = [
+            "http://www.Spammy.example.co.uk/buy?x=1",
+            "https://user:pw@shop.spammy.example.co.uk:8080/",
+            "http://192.0.2.1/x",
+            "mailto:someone@example.org",
+            "http://localhost/",
+            "https://a.b.example.com./path",
+            "http://[2001:db8::1]/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            registrable_domains(&uris, 10),
+            ["example.co.uk", "example.org", "example.com"]
+        );
+        assert_eq!(registrable_domains(&uris, 1), ["example.co.uk"]);
+    }
+}
