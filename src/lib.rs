@@ -59,6 +59,7 @@ pub enum ReloadError {
 pub struct Gateway {
     shared: Arc<Shared>,
     dns: Option<dns::Dns>,
+    auth: Option<auth::Authenticator>,
 }
 
 impl Gateway {
@@ -70,7 +71,13 @@ impl Gateway {
         let built = Config::load(config_path)
             .map_err(ReloadError::from)
             .and_then(|config| {
-                build_policy(Arc::new(config), metrics, self.dns.clone()).map_err(ReloadError::from)
+                build_policy(
+                    Arc::new(config),
+                    metrics,
+                    self.dns.clone(),
+                    self.auth.clone(),
+                )
+                .map_err(ReloadError::from)
             });
         match built {
             Ok(policy) => {
@@ -123,6 +130,7 @@ fn build_policy(
     config: Arc<Config>,
     metrics: &Arc<Metrics>,
     dns: Option<dns::Dns>,
+    auth: Option<auth::Authenticator>,
 ) -> Result<Arc<Policy>, policy::PolicyError> {
     let callout = Arc::new(relay::Callout::new(&config.relay, metrics.clone()));
     let verifier = Arc::new(RecipientVerifier::new(
@@ -130,7 +138,7 @@ fn build_policy(
         Some(callout),
     ));
     Ok(Arc::new(
-        Policy::build(config, verifier, dns)?.with_metrics(metrics),
+        Policy::build(config, verifier, dns, auth)?.with_metrics(metrics),
     ))
 }
 
@@ -156,7 +164,14 @@ pub async fn serve(
             None
         }
     };
-    let policy = build_policy(config.clone(), &metrics, dns.clone())?;
+    let auth = match auth::Authenticator::new(&config.dns) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(error = %e, "no resolver for SPF/DKIM/DMARC: sender authentication is disabled");
+            None
+        }
+    };
+    let policy = build_policy(config.clone(), &metrics, dns.clone(), auth.clone())?;
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
@@ -204,6 +219,7 @@ pub async fn serve(
     on_start(Gateway {
         shared: shared.clone(),
         dns,
+        auth,
     });
 
     shutdown.cancelled().await;

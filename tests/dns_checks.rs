@@ -143,3 +143,117 @@ fn domains_of_links_are_looked_up_in_uribl_zones() {
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(rules.contains("URIBL_DBL_TEST=4.00"), "{rules}");
 }
+
+/// Standard base64 (for the DKIM public key record).
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A message from `alice@signed.test`, DKIM-signed for signed.test with a fresh key;
+/// returns it with the key's DNS record.
+fn signed_message(message_id: &str) -> (Vec<u8>, String) {
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let record = format!("v=DKIM1; k=ed25519; p={}", base64(&key.public_key()));
+    let msg = format!(
+        "From: Alice <alice@signed.test>\r\nTo: user@example.test\r\nSubject: signed\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n\r\nhello\r\n"
+    );
+    let signature = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain("signed.test")
+        .selector("sel")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .sign(msg.as_bytes())
+        .unwrap();
+    (
+        format!("{}{msg}", signature.to_header()).into_bytes(),
+        record,
+    )
+}
+
+fn auth_zone(record: &str) -> Zone {
+    zone(|b| {
+        b.txt("sel._domainkey.signed.test", record)
+            .txt("_dmarc.signed.test", "v=DMARC1; p=reject")
+            .txt("signed.test", "v=spf1 -all")
+            .mx("signed.test", 10, "mx.signed.test")
+            .a("mx.signed.test", Ipv4Addr::new(192, 0, 2, 25))
+    })
+}
+
+#[test]
+fn signed_aligned_message_passes_dkim_and_dmarc_end_to_end() {
+    let (msg, record) = signed_message("dkim-ok@test");
+    let z = auth_zone(&record);
+    let (internal, gw) = gateway(&z, "");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    // SPF fails (-all), but the aligned DKIM signature makes DMARC pass.
+    c.send_mail("alice@signed.test", &["user@example.test"], &msg)
+        .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("dkim-ok@test");
+    let ar = m.header("Authentication-Results").unwrap_or_default();
+    assert!(ar.starts_with("mx.example.test"), "{ar}");
+    assert!(ar.contains("dkim=pass"), "{ar}");
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+    assert!(ar.contains("spf=fail"), "{ar}");
+}
+
+#[test]
+fn dmarc_reject_domain_failing_authentication_is_refused_at_data() {
+    let (signed, record) = signed_message("dkim-bad@test");
+    // Tamper with the body after signing.
+    let tampered = String::from_utf8(signed)
+        .unwrap()
+        .replace("hello", "HELLO, buy now");
+    let z = auth_zone(&record);
+    let (internal, gw) = gateway(&z, "");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let r = c.send_mail(
+        "alice@signed.test",
+        &["user@example.test"],
+        tampered.as_bytes(),
+    );
+    r.expect(550, "5.7.1");
+    assert!(r.text().contains("DMARC"), "{r}");
+    c.quit();
+    assert!(internal.messages().is_empty());
+}
+
+#[test]
+fn forged_authentication_results_claiming_our_name_are_removed() {
+    let (msg, record) = signed_message("ar-forged@test");
+    let forged = [
+        b"Authentication-Results: mx.example.test; dkim=pass; dmarc=pass\r\n".as_slice(),
+        &msg,
+    ]
+    .concat();
+    let z = auth_zone(&record);
+    let (internal, gw) = gateway(&z, "");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail("alice@signed.test", &["user@example.test"], &forged)
+        .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("ar-forged@test");
+    let text = m.text();
+    assert_eq!(text.matches("Authentication-Results:").count(), 1, "{text}");
+}

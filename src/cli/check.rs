@@ -81,7 +81,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let verifier = Arc::new(RecipientVerifier::new(&config.relay.recipients, None));
-    let policy = Policy::build(Arc::new(config), verifier, None)?;
+    let policy = Policy::build(Arc::new(config), verifier, None, None)?;
     println!("fingerprint: {}", policy.fingerprint());
     Ok(ExitCode::SUCCESS)
 }

@@ -42,7 +42,7 @@ pub struct Judgement {
 pub fn offline_policy(path: &Path) -> anyhow::Result<Policy> {
     let config = Config::load(path)?;
     let verifier = Arc::new(RecipientVerifier::new(&config.relay.recipients, None));
-    Ok(Policy::build(Arc::new(config), verifier, None)?)
+    Ok(Policy::build(Arc::new(config), verifier, None, None)?)
 }
 
 /// Judges raw message bytes exactly as the end-of-data stage would.

@@ -260,6 +260,10 @@ pub struct PolicyConfig {
     pub uribl_max_domains: usize,
     /// Forward-confirmed reverse DNS of the client.
     pub fcrdns: bool,
+    /// SPF, DKIM, DMARC and ARC.
+    pub auth: bool,
+    /// Refuse (550 5.7.1) DMARC failures of domains publishing `p=reject`.
+    pub dmarc_reject: bool,
     /// HELO syntax and plausibility.
     pub helo_checks: bool,
     /// The sender domain must resolve (MX or A/AAAA).
@@ -617,6 +621,8 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
         uribl,
         uribl_max_domains: p.uribl_max_domains,
         fcrdns: p.fcrdns,
+        auth: p.auth,
+        dmarc_reject: p.dmarc_reject,
         helo_checks: p.helo_checks,
         sender_domain_check: p.sender_domain_check,
         dns_tempfail: p.dns_tempfail,

@@ -208,6 +208,8 @@ pub struct RawPolicy {
     pub uribl: Vec<RawDnsList>,
     pub uribl_max_domains: usize,
     pub fcrdns: bool,
+    pub auth: bool,
+    pub dmarc_reject: bool,
     pub helo_checks: bool,
     pub sender_domain_check: bool,
     /// Checks whose DNS lookup failures (timeout, SERVFAIL) tempfail instead of scoring nothing.
@@ -240,6 +242,8 @@ impl Default for RawPolicy {
             uribl: Vec::new(),
             uribl_max_domains: 20,
             fcrdns: true,
+            auth: true,
+            dmarc_reject: true,
             helo_checks: true,
             sender_domain_check: true,
             dns_tempfail: Vec::new(),

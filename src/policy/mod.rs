@@ -4,6 +4,7 @@
 //! with the transaction's [`Context`] and acts on the [`Decision`]. A `Policy` is an
 //! immutable snapshot; a reload builds a new one while running sessions keep theirs.
 
+mod authentication;
 mod client_behaviour;
 mod decision;
 mod dnsbl;
@@ -130,6 +131,8 @@ pub struct Context {
     pub symbols: Vec<SymbolHit>,
     /// The message parsed once, shared by every content check (see [`Context::view`]).
     parsed: Option<Arc<MessageView>>,
+    /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
+    pub auth: Option<crate::auth::AuthOutcome>,
 }
 
 impl Context {
@@ -144,6 +147,7 @@ impl Context {
             message: Vec::new(),
             symbols: Vec::new(),
             parsed: None,
+            auth: None,
         }
     }
 
@@ -166,6 +170,7 @@ impl Context {
         self.rcpt = None;
         self.message.clear();
         self.parsed = None;
+        self.auth = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());
@@ -227,6 +232,7 @@ impl Policy {
         config: Arc<Config>,
         verifier: Arc<RecipientVerifier>,
         dns: Option<crate::dns::Dns>,
+        auth: Option<crate::auth::Authenticator>,
     ) -> Result<Policy, PolicyError> {
         let rules = match &config.policy.rules_dir {
             Some(dir) => {
@@ -283,6 +289,12 @@ impl Policy {
                 tempfail("helo"),
             )));
         }
+        if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
+            checks.push(Box::new(authentication::Spf::new(
+                auth.clone(),
+                config.server.hostname.clone(),
+            )));
+        }
         checks.push(Box::new(size::DeclaredSize::new(
             config.server.limits.message_size_bytes,
         )));
@@ -293,6 +305,12 @@ impl Policy {
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
         checks.push(Box::new(client_behaviour::ClientBehaviour));
+        if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
+            checks.push(Box::new(authentication::MessageAuth::new(
+                auth.clone(),
+                p.dmarc_reject,
+            )));
+        }
         if let Some(dns) = dns.as_ref().filter(|_| !p.uribl.is_empty()) {
             checks.push(Box::new(uribl::Uribl::new(
                 dns.clone(),
@@ -348,6 +366,12 @@ impl Policy {
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
         if stage == Stage::Data {
             headers::strip_own_headers(&mut ctx.message);
+            let hostname = &self.config.server.hostname;
+            if let std::borrow::Cow::Owned(stripped) =
+                crate::auth::strip_authentication_results(&ctx.message, hostname)
+            {
+                ctx.message = stripped;
+            }
         }
         if stage == Stage::Helo {
             // A new HELO replaces what the previous one earned.
@@ -465,6 +489,15 @@ impl Policy {
 
     /// Headers to prepend to a message accepted with `verdict`.
     pub fn verdict_headers(&self, ctx: &Context, verdict: Verdict) -> String {
-        headers::verdict_headers(ctx, verdict, &self.thresholds(ctx))
+        let mut h = String::new();
+        if let Some(auth) = &ctx.auth {
+            h.push_str(&auth.authentication_results_header(&self.config.server.hostname));
+        }
+        h.push_str(&headers::verdict_headers(
+            ctx,
+            verdict,
+            &self.thresholds(ctx),
+        ));
+        h
     }
 }

@@ -1160,6 +1160,21 @@ impl Gateway {
                 );
             }
             let addr = ([127, 0, 0, 1], port).into();
+            // Only our own process's "listening" line proves the port is ours: another
+            // test's gateway may have picked the same free port and answer the probe.
+            let ours = fs::read_to_string(self.log_path())
+                .map(|log| log.contains(&format!("127.0.0.1:{port}")) && log.contains("listening"))
+                .unwrap_or(false);
+            if !ours {
+                if Instant::now() >= deadline {
+                    panic!(
+                        "mxguard did not start listening on port {port} within 20 s; log:\n{}",
+                        self.logs()
+                    );
+                }
+                thread::sleep(Duration::from_millis(30));
+                continue;
+            }
             if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
                 // Read the banner and quit, so the probe session ends cleanly.
                 let mut c = SmtpClient {

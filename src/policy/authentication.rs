@@ -1,0 +1,109 @@
+//! Sender authentication in the pipeline: SPF (HELO and MAIL FROM) at MAIL, DKIM, DMARC and
+//! ARC at end of data, all through [`crate::auth`]. Results become symbols scored in
+//! `rules/17-auth.cf`; a DMARC failure of a `p=reject` domain is refused with 550 5.7.1
+//! unless `policy.dmarc_reject = false`. The outcome also yields our
+//! `Authentication-Results` header.
+
+use super::{Check, Context, Decision, Reply, Stage};
+use crate::auth::{AuthOutcome, Authenticator};
+use async_trait::async_trait;
+
+/// SPF at MAIL FROM: the HELO and the envelope sender checked together.
+#[derive(Debug)]
+pub struct Spf {
+    auth: Authenticator,
+    hostname: String,
+}
+
+impl Spf {
+    /// SPF with `auth`, naming us `hostname` in the results.
+    pub fn new(auth: Authenticator, hostname: String) -> Spf {
+        Spf { auth, hostname }
+    }
+}
+
+#[async_trait]
+impl Check for Spf {
+    fn name(&self) -> &'static str {
+        "spf"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Mail
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let ip = ctx.client.ip;
+        let helo = ctx.client.helo.clone().unwrap_or_default();
+        let mail_from = ctx
+            .mail_from
+            .as_ref()
+            .map(|a| a.to_path())
+            .unwrap_or_default();
+        let (helo_check, mail_check) = tokio::join!(
+            self.auth.spf_helo(ip, &helo, &self.hostname),
+            self.auth
+                .spf_mail_from(ip, &helo, &mail_from, &self.hostname)
+        );
+        ctx.hit(helo_check.symbol(), 0.0);
+        ctx.hit(mail_check.symbol(), 0.0);
+        let mut outcome = AuthOutcome::new(ip);
+        outcome.spf_helo = Some(helo_check);
+        outcome.spf_mail_from = Some(mail_check);
+        ctx.auth = Some(outcome);
+        Decision::Continue
+    }
+}
+
+/// DKIM, ARC and DMARC at end of data.
+#[derive(Debug)]
+pub struct MessageAuth {
+    auth: Authenticator,
+    dmarc_reject: bool,
+}
+
+impl MessageAuth {
+    /// Message authentication with `auth`; `dmarc_reject` honours `p=reject`.
+    pub fn new(auth: Authenticator, dmarc_reject: bool) -> MessageAuth {
+        MessageAuth { auth, dmarc_reject }
+    }
+}
+
+#[async_trait]
+impl Check for MessageAuth {
+    fn name(&self) -> &'static str {
+        "dkim_dmarc_arc"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Data
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let mut outcome = ctx
+            .auth
+            .take()
+            .unwrap_or_else(|| AuthOutcome::new(ctx.client.ip));
+        let spf_symbols: Vec<&str> = [&outcome.spf_helo, &outcome.spf_mail_from]
+            .iter()
+            .filter_map(|c| c.as_ref().map(|c| c.symbol()))
+            .collect();
+        self.auth.verify_message(&ctx.message, &mut outcome).await;
+        for symbol in outcome.symbols() {
+            // SPF symbols were recorded at MAIL already.
+            if !spf_symbols.contains(&symbol) {
+                ctx.hit(symbol, 0.0);
+            }
+        }
+        let reject = self.dmarc_reject && outcome.dmarc_reject_requested();
+        ctx.auth = Some(outcome);
+        if reject {
+            return Decision::Reject(Reply::new(
+                550,
+                "5.7.1",
+                "Message rejected: DMARC policy of the sender domain is reject",
+            ));
+        }
+        Decision::Continue
+    }
+}
