@@ -257,3 +257,27 @@ fn forged_authentication_results_claiming_our_name_are_removed() {
     let text = m.text();
     assert_eq!(text.matches("Authentication-Results:").count(), 1, "{text}");
 }
+
+#[test]
+fn swaks_is_refused_at_rcpt_with_the_list_name() {
+    let Some(swaks) = interop_required("swaks") else {
+        return;
+    };
+    let z = zone(|b| b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2)));
+    let (internal, gw) = gateway(&z, LISTS);
+    let out = std::process::Command::new(&swaks)
+        .args(["--server", &format!("127.0.0.1:{}", gw.port)])
+        .args(["--to", "user@example.test", "--from", "a@sender.test"])
+        .args(["--helo", "client.sender.test", "--timeout", "20"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run swaks");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "swaks must fail:\n{text}");
+    let refusal = text
+        .lines()
+        .find(|l| l.contains("554 5.7.1"))
+        .unwrap_or_else(|| panic!("no 554 in swaks output:\n{text}"));
+    assert!(refusal.contains("bl.test"), "{refusal}");
+    assert!(internal.messages().is_empty());
+}

@@ -77,3 +77,58 @@ impl Check for Fcrdns {
         Decision::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::testing::TestDns;
+    use crate::metrics::Metrics;
+    use crate::policy::ClientInfo;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    async fn judge(ip: &str) -> (Context, Decision) {
+        // 192.0.2.x: hickory answers 127.0.0.0/8 reverse lookups itself.
+        let server = TestDns::builder()
+            .ptr("192.0.2.10".parse().unwrap(), "mail.good.test")
+            .a("mail.good.test", Ipv4Addr::new(192, 0, 2, 10))
+            .ptr("192.0.2.20".parse().unwrap(), "forged.bad.test")
+            .a("forged.bad.test", Ipv4Addr::new(198, 51, 100, 7))
+            .start()
+            .await
+            .unwrap();
+        let dns = Dns::new(
+            &TestDns::dns_config(server.addr()),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let mut ctx = Context::new(ClientInfo::new(ip.parse().unwrap()));
+        let decision = Fcrdns::new(dns, false).run(&mut ctx).await;
+        (ctx, decision)
+    }
+
+    fn names(ctx: &Context) -> Vec<&str> {
+        ctx.symbols.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn matching_ptr_and_a_confirm_the_name() {
+        let (ctx, d) = judge("192.0.2.10").await;
+        assert_eq!(d, Decision::Continue);
+        assert!(names(&ctx).is_empty());
+        assert_eq!(ctx.client.ptr.as_deref(), Some("mail.good.test"));
+    }
+
+    #[tokio::test]
+    async fn ptr_pointing_elsewhere_is_a_mismatch() {
+        let (ctx, _) = judge("192.0.2.20").await;
+        assert_eq!(names(&ctx), ["RDNS_MISMATCH"]);
+        assert_eq!(ctx.client.ptr, None);
+    }
+
+    #[tokio::test]
+    async fn no_ptr_at_all() {
+        let (ctx, _) = judge("192.0.2.30").await;
+        assert_eq!(names(&ctx), ["RDNS_NONE"]);
+    }
+}
