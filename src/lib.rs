@@ -164,13 +164,7 @@ pub async fn serve(
             None
         }
     };
-    let auth = match auth::Authenticator::new(&config.dns) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::error!(error = %e, "no resolver for SPF/DKIM/DMARC: sender authentication is disabled");
-            None
-        }
-    };
+    let auth = dns.as_ref().map(auth::Authenticator::new);
     let policy = build_policy(config.clone(), &metrics, dns.clone(), auth.clone())?;
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");

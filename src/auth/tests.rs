@@ -67,7 +67,7 @@ fn message(from: &str, body: &str) -> String {
 
 async fn server(builder: TestDnsBuilder) -> (TestDns, Authenticator) {
     let dns = builder.start().await.unwrap();
-    let auth = Authenticator::new(&TestDns::dns_config(dns.addr())).unwrap();
+    let auth = Authenticator::new(&test_resolver(&TestDns::dns_config(dns.addr())));
     (dns, auth)
 }
 
@@ -269,7 +269,7 @@ async fn dead_dns_costs_at_most_the_deadline() {
     let mut config = TestDns::dns_config(dns.addr());
     config.timeout = Duration::from_secs(5);
     config.stage_deadline = Duration::from_millis(400);
-    let auth = Authenticator::new(&config).unwrap();
+    let auth = Authenticator::new(&test_resolver(&config));
     let started = Instant::now();
     let spf = auth
         .spf_mail_from(client(), "client.example.test", "a@example.test", HOST)
@@ -390,4 +390,8 @@ fn header_stays_one_field() {
         results::fold_safely("A-R: x;\r\n\tspf=pass (a\rb\nc)\r\ninjected: yes"),
         "A-R: x;\r\n\tspf=pass (abc)\r\n\tinjected: yes"
     );
+}
+
+fn test_resolver(config: &crate::config::DnsConfig) -> crate::dns::Dns {
+    crate::dns::Dns::new(config, std::sync::Arc::new(crate::metrics::Metrics::new())).unwrap()
 }

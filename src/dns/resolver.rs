@@ -168,6 +168,17 @@ impl Dns {
         })
     }
 
+    /// The underlying resolver, for libraries that resolve themselves (mail-auth): clones
+    /// share this resolver's cache and servers.
+    pub fn resolver(&self) -> TokioResolver {
+        self.inner.resolver.clone()
+    }
+
+    /// `dns.stage_deadline` as a duration.
+    pub fn stage_deadline_duration(&self) -> std::time::Duration {
+        self.inner.stage_deadline
+    }
+
     /// The deadline of a stage that starts now (`dns.stage_deadline` from now); pass it to
     /// [`crate::dns::within`] for every lookup of that stage.
     pub fn stage_deadline(&self) -> Instant {
