@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod header_fields;
 pub mod metrics;
 pub mod policy;
 pub mod relay;

@@ -200,51 +200,11 @@ fn single_from_domain(message: &AuthenticatedMessage<'_>) -> String {
 /// folded fields are removed whole, the body is never touched. Borrowed when nothing matched.
 pub fn strip_authentication_results<'m>(message: &'m [u8], hostname: &str) -> Cow<'m, [u8]> {
     let hostname = hostname.trim_end_matches('.');
-    let mut kept: Option<Vec<u8>> = None;
-    let mut pos = 0;
-    while pos < message.len() {
-        let rest = &message[pos..];
-        // End of the header section: an empty line.
-        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
-            break;
-        }
-        // One field: its first line plus every continuation line (starting with SP or HT).
-        let mut end = pos;
-        loop {
-            end = match memchr::memchr(b'\n', &message[end..]) {
-                Some(i) => end + i + 1,
-                None => message.len(),
-            };
-            if end >= message.len() || !matches!(message[end], b' ' | b'\t') {
-                break;
-            }
-        }
-        let field = &message[pos..end];
-        let claims_us = is_authentication_results(field)
-            .and_then(authserv_id)
-            .is_some_and(|id| id.trim_end_matches('.').eq_ignore_ascii_case(hostname));
-        if claims_us {
-            kept.get_or_insert_with(|| message[..pos].to_vec());
-        } else if let Some(out) = kept.as_mut() {
-            out.extend_from_slice(field);
-        }
-        pos = end;
-    }
-    match kept {
-        Some(mut out) => {
-            out.extend_from_slice(&message[pos..]);
-            Cow::Owned(out)
-        }
-        None => Cow::Borrowed(message),
-    }
-}
-
-/// The value of an `Authentication-Results` field, or `None` for any other field.
-fn is_authentication_results(field: &[u8]) -> Option<&[u8]> {
-    let colon = memchr::memchr(b':', field)?;
-    let name = field[..colon].trim_ascii();
-    name.eq_ignore_ascii_case(b"Authentication-Results")
-        .then(|| &field[colon + 1..])
+    crate::header_fields::remove_fields(message, |name, value| {
+        name.eq_ignore_ascii_case(b"Authentication-Results")
+            && authserv_id(value)
+                .is_some_and(|id| id.trim_end_matches('.').eq_ignore_ascii_case(hostname))
+    })
 }
 
 /// The authserv-id: the first token (or quoted string) after optional whitespace, folding and

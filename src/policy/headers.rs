@@ -13,48 +13,21 @@ const OWN_HEADERS: [&str; 5] = [
     "x-spam-level",
 ];
 
-/// Removes our header names from the header section of `message` (CRLF line endings),
-/// folded continuation lines included. The body is never touched.
+/// Removes our header names from the header section of `message`, folded continuation
+/// lines included; returns how many fields went. The body is never touched.
 pub fn strip_own_headers(message: &mut Vec<u8>) -> usize {
-    let header_end = memchr::memmem::find(message, b"\r\n\r\n")
-        .map(|i| i + 2)
-        .unwrap_or(message.len());
-    let mut out = Vec::with_capacity(message.len());
     let mut removed = 0;
-    let mut skipping = false;
-    let mut pos = 0;
-    while pos < header_end {
-        let line_end = memchr::memmem::find(&message[pos..header_end], b"\r\n")
-            .map(|i| pos + i + 2)
-            .unwrap_or(header_end);
-        let line = &message[pos..line_end];
-        let continuation = matches!(line.first(), Some(b' ') | Some(b'\t'));
-        if !continuation {
-            skipping = is_own_header(line);
-            if skipping {
-                removed += 1;
-            }
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-        pos = line_end;
-    }
-    if removed > 0 {
-        out.extend_from_slice(&message[header_end..]);
+    let stripped = crate::header_fields::remove_fields(message, |name, _| {
+        let own = OWN_HEADERS
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+        removed += usize::from(own);
+        own
+    });
+    if let std::borrow::Cow::Owned(out) = stripped {
         *message = out;
     }
     removed
-}
-
-fn is_own_header(line: &[u8]) -> bool {
-    let Some(colon) = memchr::memchr(b':', line) else {
-        return false;
-    };
-    let name = String::from_utf8_lossy(&line[..colon])
-        .trim()
-        .to_ascii_lowercase();
-    OWN_HEADERS.contains(&name.as_str())
 }
 
 /// The headers we prepend to relayed mail, CRLF-terminated.

@@ -1,0 +1,67 @@
+//! Header fields of a raw message: finding whole fields (folded lines included) and
+//! removing the ones a caller names, without touching the body.
+
+use std::borrow::Cow;
+
+/// Removes every header field for which `drop(name, value)` is true. `name` is the field
+/// name as written (compare case-insensitively), `value` everything after the colon,
+/// continuation lines included. CRLF or LF line ends; the header section ends at the first
+/// empty line. Borrowed when nothing was removed.
+pub fn remove_fields<'m>(
+    message: &'m [u8],
+    mut drop: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Cow<'m, [u8]> {
+    let mut kept: Option<Vec<u8>> = None;
+    let mut pos = 0;
+    while pos < message.len() {
+        let rest = &message[pos..];
+        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            break;
+        }
+        // One field: its first line plus every continuation line (starting with SP or HT).
+        let mut end = pos;
+        loop {
+            end = match memchr::memchr(b'\n', &message[end..]) {
+                Some(i) => end + i + 1,
+                None => message.len(),
+            };
+            if end >= message.len() || !matches!(message[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let field = &message[pos..end];
+        let dropped = memchr::memchr(b':', field)
+            .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]));
+        if dropped {
+            kept.get_or_insert_with(|| message[..pos].to_vec());
+        } else if let Some(out) = kept.as_mut() {
+            out.extend_from_slice(field);
+        }
+        pos = end;
+    }
+    match kept {
+        Some(mut out) => {
+            out.extend_from_slice(&message[pos..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_fields_go_whole_and_the_body_stays() {
+        let m = b"A: 1\r\nX-Drop: a\r\n\tb\r\nB: 2\r\n\r\nX-Drop: body\r\n";
+        let out = remove_fields(m, |name, _| name.eq_ignore_ascii_case(b"x-drop"));
+        assert_eq!(&*out, b"A: 1\r\nB: 2\r\n\r\nX-Drop: body\r\n");
+    }
+
+    #[test]
+    fn nothing_removed_borrows() {
+        let m = b"A: 1\n\nbody\n";
+        assert!(matches!(remove_fields(m, |_, _| false), Cow::Borrowed(_)));
+    }
+}
