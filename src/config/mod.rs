@@ -65,8 +65,10 @@ pub enum RelayTls {
     Required,
 }
 
-/// Every limit that protects a session or the gateway.
-#[derive(Debug, Clone)]
+/// Every limit that protects a session or the gateway (`[server.limits]`; every key
+/// optional, defaults below).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Longest command line, CRLF included (RFC 5321 says 512).
     pub command_line_bytes: usize,
@@ -83,21 +85,48 @@ pub struct Limits {
     /// Client errors after which every further error reply is delayed.
     pub errors_before_tarpit: u32,
     /// Delay added to each error reply past `errors_before_tarpit`.
+    #[serde(with = "humantime_serde")]
     pub tarpit_delay: Duration,
     /// Longest wait for one command line (or one DATA read).
+    #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
     /// Longest whole session.
+    #[serde(with = "humantime_serde")]
     pub session_duration: Duration,
     /// Slowest acceptable DATA/BDAT transfer after the grace period; 0 disables.
     pub min_data_rate_bytes_per_second: u64,
     /// Time a transfer may run before the minimum rate applies.
+    #[serde(with = "humantime_serde")]
     pub data_rate_grace: Duration,
     /// Concurrent sessions in total.
     pub max_sessions: usize,
     /// Concurrent sessions from one client address.
     pub max_sessions_per_ip: usize,
     /// How long running sessions may finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            command_line_bytes: 512,
+            text_line_bytes: 1000,
+            recipients_per_message: 100,
+            messages_per_session: 100,
+            message_size_bytes: 25 * 1024 * 1024,
+            errors_before_disconnect: 20,
+            errors_before_tarpit: 5,
+            tarpit_delay: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(300),
+            session_duration: Duration::from_secs(1800),
+            min_data_rate_bytes_per_second: 256,
+            data_rate_grace: Duration::from_secs(30),
+            max_sessions: 500,
+            max_sessions_per_ip: 50,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Certificate and key for inbound STARTTLS.
@@ -272,19 +301,34 @@ pub struct PolicyConfig {
     pub dns_tempfail: Vec<String>,
 }
 
-/// The shared DNS resolver.
-#[derive(Debug, Clone)]
+/// The shared DNS resolver (`[dns]`; every key optional).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Name servers as `IP:PORT`; empty means the system configuration (`/etc/resolv.conf`).
     pub nameservers: Vec<SocketAddr>,
     /// Deadline of one query to one server.
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Tries per query.
     pub attempts: usize,
     /// Cached answers.
     pub cache_size: usize,
     /// All DNS checks of one SMTP stage together never take longer than this.
+    #[serde(with = "humantime_serde")]
     pub stage_deadline: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            cache_size: 10_000,
+            stage_deadline: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Log output format.
@@ -426,23 +470,6 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             bad(&format!("server.limits.{key}"), "must be greater than 0");
         }
     }
-    let limits = Limits {
-        command_line_bytes: l.command_line_bytes,
-        text_line_bytes: l.text_line_bytes,
-        recipients_per_message: l.recipients_per_message,
-        messages_per_session: l.messages_per_session,
-        message_size_bytes: l.message_size_bytes,
-        errors_before_disconnect: l.errors_before_disconnect,
-        errors_before_tarpit: l.errors_before_tarpit,
-        tarpit_delay: l.tarpit_delay,
-        command_timeout: l.command_timeout,
-        session_duration: l.session_duration,
-        min_data_rate_bytes_per_second: l.min_data_rate_bytes_per_second,
-        data_rate_grace: l.data_rate_grace,
-        max_sessions: l.max_sessions,
-        max_sessions_per_ip: l.max_sessions_per_ip,
-        shutdown_grace: l.shutdown_grace,
-    };
     let tls = s.tls.map(|t| {
         for (key, p) in [("certificate", &t.certificate), ("key", &t.key)] {
             if !p.is_file() {
@@ -643,13 +670,6 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
     if d.stage_deadline.is_zero() {
         bad("dns.stage_deadline", "must be greater than 0");
     }
-    let dns = DnsConfig {
-        nameservers: d.nameservers,
-        timeout: d.timeout,
-        attempts: d.attempts,
-        cache_size: d.cache_size,
-        stage_deadline: d.stage_deadline,
-    };
 
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
@@ -668,13 +688,13 @@ fn validate(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Config {
             banner: s.banner,
             bare_line_ending,
             greet_delay: s.greet_delay,
-            limits,
+            limits: l,
             tls,
         },
         relay,
         spool: SpoolConfig { dir: raw.spool.dir },
         policy,
-        dns,
+        dns: d,
         metrics: MetricsConfig {
             listen: raw.metrics.listen,
         },

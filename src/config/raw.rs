@@ -1,5 +1,6 @@
 //! The TOML file as written by the operator: every key optional, defaults applied here.
 
+use super::{DnsConfig, Limits};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ pub struct RawConfig {
     pub relay: RawRelay,
     pub spool: RawSpool,
     pub policy: RawPolicy,
-    pub dns: RawDns,
+    pub dns: DnsConfig,
     pub metrics: RawMetrics,
     pub log: RawLog,
 }
@@ -28,7 +29,7 @@ pub struct RawServer {
     pub bare_line_ending: String,
     #[serde(with = "humantime_serde")]
     pub greet_delay: Duration,
-    pub limits: RawLimits,
+    pub limits: Limits,
     pub tls: Option<RawTls>,
 }
 
@@ -40,55 +41,8 @@ impl Default for RawServer {
             banner: "ESMTP mxguard".into(),
             bare_line_ending: "reject".into(),
             greet_delay: Duration::ZERO,
-            limits: RawLimits::default(),
+            limits: Limits::default(),
             tls: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLimits {
-    pub command_line_bytes: usize,
-    pub text_line_bytes: usize,
-    pub recipients_per_message: usize,
-    pub messages_per_session: usize,
-    pub message_size_bytes: usize,
-    pub errors_before_disconnect: u32,
-    pub errors_before_tarpit: u32,
-    #[serde(with = "humantime_serde")]
-    pub tarpit_delay: Duration,
-    #[serde(with = "humantime_serde")]
-    pub command_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub session_duration: Duration,
-    pub min_data_rate_bytes_per_second: u64,
-    #[serde(with = "humantime_serde")]
-    pub data_rate_grace: Duration,
-    pub max_sessions: usize,
-    pub max_sessions_per_ip: usize,
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        Self {
-            command_line_bytes: 512,
-            text_line_bytes: 1000,
-            recipients_per_message: 100,
-            messages_per_session: 100,
-            message_size_bytes: 25 * 1024 * 1024,
-            errors_before_disconnect: 20,
-            errors_before_tarpit: 5,
-            tarpit_delay: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(300),
-            session_duration: Duration::from_secs(1800),
-            min_data_rate_bytes_per_second: 256,
-            data_rate_grace: Duration::from_secs(30),
-            max_sessions: 500,
-            max_sessions_per_ip: 50,
-            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -285,30 +239,6 @@ impl Default for RawLog {
         Self {
             format: "text".into(),
             level: "info".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawDns {
-    pub nameservers: Vec<SocketAddr>,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    pub attempts: usize,
-    pub cache_size: usize,
-    #[serde(with = "humantime_serde")]
-    pub stage_deadline: Duration,
-}
-
-impl Default for RawDns {
-    fn default() -> Self {
-        Self {
-            nameservers: Vec::new(),
-            timeout: Duration::from_secs(2),
-            attempts: 2,
-            cache_size: 10_000,
-            stage_deadline: Duration::from_secs(5),
         }
     }
 }
