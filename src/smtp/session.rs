@@ -467,22 +467,10 @@ impl Session {
             .as_ref()
             .is_some_and(|d| d.problem() == Some(ContentProblem::TooBig));
         if too_big {
-            self.limit_hit("message_size");
-            self.log_refused("reject", "message size limit");
-            self.reset_transaction();
-            return self
-                .error(
-                    Stage::Data,
-                    Reply::new(
-                        552,
-                        "5.3.4",
-                        format!(
-                            "Message size exceeds fixed limit of {} bytes",
-                            limits.message_size_bytes
-                        ),
-                    ),
-                )
-                .await;
+            // Refuse now (RFC 3030 allows it) rather than after more chunks.
+            if let Some(decoder) = self.bdat.take() {
+                return self.finish_message(decoder).await;
+            }
         }
         if !last {
             return self.ok(
@@ -555,7 +543,7 @@ impl Session {
                 ),
             };
             self.limit_hit(limit);
-            self.log_refused("reject", limit);
+            self.log_message(None, size, Verdict::Reject, limit);
             self.reset_transaction();
             return self.error(Stage::Data, reply).await;
         }
@@ -780,23 +768,6 @@ impl Session {
             tokio::time::sleep(limits.tarpit_delay).await;
         }
         self.ok(stage, reply)
-    }
-
-    fn log_refused(&self, verdict: &str, reason: &str) {
-        self.shared
-            .metrics
-            .messages_total
-            .with_label_values(&[verdict])
-            .inc();
-        tracing::info!(
-            client = %self.peer.ip(),
-            helo = self.ctx.client.helo.as_deref().unwrap_or(""),
-            from = %self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default(),
-            to = %self.recipient_list(),
-            verdict,
-            reason,
-            "message"
-        );
     }
 
     fn recipient_list(&self) -> String {
