@@ -12,35 +12,11 @@ and reports the mean and median time per message of each run and their differenc
 Caches are warm after the first message, as on a busy gateway.
 """
 import argparse
-import os
-import shutil
-import signal
 import smtplib
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "mxguard")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port):
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"port {port} never opened")
+from benchlib import dnsmasq, gateway, smtp_sink
 
 
 DNS_ON = """
@@ -65,44 +41,16 @@ auth = false
 
 
 def run(label, policy, dns_port, sink_port, n):
-    work = tempfile.mkdtemp(prefix="mxguard-dnsbench-")
-    port = free_port()
-    cfg = os.path.join(work, "mxguard.toml")
-    with open(cfg, "w") as f:
-        f.write(f"""
-[server]
-listen = ["127.0.0.1:{port}"]
-hostname = "mx.example.test"
-[relay]
-domains = ["example.test"]
-internal = ["127.0.0.1:{sink_port}"]
-[spool]
-dir = "{work}/spool"
-[metrics]
-listen = "127.0.0.1:{free_port()}"
-[dns]
-nameservers = ["127.0.0.1:{dns_port}"]
-[log]
-level = "warn"
-[policy]
-rules_dir = "{ROOT}/rules"
-{policy}
-""")
-    gw = subprocess.Popen([BIN, "serve", "--config", cfg], stderr=open(os.path.join(work, "log"), "w"))
     times = []
-    try:
-        wait_port(port)
-        body = "Subject: bench\r\nFrom: a@sender.bench.test\r\nTo: user@example.test\r\n\r\nsee http://www.site.bench.test/x\r\n"
-        for i in range(n):
+    with gateway(sink_port, dns_port, extra=policy) as (port, _work):
+        body = ("Subject: bench\r\nFrom: a@sender.bench.test\r\nTo: user@example.test\r\n\r\n"
+                "see http://www.site.bench.test/x\r\n")
+        for _ in range(n):
             t0 = time.perf_counter()
             s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.bench.test")
             s.sendmail("a@sender.bench.test", ["user@example.test"], body)
             s.quit()
             times.append(time.perf_counter() - t0)
-    finally:
-        gw.send_signal(signal.SIGTERM)
-        gw.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
     times = times[1:]  # the first message fills the caches
     mean, median = statistics.mean(times) * 1000, statistics.median(times) * 1000
     print(f"{label}: mean {mean:.2f} ms, median {median:.2f} ms per message (session)")
@@ -113,14 +61,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=200)
     args = ap.parse_args()
-    for tool in ("dnsmasq", "smtp-sink"):
-        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            sys.exit(f"{tool} not found")
-    dns_port = free_port()
-    pidfile = tempfile.mktemp()
-    subprocess.run([
-        "dnsmasq", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", f"--port={dns_port}",
-        "--bind-interfaces", f"--pid-file={pidfile}",
+    zone = dnsmasq(
         "--local=/bench.test/",
         "--mx-host=sender.bench.test,mx.sender.bench.test,10",
         "--host-record=mx.sender.bench.test,192.0.2.25",
@@ -129,18 +70,11 @@ def main():
         "--txt-record=sender.bench.test,v=spf1 ip4:127.0.0.1 -all",
         "--txt-record=client.bench.test,v=spf1 ip4:127.0.0.1 -all",
         "--txt-record=_dmarc.sender.bench.test,v=DMARC1; p=none",
-    ], check=True)
-    sink_port = free_port()
-    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "100"])
-    wait_port(sink_port)
-    try:
+    )
+    with zone as dns_port, smtp_sink() as sink_port:
         off = run("DNS checks off", DNS_OFF, dns_port, sink_port, args.messages)
         on = run("DNS checks on ", DNS_ON, dns_port, sink_port, args.messages)
         print(f"added by the DNS checks: mean {on[0] - off[0]:.2f} ms, median {on[1] - off[1]:.2f} ms per message")
-    finally:
-        sink.terminate()
-        with open(pidfile) as f:
-            os.kill(int(f.read().strip()), signal.SIGTERM)
 
 
 if __name__ == "__main__":

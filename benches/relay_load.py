@@ -15,32 +15,12 @@ figures come from the same machine and run.
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "mxguard")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"port {port} never opened")
+from benchlib import dnsmasq, free_port, gateway, require, smtp_sink, wait_port
 
 
 def count_files(path):
@@ -62,40 +42,12 @@ def run_source(args, port):
 
 def bench_mxguard(args, sink_port):
     """The full shipped pipeline: DNS checks, SPF/DKIM/DMARC and every rule in rules/."""
-    work = tempfile.mkdtemp(prefix="mxguard-bench-")
-    port = free_port()
-    cfg = os.path.join(work, "mxguard.toml")
-    with open(cfg, "w") as f:
-        f.write(f"""
-[server]
-listen = ["127.0.0.1:{port}"]
-hostname = "mx.example.test"
-[relay]
-domains = ["example.test"]
-internal = ["127.0.0.1:{sink_port}"]
-workers = {args.workers}
-[spool]
-dir = "{work}/spool"
-[policy]
-rules_dir = "{ROOT}/rules"
-[dns]
-nameservers = ["127.0.0.1:{args.dns_port}"]
-[log]
-level = "warn"
-""")
-    gw = subprocess.Popen([BIN, "serve", "--config", cfg], stderr=open(os.path.join(work, "log"), "w"))
-    try:
-        wait_port(port)
+    with gateway(sink_port, args.dns_port, extra=args.policy) as (port, work):
         t0, t_accepted = run_source(args, port)
         queue = os.path.join(work, "spool", "queue")
         while count_files(queue) > 0:
             time.sleep(0.01)
-        t_done = time.time()
-    finally:
-        gw.send_signal(signal.SIGTERM)
-        gw.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
-    return t0, t_accepted, t_done
+        return t0, t_accepted, time.time()
 
 
 def bench_postfix(args, sink_port):
@@ -173,24 +125,14 @@ def main():
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--size", type=int, default=4096)
-    ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--postfix", action="store_true")
+    ap.add_argument("--policy", default="", help="extra [policy] TOML lines, e.g. 'auth = false'")
     args = ap.parse_args()
-    if not shutil.which("smtp-source"):
-        sys.exit("smtp-source not found: apt-get install postfix")
+    require("smtp-source", "postfix")
     # Every DNS check runs, answered NXDOMAIN at once by a local dnsmasq: the benchmark
     # never asks a resolver outside the machine.
-    if not shutil.which("dnsmasq"):
-        sys.exit("dnsmasq not found: apt-get install dnsmasq-base")
-    args.dns_port = free_port()
-    dns_pid = tempfile.mktemp()
-    subprocess.run(["dnsmasq", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1",
-                    f"--port={args.dns_port}", "--bind-interfaces", f"--pid-file={dns_pid}",
-                    "--address=/#/"], check=True)
-    sink_port = free_port()
-    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"])
-    wait_port(sink_port)
-    try:
+    with dnsmasq("--address=/#/") as dns_port, smtp_sink() as sink_port:
+        args.dns_port = dns_port
         runs = [("mxguard", bench_mxguard)]
         if args.postfix:
             runs.append(("postfix", bench_postfix))
@@ -199,10 +141,6 @@ def main():
             print(f"{name}: {args.messages} msgs of {args.size} B over {args.sessions} sessions: "
                   f"accepted {args.messages / (t_acc - t0):.0f} msg/s, "
                   f"end to end {args.messages / (t_done - t0):.0f} msg/s")
-    finally:
-        sink.terminate()
-        with open(dns_pid) as f:
-            os.kill(int(f.read().strip()), signal.SIGTERM)
 
 
 if __name__ == "__main__":
