@@ -666,21 +666,24 @@ mod tests {
         gw.stop().await;
     }
 
-    #[tokio::test]
-    async fn temporary_failure_defers_with_backoff_then_delivers() {
+    /// A server that answers the first RCPT with `first` and every later one with 250.
+    fn rcpt_fails_once(first: &'static str) -> Script {
         let calls = Arc::new(AtomicUsize::new(0));
-        let c = calls.clone();
-        let server = FakeServer::start(Script {
+        Script {
             rcpt: Arc::new(move |_| {
-                if c.fetch_add(1, Ordering::SeqCst) == 0 {
-                    "451 4.3.0 try again later".into()
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    first.into()
                 } else {
                     "250 2.1.5 Ok".into()
                 }
             }),
             ..Script::default()
-        })
-        .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn temporary_failure_defers_with_backoff_then_delivers() {
+        let server = FakeServer::start(rcpt_fails_once("451 4.3.0 try again later")).await;
         let (mut gw, ready) = Gateway::open();
         let cfg = gw.config(&[server.addr], &[]);
         let id = gw
@@ -817,19 +820,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_request_retries_deferred_messages_at_once() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let c = calls.clone();
-        let server = FakeServer::start(Script {
-            rcpt: Arc::new(move |_| {
-                if c.fetch_add(1, Ordering::SeqCst) == 0 {
-                    "451 4.3.0 later".into()
-                } else {
-                    "250 2.1.5 Ok".into()
-                }
-            }),
-            ..Script::default()
-        })
-        .await;
+        let server = FakeServer::start(rcpt_fails_once("451 4.3.0 later")).await;
         let (mut gw, ready) = Gateway::open();
         let cfg = gw.config(
             &[server.addr],
