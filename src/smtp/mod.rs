@@ -109,7 +109,8 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: Ta
             }
         };
         let _ = tcp.set_nodelay(true);
-        let limits = shared.policy.load().config().server.limits.clone();
+        let policy = shared.policy.load();
+        let limits = &policy.config().server.limits;
         let active = shared.metrics.sessions_active.get().max(0) as usize;
         let refusal = {
             let mut map = shared.per_ip();
