@@ -2,26 +2,31 @@
 //!
 //! Data flows one way: listener → session → policy → spool → relay. [`serve`] wires
 //! them together on listeners the caller has already bound (so tests can bind port 0).
+//!
+//! Layers, each importing only from those below it (`../shared/tools/layers.py` checks):
+//! `admin`, `smtp` → `policy` → `auth`, `dns`, `rules`, `relay` → `spool`, `net` →
+//! `mail`, `config`, `metrics`.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod dns;
-pub mod header_fields;
+pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod policy;
 pub mod relay;
 pub mod rules;
 pub mod smtp;
 pub mod spool;
 
-use config::Config;
+use async_trait::async_trait;
+use config::{Config, DnsConfig};
 use metrics::Metrics;
-use policy::{Policy, RecipientVerifier};
-use smtp::Shared;
+use policy::{LivePolicy, Policy, Services, Verification};
 use spool::Spool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +40,7 @@ pub enum ServeError {
     Spool(#[from] spool::SpoolError),
     /// The STARTTLS certificate or key could not be loaded.
     #[error("server.tls: {0}")]
-    Tls(String),
+    Tls(#[from] net::tls::TlsSetupError),
     /// The rules could not be compiled.
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
@@ -55,38 +60,85 @@ pub enum ReloadError {
     Policy(#[from] policy::PolicyError),
 }
 
+/// The relay's callout answers the policy's recipient questions. The policy only knows
+/// the trait, so it never depends on the relay; this is where the two meet.
+#[async_trait]
+impl policy::RecipientProbe for relay::Callout {
+    async fn probe(&self, address: &str, config: &Arc<Config>) -> Verification {
+        match self.verify(address, config).await {
+            relay::CalloutAnswer::Exists => Verification::Known,
+            relay::CalloutAnswer::Unknown { reply } => Verification::Unknown(reply),
+            relay::CalloutAnswer::Unavailable { reason } => Verification::Unavailable(reason),
+        }
+    }
+}
+
+/// The services a policy is built with, and the `[dns]` section they were built from: a
+/// reload that changes `[dns]` gets a new resolver, one that does not keeps the old one
+/// (and its cache).
+#[derive(Debug)]
+struct ServiceSet {
+    dns_config: DnsConfig,
+    services: Services,
+}
+
+impl ServiceSet {
+    fn build(config: &Config, metrics: &Arc<Metrics>, probe: Arc<relay::Callout>) -> ServiceSet {
+        // One resolver for every DNS check; without one (no usable system resolver and no
+        // dns.nameservers) the DNS checks are left out, loudly.
+        let dns = match dns::Dns::new(&config.dns, metrics.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(error = %e, "no DNS resolver: DNS checks are disabled");
+                None
+            }
+        };
+        let auth = dns.as_ref().map(auth::Authenticator::new);
+        ServiceSet {
+            dns_config: config.dns.clone(),
+            services: Services {
+                probe: Some(probe),
+                dns,
+                auth,
+            },
+        }
+    }
+}
+
 /// A running gateway's handle for reloads.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    shared: Arc<Shared>,
-    dns: Option<dns::Dns>,
-    auth: Option<auth::Authenticator>,
+    live: Arc<LivePolicy>,
+    metrics: Arc<Metrics>,
+    callout: Arc<relay::Callout>,
+    services: Arc<Mutex<ServiceSet>>,
 }
 
 impl Gateway {
+    fn services(&self) -> MutexGuard<'_, ServiceSet> {
+        // A poisoned lock only means a reload panicked; the set itself is consistent.
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Re-reads the configuration and rules and swaps the policy snapshot atomically;
-    /// sessions already running keep the one they started with. On any error the running
-    /// policy stays active. Returns the new fingerprint.
+    /// sessions already running keep the one they started with, while delivery and
+    /// callouts follow the new configuration from their next message. On any error the
+    /// running policy stays active. Returns the new fingerprint.
     pub fn reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
-        let metrics = &self.shared.metrics;
+        let metrics = &self.metrics;
         let built = Config::load(config_path)
             .map_err(ReloadError::from)
             .and_then(|config| {
-                build_policy(
-                    Arc::new(config),
-                    metrics,
-                    self.dns.clone(),
-                    self.auth.clone(),
-                )
-                .map_err(ReloadError::from)
+                let mut set = self.services();
+                if set.dns_config != config.dns {
+                    tracing::info!("[dns] changed: new resolver");
+                    *set = ServiceSet::build(&config, metrics, self.callout.clone());
+                }
+                build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {
             Ok(policy) => {
-                let old = self.shared.policy.swap(policy.clone());
-                metrics
-                    .policy_info
-                    .with_label_values(&[old.fingerprint()])
-                    .set(0);
+                let old = self.live.swap(policy.clone());
                 let _ = metrics
                     .policy_info
                     .remove_label_values(&[old.fingerprint()]);
@@ -109,7 +161,7 @@ impl Gateway {
 
     /// The policy snapshot new sessions get.
     pub fn policy(&self) -> Arc<Policy> {
-        self.shared.policy.load_full()
+        self.live.get()
     }
 }
 
@@ -126,20 +178,13 @@ fn record_policy(metrics: &Metrics, policy: &Policy) {
     metrics.policy_last_reload_timestamp_seconds.set(loaded);
 }
 
-/// Compiles the policy snapshot of a configuration.
 fn build_policy(
     config: Arc<Config>,
-    metrics: &Arc<Metrics>,
-    dns: Option<dns::Dns>,
-    auth: Option<auth::Authenticator>,
+    metrics: &Metrics,
+    services: &Services,
 ) -> Result<Arc<Policy>, policy::PolicyError> {
-    let callout = Arc::new(relay::Callout::new(&config.relay, metrics.clone()));
-    let verifier = Arc::new(RecipientVerifier::new(
-        &config.relay.recipients,
-        Some(callout),
-    ));
     Ok(Arc::new(
-        Policy::build(config, verifier, dns, auth)?.with_metrics(metrics),
+        Policy::build(config, services)?.with_metrics(metrics),
     ))
 }
 
@@ -156,47 +201,52 @@ pub async fn serve(
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
-    // One resolver for every DNS check; without one (no usable system resolver and no
-    // dns.nameservers) the DNS checks are left out, loudly.
-    let dns = match dns::Dns::new(&config.dns, metrics.clone()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::error!(error = %e, "no DNS resolver: DNS checks are disabled");
-            None
-        }
-    };
-    let auth = dns.as_ref().map(auth::Authenticator::new);
-    let policy = build_policy(config.clone(), &metrics, dns.clone(), auth.clone())?;
+    let callout = Arc::new(relay::Callout::new(metrics.clone()));
+    let set = ServiceSet::build(&config, &metrics, callout.clone());
+    let policy = build_policy(config.clone(), &metrics, &set.services)?;
+    let live = Arc::new(LivePolicy::new(policy.clone()));
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
-        Some(files) => Some(
-            smtp::conn::load_acceptor(&files.certificate, &files.key).map_err(ServeError::Tls)?,
-        ),
+        Some(files) => Some(net::tls::load_acceptor(&files.certificate, &files.key)?),
         None => None,
     };
     let admin_listener = match config.metrics.listen {
         Some(addr) => Some(
-            metrics::admin::bind(addr)
+            admin::bind(addr)
                 .await
                 .map_err(|e| ServeError::Admin(addr, e))?,
         ),
         None => None,
     };
-    let shared = Arc::new(Shared::new(
-        policy,
-        spool.clone(),
-        metrics.clone(),
+    let server = Arc::new(smtp::Server {
+        policy: live.clone(),
+        spool: spool.clone(),
+        metrics: metrics.clone(),
         tls,
-        shutdown.clone(),
-    ));
+        shutdown: shutdown.clone(),
+        admission: smtp::Admission::new(config.server.limits.max_sessions),
+    });
     // Stopped last: `/healthz` answers 503 while the sessions drain.
     let admin_stop = CancellationToken::new();
-    let admin = admin_listener
-        .map(|l| tokio::spawn(metrics::admin::serve(l, shared.clone(), admin_stop.clone())));
+    let admin = admin_listener.map(|l| {
+        let state = admin::AdminState {
+            policy: live.clone(),
+            metrics: metrics.clone(),
+            spool: spool.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(admin::serve(l, state, admin_stop.clone()))
+    });
 
     let delivery_stop = CancellationToken::new();
-    let delivery = relay::start(config.clone(), spool, ready, metrics, delivery_stop.clone());
+    let delivery = relay::start(
+        live.clone(),
+        spool,
+        ready,
+        metrics.clone(),
+        delivery_stop.clone(),
+    );
 
     let sessions = TaskTracker::new();
     let acceptors = TaskTracker::new();
@@ -206,15 +256,16 @@ pub async fn serve(
         }
         acceptors.spawn(smtp::accept_loop(
             listener,
-            shared.clone(),
+            server.clone(),
             sessions.clone(),
         ));
     }
     acceptors.close();
     on_start(Gateway {
-        shared: shared.clone(),
-        dns,
-        auth,
+        live,
+        metrics,
+        callout,
+        services: Arc::new(Mutex::new(set)),
     });
 
     shutdown.cancelled().await;

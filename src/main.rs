@@ -1,5 +1,7 @@
-//! The `mxguard` binary: everything lives in the library's `cli` module.
+//! The `mxguard` binary: argument parsing, logging, signals; the work is in the library.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    mxguard::cli::run()
+    cli::run()
 }

@@ -200,7 +200,7 @@ fn single_from_domain(message: &AuthenticatedMessage<'_>) -> String {
 /// folded fields are removed whole, the body is never touched. Borrowed when nothing matched.
 pub fn strip_authentication_results<'m>(message: &'m [u8], hostname: &str) -> Cow<'m, [u8]> {
     let hostname = hostname.trim_end_matches('.');
-    crate::header_fields::remove_fields(message, |name, value| {
+    crate::mail::header_fields::remove_fields(message, |name, value| {
         name.eq_ignore_ascii_case(b"Authentication-Results")
             && authserv_id(value)
                 .is_some_and(|id| id.trim_end_matches('.').eq_ignore_ascii_case(hostname))

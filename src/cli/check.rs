@@ -1,12 +1,11 @@
 //! `mxguard check`: validate the configuration and rules; print what they resolve to and
 //! the policy fingerprint; exit 1 naming every problem with its file:line.
 
-use crate::config::Config;
-use crate::policy::{Policy, RecipientVerifier};
-use crate::rules::{RuleSet, Severity};
+use mxguard::config::Config;
+use mxguard::policy::offline;
+use mxguard::rules::{RuleSet, Severity};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Loads configuration and rules and prints a summary.
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -19,7 +18,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     };
     let mut failed = false;
     if let Some(tls) = &config.server.tls {
-        if let Err(e) = crate::smtp::conn::load_acceptor(&tls.certificate, &tls.key) {
+        if let Err(e) = mxguard::net::tls::load_acceptor(&tls.certificate, &tls.key) {
             eprintln!("{}: server.tls: {e}", path.display());
             failed = true;
         }
@@ -80,8 +79,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if failed {
         return Ok(ExitCode::FAILURE);
     }
-    let verifier = Arc::new(RecipientVerifier::new(&config.relay.recipients, None));
-    let policy = Policy::build(Arc::new(config), verifier, None, None)?;
+    let policy = offline::build(config)?;
     println!("fingerprint: {}", policy.fingerprint());
     Ok(ExitCode::SUCCESS)
 }

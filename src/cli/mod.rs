@@ -4,7 +4,7 @@
 mod check;
 mod quarantine;
 mod queue;
-pub mod scan;
+mod scan;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -117,13 +117,16 @@ pub enum QuarantineAction {
 }
 
 /// Parses a queue id given on the command line.
-fn parse_id(s: &str) -> anyhow::Result<crate::spool::QueueId> {
-    crate::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
+fn parse_id(s: &str) -> anyhow::Result<mxguard::spool::QueueId> {
+    mxguard::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
 }
 
 /// Parses the command line and runs the verb; the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Verb::Serve { .. }) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Verb::Serve { log_format } => serve::run(&cli.config, log_format),
         Verb::Check => check::run(&cli.config),
@@ -152,5 +155,16 @@ pub fn run() -> ExitCode {
             eprintln!("mxguard: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `mxguard check | head -1` must end quietly like any Unix filter, not panic on a closed
+/// pipe: the verbs that print get the default SIGPIPE disposition back (Rust ignores it).
+/// `serve` keeps ignoring it, so a vanished log reader never kills the gateway.
+fn restore_default_sigpipe() {
+    // SAFETY: called once at start, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

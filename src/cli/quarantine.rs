@@ -1,8 +1,8 @@
 //! `mxguard quarantine`: list, show and release quarantined messages.
 
 use super::{parse_id, QuarantineAction};
-use crate::config::Config;
-use crate::spool::{unix_now, QueueId, Spool};
+use mxguard::config::Config;
+use mxguard::spool::{unix_now, QueueId, Spool};
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -1,9 +1,9 @@
 //! `mxguard queue`: list, show, flush and delete spooled messages.
 
 use super::{parse_id, QueueAction};
-use crate::config::Config;
-use crate::spool::{unix_now, QueueId, RcptStatus, Spool};
 use anyhow::Context as _;
+use mxguard::config::Config;
+use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool};
 use std::path::Path;
 use std::process::ExitCode;
 

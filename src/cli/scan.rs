@@ -1,14 +1,13 @@
 //! `mxguard scan`: judge message files offline with the same policy the gateway runs at
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
-use crate::config::Config;
-use crate::policy::{ClientInfo, Context, Policy, RecipientVerifier, Stage, Verdict};
 use anyhow::Context as _;
+use mxguard::policy::offline::{self, judge, Judgement};
+use mxguard::policy::Policy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of `mxguard scan`.
@@ -24,56 +23,6 @@ pub struct ScanOptions {
     pub jobs: usize,
     /// Files and directories to scan.
     pub paths: Vec<PathBuf>,
-}
-
-/// One judged message.
-#[derive(Debug, Clone)]
-pub struct Judgement {
-    /// Verdict.
-    pub verdict: Verdict,
-    /// Total score.
-    pub score: f64,
-    /// Symbols hit with their scores.
-    pub hits: Vec<(String, f64)>,
-}
-
-/// Builds the offline policy of a configuration: recipient verification and callouts do
-/// not apply to message files.
-pub fn offline_policy(path: &Path) -> anyhow::Result<Policy> {
-    let config = Config::load(path)?;
-    let verifier = Arc::new(RecipientVerifier::new(&config.relay.recipients, None));
-    Ok(Policy::build(Arc::new(config), verifier, None, None)?)
-}
-
-/// Judges raw message bytes exactly as the end-of-data stage would.
-pub fn judge(policy: &Policy, raw: &[u8]) -> Judgement {
-    let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
-    ctx.message = to_crlf(raw);
-    let decision = futures::executor::block_on(policy.evaluate(Stage::Data, &mut ctx));
-    let (verdict, _) = policy.conclude(decision, &ctx);
-    Judgement {
-        verdict,
-        score: ctx.score(),
-        hits: ctx
-            .symbols
-            .iter()
-            .map(|s| (s.name.clone(), s.score))
-            .collect(),
-    }
-}
-
-/// Files on disk often have LF endings; the gateway always sees CRLF.
-fn to_crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
 }
 
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -103,14 +52,9 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Runs `scan`.
 pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
-    // `scan ... | head` must end quietly like any Unix filter, not panic on a closed pipe.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    let policy = offline_policy(config_path)?;
+    let policy = offline::load(config_path)?;
     let other = match &opts.compare {
-        Some(p) => Some(offline_policy(p)?),
+        Some(p) => Some(offline::load(p)?),
         None => None,
     };
     let files = collect_files(&opts.paths)?;
@@ -254,14 +198,4 @@ fn scan_parallel<T: Send>(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not scanned"))))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lf_files_become_crlf_and_crlf_stays() {
-        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
-    }
 }

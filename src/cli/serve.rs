@@ -1,8 +1,8 @@
 //! `mxguard serve`: logging, signals, listeners, then the library's `serve`.
 
 use super::LogFormatArg;
-use crate::config::{Config, LogFormat};
 use anyhow::Context as _;
+use mxguard::config::{Config, LogFormat};
 use std::path::Path;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
         config.policy.rules_dir.clone(),
         gateway_rx,
     )?;
-    crate::serve(config, listeners, shutdown, |gw| {
+    mxguard::serve(config, listeners, shutdown, |gw| {
         let _ = gateway_tx.send(gw);
     })
     .await?;
@@ -83,11 +83,11 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 fn spawn_reload_handler(
     path: std::path::PathBuf,
     rules_dir: Option<std::path::PathBuf>,
-    gateway: tokio::sync::oneshot::Receiver<crate::Gateway>,
+    gateway: tokio::sync::oneshot::Receiver<mxguard::Gateway>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let (watch, mut changes) = crate::config::watch::watch(&path, rules_dir.as_deref())
+    let (watch, mut changes) = mxguard::config::watch::watch(&path, rules_dir.as_deref())
         .context("watching the configuration")?;
     tokio::spawn(async move {
         let _watch = watch;

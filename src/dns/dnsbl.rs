@@ -4,7 +4,6 @@
 use super::{Dns, Outcome};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::str::FromStr;
 
 /// The query name for `ip` in `zone`: `2.0.0.127.zone.` for IPv4, the 32 reversed nibbles
 /// of the address for IPv6 (RFC 5782 §2.4). Always absolute (trailing dot).
@@ -90,77 +89,6 @@ pub async fn lookup(dns: &Dns, check: &'static str, name: &str) -> Outcome<Listi
         .map(|answers| Listing::from_answers(&answers))
 }
 
-/// Which return codes a list entry matches, like postscreen's `zone=127.0.0.[2..11]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeMatch {
-    /// Any return code (`*`, or no filter).
-    Any,
-    /// One exact code, `127.0.0.2`.
-    Exact(Ipv4Addr),
-    /// An inclusive range of the last octet under `127.0.0.`, `127.0.0.[2..11]`.
-    LastOctet(u8, u8),
-    /// Any code with one of these bits set in the last octet, `&4` (bitmask lists such as
-    /// SURBL's multi zone).
-    Mask(u8),
-}
-
-impl CodeMatch {
-    /// True when `code` matches.
-    pub fn matches(&self, code: Ipv4Addr) -> bool {
-        let [a, b, c, d] = code.octets();
-        match *self {
-            CodeMatch::Any => true,
-            CodeMatch::Exact(exact) => code == exact,
-            CodeMatch::LastOctet(lo, hi) => (a, b, c) == (127, 0, 0) && (lo..=hi).contains(&d),
-            CodeMatch::Mask(mask) => d & mask != 0,
-        }
-    }
-}
-
-impl FromStr for CodeMatch {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<CodeMatch, String> {
-        let s = s.trim();
-        if s == "*" || s.is_empty() {
-            return Ok(CodeMatch::Any);
-        }
-        if let Some(mask) = s.strip_prefix('&') {
-            let mask = match mask.strip_prefix("0x") {
-                Some(hex) => u8::from_str_radix(hex, 16),
-                None => mask.parse(),
-            };
-            return match mask {
-                Ok(m) if m != 0 => Ok(CodeMatch::Mask(m)),
-                _ => Err(format!("bad return-code mask {s:?}")),
-            };
-        }
-        if let Some(range) = s
-            .strip_prefix("127.0.0.[")
-            .and_then(|r| r.strip_suffix(']'))
-        {
-            let (lo, hi) = range
-                .split_once("..")
-                .ok_or_else(|| format!("bad return-code range {s:?} (want 127.0.0.[LO..HI])"))?;
-            let lo: u8 = lo
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad return-code range {s:?}"))?;
-            let hi: u8 = hi
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad return-code range {s:?}"))?;
-            if lo > hi {
-                return Err(format!("empty return-code range {s:?}"));
-            }
-            return Ok(CodeMatch::LastOctet(lo, hi));
-        }
-        s.parse::<Ipv4Addr>().map(CodeMatch::Exact).map_err(|_| {
-            format!("bad return code {s:?} (want 127.0.0.N, 127.0.0.[LO..HI], &MASK or *)")
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,27 +157,5 @@ mod tests {
             Listing::from_answers(&[wildcard, code(10)]).codes(),
             &[code(10)]
         );
-    }
-
-    #[test]
-    fn return_code_patterns() {
-        let code = |d| Ipv4Addr::new(127, 0, 0, d);
-        let parse = |s: &str| s.parse::<CodeMatch>();
-        assert_eq!(parse("*"), Ok(CodeMatch::Any));
-        assert_eq!(parse("127.0.0.2"), Ok(CodeMatch::Exact(code(2))));
-        assert_eq!(parse("127.0.0.[2..11]"), Ok(CodeMatch::LastOctet(2, 11)));
-        assert_eq!(parse("&0x08"), Ok(CodeMatch::Mask(8)));
-        assert_eq!(parse("&4"), Ok(CodeMatch::Mask(4)));
-        assert!(parse("127.0.0.[9..2]").is_err());
-        assert!(parse("&0").is_err());
-        assert!(parse("listed").is_err());
-
-        assert!(CodeMatch::Any.matches(code(3)));
-        assert!(CodeMatch::Exact(code(2)).matches(code(2)));
-        assert!(!CodeMatch::Exact(code(2)).matches(code(3)));
-        assert!(CodeMatch::LastOctet(2, 11).matches(code(11)));
-        assert!(!CodeMatch::LastOctet(2, 11).matches(code(12)));
-        assert!(CodeMatch::Mask(4).matches(code(6)));
-        assert!(!CodeMatch::Mask(4).matches(code(2)));
     }
 }

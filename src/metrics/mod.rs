@@ -1,9 +1,7 @@
 //! Prometheus metrics: one registry per gateway, handed to whoever measures something.
 //!
 //! No global registry: tests start several gateways in one process and each must count
-//! only its own traffic. The admin HTTP listener that serves the registry is in [`admin`].
-
-pub mod admin;
+//! only its own traffic. The admin HTTP listener (`crate::admin`) serves it.
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

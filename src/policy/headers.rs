@@ -17,7 +17,7 @@ const OWN_HEADERS: [&str; 5] = [
 /// lines included; returns how many fields went. The body is never touched.
 pub fn strip_own_headers(message: &mut Vec<u8>) -> usize {
     let mut removed = 0;
-    let stripped = crate::header_fields::remove_fields(message, |name, _| {
+    let stripped = crate::mail::header_fields::remove_fields(message, |name, _| {
         let own = OWN_HEADERS
             .iter()
             .any(|h| name.eq_ignore_ascii_case(h.as_bytes()));

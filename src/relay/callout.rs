@@ -5,8 +5,8 @@
 //! "unavailable" never is, so a recovering internal server is noticed at once.
 //! Concurrent lookups of one address share a single probe.
 
-use super::client::{ClientSettings, Connection};
-use crate::config::RelayConfig;
+use super::client::{ClientSettings, Connection, SettingsCache};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -48,7 +48,6 @@ struct Cache {
     entries: HashMap<String, (CalloutAnswer, Instant, u64)>,
     order: BTreeMap<u64, String>,
     seq: u64,
-    capacity: usize,
 }
 
 impl Cache {
@@ -63,8 +62,15 @@ impl Cache {
         None
     }
 
-    fn put(&mut self, key: String, answer: CalloutAnswer, ttl: Duration, now: Instant) {
-        if self.capacity == 0 || ttl.is_zero() {
+    fn put(
+        &mut self,
+        key: String,
+        answer: CalloutAnswer,
+        ttl: Duration,
+        now: Instant,
+        capacity: usize,
+    ) {
+        if capacity == 0 || ttl.is_zero() {
             return;
         }
         self.seq += 1;
@@ -75,7 +81,7 @@ impl Cache {
             self.order.remove(&old);
         }
         self.order.insert(self.seq, key);
-        while self.entries.len() > self.capacity {
+        while self.entries.len() > capacity {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
@@ -86,14 +92,12 @@ impl Cache {
 
 type Waiters = HashMap<String, watch::Receiver<Option<CalloutAnswer>>>;
 
-/// Recipient verification against the internal servers. Share it behind an `Arc`.
+/// Recipient verification against the internal servers. Share it behind an `Arc`: it is
+/// built once, so its cache survives reloads, and each question carries the configuration
+/// of the session asking (its `relay.internal` and `relay.recipients`).
 #[derive(Debug)]
 pub struct Callout {
-    servers: Vec<SocketAddr>,
-    settings: ClientSettings,
-    deadline: Duration,
-    positive_ttl: Duration,
-    negative_ttl: Duration,
+    settings: SettingsCache,
     cache: Mutex<Cache>,
     probing: Mutex<Waiters>,
     metrics: Arc<Metrics>,
@@ -118,27 +122,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Callout {
-    /// A callout client for `relay.internal`, with the limits of `relay.recipients`.
-    pub fn new(relay: &RelayConfig, metrics: Arc<Metrics>) -> Callout {
-        let rc = &relay.recipients;
+    /// A callout client with an empty cache.
+    pub fn new(metrics: Arc<Metrics>) -> Callout {
         Callout {
-            servers: relay.internal.clone(),
-            settings: ClientSettings::from_config(relay),
-            deadline: rc.callout_timeout,
-            positive_ttl: rc.positive_ttl,
-            negative_ttl: rc.negative_ttl,
-            cache: Mutex::new(Cache {
-                capacity: rc.cache_size,
-                ..Cache::default()
-            }),
+            settings: SettingsCache::default(),
+            cache: Mutex::new(Cache::default()),
             probing: Mutex::new(HashMap::new()),
             metrics,
         }
     }
 
-    /// Whether `rcpt` (an address without brackets) exists on the internal server:
-    /// from the cache when known, else by a probe bounded by `callout_timeout`.
-    pub async fn verify(&self, rcpt: &str) -> CalloutAnswer {
+    /// Whether `rcpt` (an address without brackets) exists on the internal servers of
+    /// `config`: from the cache when known, else by a probe bounded by `callout_timeout`.
+    pub async fn verify(&self, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
         let key = rcpt.to_lowercase();
         if let Some(answer) = lock(&self.cache).get(&key, Instant::now()) {
             self.metrics
@@ -171,20 +167,23 @@ impl Callout {
                     return answer;
                 }
                 // The probing task was cancelled before answering: probe on our own.
-                return self.probe_and_record(&key, rcpt).await;
+                return self.probe_and_record(&key, rcpt, config).await;
             }
         };
         let _guard = ProbeGuard {
             probing: &self.probing,
             key: key.clone(),
         };
-        let answer = self.probe_and_record(&key, rcpt).await;
+        let answer = self.probe_and_record(&key, rcpt, config).await;
         let _ = tx.send(Some(answer.clone()));
         answer
     }
 
-    async fn probe_and_record(&self, key: &str, rcpt: &str) -> CalloutAnswer {
-        let answer = match timeout(self.deadline, self.probe(rcpt)).await {
+    async fn probe_and_record(&self, key: &str, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
+        let settings = self.settings.get(config);
+        let rc = &config.relay.recipients;
+        let probe = probe(&config.relay.internal, &settings, rcpt);
+        let answer = match timeout(rc.callout_timeout, probe).await {
             Ok(a) => a,
             Err(_) => CalloutAnswer::Unavailable {
                 reason: "callout timed out".into(),
@@ -195,57 +194,58 @@ impl Callout {
             .with_label_values(&[answer.label()])
             .inc();
         let ttl = match answer {
-            CalloutAnswer::Exists => Some(self.positive_ttl),
-            CalloutAnswer::Unknown { .. } => Some(self.negative_ttl),
+            CalloutAnswer::Exists => Some(rc.positive_ttl),
+            CalloutAnswer::Unknown { .. } => Some(rc.negative_ttl),
             CalloutAnswer::Unavailable { .. } => None,
         };
         if let Some(ttl) = ttl {
-            lock(&self.cache).put(key.to_owned(), answer.clone(), ttl, Instant::now());
+            let now = Instant::now();
+            lock(&self.cache).put(key.to_owned(), answer.clone(), ttl, now, rc.cache_size);
         }
         tracing::debug!(rcpt, answer = answer.label(), "callout");
         answer
     }
+}
 
-    /// Probes the servers in order; one that cannot give a definite answer passes the
-    /// question to the next.
-    async fn probe(&self, rcpt: &str) -> CalloutAnswer {
-        if rcpt
-            .bytes()
-            .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
-        {
-            return CalloutAnswer::Unknown {
-                reply: "invalid address".into(),
-            };
-        }
-        let mut reason = String::from("no internal server configured");
-        for &server in &self.servers {
-            let mut conn = match Connection::open(server, &self.settings).await {
-                Ok(c) => c,
-                Err(e) => {
-                    reason = e.to_string();
-                    continue;
-                }
-            };
-            let result = conn.probe_recipient(rcpt).await;
-            // The answer does not wait for the goodbye.
-            tokio::spawn(conn.quit());
-            match result {
-                Ok((mail, _)) if !mail.is_positive() => {
-                    reason = format!("{server}: MAIL FROM:<> refused: {mail}");
-                }
-                Ok((_, Some(reply))) if reply.is_positive() => return CalloutAnswer::Exists,
-                Ok((_, Some(reply))) if reply.is_permanent() => {
-                    return CalloutAnswer::Unknown {
-                        reply: reply.text(),
-                    }
-                }
-                Ok((_, Some(reply))) => reason = format!("{server}: {reply}"),
-                Ok((_, None)) => reason = format!("{server}: no reply to RCPT"),
-                Err(e) => reason = format!("{server}: {e}"),
-            }
-        }
-        CalloutAnswer::Unavailable { reason }
+/// Probes `servers` in order; one that cannot give a definite answer passes the question
+/// to the next.
+async fn probe(servers: &[SocketAddr], settings: &ClientSettings, rcpt: &str) -> CalloutAnswer {
+    if rcpt
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
+    {
+        return CalloutAnswer::Unknown {
+            reply: "invalid address".into(),
+        };
     }
+    let mut reason = String::from("no internal server configured");
+    for &server in servers {
+        let mut conn = match Connection::open(server, settings).await {
+            Ok(c) => c,
+            Err(e) => {
+                reason = e.to_string();
+                continue;
+            }
+        };
+        let result = conn.probe_recipient(rcpt).await;
+        // The answer does not wait for the goodbye.
+        tokio::spawn(conn.quit());
+        match result {
+            Ok((mail, _)) if !mail.is_positive() => {
+                reason = format!("{server}: MAIL FROM:<> refused: {mail}");
+            }
+            Ok((_, Some(reply))) if reply.is_positive() => return CalloutAnswer::Exists,
+            Ok((_, Some(reply))) if reply.is_permanent() => {
+                return CalloutAnswer::Unknown {
+                    reply: reply.to_string(),
+                }
+            }
+            Ok((_, Some(reply))) => reason = format!("{server}: {reply}"),
+            Ok((_, None)) => reason = format!("{server}: no reply to RCPT"),
+            Err(e) => reason = format!("{server}: {e}"),
+        }
+    }
+    CalloutAnswer::Unavailable { reason }
 }
 
 #[cfg(test)]
@@ -253,11 +253,24 @@ mod tests {
     use super::*;
     use crate::relay::testing::{config, dead_addr, FakeServer, Script};
 
-    fn callout(servers: &[SocketAddr], overrides: &[(&str, &str)]) -> (Callout, Arc<Metrics>) {
+    /// A callout with the configuration every question carries.
+    struct Probe {
+        callout: Callout,
+        config: Arc<Config>,
+    }
+
+    impl Probe {
+        async fn verify(&self, rcpt: &str) -> CalloutAnswer {
+            self.callout.verify(rcpt, &self.config).await
+        }
+    }
+
+    fn callout(servers: &[SocketAddr], overrides: &[(&str, &str)]) -> (Probe, Arc<Metrics>) {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), servers, overrides);
+        let config = config(dir.path(), servers, overrides);
         let metrics = Arc::new(Metrics::new());
-        (Callout::new(&cfg.relay, metrics.clone()), metrics)
+        let callout = Callout::new(metrics.clone());
+        (Probe { callout, config }, metrics)
     }
 
     fn directory() -> Script {
@@ -314,9 +327,12 @@ mod tests {
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
-        let mut relay = config(dir.path(), &[slow.addr], &[]).relay.clone();
-        relay.recipients.callout_timeout = Duration::from_millis(100);
-        let c = Callout::new(&relay, Arc::new(Metrics::new()));
+        let mut cfg = (*config(dir.path(), &[slow.addr], &[])).clone();
+        cfg.relay.recipients.callout_timeout = Duration::from_millis(100);
+        let c = Probe {
+            callout: Callout::new(Arc::new(Metrics::new())),
+            config: Arc::new(cfg),
+        };
         let a = c.verify("alice@example.test").await;
         assert_eq!(
             a,
@@ -360,16 +376,13 @@ mod tests {
 
     #[test]
     fn cache_evicts_oldest_and_expires() {
-        let mut c = Cache {
-            capacity: 2,
-            ..Cache::default()
-        };
+        let mut c = Cache::default();
         let now = Instant::now();
         let ttl = Duration::from_secs(10);
-        c.put("a".into(), CalloutAnswer::Exists, ttl, now);
-        c.put("b".into(), CalloutAnswer::Exists, ttl, now);
-        c.put("a".into(), CalloutAnswer::Exists, ttl, now);
-        c.put("c".into(), CalloutAnswer::Exists, ttl, now);
+        c.put("a".into(), CalloutAnswer::Exists, ttl, now, 2);
+        c.put("b".into(), CalloutAnswer::Exists, ttl, now, 2);
+        c.put("a".into(), CalloutAnswer::Exists, ttl, now, 2);
+        c.put("c".into(), CalloutAnswer::Exists, ttl, now, 2);
         assert!(c.get("b", now).is_none());
         assert!(c.get("a", now).is_some());
         assert!(c.get("c", now).is_some());

@@ -4,10 +4,11 @@
 //! connection. A message leaves the spool only after the internal server's 250 for every
 //! recipient (or a permanent failure, which produces a DSN to a real sender).
 
-use super::client::{ClientError, ClientSettings, Connection, Reply, Transaction};
+use super::client::{ClientError, ClientSettings, Connection, SettingsCache, Transaction};
 use super::dsn::{self, FailedRecipient};
-use super::scheduler::{arrival_from_id, Job, Outcome, Scheduler};
-use crate::config::Config;
+use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
+use crate::config::{Config, CurrentConfig};
+use crate::mail::Reply;
 use crate::metrics::Metrics;
 use crate::spool::{unix_now, QueueId, RcptStatus, Spool, SpoolError, SpooledMessage};
 use std::net::SocketAddr;
@@ -21,24 +22,35 @@ use tokio_util::sync::CancellationToken;
 /// How often the loop looks for a `mxguard queue flush` request file.
 const FLUSH_POLL: Duration = Duration::from_secs(2);
 
-/// What every worker shares.
+/// What every worker shares: the configuration in force (read per message, so a reload
+/// reaches delivery at once), the spool and the metrics.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Arc<Config>,
+pub(crate) struct Relay {
+    live: Arc<dyn CurrentConfig>,
+    settings: SettingsCache,
     pub(crate) spool: Arc<Spool>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) settings: ClientSettings,
 }
 
-impl Shared {
-    pub(crate) fn new(config: Arc<Config>, spool: Arc<Spool>, metrics: Arc<Metrics>) -> Shared {
-        let settings = ClientSettings::from_config(&config.relay);
-        Shared {
-            config,
+impl Relay {
+    pub(crate) fn new(
+        live: Arc<dyn CurrentConfig>,
+        spool: Arc<Spool>,
+        metrics: Arc<Metrics>,
+    ) -> Relay {
+        Relay {
+            live,
+            settings: SettingsCache::default(),
             spool,
             metrics,
-            settings,
         }
+    }
+
+    /// The configuration in force and its client settings.
+    fn current(&self) -> (Arc<Config>, ClientSettings) {
+        let config = self.live.current();
+        let settings = self.settings.get(&config);
+        (config, settings)
     }
 }
 
@@ -46,30 +58,32 @@ impl Shared {
 /// announced on `ready`, until `shutdown` is cancelled. After cancellation no new
 /// delivery starts; running ones finish (each is bounded by the relay timeouts), idle
 /// connections are closed with QUIT, and the returned task ends.
+/// `relay.workers` is read once here (changing it needs a restart); everything else is
+/// read from `live` for every message.
 pub fn start(
-    config: Arc<Config>,
+    live: Arc<dyn CurrentConfig>,
     spool: Arc<Spool>,
     ready: mpsc::UnboundedReceiver<QueueId>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let shared = Arc::new(Shared::new(config, spool, metrics));
-    tokio::spawn(run(shared, ready, shutdown))
+    let relay = Arc::new(Relay::new(live, spool, metrics));
+    tokio::spawn(run(relay, ready, shutdown))
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
     mut ready: mpsc::UnboundedReceiver<QueueId>,
     shutdown: CancellationToken,
 ) {
-    let workers = shared.config.relay.workers.max(1);
+    let workers = relay.live.current().relay.workers.max(1);
     let (job_tx, job_rx) = mpsc::channel::<Job>(workers);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, Outcome)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, JobResult)>();
     let handles: Vec<JoinHandle<()>> = (0..workers)
         .map(|_| {
             tokio::spawn(worker(
-                shared.clone(),
+                relay.clone(),
                 job_rx.clone(),
                 done_tx.clone(),
                 shutdown.clone(),
@@ -79,7 +93,7 @@ async fn run(
     drop(done_tx);
 
     let mut sched = Scheduler::new(workers);
-    let spool = shared.spool.clone();
+    let spool = relay.spool.clone();
     match tokio::task::spawn_blocking(move || spool.recover()).await {
         Ok(Ok(ids)) => {
             if !ids.is_empty() {
@@ -107,7 +121,7 @@ async fn run(
                 break;
             }
         }
-        update_gauges(&shared.metrics, &sched);
+        update_gauges(&relay.metrics, &sched);
         let wake = sched.next_wakeup();
         tokio::select! {
             biased;
@@ -121,12 +135,12 @@ async fn run(
             },
             _ = sleep_until_opt(wake) => {}
             _ = flush_tick.tick() => {
-                if take_flush_request(&shared.spool) {
+                if take_flush_request(&relay.spool) {
                     tracing::info!(messages = sched.len(), "queue flush requested");
                     sched.flush();
                     // Messages put into the queue by another process (`quarantine release`)
                     // are only known from the directory.
-                    match shared.spool.ids() {
+                    match relay.spool.ids() {
                         Ok(ids) => ids.into_iter().for_each(|id| sched.add(id, false)),
                         Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush"),
                     }
@@ -138,7 +152,7 @@ async fn run(
     for h in handles {
         let _ = h.await;
     }
-    update_gauges(&shared.metrics, &sched);
+    update_gauges(&relay.metrics, &sched);
     tracing::info!("relay stopped");
 }
 
@@ -174,14 +188,14 @@ fn update_gauges(metrics: &Metrics, sched: &Scheduler) {
 }
 
 async fn worker(
-    shared: Arc<Shared>,
+    relay: Arc<Relay>,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    done: mpsc::UnboundedSender<(QueueId, Outcome)>,
+    done: mpsc::UnboundedSender<(QueueId, JobResult)>,
     shutdown: CancellationToken,
 ) {
-    let idle = shared.config.relay.idle_timeout;
     let mut conn: Option<Connection> = None;
     loop {
+        let idle = relay.live.current().relay.idle_timeout;
         let idle_deadline = conn.as_ref().map(|c| c.last_used() + idle);
         let next = async { jobs.lock().await.recv().await };
         let job = tokio::select! {
@@ -198,7 +212,7 @@ async fn worker(
         };
         let Some(job) = job else { break };
         let id = job.id.clone();
-        let outcome = attempt(&shared, &mut conn, &job).await;
+        let outcome = attempt(&relay, &mut conn, &job).await;
         let _ = done.send((id, outcome));
     }
     if let Some(c) = conn {
@@ -219,28 +233,29 @@ pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
 
 /// One delivery attempt for one message, start to finish: load, deliver the pending
 /// recipients, record the result, then remove, defer or bounce.
-pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job: &Job) -> Outcome {
-    let spool = shared.spool.clone();
+pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
+    let (config, settings) = relay.current();
+    let spool = relay.spool.clone();
     let id = job.id.clone();
     let mut msg = match tokio::task::spawn_blocking(move || spool.load(&id)).await {
         Ok(Ok(m)) => m,
-        Ok(Err(SpoolError::NotFound(_))) => return Outcome::Abandoned,
+        Ok(Err(SpoolError::NotFound(_))) => return JobResult::Abandoned,
         Ok(Err(e)) => {
             tracing::error!(queue_id = %job.id, error = %e, "cannot load spooled message; left in place");
-            return Outcome::Abandoned;
+            return JobResult::Abandoned;
         }
         Err(e) => {
             tracing::error!(queue_id = %job.id, error = %e, "spool load task failed");
-            return Outcome::Abandoned;
+            return JobResult::Abandoned;
         }
     };
     let now = unix_now();
     if job.honor_next_attempt && msg.state.next_attempt > now {
-        return Outcome::Deferred(Duration::from_secs(msg.state.next_attempt - now));
+        return JobResult::Deferred(Duration::from_secs(msg.state.next_attempt - now));
     }
     if msg.state.rcpt_status.len() != msg.envelope.rcpt_to.len() {
         tracing::error!(queue_id = %msg.id, "delivery state does not match the envelope; left in place");
-        return Outcome::Abandoned;
+        return JobResult::Abandoned;
     }
 
     let started = Instant::now();
@@ -255,9 +270,9 @@ pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job:
     let mut reply_summary = String::new();
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
-            &shared.config.relay.dsn_via
+            &config.relay.dsn_via
         } else {
-            &shared.config.relay.internal
+            &config.relay.internal
         };
         let tx = Transaction {
             mail_from: &msg.envelope.mail_from,
@@ -266,7 +281,7 @@ pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job:
             body_8bit: msg.envelope.body_8bit,
             smtputf8: msg.envelope.smtputf8,
         };
-        match deliver(shared, conn, targets, &tx).await {
+        match deliver(&config, &settings, conn, targets, &tx).await {
             Ok((srv, replies)) => {
                 server = Some(srv);
                 reply_summary = summarize(&replies);
@@ -282,7 +297,7 @@ pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job:
                             Some(srv),
                         ));
                     } else if temp_error.is_none() {
-                        temp_error = Some(reply.text());
+                        temp_error = Some(reply.to_string());
                     }
                 }
             }
@@ -298,7 +313,7 @@ pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job:
     // A message past its lifetime that still fails temporarily is bounced.
     let still_pending: Vec<usize> = msg.state.pending().collect();
     let age = Duration::from_secs(now.saturating_sub(msg.envelope.received_at));
-    let expired = !still_pending.is_empty() && age >= shared.config.relay.max_queue_lifetime;
+    let expired = !still_pending.is_empty() && age >= config.relay.max_queue_lifetime;
     if expired {
         let last = temp_error
             .clone()
@@ -323,12 +338,12 @@ pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job:
         "delivered"
     };
     let elapsed = started.elapsed();
-    shared
+    relay
         .metrics
         .relay_attempts_total
         .with_label_values(&[result])
         .inc();
-    shared
+    relay
         .metrics
         .relay_duration_seconds
         .with_label_values(&[result])
@@ -346,36 +361,37 @@ pub(crate) async fn attempt(shared: &Shared, conn: &mut Option<Connection>, job:
     );
 
     if deferred {
-        let delay = retry_delay(&shared.config, msg.state.attempts);
-        return defer(shared, &mut msg, temp_error, delay);
+        let delay = retry_delay(&config, msg.state.attempts);
+        return defer(relay, &mut msg, temp_error, delay);
     }
-    settle(shared, &mut msg, failures).await
+    settle(relay, &config, &mut msg, failures).await
 }
 
 /// Records a temporary failure and returns when to try again.
 fn defer(
-    shared: &Shared,
+    relay: &Relay,
     msg: &mut SpooledMessage,
     error: Option<String>,
     delay: Duration,
-) -> Outcome {
+) -> JobResult {
     let ceil_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
     msg.state.next_attempt = unix_now() + ceil_secs;
     if error.is_some() {
         msg.state.last_error = error;
     }
-    if let Err(e) = shared.spool.save_state(&msg.id, &msg.state) {
+    if let Err(e) = relay.spool.save_state(&msg.id, &msg.state) {
         tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
     }
-    Outcome::Deferred(delay)
+    JobResult::Deferred(delay)
 }
 
 /// Every recipient is settled: bounce the failures (when a DSN is due), then remove.
 async fn settle(
-    shared: &Shared,
+    relay: &Relay,
+    config: &Config,
     msg: &mut SpooledMessage,
     mut failures: Vec<FailedRecipient>,
-) -> Outcome {
+) -> JobResult {
     let any_failed = msg.state.rcpt_status.contains(&RcptStatus::Failed);
     if any_failed {
         // Failures settled in an earlier attempt whose DSN was not stored (crash, full
@@ -390,7 +406,7 @@ async fn settle(
                     .unwrap_or_else(|| "delivery failed".into());
                 failures.push(FailedRecipient::from_reply(
                     addr,
-                    &Reply::local(554, &format!("5.0.0 {diag}")),
+                    &Reply::new(554, "5.0.0", diag),
                     None,
                 ));
             }
@@ -400,7 +416,7 @@ async fn settle(
         if let Some(f) = failures.first() {
             msg.state.last_error = Some(f.diagnostic.clone());
         }
-        if let Err(e) = shared.spool.save_state(&msg.id, &msg.state) {
+        if let Err(e) = relay.spool.save_state(&msg.id, &msg.state) {
             tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
         }
         if msg.envelope.is_dsn {
@@ -412,30 +428,29 @@ async fn settle(
         } else if msg.envelope.mail_from.is_empty() {
             tracing::info!(queue_id = %msg.id, "permanent failure for a null-sender message; no DSN");
         } else {
-            let hostname = &shared.config.server.hostname;
-            if let Err(e) =
-                dsn::queue(&shared.spool, &shared.metrics, hostname, msg, &failures).await
+            let hostname = &config.server.hostname;
+            if let Err(e) = dsn::queue(&relay.spool, &relay.metrics, hostname, msg, &failures).await
             {
                 tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
-                let delay = retry_delay(&shared.config, msg.state.attempts);
-                return defer(shared, msg, None, delay);
+                let delay = retry_delay(config, msg.state.attempts);
+                return defer(relay, msg, None, delay);
             }
         }
     }
-    match shared.spool.remove(&msg.id) {
+    match relay.spool.remove(&msg.id) {
         Ok(()) | Err(SpoolError::NotFound(_)) => {}
         Err(e) => {
             tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message")
         }
     }
-    Outcome::Finished
+    JobResult::Finished
 }
 
 /// All distinct replies, in order, on one line.
 fn summarize(replies: &[Reply]) -> String {
     let mut texts: Vec<String> = Vec::new();
     for r in replies {
-        let t = r.text();
+        let t = r.to_string();
         if !texts.contains(&t) {
             texts.push(t);
         }
@@ -448,12 +463,13 @@ fn summarize(replies: &[Reply]) -> String {
 /// moves on to the next server; a reused connection the server had closed is replaced.
 /// Returns the server that answered with the per-recipient replies.
 async fn deliver(
-    shared: &Shared,
+    config: &Config,
+    settings: &ClientSettings,
     slot: &mut Option<Connection>,
     targets: &[SocketAddr],
     tx: &Transaction<'_>,
 ) -> Result<(SocketAddr, Vec<Reply>), (Option<SocketAddr>, ClientError)> {
-    let idle = shared.config.relay.idle_timeout;
+    let idle = config.relay.idle_timeout;
     let mut start = 0;
     let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
     if let Some(mut c) = slot.take() {
@@ -481,7 +497,7 @@ async fn deliver(
         }
     }
     while start < targets.len() {
-        let mut c = match Connection::connect_any(&targets[start..], &shared.settings).await {
+        let mut c = match Connection::connect_any(&targets[start..], settings).await {
             Ok(c) => c,
             Err(e) => {
                 last = Some((None, e));
@@ -518,6 +534,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tempfile::TempDir;
 
+    fn fixed(config: Arc<Config>) -> Arc<dyn CurrentConfig> {
+        Arc::new(crate::config::FixedConfig(config))
+    }
+
     struct Gateway {
         _dir: TempDir,
         spool: Arc<Spool>,
@@ -546,7 +566,7 @@ mod tests {
 
         fn start(&mut self, config: Arc<Config>, ready: mpsc::UnboundedReceiver<QueueId>) {
             self.handle = Some(start(
-                config,
+                fixed(config),
                 self.spool.clone(),
                 ready,
                 self.metrics.clone(),
@@ -634,7 +654,7 @@ mod tests {
         let spool = Arc::new(spool);
         let shutdown = CancellationToken::new();
         let handle = start(
-            config(dir.path(), &[server.addr], &[]),
+            fixed(config(dir.path(), &[server.addr], &[])),
             spool.clone(),
             ready,
             Arc::new(Metrics::new()),
@@ -691,13 +711,13 @@ mod tests {
             .await;
 
         let before = unix_now();
-        let shared = Shared::new(cfg.clone(), gw.spool.clone(), gw.metrics.clone());
+        let relay = Relay::new(fixed(cfg.clone()), gw.spool.clone(), gw.metrics.clone());
         let job = Job {
             id: id.clone(),
             honor_next_attempt: false,
         };
-        let outcome = attempt(&shared, &mut None, &job).await;
-        assert!(matches!(outcome, Outcome::Deferred(_)), "{outcome:?}");
+        let outcome = attempt(&relay, &mut None, &job).await;
+        assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
         let state = gw.spool.load(&id).unwrap().state;
         assert_eq!(state.attempts, 1);
         assert!(state.next_attempt > before);
@@ -731,13 +751,13 @@ mod tests {
             let id = gw
                 .store(&envelope("s@example.org", &["a@example.test"]))
                 .await;
-            let shared = Shared::new(cfg, gw.spool.clone(), gw.metrics.clone());
+            let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
             let job = Job {
                 id: id.clone(),
                 honor_next_attempt: false,
             };
-            let outcome = attempt(&shared, &mut None, &job).await;
-            assert!(matches!(outcome, Outcome::Deferred(_)), "{outcome:?}");
+            let outcome = attempt(&relay, &mut None, &job).await;
+            assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
             let state = gw.spool.load(&id).unwrap().state;
             assert_eq!(state.attempts, 1);
             let err = state.last_error.unwrap();

@@ -3,7 +3,8 @@
 //! A DSN goes only to a real sender of mail this gateway accepted: never to `<>` and
 //! never about a DSN, so two gateways can never bounce at each other.
 
-use super::client::Reply;
+use crate::mail::date::rfc5322_date;
+use crate::mail::Reply;
 use crate::metrics::Metrics;
 use crate::spool::{unix_now, Envelope, QueueId, Spool, SpoolError, SpooledMessage};
 use std::fmt::Write as _;
@@ -32,14 +33,14 @@ impl FailedRecipient {
     /// code when present (a 4.x.y becomes 5.x.y), else `5.0.0`.
     pub fn from_reply(address: &str, reply: &Reply, server: Option<SocketAddr>) -> FailedRecipient {
         let status = match reply.enhanced_code() {
-            Some(code) if code.starts_with('5') => code,
+            Some(code) if code.starts_with('5') => code.to_owned(),
             Some(code) if code.starts_with('4') => format!("5{}", &code[1..]),
             _ => "5.0.0".to_owned(),
         };
         FailedRecipient {
             address: address.to_owned(),
             status,
-            diagnostic: reply.text(),
+            diagnostic: reply.to_string(),
             remote_mta: server,
         }
     }
@@ -220,28 +221,13 @@ fn header_block(body: &[u8]) -> &[u8] {
 
 /// Appends `data` in base64 (RFC 2045), 76 characters per CRLF-terminated line.
 fn base64_lines(data: &[u8], out: &mut Vec<u8>) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::Engine as _;
     for line in data.chunks(57) {
-        for group in line.chunks(3) {
-            let b = [
-                group[0],
-                group.get(1).copied().unwrap_or(0),
-                group.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            out.push(ALPHABET[(n >> 18) as usize & 63]);
-            out.push(ALPHABET[(n >> 12) as usize & 63]);
-            out.push(if group.len() > 1 {
-                ALPHABET[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            out.push(if group.len() > 2 {
-                ALPHABET[n as usize & 63]
-            } else {
-                b'='
-            });
-        }
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(line)
+                .as_bytes(),
+        );
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -260,41 +246,6 @@ fn clean(text: &str, max: usize) -> String {
         s.truncate(cut);
     }
     s
-}
-
-/// Formats Unix seconds as an RFC 5322 date in UTC: `Tue, 01 Jul 2025 10:00:00 +0000`.
-pub fn rfc5322_date(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31); Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -330,7 +281,7 @@ mod tests {
         let failed = vec![
             FailedRecipient::from_reply(
                 "b@example.test",
-                &Reply::local(550, "5.1.1 no such user"),
+                &Reply::new(550, "5.1.1", "no such user"),
                 Some(server),
             ),
             FailedRecipient::expired("a@example.test", "451 4.3.0 try later", Some(server)),
@@ -394,9 +345,9 @@ mod tests {
 
     #[test]
     fn status_comes_from_the_enhanced_code_or_defaults() {
-        let f = FailedRecipient::from_reply("x@y.test", &Reply::local(550, "nope"), None);
+        let f = FailedRecipient::from_reply("x@y.test", &Reply::new(550, "", "nope"), None);
         assert_eq!(f.status, "5.0.0");
-        let f = FailedRecipient::from_reply("x@y.test", &Reply::local(452, "4.2.2 full"), None);
+        let f = FailedRecipient::from_reply("x@y.test", &Reply::new(452, "4.2.2", "full"), None);
         assert_eq!(f.status, "5.2.2");
     }
 
@@ -424,11 +375,5 @@ mod tests {
         let mut out = Vec::new();
         base64_lines(&[0u8; 100], &mut out);
         assert!(out.split(|&b| b == b'\n').all(|l| l.len() <= 77));
-    }
-
-    #[test]
-    fn dates_are_formatted_in_utc() {
-        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 }

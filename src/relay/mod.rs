@@ -21,6 +21,6 @@ pub mod scheduler;
 mod testing;
 
 pub use callout::{Callout, CalloutAnswer};
-pub use client::{Capabilities, ClientError, ClientSettings, Connection, Reply, Transaction};
+pub use client::{Capabilities, ClientError, ClientSettings, Connection, Transaction};
 pub use delivery::start;
 pub use dsn::FailedRecipient;

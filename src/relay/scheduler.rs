@@ -22,7 +22,7 @@ pub struct Job {
 
 /// What a worker reports after handling a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum JobResult {
     /// Every recipient is settled and the message left the spool.
     Finished,
     /// Some recipients failed temporarily; try again after this delay.
@@ -130,15 +130,15 @@ impl Scheduler {
     }
 
     /// Records what a worker did with a job.
-    pub fn complete(&mut self, id: QueueId, outcome: Outcome, now: Instant) {
+    pub fn complete(&mut self, id: QueueId, outcome: JobResult, now: Instant) {
         if self.slots.get(&id) == Some(&Slot::InFlight) {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         match outcome {
-            Outcome::Finished | Outcome::Abandoned => {
+            JobResult::Finished | JobResult::Abandoned => {
                 self.slots.remove(&id);
             }
-            Outcome::Deferred(delay) => {
+            JobResult::Deferred(delay) => {
                 self.generation += 1;
                 self.slots
                     .insert(id.clone(), Slot::Deferred(self.generation));
@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(job.id, id("A"));
         s.add(id("A"), false);
         assert!(s.next_job().is_none());
-        s.complete(id("A"), Outcome::Finished, Instant::now());
+        s.complete(id("A"), JobResult::Finished, Instant::now());
         assert!(s.is_empty());
         assert_eq!(s.in_flight(), 0);
     }
@@ -213,7 +213,7 @@ mod tests {
         assert!(s.next_job().is_some());
         assert!(s.next_job().is_some());
         assert!(s.next_job().is_none());
-        s.complete(id("A"), Outcome::Finished, Instant::now());
+        s.complete(id("A"), JobResult::Finished, Instant::now());
         assert_eq!(s.next_job().unwrap().id, id("C"));
     }
 
@@ -225,8 +225,8 @@ mod tests {
             s.add(id(name), false);
             s.next_job();
         }
-        s.complete(id("A"), Outcome::Deferred(Duration::from_secs(20)), now);
-        s.complete(id("B"), Outcome::Deferred(Duration::from_secs(10)), now);
+        s.complete(id("A"), JobResult::Deferred(Duration::from_secs(20)), now);
+        s.complete(id("B"), JobResult::Deferred(Duration::from_secs(10)), now);
         assert_eq!(s.next_wakeup(), Some(now + Duration::from_secs(10)));
         s.promote(now);
         assert!(s.next_job().is_none());
@@ -248,7 +248,7 @@ mod tests {
         assert!(s.next_job().unwrap().honor_next_attempt);
         s.complete(
             id("A"),
-            Outcome::Deferred(Duration::from_secs(60)),
+            JobResult::Deferred(Duration::from_secs(60)),
             Instant::now(),
         );
         s.add(id("A"), false);

@@ -1,6 +1,6 @@
 //! SMTP command lines → [`Command`] values, with the ESMTP parameters we advertise.
 
-use super::address::{parse_path, split_path, Address, AddressError};
+use crate::mail::address::{parse_path, split_path, Address, AddressError};
 
 /// `BODY=` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,70 +2,12 @@
 //! throw away pipelined plaintext), line framing with a length limit, and reply batching
 //! for PIPELINING.
 
+use crate::net::Stream;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-
-/// Plaintext or TLS.
-#[derive(Debug)]
-pub enum Stream {
-    /// Before STARTTLS.
-    Plain(TcpStream),
-    /// After a successful STARTTLS handshake.
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Transient state during the handshake.
-    Closed,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-}
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
@@ -201,33 +143,23 @@ impl Conn {
     }
 
     /// Performs the server side of a TLS handshake; the caller has flushed the 220 reply.
-    /// Returns the negotiated protocol version name.
+    /// Plaintext the client sent ahead is discarded first (STARTTLS injection). Returns
+    /// the negotiated protocol version name.
     pub async fn start_tls(
         &mut self,
         acceptor: &TlsAcceptor,
         deadline: Instant,
-    ) -> io::Result<String> {
+    ) -> io::Result<&'static str> {
         self.discard_input();
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
-            return Err(io::Error::other("TLS already active"));
-        };
-        let tls = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
+        tokio::time::timeout_at(deadline, self.stream.accept_tls(acceptor))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
-        let version = tls
-            .get_ref()
-            .1
-            .protocol_version()
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown")
-            .to_owned();
-        self.stream = Stream::Tls(Box::new(tls));
-        Ok(version)
+        Ok(self.stream.tls_version().unwrap_or("unknown"))
     }
 
     /// Whether the session runs over TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
+        self.stream.is_tls()
     }
 
     /// Closes the write side after flushing.
@@ -235,29 +167,4 @@ impl Conn {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
-}
-
-/// Builds the STARTTLS acceptor from PEM files.
-pub fn load_acceptor(
-    certificate: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
-        .map_err(|e| format!("{}: {e}", certificate.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", certificate.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", certificate.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -1,5 +1,6 @@
 //! The `Received:` trace header (RFC 5321 §4.4) we prepend to every accepted message.
 
+use crate::mail::date::rfc5322_now;
 use crate::spool::{Envelope, QueueId};
 use std::net::IpAddr;
 
@@ -39,14 +40,6 @@ pub fn received_header(
     }
     header.push_str(&format!(";\r\n\t{date}\r\n"));
     header
-}
-
-/// The current time as an RFC 5322 date.
-pub fn rfc5322_now() -> String {
-    use time::format_description::well_known::Rfc2822;
-    time::OffsetDateTime::now_utc()
-        .format(&Rfc2822)
-        .unwrap_or_else(|_| "Thu, 01 Jan 1970 00:00:00 +0000".to_owned())
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! `SENDER_DOMAIN_UNRESOLVABLE` when neither exists, `SENDER_NULL_MX` for a domain that
 //! publishes RFC 7505 "no mail". The null sender is exempt.
 
-use super::{Check, Context, Decision, Reply, Stage};
 use crate::dns::{within, Dns, Outcome};
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// The sender-domain check.

@@ -2,9 +2,10 @@
 //! literal. Symbols: `HELO_BARE_IP`, `HELO_IP_MISMATCH`, `HELO_NOT_FQDN`, `HELO_IS_OURS`
 //! (claims to be this gateway or a domain it serves), `HELO_UNRESOLVABLE`.
 
-use super::{Check, Context, Decision, Reply, Stage};
 use crate::config::is_plausible_hostname;
 use crate::dns::{within, Dns, Outcome};
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 use std::net::IpAddr;
 

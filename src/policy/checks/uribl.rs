@@ -2,10 +2,10 @@
 //! registrable domain with the public suffix list, deduplicated, capped, and looked up in
 //! domain block lists (`example.com.dbl.zone`). Each listing is a symbol.
 
-use super::{Check, Context, Decision, Stage};
 use crate::config::DnsListConfig;
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::{Dns, Outcome};
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// The URIBL check.

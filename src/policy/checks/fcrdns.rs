@@ -2,8 +2,9 @@
 //! address. `RDNS_NONE` (no PTR), `RDNS_MISMATCH` (no name resolves back); lookup failures
 //! score nothing unless configured to tempfail.
 
-use super::{Check, Context, Decision, Reply, Stage};
 use crate::dns::{within, Dns, Outcome};
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// Names checked per client at most (a PTR set can be large and attacker-controlled).

@@ -3,7 +3,8 @@
 //! The limit is also enforced while data streams in (the session stops buffering), so a
 //! client that lies about SIZE gains nothing.
 
-use super::{Check, Context, Decision, Reply, Stage};
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// Compares `SIZE=` with the configured maximum.

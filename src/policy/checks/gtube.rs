@@ -1,7 +1,7 @@
 //! The GTUBE test string: a message carrying it scores `GTUBE` (1000 unless rescored in the
 //! rules files), so operators (and `mxguard audit`) can prove that a gateway filters.
 
-use super::{Check, Context, Decision, Stage};
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// The Generic Test for Unsolicited Bulk Email.

@@ -2,7 +2,7 @@
 //! before the banner) and `PIPELINING_ABUSE` (sent commands ahead of replies it must wait
 //! for). Scores come from the rules files; unscored, they count 0.
 
-use super::{Check, Context, Decision, Stage};
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// Emits the client-behaviour symbols once per message.

@@ -2,11 +2,10 @@
 //! the internal server. Unknown → 550 5.1.1; cannot tell → 450 4.4.3 (never accept and
 //! bounce later: that is backscatter).
 
-use super::{Check, Context, Decision, Reply, Stage};
-use crate::config::{RecipientList, RecipientsConfig};
-use crate::relay::{Callout, CalloutAnswer};
+use crate::config::Config;
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What verification concluded about one recipient.
@@ -20,20 +19,27 @@ pub enum Verification {
     Unavailable(String),
 }
 
+/// Asks the internal server whether a recipient exists (the relay's callout implements
+/// it; the policy only knows this trait, so it never depends on the relay).
+#[async_trait]
+pub trait RecipientProbe: Send + Sync + std::fmt::Debug {
+    /// Verifies `local@domain` with the internal servers of `config` (the asking
+    /// session's snapshot).
+    async fn probe(&self, address: &str, config: &Arc<Config>) -> Verification;
+}
+
 /// Settles recipients from static lists and, when enabled, callouts.
 #[derive(Debug)]
 pub struct RecipientVerifier {
-    lists: BTreeMap<String, Arc<RecipientList>>,
-    callout: Option<Arc<Callout>>,
+    config: Arc<Config>,
+    callout: Option<Arc<dyn RecipientProbe>>,
 }
 
 impl RecipientVerifier {
-    /// Builds a verifier; `callout` is used when the configuration enables it.
-    pub fn new(config: &RecipientsConfig, callout: Option<Arc<Callout>>) -> RecipientVerifier {
-        RecipientVerifier {
-            lists: config.lists.clone(),
-            callout: if config.callout { callout } else { None },
-        }
+    /// Builds the verifier of a configuration; `callout` is used when it enables callouts.
+    pub fn new(config: Arc<Config>, callout: Option<Arc<dyn RecipientProbe>>) -> RecipientVerifier {
+        let callout = callout.filter(|_| config.relay.recipients.callout);
+        RecipientVerifier { config, callout }
     }
 
     /// Verifies `local@domain`.
@@ -42,16 +48,16 @@ impl RecipientVerifier {
     /// internal server when callouts are on, else unknown. A domain without a list is
     /// verified by callout, or accepted when callouts are off.
     pub async fn verify(&self, local: &str, domain: &str) -> Verification {
-        let list = self.lists.get(domain);
+        let list = self.config.relay.recipients.lists.get(domain);
         if list.is_some_and(|l| l.contains(local)) {
             return Verification::Known;
         }
         match (&self.callout, list) {
-            (Some(callout), _) => match callout.verify(&format!("{local}@{domain}")).await {
-                CalloutAnswer::Exists => Verification::Known,
-                CalloutAnswer::Unknown { reply } => Verification::Unknown(reply),
-                CalloutAnswer::Unavailable { reason } => Verification::Unavailable(reason),
-            },
+            (Some(callout), _) => {
+                callout
+                    .probe(&format!("{local}@{domain}"), &self.config)
+                    .await
+            }
             (None, Some(_)) => Verification::Unknown("not in the recipient list".into()),
             (None, None) => Verification::Known,
         }
@@ -113,10 +119,9 @@ impl Check for VerifyRecipient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use std::path::Path;
 
-    fn recipients_config(list: &str) -> RecipientsConfig {
+    fn recipients_config(list: &str) -> Arc<Config> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("list");
         std::fs::write(&file, list).unwrap();
@@ -124,15 +129,12 @@ mod tests {
             "[relay]\ndomains=[\"example.test\",\"other.test\"]\ninternal=[\"127.0.0.1:2526\"]\n[relay.recipients]\nlists={{\"example.test\"={:?}}}\n",
             file.display().to_string()
         );
-        Config::from_toml(Path::new("t.toml"), &text)
-            .unwrap()
-            .relay
-            .recipients
+        Arc::new(Config::from_toml(Path::new("t.toml"), &text).unwrap())
     }
 
     #[tokio::test]
     async fn list_decides_for_its_domain_and_others_pass_without_callout() {
-        let v = RecipientVerifier::new(&recipients_config("alice\nsales-*\n"), None);
+        let v = RecipientVerifier::new(recipients_config("alice\nsales-*\n"), None);
         assert_eq!(v.verify("Alice", "example.test").await, Verification::Known);
         assert_eq!(
             v.verify("sales-eu", "example.test").await,

@@ -3,10 +3,11 @@
 //! `dnsbl_threshold`, refuses recipients at RCPT (postscreen's `zone*weight`, without
 //! waiting for DATA). A negative weight (an allowlist) lowers the total.
 
-use super::{Check, Context, Decision, Reply, Stage};
 use crate::config::DnsListConfig;
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::{Dns, Outcome};
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// Queries the lists at connect and records symbols and the weighted total.
@@ -137,7 +138,7 @@ impl Check for DnsListVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::dnsbl::CodeMatch;
+    use crate::config::CodeMatch;
 
     #[test]
     fn code_map_names_symbols_and_the_default_covers_the_rest() {

@@ -4,8 +4,9 @@
 //! unless `policy.dmarc_reject = false`. The outcome also yields our
 //! `Authentication-Results` header.
 
-use super::{Check, Context, Decision, Reply, Stage};
 use crate::auth::{AuthOutcome, Authenticator};
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// SPF at MAIL FROM: the HELO and the envelope sender checked together.

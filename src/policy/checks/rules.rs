@@ -2,7 +2,7 @@
 //! emitted (so `meta` rules can combine them), and leaves the message's full symbol list
 //! with the scores from the rules files.
 
-use super::{Check, Context, Decision, Stage, SymbolHit};
+use crate::policy::{Check, Context, Decision, Stage, SymbolHit};
 use crate::rules::CompiledRules;
 use async_trait::async_trait;
 use std::sync::Arc;

@@ -1,14 +1,15 @@
 //! Admin HTTP listener: `/metrics` for Prometheus, `/healthz` for load balancers and
 //! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons.
 //!
-//! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured)
-//! and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
+//! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
+//! answers only clients inside `metrics.allow` (others get 403), and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
 //! 503 and a load balancer stops sending mail before the SMTP listeners are gone. It stops
 //! last. Nothing it does can stop the gateway: a failed connection or request is logged
 //! and forgotten.
 
-use crate::policy::Policy;
-use crate::smtp::Shared;
+use crate::metrics::Metrics;
+use crate::policy::{LivePolicy, Policy};
+use crate::spool::Spool;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -31,16 +32,30 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection lives at most this long (a keep-alive scraper reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Binds the admin listener (called by [`crate::serve`] before the gateway accepts mail,
+/// What the admin endpoints read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The policy in force (its configuration holds `metrics.allow`).
+    pub policy: Arc<LivePolicy>,
+    /// The registry `/metrics` renders.
+    pub metrics: Arc<Metrics>,
+    /// The spool `/healthz` probes.
+    pub spool: Arc<Spool>,
+    /// Cancelled when the gateway starts draining: `/healthz` turns 503.
+    pub shutdown: CancellationToken,
+}
+
+/// Binds the admin listener (called by the gateway before the gateway accepts mail,
 /// so a taken port stops the start instead of leaving the gateway unobservable).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
 /// Serves the admin endpoints on `listener` until `stop` is cancelled. The gateway's
-/// `shutdown` token (in `shared`) only turns `/healthz` to 503: scrapes keep working while
+/// `shutdown` token (in `state`) only turns `/healthz` to 503: scrapes keep working while
 /// sessions drain.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationToken) {
+    let state = Arc::new(state);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin listener (/metrics, /healthz, /policy)");
     }
@@ -66,13 +81,15 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
                 }
             },
         };
-        let shared = shared.clone();
+        let state = state.clone();
         let stop = stop.clone();
         connections.spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&req, &shared).await) }
+                let state = state.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(respond(&req, peer.ip(), &state).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -91,8 +108,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
     let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }
 
-/// Answers one request.
-async fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+/// Answers one request from `client`.
+async fn respond(
+    req: &Request<Incoming>,
+    client: std::net::IpAddr,
+    state: &AdminState,
+) -> Response<Full<Bytes>> {
+    if !state.policy.peek().config().metrics.allow.contains(client) {
+        tracing::info!(%client, path = req.uri().path(), "admin request refused: not in metrics.allow");
+        return text(StatusCode::FORBIDDEN, "forbidden\n");
+    }
     let path = req.uri().path();
     let known = matches!(path, "/metrics" | "/healthz" | "/policy");
     if !known {
@@ -106,7 +131,7 @@ async fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Byte
     }
     match path {
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -114,14 +139,14 @@ async fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Byte
             r
         }
         "/healthz" => {
-            let (status, body) = health(shared).await;
+            let (status, body) = health(state).await;
             let mut r = text(status, body);
             r.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         _ => {
-            let body = policy_json(&shared.policy.load_full());
+            let body = policy_json(&state.policy.get());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -132,11 +157,11 @@ async fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Byte
 
 /// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
 /// a write (the gateway would answer 452 to every message).
-async fn health(shared: &Shared) -> (StatusCode, &'static str) {
-    if shared.shutdown.is_cancelled() {
+async fn health(state: &AdminState) -> (StatusCode, &'static str) {
+    if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
-    let spool = shared.spool.clone();
+    let spool = state.spool.clone();
     let writable = tokio::task::spawn_blocking(move || spool.writable())
         .await
         .unwrap_or(false);

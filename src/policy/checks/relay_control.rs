@@ -2,8 +2,9 @@
 //! trick (percent hack, bang path, source route, quoted `@`, address literal, double `@`,
 //! trailing dot) is refused at RCPT with 550 5.7.1.
 
-use super::{Check, Context, Decision, Reply, Stage};
 use crate::config::Config;
+use crate::mail::Reply;
+use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
 /// Decides whether a recipient is ours to relay.
@@ -88,8 +89,8 @@ impl Check for RelayControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mail::address::parse_path;
     use crate::policy::ClientInfo;
-    use crate::smtp::address::parse_path;
     use std::path::Path;
 
     fn control() -> RelayControl {

@@ -1,0 +1,167 @@
+//! DNS list entries of `[[policy.dnsbl]]` and `[[policy.uribl]]`: zone, weight, symbol and
+//! the return-code map.
+
+use super::problems::{is_plausible_hostname, is_symbol, Problems};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// One DNS list (DNSBL, or DNSWL with a negative weight).
+#[derive(Debug, Clone)]
+pub struct DnsListConfig {
+    /// Zone queried as `reversed-ip.zone`.
+    pub zone: String,
+    /// Contribution to the weighted total (negative: allowlist).
+    pub weight: f64,
+    /// Symbol for a listing no code map entry names.
+    pub symbol: String,
+    /// Return codes → symbols (`"127.0.0.2"`, `"127.0.0.[2..11]"`, `"&4"`, `"*"`).
+    pub codes: Vec<(CodeMatch, String)>,
+}
+
+/// Which return codes a list entry matches, like postscreen's `zone=127.0.0.[2..11]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeMatch {
+    /// Any return code (`*`, or no filter).
+    Any,
+    /// One exact code, `127.0.0.2`.
+    Exact(Ipv4Addr),
+    /// An inclusive range of the last octet under `127.0.0.`, `127.0.0.[2..11]`.
+    LastOctet(u8, u8),
+    /// Any code with one of these bits set in the last octet, `&4` (bitmask lists such as
+    /// SURBL's multi zone).
+    Mask(u8),
+}
+
+impl CodeMatch {
+    /// True when `code` matches.
+    pub fn matches(&self, code: Ipv4Addr) -> bool {
+        let [a, b, c, d] = code.octets();
+        match *self {
+            CodeMatch::Any => true,
+            CodeMatch::Exact(exact) => code == exact,
+            CodeMatch::LastOctet(lo, hi) => (a, b, c) == (127, 0, 0) && (lo..=hi).contains(&d),
+            CodeMatch::Mask(mask) => d & mask != 0,
+        }
+    }
+}
+
+impl FromStr for CodeMatch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CodeMatch, String> {
+        let s = s.trim();
+        if s == "*" || s.is_empty() {
+            return Ok(CodeMatch::Any);
+        }
+        if let Some(mask) = s.strip_prefix('&') {
+            let mask = match mask.strip_prefix("0x") {
+                Some(hex) => u8::from_str_radix(hex, 16),
+                None => mask.parse(),
+            };
+            return match mask {
+                Ok(m) if m != 0 => Ok(CodeMatch::Mask(m)),
+                _ => Err(format!("bad return-code mask {s:?}")),
+            };
+        }
+        if let Some(range) = s
+            .strip_prefix("127.0.0.[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            let bad = || format!("bad return-code range {s:?} (want 127.0.0.[LO..HI])");
+            let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
+            let lo: u8 = lo.trim().parse().map_err(|_| bad())?;
+            let hi: u8 = hi.trim().parse().map_err(|_| bad())?;
+            if lo > hi {
+                return Err(format!("empty return-code range {s:?}"));
+            }
+            return Ok(CodeMatch::LastOctet(lo, hi));
+        }
+        s.parse::<Ipv4Addr>().map(CodeMatch::Exact).map_err(|_| {
+            format!("bad return code {s:?} (want 127.0.0.N, 127.0.0.[LO..HI], &MASK or *)")
+        })
+    }
+}
+
+/// One list entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDnsList {
+    zone: String,
+    #[serde(default)]
+    weight: f64,
+    symbol: String,
+    #[serde(default)]
+    codes: BTreeMap<String, String>,
+}
+
+/// Validates the lists of one section (`policy.dnsbl`, `policy.uribl`).
+pub(super) fn validate(
+    section: &str,
+    raw: Vec<RawDnsList>,
+    problems: &mut Problems,
+) -> Vec<DnsListConfig> {
+    let mut lists = Vec::new();
+    for (i, list) in raw.into_iter().enumerate() {
+        let key = format!("{section}[{i}]");
+        let zone = list.zone.trim_end_matches('.').to_ascii_lowercase();
+        if !is_plausible_hostname(&zone) {
+            problems.bad(&format!("{key}.zone"), "must be a domain name");
+        }
+        if !list.weight.is_finite() {
+            problems.bad(&format!("{key}.weight"), "must be a number");
+        }
+        if !is_symbol(&list.symbol) {
+            problems.bad(
+                &format!("{key}.symbol"),
+                "must be an upper-case symbol name like RCVD_IN_EXAMPLE",
+            );
+        }
+        let mut codes = Vec::new();
+        for (code, symbol) in list.codes {
+            match code.parse::<CodeMatch>() {
+                Ok(m) if is_symbol(&symbol) => codes.push((m, symbol)),
+                Ok(_) => problems.bad(
+                    &format!("{key}.codes.{code}"),
+                    "symbol must be an upper-case name",
+                ),
+                Err(e) => problems.bad(&format!("{key}.codes.{code}"), &e),
+            }
+        }
+        lists.push(DnsListConfig {
+            zone,
+            weight: list.weight,
+            symbol: list.symbol,
+            codes,
+        });
+    }
+    lists
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_code_patterns() {
+        let code = |d| Ipv4Addr::new(127, 0, 0, d);
+        let parse = |s: &str| s.parse::<CodeMatch>();
+        assert_eq!(parse("*"), Ok(CodeMatch::Any));
+        assert_eq!(parse("127.0.0.2"), Ok(CodeMatch::Exact(code(2))));
+        assert_eq!(parse("127.0.0.[2..11]"), Ok(CodeMatch::LastOctet(2, 11)));
+        assert_eq!(parse("&0x08"), Ok(CodeMatch::Mask(8)));
+        assert_eq!(parse("&4"), Ok(CodeMatch::Mask(4)));
+        assert!(parse("127.0.0.[9..2]").is_err());
+        assert!(parse("&0").is_err());
+        assert!(parse("listed").is_err());
+
+        assert!(CodeMatch::Any.matches(code(3)));
+        assert!(CodeMatch::Exact(code(2)).matches(code(2)));
+        assert!(!CodeMatch::Exact(code(2)).matches(code(3)));
+        assert!(CodeMatch::LastOctet(2, 11).matches(code(11)));
+        assert!(!CodeMatch::LastOctet(2, 11).matches(code(12)));
+        assert!(CodeMatch::Mask(4).matches(code(6)));
+        assert!(!CodeMatch::Mask(4).matches(code(2)));
+    }
+}

@@ -1,0 +1,219 @@
+//! `[policy]`: rules, thresholds, rule actions and which checks run.
+
+use super::dns_lists::{self, DnsListConfig, RawDnsList};
+use super::problems::Problems;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Score thresholds: `accept` < `tag` ≤ `quarantine` ≤ `reject`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// From this score on, mail is tagged.
+    pub tag: f64,
+    /// From this score on, mail is quarantined.
+    pub quarantine: f64,
+    /// From this score on, mail is rejected in-session.
+    pub reject: f64,
+}
+
+/// An action a rule demands whatever the total score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// 550 5.7.1 at end of data.
+    Reject,
+    /// 451 4.7.1 at end of data.
+    Tempfail,
+    /// Accept and drop.
+    Discard,
+    /// Accept into the quarantine.
+    Quarantine,
+}
+
+impl RuleAction {
+    /// Name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Reject => "reject",
+            RuleAction::Tempfail => "tempfail",
+            RuleAction::Discard => "discard",
+            RuleAction::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// Policy settings: rules, thresholds, rule actions.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Score the GTUBE test string (symbol `GTUBE`, 1000 unless rescored).
+    pub gtube: bool,
+    /// Directory of `*.cf` rules files; `None` runs without rules.
+    pub rules_dir: Option<PathBuf>,
+    /// Default thresholds.
+    pub thresholds: Thresholds,
+    /// Per-domain thresholds (lower-case domain).
+    pub domain_thresholds: BTreeMap<String, Thresholds>,
+    /// Rule name → action when it hits.
+    pub actions: BTreeMap<String, RuleAction>,
+    /// DNS lists queried at connect.
+    pub dnsbl: Vec<DnsListConfig>,
+    /// Weighted DNS-list total from which recipients are refused (554 5.7.1).
+    pub dnsbl_threshold: Option<f64>,
+    /// Domain block lists for the domains of URLs in messages.
+    pub uribl: Vec<DnsListConfig>,
+    /// Most domains looked up per message.
+    pub uribl_max_domains: usize,
+    /// Forward-confirmed reverse DNS of the client.
+    pub fcrdns: bool,
+    /// SPF, DKIM, DMARC and ARC.
+    pub auth: bool,
+    /// Refuse (550 5.7.1) DMARC failures of domains publishing `p=reject`.
+    pub dmarc_reject: bool,
+    /// HELO syntax and plausibility.
+    pub helo_checks: bool,
+    /// The sender domain must resolve (MX or A/AAAA).
+    pub sender_domain_check: bool,
+    /// Checks (`dnsbl`, `fcrdns`, `helo`, `sender_domain`) whose lookup failures tempfail.
+    pub dns_tempfail: Vec<String>,
+}
+
+/// `[policy]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPolicy {
+    gtube: bool,
+    rules_dir: Option<PathBuf>,
+    tag: f64,
+    quarantine: f64,
+    reject: f64,
+    /// Rule name → action demanded when it hits (`reject`, `tempfail`, `discard`, `quarantine`).
+    actions: BTreeMap<String, String>,
+    /// Domain → threshold overrides.
+    domains: BTreeMap<String, RawThresholds>,
+    dnsbl: Vec<RawDnsList>,
+    dnsbl_threshold: Option<f64>,
+    uribl: Vec<RawDnsList>,
+    uribl_max_domains: usize,
+    fcrdns: bool,
+    auth: bool,
+    dmarc_reject: bool,
+    helo_checks: bool,
+    sender_domain_check: bool,
+    /// Checks whose DNS lookup failures (timeout, SERVFAIL) tempfail instead of scoring nothing.
+    dns_tempfail: Vec<String>,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            gtube: true,
+            rules_dir: None,
+            tag: 5.0,
+            quarantine: 10.0,
+            reject: 15.0,
+            actions: BTreeMap::new(),
+            domains: BTreeMap::new(),
+            dnsbl: Vec::new(),
+            dnsbl_threshold: None,
+            uribl: Vec::new(),
+            uribl_max_domains: 20,
+            fcrdns: true,
+            auth: true,
+            dmarc_reject: true,
+            helo_checks: true,
+            sender_domain_check: true,
+            dns_tempfail: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawThresholds {
+    tag: Option<f64>,
+    quarantine: Option<f64>,
+    reject: Option<f64>,
+}
+
+/// Checks whose lookup failures may be configured to tempfail.
+const DNS_CHECKS: [&str; 4] = ["dnsbl", "fcrdns", "helo", "sender_domain"];
+
+impl RawPolicy {
+    pub(super) fn validate(self, problems: &mut Problems) -> PolicyConfig {
+        let thresholds = Thresholds {
+            tag: self.tag,
+            quarantine: self.quarantine,
+            reject: self.reject,
+        };
+        check_thresholds("policy", &thresholds, problems);
+        let mut domain_thresholds = BTreeMap::new();
+        for (domain, t) in self.domains {
+            let domain = domain.to_ascii_lowercase();
+            let merged = Thresholds {
+                tag: t.tag.unwrap_or(thresholds.tag),
+                quarantine: t.quarantine.unwrap_or(thresholds.quarantine),
+                reject: t.reject.unwrap_or(thresholds.reject),
+            };
+            check_thresholds(&format!("policy.domains.{domain}"), &merged, problems);
+            domain_thresholds.insert(domain, merged);
+        }
+        let mut actions = BTreeMap::new();
+        for (rule, action) in self.actions {
+            let action = match action.as_str() {
+                "reject" => RuleAction::Reject,
+                "tempfail" => RuleAction::Tempfail,
+                "discard" => RuleAction::Discard,
+                "quarantine" => RuleAction::Quarantine,
+                _ => {
+                    problems.bad(
+                        &format!("policy.actions.{rule}"),
+                        "must be \"reject\", \"tempfail\", \"discard\" or \"quarantine\"",
+                    );
+                    continue;
+                }
+            };
+            actions.insert(rule, action);
+        }
+        if let Some(dir) = &self.rules_dir {
+            if !dir.is_dir() {
+                problems.bad(
+                    "policy.rules_dir",
+                    &format!("{} is not a directory", dir.display()),
+                );
+            }
+        }
+        for check in &self.dns_tempfail {
+            if !DNS_CHECKS.contains(&check.as_str()) {
+                problems.bad(
+                    "policy.dns_tempfail",
+                    &format!("{check:?} is not one of {}", DNS_CHECKS.join(", ")),
+                );
+            }
+        }
+        PolicyConfig {
+            dnsbl: dns_lists::validate("policy.dnsbl", self.dnsbl, problems),
+            dnsbl_threshold: self.dnsbl_threshold,
+            uribl: dns_lists::validate("policy.uribl", self.uribl, problems),
+            uribl_max_domains: self.uribl_max_domains,
+            fcrdns: self.fcrdns,
+            auth: self.auth,
+            dmarc_reject: self.dmarc_reject,
+            helo_checks: self.helo_checks,
+            sender_domain_check: self.sender_domain_check,
+            dns_tempfail: self.dns_tempfail,
+            gtube: self.gtube,
+            rules_dir: self.rules_dir,
+            thresholds,
+            domain_thresholds,
+            actions,
+        }
+    }
+}
+
+fn check_thresholds(key: &str, t: &Thresholds, problems: &mut Problems) {
+    if !(t.tag.is_finite() && t.quarantine.is_finite() && t.reject.is_finite()) {
+        problems.bad(key, "thresholds must be numbers");
+    } else if !(t.tag <= t.quarantine && t.quarantine <= t.reject) {
+        problems.bad(key, "thresholds must satisfy tag <= quarantine <= reject");
+    }
+}

@@ -1,0 +1,46 @@
+//! Collects every problem of a configuration file, each named by its TOML key, so an
+//! operator fixes the file in one pass.
+
+/// The problems found so far.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    /// Records that `key` is wrong and why.
+    pub fn bad(&mut self, key: &str, message: &str) {
+        self.0.push(format!("{key}: {message}"));
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems, one line each.
+    pub fn into_lines(self) -> Vec<String> {
+        self.0
+    }
+}
+
+/// A name with at least two labels of letters, digits and hyphens.
+pub fn is_plausible_hostname(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && name.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// An upper-case symbol name such as `RCVD_IN_EXAMPLE`.
+pub fn is_symbol(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}

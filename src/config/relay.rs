@@ -1,0 +1,267 @@
+//! `[relay]` and `[relay.recipients]`: relay control, delivery to the internal servers and
+//! recipient verification.
+
+use super::problems::{is_plausible_hostname, Problems};
+use super::recipients::RecipientList;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// TLS towards the internal servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// Never use STARTTLS.
+    Off,
+    /// Use STARTTLS when offered; plaintext otherwise. Certificates are not verified.
+    Opportunistic,
+    /// Refuse to deliver unless STARTTLS succeeds.
+    Required,
+}
+
+/// Recipient verification settings.
+#[derive(Debug, Clone)]
+pub struct RecipientsConfig {
+    /// Static lists by lower-case domain.
+    pub lists: BTreeMap<String, Arc<RecipientList>>,
+    /// Probe the internal server with RCPT for recipients not settled by a list.
+    pub callout: bool,
+    /// Deadline for one callout.
+    pub callout_timeout: Duration,
+    /// How long a recipient the internal server accepted stays known.
+    pub positive_ttl: Duration,
+    /// How long a recipient the internal server refused stays unknown.
+    pub negative_ttl: Duration,
+    /// Most cached callout answers.
+    pub cache_size: usize,
+}
+
+/// Relay control and delivery to the internal servers.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Accepted recipient domains, lower case; `.example.com` also accepts subdomains.
+    pub domains: Vec<String>,
+    /// Internal servers, tried in order.
+    pub internal: Vec<SocketAddr>,
+    /// Where delivery status notifications are handed for delivery (default: `internal`).
+    pub dsn_via: Vec<SocketAddr>,
+    /// STARTTLS towards the internal servers.
+    pub tls: RelayTls,
+    /// Name sent in EHLO to the internal servers.
+    pub helo_name: String,
+    /// Concurrent delivery workers.
+    pub workers: usize,
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// Deadline for each reply other than after DATA.
+    pub command_timeout: Duration,
+    /// Deadline for the reply to the end of data.
+    pub data_timeout: Duration,
+    /// How long an unused connection to an internal server stays open.
+    pub idle_timeout: Duration,
+    /// First retry delay after a temporary failure.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Growth of the delay per attempt.
+    pub retry_factor: f64,
+    /// Age after which a message that still fails temporarily is bounced.
+    pub max_queue_lifetime: Duration,
+    /// Recipient verification.
+    pub recipients: RecipientsConfig,
+}
+
+/// `[relay]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRelay {
+    domains: Vec<String>,
+    internal: Vec<SocketAddr>,
+    dsn_via: Vec<SocketAddr>,
+    tls: String,
+    helo_name: String,
+    workers: usize,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    data_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_max: Duration,
+    retry_factor: f64,
+    #[serde(with = "humantime_serde")]
+    max_queue_lifetime: Duration,
+    recipients: RawRecipients,
+}
+
+impl Default for RawRelay {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            internal: Vec::new(),
+            dsn_via: Vec::new(),
+            tls: "opportunistic".into(),
+            helo_name: String::new(),
+            workers: 4,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(30),
+            retry_initial: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            retry_factor: 2.0,
+            max_queue_lifetime: Duration::from_secs(5 * 24 * 3600),
+            recipients: RawRecipients::default(),
+        }
+    }
+}
+
+/// `[relay.recipients]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRecipients {
+    /// Domain → path of a file listing its valid recipients.
+    lists: BTreeMap<String, PathBuf>,
+    callout: bool,
+    #[serde(with = "humantime_serde")]
+    callout_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    positive_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    negative_ttl: Duration,
+    cache_size: usize,
+}
+
+impl Default for RawRecipients {
+    fn default() -> Self {
+        Self {
+            lists: BTreeMap::new(),
+            callout: false,
+            callout_timeout: Duration::from_secs(20),
+            positive_ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(600),
+            cache_size: 100_000,
+        }
+    }
+}
+
+impl RawRelay {
+    /// Validates the section; `hostname` is the default EHLO name.
+    pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> RelayConfig {
+        let mut domains = Vec::new();
+        for d in &self.domains {
+            let d = d.trim().to_ascii_lowercase();
+            let bare = d.strip_prefix('.').unwrap_or(&d);
+            if !is_plausible_hostname(bare) {
+                problems.bad("relay.domains", &format!("{d:?} is not a domain name"));
+            }
+            domains.push(d);
+        }
+        if domains.is_empty() {
+            problems.bad(
+                "relay.domains",
+                "at least one domain is required (mxguard is not an open relay)",
+            );
+        }
+        if self.internal.is_empty() {
+            problems.bad(
+                "relay.internal",
+                "at least one internal server address is required",
+            );
+        }
+        let tls = match self.tls.as_str() {
+            "off" => RelayTls::Off,
+            "opportunistic" => RelayTls::Opportunistic,
+            "required" => RelayTls::Required,
+            _ => {
+                problems.bad(
+                    "relay.tls",
+                    "must be \"off\", \"opportunistic\" or \"required\"",
+                );
+                RelayTls::Opportunistic
+            }
+        };
+        if self.workers == 0 {
+            problems.bad("relay.workers", "must be greater than 0");
+        }
+        if self.retry_initial.is_zero() {
+            problems.bad("relay.retry_initial", "must be greater than 0");
+        }
+        if self.retry_max < self.retry_initial {
+            problems.bad(
+                "relay.retry_max",
+                "must not be shorter than relay.retry_initial",
+            );
+        }
+        if !(self.retry_factor >= 1.0 && self.retry_factor <= 100.0) {
+            problems.bad("relay.retry_factor", "must be between 1 and 100");
+        }
+        let recipients = self.recipients.validate(&domains, problems);
+        let helo_name = if self.helo_name.is_empty() {
+            hostname.to_owned()
+        } else {
+            self.helo_name
+        };
+        let dsn_via = if self.dsn_via.is_empty() {
+            self.internal.clone()
+        } else {
+            self.dsn_via
+        };
+        RelayConfig {
+            domains,
+            internal: self.internal,
+            dsn_via,
+            tls,
+            helo_name,
+            workers: self.workers,
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            data_timeout: self.data_timeout,
+            idle_timeout: self.idle_timeout,
+            retry_initial: self.retry_initial,
+            retry_max: self.retry_max,
+            retry_factor: self.retry_factor,
+            max_queue_lifetime: self.max_queue_lifetime,
+            recipients,
+        }
+    }
+}
+
+impl RawRecipients {
+    fn validate(self, domains: &[String], problems: &mut Problems) -> RecipientsConfig {
+        let mut lists = BTreeMap::new();
+        for (domain, file) in self.lists {
+            let domain = domain.to_ascii_lowercase();
+            let relayed = domains
+                .iter()
+                .any(|d| d == &domain || (d.starts_with('.') && domain.ends_with(d.as_str())));
+            if !relayed {
+                problems.bad(
+                    &format!("relay.recipients.lists.{domain}"),
+                    "domain is not in relay.domains",
+                );
+            }
+            match RecipientList::load(&file) {
+                Ok(list) => {
+                    lists.insert(domain, Arc::new(list));
+                }
+                Err(e) => problems.bad(&format!("relay.recipients.lists.{domain}"), &e),
+            }
+        }
+        RecipientsConfig {
+            lists,
+            callout: self.callout,
+            callout_timeout: self.callout_timeout,
+            positive_ttl: self.positive_ttl,
+            negative_ttl: self.negative_ttl,
+            cache_size: self.cache_size,
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! `[server]`, `[server.limits]` and `[server.tls]`: the inbound SMTP listener.
+
+use super::problems::{is_plausible_hostname, Problems};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to do with a bare CR or bare LF inside message data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLineEnding {
+    /// Reject the message at end of data (550 5.6.0); the default.
+    Reject,
+    /// Rewrite each bare CR or LF to CRLF before the message is spooled.
+    Normalize,
+}
+
+/// Every limit that protects a session or the gateway (`[server.limits]`; every key
+/// optional, defaults below).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest command line, CRLF included (RFC 5321 says 512).
+    pub command_line_bytes: usize,
+    /// Longest text line inside DATA, CRLF included (RFC 5321 says 1000).
+    pub text_line_bytes: usize,
+    /// Recipients accepted per transaction.
+    pub recipients_per_message: usize,
+    /// Transactions per session.
+    pub messages_per_session: usize,
+    /// Largest message, advertised with SIZE and enforced while streaming.
+    pub message_size_bytes: usize,
+    /// Client errors after which the session is closed with 421.
+    pub errors_before_disconnect: u32,
+    /// Client errors after which every further error reply is delayed.
+    pub errors_before_tarpit: u32,
+    /// Delay added to each error reply past `errors_before_tarpit`.
+    #[serde(with = "humantime_serde")]
+    pub tarpit_delay: Duration,
+    /// Longest wait for one command line (or one DATA read).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Longest whole session.
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    /// Slowest acceptable DATA/BDAT transfer after the grace period; 0 disables.
+    pub min_data_rate_bytes_per_second: u64,
+    /// Time a transfer may run before the minimum rate applies.
+    #[serde(with = "humantime_serde")]
+    pub data_rate_grace: Duration,
+    /// Concurrent sessions in total.
+    pub max_sessions: usize,
+    /// Concurrent sessions from one client address.
+    pub max_sessions_per_ip: usize,
+    /// How long running sessions may finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            command_line_bytes: 512,
+            text_line_bytes: 1000,
+            recipients_per_message: 100,
+            messages_per_session: 100,
+            message_size_bytes: 25 * 1024 * 1024,
+            errors_before_disconnect: 20,
+            errors_before_tarpit: 5,
+            tarpit_delay: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(300),
+            session_duration: Duration::from_secs(1800),
+            min_data_rate_bytes_per_second: 256,
+            data_rate_grace: Duration::from_secs(30),
+            max_sessions: 500,
+            max_sessions_per_ip: 50,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Certificate and key for inbound STARTTLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The inbound SMTP listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Our name in the banner, EHLO reply and `Received:` header.
+    pub hostname: String,
+    /// Text after the hostname in the 220 banner.
+    pub banner: String,
+    /// Treatment of bare CR/LF in message data.
+    pub bare_line_ending: BareLineEnding,
+    /// Pre-greet test: how long to wait before the banner, watching for clients that
+    /// talk first (`EARLY_TALKER`); zero disables it.
+    pub greet_delay: Duration,
+    /// Session and gateway limits.
+    pub limits: Limits,
+    /// STARTTLS material; STARTTLS is not offered without it.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawServer {
+    listen: Vec<SocketAddr>,
+    hostname: String,
+    banner: String,
+    bare_line_ending: String,
+    #[serde(with = "humantime_serde")]
+    greet_delay: Duration,
+    limits: Limits,
+    tls: Option<RawTls>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            hostname: String::new(),
+            banner: "ESMTP mxguard".into(),
+            bare_line_ending: "reject".into(),
+            greet_delay: Duration::ZERO,
+            limits: Limits::default(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl RawServer {
+    pub(super) fn validate(self, problems: &mut Problems) -> ServerConfig {
+        if self.listen.is_empty() {
+            problems.bad("server.listen", "at least one address is required");
+        }
+        let hostname = if self.hostname.is_empty() {
+            system_hostname()
+        } else {
+            self.hostname.to_ascii_lowercase()
+        };
+        if !is_plausible_hostname(&hostname) {
+            problems.bad("server.hostname", "must be a fully qualified domain name");
+        }
+        let bare_line_ending = match self.bare_line_ending.as_str() {
+            "reject" => BareLineEnding::Reject,
+            "normalize" | "normalise" => BareLineEnding::Normalize,
+            _ => {
+                problems.bad(
+                    "server.bare_line_ending",
+                    "must be \"reject\" or \"normalize\"",
+                );
+                BareLineEnding::Reject
+            }
+        };
+        validate_limits(&self.limits, problems);
+        let tls = self.tls.map(|t| {
+            for (key, p) in [("certificate", &t.certificate), ("key", &t.key)] {
+                if !p.is_file() {
+                    problems.bad(
+                        &format!("server.tls.{key}"),
+                        &format!("{} is not a readable file", p.display()),
+                    );
+                }
+            }
+            TlsFiles {
+                certificate: t.certificate,
+                key: t.key,
+            }
+        });
+        ServerConfig {
+            listen: self.listen,
+            hostname,
+            banner: self.banner,
+            bare_line_ending,
+            greet_delay: self.greet_delay,
+            limits: self.limits,
+            tls,
+        }
+    }
+}
+
+fn validate_limits(l: &Limits, problems: &mut Problems) {
+    if l.command_line_bytes < 512 {
+        problems.bad(
+            "server.limits.command_line_bytes",
+            "must be at least 512 (RFC 5321)",
+        );
+    }
+    if l.text_line_bytes < 1000 {
+        problems.bad(
+            "server.limits.text_line_bytes",
+            "must be at least 1000 (RFC 5321)",
+        );
+    }
+    for (key, v) in [
+        ("recipients_per_message", l.recipients_per_message),
+        ("messages_per_session", l.messages_per_session),
+        ("message_size_bytes", l.message_size_bytes),
+        ("max_sessions", l.max_sessions),
+        ("max_sessions_per_ip", l.max_sessions_per_ip),
+    ] {
+        if v == 0 {
+            problems.bad(&format!("server.limits.{key}"), "must be greater than 0");
+        }
+    }
+    if l.errors_before_disconnect == 0 {
+        problems.bad(
+            "server.limits.errors_before_disconnect",
+            "must be greater than 0",
+        );
+    }
+    for (key, v) in [
+        ("command_timeout", l.command_timeout),
+        ("session_duration", l.session_duration),
+    ] {
+        if v.is_zero() {
+            problems.bad(&format!("server.limits.{key}"), "must be greater than 0");
+        }
+    }
+}
+
+fn system_hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if is_plausible_hostname(&name) {
+        name
+    } else {
+        format!(
+            "{}.localdomain",
+            if name.is_empty() { "mxguard" } else { &name }
+        )
+    }
+}

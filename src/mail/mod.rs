@@ -1,0 +1,10 @@
+//! Shared vocabulary of mail: addresses, SMTP replies, header fields, dates. Imports nothing
+//! of ours, so every other module can use it.
+
+pub mod address;
+pub mod date;
+pub mod header_fields;
+pub mod reply;
+
+pub use address::{Address, AddressError};
+pub use reply::Reply;

@@ -1,0 +1,14 @@
+//! The built-in checks, one file each; [`super::Policy::build`] picks and orders them.
+
+pub mod authentication;
+pub mod client_behaviour;
+pub mod dnsbl;
+pub mod fcrdns;
+pub mod gtube;
+pub mod helo;
+pub mod recipients;
+pub mod relay_control;
+pub mod rules;
+pub mod sender_domain;
+pub mod size;
+pub mod uribl;

@@ -1,0 +1,169 @@
+//! What the checks see and write: the stage, the client, one transaction's envelope and
+//! message, and the symbols hit so far.
+
+use crate::mail::Address;
+use crate::rules::MessageView;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The points in a session where the policy is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A client connected, before the banner.
+    Connect,
+    /// After HELO or EHLO.
+    Helo,
+    /// After MAIL FROM.
+    Mail,
+    /// After each RCPT TO (`Context::rcpt` holds the recipient).
+    Rcpt,
+    /// After the whole message arrived (`Context::message` holds it).
+    Data,
+}
+
+impl Stage {
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Helo => "helo",
+            Stage::Mail => "mail",
+            Stage::Rcpt => "rcpt",
+            Stage::Data => "data",
+        }
+    }
+}
+
+/// A named symbol a check emitted, with its score contribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolHit {
+    /// Upper-case name operators grep for (`GTUBE`, `RCPT_UNKNOWN`).
+    pub name: String,
+    /// Score contribution.
+    pub score: f64,
+}
+
+/// Facts about the connected client.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// Peer address.
+    pub ip: IpAddr,
+    /// Name given in HELO/EHLO, once given.
+    pub helo: Option<String>,
+    /// Whether the session is under TLS.
+    pub tls: bool,
+    /// The client talked before our banner (pre-greet test).
+    pub early_talker: bool,
+    /// The client sent commands ahead without PIPELINING, or before the reply to
+    /// EHLO/HELO or DATA.
+    pub pipelining_abuse: bool,
+    /// Forward-confirmed reverse DNS name, when it confirmed.
+    pub ptr: Option<String>,
+    /// Weighted total of the DNS lists that list the client.
+    pub dnsbl_total: f64,
+    /// Zones listing the client (with positive weight).
+    pub dnsbl_listed: Vec<String>,
+    /// Symbols of the connect stage: they count in every transaction of the session.
+    pub connect_symbols: Vec<SymbolHit>,
+    /// Symbols of the last HELO/EHLO: they count in every transaction after it.
+    pub helo_symbols: Vec<SymbolHit>,
+}
+
+impl ClientInfo {
+    /// What is known of a client as it connects.
+    pub fn new(ip: IpAddr) -> ClientInfo {
+        ClientInfo {
+            ip,
+            helo: None,
+            tls: false,
+            early_talker: false,
+            pipelining_abuse: false,
+            ptr: None,
+            dnsbl_total: 0.0,
+            dnsbl_listed: Vec::new(),
+            connect_symbols: Vec::new(),
+            helo_symbols: Vec::new(),
+        }
+    }
+}
+
+/// One transaction's input and the policy's running output.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The client.
+    pub client: ClientInfo,
+    /// Reverse path, once MAIL was accepted.
+    pub mail_from: Option<Address>,
+    /// `SIZE=` declared with MAIL.
+    pub declared_size: Option<usize>,
+    /// Recipients accepted so far.
+    pub recipients: Vec<Address>,
+    /// The recipient being judged at [`Stage::Rcpt`]; a check may qualify it
+    /// (e.g. bare `postmaster`).
+    pub rcpt: Option<Address>,
+    /// The message as received (CRLF, unstuffed), at [`Stage::Data`].
+    pub message: Vec<u8>,
+    /// Symbols hit so far in this transaction.
+    pub symbols: Vec<SymbolHit>,
+    /// The message parsed once, shared by every content check (see [`Context::view`]).
+    parsed: Option<Arc<MessageView>>,
+    /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
+    pub auth: Option<crate::auth::AuthOutcome>,
+}
+
+impl Context {
+    /// A fresh context for a client.
+    pub fn new(client: ClientInfo) -> Context {
+        Context {
+            client,
+            mail_from: None,
+            declared_size: None,
+            recipients: Vec::new(),
+            rcpt: None,
+            message: Vec::new(),
+            symbols: Vec::new(),
+            parsed: None,
+            auth: None,
+        }
+    }
+
+    /// The message parsed with mail-parser: parsed on first use, then shared by every
+    /// check of the transaction (rules, URIBL, ...).
+    pub fn view(&mut self) -> Arc<MessageView> {
+        if let Some(v) = &self.parsed {
+            return v.clone();
+        }
+        let v = Arc::new(MessageView::parse(&self.message));
+        self.parsed = Some(v.clone());
+        v
+    }
+
+    /// Clears the transaction (RSET, new MAIL); the client facts stay.
+    pub fn reset_transaction(&mut self) {
+        self.mail_from = None;
+        self.declared_size = None;
+        self.recipients.clear();
+        self.rcpt = None;
+        self.message.clear();
+        self.parsed = None;
+        self.auth = None;
+        self.symbols.clear();
+        self.symbols
+            .extend(self.client.connect_symbols.iter().cloned());
+        self.symbols
+            .extend(self.client.helo_symbols.iter().cloned());
+    }
+
+    /// Records a symbol.
+    pub fn hit(&mut self, name: &str, score: f64) {
+        self.symbols.push(SymbolHit {
+            name: name.to_owned(),
+            score,
+        });
+    }
+
+    /// Sum of all symbol scores.
+    pub fn score(&self) -> f64 {
+        self.symbols.iter().fold(0.0, |total, s| total + s.score)
+    }
+}

@@ -1,0 +1,149 @@
+//! What a policy answers: decisions at each stage (carrying the SMTP reply) and the
+//! final verdict on a message.
+
+use super::{headers, Context, Policy};
+use crate::config::{RuleAction, Thresholds};
+use crate::mail::Reply;
+use std::fmt;
+
+/// What the session does after a stage was evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Go on with the protocol.
+    Continue,
+    /// Refuse permanently with this (5xx) reply.
+    Reject(Reply),
+    /// Refuse temporarily with this (4xx) reply.
+    Tempfail(Reply),
+    /// Accept the message but drop it silently (end of data only).
+    Discard,
+}
+
+/// The judgement on a whole message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Clean: relay unchanged.
+    Accept,
+    /// Relay with spam headers.
+    Tag,
+    /// Keep in the quarantine area.
+    Quarantine,
+    /// Refused in-session with 5xx.
+    Reject,
+    /// Refused in-session with 4xx.
+    Tempfail,
+    /// Accepted and dropped.
+    Discard,
+}
+
+impl Verdict {
+    /// Lower-case name used in logs, metrics and `scan --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Tag => "tag",
+            Verdict::Quarantine => "quarantine",
+            Verdict::Reject => "reject",
+            Verdict::Tempfail => "tempfail",
+            Verdict::Discard => "discard",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Policy {
+    /// Thresholds that apply to this transaction: the strictest among its recipients'
+    /// domains (a message is judged once for all of them).
+    pub fn thresholds(&self, ctx: &Context) -> Thresholds {
+        let p = &self.config.policy;
+        let mut t = p.thresholds;
+        for rcpt in &ctx.recipients {
+            if let Some(d) = p.domain_thresholds.get(&rcpt.domain) {
+                t.tag = t.tag.min(d.tag);
+                t.quarantine = t.quarantine.min(d.quarantine);
+                t.reject = t.reject.min(d.reject);
+            }
+        }
+        t
+    }
+
+    /// Turns the end-of-data decision and the symbols into the verdict, with the reply
+    /// for verdicts refused in-session.
+    pub fn conclude(&self, decision: Decision, ctx: &Context) -> (Verdict, Option<Reply>) {
+        match decision {
+            Decision::Reject(r) => return (Verdict::Reject, Some(r)),
+            Decision::Tempfail(r) => return (Verdict::Tempfail, Some(r)),
+            Decision::Discard => return (Verdict::Discard, None),
+            Decision::Continue => {}
+        }
+        let score = ctx.score();
+        // A rule with a configured action decides whatever the score; the harshest wins.
+        let actions = &self.config.policy.actions;
+        let demanded = ctx
+            .symbols
+            .iter()
+            .filter_map(|s| actions.get(&s.name).map(|a| (*a, s.name.as_str())))
+            .max_by_key(|(a, _)| match a {
+                RuleAction::Reject => 3,
+                RuleAction::Tempfail => 2,
+                RuleAction::Quarantine => 1,
+                RuleAction::Discard => 0,
+            });
+        if let Some((action, rule)) = demanded {
+            return match action {
+                RuleAction::Reject => (
+                    Verdict::Reject,
+                    Some(Reply::new(
+                        550,
+                        "5.7.1",
+                        format!("Message rejected by policy ({rule})"),
+                    )),
+                ),
+                RuleAction::Tempfail => (
+                    Verdict::Tempfail,
+                    Some(Reply::new(
+                        451,
+                        "4.7.1",
+                        format!("Message deferred by policy ({rule}), try again later"),
+                    )),
+                ),
+                RuleAction::Quarantine => (Verdict::Quarantine, None),
+                RuleAction::Discard => (Verdict::Discard, None),
+            };
+        }
+        let t = self.thresholds(ctx);
+        if score >= t.reject {
+            let reply = Reply::new(
+                550,
+                "5.7.1",
+                format!("Message rejected as spam (score {score:.1})"),
+            );
+            (Verdict::Reject, Some(reply))
+        } else if score >= t.quarantine {
+            (Verdict::Quarantine, None)
+        } else if score >= t.tag {
+            (Verdict::Tag, None)
+        } else {
+            (Verdict::Accept, None)
+        }
+    }
+
+    /// Headers to prepend to a message accepted with `verdict`.
+    pub fn verdict_headers(&self, ctx: &Context, verdict: Verdict) -> String {
+        let mut h = String::new();
+        if let Some(auth) = &ctx.auth {
+            h.push_str(&auth.authentication_results_header(&self.config.server.hostname));
+        }
+        h.push_str(&headers::verdict_headers(
+            ctx,
+            verdict,
+            &self.thresholds(ctx),
+        ));
+        h
+    }
+}

@@ -1,0 +1,115 @@
+//! Why talking to an internal server failed, and at which protocol step.
+
+use crate::mail::Reply;
+use std::io;
+use std::net::SocketAddr;
+
+/// Why talking to an internal server failed. Every variant is a temporary failure for the
+/// message concerned: the server, not the message, is the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TCP connection could not be made.
+    #[error("connect to {server}: {source}")]
+    Connect {
+        /// Server tried.
+        server: SocketAddr,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// The TCP connection was not made within `connect_timeout`.
+    #[error("connect to {server}: timed out")]
+    ConnectTimeout {
+        /// Server tried.
+        server: SocketAddr,
+    },
+    /// Reading or writing failed (including the server closing the connection).
+    #[error("{stage}: {source}")]
+    Io {
+        /// Protocol step during which it happened.
+        stage: &'static str,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// No reply within the deadline.
+    #[error("{stage}: timed out waiting for the server")]
+    Timeout {
+        /// Protocol step during which it happened.
+        stage: &'static str,
+    },
+    /// The server sent something that is not an SMTP reply.
+    #[error("{stage}: protocol error: {detail}")]
+    Protocol {
+        /// Protocol step during which it happened.
+        stage: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The server refused the session itself (banner, EHLO/HELO, or a 421 anywhere).
+    #[error("{stage}: {reply}")]
+    Refused {
+        /// Protocol step during which it happened.
+        stage: &'static str,
+        /// The server's reply.
+        reply: Reply,
+    },
+    /// `relay.tls = "required"` and the server does not offer STARTTLS.
+    #[error("STARTTLS required but not offered by {server}")]
+    TlsNotOffered {
+        /// Server concerned.
+        server: SocketAddr,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {server}: {detail}")]
+    Tls {
+        /// Server concerned.
+        server: SocketAddr,
+        /// What went wrong.
+        detail: String,
+    },
+    /// No server was configured to try.
+    #[error("no internal server configured")]
+    NoServer,
+}
+
+impl ClientError {
+    /// The failure happened after the message body was handed over, while waiting for
+    /// the final reply: the server may have the message, so it must not be offered to
+    /// another server at once.
+    pub fn after_body(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Io {
+                stage: STAGE_DATA_END,
+                ..
+            } | ClientError::Timeout {
+                stage: STAGE_DATA_END
+            } | ClientError::Refused {
+                stage: STAGE_DATA_END,
+                ..
+            }
+        )
+    }
+
+    /// The failure happened on the first command of a reused connection (the server
+    /// closed it while idle): a fresh connection should simply be tried.
+    pub fn stale_connection(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Io {
+                stage: STAGE_RSET,
+                ..
+            } | ClientError::Timeout { stage: STAGE_RSET }
+                | ClientError::Protocol {
+                    stage: STAGE_RSET,
+                    ..
+                }
+                | ClientError::Refused {
+                    stage: STAGE_RSET,
+                    ..
+                }
+        )
+    }
+}
+
+pub(super) const STAGE_RSET: &str = "RSET";
+pub(super) const STAGE_DATA_END: &str = "end of data";

@@ -1,0 +1,642 @@
+//! SMTP client to the internal servers: connect, EHLO, STARTTLS, one pipelined transaction per message.
+//!
+//! This is the relay's hot path, so it is a small implementation of its own over tokio:
+//! one buffered read side that parses (multiline) replies, one write per pipelined batch,
+//! per-recipient results, and a connection that is kept for the next message.
+
+mod capabilities;
+mod error;
+mod tls;
+
+pub use capabilities::Capabilities;
+pub use error::ClientError;
+pub use tls::AcceptAnyCert;
+
+use crate::config::{Config, RelayConfig, RelayTls};
+use crate::mail::reply::MAX_REPLY_BYTES;
+use crate::mail::Reply;
+use crate::net::Stream;
+use error::{STAGE_DATA_END, STAGE_RSET};
+use rustls_pki_types::ServerName;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+use tokio_rustls::TlsConnector;
+
+/// Everything a connection needs to know, taken once from [`RelayConfig`].
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// Name sent in EHLO/HELO.
+    pub helo_name: String,
+    /// STARTTLS policy.
+    pub tls: RelayTls,
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// Deadline for each reply other than the one after the message body.
+    pub command_timeout: Duration,
+    /// Deadline for writing the body and for the reply after it.
+    pub data_timeout: Duration,
+    tls_connector: TlsConnector,
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("helo_name", &self.helo_name)
+            .field("tls", &self.tls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("data_timeout", &self.data_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientSettings {
+    /// Settings for delivery connections, from the relay configuration.
+    pub fn from_config(relay: &RelayConfig) -> ClientSettings {
+        ClientSettings::with_connector(relay, tls::tls_connector())
+    }
+
+    /// The same, sharing an existing TLS connector (building one is costly).
+    fn with_connector(relay: &RelayConfig, tls_connector: TlsConnector) -> ClientSettings {
+        ClientSettings {
+            helo_name: relay.helo_name.clone(),
+            tls: relay.tls,
+            connect_timeout: relay.connect_timeout,
+            command_timeout: relay.command_timeout,
+            data_timeout: relay.data_timeout,
+            tls_connector,
+        }
+    }
+}
+
+/// Client settings per configuration snapshot: rebuilt only when a reload replaced the
+/// configuration, all sharing one TLS connector (building one is costly).
+pub struct SettingsCache {
+    connector: TlsConnector,
+    cached: Mutex<Option<(Arc<Config>, ClientSettings)>>,
+}
+
+impl fmt::Debug for SettingsCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SettingsCache")
+    }
+}
+
+impl Default for SettingsCache {
+    fn default() -> Self {
+        SettingsCache {
+            connector: tls::tls_connector(),
+            cached: Mutex::new(None),
+        }
+    }
+}
+
+impl SettingsCache {
+    /// The client settings of `config`.
+    pub fn get(&self, config: &Arc<Config>) -> ClientSettings {
+        // A poisoned lock only means a panic elsewhere; the cache is still valid.
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, settings)) = cached.as_ref() {
+            if Arc::ptr_eq(seen, config) {
+                return settings.clone();
+            }
+        }
+        let settings = ClientSettings::with_connector(&config.relay, self.connector.clone());
+        *cached = Some((config.clone(), settings.clone()));
+        settings
+    }
+}
+
+/// One message to hand over: envelope and bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Transaction<'a> {
+    /// Reverse path without brackets; empty for `<>`.
+    pub mail_from: &'a str,
+    /// Forward paths without brackets.
+    pub recipients: &'a [String],
+    /// Message bytes with CRLF line endings, not dot-stuffed.
+    pub body: &'a [u8],
+    /// The body has 8-bit content (declare `BODY=8BITMIME` when offered).
+    pub body_8bit: bool,
+    /// The envelope or headers need SMTPUTF8 (declare it when offered).
+    pub smtputf8: bool,
+}
+
+/// An open, greeted SMTP connection to one internal server, reusable across messages.
+pub struct Connection {
+    stream: Stream,
+    rbuf: Vec<u8>,
+    server: SocketAddr,
+    caps: Capabilities,
+    tls_active: bool,
+    settings: ClientSettings,
+    /// A transaction was run on this connection: the next one starts with RSET.
+    used: bool,
+    last_used: Instant,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .field("caps", &self.caps)
+            .field("tls", &self.tls_active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Opens a connection to the first server of `servers` that accepts a session;
+    /// connection failures, refusals (421 and the like) and timeouts move on to the next.
+    /// Returns the last error when none works.
+    pub async fn connect_any(
+        servers: &[SocketAddr],
+        settings: &ClientSettings,
+    ) -> Result<Connection, ClientError> {
+        let mut last = ClientError::NoServer;
+        for &server in servers {
+            match Connection::open(server, settings).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::debug!(%server, error = %e, "internal server unusable, trying next");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Connects to one server: banner, EHLO (HELO if EHLO is refused), STARTTLS per
+    /// `settings.tls`, and EHLO again after TLS.
+    pub async fn open(
+        server: SocketAddr,
+        settings: &ClientSettings,
+    ) -> Result<Connection, ClientError> {
+        match Self::open_with(server, settings, settings.tls).await {
+            // Opportunistic TLS that fails in the handshake: the connection is unusable,
+            // but the server is fine; deliver in plaintext as if TLS were not offered.
+            Err(ClientError::Tls { detail, .. }) if settings.tls == RelayTls::Opportunistic => {
+                tracing::warn!(%server, %detail, "opportunistic STARTTLS failed; retrying in plaintext");
+                Self::open_with(server, settings, RelayTls::Off).await
+            }
+            other => other,
+        }
+    }
+
+    async fn open_with(
+        server: SocketAddr,
+        settings: &ClientSettings,
+        tls: RelayTls,
+    ) -> Result<Connection, ClientError> {
+        let tcp = match timeout(settings.connect_timeout, TcpStream::connect(server)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => return Err(ClientError::Connect { server, source }),
+            Err(_) => return Err(ClientError::ConnectTimeout { server }),
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut conn = Connection {
+            stream: Stream::Plain(tcp),
+            rbuf: Vec::with_capacity(4096),
+            server,
+            caps: Capabilities::default(),
+            tls_active: false,
+            settings: settings.clone(),
+            used: false,
+            last_used: Instant::now(),
+        };
+        let banner = conn.read_reply("banner", settings.command_timeout).await?;
+        if !banner.is_positive() {
+            return Err(ClientError::Refused {
+                stage: "banner",
+                reply: banner,
+            });
+        }
+        conn.greet().await?;
+        if tls != RelayTls::Off {
+            if conn.caps.starttls {
+                conn.starttls(tls).await?;
+            } else if tls == RelayTls::Required {
+                return Err(ClientError::TlsNotOffered { server });
+            }
+        }
+        conn.last_used = Instant::now();
+        Ok(conn)
+    }
+
+    async fn greet(&mut self) -> Result<(), ClientError> {
+        let ehlo = format!("EHLO {}\r\n", self.settings.helo_name);
+        let reply = self.command("EHLO", ehlo.as_bytes()).await?;
+        if reply.is_positive() {
+            self.caps = Capabilities::from_ehlo(&reply);
+            return Ok(());
+        }
+        if reply.is_permanent() {
+            let helo = format!("HELO {}\r\n", self.settings.helo_name);
+            let reply = self.command("HELO", helo.as_bytes()).await?;
+            if reply.is_positive() {
+                self.caps = Capabilities::default();
+                return Ok(());
+            }
+            return Err(ClientError::Refused {
+                stage: "HELO",
+                reply,
+            });
+        }
+        Err(ClientError::Refused {
+            stage: "EHLO",
+            reply,
+        })
+    }
+
+    async fn starttls(&mut self, tls: RelayTls) -> Result<(), ClientError> {
+        let reply = self.command("STARTTLS", b"STARTTLS\r\n").await?;
+        if reply.code != 220 {
+            if tls == RelayTls::Required {
+                return Err(ClientError::Tls {
+                    server: self.server,
+                    detail: format!("STARTTLS refused: {reply}"),
+                });
+            }
+            // Opportunistic: the session stays usable in plaintext.
+            return Ok(());
+        }
+        // Anything the server sent after its 220 was not protected: discard it.
+        self.rbuf.clear();
+        if self.stream.is_tls() {
+            return Err(ClientError::Protocol {
+                stage: "STARTTLS",
+                detail: "TLS is already active".into(),
+            });
+        }
+        let name = ServerName::IpAddress(self.server.ip().into());
+        let handshake = self.stream.connect_tls(&self.settings.tls_connector, name);
+        match timeout(self.settings.command_timeout, handshake).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ClientError::Tls {
+                    server: self.server,
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ClientError::Tls {
+                    server: self.server,
+                    detail: "handshake timed out".into(),
+                })
+            }
+        }
+        self.tls_active = true;
+        // RFC 3207: forget everything learnt before TLS and greet again.
+        self.greet().await
+    }
+
+    /// The server this connection goes to.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// What the server announced.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Whether STARTTLS is in effect.
+    pub fn is_tls(&self) -> bool {
+        self.tls_active
+    }
+
+    /// When the connection was last used (opened, or a transaction finished).
+    pub fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    /// Sends one command line (CRLF included) and reads its reply within `command_timeout`.
+    pub async fn command(
+        &mut self,
+        stage: &'static str,
+        line: &[u8],
+    ) -> Result<Reply, ClientError> {
+        self.write(stage, line, self.settings.command_timeout)
+            .await?;
+        let reply = self
+            .read_reply(stage, self.settings.command_timeout)
+            .await?;
+        if reply.code == 421 {
+            return Err(ClientError::Refused { stage, reply });
+        }
+        Ok(reply)
+    }
+
+    /// Runs one mail transaction and returns one final reply per recipient, in order:
+    /// the RCPT reply for a refused recipient, otherwise the reply to the end of data
+    /// (or to MAIL / DATA when those failed). A 5xx for one recipient never affects the
+    /// others. An `Err` means the connection is unusable and nothing was delivered (or,
+    /// when [`ClientError::after_body`], that the outcome is unknown).
+    pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
+        let result = self.send_inner(tx).await;
+        self.used = true;
+        self.last_used = Instant::now();
+        result
+    }
+
+    fn mail_command(&self, tx: &Transaction<'_>) -> String {
+        let mut mail = format!("MAIL FROM:<{}>", tx.mail_from);
+        if tx.body_8bit && self.caps.eight_bit_mime {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if tx.smtputf8 && self.caps.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        if self.caps.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", tx.body.len()));
+        }
+        mail.push_str("\r\n");
+        mail
+    }
+
+    async fn send_inner(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
+        let cmd_timeout = self.settings.command_timeout;
+        let reset = self.used;
+        let mail = self.mail_command(tx);
+        let rcpts: Vec<String> = tx
+            .recipients
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>\r\n"))
+            .collect();
+        let n = tx.recipients.len();
+        let mut results: Vec<Option<Reply>> = vec![None; n];
+        let mut accepted = Vec::with_capacity(n);
+
+        if self.caps.pipelining {
+            // RFC 2920: RSET, MAIL, every RCPT and DATA go out in one write.
+            let mut batch = Vec::with_capacity(64 + mail.len() + rcpts.len() * 40);
+            if reset {
+                batch.extend_from_slice(b"RSET\r\n");
+            }
+            batch.extend_from_slice(mail.as_bytes());
+            for r in &rcpts {
+                batch.extend_from_slice(r.as_bytes());
+            }
+            batch.extend_from_slice(b"DATA\r\n");
+            let first_stage = if reset { STAGE_RSET } else { "MAIL" };
+            self.write(first_stage, &batch, cmd_timeout).await?;
+            if reset {
+                self.expect_reply(STAGE_RSET, cmd_timeout).await?;
+            }
+            let mail_reply = self.read_reply_checked("MAIL", cmd_timeout).await?;
+            for (i, slot) in results.iter_mut().enumerate() {
+                let reply = self.read_reply_checked("RCPT", cmd_timeout).await?;
+                if mail_reply.is_positive() && reply.is_positive() {
+                    accepted.push(i);
+                } else if mail_reply.is_positive() {
+                    *slot = Some(reply);
+                }
+            }
+            let data_reply = self.read_reply_checked("DATA", cmd_timeout).await?;
+            if !mail_reply.is_positive() {
+                if data_reply.code == 354 {
+                    self.abort_data().await?;
+                }
+                return Ok(vec![mail_reply; n]);
+            }
+            if data_reply.code != 354 {
+                return Ok(fill(results, &data_reply));
+            }
+            if accepted.is_empty() {
+                // Some servers answer 354 even with no valid recipient: end the empty
+                // data section at once; its reply does not matter.
+                self.abort_data().await?;
+                return Ok(fill(results, &data_reply));
+            }
+        } else {
+            if reset {
+                self.expect_reply_to(STAGE_RSET, b"RSET\r\n", cmd_timeout)
+                    .await?;
+            }
+            let mail_reply = self.command("MAIL", mail.as_bytes()).await?;
+            if !mail_reply.is_positive() {
+                return Ok(vec![mail_reply; n]);
+            }
+            for (i, r) in rcpts.iter().enumerate() {
+                let reply = self.command("RCPT", r.as_bytes()).await?;
+                if reply.is_positive() {
+                    accepted.push(i);
+                } else {
+                    results[i] = Some(reply);
+                }
+            }
+            if accepted.is_empty() {
+                let none = Reply::new(554, "5.5.1", "no valid recipients");
+                return Ok(fill(results, &none));
+            }
+            let data_reply = self.command("DATA", b"DATA\r\n").await?;
+            if data_reply.code != 354 {
+                return Ok(fill(results, &data_reply));
+            }
+        }
+
+        let body = dot_stuff(tx.body);
+        self.write(STAGE_DATA_END, &body, self.settings.data_timeout)
+            .await?;
+        let final_reply = self
+            .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
+            .await?;
+        Ok(fill(results, &final_reply))
+    }
+
+    /// Recipient probe for callouts: `MAIL FROM:<>` and `RCPT TO:<rcpt>` (pipelined when
+    /// offered). Returns the MAIL reply and, when MAIL was accepted, the RCPT reply. The
+    /// transaction is left open; the caller resets it or quits.
+    pub async fn probe_recipient(
+        &mut self,
+        rcpt: &str,
+    ) -> Result<(Reply, Option<Reply>), ClientError> {
+        let limit = self.settings.command_timeout;
+        let mail = "MAIL FROM:<>\r\n";
+        let rcpt_line = format!("RCPT TO:<{rcpt}>\r\n");
+        self.used = true;
+        if self.caps.pipelining {
+            let batch = format!("{mail}{rcpt_line}");
+            self.write("MAIL", batch.as_bytes(), limit).await?;
+            let mail_reply = self.read_reply_checked("MAIL", limit).await?;
+            let rcpt_reply = self.read_reply_checked("RCPT", limit).await?;
+            let rcpt_reply = mail_reply.is_positive().then_some(rcpt_reply);
+            return Ok((mail_reply, rcpt_reply));
+        }
+        let mail_reply = self.command("MAIL", mail.as_bytes()).await?;
+        if !mail_reply.is_positive() {
+            return Ok((mail_reply, None));
+        }
+        let rcpt_reply = self.command("RCPT", rcpt_line.as_bytes()).await?;
+        Ok((mail_reply, Some(rcpt_reply)))
+    }
+
+    /// Ends a data section that should not have been opened (354 with nothing to send).
+    async fn abort_data(&mut self) -> Result<(), ClientError> {
+        self.write("DATA", b".\r\n", self.settings.command_timeout)
+            .await?;
+        self.read_reply_checked("DATA", self.settings.command_timeout)
+            .await?;
+        Ok(())
+    }
+
+    async fn expect_reply_to(
+        &mut self,
+        stage: &'static str,
+        line: &[u8],
+        limit: Duration,
+    ) -> Result<(), ClientError> {
+        self.write(stage, line, limit).await?;
+        self.expect_reply(stage, limit).await
+    }
+
+    async fn expect_reply(
+        &mut self,
+        stage: &'static str,
+        limit: Duration,
+    ) -> Result<(), ClientError> {
+        let reply = self.read_reply(stage, limit).await?;
+        if reply.is_positive() {
+            Ok(())
+        } else {
+            Err(ClientError::Refused { stage, reply })
+        }
+    }
+
+    /// Reads a reply; a 421 (the server is closing the session) becomes an error.
+    async fn read_reply_checked(
+        &mut self,
+        stage: &'static str,
+        limit: Duration,
+    ) -> Result<Reply, ClientError> {
+        let reply = self.read_reply(stage, limit).await?;
+        if reply.code == 421 {
+            return Err(ClientError::Refused { stage, reply });
+        }
+        Ok(reply)
+    }
+
+    /// Sends QUIT and closes, without waiting long for the server's answer.
+    pub async fn quit(mut self) {
+        let limit = self.settings.command_timeout.min(Duration::from_secs(5));
+        if self.write("QUIT", b"QUIT\r\n", limit).await.is_ok() {
+            let _ = self.read_reply("QUIT", limit).await;
+        }
+        let _ = timeout(limit, self.stream.shutdown()).await;
+    }
+
+    async fn write(
+        &mut self,
+        stage: &'static str,
+        bytes: &[u8],
+        limit: Duration,
+    ) -> Result<(), ClientError> {
+        let stream = &mut self.stream;
+        let io = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match timeout(limit, io).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(ClientError::Io { stage, source }),
+            Err(_) => Err(ClientError::Timeout { stage }),
+        }
+    }
+
+    /// Reads one complete (possibly multiline) reply within `limit`.
+    async fn read_reply(
+        &mut self,
+        stage: &'static str,
+        limit: Duration,
+    ) -> Result<Reply, ClientError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match Reply::parse(&self.rbuf) {
+                Ok(Some((reply, used))) => {
+                    self.rbuf.drain(..used);
+                    return Ok(reply);
+                }
+                Ok(None) if self.rbuf.len() > MAX_REPLY_BYTES => {
+                    return Err(ClientError::Protocol {
+                        stage,
+                        detail: "reply too long".into(),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(ClientError::Protocol {
+                        stage,
+                        detail: e.to_string(),
+                    })
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) => {
+                    return Err(ClientError::Io {
+                        stage,
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed by the server",
+                        ),
+                    })
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(source)) => return Err(ClientError::Io { stage, source }),
+                Err(_) => return Err(ClientError::Timeout { stage }),
+            };
+            self.rbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Per-recipient replies: recipients already answered keep theirs, the rest get `common`.
+fn fill(results: Vec<Option<Reply>>, common: &Reply) -> Vec<Reply> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| common.clone()))
+        .collect()
+}
+
+/// Dot-stuffs a message (RFC 5321 4.5.2), makes sure it ends with CRLF, and appends the
+/// end-of-data line `.\r\n`.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 512 + 8);
+    let mut at_line_start = true;
+    let mut rest = body;
+    while !rest.is_empty() {
+        if at_line_start && rest[0] == b'.' {
+            out.push(b'.');
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                out.extend_from_slice(&rest[..=i]);
+                rest = &rest[i + 1..];
+                at_line_start = true;
+            }
+            None => {
+                out.extend_from_slice(rest);
+                rest = &[];
+                at_line_start = false;
+            }
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        if out.ends_with(b"\r") {
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,289 @@
+//! Tests of the relay client against scripted fake servers.
+
+use super::*;
+use crate::relay::testing::{config, dead_addr, tls_acceptor, FakeServer, Script};
+use std::sync::Arc;
+
+fn settings(server: SocketAddr, overrides: &[(&str, &str)]) -> ClientSettings {
+    let dir = tempfile::tempdir().unwrap();
+    ClientSettings::from_config(&config(dir.path(), &[server], overrides).relay)
+}
+
+fn rcpts(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn refuse_bad() -> Script {
+    Script {
+        rcpt: Arc::new(|a: &str| {
+            if a.starts_with("bad@") {
+                "550 5.1.1 no such user".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    }
+}
+
+async fn deliver_three(script: Script) -> (FakeServer, Vec<Reply>) {
+    let server = FakeServer::start(script).await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test", "bad@example.test", "c@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"Subject: t\r\n\r\nhello\r\n",
+        body_8bit: false,
+        smtputf8: false,
+    };
+    let replies = conn.send(&tx).await.unwrap();
+    conn.quit().await;
+    (server, replies)
+}
+
+#[tokio::test]
+async fn pipelined_delivery_gives_per_recipient_results() {
+    let (server, replies) = deliver_three(refuse_bad()).await;
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 550, 250]);
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(
+        msgs[0].rcpt_to,
+        rcpts(&["a@example.test", "c@example.test"])
+    );
+    assert!(server.record.lock().unwrap().pipelined);
+}
+
+#[tokio::test]
+async fn lock_step_delivery_without_pipelining() {
+    let (server, replies) = deliver_three(Script {
+        pipelining: false,
+        ..refuse_bad()
+    })
+    .await;
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 550, 250]);
+    assert_eq!(server.messages().len(), 1);
+    assert!(!server.record.lock().unwrap().pipelined);
+}
+
+#[tokio::test]
+async fn body_is_dot_stuffed_on_the_wire_and_reaches_the_server_intact() {
+    let server = FakeServer::start(Script::default()).await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b".leading\r\nmiddle\r\n..two\r\n.\r\nlast",
+        body_8bit: true,
+        smtputf8: false,
+    };
+    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    let msgs = server.messages();
+    assert_eq!(
+        msgs[0].data,
+        b"..leading\r\nmiddle\r\n...two\r\n..\r\nlast\r\n".to_vec()
+    );
+    let mail = server
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(
+        mail.contains("BODY=8BITMIME") && mail.contains("SIZE="),
+        "{mail}"
+    );
+}
+
+#[tokio::test]
+async fn two_messages_share_one_connection_with_rset_between() {
+    let server = FakeServer::start(Script::default()).await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test"]);
+    for body in [&b"one\r\n"[..], &b"two\r\n"[..]] {
+        let tx = Transaction {
+            mail_from: "s@example.org",
+            recipients: &to,
+            body,
+            body_8bit: false,
+            smtputf8: false,
+        };
+        assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    }
+    conn.quit().await;
+    assert_eq!(server.messages().len(), 2);
+    assert_eq!(server.connections(), 1);
+    let cmds = server.commands();
+    assert!(cmds.iter().any(|c| c == "RSET"));
+    assert_eq!(cmds.last().map(String::as_str), Some("QUIT"));
+}
+
+#[tokio::test]
+async fn failover_to_the_second_server_when_the_first_refuses_connections() {
+    let dead = dead_addr().await;
+    let server = FakeServer::start(Script::default()).await;
+    let s = settings(server.addr, &[]);
+    let conn = Connection::connect_any(&[dead, server.addr], &s)
+        .await
+        .unwrap();
+    assert_eq!(conn.server(), server.addr);
+    let err = Connection::connect_any(&[dead], &s).await.unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn helo_is_used_when_ehlo_is_refused() {
+    let server = FakeServer::start(Script {
+        refuse_ehlo: true,
+        ..Script::default()
+    })
+    .await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    assert!(!conn.capabilities().esmtp);
+    let to = rcpts(&["a@example.test"]);
+    let tx = Transaction {
+        mail_from: "",
+        recipients: &to,
+        body: b"x\r\n",
+        body_8bit: false,
+        smtputf8: false,
+    };
+    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(server.commands().iter().any(|c| c.starts_with("HELO")));
+    assert!(server.commands().iter().any(|c| c == "MAIL FROM:<>"));
+}
+
+#[tokio::test]
+async fn dropped_and_slow_servers_are_errors() {
+    let dropper = FakeServer::start(Script {
+        drop_connection: true,
+        ..Script::default()
+    })
+    .await;
+    let s = settings(dropper.addr, &[]);
+    let err = Connection::open(dropper.addr, &s).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Io {
+                stage: "banner",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let slow = FakeServer::start(Script {
+        delay: Duration::from_millis(500),
+        ..Script::default()
+    })
+    .await;
+    let s = settings(slow.addr, &[("command_timeout", "\"100ms\"")]);
+    let err = Connection::open(slow.addr, &s).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Timeout { stage: "EHLO" }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn opportunistic_starttls_is_used_when_offered_and_ehlo_repeated() {
+    let server = FakeServer::start(Script {
+        tls: Some(tls_acceptor()),
+        ..Script::default()
+    })
+    .await;
+    let s = settings(server.addr, &[("tls", "\"opportunistic\"")]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    assert!(conn.is_tls());
+    assert!(!conn.capabilities().starttls);
+    let to = rcpts(&["a@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"secret\r\n",
+        body_8bit: false,
+        smtputf8: false,
+    };
+    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    conn.quit().await;
+    assert_eq!(server.record.lock().unwrap().tls_sessions, 1);
+    assert_eq!(server.messages()[0].data, b"secret\r\n".to_vec());
+    let cmds = server.commands();
+    assert_eq!(cmds.iter().filter(|c| c.starts_with("EHLO")).count(), 2);
+    assert!(cmds.iter().any(|c| c == "STARTTLS"));
+}
+
+#[tokio::test]
+async fn required_tls_fails_without_starttls_and_opportunistic_falls_back() {
+    let plain = FakeServer::start(Script::default()).await;
+    let s = settings(plain.addr, &[("tls", "\"required\"")]);
+    let err = Connection::open(plain.addr, &s).await.unwrap_err();
+    assert!(matches!(err, ClientError::TlsNotOffered { .. }), "{err}");
+    let s = settings(plain.addr, &[("tls", "\"opportunistic\"")]);
+    let conn = Connection::open(plain.addr, &s).await.unwrap();
+    assert!(!conn.is_tls());
+
+    let tls = FakeServer::start(Script {
+        tls: Some(tls_acceptor()),
+        ..Script::default()
+    })
+    .await;
+    let s = settings(tls.addr, &[("tls", "\"required\"")]);
+    assert!(Connection::open(tls.addr, &s).await.unwrap().is_tls());
+}
+
+#[tokio::test]
+async fn a_421_mid_transaction_is_an_error_not_a_recipient_result() {
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(|_| "421 4.3.2 shutting down".into()),
+        ..Script::default()
+    })
+    .await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"x\r\n",
+        body_8bit: false,
+        smtputf8: false,
+    };
+    let err = conn.send(&tx).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { stage: "RCPT", .. }),
+        "{err}"
+    );
+    assert!(!err.after_body());
+}
+
+#[test]
+fn multiline_reply_is_parsed_whole() {
+    let buf = b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n220 next";
+    let (reply, used) = Reply::parse(buf).unwrap().unwrap();
+    assert_eq!(reply.code, 250);
+    assert_eq!(reply.lines().count(), 4);
+    assert_eq!(&buf[used..], b"220 next");
+    let caps = Capabilities::from_ehlo(&reply);
+    assert!(caps.pipelining && caps.eight_bit_mime && !caps.starttls);
+    assert_eq!(caps.size, Some(1000));
+}
+
+#[test]
+fn dot_stuffing_doubles_leading_dots_and_terminates() {
+    assert_eq!(
+        dot_stuff(b".a\r\nb\r\n..c\r\n"),
+        b"..a\r\nb\r\n...c\r\n.\r\n"
+    );
+    assert_eq!(dot_stuff(b"x\r\n.\r\ny"), b"x\r\n..\r\ny\r\n.\r\n");
+    assert_eq!(dot_stuff(b"a.b\r\n"), b"a.b\r\n.\r\n");
+    assert_eq!(dot_stuff(b""), b".\r\n");
+}

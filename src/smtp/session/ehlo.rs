@@ -1,0 +1,87 @@
+//! HELO/EHLO (the greeting and the extensions we announce) and STARTTLS.
+
+use super::{End, Greeting, Session};
+use crate::mail::Reply;
+use crate::policy::{Decision, Stage};
+
+impl Session {
+    pub(super) async fn hello(&mut self, name: String, greeting: Greeting) -> Option<End> {
+        self.reset_transaction();
+        self.ctx.client.helo = Some(name);
+        self.greeting = None;
+        match self
+            .policy
+            .clone()
+            .evaluate(Stage::Helo, &mut self.ctx)
+            .await
+        {
+            Decision::Continue | Decision::Discard => {}
+            Decision::Reject(r) | Decision::Tempfail(r) => return self.error(Stage::Helo, r).await,
+        }
+        self.greeting = Some(greeting);
+        let host = self.hostname().to_owned();
+        let reply = match greeting {
+            Greeting::Helo => Reply::new(250, "", host),
+            Greeting::Ehlo => {
+                let mut lines = vec![
+                    host,
+                    "PIPELINING".to_owned(),
+                    format!("SIZE {}", self.limits().message_size_bytes),
+                    "8BITMIME".to_owned(),
+                    "SMTPUTF8".to_owned(),
+                    "ENHANCEDSTATUSCODES".to_owned(),
+                    "CHUNKING".to_owned(),
+                ];
+                if self.server.tls.is_some() && !self.conn.is_tls() {
+                    lines.push("STARTTLS".to_owned());
+                }
+                Reply::new(250, "", lines.join("\n"))
+            }
+        };
+        self.ok(Stage::Helo, reply)
+    }
+
+    pub(super) async fn start_tls(&mut self) -> Option<End> {
+        let Some(acceptor) = self.server.tls.clone() else {
+            return self
+                .error(
+                    Stage::Helo,
+                    Reply::new(502, "5.5.1", "STARTTLS not available"),
+                )
+                .await;
+        };
+        if self.conn.is_tls() {
+            return self.bad_sequence(Stage::Helo, "TLS already active").await;
+        }
+        self.send(Stage::Helo, Reply::new(220, "2.0.0", "Ready to start TLS"))
+            .await;
+        let dropped = self.conn.buffered().len();
+        if dropped > 0 {
+            tracing::info!(client = %self.peer, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
+            self.limit_hit("starttls_injection");
+        }
+        match self
+            .conn
+            .start_tls(&acceptor, self.command_deadline())
+            .await
+        {
+            Ok(version) => {
+                self.server
+                    .metrics
+                    .tls_sessions_total
+                    .with_label_values(&[version])
+                    .inc();
+                // RFC 3207: forget everything learned before TLS.
+                self.reset_transaction();
+                self.greeting = None;
+                self.ctx.client.helo = None;
+                self.ctx.client.tls = true;
+                None
+            }
+            Err(e) => {
+                tracing::info!(client = %self.peer, error = %e, "TLS handshake failed");
+                Some(End::Closed("tls handshake failed"))
+            }
+        }
+    }
+}

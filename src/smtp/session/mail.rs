@@ -1,0 +1,59 @@
+//! MAIL FROM: sequence, SMTPUTF8 and size checks, then the policy's MAIL stage.
+
+use super::{End, Greeting, Session};
+use crate::mail::{Address, Reply};
+use crate::policy::{Decision, Stage};
+use crate::smtp::command::MailParams;
+
+impl Session {
+    pub(super) async fn mail_from(&mut self, from: Address, params: MailParams) -> Option<End> {
+        if self.greeting.is_none() {
+            return self.bad_sequence(Stage::Mail, "Send HELO/EHLO first").await;
+        }
+        if self.ctx.mail_from.is_some() {
+            return self
+                .bad_sequence(Stage::Mail, "Sender already specified")
+                .await;
+        }
+        if self.messages >= self.limits().messages_per_session {
+            self.limit_hit("messages_per_session");
+            self.close(Reply::new(
+                421,
+                "4.7.0",
+                "Too many messages in one session, closing connection",
+            ))
+            .await;
+            return Some(End::Closed("messages_per_session"));
+        }
+        if from.is_utf8() && !params.smtputf8 {
+            return self
+                .error(
+                    Stage::Mail,
+                    Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"),
+                )
+                .await;
+        }
+        if params.smtputf8 && self.greeting != Some(Greeting::Ehlo) {
+            return self
+                .bad_sequence(Stage::Mail, "SMTPUTF8 requires EHLO")
+                .await;
+        }
+        self.ctx.declared_size = params.size;
+        self.ctx.mail_from = Some(from);
+        match self
+            .policy
+            .clone()
+            .evaluate(Stage::Mail, &mut self.ctx)
+            .await
+        {
+            Decision::Continue | Decision::Discard => {
+                self.mail = Some(params);
+                self.ok(Stage::Mail, Reply::new(250, "2.1.0", "Ok"))
+            }
+            Decision::Reject(r) | Decision::Tempfail(r) => {
+                self.reset_transaction();
+                self.error(Stage::Mail, r).await
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! RCPT TO: sequence and recipient limits, then the policy's RCPT stage.
+
+use super::{End, Session};
+use crate::mail::{Address, Reply};
+use crate::policy::{Decision, Stage};
+
+impl Session {
+    pub(super) async fn rcpt_to(&mut self, to: Address) -> Option<End> {
+        let Some(mail) = &self.mail else {
+            return self
+                .bad_sequence(Stage::Rcpt, "Need MAIL before RCPT")
+                .await;
+        };
+        if self.bdat.is_some() {
+            return self
+                .bad_sequence(Stage::Rcpt, "RCPT not allowed during BDAT")
+                .await;
+        }
+        if to.is_utf8() && !mail.smtputf8 {
+            return self
+                .error(
+                    Stage::Rcpt,
+                    Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"),
+                )
+                .await;
+        }
+        if self.ctx.recipients.len() >= self.limits().recipients_per_message {
+            self.limit_hit("recipients_per_message");
+            return self
+                .error(Stage::Rcpt, Reply::new(452, "4.5.3", "Too many recipients"))
+                .await;
+        }
+        self.ctx.rcpt = Some(to);
+        let decision = self
+            .policy
+            .clone()
+            .evaluate(Stage::Rcpt, &mut self.ctx)
+            .await;
+        let rcpt = self.ctx.rcpt.take();
+        match (decision, rcpt) {
+            (Decision::Continue | Decision::Discard, Some(rcpt)) => {
+                self.ctx.recipients.push(rcpt);
+                self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
+            }
+            (Decision::Reject(r) | Decision::Tempfail(r), _) => self.error(Stage::Rcpt, r).await,
+            (_, None) => {
+                self.error(Stage::Rcpt, Reply::new(451, "4.3.0", "Internal error"))
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Sending replies: queued for pipelining or flushed, counted by stage and class, and
+//! error replies counted against the client (tarpit, then disconnect).
+
+use super::{End, Session};
+use crate::mail::Reply;
+use crate::policy::Stage;
+
+/// The `stage` label a reply is counted under: a policy stage, or `other` for what is
+/// outside the mail transaction (RSET, NOOP, HELP, VRFY, QUIT, syntax errors, timeouts).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum At {
+    Stage(Stage),
+    Other,
+}
+
+impl From<Stage> for At {
+    fn from(stage: Stage) -> At {
+        At::Stage(stage)
+    }
+}
+
+impl At {
+    fn label(self) -> &'static str {
+        match self {
+            At::Stage(stage) => stage.as_str(),
+            At::Other => "other",
+        }
+    }
+}
+
+impl Session {
+    /// Queues a reply and counts it.
+    pub(super) fn ok(&mut self, stage: impl Into<At>, reply: Reply) -> Option<End> {
+        self.count_reply(stage, &reply);
+        self.conn.queue(&reply.to_wire());
+        None
+    }
+
+    pub(super) async fn send(&mut self, stage: impl Into<At>, reply: Reply) {
+        self.count_reply(stage, &reply);
+        self.conn.queue(&reply.to_wire());
+        let _ = self.conn.flush().await;
+    }
+
+    /// Sends a reply that ends the session (QUIT, timeouts, too many errors, shutdown).
+    pub(super) async fn close(&mut self, reply: Reply) {
+        self.send(At::Other, reply).await;
+    }
+
+    pub(super) fn count_reply(&self, stage: impl Into<At>, reply: &Reply) {
+        let class = match reply.class() {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        self.server
+            .metrics
+            .smtp_replies_total
+            .with_label_values(&[stage.into().label(), class])
+            .inc();
+    }
+
+    pub(super) fn limit_hit(&self, limit: &str) {
+        tracing::info!(client = %self.peer, limit, "limit hit");
+        self.server
+            .metrics
+            .limit_hits_total
+            .with_label_values(&[limit])
+            .inc();
+    }
+
+    pub(super) async fn bad_sequence(&mut self, stage: Stage, why: &str) -> Option<End> {
+        self.error(
+            stage,
+            Reply::new(503, "5.5.1", format!("Bad sequence of commands: {why}")),
+        )
+        .await
+    }
+
+    /// Sends an error reply, counting it against the client: past the tarpit threshold
+    /// each error is delayed; at the error limit the session is closed.
+    pub(super) async fn error(&mut self, stage: impl Into<At>, reply: Reply) -> Option<End> {
+        self.errors += 1;
+        let limits = self.limits().clone();
+        tracing::debug!(client = %self.peer, reply = %reply, errors = self.errors, "error reply");
+        let stage = stage.into();
+        if self.errors >= limits.errors_before_disconnect {
+            self.limit_hit("errors");
+            self.count_reply(stage, &reply);
+            self.conn.queue(&reply.to_wire());
+            self.close(Reply::new(
+                421,
+                "4.7.0",
+                "Too many errors, closing connection",
+            ))
+            .await;
+            return Some(End::Closed("too many errors"));
+        }
+        if self.errors > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
+            let _ = self.conn.flush().await;
+            tokio::time::sleep(limits.tarpit_delay).await;
+        }
+        self.ok(stage, reply)
+    }
+}
