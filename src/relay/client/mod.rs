@@ -6,13 +6,15 @@
 
 mod capabilities;
 mod error;
+mod settings;
 mod tls;
 
 pub use capabilities::Capabilities;
 pub use error::ClientError;
+pub use settings::{ClientSettings, SettingsCache};
 pub use tls::AcceptAnyCert;
 
-use crate::config::{Config, RelayConfig, RelayTls};
+use crate::config::RelayTls;
 use crate::mail::reply::MAX_REPLY_BYTES;
 use crate::mail::Reply;
 use crate::net::Stream;
@@ -21,97 +23,10 @@ use rustls_pki_types::ServerName;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
-use tokio_rustls::TlsConnector;
-
-/// Everything a connection needs to know, taken once from [`RelayConfig`].
-#[derive(Clone)]
-pub struct ClientSettings {
-    /// Name sent in EHLO/HELO.
-    pub helo_name: String,
-    /// STARTTLS policy.
-    pub tls: RelayTls,
-    /// TCP connect deadline.
-    pub connect_timeout: Duration,
-    /// Deadline for each reply other than the one after the message body.
-    pub command_timeout: Duration,
-    /// Deadline for writing the body and for the reply after it.
-    pub data_timeout: Duration,
-    tls_connector: TlsConnector,
-}
-
-impl fmt::Debug for ClientSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("helo_name", &self.helo_name)
-            .field("tls", &self.tls)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .field("data_timeout", &self.data_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientSettings {
-    /// Settings for delivery connections, from the relay configuration.
-    pub fn from_config(relay: &RelayConfig) -> ClientSettings {
-        ClientSettings::with_connector(relay, tls::tls_connector())
-    }
-
-    /// The same, sharing an existing TLS connector (building one is costly).
-    fn with_connector(relay: &RelayConfig, tls_connector: TlsConnector) -> ClientSettings {
-        ClientSettings {
-            helo_name: relay.helo_name.clone(),
-            tls: relay.tls,
-            connect_timeout: relay.connect_timeout,
-            command_timeout: relay.command_timeout,
-            data_timeout: relay.data_timeout,
-            tls_connector,
-        }
-    }
-}
-
-/// Client settings per configuration snapshot: rebuilt only when a reload replaced the
-/// configuration, all sharing one TLS connector (building one is costly).
-pub struct SettingsCache {
-    connector: TlsConnector,
-    cached: Mutex<Option<(Arc<Config>, ClientSettings)>>,
-}
-
-impl fmt::Debug for SettingsCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SettingsCache")
-    }
-}
-
-impl Default for SettingsCache {
-    fn default() -> Self {
-        SettingsCache {
-            connector: tls::tls_connector(),
-            cached: Mutex::new(None),
-        }
-    }
-}
-
-impl SettingsCache {
-    /// The client settings of `config`.
-    pub fn get(&self, config: &Arc<Config>) -> ClientSettings {
-        // A poisoned lock only means a panic elsewhere; the cache is still valid.
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, settings)) = cached.as_ref() {
-            if Arc::ptr_eq(seen, config) {
-                return settings.clone();
-            }
-        }
-        let settings = ClientSettings::with_connector(&config.relay, self.connector.clone());
-        *cached = Some((config.clone(), settings.clone()));
-        settings
-    }
-}
 
 /// One message to hand over: envelope and bytes.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,320 @@
+//! One delivery attempt for one message: hand the pending recipients to the internal
+//! servers, record each result, then remove, defer or bounce.
+
+use super::Relay;
+use crate::config::Config;
+use crate::mail::Reply;
+use crate::relay::client::{ClientError, ClientSettings, Connection, Transaction};
+use crate::relay::dsn::{self, FailedRecipient};
+use crate::relay::scheduler::{Job, JobResult};
+use crate::spool::{unix_now, RcptStatus, SpoolError, SpooledMessage};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Retry delay after the `attempts`-th attempt:
+/// `min(retry_initial * retry_factor^(attempts-1), retry_max)`, give or take 10 %.
+pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
+    let r = &config.relay;
+    let exp = attempts.saturating_sub(1).min(1000) as i32;
+    let base = r.retry_initial.as_secs_f64() * r.retry_factor.powi(exp);
+    let max = r.retry_max.as_secs_f64();
+    let jittered = base.min(max) * rand::random_range(0.9..1.1);
+    Duration::from_secs_f64(jittered.min(max).max(0.0))
+}
+
+/// One delivery attempt for one message, start to finish: load, deliver the pending
+/// recipients, record the result, then remove, defer or bounce.
+pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
+    let (config, settings) = relay.current();
+    let spool = relay.spool.clone();
+    let id = job.id.clone();
+    let mut msg = match tokio::task::spawn_blocking(move || spool.load(&id)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(SpoolError::NotFound(_))) => return JobResult::Abandoned,
+        Ok(Err(e)) => {
+            tracing::error!(queue_id = %job.id, error = %e, "cannot load spooled message; left in place");
+            return JobResult::Abandoned;
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %job.id, error = %e, "spool load task failed");
+            return JobResult::Abandoned;
+        }
+    };
+    let now = unix_now();
+    if job.honor_next_attempt && msg.state.next_attempt > now {
+        return JobResult::Deferred(Duration::from_secs(msg.state.next_attempt - now));
+    }
+    if msg.state.rcpt_status.len() != msg.envelope.rcpt_to.len() {
+        tracing::error!(queue_id = %msg.id, "delivery state does not match the envelope; left in place");
+        return JobResult::Abandoned;
+    }
+
+    let started = Instant::now();
+    let pending: Vec<usize> = msg.state.pending().collect();
+    let recipients: Vec<String> = pending
+        .iter()
+        .map(|&i| msg.envelope.rcpt_to[i].clone())
+        .collect();
+    let mut failures = Vec::new();
+    let mut temp_error: Option<String> = None;
+    let mut server: Option<SocketAddr> = None;
+    let mut reply_summary = String::new();
+    if !pending.is_empty() {
+        let targets = if msg.envelope.is_dsn {
+            &config.relay.dsn_via
+        } else {
+            &config.relay.internal
+        };
+        let tx = Transaction {
+            mail_from: &msg.envelope.mail_from,
+            recipients: &recipients,
+            body: &msg.body,
+            body_8bit: msg.envelope.body_8bit,
+            smtputf8: msg.envelope.smtputf8,
+        };
+        match deliver(&config, &settings, conn, targets, &tx).await {
+            Ok((srv, replies)) => {
+                server = Some(srv);
+                reply_summary = summarize(&replies);
+                for (k, reply) in replies.iter().enumerate() {
+                    let Some(&i) = pending.get(k) else { continue };
+                    if reply.is_positive() {
+                        msg.state.rcpt_status[i] = RcptStatus::Delivered;
+                    } else if reply.is_permanent() {
+                        msg.state.rcpt_status[i] = RcptStatus::Failed;
+                        failures.push(FailedRecipient::from_reply(
+                            &msg.envelope.rcpt_to[i],
+                            reply,
+                            Some(srv),
+                        ));
+                    } else if temp_error.is_none() {
+                        temp_error = Some(reply.to_string());
+                    }
+                }
+            }
+            Err((srv, e)) => {
+                server = srv;
+                reply_summary = e.to_string();
+                temp_error = Some(e.to_string());
+            }
+        }
+    }
+    msg.state.attempts += 1;
+
+    // A message past its lifetime that still fails temporarily is bounced.
+    let still_pending: Vec<usize> = msg.state.pending().collect();
+    let age = Duration::from_secs(now.saturating_sub(msg.envelope.received_at));
+    let expired = !still_pending.is_empty() && age >= config.relay.max_queue_lifetime;
+    if expired {
+        let last = temp_error
+            .clone()
+            .or_else(|| msg.state.last_error.clone())
+            .unwrap_or_else(|| "temporary failure".into());
+        for &i in &still_pending {
+            msg.state.rcpt_status[i] = RcptStatus::Failed;
+            failures.push(FailedRecipient::expired(
+                &msg.envelope.rcpt_to[i],
+                &last,
+                server,
+            ));
+        }
+    }
+
+    let deferred = !expired && !still_pending.is_empty();
+    let result = if deferred {
+        "deferred"
+    } else if msg.state.rcpt_status.contains(&RcptStatus::Failed) {
+        "failed"
+    } else {
+        "delivered"
+    };
+    let elapsed = started.elapsed();
+    relay
+        .metrics
+        .relay_attempts_total
+        .with_label_values(&[result])
+        .inc();
+    relay
+        .metrics
+        .relay_duration_seconds
+        .with_label_values(&[result])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        queue_id = %msg.id,
+        from = %msg.envelope.mail_from,
+        to = %recipients.join(","),
+        server = %server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        result,
+        reply = %reply_summary,
+        attempt = msg.state.attempts,
+        duration_ms = elapsed.as_millis() as u64,
+        "delivery attempt"
+    );
+
+    if deferred {
+        let delay = retry_delay(&config, msg.state.attempts);
+        return defer(relay, &mut msg, temp_error, delay);
+    }
+    settle(relay, &config, &mut msg, failures).await
+}
+
+/// Records a temporary failure and returns when to try again.
+fn defer(
+    relay: &Relay,
+    msg: &mut SpooledMessage,
+    error: Option<String>,
+    delay: Duration,
+) -> JobResult {
+    let ceil_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    msg.state.next_attempt = unix_now() + ceil_secs;
+    if error.is_some() {
+        msg.state.last_error = error;
+    }
+    if let Err(e) = relay.spool.save_state(&msg.id, &msg.state) {
+        tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
+    }
+    JobResult::Deferred(delay)
+}
+
+/// Every recipient is settled: bounce the failures (when a DSN is due), then remove.
+async fn settle(
+    relay: &Relay,
+    config: &Config,
+    msg: &mut SpooledMessage,
+    mut failures: Vec<FailedRecipient>,
+) -> JobResult {
+    let any_failed = msg.state.rcpt_status.contains(&RcptStatus::Failed);
+    if any_failed {
+        // Failures settled in an earlier attempt whose DSN was not stored (crash, full
+        // disk) have no reply any more; report them with the last error known.
+        for (i, status) in msg.state.rcpt_status.iter().enumerate() {
+            let addr = &msg.envelope.rcpt_to[i];
+            if *status == RcptStatus::Failed && !failures.iter().any(|f| &f.address == addr) {
+                let diag = msg
+                    .state
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "delivery failed".into());
+                failures.push(FailedRecipient::from_reply(
+                    addr,
+                    &Reply::new(554, "5.0.0", diag),
+                    None,
+                ));
+            }
+        }
+        // Keep the settled statuses on disk first: a crash from here on must not lead
+        // to a second delivery to recipients that already have the message.
+        if let Some(f) = failures.first() {
+            msg.state.last_error = Some(f.diagnostic.clone());
+        }
+        if let Err(e) = relay.spool.save_state(&msg.id, &msg.state) {
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
+        }
+        if msg.envelope.is_dsn {
+            tracing::warn!(
+                queue_id = %msg.id,
+                to = %msg.envelope.rcpt_to.join(","),
+                "DSN failed permanently; dropped"
+            );
+        } else if msg.envelope.mail_from.is_empty() {
+            tracing::info!(queue_id = %msg.id, "permanent failure for a null-sender message; no DSN");
+        } else {
+            let hostname = &config.server.hostname;
+            if let Err(e) = dsn::queue(&relay.spool, &relay.metrics, hostname, msg, &failures).await
+            {
+                tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
+                let delay = retry_delay(config, msg.state.attempts);
+                return defer(relay, msg, None, delay);
+            }
+        }
+    }
+    match relay.spool.remove(&msg.id) {
+        Ok(()) | Err(SpoolError::NotFound(_)) => {}
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message")
+        }
+    }
+    JobResult::Finished
+}
+
+/// All distinct replies, in order, on one line.
+fn summarize(replies: &[Reply]) -> String {
+    let mut texts: Vec<String> = Vec::new();
+    for r in replies {
+        let t = r.to_string();
+        if !texts.contains(&t) {
+            texts.push(t);
+        }
+    }
+    texts.join(" | ")
+}
+
+/// Hands one transaction to the first working server of `targets`, reusing the worker's
+/// connection when it goes to one of them. A failure before the body was handed over
+/// moves on to the next server; a reused connection the server had closed is replaced.
+/// Returns the server that answered with the per-recipient replies.
+async fn deliver(
+    config: &Config,
+    settings: &ClientSettings,
+    slot: &mut Option<Connection>,
+    targets: &[SocketAddr],
+    tx: &Transaction<'_>,
+) -> Result<(SocketAddr, Vec<Reply>), (Option<SocketAddr>, ClientError)> {
+    let idle = config.relay.idle_timeout;
+    let mut start = 0;
+    let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
+    if let Some(mut c) = slot.take() {
+        let server = c.server();
+        if targets.contains(&server) && c.last_used().elapsed() < idle {
+            match c.send(tx).await {
+                Ok(replies) => {
+                    *slot = Some(c);
+                    return Ok((server, replies));
+                }
+                Err(e) if e.stale_connection() => {
+                    tracing::debug!(%server, error = %e, "reused connection was closed; reconnecting");
+                }
+                Err(e) if e.after_body() => return Err((Some(server), e)),
+                Err(e) => {
+                    start = targets
+                        .iter()
+                        .position(|s| *s == server)
+                        .map_or(0, |p| p + 1);
+                    last = Some((Some(server), e));
+                }
+            }
+        } else {
+            c.quit().await;
+        }
+    }
+    while start < targets.len() {
+        let mut c = match Connection::connect_any(&targets[start..], settings).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some((None, e));
+                break;
+            }
+        };
+        let server = c.server();
+        match c.send(tx).await {
+            Ok(replies) => {
+                *slot = Some(c);
+                return Ok((server, replies));
+            }
+            Err(e) => {
+                let after_body = e.after_body();
+                last = Some((Some(server), e));
+                if after_body {
+                    break;
+                }
+                start += targets[start..]
+                    .iter()
+                    .position(|s| *s == server)
+                    .map_or(targets.len(), |p| p + 1);
+            }
+        }
+    }
+    Err(last.unwrap_or((None, ClientError::NoServer)))
+}
+

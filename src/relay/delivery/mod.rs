@@ -1,0 +1,225 @@
+//! Delivery workers: take spooled messages, relay them to the internal servers, retry, bounce, remove.
+//!
+//! One loop owns the [`Scheduler`]; `relay.workers` workers each keep one reusable
+//! connection. A message leaves the spool only after the internal server's 250 for every
+//! recipient (or a permanent failure, which produces a DSN to a real sender).
+
+mod attempt;
+
+use attempt::attempt;
+
+use super::client::{ClientSettings, Connection, SettingsCache};
+use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
+use crate::config::{Config, CurrentConfig};
+use crate::metrics::Metrics;
+use crate::spool::{unix_now, QueueId, Spool};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How often the loop looks for a `mxguard queue flush` request file.
+const FLUSH_POLL: Duration = Duration::from_secs(2);
+
+/// What every worker shares: the configuration in force (read per message, so a reload
+/// reaches delivery at once), the spool and the metrics.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) live: Arc<dyn CurrentConfig>,
+    settings: SettingsCache,
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Relay {
+    pub(crate) fn new(
+        live: Arc<dyn CurrentConfig>,
+        spool: Arc<Spool>,
+        metrics: Arc<Metrics>,
+    ) -> Relay {
+        Relay {
+            live,
+            settings: SettingsCache::default(),
+            spool,
+            metrics,
+        }
+    }
+
+    /// The configuration in force and its client settings.
+    pub(crate) fn current(&self) -> (Arc<Config>, ClientSettings) {
+        let config = self.live.current();
+        let settings = self.settings.get(&config);
+        (config, settings)
+    }
+}
+
+/// Starts the relay: recovers the spool, then delivers everything found and every id
+/// announced on `ready`, until `shutdown` is cancelled. After cancellation no new
+/// delivery starts; running ones finish (each is bounded by the relay timeouts), idle
+/// connections are closed with QUIT, and the returned task ends.
+/// `relay.workers` is read once here (changing it needs a restart); everything else is
+/// read from `live` for every message.
+pub fn start(
+    live: Arc<dyn CurrentConfig>,
+    spool: Arc<Spool>,
+    ready: mpsc::UnboundedReceiver<QueueId>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let relay = Arc::new(Relay::new(live, spool, metrics));
+    tokio::spawn(run(relay, ready, shutdown))
+}
+
+async fn run(
+    relay: Arc<Relay>,
+    mut ready: mpsc::UnboundedReceiver<QueueId>,
+    shutdown: CancellationToken,
+) {
+    let workers = relay.live.current().relay.workers.max(1);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(workers);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, JobResult)>();
+    let handles: Vec<JoinHandle<()>> = (0..workers)
+        .map(|_| {
+            tokio::spawn(worker(
+                relay.clone(),
+                job_rx.clone(),
+                done_tx.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    drop(done_tx);
+
+    let mut sched = Scheduler::new(workers);
+    let spool = relay.spool.clone();
+    match tokio::task::spawn_blocking(move || spool.recover()).await {
+        Ok(Ok(ids)) => {
+            if !ids.is_empty() {
+                tracing::info!(messages = ids.len(), "recovered spooled messages");
+            }
+            for id in ids {
+                sched.add(id, true);
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "spool recovery failed"),
+        Err(e) => tracing::error!(error = %e, "spool recovery task failed"),
+    }
+
+    let mut flush_tick = tokio::time::interval(FLUSH_POLL);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ready_open = true;
+    loop {
+        sched.promote(Instant::now());
+        while let Some(job) = sched.next_job() {
+            if let Err(e) = job_tx.try_send(job) {
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                sched.unsend(job);
+                break;
+            }
+        }
+        update_gauges(&relay.metrics, &sched);
+        let wake = sched.next_wakeup();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some((id, outcome)) = done_rx.recv() => {
+                sched.complete(id, outcome, Instant::now());
+            }
+            id = ready.recv(), if ready_open => match id {
+                Some(id) => sched.add(id, false),
+                None => ready_open = false,
+            },
+            _ = sleep_until_opt(wake) => {}
+            _ = flush_tick.tick() => {
+                if take_flush_request(&relay.spool) {
+                    tracing::info!(messages = sched.len(), "queue flush requested");
+                    sched.flush();
+                    // Messages put into the queue by another process (`quarantine release`)
+                    // are only known from the directory.
+                    match relay.spool.ids() {
+                        Ok(ids) => ids.into_iter().for_each(|id| sched.add(id, false)),
+                        Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush"),
+                    }
+                }
+            }
+        }
+    }
+    drop(job_tx);
+    for h in handles {
+        let _ = h.await;
+    }
+    update_gauges(&relay.metrics, &sched);
+    tracing::info!("relay stopped");
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Removes the flush request file if present; true when there was one.
+fn take_flush_request(spool: &Spool) -> bool {
+    let path = spool.flush_request_path();
+    if !path.exists() {
+        return false;
+    }
+    if let Err(e) = std::fs::remove_file(&path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove flush request");
+        }
+    }
+    true
+}
+
+fn update_gauges(metrics: &Metrics, sched: &Scheduler) {
+    metrics.spool_messages.set(sched.len() as i64);
+    let oldest = sched
+        .oldest()
+        .and_then(arrival_from_id)
+        .map(|t| unix_now().saturating_sub(t))
+        .unwrap_or(0);
+    metrics.spool_oldest_seconds.set(oldest as i64);
+}
+
+async fn worker(
+    relay: Arc<Relay>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    done: mpsc::UnboundedSender<(QueueId, JobResult)>,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        let idle = relay.live.current().relay.idle_timeout;
+        let idle_deadline = conn.as_ref().map(|c| c.last_used() + idle);
+        let next = async { jobs.lock().await.recv().await };
+        let job = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = sleep_until_opt(idle_deadline) => {
+                if let Some(c) = conn.take() {
+                    tracing::debug!(server = %c.server(), "closing idle relay connection");
+                    c.quit().await;
+                }
+                continue;
+            }
+            job = next => job,
+        };
+        let Some(job) = job else { break };
+        let id = job.id.clone();
+        let outcome = attempt(&relay, &mut conn, &job).await;
+        let _ = done.send((id, outcome));
+    }
+    if let Some(c) = conn {
+        c.quit().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

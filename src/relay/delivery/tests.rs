@@ -1,0 +1,348 @@
+//! Delivery against scripted fake internal servers: retries, failover, DSNs, recovery.
+
+use super::attempt::retry_delay;
+use super::*;
+use crate::relay::testing::{config, dead_addr, envelope, wait_until, FakeServer, Script};
+use crate::spool::{Envelope, RcptStatus};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tempfile::TempDir;
+
+fn fixed(config: Arc<Config>) -> Arc<dyn CurrentConfig> {
+    Arc::new(crate::config::FixedConfig(config))
+}
+
+struct Gateway {
+    _dir: TempDir,
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    fn open() -> (Gateway, mpsc::UnboundedReceiver<QueueId>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, ready) = Spool::open(dir.path()).unwrap();
+        let gw = Gateway {
+            _dir: dir,
+            spool: Arc::new(spool),
+            metrics: Arc::new(Metrics::new()),
+            shutdown: CancellationToken::new(),
+            handle: None,
+        };
+        (gw, ready)
+    }
+
+    fn config(&self, internal: &[SocketAddr], overrides: &[(&str, &str)]) -> Arc<Config> {
+        config(self.spool.dir(), internal, overrides)
+    }
+
+    fn start(&mut self, config: Arc<Config>, ready: mpsc::UnboundedReceiver<QueueId>) {
+        self.handle = Some(start(
+            fixed(config),
+            self.spool.clone(),
+            ready,
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+
+    async fn store(&self, env: &Envelope) -> QueueId {
+        self.spool
+            .store(env, b"Subject: test\r\n\r\nbody\r\n")
+            .await
+            .unwrap()
+    }
+
+    fn queue_len(&self) -> usize {
+        self.spool.ids().unwrap().len()
+    }
+
+    fn count(&self, result: &str) -> u64 {
+        self.metrics
+            .relay_attempts_total
+            .with_label_values(&[result])
+            .get()
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("relay stops after cancel")
+                .unwrap();
+        }
+    }
+}
+
+fn refuse(prefix: &'static str, reply: &'static str) -> Script {
+    Script {
+        rcpt: Arc::new(move |a: &str| {
+            if a.starts_with(prefix) {
+                reply.into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    }
+}
+
+#[tokio::test]
+async fn messages_are_delivered_over_one_connection_and_leave_the_spool() {
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[("workers", "1")]);
+    gw.start(cfg, ready);
+    gw.store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    gw.store(&envelope("s@example.org", &["b@example.test"]))
+        .await;
+    wait_until("both delivered", || server.messages().len() == 2).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    wait_until("gauge updated", || gw.metrics.spool_messages.get() == 0).await;
+    assert_eq!(server.connections(), 1);
+    assert_eq!(gw.count("delivered"), 2);
+    gw.stop().await;
+    // The idle connection was closed politely on shutdown.
+    wait_until("QUIT sent", || {
+        server.commands().last().map(String::as_str) == Some("QUIT")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_found_at_start_are_delivered() {
+    let server = FakeServer::start(Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _ready) = Spool::open(dir.path()).unwrap();
+        spool
+            .store(&envelope("s@example.org", &["a@example.test"]), b"x\r\n")
+            .await
+            .unwrap();
+    }
+    let (spool, ready) = Spool::open(dir.path()).unwrap();
+    let spool = Arc::new(spool);
+    let shutdown = CancellationToken::new();
+    let handle = start(
+        fixed(config(dir.path(), &[server.addr], &[])),
+        spool.clone(),
+        ready,
+        Arc::new(Metrics::new()),
+        shutdown.clone(),
+    );
+    wait_until("recovered message delivered", || {
+        server.messages().len() == 1
+    })
+    .await;
+    wait_until("spool empty", || spool.ids().unwrap().is_empty()).await;
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn delivery_fails_over_to_the_second_server() {
+    let dead = dead_addr().await;
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[dead, server.addr], &[]);
+    gw.start(cfg, ready);
+    gw.store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    wait_until("delivered via the second server", || {
+        server.messages().len() == 1
+    })
+    .await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    gw.stop().await;
+}
+
+/// A server that answers the first RCPT with `first` and every later one with 250.
+fn rcpt_fails_once(first: &'static str) -> Script {
+    let calls = Arc::new(AtomicUsize::new(0));
+    Script {
+        rcpt: Arc::new(move |_| {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                first.into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    }
+}
+
+#[tokio::test]
+async fn temporary_failure_defers_with_backoff_then_delivers() {
+    let server = FakeServer::start(rcpt_fails_once("451 4.3.0 try again later")).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+
+    let before = unix_now();
+    let relay = Relay::new(fixed(cfg.clone()), gw.spool.clone(), gw.metrics.clone());
+    let job = Job {
+        id: id.clone(),
+        honor_next_attempt: false,
+    };
+    let outcome = attempt(&relay, &mut None, &job).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    let state = gw.spool.load(&id).unwrap().state;
+    assert_eq!(state.attempts, 1);
+    assert!(state.next_attempt > before);
+    assert_eq!(state.rcpt_status, vec![RcptStatus::Pending]);
+    assert!(state.last_error.unwrap().contains("451 4.3.0"));
+    assert_eq!(gw.count("deferred"), 1);
+    assert!(server.messages().is_empty());
+
+    gw.start(cfg, ready);
+    wait_until("delivered on retry", || server.messages().len() == 1).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    assert_eq!(gw.count("delivered"), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn broken_or_slow_servers_defer_the_message() {
+    let dropper = FakeServer::start(Script {
+        drop_connection: true,
+        ..Script::default()
+    })
+    .await;
+    let slow = FakeServer::start(Script {
+        delay: Duration::from_millis(500),
+        ..Script::default()
+    })
+    .await;
+    for (server, expect) in [(&dropper, "banner"), (&slow, "timed out")] {
+        let (gw, _ready) = Gateway::open();
+        let cfg = gw.config(&[server.addr], &[("command_timeout", "\"100ms\"")]);
+        let id = gw
+            .store(&envelope("s@example.org", &["a@example.test"]))
+            .await;
+        let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
+        let job = Job {
+            id: id.clone(),
+            honor_next_attempt: false,
+        };
+        let outcome = attempt(&relay, &mut None, &job).await;
+        assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+        let state = gw.spool.load(&id).unwrap().state;
+        assert_eq!(state.attempts, 1);
+        let err = state.last_error.unwrap();
+        assert!(err.contains(expect), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn one_refused_recipient_bounces_while_the_others_are_delivered() {
+    let server =
+        FakeServer::start(refuse("bad@", "550 5.1.1 <bad@example.test>: no such user")).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    gw.start(cfg, ready);
+    gw.store(&envelope(
+        "s@example.org",
+        &["a@example.test", "bad@example.test", "c@example.test"],
+    ))
+    .await;
+    wait_until("message and DSN delivered", || server.messages().len() == 2).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    let msgs = server.messages();
+    assert_eq!(msgs[0].rcpt_to, ["a@example.test", "c@example.test"]);
+    let dsn = &msgs[1];
+    assert_eq!(dsn.mail_from, "");
+    assert_eq!(dsn.rcpt_to, ["s@example.org"]);
+    let text = String::from_utf8_lossy(&dsn.data);
+    assert!(text.contains("report-type=delivery-status"), "{text}");
+    assert!(text.contains("Final-Recipient: rfc822; bad@example.test"));
+    assert!(text.contains("Status: 5.1.1"));
+    assert!(!text.contains("Final-Recipient: rfc822; a@example.test"));
+    assert_eq!(gw.metrics.dsn_sent_total.get(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn no_dsn_for_the_null_sender_or_about_a_dsn() {
+    let server = FakeServer::start(refuse("bad@", "550 5.1.1 no such user")).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    gw.start(cfg, ready);
+    gw.store(&envelope("", &["a@example.test", "bad@example.test"]))
+        .await;
+    let mut dsn = envelope("", &["bad@example.test"]);
+    dsn.is_dsn = true;
+    gw.store(&dsn).await;
+    wait_until("first message delivered", || server.messages().len() == 1).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    assert_eq!(gw.count("failed"), 2);
+    assert_eq!(gw.metrics.dsn_sent_total.get(), 0);
+    assert_eq!(server.messages().len(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_past_its_lifetime_is_bounced_via_dsn_via() {
+    let internal = FakeServer::start(refuse("", "451 4.3.0 mailbox busy")).await;
+    let dsn_server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let via = format!("[\"{}\"]", dsn_server.addr);
+    let cfg = gw.config(
+        &[internal.addr],
+        &[("max_queue_lifetime", "\"1h\""), ("dsn_via", &via)],
+    );
+    gw.start(cfg, ready);
+    let mut env = envelope("s@example.org", &["a@example.test"]);
+    env.received_at -= 2 * 3600;
+    gw.store(&env).await;
+    wait_until("DSN delivered", || dsn_server.messages().len() == 1).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    let dsn = &dsn_server.messages()[0];
+    assert_eq!(dsn.mail_from, "");
+    assert_eq!(dsn.rcpt_to, ["s@example.org"]);
+    let text = String::from_utf8_lossy(&dsn.data);
+    assert!(text.contains("Status: 5.4.7"), "{text}");
+    assert!(text.contains("451 4.3.0 mailbox busy"), "{text}");
+    assert!(internal.messages().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_flush_request_retries_deferred_messages_at_once() {
+    let server = FakeServer::start(rcpt_fails_once("451 4.3.0 later")).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(
+        &[server.addr],
+        &[("retry_initial", "\"1h\""), ("retry_max", "\"1h\"")],
+    );
+    gw.start(cfg, ready);
+    gw.store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    wait_until("first attempt deferred", || gw.count("deferred") == 1).await;
+    std::fs::write(gw.spool.flush_request_path(), b"").unwrap();
+    wait_until("delivered after flush", || server.messages().len() == 1).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    assert!(!gw.spool.flush_request_path().exists());
+    gw.stop().await;
+}
+
+#[test]
+fn retry_delay_grows_and_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &["127.0.0.1:25".parse().unwrap()],
+        &[("retry_initial", "\"60s\""), ("retry_max", "\"1h\"")],
+    );
+    let d1 = retry_delay(&cfg, 1).as_secs_f64();
+    let d3 = retry_delay(&cfg, 3).as_secs_f64();
+    let d50 = retry_delay(&cfg, 50).as_secs_f64();
+    assert!((54.0..=66.0).contains(&d1), "{d1}");
+    assert!((216.0..=264.0).contains(&d3), "{d3}");
+    assert!((3240.0..=3600.0).contains(&d50), "{d50}");
+}
