@@ -4,7 +4,8 @@
 //! `ALL`, `ToCc`, `MESSAGEID`, `EnvelopeFrom`, `:raw`, `:addr`, `:name`, `:first`, `:last`,
 //! `[if-unset: ...]`), `body`, `rawbody`, `uri`, `full`, `meta`, `score`, `describe`, `tflags`
 //! (`nice`, `multiple`, `maxhits=N`), `include`, `if`/`ifplugin`/`else`/`endif`. What the engine
-//! cannot evaluate is reported with `file:line` and skipped.
+//! cannot evaluate is reported with `file:line` and skipped; what is broken (a bad line, a
+//! regex no engine compiles) is a [`Severity::Error`], which keeps the old policy on reload.
 //!
 //! The flow: [`RuleSet::from_dir`] (parse, see [`parse`]; the types are in [`model`]) →
 //! [`RuleSet::compile`] ([`CompiledRules`], see [`compile`]) → per message

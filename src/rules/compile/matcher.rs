@@ -1,6 +1,7 @@
 //! Matchers: one pattern built in the linear `regex` engine or, when it needs to, the
 //! backtracking `fancy-regex` engine; rules of one target grouped behind `RegexSet` prefilters.
 
+use crate::rules::perlre::PatternError;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Compiled size limit of one regex (the `regex` crate's program size).
@@ -72,21 +73,17 @@ pub(super) struct Ready {
 pub(super) fn compile_matcher(
     pattern: &str,
     try_linear: bool,
-) -> Result<(Matcher, String, Option<String>), String> {
-    let mut linear_error = None;
+) -> Result<(Matcher, String, Option<String>), PatternError> {
+    let mut linear_errors = Vec::new();
     if try_linear {
         for candidate in [pattern.to_string(), format!("(?u){pattern}")] {
             match linear(&candidate) {
                 Ok(re) => return Ok((Matcher::Linear(re), candidate, None)),
-                Err(e) => {
-                    if linear_error.is_none() {
-                        linear_error = Some(e.to_string());
-                    }
-                }
+                Err(e) => linear_errors.push(e),
             }
         }
     }
-    let mut fancy_error = None;
+    let mut fancy_errors = Vec::new();
     for mode in [
         fancy_regex::BytesMode::Ascii,
         fancy_regex::BytesMode::UnicodeBytes,
@@ -99,9 +96,9 @@ pub(super) fn compile_matcher(
             .build()
         {
             Ok(re) => {
-                let reason = linear_error
-                    .as_deref()
-                    .map(first_line)
+                let reason = linear_errors
+                    .first()
+                    .map(|e| first_line(&e.to_string()))
                     .unwrap_or_else(|| "backtracking construct".to_string());
                 return Ok((
                     Matcher::Backtracking(Box::new(re)),
@@ -109,21 +106,62 @@ pub(super) fn compile_matcher(
                     Some(reason),
                 ));
             }
-            Err(e) => {
-                if fancy_error.is_none() {
-                    fancy_error = Some(e.to_string());
-                }
-            }
+            Err(e) => fancy_errors.push(e),
         }
     }
-    Err(match linear_error {
-        Some(l) => format!(
-            "{}; fancy-regex: {}",
-            first_line(&l),
-            fancy_error.unwrap_or_default()
+    Err(classify(&linear_errors, &fancy_errors))
+}
+
+/// Why neither engine built a pattern. `fancy-regex` accepts everything the `regex` crate
+/// does and more, so its errors decide between a malformed pattern and an engine gap; a size
+/// limit hit by either engine means the pattern may well be fine, just too big.
+fn classify(linear: &[regex::Error], fancy: &[fancy_regex::Error]) -> PatternError {
+    let fancy_text = fancy.first().map(ToString::to_string).unwrap_or_default();
+    let message = match linear.first() {
+        Some(l) => format!("{}; fancy-regex: {fancy_text}", first_line(&l.to_string())),
+        None => fancy_text,
+    };
+    let too_big = linear
+        .iter()
+        .any(|e| matches!(e, regex::Error::CompiledTooBig(_)))
+        || fancy.iter().any(fancy_too_big);
+    if too_big {
+        PatternError::Unsupported(format!("too large for the engines' limits: {message}"))
+    } else if fancy.iter().any(fancy_lacks_feature) {
+        PatternError::Unsupported(message)
+    } else {
+        PatternError::Invalid(message)
+    }
+}
+
+/// A `fancy-regex` failure that is about size, not syntax.
+fn fancy_too_big(e: &fancy_regex::Error) -> bool {
+    use fancy_regex::{CompileError, Error, ParseError};
+    match e {
+        Error::CompileError(c) => match c.as_ref() {
+            CompileError::InnerError(inner) => inner.size_limit().is_some(),
+            CompileError::PatternTooComplex | CompileError::DfaBuildError(..) => true,
+            _ => false,
+        },
+        Error::ParseError(_, ParseError::RecursionExceeded) => true,
+        _ => false,
+    }
+}
+
+/// A `fancy-regex` failure on a construct Perl accepts but the engine does not implement.
+fn fancy_lacks_feature(e: &fancy_regex::Error) -> bool {
+    use fancy_regex::{CompileError, Error, ParseError};
+    match e {
+        Error::CompileError(c) => matches!(
+            c.as_ref(),
+            CompileError::FeatureNotYetSupported(_)
+                | CompileError::LookBehindNotConst
+                | CompileError::VariableLookBehindRequiresFeature
+                | CompileError::NamedBackrefOnly
         ),
-        None => fancy_error.unwrap_or_default(),
-    })
+        Error::ParseError(_, ParseError::ChangingUnicodeModeUnsupported) => true,
+        _ => false,
+    }
 }
 
 /// The most telling line of a `regex` error (its last line says what is wrong).
@@ -205,5 +243,39 @@ fn build_sets(chunk: &[(usize, String)], group: &mut Group) {
             group.members[chunk[0].0].prefiltered = false;
             group.unset.push(chunk[0].0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(pattern: &str, try_linear: bool) -> PatternError {
+        match compile_matcher(pattern, try_linear) {
+            Ok(_) => panic!("{pattern} compiled"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn syntax_errors_in_every_engine_are_invalid() {
+        assert!(matches!(error("unclosed(", true), PatternError::Invalid(_)));
+        assert!(matches!(error("[z-a]", true), PatternError::Invalid(_)));
+        // Only `fancy-regex` is tried for backtracking patterns; its verdict alone decides.
+        assert!(matches!(error("(?=a)(", false), PatternError::Invalid(_)));
+    }
+
+    #[test]
+    fn size_limits_and_engine_gaps_are_unsupported() {
+        let e = error(r"\w{100000}", true);
+        assert!(
+            matches!(&e, PatternError::Unsupported(m) if m.contains("too large")),
+            "{e:?}"
+        );
+        let e = error("a(*SKIP)b", true);
+        assert!(
+            matches!(&e, PatternError::Unsupported(m) if m.contains("unimplemented")),
+            "{e:?}"
+        );
     }
 }

@@ -7,6 +7,9 @@
 //! or possessive quantifiers go to `fancy-regex` with a backtrack limit and are listed in
 //! [`CompileReport::backtracking`]. Only rules that can matter are compiled: scored rules and
 //! whatever their metas need (a rule with `score NAME 0` runs only if a meta uses it).
+//! A pattern no engine compiles is an [`Severity::Error`] when it is malformed, so a broken
+//! rules file never replaces a working policy; valid Perl the engines cannot run (branch
+//! reset, conditionals, `\X`, most backtracking verbs, ...) is [`Severity::Skipped`].
 //! This file decides what to compile and records it; `matcher.rs` builds the regexes and
 //! sets, `order.rs` orders the metas.
 
@@ -16,7 +19,7 @@ use super::model::{
     RuleKind, Severity, Test,
 };
 use super::parse::RuleSet;
-use super::perlre;
+use super::perlre::{self, PatternError};
 use matcher::{build_group, compile_matcher, linear, Ready, DEFAULT_MAX_HITS};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -90,8 +93,9 @@ impl RuleSet {
 }
 
 impl CompiledRules {
-    /// Compiles a rule set. Never fails: rules that cannot be compiled are skipped and
-    /// reported in [`CompiledRules::diagnostics`] (which also holds the parser's).
+    /// Compiles a rule set. Never fails: rules that cannot be compiled are left out and
+    /// reported in [`CompiledRules::diagnostics`] (which also holds the parser's), as errors
+    /// when their regex is malformed (see [`CompiledRules::has_errors`]).
     pub fn compile(set: &RuleSet) -> CompiledRules {
         Compiler::new(set).run()
     }
@@ -405,11 +409,7 @@ impl<'a> Compiler<'a> {
         let translated = match perlre::translate(&pattern.source, &pattern.flags, line_mode) {
             Ok(t) => t,
             Err(e) => {
-                self.diag(
-                    &rule.origin,
-                    Severity::Skipped,
-                    format!("{} {}: regex not supported: {e}", rule.kind, rule.name),
-                );
+                self.pattern_failed(rule, &e);
                 return None;
             }
         };
@@ -436,17 +436,31 @@ impl<'a> Compiler<'a> {
                 })
             }
             Err(e) => {
-                self.diag(
-                    &rule.origin,
-                    Severity::Skipped,
-                    format!(
-                        "{} {}: regex does not compile in either engine: {e}",
-                        rule.kind, rule.name
-                    ),
-                );
+                // Valid Perl the engines lack explains the failure better than their syntax
+                // errors do: such a rule is skipped, not blamed on the rules file.
+                let e = if translated.perl_only.is_empty() {
+                    e
+                } else {
+                    PatternError::Unsupported(format!(
+                        "uses {}: {e}",
+                        translated.perl_only.join(", ")
+                    ))
+                };
+                self.pattern_failed(rule, &e);
                 None
             }
         }
+    }
+
+    /// Reports a pattern no engine takes: an error when it is malformed (SpamAssassin's lint
+    /// refuses those too), else a skipped rule.
+    fn pattern_failed(&mut self, rule: &Rule, e: &PatternError) {
+        let (severity, what) = match e {
+            PatternError::Invalid(_) => (Severity::Error, "invalid regex"),
+            PatternError::Unsupported(_) => (Severity::Skipped, "regex not supported"),
+        };
+        let message = format!("{} {}: {what}: {e}", rule.kind, rule.name);
+        self.diag(&rule.origin, severity, message);
     }
 }
 

@@ -1,13 +1,13 @@
 //! Backslash escapes of the Perl → Rust regex translation: Perl-only escapes spelled out,
 //! octal and backreference digits told apart, `\Q...\E` quoted.
 
-use super::Translator;
+use super::{PatternError, Translator};
 
 impl Translator {
     /// Handles the character after a backslash.
-    pub(super) fn escape(&mut self, in_class: bool) -> Result<(), String> {
+    pub(super) fn escape(&mut self, in_class: bool) -> Result<(), PatternError> {
         let Some(c) = self.peek(0) else {
-            return Err("trailing backslash".into());
+            return Err(PatternError::invalid("trailing backslash"));
         };
         self.pos += 1;
         match c {
@@ -31,7 +31,7 @@ impl Translator {
             'b' if in_class => self.out.push_str("\\x08"),
             'c' => {
                 let Some(x) = self.peek(0) else {
-                    return Err("`\\c` at end of pattern".into());
+                    return Err(PatternError::invalid("`\\c` at end of pattern"));
                 };
                 self.pos += 1;
                 let v = (x.to_ascii_uppercase() as u32) ^ 0x40;
@@ -52,7 +52,8 @@ impl Translator {
                     let v = if hex.is_empty() {
                         0
                     } else {
-                        u32::from_str_radix(hex, 16).map_err(|_| format!("bad `\\x{{{hex}}}`"))?
+                        u32::from_str_radix(hex, 16)
+                            .map_err(|_| PatternError::Invalid(format!("bad `\\x{{{hex}}}`")))?
                     };
                     self.pos = j + 1;
                     self.push_hex(v);
@@ -81,7 +82,8 @@ impl Translator {
                     oct.push(c);
                     j += 1;
                 }
-                let v = u32::from_str_radix(oct.trim(), 8).map_err(|_| "bad `\\o{...}`")?;
+                let v = u32::from_str_radix(oct.trim(), 8)
+                    .map_err(|_| PatternError::invalid("bad `\\o{...}`"))?;
                 self.pos = j + 1;
                 self.push_hex(v);
             }
@@ -120,12 +122,17 @@ impl Translator {
                                 self.out.push(d);
                             }
                         }
-                        Err(_) => return Err(format!("bad escape `\\{digits}`")),
+                        Err(_) => {
+                            return Err(PatternError::Invalid(format!("bad escape `\\{digits}`")))
+                        }
                     }
                 }
             }
             'g' | 'k' if !in_class => {
                 self.backtracking.push("backreference");
+                if self.peek(0) == Some('{') || (c == 'g' && self.peek(0) == Some('-')) {
+                    self.perl_only.push("`\\g{...}`/`\\k{...}` backreference");
+                }
                 self.out.push('\\');
                 self.out.push(c);
             }
@@ -146,11 +153,27 @@ impl Translator {
             }
             'E' => {}
             c if c.is_ascii_alphanumeric() => {
+                if let Some(what) = perl_only_escape(c, self.peek(0), in_class) {
+                    self.perl_only.push(what);
+                }
                 self.out.push('\\');
                 self.out.push(c);
             }
             c => self.literal(c),
         }
         Ok(())
+    }
+}
+
+/// Escapes passed through unchanged that are valid Perl but that the engines may not read
+/// (`next` is the character after the escape letter).
+fn perl_only_escape(c: char, next: Option<char>, in_class: bool) -> Option<&'static str> {
+    match (c, next) {
+        ('X', _) if !in_class => Some("`\\X` (grapheme cluster)"),
+        ('G', _) if !in_class => Some("`\\G`"),
+        ('p' | 'P', Some('{')) => Some("`\\p{...}` Unicode property"),
+        ('N', Some('{')) => Some("`\\N{...}` named character"),
+        ('b' | 'B', Some('{')) if !in_class => Some("`\\b{...}` boundary type"),
+        _ => None,
     }
 }

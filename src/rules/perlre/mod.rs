@@ -10,6 +10,13 @@
 //! a `{` that is not a quantifier is literal. Lookaround, backreferences, atomic groups and
 //! possessive quantifiers are passed through for `fancy-regex` and named in
 //! [`Translated::backtracking`].
+//!
+//! Failures are typed ([`PatternError`]) because they decide whether a rules file is broken:
+//! a malformed pattern (one Perl, and so SpamAssassin's lint, would refuse too) is
+//! [`PatternError::Invalid`]; valid Perl that no engine here runs is
+//! [`PatternError::Unsupported`]. Perl constructs passed through that the engines may lack are
+//! listed in [`Translated::perl_only`], so a later compile failure can be blamed on them rather
+//! than on the rules file.
 
 mod escape;
 mod relax;
@@ -25,6 +32,30 @@ pub(crate) struct Translated {
     pub pattern: String,
     /// Constructs only the backtracking engine supports (empty: the `regex` crate may do).
     pub backtracking: Vec<&'static str>,
+    /// Valid Perl constructs passed through that neither engine may implement: when no engine
+    /// compiles the pattern, these (not a broken rules file) are the likely reason.
+    pub perl_only: Vec<&'static str>,
+}
+
+/// Why a Perl pattern cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PatternError {
+    /// Malformed: Perl would refuse it too, so the rules file is broken.
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid Perl that no engine here can run (a missing feature, or beyond the size limits).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl PatternError {
+    fn invalid(message: impl Into<String>) -> PatternError {
+        PatternError::Invalid(message.into())
+    }
+
+    fn unsupported(message: impl Into<String>) -> PatternError {
+        PatternError::Unsupported(message.into())
+    }
 }
 
 /// Characters that stay escaped (they are meta characters for the `regex` crate).
@@ -33,12 +64,17 @@ const META: &str = "\\.+*?()|[]{}^$#&-~";
 /// Translates `source` with Perl `flags` (`imsx`). `line_mode` makes `^`/`$` match at every
 /// line (used where each line is a separate subject joined with newlines), so `\A`, `\z`, `\Z`
 /// also become line anchors.
-pub(crate) fn translate(source: &str, flags: &str, line_mode: bool) -> Result<Translated, String> {
+pub(crate) fn translate(
+    source: &str,
+    flags: &str,
+    line_mode: bool,
+) -> Result<Translated, PatternError> {
     let mut t = Translator {
         chars: source.chars().collect(),
         pos: 0,
         out: String::with_capacity(source.len() + 16),
         backtracking: Vec::new(),
+        perl_only: Vec::new(),
         extended: flags.contains('x'),
         multiline: flags.contains('m') || line_mode,
         line_mode,
@@ -63,9 +99,12 @@ pub(crate) fn translate(source: &str, flags: &str, line_mode: bool) -> Result<Tr
     };
     t.backtracking.sort_unstable();
     t.backtracking.dedup();
+    t.perl_only.sort_unstable();
+    t.perl_only.dedup();
     Ok(Translated {
         pattern,
         backtracking: t.backtracking,
+        perl_only: t.perl_only,
     })
 }
 
@@ -74,6 +113,7 @@ struct Translator {
     pos: usize,
     out: String,
     backtracking: Vec<&'static str>,
+    perl_only: Vec<&'static str>,
     extended: bool,
     multiline: bool,
     line_mode: bool,
@@ -116,7 +156,7 @@ impl Translator {
         }
     }
 
-    fn run(&mut self) -> Result<(), String> {
+    fn run(&mut self) -> Result<(), PatternError> {
         while let Some(c) = self.peek(0) {
             match c {
                 '\\' => {
@@ -223,7 +263,11 @@ impl Translator {
         }
     }
 
-    fn group(&mut self) -> Result<(), String> {
+    fn group(&mut self) -> Result<(), PatternError> {
+        if self.peek(1) == Some('*') && self.peek(2).is_some_and(|c| c.is_ascii_alphabetic()) {
+            // `(*FAIL)`, `(*SKIP)`, `(*pla:...)`: passed through, `fancy-regex` knows a few.
+            self.perl_only.push("backtracking control verb");
+        }
         if self.peek(1) != Some('?') {
             self.out.push('(');
             self.pos += 1;
@@ -240,7 +284,7 @@ impl Translator {
                         return Ok(());
                     }
                 }
-                Err("unterminated (?# comment".into())
+                Err(PatternError::invalid("unterminated (?# comment"))
             }
             Some(':') => {
                 self.out.push_str("(?:");
@@ -280,7 +324,7 @@ impl Translator {
                     j += 1;
                 }
                 if self.chars.get(j) != Some(&close) || name.is_empty() {
-                    return Err("bad named group".into());
+                    return Err(PatternError::invalid("bad named group"));
                 }
                 self.out.push_str("(?P<");
                 self.out.push_str(&name);
@@ -299,10 +343,21 @@ impl Translator {
                 self.pos += 3;
                 Ok(())
             }
-            Some('|') => Err("branch reset groups `(?|...)` are not supported".into()),
-            Some('{') | Some('?') => Err("Perl code in a regex is not supported".into()),
+            Some('|') => Err(PatternError::unsupported(
+                "branch reset groups `(?|...)` are not supported",
+            )),
+            Some('{') | Some('?') => Err(PatternError::unsupported(
+                "Perl code in a regex is not supported",
+            )),
+            Some('(') => Err(PatternError::unsupported(
+                "conditionals `(?(...)...)` are not supported",
+            )),
+            Some('-') if self.peek(3).is_some_and(|c| c.is_ascii_digit()) => Err(
+                PatternError::unsupported("relative recursion `(?-N)` is not supported"),
+            ),
             Some(c) if c == 'R' || c.is_ascii_digit() || c == '+' || c == '&' => {
                 self.backtracking.push("recursion");
+                self.perl_only.push("recursion");
                 self.out.push_str("(?");
                 self.pos += 2;
                 Ok(())
@@ -312,7 +367,7 @@ impl Translator {
     }
 
     /// `(?flags)` or `(?flags:...)`; `x` is applied here, `a u l d p o` are dropped.
-    fn inline_flags(&mut self) -> Result<(), String> {
+    fn inline_flags(&mut self) -> Result<(), PatternError> {
         let mut j = self.pos + 2;
         let mut on = String::new();
         let mut off = String::new();
@@ -334,8 +389,13 @@ impl Translator {
                     }
                 }
                 Some(&c) if "auldpo".contains(c) => {}
-                Some(&c) => return Err(format!("unsupported group flag `{c}`")),
-                None => return Err("unterminated group".into()),
+                Some('n') => {
+                    return Err(PatternError::unsupported(
+                        "group flag `n` (no captures) is not supported",
+                    ))
+                }
+                Some(&c) => return Err(PatternError::Invalid(format!("unknown group flag `{c}`"))),
+                None => return Err(PatternError::invalid("unterminated group")),
             }
             j += 1;
         }
@@ -369,7 +429,7 @@ impl Translator {
         Ok(())
     }
 
-    fn class(&mut self) -> Result<(), String> {
+    fn class(&mut self) -> Result<(), PatternError> {
         self.out.push('[');
         self.pos += 1;
         if self.peek(0) == Some('^') {
@@ -382,7 +442,7 @@ impl Translator {
         }
         loop {
             let Some(c) = self.peek(0) else {
-                return Err("unterminated character class".into());
+                return Err(PatternError::invalid("unterminated character class"));
             };
             match c {
                 ']' => {

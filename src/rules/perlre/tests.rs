@@ -50,3 +50,49 @@ fn backtracking_constructs_are_named() {
     );
     assert!(translate("a(?{ 1 })", "", false).is_err());
 }
+
+#[test]
+fn malformed_patterns_are_invalid_perl_features_unsupported() {
+    for bad in [
+        r"[abc", r"(?#c", r"(?z)a", r"(?i", r"\x{zz}", r"\18", r"(?<>a)",
+    ] {
+        assert!(
+            matches!(translate(bad, "", false), Err(PatternError::Invalid(_))),
+            "{bad}: {:?}",
+            translate(bad, "", false)
+        );
+    }
+    for perl in [
+        r"(?|a|b)",
+        r"a(?{ 1 })",
+        r"(a)?(?(1)b|c)",
+        r"(?n)(a)",
+        r"(a)(?-1)",
+    ] {
+        assert!(
+            matches!(
+                translate(perl, "", false),
+                Err(PatternError::Unsupported(_))
+            ),
+            "{perl}: {:?}",
+            translate(perl, "", false)
+        );
+    }
+}
+
+#[test]
+fn perl_only_constructs_are_named() {
+    let named = |s: &str| translate(s, "", false).unwrap().perl_only;
+    assert_eq!(named(r"\X"), vec!["`\\X` (grapheme cluster)"]);
+    assert_eq!(named(r"a(*SKIP)b"), vec!["backtracking control verb"]);
+    assert_eq!(named(r"(a)(?1)"), vec!["recursion"]);
+    assert_eq!(
+        named(r"(a)\g{-1}"),
+        vec!["`\\g{...}`/`\\k{...}` backreference"]
+    );
+    assert_eq!(named(r"\p{Latin}"), vec!["`\\p{...}` Unicode property"]);
+    // Perl would refuse these too: nothing to excuse a compile failure.
+    assert!(named(r"unclosed(").is_empty());
+    assert!(named(r"[\X]").is_empty());
+    assert!(named(r"(*").is_empty());
+}
