@@ -50,6 +50,58 @@ fn check_reports_unknown_keys_with_exit_1() {
     );
 }
 
+/// Runs `check` on a minimal config whose rules directory holds `rules` as `local.cf`.
+fn check_with_rules(rules: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let rules_dir = dir.path().join("rules");
+    fs::create_dir(&rules_dir).unwrap();
+    fs::write(rules_dir.join("local.cf"), rules).unwrap();
+    let cfg = dir.path().join("mxguard.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"mx.example.test\"\n\
+             [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+             [policy]\nrules_dir = '{}'\n",
+            rules_dir.display()
+        ),
+    )
+    .unwrap();
+    run_with_timeout(
+        Command::new(mxguard_bin())
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .current_dir(dir.path()),
+        Duration::from_secs(30),
+    )
+}
+
+#[test]
+fn check_fails_on_a_regex_no_engine_compiles_naming_file_and_line() {
+    let out =
+        check_with_rules("body GOOD /fine/\nscore GOOD 1\nbody BAD /unclosed(/\nscore BAD 1\n");
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("local.cf:3: error: body BAD: invalid regex"),
+        "stderr does not name local.cf:3: {}",
+        output_text(&out)
+    );
+}
+
+#[test]
+fn check_passes_valid_perl_regex_the_engines_lack_with_a_note() {
+    // Branch reset is valid Perl (SpamAssassin accepts it); the rule is skipped, not an error.
+    let out = check_with_rules("body BRANCH_RESET /(?|foo|bar)/\nbody GOOD /fine/\n");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("local.cf:1: skipped: body BRANCH_RESET: regex not supported"),
+        "no note for local.cf:1: {}",
+        output_text(&out)
+    );
+}
+
 #[test]
 fn queue_list_show_delete() {
     let internal = InternalServer::down();

@@ -7,7 +7,7 @@
 //! is every URL from text and from HTML attributes (`href`, `src`, ...), `www.` hosts also as
 //! `http://`; `full` is the message exactly as received.
 
-use super::parse::{AddrPart, HeaderSource, HeaderTarget, Instance};
+use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};

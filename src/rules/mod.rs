@@ -4,12 +4,13 @@
 //! `ALL`, `ToCc`, `MESSAGEID`, `EnvelopeFrom`, `:raw`, `:addr`, `:name`, `:first`, `:last`,
 //! `[if-unset: ...]`), `body`, `rawbody`, `uri`, `full`, `meta`, `score`, `describe`, `tflags`
 //! (`nice`, `multiple`, `maxhits=N`), `include`, `if`/`ifplugin`/`else`/`endif`. What the engine
-//! cannot evaluate is reported with `file:line` and skipped.
+//! cannot evaluate is reported with `file:line` and skipped; what is broken (a bad line, a
+//! regex no engine compiles) is a [`Severity::Error`], which keeps the old policy on reload.
 //!
-//! The flow: [`RuleSet::from_dir`] (parse, see [`parse`]) → [`RuleSet::compile`]
-//! ([`CompiledRules`], see [`compile`]) → per message [`MessageView::parse`] once, then
-//! [`CompiledRules::evaluate`] → [`Hit`]s. [`CompiledRules::fingerprint`] identifies the
-//! effective rule set across an MX tier.
+//! The flow: [`RuleSet::from_dir`] (parse, see [`parse`]; the types are in [`model`]) →
+//! [`RuleSet::compile`] ([`CompiledRules`], see [`compile`]) → per message
+//! [`MessageView::parse`] once, then [`CompiledRules::evaluate`] → [`Hit`]s.
+//! [`CompiledRules::fingerprint`] identifies the effective rule set across an MX tier.
 //!
 //! ```
 //! use mxguard::rules::{MessageView, RuleSet};
@@ -28,6 +29,7 @@ pub mod eval;
 pub mod fingerprint;
 pub mod message;
 pub mod meta;
+pub mod model;
 pub mod parse;
 mod perlre;
 
@@ -37,7 +39,11 @@ mod tests;
 pub use compile::{CompileReport, CompiledRules};
 pub use eval::Hit;
 pub use message::{HeaderField, MessageView};
-pub use parse::{Diagnostic, Origin, Rule, RuleKind, RuleSet, Severity};
+pub use model::{
+    AddrPart, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Instance, Origin, Pattern, Rule,
+    RuleKind, Severity, SymbolInfo, TFlags, Test,
+};
+pub use parse::RuleSet;
 
 use std::path::{Path, PathBuf};
 

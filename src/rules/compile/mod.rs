@@ -7,64 +7,26 @@
 //! or possessive quantifiers go to `fancy-regex` with a backtrack limit and are listed in
 //! [`CompileReport::backtracking`]. Only rules that can matter are compiled: scored rules and
 //! whatever their metas need (a rule with `score NAME 0` runs only if a meta uses it).
+//! A pattern no engine compiles is an [`Severity::Error`] when it is malformed, so a broken
+//! rules file never replaces a working policy; valid Perl the engines cannot run (branch
+//! reset, conditionals, `\X`, most backtracking verbs, ...) is [`Severity::Skipped`].
+//! This file decides what to compile and records it; `matcher.rs` builds the regexes and
+//! sets, `order.rs` orders the metas.
 
 use super::meta::Node;
-use super::parse::{
+use super::model::{
     effective_score, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Origin, Pattern, Rule,
-    RuleKind, RuleSet, Severity, Test,
+    RuleKind, Severity, Test,
 };
-use super::perlre;
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use super::parse::RuleSet;
+use super::perlre::{self, PatternError};
+use matcher::{build_group, compile_matcher, linear, Ready, DEFAULT_MAX_HITS};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Compiled size limit of one regex (the `regex` crate's program size).
-const REGEX_SIZE_LIMIT: usize = 2 << 20;
-/// Lazy-DFA cache limit of one regex.
-const REGEX_DFA_LIMIT: usize = 2 << 20;
-/// Compiled size limit of one `RegexSet` chunk.
-const SET_SIZE_LIMIT: usize = 64 << 20;
-/// Lazy-DFA cache limit of one `RegexSet` chunk.
-const SET_DFA_LIMIT: usize = 16 << 20;
-/// Patterns per `RegexSet`: bounded so the lazy DFA keeps its states cached (measured on
-/// SpamAssassin's body rules: 24–32 is fastest; 128 was ten times slower).
-const SET_CHUNK: usize = 24;
-/// Backtracking steps one `fancy-regex` search may take before it counts as no match.
-pub(crate) const BACKTRACK_LIMIT: usize = 100_000;
-/// Hits counted for a `tflags multiple` rule without `maxhits`.
-pub(crate) const DEFAULT_MAX_HITS: u32 = 1000;
+mod matcher;
+mod order;
 
-/// A compiled single pattern in one of the two engines.
-#[derive(Debug)]
-pub(crate) enum Matcher {
-    /// Linear-time `regex` engine.
-    Linear(Regex),
-    /// Backtracking `fancy-regex` engine (with [`BACKTRACK_LIMIT`]).
-    Backtracking(Box<fancy_regex::Regex>),
-}
-
-/// One rule inside a [`Group`].
-#[derive(Debug)]
-pub(crate) struct Member {
-    /// The rule's slot in [`CompiledRules::slots`].
-    pub slot: usize,
-    pub matcher: Matcher,
-    /// `!~`: hits when the regex does not match.
-    pub negate: bool,
-    /// `tflags multiple` limit; `None` for single-hit rules.
-    pub max_hits: Option<u32>,
-    /// In a set through a linear superset of its pattern: a set match is only a candidate.
-    pub prefiltered: bool,
-}
-
-/// Rules that read the same subject, with set prefilters over the linear ones.
-#[derive(Debug, Default)]
-pub(crate) struct Group {
-    pub members: Vec<Member>,
-    /// Each set covers the member indices listed beside it (in set pattern order).
-    pub sets: Vec<(RegexSet, Vec<usize>)>,
-    /// Members outside every set (backtracking ones, or sets that failed to build).
-    pub unset: Vec<usize>,
-}
+pub(crate) use matcher::{Group, Matcher, Member};
 
 /// What a value slot holds.
 #[derive(Debug, Clone)]
@@ -131,8 +93,9 @@ impl RuleSet {
 }
 
 impl CompiledRules {
-    /// Compiles a rule set. Never fails: rules that cannot be compiled are skipped and
-    /// reported in [`CompiledRules::diagnostics`] (which also holds the parser's).
+    /// Compiles a rule set. Never fails: rules that cannot be compiled are left out and
+    /// reported in [`CompiledRules::diagnostics`] (which also holds the parser's), as errors
+    /// when their regex is malformed (see [`CompiledRules::has_errors`]).
     pub fn compile(set: &RuleSet) -> CompiledRules {
         Compiler::new(set).run()
     }
@@ -175,18 +138,6 @@ struct Compiler<'a> {
     slots: Vec<SlotInfo>,
     by_name: HashMap<String, usize>,
     canonical: Vec<String>,
-}
-
-/// A pattern rule that compiled, waiting to be grouped.
-struct Ready {
-    slot: usize,
-    matcher: Matcher,
-    /// The translated pattern (for the set and the fingerprint).
-    pattern: String,
-    /// For a backtracking pattern: a linear superset to put in the set instead.
-    prefilter: Option<String>,
-    negate: bool,
-    max_hits: Option<u32>,
 }
 
 impl<'a> Compiler<'a> {
@@ -446,97 +397,6 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// Topological order of the metas (dependencies first); metas in a cycle are reported and dropped.
-    fn order_metas<'r>(&mut self, metas: &[&'r Rule]) -> Vec<&'r Rule> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Mark {
-            New,
-            Active,
-            Done,
-            Cyclic,
-        }
-        let index: HashMap<&str, usize> = metas
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.as_str(), i))
-            .collect();
-        let deps: Vec<Vec<usize>> = metas
-            .iter()
-            .map(|r| {
-                let mut d = Vec::new();
-                if let Test::Meta(expr) = &r.test {
-                    expr.tree.for_each_ref(&mut |n: &String| {
-                        if let Some(&i) = index.get(n.as_str()) {
-                            d.push(i);
-                        }
-                    });
-                }
-                d
-            })
-            .collect();
-        let mut marks = vec![Mark::New; metas.len()];
-        let mut order = Vec::new();
-        let mut cyclic: Vec<usize> = Vec::new();
-        // Iterative DFS.
-        for start in 0..metas.len() {
-            if marks[start] != Mark::New {
-                continue;
-            }
-            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
-            marks[start] = Mark::Active;
-            while let Some(top) = stack.last_mut() {
-                let node = top.0;
-                if let Some(&dep) = deps[node].get(top.1) {
-                    top.1 += 1;
-                    match marks[dep] {
-                        Mark::New => {
-                            marks[dep] = Mark::Active;
-                            stack.push((dep, 0));
-                        }
-                        Mark::Active => {
-                            // Everything on the stack from `dep` up is in a cycle.
-                            let from = stack.iter().position(|&(n, _)| n == dep).unwrap_or(0);
-                            for &(n, _) in &stack[from..] {
-                                cyclic.push(n);
-                            }
-                        }
-                        Mark::Cyclic => cyclic.push(node),
-                        Mark::Done => {}
-                    }
-                } else {
-                    stack.pop();
-                    if cyclic.contains(&node) {
-                        marks[node] = Mark::Cyclic;
-                    } else {
-                        marks[node] = Mark::Done;
-                        order.push(node);
-                    }
-                }
-            }
-        }
-        cyclic.sort_unstable();
-        cyclic.dedup();
-        for &i in &cyclic {
-            let rule = metas[i];
-            let msg = format!(
-                "meta {}: dependency cycle (through {}); rule skipped",
-                rule.name,
-                deps[i]
-                    .iter()
-                    .filter(|d| cyclic.contains(d))
-                    .map(|&d| metas[d].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.diag(&rule.origin, Severity::Error, msg);
-        }
-        order
-            .into_iter()
-            .filter(|i| !cyclic.contains(i))
-            .map(|i| metas[i])
-            .collect()
-    }
-
     fn compile_pattern(
         &mut self,
         rule: &Rule,
@@ -549,11 +409,7 @@ impl<'a> Compiler<'a> {
         let translated = match perlre::translate(&pattern.source, &pattern.flags, line_mode) {
             Ok(t) => t,
             Err(e) => {
-                self.diag(
-                    &rule.origin,
-                    Severity::Skipped,
-                    format!("{} {}: regex not supported: {e}", rule.kind, rule.name),
-                );
+                self.pattern_failed(rule, &e);
                 return None;
             }
         };
@@ -580,17 +436,31 @@ impl<'a> Compiler<'a> {
                 })
             }
             Err(e) => {
-                self.diag(
-                    &rule.origin,
-                    Severity::Skipped,
-                    format!(
-                        "{} {}: regex does not compile in either engine: {e}",
-                        rule.kind, rule.name
-                    ),
-                );
+                // Valid Perl the engines lack explains the failure better than their syntax
+                // errors do: such a rule is skipped, not blamed on the rules file.
+                let e = if translated.perl_only.is_empty() {
+                    e
+                } else {
+                    PatternError::Unsupported(format!(
+                        "uses {}: {e}",
+                        translated.perl_only.join(", ")
+                    ))
+                };
+                self.pattern_failed(rule, &e);
                 None
             }
         }
+    }
+
+    /// Reports a pattern no engine takes: an error when it is malformed (SpamAssassin's lint
+    /// refuses those too), else a skipped rule.
+    fn pattern_failed(&mut self, rule: &Rule, e: &PatternError) {
+        let (severity, what) = match e {
+            PatternError::Invalid(_) => (Severity::Error, "invalid regex"),
+            PatternError::Unsupported(_) => (Severity::Skipped, "regex not supported"),
+        };
+        let message = format!("{} {}: {what}: {e}", rule.kind, rule.name);
+        self.diag(&rule.origin, severity, message);
     }
 }
 
@@ -599,146 +469,5 @@ fn reason_text(constructs: &[&str], fallback: String) -> String {
         fallback
     } else {
         constructs.join(", ")
-    }
-}
-
-/// Builds a linear regex (ASCII, then Unicode) or, when needed, a backtracking one.
-/// Returns the matcher, the pattern as used, and why backtracking was needed.
-pub(crate) fn compile_matcher(
-    pattern: &str,
-    try_linear: bool,
-) -> Result<(Matcher, String, Option<String>), String> {
-    let mut linear_error = None;
-    if try_linear {
-        for candidate in [pattern.to_string(), format!("(?u){pattern}")] {
-            match linear(&candidate) {
-                Ok(re) => return Ok((Matcher::Linear(re), candidate, None)),
-                Err(e) => {
-                    if linear_error.is_none() {
-                        linear_error = Some(e.to_string());
-                    }
-                }
-            }
-        }
-    }
-    let mut fancy_error = None;
-    for mode in [
-        fancy_regex::BytesMode::Ascii,
-        fancy_regex::BytesMode::UnicodeBytes,
-    ] {
-        match fancy_regex::RegexBuilder::new(pattern)
-            .bytes_mode(mode)
-            .backtrack_limit(BACKTRACK_LIMIT)
-            .delegate_size_limit(REGEX_SIZE_LIMIT)
-            .delegate_dfa_size_limit(REGEX_DFA_LIMIT)
-            .build()
-        {
-            Ok(re) => {
-                let reason = linear_error
-                    .as_deref()
-                    .map(first_line)
-                    .unwrap_or_else(|| "backtracking construct".to_string());
-                return Ok((
-                    Matcher::Backtracking(Box::new(re)),
-                    pattern.to_string(),
-                    Some(reason),
-                ));
-            }
-            Err(e) => {
-                if fancy_error.is_none() {
-                    fancy_error = Some(e.to_string());
-                }
-            }
-        }
-    }
-    Err(match linear_error {
-        Some(l) => format!(
-            "{}; fancy-regex: {}",
-            first_line(&l),
-            fancy_error.unwrap_or_default()
-        ),
-        None => fancy_error.unwrap_or_default(),
-    })
-}
-
-/// The most telling line of a `regex` error (its last line says what is wrong).
-fn first_line(e: &str) -> String {
-    e.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or(e)
-        .trim_start_matches("error: ")
-        .to_string()
-}
-
-fn linear(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern)
-        .unicode(false)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_DFA_LIMIT)
-        .build()
-}
-
-fn build_group(ready: Vec<Ready>) -> Group {
-    let mut group = Group::default();
-    let mut linear: Vec<(usize, String)> = Vec::new();
-    for r in ready {
-        let idx = group.members.len();
-        // Unicode-mode patterns stay out of the sets: a Unicode word boundary would stop
-        // the set's lazy DFA on the first non-ASCII byte and slow every pattern in it.
-        let set_pattern = match &r.matcher {
-            Matcher::Linear(_) if !r.pattern.starts_with("(?u)") => Some(r.pattern),
-            Matcher::Linear(_) => None,
-            Matcher::Backtracking(_) => r.prefilter,
-        };
-        let prefiltered = matches!(r.matcher, Matcher::Backtracking(_)) && set_pattern.is_some();
-        match set_pattern {
-            Some(p) => linear.push((idx, p)),
-            None => group.unset.push(idx),
-        }
-        group.members.push(Member {
-            slot: r.slot,
-            matcher: r.matcher,
-            negate: r.negate,
-            max_hits: r.max_hits,
-            prefiltered,
-        });
-    }
-    if linear.len() < 3 {
-        for (i, _) in &linear {
-            group.members[*i].prefiltered = false;
-        }
-        group.unset.extend(linear.iter().map(|(i, _)| *i));
-        group.unset.sort_unstable();
-        return group;
-    }
-    for chunk in linear.chunks(SET_CHUNK) {
-        build_sets(chunk, &mut group);
-    }
-    group.unset.sort_unstable();
-    group
-}
-
-/// Builds one set for `chunk`, halving it when the set is too big.
-fn build_sets(chunk: &[(usize, String)], group: &mut Group) {
-    let built = RegexSetBuilder::new(chunk.iter().map(|(_, p)| p.as_str()))
-        .unicode(false)
-        .size_limit(SET_SIZE_LIMIT)
-        .dfa_size_limit(SET_DFA_LIMIT)
-        .build();
-    match built {
-        Ok(set) => group
-            .sets
-            .push((set, chunk.iter().map(|(i, _)| *i).collect())),
-        Err(_) if chunk.len() > 1 => {
-            let (a, b) = chunk.split_at(chunk.len() / 2);
-            build_sets(a, group);
-            build_sets(b, group);
-        }
-        Err(_) => {
-            group.members[chunk[0].0].prefiltered = false;
-            group.unset.push(chunk[0].0);
-        }
     }
 }

@@ -1,0 +1,281 @@
+//! Matchers: one pattern built in the linear `regex` engine or, when it needs to, the
+//! backtracking `fancy-regex` engine; rules of one target grouped behind `RegexSet` prefilters.
+
+use crate::rules::perlre::PatternError;
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// Compiled size limit of one regex (the `regex` crate's program size).
+const REGEX_SIZE_LIMIT: usize = 2 << 20;
+/// Lazy-DFA cache limit of one regex.
+const REGEX_DFA_LIMIT: usize = 2 << 20;
+/// Compiled size limit of one `RegexSet` chunk.
+const SET_SIZE_LIMIT: usize = 64 << 20;
+/// Lazy-DFA cache limit of one `RegexSet` chunk.
+const SET_DFA_LIMIT: usize = 16 << 20;
+/// Patterns per `RegexSet`: bounded so the lazy DFA keeps its states cached (measured on
+/// SpamAssassin's body rules: 24–32 is fastest; 128 was ten times slower).
+const SET_CHUNK: usize = 24;
+/// Backtracking steps one `fancy-regex` search may take before it counts as no match.
+pub(crate) const BACKTRACK_LIMIT: usize = 100_000;
+/// Hits counted for a `tflags multiple` rule without `maxhits`.
+pub(crate) const DEFAULT_MAX_HITS: u32 = 1000;
+
+/// A compiled single pattern in one of the two engines.
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    /// Linear-time `regex` engine.
+    Linear(Regex),
+    /// Backtracking `fancy-regex` engine (with [`BACKTRACK_LIMIT`]).
+    Backtracking(Box<fancy_regex::Regex>),
+}
+
+/// One rule inside a [`Group`].
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// The rule's slot in [`CompiledRules::slots`].
+    pub slot: usize,
+    pub matcher: Matcher,
+    /// `!~`: hits when the regex does not match.
+    pub negate: bool,
+    /// `tflags multiple` limit; `None` for single-hit rules.
+    pub max_hits: Option<u32>,
+    /// In a set through a linear superset of its pattern: a set match is only a candidate.
+    pub prefiltered: bool,
+}
+
+/// Rules that read the same subject, with set prefilters over the linear ones.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    pub members: Vec<Member>,
+    /// Each set covers the member indices listed beside it (in set pattern order).
+    pub sets: Vec<(RegexSet, Vec<usize>)>,
+    /// Members outside every set (backtracking ones, or sets that failed to build).
+    pub unset: Vec<usize>,
+}
+
+/// A pattern rule that compiled, waiting to be grouped.
+pub(super) struct Ready {
+    /// The rule's slot in [`CompiledRules::slots`](super::CompiledRules).
+    pub slot: usize,
+    pub matcher: Matcher,
+    /// The translated pattern (for the set and the fingerprint).
+    pub pattern: String,
+    /// For a backtracking pattern: a linear superset to put in the set instead.
+    pub prefilter: Option<String>,
+    /// `!~`: hits when the regex does not match.
+    pub negate: bool,
+    /// `tflags multiple` limit; `None` for single-hit rules.
+    pub max_hits: Option<u32>,
+}
+
+/// Builds a linear regex (ASCII, then Unicode) or, when needed, a backtracking one.
+/// Returns the matcher, the pattern as used, and why backtracking was needed.
+pub(super) fn compile_matcher(
+    pattern: &str,
+    try_linear: bool,
+) -> Result<(Matcher, String, Option<String>), PatternError> {
+    let mut linear_errors = Vec::new();
+    if try_linear {
+        for candidate in [pattern.to_string(), format!("(?u){pattern}")] {
+            match linear(&candidate) {
+                Ok(re) => return Ok((Matcher::Linear(re), candidate, None)),
+                Err(e) => linear_errors.push(e),
+            }
+        }
+    }
+    let mut fancy_errors = Vec::new();
+    for mode in [
+        fancy_regex::BytesMode::Ascii,
+        fancy_regex::BytesMode::UnicodeBytes,
+    ] {
+        match fancy_regex::RegexBuilder::new(pattern)
+            .bytes_mode(mode)
+            .backtrack_limit(BACKTRACK_LIMIT)
+            .delegate_size_limit(REGEX_SIZE_LIMIT)
+            .delegate_dfa_size_limit(REGEX_DFA_LIMIT)
+            .build()
+        {
+            Ok(re) => {
+                let reason = linear_errors
+                    .first()
+                    .map(|e| first_line(&e.to_string()))
+                    .unwrap_or_else(|| "backtracking construct".to_string());
+                return Ok((
+                    Matcher::Backtracking(Box::new(re)),
+                    pattern.to_string(),
+                    Some(reason),
+                ));
+            }
+            Err(e) => fancy_errors.push(e),
+        }
+    }
+    Err(classify(&linear_errors, &fancy_errors))
+}
+
+/// Why neither engine built a pattern. `fancy-regex` accepts everything the `regex` crate
+/// does and more, so its errors decide between a malformed pattern and an engine gap; a size
+/// limit hit by either engine means the pattern may well be fine, just too big.
+fn classify(linear: &[regex::Error], fancy: &[fancy_regex::Error]) -> PatternError {
+    let fancy_text = fancy.first().map(ToString::to_string).unwrap_or_default();
+    let message = match linear.first() {
+        Some(l) => format!("{}; fancy-regex: {fancy_text}", first_line(&l.to_string())),
+        None => fancy_text,
+    };
+    let too_big = linear
+        .iter()
+        .any(|e| matches!(e, regex::Error::CompiledTooBig(_)))
+        || fancy.iter().any(fancy_too_big);
+    if too_big {
+        PatternError::Unsupported(format!("too large for the engines' limits: {message}"))
+    } else if fancy.iter().any(fancy_lacks_feature) {
+        PatternError::Unsupported(message)
+    } else {
+        PatternError::Invalid(message)
+    }
+}
+
+/// A `fancy-regex` failure that is about size, not syntax.
+fn fancy_too_big(e: &fancy_regex::Error) -> bool {
+    use fancy_regex::{CompileError, Error, ParseError};
+    match e {
+        Error::CompileError(c) => match c.as_ref() {
+            CompileError::InnerError(inner) => inner.size_limit().is_some(),
+            CompileError::PatternTooComplex | CompileError::DfaBuildError(..) => true,
+            _ => false,
+        },
+        Error::ParseError(_, ParseError::RecursionExceeded) => true,
+        _ => false,
+    }
+}
+
+/// A `fancy-regex` failure on a construct Perl accepts but the engine does not implement.
+fn fancy_lacks_feature(e: &fancy_regex::Error) -> bool {
+    use fancy_regex::{CompileError, Error, ParseError};
+    match e {
+        Error::CompileError(c) => matches!(
+            c.as_ref(),
+            CompileError::FeatureNotYetSupported(_)
+                | CompileError::LookBehindNotConst
+                | CompileError::VariableLookBehindRequiresFeature
+                | CompileError::NamedBackrefOnly
+        ),
+        Error::ParseError(_, ParseError::ChangingUnicodeModeUnsupported) => true,
+        _ => false,
+    }
+}
+
+/// The most telling line of a `regex` error (its last line says what is wrong).
+fn first_line(e: &str) -> String {
+    e.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(e)
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+pub(super) fn linear(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_LIMIT)
+        .build()
+}
+
+pub(super) fn build_group(ready: Vec<Ready>) -> Group {
+    let mut group = Group::default();
+    let mut linear: Vec<(usize, String)> = Vec::new();
+    for r in ready {
+        let idx = group.members.len();
+        // Unicode-mode patterns stay out of the sets: a Unicode word boundary would stop
+        // the set's lazy DFA on the first non-ASCII byte and slow every pattern in it.
+        let set_pattern = match &r.matcher {
+            Matcher::Linear(_) if !r.pattern.starts_with("(?u)") => Some(r.pattern),
+            Matcher::Linear(_) => None,
+            Matcher::Backtracking(_) => r.prefilter,
+        };
+        let prefiltered = matches!(r.matcher, Matcher::Backtracking(_)) && set_pattern.is_some();
+        match set_pattern {
+            Some(p) => linear.push((idx, p)),
+            None => group.unset.push(idx),
+        }
+        group.members.push(Member {
+            slot: r.slot,
+            matcher: r.matcher,
+            negate: r.negate,
+            max_hits: r.max_hits,
+            prefiltered,
+        });
+    }
+    if linear.len() < 3 {
+        for (i, _) in &linear {
+            group.members[*i].prefiltered = false;
+        }
+        group.unset.extend(linear.iter().map(|(i, _)| *i));
+        group.unset.sort_unstable();
+        return group;
+    }
+    for chunk in linear.chunks(SET_CHUNK) {
+        build_sets(chunk, &mut group);
+    }
+    group.unset.sort_unstable();
+    group
+}
+
+/// Builds one set for `chunk`, halving it when the set is too big.
+fn build_sets(chunk: &[(usize, String)], group: &mut Group) {
+    let built = RegexSetBuilder::new(chunk.iter().map(|(_, p)| p.as_str()))
+        .unicode(false)
+        .size_limit(SET_SIZE_LIMIT)
+        .dfa_size_limit(SET_DFA_LIMIT)
+        .build();
+    match built {
+        Ok(set) => group
+            .sets
+            .push((set, chunk.iter().map(|(i, _)| *i).collect())),
+        Err(_) if chunk.len() > 1 => {
+            let (a, b) = chunk.split_at(chunk.len() / 2);
+            build_sets(a, group);
+            build_sets(b, group);
+        }
+        Err(_) => {
+            group.members[chunk[0].0].prefiltered = false;
+            group.unset.push(chunk[0].0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(pattern: &str, try_linear: bool) -> PatternError {
+        match compile_matcher(pattern, try_linear) {
+            Ok(_) => panic!("{pattern} compiled"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn syntax_errors_in_every_engine_are_invalid() {
+        assert!(matches!(error("unclosed(", true), PatternError::Invalid(_)));
+        assert!(matches!(error("[z-a]", true), PatternError::Invalid(_)));
+        // Only `fancy-regex` is tried for backtracking patterns; its verdict alone decides.
+        assert!(matches!(error("(?=a)(", false), PatternError::Invalid(_)));
+    }
+
+    #[test]
+    fn size_limits_and_engine_gaps_are_unsupported() {
+        let e = error(r"\w{100000}", true);
+        assert!(
+            matches!(&e, PatternError::Unsupported(m) if m.contains("too large")),
+            "{e:?}"
+        );
+        let e = error("a(*SKIP)b", true);
+        assert!(
+            matches!(&e, PatternError::Unsupported(m) if m.contains("unimplemented")),
+            "{e:?}"
+        );
+    }
+}

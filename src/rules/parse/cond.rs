@@ -1,0 +1,307 @@
+//! The `if`/`ifplugin` condition language: which conditional blocks of a rules file are read,
+//! skipped because they need something this engine lacks, or cannot be understood.
+
+/// Plugins whose `ifplugin` blocks are evaluated: only the core rule runner.
+const IMPLEMENTED_PLUGINS: &[&str] = &["Mail::SpamAssassin::Plugin::Check"];
+
+/// `can(...)` features whose answer is known for this engine.
+const KNOWN_FEATURES: &[(&str, bool)] = &[
+    // The bug (rules misfiring on a Perl regex quirk) does not exist here.
+    ("Mail::SpamAssassin::Conf::feature_bug6558_free", true),
+    // Perl 5.10 regex syntax (possessive quantifiers, named groups) is translated.
+    ("Mail::SpamAssassin::Conf::perl_min_version_5010000", true),
+    // Naming only: both spellings of the list directives are equally unsupported.
+    (
+        "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
+        true,
+    ),
+    (
+        "Mail::SpamAssassin::Conf::compat_welcomelist_blocklist",
+        true,
+    ),
+    // `%{...}` captures inside regexes are not implemented.
+    ("Mail::SpamAssassin::Conf::feature_capture_rules", false),
+    // DNS rules are built-in checks, not rules-file features.
+    ("Mail::SpamAssassin::Conf::feature_dns_block_rule", false),
+];
+
+/// The result of an `if` condition.
+pub(super) enum Cond {
+    /// The condition's value: the block (or its `else`) is read.
+    Known(bool),
+    /// A plugin we do not implement.
+    Unsupported(String),
+    /// Something the evaluator does not understand.
+    Unknown(String),
+}
+
+/// Evaluates `ifplugin NAME`: read only for plugins this engine implements.
+pub(super) fn eval_ifplugin(plugin: &str) -> Cond {
+    if plugin_implemented(plugin) {
+        Cond::Known(true)
+    } else {
+        Cond::Unsupported(format!("ifplugin {plugin}: not implemented"))
+    }
+}
+
+fn plugin_implemented(name: &str) -> bool {
+    IMPLEMENTED_PLUGINS.contains(&name)
+}
+
+/// Evaluates an `if` condition: `version`, `perl_version`, `plugin(X)`, `can(X)`, `!`, `&&`, `||`,
+/// comparisons and parentheses. `version` is treated as newer than any version named.
+pub(super) fn eval_condition(text: &str) -> Cond {
+    let tokens = match tokenize_condition(text) {
+        Ok(t) => t,
+        Err(e) => return Cond::Unknown(format!("if {}: {e}", text.trim())),
+    };
+    let mut p = CondParser { tokens, pos: 0 };
+    match p.or() {
+        Ok(v) if p.pos == p.tokens.len() => match v {
+            CondVal::Bool(b) => Cond::Known(b),
+            CondVal::Num(n) => Cond::Known(n != 0.0),
+            CondVal::Unknown(why) => Cond::Unknown(format!("if {}: {why}", text.trim())),
+        },
+        Ok(_) => Cond::Unknown(format!("if {}: trailing tokens", text.trim())),
+        Err(e) => Cond::Unknown(format!("if {}: {e}", text.trim())),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum CondTok {
+    LParen,
+    RParen,
+    Not,
+    And,
+    Or,
+    Cmp(String),
+    Num(f64),
+    Word(String),
+    Call(String, String),
+}
+
+fn tokenize_condition(text: &str) -> Result<Vec<CondTok>, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push(CondTok::LParen);
+                i += 1
+            }
+            ')' => {
+                out.push(CondTok::RParen);
+                i += 1
+            }
+            '&' if next == Some('&') => {
+                out.push(CondTok::And);
+                i += 2
+            }
+            '|' if next == Some('|') => {
+                out.push(CondTok::Or);
+                i += 2
+            }
+            '!' if next == Some('=') => {
+                out.push(CondTok::Cmp("!=".into()));
+                i += 2
+            }
+            '!' => {
+                out.push(CondTok::Not);
+                i += 1
+            }
+            '>' | '<' | '=' => {
+                let mut op = c.to_string();
+                if next == Some('=') {
+                    op.push('=');
+                    i += 1;
+                }
+                out.push(CondTok::Cmp(op));
+                i += 1
+            }
+            c if c.is_ascii_digit() || c == '.' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                    i += 1;
+                }
+                let s: String = chars[start..i].iter().collect();
+                out.push(CondTok::Num(
+                    s.parse().map_err(|_| format!("bad number `{s}`"))?,
+                ));
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                let mut j = i;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&'(') && matches!(word.as_str(), "plugin" | "can" | "has") {
+                    let close = chars[j..]
+                        .iter()
+                        .position(|&c| c == ')')
+                        .ok_or("unclosed `(`")?;
+                    let arg: String = chars[j + 1..j + close].iter().collect();
+                    out.push(CondTok::Call(word, arg.trim().to_string()));
+                    i = j + close + 1;
+                } else {
+                    match word.as_str() {
+                        "and" => out.push(CondTok::And),
+                        "or" => out.push(CondTok::Or),
+                        "not" => out.push(CondTok::Not),
+                        _ => out.push(CondTok::Word(word)),
+                    }
+                }
+            }
+            other => return Err(format!("unexpected `{other}`")),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+enum CondVal {
+    Bool(bool),
+    Num(f64),
+    Unknown(String),
+}
+
+impl CondVal {
+    fn truth(&self) -> Option<bool> {
+        match self {
+            CondVal::Bool(b) => Some(*b),
+            CondVal::Num(n) => Some(*n != 0.0),
+            CondVal::Unknown(_) => None,
+        }
+    }
+}
+
+struct CondParser {
+    tokens: Vec<CondTok>,
+    pos: usize,
+}
+
+impl CondParser {
+    fn peek(&self) -> Option<&CondTok> {
+        self.tokens.get(self.pos)
+    }
+
+    fn or(&mut self) -> Result<CondVal, String> {
+        let mut left = self.and()?;
+        while self.peek() == Some(&CondTok::Or) {
+            self.pos += 1;
+            let right = self.and()?;
+            left = match (left.truth(), right.truth()) {
+                (Some(a), Some(b)) => CondVal::Bool(a || b),
+                _ => unknown_of(&left, &right),
+            };
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<CondVal, String> {
+        let mut left = self.cmp()?;
+        while self.peek() == Some(&CondTok::And) {
+            self.pos += 1;
+            let right = self.cmp()?;
+            left = match (left.truth(), right.truth()) {
+                (Some(a), Some(b)) => CondVal::Bool(a && b),
+                _ => unknown_of(&left, &right),
+            };
+        }
+        Ok(left)
+    }
+
+    fn cmp(&mut self) -> Result<CondVal, String> {
+        let left = self.unary()?;
+        if let Some(CondTok::Cmp(op)) = self.peek().cloned() {
+            self.pos += 1;
+            let right = self.unary()?;
+            let (a, b) = match (&left, &right) {
+                (CondVal::Num(a), CondVal::Num(b)) => (*a, *b),
+                _ => return Ok(unknown_of(&left, &right)),
+            };
+            let v = match op.as_str() {
+                ">=" => a >= b,
+                ">" => a > b,
+                "<=" => a <= b,
+                "<" => a < b,
+                "==" | "=" => a == b,
+                "!=" => a != b,
+                _ => return Err(format!("unknown operator `{op}`")),
+            };
+            return Ok(CondVal::Bool(v));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<CondVal, String> {
+        match self.peek().cloned() {
+            Some(CondTok::Not) => {
+                self.pos += 1;
+                let v = self.unary()?;
+                Ok(match v.truth() {
+                    Some(b) => CondVal::Bool(!b),
+                    None => v,
+                })
+            }
+            Some(CondTok::LParen) => {
+                self.pos += 1;
+                let v = self.or()?;
+                if self.peek() != Some(&CondTok::RParen) {
+                    return Err("missing `)`".into());
+                }
+                self.pos += 1;
+                Ok(v)
+            }
+            Some(CondTok::Num(n)) => {
+                self.pos += 1;
+                Ok(CondVal::Num(n))
+            }
+            Some(CondTok::Word(w)) => {
+                self.pos += 1;
+                Ok(match w.as_str() {
+                    // Newer than anything a rules file asks for.
+                    "version" | "perl_version" => CondVal::Num(f64::INFINITY),
+                    other => CondVal::Unknown(format!("unknown word `{other}`")),
+                })
+            }
+            Some(CondTok::Call(f, arg)) => {
+                self.pos += 1;
+                Ok(match f.as_str() {
+                    "plugin" => CondVal::Bool(plugin_implemented(&arg)),
+                    _ => feature(&arg),
+                })
+            }
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+}
+
+fn unknown_of(a: &CondVal, b: &CondVal) -> CondVal {
+    match (a, b) {
+        (CondVal::Unknown(w), _) | (_, CondVal::Unknown(w)) => CondVal::Unknown(w.clone()),
+        _ => CondVal::Unknown("type mismatch".into()),
+    }
+}
+
+/// Answers `can(X)`: known features, and plugin methods (false: the plugin is not loaded).
+fn feature(name: &str) -> CondVal {
+    if let Some((_, v)) = KNOWN_FEATURES.iter().find(|(n, _)| *n == name) {
+        return CondVal::Bool(*v);
+    }
+    if let Some(rest) = name.strip_prefix("Mail::SpamAssassin::Plugin::") {
+        let plugin = rest.rsplit_once("::").map(|(p, _)| p).unwrap_or(rest);
+        let full = format!("Mail::SpamAssassin::Plugin::{plugin}");
+        if !plugin_implemented(&full) {
+            return CondVal::Bool(false);
+        }
+    }
+    CondVal::Unknown(format!("unknown feature `{name}`"))
+}

@@ -1,0 +1,554 @@
+//! Rules-file parser: SpamAssassin-subset `.cf` files (with `include` and `if` blocks) → [`RuleSet`] plus [`Diagnostic`]s.
+//!
+//! The parser only checks syntax; regexes are compiled later by [`crate::rules::compile`].
+//! Everything it cannot honour is reported with `file:line`, never dropped silently:
+//! broken lines of rules we support are [`Severity::Error`], unsupported features
+//! (`eval:` rules, plugin directives, unknown `if` conditions) are [`Severity::Skipped`].
+//! This file reads files and lines and tracks `if` blocks; `cond.rs` evaluates `if`
+//! conditions and `directive.rs` parses rule definitions.
+
+use super::model::{Diagnostic, Origin, Rule, RuleKind, Severity, SymbolInfo, TFlags, Test};
+use super::RulesError;
+use cond::{eval_condition, eval_ifplugin, Cond};
+use directive::{check_name, parse_definition, LineError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+mod cond;
+mod directive;
+
+/// Everything read from a set of rules files.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// The evaluable rules, sorted by name (a later definition replaces an earlier one).
+    pub rules: Vec<Rule>,
+    /// Settings for names that are not evaluable rules here (built-in symbols, skipped rules).
+    pub symbols: BTreeMap<String, SymbolInfo>,
+    /// Names of rules that were defined but are skipped (eval rules, plugin blocks, ...).
+    pub skipped: BTreeMap<String, Origin>,
+    /// Every problem, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl RuleSet {
+    /// Reads every `*.cf` file of `dir` in lexical order (following `include`s).
+    pub fn from_dir(dir: &Path) -> Result<RuleSet, RulesError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| RulesError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| RulesError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "cf") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        RuleSet::from_files(&files)
+    }
+
+    /// Reads the given files in order (following `include`s).
+    pub fn from_files(files: &[PathBuf]) -> Result<RuleSet, RulesError> {
+        let mut parser = Parser::default();
+        for file in files {
+            let text = read_lossy(file).map_err(|source| RulesError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            parser.parse_file(file, &text);
+        }
+        Ok(parser.finish())
+    }
+
+    /// Parses rules given as text; `file` labels diagnostics and anchors relative `include`s.
+    pub fn parse_text(file: &Path, text: &str) -> RuleSet {
+        let mut parser = Parser::default();
+        parser.parse_file(file, text);
+        parser.finish()
+    }
+
+    /// True when some diagnostic is an [`Severity::Error`].
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    /// Looks a rule up by name.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.rules.get(i))
+    }
+}
+
+fn read_lossy(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Directives that carry no verdict-relevant meaning for this engine and are ignored.
+const IGNORED_DIRECTIVES: &[&str] = &["priority", "require_version", "reuse", "test"];
+
+/// Directives that define a rule we cannot evaluate (their names become skipped rules).
+const FOREIGN_RULE_DIRECTIVES: &[&str] = &[
+    "mimeheader",
+    "uri_detail",
+    "askdns",
+    "urirhssub",
+    "urirhsbl",
+    "uridnsbl",
+    "uridnssub",
+    "check_hashbl_emails",
+];
+
+/// The maximum nesting of `include`.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// A rule as first parsed, before score/describe/tflags are attached.
+struct Definition {
+    kind: RuleKind,
+    test: Test,
+    origin: Origin,
+}
+
+/// An open `if`/`ifplugin` block.
+struct Block {
+    /// Whether lines in the current branch are read.
+    active: bool,
+    /// `Some(reason)` when the block is skipped because of something unsupported (reported at `endif`).
+    unsupported: Option<String>,
+    /// Whether `else` was seen.
+    in_else: bool,
+    origin: Origin,
+    /// Rule names defined inside while unsupported.
+    skipped_names: Vec<String>,
+    skipped_lines: usize,
+}
+
+#[derive(Default)]
+struct Parser {
+    definitions: BTreeMap<String, Definition>,
+    scores: BTreeMap<String, (f64, Origin)>,
+    descriptions: BTreeMap<String, String>,
+    tflags: BTreeMap<String, (TFlags, Origin)>,
+    skipped: BTreeMap<String, Origin>,
+    diagnostics: Vec<Diagnostic>,
+    include_stack: Vec<PathBuf>,
+}
+impl Parser {
+    fn diag(&mut self, file: &Path, line: usize, severity: Severity, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+            severity,
+        });
+    }
+
+    fn parse_file(&mut self, file: &Path, text: &str) {
+        let mut blocks: Vec<Block> = Vec::new();
+        for (idx, raw_line) in text.lines().enumerate() {
+            let lineno = idx + 1;
+            let line = strip_comment(raw_line);
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (directive, rest) = split_word(line);
+            let directive_lc = directive.to_ascii_lowercase();
+            let origin = Origin {
+                file: file.to_path_buf(),
+                line: lineno,
+            };
+            // Conditional blocks are tracked even when inactive.
+            match directive_lc.as_str() {
+                "if" | "ifplugin" => {
+                    let parent_active = blocks.iter().all(|b| b.active);
+                    let cond = if directive_lc == "ifplugin" {
+                        eval_ifplugin(rest.trim())
+                    } else {
+                        eval_condition(rest)
+                    };
+                    let (active, unsupported) = match cond {
+                        Cond::Known(b) => (b, None),
+                        Cond::Unsupported(reason) => (false, Some(reason)),
+                        Cond::Unknown(reason) => (false, Some(reason)),
+                    };
+                    blocks.push(Block {
+                        active: active && parent_active,
+                        unsupported: if parent_active { unsupported } else { None },
+                        in_else: false,
+                        origin,
+                        skipped_names: Vec::new(),
+                        skipped_lines: 0,
+                    });
+                    // Remember parent inactivity: a child of an inactive block stays inactive.
+                    if !parent_active {
+                        if let Some(b) = blocks.last_mut() {
+                            b.active = false;
+                        }
+                    }
+                    continue;
+                }
+                "else" => {
+                    let parent_active = blocks
+                        .len()
+                        .checked_sub(1)
+                        .map(|n| blocks[..n].iter().all(|b| b.active))
+                        .unwrap_or(true);
+                    match blocks.last_mut() {
+                        None => self.diag(file, lineno, Severity::Error, "`else` without `if`"),
+                        Some(b) if b.in_else => {
+                            self.diag(file, lineno, Severity::Error, "second `else` in one block")
+                        }
+                        Some(b) => {
+                            b.in_else = true;
+                            // An unsupported condition skips both branches.
+                            if b.unsupported.is_none() {
+                                b.active = parent_active && !b.active;
+                            }
+                            // A block whose parent is inactive stays inactive.
+                            if !parent_active {
+                                b.active = false;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                "endif" => {
+                    match blocks.pop() {
+                        None => self.diag(file, lineno, Severity::Error, "`endif` without `if`"),
+                        Some(b) => self.close_block(b),
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if !blocks.iter().all(|b| b.active) {
+                // Count what an unsupported block hides, for its report at `endif`.
+                if let Some(b) = blocks.iter_mut().rev().find(|b| b.unsupported.is_some()) {
+                    b.skipped_lines += 1;
+                    if let Some(name) = defined_name(&directive_lc, rest) {
+                        b.skipped_names.push(name.to_string());
+                    }
+                }
+                continue;
+            }
+            if let Err(e) = self.parse_line(file, lineno, &directive_lc, rest) {
+                match e {
+                    LineError::Error(m) => self.diag(file, lineno, Severity::Error, m),
+                    LineError::Skipped(m) => self.diag(file, lineno, Severity::Skipped, m),
+                }
+            }
+        }
+        while let Some(b) = blocks.pop() {
+            self.diag(
+                &b.origin.file,
+                b.origin.line,
+                Severity::Error,
+                "`if`/`ifplugin` block is never closed by `endif`",
+            );
+            self.close_block(b);
+        }
+    }
+
+    fn close_block(&mut self, b: Block) {
+        let Some(reason) = b.unsupported else {
+            return;
+        };
+        if b.skipped_lines == 0 {
+            return;
+        }
+        let mut names = b.skipped_names;
+        names.sort();
+        names.dedup();
+        for name in &names {
+            if !self.definitions.contains_key(name) {
+                self.skipped
+                    .entry(name.clone())
+                    .or_insert_with(|| b.origin.clone());
+            }
+        }
+        let mut listed: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+        if names.len() > 8 {
+            listed.push("...");
+        }
+        let message = format!(
+            "{reason}: block skipped ({} lines, {} rules{}{})",
+            b.skipped_lines,
+            names.len(),
+            if names.is_empty() { "" } else { ": " },
+            listed.join(", ")
+        );
+        self.diag(&b.origin.file, b.origin.line, Severity::Skipped, message);
+    }
+
+    fn parse_line(
+        &mut self,
+        file: &Path,
+        lineno: usize,
+        directive: &str,
+        rest: &str,
+    ) -> Result<(), LineError> {
+        let origin = Origin {
+            file: file.to_path_buf(),
+            line: lineno,
+        };
+        match directive {
+            "lang" => Ok(()),
+            d if IGNORED_DIRECTIVES.contains(&d) => Ok(()),
+            "header" | "body" | "rawbody" | "uri" | "full" | "meta" => {
+                let (name, def) = split_word(rest);
+                check_name(name)?;
+                let def = def.trim();
+                if def.is_empty() {
+                    return Err(LineError::Error(format!(
+                        "{directive} {name}: missing definition"
+                    )));
+                }
+                match parse_definition(directive, def) {
+                    Ok((kind, test)) => {
+                        self.skipped.remove(name);
+                        self.definitions
+                            .insert(name.to_string(), Definition { kind, test, origin });
+                        Ok(())
+                    }
+                    Err(LineError::Skipped(m)) => {
+                        self.definitions.remove(name);
+                        self.skipped.insert(name.to_string(), origin);
+                        Err(LineError::Skipped(format!("{directive} {name}: {m}")))
+                    }
+                    Err(LineError::Error(m)) => {
+                        self.definitions.remove(name);
+                        Err(LineError::Error(format!("{directive} {name}: {m}")))
+                    }
+                }
+            }
+            "score" => {
+                let (name, values) = split_word(rest);
+                check_name(name)?;
+                let first = values
+                    .split_whitespace()
+                    .next()
+                    .ok_or_else(|| LineError::Error(format!("score {name}: missing value")))?;
+                let number = first.trim_start_matches('(').trim_end_matches(')');
+                let value: f64 = number.parse().map_err(|_| {
+                    LineError::Error(format!("score {name}: `{first}` is not a number"))
+                })?;
+                if !value.is_finite() {
+                    return Err(LineError::Error(format!(
+                        "score {name}: `{first}` is not a finite number"
+                    )));
+                }
+                for extra in values.split_whitespace().skip(1) {
+                    let n = extra.trim_start_matches('(').trim_end_matches(')');
+                    if n.parse::<f64>().is_err() {
+                        return Err(LineError::Error(format!(
+                            "score {name}: `{extra}` is not a number"
+                        )));
+                    }
+                }
+                self.scores.insert(name.to_string(), (value, origin));
+                Ok(())
+            }
+            "describe" => {
+                let (name, text) = split_word(rest);
+                check_name(name)?;
+                self.descriptions
+                    .insert(name.to_string(), text.trim().to_string());
+                Ok(())
+            }
+            "tflags" => {
+                let (name, words) = split_word(rest);
+                check_name(name)?;
+                let mut flags = TFlags::default();
+                for word in words.split_whitespace() {
+                    match word {
+                        "nice" => flags.nice = true,
+                        "multiple" => flags.multiple = true,
+                        w if w.starts_with("maxhits=") => {
+                            let n = w["maxhits=".len()..].parse::<u32>().map_err(|_| {
+                                LineError::Error(format!("tflags {name}: bad `{w}`"))
+                            })?;
+                            flags.maxhits = Some(n);
+                        }
+                        w => {
+                            flags.other.insert(w.to_string());
+                        }
+                    }
+                }
+                self.tflags.insert(name.to_string(), (flags, origin));
+                Ok(())
+            }
+            "include" => {
+                let target = rest.trim();
+                if target.is_empty() {
+                    return Err(LineError::Error("include: missing file name".into()));
+                }
+                let base = file.parent().unwrap_or_else(|| Path::new("."));
+                let path = base.join(target);
+                self.include(file, lineno, &path);
+                Ok(())
+            }
+            "loadplugin" | "tryplugin" => Err(LineError::Skipped(format!(
+                "{directive}: SpamAssassin plugins are not loaded"
+            ))),
+            d if FOREIGN_RULE_DIRECTIVES.contains(&d) => {
+                let (name, _) = split_word(rest);
+                if !name.is_empty() {
+                    self.definitions.remove(name);
+                    self.skipped.insert(name.to_string(), origin);
+                }
+                Err(LineError::Skipped(format!(
+                    "`{directive}` rules need a SpamAssassin plugin"
+                )))
+            }
+            other => Err(LineError::Skipped(format!("unknown directive `{other}`"))),
+        }
+    }
+
+    fn include(&mut self, from: &Path, lineno: usize, path: &Path) {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if self.include_stack.contains(&key) {
+            self.diag(
+                from,
+                lineno,
+                Severity::Error,
+                format!("include {}: include loop", path.display()),
+            );
+            return;
+        }
+        if self.include_stack.len() >= MAX_INCLUDE_DEPTH {
+            self.diag(
+                from,
+                lineno,
+                Severity::Error,
+                format!("include {}: includes nested too deeply", path.display()),
+            );
+            return;
+        }
+        match read_lossy(path) {
+            Ok(text) => {
+                self.include_stack.push(key);
+                self.parse_file(path, &text);
+                self.include_stack.pop();
+            }
+            Err(e) => self.diag(
+                from,
+                lineno,
+                Severity::Error,
+                format!("include {}: {e}", path.display()),
+            ),
+        }
+    }
+
+    fn finish(mut self) -> RuleSet {
+        let mut rules = Vec::with_capacity(self.definitions.len());
+        let mut symbols: BTreeMap<String, SymbolInfo> = BTreeMap::new();
+        let definitions = std::mem::take(&mut self.definitions);
+        let mut scores = std::mem::take(&mut self.scores);
+        let mut descriptions = std::mem::take(&mut self.descriptions);
+        let mut tflags = std::mem::take(&mut self.tflags);
+        for (name, def) in definitions {
+            let flags = tflags.remove(&name).map(|(f, _)| f).unwrap_or_default();
+            let score = scores.remove(&name);
+            let score = self.check_negative(&name, score, &flags);
+            rules.push(Rule {
+                description: descriptions.remove(&name),
+                tflags: flags,
+                score,
+                kind: def.kind,
+                test: def.test,
+                origin: def.origin,
+                name,
+            });
+        }
+        for (name, (score, origin)) in scores {
+            let flags = tflags.remove(&name).map(|(f, _)| f).unwrap_or_default();
+            let checked = self.check_negative(&name, Some((score, origin.clone())), &flags);
+            let info = symbols.entry(name).or_default();
+            info.score = checked;
+            info.score_origin = Some(origin);
+            info.tflags = flags;
+        }
+        for (name, (flags, _)) in tflags {
+            symbols.entry(name).or_default().tflags = flags;
+        }
+        for (name, text) in descriptions {
+            symbols.entry(name).or_default().description = Some(text);
+        }
+        RuleSet {
+            rules,
+            symbols,
+            skipped: self.skipped,
+            diagnostics: self.diagnostics,
+        }
+    }
+
+    /// A negative score needs `tflags nice`; otherwise the rule is disabled (score 0) and reported.
+    fn check_negative(
+        &mut self,
+        name: &str,
+        score: Option<(f64, Origin)>,
+        flags: &TFlags,
+    ) -> Option<f64> {
+        let (value, origin) = score?;
+        if value < 0.0 && !flags.nice && !name.starts_with("__") {
+            self.diag(
+                &origin.file,
+                origin.line,
+                Severity::Skipped,
+                format!(
+                    "score {name} {value}: negative score without `tflags {name} nice`; rule disabled"
+                ),
+            );
+            return Some(0.0);
+        }
+        Some(value)
+    }
+}
+
+/// The rule name a line would define, for reporting skipped blocks.
+fn defined_name<'a>(directive: &str, rest: &'a str) -> Option<&'a str> {
+    match directive {
+        "header" | "body" | "rawbody" | "uri" | "full" | "meta" => {}
+        d if FOREIGN_RULE_DIRECTIVES.contains(&d) => {}
+        _ => return None,
+    }
+    let (name, _) = split_word(rest);
+    (!name.is_empty()).then_some(name)
+}
+
+/// Removes a `#` comment (SpamAssassin: an unescaped `#`), then unescapes `\#`.
+fn strip_comment(line: &str) -> String {
+    let bytes = line.as_bytes();
+    let mut end = bytes.len();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'#' && (i == 0 || bytes[i - 1] != b'\\') {
+            end = i;
+            break;
+        }
+        i += 1;
+    }
+    line[..end].replace("\\#", "#")
+}
+
+/// Splits off the first whitespace-delimited word.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    }
+}

@@ -1,0 +1,179 @@
+//! Backslash escapes of the Perl → Rust regex translation: Perl-only escapes spelled out,
+//! octal and backreference digits told apart, `\Q...\E` quoted.
+
+use super::{PatternError, Translator};
+
+impl Translator {
+    /// Handles the character after a backslash.
+    pub(super) fn escape(&mut self, in_class: bool) -> Result<(), PatternError> {
+        let Some(c) = self.peek(0) else {
+            return Err(PatternError::invalid("trailing backslash"));
+        };
+        self.pos += 1;
+        match c {
+            'A' if !in_class => self.out.push_str(if self.line_mode { "^" } else { "\\A" }),
+            'z' if !in_class => self.out.push_str(if self.line_mode { "$" } else { "\\z" }),
+            'Z' if !in_class => self
+                .out
+                .push_str(if self.line_mode { "$" } else { "(?:\\n?\\z)" }),
+            'h' => self.out.push_str(if in_class { "\\t " } else { "[\\t ]" }),
+            'H' if !in_class => self.out.push_str("[^\\t ]"),
+            'v' => self.out.push_str(if in_class {
+                "\\n\\x0B\\x0C\\r"
+            } else {
+                "[\\n\\x0B\\x0C\\r]"
+            }),
+            'V' if !in_class => self.out.push_str("[^\\n\\x0B\\x0C\\r]"),
+            'R' if !in_class => self.out.push_str("(?:\\r\\n|[\\n\\x0B\\x0C\\r])"),
+            'N' if !in_class && self.peek(0) != Some('{') => self.out.push_str("[^\\n]"),
+            'e' => self.out.push_str("\\x1B"),
+            'a' => self.out.push_str("\\x07"),
+            'b' if in_class => self.out.push_str("\\x08"),
+            'c' => {
+                let Some(x) = self.peek(0) else {
+                    return Err(PatternError::invalid("`\\c` at end of pattern"));
+                };
+                self.pos += 1;
+                let v = (x.to_ascii_uppercase() as u32) ^ 0x40;
+                self.push_hex(v);
+            }
+            'x' => {
+                if self.peek(0) == Some('{') {
+                    let mut j = self.pos + 1;
+                    let mut hex = String::new();
+                    while let Some(&c) = self.chars.get(j) {
+                        if c == '}' {
+                            break;
+                        }
+                        hex.push(c);
+                        j += 1;
+                    }
+                    let hex = hex.trim();
+                    let v = if hex.is_empty() {
+                        0
+                    } else {
+                        u32::from_str_radix(hex, 16)
+                            .map_err(|_| PatternError::Invalid(format!("bad `\\x{{{hex}}}`")))?
+                    };
+                    self.pos = j + 1;
+                    self.push_hex(v);
+                } else {
+                    let mut hex = String::new();
+                    while hex.len() < 2 {
+                        match self.peek(0) {
+                            Some(c) if c.is_ascii_hexdigit() => {
+                                hex.push(c);
+                                self.pos += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    let v = u32::from_str_radix(&hex, 16).unwrap_or(0);
+                    self.push_hex(v);
+                }
+            }
+            'o' if self.peek(0) == Some('{') => {
+                let mut j = self.pos + 1;
+                let mut oct = String::new();
+                while let Some(&c) = self.chars.get(j) {
+                    if c == '}' {
+                        break;
+                    }
+                    oct.push(c);
+                    j += 1;
+                }
+                let v = u32::from_str_radix(oct.trim(), 8)
+                    .map_err(|_| PatternError::invalid("bad `\\o{...}`"))?;
+                self.pos = j + 1;
+                self.push_hex(v);
+            }
+            '0' => {
+                let mut oct = String::from("0");
+                while oct.len() < 3 {
+                    match self.peek(0) {
+                        Some(c) if ('0'..='7').contains(&c) => {
+                            oct.push(c);
+                            self.pos += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                let v = u32::from_str_radix(&oct, 8).unwrap_or(0);
+                self.push_hex(v);
+            }
+            '1'..='9' => {
+                let mut digits = String::from(c);
+                while let Some(d) = self.peek(0).filter(char::is_ascii_digit) {
+                    digits.push(d);
+                    self.pos += 1;
+                }
+                let n: usize = digits.parse().unwrap_or(0);
+                if !in_class && (n < 10 || n <= self.groups) {
+                    self.backtracking.push("backreference");
+                    self.out.push('\\');
+                    self.out.push_str(&digits);
+                } else {
+                    // Octal (Perl reads up to three octal digits).
+                    let oct: String = digits.chars().take(3).collect();
+                    match u32::from_str_radix(&oct, 8) {
+                        Ok(v) => {
+                            self.push_hex(v);
+                            for d in digits.chars().skip(3) {
+                                self.out.push(d);
+                            }
+                        }
+                        Err(_) => {
+                            return Err(PatternError::Invalid(format!("bad escape `\\{digits}`")))
+                        }
+                    }
+                }
+            }
+            'g' | 'k' if !in_class => {
+                self.backtracking.push("backreference");
+                if self.peek(0) == Some('{') || (c == 'g' && self.peek(0) == Some('-')) {
+                    self.perl_only.push("`\\g{...}`/`\\k{...}` backreference");
+                }
+                self.out.push('\\');
+                self.out.push(c);
+            }
+            'K' => {
+                self.backtracking.push("\\K");
+                self.out.push_str("\\K");
+            }
+            'Q' => {
+                // Quote until \E.
+                while let Some(c) = self.peek(0) {
+                    if c == '\\' && self.peek(1) == Some('E') {
+                        self.pos += 2;
+                        break;
+                    }
+                    self.pos += 1;
+                    self.literal(c);
+                }
+            }
+            'E' => {}
+            c if c.is_ascii_alphanumeric() => {
+                if let Some(what) = perl_only_escape(c, self.peek(0), in_class) {
+                    self.perl_only.push(what);
+                }
+                self.out.push('\\');
+                self.out.push(c);
+            }
+            c => self.literal(c),
+        }
+        Ok(())
+    }
+}
+
+/// Escapes passed through unchanged that are valid Perl but that the engines may not read
+/// (`next` is the character after the escape letter).
+fn perl_only_escape(c: char, next: Option<char>, in_class: bool) -> Option<&'static str> {
+    match (c, next) {
+        ('X', _) if !in_class => Some("`\\X` (grapheme cluster)"),
+        ('G', _) if !in_class => Some("`\\G`"),
+        ('p' | 'P', Some('{')) => Some("`\\p{...}` Unicode property"),
+        ('N', Some('{')) => Some("`\\N{...}` named character"),
+        ('b' | 'B', Some('{')) if !in_class => Some("`\\b{...}` boundary type"),
+        _ => None,
+    }
+}

@@ -1,0 +1,519 @@
+//! Perl → Rust regex translation: rewrites SpamAssassin (Perl) regex syntax into the dialect
+//! shared by the `regex` and `fancy-regex` crates, noting constructs that need backtracking.
+//!
+//! What changes: `/i /m /s` become inline flags; `/x` whitespace and comments are removed here
+//! (Perl keeps whitespace inside `[...]` under `/x`, the `regex` crate would not); `\Z` and a
+//! non-multiline `$` become `\n?\z` (Perl's "end or before a final newline"); `\h \v \R \N \e
+//! \cX`, octal escapes, one-digit `\xH`, `\Q...\E` and `(?#...)` are spelled out; escaped
+//! punctuation that the `regex` crate reads differently (`\<`, `\>` are word boundaries there)
+//! becomes a hex escape; a `[`, `&` or `~` inside a class is escaped (set operators in `regex`);
+//! a `{` that is not a quantifier is literal. Lookaround, backreferences, atomic groups and
+//! possessive quantifiers are passed through for `fancy-regex` and named in
+//! [`Translated::backtracking`].
+//!
+//! Failures are typed ([`PatternError`]) because they decide whether a rules file is broken:
+//! a malformed pattern (one Perl, and so SpamAssassin's lint, would refuse too) is
+//! [`PatternError::Invalid`]; valid Perl that no engine here runs is
+//! [`PatternError::Unsupported`]. Perl constructs passed through that the engines may lack are
+//! listed in [`Translated::perl_only`], so a later compile failure can be blamed on them rather
+//! than on the rules file.
+
+mod escape;
+mod relax;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use relax::relax;
+
+/// A translated pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Translated {
+    /// The pattern, inline flags first.
+    pub pattern: String,
+    /// Constructs only the backtracking engine supports (empty: the `regex` crate may do).
+    pub backtracking: Vec<&'static str>,
+    /// Valid Perl constructs passed through that neither engine may implement: when no engine
+    /// compiles the pattern, these (not a broken rules file) are the likely reason.
+    pub perl_only: Vec<&'static str>,
+}
+
+/// Why a Perl pattern cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PatternError {
+    /// Malformed: Perl would refuse it too, so the rules file is broken.
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid Perl that no engine here can run (a missing feature, or beyond the size limits).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl PatternError {
+    fn invalid(message: impl Into<String>) -> PatternError {
+        PatternError::Invalid(message.into())
+    }
+
+    fn unsupported(message: impl Into<String>) -> PatternError {
+        PatternError::Unsupported(message.into())
+    }
+}
+
+/// Characters that stay escaped (they are meta characters for the `regex` crate).
+const META: &str = "\\.+*?()|[]{}^$#&-~";
+
+/// Translates `source` with Perl `flags` (`imsx`). `line_mode` makes `^`/`$` match at every
+/// line (used where each line is a separate subject joined with newlines), so `\A`, `\z`, `\Z`
+/// also become line anchors.
+pub(crate) fn translate(
+    source: &str,
+    flags: &str,
+    line_mode: bool,
+) -> Result<Translated, PatternError> {
+    let mut t = Translator {
+        chars: source.chars().collect(),
+        pos: 0,
+        out: String::with_capacity(source.len() + 16),
+        backtracking: Vec::new(),
+        perl_only: Vec::new(),
+        extended: flags.contains('x'),
+        multiline: flags.contains('m') || line_mode,
+        line_mode,
+        groups: 0,
+    };
+    t.count_groups();
+    t.run()?;
+    let mut prefix = String::new();
+    if flags.contains('i') {
+        prefix.push('i');
+    }
+    if t.multiline {
+        prefix.push('m');
+    }
+    if flags.contains('s') {
+        prefix.push('s');
+    }
+    let pattern = if prefix.is_empty() {
+        t.out
+    } else {
+        format!("(?{prefix}){}", t.out)
+    };
+    t.backtracking.sort_unstable();
+    t.backtracking.dedup();
+    t.perl_only.sort_unstable();
+    t.perl_only.dedup();
+    Ok(Translated {
+        pattern,
+        backtracking: t.backtracking,
+        perl_only: t.perl_only,
+    })
+}
+
+struct Translator {
+    chars: Vec<char>,
+    pos: usize,
+    out: String,
+    backtracking: Vec<&'static str>,
+    perl_only: Vec<&'static str>,
+    extended: bool,
+    multiline: bool,
+    line_mode: bool,
+    /// Number of capture groups (to tell `\10` backreferences from octal).
+    groups: usize,
+}
+
+impl Translator {
+    fn peek(&self, off: usize) -> Option<char> {
+        self.chars.get(self.pos + off).copied()
+    }
+
+    fn count_groups(&mut self) {
+        let mut escaped = false;
+        let mut in_class = false;
+        for (i, &c) in self.chars.iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' => escaped = true,
+                '[' if !in_class => in_class = true,
+                ']' if in_class => in_class = false,
+                '(' if !in_class => {
+                    let next = self.chars.get(i + 1);
+                    let capture = next != Some(&'?')
+                        || matches!(
+                            (self.chars.get(i + 2), self.chars.get(i + 3)),
+                            (Some('P'), Some('<')) | (Some('\''), _)
+                        )
+                        || (self.chars.get(i + 2) == Some(&'<')
+                            && !matches!(self.chars.get(i + 3), Some('=') | Some('!')));
+                    if capture {
+                        self.groups += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn run(&mut self) -> Result<(), PatternError> {
+        while let Some(c) = self.peek(0) {
+            match c {
+                '\\' => {
+                    self.pos += 1;
+                    self.escape(false)?;
+                }
+                '[' => self.class()?,
+                '(' => self.group()?,
+                '{' => self.brace(),
+                '}' => {
+                    self.out.push_str("\\}");
+                    self.pos += 1;
+                }
+                '$' => {
+                    self.pos += 1;
+                    if self.multiline {
+                        self.out.push('$');
+                    } else {
+                        self.out.push_str("(?:\\n?\\z)");
+                    }
+                }
+                '*' | '+' | '?' => {
+                    self.out.push(c);
+                    self.pos += 1;
+                    self.quantifier_suffix();
+                }
+                c if self.extended && c.is_whitespace() => self.pos += 1,
+                '#' if self.extended => {
+                    while let Some(c) = self.peek(0) {
+                        self.pos += 1;
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                }
+                c => {
+                    self.out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a quantifier: a lazy `?` passes, a possessive `+` needs backtracking.
+    fn quantifier_suffix(&mut self) {
+        match self.peek(0) {
+            Some('?') => {
+                self.out.push('?');
+                self.pos += 1;
+            }
+            Some('+') => {
+                self.out.push('+');
+                self.pos += 1;
+                self.backtracking.push("possessive quantifier");
+            }
+            _ => {}
+        }
+    }
+
+    /// `{n}`, `{n,}`, `{n,m}`, `{,m}` are quantifiers; any other `{` is literal.
+    fn brace(&mut self) {
+        let mut j = self.pos + 1;
+        let mut body = String::new();
+        while let Some(&c) = self.chars.get(j) {
+            if c == '}' {
+                break;
+            }
+            body.push(c);
+            j += 1;
+        }
+        let closed = self.chars.get(j) == Some(&'}');
+        let body_ok = {
+            let t: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            let (a, b) = match t.split_once(',') {
+                Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                None => (t.clone(), None),
+            };
+            let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+            match b {
+                None => digits(&a),
+                Some(b) => {
+                    (digits(&a) || a.is_empty())
+                        && (b.is_empty() || digits(&b))
+                        && !(a.is_empty() && b.is_empty())
+                }
+            }
+        };
+        if closed && body_ok {
+            let t: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            let t = if t.starts_with(',') {
+                format!("0{t}")
+            } else {
+                t
+            };
+            self.out.push('{');
+            self.out.push_str(&t);
+            self.out.push('}');
+            self.pos = j + 1;
+            self.quantifier_suffix();
+        } else {
+            self.out.push_str("\\{");
+            self.pos += 1;
+        }
+    }
+
+    fn group(&mut self) -> Result<(), PatternError> {
+        if self.peek(1) == Some('*') && self.peek(2).is_some_and(|c| c.is_ascii_alphabetic()) {
+            // `(*FAIL)`, `(*SKIP)`, `(*pla:...)`: passed through, `fancy-regex` knows a few.
+            self.perl_only.push("backtracking control verb");
+        }
+        if self.peek(1) != Some('?') {
+            self.out.push('(');
+            self.pos += 1;
+            return Ok(());
+        }
+        // (?...
+        let after = self.peek(2);
+        match after {
+            Some('#') => {
+                // (?# comment )
+                while let Some(c) = self.peek(0) {
+                    self.pos += 1;
+                    if c == ')' {
+                        return Ok(());
+                    }
+                }
+                Err(PatternError::invalid("unterminated (?# comment"))
+            }
+            Some(':') => {
+                self.out.push_str("(?:");
+                self.pos += 3;
+                Ok(())
+            }
+            Some('=') | Some('!') => {
+                self.backtracking.push("lookahead");
+                self.out.push_str("(?");
+                self.out.push(after.unwrap_or('='));
+                self.pos += 3;
+                Ok(())
+            }
+            Some('<') if matches!(self.peek(3), Some('=') | Some('!')) => {
+                self.backtracking.push("lookbehind");
+                self.out.push_str("(?<");
+                self.out.push(self.peek(3).unwrap_or('='));
+                self.pos += 4;
+                Ok(())
+            }
+            Some('>') => {
+                self.backtracking.push("atomic group");
+                self.out.push_str("(?>");
+                self.pos += 3;
+                Ok(())
+            }
+            Some('<') | Some('\'') => {
+                // named group (?<name>...) or (?'name'...)
+                let close = if after == Some('<') { '>' } else { '\'' };
+                let mut j = self.pos + 3;
+                let mut name = String::new();
+                while let Some(&c) = self.chars.get(j) {
+                    if c == close {
+                        break;
+                    }
+                    name.push(c);
+                    j += 1;
+                }
+                if self.chars.get(j) != Some(&close) || name.is_empty() {
+                    return Err(PatternError::invalid("bad named group"));
+                }
+                self.out.push_str("(?P<");
+                self.out.push_str(&name);
+                self.out.push('>');
+                self.pos = j + 1;
+                Ok(())
+            }
+            Some('P') if self.peek(3) == Some('<') => {
+                self.out.push_str("(?P<");
+                self.pos += 4;
+                Ok(())
+            }
+            Some('P') if matches!(self.peek(3), Some('=') | Some('>')) => {
+                self.backtracking.push("backreference");
+                self.out.push_str("(?P");
+                self.pos += 3;
+                Ok(())
+            }
+            Some('|') => Err(PatternError::unsupported(
+                "branch reset groups `(?|...)` are not supported",
+            )),
+            Some('{') | Some('?') => Err(PatternError::unsupported(
+                "Perl code in a regex is not supported",
+            )),
+            Some('(') => Err(PatternError::unsupported(
+                "conditionals `(?(...)...)` are not supported",
+            )),
+            Some('-') if self.peek(3).is_some_and(|c| c.is_ascii_digit()) => Err(
+                PatternError::unsupported("relative recursion `(?-N)` is not supported"),
+            ),
+            Some(c) if c == 'R' || c.is_ascii_digit() || c == '+' || c == '&' => {
+                self.backtracking.push("recursion");
+                self.perl_only.push("recursion");
+                self.out.push_str("(?");
+                self.pos += 2;
+                Ok(())
+            }
+            _ => self.inline_flags(),
+        }
+    }
+
+    /// `(?flags)` or `(?flags:...)`; `x` is applied here, `a u l d p o` are dropped.
+    fn inline_flags(&mut self) -> Result<(), PatternError> {
+        let mut j = self.pos + 2;
+        let mut on = String::new();
+        let mut off = String::new();
+        let mut negative = false;
+        let terminator;
+        loop {
+            match self.chars.get(j) {
+                Some(')') | Some(':') => {
+                    terminator = self.chars[j];
+                    break;
+                }
+                Some('-') => negative = true,
+                Some('^') => {}
+                Some(&c) if "imsx".contains(c) => {
+                    if negative {
+                        off.push(c)
+                    } else {
+                        on.push(c)
+                    }
+                }
+                Some(&c) if "auldpo".contains(c) => {}
+                Some('n') => {
+                    return Err(PatternError::unsupported(
+                        "group flag `n` (no captures) is not supported",
+                    ))
+                }
+                Some(&c) => return Err(PatternError::Invalid(format!("unknown group flag `{c}`"))),
+                None => return Err(PatternError::invalid("unterminated group")),
+            }
+            j += 1;
+        }
+        if on.contains('x') {
+            self.extended = true;
+        }
+        if off.contains('x') {
+            self.extended = false;
+        }
+        let on: String = on.chars().filter(|&c| c != 'x').collect();
+        let off: String = off.chars().filter(|&c| c != 'x').collect();
+        let mut flags = on;
+        if !off.is_empty() {
+            flags.push('-');
+            flags.push_str(&off);
+        }
+        self.pos = j + 1;
+        match (terminator, flags.is_empty()) {
+            (')', true) => {}
+            (')', false) => {
+                self.out.push_str("(?");
+                self.out.push_str(&flags);
+                self.out.push(')');
+            }
+            (_, _) => {
+                self.out.push_str("(?");
+                self.out.push_str(&flags);
+                self.out.push(':');
+            }
+        }
+        Ok(())
+    }
+
+    fn class(&mut self) -> Result<(), PatternError> {
+        self.out.push('[');
+        self.pos += 1;
+        if self.peek(0) == Some('^') {
+            self.out.push('^');
+            self.pos += 1;
+        }
+        if self.peek(0) == Some(']') {
+            self.out.push_str("\\]");
+            self.pos += 1;
+        }
+        loop {
+            let Some(c) = self.peek(0) else {
+                return Err(PatternError::invalid("unterminated character class"));
+            };
+            match c {
+                ']' => {
+                    self.out.push(']');
+                    self.pos += 1;
+                    return Ok(());
+                }
+                '\\' => {
+                    self.pos += 1;
+                    self.escape(true)?;
+                }
+                '[' if self.peek(1) == Some(':') => {
+                    // POSIX class [:alpha:]
+                    let start = self.pos;
+                    let mut j = self.pos + 2;
+                    while let Some(&c) = self.chars.get(j) {
+                        if c == ':' && self.chars.get(j + 1) == Some(&']') {
+                            break;
+                        }
+                        if !(c.is_ascii_alphabetic() || c == '^') {
+                            break;
+                        }
+                        j += 1;
+                    }
+                    if self.chars.get(j) == Some(&':') && self.chars.get(j + 1) == Some(&']') {
+                        let s: String = self.chars[start..j + 2].iter().collect();
+                        self.out.push_str(&s);
+                        self.pos = j + 2;
+                    } else {
+                        self.out.push_str("\\[");
+                        self.pos += 1;
+                    }
+                }
+                '[' | '&' | '~' => {
+                    self.out.push('\\');
+                    self.out.push(c);
+                    self.pos += 1;
+                }
+                '-' if self.peek(1) == Some('-') => {
+                    self.out.push_str("-\\-");
+                    self.pos += 2;
+                }
+                c => {
+                    self.out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// A code point or byte as an escape: `\xHH` up to 0xFF (a byte in the default ASCII
+    /// mode; the braced form is refused inside classes there), `\x{...}` above.
+    fn push_hex(&mut self, v: u32) {
+        if v <= 0xFF {
+            self.out.push_str(&format!("\\x{v:02X}"));
+        } else {
+            self.out.push_str(&format!("\\x{{{v:X}}}"));
+        }
+    }
+
+    /// Emits `c` as a literal, escaped if the `regex` crate would read it as syntax.
+    fn literal(&mut self, c: char) {
+        if META.contains(c) {
+            self.out.push('\\');
+            self.out.push(c);
+        } else if c.is_ascii_alphanumeric() {
+            self.out.push(c);
+        } else if c.is_ascii() {
+            self.push_hex(c as u32);
+        } else {
+            self.out.push(c);
+        }
+    }
+}

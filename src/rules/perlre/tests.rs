@@ -1,0 +1,98 @@
+//! Tests of the Perl → Rust regex translation.
+
+use super::*;
+
+fn tr(s: &str, f: &str) -> String {
+    translate(s, f, false).unwrap().pattern
+}
+
+#[test]
+fn flags_become_inline() {
+    assert_eq!(tr("abc", "i"), "(?i)abc");
+    assert_eq!(tr("abc", "ims"), "(?ims)abc");
+    assert_eq!(translate("^a$", "", true).unwrap().pattern, "(?m)^a$");
+}
+
+#[test]
+fn perl_specific_escapes() {
+    assert_eq!(tr(r"a\Z", ""), r"a(?:\n?\z)");
+    assert_eq!(tr(r"a$", ""), r"a(?:\n?\z)");
+    assert_eq!(tr(r"a$", "m"), "(?m)a$");
+    assert_eq!(tr(r"\<b\>", ""), r"\x3Cb\x3E");
+    assert_eq!(tr(r"a\/b", ""), r"a\x2Fb");
+    assert_eq!(tr(r"\xA", ""), r"\x0A");
+    assert_eq!(tr(r"\012", ""), r"\x0A");
+    assert_eq!(tr(r"[\x{E9}\x{456}]", ""), r"[\xE9\x{456}]");
+    assert_eq!(tr(r"\Qa.b\E", ""), r"a\.b");
+    assert_eq!(tr(r"foo{bar", ""), r"foo\{bar");
+    assert_eq!(tr(r"a{,3}", ""), r"a{0,3}");
+    assert_eq!(tr(r"[[a&&b~]", ""), r"[\[a\&\&b\~]");
+    assert_eq!(tr(r"[[:alpha:]]", ""), r"[[:alpha:]]");
+    assert_eq!(tr(r"[]a]", ""), r"[\]a]");
+    assert_eq!(tr(r"a(?#c)b", ""), "ab");
+    assert_eq!(tr("a b # c\n d", "x"), "abd");
+    assert_eq!(tr("[a b]", "x"), "[a b]");
+}
+
+#[test]
+fn backtracking_constructs_are_named() {
+    assert_eq!(
+        translate("a(?=b)", "", false).unwrap().backtracking,
+        vec!["lookahead"]
+    );
+    assert_eq!(
+        translate(r"(a)\1", "", false).unwrap().backtracking,
+        vec!["backreference"]
+    );
+    assert_eq!(
+        translate(r"a++(?>b)", "", false).unwrap().backtracking,
+        vec!["atomic group", "possessive quantifier"]
+    );
+    assert!(translate("a(?{ 1 })", "", false).is_err());
+}
+
+#[test]
+fn malformed_patterns_are_invalid_perl_features_unsupported() {
+    for bad in [
+        r"[abc", r"(?#c", r"(?z)a", r"(?i", r"\x{zz}", r"\18", r"(?<>a)",
+    ] {
+        assert!(
+            matches!(translate(bad, "", false), Err(PatternError::Invalid(_))),
+            "{bad}: {:?}",
+            translate(bad, "", false)
+        );
+    }
+    for perl in [
+        r"(?|a|b)",
+        r"a(?{ 1 })",
+        r"(a)?(?(1)b|c)",
+        r"(?n)(a)",
+        r"(a)(?-1)",
+    ] {
+        assert!(
+            matches!(
+                translate(perl, "", false),
+                Err(PatternError::Unsupported(_))
+            ),
+            "{perl}: {:?}",
+            translate(perl, "", false)
+        );
+    }
+}
+
+#[test]
+fn perl_only_constructs_are_named() {
+    let named = |s: &str| translate(s, "", false).unwrap().perl_only;
+    assert_eq!(named(r"\X"), vec!["`\\X` (grapheme cluster)"]);
+    assert_eq!(named(r"a(*SKIP)b"), vec!["backtracking control verb"]);
+    assert_eq!(named(r"(a)(?1)"), vec!["recursion"]);
+    assert_eq!(
+        named(r"(a)\g{-1}"),
+        vec!["`\\g{...}`/`\\k{...}` backreference"]
+    );
+    assert_eq!(named(r"\p{Latin}"), vec!["`\\p{...}` Unicode property"]);
+    // Perl would refuse these too: nothing to excuse a compile failure.
+    assert!(named(r"unclosed(").is_empty());
+    assert!(named(r"[\X]").is_empty());
+    assert!(named(r"(*").is_empty());
+}

@@ -1,0 +1,157 @@
+//! Reading rules files: broken lines with file:line, includes, `if`/`ifplugin` blocks,
+//! skipped and ignored directives.
+
+use super::*;
+
+#[test]
+fn parser_errors_carry_file_and_line() {
+    let set = RuleSet::parse_text(
+        Path::new("local.cf"),
+        "# comment\n\
+         body OK_RULE /fine/\n\
+         body BROKEN /unterminated\n\
+         score OK_RULE 1.x\n\
+         meta BAD_META (A && \n\
+         header NOOP Subject ~ /x/\n\
+         endif\n",
+    );
+    let errors: Vec<(usize, &str)> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| (d.line, d.message.as_str()))
+        .collect();
+    let lines: Vec<usize> = errors.iter().map(|e| e.0).collect();
+    assert_eq!(lines, vec![3, 4, 5, 6, 7], "{errors:?}");
+    assert!(errors[0].1.contains("unterminated regex"));
+    assert!(errors[1].1.contains("not a number"));
+    let shown = set.diagnostics[0].to_string();
+    assert!(
+        shown.starts_with("local.cf:3: error: body BROKEN"),
+        "{shown}"
+    );
+    assert!(set.has_errors());
+    assert!(set.rule("OK_RULE").is_some());
+    assert!(set.rule("BROKEN").is_none());
+}
+
+#[test]
+fn eval_rules_and_unknown_directives_are_reported_and_skipped() {
+    let set = RuleSet::parse_text(
+        Path::new("sa.cf"),
+        "header SPF_FAIL eval:check_for_spf_fail()\n\
+         body HTML_SHOUT eval:html_text_match('x')\n\
+         freemail_domains example.test\n\
+         body REAL /Hello/\n",
+    );
+    let skipped: Vec<(usize, &str)> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Skipped)
+        .map(|d| (d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert_eq!(skipped[0].0, 1);
+    assert!(skipped[0].1.contains("check_for_spf_fail"));
+    assert!(skipped[2]
+        .1
+        .contains("unknown directive `freemail_domains`"));
+    assert!(!set.has_errors());
+    let rules = set.compile();
+    assert_eq!(rules.report().skipped, vec!["HTML_SHOUT", "SPF_FAIL"]);
+    assert_eq!(names(&rules, PLAIN), vec!["REAL"]);
+}
+
+#[test]
+fn include_is_relative_to_the_including_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::create_dir(dir.path().join("sub/more")).unwrap();
+    std::fs::write(
+        dir.path().join("10_main.cf"),
+        "include sub/a.inc\nbody MAIN /Hello/\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sub/a.inc"),
+        "include more/b.inc\nbody FROM_A /Bob/\ninclude missing.inc\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("sub/more/b.inc"), "body FROM_B /buy/\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "body IGNORED /x/\n").unwrap();
+    let set = RuleSet::from_dir(dir.path()).unwrap();
+    let errs: Vec<&Diagnostic> = set.diagnostics.iter().collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].file.ends_with("sub/a.inc"));
+    assert_eq!(errs[0].line, 3);
+    let rules = set.compile();
+    assert_eq!(names(&rules, PLAIN), vec!["FROM_A", "FROM_B", "MAIN"]);
+    assert!(matches!(
+        RuleSet::from_dir(&dir.path().join("nope")),
+        Err(RulesError::Io { .. })
+    ));
+}
+
+#[test]
+fn include_loops_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.cf"), "include b.inc\n").unwrap();
+    std::fs::write(dir.path().join("b.inc"), "include a.cf\n").unwrap();
+    let set = RuleSet::from_files(&[dir.path().join("a.cf")]).unwrap();
+    assert!(set
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Error && d.message.contains("include loop")));
+}
+
+#[test]
+fn ifplugin_blocks_of_missing_plugins_are_skipped_and_reported() {
+    let set = RuleSet::parse_text(
+        Path::new("p.cf"),
+        "ifplugin Mail::SpamAssassin::Plugin::FreeMail\n\
+         header FREEMAIL_FROM eval:check_freemail_from()\n\
+         body FM_PLAIN /Hello/\n\
+         endif\n\
+         if !plugin(Mail::SpamAssassin::Plugin::FreeMail)\n\
+         body FALLBACK /Hello/\n\
+         endif\n\
+         if (version >= 3.004002)\n\
+         body NEW_ENOUGH /Hello/\n\
+         else\n\
+         body TOO_OLD /Hello/\n\
+         endif\n\
+         if can(Mail::SpamAssassin::Conf::feature_unheard_of)\n\
+         body UNKNOWN_FEATURE /Hello/\n\
+         else\n\
+         body UNKNOWN_ELSE /Hello/\n\
+         endif\n\
+         ifplugin Mail::SpamAssassin::Plugin::Check\n\
+         body CORE /Hello/\n\
+         endif\n",
+    );
+    let skipped: Vec<(usize, &str)> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Skipped)
+        .map(|d| (d.line, d.message.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, 1);
+    assert!(skipped[0].1.contains("FreeMail"));
+    assert!(skipped[0].1.contains("FM_PLAIN"));
+    assert_eq!(skipped[1].0, 13);
+    assert!(skipped[1].1.contains("feature_unheard_of"));
+    assert!(set.skipped.contains_key("FM_PLAIN"));
+    let rules = set.compile();
+    assert_eq!(names(&rules, PLAIN), vec!["CORE", "FALLBACK", "NEW_ENOUGH"]);
+}
+
+#[test]
+fn lang_lines_and_ignored_directives_are_quiet() {
+    let set = RuleSet::parse_text(
+        Path::new("l.cf"),
+        "lang de describe X Beschreibung\npriority X -100\nrequire_version 4.000000\nbody X /x/\ndescribe X the x\n",
+    );
+    assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics);
+    assert_eq!(set.rule("X").unwrap().description.as_deref(), Some("the x"));
+}

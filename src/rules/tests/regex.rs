@@ -1,0 +1,165 @@
+//! Perl regexes in the two engines: translation, the backtracking engine and its limits,
+//! multi-pattern sets.
+
+use super::*;
+
+#[test]
+fn lookahead_goes_to_the_backtracking_engine() {
+    let rules = compile(
+        "body LOOKAHEAD /viagra(?!\\s+free)/i\nbody BACKREF /(\\w)\\1\\1\\1/\nbody PLAIN_RE /buy/\n",
+    );
+    let bt: Vec<&str> = rules
+        .report()
+        .backtracking
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(bt, vec!["BACKREF", "LOOKAHEAD"]);
+    assert!(rules.report().backtracking[1].1.contains("lookahead"));
+    let raw = b"Subject: s\r\n\r\nviagra now, zzzz\r\n";
+    assert_eq!(names(&rules, raw), vec!["BACKREF", "LOOKAHEAD"]);
+    let raw = b"Subject: s\r\n\r\nviagra free\r\n";
+    assert!(names(&rules, raw).is_empty());
+}
+
+#[test]
+fn hostile_input_is_bounded() {
+    // Catastrophic for a naive backtracker; the limit turns it into "no match".
+    let rules = compile("body EVIL /^(a+)+\\1b/\nbody EVIL_LINEAR /^(a+)+b/\n");
+    let raw = format!("Subject: s\r\n\r\n{}c\r\n", "a".repeat(5000));
+    assert!(names(&rules, raw.as_bytes()).is_empty());
+}
+
+#[test]
+fn perl_regex_dialect_is_translated() {
+    let rules = compile(
+        r#"
+body ANGLE /\<b\>/
+body OCTAL /\101BC/
+body POSSESSIVE /a++b/
+body ATOMIC /(?>x+)y/
+body EXTENDED /h e l l o (?\#c)/x
+body XCLASS /the[ ]tail/x
+body BRACE /a{b/
+body DOLLAR_END /tail$/
+header SUBJ_END Subject =~ /meds\Z/
+body NAMED m{(?<w>zzz)}
+"#,
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    assert!(
+        rules.report().skipped.is_empty(),
+        "{:?}",
+        rules.diagnostics()
+    );
+    let raw = b"Subject: Cheap meds\r\n\r\n<b> ABC aab xxy hello a{b zzz at the tail\r\n";
+    assert_eq!(
+        names(&rules, raw),
+        vec![
+            "ANGLE",
+            "ATOMIC",
+            "BRACE",
+            "DOLLAR_END",
+            "EXTENDED",
+            "NAMED",
+            "OCTAL",
+            "POSSESSIVE",
+            "SUBJ_END",
+            "XCLASS"
+        ]
+    );
+}
+
+#[test]
+fn large_rule_sets_use_sets_and_agree_with_single_regexes() {
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!("body WORD_{i:03} /\\bword{i}\\b/i\n"));
+        text.push_str(&format!("header HDR_{i:03} Subject =~ /subj{i}$/\n"));
+    }
+    let rules = compile(&text);
+    assert_eq!(rules.report().counts.get(&RuleKind::Body), Some(&300));
+    assert!(rules.body.sets.len() >= 2);
+    let raw = b"Subject: about subj7\r\n\r\nWORD5 and word250\r\nword299x\r\n";
+    assert_eq!(names(&rules, raw), vec!["HDR_007", "WORD_005", "WORD_250"]);
+}
+
+#[test]
+fn regex_no_engine_compiles_is_an_error_naming_file_and_line() {
+    // Regression: these were reported as "skipped", so `check` passed and a reload went ahead.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("local.cf"),
+        "body GOOD /Hello/\n\
+         body BAD /unclosed(/\n\
+         header BAD_HDR Subject =~ /[z-a]/\n\
+         uri BAD_CLASS /[abc/\n\
+         body BAD_ESCAPE /a\\iq/\n",
+    )
+    .unwrap();
+    let rules = load_dir(dir.path()).unwrap();
+    let errors: Vec<&Diagnostic> = rules
+        .diagnostics()
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    let lines: Vec<usize> = errors.iter().map(|d| d.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 5], "{errors:?}");
+    for e in &errors {
+        assert!(e.message.contains("invalid regex"), "{e}");
+        assert!(e.file.ends_with("local.cf"), "{e}");
+    }
+    let shown = errors[0].to_string();
+    assert!(
+        shown.contains("local.cf:2: error: body BAD: invalid regex: unclosed group"),
+        "{shown}"
+    );
+    // What `Policy::build` asks before it replaces a working policy.
+    assert!(rules.has_errors());
+    assert_eq!(names(&rules, PLAIN), vec!["GOOD"]);
+}
+
+#[test]
+fn valid_perl_the_engines_lack_is_skipped_not_an_error() {
+    let rules = compile(
+        r#"
+body BRANCH_RESET /(?|a|b)/
+body CONDITIONAL /(a)?(?(1)b|c)/
+body NO_CAPTURE /(?n)(a)/
+body GRAPHEME /\X/
+body VERB /a(*SKIP)b/
+body RECURSION /(a)(?1)/
+body REL_RECURSION /(a)(?-1)/
+body REL_BACKREF /(a)\g{-1}/
+body PROPERTY /\p{Latin}/
+body TOO_BIG /\w{100000}/
+body GOOD /Hello/
+"#,
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let skipped: Vec<&Diagnostic> = rules
+        .diagnostics()
+        .iter()
+        .filter(|d| d.severity == Severity::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 10, "{skipped:?}");
+    assert!(skipped
+        .iter()
+        .all(|d| d.message.contains("regex not supported")));
+    assert_eq!(
+        rules.report().skipped,
+        vec![
+            "BRANCH_RESET",
+            "CONDITIONAL",
+            "GRAPHEME",
+            "NO_CAPTURE",
+            "PROPERTY",
+            "RECURSION",
+            "REL_BACKREF",
+            "REL_RECURSION",
+            "TOO_BIG",
+            "VERB"
+        ]
+    );
+    assert_eq!(names(&rules, PLAIN), vec!["GOOD"]);
+}

@@ -1,0 +1,160 @@
+//! Scores, metas and tflags: what a hit adds, which rules are disabled, and the fingerprint
+//! over the effective rule set.
+
+use super::*;
+
+#[test]
+fn meta_arithmetic_and_negation() {
+    let rules = compile(
+        "body __A /alpha/\n\
+         body __B /beta/\n\
+         body __C /gamma/\n\
+         meta TWO_OF_THREE (__A + __B + __C) >= 2\n\
+         meta A_NOT_B __A && !__B\n\
+         score TWO_OF_THREE 3\n",
+    );
+    let msg = |body: &str| format!("Subject: s\r\n\r\n{body}\r\n");
+    assert_eq!(
+        names(&rules, msg("alpha gamma").as_bytes()),
+        vec!["A_NOT_B", "TWO_OF_THREE"]
+    );
+    assert_eq!(
+        names(&rules, msg("alpha beta").as_bytes()),
+        vec!["TWO_OF_THREE"]
+    );
+    assert_eq!(names(&rules, msg("alpha").as_bytes()), vec!["A_NOT_B"]);
+    assert!(names(&rules, msg("beta").as_bytes()).is_empty());
+    let h = hits(&rules, msg("alpha gamma").as_bytes());
+    assert!(h.contains(&("TWO_OF_THREE".into(), 3.0, 1)));
+}
+
+#[test]
+fn subrules_are_never_reported_or_scored() {
+    let rules = compile("body __SUB /buy/\nscore __SUB 5\nmeta USES_SUB __SUB\n");
+    assert_eq!(hits(&rules, PLAIN), vec![("USES_SUB".to_string(), 1.0, 1)]);
+}
+
+#[test]
+fn tflags_multiple_counts_up_to_maxhits() {
+    let rules = compile(
+        "body BUY_NOW /buy now/\n\
+         tflags BUY_NOW multiple maxhits=3\n\
+         score BUY_NOW 0.5\n\
+         body BUY_ONCE /buy now/\n\
+         body __BUY_ALL /buy now/\n\
+         tflags __BUY_ALL multiple\n\
+         meta MANY_BUYS __BUY_ALL > 4\n",
+    );
+    let h = hits(&rules, PLAIN);
+    assert!(h.contains(&("BUY_NOW".into(), 1.5, 3)), "{h:?}");
+    assert!(h.contains(&("BUY_ONCE".into(), 1.0, 1)), "{h:?}");
+    assert!(h.contains(&("MANY_BUYS".into(), 1.0, 1)), "{h:?}");
+}
+
+#[test]
+fn nice_allows_negative_scores_others_are_disabled() {
+    let set = RuleSet::parse_text(
+        Path::new("t.cf"),
+        "body GOOD /Hello Bob/\ntflags GOOD nice\nscore GOOD -2\n\
+         body NOT_NICE /Hello/\nscore NOT_NICE -3\n\
+         body NICE_DEFAULT /Bob/\ntflags NICE_DEFAULT nice\n",
+    );
+    let skipped: Vec<&Diagnostic> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].line, 5);
+    assert!(skipped[0].message.contains("nice"));
+    let rules = set.compile();
+    assert_eq!(
+        hits(&rules, PLAIN),
+        vec![("GOOD".into(), -2.0, 1), ("NICE_DEFAULT".into(), -1.0, 1)]
+    );
+}
+
+#[test]
+fn score_zero_disables_and_default_score_is_one() {
+    let rules = compile("body OFF /Hello/\nscore OFF 0\nbody ON /Hello/\nbody T_TEST /Hello/\n");
+    assert_eq!(
+        hits(&rules, PLAIN),
+        vec![("ON".into(), 1.0, 1), ("T_TEST".into(), 0.01, 1)]
+    );
+    assert_eq!(rules.report().disabled, vec!["OFF"]);
+}
+
+#[test]
+fn external_symbols_feed_metas_and_take_file_scores() {
+    let rules = compile(
+        "header SPF_FAIL eval:check_for_spf_fail()\n\
+         score SPF_FAIL 2.5\n\
+         score BAYES_00 0\n\
+         body __MEDS /meds/i\n\
+         meta SPF_AND_MEDS SPF_FAIL && __MEDS\n\
+         meta BAYES_CAP BAYES_99 && !GTUBE\n\
+         score BAYES_CAP 1.5\n",
+    );
+    let view = MessageView::parse(PLAIN);
+    let h = rules.evaluate(
+        &view,
+        &[("SPF_FAIL", 0.9), ("BAYES_00", -1.0), ("DKIM_OK", -0.1)],
+    );
+    let got: Vec<(&str, f64)> = h.iter().map(|h| (h.name.as_str(), h.score)).collect();
+    assert_eq!(
+        got,
+        vec![("DKIM_OK", -0.1), ("SPF_AND_MEDS", 1.0), ("SPF_FAIL", 2.5)]
+    );
+    let h = rules.evaluate(&view, &[("BAYES_99", 3.5)]);
+    let got: Vec<(&str, f64)> = h.iter().map(|h| (h.name.as_str(), h.score)).collect();
+    assert_eq!(got, vec![("BAYES_99", 3.5), ("BAYES_CAP", 1.5)]);
+    assert!(rules
+        .report()
+        .external_refs
+        .contains(&"BAYES_99".to_string()));
+}
+
+#[test]
+fn meta_cycles_are_errors() {
+    let rules =
+        compile("meta LOOP_A LOOP_B || __X\nmeta LOOP_B LOOP_A\nmeta FINE __X\nbody __X /Hello/\n");
+    let errs: Vec<&Diagnostic> = rules
+        .diagnostics()
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].message.contains("cycle"));
+    assert_eq!(names(&rules, PLAIN), vec!["FINE"]);
+}
+
+#[test]
+fn fingerprint_ignores_order_and_whitespace_but_not_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = "body RULE_A /alpha/\nscore RULE_A 2\n";
+    let b = "header RULE_B Subject =~ /beta/i\nmeta RULE_C RULE_A&&RULE_B\n";
+    std::fs::write(dir.path().join("1.cf"), a).unwrap();
+    std::fs::write(dir.path().join("2.cf"), b).unwrap();
+    let first = load_dir(dir.path()).unwrap().fingerprint();
+    assert_eq!(first.len(), 64);
+
+    // Same rules, files swapped, extra whitespace and comments.
+    std::fs::write(
+        dir.path().join("1.cf"),
+        "# header rules\nheader   RULE_B   Subject =~ /beta/i\n\n  meta RULE_C ( RULE_A && RULE_B )\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("2.cf"),
+        "score RULE_A 2.0   # two\nbody\tRULE_A\t/alpha/\n",
+    )
+    .unwrap();
+    assert_eq!(load_dir(dir.path()).unwrap().fingerprint(), first);
+
+    std::fs::write(
+        dir.path().join("2.cf"),
+        "score RULE_A 2.5\nbody RULE_A /alpha/\n",
+    )
+    .unwrap();
+    assert_ne!(load_dir(dir.path()).unwrap().fingerprint(), first);
+}
