@@ -7,6 +7,9 @@
 //! and every child process is killed when its handle is dropped.
 #![allow(dead_code)]
 
+/// Kept out of the re-exports: its generic names (`get`, `start`, `RULES`) are local items
+/// of other test files too. The tests that use it say `use common::admin::*;`.
+pub mod admin;
 mod client;
 mod dns_stub;
 mod gateway;
