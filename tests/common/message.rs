@@ -1,0 +1,54 @@
+//! Test messages as bytes: building a small RFC 5322 message, dot-stuffing it for DATA,
+//! and the byte checks the tests assert with.
+
+/// A small RFC 5322 message with CRLF line endings (not dot-stuffed).
+pub fn message(message_id: &str, subject: &str, body: &str) -> Vec<u8> {
+    let mut m = String::new();
+    m.push_str("From: Sender <sender@sender.test>\r\n");
+    m.push_str("To: <user@example.test>\r\n");
+    m.push_str(&format!("Subject: {subject}\r\n"));
+    m.push_str(&format!("Message-ID: <{message_id}>\r\n"));
+    m.push_str("Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n");
+    m.push_str("\r\n");
+    for line in body.split('\n') {
+        m.push_str(line.trim_end_matches('\r'));
+        m.push_str("\r\n");
+    }
+    m.into_bytes()
+}
+
+/// Dot-stuffs a CRLF message and appends the end-of-data marker.
+pub fn dot_stuffed(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 8);
+    let mut at_line_start = true;
+    for &b in msg {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// True when `data` holds a CR not followed by LF or an LF not preceded by CR.
+pub fn has_bare_cr_or_lf(data: &[u8]) -> bool {
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\r' && data.get(i + 1) != Some(&b'\n') {
+            return true;
+        }
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            return true;
+        }
+    }
+    false
+}
+
+/// Finds `needle` in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,207 @@
+//! The deploy/ files checked against the real thing: every metric name the alerts and the
+//! dashboard use exists in a live scrape, the example gateway configs pass `mxguard check`
+//! with one policy fingerprint and, with `promtool` installed, Prometheus's own checker
+//! accepts a live scrape, the alert rules, the scrape config and every dashboard query.
+
+mod common;
+
+use common::admin::*;
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// `mxguard_*` and `process_*` names in a deploy/ file (histogram suffixes included).
+fn metric_names_in(path: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut names = BTreeSet::new();
+    for prefix in ["mxguard_", "process_"] {
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(prefix) {
+            let preceded_by_word = rest[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            let tail = &rest[at..];
+            let len = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            // `mxguard_*` in a comment is a pattern, not a name.
+            if !preceded_by_word && !tail[..len].ends_with('_') {
+                names.insert(tail[..len].to_string());
+            }
+            rest = &tail[len..];
+        }
+    }
+    names
+}
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file)
+}
+
+#[test]
+fn every_metric_in_alerts_and_dashboard_exists_in_a_live_scrape() {
+    let (internal, gw, admin) = start();
+    send_traffic(&internal, &gw);
+    let s = scrape_until(admin, "delivery", |s| {
+        s.value("mxguard_relay_attempts_total", &[("result", "delivered")]) >= 1.0
+    });
+    let live = s.names();
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let used = metric_names_in(&deploy(file));
+        assert!(
+            used.len() >= 5,
+            "{file} uses only {used:?}: did the name extraction break?"
+        );
+        let missing: Vec<&String> = used.iter().filter(|n| !live.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{file} uses metrics a live scrape does not have: {missing:?}\nlive: {live:?}"
+        );
+    }
+}
+
+#[test]
+fn deploy_configs_pass_check_with_one_fingerprint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut fingerprints = BTreeMap::new();
+    for name in ["gw1", "gw2", "bk1"] {
+        let path = format!("deploy/{name}.toml");
+        let out = run_mxguard(root, &["check", "--config", &path]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "mxguard check --config {path} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fp = stdout
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .find(|w| w.len() == 64)
+            .unwrap_or_else(|| panic!("no fingerprint in:\n{stdout}"))
+            .to_string();
+        fingerprints.insert(name, fp);
+    }
+    let distinct: BTreeSet<&String> = fingerprints.values().collect();
+    assert_eq!(
+        distinct.len(),
+        1,
+        "the tier must run one policy: {fingerprints:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// promtool (interop; MXGUARD_INTEROP=1 makes a missing promtool a failure)
+// ---------------------------------------------------------------------------------------
+
+/// Runs `promtool ARGS...` in the repository root, with `stdin` from a file when given;
+/// returns success and the combined output.
+fn promtool(promtool: &Path, args: &[&str], stdin: Option<&Path>) -> (bool, String) {
+    let mut cmd = match stdin {
+        // run_with_timeout closes stdin; a shell redirect feeds the file instead.
+        Some(file) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("f=$1; shift; exec \"$@\" < \"$f\"")
+                .arg("sh")
+                .arg(file)
+                .arg(promtool)
+                .args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(promtool);
+            c.args(args);
+            c
+        }
+    };
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn promtool_finds_no_problem_in_a_live_scrape() {
+    let Some(tool) = interop_required("promtool") else {
+        return;
+    };
+    let (internal, gw, admin) = start();
+    send_traffic(&internal, &gw);
+    scrape_until(admin, "delivery", |s| {
+        s.value("mxguard_relay_attempts_total", &[("result", "delivered")]) >= 1.0
+    });
+    let file = gw.dir.join("scrape.prom");
+    std::fs::write(&file, get(admin, "/metrics").body).unwrap();
+    let (ok, output) = promtool(&tool, &["check", "metrics"], Some(&file));
+    assert!(
+        ok && output.trim().is_empty(),
+        "promtool check metrics:\n{output}"
+    );
+}
+
+#[test]
+fn promtool_accepts_the_alert_rules_and_the_scrape_config() {
+    let Some(tool) = interop_required("promtool") else {
+        return;
+    };
+    let (ok, output) = promtool(&tool, &["check", "rules", "deploy/alerts.yml"], None);
+    assert!(ok, "promtool check rules deploy/alerts.yml:\n{output}");
+    let (ok, output) = promtool(&tool, &["check", "config", "deploy/prometheus.yml"], None);
+    assert!(ok, "promtool check config deploy/prometheus.yml:\n{output}");
+    let (ok, output) = promtool(&tool, &["test", "rules", "deploy/alerts.test.yml"], None);
+    assert!(ok, "promtool test rules deploy/alerts.test.yml:\n{output}");
+}
+
+/// Every `expr` in a dashboard JSON value (panels, nested panels, annotations).
+fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => dashboard_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| dashboard_exprs(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn promtool_parses_every_dashboard_query() {
+    let Some(tool) = interop_required("promtool") else {
+        return;
+    };
+    let text = std::fs::read_to_string(deploy("grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 15, "only {} queries found", exprs.len());
+    // Grafana's variables replaced by what they expand to, each query a recording rule.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$__range", "6h")
+            .replace("$gateway", ".*");
+        assert!(!e.contains('$'), "unexpanded variable in {e}");
+        let quoted = serde_json::to_string(&e).unwrap();
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-queries.yml");
+    std::fs::write(&file, rules).unwrap();
+    let (ok, output) = promtool(&tool, &["check", "rules", file.to_str().unwrap()], None);
+    assert!(ok, "a dashboard query does not parse:\n{output}");
+}

@@ -1,0 +1,252 @@
+//! The limits of one SMTP session over real TCP: command and text line length, message
+//! size (SIZE, DATA and BDAT), recipients and messages per session, errors before the
+//! disconnect, command, data and session timeouts, and concurrent sessions in all and per IP.
+
+mod common;
+
+use common::*;
+use std::thread;
+use std::time::Duration;
+
+fn gateway() -> (InternalServer, Gateway) {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    (internal, gw)
+}
+
+#[test]
+fn command_line_too_long_is_500_and_session_stays_in_sync() {
+    let (_internal, gw) = gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let long = format!("NOOP {}", "x".repeat(600));
+    c.cmd(&long).expect(500, "5.5.2");
+    // The rest of the long line must not be read as a second command.
+    c.cmd("VRFY someone").expect(252, "2.5.0");
+    let long_mail = format!("MAIL FROM:<{}@sender.test>", "a".repeat(600));
+    c.cmd(&long_mail).expect(500, "5.5.2");
+    c.cmd("NOOP").expect(250, "2.0.0");
+    c.quit();
+}
+
+#[test]
+fn size_over_limit_is_552() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("message_size_bytes", "20000"));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test> SIZE=30000")
+        .expect(552, "5.3.4");
+    c.cmd("MAIL FROM:<s@sender.test> SIZE=1000").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    let body: String = (0..400)
+        .map(|i| format!("{i:04} {}\n", "x".repeat(70)))
+        .collect();
+    let msg = message("big@test", "big", &body);
+    assert!(msg.len() > 25000);
+    // The server may answer early and stop reading: ignore write errors.
+    let _ = c.try_send(&dot_stuffed(&msg));
+    c.read_reply().expect(552, "5.3.4");
+    drop(c);
+    // Same through BDAT.
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut out = format!("BDAT {} LAST\r\n", msg.len()).into_bytes();
+    out.extend_from_slice(&msg);
+    let _ = c.try_send(&out);
+    c.read_reply().expect(552, "5.3.4");
+    drop(c);
+    let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert!(
+        msgs.is_empty(),
+        "oversized mail relayed: {:?}",
+        summarize(&msgs)
+    );
+}
+
+#[test]
+fn text_line_over_limit_is_550_560() {
+    let (internal, gw) = gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    let msg = message("long-line@test", "long", &"y".repeat(1500));
+    c.send(&dot_stuffed(&msg));
+    c.read_reply().expect(550, "5.6.0");
+    c.cmd("NOOP").expect(250, "2.0.0");
+    c.quit();
+    let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert!(msgs.is_empty(), "relayed: {:?}", summarize(&msgs));
+}
+
+#[test]
+fn too_many_recipients_is_452_453() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("recipients_per_message", "3"));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    for i in 0..3 {
+        c.cmd(&format!("RCPT TO:<u{i}@example.test>"))
+            .expect(250, "");
+    }
+    c.cmd("RCPT TO:<u3@example.test>").expect(452, "4.5.3");
+    c.cmd("DATA").expect(354, "");
+    c.send(&dot_stuffed(&message("rcpts@test", "r", "b")));
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("rcpts@test");
+    assert_eq!(m.rcpt_to.len(), 3, "{:?}", m.rcpt_to);
+}
+
+#[test]
+fn messages_per_session_limit() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("messages_per_session", "2"));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for i in 0..2 {
+        c.send_mail(
+            "s@sender.test",
+            &["user@example.test"],
+            &message(&format!("mps-{i}@test"), "m", "b"),
+        )
+        .expect(250, "2.0.0");
+    }
+    // A closed connection also refuses it.
+    if let Ok(r) = c.try_cmd("MAIL FROM:<s@sender.test>") {
+        assert!(r.code >= 400, "third message in a session accepted: {r}");
+    }
+}
+
+#[test]
+fn too_many_errors_is_421_470_and_close() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("errors_before_disconnect", "3")
+            .limit("errors_before_tarpit", "100"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        match c.try_cmd("BOGUS") {
+            Ok(r) => {
+                let last = r.code == 421;
+                got.push(r);
+                if last {
+                    break;
+                }
+            }
+            Err(e) => panic!("connection ended without 421 after {got:?}: {e}"),
+        }
+    }
+    let last = got.last().unwrap();
+    last.expect(421, "4.7.0");
+    assert!(got.len() <= 4, "421 came too late: {got:?}");
+    assert!(c.is_closed(), "connection not closed after 421");
+}
+
+#[test]
+fn idle_command_timeout_is_421_442_and_close() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("command_timeout", "\"1s\""));
+    let (mut c, banner) = SmtpClient::connect(gw.port);
+    banner.expect(220, "");
+    // Say nothing: the server must give up on its own.
+    c.read_reply().expect(421, "4.4.2");
+    assert!(c.is_closed(), "connection not closed after timeout");
+}
+
+#[test]
+fn stalled_data_times_out_and_nothing_is_relayed() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("command_timeout", "\"1s\"")
+            .limit("data_rate_grace", "\"1s\""),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    let msg = message("stall@test", "stall", "half a message");
+    c.send(&msg);
+    let r = c.read_reply();
+    r.expect(421, "4.4.2");
+    assert!(c.is_closed(), "connection not closed after timeout");
+    let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert!(
+        msgs.is_empty(),
+        "partial message relayed: {:?}",
+        summarize(&msgs)
+    );
+}
+
+#[test]
+fn session_duration_limit_ends_busy_sessions() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("session_duration", "\"2s\""));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    // Keep the session busy; it must still end, with 421 4.4.2.
+    for _ in 0..100 {
+        match c.try_cmd("NOOP") {
+            Ok(r) if r.code == 250 => thread::sleep(Duration::from_millis(100)),
+            Ok(r) => {
+                r.expect(421, "4.4.2");
+                assert!(c.is_closed(), "connection not closed after 421");
+                return;
+            }
+            Err(e) => panic!("session ended without 421 4.4.2: {e}"),
+        }
+    }
+    panic!("session still open after 100 NOOPs over ~10 s with session_duration = 2s");
+}
+
+/// Opens two sessions that both got a 220 banner. The harness's readiness probe may still
+/// hold a slot for a moment after it quit, so a refused attempt is retried (bounded).
+fn two_sessions(port: u16) -> (SmtpClient, SmtpClient) {
+    for _ in 0..20 {
+        let (a, ba) = SmtpClient::connect(port);
+        let (b, bb) = SmtpClient::connect(port);
+        if ba.code == 220 && bb.code == 220 {
+            return (a, b);
+        }
+        drop((a, b));
+        thread::sleep(Duration::from_millis(200));
+    }
+    panic!("could not open two sessions under a limit of two");
+}
+
+#[test]
+fn max_sessions_is_421_432() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("max_sessions", "2")
+            .limit("max_sessions_per_ip", "100"),
+    );
+    let (_a, _b) = two_sessions(gw.port);
+    let (mut c, bc) = SmtpClient::connect(gw.port);
+    bc.expect(421, "4.3.2");
+    assert!(c.is_closed(), "connection not closed after 421");
+}
+
+#[test]
+fn max_sessions_per_ip_is_421_470() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("max_sessions", "100")
+            .limit("max_sessions_per_ip", "2"),
+    );
+    let (a, _b) = two_sessions(gw.port);
+    let (mut c, bc) = SmtpClient::connect(gw.port);
+    bc.expect(421, "4.7.0");
+    assert!(c.is_closed(), "connection not closed after 421");
+    // Once one session ends, a new one is admitted.
+    a.quit();
+    thread::sleep(Duration::from_millis(300));
+    let (d, bd) = SmtpClient::connect(gw.port);
+    bd.expect(220, "");
+    d.quit();
+}
