@@ -53,6 +53,75 @@ def dnsmasq(*records):
 
 
 @contextlib.contextmanager
+def unbound(*local_data):
+    """A private unbound on a free loopback port, as GUIDE §6 recommends for benchmarks: it
+    answers every name it does not know NXDOMAIN with an SOA (so answers are negatively
+    cached, as behind a deployed gateway's caching resolver); `local_data` are unbound
+    `local-data:` records. Yields the port."""
+    require("unbound", "unbound")
+    port = free_port()
+    work = tempfile.mkdtemp(prefix="unbound-bench-")
+    conf = os.path.join(work, "unbound.conf")
+    # The root SOA is what makes unbound put an SOA into every NXDOMAIN it answers, so
+    # resolvers downstream cache the negative answer (RFC 2308).
+    soa = ". 3600 IN SOA localhost. nobody.invalid. 1 3600 1200 604800 300"
+    records = "".join(f'  local-data: "{r}"\n' for r in (soa, *local_data))
+    with open(conf, "w") as f:
+        f.write(f"""server:
+  interface: 127.0.0.1
+  port: {port}
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{work}"
+  use-syslog: no
+  logfile: ""
+  pidfile: ""
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  local-zone: "." static
+{records}remote-control:
+  control-enable: no
+""")
+    proc = subprocess.Popen(["unbound", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_dns(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_dns(port, timeout=20):
+    """Waits until a UDP DNS server on `port` answers a query."""
+    query = bytes.fromhex("12340100000100000000000007696e76616c69640000010001")  # invalid. A
+    end = time.time() + timeout
+    while time.time() < end:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(query, ("127.0.0.1", port))
+                s.recvfrom(512)
+                return
+            except OSError:
+                time.sleep(0.05)
+    sys.exit(f"DNS server on port {port} never answered")
+
+
+@contextlib.contextmanager
+def resolver(kind):
+    """The benchmark's DNS: `unbound` (default; negative answers cached, like a deployed
+    gateway's local resolver) or `dnsmasq` (NXDOMAIN without SOA: nothing cached)."""
+    if kind == "dnsmasq":
+        with dnsmasq("--address=/#/") as port:
+            yield port
+    else:
+        with unbound() as port:
+            yield port
+
+
+@contextlib.contextmanager
 def smtp_sink():
     """Postfix's smtp-sink as the internal server; yields its port."""
     require("smtp-sink", "postfix")
@@ -66,9 +135,10 @@ def smtp_sink():
 
 
 @contextlib.contextmanager
-def gateway(sink_port, dns_port, extra=""):
-    """The release binary relaying example.test to `sink_port`, resolving with `dns_port`,
-    with the shipped rules plus `extra` TOML lines in `[policy]`; yields (port, work dir)."""
+def gateway(sink_port, dns_port, extra="", binary=BIN):
+    """`binary` (the release build by default) relaying example.test to `sink_port`,
+    resolving with `dns_port`, with the shipped rules plus `extra` TOML lines in
+    `[policy]`; yields (port, work dir)."""
     work = tempfile.mkdtemp(prefix="mxguard-bench-")
     port = free_port()
     cfg = os.path.join(work, "mxguard.toml")
@@ -92,7 +162,7 @@ level = "warn"
 rules_dir = "{ROOT}/rules"
 {extra}
 """)
-    gw = subprocess.Popen([BIN, "serve", "--config", cfg], stderr=open(os.path.join(work, "log"), "w"))
+    gw = subprocess.Popen([binary, "serve", "--config", cfg], stderr=open(os.path.join(work, "log"), "w"))
     try:
         wait_port(port)
         yield port, work

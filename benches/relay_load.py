@@ -2,6 +2,7 @@
 """End-to-end relay throughput: smtp-source -> mxguard -> smtp-sink.
 
 Usage: benches/relay_load.py [--sessions 20] [--messages 5000] [--size 4096] [--postfix]
+                             [--resolver unbound|dnsmasq] [--bin PATH]...
 
 Builds nothing: run `cargo build --release` first. Starts Postfix's smtp-sink as the
 internal server and the release binary on a private config and spool, sends the load with
@@ -11,6 +12,11 @@ smtp-source, and reports accepted msgs/s (until smtp-source returns) and end-to-
 With --postfix the same load goes through a private Postfix instance (plain relay, no
 filtering) to smtp-sink, measured the same way (until Postfix's queue is empty), so both
 figures come from the same machine and run.
+
+DNS goes to a private unbound that answers NXDOMAIN with an SOA (as a deployed gateway's
+local caching resolver does); `--resolver dnsmasq` answers NXDOMAIN without SOA, so
+nothing is negatively cached. `--bin` (repeatable) measures other builds of mxguard in
+the same run, e.g. before and after a change.
 """
 import argparse
 import os
@@ -20,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import dnsmasq, free_port, gateway, require, smtp_sink, wait_port
+from benchlib import BIN, free_port, gateway, require, resolver, smtp_sink, wait_port
 
 
 def count_files(path):
@@ -40,9 +46,9 @@ def run_source(args, port):
     return t0, time.time()
 
 
-def bench_mxguard(args, sink_port):
+def bench_mxguard(args, sink_port, binary=BIN):
     """The full shipped pipeline: DNS checks, SPF/DKIM/DMARC and every rule in rules/."""
-    with gateway(sink_port, args.dns_port, extra=args.policy) as (port, work):
+    with gateway(sink_port, args.dns_port, extra=args.policy, binary=binary) as (port, work):
         t0, t_accepted = run_source(args, port)
         queue = os.path.join(work, "spool", "queue")
         while count_files(queue) > 0:
@@ -127,13 +133,20 @@ def main():
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--postfix", action="store_true")
     ap.add_argument("--policy", default="", help="extra [policy] TOML lines, e.g. 'auth = false'")
+    ap.add_argument("--resolver", choices=["unbound", "dnsmasq"], default="unbound")
+    ap.add_argument("--bin", action="append", default=[], help="mxguard binary (repeatable)")
     args = ap.parse_args()
     require("smtp-source", "postfix")
-    # Every DNS check runs, answered NXDOMAIN at once by a local dnsmasq: the benchmark
-    # never asks a resolver outside the machine.
-    with dnsmasq("--address=/#/") as dns_port, smtp_sink() as sink_port:
+    # Every DNS check runs against a local resolver: the benchmark never asks a resolver
+    # outside the machine.
+    with resolver(args.resolver) as dns_port, smtp_sink() as sink_port:
         args.dns_port = dns_port
-        runs = [("mxguard", bench_mxguard)]
+        bins = args.bin or [BIN]
+        runs = [
+            (f"mxguard ({b})" if len(bins) > 1 else "mxguard",
+             lambda a, p, b=b: bench_mxguard(a, p, b))
+            for b in bins
+        ]
         if args.postfix:
             runs.append(("postfix", bench_postfix))
         for name, fn in runs:

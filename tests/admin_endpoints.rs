@@ -157,3 +157,30 @@ fn healthz_503_while_draining_and_metrics_still_served() {
     let status = gw.terminate(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
 }
+
+#[test]
+fn admin_listener_refuses_clients_outside_metrics_allow_and_follows_reloads() {
+    let internal = InternalServer::start();
+    let cfg = GatewayConfig::new(&internal).metrics_key("allow", "[\"192.0.2.0/24\"]");
+    let gw = Gateway::start(cfg);
+    let admin = admin_port(&gw);
+    for path in ["/metrics", "/healthz", "/policy", "/nowhere"] {
+        let r = get(admin, path);
+        assert_eq!(r.status, 403, "{path} from 127.0.0.1 outside metrics.allow");
+    }
+
+    // Let loopback in: the reloaded configuration decides the next request.
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    write_atomically(
+        &path,
+        &text.replace("\"192.0.2.0/24\"", "\"192.0.2.0/24\", \"127.0.0.1\""),
+    );
+    gw.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(20), || get(admin, "/healthz").status
+            == 200),
+        "loopback still refused after the reload"
+    );
+    assert_eq!(get(admin, "/metrics").status, 200);
+}

@@ -192,3 +192,39 @@ fn counters_move_with_real_smtp_traffic() {
         assert!(s.value("process_start_time_seconds", &[]) > 1.6e9);
     }
 }
+
+#[test]
+fn replies_outside_the_transaction_are_counted_under_stage_other() {
+    let (_internal, gw, admin) = start();
+    let before = scrape(admin);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("NOOP").expect(250, "2.0.0");
+    c.cmd("RSET").expect(250, "2.0.0");
+    c.cmd("VRFY someone").expect(252, "2.5.0");
+    c.cmd("HELP").expect(214, "2.0.0");
+    c.cmd("BOGUS").expect(500, "5.5.2");
+    c.quit();
+    let count = |s: &Scrape, stage: &str, class: &str| {
+        s.value(
+            "mxguard_smtp_replies_total",
+            &[("stage", stage), ("class", class)],
+        )
+    };
+    let after = scrape_until(admin, "the QUIT reply", |s| {
+        count(s, "other", "2xx") - count(&before, "other", "2xx") >= 5.0
+    });
+    // NOOP, RSET, VRFY, HELP and QUIT; the unknown command is a 5xx of the same stage.
+    assert_eq!(
+        count(&after, "other", "2xx") - count(&before, "other", "2xx"),
+        5.0
+    );
+    assert_eq!(
+        count(&after, "other", "5xx") - count(&before, "other", "5xx"),
+        1.0
+    );
+    // The connect stage saw only the banner.
+    assert_eq!(
+        count(&after, "connect", "2xx") - count(&before, "connect", "2xx"),
+        1.0
+    );
+}

@@ -408,3 +408,60 @@ fn config_file_edit_reloads_thresholds_and_broken_config_keeps_policy() {
         .unwrap_or_else(|| panic!("no reload after fixing the config:\n{}", gw.logs()));
     wait_for_code(&gw, 250).expect(250, "2.0.0");
 }
+
+/// A reload that moves `relay.internal` moves delivery and recipient callouts together:
+/// neither keeps talking to the server of the start-up configuration.
+#[test]
+fn reloaded_internal_server_is_used_by_delivery_and_callout_alike() {
+    let old = InternalServer::start();
+    let new = InternalServer::start();
+    new.set_script(Script {
+        rcpt: vec![("ghost".into(), "550 5.1.1 no such user".into())],
+        ..Default::default()
+    });
+    let mut cfg = GatewayConfig::new(&old);
+    cfg.callout = true;
+    let gw = Gateway::start(cfg);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "s@sender.test",
+        &["user@example.test"],
+        &message("before-move@t", "before", "body"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    old.expect_message_id("before-move@t");
+
+    let path = gw.config_path();
+    let text = fs::read_to_string(&path).unwrap();
+    let moved = text.replace(
+        &format!("\"127.0.0.1:{}\"", old.port),
+        &format!("\"127.0.0.1:{}\"", new.port),
+    );
+    assert_ne!(moved, text, "relay.internal not found in the test config");
+    let reloads = gw.log_count("policy reloaded");
+    write_atomically(&path, &moved);
+    gw.signal(libc::SIGHUP);
+    gw.wait_log_line(RELOAD_WAIT, "policy reloaded", reloads)
+        .expect("no reload after the move");
+
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    // Only the new server refuses this recipient: the callout asked it.
+    c.cmd("RCPT TO:<ghost@example.test>").expect(550, "5.1.1");
+    c.cmd("RSET").expect(250, "2.0.0");
+    c.send_mail(
+        "s@sender.test",
+        &["user@example.test"],
+        &message("after-move@t", "after", "body"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    new.expect_message_id("after-move@t");
+    assert!(
+        old.messages()
+            .iter()
+            .all(|m| m.message_id().as_deref() != Some("after-move@t")),
+        "delivery kept the start-up server"
+    );
+}

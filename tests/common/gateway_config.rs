@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub recipient_lists: BTreeMap<String, Vec<String>>,
     /// `relay.recipients.callout`.
     pub callout: bool,
+    /// Extra `[metrics]` keys with raw TOML values (`listen` is set by the harness).
+    pub metrics: BTreeMap<String, String>,
     /// `[server.tls]` certificate and key PEM contents.
     pub tls: Option<(String, String)>,
     /// Extra arguments after `serve --config PATH`.
@@ -63,6 +65,7 @@ impl Default for GatewayConfig {
             relay,
             recipient_lists: BTreeMap::new(),
             callout: false,
+            metrics: BTreeMap::new(),
             tls: None,
             serve_args: Vec::new(),
             extra_toml: String::new(),
@@ -95,6 +98,12 @@ impl GatewayConfig {
     /// Sets a `[relay]` key (raw TOML value).
     pub fn relay_key(mut self, key: &str, value: &str) -> Self {
         self.relay.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a `[metrics]` key (raw TOML value).
+    pub fn metrics_key(mut self, key: &str, value: &str) -> Self {
+        self.metrics.insert(key.into(), value.into());
         self
     }
 
@@ -174,6 +183,9 @@ impl GatewayConfig {
         t.push_str(&format!(
             "\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
         ));
+        for (k, v) in &self.metrics {
+            t.push_str(&format!("{k} = {v}\n"));
+        }
         t.push_str("\n[log]\nformat = \"text\"\n");
         // Gateways under test never ask a real resolver: unless a test brings its own DNS
         // server, every name is answered NXDOMAIN at once by a local stub.

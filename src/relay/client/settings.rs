@@ -92,4 +92,3 @@ impl SettingsCache {
         settings
     }
 }
-

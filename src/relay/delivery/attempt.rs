@@ -317,4 +317,3 @@ async fn deliver(
     }
     Err(last.unwrap_or((None, ClientError::NoServer)))
 }
-
