@@ -93,7 +93,15 @@ impl ServiceSet {
                 None
             }
         };
-        let auth = dns.as_ref().map(auth::Authenticator::new);
+        let auth = dns
+            .as_ref()
+            .and_then(|d| match auth::Authenticator::new(d) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::error!(error = %e, "SPF/DKIM/DMARC/ARC are disabled");
+                    None
+                }
+            });
         ServiceSet {
             dns_config: config.dns.clone(),
             services: Services {

@@ -45,10 +45,12 @@ pub struct Metrics {
     pub tls_sessions_total: IntCounterVec,
     /// Time each policy check takes, by check name.
     pub check_duration_seconds: HistogramVec,
-    /// DNS lookups, by check and result (ok, nxdomain, timeout, servfail, error).
+    /// DNS lookups, by check and result (ok, nxdomain, timeout, servfail, unavailable, error).
     pub dns_lookups_total: IntCounterVec,
     /// Time one DNS lookup took, by check.
     pub dns_lookup_duration_seconds: HistogramVec,
+    /// 1 while the DNS resolver answers, 0 while it is marked down.
+    pub dns_up: IntGauge,
     /// 1 for the active policy fingerprint.
     pub policy_info: IntGaugeVec,
     /// Policy reloads, by result (success, failure).
@@ -146,8 +148,12 @@ impl Metrics {
             dns_lookup_duration_seconds,
             dns_lookups_total: counter_vec(
                 "mxguard_dns_lookups_total",
-                "DNS lookups by check and result (ok, nxdomain, timeout, servfail, error).",
+                "DNS lookups by check and result (ok, nxdomain, timeout, servfail, unavailable, error).",
                 &["check", "result"],
+            ),
+            dns_up: gauge(
+                "mxguard_dns_up",
+                "1 while the DNS resolver answers, 0 while it is marked down (DNS checks unavailable).",
             ),
             policy_info,
             policy_last_reload_timestamp_seconds,

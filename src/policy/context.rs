@@ -109,6 +109,10 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
+    /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
+    /// and shared by every check of the stage, so together they never take longer than
+    /// `dns.stage_deadline`.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Context {
@@ -124,6 +128,7 @@ impl Context {
             symbols: Vec::new(),
             parsed: None,
             auth: None,
+            deadline: None,
         }
     }
 

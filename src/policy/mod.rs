@@ -199,8 +199,10 @@ impl Policy {
         self.loaded_at
     }
 
-    /// Runs the checks of `stage` in order; the first that does not continue decides.
+    /// Runs the checks of `stage` in order; the first that does not continue decides. All of
+    /// them share one deadline, `dns.stage_deadline` from now.
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
+        ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         if stage == Stage::Data {
             headers::strip_own_headers(&mut ctx.message);
             let hostname = &self.config.server.hostname;
