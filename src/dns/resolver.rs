@@ -224,13 +224,17 @@ impl Dns {
         outcome
     }
 
-    /// The whole answer to one question, for the loopback responder (counted under `check`).
+    /// The whole answer to one question, for the loopback responder: counted under `check`,
+    /// or not at all (a duplicate of a question already being answered).
     pub(super) async fn answer(
         &self,
-        check: &'static str,
+        check: Option<&'static str>,
         name: Name,
         rtype: RecordType,
     ) -> Answer {
+        let Some(check) = check else {
+            return self.inner.core.resolve(name, rtype).await;
+        };
         let mut recorder = Recorder::new(&self.inner.metrics, check);
         let answer = self.inner.core.resolve(name, rtype).await;
         recorder.result = match &answer {

@@ -14,9 +14,11 @@ use super::resolver::{Dns, DnsSetupError, Inner};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::TokioResolver;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -37,14 +39,57 @@ impl Dns {
         let (udp, tcp) = bind_pair()?;
         let addr = udp.local_addr()?;
         let stop = self.inner().stop.clone();
+        let asking = Asking::default();
         tokio::spawn(serve_udp(
             Arc::new(udp),
             self.downgrade(),
-            check,
+            Label {
+                check,
+                asking: asking.clone(),
+            },
             stop.clone(),
         ));
-        tokio::spawn(serve_tcp(tcp, self.downgrade(), check, stop));
+        tokio::spawn(serve_tcp(
+            tcp,
+            self.downgrade(),
+            Label { check, asking },
+            stop,
+        ));
         client(addr, self.timeout() + Duration::from_secs(1))
+    }
+}
+
+/// Questions being answered now, by query id and question, with the number of requests
+/// waiting for each. hickory sends the same request again from a new socket when an answer
+/// takes longer than a third of a second; such a duplicate is answered but not counted as
+/// another lookup.
+#[derive(Clone, Default)]
+struct Asking(Arc<Mutex<HashMap<(u16, Name, RecordType), usize>>>);
+
+/// The `check` label of one responder and its questions in progress.
+#[derive(Clone)]
+struct Label {
+    check: &'static str,
+    asking: Asking,
+}
+
+impl Asking {
+    /// Registers a request; true when it is the first for its question.
+    fn enter(&self, key: &(u16, Name, RecordType)) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(key.clone()).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    fn leave(&self, key: &(u16, Name, RecordType)) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(key);
+            }
+        }
     }
 }
 
@@ -65,8 +110,9 @@ fn bind_pair() -> std::io::Result<(UdpSocket, TcpListener)> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port pair")))
 }
 
-/// mail-auth's resolver: this responder only, one attempt (the shared path retransmits),
-/// no cache of its own, EDNS so most answers fit one datagram.
+/// mail-auth's resolver: this responder only, one try (hickory's `attempts` counts retries
+/// after the first; the shared path does the retransmitting), no cache of its own, EDNS so
+/// most answers fit one datagram.
 fn client(addr: SocketAddr, timeout: Duration) -> Result<TokioResolver, DnsSetupError> {
     let mut udp = ConnectionConfig::udp();
     udp.port = addr.port();
@@ -80,7 +126,7 @@ fn client(addr: SocketAddr, timeout: Duration) -> Result<TokioResolver, DnsSetup
     let opts = builder.options_mut();
     opts.use_hosts_file = ResolveHosts::Never;
     opts.timeout = timeout;
-    opts.attempts = 1;
+    opts.attempts = 0;
     opts.cache_size = 0;
     opts.edns0 = true;
     opts.edns_payload_len = UDP_PAYLOAD;
@@ -94,7 +140,7 @@ fn client(addr: SocketAddr, timeout: Duration) -> Result<TokioResolver, DnsSetup
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     dns: Weak<Inner>,
-    check: &'static str,
+    label: Label,
     stop: CancellationToken,
 ) {
     let mut buffer = vec![0u8; usize::from(UDP_PAYLOAD)];
@@ -121,8 +167,9 @@ async fn serve_udp(
             return;
         };
         let socket = socket.clone();
+        let label = label.clone();
         tokio::spawn(async move {
-            let reply = respond(&dns, check, &request).await;
+            let reply = respond(&dns, &label, &request).await;
             if let Some(bytes) = encode(reply, request.max_payload()) {
                 let _ = socket.send_to(&bytes, peer).await;
             }
@@ -130,12 +177,7 @@ async fn serve_udp(
     }
 }
 
-async fn serve_tcp(
-    listener: TcpListener,
-    dns: Weak<Inner>,
-    check: &'static str,
-    stop: CancellationToken,
-) {
+async fn serve_tcp(listener: TcpListener, dns: Weak<Inner>, label: Label, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -143,7 +185,12 @@ async fn serve_tcp(
         };
         match accepted {
             Ok((stream, peer)) if peer.ip().is_loopback() => {
-                tokio::spawn(serve_connection(stream, dns.clone(), check, stop.clone()));
+                tokio::spawn(serve_connection(
+                    stream,
+                    dns.clone(),
+                    label.clone(),
+                    stop.clone(),
+                ));
             }
             Ok(_) => {}
             Err(e) => {
@@ -158,7 +205,7 @@ async fn serve_tcp(
 async fn serve_connection(
     mut stream: TcpStream,
     dns: Weak<Inner>,
-    check: &'static str,
+    label: Label,
     stop: CancellationToken,
 ) {
     loop {
@@ -179,7 +226,7 @@ async fn serve_connection(
         let (Ok(request), Some(dns)) = (Message::from_vec(&body), Dns::upgrade(&dns)) else {
             return;
         };
-        let reply = respond(&dns, check, &request).await;
+        let reply = respond(&dns, &label, &request).await;
         let Some(bytes) = encode(reply, u16::MAX) else {
             return;
         };
@@ -198,7 +245,7 @@ async fn serve_connection(
 /// The response to one request: the shared resolver's answer, NXDOMAIN/NODATA as such, any
 /// failure (timeout, unavailable, SERVFAIL, error) as SERVFAIL, which mail-auth reads as a
 /// temporary error.
-async fn respond(dns: &Dns, check: &'static str, request: &Message) -> Message {
+async fn respond(dns: &Dns, label: &Label, request: &Message) -> Message {
     let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
     reply.metadata.recursion_desired = request.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
@@ -220,10 +267,17 @@ async fn respond(dns: &Dns, check: &'static str, request: &Message) -> Message {
             return reply;
         }
     };
-    match dns
-        .answer(check, question.name().clone(), question.query_type())
-        .await
-    {
+    let key = (
+        request.metadata.id,
+        question.name().clone(),
+        question.query_type(),
+    );
+    let first = label.asking.enter(&key);
+    let answer = dns
+        .answer(first.then_some(label.check), key.1.clone(), key.2)
+        .await;
+    label.asking.leave(&key);
+    match answer {
         Answer::Records { records, expires } => {
             let left = expires.saturating_duration_since(Instant::now()).as_secs();
             let ttl = u32::try_from(left).unwrap_or(u32::MAX);

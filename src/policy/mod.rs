@@ -11,6 +11,8 @@ mod fingerprint;
 mod headers;
 mod live;
 pub mod offline;
+#[cfg(test)]
+mod stage_deadline_tests;
 mod verdict;
 
 pub use check::Check;
