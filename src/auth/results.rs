@@ -169,6 +169,13 @@ impl Authenticator {
                 outcome.dmarc = Some(DmarcCheck::timed_out(&from_domain));
                 outcome.message_results =
                     ";\r\n\tdkim=temperror (timed out);\r\n\tarc=temperror (timed out)".to_owned();
+                if crate::config::is_plausible_hostname(&from_domain) {
+                    // DMARC could not be evaluated either: say so rather than leave it out
+                    // (only for a domain that cannot bend the header's syntax).
+                    outcome.message_results.push_str(&format!(
+                        ";\r\n\tdmarc=temperror (timed out) header.from={from_domain}"
+                    ));
+                }
             }
         }
     }
