@@ -64,7 +64,10 @@ impl Dns {
 /// takes longer than a third of a second; such a duplicate is answered but not counted as
 /// another lookup.
 #[derive(Clone, Default)]
-struct Asking(Arc<Mutex<HashMap<(u16, Name, RecordType), usize>>>);
+struct Asking(Arc<Mutex<HashMap<Question, usize>>>);
+
+/// A request's id and question.
+type Question = (u16, Name, RecordType);
 
 /// The `check` label of one responder and its questions in progress.
 #[derive(Clone)]
@@ -75,14 +78,14 @@ struct Label {
 
 impl Asking {
     /// Registers a request; true when it is the first for its question.
-    fn enter(&self, key: &(u16, Name, RecordType)) -> bool {
+    fn enter(&self, key: &Question) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let count = map.entry(key.clone()).or_insert(0);
         *count += 1;
         *count == 1
     }
 
-    fn leave(&self, key: &(u16, Name, RecordType)) {
+    fn leave(&self, key: &Question) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = map.get_mut(key) {
             *count -= 1;

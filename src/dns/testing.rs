@@ -327,7 +327,7 @@ impl RequestHandler for Handler {
                         metadata,
                         std::iter::empty(),
                         std::iter::empty(),
-                        soa.into_iter(),
+                        soa,
                         std::iter::empty(),
                     );
                     response_handle.send_response(response).await
