@@ -92,7 +92,7 @@ fn a_silent_resolver_is_marked_down_once_and_later_sessions_do_not_ask_it() {
     send(&gw, &internal, "a@sender.test", "first@test");
     let s = scrape(admin_port(&gw));
     assert_eq!(s.value("mxguard_dns_up", &[]), 0.0);
-    assert!(s.value("mxguard_dns_lookups_total", &[("result", "timeout")]) >= 3.0);
+    assert!(s.value("mxguard_dns_lookups_total", &[("result", "timeout")]) >= 1.0);
     let asked = zone.dns.queries();
 
     let rules = send(&gw, &internal, "b@other-sender.test", "second@test");

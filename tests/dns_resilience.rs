@@ -1,8 +1,9 @@
 //! DNS that degrades gracefully, against the in-process test DNS server behind a lossy UDP
 //! proxy (written here), a silent server and a port nobody listens on: retransmission of
 //! lost queries, the negative-caching floor, one query in flight per name and type, refused
-//! ports failing at once, the health tracker (down after consecutive timeouts, unavailable
-//! without asking, probed back up), and mail-auth's lookups on the same path. Assertions are
+//! ports failing at once, the health tracker (down after a timeout the resolver answered
+//! nothing during, or after `down_after` failures in a row; unavailable without asking;
+//! probed back up), and mail-auth's lookups on the same path. Assertions are
 //! on outcomes, counters and what reached the server, never on elapsed time.
 
 use mxguard::auth::{AuthOutcome, Authenticator, SpfResult};
@@ -287,22 +288,20 @@ async fn a_refused_port_fails_at_once_with_an_error_not_a_timeout() {
 }
 
 #[tokio::test]
-async fn a_dead_resolver_is_marked_down_and_then_not_asked() {
+async fn one_timeout_without_any_answer_marks_a_silent_resolver_down_and_it_is_not_asked_again() {
     let server = zone().await;
     let proxy = LossyProxy::start(server.addr(), 0, 1).await;
     let config = DnsConfig {
         timeout: Duration::from_millis(200),
         retransmit: Duration::from_millis(50),
         attempts: 2,
-        down_after: 3,
+        down_after: 100,
         ..config(proxy.addr)
     };
     let (dns, metrics) = resolver(&config);
     assert_eq!(metrics.dns_up.get(), 1);
-    for name in ["a.test", "b.test", "c.test"] {
-        assert_eq!(dns.lookup_a("dnsbl", name).await, Outcome::Timeout);
-    }
-    assert!(dns.is_down());
+    assert_eq!(dns.lookup_a("dnsbl", "a.test").await, Outcome::Timeout);
+    assert!(dns.is_down(), "it answered nothing while the lookup waited");
     assert_eq!(metrics.dns_up.get(), 0);
     assert!(metrics.render().contains("mxguard_dns_up 0"), "exported");
     let asked = proxy.received();
@@ -316,6 +315,50 @@ async fn a_dead_resolver_is_marked_down_and_then_not_asked() {
     assert_eq!(proxy.received(), asked, "nothing reached the dead resolver");
     assert_eq!(lookups(&metrics, "dnsbl", "unavailable"), 3);
     assert_eq!(lookups(&metrics, "helo", "unavailable"), 1);
+}
+
+#[tokio::test]
+async fn a_timeout_while_the_resolver_answers_other_questions_does_not_mark_it_down() {
+    let server = zone().await;
+    // Only the very first transmission is lost, and it is not sent again.
+    let proxy = LossyProxy::start(server.addr(), 1, 0).await;
+    let config = DnsConfig {
+        timeout: Duration::from_millis(300),
+        retransmit: Duration::from_millis(300),
+        attempts: 1,
+        down_after: 100,
+        ..config(proxy.addr)
+    };
+    let (dns, _) = resolver(&config);
+    let (lost, answered) = tokio::join!(
+        dns.lookup_a("dnsbl", "lost.test"),
+        dns.lookup_a("dnsbl", "mx.sender.test")
+    );
+    assert_eq!(lost, Outcome::Timeout);
+    assert!(matches!(answered, Outcome::Found(_)), "{answered:?}");
+    assert!(
+        !dns.is_down(),
+        "the resolver answered while the lost query waited"
+    );
+}
+
+#[tokio::test]
+async fn refusals_in_a_row_mark_the_resolver_down_after_down_after() {
+    let config = DnsConfig {
+        down_after: 3,
+        ..config(closed_port())
+    };
+    let (dns, metrics) = resolver(&config);
+    for name in ["a.test", "b.test", "c.test"] {
+        assert!(matches!(
+            dns.lookup_a("dnsbl", name).await,
+            Outcome::Error(_)
+        ));
+    }
+    assert!(dns.is_down());
+    assert_eq!(dns.lookup_a("dnsbl", "d.test").await, Outcome::Unavailable);
+    assert_eq!(lookups(&metrics, "dnsbl", "error"), 3);
+    assert_eq!(metrics.dns_up.get(), 0);
 }
 
 #[tokio::test]
@@ -345,14 +388,11 @@ async fn a_background_probe_marks_the_resolver_up_again() {
         timeout: Duration::from_millis(200),
         retransmit: Duration::from_millis(50),
         attempts: 2,
-        down_after: 2,
         down_backoff: Duration::from_millis(100),
         ..config(proxy.addr)
     };
     let (dns, metrics) = resolver(&config);
-    for name in ["a.test", "b.test"] {
-        assert_eq!(dns.lookup_a("dnsbl", name).await, Outcome::Timeout);
-    }
+    assert_eq!(dns.lookup_a("dnsbl", "a.test").await, Outcome::Timeout);
     assert!(dns.is_down());
     let asked = proxy.received();
     assert!(

@@ -29,8 +29,9 @@ pub struct DnsConfig {
     /// All DNS checks of one SMTP stage together never take longer than this.
     #[serde(with = "humantime_serde")]
     pub stage_deadline: Duration,
-    /// Consecutive lookups without an answer (timed out or unreachable) after which the
-    /// resolver is marked down and lookups answer "unavailable" at once.
+    /// Consecutive lookups without an answer (timed out, refused or unreachable) after
+    /// which the resolver is marked down and lookups answer "unavailable" at once. A lookup
+    /// that timed out while the resolver answered nothing at all marks it down by itself.
     pub down_after: u32,
     /// How long the resolver stays marked down before a background probe asks it again
     /// (and again after each unanswered probe).

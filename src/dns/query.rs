@@ -5,7 +5,7 @@
 //! same question again and again.
 
 use super::cache::TtlCache;
-use super::health::Health;
+use super::health::{Failure, Health};
 use super::transport::{ExchangeError, Transport};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hickory_resolver::proto::op::{Message, ResponseCode};
@@ -128,6 +128,7 @@ impl Core {
 
     /// Asks the servers, caches what can be cached, and keeps the health count.
     async fn ask(self: &Arc<Self>, (name, rtype): &Key) -> Answer {
+        let asked = Instant::now();
         match self.transport.exchange(name, *rtype).await {
             Ok(message) => {
                 self.health.answered();
@@ -141,15 +142,19 @@ impl Core {
                 }
                 answer
             }
-            Err(e) => {
-                if !matches!(e, ExchangeError::Query(_)) && self.health.failed() {
+            Err(ExchangeError::Timeout) => {
+                if self.health.failed(Failure::Timeout { asked }) {
                     self.start_probe();
                 }
-                match e {
-                    ExchangeError::Timeout => Answer::Timeout,
-                    other => Answer::Error(other.to_string().into()),
-                }
+                Answer::Timeout
             }
+            Err(e @ ExchangeError::Unreachable(_)) => {
+                if self.health.failed(Failure::Unreachable) {
+                    self.start_probe();
+                }
+                Answer::Error(e.to_string().into())
+            }
+            Err(e @ ExchangeError::Query(_)) => Answer::Error(e.to_string().into()),
         }
     }
 
