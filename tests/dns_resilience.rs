@@ -509,3 +509,22 @@ async fn spf_against_a_refused_port_is_a_temperror_without_waiting() {
     assert_eq!(lookups(&metrics, "spf", "error"), 1);
     assert_eq!(lookups(&metrics, "spf", "timeout"), 0);
 }
+
+#[tokio::test]
+async fn localhost_and_loopback_addresses_are_answered_without_a_query() {
+    let server = zone().await;
+    let (dns, _) = resolver(&config(server.addr()));
+    assert_eq!(
+        dns.lookup_ptr("fcrdns", "127.0.0.1".parse().expect("ip"))
+            .await,
+        Outcome::Found(vec!["localhost".to_owned()])
+    );
+    assert_eq!(
+        dns.lookup_ip("fcrdns", "localhost").await,
+        Outcome::Found(vec![
+            "127.0.0.1".parse().expect("ip"),
+            "::1".parse().expect("ip")
+        ])
+    );
+    assert_eq!(server.queries(), 0);
+}

@@ -15,6 +15,7 @@ mod cache;
 pub mod deadline;
 pub mod dnsbl;
 mod health;
+mod local;
 mod outcome;
 mod query;
 pub mod resolver;

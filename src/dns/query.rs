@@ -82,8 +82,12 @@ impl Core {
         }
     }
 
-    /// The answer to `rtype` records of `name` (absolute).
+    /// The answer to `rtype` records of `name` (absolute): local names first, then the
+    /// cache, the health gate, the query in flight or a new one.
     pub(crate) async fn resolve(self: &Arc<Self>, name: Name, rtype: RecordType) -> Answer {
+        if let Some(answer) = super::local::answer(&name, rtype) {
+            return answer;
+        }
         let key = (name, rtype);
         if let Some((answer, _)) = self.cache.get(&key) {
             return answer;
