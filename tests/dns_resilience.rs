@@ -528,3 +528,45 @@ async fn localhost_and_loopback_addresses_are_answered_without_a_query() {
     );
     assert_eq!(server.queries(), 0);
 }
+
+#[tokio::test]
+async fn an_answer_too_big_for_udp_comes_over_tcp() {
+    let long = "v=spf1 ".to_owned() + &"include:a-rather-long-name.example ".repeat(120) + "-all";
+    let server = TestDns::builder()
+        .txt("big.test", &long)
+        .start()
+        .await
+        .expect("server");
+    let (dns, _) = resolver(&config(server.addr()));
+    assert_eq!(
+        dns.lookup_txt("spf", "big.test").await,
+        Outcome::Found(vec![long])
+    );
+}
+
+#[tokio::test]
+async fn spf_reads_a_record_too_big_for_udp_through_the_shared_path() {
+    // 300 mechanisms, the client's address last: only the whole record passes it.
+    let mechanisms: String = (0..300)
+        .map(|i| format!("ip4:198.51.{}.{} ", i / 250, i % 250))
+        .collect();
+    let record = format!("v=spf1 {mechanisms}ip4:192.0.2.25 -all");
+    let server = TestDns::builder()
+        .txt("big.test", &record)
+        .start()
+        .await
+        .expect("server");
+    let (dns, metrics) = resolver(&config(server.addr()));
+    let auth = Authenticator::new(&dns).expect("authenticator");
+    let check = auth
+        .spf_mail_from(
+            "192.0.2.25".parse().expect("ip"),
+            "mx.big.test",
+            "a@big.test",
+            "mx.gw.test",
+            auth.deadline(None),
+        )
+        .await;
+    assert_eq!(check.result, SpfResult::Pass);
+    assert_eq!(lookups(&metrics, "spf", "ok"), 1);
+}

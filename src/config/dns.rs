@@ -68,6 +68,9 @@ impl DnsConfig {
         } else if self.retransmit > self.timeout {
             problems.bad("dns.retransmit", "must not be longer than dns.timeout");
         }
+        if self.negative_ttl_min > Duration::from_secs(86_400) {
+            problems.bad("dns.negative_ttl_min", "must not be longer than 1 day");
+        }
         if self.stage_deadline.is_zero() {
             problems.bad("dns.stage_deadline", "must be greater than 0");
         }
@@ -102,6 +105,7 @@ mod tests {
             retransmit: Duration::from_secs(3),
             down_after: 0,
             down_backoff: Duration::ZERO,
+            negative_ttl_min: Duration::from_secs(7 * 86_400),
             ..DnsConfig::default()
         };
         let lines = problems(&config).join("\n");
@@ -110,6 +114,7 @@ mod tests {
             "dns.retransmit",
             "dns.down_after",
             "dns.down_backoff",
+            "dns.negative_ttl_min",
         ] {
             assert!(lines.contains(key), "{key} missing from {lines}");
         }

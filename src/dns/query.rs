@@ -158,6 +158,11 @@ impl Core {
                 }
                 Answer::Error(e.to_string().into())
             }
+            Err(e @ ExchangeError::Truncated(_)) => {
+                // The server answered: that is a sign of life, not of trouble.
+                self.health.answered();
+                Answer::Error(e.to_string().into())
+            }
             Err(e @ ExchangeError::Query(_)) => Answer::Error(e.to_string().into()),
         }
     }

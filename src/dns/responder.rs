@@ -172,7 +172,7 @@ async fn serve_udp(
         let socket = socket.clone();
         let label = label.clone();
         tokio::spawn(async move {
-            let reply = respond(&dns, &label, &request).await;
+            let reply = respond(&dns, &label, &request, true).await;
             if let Some(bytes) = encode(reply, request.max_payload()) {
                 let _ = socket.send_to(&bytes, peer).await;
             }
@@ -229,7 +229,9 @@ async fn serve_connection(
         let (Ok(request), Some(dns)) = (Message::from_vec(&body), Dns::upgrade(&dns)) else {
             return;
         };
-        let reply = respond(&dns, &label, &request).await;
+        // mail-auth's resolver asks over TCP only after a truncated UDP answer, which was
+        // counted already.
+        let reply = respond(&dns, &label, &request, false).await;
         let Some(bytes) = encode(reply, u16::MAX) else {
             return;
         };
@@ -247,8 +249,8 @@ async fn serve_connection(
 
 /// The response to one request: the shared resolver's answer, NXDOMAIN/NODATA as such, any
 /// failure (timeout, unavailable, SERVFAIL, error) as SERVFAIL, which mail-auth reads as a
-/// temporary error.
-async fn respond(dns: &Dns, label: &Label, request: &Message) -> Message {
+/// temporary error. `count`: whether this request is a lookup of its own in the metrics.
+async fn respond(dns: &Dns, label: &Label, request: &Message, count: bool) -> Message {
     let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
     reply.metadata.recursion_desired = request.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
@@ -277,7 +279,7 @@ async fn respond(dns: &Dns, label: &Label, request: &Message) -> Message {
     );
     let first = label.asking.enter(&key);
     let answer = dns
-        .answer(first.then_some(label.check), key.1.clone(), key.2)
+        .answer((first && count).then_some(label.check), key.1.clone(), key.2)
         .await;
     label.asking.leave(&key);
     match answer {

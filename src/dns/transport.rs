@@ -36,6 +36,10 @@ pub(crate) enum ExchangeError {
     /// Every server refused the datagram or could not be reached (ICMP, no route).
     #[error("name server unreachable: {0}")]
     Unreachable(String),
+    /// The server answered over UDP with a truncated answer and the TCP retry failed: the
+    /// server lives, but this answer could not be had.
+    #[error("truncated answer, and TCP failed: {0}")]
+    Truncated(String),
     /// The question could not be encoded.
     #[error("cannot encode the query: {0}")]
     Query(String),
@@ -189,7 +193,10 @@ impl Transport {
                             match answer.filter(|a| answers(query, a)) {
                                 Some(answer) if answer.metadata.truncation => {
                                     let addr = self.servers[index].addr;
-                                    break tcp_exchange(addr, query, deadline).await;
+                                    self.servers[index].failures.store(0, Ordering::Relaxed);
+                                    break tcp_exchange(addr, query, deadline)
+                                        .await
+                                        .map_err(|e| ExchangeError::Truncated(e.to_string()));
                                 }
                                 Some(answer) if is_error_answer(&answer)
                                     && legs.iter().enumerate().any(|(i, l)| i != index && !l.done) =>
@@ -220,7 +227,10 @@ impl Transport {
                 }
             }
         };
-        if result.is_err() {
+        if matches!(
+            result,
+            Err(ExchangeError::Timeout | ExchangeError::Unreachable(_))
+        ) {
             self.note_silence(&legs, None);
         }
         result
