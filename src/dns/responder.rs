@@ -279,7 +279,11 @@ async fn respond(dns: &Dns, label: &Label, request: &Message, count: bool) -> Me
     );
     let first = label.asking.enter(&key);
     let answer = dns
-        .answer((first && count).then_some(label.check), key.1.clone(), key.2)
+        .answer(
+            (first && count).then_some(label.check),
+            key.1.clone(),
+            key.2,
+        )
         .await;
     label.asking.leave(&key);
     match answer {
