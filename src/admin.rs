@@ -7,9 +7,11 @@
 //! last. Nothing it does can stop the gateway: a failed connection or request is logged
 //! and forgotten.
 
+use crate::config::OnFailure;
 use crate::metrics::Metrics;
 use crate::policy::{LivePolicy, Policy};
 use crate::spool::Spool;
+use crate::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -41,6 +43,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The spool `/healthz` probes.
     pub spool: Arc<Spool>,
+    /// The state backend whose health `/healthz` reports.
+    pub state: Option<State>,
     /// Cancelled when the gateway starts draining: `/healthz` turns 503.
     pub shutdown: CancellationToken,
 }
@@ -140,7 +144,12 @@ async fn respond(
         }
         "/healthz" => {
             let (status, body) = health(state).await;
-            let mut r = text(status, body);
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             r.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
@@ -157,18 +166,40 @@ async fn respond(
 
 /// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
 /// a write (the gateway would answer 452 to every message).
-async fn health(state: &AdminState) -> (StatusCode, &'static str) {
+/// A state backend that is down turns it to 503 only with `on_failure = "closed"` (then
+/// mail needing state is tempfailed); with `"open"` the gateway still accepts mail, so it
+/// stays 200 and the detail line says so.
+async fn health(state: &AdminState) -> (StatusCode, String) {
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
     }
     let spool = state.spool.clone();
     let writable = tokio::task::spawn_blocking(move || spool.writable())
         .await
         .unwrap_or(false);
     if !writable {
-        return (StatusCode::SERVICE_UNAVAILABLE, "spool not writable\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "spool not writable\n".into(),
+        );
     }
-    (StatusCode::OK, "ok\n")
+    let Some(backend) = &state.state else {
+        return (StatusCode::OK, "ok\n".into());
+    };
+    let kind = backend.kind();
+    if backend.health().is_up() {
+        return (StatusCode::OK, format!("ok\nstate: {kind} up\n"));
+    }
+    match backend.on_failure() {
+        OnFailure::Open => (
+            StatusCode::OK,
+            format!("ok\nstate: {kind} down (failing open)\n"),
+        ),
+        OnFailure::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state backend down\nstate: {kind} down (failing closed)\n"),
+        ),
+    }
 }
 
 /// The `/policy` document: what a tier comparison needs to tell two gateways apart.

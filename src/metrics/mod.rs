@@ -55,6 +55,16 @@ pub struct Metrics {
     pub policy_reloads_total: IntCounterVec,
     /// Unix time the active policy was built.
     pub policy_last_reload_timestamp_seconds: Gauge,
+    /// Failed state backend calls, by operation.
+    pub state_errors_total: IntCounterVec,
+    /// 1 while the state backend answers, 0 while it does not.
+    pub state_up: IntGauge,
+    /// Time one state backend call took, by operation.
+    pub state_duration_seconds: HistogramVec,
+    /// Greylisting decisions, by result (new, early, passed, exempt).
+    pub greylist_total: IntCounterVec,
+    /// Rate-limit decisions, by limit name and result (ok, over, unavailable).
+    pub ratelimit_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -141,7 +151,38 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(dns_lookup_duration_seconds.clone()));
 
+        let state_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mxguard_state_duration_seconds",
+                "Time one state backend call took.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 4.0, 9).unwrap_or_default()),
+            &["op"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(state_duration_seconds.clone()));
+
         let metrics = Metrics {
+            state_duration_seconds,
+            state_errors_total: counter_vec(
+                "mxguard_state_errors_total",
+                "State backend calls that failed or timed out, by operation.",
+                &["op"],
+            ),
+            state_up: gauge(
+                "mxguard_state_up",
+                "1 while the state backend answers, 0 while it does not.",
+            ),
+            greylist_total: counter_vec(
+                "mxguard_greylist_total",
+                "Greylisting decisions by result (new, early, passed, exempt).",
+                &["result"],
+            ),
+            ratelimit_total: counter_vec(
+                "mxguard_ratelimit_total",
+                "Rate-limit decisions by limit and result (ok, over, unavailable).",
+                &["name", "result"],
+            ),
             check_duration_seconds,
             dns_lookup_duration_seconds,
             dns_lookups_total: counter_vec(
@@ -245,6 +286,9 @@ impl Metrics {
         }
         for result in ["exists", "unknown", "unavailable", "cached"] {
             self.callouts_total.with_label_values(&[result]);
+        }
+        for result in ["new", "early", "passed", "exempt"] {
+            self.greylist_total.with_label_values(&[result]);
         }
     }
 

@@ -63,6 +63,10 @@ pub struct ClientInfo {
     pub dnsbl_total: f64,
     /// Zones listing the client (with positive weight).
     pub dnsbl_listed: Vec<String>,
+    /// Inside `policy.trusted_networks`: no client check runs.
+    pub trusted: bool,
+    /// Inside `policy.allow_networks`: no client check and no greylisting.
+    pub allowlisted: bool,
     /// Symbols of the connect stage: they count in every transaction of the session.
     pub connect_symbols: Vec<SymbolHit>,
     /// Symbols of the last HELO/EHLO: they count in every transaction after it.
@@ -81,6 +85,8 @@ impl ClientInfo {
             ptr: None,
             dnsbl_total: 0.0,
             dnsbl_listed: Vec::new(),
+            trusted: false,
+            allowlisted: false,
             connect_symbols: Vec::new(),
             helo_symbols: Vec::new(),
         }
@@ -152,6 +158,14 @@ impl Context {
             .extend(self.client.connect_symbols.iter().cloned());
         self.symbols
             .extend(self.client.helo_symbols.iter().cloned());
+    }
+
+    /// Records a symbol once per transaction (for markers such as `STATE_UNAVAILABLE`
+    /// that several checks may raise).
+    pub fn hit_once(&mut self, name: &str, score: f64) {
+        if !self.symbols.iter().any(|s| s.name == name) {
+            self.hit(name, score);
+        }
     }
 
     /// Records a symbol.

@@ -22,9 +22,21 @@ pub use verdict::{Decision, Verdict};
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    authentication, client_behaviour, dnsbl, fcrdns, gtube, helo, recipients, relay_control,
-    rules as rules_check, sender_domain, size, uribl,
+    authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
+    recipients, relay_control, rules as rules_check, sender_domain, size, uribl,
 };
+
+/// Checks about the client rather than the message: trusted and allowlisted clients
+/// (`policy.trusted_networks`, `allow_networks`) skip them.
+const CLIENT_CHECKS: [&str; 7] = [
+    "dnsbl",
+    "dnsbl_verdict",
+    "fcrdns",
+    "helo",
+    "client_behaviour",
+    "greylist",
+    "ratelimit",
+];
 use std::sync::Arc;
 
 /// Why a policy snapshot could not be built.
@@ -48,6 +60,10 @@ pub struct Services {
     pub dns: Option<crate::dns::Dns>,
     /// SPF/DKIM/DMARC/ARC on the shared resolver.
     pub auth: Option<crate::auth::Authenticator>,
+    /// The state backend; without it greylisting and rate limits are left out.
+    pub state: Option<crate::state::State>,
+    /// Where greylisting and rate limits count their decisions.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -90,6 +106,11 @@ impl Policy {
         let p = &config.policy;
         let tempfail = |check: &str| p.dns_tempfail.iter().any(|c| c == check);
         let mut checks: Vec<Box<dyn Check>> = Vec::new();
+        checks.push(Box::new(networks::ClientNetworks::new(
+            p.trusted_networks.clone(),
+            p.allow_networks.clone(),
+            p.deny_networks.clone(),
+        )));
         if let Some(dns) = &dns {
             if !p.dnsbl.is_empty() {
                 checks.push(Box::new(dnsbl::DnsLists::new(
@@ -126,6 +147,17 @@ impl Policy {
                 tempfail("helo"),
             )));
         }
+        let gl = &config.greylist;
+        if let Some(state) = &services.state {
+            for limit in &config.ratelimits {
+                checks.push(Box::new(ratelimit::RateLimit::new(
+                    state.clone(),
+                    limit.clone(),
+                    (gl.ipv4_prefix, gl.ipv6_prefix),
+                    services.metrics.clone(),
+                )));
+            }
+        }
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
@@ -141,6 +173,18 @@ impl Policy {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
+        let greylisting = services.state.as_ref().filter(|_| gl.enabled).map(|state| {
+            greylist::Greylist::new(state.clone(), gl.clone(), services.metrics.clone())
+        });
+        // At RCPT greylisting comes after recipient verification: an unknown recipient
+        // is refused for good, not greylisted first.
+        let greylisting = match greylisting {
+            Some(g) if gl.stage == crate::config::GreylistStage::Rcpt => {
+                checks.push(Box::new(g));
+                None
+            }
+            other => other,
+        };
         checks.push(Box::new(client_behaviour::ClientBehaviour));
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::MessageAuth::new(
@@ -161,6 +205,10 @@ impl Policy {
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {
             checks.push(Box::new(rules_check::RulesCheck::new(rules.clone())));
+        }
+        // Score-aware greylisting needs the final score.
+        if let Some(g) = greylisting {
+            checks.push(Box::new(g));
         }
         let fingerprint = fingerprint::compute(&config, rules.as_deref());
         Ok(Policy {
@@ -228,7 +276,11 @@ impl Policy {
     }
 
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {
-        for check in self.checks.iter().filter(|c| c.stage() == stage) {
+        let skip_client_checks = ctx.client.trusted || ctx.client.allowlisted;
+        let runs = |c: &dyn Check| {
+            c.stage() == stage && !(skip_client_checks && CLIENT_CHECKS.contains(&c.name()))
+        };
+        for check in self.checks.iter().filter(|c| runs(c.as_ref())) {
             let started = std::time::Instant::now();
             let decision = check.run(ctx).await;
             if let Some(h) = &self.check_duration {
