@@ -292,6 +292,27 @@ impl SmtpClient {
         self.read_reply()
     }
 
+    /// Like [`SmtpClient::send_mail`], but a refusal at any step is the answer: the first
+    /// reply that is not the expected one (MAIL/RCPT 250, DATA 354), else the final reply.
+    pub fn try_send_mail(&mut self, from: &str, rcpts: &[&str], msg: &[u8]) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        if r.code != 250 {
+            return r;
+        }
+        for rcpt in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+            if r.code != 250 {
+                return r;
+            }
+        }
+        let r = self.cmd("DATA");
+        if r.code != 354 {
+            return r;
+        }
+        self.send(&dot_stuffed(msg));
+        self.read_reply()
+    }
+
     /// Sends QUIT and checks 221 (the connection may already be gone: then nothing).
     pub fn quit(mut self) {
         if let Ok(r) = self.try_cmd("QUIT") {

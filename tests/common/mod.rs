@@ -17,6 +17,7 @@ mod gateway_config;
 mod internal_server;
 mod message;
 mod process;
+mod redis;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
 #[allow(unused_imports)]
@@ -33,6 +34,8 @@ pub use internal_server::*;
 pub use message::*;
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use redis::*;
 
 use std::fs;
 use std::net::TcpListener;
