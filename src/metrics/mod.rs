@@ -290,6 +290,11 @@ impl Metrics {
         for result in ["new", "early", "passed", "exempt"] {
             self.greylist_total.with_label_values(&[result]);
         }
+        for op in [
+            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "ping",
+        ] {
+            self.state_errors_total.with_label_values(&[op]);
+        }
     }
 
     /// Renders the registry in the Prometheus text format.
