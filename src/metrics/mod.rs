@@ -291,7 +291,7 @@ impl Metrics {
             self.greylist_total.with_label_values(&[result]);
         }
         for op in [
-            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "ping",
+            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",
         ] {
             self.state_errors_total.with_label_values(&[op]);
         }
