@@ -21,6 +21,7 @@ pub mod rules;
 pub mod smtp;
 pub mod spool;
 pub mod state;
+pub mod tier;
 
 use async_trait::async_trait;
 use config::{Config, DnsConfig};
@@ -96,6 +97,7 @@ impl ServiceSet {
         metrics: &Arc<Metrics>,
         probe: Arc<relay::Callout>,
         state: Option<state::State>,
+        tier: Option<Arc<tier::Tier>>,
     ) -> ServiceSet {
         // One resolver for every DNS check; without one (no usable system resolver and no
         // dns.nameservers) the DNS checks are left out, loudly.
@@ -115,6 +117,7 @@ impl ServiceSet {
                 auth,
                 state,
                 metrics: Some(metrics.clone()),
+                tier,
             },
         }
     }
@@ -126,6 +129,15 @@ impl ServiceSet {
                 tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
             }
             self.services.state = Some(state.reconfigured(&config.state));
+        }
+    }
+
+    /// The tier with the peers and settings of a reloaded configuration.
+    fn follow_tier(&self, config: &Config) {
+        match (&self.services.tier, &config.tier) {
+            (Some(tier), Some(t)) => tier.reconfigure(t.clone()),
+            (None, None) => {}
+            _ => tracing::warn!("[tier] added or removed: that needs a restart"),
         }
     }
 }
@@ -158,9 +170,11 @@ impl Gateway {
                 if set.dns_config != config.dns {
                     tracing::info!("[dns] changed: new resolver");
                     let state = set.services.state.clone();
-                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state);
+                    let tier = set.services.tier.clone();
+                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state, tier);
                 }
                 set.follow_state(&config);
+                set.follow_tier(&config);
                 build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {
@@ -170,6 +184,9 @@ impl Gateway {
                     .policy_info
                     .remove_label_values(&[old.fingerprint()]);
                 record_policy(metrics, &policy);
+                if let Some(tier) = &self.services().services.tier {
+                    tier.set_fingerprint(policy.fingerprint());
+                }
                 metrics
                     .policy_reloads_total
                     .with_label_values(&["success"])
@@ -236,9 +253,26 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
-    let set = ServiceSet::build(&config, &metrics, callout.clone(), Some(state.clone()));
+    let tier = config
+        .tier
+        .clone()
+        .map(|t| tier::Tier::new(t, Some(state.clone()), metrics.clone()));
+    let set = ServiceSet::build(
+        &config,
+        &metrics,
+        callout.clone(),
+        Some(state.clone()),
+        tier.clone(),
+    );
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
+    if let Some(tier) = &tier {
+        tier.set_fingerprint(policy.fingerprint());
+        // The first round runs before the listeners open, so a backup knows at once
+        // whether its primaries are up.
+        tier.round().await;
+        tokio::spawn(tier.clone().run(state_watch.clone()));
+    }
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {

@@ -16,6 +16,7 @@ mod recipients;
 mod relay;
 mod server;
 mod state;
+mod tier;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
@@ -30,6 +31,7 @@ pub use recipients::RecipientList;
 pub use relay::{RecipientsConfig, RelayConfig, RelayTls};
 pub use server::{BareLineEnding, Limits, ServerConfig, TlsFiles};
 pub use state::{OnFailure, StateBackendConfig, StateConfig};
+pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret};
 
 use problems::Problems;
 use serde::Deserialize;
@@ -86,6 +88,8 @@ pub struct Config {
     pub greylist: GreylistConfig,
     /// Rate limits (`[[ratelimit]]`), in file order.
     pub ratelimits: Vec<RateLimitConfig>,
+    /// This gateway's MX tier, when it is part of one.
+    pub tier: Option<TierConfig>,
     /// Admin listener.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -122,6 +126,7 @@ struct RawConfig {
     state: state::RawState,
     greylist: greylist::RawGreylist,
     ratelimit: Vec<ratelimit::RawRateLimit>,
+    tier: Option<tier::RawTier>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
 }
@@ -147,6 +152,9 @@ impl Config {
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
         let spool = raw.spool.validate();
+        let tier = raw
+            .tier
+            .and_then(|t| t.validate(&server.hostname, &mut problems));
         let config = Config {
             path: path.to_owned(),
             server,
@@ -156,6 +164,7 @@ impl Config {
             policy: raw.policy.validate(&mut problems),
             greylist: raw.greylist.validate(&mut problems),
             ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
+            tier,
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),

@@ -14,4 +14,5 @@ pub mod relay_control;
 pub mod rules;
 pub mod sender_domain;
 pub mod size;
+pub mod tier;
 pub mod uribl;
