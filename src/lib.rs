@@ -241,7 +241,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_start: impl FnOnce(Gateway),
 ) -> Result<(), ServeError> {
+    let started = std::time::SystemTime::now();
     let config = Arc::new(config);
+    let journal = Arc::new(policy::Journal::default());
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
@@ -294,6 +296,7 @@ pub async fn serve(
         tls,
         shutdown: shutdown.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
+        journal: journal.clone(),
     });
     // Stopped last: `/healthz` answers 503 while the sessions drain.
     let admin_stop = CancellationToken::new();
@@ -303,6 +306,9 @@ pub async fn serve(
             metrics: metrics.clone(),
             spool: spool.clone(),
             state: Some(state.clone()),
+            tier: tier.clone(),
+            journal: journal.clone(),
+            started,
             shutdown: shutdown.clone(),
         };
         tokio::spawn(admin::serve(l, admin_state, admin_stop.clone()))

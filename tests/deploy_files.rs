@@ -99,7 +99,10 @@ fn deploy_configs_pass_check_with_one_fingerprint() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut fingerprints = BTreeMap::new();
     for name in ["gw1", "gw2", "bk1"] {
-        let path = root.join(format!("deploy/{name}.toml")).display().to_string();
+        let path = root
+            .join(format!("deploy/{name}.toml"))
+            .display()
+            .to_string();
         let out = run_mxguard(etc.path(), &["check", "--config", &path]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(

@@ -9,6 +9,7 @@ mod checks;
 mod context;
 mod fingerprint;
 mod headers;
+pub mod journal;
 mod live;
 pub mod offline;
 mod verdict;
@@ -16,6 +17,7 @@ mod verdict;
 pub use check::Check;
 pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
 pub use context::{ClientInfo, Context, Stage, SymbolHit};
+pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
 pub use verdict::{Decision, Verdict};
 
@@ -258,6 +260,25 @@ impl Policy {
     /// SHA-256 (hex) of the effective policy: equal on every gateway that judges alike.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// Each hit with its score and its rule's description, highest score first: what
+    /// `scan --explain` and the tier console show.
+    pub fn explain(&self, hits: &[(String, f64)]) -> Vec<(f64, String, String)> {
+        let mut out: Vec<(f64, String, String)> = hits
+            .iter()
+            .map(|(name, score)| {
+                let description = self
+                    .rules
+                    .as_ref()
+                    .and_then(|r| r.description(name))
+                    .unwrap_or("")
+                    .to_owned();
+                (*score, name.clone(), description)
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        out
     }
 
     /// When this snapshot was built.
