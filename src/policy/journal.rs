@@ -116,14 +116,9 @@ mod tests {
     fn keeps_the_last_hundred_newest_first_and_counts_rules() {
         let j = Journal::default();
         for i in 0..150 {
-            j.record(
-                if i % 2 == 0 {
-                    Some(&format!("Q{i}"))
-                } else {
-                    None
-                },
-                judged(i as f64, &["A", "B"]),
-            );
+            let id = format!("Q{i}");
+            let queued = (i % 2 == 0).then_some(id.as_str());
+            j.record(queued, judged(i as f64, &["A", "B"]));
         }
         let recent = j.recent();
         assert_eq!(recent.len(), CAPACITY);
