@@ -16,6 +16,7 @@ mod gateway;
 mod gateway_config;
 mod internal_server;
 mod message;
+mod netns;
 mod process;
 mod redis;
 
@@ -32,6 +33,8 @@ pub use gateway_config::*;
 pub use internal_server::*;
 #[allow(unused_imports)]
 pub use message::*;
+#[allow(unused_imports)]
+pub use netns::*;
 #[allow(unused_imports)]
 pub use process::*;
 #[allow(unused_imports)]
