@@ -122,6 +122,24 @@ def resolver(kind):
 
 
 @contextlib.contextmanager
+def redis_server():
+    """A private redis-server on a free loopback port (nothing persisted); yields the port."""
+    require("redis-server", "redis-server")
+    port = free_port()
+    work = tempfile.mkdtemp(prefix="redis-bench-")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", work],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def smtp_sink():
     """Postfix's smtp-sink as the internal server; yields its port."""
     require("smtp-sink", "postfix")
@@ -135,10 +153,10 @@ def smtp_sink():
 
 
 @contextlib.contextmanager
-def gateway(sink_port, dns_port, extra="", binary=BIN):
+def gateway(sink_port, dns_port, extra="", binary=BIN, sections=""):
     """`binary` (the release build by default) relaying example.test to `sink_port`,
     resolving with `dns_port`, with the shipped rules plus `extra` TOML lines in
-    `[policy]`; yields (port, work dir)."""
+    `[policy]` and `sections` (whole TOML sections) at the end; yields (port, work dir)."""
     work = tempfile.mkdtemp(prefix="mxguard-bench-")
     port = free_port()
     cfg = os.path.join(work, "mxguard.toml")
@@ -161,6 +179,7 @@ level = "warn"
 [policy]
 rules_dir = "{ROOT}/rules"
 {extra}
+{sections}
 """)
     gw = subprocess.Popen([binary, "serve", "--config", cfg], stderr=open(os.path.join(work, "log"), "w"))
     try:

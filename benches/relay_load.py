@@ -2,7 +2,7 @@
 """End-to-end relay throughput: smtp-source -> mxguard -> smtp-sink.
 
 Usage: benches/relay_load.py [--sessions 20] [--messages 5000] [--size 4096] [--postfix]
-                             [--resolver unbound|dnsmasq] [--bin PATH]...
+                             [--resolver unbound|dnsmasq] [--bin PATH]... [--greylist-redis]
 
 Builds nothing: run `cargo build --release` first. Starts Postfix's smtp-sink as the
 internal server and the release binary on a private config and spool, sends the load with
@@ -16,9 +16,13 @@ figures come from the same machine and run.
 DNS goes to a private unbound that answers NXDOMAIN with an SOA (as a deployed gateway's
 local caching resolver does); `--resolver dnsmasq` answers NXDOMAIN without SOA, so
 nothing is negatively cached. `--bin` (repeatable) measures other builds of mxguard in
-the same run, e.g. before and after a change.
+the same run, e.g. before and after a change. `--greylist-redis` adds a private
+redis-server as the state backend with greylisting on, and lets the load's one triplet
+(sender@load.example → user@example.test from 127.0.0.1) pass greylisting before the
+load starts, so every message pays for a greylisting look-up in Redis.
 """
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -26,7 +30,9 @@ import sys
 import tempfile
 import time
 
-from benchlib import BIN, free_port, gateway, require, resolver, smtp_sink, wait_port
+import smtplib
+
+from benchlib import BIN, free_port, gateway, redis_server, require, resolver, smtp_sink, wait_port
 
 
 def count_files(path):
@@ -46,9 +52,37 @@ def run_source(args, port):
     return t0, time.time()
 
 
+GREYLIST = """
+[state]
+backend = "redis"
+redis = "redis://127.0.0.1:{port}/"
+[greylist]
+enabled = true
+delay = "1s"
+window = "1h"
+"""
+
+
+def pass_greylisting(port):
+    """Sends the load's triplet until greylisting lets it through."""
+    for _ in range(20):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("warmup.load.example")
+            s.mail("sender@load.example")
+            code, _ = s.rcpt("user@example.test")
+            if code == 250:
+                return
+        time.sleep(0.5)
+    sys.exit("the load's triplet never passed greylisting")
+
+
 def bench_mxguard(args, sink_port, binary=BIN):
     """The full shipped pipeline: DNS checks, SPF/DKIM/DMARC and every rule in rules/."""
-    with gateway(sink_port, args.dns_port, extra=args.policy, binary=binary) as (port, work):
+    sections = GREYLIST.format(port=args.redis_port) if args.redis_port else ""
+    with gateway(sink_port, args.dns_port, extra=args.policy, binary=binary,
+                 sections=sections) as (port, work):
+        if args.redis_port:
+            pass_greylisting(port)
         t0, t_accepted = run_source(args, port)
         queue = os.path.join(work, "spool", "queue")
         while count_files(queue) > 0:
@@ -135,11 +169,16 @@ def main():
     ap.add_argument("--policy", default="", help="extra [policy] TOML lines, e.g. 'auth = false'")
     ap.add_argument("--resolver", choices=["unbound", "dnsmasq"], default="unbound")
     ap.add_argument("--bin", action="append", default=[], help="mxguard binary (repeatable)")
+    ap.add_argument("--greylist-redis", action="store_true",
+                    help="greylisting on, state in a private redis-server, the triplet passed")
     args = ap.parse_args()
     require("smtp-source", "postfix")
     # Every DNS check runs against a local resolver: the benchmark never asks a resolver
     # outside the machine.
-    with resolver(args.resolver) as dns_port, smtp_sink() as sink_port:
+    with contextlib.ExitStack() as stack:
+        dns_port = stack.enter_context(resolver(args.resolver))
+        sink_port = stack.enter_context(smtp_sink())
+        args.redis_port = stack.enter_context(redis_server()) if args.greylist_redis else None
         args.dns_port = dns_port
         bins = args.bin or [BIN]
         runs = [

@@ -20,6 +20,8 @@ pub mod relay;
 pub mod rules;
 pub mod smtp;
 pub mod spool;
+pub mod state;
+pub mod tier;
 
 use async_trait::async_trait;
 use config::{Config, DnsConfig};
@@ -31,6 +33,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How often the state backend is pinged, so an outage is noticed without traffic.
+const STATE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Failures that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +52,9 @@ pub enum ServeError {
     /// The admin listener (`[metrics] listen`) could not be bound.
     #[error("metrics.listen: cannot bind {0}: {1}")]
     Admin(std::net::SocketAddr, std::io::Error),
+    /// The state store could not be opened.
+    #[error("state: {0}")]
+    State(#[from] state::StateError),
 }
 
 /// Why a reload was refused (the running policy stays active).
@@ -75,7 +83,8 @@ impl policy::RecipientProbe for relay::Callout {
 
 /// The services a policy is built with, and the `[dns]` section they were built from: a
 /// reload that changes `[dns]` gets a new resolver, one that does not keeps the old one
-/// (and its cache).
+/// (and its cache). The state backend is opened once; a reload only changes its timeout,
+/// failure mode and key prefix.
 #[derive(Debug)]
 struct ServiceSet {
     dns_config: DnsConfig,
@@ -83,7 +92,13 @@ struct ServiceSet {
 }
 
 impl ServiceSet {
-    fn build(config: &Config, metrics: &Arc<Metrics>, probe: Arc<relay::Callout>) -> ServiceSet {
+    fn build(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        probe: Arc<relay::Callout>,
+        state: Option<state::State>,
+        tier: Option<Arc<tier::Tier>>,
+    ) -> ServiceSet {
         // One resolver for every DNS check; without one (no usable system resolver and no
         // dns.nameservers) the DNS checks are left out, loudly.
         let dns = match dns::Dns::new(&config.dns, metrics.clone()) {
@@ -108,7 +123,29 @@ impl ServiceSet {
                 probe: Some(probe),
                 dns,
                 auth,
+                state,
+                metrics: Some(metrics.clone()),
+                tier,
             },
+        }
+    }
+
+    /// The state backend with the settings of a reloaded configuration.
+    fn follow_state(&mut self, config: &Config) {
+        if let Some(state) = &self.services.state {
+            if state.backend_config() != &config.state.backend {
+                tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
+            }
+            self.services.state = Some(state.reconfigured(&config.state));
+        }
+    }
+
+    /// The tier with the peers and settings of a reloaded configuration.
+    fn follow_tier(&self, config: &Config) {
+        match (&self.services.tier, &config.tier) {
+            (Some(tier), Some(t)) => tier.reconfigure(t.clone()),
+            (None, None) => {}
+            _ => tracing::warn!("[tier] added or removed: that needs a restart"),
         }
     }
 }
@@ -140,8 +177,12 @@ impl Gateway {
                 let mut set = self.services();
                 if set.dns_config != config.dns {
                     tracing::info!("[dns] changed: new resolver");
-                    *set = ServiceSet::build(&config, metrics, self.callout.clone());
+                    let state = set.services.state.clone();
+                    let tier = set.services.tier.clone();
+                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state, tier);
                 }
+                set.follow_state(&config);
+                set.follow_tier(&config);
                 build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {
@@ -151,6 +192,9 @@ impl Gateway {
                     .policy_info
                     .remove_label_values(&[old.fingerprint()]);
                 record_policy(metrics, &policy);
+                if let Some(tier) = &self.services().services.tier {
+                    tier.set_fingerprint(policy.fingerprint());
+                }
                 metrics
                     .policy_reloads_total
                     .with_label_values(&["success"])
@@ -205,14 +249,40 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_start: impl FnOnce(Gateway),
 ) -> Result<(), ServeError> {
+    let started = std::time::SystemTime::now();
     let config = Arc::new(config);
+    let journal = Arc::new(policy::Journal::default());
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
     let callout = Arc::new(relay::Callout::new(metrics.clone()));
-    let set = ServiceSet::build(&config, &metrics, callout.clone());
+    let state = state::State::open(&config.state, metrics.clone()).await?;
+    let state_watch = CancellationToken::new();
+    tokio::spawn(
+        state
+            .clone()
+            .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
+    );
+    let tier = config
+        .tier
+        .clone()
+        .map(|t| tier::Tier::new(t, Some(state.clone()), metrics.clone()));
+    let set = ServiceSet::build(
+        &config,
+        &metrics,
+        callout.clone(),
+        Some(state.clone()),
+        tier.clone(),
+    );
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
+    if let Some(tier) = &tier {
+        tier.set_fingerprint(policy.fingerprint());
+        // The first round runs before the listeners open, so a backup knows at once
+        // whether its primaries are up.
+        tier.round().await;
+        tokio::spawn(tier.clone().run(state_watch.clone()));
+    }
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
@@ -234,17 +304,22 @@ pub async fn serve(
         tls,
         shutdown: shutdown.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
+        journal: journal.clone(),
     });
     // Stopped last: `/healthz` answers 503 while the sessions drain.
     let admin_stop = CancellationToken::new();
     let admin = admin_listener.map(|l| {
-        let state = admin::AdminState {
+        let admin_state = admin::AdminState {
             policy: live.clone(),
             metrics: metrics.clone(),
             spool: spool.clone(),
+            state: Some(state.clone()),
+            tier: tier.clone(),
+            journal: journal.clone(),
+            started,
             shutdown: shutdown.clone(),
         };
-        tokio::spawn(admin::serve(l, state, admin_stop.clone()))
+        tokio::spawn(admin::serve(l, admin_state, admin_stop.clone()))
     });
 
     let delivery_stop = CancellationToken::new();
@@ -292,6 +367,7 @@ pub async fn serve(
     if tokio::time::timeout(bound, delivery).await.is_err() {
         tracing::warn!("delivery workers did not stop in time");
     }
+    state_watch.cancel();
     admin_stop.cancel();
     if let Some(admin) = admin {
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;

@@ -6,6 +6,7 @@ mod quarantine;
 mod queue;
 mod scan;
 mod serve;
+mod stamp;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -42,7 +43,17 @@ pub enum Verb {
         log_format: Option<LogFormatArg>,
     },
     /// Validate the configuration and print what it resolves to.
-    Check,
+    Check {
+        /// Also print the policy fingerprint of every tier peer beside ours.
+        #[arg(long)]
+        tier: bool,
+    },
+    /// Verdict stamps of the tier.
+    Stamp {
+        /// Stamp action.
+        #[command(subcommand)]
+        action: StampAction,
+    },
     /// Judge message files offline with the configured policy.
     Scan {
         /// One JSON object per message (`file`, `verdict`, `score`, `rules`).
@@ -72,6 +83,16 @@ pub enum Verb {
         /// Queue action.
         #[command(subcommand)]
         action: QueueAction,
+    },
+}
+
+/// `mxguard stamp` actions.
+#[derive(Debug, Subcommand)]
+pub enum StampAction {
+    /// Check the `X-Mxguard-Stamp` of a message file: exit 0 when it is valid.
+    Verify {
+        /// The message file.
+        file: PathBuf,
     },
 }
 
@@ -129,7 +150,10 @@ pub fn run() -> ExitCode {
     }
     let result = match cli.command {
         Verb::Serve { log_format } => serve::run(&cli.config, log_format),
-        Verb::Check => check::run(&cli.config),
+        Verb::Check { tier } => check::run(&cli.config, tier),
+        Verb::Stamp {
+            action: StampAction::Verify { file },
+        } => stamp::verify(&cli.config, &file),
         Verb::Queue { action } => queue::run(&cli.config, action),
         Verb::Quarantine { action } => quarantine::run(&cli.config, action),
         Verb::Scan {

@@ -81,10 +81,7 @@ impl Default for RawMetrics {
 
 impl RawMetrics {
     pub(super) fn validate(self, problems: &mut Problems) -> MetricsConfig {
-        let allow = NetworkList::parse(&self.allow).unwrap_or_else(|e| {
-            problems.bad("metrics.allow", &e);
-            NetworkList::default()
-        });
+        let allow = NetworkList::load("metrics.allow", &self.allow, problems);
         MetricsConfig {
             listen: self.listen,
             allow,

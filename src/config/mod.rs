@@ -7,23 +7,31 @@
 mod admin;
 mod dns;
 mod dns_lists;
+mod greylist;
 mod networks;
 mod policy;
 mod problems;
+mod ratelimit;
 mod recipients;
 mod relay;
 mod server;
+mod state;
+mod tier;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
-pub use networks::{parse_network, NetworkList};
+pub use greylist::{GreylistConfig, GreylistStage};
+pub use networks::{network_of, parse_network, NetworkList};
 pub use policy::{PolicyConfig, RuleAction, Thresholds};
 pub use problems::{is_plausible_hostname, is_symbol};
+pub use ratelimit::{RateAction, RateKey, RateLimitConfig, RateStage};
 pub use recipients::RecipientList;
 pub use relay::{RecipientsConfig, RelayConfig, RelayTls};
 pub use server::{BareLineEnding, Limits, ServerConfig, TlsFiles};
+pub use state::{OnFailure, StateBackendConfig, StateConfig};
+pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret};
 
 use problems::Problems;
 use serde::Deserialize;
@@ -74,6 +82,14 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// DNS resolver.
     pub dns: DnsConfig,
+    /// Shared state (embedded store or Redis).
+    pub state: StateConfig,
+    /// Greylisting.
+    pub greylist: GreylistConfig,
+    /// Rate limits (`[[ratelimit]]`), in file order.
+    pub ratelimits: Vec<RateLimitConfig>,
+    /// This gateway's MX tier, when it is part of one.
+    pub tier: Option<TierConfig>,
     /// Admin listener.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -107,6 +123,10 @@ struct RawConfig {
     spool: admin::RawSpool,
     policy: policy::RawPolicy,
     dns: DnsConfig,
+    state: state::RawState,
+    greylist: greylist::RawGreylist,
+    ratelimit: Vec<ratelimit::RawRateLimit>,
+    tier: Option<tier::RawTier>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
 }
@@ -131,12 +151,20 @@ impl Config {
         let server = raw.server.validate(&mut problems);
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
+        let spool = raw.spool.validate();
+        let tier = raw
+            .tier
+            .and_then(|t| t.validate(&server.hostname, &mut problems));
         let config = Config {
             path: path.to_owned(),
             server,
             relay,
-            spool: raw.spool.validate(),
+            state: raw.state.validate(&spool.dir, &mut problems),
+            spool,
             policy: raw.policy.validate(&mut problems),
+            greylist: raw.greylist.validate(&mut problems),
+            ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
+            tier,
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),

@@ -43,6 +43,44 @@ impl NetworkList {
         Ok(NetworkList::new(nets))
     }
 
+    /// Builds the list of a configuration key: each entry is a network, an address, or a
+    /// file (an entry starting with `/`, `./` or `../`) holding one entry per line (`#`
+    /// starts a comment). Files are read again on every reload. Every bad entry is
+    /// reported under `key`.
+    pub(super) fn load<S: AsRef<str>>(
+        key: &str,
+        entries: &[S],
+        problems: &mut super::problems::Problems,
+    ) -> NetworkList {
+        let mut nets = Vec::new();
+        for entry in entries {
+            let entry = entry.as_ref().trim();
+            if is_file_entry(entry) {
+                match std::fs::read_to_string(entry) {
+                    Ok(text) => {
+                        for (n, line) in text.lines().enumerate() {
+                            let line = line.split('#').next().unwrap_or("").trim();
+                            if line.is_empty() {
+                                continue;
+                            }
+                            match parse_network(line) {
+                                Ok(net) => nets.push(net),
+                                Err(e) => problems.bad(key, &format!("{entry}:{}: {e}", n + 1)),
+                            }
+                        }
+                    }
+                    Err(e) => problems.bad(key, &format!("{entry}: {e}")),
+                }
+            } else {
+                match parse_network(entry) {
+                    Ok(net) => nets.push(net),
+                    Err(e) => problems.bad(key, &e),
+                }
+            }
+        }
+        NetworkList::new(nets)
+    }
+
     /// Whether `ip` is in one of the networks (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip.to_canonical() {
@@ -60,6 +98,23 @@ impl NetworkList {
     pub fn networks(&self) -> &[IpNet] {
         &self.networks
     }
+}
+
+/// The network of `ip` at the given prefix lengths (`192.0.2.77` at /24 → `192.0.2.0/24`);
+/// an IPv4-mapped IPv6 address counts as IPv4.
+pub fn network_of(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpNet {
+    let ip = ip.to_canonical();
+    let prefix = match ip {
+        IpAddr::V4(_) => ipv4_prefix.min(32),
+        IpAddr::V6(_) => ipv6_prefix.min(128),
+    };
+    IpNet::new(ip, prefix)
+        .map(|n| n.trunc())
+        .unwrap_or_else(|_| IpNet::from(ip))
+}
+
+fn is_file_entry(entry: &str) -> bool {
+    entry.starts_with('/') || entry.starts_with("./") || entry.starts_with("../")
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address as a host network.
@@ -130,6 +185,29 @@ mod tests {
         let err = NetworkList::parse(&["10.0.0.0/33"]).unwrap_err();
         assert!(err.contains("10.0.0.0/33"), "{err}");
         assert!(NetworkList::parse(&["example.test"]).is_err());
+    }
+
+    #[test]
+    fn files_are_read_line_by_line_and_bad_lines_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nets");
+        std::fs::write(
+            &file,
+            "# partners\n198.51.100.0/24\n\n2001:db8::1 # one host\nnonsense\n",
+        )
+        .unwrap();
+        let mut problems = crate::config::problems::Problems::default();
+        let entries = [file.display().to_string(), "10.0.0.0/8".to_owned()];
+        let l = NetworkList::load("policy.allow_networks", &entries, &mut problems);
+        assert!(l.contains("198.51.100.7".parse().unwrap()));
+        assert!(l.contains("2001:db8::1".parse().unwrap()));
+        assert!(l.contains("10.9.9.9".parse().unwrap()));
+        let lines = problems.into_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("policy.allow_networks: ") && lines[0].contains(":5:"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `[policy]`: rules, thresholds, rule actions and which checks run.
 
 use super::dns_lists::{self, DnsListConfig, RawDnsList};
+use super::networks::NetworkList;
 use super::problems::Problems;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -75,6 +76,13 @@ pub struct PolicyConfig {
     pub sender_domain_check: bool,
     /// Checks (`dnsbl`, `fcrdns`, `helo`, `sender_domain`) whose lookup failures tempfail.
     pub dns_tempfail: Vec<String>,
+    /// Clients of our own (the internal server sending DSNs, monitoring) that skip every
+    /// client check; their mail is still judged on content.
+    pub trusted_networks: NetworkList,
+    /// Clients that skip client checks and greylisting and get `CLIENT_ALLOWLISTED`.
+    pub allow_networks: NetworkList,
+    /// Clients refused at connect with `554 5.7.1`.
+    pub deny_networks: NetworkList,
 }
 
 /// `[policy]` as written.
@@ -101,6 +109,9 @@ pub(super) struct RawPolicy {
     sender_domain_check: bool,
     /// Checks whose DNS lookup failures (timeout, SERVFAIL) tempfail instead of scoring nothing.
     dns_tempfail: Vec<String>,
+    trusted_networks: Vec<String>,
+    allow_networks: Vec<String>,
+    deny_networks: Vec<String>,
 }
 
 impl Default for RawPolicy {
@@ -123,6 +134,9 @@ impl Default for RawPolicy {
             helo_checks: true,
             sender_domain_check: true,
             dns_tempfail: Vec::new(),
+            trusted_networks: Vec::new(),
+            allow_networks: Vec::new(),
+            deny_networks: Vec::new(),
         }
     }
 }
@@ -201,6 +215,17 @@ impl RawPolicy {
             helo_checks: self.helo_checks,
             sender_domain_check: self.sender_domain_check,
             dns_tempfail: self.dns_tempfail,
+            trusted_networks: NetworkList::load(
+                "policy.trusted_networks",
+                &self.trusted_networks,
+                problems,
+            ),
+            allow_networks: NetworkList::load(
+                "policy.allow_networks",
+                &self.allow_networks,
+                problems,
+            ),
+            deny_networks: NetworkList::load("policy.deny_networks", &self.deny_networks, problems),
             gtube: self.gtube,
             rules_dir: self.rules_dir,
             thresholds,

@@ -57,6 +57,24 @@ pub struct Metrics {
     pub policy_reloads_total: IntCounterVec,
     /// Unix time the active policy was built.
     pub policy_last_reload_timestamp_seconds: Gauge,
+    /// Failed state backend calls, by operation.
+    pub state_errors_total: IntCounterVec,
+    /// 1 while the state backend answers, 0 while it does not.
+    pub state_up: IntGauge,
+    /// Time one state backend call took, by operation.
+    pub state_duration_seconds: HistogramVec,
+    /// Greylisting decisions, by result (new, early, passed, exempt).
+    pub greylist_total: IntCounterVec,
+    /// Rate-limit decisions, by limit name and result (ok, over, unavailable).
+    pub ratelimit_total: IntCounterVec,
+    /// 1 per tier peer that is up, 0 per peer that is down.
+    pub tier_peer_up: IntGaugeVec,
+    /// 1 per tier peer running our policy fingerprint, 0 otherwise.
+    pub tier_fingerprint_match: IntGaugeVec,
+    /// 1, labelled with this gateway's tier name and role.
+    pub tier_info: IntGaugeVec,
+    /// Sessions given a tier symbol, by symbol (MX_BYPASS_BACKUP, ...).
+    pub tier_bypass_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -143,7 +161,64 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(dns_lookup_duration_seconds.clone()));
 
+        let state_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mxguard_state_duration_seconds",
+                "Time one state backend call took.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 4.0, 9).unwrap_or_default()),
+            &["op"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(state_duration_seconds.clone()));
+
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric {name} is statically valid: {e}"));
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
         let metrics = Metrics {
+            tier_peer_up: gauge_vec(
+                "mxguard_tier_peer_up",
+                "1 per tier peer that is up (fresh heartbeat or healthy probe), 0 when down.",
+                &["peer"],
+            ),
+            tier_fingerprint_match: gauge_vec(
+                "mxguard_tier_fingerprint_match",
+                "1 per tier peer running this gateway's policy fingerprint, 0 otherwise.",
+                &["peer"],
+            ),
+            tier_info: gauge_vec(
+                "mxguard_tier_info",
+                "This gateway's tier name and role (value 1).",
+                &["name", "role"],
+            ),
+            tier_bypass_total: counter_vec(
+                "mxguard_tier_bypass_total",
+                "Sessions given an MX bypass symbol, by symbol.",
+                &["symbol"],
+            ),
+            state_duration_seconds,
+            state_errors_total: counter_vec(
+                "mxguard_state_errors_total",
+                "State backend calls that failed or timed out, by operation.",
+                &["op"],
+            ),
+            state_up: gauge(
+                "mxguard_state_up",
+                "1 while the state backend answers, 0 while it does not.",
+            ),
+            greylist_total: counter_vec(
+                "mxguard_greylist_total",
+                "Greylisting decisions by result (new, early, passed, exempt).",
+                &["result"],
+            ),
+            ratelimit_total: counter_vec(
+                "mxguard_ratelimit_total",
+                "Rate-limit decisions by limit and result (ok, over, unavailable).",
+                &["name", "result"],
+            ),
             check_duration_seconds,
             dns_lookup_duration_seconds,
             dns_lookups_total: counter_vec(
@@ -251,6 +326,17 @@ impl Metrics {
         }
         for result in ["exists", "unknown", "unavailable", "cached"] {
             self.callouts_total.with_label_values(&[result]);
+        }
+        for result in ["new", "early", "passed", "exempt"] {
+            self.greylist_total.with_label_values(&[result]);
+        }
+        for symbol in ["MX_BYPASS_BACKUP", "MX_BYPASS_FIRST_CONTACT", "MX_FANOUT"] {
+            self.tier_bypass_total.with_label_values(&[symbol]);
+        }
+        for op in [
+            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",
+        ] {
+            self.state_errors_total.with_label_values(&[op]);
         }
     }
 

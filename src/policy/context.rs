@@ -63,6 +63,14 @@ pub struct ClientInfo {
     pub dnsbl_total: f64,
     /// Zones listing the client (with positive weight).
     pub dnsbl_listed: Vec<String>,
+    /// Inside `policy.trusted_networks`: no client check runs.
+    pub trusted: bool,
+    /// Inside `policy.allow_networks`: no client check and no greylisting.
+    pub allowlisted: bool,
+    /// The tier member this client is (by its SMTP address), when it is one.
+    pub tier_peer: Option<String>,
+    /// Talking to a backup while a primary is up.
+    pub mx_bypass: bool,
     /// Symbols of the connect stage: they count in every transaction of the session.
     pub connect_symbols: Vec<SymbolHit>,
     /// Symbols of the last HELO/EHLO: they count in every transaction after it.
@@ -81,6 +89,10 @@ impl ClientInfo {
             ptr: None,
             dnsbl_total: 0.0,
             dnsbl_listed: Vec::new(),
+            trusted: false,
+            allowlisted: false,
+            tier_peer: None,
+            mx_bypass: false,
             connect_symbols: Vec::new(),
             helo_symbols: Vec::new(),
         }
@@ -109,6 +121,8 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
+    /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
+    pub peer_stamp: Option<crate::tier::Stamp>,
     /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
     /// and shared by every check of the stage, so together they never take longer than
     /// `dns.stage_deadline`.
@@ -128,6 +142,7 @@ impl Context {
             symbols: Vec::new(),
             parsed: None,
             auth: None,
+            peer_stamp: None,
             deadline: None,
         }
     }
@@ -152,11 +167,20 @@ impl Context {
         self.message.clear();
         self.parsed = None;
         self.auth = None;
+        self.peer_stamp = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());
         self.symbols
             .extend(self.client.helo_symbols.iter().cloned());
+    }
+
+    /// Records a symbol once per transaction (for markers such as `STATE_UNAVAILABLE`
+    /// that several checks may raise).
+    pub fn hit_once(&mut self, name: &str, score: f64) {
+        if !self.symbols.iter().any(|s| s.name == name) {
+            self.hit(name, score);
+        }
     }
 
     /// Records a symbol.

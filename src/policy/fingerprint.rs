@@ -47,11 +47,83 @@ pub fn canonical(config: &Config, rules: Option<&CompiledRules>) -> String {
     for (rule, action) in &p.actions {
         let _ = writeln!(out, "action.{rule}={}", action.as_str());
     }
+    checks(&mut out, config);
     match rules {
         Some(rules) => out.push_str(&rules.canonical_text()),
         None => out.push_str("rules=none\n"),
     }
     out
+}
+
+/// The checks that decide verdicts beyond rules and thresholds: which DNS and
+/// authentication checks run, DNS lists, network lists, greylisting and rate limits.
+fn checks(out: &mut String, config: &Config) {
+    let p = &config.policy;
+    let _ = writeln!(
+        out,
+        "checks=fcrdns:{},auth:{},dmarc_reject:{},helo:{},sender_domain:{}",
+        p.fcrdns, p.auth, p.dmarc_reject, p.helo_checks, p.sender_domain_check
+    );
+    let mut tempfail = p.dns_tempfail.clone();
+    tempfail.sort();
+    let _ = writeln!(out, "dns_tempfail={}", tempfail.join(","));
+    let _ = writeln!(out, "dnsbl_threshold={:?}", p.dnsbl_threshold);
+    for (section, lists) in [("dnsbl", &p.dnsbl), ("uribl", &p.uribl)] {
+        for l in lists {
+            let codes: Vec<String> = l.codes.iter().map(|(m, s)| format!("{m:?}={s}")).collect();
+            let _ = writeln!(
+                out,
+                "{section}={}*{} {} [{}]",
+                l.zone,
+                l.weight,
+                l.symbol,
+                codes.join(",")
+            );
+        }
+    }
+    let _ = writeln!(out, "uribl_max_domains={}", p.uribl_max_domains);
+    for (name, list) in [
+        ("trusted_networks", &p.trusted_networks),
+        ("allow_networks", &p.allow_networks),
+        ("deny_networks", &p.deny_networks),
+    ] {
+        let nets: Vec<String> = list.networks().iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(out, "{name}={}", nets.join(","));
+    }
+    let g = &config.greylist;
+    if g.enabled {
+        let exempt: Vec<String> = g.exempt.networks().iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "greylist={:?} delay={:?} window={:?} pass_ttl={:?} prefixes={}/{} auto_allow_after={} min_score={} exempt={}",
+            g.stage,
+            g.delay,
+            g.window,
+            g.pass_ttl,
+            g.ipv4_prefix,
+            g.ipv6_prefix,
+            g.auto_allow_after,
+            g.min_score,
+            exempt.join(",")
+        );
+    } else {
+        out.push_str("greylist=off\n");
+    }
+    for r in &config.ratelimits {
+        let _ = writeln!(
+            out,
+            "ratelimit.{}={} {}/{:?} burst {} at {:?} {:?} {}",
+            r.name,
+            r.key.as_str(),
+            r.limit,
+            r.per,
+            r.burst,
+            r.stage,
+            r.action,
+            r.symbol
+        );
+    }
+    let _ = writeln!(out, "state.on_failure={:?}", config.state.on_failure);
 }
 
 /// SHA-256 of [`canonical`], 64 lower-case hex digits.
@@ -99,5 +171,22 @@ mod tests {
         let c2 = RuleSet::parse_text(Path::new("a.cf"), "body X /x/\nscore X 2\n").compile();
         assert_eq!(compute(&c, Some(&a)), compute(&c, Some(&b)));
         assert_ne!(compute(&c, Some(&a)), compute(&c, Some(&c2)));
+    }
+
+    #[test]
+    fn greylisting_rate_limits_and_networks_are_part_of_the_policy() {
+        let base = compute(&config(""), None);
+        for extra in [
+            "[greylist]\nenabled=true\n",
+            "[[ratelimit]]\nname=\"conn\"\nkey=\"client_ip\"\nlimit=10\nper=\"1m\"\n",
+            "[policy]\ndeny_networks=[\"203.0.113.0/24\"]\n",
+            "[policy]\nfcrdns=false\n",
+            "[state]\non_failure=\"closed\"\n",
+        ] {
+            assert_ne!(base, compute(&config(extra), None), "{extra}");
+        }
+        // Where the state lives does not change a verdict.
+        let redis = "[state]\nbackend=\"redis\"\nredis=\"redis://127.0.0.1:6379/\"\n";
+        assert_eq!(base, compute(&config(redis), None));
     }
 }

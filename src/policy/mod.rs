@@ -9,6 +9,7 @@ mod checks;
 mod context;
 mod fingerprint;
 mod headers;
+pub mod journal;
 mod live;
 pub mod offline;
 #[cfg(test)]
@@ -18,15 +19,31 @@ mod verdict;
 pub use check::Check;
 pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
 pub use context::{ClientInfo, Context, Stage, SymbolHit};
+pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
 pub use verdict::{Decision, Verdict};
 
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    authentication, client_behaviour, dnsbl, fcrdns, gtube, helo, recipients, relay_control,
-    rules as rules_check, sender_domain, size, uribl,
+    authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
+    recipients, relay_control, rules as rules_check, sender_domain, size, tier as tier_checks,
+    uribl,
 };
+
+/// Checks about the client rather than the message: trusted and allowlisted clients
+/// (`policy.trusted_networks`, `allow_networks`) skip them.
+const CLIENT_CHECKS: [&str; 9] = [
+    "dnsbl",
+    "dnsbl_verdict",
+    "fcrdns",
+    "helo",
+    "client_behaviour",
+    "greylist",
+    "ratelimit",
+    "tier",
+    "tier_bypass",
+];
 use std::sync::Arc;
 
 /// Why a policy snapshot could not be built.
@@ -50,6 +67,12 @@ pub struct Services {
     pub dns: Option<crate::dns::Dns>,
     /// SPF/DKIM/DMARC/ARC on the shared resolver.
     pub auth: Option<crate::auth::Authenticator>,
+    /// The state backend; without it greylisting and rate limits are left out.
+    pub state: Option<crate::state::State>,
+    /// Where greylisting and rate limits count their decisions.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// This gateway's MX tier (peers, roles, stamps), when it is part of one.
+    pub tier: Option<Arc<crate::tier::Tier>>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -92,6 +115,19 @@ impl Policy {
         let p = &config.policy;
         let tempfail = |check: &str| p.dns_tempfail.iter().any(|c| c == check);
         let mut checks: Vec<Box<dyn Check>> = Vec::new();
+        checks.push(Box::new(networks::ClientNetworks::new(
+            p.trusted_networks.clone(),
+            p.allow_networks.clone(),
+            p.deny_networks.clone(),
+        )));
+        let tier = services.tier.clone().filter(|_| config.tier.is_some());
+        if let Some(t) = &tier {
+            checks.push(Box::new(tier_checks::TierContact::new(
+                t.clone(),
+                services.state.clone(),
+                services.metrics.clone(),
+            )));
+        }
         if let Some(dns) = &dns {
             if !p.dnsbl.is_empty() {
                 checks.push(Box::new(dnsbl::DnsLists::new(
@@ -128,6 +164,17 @@ impl Policy {
                 tempfail("helo"),
             )));
         }
+        let gl = &config.greylist;
+        if let Some(state) = &services.state {
+            for limit in &config.ratelimits {
+                checks.push(Box::new(ratelimit::RateLimit::new(
+                    state.clone(),
+                    limit.clone(),
+                    (gl.ipv4_prefix, gl.ipv6_prefix),
+                    services.metrics.clone(),
+                )));
+            }
+        }
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
@@ -138,11 +185,28 @@ impl Policy {
             config.server.limits.message_size_bytes,
         )));
         checks.push(Box::new(relay_control::RelayControl::new(&config)));
+        if let Some(t) = config.tier.as_ref().filter(|_| tier.is_some()) {
+            if tier_checks::tempfails(t.bypass_action) {
+                checks.push(Box::new(tier_checks::BypassTempfail));
+            }
+        }
         // Cheap refusals first: a listed client never costs a recipient callout.
         if let Some(threshold) = p.dnsbl_threshold {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
+        let greylisting = services.state.as_ref().filter(|_| gl.enabled).map(|state| {
+            greylist::Greylist::new(state.clone(), gl.clone(), services.metrics.clone())
+        });
+        // At RCPT greylisting comes after recipient verification: an unknown recipient
+        // is refused for good, not greylisted first.
+        let greylisting = match greylisting {
+            Some(g) if gl.stage == crate::config::GreylistStage::Rcpt => {
+                checks.push(Box::new(g));
+                None
+            }
+            other => other,
+        };
         checks.push(Box::new(client_behaviour::ClientBehaviour));
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::MessageAuth::new(
@@ -163,6 +227,10 @@ impl Policy {
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {
             checks.push(Box::new(rules_check::RulesCheck::new(rules.clone())));
+        }
+        // Score-aware greylisting needs the final score.
+        if let Some(g) = greylisting {
+            checks.push(Box::new(g));
         }
         let fingerprint = fingerprint::compute(&config, rules.as_deref());
         Ok(Policy {
@@ -196,6 +264,25 @@ impl Policy {
         &self.fingerprint
     }
 
+    /// Each hit with its score and its rule's description, highest score first: what
+    /// `scan --explain` and the tier console show.
+    pub fn explain(&self, hits: &[(String, f64)]) -> Vec<(f64, String, String)> {
+        let mut out: Vec<(f64, String, String)> = hits
+            .iter()
+            .map(|(name, score)| {
+                let description = self
+                    .rules
+                    .as_ref()
+                    .and_then(|r| r.description(name))
+                    .unwrap_or("")
+                    .to_owned();
+                (*score, name.clone(), description)
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        out
+    }
+
     /// When this snapshot was built.
     pub fn loaded_at(&self) -> std::time::SystemTime {
         self.loaded_at
@@ -206,7 +293,13 @@ impl Policy {
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
         ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         if stage == Stage::Data {
+            if self.trust_peer_stamp(ctx) {
+                return Decision::Continue;
+            }
             headers::strip_own_headers(&mut ctx.message);
+            if let std::borrow::Cow::Owned(stripped) = crate::tier::stamp::strip(&ctx.message) {
+                ctx.message = stripped;
+            }
             let hostname = &self.config.server.hostname;
             if let std::borrow::Cow::Owned(stripped) =
                 crate::auth::strip_authentication_results(&ctx.message, hostname)
@@ -231,8 +324,36 @@ impl Policy {
         decision
     }
 
+    /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
+    /// already: it keeps that verdict (and its headers) and is not filtered twice.
+    fn trust_peer_stamp(&self, ctx: &mut Context) -> bool {
+        let (Some(peer), Some(tier)) = (&ctx.client.tier_peer, &self.config.tier) else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match crate::tier::Stamp::verify(&tier.secret, &ctx.message, now, tier.stamp_max_age) {
+            Ok(stamp) => {
+                tracing::debug!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp verified: not filtered again");
+                ctx.hit("TIER_STAMP_VERIFIED", 0.0);
+                ctx.peer_stamp = Some(stamp);
+                true
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "mail from a tier peer without a valid stamp: filtered");
+                false
+            }
+        }
+    }
+
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {
-        for check in self.checks.iter().filter(|c| c.stage() == stage) {
+        let skip_client_checks = ctx.client.trusted || ctx.client.allowlisted;
+        let runs = |c: &dyn Check| {
+            c.stage() == stage && !(skip_client_checks && CLIENT_CHECKS.contains(&c.name()))
+        };
+        for check in self.checks.iter().filter(|c| runs(c.as_ref())) {
             let started = std::time::Instant::now();
             let decision = check.run(ctx).await;
             if let Some(h) = &self.check_duration {

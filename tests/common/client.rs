@@ -114,7 +114,7 @@ impl SmtpClient {
 
     /// Wraps an already connected stream (the gateway's readiness probe); reads time out
     /// after `timeout`.
-    pub(super) fn from_stream(stream: TcpStream, timeout: Duration) -> SmtpClient {
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> SmtpClient {
         stream.set_read_timeout(Some(timeout)).unwrap();
         SmtpClient {
             stream,
@@ -288,6 +288,27 @@ impl SmtpClient {
             self.cmd(&format!("RCPT TO:<{r}>")).expect(250, "");
         }
         self.cmd("DATA").expect(354, "");
+        self.send(&dot_stuffed(msg));
+        self.read_reply()
+    }
+
+    /// Like [`SmtpClient::send_mail`], but a refusal at any step is the answer: the first
+    /// reply that is not the expected one (MAIL/RCPT 250, DATA 354), else the final reply.
+    pub fn try_send_mail(&mut self, from: &str, rcpts: &[&str], msg: &[u8]) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        if r.code != 250 {
+            return r;
+        }
+        for rcpt in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+            if r.code != 250 {
+                return r;
+            }
+        }
+        let r = self.cmd("DATA");
+        if r.code != 354 {
+            return r;
+        }
         self.send(&dot_stuffed(msg));
         self.read_reply()
     }

@@ -16,7 +16,9 @@ mod gateway;
 mod gateway_config;
 mod internal_server;
 mod message;
+mod netns;
 mod process;
+mod redis;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
 #[allow(unused_imports)]
@@ -32,7 +34,11 @@ pub use internal_server::*;
 #[allow(unused_imports)]
 pub use message::*;
 #[allow(unused_imports)]
+pub use netns::*;
+#[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use redis::*;
 
 use std::fs;
 use std::net::TcpListener;

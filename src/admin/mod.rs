@@ -1,5 +1,6 @@
 //! Admin HTTP listener: `/metrics` for Prometheus, `/healthz` for load balancers and
-//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons.
+//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons, and the
+//! tier console (`/`, `/message/ID`) for people.
 //!
 //! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
 //! answers only clients inside `metrics.allow` (others get 403), and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
@@ -7,9 +8,13 @@
 //! last. Nothing it does can stop the gateway: a failed connection or request is logged
 //! and forgotten.
 
+mod console;
+
+use crate::config::OnFailure;
 use crate::metrics::Metrics;
 use crate::policy::{LivePolicy, Policy};
 use crate::spool::Spool;
+use crate::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -41,6 +46,14 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The spool `/healthz` probes.
     pub spool: Arc<Spool>,
+    /// The state backend whose health `/healthz` reports.
+    pub state: Option<State>,
+    /// This gateway's tier, for the console.
+    pub tier: Option<Arc<crate::tier::Tier>>,
+    /// The last judged messages, for the console.
+    pub journal: Arc<crate::policy::Journal>,
+    /// When the gateway started.
+    pub started: std::time::SystemTime,
     /// Cancelled when the gateway starts draining: `/healthz` turns 503.
     pub shutdown: CancellationToken,
 }
@@ -119,7 +132,8 @@ async fn respond(
         return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
     let path = req.uri().path();
-    let known = matches!(path, "/metrics" | "/healthz" | "/policy");
+    let known =
+        matches!(path, "/" | "/metrics" | "/healthz" | "/policy") || path.starts_with("/message/");
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -140,35 +154,84 @@ async fn respond(
         }
         "/healthz" => {
             let (status, body) = health(state).await;
-            let mut r = text(status, body);
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             r.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        _ => {
+        "/policy" => {
             let body = policy_json(&state.policy.get());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
+        "/" => html(console::overview(state)),
+        _ => {
+            let id = path.trim_start_matches("/message/");
+            match console::message(state, id) {
+                Some(body) => html(body),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no such message (the console keeps the last 100)\n",
+                ),
+            }
+        }
     }
+}
+
+fn html(body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
 /// a write (the gateway would answer 452 to every message).
-async fn health(state: &AdminState) -> (StatusCode, &'static str) {
+/// A state backend that is down turns it to 503 only with `on_failure = "closed"` (then
+/// mail needing state is tempfailed); with `"open"` the gateway still accepts mail, so it
+/// stays 200 and the detail line says so.
+async fn health(state: &AdminState) -> (StatusCode, String) {
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
     }
     let spool = state.spool.clone();
     let writable = tokio::task::spawn_blocking(move || spool.writable())
         .await
         .unwrap_or(false);
     if !writable {
-        return (StatusCode::SERVICE_UNAVAILABLE, "spool not writable\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "spool not writable\n".into(),
+        );
     }
-    (StatusCode::OK, "ok\n")
+    let Some(backend) = &state.state else {
+        return (StatusCode::OK, "ok\n".into());
+    };
+    let kind = backend.kind();
+    if backend.health().is_up() {
+        return (StatusCode::OK, format!("ok\nstate: {kind} up\n"));
+    }
+    match backend.on_failure() {
+        OnFailure::Open => (
+            StatusCode::OK,
+            format!("ok\nstate: {kind} down (failing open)\n"),
+        ),
+        OnFailure::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state backend down\nstate: {kind} down (failing closed)\n"),
+        ),
+    }
 }
 
 /// The `/policy` document: what a tier comparison needs to tell two gateways apart.

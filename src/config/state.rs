@@ -1,0 +1,153 @@
+//! `[state]`: where the tier's shared memory lives (greylisting, rate limits, connection
+//! memory, the classifier): an embedded store on disk for one gateway, Redis for a tier.
+
+use super::problems::Problems;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which store holds the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackendConfig {
+    /// A durable file under the spool directory (one gateway).
+    Embedded {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// One Redis server (or several seed nodes of a Redis Cluster).
+    Redis {
+        /// `redis://host:port/` URLs; one for a single server, the seeds of a cluster.
+        urls: Vec<String>,
+        /// Use the cluster client.
+        cluster: bool,
+    },
+}
+
+/// What a check does when the state it needs cannot be reached in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Skip the check and add the symbol `STATE_UNAVAILABLE`.
+    Open,
+    /// Answer `451 4.3.0` at the stage that needed state.
+    Closed,
+}
+
+/// The validated `[state]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// The store.
+    pub backend: StateBackendConfig,
+    /// Bound on every state call.
+    pub timeout: Duration,
+    /// Behaviour when the store is unreachable.
+    pub on_failure: OnFailure,
+    /// Prefix of every key (several deployments can share one Redis).
+    pub key_prefix: String,
+}
+
+/// `redis = "url"` or `redis = ["url", ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[state]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawState {
+    backend: String,
+    path: Option<PathBuf>,
+    redis: Option<OneOrMany>,
+    cluster: bool,
+    #[serde(with = "humantime_serde")]
+    timeout: Duration,
+    on_failure: String,
+    key_prefix: String,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self {
+            backend: "embedded".into(),
+            path: None,
+            redis: None,
+            cluster: false,
+            timeout: Duration::from_millis(200),
+            on_failure: "open".into(),
+            key_prefix: "mxguard:".into(),
+        }
+    }
+}
+
+impl RawState {
+    /// Validates the section; the embedded store defaults to `SPOOL/state.redb`.
+    pub(super) fn validate(
+        self,
+        spool_dir: &std::path::Path,
+        problems: &mut Problems,
+    ) -> StateConfig {
+        let urls = match self.redis {
+            Some(OneOrMany::One(url)) => vec![url],
+            Some(OneOrMany::Many(urls)) => urls,
+            None => Vec::new(),
+        };
+        let backend = match self.backend.as_str() {
+            "embedded" => {
+                if !urls.is_empty() {
+                    problems.bad("state.redis", "only used with backend = \"redis\"");
+                }
+                StateBackendConfig::Embedded {
+                    path: self.path.unwrap_or_else(|| spool_dir.join("state.redb")),
+                }
+            }
+            "redis" => {
+                if urls.is_empty() {
+                    problems.bad("state.redis", "a redis://host:port/ URL is required");
+                }
+                for url in &urls {
+                    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                        problems.bad("state.redis", &format!("{url:?} is not a redis:// URL"));
+                    }
+                }
+                if urls.len() > 1 && !self.cluster {
+                    problems.bad(
+                        "state.redis",
+                        "several URLs are the seeds of a cluster: set cluster = true",
+                    );
+                }
+                if self.path.is_some() {
+                    problems.bad("state.path", "only used with backend = \"embedded\"");
+                }
+                StateBackendConfig::Redis {
+                    urls,
+                    cluster: self.cluster,
+                }
+            }
+            _ => {
+                problems.bad("state.backend", "must be \"embedded\" or \"redis\"");
+                StateBackendConfig::Embedded {
+                    path: spool_dir.join("state.redb"),
+                }
+            }
+        };
+        if self.timeout.is_zero() {
+            problems.bad("state.timeout", "must be greater than 0");
+        }
+        let on_failure = match self.on_failure.as_str() {
+            "open" => OnFailure::Open,
+            "closed" => OnFailure::Closed,
+            _ => {
+                problems.bad("state.on_failure", "must be \"open\" or \"closed\"");
+                OnFailure::Open
+            }
+        };
+        StateConfig {
+            backend,
+            timeout: self.timeout,
+            on_failure,
+            key_prefix: self.key_prefix,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Greylisting, counted tier-wide in the state backend: a first attempt from a client
+//! network (or, when SPF passes, from the sender's domain, since large providers retry
+//! from other addresses) for a sender and recipient is refused with `451 4.7.1`; a retry
+//! after `delay` and within `window` passes and keeps passing for `pass_ttl`. At the data
+//! stage only messages scoring `min_score` or more are delayed. Trusted and allowlisted
+//! clients, DNS-allowlisted ones, `exempt` networks and (at RCPT) the null sender skip it.
+
+use crate::auth::SpfResult;
+use crate::config::{network_of, GreylistConfig, GreylistStage, OnFailure};
+use crate::mail::Reply;
+use crate::metrics::Metrics;
+use crate::policy::{Check, Context, Decision, Stage};
+use crate::state::{digest, GreylistAnswer, State, Unavailable};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// The greylisting check.
+#[derive(Debug)]
+pub struct Greylist {
+    state: State,
+    config: GreylistConfig,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Greylist {
+    /// Greylisting per `config` with `state`.
+    pub fn new(state: State, config: GreylistConfig, metrics: Option<Arc<Metrics>>) -> Greylist {
+        Greylist {
+            state,
+            config,
+            metrics,
+        }
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(m) = &self.metrics {
+            m.greylist_total.with_label_values(&[result]).inc();
+        }
+    }
+
+    /// Where the sender comes from: its SPF-verified domain, else the client network.
+    fn origin(&self, ctx: &Context) -> String {
+        let spf = ctx.auth.as_ref().and_then(|a| a.spf_mail_from.as_ref());
+        match spf {
+            Some(check) if check.result == SpfResult::Pass && !check.domain.is_empty() => {
+                format!("spf:{}", check.domain)
+            }
+            _ => format!("net:{}", self.network(ctx)),
+        }
+    }
+
+    fn network(&self, ctx: &Context) -> ipnet::IpNet {
+        network_of(
+            ctx.client.ip,
+            self.config.ipv4_prefix,
+            self.config.ipv6_prefix,
+        )
+    }
+
+    fn exempt(&self, ctx: &Context) -> bool {
+        self.config.exempt.contains(ctx.client.ip)
+            || ctx.client.dnsbl_total < 0.0
+            || (self.config.stage == GreylistStage::Rcpt
+                && ctx.mail_from.as_ref().is_none_or(|a| a.is_null()))
+    }
+
+    fn unavailable(&self, ctx: &mut Context, failure: Unavailable) -> Decision {
+        match failure.0 {
+            OnFailure::Open => {
+                ctx.hit_once("STATE_UNAVAILABLE", 0.0);
+                Decision::Continue
+            }
+            OnFailure::Closed => Decision::Tempfail(Reply::new(
+                451,
+                "4.3.0",
+                "Temporary local problem, try again later",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Check for Greylist {
+    fn name(&self) -> &'static str {
+        "greylist"
+    }
+
+    fn stage(&self) -> Stage {
+        match self.config.stage {
+            GreylistStage::Rcpt => Stage::Rcpt,
+            GreylistStage::Data => Stage::Data,
+        }
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        if self.config.stage == GreylistStage::Data && ctx.score() < self.config.min_score {
+            return Decision::Continue;
+        }
+        if self.exempt(ctx) {
+            self.count("exempt");
+            return Decision::Continue;
+        }
+        let network = self.network(ctx).to_string();
+        let pass_ttl = self.config.pass_ttl;
+        if self.config.auto_allow_after > 0 {
+            match self.state.counter(&format!("gl:net:{network}")).await {
+                Ok(passes) if passes >= i64::from(self.config.auto_allow_after) => {
+                    self.count("exempt");
+                    return Decision::Continue;
+                }
+                Ok(_) => {}
+                Err(e) => return self.unavailable(ctx, e),
+            }
+        }
+        let sender = ctx
+            .mail_from
+            .as_ref()
+            .map(|a| a.to_path().to_lowercase())
+            .unwrap_or_default();
+        let recipients = match self.config.stage {
+            GreylistStage::Rcpt => ctx
+                .rcpt
+                .as_ref()
+                .map(|a| a.to_path().to_lowercase())
+                .unwrap_or_default(),
+            GreylistStage::Data => {
+                let mut all: Vec<String> = ctx
+                    .recipients
+                    .iter()
+                    .map(|a| a.to_path().to_lowercase())
+                    .collect();
+                all.sort();
+                all.join(",")
+            }
+        };
+        let key = format!(
+            "gl:t:{}",
+            digest(&[&self.origin(ctx), &sender, &recipients])
+        );
+        let answer = self
+            .state
+            .greylist(&key, self.config.delay, self.config.window, pass_ttl)
+            .await;
+        match answer {
+            Ok(GreylistAnswer::New { retry_after }) | Ok(GreylistAnswer::Early { retry_after }) => {
+                let result = if matches!(answer, Ok(GreylistAnswer::New { .. })) {
+                    "new"
+                } else {
+                    "early"
+                };
+                self.count(result);
+                tracing::info!(client = %ctx.client.ip, from = %sender, to = %recipients, result, "greylisted");
+                Decision::Tempfail(Reply::new(
+                    451,
+                    "4.7.1",
+                    format!(
+                        "Greylisted, please try again in {} seconds",
+                        retry_after.as_secs().max(1)
+                    ),
+                ))
+            }
+            Ok(GreylistAnswer::Passed) => {
+                self.count("passed");
+                ctx.hit("GREYLIST", 0.0);
+                if self.config.auto_allow_after > 0 {
+                    // A failure here only delays the network's auto-allow.
+                    let _ = self
+                        .state
+                        .incr(&format!("gl:net:{network}"), 1, pass_ttl)
+                        .await;
+                }
+                Decision::Continue
+            }
+            Ok(GreylistAnswer::Known) => {
+                self.count("passed");
+                Decision::Continue
+            }
+            Err(e) => self.unavailable(ctx, e),
+        }
+    }
+}

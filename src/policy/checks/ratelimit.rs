@@ -1,0 +1,135 @@
+//! One `[[ratelimit]]`: counts an event per key (client address or network, sender,
+//! sender domain, recipient, HELO) at its stage against a GCRA limit in the state
+//! backend, so every gateway of the tier counts into the same bucket. Over the limit it
+//! tempfails (`421 4.7.0` at connect, `450 4.7.1` later) or adds its symbol.
+
+use crate::config::{network_of, OnFailure, RateAction, RateKey, RateLimitConfig, RateStage};
+use crate::mail::Reply;
+use crate::metrics::Metrics;
+use crate::policy::{Check, Context, Decision, Stage};
+use crate::state::{digest, State};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// One rate limit.
+#[derive(Debug)]
+pub struct RateLimit {
+    state: State,
+    limit: RateLimitConfig,
+    /// Prefix lengths of `client_net` (those of `[greylist]`).
+    prefixes: (u8, u8),
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl RateLimit {
+    /// The limit `limit` counted in `state`; `prefixes` are the IPv4/IPv6 prefix lengths
+    /// of a client network.
+    pub fn new(
+        state: State,
+        limit: RateLimitConfig,
+        prefixes: (u8, u8),
+        metrics: Option<Arc<Metrics>>,
+    ) -> RateLimit {
+        RateLimit {
+            state,
+            limit,
+            prefixes,
+            metrics,
+        }
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(m) = &self.metrics {
+            m.ratelimit_total
+                .with_label_values(&[self.limit.name.as_str(), result])
+                .inc();
+        }
+    }
+
+    /// The value counted per, when the transaction has it.
+    fn subject(&self, ctx: &Context) -> Option<String> {
+        let lower = |s: String| s.to_lowercase();
+        match self.limit.key {
+            RateKey::ClientIp => Some(ctx.client.ip.to_canonical().to_string()),
+            RateKey::ClientNet => {
+                Some(network_of(ctx.client.ip, self.prefixes.0, self.prefixes.1).to_string())
+            }
+            RateKey::Sender => ctx.mail_from.as_ref().map(|a| lower(a.to_path())),
+            RateKey::SenderDomain => ctx.mail_from.as_ref().map(|a| lower(a.domain.clone())),
+            RateKey::Recipient => ctx.rcpt.as_ref().map(|a| lower(a.to_path())),
+            RateKey::Helo => ctx.client.helo.clone().map(lower),
+        }
+    }
+
+    fn refusal(&self, code: u16, status: &'static str, text: String) -> Decision {
+        Decision::Tempfail(Reply::new(code, status, text))
+    }
+}
+
+#[async_trait]
+impl Check for RateLimit {
+    fn name(&self) -> &'static str {
+        "ratelimit"
+    }
+
+    fn stage(&self) -> Stage {
+        match self.limit.stage {
+            RateStage::Connect => Stage::Connect,
+            RateStage::Mail => Stage::Mail,
+            RateStage::Rcpt => Stage::Rcpt,
+            RateStage::Data => Stage::Data,
+        }
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let Some(subject) = self.subject(ctx) else {
+            return Decision::Continue;
+        };
+        let key = format!("rl:{}:{}", self.limit.name, digest(&[&subject]));
+        let at_connect = self.limit.stage == RateStage::Connect;
+        let l = &self.limit;
+        match self.state.rate(&key, l.limit, l.per, l.burst).await {
+            Ok(answer) if answer.allowed => {
+                self.count("ok");
+                Decision::Continue
+            }
+            Ok(answer) => {
+                self.count("over");
+                ctx.hit_once(&l.symbol, 0.0);
+                tracing::info!(limit = %l.name, key = l.key.as_str(), %subject, "rate limit exceeded");
+                if l.action == RateAction::Score {
+                    return Decision::Continue;
+                }
+                let wait = answer.retry_after.as_secs().max(1);
+                let text = format!(
+                    "Rate limit {} exceeded, try again in {wait} seconds",
+                    l.name
+                );
+                if at_connect {
+                    self.refusal(421, "4.7.0", text)
+                } else {
+                    self.refusal(450, "4.7.1", text)
+                }
+            }
+            Err(failure) => {
+                self.count("unavailable");
+                match failure.0 {
+                    OnFailure::Open => {
+                        ctx.hit_once("STATE_UNAVAILABLE", 0.0);
+                        Decision::Continue
+                    }
+                    OnFailure::Closed if at_connect => self.refusal(
+                        421,
+                        "4.3.0",
+                        "Temporary local problem, try again later".into(),
+                    ),
+                    OnFailure::Closed => self.refusal(
+                        451,
+                        "4.3.0",
+                        "Temporary local problem, try again later".into(),
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The two algorithms every backend implements, as pure functions over stored values:
+//! GCRA for rate limits and the greylisting state machine. The embedded store runs them
+//! directly; the Redis scripts are the same steps in Lua.
+
+use super::{ContactAnswer, GreylistAnswer, RateAnswer};
+use std::time::Duration;
+
+/// Milliseconds.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One GCRA decision. `tat` is the stored theoretical arrival time (ms), `now` the clock
+/// (ms). `limit` events per `per` on average, `burst` of them at once. Returns the answer
+/// and, when the event is counted, the new TAT and how long to keep it.
+pub fn gcra(
+    now: u64,
+    tat: Option<u64>,
+    limit: u64,
+    per: Duration,
+    burst: u64,
+) -> (RateAnswer, Option<(u64, Duration)>) {
+    let interval = (ms(per) / limit.max(1)).max(1);
+    let tolerance = interval.saturating_mul(burst.max(1) - 1);
+    let tat = tat.unwrap_or(now).max(now);
+    let ahead = tat - now;
+    if ahead > tolerance {
+        let answer = RateAnswer {
+            allowed: false,
+            retry_after: Duration::from_millis(ahead - tolerance),
+        };
+        return (answer, None);
+    }
+    let new_tat = tat.saturating_add(interval);
+    let keep = Duration::from_millis(new_tat - now);
+    let answer = RateAnswer {
+        allowed: true,
+        retry_after: Duration::ZERO,
+    };
+    (answer, Some((new_tat, keep)))
+}
+
+/// A stored greylisting triplet: when it was first seen, or when it passed (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triplet {
+    /// First attempt at this time.
+    Seen(u64),
+    /// Passed at this time.
+    Passed(u64),
+}
+
+impl Triplet {
+    /// Stored form: `f:SECONDS` or `p:SECONDS` (the Redis script uses the same).
+    pub fn encode(self) -> Vec<u8> {
+        match self {
+            Triplet::Seen(t) => format!("f:{t}").into_bytes(),
+            Triplet::Passed(t) => format!("p:{t}").into_bytes(),
+        }
+    }
+
+    /// Parses the stored form; anything else reads as absent.
+    pub fn decode(raw: &[u8]) -> Option<Triplet> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let (kind, secs) = text.split_once(':')?;
+        let secs = secs.parse().ok()?;
+        match kind {
+            "f" => Some(Triplet::Seen(secs)),
+            "p" => Some(Triplet::Passed(secs)),
+            _ => None,
+        }
+    }
+}
+
+/// One greylisting step at `now` (seconds): the answer and what to store, for how long.
+pub fn greylist(
+    now: u64,
+    stored: Option<Triplet>,
+    delay: Duration,
+    window: Duration,
+    pass_ttl: Duration,
+) -> (GreylistAnswer, Triplet, Duration) {
+    let delay_s = delay.as_secs();
+    match stored {
+        None => (
+            GreylistAnswer::New { retry_after: delay },
+            Triplet::Seen(now),
+            window,
+        ),
+        Some(Triplet::Passed(_)) => (GreylistAnswer::Known, Triplet::Passed(now), pass_ttl),
+        Some(Triplet::Seen(first)) => {
+            let waited = now.saturating_sub(first);
+            if waited < delay_s {
+                let keep = window.saturating_sub(Duration::from_secs(waited));
+                let left = Duration::from_secs(delay_s - waited);
+                (
+                    GreylistAnswer::Early { retry_after: left },
+                    Triplet::Seen(first),
+                    keep,
+                )
+            } else {
+                (GreylistAnswer::Passed, Triplet::Passed(now), pass_ttl)
+            }
+        }
+    }
+}
+
+/// A client's contacts with the tier: gateway name → last contact (seconds). Stored as
+/// `name=secs` pairs joined by `,` (the Redis script keeps a hash instead).
+pub fn decode_contacts(raw: &[u8]) -> Vec<(String, u64)> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Vec::new();
+    };
+    text.split(',')
+        .filter_map(|pair| {
+            let (name, secs) = pair.split_once('=')?;
+            Some((name.to_owned(), secs.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Stored form of [`decode_contacts`].
+pub fn encode_contacts(contacts: &[(String, u64)]) -> Vec<u8> {
+    let pairs: Vec<String> = contacts.iter().map(|(n, t)| format!("{n}={t}")).collect();
+    pairs.join(",").into_bytes()
+}
+
+/// Records a contact of `member` at `now` among `stored` contacts: what the tier knew
+/// before it, and what to store (contacts older than `memory` are forgotten).
+pub fn contact(
+    now: u64,
+    stored: Vec<(String, u64)>,
+    member: &str,
+    memory: Duration,
+    fanout_window: Duration,
+) -> (ContactAnswer, Vec<(String, u64)>) {
+    let memory_start = now.saturating_sub(memory.as_secs());
+    let fanout_start = now.saturating_sub(fanout_window.as_secs());
+    let mut kept: Vec<(String, u64)> = stored
+        .into_iter()
+        .filter(|(name, at)| *at >= memory_start && name != member)
+        .collect();
+    let seen_before = !kept.is_empty();
+    // Whether this member itself was contacted within the memory counts too: only a
+    // client new to the whole tier is a first contact.
+    let answer_first = !seen_before;
+    let recent_others = kept.iter().filter(|(_, at)| *at >= fanout_start).count();
+    kept.push((member.to_owned(), now));
+    (
+        ContactAnswer {
+            first_contact: answer_first,
+            members_recently: recent_others + 1,
+        },
+        kept,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_a_burst_then_one_per_interval() {
+        let per = Duration::from_secs(60);
+        let mut tat = None;
+        let mut allowed = 0;
+        for _ in 0..15 {
+            let (a, next) = gcra(1_000_000, tat, 10, per, 10);
+            if let Some((t, _)) = next {
+                tat = Some(t);
+                allowed += 1;
+            } else {
+                assert!(!a.allowed);
+                assert!(a.retry_after > Duration::ZERO && a.retry_after <= Duration::from_secs(6));
+            }
+        }
+        assert_eq!(allowed, 10, "burst of 10");
+        // Six seconds later exactly one more.
+        let (a, _) = gcra(1_006_000, tat, 10, per, 10);
+        assert!(a.allowed);
+    }
+
+    #[test]
+    fn gcra_without_burst_is_one_per_interval() {
+        let per = Duration::from_secs(10);
+        let (a, next) = gcra(0, None, 1, per, 1);
+        assert!(a.allowed);
+        let tat = next.map(|(t, _)| t);
+        assert!(!gcra(5_000, tat, 1, per, 1).0.allowed);
+        assert!(gcra(10_000, tat, 1, per, 1).0.allowed);
+    }
+
+    #[test]
+    fn greylist_new_early_passed_known() {
+        let (d, w, p) = (
+            Duration::from_secs(300),
+            Duration::from_secs(14_400),
+            Duration::from_secs(86_400),
+        );
+        let (a, t, keep) = greylist(1000, None, d, w, p);
+        assert_eq!(a, GreylistAnswer::New { retry_after: d });
+        assert_eq!((t, keep), (Triplet::Seen(1000), w));
+        let (a, t, _) = greylist(1100, Some(t), d, w, p);
+        assert_eq!(
+            a,
+            GreylistAnswer::Early {
+                retry_after: Duration::from_secs(200)
+            }
+        );
+        assert_eq!(
+            t,
+            Triplet::Seen(1000),
+            "an early retry does not restart the delay"
+        );
+        let (a, t, keep) = greylist(1300, Some(t), d, w, p);
+        assert_eq!((a, keep), (GreylistAnswer::Passed, p));
+        let (a, _, _) = greylist(5000, Some(t), d, w, p);
+        assert_eq!(a, GreylistAnswer::Known);
+    }
+
+    #[test]
+    fn triplets_round_trip_and_garbage_reads_as_absent() {
+        for t in [Triplet::Seen(5), Triplet::Passed(7)] {
+            assert_eq!(Triplet::decode(&t.encode()), Some(t));
+        }
+        assert_eq!(Triplet::decode(b"x:1"), None);
+        assert_eq!(Triplet::decode(b"f:nope"), None);
+    }
+
+    #[test]
+    fn contacts_tell_first_contact_and_fanout() {
+        let (memory, fanout) = (Duration::from_secs(600), Duration::from_secs(30));
+        let (a, stored) = contact(1000, Vec::new(), "bk1", memory, fanout);
+        assert_eq!(
+            a,
+            ContactAnswer {
+                first_contact: true,
+                members_recently: 1
+            }
+        );
+        let (a, stored) = contact(1010, stored, "gw1", memory, fanout);
+        assert!(!a.first_contact);
+        assert_eq!(a.members_recently, 2);
+        let (a, stored) = contact(1020, stored, "gw2", memory, fanout);
+        assert_eq!(a.members_recently, 3);
+        // Much later: the old contacts fall out of the fanout window, then out of memory.
+        let (a, stored) = contact(1100, stored, "gw1", memory, fanout);
+        assert_eq!((a.first_contact, a.members_recently), (false, 1));
+        let (a, _) = contact(2000, stored, "bk1", memory, fanout);
+        assert!(a.first_contact);
+        assert_eq!(
+            decode_contacts(&encode_contacts(&[("a".into(), 1), ("b".into(), 2)])),
+            vec![("a".into(), 1), ("b".into(), 2)]
+        );
+    }
+}

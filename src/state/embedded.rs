@@ -1,0 +1,428 @@
+//! The embedded state store: one redb file (under the spool directory by default), so
+//! greylisting passes and rate counters survive a restart or a `kill -9`.
+//!
+//! One writer thread owns the database: calls queue up on a channel and each batch runs in
+//! one transaction with one fsync (group commit, as the spool does), so many sessions cost
+//! one disk flush. Reads go through the same thread, which makes every operation atomic
+//! without locks. Values carry their expiry; expired entries read as absent and a sweep
+//! removes them when the store is idle. The file is opened in redb's multi-writer mode so
+//! the command-line tools can use it while the gateway runs.
+
+use super::algo::{self, Triplet};
+use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
+use async_trait::async_trait;
+use redb::{ConcurrencyMode, Database, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Key → expiry (unix ms, big-endian) followed by the payload.
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// Most operations committed together.
+const MAX_BATCH: usize = 512;
+/// How long the writer waits for work before it sweeps expired entries.
+const SWEEP_IDLE: Duration = Duration::from_secs(60);
+
+/// One queued operation.
+#[derive(Debug)]
+enum Op {
+    Incr {
+        key: String,
+        delta: i64,
+        ttl: Duration,
+    },
+    Get {
+        key: String,
+    },
+    Set {
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    },
+    SetNx {
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    },
+    Delete {
+        key: String,
+    },
+    Rate {
+        key: String,
+        limit: u64,
+        per: Duration,
+        burst: u64,
+    },
+    Greylist {
+        key: String,
+        delay: Duration,
+        window: Duration,
+        pass_ttl: Duration,
+    },
+    Contact {
+        key: String,
+        member: String,
+        memory: Duration,
+        fanout: Duration,
+    },
+    Ping,
+}
+
+/// What an operation answers.
+#[derive(Debug)]
+enum Answer {
+    Int(i64),
+    Bytes(Option<Vec<u8>>),
+    Bool(bool),
+    Unit,
+    Rate(RateAnswer),
+    Greylist(GreylistAnswer),
+    Contact(ContactAnswer),
+}
+
+type Request = (Op, oneshot::Sender<Result<Answer, StateError>>);
+
+/// The embedded store. Dropping it stops the writer thread after the queued work.
+#[derive(Debug)]
+pub struct Embedded {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Embedded {
+    /// Opens (or creates) the store at `path`, creating its directory.
+    pub fn open(path: &Path) -> Result<Embedded, StateError> {
+        let failed = |message: String| StateError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        }
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map_err(|e| failed(e.to_string()))?;
+        let (requests, queue) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("mxguard-state".into())
+            .spawn(move || writer(db, queue))
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Embedded { requests })
+    }
+
+    async fn run(&self, op: Op) -> Result<Answer, StateError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send((op, tx))
+            .map_err(|_| StateError::Backend("state writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StateError::Backend("state writer stopped".into()))?
+    }
+}
+
+fn unexpected(answer: Answer) -> StateError {
+    StateError::Backend(format!("unexpected answer {answer:?}"))
+}
+
+#[async_trait]
+impl Backend for Embedded {
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StateError> {
+        let key = key.to_owned();
+        match self.run(Op::Incr { key, delta, ttl }).await? {
+            Answer::Int(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let key = key.to_owned();
+        match self.run(Op::Get { key }).await? {
+            Answer::Bytes(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        match self.run(Op::Set { key, value, ttl }).await? {
+            Answer::Unit => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StateError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        match self.run(Op::SetNx { key, value, ttl }).await? {
+            Answer::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StateError> {
+        let key = key.to_owned();
+        match self.run(Op::Delete { key }).await? {
+            Answer::Unit => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn rate(
+        &self,
+        key: &str,
+        limit: u64,
+        per: Duration,
+        burst: u64,
+    ) -> Result<RateAnswer, StateError> {
+        let key = key.to_owned();
+        match self
+            .run(Op::Rate {
+                key,
+                limit,
+                per,
+                burst,
+            })
+            .await?
+        {
+            Answer::Rate(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn greylist(
+        &self,
+        key: &str,
+        delay: Duration,
+        window: Duration,
+        pass_ttl: Duration,
+    ) -> Result<GreylistAnswer, StateError> {
+        let key = key.to_owned();
+        let op = Op::Greylist {
+            key,
+            delay,
+            window,
+            pass_ttl,
+        };
+        match self.run(op).await? {
+            Answer::Greylist(g) => Ok(g),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, StateError> {
+        let op = Op::Contact {
+            key: key.to_owned(),
+            member: member.to_owned(),
+            memory,
+            fanout: fanout_window,
+        };
+        match self.run(op).await? {
+            Answer::Contact(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        match self.run(Op::Ping).await? {
+            Answer::Unit => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn expiry(now: u64, ttl: Duration) -> u64 {
+    now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The writer thread: batches of queued operations, one transaction and commit each.
+fn writer(db: Database, queue: mpsc::Receiver<Request>) {
+    loop {
+        let first = match queue.recv_timeout(SWEEP_IDLE) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = sweep(&db) {
+                    tracing::warn!(error = %e, "state store: sweeping expired entries failed");
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
+        match apply(&db, ops) {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "state store: transaction failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn backend_error(e: impl std::fmt::Display) -> StateError {
+    StateError::Backend(e.to_string())
+}
+
+/// Runs `ops` in one write transaction; the answers in order, or the error that aborted
+/// the whole batch (then nothing of it was applied).
+fn apply(db: &Database, ops: Vec<Op>) -> Result<Vec<Answer>, StateError> {
+    let txn = db.begin_write().map_err(backend_error)?;
+    let mut answers = Vec::with_capacity(ops.len());
+    {
+        let mut table = txn.open_table(TABLE).map_err(backend_error)?;
+        let now = now_ms();
+        for op in ops {
+            answers.push(apply_one(&mut table, now, op)?);
+        }
+    }
+    txn.commit().map_err(backend_error)?;
+    Ok(answers)
+}
+
+type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// The live payload of `key` (an expired entry reads as absent).
+fn read(table: &Table<'_>, now: u64, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+    let Some(guard) = table.get(key).map_err(backend_error)? else {
+        return Ok(None);
+    };
+    let raw = guard.value();
+    let Some((head, payload)) = raw.split_first_chunk::<8>() else {
+        return Ok(None);
+    };
+    if u64::from_be_bytes(*head) <= now {
+        return Ok(None);
+    }
+    Ok(Some(payload.to_vec()))
+}
+
+fn parse_counter(raw: &[u8]) -> Option<i64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+fn write(table: &mut Table<'_>, key: &str, expires: u64, payload: &[u8]) -> Result<(), StateError> {
+    let mut value = Vec::with_capacity(8 + payload.len());
+    value.extend_from_slice(&expires.to_be_bytes());
+    value.extend_from_slice(payload);
+    table.insert(key, value.as_slice()).map_err(backend_error)?;
+    Ok(())
+}
+
+fn apply_one(table: &mut Table<'_>, now: u64, op: Op) -> Result<Answer, StateError> {
+    Ok(match op {
+        Op::Incr { key, delta, ttl } => {
+            // Decimal text, as Redis keeps counters: `get` reads the same in both.
+            let current = read(table, now, &key)?
+                .as_deref()
+                .and_then(parse_counter)
+                .unwrap_or(0);
+            let value = current.saturating_add(delta);
+            write(table, &key, expiry(now, ttl), value.to_string().as_bytes())?;
+            Answer::Int(value)
+        }
+        Op::Get { key } => Answer::Bytes(read(table, now, &key)?),
+        Op::Set { key, value, ttl } => {
+            write(table, &key, expiry(now, ttl), &value)?;
+            Answer::Unit
+        }
+        Op::SetNx { key, value, ttl } => {
+            if read(table, now, &key)?.is_some() {
+                Answer::Bool(false)
+            } else {
+                write(table, &key, expiry(now, ttl), &value)?;
+                Answer::Bool(true)
+            }
+        }
+        Op::Delete { key } => {
+            table.remove(key.as_str()).map_err(backend_error)?;
+            Answer::Unit
+        }
+        Op::Rate {
+            key,
+            limit,
+            per,
+            burst,
+        } => {
+            let tat =
+                read(table, now, &key)?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes));
+            let (answer, next) = algo::gcra(now, tat, limit, per, burst);
+            if let Some((tat, keep)) = next {
+                write(table, &key, expiry(now, keep), &tat.to_be_bytes())?;
+            }
+            Answer::Rate(answer)
+        }
+        Op::Greylist {
+            key,
+            delay,
+            window,
+            pass_ttl,
+        } => {
+            let stored = read(table, now, &key)?.and_then(|v| Triplet::decode(&v));
+            let (answer, triplet, keep) =
+                algo::greylist(now / 1000, stored, delay, window, pass_ttl);
+            write(table, &key, expiry(now, keep), &triplet.encode())?;
+            Answer::Greylist(answer)
+        }
+        Op::Contact {
+            key,
+            member,
+            memory,
+            fanout,
+        } => {
+            let stored = read(table, now, &key)?
+                .map(|v| algo::decode_contacts(&v))
+                .unwrap_or_default();
+            let (answer, kept) = algo::contact(now / 1000, stored, &member, memory, fanout);
+            write(
+                table,
+                &key,
+                expiry(now, memory),
+                &algo::encode_contacts(&kept),
+            )?;
+            Answer::Contact(answer)
+        }
+        Op::Ping => Answer::Unit,
+    })
+}
+
+/// Removes every expired entry.
+fn sweep(db: &Database) -> Result<(), StateError> {
+    let txn = db.begin_write().map_err(backend_error)?;
+    {
+        let mut table = txn.open_table(TABLE).map_err(backend_error)?;
+        let now = now_ms();
+        table
+            .retain(|_, value| {
+                value
+                    .first_chunk::<8>()
+                    .is_some_and(|head| u64::from_be_bytes(*head) > now)
+            })
+            .map_err(backend_error)?;
+    }
+    txn.commit().map_err(backend_error)
+}

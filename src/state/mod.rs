@@ -1,0 +1,368 @@
+//! The tier's shared memory: counters, greylisting triplets, rate limits (and later the
+//! classifier's token counts) in a state backend, embedded on disk for one gateway or in
+//! Redis / Redis Cluster for a tier, so a retry that lands on another gateway finds what
+//! the first one learned.
+//!
+//! Every multi-step update is one atomic operation of the backend (a server-side script
+//! in Redis, one transaction in the embedded store): gateways never race with
+//! read-modify-write. [`State`] wraps a backend with the key prefix, the `timeout` that
+//! bounds every call, health tracking (logged once per change, exported) and metrics.
+
+mod algo;
+mod embedded;
+mod health;
+mod redis;
+
+#[cfg(test)]
+mod tests;
+
+pub use embedded::Embedded;
+pub use health::Health;
+pub use redis::RedisBackend;
+
+use crate::config::{OnFailure, StateBackendConfig, StateConfig};
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a state call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StateError {
+    /// The backend did not answer within `state.timeout`.
+    #[error("state backend timed out")]
+    Timeout,
+    /// The backend is unreachable or refused the operation.
+    #[error("state backend: {0}")]
+    Backend(String),
+    /// The embedded store's file could not be opened.
+    #[error("state store {path}: {message}")]
+    Open {
+        /// The database file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What one greylisting look-up concluded about a triplet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GreylistAnswer {
+    /// First attempt: it is recorded; the retry may come after `retry_after`.
+    New {
+        /// Time until a retry passes.
+        retry_after: Duration,
+    },
+    /// A retry that came too early.
+    Early {
+        /// Time left until a retry passes.
+        retry_after: Duration,
+    },
+    /// A retry inside the window: the triplet passes from now on.
+    Passed,
+    /// A triplet that passed before (its pass is refreshed).
+    Known,
+}
+
+/// What a rate-limit look-up concluded (GCRA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateAnswer {
+    /// The event is within the limit (and was counted).
+    pub allowed: bool,
+    /// When refused, how long until one more event would be allowed.
+    pub retry_after: Duration,
+}
+
+/// What the tier remembered about a client when it connected (tier connection memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactAnswer {
+    /// No gateway of the tier saw the client within the memory window.
+    pub first_contact: bool,
+    /// Gateways (this one included) the client reached within the fan-out window.
+    pub members_recently: usize,
+}
+
+/// The operations checks need, each atomic in the backend. Keys arrive prefixed.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Adds `delta` to a counter (created at 0 with `ttl` when absent; its expiry is
+    /// refreshed to `ttl` on every update); the new value. Counters are stored as
+    /// decimal text, so [`Backend::get`] reads them alike in every backend.
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StateError>;
+    /// The value of `key`, when present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
+    /// Sets `key` to `value`, expiring after `ttl`.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError>;
+    /// Sets `key` only when absent; whether it was set.
+    async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StateError>;
+    /// Removes `key`.
+    async fn delete(&self, key: &str) -> Result<(), StateError>;
+    /// Counts one event against a GCRA limit of `limit` per `per` with `burst` at once;
+    /// a refused event is not counted.
+    async fn rate(
+        &self,
+        key: &str,
+        limit: u64,
+        per: Duration,
+        burst: u64,
+    ) -> Result<RateAnswer, StateError>;
+    /// Looks up (and records) one greylisting attempt of a triplet.
+    async fn greylist(
+        &self,
+        key: &str,
+        delay: Duration,
+        window: Duration,
+        pass_ttl: Duration,
+    ) -> Result<GreylistAnswer, StateError>;
+    /// Records that `member` (a gateway) was contacted by the client of `key` now, and
+    /// says what the tier knew before: contacts older than `memory` are forgotten,
+    /// those within `fanout_window` are counted.
+    async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, StateError>;
+    /// Whether the backend answers at all.
+    async fn ping(&self) -> Result<(), StateError>;
+}
+
+/// A fixed-length key part for values that may be long or hold any character (addresses,
+/// HELO names): the first 128 bits of SHA-256 over the parts, in hex.
+pub fn digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A state call that could not be made: the check applies `on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable(pub OnFailure);
+
+/// The state backend as checks use it: prefixed keys, every call bounded by the timeout,
+/// failures counted and turned into [`Unavailable`].
+#[derive(Debug, Clone)]
+pub struct State {
+    backend: Arc<dyn Backend>,
+    backend_config: StateBackendConfig,
+    prefix: String,
+    timeout: Duration,
+    on_failure: OnFailure,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl State {
+    /// Opens the backend of `config`. An unreachable Redis is not an error here: the
+    /// client reconnects, and calls fail (and are counted) until it answers.
+    pub async fn open(config: &StateConfig, metrics: Arc<Metrics>) -> Result<State, StateError> {
+        let backend: Arc<dyn Backend> = match &config.backend {
+            StateBackendConfig::Embedded { path } => Arc::new(Embedded::open(path)?),
+            StateBackendConfig::Redis { urls, cluster } => {
+                Arc::new(RedisBackend::connect(urls, *cluster, config.timeout).await?)
+            }
+        };
+        Ok(State::with_backend(backend, config, metrics))
+    }
+
+    /// Wraps an already opened backend.
+    pub fn with_backend(
+        backend: Arc<dyn Backend>,
+        config: &StateConfig,
+        metrics: Arc<Metrics>,
+    ) -> State {
+        let health = Arc::new(Health::new(metrics.clone()));
+        State {
+            backend,
+            backend_config: config.backend.clone(),
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            on_failure: config.on_failure,
+            health,
+            metrics,
+        }
+    }
+
+    /// The backend this state was opened with.
+    pub fn backend_config(&self) -> &StateBackendConfig {
+        &self.backend_config
+    }
+
+    /// `embedded` or `redis`, for logs and `/healthz`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend_config {
+            StateBackendConfig::Embedded { .. } => "embedded",
+            StateBackendConfig::Redis { .. } => "redis",
+        }
+    }
+
+    /// What checks do when a call fails.
+    pub fn on_failure(&self) -> OnFailure {
+        self.on_failure
+    }
+
+    /// The health tracker (for `/healthz` and the background probe).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The same backend with the policy settings (timeout, failure mode, prefix) of a
+    /// reloaded configuration.
+    pub fn reconfigured(&self, config: &StateConfig) -> State {
+        State {
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            on_failure: config.on_failure,
+            ..self.clone()
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one backend call under the timeout, recording duration, errors and health.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = Result<T, StateError>>,
+    ) -> Result<T, Unavailable> {
+        let started = tokio::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(StateError::Timeout),
+        };
+        self.metrics
+            .state_duration_seconds
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(v) => {
+                self.health.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                self.metrics
+                    .state_errors_total
+                    .with_label_values(&[op])
+                    .inc();
+                self.health.failed(&e);
+                Err(Unavailable(self.on_failure))
+            }
+        }
+    }
+
+    /// See [`Backend::incr`].
+    pub async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, Unavailable> {
+        let key = self.key(key);
+        self.call("incr", self.backend.incr(&key, delta, ttl)).await
+    }
+
+    /// The value of a counter kept by [`State::incr`]; 0 when absent.
+    pub async fn counter(&self, key: &str) -> Result<i64, Unavailable> {
+        let raw = self.get(key).await?;
+        Ok(raw
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// See [`Backend::get`].
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        let key = self.key(key);
+        self.call("get", self.backend.get(&key)).await
+    }
+
+    /// See [`Backend::set`].
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {
+        let key = self.key(key);
+        self.call("set", self.backend.set(&key, value, ttl)).await
+    }
+
+    /// See [`Backend::set_nx`].
+    pub async fn set_nx(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, Unavailable> {
+        let key = self.key(key);
+        self.call("set_nx", self.backend.set_nx(&key, value, ttl))
+            .await
+    }
+
+    /// See [`Backend::delete`].
+    pub async fn delete(&self, key: &str) -> Result<(), Unavailable> {
+        let key = self.key(key);
+        self.call("delete", self.backend.delete(&key)).await
+    }
+
+    /// See [`Backend::rate`].
+    pub async fn rate(
+        &self,
+        key: &str,
+        limit: u64,
+        per: Duration,
+        burst: u64,
+    ) -> Result<RateAnswer, Unavailable> {
+        let key = self.key(key);
+        self.call("rate", self.backend.rate(&key, limit, per, burst))
+            .await
+    }
+
+    /// See [`Backend::greylist`].
+    pub async fn greylist(
+        &self,
+        key: &str,
+        delay: Duration,
+        window: Duration,
+        pass_ttl: Duration,
+    ) -> Result<GreylistAnswer, Unavailable> {
+        let key = self.key(key);
+        self.call(
+            "greylist",
+            self.backend.greylist(&key, delay, window, pass_ttl),
+        )
+        .await
+    }
+
+    /// See [`Backend::contact`].
+    pub async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, Unavailable> {
+        let key = self.key(key);
+        self.call(
+            "contact",
+            self.backend.contact(&key, member, memory, fanout_window),
+        )
+        .await
+    }
+
+    /// Probes the backend (the health watcher calls it while the backend is down).
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        self.call("ping", self.backend.ping()).await
+    }
+
+    /// Pings the backend every `interval` until `stop`, so an outage and a recovery are
+    /// noticed (and logged, and exported) even when no check is asking.
+    pub async fn watch(self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let _ = self.ping().await;
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The Redis state backend: one server through the crate's connection manager
+//! (multiplexed, reconnecting), or a Redis Cluster through its cluster client. Every
+//! multi-step update is one Lua script on one key, so it is atomic on the server and a
+//! cluster can shard the keys freely (no script touches two keys, so no hash tags).
+//! Times come from the server's clock (`TIME`): gateways with skewed clocks still agree.
+
+use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// `INCRBY` and refresh the expiry, atomically.
+const INCR: &str = r"
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return v
+";
+
+/// GCRA (see `algo::gcra`): ARGV = emission interval ms, tolerance ms. Returns
+/// {allowed 0|1, retry_after ms}.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local ahead = tat - now
+if ahead > tolerance then return {0, ahead - tolerance} end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, 0}
+";
+
+/// Greylisting (see `algo::greylist`): ARGV = delay, window, pass_ttl in seconds. Returns
+/// {0 new | 1 early | 2 passed | 3 known, seconds until a retry passes}.
+const GREYLIST: &str = r"
+local now = tonumber(redis.call('TIME')[1])
+local delay = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local pass_ttl = tonumber(ARGV[3])
+local v = redis.call('GET', KEYS[1])
+local kind, at = nil, nil
+if v then
+  kind = string.sub(v, 1, 2)
+  at = tonumber(string.sub(v, 3))
+end
+if kind == 'p:' and at then
+  redis.call('SET', KEYS[1], 'p:' .. now, 'EX', pass_ttl)
+  return {3, 0}
+end
+if kind ~= 'f:' or not at then
+  redis.call('SET', KEYS[1], 'f:' .. now, 'EX', window)
+  return {0, delay}
+end
+local waited = now - at
+if waited < 0 then waited = 0 end
+if waited < delay then
+  local keep = window - waited
+  if keep < 1 then keep = 1 end
+  redis.call('SET', KEYS[1], v, 'EX', keep)
+  return {1, delay - waited}
+end
+redis.call('SET', KEYS[1], 'p:' .. now, 'EX', pass_ttl)
+return {2, 0}
+";
+
+/// Tier connection memory (see `algo::contact`): a hash gateway → last contact seconds.
+/// ARGV = member, memory s, fanout window s. Returns {first contact 0|1, members recently}.
+const CONTACT: &str = r"
+local now = tonumber(redis.call('TIME')[1])
+local memory_start = now - tonumber(ARGV[2])
+local fanout_start = now - tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[1])
+local others, recent = 0, 0
+for i = 1, #all, 2 do
+  local name, at = all[i], tonumber(all[i + 1])
+  if at == nil or at < memory_start then
+    redis.call('HDEL', KEYS[1], name)
+  elseif name ~= ARGV[1] then
+    others = others + 1
+    if at >= fanout_start then recent = recent + 1 end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], now)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+local first = 0
+if others == 0 then first = 1 end
+return {first, recent + 1}
+";
+
+/// A connection to one server or to the cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How the backend reaches Redis.
+enum Link {
+    /// The connection manager connects lazily and reconnects by itself.
+    Single(ConnectionManager),
+    /// The cluster connection is made on first use (the cluster may be down at start)
+    /// and then follows the cluster's topology by itself.
+    Cluster {
+        client: Box<ClusterClient>,
+        conn: Mutex<Option<ClusterConnection>>,
+    },
+}
+
+/// Redis or Redis Cluster.
+pub struct RedisBackend {
+    link: Link,
+    incr: Script,
+    rate: Script,
+    greylist: Script,
+    contact: Script,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.link {
+            Link::Single(_) => "single",
+            Link::Cluster { .. } => "cluster",
+        };
+        f.debug_struct("RedisBackend").field("kind", &kind).finish()
+    }
+}
+
+fn failed(e: redis::RedisError) -> StateError {
+    StateError::Backend(e.to_string())
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisBackend {
+    /// Prepares clients for `urls` (one server, or the seeds of a cluster). Nothing is
+    /// connected yet: an unreachable Redis shows up as failing calls, not a failed start.
+    pub async fn connect(
+        urls: &[String],
+        cluster: bool,
+        timeout: Duration,
+    ) -> Result<RedisBackend, StateError> {
+        let link = if cluster {
+            let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1)
+                .build()
+                .map_err(failed)?;
+            Link::Cluster {
+                client: Box::new(client),
+                conn: Mutex::new(None),
+            }
+        } else {
+            let url = urls
+                .first()
+                .ok_or_else(|| StateError::Backend("no Redis URL".into()))?;
+            let client = redis::Client::open(url.as_str()).map_err(failed)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            Link::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?)
+        };
+        Ok(RedisBackend {
+            link,
+            incr: Script::new(INCR),
+            rate: Script::new(RATE),
+            greylist: Script::new(GREYLIST),
+            contact: Script::new(CONTACT),
+        })
+    }
+
+    async fn conn(&self) -> Result<Conn, StateError> {
+        match &self.link {
+            Link::Single(manager) => Ok(Conn::Single(manager.clone())),
+            Link::Cluster { client, conn } => {
+                let mut slot = conn.lock().await;
+                if let Some(c) = slot.as_ref() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let c = client.get_async_connection().await.map_err(failed)?;
+                *slot = Some(c.clone());
+                Ok(Conn::Cluster(c))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StateError> {
+        let mut conn = self.conn().await?;
+        self.incr
+            .key(key)
+            .arg(delta)
+            .arg(ms(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(failed)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ms(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)
+    }
+
+    async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StateError> {
+        let mut conn = self.conn().await?;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(set.is_some())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StateError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)
+    }
+
+    async fn rate(
+        &self,
+        key: &str,
+        limit: u64,
+        per: Duration,
+        burst: u64,
+    ) -> Result<RateAnswer, StateError> {
+        let interval = (ms(per) / limit.max(1)).max(1);
+        let tolerance = interval.saturating_mul(burst.max(1) - 1);
+        let mut conn = self.conn().await?;
+        let (allowed, retry_ms): (i64, i64) = self
+            .rate
+            .key(key)
+            .arg(interval)
+            .arg(tolerance)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(RateAnswer {
+            allowed: allowed == 1,
+            retry_after: Duration::from_millis(u64::try_from(retry_ms).unwrap_or(0)),
+        })
+    }
+
+    async fn greylist(
+        &self,
+        key: &str,
+        delay: Duration,
+        window: Duration,
+        pass_ttl: Duration,
+    ) -> Result<GreylistAnswer, StateError> {
+        let secs = |d: Duration| d.as_secs().max(1);
+        let mut conn = self.conn().await?;
+        let (state, left): (i64, i64) = self
+            .greylist
+            .key(key)
+            .arg(delay.as_secs())
+            .arg(secs(window))
+            .arg(secs(pass_ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        let retry_after = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        Ok(match state {
+            0 => GreylistAnswer::New { retry_after },
+            1 => GreylistAnswer::Early { retry_after },
+            2 => GreylistAnswer::Passed,
+            _ => GreylistAnswer::Known,
+        })
+    }
+
+    async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, StateError> {
+        let mut conn = self.conn().await?;
+        let (first, recent): (i64, i64) = self
+            .contact
+            .key(key)
+            .arg(member)
+            .arg(memory.as_secs().max(1))
+            .arg(fanout_window.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(ContactAnswer {
+            first_contact: first == 1,
+            members_recently: usize::try_from(recent).unwrap_or(1),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+}

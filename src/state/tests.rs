@@ -1,0 +1,251 @@
+//! One test suite for every backend: the embedded store always, Redis when a
+//! `redis-server` can be started (required under `MXGUARD_INTEROP=1`).
+
+use super::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A private `redis-server` on a free loopback port, killed on drop.
+pub(crate) struct RedisServer {
+    child: Child,
+    /// Its `redis://` URL.
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    /// Starts one, or says why not (SKIP; a failure under `MXGUARD_INTEROP=1`).
+    pub(crate) fn start() -> Option<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        RedisServer::start_on(port)
+    }
+
+    /// The same on `port`.
+    pub(crate) fn start_on(port: u16) -> Option<RedisServer> {
+        let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            assert!(
+                std::env::var("MXGUARD_INTEROP").as_deref() != Ok("1"),
+                "MXGUARD_INTEROP=1 but redis-server is not installed"
+            );
+            println!("SKIP: redis-server not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+fn config(backend: StateBackendConfig) -> StateConfig {
+    StateConfig {
+        backend,
+        timeout: Duration::from_secs(2),
+        on_failure: OnFailure::Open,
+        key_prefix: "test:".into(),
+    }
+}
+
+async fn suite(state: &State) {
+    // Counters.
+    assert_eq!(state.incr("c", 1, Duration::from_secs(60)).await, Ok(1));
+    assert_eq!(state.incr("c", 4, Duration::from_secs(60)).await, Ok(5));
+    assert_eq!(
+        state.incr("short", 1, Duration::from_millis(300)).await,
+        Ok(1)
+    );
+    // Values.
+    assert_eq!(state.get("v").await, Ok(None));
+    state
+        .set("v", b"one", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(state.get("v").await, Ok(Some(b"one".to_vec())));
+    assert_eq!(
+        state.set_nx("v", b"two", Duration::from_secs(60)).await,
+        Ok(false)
+    );
+    assert_eq!(
+        state.set_nx("w", b"two", Duration::from_secs(60)).await,
+        Ok(true)
+    );
+    assert_eq!(state.get("w").await, Ok(Some(b"two".to_vec())));
+    state.delete("v").await.unwrap();
+    assert_eq!(state.get("v").await, Ok(None));
+    // Rate: a burst of 3, then refused with a wait.
+    for _ in 0..3 {
+        let a = state
+            .rate("r", 3, Duration::from_secs(60), 3)
+            .await
+            .unwrap();
+        assert!(a.allowed);
+    }
+    let over = state
+        .rate("r", 3, Duration::from_secs(60), 3)
+        .await
+        .unwrap();
+    assert!(!over.allowed);
+    assert!(over.retry_after > Duration::ZERO && over.retry_after <= Duration::from_secs(20));
+    // Greylisting: new, early, then (after the delay) passed, then known.
+    let (delay, window, pass) = (
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+    );
+    assert!(matches!(
+        state.greylist("g", delay, window, pass).await,
+        Ok(GreylistAnswer::New { .. })
+    ));
+    assert!(matches!(
+        state.greylist("g", delay, window, pass).await,
+        Ok(GreylistAnswer::Early { .. })
+    ));
+    // Expiry is lazy on read: the short counter is gone after its TTL.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(state.get("short").await, Ok(None));
+    assert_eq!(
+        state.greylist("g", delay, window, pass).await,
+        Ok(GreylistAnswer::Passed)
+    );
+    assert_eq!(
+        state.greylist("g", delay, window, pass).await,
+        Ok(GreylistAnswer::Known)
+    );
+    // Tier connection memory.
+    let (mem, fan) = (Duration::from_secs(600), Duration::from_secs(30));
+    let first = state.contact("cm", "bk1", mem, fan).await.unwrap();
+    assert!(first.first_contact);
+    let second = state.contact("cm", "gw1", mem, fan).await.unwrap();
+    assert!(!second.first_contact);
+    let third = state.contact("cm", "gw2", mem, fan).await.unwrap();
+    assert_eq!(third.members_recently, 3);
+    // Atomic under concurrency: 50 increments from 50 tasks count 50.
+    let adds = (0..50).map(|_| state.incr("many", 1, Duration::from_secs(60)));
+    let results = futures::future::join_all(adds).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(state.incr("many", 0, Duration::from_secs(60)).await, Ok(50));
+    assert!(state.health().is_up());
+}
+
+#[tokio::test]
+async fn embedded_backend_passes_the_suite_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let cfg = config(StateBackendConfig::Embedded { path: path.clone() });
+    {
+        let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+        suite(&state).await;
+    }
+    // Give the writer thread of the dropped store a moment to close the file.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    assert_eq!(state.get("w").await, Ok(Some(b"two".to_vec())));
+    assert_eq!(
+        state
+            .greylist(
+                "g",
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+                Duration::from_secs(60)
+            )
+            .await,
+        Ok(GreylistAnswer::Known)
+    );
+}
+
+#[tokio::test]
+async fn redis_backend_passes_the_suite() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    suite(&state).await;
+}
+
+#[tokio::test]
+async fn redis_outage_fails_within_the_timeout_and_the_client_reconnects() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let port = redis.port;
+    let metrics = Arc::new(Metrics::new());
+    let mut cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    cfg.timeout = Duration::from_millis(200);
+    let state = State::open(&cfg, metrics.clone()).await.unwrap();
+    state.set("k", b"v", Duration::from_secs(60)).await.unwrap();
+
+    drop(redis);
+    let started = std::time::Instant::now();
+    assert_eq!(state.get("k").await, Err(Unavailable(OnFailure::Open)));
+    // Very generous: what this guards is a call that waits out reconnect back-offs
+    // (seconds) instead of failing at the 200 ms timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!state.health().is_up());
+    assert_eq!(metrics.state_up.get(), 0);
+    assert!(metrics.state_errors_total.with_label_values(&["get"]).get() >= 1);
+
+    // A new server on the same port (empty: --save ""): the same client reaches it.
+    let _redis = RedisServer::start_on(port).unwrap();
+    let mut back = false;
+    for _ in 0..50 {
+        if state
+            .set("k", b"again", Duration::from_secs(60))
+            .await
+            .is_ok()
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the client never reconnected");
+    assert_eq!(state.get("k").await, Ok(Some(b"again".to_vec())));
+    assert!(state.health().is_up());
+    assert_eq!(metrics.state_up.get(), 1);
+}
