@@ -21,6 +21,7 @@ pub mod rules;
 pub mod smtp;
 pub mod spool;
 pub mod state;
+pub mod tier;
 
 use async_trait::async_trait;
 use config::{Config, DnsConfig};
