@@ -118,8 +118,9 @@ impl AuditResolver {
                 builder.options_mut().use_hosts_file = ResolveHosts::Never;
                 builder
             }
-            None => TokioResolver::builder(provider)
-                .map_err(|e| AuditError::Resolver(e.to_string()))?,
+            None => {
+                TokioResolver::builder(provider).map_err(|e| AuditError::Resolver(e.to_string()))?
+            }
         };
         let opts = builder.options_mut();
         opts.timeout = (timeout / ATTEMPTS as u32).max(Duration::from_millis(200));

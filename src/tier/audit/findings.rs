@@ -128,7 +128,10 @@ impl FindingKind {
     pub fn severity(self) -> Severity {
         use FindingKind::*;
         match self {
-            NoReachableMx | UnknownRecipientAccepted | RelayAccepted | GtubeAccepted
+            NoReachableMx
+            | UnknownRecipientAccepted
+            | RelayAccepted
+            | GtubeAccepted
             | FingerprintMismatch => Severity::Serious,
             GtubeNotExercised | FingerprintNotCompared => Severity::Info,
             _ => Severity::Warning,
@@ -267,7 +270,10 @@ pub fn all(
         let detail = if hosts.is_empty() {
             "no MX target has an address".to_owned()
         } else {
-            format!("none of the {} MX addresses took an SMTP session", hosts.len())
+            format!(
+                "no MX address took an SMTP session ({} probed)",
+                hosts.len()
+            )
         };
         found.push(Finding::new(FindingKind::NoReachableMx, domain, detail));
     }
@@ -401,7 +407,11 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
         }
     }
     let probes = [
-        ("unknown recipient", &host.unknown_recipient, UnknownRecipientAccepted),
+        (
+            "unknown recipient",
+            &host.unknown_recipient,
+            UnknownRecipientAccepted,
+        ),
         ("relay", &host.relay, RelayAccepted),
         ("GTUBE", &host.gtube, GtubeAccepted),
     ];
@@ -414,20 +424,20 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
             (Outcome::Accepted, Stage::Rcpt | Stage::EndOfData) => found.push(Finding::new(
                 accepted_kind,
                 &subject,
-                format!("{name} probe accepted: {evidence}"),
+                format!("{name} probe {evidence}"),
             )),
             (Outcome::Refused, Stage::Rcpt | Stage::Data) if accepted_kind == GtubeAccepted => {
                 found.push(Finding::new(
                     GtubeNotExercised,
                     &subject,
-                    format!("GTUBE probe refused before its content: {evidence}"),
+                    format!("GTUBE probe {evidence}: its content was never sent"),
                 ))
             }
             (Outcome::Refused, _) => {}
             _ => found.push(Finding::new(
                 ProbeInconclusive,
                 &subject,
-                format!("{name} probe: {evidence}"),
+                format!("{name} probe {evidence}"),
             )),
         }
     }
@@ -503,7 +513,7 @@ pub fn short(fingerprint: &str) -> &str {
     fingerprint.get(..12).unwrap_or(fingerprint)
 }
 
-/// `refused at RCPT: 550 5.1.1 …`, or the transport error.
+/// `refused at RCPT (550 5.1.1 …)`, or the transport error in the parentheses.
 pub fn describe(result: &StepResult) -> String {
     let outcome = match result.outcome {
         Outcome::Accepted => "accepted",
@@ -516,5 +526,5 @@ pub fn describe(result: &StepResult) -> String {
         .as_deref()
         .or(result.error.as_deref())
         .unwrap_or("");
-    format!("{outcome} at {}: {evidence}", result.stage.describe())
+    format!("{outcome} at {} ({evidence})", result.stage.describe())
 }

@@ -80,7 +80,10 @@ pub async fn fetch(address: SocketAddr, limit: Duration) -> Result<String, Fetch
          Connection: close\r\n\r\n"
     );
     let exchange = async {
-        stream.write_all(request.as_bytes()).await.map_err(io_error)?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(io_error)?;
         let mut raw = Vec::with_capacity(2048);
         let mut chunk = [0u8; 4096];
         loop {
@@ -144,7 +147,11 @@ pub fn parse_policy_response(raw: &[u8]) -> Result<String, FetchError> {
     let document: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| FetchError::NoFingerprint)?;
     match document.get("fingerprint").and_then(|f| f.as_str()) {
-        Some(f) if !f.is_empty() && f.len() <= MAX_FINGERPRINT && f.chars().all(|c| c.is_ascii_alphanumeric()) => {
+        Some(f)
+            if !f.is_empty()
+                && f.len() <= MAX_FINGERPRINT
+                && f.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
             Ok(f.to_ascii_lowercase())
         }
         _ => Err(FetchError::NoFingerprint),

@@ -163,9 +163,7 @@ pub fn is_plain_address(address: &str) -> bool {
 
 /// One word that can follow `EHLO ` on a command line.
 fn is_command_word(word: &str) -> bool {
-    !word.is_empty()
-        && word.len() <= 255
-        && word.chars().all(|c| c.is_ascii_graphic())
+    !word.is_empty() && word.len() <= 255 && word.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// A local part nobody has: the unknown-recipient probe must hit a non-existent mailbox.

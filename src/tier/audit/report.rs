@@ -70,7 +70,11 @@ impl Report {
             serious,
             warning: count(Severity::Warning),
             info: count(Severity::Info),
-            exit_code: if serious > 0 { EXIT_SERIOUS } else { EXIT_CLEAN },
+            exit_code: if serious > 0 {
+                EXIT_SERIOUS
+            } else {
+                EXIT_CLEAN
+            },
         }
     }
 
@@ -262,8 +266,10 @@ fn cell(result: &Option<StepResult>) -> String {
         Outcome::Deferred => "deferred",
         Outcome::Error => "failed",
     };
-    let code = r.reply.as_deref().map(first_word).unwrap_or("");
-    format!("{outcome} {code} at {}", r.stage.describe()).replace("  ", " ")
+    match r.reply.as_deref() {
+        Some(reply) => format!("{outcome} {} at {}", first_word(reply), r.stage.describe()),
+        None => format!("{outcome} at {}", r.stage.describe()),
+    }
 }
 
 fn first_word(text: &str) -> &str {
