@@ -25,6 +25,7 @@ const ZONE_DOMAINS: &[&str] = &[
     "nothing.test",
     "null.test",
     "odd.test",
+    "tier.test",
 ];
 
 /// The test zones (dnsmasq options).
@@ -48,6 +49,13 @@ fn zone() -> Vec<String> {
         "--mx-host=odd.test,alias.odd.test,10",
         "--mx-host=odd.test,127.0.0.1,10",
         "--cname=alias.odd.test,gw1.example.test",
+        // Two gateways and a backup on another loopback address.
+        "--mx-host=tier.test,gw1.tier.test,10",
+        "--mx-host=tier.test,gw2.tier.test,10",
+        "--mx-host=tier.test,bk1.tier.test,20",
+        "--host-record=gw1.tier.test,127.0.0.1",
+        "--host-record=gw2.tier.test,127.0.0.1",
+        "--host-record=bk1.tier.test,127.0.0.2",
     ]
     .map(String::from)
     .to_vec()
@@ -118,13 +126,19 @@ fn answers_dns(port: u16) -> bool {
     socket.send_to(&query, ("127.0.0.1", port)).is_ok() && socket.recv(&mut buf).is_ok()
 }
 
-/// Postfix's smtp-sink on a free port: accepts every recipient and every message.
+/// Postfix's smtp-sink on a free port of 127.0.0.1: accepts every recipient and every
+/// message.
 fn smtp_sink() -> Option<(ChildGuard, u16)> {
-    let program = interop_required("smtp-sink")?;
     let port = free_port();
+    smtp_sink_on("127.0.0.1", port).map(|sink| (sink, port))
+}
+
+/// smtp-sink on `ip`:`port`.
+fn smtp_sink_on(ip: &str, port: u16) -> Option<ChildGuard> {
+    let program = interop_required("smtp-sink")?;
     let child = Command::new(program)
         .args(["-u", "nobody"])
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("{ip}:{port}"))
         .arg("16")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -134,13 +148,12 @@ fn smtp_sink() -> Option<(ChildGuard, u16)> {
     let guard = ChildGuard(child);
     assert!(
         wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
+            ip, port
         ))
         .is_ok()),
-        "smtp-sink did not start"
+        "smtp-sink did not start on {ip}:{port}"
     );
-    Some((guard, port))
+    Some(guard)
 }
 
 /// A self-signed certificate for the gateway's hostname (certificate PEM, key PEM).
@@ -307,6 +320,52 @@ fn smtp_sink_accepting_everything_is_serious() {
     ]);
     assert_eq!(code, 1, "{table}");
     assert!(table.contains("ACCEPTED 250 at end of data"), "{table}");
+}
+
+#[test]
+fn backup_mx_that_does_not_filter_is_named() {
+    let Some(dns) = Dnsmasq::start(&zone()) else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let gw = careful_gateway(&internal, RULES);
+    // The backup runs plain smtp-sink on the same port of another loopback address.
+    let Some(_sink) = smtp_sink_on("127.0.0.2", gw.port) else {
+        return;
+    };
+    let port = gw.port.to_string();
+    let (code, doc) = audit_json(&["tier.test", "--resolver", &dns.resolver(), "--port", &port]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["front_tier"]["shape"], "equal", "{doc:#}");
+    let serious: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "serious")
+        .collect();
+    let serious_kinds: Vec<&str> = serious.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        serious_kinds,
+        [
+            "unknown_recipient_accepted",
+            "relay_accepted",
+            "gtube_accepted"
+        ],
+        "{doc:#}"
+    );
+    let backup = format!("bk1.tier.test 127.0.0.2:{port}");
+    assert!(
+        serious.iter().all(|f| f["subject"] == backup.as_str()),
+        "{doc:#}"
+    );
+    for host in doc["hosts"].as_array().unwrap() {
+        let expected = if host["target"] == "bk1.tier.test" {
+            "accepted"
+        } else {
+            "refused"
+        };
+        assert_eq!(host["gtube"]["outcome"], expected, "{host:#}");
+    }
 }
 
 #[test]

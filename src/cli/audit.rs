@@ -52,9 +52,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let text = if args.json {
-        let mut text = serde_json::to_string_pretty(&report.to_json())?;
-        text.push('\n');
-        text
+        report.to_json()?
     } else {
         report.to_table()
     };

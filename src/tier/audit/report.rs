@@ -83,15 +83,15 @@ impl Report {
         self.summary().exit_code
     }
 
-    /// The one JSON document `--json` prints.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The one JSON document `--json` prints, fields in declaration order.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
         let document = Document {
             report: self,
             summary: self.summary(),
         };
-        // Serializing plain data (strings, numbers, addresses) into a Value cannot fail;
-        // should serde ever disagree, an empty object beats a panic.
-        serde_json::to_value(document).unwrap_or_default()
+        let mut text = serde_json::to_string_pretty(&document)?;
+        text.push('\n');
+        Ok(text)
     }
 
     /// The human-readable report.

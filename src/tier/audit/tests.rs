@@ -350,12 +350,24 @@ fn exit_code_follows_the_most_severe_finding() {
 fn json_document_has_the_documented_shape() {
     let mut sink = good_host("gw2");
     sink.gtube = step(Outcome::Accepted, Stage::EndOfData, "250 ok");
-    let doc = report(
+    let text = report(
         published(vec![target(10, "gw1"), target(10, "gw2")]),
         vec![good_host("gw1"), sink],
         vec![fingerprint("gw1", Some("ab12")), fingerprint("gw2", None)],
     )
-    .to_json();
+    .to_json()
+    .unwrap_or_default();
+    // What the audit was about comes first, the verdict last.
+    assert!(
+        text.starts_with("{\n  \"domain\": \"example.test\""),
+        "{text}"
+    );
+    let summary = text.find("\"summary\"").unwrap_or_default();
+    assert!(
+        summary > text.find("\"findings\"").unwrap_or(usize::MAX),
+        "{text}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     for key in [
         "domain",
         "resolver",
