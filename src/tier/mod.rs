@@ -7,6 +7,7 @@
 //! (tier connection memory) so first contact at a backup and fan-out over several members
 //! are visible tier-wide.
 
+pub mod audit;
 pub mod http;
 pub mod peers;
 pub mod stamp;
@@ -266,10 +267,21 @@ fn heartbeat_key(name: &str) -> String {
 
 /// The `fingerprint` of a gateway's `/policy` document.
 pub async fn policy_fingerprint(admin: std::net::SocketAddr) -> Option<String> {
-    let (status, body) = http::get(admin, "/policy", PROBE_TIMEOUT).await.ok()?;
-    if status != 200 {
-        return None;
+    match http::get(admin, "/policy", PROBE_TIMEOUT).await {
+        Ok((200, body)) => fingerprint_in_policy(&body),
+        _ => None,
     }
-    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-    doc.get("fingerprint")?.as_str().map(str::to_owned)
+}
+
+/// Longest fingerprint accepted (mxguard's is 64 hex digits).
+const MAX_FINGERPRINT: usize = 128;
+
+/// The `fingerprint` field of a `/policy` JSON document, lower-cased; `None` when absent or
+/// not a short alphanumeric string (the far end may not be mxguard: its text ends up in
+/// logs and terminals).
+pub fn fingerprint_in_policy(body: &[u8]) -> Option<String> {
+    let document: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let f = document.get("fingerprint")?.as_str()?;
+    (!f.is_empty() && f.len() <= MAX_FINGERPRINT && f.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| f.to_ascii_lowercase())
 }
