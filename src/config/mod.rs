@@ -5,6 +5,8 @@
 //! by its TOML path, so an operator fixes a file in one pass.
 
 mod admin;
+mod antivirus;
+mod attachments;
 mod dns;
 mod dns_lists;
 mod greylist;
@@ -19,6 +21,8 @@ mod state;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
+pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
+pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
 pub use greylist::{GreylistConfig, GreylistStage};
@@ -90,6 +94,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Attachment policy.
+    pub attachments: AttachmentsConfig,
+    /// Virus scanning through clamd.
+    pub antivirus: AntivirusConfig,
 }
 
 /// The configuration in force right now. Delivery and callouts read it for every message,
@@ -124,6 +132,8 @@ struct RawConfig {
     ratelimit: Vec<ratelimit::RawRateLimit>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
+    attachments: attachments::RawAttachments,
+    antivirus: antivirus::RawAntivirus,
 }
 
 impl Config {
@@ -159,6 +169,8 @@ impl Config {
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),
+            attachments: raw.attachments.validate(&mut problems),
+            antivirus: raw.antivirus.validate(&mut problems),
         };
         if problems.is_empty() {
             Ok(config)

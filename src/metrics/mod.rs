@@ -65,6 +65,10 @@ pub struct Metrics {
     pub greylist_total: IntCounterVec,
     /// Rate-limit decisions, by limit name and result (ok, over, unavailable).
     pub ratelimit_total: IntCounterVec,
+    /// Messages sent to clamd, by result (clean, infected, unavailable).
+    pub antivirus_total: IntCounterVec,
+    /// Time clamd took to scan one message (all its streams), failures included.
+    pub antivirus_scan_duration_seconds: Histogram,
 }
 
 impl Metrics {
@@ -162,7 +166,23 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(state_duration_seconds.clone()));
 
+        let antivirus_scan_duration_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "mxguard_antivirus_scan_duration_seconds",
+                "Time clamd took to scan one message, failures included.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 9).unwrap_or_default()),
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(antivirus_scan_duration_seconds.clone()));
+
         let metrics = Metrics {
+            antivirus_total: counter_vec(
+                "mxguard_antivirus_total",
+                "Messages sent to clamd, by result (clean, infected, unavailable).",
+                &["result"],
+            ),
+            antivirus_scan_duration_seconds,
             state_duration_seconds,
             state_errors_total: counter_vec(
                 "mxguard_state_errors_total",
@@ -289,6 +309,9 @@ impl Metrics {
         }
         for result in ["new", "early", "passed", "exempt"] {
             self.greylist_total.with_label_values(&[result]);
+        }
+        for result in ["clean", "infected", "unavailable"] {
+            self.antivirus_total.with_label_values(&[result]);
         }
         for op in [
             "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",
