@@ -29,7 +29,11 @@ enum Mode {
 }
 
 /// Reads one INSTREAM request, recording it; `None` when the peer breaks the framing.
-async fn read_request<S: AsyncReadExt + Unpin>(s: &mut S, seen: &mut Seen, early: bool) -> Option<()> {
+async fn read_request<S: AsyncReadExt + Unpin>(
+    s: &mut S,
+    seen: &mut Seen,
+    early: bool,
+) -> Option<()> {
     let mut command = [0u8; 10];
     s.read_exact(&mut command).await.ok()?;
     seen.command = command.to_vec();
@@ -118,7 +122,11 @@ impl FakeClamd {
     }
 
     fn client(&self, max_stream_bytes: usize) -> Clamd {
-        Clamd::new(self.address.clone(), Duration::from_secs(10), max_stream_bytes)
+        Clamd::new(
+            self.address.clone(),
+            Duration::from_secs(10),
+            max_stream_bytes,
+        )
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -205,15 +213,15 @@ async fn error_answers_are_scanner_errors() {
     })))
     .await;
     let err = fake.client(1 << 20).scan(b"x").await.unwrap_err();
-    assert!(matches!(err, ClamdError::Scanner(ref m) if m.contains("ERROR")), "{err}");
+    assert!(
+        matches!(err, ClamdError::Scanner(ref m) if m.contains("ERROR")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_refusal_while_sending_is_read_not_lost() {
-    let fake = FakeClamd::tcp(Mode::RefuseEarly(
-        b"INSTREAM size limit exceeded. ERROR\0",
-    ))
-    .await;
+    let fake = FakeClamd::tcp(Mode::RefuseEarly(b"INSTREAM size limit exceeded. ERROR\0")).await;
     // Large enough that the writer is still sending when clamd closes.
     let data = vec![0u8; 4 << 20];
     let err = fake.client(8 << 20).scan(&data).await.unwrap_err();

@@ -91,7 +91,9 @@ impl Default for RawAntivirus {
 fn parse_address(text: &str) -> Result<ClamdAddress, String> {
     if let Some(rest) = text.strip_prefix("tcp://") {
         let rest = rest.trim_end_matches('/');
-        let port = rest.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+        let port = rest
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
         return match port {
             Some((host, Ok(p))) if !host.is_empty() && p != 0 => {
                 Ok(ClamdAddress::Tcp(rest.to_string()))
@@ -122,10 +124,7 @@ impl RawAntivirus {
             "open" => AvFailure::Open,
             "tempfail" => AvFailure::Tempfail,
             _ => {
-                problems.bad(
-                    "antivirus.on_failure",
-                    "must be \"open\" or \"tempfail\"",
-                );
+                problems.bad("antivirus.on_failure", "must be \"open\" or \"tempfail\"");
                 AvFailure::Tempfail
             }
         };

@@ -223,7 +223,10 @@ mod tests {
         for ext in ["exe", "scr", "js", "lnk", "iso", "hta", "ps1"] {
             assert!(c.blocked_extensions.iter().any(|e| e == ext), "{ext}");
         }
-        assert!(!c.blocked_extensions.iter().any(|e| e == "pdf" || e == "zip"));
+        assert!(!c
+            .blocked_extensions
+            .iter()
+            .any(|e| e == "pdf" || e == "zip"));
         assert_eq!(c.max_archive_depth, 3);
         assert_eq!(c.max_archive_entries, 1000);
         assert_eq!(c.max_expanded_bytes, 64 << 20);

@@ -22,8 +22,9 @@ pub use verdict::{Decision, Verdict};
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
-    recipients, relay_control, rules as rules_check, sender_domain, size, uribl,
+    antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo,
+    networks, ratelimit, recipients, relay_control, rules as rules_check, sender_domain, size,
+    uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients

@@ -337,7 +337,9 @@ fn collect_attachments(message: &Message<'_>, depth: usize, out: &mut Vec<Attach
     use mail_parser::MimeHeaders;
     for part in &message.parts {
         let mut names: Vec<String> = Vec::new();
-        let disposition = part.content_disposition().and_then(|d| d.attribute("filename"));
+        let disposition = part
+            .content_disposition()
+            .and_then(|d| d.attribute("filename"));
         let type_name = part.content_type().and_then(|t| t.attribute("name"));
         for name in [disposition, type_name].into_iter().flatten() {
             if !names.iter().any(|n| n == name) {

@@ -79,7 +79,8 @@ struct Counted<'a> {
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.consumed.set(self.consumed.get().saturating_add(n as u64));
+        self.consumed
+            .set(self.consumed.get().saturating_add(n as u64));
         Ok(n)
     }
 }

@@ -64,7 +64,9 @@ pub(super) fn sniff(data: &[u8]) -> Content {
 
 /// A zip's local header, empty-archive end record or spanning marker.
 pub(super) fn is_zip(data: &[u8]) -> bool {
-    data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") || data.starts_with(b"PK\x07\x08")
+    data.starts_with(b"PK\x03\x04")
+        || data.starts_with(b"PK\x05\x06")
+        || data.starts_with(b"PK\x07\x08")
 }
 
 /// `MZ` with a plausible DOS header; when the PE header offset lies inside `data`, the
@@ -114,8 +116,15 @@ fn is_container_type(t: &str) -> bool {
         || minor.starts_with("vnd.oasis.opendocument.")
         || matches!(
             minor,
-            "zip" | "x-zip-compressed" | "x-zip" | "x-rar-compressed" | "vnd.rar" | "x-7z-compressed"
-                | "gzip" | "x-gzip" | "epub+zip"
+            "zip"
+                | "x-zip-compressed"
+                | "x-zip"
+                | "x-rar-compressed"
+                | "vnd.rar"
+                | "x-7z-compressed"
+                | "gzip"
+                | "x-gzip"
+                | "epub+zip"
         )
 }
 
@@ -202,9 +211,15 @@ mod tests {
         assert_eq!(promise(None, "application/pdf"), Promise::Flat);
         assert_eq!(promise(Some("dat"), "image/png"), Promise::Flat);
         assert_eq!(promise(None, "application/octet-stream"), Promise::Nothing);
-        assert_eq!(promise(Some("exe"), "application/octet-stream"), Promise::Nothing);
         assert_eq!(
-            promise(None, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+            promise(Some("exe"), "application/octet-stream"),
+            Promise::Nothing
+        );
+        assert_eq!(
+            promise(
+                None,
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            ),
             Promise::Container
         );
     }

@@ -79,9 +79,7 @@ impl Symbol {
             Symbol::BlockedExt | Symbol::BlockedType => 8.0,
             Symbol::DoubleExt | Symbol::BidiName | Symbol::TypeMismatch => 6.0,
             Symbol::ArchiveBlockedExt => 6.0,
-            Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => {
-                5.0
-            }
+            Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb => 6.0,
             Symbol::ArchiveTooDeep => 3.0,
             Symbol::ArchiveEncrypted => 2.0,

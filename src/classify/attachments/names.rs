@@ -28,7 +28,10 @@ fn is_bidi_control(c: char) -> bool {
 
 /// Characters that take no room on screen.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}') || c.is_control()
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+    ) || c.is_control()
 }
 
 /// Filler between a decoy extension and the real one (`a.pdf      .exe`, `a.pdf___.exe`).

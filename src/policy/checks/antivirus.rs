@@ -18,6 +18,9 @@ pub const ANTIVIRUS_UNAVAILABLE: &str = "ANTIVIRUS_UNAVAILABLE";
 /// Symbol of a message some part of which was scanned only up to `max_stream_bytes`.
 pub const ANTIVIRUS_TRUNCATED: &str = "ANTIVIRUS_TRUNCATED";
 
+/// Score of the two markers: enough to show in `X-Spam-Rules`, too little to matter.
+const MARKER_SCORE: f64 = 0.1;
+
 /// Sends the message's attachments (or the whole message) to clamd.
 #[derive(Debug)]
 pub struct Antivirus {
@@ -94,7 +97,7 @@ impl Check for Antivirus {
         match self.clamd.scan_all(&streams).await {
             Ok(report) => {
                 if report.truncated {
-                    ctx.hit_once(ANTIVIRUS_TRUNCATED, 0.0);
+                    ctx.hit_once(ANTIVIRUS_TRUNCATED, MARKER_SCORE);
                 }
                 match report.verdict {
                     ScanVerdict::Clean => {
@@ -116,7 +119,7 @@ impl Check for Antivirus {
             }
             Err(e) => {
                 self.count("unavailable", started);
-                ctx.hit_once(ANTIVIRUS_UNAVAILABLE, 0.0);
+                ctx.hit_once(ANTIVIRUS_UNAVAILABLE, MARKER_SCORE);
                 match self.on_failure {
                     AvFailure::Open => {
                         tracing::warn!(error = %e, "virus scan failed: judging without it");
@@ -201,7 +204,10 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         };
         assert_eq!(reply.code, 554);
         assert!(reply.to_string().contains("5.7.1"), "{reply}");
-        assert!(reply.to_string().contains("Eicar-Test-Signature"), "{reply}");
+        assert!(
+            reply.to_string().contains("Eicar-Test-Signature"),
+            "{reply}"
+        );
         assert!(c.symbols.iter().any(|s| s.name == VIRUS_FOUND));
         let text = metrics.render();
         assert!(

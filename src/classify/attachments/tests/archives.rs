@@ -68,12 +68,18 @@ fn nested_zips_are_opened_to_the_configured_depth() {
     assert_eq!(found[0].file, "outer.zip/middle.zip/inner.zip/payload.scr");
     // Depth 2 stops before the third level and says so.
     assert_eq!(
-        symbols_with(&policy_with(2, 1000, 1 << 20), &[zip_part("outer.zip", &level1)]),
+        symbols_with(
+            &policy_with(2, 1000, 1 << 20),
+            &[zip_part("outer.zip", &level1)]
+        ),
         vec!["ARCHIVE_TOO_DEEP"]
     );
     // Depth 0 opens nothing.
-    assert!(symbols_with(&policy_with(0, 1000, 1 << 20), &[zip_part("outer.zip", &level1)])
-        .is_empty());
+    assert!(symbols_with(
+        &policy_with(0, 1000, 1 << 20),
+        &[zip_part("outer.zip", &level1)]
+    )
+    .is_empty());
 }
 
 #[test]
@@ -94,14 +100,19 @@ fn zipcrypto_encrypted_entries_are_flagged_and_their_names_still_judged() {
         vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_ENCRYPTED"]
     );
     let z = zipcrypto_zip_of(&[("photo.jpg", b"secret".as_slice())]);
-    assert_eq!(symbols(&[zip_part("photo.zip", &z)]), vec!["ARCHIVE_ENCRYPTED"]);
+    assert_eq!(
+        symbols(&[zip_part("photo.zip", &z)]),
+        vec!["ARCHIVE_ENCRYPTED"]
+    );
 }
 
 #[test]
 fn aes_encrypted_entries_are_flagged() {
     // WinZip AE-2: method 99, the encrypted flag, and the 0x9901 extra field naming the
     // real method (deflate) and AES-256.
-    let extra = [0x01, 0x99, 0x07, 0x00, 0x02, 0x00, b'A', b'E', 0x03, 0x08, 0x00];
+    let extra = [
+        0x01, 0x99, 0x07, 0x00, 0x02, 0x00, b'A', b'E', 0x03, 0x08, 0x00,
+    ];
     let data = [0u8; 40];
     let z = raw_zip(&[RawEntry {
         name: "secret.docx",
@@ -112,7 +123,10 @@ fn aes_encrypted_entries_are_flagged() {
         size: 20,
         extra: &extra,
     }]);
-    assert_eq!(symbols(&[zip_part("secret.zip", &z)]), vec!["ARCHIVE_ENCRYPTED"]);
+    assert_eq!(
+        symbols(&[zip_part("secret.zip", &z)]),
+        vec!["ARCHIVE_ENCRYPTED"]
+    );
 }
 
 #[test]
@@ -127,19 +141,28 @@ fn unreadable_zips_are_flagged() {
         method: 12,
         ..RawEntry::stored("data.bin", b"BZh91AY&SY")
     }]);
-    assert_eq!(symbols(&[zip_part("data.zip", &z)]), vec!["ARCHIVE_UNREADABLE"]);
+    assert_eq!(
+        symbols(&[zip_part("data.zip", &z)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
     // A wrong CRC is found at the end of the entry.
     let z = raw_zip(&[RawEntry {
         crc: 1,
         ..RawEntry::stored("a.txt", b"hello")
     }]);
-    assert_eq!(symbols(&[zip_part("a.zip", &z)]), vec!["ARCHIVE_UNREADABLE"]);
+    assert_eq!(
+        symbols(&[zip_part("a.zip", &z)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
 }
 
 #[test]
 fn too_many_entries_stop_the_inspection() {
     let names: Vec<String> = (0..30).map(|i| format!("f{i}.txt")).collect();
-    let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), b"x".as_slice())).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
     let z = zip_of(&entries);
     assert_eq!(
         symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
@@ -184,7 +207,9 @@ fn hostile_end_records_do_not_exhaust() {
     // entries that do not exist.
     let mut flood = Vec::new();
     for _ in 0..20_000 {
-        flood.extend_from_slice(b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\0\0");
+        flood.extend_from_slice(
+            b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\0\0",
+        );
     }
     let found = symbols(&[zip_part("flood.zip", &flood)]);
     assert_eq!(found, vec!["ARCHIVE_UNREADABLE"]);

@@ -30,7 +30,12 @@ fn zeros_entry<'a>(name: &'a str, stream: &'a [u8], declared: u32, crc: u32) -> 
 /// A one-entry zip of `mib` MiB of zeros with an honest size and CRC.
 fn zeros_zip(name: &str, mib: usize) -> Vec<u8> {
     let stream = deflated_zeros(mib);
-    raw_zip(&[zeros_entry(name, &stream, (mib << 20) as u32, zeros_crc(mib))])
+    raw_zip(&[zeros_entry(
+        name,
+        &stream,
+        (mib << 20) as u32,
+        zeros_crc(mib),
+    )])
 }
 
 #[test]
@@ -53,7 +58,10 @@ fn a_bomb_that_lies_about_its_size_is_stopped_at_the_declared_size() {
     let stream = deflated_zeros(256);
     let bomb = raw_zip(&[zeros_entry("small.txt", &stream, 10, 0)]);
     assert_eq!(
-        symbols_with(&policy_with(3, 1000, 16 << 20), &[part("small.zip", "", &bomb)]),
+        symbols_with(
+            &policy_with(3, 1000, 16 << 20),
+            &[part("small.zip", "", &bomb)]
+        ),
         vec!["ARCHIVE_UNREADABLE"]
     );
 }
@@ -65,15 +73,23 @@ fn nested_bombs_share_one_budget() {
     let mut level = zeros_zip("zeros.bin", 8);
     for depth in 0..3 {
         let names: Vec<String> = (0..8).map(|i| format!("l{depth}_{i}.zip")).collect();
-        let entries: Vec<(&str, &[u8])> =
-            names.iter().map(|n| (n.as_str(), level.as_slice())).collect();
+        let entries: Vec<(&str, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_str(), level.as_slice()))
+            .collect();
         level = zip_of(&entries);
     }
     assert!(level.len() < 4 << 20, "{} bytes", level.len());
-    let found = symbols_with(&policy_with(4, 10_000, 32 << 20), &[part("42.zip", "", &level)]);
+    let found = symbols_with(
+        &policy_with(4, 10_000, 32 << 20),
+        &[part("42.zip", "", &level)],
+    );
     assert_eq!(found, vec!["ARCHIVE_BOMB"]);
     // With the default depth the fourth level is not even reached.
-    let found = symbols_with(&policy_with(3, 10_000, 32 << 20), &[part("42.zip", "", &level)]);
+    let found = symbols_with(
+        &policy_with(3, 10_000, 32 << 20),
+        &[part("42.zip", "", &level)],
+    );
     assert!(found.contains(&"ARCHIVE_TOO_DEEP"), "{found:?}");
 }
 

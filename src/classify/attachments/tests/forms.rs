@@ -52,7 +52,11 @@ fn ordinary_documents_are_left_alone() {
 
 #[test]
 fn blocked_declared_types() {
-    for t in ["application/x-msdownload", "application/x-msdos-program", "application/hta"] {
+    for t in [
+        "application/x-msdownload",
+        "application/x-msdos-program",
+        "application/hta",
+    ] {
         assert_eq!(
             symbols(&[part("harmless.dat", t, b"x")]),
             vec!["ATTACH_BLOCKED_TYPE"],
@@ -72,7 +76,11 @@ fn double_extensions_with_padding_tricks() {
         "invoice.doc . . .vbs",
     ] {
         let found = symbols(&[part(name, "application/octet-stream", b"x")]);
-        assert_eq!(found, vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"], "{name:?}");
+        assert_eq!(
+            found,
+            vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"],
+            "{name:?}"
+        );
     }
     // A version number is no decoy, and a harmless final extension is no threat.
     assert_eq!(

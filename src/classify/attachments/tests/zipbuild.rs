@@ -123,7 +123,11 @@ pub(super) fn deflated_zeros(mib: usize) -> Vec<u8> {
     let mut block = Vec::with_capacity(16 * 1024);
     c.compress_vec(&zeros, &mut block, FlushCompress::Full)
         .unwrap();
-    assert_eq!(c.total_in(), zeros.len() as u64, "one call compresses the MiB");
+    assert_eq!(
+        c.total_in(),
+        zeros.len() as u64,
+        "one call compresses the MiB"
+    );
     let mut stream = Vec::with_capacity(block.len() * mib + 2);
     for _ in 0..mib {
         stream.extend_from_slice(&block);
