@@ -2,7 +2,7 @@
 //! content decompressed chunk by chunk and counted against the message's budget, its
 //! first bytes sniffed, and a nested zip opened one level deeper while levels remain.
 
-use super::{magic, AttachmentPolicy, Findings, Symbol};
+use super::{magic, shown_name, AttachmentPolicy, Findings, Symbol};
 use std::cell::Cell;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::rc::Rc;
@@ -161,7 +161,7 @@ fn walk(
         if is_dir {
             continue;
         }
-        let shown = format!("{path}/{name}");
+        let shown = format!("{path}/{}", shown_name(&name));
         let ext = policy.check_name(&name, true, findings, &shown);
         if encrypted {
             findings.add(Symbol::ArchiveEncrypted, &shown);

@@ -13,7 +13,7 @@ mod names;
 mod tests;
 
 use crate::config::AttachmentsConfig;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// What the policy can find; each is one symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,17 +131,29 @@ pub struct AttachmentPolicy {
     max_expanded_bytes: u64,
 }
 
-/// Findings of one message, each (symbol, file) once.
+/// Findings of one message: each symbol once, with the first file it was found in. A
+/// hostile archive can hold thousands of bad entries with long names; what is kept and
+/// logged stays small whatever it holds.
 #[derive(Debug, Default)]
-struct Findings(BTreeSet<Finding>);
+struct Findings(BTreeMap<Symbol, String>);
 
 impl Findings {
     fn add(&mut self, symbol: Symbol, file: &str) {
-        self.0.insert(Finding {
-            symbol,
-            file: file.to_string(),
-        });
+        self.0.entry(symbol).or_insert_with(|| file.to_string());
     }
+}
+
+/// Longest piece of a name kept in a finding's path.
+const SHOWN_NAME_CHARS: usize = 100;
+
+/// A name as shown in findings: bounded, so nested paths stay short.
+fn shown_name(name: &str) -> String {
+    if name.chars().count() <= SHOWN_NAME_CHARS {
+        return name.to_string();
+    }
+    let mut short: String = name.chars().take(SHOWN_NAME_CHARS).collect();
+    short.push('…');
+    short
 }
 
 impl AttachmentPolicy {
@@ -162,12 +174,17 @@ impl AttachmentPolicy {
         self.max_depth > 0 && attachments.iter().any(|a| self.is_zip_attachment(a))
     }
 
-    /// Judges the attachments of one message; the findings come sorted, each once.
+    /// Judges the attachments of one message: each symbol found once, sorted, with the
+    /// first file it was found in.
     pub fn inspect(&self, attachments: &[Attachment<'_>]) -> Vec<Finding> {
         let mut findings = Findings::default();
         let mut budget = archive::Budget::new(self.max_entries, self.max_expanded_bytes);
         for a in attachments {
-            let shown = a.names.first().map_or("(unnamed)", String::as_str);
+            let shown = a
+                .names
+                .first()
+                .map_or_else(|| "(unnamed)".to_string(), |n| shown_name(n));
+            let shown = shown.as_str();
             let mut exts = Vec::new();
             for name in a.names {
                 exts.push(self.check_name(name, false, &mut findings, shown));
@@ -201,7 +218,11 @@ impl AttachmentPolicy {
             };
             findings.add(symbol, "(message)");
         }
-        findings.0.into_iter().collect()
+        findings
+            .0
+            .into_iter()
+            .map(|(symbol, file)| Finding { symbol, file })
+            .collect()
     }
 
     /// Name checks shared by attachments and archive entries; returns the extension.
