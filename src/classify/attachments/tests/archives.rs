@@ -225,7 +225,10 @@ fn hostile_end_records_do_not_exhaust() {
 fn many_bad_entries_with_long_names_yield_few_short_findings() {
     let long = "x".repeat(5000);
     let names: Vec<String> = (0..200).map(|i| format!("{long}{i}.exe")).collect();
-    let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), b"x".as_slice())).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
     let inner = zip_of(&entries);
     let outer = zip_of(&[(format!("{long}.zip").as_str(), inner.as_slice())]);
     let found = policy().inspect(&[Attachment {
@@ -233,7 +236,16 @@ fn many_bad_entries_with_long_names_yield_few_short_findings() {
         content_type: "application/zip",
         data: &outer,
     }]);
-    assert_eq!(found.len(), 1, "{:?}", found.iter().map(|f| f.symbol).collect::<Vec<_>>());
+    assert_eq!(
+        found.len(),
+        1,
+        "{:?}",
+        found.iter().map(|f| f.symbol).collect::<Vec<_>>()
+    );
     assert_eq!(found[0].symbol, Symbol::ArchiveBlockedExt);
-    assert!(found[0].file.chars().count() < 400, "{}", found[0].file.len());
+    assert!(
+        found[0].file.chars().count() < 400,
+        "{}",
+        found[0].file.len()
+    );
 }
