@@ -4,12 +4,13 @@
 //! them together on listeners the caller has already bound (so tests can bind port 0).
 //!
 //! Layers, each importing only from those below it (`../shared/tools/layers.py` checks):
-//! `admin`, `smtp` → `policy` → `auth`, `dns`, `rules`, `relay` → `spool`, `net` →
+//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay` → `spool`, `net` →
 //! `mail`, `config`, `metrics`.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod auth;
+pub mod classify;
 pub mod config;
 pub mod dns;
 pub mod mail;
@@ -126,6 +127,7 @@ impl ServiceSet {
                 state,
                 metrics: Some(metrics.clone()),
                 tier,
+                antivirus: classify::clamd::Clamd::from_config(&config.antivirus),
             },
         }
     }
@@ -183,6 +185,7 @@ impl Gateway {
                 }
                 set.follow_state(&config);
                 set.follow_tier(&config);
+                set.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {

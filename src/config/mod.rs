@@ -5,6 +5,8 @@
 //! by its TOML path, so an operator fixes a file in one pass.
 
 mod admin;
+mod antivirus;
+mod attachments;
 mod dns;
 mod dns_lists;
 mod greylist;
@@ -20,6 +22,8 @@ mod tier;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
+pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
+pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
 pub use greylist::{GreylistConfig, GreylistStage};
@@ -94,6 +98,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Attachment policy.
+    pub attachments: AttachmentsConfig,
+    /// Virus scanning through clamd.
+    pub antivirus: AntivirusConfig,
 }
 
 /// The configuration in force right now. Delivery and callouts read it for every message,
@@ -129,6 +137,8 @@ struct RawConfig {
     tier: Option<tier::RawTier>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
+    attachments: attachments::RawAttachments,
+    antivirus: antivirus::RawAntivirus,
 }
 
 impl Config {
@@ -168,6 +178,8 @@ impl Config {
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),
+            attachments: raw.attachments.validate(&mut problems),
+            antivirus: raw.antivirus.validate(&mut problems),
         };
         if problems.is_empty() {
             Ok(config)

@@ -75,6 +75,10 @@ pub struct Metrics {
     pub tier_info: IntGaugeVec,
     /// Sessions given a tier symbol, by symbol (MX_BYPASS_BACKUP, ...).
     pub tier_bypass_total: IntCounterVec,
+    /// Messages sent to clamd, by result (clean, infected, unavailable).
+    pub antivirus_total: IntCounterVec,
+    /// Time clamd took to scan one message (all its streams), failures included.
+    pub antivirus_scan_duration_seconds: Histogram,
 }
 
 impl Metrics {
@@ -178,6 +182,16 @@ impl Metrics {
             let _ = registry.register(Box::new(g.clone()));
             g
         };
+        let antivirus_scan_duration_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "mxguard_antivirus_scan_duration_seconds",
+                "Time clamd took to scan one message, failures included.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 9).unwrap_or_default()),
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(antivirus_scan_duration_seconds.clone()));
+
         let metrics = Metrics {
             tier_peer_up: gauge_vec(
                 "mxguard_tier_peer_up",
@@ -199,6 +213,12 @@ impl Metrics {
                 "Sessions given an MX bypass symbol, by symbol.",
                 &["symbol"],
             ),
+            antivirus_total: counter_vec(
+                "mxguard_antivirus_total",
+                "Messages sent to clamd, by result (clean, infected, unavailable).",
+                &["result"],
+            ),
+            antivirus_scan_duration_seconds,
             state_duration_seconds,
             state_errors_total: counter_vec(
                 "mxguard_state_errors_total",
@@ -332,6 +352,9 @@ impl Metrics {
         }
         for symbol in ["MX_BYPASS_BACKUP", "MX_BYPASS_FIRST_CONTACT", "MX_FANOUT"] {
             self.tier_bypass_total.with_label_values(&[symbol]);
+        }
+        for result in ["clean", "infected", "unavailable"] {
+            self.antivirus_total.with_label_values(&[result]);
         }
         for op in [
             "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",

@@ -26,9 +26,9 @@ pub use verdict::{Decision, Verdict};
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
-    recipients, relay_control, rules as rules_check, sender_domain, size, tier as tier_checks,
-    uribl,
+    antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo,
+    networks, ratelimit, recipients, relay_control, rules as rules_check, sender_domain, size,
+    tier as tier_checks, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
@@ -69,10 +69,12 @@ pub struct Services {
     pub auth: Option<crate::auth::Authenticator>,
     /// The state backend; without it greylisting and rate limits are left out.
     pub state: Option<crate::state::State>,
-    /// Where greylisting and rate limits count their decisions.
+    /// Where greylisting, rate limits and the virus scan count their decisions.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// This gateway's MX tier (peers, roles, stamps), when it is part of one.
     pub tier: Option<Arc<crate::tier::Tier>>,
+    /// clamd, when `[antivirus]` names one; without it no virus scan runs.
+    pub antivirus: Option<crate::classify::clamd::Clamd>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -223,6 +225,19 @@ impl Policy {
         }
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
+        }
+        if config.attachments.enabled {
+            let policy = crate::classify::attachments::AttachmentPolicy::new(&config.attachments);
+            checks.push(Box::new(attachments::Attachments::new(policy)));
+        }
+        if let Some(clamd) = &services.antivirus {
+            let av = &config.antivirus;
+            checks.push(Box::new(antivirus::Antivirus::new(
+                clamd.clone(),
+                av.on_failure,
+                av.scan,
+                services.metrics.clone(),
+            )));
         }
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {

@@ -10,6 +10,7 @@
 /// Kept out of the re-exports: its generic names (`get`, `start`, `RULES`) are local items
 /// of other test files too. The tests that use it say `use common::admin::*;`.
 pub mod admin;
+mod clamd;
 mod client;
 mod dns_stub;
 mod gateway;
@@ -21,6 +22,8 @@ mod process;
 mod redis;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
+#[allow(unused_imports)]
+pub use clamd::*;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
