@@ -5,6 +5,7 @@ pub mod command;
 pub mod conn;
 pub mod content;
 pub mod listener;
+pub mod proxied;
 mod received;
 mod session;
 
