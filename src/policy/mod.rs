@@ -10,6 +10,7 @@ mod context;
 mod fingerprint;
 mod headers;
 mod live;
+pub mod message;
 pub mod offline;
 mod verdict;
 
@@ -17,6 +18,7 @@ pub use check::Check;
 pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
 pub use context::{ClientInfo, Context, Stage, SymbolHit};
 pub use live::LivePolicy;
+pub use message::{MessageData, RawMessage, Stored};
 pub use verdict::{Decision, Verdict};
 
 use crate::config::Config;
@@ -250,12 +252,13 @@ impl Policy {
     /// Runs the checks of `stage` in order; the first that does not continue decides.
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
         if stage == Stage::Data {
-            headers::strip_own_headers(&mut ctx.message);
-            let hostname = &self.config.server.hostname;
-            if let std::borrow::Cow::Owned(stripped) =
-                crate::auth::strip_authentication_results(&ctx.message, hostname)
-            {
-                ctx.message = stripped;
+            if let Err(e) = self.prepare_message(ctx).await {
+                tracing::error!(error = %e, "cannot read the message from the spool");
+                return Decision::Tempfail(crate::mail::Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error reading the message, try again later",
+                ));
             }
         }
         if stage == Stage::Helo {
@@ -273,6 +276,25 @@ impl Policy {
             _ => {}
         }
         decision
+    }
+
+    /// Gets the message ready for the content checks: what of it they scan, its header
+    /// section and sample when it is on disk, and our own headers (forged verdicts,
+    /// `Authentication-Results` in our name) removed.
+    async fn prepare_message(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
+        let limits = &self.config.server.limits;
+        ctx.scan = message::scan_limits(limits);
+        ctx.message.prepare(message::sample_limits(limits)).await?;
+        let hostname = &self.config.server.hostname;
+        ctx.message.rewrite_header(|m| {
+            headers::strip_own_headers(m);
+            if let std::borrow::Cow::Owned(stripped) =
+                crate::auth::strip_authentication_results(m, hostname)
+            {
+                *m = stripped;
+            }
+        })?;
+        Ok(())
     }
 
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {

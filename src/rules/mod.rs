@@ -32,13 +32,15 @@ pub mod meta;
 pub mod model;
 pub mod parse;
 mod perlre;
+pub mod sample;
 
 #[cfg(test)]
 mod tests;
 
 pub use compile::{CompileReport, CompiledRules};
 pub use eval::Hit;
-pub use message::{HeaderField, MessageView};
+pub use message::{HeaderField, MessageView, ScanLimits};
+pub use sample::{Sample, SampleLimits, Sampler};
 pub use model::{
     AddrPart, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Instance, Origin, Pattern, Rule,
     RuleKind, Severity, SymbolInfo, TFlags, Test,

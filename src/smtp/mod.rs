@@ -1,14 +1,19 @@
 //! Inbound SMTP: the listener with its admission control, and one session per client
 //! that speaks the protocol and asks the policy at every stage.
 
+pub mod admission;
+pub mod budget;
 pub mod command;
 pub mod conn;
 pub mod content;
 pub mod listener;
 mod received;
 mod session;
+pub mod sink;
 
-pub use listener::{accept_loop, Admission};
+pub use admission::Admission;
+pub use budget::MemoryBudget;
+pub use listener::accept_loop;
 
 use crate::metrics::Metrics;
 use crate::policy::LivePolicy;
@@ -29,8 +34,12 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Cancelled when the gateway stops.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace is over: transfers still running get 421.
+    pub stop_now: CancellationToken,
     /// Who may hold a session slot.
     pub admission: Admission,
+    /// Memory for messages being received, shared by all sessions.
+    pub budget: MemoryBudget,
 }
 
 impl std::fmt::Debug for Server {
