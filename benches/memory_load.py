@@ -2,13 +2,15 @@
 """Memory under big messages: N clients send one big message each at the same time.
 
 Usage: benches/memory_load.py [--clients 20] [--size 20000000] [--runs 2] [--bin PATH]...
+                              [--kind attachment|text]
                               [--limits 'message_memory_total_bytes = 33554432']
 
 Builds nothing: run `cargo build --release` first. Starts smtp-sink as the internal
 server, a private unbound, and the gateway (the release binary, or each `--bin`) with
 `message_size_bytes` raised to fit; then `--clients` concurrent sessions each send one
 MIME message of `--size` bytes (a short text part and a base64 attachment of random
-bytes, so content checks and the DKIM/ARC parse see a realistic shape). The gateway's
+bytes, so content checks and the DKIM/ARC parse see a realistic shape), or with
+`--kind text` one long text/plain body (every byte text the rules could scan). The gateway's
 RSS is read from /proc while the load runs (peak: `VmHWM`, which includes start-up, and
 the largest sample) and again once the spool queue is empty (everything delivered to
 the internal server) and a few seconds have passed ("kept").
@@ -23,6 +25,21 @@ import threading
 import time
 
 from benchlib import BIN, gateway, gateway_pid, proc_memory, require, resolver, smtp_sink
+
+
+def big_text(size):
+    """A plain-text message of about `size` bytes: the worst case for content scanning
+    (every byte is text the rules could read)."""
+    head = (
+        "From: <sender@load.example>\r\n"
+        "To: <user@example.test>\r\n"
+        "Subject: a very long log report\r\n"
+        "Message-ID: <big-text@load.example>\r\n"
+        "Date: Mon, 30 Nov 2026 12:00:00 +0000\r\n"
+        "\r\n"
+    ).encode()
+    line = b"2026-11-30T12:00:00 host app[123]: request served in 12 ms, status 200 OK\r\n"
+    return head + line * max(1, (size - len(head)) // len(line)) + b".\r\n"
 
 
 def big_message(size):
@@ -132,12 +149,14 @@ def main():
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--size", type=int, default=20_000_000)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--kind", choices=["attachment", "text"], default="attachment",
+                    help="a base64 attachment (default) or one long text/plain body")
     ap.add_argument("--bin", action="append", default=[], help="mxguard binary (repeatable)")
     ap.add_argument("--limits", action="append", default=[],
                     help="extra [server.limits] TOML line (repeatable)")
     args = ap.parse_args()
     require("smtp-sink", "postfix")
-    payload = big_message(args.size)
+    payload = big_message(args.size) if args.kind == "attachment" else big_text(args.size)
     print(f"{args.clients} concurrent messages of {len(payload) / 1e6:.1f} MB")
     with contextlib.ExitStack() as stack:
         dns_port = stack.enter_context(resolver("unbound"))

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
     authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
-    recipients, relay_control, rules as rules_check, sender_domain, size, uribl,
+    recipients, relay_control, rules as rules_check, scan_coverage, sender_domain, size, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
@@ -203,6 +203,10 @@ impl Policy {
         }
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
+        }
+        // Content is scanned (rules, URIBL): say what the scan limits left out.
+        if rules.is_some() || (dns.is_some() && !p.uribl.is_empty()) {
+            checks.push(Box::new(scan_coverage::ScanCoverage));
         }
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {

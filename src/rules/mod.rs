@@ -40,12 +40,12 @@ mod tests;
 pub use compile::{CompileReport, CompiledRules};
 pub use eval::Hit;
 pub use message::{HeaderField, MessageView, ScanLimits};
-pub use sample::{Sample, SampleLimits, Sampler};
 pub use model::{
     AddrPart, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Instance, Origin, Pattern, Rule,
     RuleKind, Severity, SymbolInfo, TFlags, Test,
 };
 pub use parse::RuleSet;
+pub use sample::{Sample, SampleLimits, Sampler};
 
 use std::path::{Path, PathBuf};
 

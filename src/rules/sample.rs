@@ -331,11 +331,9 @@ fn content_type(fields: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
             (Some(_), false) => break,
             (None, false) => {
                 let colon = memchr::memchr(b':', line);
-                if let Some(c) = colon.filter(|&c| {
-                    line[..c]
-                        .trim_ascii()
-                        .eq_ignore_ascii_case(b"content-type")
-                }) {
+                if let Some(c) =
+                    colon.filter(|&c| line[..c].trim_ascii().eq_ignore_ascii_case(b"content-type"))
+                {
                     value = Some(line[c + 1..].to_vec());
                 }
             }

@@ -195,7 +195,12 @@ impl Admission {
     }
 
     /// Takes a slot for a client at `ip`, or says which limit refuses it.
-    pub fn admit(&self, server: &Arc<Server>, ip: IpAddr, limits: &Limits) -> Result<Slot, Refusal> {
+    pub fn admit(
+        &self,
+        server: &Arc<Server>,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Result<Slot, Refusal> {
         self.resize(limits.max_sessions);
         self.check_counts(ip, limits)?;
         let permit = self
@@ -242,8 +247,7 @@ impl Admission {
             return Err(Refusal::PerIp);
         }
         let network = network_of(ip, limits);
-        if counts.per_network.get(&network).copied().unwrap_or(0)
-            >= limits.max_sessions_per_network
+        if counts.per_network.get(&network).copied().unwrap_or(0) >= limits.max_sessions_per_network
         {
             return Err(Refusal::PerNetwork);
         }
@@ -325,7 +329,8 @@ async fn reaper(server: Arc<Server>) {
     let mut was_stressed = false;
     loop {
         let limits = server.policy.peek().config().server.limits.clone();
-        let tick = (limits.stress_idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let tick = (limits.stress_idle_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = server.shutdown.cancelled() => return,
@@ -336,7 +341,11 @@ async fn reaper(server: Arc<Server>) {
                 stressed,
                 sessions = server.admission.in_use(),
                 "session stress mode {}",
-                if stressed { "on: idle sessions get stress_idle_timeout" } else { "off" }
+                if stressed {
+                    "on: idle sessions get stress_idle_timeout"
+                } else {
+                    "off"
+                }
             );
             server.metrics.sessions_stressed.set(i64::from(stressed));
             was_stressed = stressed;

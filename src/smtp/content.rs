@@ -278,7 +278,11 @@ mod tests {
     fn byte_by_byte_feeding_gives_the_same_result() {
         let input = b"a\r\n..b\r\nc\rd\r\n.\r\nNEXT";
         let (whole, used_whole) = decode(input, BareLineEnding::Normalize);
-        let mut d = Decoded::new(ContentDecoder::data(1 << 20, 1000, BareLineEnding::Normalize));
+        let mut d = Decoded::new(ContentDecoder::data(
+            1 << 20,
+            1000,
+            BareLineEnding::Normalize,
+        ));
         let mut used = 0;
         for chunk in input.chunks(1) {
             if d.is_done() {

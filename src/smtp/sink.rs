@@ -3,9 +3,9 @@
 //! budget has no room for it. Memory per session is then one write buffer, whatever the
 //! message size. The header section is found on the way, so its limit holds for both.
 
-use super::budget::Reservation;
 #[cfg(test)]
 use super::budget::MemoryBudget;
+use super::budget::Reservation;
 use crate::policy::MessageData;
 use crate::spool::{SpillFile, Spool, SpoolError};
 

@@ -71,11 +71,7 @@ impl Spool {
             Err(e) => return Err(io_err("open", &path)(e)),
         };
         let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
-        let (envelope, body, tail) = if starts_with_format2(&file, &path)? {
-            open_format2(file, &path, file_len)?
-        } else {
-            open_format1(file, &path, file_len)?
-        };
+        let (envelope, body, tail) = open_any(file, &path, file_len)?;
         let state = self.read_state(id, &envelope)?;
         Ok(SpooledMessage {
             id: id.clone(),
@@ -90,20 +86,10 @@ impl Spool {
     pub(super) fn body_size(&self, path: &Path) -> Result<(super::Envelope, u64), SpoolError> {
         let file = File::open(path).map_err(io_err("open", path))?;
         let file_len = file.metadata().map_err(io_err("stat", path))?.len();
-        let (envelope, body, tail) = if starts_with_format2(&file, path)? {
-            open_format2(file, path, file_len)?
-        } else {
-            open_format1(file, path, file_len)?
-        };
+        let (envelope, body, tail) = open_any(file, path, file_len)?;
         let size = body.len() as u64 + tail.map(|t| t.len).unwrap_or(0);
         Ok((envelope, size))
     }
-}
-
-fn starts_with_format2(file: &File, path: &Path) -> Result<bool, SpoolError> {
-    let mut magic = [0u8; 16];
-    let n = read_full_at(file, &mut magic, 0).map_err(io_err("read", path))?;
-    Ok(magic[..n] == *MAGIC2)
 }
 
 /// Reads into `buf` from `at` until it is full or the file ends; returns the count.
@@ -122,14 +108,17 @@ fn read_full_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
 
 type Opened = (super::Envelope, Vec<u8>, Option<BodyTail>);
 
-/// Format 1: magic line, envelope line, then the bytes to deliver.
-fn open_format1(mut file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolError> {
+/// Reads the start of a spool file and opens it by its format.
+fn open_any(mut file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolError> {
     let mut head = Vec::with_capacity(BODY_HEAD_BYTES + 4096);
     let mut chunk = vec![0u8; 16 * 1024];
     // Read until the envelope line is complete and the body head is in (or the file ends).
     loop {
         let n = file.read(&mut chunk).map_err(io_err("read", path))?;
         head.extend_from_slice(&chunk[..n]);
+        if head.starts_with(MAGIC2) && head.len() >= FORMAT2_HEADER as usize {
+            return open_format2(file, path, file_len, &head);
+        }
         let envelope_end = head
             .strip_prefix(MAGIC.as_bytes())
             .and_then(|r| r.strip_prefix(b"\n"))
@@ -140,6 +129,16 @@ fn open_format1(mut file: File, path: &Path, file_len: u64) -> Result<Opened, Sp
             break;
         }
     }
+    open_format1(file, path, file_len, head)
+}
+
+/// Format 1: magic line, envelope line, then the bytes to deliver.
+fn open_format1(
+    file: File,
+    path: &Path,
+    file_len: u64,
+    mut head: Vec<u8>,
+) -> Result<Opened, SpoolError> {
     let (envelope, offset) = decode_header(path, &head)?;
     let body = head.split_off(offset);
     let read_so_far = (offset + body.len()) as u64;
@@ -149,12 +148,13 @@ fn open_format1(mut file: File, path: &Path, file_len: u64) -> Result<Opened, Sp
 }
 
 /// Format 2: fixed first line with the message range, message, then envelope and prefix.
-fn open_format2(file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolError> {
-    let mut first = [0u8; FORMAT2_HEADER as usize];
-    let n = read_full_at(&file, &mut first, 0).map_err(io_err("read", path))?;
-    let (start, end) = parse_first_line(path, &first[..n])?;
+fn open_format2(file: File, path: &Path, file_len: u64, first: &[u8]) -> Result<Opened, SpoolError> {
+    let (start, end) = parse_first_line(path, first)?;
     if end > file_len {
-        return Err(SpoolError::Corrupt(path.to_owned(), "truncated message".into()));
+        return Err(SpoolError::Corrupt(
+            path.to_owned(),
+            "truncated message".into(),
+        ));
     }
     let trailer_len = usize::try_from(file_len - end)
         .map_err(|_| SpoolError::Corrupt(path.to_owned(), "trailer too large".into()))?;
@@ -168,7 +168,10 @@ fn open_format2(file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolE
     let mut head = vec![0u8; head_len];
     let n = read_full_at(&file, &mut head, start).map_err(io_err("read", path))?;
     if n < head_len {
-        return Err(SpoolError::Corrupt(path.to_owned(), "truncated message".into()));
+        return Err(SpoolError::Corrupt(
+            path.to_owned(),
+            "truncated message".into(),
+        ));
     }
     body.extend_from_slice(&head);
     let rest_at = start + head_len as u64;

@@ -151,7 +151,9 @@ impl SpillFile {
         if at >= self.end {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
         self.file.read_at(&mut buf[..want], at)
     }
 
@@ -224,7 +226,9 @@ impl SpillReader {
         if at >= self.end {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
         self.file.read_at(&mut buf[..want], at)
     }
 }
@@ -279,4 +283,107 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<(Envelope, Vec<u8>), S
     body.extend_from_slice(&trailer[prefix_at..]);
     body.extend_from_slice(message);
     Ok((envelope, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Envelope, Spool};
+    use std::fs;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            mail_from: "a@example.org".into(),
+            rcpt_to: vec!["b@example.test".into()],
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mx.example.org".into(),
+            received_at: 1,
+            body_8bit: false,
+            smtputf8: false,
+            verdict: "accept".into(),
+            score: 0.0,
+            is_dsn: false,
+            rules: Vec::new(),
+        }
+    }
+
+    async fn streamed(spool: &Spool, message: &[u8]) -> super::SpillFile {
+        let mut file = spool.create_spill().await.unwrap();
+        for chunk in message.chunks(10_000) {
+            let emptied = file.append(chunk.to_vec()).await.unwrap();
+            assert!(emptied.is_empty());
+        }
+        file
+    }
+
+    #[tokio::test]
+    async fn a_streamed_message_is_delivered_with_our_headers_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, mut ready) = Spool::open(dir.path()).unwrap();
+        let mut message = b"X-Spam-Status: No\r\nSubject: big\r\n\r\n".to_vec();
+        message.extend((0..300_000u32).map(|i| b"abcdefghij\r\n"[(i % 12) as usize]));
+        let mut file = streamed(&spool, &message).await;
+        let id = file.id().clone();
+        assert_eq!(file.len(), message.len() as u64);
+        // Stripping the forged header rewrites the header section in place.
+        file.replace_head(35, b"Subject: big\r\n\r\n").unwrap();
+        assert!(*file.map().unwrap() == message[19..]);
+        spool
+            .commit_spill(file, &envelope(), b"Received: by us\r\n", false)
+            .await
+            .unwrap();
+        assert_eq!(ready.recv().await, Some(id.clone()));
+        let mut expected = b"Received: by us\r\n".to_vec();
+        expected.extend_from_slice(&message[19..]);
+        let whole = spool.load(&id).unwrap();
+        assert_eq!(whole.envelope, envelope());
+        assert!(whole.body == expected, "load() differs");
+        let opened = spool.open_message(&id).unwrap();
+        let tail = opened.tail.clone().unwrap();
+        let mut streamed = opened.body.clone();
+        let mut pos = 0;
+        while pos < tail.len() {
+            let chunk = tail.read(pos, 70_000).await.unwrap();
+            pos += chunk.len() as u64;
+            streamed.extend_from_slice(&chunk);
+        }
+        assert!(streamed == expected, "open_message() differs");
+        assert_eq!(spool.entry(&id).unwrap().size, expected.len() as u64);
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unaccepted_stream_leaves_nothing_and_quarantine_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _ready) = Spool::open(dir.path()).unwrap();
+        let dropped = streamed(&spool, b"Subject: no\r\n\r\nnever accepted\r\n").await;
+        drop(dropped);
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        let file = streamed(&spool, b"Subject: q\r\n\r\nheld\r\n").await;
+        let id = file.id().clone();
+        spool
+            .commit_spill(file, &envelope(), b"", true)
+            .await
+            .unwrap();
+        assert_eq!(spool.quarantined().unwrap(), vec![id.clone()]);
+        let m = spool.load_quarantined(&id).unwrap();
+        assert_eq!(m.body, b"Subject: q\r\n\r\nheld\r\n");
+        spool.release(&id).unwrap();
+        let opened = spool.open_message(&id).unwrap();
+        assert_eq!(opened.body, b"Subject: q\r\n\r\nheld\r\n");
+        assert!(opened.tail.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_big_format_1_message_is_opened_with_a_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _ready) = Spool::open(dir.path()).unwrap();
+        let message: Vec<u8> = (0..200_000u32).map(|i| b"0123456789\r\n"[(i % 12) as usize]).collect();
+        let id = spool.store(&envelope(), &message).await.unwrap();
+        let opened = spool.open_message(&id).unwrap();
+        let tail = opened.tail.clone().unwrap();
+        assert_eq!(opened.body.len() as u64 + tail.len(), message.len() as u64);
+        let rest = tail.read(0, usize::MAX).await.unwrap();
+        assert!([opened.body, rest].concat() == message, "format 1 tail differs");
+        assert!(opened.state.pending().count() == 1);
+    }
 }

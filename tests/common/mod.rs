@@ -18,6 +18,7 @@ mod internal_server;
 mod message;
 mod process;
 mod redis;
+mod tls;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
 #[allow(unused_imports)]
@@ -36,6 +37,8 @@ pub use message::*;
 pub use process::*;
 #[allow(unused_imports)]
 pub use redis::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::fs;
 use std::net::TcpListener;

@@ -391,13 +391,13 @@ impl Connection {
         if let Some(tail) = tx.tail {
             let mut pos = 0;
             while pos < tail.len() {
-                let chunk = tail
-                    .read(pos, WRITE_CHUNK)
-                    .await
-                    .map_err(|source| ClientError::Io {
-                        stage: STAGE_BODY,
-                        source,
-                    })?;
+                let chunk =
+                    tail.read(pos, WRITE_CHUNK)
+                        .await
+                        .map_err(|source| ClientError::Io {
+                            stage: STAGE_BODY,
+                            source,
+                        })?;
                 if chunk.is_empty() {
                     return Err(ClientError::Io {
                         stage: STAGE_BODY,

@@ -21,7 +21,9 @@ fn multipart(text: &str, attachment_lines: usize) -> Vec<u8> {
     m.extend_from_slice(text.as_bytes());
     m.extend_from_slice(b"\r\n--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n");
     for _ in 0..attachment_lines {
-        m.extend_from_slice(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n");
+        m.extend_from_slice(
+            b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n",
+        );
     }
     m.extend_from_slice(b"--XX--\r\nepilogue\r\n");
     m
@@ -33,10 +35,16 @@ fn structure_and_text_survive_attachments_do_not() {
     let s = sample(&msg, BIG, msg.len());
     assert!(!s.truncated && !s.too_deep);
     assert!(s.bytes.len() < 400, "{}", String::from_utf8_lossy(&s.bytes));
-    assert!(s.bytes.starts_with(b"From: a@b.example\r\nSubject: report\r\n"));
+    assert!(s
+        .bytes
+        .starts_with(b"From: a@b.example\r\nSubject: report\r\n"));
     assert_eq!(&s.bytes[s.header_len - 5..s.header_len], b"\"\r\n\r\n");
     let view = MessageView::parse(&s.bytes);
-    assert!(view.body_text().contains("hello there"), "{}", view.body_text());
+    assert!(
+        view.body_text().contains("hello there"),
+        "{}",
+        view.body_text()
+    );
 }
 
 #[test]

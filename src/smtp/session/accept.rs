@@ -222,7 +222,11 @@ impl Session {
                     .quarantine_as(id, &envelope, header.as_bytes(), &bytes)
                     .await
             }
-            Stored::Memory(bytes) => spool.store_as(id, &envelope, header.as_bytes(), &bytes).await,
+            Stored::Memory(bytes) => {
+                spool
+                    .store_as(id, &envelope, header.as_bytes(), &bytes)
+                    .await
+            }
         }
     }
 

@@ -110,11 +110,17 @@ async fn wait_client<T>(
 ) -> Wait<T> {
     handle.set_waiting(true);
     tokio::pin!(read);
+    // Between commands SIGTERM ends the session; a transfer runs on until the grace is
+    // over (which comes later, so one token is watched at a time).
+    let stop = if between_commands {
+        &server.shutdown
+    } else {
+        &server.stop_now
+    };
     let outcome = loop {
         tokio::select! {
             r = &mut read => break Wait::Ready(r),
-            _ = server.shutdown.cancelled(), if between_commands => break Wait::Shutdown,
-            _ = server.stop_now.cancelled() => break Wait::Shutdown,
+            _ = stop.cancelled() => break Wait::Shutdown,
             _ = handle.kicked() => {
                 if handle.take_eviction() {
                     break Wait::Evicted;
@@ -368,8 +374,12 @@ impl Session {
             self.limit_hit("bdat_size");
             self.reset_transaction();
             self.conn.queue(
-                &Reply::new(501, "5.5.4", "Syntax error: BDAT needs a chunk size we can read")
-                    .to_wire(),
+                &Reply::new(
+                    501,
+                    "5.5.4",
+                    "Syntax error: BDAT needs a chunk size we can read",
+                )
+                .to_wire(),
             );
             self.close(Reply::new(
                 421,
