@@ -2,7 +2,7 @@
 //! longer than the scan limits (only its head and tail were scanned, or a big message's
 //! sample left text out) and `SCAN_NESTING_LIMIT` when attached messages were nested
 //! deeper than `scan_nesting_depth`. Spam hidden behind filler or nesting then still
-//! costs points (scored in `rules/19-scan.cf`).
+//! costs points (scored in `rules/20-scan.cf`).
 
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
