@@ -165,3 +165,91 @@ fn full_gateway_without_idle_sessions_refuses_with_4_3_2() {
     banner.expect(421, "4.3.2");
     drop(held);
 }
+
+/// Sends `bytes` one at a time, 100 ms apart, until the gateway says something; returns
+/// what it said (or why the connection ended). `None`: every byte went out unanswered.
+fn trickle_until_answered(c: &mut SmtpClient, bytes: &[u8]) -> Option<String> {
+    for b in bytes {
+        let pending = c.unsolicited(Duration::from_millis(100));
+        if !pending.is_empty() {
+            return Some(String::from_utf8_lossy(&pending).into_owned());
+        }
+        if let Err(e) = c.try_send(std::slice::from_ref(b)) {
+            return Some(format!("write failed: {e}"));
+        }
+    }
+    None
+}
+
+/// One byte of a command line at a time is not progress: under stress (any session
+/// here) a client that trickles a command it never finishes is closed with 421 4.4.2.
+#[test]
+fn trickled_command_bytes_do_not_keep_a_slot_under_stress() {
+    let (internal, gw) = gateway(&[
+        ("max_sessions", "10"),
+        ("stress_threshold_percent", "1"),
+        ("stress_idle_timeout", "\"1s\""),
+    ]);
+    let (mut c, b) = silent_from(gw.port, "127.0.14.1");
+    b.expect(220, "");
+    c.cmd("EHLO trickle.test").expect(250, "");
+    let line = format!("MAIL FROM:<{}@sender.test>", "a".repeat(400));
+    let said = trickle_until_answered(&mut c, line.as_bytes())
+        .expect("a client trickling a command kept its session under stress");
+    assert!(said.starts_with("421 4.4.2"), "{said}");
+    assert!(c.is_closed());
+    send_one(gw.port, "127.0.15.1", "after-trickle@test").expect(250, "2.0.0");
+    internal.expect_message_id("after-trickle@test");
+}
+
+/// Message data trickled a byte at a time is not progress either: the transfer is
+/// closed with 421 4.4.2 under stress, and nothing of it is relayed.
+#[test]
+fn trickled_message_data_does_not_keep_a_slot_under_stress() {
+    let (internal, gw) = gateway(&[
+        ("max_sessions", "10"),
+        ("stress_threshold_percent", "1"),
+        ("stress_idle_timeout", "\"1s\""),
+    ]);
+    let (mut c, b) = silent_from(gw.port, "127.0.16.1");
+    b.expect(220, "");
+    c.cmd("EHLO trickle.test").expect(250, "");
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    let body = format!("Subject: slow\r\n\r\n{}", "x".repeat(400));
+    let said = trickle_until_answered(&mut c, body.as_bytes())
+        .expect("a client trickling message data kept its session under stress");
+    assert!(said.starts_with("421 4.4.2"), "{said}");
+    assert!(c.is_closed());
+    let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert!(msgs.is_empty(), "relayed: {:?}", summarize(&msgs));
+}
+
+/// A client that keeps making progress (a message after another) is never taken for
+/// idle, even with every session under stress and a short stress timeout.
+#[test]
+fn a_sender_making_progress_is_not_dropped_under_stress() {
+    let (internal, gw) = gateway(&[
+        ("max_sessions", "10"),
+        ("stress_threshold_percent", "1"),
+        ("stress_idle_timeout", "\"1s\""),
+    ]);
+    let (mut c, b) = silent_from(gw.port, "127.0.17.1");
+    b.expect(220, "");
+    c.cmd("EHLO busy.test").expect(250, "");
+    for i in 0..6 {
+        let id = format!("busy-{i}@test");
+        c.send_mail(
+            "sender@sender.test",
+            &["user@example.test"],
+            &message(&id, "busy", "hello"),
+        )
+        .expect(250, "2.0.0");
+        thread::sleep(Duration::from_millis(300));
+    }
+    c.quit();
+    for i in 0..6 {
+        internal.expect_message_id(&format!("busy-{i}@test"));
+    }
+}
