@@ -148,7 +148,9 @@ fn filler(bytes: usize) -> String {
     let mut s = String::new();
     let mut i = 0;
     while s.len() < bytes {
-        s.push_str(&format!("Harmless filler paragraph number {i} about the weather.\r\n\r\n"));
+        s.push_str(&format!(
+            "Harmless filler paragraph number {i} about the weather.\r\n\r\n"
+        ));
         i += 1;
     }
     s
@@ -168,7 +170,11 @@ fn spam_behind_filler_is_scanned_at_the_tail_of_the_part() {
     )
     .expect(550, "5.7.1");
     // Filler around the spam hides it from head and tail alike; the symbol is what is left.
-    let body = format!("{}Buy cheap pills now!\r\n\r\n{}", filler(60_000), filler(60_000));
+    let body = format!(
+        "{}Buy cheap pills now!\r\n\r\n{}",
+        filler(60_000),
+        filler(60_000)
+    );
     c.send_mail(
         "sender@sender.test",
         &["user@example.test"],
@@ -193,8 +199,9 @@ fn nesting_past_the_scan_limit_is_scored() {
         outer.extend_from_slice(&inner);
         inner = outer;
     }
-    let mut msg = b"From: <a@sender.test>\r\nTo: <user@example.test>\r\nMessage-ID: <nested@test>\r\n"
-        .to_vec();
+    let mut msg =
+        b"From: <a@sender.test>\r\nTo: <user@example.test>\r\nMessage-ID: <nested@test>\r\n"
+            .to_vec();
     msg.extend_from_slice(&inner);
     let mut c = SmtpClient::connect_ehlo(gw.port);
     c.send_mail("sender@sender.test", &["user@example.test"], &msg)
@@ -202,5 +209,8 @@ fn nesting_past_the_scan_limit_is_scored() {
     c.quit();
     let m = internal.expect_message_id("nested@test");
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
-    assert!(rules.contains("SCAN_NESTING_LIMIT"), "X-Spam-Rules: {rules}");
+    assert!(
+        rules.contains("SCAN_NESTING_LIMIT"),
+        "X-Spam-Rules: {rules}"
+    );
 }

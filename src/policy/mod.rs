@@ -9,14 +9,18 @@ mod checks;
 mod context;
 mod fingerprint;
 mod headers;
+pub mod journal;
 mod live;
 pub mod message;
 pub mod offline;
+#[cfg(test)]
+mod stage_deadline_tests;
 mod verdict;
 
 pub use check::Check;
 pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
 pub use context::{ClientInfo, Context, Stage, SymbolHit};
+pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
 pub use message::{MessageData, RawMessage, Stored};
 pub use verdict::{Decision, Verdict};
@@ -24,13 +28,14 @@ pub use verdict::{Decision, Verdict};
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
-    recipients, relay_control, rules as rules_check, scan_coverage, sender_domain, size, uribl,
+    antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo,
+    networks, ratelimit, recipients, relay_control, rules as rules_check, scan_coverage,
+    sender_domain, size, tier as tier_checks, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
 /// (`policy.trusted_networks`, `allow_networks`) skip them.
-const CLIENT_CHECKS: [&str; 7] = [
+const CLIENT_CHECKS: [&str; 9] = [
     "dnsbl",
     "dnsbl_verdict",
     "fcrdns",
@@ -38,6 +43,8 @@ const CLIENT_CHECKS: [&str; 7] = [
     "client_behaviour",
     "greylist",
     "ratelimit",
+    "tier",
+    "tier_bypass",
 ];
 use std::sync::Arc;
 
@@ -64,8 +71,12 @@ pub struct Services {
     pub auth: Option<crate::auth::Authenticator>,
     /// The state backend; without it greylisting and rate limits are left out.
     pub state: Option<crate::state::State>,
-    /// Where greylisting and rate limits count their decisions.
+    /// Where greylisting, rate limits and the virus scan count their decisions.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// This gateway's MX tier (peers, roles, stamps), when it is part of one.
+    pub tier: Option<Arc<crate::tier::Tier>>,
+    /// clamd, when `[antivirus]` names one; without it no virus scan runs.
+    pub antivirus: Option<crate::classify::clamd::Clamd>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -113,6 +124,14 @@ impl Policy {
             p.allow_networks.clone(),
             p.deny_networks.clone(),
         )));
+        let tier = services.tier.clone().filter(|_| config.tier.is_some());
+        if let Some(t) = &tier {
+            checks.push(Box::new(tier_checks::TierContact::new(
+                t.clone(),
+                services.state.clone(),
+                services.metrics.clone(),
+            )));
+        }
         if let Some(dns) = &dns {
             if !p.dnsbl.is_empty() {
                 checks.push(Box::new(dnsbl::DnsLists::new(
@@ -170,6 +189,11 @@ impl Policy {
             config.server.limits.message_size_bytes,
         )));
         checks.push(Box::new(relay_control::RelayControl::new(&config)));
+        if let Some(t) = config.tier.as_ref().filter(|_| tier.is_some()) {
+            if tier_checks::tempfails(t.bypass_action) {
+                checks.push(Box::new(tier_checks::BypassTempfail));
+            }
+        }
         // Cheap refusals first: a listed client never costs a recipient callout.
         if let Some(threshold) = p.dnsbl_threshold {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
@@ -203,6 +227,19 @@ impl Policy {
         }
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
+        }
+        if config.attachments.enabled {
+            let policy = crate::classify::attachments::AttachmentPolicy::new(&config.attachments);
+            checks.push(Box::new(attachments::Attachments::new(policy)));
+        }
+        if let Some(clamd) = &services.antivirus {
+            let av = &config.antivirus;
+            checks.push(Box::new(antivirus::Antivirus::new(
+                clamd.clone(),
+                av.on_failure,
+                av.scan,
+                services.metrics.clone(),
+            )));
         }
         // Content is scanned (rules, URIBL): say what the scan limits left out.
         if rules.is_some() || (dns.is_some() && !p.uribl.is_empty()) {
@@ -248,16 +285,48 @@ impl Policy {
         &self.fingerprint
     }
 
+    /// Each hit with its score and its rule's description, highest score first: what
+    /// `scan --explain` and the tier console show.
+    pub fn explain(&self, hits: &[(String, f64)]) -> Vec<(f64, String, String)> {
+        let mut out: Vec<(f64, String, String)> = hits
+            .iter()
+            .map(|(name, score)| {
+                let description = self
+                    .rules
+                    .as_ref()
+                    .and_then(|r| r.description(name))
+                    .unwrap_or("")
+                    .to_owned();
+                (*score, name.clone(), description)
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        out
+    }
+
     /// When this snapshot was built.
     pub fn loaded_at(&self) -> std::time::SystemTime {
         self.loaded_at
     }
 
-    /// Runs the checks of `stage` in order; the first that does not continue decides.
+    /// Runs the checks of `stage` in order; the first that does not continue decides. All of
+    /// them share one deadline, `dns.stage_deadline` from now.
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
+        ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         if stage == Stage::Data {
             if let Err(e) = self.prepare_message(ctx).await {
                 tracing::error!(error = %e, "cannot read the message from the spool");
+                return Decision::Tempfail(crate::mail::Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error reading the message, try again later",
+                ));
+            }
+            if self.trust_peer_stamp(ctx) {
+                return Decision::Continue;
+            }
+            if let Err(e) = self.strip_foreign_headers(ctx) {
+                tracing::error!(error = %e, "cannot rewrite the message's header section");
                 return Decision::Tempfail(crate::mail::Reply::new(
                     451,
                     "4.3.0",
@@ -282,16 +351,23 @@ impl Policy {
         decision
     }
 
-    /// Gets the message ready for the content checks: what of it they scan, its header
-    /// section and sample when it is on disk, and our own headers (forged verdicts,
-    /// `Authentication-Results` in our name) removed.
+    /// Gets the message ready for the content checks: what of it they scan, and its header
+    /// section and sample when it is on disk.
     async fn prepare_message(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
         let limits = &self.config.server.limits;
         ctx.scan = message::scan_limits(limits);
-        ctx.message.prepare(message::sample_limits(limits)).await?;
+        ctx.message.prepare(message::sample_limits(limits)).await
+    }
+
+    /// Removes headers in our name from outside (forged verdicts, tier stamps,
+    /// `Authentication-Results` for our hostname); a message on disk is rewritten in place.
+    fn strip_foreign_headers(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
         let hostname = &self.config.server.hostname;
         ctx.message.rewrite_header(|m| {
             headers::strip_own_headers(m);
+            if let std::borrow::Cow::Owned(stripped) = crate::tier::stamp::strip(m) {
+                *m = stripped;
+            }
             if let std::borrow::Cow::Owned(stripped) =
                 crate::auth::strip_authentication_results(m, hostname)
             {
@@ -299,6 +375,37 @@ impl Policy {
             }
         })?;
         Ok(())
+    }
+
+    /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
+    /// already: it keeps that verdict (and its headers) and is not filtered twice.
+    fn trust_peer_stamp(&self, ctx: &mut Context) -> bool {
+        let (Some(peer), Some(tier)) = (&ctx.client.tier_peer, &self.config.tier) else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let verified = match ctx.message.raw() {
+            Ok(raw) => crate::tier::Stamp::verify(&tier.secret, &raw, now, tier.stamp_max_age),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot map the message to verify its stamp");
+                return false;
+            }
+        };
+        match verified {
+            Ok(stamp) => {
+                tracing::debug!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp verified: not filtered again");
+                ctx.hit("TIER_STAMP_VERIFIED", 0.0);
+                ctx.peer_stamp = Some(stamp);
+                true
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "mail from a tier peer without a valid stamp: filtered");
+                false
+            }
+        }
     }
 
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {

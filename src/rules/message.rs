@@ -60,6 +60,18 @@ pub struct HeaderField {
     pub decoded: String,
 }
 
+/// A part carrying a file: every non-text part, and text parts that name a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentPart {
+    /// The file names it gives: `Content-Disposition` filename, then a different
+    /// `Content-Type` name (senders disagree with themselves to fool one of the readers).
+    pub names: Vec<String>,
+    /// Declared `type/subtype`, lower-case; empty when there is none.
+    pub content_type: String,
+    /// The content, transfer encoding removed.
+    pub data: Vec<u8>,
+}
+
 /// A message prepared once for every rule kind.
 #[derive(Debug, Clone, Default)]
 pub struct MessageView {
@@ -70,6 +82,7 @@ pub struct MessageView {
     uris: Vec<String>,
     uris_joined: String,
     full: Vec<u8>,
+    attachments: Vec<AttachmentPart>,
     truncated: bool,
     too_deep: bool,
 }
@@ -110,6 +123,7 @@ impl MessageView {
             Some(message) => {
                 view.headers = read_headers(message);
                 c.parts(message, 0);
+                collect_attachments(message, 0, limits.nesting_depth, &mut view.attachments);
             }
             None => c.text(&normalize_newlines(&String::from_utf8_lossy(raw))),
         }
@@ -188,6 +202,11 @@ impl MessageView {
     pub fn mark_truncated(&mut self, truncated: bool, too_deep: bool) {
         self.truncated |= truncated;
         self.too_deep |= too_deep;
+    }
+
+    /// The parts carrying files, attached messages included, in order.
+    pub fn attachments(&self) -> &[AttachmentPart] {
+        &self.attachments
     }
 
     /// Whether a header with this name (case-insensitive) is present.
@@ -401,6 +420,54 @@ fn head_and_tail(s: &str, max: usize) -> (String, bool) {
     out.push_str("\n\n");
     out.push_str(tail);
     (out, true)
+}
+
+/// Collects the parts carrying files, descending into attached messages down to
+/// `max_depth` (the scan's nesting limit).
+fn collect_attachments(
+    message: &Message<'_>,
+    depth: usize,
+    max_depth: usize,
+    out: &mut Vec<AttachmentPart>,
+) {
+    use mail_parser::MimeHeaders;
+    for part in &message.parts {
+        let mut names: Vec<String> = Vec::new();
+        let disposition = part
+            .content_disposition()
+            .and_then(|d| d.attribute("filename"));
+        let type_name = part.content_type().and_then(|t| t.attribute("name"));
+        for name in [disposition, type_name].into_iter().flatten() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        let carries_file = match &part.body {
+            PartType::Binary(_) | PartType::InlineBinary(_) => true,
+            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => !names.is_empty(),
+            PartType::Multipart(_) => false,
+        };
+        if carries_file {
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{sub}", ct.ctype()),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            out.push(AttachmentPart {
+                names,
+                content_type,
+                data: part.contents().to_vec(),
+            });
+        }
+        if let PartType::Message(inner) = &part.body {
+            if depth < max_depth {
+                collect_attachments(inner, depth + 1, max_depth, out);
+            }
+        }
+    }
 }
 
 fn normalize_newlines(s: &str) -> String {

@@ -16,7 +16,7 @@ pub use budget::MemoryBudget;
 pub use listener::accept_loop;
 
 use crate::metrics::Metrics;
-use crate::policy::LivePolicy;
+use crate::policy::{Journal, LivePolicy};
 use crate::spool::Spool;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -40,6 +40,8 @@ pub struct Server {
     pub admission: Admission,
     /// Memory for messages being received, shared by all sessions.
     pub budget: MemoryBudget,
+    /// The last judged messages, for the tier console.
+    pub journal: Arc<Journal>,
 }
 
 impl std::fmt::Debug for Server {

@@ -148,7 +148,12 @@ fn open_format1(
 }
 
 /// Format 2: fixed first line with the message range, message, then envelope and prefix.
-fn open_format2(file: File, path: &Path, file_len: u64, first: &[u8]) -> Result<Opened, SpoolError> {
+fn open_format2(
+    file: File,
+    path: &Path,
+    file_len: u64,
+    first: &[u8],
+) -> Result<Opened, SpoolError> {
     let (start, end) = parse_first_line(path, first)?;
     if end > file_len {
         return Err(SpoolError::Corrupt(

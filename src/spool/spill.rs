@@ -348,7 +348,10 @@ mod tests {
         }
         assert!(streamed == expected, "open_message() differs");
         assert_eq!(spool.entry(&id).unwrap().size, expected.len() as u64);
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[tokio::test]
@@ -357,7 +360,10 @@ mod tests {
         let (spool, _ready) = Spool::open(dir.path()).unwrap();
         let dropped = streamed(&spool, b"Subject: no\r\n\r\nnever accepted\r\n").await;
         drop(dropped);
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
         let file = streamed(&spool, b"Subject: q\r\n\r\nheld\r\n").await;
         let id = file.id().clone();
         spool
@@ -377,13 +383,18 @@ mod tests {
     async fn a_big_format_1_message_is_opened_with_a_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, _ready) = Spool::open(dir.path()).unwrap();
-        let message: Vec<u8> = (0..200_000u32).map(|i| b"0123456789\r\n"[(i % 12) as usize]).collect();
+        let message: Vec<u8> = (0..200_000u32)
+            .map(|i| b"0123456789\r\n"[(i % 12) as usize])
+            .collect();
         let id = spool.store(&envelope(), &message).await.unwrap();
         let opened = spool.open_message(&id).unwrap();
         let tail = opened.tail.clone().unwrap();
         assert_eq!(opened.body.len() as u64 + tail.len(), message.len() as u64);
         let rest = tail.read(0, usize::MAX).await.unwrap();
-        assert!([opened.body, rest].concat() == message, "format 1 tail differs");
+        assert!(
+            [opened.body, rest].concat() == message,
+            "format 1 tail differs"
+        );
         assert!(opened.state.pending().count() == 1);
     }
 }

@@ -41,10 +41,11 @@ impl Check for Spf {
             .as_ref()
             .map(|a| a.to_path())
             .unwrap_or_default();
+        let deadline = self.auth.deadline(ctx.deadline);
         let (helo_check, mail_check) = tokio::join!(
-            self.auth.spf_helo(ip, &helo, &self.hostname),
+            self.auth.spf_helo(ip, &helo, &self.hostname, deadline),
             self.auth
-                .spf_mail_from(ip, &helo, &mail_from, &self.hostname)
+                .spf_mail_from(ip, &helo, &mail_from, &self.hostname, deadline)
         );
         ctx.hit(helo_check.symbol(), 0.0);
         ctx.hit(mail_check.symbol(), 0.0);
@@ -90,11 +91,12 @@ impl Check for MessageAuth {
             .filter_map(|c| c.as_ref().map(|c| c.symbol()))
             .collect();
         // A big message is mapped from its spool file, not read onto the heap.
+        let deadline = self.auth.deadline(ctx.deadline);
         match ctx.message.raw() {
-            Ok(raw) => self.auth.verify_message(&raw, &mut outcome).await,
+            Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
-                self.auth.verify_message(&[], &mut outcome).await;
+                self.auth.verify_message(&[], &mut outcome, deadline).await;
             }
         }
         for symbol in outcome.symbols() {

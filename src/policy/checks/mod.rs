@@ -1,5 +1,7 @@
 //! The built-in checks, one file each; [`super::Policy::build`] picks and orders them.
 
+pub mod antivirus;
+pub mod attachments;
 pub mod authentication;
 pub mod client_behaviour;
 pub mod dnsbl;
@@ -15,4 +17,5 @@ pub mod rules;
 pub mod scan_coverage;
 pub mod sender_domain;
 pub mod size;
+pub mod tier;
 pub mod uribl;

@@ -49,7 +49,9 @@ mod tests {
         ctx.message = raw.to_vec().into();
         ctx.scan.part_bytes = 1000;
         ctx.scan.nesting_depth = 1;
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(ScanCoverage.run(&mut ctx));
         ctx.symbols.into_iter().map(|s| s.name).collect()
     }
