@@ -230,7 +230,11 @@ impl Policy {
         }
         if config.attachments.enabled {
             let policy = crate::classify::attachments::AttachmentPolicy::new(&config.attachments);
-            checks.push(Box::new(attachments::Attachments::new(policy)));
+            checks.push(Box::new(attachments::Attachments::new(
+                policy,
+                config.attachments.disk_inspections,
+                config.server.limits.scan_nesting_depth,
+            )));
         }
         if let Some(clamd) = &services.antivirus {
             let av = &config.antivirus;

@@ -204,6 +204,17 @@ impl MessageView {
         self.too_deep |= too_deep;
     }
 
+    /// The parts carrying files of raw RFC 5322 bytes, attached messages included down to
+    /// `max_depth`, without the rest of a view: for a message kept on disk, whose view is
+    /// built from a sample that leaves attachment bytes out.
+    pub fn attachments_of(raw: &[u8], max_depth: usize) -> Vec<AttachmentPart> {
+        let mut out = Vec::new();
+        if let Some(message) = MessageParser::default().parse(raw) {
+            collect_attachments(&message, 0, max_depth, &mut out);
+        }
+        out
+    }
+
     /// The parts carrying files, attached messages included, in order.
     pub fn attachments(&self) -> &[AttachmentPart] {
         &self.attachments
