@@ -189,3 +189,38 @@ rules_dir = "{ROOT}/rules"
         gw.send_signal(signal.SIGTERM)
         gw.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def gateway_pid(work):
+    """The pid of the gateway `gateway()` started in `work` (found by its config path)."""
+    cfg = os.path.join(work, "mxguard.toml").encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if cfg in f.read().split(b"\0"):
+                    return int(entry)
+        except OSError:
+            continue
+    sys.exit(f"no gateway process for {work}")
+
+
+def proc_memory(pid):
+    """VmRSS, VmHWM (peak RSS), RssAnon and RssFile of `pid` in KiB, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def raise_fd_limit():
+    """Raises this process's open-files soft limit to the hard limit (flood scripts hold
+    thousands of sockets; gateways started afterwards inherit the limit)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard

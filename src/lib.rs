@@ -37,6 +37,8 @@ use tokio_util::task::TaskTracker;
 
 /// How often the state backend is pinged, so an outage is noticed without traffic.
 const STATE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long sessions get, once the shutdown grace is over, to send their 421 and close.
+const STOP_NOW_WAIT: Duration = Duration::from_secs(5);
 
 /// Failures that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -300,13 +302,16 @@ pub async fn serve(
         ),
         None => None,
     };
+    let stop_now = CancellationToken::new();
     let server = Arc::new(smtp::Server {
         policy: live.clone(),
         spool: spool.clone(),
         metrics: metrics.clone(),
         tls,
         shutdown: shutdown.clone(),
+        stop_now: stop_now.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
+        budget: smtp::MemoryBudget::new(config.server.limits.message_memory_total_bytes),
         journal: journal.clone(),
     });
     // Stopped last: `/healthz` answers 503 while the sessions drain.
@@ -364,6 +369,9 @@ pub async fn serve(
             sessions = sessions.len(),
             "sessions still running after the shutdown grace period; closing them"
         );
+        // Transfers still running get 421 before their connection closes.
+        stop_now.cancel();
+        let _ = tokio::time::timeout(STOP_NOW_WAIT, sessions.wait()).await;
     }
     delivery_stop.cancel();
     let bound = config.relay.data_timeout.max(Duration::from_secs(1));

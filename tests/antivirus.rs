@@ -145,3 +145,42 @@ fn clamd_stopped_tempfails_until_it_returns() {
     assert_eq!(r.code, 250, "{r:?}");
     internal.expect_messages(1);
 }
+
+/// A message bigger than `message_memory_bytes` goes to its spool file as it arrives, and
+/// its checks parse a sample without attachment bytes: clamd still gets the whole message
+/// (mapped from the spool) and finds EICAR behind 300 KB of text.
+#[test]
+fn eicar_in_a_message_kept_on_disk_is_refused() {
+    let Some(clamd) = ClamdServer::start() else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("message_memory_bytes", "65536")
+            .limit("message_header_bytes", "65536")
+            .toml(&format!(
+                "[antivirus]\nclamd = {:?}\ntimeout = \"10s\"\non_failure = \"tempfail\"\n",
+                clamd.tcp()
+            )),
+    );
+    let filler = "Quarterly figures, nothing to see here.\r\n".repeat(8_000);
+    let big = |subject: &str, mail: Vec<u8>| -> Vec<u8> {
+        let text = String::from_utf8(mail).unwrap();
+        let text = text.replacen("Please see the attachment.\r\n", &filler, 1);
+        assert!(text.len() > 300_000, "{subject} is not big");
+        text.into_bytes()
+    };
+    let r = send(&gw, &big("big eicar", eicar_mail("big eicar")));
+    assert_eq!(r.code, 554, "{r:?}");
+    assert!(r.text().contains(EICAR_SIGNATURE), "{r:?}");
+    let r = send(&gw, &big("big clean", clean_mail("big clean")));
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = internal.expect_messages(1);
+    assert_eq!(
+        got[0].message_id().as_deref(),
+        Some("big-clean@sender.test")
+    );
+    let m = scrape(admin_port(&gw));
+    assert_eq!(m.value("mxguard_messages_on_disk_total", &[]), 2.0);
+}

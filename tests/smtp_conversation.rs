@@ -388,8 +388,9 @@ fn bdat_without_transaction_and_bad_syntax() {
     c.cmd("NOOP").expect(250, "2.0.0");
     let r = c.cmd("BDAT x");
     assert_eq!(r.code, 501, "BDAT x: {r}");
-    c.cmd("NOOP").expect(250, "2.0.0");
-    c.quit();
+    // Where a chunk of unreadable size ends is unknown: the session closes.
+    c.read_reply().expect(421, "4.7.0");
+    assert!(c.is_closed());
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //!
 //! The internal test server is deliberately lenient (any `.` line up to LF ends its DATA),
 //! so whatever the gateway forwards badly turns into a visible second message there.
+//! Every variant is tried in DATA and in BDAT (one chunk, and two chunks cut inside the
+//! variant), in `reject` and `normalize` mode, in plain sessions and inside STARTTLS.
 
 mod common;
 
@@ -100,30 +102,34 @@ fn send_via_data(gw: &Gateway, variant: &[u8]) -> Reply {
 fn run_reject(variant: &[u8]) {
     let (internal, gw) = start("reject");
     let r = send_via_data(&gw, variant);
-    r.expect(550, "5.6.0");
-    let msgs = sentinel(&internal, &gw);
-    assert_nothing_smuggled(&msgs);
-    assert!(
-        msgs.is_empty(),
-        "rejected message still relayed: {:?}",
-        summarize(&msgs)
-    );
+    judge("reject", variant, &r, &internal, &gw);
 }
 
 fn run_normalize(variant: &[u8]) {
     let (internal, gw) = start("normalize");
     let r = send_via_data(&gw, variant);
-    if variant.contains(&0) {
+    judge("normalize", variant, &r, &internal, &gw);
+}
+
+/// What must come of a carrier holding `variant`, whatever way it was sent: refused in
+/// `reject` mode (and for NUL in both), else one message with CRLF line endings only and
+/// the smuggled text inside it; never a second message.
+fn judge(mode: &str, variant: &[u8], r: &Reply, internal: &InternalServer, gw: &Gateway) {
+    if mode == "reject" || variant.contains(&0) {
         // NUL is never normalised away.
         r.expect(550, "5.6.0");
-        let msgs = sentinel(&internal, &gw);
+        let msgs = sentinel(internal, gw);
         assert_nothing_smuggled(&msgs);
-        assert!(msgs.is_empty(), "relayed: {:?}", summarize(&msgs));
+        assert!(
+            msgs.is_empty(),
+            "rejected message still relayed: {:?}",
+            summarize(&msgs)
+        );
         return;
     }
     r.expect(250, "2.0.0");
     internal.expect_message_id(CARRIER_ID);
-    let msgs = sentinel(&internal, &gw);
+    let msgs = sentinel(internal, gw);
     assert_nothing_smuggled(&msgs);
     assert_eq!(
         msgs.len(),
@@ -141,6 +147,65 @@ fn run_normalize(variant: &[u8]) {
     );
 }
 
+/// The carrier in BDAT: one chunk, or (`split`) two chunks cut inside the variant, so a
+/// decoder that forgot a CR at a chunk end would be fooled.
+fn run_bdat(variant: &[u8], mode: &str, split: bool) {
+    let (internal, gw) = start(mode);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let body = carrier(variant);
+    let cut = if split {
+        body.len() - SMUGGLED.len() - variant.len() + 1
+    } else {
+        body.len()
+    };
+    let (first, second) = body.split_at(cut);
+    if !second.is_empty() {
+        let mut out = format!("BDAT {}\r\n", first.len()).into_bytes();
+        out.extend_from_slice(first);
+        c.send(&out);
+        c.read_reply().expect(250, "2.0.0");
+    }
+    let last = if second.is_empty() { first } else { second };
+    let mut out = format!("BDAT {} LAST\r\n", last.len()).into_bytes();
+    out.extend_from_slice(last);
+    c.send(&out);
+    let r = c.read_reply();
+    let next = c.cmd("VRFY probe");
+    assert!(
+        next.code == 252,
+        "extra reply after the last chunk (smuggled commands were executed): final {r}, then {next}"
+    );
+    c.quit();
+    judge(mode, variant, &r, &internal, &gw);
+}
+
+/// The carrier in DATA inside a STARTTLS session.
+fn run_starttls(variant: &[u8], mode: &str) {
+    let internal = InternalServer::start();
+    let pki = TestPki::new();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.bare_line_ending = mode.into();
+    cfg.tls = Some((pki.cert_pem.clone(), pki.key_pem.clone()));
+    let gw = Gateway::start(cfg);
+    let mut c = TlsSmtpClient::connect(gw.port, &pki);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    let mut payload = carrier(variant);
+    payload.extend_from_slice(b"\r\n.\r\n");
+    c.send(&payload);
+    let r = c.read_reply();
+    let next = c.cmd("VRFY probe");
+    assert!(
+        next.code == 252,
+        "extra reply after end of data inside TLS: final {r}, then {next}"
+    );
+    c.quit();
+    judge(mode, variant, &r, &internal, &gw);
+}
+
 macro_rules! smuggling_variants {
     ($($name:ident => $variant:expr,)*) => {
         mod reject_mode {
@@ -156,6 +221,46 @@ macro_rules! smuggling_variants {
                 #[test]
                 fn $name() {
                     super::run_normalize($variant);
+                }
+            )*
+        }
+        mod bdat_reject_mode {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_bdat($variant, "reject", false);
+                }
+            )*
+        }
+        mod bdat_normalize_mode {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_bdat($variant, "normalize", false);
+                }
+            )*
+        }
+        mod bdat_split_inside_the_variant {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_bdat($variant, "normalize", true);
+                }
+            )*
+        }
+        mod after_starttls_reject_mode {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_starttls($variant, "reject");
+                }
+            )*
+        }
+        mod after_starttls_normalize_mode {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_starttls($variant, "normalize");
                 }
             )*
         }

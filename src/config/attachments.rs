@@ -110,6 +110,10 @@ pub struct AttachmentsConfig {
     pub max_archive_entries: usize,
     /// Bytes decompressed per message, over every archive and level.
     pub max_expanded_bytes: u64,
+    /// Messages kept on disk (bigger than `server.limits.message_memory_bytes`) whose
+    /// attachments are decoded at the same time: each takes memory of about its size, so
+    /// this bounds that memory whatever the number of sessions.
+    pub disk_inspections: usize,
 }
 
 /// `[attachments]` as written.
@@ -122,6 +126,7 @@ pub(super) struct RawAttachments {
     max_archive_depth: usize,
     max_archive_entries: usize,
     max_expanded_bytes: u64,
+    disk_inspections: usize,
 }
 
 impl Default for RawAttachments {
@@ -133,6 +138,7 @@ impl Default for RawAttachments {
             max_archive_depth: 3,
             max_archive_entries: 1000,
             max_expanded_bytes: 64 * 1024 * 1024,
+            disk_inspections: 2,
         }
     }
 }
@@ -193,6 +199,9 @@ impl RawAttachments {
         if self.max_expanded_bytes == 0 {
             problems.bad("attachments.max_expanded_bytes", "must be at least 1");
         }
+        if self.disk_inspections == 0 {
+            problems.bad("attachments.disk_inspections", "must be at least 1");
+        }
         AttachmentsConfig {
             enabled: self.enabled,
             blocked_extensions,
@@ -200,6 +209,7 @@ impl RawAttachments {
             max_archive_depth: self.max_archive_depth.min(MAX_DEPTH),
             max_archive_entries: self.max_archive_entries.max(1),
             max_expanded_bytes: self.max_expanded_bytes.max(1),
+            disk_inspections: self.disk_inspections.max(1),
         }
     }
 }

@@ -27,10 +27,27 @@ pub struct Limits {
     pub text_line_bytes: usize,
     /// Recipients accepted per transaction.
     pub recipients_per_message: usize,
+    /// RCPTs past `recipients_per_message` answered 452 without counting as client
+    /// errors (RFC 5321 §4.5.3.1.8: the client just continues in a new transaction).
+    pub recipient_overshoot_limit: usize,
     /// Transactions per session.
     pub messages_per_session: usize,
     /// Largest message, advertised with SIZE and enforced while streaming.
     pub message_size_bytes: usize,
+    /// A message up to this size is held in memory; a bigger one goes to its spool file
+    /// as it arrives, and the content checks parse a sample of at most this size.
+    pub message_memory_bytes: usize,
+    /// Memory all sessions together may hold for messages being received; past it,
+    /// messages go to disk at once and new transfers wait.
+    pub message_memory_total_bytes: usize,
+    /// Longest header section of a message (refused with 552 past it).
+    pub message_header_bytes: usize,
+    /// Rendered text scanned at the head and again at the tail of each text part.
+    pub scan_part_bytes: usize,
+    /// Decoded text (HTML markup kept) scanned at the head and tail of each part.
+    pub scan_raw_part_bytes: usize,
+    /// Deepest `message/rfc822` nesting that is scanned.
+    pub scan_nesting_depth: usize,
     /// Client errors after which the session is closed with 421.
     pub errors_before_disconnect: u32,
     /// Client errors after which every further error reply is delayed.
@@ -53,6 +70,20 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Concurrent sessions from one client address.
     pub max_sessions_per_ip: usize,
+    /// Concurrent sessions from one client network (see `network_ipv4_prefix`).
+    pub max_sessions_per_network: usize,
+    /// Prefix length that makes an IPv4 client network.
+    pub network_ipv4_prefix: u8,
+    /// Prefix length that makes an IPv6 client network.
+    pub network_ipv6_prefix: u8,
+    /// Share of `max_sessions` in use (percent) from which the gateway is under stress:
+    /// idle sessions get `stress_idle_timeout`, and the longest idle one makes room for a
+    /// new client when every slot is taken.
+    pub stress_threshold_percent: u8,
+    /// Under stress, how long a session may go without progress (NOOP, RSET and
+    /// trickled bytes are not progress) before it is closed with 421.
+    #[serde(with = "humantime_serde")]
+    pub stress_idle_timeout: Duration,
     /// How long running sessions may finish after SIGTERM.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -64,8 +95,15 @@ impl Default for Limits {
             command_line_bytes: 512,
             text_line_bytes: 1000,
             recipients_per_message: 100,
+            recipient_overshoot_limit: 1000,
             messages_per_session: 100,
             message_size_bytes: 25 * 1024 * 1024,
+            message_memory_bytes: 1024 * 1024,
+            message_memory_total_bytes: 256 * 1024 * 1024,
+            message_header_bytes: 1024 * 1024,
+            scan_part_bytes: 50_000,
+            scan_raw_part_bytes: 500_000,
+            scan_nesting_depth: 8,
             errors_before_disconnect: 20,
             errors_before_tarpit: 5,
             tarpit_delay: Duration::from_secs(1),
@@ -73,8 +111,13 @@ impl Default for Limits {
             session_duration: Duration::from_secs(1800),
             min_data_rate_bytes_per_second: 256,
             data_rate_grace: Duration::from_secs(30),
-            max_sessions: 500,
+            max_sessions: 10_000,
             max_sessions_per_ip: 50,
+            max_sessions_per_network: 200,
+            network_ipv4_prefix: 24,
+            network_ipv6_prefix: 64,
+            stress_threshold_percent: 80,
+            stress_idle_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -234,6 +277,9 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
         ("message_size_bytes", l.message_size_bytes),
         ("max_sessions", l.max_sessions),
         ("max_sessions_per_ip", l.max_sessions_per_ip),
+        ("max_sessions_per_network", l.max_sessions_per_network),
+        ("scan_part_bytes", l.scan_part_bytes),
+        ("scan_raw_part_bytes", l.scan_raw_part_bytes),
     ] {
         if v == 0 {
             problems.bad(&format!("server.limits.{key}"), "must be greater than 0");
@@ -245,13 +291,64 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
             "must be greater than 0",
         );
     }
+    validate_memory(l, problems);
+    validate_admission(l, problems);
     for (key, v) in [
         ("command_timeout", l.command_timeout),
         ("session_duration", l.session_duration),
+        ("stress_idle_timeout", l.stress_idle_timeout),
     ] {
         if v.is_zero() {
             problems.bad(&format!("server.limits.{key}"), "must be greater than 0");
         }
+    }
+}
+
+/// Message memory: a sample needs room, the budget must fit one message, the header
+/// section must fit in memory.
+fn validate_memory(l: &Limits, problems: &mut Problems) {
+    const MIN_MEMORY: usize = 64 * 1024;
+    if l.message_memory_bytes < MIN_MEMORY {
+        problems.bad(
+            "server.limits.message_memory_bytes",
+            &format!("must be at least {MIN_MEMORY}"),
+        );
+    }
+    if l.message_memory_total_bytes < l.message_memory_bytes {
+        problems.bad(
+            "server.limits.message_memory_total_bytes",
+            "must be at least message_memory_bytes",
+        );
+    }
+    if l.message_header_bytes < 1000 || l.message_header_bytes > l.message_memory_bytes {
+        problems.bad(
+            "server.limits.message_header_bytes",
+            "must be between 1000 and message_memory_bytes",
+        );
+    }
+    if l.scan_nesting_depth > 100 {
+        problems.bad("server.limits.scan_nesting_depth", "must be at most 100");
+    }
+}
+
+fn validate_admission(l: &Limits, problems: &mut Problems) {
+    if !(1..=32).contains(&l.network_ipv4_prefix) {
+        problems.bad(
+            "server.limits.network_ipv4_prefix",
+            "must be between 1 and 32",
+        );
+    }
+    if !(1..=128).contains(&l.network_ipv6_prefix) {
+        problems.bad(
+            "server.limits.network_ipv6_prefix",
+            "must be between 1 and 128",
+        );
+    }
+    if !(1..=100).contains(&l.stress_threshold_percent) {
+        problems.bad(
+            "server.limits.stress_threshold_percent",
+            "must be between 1 and 100",
+        );
     }
 }
 

@@ -67,6 +67,12 @@ pub struct Metrics {
     pub greylist_total: IntCounterVec,
     /// Rate-limit decisions, by limit name and result (ok, over, unavailable).
     pub ratelimit_total: IntCounterVec,
+    /// 1 while more than `stress_threshold_percent` of the session slots are in use.
+    pub sessions_stressed: IntGauge,
+    /// Message bytes sessions hold in memory now (within `message_memory_total_bytes`).
+    pub message_memory_bytes: IntGauge,
+    /// Messages streamed to their spool file while they arrived (too big for memory).
+    pub messages_on_disk_total: IntCounter,
     /// 1 per tier peer that is up, 0 per peer that is down.
     pub tier_peer_up: IntGaugeVec,
     /// 1 per tier peer running our policy fingerprint, 0 otherwise.
@@ -259,7 +265,7 @@ impl Metrics {
             ),
             connections_total: counter_vec(
                 "mxguard_connections_total",
-                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit).",
+                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit).",
                 &["result"],
             ),
             sessions_active: gauge("mxguard_sessions_active", "SMTP sessions running now."),
@@ -313,6 +319,18 @@ impl Metrics {
                 "Inbound TLS sessions established, by protocol version.",
                 &["version"],
             ),
+            sessions_stressed: gauge(
+                "mxguard_sessions_stressed",
+                "1 while session slots in use are past stress_threshold_percent.",
+            ),
+            message_memory_bytes: gauge(
+                "mxguard_message_memory_bytes",
+                "Message bytes held in memory by sessions receiving mail.",
+            ),
+            messages_on_disk_total: counter(
+                "mxguard_messages_on_disk_total",
+                "Messages streamed to the spool while they arrived (too big for memory).",
+            ),
             registry,
         };
         metrics.initialize_known_labels();
@@ -334,7 +352,12 @@ impl Metrics {
         ] {
             self.messages_total.with_label_values(&[verdict]);
         }
-        for result in ["accepted", "over_limit", "over_ip_limit"] {
+        for result in [
+            "accepted",
+            "over_limit",
+            "over_ip_limit",
+            "over_network_limit",
+        ] {
             self.connections_total.with_label_values(&[result]);
         }
         for result in ["delivered", "deferred", "failed"] {

@@ -48,6 +48,16 @@ impl Stream {
         Ok(())
     }
 
+    /// Waits until a plain stream has something to read (data, end of file or an error),
+    /// so an idle reader needs no buffer meanwhile. TLS streams return at once: their
+    /// records are buffered by rustls.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.readable().await,
+            Stream::Tls(_) | Stream::Closed => Ok(()),
+        }
+    }
+
     /// Whether TLS is in effect.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))

@@ -1,8 +1,9 @@
 //! What the checks see and write: the stage, the client, one transaction's envelope and
 //! message, and the symbols hit so far.
 
+use super::message::MessageData;
 use crate::mail::Address;
-use crate::rules::MessageView;
+use crate::rules::{MessageView, ScanLimits};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -100,7 +101,7 @@ impl ClientInfo {
 }
 
 /// One transaction's input and the policy's running output.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Context {
     /// The client.
     pub client: ClientInfo,
@@ -114,7 +115,9 @@ pub struct Context {
     /// (e.g. bare `postmaster`).
     pub rcpt: Option<Address>,
     /// The message as received (CRLF, unstuffed), at [`Stage::Data`].
-    pub message: Vec<u8>,
+    pub message: MessageData,
+    /// What the content checks scan of each part (set by the policy at [`Stage::Data`]).
+    pub scan: ScanLimits,
     /// Symbols hit so far in this transaction.
     pub symbols: Vec<SymbolHit>,
     /// The message parsed once, shared by every content check (see [`Context::view`]).
@@ -138,7 +141,8 @@ impl Context {
             declared_size: None,
             recipients: Vec::new(),
             rcpt: None,
-            message: Vec::new(),
+            message: MessageData::default(),
+            scan: ScanLimits::default(),
             symbols: Vec::new(),
             parsed: None,
             auth: None,
@@ -153,7 +157,7 @@ impl Context {
         if let Some(v) = &self.parsed {
             return v.clone();
         }
-        let v = Arc::new(MessageView::parse(&self.message));
+        let v = Arc::new(self.message.view(&self.scan));
         self.parsed = Some(v.clone());
         v
     }
@@ -164,7 +168,8 @@ impl Context {
         self.declared_size = None;
         self.recipients.clear();
         self.rcpt = None;
-        self.message.clear();
+        // Dropping a message kept on disk removes its unaccepted spool file.
+        self.message = MessageData::default();
         self.parsed = None;
         self.auth = None;
         self.peer_stamp = None;

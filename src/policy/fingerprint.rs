@@ -33,6 +33,17 @@ pub fn canonical(config: &Config, rules: Option<&CompiledRules>) -> String {
         "recipients_per_message={}",
         s.limits.recipients_per_message
     );
+    // What the content checks scan of a message decides verdicts too.
+    let l = &s.limits;
+    let _ = writeln!(
+        out,
+        "scan={}/{}/{} memory={} header={}",
+        l.scan_part_bytes,
+        l.scan_raw_part_bytes,
+        l.scan_nesting_depth,
+        l.message_memory_bytes,
+        l.message_header_bytes
+    );
     let p = &config.policy;
     let _ = writeln!(out, "gtube={}", p.gtube);
     let t = p.thresholds;

@@ -11,6 +11,7 @@ mod fingerprint;
 mod headers;
 pub mod journal;
 mod live;
+pub mod message;
 pub mod offline;
 #[cfg(test)]
 mod stage_deadline_tests;
@@ -21,14 +22,15 @@ pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
 pub use context::{ClientInfo, Context, Stage, SymbolHit};
 pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
+pub use message::{MessageData, RawMessage, Stored};
 pub use verdict::{Decision, Verdict};
 
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo,
-    networks, ratelimit, recipients, relay_control, rules as rules_check, sender_domain, size,
-    tier as tier_checks, uribl,
+    networks, ratelimit, recipients, relay_control, rules as rules_check, scan_coverage,
+    sender_domain, size, tier as tier_checks, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
@@ -228,7 +230,11 @@ impl Policy {
         }
         if config.attachments.enabled {
             let policy = crate::classify::attachments::AttachmentPolicy::new(&config.attachments);
-            checks.push(Box::new(attachments::Attachments::new(policy)));
+            checks.push(Box::new(attachments::Attachments::new(
+                policy,
+                config.attachments.disk_inspections,
+                config.server.limits.scan_nesting_depth,
+            )));
         }
         if let Some(clamd) = &services.antivirus {
             let av = &config.antivirus;
@@ -238,6 +244,10 @@ impl Policy {
                 av.scan,
                 services.metrics.clone(),
             )));
+        }
+        // Content is scanned (rules, URIBL): say what the scan limits left out.
+        if rules.is_some() || (dns.is_some() && !p.uribl.is_empty()) {
+            checks.push(Box::new(scan_coverage::ScanCoverage));
         }
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {
@@ -308,18 +318,24 @@ impl Policy {
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
         ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         if stage == Stage::Data {
+            if let Err(e) = self.prepare_message(ctx).await {
+                tracing::error!(error = %e, "cannot read the message from the spool");
+                return Decision::Tempfail(crate::mail::Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error reading the message, try again later",
+                ));
+            }
             if self.trust_peer_stamp(ctx) {
                 return Decision::Continue;
             }
-            headers::strip_own_headers(&mut ctx.message);
-            if let std::borrow::Cow::Owned(stripped) = crate::tier::stamp::strip(&ctx.message) {
-                ctx.message = stripped;
-            }
-            let hostname = &self.config.server.hostname;
-            if let std::borrow::Cow::Owned(stripped) =
-                crate::auth::strip_authentication_results(&ctx.message, hostname)
-            {
-                ctx.message = stripped;
+            if let Err(e) = self.strip_foreign_headers(ctx) {
+                tracing::error!(error = %e, "cannot rewrite the message's header section");
+                return Decision::Tempfail(crate::mail::Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error reading the message, try again later",
+                ));
             }
         }
         if stage == Stage::Helo {
@@ -339,6 +355,32 @@ impl Policy {
         decision
     }
 
+    /// Gets the message ready for the content checks: what of it they scan, and its header
+    /// section and sample when it is on disk.
+    async fn prepare_message(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
+        let limits = &self.config.server.limits;
+        ctx.scan = message::scan_limits(limits);
+        ctx.message.prepare(message::sample_limits(limits)).await
+    }
+
+    /// Removes headers in our name from outside (forged verdicts, tier stamps,
+    /// `Authentication-Results` for our hostname); a message on disk is rewritten in place.
+    fn strip_foreign_headers(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
+        let hostname = &self.config.server.hostname;
+        ctx.message.rewrite_header(|m| {
+            headers::strip_own_headers(m);
+            if let std::borrow::Cow::Owned(stripped) = crate::tier::stamp::strip(m) {
+                *m = stripped;
+            }
+            if let std::borrow::Cow::Owned(stripped) =
+                crate::auth::strip_authentication_results(m, hostname)
+            {
+                *m = stripped;
+            }
+        })?;
+        Ok(())
+    }
+
     /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
     /// already: it keeps that verdict (and its headers) and is not filtered twice.
     fn trust_peer_stamp(&self, ctx: &mut Context) -> bool {
@@ -349,7 +391,14 @@ impl Policy {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        match crate::tier::Stamp::verify(&tier.secret, &ctx.message, now, tier.stamp_max_age) {
+        let verified = match ctx.message.raw() {
+            Ok(raw) => crate::tier::Stamp::verify(&tier.secret, &raw, now, tier.stamp_max_age),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot map the message to verify its stamp");
+                return false;
+            }
+        };
+        match verified {
             Ok(stamp) => {
                 tracing::debug!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp verified: not filtered again");
                 ctx.hit("TIER_STAMP_VERIFIED", 0.0);

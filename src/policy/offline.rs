@@ -42,7 +42,7 @@ pub fn build(config: Config) -> Result<Policy, OfflineError> {
 /// Judges raw message bytes exactly as the end-of-data stage would.
 pub fn judge(policy: &Policy, raw: &[u8]) -> Judgement {
     let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
-    ctx.message = to_crlf(raw);
+    ctx.message = to_crlf(raw).into();
     let decision = futures::executor::block_on(policy.evaluate(Stage::Data, &mut ctx));
     let (verdict, _) = policy.conclude(decision, &ctx);
     Judgement {

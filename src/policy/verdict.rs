@@ -169,7 +169,11 @@ impl Policy {
                 ctx.score(),
                 &self.fingerprint,
             );
-            h.push_str(&stamp.header(&t.secret, &ctx.message));
+            // A big message is mapped from its spool file for the body hash.
+            match ctx.message.raw() {
+                Ok(raw) => h.push_str(&stamp.header(&t.secret, &raw)),
+                Err(e) => tracing::error!(error = %e, "cannot map the message to stamp it"),
+            }
         }
         h
     }

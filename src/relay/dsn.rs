@@ -272,6 +272,7 @@ mod tests {
             },
             state: DeliveryState::new(2),
             body: b"From: s@example.org\r\nSubject: hello there\r\nMessage-ID: <orig@example.org>\r\n\r\nsecret body\r\n".to_vec(),
+            tail: None,
         }
     }
 

@@ -14,16 +14,40 @@ use mail_parser::{HeaderValue, Message, MessageParser, PartType};
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// Rendered text kept per body part (SpamAssassin's `body_part_scan_size`).
+/// Default rendered text scanned at the head (and again at the tail) of each body part
+/// (SpamAssassin's `body_part_scan_size`).
 pub const BODY_PART_SCAN_SIZE: usize = 50_000;
-/// Decoded text kept per raw body part (SpamAssassin's `rawbody_part_scan_size`).
+/// Default decoded text scanned at the head (and tail) of each raw body part
+/// (SpamAssassin's `rawbody_part_scan_size`).
 pub const RAWBODY_PART_SCAN_SIZE: usize = 500_000;
 /// Longest body line; longer paragraphs are split at a space (SpamAssassin's `MAX_BODY_LINE_LENGTH`).
 pub const MAX_BODY_LINE_LENGTH: usize = 2048;
 /// Most URIs kept per message.
 pub const MAX_URIS: usize = 1000;
-/// Deepest nesting of attached `message/rfc822` parts that is read.
-const MAX_NESTING: usize = 8;
+/// Default deepest nesting of attached `message/rfc822` parts that is read.
+pub const MAX_NESTING: usize = 8;
+
+/// How much of each part a view scans (`[server.limits]` `scan_part_bytes`,
+/// `scan_raw_part_bytes`, `scan_nesting_depth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanLimits {
+    /// Rendered text scanned at the head and again at the tail of each text part.
+    pub part_bytes: usize,
+    /// Decoded text (HTML markup kept) scanned at the head and tail of each part.
+    pub raw_part_bytes: usize,
+    /// Deepest `message/rfc822` nesting read; deeper parts are not scanned.
+    pub nesting_depth: usize,
+}
+
+impl Default for ScanLimits {
+    fn default() -> Self {
+        ScanLimits {
+            part_bytes: BODY_PART_SCAN_SIZE,
+            raw_part_bytes: RAWBODY_PART_SCAN_SIZE,
+            nesting_depth: MAX_NESTING,
+        }
+    }
+}
 
 /// One top-level header field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,37 +83,61 @@ pub struct MessageView {
     uris_joined: String,
     full: Vec<u8>,
     attachments: Vec<AttachmentPart>,
+    truncated: bool,
+    too_deep: bool,
+}
+
+/// What a view collects from the parts, with the limits that apply.
+struct Collector<'l> {
+    limits: &'l ScanLimits,
+    rendered: Vec<String>,
+    raw: Vec<String>,
+    html_raw: Vec<String>,
+    truncated: bool,
+    too_deep: bool,
 }
 
 impl MessageView {
-    /// Parses raw RFC 5322 bytes. Never fails: unparsable input is treated as a headerless body.
+    /// Parses raw RFC 5322 bytes with the default [`ScanLimits`]. Never fails: unparsable
+    /// input is treated as a headerless body.
     pub fn parse(raw: &[u8]) -> MessageView {
+        Self::parse_with(raw, &ScanLimits::default())
+    }
+
+    /// Parses raw RFC 5322 bytes, scanning what `limits` allow of each part.
+    pub fn parse_with(raw: &[u8], limits: &ScanLimits) -> MessageView {
         let mut view = MessageView {
             full: raw.to_vec(),
             ..MessageView::default()
         };
+        let mut c = Collector {
+            limits,
+            rendered: Vec::new(),
+            raw: Vec::new(),
+            html_raw: Vec::new(),
+            truncated: false,
+            too_deep: false,
+        };
         let parsed = MessageParser::default().parse(raw);
-        let mut rendered: Vec<String> = Vec::new();
-        let mut html_raw: Vec<String> = Vec::new();
         match &parsed {
             Some(message) => {
                 view.headers = read_headers(message);
-                collect_parts(
-                    message,
-                    0,
-                    &mut rendered,
-                    &mut view.rawbody_parts,
-                    &mut html_raw,
-                );
-                collect_attachments(message, 0, &mut view.attachments);
+                c.parts(message, 0);
+                collect_attachments(message, 0, limits.nesting_depth, &mut view.attachments);
             }
-            None => {
-                let text = normalize_newlines(&String::from_utf8_lossy(raw));
-                rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
-                view.rawbody_parts
-                    .push(truncate(&text, RAWBODY_PART_SCAN_SIZE).to_string());
-            }
+            None => c.text(&normalize_newlines(&String::from_utf8_lossy(raw))),
         }
+        let Collector {
+            rendered,
+            raw: rawbody_parts,
+            html_raw,
+            truncated,
+            too_deep,
+            ..
+        } = c;
+        view.rawbody_parts = rawbody_parts;
+        view.truncated = truncated;
+        view.too_deep = too_deep;
         let subject = view
             .headers
             .iter()
@@ -136,6 +184,35 @@ impl MessageView {
     /// The whole message as received.
     pub fn full(&self) -> &[u8] {
         &self.full
+    }
+
+    /// A part was longer than the scan limits allow at head and tail, so its middle was
+    /// not scanned.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Attached messages were nested deeper than the scan limit; the deeper ones were not
+    /// scanned.
+    pub fn too_deep(&self) -> bool {
+        self.too_deep
+    }
+
+    /// Marks the view as built from a sample that left content out.
+    pub fn mark_truncated(&mut self, truncated: bool, too_deep: bool) {
+        self.truncated |= truncated;
+        self.too_deep |= too_deep;
+    }
+
+    /// The parts carrying files of raw RFC 5322 bytes, attached messages included down to
+    /// `max_depth`, without the rest of a view: for a message kept on disk, whose view is
+    /// built from a sample that leaves attachment bytes out.
+    pub fn attachments_of(raw: &[u8], max_depth: usize) -> Vec<AttachmentPart> {
+        let mut out = Vec::new();
+        if let Some(message) = MessageParser::default().parse(raw) {
+            collect_attachments(&message, 0, max_depth, &mut out);
+        }
+        out
     }
 
     /// The parts carrying files, attached messages included, in order.
@@ -288,52 +365,82 @@ fn unfold(raw: &str) -> String {
         .join(" ")
 }
 
-/// Collects rendered text, raw text and raw HTML of every text leaf, descending into attached messages.
-fn collect_parts(
-    message: &Message<'_>,
-    depth: usize,
-    rendered: &mut Vec<String>,
-    raw: &mut Vec<String>,
-    html_raw: &mut Vec<String>,
-) {
-    for part in &message.parts {
-        match &part.body {
-            PartType::Text(text) => {
-                let is_calendar = part
-                    .headers
-                    .iter()
-                    .find(|h| h.name.as_str().eq_ignore_ascii_case("content-type"))
-                    .and_then(|h| h.value.as_content_type())
-                    .is_some_and(|ct| {
-                        ct.c_subtype
-                            .as_deref()
-                            .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
-                    });
-                if is_calendar {
-                    continue;
+impl Collector<'_> {
+    /// Collects rendered text, raw text and raw HTML of every text leaf, descending into
+    /// attached messages down to the nesting limit.
+    fn parts(&mut self, message: &Message<'_>, depth: usize) {
+        for part in &message.parts {
+            match &part.body {
+                PartType::Text(text) => {
+                    let is_calendar = part
+                        .headers
+                        .iter()
+                        .find(|h| h.name.as_str().eq_ignore_ascii_case("content-type"))
+                        .and_then(|h| h.value.as_content_type())
+                        .is_some_and(|ct| {
+                            ct.c_subtype
+                                .as_deref()
+                                .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
+                        });
+                    if !is_calendar {
+                        self.text(&normalize_newlines(text));
+                    }
                 }
-                let text = normalize_newlines(text);
-                rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
-                raw.push(truncate(&text, RAWBODY_PART_SCAN_SIZE).to_string());
+                PartType::Html(html) => {
+                    let html = normalize_newlines(html);
+                    let (html, cut_raw) = head_and_tail(&html, self.limits.raw_part_bytes);
+                    let (text, cut) = head_and_tail(&html_to_text(&html), self.limits.part_bytes);
+                    self.truncated |= cut_raw || cut;
+                    self.rendered.push(text);
+                    self.raw.push(html.clone());
+                    self.html_raw.push(html);
+                }
+                PartType::Message(inner) if depth < self.limits.nesting_depth => {
+                    self.parts(inner, depth + 1);
+                }
+                PartType::Message(_) => self.too_deep = true,
+                _ => {}
             }
-            PartType::Html(html) => {
-                let html = normalize_newlines(html);
-                let html = truncate(&html, RAWBODY_PART_SCAN_SIZE).to_string();
-                let text = html_to_text(&html);
-                rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
-                raw.push(html.clone());
-                html_raw.push(html);
-            }
-            PartType::Message(inner) if depth < MAX_NESTING => {
-                collect_parts(inner, depth + 1, rendered, raw, html_raw);
-            }
-            _ => {}
         }
+    }
+
+    fn text(&mut self, text: &str) {
+        let (rendered, cut) = head_and_tail(text, self.limits.part_bytes);
+        let (raw, cut_raw) = head_and_tail(text, self.limits.raw_part_bytes);
+        self.truncated |= cut || cut_raw;
+        self.rendered.push(rendered);
+        self.raw.push(raw);
     }
 }
 
-/// Collects the parts carrying files, descending into attached messages.
-fn collect_attachments(message: &Message<'_>, depth: usize, out: &mut Vec<AttachmentPart>) {
+/// `s` itself when it is at most `2 * max` bytes, else its first and last `max` bytes
+/// (at character boundaries) as separate paragraphs, and whether anything was left out.
+fn head_and_tail(s: &str, max: usize) -> (String, bool) {
+    if s.len() <= max.saturating_mul(2) {
+        return (s.to_string(), false);
+    }
+    let head = truncate(s, max);
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &s[start..];
+    let mut out = String::with_capacity(head.len() + tail.len() + 2);
+    out.push_str(head);
+    // A blank line keeps the head's last and the tail's first paragraph apart.
+    out.push_str("\n\n");
+    out.push_str(tail);
+    (out, true)
+}
+
+/// Collects the parts carrying files, descending into attached messages down to
+/// `max_depth` (the scan's nesting limit).
+fn collect_attachments(
+    message: &Message<'_>,
+    depth: usize,
+    max_depth: usize,
+    out: &mut Vec<AttachmentPart>,
+) {
     use mail_parser::MimeHeaders;
     for part in &message.parts {
         let mut names: Vec<String> = Vec::new();
@@ -367,8 +474,8 @@ fn collect_attachments(message: &Message<'_>, depth: usize, out: &mut Vec<Attach
             });
         }
         if let PartType::Message(inner) = &part.body {
-            if depth < MAX_NESTING {
-                collect_attachments(inner, depth + 1, out);
+            if depth < max_depth {
+                collect_attachments(inner, depth + 1, max_depth, out);
             }
         }
     }

@@ -32,18 +32,20 @@ pub mod meta;
 pub mod model;
 pub mod parse;
 mod perlre;
+pub mod sample;
 
 #[cfg(test)]
 mod tests;
 
 pub use compile::{CompileReport, CompiledRules};
 pub use eval::Hit;
-pub use message::{AttachmentPart, HeaderField, MessageView};
+pub use message::{AttachmentPart, HeaderField, MessageView, ScanLimits};
 pub use model::{
     AddrPart, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Instance, Origin, Pattern, Rule,
     RuleKind, Severity, SymbolInfo, TFlags, Test,
 };
 pub use parse::RuleSet;
+pub use sample::{Sample, SampleLimits, Sampler};
 
 use std::path::{Path, PathBuf};
 

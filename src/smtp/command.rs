@@ -76,6 +76,10 @@ pub enum CommandError {
     /// Not valid UTF-8 or contains control characters (500 5.5.2).
     #[error("command contains invalid characters")]
     Encoding,
+    /// A BDAT line whose chunk size cannot be read (missing, not a number, too large
+    /// for this machine, or followed by junk): where its chunk ends is unknown.
+    #[error("BDAT chunk size cannot be read")]
+    BdatSize,
 }
 
 /// Parses one command line without its line ending.
@@ -181,15 +185,16 @@ fn parse_bdat(arg: &str) -> Result<Command, CommandError> {
     let mut words = arg.split(' ').filter(|w| !w.is_empty());
     let size = words
         .next()
+        .filter(|w| w.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|w| w.parse().ok())
-        .ok_or(CommandError::Syntax("expected BDAT <size> [LAST]"))?;
+        .ok_or(CommandError::BdatSize)?;
     let last = match words.next() {
         None => false,
         Some(w) if w.eq_ignore_ascii_case("LAST") => true,
-        Some(_) => return Err(CommandError::Syntax("expected BDAT <size> [LAST]")),
+        Some(_) => return Err(CommandError::BdatSize),
     };
     if words.next().is_some() {
-        return Err(CommandError::Syntax("expected BDAT <size> [LAST]"));
+        return Err(CommandError::BdatSize);
     }
     Ok(Command::Bdat { size, last })
 }
@@ -264,8 +269,15 @@ mod tests {
                 last: true
             }
         );
-        assert!(parse(b"BDAT x").is_err());
-        assert!(parse(b"BDAT 1 LAST more").is_err());
+        for bad in [
+            &b"BDAT x"[..],
+            b"BDAT 1 LAST more",
+            b"BDAT 99999999999999999999999",
+            b"BDAT +5",
+            b"BDAT",
+        ] {
+            assert_eq!(parse(bad), Err(CommandError::BdatSize), "{bad:?}");
+        }
     }
 
     #[test]

@@ -32,13 +32,19 @@ pub enum Line {
     TooLong,
 }
 
-/// A session's connection with buffered input and output.
+/// Bytes a read may bring in at once.
+const READ_SIZE: usize = 16 * 1024;
+
+/// A session's connection with buffered input and output. An idle connection holds no
+/// read buffer: it waits for readability first, so ten thousand idle sessions cost little.
 #[derive(Debug)]
 pub struct Conn {
     stream: Stream,
     rbuf: Vec<u8>,
     rpos: usize,
     wbuf: Vec<u8>,
+    /// The line being read is over the limit and is being skipped to its end.
+    discarding: bool,
 }
 
 impl Conn {
@@ -46,9 +52,10 @@ impl Conn {
     pub fn new(tcp: TcpStream) -> Conn {
         Conn {
             stream: Stream::Plain(tcp),
-            rbuf: Vec::with_capacity(8192),
+            rbuf: Vec::new(),
             rpos: 0,
-            wbuf: Vec::with_capacity(1024),
+            wbuf: Vec::new(),
+            discarding: false,
         }
     }
 
@@ -77,6 +84,7 @@ impl Conn {
         let n = self.rbuf.len() - self.rpos;
         self.rbuf.clear();
         self.rpos = 0;
+        self.discarding = false;
         n
     }
 
@@ -87,7 +95,16 @@ impl Conn {
             self.rbuf.drain(..self.rpos);
             self.rpos = 0;
         }
-        self.rbuf.reserve(16 * 1024);
+        if self.rbuf.is_empty() {
+            // Nothing pending: give the buffer back while waiting for the client.
+            self.rbuf = Vec::new();
+            match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(Err(e)) => return Err(ReadError::Io(e)),
+                Ok(Ok(())) => {}
+            }
+        }
+        self.rbuf.reserve(READ_SIZE);
         // `read_buf` appends only the bytes actually read.
         match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
             Err(_) => Err(ReadError::Timeout),
@@ -98,12 +115,13 @@ impl Conn {
     }
 
     /// Reads one line (CRLF or LF terminated) of at most `max` bytes including the ending.
+    /// Cancel-safe: a dropped call leaves the partial line (or the skipping of an
+    /// over-long one) for the next.
     pub async fn read_line(&mut self, max: usize, deadline: Instant) -> Result<Line, ReadError> {
-        let mut discarding = false;
         loop {
             let buffered = &self.rbuf[self.rpos..];
             if let Some(lf) = memchr::memchr(b'\n', buffered) {
-                let too_long = discarding || lf + 1 > max;
+                let too_long = std::mem::take(&mut self.discarding) || lf + 1 > max;
                 let mut line = &buffered[..lf];
                 if let Some(stripped) = line.strip_suffix(b"\r") {
                     line = stripped;
@@ -118,7 +136,7 @@ impl Conn {
             }
             if buffered.len() >= max {
                 // Keep memory bounded: drop what we have and remember the line is bad.
-                discarding = true;
+                self.discarding = true;
                 let n = buffered.len();
                 self.consume(n);
             }
@@ -138,6 +156,10 @@ impl Conn {
         }
         let result = self.stream.write_all(&self.wbuf).await;
         self.wbuf.clear();
+        if self.wbuf.capacity() > 4096 {
+            // A big reply (EHLO, HELP) is rare: do not keep its buffer for the session.
+            self.wbuf = Vec::new();
+        }
         result?;
         self.stream.flush().await
     }

@@ -21,11 +21,13 @@ pub enum ContentProblem {
     Nul,
 }
 
-/// Incremental decoder; feed it whatever arrives, in any chunking.
+/// Incremental decoder; feed it whatever arrives, in any chunking. The decoded content
+/// (CRLF line endings, dots unstuffed) is appended to the buffer given to each
+/// [`ContentDecoder::feed`], so the caller decides where it goes (memory or disk).
 #[derive(Debug)]
 pub struct ContentDecoder {
-    /// Decoded content (CRLF line endings, dots unstuffed).
-    out: Vec<u8>,
+    /// Bytes decoded so far.
+    size: usize,
     max_size: usize,
     max_line: usize,
     bare: BareLineEnding,
@@ -55,7 +57,7 @@ impl ContentDecoder {
 
     fn new(max_size: usize, max_line: usize, bare: BareLineEnding, dot_mode: bool) -> Self {
         ContentDecoder {
-            out: Vec::with_capacity(16 * 1024),
+            size: 0,
             max_size,
             // The limit counts the CRLF; lines are measured without it.
             max_line: max_line.saturating_sub(2),
@@ -80,28 +82,23 @@ impl ContentDecoder {
         self.problem
     }
 
-    /// Bytes decoded so far.
+    /// Bytes decoded so far (the size limit stops the count).
     pub fn len(&self) -> usize {
-        self.out.len()
+        self.size
     }
 
     /// Whether nothing was decoded yet.
     pub fn is_empty(&self) -> bool {
-        self.out.is_empty()
+        self.size == 0
     }
 
     /// Ends a BDAT transaction: a CR left hanging at the very end is a bare CR.
-    pub fn finish_bdat(&mut self) {
+    pub fn finish_bdat(&mut self, out: &mut Vec<u8>) {
         if self.pending_cr {
             self.pending_cr = false;
-            self.bare_line_ending();
+            self.bare_line_ending(out);
         }
         self.done = true;
-    }
-
-    /// Takes the decoded content.
-    pub fn into_content(self) -> Vec<u8> {
-        self.out
     }
 
     fn flag(&mut self, p: ContentProblem) {
@@ -110,17 +107,17 @@ impl ContentDecoder {
         }
     }
 
-    fn emit(&mut self, bytes: &[u8]) {
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         if self.problem == Some(ContentProblem::TooBig) {
             return;
         }
-        if self.out.len() + bytes.len() > self.max_size {
-            // Keep scanning for the terminator but buffer nothing more.
+        if self.size + bytes.len() > self.max_size {
+            // Keep scanning for the terminator but pass nothing more on.
             self.problem = Some(ContentProblem::TooBig);
-            self.out = Vec::new();
             return;
         }
-        self.out.extend_from_slice(bytes);
+        self.size += bytes.len();
+        out.extend_from_slice(bytes);
     }
 
     fn end_line(&mut self) {
@@ -128,10 +125,10 @@ impl ContentDecoder {
         self.dot_only = false;
     }
 
-    fn bare_line_ending(&mut self) {
+    fn bare_line_ending(&mut self, out: &mut Vec<u8>) {
         match self.bare {
             BareLineEnding::Reject => self.flag(ContentProblem::BareLineEnding),
-            BareLineEnding::Normalize => self.emit(b"\r\n"),
+            BareLineEnding::Normalize => self.emit(b"\r\n", out),
         }
         self.end_line();
         // A bare line ending never makes a following dot special.
@@ -145,9 +142,10 @@ impl ContentDecoder {
         }
     }
 
-    /// Consumes bytes; returns how many were used. In DATA mode input after the
-    /// terminator is left unconsumed (it is the next pipelined command).
-    pub fn feed(&mut self, input: &[u8]) -> usize {
+    /// Consumes bytes, appending the decoded content to `out`; returns how many were
+    /// used. In DATA mode input after the terminator is left unconsumed (it is the next
+    /// pipelined command). Never appends more than twice the input, plus two bytes.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
         let mut i = 0;
         while i < input.len() && !self.done {
             let b = input[i];
@@ -159,13 +157,13 @@ impl ContentDecoder {
                         self.done = true;
                         return i;
                     }
-                    self.emit(b"\r\n");
+                    self.emit(b"\r\n", out);
                     self.end_line();
                     self.after_crlf = true;
                     continue;
                 }
                 // Bare CR: handle it, then look at `b` afresh.
-                self.bare_line_ending();
+                self.bare_line_ending(out);
                 continue;
             }
             match b {
@@ -174,7 +172,7 @@ impl ContentDecoder {
                     i += 1;
                 }
                 b'\n' => {
-                    self.bare_line_ending();
+                    self.bare_line_ending(out);
                     i += 1;
                 }
                 b'.' if self.dot_mode && self.after_crlf => {
@@ -195,12 +193,12 @@ impl ContentDecoder {
                         // A NUL byte.
                         self.flag(ContentProblem::Nul);
                         self.count(1);
-                        self.emit(&input[i..=i]);
+                        self.emit(&input[i..=i], out);
                         i += 1;
                         continue;
                     }
                     self.count(run_end - i);
-                    self.emit(&input[i..run_end]);
+                    self.emit(&input[i..run_end], out);
                     i = run_end;
                 }
             }
@@ -213,8 +211,38 @@ impl ContentDecoder {
 mod tests {
     use super::*;
 
-    fn decode(input: &[u8], bare: BareLineEnding) -> (ContentDecoder, usize) {
-        let mut d = ContentDecoder::data(1 << 20, 1000, bare);
+    /// A decoder with the content it produced.
+    struct Decoded {
+        d: ContentDecoder,
+        out: Vec<u8>,
+    }
+
+    impl Decoded {
+        fn new(d: ContentDecoder) -> Decoded {
+            Decoded { d, out: Vec::new() }
+        }
+        fn feed(&mut self, input: &[u8]) -> usize {
+            self.d.feed(input, &mut self.out)
+        }
+        fn is_done(&self) -> bool {
+            self.d.is_done()
+        }
+        fn problem(&self) -> Option<ContentProblem> {
+            self.d.problem()
+        }
+        fn len(&self) -> usize {
+            self.d.len()
+        }
+        fn finish_bdat(&mut self) {
+            self.d.finish_bdat(&mut self.out)
+        }
+        fn into_content(self) -> Vec<u8> {
+            self.out
+        }
+    }
+
+    fn decode(input: &[u8], bare: BareLineEnding) -> (Decoded, usize) {
+        let mut d = Decoded::new(ContentDecoder::data(1 << 20, 1000, bare));
         let used = d.feed(input);
         (d, used)
     }
@@ -250,7 +278,11 @@ mod tests {
     fn byte_by_byte_feeding_gives_the_same_result() {
         let input = b"a\r\n..b\r\nc\rd\r\n.\r\nNEXT";
         let (whole, used_whole) = decode(input, BareLineEnding::Normalize);
-        let mut d = ContentDecoder::data(1 << 20, 1000, BareLineEnding::Normalize);
+        let mut d = Decoded::new(ContentDecoder::data(
+            1 << 20,
+            1000,
+            BareLineEnding::Normalize,
+        ));
         let mut used = 0;
         for chunk in input.chunks(1) {
             if d.is_done() {
@@ -319,12 +351,13 @@ mod tests {
 
     #[test]
     fn size_limit_stops_buffering_but_finds_the_end() {
-        let mut d = ContentDecoder::data(10, 1000, BareLineEnding::Reject);
+        let mut d = Decoded::new(ContentDecoder::data(10, 1000, BareLineEnding::Reject));
         let input = b"0123456789abcdef\r\nmore\r\n.\r\n";
         assert_eq!(d.feed(input), input.len());
         assert!(d.is_done());
         assert_eq!(d.problem(), Some(ContentProblem::TooBig));
         assert_eq!(d.len(), 0);
+        assert!(d.into_content().is_empty());
     }
 
     #[test]
@@ -348,13 +381,13 @@ mod tests {
 
     #[test]
     fn bdat_keeps_dots_and_checks_line_endings_across_chunks() {
-        let mut d = ContentDecoder::bdat(1 << 20, 1000, BareLineEnding::Reject);
+        let mut d = Decoded::new(ContentDecoder::bdat(1 << 20, 1000, BareLineEnding::Reject));
         d.feed(b".hidden\r");
         d.feed(b"\n.\r\n");
         d.finish_bdat();
         assert_eq!(d.problem(), None);
         assert_eq!(d.into_content(), b".hidden\r\n.\r\n");
-        let mut d = ContentDecoder::bdat(1 << 20, 1000, BareLineEnding::Reject);
+        let mut d = Decoded::new(ContentDecoder::bdat(1 << 20, 1000, BareLineEnding::Reject));
         d.feed(b"x\r");
         d.finish_bdat();
         assert_eq!(d.problem(), Some(ContentProblem::BareLineEnding));

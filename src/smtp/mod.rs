@@ -1,6 +1,8 @@
 //! Inbound SMTP: the listener with its admission control, and one session per client
 //! that speaks the protocol and asks the policy at every stage.
 
+pub mod admission;
+pub mod budget;
 pub mod command;
 pub mod conn;
 pub mod content;
@@ -8,8 +10,11 @@ pub mod listener;
 pub mod proxied;
 mod received;
 mod session;
+pub mod sink;
 
-pub use listener::{accept_loop, Admission};
+pub use admission::Admission;
+pub use budget::MemoryBudget;
+pub use listener::accept_loop;
 
 use crate::metrics::Metrics;
 use crate::policy::{Journal, LivePolicy};
@@ -30,8 +35,12 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Cancelled when the gateway stops.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace is over: transfers still running get 421.
+    pub stop_now: CancellationToken,
     /// Who may hold a session slot.
     pub admission: Admission,
+    /// Memory for messages being received, shared by all sessions.
+    pub budget: MemoryBudget,
     /// The last judged messages, for the tier console.
     pub journal: Arc<Journal>,
 }

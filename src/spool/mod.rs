@@ -10,10 +10,16 @@
 //! (group commit): one committer thread flushes a whole batch with one `syncfs` and one
 //! directory `fsync`.
 
+mod body;
 mod commit;
 mod envelope;
+mod map;
+mod spill;
 
+pub use body::{BodyTail, BODY_HEAD_BYTES};
 pub use envelope::{unix_now, DeliveryState, Envelope, QueueId, RcptStatus};
+pub use map::Mapped;
+pub use spill::{SpillFile, SpillReader};
 
 use std::fs;
 use std::io::{self, Write};
@@ -63,8 +69,11 @@ pub struct SpooledMessage {
     pub envelope: Envelope,
     /// Delivery bookkeeping.
     pub state: DeliveryState,
-    /// The message bytes, CRLF line endings, not dot-stuffed.
+    /// The message bytes, CRLF line endings, not dot-stuffed: all of them, or (from
+    /// [`Spool::open_message`]) the first ones, with the rest in `tail`.
     pub body: Vec<u8>,
+    /// The bytes after `body` still on disk, streamed at delivery.
+    pub tail: Option<BodyTail>,
 }
 
 /// Summary of one queued message for listings.
@@ -230,6 +239,7 @@ impl Spool {
             envelope,
             state,
             body,
+            tail: None,
         })
     }
 
@@ -281,17 +291,23 @@ impl Spool {
             envelope,
             state,
             body,
+            tail: None,
         })
     }
 
     /// Reads the envelope and state of a message without keeping its body.
     pub fn entry(&self, id: &QueueId) -> Result<QueueEntry, SpoolError> {
-        let m = self.load(id)?;
+        let path = self.queue.join(id.as_str());
+        if !path.exists() {
+            return Err(SpoolError::NotFound(id.clone()));
+        }
+        let (envelope, size) = self.body_size(&path)?;
+        let state = self.read_state(id, &envelope)?;
         Ok(QueueEntry {
-            id: m.id,
-            envelope: m.envelope,
-            state: m.state,
-            size: m.body.len() as u64,
+            id: id.clone(),
+            envelope,
+            state,
+            size,
         })
     }
 
@@ -378,6 +394,9 @@ fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), Sp
         }
         Err(e) => return Err(io_err("read", &path)(e)),
     };
+    if bytes.starts_with(spill::MAGIC2) {
+        return spill::decode(&path, &bytes);
+    }
     let (envelope, offset) = decode_header(&path, &bytes)?;
     bytes.drain(..offset);
     Ok((envelope, bytes))

@@ -112,6 +112,42 @@ impl SmtpClient {
         Ok(c)
     }
 
+    /// Connects to 127.0.0.1:`port` from the loopback address `source` (any of
+    /// 127.0.0.0/8), so a test can stand for clients of many addresses and networks.
+    pub fn try_connect_from(port: u16, source: &str) -> io::Result<SmtpClient> {
+        let source: std::net::IpAddr = source
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stream = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            let connect = socket.connect(([127, 0, 0, 1], port).into());
+            let tcp = tokio::time::timeout(REPLY_TIMEOUT, connect)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            tcp.into_std()
+        })?;
+        stream.set_nonblocking(false)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        Ok(SmtpClient {
+            stream,
+            buf: Vec::new(),
+            timeout: REPLY_TIMEOUT,
+        })
+    }
+
+    /// Like [`SmtpClient::try_connect_from`]; panics on failure.
+    #[track_caller]
+    pub fn connect_from(port: u16, source: &str) -> SmtpClient {
+        Self::try_connect_from(port, source)
+            .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port} from {source}: {e}"))
+    }
+
     /// Wraps an already connected stream (the gateway's readiness probe); reads time out
     /// after `timeout`.
     pub fn from_stream(stream: TcpStream, timeout: Duration) -> SmtpClient {

@@ -20,6 +20,7 @@ mod message;
 mod netns;
 mod process;
 mod redis;
+mod tls;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
 #[allow(unused_imports)]
@@ -42,6 +43,8 @@ pub use netns::*;
 pub use process::*;
 #[allow(unused_imports)]
 pub use redis::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::fs;
 use std::net::TcpListener;

@@ -80,21 +80,36 @@ impl Check for Antivirus {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        let view = ctx.view();
-        let streams: Vec<&[u8]> = match self.scope {
-            AvScope::Attachments => view
-                .attachments()
-                .iter()
-                .map(|a| a.data.as_slice())
-                .filter(|d| !d.is_empty())
-                .collect(),
-            AvScope::Message => vec![view.full()],
-        };
-        if streams.is_empty() {
-            return Decision::Continue;
-        }
         let started = tokio::time::Instant::now();
-        match self.clamd.scan_all(&streams).await {
+        let result = if ctx.message.spool_id().is_some() {
+            // A message kept on disk is parsed from a sample that holds no attachment
+            // bytes: clamd gets the whole message, mapped from its spool file (page cache,
+            // not heap), and decodes the MIME parts itself.
+            let scanned = match ctx.message.raw() {
+                Ok(raw) => Ok(self.clamd.scan_all(&[&raw]).await),
+                Err(e) => Err(format!("cannot map the message from the spool: {e}")),
+            };
+            match scanned {
+                Ok(result) => result,
+                Err(e) => return self.unavailable(ctx, started, &e),
+            }
+        } else {
+            let view = ctx.view();
+            let streams: Vec<&[u8]> = match self.scope {
+                AvScope::Attachments => view
+                    .attachments()
+                    .iter()
+                    .map(|a| a.data.as_slice())
+                    .filter(|d| !d.is_empty())
+                    .collect(),
+                AvScope::Message => vec![view.full()],
+            };
+            if streams.is_empty() {
+                return Decision::Continue;
+            }
+            self.clamd.scan_all(&streams).await
+        };
+        match result {
             Ok(report) => {
                 if report.truncated {
                     ctx.hit_once(ANTIVIRUS_TRUNCATED, MARKER_SCORE);
@@ -117,23 +132,33 @@ impl Check for Antivirus {
                     }
                 }
             }
-            Err(e) => {
-                self.count("unavailable", started);
-                ctx.hit_once(ANTIVIRUS_UNAVAILABLE, MARKER_SCORE);
-                match self.on_failure {
-                    AvFailure::Open => {
-                        tracing::warn!(error = %e, "virus scan failed: judging without it");
-                        Decision::Continue
-                    }
-                    AvFailure::Tempfail => {
-                        tracing::warn!(error = %e, "virus scan failed: deferring the message");
-                        Decision::Tempfail(Reply::new(
-                            451,
-                            "4.3.0",
-                            "Virus scan unavailable, try again later",
-                        ))
-                    }
-                }
+            Err(e) => self.unavailable(ctx, started, &e),
+        }
+    }
+}
+
+impl Antivirus {
+    /// The scan could not be made: judged without it or deferred, as configured.
+    fn unavailable(
+        &self,
+        ctx: &mut Context,
+        started: tokio::time::Instant,
+        error: &dyn std::fmt::Display,
+    ) -> Decision {
+        self.count("unavailable", started);
+        ctx.hit_once(ANTIVIRUS_UNAVAILABLE, MARKER_SCORE);
+        match self.on_failure {
+            AvFailure::Open => {
+                tracing::warn!(error = %error, "virus scan failed: judging without it");
+                Decision::Continue
+            }
+            AvFailure::Tempfail => {
+                tracing::warn!(error = %error, "virus scan failed: deferring the message");
+                Decision::Tempfail(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Virus scan unavailable, try again later",
+                ))
             }
         }
     }
@@ -184,7 +209,7 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
 
     fn ctx(message: &str) -> Context {
         let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-        ctx.message = message.as_bytes().to_vec();
+        ctx.message = message.as_bytes().to_vec().into();
         ctx
     }
 

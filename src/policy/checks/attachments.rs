@@ -4,27 +4,78 @@
 
 use crate::classify::attachments::{Attachment, AttachmentPolicy, Finding, Symbol};
 use crate::policy::{Check, Context, Decision, Stage};
-use crate::rules::MessageView;
+use crate::rules::{AttachmentPart, MessageView};
 use async_trait::async_trait;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Judges the message's attachments.
 #[derive(Debug)]
 pub struct Attachments {
     policy: Arc<AttachmentPolicy>,
+    /// Messages on disk decoded at a time (`attachments.disk_inspections`).
+    disk_inspections: Arc<Semaphore>,
+    /// Nesting of attached messages searched for files (`scan_nesting_depth`).
+    nesting_depth: usize,
 }
 
 impl Attachments {
-    /// A check applying `policy`.
-    pub fn new(policy: AttachmentPolicy) -> Attachments {
+    /// A check applying `policy`, decoding at most `disk_inspections` messages kept on
+    /// disk at a time, down to `nesting_depth` levels of attached messages.
+    pub fn new(
+        policy: AttachmentPolicy,
+        disk_inspections: usize,
+        nesting_depth: usize,
+    ) -> Attachments {
         Attachments {
             policy: Arc::new(policy),
+            disk_inspections: Arc::new(Semaphore::new(disk_inspections.max(1))),
+            nesting_depth,
+        }
+    }
+
+    /// The attachments of the message: from the shared view when it is in memory; decoded
+    /// from the mapped spool file when it is on disk (its view is built from a sample that
+    /// has no attachment bytes), one of `disk_inspections` at a time.
+    async fn attachments(&self, ctx: &mut Context) -> Found {
+        if ctx.message.spool_id().is_none() {
+            return Found::View(ctx.view());
+        }
+        let _turn = self.disk_inspections.acquire().await;
+        let decoded = match ctx.message.raw() {
+            Ok(raw) => Ok(MessageView::attachments_of(&raw, self.nesting_depth)),
+            Err(e) => Err(e),
+        };
+        match decoded {
+            Ok(list) => Found::Decoded(Arc::new(list)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot map the message to inspect its attachments");
+                Found::View(ctx.view())
+            }
         }
     }
 }
 
-fn parts(view: &MessageView) -> Vec<Attachment<'_>> {
-    view.attachments()
+/// Where the attachments were found; cheap to clone for the blocking inspection.
+#[derive(Clone)]
+enum Found {
+    /// In the view the content checks share (a message in memory).
+    View(Arc<MessageView>),
+    /// Decoded from the spool file (a message on disk).
+    Decoded(Arc<Vec<AttachmentPart>>),
+}
+
+impl Found {
+    fn list(&self) -> &[AttachmentPart] {
+        match self {
+            Found::View(v) => v.attachments(),
+            Found::Decoded(d) => d,
+        }
+    }
+}
+
+fn parts(attachments: &[AttachmentPart]) -> Vec<Attachment<'_>> {
+    attachments
         .iter()
         .map(|a| Attachment {
             names: &a.names,
@@ -45,18 +96,18 @@ impl Check for Attachments {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        let view = ctx.view();
-        if view.attachments().is_empty() {
+        let attachments = self.attachments(ctx).await;
+        if attachments.list().is_empty() {
             return Decision::Continue;
         }
-        let opens_archives = self.policy.opens_archives(&parts(&view));
+        let opens_archives = self.policy.opens_archives(&parts(attachments.list()));
         let findings: Vec<Finding> = match tokio::runtime::Handle::try_current() {
             // Decompressing is CPU work of up to max_expanded_bytes: keep it off the
             // threads that serve sessions.
             Ok(_) if opens_archives => {
                 let policy = self.policy.clone();
-                let shared = view.clone();
-                tokio::task::spawn_blocking(move || policy.inspect(&parts(&shared)))
+                let shared = attachments.clone();
+                tokio::task::spawn_blocking(move || policy.inspect(&parts(shared.list())))
                     .await
                     .unwrap_or_else(|e| {
                         tracing::error!(error = %e, "attachment inspection failed");
@@ -66,7 +117,7 @@ impl Check for Attachments {
                         }]
                     })
             }
-            _ => self.policy.inspect(&parts(&view)),
+            _ => self.policy.inspect(&parts(attachments.list())),
         };
         for f in &findings {
             tracing::info!(symbol = f.symbol.name(), file = ?f.file, "attachment policy");
@@ -84,12 +135,12 @@ mod tests {
 
     fn ctx(message: &str) -> Context {
         let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-        ctx.message = message.replace('\n', "\r\n").into_bytes();
+        ctx.message = message.replace('\n', "\r\n").into_bytes().into();
         ctx
     }
 
     fn check() -> Attachments {
-        Attachments::new(AttachmentPolicy::new(&AttachmentsConfig::default()))
+        Attachments::new(AttachmentPolicy::new(&AttachmentsConfig::default()), 1, 8)
     }
 
     const EXE_ATTACHED: &str = "From: a@b.test\nSubject: invoice\nMIME-Version: 1.0\n\

@@ -90,10 +90,15 @@ impl Check for MessageAuth {
             .iter()
             .filter_map(|c| c.as_ref().map(|c| c.symbol()))
             .collect();
+        // A big message is mapped from its spool file, not read onto the heap.
         let deadline = self.auth.deadline(ctx.deadline);
-        self.auth
-            .verify_message(&ctx.message, &mut outcome, deadline)
-            .await;
+        match ctx.message.raw() {
+            Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
+                self.auth.verify_message(&[], &mut outcome, deadline).await;
+            }
+        }
         for symbol in outcome.symbols() {
             // SPF symbols were recorded at MAIL already.
             if !spf_symbols.contains(&symbol) {

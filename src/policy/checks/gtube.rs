@@ -22,7 +22,7 @@ impl Check for Gtube {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        if memchr::memmem::find(&ctx.message, GTUBE).is_some() {
+        if ctx.message.contains(GTUBE).await {
             ctx.hit("GTUBE", 1000.0);
         }
         Decision::Continue
@@ -37,10 +37,12 @@ mod tests {
     #[tokio::test]
     async fn gtube_in_body_scores_and_clean_mail_does_not() {
         let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-        ctx.message = b"Subject: t\r\n\r\nclean\r\n".to_vec();
+        ctx.message = b"Subject: t\r\n\r\nclean\r\n".to_vec().into();
         assert_eq!(Gtube.run(&mut ctx).await, Decision::Continue);
         assert!(ctx.symbols.is_empty());
-        ctx.message = [b"Subject: t\r\n\r\n".as_slice(), GTUBE, b"\r\n"].concat();
+        ctx.message = [b"Subject: t\r\n\r\n".as_slice(), GTUBE, b"\r\n"]
+            .concat()
+            .into();
         assert_eq!(Gtube.run(&mut ctx).await, Decision::Continue);
         assert_eq!(ctx.symbols[0].name, "GTUBE");
     }

@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod recipients;
 pub mod relay_control;
 pub mod rules;
+pub mod scan_coverage;
 pub mod sender_domain;
 pub mod size;
 pub mod tier;

@@ -113,3 +113,5 @@ impl ClientError {
 
 pub(super) const STAGE_RSET: &str = "RSET";
 pub(super) const STAGE_DATA_END: &str = "end of data";
+/// Sending the content before its end-of-data line: a failure there delivers nothing.
+pub(super) const STAGE_BODY: &str = "message content";

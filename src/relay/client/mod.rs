@@ -7,18 +7,21 @@
 mod capabilities;
 mod error;
 mod settings;
+mod stuff;
 mod tls;
 
 pub use capabilities::Capabilities;
 pub use error::ClientError;
 pub use settings::{ClientSettings, SettingsCache};
+pub use stuff::{dot_stuff, DotStuffer};
 pub use tls::AcceptAnyCert;
 
 use crate::config::RelayTls;
 use crate::mail::reply::MAX_REPLY_BYTES;
 use crate::mail::Reply;
 use crate::net::Stream;
-use error::{STAGE_DATA_END, STAGE_RSET};
+use crate::spool::BodyTail;
+use error::{STAGE_BODY, STAGE_DATA_END, STAGE_RSET};
 use rustls_pki_types::ServerName;
 use std::fmt;
 use std::io;
@@ -28,6 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
+/// Bytes of message content per write while sending a body.
+const WRITE_CHUNK: usize = 256 * 1024;
+
 /// One message to hand over: envelope and bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Transaction<'a> {
@@ -35,8 +41,11 @@ pub struct Transaction<'a> {
     pub mail_from: &'a str,
     /// Forward paths without brackets.
     pub recipients: &'a [String],
-    /// Message bytes with CRLF line endings, not dot-stuffed.
+    /// Message bytes with CRLF line endings, not dot-stuffed (the first of them when
+    /// `tail` holds the rest).
     pub body: &'a [u8],
+    /// The rest of the message, read from the spool while it is sent.
+    pub tail: Option<&'a BodyTail>,
     /// The body has 8-bit content (declare `BODY=8BITMIME` when offered).
     pub body_8bit: bool,
     /// The envelope or headers need SMTPUTF8 (declare it when offered).
@@ -277,7 +286,8 @@ impl Connection {
             mail.push_str(" SMTPUTF8");
         }
         if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", tx.body.len()));
+            let size = tx.body.len() as u64 + tx.tail.map(BodyTail::len).unwrap_or(0);
+            mail.push_str(&format!(" SIZE={size}"));
         }
         mail.push_str("\r\n");
         mail
@@ -364,13 +374,57 @@ impl Connection {
             }
         }
 
-        let body = dot_stuff(tx.body);
-        self.write(STAGE_DATA_END, &body, self.settings.data_timeout)
-            .await?;
+        self.send_body(tx).await?;
         let final_reply = self
             .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
             .await?;
         Ok(fill(results, &final_reply))
+    }
+
+    /// Sends the content dot-stuffed, in chunks of about [`WRITE_CHUNK`] (a small message
+    /// goes out in one write with its end-of-data line), reading any tail from the spool
+    /// as it goes, so memory stays bounded whatever the size.
+    async fn send_body(&mut self, tx: &Transaction<'_>) -> Result<(), ClientError> {
+        let limit = self.settings.data_timeout;
+        let mut stuffer = DotStuffer::default();
+        let mut out = Vec::with_capacity(tx.body.len().min(WRITE_CHUNK) + 1024);
+        for piece in tx.body.chunks(WRITE_CHUNK) {
+            stuffer.push(piece, &mut out);
+            if out.len() >= WRITE_CHUNK {
+                // The end of data is not sent yet: a failure here delivers nothing.
+                self.write(STAGE_BODY, &out, limit).await?;
+                out.clear();
+            }
+        }
+        if let Some(tail) = tx.tail {
+            let mut pos = 0;
+            while pos < tail.len() {
+                let chunk =
+                    tail.read(pos, WRITE_CHUNK)
+                        .await
+                        .map_err(|source| ClientError::Io {
+                            stage: STAGE_BODY,
+                            source,
+                        })?;
+                if chunk.is_empty() {
+                    return Err(ClientError::Io {
+                        stage: STAGE_BODY,
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "spool file shorter than recorded",
+                        ),
+                    });
+                }
+                pos += chunk.len() as u64;
+                stuffer.push(&chunk, &mut out);
+                if out.len() >= WRITE_CHUNK {
+                    self.write(STAGE_BODY, &out, limit).await?;
+                    out.clear();
+                }
+            }
+        }
+        stuffer.finish(&mut out);
+        self.write(STAGE_DATA_END, &out, limit).await
     }
 
     /// Recipient probe for callouts: `MAIL FROM:<>` and `RCPT TO:<rcpt>` (pipelined when
@@ -525,40 +579,6 @@ fn fill(results: Vec<Option<Reply>>, common: &Reply) -> Vec<Reply> {
         .into_iter()
         .map(|r| r.unwrap_or_else(|| common.clone()))
         .collect()
-}
-
-/// Dot-stuffs a message (RFC 5321 4.5.2), makes sure it ends with CRLF, and appends the
-/// end-of-data line `.\r\n`.
-pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 512 + 8);
-    let mut at_line_start = true;
-    let mut rest = body;
-    while !rest.is_empty() {
-        if at_line_start && rest[0] == b'.' {
-            out.push(b'.');
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                out.extend_from_slice(&rest[..=i]);
-                rest = &rest[i + 1..];
-                at_line_start = true;
-            }
-            None => {
-                out.extend_from_slice(rest);
-                rest = &[];
-                at_line_start = false;
-            }
-        }
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        if out.ends_with(b"\r") {
-            out.push(b'\n');
-        } else {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 #[cfg(test)]

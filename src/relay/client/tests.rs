@@ -35,6 +35,7 @@ async fn deliver_three(script: Script) -> (FakeServer, Vec<Reply>) {
         mail_from: "s@example.org",
         recipients: &to,
         body: b"Subject: t\r\n\r\nhello\r\n",
+        tail: None,
         body_8bit: false,
         smtputf8: false,
     };
@@ -80,6 +81,7 @@ async fn body_is_dot_stuffed_on_the_wire_and_reaches_the_server_intact() {
         mail_from: "s@example.org",
         recipients: &to,
         body: b".leading\r\nmiddle\r\n..two\r\n.\r\nlast",
+        tail: None,
         body_8bit: true,
         smtputf8: false,
     };
@@ -111,6 +113,7 @@ async fn two_messages_share_one_connection_with_rset_between() {
             mail_from: "s@example.org",
             recipients: &to,
             body,
+            tail: None,
             body_8bit: false,
             smtputf8: false,
         };
@@ -152,6 +155,7 @@ async fn helo_is_used_when_ehlo_is_refused() {
         mail_from: "",
         recipients: &to,
         body: b"x\r\n",
+        tail: None,
         body_8bit: false,
         smtputf8: false,
     };
@@ -209,6 +213,7 @@ async fn opportunistic_starttls_is_used_when_offered_and_ehlo_repeated() {
         mail_from: "s@example.org",
         recipients: &to,
         body: b"secret\r\n",
+        tail: None,
         body_8bit: false,
         smtputf8: false,
     };
@@ -254,6 +259,7 @@ async fn a_421_mid_transaction_is_an_error_not_a_recipient_result() {
         mail_from: "s@example.org",
         recipients: &to,
         body: b"x\r\n",
+        tail: None,
         body_8bit: false,
         smtputf8: false,
     };

@@ -29,7 +29,8 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     let (config, settings) = relay.current();
     let spool = relay.spool.clone();
     let id = job.id.clone();
-    let mut msg = match tokio::task::spawn_blocking(move || spool.load(&id)).await {
+    // Only the head of the message comes into memory; the rest is streamed while sent.
+    let mut msg = match tokio::task::spawn_blocking(move || spool.open_message(&id)).await {
         Ok(Ok(m)) => m,
         Ok(Err(SpoolError::NotFound(_))) => return JobResult::Abandoned,
         Ok(Err(e)) => {
@@ -70,6 +71,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             mail_from: &msg.envelope.mail_from,
             recipients: &recipients,
             body: &msg.body,
+            tail: msg.tail.as_ref(),
             body_8bit: msg.envelope.body_8bit,
             smtputf8: msg.envelope.smtputf8,
         };

@@ -1,17 +1,20 @@
 //! A complete message: judged at the DATA stage, made durable in the spool before the
 //! 250, and logged in one summary line.
 
+use super::data::Transfer;
 use super::{End, Greeting, Session};
 use crate::mail::Reply;
-use crate::policy::{Judged, Stage, Verdict};
+use crate::policy::{Judged, Stage, Stored, Verdict};
 use crate::smtp::command::{Body, MailParams};
-use crate::smtp::content::{ContentDecoder, ContentProblem};
+use crate::smtp::content::ContentProblem;
 use crate::smtp::received::received_header;
+use crate::smtp::sink::SinkError;
 use crate::spool::{unix_now, Envelope, QueueId};
 
 impl Session {
     /// Judges a complete message and, when it is accepted, makes it durable before the 250.
-    pub(super) async fn finish_message(&mut self, decoder: ContentDecoder) -> Option<End> {
+    pub(super) async fn finish_message(&mut self, transfer: Transfer) -> Option<End> {
+        let Transfer { decoder, sink } = transfer;
         let size = decoder.len();
         if let Some(problem) = decoder.problem() {
             let (limit, reply) = match problem {
@@ -55,7 +58,33 @@ impl Session {
             self.reset_transaction();
             return self.error(Stage::Data, reply).await;
         }
-        self.ctx.message = decoder.into_content();
+        let (message, memory) = match sink.finish().await {
+            Ok(received) => received,
+            Err(e) => return self.not_received(e, size).await,
+        };
+        self.ctx.message = message;
+        if self.ctx.message.spool_id().is_some() {
+            self.server.metrics.messages_on_disk_total.inc();
+            // The sample the checks parse needs memory: wait for it holding none.
+            drop(memory);
+            let limits = self.limits().clone();
+            let wanted = self.server.budget.reserve(limits.message_memory_bytes);
+            match tokio::time::timeout(limits.command_timeout, wanted).await {
+                Ok(r) => self.message_memory = Some(r),
+                Err(_) => {
+                    self.limit_hit("message_memory_total");
+                    self.log_message(None, size, Verdict::Tempfail, "no memory to scan");
+                    self.reset_transaction();
+                    return self.busy().await;
+                }
+            }
+        } else {
+            self.message_memory = Some(memory);
+        }
+        self.server
+            .metrics
+            .message_memory_bytes
+            .set(i64::try_from(self.server.budget.in_use()).unwrap_or(i64::MAX));
         let decision = self
             .policy
             .clone()
@@ -74,7 +103,13 @@ impl Session {
             self.reset_transaction();
             return self.error(Stage::Data, reply).await;
         }
-        let id = QueueId::generate();
+        // A message already on disk keeps the id of its spool file.
+        let id = self
+            .ctx
+            .message
+            .spool_id()
+            .cloned()
+            .unwrap_or_else(QueueId::generate);
         let reply = if verdict == Verdict::Discard {
             self.log_message(Some(&id), size, verdict, "discarded");
             Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
@@ -105,6 +140,37 @@ impl Session {
         } else {
             self.ok(Stage::Data, reply)
         }
+    }
+
+    /// A transfer whose bytes could not be kept: the header section was too long, or
+    /// the spool could not be written.
+    async fn not_received(&mut self, e: SinkError, size: usize) -> Option<End> {
+        let reply = match &e {
+            SinkError::HeaderTooLong => {
+                self.limit_hit("message_header");
+                self.log_message(None, size, Verdict::Reject, "message_header");
+                Reply::new(
+                    552,
+                    "5.3.4",
+                    format!(
+                        "Message header section exceeds {} bytes",
+                        self.limits().message_header_bytes
+                    ),
+                )
+            }
+            SinkError::Spool(err) => {
+                tracing::error!(client = %self.peer, error = %err, "spool write failed");
+                self.server.metrics.spool_errors_total.inc();
+                self.log_message(None, size, Verdict::Tempfail, "spool write failed");
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+            }
+            SinkError::Discarded => {
+                self.log_message(None, size, Verdict::Tempfail, "discarded");
+                Reply::new(451, "4.3.0", "Local error in processing, try again later")
+            }
+        };
+        self.reset_transaction();
+        self.error(Stage::Data, reply).await
     }
 
     pub(super) async fn spool_message(
@@ -144,14 +210,23 @@ impl Session {
         );
         header.push_str(&self.policy.verdict_headers(&self.ctx, verdict));
         let spool = &self.server.spool;
-        if verdict == Verdict::Quarantine {
-            spool
-                .quarantine_as(id, &envelope, header.as_bytes(), &self.ctx.message)
-                .await
-        } else {
-            spool
-                .store_as(id, &envelope, header.as_bytes(), &self.ctx.message)
-                .await
+        let quarantine = verdict == Verdict::Quarantine;
+        match std::mem::take(&mut self.ctx.message).into_stored() {
+            Stored::Spilled(file) => {
+                spool
+                    .commit_spill(file, &envelope, header.as_bytes(), quarantine)
+                    .await
+            }
+            Stored::Memory(bytes) if quarantine => {
+                spool
+                    .quarantine_as(id, &envelope, header.as_bytes(), &bytes)
+                    .await
+            }
+            Stored::Memory(bytes) => {
+                spool
+                    .store_as(id, &envelope, header.as_bytes(), &bytes)
+                    .await
+            }
         }
     }
 

@@ -10,12 +10,14 @@ mod mail;
 mod rcpt;
 mod reply;
 
+use super::admission::SessionHandle;
+use super::budget::Reservation;
 use super::Server;
 use crate::mail::Reply;
 use crate::policy::{ClientInfo, Context, Decision, Policy, Stage};
 use crate::smtp::command::{self, Command, CommandError, MailParams};
 use crate::smtp::conn::{Conn, Line, ReadError};
-use crate::smtp::content::ContentDecoder;
+use data::Transfer;
 use reply::At;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,15 +57,89 @@ pub struct Session {
     ctx: Context,
     greeting: Option<Greeting>,
     mail: Option<MailParams>,
-    bdat: Option<ContentDecoder>,
+    bdat: Option<Transfer>,
+    /// Memory of the budget the transaction's message holds until it is settled.
+    message_memory: Option<Reservation>,
+    /// RCPTs refused past `recipients_per_message` in this transaction.
+    overshoot: usize,
+    /// Message bytes received since progress was last reported.
+    unreported: usize,
+    handle: Arc<SessionHandle>,
     errors: u32,
     messages: usize,
     deadline: Instant,
 }
 
+/// What a wait for the client ended with.
+enum Wait<T> {
+    Ready(T),
+    /// SIGTERM (between commands) or the end of the shutdown grace (anywhere).
+    Shutdown,
+    /// Asked to make room under stress, without progress since.
+    Evicted,
+}
+
+/// The parts of the session state that grow as a client gets somewhere; any growth
+/// across a command is progress (NOOP, RSET, repeated EHLO and errors are not).
+struct Milestones {
+    greeted: bool,
+    tls: bool,
+    mail: bool,
+    recipients: usize,
+    messages: usize,
+}
+
+impl Milestones {
+    fn advanced_from(&self, before: &Milestones) -> bool {
+        (self.greeted && !before.greeted)
+            || (self.tls && !before.tls)
+            || (self.mail && !before.mail)
+            || self.recipients > before.recipients
+            || self.messages > before.messages
+    }
+}
+
+/// Waits for `read` while the session waits for its client: the one time admission may
+/// ask it to go. `between_commands` also stops at SIGTERM (a transfer runs on until the
+/// shutdown grace ends).
+async fn wait_client<T>(
+    handle: &SessionHandle,
+    server: &Server,
+    between_commands: bool,
+    read: impl std::future::Future<Output = T>,
+) -> Wait<T> {
+    handle.set_waiting(true);
+    tokio::pin!(read);
+    // Between commands SIGTERM ends the session; a transfer runs on until the grace is
+    // over (which comes later, so one token is watched at a time).
+    let stop = if between_commands {
+        &server.shutdown
+    } else {
+        &server.stop_now
+    };
+    let outcome = loop {
+        tokio::select! {
+            r = &mut read => break Wait::Ready(r),
+            _ = stop.cancelled() => break Wait::Shutdown,
+            _ = handle.kicked() => {
+                if handle.take_eviction() {
+                    break Wait::Evicted;
+                }
+            }
+        }
+    };
+    handle.set_waiting(false);
+    outcome
+}
+
 impl Session {
     /// Prepares a session; the policy snapshot is fixed for its whole life.
-    pub fn new(conn: Conn, server: Arc<Server>, peer: SocketAddr) -> Session {
+    pub fn new(
+        conn: Conn,
+        server: Arc<Server>,
+        peer: SocketAddr,
+        handle: Arc<SessionHandle>,
+    ) -> Session {
         let policy = server.policy.get();
         let deadline = Instant::now() + policy.config().server.limits.session_duration;
         let ctx = Context::new(ClientInfo::new(peer.ip()));
@@ -76,10 +152,55 @@ impl Session {
             greeting: None,
             mail: None,
             bdat: None,
+            message_memory: None,
+            overshoot: 0,
+            unreported: 0,
+            handle,
             errors: 0,
             messages: 0,
             deadline,
         }
+    }
+
+    fn milestones(&self) -> Milestones {
+        Milestones {
+            greeted: self.greeting.is_some(),
+            tls: self.conn.is_tls(),
+            mail: self.mail.is_some(),
+            recipients: self.ctx.recipients.len(),
+            messages: self.messages,
+        }
+    }
+
+    /// Message data arrived: reported as progress every KiB, so a trickle is not.
+    fn data_received(&mut self, bytes: usize) {
+        self.unreported += bytes;
+        if self.unreported >= 1024 {
+            self.unreported = 0;
+            self.handle.progress();
+        }
+    }
+
+    /// Closes a session asked to make room for others.
+    async fn evicted(&mut self) -> End {
+        self.limit_hit("stress_idle");
+        self.close(Reply::new(
+            421,
+            "4.4.2",
+            "Idle too long while the server is busy, closing connection",
+        ))
+        .await;
+        End::Closed("stress_idle")
+    }
+
+    async fn shut_down(&mut self) -> End {
+        self.close(Reply::new(
+            421,
+            "4.3.2",
+            "Service shutting down, try again later",
+        ))
+        .await;
+        End::Closed("shutdown")
     }
 
     fn limits(&self) -> &crate::config::Limits {
@@ -128,12 +249,12 @@ impl Session {
             if !self.conn.has_buffered_input() && self.conn.flush().await.is_err() {
                 return End::ClientClosed;
             }
-            let line = tokio::select! {
-                line = self.conn.read_line(self.limits().command_line_bytes, self.command_deadline()) => line,
-                _ = self.server.shutdown.cancelled() => {
-                    self.close(Reply::new(421, "4.3.2", "Service shutting down, try again later")).await;
-                    return End::Closed("shutdown");
-                }
+            let (max, deadline) = (self.limits().command_line_bytes, self.command_deadline());
+            let read = self.conn.read_line(max, deadline);
+            let line = match wait_client(&self.handle, &self.server, true, read).await {
+                Wait::Ready(line) => line,
+                Wait::Shutdown => return self.shut_down().await,
+                Wait::Evicted => return self.evicted().await,
             };
             let line = match line {
                 Ok(Line::Complete(line)) => line,
@@ -150,17 +271,23 @@ impl Session {
                 Err(e) => return self.read_failed(e).await,
             };
             let sent_ahead = self.conn.has_buffered_input();
+            let before = self.milestones();
             let outcome = match command::parse(&line) {
                 Ok(cmd) => {
                     if sent_ahead {
                         self.note_sent_ahead(&cmd);
                     }
-                    self.dispatch(cmd).await
+                    // Boxed: the big futures of DATA and friends are not part of every
+                    // idle session's state.
+                    Box::pin(self.dispatch(cmd)).await
                 }
                 Err(e) => self.command_error(e).await,
             };
             if let Some(end) = outcome {
                 return end;
+            }
+            if self.milestones().advanced_from(&before) {
+                self.handle.progress();
             }
         }
     }
@@ -241,6 +368,27 @@ impl Session {
     }
 
     async fn command_error(&mut self, e: CommandError) -> Option<End> {
+        if e == CommandError::BdatSize {
+            // The chunk that follows has a length we cannot know: any byte of it could
+            // be taken for a command. Refuse and close, never resynchronise by guessing.
+            self.limit_hit("bdat_size");
+            self.reset_transaction();
+            self.conn.queue(
+                &Reply::new(
+                    501,
+                    "5.5.4",
+                    "Syntax error: BDAT needs a chunk size we can read",
+                )
+                .to_wire(),
+            );
+            self.close(Reply::new(
+                421,
+                "4.7.0",
+                "Cannot tell where the BDAT chunk ends, closing connection",
+            ))
+            .await;
+            return Some(End::Closed("bdat size"));
+        }
         let reply = match &e {
             CommandError::Unknown => Reply::new(500, "5.5.2", "Command not recognized"),
             CommandError::Encoding => {
@@ -253,6 +401,7 @@ impl Session {
             CommandError::Parameter(p) => {
                 Reply::new(555, "5.5.4", format!("Unsupported parameter {p}"))
             }
+            CommandError::BdatSize => Reply::new(501, "5.5.4", "Syntax error"),
         };
         self.error(At::Other, reply).await
     }
@@ -261,5 +410,7 @@ impl Session {
         self.ctx.reset_transaction();
         self.mail = None;
         self.bdat = None;
+        self.message_memory = None;
+        self.overshoot = 0;
     }
 }

@@ -26,9 +26,15 @@ impl Session {
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
             self.limit_hit("recipients_per_message");
-            return self
-                .error(Stage::Rcpt, Reply::new(452, "4.5.3", "Too many recipients"))
-                .await;
+            let reply = Reply::new(452, "4.5.3", "Too many recipients");
+            // RFC 5321 §4.5.3.1.8: a client sending more recipients than we take gets
+            // 452 and sends the rest in another transaction. That is no client error,
+            // up to a generous overshoot (Postfix: 1000).
+            self.overshoot += 1;
+            if self.overshoot <= self.limits().recipient_overshoot_limit {
+                return self.ok(Stage::Rcpt, reply);
+            }
+            return self.error(Stage::Rcpt, reply).await;
         }
         self.ctx.rcpt = Some(to);
         let decision = self

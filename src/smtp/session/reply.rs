@@ -99,7 +99,10 @@ impl Session {
         }
         if self.errors > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
             let _ = self.conn.flush().await;
-            tokio::time::sleep(limits.tarpit_delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(limits.tarpit_delay) => {}
+                _ = self.server.stop_now.cancelled() => {}
+            }
         }
         self.ok(stage, reply)
     }

@@ -1,0 +1,363 @@
+//! The message of one transaction as the checks read it: held in memory when it is small,
+//! or already in its spool file (streamed there while it arrived) when it is big. Either
+//! way a check gets what it needs without the gateway holding a big message: the header
+//! section, a bounded sample of the parts for the rules, a search of every byte, or the
+//! whole message as one slice mapped from the page cache (DKIM body hashes).
+
+use crate::config::Limits;
+use crate::rules::{MessageView, Sample, SampleLimits, Sampler, ScanLimits};
+use crate::spool::{Mapped, QueueId, SpillFile, SpoolError};
+use std::borrow::Cow;
+use std::ops::Deref;
+
+/// Bytes read from a spool file at a time when sampling or searching it.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A transaction's message; empty until end of data.
+#[derive(Debug, Default)]
+pub struct MessageData {
+    repr: Repr,
+}
+
+#[derive(Debug)]
+enum Repr {
+    Memory(Vec<u8>),
+    Spilled(Box<Spilled>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Memory(Vec::new())
+    }
+}
+
+#[derive(Debug)]
+struct Spilled {
+    file: SpillFile,
+    /// Length of the header section at the start of the message in the file.
+    header_len: usize,
+    /// The header section, once [`MessageData::prepare`] read it.
+    header: Option<Vec<u8>>,
+    /// The sample the rules parse, once prepared.
+    sample: Option<Sample>,
+}
+
+/// Where an accepted message's bytes are, for the spool.
+#[derive(Debug)]
+pub enum Stored {
+    /// In memory: the spool writes them.
+    Memory(Vec<u8>),
+    /// Already in a spool file: the spool commits it.
+    Spilled(SpillFile),
+}
+
+/// The whole message as one slice: borrowed from memory or mapped from the spool file.
+#[derive(Debug)]
+pub enum RawMessage<'a> {
+    /// Held in memory.
+    Memory(&'a [u8]),
+    /// Mapped read-only from the spool file.
+    Mapped(Mapped<'a>),
+}
+
+impl Deref for RawMessage<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            RawMessage::Memory(b) => b,
+            RawMessage::Mapped(m) => m,
+        }
+    }
+}
+
+impl From<Vec<u8>> for MessageData {
+    fn from(bytes: Vec<u8>) -> Self {
+        MessageData {
+            repr: Repr::Memory(bytes),
+        }
+    }
+}
+
+/// What the rules scan of each part under these limits.
+pub fn scan_limits(limits: &Limits) -> ScanLimits {
+    ScanLimits {
+        part_bytes: limits.scan_part_bytes,
+        raw_part_bytes: limits.scan_raw_part_bytes,
+        nesting_depth: limits.scan_nesting_depth,
+    }
+}
+
+/// What a sample of a message kept on disk holds under these limits: at most
+/// `message_memory_bytes`, each text part's head and tail covering what the rules scan
+/// (encoded text is up to about twice its decoded size).
+pub fn sample_limits(limits: &Limits) -> SampleLimits {
+    let total = limits.message_memory_bytes;
+    let per_part = limits
+        .scan_part_bytes
+        .max(limits.scan_raw_part_bytes)
+        .saturating_mul(2)
+        .min(total / 4);
+    SampleLimits {
+        part_head: per_part,
+        part_tail: per_part,
+        total,
+        max_depth: limits.scan_nesting_depth,
+    }
+}
+
+impl MessageData {
+    /// A message streamed to `file`, whose header section is its first `header_len` bytes.
+    pub fn spilled(file: SpillFile, header_len: usize) -> MessageData {
+        MessageData {
+            repr: Repr::Spilled(Box::new(Spilled {
+                file,
+                header_len,
+                header: None,
+                sample: None,
+            })),
+        }
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Memory(b) => b.len(),
+            Repr::Spilled(s) => usize::try_from(s.file.len()).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Whether there is no message (yet).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when the message is held in memory.
+    pub fn memory(&self) -> Option<&[u8]> {
+        match &self.repr {
+            Repr::Memory(b) => Some(b),
+            Repr::Spilled(_) => None,
+        }
+    }
+
+    /// The queue id of the spool file a big message is in.
+    pub fn spool_id(&self) -> Option<&QueueId> {
+        match &self.repr {
+            Repr::Memory(_) => None,
+            Repr::Spilled(s) => Some(s.file.id()),
+        }
+    }
+
+    /// Reads what the checks need of a message on disk into memory: its header section and
+    /// a sample of its parts (off the async threads). Nothing to do for one in memory.
+    pub async fn prepare(&mut self, limits: SampleLimits) -> Result<(), SpoolError> {
+        let Repr::Spilled(s) = &mut self.repr else {
+            return Ok(());
+        };
+        if s.header.is_some() {
+            return Ok(());
+        }
+        let reader = s.file.reader();
+        let header_len = s.header_len;
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Sample)> {
+            let mut sampler = Sampler::new(limits);
+            let mut header = Vec::with_capacity(header_len);
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut pos = 0u64;
+            loop {
+                let n = reader.read_at(pos, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = &buf[..n];
+                let want = header_len.saturating_sub(header.len()).min(n);
+                header.extend_from_slice(&chunk[..want]);
+                sampler.feed(chunk);
+                pos += n as u64;
+            }
+            Ok((header, sampler.finish()))
+        })
+        .await
+        .map_err(|_| SpoolError::Stopped)?;
+        let (header, sample) = read.map_err(|source| SpoolError::Io {
+            op: "read",
+            path: s.file.id().as_str().into(),
+            source,
+        })?;
+        s.header = Some(header);
+        s.sample = Some(sample);
+        Ok(())
+    }
+
+    /// Lets `edit` change the header section (and only that: it gets the whole message
+    /// when it is in memory); a message on disk is rewritten in place. Returns whether
+    /// anything changed. A message on disk must be prepared first.
+    pub fn rewrite_header(&mut self, edit: impl FnOnce(&mut Vec<u8>)) -> Result<bool, SpoolError> {
+        match &mut self.repr {
+            Repr::Memory(bytes) => {
+                let before = bytes.len();
+                edit(bytes);
+                Ok(bytes.len() != before)
+            }
+            Repr::Spilled(s) => {
+                let Some(header) = s.header.as_mut() else {
+                    return Ok(false);
+                };
+                let before = header.len();
+                edit(header);
+                if header.len() == before {
+                    return Ok(false);
+                }
+                s.file.replace_head(before as u64, header)?;
+                s.header_len = header.len();
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether `needle` occurs anywhere in the message (every byte is searched; a message
+    /// on disk is read in chunks off the async threads).
+    pub async fn contains(&self, needle: &[u8]) -> bool {
+        match &self.repr {
+            Repr::Memory(b) => memchr::memmem::find(b, needle).is_some(),
+            Repr::Spilled(s) => {
+                let reader = s.file.reader();
+                let needle = needle.to_vec();
+                let found = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+                    let finder = memchr::memmem::Finder::new(&needle);
+                    let keep = needle.len().saturating_sub(1);
+                    let mut buf = Vec::with_capacity(READ_CHUNK + keep);
+                    let mut chunk = vec![0u8; READ_CHUNK];
+                    let mut pos = 0u64;
+                    loop {
+                        let n = reader.read_at(pos, &mut chunk)?;
+                        if n == 0 {
+                            return Ok(false);
+                        }
+                        pos += n as u64;
+                        buf.extend_from_slice(&chunk[..n]);
+                        if finder.find(&buf).is_some() {
+                            return Ok(true);
+                        }
+                        // Keep the end: a match may straddle two chunks.
+                        let cut = buf.len().saturating_sub(keep);
+                        buf.drain(..cut);
+                    }
+                })
+                .await;
+                matches!(found, Ok(Ok(true)))
+            }
+        }
+    }
+
+    /// The whole message as one slice (mapped from the spool file when it is there).
+    pub fn raw(&self) -> std::io::Result<RawMessage<'_>> {
+        match &self.repr {
+            Repr::Memory(b) => Ok(RawMessage::Memory(b)),
+            Repr::Spilled(s) => s.file.map().map(RawMessage::Mapped),
+        }
+    }
+
+    /// The parsed view the content checks share: of the whole message in memory, or of the
+    /// sample of one on disk (flagged when the sample left text out).
+    pub fn view(&self, limits: &ScanLimits) -> MessageView {
+        match &self.repr {
+            Repr::Memory(b) => MessageView::parse_with(b, limits),
+            Repr::Spilled(s) => {
+                let (Some(header), Some(sample)) = (&s.header, &s.sample) else {
+                    return MessageView::default();
+                };
+                let body = sample.bytes.get(sample.header_len..).unwrap_or_default();
+                let mut source = Vec::with_capacity(header.len() + body.len());
+                source.extend_from_slice(header);
+                source.extend_from_slice(body);
+                let mut view = MessageView::parse_with(&source, limits);
+                view.mark_truncated(sample.truncated, sample.too_deep);
+                view
+            }
+        }
+    }
+
+    /// The header section (the whole message when it has no body), when known.
+    pub fn header_section(&self) -> Cow<'_, [u8]> {
+        match &self.repr {
+            Repr::Memory(b) => Cow::Borrowed(&b[..header_len(b)]),
+            Repr::Spilled(s) => Cow::Borrowed(s.header.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// Hands the bytes over for spooling.
+    pub fn into_stored(self) -> Stored {
+        match self.repr {
+            Repr::Memory(b) => Stored::Memory(b),
+            Repr::Spilled(s) => Stored::Spilled(s.file),
+        }
+    }
+}
+
+/// Length of the header section of `message`, its blank line included (all of it when it
+/// has no blank line).
+pub fn header_len(message: &[u8]) -> usize {
+    if message.starts_with(b"\r\n") {
+        return 2;
+    }
+    memchr::memmem::find(message, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(message.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Spool;
+
+    async fn spilled(spool: &Spool, bytes: &[u8]) -> MessageData {
+        let mut file = spool.create_spill().await.unwrap();
+        for chunk in bytes.chunks(1000) {
+            file.append(chunk.to_vec()).await.unwrap();
+        }
+        MessageData::spilled(file, header_len(bytes))
+    }
+
+    #[tokio::test]
+    async fn a_message_on_disk_reads_like_one_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let mut raw = b"X-Spam-Status: No\r\nSubject: big\r\n\r\n".to_vec();
+        for i in 0..5000 {
+            raw.extend_from_slice(format!("line {i} of the body\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"NEEDLE at the end\r\n");
+        let mut m = spilled(&spool, &raw).await;
+        assert_eq!(m.len(), raw.len());
+        let limits = Limits::default();
+        m.prepare(sample_limits(&limits)).await.unwrap();
+        assert!(m.contains(b"NEEDLE at").await);
+        assert!(!m.contains(b"not there").await);
+        assert_eq!(&*m.raw().unwrap(), &raw[..]);
+        let changed = m
+            .rewrite_header(|h| {
+                crate::policy::headers::strip_own_headers(h);
+            })
+            .unwrap();
+        assert!(changed);
+        let stripped = &raw[19..];
+        assert_eq!(&*m.raw().unwrap(), stripped);
+        assert_eq!(&*m.header_section(), b"Subject: big\r\n\r\n");
+        let view = m.view(&scan_limits(&limits));
+        assert!(view.body_text().contains("NEEDLE at the end"));
+        assert!(!view.has_header("X-Spam-Status"));
+        let memory = MessageData::from(stripped.to_vec());
+        assert_eq!(
+            memory.view(&scan_limits(&limits)).body_lines(),
+            view.body_lines()
+        );
+    }
+
+    #[test]
+    fn header_length() {
+        assert_eq!(header_len(b"A: b\r\n\r\nbody"), 8);
+        assert_eq!(header_len(b"\r\nbody"), 2);
+        assert_eq!(header_len(b"A: b\r\n"), 6);
+    }
+}

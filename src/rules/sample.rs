@@ -1,0 +1,358 @@
+//! A bounded stand-in for a message too big to hold: the MIME structure and every header
+//! section are kept, each text part is cut to its first and last lines, and the contents of
+//! other parts (attachments) are left out. [`super::MessageView::parse`] reads a sample like
+//! any message, so a big message is judged on what a whole-message scan would look at.
+//!
+//! The sampler is fed the message in chunks of any size and keeps at most `total` bytes
+//! after the message's own header section, whatever the message size.
+
+use mail_parser::parsers::MessageStream;
+use mail_parser::HeaderValue;
+use std::collections::VecDeque;
+
+/// Longest line handled whole; a longer one is taken in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
+/// Bytes of one part's header section remembered to find its `Content-Type`.
+const MAX_PART_HEADER: usize = 16 * 1024;
+/// Room past `total` for boundary lines, so the structure survives a full sample.
+const STRUCTURE_SLACK: usize = 64 * 1024;
+/// Longest MIME boundary honoured (RFC 2046 allows 70 characters).
+const MAX_BOUNDARY: usize = 200;
+
+/// How much of a big message a sample keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleLimits {
+    /// Bytes kept from the start of each text part.
+    pub part_head: usize,
+    /// Bytes kept from the end of each text part.
+    pub part_tail: usize,
+    /// Bytes kept in all after the message's header section.
+    pub total: usize,
+    /// Deepest `message/rfc822` nesting followed (the message itself is depth 0).
+    pub max_depth: usize,
+}
+
+/// The result of sampling.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// A well-formed message: headers, structure, heads and tails of text parts.
+    pub bytes: Vec<u8>,
+    /// Length of the message's own header section at the start of `bytes`.
+    pub header_len: usize,
+    /// Text was left out of the sample (the middle of a long part, or parts past `total`).
+    pub truncated: bool,
+    /// A `message/rfc822` part was nested deeper than `max_depth` and not followed.
+    pub too_deep: bool,
+}
+
+#[derive(Debug)]
+struct Multipart {
+    boundary: Vec<u8>,
+    depth: usize,
+}
+
+#[derive(Debug)]
+enum State {
+    /// In the header section of an entity at `depth` (0 = the message itself).
+    Headers { depth: usize, fields: Vec<u8> },
+    /// Outside any part: a multipart's preamble or epilogue.
+    Skip,
+    /// In a part's content; only text parts are kept.
+    Leaf {
+        text: bool,
+        kept: usize,
+        /// The most recent lines past the head, the tail candidates.
+        tail: VecDeque<u8>,
+        tail_lines: VecDeque<usize>,
+    },
+}
+
+/// Builds a [`Sample`] from a message fed in chunks.
+#[derive(Debug)]
+pub struct Sampler {
+    limits: SampleLimits,
+    out: Vec<u8>,
+    header_len: Option<usize>,
+    truncated: bool,
+    too_deep: bool,
+    carry: Vec<u8>,
+    /// The next line is the continuation of an over-long one (never a boundary).
+    continuation: bool,
+    boundaries: Vec<Multipart>,
+    state: State,
+}
+
+impl Sampler {
+    /// A sampler keeping what `limits` allow.
+    pub fn new(limits: SampleLimits) -> Sampler {
+        Sampler {
+            limits,
+            out: Vec::with_capacity(64 * 1024),
+            header_len: None,
+            truncated: false,
+            too_deep: false,
+            carry: Vec::new(),
+            continuation: false,
+            boundaries: Vec::new(),
+            state: State::Headers {
+                depth: 0,
+                fields: Vec::new(),
+            },
+        }
+    }
+
+    /// Feeds the next bytes of the message.
+    pub fn feed(&mut self, mut input: &[u8]) {
+        while !input.is_empty() {
+            match memchr::memchr(b'\n', input) {
+                Some(i) => {
+                    let (line, rest) = input.split_at(i + 1);
+                    if self.carry.is_empty() {
+                        self.line(line);
+                    } else {
+                        let mut whole = std::mem::take(&mut self.carry);
+                        whole.extend_from_slice(line);
+                        self.line(&whole);
+                        whole.clear();
+                        self.carry = whole;
+                    }
+                    self.continuation = false;
+                    input = rest;
+                }
+                None => {
+                    let room = MAX_LINE - self.carry.len();
+                    let take = input.len().min(room);
+                    self.carry.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if self.carry.len() >= MAX_LINE {
+                        let piece = std::mem::take(&mut self.carry);
+                        self.line(&piece);
+                        self.continuation = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the message and returns the sample.
+    pub fn finish(mut self) -> Sample {
+        if !self.carry.is_empty() {
+            let rest = std::mem::take(&mut self.carry);
+            self.line(&rest);
+        }
+        self.end_leaf();
+        let header_len = self.header_len.unwrap_or(self.out.len());
+        Sample {
+            bytes: self.out,
+            header_len,
+            truncated: self.truncated,
+            too_deep: self.too_deep,
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        if !self.continuation && line.starts_with(b"--") {
+            if let Some((level, close)) = self.boundary(line) {
+                self.end_leaf();
+                self.boundaries.truncate(level + 1);
+                self.emit_structure(line);
+                self.state = if close {
+                    self.boundaries.pop();
+                    State::Skip
+                } else {
+                    State::Headers {
+                        depth: self.boundaries[level].depth,
+                        fields: Vec::new(),
+                    }
+                };
+                return;
+            }
+        }
+        match self.state {
+            State::Headers { .. } => self.header_line(line),
+            State::Skip => {}
+            State::Leaf { .. } => self.leaf_line(line),
+        }
+    }
+
+    /// Which enclosing multipart `line` delimits (innermost first), and whether it closes it.
+    fn boundary(&self, line: &[u8]) -> Option<(usize, bool)> {
+        let rest = &line[2..];
+        self.boundaries
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(level, mp)| {
+                let after = rest.strip_prefix(mp.boundary.as_slice())?;
+                let (close, after) = match after.strip_prefix(b"--") {
+                    Some(a) => (true, a),
+                    None => (false, after),
+                };
+                after
+                    .iter()
+                    .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                    .then_some((level, close))
+            })
+    }
+
+    fn header_line(&mut self, line: &[u8]) {
+        let blank = line == b"\r\n" || line == b"\n";
+        let top = self.header_len.is_none();
+        if let State::Headers { fields, .. } = &mut self.state {
+            if !blank && fields.len() + line.len() <= MAX_PART_HEADER {
+                fields.extend_from_slice(line);
+            }
+        }
+        if top {
+            // The message's own header section is always kept whole.
+            self.out.extend_from_slice(line);
+        } else {
+            self.emit_structure(line);
+        }
+        if !blank {
+            return;
+        }
+        if top {
+            self.header_len = Some(self.out.len());
+        }
+        let State::Headers { depth, fields } = std::mem::replace(&mut self.state, State::Skip)
+        else {
+            return;
+        };
+        self.state = self.body_state(depth, &fields);
+    }
+
+    /// What follows a header section, from its `Content-Type`.
+    fn body_state(&mut self, depth: usize, fields: &[u8]) -> State {
+        let leaf = |text| State::Leaf {
+            text,
+            kept: 0,
+            tail: VecDeque::new(),
+            tail_lines: VecDeque::new(),
+        };
+        let Some((ctype, subtype, boundary)) = content_type(fields) else {
+            return leaf(true);
+        };
+        match ctype.as_str() {
+            "multipart" => match boundary {
+                Some(b) if !b.is_empty() && b.len() <= MAX_BOUNDARY => {
+                    self.boundaries.push(Multipart { boundary: b, depth });
+                    State::Skip
+                }
+                _ => leaf(true),
+            },
+            "message" if matches!(subtype.as_str(), "rfc822" | "global") => {
+                if depth < self.limits.max_depth {
+                    State::Headers {
+                        depth: depth + 1,
+                        fields: Vec::new(),
+                    }
+                } else {
+                    self.too_deep = true;
+                    leaf(false)
+                }
+            }
+            "text" | "message" => leaf(true),
+            _ => leaf(false),
+        }
+    }
+
+    fn leaf_line(&mut self, line: &[u8]) {
+        let used = self.used();
+        let limits = self.limits;
+        let State::Leaf {
+            text,
+            kept,
+            tail,
+            tail_lines,
+        } = &mut self.state
+        else {
+            return;
+        };
+        if !*text {
+            return;
+        }
+        // The head, as long as the tail still fits in the total after it.
+        if tail_lines.is_empty()
+            && *kept + line.len() <= limits.part_head
+            && used + line.len() + limits.part_tail <= limits.total
+        {
+            *kept += line.len();
+            self.out.extend_from_slice(line);
+            return;
+        }
+        tail.extend(line.iter().copied());
+        tail_lines.push_back(line.len());
+        let room = limits.part_tail.min(limits.total.saturating_sub(used));
+        while tail.len() > room {
+            let Some(n) = tail_lines.pop_front() else {
+                break;
+            };
+            tail.drain(..n);
+            self.truncated = true;
+        }
+    }
+
+    /// Writes out the tail of the part that just ended.
+    fn end_leaf(&mut self) {
+        if let State::Leaf { tail, .. } = &mut self.state {
+            let (a, b) = tail.as_slices();
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b);
+            tail.clear();
+        }
+        if matches!(self.state, State::Leaf { .. }) {
+            self.state = State::Skip;
+        }
+    }
+
+    /// Bytes kept after the message's header section.
+    fn used(&self) -> usize {
+        self.out.len() - self.header_len.unwrap_or(self.out.len())
+    }
+
+    /// Keeps a structure line (part headers, boundaries) while there is room for it.
+    fn emit_structure(&mut self, line: &[u8]) {
+        if self.used() + line.len() <= self.limits.total + STRUCTURE_SLACK {
+            self.out.extend_from_slice(line);
+        } else {
+            self.truncated = true;
+        }
+    }
+}
+
+/// Type, subtype (lower case) and boundary of the `Content-Type` field in `fields`.
+fn content_type(fields: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
+    let mut value: Option<Vec<u8>> = None;
+    for line in fields.split_inclusive(|&b| b == b'\n') {
+        let folded = matches!(line.first(), Some(b' ' | b'\t'));
+        match (&mut value, folded) {
+            (Some(v), true) => v.extend_from_slice(line),
+            (Some(_), false) => break,
+            (None, false) => {
+                let colon = memchr::memchr(b':', line);
+                if let Some(c) =
+                    colon.filter(|&c| line[..c].trim_ascii().eq_ignore_ascii_case(b"content-type"))
+                {
+                    value = Some(line[c + 1..].to_vec());
+                }
+            }
+            (None, true) => {}
+        }
+    }
+    let mut value = value?;
+    if !value.ends_with(b"\n") {
+        value.extend_from_slice(b"\r\n");
+    }
+    match MessageStream::new(&value).parse_content_type() {
+        HeaderValue::ContentType(ct) => Some((
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+            ct.attribute("boundary").map(|b| b.as_bytes().to_vec()),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+use super::*;
+use crate::rules::MessageView;
+
+const BIG: SampleLimits = SampleLimits {
+    part_head: 1 << 20,
+    part_tail: 1 << 20,
+    total: 8 << 20,
+    max_depth: 8,
+};
+
+fn sample(input: &[u8], limits: SampleLimits, chunk: usize) -> Sample {
+    let mut s = Sampler::new(limits);
+    for piece in input.chunks(chunk.max(1)) {
+        s.feed(piece);
+    }
+    s.finish()
+}
+
+fn multipart(text: &str, attachment_lines: usize) -> Vec<u8> {
+    let mut m = b"From: a@b.example\r\nSubject: report\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    m.extend_from_slice(text.as_bytes());
+    m.extend_from_slice(b"\r\n--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    for _ in 0..attachment_lines {
+        m.extend_from_slice(
+            b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n",
+        );
+    }
+    m.extend_from_slice(b"--XX--\r\nepilogue\r\n");
+    m
+}
+
+#[test]
+fn structure_and_text_survive_attachments_do_not() {
+    let msg = multipart("hello there", 1000);
+    let s = sample(&msg, BIG, msg.len());
+    assert!(!s.truncated && !s.too_deep);
+    assert!(s.bytes.len() < 400, "{}", String::from_utf8_lossy(&s.bytes));
+    assert!(s
+        .bytes
+        .starts_with(b"From: a@b.example\r\nSubject: report\r\n"));
+    assert_eq!(&s.bytes[s.header_len - 5..s.header_len], b"\"\r\n\r\n");
+    let view = MessageView::parse(&s.bytes);
+    assert!(
+        view.body_text().contains("hello there"),
+        "{}",
+        view.body_text()
+    );
+}
+
+#[test]
+fn long_text_parts_keep_head_and_tail() {
+    let mut text = String::from("FIRST LINE\r\n");
+    for i in 0..5000 {
+        text.push_str(&format!("filler line number {i} with some words\r\n"));
+    }
+    text.push_str("LAST LINE");
+    let msg = multipart(&text, 10);
+    let limits = SampleLimits {
+        part_head: 4096,
+        part_tail: 4096,
+        total: 64 * 1024,
+        max_depth: 8,
+    };
+    let s = sample(&msg, limits, 777);
+    assert!(s.truncated);
+    assert!(s.bytes.len() < 16 * 1024);
+    let view = MessageView::parse(&s.bytes);
+    assert!(view.body_text().contains("FIRST LINE"));
+    assert!(view.body_text().contains("LAST LINE"));
+    assert!(!view.body_text().contains("number 2500 "));
+}
+
+#[test]
+fn any_chunking_gives_the_same_sample() {
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!("line {i}\r\n"));
+    }
+    let msg = multipart(&text, 50);
+    let limits = SampleLimits {
+        part_head: 500,
+        part_tail: 500,
+        total: 4000,
+        max_depth: 8,
+    };
+    let whole = sample(&msg, limits, msg.len());
+    for chunk in [1, 2, 3, 7, 64, 1000] {
+        let s = sample(&msg, limits, chunk);
+        assert_eq!(s.bytes, whole.bytes, "chunks of {chunk}");
+        assert_eq!(s.truncated, whole.truncated);
+    }
+}
+
+#[test]
+fn nesting_past_the_limit_is_reported() {
+    let mut inner = b"Subject: innermost\r\n\r\nSECRET\r\n".to_vec();
+    for _ in 0..4 {
+        let mut outer = b"Subject: wrapper\r\nContent-Type: message/rfc822\r\n\r\n".to_vec();
+        outer.extend_from_slice(&inner);
+        inner = outer;
+    }
+    let deep = SampleLimits {
+        max_depth: 2,
+        ..BIG
+    };
+    let s = sample(&inner, deep, 5);
+    assert!(s.too_deep);
+    assert!(!s.bytes.windows(6).any(|w| w == b"SECRET"));
+    let s = sample(&inner, BIG, 5);
+    assert!(!s.too_deep);
+    assert!(s.bytes.windows(6).any(|w| w == b"SECRET"));
+}
+
+#[test]
+fn the_total_bounds_the_sample_and_long_lines_are_split() {
+    let mut msg = b"Subject: x\r\n\r\n".to_vec();
+    msg.extend(std::iter::repeat_n(b'a', 300_000));
+    msg.extend_from_slice(b"\r\n");
+    for _ in 0..10_000 {
+        msg.extend_from_slice(b"more text here\r\n");
+    }
+    let limits = SampleLimits {
+        part_head: 100_000,
+        part_tail: 100_000,
+        total: 150_000,
+        max_depth: 8,
+    };
+    let s = sample(&msg, limits, 4096);
+    assert!(s.truncated);
+    assert!(s.bytes.len() <= 150_000 + STRUCTURE_SLACK + 14);
+    assert!(s.bytes.ends_with(b"more text here\r\n"));
+}
+
+#[test]
+fn garbage_never_panics() {
+    for input in [
+        &b""[..],
+        b"--",
+        b"\r\n\r\n--x--\r\n",
+        b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n--a--\r\n--a\r\n",
+    ] {
+        let s = sample(input, BIG, 1);
+        let _ = MessageView::parse(&s.bytes);
+    }
+}

@@ -1,0 +1,357 @@
+//! Admission control: who may hold a session slot, and who gives one up under pressure.
+//!
+//! A session holds a permit of the total (`max_sessions`) and counts against its client
+//! address (`max_sessions_per_ip`) and network (`max_sessions_per_network`, a /24 or /64
+//! by default), so a few addresses or one network cannot take every slot. Each session
+//! reports when it last made progress (a command that moves a transaction forward, or
+//! message data; NOOP, RSET and trickled bytes do not count) and whether it is waiting
+//! for its client. Under stress (more than `stress_threshold_percent` of the slots in
+//! use) sessions idle longer than `stress_idle_timeout` are asked to close with 421, and
+//! when every slot is taken the longest-idle session makes room for a new client instead
+//! of the client being refused (Postfix's stress mode, with eviction).
+
+use super::Server;
+use crate::config::Limits;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every slot is taken.
+    Total,
+    /// The client address has `max_sessions_per_ip` sessions.
+    PerIp,
+    /// The client network has `max_sessions_per_network` sessions.
+    PerNetwork,
+}
+
+/// Session slots: a semaphore for the total, counts per address and per network, and
+/// the running sessions' progress.
+#[derive(Debug)]
+pub struct Admission {
+    total: Arc<Semaphore>,
+    /// Permits the semaphore was given (it follows `max_sessions` across reloads).
+    capacity: Mutex<usize>,
+    counts: Mutex<Counts>,
+    sessions: Mutex<HashMap<u64, Arc<SessionHandle>>>,
+    next_id: AtomicU64,
+    epoch: Instant,
+    reaper: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    per_ip: HashMap<IpAddr, usize>,
+    per_network: HashMap<IpAddr, usize>,
+}
+
+/// What admission knows of one running session; the session updates it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    id: u64,
+    epoch: Instant,
+    /// Milliseconds from `epoch` to the last progress.
+    progress_at: AtomicU64,
+    /// The session is waiting for its client (the only time it may be evicted).
+    waiting: AtomicBool,
+    /// The progress time an eviction request saw; `u64::MAX` when none is pending.
+    evict_seen: AtomicU64,
+    kick: Notify,
+}
+
+impl SessionHandle {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The session moved forward (a transaction step, message data).
+    pub fn progress(&self) {
+        self.progress_at.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Marks whether the session is waiting for its client.
+    pub fn set_waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, Ordering::Relaxed);
+    }
+
+    /// Time since the last progress.
+    pub fn idle(&self) -> Duration {
+        let at = self.progress_at.load(Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(at))
+    }
+
+    /// Resolves when admission asks the session to check whether it must go.
+    pub async fn kicked(&self) {
+        self.kick.notified().await
+    }
+
+    /// Whether an eviction request is still valid: the session made no progress since
+    /// it was asked to go. Clears the request.
+    pub fn take_eviction(&self) -> bool {
+        let seen = self.evict_seen.swap(u64::MAX, Ordering::Relaxed);
+        seen != u64::MAX && seen == self.progress_at.load(Ordering::Relaxed)
+    }
+
+    fn evict(&self) {
+        let at = self.progress_at.load(Ordering::Relaxed);
+        self.evict_seen.store(at, Ordering::Relaxed);
+        self.kick.notify_one();
+    }
+}
+
+/// A session's slot; dropping it (however the session ends, panics included) frees it.
+#[derive(Debug)]
+pub struct Slot {
+    server: Arc<Server>,
+    ip: IpAddr,
+    network: IpAddr,
+    handle: Arc<SessionHandle>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// The session's handle, for progress reports.
+    pub fn handle(&self) -> Arc<SessionHandle> {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let admission = &self.server.admission;
+        {
+            let mut counts = lock(&admission.counts);
+            release(&mut counts.per_ip, self.ip);
+            release(&mut counts.per_network, self.network);
+        }
+        lock(&admission.sessions).remove(&self.handle.id);
+        self.server.metrics.sessions_active.dec();
+    }
+}
+
+fn release(map: &mut HashMap<IpAddr, usize>, key: IpAddr) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere; the counts are still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The network `ip` counts against: its /24 (IPv4) or /64 (IPv6) by default.
+pub fn network_of(ip: IpAddr, limits: &Limits) -> IpAddr {
+    let net = match ip {
+        IpAddr::V4(_) => ipnet::IpNet::new(ip, limits.network_ipv4_prefix.min(32)),
+        IpAddr::V6(_) => ipnet::IpNet::new(ip, limits.network_ipv6_prefix.min(128)),
+    };
+    net.map(|n| n.network()).unwrap_or(ip)
+}
+
+impl Admission {
+    /// Room for `max_sessions` sessions.
+    pub fn new(max_sessions: usize) -> Admission {
+        Admission {
+            total: Arc::new(Semaphore::new(max_sessions)),
+            capacity: Mutex::new(max_sessions),
+            counts: Mutex::new(Counts::default()),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            epoch: Instant::now(),
+            reaper: AtomicBool::new(false),
+        }
+    }
+
+    /// Follows a reloaded `max_sessions`: grows at once; shrinks as running sessions end
+    /// (permits in use cannot be taken back, so the rest is retried on the next accept).
+    fn resize(&self, want: usize) {
+        let mut capacity = lock(&self.capacity);
+        if want > *capacity {
+            self.total.add_permits(want - *capacity);
+            *capacity = want;
+        } else if want < *capacity {
+            *capacity -= self.total.forget_permits(*capacity - want);
+        }
+    }
+
+    /// Sessions running now.
+    pub fn in_use(&self) -> usize {
+        lock(&self.capacity).saturating_sub(self.total.available_permits())
+    }
+
+    /// Whether more than `stress_threshold_percent` of `max_sessions` are in use.
+    pub fn stressed(&self, limits: &Limits) -> bool {
+        self.in_use() * 100 > limits.max_sessions * usize::from(limits.stress_threshold_percent)
+    }
+
+    /// Takes a slot for a client at `ip`, or says which limit refuses it.
+    pub fn admit(
+        &self,
+        server: &Arc<Server>,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Result<Slot, Refusal> {
+        self.resize(limits.max_sessions);
+        self.check_counts(ip, limits)?;
+        let permit = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Total)?;
+        self.register(server, ip, limits, permit)
+    }
+
+    /// When every slot is taken: asks the longest-idle session waiting for its client to
+    /// close (if it has been idle at least a tenth of `stress_idle_timeout`), then waits a
+    /// moment for its slot. `Err` when nobody could be asked or the slot did not come.
+    pub async fn admit_by_eviction(
+        &self,
+        server: &Arc<Server>,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Result<Slot, Refusal> {
+        let floor = limits.stress_idle_timeout / 10;
+        let victim = {
+            let sessions = lock(&self.sessions);
+            sessions
+                .values()
+                .filter(|h| h.waiting.load(Ordering::Relaxed) && h.idle() >= floor)
+                .max_by_key(|h| h.idle())
+                .cloned()
+        };
+        let Some(victim) = victim else {
+            return Err(Refusal::Total);
+        };
+        victim.evict();
+        let permit = tokio::time::timeout(EVICTION_WAIT, self.total.clone().acquire_owned())
+            .await
+            .map_err(|_| Refusal::Total)?
+            .map_err(|_| Refusal::Total)?;
+        self.check_counts(ip, limits)?;
+        self.register(server, ip, limits, permit)
+    }
+
+    fn check_counts(&self, ip: IpAddr, limits: &Limits) -> Result<(), Refusal> {
+        let counts = lock(&self.counts);
+        if counts.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_sessions_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        let network = network_of(ip, limits);
+        if counts.per_network.get(&network).copied().unwrap_or(0) >= limits.max_sessions_per_network
+        {
+            return Err(Refusal::PerNetwork);
+        }
+        Ok(())
+    }
+
+    fn register(
+        &self,
+        server: &Arc<Server>,
+        ip: IpAddr,
+        limits: &Limits,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Slot, Refusal> {
+        let network = network_of(ip, limits);
+        {
+            // Checked again under the lock: another accept may have taken the last place.
+            let mut counts = lock(&self.counts);
+            let per_ip = counts.per_ip.entry(ip).or_insert(0);
+            if *per_ip >= limits.max_sessions_per_ip {
+                return Err(Refusal::PerIp);
+            }
+            *per_ip += 1;
+            let per_network = counts.per_network.entry(network).or_insert(0);
+            if *per_network >= limits.max_sessions_per_network {
+                release(&mut counts.per_ip, ip);
+                return Err(Refusal::PerNetwork);
+            }
+            *per_network += 1;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(SessionHandle {
+            id,
+            epoch: self.epoch,
+            progress_at: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            evict_seen: AtomicU64::new(u64::MAX),
+            kick: Notify::new(),
+        });
+        handle.progress();
+        lock(&self.sessions).insert(id, handle.clone());
+        server.metrics.sessions_active.inc();
+        Ok(Slot {
+            server: server.clone(),
+            ip,
+            network,
+            handle,
+            _permit: permit,
+        })
+    }
+
+    /// Asks every session idle past `stress_idle_timeout` and waiting for its client to
+    /// close; returns how many were asked. Called periodically while under stress.
+    pub fn evict_idle(&self, limits: &Limits) -> usize {
+        let sessions = lock(&self.sessions);
+        let mut asked = 0;
+        for h in sessions.values() {
+            if h.waiting.load(Ordering::Relaxed) && h.idle() >= limits.stress_idle_timeout {
+                h.evict();
+                asked += 1;
+            }
+        }
+        asked
+    }
+
+    /// Starts the stress watcher once per gateway (every accept loop calls this).
+    pub fn start_reaper(&self, server: &Arc<Server>) {
+        if self.reaper.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tokio::spawn(reaper(server.clone()));
+    }
+}
+
+/// How long a new client waits for the slot of a session asked to make room.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
+
+/// While the gateway is under stress, closes idle sessions every so often.
+async fn reaper(server: Arc<Server>) {
+    let mut was_stressed = false;
+    loop {
+        let limits = server.policy.peek().config().server.limits.clone();
+        let tick = (limits.stress_idle_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = server.shutdown.cancelled() => return,
+        }
+        let stressed = server.admission.stressed(&limits);
+        if stressed != was_stressed {
+            tracing::warn!(
+                stressed,
+                sessions = server.admission.in_use(),
+                "session stress mode {}",
+                if stressed {
+                    "on: idle sessions get stress_idle_timeout"
+                } else {
+                    "off"
+                }
+            );
+            server.metrics.sessions_stressed.set(i64::from(stressed));
+            was_stressed = stressed;
+        }
+        if stressed {
+            server.admission.evict_idle(&limits);
+        }
+    }
+}

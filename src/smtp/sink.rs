@@ -1,0 +1,355 @@
+//! Where the decoded message goes while it arrives: memory while it is small (the fast
+//! path), its spool file in `tmp/` once it passes `message_memory_bytes` or the global
+//! budget has no room for it. Memory per session is then one write buffer, whatever the
+//! message size. The header section is found on the way, so its limit holds for both.
+
+#[cfg(test)]
+use super::budget::MemoryBudget;
+use super::budget::Reservation;
+use crate::policy::MessageData;
+use crate::spool::{SpillFile, Spool, SpoolError};
+
+/// Write buffer of a message on disk: bytes are written when this much is pending.
+pub const CHUNK: usize = 64 * 1024;
+/// Most input bytes given to the decoder at once: their decoded form (at most twice as
+/// long, plus a CRLF) always fits in an emptied write buffer, so a session on disk never
+/// waits for memory.
+pub const FEED_MAX: usize = CHUNK / 2 - 2;
+
+/// Limits a sink works within.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkLimits {
+    /// Largest message held in memory.
+    pub memory: usize,
+    /// Longest header section.
+    pub header: usize,
+}
+
+/// A message being received.
+#[derive(Debug)]
+pub struct MessageSink {
+    limits: SinkLimits,
+    buf: Vec<u8>,
+    spill: Option<SpillFile>,
+    reservation: Reservation,
+    header: HeaderScan,
+    /// Bytes handed to the sink in all.
+    total: usize,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Receiving,
+    /// The message will be refused (too big, header too long): nothing more is kept.
+    Discarding,
+    /// Writing to the spool failed; the transfer is read to its end and refused.
+    Failed(SpoolError),
+}
+
+/// Why a sink refuses its message.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The spool file could not be written.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The header section is longer than `message_header_bytes`.
+    #[error("header section too long")]
+    HeaderTooLong,
+    /// The message was discarded on the way (the decoder knows why).
+    #[error("message discarded")]
+    Discarded,
+}
+
+impl MessageSink {
+    /// A sink holding `reservation` (at least [`CHUNK`]) of the budget.
+    pub fn new(limits: SinkLimits, reservation: Reservation) -> MessageSink {
+        MessageSink {
+            limits,
+            buf: Vec::with_capacity(CHUNK.min(16 * 1024)),
+            spill: None,
+            reservation,
+            header: HeaderScan::default(),
+            total: 0,
+            state: State::Receiving,
+        }
+    }
+
+    /// The buffer the decoder appends to; call [`MessageSink::make_room`] before and
+    /// [`MessageSink::settle`] after.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Whether the message is going to disk.
+    pub fn is_spilled(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    /// Makes sure `incoming` (at most [`FEED_MAX`]) more input bytes fit in the buffer
+    /// within the budget once decoded: grows the reservation, or moves the message to disk
+    /// when it is too big for memory or the budget has no room left.
+    pub async fn make_room(&mut self, incoming: usize, spool: &Spool) {
+        if !matches!(self.state, State::Receiving) {
+            return;
+        }
+        let need = self.buf.len() + 2 * incoming.min(FEED_MAX) + 2;
+        if need <= self.buf.capacity() && need <= self.reservation.bytes() {
+            return;
+        }
+        if self.spill.is_none() {
+            let want = self
+                .buf
+                .capacity()
+                .saturating_mul(2)
+                .min(self.limits.memory)
+                .max(need);
+            if need <= self.limits.memory && self.reservation.grow_to(want) {
+                self.buf.reserve_exact(want - self.buf.len());
+                return;
+            }
+            self.spill(spool).await;
+        } else {
+            self.flush().await;
+        }
+        // The buffer is empty now and holds CHUNK, enough for FEED_MAX input bytes.
+    }
+
+    /// Takes note of what the decoder appended: looks for the end of the header section
+    /// and writes full buffers out.
+    pub async fn settle(&mut self, appended_from: usize) {
+        if !matches!(self.state, State::Receiving) {
+            self.buf.clear();
+            return;
+        }
+        let new = self.buf.get(appended_from..).unwrap_or_default();
+        self.total += new.len();
+        self.header.feed(new);
+        let too_long = match self.header.end() {
+            Some(end) => end > self.limits.header,
+            None => self.total > self.limits.header,
+        };
+        if too_long {
+            self.discard();
+            self.header.too_long = true;
+            return;
+        }
+        if self.spill.is_some() && self.buf.len() >= CHUNK {
+            self.flush().await;
+        }
+    }
+
+    /// Drops everything kept so far and keeps nothing more (the message will be refused).
+    pub fn discard(&mut self) {
+        self.state = State::Discarding;
+        self.buf = Vec::new();
+        self.spill = None;
+        self.reservation.shrink_to(0);
+    }
+
+    /// The received message, with the memory it holds (kept until the transaction ends).
+    pub async fn finish(mut self) -> Result<(MessageData, Reservation), SinkError> {
+        if self.header.too_long {
+            return Err(SinkError::HeaderTooLong);
+        }
+        match std::mem::replace(&mut self.state, State::Discarding) {
+            State::Receiving => {}
+            State::Discarding => return Err(SinkError::Discarded),
+            State::Failed(e) => return Err(SinkError::Spool(e)),
+        }
+        let header_len = self.header.end().unwrap_or(self.total);
+        match self.spill.take() {
+            None => {
+                let buf = std::mem::take(&mut self.buf);
+                Ok((MessageData::from(buf), self.reservation))
+            }
+            Some(mut file) => {
+                let rest = std::mem::take(&mut self.buf);
+                if !rest.is_empty() {
+                    file.append(rest).await?;
+                }
+                self.reservation.shrink_to(0);
+                Ok((MessageData::spilled(file, header_len), self.reservation))
+            }
+        }
+    }
+
+    /// Moves the message to a new spool file; from now on the buffer is a write buffer.
+    async fn spill(&mut self, spool: &Spool) {
+        let mut file = match spool.create_spill().await {
+            Ok(f) => f,
+            Err(e) => return self.fail(e),
+        };
+        let held = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        if let Err(e) = file.append(held).await {
+            return self.fail(e);
+        }
+        self.spill = Some(file);
+        self.reservation.shrink_to(CHUNK);
+    }
+
+    async fn flush(&mut self) {
+        let Some(file) = self.spill.as_mut() else {
+            return;
+        };
+        let pending = std::mem::take(&mut self.buf);
+        match file.append(pending).await {
+            Ok(emptied) => self.buf = emptied,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, e: SpoolError) {
+        self.discard();
+        self.state = State::Failed(e);
+    }
+}
+
+/// Finds the end of the header section (the first empty line) in bytes fed in chunks.
+#[derive(Debug)]
+struct HeaderScan {
+    /// The last bytes seen, to find a blank line split across chunks.
+    carry: Vec<u8>,
+    /// Bytes seen so far.
+    seen: usize,
+    end: Option<usize>,
+    too_long: bool,
+}
+
+impl Default for HeaderScan {
+    fn default() -> Self {
+        // As if a line ended just before the message: an empty header section is found too.
+        HeaderScan {
+            carry: b"\r\n".to_vec(),
+            seen: 0,
+            end: None,
+            too_long: false,
+        }
+    }
+}
+
+impl HeaderScan {
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.end.is_some() || bytes.is_empty() {
+            return;
+        }
+        let look = bytes.len().min(8 * 1024 + 3);
+        let mut window = std::mem::take(&mut self.carry);
+        let before = window.len();
+        window.extend_from_slice(&bytes[..look]);
+        if let Some(i) = memchr::memmem::find(&window, b"\r\n\r\n") {
+            // Offset in the message of the byte after the blank line.
+            self.end = Some(self.seen + i + 4 - before);
+            return;
+        }
+        if look < bytes.len() {
+            // Long input: look at the rest directly, then keep its end.
+            if let Some(i) = memchr::memmem::find(&bytes[look - 3..], b"\r\n\r\n") {
+                self.end = Some(self.seen + look - 3 + i + 4);
+                return;
+            }
+        }
+        self.seen += bytes.len();
+        let keep = bytes.len().min(3);
+        self.carry = bytes[bytes.len() - keep..].to_vec();
+        if keep < 3 {
+            let start = window.len().saturating_sub(3);
+            self.carry = window[start..].to_vec();
+        }
+    }
+
+    fn end(&self) -> Option<usize> {
+        self.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(input: &[u8], chunk: usize) -> Option<usize> {
+        let mut h = HeaderScan::default();
+        for piece in input.chunks(chunk) {
+            h.feed(piece);
+        }
+        h.end()
+    }
+
+    #[test]
+    fn header_end_is_found_in_any_chunking() {
+        let cases: [(&[u8], Option<usize>); 4] = [
+            (b"A: b\r\nC: d\r\n\r\nbody\r\n\r\nmore", Some(14)),
+            (b"\r\nbody", Some(2)),
+            (b"A: b\r\n", None),
+            (b"A: b\r\n\r\n", Some(8)),
+        ];
+        for (input, want) in cases {
+            for chunk in 1..=input.len() {
+                assert_eq!(scan(input, chunk), want, "{input:?} in chunks of {chunk}");
+            }
+        }
+        let mut long = vec![b'x'; 20_000];
+        long.extend_from_slice(b"\r\n\r\nbody");
+        assert_eq!(scan(&long, long.len()), Some(20_004));
+        assert_eq!(scan(&long, 9000), Some(20_004));
+    }
+
+    #[tokio::test]
+    async fn small_messages_stay_in_memory_big_ones_go_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let budget = MemoryBudget::new(1 << 20);
+        let limits = SinkLimits {
+            memory: 200_000,
+            header: 100_000,
+        };
+        let mut message = b"Subject: x\r\n\r\n".to_vec();
+        message.extend(std::iter::repeat_n(b'a', 500_000));
+        for (size, spilled) in [(1000, false), (message.len(), true)] {
+            let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
+            for piece in message[..size].chunks(FEED_MAX) {
+                sink.make_room(piece.len(), &spool).await;
+                let from = sink.buffer().len();
+                sink.buffer().extend_from_slice(piece);
+                sink.settle(from).await;
+                assert!(budget.in_use() <= limits.memory + CHUNK + 64 * 1024);
+            }
+            assert_eq!(sink.is_spilled(), spilled);
+            let (data, _mem) = sink.finish().await.unwrap();
+            assert_eq!(data.len(), size);
+            assert_eq!(&*data.raw().unwrap(), &message[..size]);
+            assert_eq!(data.spool_id().is_some(), spilled);
+        }
+        // A budget with no room sends even a small message to disk.
+        let tight = MemoryBudget::new(CHUNK);
+        let mut sink = MessageSink::new(limits, tight.reserve(CHUNK).await);
+        for piece in message[..150_000].chunks(FEED_MAX) {
+            sink.make_room(piece.len(), &spool).await;
+            let from = sink.buffer().len();
+            sink.buffer().extend_from_slice(piece);
+            sink.settle(from).await;
+        }
+        assert!(sink.is_spilled());
+    }
+
+    #[tokio::test]
+    async fn an_endless_header_section_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let budget = MemoryBudget::new(1 << 20);
+        let limits = SinkLimits {
+            memory: 100_000,
+            header: 10_000,
+        };
+        let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
+        for _ in 0..100 {
+            sink.make_room(1000, &spool).await;
+            let from = sink.buffer().len();
+            sink.buffer().extend_from_slice(&[b'X'; 998]);
+            sink.buffer().extend_from_slice(b"\r\n");
+            sink.settle(from).await;
+        }
+        assert!(matches!(sink.finish().await, Err(SinkError::HeaderTooLong)));
+        assert_eq!(budget.in_use(), 0);
+    }
+}
