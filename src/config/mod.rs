@@ -23,7 +23,7 @@ pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
 pub use greylist::{GreylistConfig, GreylistStage};
 pub use networks::{network_of, parse_network, NetworkList};
-pub use policy::{PolicyConfig, RuleAction, Thresholds};
+pub use policy::{PolicyConfig, RuleAction, SkippedRuleMetas, Thresholds};
 pub use problems::{is_plausible_hostname, is_symbol};
 pub use ratelimit::{RateAction, RateKey, RateLimitConfig, RateStage};
 pub use recipients::RecipientList;

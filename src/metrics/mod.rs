@@ -291,7 +291,21 @@ impl Metrics {
             self.greylist_total.with_label_values(&[result]);
         }
         for op in [
-            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",
+            "incr",
+            "get",
+            "set",
+            "set_nx",
+            "delete",
+            "rate",
+            "greylist",
+            "contact",
+            "ping",
+            "get_counters",
+            "add_counters",
+            "map_get",
+            "map_set",
+            "map_swap",
+            "map_entries",
         ] {
             self.state_errors_total.with_label_values(&[op]);
         }

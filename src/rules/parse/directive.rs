@@ -77,20 +77,10 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(LineError::Error(format!("bad `exists:{name}`")));
         }
-        if is_trust_pseudo_header(name) {
-            return Err(LineError::Skipped(format!(
-                "pseudo-header `{name}` needs SpamAssassin's relay trust path"
-            )));
-        }
-        let target = HeaderTarget {
-            source: HeaderSource::Named(name.to_ascii_lowercase()),
-            raw: false,
-            part: AddrPart::Whole,
-            instance: Instance::All,
-            if_unset: None,
-        };
+        // Pseudo-headers and modifiers read as they do with `=~` (`exists:ToCc` is true
+        // when a To or a Cc header is present).
         return Ok(Test::Header {
-            target,
+            target: parse_target(name)?,
             op: HeaderOp::Exists,
             pattern: None,
         });
@@ -108,6 +98,30 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
     } else {
         HeaderOp::NotMatches
     };
+    let mut target = parse_target(target_text)?;
+    let (pattern, rest) = split_regex(def[op_at + 2..].trim_start()).map_err(LineError::Error)?;
+    let rest = rest.trim();
+    if !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|r| r.trim_start().strip_prefix("if-unset:"))
+            .ok_or_else(|| {
+                LineError::Error(format!("unexpected text after the regex: `{rest}`"))
+            })?;
+        target.if_unset = Some(inner.trim().to_string());
+    }
+    Ok(Test::Header {
+        target,
+        op,
+        pattern: Some(pattern),
+    })
+}
+
+/// The left-hand side of a header test: a header or pseudo-header (`ALL`, `ToCc`,
+/// `MESSAGEID`, `EnvelopeFrom`) and its `:raw`, `:addr`, `:name`, `:first`, `:last`
+/// modifiers.
+fn parse_target(target_text: &str) -> Result<HeaderTarget, LineError> {
     if target_text.is_empty() || target_text.contains(char::is_whitespace) {
         return Err(LineError::Error(format!("bad header name `{target_text}`")));
     }
@@ -154,23 +168,7 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
             }
         }
     }
-    let (pattern, rest) = split_regex(def[op_at + 2..].trim_start()).map_err(LineError::Error)?;
-    let rest = rest.trim();
-    if !rest.is_empty() {
-        let inner = rest
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .and_then(|r| r.trim_start().strip_prefix("if-unset:"))
-            .ok_or_else(|| {
-                LineError::Error(format!("unexpected text after the regex: `{rest}`"))
-            })?;
-        target.if_unset = Some(inner.trim().to_string());
-    }
-    Ok(Test::Header {
-        target,
-        op,
-        pattern: Some(pattern),
-    })
+    Ok(target)
 }
 
 /// Splits `/re/flags rest` or `m{re}flags rest` into the pattern and what follows.
