@@ -4,12 +4,13 @@
 //! them together on listeners the caller has already bound (so tests can bind port 0).
 //!
 //! Layers, each importing only from those below it (`../shared/tools/layers.py` checks):
-//! `admin`, `smtp` → `policy` → `auth`, `dns`, `rules`, `relay` → `spool`, `net` →
-//! `mail`, `config`, `metrics`.
+//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay` → `state`,
+//! `spool`, `net` → `mail`, `config`, `metrics`.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod auth;
+pub mod classify;
 pub mod config;
 pub mod dns;
 pub mod mail;
@@ -95,7 +96,7 @@ impl ServiceSet {
         config: &Config,
         metrics: &Arc<Metrics>,
         probe: Arc<relay::Callout>,
-        state: Option<state::State>,
+        shared: Shared,
     ) -> ServiceSet {
         // One resolver for every DNS check; without one (no usable system resolver and no
         // dns.nameservers) the DNS checks are left out, loudly.
@@ -113,8 +114,10 @@ impl ServiceSet {
                 probe: Some(probe),
                 dns,
                 auth,
-                state,
+                state: shared.state,
                 metrics: Some(metrics.clone()),
+                classifier: shared.classifier,
+                shadow_log: shared.shadow_log,
             },
         }
     }
@@ -126,6 +129,24 @@ impl ServiceSet {
                 tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
             }
             self.services.state = Some(state.reconfigured(&config.state));
+        }
+    }
+}
+
+/// The services opened once per process that every rebuilt service set keeps.
+#[derive(Debug, Clone, Default)]
+struct Shared {
+    state: Option<state::State>,
+    classifier: Option<Arc<classify::Classifier>>,
+    shadow_log: Option<Arc<policy::shadow::ShadowLog>>,
+}
+
+impl ServiceSet {
+    fn shared(&self) -> Shared {
+        Shared {
+            state: self.services.state.clone(),
+            classifier: self.services.classifier.clone(),
+            shadow_log: self.services.shadow_log.clone(),
         }
     }
 }
@@ -157,23 +178,15 @@ impl Gateway {
                 let mut set = self.services();
                 if set.dns_config != config.dns {
                     tracing::info!("[dns] changed: new resolver");
-                    let state = set.services.state.clone();
-                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state);
+                    let shared = set.shared();
+                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), shared);
                 }
                 set.follow_state(&config);
                 build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {
             Ok(policy) => {
-                let old = self.live.swap(policy.clone());
-                let _ = metrics
-                    .policy_info
-                    .remove_label_values(&[old.fingerprint()]);
-                record_policy(metrics, &policy);
-                metrics
-                    .policy_reloads_total
-                    .with_label_values(&["success"])
-                    .inc();
+                self.put_in_force(&policy);
                 Ok(policy.fingerprint().to_owned())
             }
             Err(e) => {
@@ -186,9 +199,51 @@ impl Gateway {
         }
     }
 
+    /// Rebuilds the policy from the configuration in force (not re-read from disk), so a
+    /// newly published classifier model joins a snapshot and the fingerprint. On error the
+    /// running policy stays active. Returns the new fingerprint.
+    pub fn refresh(&self) -> Result<String, ReloadError> {
+        let config = self.live.get().config().clone();
+        let built = {
+            let set = self.services();
+            build_policy(config, &self.metrics, &set.services)
+        };
+        match built {
+            Ok(policy) => {
+                self.put_in_force(&policy);
+                Ok(policy.fingerprint().to_owned())
+            }
+            Err(e) => {
+                self.metrics
+                    .policy_reloads_total
+                    .with_label_values(&["failure"])
+                    .inc();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn put_in_force(&self, policy: &Arc<Policy>) {
+        let old = self.live.swap(policy.clone());
+        let _ = self
+            .metrics
+            .policy_info
+            .remove_label_values(&[old.fingerprint()]);
+        record_policy(&self.metrics, policy);
+        self.metrics
+            .policy_reloads_total
+            .with_label_values(&["success"])
+            .inc();
+    }
+
     /// The policy snapshot new sessions get.
     pub fn policy(&self) -> Arc<Policy> {
         self.live.get()
+    }
+
+    /// The shadow policy's recent disagreements (for the tier console).
+    pub fn shadow_log(&self) -> Option<Arc<policy::shadow::ShadowLog>> {
+        self.services().services.shadow_log.clone()
     }
 }
 
@@ -236,7 +291,26 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
-    let set = ServiceSet::build(&config, &metrics, callout.clone(), Some(state.clone()));
+    let classifier = config.classifier.enabled.then(|| {
+        Arc::new(classify::Classifier::new(
+            classify::Source::State(state.clone()),
+            classify::Settings {
+                node: format!("{}:{}", config.server.hostname, std::process::id()),
+            },
+        ))
+    });
+    if let Some(c) = &classifier {
+        // The first snapshot already scores with the published model.
+        if let Err(e) = c.refresh().await {
+            tracing::warn!(error = %e, "classifier: no published model read at start");
+        }
+    }
+    let shared = Shared {
+        state: Some(state.clone()),
+        classifier: classifier.clone(),
+        shadow_log: Some(Arc::new(policy::shadow::ShadowLog::default())),
+    };
+    let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
     record_policy(&metrics, &policy);
@@ -296,12 +370,28 @@ pub async fn serve(
         ));
     }
     acceptors.close();
-    on_start(Gateway {
-        live,
+    let gateway = Gateway {
+        live: live.clone(),
         metrics,
         callout,
         services: Arc::new(Mutex::new(set)),
-    });
+    };
+    let classifier_stop = CancellationToken::new();
+    if let Some(c) = classifier {
+        let g = gateway.clone();
+        let changed = move || {
+            if let Err(e) = g.refresh() {
+                tracing::warn!(error = %e, "policy not rebuilt with the new classifier model");
+            }
+        };
+        tokio::spawn(classify::maintain::run(
+            c,
+            live.clone(),
+            changed,
+            classifier_stop.clone(),
+        ));
+    }
+    on_start(gateway);
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new connections");
@@ -320,6 +410,7 @@ pub async fn serve(
         tracing::warn!("delivery workers did not stop in time");
     }
     state_watch.cancel();
+    classifier_stop.cancel();
     admin_stop.cancel();
     if let Some(admin) = admin {
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;

@@ -5,6 +5,7 @@
 //! by its TOML path, so an operator fixes a file in one pass.
 
 mod admin;
+mod classifier;
 mod dns;
 mod dns_lists;
 mod greylist;
@@ -19,6 +20,7 @@ mod state;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
+pub use classifier::ClassifierConfig;
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
 pub use greylist::{GreylistConfig, GreylistStage};
@@ -86,6 +88,8 @@ pub struct Config {
     pub greylist: GreylistConfig,
     /// Rate limits (`[[ratelimit]]`), in file order.
     pub ratelimits: Vec<RateLimitConfig>,
+    /// The learning classifier.
+    pub classifier: ClassifierConfig,
     /// Admin listener.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -122,6 +126,7 @@ struct RawConfig {
     state: state::RawState,
     greylist: greylist::RawGreylist,
     ratelimit: Vec<ratelimit::RawRateLimit>,
+    classifier: classifier::RawClassifier,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
 }
@@ -156,6 +161,7 @@ impl Config {
             policy: raw.policy.validate(&mut problems),
             greylist: raw.greylist.validate(&mut problems),
             ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
+            classifier: raw.classifier.validate(&mut problems),
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),

@@ -9,6 +9,7 @@
 //! padding inside the data counts as zero bits, trailing padding ends it.
 
 use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 /// The 6-bit value of a base64 alphabet character.
 fn value(c: u8) -> Option<u8> {
@@ -68,6 +69,33 @@ pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
             None => String::from_utf8_lossy(bytes).into_owned(),
         },
     }
+}
+
+/// A declared text part whose base64 body mail-parser could not decode (it then hands back
+/// the encoded bytes as text): decoded leniently from the raw part, as SpamAssassin does.
+/// The text and whether it is HTML; `None` for every other part.
+pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(String, bool)> {
+    if !part.is_encoding_problem || !matches!(part.body, PartType::Text(_)) {
+        return None;
+    }
+    let base64 = part
+        .content_transfer_encoding()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"));
+    let ctype = part.content_type();
+    let is_text = ctype.is_none_or(|c| c.ctype().eq_ignore_ascii_case("text"));
+    if !base64 || !is_text {
+        return None;
+    }
+    let is_html = ctype
+        .and_then(|c| c.subtype())
+        .is_some_and(|s| s.eq_ignore_ascii_case("html"));
+    let raw: &[u8] = message.raw_message.as_ref();
+    let start = part.raw_body_offset() as usize;
+    let end = (part.raw_end_offset() as usize).min(raw.len());
+    let bytes = raw.get(start..end.max(start))?;
+    let charset = ctype.and_then(|c| c.attribute("charset"));
+    let decoded = base64_decode(bytes);
+    Some((decode_charset(&decoded, charset), is_html))
 }
 
 #[cfg(test)]

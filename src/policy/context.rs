@@ -115,6 +115,8 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
+    /// What the learning classifier said about the message, once asked.
+    pub classification: Option<crate::classify::Judged>,
 }
 
 impl Context {
@@ -130,6 +132,7 @@ impl Context {
             symbols: Vec::new(),
             parsed: None,
             auth: None,
+            classification: None,
         }
     }
 
@@ -153,6 +156,7 @@ impl Context {
         self.message.clear();
         self.parsed = None;
         self.auth = None;
+        self.classification = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());

@@ -11,7 +11,7 @@ use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use crate::mail::lenient;
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderValue, Message, MessageParser, PartType};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -288,7 +288,7 @@ fn collect_parts(
     html_raw: &mut Vec<String>,
 ) {
     for part in &message.parts {
-        if let Some((text, is_html)) = repaired_text(message, part) {
+        if let Some((text, is_html)) = lenient::repaired_text(message, part) {
             let text = normalize_newlines(&text);
             if is_html {
                 let html = truncate(&text, RAWBODY_PART_SCAN_SIZE).to_string();
@@ -334,33 +334,6 @@ fn collect_parts(
             _ => {}
         }
     }
-}
-
-/// A declared text part whose base64 body mail-parser could not decode (it then hands back
-/// the encoded bytes as text): decoded leniently from the raw part, as SpamAssassin does.
-/// The text and whether it is HTML; `None` for every other part.
-pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(String, bool)> {
-    if !part.is_encoding_problem || !matches!(part.body, PartType::Text(_)) {
-        return None;
-    }
-    let base64 = part
-        .content_transfer_encoding()
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"));
-    let ctype = part.content_type();
-    let is_text = ctype.is_none_or(|c| c.ctype().eq_ignore_ascii_case("text"));
-    if !base64 || !is_text {
-        return None;
-    }
-    let is_html = ctype
-        .and_then(|c| c.subtype())
-        .is_some_and(|s| s.eq_ignore_ascii_case("html"));
-    let raw: &[u8] = message.raw_message.as_ref();
-    let start = part.raw_body_offset() as usize;
-    let end = (part.raw_end_offset() as usize).min(raw.len());
-    let bytes = raw.get(start..end.max(start))?;
-    let charset = ctype.and_then(|c| c.attribute("charset"));
-    let decoded = lenient::base64_decode(bytes);
-    Some((lenient::decode_charset(&decoded, charset), is_html))
 }
 
 fn normalize_newlines(s: &str) -> String {

@@ -1,6 +1,7 @@
 //! The built-in checks, one file each; [`super::Policy::build`] picks and orders them.
 
 pub mod authentication;
+pub mod classifier;
 pub mod client_behaviour;
 pub mod dnsbl;
 pub mod fcrdns;

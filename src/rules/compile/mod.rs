@@ -153,6 +153,18 @@ impl CompiledRules {
         self.slots.get(slot)?.description.as_deref()
     }
 
+    /// The rules that can be reported as hits (not sub-rules, not disabled), by name.
+    pub fn rule_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .slots
+            .iter()
+            .filter(|s| s.kind.is_some() && s.reportable)
+            .map(|s| s.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The score per hit of a rule or symbol, if the files define or score it.
     pub fn score(&self, name: &str) -> Option<f64> {
         let slot = *self.by_name.get(name)?;

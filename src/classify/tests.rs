@@ -1,0 +1,1 @@
+//! Classifier tests over real state backends.
