@@ -53,6 +53,34 @@ impl Features {
     }
 }
 
+/// A hasher for keys that are already uniform 64-bit hashes (token hashes, buckets): it
+/// passes them through, where SipHash would spend more time than the lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.0 = mix64(u64::from(v));
+    }
+}
+
+/// Builds [`PassThrough`] hashers.
+pub type HashBuild = std::hash::BuildHasherDefault<PassThrough>;
+
 /// Deterministic in-place shuffle (Fisher–Yates driven by a SplitMix64 stream), so training
 /// gives the same model on every machine for the same examples and seed.
 pub fn shuffle<T>(v: &mut [T], seed: u64) {

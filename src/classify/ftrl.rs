@@ -7,8 +7,9 @@
 //! one node replays the learn ledger in a fixed order ([`train`]) and publishes the result
 //! ([`LrModel`]), which every gateway scores with in memory.
 
-use super::features::{hash_str, shuffle};
+use super::features::{hash_str, shuffle, HashBuild};
 use super::ClassifyError;
+use std::collections::HashMap;
 
 /// log2 of the number of hash buckets.
 const BITS: u32 = 22;
@@ -43,11 +44,13 @@ pub struct Example<'a> {
     pub is_spam: bool,
 }
 
-/// A trained model as gateways use it: sorted (bucket, weight) pairs, looked up by binary
-/// search; scoring needs no backend round trip.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A trained model as gateways use it: its non-zero weights by bucket, in memory; scoring
+/// needs no backend round trip.
+#[derive(Debug, Clone, Default)]
 pub struct LrModel {
     weights: Vec<(u32, f32)>,
+    /// The same weights by bucket, for scoring.
+    lookup: HashMap<u32, f32, HashBuild>,
     /// Ledger generation the model was trained at (see `store.rs`).
     generation: i64,
     /// Examples it was trained on.
@@ -58,7 +61,9 @@ pub struct LrModel {
 impl LrModel {
     fn new(mut weights: Vec<(u32, f32)>, generation: i64, examples: u64) -> LrModel {
         weights.sort_unstable_by_key(|(b, _)| *b);
+        let lookup = weights.iter().copied().collect();
         let mut model = LrModel {
+            lookup,
             weights,
             generation,
             examples,
@@ -77,11 +82,7 @@ impl LrModel {
         } else {
             1.0 / (hashes.len() as f64).sqrt()
         };
-        let lookup = |bucket: u32| {
-            self.weights
-                .binary_search_by_key(&bucket, |(b, _)| *b)
-                .map_or(0.0, |i| f64::from(self.weights[i].1))
-        };
+        let lookup = |bucket: u32| self.lookup.get(&bucket).map_or(0.0, |&w| f64::from(w));
         let sum: f64 = hashes.iter().map(|&h| lookup((h & mask) as u32) * x).sum();
         lookup(bias_bucket()) + sum
     }
@@ -157,6 +158,14 @@ impl LrModel {
             i64::from_le_bytes(*generation),
             u64::from_le_bytes(*examples),
         ))
+    }
+}
+
+impl PartialEq for LrModel {
+    fn eq(&self, other: &Self) -> bool {
+        self.weights == other.weights
+            && self.generation == other.generation
+            && self.examples == other.examples
     }
 }
 

@@ -51,7 +51,7 @@ pub fn ledger_shards() -> impl Iterator<Item = String> {
 #[derive(Debug, Default)]
 pub struct Memory {
     /// Counts per token hash.
-    pub counts: HashMap<u64, Counts>,
+    pub counts: HashMap<u64, Counts, super::features::HashBuild>,
     /// Learned messages per class.
     pub totals: Counts,
 }

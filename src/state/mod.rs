@@ -14,7 +14,7 @@ mod health;
 mod redis;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use embedded::Embedded;
 pub use health::Health;

@@ -17,7 +17,7 @@ mod headers;
 mod tests;
 mod urls;
 
-use super::features::{hash_str, Feature, Features};
+use super::features::{hash_str, Feature, Features, HashBuild};
 use super::html;
 use super::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
 use crate::mail::lenient;
@@ -40,14 +40,18 @@ const MAX_NESTING: usize = 3;
 pub struct Tokenizer;
 
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up on non-ASCII text.
     Regex::new(
-        r#"(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{1,2000}|\bmailto:[^\s<>"']{3,256}"#,
+        r#"(?i)(?-u:\b)(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{1,2000}|(?-u:\b)mailto:[^\s<>"']{3,256}"#,
     )
     .ok()
 });
 
 static EMAIL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b[a-z0-9._%+\-]{1,64}@([a-z0-9\-]{1,63}(?:\.[a-z0-9\-]{1,63})+)\b").ok()
+    Regex::new(
+        r"(?i)(?-u:\b)[a-z0-9._%+\-]{1,64}@([a-z0-9\-]{1,63}(?:\.[a-z0-9\-]{1,63})+)(?-u:\b)",
+    )
+    .ok()
 });
 
 /// Log-scale bucket label for counts, so "37 URLs" and "41 URLs" share a token.
@@ -109,7 +113,7 @@ fn tld(host: &str) -> &str {
 
 /// The tokens of one message as they are found.
 struct Sink {
-    seen: HashSet<u64>,
+    seen: HashSet<u64, HashBuild>,
     tokens: Vec<Feature>,
     word_count: usize,
 }
@@ -131,7 +135,7 @@ impl Tokenizer {
     /// The tokens of raw RFC 5322 bytes; unparsable input is read as plain text.
     pub fn features(&self, raw: &[u8]) -> Features {
         let mut sink = Sink {
-            seen: HashSet::with_capacity(512),
+            seen: HashSet::with_capacity_and_hasher(512, HashBuild::default()),
             tokens: Vec::with_capacity(512),
             word_count: 0,
         };
@@ -222,7 +226,12 @@ impl Tokenizer {
     /// Tokenises decoded text: words, their de-obfuscated variants, URLs and addresses.
     fn body_text(&self, text: &str, sink: &mut Sink) {
         let norm = normalize_text(text);
-        if let Some(url_re) = URL_RE.as_ref() {
+        // Most texts have neither URLs nor addresses: a substring scan is cheaper than a
+        // regex search.
+        let maybe_url = ["http", "www.", "ftp", "mailto"]
+            .iter()
+            .any(|n| memchr::memmem::find(norm.as_bytes(), n.as_bytes()).is_some());
+        if let Some(url_re) = URL_RE.as_ref().filter(|_| maybe_url) {
             let urls: Vec<String> = url_re
                 .find_iter(&norm)
                 .take(MAX_URLS)
@@ -230,7 +239,7 @@ impl Tokenizer {
                 .collect();
             self.url_features(&urls, sink);
         }
-        if let Some(email_re) = EMAIL_RE.as_ref() {
+        if let Some(email_re) = EMAIL_RE.as_ref().filter(|_| norm.contains('@')) {
             for cap in email_re.captures_iter(&norm).take(32) {
                 if let Some(d) = cap.get(1) {
                     sink.push2("e:d:", &reg_domain(d.as_str()));
