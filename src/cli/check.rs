@@ -116,6 +116,8 @@ fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     let total: usize = report.counts.values().sum();
     println!("  evaluated  {total}");
     println!("  skipped    {}", report.skipped.len());
+    // Every name, on one line for tools (block diagnostics list only the first few).
+    println!("  skipped rules: {}", report.skipped.join(" "));
     println!(
         "  disabled   {} (score 0 or unused sub-rules)",
         report.disabled.len()

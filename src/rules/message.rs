@@ -262,8 +262,16 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
                 HeaderValue::TextList(list) => list.join(" "),
                 _ => unfold(&raw),
             };
+            // The name as written: mail-parser canonicalises known names (`Message-ID`),
+            // while rules such as `ALL =~ /\nMessage-Id: /` look at the sender's spelling.
+            let name = raw_message
+                .get(h.offset_field as usize..start)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .map(|n| n.trim_end_matches(':').trim())
+                .filter(|n| n.eq_ignore_ascii_case(h.name.as_str()))
+                .unwrap_or(h.name.as_str());
             HeaderField {
-                name: h.name.as_str().to_string(),
+                name: name.to_string(),
                 raw,
                 decoded,
             }
@@ -292,7 +300,8 @@ fn collect_parts(
             let text = normalize_newlines(&text);
             if is_html {
                 let html = truncate(&text, RAWBODY_PART_SCAN_SIZE).to_string();
-                rendered.push(truncate(&html_to_text(&html), BODY_PART_SCAN_SIZE).to_string());
+                let text = html_to_text(&without_comments(&html));
+                rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
                 raw.push(html.clone());
                 html_raw.push(html);
             } else {
@@ -323,7 +332,7 @@ fn collect_parts(
             PartType::Html(html) => {
                 let html = normalize_newlines(html);
                 let html = truncate(&html, RAWBODY_PART_SCAN_SIZE).to_string();
-                let text = html_to_text(&html);
+                let text = html_to_text(&without_comments(&html));
                 rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
                 raw.push(html.clone());
                 html_raw.push(html);
@@ -334,6 +343,27 @@ fn collect_parts(
             _ => {}
         }
     }
+}
+
+/// HTML without its comments, which a reader never sees and which split no word
+/// (`Gua<!-- x -->ranteed` reads `Guaranteed`, as SpamAssassin renders it). Done here
+/// because mail-parser's renderer loses the text after an empty comment `<!---->`.
+fn without_comments(html: &str) -> std::borrow::Cow<'_, str> {
+    if !html.contains("<!--") {
+        return std::borrow::Cow::Borrowed(html);
+    }
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<!--") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 4..];
+        rest = match after.find("-->") {
+            Some(end) => &after[end + 3..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 fn normalize_newlines(s: &str) -> String {
@@ -412,6 +442,11 @@ static TEXT_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 
+static TEXT_ADDRESS: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+=\-]{0,63}@[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.[a-z]{2,}(?-u:\b)")
+        .ok()
+});
+
 static HTML_ATTR: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
         r#"(?i)\b(?:href|src|action|background|cite|longdesc)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"#,
@@ -454,6 +489,18 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         for text in rendered.iter().chain(raw.iter()) {
             for m in re.find_iter(text) {
                 push(m.as_str(), &mut out);
+            }
+        }
+    }
+    // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
+    if let Some(re) = TEXT_ADDRESS.as_ref() {
+        for text in rendered {
+            for m in re.find_iter(text) {
+                let addr = m.as_str();
+                let start = m.start();
+                if !text[..start].ends_with(':') && !text[..start].ends_with('/') {
+                    push(&format!("mailto:{addr}"), &mut out);
+                }
             }
         }
     }

@@ -57,7 +57,28 @@ pub(super) fn parse_definition(directive: &str, def: &str) -> Result<(RuleKind, 
             rest.trim()
         )));
     }
+    captured_tags(&pattern)?;
     Ok((kind, Test::Pattern(pattern)))
+}
+
+/// SpamAssassin 4 fills `%{NAME}` in a pattern with a value another rule captured
+/// (`tflags ... capture`); the engine has no captures, so such a rule is skipped rather than
+/// matched against the literal text.
+fn captured_tags(pattern: &Pattern) -> Result<(), LineError> {
+    let s = &pattern.source;
+    let uses_tag = s.match_indices("%{").any(|(i, _)| {
+        let name: String = s[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        !name.is_empty() && s[i + 2 + name.len()..].starts_with('}')
+    });
+    if uses_tag {
+        return Err(LineError::Skipped(
+            "captured tags `%{NAME}` are not supported".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Pseudo-headers that need SpamAssassin's relay trust path.
@@ -100,6 +121,7 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
     };
     let mut target = parse_target(target_text)?;
     let (pattern, rest) = split_regex(def[op_at + 2..].trim_start()).map_err(LineError::Error)?;
+    captured_tags(&pattern)?;
     let rest = rest.trim();
     if !rest.is_empty() {
         let inner = rest
