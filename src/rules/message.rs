@@ -7,9 +7,9 @@
 //! is every URL from text and from HTML attributes (`href`, `src`, ...), `www.` hosts also as
 //! `http://`; `full` is the message exactly as received.
 
+use super::html_text::{dotted_ip_form, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use crate::mail::lenient;
-use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};
 use regex::Regex;
@@ -300,7 +300,7 @@ fn collect_parts(
             let text = normalize_newlines(&text);
             if is_html {
                 let html = truncate(&text, RAWBODY_PART_SCAN_SIZE).to_string();
-                let text = html_to_text(&without_comments(&html));
+                let text = render_html(&html);
                 rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
                 raw.push(html.clone());
                 html_raw.push(html);
@@ -332,7 +332,7 @@ fn collect_parts(
             PartType::Html(html) => {
                 let html = normalize_newlines(html);
                 let html = truncate(&html, RAWBODY_PART_SCAN_SIZE).to_string();
-                let text = html_to_text(&without_comments(&html));
+                let text = render_html(&html);
                 rendered.push(truncate(&text, BODY_PART_SCAN_SIZE).to_string());
                 raw.push(html.clone());
                 html_raw.push(html);
@@ -343,27 +343,6 @@ fn collect_parts(
             _ => {}
         }
     }
-}
-
-/// HTML without its comments, which a reader never sees and which split no word
-/// (`Gua<!-- x -->ranteed` reads `Guaranteed`, as SpamAssassin renders it). Done here
-/// because mail-parser's renderer loses the text after an empty comment `<!---->`.
-fn without_comments(html: &str) -> std::borrow::Cow<'_, str> {
-    if !html.contains("<!--") {
-        return std::borrow::Cow::Borrowed(html);
-    }
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(start) = rest.find("<!--") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 4..];
-        rest = match after.find("-->") {
-            Some(end) => &after[end + 3..],
-            None => "",
-        };
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
 }
 
 fn normalize_newlines(s: &str) -> String {
@@ -386,30 +365,55 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// SpamAssassin's body shape: parts joined, paragraphs (blank-line separated) become single
-/// lines with whitespace collapsed; the Subject is the first line; long lines are split.
+/// SpamAssassin's body shape: parts joined by a newline; a run of newlines with only
+/// whitespace between them ends a paragraph; every other whitespace run is one space (kept at
+/// a paragraph's edges, as SpamAssassin keeps it); the Subject is the first line; long lines
+/// are split.
 fn render_body_lines(subject: &str, parts: &[String]) -> Vec<String> {
     let text = parts.join("\n");
     let mut lines = vec![subject.split_whitespace().collect::<Vec<_>>().join(" ")];
-    let mut paragraph: Vec<&str> = Vec::new();
-    let flush = |paragraph: &mut Vec<&str>, lines: &mut Vec<String>| {
-        if paragraph.is_empty() {
-            return;
+    let mut paragraph = String::new();
+    // The whitespace run being read: space before its first newline, newlines, and space
+    // after its last newline.
+    let (mut trailing, mut newlines, mut leading) = (false, 0usize, false);
+    let flush = |paragraph: &mut String, lines: &mut Vec<String>| {
+        if !paragraph.is_empty() {
+            split_long(paragraph, lines);
         }
-        let joined = paragraph
-            .iter()
-            .flat_map(|l| l.split_whitespace())
-            .collect::<Vec<_>>()
-            .join(" ");
         paragraph.clear();
-        split_long(&joined, lines);
     };
-    for line in text.split('\n') {
-        if line.trim().is_empty() {
-            flush(&mut paragraph, &mut lines);
-        } else {
-            paragraph.push(line);
+    for c in text.chars() {
+        if c == '\n' {
+            newlines += 1;
+            leading = false;
+            continue;
         }
+        if c.is_whitespace() {
+            if newlines == 0 {
+                trailing = true;
+            } else {
+                leading = true;
+            }
+            continue;
+        }
+        if newlines >= 2 {
+            if trailing {
+                paragraph.push(' ');
+            }
+            flush(&mut paragraph, &mut lines);
+            if leading {
+                paragraph.push(' ');
+            }
+        } else if trailing || leading || newlines == 1 {
+            paragraph.push(' ');
+        }
+        (trailing, newlines, leading) = (false, 0, false);
+        paragraph.push(c);
+    }
+    if trailing || newlines == 1 || (newlines == 0 && leading) {
+        paragraph.push(' ');
+    } else if newlines >= 2 && trailing {
+        paragraph.push(' ');
     }
     flush(&mut paragraph, &mut lines);
     lines
@@ -469,6 +473,9 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         let mut forms = vec![uri.clone()];
         if lower.starts_with("www") {
             forms.push(format!("http://{uri}"));
+        }
+        if let Some(dotted) = dotted_ip_form(&uri) {
+            forms.push(dotted);
         }
         for form in forms {
             if seen.insert(form.clone()) {
@@ -563,8 +570,12 @@ mod tests {
         let v = MessageView::parse(raw);
         assert_eq!(
             v.body_lines(),
-            &["Hi there", "line one continues here", "second para"]
+            &["Hi there", "line one continues here", "second para "]
         );
+        // Whitespace at a paragraph's edges stays, as in SpamAssassin.
+        let raw = b"Subject: x\r\n\r\na  \r\n\r\n  b\r\n \r\nc";
+        let v = MessageView::parse(raw);
+        assert_eq!(v.body_lines(), &["x", "a ", " b", "c"]);
     }
 
     #[test]

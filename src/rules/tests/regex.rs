@@ -52,7 +52,8 @@ body NAMED m{(?<w>zzz)}
         "{:?}",
         rules.diagnostics()
     );
-    let raw = b"Subject: Cheap meds\r\n\r\n<b> ABC aab xxy hello a{b zzz at the tail\r\n";
+    let raw =
+        b"Subject: Cheap meds\r\n\r\n<b> ABC aab xxy hello a{b zzz at the tail\r\n\r\nend\r\n";
     assert_eq!(
         names(&rules, raw),
         vec![
