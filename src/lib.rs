@@ -4,7 +4,7 @@
 //! them together on listeners the caller has already bound (so tests can bind port 0).
 //!
 //! Layers, each importing only from those below it (`../shared/tools/layers.py` checks):
-//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay` → `state`,
+//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay`, `tier` → `state`,
 //! `spool`, `net` → `mail`, `config`, `metrics`.
 #![deny(missing_docs)]
 
@@ -22,6 +22,7 @@ pub mod rules;
 pub mod smtp;
 pub mod spool;
 pub mod state;
+pub mod tier;
 
 use async_trait::async_trait;
 use config::{Config, DnsConfig};
@@ -107,7 +108,15 @@ impl ServiceSet {
                 None
             }
         };
-        let auth = dns.as_ref().map(auth::Authenticator::new);
+        let auth = dns
+            .as_ref()
+            .and_then(|d| match auth::Authenticator::new(d) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::error!(error = %e, "SPF/DKIM/DMARC/ARC are disabled");
+                    None
+                }
+            });
         ServiceSet {
             dns_config: config.dns.clone(),
             services: Services {
@@ -118,6 +127,8 @@ impl ServiceSet {
                 metrics: Some(metrics.clone()),
                 classifier: shared.classifier,
                 shadow_log: shared.shadow_log,
+                tier: shared.tier,
+                antivirus: classify::clamd::Clamd::from_config(&config.antivirus),
             },
         }
     }
@@ -131,6 +142,15 @@ impl ServiceSet {
             self.services.state = Some(state.reconfigured(&config.state));
         }
     }
+
+    /// The tier with the peers and settings of a reloaded configuration.
+    fn follow_tier(&self, config: &Config) {
+        match (&self.services.tier, &config.tier) {
+            (Some(tier), Some(t)) => tier.reconfigure(t.clone()),
+            (None, None) => {}
+            _ => tracing::warn!("[tier] added or removed: that needs a restart"),
+        }
+    }
 }
 
 /// The services opened once per process that every rebuilt service set keeps.
@@ -139,6 +159,7 @@ struct Shared {
     state: Option<state::State>,
     classifier: Option<Arc<classify::Classifier>>,
     shadow_log: Option<Arc<policy::shadow::ShadowLog>>,
+    tier: Option<Arc<tier::Tier>>,
 }
 
 impl ServiceSet {
@@ -147,6 +168,7 @@ impl ServiceSet {
             state: self.services.state.clone(),
             classifier: self.services.classifier.clone(),
             shadow_log: self.services.shadow_log.clone(),
+            tier: self.services.tier.clone(),
         }
     }
 }
@@ -182,6 +204,8 @@ impl Gateway {
                     *set = ServiceSet::build(&config, metrics, self.callout.clone(), shared);
                 }
                 set.follow_state(&config);
+                set.follow_tier(&config);
+                set.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {
@@ -230,6 +254,9 @@ impl Gateway {
             .policy_info
             .remove_label_values(&[old.fingerprint()]);
         record_policy(&self.metrics, policy);
+        if let Some(tier) = &self.services().services.tier {
+            tier.set_fingerprint(policy.fingerprint());
+        }
         self.metrics
             .policy_reloads_total
             .with_label_values(&["success"])
@@ -279,7 +306,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_start: impl FnOnce(Gateway),
 ) -> Result<(), ServeError> {
+    let started = std::time::SystemTime::now();
     let config = Arc::new(config);
+    let journal = Arc::new(policy::Journal::default());
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
@@ -291,6 +320,10 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
+    let tier = config
+        .tier
+        .clone()
+        .map(|t| tier::Tier::new(t, Some(state.clone()), metrics.clone()));
     let classifier = config.classifier.enabled.then(|| {
         Arc::new(classify::Classifier::new(
             classify::Source::State(state.clone()),
@@ -309,10 +342,18 @@ pub async fn serve(
         state: Some(state.clone()),
         classifier: classifier.clone(),
         shadow_log: Some(Arc::new(policy::shadow::ShadowLog::default())),
+        tier: tier.clone(),
     };
     let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
+    if let Some(tier) = &tier {
+        tier.set_fingerprint(policy.fingerprint());
+        // The first round runs before the listeners open, so a backup knows at once
+        // whether its primaries are up.
+        tier.round().await;
+        tokio::spawn(tier.clone().run(state_watch.clone()));
+    }
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
@@ -334,6 +375,7 @@ pub async fn serve(
         tls,
         shutdown: shutdown.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
+        journal: journal.clone(),
     });
     // Stopped last: `/healthz` answers 503 while the sessions drain.
     let admin_stop = CancellationToken::new();
@@ -343,6 +385,9 @@ pub async fn serve(
             metrics: metrics.clone(),
             spool: spool.clone(),
             state: Some(state.clone()),
+            tier: tier.clone(),
+            journal: journal.clone(),
+            started,
             shutdown: shutdown.clone(),
         };
         tokio::spawn(admin::serve(l, admin_state, admin_stop.clone()))

@@ -1,4 +1,7 @@
-//! The learning classifier: tokens of a message (`tokenize/`), chi-square Bayes over
+//! Content classification: the learning classifier, the attachment policy (`attachments`)
+//! and the clamd client (`clamd`).
+//!
+//! The classifier: tokens of a message (`tokenize/`), chi-square Bayes over
 //! token counts shared by the tier (`bayes.rs`, `store.rs`), a logistic model rebuilt from
 //! the learn ledger and published to every gateway (`ftrl.rs`), their log-odds averaged
 //! (`classifier.rs`) and turned into a scored symbol (`bands.rs`).
@@ -9,9 +12,11 @@
 //! the state backend (embedded by default, Redis for a tier), so every gateway classifies
 //! alike and a learn on one is seen by all; a seed file (`seed.rs`) fills an empty store.
 
+pub mod attachments;
 pub mod bands;
 pub mod bayes;
 mod classifier;
+pub mod clamd;
 pub mod features;
 pub mod ftrl;
 pub mod html;

@@ -5,6 +5,8 @@
 //! by its TOML path, so an operator fixes a file in one pass.
 
 mod admin;
+mod antivirus;
+mod attachments;
 mod classifier;
 mod dns;
 mod dns_lists;
@@ -17,9 +19,12 @@ mod recipients;
 mod relay;
 mod server;
 mod state;
+mod tier;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
+pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
+pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use classifier::ClassifierConfig;
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
@@ -32,6 +37,7 @@ pub use recipients::RecipientList;
 pub use relay::{RecipientsConfig, RelayConfig, RelayTls};
 pub use server::{BareLineEnding, Limits, ServerConfig, TlsFiles};
 pub use state::{OnFailure, StateBackendConfig, StateConfig};
+pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret};
 
 use problems::Problems;
 use serde::Deserialize;
@@ -90,10 +96,16 @@ pub struct Config {
     pub ratelimits: Vec<RateLimitConfig>,
     /// The learning classifier.
     pub classifier: ClassifierConfig,
+    /// This gateway's MX tier, when it is part of one.
+    pub tier: Option<TierConfig>,
     /// Admin listener.
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Attachment policy.
+    pub attachments: AttachmentsConfig,
+    /// Virus scanning through clamd.
+    pub antivirus: AntivirusConfig,
 }
 
 /// The configuration in force right now. Delivery and callouts read it for every message,
@@ -127,8 +139,11 @@ struct RawConfig {
     greylist: greylist::RawGreylist,
     ratelimit: Vec<ratelimit::RawRateLimit>,
     classifier: classifier::RawClassifier,
+    tier: Option<tier::RawTier>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
+    attachments: attachments::RawAttachments,
+    antivirus: antivirus::RawAntivirus,
 }
 
 impl Config {
@@ -152,6 +167,9 @@ impl Config {
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
         let spool = raw.spool.validate();
+        let tier = raw
+            .tier
+            .and_then(|t| t.validate(&server.hostname, &mut problems));
         let config = Config {
             path: path.to_owned(),
             server,
@@ -162,9 +180,12 @@ impl Config {
             greylist: raw.greylist.validate(&mut problems),
             ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
             classifier: raw.classifier.validate(&mut problems),
+            tier,
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),
+            attachments: raw.attachments.validate(&mut problems),
+            antivirus: raw.antivirus.validate(&mut problems),
         };
         if problems.is_empty() {
             Ok(config)

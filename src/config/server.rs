@@ -1,5 +1,6 @@
 //! `[server]`, `[server.limits]` and `[server.tls]`: the inbound SMTP listener.
 
+use super::networks::NetworkList;
 use super::problems::{is_plausible_hostname, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -106,6 +107,11 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// STARTTLS material; STARTTLS is not offered without it.
     pub tls: Option<TlsFiles>,
+    /// Load balancers that send a PROXY protocol header; when not empty, every
+    /// connection must come from one of them and start with a header.
+    pub proxy_protocol_from: NetworkList,
+    /// Longest wait for a PROXY protocol header.
+    pub proxy_protocol_timeout: Duration,
 }
 
 /// `[server]` as written.
@@ -120,6 +126,9 @@ pub(super) struct RawServer {
     greet_delay: Duration,
     limits: Limits,
     tls: Option<RawTls>,
+    proxy_protocol_from: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    proxy_protocol_timeout: Duration,
 }
 
 impl Default for RawServer {
@@ -132,6 +141,8 @@ impl Default for RawServer {
             greet_delay: Duration::ZERO,
             limits: Limits::default(),
             tls: None,
+            proxy_protocol_from: Vec::new(),
+            proxy_protocol_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -182,6 +193,14 @@ impl RawServer {
                 key: t.key,
             }
         });
+        if self.proxy_protocol_timeout.is_zero() {
+            problems.bad("server.proxy_protocol_timeout", "must be greater than 0");
+        }
+        let proxy_protocol_from = NetworkList::load(
+            "server.proxy_protocol_from",
+            &self.proxy_protocol_from,
+            problems,
+        );
         ServerConfig {
             listen: self.listen,
             hostname,
@@ -190,6 +209,8 @@ impl RawServer {
             greet_delay: self.greet_delay,
             limits: self.limits,
             tls,
+            proxy_protocol_from,
+            proxy_protocol_timeout: self.proxy_protocol_timeout,
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct ClientInfo {
     pub trusted: bool,
     /// Inside `policy.allow_networks`: no client check and no greylisting.
     pub allowlisted: bool,
+    /// The tier member this client is (by its SMTP address), when it is one.
+    pub tier_peer: Option<String>,
+    /// Talking to a backup while a primary is up.
+    pub mx_bypass: bool,
     /// Symbols of the connect stage: they count in every transaction of the session.
     pub connect_symbols: Vec<SymbolHit>,
     /// Symbols of the last HELO/EHLO: they count in every transaction after it.
@@ -87,6 +91,8 @@ impl ClientInfo {
             dnsbl_listed: Vec::new(),
             trusted: false,
             allowlisted: false,
+            tier_peer: None,
+            mx_bypass: false,
             connect_symbols: Vec::new(),
             helo_symbols: Vec::new(),
         }
@@ -117,6 +123,12 @@ pub struct Context {
     pub auth: Option<crate::auth::AuthOutcome>,
     /// What the learning classifier said about the message, once asked.
     pub classification: Option<crate::classify::Judged>,
+    /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
+    pub peer_stamp: Option<crate::tier::Stamp>,
+    /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
+    /// and shared by every check of the stage, so together they never take longer than
+    /// `dns.stage_deadline`.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Context {
@@ -133,6 +145,8 @@ impl Context {
             parsed: None,
             auth: None,
             classification: None,
+            peer_stamp: None,
+            deadline: None,
         }
     }
 
@@ -157,6 +171,7 @@ impl Context {
         self.parsed = None;
         self.auth = None;
         self.classification = None;
+        self.peer_stamp = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());

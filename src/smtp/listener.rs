@@ -2,11 +2,12 @@
 //! count of its client address for as long as it runs.
 
 use super::conn::Conn;
+use super::proxied;
 use super::session::Session;
 use super::Server;
 use crate::mail::Reply;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -131,50 +132,89 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
             }
         };
         let _ = tcp.set_nodelay(true);
-        let admitted = {
+        let proxy = {
             let policy = server.policy.peek();
-            let limits = &policy.config().server.limits;
-            server.admission.admit(
-                &server,
-                peer.ip(),
-                limits.max_sessions,
-                limits.max_sessions_per_ip,
-            )
+            let config = &policy.config().server;
+            (!config.proxy_protocol_from.is_empty()).then(|| {
+                (
+                    config.proxy_protocol_from.clone(),
+                    config.proxy_protocol_timeout,
+                )
+            })
         };
-        let slot = match admitted {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                let (result, limit, reply) = match refusal {
-                    Refusal::Total => (
-                        "over_limit",
-                        "max_sessions",
-                        Reply::new(421, "4.3.2", "Too many connections, try again later"),
-                    ),
-                    Refusal::PerIp => (
-                        "over_ip_limit",
-                        "max_sessions_per_ip",
-                        Reply::new(421, "4.7.0", "Too many connections from your address"),
-                    ),
-                };
-                let m = &server.metrics;
-                m.connections_total.with_label_values(&[result]).inc();
-                m.limit_hits_total.with_label_values(&[limit]).inc();
-                tracing::info!(client = %peer, limit, "connection refused");
-                tracker.spawn(refuse(tcp, reply));
-                continue;
+        match proxy {
+            None => admit_and_run(&server, &tracker, tcp, peer),
+            // The header is read in the session's own task: a slow balancer must not
+            // hold up the accept loop.
+            Some((from, limit)) => {
+                let server = server.clone();
+                let sessions = tracker.clone();
+                tracker.spawn(async move {
+                    let mut tcp = tcp;
+                    match proxied::real_client(&mut tcp, peer, &from, limit).await {
+                        Ok(real) => admit_and_run(&server, &sessions, tcp, real),
+                        Err(e) => {
+                            server
+                                .metrics
+                                .connections_total
+                                .with_label_values(&["proxy_refused"])
+                                .inc();
+                            tracing::info!(client = %peer, error = %e, "PROXY protocol refused");
+                            let _ = tcp.shutdown().await;
+                        }
+                    }
+                });
             }
-        };
-        server
-            .metrics
-            .connections_total
-            .with_label_values(&["accepted"])
-            .inc();
-        let session = Session::new(Conn::new(tcp), server.clone(), peer);
-        tracker.spawn(async move {
-            let _slot = slot;
-            session.run().await;
-        });
+        }
     }
+}
+
+/// Admission for a client at `peer` (the real one, after any PROXY header), then its
+/// session in a task of its own.
+fn admit_and_run(server: &Arc<Server>, tracker: &TaskTracker, tcp: TcpStream, peer: SocketAddr) {
+    let admitted = {
+        let policy = server.policy.peek();
+        let limits = &policy.config().server.limits;
+        server.admission.admit(
+            server,
+            peer.ip(),
+            limits.max_sessions,
+            limits.max_sessions_per_ip,
+        )
+    };
+    let slot = match admitted {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let (result, limit, reply) = match refusal {
+                Refusal::Total => (
+                    "over_limit",
+                    "max_sessions",
+                    Reply::new(421, "4.3.2", "Too many connections, try again later"),
+                ),
+                Refusal::PerIp => (
+                    "over_ip_limit",
+                    "max_sessions_per_ip",
+                    Reply::new(421, "4.7.0", "Too many connections from your address"),
+                ),
+            };
+            let m = &server.metrics;
+            m.connections_total.with_label_values(&[result]).inc();
+            m.limit_hits_total.with_label_values(&[limit]).inc();
+            tracing::info!(client = %peer, limit, "connection refused");
+            tracker.spawn(refuse(tcp, reply));
+            return;
+        }
+    };
+    server
+        .metrics
+        .connections_total
+        .with_label_values(&["accepted"])
+        .inc();
+    let session = Session::new(Conn::new(tcp), server.clone(), peer);
+    tracker.spawn(async move {
+        let _slot = slot;
+        session.run().await;
+    });
 }
 
 async fn refuse(mut tcp: TcpStream, reply: Reply) {

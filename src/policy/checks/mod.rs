@@ -1,5 +1,7 @@
 //! The built-in checks, one file each; [`super::Policy::build`] picks and orders them.
 
+pub mod antivirus;
+pub mod attachments;
 pub mod authentication;
 pub mod classifier;
 pub mod client_behaviour;
@@ -15,4 +17,5 @@ pub mod relay_control;
 pub mod rules;
 pub mod sender_domain;
 pub mod size;
+pub mod tier;
 pub mod uribl;

@@ -1,11 +1,14 @@
 //! Admin HTTP listener: `/metrics` for Prometheus, `/healthz` for load balancers and
-//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons.
+//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons, and the
+//! tier console (`/`, `/message/ID`) for people.
 //!
 //! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
 //! answers only clients inside `metrics.allow` (others get 403), and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
 //! 503 and a load balancer stops sending mail before the SMTP listeners are gone. It stops
 //! last. Nothing it does can stop the gateway: a failed connection or request is logged
 //! and forgotten.
+
+mod console;
 
 use crate::config::OnFailure;
 use crate::metrics::Metrics;
@@ -45,6 +48,12 @@ pub struct AdminState {
     pub spool: Arc<Spool>,
     /// The state backend whose health `/healthz` reports.
     pub state: Option<State>,
+    /// This gateway's tier, for the console.
+    pub tier: Option<Arc<crate::tier::Tier>>,
+    /// The last judged messages, for the console.
+    pub journal: Arc<crate::policy::Journal>,
+    /// When the gateway started.
+    pub started: std::time::SystemTime,
     /// Cancelled when the gateway starts draining: `/healthz` turns 503.
     pub shutdown: CancellationToken,
 }
@@ -123,7 +132,8 @@ async fn respond(
         return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
     let path = req.uri().path();
-    let known = matches!(path, "/metrics" | "/healthz" | "/policy");
+    let known =
+        matches!(path, "/" | "/metrics" | "/healthz" | "/policy") || path.starts_with("/message/");
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -154,14 +164,36 @@ async fn respond(
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        _ => {
+        "/policy" => {
             let body = policy_json(&state.policy.get());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
+        "/" => html(console::overview(state)),
+        _ => {
+            let id = path.trim_start_matches("/message/");
+            match console::message(state, id) {
+                Some(body) => html(body),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no such message (the console keeps the last 100)\n",
+                ),
+            }
+        }
     }
+}
+
+fn html(body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
