@@ -387,6 +387,7 @@ pub async fn serve(
             state: Some(state.clone()),
             tier: tier.clone(),
             journal: journal.clone(),
+            shadow_log: set.services.shadow_log.clone(),
             started,
             shutdown: shutdown.clone(),
         };

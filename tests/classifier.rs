@@ -431,6 +431,20 @@ fn shadow_policy_counts_disagreements_and_never_acts() {
         "the log names the rule: {}",
         gw.logs()
     );
+    // The tier console lists it, with the rule only the shadow hit.
+    let page = common::admin::get(admin, "/");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let table = page
+        .body
+        .split("<table id=\"shadow\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no shadow table on the console: {}", page.body));
+    let table = table.split("</table>").next().unwrap_or("");
+    assert_eq!(table.matches("SHADOW_ONLY").count(), 1, "{table}");
+    assert!(
+        table.contains(">accept ") && table.contains(">reject "),
+        "{table}"
+    );
 }
 
 #[test]

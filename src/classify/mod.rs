@@ -15,8 +15,8 @@
 pub mod attachments;
 pub mod bands;
 pub mod bayes;
-mod classifier;
 pub mod clamd;
+mod classifier;
 pub mod features;
 pub mod ftrl;
 pub mod html;

@@ -12,9 +12,9 @@ mod headers;
 pub mod journal;
 mod live;
 pub mod offline;
+pub mod shadow;
 #[cfg(test)]
 mod stage_deadline_tests;
-pub mod shadow;
 mod symbols;
 mod verdict;
 
