@@ -218,7 +218,7 @@ pub fn join_spaced_letters<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec
 /// `v-i-a-g-r-a` → `viagra`: single letters separated by one repeated punctuation mark.
 fn join_separated_letters(tok: &str) -> Option<String> {
     let chars: Vec<char> = tok.chars().collect();
-    if chars.len() < 7 || chars.len() % 2 == 0 {
+    if chars.len() < 7 || chars.len().is_multiple_of(2) {
         return None;
     }
     let sep = chars[1];

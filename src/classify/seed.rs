@@ -187,7 +187,7 @@ impl Seed {
         if !r.0.is_empty() {
             return Err(bad("trailing bytes"));
         }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.sort_unstable_by_key(|a| a.0);
         Ok(Seed { entries, model })
     }
 

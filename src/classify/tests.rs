@@ -41,7 +41,7 @@ fn message(spam: bool, i: usize) -> Vec<u8> {
     ];
     let mut body = format!("ref {i}\n");
     for j in 0..40 {
-        let w = if (i + j) % 3 == 0 {
+        let w = if (i + j).is_multiple_of(3) {
             shared[(i * 7 + j) % shared.len()]
         } else {
             words[(i * 5 + j * 3) % words.len()]

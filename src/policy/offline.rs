@@ -90,17 +90,16 @@ pub fn build(config: Config) -> Result<Offline, OfflineError> {
     })
 }
 
+/// An offline classifier, the runtime its store needs (when it reads one) and where its
+/// counts come from.
+type OfflineClassifier = (
+    Option<Arc<Classifier>>,
+    Option<tokio::runtime::Runtime>,
+    ClassifierSource,
+);
+
 /// The classifier `scan` uses: over the store when it has learned messages, else the seed.
-fn classifier(
-    config: &Config,
-) -> Result<
-    (
-        Option<Arc<Classifier>>,
-        Option<tokio::runtime::Runtime>,
-        ClassifierSource,
-    ),
-    OfflineError,
-> {
+fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
     let c = &config.classifier;
     if !c.enabled {
         return Ok((None, None, ClassifierSource::Disabled));

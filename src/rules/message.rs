@@ -471,9 +471,7 @@ fn render_body_lines(subject: &str, parts: &[String]) -> Vec<String> {
         (trailing, newlines, leading) = (false, 0, false);
         paragraph.push(c);
     }
-    if trailing || newlines == 1 || (newlines == 0 && leading) {
-        paragraph.push(' ');
-    } else if newlines >= 2 && trailing {
+    if trailing || newlines == 1 {
         paragraph.push(' ');
     }
     flush(&mut paragraph, &mut lines);
