@@ -1,14 +1,14 @@
-//! Content classification: the learning classifier, the attachment policy (`attachments`)
-//! and the clamd client (`clamd`).
+//! Content classification: the learning classifier, the attachment policy and the clamd client.
 //!
-//! The classifier: tokens of a message (`tokenize/`), chi-square Bayes over
-//! token counts shared by the tier (`bayes.rs`, `store.rs`), a logistic model rebuilt from
-//! the learn ledger and published to every gateway (`ftrl.rs`), their log-odds averaged
-//! (`classifier.rs`) and turned into a scored symbol (`bands.rs`).
+//! `attachments` and `clamd` are the malware defences. The classifier: tokens of a message
+//! (`tokenize/`), chi-square Bayes over token counts shared by the tier (`bayes.rs`,
+//! `store.rs`), a logistic model rebuilt from the learn ledger and published to every
+//! gateway (`ftrl.rs`), their log-odds averaged (`classifier.rs`) and turned into a scored
+//! symbol (`bands.rs`).
 //!
 //! Chosen by measurement (5-fold cross-validation on the training corpus, see README
-//! "Detection"): Bayes with SpamAssassin's constants plus FTRL logistic regression on the
-//! same tokens ranks better than either alone, in every split tried. The model lives in
+//! "Detection on held-out mail"): Bayes with SpamAssassin's constants plus FTRL logistic
+//! regression on the same tokens ranks better than either alone, in every split tried. The model lives in
 //! the state backend (embedded by default, Redis for a tier), so every gateway classifies
 //! alike and a learn on one is seen by all; a seed file (`seed.rs`) fills an empty store.
 
