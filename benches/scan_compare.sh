@@ -3,6 +3,8 @@
 # message files, on the same machine, in one run.
 #
 # Usage: benches/scan_compare.sh DIR...      (e.g. the unpacked training corpus)
+#        MXGUARD_CONFIG=PATH benches/scan_compare.sh DIR...   (another mxguard config, e.g.
+#        one whose [state] store has learned the classifier, so it votes on every message)
 #
 # Rspamd (Debian package `rspamd`, 3.4) runs with its default configuration and no
 # network: a local dnsmasq answers NXDOMAIN to every query at once (otherwise each DNS
@@ -17,7 +19,7 @@ count=$(find "$@" -type f | wc -l)
 echo "messages: $count"
 
 start=$(date +%s.%N)
-./target/release/mxguard scan --json "$@" >/dev/null
+./target/release/mxguard scan --config "${MXGUARD_CONFIG:-config/mxguard.toml}" --json "$@" >/dev/null
 end=$(date +%s.%N)
 echo "mxguard scan: $(echo "$count / ($end - $start)" | bc -l | xargs printf '%.0f') msg/s"
 

@@ -1,46 +1,44 @@
 #!/usr/bin/env python3
-"""Fit the scores of mxguard's default rules (rules/*.cf) on the training corpus.
+"""Fit the scores of mxguard's default rules and classifier bands on the training corpus.
 
 Python 3 standard library only. Run from the repository root after `cargo build --release`:
 
-    python3 benches/tune.py fit      [--corpus DIR]   # fit on the tuning split, write rules/99-scores.cf
-    python3 benches/tune.py eval     [--corpus DIR]   # score the tuning split with the shipped rules
-    python3 benches/tune.py holdout  [--corpus DIR]   # score the holdout split (final report only!)
-    python3 benches/tune.py cv       [--corpus DIR]   # 5-fold cross-validation inside the tuning split
-    python3 benches/tune.py bench    [--corpus DIR]   # scan rate over the whole corpus (msg/s)
+    python3 benches/tune.py fit      [--corpus DIR]  # fit rules + BAYES bands, write rules/99-scores.cf
+    python3 benches/tune.py cv       [--corpus DIR]  # 5-fold CV: rules alone, classifier alone, both
+    python3 benches/tune.py seed     [--corpus DIR]  # train the shipped classifier seed (all messages)
+    python3 benches/tune.py eval     [--corpus DIR]  # score the whole corpus with the shipped config
+    python3 benches/tune.py bench    [--corpus DIR]  # scan rate over the whole corpus (msg/s)
 
 DIR is an unpacked copy of ../shared/corpus/train.tar.gz (it holds train/ham and train/spam);
-by default the script unpacks the tarball to a temporary directory itself.
+by default the script unpacks the tarball to a temporary directory itself. Operators refit
+their own scores by pointing --corpus at their own mail (train/ham, train/spam).
 
-Split (reproducible, independent of file order and of the machine):
-    a message is in the HOLDOUT when int(sha256(file name)[:8], 16) % 4 == 0,
-    otherwise in the TUNING split.  The file name is the base name, e.g.
-    "spam-2-00001.317e78fa8ee2f54cd4890fdc09ba8176.eml".  That puts about 25 % of each class
-    aside (630 ham / 379 spam of 2,620 / 1,396).  Rules and scores are developed on the
-    tuning split only; the holdout is for the final report.
+Folds (reproducible, duplicate-aware): a message's fold is int(sha256(body)[:8], 16) % 5, the
+body being everything after the first empty line with CRLF read as LF. Messages with the same
+body (the corpus has 131 such repeats) share a fold, so no test message has its twin in
+training.
 
-How the fit works:
- 1. Copy rules/*.cf except 99-scores.cf (the previous fit) to a scratch rules directory and
-    run `mxguard scan --json` with a scratch config pointing at it, over the tuning split.
-    Every scored rule keeps its hand-set (non-zero) score there, so every rule is evaluated
-    and reported: each message becomes a binary vector of rule hits.
- 2. Fit one score per rule so that the message score s = sum(score_i * hit_i) separates the
-    classes around the tag threshold T (5.0): minimise
-        sum_msgs  c_y * log(1 + exp(-y * (s - T - y*M) / W))  +  L2 * sum_i (score_i - prior_i)^2
-    where y = +1 for spam and -1 for ham, c_ham = HAM_COST (ham errors cost more than spam
-    misses: the target is FP near zero), M = MARGIN (scores are pushed M points past the
-    threshold), W = WIDTH (softness, in score points), and prior_i is the hand-set score
-    (a weak pull towards human judgement, so rare rules keep sensible values).
-    Projected gradient descent (Adam) with box constraints: ordinary rules in
-    [0, MAX_SCORE] (a spam sign never becomes a ham sign), `tflags nice` rules in
-    [MIN_NICE, 0], sender-shape rules listed in RULE_CAPS capped lower; rules hit by fewer
-    than MIN_HITS tuning messages keep their prior score.
- 3. Round to 0.1, then check the false positives at tag on the tuning split; if there are
-    more than FP_TARGET, raise HAM_COST and refit (up to a few rounds).
- 4. Write rules/99-scores.cf: one `score NAME VALUE` line per rule (read last, so it
-    overrides the hand-set scores in the themed files), with the fit's statistics in its
-    header. A score of 0 disables a rule (it still feeds metas that use it).
+How the classifier enters the fit: its probability for a message must come from a model that
+did not learn that message, or the fit would trust it blindly. So `fit` and `cv` first compute
+out-of-fold probabilities: for each fold, `mxguard learn` trains a fresh store on the other
+four folds and `mxguard scan --json` reports the held-out fold (its rule hits and the
+classifier's probability). The probability gives the BAYES_xx band (the same edges as the
+gateway's), and the bands are features of the fit like rules.
 
+The fit: one score per rule and band so that the message score s = sum(score_i * hit_i)
+separates the classes around the tag threshold T (5.0): minimise
+    sum_msgs  c_y * log(1 + exp(-y * (s - T - y*M) / W))  +  L2 * sum_i (score_i - prior_i)^2
+with y = +1 for spam and -1 for ham, c_ham = HAM_COST (ham errors cost more: the target is
+FP near zero), M = MARGIN, W = WIDTH, prior_i the hand-set score. Projected gradient descent
+(Adam) with box constraints: ordinary rules in [0, MAX_SCORE], `tflags nice` rules in
+[MIN_NICE, 0], capped rules (RULE_CAPS) lower, the bands in BAND_RANGE and kept monotone
+(a higher band never scores less); rules hit by fewer than MIN_HITS messages keep their prior.
+Scores are rounded to 0.1; while the training FP at tag exceeds FP_TARGET the ham cost is
+raised and the fit repeated.
+
+`cv` reports, pooled over the five held-out folds, spam recall and ham false positives at the
+thresholds for three policies, each fitted on the other four folds only: the rules alone, the
+classifier alone (bands only, so the tag threshold is a probability cut) and both.
 Everything is deterministic: same corpus, same rules -> same scores.
 """
 
@@ -61,21 +59,31 @@ RULES = os.path.join(ROOT, "rules")
 CONFIG = os.path.join(ROOT, "config", "mxguard.toml")
 BINARY = os.path.join(ROOT, "target", "release", "mxguard")
 TARBALL = os.path.join(ROOT, "..", "shared", "corpus", "train.tar.gz")
+SEED = os.path.join(ROOT, "config", "classifier-seed.bin")
 SCORES_FILE = "99-scores.cf"
+FOLDS = 5
 
 TAG = 5.0            # must match [policy] tag in config/mxguard.toml
 MARGIN = 1.0         # push messages this far past the threshold
 WIDTH = 1.0          # logistic softness, in score points
-HAM_COST = 12.0        # initial weight of a ham message relative to a spam message (chosen by `cv`)
+HAM_COST = 12.0      # initial weight of a ham message relative to a spam message
 L2 = 0.02            # pull towards the hand-set prior score (per message-equivalent)
 MAX_SCORE = 4.0      # cap for a single spam rule
 MIN_NICE = -2.5      # floor for a single ham (nice) rule
 MIN_HITS = 5         # rules hit less often than this keep their hand-set score
-FP_TARGET = 0.002    # max fraction of tuning ham at or above tag
+FP_TARGET = 0.001    # max fraction of training ham at or above tag
 # Lower caps for rules that only describe the shape of a sender address: common on today's
 # legitimate mail (digits in personal addresses, webmail, bare addresses), so never strong alone.
 RULE_CAPS = {"FROM_LOCAL_DIGITS": 1.5, "FROM_FREEMAIL": 1.0, "FROM_NO_NAME": 1.0,
              "REPLYTO_FREEMAIL": 1.5, "SUBJ_YOUR": 1.0}
+# The classifier's bands (edges as in src/classify/bands.rs), priors and allowed ranges. No
+# band alone reaches the tag threshold: unseen kinds of ham can look like spam to it.
+BANDS = [("BAYES_00", 0.0, 0.01, -1.5), ("BAYES_05", 0.01, 0.05, -0.5),
+         ("BAYES_20", 0.05, 0.20, -0.1), ("BAYES_40", 0.20, 0.40, 0.1),
+         ("BAYES_50", 0.40, 0.60, 0.5), ("BAYES_60", 0.60, 0.80, 1.0),
+         ("BAYES_80", 0.80, 0.95, 2.0), ("BAYES_95", 0.95, 0.99, 3.0),
+         ("BAYES_99", 0.99, 0.999, 3.5), ("BAYES_999", 0.999, 1.01, 4.0)]
+BAND_RANGE = (-4.0, 4.5)
 ITERATIONS = 3000
 LEARNING_RATE = 0.05
 
@@ -85,9 +93,20 @@ for _k in ("MARGIN", "WIDTH", "HAM_COST", "L2", "MAX_SCORE", "MIN_NICE", "MIN_HI
         globals()[_k] = type(globals()[_k])(os.environ["TUNE_" + _k])
 
 
-def in_holdout(name):
-    """The split rule: see the module docstring."""
-    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 4 == 0
+def band_of(p):
+    for name, lo, hi, _ in BANDS:
+        if lo <= p < hi:
+            return name
+    return BANDS[-1][0]
+
+
+def fold_of(path):
+    """The message's fold: a hash of its body, so repeated bodies share a fold."""
+    raw = open(path, "rb").read()
+    cut = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    body = raw[min(cut):] if cut else raw
+    body = body.lstrip(b"\r\n").replace(b"\r\n", b"\n")
+    return int(hashlib.sha256(body).hexdigest()[:8], 16) % FOLDS
 
 
 def corpus_dir(arg):
@@ -99,29 +118,24 @@ def corpus_dir(arg):
     return tmp
 
 
-def split_files(corpus):
-    """{('tune'|'holdout', 'ham'|'spam'): [paths]} sorted by name."""
-    out = {}
+def corpus_files(corpus):
+    """[(path, 'ham'|'spam')] sorted by name."""
+    out = []
     for cls in ("ham", "spam"):
         d = os.path.join(corpus, "train", cls)
-        for name in sorted(os.listdir(d)):
-            part = "holdout" if in_holdout(name) else "tune"
-            out.setdefault((part, cls), []).append(os.path.join(d, name))
+        out += [(os.path.join(d, n), cls) for n in sorted(os.listdir(d))]
     return out
 
 
 def rule_table(rules_dir):
-    """name -> {'prior': score, 'nice': bool} for every scored, reportable rule in the files."""
+    """name -> {'prior', 'nice', 'lo', 'hi'} for every scored, reportable rule, plus the bands."""
     defined, scores, nice = set(), {}, set()
     for fn in sorted(os.listdir(rules_dir)):
         if not fn.endswith(".cf") or fn == SCORES_FILE:
             continue
         for line in open(os.path.join(rules_dir, fn), encoding="utf-8", errors="replace"):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split()
-            if len(parts) < 2:
+            parts = line.strip().split()
+            if len(parts) < 2 or parts[0].startswith("#"):
                 continue
             kind, name = parts[0], parts[1]
             if kind in ("header", "body", "rawbody", "uri", "full", "meta"):
@@ -130,69 +144,120 @@ def rule_table(rules_dir):
                 scores[name] = float(parts[2])
             elif kind == "tflags" and "nice" in parts[2:]:
                 nice.add(name)
-    return {
-        n: {"prior": scores.get(n, -1.0 if n in nice else 1.0), "nice": n in nice}
-        for n in sorted(defined)
-        if not n.startswith("__") and scores.get(n, 1.0) != 0.0
-    }
+    table = {}
+    for n in sorted(defined):
+        if n.startswith("__") or scores.get(n, 1.0) == 0.0:
+            continue
+        prior = scores.get(n, -1.0 if n in nice else 1.0)
+        lo, hi = (MIN_NICE, 0.0) if n in nice else (0.0, RULE_CAPS.get(n, MAX_SCORE))
+        table[n] = {"prior": prior, "lo": lo, "hi": hi, "band": False}
+    for name, _, _, prior in BANDS:
+        table[name] = {"prior": prior, "lo": BAND_RANGE[0], "hi": BAND_RANGE[1], "band": True}
+    return table
 
 
-def scratch_config(rules_dir, workdir):
-    """A copy of config/mxguard.toml whose rules_dir is `rules_dir`."""
+def write_config(path, rules_dir, spool, seed=None, enabled=True):
+    """A copy of config/mxguard.toml with its own rules, spool (state store) and classifier."""
     text = open(CONFIG, encoding="utf-8").read()
     text = re.sub(r'(?m)^rules_dir\s*=.*$', 'rules_dir = "%s"' % rules_dir, text)
-    path = os.path.join(workdir, "mxguard.toml")
+    text = re.sub(r'(?m)^dir\s*=\s*"var/spool".*$', 'dir = "%s"' % spool, text)
+    text = re.sub(r'(?ms)^\[classifier\].*?(?=^\[|\Z)', '', text)
+    text += "\n[classifier]\nenabled = %s\n" % ("true" if enabled else "false")
+    if seed:
+        text += 'seed = "%s"\n' % seed
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
 
 
+def run(args):
+    proc = subprocess.run([BINARY] + args, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode not in (0, 1):
+        sys.exit("mxguard %s failed: %s" % (args[0], proc.stderr[-2000:]))
+    return proc
+
+
 def scan(config, files):
-    """Runs `mxguard scan --json` and returns ({path: (score, [rules])}, stderr summary)."""
-    results, summary = {}, ""
+    """`mxguard scan --json`: {path: (score, [rules], classifier probability or None)}."""
+    results = {}
     for i in range(0, len(files), 1000):
-        chunk = files[i:i + 1000]
-        proc = subprocess.run([BINARY, "scan", "--config", config, "--json"] + chunk,
-                              capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode not in (0, 1):
-            sys.exit("mxguard scan failed: %s" % proc.stderr[-2000:])
+        proc = run(["scan", "--config", config, "--json"] + files[i:i + 1000])
         for line in proc.stdout.splitlines():
             if line.startswith("{"):
                 j = json.loads(line)
-                results[j["file"]] = (j["score"], j["rules"])
-        summary = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-    return results, summary
+                results[j["file"]] = (j["score"], j["rules"], j.get("classifier"))
+    return results
 
 
-def hit_matrix(corpus, part, rules_dir, workdir):
-    files = split_files(corpus)
-    cfg = scratch_config(rules_dir, workdir)
+def scratch_rules(work):
+    """The rules without the previous fit, so every rule hits with its hand-set score."""
+    scratch = os.path.join(work, "rules")
+    os.makedirs(scratch)
+    for fn in os.listdir(RULES):
+        if fn.endswith(".cf") and fn != SCORES_FILE:
+            shutil.copy(os.path.join(RULES, fn), scratch)
+    return scratch
+
+
+def link_dir(dest, files):
+    os.makedirs(dest)
+    for f in files:
+        os.symlink(f, os.path.join(dest, os.path.basename(f)))
+    return dest
+
+
+def oof_rows(corpus, work, scratch):
+    """Rows (name, y, rule hits, out-of-fold classifier probability, fold) of every message."""
+    files = corpus_files(corpus)
+    folds = {p: fold_of(p) for p, _ in files}
     rows = []
-    for cls in ("ham", "spam"):
-        res, _ = scan(cfg, files[(part, cls)])
-        for path in files[(part, cls)]:
-            score, names = res[path]
-            rows.append((os.path.basename(path), 1 if cls == "spam" else -1, set(names), score))
+    for k in range(FOLDS):
+        fdir = os.path.join(work, "fold%d" % k)
+        os.makedirs(fdir)
+        cfg = write_config(os.path.join(fdir, "mxguard.toml"), scratch, os.path.join(fdir, "spool"))
+        for cls in ("spam", "ham"):
+            train = link_dir(os.path.join(fdir, "train-" + cls),
+                             [p for p, c in files if c == cls and folds[p] != k])
+            run(["learn", "--config", cfg, "--" + cls, train])
+        test = [p for p, _ in files if folds[p] == k]
+        res = scan(cfg, test)
+        for p, cls in files:
+            if folds[p] == k:
+                score, rules, prob = res[p]
+                hits = set(r for r in rules if not r.startswith("BAYES_"))
+                rows.append((os.path.basename(p), 1 if cls == "spam" else -1, hits, prob, k))
+        print("fold %d: classifier trained on %d, scanned %d" % (k, len(files) - len(test), len(test)),
+              file=sys.stderr)
     return rows
 
 
-def fit(rows, table, ham_cost):
-    names = [n for n in table]
+def features(row, use_rules, use_bands):
+    _, _, hits, prob, _ = row
+    out = set(hits) if use_rules else set()
+    if use_bands and prob is not None:
+        out.add(band_of(prob))
+    return out
+
+
+def fit(rows, table, ham_cost, use_rules=True, use_bands=True):
+    names = [n for n in table if (table[n]["band"] and use_bands) or (not table[n]["band"] and use_rules)]
     index = {n: i for i, n in enumerate(names)}
     counts = [0] * len(names)
     groups = {}
-    for _, y, hits, _ in rows:
-        idx = tuple(sorted(index[h] for h in hits if h in index))
+    for row in rows:
+        idx = tuple(sorted(index[h] for h in features(row, use_rules, use_bands) if h in index))
         for i in idx:
             counts[i] += 1
-        groups[(y, idx)] = groups.get((y, idx), 0) + 1
+        groups[(row[1], idx)] = groups.get((row[1], idx), 0) + 1
     # Messages with the same class and the same hits are one weighted row.
     X = [(y, idx, k) for (y, idx), k in sorted(groups.items())]
     n_msgs = len(rows)
     prior = [table[n]["prior"] for n in names]
-    frozen = [counts[i] < MIN_HITS for i in range(len(names))]
-    lo = [MIN_NICE if table[n]["nice"] else 0.0 for n in names]
-    hi = [0.0 if table[n]["nice"] else RULE_CAPS.get(n, MAX_SCORE) for n in names]
+    frozen = [counts[i] < MIN_HITS and not table[n]["band"] for i, n in enumerate(names)]
+    lo = [table[n]["lo"] for n in names]
+    # Alone, the bands must be able to reach the threshold (it becomes a probability cut).
+    hi = [table[n]["hi"] if use_rules else 2 * TAG for n in names]
+    bands = [index[b[0]] for b in BANDS if b[0] in index]
     w = [min(max(p, lo[i]), hi[i]) for i, p in enumerate(prior)]
     m = [0.0] * len(w)
     v = [0.0] * len(w)
@@ -217,19 +282,40 @@ def fit(rows, table, ham_cost):
             vh = v[i] / (1 - b2 ** it)
             w[i] -= LEARNING_RATE * mh / (math.sqrt(vh) + eps)
             w[i] = min(max(w[i], lo[i]), hi[i])
+        monotone(w, bands)
     scores = {n: round(w[i], 1) for i, n in enumerate(names)}
     return scores, dict(zip(names, counts)), dict(zip(names, frozen))
 
 
-def metrics(rows, scores, thresholds):
-    """Per threshold: (spam recall, ham FP rate, ham FP count) with the given scores."""
-    ham = [sum(scores.get(h, 0.0) for h in hits) for _, y, hits, _ in rows if y < 0]
-    spam = [sum(scores.get(h, 0.0) for h in hits) for _, y, hits, _ in rows if y > 0]
+def monotone(w, order):
+    """Pool-adjacent-violators: the band scores become non-decreasing with the probability."""
+    blocks = []  # [sum, count]
+    for i in order:
+        blocks.append([w[i], 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            s, c = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c
+    j = 0
+    for s, c in blocks:
+        for _ in range(c):
+            w[order[j]] = s / c
+            j += 1
+
+
+def message_scores(rows, scores, use_rules=True, use_bands=True):
+    return [(row[1], sum(scores.get(h, 0.0) for h in features(row, use_rules, use_bands))) for row in rows]
+
+
+def metrics(scored, thresholds):
+    """Per threshold: (spam recall, ham FP rate, ham FP count)."""
+    ham = [s for y, s in scored if y < 0]
+    spam = [s for y, s in scored if y > 0]
     out = {}
     for t in thresholds:
         fp = sum(1 for s in ham if s >= t)
         out[t] = (sum(1 for s in spam if s >= t) / len(spam), fp / len(ham), fp)
-    return out, ham, spam
+    return out
 
 
 def policy_thresholds():
@@ -238,28 +324,101 @@ def policy_thresholds():
     return get("tag"), get("quarantine"), get("reject")
 
 
-def write_scores(scores, counts, frozen, rows, table, report):
+def fit_rounds(rows, table, thresholds, use_rules=True, use_bands=True, log=True):
+    """Fit, and refit with a higher ham cost while training FP at tag exceeds FP_TARGET."""
+    ham_cost = HAM_COST
+    for round_ in range(6):
+        scores, counts, frozen = fit(rows, table, ham_cost, use_rules, use_bands)
+        scored = message_scores(rows, scores, use_rules, use_bands)
+        m = metrics(scored, thresholds)
+        if log:
+            print("round %d: ham cost %.1f -> %s" % (round_, ham_cost, fmt_metrics(m)), file=sys.stderr)
+        worst_ham = max(s for y, s in scored if y < 0)
+        if m[thresholds[0]][1] <= FP_TARGET and worst_ham < thresholds[2] - 3:
+            break
+        ham_cost *= 1.6
+    return scores, counts, frozen, ham_cost, m
+
+
+def fmt_metrics(m):
+    return "; ".join("≥%g: recall %.1f%% FP %.2f%% (%d)" % (t, r * 100, f * 100, n)
+                     for t, (r, f, n) in sorted(m.items()))
+
+
+def load_rows(args, work):
+    """Out-of-fold rows, cached in --rows FILE when given (the folds take a few minutes)."""
+    if args.rows and os.path.exists(args.rows):
+        data = json.load(open(args.rows))
+        return [(r[0], r[1], set(r[2]), r[3], r[4]) for r in data]
+    corpus = corpus_dir(args.corpus)
+    rows = oof_rows(corpus, work, scratch_rules(work))
+    if args.rows:
+        json.dump([(r[0], r[1], sorted(r[2]), r[3], r[4]) for r in rows], open(args.rows, "w"))
+    return rows
+
+
+def cmd_cv(args):
+    work = tempfile.mkdtemp(prefix="mxguard-tune-")
+    rows = load_rows(args, work)
+    table = rule_table(RULES)
+    thresholds = policy_thresholds()
+    n_ham = sum(1 for r in rows if r[1] < 0)
+    n_spam = len(rows) - n_ham
+    print("5-fold cross-validation over %d messages (%d ham, %d spam), folds by body digest"
+          % (len(rows), n_ham, n_spam))
+    for label, use_rules, use_bands in (("rules alone", True, False),
+                                        ("classifier alone", False, True),
+                                        ("rules + classifier", True, True)):
+        pooled = []
+        for k in range(FOLDS):
+            train = [r for r in rows if r[4] != k]
+            test = [r for r in rows if r[4] == k]
+            scores, _, _, _, _ = fit_rounds(train, table, thresholds, use_rules, use_bands, log=False)
+            pooled += message_scores(test, scores, use_rules, use_bands)
+        m = metrics(pooled, thresholds)
+        for t in thresholds:
+            rec, fpr, fp = m[t]
+            print("  %-19s score >= %4.1f: spam recall %5.1f %%   ham FP %5.2f %% (%d of %d)"
+                  % (label, t, rec * 100, fpr * 100, fp, n_ham))
+    # The classifier's own probability, out of fold, at fixed cuts.
+    probs = [(r[1], r[3]) for r in rows if r[3] is not None]
+    ham = sorted((p for y, p in probs if y < 0), reverse=True)
+    spam = [p for y, p in probs if y > 0]
+    for cut in (0.5, 0.9, 0.99, 0.999):
+        print("  classifier p >= %-6g: spam recall %5.1f %%   ham FP %5.2f %% (%d)"
+              % (cut, 100 * sum(p >= cut for p in spam) / len(spam),
+                 100 * sum(p >= cut for p in ham) / len(ham), sum(p >= cut for p in ham)))
+    allowed = int(len(ham) * 0.001)
+    cut = ham[allowed] if allowed < len(ham) else 1.0
+    print("  classifier at <= 0.1 %% ham FP (%d of %d): spam recall %5.1f %%"
+          % (allowed, len(ham), 100 * sum(p > cut for p in spam) / len(spam)))
+    shutil.rmtree(work)
+
+
+def write_scores(scores, frozen, rows, table, report):
     lines = [
         "# mxguard default rules: fitted scores. GENERATED by benches/tune.py -- do not edit by hand;",
         "# change the rules or the hand-set priors in the themed files and re-run",
         "#     python3 benches/tune.py fit",
         "# Read last, so these lines override the hand-set scores written next to each rule.",
         "#",
-        "# Fit on the tuning split (sha256(file name)[:8] % 4 != 0) of the training corpus:",
-        "#   %d ham, %d spam messages; ham cost %.1f, margin %.1f, L2 %.3f, caps [%.1f, %.1f]"
-        % (sum(1 for r in rows if r[1] < 0), sum(1 for r in rows if r[1] > 0),
-           report["ham_cost"], MARGIN, L2, MIN_NICE, MAX_SCORE),
+        "# Fit on all %d messages of the training corpus (%d ham, %d spam), the BAYES_xx bands"
+        % (len(rows), sum(1 for r in rows if r[1] < 0), sum(1 for r in rows if r[1] > 0)),
+        "# taken from out-of-fold classifier probabilities (5 folds by body digest);",
+        "#   ham cost %.1f, margin %.1f, L2 %.3f, caps [%.1f, %.1f], bands [%.1f, %.1f]"
+        % (report["ham_cost"], MARGIN, L2, MIN_NICE, MAX_SCORE, BAND_RANGE[0], BAND_RANGE[1]),
     ]
     for t, (rec, fpr, fp) in sorted(report["metrics"].items()):
-        lines.append("#   threshold %5.1f: spam recall %5.1f %%, ham FP %.2f %% (%d)" % (t, rec * 100, fpr * 100, fp))
-    lines.append("# Columns of the comment after each score: tuning-split hits (ham/spam), hand-set prior.")
+        lines.append("#   threshold %5.1f on the fitted messages: spam recall %5.1f %%, ham FP %.2f %% (%d)"
+                     % (t, rec * 100, fpr * 100, fp))
+    lines.append("# Columns of the comment after each score: hits (ham/spam), hand-set prior.")
     lines.append("")
     ham_hits = {n: 0 for n in table}
     spam_hits = {n: 0 for n in table}
-    for _, y, hits, _ in rows:
-        for h in hits:
+    for row in rows:
+        for h in features(row, True, True):
             if h in table:
-                (spam_hits if y > 0 else ham_hits)[h] += 1
+                (spam_hits if row[1] > 0 else ham_hits)[h] += 1
     for n in sorted(table):
         note = "ham %d / spam %d, prior %.1f%s" % (ham_hits[n], spam_hits[n], table[n]["prior"],
                                                      ", too rare: prior kept" if frozen[n] else "")
@@ -268,106 +427,44 @@ def write_scores(scores, counts, frozen, rows, table, report):
         f.write("\n".join(lines) + "\n")
 
 
-def fit_rounds(rows, table, thresholds, log=True):
-    """Fit, and refit with a higher ham cost while tuning-split FP exceeds FP_TARGET."""
-    ham_cost = HAM_COST
-    for round_ in range(6):
-        scores, counts, frozen = fit(rows, table, ham_cost)
-        m, ham, _ = metrics(rows, scores, thresholds)
-        if log:
-            print("round %d: ham cost %.1f -> %s" % (round_, ham_cost, fmt_metrics(m)), file=sys.stderr)
-        if m[thresholds[0]][1] <= FP_TARGET and max(ham) < thresholds[2] - 3:
-            break
-        ham_cost *= 1.6
-    return scores, counts, frozen, ham_cost, m
-
-
-def cmd_cv(args):
-    """5-fold cross-validation on the tuning split (folds by sha256(name)[8:16] % 5):
-    estimates how the fitted scores generalise without touching the holdout."""
-    corpus = corpus_dir(args.corpus)
-    work = tempfile.mkdtemp(prefix="mxguard-tune-")
-    scratch = os.path.join(work, "rules")
-    os.makedirs(scratch)
-    for fn in os.listdir(RULES):
-        if fn.endswith(".cf") and fn != SCORES_FILE:
-            shutil.copy(os.path.join(RULES, fn), scratch)
-    table = rule_table(scratch)
-    rows = hit_matrix(corpus, "tune", scratch, work)
-    thresholds = policy_thresholds()
-    fold = lambda name: int(hashlib.sha256(name.encode()).hexdigest()[8:16], 16) % 5
-    totals = {t: [0, 0, 0, 0] for t in thresholds}  # spam hit, spam n, ham fp, ham n
-    for k in range(5):
-        train = [r for r in rows if fold(r[0]) != k]
-        test = [r for r in rows if fold(r[0]) == k]
-        scores, _, _, _, _ = fit_rounds(train, table, thresholds, log=False)
-        m, ham, spam = metrics(test, scores, thresholds)
-        for t in thresholds:
-            totals[t][0] += sum(1 for s in spam if s >= t)
-            totals[t][1] += len(spam)
-            totals[t][2] += sum(1 for s in ham if s >= t)
-            totals[t][3] += len(ham)
-        print("fold %d: %s" % (k, fmt_metrics(m)), file=sys.stderr)
-    for t in thresholds:
-        a, b, c, d = totals[t]
-        print("cv score >= %5.1f: spam recall %5.1f %%   ham FP %5.2f %% (%d of %d)" % (t, a * 100 / b, c * 100 / d, c, d))
-    shutil.rmtree(work)
-
-
 def cmd_fit(args):
-    corpus = corpus_dir(args.corpus)
     work = tempfile.mkdtemp(prefix="mxguard-tune-")
-    scratch = os.path.join(work, "rules")
-    os.makedirs(scratch)
-    for fn in os.listdir(RULES):
-        if fn.endswith(".cf") and fn != SCORES_FILE:
-            shutil.copy(os.path.join(RULES, fn), scratch)
-    table = rule_table(scratch)
-    rows = hit_matrix(corpus, "tune", scratch, work)
+    rows = load_rows(args, work)
+    table = rule_table(RULES)
     thresholds = policy_thresholds()
-    scores, counts, frozen, ham_cost, m = fit_rounds(rows, table, thresholds)
-    write_scores(scores, counts, frozen, rows, table, {"ham_cost": ham_cost, "metrics": m})
+    scores, _, frozen, ham_cost, m = fit_rounds(rows, table, thresholds)
+    write_scores(scores, frozen, rows, table, {"ham_cost": ham_cost, "metrics": m})
     shutil.rmtree(work)
-    print("wrote rules/%s (%d rules)" % (SCORES_FILE, len(scores)), file=sys.stderr)
+    print("wrote rules/%s (%d scores)" % (SCORES_FILE, len(scores)), file=sys.stderr)
 
 
-def fmt_metrics(m):
-    return "; ".join("≥%g: recall %.1f%% FP %.2f%% (%d)" % (t, r * 100, f * 100, n) for t, (r, f, n) in sorted(m.items()))
-
-
-def report_part(args, part):
-    """Scores a split with the shipped config and rules (what `mxguard scan` really says)."""
+def cmd_seed(args):
+    """Learns every message into a fresh store and exports it as the shipped seed."""
     corpus = corpus_dir(args.corpus)
-    files = split_files(corpus)
-    thresholds = policy_thresholds()
-    res = {}
-    for cls in ("ham", "spam"):
-        r, _ = scan(CONFIG, files[(part, cls)])
-        res[cls] = [r[p] for p in files[(part, cls)]]
-    print("%s split: %d ham, %d spam" % (part, len(res["ham"]), len(res["spam"])))
-    for t in thresholds:
-        rec = sum(1 for s, _ in res["spam"] if s >= t) / len(res["spam"])
-        fp = sum(1 for s, _ in res["ham"] if s >= t)
-        print("  score >= %5.1f: spam recall %5.1f %%   ham FP %5.2f %% (%d)" % (t, rec * 100, fp * 100 / len(res["ham"]), fp))
-    if args.verbose:
-        worst = sorted(zip(files[(part, "ham")], res["ham"]), key=lambda x: -x[1][0])[:10]
-        print("highest-scoring ham:")
-        for p, (s, rules) in worst:
-            print("  %5.1f %s %s" % (s, os.path.basename(p), " ".join(rules)))
-        missed = sorted(zip(files[(part, "spam")], res["spam"]), key=lambda x: x[1][0])[:10]
-        print("lowest-scoring spam:")
-        for p, (s, rules) in missed:
-            print("  %5.1f %s %s" % (s, os.path.basename(p), " ".join(rules)))
+    work = tempfile.mkdtemp(prefix="mxguard-seed-")
+    cfg = write_config(os.path.join(work, "mxguard.toml"), RULES, os.path.join(work, "spool"))
+    for cls in ("spam", "ham"):
+        print(run(["learn", "--config", cfg, "--" + cls, os.path.join(corpus, "train", cls)]).stdout.strip())
+    print(run(["learn", "--config", cfg, "--export", SEED]).stdout.strip())
+    shutil.rmtree(work)
+
+
+def cmd_eval(args):
+    """Scores the whole corpus with the shipped configuration (seed and scores trained on it:
+    this is a check of the files, not an estimate of detection; use `cv` for that)."""
+    corpus = corpus_dir(args.corpus)
+    files = corpus_files(corpus)
+    res = scan(CONFIG, [p for p, _ in files])
+    scored = [(1 if c == "spam" else -1, res[p][0]) for p, c in files]
+    print(fmt_metrics(metrics(scored, policy_thresholds())))
 
 
 def cmd_bench(args):
     corpus = corpus_dir(args.corpus)
     rates = []
     for _ in range(args.runs):
-        proc = subprocess.run([BINARY, "scan", "--json", os.path.join(corpus, "train")],
-                              capture_output=True, text=True, cwd=ROOT)
-        m = re.search(r"\(([0-9.]+) msg/s", proc.stderr)
-        rates.append(float(m.group(1)))
+        proc = run(["scan", "--json", os.path.join(corpus, "train")])
+        rates.append(float(re.search(r"\(([0-9.]+) msg/s", proc.stderr).group(1)))
         print(proc.stderr.strip().splitlines()[-1])
     rates.sort()
     print("median scan rate: %.0f msg/s over %d runs" % (rates[len(rates) // 2], len(rates)))
@@ -375,23 +472,14 @@ def cmd_bench(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["fit", "cv", "eval", "holdout", "bench"])
+    ap.add_argument("command", choices=["fit", "cv", "seed", "eval", "bench"])
     ap.add_argument("--corpus", help="unpacked corpus directory (holds train/ham, train/spam)")
+    ap.add_argument("--rows", help="fit/cv: cache of the out-of-fold rows (JSON), reused when present")
     ap.add_argument("--runs", type=int, default=5, help="bench: number of runs")
-    ap.add_argument("-v", "--verbose", action="store_true", help="eval/holdout: list worst messages")
     args = ap.parse_args()
     if not os.path.exists(BINARY):
         sys.exit("build first: cargo build --release")
-    if args.command == "fit":
-        cmd_fit(args)
-    elif args.command == "cv":
-        cmd_cv(args)
-    elif args.command == "eval":
-        report_part(args, "tune")
-    elif args.command == "holdout":
-        report_part(args, "holdout")
-    else:
-        cmd_bench(args)
+    {"fit": cmd_fit, "cv": cmd_cv, "seed": cmd_seed, "eval": cmd_eval, "bench": cmd_bench}[args.command](args)
 
 
 if __name__ == "__main__":

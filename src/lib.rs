@@ -4,8 +4,8 @@
 //! them together on listeners the caller has already bound (so tests can bind port 0).
 //!
 //! Layers, each importing only from those below it (`../shared/tools/layers.py` checks):
-//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay` → `spool`, `net` →
-//! `mail`, `config`, `metrics`.
+//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay`, `tier` → `state`,
+//! `spool`, `net` → `mail`, `config`, `metrics`.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -99,8 +99,7 @@ impl ServiceSet {
         config: &Config,
         metrics: &Arc<Metrics>,
         probe: Arc<relay::Callout>,
-        state: Option<state::State>,
-        tier: Option<Arc<tier::Tier>>,
+        shared: Shared,
     ) -> ServiceSet {
         // One resolver for every DNS check; without one (no usable system resolver and no
         // dns.nameservers) the DNS checks are left out, loudly.
@@ -126,9 +125,11 @@ impl ServiceSet {
                 probe: Some(probe),
                 dns,
                 auth,
-                state,
+                state: shared.state,
                 metrics: Some(metrics.clone()),
-                tier,
+                classifier: shared.classifier,
+                shadow_log: shared.shadow_log,
+                tier: shared.tier,
                 antivirus: classify::clamd::Clamd::from_config(&config.antivirus),
             },
         }
@@ -150,6 +151,26 @@ impl ServiceSet {
             (Some(tier), Some(t)) => tier.reconfigure(t.clone()),
             (None, None) => {}
             _ => tracing::warn!("[tier] added or removed: that needs a restart"),
+        }
+    }
+}
+
+/// The services opened once per process that every rebuilt service set keeps.
+#[derive(Debug, Clone, Default)]
+struct Shared {
+    state: Option<state::State>,
+    classifier: Option<Arc<classify::Classifier>>,
+    shadow_log: Option<Arc<policy::shadow::ShadowLog>>,
+    tier: Option<Arc<tier::Tier>>,
+}
+
+impl ServiceSet {
+    fn shared(&self) -> Shared {
+        Shared {
+            state: self.services.state.clone(),
+            classifier: self.services.classifier.clone(),
+            shadow_log: self.services.shadow_log.clone(),
+            tier: self.services.tier.clone(),
         }
     }
 }
@@ -181,9 +202,8 @@ impl Gateway {
                 let mut set = self.services();
                 if set.dns_config != config.dns {
                     tracing::info!("[dns] changed: new resolver");
-                    let state = set.services.state.clone();
-                    let tier = set.services.tier.clone();
-                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state, tier);
+                    let shared = set.shared();
+                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), shared);
                 }
                 set.follow_state(&config);
                 set.follow_tier(&config);
@@ -192,18 +212,7 @@ impl Gateway {
             });
         match built {
             Ok(policy) => {
-                let old = self.live.swap(policy.clone());
-                let _ = metrics
-                    .policy_info
-                    .remove_label_values(&[old.fingerprint()]);
-                record_policy(metrics, &policy);
-                if let Some(tier) = &self.services().services.tier {
-                    tier.set_fingerprint(policy.fingerprint());
-                }
-                metrics
-                    .policy_reloads_total
-                    .with_label_values(&["success"])
-                    .inc();
+                self.put_in_force(&policy);
                 Ok(policy.fingerprint().to_owned())
             }
             Err(e) => {
@@ -216,9 +225,54 @@ impl Gateway {
         }
     }
 
+    /// Rebuilds the policy from the configuration in force (not re-read from disk), so a
+    /// newly published classifier model joins a snapshot and the fingerprint. On error the
+    /// running policy stays active. Returns the new fingerprint.
+    pub fn refresh(&self) -> Result<String, ReloadError> {
+        let config = self.live.get().config().clone();
+        let built = {
+            let set = self.services();
+            build_policy(config, &self.metrics, &set.services)
+        };
+        match built {
+            Ok(policy) => {
+                self.put_in_force(&policy);
+                Ok(policy.fingerprint().to_owned())
+            }
+            Err(e) => {
+                self.metrics
+                    .policy_reloads_total
+                    .with_label_values(&["failure"])
+                    .inc();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn put_in_force(&self, policy: &Arc<Policy>) {
+        let old = self.live.swap(policy.clone());
+        let _ = self
+            .metrics
+            .policy_info
+            .remove_label_values(&[old.fingerprint()]);
+        record_policy(&self.metrics, policy);
+        if let Some(tier) = &self.services().services.tier {
+            tier.set_fingerprint(policy.fingerprint());
+        }
+        self.metrics
+            .policy_reloads_total
+            .with_label_values(&["success"])
+            .inc();
+    }
+
     /// The policy snapshot new sessions get.
     pub fn policy(&self) -> Arc<Policy> {
         self.live.get()
+    }
+
+    /// The shadow policy's recent disagreements (for the tier console).
+    pub fn shadow_log(&self) -> Option<Arc<policy::shadow::ShadowLog>> {
+        self.services().services.shadow_log.clone()
     }
 }
 
@@ -272,13 +326,27 @@ pub async fn serve(
         .tier
         .clone()
         .map(|t| tier::Tier::new(t, Some(state.clone()), metrics.clone()));
-    let set = ServiceSet::build(
-        &config,
-        &metrics,
-        callout.clone(),
-        Some(state.clone()),
-        tier.clone(),
-    );
+    let classifier = config.classifier.enabled.then(|| {
+        Arc::new(classify::Classifier::new(
+            classify::Source::State(state.clone()),
+            classify::Settings {
+                node: format!("{}:{}", config.server.hostname, std::process::id()),
+            },
+        ))
+    });
+    if let Some(c) = &classifier {
+        // The first snapshot already scores with the published model.
+        if let Err(e) = c.refresh().await {
+            tracing::warn!(error = %e, "classifier: no published model read at start");
+        }
+    }
+    let shared = Shared {
+        state: Some(state.clone()),
+        classifier: classifier.clone(),
+        shadow_log: Some(Arc::new(policy::shadow::ShadowLog::default())),
+        tier: tier.clone(),
+    };
+    let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
     if let Some(tier) = &tier {
@@ -324,6 +392,7 @@ pub async fn serve(
             state: Some(state.clone()),
             tier: tier.clone(),
             journal: journal.clone(),
+            shadow_log: set.services.shadow_log.clone(),
             started,
             shutdown: shutdown.clone(),
         };
@@ -352,12 +421,28 @@ pub async fn serve(
         ));
     }
     acceptors.close();
-    on_start(Gateway {
-        live,
+    let gateway = Gateway {
+        live: live.clone(),
         metrics,
         callout,
         services: Arc::new(Mutex::new(set)),
-    });
+    };
+    let classifier_stop = CancellationToken::new();
+    if let Some(c) = classifier {
+        let g = gateway.clone();
+        let changed = move || {
+            if let Err(e) = g.refresh() {
+                tracing::warn!(error = %e, "policy not rebuilt with the new classifier model");
+            }
+        };
+        tokio::spawn(classify::maintain::run(
+            c,
+            live.clone(),
+            changed,
+            classifier_stop.clone(),
+        ));
+    }
+    on_start(gateway);
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new connections");
@@ -379,6 +464,7 @@ pub async fn serve(
         tracing::warn!("delivery workers did not stop in time");
     }
     state_watch.cancel();
+    classifier_stop.cancel();
     admin_stop.cancel();
     if let Some(admin) = admin {
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;

@@ -311,9 +311,15 @@ fn check_prints_counts_skips_and_a_stable_fingerprint() {
     assert_eq!(count(&stdout, "meta"), 1, "{stdout}");
     assert_eq!(count(&stdout, "evaluated"), 6, "{stdout}");
     assert_eq!(count(&stdout, "skipped"), 1, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim() == "skipped rules: EVAL_SKIPPED"),
+        "no one-line list of skipped rules:\n{stdout}"
+    );
     let skipped_line = stdout
         .lines()
-        .find(|l| l.contains("EVAL_SKIPPED"))
+        .find(|l| l.contains("EVAL_SKIPPED") && !l.contains("skipped rules:"))
         .unwrap_or_else(|| panic!("skipped rule not reported:\n{stdout}"));
     assert!(
         skipped_line.contains("20_b.cf:16"),

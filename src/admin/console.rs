@@ -94,6 +94,7 @@ pub fn overview(state: &AdminState) -> String {
         )),
     );
     recent(&mut b, &state.journal.recent());
+    shadow(&mut b, state, policy.shadow().is_some());
     b.push_str("<h2>Top rules since start</h2>\n<table id=\"rules\"><tr><th>rule</th><th>messages</th><th>description</th></tr>\n");
     for (rule, hits) in state.journal.top_rules(TOP_RULES) {
         let description = policy
@@ -167,6 +168,41 @@ fn recent(b: &mut String, messages: &[Judged]) {
             esc(&rules.join(" ")),
             id = esc(&m.id),
             v = m.verdict.as_str(),
+        );
+    }
+    b.push_str("</table>\n");
+}
+
+fn shadow(b: &mut String, state: &AdminState, configured: bool) {
+    let log = state
+        .shadow_log
+        .as_ref()
+        .map(|l| l.recent())
+        .unwrap_or_default();
+    if !configured && log.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        b,
+        "<h2>Shadow policy: last {} disagreements</h2>",
+        log.len()
+    );
+    b.push_str("<table id=\"shadow\"><tr><th>time</th><th>client</th><th>sender</th><th>subject</th><th>live</th><th>shadow</th><th>only live</th><th>only shadow</th></tr>\n");
+    for d in log.iter().rev() {
+        let _ = writeln!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{lv}\">{lv} {:.2}</td>\
+<td class=\"{sv}\">{sv} {:.2}</td><td>{}</td><td>{}</td></tr>",
+            esc(&rfc3339(d.at)),
+            d.client,
+            esc(&d.from),
+            esc(&d.subject),
+            d.live_score,
+            d.shadow_score,
+            esc(&d.only_live.join(" ")),
+            esc(&d.only_shadow.join(" ")),
+            lv = d.live.as_str(),
+            sv = d.shadow.as_str(),
         );
     }
     b.push_str("</table>\n");

@@ -52,6 +52,9 @@ pub struct AdminState {
     pub tier: Option<Arc<crate::tier::Tier>>,
     /// The last judged messages, for the console.
     pub journal: Arc<crate::policy::Journal>,
+    /// The shadow policy's last disagreements, listed on the console so a new rule set
+    /// can be judged on live traffic before it is switched on.
+    pub shadow_log: Option<Arc<crate::policy::shadow::ShadowLog>>,
     /// When the gateway started.
     pub started: std::time::SystemTime,
     /// Cancelled when the gateway starts draining: `/healthz` turns 503.

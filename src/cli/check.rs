@@ -72,7 +72,7 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
     );
 
     if let Some(dir) = &config.policy.rules_dir {
-        failed |= report_rules(dir)?;
+        failed |= report_rules(dir, &config)?;
     } else {
         println!("  rules:         none (policy.rules_dir not set)");
     }
@@ -80,18 +80,38 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let tier_config = config.tier.clone();
-    let policy = offline::build(config)?;
-    println!("fingerprint: {}", policy.fingerprint());
+    let offline = offline::build(config)?;
+    print_classifier(&offline);
+    println!("fingerprint: {}", offline.policy().fingerprint());
     if tier {
-        return compare_tier(tier_config.as_ref(), policy.fingerprint());
+        return compare_tier(tier_config.as_ref(), offline.policy().fingerprint());
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says where the classifier's model comes from.
+fn print_classifier(offline: &offline::Offline) {
+    use offline::ClassifierSource;
+    let c = &offline.policy().config().classifier;
+    let source = match offline.classifier_source() {
+        ClassifierSource::Disabled => "disabled".to_string(),
+        ClassifierSource::Store => "the state store".to_string(),
+        ClassifierSource::Seed => match &c.seed {
+            Some(p) => format!("the seed {} (the store has learned nothing)", p.display()),
+            None => "a seed".to_string(),
+        },
+        ClassifierSource::None => "nothing learned and no seed: it does not vote".to_string(),
+    };
+    println!("classifier:      {source}");
+    if let Some(v) = offline.model_version() {
+        println!("  model version: {v}");
+    }
+}
+
 /// Prints rule counts and every diagnostic; true when a rules file has errors.
-fn report_rules(dir: &Path) -> anyhow::Result<bool> {
+fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     let set = RuleSet::from_dir(dir)?;
-    let compiled = set.compile();
+    let compiled = set.compile_with(&mxguard::policy::rules_compile_options(config));
     let report = compiled.report();
     println!("rules from {}:", dir.display());
     for (kind, n) in &report.counts {
@@ -100,10 +120,25 @@ fn report_rules(dir: &Path) -> anyhow::Result<bool> {
     let total: usize = report.counts.values().sum();
     println!("  evaluated  {total}");
     println!("  skipped    {}", report.skipped.len());
+    // Every name, on one line for tools (block diagnostics list only the first few).
+    println!("  skipped rules: {}", report.skipped.join(" "));
     println!(
         "  disabled   {} (score 0 or unused sub-rules)",
         report.disabled.len()
     );
+    let skipping = config.policy.skipped_rule_metas == mxguard::config::SkippedRuleMetas::Skip;
+    println!(
+        "  metas reading skipped rules: {} ({})",
+        report.skipped_metas.len(),
+        if skipping {
+            "skipped too, policy.skipped_rule_metas = \"skip\""
+        } else {
+            "evaluated with those rules not hit, policy.skipped_rule_metas = \"evaluate\""
+        }
+    );
+    for (meta, dep) in &report.skipped_metas {
+        println!("    {meta}: reads {dep}");
+    }
     println!("  backtracking engine: {}", report.backtracking.len());
     for (name, why) in &report.backtracking {
         println!("    {name}: {why}");

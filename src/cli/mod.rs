@@ -3,13 +3,16 @@
 
 mod audit;
 mod check;
+mod files;
+mod learn;
 mod quarantine;
 mod queue;
+mod rules;
 mod scan;
 mod serve;
 mod stamp;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,6 +76,34 @@ pub enum Verb {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Teach the classifier: learn message files as spam or ham, forget them, or import
+    /// or export a seed.
+    #[command(group(ArgGroup::new("what").required(true).args(["spam", "ham", "forget", "import", "export"])))]
+    Learn {
+        /// Learn the messages as spam.
+        #[arg(long)]
+        spam: bool,
+        /// Learn the messages as ham.
+        #[arg(long)]
+        ham: bool,
+        /// Forget the messages (undo what learning them added).
+        #[arg(long)]
+        forget: bool,
+        /// Import a seed file (ledger and model), e.g. the shipped one.
+        #[arg(long, value_name = "SEED")]
+        import: Option<PathBuf>,
+        /// Write the store's ledger and model to a seed file.
+        #[arg(long, value_name = "SEED")]
+        export: Option<PathBuf>,
+        /// Message files or directories of them.
+        paths: Vec<PathBuf>,
+    },
+    /// Tools for the people who tune rules files.
+    Rules {
+        /// Rules action.
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// Audit a domain's published MX tier from outside: records, SMTP probes (unknown
     /// recipient, relay, GTUBE), policy fingerprints. Exit 0 clean, 1 serious finding,
     /// 2 could not run.
@@ -113,6 +144,26 @@ pub enum Verb {
         /// Queue action.
         #[command(subcommand)]
         action: QueueAction,
+    },
+}
+
+/// `mxguard rules` actions.
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// Per rule: the share of spam and of ham it hits, S/O ratio and score.
+    Stats {
+        /// Spam messages (directories or files).
+        #[arg(long, required = true, num_args = 1..)]
+        spam: Vec<PathBuf>,
+        /// Ham messages (directories or files).
+        #[arg(long, required = true, num_args = 1..)]
+        ham: Vec<PathBuf>,
+        /// One JSON object per rule.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
     },
 }
 
@@ -167,6 +218,33 @@ pub enum QuarantineAction {
     },
 }
 
+/// The one thing `learn` was asked to do (clap makes the flags exclusive).
+fn learn_action(
+    spam: bool,
+    ham: bool,
+    forget: bool,
+    import: Option<PathBuf>,
+    export: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+) -> anyhow::Result<learn::LearnAction> {
+    use mxguard::classify::Class;
+    let needs_paths = spam || ham || forget;
+    if needs_paths == paths.is_empty() {
+        anyhow::bail!(if needs_paths {
+            "name the message files or directories to learn"
+        } else {
+            "--import and --export take no message files"
+        });
+    }
+    Ok(match (import, export) {
+        (Some(seed), _) => learn::LearnAction::Import(seed),
+        (_, Some(seed)) => learn::LearnAction::Export(seed),
+        _ if forget => learn::LearnAction::Forget(paths),
+        _ if spam => learn::LearnAction::Learn(Class::Spam, paths),
+        _ => learn::LearnAction::Learn(Class::Ham, paths),
+    })
+}
+
 /// Parses a queue id given on the command line.
 fn parse_id(s: &str) -> anyhow::Result<mxguard::spool::QueueId> {
     mxguard::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
@@ -208,6 +286,32 @@ pub fn run() -> ExitCode {
             },
         ),
         Verb::Quarantine { action } => quarantine::run(&cli.config, action),
+        Verb::Learn {
+            spam,
+            ham,
+            forget,
+            import,
+            export,
+            paths,
+        } => learn_action(spam, ham, forget, import, export, paths)
+            .and_then(|action| learn::run(&cli.config, action)),
+        Verb::Rules {
+            action:
+                RulesAction::Stats {
+                    spam,
+                    ham,
+                    json,
+                    jobs,
+                },
+        } => rules::stats(
+            &cli.config,
+            rules::StatsOptions {
+                spam,
+                ham,
+                json,
+                jobs,
+            },
+        ),
         Verb::Scan {
             json,
             explain,

@@ -1,13 +1,12 @@
 //! `mxguard scan`: judge message files offline with the same policy the gateway runs at
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
-use anyhow::Context as _;
-use mxguard::policy::offline::{self, judge, Judgement};
-use mxguard::policy::Policy;
+use super::files::{collect_files, scan_parallel, threads};
+use mxguard::classify::Judged;
+use mxguard::policy::offline::{self, Judgement, Offline};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Options of `mxguard scan`.
@@ -25,31 +24,6 @@ pub struct ScanOptions {
     pub paths: Vec<PathBuf>,
 }
 
-fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut stack = vec![p.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in
-                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-                {
-                    let path = entry?.path();
-                    if path.is_dir() {
-                        stack.push(path);
-                    } else {
-                        files.push(path);
-                    }
-                }
-            }
-        } else {
-            files.push(p.clone());
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// Runs `scan`.
 pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     let policy = offline::load(config_path)?;
@@ -58,15 +32,10 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let files = collect_files(&opts.paths)?;
-    let jobs = match opts.jobs {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n,
-    };
+    let jobs = threads(opts.jobs);
     let start = Instant::now();
     let results = scan_parallel(&files, jobs, |raw| {
-        (judge(&policy, raw), other.as_ref().map(|o| judge(o, raw)))
+        (policy.judge(raw), other.as_ref().map(|o| o.judge(raw)))
     });
     let elapsed = start.elapsed().as_secs_f64();
 
@@ -96,12 +65,17 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(n, sc)| (n.clone(), serde_json::json!((sc * 1000.0).round() / 1000.0)))
                 .collect();
+            let probability = match &j.classification {
+                Some(Judged::Verdict(v)) => serde_json::json!((v.probability * 1e6).round() / 1e6),
+                _ => serde_json::Value::Null,
+            };
             let line = serde_json::json!({
                 "file": file.display().to_string(),
                 "verdict": j.verdict.as_str(),
                 "score": (j.score * 1000.0).round() / 1000.0,
                 "rules": rules,
                 "scores": scores,
+                "classifier": probability,
             });
             println!("{line}");
         } else {
@@ -156,40 +130,31 @@ fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {
     }
 }
 
-/// Hits in the style of `spamassassin -t`: points, rule name, description.
-fn explain(policy: &Policy, j: &Judgement) {
+/// Hits in the style of `spamassassin -t`: points, rule name, description; then what the
+/// classifier said and the tokens that weighed most.
+fn explain(offline: &Offline, j: &Judgement) {
     println!(" pts rule name              description");
     println!("---- ---------------------- --------------------------------------------------");
-    for (score, name, description) in policy.explain(&j.hits) {
+    for (score, name, description) in offline.policy().explain(&j.hits) {
         println!("{score:>4.1} {name:<22} {description}");
     }
-    println!();
-}
-
-fn scan_parallel<T: Send>(
-    files: &[PathBuf],
-    jobs: usize,
-    work: impl Fn(&[u8]) -> T + Sync,
-) -> Vec<std::io::Result<T>> {
-    let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<std::io::Result<T>>> = Vec::new();
-    slots.resize_with(files.len(), || None);
-    let slots = std::sync::Mutex::new(slots);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(file) = files.get(i) else { return };
-                let result = std::fs::read(file).map(|raw| work(&raw));
-                let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
-                slots[i] = Some(result);
-            });
+    match &j.classification {
+        Some(Judged::Verdict(v)) => {
+            let lr =
+                v.lr.map_or_else(|| "none".to_string(), |p| format!("{p:.4}"));
+            println!(
+                "classifier: probability {:.4} ({}): bayes {:.4}, logistic {lr}; learned {} spam, {} ham",
+                v.probability, v.band.symbol, v.bayes, v.learned.spam, v.learned.ham
+            );
+            for t in &v.top {
+                println!("  {:+.3} {}", t.weight, t.name);
+            }
         }
-    });
-    slots
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not scanned"))))
-        .collect()
+        Some(Judged::NotReady(c)) => println!(
+            "classifier: no vote, learned only {} spam and {} ham",
+            c.spam, c.ham
+        ),
+        None => println!("classifier: not asked ({:?})", offline.classifier_source()),
+    }
+    println!();
 }

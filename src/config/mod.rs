@@ -7,6 +7,7 @@
 mod admin;
 mod antivirus;
 mod attachments;
+mod classifier;
 mod dns;
 mod dns_lists;
 mod greylist;
@@ -24,11 +25,12 @@ pub mod watch;
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
 pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
 pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
+pub use classifier::ClassifierConfig;
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
 pub use greylist::{GreylistConfig, GreylistStage};
 pub use networks::{network_of, parse_network, NetworkList};
-pub use policy::{PolicyConfig, RuleAction, Thresholds};
+pub use policy::{PolicyConfig, RuleAction, SkippedRuleMetas, Thresholds};
 pub use problems::{is_plausible_hostname, is_symbol};
 pub use ratelimit::{RateAction, RateKey, RateLimitConfig, RateStage};
 pub use recipients::RecipientList;
@@ -92,6 +94,8 @@ pub struct Config {
     pub greylist: GreylistConfig,
     /// Rate limits (`[[ratelimit]]`), in file order.
     pub ratelimits: Vec<RateLimitConfig>,
+    /// The learning classifier.
+    pub classifier: ClassifierConfig,
     /// This gateway's MX tier, when it is part of one.
     pub tier: Option<TierConfig>,
     /// Admin listener.
@@ -134,6 +138,7 @@ struct RawConfig {
     state: state::RawState,
     greylist: greylist::RawGreylist,
     ratelimit: Vec<ratelimit::RawRateLimit>,
+    classifier: classifier::RawClassifier,
     tier: Option<tier::RawTier>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
@@ -174,6 +179,7 @@ impl Config {
             policy: raw.policy.validate(&mut problems),
             greylist: raw.greylist.validate(&mut problems),
             ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
+            classifier: raw.classifier.validate(&mut problems),
             tier,
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),

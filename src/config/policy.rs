@@ -83,6 +83,20 @@ pub struct PolicyConfig {
     pub allow_networks: NetworkList,
     /// Clients refused at connect with `554 5.7.1`.
     pub deny_networks: NetworkList,
+    /// What a meta does when it reads a rule the engine skips.
+    pub skipped_rule_metas: SkippedRuleMetas,
+    /// A second configuration every message is also judged by, never acting on it.
+    pub shadow: Option<PathBuf>,
+}
+
+/// `policy.skipped_rule_metas`: what a meta does when it reads a rule the engine skips
+/// (an `eval:` rule, an unimplemented plugin's rule) that no built-in check provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkippedRuleMetas {
+    /// The meta is skipped too, as it would evaluate differently from SpamAssassin.
+    Skip,
+    /// The meta is evaluated with the skipped rule reading as not hit.
+    Evaluate,
 }
 
 /// `[policy]` as written.
@@ -112,6 +126,8 @@ pub(super) struct RawPolicy {
     trusted_networks: Vec<String>,
     allow_networks: Vec<String>,
     deny_networks: Vec<String>,
+    skipped_rule_metas: String,
+    shadow: Option<PathBuf>,
 }
 
 impl Default for RawPolicy {
@@ -137,6 +153,8 @@ impl Default for RawPolicy {
             trusted_networks: Vec::new(),
             allow_networks: Vec::new(),
             deny_networks: Vec::new(),
+            skipped_rule_metas: "skip".into(),
+            shadow: None,
         }
     }
 }
@@ -204,7 +222,28 @@ impl RawPolicy {
                 );
             }
         }
+        let skipped_rule_metas = match self.skipped_rule_metas.as_str() {
+            "skip" => SkippedRuleMetas::Skip,
+            "evaluate" => SkippedRuleMetas::Evaluate,
+            _ => {
+                problems.bad(
+                    "policy.skipped_rule_metas",
+                    "must be \"skip\" or \"evaluate\"",
+                );
+                SkippedRuleMetas::Skip
+            }
+        };
+        if let Some(shadow) = &self.shadow {
+            if !shadow.is_file() {
+                problems.bad(
+                    "policy.shadow",
+                    &format!("{} is not a file", shadow.display()),
+                );
+            }
+        }
         PolicyConfig {
+            skipped_rule_metas,
+            shadow: self.shadow,
             dnsbl: dns_lists::validate("policy.dnsbl", self.dnsbl, problems),
             dnsbl_threshold: self.dnsbl_threshold,
             uribl: dns_lists::validate("policy.uribl", self.uribl, problems),

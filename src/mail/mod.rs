@@ -4,6 +4,7 @@
 pub mod address;
 pub mod date;
 pub mod header_fields;
+pub mod lenient;
 pub mod reply;
 
 pub use address::{Address, AddressError};

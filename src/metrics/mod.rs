@@ -27,6 +27,10 @@ pub struct Metrics {
     pub limit_hits_total: IntCounterVec,
     /// Policy symbols hit, by rule name.
     pub rule_hits_total: IntCounterVec,
+    /// Messages the classifier learned by itself, by class.
+    pub classifier_autolearn_total: IntCounterVec,
+    /// Messages the shadow policy judged differently, by both verdicts.
+    pub shadow_disagreements_total: IntCounterVec,
     /// Messages in the spool now.
     pub spool_messages: IntGauge,
     /// Age of the oldest spooled message.
@@ -290,6 +294,16 @@ impl Metrics {
                 "Policy symbols hit, by rule name.",
                 &["rule"],
             ),
+            classifier_autolearn_total: counter_vec(
+                "mxguard_classifier_autolearn_total",
+                "Messages the classifier learned by itself (autolearn), by class.",
+                &["class"],
+            ),
+            shadow_disagreements_total: counter_vec(
+                "mxguard_shadow_disagreements_total",
+                "Messages whose verdict under policy.shadow differs from the live one.",
+                &["live", "shadow"],
+            ),
             spool_messages: gauge("mxguard_spool_messages", "Messages in the spool."),
             spool_oldest_seconds: gauge(
                 "mxguard_spool_oldest_seconds",
@@ -370,6 +384,9 @@ impl Metrics {
         for result in ["exists", "unknown", "unavailable", "cached"] {
             self.callouts_total.with_label_values(&[result]);
         }
+        for class in ["spam", "ham"] {
+            self.classifier_autolearn_total.with_label_values(&[class]);
+        }
         for result in ["new", "early", "passed", "exempt"] {
             self.greylist_total.with_label_values(&[result]);
         }
@@ -380,7 +397,21 @@ impl Metrics {
             self.antivirus_total.with_label_values(&[result]);
         }
         for op in [
-            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",
+            "incr",
+            "get",
+            "set",
+            "set_nx",
+            "delete",
+            "rate",
+            "greylist",
+            "contact",
+            "ping",
+            "get_counters",
+            "add_counters",
+            "map_get",
+            "map_set",
+            "map_swap",
+            "map_entries",
         ] {
             self.state_errors_total.with_label_values(&[op]);
         }

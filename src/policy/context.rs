@@ -124,6 +124,8 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
+    /// What the learning classifier said about the message, once asked.
+    pub classification: Option<crate::classify::Judged>,
     /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
     pub peer_stamp: Option<crate::tier::Stamp>,
     /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
@@ -133,6 +135,26 @@ pub struct Context {
 }
 
 impl Context {
+    /// A copy for a second judgement (the shadow policy): everything found so far, and the
+    /// message within its memory bound (see [`MessageData::bounded`]).
+    pub fn fork(&self) -> Context {
+        Context {
+            client: self.client.clone(),
+            mail_from: self.mail_from.clone(),
+            declared_size: self.declared_size,
+            recipients: self.recipients.clone(),
+            rcpt: self.rcpt.clone(),
+            message: MessageData::from(self.message.bounded().into_owned()),
+            scan: self.scan,
+            symbols: self.symbols.clone(),
+            parsed: self.parsed.clone(),
+            auth: self.auth.clone(),
+            classification: self.classification.clone(),
+            peer_stamp: self.peer_stamp.clone(),
+            deadline: self.deadline,
+        }
+    }
+
     /// A fresh context for a client.
     pub fn new(client: ClientInfo) -> Context {
         Context {
@@ -146,6 +168,7 @@ impl Context {
             symbols: Vec::new(),
             parsed: None,
             auth: None,
+            classification: None,
             peer_stamp: None,
             deadline: None,
         }
@@ -172,6 +195,7 @@ impl Context {
         self.message = MessageData::default();
         self.parsed = None;
         self.auth = None;
+        self.classification = None;
         self.peer_stamp = None;
         self.symbols.clear();
         self.symbols

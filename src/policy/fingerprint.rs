@@ -1,5 +1,6 @@
 //! The policy fingerprint: SHA-256 over everything that decides a verdict (relay domains,
-//! recipient lists, thresholds, rule actions, content limits, the canonical rule set).
+//! recipient lists, thresholds, rule actions, content limits, the canonical rule set, the
+//! classifier's settings and the version of its logistic model).
 //! Two gateways with equal fingerprints judge every message alike, whatever the order,
 //! comments or whitespace of their files; listeners, paths and timeouts do not count.
 
@@ -9,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
 /// The canonical text of a policy, one fact per line.
-pub fn canonical(config: &Config, rules: Option<&CompiledRules>) -> String {
+pub fn canonical(config: &Config, rules: Option<&CompiledRules>, model: Option<&str>) -> String {
     let mut out = String::new();
     let mut domains = config.relay.domains.clone();
     domains.sort();
@@ -59,6 +60,17 @@ pub fn canonical(config: &Config, rules: Option<&CompiledRules>) -> String {
         let _ = writeln!(out, "action.{rule}={}", action.as_str());
     }
     checks(&mut out, config);
+    let c = &config.classifier;
+    if c.enabled {
+        let _ = writeln!(
+            out,
+            "classifier=on min_learned={} model={}",
+            c.min_learned,
+            model.unwrap_or("none")
+        );
+    } else {
+        out.push_str("classifier=off\n");
+    }
     match rules {
         Some(rules) => out.push_str(&rules.canonical_text()),
         None => out.push_str("rules=none\n"),
@@ -162,8 +174,8 @@ fn checks(out: &mut String, config: &Config) {
 }
 
 /// SHA-256 of [`canonical`], 64 lower-case hex digits.
-pub fn compute(config: &Config, rules: Option<&CompiledRules>) -> String {
-    let digest = Sha256::digest(canonical(config, rules).as_bytes());
+pub fn compute(config: &Config, rules: Option<&CompiledRules>, model: Option<&str>) -> String {
+    let digest = Sha256::digest(canonical(config, rules, model).as_bytes());
     digest.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -185,16 +197,23 @@ mod tests {
 
     #[test]
     fn listeners_and_order_do_not_matter_but_thresholds_do() {
-        let base = compute(&config(""), None);
-        let other_listener = compute(&config("[server]\nlisten=[\"127.0.0.1:9999\"]\n"), None);
+        let base = compute(&config(""), None, None);
+        let other_listener = compute(
+            &config("[server]\nlisten=[\"127.0.0.1:9999\"]\n"),
+            None,
+            None,
+        );
         assert_eq!(base, other_listener);
         let reordered = Config::from_toml(
             Path::new("t.toml"),
             "[relay]\ndomains=[\"a.test\",\"b.test\"]\ninternal=[\"127.0.0.1:1\"]\n",
         )
         .unwrap();
-        assert_eq!(base, compute(&reordered, None));
-        assert_ne!(base, compute(&config("[policy]\nreject=12.0\n"), None));
+        assert_eq!(base, compute(&reordered, None, None));
+        assert_ne!(
+            base,
+            compute(&config("[policy]\nreject=12.0\n"), None, None)
+        );
     }
 
     #[test]
@@ -204,13 +223,13 @@ mod tests {
         let b = RuleSet::parse_text(Path::new("a.cf"), "# comment\nbody  X  /x/\nscore X 1\n")
             .compile();
         let c2 = RuleSet::parse_text(Path::new("a.cf"), "body X /x/\nscore X 2\n").compile();
-        assert_eq!(compute(&c, Some(&a)), compute(&c, Some(&b)));
-        assert_ne!(compute(&c, Some(&a)), compute(&c, Some(&c2)));
+        assert_eq!(compute(&c, Some(&a), None), compute(&c, Some(&b), None));
+        assert_ne!(compute(&c, Some(&a), None), compute(&c, Some(&c2), None));
     }
 
     #[test]
     fn greylisting_rate_limits_and_networks_are_part_of_the_policy() {
-        let base = compute(&config(""), None);
+        let base = compute(&config(""), None, None);
         for extra in [
             "[greylist]\nenabled=true\n",
             "[[ratelimit]]\nname=\"conn\"\nkey=\"client_ip\"\nlimit=10\nper=\"1m\"\n",
@@ -218,10 +237,20 @@ mod tests {
             "[policy]\nfcrdns=false\n",
             "[state]\non_failure=\"closed\"\n",
         ] {
-            assert_ne!(base, compute(&config(extra), None), "{extra}");
+            assert_ne!(base, compute(&config(extra), None, None), "{extra}");
         }
+        // The classifier's model version is part of the policy.
+        let c = config("");
+        assert_ne!(
+            compute(&c, None, Some("aaaa")),
+            compute(&c, None, Some("bbbb"))
+        );
+        assert_ne!(
+            base,
+            compute(&config("[classifier]\nenabled=false\n"), None, None)
+        );
         // Where the state lives does not change a verdict.
         let redis = "[state]\nbackend=\"redis\"\nredis=\"redis://127.0.0.1:6379/\"\n";
-        assert_eq!(base, compute(&config(redis), None));
+        assert_eq!(base, compute(&config(redis), None, None));
     }
 }

@@ -278,6 +278,27 @@ impl MessageData {
         }
     }
 
+    /// The message within the memory bound: all of it when held in memory, the header
+    /// section and the prepared sample when it is on disk (what the rules see of it). The
+    /// classifier reads this, so a 50 MB message costs no more memory than the rules' view.
+    pub fn bounded(&self) -> Cow<'_, [u8]> {
+        match &self.repr {
+            Repr::Memory(b) => Cow::Borrowed(b),
+            Repr::Spilled(s) => {
+                let header = s.header.as_deref().unwrap_or_default();
+                let body = s
+                    .sample
+                    .as_ref()
+                    .and_then(|sample| sample.bytes.get(sample.header_len..))
+                    .unwrap_or_default();
+                let mut out = Vec::with_capacity(header.len() + body.len());
+                out.extend_from_slice(header);
+                out.extend_from_slice(body);
+                Cow::Owned(out)
+            }
+        }
+    }
+
     /// The header section (the whole message when it has no body), when known.
     pub fn header_section(&self) -> Cow<'_, [u8]> {
         match &self.repr {

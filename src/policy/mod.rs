@@ -13,8 +13,10 @@ pub mod journal;
 mod live;
 pub mod message;
 pub mod offline;
+pub mod shadow;
 #[cfg(test)]
 mod stage_deadline_tests;
+mod symbols;
 mod verdict;
 
 pub use check::Check;
@@ -23,14 +25,15 @@ pub use context::{ClientInfo, Context, Stage, SymbolHit};
 pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
 pub use message::{MessageData, RawMessage, Stored};
+pub use symbols::compile_options as rules_compile_options;
 pub use verdict::{Decision, Verdict};
 
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo,
-    networks, ratelimit, recipients, relay_control, rules as rules_check, scan_coverage,
-    sender_domain, size, tier as tier_checks, uribl,
+    antivirus, attachments, authentication, classifier, client_behaviour, dnsbl, fcrdns, greylist,
+    gtube, helo, networks, ratelimit, recipients, relay_control, rules as rules_check,
+    scan_coverage, sender_domain, size, tier as tier_checks, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
@@ -57,6 +60,9 @@ pub enum PolicyError {
     /// The rules files have errors; each line names `file:line`.
     #[error("rules files have errors:\n{}", .0.join("\n"))]
     Broken(Vec<String>),
+    /// The shadow policy (`policy.shadow`) could not be built.
+    #[error("policy.shadow: {0}")]
+    Shadow(String),
 }
 
 /// The shared services checks are handed when a snapshot is built (never reached through
@@ -73,6 +79,10 @@ pub struct Services {
     pub state: Option<crate::state::State>,
     /// Where greylisting, rate limits and the virus scan count their decisions.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The learning classifier; without it no `BAYES_xx` symbol is added.
+    pub classifier: Option<Arc<crate::classify::Classifier>>,
+    /// Where the shadow policy's disagreements are kept (across reloads).
+    pub shadow_log: Option<Arc<shadow::ShadowLog>>,
     /// This gateway's MX tier (peers, roles, stamps), when it is part of one.
     pub tier: Option<Arc<crate::tier::Tier>>,
     /// clamd, when `[antivirus]` names one; without it no virus scan runs.
@@ -88,12 +98,40 @@ pub struct Policy {
     fingerprint: String,
     loaded_at: std::time::SystemTime,
     check_duration: Option<prometheus::HistogramVec>,
+    /// The second policy every message is also judged by (`policy.shadow`).
+    shadow: Option<Arc<Policy>>,
+    shadow_log: Option<Arc<shadow::ShadowLog>>,
+    shadow_disagreements: Option<prometheus::IntCounterVec>,
 }
 
 impl Policy {
     /// Builds the policy of a configuration, compiling its rules files. Fails when a
     /// rules file has errors, so a reload never activates half a policy.
     pub fn build(config: Arc<Config>, services: &Services) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::build_one(config.clone(), services, false)?;
+        if let Some(path) = &config.policy.shadow {
+            // The shadow never acts: no recipient callouts, no greylisting or rate-limit
+            // counts, no autolearning (its own `policy.shadow` is ignored).
+            let shadow_config =
+                Config::load(path).map_err(|e| PolicyError::Shadow(e.to_string()))?;
+            let quiet = Services {
+                probe: None,
+                state: None,
+                ..services.clone()
+            };
+            let shadow = Policy::build_one(Arc::new(shadow_config), &quiet, true)
+                .map_err(|e| PolicyError::Shadow(e.to_string()))?;
+            policy.shadow = Some(Arc::new(shadow));
+            policy.shadow_log = services.shadow_log.clone();
+        }
+        Ok(policy)
+    }
+
+    fn build_one(
+        config: Arc<Config>,
+        services: &Services,
+        is_shadow: bool,
+    ) -> Result<Policy, PolicyError> {
         let dns = services.dns.clone();
         let auth = services.auth.clone();
         let verifier = Arc::new(RecipientVerifier::new(
@@ -102,7 +140,8 @@ impl Policy {
         ));
         let rules = match &config.policy.rules_dir {
             Some(dir) => {
-                let compiled = crate::rules::load_dir(dir)?;
+                let compiled = crate::rules::RuleSet::from_dir(dir)?
+                    .compile_with(&symbols::compile_options(&config));
                 if compiled.has_errors() {
                     let errors = compiled
                         .diagnostics()
@@ -249,15 +288,39 @@ impl Policy {
         if rules.is_some() || (dns.is_some() && !p.uribl.is_empty()) {
             checks.push(Box::new(scan_coverage::ScanCoverage));
         }
+        let classifier = services
+            .classifier
+            .as_ref()
+            .filter(|_| config.classifier.enabled);
+        if let Some(c) = classifier {
+            checks.push(Box::new(classifier::Classify::new(
+                c.clone(),
+                config.classifier.min_learned,
+            )));
+        }
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {
             checks.push(Box::new(rules_check::RulesCheck::new(rules.clone())));
+        }
+        // Only a gateway learns: offline policies and the shadow have no state services.
+        let learning = config.classifier.autolearn && !is_shadow && services.state.is_some();
+        if let Some(c) = classifier.filter(|_| learning) {
+            checks.push(Box::new(classifier::Autolearn::new(
+                c.clone(),
+                config.classifier.clone(),
+                services.metrics.clone(),
+            )));
         }
         // Score-aware greylisting needs the final score.
         if let Some(g) = greylisting {
             checks.push(Box::new(g));
         }
-        let fingerprint = fingerprint::compute(&config, rules.as_deref());
+        let model = classifier.and_then(|c| c.model());
+        let fingerprint = fingerprint::compute(
+            &config,
+            rules.as_deref(),
+            model.as_ref().map(|m| m.version()),
+        );
         Ok(Policy {
             config,
             checks,
@@ -265,13 +328,22 @@ impl Policy {
             fingerprint,
             loaded_at: std::time::SystemTime::now(),
             check_duration: None,
+            shadow: None,
+            shadow_log: None,
+            shadow_disagreements: None,
         })
     }
 
     /// Records each check's run time in `metrics` (the gateway does; offline scans do not).
     pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Policy {
         self.check_duration = Some(metrics.check_duration_seconds.clone());
+        self.shadow_disagreements = Some(metrics.shadow_disagreements_total.clone());
         self
+    }
+
+    /// The shadow policy every message is also judged by, if configured.
+    pub fn shadow(&self) -> Option<&Arc<Policy>> {
+        self.shadow.as_ref()
     }
 
     /// The configuration this snapshot was built from.
@@ -345,6 +417,9 @@ impl Policy {
         }
         let before = ctx.symbols.len();
         let decision = self.run_checks(stage, ctx).await;
+        if let (Stage::Data, Some(shadow)) = (stage, &self.shadow) {
+            self.judge_in_shadow(shadow, ctx, before, &decision).await;
+        }
         // Connection-level facts outlive the transaction they were found in.
         let found = ctx.symbols.get(before..).unwrap_or_default().to_vec();
         match stage {

@@ -1,8 +1,14 @@
 //! Judging message files without SMTP or network, as `scan`, `check` and the tuning tools
 //! do: the same policy as the gateway's end-of-data stage, minus what needs a session.
+//!
+//! The classifier reads the configured state store when it has learned something (only
+//! reads: a running gateway may share the store), else the configured seed in memory.
 
 use super::{ClientInfo, Context, Policy, PolicyError, Services, Stage, Verdict};
-use crate::config::{Config, ConfigError};
+use crate::classify::{seed::Seed, Classifier, ClassifyError, Judged, Settings, Source};
+use crate::config::{Config, ConfigError, StateBackendConfig};
+use crate::metrics::Metrics;
+use crate::state::{State, StateError};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +21,15 @@ pub enum OfflineError {
     /// The rules are broken.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The state store could not be opened.
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    /// The classifier's store or seed could not be read.
+    #[error("classifier: {0}")]
+    Classifier(#[from] ClassifyError),
+    /// No runtime for the state backend's client.
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
 /// One judged message.
@@ -26,33 +41,149 @@ pub struct Judgement {
     pub score: f64,
     /// Symbols hit with their scores.
     pub hits: Vec<(String, f64)>,
+    /// What the classifier said, when it was asked.
+    pub classification: Option<Judged>,
+}
+
+/// Where the offline classifier's counts came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassifierSource {
+    /// `[classifier] enabled = false`.
+    Disabled,
+    /// The state store (it has learned messages).
+    Store,
+    /// The seed file, in memory (the store has learned nothing).
+    Seed,
+    /// Neither a learned store nor a seed: no `BAYES_xx` symbols.
+    None,
+}
+
+/// An offline policy and what it needs to run: the state client's runtime, if any.
+#[derive(Debug)]
+pub struct Offline {
+    policy: Policy,
+    classifier: Option<Arc<Classifier>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    source: ClassifierSource,
 }
 
 /// Builds the offline policy of a configuration file: recipient verification and DNS do
 /// not apply to message files.
-pub fn load(path: &Path) -> Result<Policy, OfflineError> {
+pub fn load(path: &Path) -> Result<Offline, OfflineError> {
     build(Config::load(path)?)
 }
 
 /// Builds the offline policy of a loaded configuration.
-pub fn build(config: Config) -> Result<Policy, OfflineError> {
-    Ok(Policy::build(Arc::new(config), &Services::default())?)
+pub fn build(config: Config) -> Result<Offline, OfflineError> {
+    let (classifier, runtime, source) = classifier(&config)?;
+    let services = Services {
+        classifier: classifier.clone(),
+        ..Services::default()
+    };
+    let _guard = runtime.as_ref().map(|r| r.enter());
+    let policy = Policy::build(Arc::new(config), &services)?;
+    Ok(Offline {
+        policy,
+        classifier,
+        runtime,
+        source,
+    })
 }
 
-/// Judges raw message bytes exactly as the end-of-data stage would.
-pub fn judge(policy: &Policy, raw: &[u8]) -> Judgement {
-    let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
-    ctx.message = to_crlf(raw).into();
-    let decision = futures::executor::block_on(policy.evaluate(Stage::Data, &mut ctx));
-    let (verdict, _) = policy.conclude(decision, &ctx);
-    Judgement {
-        verdict,
-        score: ctx.score(),
-        hits: ctx
-            .symbols
-            .iter()
-            .map(|s| (s.name.clone(), s.score))
-            .collect(),
+/// An offline classifier, the runtime its store needs (when it reads one) and where its
+/// counts come from.
+type OfflineClassifier = (
+    Option<Arc<Classifier>>,
+    Option<tokio::runtime::Runtime>,
+    ClassifierSource,
+);
+
+/// The classifier `scan` uses: over the store when it has learned messages, else the seed.
+fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
+    let c = &config.classifier;
+    if !c.enabled {
+        return Ok((None, None, ClassifierSource::Disabled));
+    }
+    let settings = Settings {
+        node: format!("scan:{}", std::process::id()),
+    };
+    // Never create a store just to look into it.
+    let store_exists = match &config.state.backend {
+        StateBackendConfig::Embedded { path } => path.exists(),
+        StateBackendConfig::Redis { .. } => true,
+    };
+    if store_exists {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let state = runtime.block_on(State::open(&config.state, Arc::new(Metrics::new())))?;
+        let classifier = Classifier::new(Source::State(state.clone()), settings.clone());
+        let learned = runtime.block_on(async {
+            let totals = classifier.totals().await?;
+            if totals.spam > 0 && totals.ham > 0 {
+                classifier.refresh().await?;
+                return Ok::<_, ClassifyError>(true);
+            }
+            Ok(false)
+        });
+        match learned {
+            Ok(true) => {
+                return Ok((
+                    Some(Arc::new(classifier)),
+                    Some(runtime),
+                    ClassifierSource::Store,
+                ))
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "classifier store unreadable; trying the seed"),
+        }
+    }
+    match &c.seed {
+        Some(path) => {
+            let seed = Seed::read(path)?;
+            let classifier = Classifier::from_seed(&seed, settings);
+            Ok((Some(Arc::new(classifier)), None, ClassifierSource::Seed))
+        }
+        None => Ok((None, None, ClassifierSource::None)),
+    }
+}
+
+impl Offline {
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Where the classifier's counts come from.
+    pub fn classifier_source(&self) -> &ClassifierSource {
+        &self.source
+    }
+
+    /// The version of the classifier's logistic model, if it has one.
+    pub fn model_version(&self) -> Option<String> {
+        let model = self.classifier.as_ref()?.model()?;
+        Some(model.version().to_string())
+    }
+
+    /// Judges raw message bytes exactly as the end-of-data stage would.
+    pub fn judge(&self, raw: &[u8]) -> Judgement {
+        let _guard = self.runtime.as_ref().map(|r| r.enter());
+        let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
+        ctx.message = to_crlf(raw).into();
+        let policy = &self.policy;
+        let decision = futures::executor::block_on(policy.evaluate(Stage::Data, &mut ctx));
+        let (verdict, _) = policy.conclude(decision, &ctx);
+        Judgement {
+            verdict,
+            score: ctx.score(),
+            hits: ctx
+                .symbols
+                .iter()
+                .map(|s| (s.name.clone(), s.score))
+                .collect(),
+            classification: ctx.classification,
+        }
     }
 }
 

@@ -160,8 +160,8 @@ impl CompiledRules {
                 .unwrap_or_default();
             group.run(text.as_bytes(), &mut counts);
         }
-        for (slot, header) in &self.exists {
-            if view.has_header(header) {
+        for (slot, target) in &self.exists {
+            if view.has_target(target) {
                 counts[*slot] = 1;
             }
         }

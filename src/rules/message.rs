@@ -7,8 +7,9 @@
 //! is every URL from text and from HTML attributes (`href`, `src`, ...), `www.` hosts also as
 //! `http://`; `full` is the message exactly as received.
 
+use super::html_text::{dotted_ip_form, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
-use mail_parser::decoders::html::html_to_text;
+use crate::mail::lenient;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};
 use regex::Regex;
@@ -227,6 +228,15 @@ impl MessageView {
             .any(|h| h.name.eq_ignore_ascii_case(name))
     }
 
+    /// Whether the (pseudo-)header of `target` is present, as `exists:` tests it: `ToCc`
+    /// when a To or a Cc header is, `EnvelopeFrom` when the envelope sender is recorded.
+    pub fn has_target(&self, target: &HeaderTarget) -> bool {
+        match (&target.source, target.part) {
+            (HeaderSource::Named(name), AddrPart::Whole) => self.has_header(name),
+            _ => self.header_text(target).is_some(),
+        }
+    }
+
     /// The text a `header` rule sees for `target`, or `None` when the header is missing
     /// (the caller then uses `[if-unset: ...]` or the empty string, as SpamAssassin does).
     /// Several instances or addresses are joined with `\n`.
@@ -348,8 +358,16 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
                 HeaderValue::TextList(list) => list.join(" "),
                 _ => unfold(&raw),
             };
+            // The name as written: mail-parser canonicalises known names (`Message-ID`),
+            // while rules such as `ALL =~ /\nMessage-Id: /` look at the sender's spelling.
+            let name = raw_message
+                .get(h.offset_field as usize..start)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .map(|n| n.trim_end_matches(':').trim())
+                .filter(|n| n.eq_ignore_ascii_case(h.name.as_str()))
+                .unwrap_or(h.name.as_str());
             HeaderField {
-                name: h.name.as_str().to_string(),
+                name: name.to_string(),
                 raw,
                 decoded,
             }
@@ -370,6 +388,17 @@ impl Collector<'_> {
     /// attached messages down to the nesting limit.
     fn parts(&mut self, message: &Message<'_>, depth: usize) {
         for part in &message.parts {
+            // A base64 part mail-parser could not decode (a blank line before its data,
+            // stray junk), decoded as SpamAssassin does.
+            if let Some((text, is_html)) = lenient::repaired_text(message, part) {
+                let text = normalize_newlines(&text);
+                if is_html {
+                    self.html(&text);
+                } else {
+                    self.text(&text);
+                }
+                continue;
+            }
             match &part.body {
                 PartType::Text(text) => {
                     let is_calendar = part
@@ -386,15 +415,7 @@ impl Collector<'_> {
                         self.text(&normalize_newlines(text));
                     }
                 }
-                PartType::Html(html) => {
-                    let html = normalize_newlines(html);
-                    let (html, cut_raw) = head_and_tail(&html, self.limits.raw_part_bytes);
-                    let (text, cut) = head_and_tail(&html_to_text(&html), self.limits.part_bytes);
-                    self.truncated |= cut_raw || cut;
-                    self.rendered.push(text);
-                    self.raw.push(html.clone());
-                    self.html_raw.push(html);
-                }
+                PartType::Html(html) => self.html(&normalize_newlines(html)),
                 PartType::Message(inner) if depth < self.limits.nesting_depth => {
                     self.parts(inner, depth + 1);
                 }
@@ -402,6 +423,15 @@ impl Collector<'_> {
                 _ => {}
             }
         }
+    }
+
+    fn html(&mut self, html: &str) {
+        let (html, cut_raw) = head_and_tail(html, self.limits.raw_part_bytes);
+        let (text, cut) = head_and_tail(&render_html(&html), self.limits.part_bytes);
+        self.truncated |= cut_raw || cut;
+        self.rendered.push(text);
+        self.raw.push(html.clone());
+        self.html_raw.push(html);
     }
 
     fn text(&mut self, text: &str) {
@@ -501,30 +531,53 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// SpamAssassin's body shape: parts joined, paragraphs (blank-line separated) become single
-/// lines with whitespace collapsed; the Subject is the first line; long lines are split.
+/// SpamAssassin's body shape: parts joined by a newline; a run of newlines with only
+/// whitespace between them ends a paragraph; every other whitespace run is one space (kept at
+/// a paragraph's edges, as SpamAssassin keeps it); the Subject is the first line; long lines
+/// are split.
 fn render_body_lines(subject: &str, parts: &[String]) -> Vec<String> {
     let text = parts.join("\n");
     let mut lines = vec![subject.split_whitespace().collect::<Vec<_>>().join(" ")];
-    let mut paragraph: Vec<&str> = Vec::new();
-    let flush = |paragraph: &mut Vec<&str>, lines: &mut Vec<String>| {
-        if paragraph.is_empty() {
-            return;
+    let mut paragraph = String::new();
+    // The whitespace run being read: space before its first newline, newlines, and space
+    // after its last newline.
+    let (mut trailing, mut newlines, mut leading) = (false, 0usize, false);
+    let flush = |paragraph: &mut String, lines: &mut Vec<String>| {
+        if !paragraph.is_empty() {
+            split_long(paragraph, lines);
         }
-        let joined = paragraph
-            .iter()
-            .flat_map(|l| l.split_whitespace())
-            .collect::<Vec<_>>()
-            .join(" ");
         paragraph.clear();
-        split_long(&joined, lines);
     };
-    for line in text.split('\n') {
-        if line.trim().is_empty() {
-            flush(&mut paragraph, &mut lines);
-        } else {
-            paragraph.push(line);
+    for c in text.chars() {
+        if c == '\n' {
+            newlines += 1;
+            leading = false;
+            continue;
         }
+        if c.is_whitespace() {
+            if newlines == 0 {
+                trailing = true;
+            } else {
+                leading = true;
+            }
+            continue;
+        }
+        if newlines >= 2 {
+            if trailing {
+                paragraph.push(' ');
+            }
+            flush(&mut paragraph, &mut lines);
+            if leading {
+                paragraph.push(' ');
+            }
+        } else if trailing || leading || newlines == 1 {
+            paragraph.push(' ');
+        }
+        (trailing, newlines, leading) = (false, 0, false);
+        paragraph.push(c);
+    }
+    if trailing || newlines == 1 {
+        paragraph.push(' ');
     }
     flush(&mut paragraph, &mut lines);
     lines
@@ -557,6 +610,11 @@ static TEXT_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 
+static TEXT_ADDRESS: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+=\-]{0,63}@[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.[a-z]{2,}(?-u:\b)")
+        .ok()
+});
+
 static HTML_ATTR: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
         r#"(?i)\b(?:href|src|action|background|cite|longdesc)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"#,
@@ -580,6 +638,9 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         if lower.starts_with("www") {
             forms.push(format!("http://{uri}"));
         }
+        if let Some(dotted) = dotted_ip_form(&uri) {
+            forms.push(dotted);
+        }
         for form in forms {
             if seen.insert(form.clone()) {
                 out.push(form);
@@ -599,6 +660,18 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         for text in rendered.iter().chain(raw.iter()) {
             for m in re.find_iter(text) {
                 push(m.as_str(), &mut out);
+            }
+        }
+    }
+    // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
+    if let Some(re) = TEXT_ADDRESS.as_ref() {
+        for text in rendered {
+            for m in re.find_iter(text) {
+                let addr = m.as_str();
+                let start = m.start();
+                if !text[..start].ends_with(':') && !text[..start].ends_with('/') {
+                    push(&format!("mailto:{addr}"), &mut out);
+                }
             }
         }
     }
@@ -661,8 +734,12 @@ mod tests {
         let v = MessageView::parse(raw);
         assert_eq!(
             v.body_lines(),
-            &["Hi there", "line one continues here", "second para"]
+            &["Hi there", "line one continues here", "second para "]
         );
+        // Whitespace at a paragraph's edges stays, as in SpamAssassin.
+        let raw = b"Subject: x\r\n\r\na  \r\n\r\n  b\r\n \r\nc";
+        let v = MessageView::parse(raw);
+        assert_eq!(v.body_lines(), &["x", "a ", " b", "c"]);
     }
 
     #[test]

@@ -27,6 +27,7 @@
 pub mod compile;
 pub mod eval;
 pub mod fingerprint;
+mod html_text;
 pub mod message;
 pub mod meta;
 pub mod model;

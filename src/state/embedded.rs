@@ -11,9 +11,9 @@
 use super::algo::{self, Triplet};
 use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
 use async_trait::async_trait;
-use redb::{ConcurrencyMode, Database, ReadableTable, TableDefinition};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -23,6 +23,10 @@ const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const MAX_BATCH: usize = 512;
 /// How long the writer waits for work before it sweeps expired entries.
 const SWEEP_IDLE: Duration = Duration::from_secs(60);
+/// Expiry of entries that never expire (counters and maps of the classifier).
+const NEVER: u64 = u64::MAX;
+/// Separates a map's key from a field's name in the table's key.
+const FIELD_SEP: char = '\u{0}';
 
 /// One queued operation.
 #[derive(Debug)]
@@ -66,6 +70,19 @@ enum Op {
         memory: Duration,
         fanout: Duration,
     },
+    AddCounters {
+        deltas: Vec<(String, i64)>,
+    },
+    MapSet {
+        key: String,
+        value: Vec<u8>,
+    },
+    MapSwap {
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        deltas: Vec<(String, i64)>,
+    },
     Ping,
 }
 
@@ -87,6 +104,9 @@ type Request = (Op, oneshot::Sender<Result<Answer, StateError>>);
 #[derive(Debug)]
 pub struct Embedded {
     requests: mpsc::Sender<Request>,
+    /// Reads that need no atomic update (the classifier's counters and maps) take a read
+    /// transaction on a blocking thread instead of queuing behind the writes' commits.
+    db: Arc<Database>,
 }
 
 impl Embedded {
@@ -103,12 +123,36 @@ impl Embedded {
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(path)
             .map_err(|e| failed(e.to_string()))?;
+        let db = Arc::new(db);
         let (requests, queue) = mpsc::channel::<Request>();
+        let writer_db = db.clone();
         std::thread::Builder::new()
             .name("mxguard-state".into())
-            .spawn(move || writer(db, queue))
+            .spawn(move || writer(&writer_db, queue))
             .map_err(|e| failed(e.to_string()))?;
-        Ok(Embedded { requests })
+        Ok(Embedded { requests, db })
+    }
+
+    /// Runs `read` in a read transaction on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>
+            + Send
+            + 'static,
+        empty: T,
+    ) -> Result<T, StateError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(backend_error)?;
+            match txn.open_table(TABLE) {
+                Ok(table) => read(&table),
+                // Nothing was ever written.
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
+                Err(e) => Err(backend_error(e)),
+            }
+        })
+        .await
+        .map_err(|e| StateError::Backend(format!("state read: {e}")))?
     }
 
     async fn run(&self, op: Op) -> Result<Answer, StateError> {
@@ -119,6 +163,16 @@ impl Embedded {
         rx.await
             .map_err(|_| StateError::Backend("state writer stopped".into()))?
     }
+}
+
+fn map_key(key: &str, field: &str) -> String {
+    format!("{key}{FIELD_SEP}{field}")
+}
+
+/// The payload of a raw table value that has not expired.
+fn live(raw: &[u8], now: u64) -> Option<&[u8]> {
+    let (head, payload) = raw.split_first_chunk::<8>()?;
+    (u64::from_be_bytes(*head) > now).then_some(payload)
 }
 
 fn unexpected(answer: Answer) -> StateError {
@@ -228,6 +282,104 @@ impl Backend for Embedded {
         }
     }
 
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError> {
+        let keys = keys.to_vec();
+        let n = keys.len();
+        self.read(
+            move |table| {
+                let now = now_ms();
+                keys.iter()
+                    .map(|k| {
+                        let guard = table.get(k.as_str()).map_err(backend_error)?;
+                        Ok(guard
+                            .as_ref()
+                            .and_then(|g| live(g.value(), now))
+                            .and_then(parse_counter)
+                            .unwrap_or(0))
+                    })
+                    .collect()
+            },
+            vec![0; n],
+        )
+        .await
+    }
+
+    async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError> {
+        let deltas = deltas.to_vec();
+        match self.run(Op::AddCounters { deltas }).await? {
+            Answer::Unit => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let key = map_key(key, field);
+        self.read(
+            move |table| {
+                let guard = table.get(key.as_str()).map_err(backend_error)?;
+                Ok(guard
+                    .as_ref()
+                    .and_then(|g| live(g.value(), now_ms()))
+                    .map(<[u8]>::to_vec))
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), StateError> {
+        let op = Op::MapSet {
+            key: map_key(key, field),
+            value: value.to_vec(),
+        };
+        match self.run(op).await? {
+            Answer::Unit => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn map_swap(
+        &self,
+        key: &str,
+        field: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        deltas: &[(String, i64)],
+    ) -> Result<bool, StateError> {
+        let op = Op::MapSwap {
+            key: map_key(key, field),
+            expected: expected.map(<[u8]>::to_vec),
+            new: new.map(<[u8]>::to_vec),
+            deltas: deltas.to_vec(),
+        };
+        match self.run(op).await? {
+            Answer::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn map_entries(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        let start = map_key(key, "");
+        self.read(
+            move |table| {
+                let now = now_ms();
+                let mut out = Vec::new();
+                for item in table.range(start.as_str()..).map_err(backend_error)? {
+                    let (k, v) = item.map_err(backend_error)?;
+                    let Some(field) = k.value().strip_prefix(start.as_str()) else {
+                        break;
+                    };
+                    if let Some(payload) = live(v.value(), now) {
+                        out.push((field.to_string(), payload.to_vec()));
+                    }
+                }
+                Ok(out)
+            },
+            Vec::new(),
+        )
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StateError> {
         match self.run(Op::Ping).await? {
             Answer::Unit => Ok(()),
@@ -248,12 +400,12 @@ fn expiry(now: u64, ttl: Duration) -> u64 {
 }
 
 /// The writer thread: batches of queued operations, one transaction and commit each.
-fn writer(db: Database, queue: mpsc::Receiver<Request>) {
+fn writer(db: &Database, queue: mpsc::Receiver<Request>) {
     loop {
         let first = match queue.recv_timeout(SWEEP_IDLE) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = sweep(&db) {
+                if let Err(e) = sweep(db) {
                     tracing::warn!(error = %e, "state store: sweeping expired entries failed");
                 }
                 continue;
@@ -268,7 +420,7 @@ fn writer(db: Database, queue: mpsc::Receiver<Request>) {
             }
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
-        match apply(&db, ops) {
+        match apply(db, ops) {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
@@ -311,14 +463,7 @@ fn read(table: &Table<'_>, now: u64, key: &str) -> Result<Option<Vec<u8>>, State
     let Some(guard) = table.get(key).map_err(backend_error)? else {
         return Ok(None);
     };
-    let raw = guard.value();
-    let Some((head, payload)) = raw.split_first_chunk::<8>() else {
-        return Ok(None);
-    };
-    if u64::from_be_bytes(*head) <= now {
-        return Ok(None);
-    }
-    Ok(Some(payload.to_vec()))
+    Ok(live(guard.value(), now).map(<[u8]>::to_vec))
 }
 
 fn parse_counter(raw: &[u8]) -> Option<i64> {
@@ -406,8 +551,51 @@ fn apply_one(table: &mut Table<'_>, now: u64, op: Op) -> Result<Answer, StateErr
             )?;
             Answer::Contact(answer)
         }
+        Op::AddCounters { deltas } => {
+            add_counters(table, now, &deltas)?;
+            Answer::Unit
+        }
+        Op::MapSet { key, value } => {
+            write(table, &key, NEVER, &value)?;
+            Answer::Unit
+        }
+        Op::MapSwap {
+            key,
+            expected,
+            new,
+            deltas,
+        } => {
+            if read(table, now, &key)? != expected {
+                return Ok(Answer::Bool(false));
+            }
+            match new {
+                Some(value) => write(table, &key, NEVER, &value)?,
+                None => {
+                    table.remove(key.as_str()).map_err(backend_error)?;
+                }
+            }
+            add_counters(table, now, &deltas)?;
+            Answer::Bool(true)
+        }
         Op::Ping => Answer::Unit,
     })
+}
+
+/// Adds to counters that never expire, as decimal text like [`Op::Incr`]'s.
+fn add_counters(
+    table: &mut Table<'_>,
+    now: u64,
+    deltas: &[(String, i64)],
+) -> Result<(), StateError> {
+    for (key, delta) in deltas {
+        let current = read(table, now, key)?
+            .as_deref()
+            .and_then(parse_counter)
+            .unwrap_or(0);
+        let value = current.saturating_add(*delta);
+        write(table, key, NEVER, value.to_string().as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Removes every expired entry.

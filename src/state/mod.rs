@@ -14,7 +14,7 @@ mod health;
 mod redis;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use embedded::Embedded;
 pub use health::Health;
@@ -124,6 +124,32 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         memory: Duration,
         fanout_window: Duration,
     ) -> Result<ContactAnswer, StateError>;
+    /// Reads many counters in one round trip (`MGET`); a missing key reads as 0. The
+    /// classifier reads one counter per token of a message.
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError>;
+    /// Adds signed deltas to counters that never expire (a missing one starts at 0), each
+    /// key atomically on the server (`INCRBY`, never read-modify-write over the wire), so
+    /// gateways learning at once never lose an update.
+    async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError>;
+    /// One field of the map at `key` (a Redis hash).
+    async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError>;
+    /// Sets one field of a map (kept until changed).
+    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), StateError>;
+    /// Compare-and-swap of one map field: only when the field holds `expected` (`None`:
+    /// absent) it becomes `new` (`None`: removed), and then `deltas` are added as by
+    /// [`Backend::add_counters`]; whether the swap happened. One atomic step in the
+    /// embedded store and on one Redis server; on a cluster the swap is atomic and the
+    /// deltas follow it.
+    async fn map_swap(
+        &self,
+        key: &str,
+        field: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        deltas: &[(String, i64)],
+    ) -> Result<bool, StateError>;
+    /// Every field of a map with its value.
+    async fn map_entries(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, StateError>;
     /// Whether the backend answers at all.
     async fn ping(&self) -> Result<(), StateError>;
 }
@@ -347,6 +373,72 @@ impl State {
             self.backend.contact(&key, member, memory, fanout_window),
         )
         .await
+    }
+
+    /// See [`Backend::get_counters`].
+    pub async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, Unavailable> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        self.call("get_counters", self.backend.get_counters(&keys))
+            .await
+    }
+
+    /// See [`Backend::add_counters`].
+    pub async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), Unavailable> {
+        let deltas = self.prefixed(deltas);
+        self.call("add_counters", self.backend.add_counters(&deltas))
+            .await
+    }
+
+    /// See [`Backend::map_get`].
+    pub async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        let key = self.key(key);
+        self.call("map_get", self.backend.map_get(&key, field))
+            .await
+    }
+
+    /// See [`Backend::map_set`].
+    pub async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), Unavailable> {
+        let key = self.key(key);
+        self.call("map_set", self.backend.map_set(&key, field, value))
+            .await
+    }
+
+    /// See [`Backend::map_swap`].
+    pub async fn map_swap(
+        &self,
+        key: &str,
+        field: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        deltas: &[(String, i64)],
+    ) -> Result<bool, Unavailable> {
+        let key = self.key(key);
+        let deltas = self.prefixed(deltas);
+        self.call(
+            "map_swap",
+            self.backend.map_swap(&key, field, expected, new, &deltas),
+        )
+        .await
+    }
+
+    /// See [`Backend::map_entries`].
+    pub async fn map_entries(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, Unavailable> {
+        let key = self.key(key);
+        self.call("map_entries", self.backend.map_entries(&key))
+            .await
+    }
+
+    /// The same state with a longer bound on every call, for maintenance that moves much
+    /// data at once (retraining from the learn ledger, imports, the `learn` command).
+    pub fn patient(&self, timeout: Duration) -> State {
+        State {
+            timeout: timeout.max(self.timeout),
+            ..self.clone()
+        }
+    }
+
+    fn prefixed(&self, deltas: &[(String, i64)]) -> Vec<(String, i64)> {
+        deltas.iter().map(|(k, d)| (self.key(k), *d)).collect()
     }
 
     /// Probes the backend (the health watcher calls it while the backend is down).

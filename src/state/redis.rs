@@ -93,6 +93,30 @@ if others == 0 then first = 1 end
 return {first, recent + 1}
 ";
 
+/// Compare-and-swap of a hash field (see `Backend::map_swap`), then `INCRBY` on the other
+/// keys. KEYS = hash, counters...; ARGV = field, expected present 0|1, expected, new
+/// present 0|1, new, one delta per counter. Returns 1 when swapped.
+const MAP_SWAP: &str = r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  if cur ~= ARGV[3] then return 0 end
+elseif cur then
+  return 0
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+for i = 2, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[4 + i])
+end
+return 1
+";
+
+/// Most keys per `MGET` or pipeline: bounds one request's size.
+const BATCH: usize = 1000;
+
 /// A connection to one server or to the cluster.
 #[derive(Clone)]
 enum Conn {
@@ -147,6 +171,7 @@ pub struct RedisBackend {
     rate: Script,
     greylist: Script,
     contact: Script,
+    map_swap: Script,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -204,6 +229,7 @@ impl RedisBackend {
             rate: Script::new(RATE),
             greylist: Script::new(GREYLIST),
             contact: Script::new(CONTACT),
+            map_swap: Script::new(MAP_SWAP),
         })
     }
 
@@ -352,6 +378,123 @@ impl Backend for RedisBackend {
             first_contact: first == 1,
             members_recently: usize::try_from(recent).unwrap_or(1),
         })
+    }
+
+    async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError> {
+        let mut conn = self.conn().await?;
+        let mut out = Vec::with_capacity(keys.len());
+        // A cluster client splits a multi-slot MGET by slot and merges the answers.
+        for chunk in keys.chunks(BATCH) {
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
+            out.extend(
+                values
+                    .into_iter()
+                    .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError> {
+        let mut conn = self.conn().await?;
+        match conn {
+            Conn::Single(_) => {
+                for chunk in deltas.chunks(BATCH) {
+                    let mut pipe = redis::pipe();
+                    for (key, delta) in chunk {
+                        pipe.cmd("INCRBY").arg(key).arg(*delta).ignore();
+                    }
+                    let () = pipe.query_async(&mut conn).await.map_err(failed)?;
+                }
+            }
+            Conn::Cluster(_) => {
+                // A pipeline goes to one node; the keys live on many. Each INCRBY is routed
+                // by its key, all in flight at once over the multiplexed connections.
+                for chunk in deltas.chunks(BATCH) {
+                    let calls = chunk.iter().map(|(key, delta)| {
+                        let mut conn = conn.clone();
+                        async move {
+                            redis::cmd("INCRBY")
+                                .arg(key)
+                                .arg(*delta)
+                                .query_async::<i64>(&mut conn)
+                                .await
+                        }
+                    });
+                    for result in futures::future::join_all(calls).await {
+                        result.map_err(failed)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)
+    }
+
+    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), StateError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn map_swap(
+        &self,
+        key: &str,
+        field: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        deltas: &[(String, i64)],
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn().await?;
+        let flag = |v: Option<&[u8]>| if v.is_some() { "1" } else { "0" };
+        let mut invocation = self.map_swap.key(key);
+        invocation
+            .arg(field)
+            .arg(flag(expected))
+            .arg(expected.unwrap_or_default())
+            .arg(flag(new))
+            .arg(new.unwrap_or_default());
+        // One server runs the whole update as one script; a cluster cannot (the counters
+        // live in other slots), so there the swap comes first and the counters follow.
+        let single = matches!(conn, Conn::Single(_));
+        if single {
+            for (counter, delta) in deltas {
+                invocation.key(counter).arg(*delta);
+            }
+        }
+        let swapped: i64 = invocation.invoke_async(&mut conn).await.map_err(failed)?;
+        if swapped == 1 && !single && !deltas.is_empty() {
+            self.add_counters(deltas).await?;
+        }
+        Ok(swapped == 1)
+    }
+
+    async fn map_entries(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)
     }
 
     async fn ping(&self) -> Result<(), StateError> {

@@ -34,6 +34,11 @@ impl RedisServer {
 
     /// The same on `port`.
     pub(crate) fn start_on(port: u16) -> Option<RedisServer> {
+        RedisServer::start_with(port, &[])
+    }
+
+    /// The same with extra `redis-server` arguments.
+    fn start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
         let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -51,6 +56,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -70,6 +76,56 @@ impl RedisServer {
             _dir: dir,
         })
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// A private three-node Redis Cluster (no replicas), or `None` (SKIP).
+fn start_cluster() -> Option<Vec<RedisServer>> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let conf = format!("nodes-{port}.conf");
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            conf.as_str(),
+        ];
+        nodes.push(RedisServer::start_with(port, &args)?);
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .arg("--cluster-yes")
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(out.status.success(), "{:?}", out);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for node in &nodes {
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-p", &node.port.to_string(), "CLUSTER", "INFO"])
+                .output()
+                .expect("redis-cli CLUSTER INFO");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "cluster not ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Some(nodes)
 }
 
 fn config(backend: StateBackendConfig) -> StateConfig {
@@ -160,6 +216,104 @@ async fn suite(state: &State) {
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(state.incr("many", 0, Duration::from_secs(60)).await, Ok(50));
     assert!(state.health().is_up());
+    batch_suite(state).await;
+}
+
+/// The batch operations of the classifier: many counters, maps and compare-and-swap.
+async fn batch_suite(state: &State) {
+    let keys: Vec<String> = (0..1500).map(|i| format!("t:{i}")).collect();
+    assert_eq!(state.get_counters(&keys[..3]).await, Ok(vec![0, 0, 0]));
+    let deltas: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), 2)).collect();
+    state.add_counters(&deltas).await.unwrap();
+    state
+        .add_counters(&[("t:1".into(), -1), ("t:2".into(), 1 << 32)])
+        .await
+        .unwrap();
+    let got = state.get_counters(&keys).await.unwrap();
+    assert_eq!(got.len(), 1500);
+    assert_eq!(&got[..3], &[2, 1, 2 + (1 << 32)]);
+    assert!(got[3..].iter().all(|&v| v == 2));
+    // Counters read like `incr`'s through `counter`.
+    assert_eq!(state.counter("t:1").await, Ok(1));
+    // Concurrent adds from many tasks all count.
+    let many = [("t:many".to_string(), 1i64)];
+    let adds = (0..40).map(|_| state.add_counters(&many));
+    assert!(futures::future::join_all(adds)
+        .await
+        .iter()
+        .all(Result::is_ok));
+    assert_eq!(
+        state.get_counters(&["t:many".to_string()]).await,
+        Ok(vec![40])
+    );
+
+    // Maps.
+    assert_eq!(state.map_get("m", "a").await, Ok(None));
+    state.map_set("m", "a", b"\x00one").await.unwrap();
+    assert_eq!(state.map_get("m", "a").await, Ok(Some(b"\x00one".to_vec())));
+    // A swap from the wrong value does nothing, not even its deltas.
+    let bump = [("t:swap".to_string(), 5i64)];
+    assert_eq!(
+        state.map_swap("m", "a", None, Some(b"two"), &bump).await,
+        Ok(false)
+    );
+    assert_eq!(
+        state
+            .map_swap("m", "a", Some(b"nope"), Some(b"two"), &bump)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        state.get_counters(&["t:swap".to_string()]).await,
+        Ok(vec![0])
+    );
+    assert_eq!(
+        state
+            .map_swap("m", "a", Some(b"\x00one"), Some(b"two"), &bump)
+            .await,
+        Ok(true)
+    );
+    assert_eq!(
+        state.map_swap("m", "b", None, Some(b"new"), &bump).await,
+        Ok(true)
+    );
+    assert_eq!(
+        state.get_counters(&["t:swap".to_string()]).await,
+        Ok(vec![10])
+    );
+    let mut entries = state.map_entries("m").await.unwrap();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec![("a".into(), b"two".to_vec()), ("b".into(), b"new".to_vec())]
+    );
+    // Removal through a swap; other maps are separate.
+    assert_eq!(
+        state.map_swap("m", "b", Some(b"new"), None, &[]).await,
+        Ok(true)
+    );
+    state.map_set("m2", "a", b"other").await.unwrap();
+    assert_eq!(
+        state.map_entries("m").await,
+        Ok(vec![("a".into(), b"two".to_vec())])
+    );
+    assert_eq!(state.map_entries("nothing").await, Ok(Vec::new()));
+    // Racing swaps of one field: exactly one wins.
+    let values: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    let one = [("t:race".to_string(), 1i64)];
+    let racers = values
+        .iter()
+        .map(|v| state.map_swap("race", "f", None, Some(v.as_bytes()), &one));
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r == Ok(true))
+        .count();
+    assert_eq!(won, 1);
+    assert_eq!(
+        state.get_counters(&["t:race".to_string()]).await,
+        Ok(vec![1])
+    );
 }
 
 #[tokio::test]
@@ -175,6 +329,8 @@ async fn embedded_backend_passes_the_suite_and_persists() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
     assert_eq!(state.get("w").await, Ok(Some(b"two".to_vec())));
+    assert_eq!(state.get_counters(&["t:1".to_string()]).await, Ok(vec![1]));
+    assert_eq!(state.map_get("m", "a").await, Ok(Some(b"two".to_vec())));
     assert_eq!(
         state
             .greylist(
@@ -199,6 +355,20 @@ async fn redis_backend_passes_the_suite() {
     });
     let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
     suite(&state).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_passes_the_batch_suite() {
+    // MGET across slots, INCRBY per key and the swap-then-count path of a cluster.
+    let Some(nodes) = start_cluster() else {
+        return;
+    };
+    let cfg = config(StateBackendConfig::Redis {
+        urls: nodes.iter().map(|n| n.url.clone()).collect(),
+        cluster: true,
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    batch_suite(&state).await;
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 pub mod antivirus;
 pub mod attachments;
 pub mod authentication;
+pub mod classifier;
 pub mod client_behaviour;
 pub mod dnsbl;
 pub mod fcrdns;

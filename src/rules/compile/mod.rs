@@ -15,8 +15,8 @@
 
 use super::meta::Node;
 use super::model::{
-    effective_score, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Origin, Pattern, Rule,
-    RuleKind, Severity, Test,
+    effective_score, Diagnostic, HeaderOp, HeaderTarget, Origin, Pattern, Rule, RuleKind, Severity,
+    Test,
 };
 use super::parse::RuleSet;
 use super::perlre::{self, PatternError};
@@ -43,6 +43,28 @@ pub(crate) struct SlotInfo {
     pub description: Option<String>,
 }
 
+/// What a meta does when it reads a rule the engine skips (an `eval:` rule, a rule of an
+/// unimplemented plugin, a regex no engine runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SkippedRuleMetas {
+    /// The meta is skipped too (default): SpamAssassin evaluates the rule, so a meta that
+    /// reads it as "not hit" would fire where SpamAssassin's does not, or stay silent.
+    #[default]
+    Skip,
+    /// The meta is evaluated with the skipped rule reading as not hit.
+    Evaluate,
+}
+
+/// How a rule set is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Metas that read skipped rules.
+    pub skipped_rule_metas: SkippedRuleMetas,
+    /// Symbols the gateway's built-in checks produce (`SPF_FAIL`, `RDNS_NONE`, ...): a
+    /// skipped rule of the same name is not missing, a check stands in for it.
+    pub provided: BTreeSet<String>,
+}
+
 /// What compilation did, for `mxguard check` and logs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompileReport {
@@ -56,6 +78,9 @@ pub struct CompileReport {
     pub disabled: Vec<String>,
     /// Names used by metas that no rule here defines (symbols from built-in checks, or 0).
     pub external_refs: Vec<String>,
+    /// Metas whose result depends on a skipped rule, with the first such rule they read
+    /// (skipped themselves under [`SkippedRuleMetas::Skip`]).
+    pub skipped_metas: Vec<(String, String)>,
 }
 
 impl CompileReport {
@@ -71,8 +96,8 @@ pub struct CompiledRules {
     pub(crate) slots: Vec<SlotInfo>,
     pub(crate) by_name: HashMap<String, usize>,
     pub(crate) headers: Vec<(HeaderTarget, Group)>,
-    /// `exists:` rules: slot and lower-cased header name.
-    pub(crate) exists: Vec<(usize, String)>,
+    /// `exists:` rules: slot and the (pseudo-)header whose presence they test.
+    pub(crate) exists: Vec<(usize, HeaderTarget)>,
     pub(crate) body: Group,
     pub(crate) rawbody: Group,
     pub(crate) uri: Group,
@@ -86,9 +111,14 @@ pub struct CompiledRules {
 }
 
 impl RuleSet {
-    /// Compiles the rules; see [`CompiledRules::compile`].
+    /// Compiles the rules with the default options; see [`CompiledRules::compile`].
     pub fn compile(&self) -> CompiledRules {
         CompiledRules::compile(self)
+    }
+
+    /// Compiles the rules with `options`.
+    pub fn compile_with(&self, options: &CompileOptions) -> CompiledRules {
+        Compiler::new(self, options).run()
     }
 }
 
@@ -97,7 +127,7 @@ impl CompiledRules {
     /// reported in [`CompiledRules::diagnostics`] (which also holds the parser's), as errors
     /// when their regex is malformed (see [`CompiledRules::has_errors`]).
     pub fn compile(set: &RuleSet) -> CompiledRules {
-        Compiler::new(set).run()
+        Compiler::new(set, &CompileOptions::default()).run()
     }
 
     /// What was compiled, skipped and disabled.
@@ -123,6 +153,18 @@ impl CompiledRules {
         self.slots.get(slot)?.description.as_deref()
     }
 
+    /// The rules that can be reported as hits (not sub-rules, not disabled), by name.
+    pub fn rule_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .slots
+            .iter()
+            .filter(|s| s.kind.is_some() && s.reportable)
+            .map(|s| s.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The score per hit of a rule or symbol, if the files define or score it.
     pub fn score(&self, name: &str) -> Option<f64> {
         let slot = *self.by_name.get(name)?;
@@ -133,6 +175,7 @@ impl CompiledRules {
 
 struct Compiler<'a> {
     set: &'a RuleSet,
+    options: &'a CompileOptions,
     diagnostics: Vec<Diagnostic>,
     report: CompileReport,
     slots: Vec<SlotInfo>,
@@ -141,9 +184,10 @@ struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    fn new(set: &'a RuleSet) -> Self {
+    fn new(set: &'a RuleSet, options: &'a CompileOptions) -> Self {
         Compiler {
             set,
+            options,
             diagnostics: set.diagnostics.clone(),
             report: CompileReport::default(),
             slots: Vec::new(),
@@ -263,12 +307,9 @@ impl<'a> Compiler<'a> {
                     op: HeaderOp::Exists,
                     ..
                 } => {
-                    let HeaderSource::Named(header) = &target.source else {
-                        continue;
-                    };
-                    exists.push((slot, header.clone()));
                     self.canonical
-                        .push(format!("{canon_head}\texists:{header}"));
+                        .push(format!("{canon_head}\texists:{}", target.canonical()));
+                    exists.push((slot, target.clone()));
                     *self.report.counts.entry(RuleKind::Header).or_default() += 1;
                 }
                 Test::Header {
@@ -309,7 +350,16 @@ impl<'a> Compiler<'a> {
             }
         }
 
-        // 4. Metas: resolve references to slots, order by dependency, drop cycles.
+        // A broken regex is an error even in a rule nothing uses yet (`score NAME 0`, an
+        // unused sub-rule): it would break the rules file the day it is switched on.
+        for name in &self.report.disabled.clone() {
+            if let Some(rule) = rules.get(name.as_str()) {
+                self.validate_disabled(rule);
+            }
+        }
+
+        // 4. Metas: resolve references to slots, order by dependency, drop cycles. A meta
+        // reading a skipped rule (directly or through another meta) is skipped too.
         let meta_order = self.order_metas(&metas);
         let mut compiled_metas = Vec::new();
         let mut external: BTreeSet<String> = BTreeSet::new();
@@ -321,6 +371,25 @@ impl<'a> Compiler<'a> {
             let mut refs = Vec::new();
             expr.tree
                 .for_each_ref(&mut |n: &String| refs.push(n.clone()));
+            let missing = |r: &&String| {
+                skipped.contains(r.as_str()) && !self.options.provided.contains(r.as_str())
+            };
+            if let Some(dep) = refs.iter().find(missing) {
+                self.report
+                    .skipped_metas
+                    .push((rule.name.clone(), dep.clone()));
+                if self.options.skipped_rule_metas == SkippedRuleMetas::Skip {
+                    let message = format!(
+                        "meta {}: reads {dep}, which is skipped: meta skipped too",
+                        rule.name
+                    );
+                    self.diag(&rule.origin, Severity::Skipped, message);
+                    skipped.insert(rule.name.clone());
+                    self.slots[slot].kind = None;
+                    self.slots[slot].reportable = false;
+                    continue;
+                }
+            }
             for r in &refs {
                 if !rules.contains_key(r.as_str()) {
                     external.insert(r.clone());
@@ -449,6 +518,30 @@ impl<'a> Compiler<'a> {
                 self.pattern_failed(rule, &e);
                 None
             }
+        }
+    }
+
+    /// Checks the regex of a rule that is not compiled: a malformed one is reported.
+    fn validate_disabled(&mut self, rule: &Rule) {
+        let (pattern, line_mode) = match &rule.test {
+            Test::Header {
+                pattern: Some(p), ..
+            } => (p, false),
+            Test::Pattern(p) => (p, matches!(rule.kind, RuleKind::Body | RuleKind::Uri)),
+            _ => return,
+        };
+        let checked = perlre::translate(&pattern.source, &pattern.flags, line_mode).and_then(|t| {
+            compile_matcher(&t.pattern, t.backtracking.is_empty())
+                .map(|_| ())
+                .map_err(|e| match e {
+                    PatternError::Invalid(m) if !t.perl_only.is_empty() => {
+                        PatternError::Unsupported(m)
+                    }
+                    other => other,
+                })
+        });
+        if let Err(e @ PatternError::Invalid(_)) = checked {
+            self.pattern_failed(rule, &e);
         }
     }
 

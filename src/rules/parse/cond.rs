@@ -19,11 +19,19 @@ const KNOWN_FEATURES: &[(&str, bool)] = &[
         "Mail::SpamAssassin::Conf::compat_welcomelist_blocklist",
         true,
     ),
-    // `%{...}` captures inside regexes are not implemented.
-    ("Mail::SpamAssassin::Conf::feature_capture_rules", false),
     // DNS rules are built-in checks, not rules-file features.
     ("Mail::SpamAssassin::Conf::feature_dns_block_rule", false),
 ];
+
+/// Features SpamAssassin has and this engine lacks: a block that needs one is skipped and
+/// reported (its rules are SpamAssassin's, not absent), not read as false.
+const MISSING_FEATURES: &[(&str, &str)] = &[(
+    "Mail::SpamAssassin::Conf::feature_capture_rules",
+    "captured tags `%{NAME}` in rules",
+)];
+
+/// Prefix of an unknown value that is really a missing feature.
+const MISSING: &str = "not implemented: ";
 
 /// The result of an `if` condition.
 pub(super) enum Cond {
@@ -60,6 +68,9 @@ pub(super) fn eval_condition(text: &str) -> Cond {
         Ok(v) if p.pos == p.tokens.len() => match v {
             CondVal::Bool(b) => Cond::Known(b),
             CondVal::Num(n) => Cond::Known(n != 0.0),
+            CondVal::Unknown(why) if why.starts_with(MISSING) => {
+                Cond::Unsupported(format!("if {}: {why}", text.trim()))
+            }
             CondVal::Unknown(why) => Cond::Unknown(format!("if {}: {why}", text.trim())),
         },
         Ok(_) => Cond::Unknown(format!("if {}: trailing tokens", text.trim())),
@@ -295,6 +306,9 @@ fn unknown_of(a: &CondVal, b: &CondVal) -> CondVal {
 fn feature(name: &str) -> CondVal {
     if let Some((_, v)) = KNOWN_FEATURES.iter().find(|(n, _)| *n == name) {
         return CondVal::Bool(*v);
+    }
+    if let Some((_, what)) = MISSING_FEATURES.iter().find(|(n, _)| *n == name) {
+        return CondVal::Unknown(format!("{MISSING}{what}"));
     }
     if let Some(rest) = name.strip_prefix("Mail::SpamAssassin::Plugin::") {
         let plugin = rest.rsplit_once("::").map(|(p, _)| p).unwrap_or(rest);

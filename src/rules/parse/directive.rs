@@ -57,7 +57,28 @@ pub(super) fn parse_definition(directive: &str, def: &str) -> Result<(RuleKind, 
             rest.trim()
         )));
     }
+    captured_tags(&pattern)?;
     Ok((kind, Test::Pattern(pattern)))
+}
+
+/// SpamAssassin 4 fills `%{NAME}` in a pattern with a value another rule captured
+/// (`tflags ... capture`); the engine has no captures, so such a rule is skipped rather than
+/// matched against the literal text.
+fn captured_tags(pattern: &Pattern) -> Result<(), LineError> {
+    let s = &pattern.source;
+    let uses_tag = s.match_indices("%{").any(|(i, _)| {
+        let name: String = s[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        !name.is_empty() && s[i + 2 + name.len()..].starts_with('}')
+    });
+    if uses_tag {
+        return Err(LineError::Skipped(
+            "captured tags `%{NAME}` are not supported".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Pseudo-headers that need SpamAssassin's relay trust path.
@@ -77,20 +98,10 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(LineError::Error(format!("bad `exists:{name}`")));
         }
-        if is_trust_pseudo_header(name) {
-            return Err(LineError::Skipped(format!(
-                "pseudo-header `{name}` needs SpamAssassin's relay trust path"
-            )));
-        }
-        let target = HeaderTarget {
-            source: HeaderSource::Named(name.to_ascii_lowercase()),
-            raw: false,
-            part: AddrPart::Whole,
-            instance: Instance::All,
-            if_unset: None,
-        };
+        // Pseudo-headers and modifiers read as they do with `=~` (`exists:ToCc` is true
+        // when a To or a Cc header is present).
         return Ok(Test::Header {
-            target,
+            target: parse_target(name)?,
             op: HeaderOp::Exists,
             pattern: None,
         });
@@ -108,6 +119,31 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
     } else {
         HeaderOp::NotMatches
     };
+    let mut target = parse_target(target_text)?;
+    let (pattern, rest) = split_regex(def[op_at + 2..].trim_start()).map_err(LineError::Error)?;
+    captured_tags(&pattern)?;
+    let rest = rest.trim();
+    if !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|r| r.trim_start().strip_prefix("if-unset:"))
+            .ok_or_else(|| {
+                LineError::Error(format!("unexpected text after the regex: `{rest}`"))
+            })?;
+        target.if_unset = Some(inner.trim().to_string());
+    }
+    Ok(Test::Header {
+        target,
+        op,
+        pattern: Some(pattern),
+    })
+}
+
+/// The left-hand side of a header test: a header or pseudo-header (`ALL`, `ToCc`,
+/// `MESSAGEID`, `EnvelopeFrom`) and its `:raw`, `:addr`, `:name`, `:first`, `:last`
+/// modifiers.
+fn parse_target(target_text: &str) -> Result<HeaderTarget, LineError> {
     if target_text.is_empty() || target_text.contains(char::is_whitespace) {
         return Err(LineError::Error(format!("bad header name `{target_text}`")));
     }
@@ -154,23 +190,7 @@ fn parse_header(def: &str) -> Result<Test, LineError> {
             }
         }
     }
-    let (pattern, rest) = split_regex(def[op_at + 2..].trim_start()).map_err(LineError::Error)?;
-    let rest = rest.trim();
-    if !rest.is_empty() {
-        let inner = rest
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .and_then(|r| r.trim_start().strip_prefix("if-unset:"))
-            .ok_or_else(|| {
-                LineError::Error(format!("unexpected text after the regex: `{rest}`"))
-            })?;
-        target.if_unset = Some(inner.trim().to_string());
-    }
-    Ok(Test::Header {
-        target,
-        op,
-        pattern: Some(pattern),
-    })
+    Ok(target)
 }
 
 /// Splits `/re/flags rest` or `m{re}flags rest` into the pattern and what follows.

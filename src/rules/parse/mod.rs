@@ -272,12 +272,13 @@ impl Parser {
         let mut names = b.skipped_names;
         names.sort();
         names.dedup();
+        // SpamAssassin reads the block (it has the plugin), so what it defines there is
+        // what counts, even over a fallback defined before (`if !plugin(...)`).
         for name in &names {
-            if !self.definitions.contains_key(name) {
-                self.skipped
-                    .entry(name.clone())
-                    .or_insert_with(|| b.origin.clone());
-            }
+            self.definitions.remove(name);
+            self.skipped
+                .entry(name.clone())
+                .or_insert_with(|| b.origin.clone());
         }
         let mut listed: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
         if names.len() > 8 {

@@ -26,6 +26,32 @@ impl Translator {
             'V' if !in_class => self.out.push_str("[^\\n\\x0B\\x0C\\r]"),
             'R' if !in_class => self.out.push_str("(?:\\r\\n|[\\n\\x0B\\x0C\\r])"),
             'N' if !in_class && self.peek(0) != Some('{') => self.out.push_str("[^\\n]"),
+            'N' if self.peek(0) == Some('{') => {
+                // `\N{U+41}` is a code point; `\N{LATIN SMALL LETTER A}` needs Perl's names.
+                let body = self.braced()?;
+                let v = body
+                    .strip_prefix("U+")
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| {
+                        PatternError::unsupported(format!("named character `\\N{{{body}}}`"))
+                    })?;
+                self.push_hex(v);
+            }
+            'p' | 'P' if self.peek(0) == Some('{') => {
+                // A Unicode property: the braces belong to the escape, not a quantifier.
+                let body = self.braced()?;
+                self.out.push('\\');
+                self.out.push(c);
+                self.out.push('{');
+                self.out.push_str(&body);
+                self.out.push('}');
+            }
+            'b' | 'B' if !in_class && self.peek(0) == Some('{') => {
+                let body = self.braced()?;
+                return Err(PatternError::unsupported(format!(
+                    "boundary type `\\{c}{{{body}}}`"
+                )));
+            }
             'e' => self.out.push_str("\\x1B"),
             'a' => self.out.push_str("\\x07"),
             'b' if in_class => self.out.push_str("\\x08"),
@@ -165,15 +191,29 @@ impl Translator {
     }
 }
 
+impl Translator {
+    /// The text of a `{...}` right after an escape letter (the position moves past it).
+    fn braced(&mut self) -> Result<String, PatternError> {
+        let mut j = self.pos + 1;
+        let mut body = String::new();
+        while let Some(&c) = self.chars.get(j) {
+            if c == '}' {
+                self.pos = j + 1;
+                return Ok(body.trim().to_string());
+            }
+            body.push(c);
+            j += 1;
+        }
+        Err(PatternError::invalid("unterminated `{` after an escape"))
+    }
+}
+
 /// Escapes passed through unchanged that are valid Perl but that the engines may not read
 /// (`next` is the character after the escape letter).
 fn perl_only_escape(c: char, next: Option<char>, in_class: bool) -> Option<&'static str> {
     match (c, next) {
         ('X', _) if !in_class => Some("`\\X` (grapheme cluster)"),
         ('G', _) if !in_class => Some("`\\G`"),
-        ('p' | 'P', Some('{')) => Some("`\\p{...}` Unicode property"),
-        ('N', Some('{')) => Some("`\\N{...}` named character"),
-        ('b' | 'B', Some('{')) if !in_class => Some("`\\b{...}` boundary type"),
         _ => None,
     }
 }

@@ -90,9 +90,38 @@ fn perl_only_constructs_are_named() {
         named(r"(a)\g{-1}"),
         vec!["`\\g{...}`/`\\k{...}` backreference"]
     );
-    assert_eq!(named(r"\p{Latin}"), vec!["`\\p{...}` Unicode property"]);
+    // Unicode properties are no excuse any more: both engines read them.
+    assert!(named(r"\p{Latin}").is_empty());
     // Perl would refuse these too: nothing to excuse a compile failure.
     assert!(named(r"unclosed(").is_empty());
     assert!(named(r"[\X]").is_empty());
     assert!(named(r"(*").is_empty());
+}
+
+#[test]
+fn braced_escapes_belong_to_their_escape() {
+    // Regression: `\p{L}` became `\p\{L\}` (a broken class), so the rule was skipped.
+    assert_eq!(tr(r"\p{L}+", ""), r"\p{L}+");
+    assert_eq!(tr(r"[\P{Lu}x]", ""), r"[\P{Lu}x]");
+    assert_eq!(tr(r"\pL", ""), r"\pL");
+    // Regression: `\N{U+41}` and `\b{wb}` compiled silently as literal braces.
+    assert_eq!(tr(r"\N{U+41}b", ""), r"\x41b");
+    assert_eq!(tr(r"\N{U+263A}", ""), r"\x{263A}");
+    assert!(matches!(
+        translate(r"\N{LATIN SMALL LETTER A}", "", false),
+        Err(PatternError::Unsupported(_))
+    ));
+    for boundary in [r"a\b{wb}", r"\B{gcb}x"] {
+        assert!(
+            matches!(
+                translate(boundary, "", false),
+                Err(PatternError::Unsupported(_))
+            ),
+            "{boundary}"
+        );
+    }
+    assert!(matches!(
+        translate(r"\p{L", "", false),
+        Err(PatternError::Invalid(_))
+    ));
 }

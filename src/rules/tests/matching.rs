@@ -142,3 +142,82 @@ fn full_sees_raw_message() {
     let raw = b"From: a@b.test\r\nContent-Transfer-Encoding: base64\r\n\r\naGk=\r\n";
     assert_eq!(names(&rules, raw), vec!["FULL_START", "RAW_B64"]);
 }
+
+#[test]
+fn pseudo_headers_work_with_exists() {
+    // Regression: `exists:ToCc` looked for a header named "ToCc" and was always false, so
+    // SpamAssassin's REPLYTO_WITHOUT_TO_CC fired on list mail with a To header.
+    let rules = compile(
+        "header __TOCC_EXISTS exists:ToCc\n\
+         header __HAS_REPLY_TO exists:Reply-To\n\
+         meta REPLYTO_WITHOUT_TO_CC (__HAS_REPLY_TO && !__TOCC_EXISTS)\n\
+         header HAS_ENVFROM exists:EnvelopeFrom\n\
+         header HAS_MSGID exists:MESSAGEID\n\
+         header FROM_ADDR_EXISTS exists:From:addr\n\
+         header TOCC_ADDR ToCc:addr =~ /^bob\\@/m\n\
+         header NO_TOCC_ADDR ToCc:addr !~ /carol/\n",
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let with_to = b"From: a@x.test\r\nTo: bob@example.test\r\nReply-To: r@x.test\r\n\
+                    Return-Path: <bounce@x.test>\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n";
+    let got = names(&rules, with_to);
+    assert_eq!(
+        got,
+        vec![
+            "FROM_ADDR_EXISTS",
+            "HAS_ENVFROM",
+            "HAS_MSGID",
+            "NO_TOCC_ADDR",
+            "TOCC_ADDR"
+        ]
+    );
+    let only_cc = b"From: a@x.test\r\nCc: carol@other.test\r\nReply-To: r@x.test\r\n\r\nbody\r\n";
+    assert_eq!(names(&rules, only_cc), vec!["FROM_ADDR_EXISTS"]);
+    let neither = b"From: a@x.test\r\nReply-To: r@x.test\r\n\r\nbody\r\n";
+    assert_eq!(
+        names(&rules, neither),
+        vec!["FROM_ADDR_EXISTS", "NO_TOCC_ADDR", "REPLYTO_WITHOUT_TO_CC"]
+    );
+}
+
+#[test]
+fn lenient_base64_parts_are_read_like_spamassassin() {
+    // A base64 text part whose data starts with a blank line and whose closing boundary
+    // is missing: mail-parser hands back the encoded text; the rules must see the words.
+    let body = "Your mortgage has been approved. Click http://approved.example/now";
+    let encoded: String = {
+        let mut out = String::new();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for chunk in body.as_bytes().chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    };
+    let raw = format!(
+        "Subject: offer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         \r\n{}\r\n{}\r\n",
+        &encoded[..40],
+        &encoded[40..]
+    );
+    let rules = compile(
+        "body MORTGAGE /mortgage has been approved/\nrawbody RAW_MORTGAGE /Your mortgage/\n\
+         uri URI_APPROVED /approved\\.example/\n",
+    );
+    assert_eq!(
+        names(&rules, raw.as_bytes()),
+        vec!["MORTGAGE", "RAW_MORTGAGE", "URI_APPROVED"]
+    );
+}

@@ -86,6 +86,13 @@ fn score_zero_disables_and_default_score_is_one() {
 
 #[test]
 fn external_symbols_feed_metas_and_take_file_scores() {
+    // SPF_FAIL is an eval rule here, skipped, but a built-in check provides it.
+    let options = compile::CompileOptions {
+        provided: ["SPF_FAIL".to_string()].into(),
+        ..Default::default()
+    };
+    let compile =
+        |text: &str| RuleSet::parse_text(Path::new("test.cf"), text).compile_with(&options);
     let rules = compile(
         "header SPF_FAIL eval:check_for_spf_fail()\n\
          score SPF_FAIL 2.5\n\
@@ -157,4 +164,48 @@ fn fingerprint_ignores_order_and_whitespace_but_not_scores() {
     )
     .unwrap();
     assert_ne!(load_dir(dir.path()).unwrap().fingerprint(), first);
+}
+
+#[test]
+fn metas_reading_skipped_rules_are_skipped_by_default() {
+    let text = "header __EVAL_RULE eval:check_for_something()\n\
+                header __SUBJ Subject =~ /offer/\n\
+                meta NEGATED_EVAL (__SUBJ && !__EVAL_RULE)\n\
+                meta THROUGH_META (NEGATED_EVAL || __SUBJ)\n\
+                meta PLAIN_META __SUBJ\n\
+                score NEGATED_EVAL 2\nscore THROUGH_META 1\nscore PLAIN_META 1\n";
+    let raw = b"Subject: an offer\r\n\r\nbody\r\n";
+    let set = RuleSet::parse_text(Path::new("test.cf"), text);
+    let skipping = set.compile();
+    assert_eq!(names(&skipping, raw), vec!["PLAIN_META"]);
+    let listed: Vec<&str> = skipping
+        .report()
+        .skipped_metas
+        .iter()
+        .map(|(m, _)| m.as_str())
+        .collect();
+    assert_eq!(listed, vec!["NEGATED_EVAL", "THROUGH_META"]);
+    let evaluating = set.compile_with(&compile::CompileOptions {
+        skipped_rule_metas: compile::SkippedRuleMetas::Evaluate,
+        ..Default::default()
+    });
+    assert_eq!(
+        names(&evaluating, raw),
+        vec!["NEGATED_EVAL", "PLAIN_META", "THROUGH_META"]
+    );
+}
+
+#[test]
+fn broken_regex_in_a_disabled_rule_is_reported() {
+    // Regression: rules switched off by `score X 0` and unused sub-rules were never
+    // compiled, so their broken regexes went unnoticed until switched on.
+    for text in [
+        "body OFF /a(b/\nscore OFF 0\n",
+        "body __UNUSED /[abc/\nbody USED /x/\n",
+    ] {
+        let rules = compile(text);
+        assert!(rules.has_errors(), "{text}: {:?}", rules.diagnostics());
+    }
+    let fine = compile("body OFF /a(b)/\nscore OFF 0\n");
+    assert!(!fine.has_errors(), "{:?}", fine.diagnostics());
 }

@@ -1,0 +1,388 @@
+//! The classifier service: classifies with Bayes over the shared counts plus the published
+//! logistic model (log-odds averaged), learns and forgets idempotently through the ledger,
+//! retrains and publishes the logistic model, and imports or exports seeds.
+//!
+//! Per classified message: one backend round trip (`MGET` of the message's token counters);
+//! the logistic model is in memory. Per learn: one ledger read and one compare-and-swap
+//! that also adds the counts, retried when another gateway changed the entry meanwhile.
+
+use super::bands::{band, Band};
+use super::bayes::{self, Contribution, Counts};
+use super::features::Features;
+use super::ftrl::{self, Example, LrModel};
+use super::ledger::{body_digest, hex, Class, Entry, Outcome};
+use super::seed::Seed;
+use super::store::{self, Source, GENERATION, MAX_LOOKUPS, TOTALS};
+use super::tokenize::Tokenizer;
+use super::ClassifyError;
+use arc_swap::ArcSwapOption;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tries of a learn whose ledger entry other gateways keep changing.
+const SWAP_TRIES: usize = 8;
+/// Learns in flight during an import.
+const IMPORT_CONCURRENCY: usize = 32;
+/// Bound on maintenance calls that move the whole ledger.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the retraining lock is held at most (a crashed holder frees it then).
+const LOCK_HOLD: Duration = Duration::from_secs(600);
+
+/// Who this classifier is, for the tier.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name in the retraining lock.
+    pub node: String,
+}
+
+/// A classification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The combined spam probability the band is chosen by.
+    pub probability: f64,
+    /// Bayes' probability alone.
+    pub bayes: f64,
+    /// The logistic model's probability, when one is installed.
+    pub lr: Option<f64>,
+    /// The band (`BAYES_xx` symbol) of `probability`.
+    pub band: &'static Band,
+    /// The strongest Bayes tokens (probability minus 0.5), for `scan --explain`.
+    pub top: Vec<Contribution>,
+    /// Learned messages per class.
+    pub learned: Counts,
+}
+
+/// What classifying a message gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judged {
+    /// A vote.
+    Verdict(Verdict),
+    /// Too few messages of a class are learned: no vote.
+    NotReady(Counts),
+}
+
+/// The classifier: token counts from a [`Source`], the installed logistic model, learning.
+#[derive(Debug)]
+pub struct Classifier {
+    settings: Settings,
+    source: Source,
+    model: ArcSwapOption<LrModel>,
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn logit(p: f64) -> f64 {
+    // Bayes saturates at 0 and 1; clamped, one model cannot veto the other outright.
+    let p = p.clamp(1e-4, 1.0 - 1e-4);
+    (p / (1.0 - p)).ln()
+}
+
+/// The counter changes of replacing ledger entry `old` by `new` (either may be absent).
+fn deltas(old: Option<&Entry>, new: Option<&Entry>) -> Vec<(String, i64)> {
+    let mut sum: BTreeMap<String, i64> = BTreeMap::new();
+    for (entry, sign) in [(old, -1), (new, 1)] {
+        let Some(e) = entry else { continue };
+        let d = Counts::delta(e.class.is_spam(), sign);
+        *sum.entry(TOTALS.to_string()).or_default() += d;
+        for &h in &e.hashes {
+            *sum.entry(store::token_key(h)).or_default() += d;
+        }
+    }
+    sum.retain(|_, d| *d != 0);
+    sum.insert(GENERATION.to_string(), 1);
+    sum.into_iter().collect()
+}
+
+fn parse_digest(hex_digest: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex_digest.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex_digest.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Classifier {
+    /// A classifier over `source` with no logistic model yet.
+    pub fn new(source: Source, settings: Settings) -> Classifier {
+        Classifier {
+            settings,
+            source,
+            model: ArcSwapOption::empty(),
+        }
+    }
+
+    /// A read-only classifier over a seed held in memory (`scan` with an empty store).
+    pub fn from_seed(seed: &Seed, settings: Settings) -> Classifier {
+        let c = Classifier::new(Source::Memory(Arc::new(seed.memory())), settings);
+        c.install(seed.model.clone());
+        c
+    }
+
+    /// Where the counts come from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The installed logistic model.
+    pub fn model(&self) -> Option<Arc<LrModel>> {
+        self.model.load_full()
+    }
+
+    /// Installs a logistic model (or none).
+    pub fn install(&self, model: Option<LrModel>) {
+        self.model.store(model.map(Arc::new));
+    }
+
+    /// The tokens of a message.
+    pub fn features(&self, raw: &[u8]) -> Features {
+        Tokenizer.features(raw)
+    }
+
+    /// Classifies raw message bytes with `model` (a policy snapshot keeps the model it was
+    /// built with); no vote below `min_learned` messages of either class; `explain` asks
+    /// for that many strongest tokens.
+    pub async fn classify(
+        &self,
+        raw: &[u8],
+        model: Option<&LrModel>,
+        min_learned: u32,
+        explain: usize,
+    ) -> Result<Judged, ClassifyError> {
+        let features = self.features(raw);
+        let hashes = features.hashes();
+        let looked_up = &hashes[..hashes.len().min(MAX_LOOKUPS)];
+        let (totals, counts) = self.source.counts(looked_up).await?;
+        if totals.spam < min_learned || totals.ham < min_learned {
+            return Ok(Judged::NotReady(totals));
+        }
+        let tokens: Vec<(u64, Counts)> = looked_up.iter().copied().zip(counts).collect();
+        let b = bayes::score(&tokens, totals, explain, |h| features.name_of(h));
+        let lr = model.map(|m| m.margin(&hashes));
+        let probability = match lr {
+            Some(z) => sigmoid(0.5 * logit(b.probability) + 0.5 * z),
+            None => b.probability,
+        };
+        Ok(Judged::Verdict(Verdict {
+            probability,
+            bayes: b.probability,
+            lr: lr.map(sigmoid),
+            band: band(probability),
+            top: b.top,
+            learned: totals,
+        }))
+    }
+
+    /// Learns a message as `class`: idempotent per body digest, a move when it was learned
+    /// as the other class.
+    pub async fn learn(&self, raw: &[u8], class: Class) -> Result<Outcome, ClassifyError> {
+        let entry = Entry {
+            class,
+            hashes: self.features(raw).hashes(),
+        };
+        self.learn_entry(&body_digest(raw), &entry).await
+    }
+
+    /// Records a ledger entry and counts its tokens (see [`Classifier::learn`]).
+    pub async fn learn_entry(
+        &self,
+        digest: &[u8; 32],
+        entry: &Entry,
+    ) -> Result<Outcome, ClassifyError> {
+        let state = self.source.state()?;
+        let (shard, field) = (store::ledger_shard(digest), hex(digest));
+        let new = entry.to_bytes();
+        for _ in 0..SWAP_TRIES {
+            let prev = store::ledger_get(state, digest).await?;
+            let outcome = match &prev {
+                Some((_, p)) if p.class == entry.class => return Ok(Outcome::AlreadyLearned),
+                Some(_) => Outcome::Moved,
+                None => Outcome::Learned,
+            };
+            let changes = deltas(prev.as_ref().map(|p| &p.1), Some(entry));
+            let expected = prev.as_ref().map(|p| p.0.as_slice());
+            if state
+                .map_swap(&shard, &field, expected, Some(&new), &changes)
+                .await?
+            {
+                return Ok(outcome);
+            }
+        }
+        Err(ClassifyError::Conflict)
+    }
+
+    /// Forgets a learned message: subtracts exactly what its learn added.
+    pub async fn forget(&self, raw: &[u8]) -> Result<Outcome, ClassifyError> {
+        let state = self.source.state()?;
+        let digest = body_digest(raw);
+        let (shard, field) = (store::ledger_shard(&digest), hex(&digest));
+        for _ in 0..SWAP_TRIES {
+            let Some((bytes, old)) = store::ledger_get(state, &digest).await? else {
+                return Ok(Outcome::Unknown);
+            };
+            let changes = deltas(Some(&old), None);
+            if state
+                .map_swap(&shard, &field, Some(&bytes), None, &changes)
+                .await?
+            {
+                return Ok(Outcome::Forgotten);
+            }
+        }
+        Err(ClassifyError::Conflict)
+    }
+
+    /// Learned messages per class.
+    pub async fn totals(&self) -> Result<Counts, ClassifyError> {
+        Ok(self.source.counts(&[]).await?.0)
+    }
+
+    /// Rebuilds the logistic model from the whole ledger and publishes it, when this node
+    /// gets the retraining lock; `None` when another node holds it or the ledger lacks a
+    /// class. The model is installed here too.
+    pub async fn retrain(&self) -> Result<Option<Arc<LrModel>>, ClassifyError> {
+        let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
+        if !store::lock(&state, &self.settings.node, LOCK_HOLD).await? {
+            return Ok(None);
+        }
+        let result = self.retrain_locked(&state).await;
+        store::unlock(&state).await?;
+        result
+    }
+
+    async fn retrain_locked(
+        &self,
+        state: &crate::state::State,
+    ) -> Result<Option<Arc<LrModel>>, ClassifyError> {
+        let generation = store::generation(state).await?;
+        let entries = store::ledger_all(state).await?;
+        let spam = entries.iter().filter(|(_, e)| e.class.is_spam()).count();
+        if spam == 0 || spam == entries.len() {
+            return Ok(None);
+        }
+        // Training takes a fraction of a second per thousand messages: off the runtime.
+        let model = tokio::task::spawn_blocking(move || {
+            let examples: Vec<Example<'_>> = entries
+                .iter()
+                .map(|(_, e)| Example {
+                    hashes: &e.hashes,
+                    is_spam: e.class.is_spam(),
+                })
+                .collect();
+            ftrl::train(&examples, generation)
+        })
+        .await
+        .map_err(|e| ClassifyError::Format(format!("training failed: {e}")))?;
+        store::publish(state, &model).await?;
+        self.install(Some(model));
+        Ok(self.model())
+    }
+
+    /// Retrains when the ledger changed since the installed (or published) model was
+    /// trained; the new model, if this node made one.
+    pub async fn retrain_if_due(&self) -> Result<Option<Arc<LrModel>>, ClassifyError> {
+        let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
+        let generation = store::generation(&state).await?;
+        let trained = match self.model() {
+            Some(m) => Some(m.generation()),
+            None => store::published_model(&state)
+                .await?
+                .map(|m| m.generation()),
+        };
+        if trained == Some(generation) || generation == 0 {
+            return Ok(None);
+        }
+        self.retrain().await
+    }
+
+    /// Installs the published model when its version differs from the installed one;
+    /// whether it changed.
+    pub async fn refresh(&self) -> Result<bool, ClassifyError> {
+        let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
+        let published = store::published_version(&state).await?;
+        let installed = self.model().map(|m| m.version().to_string());
+        if published.is_none() || published == installed {
+            return Ok(false);
+        }
+        let model = store::published_model(&state).await?;
+        let changed = model.as_ref().map(LrModel::version) != installed.as_deref();
+        self.install(model);
+        Ok(changed)
+    }
+
+    /// Imports a seed: every entry is learned (idempotently, so an interrupted or repeated
+    /// import counts each message once). Into an empty store the seed's model is published
+    /// as it is; otherwise the model is retrained. Outcome counts of the entries.
+    pub async fn import(&self, seed: &Seed) -> Result<BTreeMap<Outcome, usize>, ClassifyError> {
+        let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
+        let was_empty = store::generation(&state).await? == 0;
+        let patient = Classifier::new(Source::State(state.clone()), self.settings.clone());
+        let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
+        for chunk in seed.entries.chunks(IMPORT_CONCURRENCY) {
+            let mut learns = Vec::with_capacity(chunk.len());
+            for (digest, entry) in chunk {
+                learns.push(patient.learn_entry(digest, entry));
+            }
+            for outcome in futures::future::join_all(learns).await {
+                *outcomes.entry(outcome?).or_default() += 1;
+            }
+        }
+        match &seed.model {
+            Some(model) if was_empty => {
+                let generation = store::generation(&state).await?;
+                let model = model.with_generation(generation);
+                store::publish(&state, &model).await?;
+                self.install(Some(model));
+            }
+            _ => {
+                self.retrain().await?;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// The whole ledger with a model trained on it (the published one when current).
+    pub async fn export(&self) -> Result<Seed, ClassifyError> {
+        let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
+        let generation = store::generation(&state).await?;
+        let mut model = store::published_model(&state).await?;
+        if model.as_ref().map(LrModel::generation) != Some(generation) {
+            model = self.retrain().await?.map(|m| (*m).clone());
+        }
+        let entries = store::ledger_all(&state)
+            .await?
+            .into_iter()
+            .filter_map(|(digest, e)| Some((parse_digest(&digest)?, e)))
+            .collect();
+        Ok(Seed { entries, model })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_of_a_move_cancel_shared_tokens_out_of_nothing() {
+        let old = Entry {
+            class: Class::Spam,
+            hashes: vec![1, 2],
+        };
+        let new = Entry {
+            class: Class::Ham,
+            hashes: vec![2, 3],
+        };
+        let d: BTreeMap<String, i64> = deltas(Some(&old), Some(&new)).into_iter().collect();
+        assert_eq!(d[&store::token_key(1)], -1);
+        assert_eq!(d[&store::token_key(2)], (1 << 32) - 1);
+        assert_eq!(d[&store::token_key(3)], 1 << 32);
+        assert_eq!(d[TOTALS], (1 << 32) - 1);
+        assert_eq!(d[GENERATION], 1);
+        assert_eq!(parse_digest(&hex(&[7; 32])), Some([7; 32]));
+        assert_eq!(parse_digest("zz"), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! HTML rendered to the text a reader would see, plus the links it points to, for the
+//! classifier's tokenizer.
+//!
+//! A tolerant single-pass scanner, not a full HTML parser: it never fails, runs in linear
+//! time and treats malformed markup as text. Unlike the rules' rendering it joins inline
+//! elements and drops comments without a space, so `vi<b></b>ag<!-- x -->ra` reads
+//! `viagra`, as a mail client shows it.
+
+/// What rendering one HTML body produced.
+#[derive(Debug, Default, Clone)]
+pub struct HtmlRender {
+    /// Visible text: tags removed, entities decoded, block elements separated by spaces and
+    /// inline elements joined.
+    pub text: String,
+    /// Targets of `href`, `src` (frames, scripts), `action` and `background` attributes.
+    pub links: Vec<String>,
+}
+
+/// Block-level elements: rendering them breaks words apart.
+fn is_block(tag: &str) -> bool {
+    matches!(
+        tag,
+        "br" | "p"
+            | "div"
+            | "tr"
+            | "td"
+            | "th"
+            | "li"
+            | "ul"
+            | "ol"
+            | "table"
+            | "tbody"
+            | "thead"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "hr"
+            | "blockquote"
+            | "pre"
+            | "center"
+            | "title"
+            | "body"
+            | "html"
+            | "head"
+            | "dt"
+            | "dd"
+            | "dl"
+            | "option"
+            | "select"
+            | "form"
+            | "input"
+            | "textarea"
+            | "img"
+            | "address"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "nav"
+            | "caption"
+            | "frame"
+            | "iframe"
+    )
+}
+
+/// Decodes a named or numeric entity body (the part between `&` and `;`).
+fn decode_entity(name: &str) -> Option<char> {
+    if let Some(num) = name.strip_prefix('#') {
+        let code = match num.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => num.parse::<u32>().ok()?,
+        };
+        return char::from_u32(code);
+    }
+    Some(match name {
+        "nbsp" | "ensp" | "emsp" | "thinsp" => ' ',
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "copy" => '©',
+        "reg" => '®',
+        "trade" => '™',
+        "euro" => '€',
+        "pound" => '£',
+        "yen" => '¥',
+        "cent" => '¢',
+        "hellip" => '…',
+        "mdash" => '—',
+        "ndash" => '–',
+        "lsquo" | "rsquo" => '\'',
+        "ldquo" | "rdquo" => '"',
+        "bull" | "middot" => '·',
+        "shy" => '\u{AD}',
+        "zwnj" => '\u{200C}',
+        "zwj" => '\u{200D}',
+        "aacute" => 'á',
+        "eacute" => 'é',
+        "iacute" => 'í',
+        "oacute" => 'ó',
+        "uacute" => 'ú',
+        "agrave" => 'à',
+        "egrave" => 'è',
+        "ntilde" => 'ñ',
+        "ccedil" => 'ç',
+        "auml" => 'ä',
+        "euml" => 'ë',
+        "iuml" => 'ï',
+        "ouml" => 'ö',
+        "uuml" => 'ü',
+        "szlig" => 'ß',
+        _ => return None,
+    })
+}
+
+/// Appends `raw` text to `out`, decoding character entities.
+fn push_text(raw: &str, out: &mut String) {
+    let mut rest = raw;
+    while let Some(pos) = rest.find('&') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let end = after
+            .char_indices()
+            .take(10)
+            .find(|&(_, c)| c == ';' || !(c.is_ascii_alphanumeric() || c == '#'))
+            .map(|(i, c)| (i, c == ';'));
+        match end {
+            Some((i, true)) => match decode_entity(&after[..i]) {
+                Some(c) => {
+                    out.push(c);
+                    rest = &after[i + 1..];
+                }
+                None => {
+                    out.push('&');
+                    rest = after;
+                }
+            },
+            _ => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+/// Finds `needle` (ASCII, lower case) in `hay` ignoring ASCII case; returns the byte offset.
+fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    let h = hay.as_bytes();
+    let n = needle.as_bytes();
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
+/// Parses the attributes of one tag body (after the name) into (name, value) pairs.
+fn attributes(body: &str) -> Vec<(String, String)> {
+    let b = body.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() && out.len() < 32 {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' && b[i] != b'/' {
+            i += 1;
+        }
+        if start == i {
+            i += 1;
+            continue;
+        }
+        let name = body[start..i].to_ascii_lowercase();
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value = String::new();
+        if i < b.len() && b[i] == b'=' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
+                let q = b[i];
+                let vs = i + 1;
+                i = vs;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                value = body[vs..i].to_string();
+                i += 1;
+            } else {
+                let vs = i;
+                while i < b.len() && !b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                value = body[vs..i].to_string();
+            }
+        }
+        out.push((name, value));
+    }
+    out
+}
+
+/// Renders an HTML body to visible text and collects its links.
+pub fn render(html: &str) -> HtmlRender {
+    let mut r = HtmlRender {
+        text: String::with_capacity(html.len() / 2),
+        ..HtmlRender::default()
+    };
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        push_text(&rest[..lt], &mut r.text);
+        let tail = &rest[lt..];
+        // Comments: dropped without a space, so they cannot split a word.
+        if let Some(comment) = tail.strip_prefix("<!--") {
+            let end = comment.find("-->").map_or(tail.len(), |e| e + 7);
+            rest = &tail[end..];
+            continue;
+        }
+        let next = tail[1..].chars().next();
+        if !next.is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!' || c == '?') {
+            // A lone '<' is text.
+            r.text.push('<');
+            rest = &tail[1..];
+            continue;
+        }
+        // Find the end of the tag, honouring quoted attribute values.
+        let bytes = tail.as_bytes();
+        let mut i = 1;
+        let mut quote = 0u8;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if quote != 0 {
+                if c == quote {
+                    quote = 0;
+                }
+            } else if c == b'"' || c == b'\'' {
+                // Quotes only start values right after '='.
+                if bytes[i - 1] == b'=' || (i >= 2 && bytes[i - 1] == b' ' && bytes[i - 2] == b'=')
+                {
+                    quote = c;
+                }
+            } else if c == b'>' {
+                break;
+            }
+            i += 1;
+        }
+        let inner = &tail[1..i.min(tail.len())];
+        rest = if i < tail.len() { &tail[i + 1..] } else { "" };
+        let closing = inner.starts_with('/');
+        let inner = inner.trim_start_matches('/');
+        let name_end = inner
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(inner.len());
+        let name = inner[..name_end].to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        if is_block(&name) {
+            r.text.push(' ');
+        }
+        if closing {
+            continue;
+        }
+        if name == "script" || name == "style" {
+            let close = format!("</{name}");
+            match find_ci(rest, &close) {
+                Some(p) => rest = &rest[p..],
+                None => rest = "",
+            }
+            continue;
+        }
+        for (an, av) in &attributes(&inner[name_end..]) {
+            let is_link = matches!(an.as_str(), "href" | "action" | "background")
+                || (an == "src" && name != "img");
+            if is_link && !av.is_empty() && r.links.len() < 256 {
+                let mut decoded = String::with_capacity(av.len());
+                push_text(av.trim(), &mut decoded);
+                r.links.push(decoded);
+            }
+        }
+    }
+    push_text(rest, &mut r.text);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_tags_and_comments_do_not_split_words() {
+        let r = render("<p>Buy vi<b></b>ag<!-- hash -->ra now</p>");
+        assert!(r.text.contains("viagra"), "{:?}", r.text);
+    }
+
+    #[test]
+    fn block_tags_separate_words_and_entities_decode() {
+        let r = render("<td>one</td><td>two&nbsp;&amp;&#51;</td>");
+        let words: Vec<&str> = r.text.split_whitespace().collect();
+        assert_eq!(words, vec!["one", "two", "&3"]);
+    }
+
+    #[test]
+    fn collects_links_and_hides_scripts() {
+        let html = r##"<a href="http://example.com/x?a=1&amp;b=2">x</a><img src="http://i.test/a.gif">
+            <font color="#FFFFFF">hidden words</font><script>var a = "<b>";</script><form action="http://f.test/p">"##;
+        let r = render(html);
+        assert_eq!(
+            r.links,
+            vec![
+                "http://example.com/x?a=1&b=2".to_string(),
+                "http://f.test/p".to_string()
+            ]
+        );
+        assert!(!r.text.contains("var a"), "script text is not visible");
+    }
+
+    #[test]
+    fn malformed_markup_never_panics() {
+        for s in [
+            "<",
+            "<a href='",
+            "<!--",
+            "&#xFFFFFFFF;",
+            "<p <b>>",
+            "<script>",
+            "é<é>",
+        ] {
+            let _ = render(s);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The learn ledger: which messages were learned, as which class, with exactly which
+//! tokens. Keyed by a digest of the message body, it makes learning idempotent (twice counts
+//! once), turns a learn as the other class into a move, makes `--forget` subtract exactly
+//! what was added (even after a tokenizer change) and is the training set the logistic
+//! model is rebuilt from.
+
+use super::ClassifyError;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of the message body (everything after the first empty line): the same message
+/// delivered to several recipients, or with rewritten headers, has one digest.
+pub fn body_digest(raw: &[u8]) -> [u8; 32] {
+    let body = find_body(raw).map_or(raw, |i| &raw[i..]);
+    // Files on disk may have LF line ends where the gateway saw CRLF: one digest for both.
+    let mut h = Sha256::new();
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', body) {
+        let line = &body[start..i];
+        h.update(line.strip_suffix(b"\r").unwrap_or(line));
+        h.update(b"\n");
+        start = i + 1;
+    }
+    h.update(&body[start..]);
+    h.finalize().into()
+}
+
+fn find_body(raw: &[u8]) -> Option<usize> {
+    let crlf = memchr::memmem::find(raw, b"\r\n\r\n").map(|p| p + 4);
+    let lf = memchr::memmem::find(raw, b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A digest in hex, as the ledger's field names are.
+pub fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A spam or ham message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Unwanted mail.
+    Spam,
+    /// Wanted mail.
+    Ham,
+}
+
+impl Class {
+    /// `spam` or `ham`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Spam => "spam",
+            Class::Ham => "ham",
+        }
+    }
+
+    /// True for spam.
+    pub fn is_spam(self) -> bool {
+        self == Class::Spam
+    }
+}
+
+/// What a learn or forget request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// New: learned.
+    Learned,
+    /// Already learned as this class: nothing changed.
+    AlreadyLearned,
+    /// Was learned as the other class: moved.
+    Moved,
+    /// Forgotten.
+    Forgotten,
+    /// Forget of a message never learned: nothing changed.
+    Unknown,
+}
+
+impl Outcome {
+    /// Lower-case name for progress lines and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Learned => "learned",
+            Outcome::AlreadyLearned => "already learned",
+            Outcome::Moved => "moved",
+            Outcome::Forgotten => "forgotten",
+            Outcome::Unknown => "not learned",
+        }
+    }
+}
+
+/// One ledger entry: the class and the exact token hashes that were counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The class it was learned as.
+    pub class: Class,
+    /// Token hashes counted (sorted).
+    pub hashes: Vec<u64>,
+}
+
+impl Entry {
+    /// Stored form: `S` or `H`, then the hashes as little-endian u64.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.hashes.len() * 8);
+        out.push(if self.class.is_spam() { b'S' } else { b'H' });
+        for h in &self.hashes {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Entry::to_bytes`]'s form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Entry, ClassifyError> {
+        let (kind, rest) = bytes
+            .split_first()
+            .ok_or_else(|| ClassifyError::Format("empty ledger entry".into()))?;
+        let class = match kind {
+            b'S' => Class::Spam,
+            b'H' => Class::Ham,
+            _ => return Err(ClassifyError::Format("ledger entry of no class".into())),
+        };
+        if rest.len() % 8 != 0 {
+            return Err(ClassifyError::Format("truncated ledger entry".into()));
+        }
+        let hashes = rest
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Ok(Entry { class, hashes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ignores_headers_and_line_ends() {
+        let a = body_digest(b"To: a@x\r\n\r\nsame body\r\nline 2\r\n");
+        let b = body_digest(b"To: b@y\nX: 1\n\nsame body\nline 2\n");
+        assert_eq!(a, b);
+        assert_ne!(a, body_digest(b"To: a@x\r\n\r\nother body\r\n"));
+        assert_eq!(hex(&a).len(), 64);
+    }
+
+    #[test]
+    fn entries_round_trip_and_garbage_is_an_error() {
+        let e = Entry {
+            class: Class::Spam,
+            hashes: vec![1, u64::MAX],
+        };
+        assert_eq!(Entry::from_bytes(&e.to_bytes()).unwrap(), e);
+        assert!(Entry::from_bytes(b"").is_err());
+        assert!(Entry::from_bytes(b"X").is_err());
+        assert!(Entry::from_bytes(b"S123").is_err());
+    }
+}

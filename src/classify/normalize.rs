@@ -1,0 +1,316 @@
+//! Text normalisation that resists obfuscation: case and accent folding, invisible-character
+//! removal, look-alike letters, digit-for-letter substitutions and letter-spaced words.
+//!
+//! Everything here is pure and allocation-light so that the tokenizer can call it on every
+//! word of every message.
+
+/// Returns true for characters that render as nothing and are inserted by spammers to
+/// break words apart (zero-width spaces and joiners, soft hyphen, bidi controls, BOM).
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Folds one lower-case character to its unaccented Latin base form and writes it to `out`.
+///
+/// Covers Latin-1 Supplement, Latin Extended-A, full-width ASCII and the Cyrillic and Greek
+/// letters that look like Latin ones (only applied by the caller to mixed-script words).
+fn push_folded(c: char, out: &mut String) {
+    let base: &str = match c {
+        'à'..='å' => "a",
+        'æ' => "ae",
+        'ç' => "c",
+        'è'..='ë' => "e",
+        'ì'..='ï' => "i",
+        'ð' => "d",
+        'ñ' => "n",
+        'ò'..='ö' | 'ø' => "o",
+        'ù'..='ü' => "u",
+        'ý' | 'ÿ' => "y",
+        'þ' => "th",
+        'ß' => "ss",
+        '\u{0100}'..='\u{0105}' => "a",
+        '\u{0106}'..='\u{010D}' => "c",
+        '\u{010E}'..='\u{0111}' => "d",
+        '\u{0112}'..='\u{011B}' => "e",
+        '\u{011C}'..='\u{0123}' => "g",
+        '\u{0124}'..='\u{0127}' => "h",
+        '\u{0128}'..='\u{0131}' => "i",
+        '\u{0132}'..='\u{0133}' => "ij",
+        '\u{0134}'..='\u{0135}' => "j",
+        '\u{0136}'..='\u{0138}' => "k",
+        '\u{0139}'..='\u{0142}' => "l",
+        '\u{0143}'..='\u{014B}' => "n",
+        '\u{014C}'..='\u{0151}' => "o",
+        '\u{0152}'..='\u{0153}' => "oe",
+        '\u{0154}'..='\u{0159}' => "r",
+        '\u{015A}'..='\u{0161}' | '\u{017F}' => "s",
+        '\u{0162}'..='\u{0167}' => "t",
+        '\u{0168}'..='\u{0173}' => "u",
+        '\u{0174}'..='\u{0175}' => "w",
+        '\u{0176}'..='\u{0178}' => "y",
+        '\u{0179}'..='\u{017E}' => "z",
+        '\u{FF01}'..='\u{FF5E}' => {
+            // Full-width ASCII: shift down to the ASCII block (always a valid char).
+            if let Some(a) = char::from_u32(c as u32 - 0xFEE0) {
+                out.extend(a.to_lowercase());
+            }
+            return;
+        }
+        '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => " ",
+        '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{2032}' => "'",
+        '\u{201C}' | '\u{201D}' | '\u{201F}' => "\"",
+        '\u{2010}'..='\u{2015}' => "-",
+        _ => {
+            out.push(c);
+            return;
+        }
+    };
+    out.push_str(base);
+}
+
+/// Lower-cases `text`, strips accents, removes invisible characters and maps typographic
+/// spaces, quotes and dashes to ASCII. Returns the normalised string.
+///
+/// ```
+/// use mxguard::classify::normalize::normalize_text;
+/// assert_eq!(normalize_text("Ré\u{200B}sumé FREE"), "resume free");
+/// ```
+pub fn normalize_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_invisible(c) {
+            continue;
+        }
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            for l in c.to_lowercase() {
+                push_folded(l, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Maps Cyrillic and Greek letters that look like Latin ones to those Latin letters.
+fn latin_lookalike(c: char) -> Option<char> {
+    Some(match c {
+        'а' | 'α' => 'a',
+        'в' | 'β' => 'b',
+        'с' | 'ϲ' => 'c',
+        'е' | 'ε' => 'e',
+        'һ' => 'h',
+        'і' | 'ι' => 'i',
+        'ј' => 'j',
+        'к' | 'κ' => 'k',
+        'м' => 'm',
+        'н' | 'η' => 'n',
+        'о' | 'ο' => 'o',
+        'р' | 'ρ' => 'p',
+        'ѕ' => 's',
+        'т' | 'τ' => 't',
+        'у' | 'υ' => 'y',
+        'х' | 'χ' => 'x',
+        'ν' => 'v',
+        'ԝ' | 'ω' => 'w',
+        _ => return None,
+    })
+}
+
+/// If a word mixes Latin letters with Cyrillic/Greek look-alikes (`vіagra` with a Cyrillic
+/// `і`), returns the all-Latin spelling. Words written wholly in another script are left alone.
+pub fn fold_mixed_script(word: &str) -> Option<String> {
+    let has_latin = word.chars().any(|c| c.is_ascii_alphabetic());
+    if !has_latin || word.is_ascii() {
+        return None;
+    }
+    let mut changed = false;
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        match latin_lookalike(c) {
+            Some(l) => {
+                changed = true;
+                out.push(l);
+            }
+            None => out.push(c),
+        }
+    }
+    // Only a real fold if the result is now plain ASCII letters.
+    (changed && out.chars().all(|c| c.is_ascii_alphanumeric())).then_some(out)
+}
+
+/// Undoes digit/symbol-for-letter substitutions (`v1agra`, `m0rtgage`, `fr@ud`) inside a word.
+///
+/// Only substitutes characters that sit *between* letters, so ordinary tokens such as `mp3`,
+/// `x86`, `2002` or `ipv6` are not touched. Returns `None` when nothing was substituted.
+pub fn deleet(word: &str) -> Option<String> {
+    let chars: Vec<char> = word.chars().collect();
+    if chars.len() < 3 {
+        return None;
+    }
+    let mut out = String::with_capacity(word.len());
+    let mut changed = false;
+    for (i, &c) in chars.iter().enumerate() {
+        let sub = match c {
+            '0' => Some('o'),
+            '1' | '!' | '|' => Some('i'),
+            '3' => Some('e'),
+            '4' | '@' => Some('a'),
+            '5' | '$' => Some('s'),
+            '7' | '+' => Some('t'),
+            _ => None,
+        };
+        let inside = chars[..i].iter().any(|p| p.is_ascii_alphabetic())
+            && chars[i + 1..].iter().any(|n| n.is_ascii_alphabetic());
+        match sub {
+            Some(s) if inside => {
+                changed = true;
+                out.push(s);
+            }
+            _ => out.push(c),
+        }
+    }
+    (changed && out.chars().all(|c| c.is_ascii_alphabetic())).then_some(out)
+}
+
+/// Joins letter-spaced words: `v i a g r a` (as separate tokens) and `v-i-a-g-r-a`,
+/// `v.i.a.g.r.a`, `v_i_a_g_r_a` (as one token). Returns the joined words found.
+///
+/// `tokens` are whitespace-separated, already normalised chunks in order.
+pub fn join_spaced_letters<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut run = String::new();
+    let mut run_len = 0usize;
+    let flush = |run: &mut String, run_len: &mut usize, found: &mut Vec<String>| {
+        if *run_len >= 4 {
+            found.push(std::mem::take(run));
+        }
+        run.clear();
+        *run_len = 0;
+    };
+    for tok in tokens {
+        let mut chars = tok.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_alphanumeric() => {
+                run.push(c);
+                run_len += 1;
+                continue;
+            }
+            _ => flush(&mut run, &mut run_len, &mut found),
+        }
+        if let Some(j) = join_separated_letters(tok) {
+            found.push(j);
+        }
+    }
+    flush(&mut run, &mut run_len, &mut found);
+    found
+}
+
+/// `v-i-a-g-r-a` → `viagra`: single letters separated by one repeated punctuation mark.
+fn join_separated_letters(tok: &str) -> Option<String> {
+    let chars: Vec<char> = tok.chars().collect();
+    if chars.len() < 7 || chars.len().is_multiple_of(2) {
+        return None;
+    }
+    let sep = chars[1];
+    if !matches!(sep, '-' | '.' | '_' | '*' | '/' | '|' | '+' | '~' | ',') {
+        return None;
+    }
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if i % 2 == 0 {
+            if !c.is_alphanumeric() {
+                return None;
+            }
+            out.push(c);
+        } else if c != sep {
+            return None;
+        }
+    }
+    // Dotted numbers and dates (1.2.3.4) are not obfuscation.
+    out.chars()
+        .any(|c| c.is_alphabetic())
+        .then_some(out)
+        .filter(|_| !tok.chars().all(|c| c.is_ascii_digit() || c == sep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowercases_and_strips_accents() {
+        assert_eq!(
+            normalize_text("CAFÉ Ñandú Œuvre Straße"),
+            "cafe nandu oeuvre strasse"
+        );
+    }
+
+    #[test]
+    fn removes_zero_width_and_soft_hyphen() {
+        assert_eq!(normalize_text("vi\u{200B}ag\u{00AD}ra\u{FEFF}"), "viagra");
+        assert_eq!(normalize_text("fr\u{200D}ee"), "free");
+    }
+
+    #[test]
+    fn maps_fullwidth_and_typographic_characters() {
+        assert_eq!(normalize_text("ＦＲＥＥ"), "free");
+        assert_eq!(
+            normalize_text("it\u{2019}s\u{00A0}a\u{2014}deal"),
+            "it's a-deal"
+        );
+    }
+
+    #[test]
+    fn deleet_substitutes_only_inside_words() {
+        assert_eq!(deleet("v1agra").as_deref(), Some("viagra"));
+        assert_eq!(deleet("m0rtgage").as_deref(), Some("mortgage"));
+        assert_eq!(deleet("fr@ud").as_deref(), Some("fraud"));
+        assert_eq!(deleet("v14gra").as_deref(), Some("viagra"));
+        assert_eq!(deleet("c1al1s").as_deref(), Some("cialis"));
+        assert_eq!(deleet("mp3"), None);
+        assert_eq!(deleet("x86"), None);
+        assert_eq!(deleet("2002"), None);
+        assert_eq!(deleet("ipv6"), None);
+        assert_eq!(deleet("hello"), None);
+    }
+
+    #[test]
+    fn joins_letter_spaced_words() {
+        let toks = ["buy", "v", "i", "a", "g", "r", "a", "now"];
+        assert_eq!(join_spaced_letters(toks), vec!["viagra".to_string()]);
+        assert_eq!(
+            join_spaced_letters(["v-i-a-g-r-a"]),
+            vec!["viagra".to_string()]
+        );
+        assert_eq!(join_spaced_letters(["f.r.e.e"]), vec!["free".to_string()]);
+        assert!(
+            join_spaced_letters(["a", "b"]).is_empty(),
+            "short runs are normal text"
+        );
+        assert!(
+            join_spaced_letters(["1.2.3.4"]).is_empty(),
+            "dotted numbers are not words"
+        );
+    }
+
+    #[test]
+    fn folds_mixed_script_lookalikes() {
+        assert_eq!(fold_mixed_script("vіagra").as_deref(), Some("viagra"));
+        assert_eq!(
+            fold_mixed_script("привет"),
+            None,
+            "all-Cyrillic words are kept"
+        );
+        assert_eq!(fold_mixed_script("viagra"), None);
+    }
+}

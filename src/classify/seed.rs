@@ -1,0 +1,259 @@
+//! A classifier seed: a learn ledger and the logistic model trained on it, in one file.
+//! The project ships one trained on the training corpus (`config/classifier-seed.bin`),
+//! so a fresh gateway classifies out of the box: it is imported into an empty store on
+//! first start (or by `mxguard learn --import`), and `scan` reads it when the store has
+//! learned nothing. Importing replays the ledger, so counts are exact and shipped examples
+//! can be forgotten like local ones.
+//!
+//! Format (little-endian): `MXSEED1\n`; the token dictionary (u32 count, sorted u64
+//! hashes); the entries (u32 count; each a 32-byte digest, a class byte `S`/`H`, then a
+//! varint token count and varint gaps between the entry's sorted dictionary indices); the
+//! model (u32 length, [`LrModel::to_bytes`], length 0 for none).
+
+use super::bayes::Counts;
+use super::ftrl::LrModel;
+use super::ledger::{Class, Entry};
+use super::store::Memory;
+use super::ClassifyError;
+use std::collections::HashMap;
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"MXSEED1\n";
+
+/// A learn ledger with the model trained on it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seed {
+    /// Body digest and what was learned, sorted by digest.
+    pub entries: Vec<([u8; 32], Entry)>,
+    /// The logistic model trained on exactly these entries.
+    pub model: Option<LrModel>,
+}
+
+fn bad(why: &str) -> ClassifyError {
+    ClassifyError::Format(format!("seed: {why}"))
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads the pieces of a seed in order.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ClassifyError> {
+        if self.0.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, ClassifyError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn varint(&mut self) -> Result<u64, ClassifyError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(bad("varint too long"))
+    }
+}
+
+impl Seed {
+    /// The token counts the entries add up to (what `scan` classifies with in memory).
+    pub fn memory(&self) -> Memory {
+        let mut m = Memory::default();
+        for (_, e) in &self.entries {
+            let add = |c: &mut Counts| match e.class {
+                Class::Spam => c.spam += 1,
+                Class::Ham => c.ham += 1,
+            };
+            add(&mut m.totals);
+            for h in &e.hashes {
+                add(m.counts.entry(*h).or_default());
+            }
+        }
+        m
+    }
+
+    /// The file form (see the module doc).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut dictionary: Vec<u64> = self
+            .entries
+            .iter()
+            .flat_map(|(_, e)| e.hashes.iter().copied())
+            .collect();
+        dictionary.sort_unstable();
+        dictionary.dedup();
+        let index: HashMap<u64, u64> = dictionary
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| (h, i as u64))
+            .collect();
+        let mut out = Vec::with_capacity(dictionary.len() * 8 + self.entries.len() * 300);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(dictionary.len() as u32).to_le_bytes());
+        for h in &dictionary {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for (digest, entry) in &self.entries {
+            out.extend_from_slice(digest);
+            out.push(if entry.class.is_spam() { b'S' } else { b'H' });
+            let mut indices: Vec<u64> = entry
+                .hashes
+                .iter()
+                .filter_map(|h| index.get(h).copied())
+                .collect();
+            indices.sort_unstable();
+            put_varint(&mut out, indices.len() as u64);
+            let mut last = 0;
+            for i in indices {
+                put_varint(&mut out, i - last);
+                last = i;
+            }
+        }
+        let model = self
+            .model
+            .as_ref()
+            .map(LrModel::to_bytes)
+            .unwrap_or_default();
+        out.extend_from_slice(&(model.len() as u32).to_le_bytes());
+        out.extend_from_slice(&model);
+        out
+    }
+
+    /// Reads [`Seed::to_bytes`]'s form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Seed, ClassifyError> {
+        let mut r = Reader(
+            bytes
+                .strip_prefix(MAGIC)
+                .ok_or_else(|| bad("not a seed file"))?,
+        );
+        let n_tokens = r.u32()? as usize;
+        let raw = r.take(
+            n_tokens
+                .checked_mul(8)
+                .ok_or_else(|| bad("too many tokens"))?,
+        )?;
+        let dictionary: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        let n_entries = r.u32()? as usize;
+        let mut entries = Vec::with_capacity(n_entries.min(1 << 20));
+        for _ in 0..n_entries {
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(r.take(32)?);
+            let class = match r.take(1)?[0] {
+                b'S' => Class::Spam,
+                b'H' => Class::Ham,
+                _ => return Err(bad("entry of no class")),
+            };
+            let count = r.varint()? as usize;
+            let mut hashes = Vec::with_capacity(count.min(1 << 16));
+            let mut index = 0u64;
+            for _ in 0..count {
+                index = index
+                    .checked_add(r.varint()?)
+                    .ok_or_else(|| bad("index overflow"))?;
+                let h = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| dictionary.get(i))
+                    .ok_or_else(|| bad("token index out of range"))?;
+                hashes.push(*h);
+            }
+            hashes.sort_unstable();
+            entries.push((digest, Entry { class, hashes }));
+        }
+        let model_len = r.u32()? as usize;
+        let model = match model_len {
+            0 => None,
+            n => Some(LrModel::from_bytes(r.take(n)?)?),
+        };
+        if !r.0.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        entries.sort_unstable_by_key(|a| a.0);
+        Ok(Seed { entries, model })
+    }
+
+    /// Reads a seed file.
+    pub fn read(path: &Path) -> Result<Seed, ClassifyError> {
+        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Seed::from_bytes(&bytes)
+    }
+
+    /// Writes a seed file (through a temporary file, so a reader never sees half of it).
+    pub fn write(&self, path: &Path) -> Result<(), ClassifyError> {
+        let io = |source| ClassifyError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.to_bytes()).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::ftrl::{train, Example};
+
+    #[test]
+    fn seeds_round_trip_and_add_up() {
+        let e1 = Entry {
+            class: Class::Spam,
+            hashes: vec![3, 99, u64::MAX],
+        };
+        let e2 = Entry {
+            class: Class::Ham,
+            hashes: vec![3, 7],
+        };
+        let examples = [
+            Example {
+                hashes: &e1.hashes,
+                is_spam: true,
+            },
+            Example {
+                hashes: &e2.hashes,
+                is_spam: false,
+            },
+        ];
+        let model = Some(train(&examples, 2));
+        let seed = Seed {
+            entries: vec![([1; 32], e1.clone()), ([2; 32], e2.clone())],
+            model,
+        };
+        let bytes = seed.to_bytes();
+        assert_eq!(Seed::from_bytes(&bytes).unwrap(), seed);
+        let m = seed.memory();
+        assert_eq!(m.totals, Counts { spam: 1, ham: 1 });
+        assert_eq!(m.counts[&3], Counts { spam: 1, ham: 1 });
+        assert_eq!(m.counts[&7], Counts { spam: 0, ham: 1 });
+        // Damage anywhere is an error, never a panic.
+        for cut in [0, 9, 20, bytes.len() - 1] {
+            assert!(Seed::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut garbage = bytes.clone();
+        garbage.extend_from_slice(b"x");
+        assert!(Seed::from_bytes(&garbage).is_err());
+    }
+}

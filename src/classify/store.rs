@@ -1,0 +1,172 @@
+//! Where the classifier's model lives: the key layout in the state backend, and the two
+//! sources of token counts (the backend, or a seed held in memory by `scan`).
+//!
+//! Keys (after `state.key_prefix`):
+//! - `bayes:t:<hash, 16 hex>`: one counter per token, both classes packed into it
+//!   (see [`Counts::pack`]); `bayes:totals` the same for the learned messages;
+//! - `bayes:generation`: a counter bumped by every learn, forget or move;
+//! - `bayes:ledger:<00..ff>`: 256 maps sharded by the first byte of the body digest, field
+//!   = digest in hex, value = [`Entry`] (class and the exact token hashes counted);
+//! - `bayes:model`: map with `lr` (the published [`LrModel`]) and `version`;
+//! - `bayes:lock`: held (`SET NX` with an expiry) by the node that retrains.
+//!
+//! Counters never expire; keys a cluster shards freely (no script touches two slots).
+
+use super::bayes::Counts;
+use super::ftrl::LrModel;
+use super::ledger::{hex, Entry};
+use super::ClassifyError;
+use crate::state::{State, Unavailable};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counter of learned messages.
+pub const TOTALS: &str = "bayes:totals";
+/// Counter of ledger changes.
+pub const GENERATION: &str = "bayes:generation";
+/// Map of the published logistic model.
+pub const MODEL: &str = "bayes:model";
+/// Lock of the retraining node.
+pub const LOCK: &str = "bayes:lock";
+/// Most tokens looked up per message (p99 of the corpus is 875).
+pub const MAX_LOOKUPS: usize = 2000;
+
+/// The counter key of a token.
+pub fn token_key(hash: u64) -> String {
+    format!("bayes:t:{hash:016x}")
+}
+
+/// The ledger shard of a digest.
+pub fn ledger_shard(digest: &[u8; 32]) -> String {
+    format!("bayes:ledger:{:02x}", digest[0])
+}
+
+/// Every ledger shard.
+pub fn ledger_shards() -> impl Iterator<Item = String> {
+    (0..=255u8).map(|b| format!("bayes:ledger:{b:02x}"))
+}
+
+/// Token counts held in memory (a seed read by `scan` when the store has none).
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Counts per token hash.
+    pub counts: HashMap<u64, Counts, super::features::HashBuild>,
+    /// Learned messages per class.
+    pub totals: Counts,
+}
+
+/// Where token counts come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The state backend: the gateway, `learn`, and `scan` over a learned store.
+    State(State),
+    /// Counts in memory, read-only.
+    Memory(Arc<Memory>),
+}
+
+impl Source {
+    /// The learned totals and the counts of `hashes`, in one backend round trip.
+    pub async fn counts(&self, hashes: &[u64]) -> Result<(Counts, Vec<Counts>), Unavailable> {
+        match self {
+            Source::Memory(m) => Ok((
+                m.totals,
+                hashes
+                    .iter()
+                    .map(|h| m.counts.get(h).copied().unwrap_or_default())
+                    .collect(),
+            )),
+            Source::State(state) => {
+                let keys: Vec<String> = std::iter::once(TOTALS.to_string())
+                    .chain(hashes.iter().map(|&h| token_key(h)))
+                    .collect();
+                let values = state.get_counters(&keys).await?;
+                let mut counts = values.into_iter().map(Counts::unpack);
+                let totals = counts.next().unwrap_or_default();
+                Ok((totals, counts.collect()))
+            }
+        }
+    }
+
+    /// The state backend, for operations that write.
+    pub fn state(&self) -> Result<&State, ClassifyError> {
+        match self {
+            Source::State(s) => Ok(s),
+            Source::Memory(_) => Err(ClassifyError::ReadOnly),
+        }
+    }
+}
+
+/// The ledger entry of a digest, with its stored bytes (for a later compare-and-swap).
+pub async fn ledger_get(
+    state: &State,
+    digest: &[u8; 32],
+) -> Result<Option<(Vec<u8>, Entry)>, ClassifyError> {
+    match state.map_get(&ledger_shard(digest), &hex(digest)).await? {
+        Some(bytes) => {
+            let entry = Entry::from_bytes(&bytes)?;
+            Ok(Some((bytes, entry)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Every ledger entry, sorted by digest (the canonical training order).
+pub async fn ledger_all(state: &State) -> Result<Vec<(String, Entry)>, ClassifyError> {
+    let shards: Vec<String> = ledger_shards().collect();
+    let mut out = Vec::new();
+    for chunk in shards.chunks(16) {
+        let reads = chunk.iter().map(|shard| state.map_entries(shard));
+        for entries in futures::future::join_all(reads).await {
+            for (digest, bytes) in entries? {
+                out.push((digest, Entry::from_bytes(&bytes)?));
+            }
+        }
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The published model's version, if one is published.
+pub async fn published_version(state: &State) -> Result<Option<String>, ClassifyError> {
+    let raw = state.map_get(MODEL, "version").await?;
+    Ok(raw.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// The published model, if one is published.
+pub async fn published_model(state: &State) -> Result<Option<LrModel>, ClassifyError> {
+    match state.map_get(MODEL, "lr").await? {
+        Some(bytes) => Ok(Some(LrModel::from_bytes(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Publishes a model: the weights first, then the version gateways poll, so a gateway
+/// that sees the new version finds the weights.
+pub async fn publish(state: &State, model: &LrModel) -> Result<(), ClassifyError> {
+    state.map_set(MODEL, "lr", &model.to_bytes()).await?;
+    state
+        .map_set(MODEL, "version", model.version().as_bytes())
+        .await?;
+    Ok(())
+}
+
+/// The ledger generation (how many changes were ever made).
+pub async fn generation(state: &State) -> Result<i64, ClassifyError> {
+    Ok(state
+        .get_counters(&[GENERATION.to_string()])
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(0))
+}
+
+/// Takes the retraining lock for `hold`; whether this node got it.
+pub async fn lock(state: &State, node: &str, hold: Duration) -> Result<bool, ClassifyError> {
+    Ok(state.set_nx(LOCK, node.as_bytes(), hold).await?)
+}
+
+/// Releases the retraining lock.
+pub async fn unlock(state: &State) -> Result<(), ClassifyError> {
+    Ok(state.delete(LOCK).await?)
+}

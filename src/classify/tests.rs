@@ -1,0 +1,292 @@
+//! The classifier over real state backends: learning and classifying small corpora,
+//! idempotent learning, class moves, exact forgetting, persistence of the embedded store
+//! and two gateways sharing one Redis.
+
+use super::*;
+use crate::config::{OnFailure, StateBackendConfig, StateConfig};
+use crate::metrics::Metrics;
+use crate::state::tests::RedisServer;
+use crate::state::State;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SPAM_WORDS: &[&str] = &[
+    "viagra",
+    "mortgage",
+    "winner",
+    "prize",
+    "casino",
+    "refinance",
+    "pharmacy",
+    "discount",
+    "offer",
+    "credit",
+    "guaranteed",
+    "income",
+    "lottery",
+    "bonus",
+    "cheap",
+];
+const HAM_WORDS: &[&str] = &[
+    "meeting", "agenda", "patch", "release", "kernel", "review", "minutes", "budget", "schedule",
+    "compiler", "thanks", "attached", "draft", "lunch", "project",
+];
+
+/// A small deterministic corpus: each message draws words from its class's vocabulary and
+/// a shared one.
+fn message(spam: bool, i: usize) -> Vec<u8> {
+    let words = if spam { SPAM_WORDS } else { HAM_WORDS };
+    let shared = [
+        "the", "and", "today", "please", "about", "there", "where", "which",
+    ];
+    let mut body = format!("ref {i}\n");
+    for j in 0..40 {
+        let w = if (i + j).is_multiple_of(3) {
+            shared[(i * 7 + j) % shared.len()]
+        } else {
+            words[(i * 5 + j * 3) % words.len()]
+        };
+        body.push_str(w);
+        body.push(if j % 10 == 9 { '\n' } else { ' ' });
+    }
+    let from = if spam {
+        "deals@offers.example"
+    } else {
+        "alice@work.example"
+    };
+    format!(
+        "From: {from}\r\nSubject: {} number {i}\r\nMessage-ID: <{i}.{spam}@x>\r\n\r\n{body}\r\n",
+        words[i % words.len()]
+    )
+    .replace('\n', "\r\n")
+    .replace("\r\r\n", "\r\n")
+    .into_bytes()
+}
+
+fn config(backend: StateBackendConfig) -> StateConfig {
+    StateConfig {
+        backend,
+        timeout: Duration::from_secs(5),
+        on_failure: OnFailure::Open,
+        key_prefix: "test:".into(),
+    }
+}
+
+fn classifier(state: &State, node: &str) -> Classifier {
+    Classifier::new(
+        Source::State(state.clone()),
+        Settings {
+            node: node.to_string(),
+        },
+    )
+}
+
+async fn learn_corpus(c: &Classifier, n: usize) {
+    for i in 0..n {
+        assert_eq!(
+            c.learn(&message(true, i), Class::Spam).await.unwrap(),
+            Outcome::Learned
+        );
+        assert_eq!(
+            c.learn(&message(false, i), Class::Ham).await.unwrap(),
+            Outcome::Learned
+        );
+    }
+}
+
+async fn probability(c: &Classifier, raw: &[u8]) -> f64 {
+    let model = c.model();
+    match c.classify(raw, model.as_deref(), 5, 5).await.unwrap() {
+        Judged::Verdict(v) => v.probability,
+        Judged::NotReady(t) => panic!("not ready: {t:?}"),
+    }
+}
+
+/// Every counter and ledger entry of the classifier, to compare states exactly.
+async fn snapshot(state: &State) -> (Vec<(String, Vec<u8>)>, Counts) {
+    let mut entries = Vec::new();
+    for shard in store::ledger_shards() {
+        entries.extend(state.map_entries(&shard).await.unwrap());
+    }
+    entries.sort();
+    let totals = Counts::unpack(state.get_counters(&[store::TOTALS.into()]).await.unwrap()[0]);
+    (entries, totals)
+}
+
+async fn token_counts(state: &State, raw: &[u8]) -> Vec<i64> {
+    let keys: Vec<String> = Tokenizer
+        .features(raw)
+        .hashes()
+        .into_iter()
+        .map(store::token_key)
+        .collect();
+    state.get_counters(&keys).await.unwrap()
+}
+
+use super::tokenize::Tokenizer;
+
+/// The whole life of a learned message, on any backend.
+async fn lifecycle(state: &State) {
+    let c = classifier(state, "gw1");
+    // Below the vote threshold the classifier abstains.
+    let Judged::NotReady(t) = c.classify(&message(true, 0), None, 5, 0).await.unwrap() else {
+        panic!("voted with nothing learned");
+    };
+    assert_eq!(t, Counts::default());
+    learn_corpus(&c, 12).await;
+    assert!(c.retrain().await.unwrap().is_some());
+    // Unseen messages of each kind are told apart.
+    assert!(probability(&c, &message(true, 100)).await > 0.9);
+    assert!(probability(&c, &message(false, 100)).await < 0.1);
+    let top = match c.classify(&message(true, 100), None, 5, 3).await.unwrap() {
+        Judged::Verdict(v) => v.top,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(top.len(), 3);
+    assert!(top.iter().all(|t| t.weight > 0.0), "{top:?}");
+
+    // Idempotent: learning twice counts once (also with LF line ends from a file).
+    let (ledger, totals) = snapshot(state).await;
+    let again = String::from_utf8(message(true, 3))
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert_eq!(
+        c.learn(again.as_bytes(), Class::Spam).await.unwrap(),
+        Outcome::AlreadyLearned
+    );
+    assert_eq!(snapshot(state).await, (ledger.clone(), totals));
+
+    // A new message, moved to the other class and back, then forgotten: exactly undone.
+    let extra = message(true, 77);
+    let before = token_counts(state, &extra).await;
+    assert_eq!(
+        c.learn(&extra, Class::Spam).await.unwrap(),
+        Outcome::Learned
+    );
+    let as_spam = token_counts(state, &extra).await;
+    assert!(as_spam.iter().zip(&before).all(|(a, b)| a - b == 1));
+    assert_eq!(c.learn(&extra, Class::Ham).await.unwrap(), Outcome::Moved);
+    let as_ham = token_counts(state, &extra).await;
+    assert!(as_ham.iter().zip(&before).all(|(a, b)| a - b == 1 << 32));
+    assert_eq!(c.learn(&extra, Class::Spam).await.unwrap(), Outcome::Moved);
+    assert_eq!(token_counts(state, &extra).await, as_spam);
+    assert_eq!(c.forget(&extra).await.unwrap(), Outcome::Forgotten);
+    assert_eq!(c.forget(&extra).await.unwrap(), Outcome::Unknown);
+    assert_eq!(token_counts(state, &extra).await, before);
+    assert_eq!(snapshot(state).await, (ledger, totals));
+}
+
+#[tokio::test]
+async fn embedded_store_learns_moves_forgets_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("state.redb"),
+    });
+    let version;
+    {
+        let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+        lifecycle(&state).await;
+        version = store::published_version(&state).await.unwrap();
+        assert!(version.is_some());
+    }
+    // Give the writer thread of the dropped store a moment to close the file.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let c = classifier(&state, "gw1");
+    assert_eq!(c.totals().await.unwrap(), Counts { spam: 12, ham: 12 });
+    assert!(
+        c.refresh().await.unwrap(),
+        "the published model is found again"
+    );
+    assert_eq!(c.model().map(|m| m.version().to_string()), version);
+    assert!(probability(&c, &message(true, 200)).await > 0.9);
+}
+
+#[tokio::test]
+async fn two_gateways_share_what_one_learns_through_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    let gw1 = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let gw2 = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    lifecycle(&gw1).await;
+    // The second gateway sees the counts and picks up the model the first published.
+    let c2 = classifier(&gw2, "gw2");
+    assert_eq!(c2.totals().await.unwrap(), Counts { spam: 12, ham: 12 });
+    assert!(c2.refresh().await.unwrap());
+    let c1 = classifier(&gw1, "gw1");
+    c1.refresh().await.unwrap();
+    let (p1, p2) = (
+        probability(&c1, &message(true, 300)).await,
+        probability(&c2, &message(true, 300)).await,
+    );
+    assert_eq!(p1, p2, "both gateways classify alike");
+    // A learn on one is seen by the other at once; concurrent learns of one message on
+    // both gateways count it once.
+    let m = message(false, 400);
+    let (a, b) = tokio::join!(c1.learn(&m, Class::Ham), c2.learn(&m, Class::Ham));
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort();
+    assert_eq!(outcomes, [Outcome::Learned, Outcome::AlreadyLearned]);
+    assert_eq!(c1.totals().await.unwrap(), Counts { spam: 12, ham: 13 });
+    // Only one node retrains at a time, and no retrain is due after one.
+    assert!(c2.retrain_if_due().await.unwrap().is_some());
+    assert!(c1.refresh().await.unwrap());
+    assert!(c1.retrain_if_due().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn seeds_export_import_and_classify_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        config(StateBackendConfig::Embedded {
+            path: dir.path().join(name),
+        })
+    };
+    let a = State::open(&open("a.redb"), Arc::new(Metrics::new()))
+        .await
+        .unwrap();
+    let ca = classifier(&a, "a");
+    learn_corpus(&ca, 10).await;
+    let seed = ca.export().await.unwrap();
+    assert_eq!(seed.entries.len(), 20);
+    let model = seed.model.clone().expect("exported with a model");
+    let path = dir.path().join("seed.bin");
+    seed.write(&path).unwrap();
+    let seed = seed::Seed::read(&path).unwrap();
+
+    // Into an empty store: same counts, the seed's model published as it is.
+    let b = State::open(&open("b.redb"), Arc::new(Metrics::new()))
+        .await
+        .unwrap();
+    let cb = classifier(&b, "b");
+    let outcomes = cb.import(&seed).await.unwrap();
+    assert_eq!(outcomes.get(&Outcome::Learned), Some(&20));
+    assert_eq!(snapshot(&b).await, snapshot(&a).await);
+    let installed = cb.model().unwrap();
+    assert_eq!(installed.len(), model.len());
+    // A second import changes nothing.
+    let again = cb.import(&seed).await.unwrap();
+    assert_eq!(again.get(&Outcome::AlreadyLearned), Some(&20));
+    assert_eq!(snapshot(&b).await, snapshot(&a).await);
+
+    // In memory (what `scan` does with an empty store): the same verdicts.
+    let mem = Classifier::from_seed(
+        &seed,
+        Settings {
+            node: "scan".into(),
+        },
+    );
+    assert!(matches!(
+        mem.learn(b"x", Class::Spam).await,
+        Err(ClassifyError::ReadOnly)
+    ));
+    ca.refresh().await.unwrap();
+    let raw = message(true, 55);
+    let (pa, pm) = (probability(&ca, &raw).await, probability(&mem, &raw).await);
+    assert!((pa - pm).abs() < 1e-9, "{pa} vs {pm}");
+}

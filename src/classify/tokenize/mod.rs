@@ -1,0 +1,332 @@
+//! Turns a message into the tokens the classifier learns from: body words (decoded text
+//! parts, HTML rendered), prefixed header tokens (`headers.rs`) and URL tokens (`urls.rs`).
+//!
+//! Prefixes keep sources apart, as SpamBayes and SpamAssassin do: body words are bare,
+//! `s:` Subject, `f:` From, `to:`/`cc:` recipients, `rcv:` Received, `xm:` mailer,
+//! `ct:`/`mp:`/`cs:`/`cte:`/`bd:` MIME, `mid:` Message-ID, `u:` URLs, `e:` addresses in the
+//! text, `a:` attachments, `m:` a few facts about the parse. Words are normalised against
+//! obfuscation (`normalize.rs`). Collection artefacts a gateway never sees (`Delivered-To`,
+//! `X-Keywords`, `X-Spam-*`, `Status`) are never read: only a fixed list of headers is.
+//!
+//! Measured and left out (REPORT of the prototype): bigrams, layout "meta" features, HTML
+//! tag names and Received host names all made the classifier worse on mail of a kind it had
+//! not learned.
+
+mod headers;
+#[cfg(test)]
+mod tests;
+mod urls;
+
+use super::features::{hash_str, Feature, Features, HashBuild};
+use super::html;
+use super::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
+use crate::mail::lenient;
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use regex::Regex;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+/// Words kept per message: spam puts its pitch first, and long bodies stay cheap.
+const MAX_WORDS: usize = 5000;
+/// Longest word kept whole; longer ones become `skip:` tokens.
+const MAX_WORD_LEN: usize = 20;
+/// URLs and addresses read per text.
+const MAX_URLS: usize = 64;
+/// Deepest attached message (`message/rfc822`) read.
+const MAX_NESTING: usize = 3;
+
+/// The tokenizer: stateless; its regexes are compiled once per process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokenizer;
+
+static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up on non-ASCII text.
+    Regex::new(
+        r#"(?i)(?-u:\b)(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{1,2000}|(?-u:\b)mailto:[^\s<>"']{3,256}"#,
+    )
+    .ok()
+});
+
+static EMAIL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?-u:\b)[a-z0-9._%+\-]{1,64}@([a-z0-9\-]{1,63}(?:\.[a-z0-9\-]{1,63})+)(?-u:\b)",
+    )
+    .ok()
+});
+
+/// Log-scale bucket label for counts, so "37 URLs" and "41 URLs" share a token.
+fn bucket(n: usize) -> &'static str {
+    match n {
+        0 => "0",
+        1 => "1",
+        2 => "2",
+        3..=4 => "3-4",
+        5..=8 => "5-8",
+        9..=16 => "9-16",
+        17..=32 => "17-32",
+        33..=64 => "33-64",
+        65..=256 => "65-256",
+        _ => "257+",
+    }
+}
+
+/// Character-class shape of an identifier: letters `a`, digits `9`, runs collapsed,
+/// punctuation kept, at most `max` characters: `abc123.XY-9` → `a9.a-9`.
+pub fn shape(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut last = '\0';
+    for c in s.chars() {
+        let k = if c.is_alphabetic() {
+            'a'
+        } else if c.is_ascii_digit() {
+            '9'
+        } else if c.is_whitespace() {
+            '_'
+        } else {
+            c
+        };
+        if k != last || !(k == 'a' || k == '9') {
+            if out.len() >= max {
+                out.push('+');
+                break;
+            }
+            out.push(k);
+        }
+        last = k;
+    }
+    out
+}
+
+/// Registrable domain (eTLD+1) of a host name, lower case; the host itself if unknown.
+fn reg_domain(host: &str) -> String {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    match psl::domain_str(&h) {
+        Some(d) => d.to_string(),
+        None => h,
+    }
+}
+
+/// Top-level label of a host name.
+fn tld(host: &str) -> &str {
+    host.trim_end_matches('.').rsplit('.').next().unwrap_or("")
+}
+
+/// The tokens of one message as they are found.
+struct Sink {
+    seen: HashSet<u64, HashBuild>,
+    tokens: Vec<Feature>,
+    word_count: usize,
+}
+
+impl Sink {
+    fn push(&mut self, name: String) {
+        let h = hash_str(&name);
+        if self.seen.insert(h) {
+            self.tokens.push(Feature { hash: h, name });
+        }
+    }
+
+    fn push2(&mut self, prefix: &str, value: &str) {
+        self.push(format!("{prefix}{value}"));
+    }
+}
+
+impl Tokenizer {
+    /// The tokens of raw RFC 5322 bytes; unparsable input is read as plain text.
+    pub fn features(&self, raw: &[u8]) -> Features {
+        let mut sink = Sink {
+            seen: HashSet::with_capacity_and_hasher(512, HashBuild::default()),
+            tokens: Vec::with_capacity(512),
+            word_count: 0,
+        };
+        match MessageParser::default().parse(raw) {
+            Some(msg) => {
+                self.header_features(&msg, &mut sink);
+                self.body_features(&msg, &mut sink, 0);
+            }
+            None => self.body_text(&String::from_utf8_lossy(raw), &mut sink),
+        }
+        let mut tokens = sink.tokens;
+        tokens.sort_unstable_by_key(|f| f.hash);
+        Features { tokens }
+    }
+
+    fn body_features(&self, msg: &Message<'_>, sink: &mut Sink, depth: usize) {
+        let mut links: Vec<String> = Vec::new();
+        for (idx, part) in msg.parts.iter().enumerate() {
+            let ctype = part.content_type();
+            let ct = ctype.map(|c| {
+                format!(
+                    "{}/{}",
+                    c.ctype().to_ascii_lowercase(),
+                    c.subtype().unwrap_or("").to_ascii_lowercase()
+                )
+            });
+            if depth == 0 {
+                if let Some(ct) = &ct {
+                    sink.push2(if idx == 0 { "ct:" } else { "mp:" }, ct);
+                }
+                if let Some(cs) = ctype.and_then(|c| c.attribute("charset")) {
+                    sink.push2("cs:", &cs.to_ascii_lowercase());
+                }
+                if let Some(cte) = part.content_transfer_encoding() {
+                    sink.push2("cte:", &cte.to_ascii_lowercase());
+                }
+                if let Some(b) = ctype.and_then(|c| c.attribute("boundary")) {
+                    sink.push2("bd:", &shape(b, 16));
+                }
+            }
+            // Bodies the strict parser could not decode, read as SpamAssassin reads them.
+            if let Some((text, is_html)) = lenient::repaired_text(msg, part) {
+                sink.push("m:b64repaired".to_string());
+                if is_html || looks_like_html(&text) {
+                    self.html_text(&text, sink, &mut links);
+                } else {
+                    self.body_text(&text, sink);
+                }
+                continue;
+            }
+            match &part.body {
+                PartType::Text(t) if ct.as_deref() == Some("text/html") => {
+                    self.html_text(t, sink, &mut links);
+                }
+                PartType::Text(t) => self.body_text(t, sink),
+                PartType::Html(h) => self.html_text(h, sink, &mut links),
+                PartType::Binary(_) | PartType::InlineBinary(_) => {
+                    if let Some(ct) = &ct {
+                        sink.push2("a:ct:", ct);
+                    }
+                    if let Some(name) = part.attachment_name() {
+                        let lower = name.to_ascii_lowercase();
+                        if let Some((_, ext)) = lower.rsplit_once('.') {
+                            if ext.len() <= 5 {
+                                sink.push2("a:ext:", ext);
+                            }
+                        }
+                    }
+                }
+                PartType::Message(inner) => {
+                    sink.push("m:nested".to_string());
+                    if depth < MAX_NESTING {
+                        self.body_features(inner, sink, depth + 1);
+                    }
+                }
+                PartType::Multipart(_) => {}
+            }
+        }
+        self.url_features(&links, sink);
+    }
+
+    fn html_text(&self, text: &str, sink: &mut Sink, links: &mut Vec<String>) {
+        let rendered = html::render(text);
+        self.body_text(&rendered.text, sink);
+        links.extend(rendered.links);
+    }
+
+    /// Tokenises decoded text: words, their de-obfuscated variants, URLs and addresses.
+    fn body_text(&self, text: &str, sink: &mut Sink) {
+        let norm = normalize_text(text);
+        // Most texts have neither URLs nor addresses: a substring scan is cheaper than a
+        // regex search.
+        let maybe_url = ["http", "www.", "ftp", "mailto"]
+            .iter()
+            .any(|n| memchr::memmem::find(norm.as_bytes(), n.as_bytes()).is_some());
+        if let Some(url_re) = URL_RE.as_ref().filter(|_| maybe_url) {
+            let urls: Vec<String> = url_re
+                .find_iter(&norm)
+                .take(MAX_URLS)
+                .map(|m| m.as_str().to_string())
+                .collect();
+            self.url_features(&urls, sink);
+        }
+        if let Some(email_re) = EMAIL_RE.as_ref().filter(|_| norm.contains('@')) {
+            for cap in email_re.captures_iter(&norm).take(32) {
+                if let Some(d) = cap.get(1) {
+                    sink.push2("e:d:", &reg_domain(d.as_str()));
+                }
+            }
+        }
+        let chunks: Vec<&str> = norm.split_whitespace().collect();
+        for joined in join_spaced_letters(chunks.iter().copied()) {
+            sink.push(joined);
+        }
+        for chunk in chunks {
+            if sink.word_count >= MAX_WORDS {
+                break;
+            }
+            if chunk.contains("://") || chunk.starts_with("www.") || chunk.contains('@') {
+                if !chunk.contains("://") && chunk.contains('@') {
+                    // Perhaps leet inside a word (`fr@ud`); addresses have a dot after '@'.
+                    if let Some(w) = deleet(trim_word(chunk)) {
+                        self.word(&w, "", sink);
+                    }
+                }
+                continue;
+            }
+            for piece in chunk.split(|c: char| !is_word_char(c)) {
+                let w = trim_word(piece);
+                if w.is_empty() {
+                    continue;
+                }
+                if let Some(v) = deleet(w) {
+                    self.word(&v, "", sink);
+                }
+                if let Some(v) = fold_mixed_script(w) {
+                    self.word(&v, "", sink);
+                }
+                self.word(w.trim_end_matches(['!', '|', '+']), "", sink);
+                sink.word_count += 1;
+            }
+        }
+    }
+
+    /// Emits one word under `prefix`: very short words are dropped, long ones become
+    /// `skip:` tokens and long numbers `num:` tokens.
+    fn word(&self, w: &str, prefix: &str, sink: &mut Sink) {
+        let len = w.chars().count();
+        if len < 2 || (len < 3 && prefix.is_empty() && !w.chars().all(|c| c.is_ascii_digit())) {
+            return;
+        }
+        let token = if len > MAX_WORD_LEN {
+            let first: String = w.chars().take(3).collect();
+            format!("skip:{first}:{}", len / 10 * 10)
+        } else if len > 4
+            && w.chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+        {
+            format!("num:{len}")
+        } else {
+            w.to_string()
+        };
+        sink.push2(prefix, &token);
+    }
+}
+
+fn looks_like_html(text: &str) -> bool {
+    let head: String = text
+        .chars()
+        .take(2048)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.contains("<html") || head.contains("<body") || head.contains("<br") || head.contains("<p>")
+}
+
+/// Characters that may sit inside a word (leet symbols too, so `fr@ud` survives).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(
+            c,
+            '\'' | '$' | '-' | '.' | '!' | '|' | '+' | '%' | '@' | '_'
+        )
+}
+
+/// Strips leading and trailing punctuation, keeping a leading `$` and a trailing `%`.
+fn trim_word(w: &str) -> &str {
+    let w = w.trim_start_matches(|c: char| !c.is_alphanumeric() && c != '$');
+    let w = w.trim_end_matches(|c: char| !c.is_alphanumeric() && c != '%');
+    if w.trim_start_matches('$').is_empty() {
+        ""
+    } else {
+        w
+    }
+}

@@ -1,0 +1,128 @@
+//! Tokenizer tests: normalisation, URL and header tokens, lenient decoding, hostile input.
+
+use super::*;
+
+fn names(raw: &str) -> Vec<String> {
+    Tokenizer
+        .features(raw.as_bytes())
+        .tokens
+        .into_iter()
+        .map(|t| t.name)
+        .collect()
+}
+
+fn has(names: &[String], n: &str) -> bool {
+    names.iter().any(|x| x == n)
+}
+
+#[test]
+fn body_words_are_normalised() {
+    let n = names(
+        "From: \"Bob\" <bob@example.com>\r\nSubject: Hello there\r\n\r\nBuy V1AGRA and \
+         Ci\u{200B}alis at the CAFÉ: v i a g r a now!\r\n",
+    );
+    for w in ["buy", "viagra", "v1agra", "cialis", "cafe", "now"] {
+        assert!(has(&n, w), "missing {w} in {n:?}");
+    }
+    assert!(has(&n, "s:hello"));
+    assert!(has(&n, "f:n:bob"));
+    assert!(has(&n, "f:d:example.com"));
+}
+
+#[test]
+fn long_tokens_are_truncated_and_numbers_bucketed() {
+    let n = names("Subject: x\r\n\r\nabcdefghijklmnopqrstuvwxyzabcdef 1234567 2002\r\n");
+    assert!(has(&n, "skip:abc:30"), "{n:?}");
+    assert!(has(&n, "num:7"));
+    assert!(has(&n, "2002"));
+}
+
+#[test]
+fn urls_give_host_domain_and_path_tokens() {
+    let n = names(
+        "Subject: x\r\nContent-Type: text/html\r\n\r\n<a href=\"http://WWW.Shop.Example.co.uk/cheap/pills.html?id=1\">\
+         cl<b></b>ick</a> see http://192.168.0.1/x\r\n",
+    );
+    for t in [
+        "u:h:www.shop.example.co.uk",
+        "u:d:example.co.uk",
+        "u:tld:uk",
+        "u:p:cheap",
+        "u:p:pills",
+        "u:m:query",
+        "u:ip",
+        "click",
+        "ct:text/html",
+    ] {
+        assert!(has(&n, t), "missing {t} in {n:?}");
+    }
+}
+
+#[test]
+fn broken_base64_is_decoded_leniently() {
+    // The same lenient decoding as the rules' view (`mail::lenient`): a blank line before
+    // the data and no closing boundary.
+    let raw =
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+               --b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\r\n\
+               bW9ydGdhZ2UgcmF0ZXM=\r\n";
+    let n = names(raw);
+    assert!(has(&n, "mortgage"), "{n:?}");
+    assert!(has(&n, "rates"), "{n:?}");
+    assert!(has(&n, "m:b64repaired"), "{n:?}");
+}
+
+#[test]
+fn collector_headers_are_ignored() {
+    let n = names("Delivered-To: jm@example.org\r\nX-Keywords: spam\r\nSubject: x\r\n\r\nhi\r\n");
+    assert!(
+        n.iter()
+            .all(|t| !t.contains("jm") && !t.contains("keywords")),
+        "{n:?}"
+    );
+}
+
+#[test]
+fn received_chain_gives_shape_tokens() {
+    let n = names(
+        "Received: from pc123-45.dsl.example.net (pc123-45.dsl.example.net [192.0.2.1])\r\n\
+         \tby mx.example.org with SMTP id x; Mon, 1 Jan 2024 00:00:00 +0000\r\nSubject: x\r\n\r\nhi\r\n",
+    );
+    assert!(has(&n, "rcv:n:1"), "{n:?}");
+    assert!(has(&n, "rcv:rdns:dynamic"), "{n:?}");
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    let mut nested = String::from("Content-Type: multipart/mixed; boundary=b0\r\n\r\n");
+    for i in 1..40 {
+        nested.push_str(&format!(
+            "--b{}\r\nContent-Type: multipart/mixed; boundary=b{i}\r\n\r\n",
+            i - 1
+        ));
+    }
+    let long_line = format!("Subject: x\r\n\r\n{}\r\n", "\u{00e9}a".repeat(50_000));
+    let inputs: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"\r\n\r\n".to_vec(),
+        (0u8..=255).cycle().take(10_000).collect(),
+        b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n=?=?!!".to_vec(),
+        b"Subject: =?x-unknown?B?////?=\r\nFrom: <@>\r\nReceived: from [\r\n\r\n<a href=\"http://[::1\">"
+            .to_vec(),
+        nested.into_bytes(),
+        long_line.into_bytes(),
+    ];
+    for raw in inputs {
+        let f = Tokenizer.features(&raw);
+        assert!(
+            f.tokens.windows(2).all(|w| w[0].hash < w[1].hash),
+            "sorted and distinct"
+        );
+    }
+}
+
+#[test]
+fn shapes_collapse_runs() {
+    assert_eq!(shape("abc123.XY-9", 16), "a9.a-9");
+    assert_eq!(shape("----=_NextPart_000_0001", 8), "----=_a_+");
+}

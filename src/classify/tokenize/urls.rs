@@ -1,0 +1,80 @@
+//! URL tokens: host, registrable domain and TLD, path words, and properties spammers
+//! favour (IP hosts, user info, odd ports, percent-encoding).
+
+use super::{bucket, reg_domain, tld, Sink, Tokenizer};
+use std::net::IpAddr;
+
+impl Tokenizer {
+    pub(super) fn url_features(&self, urls: &[String], sink: &mut Sink) {
+        for url in urls.iter().take(super::MAX_URLS) {
+            let u = url.trim().to_ascii_lowercase();
+            if let Some(addr) = u.strip_prefix("mailto:") {
+                sink.push("u:mailto".to_string());
+                if let Some((_, d)) = addr.split('?').next().unwrap_or("").rsplit_once('@') {
+                    sink.push2("u:mailto:", &reg_domain(d));
+                }
+                continue;
+            }
+            let (scheme, rest) = match u.split_once("://") {
+                Some((s, r)) => (s, r),
+                None if u.starts_with("www.") => ("http", u.as_str()),
+                None => continue, // relative links carry no host
+            };
+            if !matches!(scheme, "http" | "https" | "ftp") {
+                sink.push2("u:scheme:", scheme);
+                continue;
+            }
+            if scheme == "https" {
+                sink.push("u:https".to_string());
+            }
+            let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(auth_end);
+            let host_port = match authority.rsplit_once('@') {
+                Some((_, h)) => {
+                    sink.push("u:m:userinfo".to_string());
+                    h
+                }
+                None => authority,
+            };
+            let host = match host_port.rsplit_once(':') {
+                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                    sink.push("u:m:port".to_string());
+                    h
+                }
+                _ => host_port,
+            };
+            if host.contains('%') {
+                sink.push("u:m:pcthost".to_string());
+            }
+            let host = host.trim_end_matches('.');
+            if host.parse::<IpAddr>().is_ok()
+                || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
+            {
+                sink.push("u:ip".to_string());
+            } else if host.chars().all(|c| c.is_ascii_digit()) && !host.is_empty() {
+                sink.push("u:m:numhost".to_string());
+            } else if !host.is_empty() {
+                sink.push2("u:h:", host);
+                sink.push2("u:tld:", tld(host));
+                sink.push2("u:d:", &reg_domain(host));
+            }
+            if path.contains('%') {
+                sink.push("u:m:pctpath".to_string());
+            }
+            if path.contains('?') {
+                sink.push("u:m:query".to_string());
+            }
+            for seg in path
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|s| s.len() >= 2 && s.len() <= 20)
+                .take(12)
+            {
+                if seg.chars().all(|c| c.is_ascii_digit()) {
+                    sink.push2("u:p:num", bucket(seg.len()));
+                } else {
+                    sink.push2("u:p:", seg);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Message files given on the command line: directories walked, files read and worked on
+//! by several threads, results in file order.
+
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Every file under `paths` (directories walked), sorted.
+pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in
+                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+                {
+                    let path = entry?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Threads to use: `jobs`, or one per core for 0.
+pub fn threads(jobs: usize) -> usize {
+    match jobs {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
+}
+
+/// Reads and works on every file with `jobs` threads; the results in file order.
+pub fn scan_parallel<T: Send>(
+    files: &[PathBuf],
+    jobs: usize,
+    work: impl Fn(&[u8]) -> T + Sync,
+) -> Vec<std::io::Result<T>> {
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<std::io::Result<T>>> = Vec::new();
+    slots.resize_with(files.len(), || None);
+    let slots = std::sync::Mutex::new(slots);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(file) = files.get(i) else { return };
+                let result = std::fs::read(file).map(|raw| work(&raw));
+                let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots[i] = Some(result);
+            });
+        }
+    });
+    slots
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not scanned"))))
+        .collect()
+}

@@ -1,0 +1,144 @@
+//! `mxguard rules stats`: how often each rule hits spam and ham, for the people who tune
+//! rules files. Judges every message with the configured policy offline (as `scan` does)
+//! and prints per rule the share of spam and of ham it hits, its S/O ratio (the spam
+//! share over both shares, as SpamAssassin's hit-frequencies has it) and its score.
+
+use super::files::{collect_files, scan_parallel, threads};
+use mxguard::policy::offline;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Options of `mxguard rules stats`.
+#[derive(Debug)]
+pub struct StatsOptions {
+    /// Directories (or files) of spam.
+    pub spam: Vec<PathBuf>,
+    /// Directories (or files) of ham.
+    pub ham: Vec<PathBuf>,
+    /// One JSON object per rule.
+    pub json: bool,
+    /// Worker threads (0: one per core).
+    pub jobs: usize,
+}
+
+/// One rule's figures.
+struct Row {
+    name: String,
+    spam: usize,
+    ham: usize,
+    score: Option<f64>,
+}
+
+/// Runs `rules stats`.
+pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode> {
+    let offline = offline::load(config_path)?;
+    let jobs = threads(opts.jobs);
+    let mut counts: [BTreeMap<String, usize>; 2] = Default::default();
+    let mut totals = [0usize; 2];
+    let mut scores: BTreeMap<String, f64> = BTreeMap::new();
+    for (i, paths) in [&opts.spam, &opts.ham].into_iter().enumerate() {
+        let files = collect_files(paths)?;
+        for (file, result) in files
+            .iter()
+            .zip(scan_parallel(&files, jobs, |raw| offline.judge(raw)))
+        {
+            let j = match result {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    continue;
+                }
+            };
+            totals[i] += 1;
+            let hit: BTreeSet<&str> = j.hits.iter().map(|(n, _)| n.as_str()).collect();
+            for (name, score) in &j.hits {
+                scores.entry(name.clone()).or_insert(*score);
+            }
+            for name in hit {
+                *counts[i].entry(name.to_string()).or_default() += 1;
+            }
+        }
+    }
+    if totals[0] == 0 || totals[1] == 0 {
+        anyhow::bail!("need at least one spam and one ham message");
+    }
+    let rules = offline.policy().rules();
+    let mut names: BTreeSet<String> = rules
+        .map(|r| r.rule_names().into_iter().map(str::to_string).collect())
+        .unwrap_or_default();
+    names.extend(counts[0].keys().cloned());
+    names.extend(counts[1].keys().cloned());
+    let mut rows: Vec<Row> = names
+        .into_iter()
+        .map(|name| Row {
+            spam: counts[0].get(&name).copied().unwrap_or(0),
+            ham: counts[1].get(&name).copied().unwrap_or(0),
+            score: rules
+                .and_then(|r| r.score(&name))
+                .or_else(|| scores.get(&name).copied()),
+            name,
+        })
+        .collect();
+    let share = |n: usize, of: usize| n as f64 / of as f64;
+    let so = |r: &Row| {
+        let (s, h) = (share(r.spam, totals[0]), share(r.ham, totals[1]));
+        if s + h == 0.0 {
+            0.5
+        } else {
+            s / (s + h)
+        }
+    };
+    // Most spam-specific first; among equals the more frequent.
+    rows.sort_by(|a, b| {
+        so(b)
+            .total_cmp(&so(a))
+            .then((b.spam + b.ham).cmp(&(a.spam + a.ham)))
+            .then(a.name.cmp(&b.name))
+    });
+    let flag = |r: &Row| {
+        if r.spam == 0 {
+            "no spam"
+        } else if share(r.ham, totals[1]) > share(r.spam, totals[0]) {
+            "ham > spam"
+        } else {
+            ""
+        }
+    };
+    if opts.json {
+        for r in &rows {
+            let line = serde_json::json!({
+                "rule": r.name,
+                "spam_hits": r.spam,
+                "ham_hits": r.ham,
+                "spam_share": share(r.spam, totals[0]),
+                "ham_share": share(r.ham, totals[1]),
+                "s_o": so(r),
+                "score": r.score,
+                "flag": flag(r),
+            });
+            println!("{line}");
+        }
+    } else {
+        println!("{} spam, {} ham messages", totals[0], totals[1]);
+        println!("  SPAM%   HAM%    S/O   SCORE  RULE");
+        for r in &rows {
+            let score = r
+                .score
+                .map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
+            let mark = match flag(r) {
+                "" => String::new(),
+                f => format!("  <- {f}"),
+            };
+            println!(
+                "{:>6.2} {:>6.2} {:>6.3} {:>7} {}{mark}",
+                share(r.spam, totals[0]) * 100.0,
+                share(r.ham, totals[1]) * 100.0,
+                so(r),
+                score,
+                r.name
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

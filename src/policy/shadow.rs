@@ -1,0 +1,128 @@
+//! The shadow policy (`policy.shadow`): every message is judged a second time by another
+//! configuration that never acts, so a new rule set can be proven on live traffic before
+//! it is switched on. Disagreements are counted, logged, and the last ones kept in a
+//! [`ShadowLog`] that outlives reloads (the tier console lists them).
+
+use super::{Context, Decision, Policy, Stage, Verdict};
+use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Disagreements kept for the console.
+const KEEP: usize = 100;
+
+/// One message the two policies judged differently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disagreement {
+    /// When it was judged.
+    pub at: SystemTime,
+    /// The client.
+    pub client: IpAddr,
+    /// The envelope sender (empty for `<>`).
+    pub from: String,
+    /// The `Subject` header, decoded.
+    pub subject: String,
+    /// The verdict acted on.
+    pub live: Verdict,
+    /// Its score.
+    pub live_score: f64,
+    /// The shadow policy's verdict.
+    pub shadow: Verdict,
+    /// Its score.
+    pub shadow_score: f64,
+    /// Symbols only the live policy hit.
+    pub only_live: Vec<String>,
+    /// Symbols only the shadow policy hit.
+    pub only_shadow: Vec<String>,
+}
+
+/// The last disagreements, newest last; shared by every policy snapshot of a gateway.
+#[derive(Debug, Default)]
+pub struct ShadowLog {
+    recent: Mutex<VecDeque<Disagreement>>,
+}
+
+impl ShadowLog {
+    /// Records one disagreement (the oldest beyond the kept number is dropped).
+    pub fn record(&self, d: Disagreement) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= KEEP {
+            recent.pop_front();
+        }
+        recent.push_back(d);
+    }
+
+    /// The kept disagreements, oldest first.
+    pub fn recent(&self) -> Vec<Disagreement> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
+    }
+}
+
+impl Policy {
+    /// Judges the message of `ctx` again with the shadow policy (its end-of-data checks on
+    /// the symbols the earlier stages found, `symbols_before` of them) and records a
+    /// different verdict. The live context is not touched.
+    pub(super) async fn judge_in_shadow(
+        &self,
+        shadow: &Policy,
+        ctx: &Context,
+        symbols_before: usize,
+        live: &Decision,
+    ) {
+        let mut sctx = ctx.fork();
+        sctx.symbols.truncate(symbols_before);
+        sctx.classification = None;
+        let decision = shadow.run_checks(Stage::Data, &mut sctx).await;
+        let (shadow_verdict, _) = shadow.conclude(decision, &sctx);
+        let (live_verdict, _) = self.conclude(live.clone(), ctx);
+        if shadow_verdict == live_verdict {
+            return;
+        }
+        let names = |c: &Context| -> BTreeSet<String> {
+            c.symbols.iter().map(|s| s.name.clone()).collect()
+        };
+        let (a, b) = (names(ctx), names(&sctx));
+        let d = Disagreement {
+            at: SystemTime::now(),
+            client: ctx.client.ip,
+            from: ctx
+                .mail_from
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            subject: sctx
+                .view()
+                .headers()
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("subject"))
+                .map(|h| h.decoded.chars().take(200).collect())
+                .unwrap_or_default(),
+            live: live_verdict,
+            live_score: ctx.score(),
+            shadow: shadow_verdict,
+            shadow_score: sctx.score(),
+            only_live: a.difference(&b).cloned().collect(),
+            only_shadow: b.difference(&a).cloned().collect(),
+        };
+        tracing::info!(
+            client = %d.client,
+            from = %d.from,
+            live = live_verdict.as_str(),
+            live_score = d.live_score,
+            shadow = shadow_verdict.as_str(),
+            shadow_score = d.shadow_score,
+            only_live = ?d.only_live,
+            only_shadow = ?d.only_shadow,
+            "shadow policy disagrees"
+        );
+        if let Some(m) = &self.shadow_disagreements {
+            m.with_label_values(&[live_verdict.as_str(), shadow_verdict.as_str()])
+                .inc();
+        }
+        if let Some(log) = &self.shadow_log {
+            log.record(d);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! HTML and URI shapes as SpamAssassin sees them: HTML rendered with its block breaks and
+//! whitespace rules, and numeric IP hosts in their dotted form, so `body` and `uri` rules meet
+//! the text SpamAssassin gives them.
+
+use mail_parser::decoders::html::html_to_text;
+use std::borrow::Cow;
+
+/// Tags that SpamAssassin renders as a paragraph break, opening and closing alike.
+const PARAGRAPH_TAGS: &[&str] = &[
+    "p",
+    "hr",
+    "blockquote",
+    "pre",
+    "listing",
+    "plaintext",
+    "xmp",
+    "title",
+];
+
+/// Tags rendered as a line break.
+const LINE_TAGS: &[&str] = &["br", "div"];
+
+/// Tags rendered as a space.
+const SPACE_TAGS: &[&str] = &[
+    "li", "th", "td", "dd", "dt", "embed", "h1", "h2", "h3", "h4", "h5", "h6",
+];
+
+/// One rendered piece: text, or the whitespace a block tag stands for.
+struct Piece {
+    text: String,
+    whitespace: bool,
+}
+
+/// HTML rendered to text the way SpamAssassin's renderer does it, so `body` rules see the
+/// same lines: block tags become line or paragraph breaks, `script`/`style` content and
+/// comments vanish, entities are decoded, and whitespace is trimmed only where SpamAssassin
+/// trims it (a text run right after a block break loses one leading space; a run after an
+/// emptied run keeps it, which anchored rules such as `TRACKER_ID` notice).
+pub(super) fn render_html(html: &str) -> String {
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut skip_until: Option<&'static str> = None;
+    let mut rest = html;
+    while !rest.is_empty() {
+        if let Some(end) = skip_until.take() {
+            // Script and style content is raw text up to its closing tag.
+            let closing = format!("</{end}");
+            let lower = rest.to_ascii_lowercase();
+            rest = match lower.find(&closing) {
+                Some(at) => rest[at..].find('>').map_or("", |e| &rest[at + e + 1..]),
+                None => "",
+            };
+            continue;
+        }
+        let Some(lt) = rest.find('<') else {
+            push_text(&mut pieces, rest);
+            break;
+        };
+        let (text, markup) = rest.split_at(lt);
+        if !text.is_empty() {
+            push_text(&mut pieces, text);
+        }
+        if let Some(after) = markup.strip_prefix("<!--") {
+            rest = after.find("-->").map_or("", |e| &after[e + 3..]);
+            continue;
+        }
+        let tag = Tag::read(markup);
+        let Some(tag) = tag else {
+            // A `<` that opens no tag is text.
+            push_text(&mut pieces, "<");
+            rest = &markup[1..];
+            continue;
+        };
+        rest = &markup[tag.len..];
+        let name = tag.name.to_ascii_lowercase();
+        if !tag.closing && (name == "script" || name == "style") {
+            skip_until = Some(if name == "script" { "script" } else { "style" });
+            continue;
+        }
+        let ws = if PARAGRAPH_TAGS.contains(&name.as_str()) {
+            "\n\n"
+        } else if LINE_TAGS.contains(&name.as_str()) {
+            "\n"
+        } else if SPACE_TAGS.contains(&name.as_str()) {
+            " "
+        } else {
+            continue;
+        };
+        if let Some(last) = pieces.last_mut() {
+            if !last.whitespace && last.text.ends_with(' ') {
+                last.text.pop();
+            }
+        }
+        pieces.push(Piece {
+            text: ws.to_string(),
+            whitespace: true,
+        });
+    }
+    pieces.into_iter().map(|p| p.text).collect()
+}
+
+/// Adds a text run: entities decoded, each whitespace run one space, and one leading space
+/// dropped right after a block break.
+fn push_text(pieces: &mut Vec<Piece>, raw: &str) {
+    let decoded = decode_entities(raw);
+    let mut text = String::with_capacity(decoded.len());
+    let mut in_space = false;
+    for c in decoded.chars() {
+        if matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b') {
+            if !in_space {
+                text.push(' ');
+            }
+            in_space = true;
+        } else if c == '\u{a0}' {
+            text.push(' ');
+            in_space = false;
+        } else {
+            text.push(c);
+            in_space = false;
+        }
+    }
+    if pieces.last().is_some_and(|p| p.whitespace) && text.starts_with(' ') {
+        text.remove(0);
+    }
+    pieces.push(Piece {
+        text,
+        whitespace: false,
+    });
+}
+
+/// Named references whose text mail-parser's renderer would not hand back as such.
+const BASIC_ENTITIES: &[(&str, char)] = &[
+    ("amp", '&'),
+    ("lt", '<'),
+    ("gt", '>'),
+    ("quot", '"'),
+    ("apos", '\''),
+    ("nbsp", '\u{a0}'),
+];
+
+/// Character references decoded; unknown names are left as written.
+fn decode_entities(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('&') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        let decoded = if let Some(num) = name.strip_prefix('#') {
+            let value = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => num.parse().ok(),
+            };
+            value.and_then(char::from_u32).map(String::from)
+        } else if name.is_empty() || end > 10 {
+            None
+        } else if let Some((_, c)) = BASIC_ENTITIES.iter().find(|(n, _)| *n == name) {
+            Some(c.to_string())
+        } else {
+            // mail-parser knows the named references.
+            let text = html_to_text(&format!("&{name};"));
+            (!text.is_empty() && !text.starts_with('&')).then_some(text)
+        };
+        match decoded {
+            Some(d) => {
+                out.push_str(&d);
+                rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// A tag at the start of some markup.
+struct Tag<'a> {
+    name: &'a str,
+    closing: bool,
+    /// Bytes up to and including the closing `>`.
+    len: usize,
+}
+
+impl<'a> Tag<'a> {
+    /// Reads `<name …>` or `</name …>` (and `<!…>` / `<?…>` as nameless tags); `None` when
+    /// the `<` opens no tag.
+    fn read(markup: &'a str) -> Option<Tag<'a>> {
+        let body = markup.strip_prefix('<')?;
+        let (closing, body) = match body.strip_prefix('/') {
+            Some(b) => (true, b),
+            None => (false, body),
+        };
+        let first = body.chars().next()?;
+        if first == '!' || first == '?' {
+            let len = markup.find('>').map_or(markup.len(), |e| e + 1);
+            return Some(Tag {
+                name: "",
+                closing,
+                len,
+            });
+        }
+        if !first.is_ascii_alphabetic() {
+            return None;
+        }
+        let name_len = body
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '-'))
+            .unwrap_or(body.len());
+        let name = &body[..name_len];
+        let len = markup.find('>').map_or(markup.len(), |e| e + 1);
+        Some(Tag { name, closing, len })
+    }
+}
+
+/// The dotted-quad form of a URI whose host is an IPv4 address written as one number
+/// (`http://1071396130/`, `http://0x3fdc3522/`), which SpamAssassin adds to the URI list
+/// so rules such as `NORMAL_HTTP_TO_IP` see the address; `None` for any other URI.
+pub(super) fn dotted_ip_form(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    if !["http", "https", "ftp"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme))
+    {
+        return None;
+    }
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(host_end);
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let (host, port) = match hostport.find(':') {
+        Some(c) => hostport.split_at(c),
+        None => (hostport, ""),
+    };
+    let value = if let Some(hex) = host.strip_prefix("0x").or_else(|| host.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()?
+    } else if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
+        host.parse::<u64>().ok()?
+    } else {
+        return None;
+    };
+    let ip = std::net::Ipv4Addr::from(u32::try_from(value).ok()?);
+    Some(format!("{scheme}://{userinfo}{ip}{port}{tail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_renders_as_spamassassin_does() {
+        assert_eq!(
+            render_html("a</P> <font>track</font><p align=c>b &amp; c&nbsp;d<div>e<br>f"),
+            "a\n\ntrack\n\nb & c d\ne\nf"
+        );
+        // An emptied run after a break leaves the next run's leading space.
+        assert_eq!(
+            render_html("<P>&nbsp;</P>\n\n</BODY></HTML>\nid123"),
+            "\n\n\n\n id123"
+        );
+        assert_eq!(
+            render_html("<style>p{}</style>x<script>if (a<b) {}</script>y<!-- z -->w"),
+            "xyw"
+        );
+        assert_eq!(
+            render_html("1 < 2 &#65;&#x42;&eacute;&bogus;"),
+            "1 < 2 ABé&bogus;"
+        );
+        assert_eq!(render_html("<param><pa>q"), "q");
+    }
+
+    #[test]
+    fn numeric_hosts_get_their_dotted_form() {
+        assert_eq!(
+            dotted_ip_form("http://1071396130/index2.htm").as_deref(),
+            Some("http://63.220.53.34/index2.htm")
+        );
+        assert_eq!(
+            dotted_ip_form("http://u@0x3fdc3522:81").as_deref(),
+            Some("http://u@63.220.53.34:81")
+        );
+        assert_eq!(dotted_ip_form("http://example.test/1"), None);
+        assert_eq!(dotted_ip_form("http://99999999999/"), None);
+        assert_eq!(dotted_ip_form("mailto:1234@x.test"), None);
+    }
+}
