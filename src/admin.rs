@@ -2,10 +2,13 @@
 //! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons.
 //!
 //! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
-//! answers only clients inside `metrics.allow` (others get 403), and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
-//! 503 and a load balancer stops sending mail before the SMTP listeners are gone. It stops
-//! last. Nothing it does can stop the gateway: a failed connection or request is logged
-//! and forgotten.
+//! answers only clients inside `metrics.allow` (others get 403), and keeps answering while
+//! the gateway drains after SIGTERM, so that `/healthz` can say 503 and a load balancer
+//! stops sending mail before the SMTP listeners are gone. It stops last. Nothing it does
+//! can stop the gateway: a failed connection or request is logged and forgotten. Clients
+//! that send their request slowly (or never) cannot lock probes out: headers have
+//! `metrics.header_timeout`, and past `metrics.max_connections` the oldest connection
+//! makes room for the new one.
 
 use crate::config::OnFailure;
 use crate::metrics::Metrics;
@@ -18,21 +21,62 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Admin connections served at once; more wait in the kernel's accept queue. Scrapers and
-/// health probes need a handful; the cap keeps a misbehaving client from using up files.
-const MAX_CONNECTIONS: usize = 32;
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection lives at most this long (a keep-alive scraper reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The open admin connections, oldest first. A slow-request flood cannot lock scrapers
+/// and health probes out: when `metrics.max_connections` are open, accepting one more
+/// closes the oldest, which under a flood is a connection that has dribbled its headers
+/// the longest; a real request is answered within milliseconds of its accept.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    next: u64,
+    open: BTreeMap<u64, CancellationToken>,
+}
+
+impl OpenConnections {
+    /// Registers a new connection, evicting the oldest ones beyond `max - 1`; returns its
+    /// key and the token that closes it.
+    fn admit(&mut self, max: usize, parent: &CancellationToken) -> (u64, CancellationToken) {
+        while self.open.len() >= max.max(1) {
+            match self.open.pop_first() {
+                Some((_, oldest)) => oldest.cancel(),
+                None => break,
+            }
+        }
+        let key = self.next;
+        self.next += 1;
+        let token = parent.child_token();
+        self.open.insert(key, token.clone());
+        (key, token)
+    }
+}
+
+/// Removes a finished connection from [`OpenConnections`] however its task ends.
+struct Registration {
+    connections: Arc<Mutex<OpenConnections>>,
+    key: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.connections).open.remove(&self.key);
+    }
+}
+
+/// The table stays usable even if a task panicked while holding the lock.
+fn lock(m: &Mutex<OpenConnections>) -> std::sync::MutexGuard<'_, OpenConnections> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]
@@ -63,16 +107,9 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin listener (/metrics, /healthz, /policy)");
     }
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
     let connections = TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -85,10 +122,20 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
                 }
             },
         };
+        // Read per connection, so a reload changes the limits without a restart.
+        let (max, header_timeout) = {
+            let policy = state.policy.peek();
+            let m = &policy.config().metrics;
+            (m.max_connections, m.header_timeout)
+        };
+        let (key, evicted) = lock(&open).admit(max, &stop);
+        let registration = Registration {
+            connections: open.clone(),
+            key,
+        };
         let state = state.clone();
-        let stop = stop.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            let _registration = registration;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move {
@@ -97,13 +144,16 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(tcp), service);
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::debug!(client = %peer, error = %e, "admin connection ended with an error");
                 },
-                _ = stop.cancelled() => {}
+                // Evicted for a newer connection, or the listener stops.
+                _ = evicted.cancelled() => {
+                    tracing::debug!(client = %peer, "admin connection closed to make room");
+                }
                 _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
             }
         });
@@ -164,8 +214,9 @@ async fn respond(
     }
 }
 
-/// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
-/// a write (the gateway would answer 452 to every message).
+/// 200 while the gateway accepts mail; 503 while it drains, when the spool cannot take a
+/// write, or when its free space is under `spool.min_free_bytes` (soon every message
+/// would get 452: a load balancer should move away before that, not after).
 /// A state backend that is down turns it to 503 only with `on_failure = "closed"` (then
 /// mail needing state is tempfailed); with `"open"` the gateway still accepts mail, so it
 /// stays 200 and the detail line says so.
@@ -174,34 +225,63 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
     }
     let spool = state.spool.clone();
-    let writable = tokio::task::spawn_blocking(move || spool.writable())
-        .await
-        .unwrap_or(false);
+    let min_free = state.policy.peek().config().spool.min_free_bytes;
+    let (writable, free) =
+        tokio::task::spawn_blocking(move || (spool.writable(), free_bytes(spool.dir())))
+            .await
+            .unwrap_or((false, None));
     if !writable {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "spool not writable\n".into(),
         );
     }
+    let spool_line = match free {
+        Some(free) if free < min_free => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "spool low on space\nspool: {free} bytes free, below spool.min_free_bytes = {min_free}\n"
+                ),
+            );
+        }
+        Some(free) => format!("spool: {free} bytes free\n"),
+        None => String::new(),
+    };
     let Some(backend) = &state.state else {
-        return (StatusCode::OK, "ok\n".into());
+        return (StatusCode::OK, format!("ok\n{spool_line}"));
     };
     let kind = backend.kind();
     if backend.health().is_up() {
-        return (StatusCode::OK, format!("ok\nstate: {kind} up\n"));
+        return (StatusCode::OK, format!("ok\nstate: {kind} up\n{spool_line}"));
     }
     match backend.on_failure() {
         OnFailure::Open => (
             StatusCode::OK,
-            format!("ok\nstate: {kind} down (failing open)\n"),
+            format!("ok\nstate: {kind} down (failing open)\n{spool_line}"),
         ),
         OnFailure::Closed => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("state backend down\nstate: {kind} down (failing closed)\n"),
+            format!("state backend down\nstate: {kind} down (failing closed)\n{spool_line}"),
         ),
     }
 }
 
+/// Bytes an unprivileged writer can still use on the file system holding `dir` (what the
+/// spool has left before writes fail); `None` when the file system cannot tell.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
 /// The `/policy` document: what a tier comparison needs to tell two gateways apart.
 pub fn policy_json(policy: &Policy) -> String {
     let loaded = policy.loaded_at();

@@ -8,6 +8,7 @@ mod scan;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -152,7 +153,9 @@ pub fn run() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mxguard: {e:#}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe (exit 101), and
+            // `serve` keeps SIGPIPE ignored, so nothing else would end the process quietly.
+            let _ = writeln!(std::io::stderr(), "mxguard: {e:#}");
             ExitCode::FAILURE
         }
     }

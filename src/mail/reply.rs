@@ -112,7 +112,12 @@ impl Reply {
             if let Some(l) = line.strip_suffix(b"\r") {
                 line = l;
             }
-            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+            // RFC 5321 §4.2: the first digit is 2 to 5. Anything else is not a reply (and
+            // "055" would come back out of `to_wire` as "55").
+            if line.len() < 3
+                || !(b'2'..=b'5').contains(&line[0])
+                || !line[1..3].iter().all(u8::is_ascii_digit)
+            {
                 return Err(ReplyParseError::NotAReply(
                     String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned(),
                 ));
@@ -233,6 +238,21 @@ mod tests {
         assert_eq!(code("5.1.1 <x@example.test>: no such user"), "5.1.1");
         assert_eq!(code("no such user"), "");
         assert_eq!(code("1.2.3 nope"), "");
+    }
+
+    /// Fuzzer find (reply_parse): "055 ..." parsed as code 55, which `to_wire` wrote as
+    /// "55 ...", a line no parser reads back.
+    #[test]
+    fn reply_codes_start_with_2_to_5() {
+        let wire = b"550-5.1.1 first\r\n055 5.1.1 s250 d\r\n354 go\r\n";
+        assert!(Reply::parse(wire).is_err());
+        for bad in [&b"055 x\r\n"[..], b"199 x\r\n", b"600 x\r\n", b"2x0 x\r\n"] {
+            assert!(Reply::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [&b"200 x\r\n"[..], b"599 x\r\n", b"354 go\r\n"] {
+            let (r, _) = Reply::parse(good).unwrap().unwrap();
+            assert_eq!(Reply::parse(r.to_wire().as_bytes()).unwrap().unwrap().0, r);
+        }
     }
 
     #[test]
