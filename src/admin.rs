@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -35,29 +36,70 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The open admin connections, oldest first. A slow-request flood cannot lock scrapers
 /// and health probes out: when `metrics.max_connections` are open, accepting one more
-/// closes the oldest, which under a flood is a connection that has dribbled its headers
-/// the longest; a real request is answered within milliseconds of its accept.
+/// closes the oldest connection that is not in the middle of answering a request. Under a
+/// flood that is one still dribbling its headers; a real request is complete in its first
+/// read, is marked busy from then on, and is answered within milliseconds.
 #[derive(Debug, Default)]
 struct OpenConnections {
     next: u64,
-    open: BTreeMap<u64, CancellationToken>,
+    open: BTreeMap<u64, Slot>,
+}
+
+/// One open connection: what closes it, and whether a request is being answered on it.
+#[derive(Debug)]
+struct Slot {
+    close: CancellationToken,
+    busy: Arc<AtomicBool>,
 }
 
 impl OpenConnections {
-    /// Registers a new connection, evicting the oldest ones beyond `max - 1`; returns its
-    /// key and the token that closes it.
-    fn admit(&mut self, max: usize, parent: &CancellationToken) -> (u64, CancellationToken) {
+    /// Registers a new connection, first closing the oldest idle ones until fewer than
+    /// `max` remain (connections answering a request are never closed: they end soon);
+    /// returns its key, the token that closes it and its busy flag.
+    fn admit(
+        &mut self,
+        max: usize,
+        parent: &CancellationToken,
+    ) -> (u64, CancellationToken, Arc<AtomicBool>) {
         while self.open.len() >= max.max(1) {
-            match self.open.pop_first() {
-                Some((_, oldest)) => oldest.cancel(),
-                None => break,
-            }
+            let victim = self
+                .open
+                .iter()
+                .find(|(_, slot)| !slot.busy.load(Ordering::Relaxed))
+                .map(|(key, _)| *key);
+            let Some(slot) = victim.and_then(|key| self.open.remove(&key)) else {
+                break;
+            };
+            slot.close.cancel();
         }
         let key = self.next;
         self.next += 1;
-        let token = parent.child_token();
-        self.open.insert(key, token.clone());
-        (key, token)
+        let close = parent.child_token();
+        let busy = Arc::new(AtomicBool::new(false));
+        self.open.insert(
+            key,
+            Slot {
+                close: close.clone(),
+                busy: busy.clone(),
+            },
+        );
+        (key, close, busy)
+    }
+}
+
+/// Marks a connection busy while one request on it is being answered.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn new(flag: &Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::Relaxed);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 
@@ -128,7 +170,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
             let m = &policy.config().metrics;
             (m.max_connections, m.header_timeout)
         };
-        let (key, evicted) = lock(&open).admit(max, &stop);
+        let (key, evicted, busy) = lock(&open).admit(max, &stop);
         let registration = Registration {
             connections: open.clone(),
             key,
@@ -138,8 +180,11 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
             let _registration = registration;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
+                let busy = Busy::new(&busy);
                 async move {
-                    Ok::<_, std::convert::Infallible>(respond(&req, peer.ip(), &state).await)
+                    let response = respond(&req, peer.ip(), &state).await;
+                    drop(busy);
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -157,6 +202,10 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
                 _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
             }
         });
+        // Let the new connection read what it already has before the next accept: a
+        // complete request is then marked busy and cannot be evicted by a burst of
+        // flood connections queued behind it.
+        tokio::task::yield_now().await;
     }
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
