@@ -214,7 +214,7 @@ fn session(
                 unreachable!()
             };
             let conn = ServerConnection::new(tls.clone())
-                .map_err(|e| io::Error::new(ErrorKind::Other, e))?;
+                .map_err(io::Error::other)?;
             wire = Wire::Tls(Box::new(StreamOwned::new(conn, tcp)));
             in_tls = true;
         } else if text.starts_with("MAIL FROM:") {

@@ -218,3 +218,45 @@ fn plaintext_mail_still_works_when_tls_is_offered() {
     c.quit();
     internal.expect_message_id("plain@test");
 }
+
+/// STARTTLS command injection with a whole transaction behind it: the injected MAIL and
+/// RCPT are discarded with the plaintext buffer, so inside TLS there is no transaction
+/// to send DATA for, and nothing is ever relayed for the injected sender.
+#[tokio::test]
+async fn starttls_injected_transaction_never_becomes_mail() {
+    let (internal, gw, pki) = tls_gateway();
+    let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    reply(&mut tcp).await.expect(220, "");
+    cmd(&mut tcp, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    tcp.write_all(
+        b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\nRCPT TO:<user@example.test>\r\n",
+    )
+    .await
+    .unwrap();
+    reply(&mut tcp).await.expect(220, "2.0.0");
+    let name = ServerName::try_from(HOSTNAME).unwrap();
+    let mut tls = timeout(T, connector(&pki).connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake failed");
+    cmd(&mut tls, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    cmd(&mut tls, "DATA").await.expect(503, "5.5.1");
+    cmd(&mut tls, "QUIT").await.expect(221, "2.0.0");
+    let internal = tokio::task::spawn_blocking(move || {
+        let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+        assert!(
+            !msgs.iter().any(|m| m.mail_from.contains("injected")),
+            "injected transaction relayed: {}",
+            summarize(&msgs).join("; ")
+        );
+        internal
+    })
+    .await
+    .unwrap();
+    drop(internal);
+    drop(gw);
+}

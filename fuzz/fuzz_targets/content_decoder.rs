@@ -105,12 +105,18 @@ fuzz_target!(|data: &[u8]| {
         _ => assert!(content.len() <= MAX_SIZE),
     }
     if problem.is_none() && (done || !dot) {
-        assert!(!has_bare_line_ending(&content), "bare CR/LF in accepted content");
+        assert!(
+            !has_bare_line_ending(&content),
+            "bare CR/LF in accepted content"
+        );
         // What the relay sends (stuffed) must decode to exactly what was judged.
         let wire = dot_stuff(&content);
         let mut again = ContentDecoder::data(usize::MAX, usize::MAX, BareLineEnding::Reject);
         let used = again.feed(&wire);
-        assert!(again.is_done() && used == wire.len(), "stuffed content does not round-trip");
+        assert!(
+            again.is_done() && used == wire.len(),
+            "stuffed content does not round-trip"
+        );
         assert_eq!(again.problem(), None);
         let mut expected = content.clone();
         if !expected.is_empty() && !expected.ends_with(b"\r\n") {

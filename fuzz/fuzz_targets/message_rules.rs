@@ -38,7 +38,12 @@ fuzz_target!(|raw: &[u8]| {
     let view = MessageView::parse(raw);
     let hits = RULES.evaluate(&view, &[("GTUBE", 1000.0)]);
     for w in hits.windows(2) {
-        assert!(w[0].name < w[1].name, "hits not sorted/unique: {} {}", w[0].name, w[1].name);
+        assert!(
+            w[0].name < w[1].name,
+            "hits not sorted/unique: {} {}",
+            w[0].name,
+            w[1].name
+        );
     }
     for h in &hits {
         assert!(h.score.is_finite(), "{} scored {}", h.name, h.score);

@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(Some((reply, used))) = Reply::parse(rest) else {
             return;
         };
-        assert!(used > 0 && used <= rest.len(), "used {used} of {}", rest.len());
+        assert!(
+            used > 0 && used <= rest.len(),
+            "used {used} of {}",
+            rest.len()
+        );
         assert!(reply.code <= 999);
         // A prefix that holds the whole reply parses to the same reply.
         let (same, same_used) = Reply::parse(&rest[..used])

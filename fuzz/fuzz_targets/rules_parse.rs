@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     let set = RuleSet::parse_text(file, text);
     let rules = set.compile();
     let again = RuleSet::parse_text(file, text).compile();
-    assert_eq!(rules.fingerprint(), again.fingerprint(), "fingerprint not deterministic");
+    assert_eq!(
+        rules.fingerprint(),
+        again.fingerprint(),
+        "fingerprint not deterministic"
+    );
     let _ = rules.canonical_text();
     for h in rules.evaluate(&MESSAGE, &[("GTUBE", 1000.0)]) {
         assert!(h.score.is_finite(), "{} scored {}", h.name, h.score);

@@ -511,8 +511,7 @@ mod tests {
         spool.save_state(&id, &st).unwrap();
         assert!(!tmp_state.exists(), "stale tmp state file left behind");
         assert_eq!(spool.load(&id).unwrap().state.attempts, 3);
-        // A save whose rename fails (the target is a non-empty directory) cleans up too
-        // and keeps the state that was there.
+        // A save whose rename fails (the target is a non-empty directory) cleans up too.
         let state_path = dir.path().join(format!("queue/{id}.state"));
         fs::remove_file(&state_path).unwrap();
         fs::create_dir_all(state_path.join("blocker")).unwrap();
