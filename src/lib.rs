@@ -4,12 +4,13 @@
 //! them together on listeners the caller has already bound (so tests can bind port 0).
 //!
 //! Layers, each importing only from those below it (`../shared/tools/layers.py` checks):
-//! `admin`, `smtp` → `policy` → `auth`, `dns`, `rules`, `relay` → `spool`, `net` →
+//! `admin`, `smtp` → `policy` → `auth`, `classify`, `dns`, `rules`, `relay` → `spool`, `net` →
 //! `mail`, `config`, `metrics`.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod auth;
+pub mod classify;
 pub mod config;
 pub mod dns;
 pub mod mail;
@@ -21,6 +22,7 @@ pub mod rules;
 pub mod smtp;
 pub mod spool;
 pub mod state;
+pub mod tier;
 
 use async_trait::async_trait;
 use config::{Config, DnsConfig};
@@ -96,6 +98,7 @@ impl ServiceSet {
         metrics: &Arc<Metrics>,
         probe: Arc<relay::Callout>,
         state: Option<state::State>,
+        tier: Option<Arc<tier::Tier>>,
     ) -> ServiceSet {
         // One resolver for every DNS check; without one (no usable system resolver and no
         // dns.nameservers) the DNS checks are left out, loudly.
@@ -106,7 +109,15 @@ impl ServiceSet {
                 None
             }
         };
-        let auth = dns.as_ref().map(auth::Authenticator::new);
+        let auth = dns
+            .as_ref()
+            .and_then(|d| match auth::Authenticator::new(d) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::error!(error = %e, "SPF/DKIM/DMARC/ARC are disabled");
+                    None
+                }
+            });
         ServiceSet {
             dns_config: config.dns.clone(),
             services: Services {
@@ -115,6 +126,8 @@ impl ServiceSet {
                 auth,
                 state,
                 metrics: Some(metrics.clone()),
+                tier,
+                antivirus: classify::clamd::Clamd::from_config(&config.antivirus),
             },
         }
     }
@@ -126,6 +139,15 @@ impl ServiceSet {
                 tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
             }
             self.services.state = Some(state.reconfigured(&config.state));
+        }
+    }
+
+    /// The tier with the peers and settings of a reloaded configuration.
+    fn follow_tier(&self, config: &Config) {
+        match (&self.services.tier, &config.tier) {
+            (Some(tier), Some(t)) => tier.reconfigure(t.clone()),
+            (None, None) => {}
+            _ => tracing::warn!("[tier] added or removed: that needs a restart"),
         }
     }
 }
@@ -158,9 +180,12 @@ impl Gateway {
                 if set.dns_config != config.dns {
                     tracing::info!("[dns] changed: new resolver");
                     let state = set.services.state.clone();
-                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state);
+                    let tier = set.services.tier.clone();
+                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), state, tier);
                 }
                 set.follow_state(&config);
+                set.follow_tier(&config);
+                set.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
             });
         match built {
@@ -170,6 +195,9 @@ impl Gateway {
                     .policy_info
                     .remove_label_values(&[old.fingerprint()]);
                 record_policy(metrics, &policy);
+                if let Some(tier) = &self.services().services.tier {
+                    tier.set_fingerprint(policy.fingerprint());
+                }
                 metrics
                     .policy_reloads_total
                     .with_label_values(&["success"])
@@ -224,7 +252,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_start: impl FnOnce(Gateway),
 ) -> Result<(), ServeError> {
+    let started = std::time::SystemTime::now();
     let config = Arc::new(config);
+    let journal = Arc::new(policy::Journal::default());
     let (spool, ready) = Spool::open(&config.spool.dir)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
@@ -236,9 +266,26 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
-    let set = ServiceSet::build(&config, &metrics, callout.clone(), Some(state.clone()));
+    let tier = config
+        .tier
+        .clone()
+        .map(|t| tier::Tier::new(t, Some(state.clone()), metrics.clone()));
+    let set = ServiceSet::build(
+        &config,
+        &metrics,
+        callout.clone(),
+        Some(state.clone()),
+        tier.clone(),
+    );
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
+    if let Some(tier) = &tier {
+        tier.set_fingerprint(policy.fingerprint());
+        // The first round runs before the listeners open, so a backup knows at once
+        // whether its primaries are up.
+        tier.round().await;
+        tokio::spawn(tier.clone().run(state_watch.clone()));
+    }
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
     let tls = match &config.server.tls {
@@ -260,6 +307,7 @@ pub async fn serve(
         tls,
         shutdown: shutdown.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
+        journal: journal.clone(),
     });
     // Stopped last: `/healthz` answers 503 while the sessions drain.
     let admin_stop = CancellationToken::new();
@@ -269,6 +317,9 @@ pub async fn serve(
             metrics: metrics.clone(),
             spool: spool.clone(),
             state: Some(state.clone()),
+            tier: tier.clone(),
+            journal: journal.clone(),
+            started,
             shutdown: shutdown.clone(),
         };
         tokio::spawn(admin::serve(l, admin_state, admin_stop.clone()))

@@ -91,8 +91,9 @@ fn healthz_ok_and_unknown_paths_404() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.starts_with("ok\n"), "{}", r.body);
     assert!(r.body.contains("state: embedded up"), "{}", r.body);
-    assert_eq!(get(admin, "/").status, 404);
+    assert_eq!(get(admin, "/nothing-here").status, 404);
     assert_eq!(get(admin, "/metrics/extra").status, 404);
+    assert_eq!(get(admin, "/message/not-kept").status, 404);
     assert_eq!(get(admin, "/../etc/passwd").status, 404);
     assert_eq!(http(admin, "POST", "/metrics").status, 405);
     let head = http(admin, "HEAD", "/metrics");

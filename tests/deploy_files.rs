@@ -43,9 +43,30 @@ fn deploy(file: &str) -> PathBuf {
         .join(file)
 }
 
+/// A gateway that is a tier member with one peer, so the tier's series exist too.
+fn start_tier_member(keys: &Path) -> (InternalServer, Gateway, u16) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = keys.join("tier.key");
+    std::fs::write(&key, b"deploy-files-test-key").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let internal = InternalServer::start();
+    let tier = format!(
+        "[tier]\nname = \"gw1\"\nsecret_file = {:?}\n[[tier.peers]]\nname = \"bk1\"\nsmtp = \"127.0.0.2:25\"\nrole = \"backup\"\n",
+        key.display().to_string()
+    );
+    let cfg = GatewayConfig::new(&internal)
+        .toml(POLICY)
+        .toml(&tier)
+        .file("rules/local.cf", RULES);
+    let gw = Gateway::start(cfg);
+    let admin = admin_port(&gw);
+    (internal, gw, admin)
+}
+
 #[test]
 fn every_metric_in_alerts_and_dashboard_exists_in_a_live_scrape() {
-    let (internal, gw, admin) = start();
+    let keys = tempfile::tempdir().unwrap();
+    let (internal, gw, admin) = start_tier_member(keys.path());
     send_traffic(&internal, &gw);
     let s = scrape_until(admin, "delivery", |s| {
         s.value("mxguard_relay_attempts_total", &[("result", "delivered")]) >= 1.0
@@ -67,11 +88,22 @@ fn every_metric_in_alerts_and_dashboard_exists_in_a_live_scrape() {
 
 #[test]
 fn deploy_configs_pass_check_with_one_fingerprint() {
+    use std::os::unix::fs::PermissionsExt;
+    // The configs name paths relative to the working directory (/etc/mxguard under
+    // systemd): rules/ and the tier key. Give them one.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let etc = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root.join("rules"), etc.path().join("rules")).unwrap();
+    let key = etc.path().join("tier.key");
+    std::fs::write(&key, b"a key for the deploy test").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut fingerprints = BTreeMap::new();
     for name in ["gw1", "gw2", "bk1"] {
-        let path = format!("deploy/{name}.toml");
-        let out = run_mxguard(root, &["check", "--config", &path]);
+        let path = root
+            .join(format!("deploy/{name}.toml"))
+            .display()
+            .to_string();
+        let out = run_mxguard(etc.path(), &["check", "--config", &path]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),

@@ -1,11 +1,13 @@
 //! Sender authentication with mail-auth: SPF (HELO and MAIL FROM), DKIM, DMARC and ARC, their
 //! symbols, the `Authentication-Results` header (RFC 8601) and the removal of forged ones.
 //!
-//! One [`Authenticator`] wraps the shared [`Dns`] resolver and is shared behind an `Arc`. The policy calls
-//! [`Authenticator::spf_helo`] and [`Authenticator::spf_mail_from`] at MAIL FROM, then
-//! [`Authenticator::verify_message`] at end of DATA, and combines everything in an
-//! [`AuthOutcome`]. Every call is bounded by `dns.stage_deadline`: a dead DNS server turns into
-//! temperror results, never into a stuck session.
+//! One [`Authenticator`] shares the gateway's [`Dns`]: mail-auth's lookups go through the same
+//! cache, in-flight queries, health gate and metrics as every other DNS check (counted as
+//! `spf`, `dkim`, `dmarc` and `arc`). The policy calls [`Authenticator::spf_helo`] and
+//! [`Authenticator::spf_mail_from`] at MAIL FROM, then [`Authenticator::verify_message`] at end
+//! of DATA, and combines everything in an [`AuthOutcome`]. Every call takes the deadline of
+//! its stage, shared with the stage's other checks: a dead DNS server turns into temperror
+//! results, never into a stuck session.
 
 pub mod arc;
 pub mod dkim;
@@ -19,46 +21,57 @@ pub use dmarc::{DmarcCheck, DmarcPolicy};
 pub use results::{strip_authentication_results, AuthOutcome};
 pub use spf::{SpfCheck, SpfResult};
 
-use crate::dns::Dns;
+use crate::dns::{Dns, DnsSetupError};
 use mail_auth::MessageAuthenticator;
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use tokio::time::Instant;
 
-/// SPF, DKIM, DMARC and ARC verification on the gateway's shared resolver. Cheap to clone
-/// (the resolver is reference-counted); meant to be built once and shared behind an `Arc`.
+/// SPF, DKIM, DMARC and ARC verification on the gateway's shared resolver. Cheap to clone;
+/// meant to be built once per resolver and shared.
 #[derive(Clone)]
 pub struct Authenticator {
-    inner: MessageAuthenticator,
-    deadline: Duration,
+    spf: MessageAuthenticator,
+    dkim: MessageAuthenticator,
+    dmarc: MessageAuthenticator,
+    arc: MessageAuthenticator,
+    dns: Dns,
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
-            .field("deadline", &self.deadline)
+            .field("dns", &self.dns)
             .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
-    /// Verifies through `dns`'s resolver (same servers, same cache as every other DNS
-    /// check); each verification call is bounded by `dns.stage_deadline`.
-    pub fn new(dns: &Dns) -> Authenticator {
-        Authenticator {
-            inner: MessageAuthenticator(dns.resolver()),
-            deadline: dns.stage_deadline_duration(),
-        }
+    /// Verifies through `dns` (same servers, cache and health as every other DNS check).
+    /// Fails only when the loopback responders mail-auth asks cannot bind.
+    pub fn new(dns: &Dns) -> Result<Authenticator, DnsSetupError> {
+        let verifier = |check| dns.auth_resolver(check).map(MessageAuthenticator);
+        Ok(Authenticator {
+            spf: verifier("spf")?,
+            dkim: verifier("dkim")?,
+            dmarc: verifier("dmarc")?,
+            arc: verifier("arc")?,
+            dns: dns.clone(),
+        })
     }
 
-    /// The underlying mail-auth verifier.
-    pub(crate) fn verifier(&self) -> &MessageAuthenticator {
-        &self.inner
+    /// The deadline to verify by: the stage's, or a fresh `dns.stage_deadline` from now.
+    pub fn deadline(&self, stage: Option<Instant>) -> Instant {
+        self.dns.deadline(stage)
     }
 
-    /// Runs `check` within the stage deadline; `None` when the deadline passed.
-    pub(crate) async fn bounded<T>(&self, check: impl Future<Output = T>) -> Option<T> {
-        tokio::time::timeout(self.deadline, check).await.ok()
+    /// Runs `check` until `deadline`; `None` when the deadline passed.
+    pub(crate) async fn bounded<T>(
+        &self,
+        deadline: Instant,
+        check: impl Future<Output = T>,
+    ) -> Option<T> {
+        tokio::time::timeout_at(deadline, check).await.ok()
     }
 }
 

@@ -94,9 +94,14 @@ impl AuthOutcome {
 impl Authenticator {
     /// Verifies every DKIM signature, the ARC chain and DMARC of the raw message (CRLF line
     /// ends, as received) and records them in `outcome`. DMARC uses `outcome.spf_mail_from`
-    /// (so run [`Authenticator::spf_mail_from`] first). Bounded by the stage deadline, after
-    /// which the results are temperror. An unparsable message gets `none` everywhere.
-    pub async fn verify_message(&self, raw: &[u8], outcome: &mut AuthOutcome) {
+    /// (so run [`Authenticator::spf_mail_from`] first). Bounded by `deadline` (the stage's),
+    /// after which the results are temperror. An unparsable message gets `none` everywhere.
+    pub async fn verify_message(
+        &self,
+        raw: &[u8],
+        outcome: &mut AuthOutcome,
+        deadline: tokio::time::Instant,
+    ) {
         let Some(message) = AuthenticatedMessage::parse(raw) else {
             outcome.dkim = Some(DkimCheck::default());
             outcome.dmarc = Some(DmarcCheck::default());
@@ -116,13 +121,13 @@ impl Authenticator {
             .as_ref()
             .map(|s| s.domain.clone())
             .unwrap_or_default();
-        let verifier = self.verifier();
         let work = async {
             let (dkim_outputs, arc_output) = tokio::join!(
-                verifier.verify_dkim(&message),
-                verifier.verify_arc(&message)
+                self.dkim.verify_dkim(&message),
+                self.arc.verify_arc(&message)
             );
-            let dmarc_output = verifier
+            let dmarc_output = self
+                .dmarc
                 .verify_dmarc(DmarcParameters::new(
                     &message,
                     &dkim_outputs,
@@ -147,7 +152,7 @@ impl Authenticator {
                 text,
             )
         };
-        match self.bounded(work).await {
+        match self.bounded(deadline, work).await {
             Some((dkim, arc, dmarc, text)) => {
                 outcome.dkim = Some(dkim);
                 outcome.arc = Some(arc);
@@ -164,6 +169,13 @@ impl Authenticator {
                 outcome.dmarc = Some(DmarcCheck::timed_out(&from_domain));
                 outcome.message_results =
                     ";\r\n\tdkim=temperror (timed out);\r\n\tarc=temperror (timed out)".to_owned();
+                if crate::config::is_plausible_hostname(&from_domain) {
+                    // DMARC could not be evaluated either: say so rather than leave it out
+                    // (only for a domain that cannot bend the header's syntax).
+                    outcome.message_results.push_str(&format!(
+                        ";\r\n\tdmarc=temperror (timed out) header.from={from_domain}"
+                    ));
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ use super::Authenticator;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::SpfOutput;
 use std::net::IpAddr;
+use tokio::time::Instant;
 
 /// The result of one SPF check (RFC 7208 §2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,12 +108,19 @@ fn is_domain(helo: &str) -> bool {
 
 impl Authenticator {
     /// SPF for the HELO identity. `hostname` is our own name (for the `%{r}` macro). A HELO
-    /// that is an address literal or has no dot gives `none` without a lookup.
-    pub async fn spf_helo(&self, client_ip: IpAddr, helo: &str, hostname: &str) -> SpfCheck {
+    /// that is an address literal or has no dot gives `none` without a lookup; past
+    /// `deadline` the result is `temperror`.
+    pub async fn spf_helo(
+        &self,
+        client_ip: IpAddr,
+        helo: &str,
+        hostname: &str,
+        deadline: Instant,
+    ) -> SpfCheck {
         let domain = helo.trim_end_matches('.').to_ascii_lowercase();
         let result = if is_domain(&domain) {
             let params = SpfParameters::verify_ehlo(client_ip, &domain, hostname);
-            self.bounded(self.verifier().verify_spf(params)).await
+            self.bounded(deadline, self.spf.verify_spf(params)).await
         } else {
             Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
         };
@@ -120,13 +128,15 @@ impl Authenticator {
     }
 
     /// SPF for the MAIL FROM identity (`mail_from` without angle brackets, empty for the null
-    /// sender, which is checked as `postmaster@HELO`, RFC 7208 §2.4).
+    /// sender, which is checked as `postmaster@HELO`, RFC 7208 §2.4); past `deadline` the
+    /// result is `temperror`.
     pub async fn spf_mail_from(
         &self,
         client_ip: IpAddr,
         helo: &str,
         mail_from: &str,
         hostname: &str,
+        deadline: Instant,
     ) -> SpfCheck {
         let helo_domain = helo.trim_end_matches('.').to_ascii_lowercase();
         let sender = if mail_from.is_empty() {
@@ -138,7 +148,7 @@ impl Authenticator {
         let result = if is_domain(&domain) {
             let params =
                 SpfParameters::verify_mail_from(client_ip, &helo_domain, hostname, &sender);
-            self.bounded(self.verifier().verify_spf(params)).await
+            self.bounded(deadline, self.spf.verify_spf(params)).await
         } else {
             Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
         };

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Loads configuration and rules and prints a summary.
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -79,8 +79,12 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if failed {
         return Ok(ExitCode::FAILURE);
     }
+    let tier_config = config.tier.clone();
     let policy = offline::build(config)?;
     println!("fingerprint: {}", policy.fingerprint());
+    if tier {
+        return compare_tier(tier_config.as_ref(), policy.fingerprint());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -117,4 +121,60 @@ fn report_rules(dir: &Path) -> anyhow::Result<bool> {
         eprintln!("{errors} error(s) in rules files");
     }
     Ok(errors > 0)
+}
+
+/// `--tier`: every peer's fingerprint (from its `/policy`) beside ours; exit 1 when a
+/// reachable peer judges differently.
+fn compare_tier(
+    tier: Option<&mxguard::config::TierConfig>,
+    ours: &str,
+) -> anyhow::Result<ExitCode> {
+    let Some(tier) = tier else {
+        println!("tier: none ([tier] is not configured)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!("tier {} ({}):", tier.name, tier.role.as_str());
+    println!(
+        "  {:<16} {:<8} {:<22} fingerprint",
+        "member", "role", "admin"
+    );
+    println!(
+        "  {:<16} {:<8} {:<22} {ours}  (this gateway)",
+        tier.name,
+        tier.role.as_str(),
+        "-"
+    );
+    let mut differs = false;
+    for peer in &tier.peers {
+        let admin = peer
+            .admin
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into());
+        let theirs = match peer.admin {
+            Some(addr) => runtime.block_on(mxguard::tier::policy_fingerprint(addr)),
+            None => None,
+        };
+        let shown = match &theirs {
+            Some(fp) if fp == ours => format!("{fp}  same"),
+            Some(fp) => {
+                differs = true;
+                format!("{fp}  DIFFERENT")
+            }
+            None if peer.admin.is_some() => "unreachable".to_owned(),
+            None => "unknown (no admin address)".to_owned(),
+        };
+        println!(
+            "  {:<16} {:<8} {admin:<22} {shown}",
+            peer.name,
+            peer.role.as_str()
+        );
+    }
+    Ok(if differs {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,11 +1,13 @@
 //! The command-line edge: argument parsing and the verbs of GUIDE §4. Errors here are
 //! `anyhow` (reported to the operator), never inside the library.
 
+mod audit;
 mod check;
 mod quarantine;
 mod queue;
 mod scan;
 mod serve;
+mod stamp;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write as _;
@@ -43,7 +45,17 @@ pub enum Verb {
         log_format: Option<LogFormatArg>,
     },
     /// Validate the configuration and print what it resolves to.
-    Check,
+    Check {
+        /// Also print the policy fingerprint of every tier peer beside ours.
+        #[arg(long)]
+        tier: bool,
+    },
+    /// Verdict stamps of the tier.
+    Stamp {
+        /// Stamp action.
+        #[command(subcommand)]
+        action: StampAction,
+    },
     /// Judge message files offline with the configured policy.
     Scan {
         /// One JSON object per message (`file`, `verdict`, `score`, `rules`).
@@ -62,6 +74,35 @@ pub enum Verb {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Audit a domain's published MX tier from outside: records, SMTP probes (unknown
+    /// recipient, relay, GTUBE), policy fingerprints. Exit 0 clean, 1 serious finding,
+    /// 2 could not run.
+    Audit {
+        /// The mail domain to audit.
+        domain: String,
+        /// DNS server to ask (default: the system resolver).
+        #[arg(long, value_name = "IP:PORT", value_parser = audit::parse_resolver)]
+        resolver: Option<std::net::SocketAddr>,
+        /// SMTP port probed on every MX address.
+        #[arg(long, value_name = "N", default_value_t = 25)]
+        port: u16,
+        /// Recipient of the GTUBE probe (default: postmaster@DOMAIN).
+        #[arg(long, value_name = "ADDRESS")]
+        rcpt: Option<String>,
+        /// Admin endpoint whose /policy fingerprint is compared (repeatable; default:
+        /// this gateway's and its [[tier.peers]]' from --config).
+        #[arg(long, value_name = "NAME=IP:PORT", value_parser = audit::parse_admin)]
+        admin: Vec<mxguard::tier::audit::AdminEndpoint>,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Deadline of every network step (e.g. 10s, 500ms).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = audit::parse_timeout)]
+        timeout: std::time::Duration,
+        /// Name sent in EHLO (default: this machine's host name).
+        #[arg(long, value_name = "NAME")]
+        helo: Option<String>,
+    },
     /// Inspect and release quarantined messages.
     Quarantine {
         /// Quarantine action.
@@ -73,6 +114,16 @@ pub enum Verb {
         /// Queue action.
         #[command(subcommand)]
         action: QueueAction,
+    },
+}
+
+/// `mxguard stamp` actions.
+#[derive(Debug, Subcommand)]
+pub enum StampAction {
+    /// Check the `X-Mxguard-Stamp` of a message file: exit 0 when it is valid.
+    Verify {
+        /// The message file.
+        file: PathBuf,
     },
 }
 
@@ -130,8 +181,33 @@ pub fn run() -> ExitCode {
     }
     let result = match cli.command {
         Verb::Serve { log_format } => serve::run(&cli.config, log_format),
-        Verb::Check => check::run(&cli.config),
+        Verb::Check { tier } => check::run(&cli.config, tier),
+        Verb::Stamp {
+            action: StampAction::Verify { file },
+        } => stamp::verify(&cli.config, &file),
         Verb::Queue { action } => queue::run(&cli.config, action),
+        Verb::Audit {
+            domain,
+            resolver,
+            port,
+            rcpt,
+            admin,
+            json,
+            timeout,
+            helo,
+        } => audit::run(
+            &cli.config,
+            audit::AuditArgs {
+                domain,
+                resolver,
+                port,
+                rcpt,
+                admins: admin,
+                json,
+                timeout,
+                helo,
+            },
+        ),
         Verb::Quarantine { action } => quarantine::run(&cli.config, action),
         Verb::Scan {
             json,

@@ -158,15 +158,9 @@ fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {
 
 /// Hits in the style of `spamassassin -t`: points, rule name, description.
 fn explain(policy: &Policy, j: &Judgement) {
-    let mut hits = j.hits.clone();
-    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     println!(" pts rule name              description");
     println!("---- ---------------------- --------------------------------------------------");
-    for (name, score) in hits {
-        let description = policy
-            .rules()
-            .and_then(|r| r.description(&name))
-            .unwrap_or("");
+    for (score, name, description) in policy.explain(&j.hits) {
         println!("{score:>4.1} {name:<22} {description}");
     }
     println!();

@@ -11,16 +11,32 @@ use std::time::Duration;
 pub struct DnsConfig {
     /// Name servers as `IP:PORT`; empty means the system configuration (`/etc/resolv.conf`).
     pub nameservers: Vec<SocketAddr>,
-    /// Deadline of one query to one server.
+    /// Longest one lookup waits for an answer, retransmissions included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Tries per query.
+    /// Wait before the first retransmission of an unanswered query; each later one waits
+    /// twice as long as the one before.
+    #[serde(with = "humantime_serde")]
+    pub retransmit: Duration,
+    /// Transmissions of one query at most (the first one and its retransmissions).
     pub attempts: usize,
     /// Cached answers.
     pub cache_size: usize,
+    /// Shortest time a negative answer (NXDOMAIN, NODATA) is cached, whatever its SOA says
+    /// (or when it has none).
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl_min: Duration,
     /// All DNS checks of one SMTP stage together never take longer than this.
     #[serde(with = "humantime_serde")]
     pub stage_deadline: Duration,
+    /// Consecutive lookups without an answer (timed out, refused or unreachable) after
+    /// which the resolver is marked down and lookups answer "unavailable" at once. A lookup
+    /// that timed out while the resolver answered nothing at all marks it down by itself.
+    pub down_after: u32,
+    /// How long the resolver stays marked down before a background probe asks it again
+    /// (and again after each unanswered probe).
+    #[serde(with = "humantime_serde")]
+    pub down_backoff: Duration,
 }
 
 impl Default for DnsConfig {
@@ -28,9 +44,13 @@ impl Default for DnsConfig {
         Self {
             nameservers: Vec::new(),
             timeout: Duration::from_secs(2),
-            attempts: 2,
+            retransmit: Duration::from_millis(300),
+            attempts: 3,
             cache_size: 10_000,
+            negative_ttl_min: Duration::from_secs(60),
             stage_deadline: Duration::from_secs(5),
+            down_after: 5,
+            down_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -43,8 +63,60 @@ impl DnsConfig {
         if self.timeout.is_zero() {
             problems.bad("dns.timeout", "must be greater than 0");
         }
+        if self.retransmit.is_zero() {
+            problems.bad("dns.retransmit", "must be greater than 0");
+        } else if self.retransmit > self.timeout {
+            problems.bad("dns.retransmit", "must not be longer than dns.timeout");
+        }
+        if self.negative_ttl_min > Duration::from_secs(86_400) {
+            problems.bad("dns.negative_ttl_min", "must not be longer than 1 day");
+        }
         if self.stage_deadline.is_zero() {
             problems.bad("dns.stage_deadline", "must be greater than 0");
+        }
+        if self.down_after == 0 {
+            problems.bad("dns.down_after", "must be greater than 0");
+        }
+        if self.down_backoff.is_zero() {
+            problems.bad("dns.down_backoff", "must be greater than 0");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(config: &DnsConfig) -> Vec<String> {
+        let mut p = Problems::default();
+        config.validate(&mut p);
+        p.into_lines()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(problems(&DnsConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let config = DnsConfig {
+            attempts: 0,
+            retransmit: Duration::from_secs(3),
+            down_after: 0,
+            down_backoff: Duration::ZERO,
+            negative_ttl_min: Duration::from_secs(7 * 86_400),
+            ..DnsConfig::default()
+        };
+        let lines = problems(&config).join("\n");
+        for key in [
+            "dns.attempts",
+            "dns.retransmit",
+            "dns.down_after",
+            "dns.down_backoff",
+            "dns.negative_ttl_min",
+        ] {
+            assert!(lines.contains(key), "{key} missing from {lines}");
         }
     }
 }

@@ -5,6 +5,8 @@
 //! by its TOML path, so an operator fixes a file in one pass.
 
 mod admin;
+mod antivirus;
+mod attachments;
 mod dns;
 mod dns_lists;
 mod greylist;
@@ -16,9 +18,12 @@ mod recipients;
 mod relay;
 mod server;
 mod state;
+mod tier;
 pub mod watch;
 
 pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
+pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
+pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use dns::DnsConfig;
 pub use dns_lists::{CodeMatch, DnsListConfig};
 pub use greylist::{GreylistConfig, GreylistStage};
@@ -30,6 +35,7 @@ pub use recipients::RecipientList;
 pub use relay::{RecipientsConfig, RelayConfig, RelayTls};
 pub use server::{BareLineEnding, Limits, ServerConfig, TlsFiles};
 pub use state::{OnFailure, StateBackendConfig, StateConfig};
+pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret};
 
 use problems::Problems;
 use serde::Deserialize;
@@ -86,10 +92,16 @@ pub struct Config {
     pub greylist: GreylistConfig,
     /// Rate limits (`[[ratelimit]]`), in file order.
     pub ratelimits: Vec<RateLimitConfig>,
+    /// This gateway's MX tier, when it is part of one.
+    pub tier: Option<TierConfig>,
     /// Admin listener.
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Attachment policy.
+    pub attachments: AttachmentsConfig,
+    /// Virus scanning through clamd.
+    pub antivirus: AntivirusConfig,
 }
 
 /// The configuration in force right now. Delivery and callouts read it for every message,
@@ -122,8 +134,11 @@ struct RawConfig {
     state: state::RawState,
     greylist: greylist::RawGreylist,
     ratelimit: Vec<ratelimit::RawRateLimit>,
+    tier: Option<tier::RawTier>,
     metrics: admin::RawMetrics,
     log: admin::RawLog,
+    attachments: attachments::RawAttachments,
+    antivirus: antivirus::RawAntivirus,
 }
 
 impl Config {
@@ -147,6 +162,9 @@ impl Config {
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
         let spool = raw.spool.validate();
+        let tier = raw
+            .tier
+            .and_then(|t| t.validate(&server.hostname, &mut problems));
         let config = Config {
             path: path.to_owned(),
             server,
@@ -156,9 +174,12 @@ impl Config {
             policy: raw.policy.validate(&mut problems),
             greylist: raw.greylist.validate(&mut problems),
             ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
+            tier,
             dns: raw.dns,
             metrics: raw.metrics.validate(&mut problems),
             log: raw.log.validate(&mut problems),
+            attachments: raw.attachments.validate(&mut problems),
+            antivirus: raw.antivirus.validate(&mut problems),
         };
         if problems.is_empty() {
             Ok(config)

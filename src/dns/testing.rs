@@ -34,6 +34,9 @@ pub enum Mode {
     /// Answer from the records: the records, NODATA or NXDOMAIN (both with an SOA whose
     /// minimum is the negative TTL).
     Authoritative,
+    /// Like `Authoritative`, but NODATA and NXDOMAIN come without an SOA, so nothing says
+    /// how long to cache them (what some forwarders, dnsmasq among them, send).
+    NoSoa,
     /// Never answer (a dead or firewalled server): lookups time out.
     Silent,
     /// Answer SERVFAIL to everything.
@@ -97,15 +100,18 @@ impl TestDns {
         self.queries.load(Ordering::SeqCst)
     }
 
-    /// A `[dns]` configuration that uses only `addr`, with a short timeout (300 ms), 2
-    /// attempts, a cache, and a 2 s stage deadline.
+    /// A `[dns]` configuration that uses only `addr`, with a short timeout (300 ms, first
+    /// retransmission after 100 ms, 2 transmissions), a cache, a 2 s stage deadline, and the
+    /// default health settings.
     pub fn dns_config(addr: SocketAddr) -> DnsConfig {
         DnsConfig {
             nameservers: vec![addr],
             timeout: Duration::from_millis(300),
+            retransmit: Duration::from_millis(100),
             attempts: 2,
             cache_size: 1024,
             stage_deadline: Duration::from_secs(2),
+            ..DnsConfig::default()
         }
     }
 }
@@ -291,7 +297,7 @@ impl RequestHandler for Handler {
         let builder = MessageResponseBuilder::from_message_request(request);
         let send = match (self.mode, request.queries.queries().first()) {
             (Mode::Silent, _) => return silent,
-            (Mode::Authoritative, Some(query)) => {
+            (Mode::Authoritative | Mode::NoSoa, Some(query)) => {
                 metadata.authoritative = true;
                 let qname: &LowerName = query.name();
                 let qtype = query.query_type();
@@ -316,11 +322,12 @@ impl RequestHandler for Handler {
                     if !exists {
                         metadata.response_code = ResponseCode::NXDomain;
                     }
+                    let soa = (self.mode == Mode::Authoritative).then_some(&self.soa);
                     let response = builder.build(
                         metadata,
                         std::iter::empty(),
                         std::iter::empty(),
-                        std::iter::once(&self.soa),
+                        soa,
                         std::iter::empty(),
                     );
                     response_handle.send_response(response).await

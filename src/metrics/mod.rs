@@ -45,10 +45,12 @@ pub struct Metrics {
     pub tls_sessions_total: IntCounterVec,
     /// Time each policy check takes, by check name.
     pub check_duration_seconds: HistogramVec,
-    /// DNS lookups, by check and result (ok, nxdomain, timeout, servfail, error).
+    /// DNS lookups, by check and result (ok, nxdomain, timeout, servfail, unavailable, error).
     pub dns_lookups_total: IntCounterVec,
     /// Time one DNS lookup took, by check.
     pub dns_lookup_duration_seconds: HistogramVec,
+    /// 1 while the DNS resolver answers, 0 while it is marked down.
+    pub dns_up: IntGauge,
     /// 1 for the active policy fingerprint.
     pub policy_info: IntGaugeVec,
     /// Policy reloads, by result (success, failure).
@@ -65,6 +67,18 @@ pub struct Metrics {
     pub greylist_total: IntCounterVec,
     /// Rate-limit decisions, by limit name and result (ok, over, unavailable).
     pub ratelimit_total: IntCounterVec,
+    /// 1 per tier peer that is up, 0 per peer that is down.
+    pub tier_peer_up: IntGaugeVec,
+    /// 1 per tier peer running our policy fingerprint, 0 otherwise.
+    pub tier_fingerprint_match: IntGaugeVec,
+    /// 1, labelled with this gateway's tier name and role.
+    pub tier_info: IntGaugeVec,
+    /// Sessions given a tier symbol, by symbol (MX_BYPASS_BACKUP, ...).
+    pub tier_bypass_total: IntCounterVec,
+    /// Messages sent to clamd, by result (clean, infected, unavailable).
+    pub antivirus_total: IntCounterVec,
+    /// Time clamd took to scan one message (all its streams), failures included.
+    pub antivirus_scan_duration_seconds: Histogram,
 }
 
 impl Metrics {
@@ -162,7 +176,49 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
         let _ = registry.register(Box::new(state_duration_seconds.clone()));
 
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric {name} is statically valid: {e}"));
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let antivirus_scan_duration_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "mxguard_antivirus_scan_duration_seconds",
+                "Time clamd took to scan one message, failures included.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 9).unwrap_or_default()),
+        )
+        .unwrap_or_else(|e| unreachable!("static metric: {e}"));
+        let _ = registry.register(Box::new(antivirus_scan_duration_seconds.clone()));
+
         let metrics = Metrics {
+            tier_peer_up: gauge_vec(
+                "mxguard_tier_peer_up",
+                "1 per tier peer that is up (fresh heartbeat or healthy probe), 0 when down.",
+                &["peer"],
+            ),
+            tier_fingerprint_match: gauge_vec(
+                "mxguard_tier_fingerprint_match",
+                "1 per tier peer running this gateway's policy fingerprint, 0 otherwise.",
+                &["peer"],
+            ),
+            tier_info: gauge_vec(
+                "mxguard_tier_info",
+                "This gateway's tier name and role (value 1).",
+                &["name", "role"],
+            ),
+            tier_bypass_total: counter_vec(
+                "mxguard_tier_bypass_total",
+                "Sessions given an MX bypass symbol, by symbol.",
+                &["symbol"],
+            ),
+            antivirus_total: counter_vec(
+                "mxguard_antivirus_total",
+                "Messages sent to clamd, by result (clean, infected, unavailable).",
+                &["result"],
+            ),
+            antivirus_scan_duration_seconds,
             state_duration_seconds,
             state_errors_total: counter_vec(
                 "mxguard_state_errors_total",
@@ -187,8 +243,12 @@ impl Metrics {
             dns_lookup_duration_seconds,
             dns_lookups_total: counter_vec(
                 "mxguard_dns_lookups_total",
-                "DNS lookups by check and result (ok, nxdomain, timeout, servfail, error).",
+                "DNS lookups by check and result (ok, nxdomain, timeout, servfail, unavailable, error).",
                 &["check", "result"],
+            ),
+            dns_up: gauge(
+                "mxguard_dns_up",
+                "1 while the DNS resolver answers, 0 while it is marked down (DNS checks unavailable).",
             ),
             policy_info,
             policy_last_reload_timestamp_seconds,
@@ -290,8 +350,14 @@ impl Metrics {
         for result in ["new", "early", "passed", "exempt"] {
             self.greylist_total.with_label_values(&[result]);
         }
+        for symbol in ["MX_BYPASS_BACKUP", "MX_BYPASS_FIRST_CONTACT", "MX_FANOUT"] {
+            self.tier_bypass_total.with_label_values(&[symbol]);
+        }
+        for result in ["clean", "infected", "unavailable"] {
+            self.antivirus_total.with_label_values(&[result]);
+        }
         for op in [
-            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "ping",
+            "incr", "get", "set", "set_nx", "delete", "rate", "greylist", "contact", "ping",
         ] {
             self.state_errors_total.with_label_values(&[op]);
         }

@@ -1,6 +1,7 @@
-//! Transport shared by the SMTP server and the relay client: one plain-or-TLS stream type
-//! and the server's TLS material.
+//! Transport shared by the SMTP server and the relay client: one plain-or-TLS stream type,
+//! the server's TLS material, and PROXY protocol headers from load balancers.
 
+pub mod proxy;
 pub mod stream;
 pub mod tls;
 

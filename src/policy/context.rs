@@ -67,6 +67,10 @@ pub struct ClientInfo {
     pub trusted: bool,
     /// Inside `policy.allow_networks`: no client check and no greylisting.
     pub allowlisted: bool,
+    /// The tier member this client is (by its SMTP address), when it is one.
+    pub tier_peer: Option<String>,
+    /// Talking to a backup while a primary is up.
+    pub mx_bypass: bool,
     /// Symbols of the connect stage: they count in every transaction of the session.
     pub connect_symbols: Vec<SymbolHit>,
     /// Symbols of the last HELO/EHLO: they count in every transaction after it.
@@ -87,6 +91,8 @@ impl ClientInfo {
             dnsbl_listed: Vec::new(),
             trusted: false,
             allowlisted: false,
+            tier_peer: None,
+            mx_bypass: false,
             connect_symbols: Vec::new(),
             helo_symbols: Vec::new(),
         }
@@ -115,6 +121,12 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
+    /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
+    pub peer_stamp: Option<crate::tier::Stamp>,
+    /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
+    /// and shared by every check of the stage, so together they never take longer than
+    /// `dns.stage_deadline`.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Context {
@@ -130,6 +142,8 @@ impl Context {
             symbols: Vec::new(),
             parsed: None,
             auth: None,
+            peer_stamp: None,
+            deadline: None,
         }
     }
 
@@ -153,6 +167,7 @@ impl Context {
         self.message.clear();
         self.parsed = None;
         self.auth = None;
+        self.peer_stamp = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());

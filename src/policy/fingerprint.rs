@@ -90,6 +90,30 @@ fn checks(out: &mut String, config: &Config) {
         let nets: Vec<String> = list.networks().iter().map(|n| n.to_string()).collect();
         let _ = writeln!(out, "{name}={}", nets.join(","));
     }
+    let a = &config.attachments;
+    if a.enabled {
+        let _ = writeln!(
+            out,
+            "attachments=ext:{} types:{} depth:{} entries:{} bytes:{}",
+            a.blocked_extensions.join(","),
+            a.blocked_types.join(","),
+            a.max_archive_depth,
+            a.max_archive_entries,
+            a.max_expanded_bytes
+        );
+    } else {
+        out.push_str("attachments=off\n");
+    }
+    let av = &config.antivirus;
+    if av.clamd.is_some() {
+        let _ = writeln!(
+            out,
+            "antivirus=on_failure:{:?} scan:{:?} max_stream_bytes:{}",
+            av.on_failure, av.scan, av.max_stream_bytes
+        );
+    } else {
+        out.push_str("antivirus=off\n");
+    }
     let g = &config.greylist;
     if g.enabled {
         let exempt: Vec<String> = g.exempt.networks().iter().map(|n| n.to_string()).collect();

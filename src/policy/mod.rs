@@ -9,26 +9,31 @@ mod checks;
 mod context;
 mod fingerprint;
 mod headers;
+pub mod journal;
 mod live;
 pub mod offline;
+#[cfg(test)]
+mod stage_deadline_tests;
 mod verdict;
 
 pub use check::Check;
 pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
 pub use context::{ClientInfo, Context, Stage, SymbolHit};
+pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
 pub use verdict::{Decision, Verdict};
 
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo, networks, ratelimit,
-    recipients, relay_control, rules as rules_check, sender_domain, size, uribl,
+    antivirus, attachments, authentication, client_behaviour, dnsbl, fcrdns, greylist, gtube, helo,
+    networks, ratelimit, recipients, relay_control, rules as rules_check, sender_domain, size,
+    tier as tier_checks, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
 /// (`policy.trusted_networks`, `allow_networks`) skip them.
-const CLIENT_CHECKS: [&str; 7] = [
+const CLIENT_CHECKS: [&str; 9] = [
     "dnsbl",
     "dnsbl_verdict",
     "fcrdns",
@@ -36,6 +41,8 @@ const CLIENT_CHECKS: [&str; 7] = [
     "client_behaviour",
     "greylist",
     "ratelimit",
+    "tier",
+    "tier_bypass",
 ];
 use std::sync::Arc;
 
@@ -62,8 +69,12 @@ pub struct Services {
     pub auth: Option<crate::auth::Authenticator>,
     /// The state backend; without it greylisting and rate limits are left out.
     pub state: Option<crate::state::State>,
-    /// Where greylisting and rate limits count their decisions.
+    /// Where greylisting, rate limits and the virus scan count their decisions.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// This gateway's MX tier (peers, roles, stamps), when it is part of one.
+    pub tier: Option<Arc<crate::tier::Tier>>,
+    /// clamd, when `[antivirus]` names one; without it no virus scan runs.
+    pub antivirus: Option<crate::classify::clamd::Clamd>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -111,6 +122,14 @@ impl Policy {
             p.allow_networks.clone(),
             p.deny_networks.clone(),
         )));
+        let tier = services.tier.clone().filter(|_| config.tier.is_some());
+        if let Some(t) = &tier {
+            checks.push(Box::new(tier_checks::TierContact::new(
+                t.clone(),
+                services.state.clone(),
+                services.metrics.clone(),
+            )));
+        }
         if let Some(dns) = &dns {
             if !p.dnsbl.is_empty() {
                 checks.push(Box::new(dnsbl::DnsLists::new(
@@ -168,6 +187,11 @@ impl Policy {
             config.server.limits.message_size_bytes,
         )));
         checks.push(Box::new(relay_control::RelayControl::new(&config)));
+        if let Some(t) = config.tier.as_ref().filter(|_| tier.is_some()) {
+            if tier_checks::tempfails(t.bypass_action) {
+                checks.push(Box::new(tier_checks::BypassTempfail));
+            }
+        }
         // Cheap refusals first: a listed client never costs a recipient callout.
         if let Some(threshold) = p.dnsbl_threshold {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
@@ -201,6 +225,19 @@ impl Policy {
         }
         if config.policy.gtube {
             checks.push(Box::new(gtube::Gtube));
+        }
+        if config.attachments.enabled {
+            let policy = crate::classify::attachments::AttachmentPolicy::new(&config.attachments);
+            checks.push(Box::new(attachments::Attachments::new(policy)));
+        }
+        if let Some(clamd) = &services.antivirus {
+            let av = &config.antivirus;
+            checks.push(Box::new(antivirus::Antivirus::new(
+                clamd.clone(),
+                av.on_failure,
+                av.scan,
+                services.metrics.clone(),
+            )));
         }
         // Rules run last at end of data: their metas combine every other check's symbols.
         if let Some(rules) = &rules {
@@ -242,15 +279,42 @@ impl Policy {
         &self.fingerprint
     }
 
+    /// Each hit with its score and its rule's description, highest score first: what
+    /// `scan --explain` and the tier console show.
+    pub fn explain(&self, hits: &[(String, f64)]) -> Vec<(f64, String, String)> {
+        let mut out: Vec<(f64, String, String)> = hits
+            .iter()
+            .map(|(name, score)| {
+                let description = self
+                    .rules
+                    .as_ref()
+                    .and_then(|r| r.description(name))
+                    .unwrap_or("")
+                    .to_owned();
+                (*score, name.clone(), description)
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        out
+    }
+
     /// When this snapshot was built.
     pub fn loaded_at(&self) -> std::time::SystemTime {
         self.loaded_at
     }
 
-    /// Runs the checks of `stage` in order; the first that does not continue decides.
+    /// Runs the checks of `stage` in order; the first that does not continue decides. All of
+    /// them share one deadline, `dns.stage_deadline` from now.
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
+        ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         if stage == Stage::Data {
+            if self.trust_peer_stamp(ctx) {
+                return Decision::Continue;
+            }
             headers::strip_own_headers(&mut ctx.message);
+            if let std::borrow::Cow::Owned(stripped) = crate::tier::stamp::strip(&ctx.message) {
+                ctx.message = stripped;
+            }
             let hostname = &self.config.server.hostname;
             if let std::borrow::Cow::Owned(stripped) =
                 crate::auth::strip_authentication_results(&ctx.message, hostname)
@@ -273,6 +337,30 @@ impl Policy {
             _ => {}
         }
         decision
+    }
+
+    /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
+    /// already: it keeps that verdict (and its headers) and is not filtered twice.
+    fn trust_peer_stamp(&self, ctx: &mut Context) -> bool {
+        let (Some(peer), Some(tier)) = (&ctx.client.tier_peer, &self.config.tier) else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match crate::tier::Stamp::verify(&tier.secret, &ctx.message, now, tier.stamp_max_age) {
+            Ok(stamp) => {
+                tracing::debug!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp verified: not filtered again");
+                ctx.hit("TIER_STAMP_VERIFIED", 0.0);
+                ctx.peer_stamp = Some(stamp);
+                true
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "mail from a tier peer without a valid stamp: filtered");
+                false
+            }
+        }
     }
 
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {

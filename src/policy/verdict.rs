@@ -81,6 +81,15 @@ impl Policy {
             Decision::Discard => return (Verdict::Discard, None),
             Decision::Continue => {}
         }
+        if let Some(stamp) = &ctx.peer_stamp {
+            // A peer of the tier judged it already: its verdict stands.
+            let verdict = match stamp.verdict.as_str() {
+                "tag" => Verdict::Tag,
+                "quarantine" => Verdict::Quarantine,
+                _ => Verdict::Accept,
+            };
+            return (verdict, None);
+        }
         let score = ctx.score();
         // A rule with a configured action decides whatever the score; the harshest wins.
         let actions = &self.config.policy.actions;
@@ -135,6 +144,10 @@ impl Policy {
 
     /// Headers to prepend to a message accepted with `verdict`.
     pub fn verdict_headers(&self, ctx: &Context, verdict: Verdict) -> String {
+        if ctx.peer_stamp.is_some() {
+            // The peer's headers and stamp came with the message and stay as they are.
+            return String::new();
+        }
         let mut h = String::new();
         if let Some(auth) = &ctx.auth {
             h.push_str(&auth.authentication_results_header(&self.config.server.hostname));
@@ -144,6 +157,20 @@ impl Policy {
             verdict,
             &self.thresholds(ctx),
         ));
+        if let Some(t) = &self.config.tier {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let stamp = crate::tier::Stamp::new(
+                &t.name,
+                now,
+                verdict.as_str(),
+                ctx.score(),
+                &self.fingerprint,
+            );
+            h.push_str(&stamp.header(&t.secret, &ctx.message));
+        }
         h
     }
 }

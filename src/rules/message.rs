@@ -36,6 +36,18 @@ pub struct HeaderField {
     pub decoded: String,
 }
 
+/// A part carrying a file: every non-text part, and text parts that name a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentPart {
+    /// The file names it gives: `Content-Disposition` filename, then a different
+    /// `Content-Type` name (senders disagree with themselves to fool one of the readers).
+    pub names: Vec<String>,
+    /// Declared `type/subtype`, lower-case; empty when there is none.
+    pub content_type: String,
+    /// The content, transfer encoding removed.
+    pub data: Vec<u8>,
+}
+
 /// A message prepared once for every rule kind.
 #[derive(Debug, Clone, Default)]
 pub struct MessageView {
@@ -46,6 +58,7 @@ pub struct MessageView {
     uris: Vec<String>,
     uris_joined: String,
     full: Vec<u8>,
+    attachments: Vec<AttachmentPart>,
 }
 
 impl MessageView {
@@ -68,6 +81,7 @@ impl MessageView {
                     &mut view.rawbody_parts,
                     &mut html_raw,
                 );
+                collect_attachments(message, 0, &mut view.attachments);
             }
             None => {
                 let text = normalize_newlines(&String::from_utf8_lossy(raw));
@@ -122,6 +136,11 @@ impl MessageView {
     /// The whole message as received.
     pub fn full(&self) -> &[u8] {
         &self.full
+    }
+
+    /// The parts carrying files, attached messages included, in order.
+    pub fn attachments(&self) -> &[AttachmentPart] {
+        &self.attachments
     }
 
     /// Whether a header with this name (case-insensitive) is present.
@@ -309,6 +328,48 @@ fn collect_parts(
                 collect_parts(inner, depth + 1, rendered, raw, html_raw);
             }
             _ => {}
+        }
+    }
+}
+
+/// Collects the parts carrying files, descending into attached messages.
+fn collect_attachments(message: &Message<'_>, depth: usize, out: &mut Vec<AttachmentPart>) {
+    use mail_parser::MimeHeaders;
+    for part in &message.parts {
+        let mut names: Vec<String> = Vec::new();
+        let disposition = part
+            .content_disposition()
+            .and_then(|d| d.attribute("filename"));
+        let type_name = part.content_type().and_then(|t| t.attribute("name"));
+        for name in [disposition, type_name].into_iter().flatten() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        let carries_file = match &part.body {
+            PartType::Binary(_) | PartType::InlineBinary(_) => true,
+            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => !names.is_empty(),
+            PartType::Multipart(_) => false,
+        };
+        if carries_file {
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{sub}", ct.ctype()),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            out.push(AttachmentPart {
+                names,
+                content_type,
+                data: part.contents().to_vec(),
+            });
+        }
+        if let PartType::Message(inner) = &part.body {
+            if depth < MAX_NESTING {
+                collect_attachments(inner, depth + 1, out);
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ mod tests;
 
 pub use compile::{CompileReport, CompiledRules};
 pub use eval::Hit;
-pub use message::{HeaderField, MessageView};
+pub use message::{AttachmentPart, HeaderField, MessageView};
 pub use model::{
     AddrPart, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Instance, Origin, Pattern, Rule,
     RuleKind, Severity, SymbolInfo, TFlags, Test,

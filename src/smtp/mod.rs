@@ -11,7 +11,7 @@ mod session;
 pub use listener::{accept_loop, Admission};
 
 use crate::metrics::Metrics;
-use crate::policy::LivePolicy;
+use crate::policy::{Journal, LivePolicy};
 use crate::spool::Spool;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -31,6 +31,8 @@ pub struct Server {
     pub shutdown: CancellationToken,
     /// Who may hold a session slot.
     pub admission: Admission,
+    /// The last judged messages, for the tier console.
+    pub journal: Arc<Journal>,
 }
 
 impl std::fmt::Debug for Server {

@@ -2,7 +2,7 @@
 //! GCRA for rate limits and the greylisting state machine. The embedded store runs them
 //! directly; the Redis scripts are the same steps in Lua.
 
-use super::{GreylistAnswer, RateAnswer};
+use super::{ContactAnswer, GreylistAnswer, RateAnswer};
 use std::time::Duration;
 
 /// Milliseconds.
@@ -104,6 +104,56 @@ pub fn greylist(
     }
 }
 
+/// A client's contacts with the tier: gateway name → last contact (seconds). Stored as
+/// `name=secs` pairs joined by `,` (the Redis script keeps a hash instead).
+pub fn decode_contacts(raw: &[u8]) -> Vec<(String, u64)> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Vec::new();
+    };
+    text.split(',')
+        .filter_map(|pair| {
+            let (name, secs) = pair.split_once('=')?;
+            Some((name.to_owned(), secs.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Stored form of [`decode_contacts`].
+pub fn encode_contacts(contacts: &[(String, u64)]) -> Vec<u8> {
+    let pairs: Vec<String> = contacts.iter().map(|(n, t)| format!("{n}={t}")).collect();
+    pairs.join(",").into_bytes()
+}
+
+/// Records a contact of `member` at `now` among `stored` contacts: what the tier knew
+/// before it, and what to store (contacts older than `memory` are forgotten).
+pub fn contact(
+    now: u64,
+    stored: Vec<(String, u64)>,
+    member: &str,
+    memory: Duration,
+    fanout_window: Duration,
+) -> (ContactAnswer, Vec<(String, u64)>) {
+    let memory_start = now.saturating_sub(memory.as_secs());
+    let fanout_start = now.saturating_sub(fanout_window.as_secs());
+    let mut kept: Vec<(String, u64)> = stored
+        .into_iter()
+        .filter(|(name, at)| *at >= memory_start && name != member)
+        .collect();
+    let seen_before = !kept.is_empty();
+    // Whether this member itself was contacted within the memory counts too: only a
+    // client new to the whole tier is a first contact.
+    let answer_first = !seen_before;
+    let recent_others = kept.iter().filter(|(_, at)| *at >= fanout_start).count();
+    kept.push((member.to_owned(), now));
+    (
+        ContactAnswer {
+            first_contact: answer_first,
+            members_recently: recent_others + 1,
+        },
+        kept,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +224,32 @@ mod tests {
         }
         assert_eq!(Triplet::decode(b"x:1"), None);
         assert_eq!(Triplet::decode(b"f:nope"), None);
+    }
+
+    #[test]
+    fn contacts_tell_first_contact_and_fanout() {
+        let (memory, fanout) = (Duration::from_secs(600), Duration::from_secs(30));
+        let (a, stored) = contact(1000, Vec::new(), "bk1", memory, fanout);
+        assert_eq!(
+            a,
+            ContactAnswer {
+                first_contact: true,
+                members_recently: 1
+            }
+        );
+        let (a, stored) = contact(1010, stored, "gw1", memory, fanout);
+        assert!(!a.first_contact);
+        assert_eq!(a.members_recently, 2);
+        let (a, stored) = contact(1020, stored, "gw2", memory, fanout);
+        assert_eq!(a.members_recently, 3);
+        // Much later: the old contacts fall out of the fanout window, then out of memory.
+        let (a, stored) = contact(1100, stored, "gw1", memory, fanout);
+        assert_eq!((a.first_contact, a.members_recently), (false, 1));
+        let (a, _) = contact(2000, stored, "bk1", memory, fanout);
+        assert!(a.first_contact);
+        assert_eq!(
+            decode_contacts(&encode_contacts(&[("a".into(), 1), ("b".into(), 2)])),
+            vec![("a".into(), 1), ("b".into(), 2)]
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! the command-line tools can use it while the gateway runs.
 
 use super::algo::{self, Triplet};
-use super::{Backend, GreylistAnswer, RateAnswer, StateError};
+use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
 use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -60,6 +60,12 @@ enum Op {
         window: Duration,
         pass_ttl: Duration,
     },
+    Contact {
+        key: String,
+        member: String,
+        memory: Duration,
+        fanout: Duration,
+    },
     Ping,
 }
 
@@ -72,6 +78,7 @@ enum Answer {
     Unit,
     Rate(RateAnswer),
     Greylist(GreylistAnswer),
+    Contact(ContactAnswer),
 }
 
 type Request = (Op, oneshot::Sender<Result<Answer, StateError>>);
@@ -198,6 +205,25 @@ impl Backend for Embedded {
         };
         match self.run(op).await? {
             Answer::Greylist(g) => Ok(g),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, StateError> {
+        let op = Op::Contact {
+            key: key.to_owned(),
+            member: member.to_owned(),
+            memory,
+            fanout: fanout_window,
+        };
+        match self.run(op).await? {
+            Answer::Contact(c) => Ok(c),
             other => Err(unexpected(other)),
         }
     }
@@ -361,6 +387,24 @@ fn apply_one(table: &mut Table<'_>, now: u64, op: Op) -> Result<Answer, StateErr
                 algo::greylist(now / 1000, stored, delay, window, pass_ttl);
             write(table, &key, expiry(now, keep), &triplet.encode())?;
             Answer::Greylist(answer)
+        }
+        Op::Contact {
+            key,
+            member,
+            memory,
+            fanout,
+        } => {
+            let stored = read(table, now, &key)?
+                .map(|v| algo::decode_contacts(&v))
+                .unwrap_or_default();
+            let (answer, kept) = algo::contact(now / 1000, stored, &member, memory, fanout);
+            write(
+                table,
+                &key,
+                expiry(now, memory),
+                &algo::encode_contacts(&kept),
+            )?;
+            Answer::Contact(answer)
         }
         Op::Ping => Answer::Unit,
     })

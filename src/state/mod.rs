@@ -73,6 +73,15 @@ pub struct RateAnswer {
     pub retry_after: Duration,
 }
 
+/// What the tier remembered about a client when it connected (tier connection memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactAnswer {
+    /// No gateway of the tier saw the client within the memory window.
+    pub first_contact: bool,
+    /// Gateways (this one included) the client reached within the fan-out window.
+    pub members_recently: usize,
+}
+
 /// The operations checks need, each atomic in the backend. Keys arrive prefixed.
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -105,6 +114,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         window: Duration,
         pass_ttl: Duration,
     ) -> Result<GreylistAnswer, StateError>;
+    /// Records that `member` (a gateway) was contacted by the client of `key` now, and
+    /// says what the tier knew before: contacts older than `memory` are forgotten,
+    /// those within `fanout_window` are counted.
+    async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, StateError>;
     /// Whether the backend answers at all.
     async fn ping(&self) -> Result<(), StateError>;
 }
@@ -310,6 +329,22 @@ impl State {
         self.call(
             "greylist",
             self.backend.greylist(&key, delay, window, pass_ttl),
+        )
+        .await
+    }
+
+    /// See [`Backend::contact`].
+    pub async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, Unavailable> {
+        let key = self.key(key);
+        self.call(
+            "contact",
+            self.backend.contact(&key, member, memory, fanout_window),
         )
         .await
     }

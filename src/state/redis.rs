@@ -4,7 +4,7 @@
 //! cluster can shard the keys freely (no script touches two keys, so no hash tags).
 //! Times come from the server's clock (`TIME`): gateways with skewed clocks still agree.
 
-use super::{Backend, GreylistAnswer, RateAnswer, StateError};
+use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -69,6 +69,30 @@ redis.call('SET', KEYS[1], 'p:' .. now, 'EX', pass_ttl)
 return {2, 0}
 ";
 
+/// Tier connection memory (see `algo::contact`): a hash gateway → last contact seconds.
+/// ARGV = member, memory s, fanout window s. Returns {first contact 0|1, members recently}.
+const CONTACT: &str = r"
+local now = tonumber(redis.call('TIME')[1])
+local memory_start = now - tonumber(ARGV[2])
+local fanout_start = now - tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[1])
+local others, recent = 0, 0
+for i = 1, #all, 2 do
+  local name, at = all[i], tonumber(all[i + 1])
+  if at == nil or at < memory_start then
+    redis.call('HDEL', KEYS[1], name)
+  elseif name ~= ARGV[1] then
+    others = others + 1
+    if at >= fanout_start then recent = recent + 1 end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], now)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+local first = 0
+if others == 0 then first = 1 end
+return {first, recent + 1}
+";
+
 /// A connection to one server or to the cluster.
 #[derive(Clone)]
 enum Conn {
@@ -122,6 +146,7 @@ pub struct RedisBackend {
     incr: Script,
     rate: Script,
     greylist: Script,
+    contact: Script,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -178,6 +203,7 @@ impl RedisBackend {
             incr: Script::new(INCR),
             rate: Script::new(RATE),
             greylist: Script::new(GREYLIST),
+            contact: Script::new(CONTACT),
         })
     }
 
@@ -302,6 +328,29 @@ impl Backend for RedisBackend {
             1 => GreylistAnswer::Early { retry_after },
             2 => GreylistAnswer::Passed,
             _ => GreylistAnswer::Known,
+        })
+    }
+
+    async fn contact(
+        &self,
+        key: &str,
+        member: &str,
+        memory: Duration,
+        fanout_window: Duration,
+    ) -> Result<ContactAnswer, StateError> {
+        let mut conn = self.conn().await?;
+        let (first, recent): (i64, i64) = self
+            .contact
+            .key(key)
+            .arg(member)
+            .arg(memory.as_secs().max(1))
+            .arg(fanout_window.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(ContactAnswer {
+            first_contact: first == 1,
+            members_recently: usize::try_from(recent).unwrap_or(1),
         })
     }
 

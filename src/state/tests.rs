@@ -146,6 +146,14 @@ async fn suite(state: &State) {
         state.greylist("g", delay, window, pass).await,
         Ok(GreylistAnswer::Known)
     );
+    // Tier connection memory.
+    let (mem, fan) = (Duration::from_secs(600), Duration::from_secs(30));
+    let first = state.contact("cm", "bk1", mem, fan).await.unwrap();
+    assert!(first.first_contact);
+    let second = state.contact("cm", "gw1", mem, fan).await.unwrap();
+    assert!(!second.first_contact);
+    let third = state.contact("cm", "gw2", mem, fan).await.unwrap();
+    assert_eq!(third.members_recently, 3);
     // Atomic under concurrency: 50 increments from 50 tasks count 50.
     let adds = (0..50).map(|_| state.incr("many", 1, Duration::from_secs(60)));
     let results = futures::future::join_all(adds).await;

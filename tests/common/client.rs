@@ -114,7 +114,7 @@ impl SmtpClient {
 
     /// Wraps an already connected stream (the gateway's readiness probe); reads time out
     /// after `timeout`.
-    pub(super) fn from_stream(stream: TcpStream, timeout: Duration) -> SmtpClient {
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> SmtpClient {
         stream.set_read_timeout(Some(timeout)).unwrap();
         SmtpClient {
             stream,

@@ -17,6 +17,42 @@ pub fn message(message_id: &str, subject: &str, body: &str) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// A multipart message with a text part and one base64 attachment; its Message-ID is
+/// made from the subject.
+pub fn message_with_attachment(
+    subject: &str,
+    name: &str,
+    content_type: &str,
+    data: &[u8],
+) -> Vec<u8> {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut m = String::new();
+    m.push_str("From: Sender <sender@sender.test>\r\n");
+    m.push_str("To: <user@example.test>\r\n");
+    m.push_str(&format!("Subject: {subject}\r\n"));
+    let id: String = subject
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    m.push_str(&format!("Message-ID: <{id}@sender.test>\r\n"));
+    m.push_str("Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n");
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str("Content-Type: multipart/mixed; boundary=\"part-boundary\"\r\n\r\n");
+    m.push_str("--part-boundary\r\nContent-Type: text/plain\r\n\r\nPlease see the attachment.\r\n");
+    m.push_str(&format!(
+        "--part-boundary\r\nContent-Type: {content_type}; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    ));
+    for line in encoded.as_bytes().chunks(76) {
+        m.push_str(&String::from_utf8_lossy(line));
+        m.push_str("\r\n");
+    }
+    m.push_str("--part-boundary--\r\n");
+    m.into_bytes()
+}
+
 /// Dot-stuffs a CRLF message and appends the end-of-data marker.
 pub fn dot_stuffed(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len() + 8);

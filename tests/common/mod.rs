@@ -10,16 +10,20 @@
 /// Kept out of the re-exports: its generic names (`get`, `start`, `RULES`) are local items
 /// of other test files too. The tests that use it say `use common::admin::*;`.
 pub mod admin;
+mod clamd;
 mod client;
 mod dns_stub;
 mod gateway;
 mod gateway_config;
 mod internal_server;
 mod message;
+mod netns;
 mod process;
 mod redis;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
+#[allow(unused_imports)]
+pub use clamd::*;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
@@ -32,6 +36,8 @@ pub use gateway_config::*;
 pub use internal_server::*;
 #[allow(unused_imports)]
 pub use message::*;
+#[allow(unused_imports)]
+pub use netns::*;
 #[allow(unused_imports)]
 pub use process::*;
 #[allow(unused_imports)]

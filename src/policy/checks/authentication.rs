@@ -41,10 +41,11 @@ impl Check for Spf {
             .as_ref()
             .map(|a| a.to_path())
             .unwrap_or_default();
+        let deadline = self.auth.deadline(ctx.deadline);
         let (helo_check, mail_check) = tokio::join!(
-            self.auth.spf_helo(ip, &helo, &self.hostname),
+            self.auth.spf_helo(ip, &helo, &self.hostname, deadline),
             self.auth
-                .spf_mail_from(ip, &helo, &mail_from, &self.hostname)
+                .spf_mail_from(ip, &helo, &mail_from, &self.hostname, deadline)
         );
         ctx.hit(helo_check.symbol(), 0.0);
         ctx.hit(mail_check.symbol(), 0.0);
@@ -89,7 +90,10 @@ impl Check for MessageAuth {
             .iter()
             .filter_map(|c| c.as_ref().map(|c| c.symbol()))
             .collect();
-        self.auth.verify_message(&ctx.message, &mut outcome).await;
+        let deadline = self.auth.deadline(ctx.deadline);
+        self.auth
+            .verify_message(&ctx.message, &mut outcome, deadline)
+            .await;
         for symbol in outcome.symbols() {
             // SPF symbols were recorded at MAIL already.
             if !spf_symbols.contains(&symbol) {

@@ -58,7 +58,7 @@ impl Check for DnsLists {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let ip = ctx.client.ip;
-        let deadline = self.dns.stage_deadline();
+        let deadline = self.dns.deadline(ctx.deadline);
         let lookups = self.lists.iter().map(|list| {
             let name = dnsbl::ip_query(ip, &list.zone);
             let dns = self.dns.clone();

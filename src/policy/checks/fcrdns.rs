@@ -51,7 +51,7 @@ impl Check for Fcrdns {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let ip = ctx.client.ip;
-        let deadline = self.dns.stage_deadline();
+        let deadline = self.dns.deadline(ctx.deadline);
         let names = match within(deadline, self.dns.lookup_ptr("fcrdns", ip)).await {
             Outcome::Found(names) if !names.is_empty() => names,
             Outcome::Found(_) | Outcome::NotFound => {

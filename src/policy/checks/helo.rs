@@ -83,7 +83,7 @@ impl Check for HeloCheck {
             return Decision::Continue;
         };
         match within(
-            dns.stage_deadline(),
+            dns.deadline(ctx.deadline),
             dns.lookup_ip("helo", helo.trim_end_matches('.')),
         )
         .await

@@ -1,5 +1,7 @@
 //! The built-in checks, one file each; [`super::Policy::build`] picks and orders them.
 
+pub mod antivirus;
+pub mod attachments;
 pub mod authentication;
 pub mod client_behaviour;
 pub mod dnsbl;
@@ -14,4 +16,5 @@ pub mod relay_control;
 pub mod rules;
 pub mod sender_domain;
 pub mod size;
+pub mod tier;
 pub mod uribl;

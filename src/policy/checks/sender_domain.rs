@@ -53,7 +53,7 @@ impl Check for SenderDomain {
         if domain.is_empty() || domain.starts_with('[') {
             return Decision::Continue;
         }
-        let deadline = self.dns.stage_deadline();
+        let deadline = self.dns.deadline(ctx.deadline);
         match within(deadline, self.dns.lookup_mx("sender_domain", &domain)).await {
             Outcome::Found(mx)
                 if mx.len() == 1 && mx[0].exchange.trim_end_matches('.').is_empty() =>

@@ -93,7 +93,7 @@ impl Check for Uribl {
             let dns = self.dns.clone();
             async move { dnsbl::lookup(&dns, "uribl", name).await }
         });
-        let outcomes = crate::dns::all_within(self.dns.stage_deadline(), lookups).await;
+        let outcomes = crate::dns::all_within(self.dns.deadline(ctx.deadline), lookups).await;
         let mut hit: Vec<String> = Vec::new();
         for ((list, _), outcome) in queries.iter().zip(outcomes) {
             if let Outcome::Found(Listing::Listed(codes)) = outcome {

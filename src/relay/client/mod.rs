@@ -48,6 +48,7 @@ pub struct Connection {
     stream: Stream,
     rbuf: Vec<u8>,
     server: SocketAddr,
+    banner: Reply,
     caps: Capabilities,
     tls_active: bool,
     settings: ClientSettings,
@@ -119,6 +120,7 @@ impl Connection {
             stream: Stream::Plain(tcp),
             rbuf: Vec::with_capacity(4096),
             server,
+            banner: Reply::new(0, "", ""),
             caps: Capabilities::default(),
             tls_active: false,
             settings: settings.clone(),
@@ -132,6 +134,7 @@ impl Connection {
                 reply: banner,
             });
         }
+        conn.banner = banner;
         conn.greet().await?;
         if tls != RelayTls::Off {
             if conn.caps.starttls {
@@ -219,6 +222,11 @@ impl Connection {
     /// The server this connection goes to.
     pub fn server(&self) -> SocketAddr {
         self.server
+    }
+
+    /// The server's greeting (220 reply).
+    pub fn banner(&self) -> &Reply {
+        &self.banner
     }
 
     /// What the server announced.

@@ -42,6 +42,19 @@ impl ClientSettings {
         ClientSettings::with_connector(relay, tls::tls_connector())
     }
 
+    /// Settings for a one-off probe of someone else's MX (`mxguard audit`): one deadline
+    /// for every step, since a probe sends a tiny message and has no relay configuration.
+    pub fn for_probe(helo_name: &str, tls: RelayTls, timeout: Duration) -> ClientSettings {
+        ClientSettings {
+            helo_name: helo_name.to_owned(),
+            tls,
+            connect_timeout: timeout,
+            command_timeout: timeout,
+            data_timeout: timeout,
+            tls_connector: tls::tls_connector(),
+        }
+    }
+
     /// The same, sharing an existing TLS connector (building one is costly).
     fn with_connector(relay: &RelayConfig, tls_connector: TlsConnector) -> ClientSettings {
         ClientSettings {

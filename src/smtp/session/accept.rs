@@ -3,7 +3,7 @@
 
 use super::{End, Greeting, Session};
 use crate::mail::Reply;
-use crate::policy::{Stage, Verdict};
+use crate::policy::{Judged, Stage, Verdict};
 use crate::smtp::command::{Body, MailParams};
 use crate::smtp::content::{ContentDecoder, ContentProblem};
 use crate::smtp::received::received_header;
@@ -191,6 +191,30 @@ impl Session {
             tls = self.conn.is_tls(),
             result,
             "message"
+        );
+        self.server.journal.record(
+            id.map(|i| i.as_str()),
+            Judged {
+                id: String::new(),
+                at: std::time::SystemTime::now(),
+                client: self.peer.ip(),
+                helo: self.ctx.client.helo.clone().unwrap_or_default(),
+                from: self
+                    .ctx
+                    .mail_from
+                    .as_ref()
+                    .map(|a| a.to_path())
+                    .unwrap_or_default(),
+                to: self.ctx.recipients.iter().map(|a| a.to_path()).collect(),
+                verdict,
+                score: self.ctx.score(),
+                hits: self
+                    .ctx
+                    .symbols
+                    .iter()
+                    .map(|s| (s.name.clone(), s.score))
+                    .collect(),
+            },
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Admin HTTP listener: `/metrics` for Prometheus, `/healthz` for load balancers and
-//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons.
+//! orchestrators, `/policy` for operators and `mxguard audit`-style comparisons, and the
+//! tier console (`/`, `/message/ID`) for people.
 //!
 //! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
 //! answers only clients inside `metrics.allow` (others get 403), and keeps answering while
@@ -9,6 +10,8 @@
 //! that send their request slowly (or never) cannot lock probes out: headers have
 //! `metrics.header_timeout`, and past `metrics.max_connections` the oldest connection
 //! makes room for the new one.
+
+mod console;
 
 use crate::config::OnFailure;
 use crate::metrics::Metrics;
@@ -131,6 +134,12 @@ pub struct AdminState {
     pub spool: Arc<Spool>,
     /// The state backend whose health `/healthz` reports.
     pub state: Option<State>,
+    /// This gateway's tier, for the console.
+    pub tier: Option<Arc<crate::tier::Tier>>,
+    /// The last judged messages, for the console.
+    pub journal: Arc<crate::policy::Journal>,
+    /// When the gateway started.
+    pub started: std::time::SystemTime,
     /// Cancelled when the gateway starts draining: `/healthz` turns 503.
     pub shutdown: CancellationToken,
 }
@@ -222,7 +231,8 @@ async fn respond(
         return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
     let path = req.uri().path();
-    let known = matches!(path, "/metrics" | "/healthz" | "/policy");
+    let known =
+        matches!(path, "/" | "/metrics" | "/healthz" | "/policy") || path.starts_with("/message/");
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -253,14 +263,36 @@ async fn respond(
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        _ => {
+        "/policy" => {
             let body = policy_json(&state.policy.get());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
+        "/" => html(console::overview(state)),
+        _ => {
+            let id = path.trim_start_matches("/message/");
+            match console::message(state, id) {
+                Some(body) => html(body),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no such message (the console keeps the last 100)\n",
+                ),
+            }
+        }
     }
+}
+
+fn html(body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// 200 while the gateway accepts mail; 503 while it drains, when the spool cannot take a

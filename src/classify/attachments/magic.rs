@@ -1,0 +1,236 @@
+//! What content is, by its first bytes, and what a name or declared type promises.
+//!
+//! A small table rather than a general sniffing crate: the policy only needs to know
+//! "runs", "is an archive" or "is a document", and every entry here is checked strictly
+//! enough (a PE header behind `MZ`, not just two letters) to stay quiet on ordinary files.
+
+/// What the first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Content {
+    /// PE/DOS, ELF or Mach-O program.
+    Program,
+    /// Windows shortcut (`.lnk`).
+    Shortcut,
+    /// ISO 9660 or VHD/VHDX disk image.
+    DiskImage,
+    /// Zip (also docx, xlsx, odt, jar, apk).
+    Zip,
+    /// RAR, 7-Zip, gzip or CAB: an archive this policy does not open.
+    OtherArchive,
+    /// Anything else.
+    Other,
+}
+
+/// Bytes needed to recognise every entry (ISO 9660's descriptor sits at 0x8001).
+pub(super) const SNIFF_LEN: usize = 0x9006;
+
+const LNK_HEADER: [u8; 20] = [
+    0x4C, 0x00, 0x00, 0x00, 0x01, 0x14, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0xC0, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x46,
+];
+
+/// Classifies content by its first bytes (`data` may be only a prefix).
+pub(super) fn sniff(data: &[u8]) -> Content {
+    let starts = |m: &[u8]| data.starts_with(m);
+    if is_zip(data) {
+        Content::Zip
+    } else if starts(b"Rar!\x1a\x07")
+        || starts(b"7z\xbc\xaf\x27\x1c")
+        || starts(b"\x1f\x8b\x08")
+        || starts(b"MSCF\0\0\0\0")
+    {
+        Content::OtherArchive
+    } else if is_pe(data)
+        || starts(b"\x7fELF")
+        || starts(b"\xfe\xed\xfa\xce")
+        || starts(b"\xfe\xed\xfa\xcf")
+        || starts(b"\xce\xfa\xed\xfe")
+        || starts(b"\xcf\xfa\xed\xfe")
+    {
+        Content::Program
+    } else if starts(&LNK_HEADER) {
+        Content::Shortcut
+    } else if starts(b"conectix")
+        || starts(b"vhdxfile")
+        || [0x8001, 0x8801, 0x9001]
+            .iter()
+            .any(|&at| data.get(at..at + 5) == Some(b"CD001"))
+    {
+        Content::DiskImage
+    } else {
+        Content::Other
+    }
+}
+
+/// A zip's local header, empty-archive end record or spanning marker.
+pub(super) fn is_zip(data: &[u8]) -> bool {
+    data.starts_with(b"PK\x03\x04")
+        || data.starts_with(b"PK\x05\x06")
+        || data.starts_with(b"PK\x07\x08")
+}
+
+/// `MZ` with a plausible DOS header; when the PE header offset lies inside `data`, the
+/// `PE\0\0` signature must be there too.
+fn is_pe(data: &[u8]) -> bool {
+    if !data.starts_with(b"MZ") || data.len() < 64 {
+        return false;
+    }
+    let Some(off) = data.get(0x3C..0x40) else {
+        return false;
+    };
+    let pe = u32::from_le_bytes([off[0], off[1], off[2], off[3]]) as usize;
+    match data.get(pe..pe.saturating_add(4)) {
+        Some(sig) => sig == b"PE\0\0",
+        // Only a prefix was read, or a bare DOS program: MZ and a full header suffice.
+        None => true,
+    }
+}
+
+/// Extensions of formats that are not archives: documents, images, audio, video, text.
+const FLAT_EXTENSIONS: &[&str] = &[
+    "avi", "bmp", "csv", "doc", "eml", "gif", "heic", "htm", "html", "ics", "jpe", "jpeg", "jpg",
+    "json", "mov", "mp3", "mp4", "mpeg", "mpg", "msg", "pdf", "png", "ppt", "rtf", "svg", "tif",
+    "tiff", "txt", "vcf", "wav", "webp", "wmv", "xls", "xml",
+];
+
+/// Extensions of documents that are zips inside, and of archives.
+const CONTAINER_EXTENSIONS: &[&str] = &[
+    "7z", "docm", "docx", "epub", "gz", "odp", "ods", "odt", "pptm", "pptx", "rar", "xlsm", "xlsx",
+    "zip",
+];
+
+/// Declared types of formats that are not archives.
+fn is_flat_type(t: &str) -> bool {
+    let (major, minor) = t.split_once('/').unwrap_or((t, ""));
+    matches!(major, "text" | "image" | "audio" | "video")
+        || matches!(
+            minor,
+            "pdf" | "rtf" | "msword" | "vnd.ms-excel" | "vnd.ms-powerpoint" | "vnd.ms-outlook"
+        )
+}
+
+/// Declared types of documents that are zips inside, and of archives.
+fn is_container_type(t: &str) -> bool {
+    let minor = t.split_once('/').map_or("", |(_, m)| m);
+    minor.starts_with("vnd.openxmlformats-officedocument.")
+        || minor.starts_with("vnd.oasis.opendocument.")
+        || matches!(
+            minor,
+            "zip"
+                | "x-zip-compressed"
+                | "x-zip"
+                | "x-rar-compressed"
+                | "vnd.rar"
+                | "x-7z-compressed"
+                | "gzip"
+                | "x-gzip"
+                | "epub+zip"
+        )
+}
+
+/// What the name (first) or the declared type promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Promise {
+    /// A document, image, media or text file.
+    Flat,
+    /// An archive or a zip-based document.
+    Container,
+    /// Nothing harmless: no claim, or a program's name.
+    Nothing,
+}
+
+/// The promise of an extension, falling back to the declared type when the name is silent.
+pub(super) fn promise(ext: Option<&str>, content_type: &str) -> Promise {
+    match ext {
+        Some(e) if FLAT_EXTENSIONS.contains(&e) => return Promise::Flat,
+        Some(e) if CONTAINER_EXTENSIONS.contains(&e) => return Promise::Container,
+        _ => {}
+    }
+    if is_flat_type(content_type) {
+        Promise::Flat
+    } else if is_container_type(content_type) {
+        Promise::Container
+    } else {
+        Promise::Nothing
+    }
+}
+
+/// Whether content contradicts what was promised: a program, shortcut or disk image
+/// dressed as anything harmless, or an archive dressed as a flat document.
+pub(super) fn contradicts(content: Content, promised: Promise) -> bool {
+    match content {
+        Content::Program | Content::Shortcut | Content::DiskImage => promised != Promise::Nothing,
+        Content::Zip | Content::OtherArchive => promised == Promise::Flat,
+        Content::Other => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal PE: DOS header pointing at a `PE\0\0` signature.
+    pub(crate) fn pe_bytes() -> Vec<u8> {
+        let mut v = vec![0u8; 256];
+        v[0] = b'M';
+        v[1] = b'Z';
+        v[0x3C] = 0x80;
+        v[0x80..0x84].copy_from_slice(b"PE\0\0");
+        v
+    }
+
+    #[test]
+    fn programs_archives_and_images_are_recognised() {
+        assert_eq!(sniff(&pe_bytes()), Content::Program);
+        assert_eq!(sniff(b"\x7fELF\x02\x01\x01"), Content::Program);
+        assert_eq!(sniff(b"\xcf\xfa\xed\xfe\x07"), Content::Program);
+        assert_eq!(sniff(&LNK_HEADER), Content::Shortcut);
+        assert_eq!(sniff(b"PK\x03\x04rest"), Content::Zip);
+        assert_eq!(sniff(b"Rar!\x1a\x07\x01\x00"), Content::OtherArchive);
+        let mut iso = vec![0u8; 0x8010];
+        iso[0x8001..0x8006].copy_from_slice(b"CD001");
+        assert_eq!(sniff(&iso), Content::DiskImage);
+        assert_eq!(sniff(b"%PDF-1.7\n"), Content::Other);
+        assert_eq!(sniff(b""), Content::Other);
+    }
+
+    #[test]
+    fn two_letters_are_not_a_program() {
+        // Text that happens to start with "MZ", and a DOS header whose PE offset points at
+        // something else.
+        assert_eq!(sniff(b"MZ is a postcode prefix"), Content::Other);
+        let mut fake = pe_bytes();
+        fake[0x80..0x84].copy_from_slice(b"XXXX");
+        assert_eq!(sniff(&fake), Content::Other);
+    }
+
+    #[test]
+    fn promises_come_from_the_name_then_the_type() {
+        assert_eq!(promise(Some("pdf"), ""), Promise::Flat);
+        assert_eq!(promise(Some("docx"), "application/pdf"), Promise::Container);
+        assert_eq!(promise(None, "application/pdf"), Promise::Flat);
+        assert_eq!(promise(Some("dat"), "image/png"), Promise::Flat);
+        assert_eq!(promise(None, "application/octet-stream"), Promise::Nothing);
+        assert_eq!(
+            promise(Some("exe"), "application/octet-stream"),
+            Promise::Nothing
+        );
+        assert_eq!(
+            promise(
+                None,
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            ),
+            Promise::Container
+        );
+    }
+
+    #[test]
+    fn contradictions() {
+        assert!(contradicts(Content::Program, Promise::Flat));
+        assert!(contradicts(Content::Program, Promise::Container));
+        assert!(!contradicts(Content::Program, Promise::Nothing));
+        assert!(contradicts(Content::Zip, Promise::Flat));
+        assert!(!contradicts(Content::Zip, Promise::Container));
+        assert!(!contradicts(Content::Other, Promise::Flat));
+    }
+}

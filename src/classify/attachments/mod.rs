@@ -1,0 +1,269 @@
+//! The attachment policy: blocked extensions and types, deceptive names, content that
+//! contradicts its name, and zip archives opened (nested, encrypted, bombs) within limits.
+//!
+//! Every finding is a symbol the rules files score. Attachments are hostile input: nothing
+//! here panics on them, nothing is written to disk, and a zip is read as a stream whose
+//! expanded bytes and entries are counted against per-message limits, so a bomb costs at
+//! most `max_expanded_bytes` of decompression and yields `ARCHIVE_BOMB`.
+
+mod archive;
+mod magic;
+mod names;
+#[cfg(test)]
+mod tests;
+
+use crate::config::AttachmentsConfig;
+use std::collections::{BTreeMap, HashSet};
+
+/// What the policy can find; each is one symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Symbol {
+    /// An attachment's extension is blocked.
+    BlockedExt,
+    /// An attachment's declared type is blocked.
+    BlockedType,
+    /// A document extension in front of a blocked one (`invoice.pdf.exe`).
+    DoubleExt,
+    /// Direction overrides in a file name.
+    BidiName,
+    /// Content contradicts the attachment's name or declared type.
+    TypeMismatch,
+    /// A file with a blocked extension inside an archive.
+    ArchiveBlockedExt,
+    /// A deceptive double extension inside an archive.
+    ArchiveDoubleExt,
+    /// Direction overrides in a name inside an archive.
+    ArchiveBidiName,
+    /// A file inside an archive whose content contradicts its name.
+    ArchiveTypeMismatch,
+    /// An archive holds encrypted entries (their content cannot be inspected).
+    ArchiveEncrypted,
+    /// The expanded-size limit was reached by data that expands far more than any
+    /// ordinary file: a decompression bomb.
+    ArchiveBomb,
+    /// The expanded-size limit was reached by ordinary data: inspection stopped early.
+    ArchiveTooLarge,
+    /// An archive nested deeper than `max_archive_depth`.
+    ArchiveTooDeep,
+    /// More archive entries than `max_archive_entries`.
+    ArchiveTooManyEntries,
+    /// Something that claims to be a zip cannot be read as one.
+    ArchiveUnreadable,
+}
+
+impl Symbol {
+    /// The symbol name the rules files score.
+    pub fn name(self) -> &'static str {
+        match self {
+            Symbol::BlockedExt => "ATTACH_BLOCKED_EXT",
+            Symbol::BlockedType => "ATTACH_BLOCKED_TYPE",
+            Symbol::DoubleExt => "ATTACH_DOUBLE_EXT",
+            Symbol::BidiName => "ATTACH_BIDI_NAME",
+            Symbol::TypeMismatch => "ATTACH_TYPE_MISMATCH",
+            Symbol::ArchiveBlockedExt => "ARCHIVE_BLOCKED_EXT",
+            Symbol::ArchiveDoubleExt => "ARCHIVE_DOUBLE_EXT",
+            Symbol::ArchiveBidiName => "ARCHIVE_BIDI_NAME",
+            Symbol::ArchiveTypeMismatch => "ARCHIVE_TYPE_MISMATCH",
+            Symbol::ArchiveEncrypted => "ARCHIVE_ENCRYPTED",
+            Symbol::ArchiveBomb => "ARCHIVE_BOMB",
+            Symbol::ArchiveTooLarge => "ARCHIVE_TOO_LARGE",
+            Symbol::ArchiveTooDeep => "ARCHIVE_TOO_DEEP",
+            Symbol::ArchiveTooManyEntries => "ARCHIVE_TOO_MANY_ENTRIES",
+            Symbol::ArchiveUnreadable => "ARCHIVE_UNREADABLE",
+        }
+    }
+
+    /// The score used when no rules file scores the symbol (`rules/19-attachments.cf` does).
+    pub fn default_score(self) -> f64 {
+        match self {
+            Symbol::BlockedExt | Symbol::BlockedType => 8.0,
+            Symbol::DoubleExt | Symbol::BidiName | Symbol::TypeMismatch => 6.0,
+            Symbol::ArchiveBlockedExt => 6.0,
+            Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
+            Symbol::ArchiveBomb => 6.0,
+            Symbol::ArchiveTooDeep => 3.0,
+            Symbol::ArchiveEncrypted => 2.0,
+            Symbol::ArchiveUnreadable => 2.0,
+            Symbol::ArchiveTooManyEntries => 1.0,
+            Symbol::ArchiveTooLarge => 0.5,
+        }
+    }
+
+    /// The symbol for the same finding inside an archive.
+    fn inside_archive(self) -> Symbol {
+        match self {
+            Symbol::BlockedExt => Symbol::ArchiveBlockedExt,
+            Symbol::DoubleExt => Symbol::ArchiveDoubleExt,
+            Symbol::BidiName => Symbol::ArchiveBidiName,
+            Symbol::TypeMismatch => Symbol::ArchiveTypeMismatch,
+            other => other,
+        }
+    }
+}
+
+/// One finding: what, and in which file (`outer.zip/inner.zip/evil.exe`), for the log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// What was found.
+    pub symbol: Symbol,
+    /// Where: the attachment's name, then the names of the entries leading to it.
+    pub file: String,
+}
+
+/// An attachment as the policy reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attachment<'a> {
+    /// The file names it gives (may be empty).
+    pub names: &'a [String],
+    /// Declared `type/subtype`, lower-case (may be empty).
+    pub content_type: &'a str,
+    /// The decoded content.
+    pub data: &'a [u8],
+}
+
+/// The compiled `[attachments]` section.
+#[derive(Debug, Clone)]
+pub struct AttachmentPolicy {
+    blocked_extensions: HashSet<String>,
+    blocked_types: HashSet<String>,
+    max_depth: usize,
+    max_entries: usize,
+    max_expanded_bytes: u64,
+}
+
+/// Findings of one message: each symbol once, with the first file it was found in. A
+/// hostile archive can hold thousands of bad entries with long names; what is kept and
+/// logged stays small whatever it holds.
+#[derive(Debug, Default)]
+struct Findings(BTreeMap<Symbol, String>);
+
+impl Findings {
+    fn add(&mut self, symbol: Symbol, file: &str) {
+        self.0.entry(symbol).or_insert_with(|| file.to_string());
+    }
+}
+
+/// Longest piece of a name kept in a finding's path.
+const SHOWN_NAME_CHARS: usize = 100;
+
+/// A name as shown in findings: bounded, so nested paths stay short.
+fn shown_name(name: &str) -> String {
+    if name.chars().count() <= SHOWN_NAME_CHARS {
+        return name.to_string();
+    }
+    let mut short: String = name.chars().take(SHOWN_NAME_CHARS).collect();
+    short.push('…');
+    short
+}
+
+impl AttachmentPolicy {
+    /// Compiles the configuration.
+    pub fn new(config: &AttachmentsConfig) -> AttachmentPolicy {
+        AttachmentPolicy {
+            blocked_extensions: config.blocked_extensions.iter().cloned().collect(),
+            blocked_types: config.blocked_types.iter().cloned().collect(),
+            max_depth: config.max_archive_depth,
+            max_entries: config.max_archive_entries,
+            max_expanded_bytes: config.max_expanded_bytes,
+        }
+    }
+
+    /// Whether judging these attachments means opening archives (the costly part, which a
+    /// caller may want off the async threads).
+    pub fn opens_archives(&self, attachments: &[Attachment<'_>]) -> bool {
+        self.max_depth > 0 && attachments.iter().any(|a| self.is_zip_attachment(a))
+    }
+
+    /// Judges the attachments of one message: each symbol found once, sorted, with the
+    /// first file it was found in.
+    pub fn inspect(&self, attachments: &[Attachment<'_>]) -> Vec<Finding> {
+        let mut findings = Findings::default();
+        let mut budget = archive::Budget::new(self.max_entries, self.max_expanded_bytes);
+        for a in attachments {
+            let shown = a
+                .names
+                .first()
+                .map_or_else(|| "(unnamed)".to_string(), |n| shown_name(n));
+            let shown = shown.as_str();
+            let mut exts = Vec::new();
+            for name in a.names {
+                exts.push(self.check_name(name, false, &mut findings, shown));
+            }
+            if !a.content_type.is_empty() && self.blocked_types.contains(a.content_type) {
+                findings.add(Symbol::BlockedType, shown);
+            }
+            let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);
+            let content = magic::sniff(head);
+            // Any of the names (or, without one, the type) promising something harmless
+            // is a lie when the content says otherwise.
+            let promises: Vec<magic::Promise> = if exts.is_empty() {
+                vec![magic::promise(None, a.content_type)]
+            } else {
+                exts.iter()
+                    .map(|e| magic::promise(e.as_deref(), a.content_type))
+                    .collect()
+            };
+            if promises.iter().any(|&p| magic::contradicts(content, p)) {
+                findings.add(Symbol::TypeMismatch, shown);
+            }
+            if self.max_depth > 0 && self.is_zip_attachment(a) {
+                archive::inspect(self, a.data, 1, shown, &mut budget, &mut findings);
+            }
+        }
+        if budget.exhausted() {
+            let symbol = if budget.looks_like_bomb() {
+                Symbol::ArchiveBomb
+            } else {
+                Symbol::ArchiveTooLarge
+            };
+            findings.add(symbol, "(message)");
+        }
+        findings
+            .0
+            .into_iter()
+            .map(|(symbol, file)| Finding { symbol, file })
+            .collect()
+    }
+
+    /// Name checks shared by attachments and archive entries; returns the extension.
+    fn check_name(
+        &self,
+        name: &str,
+        in_archive: bool,
+        findings: &mut Findings,
+        shown: &str,
+    ) -> Option<String> {
+        let facts = names::analyse(name);
+        let mut add = |s: Symbol| {
+            let s = if in_archive { s.inside_archive() } else { s };
+            findings.add(s, shown);
+        };
+        let blocked = facts
+            .ext
+            .as_ref()
+            .is_some_and(|e| self.blocked_extensions.contains(e));
+        if blocked {
+            add(Symbol::BlockedExt);
+            if facts.decoy.is_some() {
+                add(Symbol::DoubleExt);
+            }
+        }
+        if facts.bidi {
+            add(Symbol::BidiName);
+        }
+        facts.ext
+    }
+
+    /// A zip by its content, or by a name or type that says zip (read, and flagged when
+    /// it is not one).
+    fn is_zip_attachment(&self, a: &Attachment<'_>) -> bool {
+        magic::is_zip(a.data)
+            || a.names
+                .iter()
+                .any(|n| names::analyse(n).ext.as_deref() == Some("zip"))
+            || matches!(
+                a.content_type,
+                "application/zip" | "application/x-zip-compressed" | "application/x-zip"
+            )
+    }
+}

@@ -1,0 +1,123 @@
+//! What a file name says, read the way Windows reads it: the last path component, the
+//! extension after the last dot once trailing dots and spaces are gone, invisible
+//! formatting characters ignored.
+
+/// Extensions a deceptive name shows before the real one (`invoice.pdf.exe`).
+const DECOY_EXTENSIONS: &[&str] = &[
+    "7z", "avi", "bmp", "csv", "doc", "docm", "docx", "eml", "gif", "heic", "htm", "html", "ics",
+    "jpe", "jpeg", "jpg", "json", "mov", "mp3", "mp4", "mpeg", "mpg", "msg", "odp", "ods", "odt",
+    "pdf", "png", "ppt", "pptx", "rar", "rtf", "svg", "tif", "tiff", "txt", "vcf", "wav", "webp",
+    "wmv", "xls", "xlsm", "xlsx", "xml", "zip",
+];
+
+/// What one file name reveals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct NameFacts {
+    /// The extension Windows acts on, lower-case, without the dot.
+    pub ext: Option<String>,
+    /// A document extension shown just before the real one, padding ignored.
+    pub decoy: Option<String>,
+    /// The name holds bidirectional controls (U+202E shows `exe.pdf` for `fdp.exe`).
+    pub bidi: bool,
+}
+
+/// Right-to-left and other direction overrides: they reorder what a reader sees.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters that take no room on screen.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+    ) || c.is_control()
+}
+
+/// Filler between a decoy extension and the real one (`a.pdf      .exe`, `a.pdf___.exe`).
+fn is_padding(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '_' | '-' | '.' | '~')
+}
+
+/// Reads a file name.
+pub(super) fn analyse(name: &str) -> NameFacts {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let bidi = base.chars().any(is_bidi_control);
+    let cleaned: String = base
+        .chars()
+        .filter(|&c| !is_bidi_control(c) && !is_invisible(c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    // Windows drops trailing dots and spaces: `evil.exe. ` is `evil.exe`.
+    let cleaned = cleaned.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    let Some((stem, ext)) = cleaned.rsplit_once('.') else {
+        return NameFacts {
+            ext: None,
+            decoy: None,
+            bidi,
+        };
+    };
+    let decoy = stem
+        .trim_end_matches(is_padding)
+        .rsplit_once('.')
+        .map(|(_, d)| d.trim())
+        .filter(|d| DECOY_EXTENSIONS.contains(d))
+        .map(str::to_string);
+    NameFacts {
+        ext: Some(ext.to_string()).filter(|e| !e.is_empty()),
+        decoy,
+        bidi,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(name: &str) -> Option<String> {
+        analyse(name).ext
+    }
+
+    #[test]
+    fn the_extension_windows_acts_on() {
+        assert_eq!(ext("setup.EXE").as_deref(), Some("exe"));
+        assert_eq!(ext("C:\\fakepath\\x.scr").as_deref(), Some("scr"));
+        assert_eq!(ext("dir/sub/x.js").as_deref(), Some("js"));
+        assert_eq!(ext("evil.exe.").as_deref(), Some("exe"));
+        assert_eq!(ext("evil.exe . . ").as_deref(), Some("exe"));
+        assert_eq!(ext("evil.e\u{200B}xe").as_deref(), Some("exe"));
+        assert_eq!(ext("evil.exe\u{0}").as_deref(), Some("exe"));
+        assert_eq!(ext("README"), None);
+        assert_eq!(ext(""), None);
+        assert_eq!(ext("..."), None);
+        assert_eq!(ext(".exe").as_deref(), Some("exe"));
+    }
+
+    #[test]
+    fn decoys_before_the_real_extension() {
+        for name in [
+            "invoice.pdf.exe",
+            "Invoice.PDF.scr",
+            "invoice.pdf                                   .exe",
+            "invoice.pdf\u{00A0}\u{00A0}\u{00A0}.exe",
+            "invoice.pdf____.exe",
+            "invoice.pdf. . .exe",
+            "scan.jpg.js",
+        ] {
+            let facts = analyse(name);
+            assert!(facts.decoy.is_some(), "{name:?}: {facts:?}");
+        }
+        for name in ["setup.v2.exe", "report.pdf", "archive.tar.gz", "a.b.c"] {
+            assert_eq!(analyse(name).decoy, None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn right_to_left_override_is_seen_and_ignored_for_the_extension() {
+        // Shown as "invoiceexe.pdf"; the bytes are "invoice", RLO, "fdp.exe": an .exe.
+        let facts = analyse("invoice\u{202E}fdp.exe");
+        assert!(facts.bidi);
+        assert_eq!(facts.ext.as_deref(), Some("exe"));
+        assert!(!analyse("plain.pdf").bidi);
+    }
+}

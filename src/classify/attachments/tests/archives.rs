@@ -1,0 +1,251 @@
+//! Zip archives: what is inside, nesting, encryption and malformed archives.
+
+use super::zipbuild::{raw_zip, zip_of, zipcrypto_zip_of, RawEntry};
+use super::*;
+
+fn zip_part(name: &str, data: &[u8]) -> Part {
+    part(name, "application/zip", data)
+}
+
+#[test]
+fn blocked_and_deceptive_names_inside_a_zip() {
+    let z = zip_of(&[
+        ("readme.txt", b"hello".as_slice()),
+        ("docs/invoice.pdf.exe", b"x".as_slice()),
+    ]);
+    assert_eq!(
+        symbols(&[zip_part("invoice.zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_DOUBLE_EXT"]
+    );
+    let z = zip_of(&[("scan\u{202E}gpj.js", b"x".as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("scan.zip", &z)]),
+        vec!["ARCHIVE_BIDI_NAME", "ARCHIVE_BLOCKED_EXT"]
+    );
+}
+
+#[test]
+fn a_program_named_as_a_document_inside_a_zip() {
+    let z = zip_of(&[("invoice.pdf", pe().as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("invoice.zip", &z)]),
+        vec!["ARCHIVE_TYPE_MISMATCH"]
+    );
+}
+
+#[test]
+fn a_clean_zip_yields_nothing() {
+    let z = zip_of(&[
+        ("report.pdf", PDF),
+        ("data/table.csv", b"a,b\n1,2\n".as_slice()),
+        ("empty.txt", b"".as_slice()),
+    ]);
+    assert!(symbols(&[zip_part("reports.zip", &z)]).is_empty());
+    // Found by content even without a zip name or type.
+    assert!(symbols(&[part("", "application/octet-stream", &z)]).is_empty());
+    let evil = zip_of(&[("a.exe", b"x".as_slice())]);
+    assert_eq!(
+        symbols(&[part("", "application/octet-stream", &evil)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+}
+
+#[test]
+fn nested_zips_are_opened_to_the_configured_depth() {
+    let level3 = zip_of(&[("payload.scr", b"x".as_slice())]);
+    let level2 = zip_of(&[("inner.zip", level3.as_slice())]);
+    let level1 = zip_of(&[("middle.zip", level2.as_slice())]);
+    // Depth 3 (default) opens all three levels and finds the program.
+    assert_eq!(
+        symbols(&[zip_part("outer.zip", &level1)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    let found = policy().inspect(&[Attachment {
+        names: &["outer.zip".to_string()],
+        content_type: "application/zip",
+        data: &level1,
+    }]);
+    assert_eq!(found[0].file, "outer.zip/middle.zip/inner.zip/payload.scr");
+    // Depth 2 stops before the third level and says so.
+    assert_eq!(
+        symbols_with(
+            &policy_with(2, 1000, 1 << 20),
+            &[zip_part("outer.zip", &level1)]
+        ),
+        vec!["ARCHIVE_TOO_DEEP"]
+    );
+    // Depth 0 opens nothing.
+    assert!(symbols_with(
+        &policy_with(0, 1000, 1 << 20),
+        &[zip_part("outer.zip", &level1)]
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_nested_zip_hiding_behind_another_name_is_opened() {
+    let inner = zip_of(&[("run.vbs", b"x".as_slice())]);
+    let outer = zip_of(&[("photos.dat", inner.as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("photos.zip", &outer)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+}
+
+#[test]
+fn zipcrypto_encrypted_entries_are_flagged_and_their_names_still_judged() {
+    let z = zipcrypto_zip_of(&[("invoice.exe", b"MZ secret".as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("invoice.zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_ENCRYPTED"]
+    );
+    let z = zipcrypto_zip_of(&[("photo.jpg", b"secret".as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("photo.zip", &z)]),
+        vec!["ARCHIVE_ENCRYPTED"]
+    );
+}
+
+#[test]
+fn aes_encrypted_entries_are_flagged() {
+    // WinZip AE-2: method 99, the encrypted flag, and the 0x9901 extra field naming the
+    // real method (deflate) and AES-256.
+    let extra = [
+        0x01, 0x99, 0x07, 0x00, 0x02, 0x00, b'A', b'E', 0x03, 0x08, 0x00,
+    ];
+    let data = [0u8; 40];
+    let z = raw_zip(&[RawEntry {
+        name: "secret.docx",
+        method: 99,
+        flags: 1,
+        data: &data,
+        crc: 0,
+        size: 20,
+        extra: &extra,
+    }]);
+    assert_eq!(
+        symbols(&[zip_part("secret.zip", &z)]),
+        vec!["ARCHIVE_ENCRYPTED"]
+    );
+}
+
+#[test]
+fn unreadable_zips_are_flagged() {
+    // Named and typed as a zip, but not one.
+    assert_eq!(
+        symbols(&[zip_part("files.zip", b"this is not a zip at all")]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+    // A compression method this build cannot decompress (bzip2).
+    let z = raw_zip(&[RawEntry {
+        method: 12,
+        ..RawEntry::stored("data.bin", b"BZh91AY&SY")
+    }]);
+    assert_eq!(
+        symbols(&[zip_part("data.zip", &z)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+    // A wrong CRC is found at the end of the entry.
+    let z = raw_zip(&[RawEntry {
+        crc: 1,
+        ..RawEntry::stored("a.txt", b"hello")
+    }]);
+    assert_eq!(
+        symbols(&[zip_part("a.zip", &z)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+}
+
+#[test]
+fn too_many_entries_stop_the_inspection() {
+    let names: Vec<String> = (0..30).map(|i| format!("f{i}.txt")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    let z = zip_of(&entries);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+    assert!(symbols_with(&policy_with(3, 30, 1 << 20), &[zip_part("many.zip", &z)]).is_empty());
+    // The count is per message: two archives of 6 entries exceed a limit of 10.
+    let six: Vec<(&str, &[u8])> = entries[..6].to_vec();
+    let z6 = zip_of(&six);
+    assert_eq!(
+        symbols_with(
+            &policy_with(3, 10, 1 << 20),
+            &[zip_part("a.zip", &z6), zip_part("b.zip", &z6)]
+        ),
+        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+}
+
+#[test]
+fn truncated_and_corrupted_zips_never_panic() {
+    let inner = zip_of(&[("a.exe", b"x".as_slice())]);
+    let z = zip_of(&[
+        ("doc.pdf", PDF),
+        ("inner.zip", inner.as_slice()),
+        ("notes.txt", b"hello hello hello hello".as_slice()),
+    ]);
+    let p = policy();
+    for cut in 0..z.len() {
+        let _ = symbols_with(&p, &[zip_part("t.zip", &z[..cut])]);
+    }
+    // Flip each byte in turn (deterministic, no RNG): headers, sizes, offsets, data.
+    for i in 0..z.len() {
+        let mut bad = z.clone();
+        bad[i] ^= 0xA5;
+        let _ = symbols_with(&p, &[zip_part("t.zip", &bad)]);
+    }
+}
+
+#[test]
+fn hostile_end_records_do_not_exhaust() {
+    // Thousands of end-of-central-directory signatures and central headers claiming
+    // entries that do not exist.
+    let mut flood = Vec::new();
+    for _ in 0..20_000 {
+        flood.extend_from_slice(
+            b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\0\0",
+        );
+    }
+    let found = symbols(&[zip_part("flood.zip", &flood)]);
+    assert_eq!(found, vec!["ARCHIVE_UNREADABLE"]);
+    let mut headers = b"PK\x03\x04".to_vec();
+    for _ in 0..5000 {
+        headers.extend_from_slice(b"PK\x01\x02");
+    }
+    let found = symbols(&[zip_part("headers.zip", &headers)]);
+    assert_eq!(found, vec!["ARCHIVE_TOO_MANY_ENTRIES"]);
+}
+
+#[test]
+fn many_bad_entries_with_long_names_yield_few_short_findings() {
+    let long = "x".repeat(5000);
+    let names: Vec<String> = (0..200).map(|i| format!("{long}{i}.exe")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    let inner = zip_of(&entries);
+    let outer = zip_of(&[(format!("{long}.zip").as_str(), inner.as_slice())]);
+    let found = policy().inspect(&[Attachment {
+        names: &[format!("{long}.zip")],
+        content_type: "application/zip",
+        data: &outer,
+    }]);
+    assert_eq!(
+        found.len(),
+        1,
+        "{:?}",
+        found.iter().map(|f| f.symbol).collect::<Vec<_>>()
+    );
+    assert_eq!(found[0].symbol, Symbol::ArchiveBlockedExt);
+    assert!(
+        found[0].file.chars().count() < 400,
+        "{}",
+        found[0].file.len()
+    );
+}

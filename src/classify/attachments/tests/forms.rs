@@ -1,0 +1,193 @@
+//! Attachments judged by name, declared type and first bytes.
+
+use super::*;
+
+#[test]
+fn every_default_blocked_extension_is_refused_in_any_case() {
+    for ext in crate::config::DEFAULT_BLOCKED_EXTENSIONS {
+        let lower = format!("file.{ext}");
+        let upper = format!("FILE.{}", ext.to_uppercase());
+        for name in [lower, upper] {
+            assert_eq!(
+                symbols(&[part(&name, "application/octet-stream", b"data")]),
+                vec!["ATTACH_BLOCKED_EXT"],
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn blocked_names_hidden_by_windows_name_rules() {
+    for name in [
+        "evil.exe.",
+        "evil.exe .",
+        "evil.e\u{200B}xe",
+        "C:\\Users\\x\\evil.scr",
+        "evil.JS",
+        "setup.msi",
+        "disk.iso",
+        "shortcut.lnk",
+        "run.ps1",
+        "page.hta",
+    ] {
+        let found = symbols(&[part(name, "application/octet-stream", b"x")]);
+        assert!(found.contains(&"ATTACH_BLOCKED_EXT"), "{name:?}: {found:?}");
+    }
+}
+
+#[test]
+fn ordinary_documents_are_left_alone() {
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    assert!(symbols(&[
+        part("report.pdf", "application/pdf", PDF),
+        part("photo.JPG", "image/jpeg", b"\xff\xd8\xff\xe0\0\x10JFIF"),
+        part("chart.png", "image/png", png),
+        part("notes.txt", "text/plain", b"MZ is where we met"),
+        part("", "application/octet-stream", b"whatever"),
+        part("setup.v2.tar.gz", "application/gzip", b"\x1f\x8b\x08\0"),
+    ])
+    .is_empty());
+}
+
+#[test]
+fn blocked_declared_types() {
+    for t in [
+        "application/x-msdownload",
+        "application/x-msdos-program",
+        "application/hta",
+    ] {
+        assert_eq!(
+            symbols(&[part("harmless.dat", t, b"x")]),
+            vec!["ATTACH_BLOCKED_TYPE"],
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn double_extensions_with_padding_tricks() {
+    for name in [
+        "invoice.pdf.exe",
+        "Invoice.PDF.SCR",
+        "invoice.pdf                                        .exe",
+        "invoice.pdf\u{00A0}\u{00A0}\u{00A0}.exe",
+        "invoice.pdf_______.js",
+        "invoice.doc . . .vbs",
+    ] {
+        let found = symbols(&[part(name, "application/octet-stream", b"x")]);
+        assert_eq!(
+            found,
+            vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"],
+            "{name:?}"
+        );
+    }
+    // A version number is no decoy, and a harmless final extension is no threat.
+    assert_eq!(
+        symbols(&[part("setup.v2.exe", "", b"x")]),
+        vec!["ATTACH_BLOCKED_EXT"]
+    );
+    assert!(symbols(&[part("report.exe.pdf", "application/pdf", PDF)]).is_empty());
+}
+
+#[test]
+fn right_to_left_override_names() {
+    // Shown as "invoiceexe.pdf", runs as an .exe.
+    let found = symbols(&[part("invoice\u{202E}fdp.exe", "application/pdf", b"x")]);
+    assert!(found.contains(&"ATTACH_BIDI_NAME"), "{found:?}");
+    assert!(found.contains(&"ATTACH_BLOCKED_EXT"), "{found:?}");
+}
+
+#[test]
+fn programs_dressed_as_documents() {
+    let program = pe();
+    // By name, by declared type, by both; ELF and a shortcut too.
+    assert_eq!(
+        symbols(&[part("invoice.pdf", "application/octet-stream", &program)]),
+        vec!["ATTACH_TYPE_MISMATCH"]
+    );
+    assert_eq!(
+        symbols(&[part("", "application/pdf", &program)]),
+        vec!["ATTACH_TYPE_MISMATCH"]
+    );
+    assert_eq!(
+        symbols(&[part("scan.jpg", "image/jpeg", b"\x7fELF\x02\x01\x01\0")]),
+        vec!["ATTACH_TYPE_MISMATCH"]
+    );
+    let lnk = [
+        0x4C, 0x00, 0x00, 0x00, 0x01, 0x14, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0xC0, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x46, 0x9B,
+    ];
+    assert_eq!(
+        symbols(&[part("letter.docx", "", &lnk)]),
+        vec!["ATTACH_TYPE_MISMATCH"]
+    );
+    // A program that says what it is is blocked, not "mismatched".
+    assert_eq!(
+        symbols(&[part("tool.exe", "application/octet-stream", &program)]),
+        vec!["ATTACH_BLOCKED_EXT"]
+    );
+    // Nothing promised, nothing contradicted.
+    assert!(symbols(&[part("", "application/octet-stream", &program)]).is_empty());
+}
+
+#[test]
+fn the_second_name_cannot_hide_the_first() {
+    // Content-Disposition says .pdf, Content-Type's name says .exe.
+    let p = Part {
+        names: vec!["invoice.pdf".into(), "invoice.exe".into()],
+        content_type: "application/pdf".into(),
+        data: pe(),
+    };
+    let found = symbols(&[p]);
+    assert!(found.contains(&"ATTACH_BLOCKED_EXT"), "{found:?}");
+    assert!(found.contains(&"ATTACH_TYPE_MISMATCH"), "{found:?}");
+}
+
+#[test]
+fn archives_dressed_as_flat_documents() {
+    let z = zipbuild::zip_of(&[("a.txt", b"hello")]);
+    assert_eq!(
+        symbols(&[part("invoice.pdf", "application/pdf", &z)]),
+        vec!["ATTACH_TYPE_MISMATCH"]
+    );
+    // Office documents are zips: no contradiction.
+    let docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    let docx = zipbuild::zip_of(&[
+        ("[Content_Types].xml", b"<Types/>".as_slice()),
+        ("word/document.xml", b"<w:document/>".as_slice()),
+    ]);
+    assert!(symbols(&[part("letter.docx", docx_type, &docx)]).is_empty());
+}
+
+#[test]
+fn configured_lists_replace_the_defaults() {
+    let policy = AttachmentPolicy::new(&AttachmentsConfig {
+        blocked_extensions: vec!["pdf".into()],
+        blocked_types: vec![],
+        ..AttachmentsConfig::default()
+    });
+    assert_eq!(
+        symbols_with(&policy, &[part("a.pdf", "application/pdf", PDF)]),
+        vec!["ATTACH_BLOCKED_EXT"]
+    );
+    assert!(symbols_with(&policy, &[part("a.exe", "application/x-msdownload", b"x")]).is_empty());
+}
+
+#[test]
+fn findings_name_the_file_for_the_log() {
+    let data = b"x".to_vec();
+    let names = vec!["evil.exe".to_string()];
+    let found = policy().inspect(&[Attachment {
+        names: &names,
+        content_type: "",
+        data: &data,
+    }]);
+    assert_eq!(
+        found,
+        vec![Finding {
+            symbol: Symbol::BlockedExt,
+            file: "evil.exe".into()
+        }]
+    );
+}

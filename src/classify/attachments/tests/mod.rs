@@ -1,0 +1,78 @@
+//! Tests of the attachment policy: one file per concern, sharing the builders here.
+
+mod archives;
+mod bombs;
+mod forms;
+mod zipbuild;
+
+use super::*;
+
+/// The policy with default settings.
+fn policy() -> AttachmentPolicy {
+    AttachmentPolicy::new(&AttachmentsConfig::default())
+}
+
+/// The policy with a smaller expansion budget, so bomb tests stay quick in debug builds.
+fn policy_with(depth: usize, entries: usize, bytes: u64) -> AttachmentPolicy {
+    AttachmentPolicy::new(&AttachmentsConfig {
+        max_archive_depth: depth,
+        max_archive_entries: entries,
+        max_expanded_bytes: bytes,
+        ..AttachmentsConfig::default()
+    })
+}
+
+/// One attachment's owned parts.
+struct Part {
+    names: Vec<String>,
+    content_type: String,
+    data: Vec<u8>,
+}
+
+fn part(name: &str, content_type: &str, data: &[u8]) -> Part {
+    Part {
+        names: if name.is_empty() {
+            Vec::new()
+        } else {
+            vec![name.to_string()]
+        },
+        content_type: content_type.to_string(),
+        data: data.to_vec(),
+    }
+}
+
+/// The symbol names found in these parts, sorted and unique.
+fn symbols_with(policy: &AttachmentPolicy, parts: &[Part]) -> Vec<&'static str> {
+    let attachments: Vec<Attachment<'_>> = parts
+        .iter()
+        .map(|p| Attachment {
+            names: &p.names,
+            content_type: &p.content_type,
+            data: &p.data,
+        })
+        .collect();
+    let mut names: Vec<&'static str> = policy
+        .inspect(&attachments)
+        .iter()
+        .map(|f| f.symbol.name())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn symbols(parts: &[Part]) -> Vec<&'static str> {
+    symbols_with(&policy(), parts)
+}
+
+/// A minimal PE program: a DOS header pointing at a `PE\0\0` signature.
+fn pe() -> Vec<u8> {
+    let mut v = vec![0u8; 512];
+    v[0] = b'M';
+    v[1] = b'Z';
+    v[0x3C] = 0x80;
+    v[0x80..0x84].copy_from_slice(b"PE\0\0");
+    v
+}
+
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";

@@ -1,0 +1,148 @@
+//! `mxguard audit DOMAIN`: runs the library's audit and maps its report to the exit code
+//! (0 clean, 1 a serious finding, 2 the audit could not run).
+
+use anyhow::Context as _;
+use mxguard::config::Config;
+use mxguard::tier::audit::{self, report, AdminEndpoint, AuditOptions};
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The command-line arguments of `audit`, already parsed by clap.
+#[derive(Debug)]
+pub struct AuditArgs {
+    /// `DOMAIN`.
+    pub domain: String,
+    /// `--resolver`.
+    pub resolver: Option<SocketAddr>,
+    /// `--port`.
+    pub port: u16,
+    /// `--rcpt`.
+    pub rcpt: Option<String>,
+    /// `--admin`, in order.
+    pub admins: Vec<AdminEndpoint>,
+    /// `--json`.
+    pub json: bool,
+    /// `--timeout`.
+    pub timeout: Duration,
+    /// `--helo`.
+    pub helo: Option<String>,
+}
+
+/// Runs the audit and prints the report; the exit code says how it went. Without
+/// `--admin`, the admin endpoints are this gateway's and its `[[tier.peers]]`' from the
+/// configuration at `config_path`, when it has a `[tier]`.
+pub fn run(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<ExitCode> {
+    if args.admins.is_empty() {
+        args.admins = admins_from_config(config_path);
+    }
+    let options = AuditOptions {
+        domain: args.domain,
+        resolver: args.resolver,
+        port: args.port,
+        rcpt: args.rcpt,
+        admins: args.admins,
+        timeout: args.timeout,
+        helo: args.helo.unwrap_or_else(local_host_name),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = match runtime.block_on(audit::run(options)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("mxguard audit: {e}");
+            return Ok(ExitCode::from(report::EXIT_COULD_NOT_RUN));
+        }
+    };
+    let text = if args.json {
+        report.to_json()?
+    } else {
+        report.to_table()
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing the report")?;
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// This gateway and its peers, as the tier configuration names them; nothing when the
+/// file is absent or has no `[tier]` (the audit then compares no fingerprints).
+fn admins_from_config(path: &Path) -> Vec<AdminEndpoint> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!(
+                "mxguard audit: {}: {e}; no admin endpoints from it",
+                path.display()
+            );
+            return Vec::new();
+        }
+    };
+    let Some(tier) = config.tier.as_ref() else {
+        return Vec::new();
+    };
+    let own = config.metrics.listen.map(|address| AdminEndpoint {
+        name: tier.name.clone(),
+        address,
+    });
+    let peers = tier.peers.iter().filter_map(|peer| {
+        peer.admin.map(|address| AdminEndpoint {
+            name: peer.name.clone(),
+            address,
+        })
+    });
+    own.into_iter().chain(peers).collect()
+}
+
+/// `--admin NAME=IP:PORT`.
+pub fn parse_admin(s: &str) -> Result<AdminEndpoint, String> {
+    let (name, address) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=IP:PORT"))?;
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{name:?}: not a usable name"));
+    }
+    let address = address
+        .parse()
+        .map_err(|_| format!("{address:?}: expected IP:PORT"))?;
+    Ok(AdminEndpoint {
+        name: name.to_owned(),
+        address,
+    })
+}
+
+/// `--resolver IP:PORT` (or a bare IP for port 53).
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?}: expected IP:PORT"))
+}
+
+/// `--timeout 10s`, `500ms`, or a plain number of seconds.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let parsed = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?,
+    };
+    if parsed.is_zero() {
+        return Err("the timeout must be positive".into());
+    }
+    Ok(parsed)
+}
+
+/// This machine's host name for EHLO: remote MXes may refuse a made-up one.
+fn local_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -1,0 +1,257 @@
+//! `[attachments]`: the attachment policy (blocked names and types, archives opened with
+//! limits). Every limit has a default that keeps a hostile archive cheap to judge.
+
+use super::problems::Problems;
+use serde::Deserialize;
+
+/// Extensions refused by default: programs, scripts, shortcuts, installers, disk images
+/// and the archive formats malware favours that cannot be opened here. Close to the
+/// lists Gmail and Microsoft 365 block, without the Office macro formats that businesses
+/// exchange every day.
+pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
+    "ace",
+    "ade",
+    "adp",
+    "apk",
+    "appx",
+    "appxbundle",
+    "arj",
+    "bat",
+    "cab",
+    "chm",
+    "cmd",
+    "com",
+    "cpl",
+    "diagcab",
+    "diagcfg",
+    "diagpkg",
+    "dll",
+    "dmg",
+    "ex_",
+    "exe",
+    "gadget",
+    "hta",
+    "img",
+    "inf",
+    "ins",
+    "iso",
+    "isp",
+    "jar",
+    "jnlp",
+    "js",
+    "jse",
+    "lib",
+    "lnk",
+    "mde",
+    "mjs",
+    "msc",
+    "msh",
+    "msi",
+    "msix",
+    "msixbundle",
+    "msp",
+    "mst",
+    "nsh",
+    "pif",
+    "ps1",
+    "ps1xml",
+    "ps2",
+    "psc1",
+    "reg",
+    "scf",
+    "scr",
+    "sct",
+    "settingcontent-ms",
+    "shb",
+    "sys",
+    "vb",
+    "vbe",
+    "vbs",
+    "vhd",
+    "vhdx",
+    "vxd",
+    "wsc",
+    "wsf",
+    "wsh",
+    "xbap",
+    "xll",
+];
+
+/// Declared types refused by default: the MIME names of the same programs.
+pub const DEFAULT_BLOCKED_TYPES: &[&str] = &[
+    "application/hta",
+    "application/java-archive",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-dosexec",
+    "application/x-executable",
+    "application/x-iso9660-image",
+    "application/x-java-jnlp-file",
+    "application/x-ms-application",
+    "application/x-ms-dos-executable",
+    "application/x-ms-installer",
+    "application/x-ms-shortcut",
+    "application/x-msdos-program",
+    "application/x-msdownload",
+    "application/x-msi",
+];
+
+/// The validated `[attachments]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentsConfig {
+    /// The attachment policy runs at end of data.
+    pub enabled: bool,
+    /// Lower-case extensions without the dot.
+    pub blocked_extensions: Vec<String>,
+    /// Lower-case `type/subtype` names.
+    pub blocked_types: Vec<String>,
+    /// Archive levels opened (a zip is level 1, a zip inside it level 2); 0 opens none.
+    pub max_archive_depth: usize,
+    /// Archive entries looked at per message, over every archive and level.
+    pub max_archive_entries: usize,
+    /// Bytes decompressed per message, over every archive and level.
+    pub max_expanded_bytes: u64,
+}
+
+/// `[attachments]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAttachments {
+    enabled: bool,
+    blocked_extensions: Vec<String>,
+    blocked_types: Vec<String>,
+    max_archive_depth: usize,
+    max_archive_entries: usize,
+    max_expanded_bytes: u64,
+}
+
+impl Default for RawAttachments {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            blocked_extensions: to_strings(DEFAULT_BLOCKED_EXTENSIONS),
+            blocked_types: to_strings(DEFAULT_BLOCKED_TYPES),
+            max_archive_depth: 3,
+            max_archive_entries: 1000,
+            max_expanded_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        RawAttachments::default().validate(&mut Problems::default())
+    }
+}
+
+fn to_strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Deepest archive nesting that may be configured: each level buffers one entry.
+const MAX_DEPTH: usize = 16;
+
+impl RawAttachments {
+    pub(super) fn validate(self, problems: &mut Problems) -> AttachmentsConfig {
+        let mut blocked_extensions = Vec::new();
+        for ext in &self.blocked_extensions {
+            let e = ext.trim().trim_start_matches('.').to_ascii_lowercase();
+            if e.is_empty() || e.contains(['.', '/', '\\']) || e.contains(char::is_whitespace) {
+                problems.bad(
+                    "attachments.blocked_extensions",
+                    &format!("{ext:?} is not a file extension (write \"exe\" or \".exe\")"),
+                );
+            } else {
+                blocked_extensions.push(e);
+            }
+        }
+        let mut blocked_types = Vec::new();
+        for t in &self.blocked_types {
+            let lower = t.trim().to_ascii_lowercase();
+            match lower.split_once('/') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('/') => {
+                    blocked_types.push(lower)
+                }
+                _ => problems.bad(
+                    "attachments.blocked_types",
+                    &format!("{t:?} is not a MIME type (type/subtype)"),
+                ),
+            }
+        }
+        blocked_extensions.sort();
+        blocked_extensions.dedup();
+        blocked_types.sort();
+        blocked_types.dedup();
+        if self.max_archive_depth > MAX_DEPTH {
+            problems.bad(
+                "attachments.max_archive_depth",
+                &format!("must be at most {MAX_DEPTH}"),
+            );
+        }
+        if self.max_archive_entries == 0 {
+            problems.bad("attachments.max_archive_entries", "must be at least 1");
+        }
+        if self.max_expanded_bytes == 0 {
+            problems.bad("attachments.max_expanded_bytes", "must be at least 1");
+        }
+        AttachmentsConfig {
+            enabled: self.enabled,
+            blocked_extensions,
+            blocked_types,
+            max_archive_depth: self.max_archive_depth.min(MAX_DEPTH),
+            max_archive_entries: self.max_archive_entries.max(1),
+            max_expanded_bytes: self.max_expanded_bytes.max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (AttachmentsConfig, Vec<String>) {
+        let raw: RawAttachments = toml::from_str(text).unwrap();
+        let mut problems = Problems::default();
+        let c = raw.validate(&mut problems);
+        (c, problems.into_lines())
+    }
+
+    #[test]
+    fn defaults_block_programs_and_bound_archives() {
+        let (c, problems) = parse("");
+        assert!(problems.is_empty());
+        assert!(c.enabled);
+        for ext in ["exe", "scr", "js", "lnk", "iso", "hta", "ps1"] {
+            assert!(c.blocked_extensions.iter().any(|e| e == ext), "{ext}");
+        }
+        assert!(!c
+            .blocked_extensions
+            .iter()
+            .any(|e| e == "pdf" || e == "zip"));
+        assert_eq!(c.max_archive_depth, 3);
+        assert_eq!(c.max_archive_entries, 1000);
+        assert_eq!(c.max_expanded_bytes, 64 << 20);
+        assert_eq!(c, AttachmentsConfig::default());
+    }
+
+    #[test]
+    fn extensions_are_normalised_and_bad_values_named() {
+        let (c, problems) = parse(
+            r#"blocked_extensions = [".EXE", "foo", "a.b", ""]
+               blocked_types = ["Application/X-Foo", "nonsense"]
+               max_archive_entries = 0
+               max_archive_depth = 99"#,
+        );
+        assert_eq!(c.blocked_extensions, vec!["exe", "foo"]);
+        assert_eq!(c.blocked_types, vec!["application/x-foo"]);
+        let all = problems.join("\n");
+        for key in [
+            "\"a.b\"",
+            "\"\"",
+            "\"nonsense\"",
+            "attachments.max_archive_entries",
+            "attachments.max_archive_depth",
+        ] {
+            assert!(all.contains(key), "{key} missing from {all}");
+        }
+    }
+}

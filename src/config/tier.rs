@@ -1,0 +1,251 @@
+//! `[tier]` and `[[tier.peers]]`: this gateway's place in an MX tier (its name and role,
+//! the other members, the tier's HMAC key) and the bypass defences' settings.
+
+use super::problems::Problems;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A member's role: primaries are the equal-preference front MXes, backups the higher
+/// preference numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A front MX.
+    Primary,
+    /// A backup MX.
+    Backup,
+}
+
+impl Role {
+    /// Name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+        }
+    }
+
+    fn parse(text: &str, key: &str, problems: &mut Problems) -> Role {
+        match text {
+            "primary" => Role::Primary,
+            "backup" => Role::Backup,
+            _ => {
+                problems.bad(key, "must be \"primary\" or \"backup\"");
+                Role::Primary
+            }
+        }
+    }
+}
+
+/// What a backup does with a client while a primary is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BypassAction {
+    /// Add `MX_BYPASS_BACKUP` (scored in the rules files).
+    Score,
+    /// Refuse every recipient with `451 4.7.1`: a real MTA retries, at a primary.
+    Tempfail,
+}
+
+/// The tier's HMAC key. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TierSecret(Arc<[u8]>);
+
+impl TierSecret {
+    /// The key bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A key from bytes (tests and tools that hold the key already).
+    pub fn from_bytes(bytes: &[u8]) -> TierSecret {
+        TierSecret(Arc::from(bytes))
+    }
+
+    /// Reads the key file: it must exist, hold something, and not be readable by others.
+    pub fn load(path: &Path) -> Result<TierSecret, String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if meta.permissions().mode() & 0o004 != 0 {
+                return Err(format!(
+                    "{} is world-readable; chmod o-r it (it signs the tier's verdicts)",
+                    path.display()
+                ));
+            }
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let key = bytes.trim_ascii();
+        if key.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        Ok(TierSecret(Arc::from(key)))
+    }
+}
+
+impl std::fmt::Debug for TierSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TierSecret({} bytes)", self.0.len())
+    }
+}
+
+/// Another member of the tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Its name (its `tier.name`).
+    pub name: String,
+    /// Its SMTP address (mail from it is mail from the tier).
+    pub smtp: SocketAddr,
+    /// Its admin listener (`/healthz`, `/policy`).
+    pub admin: Option<SocketAddr>,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The validated `[tier]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierConfig {
+    /// This gateway's name in the tier (default: `server.hostname`).
+    pub name: String,
+    /// This gateway's role.
+    pub role: Role,
+    /// The key verdict stamps are signed with.
+    pub secret: TierSecret,
+    /// Where the key was read from.
+    pub secret_file: PathBuf,
+    /// What a backup does while a primary is up.
+    pub bypass_action: BypassAction,
+    /// How long the tier remembers a client's contacts (first-contact scoring).
+    pub connection_memory: Duration,
+    /// Contacts with three or more members within this window score `MX_FANOUT`.
+    pub fanout_window: Duration,
+    /// How often heartbeats are published and peers looked at.
+    pub heartbeat_interval: Duration,
+    /// How old a peer's verdict stamp may be to be trusted without filtering again.
+    pub stamp_max_age: Duration,
+    /// The other members.
+    pub peers: Vec<PeerConfig>,
+}
+
+impl TierConfig {
+    /// Whether any primary is configured besides this gateway.
+    pub fn has_primaries(&self) -> bool {
+        self.peers.iter().any(|p| p.role == Role::Primary)
+    }
+}
+
+/// `[tier]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTier {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    bypass_action: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    connection_memory: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    fanout_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    heartbeat_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    stamp_max_age: Option<Duration>,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: String,
+    smtp: SocketAddr,
+    #[serde(default)]
+    admin: Option<SocketAddr>,
+    role: String,
+}
+
+impl RawTier {
+    /// Validates the section; `hostname` is the default member name.
+    pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> Option<TierConfig> {
+        let name = self.name.unwrap_or_else(|| hostname.to_owned());
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ';' || c == '=') {
+            problems.bad("tier.name", "must be a name without spaces, ';' or '='");
+        }
+        let role = Role::parse(
+            self.role.as_deref().unwrap_or("primary"),
+            "tier.role",
+            problems,
+        );
+        let bypass_action = match self.bypass_action.as_deref() {
+            None | Some("score") => BypassAction::Score,
+            Some("tempfail") => BypassAction::Tempfail,
+            Some(_) => {
+                problems.bad("tier.bypass_action", "must be \"score\" or \"tempfail\"");
+                BypassAction::Score
+            }
+        };
+        let Some(secret_file) = self.secret_file else {
+            problems.bad(
+                "tier.secret_file",
+                "required: the tier's HMAC key (e.g. 32 random bytes, mode 0600)",
+            );
+            return None;
+        };
+        let secret = match TierSecret::load(&secret_file) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.bad("tier.secret_file", &e);
+                return None;
+            }
+        };
+        let mut peers: Vec<PeerConfig> = Vec::new();
+        for (i, p) in self.peers.into_iter().enumerate() {
+            let key = format!("tier.peers[{i}]");
+            if p.name == name {
+                problems.bad(&format!("{key}.name"), "is this gateway's own tier.name");
+            }
+            if peers.iter().any(|q| q.name == p.name) {
+                problems.bad(
+                    &format!("{key}.name"),
+                    &format!("{:?} is listed twice", p.name),
+                );
+            }
+            let role = Role::parse(&p.role, &format!("{key}.role"), problems);
+            peers.push(PeerConfig {
+                name: p.name,
+                smtp: p.smtp,
+                admin: p.admin,
+                role,
+            });
+        }
+        let connection_memory = self.connection_memory.unwrap_or(Duration::from_secs(600));
+        let fanout_window = self.fanout_window.unwrap_or(Duration::from_secs(30));
+        let heartbeat_interval = self.heartbeat_interval.unwrap_or(Duration::from_secs(5));
+        for (key, d) in [
+            ("tier.connection_memory", connection_memory),
+            ("tier.fanout_window", fanout_window),
+            ("tier.heartbeat_interval", heartbeat_interval),
+        ] {
+            if d.as_secs() == 0 {
+                problems.bad(key, "must be at least 1s");
+            }
+        }
+        Some(TierConfig {
+            name,
+            role,
+            secret,
+            secret_file,
+            bypass_action,
+            connection_memory,
+            fanout_window,
+            heartbeat_interval,
+            stamp_max_age: self.stamp_max_age.unwrap_or(Duration::from_secs(3600)),
+            peers,
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! Resolver health: the resolver is marked down when a lookup timed out while the resolver
+//! answered nothing at all (not even to other questions) for as long as it waited, or after
+//! `dns.down_after` consecutive lookups without an answer (timed out, refused, unreachable).
+//! While down, lookups the cache cannot answer return "unavailable" at once instead of each
+//! waiting out `dns.timeout`. A background probe asks again every `dns.down_backoff`; the
+//! first answer (the probe's or a late one) marks it up. Each change is logged once and
+//! exported as `mxguard_dns_up`.
+//!
+//! The silence rule is what makes a dead resolver cheap: concurrent sessions share their
+//! questions (one query in flight per name and type), so a burst of sessions waiting on a
+//! dead resolver produces only a few distinct timeouts, one stage after another; counting to
+//! `down_after` would cost several stage waits, the silence rule costs one.
+
+use prometheus::IntGauge;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use tokio::time::Instant;
+
+/// Consecutive failures, the last answer, and the up/down state of the resolver.
+#[derive(Debug)]
+pub(crate) struct Health {
+    consecutive: AtomicU32,
+    down: AtomicBool,
+    down_after: u32,
+    origin: Instant,
+    /// [`Health::stamp`] of the last response from any server (0: none yet).
+    last_answer: AtomicU64,
+    gauge: IntGauge,
+}
+
+/// How a lookup failed, for the health count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No answer within `dns.timeout` to a question asked at this time.
+    Timeout {
+        /// When the question was first sent.
+        asked: Instant,
+    },
+    /// Refused or unreachable: noticed at once, so only the count applies.
+    Unreachable,
+}
+
+impl Health {
+    /// Healthy to begin with; `gauge` follows the state (1 up, 0 down).
+    pub(crate) fn new(down_after: u32, gauge: IntGauge) -> Health {
+        gauge.set(1);
+        Health {
+            consecutive: AtomicU32::new(0),
+            down: AtomicBool::new(false),
+            down_after: down_after.max(1),
+            origin: Instant::now(),
+            last_answer: AtomicU64::new(0),
+            gauge,
+        }
+    }
+
+    /// Milliseconds after `origin`, plus one so that 0 can mean "never".
+    fn stamp(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// Whether lookups should skip the network.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// A server answered (any response code): the resolver works.
+    pub(crate) fn answered(&self) {
+        self.last_answer
+            .fetch_max(self.stamp(Instant::now()), Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
+        if self.down.swap(false, Ordering::AcqRel) {
+            self.gauge.set(1);
+            tracing::warn!("DNS resolver answers again: DNS checks resume");
+        }
+    }
+
+    /// A lookup got no answer. True when this one marked the resolver down: the caller then
+    /// starts the probe.
+    pub(crate) fn failed(&self, failure: Failure) -> bool {
+        let failures = self
+            .consecutive
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let silent = match failure {
+            // An answer in the same millisecond as the question counts as one during it.
+            Failure::Timeout { asked } => {
+                self.last_answer.load(Ordering::Relaxed) < self.stamp(asked)
+            }
+            Failure::Unreachable => false,
+        };
+        if !(silent || failures >= self.down_after) || self.down.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.gauge.set(0);
+        tracing::error!(
+            failures,
+            silent,
+            "DNS resolver marked down: it stopped answering; DNS checks answer unavailable \
+             (scoring nothing) until a background probe gets an answer"
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn health(down_after: u32) -> (Health, IntGauge) {
+        let gauge = IntGauge::new("t_dns_up", "test").unwrap_or_else(|e| panic!("{e}"));
+        (Health::new(down_after, gauge.clone()), gauge)
+    }
+
+    #[test]
+    fn down_after_consecutive_failures_up_after_an_answer() {
+        let (health, gauge) = health(3);
+        assert_eq!(gauge.get(), 1);
+        assert!(!health.failed(Failure::Unreachable));
+        assert!(!health.failed(Failure::Unreachable));
+        health.answered();
+        assert!(!health.failed(Failure::Unreachable));
+        assert!(!health.failed(Failure::Unreachable));
+        assert!(!health.is_down(), "an answer resets the count");
+        assert!(health.failed(Failure::Unreachable), "the third in a row");
+        assert!(health.is_down());
+        assert_eq!(gauge.get(), 0);
+        assert!(
+            !health.failed(Failure::Unreachable),
+            "only the transition starts a probe"
+        );
+        health.answered();
+        assert!(!health.is_down());
+        assert_eq!(gauge.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_with_no_answer_at_all_while_waiting_marks_it_down_at_once() {
+        let (health, _) = health(100);
+        let asked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Another question was answered while this one waited: the resolver lives.
+        health.answered();
+        assert!(!health.failed(Failure::Timeout { asked }));
+        assert!(!health.is_down());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let asked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(health.failed(Failure::Timeout { asked }));
+        assert!(health.is_down());
+    }
+}

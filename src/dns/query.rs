@@ -1,0 +1,328 @@
+//! The one path every lookup takes: the answer cache, then the health gate, then at most one
+//! query in flight per name and type (concurrent sessions asking the same thing wait for
+//! the same answer), then the transport. Negative answers are cached at least
+//! `dns.negative_ttl_min`, so a resolver that sends NXDOMAIN without an SOA is not asked the
+//! same question again and again.
+
+use super::cache::TtlCache;
+use super::health::{Failure, Health};
+use super::transport::{ExchangeError, Transport};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Positive answers are kept at most this long, whatever their TTL.
+const MAX_TTL: Duration = Duration::from_secs(86_400);
+/// Negative answers are kept at most this long (RFC 2308 §5 suggests 1–3 hours), unless
+/// `dns.negative_ttl_min` asks for more.
+const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3 * 3600);
+
+/// What the resolver made of one question.
+#[derive(Debug, Clone)]
+pub(crate) enum Answer {
+    /// NOERROR with answer records (CNAMEs included, as the server sent them).
+    Records {
+        /// The answer section.
+        records: Arc<[Record]>,
+        /// When the cached copy expires.
+        expires: Instant,
+    },
+    /// NXDOMAIN, or NOERROR without answers (NODATA).
+    Negative {
+        /// `NXDomain` or `NoError`.
+        code: ResponseCode,
+        /// When the cached copy expires.
+        expires: Instant,
+    },
+    /// The server answered SERVFAIL.
+    ServFail,
+    /// No server answered in time.
+    Timeout,
+    /// The resolver is marked down; nothing was asked.
+    Unavailable,
+    /// A refused or unreachable server, another response code, or a failed lookup task.
+    Error(Arc<str>),
+}
+
+type Key = (Name, RecordType);
+type InFlight = Shared<BoxFuture<'static, Answer>>;
+
+/// Cache, health and transport of one resolver.
+#[derive(Debug)]
+pub(crate) struct Core {
+    transport: Transport,
+    cache: TtlCache<Key, Answer>,
+    in_flight: Mutex<HashMap<Key, InFlight>>,
+    pub(crate) health: Health,
+    negative_ttl_min: Duration,
+    down_backoff: Duration,
+}
+
+/// Settings of a [`Core`] besides its parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CoreSettings {
+    pub(crate) cache_size: usize,
+    pub(crate) negative_ttl_min: Duration,
+    pub(crate) down_backoff: Duration,
+}
+
+impl Core {
+    pub(crate) fn new(transport: Transport, health: Health, settings: CoreSettings) -> Core {
+        Core {
+            transport,
+            cache: TtlCache::new(settings.cache_size),
+            in_flight: Mutex::new(HashMap::new()),
+            health,
+            negative_ttl_min: settings.negative_ttl_min,
+            down_backoff: settings.down_backoff,
+        }
+    }
+
+    /// The answer to `rtype` records of `name` (absolute): local names first, then the
+    /// cache, the health gate, the query in flight or a new one.
+    pub(crate) async fn resolve(self: &Arc<Self>, name: Name, rtype: RecordType) -> Answer {
+        if let Some(answer) = super::local::answer(&name, rtype) {
+            return answer;
+        }
+        let key = (name, rtype);
+        if let Some((answer, _)) = self.cache.get(&key) {
+            return answer;
+        }
+        if self.health.is_down() {
+            return Answer::Unavailable;
+        }
+        self.join(key).await
+    }
+
+    /// Waits for the query of `key` already in flight, or starts it. The query runs as its
+    /// own task, so it finishes (and fills the cache) even if every caller gave up at a
+    /// stage deadline, and a panic in it is an error answer, not a dead gateway.
+    fn join(self: &Arc<Self>, key: Key) -> InFlight {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(waiting) = in_flight.get(&key) {
+            return waiting.clone();
+        }
+        let core = self.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let _done = Landed {
+                core: &core,
+                key: &task_key,
+            };
+            core.ask(&task_key).await
+        });
+        let shared = async move {
+            task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "DNS lookup task failed");
+                Answer::Error("lookup task failed".into())
+            })
+        }
+        .boxed()
+        .shared();
+        in_flight.insert(key, shared.clone());
+        shared
+    }
+
+    /// Asks the servers, caches what can be cached, and keeps the health count.
+    async fn ask(self: &Arc<Self>, (name, rtype): &Key) -> Answer {
+        let asked = Instant::now();
+        match self.transport.exchange(name, *rtype).await {
+            Ok(message) => {
+                self.health.answered();
+                let answer = self.interpret(&message);
+                match &answer {
+                    Answer::Records { expires, .. } | Answer::Negative { expires, .. } => {
+                        self.cache
+                            .insert((name.clone(), *rtype), answer.clone(), *expires);
+                    }
+                    _ => {}
+                }
+                answer
+            }
+            Err(ExchangeError::Timeout) => {
+                if self.health.failed(Failure::Timeout { asked }) {
+                    self.start_probe();
+                }
+                Answer::Timeout
+            }
+            Err(e @ ExchangeError::Unreachable(_)) => {
+                if self.health.failed(Failure::Unreachable) {
+                    self.start_probe();
+                }
+                Answer::Error(e.to_string().into())
+            }
+            Err(e @ ExchangeError::Truncated(_)) => {
+                // The server answered: that is a sign of life, not of trouble.
+                self.health.answered();
+                Answer::Error(e.to_string().into())
+            }
+            Err(e @ ExchangeError::Query(_)) => Answer::Error(e.to_string().into()),
+        }
+    }
+
+    /// A response as an [`Answer`], with the time its cached copy expires.
+    fn interpret(&self, message: &Message) -> Answer {
+        let now = Instant::now();
+        match message.metadata.response_code {
+            ResponseCode::NoError if !message.answers.is_empty() => {
+                let ttl = message.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+                let ttl = Duration::from_secs(u64::from(ttl)).min(MAX_TTL);
+                Answer::Records {
+                    records: message.answers.clone().into(),
+                    expires: now + ttl,
+                }
+            }
+            code @ (ResponseCode::NoError | ResponseCode::NXDomain) => Answer::Negative {
+                code,
+                expires: now + self.negative_ttl(message),
+            },
+            ResponseCode::ServFail => Answer::ServFail,
+            code => Answer::Error(format!("response code {code}").into()),
+        }
+    }
+
+    /// RFC 2308 §5: the smaller of the SOA's TTL and its MINIMUM; never below
+    /// `dns.negative_ttl_min` (also when there is no SOA at all).
+    fn negative_ttl(&self, message: &Message) -> Duration {
+        let from_soa = message.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+            _ => None,
+        });
+        let ttl = Duration::from_secs(u64::from(from_soa.unwrap_or(0)));
+        ttl.clamp(
+            self.negative_ttl_min,
+            MAX_NEGATIVE_TTL.max(self.negative_ttl_min),
+        )
+    }
+
+    /// Asks the servers every `dns.down_backoff` until one answers; stops when the resolver
+    /// is dropped (a reload built a new one) or marked up by a late answer.
+    fn start_probe(self: &Arc<Self>) {
+        let weak: Weak<Core> = Arc::downgrade(self);
+        let backoff = self.down_backoff;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(backoff).await;
+                let Some(core) = weak.upgrade() else { return };
+                if !core.health.is_down() {
+                    return;
+                }
+                match core.transport.exchange(&Name::root(), RecordType::NS).await {
+                    Ok(_) => {
+                        core.health.answered();
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "DNS probe unanswered"),
+                }
+            }
+        });
+    }
+
+    /// The configured servers, for logs.
+    pub(crate) fn servers(&self) -> Vec<std::net::SocketAddr> {
+        self.transport.servers().collect()
+    }
+}
+
+/// Removes a finished query from the in-flight map, also when its task panicked (the guard
+/// is dropped while unwinding). The cache was filled first, so nobody asks again between.
+struct Landed<'a> {
+    core: &'a Core,
+    key: &'a Key,
+}
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        self.core
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::op::Query;
+    use hickory_resolver::proto::rr::rdata::SOA;
+
+    fn core(negative_ttl_min: u64) -> Core {
+        let gauge = prometheus::IntGauge::new("t_up", "t").unwrap_or_else(|e| panic!("{e}"));
+        Core::new(
+            Transport::new(&[], Duration::from_secs(1), Duration::from_secs(1), 1),
+            Health::new(5, gauge),
+            CoreSettings {
+                cache_size: 10,
+                negative_ttl_min: Duration::from_secs(negative_ttl_min),
+                down_backoff: Duration::from_secs(1),
+            },
+        )
+    }
+
+    fn response(code: ResponseCode, soa: Option<(u32, u32)>) -> Message {
+        let mut m = Message::response(1, hickory_resolver::proto::op::OpCode::Query);
+        let name = Name::from_ascii("x.test.").unwrap_or_default();
+        m.add_query(Query::query(name, RecordType::A));
+        m.metadata.response_code = code;
+        if let Some((ttl, minimum)) = soa {
+            let soa = SOA::new(Name::root(), Name::root(), 1, 1, 1, 1, minimum);
+            m.add_authority(Record::from_rdata(Name::root(), ttl, RData::SOA(soa)));
+        }
+        m
+    }
+
+    fn ttl_of(answer: &Answer) -> u64 {
+        match answer {
+            Answer::Negative { expires, .. } | Answer::Records { expires, .. } => {
+                expires.duration_since(Instant::now()).as_secs_f64().round() as u64
+            }
+            other => panic!("not cacheable: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn nxdomain_without_soa_is_cached_for_the_floor() {
+        let c = core(60);
+        let answer = c.interpret(&response(ResponseCode::NXDomain, None));
+        assert!(matches!(
+            answer,
+            Answer::Negative {
+                code: ResponseCode::NXDomain,
+                ..
+            }
+        ));
+        assert_eq!(ttl_of(&answer), 60);
+    }
+
+    #[tokio::test]
+    async fn the_soa_sets_the_negative_ttl_above_the_floor() {
+        let c = core(60);
+        let answer = c.interpret(&response(ResponseCode::NoError, Some((900, 300))));
+        assert_eq!(ttl_of(&answer), 300, "the smaller of SOA TTL and MINIMUM");
+        let answer = c.interpret(&response(ResponseCode::NXDomain, Some((5, 5))));
+        assert_eq!(ttl_of(&answer), 60, "raised to the floor");
+        let answer = c.interpret(&response(ResponseCode::NXDomain, Some((999_999, 999_999))));
+        assert_eq!(ttl_of(&answer), 3 * 3600, "capped");
+    }
+
+    #[tokio::test]
+    async fn error_codes_are_not_answers() {
+        let c = core(60);
+        assert!(matches!(
+            c.interpret(&response(ResponseCode::ServFail, None)),
+            Answer::ServFail
+        ));
+        assert!(matches!(
+            c.interpret(&response(ResponseCode::Refused, None)),
+            Answer::Error(_)
+        ));
+    }
+}

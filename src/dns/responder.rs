@@ -1,0 +1,319 @@
+//! A DNS responder on a loopback port that answers mail-auth from the shared resolver.
+//!
+//! mail-auth 0.13 resolves through a hickory `TokioResolver` of its own, and its
+//! `ResolverCache` hook cannot stand in for it (the cache is asked by borrowed key, cannot
+//! express a lookup error for MX or address records, and an empty address record set would
+//! make SPF's `exists:` match). So mail-auth gets a resolver pointed at this responder, which
+//! hands every question to [`Dns`]: SPF, DKIM, DMARC and ARC lookups share the cache, the
+//! in-flight queries, the health gate and the metrics (under their own `check` label) with
+//! every other check, and mail-auth still reads exact DNS answers. The responder answers
+//! only loopback peers and stops when the resolver is dropped.
+
+use super::query::Answer;
+use super::resolver::{Dns, DnsSetupError, Inner};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::TokioResolver;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What the responder offers over UDP; larger answers are truncated, and hickory asks again
+/// over TCP.
+const UDP_PAYLOAD: u16 = 4096;
+/// An idle TCP connection from mail-auth's resolver is closed after this.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+impl Dns {
+    /// A hickory resolver for mail-auth whose every question goes through this resolver
+    /// (counted as `check` in `mxguard_dns_lookups_total`). Its own cache is off: the shared
+    /// cache answers. Must be called inside a Tokio runtime.
+    pub fn auth_resolver(&self, check: &'static str) -> Result<TokioResolver, DnsSetupError> {
+        let (udp, tcp) = bind_pair()?;
+        let addr = udp.local_addr()?;
+        let stop = self.inner().stop.clone();
+        let asking = Asking::default();
+        tokio::spawn(serve_udp(
+            Arc::new(udp),
+            self.downgrade(),
+            Label {
+                check,
+                asking: asking.clone(),
+            },
+            stop.clone(),
+        ));
+        tokio::spawn(serve_tcp(
+            tcp,
+            self.downgrade(),
+            Label { check, asking },
+            stop,
+        ));
+        client(addr, self.timeout() + Duration::from_secs(1))
+    }
+}
+
+/// Questions being answered now, by query id and question, with the number of requests
+/// waiting for each. hickory sends the same request again from a new socket when an answer
+/// takes longer than a third of a second; such a duplicate is answered but not counted as
+/// another lookup.
+#[derive(Clone, Default)]
+struct Asking(Arc<Mutex<HashMap<Question, usize>>>);
+
+/// A request's id and question.
+type Question = (u16, Name, RecordType);
+
+/// The `check` label of one responder and its questions in progress.
+#[derive(Clone)]
+struct Label {
+    check: &'static str,
+    asking: Asking,
+}
+
+impl Asking {
+    /// Registers a request; true when it is the first for its question.
+    fn enter(&self, key: &Question) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(key.clone()).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    fn leave(&self, key: &Question) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(key);
+            }
+        }
+    }
+}
+
+/// UDP and TCP on the same free loopback port.
+fn bind_pair() -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        match std::net::TcpListener::bind(udp.local_addr()?) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                return Ok((UdpSocket::from_std(udp)?, TcpListener::from_std(tcp)?));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port pair")))
+}
+
+/// mail-auth's resolver: this responder only, one try (hickory's `attempts` counts retries
+/// after the first; the shared path does the retransmitting), no cache of its own, EDNS so
+/// most answers fit one datagram.
+fn client(addr: SocketAddr, timeout: Duration) -> Result<TokioResolver, DnsSetupError> {
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+    let mut builder = TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![server]),
+        TokioRuntimeProvider::default(),
+    );
+    let opts = builder.options_mut();
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.timeout = timeout;
+    opts.attempts = 0;
+    opts.cache_size = 0;
+    opts.edns0 = true;
+    opts.edns_payload_len = UDP_PAYLOAD;
+    opts.try_tcp_on_error = false;
+    opts.num_concurrent_reqs = 1;
+    builder
+        .build()
+        .map_err(|e| DnsSetupError::Build(e.to_string()))
+}
+
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    dns: Weak<Inner>,
+    label: Label,
+    stop: CancellationToken,
+) {
+    let mut buffer = vec![0u8; usize::from(UDP_PAYLOAD)];
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = socket.recv_from(&mut buffer) => received,
+        };
+        let (len, peer) = match received {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS responder receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if !peer.ip().is_loopback() {
+            continue;
+        }
+        let Some(request) = buffer.get(..len).and_then(|b| Message::from_vec(b).ok()) else {
+            continue;
+        };
+        let Some(dns) = Dns::upgrade(&dns) else {
+            return;
+        };
+        let socket = socket.clone();
+        let label = label.clone();
+        tokio::spawn(async move {
+            let reply = respond(&dns, &label, &request, true).await;
+            if let Some(bytes) = encode(reply, request.max_payload()) {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+        });
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, dns: Weak<Inner>, label: Label, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) if peer.ip().is_loopback() => {
+                tokio::spawn(serve_connection(
+                    stream,
+                    dns.clone(),
+                    label.clone(),
+                    stop.clone(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS responder accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Questions framed per RFC 7766 on one connection, until it idles or the resolver goes.
+async fn serve_connection(
+    mut stream: TcpStream,
+    dns: Weak<Inner>,
+    label: Label,
+    stop: CancellationToken,
+) {
+    loop {
+        let read = async {
+            let mut prefix = [0u8; 2];
+            stream.read_exact(&mut prefix).await?;
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            stream.read_exact(&mut body).await?;
+            Ok::<_, std::io::Error>(body)
+        };
+        let body = tokio::select! {
+            _ = stop.cancelled() => return,
+            read = tokio::time::timeout(TCP_IDLE, read) => match read {
+                Ok(Ok(body)) => body,
+                _ => return,
+            },
+        };
+        let (Ok(request), Some(dns)) = (Message::from_vec(&body), Dns::upgrade(&dns)) else {
+            return;
+        };
+        // mail-auth's resolver asks over TCP only after a truncated UDP answer, which was
+        // counted already.
+        let reply = respond(&dns, &label, &request, false).await;
+        let Some(bytes) = encode(reply, u16::MAX) else {
+            return;
+        };
+        let Ok(length) = u16::try_from(bytes.len()) else {
+            return;
+        };
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The response to one request: the shared resolver's answer, NXDOMAIN/NODATA as such, any
+/// failure (timeout, unavailable, SERVFAIL, error) as SERVFAIL, which mail-auth reads as a
+/// temporary error. `count`: whether this request is a lookup of its own in the metrics.
+async fn respond(dns: &Dns, label: &Label, request: &Message, count: bool) -> Message {
+    let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
+    reply.metadata.recursion_desired = request.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.queries = request.queries.clone();
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(UDP_PAYLOAD);
+        reply.set_edns(edns);
+    }
+    let question = match request.queries.as_slice() {
+        [question]
+            if request.metadata.message_type == MessageType::Query
+                && request.metadata.op_code == OpCode::Query =>
+        {
+            question
+        }
+        _ => {
+            reply.metadata.response_code = ResponseCode::FormErr;
+            return reply;
+        }
+    };
+    let key = (
+        request.metadata.id,
+        question.name().clone(),
+        question.query_type(),
+    );
+    let first = label.asking.enter(&key);
+    let answer = dns
+        .answer(
+            (first && count).then_some(label.check),
+            key.1.clone(),
+            key.2,
+        )
+        .await;
+    label.asking.leave(&key);
+    match answer {
+        Answer::Records { records, expires } => {
+            let left = expires.saturating_duration_since(Instant::now()).as_secs();
+            let ttl = u32::try_from(left).unwrap_or(u32::MAX);
+            reply.answers = records
+                .iter()
+                .map(|record| {
+                    let mut record = record.clone();
+                    record.ttl = record.ttl.min(ttl);
+                    record
+                })
+                .collect();
+        }
+        Answer::Negative { code, .. } => reply.metadata.response_code = code,
+        Answer::ServFail | Answer::Timeout | Answer::Unavailable | Answer::Error(_) => {
+            reply.metadata.response_code = ResponseCode::ServFail;
+        }
+    }
+    reply
+}
+
+/// The wire form of `reply`, truncated (TC, no answers) when it exceeds `limit` bytes.
+fn encode(mut reply: Message, limit: u16) -> Option<Vec<u8>> {
+    let bytes = reply.to_vec().ok()?;
+    if bytes.len() <= usize::from(limit.max(512)) {
+        return Some(bytes);
+    }
+    reply.answers.clear();
+    reply.metadata.truncation = true;
+    reply.to_vec().ok()
+}

@@ -1,0 +1,395 @@
+//! One question to the configured name servers: UDP with a fast first retransmission and
+//! exponential back-off inside `dns.timeout`, TCP when an answer is truncated.
+//!
+//! hickory's resolver cannot do this: it sends each attempt from a fresh unconnected socket
+//! and waits a whole `timeout` before the next, so one lost datagram costs the full timeout,
+//! a late answer to the first attempt is thrown away, and a server that is not listening is
+//! noticed only when the timeout expires (an unconnected UDP socket never sees the ICMP
+//! "port unreachable"). Here every server gets one *connected* socket per question, kept for
+//! the whole exchange: every retransmission carries the same id, any of their answers is
+//! accepted, and a refused or unreachable server fails at once.
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use hickory_resolver::proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RecordType};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::Instant;
+
+/// The UDP payload we advertise (EDNS0): the size the DNS flag day 2020 settled on, which
+/// avoids IP fragmentation; larger answers come over TCP.
+const EDNS_PAYLOAD: u16 = 1232;
+/// Receive buffer: a server may ignore our EDNS size, and a bigger datagram is cut, not lost.
+const RECV_BUFFER: usize = 4096;
+
+/// Why an exchange brought no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// No server answered in time.
+    #[error("no answer in time")]
+    Timeout,
+    /// Every server refused the datagram or could not be reached (ICMP, no route).
+    #[error("name server unreachable: {0}")]
+    Unreachable(String),
+    /// The server answered over UDP with a truncated answer and the TCP retry failed: the
+    /// server lives, but this answer could not be had.
+    #[error("truncated answer, and TCP failed: {0}")]
+    Truncated(String),
+    /// The question could not be encoded.
+    #[error("cannot encode the query: {0}")]
+    Query(String),
+}
+
+/// The name servers and how patiently to ask them.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    servers: Vec<Server>,
+    timeout: Duration,
+    retransmit: Duration,
+    attempts: usize,
+}
+
+#[derive(Debug)]
+struct Server {
+    addr: SocketAddr,
+    /// Exchanges in a row this server did not answer; the least failing one is asked first.
+    failures: AtomicU32,
+}
+
+/// One server's socket in an exchange.
+struct Leg {
+    socket: Option<Arc<UdpSocket>>,
+    /// Refused, unreachable, or answered with an error while others may do better.
+    done: bool,
+    /// When the first datagram went to this server.
+    asked: Option<Instant>,
+}
+
+type Received = (usize, Arc<UdpSocket>, io::Result<usize>, Vec<u8>);
+
+impl Transport {
+    /// Asks `servers` (tried in order of recent success), transmitting a question at most
+    /// `attempts` times: the first retransmission after `retransmit`, each later one after
+    /// twice the previous wait, all within `timeout`.
+    pub(crate) fn new(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        retransmit: Duration,
+        attempts: usize,
+    ) -> Transport {
+        Transport {
+            servers: servers
+                .iter()
+                .map(|addr| Server {
+                    addr: *addr,
+                    failures: AtomicU32::new(0),
+                })
+                .collect(),
+            timeout,
+            retransmit,
+            attempts: attempts.max(1),
+        }
+    }
+
+    /// The configured servers.
+    pub(crate) fn servers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.servers.iter().map(|s| s.addr)
+    }
+
+    /// Asks for `rtype` records of `name` and returns the first response that answers the
+    /// question (any response code).
+    pub(crate) async fn exchange(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Result<Message, ExchangeError> {
+        if self.servers.is_empty() {
+            return Err(ExchangeError::Unreachable("no name servers".into()));
+        }
+        let mut query = Message::query();
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(name.clone(), rtype));
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        query.set_edns(edns);
+        let bytes = query
+            .to_vec()
+            .map_err(|e| ExchangeError::Query(e.to_string()))?;
+        let result = self.udp_exchange(&query, &bytes).await;
+        if let Err(ExchangeError::Timeout) = &result {
+            tracing::debug!(%name, ?rtype, "DNS query unanswered");
+        }
+        result
+    }
+
+    /// Server indices, the ones that failed least recently first (stable for ties).
+    fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.servers.len()).collect();
+        order.sort_by_key(|&i| self.servers[i].failures.load(Ordering::Relaxed).min(3));
+        order
+    }
+
+    async fn udp_exchange(&self, query: &Message, bytes: &[u8]) -> Result<Message, ExchangeError> {
+        let order = self.order();
+        let mut legs: Vec<Leg> = (0..self.servers.len())
+            .map(|_| Leg {
+                socket: None,
+                done: false,
+                asked: None,
+            })
+            .collect();
+        let deadline = Instant::now() + self.timeout;
+        let mut receiving: FuturesUnordered<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Received> + Send>>,
+        > = FuturesUnordered::new();
+        let mut sent = 0usize;
+        let mut next_send = Instant::now();
+        let mut wait = self.retransmit;
+        let mut last_error = String::new();
+        // An error answer (SERVFAIL, REFUSED) is kept while another server may answer better.
+        let mut fallback: Option<Message> = None;
+
+        let result = loop {
+            let now = Instant::now();
+            if sent < self.attempts && now >= next_send {
+                // Rotate over the servers still worth asking.
+                let live: Vec<usize> = order.iter().copied().filter(|&i| !legs[i].done).collect();
+                let Some(&index) = live.get(sent % live.len().max(1)) else {
+                    break fallback.ok_or(ExchangeError::Unreachable(last_error));
+                };
+                match self.send(index, &mut legs[index], bytes).await {
+                    Ok(Some(socket)) => receiving.push(Box::pin(receive(index, socket))),
+                    Ok(None) => {}
+                    Err(e) => {
+                        last_error = format!("{}: {e}", self.servers[index].addr);
+                        legs[index].done = true;
+                        continue;
+                    }
+                }
+                sent += 1;
+                next_send = now + wait;
+                wait = wait.saturating_mul(2);
+            }
+            let wake = if sent < self.attempts {
+                next_send.min(deadline)
+            } else {
+                deadline
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= deadline {
+                        break fallback.ok_or(ExchangeError::Timeout);
+                    }
+                }
+                Some((index, socket, received, buffer)) = receiving.next(), if !receiving.is_empty() => {
+                    match received {
+                        Ok(len) => {
+                            let answer = buffer.get(..len).and_then(|b| Message::from_vec(b).ok());
+                            match answer.filter(|a| answers(query, a)) {
+                                Some(answer) if answer.metadata.truncation => {
+                                    let addr = self.servers[index].addr;
+                                    self.servers[index].failures.store(0, Ordering::Relaxed);
+                                    break tcp_exchange(addr, query, deadline)
+                                        .await
+                                        .map_err(|e| ExchangeError::Truncated(e.to_string()));
+                                }
+                                Some(answer) if is_error_answer(&answer)
+                                    && legs.iter().enumerate().any(|(i, l)| i != index && !l.done) =>
+                                {
+                                    legs[index].done = true;
+                                    fallback = Some(answer);
+                                    next_send = Instant::now();
+                                }
+                                Some(answer) => {
+                                    self.note_silence(&legs, Some(index));
+                                    self.servers[index].failures.store(0, Ordering::Relaxed);
+                                    break Ok(answer);
+                                }
+                                // Not an answer to this question (stray or spoofed): keep listening.
+                                None => receiving.push(Box::pin(receive(index, socket))),
+                            }
+                        }
+                        Err(e) => {
+                            // ICMP port or host unreachable, reported on the connected socket.
+                            last_error = format!("{}: {e}", self.servers[index].addr);
+                            legs[index].done = true;
+                            if legs.iter().all(|l| l.done) {
+                                break fallback.ok_or(ExchangeError::Unreachable(last_error));
+                            }
+                            next_send = Instant::now();
+                        }
+                    }
+                }
+            }
+        };
+        if matches!(
+            result,
+            Err(ExchangeError::Timeout | ExchangeError::Unreachable(_))
+        ) {
+            self.note_silence(&legs, None);
+        }
+        result
+    }
+
+    /// Counts a failure for every server other than `answered` that had at least one
+    /// retransmission interval to answer and did not, so the next question goes to a
+    /// server that answers first.
+    fn note_silence(&self, legs: &[Leg], answered: Option<usize>) {
+        let now = Instant::now();
+        for (i, (leg, server)) in legs.iter().zip(&self.servers).enumerate() {
+            let silent = leg.asked.is_some_and(|at| now >= at + self.retransmit);
+            if Some(i) != answered && (silent || leg.done) {
+                server.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sends `bytes` to server `index`, opening its socket on first use; returns the socket
+    /// when it is new (its receiver must be started).
+    async fn send(
+        &self,
+        index: usize,
+        leg: &mut Leg,
+        bytes: &[u8],
+    ) -> io::Result<Option<Arc<UdpSocket>>> {
+        let addr = self.servers[index].addr;
+        let (socket, new) = match &leg.socket {
+            Some(socket) => (socket.clone(), false),
+            None => {
+                let local: SocketAddr = if addr.is_ipv4() {
+                    (Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let socket = UdpSocket::bind(local).await?;
+                socket.connect(addr).await?;
+                let socket = Arc::new(socket);
+                leg.socket = Some(socket.clone());
+                (socket, true)
+            }
+        };
+        leg.asked.get_or_insert_with(Instant::now);
+        socket.send(bytes).await?;
+        Ok(new.then_some(socket))
+    }
+}
+
+async fn receive(index: usize, socket: Arc<UdpSocket>) -> Received {
+    let mut buffer = vec![0u8; RECV_BUFFER];
+    let received = socket.recv(&mut buffer).await;
+    (index, socket, received, buffer)
+}
+
+/// The same question, over TCP to `addr` (RFC 7766 framing), within `deadline`.
+async fn tcp_exchange(
+    addr: SocketAddr,
+    query: &Message,
+    deadline: Instant,
+) -> Result<Message, ExchangeError> {
+    let unreachable = |e: io::Error| ExchangeError::Unreachable(format!("{addr} (TCP): {e}"));
+    let bytes = query
+        .to_vec()
+        .map_err(|e| ExchangeError::Query(e.to_string()))?;
+    let length = u16::try_from(bytes.len())
+        .map_err(|_| ExchangeError::Query("query too long for TCP".into()))?;
+    let work = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await.map_err(unreachable)?;
+        loop {
+            let mut prefix = [0u8; 2];
+            stream.read_exact(&mut prefix).await.map_err(unreachable)?;
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            stream.read_exact(&mut body).await.map_err(unreachable)?;
+            if let Some(answer) = Message::from_vec(&body).ok().filter(|a| answers(query, a)) {
+                return Ok(answer);
+            }
+        }
+    };
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or(Err(ExchangeError::Timeout))
+}
+
+/// `response` answers `query`: same id, a response, the same question (names compare
+/// without regard to case).
+fn answers(query: &Message, response: &Message) -> bool {
+    response.metadata.id == query.metadata.id
+        && response.metadata.message_type == MessageType::Response
+        && response.queries == query.queries
+}
+
+/// SERVFAIL, REFUSED and the like: worth asking another server, if there is one.
+fn is_error_answer(answer: &Message) -> bool {
+    !matches!(
+        answer.metadata.response_code,
+        ResponseCode::NoError | ResponseCode::NXDomain
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> Message {
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("a.example.").unwrap_or_default(),
+            RecordType::A,
+        ));
+        q
+    }
+
+    #[test]
+    fn only_a_response_to_the_same_id_and_question_answers() {
+        let q = query();
+        let mut r = q.clone();
+        r.metadata.message_type = MessageType::Response;
+        assert!(answers(&q, &r));
+        let mut upper = r.clone();
+        upper.queries = vec![Query::query(
+            Name::from_ascii("A.EXAMPLE.").unwrap_or_default(),
+            RecordType::A,
+        )];
+        assert!(answers(&q, &upper), "names compare without case");
+        let mut other_id = r.clone();
+        other_id.metadata.id = q.metadata.id.wrapping_add(1);
+        assert!(!answers(&q, &other_id));
+        let mut other_type = r.clone();
+        other_type.queries = vec![Query::query(
+            Name::from_ascii("a.example.").unwrap_or_default(),
+            RecordType::TXT,
+        )];
+        assert!(!answers(&q, &other_type));
+        assert!(!answers(&q, &q), "a query is not a response");
+    }
+
+    #[tokio::test]
+    async fn a_port_nobody_listens_on_fails_without_waiting_for_the_timeout() {
+        // Bind and drop a socket: its port is then (almost certainly) closed.
+        let addr = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let transport = Transport::new(
+            &[addr],
+            Duration::from_secs(3600),
+            Duration::from_secs(1800),
+            2,
+        );
+        let name = Name::from_ascii("x.test.").unwrap_or_default();
+        // A one-hour timeout: returning at all shows the refusal was noticed.
+        let result = transport.exchange(&name, RecordType::A).await;
+        assert!(
+            matches!(result, Err(ExchangeError::Unreachable(_))),
+            "{result:?}"
+        );
+    }
+}

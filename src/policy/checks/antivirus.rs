@@ -1,0 +1,270 @@
+//! Virus scanning through clamd at end of data: an infected message is refused with
+//! `554 5.7.1` naming the signature (`VIRUS_FOUND`); when clamd cannot answer, the
+//! message is judged without the scan (`ANTIVIRUS_UNAVAILABLE`) or deferred with
+//! `451 4.3.0`, as `antivirus.on_failure` says.
+
+use crate::classify::clamd::{Clamd, ScanVerdict};
+use crate::config::{AvFailure, AvScope};
+use crate::mail::Reply;
+use crate::metrics::Metrics;
+use crate::policy::{Check, Context, Decision, Stage};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Symbol of an infected message.
+pub const VIRUS_FOUND: &str = "VIRUS_FOUND";
+/// Symbol of a message judged without the scan.
+pub const ANTIVIRUS_UNAVAILABLE: &str = "ANTIVIRUS_UNAVAILABLE";
+/// Symbol of a message some part of which was scanned only up to `max_stream_bytes`.
+pub const ANTIVIRUS_TRUNCATED: &str = "ANTIVIRUS_TRUNCATED";
+
+/// Score of the two markers: enough to show in `X-Spam-Rules`, too little to matter.
+const MARKER_SCORE: f64 = 0.1;
+
+/// Sends the message's attachments (or the whole message) to clamd.
+#[derive(Debug)]
+pub struct Antivirus {
+    clamd: Clamd,
+    on_failure: AvFailure,
+    scope: AvScope,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Antivirus {
+    /// A check scanning `scope` with `clamd`, counting in `metrics`.
+    pub fn new(
+        clamd: Clamd,
+        on_failure: AvFailure,
+        scope: AvScope,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Antivirus {
+        Antivirus {
+            clamd,
+            on_failure,
+            scope,
+            metrics,
+        }
+    }
+
+    fn count(&self, result: &str, started: tokio::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.antivirus_total.with_label_values(&[result]).inc();
+            m.antivirus_scan_duration_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// A signature name fit for a reply line: printable ASCII, bounded.
+fn reply_safe(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(100)
+        .collect();
+    if safe.is_empty() {
+        "unnamed".into()
+    } else {
+        safe
+    }
+}
+
+#[async_trait]
+impl Check for Antivirus {
+    fn name(&self) -> &'static str {
+        "antivirus"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Data
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let view = ctx.view();
+        let streams: Vec<&[u8]> = match self.scope {
+            AvScope::Attachments => view
+                .attachments()
+                .iter()
+                .map(|a| a.data.as_slice())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            AvScope::Message => vec![view.full()],
+        };
+        if streams.is_empty() {
+            return Decision::Continue;
+        }
+        let started = tokio::time::Instant::now();
+        match self.clamd.scan_all(&streams).await {
+            Ok(report) => {
+                if report.truncated {
+                    ctx.hit_once(ANTIVIRUS_TRUNCATED, MARKER_SCORE);
+                }
+                match report.verdict {
+                    ScanVerdict::Clean => {
+                        self.count("clean", started);
+                        Decision::Continue
+                    }
+                    ScanVerdict::Infected(signature) => {
+                        self.count("infected", started);
+                        let signature = reply_safe(&signature);
+                        tracing::warn!(client = %ctx.client.ip, %signature, "virus found");
+                        ctx.hit_once(VIRUS_FOUND, 1000.0);
+                        Decision::Reject(Reply::new(
+                            554,
+                            "5.7.1",
+                            format!("Message rejected: virus found ({signature})"),
+                        ))
+                    }
+                }
+            }
+            Err(e) => {
+                self.count("unavailable", started);
+                ctx.hit_once(ANTIVIRUS_UNAVAILABLE, MARKER_SCORE);
+                match self.on_failure {
+                    AvFailure::Open => {
+                        tracing::warn!(error = %e, "virus scan failed: judging without it");
+                        Decision::Continue
+                    }
+                    AvFailure::Tempfail => {
+                        tracing::warn!(error = %e, "virus scan failed: deferring the message");
+                        Decision::Tempfail(Reply::new(
+                            451,
+                            "4.3.0",
+                            "Virus scan unavailable, try again later",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClamdAddress;
+    use crate::policy::ClientInfo;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const WITH_ATTACHMENT: &str = "Subject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: application/octet-stream; name=a.bin\r\n\r\nPAYLOAD\r\n--b--\r\n";
+
+    /// A clamd that answers every stream with `reply`, counting requests.
+    async fn fake(reply: &'static [u8]) -> (Clamd, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = ClamdAddress::Tcp(listener.local_addr().unwrap().to_string());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut cmd = [0u8; 10];
+                    let _ = s.read_exact(&mut cmd).await;
+                    loop {
+                        let mut len = [0u8; 4];
+                        if s.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let n = u32::from_be_bytes(len) as usize;
+                        if n == 0 {
+                            break;
+                        }
+                        let mut skip = vec![0u8; n];
+                        let _ = s.read_exact(&mut skip).await;
+                    }
+                    let _ = s.write_all(reply).await;
+                });
+            }
+        });
+        (Clamd::new(address, Duration::from_secs(5), 1 << 20), count)
+    }
+
+    fn ctx(message: &str) -> Context {
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.message = message.as_bytes().to_vec();
+        ctx
+    }
+
+    #[tokio::test]
+    async fn infected_is_refused_naming_the_signature() {
+        let (clamd, _) = fake(b"stream: Eicar-Test-Signature FOUND\0").await;
+        let metrics = Arc::new(Metrics::new());
+        let check = Antivirus::new(
+            clamd,
+            AvFailure::Open,
+            AvScope::Attachments,
+            Some(metrics.clone()),
+        );
+        let mut c = ctx(WITH_ATTACHMENT);
+        let Decision::Reject(reply) = check.run(&mut c).await else {
+            panic!("not rejected");
+        };
+        assert_eq!(reply.code, 554);
+        assert!(reply.to_string().contains("5.7.1"), "{reply}");
+        assert!(
+            reply.to_string().contains("Eicar-Test-Signature"),
+            "{reply}"
+        );
+        assert!(c.symbols.iter().any(|s| s.name == VIRUS_FOUND));
+        let text = metrics.render();
+        assert!(
+            text.contains("mxguard_antivirus_total{result=\"infected\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("mxguard_antivirus_scan_duration_seconds_count 1"));
+    }
+
+    #[tokio::test]
+    async fn mail_without_attachments_is_not_sent_unless_the_whole_message_is_scanned() {
+        let (clamd, count) = fake(b"stream: OK\0").await;
+        let plain = "Subject: x\r\n\r\nhello\r\n";
+        let check = Antivirus::new(clamd.clone(), AvFailure::Open, AvScope::Attachments, None);
+        assert_eq!(check.run(&mut ctx(plain)).await, Decision::Continue);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let whole = Antivirus::new(clamd, AvFailure::Open, AvScope::Message, None);
+        assert_eq!(whole.run(&mut ctx(plain)).await, Decision::Continue);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn clamd_down_follows_on_failure() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let down = Clamd::new(
+            ClamdAddress::Tcp(format!("127.0.0.1:{port}")),
+            Duration::from_secs(5),
+            1024,
+        );
+        let metrics = Arc::new(Metrics::new());
+        let open = Antivirus::new(
+            down.clone(),
+            AvFailure::Open,
+            AvScope::Attachments,
+            Some(metrics.clone()),
+        );
+        let mut c = ctx(WITH_ATTACHMENT);
+        assert_eq!(open.run(&mut c).await, Decision::Continue);
+        assert!(c.symbols.iter().any(|s| s.name == ANTIVIRUS_UNAVAILABLE));
+        let tempfail = Antivirus::new(down, AvFailure::Tempfail, AvScope::Attachments, None);
+        let Decision::Tempfail(reply) = tempfail.run(&mut ctx(WITH_ATTACHMENT)).await else {
+            panic!("not deferred");
+        };
+        assert_eq!(reply.code, 451);
+        assert!(metrics
+            .render()
+            .contains("mxguard_antivirus_total{result=\"unavailable\"} 1"));
+    }
+
+    #[test]
+    fn signature_names_cannot_break_the_reply() {
+        assert_eq!(reply_safe("Bad\r\n250 OK"), "Bad__250_OK");
+        assert_eq!(reply_safe(""), "unnamed");
+        assert_eq!(reply_safe(&"x".repeat(500)).len(), 100);
+    }
+}

@@ -1,0 +1,129 @@
+//! The attachment policy at end of data: each finding (blocked name or type, deceptive
+//! name, content contradicting its name, archive trouble) becomes a symbol the rules
+//! files score; `policy.actions` can make any of them refuse the message.
+
+use crate::classify::attachments::{Attachment, AttachmentPolicy, Finding, Symbol};
+use crate::policy::{Check, Context, Decision, Stage};
+use crate::rules::MessageView;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Judges the message's attachments.
+#[derive(Debug)]
+pub struct Attachments {
+    policy: Arc<AttachmentPolicy>,
+}
+
+impl Attachments {
+    /// A check applying `policy`.
+    pub fn new(policy: AttachmentPolicy) -> Attachments {
+        Attachments {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+fn parts(view: &MessageView) -> Vec<Attachment<'_>> {
+    view.attachments()
+        .iter()
+        .map(|a| Attachment {
+            names: &a.names,
+            content_type: &a.content_type,
+            data: &a.data,
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Check for Attachments {
+    fn name(&self) -> &'static str {
+        "attachments"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Data
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        let view = ctx.view();
+        if view.attachments().is_empty() {
+            return Decision::Continue;
+        }
+        let opens_archives = self.policy.opens_archives(&parts(&view));
+        let findings: Vec<Finding> = match tokio::runtime::Handle::try_current() {
+            // Decompressing is CPU work of up to max_expanded_bytes: keep it off the
+            // threads that serve sessions.
+            Ok(_) if opens_archives => {
+                let policy = self.policy.clone();
+                let shared = view.clone();
+                tokio::task::spawn_blocking(move || policy.inspect(&parts(&shared)))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "attachment inspection failed");
+                        vec![Finding {
+                            symbol: Symbol::ArchiveUnreadable,
+                            file: "(message)".into(),
+                        }]
+                    })
+            }
+            _ => self.policy.inspect(&parts(&view)),
+        };
+        for f in &findings {
+            tracing::info!(symbol = f.symbol.name(), file = ?f.file, "attachment policy");
+            ctx.hit_once(f.symbol.name(), f.symbol.default_score());
+        }
+        Decision::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AttachmentsConfig;
+    use crate::policy::ClientInfo;
+
+    fn ctx(message: &str) -> Context {
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.message = message.replace('\n', "\r\n").into_bytes();
+        ctx
+    }
+
+    fn check() -> Attachments {
+        Attachments::new(AttachmentPolicy::new(&AttachmentsConfig::default()))
+    }
+
+    const EXE_ATTACHED: &str = "From: a@b.test\nSubject: invoice\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nsee attached\n\
+--b\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\n\
+Content-Disposition: attachment; filename=\"invoice.pdf.exe\"\nContent-Transfer-Encoding: base64\n\n\
+TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
+
+    #[tokio::test]
+    async fn a_blocked_attachment_scores_each_symbol_once() {
+        let mut c = ctx(EXE_ATTACHED);
+        assert_eq!(check().run(&mut c).await, Decision::Continue);
+        let names: Vec<&str> = c.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"]);
+        assert_eq!(c.symbols[0].score, Symbol::BlockedExt.default_score());
+    }
+
+    #[tokio::test]
+    async fn plain_mail_is_not_looked_at() {
+        let mut c = ctx("From: a@b.test\nSubject: hi\n\nhello\n");
+        assert_eq!(check().run(&mut c).await, Decision::Continue);
+        assert!(c.symbols.is_empty());
+    }
+
+    #[test]
+    fn works_without_a_runtime_as_offline_scans_do() {
+        let zip_b64 = "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==";
+        let message = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n{zip_b64}\n--b--\n"
+        );
+        let mut c = ctx(&message);
+        let decision = futures::executor::block_on(check().run(&mut c));
+        assert_eq!(decision, Decision::Continue);
+        assert!(c.symbols.is_empty(), "{:?}", c.symbols);
+    }
+}

@@ -1,0 +1,139 @@
+//! The MX bypass defences at connect. A client talking to a backup while a primary is up
+//! gets `MX_BYPASS_BACKUP` (or, with `tier.bypass_action = "tempfail"`, `451 4.7.1` at
+//! every RCPT); the tier's connection memory in the state backend adds
+//! `MX_BYPASS_FIRST_CONTACT` when a backup is the first member the client reached within
+//! `connection_memory`, and `MX_FANOUT` when it reached three or more members within
+//! `fanout_window`. When every primary is down the backup is doing its job: no bypass
+//! symbol. Tier peers are recognised and never scored.
+
+use crate::config::{BypassAction, OnFailure, Role};
+use crate::mail::Reply;
+use crate::metrics::Metrics;
+use crate::policy::{Check, Context, Decision, Stage};
+use crate::state::State;
+use crate::tier::Tier;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Members reached within the fan-out window from which a client scores `MX_FANOUT`.
+const FANOUT_MEMBERS: usize = 3;
+
+/// The connect-stage tier check.
+#[derive(Debug)]
+pub struct TierContact {
+    tier: Arc<Tier>,
+    state: Option<State>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl TierContact {
+    /// The check for `tier`, with the tier's connection memory in `state`.
+    pub fn new(
+        tier: Arc<Tier>,
+        state: Option<State>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> TierContact {
+        TierContact {
+            tier,
+            state,
+            metrics,
+        }
+    }
+
+    fn hit(&self, ctx: &mut Context, symbol: &str) {
+        ctx.hit(symbol, 0.0);
+        if let Some(m) = &self.metrics {
+            m.tier_bypass_total.with_label_values(&[symbol]).inc();
+        }
+    }
+}
+
+#[async_trait]
+impl Check for TierContact {
+    fn name(&self) -> &'static str {
+        "tier"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Connect
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        if let Some(peer) = self.tier.peer_at(ctx.client.ip) {
+            ctx.client.tier_peer = Some(peer);
+            return Decision::Continue;
+        }
+        let config = self.tier.config();
+        let bypass = config.role == Role::Backup && self.tier.primaries_up();
+        if bypass {
+            ctx.client.mx_bypass = true;
+            self.hit(ctx, "MX_BYPASS_BACKUP");
+        }
+        let Some(state) = &self.state else {
+            return Decision::Continue;
+        };
+        let key = format!("tier:cm:{}", ctx.client.ip.to_canonical());
+        match state
+            .contact(
+                &key,
+                &config.name,
+                config.connection_memory,
+                config.fanout_window,
+            )
+            .await
+        {
+            Ok(seen) => {
+                if bypass && seen.first_contact {
+                    self.hit(ctx, "MX_BYPASS_FIRST_CONTACT");
+                }
+                if seen.members_recently >= FANOUT_MEMBERS {
+                    self.hit(ctx, "MX_FANOUT");
+                }
+                Decision::Continue
+            }
+            Err(failure) => match failure.0 {
+                OnFailure::Open => {
+                    ctx.hit_once("STATE_UNAVAILABLE", 0.0);
+                    Decision::Continue
+                }
+                OnFailure::Closed => Decision::Tempfail(Reply::new(
+                    421,
+                    "4.3.0",
+                    "Temporary local problem, try again later",
+                )),
+            },
+        }
+    }
+}
+
+/// With `tier.bypass_action = "tempfail"`: a backup refuses the recipients of a client
+/// that bypasses a healthy primary tier, so a real MTA retries at a primary.
+#[derive(Debug)]
+pub struct BypassTempfail;
+
+#[async_trait]
+impl Check for BypassTempfail {
+    fn name(&self) -> &'static str {
+        "tier_bypass"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Rcpt
+    }
+
+    async fn run(&self, ctx: &mut Context) -> Decision {
+        if !ctx.client.mx_bypass {
+            return Decision::Continue;
+        }
+        Decision::Tempfail(Reply::new(
+            451,
+            "4.7.1",
+            "This is a backup MX and the primary MX hosts are up: deliver there",
+        ))
+    }
+}
+
+/// Whether the tempfail check belongs in the pipeline.
+pub fn tempfails(action: BypassAction) -> bool {
+    action == BypassAction::Tempfail
+}

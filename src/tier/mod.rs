@@ -1,0 +1,287 @@
+//! The MX tier: this gateway's name and role, a live view of its peers (heartbeats in the
+//! state backend, probes of their admin listener as a fallback), the policy fingerprints
+//! compared across the tier, signed verdict stamps, and `mxguard audit`.
+//!
+//! A backup asks [`Tier::primaries_up`] to decide whether a client talking to it is
+//! bypassing the primaries; every member records its contacts in the state backend
+//! (tier connection memory) so first contact at a backup and fan-out over several members
+//! are visible tier-wide.
+
+pub mod audit;
+pub mod http;
+pub mod peers;
+pub mod stamp;
+
+pub use peers::{Observation, PeerStatus};
+pub use stamp::{Stamp, StampError};
+
+use crate::config::{Role, TierConfig};
+use crate::metrics::Metrics;
+use crate::state::State;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// How long a probe of a peer's admin listener may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a member publishes every heartbeat (JSON in the state backend).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Heartbeat {
+    role: String,
+    fingerprint: String,
+    version: String,
+    at: u64,
+}
+
+/// This gateway's view of its tier. Shared behind an `Arc`; the heartbeat task keeps it
+/// current, a reload may replace the configuration.
+#[derive(Debug)]
+pub struct Tier {
+    config: RwLock<Arc<TierConfig>>,
+    state: Option<State>,
+    fingerprint: Mutex<String>,
+    peers: RwLock<Vec<PeerStatus>>,
+    metrics: Arc<Metrics>,
+    started: SystemTime,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Tier {
+    /// The tier of `config`, publishing through `state` (without a state backend only
+    /// probes tell peers' health).
+    pub fn new(config: TierConfig, state: Option<State>, metrics: Arc<Metrics>) -> Arc<Tier> {
+        let peers = config.peers.iter().map(PeerStatus::unknown).collect();
+        metrics
+            .tier_info
+            .with_label_values(&[config.name.as_str(), config.role.as_str()])
+            .set(1);
+        Arc::new(Tier {
+            config: RwLock::new(Arc::new(config)),
+            state,
+            fingerprint: Mutex::new(String::new()),
+            peers: RwLock::new(peers),
+            metrics,
+            started: SystemTime::now(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<TierConfig> {
+        read(&self.config).clone()
+    }
+
+    /// Takes a reloaded `[tier]` section (peers may have been added or removed).
+    pub fn reconfigure(&self, config: TierConfig) {
+        let old = self.config();
+        if old.name != config.name || old.role != config.role {
+            let _ = self
+                .metrics
+                .tier_info
+                .remove_label_values(&[old.name.as_str(), old.role.as_str()]);
+            self.metrics
+                .tier_info
+                .with_label_values(&[config.name.as_str(), config.role.as_str()])
+                .set(1);
+        }
+        {
+            let mut peers = write(&self.peers);
+            let kept: Vec<PeerStatus> = config
+                .peers
+                .iter()
+                .map(|p| {
+                    peers
+                        .iter()
+                        .find(|s| s.name == p.name)
+                        .cloned()
+                        .map(|mut s| {
+                            s.role = p.role;
+                            s
+                        })
+                        .unwrap_or_else(|| PeerStatus::unknown(p))
+                })
+                .collect();
+            for gone in peers
+                .iter()
+                .filter(|s| !kept.iter().any(|k| k.name == s.name))
+            {
+                let _ = self
+                    .metrics
+                    .tier_peer_up
+                    .remove_label_values(&[gone.name.as_str()]);
+                let _ = self
+                    .metrics
+                    .tier_fingerprint_match
+                    .remove_label_values(&[gone.name.as_str()]);
+            }
+            *peers = kept;
+        }
+        *write(&self.config) = Arc::new(config);
+    }
+
+    /// The fingerprint of the policy in force (set at start and on every reload).
+    pub fn set_fingerprint(&self, fingerprint: &str) {
+        *lock(&self.fingerprint) = fingerprint.to_owned();
+    }
+
+    /// Our policy fingerprint as last set.
+    pub fn fingerprint(&self) -> String {
+        lock(&self.fingerprint).clone()
+    }
+
+    /// This gateway's name in the tier.
+    pub fn name(&self) -> String {
+        self.config().name.clone()
+    }
+
+    /// This gateway's role.
+    pub fn role(&self) -> Role {
+        self.config().role
+    }
+
+    /// When this gateway started.
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    /// The peers as last seen.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        read(&self.peers).clone()
+    }
+
+    /// Whether at least one primary (other than this gateway) is up: a client talking to
+    /// a backup meanwhile is bypassing the front tier.
+    pub fn primaries_up(&self) -> bool {
+        read(&self.peers)
+            .iter()
+            .any(|p| p.role == Role::Primary && p.up)
+    }
+
+    /// The name of the peer whose SMTP address is `ip`, when a peer is talking to us.
+    pub fn peer_at(&self, ip: IpAddr) -> Option<String> {
+        let ip = ip.to_canonical();
+        self.config()
+            .peers
+            .iter()
+            .find(|p| p.smtp.ip().to_canonical() == ip)
+            .map(|p| p.name.clone())
+    }
+
+    /// Publishes heartbeats and watches the peers every `heartbeat_interval` until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            self.round().await;
+            let interval = self.config().heartbeat_interval;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// One heartbeat and one look at every peer.
+    pub async fn round(&self) {
+        let config = self.config();
+        let ours = self.fingerprint();
+        let ttl = config.heartbeat_interval * 3;
+        if let Some(state) = &self.state {
+            let beat = Heartbeat {
+                role: config.role.as_str().to_owned(),
+                fingerprint: ours.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                at: unix_now(),
+            };
+            if let Ok(json) = serde_json::to_vec(&beat) {
+                let _ = state.set(&heartbeat_key(&config.name), &json, ttl).await;
+            }
+        }
+        let looks = config.peers.iter().map(|peer| self.observe(peer));
+        let seen = futures::future::join_all(looks).await;
+        let now = SystemTime::now();
+        let mut peers = write(&self.peers);
+        for (peer, observation) in config.peers.iter().zip(seen) {
+            if let Some(status) = peers.iter_mut().find(|s| s.name == peer.name) {
+                peers::apply(status, observation, &ours, now, &self.metrics);
+            }
+        }
+    }
+
+    /// A fresh heartbeat says a peer is up (and its fingerprint); without one its admin
+    /// listener is asked.
+    async fn observe(&self, peer: &crate::config::PeerConfig) -> Observation {
+        if let Some(state) = &self.state {
+            if let Ok(Some(raw)) = state.get(&heartbeat_key(&peer.name)).await {
+                if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&raw) {
+                    return Observation {
+                        up: true,
+                        fingerprint: Some(beat.fingerprint),
+                        source: "heartbeat",
+                    };
+                }
+            }
+        }
+        let Some(admin) = peer.admin else {
+            return Observation {
+                up: false,
+                fingerprint: None,
+                source: "none",
+            };
+        };
+        match http::get(admin, "/healthz", PROBE_TIMEOUT).await {
+            Ok((200, _)) => Observation {
+                up: true,
+                fingerprint: policy_fingerprint(admin).await,
+                source: "probe",
+            },
+            _ => Observation {
+                up: false,
+                fingerprint: None,
+                source: "probe",
+            },
+        }
+    }
+}
+
+fn heartbeat_key(name: &str) -> String {
+    format!("tier:hb:{name}")
+}
+
+/// The `fingerprint` of a gateway's `/policy` document.
+pub async fn policy_fingerprint(admin: std::net::SocketAddr) -> Option<String> {
+    match http::get(admin, "/policy", PROBE_TIMEOUT).await {
+        Ok((200, body)) => fingerprint_in_policy(&body),
+        _ => None,
+    }
+}
+
+/// Longest fingerprint accepted (mxguard's is 64 hex digits).
+const MAX_FINGERPRINT: usize = 128;
+
+/// The `fingerprint` field of a `/policy` JSON document, lower-cased; `None` when absent or
+/// not a short alphanumeric string (the far end may not be mxguard: its text ends up in
+/// logs and terminals).
+pub fn fingerprint_in_policy(body: &[u8]) -> Option<String> {
+    let document: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let f = document.get("fingerprint")?.as_str()?;
+    (!f.is_empty() && f.len() <= MAX_FINGERPRINT && f.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| f.to_ascii_lowercase())
+}

@@ -1,0 +1,179 @@
+//! The live view of the other tier members: up or down, their policy fingerprint, when
+//! they were last seen. Updated from heartbeats (or probes); a change is logged once and
+//! exported (`mxguard_tier_peer_up`, `mxguard_tier_fingerprint_match`).
+
+use crate::config::{PeerConfig, Role};
+use crate::metrics::Metrics;
+use std::time::SystemTime;
+
+/// One peer as last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Whether it answers (a fresh heartbeat or a healthy `/healthz`).
+    pub up: bool,
+    /// Its policy fingerprint, when known.
+    pub fingerprint: Option<String>,
+    /// Whether that fingerprint equals ours (unknown counts as not matching).
+    pub fingerprint_match: bool,
+    /// When it was last seen up.
+    pub last_seen: Option<SystemTime>,
+    /// How it was seen: `heartbeat`, `probe` or `none`.
+    pub source: &'static str,
+    /// At least one round looked at it (its first state is logged too).
+    pub observed: bool,
+}
+
+impl PeerStatus {
+    /// A peer not seen yet.
+    pub fn unknown(peer: &PeerConfig) -> PeerStatus {
+        PeerStatus {
+            name: peer.name.clone(),
+            role: peer.role,
+            up: false,
+            fingerprint: None,
+            fingerprint_match: false,
+            last_seen: None,
+            source: "none",
+            observed: false,
+        }
+    }
+}
+
+/// What was observed of one peer in one round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// It answered.
+    pub up: bool,
+    /// Its fingerprint, when it said.
+    pub fingerprint: Option<String>,
+    /// `heartbeat`, `probe` or `none`.
+    pub source: &'static str,
+}
+
+/// Applies one round's observation to `status`, logging and exporting what changed.
+pub fn apply(
+    status: &mut PeerStatus,
+    seen: Observation,
+    ours: &str,
+    now: SystemTime,
+    metrics: &Metrics,
+) {
+    let was_up = status.up;
+    let matched = status.fingerprint_match;
+    status.up = seen.up;
+    status.source = seen.source;
+    if seen.up {
+        status.last_seen = Some(now);
+    }
+    if seen.fingerprint.is_some() {
+        status.fingerprint = seen.fingerprint;
+    }
+    status.fingerprint_match = status.fingerprint.as_deref() == Some(ours);
+    let peer = status.name.as_str();
+    let first = !status.observed;
+    status.observed = true;
+    if first || was_up != status.up {
+        if status.up {
+            tracing::info!(
+                peer,
+                role = status.role.as_str(),
+                via = status.source,
+                "tier peer is up"
+            );
+        } else {
+            tracing::warn!(peer, role = status.role.as_str(), "tier peer is down");
+        }
+    }
+    if status.up && (matched != status.fingerprint_match || first && !status.fingerprint_match) {
+        if status.fingerprint_match {
+            tracing::info!(peer, "tier peer runs our policy fingerprint again");
+        } else {
+            tracing::error!(
+                peer,
+                theirs = status.fingerprint.as_deref().unwrap_or("unknown"),
+                ours,
+                "tier peer runs a different policy fingerprint"
+            );
+        }
+    }
+    metrics
+        .tier_peer_up
+        .with_label_values(&[peer])
+        .set(i64::from(status.up));
+    metrics
+        .tier_fingerprint_match
+        .with_label_values(&[peer])
+        .set(i64::from(status.fingerprint_match));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerStatus {
+        PeerStatus::unknown(&PeerConfig {
+            name: "gw2".into(),
+            smtp: "127.0.0.1:25".parse().unwrap(),
+            admin: None,
+            role: Role::Primary,
+        })
+    }
+
+    #[test]
+    fn observations_move_up_down_and_fingerprint_match() {
+        let m = Metrics::new();
+        let mut p = peer();
+        let now = SystemTime::now();
+        apply(
+            &mut p,
+            Observation {
+                up: true,
+                fingerprint: Some("aa".into()),
+                source: "heartbeat",
+            },
+            "aa",
+            now,
+            &m,
+        );
+        assert!(p.up && p.fingerprint_match);
+        assert_eq!(m.tier_peer_up.with_label_values(&["gw2"]).get(), 1);
+        apply(
+            &mut p,
+            Observation {
+                up: true,
+                fingerprint: Some("bb".into()),
+                source: "probe",
+            },
+            "aa",
+            now,
+            &m,
+        );
+        assert!(!p.fingerprint_match);
+        assert_eq!(
+            m.tier_fingerprint_match.with_label_values(&["gw2"]).get(),
+            0
+        );
+        apply(
+            &mut p,
+            Observation {
+                up: false,
+                fingerprint: None,
+                source: "none",
+            },
+            "aa",
+            now,
+            &m,
+        );
+        assert!(!p.up);
+        assert_eq!(
+            p.fingerprint.as_deref(),
+            Some("bb"),
+            "the last known fingerprint stays"
+        );
+        assert_eq!(m.tier_peer_up.with_label_values(&["gw2"]).get(), 0);
+    }
+}
