@@ -20,6 +20,8 @@ case $target in
     smtp_command) dict=dict/smtp.dict; max_len=1024 ;;
     content_decoder) dict=dict/smtp.dict; max_len=8192 ;;
     reply_parse) dict=dict/reply.dict; max_len=8192 ;;
+    proxy_header) dict=dict/proxy.dict; max_len=2200 ;;
+    audit_answers) dict=dict/audit.dict; max_len=8192 ;;
     rules_parse)
         dict=dict/rules.dict; max_len=16384
         for f in ../rules/*.cf; do cp -n "$f" "$corpus/"; done ;;

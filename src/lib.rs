@@ -300,12 +300,14 @@ pub async fn serve(
         ),
         None => None,
     };
+    let abort = CancellationToken::new();
     let server = Arc::new(smtp::Server {
         policy: live.clone(),
         spool: spool.clone(),
         metrics: metrics.clone(),
         tls,
         shutdown: shutdown.clone(),
+        abort: abort.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
         journal: journal.clone(),
     });
@@ -362,8 +364,11 @@ pub async fn serve(
     if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
         tracing::warn!(
             sessions = sessions.len(),
-            "sessions still running after the shutdown grace period; closing them"
+            "sessions still running after the shutdown grace period; closing them with 421"
         );
+        abort.cancel();
+        // Each one writes its 421 within a second; a client that reads nothing is cut off.
+        let _ = tokio::time::timeout(Duration::from_secs(3), sessions.wait()).await;
     }
     delivery_stop.cancel();
     let bound = config.relay.data_timeout.max(Duration::from_secs(1));

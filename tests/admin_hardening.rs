@@ -98,7 +98,9 @@ fn healthz_keeps_answering_under_a_slow_header_flood() {
     let flood = SlowFlood::start(admin, FLOODERS, Duration::from_millis(500));
     // Every flooder has connected and sent part of a request before the probes start.
     assert!(
-        wait_until(Duration::from_secs(30), || flood.opened.load(Ordering::SeqCst)
+        wait_until(Duration::from_secs(30), || flood
+            .opened
+            .load(Ordering::SeqCst)
             >= FLOODERS),
         "the flood never got going"
     );

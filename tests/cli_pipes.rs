@@ -28,7 +28,11 @@ fn closed_pipe() -> std::io::PipeWriter {
 
 /// Runs `mxguard ARGS --config CONFIG` in the gateway's directory with stdout (and, when
 /// `close_stderr`, stderr too) going into a closed pipe. Returns (status, stderr).
-fn run_closed(gw: &Gateway, args: &[&str], close_stderr: bool) -> (std::process::ExitStatus, String) {
+fn run_closed(
+    gw: &Gateway,
+    args: &[&str],
+    close_stderr: bool,
+) -> (std::process::ExitStatus, String) {
     let mut cmd = Command::new(mxguard_bin());
     cmd.args(args)
         .arg("--config")
@@ -101,6 +105,26 @@ fn every_cli_verb_exits_quietly_into_a_closed_pipe() {
         vec!["quarantine", "list"],
         vec!["quarantine", "show", &held],
         vec!["queue", "flush"],
+        vec!["check", "--tier"],
+        vec!["stamp", "verify", msg],
+        // A resolver port nobody listens on: the audit fails at once and reports it.
+        vec![
+            "audit",
+            "example.test",
+            "--resolver",
+            "127.0.0.1:9",
+            "--timeout",
+            "500ms",
+        ],
+        vec![
+            "audit",
+            "--json",
+            "example.test",
+            "--resolver",
+            "127.0.0.1:9",
+            "--timeout",
+            "500ms",
+        ],
         vec!["--help"],
         vec!["--version"],
         vec!["help", "scan"],
@@ -112,7 +136,9 @@ fn every_cli_verb_exits_quietly_into_a_closed_pipe() {
             let (status, stderr) = run_closed(&gw, args, close_stderr);
             println!("{args:?} (stderr closed: {close_stderr}) -> {status}");
             if !ended_quietly(status, &stderr) {
-                failures.push(format!("{args:?} (stderr closed: {close_stderr}): {status}\n{stderr}"));
+                failures.push(format!(
+                    "{args:?} (stderr closed: {close_stderr}): {status}\n{stderr}"
+                ));
             }
         }
     }
@@ -128,7 +154,11 @@ fn every_cli_verb_exits_quietly_into_a_closed_pipe() {
             failures.push(format!("{args:?}: {status}\n{stderr}"));
         }
     }
-    assert!(failures.is_empty(), "verbs that did not end quietly:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "verbs that did not end quietly:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Regression: with its stderr a closed pipe, `serve` panicked on its first log line
@@ -158,7 +188,10 @@ fn serve_keeps_relaying_when_its_log_reader_is_gone() {
             .and_then(|mut c| c.try_read_reply().ok())
             .is_some_and(|r| r.code == 220)
     });
-    assert!(up, "serve with closed log pipes never answered on port {port}");
+    assert!(
+        up,
+        "serve with closed log pipes never answered on port {port}"
+    );
     let mut c = SmtpClient::connect_ehlo(port);
     c.send_mail(
         "s@sender.test",

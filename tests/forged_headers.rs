@@ -21,7 +21,11 @@ fn relay(raw: &str, id: &str) -> Received {
 /// The header section of a relayed message, unfolded, one field per entry.
 fn fields(m: &Received) -> Vec<String> {
     let text = m.text();
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut out: Vec<String> = Vec::new();
     for line in head.split("\r\n") {
         match out.last_mut() {
@@ -47,7 +51,10 @@ fn forged_verdict_headers_in_any_spelling_never_reach_the_internal_server() {
         X-Spam-Status: in the body stays\r\n";
     let m = relay(raw, "hdr-spellings@t");
     let text = m.text();
-    assert!(!text.contains("forged-"), "a forged header survived:\n{text}");
+    assert!(
+        !text.contains("forged-"),
+        "a forged header survived:\n{text}"
+    );
     assert!(
         text.contains("X-Spam-Status: in the body stays"),
         "the body was touched:\n{text}"
@@ -77,7 +84,10 @@ fn forged_authentication_results_for_our_host_in_any_spelling_are_removed() {
     );
     let m = relay(&raw, "ar-spellings@t");
     let text = m.text();
-    assert!(!text.contains("forged-"), "a forged Authentication-Results survived:\n{text}");
+    assert!(
+        !text.contains("forged-"),
+        "a forged Authentication-Results survived:\n{text}"
+    );
     let ar: Vec<String> = fields(&m)
         .into_iter()
         .filter(|f| f.to_ascii_lowercase().starts_with("authentication-results"))

@@ -190,7 +190,9 @@ fn session(
     }
     let mut in_tls = false;
     while let Some(line) = wire.line()? {
-        let text = String::from_utf8_lossy(&line).trim_end().to_ascii_uppercase();
+        let text = String::from_utf8_lossy(&line)
+            .trim_end()
+            .to_ascii_uppercase();
         if text.starts_with("EHLO") {
             if bad == Some(Misbehaviour::EndlessEhloReply) {
                 for _ in 0..1000 {
@@ -213,8 +215,7 @@ fn session(
             let Wire::Plain(tcp) = wire else {
                 unreachable!()
             };
-            let conn = ServerConnection::new(tls.clone())
-                .map_err(io::Error::other)?;
+            let conn = ServerConnection::new(tls.clone()).map_err(io::Error::other)?;
             wire = Wire::Tls(Box::new(StreamOwned::new(conn, tcp)));
             in_tls = true;
         } else if text.starts_with("MAIL FROM:") {
@@ -272,8 +273,8 @@ fn is_dsn(m: &Received) -> bool {
 
 /// A gateway relaying to `internal` (in order), DSNs to `dsn`.
 fn gateway(internal: &[u16], dsn: &InternalServer) -> Gateway {
-    let mut cfg = GatewayConfig::default()
-        .relay_key("dsn_via", &format!("[\"127.0.0.1:{}\"]", dsn.port));
+    let mut cfg =
+        GatewayConfig::default().relay_key("dsn_via", &format!("[\"127.0.0.1:{}\"]", dsn.port));
     cfg.internal = internal.to_vec();
     Gateway::start(cfg)
 }
@@ -284,7 +285,11 @@ fn send(gw: &Gateway, ids: &[String]) {
         c.send_mail(
             "sender@sender.test",
             &["user@example.test"],
-            &message(id, "hostile", "line one\nline two\nline three\nline four\nEND"),
+            &message(
+                id,
+                "hostile",
+                "line one\nline two\nline three\nline four\nEND",
+            ),
         )
         .expect(250, "2.0.0");
     }
@@ -294,7 +299,12 @@ fn send(gw: &Gateway, ids: &[String]) {
 /// Every id was received completely by the hostile server or the recorder, and nothing
 /// was bounced.
 #[track_caller]
-fn assert_all_arrived(ids: &[String], hostile: &Hostile, recorder: &InternalServer, dsn: &InternalServer) {
+fn assert_all_arrived(
+    ids: &[String],
+    hostile: &Hostile,
+    recorder: &InternalServer,
+    dsn: &InternalServer,
+) {
     let arrived = |id: &String| {
         hostile.got().iter().any(|g| &g.message_id == id)
             || recorder
@@ -334,7 +344,10 @@ fn hostile_server_with_a_second_greeting_line_never_swallows_mail() {
     let ids = ids("second-greeting", 3);
     send(&gw, &ids);
     assert_all_arrived(&ids, &hostile, &recorder, &dsn);
-    assert!(hostile.connections() >= 1, "the hostile server was never tried");
+    assert!(
+        hostile.connections() >= 1,
+        "the hostile server was never tried"
+    );
 }
 
 /// Plaintext injected behind STARTTLS's 220 is discarded: the session continues inside
@@ -358,7 +371,10 @@ fn hostile_server_injecting_after_starttls_is_ignored_and_mail_goes_over_tls() {
 /// and the gateway's memory is not at the mercy of its internal server.
 #[test]
 fn hostile_server_with_oversized_replies_fails_over_to_the_next_server() {
-    for bad in [Misbehaviour::OversizedBanner, Misbehaviour::EndlessEhloReply] {
+    for bad in [
+        Misbehaviour::OversizedBanner,
+        Misbehaviour::EndlessEhloReply,
+    ] {
         let hostile = Hostile::start(bad, usize::MAX);
         let recorder = InternalServer::start();
         let dsn = InternalServer::start();

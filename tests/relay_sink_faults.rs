@@ -99,8 +99,8 @@ fn attempts(gw: &Gateway, result: &str) -> f64 {
 
 /// A gateway relaying to `internal` (ports, in order), its DSNs to `dsn`.
 fn gateway(internal: &[u16], dsn: &InternalServer) -> Gateway {
-    let mut cfg = GatewayConfig::default()
-        .relay_key("dsn_via", &format!("[\"127.0.0.1:{}\"]", dsn.port));
+    let mut cfg =
+        GatewayConfig::default().relay_key("dsn_via", &format!("[\"127.0.0.1:{}\"]", dsn.port));
     cfg.internal = internal.to_vec();
     Gateway::start(cfg)
 }
@@ -144,7 +144,11 @@ fn temporary_fault_then_recovery(faults: &[&str], tag: &str) {
         "the faulty server was not retried: deferred attempts {}",
         attempts(&gw, "deferred")
     );
-    assert_eq!(attempts(&gw, "failed"), 0.0, "a temporary fault was treated as permanent");
+    assert_eq!(
+        attempts(&gw, "failed"),
+        0.0,
+        "a temporary fault was treated as permanent"
+    );
     let port = sink.port;
     drop(sink);
     let internal = InternalServer::start_on(port);
@@ -155,9 +159,16 @@ fn temporary_fault_then_recovery(faults: &[&str], tag: &str) {
     assert!(ok, "not delivered after recovery: {:?}", summarize(&msgs));
     let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
     let dups: Vec<_> = counts(&msgs).into_iter().filter(|(_, n)| *n > 1).collect();
-    assert!(dups.is_empty(), "delivered twice by the recovered server: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "delivered twice by the recovered server: {dups:?}"
+    );
     assert!(!msgs.iter().any(is_dsn), "DSN for a temporary fault");
-    assert!(dsn.messages().is_empty(), "DSN for a temporary fault: {:?}", summarize(&dsn.messages()));
+    assert!(
+        dsn.messages().is_empty(),
+        "DSN for a temporary fault: {:?}",
+        summarize(&dsn.messages())
+    );
 }
 
 #[test]
@@ -188,18 +199,29 @@ fn permanent_fault_bounces(faults: &[&str], tag: &str) {
     let ids = ids(tag, 2);
     send_all(&gw, "sender@sender.test", &ids);
     send_all(&gw, "", &[format!("{tag}-bounce@test")]);
-    let (ok, msgs) = dsn.wait_for(DELIVERY_TIMEOUT, |m| m.iter().filter(|m| is_dsn(m)).count() >= 2);
+    let (ok, msgs) = dsn.wait_for(DELIVERY_TIMEOUT, |m| {
+        m.iter().filter(|m| is_dsn(m)).count() >= 2
+    });
     assert!(ok, "expected 2 DSNs, got {:?}", summarize(&msgs));
     assert!(
         wait_until(DELIVERY_TIMEOUT, || attempts(&gw, "failed") >= 3.0),
         "the <> message was not settled"
     );
     let (_, msgs) = dsn.wait_for(Duration::from_millis(1000), |_| false);
-    assert_eq!(msgs.len(), 2, "one DSN per refused message: {:?}", summarize(&msgs));
+    assert_eq!(
+        msgs.len(),
+        2,
+        "one DSN per refused message: {:?}",
+        summarize(&msgs)
+    );
     for m in &msgs {
         assert!(is_dsn(m));
         assert_eq!(m.rcpt_to, vec!["sender@sender.test".to_string()]);
-        assert!(m.text().contains("5."), "DSN without the status:\n{}", m.text());
+        assert!(
+            m.text().contains("5."),
+            "DSN without the status:\n{}",
+            m.text()
+        );
     }
     assert_eq!(attempts(&gw, "deferred"), 0.0, "a 5xx was retried");
 }
@@ -233,9 +255,17 @@ fn smtp_sink_421_and_disconnect_before_data_fail_over_to_the_next_server() {
         let c = counts(m);
         ids.iter().all(|id| c.contains_key(id))
     });
-    assert!(ok, "failover did not deliver everything: {:?}", summarize(&msgs));
+    assert!(
+        ok,
+        "failover did not deliver everything: {:?}",
+        summarize(&msgs)
+    );
     let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
-    assert!(counts(&msgs).values().all(|n| *n == 1), "{:?}", summarize(&msgs));
+    assert!(
+        counts(&msgs).values().all(|n| *n == 1),
+        "{:?}",
+        summarize(&msgs)
+    );
     assert!(busy.message_ids().is_empty() && rude.message_ids().is_empty());
     assert!(dsn.messages().is_empty(), "DSN after a failover");
 }
@@ -259,7 +289,12 @@ fn smtp_sink_slow_data_reply_within_the_timeout_is_delivered_once() {
         "slow server never got the messages: {:?}",
         sink.message_ids()
     );
-    assert_eq!(sink.message_ids().len(), ids.len(), "{:?}", sink.message_ids());
+    assert_eq!(
+        sink.message_ids().len(),
+        ids.len(),
+        "{:?}",
+        sink.message_ids()
+    );
     assert_eq!(attempts(&gw, "deferred"), 0.0);
     assert!(dsn.messages().is_empty());
 }
@@ -285,7 +320,11 @@ fn smtp_sink_data_reply_slower_than_the_timeout_fails_over() {
         ids.iter().all(|id| c.contains_key(id))
     });
     assert!(ok, "not failed over: {:?}", summarize(&msgs));
-    assert!(sink.message_ids().is_empty(), "the slow server got data: {:?}", sink.message_ids());
+    assert!(
+        sink.message_ids().is_empty(),
+        "the slow server got data: {:?}",
+        sink.message_ids()
+    );
     assert!(dsn.messages().is_empty());
     drop(gw);
 }

@@ -2,6 +2,9 @@
 //! a smuggled MAIL/RCPT/DATA after it must never become a second message at the internal
 //! server — neither by the gateway ending DATA early nor by it forwarding the lookalike.
 //!
+//! Each variant runs in both bare-line-ending modes, through DATA and inside a BDAT chunk;
+//! the same variants inside a TLS session are in `tests/starttls.rs`.
+//!
 //! The internal test server is deliberately lenient (any `.` line up to LF ends its DATA),
 //! so whatever the gateway forwards badly turns into a visible second message there.
 
@@ -97,9 +100,33 @@ fn send_via_data(gw: &Gateway, variant: &[u8]) -> Reply {
     r
 }
 
-fn run_reject(variant: &[u8]) {
+/// The same payload as one `BDAT LAST` chunk (octets, no end-of-data marker at all): the
+/// gateway must apply the same bare-line-ending policy and, when it relays, dot-stuff so
+/// the lookalike never ends the internal server's DATA.
+fn send_via_bdat(gw: &Gateway, variant: &[u8]) -> Reply {
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut body = carrier(variant);
+    body.extend_from_slice(b"\r\n");
+    let mut out = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+    out.extend_from_slice(&body);
+    c.send(&out);
+    let r = c.read_reply();
+    let next = c.cmd("VRFY probe");
+    assert!(
+        next.code == 252,
+        "extra reply after BDAT LAST (chunk octets were executed): final {r}, then {next}"
+    );
+    c.quit();
+    r
+}
+
+type Send = fn(&Gateway, &[u8]) -> Reply;
+
+fn run_reject(variant: &[u8], send: Send) {
     let (internal, gw) = start("reject");
-    let r = send_via_data(&gw, variant);
+    let r = send(&gw, variant);
     r.expect(550, "5.6.0");
     let msgs = sentinel(&internal, &gw);
     assert_nothing_smuggled(&msgs);
@@ -110,9 +137,9 @@ fn run_reject(variant: &[u8]) {
     );
 }
 
-fn run_normalize(variant: &[u8]) {
+fn run_normalize(variant: &[u8], send: Send) {
     let (internal, gw) = start("normalize");
-    let r = send_via_data(&gw, variant);
+    let r = send(&gw, variant);
     if variant.contains(&0) {
         // NUL is never normalised away.
         r.expect(550, "5.6.0");
@@ -147,7 +174,7 @@ macro_rules! smuggling_variants {
             $(
                 #[test]
                 fn $name() {
-                    super::run_reject($variant);
+                    super::run_reject($variant, super::send_via_data);
                 }
             )*
         }
@@ -155,7 +182,23 @@ macro_rules! smuggling_variants {
             $(
                 #[test]
                 fn $name() {
-                    super::run_normalize($variant);
+                    super::run_normalize($variant, super::send_via_data);
+                }
+            )*
+        }
+        mod bdat_reject_mode {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_reject($variant, super::send_via_bdat);
+                }
+            )*
+        }
+        mod bdat_normalize_mode {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_normalize($variant, super::send_via_bdat);
                 }
             )*
         }

@@ -25,7 +25,10 @@ impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         let interop = std::env::var("MXGUARD_INTEROP").as_deref() == Ok("1");
         if unsafe { libc::geteuid() } != 0 {
-            assert!(!interop, "MXGUARD_INTEROP=1 but not root: cannot mount a tmpfs");
+            assert!(
+                !interop,
+                "MXGUARD_INTEROP=1 but not root: cannot mount a tmpfs"
+            );
             println!("SKIP: not root, cannot mount a tmpfs for the disk-full test");
             return None;
         }
@@ -52,7 +55,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -130,7 +136,11 @@ fn full_disk_is_452_never_250_and_recovers_when_space_returns() {
     let mut refused = Vec::new();
     for i in 0..5 {
         let id = format!("full-{i}@test");
-        let body = if i % 2 == 0 { "small".to_string() } else { big.repeat(50) };
+        let body = if i % 2 == 0 {
+            "small".to_string()
+        } else {
+            big.repeat(50)
+        };
         let r = attempt(&gw, "user@example.test", &id, &body);
         assert_ne!(r.code, 250, "{id} accepted on a full disk");
         r.expect(452, "4.3.1");
@@ -154,7 +164,8 @@ fn full_disk_is_452_never_250_and_recovers_when_space_returns() {
     // Space returns: new mail is accepted, /healthz recovers, nothing refused turns up.
     fs::remove_file(&filler).unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || get(admin, "/healthz").status == 200),
+        wait_until(Duration::from_secs(10), || get(admin, "/healthz").status
+            == 200),
         "/healthz did not recover"
     );
     attempt(&gw, "user@example.test", "after@test", "space again").expect(250, "2.0.0");
@@ -164,7 +175,9 @@ fn full_disk_is_452_never_250_and_recovers_when_space_returns() {
     let (_, msgs) = internal.wait_for(Duration::from_millis(700), |_| false);
     for id in &refused {
         assert!(
-            !msgs.iter().any(|m| m.message_id().as_deref() == Some(id.as_str())),
+            !msgs
+                .iter()
+                .any(|m| m.message_id().as_deref() == Some(id.as_str())),
             "{id} was refused with 452 but delivered"
         );
     }
@@ -172,7 +185,13 @@ fn full_disk_is_452_never_250_and_recovers_when_space_returns() {
         .iter()
         .filter(|m| m.message_id().as_deref() == Some("deferred@test"))
         .count();
-    assert_eq!(deferred_copies, 1, "the deferred message arrived {deferred_copies} times");
-    assert!(!msgs.iter().any(|m| m.mail_from.is_empty()), "a DSN was sent");
+    assert_eq!(
+        deferred_copies, 1,
+        "the deferred message arrived {deferred_copies} times"
+    );
+    assert!(
+        !msgs.iter().any(|m| m.mail_from.is_empty()),
+        "a DSN was sent"
+    );
     drop(gw);
 }

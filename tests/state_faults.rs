@@ -49,7 +49,8 @@ fn load(gw: &Gateway, clients: usize, each: usize, tag: &str) -> Vec<(String, Re
         })
         .collect();
     for t in threads {
-        t.join().expect("client thread panicked (a session stalled?)");
+        t.join()
+            .expect("client thread panicked (a session stalled?)");
     }
     Arc::try_unwrap(out).unwrap().into_inner().unwrap()
 }
@@ -75,14 +76,17 @@ fn accepted_arrive_refused_do_not(internal: &InternalServer, replies: &[(String,
         .map(|(id, _)| id)
         .collect();
     let (ok, msgs) = internal.wait_for(DELIVERY_TIMEOUT, |m| {
-        accepted
-            .iter()
-            .all(|id| m.iter().any(|r| r.message_id().as_deref() == Some(id.as_str())))
+        accepted.iter().all(|id| {
+            m.iter()
+                .any(|r| r.message_id().as_deref() == Some(id.as_str()))
+        })
     });
     assert!(ok, "accepted mail lost: {:?}", summarize(&msgs));
     for (id, r) in replies.iter().filter(|(_, r)| r.code != 250) {
         assert!(
-            !msgs.iter().any(|m| m.message_id().as_deref() == Some(id.as_str())),
+            !msgs
+                .iter()
+                .any(|m| m.message_id().as_deref() == Some(id.as_str())),
             "{id} was refused ({r}) but delivered"
         );
     }
@@ -103,7 +107,10 @@ fn redis_hanging_fails_open_without_stalling_concurrent_sessions() {
     for (id, r) in &during {
         assert_eq!(r.code, 250, "{id}: {r}");
     }
-    assert!(gw.log_count("STATE_UNAVAILABLE") >= 1, "no message marked STATE_UNAVAILABLE");
+    assert!(
+        gw.log_count("STATE_UNAVAILABLE") >= 1,
+        "no message marked STATE_UNAVAILABLE"
+    );
     redis.thaw();
     assert!(
         gw.wait_log_line(Duration::from_secs(20), "state backend is up again", 0)

@@ -334,7 +334,10 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
     };
     let kind = backend.kind();
     if backend.health().is_up() {
-        return (StatusCode::OK, format!("ok\nstate: {kind} up\n{spool_line}"));
+        return (
+            StatusCode::OK,
+            format!("ok\nstate: {kind} up\n{spool_line}"),
+        );
     }
     match backend.on_failure() {
         OnFailure::Open => (

@@ -182,6 +182,9 @@ mod tests {
             .to_string();
         assert!(err.contains("metrics.max_connections"), "{err}");
         assert!(err.contains("metrics.header_timeout"), "{err}");
-        assert!(!err.contains("min_free_bytes"), "0 turns the threshold off: {err}");
+        assert!(
+            !err.contains("min_free_bytes"),
+            "0 turns the threshold off: {err}"
+        );
     }
 }

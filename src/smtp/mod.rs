@@ -29,6 +29,10 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Cancelled when the gateway stops.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace ends: a session still running (in the middle of
+    /// DATA, waiting on a check) is told `421` before its connection is closed, so the
+    /// client knows to retry instead of seeing a bare disconnect.
+    pub abort: CancellationToken,
     /// Who may hold a session slot.
     pub admission: Admission,
     /// The last judged messages, for the tier console.

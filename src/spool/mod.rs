@@ -517,7 +517,11 @@ mod tests {
         fs::create_dir_all(state_path.join("blocker")).unwrap();
         st.attempts = 4;
         assert!(spool.save_state(&id, &st).is_err());
-        assert!(!tmp_state.exists(), "failed save left {}", tmp_state.display());
+        assert!(
+            !tmp_state.exists(),
+            "failed save left {}",
+            tmp_state.display()
+        );
         fs::remove_dir_all(&state_path).unwrap();
         spool.save_state(&id, &st).unwrap();
         assert_eq!(spool.load(&id).unwrap().state.attempts, 4);

@@ -280,7 +280,11 @@ async fn out_of_step_server(second_greeting: &'static [u8]) -> SocketAddr {
         let _ = w.write_all(b"220 one\r\n").await;
         let _ = w.write_all(second_greeting).await;
         while let Ok(Some(line)) = lines.next_line().await {
-            let reply: &[u8] = if line == "DATA" { b"354 go\r\n" } else { b"250 ok\r\n" };
+            let reply: &[u8] = if line == "DATA" {
+                b"354 go\r\n"
+            } else {
+                b"250 ok\r\n"
+            };
             if w.write_all(reply).await.is_err() {
                 return;
             }
