@@ -364,8 +364,11 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `st`.
     let st = unsafe { st.assume_init() };
+    // Both fields are 32 bits wide on some targets.
+    #[allow(clippy::useless_conversion)]
     Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
+
 /// The `/policy` document: what a tier comparison needs to tell two gateways apart.
 pub fn policy_json(policy: &Policy) -> String {
     let loaded = policy.loaded_at();
