@@ -178,8 +178,10 @@ fn parse_quoted(s: &str) -> Result<(String, &str), AddressError> {
     while let Some((i, c)) = chars.next() {
         match c {
             '"' => return Ok((out, &s[i + 1..])),
+            // quoted-pairSMTP is a backslash and a printable character (RFC 5321 §4.1.2):
+            // an escaped TAB or other control would be written back out raw.
             '\\' => match chars.next() {
-                Some((_, e)) if e != '\r' && e != '\n' => out.push(e),
+                Some((_, e)) if !e.is_control() => out.push(e),
                 _ => return Err(AddressError::Syntax),
             },
             c if c.is_control() => return Err(AddressError::Syntax),
@@ -322,5 +324,19 @@ mod tests {
                 .unwrap()
                 .source_route
         );
+    }
+
+    /// Found by the `smtp_command` fuzz target: a backslash followed by a TAB inside a quoted
+    /// local part was taken as a quoted pair, so the local part held a raw TAB that the
+    /// relay wrote back out unescaped (and this parser then refused).
+    #[test]
+    fn quoted_pair_of_a_control_character_is_refused() {
+        const FUZZ: &str = "\"(test!to@e\\\\\\```\\\\\\\t@e=to@empp^\\\\\\b\"@c.d";
+        assert_eq!(parse_path(FUZZ), Err(AddressError::Syntax));
+        assert_eq!(
+            parse_path("\"a\\\tb\"@example.test"),
+            Err(AddressError::Syntax)
+        );
+        assert_eq!(p("\"a\\ b\"@example.test").local, "a b");
     }
 }
