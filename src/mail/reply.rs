@@ -142,7 +142,9 @@ impl Reply {
             for line in &mut lines {
                 if let Some(rest) = line.strip_prefix(status.as_str()) {
                     if rest.is_empty() || rest.starts_with(' ') {
-                        *line = rest.trim_start_matches(' ').to_owned();
+                        // One separator only: more spaces are the server's text, and
+                        // `to_wire` must give them back.
+                        *line = rest.strip_prefix(' ').unwrap_or(rest).to_owned();
                     }
                 }
             }
@@ -261,5 +263,23 @@ mod tests {
         assert!(Reply::parse(b"hello\r\n").is_err());
         let (r, _) = Reply::parse(b"220\r\n").unwrap().unwrap();
         assert_eq!((r.code, r.text.as_str()), (220, ""));
+    }
+
+    /// Found by the `reply_parse` fuzz target: after the enhanced status code every
+    /// leading space was dropped, so a line whose text starts with a space came back from
+    /// `to_wire` and a second parse without it (what we log and quote in DSNs changed).
+    #[test]
+    fn text_after_the_status_keeps_its_own_spaces() {
+        let raw = b"550-5.1.1 first\r\n550 5.1.1  indented\r\n";
+        let (reply, used) = Reply::parse(raw).unwrap().unwrap();
+        assert_eq!(used, raw.len());
+        assert_eq!(reply.text, "first\n indented");
+        let wire = reply.to_wire();
+        let (back, _) = Reply::parse(wire.as_bytes()).unwrap().unwrap();
+        assert_eq!(back, reply, "round trip through {wire:?}");
+        let fuzz: &[u8] = b"550-5.1.1 first\r@5\xff\xff50\xff1 sn\t\0\0d\x0c\n354s go\r\n";
+        let (reply, _) = Reply::parse(fuzz).unwrap().unwrap();
+        let (back, _) = Reply::parse(reply.to_wire().as_bytes()).unwrap().unwrap();
+        assert_eq!(back, reply);
     }
 }
