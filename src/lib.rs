@@ -452,7 +452,7 @@ pub async fn serve(
     if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
         tracing::warn!(
             sessions = sessions.len(),
-            "sessions still running after the shutdown grace period; closing them"
+            "sessions still running after the shutdown grace period; closing them with 421"
         );
         // Transfers still running get 421 before their connection closes.
         stop_now.cancel();

@@ -42,6 +42,12 @@ fn forms() -> Vec<String> {
         "to@S",
         "to@example.test.elsewhere.test",
         "to@notexample.test",
+        // A source route in front of the bare postmaster (RFC 5321 §4.5.1 lets the bare
+        // form through): refused like every other source route.
+        "@D:postmaster",
+        "@S:postmaster",
+        "@[IP]:postmaster",
+        "@D,@S:postmaster",
     ]
     .iter()
     .map(|t| {
@@ -98,7 +104,13 @@ fn every_open_relay_form_is_refused_at_rcpt() {
         }
     }
     // Positive controls in the same session: the relayed domain works, in any case.
-    for ok in ["to@example.test", "To@EXAMPLE.TEST", "to@Example.Test"] {
+    for ok in [
+        "to@example.test",
+        "To@EXAMPLE.TEST",
+        "to@Example.Test",
+        "postmaster",
+        "PostMaster",
+    ] {
         c.cmd("RSET").expect(250, "2.0.0");
         c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
         let r = c.cmd(&format!("RCPT TO:<{ok}>"));
@@ -153,5 +165,22 @@ fn subdomains_are_relayed_only_when_listed_with_a_dot() {
     c.cmd("RCPT TO:<a@x.mail.sub.test>").expect(250, "");
     c.cmd("RCPT TO:<a@mail.example.test>").expect(550, "5.7.1");
     c.cmd("RCPT TO:<a@notsub.test>").expect(550, "5.7.1");
+    c.quit();
+}
+
+/// Regression: `<@other.test:postmaster>` was accepted as the postmaster of our domain
+/// (the bare-postmaster exception ignored the source route in front of it).
+#[test]
+fn source_routed_postmaster_is_refused_like_any_source_route() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    for route in ["@other.test:postmaster", "@mx.example.test:postmaster"] {
+        let r = c.cmd(&format!("RCPT TO:<{route}>"));
+        r.expect(550, "5.7.1");
+        assert!(r.text().contains("source route"), "<{route}>: {r}");
+    }
+    c.cmd("RCPT TO:<postmaster>").expect(250, "");
     c.quit();
 }

@@ -250,3 +250,30 @@ fn max_sessions_per_ip_is_421_470() {
     bd.expect(220, "");
     d.quit();
 }
+
+/// A message still being sent when the SIGTERM grace period ends is told `421 4.3.2`
+/// (try again later), not cut off with a bare close, and nothing of it is relayed.
+#[test]
+fn message_in_flight_when_the_shutdown_grace_ends_gets_421() {
+    let internal = InternalServer::start();
+    let mut gw = Gateway::start(GatewayConfig::new(&internal).limit("shutdown_grace", "\"1s\""));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(&message("grace@test", "grace", "half a message"));
+    gw.signal(libc::SIGTERM);
+    match c.try_read_reply() {
+        Ok(r) => r.expect(421, "4.3.2"),
+        Err(e) => panic!("session closed without 421 when the grace ended: {e}"),
+    };
+    assert!(c.is_closed(), "connection not closed after 421");
+    let status = gw.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
+    let (_, msgs) = internal.wait_for(Duration::from_millis(300), |_| false);
+    assert!(
+        msgs.is_empty(),
+        "partial message relayed: {:?}",
+        summarize(&msgs)
+    );
+}

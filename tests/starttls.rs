@@ -218,3 +218,116 @@ fn plaintext_mail_still_works_when_tls_is_offered() {
     c.quit();
     internal.expect_message_id("plain@test");
 }
+
+/// STARTTLS command injection with a whole transaction behind it: the injected MAIL and
+/// RCPT are discarded with the plaintext buffer, so inside TLS there is no transaction
+/// to send DATA for, and nothing is ever relayed for the injected sender.
+#[tokio::test]
+async fn starttls_injected_transaction_never_becomes_mail() {
+    let (internal, gw, pki) = tls_gateway();
+    let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    reply(&mut tcp).await.expect(220, "");
+    cmd(&mut tcp, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    tcp.write_all(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\nRCPT TO:<user@example.test>\r\n")
+        .await
+        .unwrap();
+    reply(&mut tcp).await.expect(220, "2.0.0");
+    let name = ServerName::try_from(HOSTNAME).unwrap();
+    let mut tls = timeout(T, connector(&pki).connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake failed");
+    cmd(&mut tls, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    cmd(&mut tls, "DATA").await.expect(503, "5.5.1");
+    cmd(&mut tls, "QUIT").await.expect(221, "2.0.0");
+    let internal = tokio::task::spawn_blocking(move || {
+        let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+        assert!(
+            !msgs.iter().any(|m| m.mail_from.contains("injected")),
+            "injected transaction relayed: {}",
+            summarize(&msgs).join("; ")
+        );
+        internal
+    })
+    .await
+    .unwrap();
+    drop(internal);
+    drop(gw);
+}
+
+/// SMTP smuggling inside TLS: every end-of-data lookalike of GUIDE §6, sent in a session
+/// that went through STARTTLS, is refused (`550 5.6.0` in reject mode) without ending DATA,
+/// the smuggled commands behind it are never answered, and nothing reaches the internal
+/// server. (TLS changes the transport, not the decoder: this keeps it that way.)
+#[tokio::test]
+async fn smuggling_variants_inside_tls_never_become_mail() {
+    let internal = InternalServer::start();
+    let pki = pki();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.tls = Some((pki.cert_pem.clone(), pki.key_pem.clone()));
+    cfg.bare_line_ending = "reject".into();
+    let gw = Gateway::start(cfg);
+    let variants: [&[u8]; 8] = [
+        b"\n.\n",
+        b"\n.\r",
+        b"\r.\n",
+        b"\r.\r",
+        b"\n.\r\n",
+        b"\r.\r\n",
+        b"\r\n\x00.\r\n",
+        b"\r\n.\r\r\n",
+    ];
+    for variant in variants {
+        let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+        reply(&mut tcp).await.expect(220, "");
+        cmd(&mut tcp, "EHLO client.sender.test")
+            .await
+            .expect(250, "");
+        cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
+        let name = ServerName::try_from(HOSTNAME).unwrap();
+        let mut tls = timeout(T, connector(&pki).connect(name, tcp))
+            .await
+            .expect("TLS handshake timed out")
+            .expect("TLS handshake failed");
+        cmd(&mut tls, "EHLO client.sender.test")
+            .await
+            .expect(250, "");
+        cmd(&mut tls, "MAIL FROM:<sender@sender.test>")
+            .await
+            .expect(250, "");
+        cmd(&mut tls, "RCPT TO:<user@example.test>")
+            .await
+            .expect(250, "");
+        cmd(&mut tls, "DATA").await.expect(354, "");
+        let mut payload = b"From: <sender@sender.test>\r\nSubject: carrier\r\n\r\nhello".to_vec();
+        payload.extend_from_slice(variant);
+        payload.extend_from_slice(
+            b"MAIL FROM:<smuggler@evil.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n\
+              Subject: SMUGGLED\r\n\r\nsmuggled body\r\n.\r\n",
+        );
+        timeout(T, tls.write_all(&payload)).await.unwrap().unwrap();
+        reply(&mut tls).await.expect(550, "5.6.0");
+        // The next reply answers VRFY: a reply to a smuggled command would come first.
+        let next = cmd(&mut tls, "VRFY probe").await;
+        assert_eq!(
+            next.code, 252,
+            "variant {variant:?}: smuggled commands answered inside TLS: {next}"
+        );
+        cmd(&mut tls, "QUIT").await.expect(221, "2.0.0");
+    }
+    tokio::task::spawn_blocking(move || {
+        let (_, msgs) = internal.wait_for(Duration::from_millis(700), |_| false);
+        assert!(
+            msgs.is_empty(),
+            "mail relayed from refused or smuggled transactions: {}",
+            summarize(&msgs).join("; ")
+        );
+    })
+    .await
+    .unwrap();
+    drop(gw);
+}

@@ -3,10 +3,13 @@
 //! tier console (`/`, `/message/ID`) for people.
 //!
 //! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
-//! answers only clients inside `metrics.allow` (others get 403), and keeps answering while the gateway drains after SIGTERM, so that `/healthz` can say
-//! 503 and a load balancer stops sending mail before the SMTP listeners are gone. It stops
-//! last. Nothing it does can stop the gateway: a failed connection or request is logged
-//! and forgotten.
+//! answers only clients inside `metrics.allow` (others get 403), and keeps answering while
+//! the gateway drains after SIGTERM, so that `/healthz` can say 503 and a load balancer
+//! stops sending mail before the SMTP listeners are gone. It stops last. Nothing it does
+//! can stop the gateway: a failed connection or request is logged and forgotten. Clients
+//! that send their request slowly (or never) cannot lock probes out: headers have
+//! `metrics.header_timeout`, and past `metrics.max_connections` the oldest connection
+//! makes room for the new one.
 
 mod console;
 
@@ -21,21 +24,104 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Admin connections served at once; more wait in the kernel's accept queue. Scrapers and
-/// health probes need a handful; the cap keeps a misbehaving client from using up files.
-const MAX_CONNECTIONS: usize = 32;
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection lives at most this long (a keep-alive scraper reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The open admin connections, oldest first. A slow-request flood cannot lock scrapers
+/// and health probes out: when `metrics.max_connections` are open, accepting one more
+/// closes the oldest connection that is not in the middle of answering a request. Under a
+/// flood that is one still dribbling its headers; a real request is complete in its first
+/// read, is marked busy from then on, and is answered within milliseconds.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    next: u64,
+    open: BTreeMap<u64, Slot>,
+}
+
+/// One open connection: what closes it, and whether a request is being answered on it.
+#[derive(Debug)]
+struct Slot {
+    close: CancellationToken,
+    busy: Arc<AtomicBool>,
+}
+
+impl OpenConnections {
+    /// Registers a new connection, first closing the oldest idle ones until fewer than
+    /// `max` remain (connections answering a request are never closed: they end soon);
+    /// returns its key, the token that closes it and its busy flag.
+    fn admit(
+        &mut self,
+        max: usize,
+        parent: &CancellationToken,
+    ) -> (u64, CancellationToken, Arc<AtomicBool>) {
+        while self.open.len() >= max.max(1) {
+            let victim = self
+                .open
+                .iter()
+                .find(|(_, slot)| !slot.busy.load(Ordering::Relaxed))
+                .map(|(key, _)| *key);
+            let Some(slot) = victim.and_then(|key| self.open.remove(&key)) else {
+                break;
+            };
+            slot.close.cancel();
+        }
+        let key = self.next;
+        self.next += 1;
+        let close = parent.child_token();
+        let busy = Arc::new(AtomicBool::new(false));
+        self.open.insert(
+            key,
+            Slot {
+                close: close.clone(),
+                busy: busy.clone(),
+            },
+        );
+        (key, close, busy)
+    }
+}
+
+/// Marks a connection busy while one request on it is being answered.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn new(flag: &Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::Relaxed);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Removes a finished connection from [`OpenConnections`] however its task ends.
+struct Registration {
+    connections: Arc<Mutex<OpenConnections>>,
+    key: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.connections).open.remove(&self.key);
+    }
+}
+
+/// The table stays usable even if a task panicked while holding the lock.
+fn lock(m: &Mutex<OpenConnections>) -> std::sync::MutexGuard<'_, OpenConnections> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]
@@ -75,16 +161,9 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin listener (/metrics, /healthz, /policy)");
     }
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
     let connections = TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -97,28 +176,48 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
                 }
             },
         };
+        // Read per connection, so a reload changes the limits without a restart.
+        let (max, header_timeout) = {
+            let policy = state.policy.peek();
+            let m = &policy.config().metrics;
+            (m.max_connections, m.header_timeout)
+        };
+        let (key, evicted, busy) = lock(&open).admit(max, &stop);
+        let registration = Registration {
+            connections: open.clone(),
+            key,
+        };
         let state = state.clone();
-        let stop = stop.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            let _registration = registration;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
+                let busy = Busy::new(&busy);
                 async move {
-                    Ok::<_, std::convert::Infallible>(respond(&req, peer.ip(), &state).await)
+                    let response = respond(&req, peer.ip(), &state).await;
+                    drop(busy);
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(tcp), service);
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::debug!(client = %peer, error = %e, "admin connection ended with an error");
                 },
-                _ = stop.cancelled() => {}
+                // Evicted for a newer connection, or the listener stops.
+                _ = evicted.cancelled() => {
+                    tracing::debug!(client = %peer, "admin connection closed to make room");
+                }
                 _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
             }
         });
+        // Let the new connection read what it already has before the next accept: a
+        // complete request is then marked busy and cannot be evicted by a burst of
+        // flood connections queued behind it.
+        tokio::task::yield_now().await;
     }
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
@@ -199,8 +298,9 @@ fn html(body: String) -> Response<Full<Bytes>> {
     r
 }
 
-/// 200 while the gateway accepts mail; 503 while it drains or when the spool cannot take
-/// a write (the gateway would answer 452 to every message).
+/// 200 while the gateway accepts mail; 503 while it drains, when the spool cannot take a
+/// write, or when its free space is under `spool.min_free_bytes` (soon every message
+/// would get 452: a load balancer should move away before that, not after).
 /// A state backend that is down turns it to 503 only with `on_failure = "closed"` (then
 /// mail needing state is tempfailed); with `"open"` the gateway still accepts mail, so it
 /// stays 200 and the detail line says so.
@@ -209,32 +309,67 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
     }
     let spool = state.spool.clone();
-    let writable = tokio::task::spawn_blocking(move || spool.writable())
-        .await
-        .unwrap_or(false);
+    let min_free = state.policy.peek().config().spool.min_free_bytes;
+    let (writable, free) =
+        tokio::task::spawn_blocking(move || (spool.writable(), free_bytes(spool.dir())))
+            .await
+            .unwrap_or((false, None));
     if !writable {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "spool not writable\n".into(),
         );
     }
+    let spool_line = match free {
+        Some(free) if free < min_free => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "spool low on space\nspool: {free} bytes free, below spool.min_free_bytes = {min_free}\n"
+                ),
+            );
+        }
+        Some(free) => format!("spool: {free} bytes free\n"),
+        None => String::new(),
+    };
     let Some(backend) = &state.state else {
-        return (StatusCode::OK, "ok\n".into());
+        return (StatusCode::OK, format!("ok\n{spool_line}"));
     };
     let kind = backend.kind();
     if backend.health().is_up() {
-        return (StatusCode::OK, format!("ok\nstate: {kind} up\n"));
+        return (
+            StatusCode::OK,
+            format!("ok\nstate: {kind} up\n{spool_line}"),
+        );
     }
     match backend.on_failure() {
         OnFailure::Open => (
             StatusCode::OK,
-            format!("ok\nstate: {kind} down (failing open)\n"),
+            format!("ok\nstate: {kind} down (failing open)\n{spool_line}"),
         ),
         OnFailure::Closed => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("state backend down\nstate: {kind} down (failing closed)\n"),
+            format!("state backend down\nstate: {kind} down (failing closed)\n{spool_line}"),
         ),
     }
+}
+
+/// Bytes an unprivileged writer can still use on the file system holding `dir` (what the
+/// spool has left before writes fail); `None` when the file system cannot tell.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // Both fields are 32 bits wide on some targets.
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// The `/policy` document: what a tier comparison needs to tell two gateways apart.

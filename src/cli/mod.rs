@@ -13,6 +13,7 @@ mod serve;
 mod stamp;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -332,7 +333,9 @@ pub fn run() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mxguard: {e:#}");
+            // Not `eprintln!`: it panics when stderr is a closed pipe (exit 101), and
+            // `serve` keeps SIGPIPE ignored, so nothing else would end the process quietly.
+            let _ = writeln!(std::io::stderr(), "mxguard: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -85,6 +85,10 @@ fn init_logging(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        // A log reader that went away (journald restarted, a `| tee` that died) must not
+        // stop the gateway: tracing-subscriber would report the failed write with
+        // `eprintln!`, which panics on that same closed stderr. Lines are lost, mail is not.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

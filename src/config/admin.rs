@@ -6,12 +6,19 @@ use super::problems::Problems;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default `spool.min_free_bytes`: four messages of the default maximum size.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
 
 /// Spool location.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
     /// Directory holding `tmp/`, `queue/` and friends.
     pub dir: PathBuf,
+    /// Free space under which `/healthz` fails, so load balancers move away before
+    /// every message gets 452 (0: only a failing write fails it).
+    pub min_free_bytes: u64,
 }
 
 /// Admin/metrics listener.
@@ -21,6 +28,10 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// Client networks that may read any admin path; others get 403.
     pub allow: NetworkList,
+    /// Admin connections kept open at once; a new one evicts the oldest.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    pub header_timeout: Duration,
 }
 
 /// Log output format.
@@ -46,19 +57,24 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawSpool {
     dir: PathBuf,
+    min_free_bytes: u64,
 }
 
 impl Default for RawSpool {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("var/spool"),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
 
 impl RawSpool {
     pub(super) fn validate(self) -> SpoolConfig {
-        SpoolConfig { dir: self.dir }
+        SpoolConfig {
+            dir: self.dir,
+            min_free_bytes: self.min_free_bytes,
+        }
     }
 }
 
@@ -68,6 +84,9 @@ impl RawSpool {
 pub(super) struct RawMetrics {
     listen: Option<SocketAddr>,
     allow: Vec<String>,
+    max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    header_timeout: Duration,
 }
 
 impl Default for RawMetrics {
@@ -75,6 +94,11 @@ impl Default for RawMetrics {
         Self {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9425))),
             allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            // Scrapers and probes need a handful; a flood of idle connections only ever
+            // pushes out the oldest of these.
+            max_connections: 64,
+            // Prometheus and load balancers send a request in one segment at once.
+            header_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -82,9 +106,17 @@ impl Default for RawMetrics {
 impl RawMetrics {
     pub(super) fn validate(self, problems: &mut Problems) -> MetricsConfig {
         let allow = NetworkList::load("metrics.allow", &self.allow, problems);
+        if self.max_connections == 0 {
+            problems.bad("metrics.max_connections", "must be at least 1");
+        }
+        if self.header_timeout.is_zero() {
+            problems.bad("metrics.header_timeout", "must be longer than 0s");
+        }
         MetricsConfig {
             listen: self.listen,
             allow,
+            max_connections: self.max_connections.max(1),
+            header_timeout: self.header_timeout,
         }
     }
 }
@@ -120,5 +152,39 @@ impl RawLog {
             format,
             level: self.level,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const RELAY: &str = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n";
+
+    #[test]
+    fn admin_limits_and_spool_threshold_have_safe_defaults() {
+        let c = Config::from_toml(Path::new("t.toml"), RELAY).unwrap();
+        assert_eq!(c.metrics.max_connections, 64);
+        assert_eq!(c.metrics.header_timeout, Duration::from_secs(5));
+        assert_eq!(c.spool.min_free_bytes, super::DEFAULT_MIN_FREE_BYTES);
+    }
+
+    #[test]
+    fn zero_admin_limits_are_refused_by_name() {
+        let text = format!(
+            "{RELAY}[metrics]\nmax_connections = 0\nheader_timeout = \"0s\"\n\
+             [spool]\nmin_free_bytes = 0\n"
+        );
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.max_connections"), "{err}");
+        assert!(err.contains("metrics.header_timeout"), "{err}");
+        assert!(
+            !err.contains("min_free_bytes"),
+            "0 turns the threshold off: {err}"
+        );
     }
 }

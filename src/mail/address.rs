@@ -146,7 +146,10 @@ pub fn parse_path(path: &str) -> Result<Address, AddressError> {
     if !quoted && (local.is_empty() || needs_quoting(&local) && !dot_atom_with_at(&local)) {
         return Err(AddressError::Syntax);
     }
-    if local.len() > 64 && !source_route {
+    // The limit holds with a source route too: the route is dropped when the path is
+    // written out again (the relay's MAIL FROM), and what we write must parse here and at
+    // any server that keeps RFC 5321 §4.5.3.1.1.
+    if local.len() > 64 {
         return Err(AddressError::TooLong);
     }
     let domain = match rest.strip_prefix('@') {
@@ -175,8 +178,10 @@ fn parse_quoted(s: &str) -> Result<(String, &str), AddressError> {
     while let Some((i, c)) = chars.next() {
         match c {
             '"' => return Ok((out, &s[i + 1..])),
+            // quoted-pairSMTP is a backslash and a printable character (RFC 5321 §4.1.2):
+            // an escaped TAB or other control would be written back out raw.
             '\\' => match chars.next() {
-                Some((_, e)) if e != '\r' && e != '\n' => out.push(e),
+                Some((_, e)) if !e.is_control() => out.push(e),
                 _ => return Err(AddressError::Syntax),
             },
             c if c.is_control() => return Err(AddressError::Syntax),
@@ -294,5 +299,44 @@ mod tests {
     fn utf8_addresses_are_recognised() {
         assert!(p("jörg@example.test").is_utf8());
         assert!(!p("joerg@example.test").is_utf8());
+    }
+
+    /// Found by the `smtp_command` fuzz target: behind a source route the 64-octet
+    /// local-part limit was not applied, so `MAIL FROM:<@route:LONG@domain>` was taken and
+    /// the relay then wrote `MAIL FROM:<LONG@domain>`, which this parser (and a strict
+    /// internal server) refuses as too long.
+    #[test]
+    fn source_routed_path_keeps_the_local_part_limit() {
+        const FUZZ: &str = "RCPT TO:<@O:Ŀŕogggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg@xampler.>";
+        let path = FUZZ
+            .strip_prefix("RCPT TO:<")
+            .and_then(|p| p.strip_suffix('>'))
+            .unwrap();
+        assert_eq!(parse_path(path), Err(AddressError::TooLong));
+        let long = "a".repeat(65);
+        assert_eq!(
+            parse_path(&format!("@relay.test:{long}@example.test")),
+            Err(AddressError::TooLong)
+        );
+        let ok = "a".repeat(64);
+        assert!(
+            parse_path(&format!("@relay.test:{ok}@example.test"))
+                .unwrap()
+                .source_route
+        );
+    }
+
+    /// Found by the `smtp_command` fuzz target: a backslash followed by a TAB inside a quoted
+    /// local part was taken as a quoted pair, so the local part held a raw TAB that the
+    /// relay wrote back out unescaped (and this parser then refused).
+    #[test]
+    fn quoted_pair_of_a_control_character_is_refused() {
+        const FUZZ: &str = "\"(test!to@e\\\\\\```\\\\\\\t@e=to@empp^\\\\\\b\"@c.d";
+        assert_eq!(parse_path(FUZZ), Err(AddressError::Syntax));
+        assert_eq!(
+            parse_path("\"a\\\tb\"@example.test"),
+            Err(AddressError::Syntax)
+        );
+        assert_eq!(p("\"a\\ b\"@example.test").local, "a b");
     }
 }

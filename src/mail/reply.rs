@@ -112,7 +112,12 @@ impl Reply {
             if let Some(l) = line.strip_suffix(b"\r") {
                 line = l;
             }
-            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+            // RFC 5321 §4.2: the first digit is 2 to 5. Anything else is not a reply (and
+            // "055" would come back out of `to_wire` as "55").
+            if line.len() < 3
+                || !(b'2'..=b'5').contains(&line[0])
+                || !line[1..3].iter().all(u8::is_ascii_digit)
+            {
                 return Err(ReplyParseError::NotAReply(
                     String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned(),
                 ));
@@ -137,7 +142,9 @@ impl Reply {
             for line in &mut lines {
                 if let Some(rest) = line.strip_prefix(status.as_str()) {
                     if rest.is_empty() || rest.starts_with(' ') {
-                        *line = rest.trim_start_matches(' ').to_owned();
+                        // One separator only: more spaces are the server's text, and
+                        // `to_wire` must give them back.
+                        *line = rest.strip_prefix(' ').unwrap_or(rest).to_owned();
                     }
                 }
             }
@@ -235,11 +242,44 @@ mod tests {
         assert_eq!(code("1.2.3 nope"), "");
     }
 
+    /// Fuzzer find (reply_parse): "055 ..." parsed as code 55, which `to_wire` wrote as
+    /// "55 ...", a line no parser reads back.
+    #[test]
+    fn reply_codes_start_with_2_to_5() {
+        let wire = b"550-5.1.1 first\r\n055 5.1.1 s250 d\r\n354 go\r\n";
+        assert!(Reply::parse(wire).is_err());
+        for bad in [&b"055 x\r\n"[..], b"199 x\r\n", b"600 x\r\n", b"2x0 x\r\n"] {
+            assert!(Reply::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [&b"200 x\r\n"[..], b"599 x\r\n", b"354 go\r\n"] {
+            let (r, _) = Reply::parse(good).unwrap().unwrap();
+            assert_eq!(Reply::parse(r.to_wire().as_bytes()).unwrap().unwrap().0, r);
+        }
+    }
+
     #[test]
     fn incomplete_and_broken_replies() {
         assert_eq!(Reply::parse(b"250-a\r\n250 b").unwrap(), None);
         assert!(Reply::parse(b"hello\r\n").is_err());
         let (r, _) = Reply::parse(b"220\r\n").unwrap().unwrap();
         assert_eq!((r.code, r.text.as_str()), (220, ""));
+    }
+
+    /// Found by the `reply_parse` fuzz target: after the enhanced status code every
+    /// leading space was dropped, so a line whose text starts with a space came back from
+    /// `to_wire` and a second parse without it (what we log and quote in DSNs changed).
+    #[test]
+    fn text_after_the_status_keeps_its_own_spaces() {
+        let raw = b"550-5.1.1 first\r\n550 5.1.1  indented\r\n";
+        let (reply, used) = Reply::parse(raw).unwrap().unwrap();
+        assert_eq!(used, raw.len());
+        assert_eq!(reply.text, "first\n indented");
+        let wire = reply.to_wire();
+        let (back, _) = Reply::parse(wire.as_bytes()).unwrap().unwrap();
+        assert_eq!(back, reply, "round trip through {wire:?}");
+        let fuzz: &[u8] = b"550-5.1.1 first\r@5\xff\xff50\xff1 sn\t\0\0d\x0c\n354s go\r\n";
+        let (reply, _) = Reply::parse(fuzz).unwrap().unwrap();
+        let (back, _) = Reply::parse(reply.to_wire().as_bytes()).unwrap().unwrap();
+        assert_eq!(back, reply);
     }
 }

@@ -323,15 +323,25 @@ impl Spool {
         }
     }
 
-    /// Replaces the delivery state of a message atomically.
+    /// Replaces the delivery state of a message atomically. A failed save (disk full)
+    /// leaves the previous state in place and nothing behind in `tmp/`.
     pub fn save_state(&self, id: &QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
         let path = self.state_path(id);
         let tmp = self.tmp.join(format!("{id}.state"));
         let json = serde_json::to_vec(state)
             .map_err(|e| SpoolError::Corrupt(path.clone(), e.to_string()))?;
-        write_new_file(&tmp, &[], &json).map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-        Ok(())
+        // A file left by an earlier failed save would make the exclusive create below fail
+        // for this message until the next restart.
+        let _ = fs::remove_file(&tmp);
+        let saved = write_new_file(&tmp, &[], &json)
+            .map_err(io_err("write", &tmp))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename", &path)));
+        if saved.is_err() {
+            // On a full disk the create succeeds and the write fails: without this, every
+            // failed attempt leaves an empty `tmp/ID.state`.
+            let _ = fs::remove_file(&tmp);
+        }
+        saved
     }
 
     /// Removes a message once every recipient is settled. The message file goes first:
@@ -504,6 +514,36 @@ mod tests {
         spool.remove(&id).unwrap();
         assert!(spool.ids().unwrap().is_empty());
         assert!(matches!(spool.load(&id), Err(SpoolError::NotFound(_))));
+    }
+
+    /// Regression: a save that failed half-way (ENOSPC after the create) left an empty
+    /// `tmp/ID.state`, and every later save of that message failed on it.
+    #[tokio::test]
+    async fn failed_state_saves_leave_nothing_in_tmp_and_do_not_block_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        let tmp_state = dir.path().join(format!("tmp/{id}.state"));
+        fs::write(&tmp_state, b"").unwrap();
+        let mut st = DeliveryState::new(2);
+        st.attempts = 3;
+        spool.save_state(&id, &st).unwrap();
+        assert!(!tmp_state.exists(), "stale tmp state file left behind");
+        assert_eq!(spool.load(&id).unwrap().state.attempts, 3);
+        // A save whose rename fails (the target is a non-empty directory) cleans up too.
+        let state_path = dir.path().join(format!("queue/{id}.state"));
+        fs::remove_file(&state_path).unwrap();
+        fs::create_dir_all(state_path.join("blocker")).unwrap();
+        st.attempts = 4;
+        assert!(spool.save_state(&id, &st).is_err());
+        assert!(
+            !tmp_state.exists(),
+            "failed save left {}",
+            tmp_state.display()
+        );
+        fs::remove_dir_all(&state_path).unwrap();
+        spool.save_state(&id, &st).unwrap();
+        assert_eq!(spool.load(&id).unwrap().state.attempts, 4);
     }
 
     #[tokio::test]

@@ -83,6 +83,7 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
         .next()
         .and_then(|code| code.parse().ok())
         .ok_or(HttpError::Malformed("status code"))?;
+    let mut content_length = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -95,13 +96,24 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
             return Err(HttpError::Malformed("transfer encoding"));
         }
         if name.eq_ignore_ascii_case("content-length") {
+            // 1*DIGIT only (no sign), and one value: a response that states two lengths
+            // has no single body to read (RFC 9112 §6.3).
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::Malformed("content length"));
+            }
             let length: usize = value
                 .parse()
                 .map_err(|_| HttpError::Malformed("content length"))?;
-            body = body
-                .get(..length)
-                .ok_or(HttpError::Malformed("body shorter than its length"))?;
+            if content_length.is_some_and(|seen| seen != length) {
+                return Err(HttpError::Malformed("conflicting content lengths"));
+            }
+            content_length = Some(length);
         }
+    }
+    if let Some(length) = content_length {
+        body = body
+            .get(..length)
+            .ok_or(HttpError::Malformed("body shorter than its length"))?;
     }
     Ok((status, body.to_vec()))
 }
@@ -120,5 +132,31 @@ mod tests {
         assert_eq!(body, b"ok");
         assert!(parse_response(b"garbage").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
+    }
+
+    /// Found by the `audit_answers` fuzz target: two different `Content-Length` values
+    /// (and signed ones) were accepted, the last one winning, so the body depended on
+    /// header order. Such a response has no single body: refused.
+    #[test]
+    fn conflicting_or_signed_content_length_is_malformed() {
+        const FUZZ: &[u8] = b"HTTP/1.1 200 OKHTTP/\r\nConnt-t\r\nContent-Length:+43\r\n\rKHTTP/\r\nConnt-t\r\nContent-Length:+42\r\n\r\n{\"\x19fi))))44\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\aaaaaaaaaaHTTP/5150}\n{\"fi))))44\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\aaaaaamaaaaHTTP/5150}";
+        assert_eq!(
+            parse_response(FUZZ),
+            Err(HttpError::Malformed("content length"))
+        );
+        assert_eq!(
+            parse_response(
+                b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\nContent-Length: 2\r\n\r\nokok"
+            ),
+            Err(HttpError::Malformed("conflicting content lengths"))
+        );
+        assert!(parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: +2\r\n\r\nok").is_err());
+        assert!(parse_response(b"HTTP/1.0 200 OK\r\nContent-Length:\r\n\r\nok").is_err());
+        // The same length twice is one length.
+        let (_, body) = parse_response(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nContent-length: 2\r\n\r\nokEXTRA",
+        )
+        .unwrap();
+        assert_eq!(body, b"ok");
     }
 }

@@ -49,9 +49,12 @@ impl Gateway {
         gw
     }
 
-    /// Spool directory.
+    /// Spool directory (`spool.dir`, relative to the working directory).
     pub fn spool(&self) -> PathBuf {
-        self.dir.join("spool")
+        match self.config.spool.get("dir") {
+            Some(v) => self.dir.join(v.trim_matches('"')),
+            None => self.dir.join("spool"),
+        }
     }
 
     /// Config file path.

@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     pub callout: bool,
     /// Extra `[metrics]` keys with raw TOML values (`listen` is set by the harness).
     pub metrics: BTreeMap<String, String>,
+    /// `[spool]` keys with raw TOML values; `dir` defaults to `"spool"` in the working
+    /// directory (a test may point it at a file system of its own).
+    pub spool: BTreeMap<String, String>,
     /// `[server.tls]` certificate and key PEM contents.
     pub tls: Option<(String, String)>,
     /// Extra arguments after `serve --config PATH`.
@@ -66,6 +69,7 @@ impl Default for GatewayConfig {
             recipient_lists: BTreeMap::new(),
             callout: false,
             metrics: BTreeMap::new(),
+            spool: BTreeMap::new(),
             tls: None,
             serve_args: Vec::new(),
             extra_toml: String::new(),
@@ -104,6 +108,12 @@ impl GatewayConfig {
     /// Sets a `[metrics]` key (raw TOML value).
     pub fn metrics_key(mut self, key: &str, value: &str) -> Self {
         self.metrics.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a `[spool]` key (raw TOML value).
+    pub fn spool_key(mut self, key: &str, value: &str) -> Self {
+        self.spool.insert(key.into(), value.into());
         self
     }
 
@@ -179,7 +189,13 @@ impl GatewayConfig {
             }
             t.push_str(&format!("lists = {{ {} }}\n", entries.join(", ")));
         }
-        t.push_str("\n[spool]\ndir = \"spool\"\n");
+        t.push_str("\n[spool]\n");
+        if !self.spool.contains_key("dir") {
+            t.push_str("dir = \"spool\"\n");
+        }
+        for (k, v) in &self.spool {
+            t.push_str(&format!("{k} = {v}\n"));
+        }
         t.push_str(&format!(
             "\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
         ));

@@ -69,7 +69,13 @@ impl Check for RelayControl {
         let Some(rcpt) = ctx.rcpt.as_mut() else {
             return Decision::Continue;
         };
-        if rcpt.domain.is_empty() && rcpt.local.eq_ignore_ascii_case("postmaster") && !rcpt.quoted {
+        // A source route in front (`<@other.test:postmaster>`) is refused like any other
+        // source route: the bare postmaster exception must not open a way around that.
+        if rcpt.domain.is_empty()
+            && rcpt.local.eq_ignore_ascii_case("postmaster")
+            && !rcpt.quoted
+            && !rcpt.source_route
+        {
             if let Some(d) = &self.postmaster_domain {
                 rcpt.domain = d.clone();
                 return Decision::Continue;
@@ -142,6 +148,11 @@ mod tests {
             "user@example.test.",
             "user@localhost",
             "user@[127.0.0.1]",
+            "@other.test:postmaster",
+            "@mx.example.test:postmaster",
+            "@[127.0.0.1]:postmaster",
+            "@a.test,@b.test:postmaster",
+            "@other.test:postmaster@example.test",
         ] {
             assert!(
                 matches!(judge(bad).await, Decision::Reject(ref r) if r.code == 550 && r.status == "5.7.1"),

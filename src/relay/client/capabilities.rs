@@ -22,7 +22,9 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub(super) fn from_ehlo(reply: &Reply) -> Capabilities {
+    /// Reads the extensions from a 250 EHLO reply. Public so the audit's fuzz target
+    /// reads EHLO answers from arbitrary servers the way the client does.
+    pub fn from_ehlo(reply: &Reply) -> Capabilities {
         let mut caps = Capabilities {
             esmtp: true,
             ..Capabilities::default()

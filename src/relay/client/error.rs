@@ -86,6 +86,9 @@ impl ClientError {
             } | ClientError::Refused {
                 stage: STAGE_DATA_END,
                 ..
+            } | ClientError::Protocol {
+                stage: STAGE_DATA_END,
+                ..
             }
         )
     }

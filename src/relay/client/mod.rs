@@ -159,9 +159,14 @@ impl Connection {
     async fn greet(&mut self) -> Result<(), ClientError> {
         let ehlo = format!("EHLO {}\r\n", self.settings.helo_name);
         let reply = self.command("EHLO", ehlo.as_bytes()).await?;
-        if reply.is_positive() {
+        if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
+        }
+        if reply.is_positive() {
+            // Only 250 answers EHLO: any other 2xx (a second greeting, say) means every
+            // reply from here on would be read one step late.
+            return Err(out_of_step("EHLO", &reply));
         }
         if reply.is_permanent() {
             let helo = format!("HELO {}\r\n", self.settings.helo_name);
@@ -332,6 +337,9 @@ impl Connection {
                 }
             }
             let data_reply = self.read_reply_checked("DATA", cmd_timeout).await?;
+            if data_reply.is_positive() {
+                return Err(out_of_step("DATA", &data_reply));
+            }
             if !mail_reply.is_positive() {
                 if data_reply.code == 354 {
                     self.abort_data().await?;
@@ -369,6 +377,9 @@ impl Connection {
                 return Ok(fill(results, &none));
             }
             let data_reply = self.command("DATA", b"DATA\r\n").await?;
+            if data_reply.is_positive() {
+                return Err(out_of_step("DATA", &data_reply));
+            }
             if data_reply.code != 354 {
                 return Ok(fill(results, &data_reply));
             }
@@ -570,6 +581,15 @@ impl Connection {
             };
             self.rbuf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+/// A 2xx where the protocol has none (DATA answers 354 or an error): the replies are out
+/// of step with the commands, so none of them can be trusted, least of all as a delivery.
+fn out_of_step(stage: &'static str, reply: &Reply) -> ClientError {
+    ClientError::Protocol {
+        stage,
+        detail: format!("unexpected reply {reply}: replies out of step with commands"),
     }
 }
 

@@ -271,6 +271,59 @@ async fn a_421_mid_transaction_is_an_error_not_a_recipient_result() {
     assert!(!err.after_body());
 }
 
+/// A server whose replies run one step behind its commands: it greets twice, then
+/// answers every line it gets (250 to everything but DATA) and never stores anything.
+async fn out_of_step_server(second_greeting: &'static [u8]) -> SocketAddr {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (r, mut w) = tcp.into_split();
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        let _ = w.write_all(b"220 one\r\n").await;
+        let _ = w.write_all(second_greeting).await;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply: &[u8] = if line == "DATA" {
+                b"354 go\r\n"
+            } else {
+                b"250 ok\r\n"
+            };
+            if w.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+/// Regression: a second greeting line put every reply one step late; the RCPT's 250 was
+/// read as the answer to DATA and the message counted as delivered, its data never sent.
+#[tokio::test]
+async fn replies_out_of_step_are_an_error_never_a_delivery() {
+    for extra in [&b"220 two\r\n"[..], &b"250 unsolicited\r\n"[..]] {
+        let addr = out_of_step_server(extra).await;
+        let s = settings(addr, &[("tls", "\"off\"")]);
+        let to = rcpts(&["a@example.test"]);
+        let tx = Transaction {
+            mail_from: "s@example.org",
+            recipients: &to,
+            body: b"x\r\n",
+            body_8bit: false,
+            smtputf8: false,
+        };
+        let result = match Connection::open(addr, &s).await {
+            Ok(mut conn) => conn.send(&tx).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = result.expect_err("out-of-step replies taken as a delivery");
+        assert!(matches!(err, ClientError::Protocol { .. }), "{err}");
+        assert!(!err.after_body(), "{err}");
+    }
+}
+
 #[test]
 fn multiline_reply_is_parsed_whole() {
     let buf = b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n220 next";

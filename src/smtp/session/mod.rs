@@ -23,6 +23,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// How long the final `421` may take to write when the shutdown grace has ended.
+const ABORT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a session ended, for the log.
 #[derive(Debug)]
 enum End {
@@ -213,8 +216,22 @@ impl Session {
 
     /// Runs the session to its end.
     pub async fn run(mut self) {
-        let end = self.serve().await;
-        self.conn.shutdown().await;
+        let stop_now = self.server.stop_now.clone();
+        let served = tokio::select! {
+            end = self.serve() => Some(end),
+            _ = stop_now.cancelled() => None,
+        };
+        let end = match served {
+            Some(end) => end,
+            None => {
+                // The grace period is over, whatever stage the session was in. A client
+                // that does not read is not waited for long.
+                let bye = Reply::new(421, "4.3.2", "Service shutting down, try again later");
+                let _ = tokio::time::timeout(ABORT_WRITE_TIMEOUT, self.close(bye)).await;
+                End::Closed("shutdown grace ended")
+            }
+        };
+        let _ = tokio::time::timeout(ABORT_WRITE_TIMEOUT, self.conn.shutdown()).await;
         tracing::debug!(client = %self.peer, end = end.reason(), messages = self.messages, "session closed");
     }
 

@@ -256,7 +256,10 @@ fn failed_session(error: &ClientError) -> Session {
     }
 }
 
-fn from_reply(stage: Stage, reply: &Reply) -> StepResult {
+/// The probe's reading of one server reply at `stage`: its class decides the outcome, and
+/// its text is cleaned before anyone prints it. Public so the fuzz target reads replies the
+/// way the audit does.
+pub fn from_reply(stage: Stage, reply: &Reply) -> StepResult {
     let outcome = match reply.class() {
         2 => Outcome::Accepted,
         4 => Outcome::Deferred,

@@ -1,0 +1,127 @@
+//! DATA and BDAT content from the internet → `smtp::content::ContentDecoder`.
+//!
+//! The first input byte picks the mode (DATA/BDAT, reject/normalize) and the chunking;
+//! the rest is what the client sends. Properties: the result does not depend on how the
+//! bytes were split into reads; DATA ends only at a real `CRLF.CRLF` (never a smuggling
+//! variant); accepted content has CRLF line endings only; dot-stuffing the decoded content
+//! and decoding it again gives it back (what the relay client sends is what we judged); the
+//! size limit holds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mxguard::config::BareLineEnding;
+use mxguard::smtp::content::{ContentDecoder, ContentProblem};
+
+const MAX_SIZE: usize = 64 * 1024;
+const MAX_LINE: usize = 1000;
+
+fn decoder(dot: bool, bare: BareLineEnding) -> ContentDecoder {
+    if dot {
+        ContentDecoder::data(MAX_SIZE, MAX_LINE, bare)
+    } else {
+        ContentDecoder::bdat(MAX_SIZE, MAX_LINE, bare)
+    }
+}
+
+/// Feeds `input` in chunks whose sizes cycle through `sizes`; returns the bytes used.
+fn feed(d: &mut ContentDecoder, input: &[u8], sizes: &[usize], dot: bool) -> usize {
+    let mut used = 0;
+    let mut k = 0;
+    while used < input.len() && !d.is_done() {
+        let n = sizes[k % sizes.len()].min(input.len() - used);
+        k += 1;
+        let took = d.feed(&input[used..used + n]);
+        assert!(took <= n);
+        used += took;
+        // Only the DATA terminator may leave bytes unconsumed.
+        if took < n {
+            assert!(dot && d.is_done(), "bytes left without an end of data");
+            break;
+        }
+    }
+    if !dot {
+        d.finish_bdat();
+    }
+    used
+}
+
+fn dot_stuff(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 8);
+    let mut at_line_start = true;
+    for &b in content {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !content.is_empty() && !content.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+fn has_bare_line_ending(c: &[u8]) -> bool {
+    c.iter().enumerate().any(|(i, &b)| {
+        (b == b'\n' && (i == 0 || c[i - 1] != b'\r'))
+            || (b == b'\r' && c.get(i + 1) != Some(&b'\n'))
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let dot = mode & 1 == 0;
+    let bare = if mode & 2 == 0 {
+        BareLineEnding::Reject
+    } else {
+        BareLineEnding::Normalize
+    };
+    let sizes: Vec<usize> = [1 + (mode >> 2) as usize % 7, 1, 3, 17, 4096].to_vec();
+
+    let mut whole = decoder(dot, bare);
+    let used_whole = feed(&mut whole, input, &[usize::MAX], dot);
+    let mut split = decoder(dot, bare);
+    let used_split = feed(&mut split, input, &sizes, dot);
+    assert_eq!(used_whole, used_split, "consumed bytes depend on chunking");
+    assert_eq!(whole.is_done(), split.is_done());
+    assert_eq!(whole.problem(), split.problem());
+    let problem = whole.problem();
+    let done = whole.is_done();
+    let content = whole.into_content();
+    assert_eq!(content, split.into_content(), "content depends on chunking");
+
+    if dot && done {
+        let consumed = &input[..used_whole];
+        assert!(
+            consumed == b".\r\n" || consumed.ends_with(b"\r\n.\r\n"),
+            "DATA ended without CRLF.CRLF: {consumed:?}"
+        );
+    }
+    match problem {
+        Some(ContentProblem::TooBig) => assert!(content.is_empty()),
+        _ => assert!(content.len() <= MAX_SIZE),
+    }
+    if problem.is_none() && (done || !dot) {
+        assert!(
+            !has_bare_line_ending(&content),
+            "bare CR/LF in accepted content"
+        );
+        // What the relay sends (stuffed) must decode to exactly what was judged.
+        let wire = dot_stuff(&content);
+        let mut again = ContentDecoder::data(usize::MAX, usize::MAX, BareLineEnding::Reject);
+        let used = again.feed(&wire);
+        assert!(
+            again.is_done() && used == wire.len(),
+            "stuffed content does not round-trip"
+        );
+        assert_eq!(again.problem(), None);
+        let mut expected = content.clone();
+        if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+            expected.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(again.into_content(), expected);
+    }
+});
