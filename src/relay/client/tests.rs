@@ -311,6 +311,7 @@ async fn replies_out_of_step_are_an_error_never_a_delivery() {
             mail_from: "s@example.org",
             recipients: &to,
             body: b"x\r\n",
+            tail: None,
             body_8bit: false,
             smtputf8: false,
         };
