@@ -3,6 +3,7 @@
 
 Usage: benches/relay_load.py [--sessions 20] [--messages 5000] [--size 4096] [--postfix]
                              [--resolver unbound|dnsmasq] [--bin PATH]... [--greylist-redis]
+                             [--no-seed]
 
 Builds nothing: run `cargo build --release` first. Starts Postfix's smtp-sink as the
 internal server and the release binary on a private config and spool, sends the load with
@@ -19,7 +20,9 @@ nothing is negatively cached. `--bin` (repeatable) measures other builds of mxgu
 the same run, e.g. before and after a change. `--greylist-redis` adds a private
 redis-server as the state backend with greylisting on, and lets the load's one triplet
 (sender@load.example → user@example.test from 127.0.0.1) pass greylisting before the
-load starts, so every message pays for a greylisting look-up in Redis.
+load starts, so every message pays for a greylisting look-up in Redis. The gateway imports
+the shipped classifier seed, as the shipped config does, so every message is classified;
+`--no-seed` leaves the classifier without a model (it then does not vote).
 """
 import argparse
 import contextlib
@@ -32,7 +35,7 @@ import time
 
 import smtplib
 
-from benchlib import BIN, free_port, gateway, redis_server, require, resolver, smtp_sink, wait_port
+from benchlib import BIN, ROOT, free_port, gateway, redis_server, require, resolver, smtp_sink, wait_port
 
 
 def count_files(path):
@@ -76,9 +79,18 @@ def pass_greylisting(port):
     sys.exit("the load's triplet never passed greylisting")
 
 
+SEED = """
+[classifier]
+seed = "{root}/config/classifier-seed.bin"
+"""
+
+
 def bench_mxguard(args, sink_port, binary=BIN):
-    """The full shipped pipeline: DNS checks, SPF/DKIM/DMARC and every rule in rules/."""
+    """The full shipped pipeline: DNS checks, SPF/DKIM/DMARC, every rule in rules/ and the
+    classifier voting with the shipped seed (unless --no-seed)."""
     sections = GREYLIST.format(port=args.redis_port) if args.redis_port else ""
+    if not args.no_seed:
+        sections += SEED.format(root=ROOT)
     with gateway(sink_port, args.dns_port, extra=args.policy, binary=binary,
                  sections=sections) as (port, work):
         if args.redis_port:
@@ -171,6 +183,8 @@ def main():
     ap.add_argument("--bin", action="append", default=[], help="mxguard binary (repeatable)")
     ap.add_argument("--greylist-redis", action="store_true",
                     help="greylisting on, state in a private redis-server, the triplet passed")
+    ap.add_argument("--no-seed", action="store_true",
+                    help="no classifier seed: the classifier has learned nothing and does not vote")
     args = ap.parse_args()
     require("smtp-source", "postfix")
     # Every DNS check runs against a local resolver: the benchmark never asks a resolver
