@@ -204,21 +204,12 @@ impl Spool {
         bytes.reserve(prefix.len() + message.len());
         bytes.extend_from_slice(prefix);
         bytes.extend_from_slice(message);
-        let write_result = {
-            let tmp_path = tmp_path.clone();
-            tokio::task::spawn_blocking(move || write_new_file(&tmp_path, &bytes, b""))
-                .await
-                .map_err(|_| SpoolError::Stopped)?
-        };
-        if let Err(source) = write_result {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(SpoolError::Io {
-                op: "write",
-                path: tmp_path,
-                source,
-            });
-        }
-        if let Err(e) = self.committer.commit(tmp_path.clone(), final_path).await {
+        if let Err(e) = self
+            .committer
+            .write_and_commit(bytes, tmp_path.clone(), final_path)
+            .await
+        {
+            // The committer removed what it wrote; a stop in between may have left a file.
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
         }
@@ -451,7 +442,7 @@ fn decode_header(path: &Path, bytes: &[u8]) -> Result<(Envelope, usize), SpoolEr
 }
 
 /// Creates `path` exclusively and writes both parts; durability is the committer's job.
-fn write_new_file(path: &Path, header: &[u8], body: &[u8]) -> io::Result<()> {
+pub(super) fn write_new_file(path: &Path, header: &[u8], body: &[u8]) -> io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
