@@ -153,33 +153,44 @@ pub fn fold_mixed_script(word: &str) -> Option<String> {
 /// Only substitutes characters that sit *between* letters, so ordinary tokens such as `mp3`,
 /// `x86`, `2002` or `ipv6` are not touched. Returns `None` when nothing was substituted.
 pub fn deleet(word: &str) -> Option<String> {
-    let chars: Vec<char> = word.chars().collect();
-    if chars.len() < 3 {
+    let bytes = word.as_bytes();
+    // Most words hold no substitute at all: they leave here without allocating.
+    if bytes.len() < 3
+        || !bytes.iter().any(|&b| leet_letter(b).is_some())
+        || !bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphabetic() || leet_letter(b).is_some())
+    {
         return None;
     }
-    let mut out = String::with_capacity(word.len());
-    let mut changed = false;
-    for (i, &c) in chars.iter().enumerate() {
-        let sub = match c {
-            '0' => Some('o'),
-            '1' | '!' | '|' => Some('i'),
-            '3' => Some('e'),
-            '4' | '@' => Some('a'),
-            '5' | '$' => Some('s'),
-            '7' | '+' => Some('t'),
-            _ => None,
-        };
-        let inside = chars[..i].iter().any(|p| p.is_ascii_alphabetic())
-            && chars[i + 1..].iter().any(|n| n.is_ascii_alphabetic());
-        match sub {
-            Some(s) if inside => {
-                changed = true;
-                out.push(s);
-            }
-            _ => out.push(c),
+    let first = bytes.iter().position(u8::is_ascii_alphabetic)?;
+    let last = bytes.iter().rposition(u8::is_ascii_alphabetic)?;
+    let mut out = String::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_alphabetic() {
+            out.push(char::from(b));
+        } else if first < i && i < last {
+            out.push(leet_letter(b)?);
+        } else {
+            // A substitute at the word's edge stays what it is, and the word is not all
+            // letters then.
+            return None;
         }
     }
-    (changed && out.chars().all(|c| c.is_ascii_alphabetic())).then_some(out)
+    Some(out)
+}
+
+/// The letter a digit or symbol stands for inside a word.
+fn leet_letter(b: u8) -> Option<char> {
+    match b {
+        b'0' => Some('o'),
+        b'1' | b'!' | b'|' => Some('i'),
+        b'3' => Some('e'),
+        b'4' | b'@' => Some('a'),
+        b'5' | b'$' => Some('s'),
+        b'7' | b'+' => Some('t'),
+        _ => None,
+    }
 }
 
 /// Joins letter-spaced words: `v i a g r a` (as separate tokens) and `v-i-a-g-r-a`,
@@ -282,6 +293,56 @@ mod tests {
         assert_eq!(deleet("2002"), None);
         assert_eq!(deleet("ipv6"), None);
         assert_eq!(deleet("hello"), None);
+    }
+
+    /// The rule as first written (character by character, each substitute checked for a
+    /// letter on both sides); the shipped seed's tokens were made with it, so the fast
+    /// version must agree with it on every word.
+    fn deleet_reference(word: &str) -> Option<String> {
+        let chars: Vec<char> = word.chars().collect();
+        if chars.len() < 3 {
+            return None;
+        }
+        let mut out = String::new();
+        let mut changed = false;
+        for (i, &c) in chars.iter().enumerate() {
+            let sub = match c {
+                '0' => Some('o'),
+                '1' | '!' | '|' => Some('i'),
+                '3' => Some('e'),
+                '4' | '@' => Some('a'),
+                '5' | '$' => Some('s'),
+                '7' | '+' => Some('t'),
+                _ => None,
+            };
+            let inside = chars[..i].iter().any(|p| p.is_ascii_alphabetic())
+                && chars[i + 1..].iter().any(|n| n.is_ascii_alphabetic());
+            match sub {
+                Some(s) if inside => {
+                    changed = true;
+                    out.push(s);
+                }
+                _ => out.push(c),
+            }
+        }
+        (changed && out.chars().all(|c| c.is_ascii_alphabetic())).then_some(out)
+    }
+
+    #[test]
+    fn deleet_agrees_with_the_reference_on_every_short_word() {
+        let alphabet: Vec<char> = "aZ1@0|+9-é".chars().collect();
+        let mut word = Vec::new();
+        for len in 0..=5u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                word.clear();
+                for _ in 0..len {
+                    word.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let w: String = word.iter().collect();
+                assert_eq!(deleet(&w), deleet_reference(&w), "{w:?}");
+            }
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! One writer thread owns the database: calls queue up on a channel and each batch runs in
 //! one transaction with one fsync (group commit, as the spool does), so many sessions cost
-//! one disk flush. Reads go through the same thread, which makes every operation atomic
-//! without locks. Values carry their expiry; expired entries read as absent and a sweep
+//! one disk flush. Reads that decide a write go through the same thread, which makes every
+//! operation atomic without locks; plain look-ups (classifier counts, map fields) read a
+//! snapshot in their own read transaction, which never waits for the writer. Values carry their expiry; expired entries read as absent and a sweep
 //! removes them when the store is idle. The file is opened in redb's multi-writer mode so
 //! the command-line tools can use it while the gateway runs.
 
@@ -133,7 +134,8 @@ impl Embedded {
         Ok(Embedded { requests, db })
     }
 
-    /// Runs `read` in a read transaction on a blocking thread.
+    /// Runs `read` in a read transaction on a blocking thread: for scans whose size the
+    /// caller does not bound.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>
@@ -142,17 +144,21 @@ impl Embedded {
         empty: T,
     ) -> Result<T, StateError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(backend_error)?;
-            match txn.open_table(TABLE) {
-                Ok(table) => read(&table),
-                // Nothing was ever written.
-                Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
-                Err(e) => Err(backend_error(e)),
-            }
-        })
-        .await
-        .map_err(|e| StateError::Backend(format!("state read: {e}")))?
+        tokio::task::spawn_blocking(move || read_now(&db, read, empty))
+            .await
+            .map_err(|e| StateError::Backend(format!("state read: {e}")))?
+    }
+
+    /// Runs `read` in a read transaction on the calling thread: for look-ups of a bounded
+    /// number of keys. Readers never wait for the writer (redb is MVCC) and the pages are
+    /// in memory once warm, so this is CPU work of the size of a rule check, cheaper than
+    /// the two thread switches of a blocking-pool hop it replaces on every message.
+    fn read_bounded<T>(
+        &self,
+        read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>,
+        empty: T,
+    ) -> Result<T, StateError> {
+        read_now(&self.db, read, empty)
     }
 
     async fn run(&self, op: Op) -> Result<Answer, StateError> {
@@ -162,6 +168,20 @@ impl Embedded {
             .map_err(|_| StateError::Backend("state writer stopped".into()))?;
         rx.await
             .map_err(|_| StateError::Backend("state writer stopped".into()))?
+    }
+}
+
+fn read_now<T>(
+    db: &Database,
+    read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>,
+    empty: T,
+) -> Result<T, StateError> {
+    let txn = db.begin_read().map_err(backend_error)?;
+    match txn.open_table(TABLE) {
+        Ok(table) => read(&table),
+        // Nothing was ever written.
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
+        Err(e) => Err(backend_error(e)),
     }
 }
 
@@ -283,10 +303,9 @@ impl Backend for Embedded {
     }
 
     async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError> {
-        let keys = keys.to_vec();
         let n = keys.len();
-        self.read(
-            move |table| {
+        self.read_bounded(
+            |table| {
                 let now = now_ms();
                 keys.iter()
                     .map(|k| {
@@ -301,7 +320,6 @@ impl Backend for Embedded {
             },
             vec![0; n],
         )
-        .await
     }
 
     async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError> {
@@ -314,8 +332,8 @@ impl Backend for Embedded {
 
     async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError> {
         let key = map_key(key, field);
-        self.read(
-            move |table| {
+        self.read_bounded(
+            |table| {
                 let guard = table.get(key.as_str()).map_err(backend_error)?;
                 Ok(guard
                     .as_ref()
@@ -324,7 +342,6 @@ impl Backend for Embedded {
             },
             None,
         )
-        .await
     }
 
     async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), StateError> {
