@@ -239,6 +239,38 @@ async fn nxdomain_without_soa_is_cached_for_negative_ttl_min() {
     assert_eq!(server.queries(), asked + 1);
 }
 
+/// mail-auth's resolver keeps a negative answer exactly as long as the shared cache does
+/// (the responder's SOA carries what is left): asked again, it answers itself, and the
+/// lookup is counted once; with nothing to keep (`negative_ttl_min = 0`, no SOA from the
+/// server) every question goes through again.
+#[tokio::test]
+async fn mail_auth_questions_are_kept_as_long_as_the_shared_cache_keeps_them() {
+    let server = TestDns::builder()
+        .mode(Mode::NoSoa)
+        .start()
+        .await
+        .expect("server");
+    for (floor, expected) in [(Duration::from_secs(60), 1), (Duration::ZERO, 2)] {
+        let (dns, metrics) = resolver(&DnsConfig {
+            negative_ttl_min: floor,
+            ..config(server.addr())
+        });
+        let auth = dns.auth_resolver("spf").expect("mail-auth resolver");
+        for _ in 0..2 {
+            let err = auth
+                .txt_lookup("absent.sender.test.")
+                .await
+                .expect_err("no such name");
+            assert!(err.is_no_records_found(), "{err}");
+        }
+        assert_eq!(
+            lookups(&metrics, "spf", "nxdomain"),
+            expected,
+            "negative_ttl_min {floor:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn concurrent_identical_lookups_send_one_query() {
     let server = zone().await;

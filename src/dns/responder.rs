@@ -14,7 +14,8 @@ use super::resolver::{Dns, DnsSetupError, Inner};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::proto::rr::rdata::SOA;
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::TokioResolver;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,13 +29,15 @@ use tokio_util::sync::CancellationToken;
 /// What the responder offers over UDP; larger answers are truncated, and hickory asks again
 /// over TCP.
 const UDP_PAYLOAD: u16 = 4096;
+/// Answers kept by each of mail-auth's resolvers (one per check).
+const AUTH_CACHE_ENTRIES: u64 = 4096;
 /// An idle TCP connection from mail-auth's resolver is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 impl Dns {
     /// A hickory resolver for mail-auth whose every question goes through this resolver
-    /// (counted as `check` in `mxguard_dns_lookups_total`). Its own cache is off: the shared
-    /// cache answers. Must be called inside a Tokio runtime.
+    /// (counted as `check` in `mxguard_dns_lookups_total`, once per question its own small
+    /// cache cannot answer). Must be called inside a Tokio runtime.
     pub fn auth_resolver(&self, check: &'static str) -> Result<TokioResolver, DnsSetupError> {
         let (udp, tcp) = bind_pair()?;
         let addr = udp.local_addr()?;
@@ -114,8 +117,10 @@ fn bind_pair() -> std::io::Result<(UdpSocket, TcpListener)> {
 }
 
 /// mail-auth's resolver: this responder only, one try (hickory's `attempts` counts retries
-/// after the first; the shared path does the retransmitting), no cache of its own, EDNS so
-/// most answers fit one datagram.
+/// after the first; the shared path does the retransmitting), EDNS so most answers fit one
+/// datagram. It keeps answers as long as the shared cache said they may live (record TTLs
+/// and the negative SOA are cut to what is left there), so a busy gateway's repeated SPF
+/// and DMARC questions do not each cost a loopback round trip; failures are not cached.
 fn client(addr: SocketAddr, timeout: Duration) -> Result<TokioResolver, DnsSetupError> {
     let mut udp = ConnectionConfig::udp();
     udp.port = addr.port();
@@ -130,7 +135,7 @@ fn client(addr: SocketAddr, timeout: Duration) -> Result<TokioResolver, DnsSetup
     opts.use_hosts_file = ResolveHosts::Never;
     opts.timeout = timeout;
     opts.attempts = 0;
-    opts.cache_size = 0;
+    opts.cache_size = AUTH_CACHE_ENTRIES;
     opts.edns0 = true;
     opts.edns_payload_len = UDP_PAYLOAD;
     opts.try_tcp_on_error = false;
@@ -299,12 +304,28 @@ async fn respond(dns: &Dns, label: &Label, request: &Message, count: bool) -> Me
                 })
                 .collect();
         }
-        Answer::Negative { code, .. } => reply.metadata.response_code = code,
+        Answer::Negative { code, expires } => {
+            reply.metadata.response_code = code;
+            // RFC 2308 §5: the SOA carries how long the negative answer may be kept, so
+            // mail-auth's resolver caches it exactly as long as the shared cache does.
+            let left = expires.saturating_duration_since(Instant::now()).as_secs();
+            let ttl = u32::try_from(left).unwrap_or(u32::MAX);
+            reply
+                .authorities
+                .push(negative_soa(question.name().clone(), ttl));
+        }
         Answer::ServFail | Answer::Timeout | Answer::Unavailable | Answer::Error(_) => {
             reply.metadata.response_code = ResponseCode::ServFail;
         }
     }
     reply
+}
+
+/// An SOA whose TTL and minimum are both `ttl`, owned by the question's name (the zone's
+/// apex is not known here; resolvers read only the two numbers).
+fn negative_soa(name: Name, ttl: u32) -> Record {
+    let soa = SOA::new(Name::root(), Name::root(), 0, 0, 0, 0, ttl);
+    Record::from_rdata(name, ttl, RData::SOA(soa))
 }
 
 /// The wire form of `reply`, truncated (TC, no answers) when it exceeds `limit` bytes.
