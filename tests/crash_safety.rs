@@ -111,7 +111,9 @@ fn accepted_mail_survives_20_sigkills_at_random_moments_under_load() {
         "too few messages accepted to test anything: {}",
         accepted.len()
     );
-    let (ok, msgs) = internal.wait_for(Duration::from_secs(60), |m| {
+    // A bound on waiting that grows with the backlog the rounds left behind.
+    let patience = Duration::from_secs(60) + Duration::from_millis(20) * accepted.len() as u32;
+    let (ok, msgs) = internal.wait_for(patience, |m| {
         let got: BTreeSet<String> = m.iter().filter_map(Received::message_id).collect();
         accepted.iter().all(|id| got.contains(id))
     });

@@ -8,6 +8,9 @@
 //! snapshot in their own read transaction, which never waits for the writer. Values carry their expiry; expired entries read as absent and a sweep
 //! removes them when the store is idle. The file is opened in redb's multi-writer mode so
 //! the command-line tools can use it while the gateway runs.
+//!
+//! One file (~630 lines) because the writer thread's operations and the trait methods that
+//! queue them mirror each other one to one.
 
 use super::algo::{self, Triplet};
 use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};

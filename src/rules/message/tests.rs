@@ -1,0 +1,90 @@
+//! The message view's shapes, checked against what SpamAssassin's rules expect.
+
+use super::*;
+
+fn target(name: &str, part: AddrPart) -> HeaderTarget {
+    HeaderTarget {
+        source: HeaderSource::Named(name.into()),
+        raw: false,
+        part,
+        instance: Instance::All,
+        if_unset: None,
+    }
+}
+
+#[test]
+fn headers_decoded_raw_and_addresses() {
+    let raw = b"From: \"Foo Bar\" <foo@example.com>\r\nTo: a@x.test, B <b@y.test>\r\nSubject: =?utf-8?q?Hello_W=C3=B6rld?=\r\nReceived: one\r\nReceived: two\r\n\r\nbody\r\n";
+    let v = MessageView::parse(raw);
+    assert_eq!(
+        v.header_text(&target("subject", AddrPart::Whole)).unwrap(),
+        "Hello Wörld"
+    );
+    let mut t = target("subject", AddrPart::Whole);
+    t.raw = true;
+    assert_eq!(v.header_text(&t).unwrap(), "=?utf-8?q?Hello_W=C3=B6rld?=");
+    assert_eq!(
+        v.header_text(&target("from", AddrPart::Addr)).unwrap(),
+        "foo@example.com"
+    );
+    assert_eq!(
+        v.header_text(&target("from", AddrPart::Name)).unwrap(),
+        "Foo Bar"
+    );
+    assert_eq!(
+        v.header_text(&target("to", AddrPart::Addr)).unwrap(),
+        "a@x.test\nb@y.test"
+    );
+    assert_eq!(
+        v.header_text(&target("received", AddrPart::Whole)).unwrap(),
+        "one\ntwo"
+    );
+    let mut last = target("received", AddrPart::Whole);
+    last.instance = Instance::Last;
+    assert_eq!(v.header_text(&last).unwrap(), "two");
+    assert!(v
+        .header_text(&target("x-missing", AddrPart::Whole))
+        .is_none());
+}
+
+#[test]
+fn body_lines_follow_spamassassin() {
+    let raw = b"Subject: Hi  there\r\n\r\nline one\r\ncontinues   here\r\n\r\n\r\nsecond para\r\n";
+    let v = MessageView::parse(raw);
+    assert_eq!(
+        v.body_lines(),
+        &["Hi there", "line one continues here", "second para "]
+    );
+    // Whitespace at a paragraph's edges stays, as in SpamAssassin.
+    let raw = b"Subject: x\r\n\r\na  \r\n\r\n  b\r\n \r\nc";
+    let v = MessageView::parse(raw);
+    assert_eq!(v.body_lines(), &["x", "a ", " b", "c"]);
+}
+
+#[test]
+fn uris_from_text_and_html() {
+    let raw = b"Subject: x\r\nContent-Type: text/html\r\n\r\n<p>see <a href=\"http://evil.test/a?b=1&amp;c=2\">here</a> or www.other.test/x.</p>\r\n";
+    let v = MessageView::parse(raw);
+    assert!(v.uris().iter().any(|u| u == "http://evil.test/a?b=1&c=2"));
+    assert!(v.uris().iter().any(|u| u == "http://www.other.test/x"));
+    assert!(v.body_text().contains("see here or"));
+}
+
+#[test]
+fn garbage_does_not_panic() {
+    for raw in [
+        &b""[..],
+        b"\xff\xfe\x00",
+        b"no headers at all",
+        b":\r\n\r\n",
+    ] {
+        let v = MessageView::parse(raw);
+        assert_eq!(v.full(), raw);
+    }
+    let long = "a".repeat(10_000);
+    let v = MessageView::parse(format!("Subject: x\r\n\r\n{long}\r\n").as_bytes());
+    assert!(v
+        .body_lines()
+        .iter()
+        .all(|l| l.len() <= MAX_BODY_LINE_LENGTH));
+}
