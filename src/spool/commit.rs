@@ -2,9 +2,10 @@
 //!
 //! Messages held in memory are handed over with their bytes and written here, so a store
 //! costs one hand-off between threads rather than two (a blocking-pool write, then this
-//! thread). For a batch it writes those files, flushes the files' data (one `syncfs` on Linux, else one `fsync` per
-//! file), renames each into its directory (queue or quarantine), then fsyncs each
-//! directory involved once. Every waiting `store` is answered only after that fsync.
+//! thread). For a batch it writes those files and renames each into its directory (queue or
+//! quarantine). On Linux one `syncfs` then makes data and names durable together;
+//! elsewhere each file is fsynced before the renames and each directory after them.
+//! Every waiting `store` is answered only once its message is durable.
 
 use super::SpoolError;
 use std::fs::{self, File};
@@ -91,6 +92,17 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
     if batch.is_empty() {
         return;
     }
+    if cfg!(target_os = "linux") {
+        // One `syncfs` after the renames makes the files' data and the new directory
+        // entries durable in one journal commit (data first, then names, then a directory
+        // fsync would take two). Until it returns nobody is answered; a crash before can
+        // leave an unacknowledged message in the queue, which is then delivered (the
+        // at-least-once side that a crash between fsync and reply has anyway).
+        let renamed = rename_all(batch);
+        let synced = flush_data(dir, &renamed);
+        answer(renamed, synced, "fsync");
+        return;
+    }
     if let Err(e) = flush_data(dir, &batch) {
         let path = batch.first().map(|r| r.tmp.clone()).unwrap_or_default();
         for r in batch {
@@ -102,6 +114,21 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
         }
         return;
     }
+    let renamed = rename_all(batch);
+    let mut parents: Vec<PathBuf> = renamed
+        .iter()
+        .filter_map(|r| r.target.parent().map(Path::to_path_buf))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    let synced = parents
+        .iter()
+        .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
+    answer(renamed, synced, "fsync");
+}
+
+/// Moves each file into its directory; answers the ones that fail and returns the rest.
+fn rename_all(batch: Vec<Request>) -> Vec<Request> {
     let mut renamed = Vec::with_capacity(batch.len());
     for r in batch {
         match fs::rename(&r.tmp, &r.target) {
@@ -115,15 +142,13 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
             }
         }
     }
-    let mut parents: Vec<PathBuf> = renamed
-        .iter()
-        .filter_map(|r| r.target.parent().map(Path::to_path_buf))
-        .collect();
-    parents.sort();
-    parents.dedup();
-    let synced = parents
-        .iter()
-        .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
+    renamed
+}
+
+/// Answers the renamed files once the flush that makes them durable is done. When it
+/// failed, the renames may or may not be durable: they are undone so nothing
+/// unacknowledged is delivered, and every store gets the error.
+fn answer(renamed: Vec<Request>, synced: io::Result<()>, op: &'static str) {
     match synced {
         Ok(()) => {
             for r in renamed {
@@ -131,12 +156,10 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
             }
         }
         Err(e) => {
-            // The renames may or may not be durable: undo them so nothing unacknowledged
-            // is delivered twice, and report failure.
             for r in renamed {
                 let _ = fs::remove_file(&r.target);
                 let _ = r.done.send(Err(SpoolError::Io {
-                    op: "fsync",
+                    op,
                     path: r.target.clone(),
                     source: io::Error::new(e.kind(), e.to_string()),
                 }));
