@@ -1,6 +1,7 @@
 //! Message bytes from the internet → MIME parsing (`rules::MessageView`) and evaluation of
 //! the shipped `rules/`, then the whole end-of-data judgement as `mxguard scan` runs it
-//! (`policy::offline::judge`: GTUBE, header checks, rules, verdict).
+//! (`policy::offline::Offline::judge`: GTUBE, header checks, attachments, rules, the
+//! classifier voting with the shipped seed, verdict).
 //!
 //! Properties: never panics, never loops; every score is finite; hits come out sorted by
 //! name without duplicates and without `__` sub-rules.
@@ -8,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mxguard::config::Config;
-use mxguard::policy::{offline, Policy};
+use mxguard::policy::offline::{self, Offline};
 use mxguard::rules::{CompiledRules, MessageView, RuleSet};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -24,11 +25,16 @@ static RULES: LazyLock<CompiledRules> = LazyLock::new(|| {
     rules
 });
 
-static POLICY: LazyLock<Policy> = LazyLock::new(|| {
+static POLICY: LazyLock<Offline> = LazyLock::new(|| {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // No spool (so no store is opened): the classifier reads the shipped seed.
     let text = format!(
         "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
-         [policy]\nrules_dir = {:?}\n",
-        rules_dir().display().to_string()
+         [spool]\ndir = \"/nonexistent/mxguard-fuzz-spool\"\n\
+         [policy]\nrules_dir = {:?}\n\
+         [classifier]\nseed = {:?}\n",
+        rules_dir().display().to_string(),
+        repo.join("config/classifier-seed.bin").display().to_string()
     );
     let config = Config::from_toml(Path::new("fuzz.toml"), &text).expect("fuzz config valid");
     offline::build(config).expect("offline policy builds")
@@ -49,6 +55,6 @@ fuzz_target!(|raw: &[u8]| {
         assert!(h.score.is_finite(), "{} scored {}", h.name, h.score);
         assert!(!h.name.starts_with("__"), "sub-rule {} reported", h.name);
     }
-    let judged = offline::judge(&POLICY, raw);
+    let judged = POLICY.judge(raw);
     assert!(judged.score.is_finite(), "total score {}", judged.score);
 });
