@@ -34,7 +34,9 @@ static POLICY: LazyLock<Offline> = LazyLock::new(|| {
          [policy]\nrules_dir = {:?}\n\
          [classifier]\nseed = {:?}\n",
         rules_dir().display().to_string(),
-        repo.join("config/classifier-seed.bin").display().to_string()
+        repo.join("config/classifier-seed.bin")
+            .display()
+            .to_string()
     );
     let config = Config::from_toml(Path::new("fuzz.toml"), &text).expect("fuzz config valid");
     offline::build(config).expect("offline policy builds")
