@@ -144,19 +144,6 @@ impl SpillFile {
         Ok(bytes)
     }
 
-    /// Reads message bytes from `offset` (relative to the message start) into `buf`;
-    /// returns how many were read (0 at the end). Blocking.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let at = self.start.saturating_add(offset);
-        if at >= self.end {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
-        self.file.read_at(&mut buf[..want], at)
-    }
-
     /// A handle for blocking reads on another thread.
     pub fn reader(&self) -> SpillReader {
         SpillReader {
@@ -220,7 +207,8 @@ impl SpillReader {
         self.end == self.start
     }
 
-    /// Reads message bytes from `offset` into `buf`; 0 at the end.
+    /// Reads message bytes from `offset` (relative to the message start) into `buf`;
+    /// returns how many were read (0 at the end). Blocking.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let at = self.start.saturating_add(offset);
         if at >= self.end {
