@@ -100,7 +100,7 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
         // at-least-once side that a crash between fsync and reply has anyway).
         let renamed = rename_all(batch);
         let synced = flush_data(dir, &renamed);
-        answer(renamed, synced, "fsync");
+        answer(renamed, synced);
         return;
     }
     if let Err(e) = flush_data(dir, &batch) {
@@ -124,7 +124,7 @@ fn commit_batch(dir: &File, batch: Vec<Request>) {
     let synced = parents
         .iter()
         .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
-    answer(renamed, synced, "fsync");
+    answer(renamed, synced);
 }
 
 /// Moves each file into its directory; answers the ones that fail and returns the rest.
@@ -148,7 +148,7 @@ fn rename_all(batch: Vec<Request>) -> Vec<Request> {
 /// Answers the renamed files once the flush that makes them durable is done. When it
 /// failed, the renames may or may not be durable: they are undone so nothing
 /// unacknowledged is delivered, and every store gets the error.
-fn answer(renamed: Vec<Request>, synced: io::Result<()>, op: &'static str) {
+fn answer(renamed: Vec<Request>, synced: io::Result<()>) {
     match synced {
         Ok(()) => {
             for r in renamed {
@@ -159,7 +159,7 @@ fn answer(renamed: Vec<Request>, synced: io::Result<()>, op: &'static str) {
             for r in renamed {
                 let _ = fs::remove_file(&r.target);
                 let _ = r.done.send(Err(SpoolError::Io {
-                    op,
+                    op: "fsync",
                     path: r.target.clone(),
                     source: io::Error::new(e.kind(), e.to_string()),
                 }));
