@@ -100,6 +100,16 @@ impl ClientInfo {
     }
 }
 
+/// One clamd scan of a message: which clamd and what was sent (`key`), and its answer or
+/// why there was none.
+#[derive(Debug, Clone)]
+pub struct AvScan {
+    /// The clamd address and the scope scanned.
+    pub key: String,
+    /// The report, or the error that stood in for it.
+    pub result: Result<crate::classify::clamd::ScanReport, String>,
+}
+
 /// One transaction's input and the policy's running output.
 #[derive(Debug)]
 pub struct Context {
@@ -126,6 +136,9 @@ pub struct Context {
     pub auth: Option<crate::auth::AuthOutcome>,
     /// What the learning classifier said about the message, once asked.
     pub classification: Option<crate::classify::Judged>,
+    /// What clamd said about the message, once asked (kept by [`Context::fork`], so a
+    /// shadow policy scanning with the same clamd does not send the message again).
+    pub antivirus: Option<AvScan>,
     /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
     pub peer_stamp: Option<crate::tier::Stamp>,
     /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
@@ -150,6 +163,7 @@ impl Context {
             parsed: self.parsed.clone(),
             auth: self.auth.clone(),
             classification: self.classification.clone(),
+            antivirus: self.antivirus.clone(),
             peer_stamp: self.peer_stamp.clone(),
             deadline: self.deadline,
         }
@@ -169,6 +183,7 @@ impl Context {
             parsed: None,
             auth: None,
             classification: None,
+            antivirus: None,
             peer_stamp: None,
             deadline: None,
         }

@@ -3,11 +3,11 @@
 //! message is judged without the scan (`ANTIVIRUS_UNAVAILABLE`) or deferred with
 //! `451 4.3.0`, as `antivirus.on_failure` says.
 
-use crate::classify::clamd::{Clamd, ScanVerdict};
+use crate::classify::clamd::{Clamd, ScanReport, ScanVerdict};
 use crate::config::{AvFailure, AvScope};
 use crate::mail::Reply;
 use crate::metrics::Metrics;
-use crate::policy::{Check, Context, Decision, Stage};
+use crate::policy::{AvScan, Check, Context, Decision, Stage};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -81,33 +81,21 @@ impl Check for Antivirus {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let started = tokio::time::Instant::now();
-        let result = if ctx.message.spool_id().is_some() {
-            // A message kept on disk is parsed from a sample that holds no attachment
-            // bytes: clamd gets the whole message, mapped from its spool file (page cache,
-            // not heap), and decodes the MIME parts itself.
-            let scanned = match ctx.message.raw() {
-                Ok(raw) => Ok(self.clamd.scan_all(&[&raw]).await),
-                Err(e) => Err(format!("cannot map the message from the spool: {e}")),
-            };
-            match scanned {
-                Ok(result) => result,
-                Err(e) => return self.unavailable(ctx, started, &e),
+        let key = format!("{:?} {:?}", self.clamd.address(), self.scope);
+        let result = match ctx.antivirus.as_ref().filter(|scan| scan.key == key) {
+            // Scanned already (the live policy, before a shadow with the same clamd): the
+            // same bytes get the same answer, so they are not sent again.
+            Some(scan) => scan.result.clone(),
+            None => {
+                let Some(result) = self.scan(ctx).await else {
+                    return Decision::Continue;
+                };
+                ctx.antivirus = Some(AvScan {
+                    key,
+                    result: result.clone(),
+                });
+                result
             }
-        } else {
-            let view = ctx.view();
-            let streams: Vec<&[u8]> = match self.scope {
-                AvScope::Attachments => view
-                    .attachments()
-                    .iter()
-                    .map(|a| a.data.as_slice())
-                    .filter(|d| !d.is_empty())
-                    .collect(),
-                AvScope::Message => vec![view.full()],
-            };
-            if streams.is_empty() {
-                return Decision::Continue;
-            }
-            self.clamd.scan_all(&streams).await
         };
         match result {
             Ok(report) => {
@@ -138,6 +126,42 @@ impl Check for Antivirus {
 }
 
 impl Antivirus {
+    /// Sends what `scope` says to clamd; `None` when there is nothing to scan.
+    async fn scan(&self, ctx: &mut Context) -> Option<Result<ScanReport, String>> {
+        if ctx.message.spool_id().is_some() {
+            // A message kept on disk is parsed from a sample that holds no attachment
+            // bytes: clamd gets the whole message, mapped from its spool file (page cache,
+            // not heap), and decodes the MIME parts itself.
+            return Some(match ctx.message.raw() {
+                Ok(raw) => self
+                    .clamd
+                    .scan_all(&[&raw])
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("cannot map the message from the spool: {e}")),
+            });
+        }
+        let view = ctx.view();
+        let streams: Vec<&[u8]> = match self.scope {
+            AvScope::Attachments => view
+                .attachments()
+                .iter()
+                .map(|a| a.data.as_slice())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            AvScope::Message => vec![view.full()],
+        };
+        if streams.is_empty() {
+            return None;
+        }
+        Some(
+            self.clamd
+                .scan_all(&streams)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     /// The scan could not be made: judged without it or deferred, as configured.
     fn unavailable(
         &self,
@@ -252,6 +276,26 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         let whole = Antivirus::new(clamd, AvFailure::Open, AvScope::Message, None);
         assert_eq!(whole.run(&mut ctx(plain)).await, Decision::Continue);
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A shadow policy judges a fork of the live context: with the same clamd and scope it
+    /// reuses the live scan (the same verdict, nothing sent again); another scope scans.
+    #[tokio::test]
+    async fn a_forked_context_reuses_the_scan_of_the_same_clamd() {
+        let (clamd, count) = fake(b"stream: Eicar-Test-Signature FOUND\0").await;
+        let check = Antivirus::new(clamd.clone(), AvFailure::Open, AvScope::Attachments, None);
+        let mut live = ctx(WITH_ATTACHMENT);
+        let first = check.run(&mut live).await;
+        assert!(matches!(first, Decision::Reject(_)), "{first:?}");
+        let mut shadow = live.fork();
+        shadow.symbols.clear();
+        assert_eq!(check.run(&mut shadow).await, first);
+        assert!(shadow.symbols.iter().any(|s| s.name == VIRUS_FOUND));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let whole = Antivirus::new(clamd, AvFailure::Open, AvScope::Message, None);
+        let mut other = live.fork();
+        assert!(matches!(whole.run(&mut other).await, Decision::Reject(_)));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
