@@ -211,6 +211,7 @@ impl Context {
         self.parsed = None;
         self.auth = None;
         self.classification = None;
+        self.antivirus = None;
         self.peer_stamp = None;
         self.symbols.clear();
         self.symbols

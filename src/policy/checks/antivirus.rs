@@ -279,7 +279,8 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
     }
 
     /// A shadow policy judges a fork of the live context: with the same clamd and scope it
-    /// reuses the live scan (the same verdict, nothing sent again); another scope scans.
+    /// reuses the live scan (the same verdict, nothing sent again); another scope scans, and
+    /// so does the next transaction.
     #[tokio::test]
     async fn a_forked_context_reuses_the_scan_of_the_same_clamd() {
         let (clamd, count) = fake(b"stream: Eicar-Test-Signature FOUND\0").await;
@@ -296,6 +297,11 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         let mut other = live.fork();
         assert!(matches!(whole.run(&mut other).await, Decision::Reject(_)));
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The next transaction of the session is another message: scanned again.
+        live.reset_transaction();
+        live.message = WITH_ATTACHMENT.as_bytes().to_vec().into();
+        assert!(matches!(check.run(&mut live).await, Decision::Reject(_)));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
