@@ -185,7 +185,7 @@ def scan(config, files):
         for line in proc.stdout.splitlines():
             if line.startswith("{"):
                 j = json.loads(line)
-                results[j["file"]] = (j["score"], j["rules"], j.get("classifier"))
+                results[j["file"]] = (j["score"], j["rules"], j.get("classifier"), j.get("bayes"), j.get("lr"))
     return results
 
 
@@ -223,16 +223,16 @@ def oof_rows(corpus, work, scratch):
         res = scan(cfg, test)
         for p, cls in files:
             if folds[p] == k:
-                score, rules, prob = res[p]
+                score, rules, prob, bayes, lr = res[p]
                 hits = set(r for r in rules if not r.startswith("BAYES_"))
-                rows.append((os.path.basename(p), 1 if cls == "spam" else -1, hits, prob, k))
+                rows.append((os.path.basename(p), 1 if cls == "spam" else -1, hits, prob, k, bayes, lr))
         print("fold %d: classifier trained on %d, scanned %d" % (k, len(files) - len(test), len(test)),
               file=sys.stderr)
     return rows
 
 
 def features(row, use_rules, use_bands):
-    _, _, hits, prob, _ = row
+    hits, prob = row[2], row[3]
     out = set(hits) if use_rules else set()
     if use_bands and prob is not None:
         out.add(band_of(prob))
@@ -349,11 +349,11 @@ def load_rows(args, work):
     """Out-of-fold rows, cached in --rows FILE when given (the folds take a few minutes)."""
     if args.rows and os.path.exists(args.rows):
         data = json.load(open(args.rows))
-        return [(r[0], r[1], set(r[2]), r[3], r[4]) for r in data]
+        return [(r[0], r[1], set(r[2])) + tuple(r[3:]) for r in data]
     corpus = corpus_dir(args.corpus)
     rows = oof_rows(corpus, work, scratch_rules(work))
     if args.rows:
-        json.dump([(r[0], r[1], sorted(r[2]), r[3], r[4]) for r in rows], open(args.rows, "w"))
+        json.dump([(r[0], r[1], sorted(r[2])) + tuple(r[3:]) for r in rows], open(args.rows, "w"))
     return rows
 
 

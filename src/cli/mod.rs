@@ -61,7 +61,7 @@ pub enum Verb {
     },
     /// Judge message files offline with the configured policy.
     Scan {
-        /// One JSON object per message (`file`, `verdict`, `score`, `rules`).
+        /// One JSON object per message (`file`, `verdict`, `score`, `rules`, `classifier` with its `bayes` and `lr` parts).
         #[arg(long)]
         json: bool,
         /// List every hit with its score and description.

@@ -65,9 +65,14 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(n, sc)| (n.clone(), serde_json::json!((sc * 1000.0).round() / 1000.0)))
                 .collect();
-            let probability = match &j.classification {
-                Some(Judged::Verdict(v)) => serde_json::json!((v.probability * 1e6).round() / 1e6),
-                _ => serde_json::Value::Null,
+            let round6 = |p: f64| serde_json::json!((p * 1e6).round() / 1e6);
+            let (probability, bayes, lr) = match &j.classification {
+                Some(Judged::Verdict(v)) => (
+                    round6(v.probability),
+                    round6(v.bayes),
+                    v.lr.map_or(serde_json::Value::Null, round6),
+                ),
+                _ => Default::default(),
             };
             let line = serde_json::json!({
                 "file": file.display().to_string(),
@@ -76,6 +81,8 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
                 "rules": rules,
                 "scores": scores,
                 "classifier": probability,
+                "bayes": bayes,
+                "lr": lr,
             });
             println!("{line}");
         } else {
