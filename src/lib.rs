@@ -311,7 +311,7 @@ pub async fn serve(
     let started = std::time::SystemTime::now();
     let config = Arc::new(config);
     let journal = Arc::new(policy::Journal::default());
-    let (spool, ready) = Spool::open(&config.spool.dir)?;
+    let (spool, ready) = Spool::open_recycling(&config.spool.dir, config.spool.recycle_files)?;
     let spool = Arc::new(spool);
     let metrics = Arc::new(Metrics::new());
     let callout = Arc::new(relay::Callout::new(metrics.clone()));

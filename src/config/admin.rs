@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Default `spool.min_free_bytes`: four messages of the default maximum size.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
 
+/// Default `spool.recycle_files`: enough emptied files for a second of a busy gateway.
+pub const DEFAULT_RECYCLE_FILES: usize = 4096;
+
 /// Spool location.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -19,6 +22,9 @@ pub struct SpoolConfig {
     /// Free space under which `/healthz` fails, so load balancers move away before
     /// every message gets 452 (0: only a failing write fails it).
     pub min_free_bytes: u64,
+    /// Emptied files of delivered messages kept for new ones (0: every message gets a new
+    /// file and every delivery deletes one).
+    pub recycle_files: usize,
 }
 
 /// Admin/metrics listener.
@@ -58,6 +64,7 @@ pub struct LogConfig {
 pub(super) struct RawSpool {
     dir: PathBuf,
     min_free_bytes: u64,
+    recycle_files: usize,
 }
 
 impl Default for RawSpool {
@@ -65,6 +72,7 @@ impl Default for RawSpool {
         Self {
             dir: PathBuf::from("var/spool"),
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            recycle_files: DEFAULT_RECYCLE_FILES,
         }
     }
 }
@@ -74,6 +82,7 @@ impl RawSpool {
         SpoolConfig {
             dir: self.dir,
             min_free_bytes: self.min_free_bytes,
+            recycle_files: self.recycle_files,
         }
     }
 }

@@ -22,7 +22,7 @@ mod state;
 mod tier;
 pub mod watch;
 
-pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig};
+pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig, DEFAULT_RECYCLE_FILES};
 pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
 pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use classifier::ClassifierConfig;

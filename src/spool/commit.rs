@@ -7,11 +7,13 @@
 //! elsewhere each file is fsynced before the renames and each directory after them.
 //! Every waiting `store` is answered only once its message is durable.
 
+use super::recycle::Recycler;
 use super::SpoolError;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 struct Request {
@@ -35,12 +37,12 @@ impl std::fmt::Debug for Request {
 }
 
 impl Committer {
-    pub(super) fn start(spool_dir: &Path) -> io::Result<Committer> {
+    pub(super) fn start(spool_dir: &Path, recycler: Arc<Recycler>) -> io::Result<Committer> {
         let dir = File::open(spool_dir)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || run(dir, rx))?;
+            .spawn(move || run(dir, rx, &recycler))?;
         Ok(Committer { tx })
     }
 
@@ -79,16 +81,33 @@ impl Committer {
     }
 }
 
-fn run(dir: File, rx: std_mpsc::Receiver<Request>) {
-    while let Ok(first) = rx.recv() {
+/// Empty spool files made per pass while the committer is idle: a store arriving meanwhile
+/// waits for at most this many creations.
+const TOP_UP_STEP: usize = 16;
+
+fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
+    loop {
+        let first = match rx.try_recv() {
+            Ok(r) => r,
+            Err(std_mpsc::TryRecvError::Disconnected) => return,
+            Err(std_mpsc::TryRecvError::Empty) => {
+                if recycler.top_up(TOP_UP_STEP) > 0 {
+                    continue;
+                }
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+        };
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        commit_batch(&dir, batch);
+        commit_batch(&dir, batch, recycler);
     }
 }
 
-fn commit_batch(dir: &File, batch: Vec<Request>) {
-    let batch = write_files(batch);
+fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler) {
+    let batch = write_files(batch, recycler);
     if batch.is_empty() {
         return;
     }
@@ -134,6 +153,7 @@ fn rename_all(batch: Vec<Request>) -> Vec<Request> {
         match fs::rename(&r.tmp, &r.target) {
             Ok(()) => renamed.push(r),
             Err(source) => {
+                let _ = fs::remove_file(&r.tmp);
                 let _ = r.done.send(Err(SpoolError::Io {
                     op: "rename",
                     path: r.target.clone(),
@@ -168,16 +188,23 @@ fn answer(renamed: Vec<Request>, synced: io::Result<()>) {
     }
 }
 
-/// Writes the files handed over with their bytes; answers the ones that fail (removing
-/// what they left) and returns the rest.
-fn write_files(batch: Vec<Request>) -> Vec<Request> {
+/// Writes the files handed over with their bytes, into recycled files while there are
+/// some; answers the ones that fail (removing what they left) and returns the rest.
+fn write_files(batch: Vec<Request>, recycler: &Recycler) -> Vec<Request> {
     let mut written = Vec::with_capacity(batch.len());
     for mut r in batch {
         let Some(contents) = r.contents.take() else {
             written.push(r);
             continue;
         };
-        match super::write_new_file(&r.tmp, &contents, b"") {
+        let result = match recycler.take() {
+            Some((path, mut file)) => {
+                r.tmp = path;
+                file.write_all(&contents)
+            }
+            None => super::write_new_file(&r.tmp, &contents, b""),
+        };
+        match result {
             Ok(()) => written.push(r),
             Err(source) => {
                 let _ = fs::remove_file(&r.tmp);

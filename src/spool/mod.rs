@@ -3,7 +3,8 @@
 //! Layout under the spool directory:
 //! - `tmp/`   messages being written; anything here at start was never acknowledged and is removed;
 //! - `queue/ID`        header line, envelope JSON line, then the message bytes (never rewritten);
-//! - `queue/ID.state`  delivery state JSON, replaced atomically (write to `tmp/`, rename).
+//! - `queue/ID.state`  delivery state JSON, replaced atomically (write to `tmp/`, rename);
+//! - `free/N`          emptied files of delivered messages, reused for new ones (`recycle.rs`).
 //!
 //! `store` writes the file to `tmp/`, makes it durable, renames it into `queue/` and makes
 //! the directory durable before returning. Concurrent stores share the expensive part
@@ -14,6 +15,7 @@ mod body;
 mod commit;
 mod envelope;
 mod map;
+mod recycle;
 mod spill;
 
 pub use body::{BodyTail, BODY_HEAD_BYTES};
@@ -24,6 +26,7 @@ pub use spill::{SpillFile, SpillReader};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 const MAGIC: &str = "MXGUARD-SPOOL 1";
@@ -97,6 +100,7 @@ pub struct Spool {
     queue: PathBuf,
     quarantine: PathBuf,
     committer: commit::Committer,
+    recycler: Arc<recycle::Recycler>,
     ready: mpsc::UnboundedSender<QueueId>,
 }
 
@@ -104,18 +108,28 @@ impl Spool {
     /// Opens (creating if needed) a spool; returns it with the channel on which every
     /// newly stored message id is announced, for the delivery scheduler.
     pub fn open(dir: &Path) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
-        Self::open_inner(dir, true)
+        Self::open_recycling(dir, crate::config::DEFAULT_RECYCLE_FILES)
+    }
+
+    /// [`Spool::open`] keeping up to `recycle_files` emptied files of delivered messages
+    /// for new ones (`spool.recycle_files`).
+    pub fn open_recycling(
+        dir: &Path,
+        recycle_files: usize,
+    ) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
+        Self::open_inner(dir, true, recycle_files)
     }
 
     /// Opens the spool of a gateway that may be running, for `mxguard queue`: files being
     /// written in `tmp/` are left alone.
     pub fn open_for_admin(dir: &Path) -> Result<Spool, SpoolError> {
-        Self::open_inner(dir, false).map(|(spool, _)| spool)
+        Self::open_inner(dir, false, 0).map(|(spool, _)| spool)
     }
 
     fn open_inner(
         dir: &Path,
         clean_tmp: bool,
+        recycle_files: usize,
     ) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
         let tmp = dir.join("tmp");
         let queue = dir.join("queue");
@@ -134,7 +148,12 @@ impl Spool {
         }
         let quarantine = dir.join("quarantine");
         fs::create_dir_all(&quarantine).map_err(io_err("create", &quarantine))?;
-        let committer = commit::Committer::start(dir).map_err(io_err("open", dir))?;
+        let free = dir.join("free");
+        let recycler = recycle::Recycler::open(&free, recycle_files, clean_tmp)
+            .map_err(io_err("open", &free))?;
+        let recycler = Arc::new(recycler);
+        let committer =
+            commit::Committer::start(dir, recycler.clone()).map_err(io_err("open", dir))?;
         let (ready, ready_rx) = mpsc::unbounded_channel();
         Ok((
             Spool {
@@ -143,6 +162,7 @@ impl Spool {
                 queue,
                 quarantine,
                 committer,
+                recycler,
                 ready,
             },
             ready_rx,
@@ -335,11 +355,18 @@ impl Spool {
         saved
     }
 
-    /// Removes a message once every recipient is settled. The message file goes first:
-    /// a crash in between leaves only a state file, which `recover` discards.
+    /// Removes a message once every recipient is settled (its file emptied into the
+    /// recycling pool, or deleted). The message file goes first: a crash in between leaves
+    /// only a state file, which `recover` discards.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.queue.join(id.as_str());
-        match fs::remove_file(&path) {
+        let removed = match self.recycler.put(&path) {
+            Ok(true) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+            // Full pool, or the file could not be emptied or moved: delete it.
+            Ok(false) | Err(_) => fs::remove_file(&path),
+        };
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(SpoolError::NotFound(id.clone()))
@@ -535,6 +562,35 @@ mod tests {
         fs::remove_dir_all(&state_path).unwrap();
         spool.save_state(&id, &st).unwrap();
         assert_eq!(spool.load(&id).unwrap().state.attempts, 4);
+    }
+
+    #[tokio::test]
+    async fn a_delivered_file_is_reused_for_the_next_message_with_nothing_of_the_old_one() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open_recycling(dir.path(), 2).unwrap();
+        // Let the committer's idle top-up settle, then start from a known pool.
+        let long = vec![b'x'; 10_000];
+        let first = spool.store(&envelope(), &long).await.unwrap();
+        let inode = fs::metadata(dir.path().join("queue").join(first.as_str()))
+            .unwrap()
+            .ino();
+        spool.remove(&first).unwrap();
+        let free: Vec<_> = fs::read_dir(dir.path().join("free")).unwrap().collect();
+        assert!(free.len() <= 2, "pool over capacity: {}", free.len());
+        let mut reused = false;
+        for i in 0..3 {
+            let body = format!("short {i}\r\n").into_bytes();
+            let id = spool.store(&envelope(), &body).await.unwrap();
+            let path = dir.path().join("queue").join(id.as_str());
+            reused |= fs::metadata(&path).unwrap().ino() == inode;
+            assert_eq!(
+                spool.load(&id).unwrap().body,
+                body,
+                "old bytes leaked into {id}"
+            );
+        }
+        assert!(reused, "the delivered message's file was not reused");
     }
 
     #[tokio::test]
