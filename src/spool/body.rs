@@ -3,8 +3,8 @@
 //! read in chunks while it is sent ([`BodyTail`]).
 
 use super::spill::{parse_first_line, parse_trailer, FORMAT2_HEADER, MAGIC2};
-use super::{decode_header, io_err, Spool, SpoolError, SpooledMessage};
-use super::{QueueId, MAGIC};
+use super::QueueId;
+use super::{decode_header, header_end, io_err, Spool, SpoolError, SpooledMessage};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -119,11 +119,7 @@ fn open_any(mut file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolE
         if head.starts_with(MAGIC2) && head.len() >= FORMAT2_HEADER as usize {
             return open_format2(file, path, file_len, &head);
         }
-        let envelope_end = head
-            .strip_prefix(MAGIC.as_bytes())
-            .and_then(|r| r.strip_prefix(b"\n"))
-            .and_then(|r| memchr::memchr(b'\n', r))
-            .map(|nl| MAGIC.len() + 1 + nl + 1);
+        let envelope_end = header_end(&head);
         let enough = envelope_end.is_some_and(|end| head.len() >= end + BODY_HEAD_BYTES);
         if n == 0 || enough {
             break;
@@ -139,9 +135,13 @@ fn open_format1(
     file_len: u64,
     mut head: Vec<u8>,
 ) -> Result<Opened, SpoolError> {
-    let (envelope, offset) = decode_header(path, &head)?;
+    let (envelope, offset, seal) = decode_header(path, &head)?;
     let body = head.split_off(offset);
     let read_so_far = (offset + body.len()) as u64;
+    if let Some(seal) = seal {
+        let whole = (file_len <= read_so_far).then_some(body.as_slice());
+        seal.check(path, file_len.saturating_sub(offset as u64), whole)?;
+    }
     let tail = (file_len > read_so_far)
         .then(|| BodyTail::new(Arc::new(file), read_so_far, file_len - read_so_far));
     Ok((envelope, body, tail))

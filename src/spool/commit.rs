@@ -7,13 +7,14 @@
 //! elsewhere each file is fsynced before the renames and each directory after them.
 //! Every waiting `store` is answered only once its message is durable.
 
-use super::recycle::Recycler;
+use super::recycle::{Recycler, Reused};
 use super::SpoolError;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 struct Request {
@@ -81,17 +82,21 @@ impl Committer {
     }
 }
 
-/// Empty spool files made per pass while the committer is idle: a store arriving meanwhile
-/// waits for at most this many creations.
+/// Spool files emptied or made per pass while the committer is idle: a store arriving
+/// meanwhile waits for at most this many.
 const TOP_UP_STEP: usize = 16;
+/// How long without a store before the committer counts as idle. Between the batches of a
+/// busy gateway it never is, so emptying and making files stays off the message path.
+const QUIET: Duration = Duration::from_millis(200);
 
 fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
+    let mut quiet = false;
     loop {
         let first = match rx.try_recv() {
             Ok(r) => r,
             Err(std_mpsc::TryRecvError::Disconnected) => return,
-            Err(std_mpsc::TryRecvError::Empty) => {
-                if recycler.top_up(TOP_UP_STEP) > 0 {
+            Err(std_mpsc::TryRecvError::Empty) if quiet => {
+                if recycler.scrub(TOP_UP_STEP) > 0 || recycler.top_up(TOP_UP_STEP) > 0 {
                     continue;
                 }
                 match rx.recv() {
@@ -99,7 +104,16 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
                     Err(_) => return,
                 }
             }
+            Err(std_mpsc::TryRecvError::Empty) => match rx.recv_timeout(QUIET) {
+                Ok(r) => r,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    quiet = true;
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            },
         };
+        quiet = false;
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         commit_batch(&dir, batch, recycler);
@@ -198,9 +212,9 @@ fn write_files(batch: Vec<Request>, recycler: &Recycler) -> Vec<Request> {
             continue;
         };
         let result = match recycler.take() {
-            Some((path, mut file)) => {
-                r.tmp = path;
-                file.write_all(&contents)
+            Some(reused) => {
+                r.tmp = reused.path.clone();
+                write_over(reused, &contents)
             }
             None => super::write_new_file(&r.tmp, &contents, b""),
         };
@@ -217,6 +231,22 @@ fn write_files(batch: Vec<Request>, recycler: &Recycler) -> Vec<Request> {
         }
     }
     written
+}
+
+/// Writes `contents` over a reused file. A message that is read whole at delivery (up to
+/// [`BODY_HEAD_BYTES`](super::BODY_HEAD_BYTES)) is written over the old bytes, its seal's
+/// checksum catching any a crash left; a bigger one, streamed and so checked by length
+/// only, goes into an emptied file.
+fn write_over(mut reused: Reused, contents: &[u8]) -> io::Result<()> {
+    let len = contents.len() as u64;
+    if contents.len() > super::BODY_HEAD_BYTES && reused.old_len > 0 {
+        reused.file.set_len(0)?;
+    }
+    reused.file.write_all(contents)?;
+    if reused.old_len > len {
+        reused.file.set_len(len)?;
+    }
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]

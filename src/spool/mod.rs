@@ -16,6 +16,7 @@ mod commit;
 mod envelope;
 mod map;
 mod recycle;
+mod seal;
 mod spill;
 
 pub use body::{BodyTail, BODY_HEAD_BYTES};
@@ -220,7 +221,8 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         let tmp_path = self.tmp.join(id.as_str());
         let final_path = dir.join(id.as_str());
-        let mut bytes = encode_header(envelope)?;
+        let seal = seal::Seal::of(id.as_str(), &[prefix, message]);
+        let mut bytes = encode_header(envelope, Some(&seal))?;
         bytes.reserve(prefix.len() + message.len());
         bytes.extend_from_slice(prefix);
         bytes.extend_from_slice(message);
@@ -360,7 +362,8 @@ impl Spool {
     /// only a state file, which `recover` discards.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.queue.join(id.as_str());
-        let removed = match self.recycler.put(&path) {
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX);
+        let removed = match self.recycler.put(&path, len) {
             Ok(true) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
             // Full pool, or the file could not be emptied or moved: delete it.
@@ -425,8 +428,11 @@ fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), Sp
     if bytes.starts_with(spill::MAGIC2) {
         return spill::decode(&path, &bytes);
     }
-    let (envelope, offset) = decode_header(&path, &bytes)?;
+    let (envelope, offset, seal) = decode_header(&path, &bytes)?;
     bytes.drain(..offset);
+    if let Some(seal) = seal {
+        seal.check(&path, bytes.len() as u64, Some(&bytes))?;
+    }
     Ok((envelope, bytes))
 }
 
@@ -442,30 +448,46 @@ fn list_ids(queue: &Path) -> Result<Vec<QueueId>, SpoolError> {
     Ok(ids)
 }
 
-fn encode_header(envelope: &Envelope) -> Result<Vec<u8>, SpoolError> {
+fn encode_header(envelope: &Envelope, seal: Option<&seal::Seal>) -> Result<Vec<u8>, SpoolError> {
     let json = serde_json::to_vec(envelope)
         .map_err(|e| SpoolError::Corrupt(PathBuf::new(), e.to_string()))?;
-    let mut header = Vec::with_capacity(json.len() + MAGIC.len() + 2);
+    let seal = seal.map(seal::Seal::encode).unwrap_or_default();
+    let mut header = Vec::with_capacity(json.len() + MAGIC.len() + seal.len() + 2);
     header.extend_from_slice(MAGIC.as_bytes());
+    header.extend_from_slice(seal.as_bytes());
     header.push(b'\n');
     header.extend_from_slice(&json);
     header.push(b'\n');
     Ok(header)
 }
 
-fn decode_header(path: &Path, bytes: &[u8]) -> Result<(Envelope, usize), SpoolError> {
+/// Where the envelope line of a format-1 file ends (just past its newline), once `bytes`
+/// holds it.
+pub(super) fn header_end(bytes: &[u8]) -> Option<usize> {
+    if !bytes.starts_with(MAGIC.as_bytes()) {
+        return None;
+    }
+    let first = memchr::memchr(b'\n', bytes)?;
+    let second = memchr::memchr(b'\n', &bytes[first + 1..])?;
+    Some(first + 1 + second + 1)
+}
+
+/// The envelope of a format-1 file, where its message bytes start, and its seal if any.
+fn decode_header(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Envelope, usize, Option<seal::Seal>), SpoolError> {
     let corrupt = |m: &str| SpoolError::Corrupt(path.to_owned(), m.to_owned());
     let rest = bytes
         .strip_prefix(MAGIC.as_bytes())
-        .and_then(|r| r.strip_prefix(b"\n"))
         .ok_or_else(|| corrupt("bad magic"))?;
-    let nl = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| corrupt("no envelope line"))?;
+    let first = memchr::memchr(b'\n', rest).ok_or_else(|| corrupt("bad magic"))?;
+    let seal = seal::Seal::parse(&rest[..first]).ok_or_else(|| corrupt("bad magic line"))?;
+    let rest = &rest[first + 1..];
+    let nl = memchr::memchr(b'\n', rest).ok_or_else(|| corrupt("no envelope line"))?;
     let envelope: Envelope =
         serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&e.to_string()))?;
-    Ok((envelope, MAGIC.len() + 1 + nl + 1))
+    Ok((envelope, MAGIC.len() + first + 1 + nl + 1, seal))
 }
 
 /// Creates `path` exclusively and writes both parts; durability is the committer's job.
@@ -591,6 +613,45 @@ mod tests {
             );
         }
         assert!(reused, "the delivered message's file was not reused");
+    }
+
+    /// What a crash before the flush can leave when files are reused: the old message under
+    /// a new name, or old and new bytes mixed. Neither is ever delivered; files written
+    /// before seals existed still are.
+    #[tokio::test]
+    async fn a_file_that_does_not_match_its_seal_is_not_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let queue = dir.path().join("queue");
+        let old = spool.store(&envelope(), b"old message\r\n").await.unwrap();
+        let renamed = QueueId::generate();
+        fs::copy(queue.join(old.as_str()), queue.join(renamed.as_str())).unwrap();
+        assert!(matches!(spool.load(&renamed), Err(SpoolError::Corrupt(..))));
+        assert!(matches!(
+            spool.open_message(&renamed),
+            Err(SpoolError::Corrupt(..))
+        ));
+        let mut torn = fs::read(queue.join(old.as_str())).unwrap();
+        let at = torn.len() - 4;
+        torn[at] ^= 0x20;
+        fs::write(queue.join(old.as_str()), &torn).unwrap();
+        assert!(matches!(spool.load(&old), Err(SpoolError::Corrupt(..))));
+        assert!(matches!(
+            spool.open_message(&old),
+            Err(SpoolError::Corrupt(..))
+        ));
+        let unsealed = QueueId::generate();
+        let mut bytes = encode_header(&envelope(), None).unwrap();
+        bytes.extend_from_slice(b"from an earlier release\r\n");
+        fs::write(queue.join(unsealed.as_str()), &bytes).unwrap();
+        assert_eq!(
+            spool.load(&unsealed).unwrap().body,
+            b"from an earlier release\r\n"
+        );
+        assert_eq!(
+            spool.open_message(&unsealed).unwrap().body,
+            b"from an earlier release\r\n"
+        );
     }
 
     #[tokio::test]

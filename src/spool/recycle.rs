@@ -7,8 +7,12 @@
 //! second that scan was a fifth of the gateway's CPU. A renamed, truncated file costs
 //! directory updates only.
 //!
-//! A recycled file is truncated before it joins `free/`, so no delivered message lingers
-//! there. Files left in `free/` by a stop are removed at start (they hold nothing).
+//! A recycled file keeps its blocks until it is reused: new bytes are written over the old
+//! ones (truncating would free the blocks, and on a `discard` mount each free is a device
+//! request: most of what deleting cost). What a crash can leave of that is caught by the
+//! seal (`seal.rs`). The committer empties pooled files whenever it is idle, so delivered
+//! mail does not linger in `free/` on a quiet gateway; files left there by a stop are
+//! removed at start.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -21,8 +25,26 @@ use std::sync::Mutex;
 pub(super) struct Recycler {
     dir: PathBuf,
     capacity: usize,
-    names: Mutex<Vec<PathBuf>>,
+    names: Mutex<Vec<Pooled>>,
     next: AtomicU64,
+}
+
+/// A file of the pool and the bytes it still holds (0 once emptied).
+#[derive(Debug)]
+struct Pooled {
+    path: PathBuf,
+    len: u64,
+}
+
+/// A pooled file handed out for writing.
+#[derive(Debug)]
+pub(super) struct Reused {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Open for writing, positioned at the start.
+    pub file: File,
+    /// Bytes of an earlier message it still holds.
+    pub old_len: u64,
 }
 
 impl Recycler {
@@ -43,32 +65,52 @@ impl Recycler {
         })
     }
 
-    fn names(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    fn names(&self) -> std::sync::MutexGuard<'_, Vec<Pooled>> {
         // The list is only pushed and popped: a panic elsewhere cannot leave it half-done.
         self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `path` (a settled queue file) into the pool, emptied; `Ok(false)` when the pool
-    /// is full and the caller should delete it instead.
-    pub(super) fn put(&self, path: &Path) -> io::Result<bool> {
+    /// Takes `path` (a settled queue file of `len` bytes) into the pool; `Ok(false)` when the
+    /// pool is full and the caller should delete it instead.
+    pub(super) fn put(&self, path: &Path, len: u64) -> io::Result<bool> {
         if self.names().len() >= self.capacity {
             return Ok(false);
         }
         let slot = self.next_slot();
-        // Moved first: a crash before the truncation leaves the message in `free/`, which
-        // is emptied at start, never an empty file in `queue/`.
         fs::rename(path, &slot)?;
-        match OpenOptions::new()
-            .write(true)
-            .open(&slot)
-            .and_then(|f| f.set_len(0))
-        {
-            Ok(()) => self.names().push(slot),
-            Err(_) => {
-                let _ = fs::remove_file(&slot);
-            }
-        }
+        self.names().push(Pooled { path: slot, len });
         Ok(true)
+    }
+
+    /// Empties up to `step` pooled files that still hold a delivered message; returns how
+    /// many it emptied (the committer calls this when idle).
+    pub(super) fn scrub(&self, step: usize) -> usize {
+        let mut done = 0;
+        while done < step {
+            // Taken out while truncating, so a store never gets a file being emptied.
+            let dirty = {
+                let mut names = self.names();
+                match names.iter().rposition(|p| p.len > 0) {
+                    Some(i) => names.swap_remove(i),
+                    None => break,
+                }
+            };
+            let emptied = OpenOptions::new()
+                .write(true)
+                .open(&dirty.path)
+                .and_then(|f| f.set_len(0));
+            match emptied {
+                Ok(()) => self.names().push(Pooled {
+                    path: dirty.path,
+                    len: 0,
+                }),
+                Err(_) => {
+                    let _ = fs::remove_file(&dirty.path);
+                }
+            }
+            done += 1;
+        }
+        done
     }
 
     fn next_slot(&self) -> PathBuf {
@@ -85,7 +127,7 @@ impl Recycler {
         while created < step && self.names().len() < self.capacity / 2 {
             let slot = self.next_slot();
             match OpenOptions::new().write(true).create_new(true).open(&slot) {
-                Ok(_) => self.names().push(slot),
+                Ok(_) => self.names().push(Pooled { path: slot, len: 0 }),
                 // A full disk or a read-only spool: new files are created on demand then.
                 Err(_) => break,
             }
@@ -94,13 +136,19 @@ impl Recycler {
         created
     }
 
-    /// An empty file of the pool opened for writing, with its path; `None` when the pool is
-    /// empty (the caller creates a new file).
-    pub(super) fn take(&self) -> Option<(PathBuf, File)> {
+    /// A file of the pool opened for writing; `None` when the pool is empty (the caller
+    /// creates a new file).
+    pub(super) fn take(&self) -> Option<Reused> {
         loop {
-            let path = self.names().pop()?;
-            match OpenOptions::new().write(true).open(&path) {
-                Ok(file) => return Some((path, file)),
+            let pooled = self.names().pop()?;
+            match OpenOptions::new().write(true).open(&pooled.path) {
+                Ok(file) => {
+                    return Some(Reused {
+                        path: pooled.path,
+                        file,
+                        old_len: pooled.len,
+                    })
+                }
                 // Removed behind our back (an operator cleaning up): try the next.
                 Err(_) => continue,
             }
@@ -120,21 +168,30 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn a_recycled_file_comes_back_empty_and_the_pool_is_bounded() {
+    fn a_recycled_file_is_reused_whole_or_emptied_when_idle_and_the_pool_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let pool = Recycler::open(&dir.path().join("free"), 1, true).unwrap();
         let a = dir.path().join("a");
         let b = dir.path().join("b");
         fs::write(&a, b"delivered message").unwrap();
         fs::write(&b, b"another").unwrap();
-        assert!(pool.put(&a).unwrap());
-        assert!(!pool.put(&b).unwrap(), "over capacity");
+        assert!(pool.put(&a, 17).unwrap());
+        assert!(!pool.put(&b, 7).unwrap(), "over capacity");
         assert!(!a.exists() && b.exists());
-        let (path, mut file) = pool.take().unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
-        file.write_all(b"new").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let mut reused = pool.take().unwrap();
+        assert_eq!(reused.old_len, 17);
+        reused.file.write_all(b"new").unwrap();
+        assert!(fs::read(&reused.path).unwrap().starts_with(b"new"));
         assert!(pool.take().is_none());
+        // Idle: a pooled file that still holds a message is emptied, an empty one is not.
+        let c = dir.path().join("c");
+        fs::write(&c, b"delivered").unwrap();
+        assert!(pool.put(&c, 9).unwrap());
+        assert_eq!(pool.scrub(8), 1);
+        assert_eq!(pool.scrub(8), 0);
+        let emptied = pool.take().unwrap();
+        assert_eq!(emptied.old_len, 0);
+        assert_eq!(fs::metadata(&emptied.path).unwrap().len(), 0);
         assert_eq!(pool.len(), 0);
     }
 
@@ -151,7 +208,7 @@ mod tests {
         );
         let f = dir.path().join("f");
         fs::write(&f, b"x").unwrap();
-        assert!(!admin.put(&f).unwrap());
+        assert!(!admin.put(&f, 1).unwrap());
         let pool = Recycler::open(&free, 8, true).unwrap();
         assert!(!free.join("7").exists());
         assert!(pool.take().is_none());
