@@ -1,5 +1,6 @@
 //! Spool failures are answered 452 4.3.1 (never 250), and the gateway recovers as soon as
-//! the spool works again. Works as root: `SPOOL/tmp` is replaced by a regular file.
+//! the spool works again. Works as root: `SPOOL/tmp` and `SPOOL/free` (the reused files of
+//! delivered messages) are replaced by regular files.
 
 mod common;
 
@@ -33,20 +34,24 @@ fn unwritable_spool_is_452_431_then_recovers() {
     attempt(&gw, "before@test").expect(250, "2.0.0");
     internal.expect_message_id("before@test");
 
-    let tmp = gw.spool().join("tmp");
-    assert!(
-        tmp.is_dir(),
-        "expected the spool to keep {} (see src/spool)",
-        tmp.display()
-    );
-    fs::remove_dir_all(&tmp).unwrap();
-    fs::write(&tmp, b"not a directory").unwrap();
+    let dirs = [gw.spool().join("tmp"), gw.spool().join("free")];
+    for dir in &dirs {
+        assert!(
+            dir.is_dir(),
+            "expected the spool to keep {} (see src/spool)",
+            dir.display()
+        );
+        fs::remove_dir_all(dir).unwrap();
+        fs::write(dir, b"not a directory").unwrap();
+    }
 
     let r = attempt(&gw, "during@test");
     r.expect(452, "4.3.1");
 
-    fs::remove_file(&tmp).unwrap();
-    fs::create_dir(&tmp).unwrap();
+    for dir in &dirs {
+        fs::remove_file(dir).unwrap();
+        fs::create_dir(dir).unwrap();
+    }
     attempt(&gw, "after@test").expect(250, "2.0.0");
     internal.expect_message_id("after@test");
     let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);

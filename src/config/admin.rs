@@ -178,6 +178,10 @@ mod tests {
         assert_eq!(c.metrics.max_connections, 64);
         assert_eq!(c.metrics.header_timeout, Duration::from_secs(5));
         assert_eq!(c.spool.min_free_bytes, super::DEFAULT_MIN_FREE_BYTES);
+        assert_eq!(c.spool.recycle_files, super::DEFAULT_RECYCLE_FILES);
+        let text = format!("{RELAY}[spool]\nrecycle_files = 0\n");
+        let off = Config::from_toml(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(off.spool.recycle_files, 0, "0 turns recycling off");
     }
 
     #[test]

@@ -615,6 +615,16 @@ mod tests {
         assert!(reused, "the delivered message's file was not reused");
     }
 
+    #[tokio::test]
+    async fn with_recycling_off_a_delivered_file_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open_recycling(dir.path(), 0).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        spool.remove(&id).unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("free")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path().join("queue")).unwrap().count(), 0);
+    }
+
     /// What a crash before the flush can leave when files are reused: the old message under
     /// a new name, or old and new bytes mixed. Neither is ever delivered; files written
     /// before seals existed still are.
