@@ -88,6 +88,9 @@ const TOP_UP_STEP: usize = 16;
 /// How long without a store before the committer counts as idle. Between the batches of a
 /// busy gateway it never is, so emptying and making files stays off the message path.
 const QUIET: Duration = Duration::from_millis(200);
+/// A pooled file still holding a delivered message this long is emptied at the next pause
+/// between batches, even on a gateway that is never quiet.
+const STALE: Duration = Duration::from_secs(2);
 
 fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
     let mut quiet = false;
@@ -96,7 +99,9 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
             Ok(r) => r,
             Err(std_mpsc::TryRecvError::Disconnected) => return,
             Err(std_mpsc::TryRecvError::Empty) if quiet => {
-                if recycler.scrub(TOP_UP_STEP) > 0 || recycler.top_up(TOP_UP_STEP) > 0 {
+                if recycler.scrub(TOP_UP_STEP, Duration::ZERO) > 0
+                    || recycler.top_up(TOP_UP_STEP) > 0
+                {
                     continue;
                 }
                 match rx.recv() {
@@ -104,14 +109,19 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
                     Err(_) => return,
                 }
             }
-            Err(std_mpsc::TryRecvError::Empty) => match rx.recv_timeout(QUIET) {
-                Ok(r) => r,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    quiet = true;
+            Err(std_mpsc::TryRecvError::Empty) => {
+                if recycler.scrub(TOP_UP_STEP, STALE) > 0 {
                     continue;
                 }
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-            },
+                match rx.recv_timeout(QUIET) {
+                    Ok(r) => r,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        quiet = true;
+                        continue;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
         };
         quiet = false;
         let mut batch = vec![first];

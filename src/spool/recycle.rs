@@ -1,39 +1,40 @@
-//! Spool files of delivered messages kept empty for the next messages, so a store reuses an
-//! inode instead of allocating one and a delivery frees none.
+//! Files of delivered messages kept for the next messages, so a store reuses an inode and
+//! its blocks instead of allocating them, and a delivery frees none.
 //!
 //! Why: a message per file makes the spool churn through inodes at the message rate. On
 //! ext4 without a journal, allocating an inode skips every inode freed in the last minute
 //! (or five), and each skip reads an inode-table block: at a few thousand messages a
-//! second that scan was a fifth of the gateway's CPU. A renamed, truncated file costs
-//! directory updates only.
+//! second that scan was a fifth of the gateway's CPU. Freeing blocks (delete, truncate) on
+//! a `discard` mount is a device request the freeing thread waits for.
 //!
-//! A recycled file keeps its blocks until it is reused: new bytes are written over the old
-//! ones (truncating would free the blocks, and on a `discard` mount each free is a device
-//! request: most of what deleting cost). What a crash can leave of that is caught by the
-//! seal (`seal.rs`). The committer empties pooled files whenever it is idle, so delivered
-//! mail does not linger in `free/` on a quiet gateway; files left there by a stop are
-//! removed at start.
+//! So new bytes are written over a reused file's old ones; what a crash can leave of that
+//! is caught by the seal (`seal.rs`). The committer empties a pooled file that has held a
+//! delivered message for a while (and all of them when idle), so delivered mail does not
+//! linger in `free/`; files left there by a stop are removed at start.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The pool of empty spool files under `free/`.
 #[derive(Debug)]
 pub(super) struct Recycler {
     dir: PathBuf,
     capacity: usize,
-    names: Mutex<Vec<Pooled>>,
+    names: Mutex<VecDeque<Pooled>>,
     next: AtomicU64,
 }
 
-/// A file of the pool and the bytes it still holds (0 once emptied).
+/// A file of the pool, the bytes it still holds (0 once emptied) and since when.
 #[derive(Debug)]
 struct Pooled {
     path: PathBuf,
     len: u64,
+    since: Instant,
 }
 
 /// A pooled file handed out for writing.
@@ -60,12 +61,12 @@ impl Recycler {
         Ok(Recycler {
             dir: dir.to_owned(),
             capacity: if clean { capacity } else { 0 },
-            names: Mutex::new(Vec::with_capacity(capacity.min(4096))),
+            names: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             next: AtomicU64::new(0),
         })
     }
 
-    fn names(&self) -> std::sync::MutexGuard<'_, Vec<Pooled>> {
+    fn names(&self) -> std::sync::MutexGuard<'_, VecDeque<Pooled>> {
         // The list is only pushed and popped: a panic elsewhere cannot leave it half-done.
         self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -78,21 +79,31 @@ impl Recycler {
         }
         let slot = self.next_slot();
         fs::rename(path, &slot)?;
-        self.names().push(Pooled { path: slot, len });
+        self.names().push_back(Pooled {
+            path: slot,
+            len,
+            since: Instant::now(),
+        });
         Ok(true)
     }
 
-    /// Empties up to `step` pooled files that still hold a delivered message; returns how
-    /// many it emptied (the committer calls this when idle).
-    pub(super) fn scrub(&self, step: usize) -> usize {
+    /// Empties up to `step` pooled files that have held a delivered message for at least
+    /// `min_age`; returns how many it emptied (the committer calls this when it has nothing
+    /// else to do). A busy gateway writes over most files within moments; the ones left
+    /// below the top of the pool are emptied this way instead of keeping old mail.
+    pub(super) fn scrub(&self, step: usize, min_age: Duration) -> usize {
         let mut done = 0;
         while done < step {
-            // Taken out while truncating, so a store never gets a file being emptied.
+            // Files are pushed as they come, so the first one still holding bytes is the
+            // oldest. Taken out while truncating, so no store gets a file being emptied.
             let dirty = {
                 let mut names = self.names();
-                match names.iter().rposition(|p| p.len > 0) {
-                    Some(i) => names.swap_remove(i),
-                    None => break,
+                match names.iter().position(|p| p.len > 0) {
+                    Some(i) if names[i].since.elapsed() >= min_age => match names.remove(i) {
+                        Some(p) => p,
+                        None => break,
+                    },
+                    _ => break,
                 }
             };
             let emptied = OpenOptions::new()
@@ -100,9 +111,10 @@ impl Recycler {
                 .open(&dirty.path)
                 .and_then(|f| f.set_len(0));
             match emptied {
-                Ok(()) => self.names().push(Pooled {
+                Ok(()) => self.names().push_front(Pooled {
                     path: dirty.path,
                     len: 0,
+                    since: dirty.since,
                 }),
                 Err(_) => {
                     let _ = fs::remove_file(&dirty.path);
@@ -127,7 +139,11 @@ impl Recycler {
         while created < step && self.names().len() < self.capacity / 2 {
             let slot = self.next_slot();
             match OpenOptions::new().write(true).create_new(true).open(&slot) {
-                Ok(_) => self.names().push(Pooled { path: slot, len: 0 }),
+                Ok(_) => self.names().push_front(Pooled {
+                    path: slot,
+                    len: 0,
+                    since: Instant::now(),
+                }),
                 // A full disk or a read-only spool: new files are created on demand then.
                 Err(_) => break,
             }
@@ -140,7 +156,7 @@ impl Recycler {
     /// creates a new file).
     pub(super) fn take(&self) -> Option<Reused> {
         loop {
-            let pooled = self.names().pop()?;
+            let pooled = self.names().pop_back()?;
             match OpenOptions::new().write(true).open(&pooled.path) {
                 Ok(file) => {
                     return Some(Reused {
@@ -187,8 +203,9 @@ mod tests {
         let c = dir.path().join("c");
         fs::write(&c, b"delivered").unwrap();
         assert!(pool.put(&c, 9).unwrap());
-        assert_eq!(pool.scrub(8), 1);
-        assert_eq!(pool.scrub(8), 0);
+        assert_eq!(pool.scrub(8, Duration::from_secs(3600)), 0, "too recent");
+        assert_eq!(pool.scrub(8, Duration::ZERO), 1);
+        assert_eq!(pool.scrub(8, Duration::ZERO), 0);
         let emptied = pool.take().unwrap();
         assert_eq!(emptied.old_len, 0);
         assert_eq!(fs::metadata(&emptied.path).unwrap().len(), 0);
