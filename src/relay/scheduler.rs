@@ -63,15 +63,16 @@ impl Scheduler {
         }
     }
 
-    /// A message to deliver now: new, announced again, or found at start (`recovered`).
-    /// A deferred message becomes due at once; one queued or in flight is left alone.
-    pub fn add(&mut self, id: QueueId, recovered: bool) {
+    /// A message to deliver now: stored, found at start, or found in the directory. A
+    /// deferred message becomes due at once; the attempt then waits out its saved retry
+    /// time when `honor_next_attempt` says so. One queued or in flight is left alone.
+    pub fn add(&mut self, id: QueueId, honor_next_attempt: bool) {
         match self.slots.get(&id) {
             None | Some(Slot::Deferred(_)) => {
                 self.slots.insert(id.clone(), Slot::Queued);
                 self.due.push_back(Job {
                     id,
-                    honor_next_attempt: recovered,
+                    honor_next_attempt,
                 });
             }
             Some(Slot::Queued) | Some(Slot::InFlight) => {}

@@ -130,9 +130,9 @@ async fn run(
             Some((id, outcome)) = done_rx.recv() => {
                 sched.complete(id, outcome, Instant::now());
             }
-            // A new message's retry time is 0, so honouring it costs nothing; and a message
-            // stored while recovery listed the queue arrives twice, the second time maybe
-            // after its first attempt was deferred: that must not retry it at once.
+            // Stored messages honour their retry time: a new one's is 0, and one stored
+            // while recovery listed the queue arrives here a second time, maybe after its
+            // first attempt was deferred, which must not be retried at once.
             id = ready.recv(), if ready_open => match id {
                 Some(id) => sched.add(id, true),
                 None => ready_open = false,
