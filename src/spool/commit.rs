@@ -18,11 +18,20 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 struct Request {
-    /// Bytes to write to `tmp` (a new file) first; `None` when `tmp` is already written.
+    /// Bytes to write first (into a reused file, else a new `tmp`); `None` when `tmp` is
+    /// already written.
     contents: Option<Vec<u8>>,
+    /// Where the file is written: renamed to `target` once written.
     tmp: PathBuf,
     target: PathBuf,
     done: oneshot::Sender<Result<(), SpoolError>>,
+}
+
+impl Request {
+    /// Answers the waiting store with what failed.
+    fn fail(self, op: &'static str, path: PathBuf, source: io::Error) {
+        let _ = self.done.send(Err(SpoolError::Io { op, path, source }));
+    }
 }
 
 /// Sender side of the committer thread; the thread ends when this is dropped.
@@ -98,22 +107,13 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
         let first = match rx.try_recv() {
             Ok(r) => r,
             Err(std_mpsc::TryRecvError::Disconnected) => return,
-            Err(std_mpsc::TryRecvError::Empty) if quiet => {
-                if recycler.scrub(TOP_UP_STEP, Duration::ZERO) > 0
-                    || recycler.top_up(TOP_UP_STEP) > 0
-                {
-                    continue;
-                }
-                match rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
-            }
             Err(std_mpsc::TryRecvError::Empty) => {
-                if recycler.scrub(TOP_UP_STEP, STALE) > 0 {
+                if idle_work(recycler, quiet) {
                     continue;
                 }
-                match rx.recv_timeout(QUIET) {
+                // Quiet already: nothing left to do until the next store.
+                let wait = if quiet { Duration::MAX } else { QUIET };
+                match rx.recv_timeout(wait) {
                     Ok(r) => r,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
                         quiet = true;
@@ -127,6 +127,17 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         commit_batch(&dir, batch, recycler);
+    }
+}
+
+/// One step of the work done between batches; true when there was some (the channel is
+/// checked again before the next step). Stale pooled files are emptied at any pause; once
+/// the spool is quiet, every pooled file is, and new ones are made.
+fn idle_work(recycler: &Recycler, quiet: bool) -> bool {
+    if quiet {
+        recycler.scrub(TOP_UP_STEP, Duration::ZERO) > 0 || recycler.top_up(TOP_UP_STEP) > 0
+    } else {
+        recycler.scrub(TOP_UP_STEP, STALE) > 0
     }
 }
 
@@ -149,11 +160,11 @@ fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler) {
     if let Err(e) = flush_data(dir, &batch) {
         let path = batch.first().map(|r| r.tmp.clone()).unwrap_or_default();
         for r in batch {
-            let _ = r.done.send(Err(SpoolError::Io {
-                op: "fsync",
-                path: path.clone(),
-                source: io::Error::new(e.kind(), e.to_string()),
-            }));
+            r.fail(
+                "fsync",
+                path.clone(),
+                io::Error::new(e.kind(), e.to_string()),
+            );
         }
         return;
     }
@@ -178,11 +189,8 @@ fn rename_all(batch: Vec<Request>) -> Vec<Request> {
             Ok(()) => renamed.push(r),
             Err(source) => {
                 let _ = fs::remove_file(&r.tmp);
-                let _ = r.done.send(Err(SpoolError::Io {
-                    op: "rename",
-                    path: r.target.clone(),
-                    source,
-                }));
+                let target = r.target.clone();
+                r.fail("rename", target, source);
             }
         }
     }
@@ -202,11 +210,8 @@ fn answer(renamed: Vec<Request>, synced: io::Result<()>) {
         Err(e) => {
             for r in renamed {
                 let _ = fs::remove_file(&r.target);
-                let _ = r.done.send(Err(SpoolError::Io {
-                    op: "fsync",
-                    path: r.target.clone(),
-                    source: io::Error::new(e.kind(), e.to_string()),
-                }));
+                let target = r.target.clone();
+                r.fail("fsync", target, io::Error::new(e.kind(), e.to_string()));
             }
         }
     }
@@ -232,11 +237,8 @@ fn write_files(batch: Vec<Request>, recycler: &Recycler) -> Vec<Request> {
             Ok(()) => written.push(r),
             Err(source) => {
                 let _ = fs::remove_file(&r.tmp);
-                let _ = r.done.send(Err(SpoolError::Io {
-                    op: "write",
-                    path: r.tmp.clone(),
-                    source,
-                }));
+                let tmp = r.tmp.clone();
+                r.fail("write", tmp, source);
             }
         }
     }
