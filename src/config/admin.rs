@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Default `spool.min_free_bytes`: four messages of the default maximum size.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
 
-/// Default `spool.recycle_files`: enough emptied files for a second of a busy gateway.
+/// Default `spool.recycle_files`: files for a second of a busy gateway.
 pub const DEFAULT_RECYCLE_FILES: usize = 4096;
 
 /// Spool location.
@@ -22,7 +22,7 @@ pub struct SpoolConfig {
     /// Free space under which `/healthz` fails, so load balancers move away before
     /// every message gets 452 (0: only a failing write fails it).
     pub min_free_bytes: u64,
-    /// Emptied files of delivered messages kept for new ones (0: every message gets a new
+    /// Files of delivered messages kept to be written over by new ones (0: every message gets a new
     /// file and every delivery deletes one).
     pub recycle_files: usize,
 }

@@ -135,13 +135,9 @@ fn open_format1(
     file_len: u64,
     mut head: Vec<u8>,
 ) -> Result<Opened, SpoolError> {
-    let (envelope, offset, seal) = decode_header(path, &head)?;
+    let (envelope, offset) = decode_header(path, &head, file_len)?;
     let body = head.split_off(offset);
     let read_so_far = (offset + body.len()) as u64;
-    if let Some(seal) = seal {
-        let whole = (file_len <= read_so_far).then_some(body.as_slice());
-        seal.check(path, file_len.saturating_sub(offset as u64), whole)?;
-    }
     let tail = (file_len > read_so_far)
         .then(|| BodyTail::new(Arc::new(file), read_so_far, file_len - read_so_far));
     Ok((envelope, body, tail))

@@ -2,14 +2,15 @@
 //!
 //! Layout under the spool directory:
 //! - `tmp/`   messages being written; anything here at start was never acknowledged and is removed;
-//! - `queue/ID`        header line, envelope JSON line, then the message bytes (never rewritten);
+//! - `queue/ID`        seal line, envelope JSON line, then the message bytes (never rewritten
+//!   while queued; `seal.rs`);
 //! - `queue/ID.state`  delivery state JSON, replaced atomically (write to `tmp/`, rename);
-//! - `free/N`          emptied files of delivered messages, reused for new ones (`recycle.rs`).
+//! - `free/N`          files of delivered messages, written over by new ones (`recycle.rs`).
 //!
-//! `store` writes the file to `tmp/`, makes it durable, renames it into `queue/` and makes
-//! the directory durable before returning. Concurrent stores share the expensive part
-//! (group commit): one committer thread flushes a whole batch with one `syncfs` and one
-//! directory `fsync`.
+//! `store` writes the file (a reused one from `free/`, else a new one in `tmp/`), renames
+//! it into `queue/` and makes both durable before returning. Concurrent stores share the
+//! expensive part (group commit, `commit.rs`): one committer thread flushes a whole batch
+//! with one `syncfs`.
 
 mod body;
 mod commit;
@@ -112,7 +113,7 @@ impl Spool {
         Self::open_recycling(dir, crate::config::DEFAULT_RECYCLE_FILES)
     }
 
-    /// [`Spool::open`] keeping up to `recycle_files` emptied files of delivered messages
+    /// [`Spool::open`] keeping up to `recycle_files` files of delivered messages
     /// for new ones (`spool.recycle_files`).
     pub fn open_recycling(
         dir: &Path,
@@ -357,24 +358,24 @@ impl Spool {
         saved
     }
 
-    /// Removes a message once every recipient is settled (its file emptied into the
+    /// Removes a message once every recipient is settled (its file moved into the
     /// recycling pool, or deleted). The message file goes first: a crash in between leaves
     /// only a state file, which `recover` discards.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.queue.join(id.as_str());
-        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX);
-        let removed = match self.recycler.put(&path, len) {
-            Ok(true) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
-            // Full pool, or the file could not be emptied or moved: delete it.
-            Ok(false) | Err(_) => fs::remove_file(&path),
-        };
-        match removed {
-            Ok(()) => {}
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(SpoolError::NotFound(id.clone()))
             }
-            Err(e) => return Err(io_err("remove", &path)(e)),
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        // A full pool, or a file that could not be moved into it, is deleted.
+        if !self.recycler.put(&path, len).unwrap_or(false) {
+            fs::remove_file(&path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+                _ => io_err("remove", &path)(e),
+            })?;
         }
         let _ = fs::remove_file(self.state_path(id));
         Ok(())
@@ -428,11 +429,8 @@ fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), Sp
     if bytes.starts_with(spill::MAGIC2) {
         return spill::decode(&path, &bytes);
     }
-    let (envelope, offset, seal) = decode_header(&path, &bytes)?;
+    let (envelope, offset) = decode_header(&path, &bytes, bytes.len() as u64)?;
     bytes.drain(..offset);
-    if let Some(seal) = seal {
-        seal.check(&path, bytes.len() as u64, Some(&bytes))?;
-    }
     Ok((envelope, bytes))
 }
 
@@ -461,33 +459,46 @@ fn encode_header(envelope: &Envelope, seal: Option<&seal::Seal>) -> Result<Vec<u
     Ok(header)
 }
 
+/// A format-1 header split: what follows the magic on the first line (the seal), the
+/// envelope line, and where the message bytes start. `None` until `bytes` holds both lines.
+fn header_parts(bytes: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let rest = bytes.strip_prefix(MAGIC.as_bytes())?;
+    let first = memchr::memchr(b'\n', rest)?;
+    let envelope = &rest[first + 1..];
+    let nl = memchr::memchr(b'\n', envelope)?;
+    Some((
+        &rest[..first],
+        &envelope[..nl],
+        MAGIC.len() + first + 1 + nl + 1,
+    ))
+}
+
 /// Where the envelope line of a format-1 file ends (just past its newline), once `bytes`
 /// holds it.
 pub(super) fn header_end(bytes: &[u8]) -> Option<usize> {
-    if !bytes.starts_with(MAGIC.as_bytes()) {
-        return None;
-    }
-    let first = memchr::memchr(b'\n', bytes)?;
-    let second = memchr::memchr(b'\n', &bytes[first + 1..])?;
-    Some(first + 1 + second + 1)
+    header_parts(bytes).map(|(_, _, end)| end)
 }
 
-/// The envelope of a format-1 file, where its message bytes start, and its seal if any.
+/// The envelope of a format-1 file of `file_len` bytes whose start is `bytes`, and where
+/// its message bytes start; the seal, if any, is checked (its checksum when `bytes` is the
+/// whole file).
 fn decode_header(
     path: &Path,
     bytes: &[u8],
-) -> Result<(Envelope, usize, Option<seal::Seal>), SpoolError> {
+    file_len: u64,
+) -> Result<(Envelope, usize), SpoolError> {
     let corrupt = |m: &str| SpoolError::Corrupt(path.to_owned(), m.to_owned());
-    let rest = bytes
-        .strip_prefix(MAGIC.as_bytes())
-        .ok_or_else(|| corrupt("bad magic"))?;
-    let first = memchr::memchr(b'\n', rest).ok_or_else(|| corrupt("bad magic"))?;
-    let seal = seal::Seal::parse(&rest[..first]).ok_or_else(|| corrupt("bad magic line"))?;
-    let rest = &rest[first + 1..];
-    let nl = memchr::memchr(b'\n', rest).ok_or_else(|| corrupt("no envelope line"))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&rest[..nl]).map_err(|e| corrupt(&e.to_string()))?;
-    Ok((envelope, MAGIC.len() + first + 1 + nl + 1, seal))
+    if !bytes.starts_with(MAGIC.as_bytes()) {
+        return Err(corrupt("bad magic"));
+    }
+    let (seal, json, offset) = header_parts(bytes).ok_or_else(|| corrupt("no envelope line"))?;
+    let seal = seal::Seal::parse(seal).ok_or_else(|| corrupt("bad magic line"))?;
+    let envelope: Envelope = serde_json::from_slice(json).map_err(|e| corrupt(&e.to_string()))?;
+    if let Some(seal) = seal {
+        let whole = (bytes.len() as u64 >= file_len).then(|| &bytes[offset..]);
+        seal.check(path, file_len.saturating_sub(offset as u64), whole)?;
+    }
+    Ok((envelope, offset))
 }
 
 /// Creates `path` exclusively and writes both parts; durability is the committer's job.
