@@ -22,8 +22,8 @@ pub struct SpoolConfig {
     /// Free space under which `/healthz` fails, so load balancers move away before
     /// every message gets 452 (0: only a failing write fails it).
     pub min_free_bytes: u64,
-    /// Files of delivered messages kept to be written over by new ones (0: every message gets a new
-    /// file and every delivery deletes one).
+    /// Files of delivered messages kept to be written over by new ones (0: every message
+    /// gets a new file and every delivery deletes one).
     pub recycle_files: usize,
 }
 
