@@ -136,6 +136,10 @@ pub struct Context {
     pub auth: Option<crate::auth::AuthOutcome>,
     /// What the learning classifier said about the message, once asked.
     pub classification: Option<crate::classify::Judged>,
+    /// Which classifier, model and vote threshold gave `classification` (kept by
+    /// [`Context::fork`], so a shadow policy that classifies alike reuses it instead of
+    /// tokenizing again and asking the state backend again).
+    pub classified_by: Option<String>,
     /// What clamd said about the message, once asked (kept by [`Context::fork`], so a
     /// shadow policy scanning with the same clamd does not send the message again).
     pub antivirus: Option<AvScan>,
@@ -163,6 +167,7 @@ impl Context {
             parsed: self.parsed.clone(),
             auth: self.auth.clone(),
             classification: self.classification.clone(),
+            classified_by: self.classified_by.clone(),
             antivirus: self.antivirus.clone(),
             peer_stamp: self.peer_stamp.clone(),
             deadline: self.deadline,
@@ -183,6 +188,7 @@ impl Context {
             parsed: None,
             auth: None,
             classification: None,
+            classified_by: None,
             antivirus: None,
             peer_stamp: None,
             deadline: None,
@@ -211,6 +217,7 @@ impl Context {
         self.parsed = None;
         self.auth = None;
         self.classification = None;
+        self.classified_by = None;
         self.antivirus = None;
         self.peer_stamp = None;
         self.symbols.clear();

@@ -73,7 +73,6 @@ impl Policy {
     ) {
         let mut sctx = ctx.fork();
         sctx.symbols.truncate(symbols_before);
-        sctx.classification = None;
         let decision = shadow.run_checks(Stage::Data, &mut sctx).await;
         let (shadow_verdict, _) = shadow.conclude(decision, &sctx);
         let (live_verdict, _) = self.conclude(live.clone(), ctx);

@@ -37,6 +37,19 @@ impl Classify {
     }
 }
 
+impl Classify {
+    /// What makes two classifications of one message alike: the same classifier (so the
+    /// same store), model and vote threshold.
+    fn key(&self) -> String {
+        format!(
+            "{:p} {} {}",
+            Arc::as_ptr(&self.classifier),
+            self.model.as_deref().map_or("none", LrModel::version),
+            self.min_learned
+        )
+    }
+}
+
 #[async_trait]
 impl Check for Classify {
     fn name(&self) -> &'static str {
@@ -48,16 +61,23 @@ impl Check for Classify {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        let message = ctx.message.bounded();
-        let judged = self
-            .classifier
-            .classify(
-                &message,
-                self.model.as_deref(),
-                self.min_learned,
-                EXPLAIN_TOKENS,
-            )
-            .await;
+        let key = self.key();
+        let judged = match (&ctx.classification, &ctx.classified_by) {
+            // Classified already, alike (the live policy, before a shadow sharing its
+            // classifier): the same bytes get the same answer.
+            (Some(j), Some(by)) if *by == key => Ok(j.clone()),
+            _ => {
+                let message = ctx.message.bounded();
+                self.classifier
+                    .classify(
+                        &message,
+                        self.model.as_deref(),
+                        self.min_learned,
+                        EXPLAIN_TOKENS,
+                    )
+                    .await
+            }
+        };
         match judged {
             Ok(j) => {
                 if let Judged::Verdict(v) = &j {
@@ -65,6 +85,7 @@ impl Check for Classify {
                     ctx.hit(v.band.symbol, 0.0);
                 }
                 ctx.classification = Some(j);
+                ctx.classified_by = Some(key);
                 Decision::Continue
             }
             Err(ClassifyError::Unavailable(Unavailable(OnFailure::Closed))) => Decision::Tempfail(
@@ -163,5 +184,84 @@ impl Check for Autolearn {
             }
         });
         Decision::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::store::Memory;
+    use crate::classify::{band, Counts, Settings, Source, Verdict};
+    use crate::policy::ClientInfo;
+
+    /// A classifier that has learned ten messages of each class and no token: it votes
+    /// 0.5 on everything.
+    fn classifier() -> Arc<Classifier> {
+        let memory = Memory {
+            counts: Default::default(),
+            totals: Counts { spam: 10, ham: 10 },
+        };
+        Arc::new(Classifier::new(
+            Source::Memory(Arc::new(memory)),
+            Settings {
+                node: "test".into(),
+            },
+        ))
+    }
+
+    fn bands_hit(ctx: &Context) -> Vec<String> {
+        ctx.symbols
+            .iter()
+            .filter(|s| s.name.starts_with("BAYES_"))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// `ctx` forked for a second policy, with the symbols of the first one's data stage gone.
+    fn second_judgement(ctx: &Context) -> Context {
+        let mut c = ctx.fork();
+        c.symbols.clear();
+        c
+    }
+
+    #[tokio::test]
+    async fn a_second_policy_sharing_the_classifier_reuses_its_answer_and_others_ask_again() {
+        let shared = classifier();
+        let mut live = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        live.message = b"Subject: hello\r\n\r\nsome words\r\n".to_vec().into();
+        Classify::new(shared.clone(), 5).run(&mut live).await;
+        assert_eq!(bands_hit(&live), ["BAYES_50"]);
+
+        // What the live policy found, made recognisable: a reuse must hand it on as it is.
+        let Some(Judged::Verdict(found)) = live.classification.clone() else {
+            panic!("no verdict: {:?}", live.classification);
+        };
+        live.classification = Some(Judged::Verdict(Verdict {
+            probability: 0.995,
+            band: band(0.995),
+            ..found
+        }));
+
+        let mut shadow = second_judgement(&live);
+        Classify::new(shared.clone(), 5).run(&mut shadow).await;
+        assert_eq!(
+            bands_hit(&shadow),
+            ["BAYES_99"],
+            "the same classifier asked again"
+        );
+
+        // A different vote threshold or another classifier classifies afresh.
+        let mut stricter = second_judgement(&live);
+        Classify::new(shared.clone(), 50).run(&mut stricter).await;
+        assert!(bands_hit(&stricter).is_empty());
+        assert!(matches!(stricter.classification, Some(Judged::NotReady(_))));
+
+        let mut other = second_judgement(&live);
+        Classify::new(classifier(), 5).run(&mut other).await;
+        assert_eq!(bands_hit(&other), ["BAYES_50"]);
+
+        // A new transaction on the same connection forgets the answer.
+        live.reset_transaction();
+        assert!(live.classification.is_none() && live.classified_by.is_none());
     }
 }
