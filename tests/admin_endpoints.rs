@@ -55,16 +55,17 @@ fn reload_moves_the_fingerprint_and_the_reload_counters() {
         &format!("{RULES}body METRICS_OTHER /zz-other-zz/\nscore METRICS_OTHER 2.0\n"),
     );
     gw.signal(libc::SIGHUP);
-    let s = scrape_until(admin, "successful reload", |s| {
+    // A scrape is not one instant: the info gauge and the counter are read one after the
+    // other, so a scrape taken during the reload can show the new count with the old
+    // fingerprint, or none. Wait for the settled state: the count, and only the new
+    // fingerprint exported (an old one left behind never settles).
+    let s = scrape_until(admin, "successful reload, only the new fingerprint", |s| {
+        let fp = s.label_values("mxguard_policy_info", "fingerprint");
         s.value("mxguard_policy_reloads_total", &[("result", "success")]) >= 1.0
+            && fp.len() == 1
+            && fp != first
     });
     let now = s.label_values("mxguard_policy_info", "fingerprint");
-    assert_eq!(
-        now.len(),
-        1,
-        "only the active fingerprint is exported: {now:?}"
-    );
-    assert_ne!(now, first);
     let doc: serde_json::Value = serde_json::from_str(&get(admin, "/policy").body).unwrap();
     assert_eq!(doc["fingerprint"].as_str(), Some(now[0].as_str()));
 
