@@ -30,16 +30,12 @@ fn attempt(gw: &Gateway, id: &str) -> Reply {
 /// Removes a spool directory the gateway may be filling at that moment (the committer tops
 /// `free/` up when the gateway is idle), so one pass of `remove_dir_all` can find it not empty.
 fn remove_while_in_use(dir: &std::path::Path) {
-    let mut last = None;
-    for _ in 0..200 {
-        match fs::remove_dir_all(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => last = Some(e),
-            Err(e) => panic!("removing {}: {e}", dir.display()),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{} stayed in use: {last:?}", dir.display());
+    let removed = wait_until(Duration::from_secs(2), || match fs::remove_dir_all(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => false,
+        Err(e) => panic!("removing {}: {e}", dir.display()),
+    });
+    assert!(removed, "{} stayed in use", dir.display());
 }
 
 #[test]
