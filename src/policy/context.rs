@@ -139,7 +139,7 @@ pub struct Context {
     /// Which classifier, model and vote threshold gave `classification` (kept by
     /// [`Context::fork`], so a shadow policy that classifies alike reuses it instead of
     /// tokenizing again and asking the state backend again).
-    pub classified_by: Option<String>,
+    pub classified_by: Option<std::sync::Arc<str>>,
     /// What clamd said about the message, once asked (kept by [`Context::fork`], so a
     /// shadow policy scanning with the same clamd does not send the message again).
     pub antivirus: Option<AvScan>,

@@ -22,6 +22,9 @@ pub struct Classify {
     /// fingerprint); a newly published model comes with the next snapshot.
     model: Option<Arc<LrModel>>,
     min_learned: u32,
+    /// What makes two classifications of one message alike: the same classifier (so the
+    /// same store), model and vote threshold. Fixed for the snapshot, so made once.
+    key: Arc<str>,
 }
 
 impl Classify {
@@ -29,24 +32,18 @@ impl Classify {
     /// `min_learned` learned messages of a class.
     pub fn new(classifier: Arc<Classifier>, min_learned: u32) -> Classify {
         let model = classifier.model();
+        let key = format!(
+            "{:p} {} {}",
+            Arc::as_ptr(&classifier),
+            model.as_deref().map_or("none", LrModel::version),
+            min_learned
+        );
         Classify {
             classifier,
             model,
             min_learned,
+            key: key.into(),
         }
-    }
-}
-
-impl Classify {
-    /// What makes two classifications of one message alike: the same classifier (so the
-    /// same store), model and vote threshold.
-    fn key(&self) -> String {
-        format!(
-            "{:p} {} {}",
-            Arc::as_ptr(&self.classifier),
-            self.model.as_deref().map_or("none", LrModel::version),
-            self.min_learned
-        )
     }
 }
 
@@ -61,11 +58,10 @@ impl Check for Classify {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        let key = self.key();
         let judged = match (&ctx.classification, &ctx.classified_by) {
             // Classified already, alike (the live policy, before a shadow sharing its
             // classifier): the same bytes get the same answer.
-            (Some(j), Some(by)) if *by == key => Ok(j.clone()),
+            (Some(j), Some(by)) if *by == self.key => Ok(j.clone()),
             _ => {
                 let message = ctx.message.bounded();
                 self.classifier
@@ -85,7 +81,7 @@ impl Check for Classify {
                     ctx.hit(v.band.symbol, 0.0);
                 }
                 ctx.classification = Some(j);
-                ctx.classified_by = Some(key);
+                ctx.classified_by = Some(self.key.clone());
                 Decision::Continue
             }
             Err(ClassifyError::Unavailable(Unavailable(OnFailure::Closed))) => Decision::Tempfail(
