@@ -5,7 +5,7 @@
 
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
 use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
-use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
+use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message, Protocol};
 
 impl Tokenizer {
     pub(super) fn header_features(&self, msg: &Message<'_>, sink: &mut Sink) {
@@ -222,8 +222,20 @@ impl Tokenizer {
     }
 
     fn received(&self, msg: &Message<'_>, sink: &mut Sink) {
+        let values: Vec<&HeaderValue<'_>> = msg.header_values(HeaderName::Received).collect();
+        // A hop that fetched the message from a mailbox (IMAP, POP3) and every hop above it
+        // were added after delivery, by the recipient's own tools: a gateway at the MX never
+        // sees them, and in collected mail they describe the collector, not the sender.
+        let delivered_at = values.iter().rposition(|hv| {
+            matches!(hv, HeaderValue::Received(r)
+                if matches!(r.with, Some(Protocol::IMAP | Protocol::POP3)))
+        });
+        let transit = match delivered_at {
+            Some(i) => &values[i + 1..],
+            None => &values[..],
+        };
         let mut hops = 0usize;
-        for hv in msg.header_values(HeaderName::Received) {
+        for hv in transit.iter().copied() {
             hops += 1;
             if hops > 8 {
                 continue;

@@ -126,3 +126,31 @@ fn shapes_collapse_runs() {
     assert_eq!(shape("abc123.XY-9", 16), "a9.a-9");
     assert_eq!(shape("----=_NextPart_000_0001", 8), "----=_a_+");
 }
+
+#[test]
+fn hops_from_the_mailbox_fetch_upward_are_not_read() {
+    // Top to bottom: the recipient's local delivery, the IMAP fetch, the MX, the sender.
+    let raw = "Received: from localhost (localhost [127.0.0.1]) by mailbox.example.net\r\n \
+               (Postfix) with ESMTP id 1; Mon, 2 Dec 2002 23:55:10 +0000\r\n\
+               Received: from imap.example.net [10.0.0.2] by localhost with IMAP\r\n \
+               (fetchmail-5.9.0) for user@localhost (single-drop); Mon, 2 Dec 2002 23:55:10 +0000\r\n\
+               Received: from sender (adsl-1-2-3-4.dsl.example.com [192.0.2.4])\r\n \
+               by mx.example.net with SMTP id 2; Mon, 2 Dec 2002 23:52:14 +0000\r\n\
+               Received: from client (client [10.1.1.1]) by sender with SMTP id 3;\r\n \
+               Mon, 2 Dec 2002 23:51:00 +0000\r\n\
+               Subject: x\r\n\r\nhello\r\n";
+    let n = names(raw);
+    assert!(!has(&n, "rcv:with:imap"), "{n:?}");
+    assert!(!has(&n, "rcv:with:esmtp"), "{n:?}");
+    assert!(has(&n, "rcv:with:smtp"), "{n:?}");
+    assert!(has(&n, "rcv:rdns:dynamic"), "{n:?}");
+    assert!(has(&n, "rcv:n:2"), "{n:?}");
+
+    // Without a mailbox fetch every hop is transit.
+    let direct = raw
+        .split_once("Received: from sender")
+        .map(|(_, rest)| rest)
+        .unwrap_or("");
+    let n = names(&format!("Received: from sender{direct}"));
+    assert!(has(&n, "rcv:n:2"), "{n:?}");
+}
