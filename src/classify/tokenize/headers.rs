@@ -222,20 +222,17 @@ impl Tokenizer {
     }
 
     fn received(&self, msg: &Message<'_>, sink: &mut Sink) {
-        let values: Vec<&HeaderValue<'_>> = msg.header_values(HeaderName::Received).collect();
-        // A hop that fetched the message from a mailbox (IMAP, POP3) and every hop above it
-        // were added after delivery, by the recipient's own tools: a gateway at the MX never
-        // sees them, and in collected mail they describe the collector, not the sender.
-        let delivered_at = values.iter().rposition(|hv| {
-            matches!(hv, HeaderValue::Received(r)
-                if matches!(r.with, Some(Protocol::IMAP | Protocol::POP3)))
-        });
-        let transit = match delivered_at {
-            Some(i) => &values[i + 1..],
-            None => &values[..],
-        };
+        // A hop that fetched the message from a mailbox and every hop above it were added
+        // after delivery, by the recipient's own tools: a gateway at the MX never sees them,
+        // and in collected mail they describe the collector, not the sender.
+        let after_delivery = msg
+            .header_values(HeaderName::Received)
+            .enumerate()
+            .filter(|(_, hv)| is_mailbox_fetch(hv))
+            .last()
+            .map_or(0, |(i, _)| i + 1);
         let mut hops = 0usize;
-        for hv in transit.iter().copied() {
+        for hv in msg.header_values(HeaderName::Received).skip(after_delivery) {
             hops += 1;
             if hops > 8 {
                 continue;
@@ -285,6 +282,11 @@ impl Tokenizer {
         }
         sink.push2("rcv:n:", bucket(hops));
     }
+}
+
+/// True for a Received hop that fetched the message from a mailbox (IMAP, POP3).
+fn is_mailbox_fetch(hv: &HeaderValue<'_>) -> bool {
+    matches!(hv, HeaderValue::Received(r) if matches!(r.with, Some(Protocol::IMAP | Protocol::POP3)))
 }
 
 /// True for host names that look like consumer broadband or dial-up pools.
