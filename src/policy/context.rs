@@ -110,6 +110,17 @@ pub struct AvScan {
     pub result: Result<crate::classify::clamd::ScanReport, String>,
 }
 
+/// What the learning classifier said about a message, and which classifier, model and vote
+/// threshold said it (`by`), so that a shadow policy classifying alike reuses the answer
+/// instead of tokenizing again and asking the state backend again.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    /// The classifier, model version and `min_learned` that answered.
+    pub by: std::sync::Arc<str>,
+    /// The answer.
+    pub judged: crate::classify::Judged,
+}
+
 /// One transaction's input and the policy's running output.
 #[derive(Debug)]
 pub struct Context {
@@ -134,12 +145,9 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
-    /// What the learning classifier said about the message, once asked.
-    pub classification: Option<crate::classify::Judged>,
-    /// Which classifier, model and vote threshold gave `classification` (kept by
-    /// [`Context::fork`], so a shadow policy that classifies alike reuses it instead of
-    /// tokenizing again and asking the state backend again).
-    pub classified_by: Option<std::sync::Arc<str>>,
+    /// What the learning classifier said about the message, once asked (kept by
+    /// [`Context::fork`], so a shadow policy that classifies alike reuses it).
+    pub classification: Option<Classification>,
     /// What clamd said about the message, once asked (kept by [`Context::fork`], so a
     /// shadow policy scanning with the same clamd does not send the message again).
     pub antivirus: Option<AvScan>,
@@ -167,7 +175,6 @@ impl Context {
             parsed: self.parsed.clone(),
             auth: self.auth.clone(),
             classification: self.classification.clone(),
-            classified_by: self.classified_by.clone(),
             antivirus: self.antivirus.clone(),
             peer_stamp: self.peer_stamp.clone(),
             deadline: self.deadline,
@@ -188,7 +195,6 @@ impl Context {
             parsed: None,
             auth: None,
             classification: None,
-            classified_by: None,
             antivirus: None,
             peer_stamp: None,
             deadline: None,
@@ -217,7 +223,6 @@ impl Context {
         self.parsed = None;
         self.auth = None;
         self.classification = None;
-        self.classified_by = None;
         self.antivirus = None;
         self.peer_stamp = None;
         self.symbols.clear();

@@ -21,7 +21,7 @@ mod verdict;
 
 pub use check::Check;
 pub use checks::recipients::{RecipientProbe, RecipientVerifier, Verification};
-pub use context::{AvScan, ClientInfo, Context, Stage, SymbolHit};
+pub use context::{AvScan, Classification, ClientInfo, Context, Stage, SymbolHit};
 pub use journal::{Journal, Judged};
 pub use live::LivePolicy;
 pub use message::{MessageData, RawMessage, Stored};

@@ -182,7 +182,7 @@ impl Offline {
                 .iter()
                 .map(|s| (s.name.clone(), s.score))
                 .collect(),
-            classification: ctx.classification,
+            classification: ctx.classification.map(|c| c.judged),
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::classify::ftrl::LrModel;
 use crate::classify::{Class, Classifier, ClassifyError, Judged, BANDS};
 use crate::config::{ClassifierConfig, OnFailure};
 use crate::mail::Reply;
-use crate::policy::{Check, Context, Decision, Stage};
+use crate::policy::{Check, Classification, Context, Decision, Stage};
 use crate::state::Unavailable;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -58,11 +58,11 @@ impl Check for Classify {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        let judged = match (&ctx.classification, &ctx.classified_by) {
+        let judged = match ctx.classification.as_ref().filter(|c| c.by == self.key) {
             // Classified already, alike (the live policy, before a shadow sharing its
             // classifier): the same bytes get the same answer.
-            (Some(j), Some(by)) if *by == self.key => Ok(j.clone()),
-            _ => {
+            Some(c) => Ok(c.judged.clone()),
+            None => {
                 let message = ctx.message.bounded();
                 self.classifier
                     .classify(
@@ -80,8 +80,10 @@ impl Check for Classify {
                     // Scored by the rules files (`rules/23-bayes.cf`).
                     ctx.hit(v.band.symbol, 0.0);
                 }
-                ctx.classification = Some(j);
-                ctx.classified_by = Some(self.key.clone());
+                ctx.classification = Some(Classification {
+                    by: self.key.clone(),
+                    judged: j,
+                });
                 Decision::Continue
             }
             Err(ClassifyError::Unavailable(Unavailable(OnFailure::Closed))) => Decision::Tempfail(
@@ -125,7 +127,7 @@ impl Autolearn {
 
     /// The class to learn a message with this judgement as, if any.
     fn class(&self, ctx: &Context) -> Option<Class> {
-        let learned = match ctx.classification.as_ref()? {
+        let learned = match &ctx.classification.as_ref()?.judged {
             Judged::Verdict(v) => v.learned,
             Judged::NotReady(totals) => *totals,
         };
@@ -229,14 +231,21 @@ mod tests {
         assert_eq!(bands_hit(&live), ["BAYES_50"]);
 
         // What the live policy found, made recognisable: a reuse must hand it on as it is.
-        let Some(Judged::Verdict(found)) = live.classification.clone() else {
+        let Some(Classification {
+            by,
+            judged: Judged::Verdict(found),
+        }) = live.classification.clone()
+        else {
             panic!("no verdict: {:?}", live.classification);
         };
-        live.classification = Some(Judged::Verdict(Verdict {
-            probability: 0.995,
-            band: band(0.995),
-            ..found
-        }));
+        live.classification = Some(Classification {
+            by,
+            judged: Judged::Verdict(Verdict {
+                probability: 0.995,
+                band: band(0.995),
+                ..found
+            }),
+        });
 
         let mut shadow = second_judgement(&live);
         Classify::new(shared.clone(), 5).run(&mut shadow).await;
@@ -250,7 +259,13 @@ mod tests {
         let mut stricter = second_judgement(&live);
         Classify::new(shared.clone(), 50).run(&mut stricter).await;
         assert!(bands_hit(&stricter).is_empty());
-        assert!(matches!(stricter.classification, Some(Judged::NotReady(_))));
+        assert!(matches!(
+            stricter.classification,
+            Some(Classification {
+                judged: Judged::NotReady(_),
+                ..
+            })
+        ));
 
         let mut other = second_judgement(&live);
         Classify::new(classifier(), 5).run(&mut other).await;
@@ -258,6 +273,6 @@ mod tests {
 
         // A new transaction on the same connection forgets the answer.
         live.reset_transaction();
-        assert!(live.classification.is_none() && live.classified_by.is_none());
+        assert!(live.classification.is_none());
     }
 }
