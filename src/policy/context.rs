@@ -105,7 +105,7 @@ impl ClientInfo {
 #[derive(Debug, Clone)]
 pub struct AvScan {
     /// The clamd address and the scope scanned.
-    pub key: String,
+    pub key: std::sync::Arc<str>,
     /// The report, or the error that stood in for it.
     pub result: Result<crate::classify::clamd::ScanReport, String>,
 }

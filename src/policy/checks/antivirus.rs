@@ -28,6 +28,9 @@ pub struct Antivirus {
     on_failure: AvFailure,
     scope: AvScope,
     metrics: Option<Arc<Metrics>>,
+    /// What makes two scans of one message alike: the same clamd and scope. Fixed for the
+    /// snapshot, so made once.
+    key: Arc<str>,
 }
 
 impl Antivirus {
@@ -38,11 +41,13 @@ impl Antivirus {
         scope: AvScope,
         metrics: Option<Arc<Metrics>>,
     ) -> Antivirus {
+        let key = format!("{:?} {:?}", clamd.address(), scope);
         Antivirus {
             clamd,
             on_failure,
             scope,
             metrics,
+            key: key.into(),
         }
     }
 
@@ -81,8 +86,7 @@ impl Check for Antivirus {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let started = tokio::time::Instant::now();
-        let key = format!("{:?} {:?}", self.clamd.address(), self.scope);
-        let result = match ctx.antivirus.as_ref().filter(|scan| scan.key == key) {
+        let result = match ctx.antivirus.as_ref().filter(|scan| scan.key == self.key) {
             // Scanned already (the live policy, before a shadow with the same clamd): the
             // same bytes get the same answer, so they are not sent again.
             Some(scan) => scan.result.clone(),
@@ -91,7 +95,7 @@ impl Check for Antivirus {
                     return Decision::Continue;
                 };
                 ctx.antivirus = Some(AvScan {
-                    key,
+                    key: self.key.clone(),
                     result: result.clone(),
                 });
                 result
