@@ -64,7 +64,7 @@ SCORES_FILE = "99-scores.cf"
 FOLDS = 5
 
 TAG = 5.0            # must match [policy] tag in config/mxguard.toml
-MARGIN = 2.0         # push messages this far past the threshold
+MARGIN = 2.5         # push messages this far past the threshold
 WIDTH = 1.0          # logistic softness, in score points
 HAM_COST = 12.0      # initial weight of a ham message relative to a spam message
 L2 = 0.02            # pull towards the hand-set prior score (per message-equivalent)
@@ -85,7 +85,7 @@ BANDS = [("BAYES_00", 0.0, 0.01, -1.5), ("BAYES_05", 0.01, 0.05, -0.5),
          ("BAYES_50", 0.40, 0.60, 0.5), ("BAYES_60", 0.60, 0.80, 1.0),
          ("BAYES_80", 0.80, 0.95, 2.0), ("BAYES_95", 0.95, 0.99, 3.0),
          ("BAYES_99", 0.99, 0.999, 3.5), ("BAYES_999", 0.999, 1.01, 4.0)]
-BAND_RANGE = (-4.0, 6.5)
+BAND_RANGE = (-4.0, 5.5)
 ITERATIONS = 3000
 LEARNING_RATE = 0.05
 
@@ -306,7 +306,11 @@ def monotone(w, order):
 
 
 def message_scores(rows, scores, use_rules=True, use_bands=True):
-    return [(row[1], sum(scores.get(h, 0.0) for h in features(row, use_rules, use_bands))) for row in rows]
+    # Rounded as the gateway rounds a message's score (src/policy/context.rs): a binary sum
+    # of one-decimal scores can land just below a threshold it reads as, and the order of a
+    # set's iteration (Python's string hashing) would then decide the verdict.
+    return [(row[1], round(sum(scores.get(h, 0.0) for h in features(row, use_rules, use_bands)), 3))
+            for row in rows]
 
 
 def metrics(scored, thresholds):

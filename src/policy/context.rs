@@ -248,8 +248,34 @@ impl Context {
         });
     }
 
-    /// Sum of all symbol scores.
+    /// Sum of all symbol scores, rounded to a thousandth.
+    ///
+    /// Scores are written with one decimal, but their binary sum is not exact: -3.7 + 4.1 +
+    /// 4.6 adds up to 4.999999999999999. Rounded, a message whose score reads 5.0 is at a
+    /// threshold of 5.0, whatever the order its symbols were found in (as SpamAssassin does).
     pub fn score(&self) -> f64 {
-        self.symbols.iter().fold(0.0, |total, s| total + s.score)
+        let total = self.symbols.iter().fold(0.0, |total, s| total + s.score);
+        (total * 1000.0).round() / 1000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_score_that_reads_as_the_threshold_reaches_it_in_any_order() {
+        let scores = [-3.7, 4.1, 4.6];
+        assert!(
+            scores.iter().sum::<f64>() < 5.0,
+            "the binary sum falls short"
+        );
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+            let mut ctx = Context::new(ClientInfo::new(IpAddr::from([192, 0, 2, 1])));
+            for i in order {
+                ctx.hit("R", scores[i]);
+            }
+            assert_eq!(ctx.score(), 5.0, "order {order:?}");
+        }
     }
 }
