@@ -64,9 +64,9 @@ SCORES_FILE = "99-scores.cf"
 FOLDS = 5
 
 TAG = 5.0            # must match [policy] tag in config/mxguard.toml
-MARGIN = 2.5         # push messages this far past the threshold
+MARGIN = 3.0         # push messages this far past the threshold
 WIDTH = 1.0          # logistic softness, in score points
-HAM_COST = 12.0      # initial weight of a ham message relative to a spam message
+HAM_COST = 8.0       # initial weight of a ham message relative to a spam message
 L2 = 0.02            # pull towards the hand-set prior score (per message-equivalent)
 MAX_SCORE = 4.0      # cap for a single spam rule
 MIN_NICE = -2.5      # floor for a single ham (nice) rule
