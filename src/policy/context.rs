@@ -254,7 +254,17 @@ impl Context {
     /// 4.6 adds up to 4.999999999999999. Rounded, a message whose score reads 5.0 is at a
     /// threshold of 5.0, whatever the order its symbols were found in (as SpamAssassin does).
     pub fn score(&self) -> f64 {
-        let total = self.symbols.iter().fold(0.0, |total, s| total + s.score);
+        self.score_of(|_| true)
+    }
+
+    /// Sum of the scores of the symbols `counted` keeps, rounded as [`Context::score`] is
+    /// (autolearn leaves out the classifier's own symbol).
+    pub fn score_of(&self, counted: impl Fn(&SymbolHit) -> bool) -> f64 {
+        let total = self
+            .symbols
+            .iter()
+            .filter(|s| counted(s))
+            .fold(0.0, |total, s| total + s.score);
         (total * 1000.0).round() / 1000.0
     }
 }

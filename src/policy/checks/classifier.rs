@@ -131,13 +131,7 @@ impl Autolearn {
             Judged::Verdict(v) => v.learned,
             Judged::NotReady(totals) => *totals,
         };
-        let own = |name: &str| BANDS.iter().any(|b| b.symbol == name);
-        let score: f64 = ctx
-            .symbols
-            .iter()
-            .filter(|s| !own(&s.name))
-            .map(|s| s.score)
-            .sum();
+        let score = ctx.score_of(|s| !BANDS.iter().any(|b| b.symbol == s.name));
         let class = if score >= self.config.autolearn_spam {
             Class::Spam
         } else if score <= self.config.autolearn_ham {
@@ -274,5 +268,40 @@ mod tests {
         // A new transaction on the same connection forgets the answer.
         live.reset_transaction();
         assert!(live.classification.is_none());
+    }
+
+    #[test]
+    fn autolearn_reads_the_score_as_the_verdict_does_without_the_classifier_s_own_symbol() {
+        let config = ClassifierConfig {
+            enabled: true,
+            seed: None,
+            min_learned: 10,
+            autolearn: true,
+            autolearn_spam: 12.0,
+            autolearn_ham: 0.0,
+            autolearn_balance: 3.0,
+            retrain_interval: std::time::Duration::from_secs(600),
+            model_poll: std::time::Duration::from_secs(30),
+        };
+        let autolearn = Autolearn::new(classifier(), config, None);
+        let judged = |symbols: &[(&str, f64)]| {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.classification = Some(Classification {
+                by: "test".into(),
+                judged: Judged::NotReady(Counts { spam: 10, ham: 10 }),
+            });
+            for (name, score) in symbols {
+                ctx.hit(name, *score);
+            }
+            ctx
+        };
+        // 2.3 + 6.1 + 3.6 reads 12.0, the threshold, though its binary sum falls short.
+        let at_threshold = judged(&[("A", 2.3), ("B", 6.1), ("C", 3.6)]);
+        assert_eq!(autolearn.class(&at_threshold), Some(Class::Spam));
+        // The classifier's own band would make it 12.0 too, but does not feed itself.
+        let by_the_band = judged(&[("A", 6.5), ("BAYES_99", 5.5)]);
+        assert_eq!(autolearn.class(&by_the_band), None);
+        let clean = judged(&[("BAYES_00", -4.0), ("HAM", -0.5)]);
+        assert_eq!(autolearn.class(&clean), Some(Class::Ham));
     }
 }
