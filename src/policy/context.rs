@@ -105,7 +105,7 @@ impl ClientInfo {
 #[derive(Debug, Clone)]
 pub struct AvScan {
     /// The clamd address and the scope scanned.
-    pub key: std::sync::Arc<str>,
+    pub key: Arc<str>,
     /// The report, or the error that stood in for it.
     pub result: Result<crate::classify::clamd::ScanReport, String>,
 }
@@ -116,7 +116,7 @@ pub struct AvScan {
 #[derive(Debug, Clone)]
 pub struct Classification {
     /// The classifier, model version and `min_learned` that answered.
-    pub by: std::sync::Arc<str>,
+    pub by: Arc<str>,
     /// The answer.
     pub judged: crate::classify::Judged,
 }
