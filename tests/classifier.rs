@@ -237,6 +237,42 @@ fn learn_is_idempotent_moves_forgets_exports_and_scan_explains() {
     );
 }
 
+/// Copies of one body (one ledger digest) with different headers, learned in one run: the
+/// ledger keeps the first copy, so the same files must give the same ledger and model every
+/// time, however the copies' learns interleave (they once raced within a batch).
+#[test]
+fn learning_the_same_files_gives_the_same_seed_every_time() {
+    let seeds: Vec<Vec<u8>> = (0..3)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            write_corpus(&root.join("corpus"), 12, 0);
+            for i in 0..24 {
+                // Three copies of each body, adjacent in file order, each with its own header.
+                let original = corpus_message(true, i % 8);
+                let (_, body) = original.split_once("\r\n\r\n").unwrap();
+                let copy = format!(
+                    "From: copy{i}@sender{i}.example\r\nSubject: copy {i} of {} word{i}\r\n\r\n{body}",
+                    i % 8
+                );
+                fs::write(root.join("corpus/spam").join(format!("{}-{i}.eml", i % 8)), copy)
+                    .unwrap();
+            }
+            offline_config(root, "min_learned = 5");
+            for class in ["--spam", "--ham"] {
+                let corpus = if class == "--spam" { "corpus/spam" } else { "corpus/ham" };
+                stdout(&mx(root, &["learn", class, corpus, "--config", "mxguard.toml"]));
+            }
+            stdout(&mx(
+                root,
+                &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
+            ));
+            fs::read(root.join("seed.bin")).unwrap()
+        })
+        .collect();
+    assert!(seeds.iter().all(|s| s == &seeds[0]), "the seeds differ");
+}
+
 #[test]
 fn rules_stats_gives_shares_ratios_and_marks() {
     let dir = tempfile::tempdir().unwrap();

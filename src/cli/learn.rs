@@ -4,11 +4,12 @@
 
 use super::files::collect_files;
 use anyhow::Context as _;
+use mxguard::classify::ledger::body_digest;
 use mxguard::classify::{seed::Seed, Class, Classifier, Outcome, Settings, Source};
 use mxguard::config::Config;
 use mxguard::metrics::Metrics;
 use mxguard::state::State;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -120,6 +121,25 @@ fn model_text(classifier: &Classifier) -> String {
     }
 }
 
+/// Splits files read together into waves run one after another, so that no two copies of
+/// one body (one ledger digest) are in flight at once: the ledger keeps the first copy it
+/// records, and which of two concurrent copies that is would depend on timing, so the same
+/// files would not always give the same ledger, model and classifications. A wave keeps the
+/// files' order; the n-th copy of a body goes in the n-th wave.
+fn copies_in_turn<T>(files: Vec<(T, Vec<u8>)>) -> Vec<Vec<(T, Vec<u8>)>> {
+    let mut copies: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut waves: Vec<Vec<(T, Vec<u8>)>> = Vec::new();
+    for (file, raw) in files {
+        let seen = copies.entry(body_digest(&raw)).or_default();
+        if waves.len() <= *seen {
+            waves.push(Vec::new());
+        }
+        waves[*seen].push((file, raw));
+        *seen += 1;
+    }
+    waves
+}
+
 /// Learns (`class` given) or forgets every file, a few at once, with progress on stderr.
 async fn learn_files(
     classifier: &Classifier,
@@ -133,23 +153,33 @@ async fn learn_files(
     let mut done = 0usize;
     let mut last_progress = Instant::now();
     for chunk in files.chunks(IN_FLIGHT) {
-        let work = chunk.iter().map(|file| async move {
-            let raw = tokio::fs::read(file)
-                .await
-                .with_context(|| format!("reading {}", file.display()))?;
-            let outcome = match class {
-                Some(c) => classifier.learn(&raw, c).await?,
-                None => classifier.forget(&raw).await?,
-            };
-            anyhow::Ok(outcome)
-        });
-        for (file, result) in chunk.iter().zip(futures::future::join_all(work).await) {
-            done += 1;
+        let read = futures::future::join_all(chunk.iter().map(tokio::fs::read)).await;
+        let mut readable = Vec::with_capacity(chunk.len());
+        for (file, result) in chunk.iter().zip(read) {
             match result {
-                Ok(o) => *outcomes.entry(o).or_default() += 1,
+                Ok(raw) => readable.push((file, raw)),
                 Err(e) => {
+                    done += 1;
                     errors += 1;
-                    eprintln!("{}: {e:#}", file.display());
+                    eprintln!("{}: reading: {e}", file.display());
+                }
+            }
+        }
+        for wave in copies_in_turn(readable) {
+            let work = wave.iter().map(|(_, raw)| async move {
+                match class {
+                    Some(c) => classifier.learn(raw, c).await,
+                    None => classifier.forget(raw).await,
+                }
+            });
+            for ((file, _), result) in wave.iter().zip(futures::future::join_all(work).await) {
+                done += 1;
+                match result {
+                    Ok(o) => *outcomes.entry(o).or_default() += 1,
+                    Err(e) => {
+                        errors += 1;
+                        eprintln!("{}: {e:#}", file.display());
+                    }
                 }
             }
         }
@@ -192,4 +222,30 @@ async fn learn_files(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(subject: &str, body: &str) -> Vec<u8> {
+        format!("Subject: {subject}\r\n\r\n{body}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn copies_of_one_body_go_in_successive_waves_in_file_order() {
+        let files = vec![
+            ("a", message("first", "one")),
+            ("b", message("other", "two")),
+            ("c", message("second", "one")),
+            ("d", message("third", "one")),
+            ("e", message("again", "two")),
+            ("f", message("alone", "three")),
+        ];
+        let waves: Vec<Vec<&str>> = copies_in_turn(files)
+            .into_iter()
+            .map(|w| w.into_iter().map(|(name, _)| name).collect())
+            .collect();
+        assert_eq!(waves, vec![vec!["a", "b", "f"], vec!["c", "e"], vec!["d"]]);
+    }
 }
