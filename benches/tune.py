@@ -5,6 +5,7 @@ Python 3 standard library only. Run from the repository root after `cargo build 
 
     python3 benches/tune.py fit      [--corpus DIR]  # fit rules + BAYES bands, write rules/99-scores.cf
     python3 benches/tune.py cv       [--corpus DIR]  # 5-fold CV: rules alone, classifier alone, both
+            [--salt S | --split time]                # another digest split, or folds by time
     python3 benches/tune.py seed     [--corpus DIR]  # train the shipped classifier seed (all messages)
     python3 benches/tune.py eval     [--corpus DIR]  # score the whole corpus with the shipped config
     python3 benches/tune.py bench    [--corpus DIR]  # scan rate over the whole corpus (msg/s)
@@ -16,7 +17,11 @@ their own scores by pointing --corpus at their own mail (train/ham, train/spam).
 Folds (reproducible, duplicate-aware): a message's fold is int(sha256(body)[:8], 16) % 5, the
 body being everything after the first empty line with CRLF read as LF. Messages with the same
 body (the corpus has 131 such repeats) share a fold, so no test message has its twin in
-training.
+training. `cv --salt S` makes another split the same way (sha256(S + body)): the figures
+of a small corpus move with the split, so compare settings over a few. `cv --split time` puts
+the oldest fifth of each group of messages (a class and the leading non-digit part of the
+file names, e.g. easy-ham-, hard-ham-) in fold 0 and the newest in fold 4, by the date of the
+topmost Received header: how the filter does on mail older or newer than all it learned.
 
 How the classifier enters the fit: its probability for a message must come from a model that
 did not learn that message, or the fit would trust it blindly. So `fit` and `cv` first compute
@@ -43,6 +48,7 @@ Everything is deterministic: same corpus, same rules -> same scores.
 """
 
 import argparse
+import email.utils
 import hashlib
 import json
 import math
@@ -102,13 +108,58 @@ def band_of(p):
     return BANDS[-1][0]
 
 
-def fold_of(path):
-    """The message's fold: a hash of its body, so repeated bodies share a fold."""
+def fold_of(path, salt=b""):
+    """The message's fold: a hash of its body, so repeated bodies share a fold. A salt gives
+    another split made the same way (to see how much a split moves the figures)."""
     raw = open(path, "rb").read()
     cut = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
     body = raw[min(cut):] if cut else raw
     body = body.lstrip(b"\r\n").replace(b"\r\n", b"\n")
-    return int(hashlib.sha256(body).hexdigest()[:8], 16) % FOLDS
+    return int(hashlib.sha256(salt + body).hexdigest()[:8], 16) % FOLDS
+
+
+def receipt_time(path):
+    """When the message reached its mailbox: the date of its topmost Received header (the
+    last hop writes it, so a sender cannot forge it), else its Date header; None if neither
+    parses."""
+    raw = open(path, "rb").read().decode("latin-1").replace("\r\n", "\n")
+    header = raw.split("\n\n", 1)[0]
+    fields = re.findall(r"^(Received|Date):(.*(?:\n[ \t].*)*)", header, re.M | re.I)
+    received = [v for k, v in fields if k.lower() == "received" and ";" in v]
+    dates = [v for k, v in fields if k.lower() == "date"]
+    for text in received[:1] + dates[:1]:
+        try:
+            return email.utils.parsedate_to_datetime(text.rsplit(";", 1)[-1].strip()).timestamp()
+        except (TypeError, ValueError, IndexError):
+            continue
+    return None
+
+
+def time_folds(files):
+    """Folds by receipt time, to see how the filter does on mail newer (or older) than all it
+    learned: within each group of messages (a class, and the leading non-digit part of the
+    file names, so easy-ham- and hard-ham- are split apart), the oldest fifth is fold 0 and
+    the newest fold 4. A message with no readable date takes its group's median time."""
+    groups = {}
+    for path, cls in files:
+        prefix = re.match(r"[^0-9]*", os.path.basename(path)).group(0)
+        groups.setdefault((cls, prefix), []).append(path)
+    folds = {}
+    for paths in groups.values():
+        times = {p: receipt_time(p) for p in paths}
+        known = sorted(t for t in times.values() if t is not None)
+        median = known[len(known) // 2] if known else 0.0
+        ordered = sorted(paths, key=lambda p: (times[p] if times[p] is not None else median, p))
+        for i, p in enumerate(ordered):
+            folds[p] = i * FOLDS // len(ordered)
+    return folds
+
+
+def fold_map(files, split="digest", salt=""):
+    """path -> fold for the chosen split: by body digest (optionally salted), or by time."""
+    if split == "time":
+        return time_folds(files)
+    return {p: fold_of(p, salt.encode()) for p, _ in files}
 
 
 def corpus_dir(arg):
@@ -208,10 +259,10 @@ def link_dir(dest, files):
     return dest
 
 
-def oof_rows(corpus, work, scratch):
+def oof_rows(corpus, work, scratch, split="digest", salt=""):
     """Rows (name, y, rule hits, out-of-fold classifier probability, fold) of every message."""
     files = corpus_files(corpus)
-    folds = {p: fold_of(p) for p, _ in files}
+    folds = fold_map(files, split, salt)
     rows = []
     for k in range(FOLDS):
         fdir = os.path.join(work, "fold%d" % k)
@@ -351,15 +402,28 @@ def fmt_metrics(m):
                      for t, (r, f, n) in sorted(m.items()))
 
 
+def split_name(args):
+    """How the folds are made, as the cv report and the --rows cache name it."""
+    if args.split == "time":
+        return "receipt time"
+    return "body digest" + (" salted %r" % args.salt if args.salt else "")
+
+
 def load_rows(args, work):
-    """Out-of-fold rows, cached in --rows FILE when given (the folds take a few minutes)."""
+    """Out-of-fold rows, cached in --rows FILE when given (the folds take a few minutes). The
+    cache names its split, so rows of one split are never read as another's."""
     if args.rows and os.path.exists(args.rows):
         data = json.load(open(args.rows))
-        return [(r[0], r[1], set(r[2])) + tuple(r[3:]) for r in data]
+        if data.get("split") != split_name(args):
+            sys.exit("%s holds the rows of folds by %s, not %s: use another --rows file"
+                     % (args.rows, data.get("split"), split_name(args)))
+        return [(r[0], r[1], set(r[2])) + tuple(r[3:]) for r in data["rows"]]
     corpus = corpus_dir(args.corpus)
-    rows = oof_rows(corpus, work, scratch_rules(work))
+    rows = oof_rows(corpus, work, scratch_rules(work), args.split, args.salt)
     if args.rows:
-        json.dump([(r[0], r[1], sorted(r[2])) + tuple(r[3:]) for r in rows], open(args.rows, "w"))
+        json.dump({"split": split_name(args),
+                   "rows": [(r[0], r[1], sorted(r[2])) + tuple(r[3:]) for r in rows]},
+                  open(args.rows, "w"))
     return rows
 
 
@@ -370,8 +434,8 @@ def cmd_cv(args):
     thresholds = policy_thresholds()
     n_ham = sum(1 for r in rows if r[1] < 0)
     n_spam = len(rows) - n_ham
-    print("5-fold cross-validation over %d messages (%d ham, %d spam), folds by body digest"
-          % (len(rows), n_ham, n_spam))
+    print("5-fold cross-validation over %d messages (%d ham, %d spam), folds by %s"
+          % (len(rows), n_ham, n_spam, split_name(args)))
     for label, use_rules, use_bands in (("rules alone", True, False),
                                         ("classifier alone", False, True),
                                         ("rules + classifier", True, True)):
@@ -482,7 +546,12 @@ def main():
     ap.add_argument("--corpus", help="unpacked corpus directory (holds train/ham, train/spam)")
     ap.add_argument("--rows", help="fit/cv: cache of the out-of-fold rows (JSON), reused when present")
     ap.add_argument("--runs", type=int, default=5, help="bench: number of runs")
+    ap.add_argument("--split", choices=["digest", "time"], default="digest",
+                    help="cv: folds by body digest (default) or by receipt time, oldest to newest")
+    ap.add_argument("--salt", default="", help="cv: salt the body digest for another split")
     args = ap.parse_args()
+    if args.command != "cv" and (args.split != "digest" or args.salt):
+        sys.exit("--split and --salt are for cv: the shipped scores are fitted on the digest folds")
     if not os.path.exists(BINARY):
         sys.exit("build first: cargo build --release")
     {"fit": cmd_fit, "cv": cmd_cv, "seed": cmd_seed, "eval": cmd_eval, "bench": cmd_bench}[args.command](args)
