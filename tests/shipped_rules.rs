@@ -1,0 +1,120 @@
+//! Rules of the shipped rule set (`rules/`) that read routing headers, through `mxguard
+//! scan` with the shipped rules and no classifier: each must fire on the form it is written
+//! for and stay quiet on the look-alikes that legitimate mail carries.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+
+/// A message whose only routing header is `received` (one hop, as written by the relay).
+fn message_via(received: &str) -> String {
+    format!(
+        "Received: {received}\r\n\tby mx.relay.example (8.11.6/8.11.6) with ESMTP id g8; \
+         Mon, 29 Jul 2002 12:21:13 -0700\r\n\
+         From: Alice <alice@example.org>\r\nTo: bob@example.test\r\nSubject: minutes\r\n\
+         Date: Mon, 29 Jul 2002 12:21:13 -0700\r\nMessage-ID: <1@example.org>\r\n\r\n\
+         The minutes of the meeting are below.\r\n"
+    )
+}
+
+/// The rules each file hits, scanned with the shipped rules and the classifier off.
+fn hits(messages: &[(&str, String)]) -> Vec<(String, Vec<String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    fs::write(
+        root.join("mxguard.toml"),
+        format!(
+            "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
+             [spool]\ndir = \"spool\"\n[policy]\nrules_dir = {:?}\n[classifier]\nenabled = false\n",
+            rules.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    fs::create_dir(root.join("mail")).unwrap();
+    for (name, text) in messages {
+        fs::write(root.join("mail").join(name), text).unwrap();
+    }
+    let out = run_mxguard(
+        root,
+        &["scan", "--json", "mail", "--config", "mxguard.toml"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut found: Vec<(String, Vec<String>)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let file = v["file"].as_str().unwrap().rsplit('/').next().unwrap();
+            let rules = v["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            (file.to_string(), rules)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn rcvd_numeric_helo_fires_on_a_bare_public_address_greeting_only() {
+    let cases = [
+        // Ratware through an open relay: the greeting names an address, not a host.
+        ("bare-ip", "from 82.60.152.190 ([82.60.152.190])", true),
+        (
+            "bare-ip-other",
+            "from 210.99.184.3 (unknown [210.100.202.125])",
+            true,
+        ),
+        // An address literal in brackets is what RFC 5321 asks for.
+        (
+            "literal",
+            "from [82.60.152.190] (dsl.example.net [82.60.152.190])",
+            false,
+        ),
+        // A host behind NAT naming itself by its LAN address, a filter on localhost.
+        (
+            "lan-helo",
+            "from 192.168.1.2 (smtp.example.edu [216.204.12.219])",
+            false,
+        ),
+        ("localhost", "from 10.0.0.7 (localhost [127.0.0.1])", false),
+        // qmail writes the greeting after the address, in its own format.
+        (
+            "qmail",
+            "from 65.189.7.13 (HELO alumni.example.edu) (209.228.33.241)",
+            false,
+        ),
+        (
+            "named",
+            "from mail.example.org (mail.example.org [198.51.100.7])",
+            false,
+        ),
+    ];
+    let messages: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, hop, _)| (*name, message_via(hop)))
+        .collect();
+    let found = hits(&messages);
+    assert_eq!(found.len(), cases.len(), "{found:?}");
+    for (name, _, expected) in cases {
+        let rules = &found
+            .iter()
+            .find(|(file, _)| file == name)
+            .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
+            .1;
+        assert_eq!(
+            rules.iter().any(|r| r == "RCVD_NUMERIC_HELO"),
+            expected,
+            "{name}: {rules:?}"
+        );
+    }
+}
