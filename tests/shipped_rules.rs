@@ -1,6 +1,7 @@
-//! Rules of the shipped rule set (`rules/`) that read routing headers, through `mxguard
-//! scan` with the shipped rules and no classifier: each must fire on the form it is written
-//! for and stay quiet on the look-alikes that legitimate mail carries.
+//! Rules and built-in symbols of the shipped rule set (`rules/`) that read trace headers
+//! (Received, Date), through `mxguard scan` with the shipped rules and no classifier: each
+//! must fire on the form it is written for and stay quiet on the look-alikes that
+//! legitimate mail carries.
 
 mod common;
 
@@ -117,4 +118,39 @@ fn rcvd_numeric_helo_fires_on_a_bare_public_address_greeting_only() {
             "{name}: {rules:?}"
         );
     }
+}
+
+#[test]
+fn a_date_far_from_the_delivery_hop_scores_and_a_near_one_does_not() {
+    let hop = "from mail.example.org (mail.example.org [198.51.100.7])";
+    let dated = |date: &str| {
+        message_via(hop).replace(
+            "Mon, 29 Jul 2002 12:21:13 -0700\r\nMessage",
+            &format!("{date}\r\nMessage"),
+        )
+    };
+    let messages = [
+        ("minutes-before", dated("Mon, 29 Jul 2002 12:15:00 -0700")),
+        ("hours-ahead", dated("Mon, 29 Jul 2002 19:21:13 -0700")),
+        ("days-ahead", dated("Fri, 2 Aug 2002 12:21:13 -0700")),
+        ("weeks-behind", dated("Mon, 1 Jul 2002 12:21:13 -0700")),
+        ("tm-year-bug", dated("Sat, 02 Feb 0102 11:39:51 +0200")),
+    ];
+    let found = hits(&messages);
+    let dates = |name: &str| -> Vec<String> {
+        found
+            .iter()
+            .find(|(file, _)| file == name)
+            .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
+            .1
+            .iter()
+            .filter(|r| r.starts_with("DATE_IN_"))
+            .cloned()
+            .collect()
+    };
+    assert!(dates("minutes-before").is_empty(), "{found:?}");
+    assert_eq!(dates("hours-ahead"), ["DATE_IN_FUTURE_03_12"]);
+    assert_eq!(dates("days-ahead"), ["DATE_IN_FUTURE_12_XX"]);
+    assert_eq!(dates("weeks-behind"), ["DATE_IN_PAST_07D"]);
+    assert_eq!(dates("tm-year-bug"), ["DATE_IN_PAST_07D"]);
 }

@@ -6,6 +6,7 @@ pub mod date;
 pub mod header_fields;
 pub mod lenient;
 pub mod reply;
+pub mod trace;
 
 pub use address::{Address, AddressError};
 pub use reply::Reply;

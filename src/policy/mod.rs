@@ -31,9 +31,9 @@ pub use verdict::{Decision, Verdict};
 use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
-    antivirus, attachments, authentication, classifier, client_behaviour, dnsbl, fcrdns, greylist,
-    gtube, helo, networks, ratelimit, recipients, relay_control, rules as rules_check,
-    scan_coverage, sender_domain, size, tier as tier_checks, uribl,
+    antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
+    fcrdns, greylist, gtube, helo, networks, ratelimit, recipients, relay_control,
+    rules as rules_check, scan_coverage, sender_domain, size, tier as tier_checks, uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
@@ -283,6 +283,10 @@ impl Policy {
                 av.scan,
                 services.metrics.clone(),
             )));
+        }
+        // Its symbols mean something only where the rules files score them.
+        if rules.is_some() {
+            checks.push(Box::new(date_shift::DateShift));
         }
         // Content is scanned (rules, URIBL): say what the scan limits left out.
         if rules.is_some() || (dns.is_some() && !p.uribl.is_empty()) {

@@ -5,7 +5,8 @@
 
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
 use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
-use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message, Protocol};
+use crate::mail::trace::hops_after_delivery;
+use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
 impl Tokenizer {
     pub(super) fn header_features(&self, msg: &Message<'_>, sink: &mut Sink) {
@@ -222,15 +223,8 @@ impl Tokenizer {
     }
 
     fn received(&self, msg: &Message<'_>, sink: &mut Sink) {
-        // A hop that fetched the message from a mailbox and every hop above it were added
-        // after delivery, by the recipient's own tools: a gateway at the MX never sees them,
-        // and in collected mail they describe the collector, not the sender.
-        let after_delivery = msg
-            .header_values(HeaderName::Received)
-            .enumerate()
-            .filter(|(_, hv)| is_mailbox_fetch(hv))
-            .last()
-            .map_or(0, |(i, _)| i + 1);
+        // Hops added after delivery describe the recipient's tools, not the sender.
+        let after_delivery = hops_after_delivery(msg);
         let mut hops = 0usize;
         for hv in msg.header_values(HeaderName::Received).skip(after_delivery) {
             hops += 1;
@@ -282,11 +276,6 @@ impl Tokenizer {
         }
         sink.push2("rcv:n:", bucket(hops));
     }
-}
-
-/// True for a Received hop that fetched the message from a mailbox (IMAP, POP3).
-fn is_mailbox_fetch(hv: &HeaderValue<'_>) -> bool {
-    matches!(hv, HeaderValue::Received(r) if matches!(r.with, Some(Protocol::IMAP | Protocol::POP3)))
 }
 
 /// True for host names that look like consumer broadband or dial-up pools.

@@ -5,6 +5,7 @@ pub mod attachments;
 pub mod authentication;
 pub mod classifier;
 pub mod client_behaviour;
+pub mod date_shift;
 pub mod dnsbl;
 pub mod fcrdns;
 pub mod greylist;
