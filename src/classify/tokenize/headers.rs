@@ -224,7 +224,17 @@ impl Tokenizer {
 
     fn received(&self, msg: &Message<'_>, sink: &mut Sink) {
         // Hops added after delivery describe the recipient's tools, not the sender.
-        let after_delivery = hops_after_delivery(msg);
+        let raw = msg.raw_message();
+        let after_delivery = hops_after_delivery(
+            msg.headers()
+                .iter()
+                .filter(|h| h.name == HeaderName::Received)
+                .map(|h| {
+                    raw.get(h.offset_start as usize..h.offset_end as usize)
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .unwrap_or("")
+                }),
+        );
         let mut hops = 0usize;
         for hv in msg.header_values(HeaderName::Received).skip(after_delivery) {
             hops += 1;

@@ -7,7 +7,6 @@
 use crate::mail::trace::date_shift;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
-use mail_parser::MessageParser;
 
 const HOUR: i64 = 3600;
 
@@ -39,9 +38,16 @@ impl Check for DateShift {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let view = ctx.view();
-        let shift = MessageParser::new()
-            .parse_headers(view.full())
-            .and_then(|msg| date_shift(&msg));
+        let headers = view.headers();
+        let received: Vec<&str> = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Received"))
+            .map(|h| h.raw.as_str())
+            .collect();
+        let shift = headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("Date"))
+            .and_then(|date| date_shift(&date.raw, &received));
         if let Some(name) = shift.and_then(symbol) {
             ctx.hit(name, 0.0);
         }
