@@ -509,6 +509,13 @@ fn lenient_base64_corpus_parts_are_seen_by_rules() {
             "mxguard.toml",
         ],
     ));
+    // The rules of local.cf only: built-in checks (the Date check) add symbols of their own.
+    let local = [
+        "PROVEN_COMPANY",
+        "MARRIED_LONELY",
+        "RAW_TITLE",
+        "URI_PAGE4LIFE",
+    ];
     let hits = |file: &str| -> Vec<String> {
         let line = out
             .lines()
@@ -520,6 +527,7 @@ fn lenient_base64_corpus_parts_are_seen_by_rules() {
             .unwrap()
             .iter()
             .map(|r| r.as_str().unwrap().to_string())
+            .filter(|r| local.contains(&r.as_str()))
             .collect()
     };
     assert_eq!(hits("spam-2-00446"), vec!["PROVEN_COMPANY"]);
