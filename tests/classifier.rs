@@ -195,14 +195,7 @@ fn learn_is_idempotent_moves_forgets_exports_and_scan_explains() {
     ));
     let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert!(v["classifier"].as_f64().unwrap() < 0.05, "{json}");
-    assert!(
-        v["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r == "BAYES_00"),
-        "{json}"
-    );
+    assert!(scan_rules(&v).iter().any(|r| r == "BAYES_00"), "{json}");
 
     // Export, then a store with nothing learned classifies from the seed alone.
     let exported = stdout(&mx(
@@ -522,11 +515,8 @@ fn lenient_base64_corpus_parts_are_seen_by_rules() {
             .find(|l| l.contains(file))
             .unwrap_or_else(|| panic!("{out}"));
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_string())
+        scan_rules(&v)
+            .into_iter()
             .filter(|r| local.contains(&r.as_str()))
             .collect()
     };

@@ -128,12 +128,7 @@ fn scan_json(s: &Setup, extra: &[&str]) -> (BTreeMap<String, Value>, String) {
 }
 
 fn rules_of(v: &Value) -> Vec<String> {
-    let mut r: Vec<String> = v["rules"]
-        .as_array()
-        .expect("rules array")
-        .iter()
-        .map(|x| x.as_str().expect("rule name string").to_string())
-        .collect();
+    let mut r = scan_rules(v);
     r.sort();
     r
 }

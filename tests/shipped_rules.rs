@@ -52,13 +52,7 @@ fn hits(messages: &[(&str, String)]) -> Vec<(String, Vec<String>)> {
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let file = v["file"].as_str().unwrap().rsplit('/').next().unwrap();
-            let rules = v["rules"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r.as_str().unwrap().to_string())
-                .collect();
-            (file.to_string(), rules)
+            (file.to_string(), scan_rules(&v))
         })
         .collect();
     found.sort();

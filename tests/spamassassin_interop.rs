@@ -467,13 +467,7 @@ fn stock_spamassassin_rules_agree_with_spamassassin() {
         } else {
             root.join(file)
         };
-        let rules = v["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_string())
-            .collect();
-        mx.insert(file, rules);
+        mx.insert(file, scan_rules(&v).into_iter().collect());
     }
     assert_eq!(mx.len(), messages.len(), "scan output: {}", text(&out));
 

@@ -13,6 +13,16 @@ pub fn mxguard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mxguard")
 }
 
+/// The rule and symbol names in the `rules` array of one `mxguard scan --json` line.
+pub fn scan_rules(line: &serde_json::Value) -> Vec<String> {
+    line["rules"]
+        .as_array()
+        .expect("a scan --json line has a rules array")
+        .iter()
+        .map(|r| r.as_str().expect("rule names are strings").to_string())
+        .collect()
+}
+
 /// Runs `mxguard ARGS...` in `dir` (with a 120 s deadline), capturing its output.
 pub fn run_mxguard(dir: &Path, args: &[&str]) -> std::process::Output {
     run_with_timeout(
