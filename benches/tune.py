@@ -86,7 +86,8 @@ FP_TARGET = 0.001    # max fraction of training ham at or above tag
 # a client with a wrong clock is an honest mistake.
 RULE_CAPS = {"FROM_LOCAL_DIGITS": 1.5, "FROM_FREEMAIL": 1.0, "FROM_NO_NAME": 1.0,
              "REPLYTO_FREEMAIL": 1.5, "SUBJ_YOUR": 1.0, "RCVD_NUMERIC_HELO": 2.0,
-             "DATE_IN_FUTURE_03_12": 2.0, "DATE_IN_FUTURE_12_XX": 2.0, "DATE_IN_PAST_07D": 2.0}
+             "DATE_IN_FUTURE_03_12": 2.0, "DATE_IN_FUTURE_12_XX": 2.0, "DATE_IN_PAST_07D": 2.0,
+             "FORGED_WEBMAIL_RCVD": 2.0}
 # Built-in symbols (set by a check, scored in the rules files) that fire offline, on the
 # corpus, and are fitted like rules.
 FITTED_BUILTINS = {"DATE_IN_FUTURE_03_12", "DATE_IN_FUTURE_12_XX", "DATE_IN_PAST_07D"}

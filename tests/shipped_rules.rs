@@ -148,3 +148,76 @@ fn a_date_far_from_the_delivery_hop_scores_and_a_near_one_does_not() {
     assert_eq!(dates("weeks-behind"), ["DATE_IN_PAST_07D"]);
     assert_eq!(dates("tm-year-bug"), ["DATE_IN_PAST_07D"]);
 }
+
+#[test]
+fn forged_webmail_rcvd_fires_when_the_provider_is_not_on_the_path() {
+    let from = |addr: &str, hop: &str, extra: &str| {
+        message_via(hop)
+            .replace(
+                "From: Alice <alice@example.org>",
+                &format!("From: Alice <{addr}>"),
+            )
+            .replace("Subject: minutes", &format!("{extra}Subject: minutes"))
+    };
+    let ratware = "from unknown (dsl.example.net [203.0.113.9])";
+    let hotmail = "from hotmail.com (bay1-f2.bay1.hotmail.com [65.54.245.2])";
+    let outlook = "from EUR01-VE1-obe.outbound.protection.outlook.com (mail-ve1eur01.outbound.protection.outlook.com [40.107.14.1])";
+    let yahoo = "from web21405.mail.yahoo.com (web21405.mail.yahoo.com [216.136.232.75])";
+    let cases = [
+        (
+            "hotmail-forged",
+            from("jeff@hotmail.com", ratware, ""),
+            true,
+        ),
+        ("yahoo-forged", from("ann@yahoo.com", ratware, ""), true),
+        ("aol-forged", from("bo@aol.com", ratware, ""), true),
+        ("hotmail-real", from("jeff@hotmail.com", hotmail, ""), false),
+        // Today's Hotmail leaves through Outlook.com's relays.
+        (
+            "hotmail-outlook",
+            from("jeff@hotmail.com", outlook, ""),
+            false,
+        ),
+        ("yahoo-real", from("ann@yahoo.com", yahoo, ""), false),
+        // A list re-sends the post with its own chain.
+        (
+            "via-list",
+            from(
+                "jeff@hotmail.com",
+                ratware,
+                "List-Id: <talk.lists.example.org>\r\n",
+            ),
+            false,
+        ),
+        (
+            "via-yahoo-groups",
+            from(
+                "jeff@hotmail.com",
+                ratware,
+                "Mailing-List: list talk@yahoogroups.com; contact talk-owner@yahoogroups.com\r\n",
+            ),
+            false,
+        ),
+        // Not a provider the rule knows; gmail.com is not mail.com either.
+        ("other-domain", from("jeff@example.org", ratware, ""), false),
+        ("gmail", from("jeff@gmail.com", ratware, ""), false),
+    ];
+    let messages: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, text, _)| (*name, text.clone()))
+        .collect();
+    let found = hits(&messages);
+    assert_eq!(found.len(), cases.len(), "{found:?}");
+    for (name, _, expected) in &cases {
+        let rules = &found
+            .iter()
+            .find(|(file, _)| file == name)
+            .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
+            .1;
+        assert_eq!(
+            rules.iter().any(|r| r == "FORGED_WEBMAIL_RCVD"),
+            *expected,
+            "{name}: {rules:?}"
+        );
+    }
+}
