@@ -190,7 +190,8 @@ def corpus_files(corpus):
 
 
 def rule_table(rules_dir):
-    """name -> {'prior', 'nice', 'lo', 'hi'} for every scored, reportable rule, plus the bands."""
+    """name -> {'prior', 'lo', 'hi', 'band', 'nice'} for every scored, reportable rule, plus the
+    bands ('nice': marked `tflags nice` in the themed files)."""
     defined, scores, nice = set(), {}, set()
     for fn in sorted(os.listdir(rules_dir)):
         if not fn.endswith(".cf") or fn == SCORES_FILE:
@@ -214,9 +215,10 @@ def rule_table(rules_dir):
             continue
         prior = scores.get(n, -1.0 if n in nice else 1.0)
         lo, hi = (MIN_NICE, 0.0) if n in nice else (0.0, RULE_CAPS.get(n, MAX_SCORE))
-        table[n] = {"prior": prior, "lo": lo, "hi": hi, "band": False}
+        table[n] = {"prior": prior, "lo": lo, "hi": hi, "band": False, "nice": n in nice}
     for name, _, _, prior in BANDS:
-        table[name] = {"prior": prior, "lo": BAND_RANGE[0], "hi": BAND_RANGE[1], "band": True}
+        table[name] = {"prior": prior, "lo": BAND_RANGE[0], "hi": BAND_RANGE[1], "band": True,
+                       "nice": name in nice}
     return table
 
 
@@ -504,6 +506,11 @@ def write_scores(scores, frozen, rows, table, report):
         note = "ham %d / spam %d, prior %.1f%s" % (ham_hits[n], spam_hits[n], table[n]["prior"],
                                                      ", too rare: prior kept" if frozen[n] else "")
         lines.append("score %-28s %5.1f   # %s" % (n, scores[n], note))
+        if scores[n] < 0 and not table[n]["nice"]:
+            # The rules parser disables a negative score without `tflags nice` (a guard
+            # against typos); a band the fit took below zero must be marked, or the gateway
+            # would score it 0 while the fit and `cv` count it negative.
+            lines.append("tflags %-27s nice    # fitted below zero" % n)
     with open(os.path.join(RULES, SCORES_FILE), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -20,10 +20,8 @@ fn message_via(received: &str) -> String {
     )
 }
 
-/// The rules each file hits, scanned with the shipped rules and the classifier off.
-fn hits(messages: &[(&str, String)]) -> Vec<(String, Vec<String>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+/// Writes `mxguard.toml` in `root`: the shipped rules, the classifier off.
+fn write_config(root: &Path) {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
     fs::write(
         root.join("mxguard.toml"),
@@ -34,6 +32,13 @@ fn hits(messages: &[(&str, String)]) -> Vec<(String, Vec<String>)> {
         ),
     )
     .unwrap();
+}
+
+/// The rules each file hits, scanned with the shipped rules and the classifier off.
+fn hits(messages: &[(&str, String)]) -> Vec<(String, Vec<String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_config(root);
     fs::create_dir(root.join("mail")).unwrap();
     for (name, text) in messages {
         fs::write(root.join("mail").join(name), text).unwrap();
@@ -220,4 +225,27 @@ fn forged_webmail_rcvd_fires_when_the_provider_is_not_on_the_path() {
             "{name}: {rules:?}"
         );
     }
+}
+
+/// `tune.py fit` may take a classifier band below zero; the parser disables a negative score
+/// without `tflags nice`, so the gateway would score 0 where the fit counted the band
+/// negative (BAYES_40 and BAYES_50 were, until the fit wrote the flag). Every score the
+/// shipped files set must be one the gateway applies.
+#[test]
+fn every_shipped_score_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = run_mxguard(dir.path(), &["check", "--config", "mxguard.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rules from"), "{stdout}");
+    let disabled: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("rule disabled") || line.contains("99-scores.cf"))
+        .collect();
+    assert!(disabled.is_empty(), "{disabled:#?}");
 }
