@@ -64,6 +64,15 @@ fn hits(messages: &[(&str, String)]) -> Vec<(String, Vec<String>)> {
     found
 }
 
+/// The rules `hits` found in the file `name`.
+fn rules_of<'a>(found: &'a [(String, Vec<String>)], name: &str) -> &'a [String] {
+    &found
+        .iter()
+        .find(|(file, _)| file == name)
+        .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
+        .1
+}
+
 #[test]
 fn rcvd_numeric_helo_fires_on_a_bare_public_address_greeting_only() {
     let cases = [
@@ -106,15 +115,12 @@ fn rcvd_numeric_helo_fires_on_a_bare_public_address_greeting_only() {
     let found = hits(&messages);
     assert_eq!(found.len(), cases.len(), "{found:?}");
     for (name, _, expected) in cases {
-        let rules = &found
-            .iter()
-            .find(|(file, _)| file == name)
-            .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
-            .1;
         assert_eq!(
-            rules.iter().any(|r| r == "RCVD_NUMERIC_HELO"),
+            rules_of(&found, name)
+                .iter()
+                .any(|r| r == "RCVD_NUMERIC_HELO"),
             expected,
-            "{name}: {rules:?}"
+            "{name}: {found:?}"
         );
     }
 }
@@ -137,11 +143,7 @@ fn a_date_far_from_the_delivery_hop_scores_and_a_near_one_does_not() {
     ];
     let found = hits(&messages);
     let dates = |name: &str| -> Vec<String> {
-        found
-            .iter()
-            .find(|(file, _)| file == name)
-            .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
-            .1
+        rules_of(&found, name)
             .iter()
             .filter(|r| r.starts_with("DATE_IN_"))
             .cloned()
@@ -214,15 +216,12 @@ fn forged_webmail_rcvd_fires_when_the_provider_is_not_on_the_path() {
     let found = hits(&messages);
     assert_eq!(found.len(), cases.len(), "{found:?}");
     for (name, _, expected) in &cases {
-        let rules = &found
-            .iter()
-            .find(|(file, _)| file == name)
-            .unwrap_or_else(|| panic!("{name} not scanned: {found:?}"))
-            .1;
         assert_eq!(
-            rules.iter().any(|r| r == "FORGED_WEBMAIL_RCVD"),
+            rules_of(&found, name)
+                .iter()
+                .any(|r| r == "FORGED_WEBMAIL_RCVD"),
             *expected,
-            "{name}: {rules:?}"
+            "{name}: {found:?}"
         );
     }
 }
