@@ -93,9 +93,8 @@ impl Policy {
                 .unwrap_or_default(),
             subject: sctx
                 .view()
-                .headers()
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("subject"))
+                .fields("subject")
+                .next()
                 .map(|h| h.decoded.chars().take(200).collect())
                 .unwrap_or_default(),
             live: live_verdict,

@@ -224,11 +224,16 @@ impl MessageView {
         &self.attachments
     }
 
-    /// Whether a header with this name (case-insensitive) is present.
-    pub fn has_header(&self, name: &str) -> bool {
+    /// The header fields with this name (case-insensitive), top first.
+    pub fn fields<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderField> + 'a {
         self.headers
             .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(name))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a header with this name (case-insensitive) is present.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.fields(name).next().is_some()
     }
 
     /// Whether the (pseudo-)header of `target` is present, as `exists:` tests it: `ToCc`

@@ -38,15 +38,10 @@ impl Check for DateShift {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let view = ctx.view();
-        let headers = view.headers();
-        let received: Vec<&str> = headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("Received"))
-            .map(|h| h.raw.as_str())
-            .collect();
-        let shift = headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("Date"))
+        let received: Vec<&str> = view.fields("Received").map(|h| h.raw.as_str()).collect();
+        let shift = view
+            .fields("Date")
+            .next()
             .and_then(|date| date_shift(&date.raw, &received));
         if let Some(name) = shift.and_then(symbol) {
             ctx.hit(name, 0.0);
