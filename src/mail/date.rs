@@ -1,5 +1,7 @@
-//! RFC 5322 dates (`Tue, 01 Jul 2025 10:00:00 +0000`) for trace headers and DSNs.
+//! RFC 5322 dates (`Tue, 01 Jul 2025 10:00:00 +0000`): written for trace headers and DSNs,
+//! read from the messages the policy judges.
 
+use mail_parser::DateTime;
 use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
@@ -22,6 +24,18 @@ pub fn rfc5322_date(unix: u64) -> String {
 
 fn format(at: OffsetDateTime) -> String {
     at.format(&Rfc2822).unwrap_or_else(|_| EPOCH.to_owned())
+}
+
+/// An RFC 5322 date as Unix seconds. One without a zone (`Mon, 28 Jul 1980 14:01:35`, a
+/// ratware habit) is read as UTC, as SpamAssassin and Python's `email` read it, rather than
+/// not at all; any year is taken (ratware with a `tm_year` bug writes 0102 for 2002: far in
+/// the past, as it should read).
+pub fn parse_date(text: &str) -> Option<i64> {
+    let text = text.trim();
+    DateTime::parse_rfc822(text)
+        .or_else(|| DateTime::parse_rfc822(&format!("{text} +0000")))
+        .filter(|d| DateTime { year: 2000, ..*d }.is_valid())
+        .map(|d| d.to_timestamp())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! far its `Date` is from then. Works on the fields' text, top hop first, so a check can
 //! use the headers it already has without parsing every hop's structure.
 
-use mail_parser::DateTime;
+use super::date::parse_date;
 
 /// True for a `Received` hop that fetched the message from a mailbox (`with IMAP`, `with
 /// POP3`). It and every hop above it were added after delivery by the recipient's own
@@ -48,18 +48,6 @@ pub fn arrival(received: &[&str]) -> Option<i64> {
 /// future of its own delivery). `None` without a readable Date or a dated delivery hop.
 pub fn date_shift(date: &str, received: &[&str]) -> Option<i64> {
     Some(parse_date(date)? - arrival(received)?)
-}
-
-/// An RFC 5322 date as Unix seconds. One without a zone (`Mon, 28 Jul 1980 14:01:35`, a
-/// ratware habit) is read as UTC, as SpamAssassin and Python's `email` read it, rather than
-/// not at all; any year is taken (ratware with a `tm_year` bug writes 0102 for 2002: far in
-/// the past, as it should read).
-fn parse_date(text: &str) -> Option<i64> {
-    let text = text.trim();
-    DateTime::parse_rfc822(text)
-        .or_else(|| DateTime::parse_rfc822(&format!("{text} +0000")))
-        .filter(|d| DateTime { year: 2000, ..*d }.is_valid())
-        .map(|d| d.to_timestamp())
 }
 
 #[cfg(test)]
