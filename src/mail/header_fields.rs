@@ -3,6 +3,15 @@
 
 use std::borrow::Cow;
 
+/// The raw value of a field mail-parser found (after the colon, folding included), sliced
+/// from the message it parsed; cut at the message's end, empty if its offsets are not there.
+pub fn raw_value<'m>(message: &'m [u8], field: &mail_parser::Header<'_>) -> &'m [u8] {
+    let end = (field.offset_end as usize).min(message.len());
+    message
+        .get(field.offset_start as usize..end)
+        .unwrap_or_default()
+}
+
 /// Removes every header field for which `drop(name, value)` is true. `name` is the field
 /// name as written (compare case-insensitively), `value` everything after the colon,
 /// continuation lines included. CRLF or LF line ends; the header section ends at the first

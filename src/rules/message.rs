@@ -12,6 +12,7 @@
 
 use super::html_text::{dotted_ip_form, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
+use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};
@@ -356,9 +357,7 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
     root.headers
         .iter()
         .map(|h| {
-            let start = h.offset_start as usize;
-            let end = (h.offset_end as usize).min(raw_message.len());
-            let bytes = raw_message.get(start..end).unwrap_or_default();
+            let bytes = raw_value(raw_message, h);
             let raw = normalize_newlines(&String::from_utf8_lossy(bytes));
             let raw = raw.trim_start().trim_end_matches(['\n', '\r']).to_string();
             let decoded = match MessageStream::new(bytes).parse_unstructured() {
@@ -369,7 +368,7 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
             // The name as written: mail-parser canonicalises known names (`Message-ID`),
             // while rules such as `ALL =~ /\nMessage-Id: /` look at the sender's spelling.
             let name = raw_message
-                .get(h.offset_field as usize..start)
+                .get(h.offset_field as usize..h.offset_start as usize)
                 .and_then(|n| std::str::from_utf8(n).ok())
                 .map(|n| n.trim_end_matches(':').trim())
                 .filter(|n| n.eq_ignore_ascii_case(h.name.as_str()))

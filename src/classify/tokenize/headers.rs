@@ -5,6 +5,7 @@
 
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
 use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
+use crate::mail::header_fields::raw_value;
 use crate::mail::trace::hops_after_delivery;
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
@@ -229,11 +230,7 @@ impl Tokenizer {
             msg.headers()
                 .iter()
                 .filter(|h| h.name == HeaderName::Received)
-                .map(|h| {
-                    raw.get(h.offset_start as usize..h.offset_end as usize)
-                        .and_then(|b| std::str::from_utf8(b).ok())
-                        .unwrap_or("")
-                }),
+                .map(|h| std::str::from_utf8(raw_value(raw, h)).unwrap_or("")),
         );
         let mut hops = 0usize;
         for hv in msg.header_values(HeaderName::Received).skip(after_delivery) {
