@@ -1,6 +1,7 @@
 //! Logistic regression over hashed tokens, trained with FTRL-Proximal (McMahan et al.,
 //! 2013): per-coordinate adaptive learning rates and an L1 term that keeps most weights
-//! exactly zero, so the trained model is small (about 8,000 weights for the corpus).
+//! exactly zero, so the trained model is small (about 12,000 weights for the training
+//! corpus).
 //!
 //! An FTRL update depends on the current weights, so concurrent learning on several
 //! gateways would race and could not be undone exactly. The model is therefore derived:
