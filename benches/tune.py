@@ -315,6 +315,12 @@ def features(row, use_rules, use_bands):
     return out
 
 
+def kept_prior(name, count, table):
+    """Whether a rule hit `count` times is too rare to fit: it keeps its hand-set score. The
+    bands are always fitted."""
+    return count < MIN_HITS and not table[name]["band"]
+
+
 def fit(rows, table, ham_cost, use_rules=True, use_bands=True):
     names = [n for n in table if (table[n]["band"] and use_bands) or (not table[n]["band"] and use_rules)]
     index = {n: i for i, n in enumerate(names)}
@@ -329,7 +335,7 @@ def fit(rows, table, ham_cost, use_rules=True, use_bands=True):
     X = [(y, idx, k) for (y, idx), k in sorted(groups.items())]
     n_msgs = len(rows)
     prior = [table[n]["prior"] for n in names]
-    frozen = [counts[i] < MIN_HITS and not table[n]["band"] for i, n in enumerate(names)]
+    frozen = [kept_prior(n, counts[i], table) for i, n in enumerate(names)]
     lo = [table[n]["lo"] for n in names]
     # Alone, the bands must be able to reach the threshold (it becomes a probability cut).
     hi = [table[n]["hi"] if use_rules else 2 * TAG for n in names]
@@ -360,7 +366,7 @@ def fit(rows, table, ham_cost, use_rules=True, use_bands=True):
             w[i] = min(max(w[i], lo[i]), hi[i])
         monotone(w, bands)
     scores = {n: round(w[i], 1) for i, n in enumerate(names)}
-    return scores, dict(zip(names, counts)), dict(zip(names, frozen))
+    return scores
 
 
 def monotone(w, order):
@@ -404,20 +410,19 @@ def policy_thresholds():
     return get("tag"), get("quarantine"), get("reject")
 
 
-def fit_rounds(rows, table, thresholds, use_rules=True, use_bands=True, log=True):
-    """Fit, and refit with a higher ham cost while training FP at tag exceeds FP_TARGET."""
+def fit_rounds(rows, table, thresholds, use_rules=True, use_bands=True):
+    """Fit, and refit with a higher ham cost while training FP at tag exceeds FP_TARGET.
+    Returns the scores and the ham cost they were fitted with."""
     ham_cost = HAM_COST
-    for round_ in range(6):
-        scores, counts, frozen = fit(rows, table, ham_cost, use_rules, use_bands)
+    for _ in range(6):
+        scores = fit(rows, table, ham_cost, use_rules, use_bands)
         scored = message_scores(rows, scores, use_rules, use_bands)
         m = metrics(scored, thresholds)
-        if log:
-            print("round %d: ham cost %.1f -> %s" % (round_, ham_cost, fmt_metrics(m)), file=sys.stderr)
         worst_ham = max(s for y, s in scored if y < 0)
         if m[thresholds[0]][1] <= FP_TARGET and worst_ham < thresholds[2] - 3:
             break
         ham_cost *= 1.6
-    return scores, counts, frozen, ham_cost, m
+    return scores, ham_cost
 
 
 def bag_member(name, bag):
@@ -429,16 +434,14 @@ def bag_member(name, bag):
 def _bag_fit(job):
     rows, table, thresholds, use_rules, use_bands, bag = job
     share = [r for r in rows if bag_member(r[0], bag)]
-    scores, _, _, ham_cost, _ = fit_rounds(share, table, thresholds, use_rules, use_bands, log=False)
-    return scores, ham_cost
+    return fit_rounds(share, table, thresholds, use_rules, use_bands)
 
 
-def fit_bagged(rows, table, thresholds, use_rules=True, use_bands=True, pool=None):
-    """The mean of BAGS fits on shares of `rows`, rounded to 0.1 (see the module doc).
-    Returns (scores, frozen, highest ham cost reached, metrics on all of `rows`)."""
+def fit_bagged(rows, table, thresholds, use_rules, use_bands, pool):
+    """The mean of BAGS fits on shares of `rows`, rounded to 0.1 (see the module doc), run
+    in `pool`. Returns (scores, frozen, highest ham cost reached, metrics on all of `rows`)."""
     jobs = [(rows, table, thresholds, use_rules, use_bands, b) for b in range(BAGS)]
-    fits = (pool.map if pool else map)(_bag_fit, jobs)
-    fits = list(fits)
+    fits = pool.map(_bag_fit, jobs)
     names = sorted(fits[0][0])
     # Each fit keeps its bands monotone, so their mean is monotone too.
     scores = {n: round(sum(f[0][n] for f in fits) / len(fits), 1) for n in names}
@@ -447,7 +450,7 @@ def fit_bagged(rows, table, thresholds, use_rules=True, use_bands=True, pool=Non
         for h in features(row, use_rules, use_bands):
             if h in counts:
                 counts[h] += 1
-    frozen = {n: counts[n] < MIN_HITS and not table[n]["band"] for n in names}
+    frozen = {n: kept_prior(n, counts[n], table) for n in names}
     m = metrics(message_scores(rows, scores, use_rules, use_bands), thresholds)
     return scores, frozen, max(f[1] for f in fits), m
 
@@ -491,16 +494,16 @@ def cmd_cv(args):
     n_spam = len(rows) - n_ham
     print("5-fold cross-validation over %d messages (%d ham, %d spam), folds by %s"
           % (len(rows), n_ham, n_spam, split_name(args)))
-    pool = multiprocessing.Pool()
     for label, use_rules, use_bands in (("rules alone", True, False),
                                         ("classifier alone", False, True),
                                         ("rules + classifier", True, True)):
         pooled = []
-        for k in range(FOLDS):
-            train = [r for r in rows if r[4] != k]
-            test = [r for r in rows if r[4] == k]
-            scores, _, _, _ = fit_bagged(train, table, thresholds, use_rules, use_bands, pool)
-            pooled += message_scores(test, scores, use_rules, use_bands)
+        with multiprocessing.Pool() as pool:
+            for k in range(FOLDS):
+                train = [r for r in rows if r[4] != k]
+                test = [r for r in rows if r[4] == k]
+                scores, _, _, _ = fit_bagged(train, table, thresholds, use_rules, use_bands, pool)
+                pooled += message_scores(test, scores, use_rules, use_bands)
         m = metrics(pooled, thresholds)
         for t in thresholds:
             rec, fpr, fp = m[t]
@@ -518,7 +521,6 @@ def cmd_cv(args):
     cut = ham[allowed] if allowed < len(ham) else 1.0
     print("  classifier at <= 0.1 %% ham FP (%d of %d): spam recall %5.1f %%"
           % (allowed, len(ham), 100 * sum(p > cut for p in spam) / len(spam)))
-    pool.close()
     shutil.rmtree(work)
 
 
@@ -567,7 +569,7 @@ def cmd_fit(args):
     table = rule_table(RULES)
     thresholds = policy_thresholds()
     with multiprocessing.Pool() as pool:
-        scores, frozen, ham_cost, m = fit_bagged(rows, table, thresholds, pool=pool)
+        scores, frozen, ham_cost, m = fit_bagged(rows, table, thresholds, True, True, pool)
     write_scores(scores, frozen, rows, table, {"ham_cost": ham_cost, "metrics": m})
     shutil.rmtree(work)
     print("wrote rules/%s (%d scores)" % (SCORES_FILE, len(scores)), file=sys.stderr)
