@@ -391,3 +391,34 @@ fn check_rejects_a_broken_rules_file_with_file_and_line() {
     );
     assert!(all.contains("30_broken.cf:3"), "no file:line in:\n{all}");
 }
+
+/// A message the checks panic on is reported for itself (`failed`, with the file's name)
+/// and the scan goes on with the other files, as the gateway answers 451 for the one
+/// message. The panic is mail-parser's debug assertion on `PARSER_DEBUG_ASSERT`, so it
+/// happens in a test build; a release build judges that message like any other.
+#[test]
+fn a_panic_on_one_message_fails_that_file_only() {
+    let s = Setup::new();
+    fs::write(s.path("msgs/parser-assert.eml"), PARSER_DEBUG_ASSERT).unwrap();
+    let (by_file, stderr) = scan_json(&s, &[]);
+    for name in [
+        "clean.eml",
+        "tag.eml",
+        "quarantine.eml",
+        "reject.eml",
+        "gtube.eml",
+        "tempfail.eml",
+    ] {
+        assert!(by_file.contains_key(name), "{name} missing: {stderr}");
+    }
+    if cfg!(debug_assertions) {
+        assert!(!by_file.contains_key("parser-assert.eml"), "{by_file:?}");
+        assert!(
+            stderr.contains("parser-assert.eml: the checks panicked on this message"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("failed=1"), "{stderr}");
+    } else {
+        assert!(by_file.contains_key("parser-assert.eml"), "{stderr}");
+    }
+}

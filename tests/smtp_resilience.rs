@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::admin::scrape;
 use common::*;
 use std::time::Duration;
 
@@ -213,4 +214,42 @@ fn nesting_past_the_scan_limit_is_scored() {
         rules.contains("SCAN_NESTING_LIMIT"),
         "X-Spam-Rules: {rules}"
     );
+}
+
+/// A message on which the content checks panic gets 451 (the sender keeps it), a log line
+/// and `mxguard_policy_panics_total`, and the session goes on: the next message in it is
+/// judged and relayed. The panic is a real one: in a test build, mail-parser's assertion
+/// fires on `PARSER_DEBUG_ASSERT`. A release build compiles the assertion out and parses
+/// past it, so there the message is simply judged and nothing is counted.
+#[test]
+fn a_panic_in_the_content_checks_is_answered_451_and_the_session_goes_on() {
+    let (internal, gw) = gateway_with(|c| c);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let r = c.send_mail(
+        "sender@sender.test",
+        &["user@example.test"],
+        PARSER_DEBUG_ASSERT,
+    );
+    let panicked = cfg!(debug_assertions);
+    if panicked {
+        r.expect(451, "4.3.0");
+    } else {
+        assert_ne!(r.code / 100, 4, "{r:?}");
+    }
+    c.send_mail(
+        "sender@sender.test",
+        &["user@example.test"],
+        &message("after-panic@test", "hello", "An ordinary message."),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id("after-panic@test");
+    let m = scrape(admin_port(&gw));
+    let counted = m.value("mxguard_policy_panics_total", &[]);
+    assert_eq!(counted, if panicked { 1.0 } else { 0.0 });
+    if panicked {
+        let logs = gw.logs();
+        assert!(logs.contains("the content checks panicked"), "{logs}");
+        assert!(logs.contains("policy panicked"), "{logs}");
+    }
 }

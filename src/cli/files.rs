@@ -2,6 +2,7 @@
 //! by several threads, results in file order.
 
 use anyhow::Context as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,14 +42,33 @@ pub fn threads(jobs: usize) -> usize {
     }
 }
 
+/// Why a file has no result.
+#[derive(Debug)]
+pub enum FileError {
+    /// It could not be read.
+    Read(std::io::Error),
+    /// The work panicked on it: a defect, reported for this file only, as the gateway
+    /// answers 451 for the one message and goes on.
+    Panicked,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Read(e) => write!(f, "{e}"),
+            FileError::Panicked => f.write_str("the checks panicked on this message (a defect)"),
+        }
+    }
+}
+
 /// Reads and works on every file with `jobs` threads; the results in file order.
 pub fn scan_parallel<T: Send>(
     files: &[PathBuf],
     jobs: usize,
     work: impl Fn(&[u8]) -> T + Sync,
-) -> Vec<std::io::Result<T>> {
+) -> Vec<Result<T, FileError>> {
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<std::io::Result<T>>> = Vec::new();
+    let mut slots: Vec<Option<Result<T, FileError>>> = Vec::new();
     slots.resize_with(files.len(), || None);
     let slots = std::sync::Mutex::new(slots);
     std::thread::scope(|scope| {
@@ -56,7 +76,11 @@ pub fn scan_parallel<T: Send>(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(file) = files.get(i) else { return };
-                let result = std::fs::read(file).map(|raw| work(&raw));
+                let result = match std::fs::read(file) {
+                    Ok(raw) => catch_unwind(AssertUnwindSafe(|| work(&raw)))
+                        .map_err(|_| FileError::Panicked),
+                    Err(e) => Err(FileError::Read(e)),
+                };
                 let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
                 slots[i] = Some(result);
             });
@@ -66,6 +90,6 @@ pub fn scan_parallel<T: Send>(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not scanned"))))
+        .map(|r| r.unwrap_or(Err(FileError::Panicked)))
         .collect()
 }

@@ -1,7 +1,7 @@
 //! `mxguard scan`: judge message files offline with the same policy the gateway runs at
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
-use super::files::{collect_files, scan_parallel, threads};
+use super::files::{collect_files, scan_parallel, threads, FileError};
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
 use std::collections::BTreeMap;
@@ -46,7 +46,11 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
-                *counts.entry("unreadable").or_default() += 1;
+                let kind = match e {
+                    FileError::Read(_) => "unreadable",
+                    FileError::Panicked => "failed",
+                };
+                *counts.entry(kind).or_default() += 1;
                 continue;
             }
         };

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub spool_oldest_seconds: IntGauge,
     /// Spool write failures.
     pub spool_errors_total: IntCounter,
+    /// Messages whose content checks panicked (a defect), answered with 451.
+    pub policy_panics_total: IntCounter,
     /// Delivery attempts to internal servers, by result.
     pub relay_attempts_total: IntCounterVec,
     /// Time of one delivery attempt.
@@ -312,6 +314,10 @@ impl Metrics {
             spool_errors_total: counter(
                 "mxguard_spool_errors_total",
                 "Spool write failures answered with 452.",
+            ),
+            policy_panics_total: counter(
+                "mxguard_policy_panics_total",
+                "Messages whose content checks panicked (a defect), answered with 451.",
             ),
             relay_attempts_total: counter_vec(
                 "mxguard_relay_attempts_total",

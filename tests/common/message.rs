@@ -88,3 +88,11 @@ pub fn has_bare_cr_or_lf(data: &[u8]) -> bool {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The MIME nesting the `classifier_tokens` fuzz target found: a `message/rfc822` part
+/// whose body is an empty `message/rfc822`, inside a multipart whose first delimiter is
+/// misspelt. mail-parser 0.11.9 (the release mail-auth 0.13 pins) reaches a
+/// `debug_assert!(false, ...)` on it.
+pub const PARSER_DEBUG_ASSERT: &[u8] = b"IM10\r\nContent-Type: multipart/d; boundary=\"b1\r\n\r\n\
+--b1b\r\nContent-Type: message/rfc822\r\n\r\nS\r\nContent-Type: message/rfc822\r\n\r\n\r\n\
+--b1--\r\n";

@@ -10,6 +10,8 @@ use crate::smtp::content::ContentProblem;
 use crate::smtp::received::received_header;
 use crate::smtp::sink::SinkError;
 use crate::spool::{unix_now, Envelope, QueueId};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 
 impl Session {
     /// Judges a complete message and, when it is accepted, makes it durable before the 250.
@@ -85,11 +87,13 @@ impl Session {
             .metrics
             .message_memory_bytes
             .set(i64::try_from(self.server.budget.in_use()).unwrap_or(i64::MAX));
-        let decision = self
-            .policy
-            .clone()
-            .evaluate(Stage::Data, &mut self.ctx)
+        let policy = self.policy.clone();
+        let judged = AssertUnwindSafe(policy.evaluate(Stage::Data, &mut self.ctx))
+            .catch_unwind()
             .await;
+        let Ok(decision) = judged else {
+            return self.policy_panicked(size).await;
+        };
         for s in &self.ctx.symbols {
             self.server
                 .metrics
@@ -140,6 +144,19 @@ impl Session {
         } else {
             self.ok(Stage::Data, reply)
         }
+    }
+
+    /// The content checks panicked on this message: a defect of ours or of a parser we use,
+    /// not the sender's fault. The sender keeps the message (451) and the operator sees a
+    /// log line and `mxguard_policy_panics_total`; the session goes on, since the panic
+    /// unwound only the judgement of this one message.
+    async fn policy_panicked(&mut self, size: usize) -> Option<End> {
+        tracing::error!(client = %self.peer, size, "the content checks panicked; answered 451");
+        self.server.metrics.policy_panics_total.inc();
+        self.log_message(None, size, Verdict::Tempfail, "policy panicked");
+        self.reset_transaction();
+        let reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
+        self.error(Stage::Data, reply).await
     }
 
     /// A transfer whose bytes could not be kept: the header section was too long, or
