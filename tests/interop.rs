@@ -144,24 +144,17 @@ fn swaks_with_pipelining() {
     );
 }
 
-fn count_dumped(dir: &Path) -> usize {
-    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
 /// The distinct Message-Id lines of the files smtp-sink dumped (each carries
 /// smtp-source's unique one).
 fn dumped_message_ids(dir: &Path) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let text = fs::read_to_string(e.path()).unwrap_or_default();
-        if let Some(line) = text
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-        {
-            ids.insert(line.to_string());
-        }
-    }
-    ids
+    sink_dumps(dir)
+        .iter()
+        .filter_map(|(_, text)| {
+            text.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 #[test]
@@ -227,7 +220,7 @@ fn smtp_source_load_through_gateway_into_smtp_sink() {
         dumped_message_ids(&dump).len() >= MESSAGES
     });
     let delivered_in = started.elapsed();
-    let n = count_dumped(&dump);
+    let n = sink_dumps(&dump).len();
     let ids = dumped_message_ids(&dump);
     println!(
         "smtp-source {MESSAGES} x 4096 B, 20 sessions: accepted in {accepted_in:?}, \

@@ -232,26 +232,8 @@ maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n"
     }
 }
 
-/// The files smtp-sink dumped (one per message).
-fn dumped(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut files: Vec<(PathBuf, String)> = fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .map(|p| {
-                    let text =
-                        String::from_utf8_lossy(&fs::read(&p).unwrap_or_default()).into_owned();
-                    (p, text)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
 fn dumped_with(dir: &Path, needle: &str) -> Vec<(PathBuf, String)> {
-    dumped(dir)
+    sink_dumps(dir)
         .into_iter()
         .filter(|(_, t)| t.contains(needle))
         .collect()

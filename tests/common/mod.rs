@@ -20,6 +20,7 @@ mod message;
 mod netns;
 mod process;
 mod redis;
+mod sink_dump;
 mod tls;
 
 // Each test binary uses a subset: an unused re-export is not a mistake.
@@ -43,6 +44,8 @@ pub use netns::*;
 pub use process::*;
 #[allow(unused_imports)]
 pub use redis::*;
+#[allow(unused_imports)]
+pub use sink_dump::*;
 #[allow(unused_imports)]
 pub use tls::*;
 
