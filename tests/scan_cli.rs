@@ -42,6 +42,16 @@ const POLICY: &str = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0
 [spool]\ndir = \"spool\"\n\n[policy]\nrules_dir = \"rules\"\ntag = 5.0\nquarantine = 10.0\nreject = 15.0\n\
 actions = { ACT_TEMPFAIL = \"tempfail\" }\n";
 
+/// The messages `Setup::new` writes into `msgs/`.
+const SETUP_MESSAGES: [&str; 6] = [
+    "clean.eml",
+    "tag.eml",
+    "quarantine.eml",
+    "reject.eml",
+    "gtube.eml",
+    "tempfail.eml",
+];
+
 /// A working directory with `mxguard.toml`, `rules/` and `msgs/`.
 struct Setup {
     dir: tempfile::TempDir,
@@ -240,17 +250,10 @@ fn scan_compare_prints_only_differing_messages() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let mentioned: Vec<&str> = [
-        "clean.eml",
-        "tag.eml",
-        "quarantine.eml",
-        "reject.eml",
-        "gtube.eml",
-        "tempfail.eml",
-    ]
-    .into_iter()
-    .filter(|f| stdout.contains(f))
-    .collect();
+    let mentioned: Vec<&str> = SETUP_MESSAGES
+        .into_iter()
+        .filter(|f| stdout.contains(f))
+        .collect();
     assert_eq!(mentioned, ["tag.eml"], "stdout:\n{stdout}");
     let line = stdout.lines().find(|l| l.contains("tag.eml")).unwrap();
     assert!(
@@ -401,17 +404,10 @@ fn a_panic_on_one_message_fails_that_file_only() {
     let s = Setup::new();
     fs::write(s.path("msgs/parser-assert.eml"), PARSER_DEBUG_ASSERT).unwrap();
     let (by_file, stderr) = scan_json(&s, &[]);
-    for name in [
-        "clean.eml",
-        "tag.eml",
-        "quarantine.eml",
-        "reject.eml",
-        "gtube.eml",
-        "tempfail.eml",
-    ] {
+    for name in SETUP_MESSAGES {
         assert!(by_file.contains_key(name), "{name} missing: {stderr}");
     }
-    if cfg!(debug_assertions) {
+    if PARSER_DEBUG_ASSERT_PANICS {
         assert!(!by_file.contains_key("parser-assert.eml"), "{by_file:?}");
         assert!(
             stderr.contains("parser-assert.eml: the checks panicked on this message"),

@@ -96,3 +96,7 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub const PARSER_DEBUG_ASSERT: &[u8] = b"IM10\r\nContent-Type: multipart/d; boundary=\"b1\r\n\r\n\
 --b1b\r\nContent-Type: message/rfc822\r\n\r\nS\r\nContent-Type: message/rfc822\r\n\r\n\r\n\
 --b1--\r\n";
+
+/// Whether the checks panic on `PARSER_DEBUG_ASSERT`: in a build with debug assertions
+/// (a test build); a release build compiles mail-parser's assertion out and parses past it.
+pub const PARSER_DEBUG_ASSERT_PANICS: bool = cfg!(debug_assertions);
