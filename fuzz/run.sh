@@ -2,8 +2,8 @@
 # Runs one fuzz target at the lowest CPU priority for a while, growing fuzz/corpus/TARGET.
 #   fuzz/run.sh TARGET [SECONDS] [libFuzzer options...]
 # Seeds come from fuzz/seeds/TARGET plus files of the repository (shipped rules, configs)
-# and, for message_rules and classifier_tokens, up to 300 small messages of ../shared/corpus/train.tar.gz when it
-# is there. Crashes land in fuzz/artifacts/TARGET/ (reproduce: cargo +nightly fuzz run
+# and, for message_rules and classifier_tokens, up to 300 small messages of
+# ../shared/corpus/train.tar.gz when it is there. Crashes land in fuzz/artifacts/TARGET/ (reproduce: cargo +nightly fuzz run
 # TARGET FILE). The last line of the log, "Done N runs in S second(s)", is the execution
 # count the README's table records.
 set -euo pipefail
