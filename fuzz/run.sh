@@ -23,6 +23,7 @@ case $target in
     reply_parse) dict=dict/reply.dict; max_len=8192 ;;
     proxy_header) dict=dict/proxy.dict; max_len=2200 ;;
     audit_answers) dict=dict/audit.dict; max_len=8192 ;;
+    attachment_archive) dict=dict/zip.dict; max_len=16384 ;;
     rules_parse)
         dict=dict/rules.dict; max_len=16384
         for f in ../rules/*.cf; do cp -n "$f" "$corpus/"; done ;;
