@@ -45,6 +45,9 @@ pub struct Metrics {
     pub relay_duration_seconds: HistogramVec,
     /// Delivery status notifications generated.
     pub dsn_sent_total: IntCounter,
+    /// Delivery states found unreadable and discarded (the message tried again for every
+    /// recipient).
+    pub spool_state_resets_total: IntCounter,
     /// Recipient callouts, by result.
     pub callouts_total: IntCounterVec,
     /// TLS handshakes completed, by protocol version.
@@ -328,6 +331,10 @@ impl Metrics {
             dsn_sent_total: counter(
                 "mxguard_dsn_sent_total",
                 "Delivery status notifications generated.",
+            ),
+            spool_state_resets_total: counter(
+                "mxguard_spool_state_resets_total",
+                "Delivery states found unreadable and discarded; the message is tried again for every recipient.",
             ),
             callouts_total: counter_vec(
                 "mxguard_callouts_total",

@@ -6,7 +6,9 @@
 use crate::mail::date::rfc5322_date;
 use crate::mail::Reply;
 use crate::metrics::Metrics;
-use crate::spool::{unix_now, Envelope, QueueId, Spool, SpoolError, SpooledMessage};
+use crate::spool::{
+    unix_now, Envelope, QueueId, RecordedFailure, Spool, SpoolError, SpooledMessage,
+};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -42,6 +44,26 @@ impl FailedRecipient {
             status,
             diagnostic: reply.to_string(),
             remote_mta: server,
+        }
+    }
+
+    /// The failure as the delivery state keeps it, for recipient `rcpt` of the envelope.
+    pub fn record(&self, rcpt: usize) -> RecordedFailure {
+        RecordedFailure {
+            rcpt,
+            status: self.status.clone(),
+            diagnostic: self.diagnostic.clone(),
+            remote_mta: self.remote_mta,
+        }
+    }
+
+    /// A failure the delivery state kept, for `address`.
+    pub fn recorded(address: &str, failure: &RecordedFailure) -> FailedRecipient {
+        FailedRecipient {
+            address: address.to_owned(),
+            status: failure.status.clone(),
+            diagnostic: failure.diagnostic.clone(),
+            remote_mta: failure.remote_mta,
         }
     }
 

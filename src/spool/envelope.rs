@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Identifier of a spooled message: sortable by arrival, unique per gateway.
@@ -91,6 +91,23 @@ pub struct DeliveryState {
     pub next_attempt: u64,
     /// Last error text from an attempt, for `queue list`.
     pub last_error: Option<String>,
+    /// Why each failed recipient failed, kept from the attempt that failed it: the DSN
+    /// goes out only once every recipient is settled, maybe attempts later.
+    #[serde(default)]
+    pub failures: Vec<RecordedFailure>,
+}
+
+/// A permanent failure as the DSN reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedFailure {
+    /// Index of the recipient in the envelope.
+    pub rcpt: usize,
+    /// RFC 3463 status, of class 5.
+    pub status: String,
+    /// The server's reply, or our own explanation, on one line.
+    pub diagnostic: String,
+    /// The internal server that gave the reply, when one did.
+    pub remote_mta: Option<SocketAddr>,
 }
 
 impl DeliveryState {
@@ -101,6 +118,7 @@ impl DeliveryState {
             attempts: 0,
             next_attempt: 0,
             last_error: None,
+            failures: Vec::new(),
         }
     }
 

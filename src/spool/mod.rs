@@ -21,7 +21,7 @@ mod seal;
 mod spill;
 
 pub use body::{BodyTail, BODY_HEAD_BYTES};
-pub use envelope::{unix_now, DeliveryState, Envelope, QueueId, RcptStatus};
+pub use envelope::{unix_now, DeliveryState, Envelope, QueueId, RcptStatus, RecordedFailure};
 pub use map::Mapped;
 pub use spill::{SpillFile, SpillReader};
 
@@ -49,6 +49,10 @@ pub enum SpoolError {
     /// A queue file does not have the spool format.
     #[error("spool file {0} is corrupt: {1}")]
     Corrupt(PathBuf, String),
+    /// A message's delivery state file cannot be read as the state of that message; the
+    /// message itself is intact.
+    #[error("delivery state {0} is corrupt: {1}")]
+    CorruptState(PathBuf, String),
     /// The committer thread is gone (shutting down).
     #[error("spool committer stopped")]
     Stopped,
@@ -327,18 +331,41 @@ impl Spool {
 
     fn read_state(&self, id: &QueueId, envelope: &Envelope) -> Result<DeliveryState, SpoolError> {
         let path = self.state_path(id);
-        match fs::read(&path) {
+        let state: DeliveryState = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| SpoolError::Corrupt(path.clone(), e.to_string())),
+                .map_err(|e| SpoolError::CorruptState(path.clone(), e.to_string()))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Ok(DeliveryState::new(envelope.rcpt_to.len()))
+                return Ok(DeliveryState::new(envelope.rcpt_to.len()))
             }
-            Err(e) => Err(io_err("read", &path)(e)),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        if state.rcpt_status.len() != envelope.rcpt_to.len() {
+            return Err(SpoolError::CorruptState(
+                path,
+                format!(
+                    "{} recipient statuses for {} recipients",
+                    state.rcpt_status.len(),
+                    envelope.rcpt_to.len()
+                ),
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Deletes a message's delivery state (one that cannot be read): the message is then
+    /// tried again for every recipient, the one way on from there that loses no mail.
+    pub fn discard_state(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let path = self.state_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path)(e)),
         }
     }
 
-    /// Replaces the delivery state of a message atomically. A failed save (disk full)
-    /// leaves the previous state in place and nothing behind in `tmp/`.
+    /// Replaces the delivery state of a message atomically and durably. A failed save
+    /// (disk full) leaves the previous state in place and nothing behind in `tmp/`.
+    /// Blocking (two fsyncs): call it off the async threads.
     pub fn save_state(&self, id: &QueueId, state: &DeliveryState) -> Result<(), SpoolError> {
         let path = self.state_path(id);
         let tmp = self.tmp.join(format!("{id}.state"));
@@ -347,9 +374,20 @@ impl Spool {
         // A file left by an earlier failed save would make the exclusive create below fail
         // for this message until the next restart.
         let _ = fs::remove_file(&tmp);
+        // The file is synced before the rename, so a crash leaves the old state or the
+        // new one, never an empty file (a first save renames to a new name, which
+        // delayed allocation does not guard); the directory after it, so a state that
+        // says who already has the message is not forgotten, which would deliver to
+        // them again.
         let saved = write_new_file(&tmp, &[], &json)
+            .and_then(|()| fs::File::open(&tmp).and_then(|f| f.sync_all()))
             .map_err(io_err("write", &tmp))
-            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename", &path)));
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename", &path)))
+            .and_then(|()| {
+                fs::File::open(&self.queue)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err("fsync", &self.queue))
+            });
         if saved.is_err() {
             // On a full disk the create succeeds and the write fails: without this, every
             // failed attempt leaves an empty `tmp/ID.state`.
@@ -595,6 +633,36 @@ mod tests {
         fs::remove_dir_all(&state_path).unwrap();
         spool.save_state(&id, &st).unwrap();
         assert_eq!(spool.load(&id).unwrap().state.attempts, 4);
+    }
+
+    /// An empty or mismatched state file is reported as such (the relay discards it and
+    /// tries every recipient again), not as a broken message; a state saved before
+    /// failures were recorded still reads.
+    #[tokio::test]
+    async fn unreadable_states_are_told_apart_from_broken_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        let state_path = dir.path().join(format!("queue/{id}.state"));
+        for bad in [
+            &b""[..],
+            br#"{"rcpt_status":["delivered"],"attempts":1,"next_attempt":0,"last_error":null}"#,
+        ] {
+            fs::write(&state_path, bad).unwrap();
+            assert!(
+                matches!(spool.load(&id), Err(SpoolError::CorruptState(..))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        spool.discard_state(&id).unwrap();
+        assert_eq!(spool.load(&id).unwrap().state, DeliveryState::new(2));
+        spool.discard_state(&id).unwrap();
+        let older = br#"{"rcpt_status":["delivered","pending"],"attempts":1,"next_attempt":0,"last_error":null}"#;
+        fs::write(&state_path, older).unwrap();
+        let state = spool.load(&id).unwrap().state;
+        assert_eq!(state.pending().collect::<Vec<_>>(), vec![1]);
+        assert!(state.failures.is_empty());
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use crate::mail::Reply;
 use crate::relay::client::{ClientError, ClientSettings, Connection, Transaction};
 use crate::relay::dsn::{self, FailedRecipient};
 use crate::relay::scheduler::{Job, JobResult};
-use crate::spool::{unix_now, RcptStatus, SpoolError, SpooledMessage};
+use crate::spool::{unix_now, DeliveryState, QueueId, RcptStatus, SpoolError, SpooledMessage};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,21 +31,19 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // Read on this thread, like `remove` and `save_state` below: a file the spool wrote
     // moments ago is read from the page cache in microseconds, less than the hand-off to
     // a blocking thread and back would cost.
-    let mut msg = match relay.spool.open_message(&job.id) {
+    let mut msg = match open(relay, &config, &job.id) {
         Ok(m) => m,
-        Err(SpoolError::NotFound(_)) => return JobResult::Abandoned,
-        Err(e) => {
-            tracing::error!(queue_id = %job.id, error = %e, "cannot load spooled message; left in place");
-            return JobResult::Abandoned;
+        Err(outcome) => {
+            relay.forget_state(&job.id);
+            return outcome;
         }
     };
+    if let Some(state) = relay.unsaved_state(&job.id) {
+        msg.state = state;
+    }
     let now = unix_now();
     if job.honor_next_attempt && msg.state.next_attempt > now {
         return JobResult::Deferred(Duration::from_secs(msg.state.next_attempt - now));
-    }
-    if msg.state.rcpt_status.len() != msg.envelope.rcpt_to.len() {
-        tracing::error!(queue_id = %msg.id, "delivery state does not match the envelope; left in place");
-        return JobResult::Abandoned;
     }
 
     let started = Instant::now();
@@ -54,7 +52,6 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
         .iter()
         .map(|&i| msg.envelope.rcpt_to[i].clone())
         .collect();
-    let mut failures = Vec::new();
     let mut temp_error: Option<String> = None;
     let mut server: Option<SocketAddr> = None;
     let mut reply_summary = String::new();
@@ -81,12 +78,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     if reply.is_positive() {
                         msg.state.rcpt_status[i] = RcptStatus::Delivered;
                     } else if reply.is_permanent() {
-                        msg.state.rcpt_status[i] = RcptStatus::Failed;
-                        failures.push(FailedRecipient::from_reply(
-                            &msg.envelope.rcpt_to[i],
-                            reply,
-                            Some(srv),
-                        ));
+                        let failure =
+                            FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, Some(srv));
+                        fail(&mut msg.state, i, &failure);
                     } else if temp_error.is_none() {
                         temp_error = Some(reply.to_string());
                     }
@@ -111,12 +105,8 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             .or_else(|| msg.state.last_error.clone())
             .unwrap_or_else(|| "temporary failure".into());
         for &i in &still_pending {
-            msg.state.rcpt_status[i] = RcptStatus::Failed;
-            failures.push(FailedRecipient::expired(
-                &msg.envelope.rcpt_to[i],
-                &last,
-                server,
-            ));
+            let failure = FailedRecipient::expired(&msg.envelope.rcpt_to[i], &last, server);
+            fail(&mut msg.state, i, &failure);
         }
     }
 
@@ -153,13 +143,56 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
 
     if deferred {
         let delay = retry_delay(&config, msg.state.attempts);
-        return defer(relay, &mut msg, temp_error, delay);
+        return defer(relay, &mut msg, temp_error, delay).await;
     }
-    settle(relay, &config, &mut msg, failures).await
+    settle(relay, &config, &mut msg).await
+}
+
+/// Loads a queued message for an attempt, or says what to do instead: forget an id whose
+/// file is gone or is not a message, retry one that could not be read just now. A
+/// delivery state that cannot be read is discarded: the message is tried again for every
+/// recipient, which may deliver twice but never loses it.
+fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, JobResult> {
+    let mut discarded = false;
+    loop {
+        let error = match relay.spool.open_message(id) {
+            Ok(m) => return Ok(m),
+            Err(SpoolError::NotFound(_)) => return Err(JobResult::Abandoned),
+            Err(e) => e,
+        };
+        match error {
+            SpoolError::CorruptState(..) if !discarded => {
+                tracing::error!(queue_id = %id, error = %error, "delivery state unreadable; discarded, every recipient is tried again");
+                relay.metrics.spool_state_resets_total.inc();
+                discarded = true;
+                if let Err(e) = relay.spool.discard_state(id) {
+                    tracing::error!(queue_id = %id, error = %e, "cannot discard delivery state");
+                }
+            }
+            SpoolError::Corrupt(..) => {
+                tracing::error!(queue_id = %id, error = %error, "spooled file is not a message; left in place");
+                return Err(JobResult::Abandoned);
+            }
+            _ => {
+                // EMFILE under a flood, a passing I/O error: forgetting the id would
+                // leave the message in the queue, undelivered, until a restart.
+                let delay = retry_delay(config, 1);
+                tracing::error!(queue_id = %id, error = %error, retry_secs = delay.as_secs(), "cannot load spooled message; will retry");
+                return Err(JobResult::Deferred(delay));
+            }
+        }
+    }
+}
+
+/// Settles recipient `i` as failed, keeping why for the DSN.
+fn fail(state: &mut DeliveryState, i: usize, failure: &FailedRecipient) {
+    state.rcpt_status[i] = RcptStatus::Failed;
+    state.failures.retain(|f| f.rcpt != i);
+    state.failures.push(failure.record(i));
 }
 
 /// Records a temporary failure and returns when to try again.
-fn defer(
+async fn defer(
     relay: &Relay,
     msg: &mut SpooledMessage,
     error: Option<String>,
@@ -170,46 +203,21 @@ fn defer(
     if error.is_some() {
         msg.state.last_error = error;
     }
-    if let Err(e) = relay.spool.save_state(&msg.id, &msg.state) {
-        tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
-    }
+    relay.save_state(&msg.id, &msg.state).await;
     JobResult::Deferred(delay)
 }
 
 /// Every recipient is settled: bounce the failures (when a DSN is due), then remove.
-async fn settle(
-    relay: &Relay,
-    config: &Config,
-    msg: &mut SpooledMessage,
-    mut failures: Vec<FailedRecipient>,
-) -> JobResult {
+async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> JobResult {
     let any_failed = msg.state.rcpt_status.contains(&RcptStatus::Failed);
     if any_failed {
-        // Failures settled in an earlier attempt whose DSN was not stored (crash, full
-        // disk) have no reply any more; report them with the last error known.
-        for (i, status) in msg.state.rcpt_status.iter().enumerate() {
-            let addr = &msg.envelope.rcpt_to[i];
-            if *status == RcptStatus::Failed && !failures.iter().any(|f| &f.address == addr) {
-                let diag = msg
-                    .state
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "delivery failed".into());
-                failures.push(FailedRecipient::from_reply(
-                    addr,
-                    &Reply::new(554, "5.0.0", diag),
-                    None,
-                ));
-            }
-        }
+        let failures = failed_recipients(msg);
         // Keep the settled statuses on disk first: a crash from here on must not lead
         // to a second delivery to recipients that already have the message.
         if let Some(f) = failures.first() {
             msg.state.last_error = Some(f.diagnostic.clone());
         }
-        if let Err(e) = relay.spool.save_state(&msg.id, &msg.state) {
-            tracing::error!(queue_id = %msg.id, error = %e, "cannot save delivery state");
-        }
+        relay.save_state(&msg.id, &msg.state).await;
         if msg.envelope.is_dsn {
             tracing::warn!(
                 queue_id = %msg.id,
@@ -224,7 +232,7 @@ async fn settle(
             {
                 tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
                 let delay = retry_delay(config, msg.state.attempts);
-                return defer(relay, msg, None, delay);
+                return defer(relay, msg, None, delay).await;
             }
         }
     }
@@ -234,7 +242,33 @@ async fn settle(
             tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message")
         }
     }
+    relay.forget_state(&msg.id);
     JobResult::Finished
+}
+
+/// Every failed recipient as the DSN reports it, with the reply recorded when it failed.
+/// A state saved before failures were recorded has only the last error to show.
+fn failed_recipients(msg: &SpooledMessage) -> Vec<FailedRecipient> {
+    let state = &msg.state;
+    let mut failures = Vec::new();
+    for (i, status) in state.rcpt_status.iter().enumerate() {
+        if *status != RcptStatus::Failed {
+            continue;
+        }
+        let address = &msg.envelope.rcpt_to[i];
+        let failure = match state.failures.iter().find(|f| f.rcpt == i) {
+            Some(recorded) => FailedRecipient::recorded(address, recorded),
+            None => {
+                let diag = state
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "delivery failed".into());
+                FailedRecipient::from_reply(address, &Reply::new(554, "5.0.0", diag), None)
+            }
+        };
+        failures.push(failure);
+    }
+    failures
 }
 
 /// All distinct replies, in order, on one line.

@@ -12,7 +12,8 @@ use super::client::{ClientSettings, Connection, SettingsCache};
 use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
 use crate::config::{Config, CurrentConfig};
 use crate::metrics::Metrics;
-use crate::spool::{unix_now, QueueId, Spool};
+use crate::spool::{unix_now, DeliveryState, QueueId, Spool};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -31,6 +32,10 @@ pub(crate) struct Relay {
     settings: SettingsCache,
     pub(crate) spool: Arc<Spool>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Delivery states that could not be saved (disk full), newer than the spool's: the
+    /// next attempt starts from them, not from the stale file, so no recipient that
+    /// already has the message gets it again.
+    unsaved: std::sync::Mutex<HashMap<QueueId, DeliveryState>>,
 }
 
 impl Relay {
@@ -44,6 +49,7 @@ impl Relay {
             settings: SettingsCache::default(),
             spool,
             metrics,
+            unsaved: std::sync::Mutex::default(),
         }
     }
 
@@ -52,6 +58,41 @@ impl Relay {
         let config = self.live.current();
         let settings = self.settings.get(&config);
         (config, settings)
+    }
+
+    /// Saves a message's delivery state off the async threads (it fsyncs). When the save
+    /// fails the state is kept in memory for the next attempt.
+    pub(crate) async fn save_state(&self, id: &QueueId, state: &DeliveryState) {
+        let spool = self.spool.clone();
+        let (key, copy) = (id.clone(), state.clone());
+        let saved = tokio::task::spawn_blocking(move || spool.save_state(&key, &copy)).await;
+        let error = match saved {
+            Ok(Ok(())) => {
+                self.forget_state(id);
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(queue_id = %id, error, "cannot save delivery state; kept in memory");
+        self.unsaved_states().insert(id.clone(), state.clone());
+    }
+
+    /// The state a failed save left in memory, newer than the spool's.
+    pub(crate) fn unsaved_state(&self, id: &QueueId) -> Option<DeliveryState> {
+        self.unsaved_states().get(id).cloned()
+    }
+
+    /// Drops a state kept in memory (saved after all, or the message is gone).
+    pub(crate) fn forget_state(&self, id: &QueueId) {
+        self.unsaved_states().remove(id);
+    }
+
+    fn unsaved_states(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, DeliveryState>> {
+        // Nothing panics while holding the lock; a poisoned map is still a valid map.
+        self.unsaved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

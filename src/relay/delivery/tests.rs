@@ -346,3 +346,155 @@ fn retry_delay_grows_and_is_capped() {
     assert!((216.0..=264.0).contains(&d3), "{d3}");
     assert!((3240.0..=3600.0).contains(&d50), "{d50}");
 }
+
+/// Regression (review): a message that could not be loaded for a moment (here its state
+/// path is a directory, an I/O error like EMFILE under a flood) was forgotten by the
+/// scheduler and stayed in the queue undelivered until a restart.
+#[tokio::test]
+async fn a_message_that_cannot_be_loaded_for_a_moment_is_retried_not_forgotten() {
+    let server = FakeServer::start(Script::default()).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let state_path = gw.spool.dir().join(format!("queue/{id}.state"));
+    std::fs::create_dir(&state_path).unwrap();
+    let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
+    let job = Job {
+        id: id.clone(),
+        honor_next_attempt: false,
+    };
+    let outcome = attempt(&relay, &mut None, &job).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    std::fs::remove_dir(&state_path).unwrap();
+    let outcome = attempt(&relay, &mut None, &job).await;
+    assert_eq!(outcome, JobResult::Finished);
+    assert_eq!(server.messages().len(), 1);
+    assert_eq!(gw.queue_len(), 0);
+}
+
+/// Regression (review): an empty state file (a crash right after its first save) made
+/// every attempt fail to load the message, which then never left the queue.
+#[tokio::test]
+async fn an_unreadable_state_is_discarded_and_the_message_delivered() {
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["a@example.test", "b@example.test"],
+        ))
+        .await;
+    std::fs::write(gw.spool.dir().join(format!("queue/{id}.state")), b"").unwrap();
+    gw.start(cfg, ready);
+    wait_until("delivered", || server.messages().len() == 1).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    assert_eq!(
+        server.messages()[0].rcpt_to,
+        ["a@example.test", "b@example.test"]
+    );
+    assert_eq!(gw.metrics.spool_state_resets_total.get(), 1);
+    gw.stop().await;
+}
+
+/// Regression (review): when the state could not be saved after a partial success (disk
+/// full), the next attempt read the old state and delivered to the served recipient again.
+#[tokio::test]
+async fn a_state_that_could_not_be_saved_still_spares_the_served_recipients() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(move |a: &str| {
+            if a.starts_with("b@") && calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                "451 4.3.0 mailbox busy".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["a@example.test", "b@example.test"],
+        ))
+        .await;
+    // The save writes `tmp/ID.state` first: a directory there makes it fail.
+    let blocker = gw.spool.dir().join(format!("tmp/{id}.state"));
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
+    let job = Job {
+        id: id.clone(),
+        honor_next_attempt: false,
+    };
+    let outcome = attempt(&relay, &mut None, &job).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    assert!(
+        relay.unsaved_state(&id).is_some(),
+        "the state was saved after all"
+    );
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let outcome = attempt(&relay, &mut None, &job).await;
+    assert_eq!(outcome, JobResult::Finished);
+    let served: Vec<Vec<String>> = server
+        .messages()
+        .iter()
+        .map(|m| m.rcpt_to.clone())
+        .collect();
+    assert_eq!(served, [vec!["a@example.test"], vec!["b@example.test"]]);
+    assert!(relay.unsaved_state(&id).is_none());
+}
+
+/// Regression (review): a recipient refused with 550 in an attempt that deferred another
+/// was reported in the DSN, once the other was delivered, with the last temporary error
+/// (`Status: 5.0.0`, "451 ... mailbox busy") instead of its own reply.
+#[tokio::test]
+async fn the_dsn_reports_each_failure_with_its_own_reply_attempts_later() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(move |a: &str| {
+            if a.starts_with("bad@") {
+                "550 5.1.1 <bad@example.test>: no such user".into()
+            } else if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                "451 4.3.0 mailbox busy".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(
+        &[server.addr],
+        &[("retry_initial", "\"1s\""), ("retry_max", "\"1s\"")],
+    );
+    gw.start(cfg, ready);
+    gw.store(&envelope(
+        "s@example.org",
+        &["bad@example.test", "b@example.test"],
+    ))
+    .await;
+    wait_until("message and DSN delivered", || server.messages().len() == 2).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    let dsn = &server.messages()[1];
+    assert_eq!(dsn.rcpt_to, ["s@example.org"]);
+    let text = String::from_utf8_lossy(&dsn.data);
+    assert!(
+        text.contains("Final-Recipient: rfc822; bad@example.test"),
+        "{text}"
+    );
+    assert!(text.contains("Status: 5.1.1"), "{text}");
+    assert!(text.contains("550 5.1.1"), "{text}");
+    assert!(text.contains("Remote-MTA:"), "{text}");
+    assert!(!text.contains("mailbox busy"), "{text}");
+    assert!(
+        !text.contains("Final-Recipient: rfc822; b@example.test"),
+        "{text}"
+    );
+    gw.stop().await;
+}
