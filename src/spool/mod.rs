@@ -383,11 +383,7 @@ impl Spool {
             .and_then(|()| fs::File::open(&tmp).and_then(|f| f.sync_all()))
             .map_err(io_err("write", &tmp))
             .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename", &path)))
-            .and_then(|()| {
-                fs::File::open(&self.queue)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_err("fsync", &self.queue))
-            });
+            .and_then(|()| self.sync_queue());
         if saved.is_err() {
             // On a full disk the create succeeds and the write fails: without this, every
             // failed attempt leaves an empty `tmp/ID.state`.
@@ -417,6 +413,13 @@ impl Spool {
         }
         let _ = fs::remove_file(self.state_path(id));
         Ok(())
+    }
+
+    /// Makes the queue directory's entries durable (a removal, most of all). Blocking.
+    pub fn sync_queue(&self) -> Result<(), SpoolError> {
+        fs::File::open(&self.queue)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync", &self.queue))
     }
 
     /// Deletes orphaned state files; returns the ids of messages waiting for delivery.

@@ -210,6 +210,7 @@ async fn defer(
 /// Every recipient is settled: bounce the failures (when a DSN is due), then remove.
 async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> JobResult {
     let any_failed = msg.state.rcpt_status.contains(&RcptStatus::Failed);
+    let mut dsn_queued = false;
     if any_failed {
         let failures = failed_recipients(msg);
         // Keep the settled statuses on disk first: a crash from here on must not lead
@@ -234,12 +235,25 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
                 let delay = retry_delay(config, msg.state.attempts);
                 return defer(relay, msg, None, delay).await;
             }
+            dsn_queued = true;
         }
     }
     match relay.spool.remove(&msg.id) {
         Ok(()) | Err(SpoolError::NotFound(_)) => {}
         Err(e) => {
             tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message")
+        }
+    }
+    if dsn_queued {
+        // The DSN is durable already: a crash before the removal is durable too would
+        // settle the message again on restart and send the sender a second DSN.
+        let spool = relay.spool.clone();
+        let synced = tokio::task::spawn_blocking(move || spool.sync_queue()).await;
+        if let Err(error) = synced
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::warn!(queue_id = %msg.id, error, "cannot sync the queue after a bounce");
         }
     }
     relay.forget_state(&msg.id);
