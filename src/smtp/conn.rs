@@ -28,9 +28,13 @@ pub enum ReadError {
 pub enum Line {
     /// A line without its line ending.
     Complete(Vec<u8>),
-    /// A line over the limit; it was read to its end and discarded.
-    TooLong,
+    /// A line over the limit; it was read to its end and discarded. Its first
+    /// [`TOO_LONG_HEAD`] bytes are kept, to tell which command it was.
+    TooLong(Vec<u8>),
 }
+
+/// Bytes kept of a line over the limit.
+pub const TOO_LONG_HEAD: usize = 8;
 
 /// Bytes a read may bring in at once.
 const READ_SIZE: usize = 16 * 1024;
@@ -43,8 +47,14 @@ pub struct Conn {
     rbuf: Vec<u8>,
     rpos: usize,
     wbuf: Vec<u8>,
+    /// How much of `wbuf` is on the wire already (a flush cut short resumes there).
+    wpos: usize,
+    /// A write failed or ran out of time: nothing more is queued or sent.
+    write_failed: bool,
     /// The line being read is over the limit and is being skipped to its end.
     discarding: bool,
+    /// The first bytes of the line being skipped, to tell what it was.
+    discarded_head: Vec<u8>,
 }
 
 impl Conn {
@@ -55,7 +65,10 @@ impl Conn {
             rbuf: Vec::new(),
             rpos: 0,
             wbuf: Vec::new(),
+            wpos: 0,
+            write_failed: false,
             discarding: false,
+            discarded_head: Vec::new(),
         }
     }
 
@@ -85,6 +98,7 @@ impl Conn {
         self.rbuf.clear();
         self.rpos = 0;
         self.discarding = false;
+        self.discarded_head.clear();
         n
     }
 
@@ -127,7 +141,11 @@ impl Conn {
                     line = stripped;
                 }
                 let result = if too_long {
-                    Line::TooLong
+                    let mut head = std::mem::take(&mut self.discarded_head);
+                    if head.is_empty() {
+                        head = line.iter().take(TOO_LONG_HEAD).copied().collect();
+                    }
+                    Line::TooLong(head)
                 } else {
                     Line::Complete(line.to_vec())
                 };
@@ -136,6 +154,9 @@ impl Conn {
             }
             if buffered.len() >= max {
                 // Keep memory bounded: drop what we have and remember the line is bad.
+                if !self.discarding {
+                    self.discarded_head = buffered.iter().take(TOO_LONG_HEAD).copied().collect();
+                }
                 self.discarding = true;
                 let n = buffered.len();
                 self.consume(n);
@@ -144,23 +165,64 @@ impl Conn {
         }
     }
 
-    /// Queues a reply; it is sent at the next [`Conn::flush`].
+    /// Queues a reply; it is sent at the next [`Conn::flush`]. Dropped once a write has
+    /// failed: a client that does not read must not make us hold its replies.
     pub fn queue(&mut self, wire: &str) {
-        self.wbuf.extend_from_slice(wire.as_bytes());
+        if !self.write_failed {
+            self.wbuf.extend_from_slice(wire.as_bytes());
+        }
     }
 
-    /// Sends queued replies.
-    pub async fn flush(&mut self) -> io::Result<()> {
+    /// Bytes of replies queued and not yet sent.
+    pub fn queued_bytes(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// A write failed or missed its deadline: the client is gone or does not read.
+    pub fn write_failed(&self) -> bool {
+        self.write_failed
+    }
+
+    /// Sends queued replies by `deadline`. Cancel-safe: what was written is not written
+    /// again by the next call. A failure or a missed deadline is final for the connection.
+    pub async fn flush(&mut self, deadline: Instant) -> io::Result<()> {
+        if self.write_failed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed",
+            ));
+        }
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.wbuf).await;
+        let written = tokio::time::timeout_at(deadline, self.write_queued()).await;
+        let result = match written {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client does not read its replies",
+            )),
+        };
         self.wbuf.clear();
+        self.wpos = 0;
         if self.wbuf.capacity() > 4096 {
             // A big reply (EHLO, HELP) is rare: do not keep its buffer for the session.
             self.wbuf = Vec::new();
         }
-        result?;
+        if result.is_err() {
+            self.write_failed = true;
+        }
+        result
+    }
+
+    async fn write_queued(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            let n = self.stream.write(&self.wbuf[self.wpos..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.wpos += n;
+        }
         self.stream.flush().await
     }
 
@@ -184,9 +246,10 @@ impl Conn {
         self.stream.is_tls()
     }
 
-    /// Closes the write side after flushing.
-    pub async fn shutdown(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+    /// Closes the write side after flushing what is queued by `deadline`.
+    pub async fn shutdown(&mut self, deadline: Instant) {
+        if self.flush(deadline).await.is_ok() {
+            let _ = tokio::time::timeout_at(deadline, self.stream.shutdown()).await;
+        }
     }
 }

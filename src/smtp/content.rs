@@ -177,9 +177,10 @@ impl ContentDecoder {
                 }
                 b'.' if self.dot_mode && self.after_crlf => {
                     // Leading dot: removed (unstuffing); alone on its line it ends DATA.
+                    // Not counted: the line limit leaves out the dot added for
+                    // transparency (RFC 5321 §4.5.3.1.6).
                     self.after_crlf = false;
                     self.dot_only = true;
-                    self.count(1);
                     i += 1;
                 }
                 _ => {
@@ -358,6 +359,23 @@ mod tests {
         assert_eq!(d.problem(), Some(ContentProblem::TooBig));
         assert_eq!(d.len(), 0);
         assert!(d.into_content().is_empty());
+    }
+
+    /// Regression (review): the dot added for transparency counted towards the line
+    /// limit, so a 998-octet line starting with a dot was refused as too long.
+    #[test]
+    fn the_stuffed_dot_does_not_count_towards_the_line_limit() {
+        let mut wire = b"..".to_vec();
+        wire.extend_from_slice(&[b'a'; 997]);
+        wire.extend_from_slice(b"\r\n.\r\n");
+        let (d, _) = decode(&wire, BareLineEnding::Reject);
+        assert_eq!(d.problem(), None);
+        assert_eq!(d.into_content().len(), 998 + 2);
+        let mut wire = b"..".to_vec();
+        wire.extend_from_slice(&[b'a'; 998]);
+        wire.extend_from_slice(b"\r\n.\r\n");
+        let (d, _) = decode(&wire, BareLineEnding::Reject);
+        assert_eq!(d.problem(), Some(ContentProblem::LineTooLong));
     }
 
     #[test]

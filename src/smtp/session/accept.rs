@@ -16,7 +16,7 @@ use std::panic::AssertUnwindSafe;
 impl Session {
     /// Judges a complete message and, when it is accepted, makes it durable before the 250.
     pub(super) async fn finish_message(&mut self, transfer: Transfer) -> Option<End> {
-        let Transfer { decoder, sink } = transfer;
+        let Transfer { decoder, sink, .. } = transfer;
         let size = decoder.len();
         if let Some(problem) = decoder.problem() {
             let (limit, reply) = match problem {

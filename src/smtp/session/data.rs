@@ -1,7 +1,7 @@
 //! DATA and BDAT: reading the content through the decoder into the message sink (memory,
 //! or the spool file for a big message) under the minimum-rate guard.
 
-use super::{wait_client, End, Session, Wait};
+use super::{wait_client, End, Greeting, Session, Wait};
 use crate::mail::Reply;
 use crate::policy::Stage;
 use crate::smtp::conn::ReadError;
@@ -9,11 +9,16 @@ use crate::smtp::content::{ContentDecoder, ContentProblem};
 use crate::smtp::sink::{MessageSink, SinkLimits, CHUNK, FEED_MAX};
 use tokio::time::{Duration, Instant};
 
-/// A message transfer in progress: the decoder and where its output goes.
+/// A message transfer in progress: the decoder, where its output goes, and its pace.
 #[derive(Debug)]
 pub(super) struct Transfer {
     pub(super) decoder: ContentDecoder,
     pub(super) sink: MessageSink,
+    /// The minimum rate, timed from the start of the transfer (the first BDAT chunk's
+    /// command, so a trickle of small chunks is held to it too).
+    rate: RateGuard,
+    /// Bytes of the client's received so far (BDAT: over every chunk).
+    received: usize,
 }
 
 /// Why reading a transfer stopped early.
@@ -54,16 +59,16 @@ impl Session {
                 self.policy.config().server.bare_line_ending,
             ),
             sink,
+            rate: RateGuard::new(&limits),
+            received: 0,
         };
-        let rate = RateGuard::new(&limits);
-        let mut received = 0;
         loop {
-            received += self.feed(&mut t, usize::MAX).await;
+            t.received += self.feed(&mut t, usize::MAX).await;
             if t.decoder.is_done() {
                 break;
             }
-            if let Err(stopped) = self.read_more(&rate, received).await {
-                return Some(self.transfer_stopped(stopped, &rate, received).await);
+            if let Err(stopped) = self.read_more(&t.rate, t.received).await {
+                return Some(self.transfer_stopped(stopped, &t.rate, t.received).await);
             }
         }
         self.finish_message(t).await
@@ -90,8 +95,17 @@ impl Session {
             .await;
             return Some(End::Closed("bdat too big"));
         }
+        if let Some(t) = &self.bdat {
+            // The pause before this chunk counts: chunks of a byte or two, each sent just
+            // before the command timeout, would otherwise keep a transfer open for ever.
+            if t.rate.too_slow(t.received) {
+                return Some(self.too_slow().await);
+            }
+        }
         // The chunk follows the command whatever we think of it: read it to stay in sync.
-        let usable = self.mail.is_some() && !self.ctx.recipients.is_empty();
+        // CHUNKING is offered in the EHLO reply only (RFC 3030).
+        let after_ehlo = self.greeting == Some(Greeting::Ehlo);
+        let usable = after_ehlo && self.mail.is_some() && !self.ctx.recipients.is_empty();
         let mut busy = false;
         let mut transfer = match self.bdat.take() {
             Some(t) => Some(t),
@@ -103,6 +117,8 @@ impl Session {
                         self.policy.config().server.bare_line_ending,
                     ),
                     sink,
+                    rate: RateGuard::new(&limits),
+                    received: 0,
                 }),
                 None => {
                     busy = true;
@@ -111,9 +127,11 @@ impl Session {
             },
             None => None,
         };
-        let rate = RateGuard::new(&limits);
+        let rate = transfer
+            .as_ref()
+            .map_or_else(|| RateGuard::new(&limits), |t| t.rate);
         let mut remaining = size;
-        let mut received = 0;
+        let mut received = transfer.as_ref().map_or(0, |t| t.received);
         while remaining > 0 {
             if !self.conn.has_buffered_input() {
                 if let Err(stopped) = self.read_more(&rate, received).await {
@@ -131,8 +149,13 @@ impl Session {
             remaining -= used;
             received += used;
         }
+        if let Some(t) = transfer.as_mut() {
+            t.received = received;
+        }
         if !usable {
-            let why = if self.mail.is_none() {
+            let why = if !after_ehlo {
+                "BDAT needs EHLO"
+            } else if self.mail.is_none() {
                 "Need MAIL before BDAT"
             } else {
                 "No valid recipients"
@@ -246,20 +269,25 @@ impl Session {
             && rate.too_slow(bytes)
             && Instant::now() < self.command_deadline()
         {
-            self.limit_hit("min_data_rate");
-            self.close(Reply::new(
-                421,
-                "4.4.2",
-                "Data transfer too slow, closing connection",
-            ))
-            .await;
-            return End::Closed("min_data_rate");
+            return self.too_slow().await;
         }
         self.read_failed(e).await
+    }
+
+    async fn too_slow(&mut self) -> End {
+        self.limit_hit("min_data_rate");
+        self.close(Reply::new(
+            421,
+            "4.4.2",
+            "Data transfer too slow, closing connection",
+        ))
+        .await;
+        End::Closed("min_data_rate")
     }
 }
 
 /// Enforces the minimum transfer rate of DATA and BDAT after a grace period.
+#[derive(Debug, Clone, Copy)]
 struct RateGuard {
     start: Instant,
     grace: Duration,

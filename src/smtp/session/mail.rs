@@ -3,7 +3,7 @@
 use super::{End, Greeting, Session};
 use crate::mail::{Address, Reply};
 use crate::policy::{Decision, Stage};
-use crate::smtp::command::MailParams;
+use crate::smtp::command::{Body, MailParams};
 
 impl Session {
     pub(super) async fn mail_from(&mut self, from: Address, params: MailParams) -> Option<End> {
@@ -33,9 +33,16 @@ impl Session {
                 )
                 .await;
         }
-        if params.smtputf8 && self.greeting != Some(Greeting::Ehlo) {
+        let extended =
+            params.smtputf8 || params.size.is_some() || params.body == Body::EightBitMime;
+        if extended && self.greeting != Some(Greeting::Ehlo) {
+            // After HELO no extension was offered, so none of its parameters is known
+            // (RFC 5321 §4.1.1.11): an 8-bit body would be relayed as if it were allowed.
             return self
-                .bad_sequence(Stage::Mail, "SMTPUTF8 requires EHLO")
+                .error(
+                    Stage::Mail,
+                    Reply::new(555, "5.5.4", "MAIL parameters need EHLO"),
+                )
                 .await;
         }
         self.ctx.declared_size = params.size;

@@ -25,6 +25,8 @@ use tokio::time::Instant;
 
 /// How long the final `421` may take to write when the shutdown grace has ended.
 const ABORT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Replies held back for pipelined commands before they are sent anyway.
+const MAX_QUEUED_REPLY_BYTES: usize = 8 * 1024;
 
 /// How a session ended, for the log.
 #[derive(Debug)]
@@ -231,7 +233,9 @@ impl Session {
                 End::Closed("shutdown grace ended")
             }
         };
-        let _ = tokio::time::timeout(ABORT_WRITE_TIMEOUT, self.conn.shutdown()).await;
+        self.conn
+            .shutdown(Instant::now() + ABORT_WRITE_TIMEOUT)
+            .await;
         tracing::debug!(client = %self.peer, end = end.reason(), messages = self.messages, "session closed");
     }
 
@@ -263,8 +267,22 @@ impl Session {
         let banner = format!("{} {}", self.hostname(), self.policy.config().server.banner);
         self.send(Stage::Connect, Reply::new(220, "", banner)).await;
         loop {
-            if !self.conn.has_buffered_input() && self.conn.flush().await.is_err() {
-                return End::ClientClosed;
+            // Replies wait while pipelined commands do (RFC 2920), but no longer than
+            // until a few KiB are queued: a client that never lets its input run dry and
+            // never reads would otherwise make us hold its replies without limit.
+            if !self.conn.has_buffered_input() || self.conn.queued_bytes() >= MAX_QUEUED_REPLY_BYTES
+            {
+                let deadline = self.command_deadline();
+                match wait_client(&self.handle, &self.server, true, self.conn.flush(deadline)).await
+                {
+                    Wait::Ready(Ok(())) => {}
+                    Wait::Ready(Err(_)) => return self.write_failed(),
+                    Wait::Shutdown => return self.shut_down().await,
+                    Wait::Evicted => return self.evicted().await,
+                }
+            }
+            if self.conn.write_failed() {
+                return self.write_failed();
             }
             let (max, deadline) = (self.limits().command_line_bytes, self.command_deadline());
             let read = self.conn.read_line(max, deadline);
@@ -275,7 +293,23 @@ impl Session {
             };
             let line = match line {
                 Ok(Line::Complete(line)) => line,
-                Ok(Line::TooLong) => {
+                Ok(Line::TooLong(head)) if starts_with_word(&head, b"BDAT") => {
+                    // The chunk size is lost with the line: what follows cannot be told
+                    // from commands, and must never be run as commands (RFC 3030).
+                    self.limit_hit("command_line");
+                    let reply = Reply::new(500, "5.5.2", "Line too long");
+                    if let Some(end) = self.error(At::Other, reply).await {
+                        return end;
+                    }
+                    self.close(Reply::new(
+                        421,
+                        "4.5.0",
+                        "BDAT chunk cannot be framed, closing connection",
+                    ))
+                    .await;
+                    return End::Closed("bdat size");
+                }
+                Ok(Line::TooLong(_)) => {
                     self.limit_hit("command_line");
                     if let Some(end) = self
                         .error(At::Other, Reply::new(500, "5.5.2", "Line too long"))
@@ -318,6 +352,12 @@ impl Session {
             tracing::info!(client = %self.peer, "client sent commands ahead without waiting for a reply");
             self.ctx.client.pipelining_abuse = true;
         }
+    }
+
+    /// A reply could not be written in time: the client is gone or does not read.
+    fn write_failed(&self) -> End {
+        self.limit_hit("reply_write");
+        End::Closed("client does not read its replies")
     }
 
     fn command_deadline(&self) -> Instant {
@@ -430,4 +470,11 @@ impl Session {
         self.message_memory = None;
         self.overshoot = 0;
     }
+}
+
+/// Whether `line` starts with the command `word` (any case), alone or before a space.
+fn starts_with_word(line: &[u8], word: &[u8]) -> bool {
+    line.len() >= word.len()
+        && line[..word.len()].eq_ignore_ascii_case(word)
+        && line.get(word.len()).is_none_or(|&b| b == b' ')
 }

@@ -1,9 +1,10 @@
 //! Sending replies: queued for pipelining or flushed, counted by stage and class, and
 //! error replies counted against the client (tarpit, then disconnect).
 
-use super::{End, Session};
+use super::{End, Session, ABORT_WRITE_TIMEOUT};
 use crate::mail::Reply;
 use crate::policy::Stage;
+use tokio::time::Instant;
 
 /// The `stage` label a reply is counted under: a policy stage, or `other` for what is
 /// outside the mail transaction (RSET, NOOP, HELP, VRFY, QUIT, syntax errors, timeouts).
@@ -36,15 +37,20 @@ impl Session {
         None
     }
 
+    /// Sends a reply now (with what is queued). A client that does not read it within
+    /// the command timeout loses the connection: the command loop sees the failed write.
     pub(super) async fn send(&mut self, stage: impl Into<At>, reply: Reply) {
         self.count_reply(stage, &reply);
         self.conn.queue(&reply.to_wire());
-        let _ = self.conn.flush().await;
+        let _ = self.conn.flush(self.command_deadline()).await;
     }
 
-    /// Sends a reply that ends the session (QUIT, timeouts, too many errors, shutdown).
+    /// Sends a reply that ends the session (QUIT, timeouts, too many errors, shutdown),
+    /// waiting at most a moment for a client that does not read.
     pub(super) async fn close(&mut self, reply: Reply) {
-        self.send(At::Other, reply).await;
+        self.count_reply(At::Other, &reply);
+        self.conn.queue(&reply.to_wire());
+        let _ = self.conn.flush(Instant::now() + ABORT_WRITE_TIMEOUT).await;
     }
 
     pub(super) fn count_reply(&self, stage: impl Into<At>, reply: &Reply) {
@@ -98,7 +104,7 @@ impl Session {
             return Some(End::Closed("too many errors"));
         }
         if self.errors > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
-            let _ = self.conn.flush().await;
+            let _ = self.conn.flush(self.command_deadline()).await;
             tokio::select! {
                 _ = tokio::time::sleep(limits.tarpit_delay) => {}
                 _ = self.server.stop_now.cancelled() => {}
