@@ -153,6 +153,25 @@ fn embedded_greylisting_survives_a_restart_and_kill_9() {
     rcpt(&gw, "a@sender.test", "seen@example.test").expect(250, "2.1.5");
 }
 
+/// Regression (review): an auto-allowed network's pass count was refreshed only when one
+/// of its triplets passed, which an exempt network's mail no longer does: it fell back
+/// into greylisting `pass_ttl` after its last pass, however much it kept sending.
+#[test]
+fn an_auto_allowed_network_stays_allowed_while_it_sends() {
+    let internal = InternalServer::start();
+    let toml = format!("{GREYLIST}pass_ttl = \"4s\"\nauto_allow_after = 1\n");
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml));
+    assert_greylisted(&rcpt(&gw, "a@sender.test", "first@example.test"));
+    thread::sleep(PAST_DELAY);
+    rcpt(&gw, "a@sender.test", "first@example.test").expect(250, "2.1.5");
+    // New triplets every second for twice `pass_ttl`: each is let through by the
+    // network's auto-allow, which its use keeps alive.
+    for i in 0..8 {
+        rcpt(&gw, "a@sender.test", &format!("new{i}@example.test")).expect(250, "2.1.5");
+        thread::sleep(Duration::from_secs(1));
+    }
+}
+
 #[test]
 fn score_aware_greylisting_delays_only_suspicious_mail() {
     let internal = InternalServer::start();

@@ -27,6 +27,10 @@ const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const MAX_BATCH: usize = 512;
 /// How long the writer waits for work before it sweeps expired entries.
 const SWEEP_IDLE: Duration = Duration::from_secs(60);
+/// Longest time between sweeps on a store that is never idle that long (the health
+/// watcher pings every few seconds, a tier writes heartbeats): without it expired
+/// greylist triplets, contacts and rate buckets would stay in the file for ever.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// Expiry of entries that never expire (counters and maps of the classifier).
 const NEVER: u64 = u64::MAX;
 /// Separates a map's key from a field's name in the table's key.
@@ -116,6 +120,10 @@ pub struct Embedded {
 impl Embedded {
     /// Opens (or creates) the store at `path`, creating its directory.
     pub fn open(path: &Path) -> Result<Embedded, StateError> {
+        Embedded::open_sweeping_every(path, SWEEP_EVERY)
+    }
+
+    fn open_sweeping_every(path: &Path, sweep_every: Duration) -> Result<Embedded, StateError> {
         let failed = |message: String| StateError::Open {
             path: path.display().to_string(),
             message,
@@ -132,7 +140,7 @@ impl Embedded {
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("mxguard-state".into())
-            .spawn(move || writer(&writer_db, queue))
+            .spawn(move || writer(&writer_db, queue, sweep_every))
             .map_err(|e| failed(e.to_string()))?;
         Ok(Embedded { requests, db })
     }
@@ -419,15 +427,20 @@ fn expiry(now: u64, ttl: Duration) -> u64 {
     now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The writer thread: batches of queued operations, one transaction and commit each.
-fn writer(db: &Database, queue: mpsc::Receiver<Request>) {
+/// The writer thread: batches of queued operations, one transaction and commit each;
+/// expired entries swept when idle, and at least once per `every`.
+fn writer(db: &Database, queue: mpsc::Receiver<Request>, every: Duration) {
+    let mut swept = std::time::Instant::now();
     loop {
-        let first = match queue.recv_timeout(SWEEP_IDLE) {
+        if swept.elapsed() >= every {
+            sweep_logged(db);
+            swept = std::time::Instant::now();
+        }
+        let first = match queue.recv_timeout(SWEEP_IDLE.min(every)) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = sweep(db) {
-                    tracing::warn!(error = %e, "state store: sweeping expired entries failed");
-                }
+                sweep_logged(db);
+                swept = std::time::Instant::now();
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -619,6 +632,12 @@ fn add_counters(
 }
 
 /// Removes every expired entry.
+fn sweep_logged(db: &Database) {
+    if let Err(e) = sweep(db) {
+        tracing::warn!(error = %e, "state store: sweeping expired entries failed");
+    }
+}
+
 fn sweep(db: &Database) -> Result<(), StateError> {
     let txn = db.begin_write().map_err(backend_error)?;
     {
@@ -633,4 +652,49 @@ fn sweep(db: &Database) -> Result<(), StateError> {
             .map_err(backend_error)?;
     }
     txn.commit().map_err(backend_error)
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+    use crate::state::Backend;
+
+    fn raw_entries(store: &Embedded) -> usize {
+        read_now(
+            &store.db,
+            |table| Ok(table.iter().map_err(backend_error)?.count()),
+            0,
+        )
+        .unwrap_or(0)
+    }
+
+    /// Regression (review): expired entries were swept only after a minute with no
+    /// request at all, which never comes (the health watcher pings every 5 s), so greylist
+    /// triplets, contacts and rate buckets stayed in the file for ever.
+    #[tokio::test]
+    async fn expired_entries_are_swept_on_a_store_that_is_never_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Embedded::open_sweeping_every(&dir.path().join("s.redb"), Duration::from_millis(300))
+                .unwrap();
+        for i in 0..100 {
+            store
+                .set(&format!("gl:t:{i}"), b"x", Duration::from_secs(2))
+                .await
+                .unwrap();
+        }
+        store
+            .set("kept", b"x", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(raw_entries(&store), 101, "swept before expiry");
+        // Never idle: a ping every 50 ms, as the health watcher and heartbeats keep it.
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while raw_entries(&store) > 1 && std::time::Instant::now() < until {
+            store.ping().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(raw_entries(&store), 1, "expired entries were never swept");
+        assert_eq!(store.get("kept").await.unwrap(), Some(b"x".to_vec()));
+    }
 }

@@ -103,8 +103,12 @@ impl Check for Greylist {
         let network = self.network(ctx).to_string();
         let pass_ttl = self.config.pass_ttl;
         if self.config.auto_allow_after > 0 {
-            match self.state.counter(&format!("gl:net:{network}")).await {
+            let key = format!("gl:net:{network}");
+            match self.state.counter(&key).await {
                 Ok(passes) if passes >= i64::from(self.config.auto_allow_after) => {
+                    // Use keeps the network allowed (`pass_ttl` is refreshed by use): its
+                    // mail no longer passes triplets, which would refresh it otherwise.
+                    let _ = self.state.incr(&key, 0, pass_ttl).await;
                     self.count("exempt");
                     return Decision::Continue;
                 }
