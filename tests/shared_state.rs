@@ -172,6 +172,30 @@ fn an_auto_allowed_network_stays_allowed_while_it_sends() {
     }
 }
 
+/// Regression (review): every recipient's triplet that passed counted towards the
+/// network's auto-allow, so one retried message to five recipients exempted a whole /24
+/// from greylisting for `pass_ttl`, hosts that never retry included.
+#[test]
+fn one_message_to_many_recipients_counts_once_towards_auto_allow() {
+    let internal = InternalServer::start();
+    let toml = format!("{GREYLIST}auto_allow_after = 2\n");
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml));
+    let two_rcpts = |expect: u16| {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        c.cmd("MAIL FROM:<a@sender.test>").expect(250, "2.1.0");
+        for to in ["one@example.test", "two@example.test"] {
+            let r = c.cmd(&format!("RCPT TO:<{to}>"));
+            assert_eq!(r.code, expect, "{r}");
+        }
+        c.quit();
+    };
+    two_rcpts(451);
+    thread::sleep(PAST_DELAY);
+    two_rcpts(250);
+    // One pass so far, not two: a new triplet from the network is still greylisted.
+    assert_greylisted(&rcpt(&gw, "a@sender.test", "three@example.test"));
+}
+
 #[test]
 fn score_aware_greylisting_delays_only_suspicious_mail() {
     let internal = InternalServer::start();
