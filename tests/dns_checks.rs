@@ -28,7 +28,7 @@ fn silent_zone() -> Zone {
     Zone { _rt: rt, dns }
 }
 
-const RULES: &str = "score URIBL_DBL_TEST 4.0\nscore RCVD_IN_WL_TEST -2.0\ntflags RCVD_IN_WL_TEST nice\nscore HELO_UNRESOLVABLE 1.0\nscore SENDER_DOMAIN_UNRESOLVABLE 3.0\n";
+const RULES: &str = "score URIBL_DBL_TEST 4.0\nscore RCVD_IN_BL_TEST 3.0\nscore RCVD_IN_WL_TEST -2.0\ntflags RCVD_IN_WL_TEST nice\nscore HELO_UNRESOLVABLE 1.0\nscore SENDER_DOMAIN_UNRESOLVABLE 3.0\n";
 
 fn gateway(zone: &Zone, policy: &str) -> (InternalServer, Gateway) {
     let internal = InternalServer::start();
@@ -169,6 +169,12 @@ fn base64(bytes: &[u8]) -> String {
 /// A message from `alice@signed.test`, DKIM-signed for signed.test with a fresh key;
 /// returns it with the key's DNS record.
 fn signed_message(message_id: &str) -> (Vec<u8>, String) {
+    signed_message_with(message_id, "")
+}
+
+/// The same, with `extra` (header lines, CRLF-terminated) in the header section and the
+/// signature covering an `X-Spam-Status` field too.
+fn signed_message_with(message_id: &str, extra: &str) -> (Vec<u8>, String) {
     use mail_auth::common::crypto::Ed25519Key;
     use mail_auth::common::headers::HeaderWriter;
     let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
@@ -176,12 +182,19 @@ fn signed_message(message_id: &str) -> (Vec<u8>, String) {
     let record = format!("v=DKIM1; k=ed25519; p={}", base64(&key.public_key()));
     let msg = format!(
         "From: Alice <alice@signed.test>\r\nTo: user@example.test\r\nSubject: signed\r\n\
-         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n\r\nhello\r\n"
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n{extra}\r\nhello\r\n"
     );
     let signature = mail_auth::dkim::DkimSigner::from_key(key)
         .domain("signed.test")
         .selector("sel")
-        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .headers([
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "X-Spam-Status",
+        ])
         .sign(msg.as_bytes())
         .unwrap();
     (
@@ -280,4 +293,52 @@ fn swaks_is_refused_at_rcpt_with_the_list_name() {
         .unwrap_or_else(|| panic!("no 554 in swaks output:\n{text}"));
     assert!(refusal.contains("bl.test"), "{refusal}");
     assert!(internal.messages().is_empty());
+}
+
+/// Regression (review): DKIM, ARC and DMARC were verified on the message after the
+/// gateway removed fields in its name, so a signature covering the `X-Spam-Status` of the
+/// sender's own outbound filter broke, and a `p=reject` domain's good mail was refused.
+#[test]
+fn signatures_are_verified_on_the_message_as_received() {
+    let (msg, record) = signed_message_with(
+        "dkim-own-header@test",
+        "X-Spam-Status: No, score=0.1 (the sender's outbound filter)\r\n",
+    );
+    let z = auth_zone(&record);
+    let (internal, gw) = gateway(&z, "");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail("alice@signed.test", &["user@example.test"], &msg)
+        .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("dkim-own-header@test");
+    let ar = m.header("Authentication-Results").unwrap_or_default();
+    assert!(ar.contains("dkim=pass"), "{ar}");
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+    // The sender's field is still not passed on as ours.
+    let text = m.text();
+    assert!(!text.contains("outbound filter"), "{text}");
+}
+
+/// Regression (review): whether a client is trusted or allowlisted was decided before the
+/// check that finds it out had run, so at connect DNSBL, FCrDNS and rate limits still ran
+/// for our own networks (and a DNS failure with `dns_tempfail` refused them).
+#[test]
+fn trusted_clients_skip_the_client_checks_at_connect_too() {
+    // 127.0.0.3: the list's plain symbol (127.0.0.2 maps to its own, unscored here).
+    let z = zone(|b| b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 3)));
+    for networks in ["trusted_networks", "allow_networks"] {
+        let (internal, gw) = gateway(&z, &format!("{networks} = [\"127.0.0.0/8\"]\n{LISTS}"));
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        let id = format!("{networks}@test");
+        c.send_mail(
+            "a@sender.test",
+            &["user@example.test"],
+            &message(&id, "hi", "body"),
+        )
+        .expect(250, "2.0.0");
+        c.quit();
+        let m = internal.expect_message_id(&id);
+        let rules = m.header("X-Spam-Rules").unwrap_or_default();
+        assert!(!rules.contains("RCVD_IN_BL_TEST"), "{networks}: {rules}");
+    }
 }

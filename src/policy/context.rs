@@ -145,6 +145,10 @@ pub struct Context {
     parsed: Option<Arc<MessageView>>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
+    /// The message as received, kept when removing headers in our name changed a message
+    /// held in memory: signatures cover the bytes the sender sent, so DKIM, ARC and DMARC
+    /// verify these.
+    pub as_received: Option<Vec<u8>>,
     /// What the learning classifier said about the message, once asked (kept by
     /// [`Context::fork`], so a shadow policy that classifies alike reuses it).
     pub classification: Option<Classification>,
@@ -174,6 +178,7 @@ impl Context {
             symbols: self.symbols.clone(),
             parsed: self.parsed.clone(),
             auth: self.auth.clone(),
+            as_received: self.as_received.clone(),
             classification: self.classification.clone(),
             antivirus: self.antivirus.clone(),
             peer_stamp: self.peer_stamp.clone(),
@@ -194,6 +199,7 @@ impl Context {
             symbols: Vec::new(),
             parsed: None,
             auth: None,
+            as_received: None,
             classification: None,
             antivirus: None,
             peer_stamp: None,
@@ -222,6 +228,7 @@ impl Context {
         self.message = MessageData::default();
         self.parsed = None;
         self.auth = None;
+        self.as_received = None;
         self.classification = None;
         self.antivirus = None;
         self.peer_stamp = None;

@@ -38,7 +38,8 @@ use checks::{
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
 /// (`policy.trusted_networks`, `allow_networks`) skip them.
-const CLIENT_CHECKS: [&str; 9] = [
+/// (`tier`, the connection memory, judges them inside: it still has to recognise a peer.)
+const CLIENT_CHECKS: [&str; 8] = [
     "dnsbl",
     "dnsbl_verdict",
     "fcrdns",
@@ -46,7 +47,6 @@ const CLIENT_CHECKS: [&str; 9] = [
     "client_behaviour",
     "greylist",
     "ratelimit",
-    "tier",
     "tier_bypass",
 ];
 use std::sync::Arc;
@@ -446,17 +446,30 @@ impl Policy {
     /// `Authentication-Results` for our hostname); a message on disk is rewritten in place.
     fn strip_foreign_headers(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
         let hostname = &self.config.server.hostname;
+        let in_memory = ctx.message.memory().is_some();
+        let mut as_received = None;
         ctx.message.rewrite_header(|m| {
-            headers::strip_own_headers(m);
-            if let std::borrow::Cow::Owned(stripped) = crate::tier::stamp::strip(m) {
-                *m = stripped;
+            let mut replace = |m: &mut Vec<u8>, new: Vec<u8>| {
+                let old = std::mem::replace(m, new);
+                // Kept for DKIM, ARC and DMARC (a message on disk is not copied: its
+                // signatures are verified as rewritten).
+                if in_memory && as_received.is_none() {
+                    as_received = Some(old);
+                }
+            };
+            if let std::borrow::Cow::Owned(new) = headers::strip_own_headers(m) {
+                replace(m, new);
             }
-            if let std::borrow::Cow::Owned(stripped) =
+            if let std::borrow::Cow::Owned(new) = crate::tier::stamp::strip(m) {
+                replace(m, new);
+            }
+            if let std::borrow::Cow::Owned(new) =
                 crate::auth::strip_authentication_results(m, hostname)
             {
-                *m = stripped;
+                replace(m, new);
             }
         })?;
+        ctx.as_received = as_received;
         Ok(())
     }
 
@@ -492,11 +505,13 @@ impl Policy {
     }
 
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {
-        let skip_client_checks = ctx.client.trusted || ctx.client.allowlisted;
-        let runs = |c: &dyn Check| {
-            c.stage() == stage && !(skip_client_checks && CLIENT_CHECKS.contains(&c.name()))
-        };
-        for check in self.checks.iter().filter(|c| runs(c.as_ref())) {
+        for check in self.checks.iter().filter(|c| c.stage() == stage) {
+            // Asked before each check: at connect the networks check, which runs first,
+            // is what finds a client trusted or allowlisted.
+            let skip_client_checks = ctx.client.trusted || ctx.client.allowlisted;
+            if skip_client_checks && CLIENT_CHECKS.contains(&check.name()) {
+                continue;
+            }
             let started = std::time::Instant::now();
             let decision = check.run(ctx).await;
             if let Some(h) = &self.check_duration {

@@ -63,6 +63,10 @@ impl Check for TierContact {
             ctx.client.tier_peer = Some(peer);
             return Decision::Continue;
         }
+        if ctx.client.trusted || ctx.client.allowlisted {
+            // Our own networks are neither bypassers nor worth remembering.
+            return Decision::Continue;
+        }
         let config = self.tier.config();
         let bypass = config.role == Role::Backup && self.tier.primaries_up();
         if bypass {
