@@ -27,6 +27,8 @@ score META_WIN_URI  5.0
 body BIG_SPAM       /zz-reject-me-zz/
 score BIG_SPAM      20.0
 
+score DATE_IN_FUTURE_12_XX 2.0
+
 body ACT_DISCARD    /zz-discard-token-zz/
 score ACT_DISCARD   0.5
 body ACT_TEMPFAIL   /zz-tempfail-token-zz/
@@ -562,4 +564,18 @@ fn quarantine_show_and_delete() {
         .messages()
         .iter()
         .any(|m| m.message_id().as_deref() == Some("quar-del@t")));
+}
+
+/// Regression (review): the Date was measured against the topmost `Received` the client
+/// wrote (our own hop is added when the message is stored), so a message with none hid a
+/// Date years ahead. In a session the arrival is now.
+#[test]
+fn a_date_years_ahead_is_measured_against_the_real_arrival() {
+    let (internal, gw) = start();
+    let msg = b"From: a@sender.test\r\nTo: user@example.test\r\nSubject: later\r\n\
+                Date: Mon, 1 Jan 2035 00:00:00 +0000\r\nMessage-ID: <future@test>\r\n\r\nbody\r\n";
+    send(&gw, &format!("user@{DOMAIN}"), msg).expect(250, "2.0.0");
+    let m = internal.expect_message_id("future@test");
+    let rules = headers(&m, "X-Spam-Rules").join(",");
+    assert!(rules.contains("DATE_IN_FUTURE_12_XX"), "{rules}");
 }

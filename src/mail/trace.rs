@@ -47,7 +47,13 @@ pub fn arrival(received: &[&str]) -> Option<i64> {
 /// Seconds from the message's arrival to its `Date` (positive: the Date is later, in the
 /// future of its own delivery). `None` without a readable Date or a dated delivery hop.
 pub fn date_shift(date: &str, received: &[&str]) -> Option<i64> {
-    Some(parse_date(date)? - arrival(received)?)
+    date_shift_at(date, arrival(received)?)
+}
+
+/// Seconds from `arrival` (Unix seconds) to the message's `Date`; `None` without a
+/// readable Date.
+pub fn date_shift_at(date: &str, arrival: i64) -> Option<i64> {
+    Some(parse_date(date)? - arrival)
 }
 
 #[cfg(test)]

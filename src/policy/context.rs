@@ -143,6 +143,11 @@ pub struct Context {
     pub symbols: Vec<SymbolHit>,
     /// The message parsed once, shared by every content check (see [`Context::view`]).
     parsed: Option<Arc<MessageView>>,
+    /// When the message reached this gateway (Unix seconds), for a message judged in an
+    /// SMTP session. Our own `Received` hop is added only when it is stored, so until then
+    /// the topmost hop is the client's, which the client writes; offline (`scan`) the
+    /// arrival is read from the trace fields.
+    pub arrival: Option<i64>,
     /// SPF/DKIM/DMARC/ARC results of this transaction, once checked.
     pub auth: Option<crate::auth::AuthOutcome>,
     /// The message as received, kept when removing headers in our name changed a message
@@ -177,6 +182,7 @@ impl Context {
             scan: self.scan,
             symbols: self.symbols.clone(),
             parsed: self.parsed.clone(),
+            arrival: self.arrival,
             auth: self.auth.clone(),
             as_received: self.as_received.clone(),
             classification: self.classification.clone(),
@@ -198,6 +204,7 @@ impl Context {
             scan: ScanLimits::default(),
             symbols: Vec::new(),
             parsed: None,
+            arrival: None,
             auth: None,
             as_received: None,
             classification: None,
@@ -227,6 +234,7 @@ impl Context {
         // Dropping a message kept on disk removes its unaccepted spool file.
         self.message = MessageData::default();
         self.parsed = None;
+        self.arrival = None;
         self.auth = None;
         self.as_received = None;
         self.classification = None;

@@ -4,7 +4,7 @@
 //! ham, more than 12 hours ahead of 105 spam and 3 ham, more than a week behind of 110 spam
 //! and 2 ham. The symbols are scored in the rules files.
 
-use crate::mail::trace::date_shift;
+use crate::mail::trace::{date_shift, date_shift_at};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
@@ -38,11 +38,17 @@ impl Check for DateShift {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let view = ctx.view();
-        let received: Vec<&str> = view.fields("Received").map(|h| h.raw.as_str()).collect();
         let shift = view
             .fields("Date")
             .next()
-            .and_then(|date| date_shift(&date.raw, &received));
+            .and_then(|date| match ctx.arrival {
+                Some(arrival) => date_shift_at(&date.raw, arrival),
+                None => {
+                    let received: Vec<&str> =
+                        view.fields("Received").map(|h| h.raw.as_str()).collect();
+                    date_shift(&date.raw, &received)
+                }
+            });
         if let Some(name) = shift.and_then(symbol) {
             ctx.hit(name, 0.0);
         }
@@ -63,6 +69,24 @@ mod tests {
         assert_eq!(symbol(12 * HOUR + 1), Some("DATE_IN_FUTURE_12_XX"));
         assert_eq!(symbol(-6 * 24 * HOUR), None);
         assert_eq!(symbol(-8 * 24 * HOUR), Some("DATE_IN_PAST_07D"));
+    }
+
+    /// Regression (review): at the MX our own hop is not written yet when the checks run,
+    /// so the arrival was read from the client's hop, which the client writes: no
+    /// `Received` at all, or one dated like the Date, hid a Date years ahead.
+    #[tokio::test]
+    async fn in_a_session_the_arrival_is_now_not_what_the_client_wrote() {
+        let forged = "Received: from a.example by b.example; Mon, 1 Jan 2035 00:00:00 +0000\r\n";
+        for hops in ["", forged] {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.arrival = Some(1_764_633_600); // 2025-12-02
+            ctx.message = format!("{hops}Date: Mon, 1 Jan 2035 00:00:00 +0000\r\n\r\nb\r\n")
+                .into_bytes()
+                .into();
+            DateShift.run(&mut ctx).await;
+            let names: Vec<&str> = ctx.symbols.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names, ["DATE_IN_FUTURE_12_XX"], "{hops:?}");
+        }
     }
 
     #[tokio::test]
