@@ -138,7 +138,7 @@ const BASIC_ENTITIES: &[(&str, char)] = &[
 ];
 
 /// Character references decoded; unknown names are left as written.
-fn decode_entities(raw: &str) -> Cow<'_, str> {
+pub fn decode_entities(raw: &str) -> Cow<'_, str> {
     if !raw.contains('&') {
         return Cow::Borrowed(raw);
     }

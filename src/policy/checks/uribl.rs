@@ -27,10 +27,13 @@ impl Uribl {
     }
 }
 
-/// The host of a URL (`scheme://[user@]host[:port]/...`), lower case; `None` for URLs
-/// without a host or with an IP address as host (domain lists do not list IPs).
+/// The host of a URL (`scheme://[user@]host[:port]/...`) as a browser would open it:
+/// character references and percent-escapes decoded, an international name in its ASCII
+/// form, lower case; `None` for URLs without a host or with an IP address as host (domain
+/// lists do not list IPs).
 fn host_of(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+    let uri = crate::rules::decode_entities(uri);
+    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(&uri);
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority
         .rsplit_once('@')
@@ -41,7 +44,10 @@ fn host_of(uri: &str) -> Option<String> {
     } else {
         host.split(':').next()?
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = percent_encoding::percent_decode_str(host)
+        .decode_utf8()
+        .ok()?;
+    let host = idna::domain_to_ascii(host.trim_end_matches('.')).ok()?;
     if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') {
         return None;
     }
@@ -140,5 +146,32 @@ mod tests {
             ["example.co.uk", "example.org", "example.com"]
         );
         assert_eq!(registrable_domains(&uris, 1), ["example.co.uk"]);
+    }
+
+    /// Regression (review): a host written with character references or percent-escapes,
+    /// which a browser decodes, was looked up as written and never matched its listing.
+    #[test]
+    fn hosts_are_looked_up_as_a_browser_opens_them() {
+        let uris: Vec<String> = [
+            "http://www.spammy&#46;test/",
+            "http://www.spammy%2Etest/",
+            "http://www&#x2e;SPAMMY&#46;test/",
+            "http://bücher.example/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let hosts: Vec<Option<String>> = uris.iter().map(|u| host_of(u)).collect();
+        assert_eq!(
+            hosts,
+            [
+                Some("www.spammy.test".to_string()),
+                Some("www.spammy.test".to_string()),
+                Some("www.spammy.test".to_string()),
+                Some("xn--bcher-kva.example".to_string()),
+            ]
+        );
+        // An escape that hides an address is still an address, not a domain.
+        assert_eq!(host_of("http://192.0.2%2E1/"), None);
     }
 }
