@@ -6,9 +6,8 @@
 use crate::mail::date::rfc5322_date;
 use crate::mail::Reply;
 use crate::metrics::Metrics;
-use crate::spool::{
-    unix_now, Envelope, QueueId, RecordedFailure, Spool, SpoolError, SpooledMessage,
-};
+pub use crate::spool::FailedRecipient;
+use crate::spool::{unix_now, Envelope, QueueId, Spool, SpoolError, SpooledMessage};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -17,19 +16,8 @@ const MAX_DIAGNOSTIC: usize = 900;
 /// Most bytes of the original header block returned in the third part.
 const MAX_RETURNED_HEADERS: usize = 64 * 1024;
 
-/// One recipient that failed permanently, as reported in the DSN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedRecipient {
-    /// The recipient address, without brackets.
-    pub address: String,
-    /// RFC 3463 status, always of class 5 (`5.1.1`).
-    pub status: String,
-    /// The server's reply (or our own explanation), on one line.
-    pub diagnostic: String,
-    /// The internal server that gave the reply, when one did.
-    pub remote_mta: Option<SocketAddr>,
-}
-
+/// How a failure is worded in the DSN; the record itself is part of the delivery state,
+/// which keeps it until the DSN goes out.
 impl FailedRecipient {
     /// A recipient refused with `reply` by `server`: the status is the reply's enhanced
     /// code when present (a 4.x.y becomes 5.x.y), else `5.0.0`.
@@ -44,26 +32,6 @@ impl FailedRecipient {
             status,
             diagnostic: reply.to_string(),
             remote_mta: server,
-        }
-    }
-
-    /// The failure as the delivery state keeps it, for recipient `rcpt` of the envelope.
-    pub fn record(&self, rcpt: usize) -> RecordedFailure {
-        RecordedFailure {
-            rcpt,
-            status: self.status.clone(),
-            diagnostic: self.diagnostic.clone(),
-            remote_mta: self.remote_mta,
-        }
-    }
-
-    /// A failure the delivery state kept, for `address`.
-    pub fn recorded(address: &str, failure: &RecordedFailure) -> FailedRecipient {
-        FailedRecipient {
-            address: address.to_owned(),
-            status: failure.status.clone(),
-            diagnostic: failure.diagnostic.clone(),
-            remote_mta: failure.remote_mta,
         }
     }
 

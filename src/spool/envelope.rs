@@ -94,17 +94,18 @@ pub struct DeliveryState {
     /// Why each failed recipient failed, kept from the attempt that failed it: the DSN
     /// goes out only once every recipient is settled, maybe attempts later.
     #[serde(default)]
-    pub failures: Vec<RecordedFailure>,
+    pub failures: Vec<FailedRecipient>,
 }
 
-/// A permanent failure as the DSN reports it.
+/// One recipient that failed permanently, as the DSN reports it (built by
+/// `relay::dsn`); kept in the delivery state from the attempt that failed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedFailure {
-    /// Index of the recipient in the envelope.
-    pub rcpt: usize,
-    /// RFC 3463 status, of class 5.
+pub struct FailedRecipient {
+    /// The recipient address, without brackets.
+    pub address: String,
+    /// RFC 3463 status, always of class 5 (`5.1.1`).
     pub status: String,
-    /// The server's reply, or our own explanation, on one line.
+    /// The server's reply (or our own explanation), on one line.
     pub diagnostic: String,
     /// The internal server that gave the reply, when one did.
     pub remote_mta: Option<SocketAddr>,

@@ -21,7 +21,7 @@ mod seal;
 mod spill;
 
 pub use body::{BodyTail, BODY_HEAD_BYTES};
-pub use envelope::{unix_now, DeliveryState, Envelope, QueueId, RcptStatus, RecordedFailure};
+pub use envelope::{unix_now, DeliveryState, Envelope, FailedRecipient, QueueId, RcptStatus};
 pub use map::Mapped;
 pub use spill::{SpillFile, SpillReader};
 

@@ -80,7 +80,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     } else if reply.is_permanent() {
                         let failure =
                             FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, Some(srv));
-                        fail(&mut msg.state, i, &failure);
+                        fail(&mut msg.state, i, failure);
                     } else if temp_error.is_none() {
                         temp_error = Some(reply.to_string());
                     }
@@ -106,7 +106,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             .unwrap_or_else(|| "temporary failure".into());
         for &i in &still_pending {
             let failure = FailedRecipient::expired(&msg.envelope.rcpt_to[i], &last, server);
-            fail(&mut msg.state, i, &failure);
+            fail(&mut msg.state, i, failure);
         }
     }
 
@@ -185,10 +185,10 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
 }
 
 /// Settles recipient `i` as failed, keeping why for the DSN.
-fn fail(state: &mut DeliveryState, i: usize, failure: &FailedRecipient) {
+fn fail(state: &mut DeliveryState, i: usize, failure: FailedRecipient) {
     state.rcpt_status[i] = RcptStatus::Failed;
-    state.failures.retain(|f| f.rcpt != i);
-    state.failures.push(failure.record(i));
+    state.failures.retain(|f| f.address != failure.address);
+    state.failures.push(failure);
 }
 
 /// Records a temporary failure and returns when to try again.
@@ -270,8 +270,8 @@ fn failed_recipients(msg: &SpooledMessage) -> Vec<FailedRecipient> {
             continue;
         }
         let address = &msg.envelope.rcpt_to[i];
-        let failure = match state.failures.iter().find(|f| f.rcpt == i) {
-            Some(recorded) => FailedRecipient::recorded(address, recorded),
+        let failure = match state.failures.iter().find(|f| &f.address == address) {
+            Some(recorded) => recorded.clone(),
             None => {
                 let diag = state
                     .last_error
