@@ -273,9 +273,7 @@ impl Spool {
             }
             Err(e) => return Err(io_err("rename", &from)(e)),
         }
-        fs::File::open(&self.queue)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync", &self.queue))?;
+        self.sync_queue()?;
         let _ = self.ready.send(id.clone());
         let flush = self.flush_request_path();
         fs::write(&flush, b"release\n").map_err(io_err("write", &flush))

@@ -28,9 +28,9 @@ pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
 pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
     let (config, settings) = relay.current();
     // Only the head of the message comes into memory; the rest is streamed while sent.
-    // Read on this thread, like `remove` and `save_state` below: a file the spool wrote
-    // moments ago is read from the page cache in microseconds, less than the hand-off to
-    // a blocking thread and back would cost.
+    // Read on this thread, like `remove` below: a file the spool wrote moments ago is
+    // read from the page cache in microseconds, less than the hand-off to a blocking
+    // thread and back would cost. (Saving a state fsyncs, so that goes off this thread.)
     let mut msg = match open(relay, &config, &job.id) {
         Ok(m) => m,
         Err(outcome) => {
@@ -153,35 +153,31 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
 /// delivery state that cannot be read is discarded: the message is tried again for every
 /// recipient, which may deliver twice but never loses it.
 fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, JobResult> {
-    let mut discarded = false;
-    loop {
-        let error = match relay.spool.open_message(id) {
-            Ok(m) => return Ok(m),
-            Err(SpoolError::NotFound(_)) => return Err(JobResult::Abandoned),
-            Err(e) => e,
-        };
-        match error {
-            SpoolError::CorruptState(..) if !discarded => {
-                tracing::error!(queue_id = %id, error = %error, "delivery state unreadable; discarded, every recipient is tried again");
-                relay.metrics.spool_state_resets_total.inc();
-                discarded = true;
-                if let Err(e) = relay.spool.discard_state(id) {
-                    tracing::error!(queue_id = %id, error = %e, "cannot discard delivery state");
-                }
+    let opened = match relay.spool.open_message(id) {
+        Err(error @ SpoolError::CorruptState(..)) => {
+            tracing::error!(queue_id = %id, error = %error, "delivery state unreadable; discarded, every recipient is tried again");
+            relay.metrics.spool_state_resets_total.inc();
+            if let Err(e) = relay.spool.discard_state(id) {
+                tracing::error!(queue_id = %id, error = %e, "cannot discard delivery state");
             }
-            SpoolError::Corrupt(..) => {
-                tracing::error!(queue_id = %id, error = %error, "spooled file is not a message; left in place");
-                return Err(JobResult::Abandoned);
-            }
-            _ => {
-                // EMFILE under a flood, a passing I/O error: forgetting the id would
-                // leave the message in the queue, undelivered, until a restart.
-                let delay = retry_delay(config, 1);
-                tracing::error!(queue_id = %id, error = %error, retry_secs = delay.as_secs(), "cannot load spooled message; will retry");
-                return Err(JobResult::Deferred(delay));
-            }
+            relay.spool.open_message(id)
         }
-    }
+        other => other,
+    };
+    opened.map_err(|error| match error {
+        SpoolError::NotFound(_) => JobResult::Abandoned,
+        SpoolError::Corrupt(..) => {
+            tracing::error!(queue_id = %id, error = %error, "spooled file is not a message; left in place");
+            JobResult::Abandoned
+        }
+        _ => {
+            // EMFILE under a flood, a passing I/O error: forgetting the id would leave the
+            // message in the queue, undelivered, until a restart.
+            let delay = retry_delay(config, 1);
+            tracing::error!(queue_id = %id, error = %error, retry_secs = delay.as_secs(), "cannot load spooled message; will retry");
+            JobResult::Deferred(delay)
+        }
+    })
 }
 
 /// Settles recipient `i` as failed, keeping why for the DSN.
@@ -247,12 +243,7 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
     if dsn_queued {
         // The DSN is durable already: a crash before the removal is durable too would
         // settle the message again on restart and send the sender a second DSN.
-        let spool = relay.spool.clone();
-        let synced = tokio::task::spawn_blocking(move || spool.sync_queue()).await;
-        if let Err(error) = synced
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
+        if let Err(error) = relay.blocking(|spool| spool.sync_queue()).await {
             tracing::warn!(queue_id = %msg.id, error, "cannot sync the queue after a bounce");
         }
     }

@@ -12,7 +12,7 @@ use super::client::{ClientSettings, Connection, SettingsCache};
 use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
 use crate::config::{Config, CurrentConfig};
 use crate::metrics::Metrics;
-use crate::spool::{unix_now, DeliveryState, QueueId, Spool};
+use crate::spool::{unix_now, DeliveryState, QueueId, Spool, SpoolError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,19 +63,29 @@ impl Relay {
     /// Saves a message's delivery state off the async threads (it fsyncs). When the save
     /// fails the state is kept in memory for the next attempt.
     pub(crate) async fn save_state(&self, id: &QueueId, state: &DeliveryState) {
-        let spool = self.spool.clone();
         let (key, copy) = (id.clone(), state.clone());
-        let saved = tokio::task::spawn_blocking(move || spool.save_state(&key, &copy)).await;
-        let error = match saved {
-            Ok(Ok(())) => {
-                self.forget_state(id);
-                return;
+        match self
+            .blocking(move |spool| spool.save_state(&key, &copy))
+            .await
+        {
+            Ok(()) => self.forget_state(id),
+            Err(error) => {
+                tracing::error!(queue_id = %id, error, "cannot save delivery state; kept in memory");
+                self.unsaved_states().insert(id.clone(), state.clone());
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        tracing::error!(queue_id = %id, error, "cannot save delivery state; kept in memory");
-        self.unsaved_states().insert(id.clone(), state.clone());
+        }
+    }
+
+    /// Runs spool work that fsyncs on a blocking thread; its error (or the task's) as text.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, String> {
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || work(&spool)).await {
+            Ok(done) => done.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The state a failed save left in memory, newer than the spool's.
