@@ -88,10 +88,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     if line.chars().any(|c| c.is_control() && c != '\t') {
         return Err(CommandError::Encoding);
     }
-    let (verb, arg) = match line.find(' ') {
-        Some(i) => (&line[..i], &line[i + 1..]),
-        None => (line, ""),
-    };
+    let (verb, arg) = split_verb(line);
     let no_arg = |cmd: Command| {
         if arg.trim().is_empty() {
             Ok(cmd)
@@ -115,6 +112,22 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "STARTTLS" => no_arg(Command::StartTls),
         _ => Err(CommandError::Unknown),
     }
+}
+
+/// A command line's verb and argument: split at the first space.
+fn split_verb(line: &str) -> (&str, &str) {
+    match line.find(' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    }
+}
+
+/// Whether the first bytes of a line (all that is kept of one too long to parse) are a
+/// BDAT command: its chunk cannot be framed then.
+pub fn starts_bdat(head: &[u8]) -> bool {
+    split_verb(&String::from_utf8_lossy(head))
+        .0
+        .eq_ignore_ascii_case("BDAT")
 }
 
 fn hello_name(arg: &str) -> Result<String, CommandError> {

@@ -127,11 +127,11 @@ impl Session {
             },
             None => None,
         };
-        let rate = transfer
-            .as_ref()
-            .map_or_else(|| RateGuard::new(&limits), |t| t.rate);
+        let (rate, mut received) = match &transfer {
+            Some(t) => (t.rate, t.received),
+            None => (RateGuard::new(&limits), 0),
+        };
         let mut remaining = size;
-        let mut received = transfer.as_ref().map_or(0, |t| t.received);
         while remaining > 0 {
             if !self.conn.has_buffered_input() {
                 if let Err(stopped) = self.read_more(&rate, received).await {
@@ -275,14 +275,9 @@ impl Session {
     }
 
     async fn too_slow(&mut self) -> End {
-        self.limit_hit("min_data_rate");
-        self.close(Reply::new(
-            421,
-            "4.4.2",
-            "Data transfer too slow, closing connection",
-        ))
-        .await;
-        End::Closed("min_data_rate")
+        let text = "Data transfer too slow, closing connection";
+        self.close_at_limit("min_data_rate", Reply::new(421, "4.4.2", text))
+            .await
     }
 }
 

@@ -16,14 +16,9 @@ impl Session {
                 .await;
         }
         if self.messages >= self.limits().messages_per_session {
-            self.limit_hit("messages_per_session");
-            self.close(Reply::new(
-                421,
-                "4.7.0",
-                "Too many messages in one session, closing connection",
-            ))
-            .await;
-            return Some(End::Closed("messages_per_session"));
+            let text = "Too many messages in one session, closing connection";
+            let reply = Reply::new(421, "4.7.0", text);
+            return Some(self.close_at_limit("messages_per_session", reply).await);
         }
         if from.is_utf8() && !params.smtputf8 {
             return self

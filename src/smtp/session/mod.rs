@@ -188,14 +188,9 @@ impl Session {
 
     /// Closes a session asked to make room for others.
     async fn evicted(&mut self) -> End {
-        self.limit_hit("stress_idle");
-        self.close(Reply::new(
-            421,
-            "4.4.2",
-            "Idle too long while the server is busy, closing connection",
-        ))
-        .await;
-        End::Closed("stress_idle")
+        let text = "Idle too long while the server is busy, closing connection";
+        self.close_at_limit("stress_idle", Reply::new(421, "4.4.2", text))
+            .await
     }
 
     async fn shut_down(&mut self) -> End {
@@ -293,29 +288,20 @@ impl Session {
             };
             let line = match line {
                 Ok(Line::Complete(line)) => line,
-                Ok(Line::TooLong(head)) if starts_with_word(&head, b"BDAT") => {
-                    // The chunk size is lost with the line: what follows cannot be told
-                    // from commands, and must never be run as commands (RFC 3030).
-                    self.limit_hit("command_line");
-                    let reply = Reply::new(500, "5.5.2", "Line too long");
-                    if let Some(end) = self.error(At::Other, reply).await {
-                        return end;
-                    }
-                    self.close(Reply::new(
-                        421,
-                        "4.5.0",
-                        "BDAT chunk cannot be framed, closing connection",
-                    ))
-                    .await;
-                    return End::Closed("bdat size");
-                }
-                Ok(Line::TooLong(_)) => {
+                Ok(Line::TooLong(head)) => {
                     self.limit_hit("command_line");
                     if let Some(end) = self
                         .error(At::Other, Reply::new(500, "5.5.2", "Line too long"))
                         .await
                     {
                         return end;
+                    }
+                    if command::starts_bdat(&head) {
+                        // The chunk size is lost with the line: what follows cannot be
+                        // told from commands, and must never be run as commands (RFC 3030).
+                        let bye = "BDAT chunk cannot be framed, closing connection";
+                        self.close(Reply::new(421, "4.5.0", bye)).await;
+                        return End::Closed("bdat size");
                     }
                     continue;
                 }
@@ -376,9 +362,8 @@ impl Session {
                 } else {
                     ("command_timeout", "Timeout exceeded, closing connection")
                 };
-                self.limit_hit(limit);
-                self.close(Reply::new(421, "4.4.2", text)).await;
-                End::Closed(limit)
+                self.close_at_limit(limit, Reply::new(421, "4.4.2", text))
+                    .await
             }
         }
     }
@@ -470,11 +455,4 @@ impl Session {
         self.message_memory = None;
         self.overshoot = 0;
     }
-}
-
-/// Whether `line` starts with the command `word` (any case), alone or before a space.
-fn starts_with_word(line: &[u8], word: &[u8]) -> bool {
-    line.len() >= word.len()
-        && line[..word.len()].eq_ignore_ascii_case(word)
-        && line.get(word.len()).is_none_or(|&b| b == b' ')
 }

@@ -40,17 +40,28 @@ impl Session {
     /// Sends a reply now (with what is queued). A client that does not read it within
     /// the command timeout loses the connection: the command loop sees the failed write.
     pub(super) async fn send(&mut self, stage: impl Into<At>, reply: Reply) {
-        self.count_reply(stage, &reply);
-        self.conn.queue(&reply.to_wire());
-        let _ = self.conn.flush(self.command_deadline()).await;
+        let deadline = self.command_deadline();
+        self.send_by(stage, reply, deadline).await;
     }
 
     /// Sends a reply that ends the session (QUIT, timeouts, too many errors, shutdown),
     /// waiting at most a moment for a client that does not read.
     pub(super) async fn close(&mut self, reply: Reply) {
-        self.count_reply(At::Other, &reply);
+        self.send_by(At::Other, reply, Instant::now() + ABORT_WRITE_TIMEOUT)
+            .await;
+    }
+
+    /// Ends the session at `limit`, counted, with `reply`.
+    pub(super) async fn close_at_limit(&mut self, limit: &'static str, reply: Reply) -> End {
+        self.limit_hit(limit);
+        self.close(reply).await;
+        End::Closed(limit)
+    }
+
+    async fn send_by(&mut self, stage: impl Into<At>, reply: Reply, deadline: Instant) {
+        self.count_reply(stage, &reply);
         self.conn.queue(&reply.to_wire());
-        let _ = self.conn.flush(Instant::now() + ABORT_WRITE_TIMEOUT).await;
+        let _ = self.conn.flush(deadline).await;
     }
 
     pub(super) fn count_reply(&self, stage: impl Into<At>, reply: &Reply) {
