@@ -247,12 +247,23 @@ impl Context {
             .extend(self.client.helo_symbols.iter().cloned());
     }
 
+    /// The message as the client sent it (before our header removals), for what verifies
+    /// the sender's signatures; a big message on disk as it is now.
+    pub fn raw_as_received(&self) -> std::io::Result<super::message::RawMessage<'_>> {
+        match &self.as_received {
+            Some(bytes) => Ok(super::message::RawMessage::Memory(bytes)),
+            None => self.message.raw(),
+        }
+    }
+
     /// Records a symbol once per transaction (for markers such as `STATE_UNAVAILABLE`
-    /// that several checks may raise).
-    pub fn hit_once(&mut self, name: &str, score: f64) {
-        if !self.symbols.iter().any(|s| s.name == name) {
+    /// that several checks may raise); true when this was the first.
+    pub fn hit_once(&mut self, name: &str, score: f64) -> bool {
+        let first = !self.symbols.iter().any(|s| s.name == name);
+        if first {
             self.hit(name, score);
         }
+        first
     }
 
     /// Records a symbol.

@@ -432,17 +432,17 @@ fn expiry(now: u64, ttl: Duration) -> u64 {
 fn writer(db: &Database, queue: mpsc::Receiver<Request>, every: Duration) {
     let mut swept = std::time::Instant::now();
     loop {
-        if swept.elapsed() >= every {
-            sweep_logged(db);
+        let next = queue.recv_timeout(SWEEP_IDLE.min(every));
+        let idle = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
+        if idle || swept.elapsed() >= every {
+            if let Err(e) = sweep(db) {
+                tracing::warn!(error = %e, "state store: sweeping expired entries failed");
+            }
             swept = std::time::Instant::now();
         }
-        let first = match queue.recv_timeout(SWEEP_IDLE.min(every)) {
+        let first = match next {
             Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                sweep_logged(db);
-                swept = std::time::Instant::now();
-                continue;
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let mut batch = vec![first];
@@ -632,12 +632,6 @@ fn add_counters(
 }
 
 /// Removes every expired entry.
-fn sweep_logged(db: &Database) {
-    if let Err(e) = sweep(db) {
-        tracing::warn!(error = %e, "state store: sweeping expired entries failed");
-    }
-}
-
 fn sweep(db: &Database) -> Result<(), StateError> {
     let txn = db.begin_write().map_err(backend_error)?;
     {

@@ -92,17 +92,11 @@ impl Check for MessageAuth {
             .collect();
         // A big message is mapped from its spool file, not read onto the heap.
         let deadline = self.auth.deadline(ctx.deadline);
-        {
-            let raw = match &ctx.as_received {
-                Some(bytes) => Ok(crate::policy::message::RawMessage::Memory(bytes)),
-                None => ctx.message.raw(),
-            };
-            match raw {
-                Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
-                    self.auth.verify_message(&[], &mut outcome, deadline).await;
-                }
+        match ctx.raw_as_received() {
+            Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
+                self.auth.verify_message(&[], &mut outcome, deadline).await;
             }
         }
         for symbol in outcome.symbols() {

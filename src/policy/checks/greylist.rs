@@ -167,8 +167,7 @@ impl Check for Greylist {
                 self.count("passed");
                 // One message passing for many recipients is one sign of a real MTA, not
                 // many: the network's count grows once per transaction.
-                let first_pass = !ctx.symbols.iter().any(|s| s.name == "GREYLIST");
-                ctx.hit_once("GREYLIST", 0.0);
+                let first_pass = ctx.hit_once("GREYLIST", 0.0);
                 if self.config.auto_allow_after > 0 && first_pass {
                     // A failure here only delays the network's auto-allow.
                     let _ = self
