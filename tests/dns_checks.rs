@@ -213,17 +213,23 @@ fn auth_zone(record: &str) -> Zone {
     })
 }
 
+/// Sends `msg` from alice@signed.test (DKIM key `record` published) through a gateway,
+/// which must accept it; returns what the internal server got.
+fn relay_from_signed_test(msg: &[u8], record: &str, message_id: &str) -> Received {
+    let z = auth_zone(record);
+    let (internal, gw) = gateway(&z, "");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail("alice@signed.test", &["user@example.test"], msg)
+        .expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id(message_id)
+}
+
 #[test]
 fn signed_aligned_message_passes_dkim_and_dmarc_end_to_end() {
     let (msg, record) = signed_message("dkim-ok@test");
-    let z = auth_zone(&record);
-    let (internal, gw) = gateway(&z, "");
-    let mut c = SmtpClient::connect_ehlo(gw.port);
     // SPF fails (-all), but the aligned DKIM signature makes DMARC pass.
-    c.send_mail("alice@signed.test", &["user@example.test"], &msg)
-        .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("dkim-ok@test");
+    let m = relay_from_signed_test(&msg, &record, "dkim-ok@test");
     let ar = m.header("Authentication-Results").unwrap_or_default();
     assert!(ar.starts_with("mx.example.test"), "{ar}");
     assert!(ar.contains("dkim=pass"), "{ar}");
@@ -260,13 +266,7 @@ fn forged_authentication_results_claiming_our_name_are_removed() {
         &msg,
     ]
     .concat();
-    let z = auth_zone(&record);
-    let (internal, gw) = gateway(&z, "");
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail("alice@signed.test", &["user@example.test"], &forged)
-        .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("ar-forged@test");
+    let m = relay_from_signed_test(&forged, &record, "ar-forged@test");
     let text = m.text();
     assert_eq!(text.matches("Authentication-Results:").count(), 1, "{text}");
 }
@@ -304,13 +304,7 @@ fn signatures_are_verified_on_the_message_as_received() {
         "dkim-own-header@test",
         "X-Spam-Status: No, score=0.1 (the sender's outbound filter)\r\n",
     );
-    let z = auth_zone(&record);
-    let (internal, gw) = gateway(&z, "");
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail("alice@signed.test", &["user@example.test"], &msg)
-        .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("dkim-own-header@test");
+    let m = relay_from_signed_test(&msg, &record, "dkim-own-header@test");
     let ar = m.header("Authentication-Results").unwrap_or_default();
     assert!(ar.contains("dkim=pass"), "{ar}");
     assert!(ar.contains("dmarc=pass"), "{ar}");

@@ -55,6 +55,11 @@ impl Gateway {
             .unwrap()
     }
 
+    /// A relay on this gateway's spool, for driving single attempts.
+    fn relay(&self, config: Arc<Config>) -> Relay {
+        Relay::new(fixed(config), self.spool.clone(), self.metrics.clone())
+    }
+
     fn queue_len(&self) -> usize {
         self.spool.ids().unwrap().len()
     }
@@ -74,6 +79,14 @@ impl Gateway {
                 .expect("relay stops after cancel")
                 .unwrap();
         }
+    }
+}
+
+/// A job for `id` to try at once.
+fn now(id: &QueueId) -> Job {
+    Job {
+        id: id.clone(),
+        honor_next_attempt: false,
     }
 }
 
@@ -185,11 +198,8 @@ async fn temporary_failure_defers_with_backoff_then_delivers() {
         .await;
 
     let before = unix_now();
-    let relay = Relay::new(fixed(cfg.clone()), gw.spool.clone(), gw.metrics.clone());
-    let job = Job {
-        id: id.clone(),
-        honor_next_attempt: false,
-    };
+    let relay = gw.relay(cfg.clone());
+    let job = now(&id);
     let outcome = attempt(&relay, &mut None, &job).await;
     assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     let state = gw.spool.load(&id).unwrap().state;
@@ -225,11 +235,8 @@ async fn broken_or_slow_servers_defer_the_message() {
         let id = gw
             .store(&envelope("s@example.org", &["a@example.test"]))
             .await;
-        let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
-        let job = Job {
-            id: id.clone(),
-            honor_next_attempt: false,
-        };
+        let relay = gw.relay(cfg);
+        let job = now(&id);
         let outcome = attempt(&relay, &mut None, &job).await;
         assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
         let state = gw.spool.load(&id).unwrap().state;
@@ -360,11 +367,8 @@ async fn a_message_that_cannot_be_loaded_for_a_moment_is_retried_not_forgotten()
         .await;
     let state_path = gw.spool.dir().join(format!("queue/{id}.state"));
     std::fs::create_dir(&state_path).unwrap();
-    let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
-    let job = Job {
-        id: id.clone(),
-        honor_next_attempt: false,
-    };
+    let relay = gw.relay(cfg);
+    let job = now(&id);
     let outcome = attempt(&relay, &mut None, &job).await;
     assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     std::fs::remove_dir(&state_path).unwrap();
@@ -426,11 +430,8 @@ async fn a_state_that_could_not_be_saved_still_spares_the_served_recipients() {
     // The save writes `tmp/ID.state` first: a directory there makes it fail.
     let blocker = gw.spool.dir().join(format!("tmp/{id}.state"));
     std::fs::create_dir_all(blocker.join("x")).unwrap();
-    let relay = Relay::new(fixed(cfg), gw.spool.clone(), gw.metrics.clone());
-    let job = Job {
-        id: id.clone(),
-        honor_next_attempt: false,
-    };
+    let relay = gw.relay(cfg);
+    let job = now(&id);
     let outcome = attempt(&relay, &mut None, &job).await;
     assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     assert!(
