@@ -2,11 +2,13 @@
 //! the internal server, whatever their spelling (tests/pipeline.rs and tests/dns_checks.rs
 //! cover the plain forms): names in any case or with blanks before the colon, folded
 //! values, `Authentication-Results` naming our host in another case, after a comment or
-//! with a version. Third-party `Authentication-Results` stay (RFC 8601 §5).
+//! with a version, or naming another member of the tier. Third-party
+//! `Authentication-Results` stay (RFC 8601 §5).
 
 mod common;
 
 use common::*;
+use std::os::unix::fs::PermissionsExt;
 
 fn relay(raw: &str, id: &str) -> Received {
     let internal = InternalServer::start();
@@ -97,5 +99,44 @@ fn forged_authentication_results_for_our_host_in_any_spelling_are_removed() {
     assert!(
         ar.iter().any(|f| f.contains("third-party")),
         "a third party's Authentication-Results was removed: {ar:?}"
+    );
+}
+
+#[test]
+fn forged_authentication_results_naming_a_tier_member_are_removed() {
+    // The internal server trusts the results of every member of the tier, so a sender's
+    // copy naming another member (or this one by its tier name) is as forged as one
+    // naming this host.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("tier.key");
+    std::fs::write(&key, b"a-test-tier-key-of-some-length").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&format!(
+        "[tier]\nname = \"gw1.example.test\"\nrole = \"primary\"\nsecret_file = {:?}\n\
+         [[tier.peers]]\nname = \"gw2.example.test\"\nsmtp = \"127.0.0.2:25\"\nrole = \"primary\"\n",
+        key.display().to_string()
+    )));
+    let raw = "Authentication-Results: gw2.example.test; dmarc=pass forged-peer\r\n\
+         Authentication-Results: GW1.example.test.; dkim=pass forged-tier-name\r\n\
+         Authentication-Results: other.example.org; spf=pass third-party\r\n\
+         From: a@sender.test\r\n\
+         Subject: tier results\r\n\
+         Message-ID: <ar-tier@t>\r\n\
+         \r\n\
+         body\r\n";
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail("s@sender.test", &["user@example.test"], raw.as_bytes())
+        .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("ar-tier@t");
+    let text = m.text();
+    assert!(
+        !text.contains("forged-"),
+        "a forged Authentication-Results in a tier member's name survived:\n{text}"
+    );
+    assert!(
+        text.contains("third-party"),
+        "a third party's Authentication-Results was removed:\n{text}"
     );
 }

@@ -208,14 +208,17 @@ fn single_from_domain(message: &AuthenticatedMessage<'_>) -> String {
 }
 
 /// Removes every `Authentication-Results` header field of `message` (CRLF or LF line ends)
-/// whose authserv-id is `hostname` (RFC 8601 §5): header names are matched case-insensitively,
+/// whose authserv-id is one of `ours` (RFC 8601 §5: this host, and in a tier every member,
+/// since the internal server trusts them all): header names are matched case-insensitively,
 /// folded fields are removed whole, the body is never touched. Borrowed when nothing matched.
-pub fn strip_authentication_results<'m>(message: &'m [u8], hostname: &str) -> Cow<'m, [u8]> {
-    let hostname = hostname.trim_end_matches('.');
+pub fn strip_authentication_results<'m>(message: &'m [u8], ours: &[&str]) -> Cow<'m, [u8]> {
     crate::mail::header_fields::remove_fields(message, |name, value| {
         name.eq_ignore_ascii_case(b"Authentication-Results")
-            && authserv_id(value)
-                .is_some_and(|id| id.trim_end_matches('.').eq_ignore_ascii_case(hostname))
+            && authserv_id(value).is_some_and(|id| {
+                let id = id.trim_end_matches('.');
+                ours.iter()
+                    .any(|o| id.eq_ignore_ascii_case(o.trim_end_matches('.')))
+            })
     })
 }
 

@@ -385,7 +385,7 @@ fn strips_only_our_authentication_results() {
                Subject: hi\r\n\
                \r\n\
                Authentication-Results: mx.gateway.test; in the body\r\n";
-    let stripped = strip_authentication_results(raw.as_bytes(), HOST);
+    let stripped = strip_authentication_results(raw.as_bytes(), &[HOST]);
     let stripped = std::str::from_utf8(&stripped).unwrap();
     assert_eq!(
         stripped,
@@ -399,12 +399,26 @@ fn strips_only_our_authentication_results() {
     // Nothing to remove: borrowed, unchanged.
     let clean = b"Subject: x\r\n\r\nbody\r\n";
     assert!(matches!(
-        strip_authentication_results(clean, HOST),
+        strip_authentication_results(clean, &[HOST]),
         std::borrow::Cow::Borrowed(_)
     ));
     // A last header without a line end is still handled.
-    let tail = strip_authentication_results(b"Authentication-Results: mx.gateway.test; x", HOST);
+    let tail = strip_authentication_results(b"Authentication-Results: mx.gateway.test; x", &[HOST]);
     assert!(tail.is_empty());
+}
+
+#[test]
+fn strips_the_results_of_every_name_given() {
+    let raw = "Authentication-Results: gw2.gateway.test; dkim=pass\r\n\
+               Authentication-Results: GW3.gateway.test.; spf=pass\r\n\
+               Authentication-Results: other.test; dkim=pass\r\n\
+               Subject: hi\r\n\r\nbody\r\n";
+    let ours = [HOST, "gw2.gateway.test", "gw3.gateway.test"];
+    let stripped = strip_authentication_results(raw.as_bytes(), &ours);
+    assert_eq!(
+        std::str::from_utf8(&stripped).unwrap(),
+        "Authentication-Results: other.test; dkim=pass\r\nSubject: hi\r\n\r\nbody\r\n"
+    );
 }
 
 #[test]

@@ -443,9 +443,10 @@ impl Policy {
     }
 
     /// Removes headers in our name from outside (forged verdicts, tier stamps,
-    /// `Authentication-Results` for our hostname); a message on disk is rewritten in place.
+    /// `Authentication-Results` for our hostname or a tier member's); a message on disk is
+    /// rewritten in place.
     fn strip_foreign_headers(&self, ctx: &mut Context) -> Result<(), crate::spool::SpoolError> {
-        let hostname = &self.config.server.hostname;
+        let authserv_ids = self.authserv_ids_of_ours();
         let in_memory = ctx.message.memory().is_some();
         let mut as_received = None;
         ctx.message.rewrite_header(|m| {
@@ -464,13 +465,26 @@ impl Policy {
                 replace(m, new);
             }
             if let std::borrow::Cow::Owned(new) =
-                crate::auth::strip_authentication_results(m, hostname)
+                crate::auth::strip_authentication_results(m, &authserv_ids)
             {
                 replace(m, new);
             }
         })?;
         ctx.as_received = as_received;
         Ok(())
+    }
+
+    /// The names whose `Authentication-Results` only the tier writes: our host name, and in
+    /// a tier our member name and every peer's (a member's name defaults to its host name,
+    /// the authserv-id its results carry). The internal server trusts them all, so a
+    /// sender's copy naming any of them is forged.
+    fn authserv_ids_of_ours(&self) -> Vec<&str> {
+        let mut ids = vec![self.config.server.hostname.as_str()];
+        if let Some(tier) = &self.config.tier {
+            ids.push(tier.name.as_str());
+            ids.extend(tier.peers.iter().map(|p| p.name.as_str()));
+        }
+        ids
     }
 
     /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
