@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::admin::scrape;
 use common::*;
 use std::time::Duration;
 
@@ -359,4 +360,48 @@ fn refused_bdat_chunk_is_not_executed() {
     let msgs = sentinel(&internal, &gw);
     assert_nothing_smuggled(&msgs);
     assert!(msgs.is_empty(), "{:?}", summarize(&msgs));
+}
+
+/// Command lines end in CRLF (RFC 5321 §2.3.8). In `reject` mode a line ended by a bare
+/// LF is refused, never run: two MTAs that split such a pipeline differently would see
+/// different transactions. A BDAT line so ended closes the session, since its chunk
+/// could otherwise be read as commands. In `normalize` mode such lines are taken.
+#[test]
+fn command_lines_ended_by_a_bare_lf_are_refused_in_reject_mode() {
+    let (internal, gw) = start("reject");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send(b"MAIL FROM:<smuggler@evil.test>\nRCPT TO:<victim@example.test>\r\n");
+    c.read_reply().expect(500, "5.5.2");
+    c.read_reply().expect(503, "5.5.1");
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.send(b"BDAT 5 LAST\nRSET\n");
+    c.read_reply().expect(500, "5.5.2");
+    c.read_reply().expect(421, "4.5.0");
+    assert!(
+        c.is_closed(),
+        "the session went on after a refused BDAT line"
+    );
+    let msgs = sentinel(&internal, &gw);
+    assert!(msgs.is_empty(), "{:?}", summarize(&msgs));
+    assert!(
+        scrape(admin_port(&gw)).value("mxguard_limit_hits_total", &[("limit", "bare_line_ending")])
+            >= 2.0,
+        "bare LF command lines not counted"
+    );
+}
+
+#[test]
+fn command_lines_ended_by_a_bare_lf_are_taken_in_normalize_mode() {
+    let (internal, gw) = start("normalize");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send(b"MAIL FROM:<sender@sender.test>\nRCPT TO:<user@example.test>\n");
+    c.read_reply().expect(250, "");
+    c.read_reply().expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(&message("bare-lf-commands@t", "bare lf", "hello"));
+    c.send(b".\r\n");
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id("bare-lf-commands@t");
 }

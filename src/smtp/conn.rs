@@ -26,8 +26,11 @@ pub enum ReadError {
 /// One framed command line.
 #[derive(Debug)]
 pub enum Line {
-    /// A line without its line ending.
+    /// A line without its line ending (CRLF).
     Complete(Vec<u8>),
+    /// A line that ended in a bare LF, without it. RFC 5321 §2.3.8 ends lines in CRLF
+    /// only; whether such a line is taken is the session's choice (`bare_line_ending`).
+    BareLf(Vec<u8>),
     /// A line over the limit; it was read to its end and discarded. Its first
     /// [`TOO_LONG_HEAD`] bytes are kept, to tell which command it was.
     TooLong(Vec<u8>),
@@ -128,7 +131,7 @@ impl Conn {
         }
     }
 
-    /// Reads one line (CRLF or LF terminated) of at most `max` bytes including the ending.
+    /// Reads one line (CRLF or bare LF terminated) of at most `max` bytes including the ending.
     /// Cancel-safe: a dropped call leaves the partial line (or the skipping of an
     /// over-long one) for the next.
     pub async fn read_line(&mut self, max: usize, deadline: Instant) -> Result<Line, ReadError> {
@@ -136,18 +139,17 @@ impl Conn {
             let buffered = &self.rbuf[self.rpos..];
             if let Some(lf) = memchr::memchr(b'\n', buffered) {
                 let too_long = std::mem::take(&mut self.discarding) || lf + 1 > max;
-                let mut line = &buffered[..lf];
-                if let Some(stripped) = line.strip_suffix(b"\r") {
-                    line = stripped;
-                }
+                let line = &buffered[..lf];
                 let result = if too_long {
                     let mut head = std::mem::take(&mut self.discarded_head);
                     if head.is_empty() {
                         head = line.iter().take(TOO_LONG_HEAD).copied().collect();
                     }
                     Line::TooLong(head)
-                } else {
+                } else if let Some(line) = line.strip_suffix(b"\r") {
                     Line::Complete(line.to_vec())
+                } else {
+                    Line::BareLf(line.to_vec())
                 };
                 self.consume(lf + 1);
                 return Ok(result);

@@ -13,6 +13,7 @@ mod reply;
 use super::admission::SessionHandle;
 use super::budget::Reservation;
 use super::Server;
+use crate::config::BareLineEnding;
 use crate::mail::Reply;
 use crate::policy::{ClientInfo, Context, Decision, Policy, Stage};
 use crate::smtp::command::{self, Command, CommandError, MailParams};
@@ -288,22 +289,25 @@ impl Session {
             };
             let line = match line {
                 Ok(Line::Complete(line)) => line,
+                Ok(Line::BareLf(line))
+                    if self.policy.config().server.bare_line_ending
+                        == BareLineEnding::Normalize =>
+                {
+                    line
+                }
+                Ok(Line::BareLf(line)) => {
+                    let reply = Reply::new(500, "5.5.2", "Command line must end in CRLF");
+                    match self.refuse_line("bare_line_ending", reply, &line).await {
+                        Some(end) => return end,
+                        None => continue,
+                    }
+                }
                 Ok(Line::TooLong(head)) => {
-                    self.limit_hit("command_line");
-                    if let Some(end) = self
-                        .error(At::Other, Reply::new(500, "5.5.2", "Line too long"))
-                        .await
-                    {
-                        return end;
+                    let reply = Reply::new(500, "5.5.2", "Line too long");
+                    match self.refuse_line("command_line", reply, &head).await {
+                        Some(end) => return end,
+                        None => continue,
                     }
-                    if command::starts_bdat(&head) {
-                        // The chunk size is lost with the line: what follows cannot be
-                        // told from commands, and must never be run as commands (RFC 3030).
-                        let bye = "BDAT chunk cannot be framed, closing connection";
-                        self.close(Reply::new(421, "4.5.0", bye)).await;
-                        return End::Closed("bdat size");
-                    }
-                    continue;
                 }
                 Err(e) => return self.read_failed(e).await,
             };
@@ -327,6 +331,23 @@ impl Session {
                 self.handle.progress();
             }
         }
+    }
+
+    /// Refuses a command line that cannot be taken as it came (over the limit, or ended in
+    /// a bare LF), counting `limit`. A refused BDAT line ends the session: its chunk's
+    /// size is not to be trusted, so what follows cannot be told from commands, and must
+    /// never be run as commands (RFC 3030).
+    async fn refuse_line(&mut self, limit: &'static str, reply: Reply, head: &[u8]) -> Option<End> {
+        self.limit_hit(limit);
+        if let Some(end) = self.error(At::Other, reply).await {
+            return Some(end);
+        }
+        if command::starts_bdat(head) {
+            let bye = "BDAT chunk cannot be framed, closing connection";
+            self.close(Reply::new(421, "4.5.0", bye)).await;
+            return Some(End::Closed("bdat size"));
+        }
+        None
     }
 
     /// RFC 2920: without PIPELINING a client waits for every reply; with it, still for
