@@ -55,8 +55,9 @@ impl Listing {
     /// Interprets the A records of a list query. Valid codes win over unusable ones in a
     /// mixed answer.
     pub fn from_answers(answers: &[Ipv4Addr]) -> Listing {
-        let (valid, unusable): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) =
-            answers.iter().partition(|a| is_return_code(**a));
+        let (valid, unusable): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = answers
+            .iter()
+            .partition(|a| crate::config::is_return_code(**a));
         if valid.is_empty() {
             Listing::Unusable(unusable)
         } else {
@@ -71,13 +72,6 @@ impl Listing {
             Listing::Unusable(_) => &[],
         }
     }
-}
-
-/// True for answers that are listings: `127.0.0.0/8`, except `127.0.0.1` and
-/// `127.255.255.0/24` (list error codes).
-pub fn is_return_code(a: Ipv4Addr) -> bool {
-    let [first, b, c, _] = a.octets();
-    first == 127 && a != Ipv4Addr::new(127, 0, 0, 1) && !(b == 255 && c == 255)
 }
 
 /// Queries `name` (built with [`ip_query`] or [`domain_query`]) and interprets the answer:
