@@ -34,14 +34,26 @@ pub enum CodeMatch {
     Mask(u8),
 }
 
-/// True for answers that are listings: `127.0.0.0/8`, except `127.0.0.1` (what lists
-/// answer to a query they refuse) and `127.255.255.0/24` (list error codes).
+/// True for answers that are listings: `127.0.0.0/8`, except `127.0.0.1` (what URIBL-style
+/// lists answer to a query they refuse) and `127.255.255.0/24` (list error codes).
 pub fn is_return_code(a: Ipv4Addr) -> bool {
     let [first, b, c, _] = a.octets();
     first == 127 && a != Ipv4Addr::new(127, 0, 0, 1) && !(b == 255 && c == 255)
 }
 
+/// `127.0.0.1`, which a list's `codes` may name to say it is a listing there (a DNSWL such
+/// as hostkarma's answers it for its whitelist); otherwise it is not one.
+fn is_listing_by_name(a: Ipv4Addr) -> bool {
+    a == Ipv4Addr::new(127, 0, 0, 1)
+}
+
 impl CodeMatch {
+    /// True when this entry names `code` itself (one code or a range), as opposed to a
+    /// mask or `*`: such an entry makes `127.0.0.1` a listing for its list.
+    pub fn names(&self, code: Ipv4Addr) -> bool {
+        matches!(self, CodeMatch::Exact(_) | CodeMatch::LastOctet(..)) && self.matches(code)
+    }
+
     /// True when `code` matches.
     pub fn matches(&self, code: Ipv4Addr) -> bool {
         let [a, b, c, d] = code.octets();
@@ -83,28 +95,19 @@ impl FromStr for CodeMatch {
             if lo > hi {
                 return Err(format!("empty return-code range {s:?}"));
             }
-            if (lo, hi) == (1, 1) {
-                return Err(never_a_listing(s));
-            }
             return Ok(CodeMatch::LastOctet(lo, hi));
         }
         let code = s.parse::<Ipv4Addr>().map_err(|_| {
             format!("bad return code {s:?} (want 127.0.0.N, 127.0.0.[LO..HI], &MASK or *)")
         })?;
-        if !is_return_code(code) {
-            return Err(never_a_listing(s));
+        if !is_return_code(code) && !is_listing_by_name(code) {
+            return Err(format!(
+                "return code {s:?} is never a listing (only 127.0.0.0/8 is; 127.255.255.x is a \
+                 list error)"
+            ));
         }
         Ok(CodeMatch::Exact(code))
     }
-}
-
-/// A code the gateway never takes for a listing would make its entry dead: refused, so
-/// the operator learns it at load time and not from a list that never scores.
-fn never_a_listing(code: &str) -> String {
-    format!(
-        "return code {code:?} is never a listing (only 127.0.0.0/8 is; 127.0.0.1 answers a \
-         refused query and 127.255.255.x is a list error)"
-    )
 }
 
 /// One list entry as written.
@@ -179,11 +182,15 @@ mod tests {
         assert!(parse("&0").is_err());
         assert!(parse("listed").is_err());
         // Codes that are never taken for a listing would make a dead entry.
-        for dead in ["127.0.0.1", "127.0.0.[1..1]", "127.255.255.254", "10.0.0.2"] {
+        for dead in ["127.255.255.254", "10.0.0.2"] {
             let e = parse(dead).unwrap_err();
             assert!(e.contains("never a listing"), "{dead}: {e}");
         }
-        assert_eq!(parse("127.0.0.[1..3]"), Ok(CodeMatch::LastOctet(1, 3)));
+        // 127.0.0.1 is a listing only where a list's codes name it.
+        assert_eq!(parse("127.0.0.1"), Ok(CodeMatch::Exact(code(1))));
+        assert!(CodeMatch::Exact(code(1)).names(code(1)));
+        assert!(CodeMatch::LastOctet(1, 3).names(code(1)));
+        assert!(!CodeMatch::Any.names(code(1)) && !CodeMatch::Mask(1).names(code(1)));
 
         assert!(CodeMatch::Any.matches(code(3)));
         assert!(CodeMatch::Exact(code(2)).matches(code(2)));

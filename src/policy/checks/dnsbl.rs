@@ -46,6 +46,26 @@ fn symbols_for(list: &DnsListConfig, codes: &[std::net::Ipv4Addr]) -> Vec<String
     out
 }
 
+/// An answer that is no listing in general (`127.0.0.1`) is one for a list whose `codes`
+/// name it: some whitelists answer `127.0.0.1` for their best entries.
+fn named_listing(list: &DnsListConfig, listing: Listing) -> Listing {
+    match listing {
+        Listing::Unusable(codes) => {
+            let named: Vec<_> = codes
+                .iter()
+                .copied()
+                .filter(|c| list.codes.iter().any(|(m, _)| m.names(*c)))
+                .collect();
+            if named.is_empty() {
+                Listing::Unusable(codes)
+            } else {
+                Listing::Listed(named)
+            }
+        }
+        listed => listed,
+    }
+}
+
 #[async_trait]
 impl Check for DnsLists {
     fn name(&self) -> &'static str {
@@ -67,6 +87,7 @@ impl Check for DnsLists {
         let outcomes = crate::dns::all_within(deadline, lookups).await;
         let mut failed = false;
         for (list, outcome) in self.lists.iter().zip(outcomes) {
+            let outcome = outcome.map(|listing| named_listing(list, listing));
             match outcome {
                 Outcome::Found(Listing::Listed(codes)) => {
                     for symbol in symbols_for(list, &codes) {
@@ -171,6 +192,40 @@ mod tests {
         assert_eq!(
             symbols_for(&list, &["127.0.0.10".parse().unwrap()]),
             ["RCVD_IN_BL"]
+        );
+    }
+
+    /// Regression (review): a list that answers `127.0.0.1` for a listing (hostkarma's
+    /// whitelist) could never score, and its `codes` entry for it was a dead letter.
+    #[test]
+    fn a_code_map_naming_127_0_0_1_makes_it_a_listing_for_that_list_only() {
+        let one: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
+        let whitelist = DnsListConfig {
+            zone: "wl.test".into(),
+            weight: -3.0,
+            symbol: "RCVD_IN_WL".into(),
+            codes: vec![(
+                "127.0.0.1".parse::<CodeMatch>().unwrap(),
+                "RCVD_IN_WL_HI".into(),
+            )],
+        };
+        let answer = Listing::from_answers(&[one]);
+        assert_eq!(
+            answer,
+            Listing::Unusable(vec![one]),
+            "not a listing in general"
+        );
+        let listed = named_listing(&whitelist, answer.clone());
+        assert_eq!(listed, Listing::Listed(vec![one]));
+        assert_eq!(symbols_for(&whitelist, listed.codes()), ["RCVD_IN_WL_HI"]);
+        let generic = DnsListConfig {
+            codes: vec![("*".parse::<CodeMatch>().unwrap(), "RCVD_IN_ANY".into())],
+            ..whitelist
+        };
+        assert_eq!(
+            named_listing(&generic, answer.clone()),
+            answer,
+            "`*` names no code"
         );
     }
 }
