@@ -446,6 +446,9 @@ pub async fn serve(
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new connections");
+    if let Some(tier) = &tier {
+        tier.withdraw().await;
+    }
     acceptors.wait().await;
     sessions.close();
     let grace = config.server.limits.shutdown_grace;

@@ -11,6 +11,14 @@ use std::time::{Duration, SystemTime};
 /// Rules shown in the top-rules table.
 const TOP_RULES: usize = 20;
 
+/// The first 16 characters of a fingerprint, enough to tell two apart.
+fn head(fingerprint: &str) -> &str {
+    fingerprint
+        .char_indices()
+        .nth(16)
+        .map_or(fingerprint, |(end, _)| &fingerprint[..end])
+}
+
 /// Escapes text for HTML element content and attribute values.
 fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -126,10 +134,10 @@ fn peers(b: &mut String, state: &AdminState, ours: &str) {
             "<span class=\"down\">down</span>"
         };
         let fingerprint = match &p.fingerprint {
-            Some(fp) if fp == ours => format!("<code>{}</code> same", esc(&fp[..fp.len().min(16)])),
+            Some(fp) if fp == ours => format!("<code>{}</code> same", esc(head(fp))),
             Some(fp) => format!(
                 "<code>{}</code> <span class=\"mismatch\">different</span>",
-                esc(&fp[..fp.len().min(16)])
+                esc(head(fp))
             ),
             None => "unknown".to_owned(),
         };
@@ -251,6 +259,14 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+    }
+
+    /// Regression (review): the console cut fingerprints at byte 16, which panicked on a
+    /// multi-byte character there.
+    #[test]
+    fn a_fingerprint_is_cut_by_characters() {
+        assert_eq!(head("0123456789abcde\u{e9}f"), "0123456789abcde\u{e9}");
+        assert_eq!(head("abc"), "abc");
     }
 
     #[test]

@@ -140,8 +140,8 @@ pub fn contact(
         .filter(|(name, at)| *at >= memory_start && name != member)
         .collect();
     let seen_before = !kept.is_empty();
-    // Whether this member itself was contacted within the memory counts too: only a
-    // client new to the whole tier is a first contact.
+    // A first contact is one with no other member within the memory: a client that only
+    // ever talks to this member stays a first contact of it.
     let answer_first = !seen_before;
     let recent_others = kept.iter().filter(|(_, at)| *at >= fanout_start).count();
     kept.push((member.to_owned(), now));

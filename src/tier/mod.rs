@@ -45,6 +45,8 @@ pub struct Tier {
     peers: RwLock<Vec<PeerStatus>>,
     metrics: Arc<Metrics>,
     started: SystemTime,
+    /// Set when the gateway starts draining: it no longer says it is up.
+    withdrawn: std::sync::atomic::AtomicBool,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -82,6 +84,7 @@ impl Tier {
             peers: RwLock::new(peers),
             metrics,
             started: SystemTime::now(),
+            withdrawn: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -198,12 +201,28 @@ impl Tier {
         }
     }
 
-    /// One heartbeat and one look at every peer.
+    /// Stops announcing this gateway and deletes its heartbeat, at the start of a drain: it
+    /// takes no more SMTP connections, and a backup that still saw it up would keep
+    /// refusing clients (`bypass_action = "tempfail"`) or scoring them while no primary
+    /// takes mail. Peers that probe instead see `/healthz` say 503.
+    pub async fn withdraw(&self) {
+        self.withdrawn
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(state) = &self.state {
+            let name = self.name();
+            if state.delete(&heartbeat_key(&name)).await.is_err() {
+                tracing::warn!("cannot withdraw this gateway's tier heartbeat (state backend unavailable); peers see it up until it expires");
+            }
+        }
+    }
+
+    /// One heartbeat (unless withdrawn) and one look at every peer.
     pub async fn round(&self) {
         let config = self.config();
         let ours = self.fingerprint();
         let ttl = config.heartbeat_interval * 3;
-        if let Some(state) = &self.state {
+        let announcing = !self.withdrawn.load(std::sync::atomic::Ordering::SeqCst);
+        if let (Some(state), true) = (&self.state, announcing) {
             let beat = Heartbeat {
                 role: config.role.as_str().to_owned(),
                 fingerprint: ours.clone(),
@@ -233,7 +252,7 @@ impl Tier {
                 if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&raw) {
                     return Observation {
                         up: true,
-                        fingerprint: Some(beat.fingerprint),
+                        fingerprint: valid_fingerprint(&beat.fingerprint),
                         source: "heartbeat",
                     };
                 }
@@ -281,7 +300,15 @@ const MAX_FINGERPRINT: usize = 128;
 /// logs and terminals).
 pub fn fingerprint_in_policy(body: &[u8]) -> Option<String> {
     let document: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let f = document.get("fingerprint")?.as_str()?;
+    valid_fingerprint(document.get("fingerprint")?.as_str()?)
+}
+
+/// `f` lower-cased when it is a short alphanumeric string, as every fingerprint a peer
+/// tells us (by probe or heartbeat) must be: its text ends up in logs and on the console.
+fn valid_fingerprint(f: &str) -> Option<String> {
     (!f.is_empty() && f.len() <= MAX_FINGERPRINT && f.chars().all(|c| c.is_ascii_alphanumeric()))
         .then(|| f.to_ascii_lowercase())
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,9 @@ pub struct PeerStatus {
     pub source: &'static str,
     /// At least one round looked at it (its first state is logged too).
     pub observed: bool,
+    /// The fingerprint (or `unknown`) last logged as differing from ours, until it matches
+    /// again: each mismatch is logged once, whenever the peer first shows it.
+    pub mismatch_logged: Option<String>,
 }
 
 impl PeerStatus {
@@ -39,6 +42,7 @@ impl PeerStatus {
             last_seen: None,
             source: "none",
             observed: false,
+            mismatch_logged: None,
         }
     }
 }
@@ -63,7 +67,6 @@ pub fn apply(
     metrics: &Metrics,
 ) {
     let was_up = status.up;
-    let matched = status.fingerprint_match;
     status.up = seen.up;
     status.source = seen.source;
     if seen.up {
@@ -73,9 +76,12 @@ pub fn apply(
         status.fingerprint = seen.fingerprint;
     }
     status.fingerprint_match = status.fingerprint.as_deref() == Some(ours);
-    let peer = status.name.as_str();
     let first = !status.observed;
     status.observed = true;
+    if status.up {
+        log_fingerprint_change(status, ours);
+    }
+    let peer = status.name.as_str();
     if first || was_up != status.up {
         if status.up {
             tracing::info!(
@@ -88,18 +94,6 @@ pub fn apply(
             tracing::warn!(peer, role = status.role.as_str(), "tier peer is down");
         }
     }
-    if status.up && (matched != status.fingerprint_match || first && !status.fingerprint_match) {
-        if status.fingerprint_match {
-            tracing::info!(peer, "tier peer runs our policy fingerprint again");
-        } else {
-            tracing::error!(
-                peer,
-                theirs = status.fingerprint.as_deref().unwrap_or("unknown"),
-                ours,
-                "tier peer runs a different policy fingerprint"
-            );
-        }
-    }
     metrics
         .tier_peer_up
         .with_label_values(&[peer])
@@ -108,6 +102,32 @@ pub fn apply(
         .tier_fingerprint_match
         .with_label_values(&[peer])
         .set(i64::from(status.fingerprint_match));
+}
+
+/// Logs a peer that is up with a fingerprint other than ours, once per fingerprint it
+/// shows (whether it differed at our first look or came up differing later), and the
+/// moment it matches again.
+fn log_fingerprint_change(status: &mut PeerStatus, ours: &str) {
+    if status.fingerprint_match {
+        if status.mismatch_logged.take().is_some() {
+            tracing::info!(
+                peer = status.name,
+                "tier peer runs our policy fingerprint again"
+            );
+        }
+        return;
+    }
+    let peer = status.name.as_str();
+    let theirs = status.fingerprint.as_deref().unwrap_or("unknown");
+    if status.mismatch_logged.as_deref() != Some(theirs) {
+        tracing::error!(
+            peer,
+            theirs,
+            ours,
+            "tier peer runs a different policy fingerprint"
+        );
+        status.mismatch_logged = Some(theirs.to_owned());
+    }
 }
 
 #[cfg(test)]
@@ -175,5 +195,39 @@ mod tests {
             "the last known fingerprint stays"
         );
         assert_eq!(m.tier_peer_up.with_label_values(&["gw2"]).get(), 0);
+    }
+
+    /// Regression (review): a peer down at our first look that came up with another
+    /// fingerprint (a rolling start) was never logged: the match flag went from false to
+    /// false. The mismatch is logged once per fingerprint shown, and its end too.
+    #[test]
+    fn a_peer_that_comes_up_with_another_fingerprint_is_logged_once() {
+        let m = Metrics::new();
+        let mut p = peer();
+        let now = SystemTime::now();
+        let seen = |up: bool, fingerprint: Option<&str>| Observation {
+            up,
+            fingerprint: fingerprint.map(str::to_owned),
+            source: if up { "heartbeat" } else { "none" },
+        };
+        apply(&mut p, seen(false, None), "aa", now, &m);
+        assert_eq!(
+            p.mismatch_logged, None,
+            "a peer that is down is not compared"
+        );
+        apply(&mut p, seen(true, Some("bb")), "aa", now, &m);
+        assert_eq!(
+            p.mismatch_logged.as_deref(),
+            Some("bb"),
+            "coming up with bb not logged"
+        );
+        apply(&mut p, seen(true, Some("cc")), "aa", now, &m);
+        assert_eq!(
+            p.mismatch_logged.as_deref(),
+            Some("cc"),
+            "a new mismatch not logged"
+        );
+        apply(&mut p, seen(true, Some("aa")), "aa", now, &m);
+        assert_eq!(p.mismatch_logged, None, "the match again not logged");
     }
 }

@@ -2,8 +2,8 @@
 //! gets `MX_BYPASS_BACKUP` (or, with `tier.bypass_action = "tempfail"`, `451 4.7.1` at
 //! every RCPT); the tier's connection memory in the state backend adds
 //! `MX_BYPASS_FIRST_CONTACT` when a backup is the first member the client reached within
-//! `connection_memory`, and `MX_FANOUT` when it reached three or more members within
-//! `fanout_window`. When every primary is down the backup is doing its job: no bypass
+//! `connection_memory`, and `MX_FANOUT` when it reached three or more members, a backup
+//! among them, within `fanout_window`. When every primary is down the backup is doing its job: no bypass
 //! symbol. Tier peers are recognised and never scored.
 
 use crate::config::{BypassAction, OnFailure, Role};
@@ -17,6 +17,20 @@ use std::sync::Arc;
 
 /// Members reached within the fan-out window from which a client scores `MX_FANOUT`.
 const FANOUT_MEMBERS: usize = 3;
+
+/// Members a client must reach within the fan-out window to score `MX_FANOUT`: at least
+/// [`FANOUT_MEMBERS`], and more than the tier has primaries, so that a backup is among
+/// them. A busy sender spreads its sessions over the equal-preference primaries, as RFC
+/// 5321 §5.1 asks; only reaching a backup as well is a fan-out.
+fn fanout_members(config: &crate::config::TierConfig) -> usize {
+    let primaries = config
+        .peers
+        .iter()
+        .filter(|p| p.role == Role::Primary)
+        .count()
+        + usize::from(config.role == Role::Primary);
+    FANOUT_MEMBERS.max(primaries + 1)
+}
 
 /// The connect-stage tier check.
 #[derive(Debug)]
@@ -90,7 +104,7 @@ impl Check for TierContact {
                 if bypass && seen.first_contact {
                     self.hit(ctx, "MX_BYPASS_FIRST_CONTACT");
                 }
-                if seen.members_recently >= FANOUT_MEMBERS {
+                if seen.members_recently >= fanout_members(&config) {
                     self.hit(ctx, "MX_FANOUT");
                 }
                 Decision::Continue
@@ -140,4 +154,99 @@ impl Check for BypassTempfail {
 /// Whether the tempfail check belongs in the pipeline.
 pub fn tempfails(action: BypassAction) -> bool {
     action == BypassAction::Tempfail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PeerConfig, StateBackendConfig, StateConfig, TierConfig, TierSecret};
+    use crate::policy::ClientInfo;
+    use std::time::Duration;
+
+    fn member(name: &str, role: Role, peers: &[(&str, Role)]) -> TierConfig {
+        TierConfig {
+            name: name.into(),
+            role,
+            secret: TierSecret::from_bytes(b"k"),
+            secret_file: "tier.key".into(),
+            bypass_action: BypassAction::Score,
+            connection_memory: Duration::from_secs(600),
+            fanout_window: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            stamp_max_age: Duration::from_secs(3600),
+            peers: peers
+                .iter()
+                .enumerate()
+                .map(|(i, (name, role))| PeerConfig {
+                    name: (*name).into(),
+                    smtp: format!("198.51.100.{}:25", i + 1).parse().unwrap(),
+                    admin: None,
+                    role: *role,
+                })
+                .collect(),
+        }
+    }
+
+    /// The symbols a client gets at `config`'s member after it reached `before` members.
+    async fn symbols_after(config: TierConfig, before: &[&str]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let state_config = StateConfig {
+            backend: StateBackendConfig::Embedded {
+                path: dir.path().join("state.redb"),
+            },
+            timeout: Duration::from_secs(5),
+            on_failure: OnFailure::Open,
+            key_prefix: "t:".into(),
+        };
+        let state = State::open(&state_config, Arc::new(Metrics::new()))
+            .await
+            .unwrap();
+        for name in before {
+            state
+                .contact(
+                    "tier:cm:192.0.2.1",
+                    name,
+                    config.connection_memory,
+                    config.fanout_window,
+                )
+                .await
+                .unwrap();
+        }
+        let tier = Tier::new(config, Some(state.clone()), Arc::new(Metrics::new()));
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        TierContact::new(tier, Some(state), None)
+            .run(&mut ctx)
+            .await;
+        ctx.symbols.into_iter().map(|s| s.name).collect()
+    }
+
+    /// Regression (review): any three members within the window scored `MX_FANOUT`, so a
+    /// busy sender spreading its sessions over three equal-preference primaries, as RFC 5321
+    /// asks, got 2.5 points on ordinary mail.
+    #[tokio::test]
+    async fn spreading_over_equal_primaries_is_no_fanout_but_reaching_a_backup_too_is() {
+        let three_primaries = member(
+            "gw3",
+            Role::Primary,
+            &[("gw1", Role::Primary), ("gw2", Role::Primary)],
+        );
+        let symbols = symbols_after(three_primaries, &["gw1", "gw2"]).await;
+        assert!(!symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
+
+        let with_backup = member(
+            "bk1",
+            Role::Backup,
+            &[("gw1", Role::Primary), ("gw2", Role::Primary)],
+        );
+        let symbols = symbols_after(with_backup, &["gw1", "gw2"]).await;
+        assert!(symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
+
+        let primary_last = member(
+            "gw2",
+            Role::Primary,
+            &[("gw1", Role::Primary), ("bk1", Role::Backup)],
+        );
+        let symbols = symbols_after(primary_last, &["gw1", "bk1"]).await;
+        assert!(symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
+    }
 }

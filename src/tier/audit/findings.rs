@@ -433,7 +433,9 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
                     format!("GTUBE probe {evidence}: its content was never sent"),
                 ))
             }
-            (Outcome::Refused, _) => {}
+            // Refused at RCPT, DATA or after the content: what the probe tests. Refused
+            // before MAIL (a 5xx banner or EHLO, a per-client limit): it never ran.
+            (Outcome::Refused, Stage::Rcpt | Stage::Data | Stage::EndOfData) => {}
             _ => found.push(Finding::new(
                 ProbeInconclusive,
                 &subject,

@@ -567,3 +567,27 @@ fn gtube_message_carries_the_test_string_with_crlf_lines() {
     assert!(!text.replace("\r\n", "").contains('\n'));
     assert!(text.contains("\r\n\r\n"), "headers end before the body");
 }
+
+/// Regression (review): a probe whose own connection was refused (a 5xx banner or EHLO, a
+/// per-client connection limit) was taken for a refusal of what it tests: no finding, and
+/// the audit passed an MX whose relay and GTUBE handling it never saw.
+#[test]
+fn a_probe_refused_before_it_ran_is_inconclusive() {
+    let mut host = good_host("mx1.example.test");
+    host.relay = step(
+        Outcome::Refused,
+        Stage::Connect,
+        "554 5.7.1 too many connections",
+    );
+    host.gtube = step(
+        Outcome::Refused,
+        Stage::Connect,
+        "554 5.7.1 too many connections",
+    );
+    let found = findings::host_findings(&host);
+    assert_eq!(kinds(&found), ["probe_inconclusive", "probe_inconclusive"]);
+    assert!(
+        found[1].detail.contains("too many connections"),
+        "{found:?}"
+    );
+}

@@ -1,0 +1,106 @@
+//! The tier's live view of its peers through a shared state store: heartbeats read back,
+//! a draining member withdrawn, and what a peer may put in its heartbeat.
+
+use super::*;
+use crate::config::TierSecret;
+use crate::config::{BypassAction, OnFailure, PeerConfig, StateBackendConfig, StateConfig};
+
+fn member(name: &str, role: Role, peer: (&str, Role)) -> TierConfig {
+    TierConfig {
+        name: name.into(),
+        role,
+        secret: TierSecret::from_bytes(b"k"),
+        secret_file: "tier.key".into(),
+        bypass_action: BypassAction::Score,
+        connection_memory: Duration::from_secs(600),
+        fanout_window: Duration::from_secs(30),
+        heartbeat_interval: Duration::from_secs(5),
+        stamp_max_age: Duration::from_secs(3600),
+        peers: vec![PeerConfig {
+            name: peer.0.into(),
+            smtp: "198.51.100.1:25".parse().unwrap(),
+            admin: None,
+            role: peer.1,
+        }],
+    }
+}
+
+async fn shared_state(dir: &std::path::Path) -> State {
+    let config = StateConfig {
+        backend: StateBackendConfig::Embedded {
+            path: dir.join("state.redb"),
+        },
+        timeout: Duration::from_secs(5),
+        on_failure: OnFailure::Open,
+        key_prefix: "t:".into(),
+    };
+    State::open(&config, Arc::new(Metrics::new()))
+        .await
+        .unwrap()
+}
+
+/// Regression (review): a primary draining after SIGTERM closes its listener at once but
+/// kept its heartbeat until the very end of the drain, so a backup with
+/// `bypass_action = "tempfail"` refused every client while no primary took mail.
+#[tokio::test]
+async fn a_draining_member_is_seen_down_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = shared_state(dir.path()).await;
+    let metrics = Arc::new(Metrics::new());
+    let gw1 = member("gw1", Role::Primary, ("bk1", Role::Backup));
+    let bk1 = member("bk1", Role::Backup, ("gw1", Role::Primary));
+    let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
+    let bk1 = Tier::new(bk1, Some(state.clone()), metrics.clone());
+    gw1.set_fingerprint("aa");
+    bk1.set_fingerprint("aa");
+    gw1.round().await;
+    bk1.round().await;
+    assert!(
+        bk1.primaries_up(),
+        "the backup sees the primary's heartbeat"
+    );
+    gw1.withdraw().await;
+    bk1.round().await;
+    assert!(!bk1.primaries_up(), "a withdrawn primary is still seen up");
+    gw1.round().await;
+    bk1.round().await;
+    assert!(
+        !bk1.primaries_up(),
+        "a withdrawn primary announced itself again"
+    );
+}
+
+/// Regression (review): a heartbeat's fingerprint was taken as written, so a peer (or
+/// anything writing to the shared store) could put terminal escapes in our logs and a
+/// multi-byte character where the console cuts it, which panicked the console.
+#[tokio::test]
+async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = shared_state(dir.path()).await;
+    let gw1 = member("gw1", Role::Primary, ("gw2", Role::Primary));
+    let gw1 = Tier::new(gw1, Some(state.clone()), Arc::new(Metrics::new()));
+    gw1.set_fingerprint("aa");
+    let beat = |fingerprint: &str| {
+        serde_json::to_vec(&Heartbeat {
+            role: "primary".into(),
+            fingerprint: fingerprint.into(),
+            version: "1".into(),
+            at: 1,
+        })
+        .unwrap()
+    };
+    let ttl = Duration::from_secs(60);
+    for bad in ["0123456789abcde\u{e9}f", "ab\u{1b}[31mcd", ""] {
+        state.set("tier:hb:gw2", &beat(bad), ttl).await.unwrap();
+        gw1.round().await;
+        let peer = &gw1.peers()[0];
+        assert!(peer.up, "a heartbeat says the peer is up");
+        assert_eq!(peer.fingerprint, None, "{bad:?} kept as a fingerprint");
+    }
+    state
+        .set("tier:hb:gw2", &beat("ABC123"), ttl)
+        .await
+        .unwrap();
+    gw1.round().await;
+    assert_eq!(gw1.peers()[0].fingerprint.as_deref(), Some("abc123"));
+}
