@@ -140,9 +140,12 @@ pub(crate) fn aligned(a: &str, b: &str) -> bool {
     if a.is_empty() || b.is_empty() {
         return false;
     }
+    // Bytes, not `str` slices: a non-ASCII (RFC 6532) name would put the cut inside a
+    // character.
     let sub = |child: &str, parent: &str| {
+        let (child, parent) = (child.as_bytes(), parent.as_bytes());
         child.len() > parent.len()
-            && child[..child.len() - parent.len()].ends_with('.')
+            && child[..child.len() - parent.len()].ends_with(b".")
             && child[child.len() - parent.len()..].eq_ignore_ascii_case(parent)
     };
     a.eq_ignore_ascii_case(b) || sub(a, b) || sub(b, a)
@@ -160,5 +163,15 @@ mod tests {
         assert!(!aligned("example.com", "badexample.com"));
         assert!(!aligned("evil.test", "example.com"));
         assert!(!aligned("", "example.com"));
+    }
+
+    /// Regression (review): a From domain in UTF-8 (RFC 6532) beside a signing domain of
+    /// another length cut a `str` inside a character, and the content checks panicked:
+    /// `451` for that message on every retry.
+    #[test]
+    fn alignment_of_non_ascii_names_does_not_panic() {
+        assert!(!aligned("evil.test", "\u{e9}vil.test"));
+        assert!(!aligned("x.test", "\u{e9}\u{e9}.x.tes"));
+        assert!(aligned("\u{e9}.example.test", "example.test"));
     }
 }

@@ -200,9 +200,8 @@ pub(crate) fn fold_safely(header: &str) -> String {
 /// The From domain when the From header names exactly one domain, lower case.
 fn single_from_domain(message: &AuthenticatedMessage<'_>) -> String {
     let mut domains = message.froms().iter().filter_map(|f| super::domain_of(f));
-    match (domains.next(), domains.next()) {
-        (Some(first), None) => first,
-        (Some(first), Some(second)) if first == second => first,
+    match domains.next() {
+        Some(first) if domains.all(|d| d == first) => first,
         _ => String::new(),
     }
 }
@@ -250,4 +249,29 @@ fn authserv_id(value: &[u8]) -> Option<String> {
         &rest[..end]
     };
     (!id.is_empty()).then(|| String::from_utf8_lossy(id).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review): only the first two From domains were compared, so
+    /// `a@x, b@x, c@y` read as the single domain `x` (and could earn `DKIM_VALID_AU`).
+    #[test]
+    fn a_from_with_several_domains_has_no_single_domain() {
+        let one = |raw: &str| {
+            let message = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
+            single_from_domain(&message)
+        };
+        let head = "Subject: x\r\n\r\nHi.\r\n";
+        assert_eq!(
+            one(&format!("From: a@x.test, b@x.test, c@y.test\r\n{head}")),
+            ""
+        );
+        assert_eq!(
+            one(&format!("From: a@x.test, b@X.test\r\n{head}")),
+            "x.test"
+        );
+        assert_eq!(one(&format!("From: a@x.test\r\n{head}")), "x.test");
+    }
 }

@@ -41,6 +41,9 @@ pub enum Mode {
     Silent,
     /// Answer SERVFAIL to everything.
     ServFail,
+    /// Like `Authoritative`, but never answer queries of this type (a lookup of one
+    /// family times out while the other's answers).
+    SilentFor(RecordType),
 }
 
 /// Records for a [`TestDns`], added one by one or as zone text. The record methods panic on
@@ -297,7 +300,8 @@ impl RequestHandler for Handler {
         let builder = MessageResponseBuilder::from_message_request(request);
         let send = match (self.mode, request.queries.queries().first()) {
             (Mode::Silent, _) => return silent,
-            (Mode::Authoritative | Mode::NoSoa, Some(query)) => {
+            (Mode::SilentFor(mute), Some(query)) if query.query_type() == mute => return silent,
+            (Mode::Authoritative | Mode::NoSoa | Mode::SilentFor(_), Some(query)) => {
                 metadata.authoritative = true;
                 let qname: &LowerName = query.name();
                 let qtype = query.query_type();
@@ -322,7 +326,7 @@ impl RequestHandler for Handler {
                     if !exists {
                         metadata.response_code = ResponseCode::NXDomain;
                     }
-                    let soa = (self.mode == Mode::Authoritative).then_some(&self.soa);
+                    let soa = (self.mode != Mode::NoSoa).then_some(&self.soa);
                     let response = builder.build(
                         metadata,
                         std::iter::empty(),

@@ -68,9 +68,17 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
     }
 }
 
+/// An IPv4 client reaching a dual-stack listener (`[::]:25`) as `::ffff:a.b.c.d` is the
+/// IPv4 client `a.b.c.d` to every check: its PTR lives under `in-addr.arpa`, its HELO
+/// literal and SPF records name the IPv4 address, lists and limits key on it.
+fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
 /// Admits a client at `peer` (the real one, after any PROXY header) and runs its session,
 /// makes room by evicting an idle session, or refuses it.
 fn admit(server: &Arc<Server>, tracker: &TaskTracker, tcp: TcpStream, peer: SocketAddr) {
+    let peer = canonical(peer);
     let admitted = {
         let policy = server.policy.peek();
         let limits = &policy.config().server.limits;
@@ -147,5 +155,21 @@ fn refuse(
         )
         .await;
         let _ = tcp.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+
+    /// Regression (review): on a dual-stack listener IPv4 clients kept their mapped form,
+    /// so FCrDNS asked `ip6.arpa` (`RDNS_NONE` for every one), `HELO [a.b.c.d]` scored
+    /// `HELO_IP_MISMATCH` and SPF `a`/`mx` compared AAAA records (`SPF_FAIL`).
+    #[test]
+    fn ipv4_mapped_clients_are_ipv4_clients() {
+        let mapped = "[::ffff:192.0.2.10]:4000".parse().unwrap();
+        assert_eq!(canonical(mapped), "192.0.2.10:4000".parse().unwrap());
+        let v6 = "[2001:db8::1]:25".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
     }
 }

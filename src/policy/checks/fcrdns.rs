@@ -6,6 +6,7 @@ use crate::dns::{within, Dns, Outcome};
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
+use std::net::IpAddr;
 
 /// Names checked per client at most (a PTR set can be large and attacker-controlled).
 const MAX_NAMES: usize = 3;
@@ -39,6 +40,26 @@ impl Fcrdns {
     }
 }
 
+impl Fcrdns {
+    /// The addresses of `name` in the family of `client`: only that family can confirm
+    /// it, and the other's failure must not hide behind its success (an IPv6 client whose
+    /// name has an A record but whose AAAA lookup timed out is unknown, not a mismatch).
+    async fn addresses_like(&self, client: IpAddr, name: &str) -> Outcome<Vec<IpAddr>> {
+        match client {
+            IpAddr::V4(_) => self
+                .dns
+                .lookup_a("fcrdns", name)
+                .await
+                .map(|a| a.into_iter().map(IpAddr::V4).collect()),
+            IpAddr::V6(_) => self
+                .dns
+                .lookup_aaaa("fcrdns", name)
+                .await
+                .map(|a| a.into_iter().map(IpAddr::V6).collect()),
+        }
+    }
+}
+
 #[async_trait]
 impl Check for Fcrdns {
     fn name(&self) -> &'static str {
@@ -62,7 +83,7 @@ impl Check for Fcrdns {
         };
         let mut any_failure = false;
         for name in names.iter().take(MAX_NAMES) {
-            match within(deadline, self.dns.lookup_ip("fcrdns", name)).await {
+            match within(deadline, self.addresses_like(ip, name)).await {
                 Outcome::Found(addrs) if addrs.contains(&ip) => {
                     ctx.client.ptr = Some(name.trim_end_matches('.').to_ascii_lowercase());
                     return Decision::Continue;
@@ -131,5 +152,29 @@ mod tests {
     async fn no_ptr_at_all() {
         let (ctx, _) = judge("192.0.2.30").await;
         assert_eq!(names(&ctx), ["RDNS_NONE"]);
+    }
+
+    /// Regression (review): the name's A and AAAA were looked up together and either
+    /// family's answer counted, so an IPv6 client whose name had an A record and whose
+    /// AAAA lookup timed out scored `RDNS_MISMATCH` instead of "unknown" (with
+    /// `dns_tempfail`, a 4xx).
+    #[tokio::test]
+    async fn a_lookup_of_the_clients_family_that_fails_is_no_mismatch() {
+        let server = TestDns::builder()
+            .ptr("2001:db8::10".parse().unwrap(), "mail.v6.test")
+            .a("mail.v6.test", Ipv4Addr::new(192, 0, 2, 1))
+            .mode(crate::dns::testing::Mode::SilentFor(
+                hickory_server::proto::rr::RecordType::AAAA,
+            ))
+            .start()
+            .await
+            .unwrap();
+        let mut config = TestDns::dns_config(server.addr());
+        config.timeout = std::time::Duration::from_millis(300);
+        let dns = Dns::new(&config, Arc::new(Metrics::new())).unwrap();
+        let mut ctx = Context::new(ClientInfo::new("2001:db8::10".parse().unwrap()));
+        let decision = Fcrdns::new(dns, true).run(&mut ctx).await;
+        assert!(names(&ctx).is_empty(), "{:?}", names(&ctx));
+        assert!(matches!(decision, Decision::Tempfail(_)), "{decision:?}");
     }
 }

@@ -32,10 +32,11 @@ impl HeloCheck {
 /// The address in an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
 fn literal_address(helo: &str) -> Option<IpAddr> {
     let inner = helo.strip_prefix('[')?.strip_suffix(']')?;
-    let inner = inner
-        .strip_prefix("IPv6:")
-        .or_else(|| inner.strip_prefix("ipv6:"))
-        .unwrap_or(inner);
+    // RFC 5321's ABNF strings match in any case: `IPv6:`, `IPV6:`, `ipv6:`.
+    let inner = match inner.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => &inner[5..],
+        _ => inner,
+    };
     inner.parse().ok()
 }
 
@@ -123,5 +124,19 @@ mod tests {
         assert_eq!(syms("example.test"), ["HELO_IS_OURS"]);
         assert_eq!(syms("[garbage]"), ["HELO_NOT_FQDN"]);
         assert!(syms("[IPv6:2001:db8::1]").contains(&"HELO_IP_MISMATCH"));
+    }
+
+    /// Regression (review): only `IPv6:` and `ipv6:` were read as the tag, so
+    /// `[IPV6:2001:db8::1]` from that very client scored `HELO_NOT_FQDN`.
+    #[test]
+    fn the_ipv6_tag_matches_in_any_case() {
+        let client = "2001:db8::1".parse().unwrap();
+        for helo in [
+            "[IPv6:2001:db8::1]",
+            "[IPV6:2001:db8::1]",
+            "[ipV6:2001:db8::1]",
+        ] {
+            assert!(syntax_symbols(helo, client, &[]).0.is_empty(), "{helo}");
+        }
     }
 }
