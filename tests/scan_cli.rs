@@ -122,11 +122,20 @@ fn file_name(v: &Value) -> String {
 }
 
 fn scan_json(s: &Setup, extra: &[&str]) -> (BTreeMap<String, Value>, String) {
+    let (by_file, stderr, out) = scan_json_output(s, extra);
+    assert!(out.status.success(), "{}", text(&out));
+    (by_file, stderr)
+}
+
+/// `scan --json` of `msgs`, whatever its exit status.
+fn scan_json_output(
+    s: &Setup,
+    extra: &[&str],
+) -> (BTreeMap<String, Value>, String, std::process::Output) {
     let mut args = vec!["scan", "--config", "mxguard.toml", "--json"];
     args.extend_from_slice(extra);
     args.push("msgs");
     let out = s.run(&args);
-    assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut by_file = BTreeMap::new();
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
@@ -134,7 +143,8 @@ fn scan_json(s: &Setup, extra: &[&str]) -> (BTreeMap<String, Value>, String) {
             .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}\n{}", text(&out)));
         by_file.insert(file_name(&v), v);
     }
-    (by_file, String::from_utf8_lossy(&out.stderr).into_owned())
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (by_file, stderr, out)
 }
 
 fn rules_of(v: &Value) -> Vec<String> {
@@ -403,7 +413,12 @@ fn check_rejects_a_broken_rules_file_with_file_and_line() {
 fn a_panic_on_one_message_fails_that_file_only() {
     let s = Setup::new();
     fs::write(s.path("msgs/parser-assert.eml"), PARSER_DEBUG_ASSERT).unwrap();
-    let (by_file, stderr) = scan_json(&s, &[]);
+    let (by_file, stderr, out) = scan_json_output(&s, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(if PARSER_DEBUG_ASSERT_PANICS { 1 } else { 0 }),
+        "a scan that could not judge a file must say so: {stderr}"
+    );
     for name in SETUP_MESSAGES {
         assert!(by_file.contains_key(name), "{name} missing: {stderr}");
     }
@@ -417,4 +432,15 @@ fn a_panic_on_one_message_fails_that_file_only() {
     } else {
         assert!(by_file.contains_key("parser-assert.eml"), "{stderr}");
     }
+}
+
+/// Regression (review): `scan` exited 0 when it could not read a file it was given, so a
+/// script could not tell a scan that judged nothing from one that judged everything.
+#[test]
+fn a_file_that_cannot_be_read_makes_the_scan_exit_1() {
+    let s = Setup::new();
+    let out = s.run(&["scan", "--config", "mxguard.toml", "msgs/no-such-file.eml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("unreadable=1"), "{all}");
 }

@@ -206,9 +206,19 @@ impl Seed {
             path: path.to_owned(),
             source,
         };
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.to_bytes()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        // A hidden name of our own beside the target: `path.with_extension("tmp")` would
+        // overwrite, then rename away, an operator's `backup.tmp` when asked for `backup.seed`.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let written =
+            std::fs::write(&tmp, self.to_bytes()).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
     }
 }
 
@@ -216,6 +226,24 @@ impl Seed {
 mod tests {
     use super::*;
     use crate::classify::ftrl::{train, Example};
+
+    /// Regression (review): the temporary file was `path.with_extension("tmp")`, so
+    /// `learn --export backup.seed` overwrote and removed an unrelated `backup.tmp`.
+    #[test]
+    fn writing_a_seed_leaves_other_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("backup.tmp");
+        std::fs::write(&mine, "an operator's own file").unwrap();
+        let target = dir.path().join("backup.seed");
+        Seed::default().write(&target).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&mine).unwrap(),
+            "an operator's own file"
+        );
+        assert!(Seed::read(&target).is_ok());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "a temporary file was left behind");
+    }
 
     #[test]
     fn seeds_round_trip_and_add_up() {

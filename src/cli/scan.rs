@@ -116,7 +116,15 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     } else {
         println!("{line}");
     }
-    Ok(ExitCode::SUCCESS)
+    // Like `learn`: a scan that could not judge every file it was given did not do its job,
+    // and a script or CI job running it must be able to tell.
+    let missed =
+        counts.get("unreadable").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0);
+    Ok(if missed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {

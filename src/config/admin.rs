@@ -157,6 +157,14 @@ impl RawLog {
                 LogFormat::Text
             }
         };
+        // The same parser `serve` starts logging with, which falls back to `info` on a
+        // level it cannot read: the typo is caught here, by name, and not in silence.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            problems.bad(
+                "log.level",
+                &format!("{:?} is not a log filter: {e}", self.level),
+            );
+        }
         LogConfig {
             format,
             level: self.level,
@@ -199,5 +207,18 @@ mod tests {
             !err.contains("min_free_bytes"),
             "0 turns the threshold off: {err}"
         );
+    }
+
+    /// Regression (review): a `log.level` that is no filter passed `check`, and `serve`
+    /// then logged at `info` without a word.
+    #[test]
+    fn a_log_level_that_is_no_filter_is_refused() {
+        let text = format!("{RELAY}[log]\nlevel = \"mxguard=loud\"\n");
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.level"), "{err}");
+        let fine = format!("{RELAY}[log]\nlevel = \"info,mxguard::relay=debug\"\n");
+        assert!(Config::from_toml(Path::new("t.toml"), &fine).is_ok());
     }
 }

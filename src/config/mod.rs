@@ -219,6 +219,27 @@ mod tests {
         assert_eq!(c.relay.dsn_via, c.relay.internal);
     }
 
+    /// Regression (review): relay and callout timeouts of `"0s"` were taken, and every
+    /// delivery attempt and callout then timed out before it began.
+    #[test]
+    fn zero_relay_timeouts_are_refused_by_name() {
+        let text = format!(
+            "{MINIMAL}connect_timeout = \"0s\"\ncommand_timeout = \"0s\"\ndata_timeout = \"0s\"\n\
+             [relay.recipients]\ncallout = true\ncallout_timeout = \"0s\"\n"
+        );
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "relay.connect_timeout",
+            "relay.command_timeout",
+            "relay.data_timeout",
+            "relay.recipients.callout_timeout",
+        ] {
+            assert!(err.contains(key), "{key} not refused: {err}");
+        }
+    }
+
     #[test]
     fn every_bad_key_is_reported_by_name() {
         let text = r#"

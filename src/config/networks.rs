@@ -16,7 +16,10 @@ pub struct NetworkList {
 impl NetworkList {
     /// Builds the list; networks are normalised (`10.1.2.3/8` → `10.0.0.0/8`).
     pub fn new(networks: impl IntoIterator<Item = IpNet>) -> NetworkList {
-        let mut networks: Vec<IpNet> = networks.into_iter().map(|n| n.trunc()).collect();
+        let mut networks: Vec<IpNet> = networks
+            .into_iter()
+            .map(|n| canonical_network(n.trunc()))
+            .collect();
         networks.sort();
         networks.dedup();
         let mut v4 = Vec::new();
@@ -117,6 +120,20 @@ fn is_file_entry(entry: &str) -> bool {
     entry.starts_with('/') || entry.starts_with("./") || entry.starts_with("../")
 }
 
+/// An IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`, as dual-stack logs show clients)
+/// is the IPv4 network it maps: clients are matched as IPv4, so it would never match.
+fn canonical_network(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, n.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address as a host network.
 pub fn parse_network(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
@@ -213,5 +230,17 @@ mod tests {
     #[test]
     fn empty_list_contains_nothing() {
         assert!(!NetworkList::default().contains("127.0.0.1".parse().unwrap()));
+    }
+
+    /// Regression (review): an entry written as an IPv4-mapped IPv6 network was kept as
+    /// IPv6, while clients are matched as IPv4: it silently never matched.
+    #[test]
+    fn ipv4_mapped_entries_are_ipv4_networks() {
+        let list = NetworkList::parse(&["::ffff:192.0.2.0/120", "::ffff:198.51.100.7"]).unwrap();
+        assert!(list.contains("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(list.contains("192.0.2.200".parse().unwrap()));
+        assert!(list.contains("198.51.100.7".parse().unwrap()));
+        assert!(!list.contains("198.51.100.8".parse().unwrap()));
+        assert_eq!(list.networks()[0].to_string(), "192.0.2.0/24");
     }
 }

@@ -194,6 +194,20 @@ impl RawRelay {
         if self.retry_initial.is_zero() {
             problems.bad("relay.retry_initial", "must be greater than 0");
         }
+        // A zero timeout ends every attempt before it starts: nothing would be delivered.
+        for (key, timeout) in [
+            ("relay.connect_timeout", self.connect_timeout),
+            ("relay.command_timeout", self.command_timeout),
+            ("relay.data_timeout", self.data_timeout),
+            (
+                "relay.recipients.callout_timeout",
+                self.recipients.callout_timeout,
+            ),
+        ] {
+            if timeout.is_zero() {
+                problems.bad(key, "must be greater than 0");
+            }
+        }
         if self.retry_max < self.retry_initial {
             problems.bad(
                 "relay.retry_max",

@@ -384,6 +384,7 @@ impl Metrics {
             "over_limit",
             "over_ip_limit",
             "over_network_limit",
+            "proxy_refused",
         ] {
             self.connections_total.with_label_values(&[result]);
         }
@@ -442,5 +443,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review): `proxy_refused`, a documented value, did not start at 0, so
+    /// `increase()` missed the first PROXY refusal.
+    #[test]
+    fn every_documented_connection_result_starts_at_zero() {
+        let text = Metrics::new().render();
+        for result in [
+            "accepted",
+            "over_limit",
+            "over_ip_limit",
+            "over_network_limit",
+            "proxy_refused",
+        ] {
+            let series = format!("mxguard_connections_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&series), "{series} missing");
+        }
     }
 }
