@@ -51,6 +51,11 @@ actions = { ACT_DISCARD = "discard", ACT_TEMPFAIL = "tempfail", ACT_REJECT = "re
 tag = 1.0
 quarantine = 3.0
 reject = 5.0
+
+[policy.domains."lenient.test"]
+tag = 8.0
+quarantine = 25.0
+reject = 30.0
 "#;
 
 fn start() -> (InternalServer, Gateway) {
@@ -58,7 +63,7 @@ fn start() -> (InternalServer, Gateway) {
     let mut cfg = GatewayConfig::new(&internal)
         .toml(POLICY)
         .file("rules/local.cf", RULES);
-    cfg.domains = vec![DOMAIN.into(), "strict.test".into()];
+    cfg.domains = vec![DOMAIN.into(), "strict.test".into(), "lenient.test".into()];
     let gw = Gateway::start(cfg);
     (internal, gw)
 }
@@ -420,6 +425,33 @@ fn per_domain_thresholds_override_the_global_ones() {
         status.starts_with("Yes") && status.contains("tag=1") && status.contains("reject=5"),
         "X-Spam-Status for strict.test: {status}"
     );
+}
+
+/// Regression (review): a domain's thresholds were only ever taken where stricter than
+/// the defaults, so a domain configured as more lenient was judged by the defaults even
+/// when it was the only recipient domain.
+#[test]
+fn a_domain_may_be_more_lenient_than_the_defaults() {
+    let (internal, gw) = start();
+    let spam = || message("big@t", "offer", "zz-reject-me-zz");
+    // 20 points: reject (≥ 15) by the defaults, tag (≥ 8, < 25) for lenient.test.
+    send(&gw, "user@example.test", &spam()).expect(550, "5.7.1");
+    send(&gw, "user@lenient.test", &spam()).expect(250, "2.0.0");
+    let m = internal.expect_message_id("big@t");
+    let status = one_header(&m, "X-Spam-Status");
+    assert!(
+        status.starts_with("Yes") && status.contains("reject=30"),
+        "X-Spam-Status for lenient.test: {status}"
+    );
+    // For both domains at once, the strictest: the defaults reject it.
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "sender@sender.test",
+        &["user@lenient.test", "user@example.test"],
+        &spam(),
+    )
+    .expect(550, "5.7.1");
+    c.quit();
 }
 
 #[test]

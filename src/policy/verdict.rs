@@ -59,17 +59,23 @@ impl fmt::Display for Verdict {
 impl Policy {
     /// Thresholds that apply to this transaction: the strictest among its recipients'
     /// domains (a message is judged once for all of them).
+    /// A recipient in a domain without thresholds of its own has the defaults; a domain's
+    /// may be more lenient than the defaults as well as stricter.
     pub fn thresholds(&self, ctx: &Context) -> Thresholds {
         let p = &self.config.policy;
-        let mut t = p.thresholds;
-        for rcpt in &ctx.recipients {
-            if let Some(d) = p.domain_thresholds.get(&rcpt.domain) {
-                t.tag = t.tag.min(d.tag);
-                t.quarantine = t.quarantine.min(d.quarantine);
-                t.reject = t.reject.min(d.reject);
-            }
-        }
-        t
+        let mut each = ctx.recipients.iter().map(|rcpt| {
+            p.domain_thresholds
+                .get(&rcpt.domain)
+                .unwrap_or(&p.thresholds)
+        });
+        let Some(first) = each.next() else {
+            return p.thresholds;
+        };
+        each.fold(*first, |t, d| Thresholds {
+            tag: t.tag.min(d.tag),
+            quarantine: t.quarantine.min(d.quarantine),
+            reject: t.reject.min(d.reject),
+        })
     }
 
     /// Turns the end-of-data decision and the symbols into the verdict, with the reply
