@@ -24,6 +24,9 @@ pub mod spool;
 pub mod state;
 pub mod tier;
 
+#[cfg(test)]
+mod reload_tests;
+
 use async_trait::async_trait;
 use config::{Config, DnsConfig};
 use metrics::Metrics;
@@ -88,7 +91,7 @@ impl policy::RecipientProbe for relay::Callout {
 /// reload that changes `[dns]` gets a new resolver, one that does not keeps the old one
 /// (and its cache). The state backend is opened once; a reload only changes its timeout,
 /// failure mode and key prefix.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ServiceSet {
     dns_config: DnsConfig,
     services: Services,
@@ -145,6 +148,14 @@ impl ServiceSet {
         }
     }
 
+    /// Says which changes of a reloaded configuration wait for a restart, where the
+    /// snapshot would otherwise claim what does not run.
+    fn warn_of_restart_needs(&self, config: &Config) {
+        if config.classifier.enabled && self.services.classifier.is_none() {
+            tracing::warn!("classifier.enabled turned on: the classifier starts at the next restart; until then no BAYES_xx symbol is added");
+        }
+    }
+
     /// The tier with the peers and settings of a reloaded configuration.
     fn follow_tier(&self, config: &Config) {
         match (&self.services.tier, &config.tier) {
@@ -196,73 +207,73 @@ impl Gateway {
     /// running policy stays active. Returns the new fingerprint.
     pub fn reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
         let metrics = &self.metrics;
-        let built = Config::load(config_path)
+        let reloaded = Config::load(config_path)
             .map_err(ReloadError::from)
             .and_then(|config| {
+                // Held from the build to the swap: a refresh cannot interleave and put an
+                // older snapshot in force after this one.
                 let mut set = self.services();
-                if set.dns_config != config.dns {
+                // The new services are a candidate until the policy builds: a refused
+                // reload changes nothing, the tier and the resolver included.
+                let mut next = if set.dns_config != config.dns {
+                    ServiceSet::build(&config, metrics, self.callout.clone(), set.shared())
+                } else {
+                    set.clone()
+                };
+                next.follow_state(&config);
+                next.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
+                let config = Arc::new(config);
+                let policy = build_policy(config.clone(), metrics, &next.services)?;
+                if next.dns_config != set.dns_config {
                     tracing::info!("[dns] changed: new resolver");
-                    let shared = set.shared();
-                    *set = ServiceSet::build(&config, metrics, self.callout.clone(), shared);
                 }
-                set.follow_state(&config);
-                set.follow_tier(&config);
-                set.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
-                build_policy(Arc::new(config), metrics, &set.services).map_err(ReloadError::from)
+                next.follow_tier(&config);
+                next.warn_of_restart_needs(&config);
+                *set = next;
+                self.put_in_force(&set, &policy);
+                Ok(policy.fingerprint().to_owned())
             });
-        match built {
-            Ok(policy) => {
-                self.put_in_force(&policy);
-                Ok(policy.fingerprint().to_owned())
-            }
-            Err(e) => {
-                metrics
-                    .policy_reloads_total
-                    .with_label_values(&["failure"])
-                    .inc();
-                Err(e)
-            }
+        if reloaded.is_ok() {
+            metrics
+                .policy_reloads_total
+                .with_label_values(&["success"])
+                .inc();
+        } else {
+            metrics
+                .policy_reloads_total
+                .with_label_values(&["failure"])
+                .inc();
         }
+        reloaded
     }
 
-    /// Rebuilds the policy from the configuration in force (not re-read from disk), so a
-    /// newly published classifier model joins a snapshot and the fingerprint. On error the
-    /// running policy stays active. Returns the new fingerprint.
+    /// Rebuilds the snapshot in force on the current services, so a newly published
+    /// classifier model joins it and the fingerprint: the same configuration, compiled
+    /// rules and shadow, nothing read from disk again. Not a reload (not counted as one).
+    /// On error the running policy stays active. Returns the new fingerprint.
     pub fn refresh(&self) -> Result<String, ReloadError> {
-        let config = self.live.get().config().clone();
-        let built = {
-            let set = self.services();
-            build_policy(config, &self.metrics, &set.services)
-        };
-        match built {
-            Ok(policy) => {
-                self.put_in_force(&policy);
-                Ok(policy.fingerprint().to_owned())
-            }
-            Err(e) => {
-                self.metrics
-                    .policy_reloads_total
-                    .with_label_values(&["failure"])
-                    .inc();
-                Err(e.into())
-            }
-        }
+        let set = self.services();
+        let policy = Arc::new(
+            self.live
+                .get()
+                .rebuilt(&set.services)?
+                .with_metrics(&self.metrics),
+        );
+        self.put_in_force(&set, &policy);
+        Ok(policy.fingerprint().to_owned())
     }
 
-    fn put_in_force(&self, policy: &Arc<Policy>) {
+    /// Swaps `policy` in; `set` is the locked service set it was built on.
+    fn put_in_force(&self, set: &ServiceSet, policy: &Arc<Policy>) {
         let old = self.live.swap(policy.clone());
         let _ = self
             .metrics
             .policy_info
             .remove_label_values(&[old.fingerprint()]);
         record_policy(&self.metrics, policy);
-        if let Some(tier) = &self.services().services.tier {
+        if let Some(tier) = &set.services.tier {
             tier.set_fingerprint(policy.fingerprint());
         }
-        self.metrics
-            .policy_reloads_total
-            .with_label_values(&["success"])
-            .inc();
     }
 
     /// The policy snapshot new sessions get.

@@ -341,15 +341,25 @@ impl Drop for Recorder<'_> {
     }
 }
 
-/// `name` as an absolute DNS name: checks query exact names, never the search list.
+/// `name` as an absolute DNS name: checks query exact names, never the search list. A
+/// name in Unicode (an SMTPUTF8 sender's `bücher.example`) is put in its A-label form
+/// (IDNA), as the DNS holds it.
 fn fqdn(name: &str) -> Option<Name> {
-    let mut parsed = Name::from_ascii(name).ok()?;
+    let mut parsed = if name.is_ascii() {
+        Name::from_ascii(name)
+    } else {
+        Name::from_utf8(name)
+    }
+    .ok()?;
     parsed.set_fqdn(true);
     Some(parsed)
 }
 
+/// A name that cannot be a DNS name cannot exist there: not found, not a failure of the
+/// DNS (which `dns_tempfail` would turn into a 4xx for ever).
 fn invalid<T>(name: &str) -> Outcome<T> {
-    Outcome::Error(format!("invalid DNS name {name:?}"))
+    tracing::debug!(name, "not a DNS name: not looked up");
+    Outcome::NotFound
 }
 
 fn display_name(name: &Name) -> String {
@@ -368,6 +378,12 @@ mod tests {
     fn names_are_absolute_and_displayed_without_the_root_dot() {
         assert!(fqdn("a.example.test").is_some_and(|n| n.is_fqdn()));
         assert!(fqdn("bad..name").is_none());
+        // Regression (review): an SMTPUTF8 sender's domain was never put in its A-label
+        // form, so it was never looked up, and with `dns_tempfail` got 451 for ever.
+        assert_eq!(
+            fqdn("b\u{fc}cher.example").map(|n| n.to_ascii()),
+            Some("xn--bcher-kva.example.".to_owned())
+        );
         let name = Name::from_ascii("mx.example.test.").unwrap_or_default();
         assert_eq!(display_name(&name), "mx.example.test");
         assert_eq!(display_name(&Name::root()), ".");

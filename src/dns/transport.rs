@@ -198,8 +198,12 @@ impl Transport {
                                         .await
                                         .map_err(|e| ExchangeError::Truncated(e.to_string()));
                                 }
+                                // Worth waiting for only another server that was asked
+                                // and may still answer, or that may yet be asked.
                                 Some(answer) if is_error_answer(&answer)
-                                    && legs.iter().enumerate().any(|(i, l)| i != index && !l.done) =>
+                                    && legs.iter().enumerate().any(|(i, l)| {
+                                        i != index && !l.done && (l.asked.is_some() || sent < self.attempts)
+                                    }) =>
                                 {
                                     legs[index].done = true;
                                     fallback = Some(answer);
@@ -391,5 +395,30 @@ mod tests {
             matches!(result, Err(ExchangeError::Unreachable(_))),
             "{result:?}"
         );
+    }
+
+    /// Regression (review): a SERVFAIL was held back while any other server was "not
+    /// done", even one that would never be asked (more servers than `attempts`), so an
+    /// instant SERVFAIL cost the whole `dns.timeout`.
+    #[tokio::test]
+    async fn a_servfail_does_not_wait_for_a_server_that_will_never_be_asked() {
+        let servfail = crate::dns::testing::TestDns::servfail().await.unwrap();
+        let silent = crate::dns::testing::TestDns::silent().await.unwrap();
+        // One attempt, and a one-hour timeout: answering at all shows nothing waited for it.
+        let transport = Transport::new(
+            &[servfail.addr(), silent.addr()],
+            Duration::from_secs(3600),
+            Duration::from_secs(1800),
+            1,
+        );
+        let name = Name::from_ascii("x.test.").unwrap_or_default();
+        let exchange = transport.exchange(&name, RecordType::A);
+        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
+        let answer = result.expect("the SERVFAIL was held for a server never asked");
+        assert!(
+            answer.is_ok_and(|m| m.metadata.response_code == ResponseCode::ServFail),
+            "the SERVFAIL is the answer"
+        );
+        assert_eq!(silent.queries(), 0);
     }
 }

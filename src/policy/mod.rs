@@ -104,33 +104,79 @@ pub struct Policy {
     shadow_disagreements: Option<prometheus::IntCounterVec>,
 }
 
+/// The rules files of `config`, compiled; a file with an error refuses the whole policy.
+fn compile_rules(config: &Config) -> Result<Option<Arc<CompiledRules>>, PolicyError> {
+    let Some(dir) = &config.policy.rules_dir else {
+        return Ok(None);
+    };
+    let compiled =
+        crate::rules::RuleSet::from_dir(dir)?.compile_with(&symbols::compile_options(config));
+    if compiled.has_errors() {
+        let errors = compiled
+            .diagnostics()
+            .iter()
+            .filter(|d| d.severity == crate::rules::Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
+        return Err(PolicyError::Broken(errors));
+    }
+    Ok(Some(Arc::new(compiled)))
+}
+
 impl Policy {
     /// Builds the policy of a configuration, compiling its rules files. Fails when a
     /// rules file has errors, so a reload never activates half a policy.
     pub fn build(config: Arc<Config>, services: &Services) -> Result<Policy, PolicyError> {
-        let mut policy = Policy::build_one(config.clone(), services, false)?;
+        let rules = compile_rules(&config)?;
+        let mut policy = Policy::assemble(config.clone(), services, false, rules)?;
         if let Some(path) = &config.policy.shadow {
-            // The shadow never acts: no recipient callouts, no greylisting or rate-limit
-            // counts, no autolearning (its own `policy.shadow` is ignored).
             let shadow_config =
                 Config::load(path).map_err(|e| PolicyError::Shadow(e.to_string()))?;
-            let quiet = Services {
-                probe: None,
-                state: None,
-                ..services.clone()
-            };
-            let shadow = Policy::build_one(Arc::new(shadow_config), &quiet, true)
-                .map_err(|e| PolicyError::Shadow(e.to_string()))?;
-            policy.shadow = Some(Arc::new(shadow));
-            policy.shadow_log = services.shadow_log.clone();
+            let shadow_config = Arc::new(shadow_config);
+            let rules =
+                compile_rules(&shadow_config).map_err(|e| PolicyError::Shadow(e.to_string()))?;
+            policy.attach_shadow(shadow_config, rules, services)?;
         }
         Ok(policy)
     }
 
-    fn build_one(
+    /// This snapshot built again on `services` (a newly published classifier model):
+    /// the same configuration, compiled rules and shadow, nothing read from disk again, so
+    /// a rules file edited since, or refused by a reload, does not slip in.
+    pub fn rebuilt(&self, services: &Services) -> Result<Policy, PolicyError> {
+        let mut policy =
+            Policy::assemble(self.config.clone(), services, false, self.rules.clone())?;
+        if let Some(shadow) = &self.shadow {
+            policy.attach_shadow(shadow.config.clone(), shadow.rules.clone(), services)?;
+        }
+        Ok(policy)
+    }
+
+    /// Adds the shadow policy. It never acts: no recipient callouts, no greylisting or
+    /// rate-limit counts, no autolearning (its own `policy.shadow` is ignored).
+    fn attach_shadow(
+        &mut self,
+        config: Arc<Config>,
+        rules: Option<Arc<CompiledRules>>,
+        services: &Services,
+    ) -> Result<(), PolicyError> {
+        let quiet = Services {
+            probe: None,
+            state: None,
+            ..services.clone()
+        };
+        let shadow = Policy::assemble(config, &quiet, true, rules)
+            .map_err(|e| PolicyError::Shadow(e.to_string()))?;
+        self.shadow = Some(Arc::new(shadow));
+        self.shadow_log = services.shadow_log.clone();
+        Ok(())
+    }
+
+    fn assemble(
         config: Arc<Config>,
         services: &Services,
         is_shadow: bool,
+        rules: Option<Arc<CompiledRules>>,
     ) -> Result<Policy, PolicyError> {
         let dns = services.dns.clone();
         let auth = services.auth.clone();
@@ -138,23 +184,6 @@ impl Policy {
             config.clone(),
             services.probe.clone(),
         ));
-        let rules = match &config.policy.rules_dir {
-            Some(dir) => {
-                let compiled = crate::rules::RuleSet::from_dir(dir)?
-                    .compile_with(&symbols::compile_options(&config));
-                if compiled.has_errors() {
-                    let errors = compiled
-                        .diagnostics()
-                        .iter()
-                        .filter(|d| d.severity == crate::rules::Severity::Error)
-                        .map(|d| d.to_string())
-                        .collect();
-                    return Err(PolicyError::Broken(errors));
-                }
-                Some(Arc::new(compiled))
-            }
-            None => None,
-        };
         let p = &config.policy;
         let tempfail = |check: &str| p.dns_tempfail.iter().any(|c| c == check);
         let mut checks: Vec<Box<dyn Check>> = Vec::new();

@@ -1,0 +1,199 @@
+//! Reloads and model refreshes of a running gateway (`serve` + its `Gateway` handle): what
+//! a refused reload leaves alone, and what a refresh may not bring in.
+
+use super::*;
+use std::path::{Path, PathBuf};
+
+fn base_toml(dir: &Path, rules_dir: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+hostname = "mx.example.test"
+listen = ["127.0.0.1:0"]
+[relay]
+domains = ["example.test"]
+internal = ["127.0.0.1:9"]
+[spool]
+dir = "{spool}"
+[metrics]
+listen = "127.0.0.1:0"
+[dns]
+nameservers = ["127.0.0.1:9"]
+timeout = "1s"
+[policy]
+rules_dir = "{rules}"
+{extra}
+"#,
+        spool = dir.join("spool").display(),
+        rules = dir.join(rules_dir).display(),
+    )
+}
+
+/// Starts `serve` on its own thread and runtime; returns the reload handle.
+fn start(config_path: &Path) -> (Gateway, CancellationToken, std::thread::JoinHandle<()>) {
+    let config = Config::load(config_path).unwrap();
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = shutdown.clone();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            serve(config, vec![l], stop, move |gw| {
+                let _ = tx.send(gw);
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let gw = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    (gw, shutdown, handle)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn secret(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("tier.key");
+    std::fs::write(&p, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// Regression (review): a reload applied `[tier]` (and `[state]`, `[dns]`, `[antivirus]`)
+/// before it built the policy, so a reload refused for a broken rules file left the
+/// gateway heartbeating in its new role with the old policy in force.
+#[test]
+fn a_refused_reload_leaves_the_tier_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
+    );
+    write(
+        &d.join("broken/a.cf"),
+        "body BROKEN /unterminated\nscore BROKEN 1\n",
+    );
+    let key = secret(d);
+    let tier = |role: &str| {
+        format!(
+            "[tier]\nname = \"gw1\"\nrole = \"{role}\"\nsecret_file = \"{}\"\n",
+            key.display()
+        )
+    };
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", &tier("primary")));
+    let (gw, stop, h) = start(&cfg);
+    let before = gw.policy().fingerprint().to_owned();
+    write(&cfg, &base_toml(d, "broken", &tier("backup")));
+    let refused = gw.reload(&cfg).is_err();
+    let fingerprint = gw.policy().fingerprint().to_owned();
+    let role = gw
+        .services()
+        .services
+        .tier
+        .as_ref()
+        .map(|t| t.config().role);
+    stop.cancel();
+    h.join().unwrap();
+    assert!(refused, "a broken rules file must refuse the reload");
+    assert_eq!(fingerprint, before, "the old policy stays in force");
+    assert_eq!(
+        role,
+        Some(config::Role::Primary),
+        "the refused reload changed the tier"
+    );
+}
+
+/// Regression (review): a refresh read the configuration in force before it took the
+/// services lock; one that ran while a reload was building put the older snapshot back
+/// in force after the reload's, and the reload was silently lost.
+#[test]
+fn a_refresh_during_a_reload_does_not_undo_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The shipped rules: a policy build that takes long enough to overlap.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let cfg = d.join("mxguard.toml");
+    let with = |tag: f64| {
+        base_toml(d, "rules", &format!("tag = {tag}\n")).replace(
+            &d.join("rules").display().to_string(),
+            &shipped.display().to_string(),
+        )
+    };
+    write(&cfg, &with(5.0));
+    let (gw, stop, h) = start(&cfg);
+    write(&cfg, &with(4.0));
+    let reloader = {
+        let gw = gw.clone();
+        let cfg = cfg.clone();
+        std::thread::spawn(move || gw.reload(&cfg).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    gw.refresh().unwrap();
+    reloader.join().unwrap();
+    let tag = gw.policy().config().policy.thresholds.tag;
+    let series = gw
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("mxguard_policy_info{"))
+        .count();
+    stop.cancel();
+    h.join().unwrap();
+    assert_eq!(tag, 4.0, "the reload (tag 4.0) was undone by the refresh");
+    assert_eq!(series, 1, "mxguard_policy_info has {series} series");
+}
+
+/// Regression (review): a refresh (a newly published classifier model) built the policy
+/// again from disk, so rules edited together with a configuration the reload refused
+/// went live at the next model; and it counted as a successful reload.
+#[test]
+fn a_refresh_reads_nothing_from_disk_and_is_no_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body LOCAL_T /zz-t-zz/\nscore LOCAL_T 1\n",
+    );
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", ""));
+    let (gw, stop, h) = start(&cfg);
+    let score = |gw: &Gateway| gw.policy().rules().and_then(|r| r.score("LOCAL_T"));
+    let successes = |gw: &Gateway| {
+        gw.metrics
+            .policy_reloads_total
+            .with_label_values(&["success"])
+            .get()
+    };
+    let before = successes(&gw);
+    write(
+        &d.join("rules/a.cf"),
+        "body LOCAL_T /zz-t-zz/\nscore LOCAL_T 20\n",
+    );
+    write(
+        &cfg,
+        &format!("{}\nbogus_key = 1\n", base_toml(d, "rules", "")),
+    );
+    let refused = gw.reload(&cfg).is_err();
+    gw.refresh().unwrap();
+    let after = score(&gw);
+    let counted = successes(&gw) - before;
+    stop.cancel();
+    h.join().unwrap();
+    assert!(refused, "the configuration with a typo must be refused");
+    assert_eq!(
+        after,
+        Some(1.0),
+        "the refused edit's rules came in with the refresh"
+    );
+    assert_eq!(counted, 0, "a model refresh counted as a policy reload");
+}
