@@ -135,7 +135,9 @@ impl Callout {
     /// Whether `rcpt` (an address without brackets) exists on the internal servers of
     /// `config`: from the cache when known, else by a probe bounded by `callout_timeout`.
     pub async fn verify(&self, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
-        let key = rcpt.to_lowercase();
+        // ASCII case only: Unicode lowercasing folds look-alikes onto ASCII (KELVIN SIGN
+        // to `k`), and a refused `\u{212A}im@` would be cached as the real `kim@`.
+        let key = rcpt.to_ascii_lowercase();
         if let Some(answer) = lock(&self.cache).get(&key, Instant::now()) {
             self.metrics
                 .callouts_total
@@ -282,6 +284,31 @@ mod tests {
             }),
             ..Script::default()
         }
+    }
+
+    /// Regression (review): the cache key was Unicode-lowercased, so a refused
+    /// `\u{212A}im@example.test` (KELVIN SIGN) was cached as `kim@example.test`, and the
+    /// real recipient was refused from the cache for `negative_ttl`.
+    #[tokio::test]
+    async fn a_unicode_look_alike_is_cached_apart_from_the_real_recipient() {
+        let kim_only = Script {
+            rcpt: Arc::new(|a: &str| {
+                if a.eq_ignore_ascii_case("kim@example.test") {
+                    "250 2.1.5 Ok".into()
+                } else {
+                    "550 5.1.1 no such user".into()
+                }
+            }),
+            ..Script::default()
+        };
+        let server = FakeServer::start(kim_only).await;
+        let (c, _) = callout(&[server.addr], &[]);
+        let forged = c.verify("\u{212A}im@example.test").await;
+        assert!(
+            matches!(forged, CalloutAnswer::Unknown { .. }),
+            "{forged:?}"
+        );
+        assert_eq!(c.verify("kim@example.test").await, CalloutAnswer::Exists);
     }
 
     #[tokio::test]

@@ -11,8 +11,11 @@ use crate::spool::{unix_now, Envelope, QueueId, Spool, SpoolError, SpooledMessag
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// Longest quoted server reply in a DSN (keeps every line far below 998 octets).
-const MAX_DIAGNOSTIC: usize = 900;
+/// Longest recipient address in a DSN (RFC 5321's longest path).
+const MAX_ADDRESS: usize = 256;
+/// Longest quoted server reply in a DSN: with an address and its brackets every line stays
+/// below 998 octets (RFC 5322 §2.1.1).
+const MAX_DIAGNOSTIC: usize = 700;
 /// Most bytes of the original header block returned in the third part.
 const MAX_RETURNED_HEADERS: usize = 64 * 1024;
 
@@ -102,7 +105,7 @@ pub fn build(
         let _ = write!(
             m,
             "<{}>: {}\r\n",
-            clean(&f.address, 400),
+            clean(&f.address, MAX_ADDRESS),
             clean(&f.diagnostic, MAX_DIAGNOSTIC)
         );
     }
@@ -122,7 +125,7 @@ pub fn build(
         let _ = write!(
             m,
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
-            clean(&f.address, 400),
+            clean(&f.address, MAX_ADDRESS),
             f.status
         );
         if let Some(server) = f.remote_mta {
@@ -264,6 +267,24 @@ mod tests {
             body: b"From: s@example.org\r\nSubject: hello there\r\nMessage-ID: <orig@example.org>\r\n\r\nsecret body\r\n".to_vec(),
             tail: None,
         }
+    }
+
+    /// Regression (review): a long address beside a long reply made a line of the
+    /// human-readable part over 998 octets, which `dsn_via` may refuse: the bounce lost.
+    #[test]
+    fn no_line_of_a_dsn_is_longer_than_998_octets() {
+        let address = format!("{}@{}.example.test", "a".repeat(64), "d".repeat(180));
+        let mut message = original("s@example.org", false);
+        message.envelope.rcpt_to = vec![address.clone()];
+        let reply = Reply::new(550, "5.7.1", vec!["x".repeat(200); 6].join("\n"));
+        let failed = vec![FailedRecipient::from_reply(&address, &reply, None)];
+        let (_, bytes) = build("gw.example.test", &message, &failed).unwrap();
+        let longest = bytes
+            .split(|&b| b == b'\n')
+            .map(|l| l.len() + 1)
+            .max()
+            .unwrap();
+        assert!(longest <= 1000, "a DSN line of {longest} octets with CRLF");
     }
 
     #[test]

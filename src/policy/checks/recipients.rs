@@ -3,6 +3,7 @@
 //! bounce later: that is backscatter).
 
 use crate::config::Config;
+use crate::mail::address::Address;
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -42,22 +43,20 @@ impl RecipientVerifier {
         RecipientVerifier { config, callout }
     }
 
-    /// Verifies `local@domain`.
+    /// Verifies `rcpt`.
     ///
     /// A listed recipient is known without asking anyone. An unlisted one is asked of the
     /// internal server when callouts are on, else unknown. A domain without a list is
     /// verified by callout, or accepted when callouts are off.
-    pub async fn verify(&self, local: &str, domain: &str) -> Verification {
-        let list = self.config.relay.recipients.lists.get(domain);
-        if list.is_some_and(|l| l.contains(local)) {
+    pub async fn verify(&self, rcpt: &Address) -> Verification {
+        let list = self.config.relay.recipients.lists.get(&rcpt.domain);
+        if list.is_some_and(|l| l.contains(&rcpt.local)) {
             return Verification::Known;
         }
         match (&self.callout, list) {
-            (Some(callout), _) => {
-                callout
-                    .probe(&format!("{local}@{domain}"), &self.config)
-                    .await
-            }
+            // The probe names the recipient as a path, quoted where its local part needs
+            // it: `"john smith"@example.test`, not a syntax error for the internal server.
+            (Some(callout), _) => callout.probe(&rcpt.to_path(), &self.config).await,
             (None, Some(_)) => Verification::Unknown("not in the recipient list".into()),
             (None, None) => Verification::Known,
         }
@@ -92,7 +91,7 @@ impl Check for VerifyRecipient {
             return Decision::Continue;
         };
         let path = rcpt.to_path();
-        match self.verifier.verify(&rcpt.local, &rcpt.domain).await {
+        match self.verifier.verify(rcpt).await {
             Verification::Known => Decision::Continue,
             Verification::Unknown(why) => {
                 tracing::debug!(rcpt = %path, reason = %why, "unknown recipient");
@@ -132,18 +131,50 @@ mod tests {
         Arc::new(Config::from_toml(Path::new("t.toml"), &text).unwrap())
     }
 
+    fn rcpt(address: &str) -> Address {
+        crate::mail::address::parse_path(address).unwrap()
+    }
+
     #[tokio::test]
     async fn list_decides_for_its_domain_and_others_pass_without_callout() {
         let v = RecipientVerifier::new(recipients_config("alice\nsales-*\n"), None);
-        assert_eq!(v.verify("Alice", "example.test").await, Verification::Known);
         assert_eq!(
-            v.verify("sales-eu", "example.test").await,
+            v.verify(&rcpt("Alice@example.test")).await,
+            Verification::Known
+        );
+        assert_eq!(
+            v.verify(&rcpt("sales-eu@example.test")).await,
             Verification::Known
         );
         assert!(matches!(
-            v.verify("bob", "example.test").await,
+            v.verify(&rcpt("bob@example.test")).await,
             Verification::Unknown(_)
         ));
-        assert_eq!(v.verify("bob", "other.test").await, Verification::Known);
+        assert_eq!(v.verify(&rcpt("bob@other.test")).await, Verification::Known);
+    }
+
+    /// Regression (review): the callout probed `local@domain` rebuilt without quotes, so
+    /// `"john smith"@example.test` became `RCPT TO:<john smith@example.test>`, a syntax
+    /// error answered 5xx and cached: a valid recipient got `550 5.1.1`.
+    #[tokio::test]
+    async fn a_quoted_local_part_is_probed_quoted() {
+        #[derive(Debug, Default)]
+        struct Recording(std::sync::Mutex<Vec<String>>);
+        #[async_trait]
+        impl RecipientProbe for Recording {
+            async fn probe(&self, address: &str, _: &Arc<Config>) -> Verification {
+                self.0.lock().unwrap().push(address.to_owned());
+                Verification::Known
+            }
+        }
+        let text = "[relay]\ndomains=[\"example.test\"]\ninternal=[\"127.0.0.1:2526\"]\n[relay.recipients]\ncallout=true\n";
+        let config = Arc::new(Config::from_toml(Path::new("t.toml"), text).unwrap());
+        let probe = Arc::new(Recording::default());
+        let v = RecipientVerifier::new(config, Some(probe.clone()));
+        v.verify(&rcpt("\"john smith\"@example.test")).await;
+        assert_eq!(
+            probe.0.lock().unwrap().as_slice(),
+            ["\"john smith\"@example.test".to_string()]
+        );
     }
 }
