@@ -25,6 +25,9 @@ pub fn run(config_path: &Path, action: QueueAction) -> anyhow::Result<ExitCode> 
         QueueAction::Delete { id } => {
             let id = parse_id(&id)?;
             spool.remove(&id)?;
+            // "deleted" must hold after a power loss too, or the message comes back and is
+            // delivered after all.
+            spool.sync_queue()?;
             println!("{id}: deleted");
         }
     }

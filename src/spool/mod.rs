@@ -279,13 +279,16 @@ impl Spool {
         fs::write(&flush, b"release\n").map_err(io_err("write", &flush))
     }
 
-    /// Deletes a quarantined message.
+    /// Deletes a quarantined message, durably (it must not come back after a crash).
     pub fn delete_quarantined(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.quarantine.join(id.as_str());
         fs::remove_file(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
             _ => io_err("remove", &path)(e),
-        })
+        })?;
+        fs::File::open(&self.quarantine)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync", &self.quarantine))
     }
 
     /// Announces an existing queued message for delivery again (e.g. after `flush`).
@@ -402,8 +405,11 @@ impl Spool {
             }
             Err(e) => return Err(io_err("stat", &path)(e)),
         };
-        // A full pool, or a file that could not be moved into it, is deleted.
-        if !self.recycler.put(&path, len).unwrap_or(false) {
+        // A full pool, or a file that could not be moved into it, is deleted. So is a file
+        // written as it arrived (format 2): it carries no seal, so were a crash to leave
+        // its old bytes under the name of the message written over it, they would read as
+        // a valid message and be delivered again.
+        if is_streamed(&path) || !self.recycler.put(&path, len).unwrap_or(false) {
             fs::remove_file(&path).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
                 _ => io_err("remove", &path)(e),
@@ -452,6 +458,18 @@ impl Spool {
         let ok = fs::write(&probe, b"ok").is_ok();
         let _ = fs::remove_file(&probe);
         ok
+    }
+}
+
+/// Whether the spool file at `path` was written as it arrived (format 2, unsealed). A file
+/// that cannot be read counts as one: it is deleted rather than reused.
+fn is_streamed(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let magic = &mut head[..spill::MAGIC2.len().min(16)];
+    match fs::File::open(path).and_then(|mut f| f.read_exact(magic)) {
+        Ok(()) => magic.starts_with(spill::MAGIC2),
+        Err(e) => e.kind() != io::ErrorKind::UnexpectedEof,
     }
 }
 
@@ -693,6 +711,38 @@ mod tests {
             );
         }
         assert!(reused, "the delivered message's file was not reused");
+    }
+
+    /// Regression (review): a file written as it arrived (format 2, unsealed) went into
+    /// the recycling pool like any other. Were a crash to leave its old bytes under the
+    /// name of a new message written over it, they read as a valid message: the old one
+    /// was delivered again. Such files are deleted, never reused.
+    #[tokio::test]
+    async fn a_file_written_as_it_arrived_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open_recycling(dir.path(), 8).unwrap();
+        let mut spill = spool.create_spill().await.unwrap();
+        spill
+            .append(b"Subject: old\r\n\r\nalready delivered\r\n".to_vec())
+            .await
+            .unwrap();
+        let old = spill.id().clone();
+        spool
+            .commit_spill(spill, &envelope(), b"Received: x\r\n", false)
+            .await
+            .unwrap();
+        assert!(is_streamed(&dir.path().join("queue").join(old.as_str())));
+        spool.remove(&old).unwrap();
+        // A file taken into the pool keeps its bytes until it is written over.
+        for entry in fs::read_dir(dir.path().join("free")).unwrap() {
+            let path = entry.unwrap().path();
+            assert!(
+                !is_streamed(&path) || fs::metadata(&path).unwrap().len() == 0,
+                "the unsealed file of {old} went into the pool as {}",
+                path.display()
+            );
+        }
+        assert!(!dir.path().join("queue").join(old.as_str()).exists());
     }
 
     #[tokio::test]

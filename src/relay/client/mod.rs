@@ -301,6 +301,9 @@ impl Connection {
     async fn send_inner(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
         let cmd_timeout = self.settings.command_timeout;
         let reset = self.used;
+        if reset {
+            self.expect_no_input().await?;
+        }
         let mail = self.mail_command(tx);
         let rcpts: Vec<String> = tx
             .recipients
@@ -535,6 +538,39 @@ impl Connection {
             Ok(Err(source)) => Err(ClientError::Io { stage, source }),
             Err(_) => Err(ClientError::Timeout { stage }),
         }
+    }
+
+    /// Before a reused connection's next transaction: the server has nothing more to say.
+    /// A reply nobody asked for (a second answer to the last end of data) would be read
+    /// as the answer to the next command, and every reply after it one step late, up to a
+    /// recipient's 550 taken for the answer to DATA, failing them all.
+    async fn expect_no_input(&mut self) -> Result<(), ClientError> {
+        let stage = STAGE_RSET;
+        if self.rbuf.is_empty() {
+            // A zero timeout still polls the read once: only bytes already there count.
+            let mut chunk = [0u8; 512];
+            match timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(0)) => {
+                    return Err(ClientError::Io {
+                        stage,
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed by the server",
+                        ),
+                    })
+                }
+                Ok(Ok(n)) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Ok(Err(source)) => return Err(ClientError::Io { stage, source }),
+            }
+        }
+        Err(ClientError::Protocol {
+            stage,
+            detail: format!(
+                "unexpected input between transactions ({:?}): replies out of step with commands",
+                String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
+            ),
+        })
     }
 
     /// Reads one complete (possibly multiline) reply within `limit`.

@@ -347,3 +347,70 @@ fn dot_stuffing_doubles_leading_dots_and_terminates() {
     assert_eq!(dot_stuff(b"a.b\r\n"), b"a.b\r\n.\r\n");
     assert_eq!(dot_stuff(b""), b".\r\n");
 }
+
+/// Regression (review): a server that answered one end of data twice left a reply that
+/// the next transaction on the reused connection read as the answer to its first
+/// command; every reply after it came one step late, and a recipient's 550 taken for the
+/// answer to DATA failed the valid recipient with it.
+#[tokio::test]
+async fn a_reply_nobody_asked_for_ends_a_reused_connection() {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (r, mut w) = tcp.into_split();
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        let _ = w.write_all(b"220 odd\r\n").await;
+        let (mut in_data, mut messages) = (false, 0);
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply: &[u8] = if in_data {
+                if line != "." {
+                    continue;
+                }
+                in_data = false;
+                messages += 1;
+                if messages == 1 {
+                    b"250 2.0.0 queued\r\n250 2.0.0 queued\r\n"
+                } else {
+                    b"250 2.0.0 queued\r\n"
+                }
+            } else if line.starts_with("EHLO") {
+                b"250-odd\r\n250 PIPELINING\r\n"
+            } else if line.starts_with("RCPT TO:<bad@") {
+                b"550 5.1.1 no such user\r\n"
+            } else if line == "DATA" {
+                in_data = true;
+                b"354 go\r\n"
+            } else {
+                b"250 2.0.0 ok\r\n"
+            };
+            if w.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    });
+    let s = settings(addr, &[("tls", "\"off\"")]);
+    let mut conn = Connection::open(addr, &s).await.unwrap();
+    let one = rcpts(&["good@example.test"]);
+    let two = rcpts(&["good@example.test", "bad@example.test"]);
+    let tx = |to: &'static [String]| Transaction {
+        mail_from: "s@example.org",
+        recipients: to,
+        body: b"Subject: t\r\n\r\nx\r\n",
+        tail: None,
+        body_8bit: false,
+        smtputf8: false,
+    };
+    let one: &'static [String] = Box::leak(one.into_boxed_slice());
+    let two: &'static [String] = Box::leak(two.into_boxed_slice());
+    assert_eq!(conn.send(&tx(one)).await.unwrap()[0].code, 250);
+    // Give the second reply time to arrive before the connection is reused.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    match conn.send(&tx(two)).await {
+        Err(ClientError::Protocol { .. }) => {}
+        other => panic!("a stale reply was read as an answer: {other:?}"),
+    }
+}
