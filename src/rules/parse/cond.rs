@@ -63,7 +63,11 @@ pub(super) fn eval_condition(text: &str) -> Cond {
         Ok(t) => t,
         Err(e) => return Cond::Unknown(format!("if {}: {e}", text.trim())),
     };
-    let mut p = CondParser { tokens, pos: 0 };
+    let mut p = CondParser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     match p.or() {
         Ok(v) if p.pos == p.tokens.len() => match v {
             CondVal::Bool(b) => Cond::Known(b),
@@ -193,9 +197,14 @@ impl CondVal {
     }
 }
 
+/// Deepest nesting of `!` and parentheses in a condition: the parser recurses once per
+/// level, and a hostile rules file must get an error, not a stack overflow.
+const MAX_DEPTH: usize = 200;
+
 struct CondParser {
     tokens: Vec<CondTok>,
     pos: usize,
+    depth: usize,
 }
 
 impl CondParser {
@@ -253,6 +262,16 @@ impl CondParser {
     }
 
     fn unary(&mut self) -> Result<CondVal, String> {
+        self.depth += 1;
+        let value = self.unary_at_depth();
+        self.depth -= 1;
+        value
+    }
+
+    fn unary_at_depth(&mut self) -> Result<CondVal, String> {
+        if self.depth > MAX_DEPTH {
+            return Err(format!("nested more than {MAX_DEPTH} deep"));
+        }
         match self.peek().cloned() {
             Some(CondTok::Not) => {
                 self.pos += 1;

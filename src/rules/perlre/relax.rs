@@ -58,6 +58,11 @@ fn capture_groups(chars: &[char]) -> Vec<String> {
     groups
 }
 
+/// Longest prefilter built: each backreference inlines its group's source, so chained
+/// groups grow as a power of their length (a 329-byte pattern gave 13 MB). Past this the
+/// rule runs without a prefilter.
+const MAX_RELAXED_BYTES: usize = 32 * 1024;
+
 fn relax_chars(chars: &[char], groups: &[String], depth: usize) -> Option<String> {
     if depth > 4 {
         return None;
@@ -84,6 +89,9 @@ fn relax_chars(chars: &[char], groups: &[String], depth: usize) -> Option<String
                 out.push_str("(?:");
                 out.push_str(&relax_chars(&source, groups, depth + 1)?);
                 out.push(')');
+                if out.len() > MAX_RELAXED_BYTES {
+                    return None;
+                }
                 i = j;
                 continue;
             }
@@ -220,5 +228,27 @@ mod tests {
         assert_eq!(relax(r"(a)\k<x>", &["backreference"]), None);
         assert_eq!(relax(r"\3", &["backreference"]), None);
         assert_eq!(relax(r"a(?=b)?", &["lookahead"]), None);
+    }
+
+    /// Regression (review): each backreference inlined its group's source, so chained
+    /// groups grew as a power of their length: a 329-byte pattern gave a 13 MB prefilter
+    /// (and one of 1.3 KB would have taken gigabytes). Past the bound there is none.
+    #[test]
+    fn a_prefilter_stays_bounded() {
+        let chained = |n: usize| {
+            let refs = |g: usize| format!("\\{g}").repeat(n);
+            format!("(a)({})({})({}){}", refs(1), refs(2), refs(3), refs(4))
+        };
+        assert!(relax(&chained(2), &["backreference"]).is_some());
+        for n in [20, 40, 200] {
+            let relaxed = relax(&chained(n), &["backreference"]);
+            assert!(
+                relaxed
+                    .as_ref()
+                    .is_none_or(|r| r.len() <= MAX_RELAXED_BYTES),
+                "n={n}: {} bytes",
+                relaxed.map_or(0, |r| r.len())
+            );
+        }
     }
 }

@@ -155,3 +155,31 @@ fn lang_lines_and_ignored_directives_are_quiet() {
     assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics);
     assert_eq!(set.rule("X").unwrap().description.as_deref(), Some("the x"));
 }
+
+/// Regression (review): an `if` condition nested without bound (`if !!!…!1`, `((((…`)
+/// recursed once per level and overflowed the stack: a rules file could abort the
+/// gateway at load or reload. Such a condition is one the engine cannot evaluate: its
+/// block is skipped and reported, like any other.
+#[test]
+fn a_condition_nested_too_deeply_is_reported_not_a_crash() {
+    for text in [
+        format!("if {}1\nbody INSIDE /x/\nendif\n", "!".repeat(100_000)),
+        format!(
+            "if {}1{}\nbody INSIDE /x/\nendif\n",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ),
+    ] {
+        let set = RuleSet::parse_text(Path::new("deep.cf"), &text);
+        let shown: Vec<String> = set.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("nested more than 200 deep")),
+            "{shown:?}"
+        );
+    }
+    // Nesting as deep as people write stays fine.
+    let set = RuleSet::parse_text(Path::new("ok.cf"), "if !(!(version >= 3.0))\nendif\n");
+    assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics);
+}
