@@ -183,7 +183,10 @@ impl CompiledRules {
         for (slot, expr) in &self.metas {
             let v = expr.eval(&|s: &usize| values.get(*s).copied().unwrap_or(0.0));
             let hit = v != 0.0 && v.is_finite();
-            values[*slot] = if hit { 1.0 } else { 0.0 };
+            // A meta's value is its result, as in SpamAssassin: a counting sub-meta
+            // (`__SALES_PHRASES (A + B + …)`) is read as its count by the metas above it
+            // (`__SALES_PHRASES >= 3`), not as 1.
+            values[*slot] = if hit { v } else { 0.0 };
             counts[*slot] = u32::from(hit);
         }
 

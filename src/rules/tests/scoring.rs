@@ -28,6 +28,29 @@ fn meta_arithmetic_and_negation() {
     assert!(h.contains(&("TWO_OF_THREE".into(), 3.0, 1)));
 }
 
+/// Regression (review): a meta's value was forced to 1, so a counting sub-meta read as 1
+/// by the metas above it; the shipped `SALES_PHRASES_3/5/8`, `NO_CONVERSATION_SIGNS` and
+/// `HDR_ANOMALIES_2` (`__SALES_PHRASES >= 3` over a sum of rules) never fired on any
+/// message. SpamAssassin keeps the meta's result as its value.
+#[test]
+fn a_meta_is_worth_its_result_to_the_metas_above_it() {
+    let rules = compile(
+        "body __A /alpha/\n\
+         body __B /beta/\n\
+         body __C /gamma/\n\
+         meta __COUNT (__A + __B + __C)\n\
+         meta TWO_OR_MORE __COUNT >= 2\n\
+         meta __TWICE __A + __A\n\
+         meta TWICE_ABOVE_ONE __TWICE > 1\n",
+    );
+    let msg = |body: &str| format!("Subject: s\r\n\r\n{body}\r\n");
+    assert_eq!(
+        names(&rules, msg("alpha gamma").as_bytes()),
+        vec!["TWICE_ABOVE_ONE", "TWO_OR_MORE"]
+    );
+    assert!(names(&rules, msg("beta").as_bytes()).is_empty());
+}
+
 #[test]
 fn subrules_are_never_reported_or_scored() {
     let rules = compile("body __SUB /buy/\nscore __SUB 5\nmeta USES_SUB __SUB\n");
