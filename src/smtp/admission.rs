@@ -202,81 +202,89 @@ impl Admission {
         limits: &Limits,
     ) -> Result<Slot, Refusal> {
         self.resize(limits.max_sessions);
-        self.check_counts(ip, limits)?;
-        let permit = self
-            .total
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Total)?;
-        self.register(server, ip, limits, permit)
+        let network = self.reserve(ip, limits)?;
+        match self.total.clone().try_acquire_owned() {
+            Ok(permit) => Ok(self.register(server, ip, network, permit)),
+            Err(_) => {
+                self.unreserve(ip, network);
+                Err(Refusal::Total)
+            }
+        }
     }
 
     /// When every slot is taken: asks the longest-idle session waiting for its client to
     /// close (if it has been idle at least a tenth of `stress_idle_timeout`), then waits a
     /// moment for its slot. `Err` when nobody could be asked or the slot did not come.
+    ///
+    /// The client's per-address and per-network places are taken first, so a client over
+    /// those limits never costs anyone a session; and a session already asked to make room
+    /// is not asked again, so clients arriving together each find their own.
     pub async fn admit_by_eviction(
         &self,
         server: &Arc<Server>,
         ip: IpAddr,
         limits: &Limits,
     ) -> Result<Slot, Refusal> {
+        let network = self.reserve(ip, limits)?;
         let floor = limits.stress_idle_timeout / 10;
-        let victim = {
+        let asked = {
             let sessions = lock(&self.sessions);
-            sessions
+            let victim = sessions
                 .values()
-                .filter(|h| h.waiting.load(Ordering::Relaxed) && h.idle() >= floor)
-                .max_by_key(|h| h.idle())
-                .cloned()
+                .filter(|h| {
+                    h.waiting.load(Ordering::Relaxed)
+                        && h.evict_seen.load(Ordering::Relaxed) == u64::MAX
+                        && h.idle() >= floor
+                })
+                .max_by_key(|h| h.idle());
+            // Asked under the lock: a second new client sees the request and looks on.
+            victim.map(|v| v.evict()).is_some()
         };
-        let Some(victim) = victim else {
+        if !asked {
+            self.unreserve(ip, network);
             return Err(Refusal::Total);
-        };
-        victim.evict();
-        let permit = tokio::time::timeout(EVICTION_WAIT, self.total.clone().acquire_owned())
-            .await
-            .map_err(|_| Refusal::Total)?
-            .map_err(|_| Refusal::Total)?;
-        self.check_counts(ip, limits)?;
-        self.register(server, ip, limits, permit)
+        }
+        match tokio::time::timeout(EVICTION_WAIT, self.total.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(self.register(server, ip, network, permit)),
+            _ => {
+                self.unreserve(ip, network);
+                Err(Refusal::Total)
+            }
+        }
     }
 
-    fn check_counts(&self, ip: IpAddr, limits: &Limits) -> Result<(), Refusal> {
-        let counts = lock(&self.counts);
+    /// Takes one of the per-address and one of the per-network places of `ip`; returns
+    /// its network.
+    fn reserve(&self, ip: IpAddr, limits: &Limits) -> Result<IpAddr, Refusal> {
+        let network = network_of(ip, limits);
+        let mut counts = lock(&self.counts);
         if counts.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_sessions_per_ip {
             return Err(Refusal::PerIp);
         }
-        let network = network_of(ip, limits);
         if counts.per_network.get(&network).copied().unwrap_or(0) >= limits.max_sessions_per_network
         {
             return Err(Refusal::PerNetwork);
         }
-        Ok(())
+        *counts.per_ip.entry(ip).or_insert(0) += 1;
+        *counts.per_network.entry(network).or_insert(0) += 1;
+        Ok(network)
     }
 
+    /// Gives back what [`Admission::reserve`] took, when no slot came of it.
+    fn unreserve(&self, ip: IpAddr, network: IpAddr) {
+        let mut counts = lock(&self.counts);
+        release(&mut counts.per_ip, ip);
+        release(&mut counts.per_network, network);
+    }
+
+    /// The slot of a client whose places are reserved and who holds a permit.
     fn register(
         &self,
         server: &Arc<Server>,
         ip: IpAddr,
-        limits: &Limits,
+        network: IpAddr,
         permit: OwnedSemaphorePermit,
-    ) -> Result<Slot, Refusal> {
-        let network = network_of(ip, limits);
-        {
-            // Checked again under the lock: another accept may have taken the last place.
-            let mut counts = lock(&self.counts);
-            let per_ip = counts.per_ip.entry(ip).or_insert(0);
-            if *per_ip >= limits.max_sessions_per_ip {
-                return Err(Refusal::PerIp);
-            }
-            *per_ip += 1;
-            let per_network = counts.per_network.entry(network).or_insert(0);
-            if *per_network >= limits.max_sessions_per_network {
-                release(&mut counts.per_ip, ip);
-                return Err(Refusal::PerNetwork);
-            }
-            *per_network += 1;
-        }
+    ) -> Slot {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(SessionHandle {
             id,
@@ -289,13 +297,13 @@ impl Admission {
         handle.progress();
         lock(&self.sessions).insert(id, handle.clone());
         server.metrics.sessions_active.inc();
-        Ok(Slot {
+        Slot {
             server: server.clone(),
             ip,
             network,
             handle,
             _permit: permit,
-        })
+        }
     }
 
     /// Asks every session idle past `stress_idle_timeout` and waiting for its client to
@@ -353,5 +361,116 @@ async fn reaper(server: Arc<Server>) {
         if stressed {
             server.admission.evict_idle(&limits);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::policy::{Journal, LivePolicy, Policy, Services};
+    use crate::spool::Spool;
+    use std::path::Path;
+
+    fn server(dir: &Path, max_sessions: usize) -> (Arc<Server>, Limits) {
+        let text = format!(
+            "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+             [server.limits]\nmax_sessions={max_sessions}\nstress_threshold_percent=100\n\
+             stress_idle_timeout=\"2s\"\n"
+        );
+        let config = Arc::new(Config::from_toml(Path::new("t.toml"), &text).unwrap());
+        let limits = config.server.limits.clone();
+        let policy = Arc::new(Policy::build(config, &Services::default()).unwrap());
+        let (spool, _rx) = Spool::open(dir).unwrap();
+        let server = Arc::new(Server {
+            policy: Arc::new(LivePolicy::new(policy)),
+            spool: Arc::new(spool),
+            metrics: Arc::new(Metrics::new()),
+            tls: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            stop_now: tokio_util::sync::CancellationToken::new(),
+            admission: Admission::new(max_sessions),
+            budget: crate::smtp::MemoryBudget::new(1 << 20),
+            journal: Arc::new(Journal::default()),
+        });
+        (server, limits)
+    }
+
+    /// A session waiting for its client, which closes when asked to make room.
+    fn idle_session(slot: Slot) -> tokio::task::JoinHandle<()> {
+        let handle = slot.handle();
+        handle.set_waiting(true);
+        tokio::spawn(async move {
+            loop {
+                handle.kicked().await;
+                if handle.take_eviction() {
+                    drop(slot);
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Regression (review): new clients arriving together all asked the same longest-idle
+    /// session to go; one got its slot and the others were refused `421`, though other
+    /// idle sessions could have made room.
+    #[tokio::test]
+    async fn clients_arriving_together_each_find_a_session_to_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, limits) = server(dir.path(), 2);
+        let a = server
+            .admission
+            .admit(&server, "192.0.2.1".parse().unwrap(), &limits)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = server
+            .admission
+            .admit(&server, "192.0.2.2".parse().unwrap(), &limits)
+            .unwrap();
+        let _sessions = (idle_session(a), idle_session(b));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (x, y) = tokio::join!(
+            server
+                .admission
+                .admit_by_eviction(&server, "198.51.100.1".parse().unwrap(), &limits),
+            server
+                .admission
+                .admit_by_eviction(&server, "198.51.100.2".parse().unwrap(), &limits),
+        );
+        assert!(
+            x.is_ok() && y.is_ok(),
+            "two idle sessions, two new clients: {:?} / {:?}",
+            x.err(),
+            y.err()
+        );
+    }
+
+    /// Regression (review): a client was checked against its per-address limit only after
+    /// an idle session had been asked to go for it, so simultaneous connects from one
+    /// address each closed someone's session and were then refused.
+    #[tokio::test]
+    async fn a_client_over_its_address_limit_costs_nobody_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut limits) = server(dir.path(), 2);
+        limits.max_sessions_per_ip = 1;
+        let x: IpAddr = "198.51.100.1".parse().unwrap();
+        let victim = server
+            .admission
+            .admit(&server, "192.0.2.1".parse().unwrap(), &limits)
+            .unwrap();
+        let _mine = server.admission.admit(&server, x, &limits).unwrap();
+        let victim_task = idle_session(victim);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = server
+            .admission
+            .admit_by_eviction(&server, x, &limits)
+            .await;
+        assert_eq!(second.err(), Some(Refusal::PerIp));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !victim_task.is_finished(),
+            "an idle session was closed for a client refused by its address limit"
+        );
     }
 }

@@ -26,6 +26,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest bound a [`State::patient`] call may have.
+pub const LONGEST_CALL: Duration = Duration::from_secs(120);
+
 /// Why a state call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
@@ -193,7 +196,12 @@ impl State {
         let backend: Arc<dyn Backend> = match &config.backend {
             StateBackendConfig::Embedded { path } => Arc::new(Embedded::open(path)?),
             StateBackendConfig::Redis { urls, cluster } => {
-                Arc::new(RedisBackend::connect(urls, *cluster, config.timeout).await?)
+                // The client's own bound is only a backstop for a connection that went
+                // silent: every call is bounded by `call` with its state's timeout, which
+                // `patient` raises for maintenance; a client bound of `timeout` would cut
+                // those at the short one.
+                let backstop = config.timeout.max(LONGEST_CALL);
+                Arc::new(RedisBackend::connect(urls, *cluster, config.timeout, backstop).await?)
             }
         };
         Ok(State::with_backend(backend, config, metrics))
@@ -428,11 +436,12 @@ impl State {
             .await
     }
 
-    /// The same state with a longer bound on every call, for maintenance that moves much
-    /// data at once (retraining from the learn ledger, imports, the `learn` command).
+    /// The same state with a longer bound on every call (at most [`LONGEST_CALL`]), for
+    /// maintenance that moves much data at once (retraining from the learn ledger,
+    /// imports, the `learn` command).
     pub fn patient(&self, timeout: Duration) -> State {
         State {
-            timeout: timeout.max(self.timeout),
+            timeout: timeout.min(LONGEST_CALL).max(self.timeout),
             ..self.clone()
         }
     }

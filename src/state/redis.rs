@@ -195,15 +195,18 @@ fn ms(d: Duration) -> u64 {
 impl RedisBackend {
     /// Prepares clients for `urls` (one server, or the seeds of a cluster). Nothing is
     /// connected yet: an unreachable Redis shows up as failing calls, not a failed start.
+    /// `timeout` bounds connecting; `backstop` bounds waiting for one response (each
+    /// call is bounded, usually much sooner, by the caller).
     pub async fn connect(
         urls: &[String],
         cluster: bool,
         timeout: Duration,
+        backstop: Duration,
     ) -> Result<RedisBackend, StateError> {
         let link = if cluster {
             let client = ClusterClient::builder(urls.iter().map(String::as_str))
                 .connection_timeout(timeout)
-                .response_timeout(timeout)
+                .response_timeout(backstop)
                 .retries(1)
                 .build()
                 .map_err(failed)?;
@@ -218,7 +221,7 @@ impl RedisBackend {
             let client = redis::Client::open(url.as_str()).map_err(failed)?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
+                .set_response_timeout(Some(backstop))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
             Link::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?)

@@ -419,3 +419,34 @@ async fn redis_outage_fails_within_the_timeout_and_the_client_reconnects() {
     assert!(state.health().is_up());
     assert_eq!(metrics.state_up.get(), 1);
 }
+
+/// Regression (review): the Redis client's own response timeout was the short
+/// `state.timeout`, so a patient call (retraining, imports, `learn`: up to two minutes)
+/// was still cut at 200 ms against a Redis that was busy for a moment.
+#[tokio::test]
+async fn a_patient_call_outlasts_the_short_timeout_against_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    cfg.timeout = Duration::from_millis(200);
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    state.set("k", b"v", Duration::from_secs(60)).await.unwrap();
+    let patient = state.patient(Duration::from_secs(30));
+    let paused = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "PAUSE",
+            "700",
+            "ALL",
+        ])
+        .output()
+        .unwrap();
+    assert!(paused.status.success(), "{paused:?}");
+    assert_eq!(patient.get("k").await, Ok(Some(b"v".to_vec())));
+}
