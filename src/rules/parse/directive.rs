@@ -246,7 +246,10 @@ fn split_regex(s: &str) -> Result<(Pattern, &str), String> {
     for f in after[..flag_len].chars() {
         match f {
             'i' | 'm' | 's' | 'x' => flags.push(f),
-            'g' | 'o' => {}
+            // Perl's match-once and global flags, and its character-set (`a`, `u`, `l`,
+            // `d`), `p` and `n` modifiers, which change nothing the engine reports (it
+            // matches Unicode text and never returns captures).
+            'g' | 'o' | 'a' | 'u' | 'l' | 'd' | 'p' | 'n' => {}
             other => return Err(format!("unsupported regex flag `{other}`")),
         }
     }

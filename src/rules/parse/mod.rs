@@ -342,8 +342,16 @@ impl Parser {
                     .split_whitespace()
                     .next()
                     .ok_or_else(|| LineError::Error(format!("score {name}: missing value")))?;
+                // One score, or four (SpamAssassin's score sets); the engine uses the first.
+                let count = values.split_whitespace().count();
+                if count != 1 && count != 4 {
+                    return Err(LineError::Error(format!(
+                        "score {name}: {count} values (one, or four score sets)"
+                    )));
+                }
+                let relative = first.starts_with('(') && first.ends_with(')');
                 let number = first.trim_start_matches('(').trim_end_matches(')');
-                let value: f64 = number.parse().map_err(|_| {
+                let mut value: f64 = number.parse().map_err(|_| {
                     LineError::Error(format!("score {name}: `{first}` is not a number"))
                 })?;
                 if !value.is_finite() {
@@ -358,6 +366,15 @@ impl Parser {
                             "score {name}: `{extra}` is not a number"
                         )));
                     }
+                }
+                // `(1.5)` is relative to the score set before, as SpamAssassin reads it.
+                if relative {
+                    let Some((before, _)) = self.scores.get(name) else {
+                        return Err(LineError::Error(format!(
+                            "score {name}: relative score `{first}` without an earlier score"
+                        )));
+                    };
+                    value += before;
                 }
                 self.scores.insert(name.to_string(), (value, origin));
                 Ok(())

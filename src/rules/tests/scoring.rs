@@ -232,3 +232,31 @@ fn broken_regex_in_a_disabled_rule_is_reported() {
     let fine = compile("body OFF /a(b)/\nscore OFF 0\n");
     assert!(!fine.has_errors(), "{:?}", fine.diagnostics());
 }
+
+/// Regression (review): `score NAME (1.5)` set 1.5 instead of adding it to the score set
+/// before, as SpamAssassin does; and a score line of two or three values was taken,
+/// where SpamAssassin wants one or four.
+#[test]
+fn relative_scores_add_and_score_lines_have_one_or_four_values() {
+    let rules = compile("body REL /buy/\nscore REL 2\nscore REL (1.5)\n");
+    assert_eq!(hits(&rules, PLAIN), vec![("REL".to_string(), 3.5, 1)]);
+    for bad in [
+        "body TWO /buy/\nscore TWO 3 2\n",
+        "body THREE /buy/\nscore THREE 3 2 1\n",
+        "body ALONE /buy/\nscore ALONE (1.5)\n",
+    ] {
+        let set = RuleSet::parse_text(Path::new("t.cf"), bad);
+        assert!(set.has_errors(), "{bad:?}: {:?}", set.diagnostics);
+    }
+    let four = RuleSet::parse_text(Path::new("t.cf"), "body F /buy/\nscore F 1 2 3 4\n");
+    assert!(!four.has_errors(), "{:?}", four.diagnostics);
+}
+
+/// Regression (review): Perl's `a`, `u`, `l`, `d`, `p` and `n` modifiers were errors, and
+/// one such rule kept its whole file from being activated; SpamAssassin reads them.
+#[test]
+fn perl_charset_modifiers_are_read() {
+    let rules = compile("body FLAG_A /buy/a\nbody FLAG_U /buy/ui\n");
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    assert_eq!(names(&rules, PLAIN), vec!["FLAG_A", "FLAG_U"]);
+}
