@@ -253,7 +253,20 @@ impl MessageView {
         let names: &[&str] = match &target.source {
             HeaderSource::Named(n) => return self.named(&[n.as_str()], target),
             HeaderSource::ToCc => &["to", "cc"],
-            HeaderSource::MessageId => &["message-id", "resent-message-id", "x-message-id"],
+            HeaderSource::MessageId => {
+                // SpamAssassin's order, whatever the message's: a list that moved the real
+                // id to X-Message-Id or X-Original-Message-ID is read there first.
+                let found: Vec<String> = [
+                    "x-message-id",
+                    "resent-message-id",
+                    "x-original-message-id",
+                    "message-id",
+                ]
+                .iter()
+                .filter_map(|name| self.named(&[name], target))
+                .collect();
+                return (!found.is_empty()).then(|| found.join("\n"));
+            }
             HeaderSource::EnvelopeFrom => {
                 let from_return_path = self.named(&["return-path"], target);
                 return from_return_path.or_else(|| self.named(&["x-envelope-from"], target));

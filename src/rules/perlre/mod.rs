@@ -79,6 +79,7 @@ pub(crate) fn translate(
         multiline: flags.contains('m') || line_mode,
         line_mode,
         groups: 0,
+        scopes: Vec::new(),
     };
     t.count_groups();
     t.run()?;
@@ -86,7 +87,8 @@ pub(crate) fn translate(
     if flags.contains('i') {
         prefix.push('i');
     }
-    if t.multiline {
+    // The suffix's `m`, not where inline flags left it at the end.
+    if flags.contains('m') || line_mode {
         prefix.push('m');
     }
     if flags.contains('s') {
@@ -119,6 +121,9 @@ struct Translator {
     line_mode: bool,
     /// Number of capture groups (to tell `\10` backreferences from octal).
     groups: usize,
+    /// `extended` and `multiline` outside each open group: inline flags (`(?m)`,
+    /// `(?x:…)`) hold to the end of their group, as in Perl.
+    scopes: Vec<(bool, bool)>,
 }
 
 impl Translator {
@@ -164,7 +169,20 @@ impl Translator {
                     self.escape(false)?;
                 }
                 '[' => self.class()?,
-                '(' => self.group()?,
+                '(' => {
+                    let outside = (self.extended, self.multiline);
+                    if self.group()? {
+                        self.scopes.push(outside);
+                    }
+                }
+                ')' => {
+                    self.out.push(')');
+                    self.pos += 1;
+                    if let Some((extended, multiline)) = self.scopes.pop() {
+                        self.extended = extended;
+                        self.multiline = multiline;
+                    }
+                }
                 '{' => self.brace(),
                 '}' => {
                     self.out.push_str("\\}");
@@ -263,7 +281,9 @@ impl Translator {
         }
     }
 
-    fn group(&mut self) -> Result<(), PatternError> {
+    /// Translates a group's opening; `true` when a group stays open (its `)` comes later),
+    /// `false` for a comment or a bare `(?flags)`, which end here.
+    fn group(&mut self) -> Result<bool, PatternError> {
         if self.peek(1) == Some('*') && self.peek(2).is_some_and(|c| c.is_ascii_alphabetic()) {
             // `(*FAIL)`, `(*SKIP)`, `(*pla:...)`: passed through, `fancy-regex` knows a few.
             self.perl_only.push("backtracking control verb");
@@ -271,7 +291,7 @@ impl Translator {
         if self.peek(1) != Some('?') {
             self.out.push('(');
             self.pos += 1;
-            return Ok(());
+            return Ok(true);
         }
         // (?...
         let after = self.peek(2);
@@ -281,7 +301,7 @@ impl Translator {
                 while let Some(c) = self.peek(0) {
                     self.pos += 1;
                     if c == ')' {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
                 Err(PatternError::invalid("unterminated (?# comment"))
@@ -289,27 +309,27 @@ impl Translator {
             Some(':') => {
                 self.out.push_str("(?:");
                 self.pos += 3;
-                Ok(())
+                Ok(true)
             }
             Some('=') | Some('!') => {
                 self.backtracking.push("lookahead");
                 self.out.push_str("(?");
                 self.out.push(after.unwrap_or('='));
                 self.pos += 3;
-                Ok(())
+                Ok(true)
             }
             Some('<') if matches!(self.peek(3), Some('=') | Some('!')) => {
                 self.backtracking.push("lookbehind");
                 self.out.push_str("(?<");
                 self.out.push(self.peek(3).unwrap_or('='));
                 self.pos += 4;
-                Ok(())
+                Ok(true)
             }
             Some('>') => {
                 self.backtracking.push("atomic group");
                 self.out.push_str("(?>");
                 self.pos += 3;
-                Ok(())
+                Ok(true)
             }
             Some('<') | Some('\'') => {
                 // named group (?<name>...) or (?'name'...)
@@ -330,18 +350,18 @@ impl Translator {
                 self.out.push_str(&name);
                 self.out.push('>');
                 self.pos = j + 1;
-                Ok(())
+                Ok(true)
             }
             Some('P') if self.peek(3) == Some('<') => {
                 self.out.push_str("(?P<");
                 self.pos += 4;
-                Ok(())
+                Ok(true)
             }
             Some('P') if matches!(self.peek(3), Some('=') | Some('>')) => {
                 self.backtracking.push("backreference");
                 self.out.push_str("(?P");
                 self.pos += 3;
-                Ok(())
+                Ok(true)
             }
             Some('|') => Err(PatternError::unsupported(
                 "branch reset groups `(?|...)` are not supported",
@@ -360,14 +380,14 @@ impl Translator {
                 self.perl_only.push("recursion");
                 self.out.push_str("(?");
                 self.pos += 2;
-                Ok(())
+                Ok(true)
             }
             _ => self.inline_flags(),
         }
     }
 
     /// `(?flags)` or `(?flags:...)`; `x` is applied here, `a u l d p o` are dropped.
-    fn inline_flags(&mut self) -> Result<(), PatternError> {
+    fn inline_flags(&mut self) -> Result<bool, PatternError> {
         let mut j = self.pos + 2;
         let mut on = String::new();
         let mut off = String::new();
@@ -405,6 +425,14 @@ impl Translator {
         if off.contains('x') {
             self.extended = false;
         }
+        // `$` is translated by this flag (Perl's "end, or before a final newline" unless
+        // `m`), so it must follow inline `m` as well as the suffix.
+        if on.contains('m') {
+            self.multiline = true;
+        }
+        if off.contains('m') && !self.line_mode {
+            self.multiline = false;
+        }
         let on: String = on.chars().filter(|&c| c != 'x').collect();
         let off: String = off.chars().filter(|&c| c != 'x').collect();
         let mut flags = on;
@@ -414,19 +442,20 @@ impl Translator {
         }
         self.pos = j + 1;
         match (terminator, flags.is_empty()) {
-            (')', true) => {}
+            (')', true) => Ok(false),
             (')', false) => {
                 self.out.push_str("(?");
                 self.out.push_str(&flags);
                 self.out.push(')');
+                Ok(false)
             }
             (_, _) => {
                 self.out.push_str("(?");
                 self.out.push_str(&flags);
                 self.out.push(':');
+                Ok(true)
             }
         }
-        Ok(())
     }
 
     fn class(&mut self) -> Result<(), PatternError> {

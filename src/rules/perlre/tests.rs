@@ -13,6 +13,20 @@ fn flags_become_inline() {
     assert_eq!(translate("^a$", "", true).unwrap().pattern, "(?m)^a$");
 }
 
+/// Regression (review): `$` followed only the `/m` suffix, so an inline `(?m)` left it
+/// "end of text", and `/(?m)^To: c$/` could not match a middle header line; `(?x:…)`
+/// also held past its group. Inline flags hold to the end of their group, as in Perl.
+#[test]
+fn inline_flags_hold_to_the_end_of_their_group() {
+    assert_eq!(tr(r"(?m)a$", ""), "(?m)a$");
+    assert_eq!(tr(r"(?m:a$)b$", ""), r"(?m:a$)b(?:\n?\z)");
+    assert_eq!(tr(r"(?-m)a$", "m"), r"(?m)(?-m)a(?:\n?\z)");
+    assert_eq!(tr(r"(?x: a b ) c", ""), r"(?:ab) c");
+    assert_eq!(tr(r"(a(?m)b$)c$", ""), r"(a(?m)b$)c(?:\n?\z)");
+    let re = regex::Regex::new(&tr(r"(?m)^To: c$", "")).unwrap();
+    assert!(re.is_match("From: a\nTo: c\nSubject: s\n"));
+}
+
 #[test]
 fn perl_specific_escapes() {
     assert_eq!(tr(r"a\Z", ""), r"a(?:\n?\z)");

@@ -221,3 +221,17 @@ fn lenient_base64_parts_are_read_like_spamassassin() {
         vec!["MORTGAGE", "RAW_MORTGAGE", "URI_APPROVED"]
     );
 }
+
+/// Regression (review): `MESSAGEID` left out `X-Original-Message-ID` and followed the
+/// message's order; SpamAssassin reads X-Message-Id, Resent-Message-Id,
+/// X-Original-Message-ID and Message-Id, in that order (`^` sees the first).
+#[test]
+fn messageid_reads_every_id_header_in_spamassassins_order() {
+    let rules = compile(
+        "header MID_XORIG MESSAGEID =~ /origid/\n\
+         header MID_FIRST MESSAGEID =~ /^<xmid\\@/\n",
+    );
+    let msg = b"Message-ID: <real@x>\r\nX-Original-Message-ID: <origid@x>\r\n\
+X-Message-Id: <xmid@x>\r\nSubject: s\r\n\r\nbody\r\n";
+    assert_eq!(names(&rules, msg), vec!["MID_FIRST", "MID_XORIG"]);
+}
