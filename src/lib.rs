@@ -226,6 +226,12 @@ impl Gateway {
                 let policy = build_policy(config.clone(), metrics, &next.services)?;
                 if next.dns_config != set.dns_config {
                     tracing::info!("[dns] changed: new resolver");
+                    if let Some(old) = &set.services.dns {
+                        old.retire();
+                    }
+                    if let Some(new) = &next.services.dns {
+                        new.publish_health();
+                    }
                 }
                 next.follow_tier(&config);
                 next.warn_of_restart_needs(&config);
@@ -358,6 +364,9 @@ pub async fn serve(
         tier: tier.clone(),
     };
     let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
+    if let Some(dns) = &set.services.dns {
+        dns.publish_health();
+    }
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
     if let Some(tier) = &tier {

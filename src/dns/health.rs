@@ -25,6 +25,9 @@ pub(crate) struct Health {
     /// [`Health::stamp`] of the last response from any server (0: none yet).
     last_answer: AtomicU64,
     gauge: IntGauge,
+    /// Replaced by a reload's resolver: sessions that started before may still use this
+    /// one, but `mxguard_dns_up` speaks for the resolver in force only.
+    retired: AtomicBool,
 }
 
 /// How a lookup failed, for the health count.
@@ -40,9 +43,8 @@ pub(crate) enum Failure {
 }
 
 impl Health {
-    /// Healthy to begin with; `gauge` follows the state (1 up, 0 down).
+    /// Healthy to begin with; `gauge` follows the state (1 up, 0 down) once published.
     pub(crate) fn new(down_after: u32, gauge: IntGauge) -> Health {
-        gauge.set(1);
         Health {
             consecutive: AtomicU32::new(0),
             down: AtomicBool::new(false),
@@ -50,6 +52,24 @@ impl Health {
             origin: Instant::now(),
             last_answer: AtomicU64::new(0),
             gauge,
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the gauge say this resolver's state: it is the one in force.
+    pub(crate) fn publish(&self) {
+        self.retired.store(false, Ordering::Release);
+        self.set_gauge(!self.is_down());
+    }
+
+    /// Stops this resolver from writing the gauge: a reload replaced it.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    fn set_gauge(&self, up: bool) {
+        if !self.retired.load(Ordering::Acquire) {
+            self.gauge.set(i64::from(up));
         }
     }
 
@@ -71,7 +91,7 @@ impl Health {
             .fetch_max(self.stamp(Instant::now()), Ordering::Relaxed);
         self.consecutive.store(0, Ordering::Relaxed);
         if self.down.swap(false, Ordering::AcqRel) {
-            self.gauge.set(1);
+            self.set_gauge(true);
             tracing::warn!("DNS resolver answers again: DNS checks resume");
         }
     }
@@ -93,7 +113,7 @@ impl Health {
         if !(silent || failures >= self.down_after) || self.down.swap(true, Ordering::AcqRel) {
             return false;
         }
-        self.gauge.set(0);
+        self.set_gauge(false);
         tracing::error!(
             failures,
             silent,
@@ -111,7 +131,27 @@ mod tests {
 
     fn health(down_after: u32) -> (Health, IntGauge) {
         let gauge = IntGauge::new("t_dns_up", "test").unwrap_or_else(|e| panic!("{e}"));
-        (Health::new(down_after, gauge.clone()), gauge)
+        let health = Health::new(down_after, gauge.clone());
+        health.publish();
+        (health, gauge)
+    }
+
+    /// Regression (review): every resolver wrote the one process-wide gauge, so after a
+    /// reload replaced the resolver, the old one (still used by sessions that started
+    /// before) going down set `mxguard_dns_up` 0 while the one in force answered.
+    #[test]
+    fn a_replaced_resolver_does_not_move_the_gauge() {
+        let gauge = IntGauge::new("t_dns_up", "test").unwrap_or_else(|e| panic!("{e}"));
+        let old = Health::new(1, gauge.clone());
+        old.publish();
+        let new = Health::new(1, gauge.clone());
+        old.retire();
+        new.publish();
+        assert!(old.failed(Failure::Unreachable));
+        assert!(old.is_down());
+        assert_eq!(gauge.get(), 1, "the resolver in force answers");
+        assert!(new.failed(Failure::Unreachable));
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]

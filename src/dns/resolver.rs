@@ -127,6 +127,18 @@ impl Dns {
         stage.unwrap_or_else(|| self.stage_deadline())
     }
 
+    /// Makes `mxguard_dns_up` follow this resolver: the one in force (at start, and when
+    /// a reload put it in force).
+    pub fn publish_health(&self) {
+        self.inner.core.health.publish();
+    }
+
+    /// Stops this resolver from moving `mxguard_dns_up`: a reload replaced it (sessions
+    /// that started before may still use it).
+    pub fn retire(&self) {
+        self.inner.core.health.retire();
+    }
+
     /// Whether the resolver is marked down (lookups the cache cannot answer are unavailable).
     pub fn is_down(&self) -> bool {
         self.inner.core.health.is_down()
