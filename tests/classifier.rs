@@ -326,6 +326,26 @@ fn rules_stats_gives_shares_ratios_and_marks() {
     ));
     assert!(table.contains("10 spam, 10 ham messages"), "{table}");
     assert!(table.contains("NEVER  <- no spam"), "{table}");
+    // Regression (review): a file that could not be judged was named on stderr and then
+    // forgotten: no count, exit 0. It is counted in a summary, and the exit is 1.
+    let missing = root.join("corpus/ham/zz-missing.eml");
+    let args = [
+        "rules",
+        "stats",
+        "--spam",
+        "corpus/spam",
+        "--ham",
+        "corpus/ham",
+        "corpus/ham/zz-missing.eml",
+        "--config",
+        "mxguard.toml",
+    ];
+    assert!(!missing.exists());
+    let out = mx(root, &args);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("unreadable=1"), "{all}");
+    assert!(all.contains("10 spam, 10 ham messages"), "{all}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! and prints per rule the share of spam and of ham it hits, its S/O ratio (the spam
 //! share over both shares, as SpamAssassin's hit-frequencies has it) and its score.
 
-use super::files::{collect_files, scan_parallel, threads};
+use super::files::{collect_files, scan_parallel, threads, FileError};
 use mxguard::policy::offline;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,6 +37,8 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
     let mut counts: [BTreeMap<String, usize>; 2] = Default::default();
     let mut totals = [0usize; 2];
     let mut scores: BTreeMap<String, f64> = BTreeMap::new();
+    // Files left out of the shares, by why (`unreadable`, `failed`), for the summary.
+    let mut left_out: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, paths) in [&opts.spam, &opts.ham].into_iter().enumerate() {
         let files = collect_files(paths)?;
         for (file, result) in files
@@ -47,6 +49,11 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                 Ok(j) => j,
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
+                    let kind = match e {
+                        FileError::Read(_) => "unreadable",
+                        FileError::Panicked => "failed",
+                    };
+                    *left_out.entry(kind).or_default() += 1;
                     continue;
                 }
             };
@@ -140,5 +147,11 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if left_out.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Like `scan`: the shares leave these files out, and a script must be able to tell.
+    let summary: Vec<String> = left_out.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    eprintln!("rules stats: left out of the shares: {}", summary.join(" "));
+    Ok(ExitCode::FAILURE)
 }
