@@ -126,9 +126,11 @@ fn config(server: SocketAddr) -> DnsConfig {
     }
 }
 
+/// A resolver in force, as `serve` makes it (it moves `mxguard_dns_up`).
 fn resolver(config: &DnsConfig) -> (Dns, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let dns = Dns::new(config, metrics.clone()).expect("resolver");
+    dns.publish_health();
     (dns, metrics)
 }
 
