@@ -280,20 +280,7 @@ fn rules_stats_gives_shares_ratios_and_marks() {
          header FROM_ANY From =~ /@/\nscore FROM_ANY 0.1\n",
     )
     .unwrap();
-    let out = stdout(&mx(
-        root,
-        &[
-            "rules",
-            "stats",
-            "--spam",
-            "corpus/spam",
-            "--ham",
-            "corpus/ham",
-            "--json",
-            "--config",
-            "mxguard.toml",
-        ],
-    ));
+    let out = stdout(&rules_stats(root, &["--json"]));
     let rows: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -311,41 +298,34 @@ fn rules_stats_gives_shares_ratios_and_marks() {
     assert_eq!(row("OFFER_WORD")["score"], 1.0);
     // Sorted most spam-specific first.
     assert_eq!(rows[0]["rule"], "OFFER_WORD", "{out}");
-    let table = stdout(&mx(
-        root,
-        &[
-            "rules",
-            "stats",
-            "--spam",
-            "corpus/spam",
-            "--ham",
-            "corpus/ham",
-            "--config",
-            "mxguard.toml",
-        ],
-    ));
+    let table = stdout(&rules_stats(root, &[]));
     assert!(table.contains("10 spam, 10 ham messages"), "{table}");
     assert!(table.contains("NEVER  <- no spam"), "{table}");
     // Regression (review): a file that could not be judged was named on stderr and then
     // forgotten: no count, exit 0. It is counted in a summary, and the exit is 1.
     let missing = root.join("corpus/ham/zz-missing.eml");
-    let args = [
+    assert!(!missing.exists());
+    let out = rules_stats(root, &["--ham", "corpus/ham/zz-missing.eml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("unreadable=1"), "{all}");
+    assert!(all.contains("10 spam, 10 ham messages"), "{all}");
+}
+
+/// `mxguard rules stats` over `corpus/spam` and `corpus/ham`, with `extra` arguments.
+fn rules_stats(root: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "rules",
         "stats",
         "--spam",
         "corpus/spam",
         "--ham",
         "corpus/ham",
-        "corpus/ham/zz-missing.eml",
         "--config",
         "mxguard.toml",
     ];
-    assert!(!missing.exists());
-    let out = mx(root, &args);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("unreadable=1"), "{all}");
-    assert!(all.contains("10 spam, 10 ham messages"), "{all}");
+    args.extend_from_slice(extra);
+    mx(root, &args)
 }
 
 #[test]

@@ -249,3 +249,31 @@ impl RawTier {
         })
     }
 }
+/// A member named `name` with `role`, the default settings and `peers` (name and role; SMTP
+/// addresses 198.51.100.N:25, no admin listener), for tests of the tier's logic.
+#[cfg(test)]
+impl TierConfig {
+    pub(crate) fn for_test(name: &str, role: Role, peers: &[(&str, Role)]) -> TierConfig {
+        TierConfig {
+            name: name.into(),
+            role,
+            secret: TierSecret::from_bytes(b"k"),
+            secret_file: "tier.key".into(),
+            bypass_action: BypassAction::Score,
+            connection_memory: Duration::from_secs(600),
+            fanout_window: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            stamp_max_age: Duration::from_secs(3600),
+            peers: peers
+                .iter()
+                .enumerate()
+                .map(|(i, (name, role))| PeerConfig {
+                    name: (*name).into(),
+                    smtp: SocketAddr::from(([198, 51, 100, (i + 1) as u8], 25)),
+                    admin: None,
+                    role: *role,
+                })
+                .collect(),
+        }
+    }
+}

@@ -8,6 +8,15 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
+/// The `result` values of `mxguard_connections_total`, exported at 0 from the start.
+const CONNECTION_RESULTS: [&str; 5] = [
+    "accepted",
+    "over_limit",
+    "over_ip_limit",
+    "over_network_limit",
+    "proxy_refused",
+];
+
 /// Every metric family the gateway exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -379,13 +388,7 @@ impl Metrics {
         ] {
             self.messages_total.with_label_values(&[verdict]);
         }
-        for result in [
-            "accepted",
-            "over_limit",
-            "over_ip_limit",
-            "over_network_limit",
-            "proxy_refused",
-        ] {
+        for result in CONNECTION_RESULTS {
             self.connections_total.with_label_values(&[result]);
         }
         for result in ["delivered", "deferred", "failed"] {
@@ -455,13 +458,8 @@ mod tests {
     #[test]
     fn every_documented_connection_result_starts_at_zero() {
         let text = Metrics::new().render();
-        for result in [
-            "accepted",
-            "over_limit",
-            "over_ip_limit",
-            "over_network_limit",
-            "proxy_refused",
-        ] {
+        assert!(CONNECTION_RESULTS.contains(&"proxy_refused"));
+        for result in CONNECTION_RESULTS {
             let series = format!("mxguard_connections_total{{result=\"{result}\"}} 0");
             assert!(text.contains(&series), "{series} missing");
         }

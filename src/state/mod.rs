@@ -467,3 +467,20 @@ impl State {
         }
     }
 }
+
+/// An embedded store in `dir`, for tests of what keeps its state here.
+#[cfg(test)]
+impl State {
+    pub(crate) async fn embedded_for_test(dir: &std::path::Path) -> State {
+        let config = StateConfig {
+            backend: StateBackendConfig::Embedded {
+                path: dir.join("state.redb"),
+            },
+            timeout: Duration::from_secs(5),
+            on_failure: OnFailure::Open,
+            key_prefix: "t:".into(),
+        };
+        let opened = State::open(&config, Arc::new(Metrics::new())).await;
+        opened.unwrap_or_else(|e| panic!("embedded test store: {e}"))
+    }
+}

@@ -2,42 +2,6 @@
 //! a draining member withdrawn, and what a peer may put in its heartbeat.
 
 use super::*;
-use crate::config::TierSecret;
-use crate::config::{BypassAction, OnFailure, PeerConfig, StateBackendConfig, StateConfig};
-
-fn member(name: &str, role: Role, peer: (&str, Role)) -> TierConfig {
-    TierConfig {
-        name: name.into(),
-        role,
-        secret: TierSecret::from_bytes(b"k"),
-        secret_file: "tier.key".into(),
-        bypass_action: BypassAction::Score,
-        connection_memory: Duration::from_secs(600),
-        fanout_window: Duration::from_secs(30),
-        heartbeat_interval: Duration::from_secs(5),
-        stamp_max_age: Duration::from_secs(3600),
-        peers: vec![PeerConfig {
-            name: peer.0.into(),
-            smtp: "198.51.100.1:25".parse().unwrap(),
-            admin: None,
-            role: peer.1,
-        }],
-    }
-}
-
-async fn shared_state(dir: &std::path::Path) -> State {
-    let config = StateConfig {
-        backend: StateBackendConfig::Embedded {
-            path: dir.join("state.redb"),
-        },
-        timeout: Duration::from_secs(5),
-        on_failure: OnFailure::Open,
-        key_prefix: "t:".into(),
-    };
-    State::open(&config, Arc::new(Metrics::new()))
-        .await
-        .unwrap()
-}
 
 /// Regression (review): a primary draining after SIGTERM closes its listener at once but
 /// kept its heartbeat until the very end of the drain, so a backup with
@@ -45,10 +9,10 @@ async fn shared_state(dir: &std::path::Path) -> State {
 #[tokio::test]
 async fn a_draining_member_is_seen_down_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let state = shared_state(dir.path()).await;
+    let state = State::embedded_for_test(dir.path()).await;
     let metrics = Arc::new(Metrics::new());
-    let gw1 = member("gw1", Role::Primary, ("bk1", Role::Backup));
-    let bk1 = member("bk1", Role::Backup, ("gw1", Role::Primary));
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("bk1", Role::Backup)]);
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
     let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
     let bk1 = Tier::new(bk1, Some(state.clone()), metrics.clone());
     gw1.set_fingerprint("aa");
@@ -76,8 +40,8 @@ async fn a_draining_member_is_seen_down_at_once() {
 #[tokio::test]
 async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
     let dir = tempfile::tempdir().unwrap();
-    let state = shared_state(dir.path()).await;
-    let gw1 = member("gw1", Role::Primary, ("gw2", Role::Primary));
+    let state = State::embedded_for_test(dir.path()).await;
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
     let gw1 = Tier::new(gw1, Some(state.clone()), Arc::new(Metrics::new()));
     gw1.set_fingerprint("aa");
     let beat = |fingerprint: &str| {

@@ -159,48 +159,13 @@ pub fn tempfails(action: BypassAction) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PeerConfig, StateBackendConfig, StateConfig, TierConfig, TierSecret};
+    use crate::config::TierConfig;
     use crate::policy::ClientInfo;
-    use std::time::Duration;
-
-    fn member(name: &str, role: Role, peers: &[(&str, Role)]) -> TierConfig {
-        TierConfig {
-            name: name.into(),
-            role,
-            secret: TierSecret::from_bytes(b"k"),
-            secret_file: "tier.key".into(),
-            bypass_action: BypassAction::Score,
-            connection_memory: Duration::from_secs(600),
-            fanout_window: Duration::from_secs(30),
-            heartbeat_interval: Duration::from_secs(5),
-            stamp_max_age: Duration::from_secs(3600),
-            peers: peers
-                .iter()
-                .enumerate()
-                .map(|(i, (name, role))| PeerConfig {
-                    name: (*name).into(),
-                    smtp: format!("198.51.100.{}:25", i + 1).parse().unwrap(),
-                    admin: None,
-                    role: *role,
-                })
-                .collect(),
-        }
-    }
 
     /// The symbols a client gets at `config`'s member after it reached `before` members.
     async fn symbols_after(config: TierConfig, before: &[&str]) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
-        let state_config = StateConfig {
-            backend: StateBackendConfig::Embedded {
-                path: dir.path().join("state.redb"),
-            },
-            timeout: Duration::from_secs(5),
-            on_failure: OnFailure::Open,
-            key_prefix: "t:".into(),
-        };
-        let state = State::open(&state_config, Arc::new(Metrics::new()))
-            .await
-            .unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
         for name in before {
             state
                 .contact(
@@ -225,7 +190,7 @@ mod tests {
     /// asks, got 2.5 points on ordinary mail.
     #[tokio::test]
     async fn spreading_over_equal_primaries_is_no_fanout_but_reaching_a_backup_too_is() {
-        let three_primaries = member(
+        let three_primaries = TierConfig::for_test(
             "gw3",
             Role::Primary,
             &[("gw1", Role::Primary), ("gw2", Role::Primary)],
@@ -233,7 +198,7 @@ mod tests {
         let symbols = symbols_after(three_primaries, &["gw1", "gw2"]).await;
         assert!(!symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
 
-        let with_backup = member(
+        let with_backup = TierConfig::for_test(
             "bk1",
             Role::Backup,
             &[("gw1", Role::Primary), ("gw2", Role::Primary)],
@@ -241,7 +206,7 @@ mod tests {
         let symbols = symbols_after(with_backup, &["gw1", "gw2"]).await;
         assert!(symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
 
-        let primary_last = member(
+        let primary_last = TierConfig::for_test(
             "gw2",
             Role::Primary,
             &[("gw1", Role::Primary), ("bk1", Role::Backup)],

@@ -551,15 +551,7 @@ impl Connection {
             let mut chunk = [0u8; 512];
             match timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
                 Err(_) => return Ok(()),
-                Ok(Ok(0)) => {
-                    return Err(ClientError::Io {
-                        stage,
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "connection closed by the server",
-                        ),
-                    })
-                }
+                Ok(Ok(0)) => return Err(closed_by_server(stage)),
                 Ok(Ok(n)) => self.rbuf.extend_from_slice(&chunk[..n]),
                 Ok(Err(source)) => return Err(ClientError::Io { stage, source }),
             }
@@ -602,21 +594,24 @@ impl Connection {
             }
             let mut chunk = [0u8; 4096];
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Ok(Ok(0)) => {
-                    return Err(ClientError::Io {
-                        stage,
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "connection closed by the server",
-                        ),
-                    })
-                }
+                Ok(Ok(0)) => return Err(closed_by_server(stage)),
                 Ok(Ok(n)) => n,
                 Ok(Err(source)) => return Err(ClientError::Io { stage, source }),
                 Err(_) => return Err(ClientError::Timeout { stage }),
             };
             self.rbuf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+/// The server closed the connection while we read at `stage`.
+fn closed_by_server(stage: &'static str) -> ClientError {
+    ClientError::Io {
+        stage,
+        source: io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed by the server",
+        ),
     }
 }
 

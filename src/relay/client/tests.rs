@@ -271,9 +271,12 @@ async fn a_421_mid_transaction_is_an_error_not_a_recipient_result() {
     assert!(!err.after_body());
 }
 
-/// A server whose replies run one step behind its commands: it greets twice, then
-/// answers every line it gets (250 to everything but DATA) and never stores anything.
-async fn out_of_step_server(second_greeting: &'static [u8]) -> SocketAddr {
+/// A one-connection server that sends `greeting`, then answers each line it reads with
+/// what `reply` says (nothing for `None`); for servers too odd for [`FakeServer`].
+async fn line_server(
+    greeting: &'static [u8],
+    mut reply: impl FnMut(&str) -> Option<&'static [u8]> + Send + 'static,
+) -> SocketAddr {
     use tokio::io::AsyncBufReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -283,20 +286,34 @@ async fn out_of_step_server(second_greeting: &'static [u8]) -> SocketAddr {
         };
         let (r, mut w) = tcp.into_split();
         let mut lines = tokio::io::BufReader::new(r).lines();
-        let _ = w.write_all(b"220 one\r\n").await;
-        let _ = w.write_all(second_greeting).await;
+        let _ = w.write_all(greeting).await;
         while let Ok(Some(line)) = lines.next_line().await {
-            let reply: &[u8] = if line == "DATA" {
-                b"354 go\r\n"
-            } else {
-                b"250 ok\r\n"
-            };
-            if w.write_all(reply).await.is_err() {
-                return;
+            if let Some(bytes) = reply(&line) {
+                if w.write_all(bytes).await.is_err() {
+                    return;
+                }
             }
         }
     });
     addr
+}
+
+/// A server whose replies run one step behind its commands: it greets twice, then
+/// answers every line it gets (250 to everything but DATA) and never stores anything.
+async fn out_of_step_server(second_greeting: &'static [u8]) -> SocketAddr {
+    let greeting: &'static [u8] = Box::leak(
+        [&b"220 one\r\n"[..], second_greeting]
+            .concat()
+            .into_boxed_slice(),
+    );
+    line_server(greeting, |line| {
+        Some(if line == "DATA" {
+            &b"354 go\r\n"[..]
+        } else {
+            &b"250 ok\r\n"[..]
+        })
+    })
+    .await
 }
 
 /// Regression: a second greeting line put every reply one step late; the RCPT's 250 was
@@ -354,44 +371,32 @@ fn dot_stuffing_doubles_leading_dots_and_terminates() {
 /// answer to DATA failed the valid recipient with it.
 #[tokio::test]
 async fn a_reply_nobody_asked_for_ends_a_reused_connection() {
-    use tokio::io::AsyncBufReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let (r, mut w) = tcp.into_split();
-        let mut lines = tokio::io::BufReader::new(r).lines();
-        let _ = w.write_all(b"220 odd\r\n").await;
-        let (mut in_data, mut messages) = (false, 0);
-        while let Ok(Some(line)) = lines.next_line().await {
-            let reply: &[u8] = if in_data {
-                if line != "." {
-                    continue;
-                }
-                in_data = false;
-                messages += 1;
-                if messages == 1 {
-                    b"250 2.0.0 queued\r\n250 2.0.0 queued\r\n"
-                } else {
-                    b"250 2.0.0 queued\r\n"
-                }
-            } else if line.starts_with("EHLO") {
-                b"250-odd\r\n250 PIPELINING\r\n"
-            } else if line.starts_with("RCPT TO:<bad@") {
-                b"550 5.1.1 no such user\r\n"
-            } else if line == "DATA" {
-                in_data = true;
-                b"354 go\r\n"
-            } else {
-                b"250 2.0.0 ok\r\n"
-            };
-            if w.write_all(reply).await.is_err() {
-                return;
+    let (mut in_data, mut messages) = (false, 0);
+    let addr = line_server(b"220 odd\r\n", move |line| {
+        if in_data {
+            if line != "." {
+                return None;
             }
+            in_data = false;
+            messages += 1;
+            return Some(if messages == 1 {
+                &b"250 2.0.0 queued\r\n250 2.0.0 queued\r\n"[..]
+            } else {
+                &b"250 2.0.0 queued\r\n"[..]
+            });
         }
-    });
+        Some(if line.starts_with("EHLO") {
+            &b"250-odd\r\n250 PIPELINING\r\n"[..]
+        } else if line.starts_with("RCPT TO:<bad@") {
+            &b"550 5.1.1 no such user\r\n"[..]
+        } else if line == "DATA" {
+            in_data = true;
+            &b"354 go\r\n"[..]
+        } else {
+            &b"250 2.0.0 ok\r\n"[..]
+        })
+    })
+    .await;
     let s = settings(addr, &[("tls", "\"off\"")]);
     let mut conn = Connection::open(addr, &s).await.unwrap();
     let one = rcpts(&["good@example.test"]);
