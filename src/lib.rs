@@ -229,8 +229,10 @@ impl Gateway {
                     if let Some(old) = &set.services.dns {
                         old.retire();
                     }
-                    if let Some(new) = &next.services.dns {
-                        new.publish_health();
+                    match &next.services.dns {
+                        Some(new) => new.publish_health(),
+                        // No resolver at all (logged by the build): nothing answers.
+                        None => metrics.dns_up.set(0),
                     }
                 }
                 next.follow_tier(&config);

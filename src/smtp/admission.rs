@@ -227,7 +227,7 @@ impl Admission {
     ) -> Result<Slot, Refusal> {
         let network = self.reserve(ip, limits)?;
         let floor = limits.stress_idle_timeout / 10;
-        let asked = {
+        let room_coming = {
             let sessions = lock(&self.sessions);
             let victim = sessions
                 .values()
@@ -238,9 +238,14 @@ impl Admission {
                 })
                 .max_by_key(|h| h.idle());
             // Asked under the lock: a second new client sees the request and looks on.
+            // With nobody left to ask, a session asked already (by another client, or by
+            // the stress reaper) is about to free a slot: worth the wait too.
             victim.map(|v| v.evict()).is_some()
+                || sessions
+                    .values()
+                    .any(|h| h.evict_seen.load(Ordering::Relaxed) != u64::MAX)
         };
-        if !asked {
+        if !room_coming {
             self.unreserve(ip, network);
             return Err(Refusal::Total);
         }
@@ -444,6 +449,34 @@ mod tests {
             x.err(),
             y.err()
         );
+    }
+
+    /// Review of the fix above: sessions the stress reaper has asked to go are not asked
+    /// again, but the slots they free are still waited for, not refused at once.
+    #[tokio::test]
+    async fn a_session_the_reaper_asked_still_makes_room_for_a_new_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, limits) = server(dir.path(), 1);
+        let only = server
+            .admission
+            .admit(&server, "192.0.2.1".parse().unwrap(), &limits)
+            .unwrap();
+        let handle = only.handle();
+        handle.set_waiting(true);
+        tokio::time::sleep(limits.stress_idle_timeout + Duration::from_millis(100)).await;
+        assert_eq!(server.admission.evict_idle(&limits), 1);
+        // The session sees the request a moment later, as a busy one does.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if handle.take_eviction() {
+                drop(only);
+            }
+        });
+        let admitted = server
+            .admission
+            .admit_by_eviction(&server, "198.51.100.1".parse().unwrap(), &limits)
+            .await;
+        assert!(admitted.is_ok(), "{:?}", admitted.err());
     }
 
     /// Regression (review): a client was checked against its per-address limit only after

@@ -230,7 +230,13 @@ impl Tier {
                 at: unix_now(),
             };
             if let Ok(json) = serde_json::to_vec(&beat) {
-                let _ = state.set(&heartbeat_key(&config.name), &json, ttl).await;
+                let key = heartbeat_key(&config.name);
+                let _ = state.set(&key, &json, ttl).await;
+                // A withdrawal while this write was under way may have deleted the key
+                // before the write landed: it must not announce a draining member.
+                if self.withdrawn.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = state.delete(&key).await;
+                }
             }
         }
         let looks = config.peers.iter().map(|peer| self.observe(peer));
