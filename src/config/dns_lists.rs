@@ -20,6 +20,14 @@ pub struct DnsListConfig {
     pub codes: Vec<(CodeMatch, String)>,
 }
 
+impl DnsListConfig {
+    /// Whether one of the list's code map entries names `code` itself (see
+    /// [`CodeMatch::names`]): then it is a listing here even where it is none in general.
+    pub fn names(&self, code: Ipv4Addr) -> bool {
+        self.codes.iter().any(|(m, _)| m.names(code))
+    }
+}
+
 /// Which return codes a list entry matches, like postscreen's `zone=127.0.0.[2..11]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeMatch {

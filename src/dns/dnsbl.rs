@@ -2,6 +2,7 @@
 //! domains under a zone) and the meaning of the `127.0.0.x` answers.
 
 use super::{Dns, Outcome};
+use crate::config::DnsListConfig;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -43,21 +44,24 @@ pub fn domain_query(domain: &str, zone: &str) -> String {
 /// What a list's A answers mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listing {
-    /// Listed, with the return codes (all in `127.0.0.0/8`, never `127.0.0.1`).
+    /// Listed, with the return codes (all in `127.0.0.0/8`; `127.0.0.1` only where the
+    /// list names it).
     Listed(Vec<Ipv4Addr>),
-    /// The list answered with something that is not a listing: `127.0.0.1`, a
-    /// `127.255.255.x` error code (Spamhaus: query refused, e.g. through a public resolver),
-    /// or addresses outside `127.0.0.0/8` (a wildcarding resolver). Never score it.
+    /// The list answered with something that is not a listing: `127.0.0.1` (unless the
+    /// list names it), a `127.255.255.x` error code (Spamhaus: query refused, e.g. through
+    /// a public resolver), or addresses outside `127.0.0.0/8` (a wildcarding resolver).
+    /// Never score it.
     Unusable(Vec<Ipv4Addr>),
 }
 
 impl Listing {
-    /// Interprets the A records of a list query. Valid codes win over unusable ones in a
-    /// mixed answer.
-    pub fn from_answers(answers: &[Ipv4Addr]) -> Listing {
+    /// Interprets the A records of a list query: return codes, and the codes `named` by
+    /// the list's code map (a whitelist may answer `127.0.0.1` for a listing). Valid codes
+    /// win over unusable ones in a mixed answer.
+    pub fn from_answers(answers: &[Ipv4Addr], named: impl Fn(Ipv4Addr) -> bool) -> Listing {
         let (valid, unusable): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = answers
             .iter()
-            .partition(|a| crate::config::is_return_code(**a));
+            .partition(|a| crate::config::is_return_code(**a) || named(**a));
         if valid.is_empty() {
             Listing::Unusable(unusable)
         } else {
@@ -77,10 +81,15 @@ impl Listing {
 /// Queries `name` (built with [`ip_query`] or [`domain_query`]) and interprets the answer:
 /// [`Outcome::NotFound`] is "not listed"; [`Outcome::Found`] carries the [`Listing`];
 /// timeouts and SERVFAIL stay what they are (unknown, not "not listed").
-pub async fn lookup(dns: &Dns, check: &'static str, name: &str) -> Outcome<Listing> {
+pub async fn lookup(
+    dns: &Dns,
+    check: &'static str,
+    name: &str,
+    list: &DnsListConfig,
+) -> Outcome<Listing> {
     dns.lookup_a(check, name)
         .await
-        .map(|answers| Listing::from_answers(&answers))
+        .map(|answers| Listing::from_answers(&answers, |code| list.names(code)))
 }
 
 #[cfg(test)]
@@ -133,22 +142,24 @@ mod tests {
     fn answers_become_listings_or_unusable() {
         let code = |d| Ipv4Addr::new(127, 0, 0, d);
         assert_eq!(
-            Listing::from_answers(&[code(2), code(4)]),
+            Listing::from_answers(&[code(2), code(4)], |_| false),
             Listing::Listed(vec![code(2), code(4)])
         );
         assert_eq!(
-            Listing::from_answers(&[code(1)]),
+            Listing::from_answers(&[code(1)], |_| false),
             Listing::Unusable(vec![code(1)])
         );
         let refused = Ipv4Addr::new(127, 255, 255, 254);
         assert_eq!(
-            Listing::from_answers(&[refused]),
+            Listing::from_answers(&[refused], |_| false),
             Listing::Unusable(vec![refused])
         );
         let wildcard = Ipv4Addr::new(198, 51, 100, 7);
-        assert!(Listing::from_answers(&[wildcard]).codes().is_empty());
+        assert!(Listing::from_answers(&[wildcard], |_| false)
+            .codes()
+            .is_empty());
         assert_eq!(
-            Listing::from_answers(&[wildcard, code(10)]).codes(),
+            Listing::from_answers(&[wildcard, code(10)], |_| false).codes(),
             &[code(10)]
         );
     }

@@ -46,26 +46,6 @@ fn symbols_for(list: &DnsListConfig, codes: &[std::net::Ipv4Addr]) -> Vec<String
     out
 }
 
-/// An answer that is no listing in general (`127.0.0.1`) is one for a list whose `codes`
-/// name it: some whitelists answer `127.0.0.1` for their best entries.
-fn named_listing(list: &DnsListConfig, listing: Listing) -> Listing {
-    match listing {
-        Listing::Unusable(codes) => {
-            let named: Vec<_> = codes
-                .iter()
-                .copied()
-                .filter(|c| list.codes.iter().any(|(m, _)| m.names(*c)))
-                .collect();
-            if named.is_empty() {
-                Listing::Unusable(codes)
-            } else {
-                Listing::Listed(named)
-            }
-        }
-        listed => listed,
-    }
-}
-
 #[async_trait]
 impl Check for DnsLists {
     fn name(&self) -> &'static str {
@@ -82,12 +62,11 @@ impl Check for DnsLists {
         let lookups = self.lists.iter().map(|list| {
             let name = dnsbl::ip_query(ip, &list.zone);
             let dns = self.dns.clone();
-            async move { dnsbl::lookup(&dns, "dnsbl", &name).await }
+            async move { dnsbl::lookup(&dns, "dnsbl", &name, list).await }
         });
         let outcomes = crate::dns::all_within(deadline, lookups).await;
         let mut failed = false;
         for (list, outcome) in self.lists.iter().zip(outcomes) {
-            let outcome = outcome.map(|listing| named_listing(list, listing));
             match outcome {
                 Outcome::Found(Listing::Listed(codes)) => {
                     for symbol in symbols_for(list, &codes) {
@@ -209,13 +188,13 @@ mod tests {
                 "RCVD_IN_WL_HI".into(),
             )],
         };
-        let answer = Listing::from_answers(&[one]);
+        let answer = Listing::from_answers(&[one], |_| false);
         assert_eq!(
             answer,
             Listing::Unusable(vec![one]),
             "not a listing in general"
         );
-        let listed = named_listing(&whitelist, answer.clone());
+        let listed = Listing::from_answers(&[one], |c| whitelist.names(c));
         assert_eq!(listed, Listing::Listed(vec![one]));
         assert_eq!(symbols_for(&whitelist, listed.codes()), ["RCVD_IN_WL_HI"]);
         let generic = DnsListConfig {
@@ -223,7 +202,7 @@ mod tests {
             ..whitelist
         };
         assert_eq!(
-            named_listing(&generic, answer.clone()),
+            Listing::from_answers(&[one], |c| generic.names(c)),
             answer,
             "`*` names no code"
         );

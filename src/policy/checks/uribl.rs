@@ -95,9 +95,9 @@ impl Check for Uribl {
                 queries.push((list, dnsbl::domain_query(domain, &list.zone)));
             }
         }
-        let lookups = queries.iter().map(|(_, name)| {
+        let lookups = queries.iter().map(|(list, name)| {
             let dns = self.dns.clone();
-            async move { dnsbl::lookup(&dns, "uribl", name).await }
+            async move { dnsbl::lookup(&dns, "uribl", name, list).await }
         });
         let outcomes = crate::dns::all_within(self.dns.deadline(ctx.deadline), lookups).await;
         let mut hit: Vec<String> = Vec::new();
