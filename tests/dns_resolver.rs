@@ -207,26 +207,33 @@ async fn answers_and_nxdomain_are_cached() {
 async fn dnsbl_lookups_interpret_return_codes() {
     let server = zone().await;
     let (dns, metrics) = resolver(&server);
+    // A list with no code map: the general reading of return codes.
+    let list = mxguard::config::DnsListConfig {
+        zone: "bl.test".into(),
+        weight: 1.0,
+        symbol: "RCVD_IN_BL".into(),
+        codes: Vec::new(),
+    };
     let listed = dnsbl::ip_query(IpAddr::V4(v4("127.0.0.2")), "bl.test");
     assert_eq!(listed, "2.0.0.127.bl.test.");
     assert_eq!(
-        dnsbl::lookup(&dns, "dnsbl", &listed).await,
+        dnsbl::lookup(&dns, "dnsbl", &listed, &list).await,
         Outcome::Found(Listing::Listed(vec![v4("127.0.0.2"), v4("127.0.0.4")]))
     );
     let clean = dnsbl::ip_query(IpAddr::V4(v4("127.0.0.3")), "bl.test");
     assert_eq!(
-        dnsbl::lookup(&dns, "dnsbl", &clean).await,
+        dnsbl::lookup(&dns, "dnsbl", &clean, &list).await,
         Outcome::NotFound
     );
     let v6_name = dnsbl::ip_query(IpAddr::V6(v6("2001:db8::1")), "bl.test");
     assert!(v6_name.starts_with("1.0.0.0.0.0.0.0"));
     assert_eq!(
-        dnsbl::lookup(&dns, "dnsbl", &v6_name).await,
+        dnsbl::lookup(&dns, "dnsbl", &v6_name, &list).await,
         Outcome::NotFound
     );
     let uribl = dnsbl::domain_query("Spam.Example", "dbl.test");
     assert_eq!(
-        dnsbl::lookup(&dns, "uribl", &uribl).await,
+        dnsbl::lookup(&dns, "uribl", &uribl, &list).await,
         Outcome::Found(Listing::Listed(vec![v4("127.0.1.2")]))
     );
     assert_eq!(lookups(&metrics, "dnsbl", "ok"), 1);
