@@ -98,6 +98,11 @@ impl SessionHandle {
         seen != u64::MAX && seen == self.progress_at.load(Ordering::Relaxed)
     }
 
+    /// Whether the session was asked to go and has not seen the request yet.
+    fn eviction_pending(&self) -> bool {
+        self.evict_seen.load(Ordering::Relaxed) != u64::MAX
+    }
+
     fn evict(&self) {
         let at = self.progress_at.load(Ordering::Relaxed);
         self.evict_seen.store(at, Ordering::Relaxed);
@@ -105,12 +110,27 @@ impl SessionHandle {
     }
 }
 
-/// A session's slot; dropping it (however the session ends, panics included) frees it.
+/// A client's place under its per-address and per-network limits; given back on drop,
+/// whether or not a slot came of it.
 #[derive(Debug)]
-pub struct Slot {
+struct Places {
     server: Arc<Server>,
     ip: IpAddr,
     network: IpAddr,
+}
+
+impl Drop for Places {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.server.admission.counts);
+        release(&mut counts.per_ip, self.ip);
+        release(&mut counts.per_network, self.network);
+    }
+}
+
+/// A session's slot; dropping it (however the session ends, panics included) frees it.
+#[derive(Debug)]
+pub struct Slot {
+    places: Places,
     handle: Arc<SessionHandle>,
     _permit: OwnedSemaphorePermit,
 }
@@ -124,14 +144,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let admission = &self.server.admission;
-        {
-            let mut counts = lock(&admission.counts);
-            release(&mut counts.per_ip, self.ip);
-            release(&mut counts.per_network, self.network);
-        }
-        lock(&admission.sessions).remove(&self.handle.id);
-        self.server.metrics.sessions_active.dec();
+        let server = &self.places.server;
+        lock(&server.admission.sessions).remove(&self.handle.id);
+        server.metrics.sessions_active.dec();
     }
 }
 
@@ -202,14 +217,13 @@ impl Admission {
         limits: &Limits,
     ) -> Result<Slot, Refusal> {
         self.resize(limits.max_sessions);
-        let network = self.reserve(ip, limits)?;
-        match self.total.clone().try_acquire_owned() {
-            Ok(permit) => Ok(self.register(server, ip, network, permit)),
-            Err(_) => {
-                self.unreserve(ip, network);
-                Err(Refusal::Total)
-            }
-        }
+        let places = self.reserve(server, ip, limits)?;
+        let permit = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Total)?;
+        Ok(self.register(places, permit))
     }
 
     /// When every slot is taken: asks the longest-idle session waiting for its client to
@@ -225,42 +239,38 @@ impl Admission {
         ip: IpAddr,
         limits: &Limits,
     ) -> Result<Slot, Refusal> {
-        let network = self.reserve(ip, limits)?;
+        let places = self.reserve(server, ip, limits)?;
         let floor = limits.stress_idle_timeout / 10;
         let room_coming = {
             let sessions = lock(&self.sessions);
             let victim = sessions
                 .values()
                 .filter(|h| {
-                    h.waiting.load(Ordering::Relaxed)
-                        && h.evict_seen.load(Ordering::Relaxed) == u64::MAX
-                        && h.idle() >= floor
+                    h.waiting.load(Ordering::Relaxed) && !h.eviction_pending() && h.idle() >= floor
                 })
                 .max_by_key(|h| h.idle());
             // Asked under the lock: a second new client sees the request and looks on.
             // With nobody left to ask, a session asked already (by another client, or by
             // the stress reaper) is about to free a slot: worth the wait too.
-            victim.map(|v| v.evict()).is_some()
-                || sessions
-                    .values()
-                    .any(|h| h.evict_seen.load(Ordering::Relaxed) != u64::MAX)
+            victim.map(|v| v.evict()).is_some() || sessions.values().any(|h| h.eviction_pending())
         };
         if !room_coming {
-            self.unreserve(ip, network);
             return Err(Refusal::Total);
         }
-        match tokio::time::timeout(EVICTION_WAIT, self.total.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(self.register(server, ip, network, permit)),
-            _ => {
-                self.unreserve(ip, network);
-                Err(Refusal::Total)
-            }
-        }
+        let permit = tokio::time::timeout(EVICTION_WAIT, self.total.clone().acquire_owned())
+            .await
+            .map_err(|_| Refusal::Total)?
+            .map_err(|_| Refusal::Total)?;
+        Ok(self.register(places, permit))
     }
 
-    /// Takes one of the per-address and one of the per-network places of `ip`; returns
-    /// its network.
-    fn reserve(&self, ip: IpAddr, limits: &Limits) -> Result<IpAddr, Refusal> {
+    /// Takes one of the per-address and one of the per-network places of `ip`.
+    fn reserve(
+        &self,
+        server: &Arc<Server>,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Result<Places, Refusal> {
         let network = network_of(ip, limits);
         let mut counts = lock(&self.counts);
         if counts.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_sessions_per_ip {
@@ -272,24 +282,15 @@ impl Admission {
         }
         *counts.per_ip.entry(ip).or_insert(0) += 1;
         *counts.per_network.entry(network).or_insert(0) += 1;
-        Ok(network)
+        Ok(Places {
+            server: server.clone(),
+            ip,
+            network,
+        })
     }
 
-    /// Gives back what [`Admission::reserve`] took, when no slot came of it.
-    fn unreserve(&self, ip: IpAddr, network: IpAddr) {
-        let mut counts = lock(&self.counts);
-        release(&mut counts.per_ip, ip);
-        release(&mut counts.per_network, network);
-    }
-
-    /// The slot of a client whose places are reserved and who holds a permit.
-    fn register(
-        &self,
-        server: &Arc<Server>,
-        ip: IpAddr,
-        network: IpAddr,
-        permit: OwnedSemaphorePermit,
-    ) -> Slot {
+    /// The slot of a client who holds its places and a permit.
+    fn register(&self, places: Places, permit: OwnedSemaphorePermit) -> Slot {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(SessionHandle {
             id,
@@ -301,11 +302,9 @@ impl Admission {
         });
         handle.progress();
         lock(&self.sessions).insert(id, handle.clone());
-        server.metrics.sessions_active.inc();
+        places.server.metrics.sessions_active.inc();
         Slot {
-            server: server.clone(),
-            ip,
-            network,
+            places,
             handle,
             _permit: permit,
         }
