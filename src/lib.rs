@@ -148,6 +148,19 @@ impl ServiceSet {
         }
     }
 
+    /// Makes `mxguard_dns_up` speak for this set's resolver (0 when there is none: the
+    /// build logged why), and stops the one of the set it `replaced` from moving it:
+    /// sessions that started before may still use that one.
+    fn put_dns_in_force(&self, replaced: Option<&ServiceSet>, metrics: &Metrics) {
+        if let Some(old) = replaced.and_then(|r| r.services.dns.as_ref()) {
+            old.retire();
+        }
+        match &self.services.dns {
+            Some(dns) => dns.publish_health(),
+            None => metrics.dns_up.set(0),
+        }
+    }
+
     /// Says which changes of a reloaded configuration wait for a restart, where the
     /// snapshot would otherwise claim what does not run.
     fn warn_of_restart_needs(&self, config: &Config) {
@@ -226,14 +239,7 @@ impl Gateway {
                 let policy = build_policy(config.clone(), metrics, &next.services)?;
                 if next.dns_config != set.dns_config {
                     tracing::info!("[dns] changed: new resolver");
-                    if let Some(old) = &set.services.dns {
-                        old.retire();
-                    }
-                    match &next.services.dns {
-                        Some(new) => new.publish_health(),
-                        // No resolver at all (logged by the build): nothing answers.
-                        None => metrics.dns_up.set(0),
-                    }
+                    next.put_dns_in_force(Some(&set), metrics);
                 }
                 next.follow_tier(&config);
                 next.warn_of_restart_needs(&config);
@@ -241,17 +247,15 @@ impl Gateway {
                 self.put_in_force(&set, &policy);
                 Ok(policy.fingerprint().to_owned())
             });
-        if reloaded.is_ok() {
-            metrics
-                .policy_reloads_total
-                .with_label_values(&["success"])
-                .inc();
+        let result = if reloaded.is_ok() {
+            "success"
         } else {
-            metrics
-                .policy_reloads_total
-                .with_label_values(&["failure"])
-                .inc();
-        }
+            "failure"
+        };
+        metrics
+            .policy_reloads_total
+            .with_label_values(&[result])
+            .inc();
         reloaded
     }
 
@@ -366,9 +370,7 @@ pub async fn serve(
         tier: tier.clone(),
     };
     let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
-    if let Some(dns) = &set.services.dns {
-        dns.publish_health();
-    }
+    set.put_dns_in_force(None, &metrics);
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     let live = Arc::new(LivePolicy::new(policy.clone()));
     if let Some(tier) = &tier {
