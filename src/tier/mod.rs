@@ -19,6 +19,7 @@ use crate::config::{Role, TierConfig};
 use crate::metrics::Metrics;
 use crate::state::State;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +47,7 @@ pub struct Tier {
     metrics: Arc<Metrics>,
     started: SystemTime,
     /// Set when the gateway starts draining: it no longer says it is up.
-    withdrawn: std::sync::atomic::AtomicBool,
+    withdrawn: AtomicBool,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -84,7 +85,7 @@ impl Tier {
             peers: RwLock::new(peers),
             metrics,
             started: SystemTime::now(),
-            withdrawn: std::sync::atomic::AtomicBool::new(false),
+            withdrawn: AtomicBool::new(false),
         })
     }
 
@@ -206,8 +207,7 @@ impl Tier {
     /// refusing clients (`bypass_action = "tempfail"`) or scoring them while no primary
     /// takes mail. Peers that probe instead see `/healthz` say 503.
     pub async fn withdraw(&self) {
-        self.withdrawn
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.withdrawn.store(true, Ordering::SeqCst);
         if let Some(state) = &self.state {
             let name = self.name();
             if state.delete(&heartbeat_key(&name)).await.is_err() {
@@ -221,7 +221,7 @@ impl Tier {
         let config = self.config();
         let ours = self.fingerprint();
         let ttl = config.heartbeat_interval * 3;
-        let announcing = !self.withdrawn.load(std::sync::atomic::Ordering::SeqCst);
+        let announcing = !self.withdrawn.load(Ordering::SeqCst);
         if let (Some(state), true) = (&self.state, announcing) {
             let beat = Heartbeat {
                 role: config.role.as_str().to_owned(),
@@ -234,7 +234,7 @@ impl Tier {
                 let _ = state.set(&key, &json, ttl).await;
                 // A withdrawal while this write was under way may have deleted the key
                 // before the write landed: it must not announce a draining member.
-                if self.withdrawn.load(std::sync::atomic::Ordering::SeqCst) {
+                if self.withdrawn.load(Ordering::SeqCst) {
                     let _ = state.delete(&key).await;
                 }
             }
