@@ -190,28 +190,26 @@ mod tests {
     /// asks, got 2.5 points on ordinary mail.
     #[tokio::test]
     async fn spreading_over_equal_primaries_is_no_fanout_but_reaching_a_backup_too_is() {
-        let three_primaries = TierConfig::for_test(
-            "gw3",
-            Role::Primary,
-            &[("gw1", Role::Primary), ("gw2", Role::Primary)],
-        );
-        let symbols = symbols_after(three_primaries, &["gw1", "gw2"]).await;
-        assert!(!symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
-
-        let with_backup = TierConfig::for_test(
-            "bk1",
-            Role::Backup,
-            &[("gw1", Role::Primary), ("gw2", Role::Primary)],
-        );
-        let symbols = symbols_after(with_backup, &["gw1", "gw2"]).await;
-        assert!(symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
-
-        let primary_last = TierConfig::for_test(
-            "gw2",
-            Role::Primary,
-            &[("gw1", Role::Primary), ("bk1", Role::Backup)],
-        );
-        let symbols = symbols_after(primary_last, &["gw1", "bk1"]).await;
-        assert!(symbols.iter().any(|s| s == "MX_FANOUT"), "{symbols:?}");
+        use Role::{Backup, Primary};
+        // (this member, its peers, the members the client reached before, MX_FANOUT?)
+        let cases = [
+            (
+                ("gw3", Primary),
+                [("gw1", Primary), ("gw2", Primary)],
+                false,
+            ),
+            (("bk1", Backup), [("gw1", Primary), ("gw2", Primary)], true),
+            (("gw2", Primary), [("gw1", Primary), ("bk1", Backup)], true),
+        ];
+        for ((name, role), peers, fanout) in cases {
+            let before: Vec<&str> = peers.iter().map(|(peer, _)| *peer).collect();
+            let config = TierConfig::for_test(name, role, &peers);
+            let symbols = symbols_after(config, &before).await;
+            assert_eq!(
+                symbols.iter().any(|s| s == "MX_FANOUT"),
+                fanout,
+                "{name} after {before:?}: {symbols:?}"
+            );
+        }
     }
 }
