@@ -172,7 +172,10 @@ impl ServiceSet {
     /// The tier with the peers and settings of a reloaded configuration.
     fn follow_tier(&self, config: &Config) {
         match (&self.services.tier, &config.tier) {
-            (Some(tier), Some(t)) => tier.reconfigure(t.clone()),
+            (Some(tier), Some(t)) => {
+                tier.reconfigure(t.clone());
+                tier.set_spool_min_free(config.spool.min_free_bytes);
+            }
             (None, None) => {}
             _ => tracing::warn!("[tier] added or removed: that needs a restart"),
         }
@@ -375,6 +378,7 @@ pub async fn serve(
     let live = Arc::new(LivePolicy::new(policy.clone()));
     if let Some(tier) = &tier {
         tier.set_fingerprint(policy.fingerprint());
+        tier.watch_spool(spool.clone(), config.spool.min_free_bytes);
         // The first round runs before the listeners open, so a backup knows at once
         // whether its primaries are up.
         tier.round().await;

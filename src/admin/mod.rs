@@ -16,7 +16,7 @@ mod console;
 use crate::config::OnFailure;
 use crate::metrics::Metrics;
 use crate::policy::{LivePolicy, Policy};
-use crate::spool::Spool;
+use crate::spool::{Capacity, Spool};
 use crate::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,7 +26,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -310,18 +309,17 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
     }
     let spool = state.spool.clone();
     let min_free = state.policy.peek().config().spool.min_free_bytes;
-    let (writable, free) =
-        tokio::task::spawn_blocking(move || (spool.writable(), free_bytes(spool.dir())))
-            .await
-            .unwrap_or((false, None));
-    if !writable {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "spool not writable\n".into(),
-        );
-    }
-    let spool_line = match free {
-        Some(free) if free < min_free => {
+    let capacity = tokio::task::spawn_blocking(move || spool.capacity(min_free))
+        .await
+        .unwrap_or(Capacity::NotWritable);
+    let spool_line = match capacity {
+        Capacity::NotWritable => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "spool not writable\n".into(),
+            );
+        }
+        Capacity::Low { free } => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -329,8 +327,8 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
                 ),
             );
         }
-        Some(free) => format!("spool: {free} bytes free\n"),
-        None => String::new(),
+        Capacity::Room { free: Some(free) } => format!("spool: {free} bytes free\n"),
+        Capacity::Room { free: None } => String::new(),
     };
     let Some(backend) = &state.state else {
         return (StatusCode::OK, format!("ok\n{spool_line}"));
@@ -352,24 +350,6 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
             format!("state backend down\nstate: {kind} down (failing closed)\n{spool_line}"),
         ),
     }
-}
-
-/// Bytes an unprivileged writer can still use on the file system holding `dir` (what the
-/// spool has left before writes fail); `None` when the file system cannot tell.
-fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // Both fields are 32 bits wide on some targets.
-    #[allow(clippy::useless_conversion)]
-    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// The `/policy` document: what a tier comparison needs to tell two gateways apart.

@@ -17,10 +17,11 @@ pub use stamp::{Stamp, StampError};
 
 use crate::config::{Role, TierConfig};
 use crate::metrics::Metrics;
+use crate::spool::{Capacity, Spool};
 use crate::state::State;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,13 @@ pub struct Tier {
     started: SystemTime,
     /// Set when the gateway starts draining: it no longer says it is up.
     withdrawn: AtomicBool,
+    /// The spool whose room decides whether this member says it is up (none in tests and
+    /// tools that take no mail).
+    spool: OnceLock<Arc<Spool>>,
+    /// `spool.min_free_bytes` in force (a reload may change it).
+    min_free: AtomicU64,
+    /// Set while the heartbeat is held back because the spool has no room.
+    spool_short: AtomicBool,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -86,7 +94,47 @@ impl Tier {
             metrics,
             started: SystemTime::now(),
             withdrawn: AtomicBool::new(false),
+            spool: OnceLock::new(),
+            min_free: AtomicU64::new(0),
+            spool_short: AtomicBool::new(false),
         })
+    }
+
+    /// Makes this member's heartbeat depend on `spool` having room (`min_free` bytes, as
+    /// `/healthz` asks): a primary whose spool is full answers 452 to every message, and a
+    /// backup that still saw it up would score or refuse the senders retrying there.
+    pub fn watch_spool(&self, spool: Arc<Spool>, min_free: u64) {
+        let _ = self.spool.set(spool);
+        self.set_spool_min_free(min_free);
+    }
+
+    /// Takes a reloaded `spool.min_free_bytes`.
+    pub fn set_spool_min_free(&self, min_free: u64) {
+        self.min_free.store(min_free, Ordering::SeqCst);
+    }
+
+    /// Whether the watched spool can take mail; logs when that changes.
+    async fn spool_has_room(&self) -> bool {
+        let Some(spool) = self.spool.get().cloned() else {
+            return true;
+        };
+        let min_free = self.min_free.load(Ordering::SeqCst);
+        let capacity = tokio::task::spawn_blocking(move || spool.capacity(min_free))
+            .await
+            .unwrap_or(Capacity::NotWritable);
+        let short = !matches!(capacity, Capacity::Room { .. });
+        if short != self.spool_short.swap(short, Ordering::SeqCst) {
+            if short {
+                tracing::warn!(
+                    ?capacity,
+                    min_free,
+                    "spool has no room: this member stops announcing itself to the tier"
+                );
+            } else {
+                tracing::info!("spool has room again: this member announces itself to the tier");
+            }
+        }
+        !short
     }
 
     /// The configuration in force.
@@ -221,8 +269,14 @@ impl Tier {
         let config = self.config();
         let ours = self.fingerprint();
         let ttl = config.heartbeat_interval * 3;
-        let announcing = !self.withdrawn.load(Ordering::SeqCst);
-        if let (Some(state), true) = (&self.state, announcing) {
+        let withdrawn = self.withdrawn.load(Ordering::SeqCst);
+        let has_room = withdrawn || self.spool_has_room().await;
+        if let (Some(state), false) = (&self.state, withdrawn || has_room) {
+            // Deleted every round while short: peers see this member down at once, not
+            // when the last heartbeat expires, and a failed delete is tried again.
+            let _ = state.delete(&heartbeat_key(&config.name)).await;
+        }
+        if let (Some(state), true) = (&self.state, !withdrawn && has_room) {
             let beat = Heartbeat {
                 role: config.role.as_str().to_owned(),
                 fingerprint: ours.clone(),

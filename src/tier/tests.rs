@@ -68,3 +68,35 @@ async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
     gw1.round().await;
     assert_eq!(gw1.peers()[0].fingerprint.as_deref(), Some("abc123"));
 }
+
+/// Regression (review): a primary whose spool had no room answered 452 to every message
+/// but kept its heartbeat, so a backup took it for up and scored (or, with
+/// `bypass_action = "tempfail"`, refused) the senders retrying there. `/healthz` already
+/// said 503; the heartbeat now says the same.
+#[tokio::test]
+async fn a_member_whose_spool_has_no_room_is_seen_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(&dir.path().join("state")).await;
+    let (spool, _ready) = Spool::open(&dir.path().join("spool")).unwrap();
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("bk1", Role::Backup)]);
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    let metrics = Arc::new(Metrics::new());
+    let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
+    let bk1 = Tier::new(bk1, Some(state.clone()), metrics.clone());
+    gw1.watch_spool(Arc::new(spool), 0);
+    gw1.round().await;
+    bk1.round().await;
+    assert!(bk1.primaries_up(), "a primary with room is seen up");
+    // No file system has this much free: the spool is short of `min_free_bytes`.
+    gw1.set_spool_min_free(u64::MAX);
+    gw1.round().await;
+    bk1.round().await;
+    assert!(
+        !bk1.primaries_up(),
+        "a primary whose spool has no room is still seen up"
+    );
+    gw1.set_spool_min_free(0);
+    gw1.round().await;
+    bk1.round().await;
+    assert!(bk1.primaries_up(), "a primary with room again is seen up");
+}
