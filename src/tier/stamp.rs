@@ -84,7 +84,14 @@ impl Stamp {
     /// The whole header line, CRLF-terminated, signed for `message` (its header section
     /// gives the Message-ID, the rest is the body).
     pub fn header(&self, secret: &TierSecret, message: &[u8]) -> String {
-        let mac = BASE64.encode(mac(secret, &self.fields(), message).finalize().into_bytes());
+        let (headers, body) = split(message);
+        let mac = mac(
+            secret,
+            &self.fields(),
+            &message_id(headers),
+            &body_hash(body),
+        );
+        let mac = BASE64.encode(mac.finalize().into_bytes());
         format!("{HEADER}: {}; b={mac}\r\n", self.fields())
     }
 
@@ -158,9 +165,20 @@ impl Stamp {
             more => return Err(StampError::Several(more.len())),
         };
         let (stamp, tag) = Stamp::parse(value)?;
-        mac(secret, &stamp.fields(), message)
-            .verify_slice(&tag)
-            .map_err(|_| StampError::BadSignature)?;
+        let (headers, body) = split(message);
+        let id = message_id(headers);
+        let body = body_hash(body);
+        let signed_for = |id: &str| {
+            mac(secret, &stamp.fields(), id, &body)
+                .verify_slice(&tag)
+                .is_ok()
+        };
+        // A message that reached the tier without a Message-ID was stamped over an empty
+        // one; an MTA downstream may have added one since (Postfix does for mail from its
+        // own host). A stamp made over a real id still binds it.
+        if !signed_for(&id) && (id.is_empty() || !signed_for("")) {
+            return Err(StampError::BadSignature);
+        }
         let age = now.saturating_sub(stamp.time);
         if age > max_age.as_secs() {
             return Err(StampError::Stale {
@@ -194,16 +212,15 @@ fn stamp_values(message: &[u8]) -> Vec<String> {
 }
 
 /// HMAC over the fields, the Message-ID and the canonical body hash.
-fn mac(secret: &TierSecret, fields: &str, message: &[u8]) -> Hmac<Sha256> {
+fn mac(secret: &TierSecret, fields: &str, message_id: &str, body_hash: &[u8]) -> Hmac<Sha256> {
     // An HMAC takes a key of any length: this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    let (headers, body) = split(message);
     mac.update(fields.as_bytes());
     mac.update(b"\nm=");
-    mac.update(message_id(headers).as_bytes());
+    mac.update(message_id.as_bytes());
     mac.update(b"\nh=");
-    mac.update(&body_hash(body));
+    mac.update(body_hash);
     mac
 }
 
@@ -326,6 +343,28 @@ mod tests {
         f.extend_from_slice(MSG);
         assert_eq!(
             Stamp::verify(&key(), &f, 1_100, day),
+            Err(StampError::BadSignature)
+        );
+    }
+
+    /// Regression (suspected last round, shown here): a message without a Message-ID was
+    /// stamped over an empty id, and an internal Postfix adds one to mail from its own
+    /// host (`local_header_rewrite_clients`), so the stamp no longer verified there. The
+    /// id still binds a stamp made over one.
+    #[test]
+    fn a_stamp_made_without_a_message_id_survives_one_added_downstream() {
+        let no_id = b"From: a@b.test\r\nSubject: hi\r\n\r\nline one\r\n";
+        let day = Duration::from_secs(86_400);
+        let added = String::from_utf8(stamped(no_id)).unwrap().replace(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nMessage-ID: <q1@internal.test>\r\n",
+        );
+        assert!(Stamp::verify(&key(), added.as_bytes(), 1_100, day).is_ok());
+        let other_id = String::from_utf8(stamped(MSG))
+            .unwrap()
+            .replace("<m1@b.test>", "<m2@b.test>");
+        assert_eq!(
+            Stamp::verify(&key(), other_id.as_bytes(), 1_100, day),
             Err(StampError::BadSignature)
         );
     }
