@@ -32,14 +32,16 @@ impl Counts {
         i64::from(self.spam) | (i64::from(self.ham) << 32)
     }
 
-    /// The counts of a stored counter; damaged (negative) values read as zero.
+    /// The counts of a stored counter. The low half is read as signed, so a half driven
+    /// below zero (a forget whose learn lost its counts: a Redis Cluster learn cut between
+    /// its ledger swap and its counters) reads as 0 and borrows nothing from the other
+    /// class. Each half holds up to 2^31 - 1.
     pub fn unpack(v: i64) -> Counts {
-        if v < 0 {
-            return Counts::default();
-        }
+        let spam = i64::from(v as i32);
+        let ham = v.wrapping_sub(spam) >> 32;
         Counts {
-            spam: (v & 0xffff_ffff) as u32,
-            ham: (v >> 32).min(i64::from(u32::MAX)) as u32,
+            spam: spam.clamp(0, i64::from(i32::MAX)) as u32,
+            ham: ham.clamp(0, i64::from(u32::MAX)) as u32,
         }
     }
 
@@ -188,6 +190,25 @@ mod tests {
         let learned = Counts::delta(true, 1) * 7 + Counts::delta(false, 1) * 3;
         assert_eq!(learned, c.pack());
         assert_eq!(Counts::unpack(-5), Counts::default());
+    }
+
+    /// Regression (review): a spam half taken below zero borrowed from the ham half (ham 3
+    /// read as ham 2 and spam 4,294,967,295), and a ham half below zero zeroed the spam
+    /// half too. Each half now stands alone.
+    #[test]
+    fn a_half_below_zero_reads_as_zero_and_leaves_the_other() {
+        let ham3 = Counts { spam: 0, ham: 3 }.pack();
+        assert_eq!(
+            Counts::unpack(ham3 + Counts::delta(true, -1)),
+            Counts { spam: 0, ham: 3 }
+        );
+        let spam5 = Counts { spam: 5, ham: 0 }.pack();
+        assert_eq!(
+            Counts::unpack(spam5 + Counts::delta(false, -1)),
+            Counts { spam: 5, ham: 0 }
+        );
+        let both = Counts { spam: 7, ham: 9 }.pack() + Counts::delta(true, -1) * 8;
+        assert_eq!(Counts::unpack(both), Counts { spam: 0, ham: 9 });
     }
 
     #[test]
