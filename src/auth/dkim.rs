@@ -132,23 +132,22 @@ impl DkimCheck {
     }
 }
 
-/// Relaxed alignment without the public suffix list: equal, or one is a subdomain of the
-/// other.
+/// Relaxed alignment (RFC 7489 §3.1.1): equal, or the same organizational domain by the
+/// public suffix list. Without the list, `user.dyndns.org` (whose owner publishes its own
+/// DKIM key) would align with mail From `dyndns.org` and every other user's subdomain.
 pub(crate) fn aligned(a: &str, b: &str) -> bool {
-    let a = a.trim_end_matches('.');
-    let b = b.trim_end_matches('.');
+    let a = a.trim_end_matches('.').to_ascii_lowercase();
+    let b = b.trim_end_matches('.').to_ascii_lowercase();
     if a.is_empty() || b.is_empty() {
         return false;
     }
-    // Bytes, not `str` slices: a non-ASCII (RFC 6532) name would put the cut inside a
-    // character.
-    let sub = |child: &str, parent: &str| {
-        let (child, parent) = (child.as_bytes(), parent.as_bytes());
-        child.len() > parent.len()
-            && child[..child.len() - parent.len()].ends_with(b".")
-            && child[child.len() - parent.len()..].eq_ignore_ascii_case(parent)
-    };
-    a.eq_ignore_ascii_case(b) || sub(a, b) || sub(b, a)
+    if a == b {
+        return true;
+    }
+    match (psl::domain_str(&a), psl::domain_str(&b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +162,18 @@ mod tests {
         assert!(!aligned("example.com", "badexample.com"));
         assert!(!aligned("evil.test", "example.com"));
         assert!(!aligned("", "example.com"));
+        assert!(aligned("news.example.co.uk", "shop.example.co.uk"));
+    }
+
+    /// Regression (noticed two rounds ago): alignment ignored the public suffix list, so a
+    /// signature by one user's subdomain of a shared suffix, whose owner controls its DNS
+    /// and so its DKIM key, aligned with mail From the suffix itself.
+    #[test]
+    fn alignment_stops_at_the_public_suffix() {
+        assert!(!aligned("attacker.dyndns.org", "dyndns.org"));
+        assert!(!aligned("attacker.blogspot.com", "victim.blogspot.com"));
+        assert!(!aligned("example.co.uk", "co.uk"));
+        assert!(aligned("co.uk", "co.uk"));
     }
 
     /// Regression (review): a From domain in UTF-8 (RFC 6532) beside a signing domain of
