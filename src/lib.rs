@@ -144,6 +144,9 @@ impl ServiceSet {
             if state.backend_config() != &config.state.backend {
                 tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
             }
+            if state.prefix() != config.state.key_prefix {
+                tracing::warn!("state.key_prefix changed: the new prefix needs a restart (the classifier and the tier keep theirs); keeping the running one");
+            }
             self.services.state = Some(state.reconfigured(&config.state));
         }
     }

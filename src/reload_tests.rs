@@ -197,3 +197,36 @@ fn a_refresh_reads_nothing_from_disk_and_is_no_reload() {
     );
     assert_eq!(counted, 0, "a model refresh counted as a policy reload");
 }
+
+/// Regression: a reload gave the policy's checks a new `state.key_prefix` while the
+/// classifier and the tier kept the old one, and `mxguard learn` (which reads the file)
+/// wrote under the new one: one gateway read its store under two prefixes. The prefix
+/// now waits for a restart; the timeout and the failure mode follow the reload.
+#[test]
+fn a_reload_keeps_the_state_key_prefix_and_takes_the_failure_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
+    );
+    let state = |prefix: &str, on_failure: &str| {
+        format!("[state]\nkey_prefix = \"{prefix}\"\non_failure = \"{on_failure}\"\n")
+    };
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", &state("one:", "open")));
+    let (gw, stop, h) = start(&cfg);
+    write(&cfg, &base_toml(d, "rules", &state("two:", "closed")));
+    let reloaded = gw.reload(&cfg);
+    let in_force = gw.services().services.state.clone();
+    stop.cancel();
+    h.join().unwrap();
+    assert!(reloaded.is_ok(), "{reloaded:?}");
+    let in_force = in_force.expect("the gateway's state");
+    assert_eq!(
+        in_force.prefix(),
+        "one:",
+        "the reload changed the key prefix"
+    );
+    assert_eq!(in_force.on_failure(), config::OnFailure::Closed);
+}

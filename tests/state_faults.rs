@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::admin::get;
 use common::*;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -178,4 +179,42 @@ fn redis_killed_under_concurrent_load_loses_no_accepted_message() {
     }
     accepted_arrive_refused_do_not(&internal, &replies);
     state_calls_stayed_under_the_timeout(&gw);
+}
+
+/// Regression: `/healthz` read the failure mode the gateway started with. After a reload
+/// to `on_failure = "closed"` it still said 200 "failing open" while the sessions
+/// answered `451 4.3.0`, so a load balancer kept sending clients to a member that
+/// tempfailed them.
+#[test]
+fn healthz_follows_a_reloaded_failure_mode() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let gw = gateway(&redis, "open", &internal);
+    let admin = admin_port(&gw);
+    redis.freeze();
+    let mut health = get(admin, "/healthz");
+    for i in 0..100 {
+        if health.body.contains("failing open") {
+            break;
+        }
+        // Mail that needs state marks the backend down at once.
+        load(&gw, 1, 1, &format!("frozen-open-{i}"));
+        health = get(admin, "/healthz");
+    }
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert!(health.body.contains("failing open"), "{}", health.body);
+    let config = std::fs::read_to_string(gw.config_path()).unwrap();
+    let closed = config.replace("on_failure = \"open\"", "on_failure = \"closed\"");
+    assert_ne!(config, closed, "the test config names on_failure");
+    std::fs::write(gw.config_path(), closed).unwrap();
+    let before = gw.log_count("policy reloaded");
+    gw.signal(libc::SIGHUP);
+    gw.wait_log_line(Duration::from_secs(30), "policy reloaded", before)
+        .unwrap_or_else(|| panic!("no reload after SIGHUP:\n{}", gw.logs()));
+    let health = get(admin, "/healthz");
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(health.body.contains("failing closed"), "{}", health.body);
+    redis.thaw();
 }

@@ -340,7 +340,8 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
             format!("ok\nstate: {kind} up\n{spool_line}"),
         );
     }
-    match backend.on_failure() {
+    // The failure mode in force is the snapshot's: a reload may have changed it.
+    match state.policy.peek().config().state.on_failure {
         OnFailure::Open => (
             StatusCode::OK,
             format!("ok\nstate: {kind} down (failing open)\n{spool_line}"),

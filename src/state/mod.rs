@@ -248,15 +248,20 @@ impl State {
         &self.health
     }
 
-    /// The same backend with the policy settings (timeout, failure mode, prefix) of a
-    /// reloaded configuration.
+    /// The same backend with the timeout and failure mode of a reloaded configuration.
+    /// The key prefix stays: the classifier and the tier hold the state they started
+    /// with, and a policy check reading other keys than they do would split the store.
     pub fn reconfigured(&self, config: &StateConfig) -> State {
         State {
-            prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             on_failure: config.on_failure,
             ..self.clone()
         }
+    }
+
+    /// The prefix of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn key(&self, key: &str) -> String {
