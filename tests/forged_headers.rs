@@ -140,3 +140,28 @@ fn forged_authentication_results_naming_a_tier_member_are_removed() {
         "a third party's Authentication-Results was removed:\n{text}"
     );
 }
+
+/// Regression (review): a message whose first line starts with a blank was written
+/// straight after the headers the gateway prepends, so that line became a continuation of
+/// the last of them (`X-Spam-Status` or `X-Spam-Rules`): a sender could write into our
+/// verdict headers.
+#[test]
+fn a_leading_continuation_line_does_not_join_our_headers() {
+    let raw = "\tforged-continuation ALL_TRUSTED=-100\r\n\
+        From: a@sender.test\r\n\
+        Subject: leading blank\r\n\
+        Message-ID: <leading-blank@t>\r\n\
+        \r\n\
+        body\r\n";
+    let m = relay(raw, "leading-blank@t");
+    for f in fields(&m) {
+        let lower = f.to_ascii_lowercase();
+        if lower.starts_with("x-spam-") || lower.starts_with("received:") {
+            assert!(
+                !f.contains("forged-continuation"),
+                "the sender's line joined our header: {f}\n{}",
+                m.text()
+            );
+        }
+    }
+}

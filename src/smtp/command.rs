@@ -84,9 +84,18 @@ pub enum CommandError {
 
 /// Parses one command line without its line ending.
 pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
-    let line = std::str::from_utf8(line).map_err(|_| CommandError::Encoding)?;
+    // A BDAT line we cannot read still announces a chunk: refusing it like any other bad
+    // line would run that chunk as commands.
+    let encoding = || {
+        if starts_bdat(line) {
+            CommandError::BdatSize
+        } else {
+            CommandError::Encoding
+        }
+    };
+    let line = std::str::from_utf8(line).map_err(|_| encoding())?;
     if line.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(CommandError::Encoding);
+        return Err(encoding());
     }
     let (verb, arg) = split_verb(line);
     let no_arg = |cmd: Command| {
