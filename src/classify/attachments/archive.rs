@@ -118,14 +118,11 @@ fn walk(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
-    if budget.exhausted() {
-        return;
-    }
     // The reader indexes every central-directory entry up front, at a cost in memory per
-    // entry: count the headers first and leave an over-full archive unopened.
-    let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
-        .take(budget.entries_left.saturating_add(1))
-        .count();
+    // entry: count the headers first and leave an over-full archive unopened. Only headers
+    // of the central directory count: the same four bytes in a comment or in an entry's
+    // data are not entries (and would hide a real one behind ARCHIVE_TOO_MANY_ENTRIES).
+    let headers = central_headers(data, budget.entries_left.saturating_add(1));
     if headers > budget.entries_left {
         budget.entries_left = 0;
         findings.add(Symbol::ArchiveTooManyEntries, path);
@@ -140,11 +137,14 @@ fn walk(
         findings.add(Symbol::ArchiveUnreadable, path);
         return;
     };
+    // Local headers naming other files than the central directory, entries the directory
+    // does not list, overlapping entries, duplicate names (which the index collapses):
+    // each tool would see another archive.
+    if zip.validate_header_consistency().is_err() {
+        findings.add(Symbol::ArchiveUnreadable, path);
+    }
     let mut buf = vec![0u8; READ_CHUNK];
     for i in 0..zip.len() {
-        if budget.exhausted() {
-            return;
-        }
         if !budget.take_entry() {
             findings.add(Symbol::ArchiveTooManyEntries, path);
             return;
@@ -165,6 +165,10 @@ fn walk(
         let ext = policy.check_name(&name, true, findings, &shown);
         if encrypted {
             findings.add(Symbol::ArchiveEncrypted, &shown);
+            continue;
+        }
+        // Out of bytes to expand: the names are still judged, they cost nothing.
+        if budget.exhausted() {
             continue;
         }
         let Ok(mut file) = zip.by_index(i) else {
@@ -192,6 +196,61 @@ fn walk(
                 inspect(policy, &inner, depth + 1, &shown, budget, findings);
             }
         }
+    }
+}
+
+/// Central-directory headers of the zip in `data`, counted up to `limit`: walked from the
+/// start the end record gives, header by header, so the signature inside a name, comment,
+/// extra field or entry data is not counted. Without a plain end record (zip64, damaged)
+/// every signature counts.
+fn central_headers(data: &[u8], limit: usize) -> usize {
+    let every = || {
+        memchr::memmem::find_iter(data, b"PK\x01\x02")
+            .take(limit)
+            .count()
+    };
+    let u16_at = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    // The end record whose comment reaches exactly to the end of the data.
+    let tail = data.len().saturating_sub(22 + usize::from(u16::MAX));
+    let eocd = memchr::memmem::rfind_iter(data.get(tail..).unwrap_or_default(), b"PK\x05\x06")
+        .map(|at| at + tail)
+        .find(|&at| u16_at(at + 20).is_some_and(|c| at + 22 + c == data.len()));
+    let Some(eocd) = eocd else {
+        return every();
+    };
+    let (Some(entries), Some(size)) = (u16_at(eocd + 10), u32_at(eocd + 12)) else {
+        return every();
+    };
+    if entries == usize::from(u16::MAX) || size == u32::MAX {
+        return every();
+    }
+    let Some(mut at) = eocd.checked_sub(size as usize) else {
+        return every();
+    };
+    let mut count = 0;
+    while at < eocd && count < limit {
+        if data.get(at..at + 4) != Some(b"PK\x01\x02".as_slice()) {
+            break;
+        }
+        let (Some(n), Some(m), Some(k)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
+        else {
+            break;
+        };
+        count += 1;
+        at += 46 + n + m + k;
+    }
+    if count >= limit || (at == eocd && count == entries) {
+        count
+    } else {
+        // A directory that does not add up: count the way that cannot undercount.
+        every()
     }
 }
 

@@ -247,7 +247,7 @@ impl Tokenizer {
                 }
             }
         }
-        let chunks: Vec<&str> = norm.split_whitespace().collect();
+        let chunks: Vec<&str> = norm.split_whitespace().take(MAX_WORDS).collect();
         for joined in join_spaced_letters(chunks.iter().copied()) {
             sink.push(joined);
         }
@@ -265,6 +265,9 @@ impl Tokenizer {
                 continue;
             }
             for piece in chunk.split(|c: char| !is_word_char(c)) {
+                if sink.word_count >= MAX_WORDS {
+                    break;
+                }
                 let w = trim_word(piece);
                 if w.is_empty() {
                     continue;

@@ -154,3 +154,21 @@ fn hops_from_the_mailbox_fetch_upward_are_not_read() {
     let n = names(&format!("Received: from sender{direct}"));
     assert!(has(&n, "rcv:n:2"), "{n:?}");
 }
+
+#[test]
+fn the_word_cap_holds_inside_one_long_chunk() {
+    // 20,000 distinct words joined by commas: one whitespace-free chunk.
+    let words: Vec<String> = (0..20_000u32)
+        .map(|mut i| {
+            let mut w = String::new();
+            for _ in 0..4 {
+                w.push(char::from(b'a' + (i % 26) as u8));
+                i /= 26;
+            }
+            w
+        })
+        .collect();
+    let raw = format!("Subject: x\r\n\r\n{}\r\n", words.join(","));
+    let n = Tokenizer.features(raw.as_bytes()).tokens.len();
+    assert!(n <= MAX_WORDS + 100, "{n} tokens from one chunk");
+}

@@ -249,3 +249,121 @@ fn many_bad_entries_with_long_names_yield_few_short_findings() {
         found[0].file.len()
     );
 }
+
+// --- review regressions ---
+
+/// Bytes that deflate and store like ordinary binary data (no long runs).
+fn filler(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn names_after_the_byte_budget_ran_out_are_still_judged() {
+    // Ordinary data spends the expansion budget; the program after it must still be seen
+    // by name (names cost no decompression).
+    let big = filler(2 << 20);
+    let z = raw_zip(&[
+        RawEntry::stored("big.dat", &big),
+        RawEntry::stored("invoice.exe", b"x"),
+    ]);
+    let found = symbols_with(&policy_with(3, 1000, 1 << 20), &[zip_part("files.zip", &z)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+    // The same when the program is in a second attached zip.
+    let small = raw_zip(&[RawEntry::stored("big.dat", &big)]);
+    let evil = zip_of(&[("run.exe", b"x".as_slice())]);
+    let found = symbols_with(
+        &policy_with(3, 1000, 1 << 20),
+        &[zip_part("a.zip", &small), zip_part("b.zip", &evil)],
+    );
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+}
+
+#[test]
+fn header_signatures_outside_the_central_directory_do_not_count_as_entries() {
+    // One entry, a blocked program; the archive comment is full of central-header
+    // signatures, which are not entries.
+    let mut z = zip_of(&[("invoice.exe", b"x".as_slice())]);
+    let comment = b"PK\x01\x02".repeat(300);
+    let n = z.len();
+    z[n - 2..].copy_from_slice(&(comment.len() as u16).to_le_bytes());
+    z.extend_from_slice(&comment);
+    let found = symbols_with(
+        &policy_with(3, 100, 1 << 20),
+        &[zip_part("invoice.zip", &z)],
+    );
+    assert_eq!(found, vec!["ARCHIVE_BLOCKED_EXT"]);
+    // The same signatures inside a stored file's content.
+    let text = b"PK\x01\x02".repeat(300);
+    let z = raw_zip(&[
+        RawEntry::stored("notes.txt", &text),
+        RawEntry::stored("invoice.exe", b"x"),
+    ]);
+    let found = symbols_with(
+        &policy_with(3, 100, 1 << 20),
+        &[zip_part("invoice.zip", &z)],
+    );
+    assert_eq!(found, vec!["ARCHIVE_BLOCKED_EXT"]);
+}
+
+#[test]
+fn duplicate_entry_names_are_not_collapsed() {
+    // Two entries with one name: the zip crate indexes by name.
+    let z = raw_zip(&[
+        RawEntry::stored("invoice.pdf", &pe()),
+        RawEntry::stored("invoice.pdf", PDF),
+    ]);
+    let found = symbols(&[zip_part("invoice.zip", &z)]);
+    assert!(
+        found.contains(&"ARCHIVE_TYPE_MISMATCH") || found.contains(&"ARCHIVE_UNREADABLE"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_local_header_naming_another_file_than_the_central_directory_is_unreadable() {
+    // README: "a zip showing one name to one tool and another to the next is unreadable".
+    // The central directory says invoice.pdf; the local header (what streaming extractors
+    // read) says invoice.exe.
+    let mut z = raw_zip(&[RawEntry::stored("invoice.pdf", PDF)]);
+    assert_eq!(&z[30..41], b"invoice.pdf");
+    z[30..41].copy_from_slice(b"invoice.exe");
+    let found = symbols(&[zip_part("invoice.zip", &z)]);
+    assert!(
+        found.contains(&"ARCHIVE_UNREADABLE") || found.contains(&"ARCHIVE_BLOCKED_EXT"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_local_entry_missing_from_the_central_directory_is_unreadable() {
+    // A program whose local header and data sit in the archive but that the central
+    // directory does not list: tools that read local headers extract it.
+    let hidden = raw_zip(&[RawEntry::stored("run.exe", &pe())]);
+    let shown = raw_zip(&[RawEntry::stored("readme.txt", b"hello")]);
+    // hidden's local header + data, then shown's whole archive with offsets moved.
+    let local_len = 30 + "run.exe".len() + pe().len();
+    let mut z = hidden[..local_len].to_vec();
+    let base = z.len() as u32;
+    let mut rest = shown.clone();
+    // Central header's local-header offset (at +42 of the central header) and the end
+    // record's central-directory offset (at +16 of the end record).
+    let cd = u32::from_le_bytes(rest[rest.len() - 6..rest.len() - 2].try_into().unwrap()) as usize;
+    let off = u32::from_le_bytes(rest[cd + 42..cd + 46].try_into().unwrap()) + base;
+    rest[cd + 42..cd + 46].copy_from_slice(&off.to_le_bytes());
+    let n = rest.len();
+    rest[n - 6..n - 2].copy_from_slice(&((cd as u32) + base).to_le_bytes());
+    z.extend_from_slice(&rest);
+    let found = symbols(&[zip_part("files.zip", &z)]);
+    assert!(
+        found.contains(&"ARCHIVE_UNREADABLE") || found.contains(&"ARCHIVE_BLOCKED_EXT"),
+        "{found:?}"
+    );
+}
