@@ -156,8 +156,8 @@ impl Classifier {
     ) -> Result<Judged, ClassifyError> {
         let features = self.features(raw);
         let hashes = features.hashes();
-        let looked_up = &hashes[..hashes.len().min(MAX_LOOKUPS)];
-        let (totals, counts) = self.source.counts(looked_up).await?;
+        let looked_up = spread(&hashes, MAX_LOOKUPS);
+        let (totals, counts) = self.source.counts(&looked_up).await?;
         if totals.spam < min_learned || totals.ham < min_learned {
             return Ok(Judged::NotReady(totals));
         }
@@ -362,9 +362,33 @@ impl Classifier {
     }
 }
 
+/// At most `max` of the sorted token hashes, spread evenly over the whole range. The
+/// lowest `max` would let a sender who computes hashes (the function is public) fill the
+/// lookups with words of low hashes and leave every real token unread.
+fn spread(hashes: &[u64], max: usize) -> Vec<u64> {
+    if hashes.len() <= max {
+        return hashes.to_vec();
+    }
+    (0..max).map(|i| hashes[i * hashes.len() / max]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): the lookups took the lowest hashes, so 2,000 junk words whose
+    /// hashes sort first pushed every real token out of the Bayes vote.
+    #[test]
+    fn lookups_are_spread_over_all_the_hashes() {
+        let junk = 0..2_500u64;
+        let real = 1_000_000..1_000_500u64;
+        let hashes: Vec<u64> = junk.chain(real.clone()).collect();
+        let looked_up = spread(&hashes, 2_000);
+        assert_eq!(looked_up.len(), 2_000);
+        let read = looked_up.iter().filter(|h| real.contains(h)).count();
+        assert!(read >= 300, "only {read} of 500 real tokens looked up");
+        assert_eq!(spread(&hashes[..10], 2_000), hashes[..10].to_vec());
+    }
 
     #[test]
     fn deltas_of_a_move_cancel_shared_tokens_out_of_nothing() {

@@ -48,6 +48,8 @@ pub struct Limits {
     pub scan_raw_part_bytes: usize,
     /// Deepest `message/rfc822` nesting that is scanned.
     pub scan_nesting_depth: usize,
+    /// Most MIME parts parsed of one message (the parser's memory grows with each).
+    pub scan_mime_parts: usize,
     /// Client errors after which the session is closed with 421.
     pub errors_before_disconnect: u32,
     /// Client errors after which every further error reply is delayed.
@@ -104,6 +106,7 @@ impl Default for Limits {
             scan_part_bytes: 50_000,
             scan_raw_part_bytes: 500_000,
             scan_nesting_depth: 8,
+            scan_mime_parts: crate::mail::mime::DEFAULT_MAX_PARTS,
             errors_before_disconnect: 20,
             errors_before_tarpit: 5,
             tarpit_delay: Duration::from_secs(1),
@@ -280,6 +283,7 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
         ("max_sessions_per_network", l.max_sessions_per_network),
         ("scan_part_bytes", l.scan_part_bytes),
         ("scan_raw_part_bytes", l.scan_raw_part_bytes),
+        ("scan_mime_parts", l.scan_mime_parts),
     ] {
         if v == 0 {
             problems.bad(&format!("server.limits.{key}"), "must be greater than 0");

@@ -5,6 +5,7 @@ pub mod address;
 pub mod date;
 pub mod header_fields;
 pub mod lenient;
+pub mod mime;
 pub mod reply;
 pub mod trace;
 

@@ -85,6 +85,7 @@ pub fn scan_limits(limits: &Limits) -> ScanLimits {
         part_bytes: limits.scan_part_bytes,
         raw_part_bytes: limits.scan_raw_part_bytes,
         nesting_depth: limits.scan_nesting_depth,
+        mime_parts: limits.scan_mime_parts,
     }
 }
 

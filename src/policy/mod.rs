@@ -301,7 +301,7 @@ impl Policy {
             checks.push(Box::new(attachments::Attachments::new(
                 policy,
                 config.attachments.disk_inspections,
-                config.server.limits.scan_nesting_depth,
+                message::scan_limits(&config.server.limits),
             )));
         }
         if let Some(clamd) = &services.antivirus {

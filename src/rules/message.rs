@@ -33,7 +33,7 @@ pub const MAX_URIS: usize = 1000;
 pub const MAX_NESTING: usize = 8;
 
 /// How much of each part a view scans (`[server.limits]` `scan_part_bytes`,
-/// `scan_raw_part_bytes`, `scan_nesting_depth`).
+/// `scan_raw_part_bytes`, `scan_nesting_depth`, `scan_mime_parts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanLimits {
     /// Rendered text scanned at the head and again at the tail of each text part.
@@ -42,6 +42,8 @@ pub struct ScanLimits {
     pub raw_part_bytes: usize,
     /// Deepest `message/rfc822` nesting read; deeper parts are not scanned.
     pub nesting_depth: usize,
+    /// Most MIME parts parsed; the message is cut before the next one.
+    pub mime_parts: usize,
 }
 
 impl Default for ScanLimits {
@@ -50,6 +52,7 @@ impl Default for ScanLimits {
             part_bytes: BODY_PART_SCAN_SIZE,
             raw_part_bytes: RAWBODY_PART_SCAN_SIZE,
             nesting_depth: MAX_NESTING,
+            mime_parts: crate::mail::mime::DEFAULT_MAX_PARTS,
         }
     }
 }
@@ -63,6 +66,15 @@ pub struct HeaderField {
     pub raw: String,
     /// The value unfolded and RFC 2047-decoded.
     pub decoded: String,
+}
+
+/// The attachments decoded from a whole message (see [`MessageView::attachments_of`]).
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// The parts carrying files, in order.
+    pub attachments: Vec<AttachmentPart>,
+    /// The message had more MIME parts than the limit; the later ones were not looked at.
+    pub too_many_parts: bool,
 }
 
 /// A part carrying a file: every non-text part, and text parts that name a file.
@@ -90,6 +102,7 @@ pub struct MessageView {
     attachments: Vec<AttachmentPart>,
     truncated: bool,
     too_deep: bool,
+    too_many_parts: bool,
 }
 
 /// What a view collects from the parts, with the limits that apply.
@@ -123,7 +136,9 @@ impl MessageView {
             truncated: false,
             too_deep: false,
         };
-        let parsed = MessageParser::default().parse(raw);
+        let (parsed_bytes, cut) = crate::mail::mime::cut_to_parts(raw, limits.mime_parts);
+        view.too_many_parts = cut;
+        let parsed = MessageParser::default().parse(parsed_bytes);
         match &parsed {
             Some(message) => {
                 view.headers = read_headers(message);
@@ -203,6 +218,12 @@ impl MessageView {
         self.too_deep
     }
 
+    /// The message had more MIME parts than the scan limit; the later ones were not
+    /// parsed.
+    pub fn too_many_parts(&self) -> bool {
+        self.too_many_parts
+    }
+
     /// Marks the view as built from a sample that left content out.
     pub fn mark_truncated(&mut self, truncated: bool, too_deep: bool) {
         self.truncated |= truncated;
@@ -212,12 +233,16 @@ impl MessageView {
     /// The parts carrying files of raw RFC 5322 bytes, attached messages included down to
     /// `max_depth`, without the rest of a view: for a message kept on disk, whose view is
     /// built from a sample that leaves attachment bytes out.
-    pub fn attachments_of(raw: &[u8], max_depth: usize) -> Vec<AttachmentPart> {
-        let mut out = Vec::new();
+    pub fn attachments_of(raw: &[u8], max_depth: usize, max_parts: usize) -> Decoded {
+        let (raw, cut) = crate::mail::mime::cut_to_parts(raw, max_parts);
+        let mut attachments = Vec::new();
         if let Some(message) = MessageParser::default().parse(raw) {
-            collect_attachments(&message, 0, max_depth, &mut out);
+            collect_attachments(&message, 0, max_depth, &mut attachments);
         }
-        out
+        Decoded {
+            attachments,
+            too_many_parts: cut,
+        }
     }
 
     /// The parts carrying files, attached messages included, in order.

@@ -41,7 +41,7 @@ mod tests;
 pub use compile::{CompileReport, CompiledRules};
 pub use eval::Hit;
 pub use html_text::decode_entities;
-pub use message::{AttachmentPart, HeaderField, MessageView, ScanLimits};
+pub use message::{AttachmentPart, Decoded, HeaderField, MessageView, ScanLimits};
 pub use model::{
     AddrPart, Diagnostic, HeaderOp, HeaderSource, HeaderTarget, Instance, Origin, Pattern, Rule,
     RuleKind, Severity, SymbolInfo, TFlags, Test,

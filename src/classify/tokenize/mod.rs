@@ -140,6 +140,9 @@ impl Tokenizer {
             tokens: Vec::with_capacity(512),
             word_count: 0,
         };
+        // The parts past the scan's default limit are not read: a parser's memory grows
+        // with every part.
+        let (raw, _) = crate::mail::mime::cut_to_parts(raw, crate::mail::mime::DEFAULT_MAX_PARTS);
         match MessageParser::default().parse(raw) {
             Some(msg) => {
                 self.header_features(&msg, &mut sink);

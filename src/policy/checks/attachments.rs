@@ -3,8 +3,9 @@
 //! files score; `policy.actions` can make any of them refuse the message.
 
 use crate::classify::attachments::{Attachment, AttachmentPolicy, Finding, Symbol};
+use crate::policy::checks::scan_coverage::{PART_LIMIT, PART_LIMIT_SCORE};
 use crate::policy::{Check, Context, Decision, Stage};
-use crate::rules::{AttachmentPart, MessageView};
+use crate::rules::{AttachmentPart, Decoded, MessageView, ScanLimits};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -15,22 +16,23 @@ pub struct Attachments {
     policy: Arc<AttachmentPolicy>,
     /// Messages on disk decoded at a time (`attachments.disk_inspections`).
     disk_inspections: Arc<Semaphore>,
-    /// Nesting of attached messages searched for files (`scan_nesting_depth`).
-    nesting_depth: usize,
+    /// Nesting of attached messages searched for files (`scan_nesting_depth`) and the
+    /// MIME parts parsed (`scan_mime_parts`) of a message on disk.
+    limits: ScanLimits,
 }
 
 impl Attachments {
     /// A check applying `policy`, decoding at most `disk_inspections` messages kept on
-    /// disk at a time, down to `nesting_depth` levels of attached messages.
+    /// disk at a time, within the nesting and part limits of `limits`.
     pub fn new(
         policy: AttachmentPolicy,
         disk_inspections: usize,
-        nesting_depth: usize,
+        limits: ScanLimits,
     ) -> Attachments {
         Attachments {
             policy: Arc::new(policy),
             disk_inspections: Arc::new(Semaphore::new(disk_inspections.max(1))),
-            nesting_depth,
+            limits,
         }
     }
 
@@ -43,7 +45,11 @@ impl Attachments {
         }
         let _turn = self.disk_inspections.acquire().await;
         let decoded = match ctx.message.raw() {
-            Ok(raw) => Ok(MessageView::attachments_of(&raw, self.nesting_depth)),
+            Ok(raw) => Ok(MessageView::attachments_of(
+                &raw,
+                self.limits.nesting_depth,
+                self.limits.mime_parts,
+            )),
             Err(e) => Err(e),
         };
         match decoded {
@@ -62,14 +68,14 @@ enum Found {
     /// In the view the content checks share (a message in memory).
     View(Arc<MessageView>),
     /// Decoded from the spool file (a message on disk).
-    Decoded(Arc<Vec<AttachmentPart>>),
+    Decoded(Arc<Decoded>),
 }
 
 impl Found {
     fn list(&self) -> &[AttachmentPart] {
         match self {
             Found::View(v) => v.attachments(),
-            Found::Decoded(d) => d,
+            Found::Decoded(d) => &d.attachments,
         }
     }
 }
@@ -97,6 +103,9 @@ impl Check for Attachments {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let attachments = self.attachments(ctx).await;
+        if matches!(&attachments, Found::Decoded(d) if d.too_many_parts) {
+            ctx.hit_once(PART_LIMIT, PART_LIMIT_SCORE);
+        }
         if attachments.list().is_empty() {
             return Decision::Continue;
         }
@@ -140,7 +149,11 @@ mod tests {
     }
 
     fn check() -> Attachments {
-        Attachments::new(AttachmentPolicy::new(&AttachmentsConfig::default()), 1, 8)
+        Attachments::new(
+            AttachmentPolicy::new(&AttachmentsConfig::default()),
+            1,
+            ScanLimits::default(),
+        )
     }
 
     const EXE_ATTACHED: &str = "From: a@b.test\nSubject: invoice\nMIME-Version: 1.0\n\

@@ -1,7 +1,8 @@
 //! What the content scan could not look at, as symbols: `SCAN_TRUNCATED` when a part was
 //! longer than the scan limits (only its head and tail were scanned, or a big message's
-//! sample left text out) and `SCAN_NESTING_LIMIT` when attached messages were nested
-//! deeper than `scan_nesting_depth`. Spam hidden behind filler or nesting then still
+//! sample left text out), `SCAN_NESTING_LIMIT` when attached messages were nested
+//! deeper than `scan_nesting_depth` and `SCAN_PART_LIMIT` when the message had more MIME
+//! parts than `scan_mime_parts`. Spam hidden behind filler or nesting then still
 //! costs points (scored in `rules/20-scan.cf`).
 
 use crate::policy::{Check, Context, Decision, Stage};
@@ -11,6 +12,11 @@ use async_trait::async_trait;
 pub const TRUNCATED_SCORE: f64 = 1.0;
 /// Score of `SCAN_NESTING_LIMIT` unless the rules files give one.
 pub const NESTING_SCORE: f64 = 2.5;
+/// The symbol of a message cut at `scan_mime_parts` (also set by the attachment check
+/// for a message on disk).
+pub const PART_LIMIT: &str = "SCAN_PART_LIMIT";
+/// Score of `SCAN_PART_LIMIT` unless the rules files give one.
+pub const PART_LIMIT_SCORE: f64 = 2.5;
 
 /// Reports the scan limits a message ran into.
 #[derive(Debug)]
@@ -35,6 +41,9 @@ impl Check for ScanCoverage {
         if view.too_deep() {
             ctx.hit("SCAN_NESTING_LIMIT", NESTING_SCORE);
         }
+        if view.too_many_parts() {
+            ctx.hit_once(PART_LIMIT, PART_LIMIT_SCORE);
+        }
         Decision::Continue
     }
 }
@@ -49,6 +58,7 @@ mod tests {
         ctx.message = raw.to_vec().into();
         ctx.scan.part_bytes = 1000;
         ctx.scan.nesting_depth = 1;
+        ctx.scan.mime_parts = 10;
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -63,5 +73,37 @@ mod tests {
         assert_eq!(names(long.as_bytes()), ["SCAN_TRUNCATED"]);
         let nested = b"Subject: a\r\nContent-Type: message/rfc822\r\n\r\nSubject: b\r\nContent-Type: message/rfc822\r\n\r\nSubject: c\r\n\r\ndeep\r\n";
         assert_eq!(names(nested), ["SCAN_NESTING_LIMIT"]);
+    }
+
+    fn attachments(n: usize) -> String {
+        let part = "--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n";
+        format!(
+            "Subject: x\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n{}--b--\r\n",
+            part.repeat(n)
+        )
+    }
+
+    /// Regression: mail-parser keeps about a kilobyte per MIME part and every part was
+    /// parsed: a 25 MB message of 514,003 empty parts took 595 MB to scan (171 MB now, as
+    /// a 25 MB message of one part: 206 MB).
+    #[test]
+    fn parts_past_the_limit_are_not_parsed_and_are_reported() {
+        assert!(names(attachments(9).as_bytes()).is_empty());
+        assert_eq!(names(attachments(50).as_bytes()), ["SCAN_PART_LIMIT"]);
+        let view = crate::rules::MessageView::parse_with(
+            attachments(50).as_bytes(),
+            &crate::rules::ScanLimits {
+                mime_parts: 10,
+                ..Default::default()
+            },
+        );
+        assert!(
+            view.attachments().len() <= 10,
+            "{}",
+            view.attachments().len()
+        );
+        let decoded = crate::rules::MessageView::attachments_of(attachments(50).as_bytes(), 8, 10);
+        assert!(decoded.too_many_parts);
+        assert!(decoded.attachments.len() <= 10);
     }
 }
