@@ -173,10 +173,12 @@ fn parse_mail(arg: &str) -> Result<Command, CommandError> {
         };
         match (key.to_ascii_uppercase().as_str(), value) {
             ("SIZE", Some(v)) => {
-                let size = v
-                    .parse()
-                    .map_err(|_| CommandError::Syntax("bad SIZE value"))?;
-                mail.size = Some(size);
+                // RFC 1870 allows 20 digits, more than a usize on some targets holds: a
+                // number too big for one is simply too big a message (552, not 501).
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(CommandError::Syntax("bad SIZE value"));
+                }
+                mail.size = Some(v.parse().unwrap_or(usize::MAX));
             }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => mail.body = Body::SevenBit,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
@@ -244,6 +246,14 @@ mod tests {
         };
         assert_eq!(a.to_path(), "a@b.example");
         assert_eq!(p.size, Some(1000));
+        // Regression (review): 20 digits (RFC 1870's limit) overflowed and got 501.
+        let Ok(Command::Mail(_, big)) = parse(b"MAIL FROM:<a@b.example> SIZE=99999999999999999999")
+        else {
+            panic!("a 20-digit SIZE is a valid parameter");
+        };
+        assert_eq!(big.size, Some(usize::MAX));
+        assert!(parse(b"MAIL FROM:<a@b.example> SIZE=+1").is_err());
+        assert!(parse(b"MAIL FROM:<a@b.example> SIZE=").is_err());
         assert_eq!(p.body, Body::EightBitMime);
         assert!(p.smtputf8);
     }
