@@ -54,8 +54,18 @@ impl RateLimit {
             RateKey::ClientNet => {
                 Some(network_of(ctx.client.ip, self.prefixes.0, self.prefixes.1).to_string())
             }
-            RateKey::Sender => ctx.mail_from.as_ref().map(|a| lower(a.to_path())),
-            RateKey::SenderDomain => ctx.mail_from.as_ref().map(|a| lower(a.domain.clone())),
+            // The null sender is no sender: bounces from every server of the internet
+            // would share one bucket. The client keys still count them.
+            RateKey::Sender => ctx
+                .mail_from
+                .as_ref()
+                .filter(|a| !a.is_null())
+                .map(|a| lower(a.to_path())),
+            RateKey::SenderDomain => ctx
+                .mail_from
+                .as_ref()
+                .filter(|a| !a.domain.is_empty())
+                .map(|a| lower(a.domain.clone())),
             RateKey::Recipient => ctx.rcpt.as_ref().map(|a| lower(a.to_path())),
             RateKey::Helo => ctx.client.helo.clone().map(lower),
         }
@@ -130,6 +140,61 @@ impl Check for RateLimit {
                     ),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RateAction, RateKey, RateStage};
+    use crate::mail::address::parse_path;
+    use crate::policy::ClientInfo;
+    use std::time::Duration;
+
+    fn limit(key: RateKey) -> RateLimitConfig {
+        RateLimitConfig {
+            name: "per_sender".into(),
+            key,
+            limit: 1,
+            per: Duration::from_secs(3600),
+            burst: 1,
+            stage: RateStage::Rcpt,
+            action: RateAction::Score,
+            symbol: "RATELIMIT_PER_SENDER".into(),
+        }
+    }
+
+    fn bounce(ip: [u8; 4], rcpt: &str) -> Context {
+        let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from(ip)));
+        ctx.mail_from = Some(parse_path("").unwrap());
+        ctx.rcpt = Some(parse_path(rcpt).unwrap());
+        ctx
+    }
+
+    /// Regression (review): the null sender `<>` has no sender and no sender domain, yet
+    /// it was counted as the sender "" / domain "", so every bounce from every MTA of the
+    /// internet shared one bucket: past `limit` DSNs a tier-wide, each legitimate bounce
+    /// was scored or refused as if one sender had flooded us.
+    #[tokio::test]
+    async fn bounces_from_unrelated_servers_do_not_share_a_sender_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        for key in [RateKey::Sender, RateKey::SenderDomain] {
+            let check = RateLimit::new(state.clone(), limit(key), (24, 64), None);
+            let mut first = bounce([192, 0, 2, 1], "alice@example.test");
+            assert_eq!(check.run(&mut first).await, Decision::Continue);
+            let mut second = bounce([198, 51, 100, 7], "bob@example.test");
+            assert_eq!(check.run(&mut second).await, Decision::Continue);
+            assert!(
+                second
+                    .symbols
+                    .iter()
+                    .all(|s| s.name != "RATELIMIT_PER_SENDER"),
+                "{}: an unrelated bounce was over the limit: {:?}",
+                key.as_str(),
+                second.symbols
+            );
         }
     }
 }

@@ -32,9 +32,25 @@ impl Uribl {
 /// form, lower case; `None` for URLs without a host or with an IP address as host (domain
 /// lists do not list IPs).
 fn host_of(uri: &str) -> Option<String> {
-    let uri = crate::rules::decode_entities(uri);
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(&uri);
-    let authority = rest.split(['/', '?', '#']).next()?;
+    // A browser's URL parser drops ASCII tabs and newlines wherever they are.
+    let uri: String = crate::rules::decode_entities(uri)
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let scheme = uri
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let special = ["http", "https", "ftp", "ws", "wss"].contains(&scheme.as_str());
+    let authority = if special {
+        // In these schemes `\` is `/`, and any run of slashes may follow the scheme.
+        let rest = &uri[scheme.len() + 1..];
+        let rest = rest.trim_start_matches(['/', '\\']);
+        rest.split(['/', '\\', '?', '#']).next()?
+    } else {
+        let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(&uri);
+        rest.split(['/', '?', '#']).next()?
+    };
     let host = authority
         .rsplit_once('@')
         .map(|(_, h)| h)
@@ -173,5 +189,23 @@ mod tests {
         );
         // An escape that hides an address is still an address, not a domain.
         assert_eq!(host_of("http://192.0.2%2E1/"), None);
+    }
+
+    /// Regression (review): browsers (WHATWG URL) treat `\` as `/` in http(s)/ftp URLs,
+    /// skip any run of slashes after the scheme, and drop ASCII tabs and newlines; a link
+    /// written that way opened the spammer's host while the lookup went to another one
+    /// (or none).
+    #[test]
+    fn hosts_hidden_by_browser_url_normalisation_are_found() {
+        for uri in [
+            "http://spam.example\\@good.example/",
+            "http:\\\\spam.example\\path",
+            "http:/spam.example/",
+            "https:spam.example/",
+            "http://spa\nm.example/",
+            "http://spam&#9;.example/",
+        ] {
+            assert_eq!(host_of(uri).as_deref(), Some("spam.example"), "{uri:?}");
+        }
     }
 }
