@@ -74,6 +74,9 @@ fn host_of(uri: &str) -> Option<String> {
 pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for uri in uris {
+        if out.len() >= max {
+            break;
+        }
         let Some(host) = host_of(uri) else { continue };
         let Some(domain) = psl::domain_str(&host) else {
             continue;
@@ -81,9 +84,6 @@ pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
         let domain = domain.to_owned();
         if !out.contains(&domain) {
             out.push(domain);
-            if out.len() >= max {
-                break;
-            }
         }
     }
     out
@@ -189,6 +189,18 @@ mod tests {
         );
         // An escape that hides an address is still an address, not a domain.
         assert_eq!(host_of("http://192.0.2%2E1/"), None);
+    }
+
+    /// Regression (review): `uribl_max_domains = 0` still looked up the first domain.
+    #[test]
+    fn the_domain_cap_holds_at_zero() {
+        let uris = vec![
+            "http://a.example/".to_string(),
+            "http://b.example/".to_string(),
+        ];
+        assert!(registrable_domains(&uris, 0).is_empty());
+        assert_eq!(registrable_domains(&uris, 1), ["a.example"]);
+        assert_eq!(registrable_domains(&uris, 5), ["a.example", "b.example"]);
     }
 
     /// Regression (review): browsers (WHATWG URL) treat `\` as `/` in http(s)/ftp URLs,
