@@ -153,6 +153,11 @@ impl Scheduler {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
+    /// The message is queued, deferred or in flight.
+    pub fn knows(&self, id: &QueueId) -> bool {
+        self.slots.contains_key(id)
+    }
+
     /// Messages known (queued, deferred or in flight).
     pub fn len(&self) -> usize {
         self.slots.len()

@@ -275,8 +275,19 @@ impl Spool {
         }
         self.sync_queue()?;
         let _ = self.ready.send(id.clone());
+        // A pending `queue flush` request is left as it is: it finds this message too.
         let flush = self.flush_request_path();
-        fs::write(&flush, b"release\n").map_err(io_err("write", &flush))
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&flush)
+        {
+            Ok(mut f) => {
+                io::Write::write_all(&mut f, b"release\n").map_err(io_err("write", &flush))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_err("write", &flush)(e)),
+        }
     }
 
     /// Deletes a quarantined message, durably (it must not come back after a crash).

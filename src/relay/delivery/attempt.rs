@@ -223,6 +223,9 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
             );
         } else if msg.envelope.mail_from.is_empty() {
             tracing::info!(queue_id = %msg.id, "permanent failure for a null-sender message; no DSN");
+        } else if matches!(msg.envelope.verdict.as_str(), "tag" | "quarantine") {
+            // Judged spam: its sender is most likely forged, a DSN would be backscatter.
+            tracing::info!(queue_id = %msg.id, verdict = %msg.envelope.verdict, "permanent failure for mail judged spam; no DSN");
         } else {
             let hostname = &config.server.hostname;
             if let Err(e) = dsn::queue(&relay.spool, &relay.metrics, hostname, msg, &failures).await

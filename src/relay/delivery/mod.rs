@@ -190,13 +190,24 @@ async fn run(
             },
             _ = sleep_until_opt(wake) => {}
             _ = flush_tick.tick() => {
-                if take_flush_request(&relay.spool) {
-                    tracing::info!(messages = sched.len(), "queue flush requested");
-                    sched.flush();
+                if let Some(request) = take_flush_request(&relay.spool) {
+                    // `quarantine release` only asks for the new messages to be found;
+                    // retrying every deferred one for it would be a retry storm.
+                    let flush = request.trim() != "release";
+                    if flush {
+                        tracing::info!(messages = sched.len(), "queue flush requested");
+                        sched.flush();
+                    }
                     // Messages put into the queue by another process (`quarantine release`)
                     // are only known from the directory.
                     match relay.spool.ids() {
-                        Ok(ids) => ids.into_iter().for_each(|id| sched.add(id, false)),
+                        Ok(ids) => {
+                            for id in ids {
+                                if flush || !sched.knows(&id) {
+                                    sched.add(id, false);
+                                }
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush"),
                     }
                 }
@@ -218,18 +229,24 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Removes the flush request file if present; true when there was one.
-fn take_flush_request(spool: &Spool) -> bool {
+/// Removes the flush request file if present; its text (`flush`, `release`) when there
+/// was one.
+fn take_flush_request(spool: &Spool) -> Option<String> {
     let path = spool.flush_request_path();
     if !path.exists() {
-        return false;
+        return None;
     }
-    if let Err(e) = std::fs::remove_file(&path) {
+    // Taken by a rename, so a request written while this one is read is not lost.
+    let taken = path.with_extension("taken");
+    if let Err(e) = std::fs::rename(&path, &taken) {
         if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove flush request");
+            tracing::warn!(path = %path.display(), error = %e, "cannot take flush request");
         }
+        return Some(String::new());
     }
-    true
+    let text = std::fs::read_to_string(&taken).unwrap_or_default();
+    let _ = std::fs::remove_file(&taken);
+    Some(text)
 }
 
 fn update_gauges(metrics: &Metrics, sched: &Scheduler) {

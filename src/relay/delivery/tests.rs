@@ -499,3 +499,63 @@ async fn the_dsn_reports_each_failure_with_its_own_reply_attempts_later() {
     );
     gw.stop().await;
 }
+
+/// Regression (review): mail the policy judged spam (`tag`) or held in quarantine and
+/// released later was bounced like any other when the internal server refused it: a DSN
+/// to a sender a spammer chose (backscatter).
+#[tokio::test]
+async fn no_dsn_for_mail_judged_spam_or_released_from_quarantine() {
+    let server = FakeServer::start(refuse("", "550 5.7.1 spam refused")).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    gw.start(cfg, ready);
+    for verdict in ["tag", "quarantine"] {
+        let mut env = envelope("victim@example.org", &["a@example.test"]);
+        env.verdict = verdict.into();
+        gw.store(&env).await;
+    }
+    wait_until("both settled", || gw.count("failed") == 2).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    assert_eq!(gw.metrics.dsn_sent_total.get(), 0);
+    assert!(server.messages().is_empty(), "{:?}", server.messages());
+    gw.stop().await;
+}
+
+/// Regression (review): `quarantine release` asks the running gateway to pick the message
+/// up through the flush-request file, and that retried every deferred message at once,
+/// each release a retry storm against an internal server that is down.
+#[tokio::test]
+async fn a_quarantine_release_does_not_retry_every_deferred_message() {
+    let server = FakeServer::start(refuse("later@", "451 4.3.0 try later")).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(
+        &[server.addr],
+        &[("retry_initial", "\"1h\""), ("retry_max", "\"1h\"")],
+    );
+    gw.start(cfg, ready);
+    gw.store(&envelope("s@example.org", &["later@example.test"]))
+        .await;
+    wait_until("first attempt deferred", || gw.count("deferred") == 1).await;
+    let id = QueueId::generate();
+    gw.spool
+        .quarantine_as(
+            &id,
+            &envelope("s@example.org", &["a@example.test"]),
+            b"",
+            b"Subject: held\r\n\r\nbody\r\n",
+        )
+        .await
+        .unwrap();
+    // What `mxguard quarantine release` does, from another process's spool handle.
+    Spool::open_for_admin(gw.spool.dir())
+        .unwrap()
+        .release(&id)
+        .unwrap();
+    wait_until("released message delivered", || {
+        server.messages().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.count("deferred"), 1, "the deferred message was retried");
+    gw.stop().await;
+}
