@@ -2,7 +2,8 @@
 //! `Authentication-Results` header (RFC 8601) naming us, and the removal of incoming
 //! `Authentication-Results` headers that claim our name.
 
-use super::{ArcCheck, Authenticator, DkimCheck, DmarcCheck, SpfCheck};
+use super::dmarc::DmarcVerdict;
+use super::{ArcCheck, Authenticator, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck};
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, SpfOutput};
 use std::borrow::Cow;
@@ -102,13 +103,15 @@ impl Authenticator {
         outcome: &mut AuthOutcome,
         deadline: tokio::time::Instant,
     ) {
-        let Some(message) = AuthenticatedMessage::parse(raw) else {
+        let Some(mut message) = AuthenticatedMessage::parse(raw) else {
             outcome.dkim = Some(DkimCheck::default());
             outcome.dmarc = Some(DmarcCheck::default());
             outcome.arc = Some(ArcCheck::default());
             outcome.message_results = ";\r\n\tdkim=none;\r\n\tarc=none".to_owned();
             return;
         };
+        // DMARC (mail-auth) and DKIM_VALID_AU read the same author domains, as a reader sees them.
+        message.from.iter_mut().for_each(normalize_author);
         let from_domain = single_from_domain(&message);
         let client_ip = outcome.client_ip;
         let spf_output = outcome
@@ -145,10 +148,23 @@ impl Authenticator {
             if dkim_outputs.is_empty() {
                 text.insert_str(0, ";\r\n\tdkim=none");
             }
+            let mut dmarc = DmarcCheck::from_output(&dmarc_output);
+            if dmarc.verdict == DmarcVerdict::Fail
+                && dmarc.policy != DmarcPolicy::None
+                && !dmarc_output.dmarc_record().is_some_and(|r| r.t)
+                && self.dmarc_sampled(&dmarc.domain).await
+            {
+                // RFC 7489 §6.6.4: mail left out of the sample gets the next lower policy
+                // (what `t=y` does in RFC 9989, which mail-auth follows and which has no pct).
+                dmarc.policy = match dmarc.policy {
+                    DmarcPolicy::Reject => DmarcPolicy::Quarantine,
+                    _ => DmarcPolicy::None,
+                };
+            }
             (
                 DkimCheck::from_outputs(&dkim_outputs, &from_domain),
                 ArcCheck::from_output(&arc_output),
-                DmarcCheck::from_output(&dmarc_output),
+                dmarc,
                 text,
             )
         };
@@ -181,6 +197,41 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// The DMARC record that applies to `domain` (its own, else the nearest parent's, as
+    /// mail-auth's tree walk picks it) asks for its policy on fewer than all failing messages
+    /// (`pct=` below 100, RFC 7489 §6.5). A lookup error counts as no sampling.
+    async fn dmarc_sampled(&self, domain: &str) -> bool {
+        let mut name = domain;
+        while name.contains('.') {
+            match self
+                .dns
+                .lookup_txt("dmarc", &format!("_dmarc.{name}"))
+                .await
+            {
+                crate::dns::Outcome::Found(records) => {
+                    if let Some(record) = records.iter().find(|r| {
+                        r.trim_start()
+                            .get(..8)
+                            .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+                    }) {
+                        return record.split(';').any(|tag| {
+                            tag.split_once('=').is_some_and(|(k, v)| {
+                                k.trim().eq_ignore_ascii_case("pct")
+                                    && v.trim().parse::<u8>().is_ok_and(|pct| pct < 100)
+                            })
+                        });
+                    }
+                }
+                crate::dns::Outcome::NotFound => {}
+                _ => return false,
+            }
+            name = name.split_once('.').map_or("", |(_, rest)| rest);
+        }
+        false
+    }
+}
+
 /// Keeps the header one field whatever a result text contained: control characters other
 /// than tab are dropped and every line after the first starts with whitespace.
 pub(crate) fn fold_safely(header: &str) -> String {
@@ -192,9 +243,54 @@ pub(crate) fn fold_safely(header: &str) -> String {
                 out.push('\t');
             }
         }
+        let start = out.len();
         out.extend(line.chars().filter(|c| *c == '\t' || !c.is_control()));
+        if out.len() - start > MAX_LINE {
+            // A property value from the message (a DKIM `i=` folded over several lines of its
+            // header) made the line too long (RFC 5322 §2.1.1): keep the method and result,
+            // which are valid without their properties (RFC 8601 §2.2).
+            let line = out.split_off(start);
+            let end = [" header.", " smtp.", " policy."]
+                .iter()
+                .filter_map(|p| line.find(p))
+                .min()
+                .unwrap_or(MAX_LINE);
+            let mut end = end.min(MAX_LINE - 1);
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&line[..end]);
+            if line.ends_with(';') {
+                out.push(';');
+            }
+        }
     }
     out
+}
+
+/// Longest line of a header field, CRLF excluded (RFC 5322 §2.1.1).
+const MAX_LINE: usize = 998;
+
+/// An author address with its domain as a reader sees it and as DNS names it: mail-parser
+/// keeps the folding white space RFC 5322 allows around a domain's atoms (`a@ example.test`,
+/// `a@example .test`) and a trailing dot, which mail-auth would look up as they are (no
+/// record: DMARC `permerror` for a forgery of a `p=reject` domain); a UTF-8 domain (RFC 6532)
+/// becomes its A-label, the form of every DKIM `d=`.
+fn normalize_author(address: &mut String) {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return;
+    };
+    let domain: String = domain
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
+    let domain = domain.trim_end_matches('.').to_lowercase();
+    let domain = if domain.is_ascii() {
+        domain
+    } else {
+        idna::domain_to_ascii(&domain).unwrap_or(domain)
+    };
+    *address = format!("{local}@{domain}");
 }
 
 /// The From domain when the From header names exactly one domain, lower case.

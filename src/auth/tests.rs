@@ -432,3 +432,102 @@ fn header_stays_one_field() {
 fn test_resolver(config: &crate::config::DnsConfig) -> crate::dns::Dns {
     crate::dns::Dns::new(config, std::sync::Arc::new(crate::metrics::Metrics::new())).unwrap()
 }
+
+/// Regression (review): mail-parser keeps the folding white space RFC 5322 allows around the
+/// atoms of a domain (`a@ example.test`, `a@example .test`) and a trailing dot, and mail-auth
+/// looked such a name up as it was: no record, DMARC `permerror`, so a forgery of a
+/// `p=reject` domain was neither refused nor scored.
+#[tokio::test]
+async fn a_from_domain_with_spaces_or_a_trailing_dot_keeps_its_dmarc_policy() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    for from in ["a@ example.test", "a@example .test", "a@example.test."] {
+        let raw = format!("From: {from}\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n");
+        let outcome = check(&auth, "mx.evil.test", "a@evil.test", &raw).await;
+        let symbols = outcome.symbols();
+        assert!(
+            symbols.contains(&"DMARC_POLICY_REJECT"),
+            "{from}: {symbols:?}"
+        );
+        assert!(outcome.dmarc_reject_requested(), "{from}");
+        assert_eq!(
+            outcome.dmarc.as_ref().unwrap().domain,
+            "example.test",
+            "{from}"
+        );
+    }
+}
+
+/// Regression (review): a From domain in UTF-8 (RFC 6532) was compared with the signing
+/// domain, always an A-label, as it was written: DMARC (mail-auth compares A-labels) passed
+/// on the aligned signature but `DKIM_VALID_AU` was missing.
+#[tokio::test]
+async fn an_internationalized_from_domain_aligns_with_its_a_label_signature() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.xn--xample-9ua.test", &record)
+            .txt("_dmarc.xn--xample-9ua.test", "v=DMARC1; p=reject"),
+    )
+    .await;
+    let raw = sign(
+        &pkcs8,
+        "xn--xample-9ua.test",
+        "sel",
+        &message("alice@\u{e9}xample.test", "Hi.\r\n"),
+    );
+    let outcome = check(
+        &auth,
+        "client.example.test",
+        "alice@xn--xample-9ua.test",
+        &raw,
+    )
+    .await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DMARC_PASS"), "{symbols:?}");
+    assert!(symbols.contains(&"DKIM_VALID_AU"), "{symbols:?}");
+}
+
+/// `pct=0` (RFC 7489 §6.6.4; RFC 9989 replaced it with `t=y`) asks receivers not to apply
+/// the policy to any message but the next lower one: a domain rolling out `p=reject` with
+/// `pct=0` does not want its failing (forwarded, list) mail refused.
+#[tokio::test]
+async fn pct_zero_does_not_reject() {
+    let (_dns, auth) =
+        server(TestDns::builder().txt("_dmarc.pct.test", "v=DMARC1; p=reject; pct=0")).await;
+    let raw = "From: a@pct.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
+    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    assert!(!outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    assert!(
+        outcome.symbols().contains(&"DMARC_POLICY_QUARANTINE"),
+        "{:?}",
+        outcome.symbols()
+    );
+}
+
+/// An `i=` (or `d=`, `s=`) folded over several lines of an incoming DKIM-Signature, each
+/// within the 1000-byte DATA line limit, came out as one line of our header, longer than
+/// RFC 5322 §2.1.1 allows (998).
+#[tokio::test]
+async fn no_line_of_our_header_is_longer_than_998_bytes() {
+    let (_dns, auth) = server(TestDns::builder()).await;
+    let part = "a".repeat(700);
+    let raw = format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test; s=sel;\r\n \
+         i={part}\r\n {part}@example.test; h=from; bh=AAAA; b=AAAA\r\n\
+         From: a@example.test\r\nSubject: x\r\n\r\nHi.\r\n"
+    );
+    let outcome = check(&auth, "client.x.test", "a@evil.test", &raw).await;
+    let header = outcome.authentication_results_header(HOST);
+    for line in header.split("\r\n") {
+        assert!(line.len() <= 998, "{} bytes: {line}", line.len());
+    }
+    assert!(
+        header.contains("\tdkim=neutral (body hash did not verify);\r\n\tarc=none"),
+        "{header}"
+    );
+}
