@@ -550,3 +550,15 @@ fn starttls_is_refused_without_tls_config() {
     c.cmd("NOOP").expect(250, "2.0.0");
     c.quit();
 }
+
+/// Regression (review): RFC 3463 X.1.3 is the *destination* address syntax; a bad
+/// sender's address is X.1.7.
+#[test]
+fn bad_sender_syntax_is_5_1_7_and_bad_recipient_syntax_5_1_3() {
+    let (_internal, gw) = gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a b@sender.test>").expect(553, "5.1.7");
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<a b@example.test>").expect(553, "5.1.3");
+    c.quit();
+}

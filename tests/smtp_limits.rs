@@ -277,3 +277,26 @@ fn message_in_flight_when_the_shutdown_grace_ends_gets_421() {
         summarize(&msgs)
     );
 }
+
+/// Regression (review): `messages_per_session` is "transactions per connection", but only
+/// completed messages were counted, so MAIL/RCPT/RSET cycles (policy work on every MAIL
+/// and RCPT, recipient probing, and progress that keeps the session out of the stress
+/// eviction) ran without limit until `session_duration`.
+#[test]
+fn transactions_ended_by_rset_count_against_messages_per_session() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("messages_per_session", "2"));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for _ in 0..2 {
+        c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+        c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+        c.cmd("RSET").expect(250, "2.0.0");
+    }
+    // A closed connection also refuses it.
+    if let Ok(r) = c.try_cmd("MAIL FROM:<s@sender.test>") {
+        assert!(
+            r.code >= 400,
+            "third transaction in a session accepted: {r}"
+        );
+    }
+}

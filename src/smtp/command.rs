@@ -67,9 +67,12 @@ pub enum CommandError {
     /// Known verb with bad arguments (501 5.5.4).
     #[error("{0}")]
     Syntax(&'static str),
-    /// A path that does not parse (553 5.1.x / 501).
+    /// A recipient path that does not parse (553 5.1.3).
     #[error("{0}")]
     Address(AddressError),
+    /// A sender path that does not parse (553 5.1.7, RFC 3463).
+    #[error("{0}")]
+    SenderAddress(AddressError),
     /// Parameter we do not support (555 5.5.4).
     #[error("unsupported parameter {0}")]
     Parameter(String),
@@ -159,8 +162,8 @@ fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
 fn parse_mail(arg: &str) -> Result<Command, CommandError> {
     let rest =
         strip_keyword(arg, "FROM:").ok_or(CommandError::Syntax("expected MAIL FROM:<address>"))?;
-    let (path, params) = split_path(rest).map_err(CommandError::Address)?;
-    let address = parse_path(path).map_err(CommandError::Address)?;
+    let (path, params) = split_path(rest).map_err(CommandError::SenderAddress)?;
+    let address = parse_path(path).map_err(CommandError::SenderAddress)?;
     let mut mail = MailParams {
         size: None,
         body: Body::SevenBit,

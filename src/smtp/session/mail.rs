@@ -15,7 +15,8 @@ impl Session {
                 .bad_sequence(Stage::Mail, "Sender already specified")
                 .await;
         }
-        if self.messages >= self.limits().messages_per_session {
+        // Transactions, not only messages: MAIL/RSET cycles must not run without end.
+        if self.transactions >= self.limits().messages_per_session {
             let text = "Too many messages in one session, closing connection";
             let reply = Reply::new(421, "4.7.0", text);
             return Some(self.close_at_limit("messages_per_session", reply).await);
@@ -49,6 +50,7 @@ impl Session {
             .await
         {
             Decision::Continue | Decision::Discard => {
+                self.transactions += 1;
                 self.mail = Some(params);
                 self.ok(Stage::Mail, Reply::new(250, "2.1.0", "Ok"))
             }

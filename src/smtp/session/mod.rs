@@ -73,6 +73,9 @@ pub struct Session {
     handle: Arc<SessionHandle>,
     errors: u32,
     messages: usize,
+    /// Transactions begun (MAIL answered 250), however they ended: what
+    /// `messages_per_session` limits.
+    transactions: usize,
     deadline: Instant,
 }
 
@@ -164,6 +167,7 @@ impl Session {
             handle,
             errors: 0,
             messages: 0,
+            transactions: 0,
             deadline,
         }
     }
@@ -460,6 +464,9 @@ impl Session {
             CommandError::Syntax(why) => Reply::new(501, "5.5.4", format!("Syntax error: {why}")),
             CommandError::Address(why) => {
                 Reply::new(553, "5.1.3", format!("Bad address syntax: {why}"))
+            }
+            CommandError::SenderAddress(why) => {
+                Reply::new(553, "5.1.7", format!("Bad sender address syntax: {why}"))
             }
             CommandError::Parameter(p) => {
                 Reply::new(555, "5.5.4", format!("Unsupported parameter {p}"))
