@@ -119,6 +119,8 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "NOOP" => Ok(Command::Noop),
         "QUIT" => no_arg(Command::Quit),
         "HELP" => Ok(Command::Help),
+        // RFC 5321 §4.1.1.6: `"VRFY" SP String`; without one there is nothing to verify.
+        "VRFY" if arg.trim().is_empty() => Err(CommandError::Syntax("VRFY needs an argument")),
         "VRFY" => Ok(Command::Vrfy),
         "EXPN" => Ok(Command::Expn),
         "STARTTLS" => no_arg(Command::StartTls),
@@ -238,6 +240,10 @@ mod tests {
         );
         assert_eq!(parse(b"QuIt").unwrap(), Command::Quit);
         assert_eq!(parse(b"STARTTLS").unwrap(), Command::StartTls);
+        // Regression (review): a bare VRFY got 252 (RFC 5321 wants a string to verify).
+        assert_eq!(parse(b"VRFY postmaster").unwrap(), Command::Vrfy);
+        assert!(matches!(parse(b"VRFY"), Err(CommandError::Syntax(_))));
+        assert!(matches!(parse(b"VRFY  "), Err(CommandError::Syntax(_))));
     }
 
     #[test]
