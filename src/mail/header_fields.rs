@@ -15,7 +15,9 @@ pub fn raw_value<'m>(message: &'m [u8], field: &mail_parser::Header<'_>) -> &'m 
 /// Removes every header field for which `drop(name, value)` is true. `name` is the field
 /// name as written (compare case-insensitively), `value` everything after the colon,
 /// continuation lines included. CRLF or LF line ends; the header section ends at the first
-/// empty line. Borrowed when nothing was removed.
+/// empty line. Lines before the first field that start with a blank continue no field: they
+/// are removed too, or they would continue whatever header is put before the message.
+/// Borrowed when nothing was removed.
 pub fn remove_fields<'m>(
     message: &'m [u8],
     mut drop: impl FnMut(&[u8], &[u8]) -> bool,
@@ -39,8 +41,10 @@ pub fn remove_fields<'m>(
             }
         }
         let field = &message[pos..end];
-        let dropped = memchr::memchr(b':', field)
-            .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]));
+        let orphan = matches!(field.first(), Some(b' ' | b'\t'));
+        let dropped = orphan
+            || memchr::memchr(b':', field)
+                .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]));
         if dropped {
             kept.get_or_insert_with(|| message[..pos].to_vec());
         } else if let Some(out) = kept.as_mut() {
@@ -66,6 +70,13 @@ mod tests {
         let m = b"A: 1\r\nX-Drop: a\r\n\tb\r\nB: 2\r\n\r\nX-Drop: body\r\n";
         let out = remove_fields(m, |name, _| name.eq_ignore_ascii_case(b"x-drop"));
         assert_eq!(&*out, b"A: 1\r\nB: 2\r\n\r\nX-Drop: body\r\n");
+    }
+
+    #[test]
+    fn continuation_lines_of_no_field_go() {
+        let m = b"\tforged ALL_TRUSTED=-100\r\n more\r\nA: 1\r\n\r\n\tbody\r\n";
+        let out = remove_fields(m, |_, _| false);
+        assert_eq!(&*out, b"A: 1\r\n\r\n\tbody\r\n");
     }
 
     #[test]

@@ -23,23 +23,6 @@ pub fn strip_own_headers(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     })
 }
 
-/// Removes lines starting with a blank at the very start of `message`: continuation lines
-/// of no field, which would otherwise continue the last header we prepend.
-pub fn strip_leading_continuations(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let mut pos = 0;
-    while matches!(message.get(pos), Some(b' ' | b'\t')) {
-        pos = match memchr::memchr(b'\n', &message[pos..]) {
-            Some(i) => pos + i + 1,
-            None => message.len(),
-        };
-    }
-    if pos == 0 {
-        std::borrow::Cow::Borrowed(message)
-    } else {
-        std::borrow::Cow::Owned(message[pos..].to_vec())
-    }
-}
-
 /// The headers we prepend to relayed mail, CRLF-terminated.
 pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> String {
     let score = ctx.score();

@@ -487,9 +487,6 @@ impl Policy {
                     as_received = Some(old);
                 }
             };
-            if let std::borrow::Cow::Owned(new) = headers::strip_leading_continuations(m) {
-                replace(m, new);
-            }
             if let std::borrow::Cow::Owned(new) = headers::strip_own_headers(m) {
                 replace(m, new);
             }
