@@ -15,9 +15,7 @@ pub fn run(config_path: &Path, action: QueueAction) -> anyhow::Result<ExitCode> 
         QueueAction::List => list(&spool)?,
         QueueAction::Show { id } => show(&spool, &parse_id(&id)?)?,
         QueueAction::Flush => {
-            let path = spool.flush_request_path();
-            std::fs::write(&path, b"flush\n")
-                .with_context(|| format!("writing {}", path.display()))?;
+            spool.request_flush().context("writing the flush request")?;
             println!(
                 "flush requested: the running gateway retries every queued message within seconds"
             );

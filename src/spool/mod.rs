@@ -33,6 +33,19 @@ use tokio::sync::mpsc;
 
 const MAGIC: &str = "MXGUARD-SPOOL 1";
 
+/// The text of a release's request to the running gateway (see [`FlushRequest`]).
+const RELEASE_REQUEST: &[u8] = b"release\n";
+
+/// What a request file (`flush-request` in the spool) asks of the running gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushRequest {
+    /// `mxguard queue flush`: retry every queued message now.
+    Flush,
+    /// `mxguard quarantine release`: pick up the messages put into the queue; retrying
+    /// every deferred one for it would be a retry storm.
+    Release,
+}
+
 /// Spool failures; the session answers each with 452 4.3.1.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -283,10 +296,39 @@ impl Spool {
             .open(&flush)
         {
             Ok(mut f) => {
-                io::Write::write_all(&mut f, b"release\n").map_err(io_err("write", &flush))
+                io::Write::write_all(&mut f, RELEASE_REQUEST).map_err(io_err("write", &flush))
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(io_err("write", &flush)(e)),
+        }
+    }
+
+    /// Asks the running gateway to retry every queued message now (`mxguard queue flush`);
+    /// it supersedes a pending release request, which it covers.
+    pub fn request_flush(&self) -> Result<(), SpoolError> {
+        let path = self.flush_request_path();
+        fs::write(&path, b"flush\n").map_err(io_err("write", &path))
+    }
+
+    /// Takes the pending request, if any. Taken by a rename, so a request written while
+    /// this one is read is not lost; any text but a release's asks for a flush.
+    pub fn take_flush_request(&self) -> Option<FlushRequest> {
+        let path = self.flush_request_path();
+        let taken = path.with_extension("taken");
+        match fs::rename(&path, &taken) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot take flush request");
+                return Some(FlushRequest::Flush);
+            }
+        }
+        let text = fs::read(&taken).unwrap_or_default();
+        let _ = fs::remove_file(&taken);
+        if text.trim_ascii() == RELEASE_REQUEST.trim_ascii() {
+            Some(FlushRequest::Release)
+        } else {
+            Some(FlushRequest::Flush)
         }
     }
 

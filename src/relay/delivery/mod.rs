@@ -12,7 +12,7 @@ use super::client::{ClientSettings, Connection, SettingsCache};
 use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
 use crate::config::{Config, CurrentConfig};
 use crate::metrics::Metrics;
-use crate::spool::{unix_now, DeliveryState, QueueId, Spool, SpoolError};
+use crate::spool::{unix_now, DeliveryState, FlushRequest, QueueId, Spool, SpoolError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,10 +190,8 @@ async fn run(
             },
             _ = sleep_until_opt(wake) => {}
             _ = flush_tick.tick() => {
-                if let Some(request) = take_flush_request(&relay.spool) {
-                    // `quarantine release` only asks for the new messages to be found;
-                    // retrying every deferred one for it would be a retry storm.
-                    let flush = request.trim() != "release";
+                if let Some(request) = relay.spool.take_flush_request() {
+                    let flush = request == FlushRequest::Flush;
                     if flush {
                         tracing::info!(messages = sched.len(), "queue flush requested");
                         sched.flush();
@@ -227,26 +225,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Removes the flush request file if present; its text (`flush`, `release`) when there
-/// was one.
-fn take_flush_request(spool: &Spool) -> Option<String> {
-    let path = spool.flush_request_path();
-    if !path.exists() {
-        return None;
-    }
-    // Taken by a rename, so a request written while this one is read is not lost.
-    let taken = path.with_extension("taken");
-    if let Err(e) = std::fs::rename(&path, &taken) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot take flush request");
-        }
-        return Some(String::new());
-    }
-    let text = std::fs::read_to_string(&taken).unwrap_or_default();
-    let _ = std::fs::remove_file(&taken);
-    Some(text)
 }
 
 fn update_gauges(metrics: &Metrics, sched: &Scheduler) {
