@@ -264,34 +264,12 @@ impl Tier {
         }
     }
 
-    /// One heartbeat (unless withdrawn) and one look at every peer.
+    /// One heartbeat (see [`Tier::announce`]) and one look at every peer.
     pub async fn round(&self) {
         let config = self.config();
         let ours = self.fingerprint();
-        let ttl = config.heartbeat_interval * 3;
-        let withdrawn = self.withdrawn.load(Ordering::SeqCst);
-        let has_room = withdrawn || self.spool_has_room().await;
-        if let (Some(state), false) = (&self.state, withdrawn || has_room) {
-            // Deleted every round while short: peers see this member down at once, not
-            // when the last heartbeat expires, and a failed delete is tried again.
-            let _ = state.delete(&heartbeat_key(&config.name)).await;
-        }
-        if let (Some(state), true) = (&self.state, !withdrawn && has_room) {
-            let beat = Heartbeat {
-                role: config.role.as_str().to_owned(),
-                fingerprint: ours.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                at: unix_now(),
-            };
-            if let Ok(json) = serde_json::to_vec(&beat) {
-                let key = heartbeat_key(&config.name);
-                let _ = state.set(&key, &json, ttl).await;
-                // A withdrawal while this write was under way may have deleted the key
-                // before the write landed: it must not announce a draining member.
-                if self.withdrawn.load(Ordering::SeqCst) {
-                    let _ = state.delete(&key).await;
-                }
-            }
+        if let Some(state) = &self.state {
+            self.announce(state, &config, &ours).await;
         }
         let looks = config.peers.iter().map(|peer| self.observe(peer));
         let seen = futures::future::join_all(looks).await;
@@ -300,6 +278,35 @@ impl Tier {
         for (peer, observation) in config.peers.iter().zip(seen) {
             if let Some(status) = peers.iter_mut().find(|s| s.name == peer.name) {
                 peers::apply(status, observation, &ours, now, &self.metrics);
+            }
+        }
+    }
+
+    /// Publishes this member's heartbeat, unless it is withdrawn (draining: `withdraw`
+    /// deleted it) or its spool has no room.
+    async fn announce(&self, state: &State, config: &TierConfig, fingerprint: &str) {
+        if self.withdrawn.load(Ordering::SeqCst) {
+            return;
+        }
+        let key = heartbeat_key(&config.name);
+        if !self.spool_has_room().await {
+            // Deleted every round while short: peers see this member down at once, not
+            // when the last heartbeat expires, and a failed delete is tried again.
+            let _ = state.delete(&key).await;
+            return;
+        }
+        let beat = Heartbeat {
+            role: config.role.as_str().to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            at: unix_now(),
+        };
+        if let Ok(json) = serde_json::to_vec(&beat) {
+            let _ = state.set(&key, &json, config.heartbeat_interval * 3).await;
+            // A withdrawal while this write was under way may have deleted the key
+            // before the write landed: it must not announce a draining member.
+            if self.withdrawn.load(Ordering::SeqCst) {
+                let _ = state.delete(&key).await;
             }
         }
     }
