@@ -264,7 +264,8 @@ impl Tier {
         }
     }
 
-    /// One heartbeat (see [`Tier::announce`]) and one look at every peer.
+    /// One heartbeat (none while withdrawn or short of spool room) and one look at every
+    /// peer.
     pub async fn round(&self) {
         let config = self.config();
         let ours = self.fingerprint();
