@@ -141,7 +141,8 @@ impl Tokenizer {
             word_count: 0,
         };
         // The parts past the scan's default limit are not read: a parser's memory grows
-        // with every part.
+        // with every part. The default, not `scan_mime_parts`: what a message's tokens are
+        // must not change with a gateway's configuration, or learned counts stop matching.
         let (raw, _) = crate::mail::mime::cut_to_parts(raw, crate::mail::mime::DEFAULT_MAX_PARTS);
         match MessageParser::default().parse(raw) {
             Some(msg) => {
