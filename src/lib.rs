@@ -410,7 +410,8 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         stop_now: stop_now.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
-        budget: smtp::MemoryBudget::new(config.server.limits.message_memory_total_bytes),
+        budget: smtp::MemoryBudget::new(config.server.limits.message_memory_total_bytes)
+            .with_gauge(metrics.message_memory_bytes.clone()),
         journal: journal.clone(),
     });
     // Stopped last: `/healthz` answers 503 while the sessions drain.

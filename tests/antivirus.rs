@@ -184,3 +184,40 @@ fn eicar_in_a_message_kept_on_disk_is_refused() {
     let m = scrape(admin_port(&gw));
     assert_eq!(m.value("mxguard_messages_on_disk_total", &[]), 2.0);
 }
+
+/// Review: the shadow policy reuses the live clamd scan (nothing is sent again), but its
+/// antivirus check counted the reused result in `mxguard_antivirus_total` and the scan
+/// duration histogram once more: with `policy.shadow` set, every message was counted
+/// twice ("messages sent to clamd"). A clamd that is down needs no clamd installed.
+#[test]
+fn a_scan_the_shadow_policy_reuses_is_counted_once() {
+    let internal = InternalServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let av = format!(
+        "[antivirus]\nclamd = \"tcp://127.0.0.1:{port}\"\ntimeout = \"2s\"\non_failure = \"open\"\n"
+    );
+    let shadow_toml =
+        format!("[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n{av}");
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml(&format!("[policy]\nshadow = \"shadow.toml\"\n{av}"))
+            .file("shadow.toml", &shadow_toml),
+    );
+    let r = send(&gw, &clean_mail("shadowed"));
+    assert_eq!(r.code, 250, "{r:?}");
+    internal.expect_messages(1);
+    let m = scrape(admin_port(&gw));
+    assert_eq!(
+        m.value("mxguard_antivirus_total", &[("result", "unavailable")]),
+        1.0,
+        "one message, one (failed) scan"
+    );
+    assert_eq!(
+        m.value("mxguard_antivirus_scan_duration_seconds_count", &[]),
+        1.0
+    );
+}

@@ -228,3 +228,46 @@ fn replies_outside_the_transaction_are_counted_under_stage_other() {
         1.0
     );
 }
+
+/// Review: `mxguard_message_memory_bytes` ("message bytes sessions hold in memory now")
+/// was set only when a message had been received, to what was reserved at that moment
+/// (that message's own buffer included), and never again: after the last session ended
+/// it still showed the memory of the last message, for ever.
+#[test]
+fn message_memory_comes_back_to_zero_when_the_sessions_end() {
+    let (internal, gw, admin) = start();
+    send_traffic(&internal, &gw);
+    scrape_until(admin, "message memory back to 0 with no session", |s| {
+        s.value("mxguard_sessions_active", &[]) == 0.0
+            && s.value("mxguard_message_memory_bytes", &[]) == 0.0
+    });
+}
+
+/// Review: a message refused for a NUL byte counted `mxguard_limit_hits_total` under
+/// `limit="nul_byte"`, a value the README's list of limits did not name.
+#[test]
+fn every_limit_the_gateway_counts_is_documented() {
+    let (_internal, gw, admin) = start();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(b"Subject: nul\r\n\r\na\x00b\r\n.\r\n");
+    c.read_reply().expect(550, "5.6.0");
+    c.quit();
+    let s = scrape_until(admin, "a limit hit", |s| {
+        !s.label_values("mxguard_limit_hits_total", "limit")
+            .is_empty()
+    });
+    let readme = include_str!("../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `mxguard_limit_hits_total`"))
+        .expect("README documents mxguard_limit_hits_total");
+    for limit in s.label_values("mxguard_limit_hits_total", "limit") {
+        assert!(
+            row.contains(&format!("`{limit}`")),
+            "limit {limit:?} is counted but not documented: {row}"
+        );
+    }
+}

@@ -283,7 +283,7 @@ impl Metrics {
             ),
             connections_total: counter_vec(
                 "mxguard_connections_total",
-                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit).",
+                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit, proxy_refused).",
                 &["result"],
             ),
             sessions_active: gauge("mxguard_sessions_active", "SMTP sessions running now."),

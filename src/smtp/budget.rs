@@ -4,6 +4,7 @@
 //! transfer waits for room. Memory for messages in flight is therefore bounded whatever
 //! the number of sessions or the size of their messages.
 
+use prometheus::IntGauge;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -16,6 +17,9 @@ pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     /// Units the semaphore was given (it follows `message_memory_total_bytes` on reloads).
     capacity: Mutex<usize>,
+    /// `mxguard_message_memory_bytes`, moved by every reservation as it grows, shrinks
+    /// and is returned (a value set now and then would keep a past session's bytes).
+    gauge: Option<IntGauge>,
 }
 
 /// Memory a session holds; returned to the budget on drop.
@@ -23,6 +27,13 @@ pub struct MemoryBudget {
 pub struct Reservation {
     budget: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
+    gauge: Option<IntGauge>,
+}
+
+fn gauge_add(gauge: &Option<IntGauge>, units: usize, sign: i64) {
+    if let Some(g) = gauge {
+        g.add(sign * i64::try_from(units * UNIT).unwrap_or(i64::MAX));
+    }
 }
 
 fn units(bytes: usize) -> usize {
@@ -41,7 +52,15 @@ impl MemoryBudget {
         MemoryBudget {
             permits: Arc::new(Semaphore::new(n)),
             capacity: Mutex::new(n),
+            gauge: None,
         }
+    }
+
+    /// The same budget, keeping `gauge` at the bytes reserved.
+    pub fn with_gauge(mut self, gauge: IntGauge) -> MemoryBudget {
+        gauge.set(0);
+        self.gauge = Some(gauge);
+        self
     }
 
     /// Follows a reloaded budget: grows at once, shrinks as reservations are returned.
@@ -66,9 +85,13 @@ impl MemoryBudget {
     pub async fn reserve(&self, bytes: usize) -> Reservation {
         let n = u32::try_from(units(bytes)).unwrap_or(u32::MAX);
         let permit = self.permits.clone().acquire_many_owned(n).await.ok();
+        if let Some(p) = &permit {
+            gauge_add(&self.gauge, p.num_permits(), 1);
+        }
         Reservation {
             budget: self.permits.clone(),
             permit,
+            gauge: self.gauge.clone(),
         }
     }
 
@@ -77,6 +100,7 @@ impl MemoryBudget {
         Reservation {
             budget: self.permits.clone(),
             permit: None,
+            gauge: self.gauge.clone(),
         }
     }
 }
@@ -98,6 +122,7 @@ impl Reservation {
         let more = u32::try_from(want - have).unwrap_or(u32::MAX);
         match self.budget.clone().try_acquire_many_owned(more) {
             Ok(p) => {
+                gauge_add(&self.gauge, p.num_permits(), 1);
                 match self.permit.as_mut() {
                     Some(held) => held.merge(p),
                     None => self.permit = Some(p),
@@ -115,7 +140,16 @@ impl Reservation {
             let extra = held.num_permits().saturating_sub(keep);
             if extra > 0 {
                 drop(held.split(extra));
+                gauge_add(&self.gauge, extra, -1);
             }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(held) = &self.permit {
+            gauge_add(&self.gauge, held.num_permits(), -1);
         }
     }
 }
@@ -142,5 +176,23 @@ mod tests {
         let c = budget.empty();
         let mut c = c;
         assert!(!c.grow_to(3 * UNIT));
+    }
+
+    /// Review: the gauge follows every reservation, and is 0 once they are all returned.
+    #[tokio::test]
+    async fn the_gauge_follows_the_reservations() {
+        let gauge = IntGauge::new("g", "g").unwrap();
+        let budget = MemoryBudget::new(10 * UNIT).with_gauge(gauge.clone());
+        let mut a = budget.reserve(3 * UNIT).await;
+        assert_eq!(gauge.get(), (3 * UNIT) as i64);
+        assert!(a.grow_to(8 * UNIT));
+        let mut b = budget.empty();
+        assert!(b.grow_to(2 * UNIT));
+        assert_eq!(gauge.get(), budget.in_use() as i64);
+        a.shrink_to(UNIT);
+        assert_eq!(gauge.get(), budget.in_use() as i64);
+        drop(a);
+        drop(b);
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -51,8 +51,8 @@ impl Antivirus {
         }
     }
 
-    fn count(&self, result: &str, started: tokio::time::Instant) {
-        if let Some(m) = &self.metrics {
+    fn count(&self, result: &str, started: Option<tokio::time::Instant>) {
+        if let (Some(m), Some(started)) = (&self.metrics, started) {
             m.antivirus_total.with_label_values(&[result]).inc();
             m.antivirus_scan_duration_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -86,10 +86,11 @@ impl Check for Antivirus {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let started = tokio::time::Instant::now();
-        let result = match ctx.antivirus.as_ref().filter(|scan| scan.key == self.key) {
+        // `started` is None for a scan reused: nothing was sent, so nothing is counted.
+        let (result, started) = match ctx.antivirus.as_ref().filter(|scan| scan.key == self.key) {
             // Scanned already (the live policy, before a shadow with the same clamd): the
             // same bytes get the same answer, so they are not sent again.
-            Some(scan) => scan.result.clone(),
+            Some(scan) => (scan.result.clone(), None),
             None => {
                 let Some(result) = self.scan(ctx).await else {
                     return Decision::Continue;
@@ -98,7 +99,7 @@ impl Check for Antivirus {
                     key: self.key.clone(),
                     result: result.clone(),
                 });
-                result
+                (result, Some(started))
             }
         };
         match result {
@@ -170,7 +171,7 @@ impl Antivirus {
     fn unavailable(
         &self,
         ctx: &mut Context,
-        started: tokio::time::Instant,
+        started: Option<tokio::time::Instant>,
         error: &dyn std::fmt::Display,
     ) -> Decision {
         self.count("unavailable", started);

@@ -83,10 +83,6 @@ impl Session {
         } else {
             self.message_memory = Some(memory);
         }
-        self.server
-            .metrics
-            .message_memory_bytes
-            .set(i64::try_from(self.server.budget.in_use()).unwrap_or(i64::MAX));
         let policy = self.policy.clone();
         self.ctx.arrival = Some(i64::try_from(crate::spool::unix_now()).unwrap_or(i64::MAX));
         let judged = AssertUnwindSafe(policy.evaluate(Stage::Data, &mut self.ctx))
