@@ -8,6 +8,7 @@ pub mod lenient;
 pub mod mime;
 pub mod reply;
 pub mod trace;
+pub mod url;
 
 pub use address::{Address, AddressError};
 pub use reply::Reply;

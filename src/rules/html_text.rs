@@ -2,6 +2,7 @@
 //! whitespace rules, and numeric IP hosts in their dotted form, so `body` and `uri` rules meet
 //! the text SpamAssassin gives them.
 
+use crate::mail::url::Link;
 use mail_parser::decoders::html::html_to_text;
 use std::borrow::Cow;
 
@@ -233,23 +234,8 @@ impl<'a> Tag<'a> {
 /// (`http://1071396130/`, `http://0x3fdc3522/`), which SpamAssassin adds to the URI list
 /// so rules such as `NORMAL_HTTP_TO_IP` see the address; `None` for any other URI.
 pub(super) fn dotted_ip_form(uri: &str) -> Option<String> {
-    let (scheme, rest) = uri.split_once("://")?;
-    if !["http", "https", "ftp"]
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(scheme))
-    {
-        return None;
-    }
-    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(host_end);
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(at) => (&authority[..=at], &authority[at + 1..]),
-        None => ("", authority),
-    };
-    let (host, port) = match hostport.find(':') {
-        Some(c) => hostport.split_at(c),
-        None => (hostport, ""),
-    };
+    let link = Link::parse(uri).filter(Link::is_web)?;
+    let host = link.host.as_str();
     let value = if let Some(hex) = host.strip_prefix("0x").or_else(|| host.strip_prefix("0X")) {
         u64::from_str_radix(hex, 16).ok()?
     } else if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
@@ -258,7 +244,9 @@ pub(super) fn dotted_ip_form(uri: &str) -> Option<String> {
         return None;
     };
     let ip = std::net::Ipv4Addr::from(u32::try_from(value).ok()?);
-    Some(format!("{scheme}://{userinfo}{ip}{port}{tail}"))
+    let userinfo = link.userinfo.map(|u| u + "@").unwrap_or_default();
+    let port = link.port.map(|p| ":".to_string() + &p).unwrap_or_default();
+    Some(format!("{}://{userinfo}{ip}{port}{}", link.scheme, link.tail))
 }
 
 #[cfg(test)]
@@ -316,5 +304,10 @@ mod tests {
         assert_eq!(dotted_ip_form("http://example.test/1"), None);
         assert_eq!(dotted_ip_form("http://99999999999/"), None);
         assert_eq!(dotted_ip_form("mailto:1234@x.test"), None);
+        // The host a browser opens, as the URIBL and the classifier read it.
+        assert_eq!(
+            dotted_ip_form("https:\\\\1071396130/x").as_deref(),
+            Some("https://63.220.53.34/x")
+        );
     }
 }

@@ -58,6 +58,21 @@ fn urls_give_host_domain_and_path_tokens() {
     }
 }
 
+/// Regression (shared URL reader): the tokenizer split links its own way, so a link a
+/// browser opens at `spam.example` (`http:\\spam.example`, `https:spam.example`) gave no
+/// host token, and a scheme-less `www.` link with `://` in its query gave a junk scheme.
+#[test]
+fn links_give_the_host_a_browser_opens() {
+    let n = names(
+        "Subject: x\r\nContent-Type: text/html\r\n\r\n<a href=\"http:\\\\spam.example\\x\">a</a>\
+         <a href=\"https:other.example/\">b</a> see www.shop.example/r?u=http://x.example\r\n",
+    );
+    for t in ["u:h:spam.example", "u:h:other.example", "u:h:www.shop.example"] {
+        assert!(has(&n, t), "missing {t} in {n:?}");
+    }
+    assert!(!n.iter().any(|t| t.starts_with("u:scheme:")), "{n:?}");
+}
+
 #[test]
 fn broken_base64_is_decoded_leniently() {
     // The same lenient decoding as the rules' view (`mail::lenient`): a blank line before

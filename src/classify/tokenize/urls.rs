@@ -2,6 +2,7 @@
 //! favour (IP hosts, user info, odd ports, percent-encoding).
 
 use super::{bucket, reg_domain, tld, Sink, Tokenizer};
+use crate::mail::url::Link;
 use std::net::IpAddr;
 
 impl Tokenizer {
@@ -15,34 +16,33 @@ impl Tokenizer {
                 }
                 continue;
             }
-            let (scheme, rest) = match u.split_once("://") {
-                Some((s, r)) => (s, r),
-                None if u.starts_with("www.") => ("http", u.as_str()),
-                None => continue, // relative links carry no host
+            // A link found in text may lack its scheme; a browser opens `www.` as http.
+            let link = if u.starts_with("www.") {
+                Link::parse(&format!("http://{u}"))
+            } else {
+                Link::parse(&u)
             };
-            if !matches!(scheme, "http" | "https" | "ftp") {
-                sink.push2("u:scheme:", scheme);
+            let Some(link) = link else {
+                continue; // relative links carry no host
+            };
+            if !link.is_web() {
+                sink.push2("u:scheme:", &link.scheme);
                 continue;
             }
-            if scheme == "https" {
+            if link.scheme == "https" {
                 sink.push("u:https".to_string());
             }
-            let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(auth_end);
-            let host_port = match authority.rsplit_once('@') {
-                Some((_, h)) => {
-                    sink.push("u:m:userinfo".to_string());
-                    h
-                }
-                None => authority,
-            };
-            let host = match host_port.rsplit_once(':') {
-                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-                    sink.push("u:m:port".to_string());
-                    h
-                }
-                _ => host_port,
-            };
+            if link.userinfo.is_some() {
+                sink.push("u:m:userinfo".to_string());
+            }
+            if link
+                .port
+                .as_deref()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+            {
+                sink.push("u:m:port".to_string());
+            }
+            let (host, path) = (link.host.as_str(), link.tail.as_str());
             if host.contains('%') {
                 sink.push("u:m:pcthost".to_string());
             }

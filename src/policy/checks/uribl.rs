@@ -5,6 +5,7 @@
 use crate::config::DnsListConfig;
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::{Dns, Outcome};
+use crate::mail::url::Link;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
@@ -32,35 +33,11 @@ impl Uribl {
 /// form, lower case; `None` for URLs without a host or with an IP address as host (domain
 /// lists do not list IPs).
 fn host_of(uri: &str) -> Option<String> {
-    // A browser's URL parser drops ASCII tabs and newlines wherever they are.
-    let uri: String = crate::rules::decode_entities(uri)
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    let scheme = uri
-        .split_once(':')
-        .map(|(s, _)| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    let special = ["http", "https", "ftp", "ws", "wss"].contains(&scheme.as_str());
-    let authority = if special {
-        // In these schemes `\` is `/`, and any run of slashes may follow the scheme.
-        let rest = &uri[scheme.len() + 1..];
-        let rest = rest.trim_start_matches(['/', '\\']);
-        rest.split(['/', '\\', '?', '#']).next()?
-    } else {
-        let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(&uri);
-        rest.split(['/', '?', '#']).next()?
-    };
-    let host = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
-    let host = if host.starts_with('[') {
+    let link = Link::parse(&crate::rules::decode_entities(uri))?;
+    if link.host.starts_with('[') {
         return None;
-    } else {
-        host.split(':').next()?
-    };
-    let host = percent_encoding::percent_decode_str(host)
+    }
+    let host = percent_encoding::percent_decode_str(&link.host)
         .decode_utf8()
         .ok()?;
     let host = idna::domain_to_ascii(host.trim_end_matches('.')).ok()?;

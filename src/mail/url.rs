@@ -1,0 +1,150 @@
+//! A link's parts read as a browser reads them (the WHATWG URL standard's parsing of
+//! absolute URLs), so every check that looks at a link's host sees the host the reader's
+//! browser would open: spam hides its host behind the forms browsers forgive (`http:\\host`,
+//! `https:host`, a tab inside the name, `good.example\@spam.example`).
+
+/// Schemes a browser parses as "special": `\` is `/`, and any run of slashes may follow.
+const SPECIAL: [&str; 5] = ["http", "https", "ftp", "ws", "wss"];
+
+/// The parts of an absolute URL with an authority, as written (only the scheme is folded
+/// to lower case; percent-escapes and character references are left to the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The scheme, lower case: `http`.
+    pub scheme: String,
+    /// What precedes the last `@` of the authority, if anything does.
+    pub userinfo: Option<String>,
+    /// The host: a name, an IPv4 form, or an IPv6 literal with its brackets.
+    pub host: String,
+    /// What follows the host's `:`, if there is one (not necessarily digits).
+    pub port: Option<String>,
+    /// Path, query and fragment, from the first character after the authority.
+    pub tail: String,
+}
+
+impl Link {
+    /// Splits `uri`; `None` for a relative reference or a URL without an authority
+    /// (`mailto:`, `data:`, `news:group`).
+    pub fn parse(uri: &str) -> Option<Link> {
+        // A browser drops ASCII tabs and newlines wherever they are, and trims C0 controls
+        // and spaces at both ends.
+        let uri: String = uri
+            .trim_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        let (scheme, rest) = uri.split_once(':')?;
+        let mut scheme_chars = scheme.chars();
+        let scheme_ok = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !scheme_ok {
+            return None;
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        let (authority, tail) = if SPECIAL.contains(&scheme.as_str()) {
+            let rest = rest.trim_start_matches(['/', '\\']);
+            rest.split_at(rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len()))
+        } else {
+            let rest = rest.strip_prefix("//")?;
+            rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()))
+        };
+        let (userinfo, host_port) = match authority.rsplit_once('@') {
+            Some((user, host_port)) => (Some(user.to_string()), host_port),
+            None => (None, authority),
+        };
+        let port_at = if host_port.starts_with('[') {
+            host_port.find(']').map(|end| end + 1)
+        } else {
+            host_port.find(':')
+        };
+        let (host, port) = match port_at {
+            Some(at) if at < host_port.len() => {
+                let (host, port) = host_port.split_at(at);
+                (host, port.strip_prefix(':').map(str::to_string))
+            }
+            _ => (host_port, None),
+        };
+        Some(Link {
+            scheme,
+            userinfo,
+            host: host.to_string(),
+            port,
+            tail: tail.to_string(),
+        })
+    }
+
+    /// Whether the scheme is one a browser opens as a web (or FTP) address.
+    pub fn is_web(&self) -> bool {
+        matches!(self.scheme.as_str(), "http" | "https" | "ftp")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str) -> Option<(String, Option<String>, String, Option<String>, String)> {
+        Link::parse(uri).map(|l| (l.scheme, l.userinfo, l.host, l.port, l.tail))
+    }
+
+    #[test]
+    fn plain_urls_split_into_their_parts() {
+        assert_eq!(
+            parts("HTTP://user:pw@Example.test:8080/a/b?q=1#f"),
+            Some((
+                "http".into(),
+                Some("user:pw".into()),
+                "Example.test".into(),
+                Some("8080".into()),
+                "/a/b?q=1#f".into()
+            ))
+        );
+        assert_eq!(
+            parts("https://[2001:db8::1]:443/x"),
+            Some((
+                "https".into(),
+                None,
+                "[2001:db8::1]".into(),
+                Some("443".into()),
+                "/x".into()
+            ))
+        );
+        assert_eq!(
+            parts("ftp://host.test"),
+            Some(("ftp".into(), None, "host.test".into(), None, String::new()))
+        );
+    }
+
+    #[test]
+    fn the_forms_a_browser_forgives_give_the_host_it_opens() {
+        for uri in [
+            "http://spam.example\\@good.example/",
+            "http:\\\\spam.example\\path",
+            "http:/spam.example/",
+            "https:spam.example/",
+            "http://spa\nm.example/",
+            "http://spam\t.example/",
+            "  http://spam.example/  ",
+            "http:///spam.example",
+        ] {
+            let link = Link::parse(uri);
+            assert_eq!(link.map(|l| l.host).as_deref(), Some("spam.example"), "{uri:?}");
+        }
+        // The last `@` ends the user information.
+        assert_eq!(
+            Link::parse("http://good.example@x@spam.example/").map(|l| l.host),
+            Some("spam.example".to_string())
+        );
+    }
+
+    #[test]
+    fn links_without_an_authority_have_no_parts() {
+        for uri in ["mailto:a@b.test", "/relative/path", "www.example.test/x", "data:,x"] {
+            assert_eq!(Link::parse(uri), None, "{uri:?}");
+        }
+        // A non-special scheme has an authority only after `//`, and keeps `\` in its path.
+        let link = Link::parse("foo://host.test\\x/y");
+        assert_eq!(link.as_ref().map(|l| l.host.as_str()), Some("host.test\\x"));
+        assert!(!link.is_some_and(|l| l.is_web()));
+    }
+}
