@@ -153,6 +153,33 @@ fn plain_relay_attempt_is_550_571() {
     c.quit();
 }
 
+/// Regression: a refusal before DATA and a session that never reached a message left no
+/// line at `info` (only a debug line and a counter): an operator could not tell a sender
+/// why its mail was refused. Now each refusal has a `refused` line and each connection a
+/// `session` line.
+#[test]
+fn refusals_and_sessions_are_logged_at_info() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd(&format!("RCPT TO:<to@{D}>")).expect(550, "5.7.1");
+    c.quit();
+    let wait = Duration::from_secs(10);
+    let refused = gw
+        .wait_log_line(wait, "rcpt=", 0)
+        .unwrap_or_else(|| panic!("no refusal line in\n{}", gw.logs()));
+    for part in ["INFO", "refused", "stage=", "rcpt", "s@sender.test", "to@elsewhere.test", "5.7.1"] {
+        assert!(refused.contains(part), "{part:?} missing from {refused}");
+    }
+    let session = gw
+        .wait_log_line(wait, "duration_ms=", 0)
+        .unwrap_or_else(|| panic!("no session line in\n{}", gw.logs()));
+    for part in ["INFO", "transactions=1", "messages=0", "errors=1", "quit"] {
+        assert!(session.contains(part), "{part:?} missing from {session}");
+    }
+}
+
 #[test]
 fn subdomains_are_relayed_only_when_listed_with_a_dot() {
     let internal = InternalServer::start();

@@ -16,7 +16,10 @@ impl Session {
             .await
         {
             Decision::Continue | Decision::Discard => {}
-            Decision::Reject(r) | Decision::Tempfail(r) => return self.error(Stage::Helo, r).await,
+            Decision::Reject(r) | Decision::Tempfail(r) => {
+                self.log_refusal(Stage::Helo, None, &r);
+                return self.error(Stage::Helo, r).await;
+            }
         }
         self.greeting = Some(greeting);
         let host = self.hostname().to_owned();

@@ -55,6 +55,7 @@ impl Session {
                 self.ok(Stage::Mail, Reply::new(250, "2.1.0", "Ok"))
             }
             Decision::Reject(r) | Decision::Tempfail(r) => {
+                self.log_refusal(Stage::Mail, None, &r);
                 self.reset_transaction();
                 self.error(Stage::Mail, r).await
             }

@@ -76,6 +76,7 @@ pub struct Session {
     /// Transactions begun (MAIL answered 250), however they ended: what
     /// `messages_per_session` limits.
     transactions: usize,
+    started: Instant,
     deadline: Instant,
 }
 
@@ -150,7 +151,8 @@ impl Session {
         handle: Arc<SessionHandle>,
     ) -> Session {
         let policy = server.policy.get();
-        let deadline = Instant::now() + policy.config().server.limits.session_duration;
+        let started = Instant::now();
+        let deadline = started + policy.config().server.limits.session_duration;
         let ctx = Context::new(ClientInfo::new(peer.ip()));
         Session {
             conn,
@@ -168,6 +170,7 @@ impl Session {
             errors: 0,
             messages: 0,
             transactions: 0,
+            started,
             deadline,
         }
     }
@@ -236,7 +239,19 @@ impl Session {
         self.conn
             .shutdown(Instant::now() + ABORT_WRITE_TIMEOUT)
             .await;
-        tracing::debug!(client = %self.peer, end = end.reason(), messages = self.messages, "session closed");
+        // One line per connection, as Postfix's `disconnect from` line: how far the client
+        // got and why it ended, also for sessions that never reached a message.
+        tracing::info!(
+            client = %self.peer.ip(),
+            helo = self.ctx.client.helo.as_deref().unwrap_or(""),
+            tls = self.conn.is_tls(),
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            transactions = self.transactions,
+            messages = self.messages,
+            errors = self.errors,
+            end = end.reason(),
+            "session"
+        );
     }
 
     async fn serve(&mut self) -> End {
@@ -248,6 +263,7 @@ impl Session {
         {
             Decision::Continue | Decision::Discard => {}
             Decision::Reject(r) | Decision::Tempfail(r) => {
+                self.log_refusal(Stage::Connect, None, &r);
                 self.send(Stage::Connect, r).await;
                 return End::Closed("refused at connect");
             }

@@ -48,7 +48,10 @@ impl Session {
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
             }
-            (Decision::Reject(r) | Decision::Tempfail(r), _) => self.error(Stage::Rcpt, r).await,
+            (Decision::Reject(r) | Decision::Tempfail(r), rcpt) => {
+                self.log_refusal(Stage::Rcpt, rcpt.as_ref(), &r);
+                self.error(Stage::Rcpt, r).await
+            }
             (_, None) => {
                 self.error(Stage::Rcpt, Reply::new(451, "4.3.0", "Internal error"))
                     .await
