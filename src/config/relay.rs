@@ -61,6 +61,8 @@ pub struct RelayConfig {
     pub data_timeout: Duration,
     /// How long an unused connection to an internal server stays open.
     pub idle_timeout: Duration,
+    /// How long an internal server that failed to connect is skipped.
+    pub unreachable_hold: Duration,
     /// First retry delay after a temporary failure.
     pub retry_initial: Duration,
     /// Longest retry delay.
@@ -92,6 +94,8 @@ pub(super) struct RawRelay {
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    unreachable_hold: Duration,
+    #[serde(with = "humantime_serde")]
     retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     retry_max: Duration,
@@ -114,6 +118,7 @@ impl Default for RawRelay {
             command_timeout: Duration::from_secs(60),
             data_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(30),
+            unreachable_hold: Duration::from_secs(60),
             retry_initial: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
             retry_factor: 2.0,
@@ -239,6 +244,7 @@ impl RawRelay {
             command_timeout: self.command_timeout,
             data_timeout: self.data_timeout,
             idle_timeout: self.idle_timeout,
+            unreachable_hold: self.unreachable_hold,
             retry_initial: self.retry_initial,
             retry_max: self.retry_max,
             retry_factor: self.retry_factor,

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub relay_attempts_total: IntCounterVec,
     /// Time of one delivery attempt.
     pub relay_duration_seconds: HistogramVec,
+    /// Internal servers that failed to connect and have not taken a connection since.
+    pub relay_servers_unreachable: IntGauge,
     /// Delivery status notifications generated.
     pub dsn_sent_total: IntCounter,
     /// Delivery states found unreadable and discarded (the message tried again for every
@@ -337,6 +339,10 @@ impl Metrics {
                 &["result"],
             ),
             relay_duration_seconds,
+            relay_servers_unreachable: gauge(
+                "mxguard_relay_servers_unreachable",
+                "Internal servers that failed to connect and have not taken a connection since.",
+            ),
             dsn_sent_total: counter(
                 "mxguard_dsn_sent_total",
                 "Delivery status notifications generated.",

@@ -15,6 +15,7 @@ pub mod callout;
 pub mod client;
 pub mod delivery;
 pub mod dsn;
+mod reachability;
 pub mod scheduler;
 
 #[cfg(test)]

@@ -69,6 +69,13 @@ pub enum ClientError {
     /// No server was configured to try.
     #[error("no internal server configured")]
     NoServer,
+    /// Every server failed to take a connection moments ago (`relay.unreachable_hold`),
+    /// so none was tried.
+    #[error("delivery suspended: no internal server took a connection in the last {hold:?}")]
+    Suspended {
+        /// How long a failing server is held back.
+        hold: std::time::Duration,
+    },
 }
 
 impl ClientError {
@@ -90,6 +97,15 @@ impl ClientError {
                 stage: STAGE_DATA_END,
                 ..
             }
+        )
+    }
+
+    /// The server did not take a TCP connection: it is down or unreachable, not merely
+    /// busy, so other attempts should not wait on it too.
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::ConnectTimeout { .. }
         )
     }
 

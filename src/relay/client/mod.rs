@@ -77,26 +77,6 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Opens a connection to the first server of `servers` that accepts a session;
-    /// connection failures, refusals (421 and the like) and timeouts move on to the next.
-    /// Returns the last error when none works.
-    pub async fn connect_any(
-        servers: &[SocketAddr],
-        settings: &ClientSettings,
-    ) -> Result<Connection, ClientError> {
-        let mut last = ClientError::NoServer;
-        for &server in servers {
-            match Connection::open(server, settings).await {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    tracing::debug!(%server, error = %e, "internal server unusable, trying next");
-                    last = e;
-                }
-            }
-        }
-        Err(last)
-    }
-
     /// Connects to one server: banner, EHLO (HELO if EHLO is refused), STARTTLS per
     /// `settings.tls`, and EHLO again after TLS.
     pub async fn open(

@@ -128,16 +128,15 @@ async fn two_messages_share_one_connection_with_rset_between() {
 }
 
 #[tokio::test]
-async fn failover_to_the_second_server_when_the_first_refuses_connections() {
+async fn a_server_that_refuses_connections_is_unreachable() {
     let dead = dead_addr().await;
     let server = FakeServer::start(Script::default()).await;
     let s = settings(server.addr, &[]);
-    let conn = Connection::connect_any(&[dead, server.addr], &s)
-        .await
-        .unwrap();
-    assert_eq!(conn.server(), server.addr);
-    let err = Connection::connect_any(&[dead], &s).await.unwrap_err();
+    let err = Connection::open(dead, &s).await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(err.unreachable());
+    let conn = Connection::open(server.addr, &s).await.unwrap();
+    assert_eq!(conn.server(), server.addr);
 }
 
 #[tokio::test]

@@ -69,7 +69,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             body_8bit: msg.envelope.body_8bit,
             smtputf8: msg.envelope.smtputf8,
         };
-        match deliver(&config, &settings, conn, targets, &tx).await {
+        match deliver(relay, &config, &settings, conn, targets, &tx).await {
             Ok((srv, replies)) => {
                 server = Some(srv);
                 reply_summary = summarize(&replies);
@@ -294,8 +294,11 @@ fn summarize(replies: &[Reply]) -> String {
 /// Hands one transaction to the first working server of `targets`, reusing the worker's
 /// connection when it goes to one of them. A failure before the body was handed over
 /// moves on to the next server; a reused connection the server had closed is replaced.
-/// Returns the server that answered with the per-recipient replies.
+/// Servers that recently failed to take a connection are tried last, or not at all while
+/// their hold lasts (`Suspended` when that leaves none). Returns the server that answered
+/// with the per-recipient replies.
 async fn deliver(
+    relay: &Relay,
     config: &Config,
     settings: &ClientSettings,
     slot: &mut Option<Connection>,
@@ -329,15 +332,26 @@ async fn deliver(
             c.quit().await;
         }
     }
-    while start < targets.len() {
-        let mut c = match Connection::connect_any(&targets[start..], settings).await {
-            Ok(c) => c,
+    let hold = config.relay.unreachable_hold;
+    let plan = relay.reachability.plan(&targets[start.min(targets.len())..], hold);
+    if plan.is_empty() && start < targets.len() {
+        return Err((None, ClientError::Suspended { hold }));
+    }
+    for server in plan {
+        let mut c = match Connection::open(server, settings).await {
+            Ok(c) => {
+                relay.reached(config, server, true);
+                c
+            }
             Err(e) => {
+                if e.unreachable() {
+                    relay.reached(config, server, false);
+                }
+                tracing::debug!(%server, error = %e, "internal server unusable, trying next");
                 last = Some((None, e));
-                break;
+                continue;
             }
         };
-        let server = c.server();
         match c.send(tx).await {
             Ok(replies) => {
                 *slot = Some(c);
@@ -349,10 +363,6 @@ async fn deliver(
                 if after_body {
                     break;
                 }
-                start += targets[start..]
-                    .iter()
-                    .position(|s| *s == server)
-                    .map_or(targets.len(), |p| p + 1);
             }
         }
     }

@@ -9,11 +9,13 @@ mod attempt;
 use attempt::attempt;
 
 use super::client::{ClientSettings, Connection, SettingsCache};
+use super::reachability::Reachability;
 use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
 use crate::config::{Config, CurrentConfig};
 use crate::metrics::Metrics;
 use crate::spool::{unix_now, DeliveryState, FlushRequest, QueueId, Spool, SpoolError};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -36,6 +38,8 @@ pub(crate) struct Relay {
     /// next attempt starts from them, not from the stale file, so no recipient that
     /// already has the message gets it again.
     unsaved: std::sync::Mutex<HashMap<QueueId, DeliveryState>>,
+    /// Internal servers that recently failed to take a connection.
+    reachability: Reachability,
 }
 
 impl Relay {
@@ -50,7 +54,27 @@ impl Relay {
             spool,
             metrics,
             unsaved: std::sync::Mutex::default(),
+            reachability: Reachability::default(),
         }
+    }
+
+    /// Records whether `server` took a connection, and publishes how many of the
+    /// configured servers are failing.
+    pub(crate) fn reached(&self, config: &Config, server: SocketAddr, reached: bool) {
+        if reached {
+            self.reachability.reached(server);
+        } else {
+            self.reachability
+                .unreachable(server, config.relay.unreachable_hold);
+        }
+        let mut servers: Vec<&SocketAddr> = config.relay.internal.iter().collect();
+        servers.extend(config.relay.dsn_via.iter());
+        servers.sort_unstable();
+        servers.dedup();
+        let failing = self.reachability.failing(servers);
+        self.metrics
+            .relay_servers_unreachable
+            .set(i64::try_from(failing).unwrap_or(i64::MAX));
     }
 
     /// The configuration in force and its client settings.

@@ -173,6 +173,49 @@ async fn delivery_fails_over_to_the_second_server() {
     gw.stop().await;
 }
 
+/// Regression: no memory of a dead internal server. Every attempt tried it first and, when
+/// it was blackholed, waited out `connect_timeout` (30 s) before the next server or before
+/// deferring. Now a server that failed to connect is skipped for `unreachable_hold`, and
+/// with no server left the message is deferred at once.
+#[tokio::test]
+async fn a_server_that_failed_to_connect_is_held_back() {
+    let dead = dead_addr().await;
+    let server = FakeServer::start(Script::default()).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[dead, server.addr], &[]);
+    let relay = gw.relay(cfg.clone());
+    let first = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let outcome = attempt(&relay, &mut None, &now(&first)).await;
+    assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    assert_eq!(gw.metrics.relay_servers_unreachable.get(), 1);
+    assert_eq!(
+        relay.reachability.plan(&[dead, server.addr], Duration::from_secs(60)),
+        [server.addr],
+        "the dead server is no longer tried first"
+    );
+
+    // Only the dead server: the next message is deferred without a connection attempt.
+    let relay = gw.relay(gw.config(&[dead], &[]));
+    relay.reached(&cfg, dead, false);
+    let second = gw
+        .store(&envelope("s@example.org", &["b@example.test"]))
+        .await;
+    let outcome = attempt(&relay, &mut None, &now(&second)).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    let err = gw.spool.load(&second).unwrap().state.last_error.unwrap();
+    assert!(err.contains("delivery suspended"), "{err}");
+
+    // A zero hold tries the server every time.
+    let relay = gw.relay(gw.config(&[dead], &[("unreachable_hold", "\"0s\"")]));
+    relay.reached(&cfg, dead, false);
+    let outcome = attempt(&relay, &mut None, &now(&second)).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    let err = gw.spool.load(&second).unwrap().state.last_error.unwrap();
+    assert!(err.contains("connect to"), "{err}");
+}
+
 /// A server that answers the first RCPT with `first` and every later one with 250.
 fn rcpt_fails_once(first: &'static str) -> Script {
     let calls = Arc::new(AtomicUsize::new(0));

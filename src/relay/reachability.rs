@@ -1,0 +1,109 @@
+//! Internal servers that recently could not be reached. Without this memory every delivery
+//! attempt waited out `relay.connect_timeout` on a blackholed server before it tried the
+//! next one, or before it deferred: a dead primary cost each message half a minute, and
+//! every worker spent its time waiting. Like Postfix's dead-destination state, a server
+//! that fails to connect is held back for `relay.unreachable_hold`; then one attempt
+//! probes it again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which internal servers are held back, and until when.
+#[derive(Debug, Default)]
+pub(crate) struct Reachability {
+    held: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl Reachability {
+    /// The servers of `targets` to try, in order: those not held back, in the configured
+    /// order, then those whose hold has run out. Trying one of the latter is a probe, so
+    /// its hold is renewed for `hold` at once: other attempts meanwhile skip it instead of
+    /// all waiting on the same dead address. Empty when every server is held back. A zero
+    /// `hold` (holding switched off, perhaps by a reload) tries every server in order.
+    pub(crate) fn plan(&self, targets: &[SocketAddr], hold: Duration) -> Vec<SocketAddr> {
+        if hold.is_zero() {
+            return targets.to_vec();
+        }
+        let now = Instant::now();
+        let mut held = self.lock();
+        let mut up = Vec::with_capacity(targets.len());
+        let mut probes = Vec::new();
+        for &server in targets {
+            match held.get_mut(&server) {
+                None => up.push(server),
+                Some(until) if *until <= now => {
+                    *until = now + hold;
+                    probes.push(server);
+                }
+                Some(_) => {}
+            }
+        }
+        up.extend(probes);
+        up
+    }
+
+    /// `server` did not take a connection: hold it back for `hold` (nothing when `hold`
+    /// is zero: every attempt then tries every server).
+    pub(crate) fn unreachable(&self, server: SocketAddr, hold: Duration) {
+        if !hold.is_zero() {
+            self.lock().insert(server, Instant::now() + hold);
+        }
+    }
+
+    /// `server` took a connection.
+    pub(crate) fn reached(&self, server: SocketAddr) {
+        self.lock().remove(&server);
+    }
+
+    /// How many of `servers` failed to connect and have not taken a connection since.
+    pub(crate) fn failing<'a>(&self, servers: impl IntoIterator<Item = &'a SocketAddr>) -> usize {
+        let held = self.lock();
+        servers.into_iter().filter(|s| held.contains_key(s)).count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Instant>> {
+        // The map is valid after any panic (single inserts and removes), so a poisoned
+        // lock is taken as it is.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_server_is_skipped_then_probed_once() {
+        let r = Reachability::default();
+        let (a, b) = (addr(1), addr(2));
+        let hold = Duration::from_secs(60);
+        assert_eq!(r.plan(&[a, b], hold), [a, b]);
+        r.unreachable(a, hold);
+        assert_eq!(r.plan(&[a, b], hold), [b], "held back while others are up");
+        assert_eq!(r.plan(&[a], hold), Vec::<SocketAddr>::new(), "nothing to try");
+        assert_eq!(r.failing(&[a, b]), 1);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(r.plan(&[a, b], hold), [b, a], "probed last once the hold is over");
+        assert_eq!(r.plan(&[a, b], hold), [b], "one probe at a time");
+        assert_eq!(r.failing(&[a, b]), 1, "failing until it takes a connection");
+        r.reached(a);
+        assert_eq!(r.plan(&[a, b], hold), [a, b]);
+        assert_eq!(r.failing(&[a, b]), 0);
+    }
+
+    #[test]
+    fn a_zero_hold_holds_nothing_back() {
+        let r = Reachability::default();
+        r.unreachable(addr(1), Duration::ZERO);
+        assert_eq!(r.failing(&[addr(1)]), 0);
+        r.unreachable(addr(1), Duration::from_secs(60));
+        assert_eq!(r.plan(&[addr(1)], Duration::ZERO), [addr(1)]);
+    }
+}
