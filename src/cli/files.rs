@@ -6,19 +6,33 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Every file under `paths` (directories walked), sorted.
+/// Every file under `paths` (directories walked), sorted. A directory reached again (a
+/// symlink to it or to one above it) is walked only the first time: following such links
+/// made a path per combination of links, until the kernel's limit of 40 links per path.
 pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt as _;
     let mut files = Vec::new();
+    let mut walked: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
+    let first_visit = |walked: &mut std::collections::HashSet<(u64, u64)>, dir: &PathBuf| {
+        std::fs::metadata(dir).map_or(true, |m| walked.insert((m.dev(), m.ino())))
+    };
     for p in paths {
         if p.is_dir() {
+            if !first_visit(&mut walked, p) {
+                continue;
+            }
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
                 for entry in
                     std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
                 {
-                    let path = entry?.path();
+                    let path = entry
+                        .with_context(|| format!("reading {}", dir.display()))?
+                        .path();
                     if path.is_dir() {
-                        stack.push(path);
+                        if first_visit(&mut walked, &path) {
+                            stack.push(path);
+                        }
                     } else {
                         files.push(path);
                     }
