@@ -62,3 +62,98 @@ fn scan_walks_a_directory_with_symlink_loops_once() {
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("scanned 1 messages"), "{all}");
 }
+
+/// A FIFO in a scanned directory (or named on the command line) is no message file:
+/// reading it blocked the scan for ever.
+#[test]
+fn scan_does_not_hang_on_a_fifo() {
+    let dir = setup();
+    let fifo = dir.path().join("msgs/pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = run(&dir, &["scan", "--config", "mxguard.toml", "msgs"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("msgs/pipe: not a regular file"), "{all}");
+    assert!(all.contains("msgs/a.eml: tag"), "{all}");
+    // `learn` reads its files the same way.
+    let out = run(
+        &dir,
+        &["learn", "--config", "mxguard.toml", "--spam", "msgs"],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("msgs/pipe"), "{all}");
+}
+
+/// `scan /dev/zero` read until memory ran out (here: a 1 GiB address-space limit).
+#[test]
+fn scan_refuses_a_character_device() {
+    let dir = setup();
+    let bin = mxguard_bin();
+    let out = run_with_timeout(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 1048576; exec {bin} scan --config mxguard.toml /dev/zero"
+            ))
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("/dev/zero: not a regular file"), "{all}");
+}
+
+/// A file bigger than `server.limits.message_size_bytes` is one the gateway refuses
+/// (552) without judging it: `scan` said it would tag it, and `scan`/`learn` read files
+/// of any size whole into memory (several at once).
+#[test]
+fn files_bigger_than_the_message_size_limit_are_not_read_whole() {
+    let dir = setup();
+    let mut big = message("big@t", "offer", "cheap pills");
+    big.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+    fs::write(dir.path().join("msgs/big.eml"), &big).unwrap();
+    // A sparse 3 GiB file: read whole, it cannot fit under the 1 GiB limit below.
+    let huge = fs::File::create(dir.path().join("msgs/huge.eml")).unwrap();
+    huge.set_len(3 << 30).unwrap();
+    drop(huge);
+    let bin = mxguard_bin();
+    let out = run_with_timeout(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 1048576; exec {bin} scan --config mxguard.toml --jobs 1 msgs"
+            ))
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("msgs/a.eml: tag"), "{all}");
+    assert!(!all.contains("msgs/big.eml: tag"), "{all}");
+    assert!(
+        all.contains("msgs/big.eml: larger than server.limits.message_size_bytes"),
+        "{all}"
+    );
+    assert!(
+        all.contains("msgs/huge.eml: larger than server.limits.message_size_bytes"),
+        "{all}"
+    );
+    let out = run(
+        &dir,
+        &[
+            "learn",
+            "--config",
+            "mxguard.toml",
+            "--spam",
+            "msgs/big.eml",
+        ],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("larger than server.limits.message_size_bytes"),
+        "{all}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every file under `paths` (directories walked), sorted. A directory reached again (a
@@ -61,24 +61,76 @@ pub fn threads(jobs: usize) -> usize {
 pub enum FileError {
     /// It could not be read.
     Read(std::io::Error),
+    /// It is no regular file (a FIFO, a device, a socket): reading it could block for
+    /// ever (a FIFO) or never end (`/dev/zero`).
+    NotRegular,
+    /// It is larger than `server.limits.message_size_bytes` (this many): the gateway
+    /// refuses such a message unjudged, and it is not read into memory here either.
+    TooBig(usize),
     /// The work panicked on it: a defect, reported for this file only, as the gateway
     /// answers 451 for the one message and goes on.
     Panicked,
+}
+
+impl FileError {
+    /// The name it is counted under in the summary lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FileError::Read(_) | FileError::NotRegular => "unreadable",
+            FileError::TooBig(_) => "oversized",
+            FileError::Panicked => "failed",
+        }
+    }
 }
 
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FileError::Read(e) => write!(f, "{e}"),
+            FileError::NotRegular => f.write_str("not a regular file"),
+            FileError::TooBig(limit) => write!(
+                f,
+                "larger than server.limits.message_size_bytes ({limit}): the gateway refuses it"
+            ),
             FileError::Panicked => f.write_str("the checks panicked on this message (a defect)"),
         }
     }
 }
 
-/// Reads and works on every file with `jobs` threads; the results in file order.
+/// Reads a message file: a regular file of at most `limit` bytes. Opened without
+/// blocking, so a FIFO is refused instead of waiting for a writer.
+pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(FileError::Read)?;
+    let meta = file.metadata().map_err(FileError::Read)?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular);
+    }
+    if meta.len() > limit as u64 {
+        return Err(FileError::TooBig(limit));
+    }
+    let mut raw = Vec::with_capacity(meta.len() as usize);
+    // A file growing while it is read is still held to the limit.
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(FileError::Read)?;
+    if raw.len() > limit {
+        return Err(FileError::TooBig(limit));
+    }
+    Ok(raw)
+}
+
+/// Reads (see [`read_message`]) and works on every file with `jobs` threads; the results
+/// in file order.
 pub fn scan_parallel<T: Send>(
     files: &[PathBuf],
     jobs: usize,
+    limit: usize,
     work: impl Fn(&[u8]) -> T + Sync,
 ) -> Vec<Result<T, FileError>> {
     let next = AtomicUsize::new(0);
@@ -90,11 +142,9 @@ pub fn scan_parallel<T: Send>(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(file) = files.get(i) else { return };
-                let result = match std::fs::read(file) {
-                    Ok(raw) => catch_unwind(AssertUnwindSafe(|| work(&raw)))
-                        .map_err(|_| FileError::Panicked),
-                    Err(e) => Err(FileError::Read(e)),
-                };
+                let result = read_message(file, limit).and_then(|raw| {
+                    catch_unwind(AssertUnwindSafe(|| work(&raw))).map_err(|_| FileError::Panicked)
+                });
                 let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
                 slots[i] = Some(result);
             });

@@ -2,7 +2,7 @@
 //! import or export a seed. Works on the configured state store, also while the gateway
 //! runs; after learning, the logistic model is retrained and published to the tier.
 
-use super::files::collect_files;
+use super::files::{collect_files, read_message, FileError};
 use anyhow::Context as _;
 use mxguard::classify::ledger::body_digest;
 use mxguard::classify::{seed::Seed, Class, Classifier, Outcome, Settings, Source};
@@ -57,9 +57,14 @@ async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCo
     if !config.classifier.enabled {
         eprintln!("note: [classifier] enabled = false: the gateway does not use what is learned");
     }
+    // What the gateway takes (a bigger message is refused before any check): the most a
+    // file learned is read into memory.
+    let limit = config.server.limits.message_size_bytes;
     match action {
-        LearnAction::Learn(class, paths) => learn_files(&classifier, Some(class), &paths).await,
-        LearnAction::Forget(paths) => learn_files(&classifier, None, &paths).await,
+        LearnAction::Learn(class, paths) => {
+            learn_files(&classifier, Some(class), &paths, limit).await
+        }
+        LearnAction::Forget(paths) => learn_files(&classifier, None, &paths, limit).await,
         LearnAction::Import(path) => {
             let seed = Seed::read(&path)?;
             let started = Instant::now();
@@ -145,6 +150,7 @@ async fn learn_files(
     classifier: &Classifier,
     class: Option<Class>,
     paths: &[PathBuf],
+    limit: usize,
 ) -> anyhow::Result<ExitCode> {
     let files = collect_files(paths)?;
     let started = Instant::now();
@@ -153,7 +159,15 @@ async fn learn_files(
     let mut done = 0usize;
     let mut last_progress = Instant::now();
     for chunk in files.chunks(IN_FLIGHT) {
-        let read = futures::future::join_all(chunk.iter().map(tokio::fs::read)).await;
+        let read = futures::future::join_all(chunk.iter().map(|file| {
+            let file = file.clone();
+            async move {
+                tokio::task::spawn_blocking(move || read_message(&file, limit))
+                    .await
+                    .unwrap_or(Err(FileError::Panicked))
+            }
+        }))
+        .await;
         let mut readable = Vec::with_capacity(chunk.len());
         for (file, result) in chunk.iter().zip(read) {
             match result {

@@ -3,7 +3,7 @@
 //! and prints per rule the share of spam and of ham it hits, its S/O ratio (the spam
 //! share over both shares, as SpamAssassin's hit-frequencies has it) and its score.
 
-use super::files::{collect_files, scan_parallel, threads, FileError};
+use super::files::{collect_files, scan_parallel, threads};
 use mxguard::policy::offline;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,7 @@ struct Row {
 pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode> {
     let offline = offline::load(config_path)?;
     let jobs = threads(opts.jobs);
+    let limit = offline.policy().config().server.limits.message_size_bytes;
     let mut counts: [BTreeMap<String, usize>; 2] = Default::default();
     let mut totals = [0usize; 2];
     let mut scores: BTreeMap<String, f64> = BTreeMap::new();
@@ -43,17 +44,13 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
         let files = collect_files(paths)?;
         for (file, result) in files
             .iter()
-            .zip(scan_parallel(&files, jobs, |raw| offline.judge(raw)))
+            .zip(scan_parallel(&files, jobs, limit, |raw| offline.judge(raw)))
         {
             let j = match result {
                 Ok(j) => j,
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
-                    let kind = match e {
-                        FileError::Read(_) => "unreadable",
-                        FileError::Panicked => "failed",
-                    };
-                    *left_out.entry(kind).or_default() += 1;
+                    *left_out.entry(e.kind()).or_default() += 1;
                     continue;
                 }
             };

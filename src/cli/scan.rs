@@ -1,7 +1,7 @@
 //! `mxguard scan`: judge message files offline with the same policy the gateway runs at
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
-use super::files::{collect_files, scan_parallel, threads, FileError};
+use super::files::{collect_files, scan_parallel, threads};
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
 use std::collections::BTreeMap;
@@ -34,7 +34,9 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     let files = collect_files(&opts.paths)?;
     let jobs = threads(opts.jobs);
     let start = Instant::now();
-    let results = scan_parallel(&files, jobs, |raw| {
+    // What the gateway takes: a bigger message is refused (552) before any check.
+    let limit = policy.policy().config().server.limits.message_size_bytes;
+    let results = scan_parallel(&files, jobs, limit, |raw| {
         (policy.judge(raw), other.as_ref().map(|o| o.judge(raw)))
     });
     let elapsed = start.elapsed().as_secs_f64();
@@ -46,11 +48,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
-                let kind = match e {
-                    FileError::Read(_) => "unreadable",
-                    FileError::Panicked => "failed",
-                };
-                *counts.entry(kind).or_default() += 1;
+                *counts.entry(e.kind()).or_default() += 1;
                 continue;
             }
         };
@@ -118,8 +116,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     }
     // Like `learn`: a scan that could not judge every file it was given did not do its job,
     // and a script or CI job running it must be able to tell.
-    let missed =
-        counts.get("unreadable").copied().unwrap_or(0) + counts.get("failed").copied().unwrap_or(0);
+    let missed = results.iter().filter(|r| r.is_err()).count();
     Ok(if missed > 0 {
         ExitCode::FAILURE
     } else {
