@@ -157,3 +157,29 @@ fn files_bigger_than_the_message_size_limit_are_not_read_whole() {
         "{all}"
     );
 }
+
+/// The error of a missing configuration (or seed) was printed twice:
+/// `mxguard: x.toml: No such file or directory (os error 2): No such file or directory (os error 2)`.
+#[test]
+fn an_error_is_said_once() {
+    let dir = setup();
+    for args in [
+        &["queue", "list", "--config", "missing.toml"][..],
+        &[
+            "learn",
+            "--config",
+            "mxguard.toml",
+            "--import",
+            "missing.bin",
+        ][..],
+    ] {
+        let out = run(&dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert_eq!(
+            stderr.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -333,12 +333,31 @@ pub fn run() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // Not `eprintln!`: it panics when stderr is a closed pipe (exit 101), and
-            // `serve` keeps SIGPIPE ignored, so nothing else would end the process quietly.
-            let _ = writeln!(std::io::stderr(), "mxguard: {e:#}");
+            report(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints an error with its causes on stderr, each said once: many library errors (a
+/// configuration or seed file that cannot be read) already end with their source's text,
+/// which `{:#}` would repeat (`x.toml: No such file or directory (os error 2): No such
+/// file or directory (os error 2)`).
+fn report(e: &anyhow::Error) {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.ends_with(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    // Not `eprintln!`: it panics when stderr is a closed pipe (exit 101), and `serve`
+    // keeps SIGPIPE ignored, so nothing else would end the process quietly.
+    let _ = writeln!(std::io::stderr(), "mxguard: {text}");
 }
 
 /// `mxguard check | head -1` must end quietly like any Unix filter, not panic on a closed
