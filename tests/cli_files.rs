@@ -183,3 +183,23 @@ fn an_error_is_said_once() {
         );
     }
 }
+/// README: `scan` exits 2 on a bad configuration (1 is "a file could not be judged").
+#[test]
+fn scan_exits_2_on_a_bad_configuration() {
+    let dir = setup();
+    let out = run(&dir, &["scan", "--config", "missing.toml", "msgs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    fs::write(dir.path().join("broken.toml"), "[relay\n").unwrap();
+    let out = run(
+        &dir,
+        &[
+            "scan",
+            "--config",
+            "mxguard.toml",
+            "--compare",
+            "broken.toml",
+            "msgs",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -26,9 +26,20 @@ pub struct ScanOptions {
 
 /// Runs `scan`.
 pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
-    let policy = offline::load(config_path)?;
+    // README: exit 2 on a bad configuration, 1 when a file could not be judged.
+    let bad_config = |e: offline::OfflineError| {
+        super::report(&anyhow::Error::new(e));
+        ExitCode::from(2)
+    };
+    let policy = match offline::load(config_path) {
+        Ok(p) => p,
+        Err(e) => return Ok(bad_config(e)),
+    };
     let other = match &opts.compare {
-        Some(p) => Some(offline::load(p)?),
+        Some(p) => match offline::load(p) {
+            Ok(o) => Some(o),
+            Err(e) => return Ok(bad_config(e)),
+        },
         None => None,
     };
     let files = collect_files(&opts.paths)?;
