@@ -203,3 +203,19 @@ fn scan_exits_2_on_a_bad_configuration() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// `queue list` and `quarantine list` skipped a message file they could not read without
+/// a word, yet counted it: `1 message(s)` over an empty table, exit 0.
+#[test]
+fn list_names_the_messages_it_cannot_read() {
+    let dir = setup();
+    for (area, verb) in [("queue", "queue"), ("quarantine", "quarantine")] {
+        fs::create_dir_all(dir.path().join("spool").join(area)).unwrap();
+        fs::write(dir.path().join("spool").join(area).join("ABC123"), "junk\n").unwrap();
+        let out = run(&dir, &[verb, "list", "--config", "mxguard.toml"]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("ABC123: spool file"), "{all}");
+        assert!(all.contains("0 message(s), 1 unreadable"), "{all}");
+    }
+}

@@ -2,7 +2,7 @@
 
 use super::{parse_id, QuarantineAction};
 use mxguard::config::Config;
-use mxguard::spool::{unix_now, QueueId, Spool};
+use mxguard::spool::{unix_now, QueueId, Spool, SpoolError};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -34,10 +34,19 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
         "ID", "AGE", "SCORE", "SENDER", "RECIPIENTS"
     );
     let now = unix_now();
+    let (mut shown, mut unreadable) = (0usize, 0usize);
     for id in &ids {
-        let Ok(m) = spool.load_quarantined(id) else {
-            continue;
+        let m = match spool.load_quarantined(id) {
+            Ok(m) => m,
+            // Delivered, released or deleted since the directory was read.
+            Err(SpoolError::NotFound(_)) => continue,
+            Err(e) => {
+                eprintln!("{id}: {e}");
+                unreadable += 1;
+                continue;
+            }
         };
+        shown += 1;
         let e = &m.envelope;
         let sender = if e.mail_from.is_empty() {
             "<>"
@@ -57,8 +66,13 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
             e.rules.join(",")
         );
     }
-    println!("{} message(s)", ids.len());
-    Ok(())
+    if unreadable == 0 {
+        println!("{shown} message(s)");
+        Ok(())
+    } else {
+        println!("{shown} message(s), {unreadable} unreadable");
+        anyhow::bail!("{unreadable} message file(s) could not be read (named above)")
+    }
 }
 
 fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {

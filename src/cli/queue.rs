@@ -3,7 +3,7 @@
 use super::{parse_id, QueueAction};
 use anyhow::Context as _;
 use mxguard::config::Config;
-use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool};
+use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool, SpoolError};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -39,8 +39,19 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
         "ID", "AGE", "TRIES", "SENDER", "RECIPIENTS"
     );
     let now = unix_now();
+    let (mut shown, mut unreadable) = (0usize, 0usize);
     for id in &ids {
-        let Ok(e) = spool.entry(id) else { continue };
+        let e = match spool.entry(id) {
+            Ok(e) => e,
+            // Delivered, released or deleted since the directory was read.
+            Err(SpoolError::NotFound(_)) => continue,
+            Err(e) => {
+                eprintln!("{id}: {e}");
+                unreadable += 1;
+                continue;
+            }
+        };
+        shown += 1;
         let pending: Vec<&str> = e
             .envelope
             .rcpt_to
@@ -67,8 +78,13 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
             e.state.last_error.as_deref().unwrap_or("-")
         );
     }
-    println!("{} message(s)", ids.len());
-    Ok(())
+    if unreadable == 0 {
+        println!("{shown} message(s)");
+        Ok(())
+    } else {
+        println!("{shown} message(s), {unreadable} unreadable");
+        anyhow::bail!("{unreadable} message file(s) could not be read (named above)")
+    }
 }
 
 fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
