@@ -341,26 +341,37 @@ struct Parser {
 /// Nesting bound, so a hostile expression cannot overflow the stack.
 const MAX_DEPTH: usize = 200;
 
+/// Height bound of the parsed tree: a flat chain (`A + B + C + …`) nests one level per
+/// operator, and evaluating, printing and dropping the tree recurse that deep.
+const MAX_HEIGHT: usize = 1000;
+
 impl Parser {
     fn expr(&mut self, depth: usize) -> Result<Node<String>, MetaError> {
-        self.binary(0, depth)
+        self.binary(0, depth).map(|(node, _)| node)
     }
 
-    fn binary(&mut self, min_prec: u8, depth: usize) -> Result<Node<String>, MetaError> {
-        let mut left = self.unary(depth)?;
+    /// The expression and its tree height.
+    fn binary(&mut self, min_prec: u8, depth: usize) -> Result<(Node<String>, usize), MetaError> {
+        let (mut left, mut height) = self.unary(depth)?;
         while let Some(Tok::Op(op)) = self.tokens.get(self.pos).cloned() {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
             }
             self.pos += 1;
-            let right = self.binary(prec + 1, depth)?;
+            let (right, right_height) = self.binary(prec + 1, depth)?;
+            height = 1 + height.max(right_height);
+            if height > MAX_HEIGHT {
+                return Err(MetaError::Syntax(format!(
+                    "meta expression too long (more than {MAX_HEIGHT} chained operators)"
+                )));
+            }
             left = Node::Bin(op, Box::new(left), Box::new(right));
         }
-        Ok(left)
+        Ok((left, height))
     }
 
-    fn unary(&mut self, depth: usize) -> Result<Node<String>, MetaError> {
+    fn unary(&mut self, depth: usize) -> Result<(Node<String>, usize), MetaError> {
         if depth > MAX_DEPTH {
             return Err(MetaError::Syntax(
                 "meta expression nested too deeply".into(),
@@ -369,10 +380,16 @@ impl Parser {
         let tok = self.tokens.get(self.pos).cloned();
         self.pos += 1;
         match tok {
-            Some(Tok::Num(n)) => Ok(Node::Num(n)),
-            Some(Tok::Name(n)) => Ok(Node::Ref(n)),
-            Some(Tok::Not) => Ok(Node::Not(Box::new(self.unary(depth + 1)?))),
-            Some(Tok::Op(BinOp::Sub)) => Ok(Node::Neg(Box::new(self.unary(depth + 1)?))),
+            Some(Tok::Num(n)) => Ok((Node::Num(n), 1)),
+            Some(Tok::Name(n)) => Ok((Node::Ref(n), 1)),
+            Some(Tok::Not) => {
+                let (x, h) = self.unary(depth + 1)?;
+                Ok((Node::Not(Box::new(x)), h + 1))
+            }
+            Some(Tok::Op(BinOp::Sub)) => {
+                let (x, h) = self.unary(depth + 1)?;
+                Ok((Node::Neg(Box::new(x)), h + 1))
+            }
             Some(Tok::Op(BinOp::Add)) => self.unary(depth + 1),
             Some(Tok::LParen) => {
                 let inner = self.binary(0, depth + 1)?;
@@ -442,5 +459,26 @@ mod tests {
         ));
         let deep = "(".repeat(1000) + "A" + &")".repeat(1000);
         assert!(MetaExpr::parse(&deep).is_err());
+    }
+
+    /// A long flat chain (`A + A + ... + A`) nests one tree level per operator, so it
+    /// must be bounded like parentheses are: evaluating, printing or dropping a tree
+    /// 100,000 levels deep overflows the stack and takes the process down.
+    #[test]
+    fn a_long_operator_chain_is_refused_not_a_stack_overflow() {
+        let chain = vec!["A"; 100_000].join(" + ");
+        match MetaExpr::parse(&chain) {
+            Err(MetaError::Syntax(_)) => {}
+            Ok(e) => {
+                // Reaching here means the tree was built: using it must not crash.
+                let v = e.tree.eval(&|_: &String| 1.0);
+                let text = e.to_string();
+                panic!("accepted a 100,000-deep chain (value {v}, {} bytes)", text.len());
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+        // Ordinary long metas still parse.
+        let ok = vec!["A"; 150].join(" + ");
+        assert!(MetaExpr::parse(&ok).is_ok());
     }
 }
