@@ -109,6 +109,9 @@ pub struct MessageView {
 struct Collector<'l> {
     limits: &'l ScanLimits,
     rendered: Vec<String>,
+    /// The rendered text of every leaf part joined as SpamAssassin joins it: a newline
+    /// before each leaf (text or not) once some text is collected.
+    body: String,
     raw: Vec<String>,
     html_raw: Vec<String>,
     truncated: bool,
@@ -131,6 +134,7 @@ impl MessageView {
         let mut c = Collector {
             limits,
             rendered: Vec::new(),
+            body: String::new(),
             raw: Vec::new(),
             html_raw: Vec::new(),
             truncated: false,
@@ -149,6 +153,7 @@ impl MessageView {
         }
         let Collector {
             rendered,
+            body,
             raw: rawbody_parts,
             html_raw,
             truncated,
@@ -164,7 +169,7 @@ impl MessageView {
             .find(|h| h.name.eq_ignore_ascii_case("subject"))
             .map(|h| h.decoded.clone())
             .unwrap_or_default();
-        view.body_lines = render_body_lines(&subject, &rendered);
+        view.body_lines = render_body_lines(&subject, &body);
         view.body_joined = view.body_lines.join("\n");
         view.uris = extract_uris(&rendered, &view.rawbody_parts, &html_raw);
         view.uris_joined = view.uris.join("\n");
@@ -456,7 +461,9 @@ impl Collector<'_> {
                                 .as_deref()
                                 .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
                         });
-                    if !is_calendar {
+                    if is_calendar {
+                        self.leaf(None);
+                    } else {
                         self.text(&normalize_newlines(text));
                     }
                 }
@@ -464,9 +471,25 @@ impl Collector<'_> {
                 PartType::Message(inner) if depth < self.limits.nesting_depth => {
                     self.parts(inner, depth + 1);
                 }
-                PartType::Message(_) => self.too_deep = true,
-                _ => {}
+                PartType::Message(_) => {
+                    self.too_deep = true;
+                    self.leaf(None);
+                }
+                PartType::Binary(_) | PartType::InlineBinary(_) => self.leaf(None),
+                PartType::Multipart(_) => {}
             }
+        }
+    }
+
+    /// Adds a leaf part's rendered text (`None` for a part that is not rendered) to the
+    /// body text, after a newline once the body has text, as SpamAssassin does: text parts
+    /// on either side of an attachment stay separate paragraphs.
+    fn leaf(&mut self, rendered: Option<&str>) {
+        if !self.body.is_empty() {
+            self.body.push('\n');
+        }
+        if let Some(text) = rendered {
+            self.body.push_str(text);
         }
     }
 
@@ -474,6 +497,7 @@ impl Collector<'_> {
         let (html, cut_raw) = head_and_tail(html, self.limits.raw_part_bytes);
         let (text, cut) = head_and_tail(&render_html(&html), self.limits.part_bytes);
         self.truncated |= cut_raw || cut;
+        self.leaf(Some(&text));
         self.rendered.push(text);
         self.raw.push(html.clone());
         self.html_raw.push(html);
@@ -483,6 +507,7 @@ impl Collector<'_> {
         let (rendered, cut) = head_and_tail(text, self.limits.part_bytes);
         let (raw, cut_raw) = head_and_tail(text, self.limits.raw_part_bytes);
         self.truncated |= cut || cut_raw;
+        self.leaf(Some(&rendered));
         self.rendered.push(rendered);
         self.raw.push(raw);
     }
@@ -576,12 +601,11 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// SpamAssassin's body shape: parts joined by a newline; a run of newlines with only
+/// SpamAssassin's body shape (parts already joined, see [`Collector::leaf`]): a run of newlines with only
 /// whitespace between them ends a paragraph; every other whitespace run is one space (kept at
 /// a paragraph's edges, as SpamAssassin keeps it); the Subject is the first line; long lines
 /// are split.
-fn render_body_lines(subject: &str, parts: &[String]) -> Vec<String> {
-    let text = parts.join("\n");
+fn render_body_lines(subject: &str, text: &str) -> Vec<String> {
     let mut lines = vec![subject.split_whitespace().collect::<Vec<_>>().join(" ")];
     let mut paragraph = String::new();
     // The whitespace run being read: space before its first newline, newlines, and space

@@ -88,3 +88,23 @@ fn garbage_does_not_panic() {
         .iter()
         .all(|l| l.len() <= MAX_BODY_LINE_LENGTH));
 }
+
+/// SpamAssassin puts a newline before every leaf part once some text is collected, text
+/// or not: text parts on either side of an attachment are separate paragraphs (`/^bar/`
+/// hits, `/foo bar/` does not), and an empty first part adds nothing (compared with
+/// `spamassassin -t` 4.0.1).
+#[test]
+fn body_paragraphs_break_at_attachments_as_in_spamassassin() {
+    let raw = b"Subject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nfoo\r\n\
+--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nbar\r\n--b--\r\n";
+    let v = MessageView::parse(raw);
+    assert_eq!(v.body_lines(), &["hi", "foo", "bar"]);
+
+    let raw = b"Subject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nfoo\r\n--b--\r\n";
+    let v = MessageView::parse(raw);
+    assert_eq!(v.body_lines(), &["hi", "foo"]);
+}
