@@ -9,12 +9,48 @@ pub const DEFAULT_MAX_PARTS: usize = 1000;
 /// part starts with such a boundary line), and whether it was cut. Lines of text that
 /// start with `--` count too, so a message may keep fewer parts than the limit, never more.
 pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
+    if single_part(raw) {
+        return (raw, false);
+    }
     let cut = memchr::memmem::find_iter(raw, b"\n--")
         .nth(max_parts)
         .map(|at| at + 1);
     match cut {
         Some(at) => (&raw[..at], true),
         None => (raw, false),
+    }
+}
+
+/// Whether the top-level header block declares a single, non-multipart part: no
+/// `Content-Type` at all (text/plain), or exactly one whose type is `text/*`. Such a
+/// message has one part whatever its lines say, so its `--` lines (a signature, a diff,
+/// a SQL script) are not boundaries. Anything less clear is counted.
+fn single_part(raw: &[u8]) -> bool {
+    let end = memchr::memmem::find(raw, b"\n\n")
+        .into_iter()
+        .chain(memchr::memmem::find(raw, b"\n\r\n"))
+        .min();
+    let Some(end) = end else {
+        return false;
+    };
+    let mut types = raw[..end]
+        .split(|&b| b == b'\n')
+        .filter(|line| {
+            line.len() >= 12 && line[..12].eq_ignore_ascii_case(b"content-type")
+        });
+    match (types.next(), types.next()) {
+        (None, _) => true,
+        (Some(line), None) => {
+            let value = line.splitn(2, |&b| b == b':').nth(1).unwrap_or_default();
+            let value: Vec<u8> = value
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .take(5)
+                .map(u8::to_ascii_lowercase)
+                .collect();
+            value == b"text/"
+        }
+        _ => false,
     }
 }
 
@@ -43,5 +79,26 @@ mod tests {
             String::from_utf8_lossy(kept)
         );
         assert_eq!(kept.windows(3).filter(|w| w == b"--b").count(), 2);
+    }
+
+    /// A single text part has one part however many of its lines start with `--` (a
+    /// diff removing list items, a SQL script): it is neither cut nor flagged as over the
+    /// part limit (`SCAN_PART_LIMIT`, 2.5).
+    #[test]
+    fn dash_lines_of_a_single_text_part_are_not_parts() {
+        let mut m = b"From: a@b.test\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n".to_vec();
+        for _ in 0..20 {
+            m.extend_from_slice(b"-- removed line\r\n");
+        }
+        m.extend_from_slice(b"the end\r\n");
+        assert_eq!(cut_to_parts(&m, 10), (&m[..], false));
+        let mut bare = b"Subject: no type\n\n".to_vec();
+        bare.extend_from_slice(&m[m.iter().position(|&b| b == b'-').unwrap_or(0)..]);
+        assert_eq!(cut_to_parts(&bare, 10), (&bare[..], false));
+        // A multipart message, or an unclear one, is still cut.
+        let mut two_types = b"Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        two_types.extend_from_slice(&b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n".repeat(20));
+        assert!(cut_to_parts(&two_types, 10).1);
+        assert!(cut_to_parts(&parts(20), 10).1);
     }
 }
