@@ -320,10 +320,10 @@ impl MessageView {
     }
 
     fn named(&self, names: &[&str], target: &HeaderTarget) -> Option<String> {
-        let mut fields: Vec<&HeaderField> = self
-            .headers
+        // In the order of `names` (SpamAssassin's `ToCc` is every To, then every Cc).
+        let mut fields: Vec<&HeaderField> = names
             .iter()
-            .filter(|h| names.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+            .flat_map(|n| self.fields(n))
             .collect();
         if fields.is_empty() {
             return None;
@@ -352,6 +352,11 @@ impl MessageView {
                 .flat_map(|h| addresses(&h.raw, target.part))
                 .collect(),
         };
+        if values.is_empty() && target.part != AddrPart::Whole {
+            // No address (or name) at all reads as a missing header, as in SpamAssassin:
+            // `exists:` does not hit and `[if-unset: ...]` applies.
+            return None;
+        }
         Some(values.join("\n"))
     }
 }
@@ -366,11 +371,11 @@ fn addresses(raw: &str, part: AddrPart) -> Vec<String> {
             let value = match part {
                 AddrPart::Addr => addr.address().map(str::to_string),
                 _ => addr.name().map(|n| {
-                    let n = n.trim();
+                    // Whitespace runs are one space, as SpamAssassin normalises them.
+                    let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
                     n.strip_prefix('\'')
                         .and_then(|n| n.strip_suffix('\''))
-                        .unwrap_or(n)
-                        .to_string()
+                        .map_or_else(|| n.clone(), str::to_string)
                 }),
             };
             if let Some(v) = value.filter(|v| !v.is_empty()) {

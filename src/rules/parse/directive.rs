@@ -157,11 +157,13 @@ fn parse_target(target_text: &str) -> Result<HeaderTarget, LineError> {
             "pseudo-header `{name}` needs SpamAssassin's relay trust path"
         )));
     }
+    // SpamAssassin matches `ALL` and `MESSAGEID` as written, `ToCc` and `EnvelopeFrom`
+    // in any case.
     let source = match name {
         "ALL" => HeaderSource::All,
-        "ToCc" => HeaderSource::ToCc,
         "MESSAGEID" => HeaderSource::MessageId,
-        "EnvelopeFrom" => HeaderSource::EnvelopeFrom,
+        n if n.eq_ignore_ascii_case("ToCc") => HeaderSource::ToCc,
+        n if n.eq_ignore_ascii_case("EnvelopeFrom") => HeaderSource::EnvelopeFrom,
         other => HeaderSource::Named(other.to_ascii_lowercase()),
     };
     let mut target = HeaderTarget {

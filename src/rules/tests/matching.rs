@@ -235,3 +235,27 @@ fn messageid_reads_every_id_header_in_spamassassins_order() {
 X-Message-Id: <xmid@x>\r\nSubject: s\r\n\r\nbody\r\n";
     assert_eq!(names(&rules, msg), vec!["MID_FIRST", "MID_XORIG"]);
 }
+
+/// Pseudo-headers and address modifiers as SpamAssassin 4.0.1 reads them (each compared
+/// with `spamassassin -t` on this message): `ToCc` is the To headers then the Cc headers
+/// whatever their order in the message, `ToCc`/`EnvelopeFrom` are matched in any case,
+/// `:name` collapses whitespace runs, and a header without any address is missing for
+/// `:addr` (so `exists:` does not hit).
+#[test]
+fn pseudo_headers_and_address_modifiers_follow_spamassassin() {
+    let rules = compile(
+        r#"
+header H_NAME       From:name =~ /^Foo Bar$/
+header H_TOCC_FIRST ToCc:first =~ /to\@x/
+header H_TOCC_LC    tocc =~ /to\@x/
+header H_ENV_LC     envelopefrom =~ /env\@x/
+header H_EXISTS_ADDR exists:X-Foo:addr
+"#,
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let raw = b"From: \"Foo   Bar\" <a@b.c>\r\nCc: cc@x.y\r\nTo: to@x.y\r\nReturn-Path: <env@x.y>\r\nX-Foo: nothing here\r\nSubject: hi\r\n\r\nbody\r\n";
+    assert_eq!(
+        names(&rules, raw),
+        vec!["H_ENV_LC", "H_NAME", "H_TOCC_FIRST", "H_TOCC_LC"]
+    );
+}
