@@ -169,7 +169,15 @@ fn refusals_and_sessions_are_logged_at_info() {
     let refused = gw
         .wait_log_line(wait, "rcpt=", 0)
         .unwrap_or_else(|| panic!("no refusal line in\n{}", gw.logs()));
-    for part in ["INFO", "refused", "stage=", "rcpt", "s@sender.test", "to@elsewhere.test", "5.7.1"] {
+    for part in [
+        "INFO",
+        "refused",
+        "stage=",
+        "rcpt",
+        "s@sender.test",
+        "to@elsewhere.test",
+        "5.7.1",
+    ] {
         assert!(refused.contains(part), "{part:?} missing from {refused}");
     }
     let session = gw

@@ -35,9 +35,7 @@ fn single_part(raw: &[u8]) -> bool {
     };
     let mut types = raw[..end]
         .split(|&b| b == b'\n')
-        .filter(|line| {
-            line.len() >= 12 && line[..12].eq_ignore_ascii_case(b"content-type")
-        });
+        .filter(|line| line.len() >= 12 && line[..12].eq_ignore_ascii_case(b"content-type"));
     match (types.next(), types.next()) {
         (None, _) => true,
         (Some(line), None) => {
@@ -96,7 +94,9 @@ mod tests {
         bare.extend_from_slice(&m[m.iter().position(|&b| b == b'-').unwrap_or(0)..]);
         assert_eq!(cut_to_parts(&bare, 10), (&bare[..], false));
         // A multipart message, or an unclear one, is still cut.
-        let mut two_types = b"Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        let mut two_types =
+            b"Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                .to_vec();
         two_types.extend_from_slice(&b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n".repeat(20));
         assert!(cut_to_parts(&two_types, 10).1);
         assert!(cut_to_parts(&parts(20), 10).1);

@@ -128,7 +128,11 @@ mod tests {
             "http:///spam.example",
         ] {
             let link = Link::parse(uri);
-            assert_eq!(link.map(|l| l.host).as_deref(), Some("spam.example"), "{uri:?}");
+            assert_eq!(
+                link.map(|l| l.host).as_deref(),
+                Some("spam.example"),
+                "{uri:?}"
+            );
         }
         // The last `@` ends the user information.
         assert_eq!(
@@ -139,7 +143,12 @@ mod tests {
 
     #[test]
     fn links_without_an_authority_have_no_parts() {
-        for uri in ["mailto:a@b.test", "/relative/path", "www.example.test/x", "data:,x"] {
+        for uri in [
+            "mailto:a@b.test",
+            "/relative/path",
+            "www.example.test/x",
+            "data:,x",
+        ] {
             assert_eq!(Link::parse(uri), None, "{uri:?}");
         }
         // A non-special scheme has an authority only after `//`, and keeps `\` in its path.

@@ -79,18 +79,26 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_dead_server_is_skipped_then_probed_once() {
         let r = Reachability::default();
         let (a, b) = (addr(1), addr(2));
-        let hold = Duration::from_secs(60);
+        let hold = Duration::from_secs(2);
         assert_eq!(r.plan(&[a, b], hold), [a, b]);
         r.unreachable(a, hold);
         assert_eq!(r.plan(&[a, b], hold), [b], "held back while others are up");
-        assert_eq!(r.plan(&[a], hold), Vec::<SocketAddr>::new(), "nothing to try");
+        assert_eq!(
+            r.plan(&[a], hold),
+            Vec::<SocketAddr>::new(),
+            "nothing to try"
+        );
         assert_eq!(r.failing(&[a, b]), 1);
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(r.plan(&[a, b], hold), [b, a], "probed last once the hold is over");
+        tokio::time::sleep(hold + Duration::from_millis(200)).await;
+        assert_eq!(
+            r.plan(&[a, b], hold),
+            [b, a],
+            "probed last once the hold is over"
+        );
         assert_eq!(r.plan(&[a, b], hold), [b], "one probe at a time");
         assert_eq!(r.failing(&[a, b]), 1, "failing until it takes a connection");
         r.reached(a);

@@ -273,7 +273,10 @@ pub(super) fn dotted_ip_form(uri: &str) -> Option<String> {
     let ip = std::net::Ipv4Addr::from(u32::try_from(value).ok()?);
     let userinfo = link.userinfo.map(|u| u + "@").unwrap_or_default();
     let port = link.port.map(|p| ":".to_string() + &p).unwrap_or_default();
-    Some(format!("{}://{userinfo}{ip}{port}{}", link.scheme, link.tail))
+    Some(format!(
+        "{}://{userinfo}{ip}{port}{}",
+        link.scheme, link.tail
+    ))
 }
 
 #[cfg(test)]
@@ -343,7 +346,9 @@ mod tests {
     #[test]
     fn quoted_attribute_values_stay_in_their_tag() {
         assert_eq!(
-            render_html("<a title=\">QUOTED<\" href='http://x.test/?a>b'>z</a> <img alt = \"1 > 0\">w"),
+            render_html(
+                "<a title=\">QUOTED<\" href='http://x.test/?a>b'>z</a> <img alt = \"1 > 0\">w"
+            ),
             "z w"
         );
         // An unclosed quote ends at the next `>` rather than hiding the rest.

@@ -321,10 +321,7 @@ impl MessageView {
 
     fn named(&self, names: &[&str], target: &HeaderTarget) -> Option<String> {
         // In the order of `names` (SpamAssassin's `ToCc` is every To, then every Cc).
-        let mut fields: Vec<&HeaderField> = names
-            .iter()
-            .flat_map(|n| self.fields(n))
-            .collect();
+        let mut fields: Vec<&HeaderField> = names.iter().flat_map(|n| self.fields(n)).collect();
         if fields.is_empty() {
             return None;
         }
@@ -456,20 +453,19 @@ impl Collector<'_> {
             }
             match &part.body {
                 PartType::Text(text) => {
-                    let is_calendar = part
+                    // SpamAssassin renders only text/plain (and HTML) into `body`; other
+                    // text types (a vCard, text/enriched) are `rawbody` only, and a
+                    // calendar (usually an attachment, not displayed) is neither.
+                    let subtype = part
                         .headers
                         .iter()
                         .find(|h| h.name.as_str().eq_ignore_ascii_case("content-type"))
                         .and_then(|h| h.value.as_content_type())
-                        .is_some_and(|ct| {
-                            ct.c_subtype
-                                .as_deref()
-                                .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
-                        });
-                    if is_calendar {
-                        self.leaf(None);
-                    } else {
-                        self.text(&normalize_newlines(text));
+                        .and_then(|ct| ct.c_subtype.as_deref().map(str::to_ascii_lowercase));
+                    match subtype.as_deref() {
+                        None | Some("plain") => self.text(&normalize_newlines(text)),
+                        Some("calendar") => self.leaf(None),
+                        Some(_) => self.raw_only(&normalize_newlines(text)),
                     }
                 }
                 PartType::Html(html) => self.html(&normalize_newlines(html)),
@@ -506,6 +502,14 @@ impl Collector<'_> {
         self.rendered.push(text);
         self.raw.push(html.clone());
         self.html_raw.push(html);
+    }
+
+    /// A text part SpamAssassin does not render: seen by `rawbody` rules, not `body` ones.
+    fn raw_only(&mut self, text: &str) {
+        let (raw, cut_raw) = head_and_tail(text, self.limits.raw_part_bytes);
+        self.truncated |= cut_raw;
+        self.leaf(None);
+        self.raw.push(raw);
     }
 
     fn text(&mut self, text: &str) {

@@ -473,7 +473,10 @@ mod tests {
                 // Reaching here means the tree was built: using it must not crash.
                 let v = e.tree.eval(&|_: &String| 1.0);
                 let text = e.to_string();
-                panic!("accepted a 100,000-deep chain (value {v}, {} bytes)", text.len());
+                panic!(
+                    "accepted a 100,000-deep chain (value {v}, {} bytes)",
+                    text.len()
+                );
             }
             Err(other) => panic!("{other:?}"),
         }

@@ -67,7 +67,11 @@ fn links_give_the_host_a_browser_opens() {
         "Subject: x\r\nContent-Type: text/html\r\n\r\n<a href=\"http:\\\\spam.example\\x\">a</a>\
          <a href=\"https:other.example/\">b</a> see www.shop.example/r?u=http://x.example\r\n",
     );
-    for t in ["u:h:spam.example", "u:h:other.example", "u:h:www.shop.example"] {
+    for t in [
+        "u:h:spam.example",
+        "u:h:other.example",
+        "u:h:www.shop.example",
+    ] {
         assert!(has(&n, t), "missing {t} in {n:?}");
     }
     assert!(!n.iter().any(|t| t.starts_with("u:scheme:")), "{n:?}");

@@ -28,16 +28,28 @@ impl Uribl {
     }
 }
 
-/// The host of a URL (`scheme://[user@]host[:port]/...`) as a browser would open it:
-/// character references and percent-escapes decoded, an international name in its ASCII
-/// form, lower case; `None` for URLs without a host or with an IP address as host (domain
-/// lists do not list IPs).
+/// The host of a URL (`scheme://[user@]host[:port]/...`) as a browser would open it, or
+/// the domain of a `mailto:` address: character references and percent-escapes decoded,
+/// an international name in its ASCII form, lower case; `None` for URLs without a host or
+/// with an IP address as host (domain lists do not list IPs).
 fn host_of(uri: &str) -> Option<String> {
-    let link = Link::parse(&crate::rules::decode_entities(uri))?;
-    if link.host.starts_with('[') {
+    let uri = crate::rules::decode_entities(uri);
+    let host = match Link::parse(&uri) {
+        Some(link) => link.host,
+        // A mail address's domain is listed like a web host's, and looked up alike.
+        None => {
+            let (scheme, address) = uri.trim().split_once(':')?;
+            if !scheme.eq_ignore_ascii_case("mailto") {
+                return None;
+            }
+            let address = address.split('?').next().unwrap_or_default();
+            address.rsplit_once('@')?.1.to_string()
+        }
+    };
+    if host.starts_with('[') {
         return None;
     }
-    let host = percent_encoding::percent_decode_str(&link.host)
+    let host = percent_encoding::percent_decode_str(&host)
         .decode_utf8()
         .ok()?;
     let host = idna::domain_to_ascii(host.trim_end_matches('.')).ok()?;

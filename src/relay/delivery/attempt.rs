@@ -333,7 +333,9 @@ async fn deliver(
         }
     }
     let hold = config.relay.unreachable_hold;
-    let plan = relay.reachability.plan(&targets[start.min(targets.len())..], hold);
+    let plan = relay
+        .reachability
+        .plan(&targets[start.min(targets.len())..], hold);
     if plan.is_empty() && start < targets.len() {
         return Err((None, ClientError::Suspended { hold }));
     }

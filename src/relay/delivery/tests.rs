@@ -191,7 +191,9 @@ async fn a_server_that_failed_to_connect_is_held_back() {
     assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
     assert_eq!(gw.metrics.relay_servers_unreachable.get(), 1);
     assert_eq!(
-        relay.reachability.plan(&[dead, server.addr], Duration::from_secs(60)),
+        relay
+            .reachability
+            .plan(&[dead, server.addr], Duration::from_secs(60)),
         [server.addr],
         "the dead server is no longer tried first"
     );

@@ -108,3 +108,19 @@ fn body_paragraphs_break_at_attachments_as_in_spamassassin() {
     let v = MessageView::parse(raw);
     assert_eq!(v.body_lines(), &["hi", "foo"]);
 }
+
+/// SpamAssassin renders only text/plain and HTML into `body` (`Node::rendered`); another
+/// text type such as a vCard is seen by `rawbody` rules only, and a calendar by neither.
+/// Before, every text type was body text.
+#[test]
+fn only_plain_text_and_html_are_body_text() {
+    let raw = b"Subject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nfoo\r\n\
+--b\r\nContent-Type: text/x-vcard\r\n\r\nBEGIN:VCARD\r\nFN:Card Holder\r\nEND:VCARD\r\n\
+--b\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n--b--\r\n";
+    let v = MessageView::parse(raw);
+    assert_eq!(v.body_lines(), &["hi", "foo"]);
+    let raw_text = v.rawbody_parts().join("\n");
+    assert!(raw_text.contains("FN:Card Holder"), "{raw_text:?}");
+    assert!(!raw_text.contains("VCALENDAR"), "{raw_text:?}");
+}
