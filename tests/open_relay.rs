@@ -180,10 +180,18 @@ fn refusals_and_sessions_are_logged_at_info() {
     ] {
         assert!(refused.contains(part), "{part:?} missing from {refused}");
     }
+    // The gateway's start-up probe (connect, QUIT) has a session line of its own.
     let session = gw
-        .wait_log_line(wait, "duration_ms=", 0)
+        .wait_log_line(wait, "transactions=1", 0)
         .unwrap_or_else(|| panic!("no session line in\n{}", gw.logs()));
-    for part in ["INFO", "transactions=1", "messages=0", "errors=1", "quit"] {
+    for part in [
+        "INFO",
+        "session",
+        "duration_ms=",
+        "messages=0",
+        "errors=1",
+        "quit",
+    ] {
         assert!(session.contains(part), "{part:?} missing from {session}");
     }
 }

@@ -508,6 +508,37 @@ mod files {
         assert!(all.contains("scanned 1 messages"), "{all}");
     }
 
+    /// Review: a file named twice (`scan msgs msgs/a.eml`) was judged twice.
+    #[test]
+    fn a_file_named_twice_is_judged_once() {
+        let dir = setup();
+        let out = run(
+            &dir,
+            &["scan", "--config", "mxguard.toml", "msgs", "msgs/a.eml"],
+        );
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{all}");
+        assert!(all.contains("scanned 1 messages"), "{all}");
+    }
+
+    /// Review: `learn` took any file: an empty one, or a mail store's index met in a
+    /// directory walk, counted as a message of the class. Now it is named and not learned.
+    #[test]
+    fn learn_refuses_files_that_are_not_messages() {
+        let dir = setup();
+        fs::write(dir.path().join("msgs/empty.eml"), "").unwrap();
+        fs::write(dir.path().join("msgs/index"), b"\x07\x00\x01binary").unwrap();
+        let out = run(
+            &dir,
+            &["learn", "--config", "mxguard.toml", "--spam", "msgs"],
+        );
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("empty.eml: not a mail message"), "{all}");
+        assert!(all.contains("index: not a mail message"), "{all}");
+        assert!(all.contains("store: 1 spam"), "{all}");
+    }
+
     /// A FIFO in a scanned directory (or named on the command line) is no message file:
     /// reading it blocked the scan for ever.
     #[test]

@@ -43,6 +43,8 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     files.sort();
+    // `scan dir dir/a.eml` names a file twice: judged (or learned) once.
+    files.dedup();
     Ok(files)
 }
 

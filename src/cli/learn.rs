@@ -171,7 +171,17 @@ async fn learn_files(
         let mut readable = Vec::with_capacity(chunk.len());
         for (file, result) in chunk.iter().zip(read) {
             match result {
-                Ok(raw) => readable.push((file, raw)),
+                Ok(raw) if looks_like_message(&raw) => readable.push((file, raw)),
+                Ok(_) => {
+                    // An empty file, or a mail store's index or cache file met in a
+                    // directory walk: learned, it would count as a message of the class.
+                    done += 1;
+                    errors += 1;
+                    eprintln!(
+                        "{}: not a mail message (no header field first)",
+                        file.display()
+                    );
+                }
                 Err(e) => {
                     done += 1;
                     errors += 1;
@@ -238,9 +248,36 @@ async fn learn_files(
     })
 }
 
+/// Whether `raw` starts as a message does: with a header field (`Name:`, the name
+/// printable ASCII without spaces) or an mbox `From ` line.
+fn looks_like_message(raw: &[u8]) -> bool {
+    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    if first.starts_with(b"From ") {
+        return true;
+    }
+    match first.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => first[..colon].iter().all(|&b| (33..=126).contains(&b)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_starts_as_a_message_is_learned() {
+        assert!(looks_like_message(b"Subject: x\r\n\r\nbody\r\n"));
+        assert!(looks_like_message(
+            b"From a@b.test Mon Dec  2 10:00:00 2026\nSubject: x\n"
+        ));
+        assert!(looks_like_message(b"X-Odd-Name_1: v\n"));
+        assert!(!looks_like_message(b""));
+        assert!(!looks_like_message(b"\r\n"));
+        assert!(!looks_like_message(b"\x07\x00binary index: data"));
+        assert!(!looks_like_message(b"just a line of text: with a colon"));
+        assert!(!looks_like_message(b": no name"));
+    }
 
     fn message(subject: &str, body: &str) -> Vec<u8> {
         format!("Subject: {subject}\r\n\r\n{body}\r\n").into_bytes()

@@ -61,7 +61,7 @@ pub struct RelayConfig {
     pub data_timeout: Duration,
     /// How long an unused connection to an internal server stays open.
     pub idle_timeout: Duration,
-    /// How long an internal server that failed to connect is skipped.
+    /// How long an internal server that failed to connect is skipped (at most `retry_max`).
     pub unreachable_hold: Duration,
     /// First retry delay after a temporary failure.
     pub retry_initial: Duration,
@@ -244,7 +244,9 @@ impl RawRelay {
             command_timeout: self.command_timeout,
             data_timeout: self.data_timeout,
             idle_timeout: self.idle_timeout,
-            unreachable_hold: self.unreachable_hold,
+            // Held longer than the longest retry delay, a server that came back would
+            // keep deferred mail waiting past its retry.
+            unreachable_hold: self.unreachable_hold.min(self.retry_max),
             retry_initial: self.retry_initial,
             retry_max: self.retry_max,
             retry_factor: self.retry_factor,

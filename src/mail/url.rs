@@ -83,35 +83,35 @@ impl Link {
 mod tests {
     use super::*;
 
-    fn parts(uri: &str) -> Option<(String, Option<String>, String, Option<String>, String)> {
-        Link::parse(uri).map(|l| (l.scheme, l.userinfo, l.host, l.port, l.tail))
+    fn link(scheme: &str, user: Option<&str>, host: &str, port: Option<&str>, tail: &str) -> Link {
+        Link {
+            scheme: scheme.into(),
+            userinfo: user.map(str::to_string),
+            host: host.into(),
+            port: port.map(str::to_string),
+            tail: tail.into(),
+        }
     }
 
     #[test]
     fn plain_urls_split_into_their_parts() {
         assert_eq!(
-            parts("HTTP://user:pw@Example.test:8080/a/b?q=1#f"),
-            Some((
-                "http".into(),
-                Some("user:pw".into()),
-                "Example.test".into(),
-                Some("8080".into()),
-                "/a/b?q=1#f".into()
+            Link::parse("HTTP://user:pw@Example.test:8080/a/b?q=1#f"),
+            Some(link(
+                "http",
+                Some("user:pw"),
+                "Example.test",
+                Some("8080"),
+                "/a/b?q=1#f"
             ))
         );
         assert_eq!(
-            parts("https://[2001:db8::1]:443/x"),
-            Some((
-                "https".into(),
-                None,
-                "[2001:db8::1]".into(),
-                Some("443".into()),
-                "/x".into()
-            ))
+            Link::parse("https://[2001:db8::1]:443/x"),
+            Some(link("https", None, "[2001:db8::1]", Some("443"), "/x"))
         );
         assert_eq!(
-            parts("ftp://host.test"),
-            Some(("ftp".into(), None, "host.test".into(), None, String::new()))
+            Link::parse("ftp://host.test"),
+            Some(link("ftp", None, "host.test", None, ""))
         );
     }
 

@@ -182,7 +182,9 @@ async fn a_server_that_failed_to_connect_is_held_back() {
     let dead = dead_addr().await;
     let server = FakeServer::start(Script::default()).await;
     let (gw, _ready) = Gateway::open();
-    let cfg = gw.config(&[dead, server.addr], &[]);
+    // The hold is at most `retry_max`, which these tests keep short.
+    let long = [("retry_max", "\"60s\"")];
+    let cfg = gw.config(&[dead, server.addr], &long);
     let relay = gw.relay(cfg.clone());
     let first = gw
         .store(&envelope("s@example.org", &["a@example.test"]))
@@ -199,7 +201,7 @@ async fn a_server_that_failed_to_connect_is_held_back() {
     );
 
     // Only the dead server: the next message is deferred without a connection attempt.
-    let relay = gw.relay(gw.config(&[dead], &[]));
+    let relay = gw.relay(gw.config(&[dead], &long));
     relay.reached(&cfg, dead, false);
     let second = gw
         .store(&envelope("s@example.org", &["b@example.test"]))
@@ -210,7 +212,7 @@ async fn a_server_that_failed_to_connect_is_held_back() {
     assert!(err.contains("delivery suspended"), "{err}");
 
     // A zero hold tries the server every time.
-    let relay = gw.relay(gw.config(&[dead], &[("unreachable_hold", "\"0s\"")]));
+    let relay = gw.relay(gw.config(&[dead], &[("unreachable_hold", "\"0s\""), long[0]]));
     relay.reached(&cfg, dead, false);
     let outcome = attempt(&relay, &mut None, &now(&second)).await;
     assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
