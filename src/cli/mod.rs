@@ -251,6 +251,38 @@ fn parse_id(s: &str) -> anyhow::Result<mxguard::spool::QueueId> {
     mxguard::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
 }
 
+/// Lists spool entries: loads each of `ids` and hands it to `row`, one at a time (a
+/// quarantined message is loaded whole). An entry gone since the directory was read
+/// (delivered, released, deleted by the running gateway) is skipped; one that cannot be
+/// read is named on stderr, counted on the closing line, and makes the listing fail.
+fn list_entries<T>(
+    ids: &[mxguard::spool::QueueId],
+    load: impl Fn(&mxguard::spool::QueueId) -> Result<T, mxguard::spool::SpoolError>,
+    mut row: impl FnMut(&mxguard::spool::QueueId, T),
+) -> anyhow::Result<()> {
+    let (mut shown, mut unreadable) = (0usize, 0usize);
+    for id in ids {
+        match load(id) {
+            Ok(entry) => {
+                shown += 1;
+                row(id, entry);
+            }
+            Err(mxguard::spool::SpoolError::NotFound(_)) => {}
+            Err(e) => {
+                eprintln!("{id}: {e}");
+                unreadable += 1;
+            }
+        }
+    }
+    if unreadable == 0 {
+        println!("{shown} message(s)");
+        Ok(())
+    } else {
+        println!("{shown} message(s), {unreadable} unreadable");
+        anyhow::bail!("{unreadable} message file(s) could not be read (named above)")
+    }
+}
+
 /// Parses the command line and runs the verb; the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();

@@ -1,8 +1,8 @@
 //! `mxguard quarantine`: list, show and release quarantined messages.
 
-use super::{parse_id, QuarantineAction};
+use super::{list_entries, parse_id, QuarantineAction};
 use mxguard::config::Config;
-use mxguard::spool::{unix_now, QueueId, Spool, SpoolError};
+use mxguard::spool::{unix_now, QueueId, Spool};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -34,45 +34,30 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
         "ID", "AGE", "SCORE", "SENDER", "RECIPIENTS"
     );
     let now = unix_now();
-    let (mut shown, mut unreadable) = (0usize, 0usize);
-    for id in &ids {
-        let m = match spool.load_quarantined(id) {
-            Ok(m) => m,
-            // Delivered, released or deleted since the directory was read.
-            Err(SpoolError::NotFound(_)) => continue,
-            Err(e) => {
-                eprintln!("{id}: {e}");
-                unreadable += 1;
-                continue;
-            }
-        };
-        shown += 1;
-        let e = &m.envelope;
-        let sender = if e.mail_from.is_empty() {
-            "<>"
-        } else {
-            e.mail_from.as_str()
-        };
-        let age = humantime::format_duration(std::time::Duration::from_secs(
-            now.saturating_sub(e.received_at),
-        ));
-        println!(
-            "{:<24} {:>8} {:>7.2} {:<32} {:<32} {}",
-            id,
-            age.to_string(),
-            e.score,
-            sender,
-            e.rcpt_to.join(","),
-            e.rules.join(",")
-        );
-    }
-    if unreadable == 0 {
-        println!("{shown} message(s)");
-        Ok(())
-    } else {
-        println!("{shown} message(s), {unreadable} unreadable");
-        anyhow::bail!("{unreadable} message file(s) could not be read (named above)")
-    }
+    list_entries(
+        &ids,
+        |id| spool.load_quarantined(id),
+        |id, m| {
+            let e = &m.envelope;
+            let sender = if e.mail_from.is_empty() {
+                "<>"
+            } else {
+                e.mail_from.as_str()
+            };
+            let age = humantime::format_duration(std::time::Duration::from_secs(
+                now.saturating_sub(e.received_at),
+            ));
+            println!(
+                "{:<24} {:>8} {:>7.2} {:<32} {:<32} {}",
+                id,
+                age.to_string(),
+                e.score,
+                sender,
+                e.rcpt_to.join(","),
+                e.rules.join(",")
+            );
+        },
+    )
 }
 
 fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {

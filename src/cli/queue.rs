@@ -1,9 +1,9 @@
 //! `mxguard queue`: list, show, flush and delete spooled messages.
 
-use super::{parse_id, QueueAction};
+use super::{list_entries, parse_id, QueueAction};
 use anyhow::Context as _;
 use mxguard::config::Config;
-use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool, SpoolError};
+use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -39,52 +39,37 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
         "ID", "AGE", "TRIES", "SENDER", "RECIPIENTS"
     );
     let now = unix_now();
-    let (mut shown, mut unreadable) = (0usize, 0usize);
-    for id in &ids {
-        let e = match spool.entry(id) {
-            Ok(e) => e,
-            // Delivered, released or deleted since the directory was read.
-            Err(SpoolError::NotFound(_)) => continue,
-            Err(e) => {
-                eprintln!("{id}: {e}");
-                unreadable += 1;
-                continue;
-            }
-        };
-        shown += 1;
-        let pending: Vec<&str> = e
-            .envelope
-            .rcpt_to
-            .iter()
-            .zip(&e.state.rcpt_status)
-            .filter(|(_, s)| **s == RcptStatus::Pending)
-            .map(|(r, _)| r.as_str())
-            .collect();
-        let sender = if e.envelope.mail_from.is_empty() {
-            "<>"
-        } else {
-            e.envelope.mail_from.as_str()
-        };
-        println!(
-            "{:<24} {:>8} {:>8} {:<32} {:<40} {}",
-            id,
-            humantime::format_duration(std::time::Duration::from_secs(
-                now.saturating_sub(e.envelope.received_at)
-            ))
-            .to_string(),
-            e.state.attempts,
-            sender,
-            pending.join(","),
-            e.state.last_error.as_deref().unwrap_or("-")
-        );
-    }
-    if unreadable == 0 {
-        println!("{shown} message(s)");
-        Ok(())
-    } else {
-        println!("{shown} message(s), {unreadable} unreadable");
-        anyhow::bail!("{unreadable} message file(s) could not be read (named above)")
-    }
+    list_entries(
+        &ids,
+        |id| spool.entry(id),
+        |id, e| {
+            let pending: Vec<&str> = e
+                .envelope
+                .rcpt_to
+                .iter()
+                .zip(&e.state.rcpt_status)
+                .filter(|(_, s)| **s == RcptStatus::Pending)
+                .map(|(r, _)| r.as_str())
+                .collect();
+            let sender = if e.envelope.mail_from.is_empty() {
+                "<>"
+            } else {
+                e.envelope.mail_from.as_str()
+            };
+            println!(
+                "{:<24} {:>8} {:>8} {:<32} {:<40} {}",
+                id,
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(e.envelope.received_at)
+                ))
+                .to_string(),
+                e.state.attempts,
+                sender,
+                pending.join(","),
+                e.state.last_error.as_deref().unwrap_or("-")
+            );
+        },
+    )
 }
 
 fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {

@@ -195,15 +195,12 @@ mod tests {
     /// Regression (review): browsers (WHATWG URL) treat `\` as `/` in http(s)/ftp URLs,
     /// skip any run of slashes after the scheme, and drop ASCII tabs and newlines; a link
     /// written that way opened the spammer's host while the lookup went to another one
-    /// (or none).
+    /// (or none). The forms themselves are `mail::url`'s tests; here, that the lookup reads
+    /// links through it, after character references are decoded.
     #[test]
     fn hosts_hidden_by_browser_url_normalisation_are_found() {
         for uri in [
             "http://spam.example\\@good.example/",
-            "http:\\\\spam.example\\path",
-            "http:/spam.example/",
-            "https:spam.example/",
-            "http://spa\nm.example/",
             "http://spam&#9;.example/",
         ] {
             assert_eq!(host_of(uri).as_deref(), Some("spam.example"), "{uri:?}");
