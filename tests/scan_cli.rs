@@ -477,15 +477,6 @@ mod files {
         dir
     }
 
-    fn text(out: &std::process::Output) -> String {
-        format!(
-            "status {}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
     fn run(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
         run_with_timeout(
             Command::new(mxguard_bin())
