@@ -555,21 +555,28 @@ fn gtube_can_be_rescored_in_the_rules() {
     assert!((rules[0].1 - 6.0).abs() < 0.001, "{rules:?}");
 }
 
+/// Also a regression: `quarantine show` printed the message through a lossy UTF-8
+/// conversion, so a Latin-1 byte came out as U+FFFD: the copy an operator saved or
+/// forwarded was not the message held.
 #[test]
 fn quarantine_show_and_delete() {
     let (internal, gw) = start();
-    let r = send(
-        &gw,
-        "user@example.test",
-        &message(
-            "quar-del@t",
-            "You are a WINNER",
-            "Claim at http://bad-site.example/claim now.",
-        ),
+    let mut msg = message(
+        "quar-del@t",
+        "You are a WINNER",
+        "Claim at http://bad-site.example/claim now.",
     );
+    msg.extend_from_slice(b"caf\xe9 in Latin-1\r\n");
+    let r = send(&gw, "user@example.test", &msg);
     r.expect(250, "");
     let qid = queue_id(&r).unwrap_or_else(|| panic!("no queue id in {r}"));
     let out = gw.cli(&["quarantine", "show", &qid]);
+    assert!(
+        out.stdout
+            .windows(b"caf\xe9 in Latin-1".len())
+            .any(|w| w == b"caf\xe9 in Latin-1"),
+        "the 8-bit line is not shown byte for byte"
+    );
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "show failed: {shown}");
     assert!(shown.contains("quar-del@t"), "message not shown:\n{shown}");

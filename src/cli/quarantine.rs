@@ -3,6 +3,7 @@
 use super::{list_entries, parse_id, QuarantineAction};
 use mxguard::config::Config;
 use mxguard::spool::{unix_now, QueueId, Spool};
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -70,6 +71,9 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     println!("verdict:  {} (score {:.2})", e.verdict, e.score);
     println!("rules:    {}", e.rules.join(", "));
     println!();
-    print!("{}", String::from_utf8_lossy(&m.body));
+    // The message byte for byte: an 8-bit body must come out as it is held.
+    let mut out = std::io::stdout().lock();
+    out.write_all(&m.body)?;
+    out.flush()?;
     Ok(())
 }
