@@ -39,7 +39,9 @@ fn unparsable_bdat_size_ends_the_session_without_running_the_chunk() {
 }
 
 /// A size that parses but exceeds the message size limit is refused unread (reading
-/// 2^64 bytes to stay in step is not an option) and the session closes.
+/// 2^64 bytes to stay in step is not an option) and the session closes. Also a
+/// regression: unlike a message refused for size after DATA, it was not counted in
+/// `mxguard_messages_total` nor given a message line.
 #[test]
 fn bdat_size_past_the_limit_is_refused_and_the_session_closes() {
     let (internal, gw) = gateway_with(|c| c);
@@ -51,6 +53,11 @@ fn bdat_size_past_the_limit_is_refused_and_the_session_closes() {
     c.read_reply().expect(421, "4.7.0");
     assert!(c.is_closed());
     nothing_relayed(&internal);
+    let m = scrape(admin_port(&gw));
+    assert_eq!(
+        m.value("mxguard_messages_total", &[("verdict", "reject")]),
+        1.0
+    );
 }
 
 /// A legitimate MTA sends 130 recipients to a gateway that takes 100 per message: the

@@ -3,7 +3,7 @@
 
 use super::{wait_client, End, Greeting, Session, Wait};
 use crate::mail::Reply;
-use crate::policy::Stage;
+use crate::policy::{Stage, Verdict};
 use crate::smtp::conn::ReadError;
 use crate::smtp::content::{ContentDecoder, ContentProblem};
 use crate::smtp::sink::{MessageSink, SinkLimits, CHUNK, FEED_MAX};
@@ -81,6 +81,13 @@ impl Session {
             // Reading a chunk we will refuse anyway could take forever (a size of 2^64);
             // not reading it leaves no way to find the next command: refuse and close.
             self.limit_hit("message_size");
+            // Counted and logged as a message refused for size, as one sent with DATA is.
+            self.log_message(
+                None,
+                so_far.saturating_add(size),
+                Verdict::Reject,
+                "message_size",
+            );
             self.reset_transaction();
             let text = format!(
                 "Message size exceeds fixed limit of {} bytes",
