@@ -107,6 +107,35 @@ fn unresolvable_helo_and_sender_domain_are_scored() {
     assert!(rules.contains("SENDER_DOMAIN_UNRESOLVABLE=3.00"), "{rules}");
 }
 
+/// Regression: a bounce (`MAIL FROM:<>`) scored both `SPF_HELO_FAIL` and `SPF_FAIL`, one
+/// SPF answer counted twice: the null sender's MAIL FROM identity is postmaster@HELO.
+#[test]
+fn the_null_sender_scores_its_helo_spf_result_once() {
+    let z = zone(|b| b.txt("client.sender.test", "v=spf1 -all"));
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal)
+        .file("rules/spf.cf", "score SPF_FAIL 2.5\nscore SPF_HELO_FAIL 1.5\n")
+        .toml(&format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\n\n[policy]\nrules_dir = \"rules\"\n",
+            z.dns.addr()
+        ));
+    let gw = Gateway::start(config);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "",
+        &["user@example.test"],
+        &message("bounce@test", "Undeliverable", "body"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("bounce@test");
+    let rules = m.header("X-Spam-Rules").unwrap_or_default();
+    assert!(rules.contains("SPF_HELO_FAIL=1.50"), "{rules}");
+    assert!(!rules.contains("SPF_FAIL="), "{rules}");
+    let ar = m.header("Authentication-Results").unwrap_or_default();
+    assert!(ar.contains("spf=fail"), "{ar}");
+}
+
 #[test]
 fn a_dead_dns_server_only_costs_the_deadline_and_scores_nothing() {
     let z = silent_zone();

@@ -48,7 +48,13 @@ impl Check for Spf {
                 .spf_mail_from(ip, &helo, &mail_from, &self.hostname, deadline)
         );
         ctx.hit(helo_check.symbol(), 0.0);
-        ctx.hit(mail_check.symbol(), 0.0);
+        // The null sender's MAIL FROM identity is postmaster@HELO (RFC 7208 §2.4): the same
+        // record and answer as the HELO check, so it is scored once, as `SPF_HELO_*` (as
+        // SpamAssassin, which skips the MAIL FROM check then). Its result still goes into
+        // Authentication-Results and DMARC.
+        if !mail_from.is_empty() {
+            ctx.hit(mail_check.symbol(), 0.0);
+        }
         let mut outcome = AuthOutcome::new(ip);
         outcome.spf_helo = Some(helo_check);
         outcome.spf_mail_from = Some(mail_check);
