@@ -9,17 +9,9 @@ impl Session {
         self.reset_transaction();
         self.ctx.client.helo = Some(name);
         self.greeting = None;
-        match self
-            .policy
-            .clone()
-            .evaluate(Stage::Helo, &mut self.ctx)
-            .await
-        {
+        match self.evaluate(Stage::Helo).await {
             Decision::Continue | Decision::Discard => {}
-            Decision::Reject(r) | Decision::Tempfail(r) => {
-                self.log_refusal(Stage::Helo, None, &r);
-                return self.error(Stage::Helo, r).await;
-            }
+            Decision::Reject(r) | Decision::Tempfail(r) => return self.error(Stage::Helo, r).await,
         }
         self.greeting = Some(greeting);
         let host = self.hostname().to_owned();

@@ -43,19 +43,13 @@ impl Session {
         }
         self.ctx.declared_size = params.size;
         self.ctx.mail_from = Some(from);
-        match self
-            .policy
-            .clone()
-            .evaluate(Stage::Mail, &mut self.ctx)
-            .await
-        {
+        match self.evaluate(Stage::Mail).await {
             Decision::Continue | Decision::Discard => {
                 self.transactions += 1;
                 self.mail = Some(params);
                 self.ok(Stage::Mail, Reply::new(250, "2.1.0", "Ok"))
             }
             Decision::Reject(r) | Decision::Tempfail(r) => {
-                self.log_refusal(Stage::Mail, None, &r);
                 self.reset_transaction();
                 self.error(Stage::Mail, r).await
             }

@@ -211,6 +211,31 @@ impl Session {
         End::Closed("shutdown")
     }
 
+    /// Runs the policy's checks of a stage before DATA. A refusal gets its log line here,
+    /// one place for every stage (a judged message has its own summary line).
+    async fn evaluate(&mut self, stage: Stage) -> Decision {
+        let decision = self.policy.clone().evaluate(stage, &mut self.ctx).await;
+        if let Decision::Reject(reply) | Decision::Tempfail(reply) = &decision {
+            self.log_refusal(stage, reply);
+        }
+        decision
+    }
+
+    /// What an operator greps for when a sender asks why its mail bounced.
+    fn log_refusal(&self, stage: Stage, reply: &Reply) {
+        let rules: Vec<&str> = self.ctx.symbols.iter().map(|s| s.name.as_str()).collect();
+        tracing::info!(
+            client = %self.peer.ip(),
+            helo = self.ctx.client.helo.as_deref().unwrap_or(""),
+            stage = stage.as_str(),
+            from = %self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default(),
+            rcpt = %self.ctx.rcpt.as_ref().map(|a| a.to_path()).unwrap_or_default(),
+            reply = %reply,
+            rules = %rules.join(","),
+            "refused"
+        );
+    }
+
     fn limits(&self) -> &crate::config::Limits {
         &self.policy.config().server.limits
     }
@@ -255,15 +280,9 @@ impl Session {
     }
 
     async fn serve(&mut self) -> End {
-        match self
-            .policy
-            .clone()
-            .evaluate(Stage::Connect, &mut self.ctx)
-            .await
-        {
+        match self.evaluate(Stage::Connect).await {
             Decision::Continue | Decision::Discard => {}
             Decision::Reject(r) | Decision::Tempfail(r) => {
-                self.log_refusal(Stage::Connect, None, &r);
                 self.send(Stage::Connect, r).await;
                 return End::Closed("refused at connect");
             }

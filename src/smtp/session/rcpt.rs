@@ -37,21 +37,14 @@ impl Session {
             return self.error(Stage::Rcpt, reply).await;
         }
         self.ctx.rcpt = Some(to);
-        let decision = self
-            .policy
-            .clone()
-            .evaluate(Stage::Rcpt, &mut self.ctx)
-            .await;
+        let decision = self.evaluate(Stage::Rcpt).await;
         let rcpt = self.ctx.rcpt.take();
         match (decision, rcpt) {
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
             }
-            (Decision::Reject(r) | Decision::Tempfail(r), rcpt) => {
-                self.log_refusal(Stage::Rcpt, rcpt.as_ref(), &r);
-                self.error(Stage::Rcpt, r).await
-            }
+            (Decision::Reject(r) | Decision::Tempfail(r), _) => self.error(Stage::Rcpt, r).await,
             (_, None) => {
                 self.error(Stage::Rcpt, Reply::new(451, "4.3.0", "Internal error"))
                     .await

@@ -2,7 +2,7 @@
 //! error replies counted against the client (tarpit, then disconnect).
 
 use super::{End, Session, ABORT_WRITE_TIMEOUT};
-use crate::mail::{Address, Reply};
+use crate::mail::Reply;
 use crate::policy::Stage;
 use tokio::time::Instant;
 
@@ -76,22 +76,6 @@ impl Session {
             .smtp_replies_total
             .with_label_values(&[stage.into().label(), class])
             .inc();
-    }
-
-    /// The log line of a refusal by the policy before DATA (a judged message has its own
-    /// summary line): what an operator greps for when a sender asks why its mail bounced.
-    pub(super) fn log_refusal(&self, stage: Stage, rcpt: Option<&Address>, reply: &Reply) {
-        let rules: Vec<&str> = self.ctx.symbols.iter().map(|s| s.name.as_str()).collect();
-        tracing::info!(
-            client = %self.peer.ip(),
-            helo = self.ctx.client.helo.as_deref().unwrap_or(""),
-            stage = stage.as_str(),
-            from = %self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default(),
-            rcpt = %rcpt.map(|a| a.to_path()).unwrap_or_default(),
-            reply = %reply,
-            rules = %rules.join(","),
-            "refused"
-        );
     }
 
     pub(super) fn limit_hit(&self, limit: &str) {
