@@ -53,15 +53,15 @@ impl Reachability {
         }
     }
 
-    /// `server` took a connection.
-    pub(crate) fn reached(&self, server: SocketAddr) {
-        self.lock().remove(&server);
+    /// `server` took a connection; whether it was failing until now.
+    pub(crate) fn reached(&self, server: SocketAddr) -> bool {
+        self.lock().remove(&server).is_some()
     }
 
-    /// How many of `servers` failed to connect and have not taken a connection since.
-    pub(crate) fn failing<'a>(&self, servers: impl IntoIterator<Item = &'a SocketAddr>) -> usize {
-        let held = self.lock();
-        servers.into_iter().filter(|s| held.contains_key(s)).count()
+    /// How many servers that `counted` failed to connect and have not taken a connection
+    /// since.
+    pub(crate) fn failing(&self, counted: impl Fn(&SocketAddr) -> bool) -> usize {
+        self.lock().keys().filter(|s| counted(s)).count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Instant>> {
@@ -92,7 +92,7 @@ mod tests {
             Vec::<SocketAddr>::new(),
             "nothing to try"
         );
-        assert_eq!(r.failing(&[a, b]), 1);
+        assert_eq!(r.failing(|_| true), 1);
         tokio::time::sleep(hold + Duration::from_millis(200)).await;
         assert_eq!(
             r.plan(&[a, b], hold),
@@ -100,17 +100,22 @@ mod tests {
             "probed last once the hold is over"
         );
         assert_eq!(r.plan(&[a, b], hold), [b], "one probe at a time");
-        assert_eq!(r.failing(&[a, b]), 1, "failing until it takes a connection");
-        r.reached(a);
+        assert_eq!(
+            r.failing(|_| true),
+            1,
+            "failing until it takes a connection"
+        );
+        assert!(r.reached(a));
+        assert!(!r.reached(a));
         assert_eq!(r.plan(&[a, b], hold), [a, b]);
-        assert_eq!(r.failing(&[a, b]), 0);
+        assert_eq!(r.failing(|_| true), 0);
     }
 
     #[test]
     fn a_zero_hold_holds_nothing_back() {
         let r = Reachability::default();
         r.unreachable(addr(1), Duration::ZERO);
-        assert_eq!(r.failing(&[addr(1)]), 0);
+        assert_eq!(r.failing(|_| true), 0);
         r.unreachable(addr(1), Duration::from_secs(60));
         assert_eq!(r.plan(&[addr(1)], Duration::ZERO), [addr(1)]);
     }

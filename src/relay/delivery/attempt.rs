@@ -342,12 +342,12 @@ async fn deliver(
     for server in plan {
         let mut c = match Connection::open(server, settings).await {
             Ok(c) => {
-                relay.reached(config, server, true);
+                relay.server_reached(config, server);
                 c
             }
             Err(e) => {
                 if e.unreachable() {
-                    relay.reached(config, server, false);
+                    relay.server_unreachable(config, server);
                 }
                 tracing::debug!(%server, error = %e, "internal server unusable, trying next");
                 last = Some((None, e));

@@ -58,20 +58,27 @@ impl Relay {
         }
     }
 
-    /// Records whether `server` took a connection, and publishes how many of the
-    /// configured servers are failing.
-    pub(crate) fn reached(&self, config: &Config, server: SocketAddr, reached: bool) {
-        if reached {
-            self.reachability.reached(server);
-        } else {
-            self.reachability
-                .unreachable(server, config.relay.unreachable_hold);
+    /// `server` took a connection (the common case: the gauge moves only when it was
+    /// failing).
+    pub(crate) fn server_reached(&self, config: &Config, server: SocketAddr) {
+        if self.reachability.reached(server) {
+            self.publish_failing(config);
         }
-        let mut servers: Vec<&SocketAddr> = config.relay.internal.iter().collect();
-        servers.extend(config.relay.dsn_via.iter());
-        servers.sort_unstable();
-        servers.dedup();
-        let failing = self.reachability.failing(servers);
+    }
+
+    /// `server` did not take a TCP connection: held back for `relay.unreachable_hold`.
+    pub(crate) fn server_unreachable(&self, config: &Config, server: SocketAddr) {
+        self.reachability
+            .unreachable(server, config.relay.unreachable_hold);
+        self.publish_failing(config);
+    }
+
+    /// `mxguard_relay_servers_unreachable`: the configured servers that are failing.
+    fn publish_failing(&self, config: &Config) {
+        let relay = &config.relay;
+        let failing = self
+            .reachability
+            .failing(|s| relay.internal.contains(s) || relay.dsn_via.contains(s));
         self.metrics
             .relay_servers_unreachable
             .set(i64::try_from(failing).unwrap_or(i64::MAX));

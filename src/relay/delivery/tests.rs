@@ -202,7 +202,7 @@ async fn a_server_that_failed_to_connect_is_held_back() {
 
     // Only the dead server: the next message is deferred without a connection attempt.
     let relay = gw.relay(gw.config(&[dead], &long));
-    relay.reached(&cfg, dead, false);
+    relay.server_unreachable(&cfg, dead);
     let second = gw
         .store(&envelope("s@example.org", &["b@example.test"]))
         .await;
@@ -213,7 +213,7 @@ async fn a_server_that_failed_to_connect_is_held_back() {
 
     // A zero hold tries the server every time.
     let relay = gw.relay(gw.config(&[dead], &[("unreachable_hold", "\"0s\""), long[0]]));
-    relay.reached(&cfg, dead, false);
+    relay.server_unreachable(&cfg, dead);
     let outcome = attempt(&relay, &mut None, &now(&second)).await;
     assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     let err = gw.spool.load(&second).unwrap().state.last_error.unwrap();
