@@ -69,6 +69,9 @@ pub enum FileError {
     /// It is larger than `server.limits.message_size_bytes` (this many): the gateway
     /// refuses such a message unjudged, and it is not read into memory here either.
     TooBig(usize),
+    /// It does not start as a message does (`learn` only): an empty file, or a mail
+    /// store's index met in a directory walk, which learned would count as a message.
+    NotAMessage,
     /// The work panicked on it: a defect, reported for this file only, as the gateway
     /// answers 451 for the one message and goes on.
     Panicked,
@@ -78,7 +81,7 @@ impl FileError {
     /// The name it is counted under in the summary lines.
     pub fn kind(&self) -> &'static str {
         match self {
-            FileError::Read(_) | FileError::NotRegular => "unreadable",
+            FileError::Read(_) | FileError::NotRegular | FileError::NotAMessage => "unreadable",
             FileError::TooBig(_) => "oversized",
             FileError::Panicked => "failed",
         }
@@ -90,6 +93,7 @@ impl std::fmt::Display for FileError {
         match self {
             FileError::Read(e) => write!(f, "{e}"),
             FileError::NotRegular => f.write_str("not a regular file"),
+            FileError::NotAMessage => f.write_str("not a mail message (no header field first)"),
             FileError::TooBig(limit) => write!(
                 f,
                 "larger than server.limits.message_size_bytes ({limit}): the gateway refuses it"

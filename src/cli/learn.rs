@@ -162,7 +162,15 @@ async fn learn_files(
         let read = futures::future::join_all(chunk.iter().map(|file| {
             let file = file.clone();
             async move {
-                tokio::task::spawn_blocking(move || read_message(&file, limit))
+                let read = move || {
+                    let raw = read_message(&file, limit)?;
+                    if looks_like_message(&raw) {
+                        Ok(raw)
+                    } else {
+                        Err(FileError::NotAMessage)
+                    }
+                };
+                tokio::task::spawn_blocking(read)
                     .await
                     .unwrap_or(Err(FileError::Panicked))
             }
@@ -171,21 +179,11 @@ async fn learn_files(
         let mut readable = Vec::with_capacity(chunk.len());
         for (file, result) in chunk.iter().zip(read) {
             match result {
-                Ok(raw) if looks_like_message(&raw) => readable.push((file, raw)),
-                Ok(_) => {
-                    // An empty file, or a mail store's index or cache file met in a
-                    // directory walk: learned, it would count as a message of the class.
-                    done += 1;
-                    errors += 1;
-                    eprintln!(
-                        "{}: not a mail message (no header field first)",
-                        file.display()
-                    );
-                }
+                Ok(raw) => readable.push((file, raw)),
                 Err(e) => {
                     done += 1;
                     errors += 1;
-                    eprintln!("{}: reading: {e}", file.display());
+                    eprintln!("{}: {e}", file.display());
                 }
             }
         }
@@ -256,7 +254,7 @@ fn looks_like_message(raw: &[u8]) -> bool {
         return true;
     }
     match first.iter().position(|&b| b == b':') {
-        Some(colon) if colon > 0 => first[..colon].iter().all(|&b| (33..=126).contains(&b)),
+        Some(colon) if colon > 0 => first[..colon].iter().all(u8::is_ascii_graphic),
         _ => false,
     }
 }
