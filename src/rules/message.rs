@@ -15,7 +15,7 @@ use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, Message, MessageParser, PartType};
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -457,11 +457,9 @@ impl Collector<'_> {
                     // text types (a vCard, text/enriched) are `rawbody` only, and a
                     // calendar (usually an attachment, not displayed) is neither.
                     let subtype = part
-                        .headers
-                        .iter()
-                        .find(|h| h.name.as_str().eq_ignore_ascii_case("content-type"))
-                        .and_then(|h| h.value.as_content_type())
-                        .and_then(|ct| ct.c_subtype.as_deref().map(str::to_ascii_lowercase));
+                        .content_type()
+                        .and_then(|ct| ct.subtype())
+                        .map(str::to_ascii_lowercase);
                     match subtype.as_deref() {
                         None | Some("plain") => self.text(&normalize_newlines(text)),
                         Some("calendar") => self.leaf(None),
@@ -550,7 +548,6 @@ fn collect_attachments(
     max_depth: usize,
     out: &mut Vec<AttachmentPart>,
 ) {
-    use mail_parser::MimeHeaders;
     for part in &message.parts {
         let mut names: Vec<String> = Vec::new();
         let disposition = part
