@@ -2,6 +2,8 @@
 //! so a 25 MB message of 500,000 empty parts cost 600 MB to parse; cutting the message
 //! before its part limit bounds that whatever the message.
 
+use super::header_fields::remove_fields;
+
 /// Default most MIME parts parsed of one message (`server.limits.scan_mime_parts`).
 pub const DEFAULT_MAX_PARTS: usize = 1000;
 
@@ -21,10 +23,11 @@ pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
     }
 }
 
-/// Whether the top-level header block declares a single, non-multipart part: no
+/// Whether the top-level header section declares a single, non-multipart part: no
 /// `Content-Type` at all (text/plain), or exactly one whose type is `text/*`. Such a
 /// message has one part whatever its lines say, so its `--` lines (a signature, a diff,
-/// a SQL script) are not boundaries. Anything less clear is counted.
+/// a SQL script) are not boundaries. Anything less clear is counted, so is a message whose
+/// header section does not end.
 fn single_part(raw: &[u8]) -> bool {
     let end = memchr::memmem::find(raw, b"\n\n")
         .into_iter()
@@ -33,23 +36,19 @@ fn single_part(raw: &[u8]) -> bool {
     let Some(end) = end else {
         return false;
     };
-    let mut types = raw[..end]
-        .split(|&b| b == b'\n')
-        .filter(|line| line.len() >= 12 && line[..12].eq_ignore_ascii_case(b"content-type"));
-    match (types.next(), types.next()) {
-        (None, _) => true,
-        (Some(line), None) => {
-            let value = line.splitn(2, |&b| b == b':').nth(1).unwrap_or_default();
-            let value: Vec<u8> = value
-                .iter()
-                .skip_while(|b| b.is_ascii_whitespace())
-                .take(5)
-                .map(u8::to_ascii_lowercase)
-                .collect();
-            value == b"text/"
+    let (mut types, mut text) = (0, false);
+    // The fields are walked, not removed: nothing is dropped, nothing is copied.
+    let _ = remove_fields(&raw[..=end], |name, value| {
+        if name.eq_ignore_ascii_case(b"content-type") {
+            types += 1;
+            text = value
+                .trim_ascii_start()
+                .get(..5)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/"));
         }
-        _ => false,
-    }
+        false
+    });
+    types == 0 || (types == 1 && text)
 }
 
 #[cfg(test)]
