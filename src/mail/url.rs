@@ -79,6 +79,16 @@ impl Link {
     }
 }
 
+/// The address of a `mailto:` link (scheme in any case), without its `?` header fields;
+/// `None` for any other link.
+pub fn mailto_address(uri: &str) -> Option<&str> {
+    let (scheme, address) = uri.trim().split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("mailto") {
+        return None;
+    }
+    address.split('?').next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +161,11 @@ mod tests {
         ] {
             assert_eq!(Link::parse(uri), None, "{uri:?}");
         }
+        assert_eq!(
+            mailto_address(" MailTo:a@b.test?subject=x"),
+            Some("a@b.test")
+        );
+        assert_eq!(mailto_address("http://b.test/"), None);
         // A non-special scheme has an authority only after `//`, and keeps `\` in its path.
         let link = Link::parse("foo://host.test\\x/y");
         assert_eq!(link.as_ref().map(|l| l.host.as_str()), Some("host.test\\x"));

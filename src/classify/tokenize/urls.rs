@@ -2,16 +2,16 @@
 //! favour (IP hosts, user info, odd ports, percent-encoding).
 
 use super::{bucket, reg_domain, tld, Sink, Tokenizer};
-use crate::mail::url::Link;
+use crate::mail::url::{mailto_address, Link};
 use std::net::IpAddr;
 
 impl Tokenizer {
     pub(super) fn url_features(&self, urls: &[String], sink: &mut Sink) {
         for url in urls.iter().take(super::MAX_URLS) {
             let u = url.trim().to_ascii_lowercase();
-            if let Some(addr) = u.strip_prefix("mailto:") {
+            if let Some(addr) = mailto_address(&u) {
                 sink.push("u:mailto".to_string());
-                if let Some((_, d)) = addr.split('?').next().unwrap_or("").rsplit_once('@') {
+                if let Some((_, d)) = addr.rsplit_once('@') {
                     sink.push2("u:mailto:", &reg_domain(d));
                 }
                 continue;

@@ -5,7 +5,7 @@
 use crate::config::DnsListConfig;
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::{Dns, Outcome};
-use crate::mail::url::Link;
+use crate::mail::url::{mailto_address, Link};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
@@ -37,14 +37,7 @@ fn host_of(uri: &str) -> Option<String> {
     let host = match Link::parse(&uri) {
         Some(link) => link.host,
         // A mail address's domain is listed like a web host's, and looked up alike.
-        None => {
-            let (scheme, address) = uri.trim().split_once(':')?;
-            if !scheme.eq_ignore_ascii_case("mailto") {
-                return None;
-            }
-            let address = address.split('?').next().unwrap_or_default();
-            address.rsplit_once('@')?.1.to_string()
-        }
+        None => mailto_address(&uri)?.rsplit_once('@')?.1.to_string(),
     };
     if host.starts_with('[') {
         return None;
