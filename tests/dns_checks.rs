@@ -31,9 +31,13 @@ fn silent_zone() -> Zone {
 const RULES: &str = "score URIBL_DBL_TEST 4.0\nscore RCVD_IN_BL_TEST 3.0\nscore RCVD_IN_WL_TEST -2.0\ntflags RCVD_IN_WL_TEST nice\nscore HELO_UNRESOLVABLE 1.0\nscore SENDER_DOMAIN_UNRESOLVABLE 3.0\n";
 
 fn gateway(zone: &Zone, policy: &str) -> (InternalServer, Gateway) {
+    gateway_with_rules(zone, policy, RULES)
+}
+
+fn gateway_with_rules(zone: &Zone, policy: &str, rules: &str) -> (InternalServer, Gateway) {
     let internal = InternalServer::start();
     let config = GatewayConfig::new(&internal)
-        .file("rules/dns.cf", RULES)
+        .file("rules/dns.cf", rules)
         .toml(&format!(
             "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\nstage_deadline = \"1s\"\n\n[policy]\nrules_dir = \"rules\"\n{policy}",
             zone.dns.addr()
@@ -112,14 +116,8 @@ fn unresolvable_helo_and_sender_domain_are_scored() {
 #[test]
 fn the_null_sender_scores_its_helo_spf_result_once() {
     let z = zone(|b| b.txt("client.sender.test", "v=spf1 -all"));
-    let internal = InternalServer::start();
-    let config = GatewayConfig::new(&internal)
-        .file("rules/spf.cf", "score SPF_FAIL 2.5\nscore SPF_HELO_FAIL 1.5\n")
-        .toml(&format!(
-            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\n\n[policy]\nrules_dir = \"rules\"\n",
-            z.dns.addr()
-        ));
-    let gw = Gateway::start(config);
+    let spf_rules = "score SPF_FAIL 2.5\nscore SPF_HELO_FAIL 1.5\n";
+    let (internal, gw) = gateway_with_rules(&z, "", spf_rules);
     let mut c = SmtpClient::connect_ehlo(gw.port);
     c.send_mail(
         "",
