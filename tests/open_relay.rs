@@ -165,35 +165,39 @@ fn refusals_and_sessions_are_logged_at_info() {
     c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
     c.cmd(&format!("RCPT TO:<to@{D}>")).expect(550, "5.7.1");
     c.quit();
-    let wait = Duration::from_secs(10);
-    let refused = gw
-        .wait_log_line(wait, "rcpt=", 0)
-        .unwrap_or_else(|| panic!("no refusal line in\n{}", gw.logs()));
-    for part in [
-        "INFO",
-        "refused",
-        "stage=",
-        "rcpt",
-        "s@sender.test",
-        "to@elsewhere.test",
-        "5.7.1",
-    ] {
-        assert!(refused.contains(part), "{part:?} missing from {refused}");
-    }
+    // The line holding `needle` must hold every one of `parts`.
+    let expect_line = |needle: &str, parts: &[&str]| {
+        let line = gw
+            .wait_log_line(Duration::from_secs(10), needle, 0)
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{}", gw.logs()));
+        for part in parts {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+    };
+    expect_line(
+        "rcpt=",
+        &[
+            "INFO",
+            "refused",
+            "stage=",
+            "rcpt",
+            "s@sender.test",
+            "to@elsewhere.test",
+            "5.7.1",
+        ],
+    );
     // The gateway's start-up probe (connect, QUIT) has a session line of its own.
-    let session = gw
-        .wait_log_line(wait, "transactions=1", 0)
-        .unwrap_or_else(|| panic!("no session line in\n{}", gw.logs()));
-    for part in [
-        "INFO",
-        "session",
-        "duration_ms=",
-        "messages=0",
-        "errors=1",
-        "quit",
-    ] {
-        assert!(session.contains(part), "{part:?} missing from {session}");
-    }
+    expect_line(
+        "transactions=1",
+        &[
+            "INFO",
+            "session",
+            "duration_ms=",
+            "messages=0",
+            "errors=1",
+            "quit",
+        ],
+    );
 }
 
 #[test]
