@@ -44,7 +44,8 @@ pub(crate) enum Answer {
     Timeout,
     /// The resolver is marked down; nothing was asked.
     Unavailable,
-    /// A refused or unreachable server, another response code, or a failed lookup task.
+    /// A refused or unreachable server, another response code, a referral from a server
+    /// that does not recurse, or a failed lookup task.
     Error(Arc<str>),
 }
 
@@ -179,6 +180,11 @@ impl Core {
                     expires: now + ttl,
                 }
             }
+            ResponseCode::NoError if is_referral(message) => Answer::Error(
+                "referral: the name server does not resolve recursively \
+                 (dns.nameservers must be recursive resolvers)"
+                    .into(),
+            ),
             code @ (ResponseCode::NoError | ResponseCode::NXDomain) => Answer::Negative {
                 code,
                 expires: now + self.negative_ttl(message),
@@ -229,6 +235,14 @@ impl Core {
     pub(crate) fn servers(&self) -> Vec<std::net::SocketAddr> {
         self.transport.servers().collect()
     }
+}
+
+/// A NOERROR response without answers that names servers to ask next (NS records in its
+/// authority section, and no SOA): a referral from a server that does not recurse for us,
+/// not a statement that the name has no such records (RFC 2308 §2.2 tells the two apart).
+fn is_referral(message: &Message) -> bool {
+    let has = |rtype| message.authorities.iter().any(|r| r.record_type() == rtype);
+    message.answers.is_empty() && has(RecordType::NS) && !has(RecordType::SOA)
 }
 
 /// Removes a finished query from the in-flight map, also when its task panicked (the guard
@@ -323,6 +337,47 @@ mod tests {
         assert!(matches!(
             c.interpret(&response(ResponseCode::Refused, None)),
             Answer::Error(_)
+        ));
+    }
+
+    /// Regression (review): a server that does not recurse for us (an authoritative-only
+    /// server, or a resolver whose ACL denies recursion) answers NOERROR with no answer and
+    /// the NS records of a zone to ask next. That was read as NODATA, so every lookup was
+    /// "not found": no DNSBL listed anyone, every client scored `RDNS_NONE` and every sender
+    /// `SENDER_DOMAIN_UNRESOLVABLE`, while the resolver looked healthy.
+    #[tokio::test]
+    async fn a_referral_is_not_a_negative_answer() {
+        use hickory_resolver::proto::rr::rdata::NS;
+        let c = core(60);
+        let mut referral = response(ResponseCode::NoError, None);
+        let root_server = Name::from_ascii("a.root-servers.net.").unwrap_or_default();
+        referral.add_authority(Record::from_rdata(
+            Name::root(),
+            518_400,
+            RData::NS(NS(root_server.clone())),
+        ));
+        assert!(
+            matches!(c.interpret(&referral), Answer::Error(_)),
+            "a referral is no answer"
+        );
+        // NODATA may carry the zone's NS records beside its SOA: still NODATA.
+        let mut nodata = response(ResponseCode::NoError, Some((300, 300)));
+        nodata.add_authority(Record::from_rdata(
+            Name::root(),
+            518_400,
+            RData::NS(NS(root_server)),
+        ));
+        assert!(matches!(
+            c.interpret(&nodata),
+            Answer::Negative {
+                code: ResponseCode::NoError,
+                ..
+            }
+        ));
+        // NODATA without SOA or NS (dnsmasq) stays NODATA.
+        assert!(matches!(
+            c.interpret(&response(ResponseCode::NoError, None)),
+            Answer::Negative { .. }
         ));
     }
 }

@@ -198,12 +198,8 @@ impl Transport {
                                         .await
                                         .map_err(|e| ExchangeError::Truncated(e.to_string()));
                                 }
-                                // Worth waiting for only another server that was asked
-                                // and may still answer, or that may yet be asked.
                                 Some(answer) if is_error_answer(&answer)
-                                    && legs.iter().enumerate().any(|(i, l)| {
-                                        i != index && !l.done && (l.asked.is_some() || sent < self.attempts)
-                                    }) =>
+                                    && self.another_may_answer(&legs, index, sent) =>
                                 {
                                     legs[index].done = true;
                                     fallback = Some(answer);
@@ -222,7 +218,7 @@ impl Transport {
                             // ICMP port or host unreachable, reported on the connected socket.
                             last_error = format!("{}: {e}", self.servers[index].addr);
                             legs[index].done = true;
-                            if legs.iter().all(|l| l.done) {
+                            if !self.another_may_answer(&legs, index, sent) {
                                 break fallback.ok_or(ExchangeError::Unreachable(last_error));
                             }
                             next_send = Instant::now();
@@ -238,6 +234,15 @@ impl Transport {
             self.note_silence(&legs, None);
         }
         result
+    }
+
+    /// Whether a server other than `index` may still answer: one asked that has not failed,
+    /// or one that the `sent` transmissions so far leave room to ask. Waiting for any other
+    /// would wait out the whole timeout for nothing.
+    fn another_may_answer(&self, legs: &[Leg], index: usize, sent: usize) -> bool {
+        legs.iter().enumerate().any(|(i, leg)| {
+            i != index && !leg.done && (leg.asked.is_some() || sent < self.attempts)
+        })
     }
 
     /// Counts a failure for every server other than `answered` that had at least one
@@ -418,6 +423,35 @@ mod tests {
         assert!(
             answer.is_ok_and(|m| m.metadata.response_code == ResponseCode::ServFail),
             "the SERVFAIL is the answer"
+        );
+        assert_eq!(silent.queries(), 0);
+    }
+
+    /// Regression (review): a refusal (ICMP port unreachable) ended the exchange only when
+    /// every server had refused, even those that would never be asked (more servers than
+    /// `attempts`): a refused first server cost the whole `dns.timeout`, and the lookup was
+    /// a timeout, which marks the resolver down at once.
+    #[tokio::test]
+    async fn a_refusal_does_not_wait_for_a_server_that_will_never_be_asked() {
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let silent = crate::dns::testing::TestDns::silent().await.unwrap();
+        // One attempt, and a one-hour timeout: returning at all shows nothing waited for it.
+        let transport = Transport::new(
+            &[closed, silent.addr()],
+            Duration::from_secs(3600),
+            Duration::from_secs(1800),
+            1,
+        );
+        let name = Name::from_ascii("x.test.").unwrap_or_default();
+        let exchange = transport.exchange(&name, RecordType::A);
+        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
+        let result = result.expect("the refusal waited for a server never asked");
+        assert!(
+            matches!(result, Err(ExchangeError::Unreachable(_))),
+            "{result:?}"
         );
         assert_eq!(silent.queries(), 0);
     }
