@@ -6,6 +6,7 @@
 //! probed back up), and mail-auth's lookups on the same path. Assertions are
 //! on outcomes, counters and what reached the server, never on elapsed time.
 
+use hickory_resolver::proto::rr::RecordType;
 use mxguard::auth::{AuthOutcome, Authenticator, SpfResult};
 use mxguard::config::DnsConfig;
 use mxguard::dns::testing::{Mode, TestDns};
@@ -374,6 +375,39 @@ async fn a_timeout_while_the_resolver_answers_other_questions_does_not_mark_it_d
         !dns.is_down(),
         "the resolver answered while the lost query waited"
     );
+}
+
+/// Regression (review): a recursive resolver says nothing while the servers of the name it
+/// was asked about say nothing (a lame reverse zone, which any spam source can arrange), so
+/// on a quiet gateway one such lookup looked like a dead resolver: every uncached lookup was
+/// "unavailable" (4xx with `dns_tempfail`) until the background probe, `dns.down_backoff`
+/// later, and a sender could renew that at will.
+#[tokio::test]
+async fn a_timeout_for_one_silent_zone_does_not_mark_a_live_resolver_down() {
+    let server = TestDns::builder()
+        .a("mx.sender.test", Ipv4Addr::new(192, 0, 2, 25))
+        .mode(Mode::SilentFor(RecordType::PTR))
+        .start()
+        .await
+        .expect("test DNS server");
+    let config = DnsConfig {
+        timeout: Duration::from_millis(300),
+        retransmit: Duration::from_millis(100),
+        attempts: 2,
+        down_after: 100,
+        ..config(server.addr())
+    };
+    let (dns, metrics) = resolver(&config);
+    let ptr = dns
+        .lookup_ptr("fcrdns", "192.0.2.99".parse().expect("ip"))
+        .await;
+    assert_eq!(ptr, Outcome::Timeout);
+    assert!(!dns.is_down(), "the resolver answers other questions");
+    assert_eq!(metrics.dns_up.get(), 1);
+    assert!(matches!(
+        dns.lookup_a("dnsbl", "mx.sender.test").await,
+        Outcome::Found(_)
+    ));
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Resolver health: the resolver is marked down when a lookup timed out while the resolver
-//! answered nothing at all (not even to other questions) for as long as it waited, or after
+//! answered nothing at all (not to other questions, nor to a probe sent when it timed out)
+//! for as long as it waited, or after
 //! `dns.down_after` consecutive lookups without an answer (timed out, refused, unreachable).
 //! While down, lookups the cache cannot answer return "unavailable" at once instead of each
 //! waiting out `dns.timeout`. A background probe asks again every `dns.down_backoff`; the
@@ -96,6 +97,11 @@ impl Health {
         }
     }
 
+    /// Whether no server has answered anything since `asked`.
+    pub(crate) fn silent_since(&self, asked: Instant) -> bool {
+        self.last_answer.load(Ordering::Relaxed) < self.stamp(asked)
+    }
+
     /// A lookup got no answer. True when this one marked the resolver down: the caller then
     /// starts the probe.
     pub(crate) fn failed(&self, failure: Failure) -> bool {
@@ -105,9 +111,7 @@ impl Health {
             .saturating_add(1);
         let silent = match failure {
             // An answer in the same millisecond as the question counts as one during it.
-            Failure::Timeout { asked } => {
-                self.last_answer.load(Ordering::Relaxed) < self.stamp(asked)
-            }
+            Failure::Timeout { asked } => self.silent_since(asked),
             Failure::Unreachable => false,
         };
         if !(silent || failures >= self.down_after) || self.down.swap(true, Ordering::AcqRel) {

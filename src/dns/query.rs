@@ -61,6 +61,7 @@ pub(crate) struct Core {
     pub(crate) health: Health,
     negative_ttl_min: Duration,
     down_backoff: Duration,
+    confirm_within: Duration,
 }
 
 /// Settings of a [`Core`] besides its parts.
@@ -69,6 +70,9 @@ pub(crate) struct CoreSettings {
     pub(crate) cache_size: usize,
     pub(crate) negative_ttl_min: Duration,
     pub(crate) down_backoff: Duration,
+    /// How long a lookup that timed out in silence waits for the probe that tells a dead
+    /// resolver from a live one whose question's servers are silent.
+    pub(crate) confirm_within: Duration,
 }
 
 impl Core {
@@ -80,6 +84,7 @@ impl Core {
             health,
             negative_ttl_min: settings.negative_ttl_min,
             down_backoff: settings.down_backoff,
+            confirm_within: settings.confirm_within,
         }
     }
 
@@ -148,6 +153,9 @@ impl Core {
                 answer
             }
             Err(ExchangeError::Timeout) => {
+                if self.health.silent_since(asked) {
+                    self.confirm_silence().await;
+                }
                 if self.health.failed(Failure::Timeout { asked }) {
                     self.start_probe();
                 }
@@ -206,6 +214,20 @@ impl Core {
             self.negative_ttl_min,
             MAX_NEGATIVE_TTL.max(self.negative_ttl_min),
         )
+    }
+
+    /// Asks the resolver a question any live one answers from its cache (the root's name
+    /// servers) before a silent timeout marks it down. A recursive resolver stays silent
+    /// while the servers of the name asked about do (a lame or firewalled zone, which any
+    /// spam source can arrange for its reverse zone): that is no reason to stop asking it
+    /// about other names. An answer counts as one from the resolver.
+    async fn confirm_silence(&self) {
+        let root = Name::root();
+        let probe = self.transport.exchange(&root, RecordType::NS);
+        if let Ok(Ok(_)) = tokio::time::timeout(self.confirm_within, probe).await {
+            tracing::debug!("a DNS lookup timed out while the resolver answers: the name's own servers are silent");
+            self.health.answered();
+        }
     }
 
     /// Asks the servers every `dns.down_backoff` until one answers; stops when the resolver
@@ -277,6 +299,7 @@ mod tests {
                 cache_size: 10,
                 negative_ttl_min: Duration::from_secs(negative_ttl_min),
                 down_backoff: Duration::from_secs(1),
+                confirm_within: Duration::from_secs(1),
             },
         )
     }

@@ -81,6 +81,8 @@ impl Dns {
                 cache_size: config.cache_size,
                 negative_ttl_min: config.negative_ttl_min,
                 down_backoff: config.down_backoff,
+                // The probe's first transmission and one retransmission.
+                confirm_within: config.retransmit.saturating_mul(2).min(config.timeout),
             },
         );
         Ok(Dns {
