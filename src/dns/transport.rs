@@ -24,7 +24,8 @@ use tokio::time::Instant;
 /// The UDP payload we advertise (EDNS0): the size the DNS flag day 2020 settled on, which
 /// avoids IP fragmentation; larger answers come over TCP.
 const EDNS_PAYLOAD: u16 = 1232;
-/// Receive buffer: a server may ignore our EDNS size, and a bigger datagram is cut, not lost.
+/// Receive buffer: a server may ignore our EDNS size. A datagram that fills it may have been
+/// cut; one that carries our query's id is then asked again over TCP ([`is_cut_answer`]).
 const RECV_BUFFER: usize = 4096;
 
 /// Why an exchange brought no answer.
@@ -188,6 +189,13 @@ impl Transport {
                 }
                 Some((index, socket, received, buffer)) = receiving.next(), if !receiving.is_empty() => {
                     match received {
+                        Ok(len) if is_cut_answer(query, &buffer, len) => {
+                            let addr = self.servers[index].addr;
+                            self.servers[index].failures.store(0, Ordering::Relaxed);
+                            break tcp_exchange(addr, query, deadline)
+                                .await
+                                .map_err(|e| ExchangeError::Truncated(e.to_string()));
+                        }
                         Ok(len) => {
                             let answer = buffer.get(..len).and_then(|b| Message::from_vec(b).ok());
                             match answer.filter(|a| answers(query, a)) {
@@ -294,6 +302,16 @@ async fn receive(index: usize, socket: Arc<UdpSocket>) -> Received {
     (index, socket, received, buffer)
 }
 
+/// A datagram that filled the receive buffer (so the kernel may have cut the rest) and
+/// carries the id of `query` in a response header: a server that ignored our EDNS size. Its
+/// answer is not readable whole, but the server lives and has one: TCP will carry it.
+fn is_cut_answer(query: &Message, buffer: &[u8], len: usize) -> bool {
+    const QR_BIT: u8 = 0x80;
+    len >= RECV_BUFFER
+        && buffer.get(..2) == Some(&query.metadata.id.to_be_bytes()[..])
+        && buffer.get(2).is_some_and(|flags| flags & QR_BIT != 0)
+}
+
 /// The same question, over TCP to `addr` (RFC 7766 framing), within `deadline`.
 async fn tcp_exchange(
     addr: SocketAddr,
@@ -346,6 +364,8 @@ fn is_error_answer(answer: &Message) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_resolver::proto::rr::rdata::TXT;
+    use hickory_resolver::proto::rr::{RData, Record};
 
     fn query() -> Message {
         let mut q = Message::query();
@@ -425,6 +445,61 @@ mod tests {
             "the SERVFAIL is the answer"
         );
         assert_eq!(silent.queries(), 0);
+    }
+
+    /// Regression (review suspicion): a server that ignores our EDNS size and sends a
+    /// datagram bigger than the receive buffer had it cut; the cut answer did not parse and
+    /// was dropped as a stray, so the lookup timed out (and could mark the resolver down)
+    /// though the server had answered.
+    #[tokio::test]
+    async fn an_answer_too_big_for_the_buffer_is_asked_again_over_tcp() {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let big_answer = |query: &Message| {
+            let mut response = query.clone();
+            response.metadata.message_type = MessageType::Response;
+            let name = query.queries[0].name().clone();
+            for i in 0..40 {
+                let text = format!("{i:03}{}", "x".repeat(200));
+                response.add_answer(Record::from_rdata(
+                    name.clone(),
+                    60,
+                    RData::TXT(TXT::new(vec![text])),
+                ));
+            }
+            response.to_vec().unwrap()
+        };
+        let server = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 2048];
+            let (len, peer) = udp.recv_from(&mut buffer).await.unwrap();
+            let query = Message::from_vec(&buffer[..len]).unwrap();
+            let bytes = big_answer(&query);
+            assert!(bytes.len() > RECV_BUFFER, "the answer overflows the buffer");
+            udp.send_to(&bytes, peer).await.unwrap();
+            let (mut stream, _) = tcp.accept().await.unwrap();
+            let mut prefix = [0u8; 2];
+            stream.read_exact(&mut prefix).await.unwrap();
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            stream.read_exact(&mut body).await.unwrap();
+            let bytes = big_answer(&Message::from_vec(&body).unwrap());
+            let length = u16::try_from(bytes.len()).unwrap().to_be_bytes();
+            stream.write_all(&length).await.unwrap();
+            stream.write_all(&bytes).await.unwrap();
+        });
+        // One attempt and a one-hour timeout: only the TCP answer can end it early.
+        let transport = Transport::new(
+            &[addr],
+            Duration::from_secs(3600),
+            Duration::from_secs(1800),
+            1,
+        );
+        let name = Name::from_ascii("big.test.").unwrap_or_default();
+        let exchange = transport.exchange(&name, RecordType::TXT);
+        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
+        let answer = result.expect("the cut answer was dropped").unwrap();
+        assert_eq!(answer.answers.len(), 40);
+        server.await.unwrap();
     }
 
     /// Regression (review): a refusal (ICMP port unreachable) ended the exchange only when
