@@ -230,6 +230,68 @@ fn learn_is_idempotent_moves_forgets_exports_and_scan_explains() {
     );
 }
 
+/// Takes the retraining lock in the store of the configuration at `cfg`, as a gateway that
+/// is retraining holds it.
+fn hold_the_retraining_lock(cfg: &Path) {
+    let mut config = mxguard::config::Config::load(cfg).unwrap().state;
+    // The store's path is relative to the directory the binary runs in.
+    if let mxguard::config::StateBackendConfig::Embedded { path } = &mut config.backend {
+        *path = cfg.with_file_name(&*path);
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let metrics = std::sync::Arc::new(mxguard::metrics::Metrics::new());
+        let state = mxguard::state::State::open(&config, metrics).await.unwrap();
+        let hold = Duration::from_secs(600);
+        let lock = mxguard::classify::store::LOCK;
+        assert!(state.set_nx(lock, b"gateway", hold).await.unwrap());
+    });
+}
+
+/// Regression (review): when another node held the retraining lock, `learn` said
+/// "model none (both classes are needed)" though both classes were learned and the tier
+/// classified with a published model.
+#[test]
+fn a_learn_that_cannot_retrain_names_the_published_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_corpus(&root.join("corpus"), 6, 0);
+    let cfg = offline_config(root, "min_learned = 5");
+    stdout(&mx(
+        root,
+        &["learn", "--spam", "corpus/spam", "--config", "mxguard.toml"],
+    ));
+    let learned = stdout(&mx(
+        root,
+        &["learn", "--ham", "corpus/ham", "--config", "mxguard.toml"],
+    ));
+    let published = learned
+        .split("; model ")
+        .nth(1)
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no model in {learned}"))
+        .to_string();
+    assert_ne!(published, "none", "{learned}");
+
+    hold_the_retraining_lock(&cfg);
+    write_corpus(&root.join("more"), 1, 100);
+    let out = mx(
+        root,
+        &["learn", "--spam", "more/spam", "--config", "mxguard.toml"],
+    );
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("1 learned") && summary.contains("store: 7 spam, 6 ham"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        summary.contains(&format!("model {published} (")),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Copies of one body (one ledger digest) with different headers, learned in one run: the
 /// ledger keeps the first copy, so the same files must give the same ledger and model every
 /// time, however the copies' learns interleave (they once raced within a batch).

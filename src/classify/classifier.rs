@@ -315,11 +315,17 @@ impl Classifier {
     }
 
     /// Imports a seed: every entry is learned (idempotently, so an interrupted or repeated
-    /// import counts each message once). Into an empty store the seed's model is published
-    /// as it is; otherwise the model is retrained. Outcome counts of the entries.
+    /// import counts each message once). Into an empty store (or one an import of this seed
+    /// into an empty store was cut in) the seed's model is published as it is; otherwise
+    /// the model is retrained. Outcome counts of the entries.
     pub async fn import(&self, seed: &Seed) -> Result<BTreeMap<Outcome, usize>, ClassifyError> {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
-        let was_empty = store::generation(&state).await? == 0;
+        let id = seed.id();
+        let was_empty = store::generation(&state).await? == 0
+            || store::seeding(&state).await?.as_deref() == Some(id.as_str());
+        if was_empty {
+            store::mark_seeding(&state, &id).await?;
+        }
         let patient = Classifier::new(Source::State(state.clone()), self.settings.clone());
         let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
         for chunk in seed.entries.chunks(IMPORT_CONCURRENCY) {
@@ -341,6 +347,9 @@ impl Classifier {
             _ => {
                 self.retrain().await?;
             }
+        }
+        if was_empty {
+            store::unmark_seeding(&state, &id).await?;
         }
         Ok(outcomes)
     }

@@ -146,7 +146,7 @@ impl LrModel {
         if rest.len() != count.saturating_mul(8) {
             return Err(bad("length does not match the weight count"));
         }
-        let weights = rest
+        let weights: Vec<(u32, f32)> = rest
             .chunks_exact(8)
             .map(|c| {
                 let (b, w) = c.split_at(4);
@@ -154,6 +154,11 @@ impl LrModel {
                 (bucket, f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
             })
             .collect();
+        // Training only makes finite weights; one that is not (a damaged blob in the
+        // backend or a seed file) would turn every vote it touches into NaN (`BAYES_50`).
+        if weights.iter().any(|(_, w)| !w.is_finite()) {
+            return Err(bad("a weight is not a finite number"));
+        }
         Ok(LrModel::new(
             weights,
             i64::from_le_bytes(*generation),
@@ -244,6 +249,26 @@ pub fn train(examples: &[Example<'_>], generation: i64) -> LrModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): a published model (from Redis) or a seed's model whose
+    /// weights were not finite was installed: a NaN weight on the bias made every vote NaN,
+    /// which reads as `BAYES_50` on every message, with nothing logged.
+    #[test]
+    fn a_model_with_a_weight_that_is_not_finite_is_refused() {
+        let good = LrModel::new(vec![(bias_bucket(), 0.5)], 3, 1).to_bytes();
+        assert!(LrModel::from_bytes(&good).is_ok());
+        for w in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut bytes = good.clone();
+            let at = bytes.len() - 4;
+            bytes[at..].copy_from_slice(&w.to_le_bytes());
+            let read = LrModel::from_bytes(&bytes);
+            assert!(
+                read.is_err(),
+                "weight {w} accepted: margin {:?}",
+                read.map(|m| m.margin(&[1]))
+            );
+        }
+    }
 
     #[test]
     fn learns_separable_examples_and_round_trips() {

@@ -6,14 +6,15 @@
 
 use super::seed::Seed;
 use super::store;
-use super::Classifier;
+use super::{Classifier, ClassifyError};
 use crate::config::CurrentConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Fills an empty store from the configured seed; whether it did.
+/// Fills an empty store from the configured seed, or finishes filling it when an import
+/// of that seed was cut half-way; whether it did.
 pub async fn seed_if_empty(
     classifier: &Classifier,
     current: &dyn CurrentConfig,
@@ -26,10 +27,19 @@ pub async fn seed_if_empty(
         .source()
         .state()?
         .patient(Duration::from_secs(120));
-    if store::generation(&state).await? != 0 {
+    let unfinished = store::seeding(&state).await?;
+    let empty = store::generation(&state).await? == 0;
+    if !empty && unfinished.is_none() {
         return Ok(false);
     }
     let seed = Seed::read(path)?;
+    if !empty && unfinished.as_deref() != Some(seed.id().as_str()) {
+        tracing::warn!(
+            seed = %path.display(),
+            "classifier: the store holds part of another seed; not seeded"
+        );
+        return Ok(false);
+    }
     let outcomes = classifier.import(&seed).await?;
     tracing::info!(
         seed = %path.display(),
@@ -40,26 +50,56 @@ pub async fn seed_if_empty(
     Ok(true)
 }
 
-/// Runs until `stop`: seeds, polls for published models every `classifier.model_poll`,
-/// retrains when due every `classifier.retrain_interval`; `changed` is called whenever the
-/// installed model changed.
+/// Seeds the store when it is empty; whether that is settled (seeded, not needed, or
+/// failed for good). A store that did not answer (Redis started after the gateway, a
+/// network blip) is tried again at the next poll: tried only at start, the seed would
+/// never be imported and the classifier would not vote until a restart.
+async fn try_seed(
+    classifier: &Classifier,
+    current: &dyn CurrentConfig,
+    changed: &impl Fn(),
+    first: bool,
+) -> bool {
+    match seed_if_empty(classifier, current).await {
+        Ok(true) => {
+            changed();
+            true
+        }
+        Ok(false) => true,
+        Err(e @ (ClassifyError::Unavailable(_) | ClassifyError::Conflict)) => {
+            if first {
+                tracing::warn!(error = %e, "classifier: seeding the store failed; trying again at each model poll");
+            } else {
+                tracing::debug!(error = %e, "classifier: seeding the store failed again");
+            }
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "classifier: seeding the store failed");
+            true
+        }
+    }
+}
+
+/// Runs until `stop`: seeds (trying again at each poll until the store answered), polls
+/// for published models every `classifier.model_poll`, retrains when due every
+/// `classifier.retrain_interval`; `changed` is called whenever the installed model changed.
 pub async fn run(
     classifier: Arc<Classifier>,
     current: Arc<dyn CurrentConfig>,
     changed: impl Fn() + Send,
     stop: CancellationToken,
 ) {
-    match seed_if_empty(&classifier, current.as_ref()).await {
-        Ok(true) => changed(),
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "classifier: seeding the store failed"),
-    }
+    let mut seeded = try_seed(&classifier, current.as_ref(), &changed, true).await;
     let mut next_retrain = Instant::now() + current.current().classifier.retrain_interval;
     loop {
         let config = current.current();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(config.classifier.model_poll) => {}
+        }
+        if !seeded {
+            seeded = try_seed(&classifier, current.as_ref(), &changed, false).await;
         }
         match classifier.refresh().await {
             Ok(true) => changed(),

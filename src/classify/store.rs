@@ -7,7 +7,9 @@
 //! - `bayes:generation`: a counter bumped by every learn, forget or move;
 //! - `bayes:ledger:<00..ff>`: 256 maps sharded by the first byte of the body digest, field
 //!   = digest in hex, value = [`Entry`] (class and the exact token hashes counted);
-//! - `bayes:model`: map with `lr` (the published [`LrModel`]) and `version`;
+//! - `bayes:model`: map with `lr` (the published [`LrModel`]) and `version`, and
+//!   `seeding` (the [`Seed::id`](super::Seed::id) of a seed being imported into an empty
+//!   store) until that import is complete;
 //! - `bayes:lock`: held (`SET NX` with an expiry) by the node that retrains.
 //!
 //! Counters never expire; keys a cluster shards freely (no script touches two slots).
@@ -27,6 +29,9 @@ pub const TOTALS: &str = "bayes:totals";
 pub const GENERATION: &str = "bayes:generation";
 /// Map of the published logistic model.
 pub const MODEL: &str = "bayes:model";
+/// Field of [`MODEL`] naming the seed an unfinished import into an empty store was
+/// filling it from.
+pub const SEEDING: &str = "seeding";
 /// Lock of the retraining node.
 pub const LOCK: &str = "bayes:lock";
 /// Most tokens looked up per message (p99 of the corpus is 875).
@@ -147,6 +152,28 @@ pub async fn publish(state: &State, model: &LrModel) -> Result<(), ClassifyError
     state.map_set(MODEL, "lr", &model.to_bytes()).await?;
     state
         .map_set(MODEL, "version", model.version().as_bytes())
+        .await?;
+    Ok(())
+}
+
+/// The seed an import into an empty store was filling it from, while unfinished.
+pub async fn seeding(state: &State) -> Result<Option<String>, ClassifyError> {
+    let raw = state.map_get(MODEL, SEEDING).await?;
+    Ok(raw.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// Records that seed `id` is being imported into an empty store, before its first entry:
+/// a start after an import cut half-way finds the store not empty, and by this knows to
+/// finish it.
+pub async fn mark_seeding(state: &State, id: &str) -> Result<(), ClassifyError> {
+    Ok(state.map_set(MODEL, SEEDING, id.as_bytes()).await?)
+}
+
+/// Clears [`mark_seeding`]'s mark once the import of seed `id` is complete (left alone
+/// when it names another seed).
+pub async fn unmark_seeding(state: &State, id: &str) -> Result<(), ClassifyError> {
+    state
+        .map_swap(MODEL, SEEDING, Some(id.as_bytes()), None, &[])
         .await?;
     Ok(())
 }

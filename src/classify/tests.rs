@@ -290,3 +290,227 @@ async fn seeds_export_import_and_classify_in_memory() {
     let (pa, pm) = (probability(&ca, &raw).await, probability(&mem, &raw).await);
     assert!((pa - pm).abs() < 1e-9, "{pa} vs {pm}");
 }
+
+/// A store that fails like a Redis that is down: every call while `down`, and every
+/// call after `swaps_left` ledger swaps (a gateway cut half-way through a seeding).
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn crate::state::Backend>,
+    down: std::sync::atomic::AtomicBool,
+    swaps_left: std::sync::atomic::AtomicUsize,
+}
+
+mod flaky {
+    use super::Flaky;
+    use crate::state::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
+    use async_trait::async_trait;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    impl Flaky {
+        pub(super) fn heal(&self) {
+            self.swaps_left.store(usize::MAX, Ordering::SeqCst);
+            self.down.store(false, Ordering::SeqCst);
+        }
+
+        fn up(&self) -> Result<(), StateError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StateError::Backend("down (test)".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Backend for Flaky {
+        async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StateError> {
+            self.up()?;
+            self.inner.incr(key, delta, ttl).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+            self.up()?;
+            self.inner.get(key).await
+        }
+        async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StateError> {
+            self.up()?;
+            self.inner.set(key, value, ttl).await
+        }
+        async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StateError> {
+            self.up()?;
+            self.inner.set_nx(key, value, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StateError> {
+            self.up()?;
+            self.inner.delete(key).await
+        }
+        async fn rate(
+            &self,
+            key: &str,
+            limit: u64,
+            per: Duration,
+            burst: u64,
+        ) -> Result<RateAnswer, StateError> {
+            self.up()?;
+            self.inner.rate(key, limit, per, burst).await
+        }
+        async fn greylist(
+            &self,
+            key: &str,
+            delay: Duration,
+            window: Duration,
+            pass_ttl: Duration,
+        ) -> Result<GreylistAnswer, StateError> {
+            self.up()?;
+            self.inner.greylist(key, delay, window, pass_ttl).await
+        }
+        async fn contact(
+            &self,
+            key: &str,
+            member: &str,
+            memory: Duration,
+            fanout_window: Duration,
+        ) -> Result<ContactAnswer, StateError> {
+            self.up()?;
+            self.inner.contact(key, member, memory, fanout_window).await
+        }
+        async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError> {
+            self.up()?;
+            self.inner.get_counters(keys).await
+        }
+        async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError> {
+            self.up()?;
+            self.inner.add_counters(deltas).await
+        }
+        async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError> {
+            self.up()?;
+            self.inner.map_get(key, field).await
+        }
+        async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), StateError> {
+            self.up()?;
+            self.inner.map_set(key, field, value).await
+        }
+        async fn map_swap(
+            &self,
+            key: &str,
+            field: &str,
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+            deltas: &[(String, i64)],
+        ) -> Result<bool, StateError> {
+            self.up()?;
+            let left = self
+                .swaps_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if left.is_err() {
+                self.down.store(true, Ordering::SeqCst);
+                return Err(StateError::Backend("cut (test)".into()));
+            }
+            self.inner.map_swap(key, field, expected, new, deltas).await
+        }
+        async fn map_entries(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+            self.up()?;
+            self.inner.map_entries(key).await
+        }
+        async fn ping(&self) -> Result<(), StateError> {
+            self.up()?;
+            self.inner.ping().await
+        }
+    }
+}
+
+/// A seed of 10 spam and 10 ham learned in a store of its own, written to `dir`.
+async fn seed_file(dir: &std::path::Path) -> (std::path::PathBuf, seed::Seed) {
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.join("origin.redb"),
+    });
+    let origin = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    learn_corpus(&classifier(&origin, "origin"), 10).await;
+    let seed = classifier(&origin, "origin").export().await.unwrap();
+    let path = dir.join("seed.bin");
+    seed.write(&path).unwrap();
+    (path, seed)
+}
+
+/// A gateway's store over [`Flaky`], down from the start when `swaps` is 0, and the
+/// configuration that seeds it from `seed`.
+fn flaky_store(
+    dir: &std::path::Path,
+    swaps: usize,
+    seed: &std::path::Path,
+) -> (Arc<Flaky>, State, crate::config::FixedConfig) {
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.join("gateway.redb"),
+    });
+    let flaky = Arc::new(Flaky {
+        inner: Arc::new(crate::state::Embedded::open(&dir.join("gateway.redb")).unwrap()),
+        down: std::sync::atomic::AtomicBool::new(swaps == 0),
+        swaps_left: std::sync::atomic::AtomicUsize::new(swaps),
+    });
+    let state = State::with_backend(flaky.clone(), &cfg, Arc::new(Metrics::new()));
+    let base = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n";
+    let mut gateway = crate::config::Config::from_toml(std::path::Path::new("t.toml"), base)
+        .unwrap_or_else(|e| panic!("{e}"));
+    gateway.classifier.seed = Some(seed.to_owned());
+    gateway.classifier.model_poll = Duration::from_millis(20);
+    (flaky, state, crate::config::FixedConfig(Arc::new(gateway)))
+}
+
+/// Regression (review): a gateway tried to seed its store once, at start: with the
+/// store not answering then (Redis started after the gateways, a network blip), the
+/// seed was never imported and the classifier never voted until a restart.
+#[tokio::test]
+async fn a_store_down_at_start_is_seeded_once_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = seed_file(dir.path()).await;
+    let (flaky, state, current) = flaky_store(dir.path(), 0, &path);
+    let c = Arc::new(classifier(&state, "gw"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let upkeep = tokio::spawn(maintain::run(
+        c.clone(),
+        Arc::new(current),
+        || {},
+        stop.clone(),
+    ));
+    // The first try fails; a few polls go by with the store down.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    flaky.heal();
+    for _ in 0..200 {
+        if c.totals().await.unwrap() != Counts::default() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.cancel();
+    upkeep.await.unwrap();
+    assert_eq!(c.totals().await.unwrap(), Counts { spam: 10, ham: 10 });
+}
+
+/// Regression (review): a seeding cut half-way (the gateway stopped, the store failing
+/// for a moment) left part of the seed in the store for good: the next start saw a store
+/// that was not empty and did not seed it, so the classifier worked from a random part of
+/// the seed (or never voted) without a word in the log.
+#[tokio::test]
+async fn a_seeding_cut_half_way_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, seed) = seed_file(dir.path()).await;
+    let (flaky, state, current) = flaky_store(dir.path(), 7, &path);
+    let first = classifier(&state, "gw");
+    assert!(maintain::seed_if_empty(&first, &current).await.is_err());
+    flaky.heal();
+    let partial = first.totals().await.unwrap();
+    assert!(partial.spam + partial.ham == 7, "{partial:?}");
+
+    // The next start finishes it: the whole seed, and the seed's model.
+    let next = classifier(&state, "gw");
+    assert!(maintain::seed_if_empty(&next, &current).await.unwrap());
+    assert_eq!(next.totals().await.unwrap(), Counts { spam: 10, ham: 10 });
+    let model = seed.model.expect("the seed has a model");
+    let installed = next.model().expect("a model is installed");
+    assert_eq!(installed.len(), model.len());
+    assert_eq!(
+        store::published_version(&state).await.unwrap().as_deref(),
+        Some(installed.version())
+    );
+    // Done: a third start leaves the store alone.
+    assert!(!maintain::seed_if_empty(&next, &current).await.unwrap());
+}

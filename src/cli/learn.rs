@@ -224,6 +224,8 @@ async fn learn_files(
             eprintln!(
                 "learn: model not retrained (another node holds the lock, or a class is missing)"
             );
+            // The summary names the model the tier classifies with: the published one.
+            classifier.refresh().await?;
         }
     } else {
         classifier.refresh().await?;

@@ -341,6 +341,7 @@ impl Policy {
             checks.push(Box::new(classifier::Autolearn::new(
                 c.clone(),
                 config.classifier.clone(),
+                &config.policy.actions,
                 services.metrics.clone(),
             )));
         }

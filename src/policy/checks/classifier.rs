@@ -3,12 +3,14 @@
 //! the rules, clear verdicts may be learned (autolearn).
 
 use crate::classify::ftrl::LrModel;
+use crate::classify::ledger::{body_digest, Entry};
 use crate::classify::{Class, Classifier, ClassifyError, Judged, BANDS};
-use crate::config::{ClassifierConfig, OnFailure};
+use crate::config::{ClassifierConfig, OnFailure, RuleAction};
 use crate::mail::Reply;
 use crate::policy::{Check, Classification, Context, Decision, Stage};
 use crate::state::Unavailable;
 use async_trait::async_trait;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Strongest tokens kept with a verdict (`scan --explain` lists them).
@@ -108,21 +110,33 @@ impl Check for Classify {
 pub struct Autolearn {
     classifier: Arc<Classifier>,
     config: ClassifierConfig,
+    /// Symbols with a `policy.actions` entry: such a message is refused, quarantined or
+    /// dropped whatever its score, so it is never learned as ham.
+    acted_on: BTreeSet<String>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Autolearn {
-    /// Autolearning with the thresholds of `config`.
+    /// Autolearning with the thresholds of `config`; `actions` are the policy's rule
+    /// actions.
     pub fn new(
         classifier: Arc<Classifier>,
         config: ClassifierConfig,
+        actions: &BTreeMap<String, RuleAction>,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Autolearn {
         Autolearn {
             classifier,
             config,
+            acted_on: actions.keys().cloned().collect(),
             metrics,
         }
+    }
+
+    /// Whether a hit rule has a `policy.actions` entry: the verdict is then the action's
+    /// (reject, tempfail, quarantine, discard), not the score's.
+    fn refused_by_an_action(&self, ctx: &Context) -> bool {
+        ctx.symbols.iter().any(|s| self.acted_on.contains(&s.name))
     }
 
     /// The class to learn a message with this judgement as, if any.
@@ -139,6 +153,9 @@ impl Autolearn {
         } else {
             return None;
         };
+        if class == Class::Ham && self.refused_by_an_action(ctx) {
+            return None;
+        }
         // Balance: a class may outgrow the other only while both are still small.
         let (this, other) = match class {
             Class::Spam => (learned.spam, learned.ham),
@@ -163,6 +180,9 @@ impl Check for Autolearn {
         let Some(class) = self.class(ctx) else {
             return Decision::Continue;
         };
+        let Some(digest) = whole_body_digest(ctx) else {
+            return Decision::Continue;
+        };
         if let Some(m) = &self.metrics {
             m.classifier_autolearn_total
                 .with_label_values(&[class.as_str()])
@@ -171,11 +191,29 @@ impl Check for Autolearn {
         let classifier = self.classifier.clone();
         let raw = ctx.message.bounded().into_owned();
         tokio::spawn(async move {
-            if let Err(e) = classifier.learn(&raw, class).await {
+            let entry = Entry {
+                class,
+                hashes: classifier.features(&raw).hashes(),
+            };
+            if let Err(e) = classifier.learn_entry(&digest, &entry).await {
                 tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
             }
         });
         Decision::Continue
+    }
+}
+
+/// The ledger key of the message: the digest of its whole body, as `mxguard learn` reads
+/// it from the delivered or quarantined file. For a message kept on disk what the
+/// classifier reads ([`MessageData::bounded`](crate::policy::MessageData::bounded)) is a
+/// sample, whose digest no file has, so a learn or forget of the file would miss it.
+fn whole_body_digest(ctx: &Context) -> Option<[u8; 32]> {
+    match ctx.message.raw() {
+        Ok(whole) => Some(body_digest(&whole)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot map the message to autolearn it");
+            None
+        }
     }
 }
 
@@ -270,9 +308,8 @@ mod tests {
         assert!(live.classification.is_none());
     }
 
-    #[test]
-    fn autolearn_reads_the_score_as_the_verdict_does_without_the_classifier_s_own_symbol() {
-        let config = ClassifierConfig {
+    fn autolearn_config() -> ClassifierConfig {
+        ClassifierConfig {
             enabled: true,
             seed: None,
             min_learned: 10,
@@ -282,8 +319,110 @@ mod tests {
             autolearn_balance: 3.0,
             retrain_interval: std::time::Duration::from_secs(600),
             model_poll: std::time::Duration::from_secs(30),
+        }
+    }
+
+    /// Regression (review): a message kept on disk (over `message_memory_bytes`) was
+    /// autolearned under the digest of the rules' sample of its body, not of its body:
+    /// `mxguard learn --forget` or `--spam` on the delivered or quarantined file did not find
+    /// it ("not learned", or a second learn instead of a move), so an autolearn mistake
+    /// could not be undone and the message counted twice.
+    #[tokio::test]
+    async fn autolearn_keys_a_message_on_disk_by_its_whole_body() {
+        use crate::classify::{ledger::body_digest, store};
+        use crate::policy::message::{header_len, MessageData};
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::embedded_for_test(dir.path()).await;
+        let learner = Arc::new(Classifier::new(
+            Source::State(state.clone()),
+            Settings { node: "t".into() },
+        ));
+        let (spool, _rx) = crate::spool::Spool::open(&dir.path().join("spool")).unwrap();
+        let mut raw = b"Subject: minutes\r\n\r\n".to_vec();
+        for i in 0..5000 {
+            raw.extend_from_slice(format!("line {i} of the meeting minutes\r\n").as_bytes());
+        }
+        let mut file = spool.create_spill().await.unwrap();
+        file.append(raw.clone()).await.unwrap();
+        let mut message = MessageData::spilled(file, header_len(&raw));
+        let sample = crate::rules::SampleLimits {
+            part_head: 1000,
+            part_tail: 1000,
+            total: 4000,
+            max_depth: 4,
         };
-        let autolearn = Autolearn::new(classifier(), config, None);
+        message.prepare(sample).await.unwrap();
+        assert!(
+            message.bounded().len() < raw.len(),
+            "the sample is the whole message"
+        );
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.message = message;
+        ctx.classification = Some(Classification {
+            by: "test".into(),
+            judged: Judged::NotReady(Counts::default()),
+        });
+        let autolearn = Autolearn::new(
+            learner.clone(),
+            autolearn_config(),
+            &Default::default(),
+            None,
+        );
+        assert_eq!(autolearn.run(&mut ctx).await, Decision::Continue);
+        // The learn runs in the background.
+        for _ in 0..200 {
+            if learner.totals().await.unwrap().ham == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(learner.totals().await.unwrap(), Counts { spam: 0, ham: 1 });
+        let entry = store::ledger_get(&state, &body_digest(&raw)).await.unwrap();
+        assert!(
+            entry.is_some_and(|(_, e)| e.class == Class::Ham),
+            "not in the ledger under the digest of its body"
+        );
+        // What `mxguard learn --forget FILE` does with the file.
+        assert_eq!(
+            learner.forget(&raw).await.unwrap(),
+            crate::classify::Outcome::Forgotten
+        );
+        assert_eq!(learner.totals().await.unwrap(), Counts::default());
+    }
+
+    /// Regression (review): a message a rule with a `policy.actions` entry refuses,
+    /// quarantines or discards, whatever its score, was autolearned as ham when its score
+    /// was at or below `autolearn_ham`: the gateway refused it and taught the classifier
+    /// that such mail is wanted.
+    #[test]
+    fn a_message_a_rule_action_refuses_is_not_learned_as_ham() {
+        let actions = [("LISTED_SENDER".to_string(), RuleAction::Reject)]
+            .into_iter()
+            .collect();
+        let autolearn = Autolearn::new(classifier(), autolearn_config(), &actions, None);
+        let judged = |symbols: &[(&str, f64)]| {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.classification = Some(Classification {
+                by: "test".into(),
+                judged: Judged::NotReady(Counts { spam: 10, ham: 10 }),
+            });
+            for (name, score) in symbols {
+                ctx.hit(name, *score);
+            }
+            ctx
+        };
+        let refused = judged(&[("LISTED_SENDER", 0.0), ("HAM", -0.5)]);
+        assert_eq!(autolearn.class(&refused), None);
+        let clean = judged(&[("HAM", -0.5)]);
+        assert_eq!(autolearn.class(&clean), Some(Class::Ham));
+        // As spam it is still learned: the action and the score agree.
+        let spam = judged(&[("LISTED_SENDER", 0.0), ("SPAM", 13.0)]);
+        assert_eq!(autolearn.class(&spam), Some(Class::Spam));
+    }
+
+    #[test]
+    fn autolearn_reads_the_score_as_the_verdict_does_without_the_classifier_s_own_symbol() {
+        let autolearn = Autolearn::new(classifier(), autolearn_config(), &Default::default(), None);
         let judged = |symbols: &[(&str, f64)]| {
             let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
             ctx.classification = Some(Classification {
