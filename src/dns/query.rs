@@ -6,7 +6,7 @@
 
 use super::cache::TtlCache;
 use super::health::{Failure, Health};
-use super::transport::{ExchangeError, Transport};
+use super::transport::{is_referral, ExchangeError, Transport};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
@@ -257,14 +257,6 @@ impl Core {
     pub(crate) fn servers(&self) -> Vec<std::net::SocketAddr> {
         self.transport.servers().collect()
     }
-}
-
-/// A NOERROR response without answers that names servers to ask next (NS records in its
-/// authority section, and no SOA): a referral from a server that does not recurse for us,
-/// not a statement that the name has no such records (RFC 2308 §2.2 tells the two apart).
-fn is_referral(message: &Message) -> bool {
-    let has = |rtype| message.authorities.iter().any(|r| r.record_type() == rtype);
-    message.answers.is_empty() && has(RecordType::NS) && !has(RecordType::SOA)
 }
 
 /// Removes a finished query from the in-flight map, also when its task panicked (the guard

@@ -16,7 +16,7 @@
 use crate::config::DnsConfig;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, MX, NS, PTR, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -44,6 +44,9 @@ pub enum Mode {
     /// Like `Authoritative`, but never answer queries of this type (a lookup of one
     /// family times out while the other's answers).
     SilentFor(RecordType),
+    /// Answer like a server that does not recurse for us: NOERROR, no answer, the root's
+    /// name servers to ask next (a referral).
+    Referral,
 }
 
 /// Records for a [`TestDns`], added one by one or as zone text. The record methods panic on
@@ -345,6 +348,18 @@ impl RequestHandler for Handler {
                     );
                     response_handle.send_response(response).await
                 }
+            }
+            (Mode::Referral, Some(_)) => {
+                let root_server = Name::from_ascii("a.root-servers.net.").unwrap_or_default();
+                let ns = Record::from_rdata(Name::root(), 518_400, RData::NS(NS(root_server)));
+                let response = builder.build(
+                    metadata,
+                    std::iter::empty(),
+                    std::iter::once(&ns),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                );
+                response_handle.send_response(response).await
             }
             _ => {
                 let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);

@@ -353,12 +353,24 @@ fn answers(query: &Message, response: &Message) -> bool {
         && response.queries == query.queries
 }
 
-/// SERVFAIL, REFUSED and the like: worth asking another server, if there is one.
+/// SERVFAIL, REFUSED and the like, or a referral: worth asking another server, if there
+/// is one.
 fn is_error_answer(answer: &Message) -> bool {
     !matches!(
         answer.metadata.response_code,
         ResponseCode::NoError | ResponseCode::NXDomain
-    )
+    ) || is_referral(answer)
+}
+
+/// A NOERROR response without answers that names servers to ask next (NS records in its
+/// authority section, and no SOA): a referral from a server that does not recurse for us,
+/// not a statement that the name has no such records (RFC 2308 §2.2 tells the two apart).
+pub(crate) fn is_referral(message: &Message) -> bool {
+    let has = |rtype| message.authorities.iter().any(|r| r.record_type() == rtype);
+    message.metadata.response_code == ResponseCode::NoError
+        && message.answers.is_empty()
+        && has(RecordType::NS)
+        && !has(RecordType::SOA)
 }
 
 #[cfg(test)]
@@ -500,6 +512,47 @@ mod tests {
         let answer = result.expect("the cut answer was dropped").unwrap();
         assert_eq!(answer.answers.len(), 40);
         server.await.unwrap();
+    }
+
+    /// A server that does not recurse for us (an authoritative-only server listed by
+    /// mistake) refers us elsewhere: the next configured server is asked, as after a
+    /// SERVFAIL, rather than the lookup failing.
+    #[tokio::test]
+    async fn a_referral_is_followed_by_the_next_server() {
+        use crate::dns::testing::{Mode, TestDns};
+        let referral = TestDns::builder()
+            .mode(Mode::Referral)
+            .start()
+            .await
+            .unwrap();
+        let good = TestDns::builder()
+            .a("x.test", Ipv4Addr::new(192, 0, 2, 7))
+            .start()
+            .await
+            .unwrap();
+        let transport = Transport::new(
+            &[referral.addr(), good.addr()],
+            Duration::from_secs(3600),
+            Duration::from_secs(1800),
+            2,
+        );
+        let name = Name::from_ascii("x.test.").unwrap_or_default();
+        let exchange = transport.exchange(&name, RecordType::A);
+        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
+        let answer = result
+            .expect("the referral waited for the timeout")
+            .unwrap();
+        assert_eq!(answer.answers.len(), 1, "{answer:?}");
+        assert_eq!(referral.queries(), 1);
+        // With no other server, the referral is the answer (the lookup reads it as an error).
+        let alone = Transport::new(
+            &[referral.addr()],
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            2,
+        );
+        let answer = alone.exchange(&name, RecordType::A).await.unwrap();
+        assert!(is_referral(&answer));
     }
 
     /// Regression (review): a refusal (ICMP port unreachable) ended the exchange only when
