@@ -394,23 +394,25 @@ mod tests {
     /// quarantines or discards, whatever its score, was autolearned as ham when its score
     /// was at or below `autolearn_ham`: the gateway refused it and taught the classifier
     /// that such mail is wanted.
+    /// A message the classifier has not voted on, with these symbols hit.
+    fn judged(symbols: &[(&str, f64)]) -> Context {
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.classification = Some(Classification {
+            by: "test".into(),
+            judged: Judged::NotReady(Counts { spam: 10, ham: 10 }),
+        });
+        for (name, score) in symbols {
+            ctx.hit(name, *score);
+        }
+        ctx
+    }
+
     #[test]
     fn a_message_a_rule_action_refuses_is_not_learned_as_ham() {
         let actions = [("LISTED_SENDER".to_string(), RuleAction::Reject)]
             .into_iter()
             .collect();
         let autolearn = Autolearn::new(classifier(), autolearn_config(), &actions, None);
-        let judged = |symbols: &[(&str, f64)]| {
-            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-            ctx.classification = Some(Classification {
-                by: "test".into(),
-                judged: Judged::NotReady(Counts { spam: 10, ham: 10 }),
-            });
-            for (name, score) in symbols {
-                ctx.hit(name, *score);
-            }
-            ctx
-        };
         let refused = judged(&[("LISTED_SENDER", 0.0), ("HAM", -0.5)]);
         assert_eq!(autolearn.class(&refused), None);
         let clean = judged(&[("HAM", -0.5)]);
@@ -423,17 +425,6 @@ mod tests {
     #[test]
     fn autolearn_reads_the_score_as_the_verdict_does_without_the_classifier_s_own_symbol() {
         let autolearn = Autolearn::new(classifier(), autolearn_config(), &Default::default(), None);
-        let judged = |symbols: &[(&str, f64)]| {
-            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-            ctx.classification = Some(Classification {
-                by: "test".into(),
-                judged: Judged::NotReady(Counts { spam: 10, ham: 10 }),
-            });
-            for (name, score) in symbols {
-                ctx.hit(name, *score);
-            }
-            ctx
-        };
         // 2.3 + 6.1 + 3.6 reads 12.0, the threshold, though its binary sum falls short.
         let at_threshold = judged(&[("A", 2.3), ("B", 6.1), ("C", 3.6)]);
         assert_eq!(autolearn.class(&at_threshold), Some(Class::Spam));
