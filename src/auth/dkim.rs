@@ -46,7 +46,8 @@ pub struct DkimSignatureResult {
 /// Every DKIM signature of a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DkimCheck {
-    /// One entry per `DKIM-Signature` header, in header order.
+    /// One entry per `DKIM-Signature` header verified: those that can align with the From
+    /// domain first, each kind in header order.
     pub signatures: Vec<DkimSignatureResult>,
     /// The RFC 5322 From domain (lower case; empty when there is none or several).
     pub from_domain: String,

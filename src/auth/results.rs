@@ -5,7 +5,7 @@
 use super::dmarc::DmarcVerdict;
 use super::{ArcCheck, Authenticator, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck};
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, SpfOutput};
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, SpfOutput};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -93,10 +93,12 @@ impl AuthOutcome {
 }
 
 impl Authenticator {
-    /// Verifies every DKIM signature, the ARC chain and DMARC of the raw message (CRLF line
+    /// Verifies the DKIM signatures (up to [`MAX_SIGNATURES`] that can align with the From
+    /// domain and as many others), the ARC chain and DMARC of the raw message (CRLF line
     /// ends, as received) and records them in `outcome`. DMARC uses `outcome.spf_mail_from`
     /// (so run [`Authenticator::spf_mail_from`] first). Bounded by `deadline` (the stage's),
-    /// after which the results are temperror. An unparsable message gets `none` everywhere.
+    /// after which what is unfinished is temperror. An unparsable message gets `none`
+    /// everywhere.
     pub async fn verify_message(
         &self,
         raw: &[u8],
@@ -124,77 +126,220 @@ impl Authenticator {
             .as_ref()
             .map(|s| s.domain.clone())
             .unwrap_or_default();
-        let work = async {
-            let (dkim_outputs, arc_output) = tokio::join!(
-                self.dkim.verify_dkim(&message),
-                self.arc.verify_arc(&message)
-            );
-            let dmarc_output = self
-                .dmarc
-                .verify_dmarc(DmarcParameters::new(
-                    &message,
-                    &dkim_outputs,
-                    &mail_from_domain,
-                    &spf_output,
-                ))
-                .await;
-            let mut results =
-                AuthenticationResults::new("").with_dkim_results(&dkim_outputs, &from_domain);
-            results = results.with_arc_result(&arc_output, client_ip);
-            if !dmarc_output.domain().is_empty() {
-                results = results.with_dmarc_result(&dmarc_output);
-            }
-            let mut text = results.to_string();
-            if dkim_outputs.is_empty() {
-                text.insert_str(0, ";\r\n\tdkim=none");
-            }
-            let mut dmarc = DmarcCheck::from_output(&dmarc_output);
-            if dmarc.verdict == DmarcVerdict::Fail
-                && dmarc.policy != DmarcPolicy::None
-                && !dmarc_output.dmarc_record().is_some_and(|r| r.t)
-                && self.dmarc_sampled(&dmarc.domain).await
-            {
-                // RFC 7489 §6.6.4: mail left out of the sample gets the next lower policy
-                // (what `t=y` does in RFC 9989, which mail-auth follows and which has no pct).
-                dmarc.policy = match dmarc.policy {
-                    DmarcPolicy::Reject => DmarcPolicy::Quarantine,
-                    _ => DmarcPolicy::None,
-                };
-            }
+        let authors = author_domains(&message);
+        let (aligned, others) = split_signatures(&message, &authors);
+        // Three independent parts, each bounded by the deadline on its own: DMARC needs only
+        // the signatures that can align with the From domain, so slow keys of any other
+        // domain (or a slow ARC chain) cannot turn its verdict into `temperror`.
+        let dmarc_part = async {
+            let outputs = self.dkim.verify_dkim(&aligned).await;
+            let identities = (&outputs[..], mail_from_domain.as_str(), &spf_output);
+            let judged = if authors.len() > 1 {
+                let each = authors.iter().map(|domain| {
+                    let one = AuthenticatedMessage {
+                        from: authored_by(&message, domain),
+                        ..message.clone()
+                    };
+                    async move { self.dmarc_of(&one, identities).await }
+                });
+                futures::future::join_all(each).await
+            } else {
+                vec![self.dmarc_of(&message, identities).await]
+            };
+            let dkim = DkimCheck::from_outputs(&outputs, &from_domain).signatures;
+            let text = AuthenticationResults::new("")
+                .with_dkim_results(&outputs, &from_domain)
+                .to_string();
+            let dmarc_text: String = judged.iter().map(|(_, text)| text.as_str()).collect();
+            let dmarc = strictest(judged);
+            (dkim, text, dmarc, dmarc_text)
+        };
+        let other_part = async {
+            let outputs = self.dkim.verify_dkim(&others).await;
+            let text = AuthenticationResults::new("")
+                .with_dkim_results(&outputs, &from_domain)
+                .to_string();
             (
-                DkimCheck::from_outputs(&dkim_outputs, &from_domain),
-                ArcCheck::from_output(&arc_output),
-                dmarc,
+                DkimCheck::from_outputs(&outputs, &from_domain).signatures,
                 text,
             )
         };
-        match self.bounded(deadline, work).await {
-            Some((dkim, arc, dmarc, text)) => {
-                outcome.dkim = Some(dkim);
-                outcome.arc = Some(arc);
+        let arc_part = async {
+            let output = self.arc.verify_arc(&message).await;
+            let text = AuthenticationResults::new("")
+                .with_arc_result(&output, client_ip)
+                .to_string();
+            (ArcCheck::from_output(&output), text)
+        };
+        let (dmarc_part, other_part, arc_part) = tokio::join!(
+            self.bounded(deadline, dmarc_part),
+            self.bounded(deadline, other_part),
+            self.bounded(deadline, arc_part)
+        );
+
+        let mut dkim = DkimCheck {
+            from_domain: from_domain.clone(),
+            timed_out: dmarc_part.is_none() || other_part.is_none(),
+            ..DkimCheck::default()
+        };
+        let mut text = String::new();
+        let mut dmarc_text = String::new();
+        match dmarc_part {
+            Some((signatures, dkim_text, dmarc, dmarc_result)) => {
+                dkim.signatures.extend(signatures);
+                text.push_str(&dkim_text);
                 outcome.dmarc = Some(dmarc);
-                outcome.message_results = text;
+                dmarc_text = dmarc_result;
             }
             None => {
-                outcome.dkim = Some(DkimCheck {
-                    from_domain: from_domain.clone(),
-                    timed_out: true,
-                    ..DkimCheck::default()
-                });
-                outcome.arc = Some(ArcCheck::timed_out());
                 outcome.dmarc = Some(DmarcCheck::timed_out(&from_domain));
-                outcome.message_results =
-                    ";\r\n\tdkim=temperror (timed out);\r\n\tarc=temperror (timed out)".to_owned();
                 if crate::config::is_plausible_hostname(&from_domain) {
-                    // DMARC could not be evaluated either: say so rather than leave it out
-                    // (only for a domain that cannot bend the header's syntax).
-                    outcome.message_results.push_str(&format!(
-                        ";\r\n\tdmarc=temperror (timed out) header.from={from_domain}"
-                    ));
+                    // DMARC could not be evaluated: say so rather than leave it out (only for
+                    // a domain that cannot bend the header's syntax).
+                    dmarc_text =
+                        format!(";\r\n\tdmarc=temperror (timed out) header.from={from_domain}");
                 }
             }
         }
+        if let Some((signatures, dkim_text)) = other_part {
+            dkim.signatures.extend(signatures);
+            text.push_str(&dkim_text);
+        }
+        if dkim.timed_out {
+            text.push_str(";\r\n\tdkim=temperror (timed out)");
+        } else if dkim.signatures.is_empty() {
+            text.push_str(";\r\n\tdkim=none");
+        }
+        let (arc, arc_text) = arc_part.unwrap_or_else(|| {
+            (
+                ArcCheck::timed_out(),
+                ";\r\n\tarc=temperror (timed out)".to_owned(),
+            )
+        });
+        text.push_str(&arc_text);
+        text.push_str(&dmarc_text);
+        outcome.dkim = Some(dkim);
+        outcome.arc = Some(arc);
+        outcome.message_results = text;
     }
+
+    /// DMARC of `message` (one author domain) with the aligned signatures' results, the
+    /// MAIL FROM domain and its SPF result: the check and its `Authentication-Results` text.
+    async fn dmarc_of(
+        &self,
+        message: &AuthenticatedMessage<'_>,
+        (dkim, mail_from_domain, spf): (&[DkimOutput<'_>], &str, &SpfOutput),
+    ) -> (DmarcCheck, String) {
+        let output = self
+            .dmarc
+            .verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf))
+            .await;
+        let mut text = String::new();
+        if !output.domain().is_empty() {
+            text = AuthenticationResults::new("")
+                .with_dmarc_result(&output)
+                .to_string();
+        }
+        (self.dmarc_check(&output).await, text)
+    }
+
+    /// The DMARC result, its policy lowered one level when the domain samples (`pct=`).
+    async fn dmarc_check(&self, output: &DmarcOutput) -> DmarcCheck {
+        let mut dmarc = DmarcCheck::from_output(output);
+        if dmarc.verdict == DmarcVerdict::Fail
+            && dmarc.policy != DmarcPolicy::None
+            && !output.dmarc_record().is_some_and(|r| r.t)
+            && self.dmarc_sampled(&dmarc.domain).await
+        {
+            // RFC 7489 §6.6.4: mail left out of the sample gets the next lower policy
+            // (what `t=y` does in RFC 9989, which mail-auth follows and which has no pct).
+            dmarc.policy = match dmarc.policy {
+                DmarcPolicy::Reject => DmarcPolicy::Quarantine,
+                _ => DmarcPolicy::None,
+            };
+        }
+        dmarc
+    }
+}
+
+/// At most this many DKIM signatures of each kind (those that can align with the From
+/// domain, and the others) are verified: each costs a key lookup, one after another, and
+/// RFC 6376 §6.1 lets a verifier limit them. Signatures past the limit are left out.
+const MAX_SIGNATURES: usize = 5;
+
+/// Most author domains (From addresses of distinct domains) whose DMARC is evaluated, each
+/// a tree walk of DNS lookups. Mail with more than one is rare and never needs more.
+const MAX_AUTHOR_DOMAINS: usize = 4;
+
+/// The distinct domains of the From addresses, in order, at most [`MAX_AUTHOR_DOMAINS`].
+/// mail-auth exempts a message with several from DMARC (RFC 9989), which let a forger of a
+/// `p=reject` domain add a second From address (or field) of its own; RFC 7489 §6.6.1 lets
+/// a receiver evaluate each domain and apply the strictest failing policy, as done here.
+fn author_domains(message: &AuthenticatedMessage<'_>) -> Vec<String> {
+    let mut domains: Vec<String> = Vec::new();
+    for domain in message.from.iter().filter_map(|f| super::domain_of(f)) {
+        if !domains.contains(&domain) && domains.len() < MAX_AUTHOR_DOMAINS {
+            domains.push(domain);
+        }
+    }
+    domains
+}
+
+/// The From addresses of `message` at `domain`.
+fn authored_by(message: &AuthenticatedMessage<'_>, domain: &str) -> Vec<String> {
+    message
+        .from
+        .iter()
+        .filter(|f| super::domain_of(f).as_deref() == Some(domain))
+        .cloned()
+        .collect()
+}
+
+/// Of the DMARC results of each author domain, the one to act on: a failure under the
+/// strictest policy, else a temporary error (which must not let a failure through
+/// unseen), else the first.
+fn strictest(judged: Vec<(DmarcCheck, String)>) -> DmarcCheck {
+    let weight = |c: &DmarcCheck| match (c.verdict, c.policy) {
+        (DmarcVerdict::Fail, DmarcPolicy::Reject) => 5,
+        (DmarcVerdict::Fail, DmarcPolicy::Quarantine) => 4,
+        (DmarcVerdict::Fail, DmarcPolicy::None) => 3,
+        (DmarcVerdict::TempError, _) => 2,
+        (DmarcVerdict::PermError, _) => 1,
+        _ => 0,
+    };
+    let mut checks = judged.into_iter().map(|(check, _)| check);
+    let first = checks.next().unwrap_or_default();
+    checks.fold(
+        first,
+        |best, c| if weight(&c) > weight(&best) { c } else { best },
+    )
+}
+
+/// The message twice, with its DKIM signatures split: those whose `d=` can align with an
+/// author domain (the same organizational domain, the only ones DMARC reads) and the others
+/// (with the malformed ones), each list cut at [`MAX_SIGNATURES`].
+fn split_signatures<'x>(
+    message: &AuthenticatedMessage<'x>,
+    authors: &[String],
+) -> (AuthenticatedMessage<'x>, AuthenticatedMessage<'x>) {
+    let (mut near, mut far): (Vec<_>, Vec<_>) =
+        message.dkim_headers.iter().cloned().partition(|h| {
+            authors
+                .iter()
+                .any(|author| super::dkim::aligned(&h.header.d, author))
+        });
+    near.truncate(MAX_SIGNATURES);
+    far.truncate(MAX_SIGNATURES);
+    let aligned = AuthenticatedMessage {
+        dkim_headers: near,
+        errors: Vec::new(),
+        ..message.clone()
+    };
+    let others = AuthenticatedMessage {
+        dkim_headers: far,
+        ..message.clone()
+    };
+    (aligned, others)
 }
 
 impl Authenticator {

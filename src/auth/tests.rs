@@ -531,3 +531,76 @@ async fn no_line_of_our_header_is_longer_than_998_bytes() {
         "{header}"
     );
 }
+
+/// Regression (review): DMARC was evaluated only after every DKIM signature and the ARC chain
+/// had been verified, one key lookup after another, all under the stage deadline. A forger of
+/// a `p=reject` domain added signatures of a domain of its own whose name servers never
+/// answer: the deadline passed, DMARC became `temperror` and the forgery was neither refused
+/// nor scored. Signatures that cannot align with the From domain cannot change DMARC, so
+/// they must not be able to delay it.
+#[tokio::test]
+async fn slow_unaligned_signatures_do_not_turn_a_dmarc_failure_into_temperror() {
+    let (pkcs8, _) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .silent_under("slow.test"),
+    )
+    .await;
+    // Ten key lookups of 300 ms each (the test resolver's timeout), one after another, are
+    // more than the 2 s stage deadline.
+    let mut raw = message("ceo@victim.test", "Pay now.\r\n");
+    for n in 0..10 {
+        raw = sign(&pkcs8, "slow.test", &format!("s{n}"), &raw);
+    }
+    let outcome = check(&auth, "client.evil.test", "a@evil.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DMARC_POLICY_REJECT"), "{symbols:?}");
+    assert!(outcome.dmarc_reject_requested(), "{symbols:?}");
+    let header = outcome.authentication_results_header(HOST);
+    assert!(header.contains("\tdmarc=fail "), "{header}");
+    assert!(
+        header.contains("header.from=victim.test policy.dmarc=reject"),
+        "{header}"
+    );
+}
+
+/// Regression (review): mail-auth exempts a message whose From names several domains from
+/// DMARC (RFC 9989), so a forger of a `p=reject` domain added a From address of its own (a
+/// second address in the field, or a second From field): `DMARC_NONE`, no `550`. Each
+/// author domain is now evaluated and the strictest failing policy applies (RFC 7489
+/// §6.6.1); a domain that passes does not excuse one that fails.
+#[tokio::test]
+async fn a_second_author_domain_does_not_exempt_a_forgery_from_dmarc() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
+            .txt("_dmarc.evil.test", "v=DMARC1; p=none")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .txt("s1._domainkey.evil.test", &record),
+    )
+    .await;
+    let one_field = message("ceo@victim.test>, <x@evil.test", "Pay now.\r\n");
+    let two_fields = format!(
+        "From: x@evil.test\r\n{}",
+        message("ceo@victim.test", "Pay now.\r\n")
+    );
+    for raw in [one_field, two_fields] {
+        let raw = sign(&pkcs8, "evil.test", "s1", &raw);
+        let outcome = check(&auth, "client.evil.test", "a@evil.test", &raw).await;
+        let symbols = outcome.symbols();
+        assert!(outcome.dmarc_reject_requested(), "{symbols:?}\n{raw}");
+        assert!(symbols.contains(&"DMARC_POLICY_REJECT"), "{symbols:?}");
+        let header = outcome.authentication_results_header(HOST);
+        assert!(
+            header.contains("header.from=victim.test policy.dmarc=reject"),
+            "{header}"
+        );
+        assert!(
+            header.contains("dmarc=pass header.from=evil.test"),
+            "{header}"
+        );
+    }
+}

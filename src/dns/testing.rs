@@ -57,6 +57,7 @@ pub struct TestDnsBuilder {
     ttl: u32,
     negative_ttl: u32,
     mode: Mode,
+    silent_zones: Vec<LowerName>,
 }
 
 /// A running test DNS server; stops when dropped.
@@ -83,6 +84,7 @@ impl TestDns {
             ttl: 300,
             negative_ttl: 300,
             mode: Mode::Authoritative,
+            silent_zones: Vec::new(),
         }
     }
 
@@ -138,6 +140,13 @@ impl TestDnsBuilder {
     /// How the server answers.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Never answer a query for `zone` or a name under it (a lame or deliberately slow
+    /// delegation), whatever the mode: those lookups time out, the others are answered.
+    pub fn silent_under(mut self, zone: &str) -> Self {
+        self.silent_zones.push(LowerName::new(&absolute(zone)));
         self
     }
 
@@ -247,6 +256,7 @@ impl TestDnsBuilder {
             records: self.records,
             soa,
             mode: self.mode,
+            silent_zones: self.silent_zones,
             queries: queries.clone(),
         };
         let mut server = Server::new(handler);
@@ -284,6 +294,7 @@ struct Handler {
     records: Vec<Record>,
     soa: Record,
     mode: Mode,
+    silent_zones: Vec<LowerName>,
     queries: Arc<AtomicUsize>,
 }
 
@@ -303,6 +314,9 @@ impl RequestHandler for Handler {
         let builder = MessageResponseBuilder::from_message_request(request);
         let send = match (self.mode, request.queries.queries().first()) {
             (Mode::Silent, _) => return silent,
+            (_, Some(query)) if self.silent_zones.iter().any(|z| z.zone_of(query.name())) => {
+                return silent
+            }
             (Mode::SilentFor(mute), Some(query)) if query.query_type() == mute => return silent,
             (Mode::Authoritative | Mode::NoSoa | Mode::SilentFor(_), Some(query)) => {
                 metadata.authoritative = true;
