@@ -42,6 +42,11 @@ impl CalloutAnswer {
     }
 }
 
+/// Longest an answer is cached, whatever the configured TTL: an `Instant` cannot hold a
+/// deadline much further away (the configuration takes `"300000000000y"`), and adding one
+/// would panic.
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Bounded cache of definite answers, oldest entry evicted first.
 #[derive(Debug, Default)]
 struct Cache {
@@ -74,9 +79,10 @@ impl Cache {
             return;
         }
         self.seq += 1;
+        let expires = now + ttl.min(MAX_TTL);
         if let Some((_, _, old)) = self
             .entries
-            .insert(key.clone(), (answer, now + ttl, self.seq))
+            .insert(key.clone(), (answer, expires, self.seq))
         {
             self.order.remove(&old);
         }
@@ -184,13 +190,7 @@ impl Callout {
     async fn probe_and_record(&self, key: &str, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
         let settings = self.settings.get(config);
         let rc = &config.relay.recipients;
-        let probe = probe(&config.relay.internal, &settings, rcpt);
-        let answer = match timeout(rc.callout_timeout, probe).await {
-            Ok(a) => a,
-            Err(_) => CalloutAnswer::Unavailable {
-                reason: "callout timed out".into(),
-            },
-        };
+        let answer = probe(&config.relay.internal, &settings, rcpt, rc.callout_timeout).await;
         self.metrics
             .callouts_total
             .with_label_values(&[answer.label()])
@@ -209,9 +209,16 @@ impl Callout {
     }
 }
 
-/// Probes `servers` in order; one that cannot give a definite answer passes the question
-/// to the next.
-async fn probe(servers: &[SocketAddr], settings: &ClientSettings, rcpt: &str) -> CalloutAnswer {
+/// Probes `servers` in order within `budget` (`callout_timeout`); one that cannot give a
+/// definite answer passes the question to the next. Each server gets a fair share of the
+/// time left (all of it for the last), so one that takes the connection and never answers
+/// cannot use up the time of the servers behind it.
+async fn probe(
+    servers: &[SocketAddr],
+    settings: &ClientSettings,
+    rcpt: &str,
+    budget: Duration,
+) -> CalloutAnswer {
     if rcpt
         .bytes()
         .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
@@ -220,34 +227,50 @@ async fn probe(servers: &[SocketAddr], settings: &ClientSettings, rcpt: &str) ->
             reply: "invalid address".into(),
         };
     }
+    let started = Instant::now();
     let mut reason = String::from("no internal server configured");
-    for &server in servers {
-        let mut conn = match Connection::open(server, settings).await {
-            Ok(c) => c,
-            Err(e) => {
-                reason = e.to_string();
-                continue;
-            }
-        };
-        let result = conn.probe_recipient(rcpt).await;
-        // The answer does not wait for the goodbye.
-        tokio::spawn(conn.quit());
-        match result {
-            Ok((mail, _)) if !mail.is_positive() => {
-                reason = format!("{server}: MAIL FROM:<> refused: {mail}");
-            }
-            Ok((_, Some(reply))) if reply.is_positive() => return CalloutAnswer::Exists,
-            Ok((_, Some(reply))) if reply.is_permanent() => {
-                return CalloutAnswer::Unknown {
-                    reply: reply.to_string(),
-                }
-            }
-            Ok((_, Some(reply))) => reason = format!("{server}: {reply}"),
-            Ok((_, None)) => reason = format!("{server}: no reply to RCPT"),
-            Err(e) => reason = format!("{server}: {e}"),
+    for (k, &server) in servers.iter().enumerate() {
+        let left = budget.saturating_sub(started.elapsed());
+        let share = fair_share(left, servers.len() - k);
+        match timeout(share, ask(server, settings, rcpt)).await {
+            Ok(Ok(answer)) => return answer,
+            Ok(Err(why)) => reason = why,
+            Err(_) => reason = "callout timed out".into(),
         }
     }
     CalloutAnswer::Unavailable { reason }
+}
+
+/// The time `left` divided among the `servers_left` still to be asked.
+fn fair_share(left: Duration, servers_left: usize) -> Duration {
+    let n = u32::try_from(servers_left.max(1)).unwrap_or(u32::MAX);
+    left / n
+}
+
+/// One server's definite answer (exists or unknown), or why it gave none.
+async fn ask(
+    server: SocketAddr,
+    settings: &ClientSettings,
+    rcpt: &str,
+) -> Result<CalloutAnswer, String> {
+    let mut conn = Connection::open(server, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = conn.probe_recipient(rcpt).await;
+    // The answer does not wait for the goodbye.
+    tokio::spawn(conn.quit());
+    match result {
+        Ok((mail, _)) if !mail.is_positive() => {
+            Err(format!("{server}: MAIL FROM:<> refused: {mail}"))
+        }
+        Ok((_, Some(reply))) if reply.is_positive() => Ok(CalloutAnswer::Exists),
+        Ok((_, Some(reply))) if reply.is_permanent() => Ok(CalloutAnswer::Unknown {
+            reply: reply.to_string(),
+        }),
+        Ok((_, Some(reply))) => Err(format!("{server}: {reply}")),
+        Ok((_, None)) => Err(format!("{server}: no reply to RCPT")),
+        Err(e) => Err(format!("{server}: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +332,31 @@ mod tests {
             "{forged:?}"
         );
         assert_eq!(c.verify("kim@example.test").await, CalloutAnswer::Exists);
+    }
+
+    /// Regression (review): the probe's `MAIL FROM:<>` never declared SMTPUTF8, so a
+    /// server that offers it (Postfix) refused a non-ASCII recipient with `553 5.6.7`:
+    /// a real mailbox got `550 5.1.1 user unknown`, cached for `negative_ttl`.
+    #[tokio::test]
+    async fn a_utf8_recipient_is_probed_with_smtputf8() {
+        let server = FakeServer::start(Script {
+            smtputf8: true,
+            rcpt: Arc::new(|a: &str| match a {
+                "j\u{f6}rg@example.test" => "250 2.1.5 Ok".into(),
+                _ => "550 5.1.1 no such user".into(),
+            }),
+            ..Script::default()
+        })
+        .await;
+        let (c, _) = callout(&[server.addr], &[]);
+        let answer = c.verify("j\u{f6}rg@example.test").await;
+        assert_eq!(answer, CalloutAnswer::Exists);
+        // An ASCII recipient is probed as before.
+        assert!(matches!(
+            c.verify("nobody@example.test").await,
+            CalloutAnswer::Unknown { .. }
+        ));
+        assert!(server.commands().iter().any(|l| l == "MAIL FROM:<>"));
     }
 
     #[tokio::test]
@@ -377,6 +425,32 @@ mod tests {
         assert_eq!(c.verify("alice@example.test").await, CalloutAnswer::Exists);
     }
 
+    /// Regression (review): `callout_timeout` bounded the probe of every server together,
+    /// so a first internal server that took the connection and never answered (hung, or
+    /// dropping packets, `connect_timeout` being longer) used it all: the next server was
+    /// never asked and every recipient got `450 4.4.3` while it was up.
+    #[tokio::test]
+    async fn a_hung_first_server_leaves_time_for_the_next() {
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hung_addr = hung.local_addr().unwrap();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = hung.accept().await {
+                held.push(stream);
+            }
+        });
+        let server = FakeServer::start(directory()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = (*config(dir.path(), &[hung_addr, server.addr], &[])).clone();
+        cfg.relay.recipients.callout_timeout = Duration::from_secs(1);
+        let c = Probe {
+            callout: Callout::new(Arc::new(Metrics::new())),
+            config: Arc::new(cfg),
+        };
+        assert_eq!(c.verify("alice@example.test").await, CalloutAnswer::Exists);
+        holder.abort();
+    }
+
     #[tokio::test]
     async fn concurrent_lookups_share_one_probe() {
         let server = FakeServer::start(Script {
@@ -399,6 +473,22 @@ mod tests {
             ]
         );
         assert_eq!(server.connections(), 1);
+    }
+
+    /// Regression (review): a TTL longer than the clock can count to (the configuration
+    /// takes `positive_ttl = "300000000000y"`) overflowed `Instant` in the cache and
+    /// panicked: every session whose recipient existed died at RCPT.
+    #[test]
+    fn a_ttl_too_long_for_the_clock_keeps_the_answer() {
+        let text = "[relay]\ndomains=[\"example.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+                    [relay.recipients]\ncallout=true\npositive_ttl=\"300000000000y\"\n";
+        let config = Config::from_toml(std::path::Path::new("t.toml"), text).unwrap();
+        let ttl = config.relay.recipients.positive_ttl;
+        let mut c = Cache::default();
+        let now = Instant::now();
+        c.put("a".into(), CalloutAnswer::Exists, ttl, now, 2);
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(c.get("a", later), Some(CalloutAnswer::Exists));
     }
 
     #[test]

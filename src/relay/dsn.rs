@@ -74,6 +74,17 @@ pub fn build(
         original.id,
         rand::random::<u32>()
     );
+    let eight_bit = needs_8bit(failed);
+    let cte = if eight_bit {
+        "Content-Transfer-Encoding: 8bit\r\n"
+    } else {
+        ""
+    };
+    let report_type = if eight_bit {
+        "message/global-delivery-status"
+    } else {
+        "message/delivery-status"
+    };
     let mut m = String::with_capacity(4096);
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = write!(
@@ -92,6 +103,7 @@ pub fn build(
          \r\n\
          --{boundary}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
+         {cte}\
          Content-Description: Notification\r\n\
          \r\n\
          This is the mail system at host {hostname}.\r\n\
@@ -112,7 +124,8 @@ pub fn build(
     let _ = write!(
         m,
         "\r\n--{boundary}\r\n\
-         Content-Type: message/delivery-status\r\n\
+         Content-Type: {report_type}\r\n\
+         {cte}\
          Content-Description: Delivery report\r\n\
          \r\n\
          Reporting-MTA: dns; {hostname}\r\n\
@@ -124,7 +137,8 @@ pub fn build(
     for f in failed {
         let _ = write!(
             m,
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            "\r\nFinal-Recipient: {}; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            address_type(&f.address),
             clean(&f.address, MAX_ADDRESS),
             f.status
         );
@@ -190,6 +204,25 @@ pub async fn queue(
         "DSN queued"
     );
     Ok(Some(id))
+}
+
+/// Whether the report holds non-ASCII text (an SMTPUTF8 recipient, a server reply in
+/// UTF-8): then its parts are declared 8bit and the report is a
+/// `message/global-delivery-status` (RFC 6533), since `message/delivery-status` is
+/// ASCII only (RFC 3464).
+fn needs_8bit(failed: &[FailedRecipient]) -> bool {
+    failed
+        .iter()
+        .any(|f| !f.address.is_ascii() || !f.diagnostic.is_ascii())
+}
+
+/// The address type of `Final-Recipient`: `utf-8` for a non-ASCII address (RFC 6533 §3).
+fn address_type(address: &str) -> &'static str {
+    if address.is_ascii() {
+        "rfc822"
+    } else {
+        "utf-8"
+    }
 }
 
 /// The header block of a message (up to and including the CRLF before the blank line),
@@ -285,6 +318,46 @@ mod tests {
             .max()
             .unwrap();
         assert!(longest <= 1000, "a DSN line of {longest} octets with CRLF");
+    }
+
+    /// Regression (review): a DSN about a non-ASCII (SMTPUTF8) recipient wrote
+    /// `Final-Recipient: rfc822; j\u{f6}rg@...` into a `message/delivery-status` part, which is
+    /// ASCII only (RFC 3464), and 8-bit text under no transfer encoding (7bit by default):
+    /// RFC 6533 asks for `message/global-delivery-status` and the `utf-8` address type.
+    #[test]
+    fn a_utf8_recipient_is_reported_in_a_global_delivery_status() {
+        let address = "j\u{f6}rg@example.test";
+        let mut message = original("s@example.org", false);
+        message.envelope.rcpt_to = vec![address.into()];
+        let reply = Reply::new(550, "5.1.1", "no such user");
+        let failed = vec![FailedRecipient::from_reply(address, &reply, None)];
+        let (_, bytes) = build("gw.example.test", &message, &failed).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains("Content-Type: message/global-delivery-status\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Final-Recipient: utf-8; j\u{f6}rg@example.test\r\n"));
+        let notification = text
+            .split("Content-Description: Notification")
+            .next()
+            .unwrap();
+        assert!(
+            notification.ends_with("Content-Transfer-Encoding: 8bit\r\n"),
+            "{notification}"
+        );
+        // An ASCII report keeps the plain RFC 3464 form.
+        let ascii = FailedRecipient::from_reply("a@example.test", &reply, None);
+        let (_, bytes) = build(
+            "gw.example.test",
+            &original("s@example.org", false),
+            &[ascii],
+        )
+        .unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("Content-Type: message/delivery-status\r\n"));
+        assert!(text.contains("Final-Recipient: rfc822; a@example.test\r\n"));
+        assert!(!text.contains("8bit"));
     }
 
     #[test]

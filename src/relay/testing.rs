@@ -30,6 +30,9 @@ pub struct Script {
     pub data_end: ReplyFn,
     /// Offer STARTTLS with this acceptor.
     pub tls: Option<TlsAcceptor>,
+    /// Offer SMTPUTF8 and, as Postfix does, refuse a non-ASCII `RCPT` address with
+    /// `553 5.6.7` unless `MAIL` declared it.
+    pub smtputf8: bool,
 }
 
 impl Default for Script {
@@ -42,6 +45,7 @@ impl Default for Script {
             rcpt: Arc::new(|_| "250 2.1.5 Ok".into()),
             data_end: Arc::new(|_| "250 2.0.0 Ok: queued".into()),
             tls: None,
+            smtputf8: false,
         }
     }
 }
@@ -175,6 +179,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         r.write_all(b"220 fake.example.test ESMTP\r\n").await.ok()?;
     }
     let mut from = String::new();
+    let mut mail_utf8 = false;
     let mut rcpts: Vec<String> = Vec::new();
     loop {
         let mut line = String::new();
@@ -199,6 +204,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if plaintext && script.tls.is_some() {
                     s.push_str("250-STARTTLS\r\n");
                 }
+                if script.smtputf8 {
+                    s.push_str("250-SMTPUTF8\r\n");
+                }
                 s.push_str("250-SIZE 10000000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES");
                 s
             }
@@ -213,12 +221,18 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     rec.lock().unwrap().pipelined = true;
                 }
                 from = between_brackets(&line);
+                mail_utf8 = line.to_ascii_uppercase().ends_with(" SMTPUTF8")
+                    || line.to_ascii_uppercase().contains(" SMTPUTF8 ");
                 rcpts.clear();
                 "250 2.1.0 Ok".to_owned()
             }
             "RCPT" => {
                 let addr = between_brackets(&line);
-                let reply = (script.rcpt)(&addr);
+                let reply = if script.smtputf8 && !addr.is_ascii() && !mail_utf8 {
+                    "553 5.6.7 Must declare SMTPUTF8 to send unicode address".to_owned()
+                } else {
+                    (script.rcpt)(&addr)
+                };
                 if reply.starts_with('2') {
                     rcpts.push(addr);
                 }

@@ -421,6 +421,17 @@ impl Connection {
         self.write(STAGE_DATA_END, &out, limit).await
     }
 
+    /// The probe's `MAIL FROM:<>`, declaring SMTPUTF8 when the recipient is not ASCII and
+    /// the server offers it: without it the server refuses the address itself (`553
+    /// 5.6.7`, RFC 6531 §3.4), which would make a real mailbox look unknown.
+    fn probe_mail_command(&self, rcpt: &str) -> &'static str {
+        if !rcpt.is_ascii() && self.caps.smtputf8 {
+            "MAIL FROM:<> SMTPUTF8\r\n"
+        } else {
+            "MAIL FROM:<>\r\n"
+        }
+    }
+
     /// Recipient probe for callouts: `MAIL FROM:<>` and `RCPT TO:<rcpt>` (pipelined when
     /// offered). Returns the MAIL reply and, when MAIL was accepted, the RCPT reply. The
     /// transaction is left open; the caller resets it or quits.
@@ -429,7 +440,7 @@ impl Connection {
         rcpt: &str,
     ) -> Result<(Reply, Option<Reply>), ClientError> {
         let limit = self.settings.command_timeout;
-        let mail = "MAIL FROM:<>\r\n";
+        let mail = self.probe_mail_command(rcpt);
         let rcpt_line = format!("RCPT TO:<{rcpt}>\r\n");
         self.used = true;
         if self.caps.pipelining {

@@ -401,6 +401,22 @@ fn retry_delay_grows_and_is_capped() {
     assert!((3240.0..=3600.0).contains(&d50), "{d50}");
 }
 
+/// Regression (review): a `retry_max` past what a delay can hold (the configuration
+/// takes `"18446744073709551615s"`, e.g. meant as "no cap") made the retry delay panic
+/// once the backoff reached it: the delivery worker died with the message.
+#[test]
+fn a_retry_max_too_long_for_a_delay_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &["127.0.0.1:25".parse().unwrap()],
+        &[("retry_max", "\"18446744073709551615s\"")],
+    );
+    let delay = retry_delay(&cfg, 1000);
+    assert!(delay >= Duration::from_secs(86_400), "{delay:?}");
+    assert!(unix_now().checked_add(delay.as_secs()).is_some());
+}
+
 /// Regression (review): a message that could not be loaded for a moment (here its state
 /// path is a directory, an I/O error like EMFILE under a flood) was forgotten by the
 /// scheduler and stayed in the queue undelivered until a restart.
