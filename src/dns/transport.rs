@@ -388,6 +388,28 @@ mod tests {
         q
     }
 
+    /// Asks `servers` for `rtype` records of `name` with a one-hour timeout, waiting two
+    /// minutes at most: `None` when the exchange waited for its timeout, which these tests
+    /// show it must not.
+    async fn exchange_patiently(
+        servers: &[SocketAddr],
+        attempts: usize,
+        name: &str,
+        rtype: RecordType,
+    ) -> Option<Result<Message, ExchangeError>> {
+        let transport = Transport::new(
+            servers,
+            Duration::from_secs(3600),
+            Duration::from_secs(1800),
+            attempts,
+        );
+        let name = Name::from_ascii(name).unwrap_or_default();
+        let exchange = transport.exchange(&name, rtype);
+        tokio::time::timeout(Duration::from_secs(120), exchange)
+            .await
+            .ok()
+    }
+
     #[test]
     fn only_a_response_to_the_same_id_and_question_answers() {
         let q = query();
@@ -441,17 +463,10 @@ mod tests {
     async fn a_servfail_does_not_wait_for_a_server_that_will_never_be_asked() {
         let servfail = crate::dns::testing::TestDns::servfail().await.unwrap();
         let silent = crate::dns::testing::TestDns::silent().await.unwrap();
-        // One attempt, and a one-hour timeout: answering at all shows nothing waited for it.
-        let transport = Transport::new(
-            &[servfail.addr(), silent.addr()],
-            Duration::from_secs(3600),
-            Duration::from_secs(1800),
-            1,
-        );
-        let name = Name::from_ascii("x.test.").unwrap_or_default();
-        let exchange = transport.exchange(&name, RecordType::A);
-        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
-        let answer = result.expect("the SERVFAIL was held for a server never asked");
+        let servers = [servfail.addr(), silent.addr()];
+        let answer = exchange_patiently(&servers, 1, "x.test.", RecordType::A)
+            .await
+            .expect("the SERVFAIL was held for a server never asked");
         assert!(
             answer.is_ok_and(|m| m.metadata.response_code == ResponseCode::ServFail),
             "the SERVFAIL is the answer"
@@ -499,17 +514,11 @@ mod tests {
             stream.write_all(&length).await.unwrap();
             stream.write_all(&bytes).await.unwrap();
         });
-        // One attempt and a one-hour timeout: only the TCP answer can end it early.
-        let transport = Transport::new(
-            &[addr],
-            Duration::from_secs(3600),
-            Duration::from_secs(1800),
-            1,
-        );
-        let name = Name::from_ascii("big.test.").unwrap_or_default();
-        let exchange = transport.exchange(&name, RecordType::TXT);
-        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
-        let answer = result.expect("the cut answer was dropped").unwrap();
+        // One attempt: only the TCP answer can end it before the timeout.
+        let answer = exchange_patiently(&[addr], 1, "big.test.", RecordType::TXT)
+            .await
+            .expect("the cut answer was dropped")
+            .unwrap();
         assert_eq!(answer.answers.len(), 40);
         server.await.unwrap();
     }
@@ -530,28 +539,18 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let transport = Transport::new(
-            &[referral.addr(), good.addr()],
-            Duration::from_secs(3600),
-            Duration::from_secs(1800),
-            2,
-        );
-        let name = Name::from_ascii("x.test.").unwrap_or_default();
-        let exchange = transport.exchange(&name, RecordType::A);
-        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
-        let answer = result
+        let servers = [referral.addr(), good.addr()];
+        let answer = exchange_patiently(&servers, 2, "x.test.", RecordType::A)
+            .await
             .expect("the referral waited for the timeout")
             .unwrap();
         assert_eq!(answer.answers.len(), 1, "{answer:?}");
         assert_eq!(referral.queries(), 1);
         // With no other server, the referral is the answer (the lookup reads it as an error).
-        let alone = Transport::new(
-            &[referral.addr()],
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-            2,
-        );
-        let answer = alone.exchange(&name, RecordType::A).await.unwrap();
+        let answer = exchange_patiently(&[referral.addr()], 2, "x.test.", RecordType::A)
+            .await
+            .expect("a lone referral is answered at once")
+            .unwrap();
         assert!(is_referral(&answer));
     }
 
@@ -566,17 +565,9 @@ mod tests {
             s.local_addr().unwrap()
         };
         let silent = crate::dns::testing::TestDns::silent().await.unwrap();
-        // One attempt, and a one-hour timeout: returning at all shows nothing waited for it.
-        let transport = Transport::new(
-            &[closed, silent.addr()],
-            Duration::from_secs(3600),
-            Duration::from_secs(1800),
-            1,
-        );
-        let name = Name::from_ascii("x.test.").unwrap_or_default();
-        let exchange = transport.exchange(&name, RecordType::A);
-        let result = tokio::time::timeout(Duration::from_secs(120), exchange).await;
-        let result = result.expect("the refusal waited for a server never asked");
+        let result = exchange_patiently(&[closed, silent.addr()], 1, "x.test.", RecordType::A)
+            .await
+            .expect("the refusal waited for a server never asked");
         assert!(
             matches!(result, Err(ExchangeError::Unreachable(_))),
             "{result:?}"
