@@ -222,12 +222,24 @@ impl Core {
     /// spam source can arrange for its reverse zone): that is no reason to stop asking it
     /// about other names. An answer counts as one from the resolver.
     async fn confirm_silence(&self) {
-        let root = Name::root();
-        let probe = self.transport.exchange(&root, RecordType::NS);
-        if let Ok(Ok(_)) = tokio::time::timeout(self.confirm_within, probe).await {
+        if let Ok(true) = tokio::time::timeout(self.confirm_within, self.probe()).await {
             tracing::debug!("a DNS lookup timed out while the resolver answers: the name's own servers are silent");
+        }
+    }
+
+    /// Asks for the root's name servers, which any live resolver has cached; an answer
+    /// counts as one from the resolver. Whether it came.
+    async fn probe(&self) -> bool {
+        let answered = self
+            .transport
+            .exchange(&Name::root(), RecordType::NS)
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "DNS probe unanswered"))
+            .is_ok();
+        if answered {
             self.health.answered();
         }
+        answered
     }
 
     /// Asks the servers every `dns.down_backoff` until one answers; stops when the resolver
@@ -242,12 +254,8 @@ impl Core {
                 if !core.health.is_down() {
                     return;
                 }
-                match core.transport.exchange(&Name::root(), RecordType::NS).await {
-                    Ok(_) => {
-                        core.health.answered();
-                        return;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "DNS probe unanswered"),
+                if core.probe().await {
+                    return;
                 }
             }
         });

@@ -189,17 +189,18 @@ impl Transport {
                 }
                 Some((index, socket, received, buffer)) = receiving.next(), if !receiving.is_empty() => {
                     match received {
-                        Ok(len) if is_cut_answer(query, &buffer, len) => {
-                            let addr = self.servers[index].addr;
-                            self.servers[index].failures.store(0, Ordering::Relaxed);
-                            break tcp_exchange(addr, query, deadline)
-                                .await
-                                .map_err(|e| ExchangeError::Truncated(e.to_string()));
-                        }
                         Ok(len) => {
-                            let answer = buffer.get(..len).and_then(|b| Message::from_vec(b).ok());
-                            match answer.filter(|a| answers(query, a)) {
-                                Some(answer) if answer.metadata.truncation => {
+                            let answer = buffer
+                                .get(..len)
+                                .and_then(|b| Message::from_vec(b).ok())
+                                .filter(|a| answers(query, a));
+                            // Truncated by the server (TC), or cut by our buffer.
+                            let truncated = match &answer {
+                                Some(answer) => answer.metadata.truncation,
+                                None => is_cut_answer(query, &buffer, len),
+                            };
+                            match answer {
+                                _ if truncated => {
                                     let addr = self.servers[index].addr;
                                     self.servers[index].failures.store(0, Ordering::Relaxed);
                                     break tcp_exchange(addr, query, deadline)
