@@ -3,7 +3,9 @@
 //! `Authentication-Results` headers that claim our name.
 
 use super::dmarc::DmarcVerdict;
-use super::{ArcCheck, Authenticator, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck};
+use super::{
+    ArcCheck, Authenticator, DkimCheck, DkimSignatureResult, DmarcCheck, DmarcPolicy, SpfCheck,
+};
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, SpfOutput};
 use std::borrow::Cow;
@@ -114,7 +116,8 @@ impl Authenticator {
         };
         // DMARC (mail-auth) and DKIM_VALID_AU read the same author domains, as a reader sees them.
         message.from.iter_mut().for_each(normalize_author);
-        let from_domain = single_from_domain(&message);
+        let authors = author_domains(&message);
+        let from_domain = single_author(&authors);
         let client_ip = outcome.client_ip;
         let spf_output = outcome
             .spf_mail_from
@@ -126,7 +129,6 @@ impl Authenticator {
             .as_ref()
             .map(|s| s.domain.clone())
             .unwrap_or_default();
-        let authors = author_domains(&message);
         let (aligned, others) = split_signatures(&message, &authors);
         // Three independent parts, each bounded by the deadline on its own: DMARC needs only
         // the signatures that can align with the From domain, so slow keys of any other
@@ -146,23 +148,13 @@ impl Authenticator {
             } else {
                 vec![self.dmarc_of(&message, identities).await]
             };
-            let dkim = DkimCheck::from_outputs(&outputs, &from_domain).signatures;
-            let text = AuthenticationResults::new("")
-                .with_dkim_results(&outputs, &from_domain)
-                .to_string();
-            let dmarc_text: String = judged.iter().map(|(_, text)| text.as_str()).collect();
-            let dmarc = strictest(judged);
-            (dkim, text, dmarc, dmarc_text)
+            let (dkim, text) = dkim_results(&outputs, &from_domain);
+            let (checks, texts): (Vec<DmarcCheck>, Vec<String>) = judged.into_iter().unzip();
+            (dkim, text, strictest(checks), texts.concat())
         };
         let other_part = async {
             let outputs = self.dkim.verify_dkim(&others).await;
-            let text = AuthenticationResults::new("")
-                .with_dkim_results(&outputs, &from_domain)
-                .to_string();
-            (
-                DkimCheck::from_outputs(&outputs, &from_domain).signatures,
-                text,
-            )
+            dkim_results(&outputs, &from_domain)
         };
         let arc_part = async {
             let output = self.arc.verify_arc(&message).await;
@@ -295,10 +287,25 @@ fn authored_by(message: &AuthenticatedMessage<'_>, domain: &str) -> Vec<String> 
         .collect()
 }
 
+/// What one part's DKIM verification records: each signature's result and its
+/// `Authentication-Results` text.
+fn dkim_results(
+    outputs: &[DkimOutput<'_>],
+    from_domain: &str,
+) -> (Vec<DkimSignatureResult>, String) {
+    let text = AuthenticationResults::new("")
+        .with_dkim_results(outputs, from_domain)
+        .to_string();
+    (
+        DkimCheck::from_outputs(outputs, from_domain).signatures,
+        text,
+    )
+}
+
 /// Of the DMARC results of each author domain, the one to act on: a failure under the
 /// strictest policy, else a temporary error (which must not let a failure through
 /// unseen), else the first.
-fn strictest(judged: Vec<(DmarcCheck, String)>) -> DmarcCheck {
+fn strictest(checks: Vec<DmarcCheck>) -> DmarcCheck {
     let weight = |c: &DmarcCheck| match (c.verdict, c.policy) {
         (DmarcVerdict::Fail, DmarcPolicy::Reject) => 5,
         (DmarcVerdict::Fail, DmarcPolicy::Quarantine) => 4,
@@ -307,7 +314,7 @@ fn strictest(judged: Vec<(DmarcCheck, String)>) -> DmarcCheck {
         (DmarcVerdict::PermError, _) => 1,
         _ => 0,
     };
-    let mut checks = judged.into_iter().map(|(check, _)| check);
+    let mut checks = checks.into_iter();
     let first = checks.next().unwrap_or_default();
     checks.fold(
         first,
@@ -438,11 +445,11 @@ fn normalize_author(address: &mut String) {
     *address = format!("{local}@{domain}");
 }
 
-/// The From domain when the From header names exactly one domain, lower case.
-fn single_from_domain(message: &AuthenticatedMessage<'_>) -> String {
-    let mut domains = message.froms().iter().filter_map(|f| super::domain_of(f));
-    match domains.next() {
-        Some(first) if domains.all(|d| d == first) => first,
+/// The From domain when the From addresses name exactly one domain (of
+/// [`author_domains`]), else empty.
+fn single_author(authors: &[String]) -> String {
+    match authors {
+        [one] => one.clone(),
         _ => String::new(),
     }
 }
@@ -502,7 +509,7 @@ mod tests {
     fn a_from_with_several_domains_has_no_single_domain() {
         let one = |raw: &str| {
             let message = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
-            single_from_domain(&message)
+            single_author(&author_domains(&message))
         };
         let head = "Subject: x\r\n\r\nHi.\r\n";
         assert_eq!(
