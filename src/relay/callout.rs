@@ -42,11 +42,6 @@ impl CalloutAnswer {
     }
 }
 
-/// Longest an answer is cached, whatever the configured TTL: an `Instant` cannot hold a
-/// deadline much further away (the configuration takes `"300000000000y"`), and adding one
-/// would panic.
-const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
-
 /// Bounded cache of definite answers, oldest entry evicted first.
 #[derive(Debug, Default)]
 struct Cache {
@@ -79,7 +74,7 @@ impl Cache {
             return;
         }
         self.seq += 1;
-        let expires = now + ttl.min(MAX_TTL);
+        let expires = now + ttl.min(super::LONGEST_WAIT);
         if let Some((_, _, old)) = self
             .entries
             .insert(key.clone(), (answer, expires, self.seq))

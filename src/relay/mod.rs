@@ -21,6 +21,12 @@ pub mod scheduler;
 #[cfg(test)]
 mod testing;
 
+/// Longest wait the relay schedules, whatever the configuration says (it takes durations
+/// such as `"300000000000y"`): a callout answer's cache time and a retry delay. A
+/// `Duration` or an `Instant` much further away cannot be built or added without panic,
+/// and the next attempt's time must fit in a `u64` of Unix seconds.
+const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 pub use callout::{Callout, CalloutAnswer};
 pub use client::{Capabilities, ClientError, ClientSettings, Connection, Transaction};
 pub use delivery::start;

@@ -12,18 +12,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Longest retry delay, whatever `relay.retry_max` says: a `Duration` cannot be built
-/// from seconds near `u64::MAX` (the configuration takes them), and the next attempt's
-/// time must still fit in a `u64` of Unix seconds.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(100 * 365 * 86_400);
-
 /// Retry delay after the `attempts`-th attempt:
 /// `min(retry_initial * retry_factor^(attempts-1), retry_max)`, give or take 10 %.
 pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
     let r = &config.relay;
     let exp = attempts.saturating_sub(1).min(1000) as i32;
     let base = r.retry_initial.as_secs_f64() * r.retry_factor.powi(exp);
-    let max = r.retry_max.min(MAX_RETRY_DELAY).as_secs_f64();
+    let max = r.retry_max.min(crate::relay::LONGEST_WAIT).as_secs_f64();
     let jittered = base.min(max) * rand::random_range(0.9..1.1);
     Duration::from_secs_f64(jittered.min(max).max(0.0))
 }
