@@ -57,6 +57,27 @@ weight = -5.0
 symbol = "RCVD_IN_WL_TEST"
 "#;
 
+/// Sends a message (Message-ID `id`) from `mail_from` to user@example.test through `gw`,
+/// which must accept it; returns what the internal server got.
+fn relay_one(
+    gw: &Gateway,
+    internal: &InternalServer,
+    mail_from: &str,
+    id: &str,
+    subject: &str,
+    body: &str,
+) -> Received {
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        mail_from,
+        &["user@example.test"],
+        &message(id, subject, body),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id(id)
+}
+
 #[test]
 fn listed_client_is_refused_at_rcpt_naming_the_list() {
     let z = zone(|b| b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2)));
@@ -78,15 +99,7 @@ fn allowlisted_client_outweighs_a_listing() {
             .a("client.sender.test", Ipv4Addr::new(127, 0, 0, 1))
     });
     let (internal, gw) = gateway(&z, LISTS);
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail(
-        "a@sender.test",
-        &["user@example.test"],
-        &message("wl@test", "hi", "body"),
-    )
-    .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("wl@test");
+    let m = relay_one(&gw, &internal, "a@sender.test", "wl@test", "hi", "body");
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(rules.contains("RCVD_IN_WL_TEST=-2.00"), "{rules}");
     assert!(!rules.contains("HELO_UNRESOLVABLE"), "{rules}");
@@ -97,15 +110,7 @@ fn allowlisted_client_outweighs_a_listing() {
 fn unresolvable_helo_and_sender_domain_are_scored() {
     let z = zone(|b| b.a("other.test", Ipv4Addr::new(192, 0, 2, 1)));
     let (internal, gw) = gateway(&z, "");
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail(
-        "a@nowhere.test",
-        &["user@example.test"],
-        &message("unres@test", "hi", "body"),
-    )
-    .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("unres@test");
+    let m = relay_one(&gw, &internal, "a@nowhere.test", "unres@test", "hi", "body");
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(rules.contains("HELO_UNRESOLVABLE=1.00"), "{rules}");
     assert!(rules.contains("SENDER_DOMAIN_UNRESOLVABLE=3.00"), "{rules}");
@@ -118,15 +123,7 @@ fn the_null_sender_scores_its_helo_spf_result_once() {
     let z = zone(|b| b.txt("client.sender.test", "v=spf1 -all"));
     let spf_rules = "score SPF_FAIL 2.5\nscore SPF_HELO_FAIL 1.5\n";
     let (internal, gw) = gateway_with_rules(&z, "", spf_rules);
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail(
-        "",
-        &["user@example.test"],
-        &message("bounce@test", "Undeliverable", "body"),
-    )
-    .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("bounce@test");
+    let m = relay_one(&gw, &internal, "", "bounce@test", "Undeliverable", "body");
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(rules.contains("SPF_HELO_FAIL=1.50"), "{rules}");
     assert!(!rules.contains("SPF_FAIL="), "{rules}");
@@ -138,15 +135,7 @@ fn the_null_sender_scores_its_helo_spf_result_once() {
 fn a_dead_dns_server_only_costs_the_deadline_and_scores_nothing() {
     let z = silent_zone();
     let (internal, gw) = gateway(&z, LISTS);
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail(
-        "a@sender.test",
-        &["user@example.test"],
-        &message("dead@test", "hi", "body"),
-    )
-    .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("dead@test");
+    let m = relay_one(&gw, &internal, "a@sender.test", "dead@test", "hi", "body");
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(!rules.contains("RCVD_IN_BL_TEST"), "{rules}");
     assert!(!rules.contains("UNRESOLVABLE"), "{rules}");
@@ -158,15 +147,7 @@ fn domains_of_links_are_looked_up_in_uribl_zones() {
     let policy = "[[policy.uribl]]\nzone = \"dbl.test\"\nsymbol = \"URIBL_DBL_TEST\"\n";
     let (internal, gw) = gateway(&z, policy);
     let body = "Cheap stuff at http://www.spammy.test/buy and http://clean.test/ today";
-    let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.send_mail(
-        "a@sender.test",
-        &["user@example.test"],
-        &message("uribl@test", "hi", body),
-    )
-    .expect(250, "2.0.0");
-    c.quit();
-    let m = internal.expect_message_id("uribl@test");
+    let m = relay_one(&gw, &internal, "a@sender.test", "uribl@test", "hi", body);
     let rules = m.header("X-Spam-Rules").unwrap_or_default();
     assert!(rules.contains("URIBL_DBL_TEST=4.00"), "{rules}");
 }
