@@ -321,8 +321,7 @@ impl Classifier {
     pub async fn import(&self, seed: &Seed) -> Result<BTreeMap<Outcome, usize>, ClassifyError> {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
         let id = seed.id();
-        let was_empty = store::generation(&state).await? == 0
-            || store::seeding(&state).await?.as_deref() == Some(id.as_str());
+        let was_empty = store::takes_seed(&state, &id).await?;
         if was_empty {
             store::mark_seeding(&state, &id).await?;
         }

@@ -27,13 +27,12 @@ pub async fn seed_if_empty(
         .source()
         .state()?
         .patient(Duration::from_secs(120));
-    let unfinished = store::seeding(&state).await?;
-    let empty = store::generation(&state).await? == 0;
-    if !empty && unfinished.is_none() {
+    // A store in use with no import cut half-way: nothing to read the seed for.
+    if store::seeding(&state).await?.is_none() && store::generation(&state).await? != 0 {
         return Ok(false);
     }
     let seed = Seed::read(path)?;
-    if !empty && unfinished.as_deref() != Some(seed.id().as_str()) {
+    if !store::takes_seed(&state, &seed.id()).await? {
         tracing::warn!(
             seed = %path.display(),
             "classifier: the store holds part of another seed; not seeded"

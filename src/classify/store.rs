@@ -162,6 +162,12 @@ pub async fn seeding(state: &State) -> Result<Option<String>, ClassifyError> {
     Ok(raw.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
+/// Whether seed `id` goes into this store as a first filling (its model published as it
+/// is): the store is empty, or an import of that seed into an empty store was cut.
+pub async fn takes_seed(state: &State, id: &str) -> Result<bool, ClassifyError> {
+    Ok(generation(state).await? == 0 || seeding(state).await?.as_deref() == Some(id))
+}
+
 /// Records that seed `id` is being imported into an empty store, before its first entry:
 /// a start after an import cut half-way finds the store not empty, and by this knows to
 /// finish it.
