@@ -28,10 +28,11 @@ fn key_file(dir: &Path) -> PathBuf {
 
 /// `[state]` in the shared Redis and `[tier]` for `name` with `role` and `peers` (TOML
 /// `[[tier.peers]]` blocks). Peers' SMTP addresses are on 127.0.0.2, where no test
-/// client comes from, so test clients are never taken for peers.
+/// client comes from, so test clients are never taken for peers. The state timeout is
+/// one a loaded machine meets: a timed-out contact call fails open and scores nothing.
 fn tier_toml(redis: &RedisServer, key: &Path, name: &str, role: &str, peers: &str) -> String {
     format!(
-        "[state]\nbackend = \"redis\"\nredis = {:?}\n\n[tier]\nname = {name:?}\nrole = {role:?}\nsecret_file = {:?}\nheartbeat_interval = \"1s\"\n{peers}",
+        "[state]\nbackend = \"redis\"\nredis = {:?}\ntimeout = \"3s\"\n\n[tier]\nname = {name:?}\nrole = {role:?}\nsecret_file = {:?}\nheartbeat_interval = \"1s\"\n{peers}",
         redis.url(),
         key.display().to_string()
     )
@@ -175,7 +176,7 @@ fn relayed_mail_carries_a_stamp_that_stamp_verify_accepts_and_forged_ones_are_re
     let gw = Gateway::start(
         GatewayConfig::new(&internal).toml(&tier_toml(&redis, &key, "gw1", "primary", "")),
     );
-    let forged = b"X-Mxguard-Stamp: v=1; g=gw1; t=1; r=accept; s=-50.00; f=0; b=AAAA\r\nX-Spam-Status: No\r\n";
+    let forged = b"X-Mxguard-Stamp: v=2; g=gw1; t=1; r=accept; s=-50.00; f=0; b=AAAA\r\nX-Spam-Status: No\r\n";
     let mut msg = forged.to_vec();
     msg.extend_from_slice(&message("stamped@t", "stamp", "a body to sign"));
     let mut c = SmtpClient::connect_ehlo(gw.port);
@@ -310,12 +311,13 @@ fn check_tier_prints_every_peers_fingerprint_and_fails_on_a_difference() {
 }
 
 #[test]
-fn the_tier_key_must_exist_hold_something_and_not_be_world_readable() {
+fn the_tier_key_must_exist_be_long_enough_and_not_be_world_readable() {
     let dir = tempfile::tempdir().unwrap();
     let base = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n[tier]\nname = \"gw1\"\n";
     let cases = [
         ("missing", None),
         ("empty", Some((b"".as_slice(), 0o600))),
+        ("short", Some((b"secret\n".as_slice(), 0o600))),
         ("world-readable", Some((KEY, 0o644))),
     ];
     for (what, file) in cases {

@@ -246,11 +246,11 @@ impl Classifier {
     /// class. The model is installed here too.
     pub async fn retrain(&self) -> Result<Option<Arc<LrModel>>, ClassifyError> {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
-        if !store::lock(&state, &self.settings.node, LOCK_HOLD).await? {
+        let Some(lock) = store::lock(&state, &self.settings.node, LOCK_HOLD).await? else {
             return Ok(None);
-        }
+        };
         let result = self.retrain_locked(&state).await;
-        store::unlock(&state).await?;
+        store::unlock(&state, lock).await?;
         result
     }
 

@@ -10,18 +10,60 @@ use sha2::{Digest, Sha256};
 /// SHA-256 of the message body (everything after the first empty line): the same message
 /// delivered to several recipients, or with rewritten headers, has one digest.
 pub fn body_digest(raw: &[u8]) -> [u8; 32] {
-    let body = find_body(raw).map_or(raw, |i| &raw[i..]);
-    // Files on disk may have LF line ends where the gateway saw CRLF: one digest for both.
-    let mut h = Sha256::new();
-    let mut start = 0;
-    for i in memchr::memchr_iter(b'\n', body) {
-        let line = &body[start..i];
-        h.update(line.strip_suffix(b"\r").unwrap_or(line));
-        h.update(b"\n");
-        start = i + 1;
+    let mut h = BodyHasher::default();
+    h.update(find_body(raw).map_or(raw, |i| &raw[i..]));
+    h.finish()
+}
+
+/// Where the body of `raw` starts for [`body_digest`], if it has an empty line.
+pub fn body_start(raw: &[u8]) -> Option<usize> {
+    find_body(raw)
+}
+
+/// [`body_digest`] of a body fed in pieces (a message on disk, read in chunks).
+#[derive(Default)]
+pub struct BodyHasher {
+    sha: Sha256,
+    /// The last piece ended in a CR whose line end is not known yet.
+    pending_cr: bool,
+}
+
+impl BodyHasher {
+    /// Adds the next bytes of the body.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.pending_cr {
+            self.pending_cr = false;
+            if bytes.first() != Some(&b'\n') {
+                self.sha.update(b"\r");
+            }
+        }
+        // Files on disk may have LF line ends where the gateway saw CRLF: one digest for
+        // both.
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', bytes) {
+            let line = &bytes[start..i];
+            self.sha.update(line.strip_suffix(b"\r").unwrap_or(line));
+            self.sha.update(b"\n");
+            start = i + 1;
+        }
+        bytes = &bytes[start..];
+        if let Some(rest) = bytes.strip_suffix(b"\r") {
+            self.pending_cr = true;
+            bytes = rest;
+        }
+        self.sha.update(bytes);
     }
-    h.update(&body[start..]);
-    h.finalize().into()
+
+    /// The digest of everything added.
+    pub fn finish(mut self) -> [u8; 32] {
+        if self.pending_cr {
+            self.sha.update(b"\r");
+        }
+        self.sha.finalize().into()
+    }
 }
 
 fn find_body(raw: &[u8]) -> Option<usize> {
@@ -142,6 +184,29 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, body_digest(b"To: a@x\r\n\r\nother body\r\n"));
         assert_eq!(hex(&a).len(), 64);
+    }
+
+    #[test]
+    fn a_body_fed_in_pieces_has_the_digest_of_the_whole() {
+        let body: &[u8] = b"one\r\ntwo\r\r\nthree\nfour\rfive\r\n\r\nend\r";
+        let whole = {
+            let mut h = BodyHasher::default();
+            h.update(body);
+            h.finish()
+        };
+        assert_eq!(
+            whole,
+            body_digest(&[b"A: b\r\n\r\n".as_slice(), body].concat())
+        );
+        for cut in 0..=body.len() {
+            for second in cut..=body.len() {
+                let mut h = BodyHasher::default();
+                h.update(&body[..cut]);
+                h.update(&body[cut..second]);
+                h.update(&body[second..]);
+                assert_eq!(h.finish(), whole, "cut at {cut} and {second}");
+            }
+        }
     }
 
     #[test]

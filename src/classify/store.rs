@@ -120,13 +120,27 @@ pub async fn ledger_get(
 pub async fn ledger_all(state: &State) -> Result<Vec<(String, Entry)>, ClassifyError> {
     let shards: Vec<String> = ledger_shards().collect();
     let mut out = Vec::new();
+    let mut unreadable: Vec<(String, ClassifyError)> = Vec::new();
     for chunk in shards.chunks(16) {
         let reads = chunk.iter().map(|shard| state.map_entries(shard));
         for entries in futures::future::join_all(reads).await {
             for (digest, bytes) in entries? {
-                out.push((digest, Entry::from_bytes(&bytes)?));
+                match Entry::from_bytes(&bytes) {
+                    Ok(entry) => out.push((digest, entry)),
+                    Err(e) => unreadable.push((digest, e)),
+                }
             }
         }
+    }
+    // One damaged entry (a foreign writer, a half-restored dump) must not stop every
+    // retraining of the tier: it is left out, and said once per read.
+    if let Some((digest, error)) = unreadable.first() {
+        tracing::warn!(
+            skipped = unreadable.len(),
+            first = %digest,
+            %error,
+            "classifier ledger entries unreadable, left out"
+        );
     }
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
@@ -194,12 +208,30 @@ pub async fn generation(state: &State) -> Result<i64, ClassifyError> {
         .unwrap_or(0))
 }
 
-/// Takes the retraining lock for `hold`; whether this node got it.
-pub async fn lock(state: &State, node: &str, hold: Duration) -> Result<bool, ClassifyError> {
-    Ok(state.set_nx(LOCK, node.as_bytes(), hold).await?)
+/// The retraining lock, held by one retraining at a time across the tier.
+#[derive(Debug)]
+pub struct Lock {
+    /// The node's name and a random part: two processes of one node (a gateway and a
+    /// `learn` beside it) each know their own hold.
+    token: String,
 }
 
-/// Releases the retraining lock.
-pub async fn unlock(state: &State) -> Result<(), ClassifyError> {
-    Ok(state.delete(LOCK).await?)
+/// Takes the retraining lock for `hold`; `None` when another holds it.
+pub async fn lock(
+    state: &State,
+    node: &str,
+    hold: Duration,
+) -> Result<Option<Lock>, ClassifyError> {
+    let token = format!("{node}/{:016x}", rand::random::<u64>());
+    Ok(state
+        .set_nx(LOCK, token.as_bytes(), hold)
+        .await?
+        .then_some(Lock { token }))
+}
+
+/// Releases the retraining lock if this holder still has it: a retraining that outlived
+/// its hold must not release the lock another node has taken since.
+pub async fn unlock(state: &State, lock: Lock) -> Result<(), ClassifyError> {
+    state.delete_if(LOCK, lock.token.as_bytes()).await?;
+    Ok(())
 }

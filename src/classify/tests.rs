@@ -202,6 +202,69 @@ async fn embedded_store_learns_moves_forgets_and_persists() {
     assert!(probability(&c, &message(true, 200)).await > 0.9);
 }
 
+/// Regression (carried review finding): a retraining that outlived its hold released the
+/// lock by deleting it, whoever held it by then, so a third node could retrain beside the
+/// second. Two processes of one node (a gateway and `learn`) must not release each
+/// other's hold either.
+#[tokio::test]
+async fn a_lock_is_released_only_by_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("state.redb"),
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let first = store::lock(&state, "gw1", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .expect("a free lock is taken");
+    assert!(store::lock(&state, "gw2", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_none());
+    // The first hold runs out; the same node (another process) takes the lock anew.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = store::lock(&state, "gw1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("an expired lock is taken");
+    store::unlock(&state, first).await.unwrap();
+    assert!(
+        store::lock(&state, "gw3", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "the late holder released the lock the second had taken"
+    );
+    store::unlock(&state, second).await.unwrap();
+    assert!(store::lock(&state, "gw3", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// Regression (carried review finding): one unreadable ledger entry failed every
+/// retraining of the tier, so the model stopped following what was learned.
+#[tokio::test]
+async fn an_unreadable_ledger_entry_does_not_stop_retraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("state.redb"),
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let c = classifier(&state, "gw1");
+    learn_corpus(&c, 12).await;
+    let shard = store::ledger_shards().next().unwrap();
+    state.map_set(&shard, "damaged", b"").await.unwrap();
+    state.map_set(&shard, "foreign", b"X1234").await.unwrap();
+    let model = c
+        .retrain()
+        .await
+        .unwrap()
+        .expect("retrained on the readable entries");
+    assert_eq!(model.generation(), store::generation(&state).await.unwrap());
+    assert!(probability(&c, &message(true, 500)).await > 0.9);
+}
+
 #[tokio::test]
 async fn two_gateways_share_what_one_learns_through_redis() {
     let Some(redis) = RedisServer::start() else {
@@ -342,6 +405,10 @@ mod flaky {
         async fn delete(&self, key: &str) -> Result<(), StateError> {
             self.up()?;
             self.inner.delete(key).await
+        }
+        async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+            self.up()?;
+            self.inner.delete_if(key, value).await
         }
         async fn rate(
             &self,

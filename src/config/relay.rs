@@ -36,6 +36,9 @@ pub struct RecipientsConfig {
     pub negative_ttl: Duration,
     /// Most cached callout answers.
     pub cache_size: usize,
+    /// Most callout probes open at once: a dictionary attack over many sessions must not
+    /// open as many connections to the internal server.
+    pub callout_concurrency: usize,
 }
 
 /// Relay control and delivery to the internal servers.
@@ -142,6 +145,7 @@ struct RawRecipients {
     #[serde(with = "humantime_serde")]
     negative_ttl: Duration,
     cache_size: usize,
+    callout_concurrency: usize,
 }
 
 impl Default for RawRecipients {
@@ -153,6 +157,7 @@ impl Default for RawRecipients {
             positive_ttl: Duration::from_secs(3600),
             negative_ttl: Duration::from_secs(600),
             cache_size: 100_000,
+            callout_concurrency: 20,
         }
     }
 }
@@ -195,6 +200,12 @@ impl RawRelay {
         };
         if self.workers == 0 {
             problems.bad("relay.workers", "must be greater than 0");
+        }
+        if self.recipients.callout_concurrency == 0 {
+            problems.bad(
+                "relay.recipients.callout_concurrency",
+                "must be greater than 0",
+            );
         }
         if self.retry_initial.is_zero() {
             problems.bad("relay.retry_initial", "must be greater than 0");
@@ -284,6 +295,7 @@ impl RawRecipients {
             positive_ttl: self.positive_ttl,
             negative_ttl: self.negative_ttl,
             cache_size: self.cache_size,
+            callout_concurrency: self.callout_concurrency,
         }
     }
 }

@@ -81,9 +81,21 @@ impl TierSecret {
         if key.is_empty() {
             return Err(format!("{} is empty", path.display()));
         }
+        // Stamps travel with the mail, so a short key can be guessed offline from one.
+        if key.len() < MIN_KEY_BYTES {
+            return Err(format!(
+                "{} holds {} bytes, fewer than {MIN_KEY_BYTES}; make a key with \
+                 `head -c 32 /dev/urandom | base64`",
+                path.display(),
+                key.len()
+            ));
+        }
         Ok(TierSecret(Arc::from(key)))
     }
 }
+
+/// The shortest tier key taken, in bytes.
+const MIN_KEY_BYTES: usize = 16;
 
 impl std::fmt::Debug for TierSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

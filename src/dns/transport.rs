@@ -347,11 +347,18 @@ async fn tcp_exchange(
 }
 
 /// `response` answers `query`: same id, a response, the same question (names compare
-/// without regard to case).
+/// without regard to case). An error response may leave the question out (a server that
+/// cannot parse the query, e.g. its EDNS, says FORMERR without it): it answers too, so the
+/// next server is asked at once instead of after this one's timeout.
 fn answers(query: &Message, response: &Message) -> bool {
+    let bare_error = response.queries.is_empty()
+        && !matches!(
+            response.metadata.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        );
     response.metadata.id == query.metadata.id
         && response.metadata.message_type == MessageType::Response
-        && response.queries == query.queries
+        && (response.queries == query.queries || bare_error)
 }
 
 /// SERVFAIL, REFUSED and the like, or a referral: worth asking another server, if there
@@ -433,6 +440,19 @@ mod tests {
         )];
         assert!(!answers(&q, &other_type));
         assert!(!answers(&q, &q), "a query is not a response");
+        // Regression (carried finding): a FORMERR without the question was taken for a
+        // stray, and the question waited out this server's whole timeout.
+        let mut bare = r.clone();
+        bare.queries.clear();
+        bare.metadata.response_code = ResponseCode::FormErr;
+        assert!(
+            answers(&q, &bare),
+            "an error response may omit the question"
+        );
+        bare.metadata.response_code = ResponseCode::NoError;
+        assert!(!answers(&q, &bare), "an answer must carry the question");
+        bare.metadata.response_code = ResponseCode::NXDomain;
+        assert!(!answers(&q, &bare), "an answer must carry the question");
     }
 
     #[tokio::test]

@@ -425,6 +425,7 @@ impl Metrics {
             "set",
             "set_nx",
             "delete",
+            "delete_if",
             "rate",
             "greylist",
             "contact",

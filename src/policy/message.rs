@@ -4,6 +4,7 @@
 //! section, a bounded sample of the parts for the rules, a search of every byte, or the
 //! whole message as one slice mapped from the page cache (DKIM body hashes).
 
+use crate::classify::ledger::{body_digest, body_start, BodyHasher};
 use crate::config::Limits;
 use crate::rules::{MessageView, Sample, SampleLimits, Sampler, ScanLimits};
 use crate::spool::{Mapped, QueueId, SpillFile, SpoolError};
@@ -251,6 +252,39 @@ impl MessageData {
         }
     }
 
+    /// The classifier ledger's key of the message ([`body_digest`]); a message on disk is
+    /// read in chunks off the async threads (hashing 50 MB would hold one for a while).
+    pub async fn body_digest(&self) -> std::io::Result<[u8; 32]> {
+        let s = match &self.repr {
+            Repr::Memory(b) => return Ok(body_digest(b)),
+            Repr::Spilled(s) => s,
+        };
+        let Some(header) = s.header.as_deref() else {
+            return Err(std::io::Error::other("message on disk not prepared"));
+        };
+        // The body never changes once received, unlike the header section, which a
+        // verdict may rewrite while this runs: the file is read from past the header.
+        let in_header = body_start(header).map_or(header, |start| &header[start..]);
+        let skip = header.len();
+        let mut hasher = BodyHasher::default();
+        hasher.update(in_header);
+        let reader = s.file.reader();
+        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+            let mut chunk = vec![0u8; READ_CHUNK];
+            let mut pos = skip as u64;
+            loop {
+                let n = reader.read_at(pos, &mut chunk)?;
+                if n == 0 {
+                    return Ok(hasher.finish());
+                }
+                pos += n as u64;
+                hasher.update(&chunk[..n]);
+            }
+        })
+        .await;
+        digest.map_err(std::io::Error::other)?
+    }
+
     /// The whole message as one slice (mapped from the spool file when it is there).
     pub fn raw(&self) -> std::io::Result<RawMessage<'_>> {
         match &self.repr {
@@ -341,6 +375,30 @@ mod tests {
         MessageData::spilled(file, header_len(bytes))
     }
 
+    /// The autolearn key of a message on disk is the digest `mxguard learn` gives its file,
+    /// whatever its line ends and however it lacks a body.
+    #[tokio::test]
+    async fn a_message_on_disk_has_the_ledger_digest_of_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let limits = Limits::default();
+        for raw in [
+            b"Subject: no body\r\nX: y\r\n".as_slice(),
+            b"Subject: a\r\n\r\n".as_slice(),
+            b"Subject: lf\n\nbody\nmore\r\n\r\n".as_slice(),
+            b"\r\nonly a body\r\n".as_slice(),
+        ] {
+            let mut m = spilled(&spool, raw).await;
+            m.prepare(sample_limits(&limits)).await.unwrap();
+            assert_eq!(
+                m.body_digest().await.unwrap(),
+                body_digest(raw),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_message_on_disk_reads_like_one_in_memory() {
         let dir = tempfile::tempdir().unwrap();
@@ -357,6 +415,8 @@ mod tests {
         assert!(m.contains(b"NEEDLE at").await);
         assert!(!m.contains(b"not there").await);
         assert_eq!(&*m.raw().unwrap(), &raw[..]);
+        let digest = body_digest(&raw);
+        assert_eq!(m.body_digest().await.unwrap(), digest);
         let changed = m
             .rewrite_header(|h| {
                 if let std::borrow::Cow::Owned(s) = crate::policy::headers::strip_own_headers(h) {
@@ -367,6 +427,7 @@ mod tests {
         assert!(changed);
         let stripped = &raw[19..];
         assert_eq!(&*m.raw().unwrap(), stripped);
+        assert_eq!(m.body_digest().await.unwrap(), digest);
         assert_eq!(&*m.header_section(), b"Subject: big\r\n\r\n");
         let view = m.view(&scan_limits(&limits));
         assert!(view.body_text().contains("NEEDLE at the end"));

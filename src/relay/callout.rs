@@ -3,7 +3,9 @@
 //! Used at RCPT time so the gateway never accepts mail it would later have to bounce.
 //! Positive and negative answers are cached (case-insensitively) for their TTLs;
 //! "unavailable" never is, so a recovering internal server is noticed at once.
-//! Concurrent lookups of one address share a single probe.
+//! Concurrent lookups of one address share a single probe, and at most
+//! `callout_concurrency` probes run at once; a probe that cannot get a slot within its
+//! deadline is "unavailable".
 
 use super::client::{ClientSettings, Connection, SettingsCache};
 use crate::config::Config;
@@ -12,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{timeout, Instant};
 
 /// What the internal server said about a recipient.
@@ -101,8 +103,13 @@ pub struct Callout {
     settings: SettingsCache,
     cache: Mutex<Cache>,
     probing: Mutex<Waiters>,
+    slots: Mutex<Slots>,
     metrics: Arc<Metrics>,
 }
+
+/// The probe slots and the `callout_concurrency` they were made for. A reload that
+/// changes the limit starts a new set; probes holding the old one finish on it.
+type Slots = Option<(usize, Arc<Semaphore>)>;
 
 /// Removes the in-progress marker of a probe however the probing future ends.
 struct ProbeGuard<'a> {
@@ -129,6 +136,7 @@ impl Callout {
             settings: SettingsCache::default(),
             cache: Mutex::new(Cache::default()),
             probing: Mutex::new(HashMap::new()),
+            slots: Mutex::new(None),
             metrics,
         }
     }
@@ -185,7 +193,20 @@ impl Callout {
     async fn probe_and_record(&self, key: &str, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
         let settings = self.settings.get(config);
         let rc = &config.relay.recipients;
-        let answer = probe(&config.relay.internal, &settings, rcpt, rc.callout_timeout).await;
+        let started = Instant::now();
+        let slots = self.slots(rc.callout_concurrency);
+        let answer = match timeout(rc.callout_timeout, slots.acquire_owned()).await {
+            Ok(Ok(_slot)) => {
+                let left = rc.callout_timeout.saturating_sub(started.elapsed());
+                probe(&config.relay.internal, &settings, rcpt, left).await
+            }
+            _ => CalloutAnswer::Unavailable {
+                reason: format!(
+                    "{} callouts already running (relay.recipients.callout_concurrency)",
+                    rc.callout_concurrency
+                ),
+            },
+        };
         self.metrics
             .callouts_total
             .with_label_values(&[answer.label()])
@@ -201,6 +222,19 @@ impl Callout {
         }
         tracing::debug!(rcpt, answer = answer.label(), "callout");
         answer
+    }
+
+    /// The probe slots for a limit of `limit` at once.
+    fn slots(&self, limit: usize) -> Arc<Semaphore> {
+        let mut slots = lock(&self.slots);
+        match slots.as_ref() {
+            Some((made_for, semaphore)) if *made_for == limit => semaphore.clone(),
+            _ => {
+                let semaphore = Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS)));
+                *slots = Some((limit, semaphore.clone()));
+                semaphore
+            }
+        }
     }
 }
 
@@ -293,6 +327,18 @@ mod tests {
         (Probe { callout, config }, metrics)
     }
 
+    /// A callout allowed `concurrency` probes at once, each within `deadline`.
+    fn limited(servers: &[SocketAddr], concurrency: usize, deadline: Duration) -> Probe {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = (*config(dir.path(), servers, &[])).clone();
+        cfg.relay.recipients.callout_concurrency = concurrency;
+        cfg.relay.recipients.callout_timeout = deadline;
+        Probe {
+            callout: Callout::new(Arc::new(Metrics::new())),
+            config: Arc::new(cfg),
+        }
+    }
+
     fn directory() -> Script {
         Script {
             rcpt: Arc::new(|a: &str| match a.to_lowercase().as_str() {
@@ -371,6 +417,53 @@ mod tests {
         assert!(server.commands().iter().any(|l| l == "MAIL FROM:<>"));
         let cached = metrics.callouts_total.with_label_values(&["cached"]).get();
         assert_eq!(cached, 2);
+    }
+
+    /// Regression (carried review finding): every RCPT of every session could open its
+    /// own probe connection, so a dictionary attack over many sessions opened as many
+    /// connections to the internal server at once.
+    #[tokio::test]
+    async fn probes_beyond_the_concurrency_limit_wait_for_a_slot() {
+        let server = FakeServer::start(Script {
+            delay: Duration::from_millis(50),
+            ..directory()
+        })
+        .await;
+        let c = limited(&[server.addr], 2, Duration::from_secs(20));
+        let rcpts: Vec<String> = (0..6).map(|i| format!("user{i}@example.test")).collect();
+        let answers = futures::future::join_all(rcpts.iter().map(|r| c.verify(r))).await;
+        for answer in &answers {
+            assert!(
+                matches!(answer, CalloutAnswer::Unknown { .. }),
+                "{answer:?}"
+            );
+        }
+        assert_eq!(server.connections(), 6);
+        assert_eq!(server.record.lock().unwrap().most_rcpts_pending, 2);
+    }
+
+    /// A probe that gets no slot before its deadline is unavailable (a 4xx), not unknown.
+    #[tokio::test]
+    async fn a_probe_with_no_slot_in_time_is_unavailable() {
+        let server = FakeServer::start(Script {
+            delay: Duration::from_millis(300),
+            ..directory()
+        })
+        .await;
+        // One slot; the first probe may take 5 s (it takes about 1 s), the second 200 ms.
+        let patient = limited(&[server.addr], 1, Duration::from_secs(5));
+        let mut hasty = (*patient.config).clone();
+        hasty.relay.recipients.callout_timeout = Duration::from_millis(200);
+        let hasty = Arc::new(hasty);
+        let (first, second) = tokio::join!(patient.verify("first@example.test"), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            patient.callout.verify("second@example.test", &hasty).await
+        });
+        assert!(matches!(&first, CalloutAnswer::Unknown { .. }), "{first:?}");
+        assert!(
+            matches!(&second, CalloutAnswer::Unavailable { reason } if reason.contains("callout_concurrency")),
+            "{second:?}"
+        );
     }
 
     #[tokio::test]

@@ -163,7 +163,7 @@ pub fn build(
          \r\n"
     );
     let mut bytes = m.into_bytes();
-    base64_lines(header_block(&original.body), &mut bytes);
+    base64_lines(&returned_headers(&original.body), &mut bytes);
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
 
     let envelope = Envelope {
@@ -227,6 +227,17 @@ fn address_type(address: &str) -> &'static str {
 
 /// The header block of a message (up to and including the CRLF before the blank line),
 /// capped at a line boundary near [`MAX_RETURNED_HEADERS`].
+/// The header section as returned to the sender, without the verdict the gateway added
+/// (`X-Spam-*`, which names the rules a spammer has to dodge) and the tier's stamp (a
+/// signature over the body that would vouch for the next copy of it sent to another
+/// member or straight to the internal server).
+fn returned_headers(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    crate::mail::header_fields::remove_fields(header_block(body), |name, _| {
+        let lower = name.to_ascii_lowercase();
+        lower.starts_with(b"x-spam-") || lower.starts_with(b"x-mxguard-")
+    })
+}
+
 fn header_block(body: &[u8]) -> &[u8] {
     let end = body
         .windows(4)
@@ -426,6 +437,33 @@ mod tests {
         let headers = String::from_utf8_lossy(msg.parts[3].contents()).into_owned();
         assert!(headers.contains("Subject: hello there"));
         assert!(!headers.contains("secret body"));
+    }
+
+    /// Regression (review): the returned headers carried the gateway's verdict
+    /// (`X-Spam-Rules` names every rule a spammer has to dodge) and the tier's stamp, a
+    /// signature over the body that vouched for the next copy sent to another member or
+    /// straight to the internal server for `stamp_max_age`.
+    #[test]
+    fn the_returned_headers_leave_out_the_verdict_and_the_stamp() {
+        let mut orig = original("s@example.org", false);
+        orig.body = b"X-Mxguard-Stamp: v=2; m=gw1; t=1; r=accept; s=0.0; b=x; sig=y\r\n\
+            X-Spam-Score: 0.10\r\nX-Spam-Rules: BAYES_00=-1.90,\r\n HTML_MESSAGE=0.10\r\n\
+            X-Spam-Status: No, score=0.10\r\nFrom: s@example.org\r\n\
+            Subject: hello there\r\n\r\nsecret body\r\n"
+            .to_vec();
+        let failed = vec![FailedRecipient::from_reply(
+            "b@example.test",
+            &Reply::new(550, "5.1.1", "no such user"),
+            None,
+        )];
+        let (_, bytes) = build("gw.example.test", &orig, &failed).unwrap();
+        let msg = MessageParser::default().parse(&bytes).unwrap();
+        let headers = String::from_utf8_lossy(msg.parts[3].contents()).into_owned();
+        assert!(headers.contains("Subject: hello there"), "{headers}");
+        assert!(headers.contains("From: s@example.org"), "{headers}");
+        for gone in ["X-Mxguard-Stamp", "X-Spam-", "BAYES_00", "HTML_MESSAGE"] {
+            assert!(!headers.contains(gone), "{gone} in {headers}");
+        }
     }
 
     #[test]

@@ -143,7 +143,11 @@ impl Scheduler {
                 self.generation += 1;
                 self.slots
                     .insert(id.clone(), Slot::Deferred(self.generation));
-                self.heap.push(Reverse((now + delay, self.generation, id)));
+                // A delay read from a state file may be anything: never past the clock's end.
+                let at = now
+                    .checked_add(delay.min(super::LONGEST_WAIT))
+                    .unwrap_or(now);
+                self.heap.push(Reverse((at, self.generation, id)));
             }
         }
     }

@@ -74,6 +74,10 @@ pub struct Record {
     pub pipelined: bool,
     /// TLS handshakes completed.
     pub tls_sessions: usize,
+    /// RCPT commands waiting for their reply now.
+    pub rcpts_pending: usize,
+    /// The most RCPT commands that ever waited for their reply at once.
+    pub most_rcpts_pending: usize,
 }
 
 /// A running fake server; stops when dropped.
@@ -227,6 +231,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 "250 2.1.0 Ok".to_owned()
             }
             "RCPT" => {
+                let mut record = rec.lock().unwrap();
+                record.rcpts_pending += 1;
+                record.most_rcpts_pending = record.most_rcpts_pending.max(record.rcpts_pending);
+                drop(record);
                 let addr = between_brackets(&line);
                 let reply = if script.smtputf8 && !addr.is_ascii() && !mail_utf8 {
                     "553 5.6.7 Must declare SMTPUTF8 to send unicode address".to_owned()
@@ -284,8 +292,13 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         if !script.delay.is_zero() && verb != "DATA" {
             tokio::time::sleep(script.delay).await;
         }
-        r.write_all(format!("{reply}\r\n").as_bytes()).await.ok()?;
-        r.flush().await.ok()?;
+        let written = r.write_all(format!("{reply}\r\n").as_bytes()).await;
+        let flushed = r.flush().await;
+        if verb == "RCPT" {
+            rec.lock().unwrap().rcpts_pending -= 1;
+        }
+        written.ok()?;
+        flushed.ok()?;
     }
 }
 

@@ -95,6 +95,10 @@ pub struct DeliveryState {
     /// goes out only once every recipient is settled, maybe attempts later.
     #[serde(default)]
     pub failures: Vec<FailedRecipient>,
+    /// Unix seconds since which the message waits for delivery, when not since it was
+    /// received (a quarantined message released later): `max_queue_lifetime` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_since: Option<u64>,
 }
 
 /// One recipient that failed permanently, as the DSN reports it (built by
@@ -120,6 +124,7 @@ impl DeliveryState {
             next_attempt: 0,
             last_error: None,
             failures: Vec::new(),
+            queued_since: None,
         }
     }
 

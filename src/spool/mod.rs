@@ -153,7 +153,7 @@ impl Spool {
         let tmp = dir.join("tmp");
         let queue = dir.join("queue");
         for d in [dir, &tmp, &queue] {
-            fs::create_dir_all(d).map_err(io_err("create", d))?;
+            private_dir(d).map_err(io_err("create", d))?;
         }
         // Files left in tmp/ were never acknowledged to anyone.
         let leftovers = if clean_tmp {
@@ -166,7 +166,7 @@ impl Spool {
             let _ = fs::remove_file(&path);
         }
         let quarantine = dir.join("quarantine");
-        fs::create_dir_all(&quarantine).map_err(io_err("create", &quarantine))?;
+        private_dir(&quarantine).map_err(io_err("create", &quarantine))?;
         let free = dir.join("free");
         let recycler = recycle::Recycler::open(&free, recycle_files, clean_tmp)
             .map_err(io_err("open", &free))?;
@@ -279,12 +279,23 @@ impl Spool {
     pub fn release(&self, id: &QueueId) -> Result<(), SpoolError> {
         let from = self.quarantine.join(id.as_str());
         let to = self.queue.join(id.as_str());
+        // Its queue lifetime starts now: a message quarantined longer than
+        // `max_queue_lifetime` ago would otherwise expire (silently: no DSN for mail
+        // judged spam) at its first temporary failure. The state goes first; a crash
+        // before the rename leaves a state without a message, which recovery removes.
+        let recipients = self.load_quarantined(id)?.envelope.rcpt_to.len();
+        let mut state = DeliveryState::new(recipients);
+        state.queued_since = Some(unix_now());
+        self.save_state(id, &state)?;
         match fs::rename(&from, &to) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SpoolError::NotFound(id.clone()))
+            Err(e) => {
+                let _ = self.discard_state(id);
+                if e.kind() == io::ErrorKind::NotFound {
+                    return Err(SpoolError::NotFound(id.clone()));
+                }
+                return Err(io_err("rename", &from)(e));
             }
-            Err(e) => return Err(io_err("rename", &from)(e)),
         }
         self.sync_queue()?;
         let _ = self.ready.send(id.clone());
@@ -459,10 +470,8 @@ impl Spool {
             Err(e) => return Err(io_err("stat", &path)(e)),
         };
         // A full pool, or a file that could not be moved into it, is deleted. So is a file
-        // written as it arrived (format 2): it carries no seal, so were a crash to leave
-        // its old bytes under the name of the message written over it, they would read as
-        // a valid message and be delivered again.
-        if is_streamed(&path) || !self.recycler.put(&path, len).unwrap_or(false) {
+        // without a seal (see `is_sealed`).
+        if !is_sealed(&path) || !self.recycler.put(&path, len).unwrap_or(false) {
             fs::remove_file(&path).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
                 _ => io_err("remove", &path)(e),
@@ -563,16 +572,25 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
-/// Whether the spool file at `path` was written as it arrived (format 2, unsealed). A file
-/// that cannot be read counts as one: it is deleted rather than reused.
-fn is_streamed(path: &Path) -> bool {
+/// Whether `path` is a format-1 file with a seal: only such a file may be recycled. One
+/// without (written as it arrived, format 2, or by an earlier release), were a crash to
+/// leave its old bytes under the name of the message written over it, would read as a
+/// valid message and be delivered again.
+fn is_sealed(path: &Path) -> bool {
     use std::io::Read;
-    let mut head = [0u8; 16];
-    let magic = &mut head[..spill::MAGIC2.len().min(16)];
-    match fs::File::open(path).and_then(|mut f| f.read_exact(magic)) {
-        Ok(()) => magic.starts_with(spill::MAGIC2),
-        Err(e) => e.kind() != io::ErrorKind::UnexpectedEof,
+    // The seal is on the first line, within the first hundred bytes.
+    let mut head = Vec::with_capacity(256);
+    let read = fs::File::open(path).and_then(|f| f.take(256).read_to_end(&mut head));
+    if read.is_err() {
+        return false;
     }
+    let Some(rest) = head.strip_prefix(MAGIC.as_bytes()) else {
+        return false;
+    };
+    let Some(end) = memchr::memchr(b'\n', rest) else {
+        return false;
+    };
+    matches!(seal::Seal::parse(&rest[..end]), Some(Some(_)))
 }
 
 /// Reads `dir/ID` and splits it into envelope and message bytes.
@@ -660,12 +678,27 @@ fn decode_header(
     Ok((envelope, offset))
 }
 
+/// Creates a spool directory (and its missing parents) readable by the gateway's user
+/// alone: it holds other people's mail, whatever the umask of whoever started it.
+pub(super) fn private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Opens for a new spool file: readable and writable by the gateway's user alone.
+pub(super) fn private_file() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.mode(0o600);
+    options
+}
+
 /// Creates `path` exclusively and writes both parts; durability is the committer's job.
 pub(super) fn write_new_file(path: &Path, header: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let mut f = private_file().write(true).create_new(true).open(path)?;
     f.write_all(header)?;
     f.write_all(body)?;
     f.flush()
@@ -702,6 +735,42 @@ mod tests {
         assert_eq!(m.body, body);
         assert_eq!(m.envelope, envelope());
         assert_eq!(m.state, DeliveryState::new(2));
+    }
+
+    /// Regression (review): spool files and directories took their mode from the umask, so
+    /// a gateway started by hand (umask 022) kept everyone's mail readable by every local
+    /// user.
+    #[tokio::test]
+    async fn spool_files_and_directories_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: umask only sets the process's file creation mask; 022 is the usual one.
+        unsafe { libc::umask(0o022) };
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("spool");
+        let (spool, _rx) = Spool::open(&root).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        spool.save_state(&id, &DeliveryState::new(2)).unwrap();
+        let mut spill = spool.create_spill().await.unwrap();
+        spill.append(b"spilled\r\n".to_vec()).await.unwrap();
+        let mut paths = vec![
+            root.clone(),
+            root.join("queue"),
+            root.join("tmp"),
+            root.join("quarantine"),
+            root.join("free"),
+            root.join("queue").join(id.as_str()),
+            root.join("queue").join(format!("{id}.state")),
+        ];
+        paths.extend(
+            fs::read_dir(root.join("tmp"))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
+        assert!(paths.len() > 7, "no spill file in tmp/");
+        for path in paths {
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
     }
 
     #[tokio::test]
@@ -815,8 +884,9 @@ mod tests {
         assert!(reused, "the delivered message's file was not reused");
     }
 
-    /// Regression (review): a file written as it arrived (format 2, unsealed) went into
-    /// the recycling pool like any other. Were a crash to leave its old bytes under the
+    /// Regression (review): a file written as it arrived (format 2, unsealed), or by an
+    /// earlier release (format 1 without a seal), went into the recycling pool like any
+    /// other. Were a crash to leave its old bytes under the
     /// name of a new message written over it, they read as a valid message: the old one
     /// was delivered again. Such files are deleted, never reused.
     #[tokio::test]
@@ -833,14 +903,32 @@ mod tests {
             .commit_spill(spill, &envelope(), b"Received: x\r\n", false)
             .await
             .unwrap();
-        assert!(is_streamed(&dir.path().join("queue").join(old.as_str())));
+        assert!(!is_sealed(&dir.path().join("queue").join(old.as_str())));
+        // Regression (review): an unsealed file of an earlier release was reused too.
+        let earlier = QueueId::generate();
+        let mut bytes = encode_header(&envelope(), None).unwrap();
+        bytes.extend_from_slice(b"from an earlier release\r\n");
+        fs::write(dir.path().join("queue").join(earlier.as_str()), &bytes).unwrap();
+        spool.remove(&earlier).unwrap();
+        // A sealed file is reused.
+        let sealed = spool.store(&envelope(), b"sealed\r\n").await.unwrap();
+        assert!(is_sealed(&dir.path().join("queue").join(sealed.as_str())));
+        spool.remove(&sealed).unwrap();
+        let pooled = fs::read_dir(dir.path().join("free"))
+            .unwrap()
+            .filter(|e| fs::metadata(e.as_ref().unwrap().path()).unwrap().len() > 0)
+            .count();
+        assert_eq!(
+            pooled, 1,
+            "the sealed file is the pool's one file with bytes"
+        );
         spool.remove(&old).unwrap();
         // A file taken into the pool keeps its bytes until it is written over.
         for entry in fs::read_dir(dir.path().join("free")).unwrap() {
             let path = entry.unwrap().path();
             assert!(
-                !is_streamed(&path) || fs::metadata(&path).unwrap().len() == 0,
-                "the unsealed file of {old} went into the pool as {}",
+                is_sealed(&path) || fs::metadata(&path).unwrap().len() == 0,
+                "an unsealed file went into the pool as {}",
                 path.display()
             );
         }

@@ -52,7 +52,7 @@ impl Recycler {
     /// A pool of at most `capacity` files in `dir` (created, emptied of leftovers when
     /// `clean` is set). Capacity 0 recycles nothing.
     pub(super) fn open(dir: &Path, capacity: usize, clean: bool) -> io::Result<Recycler> {
-        fs::create_dir_all(dir)?;
+        super::private_dir(dir)?;
         if clean {
             for entry in fs::read_dir(dir)? {
                 let _ = fs::remove_file(entry?.path());
@@ -138,7 +138,11 @@ impl Recycler {
         let mut created = 0;
         while created < step && self.names().len() < self.capacity / 2 {
             let slot = self.next_slot();
-            match OpenOptions::new().write(true).create_new(true).open(&slot) {
+            match super::private_file()
+                .write(true)
+                .create_new(true)
+                .open(&slot)
+            {
                 Ok(_) => self.names().push_front(Pooled {
                     path: slot,
                     len: 0,

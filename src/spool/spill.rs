@@ -50,7 +50,7 @@ impl Spool {
         let created = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || -> io::Result<File> {
-                let f = fs::OpenOptions::new()
+                let f = super::private_file()
                     .read(true)
                     .write(true)
                     .create_new(true)

@@ -60,6 +60,10 @@ enum Op {
     Delete {
         key: String,
     },
+    DeleteIf {
+        key: String,
+        value: Vec<u8>,
+    },
     Rate {
         key: String,
         limit: u64,
@@ -248,6 +252,14 @@ impl Backend for Embedded {
         let key = key.to_owned();
         match self.run(Op::Delete { key }).await? {
             Answer::Unit => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        match self.run(Op::DeleteIf { key, value }).await? {
+            Answer::Bool(b) => Ok(b),
             other => Err(unexpected(other)),
         }
     }
@@ -539,6 +551,14 @@ fn apply_one(table: &mut Table<'_>, now: u64, op: Op) -> Result<Answer, StateErr
         Op::Delete { key } => {
             table.remove(key.as_str()).map_err(backend_error)?;
             Answer::Unit
+        }
+        Op::DeleteIf { key, value } => {
+            if read(table, now, &key)?.as_deref() == Some(value.as_slice()) {
+                table.remove(key.as_str()).map_err(backend_error)?;
+                Answer::Bool(true)
+            } else {
+                Answer::Bool(false)
+            }
         }
         Op::Rate {
             key,

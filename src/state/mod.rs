@@ -100,6 +100,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StateError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StateError>;
+    /// Deletes `key` only while it holds `value` (compare-and-delete, as a lock's holder
+    /// releases it); whether it was deleted.
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StateError>;
     /// Counts one event against a GCRA limit of `limit` per `per` with `burst` at once;
     /// a refused event is not counted.
     async fn rate(
@@ -299,6 +302,11 @@ impl State {
         }
     }
 
+    /// The most one call waits for the backend (`state.timeout`, or a patient one's).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// See [`Backend::incr`].
     pub async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, Unavailable> {
         let key = self.key(key);
@@ -341,6 +349,13 @@ impl State {
     pub async fn delete(&self, key: &str) -> Result<(), Unavailable> {
         let key = self.key(key);
         self.call("delete", self.backend.delete(&key)).await
+    }
+
+    /// See [`Backend::delete_if`].
+    pub async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, Unavailable> {
+        let key = self.key(key);
+        self.call("delete_if", self.backend.delete_if(&key, value))
+            .await
     }
 
     /// See [`Backend::rate`].

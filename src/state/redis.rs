@@ -114,6 +114,13 @@ end
 return 1
 ";
 
+const DELETE_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// Most keys per `MGET` or pipeline: bounds one request's size.
 const BATCH: usize = 1000;
 
@@ -172,6 +179,7 @@ pub struct RedisBackend {
     greylist: Script,
     contact: Script,
     map_swap: Script,
+    delete_if: Script,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -233,6 +241,7 @@ impl RedisBackend {
             greylist: Script::new(GREYLIST),
             contact: Script::new(CONTACT),
             map_swap: Script::new(MAP_SWAP),
+            delete_if: Script::new(DELETE_IF),
         })
     }
 
@@ -307,6 +316,18 @@ impl Backend for RedisBackend {
             .query_async(&mut conn)
             .await
             .map_err(failed)
+    }
+
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+        let mut conn = self.conn().await?;
+        let deleted: i64 = self
+            .delete_if
+            .key(key)
+            .arg(value)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        Ok(deleted == 1)
     }
 
     async fn rate(

@@ -163,6 +163,14 @@ async fn suite(state: &State) {
     assert_eq!(state.get("w").await, Ok(Some(b"two".to_vec())));
     state.delete("v").await.unwrap();
     assert_eq!(state.get("v").await, Ok(None));
+    // Compare-and-delete: only the holder's value releases the key.
+    let held = Duration::from_secs(60);
+    assert_eq!(state.set_nx("lock", b"holder", held).await, Ok(true));
+    assert_eq!(state.delete_if("lock", b"other").await, Ok(false));
+    assert_eq!(state.get("lock").await, Ok(Some(b"holder".to_vec())));
+    assert_eq!(state.delete_if("lock", b"holder").await, Ok(true));
+    assert_eq!(state.get("lock").await, Ok(None));
+    assert_eq!(state.delete_if("lock", b"holder").await, Ok(false));
     // Rate: a burst of 3, then refused with a wait.
     for _ in 0..3 {
         let a = state

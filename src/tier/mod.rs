@@ -28,6 +28,14 @@ use tokio_util::sync::CancellationToken;
 /// How long a probe of a peer's admin listener may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a heartbeat lives: three rounds, plus what one round may spend beyond its
+/// interval (writing it, reading the peers' and probing their admin listeners, two
+/// requests each) before the next heartbeat is written. With `heartbeat_interval = "1s"`
+/// and a dead peer, three seconds alone expired a healthy member's heartbeat every round.
+fn heartbeat_ttl(config: &TierConfig, state: &State) -> Duration {
+    config.heartbeat_interval * 3 + state.timeout() * 2 + PROBE_TIMEOUT * 2
+}
+
 /// What a member publishes every heartbeat (JSON in the state backend).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Heartbeat {
@@ -241,11 +249,13 @@ impl Tier {
     /// Publishes heartbeats and watches the peers every `heartbeat_interval` until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
+            // Rounds start `heartbeat_interval` apart, however long the looks at the peers
+            // took (up to a probe timeout each): the heartbeat must outlive the gap.
+            let next = tokio::time::Instant::now() + self.config().heartbeat_interval;
             self.round().await;
-            let interval = self.config().heartbeat_interval;
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(next) => {}
             }
         }
     }
@@ -303,7 +313,7 @@ impl Tier {
             at: unix_now(),
         };
         if let Ok(json) = serde_json::to_vec(&beat) {
-            let _ = state.set(&key, &json, config.heartbeat_interval * 3).await;
+            let _ = state.set(&key, &json, heartbeat_ttl(config, state)).await;
             // A withdrawal while this write was under way may have deleted the key
             // before the write landed: it must not announce a draining member.
             if self.withdrawn.load(Ordering::SeqCst) {

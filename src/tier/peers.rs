@@ -72,10 +72,14 @@ pub fn apply(
     if seen.up {
         status.last_seen = Some(now);
     }
-    if seen.fingerprint.is_some() {
+    // A peer that answers without showing its policy this round (a bad heartbeat, a
+    // `/policy` that timed out) may have reloaded another one: its match is unknown, not
+    // the last round's. The last fingerprint stays for display.
+    let shown = seen.fingerprint.is_some();
+    if shown {
         status.fingerprint = seen.fingerprint;
     }
-    status.fingerprint_match = status.fingerprint.as_deref() == Some(ours);
+    status.fingerprint_match = (shown || !seen.up) && status.fingerprint.as_deref() == Some(ours);
     let first = !status.observed;
     status.observed = true;
     if status.up {
@@ -115,6 +119,10 @@ fn log_fingerprint_change(status: &mut PeerStatus, ours: &str) {
                 "tier peer runs our policy fingerprint again"
             );
         }
+        return;
+    }
+    if status.fingerprint.as_deref() == Some(ours) {
+        // Not shown this round: unknown, which is no mismatch to report.
         return;
     }
     let peer = status.name.as_str();
@@ -229,5 +237,31 @@ mod tests {
         );
         apply(&mut p, seen(true, Some("aa")), "aa", now, &m);
         assert_eq!(p.mismatch_logged, None, "the match again not logged");
+    }
+
+    /// Regression (review): a round in which an up peer showed no fingerprint kept the
+    /// last round's match, so a peer that had reloaded another policy and whose `/policy`
+    /// then timed out still counted as matching.
+    #[test]
+    fn an_up_peer_that_shows_no_fingerprint_does_not_count_as_matching() {
+        let m = Metrics::new();
+        let mut p = peer();
+        let now = SystemTime::now();
+        let seen = |fingerprint: Option<&str>| Observation {
+            up: true,
+            fingerprint: fingerprint.map(str::to_owned),
+            source: "probe",
+        };
+        apply(&mut p, seen(Some("aa")), "aa", now, &m);
+        assert!(p.fingerprint_match);
+        apply(&mut p, seen(None), "aa", now, &m);
+        assert!(!p.fingerprint_match);
+        assert_eq!(
+            m.tier_fingerprint_match.with_label_values(&["gw2"]).get(),
+            0
+        );
+        assert_eq!(p.fingerprint.as_deref(), Some("aa"), "kept for display");
+        apply(&mut p, seen(Some("aa")), "aa", now, &m);
+        assert!(p.fingerprint_match);
     }
 }

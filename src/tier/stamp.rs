@@ -1,11 +1,14 @@
-//! The signed verdict stamp: `X-Mxguard-Stamp: v=1; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
+//! The signed verdict stamp: `X-Mxguard-Stamp: v=2; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
 //! f=FINGERPRINT-PREFIX; b=MAC`, where MAC is HMAC-SHA256 with the tier's key over those
-//! fields, the Message-ID and a hash of the body. The internal server (a Sieve or milter
-//! hook calling `mxguard stamp verify`) or another tier member can tell a verdict of the
-//! tier from one a spammer wrote.
+//! fields, the Message-ID, the author and recipient fields and Subject ([`SIGNED_FIELDS`])
+//! and a hash of the body. The internal server (a Sieve or milter hook calling
+//! `mxguard stamp verify`) or another tier member can tell a verdict of the tier from one
+//! a spammer wrote, and a stamp taken from one message cannot vouch for another author or
+//! subject over the same body.
 //!
 //! The body is hashed in a canonical form (LF line ends, trailing blank lines dropped), so
-//! a stamp still verifies after a mail store rewrote CRLF to LF.
+//! a stamp still verifies after a mail store rewrote CRLF to LF; header values are
+//! unfolded with their blank runs collapsed.
 
 use crate::config::TierSecret;
 use crate::mail::header_fields::remove_fields;
@@ -18,6 +21,14 @@ use std::time::Duration;
 
 /// The header's name.
 pub const HEADER: &str = "X-Mxguard-Stamp";
+
+/// Header fields whose every occurrence (or absence) the MAC covers: who wrote the message,
+/// to whom, and what about. Not Date, which an MTA downstream may add (as it may a
+/// Message-ID, which is bound apart).
+pub const SIGNED_FIELDS: [&str; 5] = ["from", "reply-to", "to", "cc", "subject"];
+
+/// How far ahead of the verifier's clock a stamp may be dated (clocks of a tier differ).
+const CLOCK_SKEW: u64 = 300;
 
 /// Hex digits of the policy fingerprint a stamp carries.
 const FINGERPRINT_PREFIX: usize = 16;
@@ -52,6 +63,12 @@ pub enum StampError {
     /// The MAC does not match: forged, or the message was changed after stamping.
     #[error("bad signature: the stamp was not made with this tier's key for this message")]
     BadSignature,
+    /// Dated ahead of the verifier's clock by more than clocks of a tier differ.
+    #[error("stamp is dated {ahead}s in the future")]
+    Future {
+        /// How far ahead, in seconds.
+        ahead: u64,
+    },
     /// Older than allowed.
     #[error("stamp is {age}s old (at most {max}s accepted)")]
     Stale {
@@ -76,7 +93,7 @@ impl Stamp {
 
     fn fields(&self) -> String {
         format!(
-            "v=1; g={}; t={}; r={}; s={}; f={}",
+            "v=2; g={}; t={}; r={}; s={}; f={}",
             self.gateway, self.time, self.verdict, self.score, self.fingerprint
         )
     }
@@ -89,6 +106,7 @@ impl Stamp {
             secret,
             &self.fields(),
             &message_id(headers),
+            &signed_fields(headers),
             &body_hash(body),
         );
         let mac = BASE64.encode(mac.finalize().into_bytes());
@@ -127,8 +145,9 @@ impl Stamp {
                 return Err(StampError::Malformed(format!("field {k:?} twice")));
             }
         }
-        if v.as_deref() != Some("1") {
-            return Err(StampError::Malformed("not version 1".into()));
+        // Version 1 stamps left the author and subject unsigned: no longer trusted.
+        if v.as_deref() != Some("2") {
+            return Err(StampError::Malformed("not version 2".into()));
         }
         let need = |x: Option<String>, name: &str| {
             x.ok_or_else(|| StampError::Malformed(format!("field {name} missing")))
@@ -167,9 +186,10 @@ impl Stamp {
         let (stamp, tag) = Stamp::parse(value)?;
         let (headers, body) = split(message);
         let id = message_id(headers);
+        let fields = signed_fields(headers);
         let body = body_hash(body);
         let signed_for = |id: &str| {
-            mac(secret, &stamp.fields(), id, &body)
+            mac(secret, &stamp.fields(), id, &fields, &body)
                 .verify_slice(&tag)
                 .is_ok()
         };
@@ -178,6 +198,11 @@ impl Stamp {
         // own host). A stamp made over a real id still binds it.
         if !signed_for(&id) && (id.is_empty() || !signed_for("")) {
             return Err(StampError::BadSignature);
+        }
+        if stamp.time > now.saturating_add(CLOCK_SKEW) {
+            return Err(StampError::Future {
+                ahead: stamp.time - now,
+            });
         }
         let age = now.saturating_sub(stamp.time);
         if age > max_age.as_secs() {
@@ -211,17 +236,47 @@ fn stamp_values(message: &[u8]) -> Vec<String> {
     values
 }
 
-/// HMAC over the fields, the Message-ID and the canonical body hash.
-fn mac(secret: &TierSecret, fields: &str, message_id: &str, body_hash: &[u8]) -> Hmac<Sha256> {
+/// HMAC over the fields, the Message-ID, the signed header fields and the canonical body
+/// hash.
+fn mac(
+    secret: &TierSecret,
+    fields: &str,
+    message_id: &str,
+    signed_fields: &str,
+    body_hash: &[u8],
+) -> Hmac<Sha256> {
     // An HMAC takes a key of any length: this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
     mac.update(fields.as_bytes());
     mac.update(b"\nm=");
     mac.update(message_id.as_bytes());
+    mac.update(signed_fields.as_bytes());
     mac.update(b"\nh=");
     mac.update(body_hash);
     mac
+}
+
+/// The [`SIGNED_FIELDS`] of a header section in a form no other section shares: for each
+/// name, how many occurrences, then each value unfolded (no line breaks remain).
+fn signed_fields(headers: &[u8]) -> String {
+    let mut out = String::new();
+    for wanted in SIGNED_FIELDS {
+        let mut values = Vec::new();
+        let _ = remove_fields(headers, |name, value| {
+            if name.eq_ignore_ascii_case(wanted.as_bytes()) {
+                let text = String::from_utf8_lossy(value);
+                values.push(text.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+            false
+        });
+        out.push_str(&format!("\n{wanted}:{}", values.len()));
+        for value in values {
+            out.push('\n');
+            out.push_str(&value);
+        }
+    }
+    out
 }
 
 /// Header section and body (after the first empty line).
@@ -338,7 +393,7 @@ mod tests {
             Stamp::verify(&key(), MSG, 1_100, day),
             Err(StampError::Missing)
         );
-        let forged = b"X-Mxguard-Stamp: v=1; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
+        let forged = b"X-Mxguard-Stamp: v=2; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
         let mut f = forged.to_vec();
         f.extend_from_slice(MSG);
         assert_eq!(
@@ -366,6 +421,61 @@ mod tests {
         assert_eq!(
             Stamp::verify(&key(), other_id.as_bytes(), 1_100, day),
             Err(StampError::BadSignature)
+        );
+    }
+
+    /// Regression (review): the MAC covered the body and the Message-ID only, so a stamp
+    /// obtained for one message (a bounce used to return it) vouched for the same body
+    /// under any author, subject or recipients, sent straight to the internal server.
+    #[test]
+    fn a_stamp_binds_the_author_recipients_and_subject() {
+        let day = Duration::from_secs(86_400);
+        let m = String::from_utf8(stamped(MSG)).unwrap();
+        for (from, to) in [
+            ("From: a@b.test\r\n", "From: ceo@bank.test\r\n"),
+            ("Subject: hi\r\n", "Subject: urgent wire transfer\r\n"),
+            (
+                "Subject: hi\r\n",
+                "Subject: hi\r\nReply-To: thief@x.test\r\n",
+            ),
+            (
+                "Subject: hi\r\n",
+                "Subject: hi\r\nTo: victim@example.test\r\n",
+            ),
+            ("Subject: hi\r\n", "Subject: hi\r\nFrom: second@x.test\r\n"),
+        ] {
+            let changed = m.replacen(from, to, 1);
+            assert_eq!(
+                Stamp::verify(&key(), changed.as_bytes(), 1_100, day),
+                Err(StampError::BadSignature),
+                "{to:?}"
+            );
+        }
+        // Refolding a signed field, or adding fields it does not sign, keeps it valid.
+        let refolded = m.replacen("Subject: hi\r\n", "Subject:\r\n   hi\r\n", 1);
+        assert!(Stamp::verify(&key(), refolded.as_bytes(), 1_100, day).is_ok());
+        let added = m.replacen("Subject: hi\r\n", "Subject: hi\r\nDelivered-To: u@x\r\n", 1);
+        assert!(Stamp::verify(&key(), added.as_bytes(), 1_100, day).is_ok());
+        // A version 1 stamp (which signed neither) is no longer trusted.
+        let v1 = m.replacen("v=2;", "v=1;", 1);
+        assert!(matches!(
+            Stamp::verify(&key(), v1.as_bytes(), 1_100, day),
+            Err(StampError::Malformed(_))
+        ));
+    }
+
+    /// Regression (review): a stamp dated in the future had age 0, so a member whose clock
+    /// ran a day ahead issued stamps valid for a day more than `stamp_max_age`.
+    #[test]
+    fn a_stamp_dated_ahead_of_the_clock_is_refused() {
+        let m = stamped(MSG);
+        let hour = Duration::from_secs(3600);
+        assert!(Stamp::verify(&key(), &m, 1_000 - CLOCK_SKEW, hour).is_ok());
+        assert_eq!(
+            Stamp::verify(&key(), &m, 1_000 - CLOCK_SKEW - 1, hour),
+            Err(StampError::Future {
+                ahead: CLOCK_SKEW + 1
+            })
         );
     }
 

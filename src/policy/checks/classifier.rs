@@ -3,7 +3,7 @@
 //! the rules, clear verdicts may be learned (autolearn).
 
 use crate::classify::ftrl::LrModel;
-use crate::classify::ledger::{body_digest, Entry};
+use crate::classify::ledger::Entry;
 use crate::classify::{Class, Classifier, ClassifyError, Judged, BANDS};
 use crate::config::{ClassifierConfig, OnFailure, RuleAction};
 use crate::mail::Reply;
@@ -180,8 +180,14 @@ impl Check for Autolearn {
         let Some(class) = self.class(ctx) else {
             return Decision::Continue;
         };
-        let Some(digest) = whole_body_digest(ctx) else {
-            return Decision::Continue;
+        // Of the whole body, as `mxguard learn` reads the delivered or quarantined file:
+        // what the classifier reads of a message on disk is a sample no file has.
+        let digest = match ctx.message.body_digest().await {
+            Ok(digest) => digest,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the message to autolearn it");
+                return Decision::Continue;
+            }
         };
         if let Some(m) = &self.metrics {
             m.classifier_autolearn_total
@@ -200,20 +206,6 @@ impl Check for Autolearn {
             }
         });
         Decision::Continue
-    }
-}
-
-/// The ledger key of the message: the digest of its whole body, as `mxguard learn` reads
-/// it from the delivered or quarantined file. For a message kept on disk what the
-/// classifier reads ([`MessageData::bounded`](crate::policy::MessageData::bounded)) is a
-/// sample, whose digest no file has, so a learn or forget of the file would miss it.
-fn whole_body_digest(ctx: &Context) -> Option<[u8; 32]> {
-    match ctx.message.raw() {
-        Ok(whole) => Some(body_digest(&whole)),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot map the message to autolearn it");
-            None
-        }
     }
 }
 

@@ -43,7 +43,11 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     }
     let now = unix_now();
     if job.honor_next_attempt && msg.state.next_attempt > now {
-        return JobResult::Deferred(Duration::from_secs(msg.state.next_attempt - now));
+        // The saved time came from this gateway's clock, which may have been wrong then
+        // (a board that booted years ahead) or may be a hand-edited file: a wait is never
+        // longer than a retry delay can be.
+        let wait = Duration::from_secs(msg.state.next_attempt - now).min(config.relay.retry_max);
+        return JobResult::Deferred(wait);
     }
 
     let started = Instant::now();
@@ -97,7 +101,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
 
     // A message past its lifetime that still fails temporarily is bounced.
     let still_pending: Vec<usize> = msg.state.pending().collect();
-    let age = Duration::from_secs(now.saturating_sub(msg.envelope.received_at));
+    // A message released from quarantine has been queued since then, not since it came in.
+    let queued_since = msg.state.queued_since.unwrap_or(msg.envelope.received_at);
+    let age = Duration::from_secs(now.saturating_sub(queued_since));
     let expired = !still_pending.is_empty() && age >= config.relay.max_queue_lifetime;
     if expired {
         let last = temp_error

@@ -622,3 +622,72 @@ async fn a_quarantine_release_does_not_retry_every_deferred_message() {
     assert_eq!(gw.count("deferred"), 1, "the deferred message was retried");
     gw.stop().await;
 }
+
+/// Regression (review): a message released from quarantine kept its arrival time as the
+/// start of its queue lifetime, so one held longer than `max_queue_lifetime` (5 days by
+/// default; quarantines are often reviewed weekly) expired at its first temporary failure
+/// and was dropped without a DSN (none goes out for mail judged spam).
+#[tokio::test]
+async fn a_message_released_after_its_queue_lifetime_is_retried_not_dropped() {
+    let rcpts = Arc::new(AtomicUsize::new(0));
+    let seen = rcpts.clone();
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(move |_: &str| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                "451 4.3.0 try later".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    gw.start(cfg, ready);
+    let id = QueueId::generate();
+    let mut env = envelope("s@example.org", &["a@example.test"]);
+    env.verdict = "quarantine".into();
+    env.received_at = crate::spool::unix_now() - 6 * 86_400;
+    gw.spool
+        .quarantine_as(&id, &env, b"", b"Subject: held\r\n\r\nbody\r\n")
+        .await
+        .unwrap();
+    Spool::open_for_admin(gw.spool.dir())
+        .unwrap()
+        .release(&id)
+        .unwrap();
+    wait_until("released message delivered", || {
+        server.messages().len() == 1
+    })
+    .await;
+    assert_eq!(gw.count("failed"), 0);
+    assert_eq!(gw.count("deferred"), 1);
+    gw.stop().await;
+}
+
+/// Regression (review): a `next_attempt` saved in the state file was trusted as it was: one
+/// far in the future (a clock that ran years ahead when it was saved, or a hand-edited
+/// file) held the message for years, and one near `u64::MAX` overflowed the scheduler's
+/// clock and panicked the delivery task, after which nothing was delivered.
+#[tokio::test]
+async fn a_next_attempt_far_in_the_future_waits_no_longer_than_retry_max() {
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[("retry_max", "\"1s\"")]);
+    let mut ids = Vec::new();
+    for next_attempt in [u64::MAX, crate::spool::unix_now() + 10 * 365 * 86_400] {
+        let id = gw
+            .store(&envelope("s@example.org", &["a@example.test"]))
+            .await;
+        let mut state = crate::spool::DeliveryState::new(1);
+        state.attempts = 1;
+        state.next_attempt = next_attempt;
+        gw.spool.save_state(&id, &state).unwrap();
+        ids.push(id);
+    }
+    // Started after the states were saved: recovery honours them.
+    gw.start(cfg, ready);
+    wait_until("both delivered", || server.messages().len() == 2).await;
+    gw.stop().await;
+}
