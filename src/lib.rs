@@ -61,6 +61,10 @@ pub enum ServeError {
     /// The state store could not be opened.
     #[error("state: {0}")]
     State(#[from] state::StateError),
+    /// Delivery stopped while the gateway ran (a panic in its scheduler): the gateway
+    /// drained and stopped rather than take mail it would never deliver.
+    #[error("delivery stopped unexpectedly; the gateway stopped so that it is restarted")]
+    DeliveryStopped,
 }
 
 /// Why a reload was refused (the running policy stays active).
@@ -351,6 +355,9 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
+    if config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) && state.kind() == "embedded" {
+        tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed); set state.backend = \"redis\"");
+    }
     let tier = config
         .tier
         .clone()
@@ -432,7 +439,7 @@ pub async fn serve(
     });
 
     let delivery_stop = CancellationToken::new();
-    let delivery = relay::start(
+    let mut delivery = relay::start(
         live.clone(),
         spool,
         ready,
@@ -476,7 +483,17 @@ pub async fn serve(
     }
     on_start(gateway);
 
-    shutdown.cancelled().await;
+    // Delivery ends only when told to: should it end before (a panic), the gateway would
+    // go on answering 250 to mail that nothing delivers. It drains and stops instead, and
+    // its supervisor starts it again.
+    let delivery_died = tokio::select! {
+        _ = shutdown.cancelled() => false,
+        ended = &mut delivery => {
+            tracing::error!(error = ?ended.err(), "delivery stopped unexpectedly; stopping the gateway so that it is restarted");
+            shutdown.cancel();
+            true
+        }
+    };
     tracing::info!("shutting down: no new connections");
     if let Some(tier) = &tier {
         tier.withdraw().await;
@@ -495,7 +512,7 @@ pub async fn serve(
     }
     delivery_stop.cancel();
     let bound = config.relay.data_timeout.max(Duration::from_secs(1));
-    if tokio::time::timeout(bound, delivery).await.is_err() {
+    if !delivery_died && tokio::time::timeout(bound, delivery).await.is_err() {
         tracing::warn!("delivery workers did not stop in time");
     }
     state_watch.cancel();
@@ -505,5 +522,8 @@ pub async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
     }
     tracing::info!("stopped");
+    if delivery_died {
+        return Err(ServeError::DeliveryStopped);
+    }
     Ok(())
 }

@@ -67,6 +67,14 @@ fn start_tier_member(keys: &Path) -> (InternalServer, Gateway, u16) {
 fn every_metric_in_alerts_and_dashboard_exists_in_a_live_scrape() {
     let keys = tempfile::tempdir().unwrap();
     let (internal, gw, admin) = start_tier_member(keys.path());
+    // Regression (review): a tier on the embedded store shares nothing between members and
+    // was taken without a word.
+    let warned = gw.wait_log_line(
+        std::time::Duration::from_secs(10),
+        "[tier] with the embedded state store",
+        0,
+    );
+    assert!(warned.is_some(), "no warning about the embedded store");
     send_traffic(&internal, &gw);
     let s = scrape_until(admin, "delivery", |s| {
         s.value("mxguard_relay_attempts_total", &[("result", "delivered")]) >= 1.0

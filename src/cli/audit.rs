@@ -135,8 +135,15 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     if parsed.is_zero() {
         return Err("the timeout must be positive".into());
     }
+    // Deadlines are the clock plus this: a timeout past the clock's end panicked.
+    if parsed > LONGEST_TIMEOUT {
+        return Err(format!("{s:?}: at most {} s", LONGEST_TIMEOUT.as_secs()));
+    }
     Ok(parsed)
 }
+
+/// The longest `--timeout` taken: a day is more than any MX takes to answer.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 /// This machine's host name for EHLO: remote MXes may refuse a made-up one.
 fn local_host_name() -> String {
@@ -145,4 +152,20 @@ fn local_host_name() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    /// Regression (review): `audit --timeout 18446744073709551615` was taken, and the
+    /// first deadline (now + timeout) overflowed the clock and panicked.
+    #[test]
+    fn a_timeout_past_a_day_is_refused() {
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("86400"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_timeout("18446744073709551615").is_err());
+        assert!(parse_timeout("300000000000y").is_err());
+        assert!(parse_timeout("0").is_err());
+    }
 }

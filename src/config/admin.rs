@@ -25,6 +25,8 @@ pub struct SpoolConfig {
     /// Files of delivered messages kept to be written over by new ones (0: every message
     /// gets a new file and every delivery deletes one).
     pub recycle_files: usize,
+    /// How long a quarantined message is kept before it is deleted (zero: for ever).
+    pub quarantine_lifetime: Duration,
 }
 
 /// Admin/metrics listener.
@@ -65,6 +67,8 @@ pub(super) struct RawSpool {
     dir: PathBuf,
     min_free_bytes: u64,
     recycle_files: usize,
+    #[serde(with = "humantime_serde")]
+    quarantine_lifetime: Duration,
 }
 
 impl Default for RawSpool {
@@ -73,6 +77,7 @@ impl Default for RawSpool {
             dir: PathBuf::from("var/spool"),
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             recycle_files: DEFAULT_RECYCLE_FILES,
+            quarantine_lifetime: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -83,6 +88,7 @@ impl RawSpool {
             dir: self.dir,
             min_free_bytes: self.min_free_bytes,
             recycle_files: self.recycle_files,
+            quarantine_lifetime: self.quarantine_lifetime,
         }
     }
 }

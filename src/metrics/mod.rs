@@ -59,6 +59,12 @@ pub struct Metrics {
     /// Delivery states found unreadable and discarded (the message tried again for every
     /// recipient).
     pub spool_state_resets_total: IntCounter,
+    /// Queue files that were not messages, moved to `spool/corrupt/`.
+    pub spool_corrupt_total: IntCounter,
+    /// Messages in `spool/quarantine/` at the last sweep.
+    pub quarantine_messages: IntGauge,
+    /// Quarantined messages deleted after `spool.quarantine_lifetime`.
+    pub quarantine_expired_total: IntCounter,
     /// Recipient callouts, by result.
     pub callouts_total: IntCounterVec,
     /// TLS handshakes completed, by protocol version.
@@ -350,6 +356,18 @@ impl Metrics {
             spool_state_resets_total: counter(
                 "mxguard_spool_state_resets_total",
                 "Delivery states found unreadable and discarded; the message is tried again for every recipient.",
+            ),
+            spool_corrupt_total: counter(
+                "mxguard_spool_corrupt_total",
+                "Queue files found not to be messages and moved to spool/corrupt/.",
+            ),
+            quarantine_messages: gauge(
+                "mxguard_quarantine_messages",
+                "Messages in the quarantine at the last sweep.",
+            ),
+            quarantine_expired_total: counter(
+                "mxguard_quarantine_expired_total",
+                "Quarantined messages deleted after spool.quarantine_lifetime.",
             ),
             callouts_total: counter_vec(
                 "mxguard_callouts_total",

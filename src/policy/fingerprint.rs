@@ -4,7 +4,7 @@
 //! Two gateways with equal fingerprints judge every message alike, whatever the order,
 //! comments or whitespace of their files; listeners, paths and timeouts do not count.
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::rules::CompiledRules;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -172,6 +172,18 @@ fn checks(out: &mut String, config: &Config) {
         );
     }
     let _ = writeln!(out, "state.on_failure={:?}", config.state.on_failure);
+    if let Some(t) = &config.tier {
+        // What decides the tier's symbols, alike on every member: not its name, role or
+        // peers' addresses, which differ from one member to the next. The key prefix
+        // decides whether members share one memory of clients at all.
+        let primaries = t.peers.iter().filter(|p| p.role == Role::Primary).count()
+            + usize::from(t.role == Role::Primary);
+        let _ = writeln!(
+            out,
+            "tier=bypass:{:?} memory:{:?} fanout:{:?} stamp_max_age:{:?} primaries:{primaries} prefix:{:?}",
+            t.bypass_action, t.connection_memory, t.fanout_window, t.stamp_max_age, config.state.key_prefix
+        );
+    }
 }
 
 /// SHA-256 of [`canonical`], 64 lower-case hex digits.
@@ -250,6 +262,39 @@ mod tests {
             base,
             compute(&config("[classifier]\nenabled=false\n"), None, None)
         );
+        // Regression (review): the tier settings that decide its symbols did not count, so
+        // members with other fan-out windows or bypass actions showed one fingerprint.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("tier.key");
+        std::fs::write(&key, "a-tier-key-long-enough").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let tier = |name: &str, role: &str, extra: &str, peer_role: &str| {
+            config(&format!(
+                "[tier]\nname={name:?}\nrole={role:?}\nsecret_file={:?}\n{extra}\
+                 [[tier.peers]]\nname=\"other\"\nsmtp=\"127.0.0.2:25\"\nrole={peer_role:?}\n",
+                key.display().to_string()
+            ))
+        };
+        let gw1 = compute(&tier("gw1", "primary", "", "backup"), None, None);
+        // Each member names itself and its peers: the same tier seen from the other side.
+        let bk1 = compute(&tier("bk1", "backup", "", "primary"), None, None);
+        assert_eq!(gw1, bk1);
+        for extra in [
+            "fanout_window=\"10m\"\n",
+            "connection_memory=\"1h\"\n",
+            "bypass_action=\"tempfail\"\n",
+        ] {
+            assert_ne!(
+                gw1,
+                compute(&tier("gw1", "primary", extra, "backup"), None, None),
+                "{extra}"
+            );
+        }
+        let two_primaries = compute(&tier("gw1", "primary", "", "primary"), None, None);
+        assert_ne!(gw1, two_primaries);
         // Where the state lives does not change a verdict.
         let redis = "[state]\nbackend=\"redis\"\nredis=\"redis://127.0.0.1:6379/\"\n";
         assert_eq!(base, compute(&config(redis), None, None));

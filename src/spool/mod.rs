@@ -29,6 +29,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 const MAGIC: &str = "MXGUARD-SPOOL 1";
@@ -256,6 +257,37 @@ impl Spool {
         Ok(())
     }
 
+    /// Deletes quarantined messages put there more than `lifetime` before `now` (by the
+    /// file's modification time: when it was quarantined); how many remain and how many
+    /// went. Without it the quarantine, which takes most spam, grew until the disk was
+    /// full and every message got 452.
+    pub fn expire_quarantined(
+        &self,
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Result<(usize, usize), SpoolError> {
+        let mut kept = 0;
+        let mut removed = 0;
+        for id in self.quarantined()? {
+            let path = self.quarantine.join(id.as_str());
+            let Ok(modified) = fs::metadata(&path).and_then(|m| m.modified()) else {
+                continue;
+            };
+            let age = now.duration_since(modified).unwrap_or_default();
+            if !lifetime.is_zero() && age > lifetime && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            } else {
+                kept += 1;
+            }
+        }
+        if removed > 0 {
+            fs::File::open(&self.quarantine)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("fsync", &self.quarantine))?;
+        }
+        Ok((kept, removed))
+    }
+
     /// Ids of quarantined messages, oldest first.
     pub fn quarantined(&self) -> Result<Vec<QueueId>, SpoolError> {
         list_ids(&self.quarantine)
@@ -300,25 +332,58 @@ impl Spool {
         self.sync_queue()?;
         let _ = self.ready.send(id.clone());
         // A pending `queue flush` request is left as it is: it finds this message too.
-        let flush = self.flush_request_path();
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&flush)
-        {
-            Ok(mut f) => {
-                io::Write::write_all(&mut f, RELEASE_REQUEST).map_err(io_err("write", &flush))
+        self.place_request(RELEASE_REQUEST, false)
+    }
+
+    /// Puts a request for the running gateway in place whole (written aside, then linked
+    /// or renamed), so the gateway never takes one half-written: an empty release request
+    /// read as a flush retried every deferred message. `replace`: a request already there
+    /// is replaced, else kept.
+    fn place_request(&self, text: &[u8], replace: bool) -> Result<(), SpoolError> {
+        let path = self.flush_request_path();
+        let aside = self.tmp.join(format!("request.{}", QueueId::generate()));
+        let written = write_new_file(&aside, &[], text).map_err(io_err("write", &aside));
+        let placed = written.and_then(|()| {
+            let placed = if replace {
+                fs::rename(&aside, &path)
+            } else {
+                fs::hard_link(&aside, &path)
+            };
+            match placed {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    Err(io_err("write", &path)(e))
+                }
+                _ => Ok(()),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io_err("write", &flush)(e)),
-        }
+        });
+        let _ = fs::remove_file(&aside);
+        placed
+    }
+
+    /// Moves a queue file that is not a message (see [`SpoolError::Corrupt`]) out of the
+    /// queue into `corrupt/`, with its state, for a person to look at: left in place it was
+    /// read again at every start, flush and release, and `queue list` failed on it.
+    pub fn set_aside(&self, id: &QueueId) -> Result<PathBuf, SpoolError> {
+        let corrupt = self.queue.with_file_name("corrupt");
+        private_dir(&corrupt).map_err(io_err("create", &corrupt))?;
+        let from = self.queue.join(id.as_str());
+        let to = corrupt.join(id.as_str());
+        fs::rename(&from, &to).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+            _ => io_err("rename", &from)(e),
+        })?;
+        let _ = self.discard_state(id);
+        fs::File::open(&corrupt)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync", &corrupt))?;
+        self.sync_queue()?;
+        Ok(to)
     }
 
     /// Asks the running gateway to retry every queued message now (`mxguard queue flush`);
     /// it supersedes a pending release request, which it covers.
     pub fn request_flush(&self) -> Result<(), SpoolError> {
-        let path = self.flush_request_path();
-        fs::write(&path, b"flush\n").map_err(io_err("write", &path))
+        self.place_request(b"flush\n", true)
     }
 
     /// Takes the pending request, if any. Taken by a rename, so a request written while
@@ -381,10 +446,14 @@ impl Spool {
     /// Reads the envelope and state of a message without keeping its body.
     pub fn entry(&self, id: &QueueId) -> Result<QueueEntry, SpoolError> {
         let path = self.queue.join(id.as_str());
-        if !path.exists() {
-            return Err(SpoolError::NotFound(id.clone()));
-        }
-        let (envelope, size) = self.body_size(&path)?;
+        // A message delivered (or recycled) between the listing and this read is gone, not
+        // unreadable: `queue list` would say "unreadable" and exit 1.
+        let (envelope, size) = self.body_size(&path).map_err(|e| match e {
+            SpoolError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                SpoolError::NotFound(id.clone())
+            }
+            other => other,
+        })?;
         let state = self.read_state(id, &envelope)?;
         Ok(QueueEntry {
             id: id.clone(),
@@ -771,6 +840,36 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
         }
+    }
+
+    /// Regression (review): nothing ever left the quarantine, which takes most spam: it
+    /// grew until the disk was full and every message got 452.
+    #[tokio::test]
+    async fn quarantined_messages_past_their_lifetime_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let (old, new) = (QueueId::generate(), QueueId::generate());
+        for id in [&old, &new] {
+            spool
+                .quarantine_as(id, &envelope(), b"", b"Subject: spam\r\n\r\nbuy\r\n")
+                .await
+                .unwrap();
+        }
+        let now = SystemTime::now();
+        let forty_days = Duration::from_secs(40 * 86_400);
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join("quarantine").join(old.as_str()))
+            .unwrap()
+            .set_modified(now - forty_days)
+            .unwrap();
+        let month = Duration::from_secs(30 * 86_400);
+        assert_eq!(
+            spool.expire_quarantined(Duration::ZERO, now).unwrap(),
+            (2, 0)
+        );
+        assert_eq!(spool.expire_quarantined(month, now).unwrap(), (1, 1));
+        assert_eq!(spool.quarantined().unwrap(), vec![new]);
     }
 
     #[tokio::test]

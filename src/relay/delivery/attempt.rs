@@ -173,7 +173,11 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
     opened.map_err(|error| match error {
         SpoolError::NotFound(_) => JobResult::Abandoned,
         SpoolError::Corrupt(..) => {
-            tracing::error!(queue_id = %id, error = %error, "spooled file is not a message; left in place");
+            relay.metrics.spool_corrupt_total.inc();
+            match relay.spool.set_aside(id) {
+                Ok(path) => tracing::error!(queue_id = %id, error = %error, moved_to = %path.display(), "spooled file is not a message; moved out of the queue"),
+                Err(e) => tracing::error!(queue_id = %id, error = %error, move_error = %e, "spooled file is not a message; left in place"),
+            }
             JobResult::Abandoned
         }
         _ => {

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the loop looks for a `mxguard queue flush` request file.
 const FLUSH_POLL: Duration = Duration::from_secs(2);
+/// How often quarantined messages past `spool.quarantine_lifetime` are deleted.
+const QUARANTINE_SWEEP: Duration = Duration::from_secs(600);
 
 /// What every worker shares: the configuration in force (read per message, so a reload
 /// reaches delivery at once), the spool and the metrics.
@@ -151,7 +153,45 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let relay = Arc::new(Relay::new(live, spool, metrics));
+    tokio::spawn(sweep_quarantine(relay.clone(), shutdown.clone()));
     tokio::spawn(run(relay, ready, shutdown))
+}
+
+/// Deletes quarantined messages past their lifetime, at start and every
+/// [`QUARANTINE_SWEEP`], and counts what stays.
+async fn sweep_quarantine(relay: Arc<Relay>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(QUARANTINE_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let lifetime = relay.live.current().spool.quarantine_lifetime;
+        let spool = relay.spool.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            spool.expire_quarantined(lifetime, std::time::SystemTime::now())
+        })
+        .await;
+        match swept {
+            Ok(Ok((kept, removed))) => {
+                relay.metrics.quarantine_messages.set(kept as i64);
+                relay
+                    .metrics
+                    .quarantine_expired_total
+                    .inc_by(removed as u64);
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        kept,
+                        "quarantined messages past spool.quarantine_lifetime deleted"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep the quarantine"),
+            Err(e) => tracing::warn!(error = %e, "quarantine sweep failed"),
+        }
+    }
 }
 
 async fn run(

@@ -691,3 +691,30 @@ async fn a_next_attempt_far_in_the_future_waits_no_longer_than_retry_max() {
     wait_until("both delivered", || server.messages().len() == 2).await;
     gw.stop().await;
 }
+
+/// Regression (review): a queue file that is not a message (here a copy under another id,
+/// which its seal refuses) was left in the queue, read again at every start, flush and
+/// release, and `queue list` failed on it for ever.
+#[tokio::test]
+async fn a_queue_file_that_is_not_a_message_is_moved_out_of_the_queue() {
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let queue = gw.spool.dir().join("queue");
+    let copy = QueueId::generate();
+    std::fs::copy(queue.join(id.as_str()), queue.join(copy.as_str())).unwrap();
+    gw.start(cfg, ready);
+    wait_until("the real message delivered", || {
+        server.messages().len() == 1
+    })
+    .await;
+    let corrupt = gw.spool.dir().join("corrupt").join(copy.as_str());
+    wait_until("the copy set aside", || corrupt.exists()).await;
+    assert!(!queue.join(copy.as_str()).exists());
+    assert_eq!(gw.metrics.spool_corrupt_total.get(), 1);
+    assert_eq!(server.messages().len(), 1, "the copy was delivered");
+    gw.stop().await;
+}
