@@ -270,7 +270,15 @@ fn check_tier_prints_every_peers_fingerprint_and_fails_on_a_difference() {
         GatewayConfig::new(&internal)
             .toml(&format!(
                 "{}{policy}",
-                tier_toml(&redis, &key, "gw2", "primary", "")
+                // Each member lists the other: the number of primaries is part of the
+                // fingerprint.
+                tier_toml(
+                    &redis,
+                    &key,
+                    "gw2",
+                    "primary",
+                    &peer("gw1", "primary", 2, None)
+                )
             ))
             .file("rules/local.cf", rules),
     );
