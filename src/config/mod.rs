@@ -240,6 +240,36 @@ mod tests {
         }
     }
 
+    /// Regression (review): `session_duration = "300000000000y"` (or another session time
+    /// limit past the clock's end) was taken, and every session panicked when it added the
+    /// limit to the clock: clients were dropped without a reply.
+    #[test]
+    fn time_limits_past_a_year_are_refused_by_name() {
+        let keys = [
+            "command_timeout",
+            "session_duration",
+            "stress_idle_timeout",
+            "data_rate_grace",
+            "tarpit_delay",
+            "shutdown_grace",
+        ];
+        let mut text = String::from("[server]\ngreet_delay = \"300000000000y\"\n[server.limits]\n");
+        for key in keys {
+            text.push_str(&format!("{key} = \"300000000000y\"\n"));
+        }
+        text.push_str(MINIMAL);
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        for key in keys {
+            assert!(
+                err.contains(&format!("server.limits.{key}")),
+                "{key} not refused: {err}"
+            );
+        }
+        assert!(err.contains("server.greet_delay"), "{err}");
+    }
+
     #[test]
     fn every_bad_key_is_reported_by_name() {
         let text = r#"

@@ -39,7 +39,7 @@ impl RecipientList {
             if local.is_empty() {
                 return Err((n + 1, format!("{entry:?}: empty local part")));
             }
-            let local = local.to_lowercase();
+            let local = fold_case(local);
             if local.contains('*') {
                 list.patterns.push(local);
             } else {
@@ -64,9 +64,27 @@ impl RecipientList {
 
     /// Whether `local_part` (of this list's domain) is a valid recipient.
     pub fn contains(&self, local_part: &str) -> bool {
-        let local = local_part.to_lowercase();
+        let local = fold_case(local_part);
         self.exact.contains(&local) || self.patterns.iter().any(|p| wildcard_match(p, &local))
     }
+}
+
+/// Lower case for comparing local parts: ASCII as ASCII, other letters by Unicode, except
+/// where Unicode would fold a non-ASCII letter onto ASCII: `\u{212A}evin` (KELVIN SIGN) must
+/// not be taken for `kevin`, a listed mailbox, whose server would then refuse it and bounce
+/// to the (forged) sender.
+fn fold_case(local: &str) -> String {
+    let mut out = String::with_capacity(local.len());
+    for c in local.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else if c.to_lowercase().any(|l| l.is_ascii()) {
+            out.push(c);
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 /// `*` matches any run of characters, including none.
@@ -106,6 +124,18 @@ mod tests {
         assert!(list.contains("list-bounces"));
         assert!(!list.contains("carol"));
         assert!(!list.contains("presales"));
+    }
+
+    /// Regression (review): the list lowercased by Unicode, which folds KELVIN SIGN onto
+    /// ASCII `k`: `\u{212A}evin@` was taken for the listed `kevin@`, accepted, refused by the
+    /// internal server and bounced to the forged sender.
+    #[test]
+    fn a_look_alike_that_unicode_folds_onto_ascii_is_not_the_listed_mailbox() {
+        let list = RecipientList::parse("kevin\nj\u{f6}rg\n").unwrap();
+        assert!(list.contains("Kevin"));
+        assert!(!list.contains("\u{212A}evin"));
+        assert!(list.contains("J\u{d6}RG"), "non-ASCII letters still fold");
+        assert!(!list.contains("\u{130}"), "capital I with dot is not i");
     }
 
     #[test]

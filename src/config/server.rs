@@ -239,6 +239,14 @@ impl RawServer {
                 key: t.key,
             }
         });
+        for (key, v) in [
+            ("server.greet_delay", self.greet_delay),
+            ("server.proxy_protocol_timeout", self.proxy_protocol_timeout),
+        ] {
+            if v > LONGEST_LIMIT {
+                problems.bad(key, "must be at most a year");
+            }
+        }
         if self.proxy_protocol_timeout.is_zero() {
             problems.bad("server.proxy_protocol_timeout", "must be greater than 0");
         }
@@ -306,7 +314,24 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
             problems.bad(&format!("server.limits.{key}"), "must be greater than 0");
         }
     }
+    // Sessions add these to the clock: one past its end panicked every session.
+    for (key, v) in [
+        ("command_timeout", l.command_timeout),
+        ("session_duration", l.session_duration),
+        ("stress_idle_timeout", l.stress_idle_timeout),
+        ("data_rate_grace", l.data_rate_grace),
+        ("tarpit_delay", l.tarpit_delay),
+        ("shutdown_grace", l.shutdown_grace),
+    ] {
+        if v > LONGEST_LIMIT {
+            problems.bad(&format!("server.limits.{key}"), "must be at most a year");
+        }
+    }
 }
+
+/// The longest time limit taken: sessions add limits to the clock, and one past its end
+/// panicked every session; no SMTP wait is meant to last longer.
+const LONGEST_LIMIT: Duration = Duration::from_secs(365 * 86_400);
 
 /// Message memory: a sample needs room, the budget must fit one message, the header
 /// section must fit in memory.

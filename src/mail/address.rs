@@ -209,11 +209,10 @@ fn valid_domain(d: &str) -> bool {
         let Some(inner) = lit.strip_suffix(']') else {
             return false;
         };
-        if let Some(v6) = inner
-            .strip_prefix("IPv6:")
-            .or_else(|| inner.strip_prefix("ipv6:"))
-        {
-            return v6.parse::<std::net::Ipv6Addr>().is_ok();
+        // RFC 5321's tag is a case-insensitive string: `IPV6:` is as good as `IPv6:`.
+        let tag = inner.get(..5);
+        if tag.is_some_and(|t| t.eq_ignore_ascii_case("ipv6:")) {
+            return inner[5..].parse::<std::net::Ipv6Addr>().is_ok();
         }
         return inner.parse::<std::net::Ipv4Addr>().is_ok();
     }
@@ -270,6 +269,18 @@ mod tests {
         assert_eq!(double.local, "to@other.test");
         assert_eq!(double.domain, "mx.example.test");
         assert_eq!(p("to@example.test.").domain, "example.test.");
+    }
+
+    /// Regression (review): the IPv6 literal's tag was matched in two spellings only, so
+    /// `[IPV6:...]` was a syntax error (RFC 5321's strings are case-insensitive).
+    #[test]
+    fn an_ipv6_literal_tag_is_read_in_any_case() {
+        for tag in ["IPv6", "ipv6", "IPV6", "iPv6"] {
+            let a = parse_path(&format!("a@[{tag}:2001:db8::1]")).unwrap();
+            assert!(a.is_address_literal(), "{tag}");
+        }
+        assert!(parse_path("a@[IPV6:not-an-address]").is_err());
+        assert!(parse_path("a@[IPv4:192.0.2.1]").is_err());
     }
 
     #[test]

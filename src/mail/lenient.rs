@@ -6,7 +6,9 @@
 //! base64 body has stray characters (a blank or junk line, a signature, a missing closing
 //! boundary). [`base64_decode`] decodes such a body the way SpamAssassin's
 //! `Util::base64_decode` does: whitespace and characters outside the alphabet are dropped,
-//! padding inside the data counts as zero bits, trailing padding ends it.
+//! padding inside the data counts as zero bits, trailing padding ends it. A
+//! quoted-printable body with a malformed escape (`==`, `=A=`) gets the same treatment
+//! from [`quoted_printable_decode`].
 
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
@@ -71,19 +73,77 @@ pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
     }
 }
 
-/// A declared text part whose base64 body mail-parser could not decode (it then hands back
-/// the encoded bytes as text): decoded leniently from the raw part, as SpamAssassin does.
-/// The text and whether it is HTML; `None` for every other part.
+/// Decodes quoted-printable leniently, never failing, as SpamAssassin's `qp_decode` does:
+/// blanks at line ends go, soft line breaks (`=` at a line end) join lines, every `=XX`
+/// (either case) is decoded, and anything else (`==`, `=A=`, a lone `=`) stays as it is.
+/// mail-parser gives up on such a body and hands back the encoded text, which a mail
+/// client still shows decoded: one `==` line hid a whole spam from every body rule.
+///
+/// ```
+/// use mxguard::mail::lenient::quoted_printable_decode;
+/// assert_eq!(quoted_printable_decode(b"Buy=20n=\r\now =3D cheap =XY\r\n"), b"Buy now = cheap =XY\r\n");
+/// ```
+pub fn quoted_printable_decode(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        let (text, end): (&[u8], &[u8]) = if let Some(t) = line.strip_suffix(b"\r\n") {
+            (t, b"\r\n")
+        } else if let Some(t) = line.strip_suffix(b"\n") {
+            (t, b"\n")
+        } else {
+            (line, b"")
+        };
+        let text = if end.is_empty() {
+            text
+        } else {
+            let kept = text
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t')
+                .map_or(0, |i| i + 1);
+            &text[..kept]
+        };
+        let (text, soft) = match text.strip_suffix(b"=") {
+            Some(t) if !end.is_empty() => (t, true),
+            _ => (text, false),
+        };
+        let mut i = 0;
+        while i < text.len() {
+            let escaped = (text[i] == b'=')
+                .then(|| text.get(i + 1..i + 3))
+                .flatten()
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            match escaped {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                None => {
+                    out.push(text[i]);
+                    i += 1;
+                }
+            }
+        }
+        if !soft {
+            out.extend_from_slice(end);
+        }
+    }
+    out
+}
+
+/// A declared text part whose base64 or quoted-printable body mail-parser could not decode
+/// (it then hands back the encoded bytes as text): decoded leniently from the raw part, as
+/// SpamAssassin does. The text and whether it is HTML; `None` for every other part.
 pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(String, bool)> {
     if !part.is_encoding_problem || !matches!(part.body, PartType::Text(_)) {
         return None;
     }
-    let base64 = part
-        .content_transfer_encoding()
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"));
+    let encoding = part.content_transfer_encoding().map(str::trim);
+    let base64 = encoding.is_some_and(|e| e.eq_ignore_ascii_case("base64"));
+    let qp = encoding.is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
     let ctype = part.content_type();
     let is_text = ctype.is_none_or(|c| c.ctype().eq_ignore_ascii_case("text"));
-    if !base64 || !is_text {
+    if !(base64 || qp) || !is_text {
         return None;
     }
     let is_html = ctype
@@ -94,13 +154,30 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
     let end = (part.raw_end_offset() as usize).min(raw.len());
     let bytes = raw.get(start..end.max(start))?;
     let charset = ctype.and_then(|c| c.attribute("charset"));
-    let decoded = base64_decode(bytes);
+    let decoded = if base64 {
+        base64_decode(bytes)
+    } else {
+        quoted_printable_decode(bytes)
+    };
     Some((decode_charset(&decoded, charset), is_html))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_printable_is_decoded_as_spamassassin_does() {
+        assert_eq!(
+            quoted_printable_decode(
+                b"=44=65=61=72 =66riend  \r\nsoft=\r\nbreak=3d=3D\n==\r\n=A=\r\nend="
+            ),
+            // `=` at a line end is a soft break, so `==` keeps one `=` and joins lines.
+            b"Dear friend\r\nsoftbreak==\n==Aend="
+        );
+        assert_eq!(quoted_printable_decode(b""), b"");
+        assert_eq!(quoted_printable_decode(b"=\n=\r\nx"), b"x");
+    }
 
     #[test]
     fn leading_blank_lines_and_stray_characters_are_skipped() {

@@ -8,19 +8,49 @@ use super::header_fields::remove_fields;
 pub const DEFAULT_MAX_PARTS: usize = 1000;
 
 /// `raw` cut at the start of its `(max_parts + 1)`-th line that begins with `--` (every
-/// part starts with such a boundary line), and whether it was cut. Lines of text that
-/// start with `--` count too, so a message may keep fewer parts than the limit, never more.
+/// part starts with such a boundary line), or of its `(max_parts + 1)`-th field declaring a
+/// `message/*` type (an attached message is a part that needs no boundary: nested one in
+/// another, they need none at all), and whether it was cut. Lines of text that look like
+/// either count too, so a message may keep fewer parts than the limit, never more.
+///
+/// Why the second count: mail-parser drops and walks a message nested in another by
+/// recursion, one stack frame per level; a megabyte of `Content-Type: message/rfc822`
+/// headers nests deep enough to overflow a thread's stack, which aborts the process.
 pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
     if single_part(raw) {
         return (raw, false);
     }
-    let cut = memchr::memmem::find_iter(raw, b"\n--")
+    let boundary = memchr::memmem::find_iter(raw, b"\n--")
         .nth(max_parts)
         .map(|at| at + 1);
-    match cut {
+    let nested = memchr::memchr_iter(b'\n', raw)
+        .map(|at| at + 1)
+        .filter(|&start| declares_a_message(&raw[start..]))
+        .nth(max_parts);
+    match boundary.into_iter().chain(nested).min() {
         Some(at) => (&raw[..at], true),
         None => (raw, false),
     }
+}
+
+/// Whether `line` starts a `Content-Type` field of a `message/*` type (any case, blanks
+/// and a folded line break before the type).
+fn declares_a_message(line: &[u8]) -> bool {
+    const NAME: &[u8] = b"content-type";
+    let Some(name) = line.get(..NAME.len()) else {
+        return false;
+    };
+    if !name.eq_ignore_ascii_case(NAME) {
+        return false;
+    }
+    let rest = line[NAME.len()..].trim_ascii_start();
+    let Some(value) = rest.strip_prefix(b":") else {
+        return false;
+    };
+    value
+        .trim_ascii_start()
+        .get(..8)
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"message/"))
 }
 
 /// Whether the top-level header section declares a single, non-multipart part: no
@@ -76,6 +106,38 @@ mod tests {
             String::from_utf8_lossy(kept)
         );
         assert_eq!(kept.windows(3).filter(|w| w == b"--b").count(), 2);
+    }
+
+    /// Regression (review): a message of 33,800 `Content-Type: message/rfc822` headers
+    /// (1 MB, no boundary lines) nested that deep in mail-parser, whose drop and walk
+    /// recurse once per level: the stack overflowed and the whole gateway aborted. Such
+    /// fields count against the part limit.
+    #[test]
+    fn nested_messages_count_against_the_part_limit() {
+        let level = b"Content-Type:message/rfc822\r\n\r\n";
+        let mut m = b"Subject: x\r\n".to_vec();
+        for _ in 0..33_800 {
+            m.extend_from_slice(level);
+        }
+        let (kept, cut) = cut_to_parts(&m, DEFAULT_MAX_PARTS);
+        assert!(cut);
+        let levels = kept.windows(level.len()).filter(|w| w == level).count();
+        assert_eq!(levels, DEFAULT_MAX_PARTS);
+        // Any spelling of the field counts, folded too.
+        let folded = b"Subject: x\r\nCONTENT-TYPE :\r\n MESSAGE/global\r\n\r\n".repeat(3);
+        assert!(cut_to_parts(&folded, 2).1);
+        assert!(!cut_to_parts(&folded, 3).1);
+        // The parsers cope with what is kept, on a thread with a small stack.
+        let parsed = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let (kept, _) = cut_to_parts(&m, DEFAULT_MAX_PARTS);
+                mail_parser::MessageParser::default().parse(kept).is_some()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
     }
 
     /// A single text part has one part however many of its lines start with `--` (a

@@ -222,6 +222,39 @@ fn lenient_base64_parts_are_read_like_spamassassin() {
     );
 }
 
+/// Regression (review): a quoted-printable part mail-parser cannot decode (a `==` or
+/// `=A=` anywhere) was handed back still encoded, so body and uri rules saw `=44=65...`
+/// and an HTML part was not rendered at all: one `==` line took a spam from reject to
+/// accept. Mail clients, and SpamAssassin, decode such a part leniently.
+#[test]
+fn lenient_quoted_printable_parts_are_read_like_spamassassin() {
+    let encode = |text: &str| -> String { text.bytes().map(|b| format!("={b:02X}")).collect() };
+    let html = encode(
+        "<p>Your mortgage has been approved.</p><a href=\"http://approved.example/now\">Click</a>",
+    );
+    for part_type in ["text/plain", "text/html"] {
+        let body = if part_type == "text/html" {
+            html.clone()
+        } else {
+            encode("Your mortgage has been approved. Click http://approved.example/now")
+        };
+        let raw = format!(
+            "Subject: offer\r\nMIME-Version: 1.0\r\nContent-Type: {part_type}; charset=us-ascii\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{}=\r\n{}\r\n==\r\n",
+            &body[..60],
+            &body[60..]
+        );
+        let rules = compile(
+            "body MORTGAGE /mortgage has been approved/\nuri URI_APPROVED /approved\\.example/\n",
+        );
+        assert_eq!(
+            names(&rules, raw.as_bytes()),
+            vec!["MORTGAGE", "URI_APPROVED"],
+            "{part_type}"
+        );
+    }
+}
+
 /// Regression (review): `MESSAGEID` left out `X-Original-Message-ID` and followed the
 /// message's order; SpamAssassin reads X-Message-Id, Resent-Message-Id,
 /// X-Original-Message-ID and Message-Id, in that order (`^` sees the first).
