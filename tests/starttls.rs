@@ -258,3 +258,44 @@ async fn starttls_injected_transaction_never_becomes_mail() {
     drop(internal);
     drop(gw);
 }
+
+/// Regression (review): the TLS handshake after `220 Ready to start TLS` was not a wait
+/// for the client, so a session stalled in it could not be evicted under stress and
+/// held its slot for the whole `command_timeout`: clients that stall there fill every
+/// slot and real senders get `421 4.3.2`, the silent-client flood through STARTTLS.
+#[test]
+fn a_client_stalled_in_the_tls_handshake_is_evicted_under_stress() {
+    let internal = InternalServer::start();
+    let pki = pki();
+    let mut cfg = GatewayConfig::new(&internal)
+        .limit("max_sessions", "2")
+        .limit("stress_threshold_percent", "100")
+        .limit("stress_idle_timeout", "\"2s\"");
+    cfg.tls = Some((pki.cert_pem.clone(), pki.key_pem.clone()));
+    let gw = Gateway::start(cfg);
+    let mut stalled = Vec::new();
+    for i in 1..=2 {
+        let mut c = SmtpClient::connect_from(gw.port, &format!("127.0.10.{i}"));
+        c.read_reply().expect(220, "");
+        c.cmd("EHLO stalling.test").expect(250, "");
+        c.cmd("STARTTLS").expect(220, "2.0.0");
+        // No ClientHello follows.
+        stalled.push(c);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut c = SmtpClient::connect_from(gw.port, "127.0.11.1");
+    c.read_reply().expect(220, "");
+    c.cmd("EHLO sender.test").expect(250, "");
+    c.send_mail(
+        "sender@sender.test",
+        &["user@example.test"],
+        &message("after-stalled-tls@test", "real mail", "hello"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id("after-stalled-tls@test");
+    assert!(
+        stalled[0].is_closed(),
+        "the longest-stalled handshake kept its slot"
+    );
+}

@@ -67,8 +67,11 @@ impl Session {
             if t.decoder.is_done() {
                 break;
             }
-            if let Err(stopped) = self.read_more(&t.rate, t.received).await {
-                return Some(self.transfer_stopped(stopped, &t.rate, t.received).await);
+            if let Err(stopped) = self.read_more(&mut t.rate, t.received).await {
+                return Some(
+                    self.transfer_stopped(stopped, &mut t.rate, t.received)
+                        .await,
+                );
             }
         }
         self.finish_message(t).await
@@ -102,7 +105,7 @@ impl Session {
             .await;
             return Some(End::Closed("bdat too big"));
         }
-        if let Some(t) = &self.bdat {
+        if let Some(t) = &mut self.bdat {
             // The pause before this chunk counts: chunks of a byte or two, each sent just
             // before the command timeout, would otherwise keep a transfer open for ever.
             if t.rate.too_slow(t.received) {
@@ -134,15 +137,15 @@ impl Session {
             },
             None => None,
         };
-        let (rate, mut received) = match &transfer {
+        let (mut rate, mut received) = match &transfer {
             Some(t) => (t.rate, t.received),
             None => (RateGuard::new(&limits), 0),
         };
         let mut remaining = size;
         while remaining > 0 {
             if !self.conn.has_buffered_input() {
-                if let Err(stopped) = self.read_more(&rate, received).await {
-                    return Some(self.transfer_stopped(stopped, &rate, received).await);
+                if let Err(stopped) = self.read_more(&mut rate, received).await {
+                    return Some(self.transfer_stopped(stopped, &mut rate, received).await);
                 }
             }
             let used = match transfer.as_mut() {
@@ -158,6 +161,7 @@ impl Session {
         }
         if let Some(t) = transfer.as_mut() {
             t.received = received;
+            t.rate = rate;
         }
         if !usable {
             let why = if !after_ehlo {
@@ -255,7 +259,7 @@ impl Session {
 
     /// Reads more of a transfer: stops at the rate or command deadline, at the end of
     /// the shutdown grace, or when asked to make room while idle.
-    async fn read_more(&mut self, rate: &RateGuard, received: usize) -> Result<(), Stopped> {
+    async fn read_more(&mut self, rate: &mut RateGuard, received: usize) -> Result<(), Stopped> {
         let deadline = rate.deadline(received, self.command_deadline());
         let read = self.conn.fill(deadline);
         match wait_client(&self.handle, &self.server, false, read).await {
@@ -266,7 +270,12 @@ impl Session {
         }
     }
 
-    async fn transfer_stopped(&mut self, stopped: Stopped, rate: &RateGuard, bytes: usize) -> End {
+    async fn transfer_stopped(
+        &mut self,
+        stopped: Stopped,
+        rate: &mut RateGuard,
+        bytes: usize,
+    ) -> End {
         let e = match stopped {
             Stopped::Read(e) => e,
             Stopped::Shutdown => return self.shut_down().await,
@@ -288,10 +297,17 @@ impl Session {
     }
 }
 
-/// Enforces the minimum transfer rate of DATA and BDAT after a grace period.
+/// Enforces the minimum transfer rate of DATA and BDAT: every `data_rate_grace` window of
+/// the transfer must bring `min_data_rate_bytes_per_second` times its length in bytes.
+/// Per window, not on average since the start: a burst at the start bought a pause as
+/// long as the burst was big (480 KB at 256 B/s, half an hour), during which the session
+/// kept its whole message-memory reservation; a few hundred such sessions held the
+/// gateway's budget and every other message waited for room.
 #[derive(Debug, Clone, Copy)]
 struct RateGuard {
-    start: Instant,
+    window_start: Instant,
+    /// Bytes received when the current window began.
+    window_bytes: usize,
     grace: Duration,
     bytes_per_second: u64,
 }
@@ -299,23 +315,98 @@ struct RateGuard {
 impl RateGuard {
     fn new(limits: &crate::config::Limits) -> RateGuard {
         RateGuard {
-            start: Instant::now(),
+            window_start: Instant::now(),
+            window_bytes: 0,
             grace: limits.data_rate_grace,
             bytes_per_second: limits.min_data_rate_bytes_per_second,
         }
     }
 
-    /// The moment by which more than `bytes` must have arrived to keep the minimum rate.
-    fn deadline(&self, bytes: usize, other: Instant) -> Instant {
+    /// The bytes each window must bring.
+    fn quota(&self) -> usize {
+        let quota = self.bytes_per_second as f64 * self.grace.as_secs_f64();
+        quota.min(usize::MAX as f64) as usize
+    }
+
+    /// The moment by which more than `bytes` (received so far) must have arrived to keep
+    /// the minimum rate, at the latest `other`. Windows that ended with their quota met
+    /// are left behind first.
+    fn deadline(&mut self, bytes: usize, other: Instant) -> Instant {
+        self.deadline_at(Instant::now(), bytes, other)
+    }
+
+    /// [`RateGuard::deadline`] as seen at `now`.
+    fn deadline_at(&mut self, now: Instant, bytes: usize, other: Instant) -> Instant {
         if self.bytes_per_second == 0 {
             return other;
         }
-        let needed = Duration::from_secs_f64((bytes as f64 + 1.0) / self.bytes_per_second as f64);
-        (self.start + self.grace.max(needed)).min(other)
+        let quota = self.quota();
+        loop {
+            let end = self.window_start + self.grace;
+            let met = bytes.saturating_sub(self.window_bytes) >= quota;
+            match (met, now >= end) {
+                // Bytes that came in since the window ended count for it: a window starts
+                // with nothing to its credit, which may ask a little more than the rate.
+                (true, true) => {
+                    self.window_start = end;
+                    self.window_bytes = bytes;
+                }
+                (true, false) => return (end + self.grace).min(other),
+                (false, _) => return end.min(other),
+            }
+        }
     }
 
-    fn too_slow(&self, bytes: usize) -> bool {
+    fn too_slow(&mut self, bytes: usize) -> bool {
         self.bytes_per_second > 0
             && Instant::now() >= self.deadline(bytes, Instant::now() + Duration::from_secs(86400))
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    fn guard(start: Instant) -> RateGuard {
+        RateGuard {
+            window_start: start,
+            window_bytes: 0,
+            grace: Duration::from_secs(30),
+            bytes_per_second: 256,
+        }
+    }
+
+    /// Regression (review): the rate was an average since the start, so 480 KB at once
+    /// bought half an hour of silence (480,000 / 256 s) with the message's memory held.
+    #[test]
+    fn a_burst_buys_no_more_than_the_next_window() {
+        let start = Instant::now();
+        let far = start + Duration::from_secs(86_400);
+        let mut g = guard(start);
+        let s = Duration::from_secs;
+        assert_eq!(g.deadline_at(start, 0, far), start + s(30));
+        // 480 KB in the first second: the first window is met, the second must bring
+        // its own 7,680 bytes.
+        assert_eq!(g.deadline_at(start + s(1), 480_000, far), start + s(60));
+        // Nothing more: at the end of the second window the transfer is too slow.
+        assert_eq!(g.deadline_at(start + s(45), 480_000, far), start + s(60));
+        assert!(g.deadline_at(start + s(61), 480_000, far) <= start + s(61));
+    }
+
+    #[test]
+    fn a_steady_sender_at_the_rate_is_never_late() {
+        let start = Instant::now();
+        let far = start + Duration::from_secs(86_400);
+        let mut g = guard(start);
+        for second in 1..600u64 {
+            let now = start + Duration::from_secs(second);
+            let bytes = (second * 300) as usize;
+            assert!(g.deadline_at(now, bytes, far) > now, "late at {second} s");
+        }
+        let mut off = RateGuard {
+            bytes_per_second: 0,
+            ..guard(start)
+        };
+        assert_eq!(off.deadline_at(start, 0, far), far);
     }
 }

@@ -1,6 +1,6 @@
 //! HELO/EHLO (the greeting and the extensions we announce) and STARTTLS.
 
-use super::{End, Greeting, Session};
+use super::{wait_client, End, Greeting, Session, Wait};
 use crate::mail::Reply;
 use crate::policy::{Decision, Stage};
 
@@ -55,11 +55,20 @@ impl Session {
             tracing::info!(client = %self.peer, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
             self.limit_hit("starttls_injection");
         }
-        match self
-            .conn
-            .start_tls(&acceptor, self.command_deadline())
-            .await
-        {
+        // A wait for the client like any other: a handshake that stalls can be evicted
+        // under stress and ends at shutdown. Mid-handshake there is no way to say 421:
+        // the connection just closes.
+        let deadline = self.command_deadline();
+        let handshake = self.conn.start_tls(&acceptor, deadline);
+        let done = match wait_client(&self.handle, &self.server, true, handshake).await {
+            Wait::Ready(done) => done,
+            Wait::Evicted => {
+                self.limit_hit("stress_idle");
+                return Some(End::Closed("evicted in the TLS handshake"));
+            }
+            Wait::Shutdown => return Some(End::Closed("shutdown")),
+        };
+        match done {
             Ok(version) => {
                 self.server
                     .metrics
