@@ -26,10 +26,23 @@ const SPACE_TAGS: &[&str] = &[
     "li", "th", "td", "dd", "dt", "embed", "h1", "h2", "h3", "h4", "h5", "h6",
 ];
 
-/// One rendered piece: text, or the whitespace a block tag stands for.
-struct Piece {
-    text: String,
-    whitespace: bool,
+/// What was rendered last: SpamAssassin's whitespace rules look one piece back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Nothing,
+    /// A text run (maybe emptied), and whether it ended in a space.
+    Text {
+        ends_in_space: bool,
+    },
+    /// The whitespace a block tag stands for.
+    Break,
+}
+
+/// The rendered text, written into one string as it goes: a piece per run cost a small
+/// allocation per stray `<`, about 57 times a part of them in memory.
+struct Rendered {
+    out: String,
+    last: Last,
 }
 
 /// Where `</name` (any case) starts in `text`. Searched in place: a copy of the rest of
@@ -50,7 +63,10 @@ fn find_closing_tag(text: &str, name: &str) -> Option<usize> {
 /// trims it (a text run right after a block break loses one leading space; a run after an
 /// emptied run keeps it, which anchored rules such as `TRACKER_ID` notice).
 pub(super) fn render_html(html: &str) -> String {
-    let mut pieces: Vec<Piece> = Vec::new();
+    let mut pieces = Rendered {
+        out: String::with_capacity(html.len() / 2),
+        last: Last::Nothing,
+    };
     let mut skip_until: Option<&'static str> = None;
     let mut rest = html;
     while !rest.is_empty() {
@@ -96,46 +112,51 @@ pub(super) fn render_html(html: &str) -> String {
         } else {
             continue;
         };
-        if let Some(last) = pieces.last_mut() {
-            if !last.whitespace && last.text.ends_with(' ') {
-                last.text.pop();
-            }
+        if pieces.last
+            == (Last::Text {
+                ends_in_space: true,
+            })
+        {
+            pieces.out.pop();
         }
-        pieces.push(Piece {
-            text: ws.to_string(),
-            whitespace: true,
-        });
+        pieces.out.push_str(ws);
+        pieces.last = Last::Break;
     }
-    pieces.into_iter().map(|p| p.text).collect()
+    pieces.out
 }
 
 /// Adds a text run: entities decoded, each whitespace run one space, and one leading space
 /// dropped right after a block break.
-fn push_text(pieces: &mut Vec<Piece>, raw: &str) {
+fn push_text(pieces: &mut Rendered, raw: &str) {
     let decoded = decode_entities(raw);
-    let mut text = String::with_capacity(decoded.len());
+    let start = pieces.out.len();
+    // One leading space (a whitespace run's or a no-break space's) goes right after a
+    // block break.
+    let mut first = pieces.last == Last::Break;
+    let mut push = |out: &mut String, c: char| {
+        if std::mem::take(&mut first) && c == ' ' {
+            return;
+        }
+        out.push(c);
+    };
     let mut in_space = false;
     for c in decoded.chars() {
         if matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b') {
             if !in_space {
-                text.push(' ');
+                push(&mut pieces.out, ' ');
             }
             in_space = true;
         } else if c == '\u{a0}' {
-            text.push(' ');
+            push(&mut pieces.out, ' ');
             in_space = false;
         } else {
-            text.push(c);
+            push(&mut pieces.out, c);
             in_space = false;
         }
     }
-    if pieces.last().is_some_and(|p| p.whitespace) && text.starts_with(' ') {
-        text.remove(0);
-    }
-    pieces.push(Piece {
-        text,
-        whitespace: false,
-    });
+    pieces.last = Last::Text {
+        ends_in_space: pieces.out.len() > start && pieces.out.ends_with(' '),
+    };
 }
 
 /// Named references whose text mail-parser's renderer would not hand back as such.
