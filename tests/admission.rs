@@ -266,3 +266,44 @@ fn a_sender_making_progress_is_not_dropped_under_stress() {
         internal.expect_message_id(&format!("busy-{i}@test"));
     }
 }
+
+/// Regression (review): every accepted RCPT counted as progress, the same address
+/// repeated included, so under stress a client repeating one RCPT every few seconds kept
+/// its slot for the whole `session_duration`. A repeated recipient is accepted once.
+#[test]
+fn a_repeated_recipient_is_no_progress_under_stress() {
+    let (internal, gw) = gateway(&[
+        ("max_sessions", "10"),
+        ("stress_threshold_percent", "1"),
+        ("stress_idle_timeout", "\"1s\""),
+    ]);
+    let (mut c, b) = silent_from(gw.port, "127.0.18.1");
+    b.expect(220, "");
+    c.cmd("EHLO repeat.test").expect(250, "");
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "2.1.0");
+    let mut closed = None;
+    for i in 0..40 {
+        let r = c.cmd("RCPT TO:<user@example.test>");
+        if r.code != 250 {
+            closed = Some((i, r));
+            break;
+        }
+        thread::sleep(Duration::from_millis(400));
+    }
+    let (i, r) = closed.expect("the session kept its slot repeating one recipient");
+    r.expect(421, "4.4.2");
+    assert!(i >= 2, "closed before it was idle: after {i} repeats");
+    // The recipient was taken once: a message to it arrives once.
+    let mut c = SmtpClient::connect_from(gw.port, "127.0.18.2");
+    c.read_reply().expect(220, "");
+    c.cmd("EHLO once.test").expect(250, "");
+    c.send_mail(
+        "sender@sender.test",
+        &["user@example.test", "user@example.test"],
+        &message("once@test", "once", "hello"),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    let got = internal.expect_message_id("once@test");
+    assert_eq!(got.rcpt_to.len(), 1, "{:?}", got.rcpt_to);
+}

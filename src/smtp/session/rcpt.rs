@@ -24,6 +24,19 @@ impl Session {
                 )
                 .await;
         }
+        if self
+            .ctx
+            .recipients
+            .iter()
+            .any(|r| r.to_path() == to.to_path())
+        {
+            // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
+            // sent, and a repeated RCPT is no progress that keeps a session under stress.
+            return self.ok(
+                Stage::Rcpt,
+                Reply::new(250, "2.1.5", "Ok (duplicate recipient)"),
+            );
+        }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
             self.limit_hit("recipients_per_message");
             let reply = Reply::new(452, "4.5.3", "Too many recipients");
