@@ -81,6 +81,12 @@ impl Check for RelayControl {
                 return Decision::Continue;
             }
         }
+        // A domain written in Unicode (RFC 6531 lets an SMTPUTF8 sender do so) is the
+        // domain of its A-label, which `relay.domains` holds: from here on, recipient lists,
+        // callouts and delivery see that one name.
+        if let Some(ascii) = a_label(&rcpt.domain) {
+            rcpt.domain = ascii;
+        }
         match self.refusal(&rcpt.local, &rcpt.domain, rcpt.source_route) {
             None => Decision::Continue,
             Some(why) => {
@@ -90,6 +96,18 @@ impl Check for RelayControl {
             }
         }
     }
+}
+
+/// The A-label form of a domain written in Unicode, when the domain is exactly what its
+/// A-label reads back as (UTS 46, non-transitional): a look-alike spelling (full-width
+/// letters, an ideographic full stop) maps onto an A-label too, but is not taken for it.
+fn a_label(domain: &str) -> Option<String> {
+    if domain.is_ascii() {
+        return None;
+    }
+    let ascii = idna::domain_to_ascii(domain).ok()?;
+    let (unicode, result) = idna::domain_to_unicode(&ascii);
+    (result.is_ok() && unicode == domain).then_some(ascii)
 }
 
 #[cfg(test)]
@@ -123,6 +141,41 @@ mod tests {
             "postmaster",
         ] {
             assert_eq!(judge(ok).await, Decision::Continue, "{ok}");
+        }
+    }
+
+    /// Regression (review): a recipient domain written in Unicode was compared with the
+    /// A-labels of `relay.domains` as it was, so mail to `j\u{f6}rg@b\u{fc}cher.example` got
+    /// `550 5.7.1 relay access denied` for good.
+    #[tokio::test]
+    async fn a_domain_written_in_unicode_is_its_a_label() {
+        let c = Config::from_toml(
+            Path::new("t.toml"),
+            "[relay]\ndomains=[\"xn--bcher-kva.example\"]\ninternal=[\"127.0.0.1:2526\"]\n",
+        )
+        .unwrap();
+        let control = RelayControl::new(&c);
+        let judge = |rcpt: &str| {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.rcpt = Some(parse_path(rcpt).unwrap());
+            (ctx, &control)
+        };
+        let (mut ctx, control) = judge("j\u{f6}rg@B\u{dc}CHER.example");
+        assert_eq!(control.run(&mut ctx).await, Decision::Continue);
+        let rcpt = ctx.rcpt.unwrap();
+        assert_eq!(rcpt.domain, "xn--bcher-kva.example");
+        assert_eq!(rcpt.to_path(), "j\u{f6}rg@xn--bcher-kva.example");
+        // Full-width letters and an ideographic full stop map to the same A-label, but
+        // are another spelling: refused.
+        for look_alike in [
+            "j@\u{ff42}\u{fc}cher.example",
+            "j@b\u{fc}cher\u{3002}example",
+        ] {
+            let (mut ctx, control) = judge(look_alike);
+            assert!(
+                matches!(control.run(&mut ctx).await, Decision::Reject(_)),
+                "{look_alike}"
+            );
         }
     }
 
