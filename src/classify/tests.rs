@@ -436,9 +436,12 @@ mod flaky {
             member: &str,
             memory: Duration,
             fanout_window: Duration,
+            first_by: &[String],
         ) -> Result<ContactAnswer, StateError> {
             self.up()?;
-            self.inner.contact(key, member, memory, fanout_window).await
+            self.inner
+                .contact(key, member, memory, fanout_window, first_by)
+                .await
         }
         async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError> {
             self.up()?;

@@ -132,6 +132,7 @@ pub fn contact(
     member: &str,
     memory: Duration,
     fanout_window: Duration,
+    first_by: &[String],
 ) -> (ContactAnswer, Vec<(String, u64)>) {
     let memory_start = now.saturating_sub(memory.as_secs());
     let fanout_start = now.saturating_sub(fanout_window.as_secs());
@@ -139,9 +140,11 @@ pub fn contact(
         .into_iter()
         .filter(|(name, at)| *at >= memory_start && name != member)
         .collect();
-    let seen_before = !kept.is_empty();
-    // A first contact is one with no other member within the memory: a client that only
-    // ever talks to this member stays a first contact of it.
+    // A first contact is one with no other member (of `first_by`) within the memory: a
+    // client that only ever talks to this member stays a first contact of it.
+    let seen_before = kept
+        .iter()
+        .any(|(name, _)| first_by.is_empty() || first_by.contains(name));
     let answer_first = !seen_before;
     let recent_others = kept.iter().filter(|(_, at)| *at >= fanout_start).count();
     kept.push((member.to_owned(), now));
@@ -229,7 +232,7 @@ mod tests {
     #[test]
     fn contacts_tell_first_contact_and_fanout() {
         let (memory, fanout) = (Duration::from_secs(600), Duration::from_secs(30));
-        let (a, stored) = contact(1000, Vec::new(), "bk1", memory, fanout);
+        let (a, stored) = contact(1000, Vec::new(), "bk1", memory, fanout, &[]);
         assert_eq!(
             a,
             ContactAnswer {
@@ -237,15 +240,15 @@ mod tests {
                 members_recently: 1
             }
         );
-        let (a, stored) = contact(1010, stored, "gw1", memory, fanout);
+        let (a, stored) = contact(1010, stored, "gw1", memory, fanout, &[]);
         assert!(!a.first_contact);
         assert_eq!(a.members_recently, 2);
-        let (a, stored) = contact(1020, stored, "gw2", memory, fanout);
+        let (a, stored) = contact(1020, stored, "gw2", memory, fanout, &[]);
         assert_eq!(a.members_recently, 3);
         // Much later: the old contacts fall out of the fanout window, then out of memory.
-        let (a, stored) = contact(1100, stored, "gw1", memory, fanout);
+        let (a, stored) = contact(1100, stored, "gw1", memory, fanout, &[]);
         assert_eq!((a.first_contact, a.members_recently), (false, 1));
-        let (a, _) = contact(2000, stored, "bk1", memory, fanout);
+        let (a, _) = contact(2000, stored, "bk1", memory, fanout, &[]);
         assert!(a.first_contact);
         assert_eq!(
             decode_contacts(&encode_contacts(&[("a".into(), 1), ("b".into(), 2)])),

@@ -81,6 +81,7 @@ enum Op {
         member: String,
         memory: Duration,
         fanout: Duration,
+        first_by: Vec<String>,
     },
     AddCounters {
         deltas: Vec<(String, i64)>,
@@ -312,12 +313,14 @@ impl Backend for Embedded {
         member: &str,
         memory: Duration,
         fanout_window: Duration,
+        first_by: &[String],
     ) -> Result<ContactAnswer, StateError> {
         let op = Op::Contact {
             key: key.to_owned(),
             member: member.to_owned(),
             memory,
             fanout: fanout_window,
+            first_by: first_by.to_vec(),
         };
         match self.run(op).await? {
             Answer::Contact(c) => Ok(c),
@@ -591,11 +594,13 @@ fn apply_one(table: &mut Table<'_>, now: u64, op: Op) -> Result<Answer, StateErr
             member,
             memory,
             fanout,
+            first_by,
         } => {
             let stored = read(table, now, &key)?
                 .map(|v| algo::decode_contacts(&v))
                 .unwrap_or_default();
-            let (answer, kept) = algo::contact(now / 1000, stored, &member, memory, fanout);
+            let (answer, kept) =
+                algo::contact(now / 1000, stored, &member, memory, fanout, &first_by);
             write(
                 table,
                 &key,

@@ -79,7 +79,8 @@ pub struct RateAnswer {
 /// What the tier remembered about a client when it connected (tier connection memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContactAnswer {
-    /// No gateway of the tier saw the client within the memory window.
+    /// No gateway of the tier (of those asked about) saw the client within the memory
+    /// window.
     pub first_contact: bool,
     /// Gateways (this one included) the client reached within the fan-out window.
     pub members_recently: usize,
@@ -122,13 +123,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<GreylistAnswer, StateError>;
     /// Records that `member` (a gateway) was contacted by the client of `key` now, and
     /// says what the tier knew before: contacts older than `memory` are forgotten,
-    /// those within `fanout_window` are counted.
+    /// those within `fanout_window` are counted. Only a contact with one of `first_by`
+    /// (any other member when empty) makes this one no first contact.
     async fn contact(
         &self,
         key: &str,
         member: &str,
         memory: Duration,
         fanout_window: Duration,
+        first_by: &[String],
     ) -> Result<ContactAnswer, StateError>;
     /// Reads many counters in one round trip (`MGET`); a missing key reads as 0. The
     /// classifier reads one counter per token of a message.
@@ -394,11 +397,13 @@ impl State {
         member: &str,
         memory: Duration,
         fanout_window: Duration,
+        first_by: &[String],
     ) -> Result<ContactAnswer, Unavailable> {
         let key = self.key(key);
         self.call(
             "contact",
-            self.backend.contact(&key, member, memory, fanout_window),
+            self.backend
+                .contact(&key, member, memory, fanout_window, first_by),
         )
         .await
     }

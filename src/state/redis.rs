@@ -75,6 +75,9 @@ const CONTACT: &str = r"
 local now = tonumber(redis.call('TIME')[1])
 local memory_start = now - tonumber(ARGV[2])
 local fanout_start = now - tonumber(ARGV[3])
+local counted = {}
+for i = 4, #ARGV do counted[ARGV[i]] = true end
+local any = #ARGV < 4
 local all = redis.call('HGETALL', KEYS[1])
 local others, recent = 0, 0
 for i = 1, #all, 2 do
@@ -82,7 +85,7 @@ for i = 1, #all, 2 do
   if at == nil or at < memory_start then
     redis.call('HDEL', KEYS[1], name)
   elseif name ~= ARGV[1] then
-    others = others + 1
+    if any or counted[name] then others = others + 1 end
     if at >= fanout_start then recent = recent + 1 end
   end
 end
@@ -387,17 +390,19 @@ impl Backend for RedisBackend {
         member: &str,
         memory: Duration,
         fanout_window: Duration,
+        first_by: &[String],
     ) -> Result<ContactAnswer, StateError> {
         let mut conn = self.conn().await?;
-        let (first, recent): (i64, i64) = self
-            .contact
-            .key(key)
+        let mut invocation = self.contact.key(key);
+        invocation
             .arg(member)
             .arg(memory.as_secs().max(1))
-            .arg(fanout_window.as_secs().max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .arg(fanout_window.as_secs().max(1));
+        for name in first_by {
+            invocation.arg(name);
+        }
+        let (first, recent): (i64, i64) =
+            invocation.invoke_async(&mut conn).await.map_err(failed)?;
         Ok(ContactAnswer {
             first_contact: first == 1,
             members_recently: usize::try_from(recent).unwrap_or(1),

@@ -212,11 +212,27 @@ async fn suite(state: &State) {
     );
     // Tier connection memory.
     let (mem, fan) = (Duration::from_secs(600), Duration::from_secs(30));
-    let first = state.contact("cm", "bk1", mem, fan).await.unwrap();
+    let first = state.contact("cm", "bk1", mem, fan, &[]).await.unwrap();
     assert!(first.first_contact);
-    let second = state.contact("cm", "gw1", mem, fan).await.unwrap();
+    let second = state.contact("cm", "gw1", mem, fan, &[]).await.unwrap();
     assert!(!second.first_contact);
-    let third = state.contact("cm", "gw2", mem, fan).await.unwrap();
+    let third = state.contact("cm", "gw2", mem, fan, &[]).await.unwrap();
+    // Only the members named count against a first contact: a client that reached another
+    // backup, never a primary, is still a first contact of the primaries' tier.
+    let primaries = ["gw1".to_string(), "gw2".to_string()];
+    state.contact("cm2", "bk2", mem, fan, &[]).await.unwrap();
+    let at_bk1 = state
+        .contact("cm2", "bk1", mem, fan, &primaries)
+        .await
+        .unwrap();
+    assert!(at_bk1.first_contact);
+    assert_eq!(at_bk1.members_recently, 2);
+    state.contact("cm2", "gw1", mem, fan, &[]).await.unwrap();
+    let again = state
+        .contact("cm2", "bk1", mem, fan, &primaries)
+        .await
+        .unwrap();
+    assert!(!again.first_contact);
     assert_eq!(third.members_recently, 3);
     // Atomic under concurrency: 50 increments from 50 tasks count 50.
     let adds = (0..50).map(|_| state.incr("many", 1, Duration::from_secs(60)));

@@ -91,12 +91,22 @@ impl Check for TierContact {
             return Decision::Continue;
         };
         let key = format!("tier:cm:{}", ctx.client.ip.to_canonical());
+        // The rule reads "the first member this client reached lately is a backup": a
+        // client that went to another backup before this one is still bypassing the
+        // primaries, so only their contacts count against a first contact.
+        let primaries: Vec<String> = config
+            .peers
+            .iter()
+            .filter(|p| p.role == Role::Primary)
+            .map(|p| p.name.clone())
+            .collect();
         match state
             .contact(
                 &key,
                 &config.name,
                 config.connection_memory,
                 config.fanout_window,
+                &primaries,
             )
             .await
         {
@@ -173,6 +183,7 @@ mod tests {
                     name,
                     config.connection_memory,
                     config.fanout_window,
+                    &[],
                 )
                 .await
                 .unwrap();
@@ -211,5 +222,68 @@ mod tests {
                 "{name} after {before:?}: {symbols:?}"
             );
         }
+    }
+
+    /// Regression (review): a first contact meant "no other member", so a client that went
+    /// to the second backup, then the first, scored no `MX_BYPASS_FIRST_CONTACT` at the
+    /// first: the rule means the first member it reached lately is a backup.
+    #[tokio::test]
+    async fn a_client_that_reached_only_another_backup_is_a_first_contact() {
+        use Role::{Backup, Primary};
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        let metrics = Arc::new(Metrics::new());
+        let peers_of_bk1 = [("gw1", Primary), ("bk2", Backup)];
+        // gw1 is up: its heartbeat is in the shared state, and bk1 has looked.
+        let gw1 = TierConfig::for_test("gw1", Primary, &[("bk1", Backup), ("bk2", Backup)]);
+        Tier::new(gw1, Some(state.clone()), metrics.clone())
+            .round()
+            .await;
+        let bk1 = Tier::new(
+            TierConfig::for_test("bk1", Backup, &peers_of_bk1),
+            Some(state.clone()),
+            metrics,
+        );
+        bk1.round().await;
+        assert!(bk1.primaries_up());
+        let config = bk1.config();
+        let symbols_at_bk1 = |before: &'static str| {
+            let (state, bk1, config) = (state.clone(), bk1.clone(), config.clone());
+            async move {
+                let ip = if before == "bk2" {
+                    "192.0.2.7"
+                } else {
+                    "192.0.2.8"
+                };
+                let key = format!("tier:cm:{ip}");
+                state
+                    .contact(
+                        &key,
+                        before,
+                        config.connection_memory,
+                        config.fanout_window,
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                let mut ctx = Context::new(ClientInfo::new(ip.parse().unwrap()));
+                TierContact::new(bk1, Some(state), None).run(&mut ctx).await;
+                ctx.symbols.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+        };
+        let after_bk2 = symbols_at_bk1("bk2").await;
+        assert!(
+            after_bk2.iter().any(|s| s == "MX_BYPASS_FIRST_CONTACT"),
+            "{after_bk2:?}"
+        );
+        let after_gw1 = symbols_at_bk1("gw1").await;
+        assert!(
+            after_gw1.iter().any(|s| s == "MX_BYPASS_BACKUP"),
+            "{after_gw1:?}"
+        );
+        assert!(
+            !after_gw1.iter().any(|s| s == "MX_BYPASS_FIRST_CONTACT"),
+            "{after_gw1:?}"
+        );
     }
 }
