@@ -285,16 +285,31 @@ impl MessageView {
             HeaderSource::ToCc => &["to", "cc"],
             HeaderSource::MessageId => {
                 // SpamAssassin's order, whatever the message's: a list that moved the real
-                // id to X-Message-Id or X-Original-Message-ID is read there first.
-                let found: Vec<String> = [
+                // id to X-Message-Id or X-Original-Message-ID is read there first. As in
+                // SpamAssassin, the first field of each name counts, and an empty one not
+                // at all; `:first`/`:last` pick among those.
+                let first = HeaderTarget {
+                    instance: Instance::First,
+                    ..target.clone()
+                };
+                let mut found: Vec<String> = [
                     "x-message-id",
                     "resent-message-id",
                     "x-original-message-id",
                     "message-id",
                 ]
                 .iter()
-                .filter_map(|name| self.named(&[name], target))
+                .filter_map(|name| self.named(&[name], &first))
+                .filter(|value| !value.trim().is_empty())
                 .collect();
+                match target.instance {
+                    Instance::All => {}
+                    Instance::First => found.truncate(1),
+                    Instance::Last => {
+                        let last = found.pop();
+                        found = last.into_iter().collect();
+                    }
+                }
                 return (!found.is_empty()).then(|| found.join("\n"));
             }
             HeaderSource::EnvelopeFrom => {

@@ -269,6 +269,23 @@ X-Message-Id: <xmid@x>\r\nSubject: s\r\n\r\nbody\r\n";
     assert_eq!(names(&rules, msg), vec!["MID_FIRST", "MID_XORIG"]);
 }
 
+/// Regression (carried finding): `MESSAGEID` kept empty id fields and every field of each
+/// name, where SpamAssassin joins the first field of each name that is not empty: an empty
+/// `X-Message-Id:` made `MESSAGEID =~ /^$/m` hit, and a second `Message-ID` was read.
+#[test]
+fn messageid_drops_empty_fields_and_reads_the_first_of_each_name() {
+    let rules = compile(
+        "header MID_EMPTY_LINE MESSAGEID =~ /^$/m\n\
+         header MID_SECOND MESSAGEID =~ /second/\n\
+         header MID_LAST MESSAGEID:last =~ /^<real\\@/\n\
+         header MID_FIRST_IS_X MESSAGEID:first =~ /^<xmid\\@/\n",
+    );
+    let msg = b"X-Message-Id:\r\nX-Message-Id: <xmid@x>\r\nMessage-ID: <real@x>\r\n\
+Message-ID: <second@x>\r\nSubject: s\r\n\r\nbody\r\n";
+    // The first X-Message-Id is empty: it counts for nothing, and the second is not read.
+    assert_eq!(names(&rules, msg), vec!["MID_LAST"]);
+}
+
 /// Pseudo-headers and address modifiers as SpamAssassin 4.0.1 reads them (each compared
 /// with `spamassassin -t` on this message): `ToCc` is the To headers then the Cc headers
 /// whatever their order in the message, `ToCc`/`EnvelopeFrom` are matched in any case,
