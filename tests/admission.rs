@@ -18,6 +18,16 @@ fn gateway(limits: &[(&str, &str)]) -> (InternalServer, Gateway) {
     (internal, Gateway::start(cfg))
 }
 
+/// A gateway under stress from its first session (1 % of 10 slots), whose sessions are
+/// closed after a second without progress.
+fn stressed_gateway() -> (InternalServer, Gateway) {
+    gateway(&[
+        ("max_sessions", "10"),
+        ("stress_threshold_percent", "1"),
+        ("stress_idle_timeout", "\"1s\""),
+    ])
+}
+
 /// A client that connected from `source` and read its banner.
 fn silent_from(port: u16, source: &str) -> (SmtpClient, Reply) {
     let mut c = SmtpClient::connect_from(port, source);
@@ -205,11 +215,7 @@ fn trickle_until_answered(c: &mut SmtpClient, bytes: &[u8]) -> Option<String> {
 /// here) a client that trickles a command it never finishes is closed with 421 4.4.2.
 #[test]
 fn trickled_command_bytes_do_not_keep_a_slot_under_stress() {
-    let (internal, gw) = gateway(&[
-        ("max_sessions", "10"),
-        ("stress_threshold_percent", "1"),
-        ("stress_idle_timeout", "\"1s\""),
-    ]);
+    let (internal, gw) = stressed_gateway();
     let (mut c, b) = silent_from(gw.port, "127.0.14.1");
     b.expect(220, "");
     c.cmd("EHLO trickle.test").expect(250, "");
@@ -226,11 +232,7 @@ fn trickled_command_bytes_do_not_keep_a_slot_under_stress() {
 /// closed with 421 4.4.2 under stress, and nothing of it is relayed.
 #[test]
 fn trickled_message_data_does_not_keep_a_slot_under_stress() {
-    let (internal, gw) = gateway(&[
-        ("max_sessions", "10"),
-        ("stress_threshold_percent", "1"),
-        ("stress_idle_timeout", "\"1s\""),
-    ]);
+    let (internal, gw) = stressed_gateway();
     let (mut c, b) = silent_from(gw.port, "127.0.16.1");
     b.expect(220, "");
     c.cmd("EHLO trickle.test").expect(250, "");
@@ -250,11 +252,7 @@ fn trickled_message_data_does_not_keep_a_slot_under_stress() {
 /// idle, even with every session under stress and a short stress timeout.
 #[test]
 fn a_sender_making_progress_is_not_dropped_under_stress() {
-    let (internal, gw) = gateway(&[
-        ("max_sessions", "10"),
-        ("stress_threshold_percent", "1"),
-        ("stress_idle_timeout", "\"1s\""),
-    ]);
+    let (internal, gw) = stressed_gateway();
     let (mut c, b) = silent_from(gw.port, "127.0.17.1");
     b.expect(220, "");
     c.cmd("EHLO busy.test").expect(250, "");
@@ -279,11 +277,7 @@ fn a_sender_making_progress_is_not_dropped_under_stress() {
 /// its slot for the whole `session_duration`. A repeated recipient is accepted once.
 #[test]
 fn a_repeated_recipient_is_no_progress_under_stress() {
-    let (internal, gw) = gateway(&[
-        ("max_sessions", "10"),
-        ("stress_threshold_percent", "1"),
-        ("stress_idle_timeout", "\"1s\""),
-    ]);
+    let (internal, gw) = stressed_gateway();
     let (mut c, b) = silent_from(gw.port, "127.0.18.1");
     b.expect(220, "");
     c.cmd("EHLO repeat.test").expect(250, "");

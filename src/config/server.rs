@@ -239,17 +239,13 @@ impl RawServer {
                 key: t.key,
             }
         });
-        for (key, v) in [
-            ("server.greet_delay", self.greet_delay),
-            ("server.proxy_protocol_timeout", self.proxy_protocol_timeout),
-        ] {
-            if v > LONGEST_LIMIT {
-                problems.bad(key, "must be at most a year");
-            }
-        }
-        if self.proxy_protocol_timeout.is_zero() {
-            problems.bad("server.proxy_protocol_timeout", "must be greater than 0");
-        }
+        time_limit(problems, "server.greet_delay", self.greet_delay, false);
+        time_limit(
+            problems,
+            "server.proxy_protocol_timeout",
+            self.proxy_protocol_timeout,
+            true,
+        );
         let proxy_protocol_from = NetworkList::load(
             "server.proxy_protocol_from",
             &self.proxy_protocol_from,
@@ -305,33 +301,33 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
     }
     validate_memory(l, problems);
     validate_admission(l, problems);
-    for (key, v) in [
-        ("command_timeout", l.command_timeout),
-        ("session_duration", l.session_duration),
-        ("stress_idle_timeout", l.stress_idle_timeout),
+    // (key, value, whether zero is refused)
+    for (key, v, positive) in [
+        ("command_timeout", l.command_timeout, true),
+        ("session_duration", l.session_duration, true),
+        ("stress_idle_timeout", l.stress_idle_timeout, true),
+        ("data_rate_grace", l.data_rate_grace, false),
+        ("tarpit_delay", l.tarpit_delay, false),
+        ("shutdown_grace", l.shutdown_grace, false),
     ] {
-        if v.is_zero() {
-            problems.bad(&format!("server.limits.{key}"), "must be greater than 0");
-        }
-    }
-    // Sessions add these to the clock: one past its end panicked every session.
-    for (key, v) in [
-        ("command_timeout", l.command_timeout),
-        ("session_duration", l.session_duration),
-        ("stress_idle_timeout", l.stress_idle_timeout),
-        ("data_rate_grace", l.data_rate_grace),
-        ("tarpit_delay", l.tarpit_delay),
-        ("shutdown_grace", l.shutdown_grace),
-    ] {
-        if v > LONGEST_LIMIT {
-            problems.bad(&format!("server.limits.{key}"), "must be at most a year");
-        }
+        time_limit(problems, &format!("server.limits.{key}"), v, positive);
     }
 }
 
 /// The longest time limit taken: sessions add limits to the clock, and one past its end
 /// panicked every session; no SMTP wait is meant to last longer.
 const LONGEST_LIMIT: Duration = Duration::from_secs(365 * 86_400);
+
+/// Checks a time limit the sessions add to the clock: at most [`LONGEST_LIMIT`], and more
+/// than zero when `positive` (a zero timeout would end every wait before it began).
+fn time_limit(problems: &mut Problems, key: &str, v: Duration, positive: bool) {
+    if positive && v.is_zero() {
+        problems.bad(key, "must be greater than 0");
+    }
+    if v > LONGEST_LIMIT {
+        problems.bad(key, "must be at most a year");
+    }
+}
 
 /// Message memory: a sample needs room, the budget must fit one message, the header
 /// section must fit in memory.

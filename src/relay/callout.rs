@@ -327,15 +327,25 @@ mod tests {
         (Probe { callout, config }, metrics)
     }
 
-    /// A callout allowed `concurrency` probes at once, each within `deadline`.
-    fn limited(servers: &[SocketAddr], concurrency: usize, deadline: Duration) -> Probe {
+    /// A callout whose `[relay.recipients]` settings `edit` changed.
+    fn with_recipients(
+        servers: &[SocketAddr],
+        edit: impl FnOnce(&mut crate::config::RecipientsConfig),
+    ) -> Probe {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = (*config(dir.path(), servers, &[])).clone();
-        cfg.relay.recipients.callout_concurrency = concurrency;
-        cfg.relay.recipients.callout_timeout = deadline;
+        edit(&mut cfg.relay.recipients);
         Probe {
             callout: Callout::new(Arc::new(Metrics::new())),
             config: Arc::new(cfg),
+        }
+    }
+
+    /// [`directory`] waiting `delay` before each reply.
+    fn slow_directory(delay: Duration) -> Script {
+        Script {
+            delay,
+            ..directory()
         }
     }
 
@@ -424,12 +434,8 @@ mod tests {
     /// connections to the internal server at once.
     #[tokio::test]
     async fn probes_beyond_the_concurrency_limit_wait_for_a_slot() {
-        let server = FakeServer::start(Script {
-            delay: Duration::from_millis(50),
-            ..directory()
-        })
-        .await;
-        let c = limited(&[server.addr], 2, Duration::from_secs(20));
+        let server = FakeServer::start(slow_directory(Duration::from_millis(50))).await;
+        let c = with_recipients(&[server.addr], |rc| rc.callout_concurrency = 2);
         let rcpts: Vec<String> = (0..6).map(|i| format!("user{i}@example.test")).collect();
         let answers = futures::future::join_all(rcpts.iter().map(|r| c.verify(r))).await;
         for answer in &answers {
@@ -445,13 +451,12 @@ mod tests {
     /// A probe that gets no slot before its deadline is unavailable (a 4xx), not unknown.
     #[tokio::test]
     async fn a_probe_with_no_slot_in_time_is_unavailable() {
-        let server = FakeServer::start(Script {
-            delay: Duration::from_millis(300),
-            ..directory()
-        })
-        .await;
+        let server = FakeServer::start(slow_directory(Duration::from_millis(300))).await;
         // One slot; the first probe may take 5 s (it takes about 1 s), the second 200 ms.
-        let patient = limited(&[server.addr], 1, Duration::from_secs(5));
+        let patient = with_recipients(&[server.addr], |rc| {
+            rc.callout_concurrency = 1;
+            rc.callout_timeout = Duration::from_secs(5);
+        });
         let mut hasty = (*patient.config).clone();
         hasty.relay.recipients.callout_timeout = Duration::from_millis(200);
         let hasty = Arc::new(hasty);
@@ -484,18 +489,10 @@ mod tests {
         let a = c.verify("alice@example.test").await;
         assert!(matches!(a, CalloutAnswer::Unavailable { .. }), "{a:?}");
 
-        let slow = FakeServer::start(Script {
-            delay: Duration::from_secs(2),
-            ..directory()
-        })
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = (*config(dir.path(), &[slow.addr], &[])).clone();
-        cfg.relay.recipients.callout_timeout = Duration::from_millis(100);
-        let c = Probe {
-            callout: Callout::new(Arc::new(Metrics::new())),
-            config: Arc::new(cfg),
-        };
+        let slow = FakeServer::start(slow_directory(Duration::from_secs(2))).await;
+        let c = with_recipients(&[slow.addr], |rc| {
+            rc.callout_timeout = Duration::from_millis(100);
+        });
         let a = c.verify("alice@example.test").await;
         assert_eq!(
             a,
@@ -528,24 +525,16 @@ mod tests {
             }
         });
         let server = FakeServer::start(directory()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = (*config(dir.path(), &[hung_addr, server.addr], &[])).clone();
-        cfg.relay.recipients.callout_timeout = Duration::from_secs(1);
-        let c = Probe {
-            callout: Callout::new(Arc::new(Metrics::new())),
-            config: Arc::new(cfg),
-        };
+        let c = with_recipients(&[hung_addr, server.addr], |rc| {
+            rc.callout_timeout = Duration::from_secs(1);
+        });
         assert_eq!(c.verify("alice@example.test").await, CalloutAnswer::Exists);
         holder.abort();
     }
 
     #[tokio::test]
     async fn concurrent_lookups_share_one_probe() {
-        let server = FakeServer::start(Script {
-            delay: Duration::from_millis(50),
-            ..directory()
-        })
-        .await;
+        let server = FakeServer::start(slow_directory(Duration::from_millis(50))).await;
         let (c, _) = callout(&[server.addr], &[]);
         let (a, b, d) = tokio::join!(
             c.verify("alice@example.test"),

@@ -55,6 +55,20 @@ impl Gateway {
             .unwrap()
     }
 
+    /// Quarantines a message of `env`, then releases it as `mxguard quarantine release`
+    /// does, from another process's spool handle.
+    async fn quarantine_and_release(&self, env: &Envelope) {
+        let id = QueueId::generate();
+        self.spool
+            .quarantine_as(&id, env, b"", b"Subject: held\r\n\r\nbody\r\n")
+            .await
+            .unwrap();
+        Spool::open_for_admin(self.spool.dir())
+            .unwrap()
+            .release(&id)
+            .unwrap();
+    }
+
     /// A relay on this gateway's spool, for driving single attempts.
     fn relay(&self, config: Arc<Config>) -> Relay {
         Relay::new(fixed(config), self.spool.clone(), self.metrics.clone())
@@ -599,21 +613,8 @@ async fn a_quarantine_release_does_not_retry_every_deferred_message() {
     gw.store(&envelope("s@example.org", &["later@example.test"]))
         .await;
     wait_until("first attempt deferred", || gw.count("deferred") == 1).await;
-    let id = QueueId::generate();
-    gw.spool
-        .quarantine_as(
-            &id,
-            &envelope("s@example.org", &["a@example.test"]),
-            b"",
-            b"Subject: held\r\n\r\nbody\r\n",
-        )
-        .await
-        .unwrap();
-    // What `mxguard quarantine release` does, from another process's spool handle.
-    Spool::open_for_admin(gw.spool.dir())
-        .unwrap()
-        .release(&id)
-        .unwrap();
+    gw.quarantine_and_release(&envelope("s@example.org", &["a@example.test"]))
+        .await;
     wait_until("released message delivered", || {
         server.messages().len() == 1
     })
@@ -629,34 +630,14 @@ async fn a_quarantine_release_does_not_retry_every_deferred_message() {
 /// and was dropped without a DSN (none goes out for mail judged spam).
 #[tokio::test]
 async fn a_message_released_after_its_queue_lifetime_is_retried_not_dropped() {
-    let rcpts = Arc::new(AtomicUsize::new(0));
-    let seen = rcpts.clone();
-    let server = FakeServer::start(Script {
-        rcpt: Arc::new(move |_: &str| {
-            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                "451 4.3.0 try later".into()
-            } else {
-                "250 2.1.5 Ok".into()
-            }
-        }),
-        ..Script::default()
-    })
-    .await;
+    let server = FakeServer::start(rcpt_fails_once("451 4.3.0 try later")).await;
     let (mut gw, ready) = Gateway::open();
     let cfg = gw.config(&[server.addr], &[]);
     gw.start(cfg, ready);
-    let id = QueueId::generate();
     let mut env = envelope("s@example.org", &["a@example.test"]);
     env.verdict = "quarantine".into();
     env.received_at = crate::spool::unix_now() - 6 * 86_400;
-    gw.spool
-        .quarantine_as(&id, &env, b"", b"Subject: held\r\n\r\nbody\r\n")
-        .await
-        .unwrap();
-    Spool::open_for_admin(gw.spool.dir())
-        .unwrap()
-        .release(&id)
-        .unwrap();
+    gw.quarantine_and_release(&env).await;
     wait_until("released message delivered", || {
         server.messages().len() == 1
     })
