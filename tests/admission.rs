@@ -35,22 +35,6 @@ fn silent_from(port: u16, source: &str) -> (SmtpClient, Reply) {
     (c, banner)
 }
 
-fn send_one(port: u16, source: &str, id: &str) -> Reply {
-    let mut c = SmtpClient::connect_from(port, source);
-    let banner = c.read_reply();
-    if banner.code != 220 {
-        return banner;
-    }
-    c.cmd("EHLO sender.test").expect(250, "");
-    let r = c.try_send_mail(
-        "sender@sender.test",
-        &["user@example.test"],
-        &message(id, "real mail", "hello"),
-    );
-    c.quit();
-    r
-}
-
 #[test]
 fn eleventh_silent_connection_from_one_network_is_refused_while_another_address_is_served() {
     let (internal, gw) = gateway(&[

@@ -283,16 +283,7 @@ fn a_client_stalled_in_the_tls_handshake_is_evicted_under_stress() {
         stalled.push(c);
         std::thread::sleep(Duration::from_millis(300));
     }
-    let mut c = SmtpClient::connect_from(gw.port, "127.0.11.1");
-    c.read_reply().expect(220, "");
-    c.cmd("EHLO sender.test").expect(250, "");
-    c.send_mail(
-        "sender@sender.test",
-        &["user@example.test"],
-        &message("after-stalled-tls@test", "real mail", "hello"),
-    )
-    .expect(250, "2.0.0");
-    c.quit();
+    send_one(gw.port, "127.0.11.1", "after-stalled-tls@test").expect(250, "2.0.0");
     internal.expect_message_id("after-stalled-tls@test");
     assert!(
         stalled[0].is_closed(),

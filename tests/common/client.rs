@@ -367,6 +367,24 @@ impl SmtpClient {
     }
 }
 
+/// One message (id `id`) from a client at `source` to `user@example.test`: the reply at
+/// the end of data, or the banner when the gateway would not serve the client.
+pub fn send_one(port: u16, source: &str, id: &str) -> Reply {
+    let mut c = SmtpClient::connect_from(port, source);
+    let banner = c.read_reply();
+    if banner.code != 220 {
+        return banner;
+    }
+    c.cmd("EHLO sender.test").expect(250, "");
+    let r = c.try_send_mail(
+        "sender@sender.test",
+        &["user@example.test"],
+        &super::message::message(id, "real mail", "hello"),
+    );
+    c.quit();
+    r
+}
+
 /// Extracts the queue id from `250 2.0.0 Ok: queued as ID`.
 pub fn queue_id(reply: &Reply) -> Option<String> {
     let text = reply.text();
