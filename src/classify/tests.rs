@@ -209,10 +209,7 @@ async fn embedded_store_learns_moves_forgets_and_persists() {
 #[tokio::test]
 async fn a_lock_is_released_only_by_its_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(StateBackendConfig::Embedded {
-        path: dir.path().join("state.redb"),
-    });
-    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
     let first = store::lock(&state, "gw1", Duration::from_millis(200))
         .await
         .unwrap()
@@ -247,10 +244,7 @@ async fn a_lock_is_released_only_by_its_holder() {
 #[tokio::test]
 async fn an_unreadable_ledger_entry_does_not_stop_retraining() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(StateBackendConfig::Embedded {
-        path: dir.path().join("state.redb"),
-    });
-    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
     let c = classifier(&state, "gw1");
     learn_corpus(&c, 12).await;
     let shard = store::ledger_shards().next().unwrap();

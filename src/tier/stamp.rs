@@ -225,9 +225,15 @@ pub fn strip(message: &[u8]) -> Cow<'_, [u8]> {
 
 /// The values of every stamp header of `message`, unfolded.
 fn stamp_values(message: &[u8]) -> Vec<String> {
+    unfolded_values(message, HEADER)
+}
+
+/// The value of every `wanted` field (any case) of a header section, in order, unfolded
+/// with its blank runs collapsed to one space.
+fn unfolded_values(headers: &[u8], wanted: &str) -> Vec<String> {
     let mut values = Vec::new();
-    let _ = remove_fields(message, |name, value| {
-        if name.eq_ignore_ascii_case(HEADER.as_bytes()) {
+    let _ = remove_fields(headers, |name, value| {
+        if name.eq_ignore_ascii_case(wanted.as_bytes()) {
             let text = String::from_utf8_lossy(value);
             values.push(text.split_whitespace().collect::<Vec<_>>().join(" "));
         }
@@ -262,14 +268,7 @@ fn mac(
 fn signed_fields(headers: &[u8]) -> String {
     let mut out = String::new();
     for wanted in SIGNED_FIELDS {
-        let mut values = Vec::new();
-        let _ = remove_fields(headers, |name, value| {
-            if name.eq_ignore_ascii_case(wanted.as_bytes()) {
-                let text = String::from_utf8_lossy(value);
-                values.push(text.split_whitespace().collect::<Vec<_>>().join(" "));
-            }
-            false
-        });
+        let values = unfolded_values(headers, wanted);
         out.push_str(&format!("\n{wanted}:{}", values.len()));
         for value in values {
             out.push('\n');
@@ -295,17 +294,10 @@ fn split(message: &[u8]) -> (&[u8], &[u8]) {
 
 /// The Message-ID value, trimmed; empty when there is none.
 fn message_id(headers: &[u8]) -> String {
-    let mut id = String::new();
-    let _ = remove_fields(headers, |name, value| {
-        if id.is_empty() && name.eq_ignore_ascii_case(b"message-id") {
-            id = String::from_utf8_lossy(value)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-        }
-        false
-    });
-    id
+    unfolded_values(headers, "message-id")
+        .into_iter()
+        .find(|id| !id.is_empty())
+        .unwrap_or_default()
 }
 
 /// SHA-256 of the body with LF line ends and no trailing blank lines.
