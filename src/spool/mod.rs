@@ -281,9 +281,7 @@ impl Spool {
             }
         }
         if removed > 0 {
-            fs::File::open(&self.quarantine)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("fsync", &self.quarantine))?;
+            sync_dir(&self.quarantine)?;
         }
         Ok((kept, removed))
     }
@@ -315,7 +313,7 @@ impl Spool {
         // `max_queue_lifetime` ago would otherwise expire (silently: no DSN for mail
         // judged spam) at its first temporary failure. The state goes first; a crash
         // before the rename leaves a state without a message, which recovery removes.
-        let recipients = self.load_quarantined(id)?.envelope.rcpt_to.len();
+        let recipients = self.envelope_at(&from, id)?.0.rcpt_to.len();
         let mut state = DeliveryState::new(recipients);
         state.queued_since = Some(unix_now());
         self.save_state(id, &state)?;
@@ -373,9 +371,7 @@ impl Spool {
             _ => io_err("rename", &from)(e),
         })?;
         let _ = self.discard_state(id);
-        fs::File::open(&corrupt)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync", &corrupt))?;
+        sync_dir(&corrupt)?;
         self.sync_queue()?;
         Ok(to)
     }
@@ -415,9 +411,7 @@ impl Spool {
             io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
             _ => io_err("remove", &path)(e),
         })?;
-        fs::File::open(&self.quarantine)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync", &self.quarantine))
+        sync_dir(&self.quarantine)
     }
 
     /// Announces an existing queued message for delivery again (e.g. after `flush`).
@@ -446,14 +440,7 @@ impl Spool {
     /// Reads the envelope and state of a message without keeping its body.
     pub fn entry(&self, id: &QueueId) -> Result<QueueEntry, SpoolError> {
         let path = self.queue.join(id.as_str());
-        // A message delivered (or recycled) between the listing and this read is gone, not
-        // unreadable: `queue list` would say "unreadable" and exit 1.
-        let (envelope, size) = self.body_size(&path).map_err(|e| match e {
-            SpoolError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                SpoolError::NotFound(id.clone())
-            }
-            other => other,
-        })?;
+        let (envelope, size) = self.envelope_at(&path, id)?;
         let state = self.read_state(id, &envelope)?;
         Ok(QueueEntry {
             id: id.clone(),
@@ -550,11 +537,21 @@ impl Spool {
         Ok(())
     }
 
+    /// The envelope and message size of the file at `path` (message `id`), read from its
+    /// head only. A message delivered or recycled since it was listed is not found, not
+    /// unreadable (`queue list` would say "unreadable" and exit 1).
+    fn envelope_at(&self, path: &Path, id: &QueueId) -> Result<(Envelope, u64), SpoolError> {
+        self.body_size(path).map_err(|e| match e {
+            SpoolError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                SpoolError::NotFound(id.clone())
+            }
+            other => other,
+        })
+    }
+
     /// Makes the queue directory's entries durable (a removal, most of all). Blocking.
     pub fn sync_queue(&self) -> Result<(), SpoolError> {
-        fs::File::open(&self.queue)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync", &self.queue))
+        sync_dir(&self.queue)
     }
 
     /// Deletes orphaned state files; returns the ids of messages waiting for delivery.
@@ -745,6 +742,13 @@ fn decode_header(
         seal.check(path, file_len.saturating_sub(offset as u64), whole)?;
     }
     Ok((envelope, offset))
+}
+
+/// Makes the entries of directory `dir` durable (a rename, a create or a delete in it).
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
 }
 
 /// Creates a spool directory (and its missing parents) readable by the gateway's user
