@@ -11,13 +11,8 @@ use sha2::{Digest, Sha256};
 /// delivered to several recipients, or with rewritten headers, has one digest.
 pub fn body_digest(raw: &[u8]) -> [u8; 32] {
     let mut h = BodyHasher::default();
-    h.update(find_body(raw).map_or(raw, |i| &raw[i..]));
+    h.update(body_start(raw).map_or(raw, |i| &raw[i..]));
     h.finish()
-}
-
-/// Where the body of `raw` starts for [`body_digest`], if it has an empty line.
-pub fn body_start(raw: &[u8]) -> Option<usize> {
-    find_body(raw)
 }
 
 /// [`body_digest`] of a body fed in pieces (a message on disk, read in chunks).
@@ -66,7 +61,8 @@ impl BodyHasher {
     }
 }
 
-fn find_body(raw: &[u8]) -> Option<usize> {
+/// Where the body of `raw` starts for [`body_digest`], if it has an empty line.
+pub fn body_start(raw: &[u8]) -> Option<usize> {
     let crlf = memchr::memmem::find(raw, b"\r\n\r\n").map(|p| p + 4);
     let lf = memchr::memmem::find(raw, b"\n\n").map(|p| p + 2);
     match (crlf, lf) {

@@ -164,19 +164,12 @@ impl MessageData {
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Sample)> {
             let mut sampler = Sampler::new(limits);
             let mut header = Vec::with_capacity(header_len);
-            let mut buf = vec![0u8; READ_CHUNK];
-            let mut pos = 0u64;
-            loop {
-                let n = reader.read_at(pos, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                let chunk = &buf[..n];
-                let want = header_len.saturating_sub(header.len()).min(n);
+            reader.read_chunks(0, READ_CHUNK, |chunk| {
+                let want = header_len.saturating_sub(header.len()).min(chunk.len());
                 header.extend_from_slice(&chunk[..want]);
                 sampler.feed(chunk);
-                pos += n as u64;
-            }
+                true
+            })?;
             Ok((header, sampler.finish()))
         })
         .await
@@ -229,22 +222,16 @@ impl MessageData {
                     let finder = memchr::memmem::Finder::new(&needle);
                     let keep = needle.len().saturating_sub(1);
                     let mut buf = Vec::with_capacity(READ_CHUNK + keep);
-                    let mut chunk = vec![0u8; READ_CHUNK];
-                    let mut pos = 0u64;
-                    loop {
-                        let n = reader.read_at(pos, &mut chunk)?;
-                        if n == 0 {
-                            return Ok(false);
-                        }
-                        pos += n as u64;
-                        buf.extend_from_slice(&chunk[..n]);
-                        if finder.find(&buf).is_some() {
-                            return Ok(true);
-                        }
+                    let mut found = false;
+                    reader.read_chunks(0, READ_CHUNK, |chunk| {
+                        buf.extend_from_slice(chunk);
+                        found = finder.find(&buf).is_some();
                         // Keep the end: a match may straddle two chunks.
                         let cut = buf.len().saturating_sub(keep);
                         buf.drain(..cut);
-                    }
+                        !found
+                    })?;
+                    Ok(found)
                 })
                 .await;
                 matches!(found, Ok(Ok(true)))
@@ -270,16 +257,11 @@ impl MessageData {
         hasher.update(in_header);
         let reader = s.file.reader();
         let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-            let mut chunk = vec![0u8; READ_CHUNK];
-            let mut pos = skip as u64;
-            loop {
-                let n = reader.read_at(pos, &mut chunk)?;
-                if n == 0 {
-                    return Ok(hasher.finish());
-                }
-                pos += n as u64;
-                hasher.update(&chunk[..n]);
-            }
+            reader.read_chunks(skip as u64, READ_CHUNK, |chunk| {
+                hasher.update(chunk);
+                true
+            })?;
+            Ok(hasher.finish())
         })
         .await;
         digest.map_err(std::io::Error::other)?

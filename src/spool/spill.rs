@@ -207,6 +207,25 @@ impl SpillReader {
         self.end == self.start
     }
 
+    /// Hands the message from `offset` (relative to its start) to `each`, `chunk` bytes at
+    /// a time, until the end or until `each` says stop (returns false). Blocking.
+    pub fn read_chunks(
+        &self,
+        offset: u64,
+        chunk: usize,
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; chunk];
+        let mut pos = offset;
+        loop {
+            let n = self.read_at(pos, &mut buf)?;
+            if n == 0 || !each(&buf[..n]) {
+                return Ok(());
+            }
+            pos += n as u64;
+        }
+    }
+
     /// Reads message bytes from `offset` (relative to the message start) into `buf`;
     /// returns how many were read (0 at the end). Blocking.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
