@@ -144,7 +144,20 @@ pub struct TierConfig {
 impl TierConfig {
     /// Whether any primary is configured besides this gateway.
     pub fn has_primaries(&self) -> bool {
-        self.peers.iter().any(|p| p.role == Role::Primary)
+        self.primary_peers().next().is_some()
+    }
+
+    /// The names of the peers that are primaries.
+    pub fn primary_peers(&self) -> impl Iterator<Item = &str> {
+        self.peers
+            .iter()
+            .filter(|p| p.role == Role::Primary)
+            .map(|p| p.name.as_str())
+    }
+
+    /// How many primaries the tier has, this gateway included.
+    pub fn primaries(&self) -> usize {
+        self.primary_peers().count() + usize::from(self.role == Role::Primary)
     }
 }
 

@@ -4,7 +4,7 @@
 //! Two gateways with equal fingerprints judge every message alike, whatever the order,
 //! comments or whitespace of their files; listeners, paths and timeouts do not count.
 
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::rules::CompiledRules;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -176,8 +176,7 @@ fn checks(out: &mut String, config: &Config) {
         // What decides the tier's symbols, alike on every member: not its name, role or
         // peers' addresses, which differ from one member to the next. The key prefix
         // decides whether members share one memory of clients at all.
-        let primaries = t.peers.iter().filter(|p| p.role == Role::Primary).count()
-            + usize::from(t.role == Role::Primary);
+        let primaries = t.primaries();
         let _ = writeln!(
             out,
             "tier=bypass:{:?} memory:{:?} fanout:{:?} stamp_max_age:{:?} primaries:{primaries} prefix:{:?}",

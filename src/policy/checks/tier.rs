@@ -23,13 +23,7 @@ const FANOUT_MEMBERS: usize = 3;
 /// them. A busy sender spreads its sessions over the equal-preference primaries, as RFC
 /// 5321 §5.1 asks; only reaching a backup as well is a fan-out.
 fn fanout_members(config: &crate::config::TierConfig) -> usize {
-    let primaries = config
-        .peers
-        .iter()
-        .filter(|p| p.role == Role::Primary)
-        .count()
-        + usize::from(config.role == Role::Primary);
-    FANOUT_MEMBERS.max(primaries + 1)
+    FANOUT_MEMBERS.max(config.primaries() + 1)
 }
 
 /// The connect-stage tier check.
@@ -94,12 +88,7 @@ impl Check for TierContact {
         // The rule reads "the first member this client reached lately is a backup": a
         // client that went to another backup before this one is still bypassing the
         // primaries, so only their contacts count against a first contact.
-        let primaries: Vec<String> = config
-            .peers
-            .iter()
-            .filter(|p| p.role == Role::Primary)
-            .map(|p| p.name.clone())
-            .collect();
+        let primaries: Vec<String> = config.primary_peers().map(str::to_owned).collect();
         match state
             .contact(
                 &key,
