@@ -322,10 +322,16 @@ impl RateGuard {
         }
     }
 
-    /// The bytes each window must bring.
+    /// The length of a window: `data_rate_grace`, at least a second (a zero grace, which
+    /// the configuration takes, would make windows that never end).
+    fn window(&self) -> Duration {
+        self.grace.max(Duration::from_secs(1))
+    }
+
+    /// The bytes each window must bring (at least one).
     fn quota(&self) -> usize {
-        let quota = self.bytes_per_second as f64 * self.grace.as_secs_f64();
-        quota.min(usize::MAX as f64) as usize
+        let quota = self.bytes_per_second as f64 * self.window().as_secs_f64();
+        (quota.min(usize::MAX as f64) as usize).max(1)
     }
 
     /// The moment by which more than `bytes` (received so far) must have arrived to keep
@@ -340,9 +346,9 @@ impl RateGuard {
         if self.bytes_per_second == 0 {
             return other;
         }
-        let quota = self.quota();
+        let (quota, window) = (self.quota(), self.window());
         loop {
-            let end = self.window_start + self.grace;
+            let end = self.window_start + window;
             let met = bytes.saturating_sub(self.window_bytes) >= quota;
             match (met, now >= end) {
                 // Bytes that came in since the window ended count for it: a window starts
@@ -351,7 +357,7 @@ impl RateGuard {
                     self.window_start = end;
                     self.window_bytes = bytes;
                 }
-                (true, false) => return (end + self.grace).min(other),
+                (true, false) => return (end + window).min(other),
                 (false, _) => return end.min(other),
             }
         }
@@ -391,6 +397,21 @@ mod rate_tests {
         // Nothing more: at the end of the second window the transfer is too slow.
         assert_eq!(g.deadline_at(start + s(45), 480_000, far), start + s(60));
         assert!(g.deadline_at(start + s(61), 480_000, far) <= start + s(61));
+    }
+
+    /// A zero `data_rate_grace` (the configuration takes it) made windows that never end:
+    /// the deadline looped for ever. A window lasts at least a second.
+    #[test]
+    fn a_zero_grace_makes_one_second_windows() {
+        let start = Instant::now();
+        let far = start + Duration::from_secs(86_400);
+        let mut g = RateGuard {
+            grace: Duration::ZERO,
+            ..guard(start)
+        };
+        let s = Duration::from_secs;
+        assert_eq!(g.deadline_at(start + s(2), 0, far), start + s(1));
+        assert_eq!(g.deadline_at(start, 1_000, far), start + s(2));
     }
 
     #[test]
