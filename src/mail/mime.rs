@@ -20,17 +20,24 @@ pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
     if single_part(raw) {
         return (raw, false);
     }
-    let boundary = memchr::memmem::find_iter(raw, b"\n--")
-        .nth(max_parts)
-        .map(|at| at + 1);
-    let nested = memchr::memchr_iter(b'\n', raw)
-        .map(|at| at + 1)
-        .filter(|&start| declares_a_message(&raw[start..]))
-        .nth(max_parts);
-    match boundary.into_iter().chain(nested).min() {
-        Some(at) => (&raw[..at], true),
-        None => (raw, false),
+    // One walk over the line starts, counting both kinds; the message is cut where either
+    // count first passes the limit.
+    let (mut boundaries, mut nested) = (0, 0);
+    for start in memchr::memchr_iter(b'\n', raw).map(|at| at + 1) {
+        let line = &raw[start..];
+        let count = if line.starts_with(b"--") {
+            &mut boundaries
+        } else if declares_a_message(line) {
+            &mut nested
+        } else {
+            continue;
+        };
+        *count += 1;
+        if *count > max_parts {
+            return (&raw[..start], true);
+        }
     }
+    (raw, false)
 }
 
 /// Whether `line` starts a `Content-Type` field of a `message/*` type (any case, blanks
