@@ -355,7 +355,11 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
-    if config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) && state.kind() == "embedded" {
+    let embedded = matches!(
+        config.state.backend,
+        config::StateBackendConfig::Embedded { .. }
+    );
+    if embedded && config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) {
         tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed); set state.backend = \"redis\"");
     }
     let tier = config

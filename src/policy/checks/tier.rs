@@ -165,10 +165,17 @@ mod tests {
     async fn symbols_after(config: TierConfig, before: &[&str]) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let state = State::embedded_for_test(dir.path()).await;
+        let tier = Tier::new(config, Some(state.clone()), Arc::new(Metrics::new()));
+        symbols_at(&tier, &state, "192.0.2.1", before).await
+    }
+
+    /// The symbols the client at `ip` gets at `tier`'s member after it reached `before`.
+    async fn symbols_at(tier: &Arc<Tier>, state: &State, ip: &str, before: &[&str]) -> Vec<String> {
+        let config = tier.config();
         for name in before {
             state
                 .contact(
-                    "tier:cm:192.0.2.1",
+                    &format!("tier:cm:{ip}"),
                     name,
                     config.connection_memory,
                     config.fanout_window,
@@ -177,9 +184,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let tier = Tier::new(config, Some(state.clone()), Arc::new(Metrics::new()));
-        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-        TierContact::new(tier, Some(state), None)
+        let mut ctx = Context::new(ClientInfo::new(ip.parse().unwrap()));
+        TierContact::new(tier.clone(), Some(state.clone()), None)
             .run(&mut ctx)
             .await;
         ctx.symbols.into_iter().map(|s| s.name).collect()
@@ -235,37 +241,12 @@ mod tests {
         );
         bk1.round().await;
         assert!(bk1.primaries_up());
-        let config = bk1.config();
-        let symbols_at_bk1 = |before: &'static str| {
-            let (state, bk1, config) = (state.clone(), bk1.clone(), config.clone());
-            async move {
-                let ip = if before == "bk2" {
-                    "192.0.2.7"
-                } else {
-                    "192.0.2.8"
-                };
-                let key = format!("tier:cm:{ip}");
-                state
-                    .contact(
-                        &key,
-                        before,
-                        config.connection_memory,
-                        config.fanout_window,
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-                let mut ctx = Context::new(ClientInfo::new(ip.parse().unwrap()));
-                TierContact::new(bk1, Some(state), None).run(&mut ctx).await;
-                ctx.symbols.into_iter().map(|s| s.name).collect::<Vec<_>>()
-            }
-        };
-        let after_bk2 = symbols_at_bk1("bk2").await;
+        let after_bk2 = symbols_at(&bk1, &state, "192.0.2.7", &["bk2"]).await;
         assert!(
             after_bk2.iter().any(|s| s == "MX_BYPASS_FIRST_CONTACT"),
             "{after_bk2:?}"
         );
-        let after_gw1 = symbols_at_bk1("gw1").await;
+        let after_gw1 = symbols_at(&bk1, &state, "192.0.2.8", &["gw1"]).await;
         assert!(
             after_gw1.iter().any(|s| s == "MX_BYPASS_BACKUP"),
             "{after_gw1:?}"
