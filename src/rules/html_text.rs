@@ -63,7 +63,7 @@ fn find_closing_tag(text: &str, name: &str) -> Option<usize> {
 /// trims it (a text run right after a block break loses one leading space; a run after an
 /// emptied run keeps it, which anchored rules such as `TRACKER_ID` notice).
 pub(super) fn render_html(html: &str) -> String {
-    let mut pieces = Rendered {
+    let mut rendered = Rendered {
         out: String::with_capacity(html.len() / 2),
         last: Last::Nothing,
     };
@@ -79,12 +79,12 @@ pub(super) fn render_html(html: &str) -> String {
             continue;
         }
         let Some(lt) = rest.find('<') else {
-            push_text(&mut pieces, rest);
+            push_text(&mut rendered, rest);
             break;
         };
         let (text, markup) = rest.split_at(lt);
         if !text.is_empty() {
-            push_text(&mut pieces, text);
+            push_text(&mut rendered, text);
         }
         if let Some(after) = markup.strip_prefix("<!--") {
             rest = after.find("-->").map_or("", |e| &after[e + 3..]);
@@ -93,7 +93,7 @@ pub(super) fn render_html(html: &str) -> String {
         let tag = Tag::read(markup);
         let Some(tag) = tag else {
             // A `<` that opens no tag is text.
-            push_text(&mut pieces, "<");
+            push_text(&mut rendered, "<");
             rest = &markup[1..];
             continue;
         };
@@ -112,27 +112,27 @@ pub(super) fn render_html(html: &str) -> String {
         } else {
             continue;
         };
-        if pieces.last
+        if rendered.last
             == (Last::Text {
                 ends_in_space: true,
             })
         {
-            pieces.out.pop();
+            rendered.out.pop();
         }
-        pieces.out.push_str(ws);
-        pieces.last = Last::Break;
+        rendered.out.push_str(ws);
+        rendered.last = Last::Break;
     }
-    pieces.out
+    rendered.out
 }
 
 /// Adds a text run: entities decoded, each whitespace run one space, and one leading space
 /// dropped right after a block break.
-fn push_text(pieces: &mut Rendered, raw: &str) {
+fn push_text(rendered: &mut Rendered, raw: &str) {
     let decoded = decode_entities(raw);
-    let start = pieces.out.len();
+    let start = rendered.out.len();
     // One leading space (a whitespace run's or a no-break space's) goes right after a
     // block break.
-    let mut first = pieces.last == Last::Break;
+    let mut first = rendered.last == Last::Break;
     let mut push = |out: &mut String, c: char| {
         if std::mem::take(&mut first) && c == ' ' {
             return;
@@ -143,19 +143,19 @@ fn push_text(pieces: &mut Rendered, raw: &str) {
     for c in decoded.chars() {
         if matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b') {
             if !in_space {
-                push(&mut pieces.out, ' ');
+                push(&mut rendered.out, ' ');
             }
             in_space = true;
         } else if c == '\u{a0}' {
-            push(&mut pieces.out, ' ');
+            push(&mut rendered.out, ' ');
             in_space = false;
         } else {
-            push(&mut pieces.out, c);
+            push(&mut rendered.out, c);
             in_space = false;
         }
     }
-    pieces.last = Last::Text {
-        ends_in_space: pieces.out.len() > start && pieces.out.ends_with(' '),
+    rendered.last = Last::Text {
+        ends_in_space: rendered.out.len() > start && rendered.out.ends_with(' '),
     };
 }
 

@@ -126,10 +126,15 @@ mod tests {
         RelayControl::new(&c)
     }
 
-    async fn judge(rcpt: &str) -> Decision {
+    /// A transaction at its RCPT of `rcpt`.
+    fn at_rcpt(rcpt: &str) -> Context {
         let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         ctx.rcpt = Some(parse_path(rcpt).unwrap());
-        control().run(&mut ctx).await
+        ctx
+    }
+
+    async fn judge(rcpt: &str) -> Decision {
+        control().run(&mut at_rcpt(rcpt)).await
     }
 
     #[tokio::test]
@@ -155,12 +160,7 @@ mod tests {
         )
         .unwrap();
         let control = RelayControl::new(&c);
-        let judge = |rcpt: &str| {
-            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
-            ctx.rcpt = Some(parse_path(rcpt).unwrap());
-            (ctx, &control)
-        };
-        let (mut ctx, control) = judge("j\u{f6}rg@B\u{dc}CHER.example");
+        let mut ctx = at_rcpt("j\u{f6}rg@B\u{dc}CHER.example");
         assert_eq!(control.run(&mut ctx).await, Decision::Continue);
         let rcpt = ctx.rcpt.unwrap();
         assert_eq!(rcpt.domain, "xn--bcher-kva.example");
@@ -171,9 +171,11 @@ mod tests {
             "j@\u{ff42}\u{fc}cher.example",
             "j@b\u{fc}cher\u{3002}example",
         ] {
-            let (mut ctx, control) = judge(look_alike);
             assert!(
-                matches!(control.run(&mut ctx).await, Decision::Reject(_)),
+                matches!(
+                    control.run(&mut at_rcpt(look_alike)).await,
+                    Decision::Reject(_)
+                ),
                 "{look_alike}"
             );
         }
