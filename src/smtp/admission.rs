@@ -371,34 +371,14 @@ async fn reaper(server: Arc<Server>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::metrics::Metrics;
-    use crate::policy::{Journal, LivePolicy, Policy, Services};
-    use crate::spool::Spool;
     use std::path::Path;
 
     fn server(dir: &Path, max_sessions: usize) -> (Arc<Server>, Limits) {
-        let text = format!(
-            "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
-             [server.limits]\nmax_sessions={max_sessions}\nstress_threshold_percent=100\n\
-             stress_idle_timeout=\"2s\"\n"
+        let limits = format!(
+            "max_sessions={max_sessions}\nstress_threshold_percent=100\n\
+             stress_idle_timeout=\"2s\""
         );
-        let config = Arc::new(Config::from_toml(Path::new("t.toml"), &text).unwrap());
-        let limits = config.server.limits.clone();
-        let policy = Arc::new(Policy::build(config, &Services::default()).unwrap());
-        let (spool, _rx) = Spool::open(dir).unwrap();
-        let server = Arc::new(Server {
-            policy: Arc::new(LivePolicy::new(policy)),
-            spool: Arc::new(spool),
-            metrics: Arc::new(Metrics::new()),
-            tls: None,
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            stop_now: tokio_util::sync::CancellationToken::new(),
-            admission: Admission::new(max_sessions),
-            budget: crate::smtp::MemoryBudget::new(1 << 20),
-            journal: Arc::new(Journal::default()),
-        });
-        (server, limits)
+        crate::smtp::testing::server(dir, &limits)
     }
 
     /// A session waiting for its client, which closes when asked to make room.

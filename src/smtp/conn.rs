@@ -185,6 +185,14 @@ impl Conn {
         self.write_failed
     }
 
+    /// Gives up on the client's replies, sent or to come (a write cut short by the end of
+    /// the session): nothing more is queued or written, as after a failed write.
+    pub fn abandon_writes(&mut self) {
+        self.write_failed = true;
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+    }
+
     /// Sends queued replies by `deadline`. Cancel-safe: what was written is not written
     /// again by the next call. A failure or a missed deadline is final for the connection.
     pub async fn flush(&mut self, deadline: Instant) -> io::Result<()> {

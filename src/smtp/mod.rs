@@ -11,6 +11,8 @@ pub mod proxied;
 mod received;
 mod session;
 pub mod sink;
+#[cfg(test)]
+mod testing;
 
 pub use admission::Admission;
 pub use budget::MemoryBudget;

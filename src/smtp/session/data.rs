@@ -51,6 +51,9 @@ impl Session {
             Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"),
         )
         .await;
+        if self.conn.write_failed() {
+            return Some(self.write_failed());
+        }
         let limits = self.limits().clone();
         let mut t = Transfer {
             decoder: ContentDecoder::data(

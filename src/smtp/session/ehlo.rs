@@ -50,6 +50,9 @@ impl Session {
         }
         self.send(Stage::Helo, Reply::new(220, "2.0.0", "Ready to start TLS"))
             .await;
+        if self.conn.write_failed() {
+            return Some(self.write_failed());
+        }
         let dropped = self.conn.buffered().len();
         if dropped > 0 {
             tracing::info!(client = %self.peer, bytes = dropped, "discarded plaintext pipelined after STARTTLS");

@@ -71,6 +71,8 @@ pub struct Session {
     /// Message bytes received since progress was last reported.
     unreported: usize,
     handle: Arc<SessionHandle>,
+    /// Evicted while a reply was being written (counted as `stress_idle` then).
+    evicted_in_write: bool,
     errors: u32,
     messages: usize,
     /// Transactions begun (MAIL answered 250), however they ended: what
@@ -167,6 +169,7 @@ impl Session {
             overshoot: 0,
             unreported: 0,
             handle,
+            evicted_in_write: false,
             errors: 0,
             messages: 0,
             transactions: 0,
@@ -402,6 +405,9 @@ impl Session {
 
     /// A reply could not be written in time: the client is gone or does not read.
     fn write_failed(&self) -> End {
+        if self.evicted_in_write {
+            return End::Closed("evicted while not reading its replies");
+        }
         self.limit_hit("reply_write");
         End::Closed("client does not read its replies")
     }

@@ -1,7 +1,7 @@
 //! Sending replies: queued for pipelining or flushed, counted by stage and class, and
 //! error replies counted against the client (tarpit, then disconnect).
 
-use super::{End, Session, ABORT_WRITE_TIMEOUT};
+use super::{wait_client, End, Session, Wait, ABORT_WRITE_TIMEOUT};
 use crate::mail::Reply;
 use crate::policy::Stage;
 use tokio::time::Instant;
@@ -38,10 +38,30 @@ impl Session {
     }
 
     /// Sends a reply now (with what is queued). A client that does not read it within
-    /// the command timeout loses the connection: the command loop sees the failed write.
+    /// the command timeout, or is evicted meanwhile, loses the connection: the caller
+    /// sees [`Conn::write_failed`](crate::smtp::conn::Conn::write_failed).
     pub(super) async fn send(&mut self, stage: impl Into<At>, reply: Reply) {
+        self.count_reply(stage, &reply);
+        self.conn.queue(&reply.to_wire());
+        self.flush_waiting().await;
+    }
+
+    /// Sends what is queued by the command deadline, as a wait for the client: one that
+    /// does not take its replies is as idle as one that sends nothing, and under stress
+    /// it is evicted instead of holding its slot until the command timeout. An eviction,
+    /// or the end of the shutdown grace, gives up the replies for good.
+    async fn flush_waiting(&mut self) {
         let deadline = self.command_deadline();
-        self.send_by(stage, reply, deadline).await;
+        let flush = self.conn.flush(deadline);
+        match wait_client(&self.handle, &self.server, false, flush).await {
+            Wait::Ready(_) => {}
+            Wait::Evicted => {
+                self.limit_hit("stress_idle");
+                self.evicted_in_write = true;
+                self.conn.abandon_writes();
+            }
+            Wait::Shutdown => self.conn.abandon_writes(),
+        }
     }
 
     /// Sends a reply that ends the session (QUIT, timeouts, too many errors, shutdown),
@@ -115,12 +135,97 @@ impl Session {
             return Some(End::Closed("too many errors"));
         }
         if self.errors > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
-            let _ = self.conn.flush(self.command_deadline()).await;
+            self.flush_waiting().await;
+            if self.conn.write_failed() {
+                return Some(self.write_failed());
+            }
             tokio::select! {
                 _ = tokio::time::sleep(limits.tarpit_delay) => {}
                 _ = self.server.stop_now.cancelled() => {}
             }
         }
         self.ok(stage, reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Session;
+    use crate::smtp::conn::Conn;
+    use crate::smtp::testing;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    /// Regression (transport review): the reply the tarpit sends before its pause (like
+    /// the 354 and STARTTLS's 220) was written outside any wait for the client, so a
+    /// client that sent bad commands and never read the replies could not be evicted: it
+    /// held its slot under stress until `command_timeout`.
+    #[tokio::test]
+    async fn a_client_that_never_reads_its_replies_can_be_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, limits) = testing::server(
+            dir.path(),
+            "max_sessions=1\nstress_idle_timeout=\"1s\"\ncommand_timeout=\"60s\"\n\
+             errors_before_tarpit=0\ntarpit_delay=\"1ms\"\nerrors_before_disconnect=1000000",
+        );
+        // Small buffers at both ends (an accepted socket inherits the listener's), so a
+        // few hundred unread replies fill the connection.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let mut client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let slot = server.admission.admit(&server, peer.ip(), &limits).unwrap();
+        let session = Session::new(Conn::new(tcp), server.clone(), peer, slot.handle());
+        let running = tokio::spawn(async move {
+            let _slot = slot;
+            session.run().await
+        });
+        let commands = 4000;
+        client
+            .write_all(&b"XYZZY\r\n".repeat(commands))
+            .await
+            .unwrap();
+        // Wait until the replies stop: the session is stuck writing one.
+        let errors = || {
+            server
+                .metrics
+                .smtp_replies_total
+                .with_label_values(&["other", "5xx"])
+                .get()
+        };
+        let mut seen = u64::MAX;
+        while errors() != seen {
+            seen = errors();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(
+            seen < commands as u64 / 2,
+            "the replies did not fill the connection: {seen}"
+        );
+        tokio::time::sleep(limits.stress_idle_timeout).await;
+        assert_eq!(
+            server.admission.evict_idle(&limits),
+            1,
+            "the session writing to a client that does not read was not waiting for it"
+        );
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the evicted session did not end")
+            .unwrap();
+        assert_eq!(server.admission.in_use(), 0);
+        let evicted = server
+            .metrics
+            .limit_hits_total
+            .with_label_values(&["stress_idle"])
+            .get();
+        assert_eq!(evicted, 1);
+        drop(client);
     }
 }
