@@ -96,10 +96,11 @@ BAG_SHARE = 0.8      # share of the messages each of those fits sees
 RULE_CAPS = {"FROM_LOCAL_DIGITS": 1.5, "FROM_FREEMAIL": 1.0, "FROM_NO_NAME": 1.0,
              "REPLYTO_FREEMAIL": 1.5, "SUBJ_YOUR": 1.0, "RCVD_NUMERIC_HELO": 2.0,
              "DATE_IN_FUTURE_03_12": 2.0, "DATE_IN_FUTURE_12_XX": 2.0, "DATE_IN_PAST_07D": 2.0,
-             "FORGED_WEBMAIL_RCVD": 2.0}
+             "FORGED_WEBMAIL_RCVD": 2.0, "MIME_QP_LONG_LINE": 1.5, "MIME_QP_NEEDLESS": 2.0}
 # Built-in symbols (set by a check, scored in the rules files) that fire offline, on the
 # corpus, and are fitted like rules.
-FITTED_BUILTINS = {"DATE_IN_FUTURE_03_12", "DATE_IN_FUTURE_12_XX", "DATE_IN_PAST_07D"}
+FITTED_BUILTINS = {"DATE_IN_FUTURE_03_12", "DATE_IN_FUTURE_12_XX", "DATE_IN_PAST_07D",
+                   "MIME_QP_LONG_LINE", "MIME_QP_NEEDLESS"}
 # The classifier's bands (edges as in src/classify/bands.rs), priors and allowed ranges. The
 # top of the range lets a band reach the tag threshold alone (out of fold no ham reaches
 # p 0.99), but never quarantine: unseen kinds of ham can look like spam to the classifier,

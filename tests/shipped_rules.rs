@@ -157,6 +157,45 @@ fn a_date_far_from_the_delivery_hop_scores_and_a_near_one_does_not() {
 }
 
 #[test]
+fn quoted_printable_written_against_rfc_2045_scores() {
+    let qp = |body: &str| {
+        message_via("from mail.example.org (mail.example.org [198.51.100.7])").replace(
+            "Message-ID: <1@example.org>\r\n\r\nThe minutes of the meeting are below.\r\n",
+            &format!(
+                "Message-ID: <1@example.org>\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: text/plain; charset=iso-8859-1\r\n\
+                 Content-Transfer-Encoding: quoted-printable\r\n\r\n{body}\r\n"
+            ),
+        )
+    };
+    let messages = [
+        (
+            "mail-program",
+            qp("The minutes =E0 la carte, 2 =3D 1=2E\r\nsoft=\r\nbreak"),
+        ),
+        (
+            "one-line",
+            qp(&"The minutes of the meeting are below. ".repeat(5)),
+        ),
+        (
+            "escaped",
+            qp("=22Free=22 m=2Eoney, write to info=40example=2Ecom"),
+        ),
+    ];
+    let found = hits(&messages);
+    let shape = |name: &str| -> Vec<String> {
+        rules_of(&found, name)
+            .iter()
+            .filter(|r| r.starts_with("MIME_QP_"))
+            .cloned()
+            .collect()
+    };
+    assert!(shape("mail-program").is_empty(), "{found:?}");
+    assert_eq!(shape("one-line"), ["MIME_QP_LONG_LINE"]);
+    assert_eq!(shape("escaped"), ["MIME_QP_NEEDLESS"]);
+}
+
+#[test]
 fn forged_webmail_rcvd_fires_when_the_provider_is_not_on_the_path() {
     let from = |addr: &str, hop: &str, extra: &str| {
         message_via(hop)

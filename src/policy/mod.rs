@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
-    fcrdns, greylist, gtube, helo, networks, ratelimit, recipients, relay_control,
+    fcrdns, greylist, gtube, helo, mime_shape, networks, ratelimit, recipients, relay_control,
     rules as rules_check, scan_coverage, sender_domain, size, tier as tier_checks, uribl,
 };
 
@@ -316,6 +316,7 @@ impl Policy {
         // Its symbols mean something only where the rules files score them.
         if rules.is_some() {
             checks.push(Box::new(date_shift::DateShift));
+            checks.push(Box::new(mime_shape::MimeShape));
         }
         // Content is scanned (rules, URIBL): say what the scan limits left out.
         if rules.is_some() || (dns.is_some() && !p.uribl.is_empty()) {

@@ -14,6 +14,7 @@ use super::html_text::{dotted_ip_form, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
+use crate::mail::qp_shape::QpShape;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
@@ -103,6 +104,7 @@ pub struct MessageView {
     truncated: bool,
     too_deep: bool,
     too_many_parts: bool,
+    qp_shape: QpShape,
 }
 
 /// What a view collects from the parts, with the limits that apply.
@@ -116,6 +118,7 @@ struct Collector<'l> {
     html_raw: Vec<String>,
     truncated: bool,
     too_deep: bool,
+    qp_shape: QpShape,
 }
 
 impl MessageView {
@@ -139,6 +142,7 @@ impl MessageView {
             html_raw: Vec::new(),
             truncated: false,
             too_deep: false,
+            qp_shape: QpShape::default(),
         };
         let (parsed_bytes, cut) = crate::mail::mime::cut_to_parts(raw, limits.mime_parts);
         view.too_many_parts = cut;
@@ -158,8 +162,10 @@ impl MessageView {
             html_raw,
             truncated,
             too_deep,
+            qp_shape,
             ..
         } = c;
+        view.qp_shape = qp_shape;
         view.rawbody_parts = rawbody_parts;
         view.truncated = truncated;
         view.too_deep = too_deep;
@@ -221,6 +227,11 @@ impl MessageView {
     /// scanned.
     pub fn too_deep(&self) -> bool {
         self.too_deep
+    }
+
+    /// How its quoted-printable parts (of the scanned sample) were written, together.
+    pub fn qp_shape(&self) -> QpShape {
+        self.qp_shape
     }
 
     /// The message had more MIME parts than the scan limit; the later ones were not
@@ -455,6 +466,9 @@ impl Collector<'_> {
     /// attached messages down to the nesting limit.
     fn parts(&mut self, message: &Message<'_>, depth: usize) {
         for part in &message.parts {
+            if let Some(shape) = QpShape::of_part(message, part) {
+                self.qp_shape.add(shape);
+            }
             // A base64 part mail-parser could not decode (a blank line before its data,
             // stray junk), decoded as SpamAssassin does.
             if let Some((text, is_html)) = lenient::repaired_text(message, part) {
