@@ -530,6 +530,47 @@ mod files {
         assert!(all.contains("store: 1 spam"), "{all}");
     }
 
+    /// Carried: a directory the walk could not read (a closed folder of a mail store)
+    /// ended `scan`, `learn` and `rules stats` with an error before any file was read.
+    /// It is now reported and counted, and the rest is worked on. Run as another user
+    /// when the test runs as root, whom no permission stops.
+    #[test]
+    fn an_unreadable_directory_is_reported_and_the_rest_is_scanned() {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::process::CommandExt as _;
+        let dir = setup();
+        let closed = dir.path().join("msgs/closed");
+        fs::create_dir(&closed).unwrap();
+        fs::write(closed.join("b.eml"), message("b@t", "hidden", "hi")).unwrap();
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o000)).unwrap();
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            // The other user must reach the rest of the set-up.
+            for p in [
+                dir.path(),
+                &dir.path().join("rules"),
+                &dir.path().join("msgs"),
+            ] {
+                fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
+            }
+        }
+        let run_as = |args: &[&str]| {
+            let mut cmd = Command::new(mxguard_bin());
+            cmd.args(args).current_dir(dir.path());
+            if as_root {
+                cmd.uid(65534).gid(65534);
+            }
+            run_with_timeout(&mut cmd, Duration::from_secs(30))
+        };
+        let out = run_as(&["scan", "--config", "mxguard.toml", "msgs"]);
+        let all = text(&out);
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("msgs/closed: cannot read directory"), "{all}");
+        assert!(all.contains("msgs/a.eml: tag"), "{all}");
+        assert!(all.contains("unreadable=1"), "{all}");
+    }
+
     /// A FIFO in a scanned directory (or named on the command line) is no message file:
     /// reading it blocked the scan for ever.
     #[test]

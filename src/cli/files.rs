@@ -1,51 +1,67 @@
 //! Message files given on the command line: directories walked, files read and worked on
 //! by several threads, results in file order.
 
-use anyhow::Context as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The files a walk found, and how many directories it could not read.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Every file found, sorted, each once.
+    pub files: Vec<PathBuf>,
+    /// Directories that could not be read (each reported on stderr): counted as
+    /// unreadable, so the run ends in failure, but the rest is still worked on.
+    pub unreadable_dirs: usize,
+}
+
 /// Every file under `paths` (directories walked), sorted. A directory reached again (a
 /// symlink to it or to one above it) is walked only the first time: following such links
 /// made a path per combination of links, until the kernel's limit of 40 links per path.
-pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// A directory that cannot be read (no permission, removed meanwhile) is reported and
+/// skipped: one closed folder of a mail store must not stop the work on all the others.
+pub fn collect_files(paths: &[PathBuf]) -> Collected {
     use std::os::unix::fs::MetadataExt as _;
-    let mut files = Vec::new();
+    let mut found = Collected::default();
     let mut walked: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
     let first_visit = |walked: &mut std::collections::HashSet<(u64, u64)>, dir: &PathBuf| {
         std::fs::metadata(dir).map_or(true, |m| walked.insert((m.dev(), m.ino())))
     };
     for p in paths {
-        if p.is_dir() {
-            if !first_visit(&mut walked, p) {
-                continue;
-            }
-            let mut stack = vec![p.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in
-                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-                {
-                    let path = entry
-                        .with_context(|| format!("reading {}", dir.display()))?
-                        .path();
-                    if path.is_dir() {
-                        if first_visit(&mut walked, &path) {
-                            stack.push(path);
-                        }
-                    } else {
-                        files.push(path);
+        if !p.is_dir() {
+            found.files.push(p.clone());
+            continue;
+        }
+        if !first_visit(&mut walked, p) {
+            continue;
+        }
+        let mut stack = vec![p.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries =
+                match std::fs::read_dir(&dir).and_then(|d| d.collect::<Result<Vec<_>, _>>()) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        eprintln!("{}: cannot read directory: {e}", dir.display());
+                        found.unreadable_dirs += 1;
+                        continue;
                     }
+                };
+            for entry in entries {
+                let path = entry.path();
+                if path.is_dir() {
+                    if first_visit(&mut walked, &path) {
+                        stack.push(path);
+                    }
+                } else {
+                    found.files.push(path);
                 }
             }
-        } else {
-            files.push(p.clone());
         }
     }
-    files.sort();
+    found.files.sort();
     // `scan dir dir/a.eml` names a file twice: judged (or learned) once.
-    files.dedup();
-    Ok(files)
+    found.files.dedup();
+    found
 }
 
 /// Threads to use: `jobs`, or one per core for 0.

@@ -2,7 +2,7 @@
 //! import or export a seed. Works on the configured state store, also while the gateway
 //! runs; after learning, the logistic model is retrained and published to the tier.
 
-use super::files::{collect_files, read_message, FileError};
+use super::files::{collect_files, read_message, Collected, FileError};
 use anyhow::Context as _;
 use mxguard::classify::ledger::body_digest;
 use mxguard::classify::{seed::Seed, Class, Classifier, Outcome, Settings, Source};
@@ -152,10 +152,13 @@ async fn learn_files(
     paths: &[PathBuf],
     limit: usize,
 ) -> anyhow::Result<ExitCode> {
-    let files = collect_files(paths)?;
+    let Collected {
+        files,
+        unreadable_dirs,
+    } = collect_files(paths);
     let started = Instant::now();
     let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
-    let mut errors = 0usize;
+    let mut errors = unreadable_dirs;
     let mut done = 0usize;
     let mut last_progress = Instant::now();
     for chunk in files.chunks(IN_FLIGHT) {

@@ -3,7 +3,7 @@
 //! and prints per rule the share of spam and of ham it hits, its S/O ratio (the spam
 //! share over both shares, as SpamAssassin's hit-frequencies has it) and its score.
 
-use super::files::{collect_files, scan_parallel, threads};
+use super::files::{collect_files, scan_parallel, threads, Collected};
 use mxguard::policy::offline;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -41,7 +41,13 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
     // Files left out of the shares, by why (`unreadable`, `failed`), for the summary.
     let mut left_out: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, paths) in [&opts.spam, &opts.ham].into_iter().enumerate() {
-        let files = collect_files(paths)?;
+        let Collected {
+            files,
+            unreadable_dirs,
+        } = collect_files(paths);
+        if unreadable_dirs > 0 {
+            *left_out.entry("unreadable").or_default() += unreadable_dirs;
+        }
         for (file, result) in files
             .iter()
             .zip(scan_parallel(&files, jobs, limit, |raw| offline.judge(raw)))

@@ -1,7 +1,7 @@
 //! `mxguard scan`: judge message files offline with the same policy the gateway runs at
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
-use super::files::{collect_files, scan_parallel, threads};
+use super::files::{collect_files, scan_parallel, threads, Collected};
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
 use std::collections::BTreeMap;
@@ -42,7 +42,10 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
-    let files = collect_files(&opts.paths)?;
+    let Collected {
+        files,
+        unreadable_dirs,
+    } = collect_files(&opts.paths);
     let jobs = threads(opts.jobs);
     let start = Instant::now();
     // What the gateway takes: a bigger message is refused (552) before any check.
@@ -53,6 +56,9 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     let elapsed = start.elapsed().as_secs_f64();
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    if unreadable_dirs > 0 {
+        counts.insert("unreadable", unreadable_dirs);
+    }
     let mut differing = 0;
     for (file, result) in files.iter().zip(&results) {
         let (j, other_j) = match result {
@@ -127,7 +133,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     }
     // Like `learn`: a scan that could not judge every file it was given did not do its job,
     // and a script or CI job running it must be able to tell.
-    let missed = results.iter().filter(|r| r.is_err()).count();
+    let missed = results.iter().filter(|r| r.is_err()).count() + unreadable_dirs;
     Ok(if missed > 0 {
         ExitCode::FAILURE
     } else {
