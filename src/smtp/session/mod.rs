@@ -71,8 +71,9 @@ pub struct Session {
     /// Message bytes received since progress was last reported.
     unreported: usize,
     handle: Arc<SessionHandle>,
-    /// Evicted while a reply was being written (counted as `stress_idle` then).
-    evicted_in_write: bool,
+    /// Why the replies were given up while one was being written (an eviction, counted
+    /// as `stress_idle` then, or the end of the shutdown grace): the session's end.
+    writes_abandoned: Option<&'static str>,
     errors: u32,
     messages: usize,
     /// Transactions begun (MAIL answered 250), however they ended: what
@@ -169,7 +170,7 @@ impl Session {
             overshoot: 0,
             unreported: 0,
             handle,
-            evicted_in_write: false,
+            writes_abandoned: None,
             errors: 0,
             messages: 0,
             transactions: 0,
@@ -405,8 +406,8 @@ impl Session {
 
     /// A reply could not be written in time: the client is gone or does not read.
     fn write_failed(&self) -> End {
-        if self.evicted_in_write {
-            return End::Closed("evicted while not reading its replies");
+        if let Some(why) = self.writes_abandoned {
+            return End::Closed(why);
         }
         self.limit_hit("reply_write");
         End::Closed("client does not read its replies")

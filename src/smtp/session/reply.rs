@@ -57,10 +57,13 @@ impl Session {
             Wait::Ready(_) => {}
             Wait::Evicted => {
                 self.limit_hit("stress_idle");
-                self.evicted_in_write = true;
+                self.writes_abandoned = Some("stress_idle");
                 self.conn.abandon_writes();
             }
-            Wait::Shutdown => self.conn.abandon_writes(),
+            Wait::Shutdown => {
+                self.writes_abandoned = Some("shutdown grace ended");
+                self.conn.abandon_writes();
+            }
         }
     }
 
