@@ -131,6 +131,21 @@ pub fn quoted_printable_decode(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `part` declares the transfer encoding `name` (any case, blanks around), whatever
+/// mail-parser made of its body.
+pub fn declares_encoding(part: &MessagePart<'_>, name: &str) -> bool {
+    part.content_transfer_encoding()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case(name))
+}
+
+/// The body of `part` of `message` as it was sent, still transfer-encoded.
+pub fn raw_body<'m>(message: &'m Message<'_>, part: &MessagePart<'_>) -> Option<&'m [u8]> {
+    let raw: &[u8] = message.raw_message.as_ref();
+    let start = part.raw_body_offset() as usize;
+    let end = (part.raw_end_offset() as usize).min(raw.len());
+    raw.get(start..end.max(start))
+}
+
 /// A declared text part whose base64 or quoted-printable body mail-parser could not decode
 /// (it then hands back the encoded bytes as text): decoded leniently from the raw part, as
 /// SpamAssassin does. The text and whether it is HTML; `None` for every other part.
@@ -138,9 +153,8 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
     if !part.is_encoding_problem || !matches!(part.body, PartType::Text(_)) {
         return None;
     }
-    let encoding = part.content_transfer_encoding().map(str::trim);
-    let base64 = encoding.is_some_and(|e| e.eq_ignore_ascii_case("base64"));
-    let qp = encoding.is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
+    let base64 = declares_encoding(part, "base64");
+    let qp = declares_encoding(part, "quoted-printable");
     let ctype = part.content_type();
     let is_text = ctype.is_none_or(|c| c.ctype().eq_ignore_ascii_case("text"));
     if !(base64 || qp) || !is_text {
@@ -149,10 +163,7 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
     let is_html = ctype
         .and_then(|c| c.subtype())
         .is_some_and(|s| s.eq_ignore_ascii_case("html"));
-    let raw: &[u8] = message.raw_message.as_ref();
-    let start = part.raw_body_offset() as usize;
-    let end = (part.raw_end_offset() as usize).min(raw.len());
-    let bytes = raw.get(start..end.max(start))?;
+    let bytes = raw_body(message, part)?;
     let charset = ctype.and_then(|c| c.attribute("charset"));
     let decoded = if base64 {
         base64_decode(bytes)

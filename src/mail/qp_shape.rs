@@ -7,7 +7,8 @@
 //! text part of 142 spam and 9 ham, five or more needless escapes in one part in 44 spam
 //! and no ham.
 
-use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+use super::lenient::{declares_encoding, raw_body};
+use mail_parser::{Message, MessagePart, PartType};
 
 /// The longest line RFC 2045 allows in a quoted-printable body, line break not counted.
 pub const MAX_LINE: usize = 76;
@@ -42,14 +43,10 @@ impl QpShape {
         if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
             return None;
         }
-        let encoding = part.content_transfer_encoding()?.trim();
-        if !encoding.eq_ignore_ascii_case("quoted-printable") {
+        if !declares_encoding(part, "quoted-printable") {
             return None;
         }
-        let raw: &[u8] = message.raw_message.as_ref();
-        let start = part.raw_body_offset() as usize;
-        let end = (part.raw_end_offset() as usize).min(raw.len());
-        raw.get(start..end.max(start)).map(QpShape::of)
+        raw_body(message, part).map(QpShape::of)
     }
 
     /// Adds another part's shape. Escapes are not summed: the text and HTML twins of one
