@@ -109,10 +109,8 @@ pub fn quoted_printable_decode(data: &[u8]) -> Vec<u8> {
         let mut i = 0;
         while i < text.len() {
             let escaped = (text[i] == b'=')
-                .then(|| text.get(i + 1..i + 3))
-                .flatten()
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+                .then(|| escaped_byte(&text[i + 1..]))
+                .flatten();
             match escaped {
                 Some(byte) => {
                     out.push(byte);
@@ -129,6 +127,14 @@ pub fn quoted_printable_decode(data: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The byte a quoted-printable escape stands for, read from what follows its `=`: two hex
+/// digits (either case) and nothing else, as SpamAssassin's `=([0-9A-Fa-f]{2})`.
+pub fn escaped_byte(after: &[u8]) -> Option<u8> {
+    let digit = |i: usize| char::from(*after.get(i)?).to_digit(16);
+    let byte = digit(0)? * 16 + digit(1)?;
+    u8::try_from(byte).ok()
 }
 
 /// Whether `part` declares the transfer encoding `name` (any case, blanks around), whatever
@@ -176,6 +182,17 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review of the shared escape reader: `u8::from_str_radix` takes a leading `+`, so
+    /// `=+A` was decoded as a line feed; SpamAssassin keeps it as written.
+    #[test]
+    fn an_escape_is_two_hex_digits_and_nothing_else() {
+        assert_eq!(escaped_byte(b"3d"), Some(b'='));
+        assert_eq!(escaped_byte(b"E9x"), Some(0xe9));
+        assert_eq!(escaped_byte(b"+A"), None);
+        assert_eq!(escaped_byte(b"4"), None);
+        assert_eq!(quoted_printable_decode(b"a=+Ab"), b"a=+Ab");
+    }
 
     #[test]
     fn quoted_printable_is_decoded_as_spamassassin_does() {

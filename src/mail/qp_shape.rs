@@ -7,7 +7,7 @@
 //! text part of 142 spam and 9 ham, five or more needless escapes in one part in 44 spam
 //! and no ham.
 
-use super::lenient::{declares_encoding, raw_body};
+use super::lenient::{declares_encoding, escaped_byte, raw_body};
 use mail_parser::{Message, MessagePart, PartType};
 
 /// The longest line RFC 2045 allows in a quoted-printable body, line break not counted.
@@ -72,25 +72,18 @@ fn needless_escapes(mut line: &[u8]) -> usize {
     let mut count = 0;
     while let Some(at) = line.iter().position(|&b| b == b'=') {
         let escape = &line[at + 1..];
-        match (hex(escape.first()), hex(escape.get(1))) {
-            (Some(high), Some(low)) => {
-                let byte = high * 16 + low;
+        match escaped_byte(escape) {
+            Some(byte) => {
                 if (0x21..=0x7e).contains(&byte) && byte != b'=' {
                     count += 1;
                 }
                 line = &escape[2..];
             }
             // A soft line break or a stray `=`.
-            _ => line = escape,
+            None => line = escape,
         }
     }
     count
-}
-
-fn hex(digit: Option<&u8>) -> Option<u8> {
-    char::from(*digit?)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
