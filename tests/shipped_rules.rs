@@ -73,6 +73,19 @@ fn rules_of<'a>(found: &'a [(String, Vec<String>)], name: &str) -> &'a [String] 
         .1
 }
 
+/// The rules `hits` found in the file `name` whose names start with `prefix`.
+fn rules_starting<'a>(
+    found: &'a [(String, Vec<String>)],
+    name: &str,
+    prefix: &str,
+) -> Vec<&'a str> {
+    rules_of(found, name)
+        .iter()
+        .map(String::as_str)
+        .filter(|r| r.starts_with(prefix))
+        .collect()
+}
+
 #[test]
 fn rcvd_numeric_helo_fires_on_a_bare_public_address_greeting_only() {
     let cases = [
@@ -142,13 +155,7 @@ fn a_date_far_from_the_delivery_hop_scores_and_a_near_one_does_not() {
         ("tm-year-bug", dated("Sat, 02 Feb 0102 11:39:51 +0200")),
     ];
     let found = hits(&messages);
-    let dates = |name: &str| -> Vec<String> {
-        rules_of(&found, name)
-            .iter()
-            .filter(|r| r.starts_with("DATE_IN_"))
-            .cloned()
-            .collect()
-    };
+    let dates = |name: &str| rules_starting(&found, name, "DATE_IN_");
     assert!(dates("minutes-before").is_empty(), "{found:?}");
     assert_eq!(dates("hours-ahead"), ["DATE_IN_FUTURE_03_12"]);
     assert_eq!(dates("days-ahead"), ["DATE_IN_FUTURE_12_XX"]);
@@ -183,13 +190,7 @@ fn quoted_printable_written_against_rfc_2045_scores() {
         ),
     ];
     let found = hits(&messages);
-    let shape = |name: &str| -> Vec<String> {
-        rules_of(&found, name)
-            .iter()
-            .filter(|r| r.starts_with("MIME_QP_"))
-            .cloned()
-            .collect()
-    };
+    let shape = |name: &str| rules_starting(&found, name, "MIME_QP_");
     assert!(shape("mail-program").is_empty(), "{found:?}");
     assert_eq!(shape("one-line"), ["MIME_QP_LONG_LINE"]);
     assert_eq!(shape("escaped"), ["MIME_QP_NEEDLESS"]);
