@@ -46,13 +46,9 @@ impl Session {
         let Some(sink) = self.open_sink().await else {
             return self.busy().await;
         };
-        self.send(
-            Stage::Data,
-            Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"),
-        )
-        .await;
-        if self.conn.write_failed() {
-            return Some(self.write_failed());
+        let go_ahead = Reply::new(354, "", "End data with <CR><LF>.<CR><LF>");
+        if let Some(end) = self.send(Stage::Data, go_ahead).await {
+            return Some(end);
         }
         let limits = self.limits().clone();
         let mut t = Transfer {

@@ -48,10 +48,9 @@ impl Session {
         if self.conn.is_tls() {
             return self.bad_sequence(Stage::Helo, "TLS already active").await;
         }
-        self.send(Stage::Helo, Reply::new(220, "2.0.0", "Ready to start TLS"))
-            .await;
-        if self.conn.write_failed() {
-            return Some(self.write_failed());
+        let ready = Reply::new(220, "2.0.0", "Ready to start TLS");
+        if let Some(end) = self.send(Stage::Helo, ready).await {
+            return Some(end);
         }
         let dropped = self.conn.buffered().len();
         if dropped > 0 {

@@ -71,9 +71,6 @@ pub struct Session {
     /// Message bytes received since progress was last reported.
     unreported: usize,
     handle: Arc<SessionHandle>,
-    /// Why the replies were given up while one was being written (an eviction, counted
-    /// as `stress_idle` then, or the end of the shutdown grace): the session's end.
-    writes_abandoned: Option<&'static str>,
     errors: u32,
     messages: usize,
     /// Transactions begun (MAIL answered 250), however they ended: what
@@ -170,7 +167,6 @@ impl Session {
             overshoot: 0,
             unreported: 0,
             handle,
-            writes_abandoned: None,
             errors: 0,
             messages: 0,
             transactions: 0,
@@ -287,7 +283,9 @@ impl Session {
         match self.evaluate(Stage::Connect).await {
             Decision::Continue | Decision::Discard => {}
             Decision::Reject(r) | Decision::Tempfail(r) => {
-                self.send(Stage::Connect, r).await;
+                // The session ends either way; a refusal the client did not take is
+                // counted as any reply it did not take.
+                let _ = self.send(Stage::Connect, r).await;
                 return End::Closed("refused at connect");
             }
         }
@@ -304,7 +302,9 @@ impl Session {
             }
         }
         let banner = format!("{} {}", self.hostname(), self.policy.config().server.banner);
-        self.send(Stage::Connect, Reply::new(220, "", banner)).await;
+        if let Some(end) = self.send(Stage::Connect, Reply::new(220, "", banner)).await {
+            return end;
+        }
         loop {
             // Replies wait while pipelined commands do (RFC 2920), but no longer than
             // until a few KiB are queued: a client that never lets its input run dry and
@@ -406,9 +406,6 @@ impl Session {
 
     /// A reply could not be written in time: the client is gone or does not read.
     fn write_failed(&self) -> End {
-        if let Some(why) = self.writes_abandoned {
-            return End::Closed(why);
-        }
         self.limit_hit("reply_write");
         End::Closed("client does not read its replies")
     }

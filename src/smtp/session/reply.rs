@@ -37,41 +37,42 @@ impl Session {
         None
     }
 
-    /// Sends a reply now (with what is queued). A client that does not read it within
-    /// the command timeout, or is evicted meanwhile, loses the connection: the caller
-    /// sees [`Conn::write_failed`](crate::smtp::conn::Conn::write_failed).
-    pub(super) async fn send(&mut self, stage: impl Into<At>, reply: Reply) {
+    /// Sends a reply now (with what is queued). `Some` end when it could not be written:
+    /// the client does not read it within the command timeout, or was evicted meanwhile.
+    #[must_use]
+    pub(super) async fn send(&mut self, stage: impl Into<At>, reply: Reply) -> Option<End> {
         self.count_reply(stage, &reply);
         self.conn.queue(&reply.to_wire());
-        self.flush_waiting().await;
+        self.flush_waiting().await
     }
 
     /// Sends what is queued by the command deadline, as a wait for the client: one that
     /// does not take its replies is as idle as one that sends nothing, and under stress
     /// it is evicted instead of holding its slot until the command timeout. An eviction,
-    /// or the end of the shutdown grace, gives up the replies for good.
-    async fn flush_waiting(&mut self) {
+    /// or the end of the shutdown grace, gives up the replies for good. `Some` end when
+    /// the replies did not go out.
+    async fn flush_waiting(&mut self) -> Option<End> {
         let deadline = self.command_deadline();
         let flush = self.conn.flush(deadline);
-        match wait_client(&self.handle, &self.server, false, flush).await {
-            Wait::Ready(_) => {}
+        let why = match wait_client(&self.handle, &self.server, false, flush).await {
+            Wait::Ready(Ok(())) => return None,
+            Wait::Ready(Err(_)) => return Some(self.write_failed()),
             Wait::Evicted => {
                 self.limit_hit("stress_idle");
-                self.writes_abandoned = Some("stress_idle");
-                self.conn.abandon_writes();
+                "stress_idle"
             }
-            Wait::Shutdown => {
-                self.writes_abandoned = Some("shutdown grace ended");
-                self.conn.abandon_writes();
-            }
-        }
+            Wait::Shutdown => "shutdown grace ended",
+        };
+        self.conn.abandon_writes();
+        Some(End::Closed(why))
     }
 
     /// Sends a reply that ends the session (QUIT, timeouts, too many errors, shutdown),
     /// waiting at most a moment for a client that does not read.
     pub(super) async fn close(&mut self, reply: Reply) {
-        self.send_by(At::Other, reply, Instant::now() + ABORT_WRITE_TIMEOUT)
-            .await;
+        self.count_reply(At::Other, &reply);
+        self.conn.queue(&reply.to_wire());
+        let _ = self.conn.flush(Instant::now() + ABORT_WRITE_TIMEOUT).await;
     }
 
     /// Ends the session at `limit`, counted, with `reply`.
@@ -79,12 +80,6 @@ impl Session {
         self.limit_hit(limit);
         self.close(reply).await;
         End::Closed(limit)
-    }
-
-    async fn send_by(&mut self, stage: impl Into<At>, reply: Reply, deadline: Instant) {
-        self.count_reply(stage, &reply);
-        self.conn.queue(&reply.to_wire());
-        let _ = self.conn.flush(deadline).await;
     }
 
     pub(super) fn count_reply(&self, stage: impl Into<At>, reply: &Reply) {
@@ -138,9 +133,8 @@ impl Session {
             return Some(End::Closed("too many errors"));
         }
         if self.errors > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
-            self.flush_waiting().await;
-            if self.conn.write_failed() {
-                return Some(self.write_failed());
+            if let Some(end) = self.flush_waiting().await {
+                return Some(end);
             }
             tokio::select! {
                 _ = tokio::time::sleep(limits.tarpit_delay) => {}
