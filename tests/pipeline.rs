@@ -33,8 +33,9 @@ body ACT_DISCARD    /zz-discard-token-zz/
 score ACT_DISCARD   0.5
 body ACT_TEMPFAIL   /zz-tempfail-token-zz/
 score ACT_TEMPFAIL  0.5
+# Scored 0 (off, in SpamAssassin's terms) but tied to an action: the action still runs.
 body ACT_REJECT     /zz-policy-reject-zz/
-score ACT_REJECT    0.5
+score ACT_REJECT    0
 body ACT_QUARANTINE /zz-quarantine-token-zz/
 score ACT_QUARANTINE 0.5
 "#;

@@ -82,5 +82,6 @@ pub fn compile_options(config: &Config) -> CompileOptions {
             SkippedRuleMetas::Evaluate => compile::SkippedRuleMetas::Evaluate,
         },
         provided,
+        acted_on: p.actions.keys().cloned().collect(),
     }
 }

@@ -209,7 +209,8 @@ impl CompiledRules {
             match info {
                 Some(info) if info.kind.is_some() => {} // a rule: reported above
                 Some(info) if info.scored_by_file => {
-                    if info.score != 0.0 {
+                    // Scored 0 silences the symbol, unless an action is tied to it.
+                    if info.score != 0.0 || info.reportable {
                         hits.push(Hit {
                             name: name.to_string(),
                             score: info.score,

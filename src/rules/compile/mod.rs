@@ -63,6 +63,9 @@ pub struct CompileOptions {
     /// Symbols the gateway's built-in checks produce (`SPF_FAIL`, `RDNS_NONE`, ...): a
     /// skipped rule of the same name is not missing, a check stands in for it.
     pub provided: BTreeSet<String>,
+    /// Rules and symbols an action is tied to (`policy.actions`): evaluated and reported
+    /// even when scored 0, since the action decides whatever the score.
+    pub acted_on: BTreeSet<String>,
 }
 
 /// What compilation did, for `mxguard check` and logs.
@@ -210,7 +213,8 @@ impl<'a> Compiler<'a> {
             name: name.to_string(),
             kind: None,
             score,
-            reportable: !name.starts_with("__") && (!scored || score != 0.0),
+            reportable: !name.starts_with("__")
+                && (!scored || score != 0.0 || self.options.acted_on.contains(name)),
             scored_by_file: scored,
             description: info.and_then(|i| i.description.clone()),
         });
@@ -231,11 +235,15 @@ impl<'a> Compiler<'a> {
         let set = self.set;
         let rules: BTreeMap<&str, &Rule> = set.rules.iter().map(|r| (r.name.as_str(), r)).collect();
 
-        // 1. Which rules matter: scored ones, and everything their metas reach.
+        // 1. Which rules matter: scored ones, those an action is tied to, and everything
+        // their metas reach.
+        let acted_on = &self.options.acted_on;
         let mut needed: BTreeSet<&str> = BTreeSet::new();
         let mut stack: Vec<&str> = rules
             .values()
-            .filter(|r| !r.is_subrule() && r.effective_score() != 0.0)
+            .filter(|r| {
+                !r.is_subrule() && (r.effective_score() != 0.0 || acted_on.contains(&r.name))
+            })
             .map(|r| r.name.as_str())
             .collect();
         // Symbols scored in the files may be produced by metas' dependencies too.
@@ -272,7 +280,8 @@ impl<'a> Compiler<'a> {
                 name: rule.name.clone(),
                 kind: Some(rule.kind),
                 score,
-                reportable: !rule.is_subrule() && score != 0.0,
+                reportable: !rule.is_subrule()
+                    && (score != 0.0 || self.options.acted_on.contains(&rule.name)),
                 scored_by_file: rule.score.is_some(),
                 description: rule.description.clone(),
             };

@@ -144,6 +144,34 @@ fn external_symbols_feed_metas_and_take_file_scores() {
         .contains(&"BAYES_99".to_string()));
 }
 
+/// Regression (review): a rule or built-in symbol scored 0 was disabled even when
+/// `policy.actions` tied an action to it, so the action never ran: README says an action
+/// decides whatever the score.
+#[test]
+fn a_rule_scored_0_that_an_action_is_tied_to_still_hits() {
+    let text = "body LISTED /meds/i\n\
+                score LISTED 0\n\
+                score ATTACH_BLOCKED_EXT 0\n\
+                body UNTIED /meds/i\n\
+                score UNTIED 0\n";
+    let options = compile::CompileOptions {
+        acted_on: ["LISTED".to_string(), "ATTACH_BLOCKED_EXT".to_string()].into(),
+        ..Default::default()
+    };
+    let rules = RuleSet::parse_text(Path::new("test.cf"), text).compile_with(&options);
+    let view = MessageView::parse(PLAIN);
+    let h = rules.evaluate(&view, &[("ATTACH_BLOCKED_EXT", 3.0)]);
+    let got: Vec<(&str, f64)> = h.iter().map(|h| (h.name.as_str(), h.score)).collect();
+    assert_eq!(got, vec![("ATTACH_BLOCKED_EXT", 0.0), ("LISTED", 0.0)]);
+    assert_eq!(rules.report().disabled, vec!["UNTIED"]);
+
+    // Without the action, `score 0` disables both, as in SpamAssassin.
+    let plain = RuleSet::parse_text(Path::new("test.cf"), text).compile();
+    assert!(plain
+        .evaluate(&view, &[("ATTACH_BLOCKED_EXT", 3.0)])
+        .is_empty());
+}
+
 #[test]
 fn meta_cycles_are_errors() {
     let rules =
