@@ -4,8 +4,10 @@
 //! [`ShadowLog`] that outlives reloads (the tier console lists them).
 
 use super::{Context, Decision, Policy, Stage, Verdict};
+use futures::FutureExt;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -73,7 +75,19 @@ impl Policy {
     ) {
         let mut sctx = ctx.fork();
         sctx.symbols.truncate(symbols_before);
-        let decision = shadow.run_checks(Stage::Data, &mut sctx).await;
+        // A check or rule set that panics in the shadow must not cost the live verdict (the
+        // session's own guard would answer 451 for a policy that never acts).
+        let judged = AssertUnwindSafe(shadow.run_checks(Stage::Data, &mut sctx))
+            .catch_unwind()
+            .await;
+        let Ok(decision) = judged else {
+            tracing::error!(client = %ctx.client.ip, "shadow policy panicked; message not compared");
+            if let Some(m) = &self.shadow_disagreements {
+                m.with_label_values(&[self.conclude(live.clone(), ctx).0.as_str(), "panic"])
+                    .inc();
+            }
+            return;
+        };
         let (shadow_verdict, _) = shadow.conclude(decision, &sctx);
         let (live_verdict, _) = self.conclude(live.clone(), ctx);
         if shadow_verdict == live_verdict {
@@ -122,5 +136,59 @@ impl Policy {
         if let Some(log) = &self.shadow_log {
             log.record(d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ClientInfo, Services};
+    use super::*;
+    use crate::config::Config;
+    use crate::policy::check::Check;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A shadow-only check with a defect.
+    #[derive(Debug)]
+    struct Panics;
+
+    #[async_trait::async_trait]
+    impl Check for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+
+        fn stage(&self) -> Stage {
+            Stage::Data
+        }
+
+        async fn run(&self, _ctx: &mut Context) -> Decision {
+            panic!("a defect in a check only the shadow runs");
+        }
+    }
+
+    /// Regression (review): the shadow ran inside the live evaluation, so a panic in a
+    /// check only the shadow policy has threw the live decision away and the session
+    /// answered 451, though the shadow never acts.
+    #[tokio::test]
+    async fn a_panic_in_the_shadow_leaves_the_live_verdict_alone() {
+        let text = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let config = Arc::new(Config::from_toml(Path::new("t.toml"), text).unwrap());
+        let metrics = crate::metrics::Metrics::new();
+        let mut live = Policy::build(config.clone(), &Services::default()).unwrap();
+        live.shadow_disagreements = Some(metrics.shadow_disagreements_total.clone());
+        let mut shadow = Policy::build(config, &Services::default()).unwrap();
+        shadow.checks.push(Box::new(Panics));
+        live.shadow = Some(Arc::new(shadow));
+
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.message = b"Subject: hi\r\n\r\nhello\r\n".to_vec().into();
+        let decision = live.evaluate(Stage::Data, &mut ctx).await;
+        assert!(matches!(decision, Decision::Continue), "{decision:?}");
+        let counted = metrics
+            .shadow_disagreements_total
+            .with_label_values(&["accept", "panic"])
+            .get();
+        assert_eq!(counted, 1);
     }
 }
