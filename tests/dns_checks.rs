@@ -152,6 +152,44 @@ fn domains_of_links_are_looked_up_in_uribl_zones() {
     assert!(rules.contains("URIBL_DBL_TEST=4.00"), "{rules}");
 }
 
+/// Regression (review): URIBL took only the first code-map entry matching each return
+/// code, in the map's name order, where DNSBL takes every entry that matches: a bitmask
+/// list's `127.0.0.24` (bits 8 and 16) earned only the symbol of `&16`.
+#[test]
+fn a_uribl_bitmask_answer_earns_every_symbol_it_carries() {
+    let z = zone(|b| b.a("spammy.test.multi.test", Ipv4Addr::new(127, 0, 0, 24)));
+    let policy = "[[policy.uribl]]\nzone = \"multi.test\"\nsymbol = \"URIBL_MULTI\"\n\
+                  codes = { \"&8\" = \"URIBL_MULTI_PH\", \"&16\" = \"URIBL_MULTI_MW\" }\n";
+    let rules = "score URIBL_MULTI_PH 2.0\nscore URIBL_MULTI_MW 3.0\nscore URIBL_MULTI 1.0\n";
+    let (internal, gw) = gateway_with_rules(&z, policy, rules);
+    let body = "See http://www.spammy.test/x today";
+    let m = relay_one(&gw, &internal, "a@sender.test", "multi@test", "hi", body);
+    let rules = m.header("X-Spam-Rules").unwrap_or_default();
+    assert!(rules.contains("URIBL_MULTI_PH=2.00"), "{rules}");
+    assert!(rules.contains("URIBL_MULTI_MW=3.00"), "{rules}");
+    assert!(!rules.contains("URIBL_MULTI="), "{rules}");
+}
+
+/// Regression (review): dnswl.org answers `127.0.0.255` to a querier it blocks (over its
+/// query limit, or through a public resolver); that was read as a listing, so an
+/// allowlist's negative weight vouched for every client, and a listed spammer got in.
+#[test]
+fn an_allowlist_that_blocks_our_queries_vouches_for_no_one() {
+    let z = zone(|b| {
+        b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2))
+            .a("1.0.0.127.wl.test", Ipv4Addr::new(127, 0, 0, 255))
+    });
+    let (_internal, gw) = gateway(&z, LISTS);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+    let r = c.cmd("RCPT TO:<user@example.test>");
+    r.expect(554, "5.7.1");
+    assert!(r.text().contains("bl.test"), "{r}");
+    let m = common::admin::scrape(admin_port(&gw));
+    let refused = [("check", "dnsbl"), ("zone", "wl.test")];
+    assert!(m.value("mxguard_dns_list_refused_total", &refused) >= 1.0);
+}
+
 /// Standard base64 (for the DKIM public key record).
 fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -26,6 +26,24 @@ impl DnsListConfig {
     pub fn names(&self, code: Ipv4Addr) -> bool {
         self.codes.iter().any(|(m, _)| m.names(code))
     }
+
+    /// The symbols a listing with return `codes` earns: every symbol a code map entry
+    /// matching one of the codes names (a bitmask list's answer can carry several), else
+    /// the list's default symbol. DNSBL and URIBL read the map alike.
+    pub fn symbols_for(&self, codes: &[Ipv4Addr]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for code in codes {
+            for (m, symbol) in &self.codes {
+                if m.matches(*code) && !out.contains(symbol) {
+                    out.push(symbol.clone());
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(self.symbol.clone());
+        }
+        out
+    }
 }
 
 /// Which return codes a list entry matches, like postscreen's `zone=127.0.0.[2..11]`.
@@ -43,16 +61,19 @@ pub enum CodeMatch {
 }
 
 /// True for answers that are listings: `127.0.0.0/8`, except `127.0.0.1` (what URIBL-style
-/// lists answer to a query they refuse) and `127.255.255.0/24` (list error codes).
+/// lists answer to a query they refuse), `127.0.0.255` (dnswl.org's answer to a querier it
+/// blocks) and `127.255.255.0/24` (list error codes).
 pub fn is_return_code(a: Ipv4Addr) -> bool {
     let [first, b, c, _] = a.octets();
-    first == 127 && a != Ipv4Addr::new(127, 0, 0, 1) && !(b == 255 && c == 255)
+    first == 127 && !is_listing_by_name(a) && !(b == 255 && c == 255)
 }
 
-/// `127.0.0.1`, which a list's `codes` may name to say it is a listing there (a DNSWL such
-/// as hostkarma's answers it for its whitelist); otherwise it is not one.
+/// `127.0.0.1` and `127.0.0.255`, which a list's `codes` may name to say they are listings
+/// there (a DNSWL such as hostkarma's answers `127.0.0.1` for its whitelist); otherwise
+/// they are a refusal to answer, which must never be read as a listing: on an allowlist,
+/// whose weight is negative, it would vouch for every client.
 fn is_listing_by_name(a: Ipv4Addr) -> bool {
-    a == Ipv4Addr::new(127, 0, 0, 1)
+    a == Ipv4Addr::new(127, 0, 0, 1) || a == Ipv4Addr::new(127, 0, 0, 255)
 }
 
 impl CodeMatch {

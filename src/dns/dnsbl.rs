@@ -87,9 +87,14 @@ pub async fn lookup(
     name: &str,
     list: &DnsListConfig,
 ) -> Outcome<Listing> {
-    dns.lookup_a(check, name)
+    let outcome = dns
+        .lookup_a(check, name)
         .await
-        .map(|answers| Listing::from_answers(&answers, |code| list.names(code)))
+        .map(|answers| Listing::from_answers(&answers, |code| list.names(code)));
+    if let Outcome::Found(Listing::Unusable(answers)) = &outcome {
+        dns.note_list_refusal(check, &list.zone, answers);
+    }
+    outcome
 }
 
 #[cfg(test)]
@@ -148,6 +153,11 @@ mod tests {
         assert_eq!(
             Listing::from_answers(&[code(1)], |_| false),
             Listing::Unusable(vec![code(1)])
+        );
+        assert_eq!(
+            Listing::from_answers(&[code(255)], |_| false),
+            Listing::Unusable(vec![code(255)]),
+            "dnswl.org's answer to a querier it blocks"
         );
         let refused = Ipv4Addr::new(127, 255, 255, 254);
         assert_eq!(

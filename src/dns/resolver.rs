@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,6 +42,9 @@ pub(super) struct Inner {
     timeout: Duration,
     stage_deadline: Duration,
     metrics: Arc<Metrics>,
+    /// When a DNS list's refusal was last logged at warn (Unix seconds): one a minute is
+    /// enough to tell the operator, every lookup would flood the log.
+    list_refusal_warned: AtomicU64,
     /// Cancelled when the last clone goes: the loopback responders stop with it.
     pub(super) stop: CancellationToken,
 }
@@ -91,6 +95,7 @@ impl Dns {
                 timeout: config.timeout,
                 stage_deadline: config.stage_deadline,
                 metrics,
+                list_refusal_warned: AtomicU64::new(0),
                 stop: CancellationToken::new(),
             }),
         })
@@ -139,6 +144,38 @@ impl Dns {
     /// that started before may still use it).
     pub fn retire(&self) {
         self.inner.core.health.retire();
+    }
+
+    /// Records a DNS list answer that is no listing (`127.0.0.1`, `127.0.0.255`,
+    /// `127.255.255.x`, or outside `127.0.0.0/8`): counted per zone, and logged at warn at
+    /// most once a minute, since a list refusing every query (a public resolver, a query
+    /// limit passed) leaves that list silently off.
+    pub fn note_list_refusal(&self, check: &'static str, zone: &str, answers: &[Ipv4Addr]) {
+        self.inner
+            .metrics
+            .dns_list_refused_total
+            .with_label_values(&[check, zone])
+            .inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.inner.list_refusal_warned.load(Ordering::Relaxed);
+        let due = now >= last.saturating_add(60)
+            && self
+                .inner
+                .list_refusal_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            tracing::warn!(check, zone, ?answers, "DNS list answered with no listing (a refused query or a list error: a public resolver, or over the list's query limit?); ignored, see mxguard_dns_list_refused_total");
+        } else {
+            tracing::debug!(
+                check,
+                zone,
+                ?answers,
+                "DNS list answered with no listing; ignored"
+            );
+        }
     }
 
     /// Whether the resolver is marked down (lookups the cache cannot answer are unavailable).

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub dns_lookups_total: IntCounterVec,
     /// Time one DNS lookup took, by check.
     pub dns_lookup_duration_seconds: HistogramVec,
+    /// DNS list answers that were no listing (a refusal or an error code), by check and zone.
+    pub dns_list_refused_total: IntCounterVec,
     /// 1 while the DNS resolver answers, 0 while it is marked down.
     pub dns_up: IntGauge,
     /// 1 for the active policy fingerprint.
@@ -277,6 +279,11 @@ impl Metrics {
                 "mxguard_dns_lookups_total",
                 "DNS lookups by check and result (ok, nxdomain, timeout, servfail, unavailable, error).",
                 &["check", "result"],
+            ),
+            dns_list_refused_total: counter_vec(
+                "mxguard_dns_list_refused_total",
+                "DNS list answers that were no listing (a refused query or a list error code), by check and zone.",
+                &["check", "zone"],
             ),
             dns_up: gauge(
                 "mxguard_dns_up",

@@ -29,23 +29,6 @@ impl DnsLists {
     }
 }
 
-/// The symbols a listing earns: each code that a code map entry names, else the list's
-/// default symbol.
-fn symbols_for(list: &DnsListConfig, codes: &[std::net::Ipv4Addr]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for code in codes {
-        for (m, symbol) in &list.codes {
-            if m.matches(*code) && !out.contains(symbol) {
-                out.push(symbol.clone());
-            }
-        }
-    }
-    if out.is_empty() {
-        out.push(list.symbol.clone());
-    }
-    out
-}
-
 #[async_trait]
 impl Check for DnsLists {
     fn name(&self) -> &'static str {
@@ -69,7 +52,7 @@ impl Check for DnsLists {
         for (list, outcome) in self.lists.iter().zip(outcomes) {
             match outcome {
                 Outcome::Found(Listing::Listed(codes)) => {
-                    for symbol in symbols_for(list, &codes) {
+                    for symbol in list.symbols_for(&codes) {
                         ctx.hit(&symbol, 0.0);
                     }
                     ctx.client.dnsbl_total += list.weight;
@@ -77,10 +60,8 @@ impl Check for DnsLists {
                         ctx.client.dnsbl_listed.push(list.zone.clone());
                     }
                 }
-                Outcome::Found(Listing::Unusable(codes)) => {
-                    tracing::warn!(zone = %list.zone, ?codes, "DNS list answered outside 127.0.0.0/8 return codes; ignored");
-                }
-                Outcome::NotFound => {}
+                // Counted and logged by the lookup; never scored.
+                Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => {}
                 other => {
                     tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
                     failed = true;
@@ -158,18 +139,15 @@ mod tests {
             ],
         };
         assert_eq!(
-            symbols_for(&list, &["127.0.0.2".parse().unwrap()]),
+            list.symbols_for(&["127.0.0.2".parse().unwrap()]),
             ["RCVD_IN_BL_SBL"]
         );
         assert_eq!(
-            symbols_for(
-                &list,
-                &["127.0.0.2".parse().unwrap(), "127.0.0.5".parse().unwrap()]
-            ),
+            list.symbols_for(&["127.0.0.2".parse().unwrap(), "127.0.0.5".parse().unwrap()]),
             ["RCVD_IN_BL_SBL", "RCVD_IN_BL_XBL"]
         );
         assert_eq!(
-            symbols_for(&list, &["127.0.0.10".parse().unwrap()]),
+            list.symbols_for(&["127.0.0.10".parse().unwrap()]),
             ["RCVD_IN_BL"]
         );
     }
@@ -196,7 +174,7 @@ mod tests {
         );
         let listed = Listing::from_answers(&[one], |c| whitelist.names(c));
         assert_eq!(listed, Listing::Listed(vec![one]));
-        assert_eq!(symbols_for(&whitelist, listed.codes()), ["RCVD_IN_WL_HI"]);
+        assert_eq!(whitelist.symbols_for(listed.codes()), ["RCVD_IN_WL_HI"]);
         let generic = DnsListConfig {
             codes: vec![("*".parse::<CodeMatch>().unwrap(), "RCVD_IN_ANY".into())],
             ..whitelist

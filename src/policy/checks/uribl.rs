@@ -101,13 +101,7 @@ impl Check for Uribl {
         let mut hit: Vec<String> = Vec::new();
         for ((list, _), outcome) in queries.iter().zip(outcomes) {
             if let Outcome::Found(Listing::Listed(codes)) = outcome {
-                for code in &codes {
-                    let named = list
-                        .codes
-                        .iter()
-                        .find(|(m, _)| m.matches(*code))
-                        .map(|(_, s)| s);
-                    let symbol = named.unwrap_or(&list.symbol).clone();
+                for symbol in list.symbols_for(&codes) {
                     if !hit.contains(&symbol) {
                         hit.push(symbol);
                     }
