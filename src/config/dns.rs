@@ -1,6 +1,6 @@
 //! `[dns]`: the shared resolver every DNS check uses.
 
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,9 +60,8 @@ impl DnsConfig {
         if self.attempts == 0 {
             problems.bad("dns.attempts", "must be greater than 0");
         }
-        if self.timeout.is_zero() {
-            problems.bad("dns.timeout", "must be greater than 0");
-        }
+        // Each lookup and each stage adds these to the clock: a century would panic there.
+        time_limit(problems, "dns.timeout", self.timeout, true);
         if self.retransmit.is_zero() {
             problems.bad("dns.retransmit", "must be greater than 0");
         } else if self.retransmit > self.timeout {
@@ -71,15 +70,11 @@ impl DnsConfig {
         if self.negative_ttl_min > Duration::from_secs(86_400) {
             problems.bad("dns.negative_ttl_min", "must not be longer than 1 day");
         }
-        if self.stage_deadline.is_zero() {
-            problems.bad("dns.stage_deadline", "must be greater than 0");
-        }
+        time_limit(problems, "dns.stage_deadline", self.stage_deadline, true);
         if self.down_after == 0 {
             problems.bad("dns.down_after", "must be greater than 0");
         }
-        if self.down_backoff.is_zero() {
-            problems.bad("dns.down_backoff", "must be greater than 0");
-        }
+        time_limit(problems, "dns.down_backoff", self.down_backoff, true);
     }
 }
 
@@ -117,6 +112,28 @@ mod tests {
             "dns.negative_ttl_min",
         ] {
             assert!(lines.contains(key), "{key} missing from {lines}");
+        }
+    }
+
+    /// Regression (review): `dns.stage_deadline = "300000000000y"` (meant as "never") was
+    /// taken, and every session panicked adding it to the clock; the same `dns.timeout`
+    /// panicked every lookup task, so nothing was ever scored.
+    #[test]
+    fn time_limits_past_a_year_are_refused_by_name() {
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        let config = DnsConfig {
+            timeout: century,
+            retransmit: Duration::from_secs(1),
+            stage_deadline: century,
+            down_backoff: century,
+            ..DnsConfig::default()
+        };
+        let lines = problems(&config).join("\n");
+        for key in ["dns.timeout", "dns.stage_deadline", "dns.down_backoff"] {
+            assert!(
+                lines.contains(&format!("{key}: must be at most a year")),
+                "{lines}"
+            );
         }
     }
 }

@@ -219,6 +219,21 @@ mod tests {
         assert_eq!(c.relay.dsn_via, c.relay.internal);
     }
 
+    /// Regression (review): `policy.dnsbl_threshold = nan` was taken, and `total < NaN` is
+    /// false: every client on any list of positive weight was refused at RCPT.
+    #[test]
+    fn a_dnsbl_threshold_that_is_no_number_is_refused() {
+        for value in ["nan", "inf", "-inf"] {
+            let text = format!("{MINIMAL}[policy]\ndnsbl_threshold = {value}\n");
+            let err = Config::from_toml(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("policy.dnsbl_threshold"), "{value}: {err}");
+        }
+        let text = format!("{MINIMAL}[policy]\ndnsbl_threshold = 3.5\n");
+        assert!(Config::from_toml(Path::new("t.toml"), &text).is_ok());
+    }
+
     /// Regression (review): relay and callout timeouts of `"0s"` were taken, and every
     /// delivery attempt and callout then timed out before it began.
     #[test]

@@ -178,6 +178,10 @@ impl RawPolicy {
             reject: self.reject,
         };
         check_thresholds("policy", &thresholds, problems);
+        // `total < NaN` is false: every client on any positive-weight list would be refused.
+        if self.dnsbl_threshold.is_some_and(|t| !t.is_finite()) {
+            problems.bad("policy.dnsbl_threshold", "must be a number");
+        }
         let mut domain_thresholds = BTreeMap::new();
         for (domain, t) in self.domains {
             let domain = domain.to_ascii_lowercase();

@@ -22,6 +22,23 @@ impl Problems {
     }
 }
 
+use std::time::Duration;
+
+/// The longest time limit taken: sessions and lookups add limits to the clock, and one past
+/// its end panicked every session; no wait is meant to last longer.
+const LONGEST_LIMIT: Duration = Duration::from_secs(365 * 86_400);
+
+/// Checks a time limit the sessions add to the clock: at most [`LONGEST_LIMIT`], and more
+/// than zero when `positive` (a zero timeout would end every wait before it began).
+pub(super) fn time_limit(problems: &mut Problems, key: &str, v: Duration, positive: bool) {
+    if positive && v.is_zero() {
+        problems.bad(key, "must be greater than 0");
+    }
+    if v > LONGEST_LIMIT {
+        problems.bad(key, "must be at most a year");
+    }
+}
+
 /// A name with at least two labels of letters, digits and hyphens.
 pub fn is_plausible_hostname(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);

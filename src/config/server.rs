@@ -1,6 +1,7 @@
 //! `[server]`, `[server.limits]` and `[server.tls]`: the inbound SMTP listener.
 
 use super::networks::NetworkList;
+use super::problems::time_limit;
 use super::problems::{is_plausible_hostname, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -311,21 +312,6 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
         ("shutdown_grace", l.shutdown_grace, false),
     ] {
         time_limit(problems, &format!("server.limits.{key}"), v, positive);
-    }
-}
-
-/// The longest time limit taken: sessions add limits to the clock, and one past its end
-/// panicked every session; no SMTP wait is meant to last longer.
-const LONGEST_LIMIT: Duration = Duration::from_secs(365 * 86_400);
-
-/// Checks a time limit the sessions add to the clock: at most [`LONGEST_LIMIT`], and more
-/// than zero when `positive` (a zero timeout would end every wait before it began).
-fn time_limit(problems: &mut Problems, key: &str, v: Duration, positive: bool) {
-    if positive && v.is_zero() {
-        problems.bad(key, "must be greater than 0");
-    }
-    if v > LONGEST_LIMIT {
-        problems.bad(key, "must be at most a year");
     }
 }
 
