@@ -452,6 +452,12 @@ impl Policy {
         }
         let before = ctx.symbols.len();
         let decision = self.run_checks(stage, ctx).await;
+        if stage == Stage::Rcpt && matches!(decision, Decision::Reject(_) | Decision::Tempfail(_)) {
+            // A refused recipient is no part of the message: what its checks found
+            // (`RCPT_UNKNOWN`, `RELAY_DENIED`) must not score, act on or teach the message
+            // the accepted recipients get.
+            ctx.symbols.truncate(before);
+        }
         if let (Stage::Data, Some(shadow)) = (stage, &self.shadow) {
             self.judge_in_shadow(shadow, ctx, before, &decision).await;
         }

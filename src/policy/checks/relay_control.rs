@@ -215,4 +215,22 @@ mod tests {
             );
         }
     }
+
+    /// Regression (carried, review): a refused recipient's symbol stayed in the
+    /// transaction, so `actions.RELAY_DENIED = "reject"` (or a meta reading it) refused the
+    /// message for the recipients that were accepted, and autolearn and the journal counted it.
+    #[tokio::test]
+    async fn a_refused_recipient_leaves_no_symbol_in_the_transaction() {
+        let text = "[relay]\ndomains=[\"example.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let config = std::sync::Arc::new(Config::from_toml(Path::new("t.toml"), text).unwrap());
+        let policy = crate::policy::Policy::build(config, &Default::default()).unwrap();
+        let mut ctx = at_rcpt("user@elsewhere.test");
+        let refused = policy.evaluate(Stage::Rcpt, &mut ctx).await;
+        assert!(matches!(refused, Decision::Reject(_)), "{refused:?}");
+        ctx.rcpt = Some(parse_path("user@example.test").unwrap());
+        let accepted = policy.evaluate(Stage::Rcpt, &mut ctx).await;
+        assert!(matches!(accepted, Decision::Continue), "{accepted:?}");
+        let names: Vec<&str> = ctx.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert!(!names.contains(&"RELAY_DENIED"), "{names:?}");
+    }
 }
