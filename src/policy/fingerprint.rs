@@ -27,6 +27,9 @@ pub fn canonical(config: &Config, rules: Option<&CompiledRules>, model: Option<&
     }
     let s = &config.server;
     let _ = writeln!(out, "bare_line_ending={:?}", s.bare_line_ending);
+    // Only a greeting delay lets a client talk too early (`EARLY_TALKER`); its length is
+    // timing, like the timeouts.
+    let _ = writeln!(out, "pregreet_test={}", !s.greet_delay.is_zero());
     let _ = writeln!(out, "message_size_bytes={}", s.limits.message_size_bytes);
     let _ = writeln!(out, "text_line_bytes={}", s.limits.text_line_bytes);
     let _ = writeln!(
@@ -248,6 +251,7 @@ mod tests {
             "[policy]\ndeny_networks=[\"203.0.113.0/24\"]\n",
             "[policy]\nfcrdns=false\n",
             "[state]\non_failure=\"closed\"\n",
+            "[server]\ngreet_delay=\"2s\"\n",
         ] {
             assert_ne!(base, compute(&config(extra), None, None), "{extra}");
         }
