@@ -22,6 +22,9 @@ pub struct DnsConfig {
     pub attempts: usize,
     /// Cached answers.
     pub cache_size: usize,
+    /// Bytes the cached answers may weigh together: the names looked up are often the
+    /// sender's to choose, and one answer can weigh 64 KiB.
+    pub cache_bytes: usize,
     /// Shortest time a negative answer (NXDOMAIN, NODATA) is cached, whatever its SOA says
     /// (or when it has none).
     #[serde(with = "humantime_serde")]
@@ -47,6 +50,7 @@ impl Default for DnsConfig {
             retransmit: Duration::from_millis(300),
             attempts: 3,
             cache_size: 10_000,
+            cache_bytes: 32 << 20,
             negative_ttl_min: Duration::from_secs(60),
             stage_deadline: Duration::from_secs(5),
             down_after: 5,

@@ -10,6 +10,7 @@ use super::transport::{is_referral, ExchangeError, Transport};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::proto::serialize::binary::BinEncodable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -49,6 +50,25 @@ pub(crate) enum Answer {
     Error(Arc<str>),
 }
 
+impl Answer {
+    /// About what the cached copy of this answer for `key` weighs, in bytes: its records as
+    /// they travel, plus the key and the map's own overhead.
+    fn weight(&self, key: &Key) -> usize {
+        const OVERHEAD: usize = 128;
+        let records = match self {
+            Answer::Records { records, .. } => records
+                .iter()
+                .map(|r| r.to_bytes().map_or(RECORD_WEIGHT_UNKNOWN, |b| b.len()) + 64)
+                .sum(),
+            _ => 0,
+        };
+        OVERHEAD + key.0.len() + records
+    }
+}
+
+/// The weight counted for a record that does not encode: as much as a big TXT answer.
+const RECORD_WEIGHT_UNKNOWN: usize = 4096;
+
 type Key = (Name, RecordType);
 type InFlight = Shared<BoxFuture<'static, Answer>>;
 
@@ -68,6 +88,7 @@ pub(crate) struct Core {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CoreSettings {
     pub(crate) cache_size: usize,
+    pub(crate) cache_bytes: usize,
     pub(crate) negative_ttl_min: Duration,
     pub(crate) down_backoff: Duration,
     /// How long a lookup that timed out in silence waits for the probe that tells a dead
@@ -79,7 +100,7 @@ impl Core {
     pub(crate) fn new(transport: Transport, health: Health, settings: CoreSettings) -> Core {
         Core {
             transport,
-            cache: TtlCache::new(settings.cache_size),
+            cache: TtlCache::new(settings.cache_size, settings.cache_bytes),
             in_flight: Mutex::new(HashMap::new()),
             health,
             negative_ttl_min: settings.negative_ttl_min,
@@ -145,8 +166,9 @@ impl Core {
                 let answer = self.interpret(&message);
                 match &answer {
                     Answer::Records { expires, .. } | Answer::Negative { expires, .. } => {
-                        self.cache
-                            .insert((name.clone(), *rtype), answer.clone(), *expires);
+                        let key = (name.clone(), *rtype);
+                        let weight = answer.weight(&key);
+                        self.cache.insert(key, answer.clone(), *expires, weight);
                     }
                     _ => {}
                 }
@@ -297,6 +319,7 @@ mod tests {
             Health::new(5, gauge),
             CoreSettings {
                 cache_size: 10,
+                cache_bytes: 1 << 20,
                 negative_ttl_min: Duration::from_secs(negative_ttl_min),
                 down_backoff: Duration::from_secs(1),
                 confirm_within: Duration::from_secs(1),

@@ -83,6 +83,7 @@ impl Dns {
             health,
             CoreSettings {
                 cache_size: config.cache_size,
+                cache_bytes: config.cache_bytes,
                 negative_ttl_min: config.negative_ttl_min,
                 down_backoff: config.down_backoff,
                 // The probe's first transmission and one retransmission.
