@@ -204,7 +204,18 @@ impl Core {
         match message.metadata.response_code {
             ResponseCode::NoError if !message.answers.is_empty() => {
                 let ttl = message.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
-                let ttl = Duration::from_secs(u64::from(ttl)).min(MAX_TTL);
+                let mut ttl = Duration::from_secs(u64::from(ttl)).min(MAX_TTL);
+                let asked = message.queries.first().map(|q| q.query_type());
+                if !message
+                    .answers
+                    .iter()
+                    .any(|r| Some(r.record_type()) == asked)
+                {
+                    // Only a CNAME chain, whose target has no records of the type asked:
+                    // that part is a negative answer, kept as long as its SOA says
+                    // (RFC 2308 §5), not for the CNAME's TTL.
+                    ttl = ttl.min(self.negative_ttl(message));
+                }
                 Answer::Records {
                     records: message.answers.clone().into(),
                     expires: now + ttl,
@@ -371,6 +382,33 @@ mod tests {
         assert_eq!(ttl_of(&answer), 60, "raised to the floor");
         let answer = c.interpret(&response(ResponseCode::NXDomain, Some((999_999, 999_999))));
         assert_eq!(ttl_of(&answer), 3 * 3600, "capped");
+    }
+
+    /// Regression (review): a name whose CNAME leads to a target without records of the
+    /// type asked was cached for the CNAME's TTL (up to a day), not the negative TTL of the
+    /// target's SOA: an MX briefly missing stayed "not found" for the day.
+    #[tokio::test]
+    async fn a_cname_to_nothing_is_cached_as_a_negative_answer() {
+        use hickory_resolver::proto::rr::rdata::CNAME;
+        let c = core(60);
+        let target = Name::from_ascii("target.test.").unwrap_or_default();
+        let cname = Record::from_rdata(
+            Name::from_ascii("x.test.").unwrap_or_default(),
+            86_400,
+            RData::CNAME(CNAME(target.clone())),
+        );
+        let mut chain = response(ResponseCode::NoError, Some((300, 300)));
+        chain.add_answer(cname.clone());
+        assert_eq!(ttl_of(&c.interpret(&chain)), 300);
+
+        let mut resolved = response(ResponseCode::NoError, None);
+        resolved.add_answer(cname);
+        resolved.add_answer(Record::from_rdata(
+            target,
+            7_200,
+            RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
+        ));
+        assert_eq!(ttl_of(&c.interpret(&resolved)), 7_200);
     }
 
     #[tokio::test]
