@@ -34,7 +34,7 @@ pub use policy::{PolicyConfig, RuleAction, SkippedRuleMetas, Thresholds};
 pub use problems::{is_plausible_hostname, is_symbol};
 pub use ratelimit::{RateAction, RateKey, RateLimitConfig, RateStage};
 pub use recipients::RecipientList;
-pub use relay::{RecipientsConfig, RelayConfig, RelayTls};
+pub use relay::{relays_domain, RecipientsConfig, RelayConfig, RelayTls};
 pub use server::{BareLineEnding, Limits, ServerConfig, TlsFiles};
 pub use state::{OnFailure, StateBackendConfig, StateConfig};
 pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret};
@@ -166,6 +166,7 @@ impl Config {
         let server = raw.server.validate(&mut problems);
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
+        let policy = raw.policy.validate(&relay.domains, &mut problems);
         let spool = raw.spool.validate();
         let tier = raw
             .tier
@@ -176,7 +177,7 @@ impl Config {
             relay,
             state: raw.state.validate(&spool.dir, &mut problems),
             spool,
-            policy: raw.policy.validate(&mut problems),
+            policy,
             greylist: raw.greylist.validate(&mut problems),
             ratelimits: ratelimit::validate(raw.ratelimit, &mut problems),
             classifier: raw.classifier.validate(&mut problems),
@@ -217,6 +218,33 @@ mod tests {
         assert_eq!(c.server.bare_line_ending, BareLineEnding::Reject);
         assert_eq!(c.relay.max_queue_lifetime, Duration::from_secs(5 * 86400));
         assert_eq!(c.relay.dsn_via, c.relay.internal);
+    }
+
+    /// Regression (review): thresholds for a domain mail never comes for (a typo, a
+    /// U-label where recipients are matched in A-labels) were taken and silently never
+    /// applied: that domain's recipients got the defaults.
+    #[test]
+    fn thresholds_for_a_domain_not_relayed_are_refused_by_name() {
+        let relay = "[relay]\ndomains = [\"example.test\", \".sub.example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n";
+        for domain in ["exmaple.test", "bücher.example.test"] {
+            let text = format!("{relay}[policy.domains.\"{domain}\"]\ntag = 3.0\n");
+            let err = Config::from_toml(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "policy.domains.{domain}: domain is not in relay.domains"
+                )),
+                "{err}"
+            );
+        }
+        for domain in ["example.test", "a.sub.example.test"] {
+            let text = format!("{relay}[policy.domains.\"{domain}\"]\ntag = 3.0\n");
+            assert!(
+                Config::from_toml(Path::new("t.toml"), &text).is_ok(),
+                "{domain}"
+            );
+        }
     }
 
     /// Regression (review): `policy.dnsbl_threshold = nan` was taken, and `total < NaN` is

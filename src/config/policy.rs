@@ -171,7 +171,7 @@ struct RawThresholds {
 const DNS_CHECKS: [&str; 4] = ["dnsbl", "fcrdns", "helo", "sender_domain"];
 
 impl RawPolicy {
-    pub(super) fn validate(self, problems: &mut Problems) -> PolicyConfig {
+    pub(super) fn validate(self, relayed: &[String], problems: &mut Problems) -> PolicyConfig {
         let thresholds = Thresholds {
             tag: self.tag,
             quarantine: self.quarantine,
@@ -190,7 +190,13 @@ impl RawPolicy {
                 quarantine: t.quarantine.unwrap_or(thresholds.quarantine),
                 reject: t.reject.unwrap_or(thresholds.reject),
             };
-            check_thresholds(&format!("policy.domains.{domain}"), &merged, problems);
+            let key = format!("policy.domains.{domain}");
+            // Thresholds are looked up by the recipient's domain as relayed (A-labels): a
+            // typo or a domain mail never comes for would silently leave the defaults.
+            if !super::relay::relays_domain(relayed, &domain) {
+                problems.bad(&key, "domain is not in relay.domains");
+            }
+            check_thresholds(&key, &merged, problems);
             domain_thresholds.insert(domain, merged);
         }
         let mut actions = BTreeMap::new();

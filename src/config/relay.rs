@@ -267,15 +267,20 @@ impl RawRelay {
     }
 }
 
+/// Whether mail for `domain` (lower case, A-labels) is relayed under `relay.domains`: a
+/// domain listed as it is, or one below a domain listed with a leading dot.
+pub fn relays_domain(domains: &[String], domain: &str) -> bool {
+    domains
+        .iter()
+        .any(|d| d == domain || (d.starts_with('.') && domain.ends_with(d.as_str())))
+}
+
 impl RawRecipients {
     fn validate(self, domains: &[String], problems: &mut Problems) -> RecipientsConfig {
         let mut lists = BTreeMap::new();
         for (domain, file) in self.lists {
             let domain = domain.to_ascii_lowercase();
-            let relayed = domains
-                .iter()
-                .any(|d| d == &domain || (d.starts_with('.') && domain.ends_with(d.as_str())));
-            if !relayed {
+            if !relays_domain(domains, &domain) {
                 problems.bad(
                     &format!("relay.recipients.lists.{domain}"),
                     "domain is not in relay.domains",

@@ -28,10 +28,7 @@ impl RelayControl {
     }
 
     fn is_relay_domain(&self, domain: &str) -> bool {
-        self.domains.iter().any(|d| match d.strip_prefix('.') {
-            Some(parent) => domain.len() > parent.len() && domain.ends_with(d.as_str()),
-            None => domain == d,
-        })
+        crate::config::relays_domain(&self.domains, domain)
     }
 
     /// Why `rcpt` must not be relayed, or `None` when it may.
