@@ -25,5 +25,6 @@ pub mod testing;
 mod transport;
 
 pub use deadline::{all_within, within};
+pub use local::only_loopback;
 pub use outcome::{Mx, Outcome};
 pub use resolver::{Dns, DnsSetupError};

@@ -3,7 +3,7 @@
 //! (claims to be this gateway or a domain it serves), `HELO_UNRESOLVABLE`.
 
 use crate::config::is_plausible_hostname;
-use crate::dns::{within, Dns, Outcome};
+use crate::dns::{only_loopback, within, Dns, Outcome};
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -89,6 +89,10 @@ impl Check for HeloCheck {
         )
         .await
         {
+            // `anything.localhost` resolves, but never to a remote client's host.
+            Outcome::Found(addrs) if !ctx.client.ip.is_loopback() && only_loopback(&addrs) => {
+                ctx.hit("HELO_UNRESOLVABLE", 0.0)
+            }
             Outcome::Found(_) => {}
             Outcome::NotFound => ctx.hit("HELO_UNRESOLVABLE", 0.0),
             _ if self.tempfail_on_failure => {
@@ -137,6 +141,36 @@ mod tests {
             "[ipV6:2001:db8::1]",
         ] {
             assert!(syntax_symbols(helo, client, &[]).0.is_empty(), "{helo}");
+        }
+    }
+
+    /// Regression (review): `HELO anything.localhost` (answered 127.0.0.1 by the resolver
+    /// itself) counted as resolvable for a remote client, which dodged `HELO_UNRESOLVABLE`.
+    #[tokio::test]
+    async fn a_helo_that_leads_only_to_loopback_is_unresolvable_for_a_remote_client() {
+        use crate::dns::testing::TestDns;
+        let server = TestDns::builder()
+            .a("mail.real.test", std::net::Ipv4Addr::new(192, 0, 2, 25))
+            .start()
+            .await
+            .unwrap();
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let dns = Dns::new(&TestDns::dns_config(server.addr()), metrics).unwrap();
+        let check = HeloCheck::new(Vec::new(), Some(dns), false);
+        let judge = |client: &str, helo: &str| {
+            let mut ctx = Context::new(crate::policy::ClientInfo::new(client.parse().unwrap()));
+            ctx.client.helo = Some(helo.to_string());
+            ctx
+        };
+        for (client, helo, unresolvable) in [
+            ("192.0.2.7", "mail.localhost", true),
+            ("192.0.2.7", "mail.real.test", false),
+            ("127.0.0.1", "mail.localhost", false),
+        ] {
+            let mut ctx = judge(client, helo);
+            check.run(&mut ctx).await;
+            let hit = ctx.symbols.iter().any(|s| s.name == "HELO_UNRESOLVABLE");
+            assert_eq!(hit, unresolvable, "{client} {helo}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `SENDER_DOMAIN_UNRESOLVABLE` when neither exists, `SENDER_NULL_MX` for a domain that
 //! publishes RFC 7505 "no mail". The null sender is exempt.
 
-use crate::dns::{within, Dns, Outcome};
+use crate::dns::{only_loopback, within, Dns, Outcome};
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -65,11 +65,64 @@ impl Check for SenderDomain {
             Outcome::Found(_) | Outcome::NotFound => {}
             _ => return self.failed(),
         }
+        let remote = !ctx.client.ip.is_loopback();
         match within(deadline, self.dns.lookup_ip("sender_domain", &domain)).await {
+            // `anything.localhost` resolves, but never to a remote sender's host.
+            Outcome::Found(addrs) if remote && only_loopback(&addrs) => {
+                ctx.hit("SENDER_DOMAIN_UNRESOLVABLE", 0.0)
+            }
             Outcome::Found(addrs) if !addrs.is_empty() => {}
             Outcome::Found(_) | Outcome::NotFound => ctx.hit("SENDER_DOMAIN_UNRESOLVABLE", 0.0),
             _ => return self.failed(),
         }
         Decision::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::testing::TestDns;
+    use crate::mail::address::parse_path;
+    use crate::metrics::Metrics;
+    use crate::policy::ClientInfo;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    async fn symbols(client: &str, sender: &str) -> Vec<String> {
+        let server = TestDns::builder()
+            .a("loopback.test", Ipv4Addr::LOCALHOST)
+            .a("real.test", Ipv4Addr::new(192, 0, 2, 25))
+            .start()
+            .await
+            .unwrap();
+        let dns = Dns::new(
+            &TestDns::dns_config(server.addr()),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let mut ctx = Context::new(ClientInfo::new(client.parse().unwrap()));
+        ctx.mail_from = Some(parse_path(sender).unwrap());
+        let decision = SenderDomain::new(dns, false).run(&mut ctx).await;
+        assert_eq!(decision, Decision::Continue);
+        ctx.symbols.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Regression (review): `MAIL FROM:<x@anything.localhost>` (answered 127.0.0.1 by the
+    /// resolver itself, RFC 6761) or a domain of the sender's own pointing at 127.0.0.1
+    /// counted as resolvable, so a remote forger dodged `SENDER_DOMAIN_UNRESOLVABLE`.
+    #[tokio::test]
+    async fn a_sender_domain_that_leads_only_to_loopback_is_unresolvable_for_a_remote_client() {
+        let unresolvable = vec!["SENDER_DOMAIN_UNRESOLVABLE".to_string()];
+        assert_eq!(
+            symbols("192.0.2.7", "x@anything.localhost").await,
+            unresolvable
+        );
+        assert_eq!(symbols("192.0.2.7", "x@loopback.test").await, unresolvable);
+        assert!(symbols("192.0.2.7", "x@real.test").await.is_empty());
+        // A local relay on this host may use its own names.
+        assert!(symbols("127.0.0.1", "x@anything.localhost")
+            .await
+            .is_empty());
     }
 }
