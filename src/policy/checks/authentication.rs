@@ -96,13 +96,18 @@ impl Check for MessageAuth {
             .iter()
             .filter_map(|c| c.as_ref().map(|c| c.symbol()))
             .collect();
-        // A big message is mapped from its spool file, not read onto the heap.
-        let deadline = self.auth.deadline(ctx.deadline);
-        match ctx.raw_as_received() {
-            Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
-                self.auth.verify_message(&[], &mut outcome, deadline).await;
+        // Verified already when this is the shadow policy's judgement of a message the live
+        // one judged: the shadow's copy of a big message holds only its sample, on which a
+        // signature's body hash would fail (and the answers would only be asked again).
+        if outcome.dkim.is_none() {
+            // A big message is mapped from its spool file, not read onto the heap.
+            let deadline = self.auth.deadline(ctx.deadline);
+            match ctx.raw_as_received() {
+                Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
+                    self.auth.verify_message(&[], &mut outcome, deadline).await;
+                }
             }
         }
         for symbol in outcome.symbols() {
@@ -121,5 +126,43 @@ impl Check for MessageAuth {
             ));
         }
         Decision::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DkimCheck;
+    use crate::dns::testing::TestDns;
+    use crate::dns::Dns;
+    use crate::policy::ClientInfo;
+    use std::sync::Arc;
+
+    /// Regression (review): the shadow policy verified DKIM again on its copy of the
+    /// message, which for a message kept on disk is its header and sample: the body hash
+    /// failed, the shadow scored `DKIM_INVALID` (and `DMARC_FAIL`, a reject for `p=reject`
+    /// domains) and logged disagreements that were none.
+    #[tokio::test]
+    async fn a_message_verified_already_is_not_verified_again() {
+        let server = TestDns::builder().start().await.unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let dns = Dns::new(&TestDns::dns_config(server.addr()), metrics).unwrap();
+        let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true);
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.message = b"From: a@sender.test\r\nSubject: hi\r\n\r\nbody\r\n"
+            .to_vec()
+            .into();
+        let mut live = AuthOutcome::new(ctx.client.ip);
+        // What the live judgement found on the whole message.
+        live.dkim = Some(DkimCheck {
+            signatures: Vec::new(),
+            from_domain: "sender.test".into(),
+            timed_out: true,
+        });
+        ctx.auth = Some(live);
+        check.run(&mut ctx).await;
+        let names: Vec<&str> = ctx.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"DKIM_TEMPERROR"), "{names:?}");
+        assert!(!names.contains(&"DKIM_NONE"), "verified again: {names:?}");
     }
 }
