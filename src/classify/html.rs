@@ -219,8 +219,7 @@ pub fn render(html: &str) -> HtmlRender {
         let tail = &rest[lt..];
         // Comments: dropped without a space, so they cannot split a word.
         if let Some(comment) = tail.strip_prefix("<!--") {
-            let end = comment.find("-->").map_or(tail.len(), |e| e + 7);
-            rest = &tail[end..];
+            rest = &comment[crate::mail::html::comment_len(comment)..];
             continue;
         }
         let next = tail[1..].chars().next();
@@ -298,6 +297,21 @@ mod tests {
     fn inline_tags_and_comments_do_not_split_words() {
         let r = render("<p>Buy vi<b></b>ag<!-- hash -->ra now</p>");
         assert!(r.text.contains("viagra"), "{:?}", r.text);
+    }
+
+    /// Regression (review): `<!-->` (an empty comment in HTML5, after which the text
+    /// shows) was read as a comment never closed, so the classifier saw nothing of the rest
+    /// of the part: a sender hid its pitch from the tokens behind it.
+    #[test]
+    fn an_empty_comment_hides_nothing_after_it() {
+        for html in [
+            "<!-->Buy cheap pills",
+            "<!--->Buy cheap pills",
+            "<!-- x --!>Buy cheap pills",
+        ] {
+            let r = render(html);
+            assert!(r.text.contains("Buy cheap pills"), "{html:?}: {:?}", r.text);
+        }
     }
 
     #[test]

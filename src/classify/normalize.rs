@@ -19,6 +19,21 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
+/// Returns true for combining marks (accents written after their letter, as decomposed
+/// text from some mailers has them, and the strike-through and overlay marks spammers put
+/// inside words): dropped, so `vi\u{301}agra` reads as one word, and `e` plus U+0301 as
+/// the `e` an accented `é` folds to.
+pub fn is_combining_mark(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0300}'..='\u{036F}'
+            | '\u{1AB0}'..='\u{1AFF}'
+            | '\u{1DC0}'..='\u{1DFF}'
+            | '\u{20D0}'..='\u{20FF}'
+            | '\u{FE20}'..='\u{FE2F}'
+    )
+}
+
 /// Folds one lower-case character to its unaccented Latin base form and writes it to `out`.
 ///
 /// Covers Latin-1 Supplement, Latin Extended-A, full-width ASCII and the Cyrillic and Greek
@@ -77,8 +92,8 @@ fn push_folded(c: char, out: &mut String) {
     out.push_str(base);
 }
 
-/// Lower-cases `text`, strips accents, removes invisible characters and maps typographic
-/// spaces, quotes and dashes to ASCII. Returns the normalised string.
+/// Lower-cases `text`, strips accents (combining marks too), removes invisible characters
+/// and maps typographic spaces, quotes and dashes to ASCII. Returns the normalised string.
 ///
 /// ```
 /// use mxguard::classify::normalize::normalize_text;
@@ -87,7 +102,7 @@ fn push_folded(c: char, out: &mut String) {
 pub fn normalize_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_invisible(c) {
+        if is_invisible(c) || is_combining_mark(c) {
             continue;
         }
         if c.is_ascii() {
@@ -257,6 +272,19 @@ fn join_separated_letters(tok: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): a combining mark is neither a word character nor invisible, so
+    /// `vi\u{301}agra` split into `vi` and `agra`, and decomposed text gave other tokens
+    /// than the same text precomposed.
+    #[test]
+    fn combining_marks_neither_split_words_nor_change_them() {
+        assert_eq!(normalize_text("vi\u{301}agra"), "viagra");
+        assert_eq!(normalize_text("v\u{336}i\u{336}agra"), "viagra");
+        assert_eq!(
+            normalize_text("re\u{301}sume\u{301}"),
+            normalize_text("résumé")
+        );
+    }
 
     #[test]
     fn lowercases_and_strips_accents() {

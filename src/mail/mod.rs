@@ -4,6 +4,7 @@
 pub mod address;
 pub mod date;
 pub mod header_fields;
+pub mod html;
 pub mod lenient;
 pub mod mime;
 pub mod qp_shape;

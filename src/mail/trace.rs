@@ -22,15 +22,33 @@ pub fn is_mailbox_fetch(received: &str) -> bool {
     false
 }
 
+/// True for the hop an mxguard gateway adds when it accepts a message (`by HOST (mxguard)
+/// with ...`, see `smtp::received`). The gateway judged the message before adding it, so
+/// it and every hop above it (the internal servers', the mailbox's) were never part of
+/// what was judged.
+pub fn is_gateway_hop(received: &str) -> bool {
+    let words: Vec<&str> = received.split_ascii_whitespace().collect();
+    words
+        .windows(3)
+        .any(|w| w[0].eq_ignore_ascii_case("by") && w[2] == "(mxguard)")
+}
+
 /// How many `Received` hops, from the top, were added after delivery (see
-/// [`is_mailbox_fetch`]); the hops below them are the delivery's.
+/// [`is_mailbox_fetch`]) or from the gateway's own hop upward (see [`is_gateway_hop`]); the
+/// hops below them are the delivery's, as the gateway saw them when it judged the message.
+/// So a message learned from a mailbox reads as it read at the gateway.
 pub fn hops_after_delivery<'a>(received: impl IntoIterator<Item = &'a str>) -> usize {
-    received
-        .into_iter()
-        .enumerate()
-        .filter(|(_, hop)| is_mailbox_fetch(hop))
-        .last()
-        .map_or(0, |(i, _)| i + 1)
+    let hops: Vec<&str> = received.into_iter().collect();
+    let fetched = hops
+        .iter()
+        .rposition(|hop| is_mailbox_fetch(hop))
+        .map_or(0, |i| i + 1);
+    // The topmost: a hop in our name further down is the sender's, and was judged.
+    let judged = hops
+        .iter()
+        .position(|hop| is_gateway_hop(hop))
+        .map_or(0, |i| i + 1);
+    fetched.max(judged)
 }
 
 /// When the message arrived, as its newest delivery hop dated it (Unix seconds): the date
@@ -59,6 +77,32 @@ pub fn date_shift_at(date: &str, arrival: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): the classifier tokenised a message at DATA without the
+    /// gateway's own `Received` hop, and `mxguard learn` read delivered or quarantined
+    /// copies with it and the internal servers' hops above: the hop count and the hop
+    /// shapes the classifier learned were never those it saw when classifying.
+    #[test]
+    fn the_gateways_own_hop_and_those_above_it_were_added_after_judging() {
+        let sender = "from pc.sender.example by mail.sender.example with SMTP id 2;\n\t\
+                      Mon, 2 Dec 2002 11:59:00 +0000";
+        let ours = "from mail.sender.example ([192.0.2.1])\r\n\tby mx.example.test (mxguard) \
+                    with ESMTPS id ABC123\r\n\tfor <u@example.test>; Mon, 2 Dec 2002 12:00:00 +0000";
+        let internal = "from mx.example.test by mbox.example.test with LMTP id 3;\n\t\
+                        Mon, 2 Dec 2002 12:00:01 +0000";
+        assert_eq!(hops_after_delivery([sender]), 0, "as judged at DATA");
+        assert_eq!(
+            hops_after_delivery([internal, ours, sender]),
+            2,
+            "as learned"
+        );
+        // Only the topmost hop in our name counts. One the sender wrote sits below ours
+        // once delivered; at DATA it is the topmost and is skipped, which hides nothing the
+        // sender could not have left out.
+        let forged = ours.replace("mail.sender.example", "forged.example");
+        assert_eq!(hops_after_delivery([ours, forged.as_str(), sender]), 1);
+        assert_eq!(hops_after_delivery([forged.as_str(), sender]), 1);
+    }
 
     const HOP: &str = "from a.example (a.example [192.0.2.1]) by b.example with SMTP;\n\t\
                        Mon, 2 Dec 2002 12:00:00 +0000";

@@ -87,7 +87,7 @@ pub(super) fn render_html(html: &str) -> String {
             push_text(&mut rendered, text);
         }
         if let Some(after) = markup.strip_prefix("<!--") {
-            rest = after.find("-->").map_or("", |e| &after[e + 3..]);
+            rest = &after[crate::mail::html::comment_len(after)..];
             continue;
         }
         let tag = Tag::read(markup);
@@ -324,6 +324,10 @@ mod tests {
             "1 < 2 ABé&bogus;"
         );
         assert_eq!(render_html("<param><pa>q"), "q");
+        // Regression (review): `<!-->` and `<!--->` are empty comments and `--!>` ends one
+        // (HTML5), so what follows shows; it was read as a comment never closed, and body
+        // rules saw nothing of the rest of the part.
+        assert_eq!(render_html("a<!-->b<!--->c<!-- d --!>e"), "abce");
     }
 
     /// Regression (review): each `<script>` or `<style>` lower-cased a copy of the rest of

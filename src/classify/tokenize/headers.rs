@@ -9,6 +9,9 @@ use crate::mail::header_fields::raw_value;
 use crate::mail::trace::hops_after_delivery;
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
+/// Subject words read at most (a subject's worth; the rest still counts in `s:m:words:`).
+const MAX_SUBJECT_WORDS: usize = 64;
+
 impl Tokenizer {
     pub(super) fn header_features(&self, msg: &Message<'_>, sink: &mut Sink) {
         // Subject.
@@ -154,13 +157,15 @@ impl Tokenizer {
         } else if norm.starts_with("fw:") || norm.starts_with("fwd:") {
             sink.push("s:m:fwd".to_string());
         }
-        let words: Vec<&str> = norm.split_whitespace().collect();
+        // A Subject may be as long as the header section: its words are tokens only up to
+        // a subject's worth, or one message would bring a quarter of a million of them.
+        let words: Vec<&str> = norm.split_whitespace().take(MAX_SUBJECT_WORDS).collect();
         if let Some(last) = words.last() {
             if words.len() > 1 && last.len() >= 4 && last.chars().any(|c| c.is_ascii_digit()) {
                 sink.push("s:m:trailingid".to_string());
             }
         }
-        sink.push2("s:m:words:", bucket(words.len()));
+        sink.push2("s:m:words:", bucket(norm.split_whitespace().count()));
         if let Some(raw) = msg.header_raw(HeaderName::Subject) {
             if let Some(start) = raw.find("=?") {
                 let cs: String = raw[start + 2..]

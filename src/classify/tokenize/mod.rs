@@ -27,8 +27,12 @@ use regex::Regex;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-/// Words kept per message: spam puts its pitch first, and long bodies stay cheap.
+/// Distinct words kept per message: spam puts its pitch first, and long bodies stay cheap.
+/// Only new words count, so padding of repeated or dropped words cannot use it up.
 const MAX_WORDS: usize = 5000;
+/// Whitespace-separated chunks read per text at most: the bound on work when the text
+/// repeats itself.
+const MAX_CHUNKS: usize = 50_000;
 /// Longest word kept whole; longer ones become `skip:` tokens.
 const MAX_WORD_LEN: usize = 20;
 /// URLs and addresses read per text.
@@ -121,14 +125,21 @@ struct Sink {
 
 impl Sink {
     fn push(&mut self, name: String) {
+        self.add(name);
+    }
+
+    /// Adds a token; true when it is new.
+    fn add(&mut self, name: String) -> bool {
         let h = hash_str(&name);
-        if self.seen.insert(h) {
+        let new = self.seen.insert(h);
+        if new {
             self.tokens.push(Feature { hash: h, name });
         }
+        new
     }
 
     fn push2(&mut self, prefix: &str, value: &str) {
-        self.push(format!("{prefix}{value}"));
+        self.add(format!("{prefix}{value}"));
     }
 }
 
@@ -251,7 +262,7 @@ impl Tokenizer {
                 }
             }
         }
-        let chunks: Vec<&str> = norm.split_whitespace().take(MAX_WORDS).collect();
+        let chunks: Vec<&str> = norm.split_whitespace().take(MAX_CHUNKS).collect();
         for joined in join_spaced_letters(chunks.iter().copied()) {
             sink.push(joined);
         }
@@ -276,24 +287,25 @@ impl Tokenizer {
                 if w.is_empty() {
                     continue;
                 }
+                let mut new = false;
                 if let Some(v) = deleet(w) {
-                    self.word(&v, "", sink);
+                    new |= self.word(&v, "", sink);
                 }
                 if let Some(v) = fold_mixed_script(w) {
-                    self.word(&v, "", sink);
+                    new |= self.word(&v, "", sink);
                 }
-                self.word(w.trim_end_matches(['!', '|', '+']), "", sink);
-                sink.word_count += 1;
+                new |= self.word(w.trim_end_matches(['!', '|', '+']), "", sink);
+                sink.word_count += usize::from(new);
             }
         }
     }
 
     /// Emits one word under `prefix`: very short words are dropped, long ones become
-    /// `skip:` tokens and long numbers `num:` tokens.
-    fn word(&self, w: &str, prefix: &str, sink: &mut Sink) {
+    /// `skip:` tokens and long numbers `num:` tokens. True when the token is new.
+    fn word(&self, w: &str, prefix: &str, sink: &mut Sink) -> bool {
         let len = w.chars().count();
         if len < 2 || (len < 3 && prefix.is_empty() && !w.chars().all(|c| c.is_ascii_digit())) {
-            return;
+            return false;
         }
         let token = if len > MAX_WORD_LEN {
             let first: String = w.chars().take(3).collect();
@@ -306,7 +318,7 @@ impl Tokenizer {
         } else {
             w.to_string()
         };
-        sink.push2(prefix, &token);
+        sink.add(format!("{prefix}{token}"))
     }
 }
 

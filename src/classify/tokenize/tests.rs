@@ -191,3 +191,33 @@ fn the_word_cap_holds_inside_one_long_chunk() {
     let n = Tokenizer.features(raw.as_bytes()).tokens.len();
     assert!(n <= MAX_WORDS + 100, "{n} tokens from one chunk");
 }
+
+/// Regression (review): every word counted towards the per-message cap, repeats and
+/// words too short to keep included, so 5,000 `ab` at the top of a part (an HTML
+/// `<title>` nobody sees) left the rest of the message without a single body token.
+#[test]
+fn padding_of_repeated_or_dropped_words_hides_nothing() {
+    let padding = "ab xx ab ".repeat(4000);
+    let n = names(&format!(
+        "Subject: hi\r\nContent-Type: text/html\r\n\r\n<title>{padding}</title>\
+         <p>cheap pills online</p>\r\n"
+    ));
+    for w in ["cheap", "pills", "online"] {
+        assert!(has(&n, w), "missing {w}");
+    }
+}
+
+/// Regression (review): every word of a Subject was a token, and a Subject may be as long
+/// as the header section: one message brought a quarter of a million tokens (a 2 MB ledger
+/// entry and as many counter updates when autolearned).
+#[test]
+fn a_subject_brings_a_subjects_worth_of_tokens() {
+    let words: Vec<String> = (0..5000).map(|i| format!("word{i}")).collect();
+    let n = names(&format!("Subject: {}\r\n\r\nbody\r\n", words.join(" ")));
+    let subject_words = n
+        .iter()
+        .filter(|t| t.starts_with("s:") && !t.starts_with("s:m:"))
+        .count();
+    assert!(subject_words <= 64, "{subject_words} subject tokens");
+    assert!(has(&n, "s:word0"));
+}
