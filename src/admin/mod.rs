@@ -3,8 +3,9 @@
 //! tier console (`/`, `/message/ID`) for people.
 //!
 //! It binds `[metrics] listen` (127.0.0.1:9425 by default: never public unless configured),
-//! answers only clients inside `metrics.allow` (others get 403), and keeps answering while
-//! the gateway drains after SIGTERM, so that `/healthz` can say 503 and a load balancer
+//! answers only clients inside `metrics.allow` (others are closed at once, holding no
+//! connection slot; a kept-alive client a reload leaves outside gets 403), and keeps
+//! answering while the gateway drains after SIGTERM, so that `/healthz` can say 503 and a load balancer
 //! stops sending mail before the SMTP listeners are gone. It stops last. Nothing it does
 //! can stop the gateway: a failed connection or request is logged and forgotten. Clients
 //! that send their request slowly (or never) cannot lock probes out: headers have
@@ -35,6 +36,13 @@ use tokio_util::task::TaskTracker;
 
 /// A connection lives at most this long (a keep-alive scraper reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// `/healthz` says 503 when the spool's probe takes longer than this (a hung file system
+/// must not keep a probe, and its connection slot, busy).
+const SPOOL_PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Refusals of clients outside `metrics.allow` are logged at info at most this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The open admin connections, oldest first. A slow-request flood cannot lock scrapers
 /// and health probes out: when `metrics.max_connections` are open, accepting one more
@@ -162,6 +170,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     }
     let open = Arc::new(Mutex::new(OpenConnections::default()));
     let connections = TaskTracker::new();
+    let mut last_refusal_logged: Option<tokio::time::Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -176,11 +185,27 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
             },
         };
         // Read per connection, so a reload changes the limits without a restart.
-        let (max, header_timeout) = {
+        let (max, header_timeout, allowed) = {
             let policy = state.policy.peek();
             let m = &policy.config().metrics;
-            (m.max_connections, m.header_timeout)
+            (
+                m.max_connections,
+                m.header_timeout,
+                m.allow.contains(peer.ip()),
+            )
         };
+        if !allowed {
+            // Closed before it takes a slot: a flood from outside cannot push out probes.
+            let now = tokio::time::Instant::now();
+            if last_refusal_logged.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL) {
+                last_refusal_logged = Some(now);
+                tracing::info!(client = %peer, "admin connection refused: not in metrics.allow (logged once a minute)");
+            } else {
+                tracing::debug!(client = %peer, "admin connection refused: not in metrics.allow");
+            }
+            drop(tcp);
+            continue;
+        }
         let (key, evicted, busy) = lock(&open).admit(max, &stop);
         let registration = Registration {
             connections: open.clone(),
@@ -228,6 +253,7 @@ async fn respond(
     client: std::net::IpAddr,
     state: &AdminState,
 ) -> Response<Full<Bytes>> {
+    // A kept-alive client that a reload left outside `metrics.allow`.
     if !state.policy.peek().config().metrics.allow.contains(client) {
         tracing::info!(%client, path = req.uri().path(), "admin request refused: not in metrics.allow");
         return text(StatusCode::FORBIDDEN, "forbidden\n");
@@ -309,9 +335,14 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
     }
     let spool = state.spool.clone();
     let min_free = state.policy.peek().config().spool.min_free_bytes;
-    let capacity = tokio::task::spawn_blocking(move || spool.capacity(min_free))
-        .await
-        .unwrap_or(Capacity::NotWritable);
+    let probe = tokio::task::spawn_blocking(move || spool.capacity(min_free));
+    let capacity = match tokio::time::timeout(SPOOL_PROBE_DEADLINE, probe).await {
+        Ok(done) => done.unwrap_or(Capacity::NotWritable),
+        Err(_) => {
+            tracing::warn!("/healthz: the spool's probe took longer than {SPOOL_PROBE_DEADLINE:?}");
+            Capacity::NotWritable
+        }
+    };
     let spool_line = match capacity {
         Capacity::NotWritable => {
             return (

@@ -61,6 +61,28 @@ pub fn http(port: u16, method: &str, path: &str) -> Http {
     }
 }
 
+/// Whether the admin port closes a connection that sends `GET path` without answering (a
+/// client outside `metrics.allow`).
+pub fn refused(port: u16, path: &str) -> bool {
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut s = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to admin port {port}: {e}"));
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    // The write may already meet the closed connection.
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => raw.is_empty(),
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+    }
+}
+
 /// `GET path` on the admin port.
 pub fn get(port: u16, path: &str) -> Http {
     http(port, "GET", path)
