@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::admin::{get, scrape_until};
+use common::admin::scrape_until;
 use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
