@@ -32,13 +32,20 @@ pub fn ip_query(ip: IpAddr, zone: &str) -> String {
 }
 
 /// The query name for a domain in a URIBL/DBL-style zone: `example.com.dbl.zone.`
-/// (lower-cased, surrounding dots removed).
-pub fn domain_query(domain: &str, zone: &str) -> String {
-    format!(
+/// (lower-cased, surrounding dots removed); `None` for a domain that is not letters,
+/// digits, `-`, `_` and dots, whose text (a `\.` escape) could make a name outside the
+/// list's zone.
+pub fn domain_query(domain: &str, zone: &str) -> Option<String> {
+    let domain = domain.trim_matches('.');
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if domain.is_empty() || !domain.chars().all(plain) {
+        return None;
+    }
+    Some(format!(
         "{}.{}.",
-        domain.trim_matches('.').to_ascii_lowercase(),
+        domain.to_ascii_lowercase(),
         zone.trim_matches('.')
-    )
+    ))
 }
 
 /// What a list's A answers mean.
@@ -134,13 +141,23 @@ mod tests {
     #[test]
     fn domain_query_prefixes_the_zone() {
         assert_eq!(
-            domain_query("Example.COM", "dbl.test"),
-            "example.com.dbl.test."
+            domain_query("Example.COM", "dbl.test").as_deref(),
+            Some("example.com.dbl.test.")
         );
         assert_eq!(
-            domain_query("example.com.", ".dbl.test."),
-            "example.com.dbl.test."
+            domain_query("example.com.", ".dbl.test.").as_deref(),
+            Some("example.com.dbl.test.")
         );
+    }
+
+    /// Regression (review, latent: URIBL's hosts pass IDNA first): `x\` made the query
+    /// name `x\.dbl.zone.`, which the DNS library reads as the labels `x.dbl` and `zone`,
+    /// one label outside the list's zone.
+    #[test]
+    fn a_domain_that_could_escape_the_zone_is_not_queried() {
+        for domain in ["x\\", "a\\.b", "a b.test", "", "...", "a;b.test"] {
+            assert_eq!(domain_query(domain, "dbl.test"), None, "{domain:?}");
+        }
     }
 
     #[test]

@@ -90,7 +90,9 @@ impl Check for Uribl {
         let mut queries = Vec::new();
         for list in &self.lists {
             for domain in &domains {
-                queries.push((list, dnsbl::domain_query(domain, &list.zone)));
+                if let Some(name) = dnsbl::domain_query(domain, &list.zone) {
+                    queries.push((list, name));
+                }
             }
         }
         let lookups = queries.iter().map(|(list, name)| {
