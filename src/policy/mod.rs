@@ -326,9 +326,12 @@ impl Policy {
             .classifier
             .as_ref()
             .filter(|_| config.classifier.enabled);
+        // One read of the model for the check and the fingerprint that names it.
+        let model = classifier.and_then(|c| c.model());
         if let Some(c) = classifier {
             checks.push(Box::new(classifier::Classify::new(
                 c.clone(),
+                model.clone(),
                 config.classifier.min_learned,
             )));
         }
@@ -350,7 +353,6 @@ impl Policy {
         if let Some(g) = greylisting {
             checks.push(Box::new(g));
         }
-        let model = classifier.and_then(|c| c.model());
         let fingerprint = fingerprint::compute(
             &config,
             rules.as_deref(),

@@ -30,10 +30,14 @@ pub struct Classify {
 }
 
 impl Classify {
-    /// Classifies with `classifier` and the model installed in it now; no vote below
+    /// Classifies with `classifier` and `model` (the one the policy's fingerprint names:
+    /// read once, so a model published in between cannot make them differ); no vote below
     /// `min_learned` learned messages of a class.
-    pub fn new(classifier: Arc<Classifier>, min_learned: u32) -> Classify {
-        let model = classifier.model();
+    pub fn new(
+        classifier: Arc<Classifier>,
+        model: Option<Arc<LrModel>>,
+        min_learned: u32,
+    ) -> Classify {
         let key = format!(
             "{:p} {} {}",
             Arc::as_ptr(&classifier),
@@ -251,7 +255,9 @@ mod tests {
         let shared = classifier();
         let mut live = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         live.message = b"Subject: hello\r\n\r\nsome words\r\n".to_vec().into();
-        Classify::new(shared.clone(), 5).run(&mut live).await;
+        Classify::new(shared.clone(), shared.model(), 5)
+            .run(&mut live)
+            .await;
         assert_eq!(bands_hit(&live), ["BAYES_50"]);
 
         // What the live policy found, made recognisable: a reuse must hand it on as it is.
@@ -272,7 +278,9 @@ mod tests {
         });
 
         let mut shadow = second_judgement(&live);
-        Classify::new(shared.clone(), 5).run(&mut shadow).await;
+        Classify::new(shared.clone(), shared.model(), 5)
+            .run(&mut shadow)
+            .await;
         assert_eq!(
             bands_hit(&shadow),
             ["BAYES_99"],
@@ -281,7 +289,9 @@ mod tests {
 
         // A different vote threshold or another classifier classifies afresh.
         let mut stricter = second_judgement(&live);
-        Classify::new(shared.clone(), 50).run(&mut stricter).await;
+        Classify::new(shared.clone(), shared.model(), 50)
+            .run(&mut stricter)
+            .await;
         assert!(bands_hit(&stricter).is_empty());
         assert!(matches!(
             stricter.classification,
@@ -292,7 +302,9 @@ mod tests {
         ));
 
         let mut other = second_judgement(&live);
-        Classify::new(classifier(), 5).run(&mut other).await;
+        Classify::new(classifier(), classifier().model(), 5)
+            .run(&mut other)
+            .await;
         assert_eq!(bands_hit(&other), ["BAYES_50"]);
 
         // A new transaction on the same connection forgets the answer.
