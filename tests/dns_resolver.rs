@@ -231,7 +231,7 @@ async fn dnsbl_lookups_interpret_return_codes() {
         dnsbl::lookup(&dns, "dnsbl", &v6_name, &list).await,
         Outcome::NotFound
     );
-    let uribl = dnsbl::domain_query("Spam.Example", "dbl.test");
+    let uribl = dnsbl::domain_query("Spam.Example", "dbl.test").expect("a plain domain");
     assert_eq!(
         dnsbl::lookup(&dns, "uribl", &uribl, &list).await,
         Outcome::Found(Listing::Listed(vec![v4("127.0.1.2")]))

@@ -22,7 +22,7 @@ use crate::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::BTreeMap;
@@ -258,6 +258,15 @@ async fn respond(
         tracing::info!(%client, path = req.uri().path(), "admin request refused: not in metrics.allow");
         return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
+    if let Some(host) = req.headers().get(HOST) {
+        if !host_allowed(host.as_bytes(), state.policy.peek().config()) {
+            tracing::debug!(%client, ?host, "admin request refused: unknown Host");
+            return text(
+                StatusCode::FORBIDDEN,
+                "forbidden: unknown Host (see metrics.hostnames)\n",
+            );
+        }
+    }
     let path = req.uri().path();
     let known =
         matches!(path, "/" | "/metrics" | "/healthz" | "/policy") || path.starts_with("/message/");
@@ -310,6 +319,37 @@ async fn respond(
             }
         }
     }
+}
+
+/// Whether a request's `Host` names this gateway: an IP address (what Prometheus, load
+/// balancers and tier peers use), `localhost`, `server.hostname` or one of
+/// `metrics.hostnames`, with or without a port. A browser that a page led here by DNS
+/// rebinding names the page's host instead; answering it would let that page read the
+/// console (addresses, subjects) from inside `metrics.allow`.
+fn host_allowed(host: &[u8], config: &crate::config::Config) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let host = host.trim();
+    // `[v6]:port`, `[v6]`, `name:port`, `v4:port`, `name`.
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, _)) => return inside.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name
+            == config
+                .server
+                .hostname
+                .trim_end_matches('.')
+                .to_ascii_lowercase()
+        || config.metrics.hostnames.contains(&name)
 }
 
 fn html(body: String) -> Response<Full<Bytes>> {
@@ -425,4 +465,44 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Regression (review): the `Host` of a request was never read, so a page on
+    /// `evil.example` whose name a DNS rebinding then pointed at a gateway read its console
+    /// (addresses, subjects, client addresses) through an operator's browser inside
+    /// `metrics.allow`.
+    #[test]
+    fn only_hosts_that_name_this_gateway_are_answered() {
+        let text = "[server]\nhostname = \"mx1.example.test\"\n\
+                    [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+                    [metrics]\nhostnames = [\"Admin.Example.Test\"]\n";
+        let config = crate::config::Config::from_toml(Path::new("t.toml"), text).unwrap();
+        for host in [
+            "127.0.0.1:9425",
+            "10.0.0.11",
+            "[::1]:9425",
+            "[2001:db8::1]",
+            "localhost:9425",
+            "mx1.example.test:9425",
+            "MX1.example.test.",
+            "admin.example.test",
+        ] {
+            assert!(host_allowed(host.as_bytes(), &config), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9425",
+            "[evil]",
+            "[::1",
+            "",
+            "\u{ff}",
+        ] {
+            assert!(!host_allowed(host.as_bytes(), &config), "{host}");
+        }
+    }
 }

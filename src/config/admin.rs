@@ -40,6 +40,10 @@ pub struct MetricsConfig {
     pub max_connections: usize,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
+    /// Host names the admin endpoints answer to besides IP addresses, `localhost` and
+    /// `server.hostname` (lower case): a request naming any other host is a browser led
+    /// there by DNS rebinding, and is refused.
+    pub hostnames: Vec<String>,
 }
 
 /// Log output format.
@@ -102,6 +106,7 @@ pub(super) struct RawMetrics {
     max_connections: usize,
     #[serde(with = "humantime_serde")]
     header_timeout: Duration,
+    hostnames: Vec<String>,
 }
 
 impl Default for RawMetrics {
@@ -114,6 +119,7 @@ impl Default for RawMetrics {
             max_connections: 64,
             // Prometheus and load balancers send a request in one segment at once.
             header_timeout: Duration::from_secs(5),
+            hostnames: Vec::new(),
         }
     }
 }
@@ -127,11 +133,17 @@ impl RawMetrics {
         if self.header_timeout.is_zero() {
             problems.bad("metrics.header_timeout", "must be longer than 0s");
         }
+        let hostnames = self
+            .hostnames
+            .iter()
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect();
         MetricsConfig {
             listen: self.listen,
             allow,
             max_connections: self.max_connections.max(1),
             header_timeout: self.header_timeout,
+            hostnames,
         }
     }
 }
