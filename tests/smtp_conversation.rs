@@ -175,6 +175,26 @@ fn null_sender_and_multiple_recipients_are_relayed_once() {
     assert_eq!(m.mail_from, "", "null sender not kept: {:?}", m.mail_from);
 }
 
+/// Regression (review): the duplicate test ran before the policy wrote the address as it
+/// is relayed, so `RCPT TO:<postmaster>` twice, or `postmaster` and
+/// `postmaster@example.test`, delivered two copies to one mailbox.
+#[test]
+fn a_recipient_written_two_ways_is_relayed_once() {
+    let (internal, gw) = gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<postmaster>").expect(250, "");
+    c.cmd("RCPT TO:<postmaster>").expect(250, "");
+    c.cmd("RCPT TO:<postmaster@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(&dot_stuffed(&message("twice@test", "twice", "one copy")));
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("twice@test");
+    let rcpts: Vec<String> = m.rcpt_to.iter().map(|a| a.to_ascii_lowercase()).collect();
+    assert_eq!(rcpts, vec!["postmaster@example.test"]);
+}
+
 #[test]
 fn data_is_queued_and_relayed_with_dot_stuffing_intact() {
     let (internal, gw) = gateway();

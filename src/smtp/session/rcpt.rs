@@ -53,6 +53,20 @@ impl Session {
         let decision = self.evaluate(Stage::Rcpt).await;
         let rcpt = self.ctx.rcpt.take();
         match (decision, rcpt) {
+            // The policy may have written the address as it is relayed (a bare `postmaster`
+            // qualified, a Unicode domain as its A-label): a duplicate only shows now.
+            (Decision::Continue | Decision::Discard, Some(rcpt))
+                if self
+                    .ctx
+                    .recipients
+                    .iter()
+                    .any(|r| r.to_path() == rcpt.to_path()) =>
+            {
+                self.ok(
+                    Stage::Rcpt,
+                    Reply::new(250, "2.1.5", "Ok (duplicate recipient)"),
+                )
+            }
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
