@@ -184,6 +184,7 @@ impl Classifier {
         let entry = Entry {
             class,
             hashes: self.features(raw).hashes(),
+            autolearned: false,
         };
         self.learn_entry(&body_digest(raw), &entry).await
     }
@@ -200,7 +201,15 @@ impl Classifier {
         for _ in 0..SWAP_TRIES {
             let prev = store::ledger_get(state, digest).await?;
             let outcome = match &prev {
+                // A learn by hand of what the gateway learned by itself makes it the
+                // operator's: recorded, so no later autolearn moves it.
+                Some((_, p)) if p.class == entry.class && p.autolearned && !entry.autolearned => {
+                    Outcome::AlreadyLearned
+                }
                 Some((_, p)) if p.class == entry.class => return Ok(Outcome::AlreadyLearned),
+                Some((_, p)) if entry.autolearned && !p.autolearned => {
+                    return Ok(Outcome::KeptByHand)
+                }
                 Some(_) => Outcome::Moved,
                 None => Outcome::Learned,
             };
@@ -403,10 +412,12 @@ mod tests {
         let old = Entry {
             class: Class::Spam,
             hashes: vec![1, 2],
+            autolearned: false,
         };
         let new = Entry {
             class: Class::Ham,
             hashes: vec![2, 3],
+            autolearned: false,
         };
         let d: BTreeMap<String, i64> = deltas(Some(&old), Some(&new)).into_iter().collect();
         assert_eq!(d[&store::token_key(1)], -1);

@@ -113,6 +113,9 @@ pub enum Outcome {
     Forgotten,
     /// Forget of a message never learned: nothing changed.
     Unknown,
+    /// An autolearn of a message learned by hand as the other class: the operator's word
+    /// stands, nothing changed.
+    KeptByHand,
 }
 
 impl Outcome {
@@ -124,24 +127,35 @@ impl Outcome {
             Outcome::Moved => "moved",
             Outcome::Forgotten => "forgotten",
             Outcome::Unknown => "not learned",
+            Outcome::KeptByHand => "kept as learned by hand",
         }
     }
 }
 
-/// One ledger entry: the class and the exact token hashes that were counted.
+/// One ledger entry: the class, the exact token hashes that were counted, and whether the
+/// gateway learned it by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The class it was learned as.
     pub class: Class,
     /// Token hashes counted (sorted).
     pub hashes: Vec<u64>,
+    /// Learned by autolearn, not by `mxguard learn` (or a seed): an autolearn never moves
+    /// an entry learned by hand, whatever a later copy of the message scores.
+    pub autolearned: bool,
 }
 
 impl Entry {
-    /// Stored form: `S` or `H`, then the hashes as little-endian u64.
+    /// Stored form: `S` or `H` (by hand), `s` or `h` (autolearned), then the hashes as
+    /// little-endian u64.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + self.hashes.len() * 8);
-        out.push(if self.class.is_spam() { b'S' } else { b'H' });
+        out.push(match (self.class.is_spam(), self.autolearned) {
+            (true, false) => b'S',
+            (false, false) => b'H',
+            (true, true) => b's',
+            (false, true) => b'h',
+        });
         for h in &self.hashes {
             out.extend_from_slice(&h.to_le_bytes());
         }
@@ -153,9 +167,11 @@ impl Entry {
         let (kind, rest) = bytes
             .split_first()
             .ok_or_else(|| ClassifyError::Format("empty ledger entry".into()))?;
-        let class = match kind {
-            b'S' => Class::Spam,
-            b'H' => Class::Ham,
+        let (class, autolearned) = match kind {
+            b'S' => (Class::Spam, false),
+            b'H' => (Class::Ham, false),
+            b's' => (Class::Spam, true),
+            b'h' => (Class::Ham, true),
             _ => return Err(ClassifyError::Format("ledger entry of no class".into())),
         };
         if rest.len() % 8 != 0 {
@@ -165,7 +181,11 @@ impl Entry {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
-        Ok(Entry { class, hashes })
+        Ok(Entry {
+            class,
+            hashes,
+            autolearned,
+        })
     }
 }
 
@@ -207,11 +227,14 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_garbage_is_an_error() {
-        let e = Entry {
-            class: Class::Spam,
-            hashes: vec![1, u64::MAX],
-        };
-        assert_eq!(Entry::from_bytes(&e.to_bytes()).unwrap(), e);
+        for autolearned in [false, true] {
+            let e = Entry {
+                class: Class::Spam,
+                hashes: vec![1, u64::MAX],
+                autolearned,
+            };
+            assert_eq!(Entry::from_bytes(&e.to_bytes()).unwrap(), e);
+        }
         assert!(Entry::from_bytes(b"").is_err());
         assert!(Entry::from_bytes(b"X").is_err());
         assert!(Entry::from_bytes(b"S123").is_err());

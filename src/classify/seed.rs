@@ -183,7 +183,14 @@ impl Seed {
                 hashes.push(*h);
             }
             hashes.sort_unstable();
-            entries.push((digest, Entry { class, hashes }));
+            entries.push((
+                digest,
+                Entry {
+                    class,
+                    hashes,
+                    autolearned: false,
+                },
+            ));
         }
         let model_len = r.u32()? as usize;
         let model = match model_len {
@@ -276,6 +283,7 @@ mod tests {
         let entry = |hashes: Vec<u64>| Entry {
             class: Class::Spam,
             hashes,
+            autolearned: false,
         };
         let token_twice = Seed {
             entries: vec![([1; 32], entry(vec![3, 3, 7]))],
@@ -302,10 +310,12 @@ mod tests {
         let e1 = Entry {
             class: Class::Spam,
             hashes: vec![3, 99, u64::MAX],
+            autolearned: false,
         };
         let e2 = Entry {
             class: Class::Ham,
             hashes: vec![3, 7],
+            autolearned: false,
         };
         let examples = [
             Example {

@@ -578,3 +578,59 @@ async fn a_seeding_cut_half_way_is_finished_at_the_next_start() {
     // Done: a third start leaves the store alone.
     assert!(!maintain::seed_if_empty(&next, &current).await.unwrap());
 }
+
+/// Regression (review): an autolearn moved a message the operator had learned by hand as
+/// the other class (a spam resent with clean headers scoring low, learned as ham), silently
+/// undoing `mxguard learn --spam`.
+#[tokio::test]
+async fn an_autolearn_never_moves_what_was_learned_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("state.redb"),
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let c = classifier(&state, "gw1");
+    let auto = |raw: &[u8], class: Class| {
+        let entry = super::ledger::Entry {
+            class,
+            hashes: Tokenizer.features(raw).hashes(),
+            autolearned: true,
+        };
+        (super::ledger::body_digest(raw), entry)
+    };
+
+    let by_hand = message(true, 1);
+    assert_eq!(
+        c.learn(&by_hand, Class::Spam).await.unwrap(),
+        Outcome::Learned
+    );
+    let before = snapshot(&state).await;
+    let (digest, as_ham) = auto(&by_hand, Class::Ham);
+    assert_eq!(
+        c.learn_entry(&digest, &as_ham).await.unwrap(),
+        Outcome::KeptByHand
+    );
+    assert_eq!(snapshot(&state).await, before, "nothing changed");
+
+    // What the gateway learned by itself, the operator may move, and it is then theirs.
+    let learned_alone = message(true, 2);
+    let (digest, as_spam) = auto(&learned_alone, Class::Spam);
+    assert_eq!(
+        c.learn_entry(&digest, &as_spam).await.unwrap(),
+        Outcome::Learned
+    );
+    let (_, as_ham) = auto(&learned_alone, Class::Ham);
+    assert_eq!(
+        c.learn_entry(&digest, &as_ham).await.unwrap(),
+        Outcome::Moved
+    );
+    assert_eq!(
+        c.learn(&learned_alone, Class::Ham).await.unwrap(),
+        Outcome::AlreadyLearned
+    );
+    assert_eq!(
+        c.learn_entry(&digest, &as_spam).await.unwrap(),
+        Outcome::KeptByHand,
+        "confirmed by hand, so kept"
+    );
+}

@@ -204,6 +204,7 @@ impl Check for Autolearn {
             let entry = Entry {
                 class,
                 hashes: classifier.features(&raw).hashes(),
+                autolearned: true,
             };
             if let Err(e) = classifier.learn_entry(&digest, &entry).await {
                 tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
