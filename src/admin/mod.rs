@@ -255,7 +255,8 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     // A kept-alive client that a reload left outside `metrics.allow`.
     if !state.policy.peek().config().metrics.allow.contains(client) {
-        tracing::info!(%client, path = req.uri().path(), "admin request refused: not in metrics.allow");
+        // At debug: a pipelining client would make one line per request.
+        tracing::debug!(%client, path = req.uri().path(), "admin request refused: not in metrics.allow");
         return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
     if let Some(host) = req.headers().get(HOST) {
