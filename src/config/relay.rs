@@ -17,7 +17,8 @@ pub enum RelayTls {
     Off,
     /// Use STARTTLS when offered; plaintext otherwise. Certificates are not verified.
     Opportunistic,
-    /// Refuse to deliver unless STARTTLS succeeds.
+    /// Refuse to deliver unless STARTTLS succeeds. The certificate is not verified either:
+    /// the session is encrypted, but who holds the key is not checked.
     Required,
 }
 

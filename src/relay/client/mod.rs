@@ -228,6 +228,12 @@ impl Connection {
         self.tls_active
     }
 
+    /// Whether this connection was opened on the terms of `settings` (see
+    /// [`ClientSettings::same_terms`]).
+    pub fn opened_with(&self, settings: &ClientSettings) -> bool {
+        self.settings.same_terms(settings)
+    }
+
     /// When the connection was last used (opened, or a transaction finished).
     pub fn last_used(&self) -> Instant {
         self.last_used

@@ -55,6 +55,17 @@ impl ClientSettings {
         }
     }
 
+    /// Whether a session opened under `self` is one `other` would open: same name, TLS
+    /// policy and deadlines. A kept connection that is not must not carry on after a
+    /// reload (`tls = "required"` would not apply to it).
+    pub fn same_terms(&self, other: &ClientSettings) -> bool {
+        self.helo_name == other.helo_name
+            && self.tls == other.tls
+            && self.connect_timeout == other.connect_timeout
+            && self.command_timeout == other.command_timeout
+            && self.data_timeout == other.data_timeout
+    }
+
     /// The same, sharing an existing TLS connector (building one is costly).
     fn with_connector(relay: &RelayConfig, tls_connector: TlsConnector) -> ClientSettings {
         ClientSettings {

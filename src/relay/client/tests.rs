@@ -418,3 +418,20 @@ async fn a_reply_nobody_asked_for_ends_a_reused_connection() {
         other => panic!("a stale reply was read as an answer: {other:?}"),
     }
 }
+
+/// Regression (review): a worker's kept connection was reused whatever the settings of
+/// the message at hand, so after a reload to `tls = "required"` a busy worker went on
+/// sending in plaintext on its old connection for as long as it stayed busy.
+#[tokio::test]
+async fn a_connection_is_reused_only_on_the_terms_it_was_opened_on() {
+    let server = FakeServer::start(Script::default()).await;
+    let addr = server.addr;
+    let plain = settings(addr, &[("tls", "\"off\"")]);
+    let conn = Connection::open(addr, &plain).await.unwrap();
+    assert!(conn.opened_with(&settings(addr, &[("tls", "\"off\"")])));
+    assert!(!conn.opened_with(&settings(addr, &[("tls", "\"required\"")])));
+    assert!(!conn.opened_with(&settings(
+        addr,
+        &[("tls", "\"off\""), ("helo_name", "\"other.example\"")]
+    )));
+}

@@ -320,7 +320,9 @@ async fn deliver(
     let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
     if let Some(mut c) = slot.take() {
         let server = c.server();
-        if targets.contains(&server) && c.last_used().elapsed() < idle {
+        // A reload may have changed the terms (`relay.tls`, HELO name, deadlines): a
+        // connection opened on the old ones is closed, not reused.
+        if targets.contains(&server) && c.last_used().elapsed() < idle && c.opened_with(settings) {
             match c.send(tx).await {
                 Ok(replies) => {
                     *slot = Some(c);
