@@ -110,27 +110,41 @@ impl ClientError {
     }
 
     /// The failure happened on the first command of a reused connection (the server
-    /// closed it while idle): a fresh connection should simply be tried.
+    /// closed it while idle), or the server closed the session at its MAIL (a 421 there,
+    /// as servers that cap messages per connection answer, or the connection gone): a
+    /// fresh connection should simply be tried. Only asked of a reused connection.
     pub fn stale_connection(&self) -> bool {
-        matches!(
-            self,
+        let closed_at_mail = match self {
+            ClientError::Refused {
+                stage: STAGE_MAIL,
+                reply,
+            } => reply.code == 421,
             ClientError::Io {
-                stage: STAGE_RSET,
-                ..
-            } | ClientError::Timeout { stage: STAGE_RSET }
-                | ClientError::Protocol {
+                stage: STAGE_MAIL, ..
+            } => true,
+            _ => false,
+        };
+        closed_at_mail
+            || matches!(
+                self,
+                ClientError::Io {
                     stage: STAGE_RSET,
                     ..
-                }
-                | ClientError::Refused {
-                    stage: STAGE_RSET,
-                    ..
-                }
-        )
+                } | ClientError::Timeout { stage: STAGE_RSET }
+                    | ClientError::Protocol {
+                        stage: STAGE_RSET,
+                        ..
+                    }
+                    | ClientError::Refused {
+                        stage: STAGE_RSET,
+                        ..
+                    }
+            )
     }
 }
 
 pub(super) const STAGE_RSET: &str = "RSET";
+pub(super) const STAGE_MAIL: &str = "MAIL";
 pub(super) const STAGE_DATA_END: &str = "end of data";
 /// Sending the content before its end-of-data line: a failure there delivers nothing.
 pub(super) const STAGE_BODY: &str = "message content";

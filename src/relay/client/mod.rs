@@ -21,7 +21,7 @@ use crate::mail::reply::MAX_REPLY_BYTES;
 use crate::mail::Reply;
 use crate::net::Stream;
 use crate::spool::BodyTail;
-use error::{STAGE_BODY, STAGE_DATA_END, STAGE_RSET};
+use error::{STAGE_BODY, STAGE_DATA_END, STAGE_MAIL, STAGE_RSET};
 use rustls_pki_types::ServerName;
 use std::fmt;
 use std::io;
@@ -311,12 +311,12 @@ impl Connection {
                 batch.extend_from_slice(r.as_bytes());
             }
             batch.extend_from_slice(b"DATA\r\n");
-            let first_stage = if reset { STAGE_RSET } else { "MAIL" };
+            let first_stage = if reset { STAGE_RSET } else { STAGE_MAIL };
             self.write(first_stage, &batch, cmd_timeout).await?;
             if reset {
                 self.expect_reply(STAGE_RSET, cmd_timeout).await?;
             }
-            let mail_reply = self.read_reply_checked("MAIL", cmd_timeout).await?;
+            let mail_reply = self.read_reply_checked(STAGE_MAIL, cmd_timeout).await?;
             for (i, slot) in results.iter_mut().enumerate() {
                 let reply = self.read_reply_checked("RCPT", cmd_timeout).await?;
                 if mail_reply.is_positive() && reply.is_positive() {
@@ -349,7 +349,7 @@ impl Connection {
                 self.expect_reply_to(STAGE_RSET, b"RSET\r\n", cmd_timeout)
                     .await?;
             }
-            let mail_reply = self.command("MAIL", mail.as_bytes()).await?;
+            let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
             if !mail_reply.is_positive() {
                 return Ok(vec![mail_reply; n]);
             }
@@ -451,13 +451,13 @@ impl Connection {
         self.used = true;
         if self.caps.pipelining {
             let batch = format!("{mail}{rcpt_line}");
-            self.write("MAIL", batch.as_bytes(), limit).await?;
-            let mail_reply = self.read_reply_checked("MAIL", limit).await?;
+            self.write(STAGE_MAIL, batch.as_bytes(), limit).await?;
+            let mail_reply = self.read_reply_checked(STAGE_MAIL, limit).await?;
             let rcpt_reply = self.read_reply_checked("RCPT", limit).await?;
             let rcpt_reply = mail_reply.is_positive().then_some(rcpt_reply);
             return Ok((mail_reply, rcpt_reply));
         }
-        let mail_reply = self.command("MAIL", mail.as_bytes()).await?;
+        let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
         if !mail_reply.is_positive() {
             return Ok((mail_reply, None));
         }

@@ -435,3 +435,59 @@ async fn a_connection_is_reused_only_on_the_terms_it_was_opened_on() {
         &[("tls", "\"off\""), ("helo_name", "\"other.example\"")]
     )));
 }
+
+/// Regression (review): a server that caps messages per connection (mxguard's own inbound
+/// side among them) answers a reused connection's RSET and then 421 at MAIL; that was a
+/// refusal of the server, so delivery moved past it (or deferred the message for
+/// `retry_initial` with one internal server) instead of opening a fresh connection.
+#[tokio::test]
+async fn a_421_at_mail_on_a_reused_connection_asks_for_a_fresh_one() {
+    let (mut in_data, mut mails) = (false, 0);
+    let addr = line_server(b"220 capped\r\n", move |line| {
+        if in_data {
+            if line != "." {
+                return None;
+            }
+            in_data = false;
+            return Some(&b"250 2.0.0 queued\r\n"[..]);
+        }
+        Some(if line.starts_with("EHLO") {
+            &b"250-capped\r\n250 PIPELINING\r\n"[..]
+        } else if line.starts_with("MAIL") {
+            mails += 1;
+            if mails > 1 {
+                &b"421 4.7.0 too many messages in this session\r\n"[..]
+            } else {
+                &b"250 2.1.0 ok\r\n"[..]
+            }
+        } else if line == "DATA" {
+            in_data = true;
+            &b"354 go\r\n"[..]
+        } else {
+            &b"250 2.0.0 ok\r\n"[..]
+        })
+    })
+    .await;
+    let s = settings(addr, &[("tls", "\"off\"")]);
+    let mut conn = Connection::open(addr, &s).await.unwrap();
+    let to = rcpts(&["good@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"Subject: t\r\n\r\nx\r\n",
+        tail: None,
+        body_8bit: false,
+        smtputf8: false,
+    };
+    assert_eq!(conn.send(&tx).await.unwrap()[0].code, 250);
+    match conn.send(&tx).await {
+        Err(e) => assert!(e.stale_connection(), "{e:?}"),
+        Ok(r) => panic!("a 421 at MAIL delivered: {r:?}"),
+    }
+    // A refusal at MAIL that does not close the session is the server's answer.
+    let busy = ClientError::Refused {
+        stage: "MAIL",
+        reply: Reply::new(451, "4.3.0", "try later"),
+    };
+    assert!(!busy.stale_connection());
+}

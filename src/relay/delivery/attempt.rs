@@ -249,8 +249,17 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
     }
     match relay.spool.remove(&msg.id) {
         Ok(()) | Err(SpoolError::NotFound(_)) => {}
+        Err(e) if !dsn_queued => {
+            // Every recipient has it: record that on disk (a delivered message's state was
+            // never saved) and try the removal again, so that neither the retry nor a
+            // restart delivers it a second time.
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message; will retry");
+            let delay = retry_delay(config, msg.state.attempts);
+            return defer(relay, msg, Some(format!("cannot remove: {e}")), delay).await;
+        }
         Err(e) => {
-            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove delivered message")
+            // Its statuses are on disk; retrying now would queue a second DSN.
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove bounced message")
         }
     }
     if dsn_queued {
