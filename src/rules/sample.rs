@@ -18,6 +18,10 @@ const MAX_PART_HEADER: usize = 16 * 1024;
 const STRUCTURE_SLACK: usize = 64 * 1024;
 /// Longest MIME boundary honoured (RFC 2046 allows 70 characters).
 const MAX_BOUNDARY: usize = 200;
+/// Multiparts open at once at most: every `--` line is compared with each open boundary,
+/// so nesting without bound made that quadratic (a message of nested multiparts and
+/// `--x` lines held a blocking thread for minutes). Real mail nests a handful.
+const MAX_OPEN_MULTIPARTS: usize = 32;
 
 /// How much of a big message a sample keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +239,10 @@ impl Sampler {
         };
         match ctype.as_str() {
             "multipart" => match boundary {
+                Some(_) if self.boundaries.len() >= MAX_OPEN_MULTIPARTS => {
+                    self.too_deep = true;
+                    leaf(false)
+                }
                 Some(b) if !b.is_empty() && b.len() <= MAX_BOUNDARY => {
                     self.boundaries.push(Multipart { boundary: b, depth });
                     State::Skip

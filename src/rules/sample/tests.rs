@@ -111,6 +111,33 @@ fn nesting_past_the_limit_is_reported() {
     assert!(s.bytes.windows(6).any(|w| w == b"SECRET"));
 }
 
+/// Regression (review): nested multiparts pushed one boundary each without a bound, and
+/// every `--` line was compared with every open boundary: quadratic work on a message of
+/// many nested multiparts and `--x` lines, in a blocking thread the session waits for.
+#[test]
+fn open_multiparts_are_bounded() {
+    let mut m = b"Subject: nest\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n".to_vec();
+    for i in 1..2_000 {
+        m.extend_from_slice(
+            format!(
+                "--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n",
+                i - 1
+            )
+            .as_bytes(),
+        );
+    }
+    let mut s = Sampler::new(BIG);
+    s.feed(&m);
+    assert!(
+        s.boundaries.len() <= MAX_OPEN_MULTIPARTS,
+        "{}",
+        s.boundaries.len()
+    );
+    s.feed(&b"--x\r\n".repeat(1_000));
+    let sample = s.finish();
+    assert!(sample.too_deep);
+}
+
 #[test]
 fn the_total_bounds_the_sample_and_long_lines_are_split() {
     let mut msg = b"Subject: x\r\n\r\n".to_vec();
