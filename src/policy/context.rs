@@ -220,7 +220,11 @@ impl Context {
         if let Some(v) = &self.parsed {
             return v.clone();
         }
-        let v = Arc::new(self.message.view(&self.scan));
+        let mut view = self.message.view(&self.scan);
+        if let Some(sender) = &self.mail_from {
+            view.set_envelope_from(&sender.to_path());
+        }
+        let v = Arc::new(view);
         self.parsed = Some(v.clone());
         v
     }

@@ -105,6 +105,8 @@ pub struct MessageView {
     too_deep: bool,
     too_many_parts: bool,
     qp_shape: QpShape,
+    /// The SMTP envelope sender, when the view judges a message in a session.
+    envelope_from: Option<String>,
 }
 
 /// What a view collects from the parts, with the limits that apply.
@@ -240,6 +242,15 @@ impl MessageView {
         self.too_many_parts
     }
 
+    /// Sets the SMTP envelope sender (`MAIL FROM`, no brackets), which the `EnvelopeFrom`
+    /// pseudo-header then reads: at the MX the message's own `Return-Path` or
+    /// `X-Envelope-From` are whatever the sender wrote. A null sender sets nothing.
+    pub fn set_envelope_from(&mut self, address: &str) {
+        if !address.is_empty() {
+            self.envelope_from = Some(address.to_string());
+        }
+    }
+
     /// Marks the view as built from a sample that left content out.
     pub fn mark_truncated(&mut self, truncated: bool, too_deep: bool) {
         self.truncated |= truncated;
@@ -324,6 +335,10 @@ impl MessageView {
                 return (!found.is_empty()).then(|| found.join("\n"));
             }
             HeaderSource::EnvelopeFrom => {
+                if let Some(sender) = &self.envelope_from {
+                    return Some(sender.clone());
+                }
+                // A stored message (`mxguard scan`): the headers the delivery wrote.
                 let from_return_path = self.named(&["return-path"], target);
                 return from_return_path.or_else(|| self.named(&["x-envelope-from"], target));
             }

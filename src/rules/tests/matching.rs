@@ -309,3 +309,32 @@ header H_EXISTS_ADDR exists:X-Foo:addr
         vec!["H_ENV_LC", "H_NAME", "H_TOCC_FIRST", "H_TOCC_LC"]
     );
 }
+
+/// Regression (review): `EnvelopeFrom` read the message's own `Return-Path` or
+/// `X-Envelope-From`, which at the MX are whatever the sender wrote, though the session
+/// knows the real `MAIL FROM`; `mxguard scan` of the delivered copy read the delivery's
+/// `Return-Path` instead, so the two judged alike mail differently.
+#[test]
+fn envelope_from_is_the_sessions_mail_from_when_there_is_one() {
+    let rules = compile("header ENV_FORGED EnvelopeFrom =~ /forged\\.test/\n");
+    let raw = b"From: a@x.test\r\nReturn-Path: <bounce@forged.test>\r\n\r\nbody\r\n";
+    let mut view = MessageView::parse(raw);
+    assert_eq!(hits_of(&rules, &view), vec!["ENV_FORGED"], "a stored copy");
+    view.set_envelope_from("real@sender.test");
+    assert!(hits_of(&rules, &view).is_empty(), "in a session");
+    let mut bounce = MessageView::parse(raw);
+    bounce.set_envelope_from("");
+    assert_eq!(
+        hits_of(&rules, &bounce),
+        vec!["ENV_FORGED"],
+        "a null sender sets nothing"
+    );
+}
+
+fn hits_of(rules: &CompiledRules, view: &MessageView) -> Vec<String> {
+    rules
+        .evaluate(view, &[])
+        .into_iter()
+        .map(|h| h.name)
+        .collect()
+}
