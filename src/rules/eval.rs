@@ -16,11 +16,12 @@ pub struct Hit {
 }
 
 impl Matcher {
-    fn is_match(&self, hay: &[u8]) -> bool {
+    /// Whether `hay` matches; `None` when a backtracking search ran out of its step limit
+    /// before it knew (padding can make that happen): then neither `=~` nor `!~` hits.
+    fn is_match(&self, hay: &[u8]) -> Option<bool> {
         match self {
-            Matcher::Linear(re) => re.is_match(hay),
-            // A search that exhausts the backtrack limit counts as no match.
-            Matcher::Backtracking(re) => re.is_match(hay).unwrap_or(false),
+            Matcher::Linear(re) => Some(re.is_match(hay)),
+            Matcher::Backtracking(re) => re.is_match(hay).ok(),
         }
     }
 
@@ -55,22 +56,23 @@ impl Group {
         if self.members.is_empty() {
             return;
         }
-        let mut matched = vec![false; self.members.len()];
+        let mut matched = vec![Some(false); self.members.len()];
         for (set, members) in &self.sets {
             for i in set.matches(hay).iter() {
-                matched[members[i]] = true;
+                matched[members[i]] = Some(true);
             }
         }
         for &i in &self.unset {
             matched[i] = self.members[i].matcher.is_match(hay);
         }
         for (member, m) in self.members.iter().zip(matched.iter_mut()) {
-            if *m && member.prefiltered {
+            if *m == Some(true) && member.prefiltered {
                 *m = member.matcher.is_match(hay);
             }
         }
         for (member, &m) in self.members.iter().zip(&matched) {
-            if m == member.negate {
+            // Unknown (a search past its step limit): neither a match nor its absence.
+            if m != Some(!member.negate) {
                 continue;
             }
             let found = match member.max_hits {
@@ -95,7 +97,7 @@ impl Group {
         }
         for &i in &self.unset {
             candidate[i] = match &self.members[i].matcher {
-                m @ Matcher::Linear(_) => m.is_match(joined.as_bytes()),
+                m @ Matcher::Linear(_) => m.is_match(joined.as_bytes()) == Some(true),
                 Matcher::Backtracking(_) => true,
             };
         }
@@ -131,7 +133,7 @@ impl Group {
                         }
                     }
                     None => {
-                        if member.matcher.is_match(line.as_bytes()) {
+                        if member.matcher.is_match(line.as_bytes()) == Some(true) {
                             found = 1;
                             break;
                         }
@@ -227,5 +229,24 @@ impl CompiledRules {
         }
         hits.sort_by(|a, b| a.name.cmp(&b.name));
         hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review): a backtracking search that ran out of its step limit counted as
+    /// "no match", so a negated rule (`!~`) fired on exactly the text built to exhaust it.
+    #[test]
+    fn a_search_past_its_step_limit_is_unknown_not_a_miss() {
+        let evil = fancy_regex::RegexBuilder::new(r"^(?:(?=a)a|a)+(?!a)b")
+            .backtrack_limit(1_000)
+            .build()
+            .unwrap();
+        let m = Matcher::Backtracking(Box::new(evil));
+        assert_eq!(m.is_match(format!("{}c", "a".repeat(40)).as_bytes()), None);
+        assert_eq!(m.is_match(b"ab"), Some(true));
+        assert_eq!(m.is_match(b"c"), Some(false));
     }
 }
