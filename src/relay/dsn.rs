@@ -85,6 +85,8 @@ pub fn build(
     } else {
         "message/delivery-status"
     };
+    // The multipart's `report-type` names the second part's subtype (RFC 6522 §3).
+    let report_kind = report_type.trim_start_matches("message/");
     let mut m = String::with_capacity(4096);
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = write!(
@@ -96,7 +98,7 @@ pub fn build(
          Message-ID: {message_id}\r\n\
          Auto-Submitted: auto-replied\r\n\
          MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         Content-Type: multipart/report; report-type={report_kind};\r\n\
          \tboundary=\"{boundary}\"\r\n\
          \r\n\
          This is a MIME-encapsulated message.\r\n\
@@ -346,6 +348,11 @@ mod tests {
         let text = String::from_utf8(bytes).unwrap();
         assert!(
             text.contains("Content-Type: message/global-delivery-status\r\n"),
+            "{text}"
+        );
+        // Regression (review): the multipart still said `report-type=delivery-status`.
+        assert!(
+            text.contains("multipart/report; report-type=global-delivery-status;"),
             "{text}"
         );
         assert!(text.contains("Final-Recipient: utf-8; j\u{f6}rg@example.test\r\n"));
