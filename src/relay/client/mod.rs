@@ -247,13 +247,8 @@ impl Connection {
     ) -> Result<Reply, ClientError> {
         self.write(stage, line, self.settings.command_timeout)
             .await?;
-        let reply = self
-            .read_reply(stage, self.settings.command_timeout)
-            .await?;
-        if reply.code == 421 {
-            return Err(ClientError::Refused { stage, reply });
-        }
-        Ok(reply)
+        self.read_reply_checked(stage, self.settings.command_timeout)
+            .await
     }
 
     /// Runs one mail transaction and returns one final reply per recipient, in order:

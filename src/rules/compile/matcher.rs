@@ -98,7 +98,7 @@ pub(super) fn compile_matcher(
             Ok(re) => {
                 let reason = linear_errors
                     .first()
-                    .map(|e| first_line(&e.to_string()))
+                    .map(|e| telling_line(&e.to_string()))
                     .unwrap_or_else(|| "backtracking construct".to_string());
                 return Ok((
                     Matcher::Backtracking(Box::new(re)),
@@ -118,7 +118,10 @@ pub(super) fn compile_matcher(
 fn classify(linear: &[regex::Error], fancy: &[fancy_regex::Error]) -> PatternError {
     let fancy_text = fancy.first().map(ToString::to_string).unwrap_or_default();
     let message = match linear.first() {
-        Some(l) => format!("{}; fancy-regex: {fancy_text}", first_line(&l.to_string())),
+        Some(l) => format!(
+            "{}; fancy-regex: {fancy_text}",
+            telling_line(&l.to_string())
+        ),
         None => fancy_text,
     };
     let too_big = linear
@@ -165,7 +168,7 @@ fn fancy_lacks_feature(e: &fancy_regex::Error) -> bool {
 }
 
 /// The most telling line of a `regex` error (its last line says what is wrong).
-fn first_line(e: &str) -> String {
+fn telling_line(e: &str) -> String {
     e.lines()
         .rev()
         .map(str::trim)
