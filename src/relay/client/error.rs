@@ -114,32 +114,16 @@ impl ClientError {
     /// as servers that cap messages per connection answer, or the connection gone): a
     /// fresh connection should simply be tried. Only asked of a reused connection.
     pub fn stale_connection(&self) -> bool {
-        let closed_at_mail = match self {
-            ClientError::Refused {
-                stage: STAGE_MAIL,
-                reply,
-            } => reply.code == 421,
-            ClientError::Io {
-                stage: STAGE_MAIL, ..
-            } => true,
+        match self {
+            ClientError::Io { stage, .. } => *stage == STAGE_RSET || *stage == STAGE_MAIL,
+            ClientError::Timeout { stage } | ClientError::Protocol { stage, .. } => {
+                *stage == STAGE_RSET
+            }
+            ClientError::Refused { stage, reply } => {
+                *stage == STAGE_RSET || (*stage == STAGE_MAIL && reply.code == 421)
+            }
             _ => false,
-        };
-        closed_at_mail
-            || matches!(
-                self,
-                ClientError::Io {
-                    stage: STAGE_RSET,
-                    ..
-                } | ClientError::Timeout { stage: STAGE_RSET }
-                    | ClientError::Protocol {
-                        stage: STAGE_RSET,
-                        ..
-                    }
-                    | ClientError::Refused {
-                        stage: STAGE_RSET,
-                        ..
-                    }
-            )
+        }
     }
 }
 
