@@ -68,6 +68,14 @@ pub struct CompileOptions {
     pub acted_on: BTreeSet<String>,
 }
 
+impl CompileOptions {
+    /// Whether a hit of `name`, scored `score`, counts: scored, or tied to an action.
+    /// `score NAME 0` otherwise silences it, as in SpamAssassin.
+    fn counts(&self, name: &str, score: f64) -> bool {
+        score != 0.0 || self.acted_on.contains(name)
+    }
+}
+
 /// What compilation did, for `mxguard check` and logs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompileReport {
@@ -213,8 +221,7 @@ impl<'a> Compiler<'a> {
             name: name.to_string(),
             kind: None,
             score,
-            reportable: !name.starts_with("__")
-                && (!scored || score != 0.0 || self.options.acted_on.contains(name)),
+            reportable: !name.starts_with("__") && (!scored || self.options.counts(name, score)),
             scored_by_file: scored,
             description: info.and_then(|i| i.description.clone()),
         });
@@ -237,13 +244,10 @@ impl<'a> Compiler<'a> {
 
         // 1. Which rules matter: scored ones, those an action is tied to, and everything
         // their metas reach.
-        let acted_on = &self.options.acted_on;
         let mut needed: BTreeSet<&str> = BTreeSet::new();
         let mut stack: Vec<&str> = rules
             .values()
-            .filter(|r| {
-                !r.is_subrule() && (r.effective_score() != 0.0 || acted_on.contains(&r.name))
-            })
+            .filter(|r| !r.is_subrule() && self.options.counts(&r.name, r.effective_score()))
             .map(|r| r.name.as_str())
             .collect();
         // Symbols scored in the files may be produced by metas' dependencies too.
@@ -280,8 +284,7 @@ impl<'a> Compiler<'a> {
                 name: rule.name.clone(),
                 kind: Some(rule.kind),
                 score,
-                reportable: !rule.is_subrule()
-                    && (score != 0.0 || self.options.acted_on.contains(&rule.name)),
+                reportable: !rule.is_subrule() && self.options.counts(&rule.name, score),
                 scored_by_file: rule.score.is_some(),
                 description: rule.description.clone(),
             };
