@@ -15,7 +15,7 @@
 mod console;
 
 use crate::config::OnFailure;
-use crate::metrics::Metrics;
+use crate::metrics::{LogEvery, Metrics};
 use crate::policy::{LivePolicy, Policy};
 use crate::spool::{Capacity, Spool};
 use crate::state::State;
@@ -170,7 +170,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     }
     let open = Arc::new(Mutex::new(OpenConnections::default()));
     let connections = TaskTracker::new();
-    let mut last_refusal_logged: Option<tokio::time::Instant> = None;
+    let refusal_log = LogEvery::new(REFUSAL_LOG_INTERVAL);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -196,9 +196,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
         };
         if !allowed {
             // Closed before it takes a slot: a flood from outside cannot push out probes.
-            let now = tokio::time::Instant::now();
-            if last_refusal_logged.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL) {
-                last_refusal_logged = Some(now);
+            if refusal_log.due() {
                 tracing::info!(client = %peer, "admin connection refused: not in metrics.allow (logged once a minute)");
             } else {
                 tracing::debug!(client = %peer, "admin connection refused: not in metrics.allow");

@@ -6,11 +6,10 @@ use super::outcome::{Mx, Outcome};
 use super::query::{Answer, Core, CoreSettings};
 use super::transport::Transport;
 use crate::config::DnsConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{LogEvery, Metrics};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -42,9 +41,9 @@ pub(super) struct Inner {
     timeout: Duration,
     stage_deadline: Duration,
     metrics: Arc<Metrics>,
-    /// When a DNS list's refusal was last logged at warn (Unix seconds): one a minute is
-    /// enough to tell the operator, every lookup would flood the log.
-    list_refusal_warned: AtomicU64,
+    /// A DNS list's refusal is logged at warn once a minute: enough to tell the operator,
+    /// every lookup would flood the log.
+    list_refusal_log: LogEvery,
     /// Cancelled when the last clone goes: the loopback responders stop with it.
     pub(super) stop: CancellationToken,
 }
@@ -96,7 +95,7 @@ impl Dns {
                 timeout: config.timeout,
                 stage_deadline: config.stage_deadline,
                 metrics,
-                list_refusal_warned: AtomicU64::new(0),
+                list_refusal_log: LogEvery::new(Duration::from_secs(60)),
                 stop: CancellationToken::new(),
             }),
         })
@@ -157,17 +156,7 @@ impl Dns {
             .dns_list_refused_total
             .with_label_values(&[check, zone])
             .inc();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.inner.list_refusal_warned.load(Ordering::Relaxed);
-        let due = now >= last.saturating_add(60)
-            && self
-                .inner
-                .list_refusal_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-        if due {
+        if self.inner.list_refusal_log.due() {
             tracing::warn!(check, zone, ?answers, "DNS list answered with no listing (a refused query or a list error: a public resolver, or over the list's query limit?); ignored, see mxguard_dns_list_refused_total");
         } else {
             tracing::debug!(

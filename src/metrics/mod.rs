@@ -3,6 +3,9 @@
 //! No global registry: tests start several gateways in one process and each must count
 //! only its own traffic. The admin HTTP listener (`crate::admin`) serves it.
 
+mod log_every;
+
+pub use log_every::LogEvery;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
