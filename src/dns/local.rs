@@ -24,11 +24,12 @@ static LOOPBACK_V4: LazyLock<Name> = LazyLock::new(|| name("127.in-addr.arpa."))
 static LOOPBACK_V6: LazyLock<Name> =
     LazyLock::new(|| Name::from(std::net::IpAddr::V6(Ipv6Addr::LOCALHOST)));
 
-/// Whether a name that resolved to `addrs` leads only to the host asking: any name under
-/// `localhost` does (RFC 6761), and so can a remote sender's own zone. Such a name proves
-/// nothing about a remote client: it is no way to reach it.
-pub fn only_loopback(addrs: &[std::net::IpAddr]) -> bool {
-    !addrs.is_empty() && addrs.iter().all(|a| a.is_loopback())
+/// Whether a name that resolved to `addrs` proves nothing about `client`: it leads only to
+/// the host asking (any name under `localhost` does, RFC 6761, and so can a sender's own
+/// zone), which is no way to reach a remote client. A client on loopback (a local relay)
+/// may use such names.
+pub fn only_loopback_for(client: std::net::IpAddr, addrs: &[std::net::IpAddr]) -> bool {
+    !client.is_loopback() && !addrs.is_empty() && addrs.iter().all(|a| a.is_loopback())
 }
 
 /// The answer to `rtype` records of `qname` when it is a local name; `None` otherwise.

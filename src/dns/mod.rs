@@ -25,6 +25,6 @@ pub mod testing;
 mod transport;
 
 pub use deadline::{all_within, within};
-pub use local::only_loopback;
+pub use local::only_loopback_for;
 pub use outcome::{Mx, Outcome};
 pub use resolver::{Dns, DnsSetupError};

@@ -122,6 +122,13 @@ impl TestDns {
             ..DnsConfig::default()
         }
     }
+
+    /// A resolver asking only this server (with [`TestDns::dns_config`]), recording into
+    /// metrics of its own. Must be called inside a Tokio runtime.
+    pub fn resolver(&self) -> Result<crate::dns::Dns, crate::dns::DnsSetupError> {
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        crate::dns::Dns::new(&TestDns::dns_config(self.addr()), metrics)
+    }
 }
 
 impl TestDnsBuilder {

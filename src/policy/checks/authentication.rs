@@ -134,9 +134,7 @@ mod tests {
     use super::*;
     use crate::auth::DkimCheck;
     use crate::dns::testing::TestDns;
-    use crate::dns::Dns;
     use crate::policy::ClientInfo;
-    use std::sync::Arc;
 
     /// Regression (review): the shadow policy verified DKIM again on its copy of the
     /// message, which for a message kept on disk is its header and sample: the body hash
@@ -145,8 +143,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_verified_already_is_not_verified_again() {
         let server = TestDns::builder().start().await.unwrap();
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let dns = Dns::new(&TestDns::dns_config(server.addr()), metrics).unwrap();
+        let dns = server.resolver().unwrap();
         let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true);
         let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         ctx.message = b"From: a@sender.test\r\nSubject: hi\r\n\r\nbody\r\n"

@@ -119,11 +119,7 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let dns = Dns::new(
-            &TestDns::dns_config(server.addr()),
-            Arc::new(Metrics::new()),
-        )
-        .unwrap();
+        let dns = server.resolver().unwrap();
         let mut ctx = Context::new(ClientInfo::new(ip.parse().unwrap()));
         let decision = Fcrdns::new(dns, false).run(&mut ctx).await;
         (ctx, decision)

@@ -3,7 +3,7 @@
 //! (claims to be this gateway or a domain it serves), `HELO_UNRESOLVABLE`.
 
 use crate::config::is_plausible_hostname;
-use crate::dns::{only_loopback, within, Dns, Outcome};
+use crate::dns::{only_loopback_for, within, Dns, Outcome};
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -90,7 +90,7 @@ impl Check for HeloCheck {
         .await
         {
             // `anything.localhost` resolves, but never to a remote client's host.
-            Outcome::Found(addrs) if !ctx.client.ip.is_loopback() && only_loopback(&addrs) => {
+            Outcome::Found(addrs) if only_loopback_for(ctx.client.ip, &addrs) => {
                 ctx.hit("HELO_UNRESOLVABLE", 0.0)
             }
             Outcome::Found(_) => {}
@@ -154,9 +154,7 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let dns = Dns::new(&TestDns::dns_config(server.addr()), metrics).unwrap();
-        let check = HeloCheck::new(Vec::new(), Some(dns), false);
+        let check = HeloCheck::new(Vec::new(), Some(server.resolver().unwrap()), false);
         let judge = |client: &str, helo: &str| {
             let mut ctx = Context::new(crate::policy::ClientInfo::new(client.parse().unwrap()));
             ctx.client.helo = Some(helo.to_string());

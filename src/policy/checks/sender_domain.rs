@@ -2,7 +2,7 @@
 //! `SENDER_DOMAIN_UNRESOLVABLE` when neither exists, `SENDER_NULL_MX` for a domain that
 //! publishes RFC 7505 "no mail". The null sender is exempt.
 
-use crate::dns::{only_loopback, within, Dns, Outcome};
+use crate::dns::{only_loopback_for, within, Dns, Outcome};
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -65,10 +65,9 @@ impl Check for SenderDomain {
             Outcome::Found(_) | Outcome::NotFound => {}
             _ => return self.failed(),
         }
-        let remote = !ctx.client.ip.is_loopback();
         match within(deadline, self.dns.lookup_ip("sender_domain", &domain)).await {
             // `anything.localhost` resolves, but never to a remote sender's host.
-            Outcome::Found(addrs) if remote && only_loopback(&addrs) => {
+            Outcome::Found(addrs) if only_loopback_for(ctx.client.ip, &addrs) => {
                 ctx.hit("SENDER_DOMAIN_UNRESOLVABLE", 0.0)
             }
             Outcome::Found(addrs) if !addrs.is_empty() => {}
@@ -84,10 +83,8 @@ mod tests {
     use super::*;
     use crate::dns::testing::TestDns;
     use crate::mail::address::parse_path;
-    use crate::metrics::Metrics;
     use crate::policy::ClientInfo;
     use std::net::Ipv4Addr;
-    use std::sync::Arc;
 
     async fn symbols(client: &str, sender: &str) -> Vec<String> {
         let server = TestDns::builder()
@@ -96,11 +93,7 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let dns = Dns::new(
-            &TestDns::dns_config(server.addr()),
-            Arc::new(Metrics::new()),
-        )
-        .unwrap();
+        let dns = server.resolver().unwrap();
         let mut ctx = Context::new(ClientInfo::new(client.parse().unwrap()));
         ctx.mail_from = Some(parse_path(sender).unwrap());
         let decision = SenderDomain::new(dns, false).run(&mut ctx).await;
