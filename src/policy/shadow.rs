@@ -73,6 +73,7 @@ impl Policy {
         symbols_before: usize,
         live: &Decision,
     ) {
+        let (live_verdict, _) = self.conclude(live.clone(), ctx);
         let mut sctx = ctx.fork();
         sctx.symbols.truncate(symbols_before);
         // A check or rule set that panics in the shadow must not cost the live verdict (the
@@ -83,13 +84,11 @@ impl Policy {
         let Ok(decision) = judged else {
             tracing::error!(client = %ctx.client.ip, "shadow policy panicked; message not compared");
             if let Some(m) = &self.shadow_disagreements {
-                m.with_label_values(&[self.conclude(live.clone(), ctx).0.as_str(), "panic"])
-                    .inc();
+                m.with_label_values(&[live_verdict.as_str(), "panic"]).inc();
             }
             return;
         };
         let (shadow_verdict, _) = shadow.conclude(decision, &sctx);
-        let (live_verdict, _) = self.conclude(live.clone(), ctx);
         if shadow_verdict == live_verdict {
             return;
         }

@@ -24,18 +24,10 @@ impl Session {
                 )
                 .await;
         }
-        if self
-            .ctx
-            .recipients
-            .iter()
-            .any(|r| r.to_path() == to.to_path())
-        {
-            // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
-            // sent, and a repeated RCPT is no progress that keeps a session under stress.
-            return self.ok(
-                Stage::Rcpt,
-                Reply::new(250, "2.1.5", "Ok (duplicate recipient)"),
-            );
+        // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
+        // sent, and a repeated RCPT is no progress that keeps a session under stress.
+        if self.already_accepted(&to) {
+            return self.ok(Stage::Rcpt, duplicate());
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
             self.limit_hit("recipients_per_message");
@@ -56,16 +48,9 @@ impl Session {
             // The policy may have written the address as it is relayed (a bare `postmaster`
             // qualified, a Unicode domain as its A-label): a duplicate only shows now.
             (Decision::Continue | Decision::Discard, Some(rcpt))
-                if self
-                    .ctx
-                    .recipients
-                    .iter()
-                    .any(|r| r.to_path() == rcpt.to_path()) =>
+                if self.already_accepted(&rcpt) =>
             {
-                self.ok(
-                    Stage::Rcpt,
-                    Reply::new(250, "2.1.5", "Ok (duplicate recipient)"),
-                )
+                self.ok(Stage::Rcpt, duplicate())
             }
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
                 self.ctx.recipients.push(rcpt);
@@ -78,4 +63,15 @@ impl Session {
             }
         }
     }
+
+    /// Whether the transaction has `rcpt` already, as written or as the policy wrote it.
+    fn already_accepted(&self, rcpt: &Address) -> bool {
+        let path = rcpt.to_path();
+        self.ctx.recipients.iter().any(|r| r.to_path() == path)
+    }
+}
+
+/// The answer to a recipient the transaction has already.
+fn duplicate() -> Reply {
+    Reply::new(250, "2.1.5", "Ok (duplicate recipient)")
 }
