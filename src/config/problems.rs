@@ -1,6 +1,8 @@
 //! Collects every problem of a configuration file, each named by its TOML key, so an
 //! operator fixes the file in one pass.
 
+use std::time::Duration;
+
 /// The problems found so far.
 #[derive(Debug, Default)]
 pub struct Problems(Vec<String>);
@@ -21,8 +23,6 @@ impl Problems {
         self.0
     }
 }
-
-use std::time::Duration;
 
 /// The longest time limit taken: sessions and lookups add limits to the clock, and one past
 /// its end panicked every session; no wait is meant to last longer.

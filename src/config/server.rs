@@ -1,8 +1,7 @@
 //! `[server]`, `[server.limits]` and `[server.tls]`: the inbound SMTP listener.
 
 use super::networks::NetworkList;
-use super::problems::time_limit;
-use super::problems::{is_plausible_hostname, Problems};
+use super::problems::{is_plausible_hostname, time_limit, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;

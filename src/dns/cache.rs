@@ -115,10 +115,10 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = self.shard(key);
-        let now = shard.tick();
+        let tick = shard.tick();
         match shard.map.get_mut(key) {
             Some(e) if e.expires > Instant::now() => {
-                e.used = now;
+                e.used = tick;
                 Some((e.value.clone(), e.expires))
             }
             Some(_) => {

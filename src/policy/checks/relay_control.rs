@@ -27,10 +27,6 @@ impl RelayControl {
         }
     }
 
-    fn is_relay_domain(&self, domain: &str) -> bool {
-        crate::config::relays_domain(&self.domains, domain)
-    }
-
     /// Why `rcpt` must not be relayed, or `None` when it may.
     fn refusal(&self, local: &str, domain: &str, source_route: bool) -> Option<&'static str> {
         if source_route {
@@ -45,7 +41,7 @@ impl RelayControl {
         if domain.ends_with('.') {
             return Some("domain must not end with a dot");
         }
-        if !self.is_relay_domain(domain) {
+        if !crate::config::relays_domain(&self.domains, domain) {
             return Some("relay access denied");
         }
         None
