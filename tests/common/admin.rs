@@ -25,20 +25,31 @@ pub struct Http {
     pub body: String,
 }
 
-/// `METHOD path` over a fresh connection to the admin port (HTTP/1.1, `Connection: close`).
-pub fn http(port: u16, method: &str, path: &str) -> Http {
+/// Sends `METHOD path` naming `host` over a fresh connection to the admin port (HTTP/1.1,
+/// `Connection: close`) and reads until the listener closes it.
+fn exchange(port: u16, method: &str, path: &str, host: &str) -> std::io::Result<Vec<u8>> {
     let addr = ([127, 0, 0, 1], port).into();
     let mut s = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
         .unwrap_or_else(|e| panic!("connect to admin port {port}: {e}"));
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read from admin port: {e}"));
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+/// `METHOD path` over a fresh connection to the admin port (HTTP/1.1, `Connection: close`).
+pub fn http(port: u16, method: &str, path: &str) -> Http {
+    http_naming(port, method, path, "127.0.0.1")
+}
+
+/// [`http`] with `host` in the request's `Host` field.
+pub fn http_naming(port: u16, method: &str, path: &str, host: &str) -> Http {
+    let raw = exchange(port, method, path, host)
+        .unwrap_or_else(|e| panic!("exchange with admin port: {e}"));
     let raw = String::from_utf8(raw).expect("admin response is UTF-8");
     let (head, body) = raw
         .split_once("\r\n\r\n")
@@ -64,18 +75,9 @@ pub fn http(port: u16, method: &str, path: &str) -> Http {
 /// Whether the admin port closes a connection that sends `GET path` without answering (a
 /// client outside `metrics.allow`).
 pub fn refused(port: u16, path: &str) -> bool {
-    let addr = ([127, 0, 0, 1], port).into();
-    let mut s = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect to admin port {port}: {e}"));
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
     // The write may already meet the closed connection.
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
-    let mut raw = Vec::new();
-    match s.read_to_end(&mut raw) {
-        Ok(_) => raw.is_empty(),
+    match exchange(port, "GET", path, "127.0.0.1") {
+        Ok(raw) => raw.is_empty(),
         Err(e) => matches!(
             e.kind(),
             std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
