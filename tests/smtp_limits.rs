@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::admin::scrape;
 use common::*;
 use std::thread;
 use std::time::Duration;
@@ -297,6 +298,53 @@ fn transactions_ended_by_rset_count_against_messages_per_session() {
         assert!(
             r.code >= 400,
             "third transaction in a session accepted: {r}"
+        );
+    }
+}
+
+/// A message with `fields` header fields, `received` of them `Received`.
+fn message_with_fields(id: &str, fields: usize, received: usize) -> Vec<u8> {
+    let mut m = format!("Message-ID: <{id}>\r\nFrom: a@sender.test\r\nTo: user@example.test\r\n");
+    for i in 0..received {
+        m.push_str(&format!(
+            "Received: from hop{i}.sender.test\r\n\tby hop{i}.sender.test\r\n"
+        ));
+    }
+    for i in 0..fields - received - 4 {
+        m.push_str(&format!("X-{i}:\r\n"));
+    }
+    m.push_str("Subject: fields\r\n\r\nhello\r\n");
+    m.into_bytes()
+}
+
+#[test]
+fn too_many_header_fields_is_552_and_a_loop_is_554_5_4_6() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).limit("message_header_fields", "200"));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let mut send = |m: &[u8]| {
+        c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+        c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+        c.cmd("DATA").expect(354, "");
+        c.send(&dot_stuffed(m));
+        c.read_reply()
+    };
+    // 201 fields, folded lines not counted as fields.
+    send(&message_with_fields("fields@test", 201, 10)).expect(552, "5.3.4");
+    send(&message_with_fields("hops@test", 100, 51)).expect(554, "5.4.6");
+    let within = message_with_fields("within@test", 200, 50);
+    send(&within).expect(250, "");
+    c.quit();
+    let delivered = internal.expect_message_id("within@test");
+    assert!(delivered.data.ends_with(&within));
+    let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
+    assert_eq!(msgs.len(), 1, "{:?}", summarize(&msgs));
+    let metrics = scrape(admin_port(&gw));
+    for limit in ["message_header_fields", "received_fields"] {
+        assert_eq!(
+            metrics.value("mxguard_limit_hits_total", &[("limit", limit)]),
+            1.0,
+            "{limit}"
         );
     }
 }

@@ -42,6 +42,11 @@ pub struct Limits {
     pub message_memory_total_bytes: usize,
     /// Longest header section of a message (refused with 552 past it).
     pub message_header_bytes: usize,
+    /// Most fields in a header section (refused with 552 past it): each field costs the
+    /// parser and the header rules far more than its few bytes.
+    pub message_header_fields: usize,
+    /// Most `Received` fields (refused with 554 5.4.6 past it): the message is looping.
+    pub received_fields: usize,
     /// Rendered text scanned at the head and again at the tail of each text part.
     pub scan_part_bytes: usize,
     /// Decoded text (HTML markup kept) scanned at the head and tail of each part.
@@ -103,6 +108,8 @@ impl Default for Limits {
             message_memory_bytes: 1024 * 1024,
             message_memory_total_bytes: 256 * 1024 * 1024,
             message_header_bytes: 1024 * 1024,
+            message_header_fields: 1000,
+            received_fields: 50,
             scan_part_bytes: 50_000,
             scan_raw_part_bytes: 500_000,
             scan_nesting_depth: 8,
@@ -334,6 +341,18 @@ fn validate_memory(l: &Limits, problems: &mut Problems) {
         problems.bad(
             "server.limits.message_header_bytes",
             "must be between 1000 and message_memory_bytes",
+        );
+    }
+    if !(50..=100_000).contains(&l.message_header_fields) {
+        problems.bad(
+            "server.limits.message_header_fields",
+            "must be between 50 and 100000",
+        );
+    }
+    if !(10..=l.message_header_fields).contains(&l.received_fields) {
+        problems.bad(
+            "server.limits.received_fields",
+            "must be between 10 and message_header_fields",
         );
     }
     if l.scan_nesting_depth > 100 {

@@ -41,13 +41,15 @@ pub fn canonical(config: &Config, rules: Option<&CompiledRules>, model: Option<&
     let l = &s.limits;
     let _ = writeln!(
         out,
-        "scan={}/{}/{}/{} memory={} header={}",
+        "scan={}/{}/{}/{} memory={} header={}/{}/{}",
         l.scan_part_bytes,
         l.scan_raw_part_bytes,
         l.scan_nesting_depth,
         l.scan_mime_parts,
         l.message_memory_bytes,
-        l.message_header_bytes
+        l.message_header_bytes,
+        l.message_header_fields,
+        l.received_fields
     );
     let p = &config.policy;
     let _ = writeln!(out, "gtube={}", p.gtube);

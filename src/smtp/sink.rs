@@ -23,6 +23,10 @@ pub struct SinkLimits {
     pub memory: usize,
     /// Longest header section.
     pub header: usize,
+    /// Most header fields (each costs the parser and the rules far more than its bytes).
+    pub header_fields: usize,
+    /// Most `Received` fields: a message that has made more hops is looping.
+    pub received_fields: usize,
 }
 
 /// A message being received.
@@ -56,6 +60,12 @@ pub enum SinkError {
     /// The header section is longer than `message_header_bytes`.
     #[error("header section too long")]
     HeaderTooLong,
+    /// The header section has more fields than `message_header_fields`.
+    #[error("too many header fields")]
+    TooManyHeaderFields,
+    /// The message has more `Received` fields than `received_fields`: a mail loop.
+    #[error("too many hops")]
+    TooManyHops,
     /// The message was discarded on the way (the decoder knows why).
     #[error("message discarded")]
     Discarded,
@@ -129,9 +139,18 @@ impl MessageSink {
             Some(end) => end > self.limits.header,
             None => self.total > self.limits.header,
         };
-        if too_long {
+        let refusal = if too_long {
+            Some(HeaderOverLimit::Bytes)
+        } else if self.header.fields.fields > self.limits.header_fields {
+            Some(HeaderOverLimit::Fields)
+        } else if self.header.fields.received > self.limits.received_fields {
+            Some(HeaderOverLimit::Hops)
+        } else {
+            None
+        };
+        if refusal.is_some() {
             self.discard();
-            self.header.too_long = true;
+            self.header.refusal = refusal;
             return;
         }
         if self.spill.is_some() && self.buf.len() >= CHUNK {
@@ -149,8 +168,11 @@ impl MessageSink {
 
     /// The received message, with the memory it holds (kept until the transaction ends).
     pub async fn finish(mut self) -> Result<(MessageData, Reservation), SinkError> {
-        if self.header.too_long {
-            return Err(SinkError::HeaderTooLong);
+        match self.header.refusal {
+            Some(HeaderOverLimit::Bytes) => return Err(SinkError::HeaderTooLong),
+            Some(HeaderOverLimit::Fields) => return Err(SinkError::TooManyHeaderFields),
+            Some(HeaderOverLimit::Hops) => return Err(SinkError::TooManyHops),
+            None => {}
         }
         match std::mem::replace(&mut self.state, State::Discarding) {
             State::Receiving => {}
@@ -205,7 +227,16 @@ impl MessageSink {
     }
 }
 
-/// Finds the end of the header section (the first empty line) in bytes fed in chunks.
+/// Which header limit a message broke.
+#[derive(Debug, Clone, Copy)]
+enum HeaderOverLimit {
+    Bytes,
+    Fields,
+    Hops,
+}
+
+/// Finds the end of the header section (the first empty line) in bytes fed in chunks,
+/// counting its fields on the way.
 #[derive(Debug)]
 struct HeaderScan {
     /// The last bytes seen, to find a blank line split across chunks.
@@ -213,7 +244,8 @@ struct HeaderScan {
     /// Bytes seen so far.
     seen: usize,
     end: Option<usize>,
-    too_long: bool,
+    fields: FieldCount,
+    refusal: Option<HeaderOverLimit>,
 }
 
 impl Default for HeaderScan {
@@ -223,7 +255,8 @@ impl Default for HeaderScan {
             carry: b"\r\n".to_vec(),
             seen: 0,
             end: None,
-            too_long: false,
+            fields: FieldCount::default(),
+            refusal: None,
         }
     }
 }
@@ -233,6 +266,16 @@ impl HeaderScan {
         if self.end.is_some() || bytes.is_empty() {
             return;
         }
+        let seen = self.seen;
+        self.find_end(bytes);
+        let header_part = match self.end {
+            Some(end) => &bytes[..end.saturating_sub(seen).min(bytes.len())],
+            None => bytes,
+        };
+        self.fields.feed(header_part);
+    }
+
+    fn find_end(&mut self, bytes: &[u8]) {
         let look = bytes.len().min(8 * 1024 + 3);
         let mut window = std::mem::take(&mut self.carry);
         let before = window.len();
@@ -260,6 +303,71 @@ impl HeaderScan {
 
     fn end(&self) -> Option<usize> {
         self.end
+    }
+}
+
+/// Counts header fields, and `Received` fields among them, in header bytes fed in chunks.
+/// A field starts on a line that does not begin with whitespace (a folded line continues
+/// the field before it); the blank line that ends the section is no field.
+#[derive(Debug)]
+struct FieldCount {
+    fields: usize,
+    received: usize,
+    /// The first bytes of the current line, while fewer than `RECEIVED` have been read.
+    head: Vec<u8>,
+    /// Whether the current line's head is still being read.
+    reading_head: bool,
+}
+
+const RECEIVED: &[u8] = b"received:";
+
+impl Default for FieldCount {
+    fn default() -> Self {
+        FieldCount {
+            fields: 0,
+            received: 0,
+            head: Vec::with_capacity(RECEIVED.len()),
+            reading_head: true,
+        }
+    }
+}
+
+impl FieldCount {
+    fn feed(&mut self, mut rest: &[u8]) {
+        loop {
+            if self.reading_head {
+                let want = (RECEIVED.len() - self.head.len()).min(rest.len());
+                let line_ends = memchr::memchr(b'\n', &rest[..want]);
+                let take = line_ends.unwrap_or(want);
+                self.head.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if line_ends.is_none() && self.head.len() < RECEIVED.len() {
+                    return; // the chunk ended inside the head
+                }
+                self.close_head();
+            }
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    rest = &rest[i + 1..];
+                    self.head.clear();
+                    self.reading_head = true;
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn close_head(&mut self) {
+        self.reading_head = false;
+        match self.head.first() {
+            None | Some(b' ' | b'\t' | b'\r') => {}
+            Some(_) => {
+                self.fields += 1;
+                if self.head.eq_ignore_ascii_case(RECEIVED) {
+                    self.received += 1;
+                }
+            }
+        }
     }
 }
 
@@ -294,6 +402,21 @@ mod tests {
         assert_eq!(scan(&long, 9000), Some(20_004));
     }
 
+    #[test]
+    fn fields_and_hops_are_counted_in_any_chunking() {
+        let message: &[u8] = b"Received: a\r\n\tfolded: no field\r\nRECEIVED:b\r\n\
+            X: y\r\n received: folded\r\nReceived-SPF: pass\r\nZ:\r\n\r\n\
+            Received: in the body\r\nA: b\r\n";
+        for chunk in 1..=message.len() {
+            let mut h = HeaderScan::default();
+            for piece in message.chunks(chunk) {
+                h.feed(piece);
+            }
+            let counted = (h.fields.fields, h.fields.received);
+            assert_eq!(counted, (5, 2), "in chunks of {chunk}");
+        }
+    }
+
     #[tokio::test]
     async fn small_messages_stay_in_memory_big_ones_go_to_disk() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,6 +425,8 @@ mod tests {
         let limits = SinkLimits {
             memory: 200_000,
             header: 100_000,
+            header_fields: 1000,
+            received_fields: 50,
         };
         let mut message = b"Subject: x\r\n\r\n".to_vec();
         message.extend(std::iter::repeat_n(b'a', 500_000));
@@ -340,6 +465,8 @@ mod tests {
         let limits = SinkLimits {
             memory: 100_000,
             header: 10_000,
+            header_fields: 1000,
+            received_fields: 50,
         };
         let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
         for _ in 0..100 {

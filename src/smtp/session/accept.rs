@@ -172,6 +172,30 @@ impl Session {
                     ),
                 )
             }
+            SinkError::TooManyHeaderFields => {
+                self.limit_hit("message_header_fields");
+                self.log_message(None, size, Verdict::Reject, "message_header_fields");
+                Reply::new(
+                    552,
+                    "5.3.4",
+                    format!(
+                        "Message header section has more than {} fields",
+                        self.limits().message_header_fields
+                    ),
+                )
+            }
+            SinkError::TooManyHops => {
+                self.limit_hit("received_fields");
+                self.log_message(None, size, Verdict::Reject, "received_fields");
+                Reply::new(
+                    554,
+                    "5.4.6",
+                    format!(
+                        "Too many hops: more than {} Received fields, a mail loop?",
+                        self.limits().received_fields
+                    ),
+                )
+            }
             SinkError::Spool(err) => {
                 tracing::error!(client = %self.peer, error = %err, "spool write failed");
                 self.server.metrics.spool_errors_total.inc();

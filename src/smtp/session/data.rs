@@ -214,6 +214,8 @@ impl Session {
         let sink_limits = SinkLimits {
             memory: limits.message_memory_bytes,
             header: limits.message_header_bytes,
+            header_fields: limits.message_header_fields,
+            received_fields: limits.received_fields,
         };
         Some(MessageSink::new(sink_limits, reservation))
     }
