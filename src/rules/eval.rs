@@ -53,33 +53,60 @@ fn record(counts: &mut [u32], member: &Member, found: u32) {
 impl Group {
     /// Runs the group over one subject.
     fn run(&self, hay: &[u8], counts: &mut [u32]) {
+        self.run_pieces(&[hay], counts);
+    }
+
+    /// Runs the group over a subject read in pieces: a rule matches when it matches inside
+    /// one piece, and `!~` hits when no piece matches.
+    fn run_pieces(&self, pieces: &[&[u8]], counts: &mut [u32]) {
         if self.members.is_empty() {
             return;
         }
+        // Per member: matched in some piece, or unknown in some piece (a search past its
+        // step limit) and matched in none.
         let mut matched = vec![Some(false); self.members.len()];
-        for (set, members) in &self.sets {
-            for i in set.matches(hay).iter() {
-                matched[members[i]] = Some(true);
-            }
-        }
+        let mut found = vec![0u32; self.members.len()];
+        let mut in_piece = vec![false; self.members.len()];
+        let mut outside_sets = vec![false; self.members.len()];
         for &i in &self.unset {
-            matched[i] = self.members[i].matcher.is_match(hay);
+            outside_sets[i] = true;
         }
-        for (member, m) in self.members.iter().zip(matched.iter_mut()) {
-            if *m == Some(true) && member.prefiltered {
-                *m = member.matcher.is_match(hay);
+        for piece in pieces {
+            in_piece.fill(false);
+            for (set, members) in &self.sets {
+                for i in set.matches(piece).iter() {
+                    in_piece[members[i]] = true;
+                }
+            }
+            for (i, member) in self.members.iter().enumerate() {
+                let settled = matched[i] == Some(true) && member.max_hits.is_none();
+                if settled || !(in_piece[i] || outside_sets[i]) {
+                    continue;
+                }
+                let here = if in_piece[i] && !member.prefiltered {
+                    Some(true)
+                } else {
+                    member.matcher.is_match(piece)
+                };
+                match here {
+                    Some(true) => {
+                        matched[i] = Some(true);
+                        if let (Some(max), false) = (member.max_hits, member.negate) {
+                            let more = member.matcher.count(piece, max - found[i].min(max));
+                            found[i] = found[i].saturating_add(more.max(1)).min(max);
+                        }
+                    }
+                    None if matched[i] == Some(false) => matched[i] = None,
+                    _ => {}
+                }
             }
         }
-        for (member, &m) in self.members.iter().zip(&matched) {
+        for (i, member) in self.members.iter().enumerate() {
             // Unknown (a search past its step limit): neither a match nor its absence.
-            if m != Some(!member.negate) {
+            if matched[i] != Some(!member.negate) {
                 continue;
             }
-            let found = match member.max_hits {
-                Some(max) if !member.negate => member.matcher.count(hay, max).max(1),
-                _ => 1,
-            };
-            record(counts, member, found);
+            record(counts, member, found[i].max(1));
         }
     }
 
@@ -171,9 +198,7 @@ impl CompiledRules {
             .run_lines(view.body_text(), view.body_lines(), &mut counts);
         self.uri
             .run_lines(view.uris_text(), view.uris(), &mut counts);
-        for part in view.rawbody_parts() {
-            self.rawbody.run(part.as_bytes(), &mut counts);
-        }
+        self.rawbody.run_pieces(&view.rawbody_pieces(), &mut counts);
         self.full.run(view.full(), &mut counts);
 
         for (name, _) in external {

@@ -204,6 +204,17 @@ impl MessageView {
         &self.rawbody_parts
     }
 
+    /// What `rawbody` rules read: every raw part cut into pieces of one to two
+    /// [`MAX_BODY_LINE_LENGTH`], as SpamAssassin cuts them. A pattern matches inside one
+    /// piece, and a backtracking one gets its step limit per piece, not per part.
+    pub fn rawbody_pieces(&self) -> Vec<&[u8]> {
+        let mut pieces = Vec::new();
+        for part in &self.rawbody_parts {
+            cut_into_pieces(part.as_bytes(), &mut pieces);
+        }
+        pieces
+    }
+
     /// URIs found in text and HTML parts, deduplicated, in order of appearance.
     pub fn uris(&self) -> &[String] {
         &self.uris
@@ -700,6 +711,25 @@ fn render_body_lines(subject: &str, text: &str) -> Vec<String> {
     }
     flush(&mut paragraph, &mut lines);
     lines
+}
+
+/// Cuts `text` into pieces of one to two [`MAX_BODY_LINE_LENGTH`] (the last may be
+/// shorter), each ending after the first line break past the minimum length, or failing
+/// that the first `>` (HTML without line breaks), or a space, or at the minimum length.
+fn cut_into_pieces<'a>(mut text: &'a [u8], out: &mut Vec<&'a [u8]>) {
+    const MIN: usize = MAX_BODY_LINE_LENGTH;
+    while text.len() > 2 * MIN {
+        let window = &text[MIN..2 * MIN];
+        let end = [b'\n', b'>', b' ']
+            .iter()
+            .find_map(|&d| memchr::memchr(d, window))
+            .map_or(MIN, |i| MIN + i + 1);
+        out.push(&text[..end]);
+        text = &text[end..];
+    }
+    if !text.is_empty() {
+        out.push(text);
+    }
 }
 
 fn split_long(mut line: &str, out: &mut Vec<String>) {

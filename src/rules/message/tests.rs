@@ -124,3 +124,26 @@ fn only_plain_text_and_html_are_body_text() {
     assert!(raw_text.contains("FN:Card Holder"), "{raw_text:?}");
     assert!(!raw_text.contains("VCALENDAR"), "{raw_text:?}");
 }
+
+#[test]
+fn raw_parts_are_cut_into_pieces_of_one_to_two_line_lengths() {
+    let mut text = "word ".repeat(1000).into_bytes(); // spaces only
+    text.extend_from_slice(&"<td>cell</td>".repeat(400).into_bytes()); // tags only
+    text.extend_from_slice(&"line of text\n".repeat(700).into_bytes());
+    text.extend_from_slice(&[b'x'; 9000]); // no place to cut
+    let mut pieces = Vec::new();
+    cut_into_pieces(&text, &mut pieces);
+    assert_eq!(pieces.concat(), text);
+    let (last, rest) = pieces.split_last().unwrap();
+    assert!(last.len() <= 2 * MAX_BODY_LINE_LENGTH);
+    for piece in rest {
+        assert!((MAX_BODY_LINE_LENGTH..=2 * MAX_BODY_LINE_LENGTH).contains(&piece.len()));
+        let end = piece[piece.len() - 1];
+        assert!(matches!(end, b'\n' | b'>' | b' ' | b'x'), "{end}");
+    }
+    assert!(pieces.iter().any(|p| p.ends_with(b"</td>")));
+    assert!(pieces.iter().any(|p| p.ends_with(b"text\n")));
+    let mut short = Vec::new();
+    cut_into_pieces(b"short", &mut short);
+    assert_eq!(short, vec![b"short".as_slice()]);
+}

@@ -338,3 +338,27 @@ fn hits_of(rules: &CompiledRules, view: &MessageView) -> Vec<String> {
         .map(|h| h.name)
         .collect()
 }
+
+/// Regression (review): a backtracking `rawbody` rule searched a whole part under one step
+/// limit, so a match far into a long part was never found. It reads SpamAssassin's pieces
+/// now, each with its own limit (and no match spans two pieces, as in SpamAssassin).
+#[test]
+fn rawbody_rules_read_pieces_of_every_part() {
+    let rules = compile(
+        "rawbody FAR_BACKREF /<(b)>deal<\\/\\1>/\n\
+         rawbody FAR_LINEAR /<i>deal<\\/i>/\n\
+         rawbody SPANS_PIECES /start.*end/s\n",
+    );
+    let filler = "<p>filler text of a long newsletter, kept on short lines</p>\n".repeat(5_000);
+    let html = format!("<html>start{filler}<b>deal</b> <i>deal</i></html>end\n");
+    let raw = format!(
+        "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nplain words only\r\n\
+         --b\r\nContent-Type: text/html\r\n\r\n<table>{html}\r\n--b--\r\n"
+    );
+    assert!(html.len() > 300_000);
+    assert_eq!(
+        names(&rules, raw.as_bytes()),
+        vec!["FAR_BACKREF", "FAR_LINEAR"]
+    );
+}
