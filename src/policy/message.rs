@@ -3,6 +3,9 @@
 //! way a check gets what it needs without the gateway holding a big message: the header
 //! section, a bounded sample of the parts for the rules, a search of every byte, or the
 //! whole message as one slice mapped from the page cache (DKIM body hashes).
+//!
+//! `mxguard scan` holds every message in memory; one bigger than `message_memory_bytes`
+//! is sampled as the gateway samples it on disk, so both judge it alike.
 
 use crate::classify::ledger::{body_digest, body_start, BodyHasher};
 use crate::config::Limits;
@@ -18,6 +21,9 @@ const READ_CHUNK: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct MessageData {
     repr: Repr,
+    /// What the rules read of a message bigger than the sample's total, once prepared
+    /// (always the case on disk; in memory only in `mxguard scan`).
+    sample: Option<Sample>,
 }
 
 #[derive(Debug)]
@@ -39,8 +45,6 @@ struct Spilled {
     header_len: usize,
     /// The header section, once [`MessageData::prepare`] read it.
     header: Option<Vec<u8>>,
-    /// The sample the rules parse, once prepared.
-    sample: Option<Sample>,
 }
 
 /// Where an accepted message's bytes are, for the spool.
@@ -76,6 +80,7 @@ impl From<Vec<u8>> for MessageData {
     fn from(bytes: Vec<u8>) -> Self {
         MessageData {
             repr: Repr::Memory(bytes),
+            sample: None,
         }
     }
 }
@@ -116,8 +121,8 @@ impl MessageData {
                 file,
                 header_len,
                 header: None,
-                sample: None,
             })),
+            sample: None,
         }
     }
 
@@ -142,6 +147,12 @@ impl MessageData {
         }
     }
 
+    /// Whether the rules read a sample of the message, not all of it: a big message, once
+    /// prepared. Its attachments and antivirus scan then read the whole message.
+    pub fn is_sampled(&self) -> bool {
+        self.sample.is_some()
+    }
+
     /// The queue id of the spool file a big message is in.
     pub fn spool_id(&self) -> Option<&QueueId> {
         match &self.repr {
@@ -151,10 +162,21 @@ impl MessageData {
     }
 
     /// Reads what the checks need of a message on disk into memory: its header section and
-    /// a sample of its parts (off the async threads). Nothing to do for one in memory.
+    /// a sample of its parts (off the async threads). A message in memory is sampled the
+    /// same way when it is bigger than the sample's total (only `scan` holds such a one).
     pub async fn prepare(&mut self, limits: SampleLimits) -> Result<(), SpoolError> {
-        let Repr::Spilled(s) = &mut self.repr else {
-            return Ok(());
+        let s = match &mut self.repr {
+            Repr::Memory(bytes) => {
+                if bytes.len() > limits.total && self.sample.is_none() {
+                    let mut sampler = Sampler::new(limits);
+                    for chunk in bytes.chunks(READ_CHUNK) {
+                        sampler.feed(chunk);
+                    }
+                    self.sample = Some(sampler.finish());
+                }
+                return Ok(());
+            }
+            Repr::Spilled(s) => s,
         };
         if s.header.is_some() {
             return Ok(());
@@ -180,7 +202,7 @@ impl MessageData {
             source,
         })?;
         s.header = Some(header);
-        s.sample = Some(sample);
+        self.sample = Some(sample);
         Ok(())
     }
 
@@ -275,45 +297,40 @@ impl MessageData {
         }
     }
 
-    /// The parsed view the content checks share: of the whole message in memory, or of the
-    /// sample of one on disk (flagged when the sample left text out).
+    /// The parsed view the content checks share: of the whole message when it is small, or
+    /// of the sample of a big one (flagged when the sample left text out).
     pub fn view(&self, limits: &ScanLimits) -> MessageView {
-        match &self.repr {
-            Repr::Memory(b) => MessageView::parse_with(b, limits),
-            Repr::Spilled(s) => {
-                let (Some(header), Some(sample)) = (&s.header, &s.sample) else {
-                    return MessageView::default();
-                };
-                let body = sample.bytes.get(sample.header_len..).unwrap_or_default();
-                let mut source = Vec::with_capacity(header.len() + body.len());
-                source.extend_from_slice(header);
-                source.extend_from_slice(body);
-                let mut view = MessageView::parse_with(&source, limits);
+        match (&self.repr, &self.sample) {
+            (Repr::Memory(b), None) => MessageView::parse_with(b, limits),
+            (Repr::Spilled(_), None) => MessageView::default(), // not prepared
+            (_, Some(sample)) => {
+                let mut view = MessageView::parse_with(&self.sampled(sample), limits);
                 view.mark_truncated(sample.truncated, sample.too_deep);
                 view
             }
         }
     }
 
-    /// The message within the memory bound: all of it when held in memory, the header
-    /// section and the prepared sample when it is on disk (what the rules see of it). The
-    /// classifier reads this, so a 50 MB message costs no more memory than the rules' view.
+    /// The message within the memory bound: all of it when it is small, the header section
+    /// and the prepared sample when it is big (what the rules see of it). The classifier
+    /// reads this, so a 50 MB message costs no more memory than the rules' view.
     pub fn bounded(&self) -> Cow<'_, [u8]> {
-        match &self.repr {
-            Repr::Memory(b) => Cow::Borrowed(b),
-            Repr::Spilled(s) => {
-                let header = s.header.as_deref().unwrap_or_default();
-                let body = s
-                    .sample
-                    .as_ref()
-                    .and_then(|sample| sample.bytes.get(sample.header_len..))
-                    .unwrap_or_default();
-                let mut out = Vec::with_capacity(header.len() + body.len());
-                out.extend_from_slice(header);
-                out.extend_from_slice(body);
-                Cow::Owned(out)
-            }
+        match (&self.repr, &self.sample) {
+            (Repr::Memory(b), None) => Cow::Borrowed(b),
+            (Repr::Spilled(_), None) => Cow::Borrowed(&[]), // not prepared
+            (_, Some(sample)) => Cow::Owned(self.sampled(sample)),
         }
+    }
+
+    /// The header section as it is now (a verdict may have rewritten it) and the sample's
+    /// body.
+    fn sampled(&self, sample: &Sample) -> Vec<u8> {
+        let header = self.header_section();
+        let body = sample.bytes.get(sample.header_len..).unwrap_or_default();
+        let mut out = Vec::with_capacity(header.len() + body.len());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(body);
+        out
     }
 
     /// The header section (the whole message when it has no body), when known.
@@ -419,6 +436,55 @@ mod tests {
             memory.view(&scan_limits(&limits)).body_lines(),
             view.body_lines()
         );
+    }
+
+    /// Regression (review): `mxguard scan` parsed a message bigger than
+    /// `message_memory_bytes` whole, where the gateway reads a sample of it from disk, so
+    /// text the gateway never scans decided `scan`'s verdict (and `--compare`'s).
+    #[tokio::test]
+    async fn a_big_message_in_memory_is_sampled_as_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let limits = Limits {
+            message_memory_bytes: 200_000,
+            scan_part_bytes: 10_000,
+            scan_raw_part_bytes: 10_000,
+            ..Limits::default()
+        };
+        let mut raw = b"Subject: big\r\nMIME-Version: 1.0\r\n\
+            Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: text/plain\r\n\r\n"
+            .to_vec();
+        for i in 0..20_000 {
+            let line = if i == 10_000 {
+                "MIDDLE words\r\n".to_string()
+            } else {
+                format!("line {i}\r\n")
+            };
+            raw.extend_from_slice(line.as_bytes());
+        }
+        raw.extend_from_slice(
+            b"--b\r\nContent-Type: application/zip; name=\"a.zip\"\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\nUEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\r\n--b--\r\n",
+        );
+        assert!(raw.len() > limits.message_memory_bytes);
+        let mut on_disk = spilled(&spool, &raw).await;
+        let mut in_memory = MessageData::from(raw.clone());
+        for m in [&mut on_disk, &mut in_memory] {
+            m.prepare(sample_limits(&limits)).await.unwrap();
+            assert!(m.is_sampled());
+        }
+        let scan = scan_limits(&limits);
+        let (disk, memory) = (on_disk.view(&scan), in_memory.view(&scan));
+        assert!(!memory.body_text().contains("MIDDLE"));
+        assert_eq!(memory.body_lines(), disk.body_lines());
+        assert_eq!(memory.rawbody_parts(), disk.rawbody_parts());
+        assert!(memory.truncated() && disk.truncated());
+        assert_eq!(&*in_memory.bounded(), &*on_disk.bounded());
+        assert_eq!(&*in_memory.raw().unwrap(), &*on_disk.raw().unwrap());
+        let mut small = MessageData::from(b"Subject: s\r\n\r\nhi\r\n".to_vec());
+        small.prepare(sample_limits(&limits)).await.unwrap();
+        assert!(!small.is_sampled());
     }
 
     #[test]

@@ -133,10 +133,10 @@ impl Check for Antivirus {
 impl Antivirus {
     /// Sends what `scope` says to clamd; `None` when there is nothing to scan.
     async fn scan(&self, ctx: &mut Context) -> Option<Result<ScanReport, String>> {
-        if ctx.message.spool_id().is_some() {
-            // A message kept on disk is parsed from a sample that holds no attachment
-            // bytes: clamd gets the whole message, mapped from its spool file (page cache,
-            // not heap), and decodes the MIME parts itself.
+        if ctx.message.is_sampled() {
+            // A big message is parsed from a sample that holds no attachment bytes: clamd
+            // gets the whole message, mapped from its spool file (page cache, not heap),
+            // and decodes the MIME parts itself.
             return Some(match ctx.message.raw() {
                 Ok(raw) => self
                     .clamd

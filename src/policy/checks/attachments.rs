@@ -36,11 +36,11 @@ impl Attachments {
         }
     }
 
-    /// The attachments of the message: from the shared view when it is in memory; decoded
-    /// from the mapped spool file when it is on disk (its view is built from a sample that
-    /// has no attachment bytes), one of `disk_inspections` at a time.
+    /// The attachments of the message: from the shared view when it is small; decoded
+    /// from the whole message (mapped from its spool file) when it is big (its view is
+    /// built from a sample that has no attachment bytes), one of `disk_inspections` at a time.
     async fn attachments(&self, ctx: &mut Context) -> Found {
-        if ctx.message.spool_id().is_none() {
+        if !ctx.message.is_sampled() {
             return Found::View(ctx.view());
         }
         let _turn = self.disk_inspections.acquire().await;
