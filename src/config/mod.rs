@@ -283,6 +283,33 @@ mod tests {
         }
     }
 
+    /// Regression (review): relay times past a year (`command_timeout = "300000000000y"`,
+    /// meant as "never") were taken, and each delivery worker panicked adding one to the
+    /// clock: once every worker was gone nothing was delivered, while SMTP still said 250.
+    #[test]
+    fn relay_times_past_a_year_are_refused_by_name() {
+        let keys = [
+            "connect_timeout",
+            "command_timeout",
+            "data_timeout",
+            "idle_timeout",
+            "unreachable_hold",
+        ];
+        let mut text = MINIMAL.to_string();
+        for key in keys {
+            text.push_str(&format!("{key} = \"300000000000y\"\n"));
+        }
+        text.push_str("[relay.recipients]\ncallout_timeout = \"300000000000y\"\n");
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        for key in keys {
+            let key = format!("relay.{key}: must be at most a year");
+            assert!(err.contains(&key), "{key} not refused: {err}");
+        }
+        assert!(err.contains("relay.recipients.callout_timeout: must be at most a year"));
+    }
+
     /// Regression (review): `session_duration = "300000000000y"` (or another session time
     /// limit past the clock's end) was taken, and every session panicked when it added the
     /// limit to the clock: clients were dropped without a reply.

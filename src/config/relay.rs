@@ -1,7 +1,7 @@
 //! `[relay]` and `[relay.recipients]`: relay control, delivery to the internal servers and
 //! recipient verification.
 
-use super::problems::{is_plausible_hostname, Problems};
+use super::problems::{is_plausible_hostname, time_limit, Problems};
 use super::recipients::RecipientList;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -212,6 +212,7 @@ impl RawRelay {
             problems.bad("relay.retry_initial", "must be greater than 0");
         }
         // A zero timeout ends every attempt before it starts: nothing would be delivered.
+        // One past a year ("never") overflowed the clock and killed the delivery workers.
         for (key, timeout) in [
             ("relay.connect_timeout", self.connect_timeout),
             ("relay.command_timeout", self.command_timeout),
@@ -221,10 +222,15 @@ impl RawRelay {
                 self.recipients.callout_timeout,
             ),
         ] {
-            if timeout.is_zero() {
-                problems.bad(key, "must be greater than 0");
-            }
+            time_limit(problems, key, timeout, true);
         }
+        time_limit(problems, "relay.idle_timeout", self.idle_timeout, false);
+        time_limit(
+            problems,
+            "relay.unreachable_hold",
+            self.unreachable_hold,
+            false,
+        );
         if self.retry_max < self.retry_initial {
             problems.bad(
                 "relay.retry_max",

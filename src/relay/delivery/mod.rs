@@ -14,8 +14,10 @@ use super::scheduler::{arrival_from_id, Job, JobResult, Scheduler};
 use crate::config::{Config, CurrentConfig};
 use crate::metrics::Metrics;
 use crate::spool::{unix_now, DeliveryState, FlushRequest, QueueId, Spool, SpoolError};
+use futures::FutureExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -333,7 +335,22 @@ async fn worker(
         };
         let Some(job) = job else { break };
         let id = job.id.clone();
-        let outcome = attempt(&relay, &mut conn, &job).await;
+        let outcome = AssertUnwindSafe(attempt(&relay, &mut conn, &job))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                // A defect of ours: the worker lives on (a dead one would leave its
+                // message in flight for good, and with every worker gone nothing would be
+                // delivered while SMTP still accepts), and the message is tried again.
+                conn = None;
+                tracing::error!(queue_id = %id, "a delivery attempt panicked; deferred");
+                relay
+                    .metrics
+                    .relay_attempts_total
+                    .with_label_values(&["panicked"])
+                    .inc();
+                JobResult::Deferred(relay.live.current().relay.retry_initial)
+            });
         let _ = done.send((id, outcome));
     }
     if let Some(c) = conn {
