@@ -382,3 +382,27 @@ fn trusted_clients_skip_the_client_checks_at_connect_too() {
         assert!(!rules.contains("RCVD_IN_BL_TEST"), "{networks}: {rules}");
     }
 }
+
+/// Regression (review): a refused repeated EHLO (here a HELO lookup that timed out, with
+/// `dns_tempfail`) dropped the earlier greeting and the open transaction, where RFC 5321
+/// §4.1.4 says the server stays in the state it was in.
+#[test]
+fn a_refused_ehlo_leaves_the_session_as_it_was() {
+    let z = zone(|b| {
+        b.a("client.sender.test", Ipv4Addr::new(192, 0, 2, 1))
+            .silent_under("slow.test")
+    });
+    let (internal, gw) = gateway(&z, "dns_tempfail = [\"helo\"]\n");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("EHLO host.slow.test").expect(450, "4.4.3");
+    c.cmd("DATA").expect(354, "");
+    c.send(&dot_stuffed(&message("kept@test", "kept", "hello")));
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("kept@test");
+    let text = m.text();
+    assert!(text.contains("client.sender.test"), "{text}");
+    assert!(!text.contains("host.slow.test"), "{text}");
+}

@@ -39,7 +39,13 @@ fn replies_to_a_long_pipelined_burst_are_sent_before_the_input_runs_dry() {
 #[test]
 fn a_client_that_does_not_read_its_replies_is_disconnected() {
     let internal = InternalServer::start();
-    let gw = Gateway::start(GatewayConfig::new(&internal).limit("command_timeout", "\"2s\""));
+    // HELP is a junk command: past `junk_commands` each would count as an error, and the
+    // error limit would end the session before its writes could block.
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("command_timeout", "\"2s\"")
+            .limit("junk_commands", "1000000"),
+    );
     let c = SmtpClient::connect_ehlo(gw.port);
     let (mut stream, _) = c.into_stream();
     let before = gw.log_count("reply_write");

@@ -119,6 +119,39 @@ fn messages_per_session_limit() {
     }
 }
 
+/// Regression (review): client errors were never forgiven, so a list server reusing its
+/// connection, with one stale address per message, was tarpitted and then cut off (421)
+/// in the middle of its queue. As in Postfix, a message accepted forgives the errors
+/// before it; errors between messages still close the session.
+#[test]
+fn a_message_accepted_forgives_the_errors_before_it() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("errors_before_disconnect", "3")
+            .limit("errors_before_tarpit", "100"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for i in 0..5 {
+        c.cmd("MAIL FROM:<list@sender.test>").expect(250, "");
+        c.cmd("RCPT TO:<user@elsewhere.test>").expect(550, "5.7.1");
+        c.cmd("RCPT TO:<user@other.test>").expect(550, "5.7.1");
+        c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+        c.cmd("DATA").expect(354, "");
+        c.send(&dot_stuffed(&message(
+            &format!("list{i}@test"),
+            "list",
+            "hello",
+        )));
+        c.read_reply().expect(250, "2.0.0");
+    }
+    c.cmd("BOGUS").expect(500, "5.5.2");
+    c.cmd("BOGUS").expect(500, "5.5.2");
+    c.cmd("BOGUS").expect(500, "5.5.2");
+    c.read_reply().expect(421, "4.7.0");
+    internal.expect_messages(5);
+}
+
 #[test]
 fn too_many_errors_is_421_470_and_close() {
     let internal = InternalServer::start();
@@ -347,4 +380,68 @@ fn too_many_header_fields_is_552_and_a_loop_is_554_5_4_6() {
             "{limit}"
         );
     }
+}
+
+/// Regression (review): between BDAT chunks the minimum rate was not checked, and NOOP
+/// restarted the command timeout: a client that sent one chunk and then only NOOPs held
+/// the transfer's message memory for the whole session (a few hundred such sessions held
+/// the whole budget, and every other sender got 451).
+#[test]
+fn a_bdat_transfer_paused_past_the_minimum_rate_is_closed() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("data_rate_grace", "\"1s\"")
+            .limit("min_data_rate_bytes_per_second", "1000"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut chunk = b"BDAT 2000\r\n".to_vec();
+    chunk.extend_from_slice(&message("pause@test", "pause", &"x".repeat(2000))[..2000]);
+    c.send(&chunk);
+    c.read_reply().expect(250, "2.0.0");
+    let mut closed = false;
+    for _ in 0..50 {
+        match c.try_cmd("NOOP") {
+            Ok(r) if r.code == 250 => thread::sleep(Duration::from_millis(200)),
+            Ok(r) => {
+                r.expect(421, "4.4.2");
+                closed = true;
+                break;
+            }
+            Err(e) => panic!("session ended without 421 4.4.2: {e}"),
+        }
+    }
+    assert!(closed, "a paused BDAT transfer was kept for 10 s of NOOPs");
+    let admin = admin_port(&gw);
+    assert!(
+        wait_until(Duration::from_secs(5), || scrape(admin)
+            .value("mxguard_message_memory_bytes", &[])
+            == 0.0),
+        "the paused transfer's memory was not given back"
+    );
+}
+
+#[test]
+fn junk_commands_past_the_limit_count_as_errors() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("junk_commands", "5")
+            .limit("errors_before_disconnect", "3"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for cmd in ["NOOP", "RSET", "VRFY x", "HELP", "EHLO client.sender.test"] {
+        let r = c.cmd(cmd);
+        assert!(r.code / 100 == 2, "{cmd}: {r}");
+    }
+    c.cmd("NOOP").expect(250, "2.0.0");
+    c.cmd("NOOP").expect(250, "2.0.0");
+    // The third past the limit is the third error.
+    c.cmd("NOOP").expect(421, "4.7.0");
+    assert_eq!(
+        scrape(admin_port(&gw)).value("mxguard_limit_hits_total", &[("limit", "junk_commands")]),
+        1.0
+    );
 }

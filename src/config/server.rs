@@ -57,6 +57,9 @@ pub struct Limits {
     pub scan_mime_parts: usize,
     /// Client errors after which the session is closed with 421.
     pub errors_before_disconnect: u32,
+    /// Commands that move no mail (NOOP, RSET, VRFY, HELP, a repeated greeting) taken
+    /// per session before each further one counts as a client error.
+    pub junk_commands: usize,
     /// Client errors after which every further error reply is delayed.
     pub errors_before_tarpit: u32,
     /// Delay added to each error reply past `errors_before_tarpit`.
@@ -115,6 +118,7 @@ impl Default for Limits {
             scan_nesting_depth: 8,
             scan_mime_parts: crate::mail::mime::DEFAULT_MAX_PARTS,
             errors_before_disconnect: 20,
+            junk_commands: 100,
             errors_before_tarpit: 5,
             tarpit_delay: Duration::from_secs(1),
             command_timeout: Duration::from_secs(300),

@@ -134,7 +134,10 @@ impl Session {
                 }
             }
         };
-        self.messages += 1;
+        if !reply.is_error() {
+            self.messages += 1;
+            self.errors_unforgiven = 0;
+        }
         self.reset_transaction();
         if reply.is_error() {
             self.error(Stage::Data, reply).await

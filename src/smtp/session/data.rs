@@ -291,6 +291,31 @@ impl Session {
         self.read_failed(e).await
     }
 
+    /// When the next command must have come: within `command_timeout`, and while a BDAT
+    /// transfer is open, in time to keep its minimum rate. Between chunks the transfer
+    /// holds its message memory (and spill file), so a client that sent one chunk and
+    /// then only NOOPs must not keep them for the whole session.
+    pub(super) fn next_command_deadline(&mut self) -> Instant {
+        let other = self.command_deadline();
+        match self.bdat.as_mut() {
+            Some(t) => t.rate.deadline(t.received, other),
+            None => other,
+        }
+    }
+
+    /// A command line could not be read: a BDAT transfer paused past its minimum rate
+    /// is too slow (`421 4.4.2`); anything else as for any read.
+    pub(super) async fn command_not_read(&mut self, e: ReadError) -> End {
+        let paused_too_long = match self.bdat.as_mut() {
+            Some(t) => matches!(e, ReadError::Timeout) && t.rate.too_slow(t.received),
+            None => false,
+        };
+        if paused_too_long && Instant::now() < self.command_deadline() {
+            return self.too_slow().await;
+        }
+        self.read_failed(e).await
+    }
+
     async fn too_slow(&mut self) -> End {
         let text = "Data transfer too slow, closing connection";
         self.close_at_limit("min_data_rate", Reply::new(421, "4.4.2", text))

@@ -6,13 +6,21 @@ use crate::policy::{Decision, Stage};
 
 impl Session {
     pub(super) async fn hello(&mut self, name: String, greeting: Greeting) -> Option<End> {
-        self.reset_transaction();
-        self.ctx.client.helo = Some(name);
-        self.greeting = None;
+        // RFC 5321 §4.1.4: a refused EHLO leaves the session as it was (the earlier
+        // greeting and any open transaction stand).
+        let earlier_name = self.ctx.client.helo.replace(name);
+        let earlier_helo_symbols = self.ctx.client.helo_symbols.clone();
+        let earlier_symbols = self.ctx.symbols.clone();
         match self.evaluate(Stage::Helo).await {
             Decision::Continue | Decision::Discard => {}
-            Decision::Reject(r) | Decision::Tempfail(r) => return self.error(Stage::Helo, r).await,
+            Decision::Reject(r) | Decision::Tempfail(r) => {
+                self.ctx.client.helo = earlier_name;
+                self.ctx.client.helo_symbols = earlier_helo_symbols;
+                self.ctx.symbols = earlier_symbols;
+                return self.error(Stage::Helo, r).await;
+            }
         }
+        self.reset_transaction();
         self.greeting = Some(greeting);
         let host = self.hostname().to_owned();
         let reply = match greeting {

@@ -71,7 +71,16 @@ pub struct Session {
     /// Message bytes received since progress was last reported.
     unreported: usize,
     handle: Arc<SessionHandle>,
+    /// Client errors in the session (for its log line).
     errors: u32,
+    /// Client errors since the last message accepted: what the tarpit and the error
+    /// limit count. A message accepted forgives the errors before it, as in Postfix: a
+    /// list server reusing its connection for many messages, each with a stale address
+    /// or two, is not cut off.
+    errors_unforgiven: u32,
+    /// Commands that move no mail (see `is_junk`).
+    junk: usize,
+    /// Messages accepted (250 at end of data).
     messages: usize,
     /// Transactions begun (MAIL answered 250), however they ended: what
     /// `messages_per_session` limits.
@@ -168,6 +177,8 @@ impl Session {
             unreported: 0,
             handle,
             errors: 0,
+            errors_unforgiven: 0,
+            junk: 0,
             messages: 0,
             transactions: 0,
             started,
@@ -323,7 +334,8 @@ impl Session {
             if self.conn.write_failed() {
                 return self.write_failed();
             }
-            let (max, deadline) = (self.limits().command_line_bytes, self.command_deadline());
+            let max = self.limits().command_line_bytes;
+            let deadline = self.next_command_deadline();
             let read = self.conn.read_line(max, deadline);
             let line = match wait_client(&self.handle, &self.server, true, read).await {
                 Wait::Ready(line) => line,
@@ -352,7 +364,7 @@ impl Session {
                         None => continue,
                     }
                 }
-                Err(e) => return self.read_failed(e).await,
+                Err(e) => return self.command_not_read(e).await,
             };
             let sent_ahead = self.conn.has_buffered_input();
             let before = self.milestones();
@@ -404,6 +416,15 @@ impl Session {
         }
     }
 
+    /// NOOP, RSET, VRFY, HELP, and a greeting after the first.
+    fn is_junk(&self, cmd: &Command) -> bool {
+        match cmd {
+            Command::Noop | Command::Rset | Command::Vrfy | Command::Help => true,
+            Command::Ehlo(_) | Command::Helo(_) => self.greeting.is_some(),
+            _ => false,
+        }
+    }
+
     /// A reply could not be written in time: the client is gone or does not read.
     fn write_failed(&self) -> End {
         self.limit_hit("reply_write");
@@ -433,6 +454,21 @@ impl Session {
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Option<End> {
+        if self.is_junk(&cmd) {
+            // Postfix's `smtpd_junk_command_limit`: commands that move no mail are free
+            // up to a limit, then each counts as an error (tarpit, then 421). A repeated
+            // EHLO runs the HELO lookups again on a name the client picks.
+            self.junk += 1;
+            let limit = self.limits().junk_commands;
+            if self.junk > limit {
+                if self.junk - 1 == limit {
+                    self.limit_hit("junk_commands");
+                }
+                if let Some(end) = self.count_error(At::Other, None).await {
+                    return Some(end);
+                }
+            }
+        }
         match cmd {
             Command::Ehlo(name) => self.hello(name, Greeting::Ehlo).await,
             Command::Helo(name) => self.hello(name, Greeting::Helo).await,

@@ -30,7 +30,10 @@ impl Session {
             return self.ok(Stage::Rcpt, duplicate());
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
-            self.limit_hit("recipients_per_message");
+            if self.overshoot == 0 {
+                // Once per transaction: the client may send a thousand more.
+                self.limit_hit("recipients_per_message");
+            }
             let reply = Reply::new(452, "4.5.3", "Too many recipients");
             // RFC 5321 §4.5.3.1.8: a client sending more recipients than we take gets
             // 452 and sends the rest in another transaction. That is no client error,

@@ -116,14 +116,26 @@ impl Session {
     /// Sends an error reply, counting it against the client: past the tarpit threshold
     /// each error is delayed; at the error limit the session is closed.
     pub(super) async fn error(&mut self, stage: impl Into<At>, reply: Reply) -> Option<End> {
-        self.errors += 1;
-        let limits = self.limits().clone();
-        tracing::debug!(client = %self.peer, reply = %reply, errors = self.errors, "error reply");
+        tracing::debug!(client = %self.peer, reply = %reply, errors = self.errors_unforgiven + 1, "error reply");
         let stage = stage.into();
-        if self.errors >= limits.errors_before_disconnect {
+        if let Some(end) = self.count_error(stage, Some(&reply)).await {
+            return Some(end);
+        }
+        self.ok(stage, reply)
+    }
+
+    /// Counts a client error: past the tarpit threshold it waits `tarpit_delay`; at the
+    /// error limit it closes the session with 421, after `reply` when there is one.
+    pub(super) async fn count_error(&mut self, stage: At, reply: Option<&Reply>) -> Option<End> {
+        self.errors += 1;
+        self.errors_unforgiven += 1;
+        let limits = self.limits().clone();
+        if self.errors_unforgiven >= limits.errors_before_disconnect {
             self.limit_hit("errors");
-            self.count_reply(stage, &reply);
-            self.conn.queue(&reply.to_wire());
+            if let Some(reply) = reply {
+                self.count_reply(stage, reply);
+                self.conn.queue(&reply.to_wire());
+            }
             self.close(Reply::new(
                 421,
                 "4.7.0",
@@ -132,7 +144,7 @@ impl Session {
             .await;
             return Some(End::Closed("too many errors"));
         }
-        if self.errors > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
+        if self.errors_unforgiven > limits.errors_before_tarpit && !limits.tarpit_delay.is_zero() {
             if let Some(end) = self.flush_waiting().await {
                 return Some(end);
             }
@@ -141,7 +153,7 @@ impl Session {
                 _ = self.server.stop_now.cancelled() => {}
             }
         }
-        self.ok(stage, reply)
+        None
     }
 }
 
