@@ -76,6 +76,9 @@ pub enum ReloadError {
     /// The rules files are broken.
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    /// Building the new policy panicked (a defect of ours).
+    #[error("building the new policy panicked")]
+    Panicked,
 }
 
 /// The relay's callout answers the policy's recipient questions. The policy only knows
@@ -229,8 +232,27 @@ impl Gateway {
     /// callouts follow the new configuration from their next message. On any error the
     /// running policy stays active. Returns the new fingerprint.
     pub fn reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
+        // A panic (a defect of ours, say a value the validation let through) is a failed
+        // reload: it must not end the task that takes SIGHUP and file changes.
+        let reloaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.try_reload(config_path)
+        }))
+        .unwrap_or(Err(ReloadError::Panicked));
+        let result = if reloaded.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.metrics
+            .policy_reloads_total
+            .with_label_values(&[result])
+            .inc();
+        reloaded
+    }
+
+    fn try_reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
         let metrics = &self.metrics;
-        let reloaded = Config::load(config_path)
+        Config::load(config_path)
             .map_err(ReloadError::from)
             .and_then(|config| {
                 // Held from the build to the swap: a refresh cannot interleave and put an
@@ -256,17 +278,7 @@ impl Gateway {
                 *set = next;
                 self.put_in_force(&set, &policy);
                 Ok(policy.fingerprint().to_owned())
-            });
-        let result = if reloaded.is_ok() {
-            "success"
-        } else {
-            "failure"
-        };
-        metrics
-            .policy_reloads_total
-            .with_label_values(&[result])
-            .inc();
-        reloaded
+            })
     }
 
     /// Rebuilds the snapshot in force on the current services, so a newly published

@@ -2,7 +2,7 @@
 //! listener, and how it logs.
 
 use super::networks::NetworkList;
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,7 +87,13 @@ impl Default for RawSpool {
 }
 
 impl RawSpool {
-    pub(super) fn validate(self) -> SpoolConfig {
+    pub(super) fn validate(self, problems: &mut Problems) -> SpoolConfig {
+        time_limit(
+            problems,
+            "spool.quarantine_lifetime",
+            self.quarantine_lifetime,
+            false,
+        );
         SpoolConfig {
             dir: self.dir,
             min_free_bytes: self.min_free_bytes,
@@ -130,6 +136,12 @@ impl RawMetrics {
         if self.max_connections == 0 {
             problems.bad("metrics.max_connections", "must be at least 1");
         }
+        time_limit(
+            problems,
+            "metrics.header_timeout",
+            self.header_timeout,
+            false,
+        );
         if self.header_timeout.is_zero() {
             problems.bad("metrics.header_timeout", "must be longer than 0s");
         }

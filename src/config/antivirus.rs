@@ -1,6 +1,6 @@
 //! `[antivirus]`: where clamd listens and what a message gets when it cannot be scanned.
 
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -136,6 +136,7 @@ impl RawAntivirus {
                 AvScope::Attachments
             }
         };
+        time_limit(problems, "antivirus.timeout", self.timeout, false);
         if self.timeout.is_zero() {
             problems.bad("antivirus.timeout", "must be longer than 0s");
         }

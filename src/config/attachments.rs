@@ -199,8 +199,9 @@ impl RawAttachments {
         if self.max_expanded_bytes == 0 {
             problems.bad("attachments.max_expanded_bytes", "must be at least 1");
         }
-        if self.disk_inspections == 0 {
-            problems.bad("attachments.disk_inspections", "must be at least 1");
+        // A semaphore's permits: a huge number panicked the policy build.
+        if !(1..=1024).contains(&self.disk_inspections) {
+            problems.bad("attachments.disk_inspections", "must be between 1 and 1024");
         }
         AttachmentsConfig {
             enabled: self.enabled,

@@ -1,7 +1,7 @@
 //! `[classifier]`: the learning classifier (Bayes plus a logistic model over shared token
 //! counts in the state backend), its seed, when it votes, autolearning and retraining.
 
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,6 +86,13 @@ impl RawClassifier {
         if !(self.autolearn_balance.is_finite() && self.autolearn_balance >= 1.0) {
             problems.bad("classifier.autolearn_balance", "must be 1.0 or more");
         }
+        time_limit(
+            problems,
+            "classifier.retrain_interval",
+            self.retrain_interval,
+            false,
+        );
+        time_limit(problems, "classifier.model_poll", self.model_poll, false);
         if self.retrain_interval.is_zero() {
             problems.bad("classifier.retrain_interval", "must be greater than 0");
         }

@@ -1,7 +1,7 @@
 //! `[greylist]`: temporary refusal of first contacts, counted tier-wide in the state backend.
 
 use super::networks::NetworkList;
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -81,14 +81,18 @@ impl RawGreylist {
         if self.window <= self.delay {
             problems.bad("greylist.window", "must be longer than greylist.delay");
         }
+        time_limit(problems, "greylist.delay", self.delay, false);
+        time_limit(problems, "greylist.window", self.window, false);
+        time_limit(problems, "greylist.pass_ttl", self.pass_ttl, false);
         if self.pass_ttl.is_zero() {
             problems.bad("greylist.pass_ttl", "must be greater than 0");
         }
-        if self.ipv4_prefix > 32 {
-            problems.bad("greylist.ipv4_prefix", "must be between 0 and 32");
+        // A prefix of 0 makes every client one network: one auto-allow for the world.
+        if !(1..=32).contains(&self.ipv4_prefix) {
+            problems.bad("greylist.ipv4_prefix", "must be between 1 and 32");
         }
-        if self.ipv6_prefix > 128 {
-            problems.bad("greylist.ipv6_prefix", "must be between 0 and 128");
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            problems.bad("greylist.ipv6_prefix", "must be between 1 and 128");
         }
         let stage = match self.stage.as_str() {
             "rcpt" => GreylistStage::Rcpt,

@@ -167,7 +167,7 @@ impl Config {
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
         let policy = raw.policy.validate(&relay.domains, &mut problems);
-        let spool = raw.spool.validate();
+        let spool = raw.spool.validate(&mut problems);
         let tier = raw
             .tier
             .and_then(|t| t.validate(&server.hostname, &mut problems));
@@ -308,6 +308,101 @@ mod tests {
             assert!(err.contains(&key), "{key} not refused: {err}");
         }
         assert!(err.contains("relay.recipients.callout_timeout: must be at most a year"));
+    }
+
+    /// Regression (review): a number meant as "unlimited" or a time meant as "never" was
+    /// taken in many sections and then panicked: `max_sessions` past tokio's semaphore
+    /// maximum ended the accept loop on a reload (`/healthz` still said 200), a huge
+    /// `disk_inspections` panicked every reload from then on, `tier.heartbeat_interval`
+    /// or `state.timeout` past the clock's end made `serve` exit 101. A greylisting prefix
+    /// of 0 made every client one network, and a recipient list keyed `.example.test` was
+    /// in force for no recipient at all.
+    #[test]
+    fn unlimited_numbers_and_never_times_are_refused_by_name() {
+        let never = "\"300000000000y\"";
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("tier.key");
+        std::fs::write(&secret, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let text = format!(
+            r#"
+            [server.limits]
+            max_sessions = 9223372036854775807
+            [relay]
+            domains = [".example.test"]
+            internal = ["127.0.0.1:2526"]
+            workers = 100000
+            retry_initial = {never}
+            max_queue_lifetime = {never}
+            [relay.recipients]
+            positive_ttl = {never}
+            negative_ttl = {never}
+            lists = {{ ".example.test" = "users.txt" }}
+            [attachments]
+            disk_inspections = 4611686018427387904
+            [greylist]
+            delay = {never}
+            window = {never}
+            pass_ttl = {never}
+            ipv4_prefix = 0
+            ipv6_prefix = 0
+            [classifier]
+            retrain_interval = {never}
+            model_poll = {never}
+            [antivirus]
+            timeout = {never}
+            [state]
+            timeout = {never}
+            [spool]
+            quarantine_lifetime = {never}
+            [metrics]
+            header_timeout = {never}
+            [tier]
+            name = "gw1"
+            secret_file = "{}"
+            heartbeat_interval = {never}
+            connection_memory = {never}
+            fanout_window = {never}
+            stamp_max_age = {never}
+            [[ratelimit]]
+            name = "per_client"
+            key = "client_ip"
+            limit = 10
+            per = {never}
+            "#,
+            secret.display()
+        );
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "server.limits.max_sessions: must be at most",
+            "relay.workers: must be between 1 and 1024",
+            "relay.retry_initial: must be at most a year",
+            "relay.max_queue_lifetime: must be at most a year",
+            "relay.recipients.positive_ttl: must be at most a year",
+            "relay.recipients.negative_ttl: must be at most a year",
+            "relay.recipients.lists..example.test: must name one domain",
+            "attachments.disk_inspections: must be between 1 and 1024",
+            "greylist.delay: must be at most a year",
+            "greylist.pass_ttl: must be at most a year",
+            "greylist.ipv4_prefix: must be between 1 and 32",
+            "greylist.ipv6_prefix: must be between 1 and 128",
+            "classifier.retrain_interval: must be at most a year",
+            "classifier.model_poll: must be at most a year",
+            "antivirus.timeout: must be at most a year",
+            "state.timeout: must be at most a year",
+            "spool.quarantine_lifetime: must be at most a year",
+            "metrics.header_timeout: must be at most a year",
+            "tier.heartbeat_interval: must be at most a year",
+            "tier.connection_memory: must be at most a year",
+            "tier.fanout_window: must be at most a year",
+            "tier.stamp_max_age: must be at most a year",
+            ".per: must be at most a year",
+        ] {
+            assert!(err.contains(key), "{key} not refused: {err}");
+        }
     }
 
     /// Regression (review): `session_duration = "300000000000y"` (or another session time

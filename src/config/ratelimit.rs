@@ -1,7 +1,7 @@
 //! `[[ratelimit]]`: limits counted tier-wide in the state backend (GCRA), each on one key
 //! of the session at one stage.
 
-use super::problems::{is_symbol, Problems};
+use super::problems::{is_symbol, time_limit, Problems};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -171,6 +171,7 @@ pub(super) fn validate(raw: Vec<RawRateLimit>, problems: &mut Problems) -> Vec<R
         if r.limit == 0 {
             problems.bad(&format!("{at}.limit"), "must be greater than 0");
         }
+        time_limit(problems, &format!("{at}.per"), r.per, false);
         if r.per.is_zero() {
             problems.bad(&format!("{at}.per"), "must be greater than 0");
         }

@@ -199,8 +199,9 @@ impl RawRelay {
                 RelayTls::Opportunistic
             }
         };
-        if self.workers == 0 {
-            problems.bad("relay.workers", "must be greater than 0");
+        // One task and one connection each.
+        if !(1..=1024).contains(&self.workers) {
+            problems.bad("relay.workers", "must be between 1 and 1024");
         }
         if self.recipients.callout_concurrency == 0 {
             problems.bad(
@@ -208,6 +209,13 @@ impl RawRelay {
                 "must be greater than 0",
             );
         }
+        time_limit(problems, "relay.retry_initial", self.retry_initial, false);
+        time_limit(
+            problems,
+            "relay.max_queue_lifetime",
+            self.max_queue_lifetime,
+            false,
+        );
         if self.retry_initial.is_zero() {
             problems.bad("relay.retry_initial", "must be greater than 0");
         }
@@ -284,10 +292,29 @@ pub fn relays_domain(domains: &[String], domain: &str) -> bool {
 
 impl RawRecipients {
     fn validate(self, domains: &[String], problems: &mut Problems) -> RecipientsConfig {
+        time_limit(
+            problems,
+            "relay.recipients.positive_ttl",
+            self.positive_ttl,
+            false,
+        );
+        time_limit(
+            problems,
+            "relay.recipients.negative_ttl",
+            self.negative_ttl,
+            false,
+        );
         let mut lists = BTreeMap::new();
         for (domain, file) in self.lists {
             let domain = domain.to_ascii_lowercase();
-            if !relays_domain(domains, &domain) {
+            if domain.starts_with('.') {
+                // A list is looked up by the recipient's exact domain: `.example.test`
+                // would be in force for no recipient, and every subdomain unverified.
+                problems.bad(
+                    &format!("relay.recipients.lists.{domain}"),
+                    "must name one domain (a list applies to that domain only)",
+                );
+            } else if !relays_domain(domains, &domain) {
                 problems.bad(
                     &format!("relay.recipients.lists.{domain}"),
                     "domain is not in relay.domains",

@@ -276,6 +276,9 @@ impl RawServer {
     }
 }
 
+/// Most concurrent sessions a gateway can be configured for.
+const MAX_SESSIONS: usize = 1_000_000;
+
 fn validate_limits(l: &Limits, problems: &mut Problems) {
     if l.command_line_bytes < 512 {
         problems.bad(
@@ -287,6 +290,14 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
         problems.bad(
             "server.limits.text_line_bytes",
             "must be at least 1000 (RFC 5321)",
+        );
+    }
+    // Sessions are semaphore permits (tokio panics past about 2.3e18) and each costs
+    // memory: "unlimited" written as a huge number must be refused, not panic the listener.
+    if l.max_sessions > MAX_SESSIONS {
+        problems.bad(
+            "server.limits.max_sessions",
+            &format!("must be at most {MAX_SESSIONS}"),
         );
     }
     for (key, v) in [

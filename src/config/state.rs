@@ -1,7 +1,7 @@
 //! `[state]`: where the tier's shared memory lives (greylisting, rate limits, connection
 //! memory, the classifier): an embedded store on disk for one gateway, Redis for a tier.
 
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,6 +132,7 @@ impl RawState {
                 }
             }
         };
+        time_limit(problems, "state.timeout", self.timeout, false);
         if self.timeout.is_zero() {
             problems.bad("state.timeout", "must be greater than 0");
         }

@@ -1,7 +1,7 @@
 //! `[tier]` and `[[tier.peers]]`: this gateway's place in an MX tier (its name and role,
 //! the other members, the tier's HMAC key) and the bypass defences' settings.
 
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -259,6 +259,10 @@ impl RawTier {
             if d.as_secs() == 0 {
                 problems.bad(key, "must be at least 1s");
             }
+            time_limit(problems, key, d, false);
+        }
+        if let Some(age) = self.stamp_max_age {
+            time_limit(problems, "tier.stamp_max_age", age, false);
         }
         Some(TierConfig {
             name,

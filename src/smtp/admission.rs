@@ -176,6 +176,8 @@ pub fn network_of(ip: IpAddr, limits: &Limits) -> IpAddr {
 impl Admission {
     /// Room for `max_sessions` sessions.
     pub fn new(max_sessions: usize) -> Admission {
+        // Past its maximum a semaphore panics, and with it the accept loop.
+        let max_sessions = max_sessions.min(Semaphore::MAX_PERMITS);
         Admission {
             total: Arc::new(Semaphore::new(max_sessions)),
             capacity: Mutex::new(max_sessions),
@@ -190,6 +192,7 @@ impl Admission {
     /// Follows a reloaded `max_sessions`: grows at once; shrinks as running sessions end
     /// (permits in use cannot be taken back, so the rest is retried on the next accept).
     fn resize(&self, want: usize) {
+        let want = want.min(Semaphore::MAX_PERMITS);
         let mut capacity = lock(&self.capacity);
         if want > *capacity {
             self.total.add_permits(want - *capacity);
