@@ -176,7 +176,7 @@ fn relayed_mail_carries_a_stamp_that_stamp_verify_accepts_and_forged_ones_are_re
     let gw = Gateway::start(
         GatewayConfig::new(&internal).toml(&tier_toml(&redis, &key, "gw1", "primary", "")),
     );
-    let forged = b"X-Mxguard-Stamp: v=2; g=gw1; t=1; r=accept; s=-50.00; f=0; b=AAAA\r\nX-Spam-Status: No\r\n";
+    let forged = b"X-Mxguard-Stamp: v=3; g=gw1; t=1; r=accept; s=-50.00; f=0; b=AAAA\r\nX-Spam-Status: No\r\n";
     let mut msg = forged.to_vec();
     msg.extend_from_slice(&message("stamped@t", "stamp", "a body to sign"));
     let mut c = SmtpClient::connect_ehlo(gw.port);

@@ -195,7 +195,11 @@ impl Classifier {
         digest: &[u8; 32],
         entry: &Entry,
     ) -> Result<Outcome, ClassifyError> {
-        let state = self.source.state()?;
+        // A learn moves thousands of counters (one call per node on a Redis Cluster,
+        // after the ledger swap): under a session's bound of `state.timeout` it was cut
+        // half-way on a loaded host, the ledger saying "learned" with counts missing.
+        // Autolearn runs apart from the session, so it can wait.
+        let state = &self.source.state()?.patient(MAINTENANCE_TIMEOUT);
         let (shard, field) = (store::ledger_shard(digest), hex(digest));
         let new = entry.to_bytes();
         for _ in 0..SWAP_TRIES {

@@ -73,6 +73,9 @@ pub enum SpoolError {
     /// No such message.
     #[error("no message {0} in the queue")]
     NotFound(QueueId),
+    /// Another gateway holds the spool (its `lock` file is locked).
+    #[error("spool {0} is in use by another running gateway")]
+    InUse(PathBuf),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
@@ -122,6 +125,9 @@ pub struct Spool {
     committer: commit::Committer,
     recycler: Arc<recycle::Recycler>,
     ready: mpsc::UnboundedSender<QueueId>,
+    /// A gateway's exclusive lock on `lock`, held while the spool is open: two gateways
+    /// on one spool would each deliver the queue and wipe the other's files in `tmp/`.
+    _lock: Option<fs::File>,
 }
 
 impl Spool {
@@ -156,6 +162,11 @@ impl Spool {
         for d in [dir, &tmp, &queue] {
             private_dir(d).map_err(io_err("create", d))?;
         }
+        let lock = if clean_tmp {
+            Some(lock_spool(dir)?)
+        } else {
+            None
+        };
         // Files left in tmp/ were never acknowledged to anyone.
         let leftovers = if clean_tmp {
             fs::read_dir(&tmp).map_err(io_err("read", &tmp))?.collect()
@@ -184,6 +195,7 @@ impl Spool {
                 committer,
                 recycler,
                 ready,
+                _lock: lock,
             },
             ready_rx,
         ))
@@ -761,6 +773,25 @@ pub(super) fn private_dir(path: &Path) -> io::Result<()> {
         .create(path)
 }
 
+/// Takes the spool's `lock` file for this process (an advisory `flock`, released when the
+/// process ends, however it ends), or says the spool is in use.
+fn lock_spool(dir: &Path) -> Result<fs::File, SpoolError> {
+    let path = dir.join("lock");
+    let mut options = private_file();
+    let file = options
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::InUse(dir.to_owned())),
+        Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+    }
+}
+
 /// Opens for a new spool file: readable and writable by the gateway's user alone.
 pub(super) fn private_file() -> fs::OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
@@ -795,6 +826,25 @@ mod tests {
             is_dsn: false,
             rules: Vec::new(),
         }
+    }
+
+    /// Regression (review): nothing kept two gateways off one spool (two containers on one
+    /// volume): both delivered the queue, and each start wiped the other's `tmp/` files.
+    #[tokio::test]
+    async fn a_spool_in_use_by_a_gateway_is_refused_to_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _rx) = Spool::open(dir.path()).unwrap();
+        let mut file = first.create_spill().await.unwrap();
+        file.append(b"Subject: x\r\n\r\nin flight\r\n".to_vec())
+            .await
+            .unwrap();
+        assert!(matches!(Spool::open(dir.path()), Err(SpoolError::InUse(_))));
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().count() > 0);
+        // `mxguard queue` and `quarantine` still work beside the running gateway.
+        assert!(Spool::open_for_admin(dir.path()).is_ok());
+        drop(file);
+        drop(first);
+        assert!(Spool::open(dir.path()).is_ok());
     }
 
     #[tokio::test]

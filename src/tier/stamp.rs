@@ -1,6 +1,7 @@
-//! The signed verdict stamp: `X-Mxguard-Stamp: v=2; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
+//! The signed verdict stamp: `X-Mxguard-Stamp: v=3; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
 //! f=FINGERPRINT-PREFIX; b=MAC`, where MAC is HMAC-SHA256 with the tier's key over those
-//! fields, the Message-ID, the author and recipient fields and Subject ([`SIGNED_FIELDS`])
+//! fields, the Message-ID, the author and recipient fields, Subject and the fields that
+//! say how to read the body ([`SIGNED_FIELDS`])
 //! and a hash of the body. The internal server (a Sieve or milter hook calling
 //! `mxguard stamp verify`) or another tier member can tell a verdict of the tier from one
 //! a spammer wrote, and a stamp taken from one message cannot vouch for another author or
@@ -23,9 +24,20 @@ use std::time::Duration;
 pub const HEADER: &str = "X-Mxguard-Stamp";
 
 /// Header fields whose every occurrence (or absence) the MAC covers: who wrote the message,
-/// to whom, and what about. Not Date, which an MTA downstream may add (as it may a
-/// Message-ID, which is bound apart).
-pub const SIGNED_FIELDS: [&str; 5] = ["from", "reply-to", "to", "cc", "subject"];
+/// to whom, what about, and how its body is read (the body hash covers raw bytes: with
+/// the MIME fields unsigned, a new `Content-Type` boundary or encoding would turn text
+/// the tier judged into an attachment it never saw). Not Date, which an MTA downstream
+/// may add (as it may a Message-ID, which is bound apart).
+pub const SIGNED_FIELDS: [&str; 8] = [
+    "from",
+    "reply-to",
+    "to",
+    "cc",
+    "subject",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+];
 
 /// How far ahead of the verifier's clock a stamp may be dated (clocks of a tier differ).
 const CLOCK_SKEW: u64 = 300;
@@ -93,7 +105,7 @@ impl Stamp {
 
     fn fields(&self) -> String {
         format!(
-            "v=2; g={}; t={}; r={}; s={}; f={}",
+            "v=3; g={}; t={}; r={}; s={}; f={}",
             self.gateway, self.time, self.verdict, self.score, self.fingerprint
         )
     }
@@ -145,9 +157,10 @@ impl Stamp {
                 return Err(StampError::Malformed(format!("field {k:?} twice")));
             }
         }
-        // Version 1 stamps left the author and subject unsigned: no longer trusted.
-        if v.as_deref() != Some("2") {
-            return Err(StampError::Malformed("not version 2".into()));
+        // Version 1 stamps left the author and subject unsigned, version 2 the MIME
+        // fields: no longer trusted.
+        if v.as_deref() != Some("3") {
+            return Err(StampError::Malformed("not version 3".into()));
         }
         let need = |x: Option<String>, name: &str| {
             x.ok_or_else(|| StampError::Malformed(format!("field {name} missing")))
@@ -385,7 +398,7 @@ mod tests {
             Stamp::verify(&key(), MSG, 1_100, day),
             Err(StampError::Missing)
         );
-        let forged = b"X-Mxguard-Stamp: v=2; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
+        let forged = b"X-Mxguard-Stamp: v=3; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
         let mut f = forged.to_vec();
         f.extend_from_slice(MSG);
         assert_eq!(
@@ -435,6 +448,17 @@ mod tests {
                 "Subject: hi\r\nTo: victim@example.test\r\n",
             ),
             ("Subject: hi\r\n", "Subject: hi\r\nFrom: second@x.test\r\n"),
+            // Regression (review): the MIME fields were unsigned, so a body judged as
+            // text could be re-read as a multipart with an attachment.
+            (
+                "Subject: hi\r\n",
+                "Subject: hi\r\nContent-Type: multipart/mixed; boundary=B\r\n",
+            ),
+            (
+                "Subject: hi\r\n",
+                "Subject: hi\r\nContent-Transfer-Encoding: base64\r\n",
+            ),
+            ("Subject: hi\r\n", "Subject: hi\r\nMIME-Version: 1.0\r\n"),
         ] {
             let changed = m.replacen(from, to, 1);
             assert_eq!(
@@ -448,12 +472,14 @@ mod tests {
         assert!(Stamp::verify(&key(), refolded.as_bytes(), 1_100, day).is_ok());
         let added = m.replacen("Subject: hi\r\n", "Subject: hi\r\nDelivered-To: u@x\r\n", 1);
         assert!(Stamp::verify(&key(), added.as_bytes(), 1_100, day).is_ok());
-        // A version 1 stamp (which signed neither) is no longer trusted.
-        let v1 = m.replacen("v=2;", "v=1;", 1);
-        assert!(matches!(
-            Stamp::verify(&key(), v1.as_bytes(), 1_100, day),
-            Err(StampError::Malformed(_))
-        ));
+        // Version 1 and 2 stamps (which signed less) are no longer trusted.
+        for old in ["v=1;", "v=2;"] {
+            let old = m.replacen("v=3;", old, 1);
+            assert!(matches!(
+                Stamp::verify(&key(), old.as_bytes(), 1_100, day),
+                Err(StampError::Malformed(_))
+            ));
+        }
     }
 
     /// Regression (review): a stamp dated in the future had age 0, so a member whose clock
