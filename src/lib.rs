@@ -76,6 +76,9 @@ pub enum ReloadError {
     /// The rules files are broken.
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    /// The STARTTLS certificate or key cannot be loaded.
+    #[error("server.tls: {0}")]
+    Tls(#[from] net::tls::TlsSetupError),
     /// Building the new policy panicked (a defect of ours).
     #[error("building the new policy panicked")]
     Panicked,
@@ -192,6 +195,45 @@ impl ServiceSet {
     }
 }
 
+/// The STARTTLS acceptor of `config`, its certificate and key read from their files.
+fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, net::tls::TlsSetupError> {
+    config
+        .server
+        .tls
+        .as_ref()
+        .map(|files| net::tls::load_acceptor(&files.certificate, &files.key))
+        .transpose()
+}
+
+/// Says which changed settings a reload cannot apply: they are read once at start.
+fn warn_of_restart_only_changes(old: &Config, new: &Config) {
+    let changed = [
+        ("server.listen", old.server.listen != new.server.listen),
+        ("metrics.listen", old.metrics.listen != new.metrics.listen),
+        ("spool.dir", old.spool.dir != new.spool.dir),
+        (
+            "spool.recycle_files",
+            old.spool.recycle_files != new.spool.recycle_files,
+        ),
+        ("relay.workers", old.relay.workers != new.relay.workers),
+        (
+            "log",
+            old.log.format != new.log.format || old.log.level != new.log.level,
+        ),
+        (
+            "server.limits.shutdown_grace",
+            old.server.limits.shutdown_grace != new.server.limits.shutdown_grace,
+        ),
+        (
+            "policy.rules_dir (the file watch)",
+            old.policy.rules_dir != new.policy.rules_dir,
+        ),
+    ];
+    for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
+        tracing::warn!(key, "changed, but taken only at the next restart");
+    }
+}
+
 /// The services opened once per process that every rebuilt service set keeps.
 #[derive(Debug, Clone, Default)]
 struct Shared {
@@ -219,6 +261,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     callout: Arc<relay::Callout>,
     services: Arc<Mutex<ServiceSet>>,
+    /// The sessions' STARTTLS acceptor, swapped on reload.
+    tls: Arc<net::tls::LiveTls>,
 }
 
 impl Gateway {
@@ -269,14 +313,18 @@ impl Gateway {
                 next.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 let config = Arc::new(config);
                 let policy = build_policy(config.clone(), metrics, &next.services)?;
+                // Read again on every reload: a renewed certificate is taken at once.
+                let tls = load_tls(&config)?;
                 if next.dns_config != set.dns_config {
                     tracing::info!("[dns] changed: new resolver");
                     next.put_dns_in_force(Some(&set), metrics);
                 }
                 next.follow_tier(&config);
                 next.warn_of_restart_needs(&config);
+                warn_of_restart_only_changes(self.live.get().config(), &config);
                 *set = next;
                 self.put_in_force(&set, &policy);
+                self.tls.set(tls);
                 Ok(policy.fingerprint().to_owned())
             })
     }
@@ -412,10 +460,7 @@ pub async fn serve(
     }
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
-    let tls = match &config.server.tls {
-        Some(files) => Some(net::tls::load_acceptor(&files.certificate, &files.key)?),
-        None => None,
-    };
+    let tls = Arc::new(net::tls::LiveTls::new(load_tls(&config)?));
     let admin_listener = match config.metrics.listen {
         Some(addr) => Some(
             admin::bind(addr)
@@ -429,7 +474,7 @@ pub async fn serve(
         policy: live.clone(),
         spool: spool.clone(),
         metrics: metrics.clone(),
-        tls,
+        tls: tls.clone(),
         shutdown: shutdown.clone(),
         stop_now: stop_now.clone(),
         admission: smtp::Admission::new(config.server.limits.max_sessions),
@@ -481,6 +526,7 @@ pub async fn serve(
         metrics,
         callout,
         services: Arc::new(Mutex::new(set)),
+        tls,
     };
     let classifier_stop = CancellationToken::new();
     if let Some(c) = classifier {

@@ -290,3 +290,51 @@ fn a_client_stalled_in_the_tls_handshake_is_evicted_under_stress() {
         "the longest-stalled handshake kept its slot"
     );
 }
+
+/// Regression (review): the certificate was read once at start, so a renewed certificate
+/// (certbot every two months) was not served until a restart: SIGHUP kept the old one.
+#[tokio::test]
+async fn a_reload_serves_a_renewed_certificate() {
+    let (_internal, gw, old) = tls_gateway();
+    let handshake = |pki: &Pki| {
+        let connector = connector(pki);
+        let port = gw.port;
+        async move {
+            let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            reply(&mut tcp).await.expect(220, "");
+            cmd(&mut tcp, "EHLO client.sender.test")
+                .await
+                .expect(250, "");
+            cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
+            let name = ServerName::try_from(HOSTNAME).unwrap();
+            timeout(T, connector.connect(name, tcp))
+                .await
+                .unwrap()
+                .is_ok()
+        }
+    };
+    assert!(handshake(&old).await);
+    let renewed = pki();
+    assert!(
+        !handshake(&renewed).await,
+        "the new CA trusted before the renewal"
+    );
+    let before = gw.log_count("policy reloaded");
+    write_atomically(&gw.dir.join("cert.pem"), &renewed.cert_pem);
+    write_atomically(&gw.dir.join("key.pem"), &renewed.key_pem);
+    gw.signal(libc::SIGHUP);
+    assert!(
+        gw.wait_log_line(Duration::from_secs(10), "policy reloaded", before)
+            .is_some(),
+        "no reload:\n{}",
+        gw.logs()
+    );
+    assert!(
+        handshake(&renewed).await,
+        "the renewed certificate is not served"
+    );
+    assert!(
+        !handshake(&old).await,
+        "the old certificate is still served"
+    );
+}

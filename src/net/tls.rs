@@ -9,6 +9,39 @@ use tokio_rustls::TlsAcceptor;
 #[error("{0}")]
 pub struct TlsSetupError(String);
 
+/// The STARTTLS acceptor in force (or none): a reload swaps in one built from the
+/// certificate files read again, so a renewed certificate needs no restart.
+#[derive(Default)]
+pub struct LiveTls(arc_swap::ArcSwapOption<TlsAcceptor>);
+
+impl LiveTls {
+    /// In force from the start.
+    pub fn new(acceptor: Option<TlsAcceptor>) -> LiveTls {
+        LiveTls(arc_swap::ArcSwapOption::new(acceptor.map(Arc::new)))
+    }
+
+    /// The acceptor for a STARTTLS now.
+    pub fn get(&self) -> Option<Arc<TlsAcceptor>> {
+        self.0.load_full()
+    }
+
+    /// Whether STARTTLS is offered.
+    pub fn is_on(&self) -> bool {
+        self.0.load().is_some()
+    }
+
+    /// Puts `acceptor` in force for the next STARTTLS.
+    pub fn set(&self, acceptor: Option<TlsAcceptor>) {
+        self.0.store(acceptor.map(Arc::new));
+    }
+}
+
+impl std::fmt::Debug for LiveTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LiveTls").field(&self.is_on()).finish()
+    }
+}
+
 /// Builds the STARTTLS acceptor from a PEM certificate chain and a PEM private key.
 pub fn load_acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {
     use rustls::pki_types::pem::PemObject;

@@ -22,7 +22,6 @@ use crate::metrics::Metrics;
 use crate::policy::{Journal, LivePolicy};
 use crate::spool::Spool;
 use std::sync::Arc;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// What every session shares: the policy in force and the gateway's services.
@@ -33,8 +32,9 @@ pub struct Server {
     pub spool: Arc<Spool>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// STARTTLS acceptor, when configured.
-    pub tls: Option<TlsAcceptor>,
+    /// STARTTLS acceptor, when configured; a reload swaps in one with the certificate
+    /// files read again (a renewed certificate needs no restart).
+    pub tls: Arc<crate::net::tls::LiveTls>,
     /// Cancelled when the gateway stops.
     pub shutdown: CancellationToken,
     /// Cancelled when the shutdown grace is over: transfers still running get 421.
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("spool", &self.spool)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.tls.is_on())
             .finish_non_exhaustive()
     }
 }

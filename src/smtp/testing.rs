@@ -23,7 +23,7 @@ pub(crate) fn server(dir: &Path, limits: &str) -> (Arc<Server>, Limits) {
         policy: Arc::new(LivePolicy::new(policy)),
         spool: Arc::new(spool),
         metrics: Arc::new(Metrics::new()),
-        tls: None,
+        tls: Default::default(),
         shutdown: tokio_util::sync::CancellationToken::new(),
         stop_now: tokio_util::sync::CancellationToken::new(),
         admission: Admission::new(limits.max_sessions),

@@ -35,7 +35,7 @@ impl Session {
                     "ENHANCEDSTATUSCODES".to_owned(),
                     "CHUNKING".to_owned(),
                 ];
-                if self.server.tls.is_some() && !self.conn.is_tls() {
+                if self.server.tls.is_on() && !self.conn.is_tls() {
                     lines.push("STARTTLS".to_owned());
                 }
                 Reply::new(250, "", lines.join("\n"))
@@ -45,7 +45,7 @@ impl Session {
     }
 
     pub(super) async fn start_tls(&mut self) -> Option<End> {
-        let Some(acceptor) = self.server.tls.clone() else {
+        let Some(acceptor) = self.server.tls.get() else {
             return self
                 .error(
                     Stage::Helo,
