@@ -128,6 +128,9 @@ pub struct Spool {
     /// A gateway's exclusive lock on `lock`, held while the spool is open: two gateways
     /// on one spool would each deliver the queue and wipe the other's files in `tmp/`.
     _lock: Option<fs::File>,
+    /// Opened by an admin verb (`queue`, `quarantine`), which may run as another user
+    /// than the gateway: the files it writes are handed to the spool's owner.
+    admin: bool,
 }
 
 impl Spool {
@@ -196,6 +199,7 @@ impl Spool {
                 recycler,
                 ready,
                 _lock: lock,
+                admin: !clean_tmp,
             },
             ready_rx,
         ))
@@ -352,7 +356,9 @@ impl Spool {
     fn place_request(&self, text: &[u8], replace: bool) -> Result<(), SpoolError> {
         let path = self.flush_request_path();
         let aside = self.tmp.join(format!("request.{}", QueueId::generate()));
-        let written = write_new_file(&aside, &[], text).map_err(io_err("write", &aside));
+        let written = write_new_file(&aside, &[], text)
+            .and_then(|()| self.hand_over(&aside))
+            .map_err(io_err("write", &aside));
         let placed = written.and_then(|()| {
             let placed = if replace {
                 fs::rename(&aside, &path)
@@ -513,6 +519,7 @@ impl Spool {
         // says who already has the message is not forgotten, which would deliver to
         // them again.
         let saved = write_new_file(&tmp, &[], &json)
+            .and_then(|()| self.hand_over(&tmp))
             .and_then(|()| fs::File::open(&tmp).and_then(|f| f.sync_all()))
             .map_err(io_err("write", &tmp))
             .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename", &path)))
@@ -523,6 +530,32 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
         }
         saved
+    }
+
+    /// Gives a file an admin verb wrote to the spool directory's owner, when they differ:
+    /// run as root (`sudo mxguard quarantine release`), a release's state file was
+    /// root's, mode 0600, and the gateway could never read it, so the message stayed
+    /// queued for good. A user who may not hand it over (neither root nor the owner) is
+    /// refused before anything is in place.
+    fn hand_over(&self, path: &Path) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.admin {
+            return Ok(());
+        }
+        let (owner, file) = (fs::metadata(&self.dir)?, fs::metadata(path)?);
+        if (owner.uid(), owner.gid()) == (file.uid(), file.gid()) {
+            return Ok(());
+        }
+        std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
+            let _ = fs::remove_file(path);
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}: run this as the spool's owner (uid {}), the gateway's user",
+                    owner.uid()
+                ),
+            )
+        })
     }
 
     /// Removes a message once every recipient is settled (its file moved into the

@@ -386,6 +386,38 @@ mod tests {
         assert!(opened.tail.is_none());
     }
 
+    /// Regression (review): `sudo mxguard quarantine release` (root) wrote the release's
+    /// state file as root, mode 0600: the gateway, running as its own user, could never
+    /// read it, and the message stayed queued for good while the command said "released".
+    #[tokio::test]
+    async fn a_release_by_another_user_hands_its_files_to_the_spools_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _ready) = Spool::open(dir.path()).unwrap();
+        let file = streamed(&spool, b"Subject: q\r\n\r\nheld\r\n").await;
+        let id = file.id().clone();
+        spool
+            .commit_spill(file, &envelope(), b"", true)
+            .await
+            .unwrap();
+        // The gateway's user: nobody (65534). Only root can make that so, and only root
+        // can run the release as another user.
+        let nobody = 65534;
+        if std::os::unix::fs::chown(dir.path(), Some(nobody), Some(nobody)).is_err() {
+            eprintln!("SKIP: not root, cannot give the spool to another user");
+            return;
+        }
+        Spool::open_for_admin(dir.path())
+            .unwrap()
+            .release(&id)
+            .unwrap();
+        let state = dir.path().join("queue").join(format!("{id}.state"));
+        let meta = fs::metadata(&state).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (nobody, nobody));
+        let request = fs::metadata(dir.path().join("flush-request")).unwrap();
+        assert_eq!(request.uid(), nobody);
+    }
+
     #[tokio::test]
     async fn a_big_format_1_message_is_opened_with_a_tail() {
         let dir = tempfile::tempdir().unwrap();
