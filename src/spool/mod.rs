@@ -602,13 +602,22 @@ impl Spool {
     /// Deletes orphaned state files; returns the ids of messages waiting for delivery.
     pub fn recover(&self) -> Result<Vec<QueueId>, SpoolError> {
         let ids = self.ids()?;
-        for entry in fs::read_dir(&self.queue).map_err(io_err("read", &self.queue))? {
-            let path = entry.map_err(io_err("read", &self.queue))?.path();
+        // Tidying only: an entry that cannot be read is left for the next start, not a
+        // reason to lose the list of messages to deliver.
+        let Ok(entries) = fs::read_dir(&self.queue) else {
+            return Ok(ids);
+        };
+        for path in entries.flatten().map(|e| e.path()) {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
             if let Some(stem) = name.strip_suffix(".state") {
-                if !self.queue.join(stem).exists() {
+                // A release writes the state before it moves the message out of the
+                // quarantine: a state whose message is still there is a release under
+                // way (or cut short, which the next release overwrites).
+                let orphan =
+                    !self.queue.join(stem).exists() && !self.quarantine.join(stem).exists();
+                if orphan {
                     let _ = fs::remove_file(&path);
                 }
             }
@@ -859,6 +868,29 @@ mod tests {
             is_dsn: false,
             rules: Vec::new(),
         }
+    }
+
+    /// Regression (review): a gateway starting while `quarantine release` ran (state
+    /// written, message not yet moved) deleted the state as an orphan: the message's
+    /// queue lifetime then counted from its arrival, and one quarantined longer than
+    /// `max_queue_lifetime` expired, without a DSN, at its first temporary failure.
+    #[tokio::test]
+    async fn recovery_spares_the_state_of_a_release_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let id = QueueId::generate();
+        spool
+            .quarantine_as(&id, &envelope(), b"", b"Subject: held\r\n\r\nbody\r\n")
+            .await
+            .unwrap();
+        let mut state = DeliveryState::new(2);
+        state.queued_since = Some(unix_now());
+        spool.save_state(&id, &state).unwrap();
+        let orphan = QueueId::generate();
+        spool.save_state(&orphan, &state).unwrap();
+        assert!(spool.recover().unwrap().is_empty());
+        assert!(spool.state_path(&id).exists());
+        assert!(!spool.state_path(&orphan).exists());
     }
 
     /// Regression (review): nothing kept two gateways off one spool (two containers on one

@@ -219,7 +219,7 @@ async fn run(
 
     let mut sched = Scheduler::new(workers);
     let spool = relay.spool.clone();
-    match tokio::task::spawn_blocking(move || spool.recover()).await {
+    let mut recovered = match tokio::task::spawn_blocking(move || spool.recover()).await {
         Ok(Ok(ids)) => {
             if !ids.is_empty() {
                 tracing::info!(messages = ids.len(), "recovered spooled messages");
@@ -227,10 +227,17 @@ async fn run(
             for id in ids {
                 sched.add(id, true);
             }
+            true
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "spool recovery failed"),
-        Err(e) => tracing::error!(error = %e, "spool recovery task failed"),
-    }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "spool recovery failed; retried every few seconds");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "spool recovery task failed; retried every few seconds");
+            false
+        }
+    };
 
     let mut flush_tick = tokio::time::interval(FLUSH_POLL);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -263,6 +270,19 @@ async fn run(
             },
             _ = sleep_until_opt(wake) => {}
             _ = flush_tick.tick() => {
+                if !recovered {
+                    // The queue of before the start could not be listed: every message
+                    // deferred then would wait for the next restart or `queue flush`.
+                    if let Ok(ids) = relay.spool.ids() {
+                        tracing::info!(messages = ids.len(), "recovered spooled messages");
+                        for id in ids {
+                            if !sched.knows(&id) {
+                                sched.add(id, true);
+                            }
+                        }
+                        recovered = true;
+                    }
+                }
                 if let Some(request) = relay.spool.take_flush_request() {
                     let flush = request == FlushRequest::Flush;
                     if flush {
