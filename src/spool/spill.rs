@@ -90,6 +90,12 @@ impl Spool {
         let (file, start, end) = (spill.file.clone(), spill.start, spill.end);
         let written = tokio::task::spawn_blocking(move || -> io::Result<()> {
             file.write_all_at(&trailer, end)?;
+            // Body and trailer reach the disk before the first line that makes the file a
+            // message: write-back keeps no order, and a crash could otherwise leave a
+            // valid first line over ranges never written (zeros), which recovery would
+            // deliver (this file carries no seal). Only messages too big for memory pay
+            // this sync, which the commit's `syncfs` would do anyway.
+            file.sync_data()?;
             file.write_all_at(&first_line(start, end), 0)
         })
         .await
