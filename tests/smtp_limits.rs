@@ -312,6 +312,27 @@ fn message_in_flight_when_the_shutdown_grace_ends_gets_421() {
     );
 }
 
+/// Regression (review): the signal task ended after the first signal, so a second
+/// SIGTERM (an operator's second Ctrl-C) was ignored while the drain went on.
+#[test]
+fn a_second_stop_signal_stops_at_once() {
+    let internal = InternalServer::start();
+    let mut gw = Gateway::start(GatewayConfig::new(&internal).limit("shutdown_grace", "\"60s\""));
+    // A transfer under way keeps the drain waiting for the whole grace.
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(&message("drain@test", "drain", "half a message"));
+    let before = gw.log_count("SIGTERM received");
+    gw.signal(libc::SIGTERM);
+    assert!(gw
+        .wait_log_line(Duration::from_secs(10), "SIGTERM received", before)
+        .is_some());
+    let status = gw.terminate(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "exit: {status:?}");
+}
+
 /// Regression (review): `messages_per_session` is "transactions per connection", but only
 /// completed messages were counted, so MAIL/RCPT/RSET cycles (policy work on every MAIL
 /// and RCPT, recipient probing, and progress that keeps the session out of the stress

@@ -129,6 +129,15 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
         shutdown.cancel();
+        // A second signal (an operator's second Ctrl-C) stops at once, as a kill would:
+        // every accepted message is on disk already, and one cut off in delivery is
+        // delivered again after the restart.
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second stop signal: stopping now, without the drain");
+        std::process::exit(1);
     });
     Ok(())
 }
