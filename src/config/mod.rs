@@ -146,6 +146,27 @@ struct RawConfig {
     antivirus: antivirus::RawAntivirus,
 }
 
+/// An internal server that is this gateway's own listener: every message would be relayed
+/// to itself until its hop count ran out, and the bounce of that refused too.
+fn relays_to_itself(
+    listen: &[std::net::SocketAddr],
+    internal: &[std::net::SocketAddr],
+    problems: &mut Problems,
+) {
+    let ours = |to: &std::net::SocketAddr| {
+        listen.iter().any(|l| {
+            l.port() == to.port()
+                && (l.ip() == to.ip() || (l.ip().is_unspecified() && to.ip().is_loopback()))
+        })
+    };
+    for to in internal.iter().filter(|to| ours(to)) {
+        problems.bad(
+            "relay.internal",
+            &format!("{to} is this gateway's own server.listen: mail would loop"),
+        );
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -171,6 +192,7 @@ impl Config {
         let tier = raw
             .tier
             .and_then(|t| t.validate(&server.hostname, &mut problems));
+        relays_to_itself(&server.listen, &relay.internal, &mut problems);
         let config = Config {
             path: path.to_owned(),
             server,
@@ -308,6 +330,29 @@ mod tests {
             assert!(err.contains(&key), "{key} not refused: {err}");
         }
         assert!(err.contains("relay.recipients.callout_timeout: must be at most a year"));
+    }
+
+    /// Regression (review): `relay.internal` set to the gateway's own listener passed
+    /// `check`: every message went round 50 times, then the 554 bounced, and the bounce
+    /// too, so the mail was lost.
+    #[test]
+    fn relaying_to_our_own_listener_is_refused() {
+        for listen in ["127.0.0.1:2525", "0.0.0.0:2525"] {
+            let text = format!(
+                "[server]\nlisten = [\"{listen}\"]\n[relay]\ndomains = [\"example.test\"]\n\
+                 internal = [\"127.0.0.1:2525\"]\n"
+            );
+            let err = Config::from_toml(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("relay.internal: 127.0.0.1:2525 is this gateway's own"),
+                "{err}"
+            );
+        }
+        let text = "[server]\nlisten = [\"0.0.0.0:25\"]\n[relay]\ndomains = [\"example.test\"]\n\
+                    internal = [\"127.0.0.1:2525\", \"192.0.2.7:25\"]\n";
+        assert!(Config::from_toml(Path::new("t.toml"), text).is_ok());
     }
 
     /// Regression (review): a number meant as "unlimited" or a time meant as "never" was
