@@ -86,6 +86,9 @@ pub enum FindingKind {
     /// A probe got a 4xx (greylisting, a recipient callout that failed) or no usable
     /// answer: nothing can be concluded from it.
     ProbeInconclusive,
+    /// Every probe of one MX address was inconclusive: the audit tested nothing there (a
+    /// backup that defers everything may still be an open relay or filter nothing).
+    NothingTested,
     /// Admin endpoints report different policy fingerprints: the tier members do not
     /// filter alike.
     FingerprintMismatch,
@@ -97,7 +100,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in the order of the README table.
-    pub const ALL: [FindingKind; 24] = [
+    pub const ALL: [FindingKind; 25] = [
         FindingKind::NoMx,
         FindingKind::NullMx,
         FindingKind::NullMxMixed,
@@ -119,6 +122,7 @@ impl FindingKind {
         FindingKind::GtubeAccepted,
         FindingKind::GtubeNotExercised,
         FindingKind::ProbeInconclusive,
+        FindingKind::NothingTested,
         FindingKind::FingerprintMismatch,
         FindingKind::AdminUnreachable,
         FindingKind::FingerprintNotCompared,
@@ -132,6 +136,7 @@ impl FindingKind {
             | UnknownRecipientAccepted
             | RelayAccepted
             | GtubeAccepted
+            | NothingTested
             | FingerprintMismatch => Severity::Serious,
             GtubeNotExercised | FingerprintNotCompared => Severity::Info,
             _ => Severity::Warning,
@@ -163,6 +168,7 @@ impl FindingKind {
             GtubeAccepted => "gtube_accepted",
             GtubeNotExercised => "gtube_not_exercised",
             ProbeInconclusive => "probe_inconclusive",
+            NothingTested => "nothing_tested",
             FingerprintMismatch => "fingerprint_mismatch",
             AdminUnreachable => "admin_unreachable",
             FingerprintNotCompared => "fingerprint_not_compared",
@@ -416,9 +422,22 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
         ("GTUBE", &host.gtube, GtubeAccepted),
     ];
     let mut null_sender_refused = false;
+    let (mut run, mut conclusive) = (0, 0);
     for (name, result, accepted_kind) in probes {
         let Some(result) = result else { continue };
+        run += 1;
         let evidence = describe(result);
+        let inconclusive = !matches!(
+            (result.outcome, result.stage),
+            (Outcome::Accepted, Stage::Rcpt | Stage::EndOfData)
+                | (
+                    Outcome::Refused,
+                    Stage::Rcpt | Stage::Data | Stage::EndOfData
+                )
+        );
+        if !inconclusive {
+            conclusive += 1;
+        }
         match (result.outcome, result.stage) {
             (Outcome::Refused, Stage::Mail) => null_sender_refused = true,
             (Outcome::Accepted, Stage::Rcpt | Stage::EndOfData) => found.push(Finding::new(
@@ -448,6 +467,13 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
             NullSenderRefused,
             &subject,
             "MAIL FROM:<> refused; the probes behind it are inconclusive",
+        ));
+    }
+    if run > 0 && conclusive == 0 {
+        found.push(Finding::new(
+            NothingTested,
+            &subject,
+            format!("none of its {run} probes was conclusive: nothing was tested there"),
         ));
     }
     found

@@ -224,9 +224,32 @@ fn probe_results_map_to_their_findings() {
         [
             "starttls_failed",
             "probe_inconclusive",
-            "null_sender_refused"
+            "null_sender_refused",
+            "nothing_tested"
         ]
     );
+    // Regression (review): a host that deferred every probe (a greylisting backup that
+    // may still be an open relay) left only warnings, so the audit exited 0 having
+    // tested nothing there.
+    let mut deferring = good_host("bk1");
+    for probe in [
+        &mut deferring.unknown_recipient,
+        &mut deferring.relay,
+        &mut deferring.gtube,
+    ] {
+        *probe = step(Outcome::Deferred, Stage::Rcpt, "450 4.7.1 greylisted");
+    }
+    let found = findings::host_findings(&deferring);
+    assert_eq!(
+        kinds(&found),
+        [
+            "probe_inconclusive",
+            "probe_inconclusive",
+            "probe_inconclusive",
+            "nothing_tested"
+        ]
+    );
+    assert_eq!(found[3].severity, Severity::Serious);
 
     let mut strict = good_host("gw1");
     strict.gtube = step(Outcome::Refused, Stage::Rcpt, "550 5.1.1 unknown");
@@ -428,6 +451,7 @@ fn every_kind_has_a_stable_name_and_the_documented_severity() {
             "unknown_recipient_accepted",
             "relay_accepted",
             "gtube_accepted",
+            "nothing_tested",
             "fingerprint_mismatch"
         ]
     );
