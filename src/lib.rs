@@ -144,6 +144,7 @@ impl ServiceSet {
                 shadow_log: shared.shadow_log,
                 tier: shared.tier,
                 antivirus: classify::clamd::Clamd::from_config(&config.antivirus),
+                disk_inspections: shared.disk_inspections,
             },
         }
     }
@@ -217,6 +218,10 @@ fn warn_of_restart_only_changes(old: &Config, new: &Config) {
         ),
         ("relay.workers", old.relay.workers != new.relay.workers),
         (
+            "attachments.disk_inspections",
+            old.attachments.disk_inspections != new.attachments.disk_inspections,
+        ),
+        (
             "log",
             old.log.format != new.log.format || old.log.level != new.log.level,
         ),
@@ -241,6 +246,7 @@ struct Shared {
     classifier: Option<Arc<classify::Classifier>>,
     shadow_log: Option<Arc<policy::shadow::ShadowLog>>,
     tier: Option<Arc<tier::Tier>>,
+    disk_inspections: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl ServiceSet {
@@ -250,6 +256,7 @@ impl ServiceSet {
             classifier: self.services.classifier.clone(),
             shadow_log: self.services.shadow_log.clone(),
             tier: self.services.tier.clone(),
+            disk_inspections: self.services.disk_inspections.clone(),
         }
     }
 }
@@ -445,6 +452,9 @@ pub async fn serve(
         classifier: classifier.clone(),
         shadow_log: Some(Arc::new(policy::shadow::ShadowLog::default())),
         tier: tier.clone(),
+        disk_inspections: Some(Arc::new(tokio::sync::Semaphore::new(
+            config.attachments.disk_inspections,
+        ))),
     };
     let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
     set.put_dns_in_force(None, &metrics);

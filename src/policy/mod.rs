@@ -87,6 +87,11 @@ pub struct Services {
     pub tier: Option<Arc<crate::tier::Tier>>,
     /// clamd, when `[antivirus]` names one; without it no virus scan runs.
     pub antivirus: Option<crate::classify::clamd::Clamd>,
+    /// Turns to decode the attachments of messages on disk, one set for the process:
+    /// a policy of its own per snapshot (every reload and classifier model) let sessions
+    /// on older snapshots decode beside the new ones, past the memory bound. Without it
+    /// a policy has its own (`scan`, tests).
+    pub disk_inspections: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -298,9 +303,14 @@ impl Policy {
         }
         if config.attachments.enabled {
             let policy = crate::classify::attachments::AttachmentPolicy::new(&config.attachments);
+            let turns = services.disk_inspections.clone().unwrap_or_else(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    config.attachments.disk_inspections.max(1),
+                ))
+            });
             checks.push(Box::new(attachments::Attachments::new(
                 policy,
-                config.attachments.disk_inspections,
+                turns,
                 message::scan_limits(&config.server.limits),
             )));
         }

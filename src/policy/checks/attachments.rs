@@ -22,16 +22,16 @@ pub struct Attachments {
 }
 
 impl Attachments {
-    /// A check applying `policy`, decoding at most `disk_inspections` messages kept on
-    /// disk at a time, within the nesting and part limits of `limits`.
+    /// A check applying `policy`, decoding messages kept on disk one `disk_inspections`
+    /// permit at a time, within the nesting and part limits of `limits`.
     pub fn new(
         policy: AttachmentPolicy,
-        disk_inspections: usize,
+        disk_inspections: Arc<Semaphore>,
         limits: ScanLimits,
     ) -> Attachments {
         Attachments {
             policy: Arc::new(policy),
-            disk_inspections: Arc::new(Semaphore::new(disk_inspections.max(1))),
+            disk_inspections,
             limits,
         }
     }
@@ -151,7 +151,7 @@ mod tests {
     fn check() -> Attachments {
         Attachments::new(
             AttachmentPolicy::new(&AttachmentsConfig::default()),
-            1,
+            Arc::new(Semaphore::new(1)),
             ScanLimits::default(),
         )
     }
