@@ -216,6 +216,7 @@ impl RedisBackend {
     ) -> Result<RedisBackend, StateError> {
         let link = if cluster {
             let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                .tcp_settings(tcp_settings())
                 .connection_timeout(timeout)
                 .response_timeout(backstop)
                 .retries(1)
@@ -229,7 +230,10 @@ impl RedisBackend {
             let url = urls
                 .first()
                 .ok_or_else(|| StateError::Backend("no Redis URL".into()))?;
-            let client = redis::Client::open(url.as_str()).map_err(failed)?;
+            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map_err(failed)?
+                .set_tcp_settings(tcp_settings());
+            let client = redis::Client::open(info).map_err(failed)?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(backstop))
@@ -534,4 +538,22 @@ impl Backend for RedisBackend {
             .map_err(failed)?;
         Ok(())
     }
+}
+
+/// TCP settings of every connection to Redis. Calls are cut at `state.timeout` by the
+/// caller, which the client never sees as an error, so a Redis host gone without a reset
+/// (powered off, a failover to a new address) left the connection up for the kernel's
+/// retransmission limit (about 15 minutes), every call failing meanwhile. With unanswered
+/// data bounded to 10 s (`TCP_USER_TIMEOUT`) and keepalive probes on idle connections,
+/// the kernel ends such a connection and the client connects again. `TCP_NODELAY`: the
+/// calls are small request/response exchanges.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+        .set_user_timeout(Duration::from_secs(10))
 }
