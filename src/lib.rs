@@ -206,7 +206,8 @@ fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, net::t
         .transpose()
 }
 
-/// Says which changed settings a reload cannot apply: they are read once at start.
+/// Says which settings differ from those the gateway started with and a reload cannot
+/// apply (they are read once at start): warned at every reload while they differ.
 fn warn_of_restart_only_changes(old: &Config, new: &Config) {
     let changed = [
         ("server.listen", old.server.listen != new.server.listen),
@@ -270,6 +271,9 @@ pub struct Gateway {
     services: Arc<Mutex<ServiceSet>>,
     /// The sessions' STARTTLS acceptor, swapped on reload.
     tls: Arc<net::tls::LiveTls>,
+    /// The configuration the gateway started with: what the settings a reload cannot
+    /// apply are still running on.
+    started_with: Arc<Config>,
 }
 
 impl Gateway {
@@ -328,7 +332,7 @@ impl Gateway {
                 }
                 next.follow_tier(&config);
                 next.warn_of_restart_needs(&config);
-                warn_of_restart_only_changes(self.live.get().config(), &config);
+                warn_of_restart_only_changes(&self.started_with, &config);
                 *set = next;
                 self.put_in_force(&set, &policy);
                 self.tls.set(tls);
@@ -537,6 +541,7 @@ pub async fn serve(
         callout,
         services: Arc::new(Mutex::new(set)),
         tls,
+        started_with: config.clone(),
     };
     let classifier_stop = CancellationToken::new();
     if let Some(c) = classifier {

@@ -158,7 +158,7 @@ fn healthz_503_while_draining_and_metrics_still_served() {
         "scrapes work while draining"
     );
     drop(c);
-    let status = gw.terminate(Duration::from_secs(15));
+    let status = gw.wait_exit(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
 }
 

@@ -302,7 +302,7 @@ fn message_in_flight_when_the_shutdown_grace_ends_gets_421() {
         Err(e) => panic!("session closed without 421 when the grace ended: {e}"),
     };
     assert!(c.is_closed(), "connection not closed after 421");
-    let status = gw.terminate(Duration::from_secs(15));
+    let status = gw.wait_exit(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
     let (_, msgs) = internal.wait_for(Duration::from_millis(300), |_| false);
     assert!(

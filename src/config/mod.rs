@@ -153,11 +153,15 @@ fn relays_to_itself(
     internal: &[std::net::SocketAddr],
     problems: &mut Problems,
 ) {
+    // A wildcard listener takes loopback connections of its family; `[::]` takes IPv4
+    // ones too (Linux's default dual-stack socket).
+    let covers = |l: &std::net::SocketAddr, to: &std::net::SocketAddr| {
+        l.ip().is_unspecified() && to.ip().is_loopback() && (l.is_ipv6() || to.is_ipv4())
+    };
     let ours = |to: &std::net::SocketAddr| {
-        listen.iter().any(|l| {
-            l.port() == to.port()
-                && (l.ip() == to.ip() || (l.ip().is_unspecified() && to.ip().is_loopback()))
-        })
+        listen
+            .iter()
+            .any(|l| l.port() == to.port() && (l.ip() == to.ip() || covers(l, to)))
     };
     for to in internal.iter().filter(|to| ours(to)) {
         problems.bad(
@@ -351,7 +355,7 @@ mod tests {
             );
         }
         let text = "[server]\nlisten = [\"0.0.0.0:25\"]\n[relay]\ndomains = [\"example.test\"]\n\
-                    internal = [\"127.0.0.1:2525\", \"192.0.2.7:25\"]\n";
+                    internal = [\"127.0.0.1:2525\", \"192.0.2.7:25\", \"[::1]:25\"]\n";
         assert!(Config::from_toml(Path::new("t.toml"), text).is_ok());
     }
 

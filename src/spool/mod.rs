@@ -328,7 +328,8 @@ impl Spool {
         // Its queue lifetime starts now: a message quarantined longer than
         // `max_queue_lifetime` ago would otherwise expire (silently: no DSN for mail
         // judged spam) at its first temporary failure. The state goes first; a crash
-        // before the rename leaves a state without a message, which recovery removes.
+        // before the rename leaves it beside the quarantined message, which recovery
+        // keeps and the next release overwrites.
         let recipients = self.envelope_at(&from, id)?.0.rcpt_to.len();
         let mut state = DeliveryState::new(recipients);
         state.queued_since = Some(unix_now());
@@ -543,7 +544,9 @@ impl Spool {
             return Ok(());
         }
         let (owner, file) = (fs::metadata(&self.dir)?, fs::metadata(path)?);
-        if (owner.uid(), owner.gid()) == (file.uid(), file.gid()) {
+        // The owner's own files are readable to the gateway whatever their group (the
+        // owner may not be in the directory's group, and could not change to it).
+        if owner.uid() == file.uid() {
             return Ok(());
         }
         std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|e| {

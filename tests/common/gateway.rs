@@ -214,10 +214,17 @@ impl Gateway {
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the status (or
     /// `None` after SIGKILLing a child that did not exit in time).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
+        let c = self.child.as_ref()?;
         unsafe {
             libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
         }
+        self.wait_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for a gateway already told to stop (a second SIGTERM would
+    /// stop it at once, without the drain); kills it past that and returns `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = c.try_wait().unwrap() {

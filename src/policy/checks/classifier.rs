@@ -118,7 +118,14 @@ pub struct Autolearn {
     /// dropped whatever its score, so it is never learned as ham.
     acted_on: BTreeSet<String>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Autolearns under way: each holds a copy of its message and may wait out the
+    /// maintenance bound on a slow state backend, so past this many a message is not
+    /// learned (the memory would otherwise grow with the message rate).
+    running: Arc<tokio::sync::Semaphore>,
 }
+
+/// Autolearns at once (see [`Autolearn::running`]).
+const AUTOLEARNS_AT_ONCE: usize = 8;
 
 impl Autolearn {
     /// Autolearning with the thresholds of `config`; `actions` are the policy's rule
@@ -130,6 +137,7 @@ impl Autolearn {
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Autolearn {
         Autolearn {
+            running: Arc::new(tokio::sync::Semaphore::new(AUTOLEARNS_AT_ONCE)),
             classifier,
             config,
             acted_on: actions.keys().cloned().collect(),
@@ -184,6 +192,13 @@ impl Check for Autolearn {
         let Some(class) = self.class(ctx) else {
             return Decision::Continue;
         };
+        let Ok(turn) = self.running.clone().try_acquire_owned() else {
+            tracing::debug!(
+                class = class.as_str(),
+                "autolearn skipped: {AUTOLEARNS_AT_ONCE} under way"
+            );
+            return Decision::Continue;
+        };
         // Of the whole body, as `mxguard learn` reads the delivered or quarantined file:
         // what the classifier reads of a message on disk is a sample no file has.
         let digest = match ctx.message.body_digest().await {
@@ -201,6 +216,7 @@ impl Check for Autolearn {
         let classifier = self.classifier.clone();
         let raw = ctx.message.bounded().into_owned();
         tokio::spawn(async move {
+            let _turn = turn;
             let entry = Entry {
                 class,
                 hashes: classifier.features(&raw).hashes(),

@@ -362,6 +362,8 @@ async fn worker(
                 // A defect of ours: the worker lives on (a dead one would leave its
                 // message in flight for good, and with every worker gone nothing would be
                 // delivered while SMTP still accepts), and the message is tried again.
+                // It keeps its place in the queue until then (no expiry, no DSN: the
+                // operator sees the error log and the metric).
                 conn = None;
                 tracing::error!(queue_id = %id, "a delivery attempt panicked; deferred");
                 relay
@@ -369,7 +371,9 @@ async fn worker(
                     .relay_attempts_total
                     .with_label_values(&["panicked"])
                     .inc();
-                JobResult::Deferred(relay.live.current().relay.retry_initial)
+                // A panic is most likely the message's own: tried again after the
+                // longest delay, not every `retry_initial`.
+                JobResult::Deferred(relay.live.current().relay.retry_max)
             });
         let _ = done.send((id, outcome));
     }

@@ -135,8 +135,11 @@ impl Session {
             }
         };
         if !reply.is_error() {
+            // As Postfix does: a message accepted forgives the errors and the junk
+            // commands before it (a connection cache sends RSET before each message).
             self.messages += 1;
             self.errors_unforgiven = 0;
+            self.junk = 0;
         }
         self.reset_transaction();
         if reply.is_error() {
