@@ -17,6 +17,10 @@ impl Session {
                 self.ctx.client.helo = earlier_name;
                 self.ctx.client.helo_symbols = earlier_helo_symbols;
                 self.ctx.symbols = earlier_symbols;
+                // Counted as the error it is, not also as a junk command.
+                if self.greeting.is_some() {
+                    self.junk = self.junk.saturating_sub(1);
+                }
                 return self.error(Stage::Helo, r).await;
             }
         }
