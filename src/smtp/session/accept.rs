@@ -162,53 +162,59 @@ impl Session {
         self.error(Stage::Data, reply).await
     }
 
-    /// A transfer whose bytes could not be kept: the header section was too long, or
-    /// the spool could not be written.
+    /// A transfer whose bytes could not be kept: the header section broke a limit (bytes,
+    /// fields, hops), or the spool could not be written.
     async fn not_received(&mut self, e: SinkError, size: usize) -> Option<End> {
-        let reply = match &e {
-            SinkError::HeaderTooLong => {
-                self.limit_hit("message_header");
-                self.log_message(None, size, Verdict::Reject, "message_header");
+        let limits = self.limits();
+        let header_limit = match &e {
+            SinkError::HeaderTooLong => Some((
+                "message_header",
                 Reply::new(
                     552,
                     "5.3.4",
                     format!(
                         "Message header section exceeds {} bytes",
-                        self.limits().message_header_bytes
+                        limits.message_header_bytes
                     ),
-                )
-            }
-            SinkError::TooManyHeaderFields => {
-                self.limit_hit("message_header_fields");
-                self.log_message(None, size, Verdict::Reject, "message_header_fields");
+                ),
+            )),
+            SinkError::TooManyHeaderFields => Some((
+                "message_header_fields",
                 Reply::new(
                     552,
                     "5.3.4",
                     format!(
                         "Message header section has more than {} fields",
-                        self.limits().message_header_fields
+                        limits.message_header_fields
                     ),
-                )
-            }
-            SinkError::TooManyHops => {
-                self.limit_hit("received_fields");
-                self.log_message(None, size, Verdict::Reject, "received_fields");
+                ),
+            )),
+            SinkError::TooManyHops => Some((
+                "received_fields",
                 Reply::new(
                     554,
                     "5.4.6",
                     format!(
                         "Too many hops: more than {} Received fields, a mail loop?",
-                        self.limits().received_fields
+                        limits.received_fields
                     ),
-                )
+                ),
+            )),
+            _ => None,
+        };
+        let reply = match (&e, header_limit) {
+            (_, Some((limit, reply))) => {
+                self.limit_hit(limit);
+                self.log_message(None, size, Verdict::Reject, limit);
+                reply
             }
-            SinkError::Spool(err) => {
+            (SinkError::Spool(err), None) => {
                 tracing::error!(client = %self.peer, error = %err, "spool write failed");
                 self.server.metrics.spool_errors_total.inc();
                 self.log_message(None, size, Verdict::Tempfail, "spool write failed");
                 Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
             }
-            SinkError::Discarded => {
+            _ => {
                 self.log_message(None, size, Verdict::Tempfail, "discarded");
                 Reply::new(451, "4.3.0", "Local error in processing, try again later")
             }
