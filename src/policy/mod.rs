@@ -457,18 +457,27 @@ impl Policy {
                 ));
             }
         }
-        if stage == Stage::Helo {
-            // A new HELO replaces what the previous one earned.
-            ctx.client.helo_symbols.clear();
-            ctx.symbols = ctx.client.connect_symbols.clone();
-        }
+        // A new HELO replaces what the previous one earned; a refused one leaves the
+        // session as it was (RFC 5321 §4.1.4), so what it replaced is kept aside.
+        let before_helo = (stage == Stage::Helo).then(|| {
+            let symbols = std::mem::replace(&mut ctx.symbols, ctx.client.connect_symbols.clone());
+            (std::mem::take(&mut ctx.client.helo_symbols), symbols)
+        });
         let before = ctx.symbols.len();
         let decision = self.run_checks(stage, ctx).await;
-        if stage == Stage::Rcpt && matches!(decision, Decision::Reject(_) | Decision::Tempfail(_)) {
-            // A refused recipient is no part of the message: what its checks found
-            // (`RCPT_UNKNOWN`, `RELAY_DENIED`) must not score, act on or teach the message
-            // the accepted recipients get.
-            ctx.symbols.truncate(before);
+        if matches!(decision, Decision::Reject(_) | Decision::Tempfail(_)) {
+            match (stage, before_helo) {
+                (Stage::Helo, Some((helo_symbols, symbols))) => {
+                    ctx.client.helo_symbols = helo_symbols;
+                    ctx.symbols = symbols;
+                    return decision;
+                }
+                // A refused recipient is no part of the message: what its checks found
+                // (`RCPT_UNKNOWN`, `RELAY_DENIED`) must not score, act on or teach the
+                // message the accepted recipients get.
+                (Stage::Rcpt, _) => ctx.symbols.truncate(before),
+                _ => {}
+            }
         }
         if let (Stage::Data, Some(shadow)) = (stage, &self.shadow) {
             self.judge_in_shadow(shadow, ctx, before, &decision).await;

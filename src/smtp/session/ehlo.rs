@@ -7,16 +7,13 @@ use crate::policy::{Decision, Stage};
 impl Session {
     pub(super) async fn hello(&mut self, name: String, greeting: Greeting) -> Option<End> {
         // RFC 5321 §4.1.4: a refused EHLO leaves the session as it was (the earlier
-        // greeting and any open transaction stand).
+        // greeting and any open transaction stand; the policy keeps the refused name's
+        // symbols out, as a refused recipient's).
         let earlier_name = self.ctx.client.helo.replace(name);
-        let earlier_helo_symbols = self.ctx.client.helo_symbols.clone();
-        let earlier_symbols = self.ctx.symbols.clone();
         match self.evaluate(Stage::Helo).await {
             Decision::Continue | Decision::Discard => {}
             Decision::Reject(r) | Decision::Tempfail(r) => {
                 self.ctx.client.helo = earlier_name;
-                self.ctx.client.helo_symbols = earlier_helo_symbols;
-                self.ctx.symbols = earlier_symbols;
                 // Counted as the error it is, not also as a junk command.
                 if self.greeting.is_some() {
                     self.junk = self.junk.saturating_sub(1);
