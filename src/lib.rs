@@ -175,14 +175,6 @@ impl ServiceSet {
         }
     }
 
-    /// Says which changes of a reloaded configuration wait for a restart, where the
-    /// snapshot would otherwise claim what does not run.
-    fn warn_of_restart_needs(&self, config: &Config) {
-        if config.classifier.enabled && self.services.classifier.is_none() {
-            tracing::warn!("classifier.enabled turned on: the classifier starts at the next restart; until then no BAYES_xx symbol is added");
-        }
-    }
-
     /// The tier with the peers and settings of a reloaded configuration.
     fn follow_tier(&self, config: &Config) {
         match (&self.services.tier, &config.tier) {
@@ -218,6 +210,10 @@ fn warn_of_restart_only_changes(old: &Config, new: &Config) {
             old.spool.recycle_files != new.spool.recycle_files,
         ),
         ("relay.workers", old.relay.workers != new.relay.workers),
+        (
+            "classifier.enabled (turned on; until then no BAYES_xx symbol is added)",
+            new.classifier.enabled && !old.classifier.enabled,
+        ),
         (
             "attachments.disk_inspections",
             old.attachments.disk_inspections != new.attachments.disk_inspections,
@@ -331,7 +327,6 @@ impl Gateway {
                     next.put_dns_in_force(Some(&set), metrics);
                 }
                 next.follow_tier(&config);
-                next.warn_of_restart_needs(&config);
                 warn_of_restart_only_changes(&self.started_with, &config);
                 *set = next;
                 self.put_in_force(&set, &policy);
