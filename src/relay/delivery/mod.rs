@@ -218,23 +218,10 @@ async fn run(
     drop(done_tx);
 
     let mut sched = Scheduler::new(workers);
-    let spool = relay.spool.clone();
-    let mut recovered = match tokio::task::spawn_blocking(move || spool.recover()).await {
-        Ok(Ok(ids)) => {
-            if !ids.is_empty() {
-                tracing::info!(messages = ids.len(), "recovered spooled messages");
-            }
-            for id in ids {
-                sched.add(id, true);
-            }
-            true
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "spool recovery failed; retried every few seconds");
-            false
-        }
+    let mut recovered = match recover_queue(&relay.spool, &mut sched).await {
+        Ok(()) => true,
         Err(e) => {
-            tracing::error!(error = %e, "spool recovery task failed; retried every few seconds");
+            tracing::error!(error = %e, "spool recovery failed; retried every few seconds");
             false
         }
     };
@@ -273,15 +260,7 @@ async fn run(
                 if !recovered {
                     // The queue of before the start could not be listed: every message
                     // deferred then would wait for the next restart or `queue flush`.
-                    if let Ok(ids) = relay.spool.ids() {
-                        tracing::info!(messages = ids.len(), "recovered spooled messages");
-                        for id in ids {
-                            if !sched.knows(&id) {
-                                sched.add(id, true);
-                            }
-                        }
-                        recovered = true;
-                    }
+                    recovered = recover_queue(&relay.spool, &mut sched).await.is_ok();
                 }
                 if let Some(request) = relay.spool.take_flush_request() {
                     let flush = request == FlushRequest::Flush;
@@ -380,6 +359,25 @@ async fn worker(
     if let Some(c) = conn {
         c.quit().await;
     }
+}
+
+/// Schedules the messages found in the queue at start ([`Spool::recover`], off the async
+/// threads), each at its saved retry time.
+async fn recover_queue(spool: &Arc<Spool>, sched: &mut Scheduler) -> Result<(), String> {
+    let spool = spool.clone();
+    let ids = tokio::task::spawn_blocking(move || spool.recover())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if !ids.is_empty() {
+        tracing::info!(messages = ids.len(), "recovered spooled messages");
+    }
+    for id in ids {
+        if !sched.knows(&id) {
+            sched.add(id, true);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
