@@ -216,24 +216,33 @@ fn stalled_data_times_out_and_nothing_is_relayed() {
     );
 }
 
+/// Sends up to `tries` NOOPs, `pause` apart, until the session ends with 421 4.4.2;
+/// false if it is still open after them (it must not end any other way).
+fn noop_until_421_442(c: &mut SmtpClient, tries: usize, pause: Duration) -> bool {
+    for _ in 0..tries {
+        match c.try_cmd("NOOP") {
+            Ok(r) if r.code == 250 => thread::sleep(pause),
+            Ok(r) => {
+                r.expect(421, "4.4.2");
+                return true;
+            }
+            Err(e) => panic!("session ended without 421 4.4.2: {e}"),
+        }
+    }
+    false
+}
+
 #[test]
 fn session_duration_limit_ends_busy_sessions() {
     let internal = InternalServer::start();
     let gw = Gateway::start(GatewayConfig::new(&internal).limit("session_duration", "\"2s\""));
     let mut c = SmtpClient::connect_ehlo(gw.port);
     // Keep the session busy; it must still end, with 421 4.4.2.
-    for _ in 0..100 {
-        match c.try_cmd("NOOP") {
-            Ok(r) if r.code == 250 => thread::sleep(Duration::from_millis(100)),
-            Ok(r) => {
-                r.expect(421, "4.4.2");
-                assert!(c.is_closed(), "connection not closed after 421");
-                return;
-            }
-            Err(e) => panic!("session ended without 421 4.4.2: {e}"),
-        }
-    }
-    panic!("session still open after 100 NOOPs over ~10 s with session_duration = 2s");
+    assert!(
+        noop_until_421_442(&mut c, 100, Duration::from_millis(100)),
+        "session still open after 100 NOOPs over ~10 s with session_duration = 2s"
+    );
+    assert!(c.is_closed(), "connection not closed after 421");
 }
 
 /// Opens two sessions that both got a 220 banner. The harness's readiness probe may still
@@ -422,19 +431,10 @@ fn a_bdat_transfer_paused_past_the_minimum_rate_is_closed() {
     chunk.extend_from_slice(&message("pause@test", "pause", &"x".repeat(2000))[..2000]);
     c.send(&chunk);
     c.read_reply().expect(250, "2.0.0");
-    let mut closed = false;
-    for _ in 0..50 {
-        match c.try_cmd("NOOP") {
-            Ok(r) if r.code == 250 => thread::sleep(Duration::from_millis(200)),
-            Ok(r) => {
-                r.expect(421, "4.4.2");
-                closed = true;
-                break;
-            }
-            Err(e) => panic!("session ended without 421 4.4.2: {e}"),
-        }
-    }
-    assert!(closed, "a paused BDAT transfer was kept for 10 s of NOOPs");
+    assert!(
+        noop_until_421_442(&mut c, 50, Duration::from_millis(200)),
+        "a paused BDAT transfer was kept for 10 s of NOOPs"
+    );
     let admin = admin_port(&gw);
     assert!(
         wait_until(Duration::from_secs(5), || scrape(admin)
