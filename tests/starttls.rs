@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+#[derive(Clone)]
 struct Pki {
     ca_der: CertificateDer<'static>,
     cert_pem: String,
@@ -62,6 +63,23 @@ fn connector(pki: &Pki) -> tokio_rustls::TlsConnector {
 }
 
 const T: Duration = Duration::from_secs(15);
+
+/// EHLO and STARTTLS on a new session to `port`, then the handshake trusting `pki`'s CA.
+async fn start_tls(
+    port: u16,
+    pki: &Pki,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    reply(&mut tcp).await.expect(220, "");
+    cmd(&mut tcp, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
+    let name = ServerName::try_from(HOSTNAME).unwrap();
+    timeout(T, connector(pki).connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+}
 
 /// Reads one reply byte by byte (never past its last CRLF, so nothing that follows is
 /// consumed from the plaintext stream).
@@ -182,16 +200,8 @@ async fn plaintext_pipelined_after_starttls_is_discarded() {
 #[tokio::test]
 async fn session_state_is_reset_by_starttls() {
     let (internal, gw, pki) = tls_gateway();
-    let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    reply(&mut tcp).await.expect(220, "");
-    cmd(&mut tcp, "EHLO client.sender.test")
+    let mut tls = start_tls(gw.port, &pki)
         .await
-        .expect(250, "");
-    cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
-    let name = ServerName::try_from(HOSTNAME).unwrap();
-    let mut tls = timeout(T, connector(&pki).connect(name, tcp))
-        .await
-        .unwrap()
         .expect("TLS handshake failed");
     // RFC 3207: the client must EHLO again; MAIL before that is a sequence error.
     cmd(&mut tls, "MAIL FROM:<s@sender.test>")
@@ -297,21 +307,8 @@ fn a_client_stalled_in_the_tls_handshake_is_evicted_under_stress() {
 async fn a_reload_serves_a_renewed_certificate() {
     let (_internal, gw, old) = tls_gateway();
     let handshake = |pki: &Pki| {
-        let connector = connector(pki);
-        let port = gw.port;
-        async move {
-            let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            reply(&mut tcp).await.expect(220, "");
-            cmd(&mut tcp, "EHLO client.sender.test")
-                .await
-                .expect(250, "");
-            cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
-            let name = ServerName::try_from(HOSTNAME).unwrap();
-            timeout(T, connector.connect(name, tcp))
-                .await
-                .unwrap()
-                .is_ok()
-        }
+        let (port, pki) = (gw.port, pki.clone());
+        async move { start_tls(port, &pki).await.is_ok() }
     };
     assert!(handshake(&old).await);
     let renewed = pki();
