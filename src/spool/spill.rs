@@ -400,10 +400,9 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let (spool, _ready) = Spool::open(dir.path()).unwrap();
-        let file = streamed(&spool, b"Subject: q\r\n\r\nheld\r\n").await;
-        let id = file.id().clone();
+        let id = crate::spool::QueueId::generate();
         spool
-            .commit_spill(file, &envelope(), b"", true)
+            .quarantine_as(&id, &envelope(), b"", b"Subject: q\r\n\r\nheld\r\n")
             .await
             .unwrap();
         // The gateway's user: nobody (65534). Only root can make that so, and only root
