@@ -140,11 +140,8 @@ impl RawMetrics {
             problems,
             "metrics.header_timeout",
             self.header_timeout,
-            false,
+            true,
         );
-        if self.header_timeout.is_zero() {
-            problems.bad("metrics.header_timeout", "must be longer than 0s");
-        }
         let hostnames = self
             .hostnames
             .iter()

@@ -136,10 +136,7 @@ impl RawAntivirus {
                 AvScope::Attachments
             }
         };
-        time_limit(problems, "antivirus.timeout", self.timeout, false);
-        if self.timeout.is_zero() {
-            problems.bad("antivirus.timeout", "must be longer than 0s");
-        }
+        time_limit(problems, "antivirus.timeout", self.timeout, true);
         if self.max_stream_bytes == 0 {
             problems.bad("antivirus.max_stream_bytes", "must be at least 1");
         }

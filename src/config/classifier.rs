@@ -90,15 +90,9 @@ impl RawClassifier {
             problems,
             "classifier.retrain_interval",
             self.retrain_interval,
-            false,
+            true,
         );
-        time_limit(problems, "classifier.model_poll", self.model_poll, false);
-        if self.retrain_interval.is_zero() {
-            problems.bad("classifier.retrain_interval", "must be greater than 0");
-        }
-        if self.model_poll.is_zero() {
-            problems.bad("classifier.model_poll", "must be greater than 0");
-        }
+        time_limit(problems, "classifier.model_poll", self.model_poll, true);
         ClassifierConfig {
             enabled: self.enabled,
             seed: self.seed,

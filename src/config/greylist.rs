@@ -83,10 +83,7 @@ impl RawGreylist {
         }
         time_limit(problems, "greylist.delay", self.delay, false);
         time_limit(problems, "greylist.window", self.window, false);
-        time_limit(problems, "greylist.pass_ttl", self.pass_ttl, false);
-        if self.pass_ttl.is_zero() {
-            problems.bad("greylist.pass_ttl", "must be greater than 0");
-        }
+        time_limit(problems, "greylist.pass_ttl", self.pass_ttl, true);
         // A prefix of 0 makes every client one network: one auto-allow for the world.
         if !(1..=32).contains(&self.ipv4_prefix) {
             problems.bad("greylist.ipv4_prefix", "must be between 1 and 32");

@@ -171,10 +171,7 @@ pub(super) fn validate(raw: Vec<RawRateLimit>, problems: &mut Problems) -> Vec<R
         if r.limit == 0 {
             problems.bad(&format!("{at}.limit"), "must be greater than 0");
         }
-        time_limit(problems, &format!("{at}.per"), r.per, false);
-        if r.per.is_zero() {
-            problems.bad(&format!("{at}.per"), "must be greater than 0");
-        }
+        time_limit(problems, &format!("{at}.per"), r.per, true);
         let burst = r.burst.unwrap_or(r.limit);
         if burst == 0 {
             problems.bad(&format!("{at}.burst"), "must be greater than 0");

@@ -209,16 +209,13 @@ impl RawRelay {
                 "must be greater than 0",
             );
         }
-        time_limit(problems, "relay.retry_initial", self.retry_initial, false);
+        time_limit(problems, "relay.retry_initial", self.retry_initial, true);
         time_limit(
             problems,
             "relay.max_queue_lifetime",
             self.max_queue_lifetime,
             false,
         );
-        if self.retry_initial.is_zero() {
-            problems.bad("relay.retry_initial", "must be greater than 0");
-        }
         // A zero timeout ends every attempt before it starts: nothing would be delivered.
         // One past a year ("never") overflowed the clock and killed the delivery workers.
         for (key, timeout) in [

@@ -132,10 +132,7 @@ impl RawState {
                 }
             }
         };
-        time_limit(problems, "state.timeout", self.timeout, false);
-        if self.timeout.is_zero() {
-            problems.bad("state.timeout", "must be greater than 0");
-        }
+        time_limit(problems, "state.timeout", self.timeout, true);
         let on_failure = match self.on_failure.as_str() {
             "open" => OnFailure::Open,
             "closed" => OnFailure::Closed,
