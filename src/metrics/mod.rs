@@ -369,7 +369,7 @@ impl Metrics {
             ),
             spool_corrupt_total: counter(
                 "mxguard_spool_corrupt_total",
-                "Queue files found not to be messages and moved to spool/corrupt/.",
+                "Queue files moved to spool/corrupt/: not messages, or messages whose delivery panicked three times in a row.",
             ),
             quarantine_messages: gauge(
                 "mxguard_quarantine_messages",

@@ -26,6 +26,8 @@ pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
 /// One delivery attempt for one message, start to finish: load, deliver the pending
 /// recipients, record the result, then remove, defer or bounce.
 pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
+    #[cfg(test)]
+    super::tests::panic_if_told(&job.id);
     let (config, settings) = relay.current();
     // Only the head of the message comes into memory; the rest is streamed while sent.
     // Read on this thread, like `remove` below: a file the spool wrote moments ago is

@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the loop looks for a `mxguard queue flush` request file.
 const FLUSH_POLL: Duration = Duration::from_secs(2);
+/// Delivery attempts of one message that panic in a row before it is moved to `corrupt/`:
+/// a panic may come from a passing state of the internal server, so one is not enough.
+const PANICS_BEFORE_SET_ASIDE: u32 = 3;
 /// How often quarantined messages past `spool.quarantine_lifetime` are deleted.
 const QUARANTINE_SWEEP: Duration = Duration::from_secs(600);
 
@@ -44,6 +47,8 @@ pub(crate) struct Relay {
     unsaved: std::sync::Mutex<HashMap<QueueId, DeliveryState>>,
     /// Internal servers that recently failed to take a connection.
     reachability: Reachability,
+    /// Attempts in a row that panicked, per message (see [`Relay::attempt_panicked`]).
+    panics: std::sync::Mutex<HashMap<QueueId, u32>>,
 }
 
 impl Relay {
@@ -59,6 +64,7 @@ impl Relay {
             metrics,
             unsaved: std::sync::Mutex::default(),
             reachability: Reachability::default(),
+            panics: std::sync::Mutex::default(),
         }
     }
 
@@ -131,6 +137,53 @@ impl Relay {
     /// Drops a state kept in memory (saved after all, or the message is gone).
     pub(crate) fn forget_state(&self, id: &QueueId) {
         self.unsaved_states().remove(id);
+    }
+
+    /// Clears a message's run of panicked attempts.
+    fn attempt_survived(&self, id: &QueueId) {
+        self.panic_counts().remove(id);
+    }
+
+    /// What becomes of a message whose attempt panicked. A panic is most likely the
+    /// message's own, so it is tried again after the longest delay, not every
+    /// `retry_initial`; after [`PANICS_BEFORE_SET_ASIDE`] in a row it leaves the queue for
+    /// `corrupt/`. Retried for ever it never expired (the expiry and the DSN are part of
+    /// the attempt that panics) and held its place in the queue across restarts.
+    async fn attempt_panicked(&self, id: &QueueId) -> JobResult {
+        self.metrics
+            .relay_attempts_total
+            .with_label_values(&["panicked"])
+            .inc();
+        let panics = {
+            let mut counts = self.panic_counts();
+            let n = counts.entry(id.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if panics < PANICS_BEFORE_SET_ASIDE {
+            tracing::error!(queue_id = %id, panics, "a delivery attempt panicked; deferred");
+            return JobResult::Deferred(self.live.current().relay.retry_max);
+        }
+        let key = id.clone();
+        match self.blocking(move |spool| spool.set_aside(&key)).await {
+            Ok(path) => {
+                self.panic_counts().remove(id);
+                self.forget_state(id);
+                self.metrics.spool_corrupt_total.inc();
+                tracing::error!(queue_id = %id, panics, moved_to = %path.display(), "delivery attempts of this message panicked again and again; moved out of the queue");
+                JobResult::Abandoned
+            }
+            Err(error) => {
+                tracing::error!(queue_id = %id, panics, error, "a delivery attempt panicked; cannot move the message out of the queue; deferred");
+                JobResult::Deferred(self.live.current().relay.retry_max)
+            }
+        }
+    }
+
+    fn panic_counts(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, u32>> {
+        self.panics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn unsaved_states(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, DeliveryState>> {
@@ -334,26 +387,22 @@ async fn worker(
         };
         let Some(job) = job else { break };
         let id = job.id.clone();
-        let outcome = AssertUnwindSafe(attempt(&relay, &mut conn, &job))
+        let outcome = match AssertUnwindSafe(attempt(&relay, &mut conn, &job))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| {
-                // A defect of ours: the worker lives on (a dead one would leave its
-                // message in flight for good, and with every worker gone nothing would be
-                // delivered while SMTP still accepts), and the message is tried again.
-                // It keeps its place in the queue until then (no expiry, no DSN: the
-                // operator sees the error log and the metric).
+        {
+            Ok(outcome) => {
+                relay.attempt_survived(&id);
+                outcome
+            }
+            Err(_) => {
+                // A defect of ours: the worker lives on (a dead one would leave its message
+                // in flight for good, and with every worker gone nothing would be delivered
+                // while SMTP still accepts). The connection may be mid-transaction.
                 conn = None;
-                tracing::error!(queue_id = %id, "a delivery attempt panicked; deferred");
-                relay
-                    .metrics
-                    .relay_attempts_total
-                    .with_label_values(&["panicked"])
-                    .inc();
-                // A panic is most likely the message's own: tried again after the
-                // longest delay, not every `retry_initial`.
-                JobResult::Deferred(relay.live.current().relay.retry_max)
-            });
+                relay.attempt_panicked(&id).await
+            }
+        };
         let _ = done.send((id, outcome));
     }
     if let Some(c) = conn {
