@@ -184,19 +184,21 @@ pub fn build(
     Some((envelope, bytes))
 }
 
-/// Builds and spools the DSN for `original` (see [`build`]); counts it in
-/// `dsn_sent_total`. Returns the new message's id, or `None` when no DSN is due.
+/// Builds and spools the DSN for `original` (see [`build`]) under `id`, the id its delivery
+/// state recorded before (so a settlement repeated after a crash finds it, see
+/// [`Spool::recover`]); counts it in `dsn_sent_total`. Returns whether a DSN was due.
 pub async fn queue(
     spool: &Spool,
     metrics: &Metrics,
     hostname: &str,
     original: &SpooledMessage,
     failed: &[FailedRecipient],
-) -> Result<Option<QueueId>, SpoolError> {
+    id: &QueueId,
+) -> Result<bool, SpoolError> {
     let Some((envelope, bytes)) = build(hostname, original, failed) else {
-        return Ok(None);
+        return Ok(false);
     };
-    let id = spool.store(&envelope, &bytes).await?;
+    spool.store_as(id, &envelope, b"", &bytes).await?;
     metrics.dsn_sent_total.inc();
     tracing::info!(
         queue_id = %id,
@@ -205,7 +207,7 @@ pub async fn queue(
         failed = failed.len(),
         "DSN queued"
     );
-    Ok(Some(id))
+    Ok(true)
 }
 
 /// Whether the report holds non-ASCII text (an SMTPUTF8 recipient, a server reply in

@@ -99,6 +99,11 @@ pub struct DeliveryState {
     /// received (a quarantined message released later): `max_queue_lifetime` counts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_since: Option<u64>,
+    /// The queue id its DSN is stored under, chosen and saved before the DSN is: after a
+    /// crash between storing the DSN and removing this message, recovery sees the DSN
+    /// queued and removes this message instead of bouncing it a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<QueueId>,
 }
 
 /// One recipient that failed permanently, as the DSN reports it (built by
@@ -125,6 +130,7 @@ impl DeliveryState {
             last_error: None,
             failures: Vec::new(),
             queued_since: None,
+            bounce: None,
         }
     }
 

@@ -443,6 +443,11 @@ impl Spool {
         list_ids(&self.queue)
     }
 
+    /// Whether message `id` is in the delivery queue.
+    pub fn holds(&self, id: &QueueId) -> bool {
+        self.queue.join(id.as_str()).exists()
+    }
+
     /// Reads a whole message with its state.
     pub fn load(&self, id: &QueueId) -> Result<SpooledMessage, SpoolError> {
         let (envelope, body) = read_message_file(&self.queue, id)?;
@@ -602,30 +607,55 @@ impl Spool {
         sync_dir(&self.queue)
     }
 
-    /// Deletes orphaned state files; returns the ids of messages waiting for delivery.
+    /// Deletes orphaned state files and removes messages settled before a crash whose DSN
+    /// is queued (see [`DeliveryState::bounce`]); returns the ids of messages waiting for
+    /// delivery.
     pub fn recover(&self) -> Result<Vec<QueueId>, SpoolError> {
-        let ids = self.ids()?;
+        let mut ids = self.ids()?;
         // Tidying only: an entry that cannot be read is left for the next start, not a
         // reason to lose the list of messages to deliver.
         let Ok(entries) = fs::read_dir(&self.queue) else {
             return Ok(ids);
         };
+        let mut bounced = Vec::new();
         for path in entries.flatten().map(|e| e.path()) {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if let Some(stem) = name.strip_suffix(".state") {
-                // A release writes the state before it moves the message out of the
-                // quarantine: a state whose message is still there is a release under
-                // way (or cut short, which the next release overwrites).
-                let orphan =
-                    !self.queue.join(stem).exists() && !self.quarantine.join(stem).exists();
-                if orphan {
-                    let _ = fs::remove_file(&path);
-                }
+            let Some(stem) = name.strip_suffix(".state") else {
+                continue;
+            };
+            // A release writes the state before it moves the message out of the
+            // quarantine: a state whose message is still there is a release under way
+            // (or cut short, which the next release overwrites).
+            let orphan = !self.queue.join(stem).exists() && !self.quarantine.join(stem).exists();
+            if orphan {
+                let _ = fs::remove_file(&path);
+            } else if let Some(id) = self.bounced_before(stem, &path) {
+                bounced.push(id);
             }
         }
+        for id in &bounced {
+            if self.remove(id).is_ok() {
+                tracing::info!(queue_id = %id, "settled and bounced before the restart; removed");
+                ids.retain(|queued| queued != id);
+            }
+        }
+        if !bounced.is_empty() {
+            self.sync_queue()?;
+        }
         Ok(ids)
+    }
+
+    /// The queued message `stem` when its state at `path` says every recipient is settled
+    /// and names a DSN that is in the queue: a crash came between storing the DSN and
+    /// removing the message.
+    fn bounced_before(&self, stem: &str, path: &Path) -> Option<QueueId> {
+        let id = QueueId::parse(stem)?;
+        let state: DeliveryState = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+        let bounce = state.bounce.as_ref().filter(|b| **b != id)?;
+        let settled = state.pending().next().is_none();
+        (settled && self.holds(&id) && self.holds(bounce)).then_some(id)
     }
 
     /// Path of the file whose presence asks a running gateway to retry everything now.

@@ -226,6 +226,17 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
         if let Some(f) = failures.first() {
             msg.state.last_error = Some(f.diagnostic.clone());
         }
+        let bounce_due = !msg.envelope.is_dsn
+            && !msg.envelope.mail_from.is_empty()
+            && !matches!(msg.envelope.verdict.as_str(), "tag" | "quarantine");
+        // The DSN's id goes to disk with the statuses, before the DSN itself: see
+        // `DeliveryState::bounce`.
+        let bounce = match (&msg.state.bounce, bounce_due) {
+            (Some(id), true) => Some(id.clone()),
+            (None, true) => Some(QueueId::generate()),
+            (_, false) => None,
+        };
+        msg.state.bounce = bounce.clone();
         relay.save_state(&msg.id, &msg.state).await;
         if msg.envelope.is_dsn {
             tracing::warn!(
@@ -235,18 +246,15 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
             );
         } else if msg.envelope.mail_from.is_empty() {
             tracing::info!(queue_id = %msg.id, "permanent failure for a null-sender message; no DSN");
-        } else if matches!(msg.envelope.verdict.as_str(), "tag" | "quarantine") {
-            // Judged spam: its sender is most likely forged, a DSN would be backscatter.
-            tracing::info!(queue_id = %msg.id, verdict = %msg.envelope.verdict, "permanent failure for mail judged spam; no DSN");
-        } else {
-            let hostname = &config.server.hostname;
-            if let Err(e) = dsn::queue(&relay.spool, &relay.metrics, hostname, msg, &failures).await
-            {
-                tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
+        } else if let Some(bounce) = bounce {
+            dsn_queued = queue_bounce(relay, config, msg, &failures, &bounce).await;
+            if !dsn_queued {
                 let delay = retry_delay(config, msg.state.attempts);
                 return defer(relay, msg, None, delay).await;
             }
-            dsn_queued = true;
+        } else {
+            // Judged spam: its sender is most likely forged, a DSN would be backscatter.
+            tracing::info!(queue_id = %msg.id, verdict = %msg.envelope.verdict, "permanent failure for mail judged spam; no DSN");
         }
     }
     match relay.spool.remove(&msg.id) {
@@ -273,6 +281,39 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
     }
     relay.forget_state(&msg.id);
     JobResult::Finished
+}
+
+/// Spools the DSN of a settled message under the id its state recorded, unless a try
+/// before this one stored it already (then a failure came after it, such as syncing the
+/// queue). Whether the DSN is queued; on false, the message is to be retried.
+async fn queue_bounce(
+    relay: &Relay,
+    config: &Config,
+    msg: &SpooledMessage,
+    failures: &[FailedRecipient],
+    bounce: &QueueId,
+) -> bool {
+    if relay.spool.holds(bounce) {
+        tracing::info!(queue_id = %msg.id, dsn = %bounce, "DSN queued already");
+        return true;
+    }
+    let hostname = &config.server.hostname;
+    match dsn::queue(
+        &relay.spool,
+        &relay.metrics,
+        hostname,
+        msg,
+        failures,
+        bounce,
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
+            false
+        }
+    }
 }
 
 /// Every failed recipient as the DSN reports it, with the reply recorded when it failed.

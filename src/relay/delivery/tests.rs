@@ -752,3 +752,57 @@ async fn a_message_whose_delivery_keeps_panicking_is_moved_out_of_the_queue() {
     assert_eq!(gw.metrics.spool_corrupt_total.get(), 1);
     gw.stop().await;
 }
+
+/// Regression (review): a crash after a bounce's DSN was stored and before the bounced
+/// message left the queue settled it again at the next start and sent its sender a second
+/// DSN. The DSN's id is saved with the statuses first: a DSN found queued under it settles
+/// the message; one not found yet (a crash before it was stored) is stored under it.
+#[tokio::test]
+async fn a_bounce_cut_short_by_a_crash_sends_one_dsn() {
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let settled_as_failed = |bounce: &QueueId| {
+        let mut state = crate::spool::DeliveryState::new(1);
+        state.rcpt_status[0] = RcptStatus::Failed;
+        state.attempts = 1;
+        let reply = crate::mail::Reply::new(550, "5.1.1", "no such user");
+        state.failures = vec![crate::relay::dsn::FailedRecipient::from_reply(
+            "a@example.test",
+            &reply,
+            None,
+        )];
+        state.bounce = Some(bounce.clone());
+        state
+    };
+    let original = envelope("s@example.org", &["a@example.test"]);
+    // Crashed after storing the DSN.
+    let (stored, its_dsn) = (gw.store(&original).await, QueueId::generate());
+    gw.spool
+        .save_state(&stored, &settled_as_failed(&its_dsn))
+        .unwrap();
+    let mut dsn = envelope("", &["s@example.org"]);
+    dsn.is_dsn = true;
+    gw.spool
+        .store_as(&its_dsn, &dsn, b"", b"Subject: the DSN\r\n\r\nbody\r\n")
+        .await
+        .unwrap();
+    // Crashed before storing it.
+    let (unbounced, dsn_due) = (gw.store(&original).await, QueueId::generate());
+    gw.spool
+        .save_state(&unbounced, &settled_as_failed(&dsn_due))
+        .unwrap();
+    gw.start(cfg, ready);
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    wait_until("both DSNs delivered", || server.messages().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = server.messages();
+    assert_eq!(sent.len(), 2, "one DSN per bounced message");
+    assert!(sent.iter().all(|m| m.mail_from.is_empty()));
+    assert_eq!(
+        gw.metrics.dsn_sent_total.get(),
+        1,
+        "only the missing DSN is new"
+    );
+    gw.stop().await;
+}
