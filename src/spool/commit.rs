@@ -3,7 +3,7 @@
 //! Messages held in memory are handed over with their bytes and written here, so a store
 //! costs one hand-off between threads rather than two (a blocking-pool write, then this
 //! thread). For a batch it writes those files and renames each into its directory (queue or
-//! quarantine). On Linux one `syncfs` then makes data and names durable together;
+//! quarantine). On Linux from 5.8 one `syncfs` then makes data and names durable together;
 //! elsewhere each file is fsynced before the renames and each directory after them.
 //! Every waiting `store` is answered only once its message is durable.
 
@@ -50,9 +50,10 @@ impl Committer {
     pub(super) fn start(spool_dir: &Path, recycler: Arc<Recycler>) -> io::Result<Committer> {
         let dir = File::open(spool_dir)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
+        let sync = Sync::chosen();
         std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || run(dir, rx, &recycler))?;
+            .spawn(move || run(dir, rx, &recycler, sync))?;
         Ok(Committer { tx })
     }
 
@@ -101,7 +102,43 @@ const QUIET: Duration = Duration::from_millis(200);
 /// between batches, even on a gateway that is never quiet.
 const STALE: Duration = Duration::from_secs(2);
 
-fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
+/// How a batch is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// One `syncfs` of the spool's file system after the renames.
+    FileSystem,
+    /// Each file before the renames, each directory after them.
+    EachFile,
+}
+
+impl Sync {
+    /// `syncfs` where it reports write-back errors: Linux before 5.8 returned success for
+    /// data that failed to reach the disk, so a message lost to an I/O error would have
+    /// been answered 250.
+    fn chosen() -> Sync {
+        let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if cfg!(target_os = "linux") && syncfs_reports_errors(&release) {
+            Sync::FileSystem
+        } else {
+            Sync::EachFile
+        }
+    }
+}
+
+/// Whether a Linux kernel of this release (`6.1.0-18-amd64`) reports write-back errors
+/// from `syncfs` (5.8 and later). An unreadable release reads as too old.
+fn syncfs_reports_errors(release: &str) -> bool {
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (5, 8),
+        _ => false,
+    }
+}
+
+fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler, sync: Sync) {
     let mut quiet = false;
     loop {
         let first = match rx.try_recv() {
@@ -126,7 +163,7 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler) {
         quiet = false;
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        commit_batch(&dir, batch, recycler);
+        commit_batch(&dir, batch, recycler, sync);
     }
 }
 
@@ -141,23 +178,23 @@ fn idle_work(recycler: &Recycler, quiet: bool) -> bool {
     }
 }
 
-fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler) {
+fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, sync: Sync) {
     let batch = write_files(batch, recycler);
     if batch.is_empty() {
         return;
     }
-    if cfg!(target_os = "linux") {
+    if sync == Sync::FileSystem {
         // One `syncfs` after the renames makes the files' data and the new directory
         // entries durable in one journal commit (data first, then names, then a directory
         // fsync would take two). Until it returns nobody is answered; a crash before can
         // leave an unacknowledged message in the queue, which is then delivered (the
         // at-least-once side that a crash between fsync and reply has anyway).
         let renamed = rename_all(batch);
-        let synced = flush_data(dir, &renamed);
+        let synced = sync_file_system(dir);
         answer(renamed, synced);
         return;
     }
-    if let Err(e) = flush_data(dir, &batch) {
+    if let Err(e) = sync_each_file(&batch) {
         let path = batch.first().map(|r| r.tmp.clone()).unwrap_or_default();
         for r in batch {
             r.fail(
@@ -262,7 +299,7 @@ fn write_over(mut reused: Reused, contents: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-fn flush_data(dir: &File, _batch: &[Request]) -> io::Result<()> {
+fn sync_file_system(dir: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // One syncfs covers every file of the batch (tmp/ is on the spool's file system).
     // SAFETY: the descriptor is valid for the lifetime of `dir`.
@@ -275,9 +312,57 @@ fn flush_data(dir: &File, _batch: &[Request]) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn flush_data(_dir: &File, batch: &[Request]) -> io::Result<()> {
+fn sync_file_system(_dir: &File) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "syncfs is Linux only",
+    ))
+}
+
+fn sync_each_file(batch: &[Request]) -> io::Result<()> {
     for r in batch {
         File::open(&r.tmp)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncfs_is_trusted_from_linux_5_8() {
+        assert!(syncfs_reports_errors("5.8.0\n"));
+        assert!(syncfs_reports_errors("6.1.0-18-amd64"));
+        assert!(syncfs_reports_errors("5.10.102.1-microsoft-standard-WSL2"));
+        assert!(!syncfs_reports_errors("5.4.0-150-generic"));
+        assert!(!syncfs_reports_errors("4.19.0"));
+        assert!(!syncfs_reports_errors("3.10.0-1160.el7.x86_64"));
+        assert!(!syncfs_reports_errors(""));
+        assert!(!syncfs_reports_errors("garbage"));
+    }
+
+    /// The per-file way (older kernels, other systems) commits as the `syncfs` way does.
+    #[tokio::test]
+    async fn both_ways_of_syncing_commit_a_batch() {
+        for sync in [Sync::FileSystem, Sync::EachFile] {
+            let dir = tempfile::tempdir().unwrap();
+            let (tmp, queue) = (dir.path().join("tmp"), dir.path().join("queue"));
+            fs::create_dir(&tmp).unwrap();
+            fs::create_dir(&queue).unwrap();
+            let recycler = Recycler::open(&dir.path().join("free"), 0, true).unwrap();
+            let (done, answer) = oneshot::channel();
+            let request = Request {
+                contents: Some(b"message".to_vec()),
+                tmp: tmp.join("A1"),
+                target: queue.join("A1"),
+                done,
+            };
+            let root = File::open(dir.path()).unwrap();
+            commit_batch(&root, vec![request], &recycler, sync);
+            answer.await.unwrap().unwrap();
+            assert_eq!(fs::read(queue.join("A1")).unwrap(), b"message", "{sync:?}");
+            assert!(!tmp.join("A1").exists());
+        }
+    }
 }

@@ -94,7 +94,7 @@ impl Spool {
             // message: write-back keeps no order, and a crash could otherwise leave a
             // valid first line over ranges never written (zeros), which recovery would
             // deliver (this file carries no seal). Only messages too big for memory pay
-            // this sync, which the commit's `syncfs` would do anyway.
+            // this sync, which the commit's flush would do anyway.
             file.sync_data()?;
             file.write_all_at(&first_line(start, end), 0)
         })
