@@ -26,6 +26,9 @@ const SWAP_TRIES: usize = 8;
 const IMPORT_CONCURRENCY: usize = 32;
 /// Bound on maintenance calls that move the whole ledger.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(120);
+/// `keep_autolearned` of a retraining that forgets nothing: an import or export works
+/// on the ledger as it is; the running gateway's retraining applies the limit.
+const KEEP_ALL: usize = usize::MAX;
 /// How long the retraining lock is held at most (a crashed holder frees it then).
 const LOCK_HOLD: Duration = Duration::from_secs(600);
 
@@ -94,6 +97,76 @@ fn deltas(old: Option<&Entry>, new: Option<&Entry>) -> Vec<(String, i64)> {
     sum.retain(|_, d| *d != 0);
     sum.insert(GENERATION.to_string(), 1);
     sum.into_iter().collect()
+}
+
+/// Forgets the ledger entry of `digest`, or, with `only_autolearned`, only an entry
+/// autolearned (one learned by hand since it was read is the operator's and stays).
+async fn forget_entry(
+    state: &crate::state::State,
+    digest: &[u8; 32],
+    only_autolearned: bool,
+) -> Result<Outcome, ClassifyError> {
+    let (shard, field) = (store::ledger_shard(digest), hex(digest));
+    for _ in 0..SWAP_TRIES {
+        let Some((bytes, old)) = store::ledger_get(state, digest).await? else {
+            return Ok(Outcome::Unknown);
+        };
+        if only_autolearned && !old.autolearned {
+            return Ok(Outcome::KeptByHand);
+        }
+        let changes = deltas(Some(&old), None);
+        if state
+            .map_swap(&shard, &field, Some(&bytes), None, &changes)
+            .await?
+        {
+            return Ok(Outcome::Forgotten);
+        }
+    }
+    Err(ClassifyError::Conflict)
+}
+
+/// Forgets the oldest autolearned entries of `entries` (the whole ledger) past `keep`
+/// and takes them out of `entries`; how many it forgot. Autolearn adds for as long as
+/// the gateway runs: unbounded, the ledger (a few kilobytes a message) and the time of
+/// every retraining would grow with the gateway's age. Entries learned by hand are kept.
+async fn forget_oldest_autolearned(
+    state: &crate::state::State,
+    entries: &mut Vec<(String, Entry)>,
+    keep: usize,
+) -> Result<usize, ClassifyError> {
+    let mut autolearned: Vec<(u64, usize)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, e))| e.autolearned)
+        .map(|(i, (_, e))| (e.learned_at, i))
+        .collect();
+    if autolearned.len() <= keep {
+        return Ok(0);
+    }
+    // Oldest first; ties (entries stored before they carried a time) in ledger order.
+    autolearned.sort_unstable();
+    let mut gone = vec![false; entries.len()];
+    let ledger: &[(String, Entry)] = entries;
+    for chunk in autolearned[..autolearned.len() - keep].chunks(IMPORT_CONCURRENCY) {
+        let forgets = chunk.iter().map(|&(_, i)| async move {
+            let Some(digest) = parse_digest(&ledger[i].0) else {
+                return Ok((i, Outcome::Unknown));
+            };
+            forget_entry(state, &digest, true).await.map(|o| (i, o))
+        });
+        for result in futures::future::join_all(forgets).await {
+            let (i, outcome) = result?;
+            // Gone by another hand counts as gone too: it is no longer in the ledger.
+            gone[i] = matches!(outcome, Outcome::Forgotten | Outcome::Unknown);
+        }
+    }
+    let forgotten = gone.iter().filter(|g| **g).count();
+    let mut index = 0;
+    entries.retain(|_| {
+        index += 1;
+        !gone[index - 1]
+    });
+    Ok(forgotten)
 }
 
 fn parse_digest(hex_digest: &str) -> Option<[u8; 32]> {
@@ -185,6 +258,7 @@ impl Classifier {
             class,
             hashes: self.features(raw).hashes(),
             autolearned: false,
+            learned_at: 0,
         };
         self.learn_entry(&body_digest(raw), &entry).await
     }
@@ -232,21 +306,7 @@ impl Classifier {
     /// Forgets a learned message: subtracts exactly what its learn added.
     pub async fn forget(&self, raw: &[u8]) -> Result<Outcome, ClassifyError> {
         let state = self.source.state()?;
-        let digest = body_digest(raw);
-        let (shard, field) = (store::ledger_shard(&digest), hex(&digest));
-        for _ in 0..SWAP_TRIES {
-            let Some((bytes, old)) = store::ledger_get(state, &digest).await? else {
-                return Ok(Outcome::Unknown);
-            };
-            let changes = deltas(Some(&old), None);
-            if state
-                .map_swap(&shard, &field, Some(&bytes), None, &changes)
-                .await?
-            {
-                return Ok(Outcome::Forgotten);
-            }
-        }
-        Err(ClassifyError::Conflict)
+        forget_entry(state, &body_digest(raw), false).await
     }
 
     /// Learned messages per class.
@@ -257,12 +317,17 @@ impl Classifier {
     /// Rebuilds the logistic model from the whole ledger and publishes it, when this node
     /// gets the retraining lock; `None` when another node holds it or the ledger lacks a
     /// class. The model is installed here too.
-    pub async fn retrain(&self) -> Result<Option<Arc<LrModel>>, ClassifyError> {
+    /// Past `keep_autolearned` autolearned entries (`classifier.autolearn_max`), the
+    /// oldest are forgotten first.
+    pub async fn retrain(
+        &self,
+        keep_autolearned: usize,
+    ) -> Result<Option<Arc<LrModel>>, ClassifyError> {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
         let Some(lock) = store::lock(&state, &self.settings.node, LOCK_HOLD).await? else {
             return Ok(None);
         };
-        let result = self.retrain_locked(&state).await;
+        let result = self.retrain_locked(&state, keep_autolearned).await;
         store::unlock(&state, lock).await?;
         result
     }
@@ -270,9 +335,20 @@ impl Classifier {
     async fn retrain_locked(
         &self,
         state: &crate::state::State,
+        keep_autolearned: usize,
     ) -> Result<Option<Arc<LrModel>>, ClassifyError> {
+        // Read first: a learn after this makes the model older than the ledger, so it is
+        // retrained again at the next interval (the forgetting below does the same).
         let generation = store::generation(state).await?;
-        let entries = store::ledger_all(state).await?;
+        let mut entries = store::ledger_all(state).await?;
+        let forgotten = forget_oldest_autolearned(state, &mut entries, keep_autolearned).await?;
+        if forgotten > 0 {
+            tracing::info!(
+                forgotten,
+                kept = keep_autolearned,
+                "classifier: the oldest autolearned messages forgotten (classifier.autolearn_max)"
+            );
+        }
         let spam = entries.iter().filter(|(_, e)| e.class.is_spam()).count();
         if spam == 0 || spam == entries.len() {
             return Ok(None);
@@ -297,7 +373,10 @@ impl Classifier {
 
     /// Retrains when the ledger changed since the installed (or published) model was
     /// trained; the new model, if this node made one.
-    pub async fn retrain_if_due(&self) -> Result<Option<Arc<LrModel>>, ClassifyError> {
+    pub async fn retrain_if_due(
+        &self,
+        keep_autolearned: usize,
+    ) -> Result<Option<Arc<LrModel>>, ClassifyError> {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
         let generation = store::generation(&state).await?;
         let trained = match self.model() {
@@ -309,7 +388,7 @@ impl Classifier {
         if trained == Some(generation) || generation == 0 {
             return Ok(None);
         }
-        self.retrain().await
+        self.retrain(keep_autolearned).await
     }
 
     /// Installs the published model when its version differs from the installed one;
@@ -357,7 +436,7 @@ impl Classifier {
                 self.install(Some(model));
             }
             _ => {
-                self.retrain().await?;
+                self.retrain(KEEP_ALL).await?;
             }
         }
         if was_empty {
@@ -372,7 +451,7 @@ impl Classifier {
         let generation = store::generation(&state).await?;
         let mut model = store::published_model(&state).await?;
         if model.as_ref().map(LrModel::generation) != Some(generation) {
-            model = self.retrain().await?.map(|m| (*m).clone());
+            model = self.retrain(KEEP_ALL).await?.map(|m| (*m).clone());
         }
         let entries = store::ledger_all(&state)
             .await?
@@ -417,11 +496,13 @@ mod tests {
             class: Class::Spam,
             hashes: vec![1, 2],
             autolearned: false,
+            learned_at: 0,
         };
         let new = Entry {
             class: Class::Ham,
             hashes: vec![2, 3],
             autolearned: false,
+            learned_at: 0,
         };
         let d: BTreeMap<String, i64> = deltas(Some(&old), Some(&new)).into_iter().collect();
         assert_eq!(d[&store::token_key(1)], -1);

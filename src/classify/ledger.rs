@@ -143,19 +143,26 @@ pub struct Entry {
     /// Learned by autolearn, not by `mxguard learn` (or a seed): an autolearn never moves
     /// an entry learned by hand, whatever a later copy of the message scores.
     pub autolearned: bool,
+    /// When autolearn recorded it (unix seconds): past `classifier.autolearn_max` the
+    /// oldest autolearned entries are forgotten. 0 for entries learned by hand, which are
+    /// kept, and for autolearned ones stored before entries carried a time.
+    pub learned_at: u64,
 }
 
 impl Entry {
-    /// Stored form: `S` or `H` (by hand), `s` or `h` (autolearned), then the hashes as
-    /// little-endian u64.
+    /// Stored form: `S` or `H` (by hand), or `T` then `s` or `h` and the time as a
+    /// little-endian u64 (autolearned); then the hashes as little-endian u64. (`s` or `h`
+    /// alone is an autolearned entry stored before entries carried a time.)
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.hashes.len() * 8);
-        out.push(match (self.class.is_spam(), self.autolearned) {
-            (true, false) => b'S',
-            (false, false) => b'H',
-            (true, true) => b's',
-            (false, true) => b'h',
-        });
+        let mut out = Vec::with_capacity(10 + self.hashes.len() * 8);
+        match (self.class.is_spam(), self.autolearned) {
+            (true, false) => out.push(b'S'),
+            (false, false) => out.push(b'H'),
+            (spam, true) => {
+                out.extend_from_slice(if spam { b"Ts" } else { b"Th" });
+                out.extend_from_slice(&self.learned_at.to_le_bytes());
+            }
+        }
         for h in &self.hashes {
             out.extend_from_slice(&h.to_le_bytes());
         }
@@ -167,6 +174,16 @@ impl Entry {
         let (kind, rest) = bytes
             .split_first()
             .ok_or_else(|| ClassifyError::Format("empty ledger entry".into()))?;
+        let (kind, timed, learned_at, rest) = match (kind, rest) {
+            (b'T', [kind, rest @ ..]) => {
+                let (time, rest) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| ClassifyError::Format("truncated ledger entry".into()))?;
+                (kind, true, u64::from_le_bytes(*time), rest)
+            }
+            (b'T', []) => return Err(ClassifyError::Format("truncated ledger entry".into())),
+            _ => (kind, false, 0, rest),
+        };
         let (class, autolearned) = match kind {
             b'S' => (Class::Spam, false),
             b'H' => (Class::Ham, false),
@@ -174,6 +191,9 @@ impl Entry {
             b'h' => (Class::Ham, true),
             _ => return Err(ClassifyError::Format("ledger entry of no class".into())),
         };
+        if timed && !autolearned {
+            return Err(ClassifyError::Format("ledger entry of no class".into()));
+        }
         if rest.len() % 8 != 0 {
             return Err(ClassifyError::Format("truncated ledger entry".into()));
         }
@@ -185,6 +205,7 @@ impl Entry {
             class,
             hashes,
             autolearned,
+            learned_at,
         })
     }
 }
@@ -192,6 +213,34 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_round_trip_and_old_autolearned_ones_read_without_a_time() {
+        for (class, autolearned, learned_at) in [
+            (Class::Spam, false, 0),
+            (Class::Ham, false, 0),
+            (Class::Spam, true, 1_700_000_000),
+            (Class::Ham, true, 1_700_000_001),
+        ] {
+            let entry = Entry {
+                class,
+                hashes: vec![1, u64::MAX],
+                autolearned,
+                learned_at,
+            };
+            assert_eq!(Entry::from_bytes(&entry.to_bytes()).unwrap(), entry);
+        }
+        let mut old = vec![b's'];
+        old.extend_from_slice(&7u64.to_le_bytes());
+        let read = Entry::from_bytes(&old).unwrap();
+        assert_eq!(
+            (read.autolearned, read.learned_at, read.hashes),
+            (true, 0, vec![7])
+        );
+        for bad in [&b"T"[..], b"Ts1234567", b"TS12345678", b"Tx12345678"] {
+            assert!(Entry::from_bytes(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn digest_ignores_headers_and_line_ends() {
@@ -232,6 +281,7 @@ mod tests {
                 class: Class::Spam,
                 hashes: vec![1, u64::MAX],
                 autolearned,
+                learned_at: u64::from(autolearned) * 5,
             };
             assert_eq!(Entry::from_bytes(&e.to_bytes()).unwrap(), e);
         }

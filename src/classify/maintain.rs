@@ -107,7 +107,10 @@ pub async fn run(
         }
         if Instant::now() >= next_retrain {
             next_retrain = Instant::now() + config.classifier.retrain_interval;
-            match classifier.retrain_if_due().await {
+            match classifier
+                .retrain_if_due(config.classifier.autolearn_max)
+                .await
+            {
                 Ok(Some(model)) => {
                     tracing::info!(
                         version = model.version(),

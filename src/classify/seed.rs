@@ -189,6 +189,7 @@ impl Seed {
                     class,
                     hashes,
                     autolearned: false,
+                    learned_at: 0,
                 },
             ));
         }
@@ -284,6 +285,7 @@ mod tests {
             class: Class::Spam,
             hashes,
             autolearned: false,
+            learned_at: 0,
         };
         let token_twice = Seed {
             entries: vec![([1; 32], entry(vec![3, 3, 7]))],
@@ -311,11 +313,13 @@ mod tests {
             class: Class::Spam,
             hashes: vec![3, 99, u64::MAX],
             autolearned: false,
+            learned_at: 0,
         };
         let e2 = Entry {
             class: Class::Ham,
             hashes: vec![3, 7],
             autolearned: false,
+            learned_at: 0,
         };
         let examples = [
             Example {

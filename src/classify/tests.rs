@@ -134,7 +134,7 @@ async fn lifecycle(state: &State) {
     };
     assert_eq!(t, Counts::default());
     learn_corpus(&c, 12).await;
-    assert!(c.retrain().await.unwrap().is_some());
+    assert!(c.retrain(usize::MAX).await.unwrap().is_some());
     // Unseen messages of each kind are told apart.
     assert!(probability(&c, &message(true, 100)).await > 0.9);
     assert!(probability(&c, &message(false, 100)).await < 0.1);
@@ -251,7 +251,7 @@ async fn an_unreadable_ledger_entry_does_not_stop_retraining() {
     state.map_set(&shard, "damaged", b"").await.unwrap();
     state.map_set(&shard, "foreign", b"X1234").await.unwrap();
     let model = c
-        .retrain()
+        .retrain(usize::MAX)
         .await
         .unwrap()
         .expect("retrained on the readable entries");
@@ -291,9 +291,9 @@ async fn two_gateways_share_what_one_learns_through_redis() {
     assert_eq!(outcomes, [Outcome::Learned, Outcome::AlreadyLearned]);
     assert_eq!(c1.totals().await.unwrap(), Counts { spam: 12, ham: 13 });
     // Only one node retrains at a time, and no retrain is due after one.
-    assert!(c2.retrain_if_due().await.unwrap().is_some());
+    assert!(c2.retrain_if_due(usize::MAX).await.unwrap().is_some());
     assert!(c1.refresh().await.unwrap());
-    assert!(c1.retrain_if_due().await.unwrap().is_none());
+    assert!(c1.retrain_if_due(usize::MAX).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -595,6 +595,7 @@ async fn an_autolearn_never_moves_what_was_learned_by_hand() {
             class,
             hashes: Tokenizer.features(raw).hashes(),
             autolearned: true,
+            learned_at: 1,
         };
         (super::ledger::body_digest(raw), entry)
     };
@@ -632,5 +633,60 @@ async fn an_autolearn_never_moves_what_was_learned_by_hand() {
         c.learn_entry(&digest, &as_spam).await.unwrap(),
         Outcome::KeptByHand,
         "confirmed by hand, so kept"
+    );
+}
+
+/// Regression (carried review finding): the ledger kept every autolearned message for ever,
+/// so the store and each retraining (which reads the whole ledger) grew with the gateway's
+/// age. Past `autolearn_max` the oldest autolearned messages are forgotten, exactly, at
+/// the next retraining; messages learned by hand stay.
+#[tokio::test]
+async fn the_oldest_autolearned_messages_are_forgotten_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("state.redb"),
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let c = classifier(&state, "gw1");
+    learn_corpus(&c, 3).await;
+    let by_hand = snapshot(&state).await;
+    // Six autolearned messages, learned at times 10..16 in no particular order.
+    let mut learned = Vec::new();
+    for (i, at) in [(40, 13), (41, 10), (42, 15), (43, 11), (44, 14), (45, 12)] {
+        let raw = message(i % 2 == 0, i);
+        let entry = super::ledger::Entry {
+            class: if i % 2 == 0 { Class::Spam } else { Class::Ham },
+            hashes: Tokenizer.features(&raw).hashes(),
+            autolearned: true,
+            learned_at: at,
+        };
+        let digest = super::ledger::body_digest(&raw);
+        assert_eq!(
+            c.learn_entry(&digest, &entry).await.unwrap(),
+            Outcome::Learned
+        );
+        learned.push((at, raw));
+    }
+    let model = c.retrain(4).await.unwrap().expect("retrained");
+    assert_eq!(model.examples(), 6 + 4, "trained without the forgotten");
+    let entries = store::ledger_all(&state).await.unwrap();
+    assert_eq!(entries.len(), 6 + 4);
+    for (at, raw) in &learned {
+        let kept = store::ledger_get(&state, &super::ledger::body_digest(raw))
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(kept, *at >= 12, "learned at {at}");
+    }
+    // Down to the newest one; forgetting it leaves exactly what was learned by hand.
+    assert!(c.retrain(1).await.unwrap().is_some());
+    assert_eq!(store::ledger_all(&state).await.unwrap().len(), 6 + 1);
+    let newest = &learned[2];
+    assert_eq!(newest.0, 15);
+    assert_eq!(c.forget(&newest.1).await.unwrap(), Outcome::Forgotten);
+    assert_eq!(
+        snapshot(&state).await,
+        by_hand,
+        "counts back to the hand-learned ones exactly"
     );
 }

@@ -60,11 +60,12 @@ async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCo
     // What the gateway takes (a bigger message is refused before any check): the most a
     // file learned is read into memory.
     let limit = config.server.limits.message_size_bytes;
+    let keep = config.classifier.autolearn_max;
     match action {
         LearnAction::Learn(class, paths) => {
-            learn_files(&classifier, Some(class), &paths, limit).await
+            learn_files(&classifier, Some(class), &paths, limit, keep).await
         }
-        LearnAction::Forget(paths) => learn_files(&classifier, None, &paths, limit).await,
+        LearnAction::Forget(paths) => learn_files(&classifier, None, &paths, limit, keep).await,
         LearnAction::Import(path) => {
             let seed = Seed::read(&path)?;
             let started = Instant::now();
@@ -151,6 +152,7 @@ async fn learn_files(
     class: Option<Class>,
     paths: &[PathBuf],
     limit: usize,
+    keep_autolearned: usize,
 ) -> anyhow::Result<ExitCode> {
     let Collected {
         files,
@@ -223,7 +225,7 @@ async fn learn_files(
         *n > 0 && matches!(o, Outcome::Learned | Outcome::Moved | Outcome::Forgotten)
     });
     if changed {
-        if classifier.retrain().await?.is_none() {
+        if classifier.retrain(keep_autolearned).await?.is_none() {
             eprintln!(
                 "learn: model not retrained (another node holds the lock, or a class is missing)"
             );

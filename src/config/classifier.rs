@@ -6,6 +6,10 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Most autolearned messages `classifier.autolearn_max` may keep: a retraining reads the
+/// whole ledger into memory (a few kilobytes a message).
+const MAX_AUTOLEARNED: usize = 1_000_000;
+
 /// The validated `[classifier]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierConfig {
@@ -25,6 +29,9 @@ pub struct ClassifierConfig {
     /// Most learned messages of one class per message of the other before autolearn stops
     /// adding to the larger class (keeps the classes balanced).
     pub autolearn_balance: f64,
+    /// Autolearned messages kept in the ledger; past it the oldest are forgotten at the
+    /// next retraining (messages learned by hand are kept).
+    pub autolearn_max: usize,
     /// How often a gateway checks whether the ledger changed and retrains the logistic model
     /// (one gateway of the tier does, under a lock).
     pub retrain_interval: Duration,
@@ -43,6 +50,7 @@ pub(super) struct RawClassifier {
     autolearn_spam: f64,
     autolearn_ham: f64,
     autolearn_balance: f64,
+    autolearn_max: usize,
     #[serde(with = "humantime_serde")]
     retrain_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -59,6 +67,7 @@ impl Default for RawClassifier {
             autolearn_spam: 12.0,
             autolearn_ham: 0.0,
             autolearn_balance: 3.0,
+            autolearn_max: 20_000,
             retrain_interval: Duration::from_secs(600),
             model_poll: Duration::from_secs(30),
         }
@@ -86,6 +95,12 @@ impl RawClassifier {
         if !(self.autolearn_balance.is_finite() && self.autolearn_balance >= 1.0) {
             problems.bad("classifier.autolearn_balance", "must be 1.0 or more");
         }
+        if !(1..=MAX_AUTOLEARNED).contains(&self.autolearn_max) {
+            problems.bad(
+                "classifier.autolearn_max",
+                &format!("must be from 1 to {MAX_AUTOLEARNED}"),
+            );
+        }
         time_limit(
             problems,
             "classifier.retrain_interval",
@@ -101,6 +116,7 @@ impl RawClassifier {
             autolearn_spam: self.autolearn_spam,
             autolearn_ham: self.autolearn_ham,
             autolearn_balance: self.autolearn_balance,
+            autolearn_max: self.autolearn_max,
             retrain_interval: self.retrain_interval,
             model_poll: self.model_poll,
         }
@@ -122,7 +138,7 @@ mod tests {
         assert!(!c.classifier.autolearn);
         let bad = format!(
             "{BASE}[classifier]\nseed = \"/nonexistent/seed\"\nautolearn_ham = 20.0\n\
-             autolearn_balance = 0.5\nmodel_poll = \"0s\"\n"
+             autolearn_balance = 0.5\nmodel_poll = \"0s\"\nautolearn_max = 0\n"
         );
         let err = Config::from_toml(Path::new("t.toml"), &bad)
             .unwrap_err()
@@ -132,6 +148,7 @@ mod tests {
             "classifier.autolearn_ham",
             "classifier.autolearn_balance",
             "classifier.model_poll",
+            "classifier.autolearn_max",
         ] {
             assert!(err.contains(key), "{key} missing from {err}");
         }

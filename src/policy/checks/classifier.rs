@@ -221,6 +221,7 @@ impl Check for Autolearn {
                 class,
                 hashes: classifier.features(&raw).hashes(),
                 autolearned: true,
+                learned_at: crate::spool::unix_now(),
             };
             if let Err(e) = classifier.learn_entry(&digest, &entry).await {
                 tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
@@ -338,6 +339,7 @@ mod tests {
             autolearn_spam: 12.0,
             autolearn_ham: 0.0,
             autolearn_balance: 3.0,
+            autolearn_max: 20_000,
             retrain_interval: std::time::Duration::from_secs(600),
             model_poll: std::time::Duration::from_secs(30),
         }
