@@ -20,12 +20,17 @@ pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
     if single_part(raw) {
         return (raw, false);
     }
+    let declared = declared_boundaries(raw);
+    let is_boundary = |line: &[u8]| match &declared {
+        Some(names) => names.iter().any(|b| line[2..].starts_with(b)),
+        None => true,
+    };
     // One walk over the line starts, counting both kinds; the message is cut where either
     // count first passes the limit.
     let (mut boundaries, mut nested) = (0, 0);
     for start in memchr::memchr_iter(b'\n', raw).map(|at| at + 1) {
         let line = &raw[start..];
-        let count = if line.starts_with(b"--") {
+        let count = if line.starts_with(b"--") && is_boundary(line) {
             &mut boundaries
         } else if declares_a_message(line) {
             &mut nested
@@ -38,6 +43,51 @@ pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
         }
     }
     (raw, false)
+}
+
+/// Most boundaries [`declared_boundaries`] tells apart; past it every `--` line counts.
+const MAX_DECLARED_BOUNDARIES: usize = 256;
+
+/// Every `boundary=` value in `raw` (a superset of the boundaries the parser splits at:
+/// text that looks like a declaration adds one too), or `None` when they cannot be told:
+/// none found, an RFC 2231 `boundary*`, or too many. Only lines that start with one of them
+/// then count as parts: 1,001 `--` lines in a text part cut the message before its
+/// attachment, which no check then saw.
+fn declared_boundaries(raw: &[u8]) -> Option<Vec<&[u8]>> {
+    const NAME: &[u8] = b"boundary";
+    let mut names: Vec<&[u8]> = Vec::new();
+    for at in memchr::memchr2_iter(b'=', b'*', raw) {
+        let Some(name) = at.checked_sub(NAME.len()).map(|from| &raw[from..at]) else {
+            continue;
+        };
+        if !name.eq_ignore_ascii_case(NAME) {
+            continue;
+        }
+        if raw[at] == b'*' {
+            return None;
+        }
+        let value = &raw[at + 1..];
+        let value = match value.strip_prefix(b"\"") {
+            Some(quoted) => &quoted[..memchr::memchr2(b'"', b'\n', quoted).unwrap_or(quoted.len())],
+            None => {
+                let end = value
+                    .iter()
+                    .position(|b| b.is_ascii_whitespace() || *b == b';')
+                    .unwrap_or(value.len());
+                &value[..end]
+            }
+        };
+        if value.is_empty() {
+            return None;
+        }
+        if !names.contains(&value) {
+            if names.len() == MAX_DECLARED_BOUNDARIES {
+                return None;
+            }
+            names.push(value);
+        }
+    }
+    (!names.is_empty()).then_some(names)
 }
 
 /// Whether `line` starts a `Content-Type` field of a `message/*` type (any case, blanks
@@ -145,6 +195,31 @@ mod tests {
             .join()
             .unwrap();
         assert!(parsed);
+    }
+
+    /// Regression (review): every line starting with `--` counted as a part, so 1,001 of
+    /// them in a text part cut the message before its attachment, which neither the
+    /// attachment policy nor clamd then saw. Only lines starting with a declared boundary
+    /// count; a message whose boundaries cannot be told counts every `--` line.
+    #[test]
+    fn only_declared_boundaries_count_as_parts() {
+        let padded = format!(
+            "Content-Type: multipart/mixed;\r\n boundary=\"=_b1\"\r\n\r\n--=_b1\r\n\
+             Content-Type: text/plain\r\n\r\n{}--=_b1\r\nContent-Type: application/zip; \
+             name=a.zip\r\n\r\nZIP\r\n--=_b1--\r\n",
+            "--\r\n-- x\r\n".repeat(100)
+        );
+        assert_eq!(
+            cut_to_parts(padded.as_bytes(), 10),
+            (padded.as_bytes(), false)
+        );
+        assert_eq!(
+            declared_boundaries(b"a\r\nBOUNDARY=x; y=1\r\n"),
+            Some(vec![&b"x"[..]])
+        );
+        let unknown = padded.replace("boundary=\"=_b1\"", "boundary*0=\"=_b1\"");
+        assert!(cut_to_parts(unknown.as_bytes(), 10).1);
+        assert!(cut_to_parts(&parts(20), 10).1);
     }
 
     /// A single text part has one part however many of its lines start with `--` (a

@@ -604,14 +604,18 @@ fn collect_attachments(
     out: &mut Vec<AttachmentPart>,
 ) {
     for part in &message.parts {
+        // Every value of each: a plain `filename` beside an RFC 2231 `filename*` (which
+        // mail-parser keeps as a second `filename`, and which clients prefer) or a
+        // repeated one each name a file a client may show.
         let mut names: Vec<String> = Vec::new();
-        let disposition = part
-            .content_disposition()
-            .and_then(|d| d.attribute("filename"));
-        let type_name = part.content_type().and_then(|t| t.attribute("name"));
-        for name in [disposition, type_name].into_iter().flatten() {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
+        let disposition = part.content_disposition().map(|d| (d, "filename"));
+        let type_name = part.content_type().map(|t| (t, "name"));
+        for (field, attribute) in [disposition, type_name].into_iter().flatten() {
+            let values = field.attributes().unwrap_or_default().iter();
+            for value in values.filter(|a| a.name == attribute).map(|a| &a.value) {
+                if !names.iter().any(|n| n == value) {
+                    names.push(value.to_string());
+                }
             }
         }
         let carries_file = match &part.body {

@@ -122,6 +122,7 @@ fn walk(
     // entry: count the headers first and leave an over-full archive unopened. Only headers
     // of the central directory count: the same four bytes in a comment or in an entry's
     // data are not entries (and would hide a real one behind ARCHIVE_TOO_MANY_ENTRIES).
+    judge_header_names(policy, data, path, findings);
     let headers = central_headers(data, budget.entries_left.saturating_add(1));
     if headers > budget.entries_left {
         budget.entries_left = 0;
@@ -196,6 +197,47 @@ fn walk(
                 inspect(policy, &inner, depth + 1, &shown, budget, findings);
             }
         }
+    }
+}
+
+/// Distinct names read from an archive's raw headers, at most: the bound on the work of
+/// [`judge_header_names`] (about a microsecond a name).
+const MAX_HEADER_NAMES: usize = 100_000;
+
+/// Judges every name the headers of the zip in `data` carry, as bytes, before and apart
+/// from the reader: each central-directory header (`PK\x01\x02`, the name at 46, its length
+/// at 28) and each local header (`PK\x03\x04`, at 30 and 26) found anywhere. The reader
+/// shows one name per entry, the central one, or the Info-ZIP Unicode alias in its place;
+/// a streaming unzipper uses the local one; and an archive over the entry limit is never
+/// opened. Names cost nothing to judge, so none of them is left out: a blocked file in a
+/// zip of 1,001 entries, or named only in its local header, is found. Signatures in
+/// entry data give junk names, which are judged as junk.
+fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
+    let u16_at = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
+        .map(|at| (at, 28, 46))
+        .chain(memchr::memmem::find_iter(data, b"PK\x03\x04").map(|at| (at, 26, 30)));
+    for (at, length_at, name_at) in headers {
+        let Some(len) = u16_at(at + length_at) else {
+            continue;
+        };
+        let Some(name) = data.get(at + name_at..at + name_at + len) else {
+            continue;
+        };
+        if name.is_empty() || name.ends_with(b"/") || !seen.insert(name) {
+            continue;
+        }
+        if seen.len() > MAX_HEADER_NAMES {
+            findings.add(Symbol::ArchiveTooManyEntries, path);
+            return;
+        }
+        let name = String::from_utf8_lossy(name);
+        let shown = format!("{path}/{}", shown_name(&name));
+        policy.check_name(&name, true, findings, &shown);
     }
 }
 

@@ -41,6 +41,9 @@ fn is_padding(c: char) -> bool {
 
 /// Reads a file name.
 pub(super) fn analyse(name: &str) -> NameFacts {
+    // A NUL ends the name for the C string APIs that extract it (Info-ZIP's `unzip`
+    // writes `invoice.js` for `invoice.js\0.txt`); no file system keeps one.
+    let name = name.split('\0').next().unwrap_or(name);
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let bidi = base.chars().any(is_bidi_control);
     let cleaned: String = base
@@ -87,6 +90,9 @@ mod tests {
         assert_eq!(ext("evil.exe . . ").as_deref(), Some("exe"));
         assert_eq!(ext("evil.e\u{200B}xe").as_deref(), Some("exe"));
         assert_eq!(ext("evil.exe\u{0}").as_deref(), Some("exe"));
+        // Regression (review): the NUL was dropped as an invisible character, so the
+        // extension after it was judged; an extracting tool stops at it.
+        assert_eq!(ext("invoice.js\u{0}.txt").as_deref(), Some("js"));
         assert_eq!(ext("README"), None);
         assert_eq!(ext(""), None);
         assert_eq!(ext("..."), None);

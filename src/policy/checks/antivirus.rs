@@ -8,6 +8,7 @@ use crate::config::{AvFailure, AvScope};
 use crate::mail::Reply;
 use crate::metrics::Metrics;
 use crate::policy::{AvScan, Check, Context, Decision, Stage};
+use crate::rules::MessageView;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -130,6 +131,35 @@ impl Check for Antivirus {
     }
 }
 
+/// Attached files clamd gets one stream each, at most; a message with more is sent whole
+/// (one connection, not hundreds: 990 attachments took 990 clamd threads in turn).
+const MAX_ATTACHMENT_STREAMS: usize = 32;
+
+/// Whether the attachment list leaves files out, or is too long to send file by file:
+/// parts past the part limit or nested past the depth limit are not in it (a sender put
+/// EICAR after 1,001 boundary lines, or nine attached messages deep, and clamd never saw
+/// it), nor is a uuencoded file in a text part. clamd then gets the whole message and
+/// decodes it itself.
+fn attachments_unseen_or_many(view: &MessageView) -> bool {
+    view.too_many_parts()
+        || view.too_deep()
+        || view.attachments().len() > MAX_ATTACHMENT_STREAMS
+        || has_uuencoded_file(view.full())
+}
+
+/// Whether `raw` holds a line that opens a uuencoded file: `begin`, an octal mode, a name
+/// (`begin 644 invoice.exe`). Mail clients show such a block as an attachment.
+fn has_uuencoded_file(raw: &[u8]) -> bool {
+    memchr::memmem::find_iter(raw, b"\nbegin ").any(|at| {
+        let rest = &raw[at + 7..];
+        let mode = rest
+            .iter()
+            .take_while(|b| (b'0'..=b'7').contains(b))
+            .count();
+        (3..=4).contains(&mode) && rest.get(mode) == Some(&b' ')
+    })
+}
+
 impl Antivirus {
     /// Sends what `scope` says to clamd; `None` when there is nothing to scan.
     async fn scan(&self, ctx: &mut Context) -> Option<Result<ScanReport, String>> {
@@ -147,14 +177,15 @@ impl Antivirus {
             });
         }
         let view = ctx.view();
-        let streams: Vec<&[u8]> = match self.scope {
-            AvScope::Attachments => view
-                .attachments()
+        let whole = self.scope == AvScope::Message || attachments_unseen_or_many(&view);
+        let streams: Vec<&[u8]> = if whole {
+            vec![view.full()]
+        } else {
+            view.attachments()
                 .iter()
                 .map(|a| a.data.as_slice())
                 .filter(|d| !d.is_empty())
-                .collect(),
-            AvScope::Message => vec![view.full()],
+                .collect()
         };
         if streams.is_empty() {
             return None;
@@ -269,6 +300,88 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
             "{text}"
         );
         assert!(text.contains("mxguard_antivirus_scan_duration_seconds_count 1"));
+    }
+
+    /// A clamd that answers OK to every stream and keeps what it was sent.
+    async fn recording() -> (Clamd, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = ClamdAddress::Tcp(listener.local_addr().unwrap().to_string());
+        let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = streams.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let mut cmd = [0u8; 10];
+                    let _ = s.read_exact(&mut cmd).await;
+                    let mut stream = Vec::new();
+                    loop {
+                        let mut len = [0u8; 4];
+                        if s.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let n = u32::from_be_bytes(len) as usize;
+                        if n == 0 {
+                            break;
+                        }
+                        let mut chunk = vec![0u8; n];
+                        let _ = s.read_exact(&mut chunk).await;
+                        stream.extend_from_slice(&chunk);
+                    }
+                    kept.lock().unwrap().push(stream);
+                    let _ = s.write_all(b"stream: OK\0").await;
+                });
+            }
+        });
+        (
+            Clamd::new(address, Duration::from_secs(5), 1 << 20),
+            streams,
+        )
+    }
+
+    /// Regression (review): clamd got only the attachment list, and files the list leaves
+    /// out were never scanned: EICAR after 1,001 `--` lines (past the part limit), a
+    /// uuencoded file in a text part. Such messages, and ones with many attachments (one
+    /// clamd connection each), go to clamd whole.
+    #[tokio::test]
+    async fn files_the_attachment_list_leaves_out_reach_clamd_in_the_whole_message() {
+        let (clamd, streams) = recording().await;
+        let check = Antivirus::new(clamd, AvFailure::Open, AvScope::Attachments, None);
+        let padded = format!(
+            "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\n{}--b\r\n\
+             Content-Type: application/octet-stream; name=a.com\r\n\r\nHIDDEN-PAYLOAD\r\n--b--\r\n",
+            "--\r\n".repeat(1001)
+        );
+        let uuencoded =
+            "Subject: x\r\n\r\nsee attached\r\nbegin 644 a.com\r\nM6%5/\r\n`\r\nend\r\n";
+        let many_parts: String = (0..40)
+            .map(|i| format!("--b\r\nContent-Type: application/octet-stream; name=f{i}.bin\r\n\r\nDATA{i}\r\n"))
+            .collect();
+        let many = format!(
+            "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n{many_parts}--b--\r\n"
+        );
+        for (name, message, seen) in [
+            ("padded", padded.as_str(), "HIDDEN-PAYLOAD"),
+            ("uuencoded", uuencoded, "begin 644 a.com"),
+            ("many", many.as_str(), "DATA39"),
+        ] {
+            streams.lock().unwrap().clear();
+            assert_eq!(check.run(&mut ctx(message)).await, Decision::Continue);
+            let sent = streams.lock().unwrap().clone();
+            assert_eq!(sent.len(), 1, "{name}: one stream, the whole message");
+            assert!(
+                memchr::memmem::find(&sent[0], seen.as_bytes()).is_some(),
+                "{name}: clamd did not get {seen}"
+            );
+        }
+        // An ordinary message still sends its attachments, decoded, one by one.
+        streams.lock().unwrap().clear();
+        assert_eq!(
+            check.run(&mut ctx(WITH_ATTACHMENT)).await,
+            Decision::Continue
+        );
+        assert_eq!(*streams.lock().unwrap(), vec![b"PAYLOAD".to_vec()]);
     }
 
     #[tokio::test]

@@ -14,7 +14,8 @@ use tokio::sync::Semaphore;
 #[derive(Debug)]
 pub struct Attachments {
     policy: Arc<AttachmentPolicy>,
-    /// Messages on disk decoded at a time (`attachments.disk_inspections`).
+    /// Messages on disk decoded, and messages whose archives are opened, at a time
+    /// (`attachments.disk_inspections`).
     disk_inspections: Arc<Semaphore>,
     /// Nesting of attached messages searched for files (`scan_nesting_depth`) and the
     /// MIME parts parsed (`scan_mime_parts`) of a message on disk.
@@ -114,6 +115,10 @@ impl Check for Attachments {
             // Decompressing is CPU work of up to max_expanded_bytes: keep it off the
             // threads that serve sessions.
             Ok(_) if opens_archives => {
+                // Opening archives costs memory too (a nested zip is held whole, up to
+                // `max_expanded_bytes`), whatever the message's size: one of
+                // `disk_inspections` at a time, or 200 small messages took 15 GB.
+                let _turn = self.disk_inspections.acquire().await;
                 let policy = self.policy.clone();
                 let shared = attachments.clone();
                 tokio::task::spawn_blocking(move || policy.inspect(&parts(shared.list())))
@@ -169,6 +174,58 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         let names: Vec<&str> = c.symbols.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"]);
         assert_eq!(c.symbols[0].score, Symbol::BlockedExt.default_score());
+    }
+
+    /// Regression (review): only the first `filename` (and `name`) parameter was judged,
+    /// so `filename="invoice.txt"; filename*=UTF-8''invoice.js` (RFC 2231, which clients
+    /// prefer) passed as a text file.
+    #[tokio::test]
+    async fn every_filename_parameter_of_a_part_is_judged() {
+        for disposition in [
+            "attachment; filename=\"invoice.txt\"; filename*=UTF-8''invoice.js",
+            "attachment; filename=\"invoice.txt\"; filename=\"invoice.js\"",
+        ] {
+            let message = format!(
+                "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+                 --b\nContent-Type: text/plain\nContent-Disposition: {disposition}\n\n\
+                 alert(1)\n--b--\n"
+            );
+            let mut c = ctx(&message);
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+                "{disposition}: {:?}",
+                c.symbols
+            );
+        }
+    }
+
+    /// Regression (review): only messages on disk waited for a `disk_inspections` turn; a
+    /// small message whose zip held a zip of 63 MiB was opened at once, however many such
+    /// sessions there were (about 80 MB each). Opening archives takes a turn too.
+    #[tokio::test]
+    async fn opening_archives_waits_for_an_inspection_turn() {
+        let zip_b64 = "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==";
+        let message = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n{zip_b64}\n--b--\n"
+        );
+        let turns = Arc::new(Semaphore::new(1));
+        let check = Arc::new(Attachments::new(
+            AttachmentPolicy::new(&AttachmentsConfig::default()),
+            turns.clone(),
+            ScanLimits::default(),
+        ));
+        let held = turns.clone().acquire_owned().await.unwrap();
+        let mut running = tokio::spawn({
+            let check = check.clone();
+            async move { check.run(&mut ctx(&message)).await }
+        });
+        // Without the turn it is done in microseconds; it must still be waiting.
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(1), &mut running).await;
+        assert!(waited.is_err(), "opened an archive without a turn");
+        drop(held);
+        assert_eq!(running.await.unwrap(), Decision::Continue);
     }
 
     #[tokio::test]

@@ -181,6 +181,30 @@ fn too_many_entries_stop_the_inspection() {
     );
 }
 
+/// Regression (review): an archive over the entry limit was left unopened and none of its
+/// names judged, so a blocked file behind 1,001 harmless entries scored 1 point; and the
+/// name a local header gives (streaming extractors read it), or the raw name behind an
+/// Info-ZIP Unicode alias, was never judged. Every name the headers carry is.
+#[test]
+fn names_of_every_header_are_judged_even_in_an_archive_left_unopened() {
+    let names: Vec<String> = (0..30).map(|i| format!("f{i}.txt")).collect();
+    let mut entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    entries.push(("invoice.js", b"x".as_slice()));
+    let z = zip_of(&entries);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+    // The local header says invoice.js, the central directory invoice.tx.
+    let mut z = raw_zip(&[RawEntry::stored("invoice.tx", PDF)]);
+    z[30..40].copy_from_slice(b"invoice.js");
+    let found = symbols(&[zip_part("invoice.zip", &z)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+}
+
 #[test]
 fn truncated_and_corrupted_zips_never_panic() {
     let inner = zip_of(&[("a.exe", b"x".as_slice())]);
