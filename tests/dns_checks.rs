@@ -304,6 +304,30 @@ fn dmarc_reject_domain_failing_authentication_is_refused_at_data() {
     assert!(internal.messages().is_empty());
 }
 
+/// Regression (review): a trusted client (`trusted_networks`: the internal server handing
+/// out DSNs from MAILER-DAEMON of the operator's own `p=reject` domain, unsigned) got the
+/// DMARC 550 as any stranger did; it is judged on content only, its DMARC result kept.
+#[test]
+fn a_trusted_client_is_not_refused_for_dmarc() {
+    let (signed, record) = signed_message("dkim-trusted@test");
+    let tampered = String::from_utf8(signed)
+        .unwrap()
+        .replace("hello", "HELLO, buy now");
+    let z = auth_zone(&record);
+    let (internal, gw) = gateway(&z, "trusted_networks = [\"127.0.0.0/8\"]\n");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail(
+        "alice@signed.test",
+        &["user@example.test"],
+        tampered.as_bytes(),
+    )
+    .expect(250, "2.0.0");
+    c.quit();
+    let m = internal.expect_message_id("dkim-trusted@test");
+    let ar = m.header("Authentication-Results").unwrap_or_default();
+    assert!(ar.contains("dmarc=fail"), "{ar}");
+}
+
 #[test]
 fn forged_authentication_results_claiming_our_name_are_removed() {
     let (msg, record) = signed_message("ar-forged@test");

@@ -354,8 +354,7 @@ impl Authenticator {
     /// mail-auth's tree walk picks it) asks for its policy on fewer than all failing messages
     /// (`pct=` below 100, RFC 7489 §6.5). A lookup error counts as no sampling.
     async fn dmarc_sampled(&self, domain: &str) -> bool {
-        let mut name = domain;
-        while name.contains('.') {
+        for name in dmarc_walk(domain) {
             match self
                 .dns
                 .lookup_txt("dmarc", &format!("_dmarc.{name}"))
@@ -378,10 +377,29 @@ impl Authenticator {
                 crate::dns::Outcome::NotFound => {}
                 _ => return false,
             }
-            name = name.split_once('.').map_or("", |(_, rest)| rest);
         }
         false
     }
+}
+
+/// The names mail-auth's DMARC tree walk (RFC 9989 §4.10) asks, in its order, short of the
+/// top-level domain: `domain`, then at most its last seven labels, one label fewer at a
+/// time. So the `pct=` lookups are the walk's own (answered from the shared cache), at
+/// most eight: walking every parent, a From domain of 120 labels cost 120 uncached lookups
+/// at the victim's name servers, and the stage deadline with them.
+fn dmarc_walk(domain: &str) -> Vec<&str> {
+    let labels: Vec<usize> = std::iter::once(0)
+        .chain(domain.match_indices('.').map(|(at, _)| at + 1))
+        .collect();
+    let total = labels.len();
+    let mut names = vec![domain];
+    let mut count = total.min(8);
+    while count > 2 {
+        count -= 1;
+        names.push(&domain[labels[total - count]..]);
+    }
+    names.retain(|n| !n.is_empty());
+    names
 }
 
 /// Keeps the header one field whatever a result text contained: control characters other
@@ -502,6 +520,24 @@ fn authserv_id(value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): the `pct=` lookups walked every parent of the From domain, one
+    /// uncached lookup each (120 for a domain of 120 labels), where mail-auth's walk asks
+    /// at most eight names.
+    #[test]
+    fn the_pct_lookups_follow_the_dmarc_tree_walk() {
+        assert_eq!(dmarc_walk("example.com"), ["example.com"]);
+        assert_eq!(
+            dmarc_walk("a.b.example.com"),
+            ["a.b.example.com", "b.example.com", "example.com"]
+        );
+        let deep = format!("{}victim.test", "a.".repeat(120));
+        let walk = dmarc_walk(&deep);
+        assert_eq!(walk.len(), 7);
+        assert_eq!(walk[0], deep);
+        assert_eq!(walk[1], "a.a.a.a.a.victim.test");
+        assert_eq!(walk[6], "victim.test");
+    }
 
     /// Regression (review): only the first two From domains were compared, so
     /// `a@x, b@x, c@y` read as the single domain `x` (and could earn `DKIM_VALID_AU`).
