@@ -255,11 +255,10 @@ impl MessageView {
 
     /// Sets the SMTP envelope sender (`MAIL FROM`, no brackets), which the `EnvelopeFrom`
     /// pseudo-header then reads: at the MX the message's own `Return-Path` or
-    /// `X-Envelope-From` are whatever the sender wrote. A null sender sets nothing.
+    /// `X-Envelope-From` are whatever the sender wrote. A null sender (a bounce) makes it
+    /// empty: falling back to those headers would let a bounce name any sender.
     pub fn set_envelope_from(&mut self, address: &str) {
-        if !address.is_empty() {
-            self.envelope_from = Some(address.to_string());
-        }
+        self.envelope_from = Some(address.to_string());
     }
 
     /// Marks the view as built from a sample that left content out.
@@ -319,10 +318,11 @@ impl MessageView {
             HeaderSource::MessageId => {
                 // SpamAssassin's order, whatever the message's: a list that moved the real
                 // id to X-Message-Id or X-Original-Message-ID is read there first. As in
-                // SpamAssassin, the first field of each name counts, and an empty one not
-                // at all; `:first`/`:last` pick among those.
-                let first = HeaderTarget {
-                    instance: Instance::First,
+                // SpamAssassin 4.0.1 (`get_header` in list context), every field of each name
+                // counts, an empty one too (only a raw read drops it); `:first`/`:last` pick
+                // among those.
+                let every = HeaderTarget {
+                    instance: Instance::All,
                     ..target.clone()
                 };
                 let mut found: Vec<String> = [
@@ -332,8 +332,15 @@ impl MessageView {
                     "message-id",
                 ]
                 .iter()
-                .filter_map(|name| self.named(&[name], &first))
-                .filter(|value| !value.trim().is_empty())
+                .flat_map(|name| self.fields(name))
+                .map(|h| {
+                    if every.raw {
+                        h.raw.clone()
+                    } else {
+                        h.decoded.clone()
+                    }
+                })
+                .filter(|value| !every.raw || !value.trim().is_empty())
                 .collect();
                 match target.instance {
                     Instance::All => {}
@@ -775,6 +782,22 @@ static HTML_ATTR: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 
+/// `doc` without its HTML comments (ended as a browser ends them).
+fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
+    if !doc.contains("<!--") {
+        return std::borrow::Cow::Borrowed(doc);
+    }
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc;
+    while let Some(open) = rest.find("<!--") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 4..];
+        rest = &after[crate::mail::html::comment_len(after)..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
@@ -800,9 +823,21 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
             }
         }
     };
+    // What a reader sees first, then what the markup links, then the rest of the decoded
+    // text, each searched outside HTML comments where it is markup: a page of 1,000 links in
+    // a comment filled the list (`MAX_URIS`) before the one real link, which no `uri` rule
+    // and no URIBL lookup (the first domains only) then saw.
+    if let Some(re) = TEXT_URI.as_ref() {
+        for text in rendered {
+            for m in re.find_iter(text) {
+                push(m.as_str(), &mut out);
+            }
+        }
+    }
     if let Some(attr) = HTML_ATTR.as_ref() {
         for doc in html {
-            for caps in attr.captures_iter(doc) {
+            let doc = without_comments(doc);
+            for caps in attr.captures_iter(&doc) {
                 if let Some(m) = caps.get(1).or(caps.get(2)).or(caps.get(3)) {
                     push(m.as_str(), &mut out);
                 }
@@ -810,7 +845,7 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         }
     }
     if let Some(re) = TEXT_URI.as_ref() {
-        for text in rendered.iter().chain(raw.iter()) {
+        for text in raw {
             for m in re.find_iter(text) {
                 push(m.as_str(), &mut out);
             }

@@ -44,7 +44,9 @@ impl RuleSet {
                 source,
             })?;
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "cf") && path.is_file() {
+            // A `.cf` that cannot be read (a dangling link mid-deploy) is an error, not a
+            // file left out: a reload would have switched on a rule set missing it.
+            if path.extension().is_some_and(|e| e == "cf") && !path.is_dir() {
                 files.push(path);
             }
         }
@@ -338,17 +340,21 @@ impl Parser {
             "score" => {
                 let (name, values) = split_word(rest);
                 check_name(name)?;
-                let first = values
-                    .split_whitespace()
-                    .next()
-                    .ok_or_else(|| LineError::Error(format!("score {name}: missing value")))?;
-                // One score, or four (SpamAssassin's score sets); the engine uses the first.
+                // One score, or four (SpamAssassin's score sets); the engine uses the first,
+                // set 0, which is what `spamassassin -L` without a trained Bayes uses, so an
+                // imported rule scores as it does there. (The fourth, set 3, would switch on
+                // network rules that mxguard evaluates differently, and give the classifier's
+                // `BAYES_xx` symbols SpamAssassin's scores.)
                 let count = values.split_whitespace().count();
                 if count != 1 && count != 4 {
                     return Err(LineError::Error(format!(
                         "score {name}: {count} values (one, or four score sets)"
                     )));
                 }
+                let first = values
+                    .split_whitespace()
+                    .next()
+                    .ok_or_else(|| LineError::Error(format!("score {name}: missing value")))?;
                 let relative = first.starts_with('(') && first.ends_with(')');
                 let number = first.trim_start_matches('(').trim_end_matches(')');
                 let mut value: f64 = number.parse().map_err(|_| {

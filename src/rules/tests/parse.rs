@@ -90,6 +90,13 @@ fn include_is_relative_to_the_including_file() {
         RuleSet::from_dir(&dir.path().join("nope")),
         Err(RulesError::Io { .. })
     ));
+    // Regression (review): a `.cf` that is a dangling link (a deploy half done) was left
+    // out silently, and a reload switched on the rule set without it.
+    std::os::unix::fs::symlink(dir.path().join("gone.cf"), dir.path().join("20_new.cf")).unwrap();
+    assert!(matches!(
+        RuleSet::from_dir(dir.path()),
+        Err(RulesError::Io { .. })
+    ));
 }
 
 #[test]

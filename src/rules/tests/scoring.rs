@@ -278,6 +278,9 @@ fn relative_scores_add_and_score_lines_have_one_or_four_values() {
     }
     let four = RuleSet::parse_text(Path::new("t.cf"), "body F /buy/\nscore F 1 2 3 4\n");
     assert!(!four.has_errors(), "{:?}", four.diagnostics);
+    // The first of four, set 0, as `spamassassin -L` with no trained Bayes scores it.
+    let rules = compile("body NET /buy/\nscore NET 1.5 0 2.5 3.5\n");
+    assert_eq!(hits(&rules, PLAIN), vec![("NET".to_string(), 1.5, 1)]);
 }
 
 /// Regression (review): Perl's `a`, `u`, `l`, `d`, `p` and `n` modifiers were errors, and
