@@ -1,7 +1,8 @@
 //! Resolver health: the resolver is marked down when a lookup timed out while the resolver
 //! answered nothing at all (not to other questions, nor to a probe sent when it timed out)
-//! for as long as it waited, or after
-//! `dns.down_after` consecutive lookups without an answer (timed out, refused, unreachable).
+//! for as long as it waited, or after `dns.down_after` consecutive lookups that could not
+//! reach it (refused, unreachable). A timeout while it answered others counts for nothing:
+//! it is the silence of the name's own servers, which a sender chooses.
 //! While down, lookups the cache cannot answer return "unavailable" at once instead of each
 //! waiting out `dns.timeout`. A background probe asks again every `dns.down_backoff`; the
 //! first answer (the probe's or a late one) marks it up. Each change is logged once and
@@ -105,15 +106,22 @@ impl Health {
     /// A lookup got no answer. True when this one marked the resolver down: the caller then
     /// starts the probe.
     pub(crate) fn failed(&self, failure: Failure) -> bool {
-        let failures = self
-            .consecutive
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
         let silent = match failure {
             // An answer in the same millisecond as the question counts as one during it.
             Failure::Timeout { asked } => self.silent_since(asked),
             Failure::Unreachable => false,
         };
+        // A timeout during which the resolver answered (another question, or the probe
+        // sent when it timed out) is the name's own servers' silence, not the resolver's:
+        // counted, five lookups under a zone that drops packets, asked together, marked a
+        // live resolver down, and every DNS check with it (with `dns_tempfail`, all mail).
+        if matches!(failure, Failure::Timeout { .. }) && !silent {
+            return false;
+        }
+        let failures = self
+            .consecutive
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         if !(silent || failures >= self.down_after) || self.down.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -189,6 +197,15 @@ mod tests {
         health.answered();
         assert!(!health.failed(Failure::Timeout { asked }));
         assert!(!health.is_down());
+        // Regression (review): such timeouts counted towards `down_after`, so a few
+        // lookups under a zone that drops packets, asked together, marked it down.
+        for _ in 0..200 {
+            assert!(!health.failed(Failure::Timeout { asked }));
+        }
+        assert!(
+            !health.is_down(),
+            "timeouts while it answers are not its fault"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
         let asked = Instant::now();
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -285,17 +285,20 @@ impl Policy {
             other => other,
         };
         checks.push(Box::new(client_behaviour::ClientBehaviour));
-        if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
-            checks.push(Box::new(authentication::MessageAuth::new(
-                auth.clone(),
-                p.dmarc_reject,
-            )));
-        }
+        // URIBL first: both share the stage deadline, and the DKIM keys message
+        // authentication waits for are on the sender's name servers, which can be made
+        // slow, where the list's are not: after it, URIBL was left no time at all.
         if let Some(dns) = dns.as_ref().filter(|_| !p.uribl.is_empty()) {
             checks.push(Box::new(uribl::Uribl::new(
                 dns.clone(),
                 p.uribl.clone(),
                 p.uribl_max_domains,
+            )));
+        }
+        if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
+            checks.push(Box::new(authentication::MessageAuth::new(
+                auth.clone(),
+                p.dmarc_reject,
             )));
         }
         if config.policy.gtube {

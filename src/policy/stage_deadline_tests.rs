@@ -58,3 +58,30 @@ async fn every_check_of_a_stage_shares_one_deadline_and_the_next_stage_gets_a_ne
     assert!(mail >= before + std::time::Duration::from_secs(7));
     assert!(seen[3].is_some_and(|data| data > mail), "{seen:?}");
 }
+
+/// Regression (review): message authentication ran before URIBL under the same stage
+/// deadline, so DKIM keys on a sender's slow name servers left URIBL no time at all and
+/// the message's links went unlooked-up. URIBL, whose list servers a sender cannot slow,
+/// runs first.
+#[tokio::test]
+async fn uribl_runs_before_message_authentication() {
+    let server = crate::dns::testing::TestDns::builder()
+        .start()
+        .await
+        .unwrap();
+    let dns = server.resolver().unwrap();
+    let text = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+                [[policy.uribl]]\nzone = \"dbl.test\"\nsymbol = \"URIBL_DBL_TEST\"\n";
+    let config = Arc::new(Config::from_toml(Path::new("t.toml"), text).unwrap());
+    let services = Services {
+        auth: Some(crate::auth::Authenticator::new(&dns).unwrap()),
+        dns: Some(dns),
+        ..Services::default()
+    };
+    let policy = Policy::build(config, &services).unwrap();
+    let names: Vec<&str> = policy.checks.iter().map(|c| c.name()).collect();
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    let (uribl, auth) = (at("uribl"), at("dkim_dmarc_arc"));
+    assert!(uribl.is_some() && auth.is_some(), "{names:?}");
+    assert!(uribl < auth, "{names:?}");
+}
