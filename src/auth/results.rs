@@ -133,24 +133,46 @@ impl Authenticator {
         // Three independent parts, each bounded by the deadline on its own: DMARC needs only
         // the signatures that can align with the From domain, so slow keys of any other
         // domain (or a slow ARC chain) cannot turn its verdict into `temperror`.
+        let several_authors = authors.len() > 1;
         let dmarc_part = async {
             let outputs = self.dkim.verify_dkim(&aligned).await;
-            let identities = (&outputs[..], mail_from_domain.as_str(), &spf_output);
-            let judged = if authors.len() > 1 {
-                let each = authors.iter().map(|domain| {
-                    let one = AuthenticatedMessage {
-                        from: authored_by(&message, domain),
-                        ..message.clone()
-                    };
-                    async move { self.dmarc_of(&one, identities).await }
-                });
-                futures::future::join_all(each).await
+            let judged = if several_authors {
+                None
             } else {
-                vec![self.dmarc_of(&message, identities).await]
+                let identities = (&outputs[..], mail_from_domain.as_str(), &spf_output);
+                Some(self.dmarc_of(&message, identities).await)
             };
             let (dkim, text) = dkim_results(&outputs, &from_domain);
-            let (checks, texts): (Vec<DmarcCheck>, Vec<String>) = judged.into_iter().unzip();
-            (dkim, text, strictest(checks), texts.concat())
+            (dkim, text, judged)
+        };
+        // Several author domains: each is judged on its own aligned signatures, under its
+        // own bound. Judged together, slow keys of a second From domain (the forger's own,
+        // added beside a `p=reject` victim's) ran the whole part out of time, and every
+        // author, the victim too, became `temperror`: no 550.
+        let per_author = async {
+            if !several_authors {
+                return Vec::new();
+            }
+            let each = authors.iter().map(|domain| {
+                let (mine, _) = split_signatures(&message, std::slice::from_ref(domain));
+                let one = AuthenticatedMessage {
+                    from: authored_by(&message, domain),
+                    ..message.clone()
+                };
+                let (mail_from_domain, spf_output) = (mail_from_domain.as_str(), &spf_output);
+                async move {
+                    let judged = self
+                        .bounded(deadline, async {
+                            let outputs = self.dkim.verify_dkim(&mine).await;
+                            let identities = (&outputs[..], mail_from_domain, spf_output);
+                            self.dmarc_of(&one, identities).await
+                        })
+                        .await;
+                    judged
+                        .unwrap_or_else(|| (DmarcCheck::timed_out(domain), temperror_text(domain)))
+                }
+            });
+            futures::future::join_all(each).await
         };
         let other_part = async {
             let outputs = self.dkim.verify_dkim(&others).await;
@@ -163,8 +185,9 @@ impl Authenticator {
                 .to_string();
             (ArcCheck::from_output(&output), text)
         };
-        let (dmarc_part, other_part, arc_part) = tokio::join!(
+        let (dmarc_part, per_author, other_part, arc_part) = tokio::join!(
             self.bounded(deadline, dmarc_part),
+            per_author,
             self.bounded(deadline, other_part),
             self.bounded(deadline, arc_part)
         );
@@ -176,22 +199,28 @@ impl Authenticator {
         };
         let mut text = String::new();
         let mut dmarc_text = String::new();
+        let mut judged = None;
         match dmarc_part {
-            Some((signatures, dkim_text, dmarc, dmarc_result)) => {
+            Some((signatures, dkim_text, one_author)) => {
                 dkim.signatures.extend(signatures);
                 text.push_str(&dkim_text);
-                outcome.dmarc = Some(dmarc);
-                dmarc_text = dmarc_result;
+                judged = one_author;
             }
+            None if several_authors => {}
             None => {
-                outcome.dmarc = Some(DmarcCheck::timed_out(&from_domain));
-                if crate::config::is_plausible_hostname(&from_domain) {
-                    // DMARC could not be evaluated: say so rather than leave it out (only for
-                    // a domain that cannot bend the header's syntax).
-                    dmarc_text =
-                        format!(";\r\n\tdmarc=temperror (timed out) header.from={from_domain}");
-                }
+                judged = Some((
+                    DmarcCheck::timed_out(&from_domain),
+                    temperror_text(&from_domain),
+                ))
             }
+        }
+        if several_authors {
+            let (checks, texts): (Vec<DmarcCheck>, Vec<String>) = per_author.into_iter().unzip();
+            judged = Some((strictest(checks), texts.concat()));
+        }
+        if let Some((dmarc, result)) = judged {
+            outcome.dmarc = Some(dmarc);
+            dmarc_text = result;
         }
         if let Some((signatures, dkim_text)) = other_part {
             dkim.signatures.extend(signatures);
@@ -300,6 +329,16 @@ fn dkim_results(
         DkimCheck::from_outputs(outputs, from_domain).signatures,
         text,
     )
+}
+
+/// The `Authentication-Results` text of a DMARC evaluation that ran out of time: said
+/// rather than left out, for a domain that cannot bend the header's syntax.
+fn temperror_text(domain: &str) -> String {
+    if crate::config::is_plausible_hostname(domain) {
+        format!(";\r\n\tdmarc=temperror (timed out) header.from={domain}")
+    } else {
+        String::new()
+    }
 }
 
 /// Of the DMARC results of each author domain, the one to act on: a failure under the

@@ -604,3 +604,48 @@ async fn a_second_author_domain_does_not_exempt_a_forgery_from_dmarc() {
         );
     }
 }
+
+/// Regression (review): with two author domains, the signatures aligned with either were
+/// verified together before any DMARC ran, under one bound: a forger of a `p=reject`
+/// domain added a From address of its own (`slow.test`) and signatures of that domain whose
+/// keys never answer, the bound passed, and every author, the victim too, became
+/// `temperror`: no 550. Each author is now judged on its own signatures under its own bound.
+#[tokio::test]
+async fn a_second_author_with_slow_signatures_does_not_shield_the_first() {
+    let (pkcs8, _) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .silent_under("slow.test"),
+    )
+    .await;
+    let mut raw = message("ceo@victim.test>, <x@slow.test", "Pay now.\r\n");
+    for n in 0..10 {
+        raw = sign(&pkcs8, "slow.test", &format!("s{n}"), &raw);
+    }
+    let mut outcome = AuthOutcome::new(client());
+    outcome.spf_mail_from = Some(
+        auth.spf_mail_from(
+            client(),
+            "client.evil.test",
+            "a@evil.test",
+            HOST,
+            auth.deadline(None),
+        )
+        .await,
+    );
+    // Five aligned key lookups of 300 ms each (the test resolver's timeout), one after
+    // another, outlast a deadline of one second; the victim's own evaluation does not.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    auth.verify_message(raw.as_bytes(), &mut outcome, deadline)
+        .await;
+    let symbols = outcome.symbols();
+    assert!(outcome.dmarc_reject_requested(), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_POLICY_REJECT"), "{symbols:?}");
+    let header = outcome.authentication_results_header(HOST);
+    assert!(
+        header.contains("header.from=victim.test policy.dmarc=reject"),
+        "{header}"
+    );
+}
