@@ -429,6 +429,32 @@ async fn refusals_in_a_row_mark_the_resolver_down_after_down_after() {
     assert_eq!(metrics.dns_up.get(), 0);
 }
 
+/// Regression (review): any response code counted as a sign of life, so a resolver that
+/// answers REFUSED to everything (an access list that leaves the gateway out) kept
+/// `mxguard_dns_up` at 1 while every DNS check scored nothing. Refusals count as not
+/// reaching it.
+#[tokio::test]
+async fn a_resolver_that_refuses_every_query_is_marked_down() {
+    let server = TestDns::builder()
+        .mode(Mode::Refused)
+        .start()
+        .await
+        .expect("test DNS server");
+    let config = DnsConfig {
+        down_after: 3,
+        ..config(server.addr())
+    };
+    let (dns, metrics) = resolver(&config);
+    for name in ["a.test", "b.test", "c.test"] {
+        assert!(matches!(
+            dns.lookup_a("dnsbl", name).await,
+            Outcome::Error(_)
+        ));
+    }
+    assert!(dns.is_down());
+    assert_eq!(metrics.dns_up.get(), 0);
+}
+
 #[tokio::test]
 async fn answers_cached_before_the_resolver_died_are_still_served() {
     let server = zone().await;

@@ -161,6 +161,16 @@ impl Core {
     async fn ask(self: &Arc<Self>, (name, rtype): &Key) -> Answer {
         let asked = Instant::now();
         match self.transport.exchange(name, *rtype).await {
+            Ok(message) if message.metadata.response_code == ResponseCode::Refused => {
+                // A resolver that refuses us (an access list that leaves the gateway out)
+                // answers but resolves nothing: counted as not reaching it, so it is marked
+                // down after `down_after` refusals, not shown as up while every check
+                // silently scores nothing.
+                if self.health.failed(Failure::Unreachable) {
+                    self.start_probe();
+                }
+                Answer::Error("response code REFUSED".into())
+            }
             Ok(message) => {
                 self.health.answered();
                 let answer = self.interpret(&message);
@@ -268,7 +278,7 @@ impl Core {
             .exchange(&Name::root(), RecordType::NS)
             .await
             .map_err(|e| tracing::debug!(error = %e, "DNS probe unanswered"))
-            .is_ok();
+            .is_ok_and(|m| m.metadata.response_code != ResponseCode::Refused);
         if answered {
             self.health.answered();
         }

@@ -41,6 +41,8 @@ pub enum Mode {
     Silent,
     /// Answer SERVFAIL to everything.
     ServFail,
+    /// Answer REFUSED to everything (a resolver whose access list leaves the gateway out).
+    Refused,
     /// Like `Authoritative`, but never answer queries of this type (a lookup of one
     /// family times out while the other's answers).
     SilentFor(RecordType),
@@ -380,6 +382,10 @@ impl RequestHandler for Handler {
                     std::iter::empty(),
                     std::iter::empty(),
                 );
+                response_handle.send_response(response).await
+            }
+            (Mode::Refused, _) => {
+                let response = builder.error_msg(&request.metadata, ResponseCode::Refused);
                 response_handle.send_response(response).await
             }
             _ => {
