@@ -52,13 +52,15 @@ fn record(counts: &mut [u32], member: &Member, found: u32) {
 
 impl Group {
     /// Runs the group over one subject.
-    fn run(&self, hay: &[u8], counts: &mut [u32]) {
-        self.run_pieces(&[hay], counts);
+    fn run(&self, hay: &[u8], counts: &mut [u32], unknown: &mut [bool]) {
+        self.run_pieces(&[hay], counts, unknown);
     }
 
     /// Runs the group over a subject read in pieces: a rule matches when it matches inside
     /// one piece, and `!~` hits when no piece matches.
-    fn run_pieces(&self, pieces: &[&[u8]], counts: &mut [u32]) {
+    /// A rule whose search ran out of its step limit in every piece where it did not match
+    /// is marked in `unknown` (see [`CompiledRules::evaluate`]'s metas).
+    fn run_pieces(&self, pieces: &[&[u8]], counts: &mut [u32], unknown: &mut [bool]) {
         if self.members.is_empty() {
             return;
         }
@@ -103,6 +105,9 @@ impl Group {
         }
         for (i, member) in self.members.iter().enumerate() {
             // Unknown (a search past its step limit): neither a match nor its absence.
+            if matched[i].is_none() {
+                unknown[member.slot] = true;
+            }
             if matched[i] != Some(!member.negate) {
                 continue;
             }
@@ -182,12 +187,13 @@ impl CompiledRules {
     /// the complete symbol list for the message, sorted by name; `__` sub-rules never appear.
     pub fn evaluate(&self, view: &MessageView, external: &[(&str, f64)]) -> Vec<Hit> {
         let mut counts = vec![0u32; self.slots.len()];
+        let mut unknown = vec![false; self.slots.len()];
         for (target, group) in &self.headers {
             let text = view
                 .header_text(target)
                 .or_else(|| target.if_unset.clone())
                 .unwrap_or_default();
-            group.run(text.as_bytes(), &mut counts);
+            group.run(text.as_bytes(), &mut counts, &mut unknown);
         }
         for (slot, target) in &self.exists {
             if view.has_target(target) {
@@ -198,23 +204,47 @@ impl CompiledRules {
             .run_lines(view.body_text(), view.body_lines(), &mut counts);
         self.uri
             .run_lines(view.uris_text(), view.uris(), &mut counts);
-        self.rawbody.run_pieces(&view.rawbody_pieces(), &mut counts);
-        self.full.run(view.full(), &mut counts);
+        self.rawbody
+            .run_pieces(&view.rawbody_pieces(), &mut counts, &mut unknown);
+        self.full.run(view.full(), &mut counts, &mut unknown);
 
         for (name, _) in external {
             if let Some(&slot) = self.by_name.get(*name) {
                 counts[slot] = counts[slot].max(1);
             }
         }
-        let mut values: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
+        // Each meta is computed with every unknown rule (a search past its step limit) read
+        // as not hit, and again as hit: a meta whose result differs is unknown too, and
+        // does not fire. Read as 0 only, `meta NICE !__RULE` fired (a nice score) whenever
+        // padding ran `__RULE`'s search out of steps.
+        let mut low: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
+        let mut high = low.clone();
+        let any_unknown = unknown.contains(&true);
+        for (slot, &u) in unknown.iter().enumerate() {
+            if u && counts[slot] == 0 {
+                high[slot] = 1.0;
+            }
+        }
+        let is_hit = |v: f64| v != 0.0 && v.is_finite();
         for (slot, expr) in &self.metas {
-            let v = expr.eval(&|s: &usize| values.get(*s).copied().unwrap_or(0.0));
-            let hit = v != 0.0 && v.is_finite();
+            let v = expr.eval(&|s: &usize| low.get(*s).copied().unwrap_or(0.0));
+            let hit = is_hit(v);
             // A meta's value is its result, as in SpamAssassin: a counting sub-meta
             // (`__SALES_PHRASES (A + B + …)`) is read as its count by the metas above it
             // (`__SALES_PHRASES >= 3`), not as 1.
-            values[*slot] = if hit { v } else { 0.0 };
+            low[*slot] = if hit { v } else { 0.0 };
             counts[*slot] = u32::from(hit);
+            if !any_unknown {
+                continue;
+            }
+            let w = expr.eval(&|s: &usize| high.get(*s).copied().unwrap_or(0.0));
+            high[*slot] = if is_hit(w) { w } else { 0.0 };
+            if is_hit(w) != hit {
+                unknown[*slot] = true;
+                low[*slot] = 0.0;
+                high[*slot] = 1.0;
+                counts[*slot] = 0;
+            }
         }
 
         let mut hits = Vec::new();

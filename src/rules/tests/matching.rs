@@ -385,3 +385,31 @@ fn links_hidden_in_a_comment_do_not_crowd_out_the_real_one() {
     );
     assert_eq!(names(&rules, msg.as_bytes()), vec!["EVIL"]);
 }
+
+/// Regression (review): a rule whose backtracking search ran out of its step limit was
+/// neither a match nor a miss, but the metas read it as not hit, so `meta NICE !__RULE` (a
+/// nice score) fired on exactly the text built to exhaust `__RULE`. A meta whose result
+/// depends on such a rule does not fire; one that holds either way does.
+#[test]
+fn a_meta_that_depends_on_a_search_past_its_step_limit_does_not_fire() {
+    let rules = compile(
+        "header __EVIL X-Pad =~ /^(?:(?=a)a|a)+(?!a)b/\n\
+         header SUBJ_HIT Subject =~ /hello/\n\
+         meta NOT_EVIL !__EVIL\n\
+         tflags NOT_EVIL nice\n\
+         score NOT_EVIL -3\n\
+         meta EITHER (__EVIL || SUBJ_HIT)\n\
+         meta BOTH (__EVIL && SUBJ_HIT)\n",
+    );
+    let exhausting = format!(
+        "X-Pad: {}c\r\nSubject: hello\r\n\r\nbody\r\n",
+        "a".repeat(40)
+    );
+    assert_eq!(
+        names(&rules, exhausting.as_bytes()),
+        vec!["EITHER", "SUBJ_HIT"]
+    );
+    // Decided searches are read as before.
+    let plain = b"X-Pad: c\r\nSubject: hello\r\n\r\nbody\r\n";
+    assert_eq!(names(&rules, plain), vec!["EITHER", "NOT_EVIL", "SUBJ_HIT"]);
+}
