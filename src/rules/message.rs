@@ -171,10 +171,12 @@ impl MessageView {
         view.rawbody_parts = rawbody_parts;
         view.truncated = truncated;
         view.too_deep = too_deep;
+        // The last Subject, as SpamAssassin 4.0.1 puts it on the first body line (checked
+        // with `spamassassin -t` on a message with two).
         let subject = view
             .headers
             .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("subject"))
+            .rfind(|h| h.name.eq_ignore_ascii_case("subject"))
             .map(|h| h.decoded.clone())
             .unwrap_or_default();
         view.body_lines = render_body_lines(&subject, &body);

@@ -413,3 +413,12 @@ fn a_meta_that_depends_on_a_search_past_its_step_limit_does_not_fire() {
     let plain = b"X-Pad: c\r\nSubject: hello\r\n\r\nbody\r\n";
     assert_eq!(names(&rules, plain), vec!["EITHER", "NOT_EVIL", "SUBJ_HIT"]);
 }
+
+/// Regression (review): the first body line was the first `Subject`; SpamAssassin 4.0.1
+/// (`spamassassin -t` on this message) puts the last one there.
+#[test]
+fn the_first_body_line_is_the_last_subject() {
+    let rules = compile("body B_FIRST /firstsubj/\nbody B_SECOND /secondsubj/\n");
+    let msg = b"From: a@b.test\r\nSubject: firstsubj\r\nSubject: secondsubj\r\n\r\nbody\r\n";
+    assert_eq!(names(&rules, msg), vec!["B_SECOND"]);
+}
