@@ -50,10 +50,10 @@ impl Committer {
     pub(super) fn start(spool_dir: &Path, recycler: Arc<Recycler>) -> io::Result<Committer> {
         let dir = File::open(spool_dir)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
-        let sync = Sync::chosen();
+        let flush = Flush::chosen();
         std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || run(dir, rx, &recycler, sync))?;
+            .spawn(move || run(dir, rx, &recycler, flush))?;
         Ok(Committer { tx })
     }
 
@@ -104,23 +104,23 @@ const STALE: Duration = Duration::from_secs(2);
 
 /// How a batch is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sync {
+enum Flush {
     /// One `syncfs` of the spool's file system after the renames.
     FileSystem,
     /// Each file before the renames, each directory after them.
     EachFile,
 }
 
-impl Sync {
+impl Flush {
     /// `syncfs` where it reports write-back errors: Linux before 5.8 returned success for
     /// data that failed to reach the disk, so a message lost to an I/O error would have
     /// been answered 250.
-    fn chosen() -> Sync {
+    fn chosen() -> Flush {
         let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         if cfg!(target_os = "linux") && syncfs_reports_errors(&release) {
-            Sync::FileSystem
+            Flush::FileSystem
         } else {
-            Sync::EachFile
+            Flush::EachFile
         }
     }
 }
@@ -138,7 +138,7 @@ fn syncfs_reports_errors(release: &str) -> bool {
     }
 }
 
-fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler, sync: Sync) {
+fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler, flush: Flush) {
     let mut quiet = false;
     loop {
         let first = match rx.try_recv() {
@@ -163,7 +163,7 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler, sync: Sy
         quiet = false;
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        commit_batch(&dir, batch, recycler, sync);
+        commit_batch(&dir, batch, recycler, flush);
     }
 }
 
@@ -178,12 +178,12 @@ fn idle_work(recycler: &Recycler, quiet: bool) -> bool {
     }
 }
 
-fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, sync: Sync) {
+fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, flush: Flush) {
     let batch = write_files(batch, recycler);
     if batch.is_empty() {
         return;
     }
-    if sync == Sync::FileSystem {
+    if flush == Flush::FileSystem {
         // One `syncfs` after the renames makes the files' data and the new directory
         // entries durable in one journal commit (data first, then names, then a directory
         // fsync would take two). Until it returns nobody is answered; a crash before can
@@ -345,7 +345,7 @@ mod tests {
     /// The per-file way (older kernels, other systems) commits as the `syncfs` way does.
     #[tokio::test]
     async fn both_ways_of_syncing_commit_a_batch() {
-        for sync in [Sync::FileSystem, Sync::EachFile] {
+        for flush in [Flush::FileSystem, Flush::EachFile] {
             let dir = tempfile::tempdir().unwrap();
             let (tmp, queue) = (dir.path().join("tmp"), dir.path().join("queue"));
             fs::create_dir(&tmp).unwrap();
@@ -359,9 +359,9 @@ mod tests {
                 done,
             };
             let root = File::open(dir.path()).unwrap();
-            commit_batch(&root, vec![request], &recycler, sync);
+            commit_batch(&root, vec![request], &recycler, flush);
             answer.await.unwrap().unwrap();
-            assert_eq!(fs::read(queue.join("A1")).unwrap(), b"message", "{sync:?}");
+            assert_eq!(fs::read(queue.join("A1")).unwrap(), b"message", "{flush:?}");
             assert!(!tmp.join("A1").exists());
         }
     }
