@@ -323,10 +323,6 @@ impl MessageView {
                 // SpamAssassin 4.0.1 (`get_header` in list context), every field of each name
                 // counts, an empty one too (only a raw read drops it); `:first`/`:last` pick
                 // among those.
-                let every = HeaderTarget {
-                    instance: Instance::All,
-                    ..target.clone()
-                };
                 let mut found: Vec<String> = [
                     "x-message-id",
                     "resent-message-id",
@@ -336,13 +332,13 @@ impl MessageView {
                 .iter()
                 .flat_map(|name| self.fields(name))
                 .map(|h| {
-                    if every.raw {
+                    if target.raw {
                         h.raw.clone()
                     } else {
                         h.decoded.clone()
                     }
                 })
-                .filter(|value| !every.raw || !value.trim().is_empty())
+                .filter(|value| !target.raw || !value.trim().is_empty())
                 .collect();
                 match target.instance {
                     Instance::All => {}

@@ -200,6 +200,18 @@ fn walk(
     }
 }
 
+/// The little-endian `u16` at `at` of a zip's bytes (a header field), if they reach.
+fn u16_at(data: &[u8], at: usize) -> Option<usize> {
+    data.get(at..at + 2)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+/// The little-endian `u32` at `at` of a zip's bytes, if they reach.
+fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// Distinct names read from an archive's raw headers, at most: the bound on the work of
 /// [`judge_header_names`] (about a microsecond a name).
 const MAX_HEADER_NAMES: usize = 100_000;
@@ -213,16 +225,12 @@ const MAX_HEADER_NAMES: usize = 100_000;
 /// zip of 1,001 entries, or named only in its local header, is found. Signatures in
 /// entry data give junk names, which are judged as junk.
 fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
-    let u16_at = |at: usize| {
-        data.get(at..at + 2)
-            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-    };
     let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
         .map(|at| (at, 28, 46))
         .chain(memchr::memmem::find_iter(data, b"PK\x03\x04").map(|at| (at, 26, 30)));
     for (at, length_at, name_at) in headers {
-        let Some(len) = u16_at(at + length_at) else {
+        let Some(len) = u16_at(data, at + length_at) else {
             continue;
         };
         let Some(name) = data.get(at + name_at..at + name_at + len) else {
@@ -251,23 +259,15 @@ fn central_headers(data: &[u8], limit: usize) -> usize {
             .take(limit)
             .count()
     };
-    let u16_at = |at: usize| {
-        data.get(at..at + 2)
-            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-    };
-    let u32_at = |at: usize| {
-        data.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
     // The end record whose comment reaches exactly to the end of the data.
     let tail = data.len().saturating_sub(22 + usize::from(u16::MAX));
     let eocd = memchr::memmem::rfind_iter(data.get(tail..).unwrap_or_default(), b"PK\x05\x06")
         .map(|at| at + tail)
-        .find(|&at| u16_at(at + 20).is_some_and(|c| at + 22 + c == data.len()));
+        .find(|&at| u16_at(data, at + 20).is_some_and(|c| at + 22 + c == data.len()));
     let Some(eocd) = eocd else {
         return every();
     };
-    let (Some(entries), Some(size)) = (u16_at(eocd + 10), u32_at(eocd + 12)) else {
+    let (Some(entries), Some(size)) = (u16_at(data, eocd + 10), u32_at(data, eocd + 12)) else {
         return every();
     };
     if entries == usize::from(u16::MAX) || size == u32::MAX {
@@ -281,8 +281,11 @@ fn central_headers(data: &[u8], limit: usize) -> usize {
         if data.get(at..at + 4) != Some(b"PK\x01\x02".as_slice()) {
             break;
         }
-        let (Some(n), Some(m), Some(k)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
-        else {
+        let (Some(n), Some(m), Some(k)) = (
+            u16_at(data, at + 28),
+            u16_at(data, at + 30),
+            u16_at(data, at + 32),
+        ) else {
             break;
         };
         count += 1;
