@@ -236,18 +236,22 @@ mod tests {
 Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
 --b\r\nContent-Type: application/octet-stream; name=a.bin\r\n\r\nPAYLOAD\r\n--b--\r\n";
 
-    /// A clamd that answers every stream with `reply`, counting requests.
-    async fn fake(reply: &'static [u8]) -> (Clamd, Arc<std::sync::atomic::AtomicUsize>) {
+    /// What a fake clamd was sent: one entry per stream, in the order they ended.
+    type Streams = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+    /// A clamd that answers every stream with `reply` and keeps what it was sent.
+    async fn fake(reply: &'static [u8]) -> (Clamd, Streams) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = ClamdAddress::Tcp(listener.local_addr().unwrap().to_string());
-        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let c = count.clone();
+        let streams: Streams = Arc::default();
+        let kept = streams.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let kept = kept.clone();
                 tokio::spawn(async move {
                     let mut cmd = [0u8; 10];
                     let _ = s.read_exact(&mut cmd).await;
+                    let mut stream = Vec::new();
                     loop {
                         let mut len = [0u8; 4];
                         if s.read_exact(&mut len).await.is_err() {
@@ -257,14 +261,23 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
                         if n == 0 {
                             break;
                         }
-                        let mut skip = vec![0u8; n];
-                        let _ = s.read_exact(&mut skip).await;
+                        let mut chunk = vec![0u8; n];
+                        let _ = s.read_exact(&mut chunk).await;
+                        stream.extend_from_slice(&chunk);
                     }
+                    kept.lock().unwrap().push(stream);
                     let _ = s.write_all(reply).await;
                 });
             }
         });
-        (Clamd::new(address, Duration::from_secs(5), 1 << 20), count)
+        (
+            Clamd::new(address, Duration::from_secs(5), 1 << 20),
+            streams,
+        )
+    }
+
+    fn scanned(streams: &Streams) -> usize {
+        streams.lock().unwrap().len()
     }
 
     fn ctx(message: &str) -> Context {
@@ -302,50 +315,13 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         assert!(text.contains("mxguard_antivirus_scan_duration_seconds_count 1"));
     }
 
-    /// A clamd that answers OK to every stream and keeps what it was sent.
-    async fn recording() -> (Clamd, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = ClamdAddress::Tcp(listener.local_addr().unwrap().to_string());
-        let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = streams.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let mut cmd = [0u8; 10];
-                    let _ = s.read_exact(&mut cmd).await;
-                    let mut stream = Vec::new();
-                    loop {
-                        let mut len = [0u8; 4];
-                        if s.read_exact(&mut len).await.is_err() {
-                            return;
-                        }
-                        let n = u32::from_be_bytes(len) as usize;
-                        if n == 0 {
-                            break;
-                        }
-                        let mut chunk = vec![0u8; n];
-                        let _ = s.read_exact(&mut chunk).await;
-                        stream.extend_from_slice(&chunk);
-                    }
-                    kept.lock().unwrap().push(stream);
-                    let _ = s.write_all(b"stream: OK\0").await;
-                });
-            }
-        });
-        (
-            Clamd::new(address, Duration::from_secs(5), 1 << 20),
-            streams,
-        )
-    }
-
     /// Regression (review): clamd got only the attachment list, and files the list leaves
     /// out were never scanned: EICAR after 1,001 `--` lines (past the part limit), a
     /// uuencoded file in a text part. Such messages, and ones with many attachments (one
     /// clamd connection each), go to clamd whole.
     #[tokio::test]
     async fn files_the_attachment_list_leaves_out_reach_clamd_in_the_whole_message() {
-        let (clamd, streams) = recording().await;
+        let (clamd, streams) = fake(b"stream: OK\0").await;
         let check = Antivirus::new(clamd, AvFailure::Open, AvScope::Attachments, None);
         let padded = format!(
             "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
@@ -386,14 +362,14 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
 
     #[tokio::test]
     async fn mail_without_attachments_is_not_sent_unless_the_whole_message_is_scanned() {
-        let (clamd, count) = fake(b"stream: OK\0").await;
+        let (clamd, sent) = fake(b"stream: OK\0").await;
         let plain = "Subject: x\r\n\r\nhello\r\n";
         let check = Antivirus::new(clamd.clone(), AvFailure::Open, AvScope::Attachments, None);
         assert_eq!(check.run(&mut ctx(plain)).await, Decision::Continue);
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(scanned(&sent), 0);
         let whole = Antivirus::new(clamd, AvFailure::Open, AvScope::Message, None);
         assert_eq!(whole.run(&mut ctx(plain)).await, Decision::Continue);
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(scanned(&sent), 1);
     }
 
     /// A shadow policy judges a fork of the live context: with the same clamd and scope it
@@ -401,7 +377,7 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
     /// so does the next transaction.
     #[tokio::test]
     async fn a_forked_context_reuses_the_scan_of_the_same_clamd() {
-        let (clamd, count) = fake(b"stream: Eicar-Test-Signature FOUND\0").await;
+        let (clamd, sent) = fake(b"stream: Eicar-Test-Signature FOUND\0").await;
         let check = Antivirus::new(clamd.clone(), AvFailure::Open, AvScope::Attachments, None);
         let mut live = ctx(WITH_ATTACHMENT);
         let first = check.run(&mut live).await;
@@ -410,16 +386,16 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         shadow.symbols.clear();
         assert_eq!(check.run(&mut shadow).await, first);
         assert!(shadow.symbols.iter().any(|s| s.name == VIRUS_FOUND));
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(scanned(&sent), 1);
         let whole = Antivirus::new(clamd, AvFailure::Open, AvScope::Message, None);
         let mut other = live.fork();
         assert!(matches!(whole.run(&mut other).await, Decision::Reject(_)));
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(scanned(&sent), 2);
         // The next transaction of the session is another message: scanned again.
         live.reset_transaction();
         live.message = WITH_ATTACHMENT.as_bytes().to_vec().into();
         assert!(matches!(check.run(&mut live).await, Decision::Reject(_)));
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(scanned(&sent), 3);
     }
 
     #[tokio::test]
