@@ -72,6 +72,17 @@ async fn server(builder: TestDnsBuilder) -> (TestDns, Authenticator) {
 }
 
 async fn check(auth: &Authenticator, helo: &str, mail_from: &str, raw: &str) -> AuthOutcome {
+    check_by(auth, helo, mail_from, raw, auth.deadline(None)).await
+}
+
+/// [`check`] with the message verified under `deadline` (SPF under the usual one).
+async fn check_by(
+    auth: &Authenticator,
+    helo: &str,
+    mail_from: &str,
+    raw: &str,
+    deadline: tokio::time::Instant,
+) -> AuthOutcome {
     let mut outcome = AuthOutcome::new(client());
     outcome.spf_helo = Some(
         auth.spf_helo(client(), helo, HOST, auth.deadline(None))
@@ -81,9 +92,28 @@ async fn check(auth: &Authenticator, helo: &str, mail_from: &str, raw: &str) -> 
         auth.spf_mail_from(client(), helo, mail_from, HOST, auth.deadline(None))
             .await,
     );
-    auth.verify_message(raw.as_bytes(), &mut outcome, auth.deadline(None))
+    auth.verify_message(raw.as_bytes(), &mut outcome, deadline)
         .await;
     outcome
+}
+
+/// A resolver for a `p=reject` victim.test, an evil.test whose SPF passes the client, and
+/// a slow.test whose name servers never answer; and a message from `from` carrying ten
+/// signatures of slow.test (each key lookup waits out the test resolver's 300 ms).
+async fn victim_with_slow_signatures(from: &str) -> (TestDns, Authenticator, String) {
+    let (pkcs8, _) = ed25519_key();
+    let (dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .silent_under("slow.test"),
+    )
+    .await;
+    let mut raw = message(from, "Pay now.\r\n");
+    for n in 0..10 {
+        raw = sign(&pkcs8, "slow.test", &format!("s{n}"), &raw);
+    }
+    (dns, auth, raw)
 }
 
 #[tokio::test]
@@ -540,20 +570,9 @@ async fn no_line_of_our_header_is_longer_than_998_bytes() {
 /// they must not be able to delay it.
 #[tokio::test]
 async fn slow_unaligned_signatures_do_not_turn_a_dmarc_failure_into_temperror() {
-    let (pkcs8, _) = ed25519_key();
-    let (_dns, auth) = server(
-        TestDns::builder()
-            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
-            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
-            .silent_under("slow.test"),
-    )
-    .await;
     // Ten key lookups of 300 ms each (the test resolver's timeout), one after another, are
     // more than the 2 s stage deadline.
-    let mut raw = message("ceo@victim.test", "Pay now.\r\n");
-    for n in 0..10 {
-        raw = sign(&pkcs8, "slow.test", &format!("s{n}"), &raw);
-    }
+    let (_dns, auth, raw) = victim_with_slow_signatures("ceo@victim.test").await;
     let outcome = check(&auth, "client.evil.test", "a@evil.test", &raw).await;
     let symbols = outcome.symbols();
     assert!(symbols.contains(&"DMARC_POLICY_REJECT"), "{symbols:?}");
@@ -612,34 +631,11 @@ async fn a_second_author_domain_does_not_exempt_a_forgery_from_dmarc() {
 /// `temperror`: no 550. Each author is now judged on its own signatures under its own bound.
 #[tokio::test]
 async fn a_second_author_with_slow_signatures_does_not_shield_the_first() {
-    let (pkcs8, _) = ed25519_key();
-    let (_dns, auth) = server(
-        TestDns::builder()
-            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
-            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
-            .silent_under("slow.test"),
-    )
-    .await;
-    let mut raw = message("ceo@victim.test>, <x@slow.test", "Pay now.\r\n");
-    for n in 0..10 {
-        raw = sign(&pkcs8, "slow.test", &format!("s{n}"), &raw);
-    }
-    let mut outcome = AuthOutcome::new(client());
-    outcome.spf_mail_from = Some(
-        auth.spf_mail_from(
-            client(),
-            "client.evil.test",
-            "a@evil.test",
-            HOST,
-            auth.deadline(None),
-        )
-        .await,
-    );
-    // Five aligned key lookups of 300 ms each (the test resolver's timeout), one after
-    // another, outlast a deadline of one second; the victim's own evaluation does not.
+    let (_dns, auth, raw) = victim_with_slow_signatures("ceo@victim.test>, <x@slow.test").await;
+    // Five aligned key lookups of 300 ms each, one after another, outlast a deadline of one
+    // second; the victim's own evaluation does not.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-    auth.verify_message(raw.as_bytes(), &mut outcome, deadline)
-        .await;
+    let outcome = check_by(&auth, "client.evil.test", "a@evil.test", &raw, deadline).await;
     let symbols = outcome.symbols();
     assert!(outcome.dmarc_reject_requested(), "{symbols:?}");
     assert!(symbols.contains(&"DMARC_POLICY_REJECT"), "{symbols:?}");
