@@ -412,9 +412,17 @@ async fn a_timeout_for_one_silent_zone_does_not_mark_a_live_resolver_down() {
 
 #[tokio::test]
 async fn refusals_in_a_row_mark_the_resolver_down_after_down_after() {
+    let (dns, metrics) = down_after_three_errors(closed_port()).await;
+    assert_eq!(dns.lookup_a("dnsbl", "d.test").await, Outcome::Unavailable);
+    assert_eq!(lookups(&metrics, "dnsbl", "error"), 3);
+}
+
+/// A resolver at `server` with `down_after = 3`, asked three names that each fail with an
+/// error: it is down afterwards, and `mxguard_dns_up` says so.
+async fn down_after_three_errors(server: SocketAddr) -> (Dns, Arc<Metrics>) {
     let config = DnsConfig {
         down_after: 3,
-        ..config(closed_port())
+        ..config(server)
     };
     let (dns, metrics) = resolver(&config);
     for name in ["a.test", "b.test", "c.test"] {
@@ -424,9 +432,8 @@ async fn refusals_in_a_row_mark_the_resolver_down_after_down_after() {
         ));
     }
     assert!(dns.is_down());
-    assert_eq!(dns.lookup_a("dnsbl", "d.test").await, Outcome::Unavailable);
-    assert_eq!(lookups(&metrics, "dnsbl", "error"), 3);
     assert_eq!(metrics.dns_up.get(), 0);
+    (dns, metrics)
 }
 
 /// Regression (review): any response code counted as a sign of life, so a resolver that
@@ -440,19 +447,7 @@ async fn a_resolver_that_refuses_every_query_is_marked_down() {
         .start()
         .await
         .expect("test DNS server");
-    let config = DnsConfig {
-        down_after: 3,
-        ..config(server.addr())
-    };
-    let (dns, metrics) = resolver(&config);
-    for name in ["a.test", "b.test", "c.test"] {
-        assert!(matches!(
-            dns.lookup_a("dnsbl", name).await,
-            Outcome::Error(_)
-        ));
-    }
-    assert!(dns.is_down());
-    assert_eq!(metrics.dns_up.get(), 0);
+    down_after_three_errors(server.addr()).await;
 }
 
 #[tokio::test]
