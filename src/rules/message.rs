@@ -780,6 +780,15 @@ static HTML_ATTR: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 
+/// The links written in `texts` (`TEXT_URI`), in order.
+fn text_links(texts: &[String]) -> impl Iterator<Item = &str> {
+    TEXT_URI.as_ref().into_iter().flat_map(move |re| {
+        texts
+            .iter()
+            .flat_map(move |text| re.find_iter(text).map(|m| m.as_str()))
+    })
+}
+
 /// `doc` without its HTML comments (ended as a browser ends them).
 fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
     if !doc.contains("<!--") {
@@ -825,12 +834,8 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
     // text, each searched outside HTML comments where it is markup: a page of 1,000 links in
     // a comment filled the list (`MAX_URIS`) before the one real link, which no `uri` rule
     // and no URIBL lookup (the first domains only) then saw.
-    if let Some(re) = TEXT_URI.as_ref() {
-        for text in rendered {
-            for m in re.find_iter(text) {
-                push(m.as_str(), &mut out);
-            }
-        }
+    for uri in text_links(rendered) {
+        push(uri, &mut out);
     }
     if let Some(attr) = HTML_ATTR.as_ref() {
         for doc in html {
@@ -842,12 +847,8 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
             }
         }
     }
-    if let Some(re) = TEXT_URI.as_ref() {
-        for text in raw {
-            for m in re.find_iter(text) {
-                push(m.as_str(), &mut out);
-            }
-        }
+    for uri in text_links(raw) {
+        push(uri, &mut out);
     }
     // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
     if let Some(re) = TEXT_ADDRESS.as_ref() {
