@@ -11,6 +11,7 @@ pub mod qp_shape;
 pub mod reply;
 pub mod trace;
 pub mod url;
+pub mod uuencode;
 
 pub use address::{Address, AddressError};
 pub use reply::Reply;

@@ -16,7 +16,7 @@ use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
 use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -643,11 +643,33 @@ fn collect_attachments(
                 data: part.contents().to_vec(),
             });
         }
+        if holds_uuencode(part) {
+            for file in crate::mail::uuencode::files(part.contents()) {
+                out.push(AttachmentPart {
+                    names: vec![file.name],
+                    content_type: String::new(),
+                    data: file.data,
+                });
+            }
+        }
         if let PartType::Message(inner) = &part.body {
             if depth < max_depth {
                 collect_attachments(inner, depth + 1, max_depth, out);
             }
         }
+    }
+}
+
+/// Whether a part may hold uuencoded files a mail client shows as attachments: any text
+/// part (`begin 644 invoice.exe` in the body, which no MIME reader lists), and any part
+/// declaring a uuencode transfer encoding, which mail-parser leaves encoded.
+fn holds_uuencode(part: &MessagePart<'_>) -> bool {
+    match &part.body {
+        PartType::Text(_) => true,
+        PartType::Binary(_) | PartType::InlineBinary(_) => part
+            .content_transfer_encoding()
+            .is_some_and(|e| e.to_ascii_lowercase().contains("uu")),
+        PartType::Html(_) | PartType::Message(_) | PartType::Multipart(_) => false,
     }
 }
 

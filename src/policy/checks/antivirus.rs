@@ -144,20 +144,7 @@ fn attachments_unseen_or_many(view: &MessageView) -> bool {
     view.too_many_parts()
         || view.too_deep()
         || view.attachments().len() > MAX_ATTACHMENT_STREAMS
-        || has_uuencoded_file(view.full())
-}
-
-/// Whether `raw` holds a line that opens a uuencoded file: `begin`, an octal mode, a name
-/// (`begin 644 invoice.exe`). Mail clients show such a block as an attachment.
-fn has_uuencoded_file(raw: &[u8]) -> bool {
-    memchr::memmem::find_iter(raw, b"\nbegin ").any(|at| {
-        let rest = &raw[at + 7..];
-        let mode = rest
-            .iter()
-            .take_while(|b| (b'0'..=b'7').contains(b))
-            .count();
-        (3..=4).contains(&mode) && rest.get(mode) == Some(&b' ')
-    })
+        || crate::mail::uuencode::opens_file(view.full())
 }
 
 impl Antivirus {

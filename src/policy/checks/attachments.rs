@@ -228,6 +228,57 @@ Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n
         assert_eq!(running.await.unwrap(), Decision::Continue);
     }
 
+    /// Regression (left alone at the malware review): a file uuencoded in a text part
+    /// (`begin 644 invoice.exe`), which mail clients show as an attachment, was in no
+    /// attachment list, so no name or content check judged it; nor was one in a part
+    /// declaring `x-uuencode`, which mail-parser leaves encoded.
+    #[tokio::test]
+    async fn uuencoded_files_are_judged_like_attachments() {
+        let uu = |name: &str, data: &[u8]| {
+            String::from_utf8(uuencoding::encode(data, name, 0o644)).unwrap()
+        };
+        // A DOS header whose PE header lies past what is here: an executable's start.
+        let mut mz = vec![0u8; 64];
+        mz[..2].copy_from_slice(b"MZ");
+        mz[0x3C] = 0x80;
+        let in_prose = format!(
+            "Subject: x\n\nthe invoice:\n\n{}\nthanks\n",
+            uu("invoice.exe", b"x")
+        );
+        let base64_text = {
+            use base64::Engine as _;
+            let body = format!("see\n{}", uu("report.txt", &mz));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+            format!(
+                "Subject: x\nMIME-Version: 1.0\nContent-Type: text/plain\n\
+                 Content-Transfer-Encoding: base64\n\n{encoded}\n"
+            )
+        };
+        let declared = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+             --b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/octet-stream\n\
+             Content-Transfer-Encoding: x-uuencode\n\n{}--b--\n",
+            uu("setup.scr", b"x")
+        );
+        for (label, message, symbol) in [
+            ("in prose", in_prose, "ATTACH_BLOCKED_EXT"),
+            ("in a base64 text part", base64_text, "ATTACH_TYPE_MISMATCH"),
+            ("in an x-uuencode part", declared, "ATTACH_BLOCKED_EXT"),
+        ] {
+            let mut c = ctx(&message);
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == symbol),
+                "{label}: {:?}",
+                c.symbols
+            );
+        }
+        // Prose that starts a line with "begin" names no file.
+        let mut c = ctx("Subject: x\n\nbegin 2024 with us\nbegin now\n");
+        assert_eq!(check().run(&mut c).await, Decision::Continue);
+        assert!(c.symbols.is_empty(), "{:?}", c.symbols);
+    }
+
     #[tokio::test]
     async fn plain_mail_is_not_looked_at() {
         let mut c = ctx("From: a@b.test\nSubject: hi\n\nhello\n");
