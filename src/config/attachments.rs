@@ -104,7 +104,8 @@ pub struct AttachmentsConfig {
     pub blocked_extensions: Vec<String>,
     /// Lower-case `type/subtype` names.
     pub blocked_types: Vec<String>,
-    /// Archive levels opened (a zip is level 1, a zip inside it level 2); 0 opens none.
+    /// Archive levels opened (an attached zip, gzip or tar is level 1, an archive inside it
+    /// level 2; a `.tar.gz` is one level); 0 opens none.
     pub max_archive_depth: usize,
     /// Archive entries looked at per message, over every archive and level.
     pub max_archive_entries: usize,

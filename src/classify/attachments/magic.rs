@@ -15,7 +15,11 @@ pub(super) enum Content {
     DiskImage,
     /// Zip (also docx, xlsx, odt, jar, apk).
     Zip,
-    /// RAR, 7-Zip, gzip or CAB: an archive this policy does not open.
+    /// gzip (also `.tar.gz`).
+    Gzip,
+    /// POSIX or GNU tar.
+    Tar,
+    /// RAR, 7-Zip or CAB: an archive this policy does not open.
     OtherArchive,
     /// Anything else.
     Other,
@@ -34,11 +38,11 @@ pub(super) fn sniff(data: &[u8]) -> Content {
     let starts = |m: &[u8]| data.starts_with(m);
     if is_zip(data) {
         Content::Zip
-    } else if starts(b"Rar!\x1a\x07")
-        || starts(b"7z\xbc\xaf\x27\x1c")
-        || starts(b"\x1f\x8b\x08")
-        || starts(b"MSCF\0\0\0\0")
-    {
+    } else if starts(GZIP) {
+        Content::Gzip
+    } else if is_tar(data) {
+        Content::Tar
+    } else if starts(b"Rar!\x1a\x07") || starts(b"7z\xbc\xaf\x27\x1c") || starts(b"MSCF\0\0\0\0") {
         Content::OtherArchive
     } else if is_pe(data)
         || starts(b"\x7fELF")
@@ -60,6 +64,36 @@ pub(super) fn sniff(data: &[u8]) -> Content {
     } else {
         Content::Other
     }
+}
+
+/// gzip's magic and its one compression method (deflate).
+const GZIP: &[u8] = b"\x1f\x8b\x08";
+
+/// Where a tar header's magic sits, and how long a head must be to show it.
+const TAR_MAGIC_AT: usize = 257;
+const TAR_HEAD_LEN: usize = TAR_MAGIC_AT + 6;
+
+/// A POSIX (`ustar\0`) or GNU (`ustar  `) tar header. Old V7 archives carry no magic and
+/// are not recognised.
+fn is_tar(data: &[u8]) -> bool {
+    data.get(TAR_MAGIC_AT..TAR_HEAD_LEN)
+        .is_some_and(|m| m == b"ustar\0" || m == b"ustar ")
+}
+
+impl Content {
+    /// An archive the policy opens.
+    pub(super) fn opens(self) -> bool {
+        matches!(self, Content::Zip | Content::Gzip | Content::Tar)
+    }
+}
+
+/// Whether content starting with `head` may still turn out to be an archive the policy
+/// opens: true until enough bytes show otherwise (a tar's magic sits at byte 257).
+pub(super) fn may_open(head: &[u8]) -> bool {
+    if head.len() < 4 || sniff(head).opens() {
+        return true;
+    }
+    head.len() < TAR_HEAD_LEN
 }
 
 /// A zip's local header, empty-archive end record or spanning marker.
@@ -95,8 +129,8 @@ const FLAT_EXTENSIONS: &[&str] = &[
 
 /// Extensions of documents that are zips inside, and of archives.
 const CONTAINER_EXTENSIONS: &[&str] = &[
-    "7z", "docm", "docx", "epub", "gz", "odp", "ods", "odt", "pptm", "pptx", "rar", "xlsm", "xlsx",
-    "zip",
+    "7z", "docm", "docx", "epub", "gz", "odp", "ods", "odt", "pptm", "pptx", "rar", "tar", "tgz",
+    "xlsm", "xlsx", "zip",
 ];
 
 /// Declared types of formats that are not archives.
@@ -124,6 +158,9 @@ fn is_container_type(t: &str) -> bool {
                 | "x-7z-compressed"
                 | "gzip"
                 | "x-gzip"
+                | "x-tar"
+                | "x-gtar"
+                | "x-compressed-tar"
                 | "epub+zip"
         )
 }
@@ -160,7 +197,9 @@ pub(super) fn promise(ext: Option<&str>, content_type: &str) -> Promise {
 pub(super) fn contradicts(content: Content, promised: Promise) -> bool {
     match content {
         Content::Program | Content::Shortcut | Content::DiskImage => promised != Promise::Nothing,
-        Content::Zip | Content::OtherArchive => promised == Promise::Flat,
+        Content::Zip | Content::Gzip | Content::Tar | Content::OtherArchive => {
+            promised == Promise::Flat
+        }
         Content::Other => false,
     }
 }

@@ -1,8 +1,9 @@
 //! The attachment policy: blocked extensions and types, deceptive names, content that
-//! contradicts its name, and zip archives opened (nested, encrypted, bombs) within limits.
+//! contradicts its name, and archives (zip, gzip, tar) opened (nested, encrypted, bombs)
+//! within limits.
 //!
 //! Every finding is a symbol the rules files score. Attachments are hostile input: nothing
-//! here panics on them, nothing is written to disk, and a zip is read as a stream whose
+//! here panics on them, nothing is written to disk, and an archive is read as a stream whose
 //! expanded bytes and entries are counted against per-message limits, so a bomb costs at
 //! most `max_expanded_bytes` of decompression and yields `ARCHIVE_BOMB`.
 
@@ -47,7 +48,7 @@ pub enum Symbol {
     ArchiveTooDeep,
     /// More archive entries than `max_archive_entries`.
     ArchiveTooManyEntries,
-    /// Something that claims to be a zip cannot be read as one.
+    /// Something that claims to be an archive (zip, gzip, tar) cannot be read as one.
     ArchiveUnreadable,
 }
 
@@ -171,7 +172,7 @@ impl AttachmentPolicy {
     /// Whether judging these attachments means opening archives (the costly part, which a
     /// caller may want off the async threads).
     pub fn opens_archives(&self, attachments: &[Attachment<'_>]) -> bool {
-        self.max_depth > 0 && attachments.iter().any(|a| self.is_zip_attachment(a))
+        self.max_depth > 0 && attachments.iter().any(|a| self.is_archive_attachment(a))
     }
 
     /// Judges the attachments of one message: each symbol found once, sorted, with the
@@ -206,7 +207,7 @@ impl AttachmentPolicy {
             if promises.iter().any(|&p| magic::contradicts(content, p)) {
                 findings.add(Symbol::TypeMismatch, shown);
             }
-            if self.max_depth > 0 && self.is_zip_attachment(a) {
+            if self.max_depth > 0 && self.is_archive_attachment(a) {
                 archive::inspect(self, a.data, 1, shown, &mut budget, &mut findings);
             }
         }
@@ -254,16 +255,26 @@ impl AttachmentPolicy {
         facts.ext
     }
 
-    /// A zip by its content, or by a name or type that says zip (read, and flagged when
-    /// it is not one).
-    fn is_zip_attachment(&self, a: &Attachment<'_>) -> bool {
-        magic::is_zip(a.data)
-            || a.names
-                .iter()
-                .any(|n| names::analyse(n).ext.as_deref() == Some("zip"))
+    /// An archive the policy opens, by its content, or by a name or type that says zip,
+    /// gzip or tar (read, and flagged when it is not one).
+    fn is_archive_attachment(&self, a: &Attachment<'_>) -> bool {
+        magic::sniff(a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data)).opens()
+            || a.names.iter().any(|n| {
+                matches!(
+                    names::analyse(n).ext.as_deref(),
+                    Some("zip" | "gz" | "tgz" | "tar")
+                )
+            })
             || matches!(
                 a.content_type,
-                "application/zip" | "application/x-zip-compressed" | "application/x-zip"
+                "application/zip"
+                    | "application/x-zip-compressed"
+                    | "application/x-zip"
+                    | "application/gzip"
+                    | "application/x-gzip"
+                    | "application/x-tar"
+                    | "application/x-gtar"
+                    | "application/x-compressed-tar"
             )
     }
 }

@@ -3,6 +3,7 @@
 mod archives;
 mod bombs;
 mod forms;
+mod tarballs;
 mod zipbuild;
 
 use super::*;
