@@ -19,6 +19,7 @@ pub mod net;
 pub mod policy;
 pub mod relay;
 pub mod rules;
+pub mod runtime;
 pub mod smtp;
 pub mod spool;
 pub mod state;

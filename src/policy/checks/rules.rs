@@ -38,7 +38,10 @@ impl Check for RulesCheck {
             .iter()
             .map(|s| (s.name.as_str(), s.score))
             .collect();
-        let hits = self.rules.evaluate(&view, &external);
+        let heavy = ctx.message.len() >= crate::runtime::HEAVY_MESSAGE_BYTES;
+        let hits = crate::runtime::off_the_session_threads(heavy, || {
+            self.rules.evaluate(&view, &external)
+        });
         ctx.symbols = hits
             .into_iter()
             .map(|h| SymbolHit {
