@@ -1,69 +1,122 @@
 //! uuencoded files inside text: the `begin 644 invoice.exe` blocks that mail clients show
 //! as attachments while a reader of MIME structure sees only a text part.
 
-/// Most files taken from one text. A text with more goes to clamd whole anyway (it decodes
-/// uuencode itself); this bounds what one part adds to the attachment list.
-pub const MAX_FILES: usize = 32;
+/// Files decoded from one text. A text with more goes to clamd whole anyway (it decodes
+/// uuencode itself); past this, only names are taken.
+pub const MAX_DECODED: usize = 32;
+/// Distinct names taken from one text: the bound on the work of judging them.
+pub const MAX_NAMES: usize = 100_000;
 
 /// One uuencoded file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UuFile {
     /// The name on its `begin` line.
     pub name: String,
-    /// The decoded content, as far as it decodes (a block cut short keeps what came before).
+    /// The decoded content, as far as it decodes (a block cut short keeps what came
+    /// before); empty past [`MAX_DECODED`] files.
     pub data: Vec<u8>,
 }
 
 /// Whether `text` has a line that opens a uuencoded file.
 pub fn opens_file(text: &[u8]) -> bool {
-    line_starts(text).any(|at| is_begin_line(&text[at..]))
+    begin_lines(text).next().is_some()
 }
 
-/// The uuencoded files in `text`, at most [`MAX_FILES`], in order.
+/// The uuencoded files in `text`, in order: every block whose `begin` line uudecode
+/// would take and whose next line is uuencoded data, each distinct name once (at most
+/// [`MAX_NAMES`]), the first [`MAX_DECODED`] decoded.
 pub fn files(text: &[u8]) -> Vec<UuFile> {
-    if !opens_file(text) {
-        return Vec::new();
+    let starts: Vec<usize> = begin_lines(text).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut found = Vec::new();
+    for (i, &at) in starts.iter().enumerate() {
+        // Each block is read up to the next begin line, so the whole text is read once
+        // however many blocks it holds.
+        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        let block = text.get(at..end).unwrap_or_default();
+        let Some(name) = block_name(block) else {
+            continue;
+        };
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_NAMES {
+            break;
+        }
+        let data = if found.len() < MAX_DECODED {
+            uuencoding::decode(block)
+                .map(|b| b.data)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        found.push(UuFile { name, data });
     }
-    uuencoding::scan(text)
-        .into_iter()
-        .filter_map(Result::ok)
-        // The scanner also takes `BEGIN`, a bare `begin` and prose such as "begin now:";
-        // uudecode and mail clients want the mode and the name.
-        .filter(|block| text.get(block.begin_offset..).is_some_and(is_begin_line))
-        // "begin 2024 was a good year" has the shape of a begin line; prose after it
-        // decodes to nothing, while a real block decodes or ends properly.
-        .filter(|block| !(block.data.is_empty() && block.is_truncated))
-        .take(MAX_FILES)
-        .map(|block| UuFile {
-            name: block.metadata.filename,
-            data: block.data,
-        })
-        .collect()
+    found
 }
 
-/// Offsets at which lines start: 0 and after each `\n` followed by `begin `.
-fn line_starts(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    let first = text.starts_with(b"begin ").then_some(0);
+/// Offsets of the lines that open a uuencoded file, as uudecode reads them.
+fn begin_lines(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let first = text.starts_with(b"begin").then_some(0);
     first
         .into_iter()
-        .chain(memchr::memmem::find_iter(text, b"\nbegin ").map(|at| at + 1))
+        .chain(memchr::memmem::find_iter(text, b"\nbegin").map(|at| at + 1))
+        .filter(|&at| {
+            text.get(at..)
+                .is_some_and(|line| begin_name(line).is_some())
+        })
 }
 
-/// `begin`, a space, a three- or four-digit octal mode, a space and a name.
-fn is_begin_line(line: &[u8]) -> bool {
-    let Some(rest) = line.strip_prefix(b"begin ") else {
-        return false;
-    };
+/// The name on a `begin` line: `begin`, white space, an octal mode, white space and a
+/// name (sharutils' uudecode reads it with `sscanf("begin %o %s")`). A line that merely
+/// starts with the word ("begin now", "beginning") is none.
+fn begin_name(text: &[u8]) -> Option<&[u8]> {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(b"begin")?;
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let after_space = rest.iter().take_while(|b| is_space(b)).count();
+    let rest = rest.get(after_space..)?;
     let mode = rest
         .iter()
         .take_while(|b| (b'0'..=b'7').contains(b))
         .count();
-    let Some(after_mode) = rest.get(mode..) else {
+    let rest = rest.get(mode..)?;
+    let before_name = rest.iter().take_while(|b| is_space(b)).count();
+    let name = rest.get(before_name..)?.trim_ascii_end();
+    (after_space > 0 && (1..=6).contains(&mode) && before_name > 0 && !name.is_empty())
+        .then_some(name)
+}
+
+/// The name of the block starting at a begin line, when the line after it is uuencoded
+/// data or the end of an empty file: "begin 2024 was a good year" followed by prose is
+/// no file.
+fn block_name(block: &[u8]) -> Option<String> {
+    let name = begin_name(block)?;
+    let mut lines = block.split(|&b| b == b'\n').skip(1);
+    let next = lines.next()?;
+    let next = next.strip_suffix(b"\r").unwrap_or(next);
+    is_data_line(next).then(|| String::from_utf8_lossy(name).into_owned())
+}
+
+/// A uuencoded line: its first character gives the count of bytes it holds, and the rest
+/// are characters of the encoding (space to underscore, or a backquote for zero), four
+/// for every three bytes; relays strip trailing spaces (zeros, in old encoders), so the
+/// line may be shorter, never much longer.
+fn is_data_line(line: &[u8]) -> bool {
+    let Some((&first, rest)) = line.split_first() else {
         return false;
     };
-    (3..=4).contains(&mode)
-        && after_mode.first() == Some(&b' ')
-        && after_mode.get(1).is_some_and(|b| !b.is_ascii_whitespace())
+    if first == b'`' || first == b' ' {
+        return true;
+    }
+    if !(b' '..=b'`').contains(&first) {
+        return false;
+    }
+    let count = usize::from((first - b' ') & 0x3f);
+    let want = count.div_ceil(3) * 4;
+    let valid = rest.iter().all(|b| (b' '..=b'`').contains(b));
+    valid && !rest.is_empty() && rest.len() <= want + 4
 }
 
 #[cfg(test)]
@@ -104,6 +157,31 @@ mod tests {
         assert_eq!(files(text.as_bytes())[0].name, "a.js");
     }
 
+    /// Regression (review): a decoy line starting with "begin" just before a block made
+    /// the scanner read the real begin line as the decoy's data, and the file was lost.
+    #[test]
+    fn a_decoy_begin_line_does_not_swallow_the_block_after_it() {
+        for decoy in ["begin here:\n", "Begin forwarded message:\n", "begin\n"] {
+            let text = format!("{decoy}{}", block("invoice.exe", b"MZ"));
+            let names: Vec<String> = files(text.as_bytes()).into_iter().map(|f| f.name).collect();
+            assert_eq!(names, ["invoice.exe"], "{decoy:?}");
+        }
+    }
+
+    /// uudecode reads `begin %o %s`: any white space, any octal mode.
+    #[test]
+    fn begin_lines_as_uudecode_reads_them() {
+        for line in [
+            "begin\t644 x.exe",
+            "begin  644  x.exe",
+            "begin 100644 x.exe",
+            "begin 7 x.exe",
+        ] {
+            let text = block("x.exe", b"MZ").replacen("begin 644 x.exe", line, 1);
+            assert_eq!(files(text.as_bytes()).len(), 1, "{line:?}");
+        }
+    }
+
     #[test]
     fn prose_that_begins_a_line_with_begin_is_no_file() {
         for text in [
@@ -135,11 +213,26 @@ mod tests {
         assert_eq!(found[0].data, vec![7u8; 45]);
     }
 
+    /// Regression (review): only the first 32 files were taken, so a blocked name after 32
+    /// harmless ones was never judged. Every name is taken; the first 32 are decoded.
     #[test]
-    fn at_most_max_files_are_taken() {
-        let text: String = (0..MAX_FILES + 5)
-            .map(|i| block(&format!("f{i}.exe"), b"x"))
+    fn names_past_the_decoded_files_are_still_taken() {
+        let mut text: String = (0..MAX_DECODED + 5)
+            .map(|i| block(&format!("f{i}.txt"), b"x"))
             .collect();
-        assert_eq!(files(text.as_bytes()).len(), MAX_FILES);
+        text.push_str(&block("invoice.exe", b"MZ"));
+        let found = files(text.as_bytes());
+        assert_eq!(found.len(), MAX_DECODED + 6);
+        assert_eq!(found[MAX_DECODED - 1].data, b"x");
+        assert!(found[MAX_DECODED].data.is_empty());
+        assert_eq!(found.last().unwrap().name, "invoice.exe");
+    }
+
+    /// Regression (review): a text of bare `begin` lines made the scanner allocate a
+    /// block for each (1.67 million from 20 MB). They are no files and cost nothing.
+    #[test]
+    fn bare_begin_lines_make_no_blocks() {
+        let text = "begin\n".repeat(100_000);
+        assert!(files(text.as_bytes()).is_empty());
     }
 }

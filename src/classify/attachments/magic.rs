@@ -73,11 +73,48 @@ const GZIP: &[u8] = b"\x1f\x8b\x08";
 const TAR_MAGIC_AT: usize = 257;
 const TAR_HEAD_LEN: usize = TAR_MAGIC_AT + 6;
 
-/// A POSIX (`ustar\0`) or GNU (`ustar  `) tar header. Old V7 archives carry no magic and
-/// are not recognised.
+/// A POSIX (`ustar\0`) or GNU (`ustar  `) tar header, or an old V7 one, which carries no
+/// magic: a named first header whose checksum holds.
 fn is_tar(data: &[u8]) -> bool {
-    data.get(TAR_MAGIC_AT..TAR_HEAD_LEN)
-        .is_some_and(|m| m == b"ustar\0" || m == b"ustar ")
+    let magic = data
+        .get(TAR_MAGIC_AT..TAR_HEAD_LEN)
+        .is_some_and(|m| m == b"ustar\0" || m == b"ustar ");
+    let v7 = data
+        .get(..TAR_BLOCK)
+        .is_some_and(|h| h[0] != 0 && tar_checksum_holds(h));
+    magic || v7
+}
+
+/// A tar header block's size.
+const TAR_BLOCK: usize = 512;
+
+/// Whether a tar header's checksum field (octal, at 148) equals the sum of its bytes with
+/// that field read as spaces; tar readers refuse a header whose checksum fails.
+pub(super) fn tar_checksum_holds(header: &[u8]) -> bool {
+    let Some(header) = header.get(..TAR_BLOCK) else {
+        return false;
+    };
+    let field = &header[148..156];
+    let Some(stated) = std::str::from_utf8(field)
+        .ok()
+        .map(|f| f.trim_matches(|c: char| c == ' ' || c == '\0'))
+        .filter(|f| !f.is_empty())
+        .and_then(|f| u32::from_str_radix(f, 8).ok())
+    else {
+        return false;
+    };
+    let sum: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    sum == stated
 }
 
 impl Content {
@@ -88,12 +125,12 @@ impl Content {
 }
 
 /// Whether content starting with `head` may still turn out to be an archive the policy
-/// opens: true until enough bytes show otherwise (a tar's magic sits at byte 257).
+/// opens: true until enough bytes show otherwise (a tar is known by its first 512).
 pub(super) fn may_open(head: &[u8]) -> bool {
     if head.len() < 4 || sniff(head).opens() {
         return true;
     }
-    head.len() < TAR_HEAD_LEN
+    head.len() < TAR_BLOCK
 }
 
 /// A zip's local header, empty-archive end record or spanning marker.

@@ -208,7 +208,12 @@ impl AttachmentPolicy {
                 findings.add(Symbol::TypeMismatch, shown);
             }
             if self.max_depth > 0 && self.is_archive_attachment(a) {
-                archive::inspect(self, a.data, 1, shown, &mut budget, &mut findings);
+                let place = archive::Place {
+                    depth: 1,
+                    shown,
+                    names: a.names,
+                };
+                archive::inspect(self, a.data, place, &mut budget, &mut findings);
             }
         }
         if budget.exhausted() {

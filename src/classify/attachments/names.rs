@@ -73,6 +73,34 @@ pub(super) fn analyse(name: &str) -> NameFacts {
     }
 }
 
+/// The name gunzip gives the file of a gzip named `name`: its suffix (`.gz`, `-gz`, `.z`,
+/// `-z`, `_z`) dropped, `.tgz` and `.taz` read as `.tar`; read as Windows reads names
+/// (`invoice.exe.gz.` is `invoice.exe.gz`). A gzip made from a pipe stores no name of its
+/// own, and a recipient's tool names the file this way.
+pub(super) fn gunzipped(name: &str) -> Option<String> {
+    let name = name.split('\0').next().unwrap_or(name);
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = base
+        .chars()
+        .filter(|&c| !is_bidi_control(c) && !is_invisible(c))
+        .collect();
+    let cleaned = cleaned.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    let lower = cleaned.to_lowercase();
+    let stem = |suffix: &str| {
+        cleaned
+            .get(..cleaned.len() - suffix.len())
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(suffix) = [".tgz", ".taz"].into_iter().find(|s| lower.ends_with(s)) {
+        return stem(suffix).map(|s| format!("{s}.tar"));
+    }
+    [".gz", "-gz", ".z", "-z", "_z"]
+        .into_iter()
+        .find(|s| lower.ends_with(s))
+        .and_then(stem)
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +144,19 @@ mod tests {
         for name in ["setup.v2.exe", "report.pdf", "archive.tar.gz", "a.b.c"] {
             assert_eq!(analyse(name).decoy, None, "{name:?}");
         }
+    }
+
+    #[test]
+    fn the_name_gunzip_gives() {
+        let g = |n: &str| gunzipped(n);
+        assert_eq!(g("invoice.exe.gz").as_deref(), Some("invoice.exe"));
+        assert_eq!(g("docs/Setup.GZ").as_deref(), Some("Setup"));
+        assert_eq!(g("backup.tgz").as_deref(), Some("backup.tar"));
+        assert_eq!(g("invoice.exe.gz. ").as_deref(), Some("invoice.exe"));
+        assert_eq!(g("invoice.exe.g\u{200B}z").as_deref(), Some("invoice.exe"));
+        assert_eq!(g("run.js-gz").as_deref(), Some("run.js"));
+        assert_eq!(g(".gz"), None);
+        assert_eq!(g("report.pdf"), None);
     }
 
     #[test]

@@ -46,11 +46,10 @@ impl Attachments {
         }
         let _turn = self.disk_inspections.acquire().await;
         let decoded = match ctx.message.raw() {
-            Ok(raw) => Ok(MessageView::attachments_of(
-                &raw,
-                self.limits.nesting_depth,
-                self.limits.mime_parts,
-            )),
+            // Decoding every part of a message of tens of megabytes is long CPU work.
+            Ok(raw) => Ok(crate::runtime::off_the_session_threads(true, || {
+                MessageView::attachments_of(&raw, self.limits.nesting_depth, self.limits.mime_parts)
+            })),
             Err(e) => Err(e),
         };
         match decoded {

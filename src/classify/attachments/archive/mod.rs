@@ -94,50 +94,75 @@ impl Seek for Counted<'_> {
     }
 }
 
-/// Judges the archive in `data` at nesting `depth` (1 for an attachment): gzip and tar
-/// by their first bytes, anything else as a zip (a part claiming to be one that is not is
-/// unreadable). A panic inside a reader on a malformed archive is caught and reported as
-/// unreadable: one hostile attachment must not take the gateway down.
+/// Where an archive sits: its nesting level (1 for an attachment), its path as findings
+/// show it, and the names it goes by in full (what gunzip makes of them).
+#[derive(Clone, Copy)]
+pub(super) struct Place<'a> {
+    pub(super) depth: usize,
+    pub(super) shown: &'a str,
+    pub(super) names: &'a [String],
+}
+
+/// Judges the archive in `data` with every reader that would take it, as the tools a
+/// recipient has would: gzip and tar by their first bytes (a tar also by its header
+/// checksum), zip by its first bytes or by the end record zip readers look for at the end
+/// (a gzip member in front of a zip hides nothing from `unzip`), and as a zip whatever
+/// else claims to be an archive (unreadable when it is not one). A panic inside a reader
+/// on a malformed archive is caught and reported as unreadable: one hostile attachment
+/// must not take the gateway down.
 pub(super) fn inspect(
     policy: &AttachmentPolicy,
     data: &[u8],
-    depth: usize,
-    path: &str,
+    place: Place<'_>,
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
     let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        match magic::sniff(data.get(..magic::SNIFF_LEN).unwrap_or(data)) {
-            magic::Content::Gzip => tarball::walk_gzip(policy, data, depth, path, budget, findings),
-            magic::Content::Tar => tarball::walk(policy, data, depth, path, budget, findings),
-            _ => zipfile::walk(policy, data, depth, path, budget, findings),
+        let content = magic::sniff(data.get(..magic::SNIFF_LEN).unwrap_or(data));
+        if content == magic::Content::Gzip {
+            tarball::walk_gzip(policy, data, place, budget, findings);
+        }
+        if content == magic::Content::Tar {
+            tarball::walk(policy, data, place, budget, findings);
+        }
+        let other_reader = matches!(content, magic::Content::Gzip | magic::Content::Tar);
+        if !other_reader || zipfile::has_end_record(data) {
+            zipfile::walk(policy, data, place, budget, findings);
         }
     }));
     if walked.is_err() {
-        findings.add(Symbol::ArchiveUnreadable, path);
+        findings.add(Symbol::ArchiveUnreadable, place.shown);
     }
 }
 
 /// An entry whose content is an archive this policy opens is opened one level deeper,
-/// while levels and budget remain; past the last level it is `ARCHIVE_TOO_DEEP`.
+/// while levels and budget remain; past the last level it is `ARCHIVE_TOO_DEEP`. `entry`
+/// is the entry's place in its archive (at the archive's level).
 fn open_nested(
     policy: &AttachmentPolicy,
     content: magic::Content,
     whole: Option<&[u8]>,
-    depth: usize,
-    shown: &str,
+    entry: Place<'_>,
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
     if !content.opens() {
         return;
     }
-    if depth >= policy.max_depth {
-        findings.add(Symbol::ArchiveTooDeep, shown);
+    if entry.depth >= policy.max_depth {
+        findings.add(Symbol::ArchiveTooDeep, entry.shown);
     } else if let Some(inner) = whole.filter(|_| !budget.exhausted()) {
-        inspect(policy, inner, depth + 1, shown, budget, findings);
+        let deeper = Place {
+            depth: entry.depth + 1,
+            ..entry
+        };
+        inspect(policy, inner, deeper, budget, findings);
     }
 }
+
+/// Distinct names read from an archive's raw headers, at most: the bound on the work of
+/// judging them (about a microsecond a name).
+const MAX_HEADER_NAMES: usize = 100_000;
 
 /// One entry as read: its first bytes, all of it when it may be an archive to open, and
 /// whether decompression failed.

@@ -1,32 +1,52 @@
-//! gzip and tar. A gzip holds one file: its name (from the gzip header, and the
-//! attachment's own name without `.gz`) is judged, its content decompressed against the
-//! budget. A tar is a run of headers and stored files in the bytes already at hand: each
-//! name is judged (GNU and PAX long names too), each file sniffed, and an archive inside
-//! opened one level deeper. A `.tar.gz` is one archive: its tar is read at the gzip's level.
+//! gzip and tar. A gzip holds one file: its name (from each member's header, and the
+//! archive's own names as gunzip shortens them) is judged, its content decompressed
+//! against the budget. A tar is a run of headers and stored files in the bytes already at
+//! hand: every name its headers carry is judged (GNU long names and PAX records too), each
+//! file sniffed, and an archive inside opened one level deeper. A `.tar.gz` is one
+//! archive: its tar is read at the gzip's level.
 
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Symbol,
-    READ_CHUNK,
+    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Place,
+    Symbol, MAX_HEADER_NAMES, READ_CHUNK,
 };
-use crate::classify::attachments::magic;
+use crate::classify::attachments::{magic, names};
 use flate2::read::MultiGzDecoder;
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::io::Cursor;
 use std::rc::Rc;
 
-/// Judges the gzip in `data` at nesting `depth`; `path` names it.
+/// Judges the gzip in `data`.
 pub(super) fn walk_gzip(
     policy: &AttachmentPolicy,
     data: &[u8],
-    depth: usize,
-    path: &str,
+    place: Place<'_>,
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
+    let path = place.shown;
     if !budget.take_entry() {
         findings.add(Symbol::ArchiveTooManyEntries, path);
         return;
     }
+    // The name each member stores (the decoder shows only the last member's), then what
+    // gunzip makes of the archive's own names.
+    let mut inner_names = member_names(data);
+    for name in place.names.iter().filter_map(|n| names::gunzipped(n)) {
+        if !inner_names.contains(&name) {
+            inner_names.push(name);
+        }
+    }
+    let shown = format!(
+        "{path}/{}",
+        inner_names
+            .first()
+            .map_or_else(|| "(content)".to_string(), |n| shown_name(n))
+    );
+    let exts: Vec<Option<String>> = inner_names
+        .iter()
+        .map(|n| policy.check_name(n, true, findings, &shown))
+        .collect();
     let consumed = Rc::new(Cell::new(0u64));
     // Members one after another decompress as one file, as gunzip writes them.
     let mut decoder = MultiGzDecoder::new(Counted {
@@ -36,26 +56,6 @@ pub(super) fn walk_gzip(
     let mut buf = vec![0u8; READ_CHUNK];
     let entry = read_entry(&mut decoder, &mut buf, true, budget);
     budget.compressed = budget.compressed.saturating_add(consumed.get());
-    let stored = decoder
-        .header()
-        .and_then(|h| h.filename())
-        .map(|n| String::from_utf8_lossy(n).into_owned());
-    let mut names: Vec<String> = stored.into_iter().collect();
-    if let Some(derived) = unzipped_name(path) {
-        if !names.contains(&derived) {
-            names.push(derived);
-        }
-    }
-    let shown = format!(
-        "{path}/{}",
-        names
-            .first()
-            .map_or_else(|| "(content)".to_string(), |n| shown_name(n))
-    );
-    let exts: Vec<Option<String>> = names
-        .iter()
-        .map(|n| policy.check_name(n, true, findings, &shown))
-        .collect();
     if entry.broken {
         findings.add(Symbol::ArchiveUnreadable, path);
     }
@@ -66,45 +66,66 @@ pub(super) fn walk_gzip(
     {
         findings.add(Symbol::ArchiveTypeMismatch, &shown);
     }
+    let inner = Place {
+        depth: place.depth,
+        shown: &shown,
+        names: &inner_names,
+    };
     match (content, entry.whole) {
         // What was decompressed before the budget ran out still names its files.
-        (magic::Content::Tar, Some(tar)) => walk(policy, &tar, depth, &shown, budget, findings),
-        (content, whole) => open_nested(
-            policy,
-            content,
-            whole.as_deref(),
-            depth,
-            &shown,
-            budget,
-            findings,
-        ),
+        (magic::Content::Tar, Some(tar)) => walk(policy, &tar, inner, budget, findings),
+        (content, whole) => open_nested(policy, content, whole.as_deref(), inner, budget, findings),
     }
 }
 
-/// The name gunzip gives the file of a gzip named `path`'s last component: `.gz` dropped,
-/// `.tgz` read as `.tar`. A gzip made from a pipe (or with `-n`) stores no name of its own.
-fn unzipped_name(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let lower = name.to_ascii_lowercase();
-    let base = |suffix: &str| name.get(..name.len() - suffix.len());
-    if lower.ends_with(".tgz") {
-        base(".tgz").map(|b| format!("{b}.tar"))
-    } else if lower.ends_with(".gz") {
-        base(".gz").filter(|b| !b.is_empty()).map(str::to_string)
-    } else {
-        None
+/// The names stored in the headers of the gzip members in `data` (RFC 1952 `FNAME`),
+/// found by their signature anywhere: the decoder reports one member's header only, and
+/// `gunzip -N` names the file after the first. Signatures inside compressed data give
+/// junk names, judged as junk.
+fn member_names(data: &[u8]) -> Vec<String> {
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    for at in memchr::memmem::find_iter(data, b"\x1f\x8b\x08") {
+        let Some(&flags) = data.get(at + 3) else {
+            continue;
+        };
+        if flags & FNAME == 0 || flags & 0xe0 != 0 {
+            continue;
+        }
+        let mut name_at = at + 10;
+        if flags & FEXTRA != 0 {
+            let Some(len) = data.get(name_at..name_at + 2) else {
+                continue;
+            };
+            name_at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+        }
+        let Some(rest) = data.get(name_at..) else {
+            continue;
+        };
+        let name = rest.split(|&b| b == 0).next().unwrap_or_default();
+        if name.is_empty() || !seen.insert(name) {
+            continue;
+        }
+        if seen.len() > MAX_HEADER_NAMES {
+            break;
+        }
+        found.push(String::from_utf8_lossy(name).into_owned());
     }
+    found
 }
 
-/// Judges the tar in `data` at nesting `depth`; `path` names it.
+/// Judges the tar in `data`.
 pub(super) fn walk(
     policy: &AttachmentPolicy,
     data: &[u8],
-    depth: usize,
-    path: &str,
+    place: Place<'_>,
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
+    let path = place.shown;
+    judge_header_names(policy, data, path, findings);
     let mut archive = tar::Archive::new(data);
     let Ok(entries) = archive.entries() else {
         findings.add(Symbol::ArchiveUnreadable, path);
@@ -127,23 +148,23 @@ pub(super) fn walk(
             return;
         }
         let kind = entry.header().entry_type();
-        if kind.is_dir() {
+        // Directories, links and devices carry names only (judged above); every other
+        // kind, unknown ones and sparse files included, GNU tar extracts as a file.
+        if kind.is_dir()
+            || kind.is_symlink()
+            || kind.is_hard_link()
+            || kind.is_character_special()
+            || kind.is_block_special()
+            || kind.is_fifo()
+        {
             continue;
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let shown = format!("{path}/{}", shown_name(&name));
         let ext = policy.check_name(&name, true, findings, &shown);
-        // Links, devices and the like carry names only.
-        if !(kind.is_file() || kind.is_contiguous()) {
-            continue;
-        }
         let start = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
-        let size = entry
-            .header()
-            .entry_size()
-            .ok()
-            .and_then(|s| usize::try_from(s).ok())
-            .unwrap_or(0);
+        // The size a PAX record gives overrides the header's.
+        let size = usize::try_from(entry.size()).unwrap_or(usize::MAX);
         let file = data
             .get(start..)
             .map_or(&[][..], |rest| &rest[..size.min(rest.len())]);
@@ -151,26 +172,175 @@ pub(super) fn walk(
         if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {
             findings.add(Symbol::ArchiveTypeMismatch, &shown);
         }
-        open_nested(policy, content, Some(file), depth, &shown, budget, findings);
+        let names = [name];
+        let entry_place = Place {
+            depth: place.depth,
+            shown: &shown,
+            names: &names,
+        };
+        open_nested(policy, content, Some(file), entry_place, budget, findings);
     }
+}
+
+/// Tar header block size.
+const BLOCK: usize = 512;
+
+/// Judges every name the headers of the tar in `data` carry, walked block by block apart
+/// from the reader: each header's name (with its POSIX prefix), each GNU long name
+/// (`L`), and each PAX record's `path` and `GNU.sparse.name`. The reader shows one name
+/// per entry, chosen by its own precedence, while GNU tar and Python's `tarfile` may
+/// extract under another. Stops at the end marker, at a header whose checksum fails, or
+/// after [`MAX_HEADER_NAMES`] names.
+fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut judge = |name: &[u8], findings: &mut Findings| {
+        if name.is_empty() || name.ends_with(b"/") || seen.len() > MAX_HEADER_NAMES {
+            return;
+        }
+        if seen.insert(name.to_vec()) {
+            let name = String::from_utf8_lossy(name);
+            let shown = format!("{path}/{}", shown_name(&name));
+            policy.check_name(&name, true, findings, &shown);
+        }
+    };
+    let mut at = 0;
+    // A PAX `size` record applies to the header after it.
+    let mut next_size: Option<usize> = None;
+    while let Some(header) = data.get(at..at + BLOCK) {
+        if header.iter().all(|&b| b == 0) || !magic::tar_checksum_holds(header) {
+            break;
+        }
+        let body_at = at + BLOCK;
+        let size = next_size
+            .take()
+            .or_else(|| octal_or_binary(&header[124..136]))
+            .unwrap_or(0);
+        let body = data
+            .get(body_at..)
+            .map_or(&[][..], |rest| &rest[..size.min(rest.len())]);
+        let name = c_string(&header[0..100]);
+        let prefix = c_string(&header[345..500]);
+        match header[156] {
+            b'L' => judge(c_string(body), findings),
+            b'x' | b'g' => {
+                for (key, value) in pax_records(body) {
+                    match key {
+                        b"path" | b"GNU.sparse.name" => judge(value, findings),
+                        b"size" if header[156] == b'x' => {
+                            next_size =
+                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {
+                if header[257..262] == *b"ustar" && !prefix.is_empty() {
+                    let mut full = prefix.to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(name);
+                    judge(&full, findings);
+                } else {
+                    judge(name, findings);
+                }
+            }
+        }
+        let Some(next) = size
+            .checked_next_multiple_of(BLOCK)
+            .and_then(|padded| body_at.checked_add(padded))
+        else {
+            break;
+        };
+        at = next;
+    }
+}
+
+/// The bytes of a NUL-terminated header field.
+fn c_string(field: &[u8]) -> &[u8] {
+    field.split(|&b| b == 0).next().unwrap_or_default()
+}
+
+/// A tar number: octal digits (space or NUL padded), or GNU's base-256 form (high bit of
+/// the first byte set).
+fn octal_or_binary(field: &[u8]) -> Option<usize> {
+    let (&first, rest) = field.split_first()?;
+    if first & 0x80 != 0 {
+        return rest.iter().try_fold(usize::from(first & 0x7f), |n, &b| {
+            n.checked_mul(256)?.checked_add(usize::from(b))
+        });
+    }
+    let digits = std::str::from_utf8(field).ok()?;
+    let digits = digits.trim_matches(|c: char| c == ' ' || c == '\0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    usize::from_str_radix(digits, 8).ok()
+}
+
+/// The records of a PAX extended header: `LEN KEY=VALUE\n` each.
+fn pax_records(mut body: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut records = Vec::new();
+    while !body.is_empty() {
+        let Some(space) = body.iter().position(|&b| b == b' ') else {
+            break;
+        };
+        let Some(len) = std::str::from_utf8(&body[..space])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|&l| l > space && l <= body.len())
+        else {
+            break;
+        };
+        let record = &body[space + 1..len];
+        let record = record.strip_suffix(b"\n").unwrap_or(record);
+        if let Some(eq) = record.iter().position(|&b| b == b'=') {
+            records.push((&record[..eq], &record[eq + 1..]));
+        }
+        body = &body[len..];
+    }
+    records
 }
 
 #[cfg(test)]
 mod tests {
-    use super::unzipped_name;
+    use super::*;
 
     #[test]
-    fn the_name_gunzip_gives() {
+    fn tar_numbers_in_both_forms() {
+        assert_eq!(octal_or_binary(b"00000000644\0"), Some(0o644));
+        assert_eq!(octal_or_binary(b"     12 "), Some(0o12));
         assert_eq!(
-            unzipped_name("invoice.exe.gz").as_deref(),
-            Some("invoice.exe")
+            octal_or_binary(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Some(256)
         );
+        assert_eq!(octal_or_binary(b"9"), None);
+    }
+
+    #[test]
+    fn pax_records_are_read_by_their_lengths() {
+        let body = b"18 path=a b=c.exe\n11 size=42\n";
         assert_eq!(
-            unzipped_name("a.zip/docs/Setup.GZ").as_deref(),
-            Some("Setup")
+            pax_records(body),
+            vec![
+                (&b"path"[..], &b"a b=c.exe"[..]),
+                (&b"size"[..], &b"42"[..])
+            ]
         );
-        assert_eq!(unzipped_name("backup.tgz").as_deref(), Some("backup.tar"));
-        assert_eq!(unzipped_name(".gz"), None);
-        assert_eq!(unzipped_name("report.pdf"), None);
+        assert!(pax_records(b"99 path=short\n").is_empty());
+    }
+
+    #[test]
+    fn gzip_member_names_are_read_from_every_header() {
+        let member = |flags: u8, extra: &[u8], name: &[u8]| {
+            let mut m = vec![0x1f, 0x8b, 0x08, flags, 0, 0, 0, 0, 0, 3];
+            m.extend_from_slice(extra);
+            m.extend_from_slice(name);
+            m.push(0);
+            m
+        };
+        let mut data = member(0x08, &[], b"invoice.exe");
+        data.extend(member(0x0c, &[2, 0, 0xaa, 0xbb], b"notes.txt"));
+        data.extend(member(0x00, &[], b""));
+        assert_eq!(member_names(&data), ["invoice.exe", "notes.txt"]);
     }
 }

@@ -3,8 +3,8 @@
 //! entry that is itself an archive opened one level deeper.
 
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Symbol,
-    READ_CHUNK,
+    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Place,
+    Symbol, MAX_HEADER_NAMES, READ_CHUNK,
 };
 use crate::classify::attachments::magic;
 use std::cell::Cell;
@@ -12,15 +12,15 @@ use std::io::Cursor;
 use std::rc::Rc;
 use zip::ZipArchive;
 
-/// Judges the zip in `data` at nesting `depth` (1 for an attachment).
+/// Judges the zip in `data`.
 pub(super) fn walk(
     policy: &AttachmentPolicy,
     data: &[u8],
-    depth: usize,
-    path: &str,
+    place: Place<'_>,
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
+    let (depth, path) = (place.depth, place.shown);
     // The reader indexes every central-directory entry up front, at a cost in memory per
     // entry: count the headers first and leave an over-full archive unopened. Only headers
     // of the central directory count: the same four bytes in a comment or in an entry's
@@ -93,12 +93,17 @@ pub(super) fn walk(
         if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {
             findings.add(Symbol::ArchiveTypeMismatch, &shown);
         }
+        let names = [name];
+        let place = Place {
+            depth,
+            shown: &shown,
+            names: &names,
+        };
         open_nested(
             policy,
             content,
             entry.whole.as_deref(),
-            depth,
-            &shown,
+            place,
             budget,
             findings,
         );
@@ -116,10 +121,6 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     data.get(at..at + 4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
-
-/// Distinct names read from an archive's raw headers, at most: the bound on the work of
-/// [`judge_header_names`] (about a microsecond a name).
-const MAX_HEADER_NAMES: usize = 100_000;
 
 /// Judges every name the headers of the zip in `data` carry, as bytes, before and apart
 /// from the reader: each central-directory header (`PK\x01\x02`, the name at 46, its length
@@ -154,6 +155,21 @@ fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findin
     }
 }
 
+/// Where the zip end record sits: the last one whose comment reaches exactly to the end
+/// of the data, within the reach of the longest comment.
+fn end_record(data: &[u8]) -> Option<usize> {
+    let tail = data.len().saturating_sub(22 + usize::from(u16::MAX));
+    memchr::memmem::rfind_iter(data.get(tail..).unwrap_or_default(), b"PK\x05\x06")
+        .map(|at| at + tail)
+        .find(|&at| u16_at(data, at + 20).is_some_and(|c| at + 22 + c == data.len()))
+}
+
+/// Whether zip readers, which look for the end record at the end, would read `data` as a
+/// zip whatever its first bytes.
+pub(super) fn has_end_record(data: &[u8]) -> bool {
+    end_record(data).is_some()
+}
+
 /// Central-directory headers of the zip in `data`, counted up to `limit`: walked from the
 /// start the end record gives, header by header, so the signature inside a name, comment,
 /// extra field or entry data is not counted. Without a plain end record (zip64, damaged)
@@ -164,12 +180,7 @@ fn central_headers(data: &[u8], limit: usize) -> usize {
             .take(limit)
             .count()
     };
-    // The end record whose comment reaches exactly to the end of the data.
-    let tail = data.len().saturating_sub(22 + usize::from(u16::MAX));
-    let eocd = memchr::memmem::rfind_iter(data.get(tail..).unwrap_or_default(), b"PK\x05\x06")
-        .map(|at| at + tail)
-        .find(|&at| u16_at(data, at + 20).is_some_and(|c| at + 22 + c == data.len()));
-    let Some(eocd) = eocd else {
+    let Some(eocd) = end_record(data) else {
         return every();
     };
     let (Some(entries), Some(size)) = (u16_at(data, eocd + 10), u32_at(data, eocd + 12)) else {

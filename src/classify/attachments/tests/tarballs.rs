@@ -167,3 +167,140 @@ fn broken_gzips_and_tars_are_unreadable_and_never_panic() {
         let _ = symbols(&[part("a.tgz", "", &tgz[..cut])]);
     }
 }
+
+/// A tar header block: `name`, type `kind`, `size` in its field, checksum set.
+fn tar_header(name: &[u8], kind: u8, size: usize, magic: bool) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    if magic {
+        h[257..265].copy_from_slice(b"ustar\x0000");
+    }
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// A tar of raw records: (name, type, data), each header's size its data's, the data
+/// padded to blocks, two zero blocks at the end.
+fn raw_tar(records: &[(&[u8], u8, &[u8])], magic: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, data) in records {
+        out.extend(tar_header(name, *kind, data.len(), magic));
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// A PAX extended header body of these records.
+fn pax(records: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in records {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        out.extend_from_slice(format!("{len}{body}").as_bytes());
+    }
+    out
+}
+
+/// Regression (review): the tar reader shows one name per entry by its own precedence (a
+/// GNU long name over a PAX `path`), while GNU tar extracts under the PAX one, and Python's
+/// `tarfile` under `GNU.sparse.name`: every name a header carries is judged.
+#[test]
+fn every_name_a_tar_header_carries_is_judged() {
+    let path = pax(&[("path", "invoice.exe")]);
+    let tar = raw_tar(
+        &[
+            (b"PaxHeaders/x", b'x', &path),
+            (b"././@LongLink", b'L', b"readme.txt\0"),
+            (b"readme.txt", b'0', b"x"),
+        ],
+        true,
+    );
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+    let sparse = pax(&[("GNU.sparse.name", "invoice.exe")]);
+    let tar = raw_tar(
+        &[
+            (b"PaxHeaders/x", b'x', &sparse),
+            (b"readme.txt", b'0', b"x"),
+        ],
+        true,
+    );
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+}
+
+/// Regression (review): a file was sliced by its header's size, which a PAX `size`
+/// overrides: a zip stored behind a header saying 0 bytes was never opened. And a file of
+/// a type tar does not know (`A`), which GNU tar extracts as a file, was not looked at.
+#[test]
+fn tar_files_are_read_at_their_real_size_whatever_their_type() {
+    let zip = zip_of(&[("run.vbs", b"x".as_slice())]);
+    let size = pax(&[("size", &zip.len().to_string())]);
+    let mut tar = tar_header(b"PaxHeaders/x", b'x', size.len(), true);
+    tar.extend_from_slice(&size);
+    tar.resize(tar.len().next_multiple_of(512), 0);
+    tar.extend(tar_header(b"photos.zip", b'0', 0, true));
+    tar.extend_from_slice(&zip);
+    tar.resize(tar.len().next_multiple_of(512) + 1024, 0);
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+    let tar = raw_tar(&[(b"invoice.pdf", b'A', &pe())], true);
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_TYPE_MISMATCH"));
+}
+
+/// Regression (review): a V7 tar (no `ustar` magic) was not known as a tar, so a `.tgz`
+/// of one was never walked.
+#[test]
+fn old_tars_without_magic_are_known_by_their_checksum() {
+    let tar = raw_tar(&[(b"invoice.exe", b'0', b"MZ")], false);
+    assert_eq!(
+        symbols(&[part("files.tgz", "", &gzip(None, &tar))]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+}
+
+/// Regression (review): the decoder reports the last member's header only, while
+/// `gunzip -N` names the file after the first: every member's stored name is judged.
+#[test]
+fn the_name_of_every_gzip_member_is_judged() {
+    let mut data = gzip(Some("invoice.exe"), &pe());
+    data.extend(gzip(Some("notes.txt"), b""));
+    assert!(symbols(&[part("notes.gz", "", &data)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+}
+
+/// Regression (review): the name gunzip gives was cut from the shown path, which is the
+/// first name only and shortened past 100 characters, and missed `invoice.exe.gz.`.
+#[test]
+fn every_name_of_a_gzip_is_shortened_as_gunzip_would() {
+    let data = gzip(None, b"x");
+    let long = format!("{}.exe.gz", "a".repeat(120));
+    for names in [
+        vec![long],
+        vec!["report.gz".to_string(), "invoice.exe.gz".to_string()],
+        vec!["invoice.exe.gz.".to_string()],
+    ] {
+        let p = Part {
+            names: names.clone(),
+            content_type: String::new(),
+            data: data.clone(),
+        };
+        assert!(symbols(&[p]).contains(&"ARCHIVE_BLOCKED_EXT"), "{names:?}");
+    }
+}
+
+/// Regression (review): only one reader ran, chosen by the first bytes, so a gzip member
+/// in front of a zip (which `unzip` reads by its end record) hid the zip's files.
+#[test]
+fn a_zip_behind_a_gzip_member_is_still_read_as_a_zip() {
+    let mut data = gzip(None, b"x");
+    data.extend(zip_of(&[("invoice.exe", b"x".as_slice())]));
+    assert!(symbols(&[part("invoice.zip", "", &data)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+}
