@@ -14,8 +14,8 @@ pub const HEAVY_MESSAGE_BYTES: usize = 64 * 1024;
 /// thread over, and light work is not worth the hand-over.
 pub fn off_the_session_threads<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
     let multi_threaded =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if heavy && multi_threaded {
+        || Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if heavy && multi_threaded() {
         tokio::task::block_in_place(work)
     } else {
         work()
