@@ -3,6 +3,7 @@
 //! by chunk and counted against the budget, its first bytes sniffed, and an entry that is
 //! itself an archive opened one level deeper while levels remain.
 
+mod tar_names;
 mod tarball;
 mod zipfile;
 
@@ -170,6 +171,9 @@ struct Entry {
     head: Vec<u8>,
     whole: Option<Vec<u8>>,
     broken: bool,
+    /// The piece read when the budget ran out, which it did not count (kept only with
+    /// `whole`): a tar read on for names needs it.
+    unread: Vec<u8>,
 }
 
 /// Streams an entry through `buf`, counting every byte against the budget and stopping
@@ -180,6 +184,7 @@ fn read_entry(file: &mut impl Read, buf: &mut [u8], keep: bool, budget: &mut Bud
         head: Vec::new(),
         whole: keep.then(Vec::new),
         broken: false,
+        unread: Vec::new(),
     };
     loop {
         let n = match file.read(buf) {
@@ -191,10 +196,13 @@ fn read_entry(file: &mut impl Read, buf: &mut [u8], keep: bool, budget: &mut Bud
                 break;
             }
         };
+        let chunk = buf.get(..n).unwrap_or_default();
         if !budget.take_bytes(n) {
+            if entry.whole.is_some() {
+                entry.unread = chunk.to_vec();
+            }
             break;
         }
-        let chunk = buf.get(..n).unwrap_or_default();
         let room = magic::SNIFF_LEN.saturating_sub(entry.head.len());
         entry
             .head

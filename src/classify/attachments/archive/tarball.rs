@@ -5,6 +5,7 @@
 //! file sniffed, and an archive inside opened one level deeper. A `.tar.gz` is one
 //! archive: its tar is read at the gzip's level.
 
+use super::tar_names::TarNames;
 use super::{
     open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Place,
     Symbol, MAX_HEADER_NAMES, READ_CHUNK,
@@ -13,7 +14,7 @@ use crate::classify::attachments::{magic, names};
 use flate2::read::MultiGzDecoder;
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::rc::Rc;
 
 /// Judges the gzip in `data`.
@@ -72,8 +73,15 @@ pub(super) fn walk_gzip(
         names: &inner_names,
     };
     match (content, entry.whole) {
-        // What was decompressed before the budget ran out still names its files.
-        (magic::Content::Tar, Some(tar)) => walk(policy, &tar, inner, budget, findings),
+        // What was decompressed before the budget ran out still names its files, and the
+        // rest is read on for names.
+        (magic::Content::Tar, Some(tar)) => {
+            walk(policy, &tar, inner, budget, findings);
+            if budget.exhausted() {
+                let seen = (tar.as_slice(), entry.unread.as_slice());
+                judge_names_past_the_budget(policy, &mut decoder, seen, &shown, findings);
+            }
+        }
         (content, whole) => open_nested(policy, content, whole.as_deref(), inner, budget, findings),
     }
 }
@@ -182,152 +190,75 @@ pub(super) fn walk(
     }
 }
 
-/// Tar header block size.
-const BLOCK: usize = 512;
+/// Judges names once each (at most [`MAX_HEADER_NAMES`]) as they are found.
+struct NameJudge<'a> {
+    policy: &'a AttachmentPolicy,
+    path: &'a str,
+    seen: HashSet<Vec<u8>>,
+}
 
-/// Judges every name the headers of the tar in `data` carry, walked block by block apart
-/// from the reader: each header's name (with its POSIX prefix), each GNU long name
-/// (`L`), and each PAX record's `path` and `GNU.sparse.name`. The reader shows one name
-/// per entry, chosen by its own precedence, while GNU tar and Python's `tarfile` may
-/// extract under another. Stops at the end marker, at a header whose checksum fails, or
-/// after [`MAX_HEADER_NAMES`] names.
-fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let mut judge = |name: &[u8], findings: &mut Findings| {
-        if name.is_empty() || name.ends_with(b"/") || seen.len() > MAX_HEADER_NAMES {
+impl<'a> NameJudge<'a> {
+    fn new(policy: &'a AttachmentPolicy, path: &'a str) -> NameJudge<'a> {
+        NameJudge {
+            policy,
+            path,
+            seen: HashSet::new(),
+        }
+    }
+
+    fn judge(&mut self, name: &[u8], findings: &mut Findings) {
+        if name.is_empty() || name.ends_with(b"/") || self.seen.len() > MAX_HEADER_NAMES {
             return;
         }
-        if seen.insert(name.to_vec()) {
+        if self.seen.insert(name.to_vec()) {
             let name = String::from_utf8_lossy(name);
-            let shown = format!("{path}/{}", shown_name(&name));
-            policy.check_name(&name, true, findings, &shown);
+            let shown = format!("{}/{}", self.path, shown_name(&name));
+            self.policy.check_name(&name, true, findings, &shown);
         }
-    };
-    let mut at = 0;
-    // A PAX `size` record applies to the header after it.
-    let mut next_size: Option<usize> = None;
-    while let Some(header) = data.get(at..at + BLOCK) {
-        if header.iter().all(|&b| b == 0) || !magic::tar_checksum_holds(header) {
-            break;
-        }
-        let body_at = at + BLOCK;
-        let size = next_size
-            .take()
-            .or_else(|| octal_or_binary(&header[124..136]))
-            .unwrap_or(0);
-        let body = data
-            .get(body_at..)
-            .map_or(&[][..], |rest| &rest[..size.min(rest.len())]);
-        let name = c_string(&header[0..100]);
-        let prefix = c_string(&header[345..500]);
-        match header[156] {
-            b'L' => judge(c_string(body), findings),
-            b'x' | b'g' => {
-                for (key, value) in pax_records(body) {
-                    match key {
-                        b"path" | b"GNU.sparse.name" => judge(value, findings),
-                        b"size" if header[156] == b'x' => {
-                            next_size =
-                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {
-                if header[257..262] == *b"ustar" && !prefix.is_empty() {
-                    let mut full = prefix.to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(name);
-                    judge(&full, findings);
-                } else {
-                    judge(name, findings);
-                }
-            }
-        }
-        let Some(next) = size
-            .checked_next_multiple_of(BLOCK)
-            .and_then(|padded| body_at.checked_add(padded))
-        else {
-            break;
-        };
-        at = next;
     }
 }
 
-/// The bytes of a NUL-terminated header field.
-fn c_string(field: &[u8]) -> &[u8] {
-    field.split(|&b| b == 0).next().unwrap_or_default()
+/// Judges every name the headers of the tar in `data` carry, read apart from the `tar`
+/// crate, which shows one name per entry by its own precedence while GNU tar and Python's
+/// `tarfile` may extract under another.
+fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
+    let mut judge = NameJudge::new(policy, path);
+    TarNames::default().feed(data, &mut |name| judge.judge(name, findings));
 }
 
-/// A tar number: octal digits (space or NUL padded), or GNU's base-256 form (high bit of
-/// the first byte set).
-fn octal_or_binary(field: &[u8]) -> Option<usize> {
-    let (&first, rest) = field.split_first()?;
-    if first & 0x80 != 0 {
-        return rest.iter().try_fold(usize::from(first & 0x7f), |n, &b| {
-            n.checked_mul(256)?.checked_add(usize::from(b))
-        });
-    }
-    let digits = std::str::from_utf8(field).ok()?;
-    let digits = digits.trim_matches(|c: char| c == ' ' || c == '\0');
-    if digits.is_empty() {
-        return Some(0);
-    }
-    usize::from_str_radix(digits, 8).ok()
-}
-
-/// The records of a PAX extended header: `LEN KEY=VALUE\n` each.
-fn pax_records(mut body: &[u8]) -> Vec<(&[u8], &[u8])> {
-    let mut records = Vec::new();
-    while !body.is_empty() {
-        let Some(space) = body.iter().position(|&b| b == b' ') else {
-            break;
+/// Judges the names of a `.tar.gz` whose expansion the budget cut: the tar is read on from
+/// the decoder for its names only, skipping (never keeping) file data, for at most
+/// `max_expanded_bytes` more, so a blocked name after the cut is still found. `kept` and
+/// `unread` are what was decompressed before: the part kept and the piece that ran over.
+fn judge_names_past_the_budget(
+    policy: &AttachmentPolicy,
+    decoder: &mut impl Read,
+    (kept, unread): (&[u8], &[u8]),
+    path: &str,
+    findings: &mut Findings,
+) {
+    let mut judge = NameJudge::new(policy, path);
+    let mut reader = TarNames::default();
+    let mut found = |name: &[u8]| judge.judge(name, findings);
+    reader.feed(kept, &mut found);
+    reader.feed(unread, &mut found);
+    let mut left = policy.max_expanded_bytes;
+    let mut buf = vec![0u8; READ_CHUNK];
+    while left > 0 && !reader.done() {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
-        let Some(len) = std::str::from_utf8(&body[..space])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|&l| l > space && l <= body.len())
-        else {
-            break;
-        };
-        let record = &body[space + 1..len];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(eq) = record.iter().position(|&b| b == b'=') {
-            records.push((&record[..eq], &record[eq + 1..]));
-        }
-        body = &body[len..];
+        left = left.saturating_sub(n as u64);
+        reader.feed(&buf[..n], &mut found);
     }
-    records
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tar_numbers_in_both_forms() {
-        assert_eq!(octal_or_binary(b"00000000644\0"), Some(0o644));
-        assert_eq!(octal_or_binary(b"     12 "), Some(0o12));
-        assert_eq!(
-            octal_or_binary(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
-            Some(256)
-        );
-        assert_eq!(octal_or_binary(b"9"), None);
-    }
-
-    #[test]
-    fn pax_records_are_read_by_their_lengths() {
-        let body = b"18 path=a b=c.exe\n11 size=42\n";
-        assert_eq!(
-            pax_records(body),
-            vec![
-                (&b"path"[..], &b"a b=c.exe"[..]),
-                (&b"size"[..], &b"42"[..])
-            ]
-        );
-        assert!(pax_records(b"99 path=short\n").is_empty());
-    }
 
     #[test]
     fn gzip_member_names_are_read_from_every_header() {

@@ -304,3 +304,36 @@ fn a_zip_behind_a_gzip_member_is_still_read_as_a_zip() {
     data.extend(zip_of(&[("invoice.exe", b"x".as_slice())]));
     assert!(symbols(&[part("invoice.zip", "", &data)]).contains(&"ARCHIVE_BLOCKED_EXT"));
 }
+
+/// Regression (review): a `.tar.gz` whose expansion the budget cut had the names after the
+/// cut left unjudged (only `ARCHIVE_TOO_LARGE`, 0.5 points). The tar is read on for names
+/// only, for at most the budget again.
+#[test]
+fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
+    // Data that does not compress (so no bomb): a simple generator's bytes.
+    let mut state = 0x2545_f491_u32;
+    let noise: Vec<u8> = (0..3 << 19)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let tar = tar_of(&[
+        ("data.bin", noise.as_slice()),
+        ("invoice.exe", b"MZ".as_slice()),
+    ]);
+    let tgz = gzip(None, &tar);
+    let found = symbols_with(
+        &policy_with(3, 1000, 1 << 20),
+        &[part("backup.tgz", "", &tgz)],
+    );
+    assert_eq!(found, vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_LARGE"]);
+    // Past twice the budget the names are left: the cost stays bounded.
+    let found = symbols_with(
+        &policy_with(3, 1000, 1 << 18),
+        &[part("backup.tgz", "", &tgz)],
+    );
+    assert_eq!(found, vec!["ARCHIVE_TOO_LARGE"]);
+}
