@@ -27,6 +27,9 @@ pub(super) struct Budget {
     expanded: u64,
     compressed: u64,
     exhausted: bool,
+    /// Bytes a `.tar.gz` may still be decompressed for its names only, once the budget
+    /// above ran out: as much again, over every archive of the message.
+    names_bytes_left: u64,
 }
 
 impl Budget {
@@ -37,7 +40,19 @@ impl Budget {
             expanded: 0,
             compressed: 0,
             exhausted: false,
+            names_bytes_left: bytes,
         }
+    }
+
+    /// Counts `n` bytes decompressed for names only; false once those ran out.
+    fn take_names_bytes(&mut self, n: usize) -> bool {
+        let n = n as u64;
+        if n > self.names_bytes_left {
+            self.names_bytes_left = 0;
+            return false;
+        }
+        self.names_bytes_left -= n;
+        true
     }
 
     /// The byte budget ran out: inspection stopped there.

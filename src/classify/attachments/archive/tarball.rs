@@ -60,7 +60,14 @@ pub(super) fn walk_gzip(
     if entry.broken {
         findings.add(Symbol::ArchiveUnreadable, path);
     }
-    let content = magic::sniff(&entry.head);
+    // With the budget spent before this archive, nothing was kept: the piece read and not
+    // counted still tells what it is.
+    let first = if entry.head.is_empty() {
+        &entry.unread
+    } else {
+        &entry.head
+    };
+    let content = magic::sniff(first);
     if exts
         .iter()
         .any(|e| magic::contradicts(content, magic::promise(e.as_deref(), "")))
@@ -79,7 +86,7 @@ pub(super) fn walk_gzip(
             walk(policy, &tar, inner, budget, findings);
             if budget.exhausted() {
                 let seen = (tar.as_slice(), entry.unread.as_slice());
-                judge_names_past_the_budget(policy, &mut decoder, seen, &shown, findings);
+                judge_names_past_the_budget(policy, &mut decoder, seen, &shown, budget, findings);
             }
         }
         (content, whole) => open_nested(policy, content, whole.as_deref(), inner, budget, findings),
@@ -227,14 +234,16 @@ fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findin
 }
 
 /// Judges the names of a `.tar.gz` whose expansion the budget cut: the tar is read on from
-/// the decoder for its names only, skipping (never keeping) file data, for at most
-/// `max_expanded_bytes` more, so a blocked name after the cut is still found. `kept` and
-/// `unread` are what was decompressed before: the part kept and the piece that ran over.
+/// the decoder for its names only, skipping (never keeping) file data, while the message's
+/// bytes for names last (`max_expanded_bytes` more, over all its archives), so a blocked
+/// name after the cut is still found. `kept` and `unread` are what was decompressed
+/// before: the part kept and the piece that ran over.
 fn judge_names_past_the_budget(
     policy: &AttachmentPolicy,
     decoder: &mut impl Read,
     (kept, unread): (&[u8], &[u8]),
     path: &str,
+    budget: &mut Budget,
     findings: &mut Findings,
 ) {
     let mut judge = NameJudge::new(policy, path);
@@ -242,16 +251,17 @@ fn judge_names_past_the_budget(
     let mut found = |name: &[u8]| judge.judge(name, findings);
     reader.feed(kept, &mut found);
     reader.feed(unread, &mut found);
-    let mut left = policy.max_expanded_bytes;
     let mut buf = vec![0u8; READ_CHUNK];
-    while left > 0 && !reader.done() {
+    while !reader.done() {
         let n = match decoder.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        left = left.saturating_sub(n as u64);
+        if !budget.take_names_bytes(n) {
+            break;
+        }
         reader.feed(&buf[..n], &mut found);
     }
 }

@@ -336,4 +336,28 @@ fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
         &[part("backup.tgz", "", &tgz)],
     );
     assert_eq!(found, vec!["ARCHIVE_TOO_LARGE"]);
+    // A `.tar.gz` after the one that spent the budget is read for names too, from what
+    // the message has left for names (shared by all its archives, not each one's own).
+    let big = gzip(None, &tar_of(&[("data.bin", noise.as_slice())]));
+    // Past the piece read when the budget ran out (64 KiB, read anyway).
+    let small = gzip(
+        None,
+        &tar_of(&[
+            ("pad.bin", &noise[..1 << 17]),
+            ("invoice.pdf.exe", b"MZ".as_slice()),
+        ]),
+    );
+    let parts = [part("backup.tgz", "", &big), part("setup.tgz", "", &small)];
+    assert_eq!(
+        symbols_with(&policy_with(3, 1000, 1 << 20), &parts),
+        vec![
+            "ARCHIVE_BLOCKED_EXT",
+            "ARCHIVE_DOUBLE_EXT",
+            "ARCHIVE_TOO_LARGE"
+        ]
+    );
+    assert_eq!(
+        symbols_with(&policy_with(3, 1000, 1 << 18), &parts),
+        vec!["ARCHIVE_TOO_LARGE"]
+    );
 }
