@@ -5,15 +5,18 @@
 
 /// Tar header block size.
 const BLOCK: usize = 512;
-/// Longest long-name or PAX record body kept; the rest is skipped.
-const MAX_RECORD: usize = 64 * 1024;
+/// Longest name kept: a longer one keeps its last bytes, where its extension is.
+const MAX_NAME: usize = 64 * 1024;
 
-/// A long-name or PAX record body being gathered.
+/// A record body (GNU long name, PAX extended header) being read.
 struct Record {
     kind: u8,
     left: usize,
-    body: Vec<u8>,
     padding: usize,
+    /// A long name's bytes (`L`).
+    name: Vec<u8>,
+    /// A PAX header's records (`x`, `g`).
+    pax: PaxReader,
 }
 
 /// Where a tar's reading stands between pieces.
@@ -24,7 +27,7 @@ pub(super) struct TarNames {
     /// The header block being gathered.
     block: Vec<u8>,
     record: Option<Record>,
-    /// A PAX `size` record's value, for the header after it.
+    /// A PAX `size` record's value, for the file header after it.
     next_size: Option<usize>,
     /// The end marker, or a header whose checksum fails, was reached.
     done: bool,
@@ -45,13 +48,23 @@ impl TarNames {
                 piece = &piece[n..];
             } else if let Some(record) = self.record.as_mut() {
                 let n = record.left.min(piece.len());
-                let room = MAX_RECORD.saturating_sub(record.body.len());
-                record.body.extend_from_slice(&piece[..n.min(room)]);
+                let part = &piece[..n];
+                if record.kind == b'L' {
+                    keep_tail(&mut record.name, part);
+                } else {
+                    record.pax.feed(part, &mut |key, value| match key {
+                        b"path" | b"GNU.sparse.name" => found(value),
+                        b"size" if record.kind == b'x' => {
+                            self.next_size =
+                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                        }
+                        _ => {}
+                    });
+                }
                 record.left -= n;
                 piece = &piece[n..];
                 if record.left == 0 {
                     if let Some(record) = self.record.take() {
-                        self.skip = record.padding;
                         self.end_record(&record, found);
                     }
                 }
@@ -72,54 +85,111 @@ impl TarNames {
             self.done = true;
             return;
         }
-        let size = self
-            .next_size
-            .take()
-            .or_else(|| number(&header[124..136]))
-            .unwrap_or(0);
-        let padding = size.next_multiple_of(BLOCK).saturating_sub(size);
-        match header[156] {
-            kind @ (b'L' | b'x' | b'g') => {
-                self.record = Some(Record {
-                    kind,
-                    left: size,
-                    body: Vec::new(),
-                    padding,
-                });
-                if size == 0 {
-                    if let Some(record) = self.record.take() {
-                        self.end_record(&record, found);
-                    }
-                }
+        let own_size = number(&header[124..136]).unwrap_or(0);
+        let kind = header[156];
+        let is_record = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        // A PAX `size` is the size of the file the records describe, not of a record
+        // between them (GNU tar and Python's tarfile read it so).
+        let size = if is_record {
+            own_size
+        } else {
+            self.next_size.take().unwrap_or(own_size)
+        };
+        let padding = size
+            .checked_next_multiple_of(BLOCK)
+            .map_or(0, |padded| padded - size);
+        if is_record {
+            let record = Record {
+                kind,
+                left: size,
+                padding,
+                name: Vec::new(),
+                pax: PaxReader::default(),
+            };
+            if size == 0 {
+                self.end_record(&record, found);
+            } else {
+                self.record = Some(record);
             }
-            _ => {
-                let name = c_string(&header[0..100]);
-                let prefix = c_string(&header[345..500]);
-                if header[257..262] == *b"ustar" && !prefix.is_empty() {
-                    let mut full = prefix.to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(name);
-                    found(&full);
-                } else {
-                    found(name);
-                }
-                self.skip = size.saturating_add(padding);
-            }
+            return;
         }
+        let name = c_string(&header[0..100]);
+        let prefix = c_string(&header[345..500]);
+        if header[257..262] == *b"ustar" && !prefix.is_empty() {
+            let mut full = prefix.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(name);
+            found(&full);
+        } else {
+            found(name);
+        }
+        self.skip = size.saturating_add(padding);
     }
 
     fn end_record(&mut self, record: &Record, found: &mut impl FnMut(&[u8])) {
+        self.skip = record.padding;
         if record.kind == b'L' {
-            found(c_string(&record.body));
-            return;
+            found(c_string(&record.name));
         }
-        for (key, value) in pax_records(&record.body) {
-            match key {
-                b"path" | b"GNU.sparse.name" => found(value),
-                b"size" if record.kind == b'x' => {
-                    self.next_size = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+    }
+}
+
+/// Appends `part` to `kept`, keeping at most the last [`MAX_NAME`] bytes.
+fn keep_tail(kept: &mut Vec<u8>, part: &[u8]) {
+    kept.extend_from_slice(part);
+    if kept.len() > 2 * MAX_NAME {
+        kept.drain(..kept.len() - MAX_NAME);
+    }
+}
+
+/// The records of a PAX extended header read as they come, `LEN KEY=VALUE\n` each: a
+/// record's length is read first, so a long record of no interest (a comment of
+/// megabytes) is skipped without hiding the records after it.
+#[derive(Default)]
+struct PaxReader {
+    /// Digits of the record's length read so far.
+    length: Vec<u8>,
+    /// Bytes of the record after the length's space, still to come.
+    left: usize,
+    /// The record's text after the length (key, `=`, value), its value's tail kept.
+    text: Vec<u8>,
+    /// The records cannot be read on (a length that is no number).
+    broken: bool,
+}
+
+impl PaxReader {
+    fn feed(&mut self, mut part: &[u8], record: &mut impl FnMut(&[u8], &[u8])) {
+        while !part.is_empty() && !self.broken {
+            if self.left == 0 {
+                let c = part[0];
+                part = &part[1..];
+                if c.is_ascii_digit() && self.length.len() < 20 {
+                    self.length.push(c);
+                    continue;
                 }
-                _ => {}
+                let length = std::str::from_utf8(&self.length)
+                    .ok()
+                    .and_then(|l| l.parse::<usize>().ok());
+                let said = self.length.len() + 1;
+                match length.filter(|&l| c == b' ' && l > said) {
+                    Some(l) => {
+                        self.left = l - said;
+                        self.length.clear();
+                        self.text.clear();
+                    }
+                    None => self.broken = true,
+                }
+                continue;
+            }
+            let n = self.left.min(part.len());
+            keep_tail(&mut self.text, &part[..n]);
+            self.left -= n;
+            part = &part[n..];
+            if self.left == 0 {
+                let text = self.text.strip_suffix(b"\n").unwrap_or(&self.text);
+                if let Some(eq) = text.iter().position(|&b| b == b'=') {
+                    record(&text[..eq], &text[eq + 1..]);
+                }
             }
         }
     }
@@ -147,30 +217,6 @@ fn number(field: &[u8]) -> Option<usize> {
     usize::from_str_radix(digits, 8).ok()
 }
 
-/// The records of a PAX extended header: `LEN KEY=VALUE\n` each.
-fn pax_records(mut body: &[u8]) -> Vec<(&[u8], &[u8])> {
-    let mut records = Vec::new();
-    while !body.is_empty() {
-        let Some(space) = body.iter().position(|&b| b == b' ') else {
-            break;
-        };
-        let Some(len) = std::str::from_utf8(&body[..space])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|&l| l > space && l <= body.len())
-        else {
-            break;
-        };
-        let record = &body[space + 1..len];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(eq) = record.iter().position(|&b| b == b'=') {
-            records.push((&record[..eq], &record[eq + 1..]));
-        }
-        body = &body[len..];
-    }
-    records
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,17 +229,43 @@ mod tests {
         assert_eq!(number(b"9"), None);
     }
 
+    fn pax_of(body: &[u8], piece: usize) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut reader = PaxReader::default();
+        for chunk in body.chunks(piece) {
+            reader.feed(chunk, &mut |k, v| {
+                out.push((
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                ))
+            });
+        }
+        out
+    }
+
     #[test]
-    fn pax_records_are_read_by_their_lengths() {
+    fn pax_records_are_read_by_their_lengths_in_any_pieces() {
         let body = b"18 path=a b=c.exe\n11 size=42\n";
-        assert_eq!(
-            pax_records(body),
-            vec![
-                (&b"path"[..], &b"a b=c.exe"[..]),
-                (&b"size"[..], &b"42"[..])
-            ]
-        );
-        assert!(pax_records(b"99 path=short\n").is_empty());
+        let want = vec![
+            ("path".to_string(), "a b=c.exe".to_string()),
+            ("size".to_string(), "42".to_string()),
+        ];
+        for piece in [1, 2, 5, body.len()] {
+            assert_eq!(pax_of(body, piece), want, "pieces of {piece}");
+        }
+        assert!(pax_of(b"x path=short\n", 64).is_empty());
+    }
+
+    /// Regression (review): a record body was kept to 64 KiB and read after, so a long
+    /// comment record hid the `path` after it.
+    #[test]
+    fn a_long_record_hides_nothing_after_it() {
+        let comment = format!(" comment={}\n", "A".repeat(100_000));
+        let mut body = format!("{}{comment}", comment.len() + 6).into_bytes();
+        assert_eq!(pax_of(&body, body.len()).len(), 1, "the length is right");
+        body.extend_from_slice(b"20 path=invoice.exe\n");
+        let records = pax_of(&body, 4096);
+        assert_eq!(records[1], ("path".to_string(), "invoice.exe".to_string()));
     }
 
     /// The same names whatever the size of the pieces the tar comes in.

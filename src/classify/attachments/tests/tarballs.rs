@@ -361,3 +361,38 @@ fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
         vec!["ARCHIVE_TOO_LARGE"]
     );
 }
+
+/// Regression (review): a PAX record of no interest longer than 64 KiB hid the `path`
+/// record after it, and a PAX `size` was given to a GNU long-name record between it and
+/// the file it describes (GNU tar and Python's `tarfile` give it to the file), which put
+/// the name reader inside file data.
+#[test]
+fn long_pax_records_and_records_between_hide_no_name() {
+    let comment = format!(" comment={}\n", "A".repeat(100_000));
+    let mut records = format!("{}{comment}", comment.len() + 6).into_bytes();
+    records.extend_from_slice(&pax(&[("path", "invoice.exe")]));
+    let tar = raw_tar(
+        &[
+            (b"PaxHeaders/x", b'x', &records),
+            (b"././@LongLink", b'L', b"readme.txt\0"),
+            (b"readme.txt", b'0', b"x"),
+        ],
+        true,
+    );
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+
+    let size = pax(&[("size", "1024")]);
+    let mut tar = Vec::new();
+    for (name, kind, data) in [
+        (&b"PaxHeaders/x"[..], b'x', size.as_slice()),
+        (b"././@LongLink", b'L', b"readme.txt\0"),
+    ] {
+        tar.extend(tar_header(name, kind, data.len(), true));
+        tar.extend_from_slice(data);
+        tar.resize(tar.len().next_multiple_of(512), 0);
+    }
+    tar.extend(tar_header(b"readme.txt", b'0', 0, true));
+    tar.extend_from_slice(&[b'x'; 1024]);
+    tar.extend(raw_tar(&[(b"invoice.exe", b'0', b"MZ")], true));
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+}
