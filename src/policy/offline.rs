@@ -166,7 +166,9 @@ impl Offline {
         Some(model.version().to_string())
     }
 
-    /// Judges raw message bytes exactly as the end-of-data stage would.
+    /// Judges raw message bytes exactly as the end-of-data stage would. Call it from a
+    /// plain thread, not from inside an async runtime: it runs the checks to completion
+    /// itself, and heavy work in them may hand a runtime's worker over.
     pub fn judge(&self, raw: &[u8]) -> Judgement {
         let _guard = self.runtime.as_ref().map(|r| r.enter());
         let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
