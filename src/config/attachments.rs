@@ -109,7 +109,8 @@ pub struct AttachmentsConfig {
     pub max_archive_depth: usize,
     /// Archive entries looked at per message, over every archive and level.
     pub max_archive_entries: usize,
-    /// Bytes decompressed per message, over every archive and level.
+    /// Bytes decompressed per message, over every archive and level (and as many again
+    /// for reading a `.tar.gz` on for its names once they are spent).
     pub max_expanded_bytes: u64,
     /// Messages kept on disk (bigger than `server.limits.message_memory_bytes`) whose
     /// attachments are decoded at the same time: each takes memory of about its size, so
