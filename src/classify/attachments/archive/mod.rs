@@ -9,6 +9,7 @@ mod zipfile;
 
 use super::{magic, shown_name, AttachmentPolicy, Findings, Symbol};
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
@@ -179,6 +180,41 @@ fn open_nested(
 /// Distinct names read from an archive's raw headers, at most: the bound on the work of
 /// judging them (about a microsecond a name).
 const MAX_HEADER_NAMES: usize = 100_000;
+
+/// Judges the names read from an archive's raw headers (apart from its reader, which
+/// shows one name per entry): each distinct name once, at most [`MAX_HEADER_NAMES`];
+/// empty names and directories are skipped.
+struct NameJudge<'a> {
+    policy: &'a AttachmentPolicy,
+    path: &'a str,
+    seen: HashSet<Vec<u8>>,
+}
+
+impl<'a> NameJudge<'a> {
+    fn new(policy: &'a AttachmentPolicy, path: &'a str) -> NameJudge<'a> {
+        NameJudge {
+            policy,
+            path,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Judges `name` unless it was judged already; false once more than
+    /// [`MAX_HEADER_NAMES`] distinct names came (those past it are not judged).
+    fn judge(&mut self, name: &[u8], findings: &mut Findings) -> bool {
+        if name.is_empty() || name.ends_with(b"/") || self.seen.contains(name) {
+            return true;
+        }
+        if self.seen.len() >= MAX_HEADER_NAMES {
+            return false;
+        }
+        self.seen.insert(name.to_vec());
+        let name = String::from_utf8_lossy(name);
+        let shown = format!("{}/{}", self.path, shown_name(&name));
+        self.policy.check_name(&name, true, findings, &shown);
+        true
+    }
+}
 
 /// One entry as read: its first bytes, all of it when it may be an archive to open, and
 /// whether decompression failed.

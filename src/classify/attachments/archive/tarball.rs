@@ -7,8 +7,8 @@
 
 use super::tar_names::TarNames;
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Place,
-    Symbol, MAX_HEADER_NAMES, READ_CHUNK,
+    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, NameJudge,
+    Place, Symbol, MAX_HEADER_NAMES, READ_CHUNK,
 };
 use crate::classify::attachments::{magic, names};
 use flate2::read::MultiGzDecoder;
@@ -197,40 +197,14 @@ pub(super) fn walk(
     }
 }
 
-/// Judges names once each (at most [`MAX_HEADER_NAMES`]) as they are found.
-struct NameJudge<'a> {
-    policy: &'a AttachmentPolicy,
-    path: &'a str,
-    seen: HashSet<Vec<u8>>,
-}
-
-impl<'a> NameJudge<'a> {
-    fn new(policy: &'a AttachmentPolicy, path: &'a str) -> NameJudge<'a> {
-        NameJudge {
-            policy,
-            path,
-            seen: HashSet::new(),
-        }
-    }
-
-    fn judge(&mut self, name: &[u8], findings: &mut Findings) {
-        if name.is_empty() || name.ends_with(b"/") || self.seen.len() > MAX_HEADER_NAMES {
-            return;
-        }
-        if self.seen.insert(name.to_vec()) {
-            let name = String::from_utf8_lossy(name);
-            let shown = format!("{}/{}", self.path, shown_name(&name));
-            self.policy.check_name(&name, true, findings, &shown);
-        }
-    }
-}
-
 /// Judges every name the headers of the tar in `data` carry, read apart from the `tar`
 /// crate, which shows one name per entry by its own precedence while GNU tar and Python's
 /// `tarfile` may extract under another.
 fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
     let mut judge = NameJudge::new(policy, path);
-    TarNames::default().feed(data, &mut |name| judge.judge(name, findings));
+    TarNames::default().feed(data, &mut |name| {
+        judge.judge(name, findings);
+    });
 }
 
 /// Judges the names of a `.tar.gz` whose expansion the budget cut: the tar is read on from
@@ -248,7 +222,9 @@ fn judge_names_past_the_budget(
 ) {
     let mut judge = NameJudge::new(policy, path);
     let mut reader = TarNames::default();
-    let mut found = |name: &[u8]| judge.judge(name, findings);
+    let mut found = |name: &[u8]| {
+        judge.judge(name, findings);
+    };
     // The kept part's names were judged with it: it is read for where it ends only.
     reader.feed(kept, &mut |_| {});
     reader.feed(unread, &mut found);

@@ -3,8 +3,8 @@
 //! entry that is itself an archive opened one level deeper.
 
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, Place,
-    Symbol, MAX_HEADER_NAMES, READ_CHUNK,
+    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, NameJudge,
+    Place, Symbol, READ_CHUNK,
 };
 use crate::classify::attachments::magic;
 use std::cell::Cell;
@@ -131,7 +131,7 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 /// zip of 1,001 entries, or named only in its local header, is found. Signatures in
 /// entry data give junk names, which are judged as junk.
 fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
-    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    let mut judge = NameJudge::new(policy, path);
     let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
         .map(|at| (at, 28, 46))
         .chain(memchr::memmem::find_iter(data, b"PK\x03\x04").map(|at| (at, 26, 30)));
@@ -142,16 +142,10 @@ fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findin
         let Some(name) = data.get(at + name_at..at + name_at + len) else {
             continue;
         };
-        if name.is_empty() || name.ends_with(b"/") || !seen.insert(name) {
-            continue;
-        }
-        if seen.len() > MAX_HEADER_NAMES {
+        if !judge.judge(name, findings) {
             findings.add(Symbol::ArchiveTooManyEntries, path);
             return;
         }
-        let name = String::from_utf8_lossy(name);
-        let shown = format!("{path}/{}", shown_name(&name));
-        policy.check_name(&name, true, findings, &shown);
     }
 }
 
