@@ -238,10 +238,9 @@ fn read_entry(file: &mut impl Read, buf: &mut [u8], keep: bool, budget: &mut Bud
         unread: Vec::new(),
     };
     loop {
-        let n = match file.read(buf) {
+        let n = match read_piece(file, buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 entry.broken = true;
                 break;
@@ -266,4 +265,15 @@ fn read_entry(file: &mut impl Read, buf: &mut [u8], keep: bool, budget: &mut Bud
         }
     }
     entry
+}
+
+/// The next piece of a decompressing stream into `buf` (0 at its end), read again when a
+/// read is interrupted.
+fn read_piece(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => return read,
+        }
+    }
 }

@@ -7,8 +7,8 @@
 
 use super::tar_names::TarNames;
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, NameJudge,
-    Place, Symbol, MAX_HEADER_NAMES, READ_CHUNK,
+    open_nested, read_entry, read_piece, shown_name, AttachmentPolicy, Budget, Counted, Findings,
+    NameJudge, Place, Symbol, MAX_HEADER_NAMES, READ_CHUNK,
 };
 use crate::classify::attachments::{magic, names};
 use flate2::read::MultiGzDecoder;
@@ -230,11 +230,9 @@ fn judge_names_past_the_budget(
     reader.feed(unread, &mut found);
     let mut buf = vec![0u8; READ_CHUNK];
     while !reader.done() {
-        let n = match decoder.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+        let n = match read_piece(decoder, &mut buf) {
+            Ok(n) if n > 0 => n,
+            _ => break,
         };
         if !budget.take_names_bytes(n) {
             break;
