@@ -94,27 +94,39 @@ pub(super) fn tar_checksum_holds(header: &[u8]) -> bool {
     let Some(header) = header.get(..TAR_BLOCK) else {
         return false;
     };
-    let field = &header[148..156];
-    let Some(stated) = std::str::from_utf8(field)
-        .ok()
-        .map(|f| f.trim_matches(|c: char| c == ' ' || c == '\0'))
-        .filter(|f| !f.is_empty())
-        .and_then(|f| u32::from_str_radix(f, 8).ok())
-    else {
+    let Some(stated) = tar_number(&header[148..156]) else {
         return false;
     };
-    let sum: u32 = header
+    let sum: usize = header
         .iter()
         .enumerate()
         .map(|(i, &b)| {
             if (148..156).contains(&i) {
                 32
             } else {
-                u32::from(b)
+                usize::from(b)
             }
         })
         .sum();
+    // An empty field reads 0, which no header sums to (the field alone counts 256).
     sum == stated
+}
+
+/// A tar header number: octal digits (space or NUL padded; none reads 0), or GNU's
+/// base-256 form (high bit of the first byte set).
+pub(super) fn tar_number(field: &[u8]) -> Option<usize> {
+    let (&first, rest) = field.split_first()?;
+    if first & 0x80 != 0 {
+        return rest.iter().try_fold(usize::from(first & 0x7f), |n, &b| {
+            n.checked_mul(256)?.checked_add(usize::from(b))
+        });
+    }
+    let digits = std::str::from_utf8(field).ok()?;
+    let digits = digits.trim_matches(|c: char| c == ' ' || c == '\0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    usize::from_str_radix(digits, 8).ok()
 }
 
 impl Content {
@@ -244,6 +256,17 @@ pub(super) fn contradicts(content: Content, promised: Promise) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tar_numbers_in_both_forms() {
+        assert_eq!(tar_number(b"00000000644\0"), Some(0o644));
+        assert_eq!(tar_number(b"     12 "), Some(0o12));
+        assert_eq!(
+            tar_number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Some(256)
+        );
+        assert_eq!(tar_number(b"9"), None);
+    }
 
     /// A minimal PE: DOS header pointing at a `PE\0\0` signature.
     pub(crate) fn pe_bytes() -> Vec<u8> {

@@ -85,7 +85,7 @@ impl TarNames {
             self.done = true;
             return;
         }
-        let own_size = number(&header[124..136]).unwrap_or(0);
+        let own_size = super::magic::tar_number(&header[124..136]).unwrap_or(0);
         let kind = header[156];
         let is_record = matches!(kind, b'L' | b'K' | b'x' | b'g');
         // A PAX `size` is the size of the file the records describe, not of a record
@@ -200,34 +200,9 @@ fn c_string(field: &[u8]) -> &[u8] {
     field.split(|&b| b == 0).next().unwrap_or_default()
 }
 
-/// A tar number: octal digits (space or NUL padded), or GNU's base-256 form (high bit of
-/// the first byte set).
-fn number(field: &[u8]) -> Option<usize> {
-    let (&first, rest) = field.split_first()?;
-    if first & 0x80 != 0 {
-        return rest.iter().try_fold(usize::from(first & 0x7f), |n, &b| {
-            n.checked_mul(256)?.checked_add(usize::from(b))
-        });
-    }
-    let digits = std::str::from_utf8(field).ok()?;
-    let digits = digits.trim_matches(|c: char| c == ' ' || c == '\0');
-    if digits.is_empty() {
-        return Some(0);
-    }
-    usize::from_str_radix(digits, 8).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tar_numbers_in_both_forms() {
-        assert_eq!(number(b"00000000644\0"), Some(0o644));
-        assert_eq!(number(b"     12 "), Some(0o12));
-        assert_eq!(number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]), Some(256));
-        assert_eq!(number(b"9"), None);
-    }
 
     fn pax_of(body: &[u8], piece: usize) -> Vec<(String, String)> {
         let mut out = Vec::new();
