@@ -39,20 +39,31 @@ fn is_padding(c: char) -> bool {
     c.is_whitespace() || matches!(c, '_' | '-' | '.' | '~')
 }
 
-/// Reads a file name.
-pub(super) fn analyse(name: &str) -> NameFacts {
-    // A NUL ends the name for the C string APIs that extract it (Info-ZIP's `unzip`
-    // writes `invoice.js` for `invoice.js\0.txt`); no file system keeps one.
+/// The last path component of a name, cut at its first NUL: the C string APIs that
+/// extract files stop there (Info-ZIP's `unzip` writes `invoice.js` for
+/// `invoice.js\0.txt`); no file system keeps one.
+fn last_component(name: &str) -> &str {
     let name = name.split('\0').next().unwrap_or(name);
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let bidi = base.chars().any(is_bidi_control);
-    let cleaned: String = base
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// The name a file is saved under on Windows, case kept: the last component without the
+/// characters that take no room or reorder what is shown, and without trailing dots and
+/// spaces (`evil.exe. ` is `evil.exe`).
+fn saved_name(name: &str) -> String {
+    let cleaned: String = last_component(name)
         .chars()
         .filter(|&c| !is_bidi_control(c) && !is_invisible(c))
-        .flat_map(char::to_lowercase)
         .collect();
-    // Windows drops trailing dots and spaces: `evil.exe. ` is `evil.exe`.
-    let cleaned = cleaned.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    cleaned
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_string()
+}
+
+/// Reads a file name.
+pub(super) fn analyse(name: &str) -> NameFacts {
+    let bidi = last_component(name).chars().any(is_bidi_control);
+    let cleaned = saved_name(name).to_lowercase();
     let Some((stem, ext)) = cleaned.rsplit_once('.') else {
         return NameFacts {
             ext: None,
@@ -78,18 +89,11 @@ pub(super) fn analyse(name: &str) -> NameFacts {
 /// (`invoice.exe.gz.` is `invoice.exe.gz`). A gzip made from a pipe stores no name of its
 /// own, and a recipient's tool names the file this way.
 pub(super) fn gunzipped(name: &str) -> Option<String> {
-    let name = name.split('\0').next().unwrap_or(name);
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let cleaned: String = base
-        .chars()
-        .filter(|&c| !is_bidi_control(c) && !is_invisible(c))
-        .collect();
-    let cleaned = cleaned.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    let cleaned = saved_name(name);
     let lower = cleaned.to_lowercase();
     let stem = |suffix: &str| {
-        cleaned
-            .get(..cleaned.len() - suffix.len())
-            .filter(|s| !s.is_empty())
+        let cut = cleaned.len().checked_sub(suffix.len())?;
+        cleaned.get(..cut).filter(|s| !s.is_empty())
     };
     if let Some(suffix) = [".tgz", ".taz"].into_iter().find(|s| lower.ends_with(s)) {
         return stem(suffix).map(|s| format!("{s}.tar"));
