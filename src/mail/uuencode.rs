@@ -26,18 +26,15 @@ pub fn opens_file(text: &[u8]) -> bool {
 /// would take and whose next line is uuencoded data, each distinct name once (at most
 /// [`MAX_NAMES`]), the first [`MAX_DECODED`] decoded.
 pub fn files(text: &[u8]) -> Vec<UuFile> {
-    let starts: Vec<usize> = begin_lines(text).collect();
+    let starts: Vec<(usize, &[u8])> = begin_lines(text).collect();
     let mut seen = std::collections::HashSet::new();
     let mut found = Vec::new();
-    for (i, &at) in starts.iter().enumerate() {
+    for (i, &(at, name)) in starts.iter().enumerate() {
         // Each block is read up to the next begin line, so the whole text is read once
         // however many blocks it holds.
-        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        let end = starts.get(i + 1).map_or(text.len(), |&(next, _)| next);
         let block = text.get(at..end).unwrap_or_default();
-        let Some(name) = block_name(block) else {
-            continue;
-        };
-        if !seen.insert(name.clone()) {
+        if !opens_data(block) || !seen.insert(name) {
             continue;
         }
         if seen.len() > MAX_NAMES {
@@ -50,21 +47,20 @@ pub fn files(text: &[u8]) -> Vec<UuFile> {
         } else {
             Vec::new()
         };
+        let name = String::from_utf8_lossy(name).into_owned();
         found.push(UuFile { name, data });
     }
     found
 }
 
-/// Offsets of the lines that open a uuencoded file, as uudecode reads them.
-fn begin_lines(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+/// The lines that open a uuencoded file, as uudecode reads them: their offsets and the
+/// names they give.
+fn begin_lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> + '_ {
     let first = text.starts_with(b"begin").then_some(0);
     first
         .into_iter()
         .chain(memchr::memmem::find_iter(text, b"\nbegin").map(|at| at + 1))
-        .filter(|&at| {
-            text.get(at..)
-                .is_some_and(|line| begin_name(line).is_some())
-        })
+        .filter_map(|at| Some((at, begin_name(text.get(at..)?)?)))
 }
 
 /// The name on a `begin` line: `begin`, white space, an octal mode, white space and a
@@ -88,15 +84,13 @@ fn begin_name(text: &[u8]) -> Option<&[u8]> {
         .then_some(name)
 }
 
-/// The name of the block starting at a begin line, when the line after it is uuencoded
-/// data or the end of an empty file: "begin 2024 was a good year" followed by prose is
-/// no file.
-fn block_name(block: &[u8]) -> Option<String> {
-    let name = begin_name(block)?;
-    let mut lines = block.split(|&b| b == b'\n').skip(1);
-    let next = lines.next()?;
-    let next = next.strip_suffix(b"\r").unwrap_or(next);
-    is_data_line(next).then(|| String::from_utf8_lossy(name).into_owned())
+/// Whether the line after a block's begin line is uuencoded data or the end of an empty
+/// file: "begin 2024 was a good year" followed by prose is no file.
+fn opens_data(block: &[u8]) -> bool {
+    let Some(next) = block.split(|&b| b == b'\n').nth(1) else {
+        return false;
+    };
+    is_data_line(next.strip_suffix(b"\r").unwrap_or(next))
 }
 
 /// A uuencoded line: its first character gives the count of bytes it holds, and the rest
