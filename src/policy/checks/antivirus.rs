@@ -138,8 +138,10 @@ const MAX_ATTACHMENT_STREAMS: usize = 32;
 /// Whether the attachment list leaves files out, or is too long to send file by file:
 /// parts past the part limit or nested past the depth limit are not in it (a sender put
 /// EICAR after 1,001 boundary lines, or nine attached messages deep, and clamd never saw
-/// it), nor is a uuencoded file in a text part. clamd then gets the whole message and
-/// decodes it itself.
+/// it). A message with a uuencode begin line goes whole too: the list holds the files of
+/// text parts whose blocks uudecode would read (the first 32 of a part decoded), while
+/// clamd decodes every block it finds, in HTML parts and damaged ones too. clamd then
+/// gets the whole message and decodes it itself.
 fn attachments_unseen_or_many(view: &MessageView) -> bool {
     view.too_many_parts()
         || view.too_deep()
