@@ -172,7 +172,11 @@ impl AttachmentPolicy {
     /// Whether judging these attachments means opening archives (the costly part, which a
     /// caller may want off the async threads).
     pub fn opens_archives(&self, attachments: &[Attachment<'_>]) -> bool {
-        self.max_depth > 0 && attachments.iter().any(|a| self.is_archive_attachment(a))
+        self.max_depth > 0
+            && attachments.iter().any(|a| {
+                let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);
+                magic::sniff(head).opens() || claims_archive(a)
+            })
     }
 
     /// Judges the attachments of one message: each symbol found once, sorted, with the
@@ -207,7 +211,7 @@ impl AttachmentPolicy {
             if promises.iter().any(|&p| magic::contradicts(content, p)) {
                 findings.add(Symbol::TypeMismatch, shown);
             }
-            if self.max_depth > 0 && self.is_archive_attachment(a) {
+            if self.max_depth > 0 && (content.opens() || claims_archive(a)) {
                 let place = archive::Place {
                     depth: 1,
                     shown,
@@ -259,27 +263,25 @@ impl AttachmentPolicy {
         }
         facts.ext
     }
+}
 
-    /// An archive the policy opens, by its content, or by a name or type that says zip,
-    /// gzip or tar (read, and flagged when it is not one).
-    fn is_archive_attachment(&self, a: &Attachment<'_>) -> bool {
-        magic::sniff(a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data)).opens()
-            || a.names.iter().any(|n| {
-                matches!(
-                    names::analyse(n).ext.as_deref(),
-                    Some("zip" | "gz" | "tgz" | "tar")
-                )
-            })
-            || matches!(
-                a.content_type,
-                "application/zip"
-                    | "application/x-zip-compressed"
-                    | "application/x-zip"
-                    | "application/gzip"
-                    | "application/x-gzip"
-                    | "application/x-tar"
-                    | "application/x-gtar"
-                    | "application/x-compressed-tar"
-            )
-    }
+/// Whether a name or the declared type says zip, gzip or tar: such a part is read as an
+/// archive whatever its content (and flagged when it is not one).
+fn claims_archive(a: &Attachment<'_>) -> bool {
+    a.names.iter().any(|n| {
+        matches!(
+            names::analyse(n).ext.as_deref(),
+            Some("zip" | "gz" | "tgz" | "tar")
+        )
+    }) || matches!(
+        a.content_type,
+        "application/zip"
+            | "application/x-zip-compressed"
+            | "application/x-zip"
+            | "application/gzip"
+            | "application/x-gzip"
+            | "application/x-tar"
+            | "application/x-gtar"
+            | "application/x-compressed-tar"
+    )
 }
