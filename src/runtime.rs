@@ -3,19 +3,19 @@
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-/// A message from this size on is heavy work to parse, to run the rules on, or to
-/// tokenize: tens of milliseconds and more, against the hand-over's tens of microseconds.
+/// A message from this size on is heavy work to parse, to hash for DKIM, to run the rules
+/// on, or to tokenize: milliseconds and more, against the hand-over's tens of microseconds.
 pub const HEAVY_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Runs `work`, synchronous CPU work on one message's bytes, where it cannot stall other
-/// sessions. When `heavy` and on tokio's multi-threaded runtime it runs under
-/// `block_in_place`, which hands the worker's other tasks to another thread meanwhile;
-/// otherwise in place: a current-thread runtime (tests, offline tools) cannot hand its
-/// thread over, and light work is not worth the hand-over.
-pub fn off_the_session_threads<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
+/// Runs `work`, synchronous CPU work on a message of `message_bytes`, where it cannot
+/// stall other sessions. For a heavy message on tokio's multi-threaded runtime it runs
+/// under `block_in_place`, which hands the worker's other tasks to another thread
+/// meanwhile; otherwise in place: a current-thread runtime (tests, offline tools) cannot
+/// hand its thread over, and light work is not worth the hand-over.
+pub fn off_the_session_threads<T>(message_bytes: usize, work: impl FnOnce() -> T) -> T {
     let multi_threaded =
         || Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if heavy && multi_threaded() {
+    if message_bytes >= HEAVY_MESSAGE_BYTES && multi_threaded() {
         tokio::task::block_in_place(work)
     } else {
         work()
@@ -24,13 +24,13 @@ pub fn off_the_session_threads<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
 
 #[cfg(test)]
 mod tests {
-    use super::off_the_session_threads;
+    use super::{off_the_session_threads, HEAVY_MESSAGE_BYTES};
 
     /// `block_in_place` panics on a current-thread runtime (`#[tokio::test]`'s); the work
     /// runs everywhere, with the same result.
     #[test]
     fn heavy_work_runs_on_every_runtime() {
-        let work = || off_the_session_threads(true, || 6 * 7);
+        let work = || off_the_session_threads(HEAVY_MESSAGE_BYTES, || 6 * 7);
         assert_eq!(work(), 42);
         let current = tokio::runtime::Builder::new_current_thread()
             .build()

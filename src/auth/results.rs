@@ -94,17 +94,12 @@ impl AuthOutcome {
     }
 }
 
-/// Messages from this size on are parsed for authentication with the worker handed over.
-const BIG_FOR_HASHING: usize = 1 << 20;
-
 /// Parses `raw` for DKIM and ARC. Parsing hashes the body once for each canonicalization
 /// and hash algorithm the signatures name (up to four), before any key is fetched: for a
 /// message of tens of megabytes, mapped from the spool, that is a fifth of a second of CPU
 /// and page faults, which a big message does off the session threads.
 fn parse_off_the_session_threads(raw: &[u8]) -> Option<AuthenticatedMessage<'_>> {
-    crate::runtime::off_the_session_threads(raw.len() >= BIG_FOR_HASHING, || {
-        AuthenticatedMessage::parse(raw)
-    })
+    crate::runtime::off_the_session_threads(raw.len(), || AuthenticatedMessage::parse(raw))
 }
 
 impl Authenticator {
@@ -586,7 +581,7 @@ mod tests {
             ));
         }
         raw.push_str("From: a@example.com\r\nSubject: x\r\n\r\n");
-        while raw.len() <= BIG_FOR_HASHING {
+        while raw.len() <= crate::runtime::HEAVY_MESSAGE_BYTES {
             raw.push_str("some body text that is long enough to fill a line of mail\r\n");
         }
         let signatures =

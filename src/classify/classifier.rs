@@ -227,8 +227,7 @@ impl Classifier {
         min_learned: u32,
         explain: usize,
     ) -> Result<Judged, ClassifyError> {
-        let heavy = raw.len() >= crate::runtime::HEAVY_MESSAGE_BYTES;
-        let features = crate::runtime::off_the_session_threads(heavy, || self.features(raw));
+        let features = crate::runtime::off_the_session_threads(raw.len(), || self.features(raw));
         let hashes = features.hashes();
         let looked_up = spread(&hashes, MAX_LOOKUPS);
         let (totals, counts) = self.source.counts(&looked_up).await?;
@@ -255,10 +254,11 @@ impl Classifier {
     /// Learns a message as `class`: idempotent per body digest, a move when it was learned
     /// as the other class.
     pub async fn learn(&self, raw: &[u8], class: Class) -> Result<Outcome, ClassifyError> {
-        let heavy = raw.len() >= crate::runtime::HEAVY_MESSAGE_BYTES;
         let entry = Entry {
             class,
-            hashes: crate::runtime::off_the_session_threads(heavy, || self.features(raw).hashes()),
+            hashes: crate::runtime::off_the_session_threads(raw.len(), || {
+                self.features(raw).hashes()
+            }),
             autolearned: false,
             learned_at: 0,
         };

@@ -220,9 +220,9 @@ impl Context {
         if let Some(v) = &self.parsed {
             return v.clone();
         }
-        let heavy = self.message.len() >= crate::runtime::HEAVY_MESSAGE_BYTES;
+        let bytes = self.message.len();
         let mut view =
-            crate::runtime::off_the_session_threads(heavy, || self.message.view(&self.scan));
+            crate::runtime::off_the_session_threads(bytes, || self.message.view(&self.scan));
         if let Some(sender) = &self.mail_from {
             view.set_envelope_from(&sender.to_path());
         }

@@ -47,7 +47,7 @@ impl Attachments {
         let _turn = self.disk_inspections.acquire().await;
         let decoded = match ctx.message.raw() {
             // Decoding every part of a message of tens of megabytes is long CPU work.
-            Ok(raw) => Ok(crate::runtime::off_the_session_threads(true, || {
+            Ok(raw) => Ok(crate::runtime::off_the_session_threads(raw.len(), || {
                 MessageView::attachments_of(&raw, self.limits.nesting_depth, self.limits.mime_parts)
             })),
             Err(e) => Err(e),

@@ -38,8 +38,7 @@ impl Check for RulesCheck {
             .iter()
             .map(|s| (s.name.as_str(), s.score))
             .collect();
-        let heavy = ctx.message.len() >= crate::runtime::HEAVY_MESSAGE_BYTES;
-        let hits = crate::runtime::off_the_session_threads(heavy, || {
+        let hits = crate::runtime::off_the_session_threads(ctx.message.len(), || {
             self.rules.evaluate(&view, &external)
         });
         ctx.symbols = hits
