@@ -7,15 +7,13 @@
 
 use super::tar_names::TarNames;
 use super::{
-    open_nested, read_entry, read_piece, shown_name, AttachmentPolicy, Budget, Counted, Findings,
-    NameJudge, Place, Symbol, MAX_HEADER_NAMES, READ_CHUNK,
+    open_nested, read_entry, read_piece, shown_name, AttachmentPolicy, Budget, Findings, NameJudge,
+    Place, Symbol, MAX_HEADER_NAMES, READ_CHUNK,
 };
 use crate::classify::attachments::{magic, names};
-use flate2::read::MultiGzDecoder;
-use std::cell::Cell;
+use flate2::bufread::GzDecoder;
 use std::collections::HashSet;
-use std::io::{Cursor, Read};
-use std::rc::Rc;
+use std::io::Read;
 
 /// Judges the gzip in `data`.
 pub(super) fn walk_gzip(
@@ -48,15 +46,10 @@ pub(super) fn walk_gzip(
         .iter()
         .map(|n| policy.check_name(n, true, findings, &shown))
         .collect();
-    let consumed = Rc::new(Cell::new(0u64));
-    // Members one after another decompress as one file, as gunzip writes them.
-    let mut decoder = MultiGzDecoder::new(Counted {
-        inner: Cursor::new(data),
-        consumed: consumed.clone(),
-    });
+    let mut decoder = Gunzip::new(data);
     let mut buf = vec![0u8; READ_CHUNK];
     let entry = read_entry(&mut decoder, &mut buf, true, budget);
-    budget.compressed = budget.compressed.saturating_add(consumed.get());
+    budget.compressed = budget.compressed.saturating_add(decoder.consumed());
     if entry.broken {
         findings.add(Symbol::ArchiveUnreadable, path);
     }
@@ -90,6 +83,51 @@ pub(super) fn walk_gzip(
             }
         }
         (content, whole) => open_nested(policy, content, whole.as_deref(), inner, budget, findings),
+    }
+}
+
+/// The file a gzip decompresses to, read as gunzip writes it: its members one after
+/// another, ended by bytes after a member that do not open another (tape padding, a
+/// mailer's junk), which gunzip ignores with a warning. A member that opens and then
+/// breaks is an error, as gunzip's.
+struct Gunzip<'a> {
+    member: Option<GzDecoder<&'a [u8]>>,
+    len: usize,
+    rest: &'a [u8],
+}
+
+impl<'a> Gunzip<'a> {
+    fn new(data: &'a [u8]) -> Gunzip<'a> {
+        Gunzip {
+            member: Some(GzDecoder::new(data)),
+            len: data.len(),
+            rest: data,
+        }
+    }
+
+    /// Compressed bytes read so far.
+    fn consumed(&self) -> u64 {
+        let rest = self.member.as_ref().map_or(self.rest, |m| *m.get_ref());
+        (self.len - rest.len()) as u64
+    }
+}
+
+impl Read for Gunzip<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(member) = self.member.as_mut() {
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended (the decoder stops there): what follows it?
+            if let Some(member) = self.member.take() {
+                self.rest = member.into_inner();
+            }
+            if self.rest.starts_with(&[0x1f, 0x8b]) {
+                self.member = Some(GzDecoder::new(self.rest));
+            }
+        }
+        Ok(0)
     }
 }
 

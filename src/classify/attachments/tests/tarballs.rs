@@ -301,6 +301,27 @@ fn every_name_of_a_gzip_is_shortened_as_gunzip_would() {
     }
 }
 
+/// Regression: bytes after the last member (a tape block's zero padding, a mailer's junk)
+/// made a gzip `ARCHIVE_UNREADABLE` (2 points) and hid nothing from gunzip, which writes
+/// the file and ignores them (silently for zeros, with a warning for junk).
+#[test]
+fn bytes_after_the_last_gzip_member_are_ignored_as_gunzip_ignores_them() {
+    let tgz = gzip(None, &tar_of(&[("invoice.exe", b"x".as_slice())]));
+    for tail in [&[0u8; 512][..], b"junk here", b"PK"] {
+        let mut data = tgz.clone();
+        data.extend_from_slice(tail);
+        assert_eq!(
+            symbols(&[part("a.tgz", "", &data)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{tail:?}"
+        );
+    }
+    // A member that opens and breaks is gunzip's "unexpected end of file".
+    let mut data = tgz.clone();
+    data.extend_from_slice(b"\x1f\x8b");
+    assert!(symbols(&[part("a.tgz", "", &data)]).contains(&"ARCHIVE_UNREADABLE"));
+}
+
 /// Regression (review): only one reader ran, chosen by the first bytes, so a gzip member
 /// in front of a zip (which `unzip` reads by its end record) hid the zip's files.
 #[test]
