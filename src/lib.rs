@@ -429,6 +429,9 @@ pub async fn serve(
     if embedded && config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) {
         tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed); set state.backend = \"redis\"");
     }
+    for (key, name) in config.tier.iter().flat_map(|t| t.names_not_host_names()) {
+        tracing::warn!(key, name, "not a host name: Authentication-Results a sender forges for that member's host name are not removed; name each member by its host name");
+    }
     let tier = config
         .tier
         .clone()

@@ -51,7 +51,7 @@ fn start_tier_member(keys: &Path) -> (InternalServer, Gateway, u16) {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let internal = InternalServer::start();
     let tier = format!(
-        "[tier]\nname = \"gw1\"\nsecret_file = {:?}\n[[tier.peers]]\nname = \"bk1\"\nsmtp = \"127.0.0.2:25\"\nrole = \"backup\"\n",
+        "[tier]\nname = \"gw1.example.test\"\nsecret_file = {:?}\n[[tier.peers]]\nname = \"bk1.example.test\"\nsmtp = \"127.0.0.2:25\"\nrole = \"backup\"\n",
         key.display().to_string()
     );
     let cfg = GatewayConfig::new(&internal)
@@ -95,7 +95,7 @@ fn every_metric_in_alerts_and_dashboard_exists_in_a_live_scrape() {
 }
 
 #[test]
-fn deploy_configs_pass_check_with_one_fingerprint() {
+fn deploy_configs_pass_check_with_one_fingerprint_and_host_names() {
     use std::os::unix::fs::PermissionsExt;
     // The configs name paths relative to the working directory (/etc/mxguard under
     // systemd): rules/ and the tier key. Give them one.
@@ -118,6 +118,12 @@ fn deploy_configs_pass_check_with_one_fingerprint() {
             "mxguard check --config {path} failed:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Regression (review): the members were named gw1, gw2, bk1, so results a sender
+        // forged for a member's host name passed the others.
+        assert!(
+            !stdout.contains("is not a host name"),
+            "{path} names a member otherwise than by its host name:\n{stdout}"
+        );
         let fp = stdout
             .split(|c: char| !c.is_ascii_hexdigit())
             .find(|w| w.len() == 64)
@@ -125,6 +131,15 @@ fn deploy_configs_pass_check_with_one_fingerprint() {
             .to_string();
         fingerprints.insert(name, fp);
     }
+    // The container's config passes too (its own policy: a callout, one gateway).
+    let container = root.join("deploy/container.toml").display().to_string();
+    let out = run_mxguard(etc.path(), &["check", "--config", &container]);
+    assert!(
+        out.status.success(),
+        "mxguard check --config {container} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let distinct: BTreeSet<&String> = fingerprints.values().collect();
     assert_eq!(
         distinct.len(),

@@ -237,6 +237,29 @@ fn scan_explain_lists_hits_with_scores_and_descriptions() {
     );
 }
 
+/// Regression (review of the docs): `--explain` with `--json` printed its table between the
+/// JSON lines (a consumer's parser broke on them), and with `--compare` it was ignored.
+#[test]
+fn explain_is_refused_with_json_or_compare() {
+    let s = Setup::new();
+    for other in ["--json", "--compare=mxguard.toml"] {
+        let out = s.run(&[
+            "scan",
+            "--config",
+            "mxguard.toml",
+            "--explain",
+            other,
+            "msgs/quarantine.eml",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{other}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+            "{other}: {}",
+            text(&out)
+        );
+    }
+}
+
 #[test]
 fn scan_compare_prints_only_differing_messages() {
     let s = Setup::new();

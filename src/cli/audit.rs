@@ -31,10 +31,22 @@ pub struct AuditArgs {
     pub helo: Option<String>,
 }
 
-/// Runs the audit and prints the report; the exit code says how it went. Without
-/// `--admin`, the admin endpoints are this gateway's and its `[[tier.peers]]`' from the
-/// configuration at `config_path`, when it has a `[tier]`.
-pub fn run(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<ExitCode> {
+/// Runs the audit and prints the report; the exit code says how it went: 0 clean, 1
+/// serious findings, 2 when the audit could not run or its report could not be written
+/// (never 1, which a script would read as findings). Without `--admin`, the admin
+/// endpoints are this gateway's and its `[[tier.peers]]`' from the configuration at
+/// `config_path`, when it has a `[tier]`.
+pub fn run(config_path: &Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    match audit_and_report(config_path, args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("mxguard audit: {e:#}");
+            Ok(ExitCode::from(report::EXIT_COULD_NOT_RUN))
+        }
+    }
+}
+
+fn audit_and_report(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<ExitCode> {
     if args.admins.is_empty() {
         args.admins = admins_from_config(config_path);
     }
@@ -51,13 +63,7 @@ pub fn run(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<ExitCode> 
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = match runtime.block_on(audit::run(options)) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("mxguard audit: {e}");
-            return Ok(ExitCode::from(report::EXIT_COULD_NOT_RUN));
-        }
-    };
+    let report = runtime.block_on(audit::run(options))?;
     let text = if args.json {
         report.to_json()?
     } else {

@@ -56,6 +56,11 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
             "  warning: no recipient verification: every recipient of a relay domain is accepted"
         );
     }
+    if let Some(tier) = &config.tier {
+        for (key, name) in tier.names_not_host_names() {
+            println!("  warning: {key} {name:?} is not a host name: Authentication-Results a sender forges for that member's host name are not removed; name each member by its host name");
+        }
+    }
     println!("  spool:         {}", config.spool.dir.display());
     println!(
         "  starttls:      {}",

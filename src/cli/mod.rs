@@ -64,8 +64,9 @@ pub enum Verb {
         /// One JSON object per message (`file`, `verdict`, `score`, `rules`, `classifier` with its `bayes` and `lr` parts).
         #[arg(long)]
         json: bool,
-        /// List every hit with its score and description.
-        #[arg(long)]
+        /// List every hit with its score and description (a table: not with `--json`,
+        /// whose lines it would break, nor `--compare`, which prints differences only).
+        #[arg(long, conflicts_with_all = ["json", "compare"])]
         explain: bool,
         /// Print only messages whose verdict differs under this other configuration.
         #[arg(long, value_name = "OTHER.toml")]

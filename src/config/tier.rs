@@ -142,6 +142,22 @@ pub struct TierConfig {
 }
 
 impl TierConfig {
+    /// The members named otherwise than by a host name, with their keys. A member's
+    /// `Authentication-Results` carry its host name, and a sender's forged ones are removed
+    /// by the members' names: a short name (`gw1`) leaves results forged for that member's
+    /// host name in place, and the internal server trusts them.
+    pub fn names_not_host_names(&self) -> Vec<(String, &str)> {
+        let own = std::iter::once(("tier.name".to_string(), self.name.as_str()));
+        let peers = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("tier.peers[{i}].name"), p.name.as_str()));
+        own.chain(peers)
+            .filter(|(_, name)| !super::problems::is_plausible_hostname(name))
+            .collect()
+    }
+
     /// Whether any primary is configured besides this gateway.
     pub fn has_primaries(&self) -> bool {
         self.primary_peers().next().is_some()
@@ -304,5 +320,32 @@ impl TierConfig {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_named_by_short_names_are_found() {
+        let tier = TierConfig::for_test(
+            "gw1",
+            Role::Primary,
+            &[("gw2.example.test", Role::Primary), ("bk1", Role::Backup)],
+        );
+        assert_eq!(
+            tier.names_not_host_names(),
+            [
+                ("tier.name".to_string(), "gw1"),
+                ("tier.peers[1].name".to_string(), "bk1"),
+            ]
+        );
+        let tier = TierConfig::for_test(
+            "gw1.example.test",
+            Role::Primary,
+            &[("bk1.example.test.", Role::Backup)],
+        );
+        assert!(tier.names_not_host_names().is_empty());
     }
 }

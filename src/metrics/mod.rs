@@ -11,6 +11,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
+/// Every `result` of `mxguard_relay_attempts_total`, exported at 0 from the start.
+const RELAY_RESULTS: [&str; 4] = ["delivered", "deferred", "failed", "panicked"];
+
 /// The `result` values of `mxguard_connections_total`, exported at 0 from the start.
 const CONNECTION_RESULTS: [&str; 5] = [
     "accepted",
@@ -351,7 +354,7 @@ impl Metrics {
             ),
             relay_attempts_total: counter_vec(
                 "mxguard_relay_attempts_total",
-                "Delivery attempts to internal servers, by result (delivered, deferred, failed).",
+                "Delivery attempts to internal servers, by result (delivered, deferred, failed, panicked).",
                 &["result"],
             ),
             relay_duration_seconds,
@@ -425,8 +428,11 @@ impl Metrics {
         for result in CONNECTION_RESULTS {
             self.connections_total.with_label_values(&[result]);
         }
-        for result in ["delivered", "deferred", "failed"] {
+        for result in RELAY_RESULTS {
             self.relay_attempts_total.with_label_values(&[result]);
+        }
+        // A panicked attempt has no duration: it never finished.
+        for result in ["delivered", "deferred", "failed"] {
             self.relay_duration_seconds.with_label_values(&[result]);
         }
         for result in ["success", "failure"] {
@@ -496,6 +502,16 @@ mod tests {
         assert!(CONNECTION_RESULTS.contains(&"proxy_refused"));
         for result in CONNECTION_RESULTS {
             let series = format!("mxguard_connections_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&series), "{series} missing");
+        }
+    }
+
+    /// Regression (review): `panicked`, a documented result, did not start at 0.
+    #[test]
+    fn every_documented_relay_result_starts_at_zero() {
+        let text = Metrics::new().render();
+        for result in RELAY_RESULTS {
+            let series = format!("mxguard_relay_attempts_total{{result=\"{result}\"}} 0");
             assert!(text.contains(&series), "{series} missing");
         }
     }
