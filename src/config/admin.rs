@@ -107,7 +107,8 @@ impl RawSpool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawMetrics {
-    listen: Option<SocketAddr>,
+    /// `IP:PORT`, or `"off"` (TOML has no null to write `None` with).
+    listen: String,
     allow: Vec<String>,
     max_connections: usize,
     #[serde(with = "humantime_serde")]
@@ -118,7 +119,7 @@ pub(super) struct RawMetrics {
 impl Default for RawMetrics {
     fn default() -> Self {
         Self {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9425))),
+            listen: "127.0.0.1:9425".into(),
             allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
             // Scrapers and probes need a handful; a flood of idle connections only ever
             // pushes out the oldest of these.
@@ -132,6 +133,16 @@ impl Default for RawMetrics {
 
 impl RawMetrics {
     pub(super) fn validate(self, problems: &mut Problems) -> MetricsConfig {
+        let listen = match self.listen.trim() {
+            "off" => None,
+            address => address.parse::<SocketAddr>().map_or_else(
+                |_| {
+                    problems.bad("metrics.listen", "must be IP:PORT, or \"off\"");
+                    None
+                },
+                Some,
+            ),
+        };
         let allow = NetworkList::load("metrics.allow", &self.allow, problems);
         if self.max_connections == 0 {
             problems.bad("metrics.max_connections", "must be at least 1");
@@ -148,7 +159,7 @@ impl RawMetrics {
             .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
             .collect();
         MetricsConfig {
-            listen: self.listen,
+            listen,
             allow,
             max_connections: self.max_connections.max(1),
             header_timeout: self.header_timeout,
@@ -217,6 +228,20 @@ mod tests {
         let text = format!("{RELAY}[spool]\nrecycle_files = 0\n");
         let off = Config::from_toml(Path::new("t.toml"), &text).unwrap();
         assert_eq!(off.spool.recycle_files, 0, "0 turns recycling off");
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_switched_off() {
+        let c = Config::from_toml(Path::new("t.toml"), RELAY).unwrap();
+        assert_eq!(c.metrics.listen, Some(([127, 0, 0, 1], 9425).into()));
+        let text = format!("{RELAY}[metrics]\nlisten = \"off\"\n");
+        let off = Config::from_toml(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(off.metrics.listen, None);
+        let text = format!("{RELAY}[metrics]\nlisten = \"localhost:9425\"\n");
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.listen"), "{err}");
     }
 
     #[test]
