@@ -351,12 +351,19 @@ impl MessageView {
                 return (!found.is_empty()).then(|| found.join("\n"));
             }
             HeaderSource::EnvelopeFrom => {
+                // The address alone, as SpamAssassin reads it; the null sender of a
+                // bounce is no address, so the pseudo-header is missing (`exists:` false).
                 if let Some(sender) = &self.envelope_from {
-                    return Some(sender.clone());
+                    return (!sender.is_empty()).then(|| sender.clone());
                 }
-                // A stored message (`mxguard scan`): the headers the delivery wrote.
-                let from_return_path = self.named(&["return-path"], target);
-                return from_return_path.or_else(|| self.named(&["x-envelope-from"], target));
+                // A stored message (`mxguard scan`): the headers the delivery wrote, their
+                // address without the brackets (`Return-Path: <>` is no address).
+                let mut address = target.clone();
+                if address.part == AddrPart::Whole {
+                    address.part = AddrPart::Addr;
+                }
+                let from_return_path = self.named(&["return-path"], &address);
+                return from_return_path.or_else(|| self.named(&["x-envelope-from"], &address));
             }
             HeaderSource::All => {
                 if self.headers.is_empty() {

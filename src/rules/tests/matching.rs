@@ -335,6 +335,29 @@ fn envelope_from_is_the_sessions_mail_from_when_there_is_one() {
     );
 }
 
+/// Regression (review of the docs): a stored message's `EnvelopeFrom` was the whole
+/// `Return-Path` value, brackets included, so `/^bounce\@forged\.test$/` missed where
+/// SpamAssassin hits, and `Return-Path: <>` made `exists:EnvelopeFrom` true where
+/// SpamAssassin reads no sender; in a session a null sender existed too.
+#[test]
+fn envelope_from_is_an_address_and_the_null_sender_is_none() {
+    let rules = compile(
+        "header ENV_EXACT EnvelopeFrom =~ /^bounce\\@forged\\.test$/\n\
+         header ENV_BRACKET EnvelopeFrom =~ /</\n\
+         header ENV_EXISTS exists:EnvelopeFrom\n",
+    );
+    let stored = b"From: a@x.test\r\nReturn-Path: <bounce@forged.test>\r\n\r\nbody\r\n";
+    assert_eq!(
+        hits_of(&rules, &MessageView::parse(stored)),
+        vec!["ENV_EXACT", "ENV_EXISTS"]
+    );
+    let bounce = b"From: a@x.test\r\nReturn-Path: <>\r\n\r\nbody\r\n";
+    assert!(hits_of(&rules, &MessageView::parse(bounce)).is_empty());
+    let mut session = MessageView::parse(stored);
+    session.set_envelope_from("");
+    assert!(hits_of(&rules, &session).is_empty(), "a null sender");
+}
+
 fn hits_of(rules: &CompiledRules, view: &MessageView) -> Vec<String> {
     rules
         .evaluate(view, &[])
