@@ -299,6 +299,8 @@ fn scan_compare_prints_only_differing_messages() {
     let v = &res["tag.eml"];
     assert_eq!(v["verdict"], "tag", "{v}");
     assert_eq!(v["other_verdict"], "quarantine", "{v}");
+    // Every --json line has `rules` (review of the docs: the compare lines had none).
+    assert!(v["rules"].is_array() && v["other_rules"].is_array(), "{v}");
 }
 
 fn fingerprint(out: &std::process::Output) -> String {

@@ -143,12 +143,17 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
 
 fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {
     if json {
+        // The fields every `--json` line carries, then the other configuration's.
+        let rules =
+            |j: &Judgement| -> Vec<String> { j.hits.iter().map(|(n, _)| n.clone()).collect() };
         let line = serde_json::json!({
             "file": file.display().to_string(),
             "verdict": a.verdict.as_str(),
             "score": a.score,
+            "rules": rules(a),
             "other_verdict": b.verdict.as_str(),
             "other_score": b.score,
+            "other_rules": rules(b),
         });
         println!("{line}");
     } else {
