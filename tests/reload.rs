@@ -465,3 +465,33 @@ fn reloaded_internal_server_is_used_by_delivery_and_callout_alike() {
         "delivery kept the start-up server"
     );
 }
+
+/// Regression (review against GUIDE): only the configuration file and the rules directory
+/// were watched, so an edited recipient list (part of the policy and its fingerprint)
+/// waited for a SIGHUP while the operator believed it in force.
+#[test]
+fn an_edited_recipient_list_is_reloaded_without_a_signal() {
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.recipient_lists
+        .insert("example.test".into(), vec!["user".into()]);
+    let gw = Gateway::start(cfg);
+    let rcpt_code = |address: &str| {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "2.1.0");
+        let code = c.cmd(&format!("RCPT TO:<{address}>")).code;
+        c.quit();
+        code
+    };
+    assert_eq!(rcpt_code("newcomer@example.test"), 550);
+    write_atomically(&gw.dir.join("lists/example.test"), "user\nnewcomer\n");
+    let mut last = 0;
+    wait_until(RELOAD_WAIT, || {
+        last = rcpt_code("newcomer@example.test");
+        if last != 250 {
+            thread::sleep(Duration::from_millis(100));
+        }
+        last == 250
+    });
+    assert_eq!(last, 250, "the edited list was not taken:\n{}", gw.logs());
+}

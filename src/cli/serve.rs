@@ -110,6 +110,7 @@ async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
     spawn_reload_handler(
         config_path.to_owned(),
         config.policy.rules_dir.clone(),
+        config.files_read_at_reload(),
         gateway_rx,
     )?;
     mxguard::serve(config, listeners, shutdown, |gw| {
@@ -142,16 +143,18 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP or a change of the configuration file or rules directory reloads the policy;
-/// a broken file keeps the running policy.
+/// SIGHUP or a change of the configuration file, the rules directory or another file a
+/// reload reads (as named at start) reloads the policy; a broken file keeps the running
+/// policy.
 fn spawn_reload_handler(
     path: std::path::PathBuf,
     rules_dir: Option<std::path::PathBuf>,
+    files: Vec<std::path::PathBuf>,
     gateway: tokio::sync::oneshot::Receiver<mxguard::Gateway>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let (watch, mut changes) = mxguard::config::watch::watch(&path, rules_dir.as_deref())
+    let (watch, mut changes) = mxguard::config::watch::watch(&path, rules_dir.as_deref(), &files)
         .context("watching the configuration")?;
     tokio::spawn(async move {
         let _watch = watch;

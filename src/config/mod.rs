@@ -172,6 +172,20 @@ fn relays_to_itself(
 }
 
 impl Config {
+    /// The files a reload reads besides the configuration file and the rules directory:
+    /// recipient lists, the shadow policy, the tier key, the STARTTLS certificate and key.
+    /// A change to any of them is a change of the policy in force, so they are watched too.
+    pub fn files_read_at_reload(&self) -> Vec<PathBuf> {
+        let mut files = self.relay.recipients.list_files.clone();
+        files.extend(self.policy.shadow.clone());
+        files.extend(self.tier.as_ref().map(|t| t.secret_file.clone()));
+        if let Some(tls) = &self.server.tls {
+            files.push(tls.certificate.clone());
+            files.push(tls.key.clone());
+        }
+        files
+    }
+
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

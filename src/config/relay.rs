@@ -27,6 +27,8 @@ pub enum RelayTls {
 pub struct RecipientsConfig {
     /// Static lists by lower-case domain.
     pub lists: BTreeMap<String, Arc<RecipientList>>,
+    /// The files the lists were read from (watched for changes, like the configuration).
+    pub list_files: Vec<PathBuf>,
     /// Probe the internal server with RCPT for recipients not settled by a list.
     pub callout: bool,
     /// Deadline for one callout.
@@ -302,6 +304,7 @@ impl RawRecipients {
             false,
         );
         let mut lists = BTreeMap::new();
+        let list_files = self.lists.values().cloned().collect();
         for (domain, file) in self.lists {
             let domain = domain.to_ascii_lowercase();
             if domain.starts_with('.') {
@@ -326,6 +329,7 @@ impl RawRecipients {
         }
         RecipientsConfig {
             lists,
+            list_files,
             callout: self.callout,
             callout_timeout: self.callout_timeout,
             positive_ttl: self.positive_ttl,

@@ -1,4 +1,5 @@
-//! File watch for hot reload: the configuration file and the rules directory.
+//! File watch for hot reload: the configuration file, the rules directory and the other
+//! files a reload reads (recipient lists, the shadow policy, keys and certificates).
 //!
 //! Editors save by writing a new file and renaming it over the old one, so the watch is on
 //! directories, not files. Events are debounced: a burst of writes becomes one reload.
@@ -22,19 +23,28 @@ impl std::fmt::Debug for ConfigWatch {
     }
 }
 
-/// Watches `config_file` (through its directory) and `rules_dir` (recursively). The
-/// receiver yields once per debounced burst of relevant changes.
+/// Watches `config_file` and each of `files` (through their directories) and `rules_dir`
+/// (recursively). The receiver yields once per debounced burst of relevant changes.
 pub fn watch(
     config_file: &Path,
     rules_dir: Option<&Path>,
+    files: &[PathBuf],
 ) -> notify::Result<(ConfigWatch, mpsc::UnboundedReceiver<()>)> {
-    let config_file = absolute(config_file);
+    let mut watched_files: Vec<PathBuf> = std::iter::once(config_file)
+        .chain(files.iter().map(PathBuf::as_path))
+        .map(absolute)
+        .collect();
+    watched_files.sort();
+    watched_files.dedup();
     let rules_dir = rules_dir.map(absolute);
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
     let relevant = {
-        let config_file = config_file.clone();
+        let watched_files = watched_files.clone();
         let rules_dir = rules_dir.clone();
-        move |p: &Path| p == config_file || rules_dir.as_deref().is_some_and(|d| p.starts_with(d))
+        move |p: &Path| {
+            watched_files.iter().any(|f| f == p)
+                || rules_dir.as_deref().is_some_and(|d| p.starts_with(d))
+        }
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -43,8 +53,24 @@ pub fn watch(
             }
         }
     })?;
-    if let Some(dir) = config_file.parent() {
+    let config_dir = watched_files
+        .iter()
+        .find(|f| f.as_path() == absolute(config_file))
+        .and_then(|f| f.parent().map(Path::to_path_buf));
+    if let Some(dir) = &config_dir {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    let mut dirs: Vec<&Path> = watched_files.iter().filter_map(|f| f.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs
+        .into_iter()
+        .filter(|d| Some(*d) != config_dir.as_deref())
+    {
+        // A directory that cannot be watched (permissions) leaves that file to SIGHUP.
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "not watched for changes: reload with SIGHUP after editing files there");
+        }
     }
     if let Some(dir) = &rules_dir {
         watcher.watch(dir, RecursiveMode::Recursive)?;
