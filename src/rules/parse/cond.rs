@@ -33,6 +33,16 @@ const MISSING_FEATURES: &[(&str, &str)] = &[(
 /// Prefix of an unknown value that is really a missing feature.
 const MISSING: &str = "not implemented: ";
 
+/// Prefix of an unknown value that is a SpamAssassin plugin this engine lacks. SpamAssassin
+/// has it, so `plugin(X)` blocks hold its rules: skipped and reported as `ifplugin X`
+/// blocks are. `!plugin(X)` is read as true: its blocks are the fallbacks written for a
+/// SpamAssassin without the plugin, which is what this engine is.
+const MISSING_PLUGIN: &str = "not implemented: plugin ";
+
+fn is_missing_plugin(value: &CondVal) -> bool {
+    matches!(value, CondVal::Unknown(why) if why.starts_with(MISSING_PLUGIN))
+}
+
 /// The result of an `if` condition.
 pub(super) enum Cond {
     /// The condition's value: the block (or its `else`) is read.
@@ -278,6 +288,7 @@ impl CondParser {
                 let v = self.unary()?;
                 Ok(match v.truth() {
                     Some(b) => CondVal::Bool(!b),
+                    None if is_missing_plugin(&v) => CondVal::Bool(true),
                     None => v,
                 })
             }
@@ -305,7 +316,8 @@ impl CondParser {
             Some(CondTok::Call(f, arg)) => {
                 self.pos += 1;
                 Ok(match f.as_str() {
-                    "plugin" => CondVal::Bool(plugin_implemented(&arg)),
+                    "plugin" if plugin_implemented(&arg) => CondVal::Bool(true),
+                    "plugin" => CondVal::Unknown(format!("{MISSING_PLUGIN}{arg}")),
                     _ => feature(&arg),
                 })
             }
@@ -321,7 +333,7 @@ fn unknown_of(a: &CondVal, b: &CondVal) -> CondVal {
     }
 }
 
-/// Answers `can(X)`: known features, and plugin methods (false: the plugin is not loaded).
+/// Answers `can(X)`: known features, and plugin methods (a missing plugin, as `plugin(X)`).
 fn feature(name: &str) -> CondVal {
     if let Some((_, v)) = KNOWN_FEATURES.iter().find(|(n, _)| *n == name) {
         return CondVal::Bool(*v);
@@ -333,7 +345,7 @@ fn feature(name: &str) -> CondVal {
         let plugin = rest.rsplit_once("::").map(|(p, _)| p).unwrap_or(rest);
         let full = format!("Mail::SpamAssassin::Plugin::{plugin}");
         if !plugin_implemented(&full) {
-            return CondVal::Bool(false);
+            return CondVal::Unknown(format!("{MISSING_PLUGIN}{full}"));
         }
     }
     CondVal::Unknown(format!("unknown feature `{name}`"))

@@ -153,6 +153,53 @@ fn ifplugin_blocks_of_missing_plugins_are_skipped_and_reported() {
     assert_eq!(names(&rules, PLAIN), vec!["CORE", "FALLBACK", "NEW_ENOUGH"]);
 }
 
+/// Regression (review of the rules docs): `if plugin(X)` and `if can(...Plugin::X::...)` of
+/// a plugin this engine lacks read as false, silently: their rules were neither reported
+/// nor known as skipped, so a meta reading `!RULE` fired where SpamAssassin, which has the
+/// plugin, reads the rule. They are skipped and reported as `ifplugin X` is; `!plugin(X)`
+/// fallbacks are still read.
+#[test]
+fn if_plugin_blocks_of_missing_plugins_are_skipped_like_ifplugin() {
+    let set = RuleSet::parse_text(
+        Path::new("p.cf"),
+        "if plugin(Mail::SpamAssassin::Plugin::SPF)\n\
+         body IN_PLUGIN /Hello/\n\
+         endif\n\
+         if can(Mail::SpamAssassin::Plugin::SPF::has_check_for_spf_errors)\n\
+         body IN_CAN /Hello/\n\
+         endif\n\
+         if !plugin(Mail::SpamAssassin::Plugin::SPF)\n\
+         body SPF_FALLBACK /Hello/\n\
+         endif\n\
+         if plugin(Mail::SpamAssassin::Plugin::Check)\n\
+         body CORE_PLUGIN /Hello/\n\
+         endif\n\
+         meta NOT_IN_PLUGIN !IN_PLUGIN\n",
+    );
+    let skipped: Vec<(usize, &str)> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Skipped)
+        .map(|d| (d.line, d.message.as_str()))
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|(l, m)| *l == 1 && m.contains("IN_PLUGIN")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|(l, m)| *l == 4 && m.contains("IN_CAN")),
+        "{skipped:?}"
+    );
+    assert!(set.skipped.contains_key("IN_PLUGIN") && set.skipped.contains_key("IN_CAN"));
+    let rules = set.compile();
+    let hit = names(&rules, PLAIN);
+    assert!(hit.contains(&"SPF_FALLBACK".to_string()), "{hit:?}");
+    assert!(hit.contains(&"CORE_PLUGIN".to_string()), "{hit:?}");
+    assert!(!hit.contains(&"NOT_IN_PLUGIN".to_string()), "{hit:?}");
+}
+
 #[test]
 fn lang_lines_and_ignored_directives_are_quiet() {
     let set = RuleSet::parse_text(
