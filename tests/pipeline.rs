@@ -123,9 +123,12 @@ fn one_header(m: &Received, name: &str) -> String {
     v[0].clone()
 }
 
-/// Parses `X-Spam-Rules: A=1.00, B=2.00` into (name, score).
+/// Parses `X-Spam-Rules: A=1.00, B=2.00` (or `none`) into (name, score).
 fn rules_header(m: &Received) -> Vec<(String, f64)> {
     let v = one_header(m, "X-Spam-Rules");
+    if v.trim() == "none" {
+        return Vec::new();
+    }
     v.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -181,6 +184,9 @@ fn accept_verdict_relays_with_status_no() {
     );
     let score = check_score_format(&one_header(&m, "X-Spam-Score"));
     assert_eq!(score, 0.0);
+    // Regression (review against GUIDE): with no rule scored the header was left out.
+    assert_eq!(one_header(&m, "X-Spam-Rules").trim(), "none");
+    one_header(&m, "Authentication-Results");
     let names = header_names(&m);
     assert_eq!(
         names[0], "Received",

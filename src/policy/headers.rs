@@ -43,7 +43,11 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
         t.quarantine,
         t.reject
     ));
-    if !rules.is_empty() {
+    // Always present, as on every relayed message: `none` says no rule scored (a header
+    // left out would read as a gateway that never judged the message).
+    if rules.is_empty() {
+        h.push_str("X-Spam-Rules: none\r\n");
+    } else {
         h.push_str(&fold("X-Spam-Rules:", &rules));
     }
     h
@@ -112,6 +116,10 @@ mod tests {
             h.contains("X-Spam-Rules: A_RULE=2.50, B_RULE=3.00\r\n"),
             "{h}"
         );
+        // Regression (review against GUIDE): with no rule scored the header was left out.
+        let clean = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        let h = verdict_headers(&clean, Verdict::Accept, &t);
+        assert!(h.ends_with("X-Spam-Rules: none\r\n"), "{h}");
         let long: Vec<String> = (0..30).map(|i| format!("RULE_NUMBER_{i}=1.00")).collect();
         assert!(fold("X-Spam-Rules:", &long)
             .split("\r\n")

@@ -155,8 +155,16 @@ impl Policy {
             return String::new();
         }
         let mut h = String::new();
-        if let Some(auth) = &ctx.auth {
-            h.push_str(&auth.authentication_results_header(&self.config.server.hostname));
+        match &ctx.auth {
+            Some(auth) => {
+                h.push_str(&auth.authentication_results_header(&self.config.server.hostname))
+            }
+            // No authentication ran (switched off, no resolver): RFC 8601's `none` says so,
+            // where a missing header would leave the internal server to guess.
+            None => h.push_str(&format!(
+                "Authentication-Results: {}; none\r\n",
+                self.config.server.hostname
+            )),
         }
         h.push_str(&headers::verdict_headers(
             ctx,
@@ -182,5 +190,31 @@ impl Policy {
             }
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::policy::{ClientInfo, Context, Policy, Services, Verdict};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// Regression (review against GUIDE): with no authentication run (no resolver, or
+    /// switched off) and no rule scored, relayed mail carried neither
+    /// `Authentication-Results` nor `X-Spam-Rules`.
+    #[test]
+    fn relayed_mail_always_carries_results_and_rules() {
+        let text = "[server]\nhostname = \"mx.a.test\"\n\
+                    [relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let config = Arc::new(Config::from_toml(Path::new("t.toml"), text).unwrap());
+        let policy = Policy::build(config, &Services::default()).unwrap();
+        let ctx = Context::new(ClientInfo::new([192, 0, 2, 1].into()));
+        let h = policy.verdict_headers(&ctx, Verdict::Accept);
+        assert!(
+            h.starts_with("Authentication-Results: mx.a.test; none\r\n"),
+            "{h}"
+        );
+        assert!(h.contains("X-Spam-Rules: none\r\n"), "{h}");
     }
 }
