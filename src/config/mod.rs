@@ -18,6 +18,7 @@ mod ratelimit;
 mod recipients;
 mod relay;
 mod server;
+mod source;
 mod state;
 mod tier;
 pub mod watch;
@@ -63,12 +64,13 @@ pub enum ConfigError {
         /// Parser message, with line and column.
         message: String,
     },
-    /// One or more keys have values that are not acceptable.
+    /// One or more keys are unknown, of the wrong type or have values that are not
+    /// acceptable.
     #[error("{path}: invalid configuration:\n{}", problems.join("\n"))]
     Invalid {
         /// File that failed.
         path: PathBuf,
-        /// One line per problem: `key: what is wrong`.
+        /// One line per problem: `FILE:LINE: key: what is wrong`.
         problems: Vec<String>,
     },
 }
@@ -195,12 +197,31 @@ impl Config {
         Self::from_toml(path, &text)
     }
 
-    /// Parses and validates configuration text; `path` names it in errors.
+    /// Parses and validates configuration text; `path` names it in errors. Every problem
+    /// is reported at once, each with the line of its key: unknown keys and values of the
+    /// wrong type, then the values the rest of the file gives that are not acceptable.
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let file = path.display().to_string();
+        let source = source::Source::new(text);
+        let (raw, refused) = read_every_key(path, text)?;
+        let config = Self::validate(path, raw);
+        match config {
+            Ok(config) if refused.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems: refused,
+            }),
+            Err(problems) => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems: refused
+                    .into_iter()
+                    .chain(problems.into_located_lines(&file, &source))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn validate(path: &Path, raw: RawConfig) -> Result<Config, Problems> {
         let mut problems = Problems::default();
         let server = raw.server.validate(&mut problems);
         let relay = raw.relay.validate(&server.hostname, &mut problems);
@@ -231,11 +252,49 @@ impl Config {
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems: problems.into_lines(),
-            })
+            Err(problems)
         }
+    }
+}
+
+/// The most keys refused in one file before the rest is left unread: far more than any
+/// edit gets wrong at once.
+const MOST_REFUSED_KEYS: usize = 100;
+
+/// Reads `text` as the configuration, with every key serde refuses (unknown, or of the
+/// wrong type) set aside and reported as `FILE:LINE: key: why`: serde stops at the first,
+/// so each refused entry is blanked out and the reading repeated. Text that is not TOML,
+/// and a refusal that names no key (a required key left out), end the reading there.
+fn read_every_key(path: &Path, text: &str) -> Result<(RawConfig, Vec<String>), ConfigError> {
+    let file = path.display().to_string();
+    let mut text = text.to_owned();
+    let mut refused = Vec::new();
+    loop {
+        let error = match toml::from_str::<RawConfig>(&text) {
+            Ok(raw) => return Ok((raw, refused)),
+            Err(error) => error,
+        };
+        let source = source::Source::new(&text);
+        let blanked = error.span().and_then(|span| {
+            Some((
+                source.line_at(span.start),
+                source.without_entry_at(span.start)?,
+            ))
+        });
+        let Some((line, (rest, key))) = blanked.filter(|_| refused.len() < MOST_REFUSED_KEYS)
+        else {
+            let message = if refused.is_empty() {
+                error.to_string()
+            } else {
+                format!("{}\n{}", refused.join("\n"), error)
+            };
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            });
+        };
+        refused.push(format!("{file}:{line}: {key}: {}", error.message()));
+        text = rest;
     }
 }
 
@@ -249,6 +308,43 @@ mod tests {
         domains = ["example.test"]
         internal = ["127.0.0.1:2526"]
         "#;
+
+    /// Regression (review against GUIDE): serde stopped at the first unknown key or value
+    /// of the wrong type, so an edit with three mistakes took three rounds of `check`, and
+    /// value problems carried no line.
+    #[test]
+    fn every_bad_key_is_reported_at_once_with_its_line() {
+        let text = "[server]\n\
+                    hostnme = \"mx.example.test\"\n\
+                    greet_delay = 5\n\
+                    [relay]\n\
+                    domains = [\"example.test\"]\n\
+                    internal = [\"127.0.0.1:2526\"]\n\
+                    retry_factor = 0.5\n\
+                    [no_such_section]\n\
+                    x = 1\n\
+                    [[policy.dnsbl]]\n\
+                    zone = \"zen.example\"\n\
+                    symbol = \"RCVD_IN_ZEN\"\n\
+                    wieght = 3\n";
+        let err = Config::from_toml(Path::new("t.toml"), text)
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "t.toml:2: server.hostnme: unknown field `hostnme`",
+            "t.toml:3: server.greet_delay: ",
+            "t.toml:7: relay.retry_factor: ",
+            "t.toml:8: no_such_section: unknown field `no_such_section`",
+            "t.toml:13: policy.dnsbl.0.wieght: unknown field `wieght`",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from:\n{err}");
+        }
+        // Text that is not TOML stops at its first error, with its position.
+        let err = Config::from_toml(Path::new("t.toml"), "[server\nx = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
 
     #[test]
     fn minimal_config_gets_safe_defaults() {

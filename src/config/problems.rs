@@ -1,16 +1,17 @@
 //! Collects every problem of a configuration file, each named by its TOML key, so an
 //! operator fixes the file in one pass.
 
+use super::source::Source;
 use std::time::Duration;
 
-/// The problems found so far.
+/// The problems found so far: each key and what is wrong with it.
 #[derive(Debug, Default)]
-pub struct Problems(Vec<String>);
+pub struct Problems(Vec<(String, String)>);
 
 impl Problems {
     /// Records that `key` is wrong and why.
     pub fn bad(&mut self, key: &str, message: &str) {
-        self.0.push(format!("{key}: {message}"));
+        self.0.push((key.to_owned(), message.to_owned()));
     }
 
     /// Whether nothing was found.
@@ -18,9 +19,25 @@ impl Problems {
         self.0.is_empty()
     }
 
-    /// The problems, one line each.
+    /// The problems, one line each (`key: what is wrong`).
+    #[cfg(test)]
     pub fn into_lines(self) -> Vec<String> {
         self.0
+            .into_iter()
+            .map(|(key, message)| format!("{key}: {message}"))
+            .collect()
+    }
+
+    /// The problems, one line each, led by `FILE:LINE:` where the key is written (`FILE:`
+    /// for a key left out, whose default or absence is the problem).
+    pub(super) fn into_located_lines(self, file: &str, source: &Source) -> Vec<String> {
+        self.0
+            .into_iter()
+            .map(|(key, message)| match source.line_of_key(&key) {
+                Some(line) => format!("{file}:{line}: {key}: {message}"),
+                None => format!("{file}: {key}: {message}"),
+            })
+            .collect()
     }
 }
 
