@@ -134,6 +134,14 @@ impl Group {
             };
         }
         for (member, _) in self.members.iter().zip(&candidate).filter(|(_, &c)| c) {
+            // The set read the Subject too: a candidate of a rule that skips it is checked
+            // on the lines after it.
+            let (joined, lines) = if member.skips_subject {
+                let after = joined.split_once('\n').map_or("", |(_, rest)| rest);
+                (after, lines.get(1..).unwrap_or_default())
+            } else {
+                (joined, lines)
+            };
             // Linear patterns: one scan of the joined text; a match without a newline is a
             // match inside one line. Only if some match spans lines are lines tried one by one.
             if let Matcher::Linear(re) = &member.matcher {

@@ -41,6 +41,8 @@ pub(crate) struct Member {
     pub max_hits: Option<u32>,
     /// In a set through a linear superset of its pattern: a set match is only a candidate.
     pub prefiltered: bool,
+    /// `tflags nosubject`: a body rule that does not read the Subject (the first line).
+    pub skips_subject: bool,
 }
 
 /// Rules that read the same subject, with set prefilters over the linear ones.
@@ -66,6 +68,8 @@ pub(super) struct Ready {
     pub negate: bool,
     /// `tflags multiple` limit; `None` for single-hit rules.
     pub max_hits: Option<u32>,
+    /// `tflags nosubject` on a body rule.
+    pub skips_subject: bool,
 }
 
 /// Builds a linear regex (ASCII, then Unicode) or, when needed, a backtracking one.
@@ -209,6 +213,7 @@ pub(super) fn build_group(ready: Vec<Ready>) -> Group {
             negate: r.negate,
             max_hits: r.max_hits,
             prefiltered,
+            skips_subject: r.skips_subject,
         });
     }
     if linear.len() < 3 {

@@ -514,6 +514,8 @@ impl<'a> Compiler<'a> {
                     prefilter,
                     negate,
                     max_hits,
+                    skips_subject: rule.kind == RuleKind::Body
+                        && rule.tflags.other.contains("nosubject"),
                 })
             }
             Err(e) => {

@@ -445,3 +445,21 @@ fn the_first_body_line_is_the_last_subject() {
     let msg = b"From: a@b.test\r\nSubject: firstsubj\r\nSubject: secondsubj\r\n\r\nbody\r\n";
     assert_eq!(names(&rules, msg), vec!["B_SECOND"]);
 }
+
+/// Regression (review of the rules docs): `tflags nosubject` was read and ignored, so a body
+/// rule so marked also matched the Subject (SpamAssassin's body text starts with it), where
+/// SpamAssassin skips that line for it.
+#[test]
+fn nosubject_body_rules_do_not_read_the_subject() {
+    let rules = compile(
+        "body IN_SUBJECT_TOO /winner/\n\
+         body NOT_SUBJECT /winner/\ntflags NOT_SUBJECT nosubject\n\
+         body NOT_SUBJECT_BODY /claim/\ntflags NOT_SUBJECT_BODY nosubject multiple\n",
+    );
+    let raw = b"From: a@x.test\r\nSubject: You are a winner, claim\r\n\r\nPlease claim it.\r\n";
+    let view = MessageView::parse(raw);
+    assert_eq!(
+        hits_of(&rules, &view),
+        vec!["IN_SUBJECT_TOO", "NOT_SUBJECT_BODY"]
+    );
+}
