@@ -101,6 +101,24 @@ fn read_lossy(path: &Path) -> std::io::Result<String> {
 /// Directives that carry no verdict-relevant meaning for this engine and are ignored.
 const IGNORED_DIRECTIVES: &[&str] = &["priority", "require_version", "reuse", "test"];
 
+/// The directives rules files are written in: an unknown word a slip or two from one of
+/// them (`scroe`, `descirbe`) is a mistake that would leave a rule unscored, not a plugin's
+/// directive to skip.
+const CORE_DIRECTIVES: &[&str] = &[
+    "header", "body", "rawbody", "uri", "full", "meta", "score", "describe", "tflags", "include",
+    "ifplugin", "endif", "else",
+];
+
+/// The core directive `word` misspells, if it is one or two slips from one (one for
+/// names under five letters, where two slips reach too many other words).
+fn misspelled_core_directive(word: &str) -> Option<&'static str> {
+    let word = word.to_ascii_lowercase();
+    CORE_DIRECTIVES.iter().copied().find(|d| {
+        let slips = strsim::damerau_levenshtein(&word, d);
+        slips > 0 && slips <= if d.len() >= 5 { 2 } else { 1 }
+    })
+}
+
 /// Directives that define a rule we cannot evaluate (their names become skipped rules).
 const FOREIGN_RULE_DIRECTIVES: &[&str] = &[
     "mimeheader",
@@ -437,7 +455,12 @@ impl Parser {
                     "`{directive}` rules need a SpamAssassin plugin"
                 )))
             }
-            other => Err(LineError::Skipped(format!("unknown directive `{other}`"))),
+            other => match misspelled_core_directive(other) {
+                Some(meant) => Err(LineError::Error(format!(
+                    "unknown directive `{other}` (a misspelled `{meant}`?)"
+                ))),
+                None => Err(LineError::Skipped(format!("unknown directive `{other}`"))),
+            },
         }
     }
 

@@ -237,3 +237,27 @@ fn a_condition_nested_too_deeply_is_reported_not_a_crash() {
     let set = RuleSet::parse_text(Path::new("ok.cf"), "if !(!(version >= 3.0))\nendif\n");
     assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics);
 }
+
+/// Regression (review of the rules docs): a misspelled `score` line was only a skipped
+/// unknown directive, so `check` passed and the rule kept its default score; SpamAssassin's
+/// lint fails on it. A plugin's directive far from every core one is still skipped.
+#[test]
+fn a_misspelled_core_directive_is_an_error() {
+    let set = RuleSet::parse_text(
+        Path::new("t.cf"),
+        "body TYPO /x/\nscroe TYPO 3\ndescirbe TYPO words\nuridnsbl URIBL_X x.example. TXT\n",
+    );
+    let errors: Vec<&str> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("a misspelled `score`"), "{errors:?}");
+    assert!(errors[1].contains("a misspelled `describe`"), "{errors:?}");
+    assert!(set
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Skipped && d.message.contains("uridnsbl")));
+}
