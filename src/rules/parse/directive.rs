@@ -22,6 +22,12 @@ pub(super) fn check_name(name: &str) -> Result<(), LineError> {
             "`{name}` is not a valid rule name"
         )));
     }
+    // A meta would read `9BAD` as a number: SpamAssassin refuses such names too.
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(LineError::Error(format!(
+            "`{name}` is not a valid rule name (it starts with a digit)"
+        )));
+    }
     Ok(())
 }
 

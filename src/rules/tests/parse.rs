@@ -261,3 +261,18 @@ fn a_misspelled_core_directive_is_an_error() {
         .iter()
         .any(|d| d.severity == Severity::Skipped && d.message.contains("uridnsbl")));
 }
+
+/// Regression (review of the rules docs): `body 9BAD /x/` was taken, though a meta reads
+/// `9BAD` as a number and SpamAssassin's lint refuses the name.
+#[test]
+fn a_rule_name_starting_with_a_digit_is_an_error() {
+    let set = RuleSet::parse_text(Path::new("t.cf"), "body 9BAD /x/\nbody OK9 /x/\n");
+    let errors: Vec<&str> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("starts with a digit"), "{errors:?}");
+}
