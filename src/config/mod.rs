@@ -202,8 +202,10 @@ impl Config {
     /// wrong type, then the values the rest of the file gives that are not acceptable.
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let source = source::Source::new(text);
-        let (raw, refused) = read_every_key(path, text)?;
+        let (raw, refused, read) = read_every_key(path, text)?;
+        // Located in the text as read, refused entries blanked: an array of tables lost an
+        // element there, and the problems' indices count the elements read.
+        let source = source::Source::new(&read);
         let config = Self::validate(path, raw);
         match config {
             Ok(config) if refused.is_empty() => Ok(config),
@@ -263,15 +265,19 @@ const MOST_REFUSED_KEYS: usize = 100;
 
 /// Reads `text` as the configuration, with every key serde refuses (unknown, or of the
 /// wrong type) set aside and reported as `FILE:LINE: key: why`: serde stops at the first,
-/// so each refused entry is blanked out and the reading repeated. Text that is not TOML,
-/// and a refusal that names no key (a required key left out), end the reading there.
-fn read_every_key(path: &Path, text: &str) -> Result<(RawConfig, Vec<String>), ConfigError> {
+/// so each refused entry is blanked out and the reading repeated. Returns the text as
+/// finally read, too. Text that is not TOML, and a refusal that names no key, end the
+/// reading there.
+fn read_every_key(
+    path: &Path,
+    text: &str,
+) -> Result<(RawConfig, Vec<String>, String), ConfigError> {
     let file = path.display().to_string();
     let mut text = text.to_owned();
     let mut refused = Vec::new();
     loop {
         let error = match toml::from_str::<RawConfig>(&text) {
-            Ok(raw) => return Ok((raw, refused)),
+            Ok(raw) => return Ok((raw, refused, text)),
             Err(error) => error,
         };
         let source = source::Source::new(&text);
@@ -330,6 +336,21 @@ mod tests {
         let err = Config::from_toml(Path::new("t.toml"), text)
             .unwrap_err()
             .to_string();
+        // An array-of-tables element refused: the next one is element 0 of what is read.
+        let dnsbl = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+                     [[policy.dnsbl]]\nzone = \"a.example\"\n\
+                     [[policy.dnsbl]]\nzone = \"b example\"\nsymbol = \"RCVD_IN_B\"\n";
+        let refused = Config::from_toml(Path::new("d.toml"), dnsbl)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("d.toml:4: policy.dnsbl.0: missing field `symbol`"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("d.toml:7: policy.dnsbl[0].zone: "),
+            "{refused}"
+        );
         for expected in [
             "t.toml:2: server.hostnme: unknown field `hostnme`",
             "t.toml:3: server.greet_delay: ",

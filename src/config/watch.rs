@@ -60,6 +60,11 @@ pub fn watch(
     if let Some(dir) = &config_dir {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    // The watches a start needs first: near the system's limit of watches, the optional
+    // ones below must not take the last.
+    if let Some(dir) = &rules_dir {
+        watcher.watch(dir, RecursiveMode::Recursive)?;
+    }
     let mut dirs: Vec<&Path> = watched_files.iter().filter_map(|f| f.parent()).collect();
     dirs.sort();
     dirs.dedup();
@@ -71,9 +76,6 @@ pub fn watch(
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             tracing::warn!(dir = %dir.display(), error = %e, "not watched for changes: reload with SIGHUP after editing files there");
         }
-    }
-    if let Some(dir) = &rules_dir {
-        watcher.watch(dir, RecursiveMode::Recursive)?;
     }
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {

@@ -362,6 +362,10 @@ impl MessageView {
                 if address.part == AddrPart::Whole {
                     address.part = AddrPart::Addr;
                 }
+                // The topmost, as SpamAssassin reads it (the delivery's own).
+                if address.instance == Instance::All {
+                    address.instance = Instance::First;
+                }
                 let from_return_path = self.named(&["return-path"], &address);
                 return from_return_path.or_else(|| self.named(&["x-envelope-from"], &address));
             }

@@ -8,6 +8,8 @@ const IMPLEMENTED_PLUGINS: &[&str] = &["Mail::SpamAssassin::Plugin::Check"];
 const KNOWN_FEATURES: &[(&str, bool)] = &[
     // The bug (rules misfiring on a Perl regex quirk) does not exist here.
     ("Mail::SpamAssassin::Conf::feature_bug6558_free", true),
+    // `tflags nosubject` is honoured on body rules.
+    ("Mail::SpamAssassin::Conf::has_tflags_nosubject", true),
     // Perl 5.10 regex syntax (possessive quantifiers, named groups) is translated.
     ("Mail::SpamAssassin::Conf::perl_min_version_5010000", true),
     // Naming only: both spellings of the list directives are equally unsupported.
@@ -33,20 +35,14 @@ const MISSING_FEATURES: &[(&str, &str)] = &[(
 /// Prefix of an unknown value that is really a missing feature.
 const MISSING: &str = "not implemented: ";
 
-/// Prefix of an unknown value that is a SpamAssassin plugin this engine lacks. SpamAssassin
-/// has it, so `plugin(X)` blocks hold its rules: skipped and reported as `ifplugin X`
-/// blocks are. `!plugin(X)` is read as true: its blocks are the fallbacks written for a
-/// SpamAssassin without the plugin, which is what this engine is.
-const MISSING_PLUGIN: &str = "not implemented: plugin ";
-
-fn is_missing_plugin(value: &CondVal) -> bool {
-    matches!(value, CondVal::Unknown(why) if why.starts_with(MISSING_PLUGIN))
-}
-
 /// The result of an `if` condition.
 pub(super) enum Cond {
     /// The condition's value: the block (or its `else`) is read.
     Known(bool),
+    /// False because a plugin this engine lacks is missing: SpamAssassin has the plugin, so
+    /// the block holds its rules (skipped and reported, as an `ifplugin` block's are), while
+    /// the `else` branch, the fallback written for a SpamAssassin without it, is read.
+    MissingPlugin(String),
     /// A plugin we do not implement.
     Unsupported(String),
     /// Something the evaluator does not understand.
@@ -80,7 +76,10 @@ pub(super) fn eval_condition(text: &str) -> Cond {
     };
     match p.or() {
         Ok(v) if p.pos == p.tokens.len() => match v {
-            CondVal::Bool(b) => Cond::Known(b),
+            CondVal::Bool(b) | CondVal::Missing(b @ true, _) => Cond::Known(b),
+            CondVal::Missing(false, plugin) => {
+                Cond::MissingPlugin(format!("if {}: not implemented: {plugin}", text.trim()))
+            }
             CondVal::Num(n) => Cond::Known(n != 0.0),
             CondVal::Unknown(why) if why.starts_with(MISSING) => {
                 Cond::Unsupported(format!("if {}: {why}", text.trim()))
@@ -194,15 +193,43 @@ fn tokenize_condition(text: &str) -> Result<Vec<CondTok>, String> {
 enum CondVal {
     Bool(bool),
     Num(f64),
+    /// A truth value that rests on a plugin this engine lacks (named), as a SpamAssassin
+    /// without that plugin computes it.
+    Missing(bool, String),
     Unknown(String),
 }
 
 impl CondVal {
+    /// The truth of a value that rests on nothing missing.
     fn truth(&self) -> Option<bool> {
         match self {
             CondVal::Bool(b) => Some(*b),
             CondVal::Num(n) => Some(*n != 0.0),
-            CondVal::Unknown(_) => None,
+            CondVal::Missing(..) | CondVal::Unknown(_) => None,
+        }
+    }
+
+    /// `a || b` (`or`) or `a && b`: a known value that decides it decides it, whatever the
+    /// other side; otherwise a side resting on a missing plugin makes the result rest on it.
+    fn combine(self, other: CondVal, or: bool) -> CondVal {
+        if self.truth() == Some(or) || other.truth() == Some(or) {
+            return CondVal::Bool(or);
+        }
+        let value = |v: &CondVal| match v {
+            CondVal::Missing(b, _) => Some(*b),
+            v => v.truth(),
+        };
+        match (value(&self), value(&other)) {
+            (Some(a), Some(b)) => {
+                let result = if or { a || b } else { a && b };
+                match (self, other) {
+                    (CondVal::Missing(_, plugin), _) | (_, CondVal::Missing(_, plugin)) => {
+                        CondVal::Missing(result, plugin)
+                    }
+                    _ => CondVal::Bool(result),
+                }
+            }
+            _ => unknown_of(&self, &other),
         }
     }
 }
@@ -227,10 +254,7 @@ impl CondParser {
         while self.peek() == Some(&CondTok::Or) {
             self.pos += 1;
             let right = self.and()?;
-            left = match (left.truth(), right.truth()) {
-                (Some(a), Some(b)) => CondVal::Bool(a || b),
-                _ => unknown_of(&left, &right),
-            };
+            left = left.combine(right, true);
         }
         Ok(left)
     }
@@ -240,10 +264,7 @@ impl CondParser {
         while self.peek() == Some(&CondTok::And) {
             self.pos += 1;
             let right = self.cmp()?;
-            left = match (left.truth(), right.truth()) {
-                (Some(a), Some(b)) => CondVal::Bool(a && b),
-                _ => unknown_of(&left, &right),
-            };
+            left = left.combine(right, false);
         }
         Ok(left)
     }
@@ -286,10 +307,12 @@ impl CondParser {
             Some(CondTok::Not) => {
                 self.pos += 1;
                 let v = self.unary()?;
-                Ok(match v.truth() {
-                    Some(b) => CondVal::Bool(!b),
-                    None if is_missing_plugin(&v) => CondVal::Bool(true),
-                    None => v,
+                Ok(match v {
+                    CondVal::Missing(b, plugin) => CondVal::Missing(!b, plugin),
+                    v => match v.truth() {
+                        Some(b) => CondVal::Bool(!b),
+                        None => v,
+                    },
                 })
             }
             Some(CondTok::LParen) => {
@@ -317,7 +340,7 @@ impl CondParser {
                 self.pos += 1;
                 Ok(match f.as_str() {
                     "plugin" if plugin_implemented(&arg) => CondVal::Bool(true),
-                    "plugin" => CondVal::Unknown(format!("{MISSING_PLUGIN}{arg}")),
+                    "plugin" => CondVal::Missing(false, format!("plugin {arg}")),
                     _ => feature(&arg),
                 })
             }
@@ -329,6 +352,9 @@ impl CondParser {
 fn unknown_of(a: &CondVal, b: &CondVal) -> CondVal {
     match (a, b) {
         (CondVal::Unknown(w), _) | (_, CondVal::Unknown(w)) => CondVal::Unknown(w.clone()),
+        (CondVal::Missing(_, plugin), _) | (_, CondVal::Missing(_, plugin)) => {
+            CondVal::Unknown(format!("{MISSING}{plugin} (compared as a number)"))
+        }
         _ => CondVal::Unknown("type mismatch".into()),
     }
 }
@@ -345,7 +371,7 @@ fn feature(name: &str) -> CondVal {
         let plugin = rest.rsplit_once("::").map(|(p, _)| p).unwrap_or(rest);
         let full = format!("Mail::SpamAssassin::Plugin::{plugin}");
         if !plugin_implemented(&full) {
-            return CondVal::Unknown(format!("{MISSING_PLUGIN}{full}"));
+            return CondVal::Missing(false, format!("plugin {full}"));
         }
     }
     CondVal::Unknown(format!("unknown feature `{name}`"))

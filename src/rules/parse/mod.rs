@@ -149,9 +149,14 @@ struct Block {
     unsupported: Option<String>,
     /// Whether `else` was seen.
     in_else: bool,
+    /// The `else` branch is read though the block is unsupported: the fallback for a
+    /// SpamAssassin without a plugin this engine lacks.
+    else_reads: bool,
     origin: Origin,
     /// Rule names defined inside while unsupported.
     skipped_names: Vec<String>,
+    /// Rule names its read `else` branch defined (see `else_reads`).
+    else_names: Vec<String>,
     skipped_lines: usize,
 }
 
@@ -199,8 +204,10 @@ impl Parser {
                     } else {
                         eval_condition(rest)
                     };
+                    let else_reads = matches!(cond, Cond::MissingPlugin(_));
                     let (active, unsupported) = match cond {
                         Cond::Known(b) => (b, None),
+                        Cond::MissingPlugin(reason) => (false, Some(reason)),
                         Cond::Unsupported(reason) => (false, Some(reason)),
                         Cond::Unknown(reason) => (false, Some(reason)),
                     };
@@ -208,6 +215,8 @@ impl Parser {
                         active: active && parent_active,
                         unsupported: if parent_active { unsupported } else { None },
                         in_else: false,
+                        else_reads,
+                        else_names: Vec::new(),
                         origin,
                         skipped_names: Vec::new(),
                         skipped_lines: 0,
@@ -233,9 +242,12 @@ impl Parser {
                         }
                         Some(b) => {
                             b.in_else = true;
-                            // An unsupported condition skips both branches.
+                            // An unsupported condition skips both branches, but for the
+                            // fallback of a missing plugin.
                             if b.unsupported.is_none() {
                                 b.active = parent_active && !b.active;
+                            } else if b.else_reads {
+                                b.active = parent_active;
                             }
                             // A block whose parent is inactive stays inactive.
                             if !parent_active {
@@ -263,6 +275,11 @@ impl Parser {
                     }
                 }
                 continue;
+            }
+            if let Some(name) = defined_name(&directive_lc, rest) {
+                for b in blocks.iter_mut().filter(|b| b.else_reads && b.in_else) {
+                    b.else_names.push(name.to_string());
+                }
             }
             if let Err(e) = self.parse_line(file, lineno, &directive_lc, rest) {
                 match e {
@@ -293,7 +310,9 @@ impl Parser {
         names.sort();
         names.dedup();
         // SpamAssassin reads the block (it has the plugin), so what it defines there is
-        // what counts, even over a fallback defined before (`if !plugin(...)`).
+        // what counts, even over a fallback defined before (`if !plugin(...)`); but not
+        // over the fallback its own `else` branch defined, which is read here.
+        names.retain(|name| !b.else_names.contains(name));
         for name in &names {
             self.definitions.remove(name);
             self.skipped

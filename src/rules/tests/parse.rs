@@ -200,6 +200,49 @@ fn if_plugin_blocks_of_missing_plugins_are_skipped_like_ifplugin() {
     assert!(!hit.contains(&"NOT_IN_PLUGIN".to_string()), "{hit:?}");
 }
 
+/// Regression (review of the change above): an `else` after `if plugin(X)` of a missing
+/// plugin was skipped with the block, though it is the fallback SpamAssassin without X
+/// reads; `!(!plugin(X))` read as plain false, unreported; `!(plugin(X) || version >= 3)`
+/// read as true, where every SpamAssassin reads false.
+#[test]
+fn conditions_on_missing_plugins_read_as_spamassassin_without_them() {
+    let set = RuleSet::parse_text(
+        Path::new("p.cf"),
+        "if plugin(Mail::SpamAssassin::Plugin::SPF)\n\
+         body SHARED /Hello/\n\
+         else\n\
+         body SHARED /Hello/\n\
+         body ELSE_ONLY /Hello/\n\
+         endif\n\
+         if !(!plugin(Mail::SpamAssassin::Plugin::DKIM))\n\
+         body DOUBLE_NOT /Hello/\n\
+         endif\n\
+         if !(plugin(Mail::SpamAssassin::Plugin::DKIM) || version >= 3.004)\n\
+         body NEVER /Hello/\n\
+         endif\n\
+         if plugin(Mail::SpamAssassin::Plugin::DKIM) || version >= 3.004\n\
+         body ALWAYS /Hello/\n\
+         endif\n\
+         if can(Mail::SpamAssassin::Conf::has_tflags_nosubject)\n\
+         body NOSUBJECT_KNOWN /Hello/\n\
+         endif\n",
+    );
+    let reported: Vec<usize> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Skipped)
+        .map(|d| d.line)
+        .collect();
+    assert_eq!(reported, [1, 7], "{:?}", set.diagnostics);
+    assert!(set.skipped.contains_key("DOUBLE_NOT"));
+    assert!(!set.skipped.contains_key("SHARED"));
+    let rules = set.compile();
+    assert_eq!(
+        names(&rules, PLAIN),
+        vec!["ALWAYS", "ELSE_ONLY", "NOSUBJECT_KNOWN", "SHARED"]
+    );
+}
+
 #[test]
 fn lang_lines_and_ignored_directives_are_quiet() {
     let set = RuleSet::parse_text(

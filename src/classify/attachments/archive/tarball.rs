@@ -89,11 +89,20 @@ pub(super) fn walk_gzip(
 /// The file a gzip decompresses to, read as gunzip writes it: its members one after
 /// another, ended by bytes after a member that do not open another (tape padding, a
 /// mailer's junk), which gunzip ignores with a warning. A member that opens and then
-/// breaks is an error, as gunzip's.
+/// breaks is an error, as gunzip's, and so is a run of more members than real files have
+/// ([`members_allowed`]): each costs a fresh decoder.
 struct Gunzip<'a> {
     member: Option<GzDecoder<&'a [u8]>>,
     len: usize,
     rest: &'a [u8],
+    members_left: usize,
+}
+
+/// Members a gzip of `len` bytes may have: a thousand, and one per 4 KiB beyond (BGZF,
+/// the most divided real gzip, cuts a member per 64 KiB of data, rarely under 10 KiB
+/// compressed); empty 20-byte members by the hundred thousand are an attack.
+fn members_allowed(len: usize) -> usize {
+    1000 + len / 4096
 }
 
 impl<'a> Gunzip<'a> {
@@ -102,6 +111,7 @@ impl<'a> Gunzip<'a> {
             member: Some(GzDecoder::new(data)),
             len: data.len(),
             rest: data,
+            members_left: members_allowed(data.len()),
         }
     }
 
@@ -124,6 +134,10 @@ impl Read for Gunzip<'_> {
                 self.rest = member.into_inner();
             }
             if self.rest.starts_with(&[0x1f, 0x8b]) {
+                if self.members_left == 0 {
+                    return Err(std::io::Error::other("more gzip members than a file has"));
+                }
+                self.members_left -= 1;
                 self.member = Some(GzDecoder::new(self.rest));
             }
         }

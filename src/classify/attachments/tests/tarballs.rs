@@ -322,6 +322,24 @@ fn bytes_after_the_last_gzip_member_are_ignored_as_gunzip_ignores_them() {
     assert!(symbols(&[part("a.tgz", "", &data)]).contains(&"ARCHIVE_UNREADABLE"));
 }
 
+/// Regression (review of the gunzip reader): each member costs a fresh decoder (some 43 KB
+/// of state), and 500,000 empty members fit in a 10 MB attachment. Past a thousand members
+/// and one per 4 KiB the gzip is unreadable; a file cut into many members (BGZF) is not.
+#[test]
+fn a_flood_of_empty_gzip_members_is_unreadable() {
+    let empty = gzip(None, b"");
+    let flood: Vec<u8> = empty.repeat(20_000);
+    assert!(symbols(&[part("a.gz", "", &flood)]).contains(&"ARCHIVE_UNREADABLE"));
+    let mut blocks = Vec::new();
+    for i in 0..200u32 {
+        blocks.extend(gzip(
+            None,
+            format!("block {i} of a divided file\n").as_bytes(),
+        ));
+    }
+    assert_eq!(symbols(&[part("a.gz", "", &blocks)]), Vec::<&str>::new());
+}
+
 /// Regression (review): only one reader ran, chosen by the first bytes, so a gzip member
 /// in front of a zip (which `unzip` reads by its end record) hid the zip's files.
 #[test]
