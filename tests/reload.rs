@@ -495,3 +495,24 @@ fn an_edited_recipient_list_is_reloaded_without_a_signal() {
     });
     assert_eq!(last, 250, "the edited list was not taken:\n{}", gw.logs());
 }
+
+/// Regression (review against GUIDE): the shadow policy's rules directory was not watched,
+/// so a rule edited there waited for a SIGHUP while the disagreements counted the old one.
+#[test]
+fn an_edited_shadow_rule_is_reloaded_without_a_signal() {
+    let internal = InternalServer::start();
+    let shadow_toml = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
+                       [policy]\nrules_dir = \"shadow-rules\"\n";
+    let cfg = GatewayConfig::new(&internal)
+        .toml("[policy]\nrules_dir = \"rules\"\nshadow = \"shadow.toml\"\n")
+        .file("rules/local.cf", &trigger_rules(1.0))
+        .file("shadow-rules/local.cf", &trigger_rules(1.0))
+        .file("shadow.toml", shadow_toml);
+    let gw = Gateway::start(cfg);
+    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
+        .expect("no `policy loaded` line in the log");
+    let before = gw.log_count("policy reloaded");
+    write_atomically(&gw.dir.join("shadow-rules/local.cf"), &trigger_rules(20.0));
+    gw.wait_log_line(RELOAD_WAIT, "policy reloaded", before)
+        .unwrap_or_else(|| panic!("no reload after a shadow rule was edited:\n{}", gw.logs()));
+}

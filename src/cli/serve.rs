@@ -110,6 +110,7 @@ async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
     spawn_reload_handler(
         config_path.to_owned(),
         config.policy.rules_dir.clone(),
+        config.shadow_rules_dir().into_iter().collect(),
         config.files_read_at_reload(),
         gateway_rx,
     )?;
@@ -149,13 +150,15 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 fn spawn_reload_handler(
     path: std::path::PathBuf,
     rules_dir: Option<std::path::PathBuf>,
+    other_rules_dirs: Vec<std::path::PathBuf>,
     files: Vec<std::path::PathBuf>,
     gateway: tokio::sync::oneshot::Receiver<mxguard::Gateway>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let (watch, mut changes) = mxguard::config::watch::watch(&path, rules_dir.as_deref(), &files)
-        .context("watching the configuration")?;
+    let (watch, mut changes) =
+        mxguard::config::watch::watch(&path, rules_dir.as_deref(), &other_rules_dirs, &files)
+            .context("watching the configuration")?;
     tokio::spawn(async move {
         let _watch = watch;
         let Ok(gateway) = gateway.await else { return };

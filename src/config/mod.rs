@@ -188,6 +188,13 @@ impl Config {
         files
     }
 
+    /// The shadow policy's rules directory, which a reload reads too, when its file reads
+    /// (one that does not fails the reload, and is watched as a file).
+    pub fn shadow_rules_dir(&self) -> Option<PathBuf> {
+        let path = self.policy.shadow.as_deref()?;
+        Config::load(path).ok()?.policy.rules_dir
+    }
+
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -82,9 +82,10 @@ impl Source {
     }
 }
 
-/// `a.b[0].c` and `a.b.0.c` alike, so a problem's key finds the entry of an array element.
+/// `a.b[0].c` and `a.b.0.c` alike, so a problem's key finds the entry of an array element;
+/// in any case, as problems name the domains of recipient lists in lower case.
 fn normalise(path: &str) -> String {
-    path.replace('[', ".").replace(']', "")
+    path.replace('[', ".").replace(']', "").to_ascii_lowercase()
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -214,6 +215,11 @@ mod tests {
         );
         assert_eq!(s.line_of_key("policy.dnsbl[0].zone"), Some(8));
         assert_eq!(s.line_of_key("relay.internal"), None);
+        let mixed = Source::new("[relay.recipients]\nlists = { \"Example.Test\" = \"l\" }\n");
+        assert_eq!(
+            mixed.line_of_key("relay.recipients.lists.example.test"),
+            Some(2)
+        );
     }
 
     #[test]

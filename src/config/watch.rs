@@ -23,11 +23,14 @@ impl std::fmt::Debug for ConfigWatch {
     }
 }
 
-/// Watches `config_file` and each of `files` (through their directories) and `rules_dir`
-/// (recursively). The receiver yields once per debounced burst of relevant changes.
+/// Watches `config_file` and each of `files` (through their directories), `rules_dir` and
+/// each of `other_rules_dirs` (recursively). The configuration's directory and `rules_dir`
+/// must be watched for a start; the others are watched when they can be. The receiver
+/// yields once per debounced burst of relevant changes.
 pub fn watch(
     config_file: &Path,
     rules_dir: Option<&Path>,
+    other_rules_dirs: &[PathBuf],
     files: &[PathBuf],
 ) -> notify::Result<(ConfigWatch, mpsc::UnboundedReceiver<()>)> {
     let mut watched_files: Vec<PathBuf> = std::iter::once(config_file)
@@ -37,13 +40,14 @@ pub fn watch(
     watched_files.sort();
     watched_files.dedup();
     let rules_dir = rules_dir.map(absolute);
+    let other_rules_dirs: Vec<PathBuf> = other_rules_dirs.iter().map(|d| absolute(d)).collect();
+    let rules_dirs: Vec<PathBuf> = rules_dir.iter().chain(&other_rules_dirs).cloned().collect();
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
     let relevant = {
         let watched_files = watched_files.clone();
-        let rules_dir = rules_dir.clone();
+        let rules_dirs = rules_dirs.clone();
         move |p: &Path| {
-            watched_files.iter().any(|f| f == p)
-                || rules_dir.as_deref().is_some_and(|d| p.starts_with(d))
+            watched_files.iter().any(|f| f == p) || rules_dirs.iter().any(|d| p.starts_with(d))
         }
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -74,6 +78,14 @@ pub fn watch(
     {
         // A directory that cannot be watched (permissions) leaves that file to SIGHUP.
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "not watched for changes: reload with SIGHUP after editing files there");
+        }
+    }
+    for dir in other_rules_dirs
+        .iter()
+        .filter(|d| Some(*d) != rules_dir.as_ref())
+    {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
             tracing::warn!(dir = %dir.display(), error = %e, "not watched for changes: reload with SIGHUP after editing files there");
         }
     }
