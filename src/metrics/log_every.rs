@@ -3,7 +3,8 @@
 //! event.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Whether the next line of a kind is due. Shared across tasks.
 #[derive(Debug)]

@@ -587,7 +587,7 @@ impl Policy {
             if skip_client_checks && CLIENT_CHECKS.contains(&check.name()) {
                 continue;
             }
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let decision = check.run(ctx).await;
             if let Some(h) = &self.check_duration {
                 h.with_label_values(&[check.name()])

@@ -6,7 +6,8 @@ use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Timeouts in a row that make the backend down, once they have gone on for
 /// [`TIMEOUTS_FOR`] without a success: one slow moment under load (many concurrent calls
