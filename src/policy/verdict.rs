@@ -155,17 +155,16 @@ impl Policy {
             return String::new();
         }
         let mut h = String::new();
-        match &ctx.auth {
-            Some(auth) => {
-                h.push_str(&auth.authentication_results_header(&self.config.server.hostname))
+        // With no authentication run (switched off, no resolver) the header still says so
+        // (`HOST; none`, RFC 8601), where a missing one would leave the internal server to
+        // guess.
+        let host = &self.config.server.hostname;
+        h.push_str(&match &ctx.auth {
+            Some(auth) => auth.authentication_results_header(host),
+            None => {
+                crate::auth::AuthOutcome::new(ctx.client.ip).authentication_results_header(host)
             }
-            // No authentication ran (switched off, no resolver): RFC 8601's `none` says so,
-            // where a missing header would leave the internal server to guess.
-            None => h.push_str(&format!(
-                "Authentication-Results: {}; none\r\n",
-                self.config.server.hostname
-            )),
-        }
+        });
         h.push_str(&headers::verdict_headers(
             ctx,
             verdict,
