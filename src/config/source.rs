@@ -105,27 +105,10 @@ fn walk_table(text: &str, table: &Table, prefix: &str, entries: &mut Vec<Entry>)
             .and_then(|k| k.span())
             .map(|s| line_start(text, s.start));
         match item {
-            Item::Table(t) => {
-                if let Some(header) = t.span() {
-                    entries.push(Entry {
-                        path: path.clone(),
-                        span: header.start..own_values_end(t).max(header.end),
-                        removable: true,
-                    });
-                }
-                walk_table(text, t, &path, entries);
-            }
+            Item::Table(t) => walk_section(text, t, path.clone(), entries),
             Item::ArrayOfTables(tables) => {
                 for (i, t) in tables.iter().enumerate() {
-                    let element = format!("{path}.{i}");
-                    if let Some(header) = t.span() {
-                        entries.push(Entry {
-                            path: element.clone(),
-                            span: header.start..own_values_end(t).max(header.end),
-                            removable: true,
-                        });
-                    }
-                    walk_table(text, t, &element, entries);
+                    walk_section(text, t, format!("{path}.{i}"), entries);
                 }
             }
             Item::Value(value) => {
@@ -141,6 +124,19 @@ fn walk_table(text: &str, table: &Table, prefix: &str, entries: &mut Vec<Entry>)
             Item::None => {}
         }
     }
+}
+
+/// A `[table]` or `[[array]]` element: its header (blanked with its own key-values), then
+/// its keys. A table only implied by dotted keys has no header of its own.
+fn walk_section(text: &str, table: &Table, path: String, entries: &mut Vec<Entry>) {
+    if let Some(header) = table.span() {
+        entries.push(Entry {
+            path: path.clone(),
+            span: header.start..own_values_end(table).max(header.end),
+            removable: true,
+        });
+    }
+    walk_table(text, table, &path, entries);
 }
 
 fn walk_value(value: &Value, prefix: &str, entries: &mut Vec<Entry>) {
