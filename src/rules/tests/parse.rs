@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// The line and message of each diagnostic of `severity`, in order.
+fn reported(set: &RuleSet, severity: Severity) -> Vec<(usize, &str)> {
+    set.diagnostics
+        .iter()
+        .filter(|d| d.severity == severity)
+        .map(|d| (d.line, d.message.as_str()))
+        .collect()
+}
+
 #[test]
 fn parser_errors_carry_file_and_line() {
     let set = RuleSet::parse_text(
@@ -15,12 +24,7 @@ fn parser_errors_carry_file_and_line() {
          header NOOP Subject ~ /x/\n\
          endif\n",
     );
-    let errors: Vec<(usize, &str)> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(|d| (d.line, d.message.as_str()))
-        .collect();
+    let errors = reported(&set, Severity::Error);
     let lines: Vec<usize> = errors.iter().map(|e| e.0).collect();
     assert_eq!(lines, vec![3, 4, 5, 6, 7], "{errors:?}");
     assert!(errors[0].1.contains("unterminated regex"));
@@ -44,12 +48,7 @@ fn eval_rules_and_unknown_directives_are_reported_and_skipped() {
          freemail_domains example.test\n\
          body REAL /Hello/\n",
     );
-    let skipped: Vec<(usize, &str)> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Skipped)
-        .map(|d| (d.line, d.message.as_str()))
-        .collect();
+    let skipped = reported(&set, Severity::Skipped);
     assert_eq!(skipped.len(), 3, "{skipped:?}");
     assert_eq!(skipped[0].0, 1);
     assert!(skipped[0].1.contains("check_for_spf_fail"));
@@ -136,12 +135,7 @@ fn ifplugin_blocks_of_missing_plugins_are_skipped_and_reported() {
          body CORE /Hello/\n\
          endif\n",
     );
-    let skipped: Vec<(usize, &str)> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Skipped)
-        .map(|d| (d.line, d.message.as_str()))
-        .collect();
+    let skipped = reported(&set, Severity::Skipped);
     assert_eq!(skipped.len(), 2, "{skipped:?}");
     assert_eq!(skipped[0].0, 1);
     assert!(skipped[0].1.contains("FreeMail"));
@@ -176,12 +170,7 @@ fn if_plugin_blocks_of_missing_plugins_are_skipped_like_ifplugin() {
          endif\n\
          meta NOT_IN_PLUGIN !IN_PLUGIN\n",
     );
-    let skipped: Vec<(usize, &str)> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Skipped)
-        .map(|d| (d.line, d.message.as_str()))
-        .collect();
+    let skipped = reported(&set, Severity::Skipped);
     assert!(
         skipped
             .iter()
@@ -227,13 +216,11 @@ fn conditions_on_missing_plugins_read_as_spamassassin_without_them() {
          body NOSUBJECT_KNOWN /Hello/\n\
          endif\n",
     );
-    let reported: Vec<usize> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Skipped)
-        .map(|d| d.line)
+    let lines: Vec<usize> = reported(&set, Severity::Skipped)
+        .into_iter()
+        .map(|(line, _)| line)
         .collect();
-    assert_eq!(reported, [1, 7], "{:?}", set.diagnostics);
+    assert_eq!(lines, [1, 7], "{:?}", set.diagnostics);
     assert!(set.skipped.contains_key("DOUBLE_NOT"));
     assert!(!set.skipped.contains_key("SHARED"));
     let rules = set.compile();
@@ -290,11 +277,9 @@ fn a_misspelled_core_directive_is_an_error() {
         Path::new("t.cf"),
         "body TYPO /x/\nscroe TYPO 3\ndescirbe TYPO words\nuridnsbl URIBL_X x.example. TXT\n",
     );
-    let errors: Vec<&str> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(|d| d.message.as_str())
+    let errors: Vec<&str> = reported(&set, Severity::Error)
+        .into_iter()
+        .map(|(_, message)| message)
         .collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].contains("a misspelled `score`"), "{errors:?}");
@@ -310,11 +295,9 @@ fn a_misspelled_core_directive_is_an_error() {
 #[test]
 fn a_rule_name_starting_with_a_digit_is_an_error() {
     let set = RuleSet::parse_text(Path::new("t.cf"), "body 9BAD /x/\nbody OK9 /x/\n");
-    let errors: Vec<&str> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(|d| d.message.as_str())
+    let errors: Vec<&str> = reported(&set, Severity::Error)
+        .into_iter()
+        .map(|(_, message)| message)
         .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("starts with a digit"), "{errors:?}");

@@ -219,20 +219,26 @@ fn pax(records: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// A tar whose PAX record (`records`) precedes a GNU long-name record naming
+/// `readme.txt`, then the file: the names a reader might take from either.
+fn pax_before_a_long_name(records: &[u8]) -> Vec<u8> {
+    raw_tar(
+        &[
+            (b"PaxHeaders/x", b'x', records),
+            (b"././@LongLink", b'L', b"readme.txt\0"),
+            (b"readme.txt", b'0', b"x"),
+        ],
+        true,
+    )
+}
+
 /// Regression (review): the tar reader shows one name per entry by its own precedence (a
 /// GNU long name over a PAX `path`), while GNU tar extracts under the PAX one, and Python's
 /// `tarfile` under `GNU.sparse.name`: every name a header carries is judged.
 #[test]
 fn every_name_a_tar_header_carries_is_judged() {
     let path = pax(&[("path", "invoice.exe")]);
-    let tar = raw_tar(
-        &[
-            (b"PaxHeaders/x", b'x', &path),
-            (b"././@LongLink", b'L', b"readme.txt\0"),
-            (b"readme.txt", b'0', b"x"),
-        ],
-        true,
-    );
+    let tar = pax_before_a_long_name(&path);
     assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
     let sparse = pax(&[("GNU.sparse.name", "invoice.exe")]);
     let tar = raw_tar(
@@ -414,14 +420,7 @@ fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
 fn long_pax_records_and_records_between_hide_no_name() {
     let long = "A".repeat(100_000);
     let records = pax(&[("comment", &long), ("path", "invoice.exe")]);
-    let tar = raw_tar(
-        &[
-            (b"PaxHeaders/x", b'x', &records),
-            (b"././@LongLink", b'L', b"readme.txt\0"),
-            (b"readme.txt", b'0', b"x"),
-        ],
-        true,
-    );
+    let tar = pax_before_a_long_name(&records);
     assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
 
     let size = pax(&[("size", "1024")]);
