@@ -210,21 +210,19 @@ impl Config {
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let (raw, refused, read) = read_every_key(path, text)?;
-        // Located in the text as read, refused entries blanked: an array of tables lost an
-        // element there, and the problems' indices count the elements read.
-        let source = source::Source::new(&read);
-        let config = Self::validate(path, raw);
-        match config {
+        match Self::validate(path, raw) {
             Ok(config) if refused.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 problems: refused,
             }),
+            // Located in the text as read, refused entries blanked: an array of tables lost
+            // an element there, and the problems' indices count the elements read.
             Err(problems) => Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 problems: refused
                     .into_iter()
-                    .chain(problems.into_located_lines(&file, &source))
+                    .chain(problems.into_located_lines(&file, &source::Source::new(&read)))
                     .collect(),
             }),
         }
