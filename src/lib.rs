@@ -430,7 +430,7 @@ pub async fn serve(
         tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed); set state.backend = \"redis\"");
     }
     for (key, name) in config.tier.iter().flat_map(|t| t.names_not_host_names()) {
-        tracing::warn!(key, name, "not a host name: Authentication-Results a sender forges for that member's host name are not removed; name each member by its host name");
+        tracing::warn!(key, name, "{}", config::NOT_A_HOST_NAME);
     }
     let tier = config
         .tier

@@ -1,7 +1,7 @@
 //! `mxguard check`: validate the configuration and rules; print what they resolve to and
 //! the policy fingerprint; exit 1 naming every problem with its file:line.
 
-use mxguard::config::Config;
+use mxguard::config::{Config, NOT_A_HOST_NAME};
 use mxguard::policy::offline;
 use mxguard::rules::{RuleSet, Severity};
 use std::path::Path;
@@ -58,7 +58,7 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(tier) = &config.tier {
         for (key, name) in tier.names_not_host_names() {
-            println!("  warning: {key} {name:?} is not a host name: Authentication-Results a sender forges for that member's host name are not removed; name each member by its host name");
+            println!("  warning: {key} {name:?} is {NOT_A_HOST_NAME}");
         }
     }
     println!("  spool:         {}", config.spool.dir.display());

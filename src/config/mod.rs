@@ -38,7 +38,7 @@ pub use recipients::RecipientList;
 pub use relay::{relays_domain, RecipientsConfig, RelayConfig, RelayTls};
 pub use server::{BareLineEnding, Limits, ServerConfig, TlsFiles};
 pub use state::{OnFailure, StateBackendConfig, StateConfig};
-pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret};
+pub use tier::{BypassAction, PeerConfig, Role, TierConfig, TierSecret, NOT_A_HOST_NAME};
 
 use problems::Problems;
 use serde::Deserialize;

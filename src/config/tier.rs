@@ -141,6 +141,10 @@ pub struct TierConfig {
     pub peers: Vec<PeerConfig>,
 }
 
+/// Why a member name that is not a host name is warned of (see
+/// [`TierConfig::names_not_host_names`]).
+pub const NOT_A_HOST_NAME: &str = "not a host name: Authentication-Results a sender forges for that member's host name are not removed; name each member by its host name";
+
 impl TierConfig {
     /// The members named otherwise than by a host name, with their keys. A member's
     /// `Authentication-Results` carry its host name, and a sender's forged ones are removed
