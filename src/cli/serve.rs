@@ -107,13 +107,7 @@ async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone())?;
     let (gateway_tx, gateway_rx) = tokio::sync::oneshot::channel();
-    spawn_reload_handler(
-        config_path.to_owned(),
-        config.policy.rules_dir.clone(),
-        config.shadow_rules_dir().into_iter().collect(),
-        config.files_read_at_reload(),
-        gateway_rx,
-    )?;
+    spawn_reload_handler(config_path.to_owned(), config.reload_inputs(), gateway_rx)?;
     mxguard::serve(config, listeners, shutdown, |gw| {
         let _ = gateway_tx.send(gw);
     })
@@ -149,16 +143,13 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 /// policy.
 fn spawn_reload_handler(
     path: std::path::PathBuf,
-    rules_dir: Option<std::path::PathBuf>,
-    other_rules_dirs: Vec<std::path::PathBuf>,
-    files: Vec<std::path::PathBuf>,
+    inputs: mxguard::config::watch::ReloadInputs,
     gateway: tokio::sync::oneshot::Receiver<mxguard::Gateway>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let (watch, mut changes) =
-        mxguard::config::watch::watch(&path, rules_dir.as_deref(), &other_rules_dirs, &files)
-            .context("watching the configuration")?;
+        mxguard::config::watch::watch(&path, &inputs).context("watching the configuration")?;
     tokio::spawn(async move {
         let _watch = watch;
         let Ok(gateway) = gateway.await else { return };

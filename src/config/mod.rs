@@ -174,10 +174,11 @@ fn relays_to_itself(
 }
 
 impl Config {
-    /// The files a reload reads besides the configuration file and the rules directory:
-    /// recipient lists, the shadow policy, the tier key, the STARTTLS certificate and key.
-    /// A change to any of them is a change of the policy in force, so they are watched too.
-    pub fn files_read_at_reload(&self) -> Vec<PathBuf> {
+    /// What a reload reads besides the configuration file: a change to any of it is a
+    /// change of the policy in force, so it is watched too. The shadow policy's rules
+    /// directory is known when its file reads (one that does not fails the reload, and is
+    /// watched as a file).
+    pub fn reload_inputs(&self) -> watch::ReloadInputs {
         let mut files = self.relay.recipients.list_files.clone();
         files.extend(self.policy.shadow.clone());
         files.extend(self.tier.as_ref().map(|t| t.secret_file.clone()));
@@ -185,14 +186,17 @@ impl Config {
             files.push(tls.certificate.clone());
             files.push(tls.key.clone());
         }
-        files
-    }
-
-    /// The shadow policy's rules directory, which a reload reads too, when its file reads
-    /// (one that does not fails the reload, and is watched as a file).
-    pub fn shadow_rules_dir(&self) -> Option<PathBuf> {
-        let path = self.policy.shadow.as_deref()?;
-        Config::load(path).ok()?.policy.rules_dir
+        let shadow_rules_dir = self
+            .policy
+            .shadow
+            .as_deref()
+            .and_then(|path| Config::load(path).ok())
+            .and_then(|shadow| shadow.policy.rules_dir);
+        watch::ReloadInputs {
+            rules_dir: self.policy.rules_dir.clone(),
+            shadow_rules_dir,
+            files,
+        }
     }
 
     /// Reads, parses and validates a configuration file.

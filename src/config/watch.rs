@@ -23,25 +23,36 @@ impl std::fmt::Debug for ConfigWatch {
     }
 }
 
-/// Watches `config_file` and each of `files` (through their directories), `rules_dir` and
-/// each of `other_rules_dirs` (recursively). The configuration's directory and `rules_dir`
-/// must be watched for a start; the others are watched when they can be. The receiver
-/// yields once per debounced burst of relevant changes.
+/// What a reload reads besides the configuration file ([`Config::reload_inputs`]).
+///
+/// [`Config::reload_inputs`]: super::Config::reload_inputs
+#[derive(Debug, Default)]
+pub struct ReloadInputs {
+    /// The rules directory: a start needs its watch.
+    pub rules_dir: Option<PathBuf>,
+    /// The shadow policy's rules directory.
+    pub shadow_rules_dir: Option<PathBuf>,
+    /// Recipient lists, the shadow policy's file, the tier key, certificate and key.
+    pub files: Vec<PathBuf>,
+}
+
+/// Watches `config_file` and the input files (through their directories) and the rules
+/// directories (recursively). The configuration's directory and the rules directory must
+/// be watched for a start; the others are watched when they can be. The receiver yields
+/// once per debounced burst of relevant changes.
 pub fn watch(
     config_file: &Path,
-    rules_dir: Option<&Path>,
-    other_rules_dirs: &[PathBuf],
-    files: &[PathBuf],
+    inputs: &ReloadInputs,
 ) -> notify::Result<(ConfigWatch, mpsc::UnboundedReceiver<()>)> {
     let mut watched_files: Vec<PathBuf> = std::iter::once(config_file)
-        .chain(files.iter().map(PathBuf::as_path))
+        .chain(inputs.files.iter().map(PathBuf::as_path))
         .map(absolute)
         .collect();
     watched_files.sort();
     watched_files.dedup();
-    let rules_dir = rules_dir.map(absolute);
-    let other_rules_dirs: Vec<PathBuf> = other_rules_dirs.iter().map(|d| absolute(d)).collect();
-    let rules_dirs: Vec<PathBuf> = rules_dir.iter().chain(&other_rules_dirs).cloned().collect();
+    let rules_dir = inputs.rules_dir.as_deref().map(absolute);
+    let shadow_rules_dir = inputs.shadow_rules_dir.as_deref().map(absolute);
+    let rules_dirs: Vec<PathBuf> = rules_dir.iter().chain(&shadow_rules_dir).cloned().collect();
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
     let relevant = {
         let watched_files = watched_files.clone();
@@ -57,35 +68,29 @@ pub fn watch(
             }
         }
     })?;
-    let config_dir = watched_files
-        .iter()
-        .find(|f| f.as_path() == absolute(config_file))
-        .and_then(|f| f.parent().map(Path::to_path_buf));
+    // The watches a start needs first: near the system's limit of watches, the optional
+    // ones must not take the last.
+    let config_dir = absolute(config_file).parent().map(Path::to_path_buf);
     if let Some(dir) = &config_dir {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
-    // The watches a start needs first: near the system's limit of watches, the optional
-    // ones below must not take the last.
     if let Some(dir) = &rules_dir {
         watcher.watch(dir, RecursiveMode::Recursive)?;
     }
-    let mut dirs: Vec<&Path> = watched_files.iter().filter_map(|f| f.parent()).collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in dirs
+    let mut file_dirs: Vec<&Path> = watched_files.iter().filter_map(|f| f.parent()).collect();
+    file_dirs.sort();
+    file_dirs.dedup();
+    file_dirs.retain(|d| Some(*d) != config_dir.as_deref());
+    let shadow_dir = shadow_rules_dir
+        .as_deref()
+        .filter(|d| Some(*d) != rules_dir.as_deref());
+    let optional = file_dirs
         .into_iter()
-        .filter(|d| Some(*d) != config_dir.as_deref())
-    {
-        // A directory that cannot be watched (permissions) leaves that file to SIGHUP.
-        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "not watched for changes: reload with SIGHUP after editing files there");
-        }
-    }
-    for dir in other_rules_dirs
-        .iter()
-        .filter(|d| Some(*d) != rules_dir.as_ref())
-    {
-        if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+        .map(|d| (d, RecursiveMode::NonRecursive))
+        .chain(shadow_dir.map(|d| (d, RecursiveMode::Recursive)));
+    for (dir, mode) in optional {
+        // A directory that cannot be watched (permissions) leaves its files to SIGHUP.
+        if let Err(e) = watcher.watch(dir, mode) {
             tracing::warn!(dir = %dir.display(), error = %e, "not watched for changes: reload with SIGHUP after editing files there");
         }
     }
