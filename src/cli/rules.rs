@@ -61,7 +61,7 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                 }
             };
             totals[i] += 1;
-            let hit: BTreeSet<&str> = j.hits.iter().map(|(n, _)| n.as_str()).collect();
+            let hit: BTreeSet<&str> = j.rule_names().collect();
             for (name, score) in &j.hits {
                 scores.entry(name.clone()).or_insert(*score);
             }

@@ -78,7 +78,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
             continue;
         }
         if opts.json {
-            let rules: Vec<&str> = j.hits.iter().map(|(n, _)| n.as_str()).collect();
+            let rules: Vec<&str> = j.rule_names().collect();
             let scores: serde_json::Map<String, serde_json::Value> = j
                 .hits
                 .iter()
@@ -144,16 +144,14 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
 fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {
     if json {
         // The fields every `--json` line carries, then the other configuration's.
-        let rules =
-            |j: &Judgement| -> Vec<String> { j.hits.iter().map(|(n, _)| n.clone()).collect() };
         let line = serde_json::json!({
             "file": file.display().to_string(),
             "verdict": a.verdict.as_str(),
             "score": a.score,
-            "rules": rules(a),
+            "rules": a.rule_names().collect::<Vec<_>>(),
             "other_verdict": b.verdict.as_str(),
             "other_score": b.score,
-            "other_rules": rules(b),
+            "other_rules": b.rule_names().collect::<Vec<_>>(),
         });
         println!("{line}");
     } else {

@@ -45,6 +45,13 @@ pub struct Judgement {
     pub classification: Option<Judged>,
 }
 
+impl Judgement {
+    /// The names of the symbols hit, in order.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.hits.iter().map(|(name, _)| name.as_str())
+    }
+}
+
 /// Where the offline classifier's counts came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClassifierSource {
