@@ -308,7 +308,7 @@ fn read_every_key(
                 message,
             });
         };
-        refused.push(format!("{file}:{line}: {key}: {}", error.message()));
+        refused.push(problems::located(&file, Some(line), &key, error.message()));
         text = rest;
     }
 }

@@ -33,11 +33,16 @@ impl Problems {
     pub(super) fn into_located_lines(self, file: &str, source: &Source) -> Vec<String> {
         self.0
             .into_iter()
-            .map(|(key, message)| match source.line_of_key(&key) {
-                Some(line) => format!("{file}:{line}: {key}: {message}"),
-                None => format!("{file}: {key}: {message}"),
-            })
+            .map(|(key, message)| located(file, source.line_of_key(&key), &key, &message))
             .collect()
+    }
+}
+
+/// One problem as reported: `FILE:LINE: key: why`, or `FILE: key: why` with no line.
+pub(super) fn located(file: &str, line: Option<usize>, key: &str, message: &str) -> String {
+    match line {
+        Some(line) => format!("{file}:{line}: {key}: {message}"),
+        None => format!("{file}: {key}: {message}"),
     }
 }
 
