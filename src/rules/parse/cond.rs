@@ -43,18 +43,19 @@ pub(super) enum Cond {
     /// the block holds its rules (skipped and reported, as an `ifplugin` block's are), while
     /// the `else` branch, the fallback written for a SpamAssassin without it, is read.
     MissingPlugin(String),
-    /// A plugin we do not implement.
+    /// A SpamAssassin feature this engine lacks (other than a plugin).
     Unsupported(String),
     /// Something the evaluator does not understand.
     Unknown(String),
 }
 
-/// Evaluates `ifplugin NAME`: read only for plugins this engine implements.
+/// Evaluates `ifplugin NAME` as `if plugin(NAME)`: read only for plugins this engine
+/// implements.
 pub(super) fn eval_ifplugin(plugin: &str) -> Cond {
     if plugin_implemented(plugin) {
         Cond::Known(true)
     } else {
-        Cond::Unsupported(format!("ifplugin {plugin}: not implemented"))
+        Cond::MissingPlugin(format!("ifplugin {plugin}: not implemented"))
     }
 }
 

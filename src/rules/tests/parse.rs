@@ -302,3 +302,19 @@ fn a_rule_name_starting_with_a_digit_is_an_error() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("starts with a digit"), "{errors:?}");
 }
+
+/// `ifplugin X` is `if plugin(X)`: for a plugin this engine lacks, its `else` branch (the
+/// fallback) is read, as after `if plugin(X)`.
+#[test]
+fn ifplugin_reads_its_else_as_if_plugin_does() {
+    let set = RuleSet::parse_text(
+        Path::new("p.cf"),
+        "ifplugin Mail::SpamAssassin::Plugin::SPF\n\
+         body WITH_PLUGIN /Hello/\n\
+         else\n\
+         body WITHOUT_PLUGIN /Hello/\n\
+         endif\n",
+    );
+    assert!(set.skipped.contains_key("WITH_PLUGIN"));
+    assert_eq!(names(&set.compile(), PLAIN), vec!["WITHOUT_PLUGIN"]);
+}
