@@ -144,6 +144,122 @@ fn swaks_with_pipelining() {
     );
 }
 
+/// Postfix's smtp-sink on a free loopback port, writing each message it accepts into a
+/// file of its own under `dump`; stopped when dropped.
+struct SmtpSink {
+    port: u16,
+    dump: std::path::PathBuf,
+    _base: tempfile::TempDir,
+    _child: ChildGuard,
+}
+
+impl SmtpSink {
+    /// Starts `program` with `args` added (`-8`: no 8BITMIME) and waits for it to listen.
+    fn start(program: &Path, args: &[&str]) -> SmtpSink {
+        // smtp-sink drops to `nobody`: its dump directory must be reachable and writable.
+        let base = tempfile::tempdir().unwrap();
+        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let dump = base.path().join("dump");
+        fs::create_dir(&dump).unwrap();
+        fs::set_permissions(&dump, fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let child = Command::new(program)
+            .args(["-u", "nobody"])
+            .args(args)
+            .arg("-d")
+            .arg(format!("{}/m.", dump.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let child = ChildGuard(child);
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "smtp-sink did not start"
+        );
+        SmtpSink {
+            port,
+            dump,
+            _base: base,
+            _child: child,
+        }
+    }
+}
+
+const PY_EIGHT_BIT: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=15)
+msg = ('From: <py@sender.test>\r\nTo: <a@example.test>\r\nSubject: eight bit\r\n'
+       'Message-ID: <python-8bit@test>\r\nMIME-Version: 1.0\r\n'
+       'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+       'Schöne Grüße aus Köln\r\n.leading dot\r\n').encode('utf-8')
+s.sendmail('py@sender.test', ['a@example.test'], msg, mail_options=['BODY=8BITMIME'])
+s.quit()
+"#;
+
+/// Regression: 8-bit mail went raw to an internal server without 8BITMIME (RFC 6152
+/// forbids it). Through Postfix's smtp-sink with `-8`, the body arrives quoted-printable
+/// and Python's `email` package reads back the text that was sent.
+#[test]
+fn eight_bit_mail_reaches_smtp_sink_without_8bitmime_as_quoted_printable() {
+    let Some(sink) = interop_required("smtp-sink") else {
+        return;
+    };
+    let Some(python) = interop_required("python3") else {
+        return;
+    };
+    let sink = SmtpSink::start(&sink, &["-8"]);
+    let mut cfg = GatewayConfig::default();
+    cfg.internal = vec![sink.port];
+    let gw = Gateway::start(cfg);
+    let out = run_with_timeout(
+        Command::new(&python)
+            .arg("-c")
+            .arg(PY_EIGHT_BIT)
+            .arg(gw.port.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arrived = wait_until(Duration::from_secs(30), || {
+        dumped_message_ids(&sink.dump).len() == 1
+    });
+    assert!(arrived, "nothing reached smtp-sink");
+    let (path, text) = sink_dumps(&sink.dump).remove(0);
+    let raw = fs::read(&path).unwrap();
+    let body_at = text.find("\r\n\r\n").or_else(|| text.find("\n\n")).unwrap();
+    assert!(raw[body_at..].is_ascii(), "{text}");
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable"),
+        "{text}"
+    );
+    let decoded = run_with_timeout(
+        Command::new(&python)
+            .arg("-c")
+            .arg("import email,sys; m=email.message_from_binary_file(open(sys.argv[1],'rb')); sys.stdout.write(m.get_payload(decode=True).decode('utf-8'))")
+            .arg(&path),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        // smtp-sink ends each dump with an empty line of its own.
+        String::from_utf8_lossy(&decoded.stdout)
+            .replace("\r\n", "\n")
+            .trim_end(),
+        "Schöne Grüße aus Köln\n.leading dot",
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}
+
 /// The distinct Message-Id lines of the files smtp-sink dumped (each carries
 /// smtp-source's unique one).
 fn dumped_message_ids(dir: &Path) -> BTreeSet<String> {
@@ -166,36 +282,11 @@ fn smtp_source_load_through_gateway_into_smtp_sink() {
         return;
     };
     const MESSAGES: usize = 500;
-    // smtp-sink drops to `nobody`: its dump directory must be reachable and writable.
-    let base = tempfile::tempdir().unwrap();
-    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let dump = base.path().join("dump");
-    fs::create_dir(&dump).unwrap();
-    fs::set_permissions(&dump, fs::Permissions::from_mode(0o777)).unwrap();
-    let sink_port = free_port();
-    let sink_child = Command::new(sink)
-        .args(["-u", "nobody"])
-        .arg("-d")
-        .arg(format!("{}/m.", dump.display()))
-        .arg(format!("127.0.0.1:{sink_port}"))
-        .arg("256")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start smtp-sink");
-    let _sink = ChildGuard(sink_child);
-    assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            sink_port
-        ))
-        .is_ok()),
-        "smtp-sink did not start"
-    );
+    let sink = SmtpSink::start(&sink, &[]);
     let mut cfg = GatewayConfig::default()
         .limit("max_sessions_per_ip", "100")
         .limit("max_sessions", "200");
-    cfg.internal = vec![sink_port];
+    cfg.internal = vec![sink.port];
     let gw = Gateway::start(cfg);
     let started = Instant::now();
     let out = run_with_timeout(
@@ -217,11 +308,11 @@ fn smtp_source_load_through_gateway_into_smtp_sink() {
     // written the message into it, and a file counted that early once read as a message
     // without one (499 distinct of 500).
     let all_in = wait_until(Duration::from_secs(120), || {
-        dumped_message_ids(&dump).len() >= MESSAGES
+        dumped_message_ids(&sink.dump).len() >= MESSAGES
     });
     let delivered_in = started.elapsed();
-    let n = sink_dumps(&dump).len();
-    let ids = dumped_message_ids(&dump);
+    let n = sink_dumps(&sink.dump).len();
+    let ids = dumped_message_ids(&sink.dump);
     println!(
         "smtp-source {MESSAGES} x 4096 B, 20 sessions: accepted in {accepted_in:?}, \
          at smtp-sink in {delivered_in:?}; {n} dumped, {} distinct Message-Ids",

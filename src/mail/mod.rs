@@ -9,6 +9,7 @@ pub mod lenient;
 pub mod mime;
 pub mod qp_shape;
 pub mod reply;
+pub mod seven_bit;
 pub mod trace;
 pub mod url;
 pub mod uuencode;

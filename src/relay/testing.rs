@@ -33,6 +33,8 @@ pub struct Script {
     /// Offer SMTPUTF8 and, as Postfix does, refuse a non-ASCII `RCPT` address with
     /// `553 5.6.7` unless `MAIL` declared it.
     pub smtputf8: bool,
+    /// Offer 8BITMIME.
+    pub eight_bit_mime: bool,
 }
 
 impl Default for Script {
@@ -46,6 +48,7 @@ impl Default for Script {
             data_end: Arc::new(|_| "250 2.0.0 Ok: queued".into()),
             tls: None,
             smtputf8: false,
+            eight_bit_mime: true,
         }
     }
 }
@@ -211,7 +214,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if script.smtputf8 {
                     s.push_str("250-SMTPUTF8\r\n");
                 }
-                s.push_str("250-SIZE 10000000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES");
+                if script.eight_bit_mime {
+                    s.push_str("250-8BITMIME\r\n");
+                }
+                s.push_str("250-SIZE 10000000\r\n250 ENHANCEDSTATUSCODES");
                 s
             }
             "HELO" => "250 fake.example.test".to_owned(),

@@ -256,11 +256,59 @@ impl Connection {
     /// (or to MAIL / DATA when those failed). A 5xx for one recipient never affects the
     /// others. An `Err` means the connection is unusable and nothing was delivered (or,
     /// when [`ClientError::after_body`], that the outcome is unknown).
+    ///
+    /// What this server cannot carry is settled first: mail that needs SMTPUTF8 when the
+    /// server does not offer it gets `550 5.6.7` for every recipient, as Postfix answers
+    /// (RFC 6531 §3.2 forbids sending it); an 8-bit body for a server without 8BITMIME is
+    /// converted to 7-bit MIME (RFC 6152 §3).
     pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
-        let result = self.send_inner(tx).await;
+        if let Some(refusal) = self.utf8_refusal(tx) {
+            tracing::info!(server = %self.server, "SMTPUTF8 mail refused: the server does not offer SMTPUTF8");
+            return Ok(vec![refusal; tx.recipients.len()]);
+        }
+        let seven_bit;
+        let tx = if tx.body_8bit && !self.caps.eight_bit_mime {
+            seven_bit = seven_bit_copy(tx).await?;
+            tracing::info!(server = %self.server, "8-bit body converted to 7-bit MIME: the server does not offer 8BITMIME");
+            Transaction {
+                body: &seven_bit,
+                tail: None,
+                body_8bit: false,
+                ..*tx
+            }
+        } else {
+            *tx
+        };
+        let result = self.send_inner(&tx).await;
         self.used = true;
         self.last_used = Instant::now();
         result
+    }
+
+    /// `550 5.6.7` when `tx` was sent with SMTPUTF8, its envelope or its header section
+    /// holds UTF-8, and this server does not offer SMTPUTF8. Mail that declared SMTPUTF8
+    /// but is all ASCII is sent without it.
+    fn utf8_refusal(&self, tx: &Transaction<'_>) -> Option<Reply> {
+        if !tx.smtputf8 || self.caps.smtputf8 {
+            return None;
+        }
+        // The head of the message is in memory; a header section longer than it is taken
+        // whole as header, which can only refuse, never send UTF-8 unannounced.
+        let header =
+            memchr::memmem::find(tx.body, b"\r\n\r\n").map_or(tx.body, |end| &tx.body[..end]);
+        let needs = !tx.mail_from.is_ascii()
+            || tx.recipients.iter().any(|r| !r.is_ascii())
+            || !header.is_ascii();
+        needs.then(|| {
+            Reply::new(
+                550,
+                "5.6.7",
+                format!(
+                    "SMTPUTF8 is required, but was not offered by {}",
+                    self.server
+                ),
+            )
+        })
     }
 
     fn mail_command(&self, tx: &Transaction<'_>) -> String {
@@ -394,22 +442,7 @@ impl Connection {
         if let Some(tail) = tx.tail {
             let mut pos = 0;
             while pos < tail.len() {
-                let chunk =
-                    tail.read(pos, WRITE_CHUNK)
-                        .await
-                        .map_err(|source| ClientError::Io {
-                            stage: STAGE_BODY,
-                            source,
-                        })?;
-                if chunk.is_empty() {
-                    return Err(ClientError::Io {
-                        stage: STAGE_BODY,
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "spool file shorter than recorded",
-                        ),
-                    });
-                }
+                let chunk = tail_chunk(tail, pos).await?;
                 pos += chunk.len() as u64;
                 stuffer.push(&chunk, &mut out);
                 if out.len() >= WRITE_CHUNK {
@@ -623,6 +656,46 @@ fn fill(results: Vec<Option<Reply>>, common: &Reply) -> Vec<Reply> {
         .into_iter()
         .map(|r| r.unwrap_or_else(|| common.clone()))
         .collect()
+}
+
+/// The whole of `tx`'s message (its tail read from the spool) made 7-bit by
+/// [`to_seven_bit`](crate::mail::seven_bit::to_seven_bit), on a blocking thread: a big
+/// message takes a while to parse. Memory is the message and its encoding, a price paid
+/// only for a server without 8BITMIME.
+async fn seven_bit_copy(tx: &Transaction<'_>) -> Result<Vec<u8>, ClientError> {
+    let mut whole = tx.body.to_vec();
+    if let Some(tail) = tx.tail {
+        let mut pos = 0;
+        while pos < tail.len() {
+            let chunk = tail_chunk(tail, pos).await?;
+            pos += chunk.len() as u64;
+            whole.extend_from_slice(&chunk);
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        crate::mail::seven_bit::to_seven_bit(&whole).unwrap_or(whole)
+    })
+    .await
+    .map_err(|e| ClientError::Io {
+        stage: STAGE_BODY,
+        source: io::Error::other(format!("7-bit conversion failed: {e}")),
+    })
+}
+
+/// The next piece of a message's tail from `pos`; the file ending early is an error.
+async fn tail_chunk(tail: &BodyTail, pos: u64) -> Result<Vec<u8>, ClientError> {
+    let read_error = |source| ClientError::Io {
+        stage: STAGE_BODY,
+        source,
+    };
+    let chunk = tail.read(pos, WRITE_CHUNK).await.map_err(read_error)?;
+    if chunk.is_empty() {
+        return Err(read_error(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "spool file shorter than recorded",
+        )));
+    }
+    Ok(chunk)
 }
 
 #[cfg(test)]

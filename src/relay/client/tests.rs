@@ -491,3 +491,86 @@ async fn a_421_at_mail_on_a_reused_connection_asks_for_a_fresh_one() {
     };
     assert!(!busy.stale_connection());
 }
+
+/// Regression: an 8-bit body went raw to a server that does not offer 8BITMIME, which
+/// RFC 6152 forbids; such a server may strip the high bit or refuse the message.
+#[tokio::test]
+async fn an_eight_bit_body_reaches_a_server_without_8bitmime_as_seven_bit_mime() {
+    let server = FakeServer::start(Script {
+        eight_bit_mime: false,
+        ..Script::default()
+    })
+    .await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test"]);
+    // The head in memory, the rest in a spool file, as a big message is sent.
+    let head = "Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e\r\n";
+    let rest = ".caf\u{e9}\r\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tail");
+    std::fs::write(&path, rest).unwrap();
+    let file = Arc::new(std::fs::File::open(&path).unwrap());
+    let tail = BodyTail::new(file, 0, rest.len() as u64);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: head.as_bytes(),
+        tail: Some(&tail),
+        body_8bit: true,
+        smtputf8: false,
+    };
+    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    let data = String::from_utf8(server.messages()[0].data.clone()).unwrap();
+    assert_eq!(
+        data,
+        "MIME-Version: 1.0\r\nSubject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r\n..caf=C3=A9\r\n"
+    );
+    let mail = server
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(!mail.contains("BODY="), "{mail}");
+}
+
+/// Regression: mail with a UTF-8 envelope or header went to a server that does not offer
+/// SMTPUTF8 without the keyword (RFC 6531 §3.2 forbids it): such a server may mangle the
+/// addresses. It is refused `550 5.6.7` for each recipient, as Postfix refuses it, and
+/// mail that declared SMTPUTF8 but is all ASCII still goes.
+#[tokio::test]
+async fn utf8_mail_is_refused_for_a_server_without_smtputf8() {
+    let server = FakeServer::start(Script::default()).await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["j\u{f6}rg@example.test", "a@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"Subject: t\r\n\r\nx\r\n",
+        tail: None,
+        body_8bit: true,
+        smtputf8: true,
+    };
+    let replies = conn.send(&tx).await.unwrap();
+    let said: Vec<String> = replies.iter().map(|r| r.to_string()).collect();
+    assert!(
+        replies.iter().all(|r| r.code == 550 && r.status == "5.6.7"),
+        "{said:?}"
+    );
+    assert!(server.messages().is_empty());
+    let header = "Subject: Gr\u{fc}\u{df}e\r\n\r\nx\r\n";
+    let ascii_envelope = rcpts(&["a@example.test"]);
+    let refused = Transaction {
+        recipients: &ascii_envelope,
+        body: header.as_bytes(),
+        ..tx
+    };
+    assert_eq!(conn.send(&refused).await.unwrap()[0].status, "5.6.7");
+    let ascii = Transaction {
+        body: b"Subject: t\r\n\r\nx\r\n",
+        ..refused
+    };
+    assert!(conn.send(&ascii).await.unwrap()[0].is_positive());
+    assert_eq!(server.messages().len(), 1);
+}
