@@ -215,9 +215,10 @@ fn eight_bit_mail_reaches_smtp_sink_without_8bitmime_as_quoted_printable() {
         return;
     };
     let sink = SmtpSink::start(&sink, &["-8"]);
-    let mut cfg = GatewayConfig::default();
-    cfg.internal = vec![sink.port];
-    let gw = Gateway::start(cfg);
+    let gw = Gateway::start(GatewayConfig {
+        internal: vec![sink.port],
+        ..GatewayConfig::default()
+    });
     let out = run_with_timeout(
         Command::new(&python)
             .arg("-c")
