@@ -516,3 +516,47 @@ fn an_edited_shadow_rule_is_reloaded_without_a_signal() {
     gw.wait_log_line(RELOAD_WAIT, "policy reloaded", before)
         .unwrap_or_else(|| panic!("no reload after a shadow rule was edited:\n{}", gw.logs()));
 }
+
+/// Regression (carried from review): the file watch was set up once, from the files the
+/// start-up configuration named, so a recipient list that a reload added (here in a
+/// directory nothing watched) waited for a SIGHUP after each edit.
+#[test]
+fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.recipient_lists
+        .insert("example.test".into(), vec!["user".into()]);
+    let gw = Gateway::start(cfg);
+    let rcpt_code = |address: &str| {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "2.1.0");
+        let code = c.cmd(&format!("RCPT TO:<{address}>")).code;
+        c.quit();
+        code
+    };
+    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
+        .expect("no `policy loaded` line in the log");
+    let moved = gw.dir.join("moved-lists");
+    fs::create_dir(&moved).unwrap();
+    fs::write(moved.join("example.test"), "user\n").unwrap();
+    let config = fs::read_to_string(gw.config_path()).unwrap();
+    assert!(config.contains("\"lists/example.test\""), "{config}");
+    let before = gw.log_count("file watch follows");
+    write_atomically(
+        &gw.config_path(),
+        &config.replace("\"lists/example.test\"", "\"moved-lists/example.test\""),
+    );
+    gw.wait_log_line(RELOAD_WAIT, "file watch follows", before)
+        .unwrap_or_else(|| panic!("the watch did not follow the reload:\n{}", gw.logs()));
+    assert_eq!(rcpt_code("newcomer@example.test"), 550);
+    write_atomically(&moved.join("example.test"), "user\nnewcomer\n");
+    let mut last = 0;
+    wait_until(RELOAD_WAIT, || {
+        last = rcpt_code("newcomer@example.test");
+        if last != 250 {
+            thread::sleep(Duration::from_millis(100));
+        }
+        last == 250
+    });
+    assert_eq!(last, 250, "the edited list was not taken:\n{}", gw.logs());
+}

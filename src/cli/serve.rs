@@ -139,19 +139,22 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// SIGHUP or a change of the configuration file, the rules directory or another file a
-/// reload reads (as named at start) reloads the policy; a broken file keeps the running
-/// policy.
+/// reload reads reloads the policy; a broken file keeps the running policy. The files
+/// watched follow the configuration in force: a reload that names a new recipient list or
+/// shadow policy watches it from then on.
 fn spawn_reload_handler(
     path: std::path::PathBuf,
     inputs: mxguard::config::watch::ReloadInputs,
     gateway: tokio::sync::oneshot::Receiver<mxguard::Gateway>,
 ) -> anyhow::Result<()> {
+    use mxguard::config::watch::watch;
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let (watch, mut changes) =
-        mxguard::config::watch::watch(&path, &inputs).context("watching the configuration")?;
+    let (watching, mut changes) = watch(&path, &inputs).context("watching the configuration")?;
     tokio::spawn(async move {
-        let _watch = watch;
+        // Kept alive, not read: dropping it ends the OS watch.
+        let mut _watching = watching;
+        let mut inputs = inputs;
         let Ok(gateway) = gateway.await else { return };
         loop {
             let why = tokio::select! {
@@ -162,7 +165,25 @@ fn spawn_reload_handler(
             match gateway.reload(&path) {
                 Ok(fingerprint) => tracing::info!(trigger = why, fingerprint, "policy reloaded"),
                 Err(e) => {
-                    tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy")
+                    tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy");
+                    continue;
+                }
+            }
+            let now_read = gateway.reload_inputs();
+            if now_read == inputs {
+                continue;
+            }
+            // The old watch goes only once the new one stands: a failure keeps watching
+            // what was watched, and SIGHUP still reloads everything.
+            match watch(&path, &now_read) {
+                Ok((next, next_changes)) => {
+                    (_watching, changes, inputs) = (next, next_changes, now_read);
+                    tracing::info!(
+                        "the file watch follows the files the reloaded configuration reads"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the files the reloaded configuration added are not watched: reload with SIGHUP after editing them")
                 }
             }
         }

@@ -26,7 +26,7 @@ impl std::fmt::Debug for ConfigWatch {
 /// What a reload reads besides the configuration file ([`Config::reload_inputs`]).
 ///
 /// [`Config::reload_inputs`]: super::Config::reload_inputs
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadInputs {
     /// The rules directory: a start needs its watch.
     pub rules_dir: Option<PathBuf>,
