@@ -45,13 +45,17 @@ impl Source {
     }
 
     /// The line where `key` (as problems name it: `relay.internal`, `policy.dnsbl[0].zone`,
-    /// `relay.recipients.lists.example.test`) is written, when it is.
+    /// `relay.recipients.lists.example.test`) is written; for a key left out, the line of
+    /// the nearest table around it that is written (`[relay]` for a missing
+    /// `relay.internal`), where it would go.
     pub(super) fn line_of_key(&self, key: &str) -> Option<usize> {
-        let wanted = normalise(key);
-        self.entries
-            .iter()
-            .find(|e| normalise(&e.path) == wanted)
-            .map(|e| self.line_at(e.span.start))
+        let mut wanted = normalise(key);
+        loop {
+            if let Some(entry) = self.entries.iter().find(|e| normalise(&e.path) == wanted) {
+                return Some(self.line_at(entry.span.start));
+            }
+            wanted.truncate(wanted.rfind('.')?);
+        }
     }
 
     /// The innermost key written around byte `offset` (among those that can be blanked
@@ -210,7 +214,9 @@ mod tests {
             Some(6)
         );
         assert_eq!(s.line_of_key("policy.dnsbl[0].zone"), Some(8));
-        assert_eq!(s.line_of_key("relay.internal"), None);
+        // Left out: the line of its table, or none when that is left out too.
+        assert_eq!(s.line_of_key("relay.internal"), Some(4));
+        assert_eq!(s.line_of_key("tier.secret_file"), None);
         let mixed = Source::new("[relay.recipients]\nlists = { \"Example.Test\" = \"l\" }\n");
         assert_eq!(
             mixed.line_of_key("relay.recipients.lists.example.test"),
