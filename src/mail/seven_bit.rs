@@ -3,26 +3,43 @@
 //! we: every MIME part whose content has 8-bit bytes is re-encoded quoted-printable, which
 //! its reader decodes back to the same bytes.
 //!
-//! Header fields are left as they are (Postfix leaves them too): raw 8-bit text in a
-//! header has no declared charset to encode it with.
+//! What has no encoding to take is left as it is, as Postfix leaves it: header fields (raw
+//! 8-bit text there declares no charset), a preamble or epilogue, 8-bit bytes in a part
+//! labelled base64 or quoted-printable, messages nested deeper than
+//! [`MAX_NESTED_MESSAGES`] and the parts past the parser's bound.
 
 use super::mime::{cut_to_parts, DEFAULT_MAX_PARTS};
-use mail_builder::encoders::QuotedPrintableEncoder;
-use mail_parser::{HeaderName, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use std::ops::Range;
 
 /// Deepest message in a message that is converted; a deeper one travels as it is.
-const MAX_NESTED_MESSAGES: usize = 8;
+pub const MAX_NESTED_MESSAGES: usize = 8;
 
-const ENCODING_FIELD: &[u8] = b"Content-Transfer-Encoding: ";
+/// Longest encoded line, soft break included (RFC 2045 §6.7 rule 5).
+const MAX_LINE: usize = 76;
 
 /// `message` with the content of every part that holds 8-bit bytes encoded
-/// quoted-printable and labelled so, or `None` when nothing needs converting (the body is
-/// ASCII, or its 8-bit bytes sit in parts already labelled base64 or quoted-printable,
-/// where nothing would make them readable). A message without MIME headers gets
-/// `MIME-Version: 1.0` so that its reader decodes the new encoding.
+/// quoted-printable and labelled so, or `None` when nothing needed converting. A message
+/// whose parts changed and that has no `MIME-Version` gets one, so that its reader decodes
+/// the new encoding.
 pub fn to_seven_bit(message: &[u8]) -> Option<Vec<u8>> {
-    convert(message, 0)
+    if message.is_ascii() {
+        return None;
+    }
+    let (parsed_raw, cut) = cut_to_parts(message, DEFAULT_MAX_PARTS);
+    let parsed = MessageParser::new().parse(parsed_raw)?;
+    let walk = Walk {
+        raw: parsed_raw,
+        cut_at: cut.then_some(parsed_raw.len()),
+    };
+    let mut edits = Vec::new();
+    walk.message(&parsed, 0, &mut edits);
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = apply(parsed_raw, edits)?;
+    out.extend_from_slice(&message[parsed_raw.len()..]);
+    Some(out)
 }
 
 /// One replacement of `range` of the message by `with` (an insertion when empty).
@@ -31,121 +48,140 @@ struct Edit {
     with: Vec<u8>,
 }
 
-fn convert(raw: &[u8], depth: usize) -> Option<Vec<u8>> {
-    if raw.is_ascii() {
-        return None;
-    }
-    // Parts past the parser's bound travel as they are, like a deeper nested message.
-    let (parsed_raw, _) = cut_to_parts(raw, DEFAULT_MAX_PARTS);
-    let parsed = MessageParser::new().parse(parsed_raw)?;
-    let mut edits = Vec::new();
-    for part in &parsed.parts {
-        let Some(body) = part_body(parsed_raw, part) else {
-            continue;
+/// The message being converted: every offset mail-parser gives is into `raw`.
+struct Walk<'m> {
+    raw: &'m [u8],
+    /// Where the parser's input was cut: a part reaching it is not whole.
+    cut_at: Option<usize>,
+}
+
+impl Walk<'_> {
+    fn message(&self, message: &Message<'_>, depth: usize, edits: &mut Vec<Edit>) {
+        let before = edits.len();
+        for part in &message.parts {
+            self.part(part, depth, edits);
+        }
+        let Some(root) = message.parts.first() else {
+            return;
         };
+        let has_version = root
+            .headers
+            .iter()
+            .any(|h| h.name == HeaderName::MimeVersion);
+        if edits.len() > before && !has_version {
+            // After the root's last field: above them would split the trace fields at
+            // the top (RFC 5321 §4.4).
+            let at = self.after_fields(root);
+            edits.push(Edit {
+                range: at..at,
+                with: b"MIME-Version: 1.0\r\n".to_vec(),
+            });
+        }
+    }
+
+    fn part(&self, part: &MessagePart<'_>, depth: usize, edits: &mut Vec<Edit>) {
+        let range = part.offset_body as usize..part.offset_end as usize;
+        let Some(body) = self.raw.get(range.clone()) else {
+            return;
+        };
+        if body.is_ascii() || self.cut_at.is_some_and(|cut| range.end >= cut) {
+            return;
+        }
         let label = part
             .content_transfer_encoding()
             .map(|l| l.trim().to_ascii_lowercase());
-        let label = label.as_deref();
+        // Base64 and quoted-printable hold no 8-bit content to encode; their 8-bit bytes
+        // are junk that no reading would make sense of.
+        let binary = match label.as_deref() {
+            None | Some("7bit" | "8bit") => false,
+            Some("binary") => true,
+            Some(_) => return,
+        };
+        let content_type = part.content_type();
+        // RFC 2046 §5.1, §5.2: these take no encoding but 7bit, 8bit or binary; other
+        // `message/*` types (a `global-delivery-status`, RFC 6533) may be encoded.
+        let composite = content_type.is_some_and(|t| {
+            let subtype = t.c_subtype.as_deref().unwrap_or("");
+            t.c_type.eq_ignore_ascii_case("multipart")
+                || (t.c_type.eq_ignore_ascii_case("message")
+                    && ["rfc822", "partial", "external-body"]
+                        .iter()
+                        .any(|s| subtype.eq_ignore_ascii_case(s)))
+        });
         match &part.body {
-            // The children are converted one by one; a container labelled 8-bit then
-            // holds 7-bit content only.
+            // Its parts are converted one by one, so it holds 7-bit content after.
             PartType::Multipart(_) => {
-                if matches!(label, Some("8bit" | "binary")) {
-                    relabel(parsed_raw, part, "7bit", &mut edits);
+                if label.is_some_and(|l| l != "7bit") {
+                    self.relabel(part, "7bit", edits);
                 }
             }
-            PartType::Message(_) => {
-                if body.is_ascii() || depth >= MAX_NESTED_MESSAGES {
-                    continue;
+            PartType::Message(inner) => {
+                if depth >= MAX_NESTED_MESSAGES || !self.holds(inner) {
+                    return;
                 }
-                let Some(inner) = convert(body, depth + 1) else {
-                    continue;
-                };
-                edits.push(Edit {
-                    range: body_range(part),
-                    with: inner,
-                });
+                let before = edits.len();
+                self.message(inner, depth + 1, edits);
                 // RFC 2046 §5.2.1: only 7bit, 8bit or binary may label a message.
-                if label.is_some() {
-                    relabel(parsed_raw, part, "7bit", &mut edits);
+                if edits.len() > before && label.is_some_and(|l| l != "7bit") {
+                    self.relabel(part, "7bit", edits);
                 }
             }
+            // A message or multipart the parser could not read must not be labelled
+            // quoted-printable (RFC 2046 §5.1, §5.2.1).
+            _ if composite => {}
             _ => {
-                if body.is_ascii() || matches!(label, Some("base64" | "quoted-printable")) {
-                    continue;
-                }
-                let encoder = QuotedPrintableEncoder::new();
-                // Text keeps its lines as lines; `binary` content has no lines to keep.
-                let encoder = if label == Some("binary") {
-                    encoder
-                } else {
-                    encoder.preserve_line_breaks()
-                };
-                let mut encoded = Vec::with_capacity(body.len() + body.len() / 4);
-                encoder.encode_into(body, &mut encoded);
+                let text =
+                    !binary && content_type.is_none_or(|t| t.c_type.eq_ignore_ascii_case("text"));
                 edits.push(Edit {
-                    range: body_range(part),
-                    with: encoded,
+                    range,
+                    with: quoted_printable(body, text),
                 });
-                relabel(parsed_raw, part, "quoted-printable", &mut edits);
+                self.relabel(part, "quoted-printable", edits);
             }
         }
     }
-    if edits.is_empty() {
-        return None;
+
+    /// Whether a nested message's offsets are into `raw`: mail-parser parses a message
+    /// written out in place in the same pass, but one it had to decode separately.
+    fn holds(&self, inner: &Message<'_>) -> bool {
+        let Some(root) = inner.parts.first() else {
+            return false;
+        };
+        let in_place = self.raw.get(root.offset_header as usize..);
+        in_place.is_some_and(|s| std::ptr::eq(s.as_ptr(), inner.raw_message().as_ptr()))
     }
-    let root = parsed.parts.first()?;
-    if !root
-        .headers
-        .iter()
-        .any(|h| h.name == HeaderName::MimeVersion)
-    {
-        edits.push(Edit {
-            range: 0..0,
-            with: b"MIME-Version: 1.0\r\n".to_vec(),
-        });
-    }
-    let mut out = apply(parsed_raw, edits)?;
-    out.extend_from_slice(&raw[parsed_raw.len()..]);
-    Some(out)
-}
 
-fn body_range(part: &MessagePart<'_>) -> Range<usize> {
-    part.offset_body as usize..part.offset_end as usize
-}
-
-fn part_body<'m>(raw: &'m [u8], part: &MessagePart<'_>) -> Option<&'m [u8]> {
-    raw.get(body_range(part))
-}
-
-/// Sets `part`'s Content-Transfer-Encoding to `encoding`: every such field is rewritten, or
-/// one is added after the part's last field.
-fn relabel(raw: &[u8], part: &MessagePart<'_>, encoding: &str, edits: &mut Vec<Edit>) {
-    let mut field = ENCODING_FIELD.to_vec();
-    field.extend_from_slice(encoding.as_bytes());
-    field.extend_from_slice(b"\r\n");
-    let mut found = false;
-    for header in &part.headers {
-        if header.name == HeaderName::ContentTransferEncoding {
-            let start = header.offset_field as usize;
+    /// Sets `part`'s Content-Transfer-Encoding to `encoding`: every such field is
+    /// rewritten, or one is added after the part's last field.
+    fn relabel(&self, part: &MessagePart<'_>, encoding: &str, edits: &mut Vec<Edit>) {
+        let field = format!("Content-Transfer-Encoding: {encoding}\r\n").into_bytes();
+        let mut found = false;
+        for header in &part.headers {
+            if header.name == HeaderName::ContentTransferEncoding {
+                let end = line_end(self.raw, header.offset_end as usize);
+                edits.push(Edit {
+                    range: header.offset_field as usize..end,
+                    with: field.clone(),
+                });
+                found = true;
+            }
+        }
+        if !found {
+            let at = self.after_fields(part);
             edits.push(Edit {
-                range: start..line_end(raw, header.offset_end as usize),
-                with: field.clone(),
+                range: at..at,
+                with: field,
             });
-            found = true;
         }
     }
-    if !found {
-        let at = part
-            .headers
+
+    /// Just past `part`'s last header field (where its header section ends).
+    fn after_fields(&self, part: &MessagePart<'_>) -> usize {
+        part.headers
             .last()
-            .map(|h| line_end(raw, h.offset_end as usize))
-            .unwrap_or(part.offset_header as usize);
-        edits.push(Edit {
-            range: at..at,
-            with: field,
-        });
+            .map_or(part.offset_header as usize, |h| {
+                line_end(self.raw, h.offset_end as usize)
+            })
     }
 }
 
@@ -163,8 +199,7 @@ fn line_end(raw: &[u8], at: usize) -> usize {
 fn apply(raw: &[u8], mut edits: Vec<Edit>) -> Option<Vec<u8>> {
     // Insertions at a position go before a replacement starting there.
     edits.sort_by_key(|e| (e.range.start, e.range.end));
-    let grown: usize = edits.iter().map(|e| e.with.len()).sum();
-    let mut out = Vec::with_capacity(raw.len() + grown);
+    let mut out = Vec::with_capacity(raw.len() + edits.iter().map(|e| e.with.len()).sum::<usize>());
     let mut pos = 0;
     for edit in edits {
         if edit.range.start < pos || edit.range.end > raw.len() || edit.range.start > edit.range.end
@@ -179,23 +214,82 @@ fn apply(raw: &[u8], mut edits: Vec<Edit>) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Quoted-printable by RFC 2045 §6.7: printable ASCII as it is, every other byte (control
+/// bytes included) as `=XX`, white space before a line's end escaped, lines of at most 76
+/// characters. For `text`, each CRLF stays a line break; otherwise it is data, escaped
+/// (rule 4). A `-` that would start a line is escaped, so no encoded line can be read as
+/// a MIME boundary. (mail-builder's encoder, which mail-auth brings in, writes control
+/// bytes raw.)
+pub fn quoted_printable(input: &[u8], text: bool) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(input.len() + input.len() / 2);
+    let mut column = 0;
+    let mut i = 0;
+    while i < input.len() {
+        let byte = input[i];
+        let rest = &input[i + 1..];
+        if text && byte == b'\r' && rest.first() == Some(&b'\n') {
+            out.extend_from_slice(b"\r\n");
+            column = 0;
+            i += 2;
+            continue;
+        }
+        let ends_line = rest.is_empty() || (text && rest.starts_with(b"\r\n"));
+        let literal = |column: usize| match byte {
+            b' ' | b'\t' => !ends_line,
+            b'-' => column > 0,
+            b'=' => false,
+            33..=126 => true,
+            _ => false,
+        };
+        let width = |column: usize| if literal(column) { 1 } else { 3 };
+        // A line that goes on needs room for the `=` of its soft break.
+        let room = if ends_line { MAX_LINE } else { MAX_LINE - 1 };
+        if column + width(column) > room {
+            out.extend_from_slice(b"=\r\n");
+            column = 0;
+        }
+        if literal(column) {
+            out.push(byte);
+            column += 1;
+        } else {
+            out.extend_from_slice(&[
+                b'=',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 15)],
+            ]);
+            column += 3;
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_parser::MessageParser;
+    use crate::mail::lenient::quoted_printable_decode;
 
-    fn text_of(message: &[u8], part: usize) -> Vec<u8> {
-        let parsed = MessageParser::new().parse(message).unwrap();
-        parsed.parts[part].contents().to_vec()
+    /// What a 7-bit body may hold: printable ASCII, TAB and CRLF line ends, lines of at
+    /// most 76 characters.
+    fn assert_seven_bit_body(message: &[u8]) {
+        let body_at = memchr::memmem::find(message, b"\r\n\r\n").unwrap() + 4;
+        let shown = String::from_utf8_lossy(message);
+        for line in message[body_at..].split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            assert!(line.len() <= MAX_LINE, "long line in {shown}");
+            assert!(
+                line.iter().all(|&b| b == b'\t' || (32..127).contains(&b)),
+                "not 7-bit text: {shown}"
+            );
+        }
     }
 
-    fn body_lines_are_seven_bit(message: &[u8]) {
-        let body_at = memchr::memmem::find(message, b"\r\n\r\n").unwrap();
-        let body = &message[body_at..];
-        assert!(body.is_ascii(), "{}", String::from_utf8_lossy(message));
-        for line in body.split(|&b| b == b'\n') {
-            assert!(line.len() <= 78, "{}", String::from_utf8_lossy(line));
-        }
+    /// The text between `after` and `before` in `message`.
+    fn between<'m>(message: &'m [u8], after: &str, before: &str) -> &'m [u8] {
+        let start = memchr::memmem::find(message, after.as_bytes()).unwrap() + after.len();
+        let len = memchr::memmem::find(&message[start..], before.as_bytes()).unwrap();
+        &message[start..start + len]
     }
 
     #[test]
@@ -204,41 +298,27 @@ mod tests {
     }
 
     #[test]
-    fn an_eight_bit_text_part_is_quoted_printable_and_reads_the_same() {
-        let original = "Subject: caf\u{e9}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\u{e9} cr\u{e8}me, tr\u{e8}s bien  \r\n= sign\r\n";
+    fn an_eight_bit_text_part_is_quoted_printable_and_decodes_to_the_same_bytes() {
+        let body = "Caf\u{e9} cr\u{e8}me, tr\u{e8}s bien  \r\n= sign\r\n-- \r\n";
+        let original = format!("Subject: caf\u{e9}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}");
         let out = to_seven_bit(original.as_bytes()).unwrap();
-        body_lines_are_seven_bit(&out);
-        let text = String::from_utf8(out.clone()).unwrap();
-        assert!(
-            text.contains("Content-Transfer-Encoding: quoted-printable\r\n\r\n"),
-            "{text}"
-        );
-        assert!(!text.contains("8bit"), "{text}");
+        assert_seven_bit_body(&out);
         // The header keeps its raw 8-bit text (as Postfix leaves it).
-        assert!(text.starts_with("Subject: caf\u{e9}\r\n"), "{text}");
         assert_eq!(
-            text_of(&out, 0),
-            text_of(original.as_bytes(), 0),
-            "decoded content differs"
+            String::from_utf8(out.clone()).unwrap(),
+            "Subject: caf\u{e9}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 cr=C3=A8me, tr=C3=A8s bien =20\r\n=3D sign\r\n=2D-=20\r\n"
         );
+        let encoded = &out[memchr::memmem::find(&out, b"\r\n\r\n").unwrap() + 4..];
+        assert_eq!(quoted_printable_decode(encoded), body.as_bytes());
     }
 
     #[test]
-    fn a_message_without_mime_headers_gets_them() {
-        let original = b"Subject: x\r\n\r\nna\xefve\r\n";
+    fn a_message_without_mime_headers_gets_them_below_its_trace_fields() {
+        let original = b"Received: from a by b; Thu, 3 Dec 2026 20:00:00 +0000\r\nSubject: x\r\n\r\nna\xefve\r\n";
         let out = to_seven_bit(original).unwrap();
-        let text = String::from_utf8(out.clone()).unwrap();
-        assert!(text.starts_with("MIME-Version: 1.0\r\n"), "{text}");
-        assert!(
-            text.contains(
-                "Subject: x\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nna=EFve\r\n"
-            ),
-            "{text}"
-        );
-        let body_at = memchr::memmem::find(&out, b"\r\n\r\n").unwrap() + 4;
         assert_eq!(
-            crate::mail::lenient::quoted_printable_decode(&out[body_at..]),
-            b"na\xefve\r\n".to_vec()
+            String::from_utf8(out).unwrap(),
+            "Received: from a by b; Thu, 3 Dec 2026 20:00:00 +0000\r\nSubject: x\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n\r\nna=EFve\r\n"
         );
     }
 
@@ -246,30 +326,32 @@ mod tests {
     fn only_the_eight_bit_parts_of_a_multipart_change() {
         let original = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\npreamble\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\u{fc}\u{df}e\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii only\r\n--b--\r\n";
         let out = to_seven_bit(original.as_bytes()).unwrap();
-        body_lines_are_seven_bit(&out);
-        let text = String::from_utf8(out.clone()).unwrap();
-        assert!(
-            text.contains("boundary=\"b\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\npreamble"),
-            "{text}"
+        assert_seven_bit_body(&out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\npreamble\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii only\r\n--b--\r\n"
         );
-        assert!(
-            text.contains("charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "base64\r\n\r\nAAEC\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii only\r\n--b--"
-            ),
-            "{text}"
-        );
-        let (before, after) = (
-            MessageParser::new().parse(original.as_bytes()).unwrap(),
-            MessageParser::new().parse(&out).unwrap(),
-        );
-        assert_eq!(before.parts.len(), after.parts.len());
-        for (a, b) in before.parts.iter().zip(&after.parts) {
-            assert_eq!(a.contents(), b.contents());
-        }
+    }
+
+    #[test]
+    fn binary_content_in_a_multipart_keeps_its_bytes_and_the_boundaries() {
+        let data = b"\x00\xff\r\nline\r\n\x1b";
+        let mut original = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+        original.extend_from_slice(data);
+        original.extend_from_slice(b"\r\n--b--\r\n");
+        let out = to_seven_bit(&original).unwrap();
+        assert_seven_bit_body(&out);
+        let encoded = between(&out, "quoted-printable\r\n\r\n", "\r\n--b--\r\n");
+        // Not text: its CRLFs are data, escaped, not line breaks.
+        assert_eq!(encoded, b"=00=FF=0D=0Aline=0D=0A=1B");
+        assert_eq!(quoted_printable_decode(encoded), data);
+    }
+
+    #[test]
+    fn an_attachment_declared_8bit_is_encoded_as_data() {
+        let original = b"MIME-Version: 1.0\r\nContent-Type: application/x-thing\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xe9\r\nx";
+        let out = to_seven_bit(original).unwrap();
+        assert!(out.ends_with(b"quoted-printable\r\n\r\n=E9=0D=0Ax"));
     }
 
     #[test]
@@ -277,35 +359,55 @@ mod tests {
         let inner = "Subject: inner\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nd\u{e9}j\u{e0} vu\r\n";
         let original = format!("MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{inner}--o--\r\n");
         let out = to_seven_bit(original.as_bytes()).unwrap();
-        body_lines_are_seven_bit(&out);
-        let text = String::from_utf8(out.clone()).unwrap();
-        assert!(
-            text.contains("message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\nMIME-Version: 1.0\r\nSubject: inner\r\n"),
-            "{text}"
+        assert_seven_bit_body(&out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\nSubject: inner\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n\r\nd=C3=A9j=C3=A0 vu\r\n--o--\r\n"
         );
-        assert!(text.contains("d=C3=A9j=C3=A0 vu"), "{text}");
-        let nested_text = |m: &[u8]| {
-            let parsed = MessageParser::new().parse(m).unwrap();
-            let nested = parsed.attachment(0).unwrap().message().unwrap();
-            nested.body_text(0).unwrap().into_owned()
-        };
-        assert!(nested_text(&out).starts_with("d\u{e9}j\u{e0} vu"));
-        assert_eq!(nested_text(&out), nested_text(original.as_bytes()));
     }
 
     #[test]
-    fn eight_bit_bytes_in_a_base64_part_are_left_alone() {
-        let original =
-            b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\xff\r\n";
-        assert!(to_seven_bit(original).is_none());
+    fn a_utf8_delivery_report_is_encoded_but_an_unreadable_message_is_not() {
+        let report = "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=global-delivery-status; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: message/global-delivery-status\r\nContent-Transfer-Encoding: 8bit\r\n\r\nFinal-Recipient: utf-8; j\u{f6}rg@example.test\r\n--r--\r\n";
+        let out = to_seven_bit(report.as_bytes()).unwrap();
+        assert_seven_bit_body(&out);
+        assert!(memchr::memmem::find(&out, b"utf-8; j=C3=B6rg@").is_some());
+        // A message with no header section: left as it is, never labelled quoted-printable.
+        let broken = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n\u{e9}\r\n--o--\r\n";
+        assert!(to_seven_bit(broken.as_bytes()).is_none());
     }
 
     #[test]
-    fn binary_content_keeps_its_bytes_not_its_lines() {
-        let original = b"MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xff\nline\r\n";
-        let out = to_seven_bit(original).unwrap();
-        body_lines_are_seven_bit(&out);
-        assert_eq!(text_of(&out, 0), text_of(original, 0));
+    fn messages_nested_past_the_limit_travel_as_they_are() {
+        let mut message = "Content-Type: text/plain; charset=utf-8\r\n\r\n\u{e9}\r\n".to_owned();
+        for level in 0..=MAX_NESTED_MESSAGES {
+            message = format!("Content-Type: multipart/mixed; boundary=\"l{level}\"\r\n\r\n--l{level}\r\nContent-Type: message/rfc822\r\n\r\n{message}--l{level}--\r\n");
+        }
+        assert!(to_seven_bit(message.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn eight_bit_bytes_under_an_encoding_are_left_alone() {
+        let base64 = b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\xff\r\n";
+        assert!(to_seven_bit(base64).is_none());
+        // Converting inside would change what the quoted-printable decodes to.
+        let quoted = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSubject: s\r\n\r\na=3Db \u{e9}\r\n--o--\r\n";
+        assert!(to_seven_bit(quoted.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn parts_past_the_parser_bound_travel_as_they_are() {
+        let mut original =
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\n\xe9 first\r\n".to_vec();
+        for _ in 0..DEFAULT_MAX_PARTS {
+            original.extend_from_slice(b"--b\r\n\r\nx\r\n");
+        }
+        let rest = b"--b\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xe9 last\r\n--b--\r\n";
+        original.extend_from_slice(rest);
+        let out = to_seven_bit(&original).unwrap();
+        assert!(memchr::memmem::find(&out, b"=E9 first").is_some());
+        // The part the cut ends is not whole: neither it nor what follows changed.
+        assert!(out.ends_with(&[&b"--b\r\n\r\nx\r\n"[..], rest].concat()));
     }
 
     #[test]
@@ -317,6 +419,35 @@ mod tests {
             text,
             "MIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\nX-After: kept\r\n\r\n=E9t=E9\r\n"
         );
+    }
+
+    #[test]
+    fn quoted_printable_escapes_control_bytes_keeps_lines_short_and_decodes_back() {
+        // A fixed pseudo-random walk over every byte value, CRLFs and runs of spaces.
+        let mut input = Vec::new();
+        let mut x: u32 = 12345;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            match (x >> 16) % 10 {
+                0 => input.extend_from_slice(b"\r\n"),
+                1 => input.extend_from_slice(b"   "),
+                2 => input.push(b'-'),
+                _ => input.push((x >> 8) as u8),
+            }
+        }
+        for text in [true, false] {
+            let encoded = quoted_printable(&input, text);
+            for line in encoded.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                assert!(line.len() <= MAX_LINE);
+                assert!(line
+                    .iter()
+                    .all(|&b| (33..127).contains(&b) || b == b' ' || b == b'\t'));
+                assert!(!line.ends_with(b" ") && !line.ends_with(b"\t"));
+                assert!(!line.starts_with(b"-"));
+            }
+            assert_eq!(quoted_printable_decode(&encoded), input, "text: {text}");
+        }
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub enum ClientError {
         /// What went wrong.
         detail: String,
     },
+    /// The message needs SMTPUTF8 (a UTF-8 address or header field, sent with
+    /// `SMTPUTF8`) and the server does not offer it, so RFC 6531 §3.2 forbids sending it;
+    /// nothing was sent. Another server may offer it.
+    #[error("SMTPUTF8 is required, but was not offered by {server}")]
+    Smtputf8NotOffered {
+        /// Server concerned.
+        server: SocketAddr,
+    },
     /// No server was configured to try.
     #[error("no internal server configured")]
     NoServer,
@@ -98,6 +106,12 @@ impl ClientError {
                 ..
             }
         )
+    }
+
+    /// Waiting will not help: the message cannot go to a server like this one. When no
+    /// server can take it, its recipients fail (`5.6.7`, settled here, not by a server).
+    pub fn permanent(&self) -> bool {
+        matches!(self, ClientError::Smtputf8NotOffered { .. })
     }
 
     /// The server did not take a TCP connection: it is down or unreachable, not merely

@@ -18,6 +18,7 @@ pub use tls::AcceptAnyCert;
 
 use crate::config::RelayTls;
 use crate::mail::reply::MAX_REPLY_BYTES;
+use crate::mail::seven_bit::to_seven_bit;
 use crate::mail::Reply;
 use crate::net::Stream;
 use crate::spool::BodyTail;
@@ -258,18 +259,18 @@ impl Connection {
     /// when [`ClientError::after_body`], that the outcome is unknown).
     ///
     /// What this server cannot carry is settled first: mail that needs SMTPUTF8 when the
-    /// server does not offer it gets `550 5.6.7` for every recipient, as Postfix answers
-    /// (RFC 6531 §3.2 forbids sending it); an 8-bit body for a server without 8BITMIME is
-    /// converted to 7-bit MIME (RFC 6152 §3).
+    /// server does not offer it is not sent ([`ClientError::Smtputf8NotOffered`]; RFC 6531
+    /// §3.2), and an 8-bit body for a server without 8BITMIME is converted to 7-bit MIME
+    /// (RFC 6152 §3), as Postfix does both.
     pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
-        if let Some(refusal) = self.utf8_refusal(tx) {
-            tracing::info!(server = %self.server, "SMTPUTF8 mail refused: the server does not offer SMTPUTF8");
-            return Ok(vec![refusal; tx.recipients.len()]);
+        if tx.smtputf8 && !self.caps.smtputf8 && needs_smtputf8(tx) {
+            return Err(ClientError::Smtputf8NotOffered {
+                server: self.server,
+            });
         }
         let seven_bit;
         let tx = if tx.body_8bit && !self.caps.eight_bit_mime {
-            seven_bit = seven_bit_copy(tx).await?;
-            tracing::info!(server = %self.server, "8-bit body converted to 7-bit MIME: the server does not offer 8BITMIME");
+            seven_bit = self.seven_bit_copy(tx).await?;
             Transaction {
                 body: &seven_bit,
                 tail: None,
@@ -285,30 +286,44 @@ impl Connection {
         result
     }
 
-    /// `550 5.6.7` when `tx` was sent with SMTPUTF8, its envelope or its header section
-    /// holds UTF-8, and this server does not offer SMTPUTF8. Mail that declared SMTPUTF8
-    /// but is all ASCII is sent without it.
-    fn utf8_refusal(&self, tx: &Transaction<'_>) -> Option<Reply> {
-        if !tx.smtputf8 || self.caps.smtputf8 {
-            return None;
+    /// The whole of `tx`'s message (its tail read from the spool) made 7-bit by
+    /// [`to_seven_bit`], on a blocking thread, as a big message takes a while to parse.
+    /// The message, its parse and its encoding are all in memory meanwhile, so one
+    /// conversion runs at a time; a price paid only for a server without 8BITMIME.
+    async fn seven_bit_copy(&self, tx: &Transaction<'_>) -> Result<Vec<u8>, ClientError> {
+        let conversion_failed = |detail: String| ClientError::Io {
+            stage: STAGE_BODY,
+            source: io::Error::other(detail),
+        };
+        let _turn = self
+            .settings
+            .conversions
+            .acquire()
+            .await
+            .map_err(|e| conversion_failed(e.to_string()))?;
+        let mut whole = tx.body.to_vec();
+        if let Some(tail) = tx.tail {
+            let mut pos = 0;
+            while pos < tail.len() {
+                let chunk = tail_chunk(tail, pos).await?;
+                pos += chunk.len() as u64;
+                whole.extend_from_slice(&chunk);
+            }
         }
-        // The head of the message is in memory; a header section longer than it is taken
-        // whole as header, which can only refuse, never send UTF-8 unannounced.
-        let header =
-            memchr::memmem::find(tx.body, b"\r\n\r\n").map_or(tx.body, |end| &tx.body[..end]);
-        let needs = !tx.mail_from.is_ascii()
-            || tx.recipients.iter().any(|r| !r.is_ascii())
-            || !header.is_ascii();
-        needs.then(|| {
-            Reply::new(
-                550,
-                "5.6.7",
-                format!(
-                    "SMTPUTF8 is required, but was not offered by {}",
-                    self.server
-                ),
-            )
+        let converted = tokio::task::spawn_blocking(move || match to_seven_bit(&whole) {
+            Some(converted) => converted,
+            None => whole,
         })
+        .await
+        .map_err(|e| conversion_failed(format!("7-bit conversion failed: {e}")))?;
+        // Header fields, a preamble, or bytes under base64 keep theirs, as Postfix leaves them.
+        let left = converted.iter().filter(|b| !b.is_ascii()).count();
+        if left > 0 {
+            tracing::warn!(server = %self.server, eight_bit_bytes = left, "8-bit body sent to a server without 8BITMIME: what has no encoding to take (header fields, a preamble, bytes under base64) still holds 8-bit bytes");
+        } else {
+            tracing::info!(server = %self.server, "8-bit body converted to 7-bit MIME: the server does not offer 8BITMIME");
+        }
+        Ok(converted)
     }
 
     fn mail_command(&self, tx: &Transaction<'_>) -> String {
@@ -658,28 +673,13 @@ fn fill(results: Vec<Option<Reply>>, common: &Reply) -> Vec<Reply> {
         .collect()
 }
 
-/// The whole of `tx`'s message (its tail read from the spool) made 7-bit by
-/// [`to_seven_bit`](crate::mail::seven_bit::to_seven_bit), on a blocking thread: a big
-/// message takes a while to parse. Memory is the message and its encoding, a price paid
-/// only for a server without 8BITMIME.
-async fn seven_bit_copy(tx: &Transaction<'_>) -> Result<Vec<u8>, ClientError> {
-    let mut whole = tx.body.to_vec();
-    if let Some(tail) = tx.tail {
-        let mut pos = 0;
-        while pos < tail.len() {
-            let chunk = tail_chunk(tail, pos).await?;
-            pos += chunk.len() as u64;
-            whole.extend_from_slice(&chunk);
-        }
-    }
-    tokio::task::spawn_blocking(move || {
-        crate::mail::seven_bit::to_seven_bit(&whole).unwrap_or(whole)
-    })
-    .await
-    .map_err(|e| ClientError::Io {
-        stage: STAGE_BODY,
-        source: io::Error::other(format!("7-bit conversion failed: {e}")),
-    })
+/// Whether `tx` needs SMTPUTF8: a UTF-8 address, or UTF-8 in the header section (as
+/// Postfix decides it; a part's header fields are not read). The head of the message is
+/// in memory; a header section longer than it is taken whole as header, which can only
+/// refuse, never send UTF-8 unannounced.
+fn needs_smtputf8(tx: &Transaction<'_>) -> bool {
+    let header = memchr::memmem::find(tx.body, b"\r\n\r\n").map_or(tx.body, |end| &tx.body[..end]);
+    !tx.mail_from.is_ascii() || tx.recipients.iter().any(|r| !r.is_ascii()) || !header.is_ascii()
 }
 
 /// The next piece of a message's tail from `pos`; the file ending early is an error.

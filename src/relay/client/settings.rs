@@ -6,6 +6,7 @@ use crate::config::{Config, RelayConfig, RelayTls};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
 /// Everything a connection needs to know, taken once from [`RelayConfig`].
@@ -22,6 +23,8 @@ pub struct ClientSettings {
     /// Deadline for writing the body and for the reply after it.
     pub data_timeout: Duration,
     pub(super) tls_connector: TlsConnector,
+    /// One 7-bit conversion at a time (see `Connection::seven_bit_copy`).
+    pub(super) conversions: Arc<Semaphore>,
 }
 
 impl fmt::Debug for ClientSettings {
@@ -52,6 +55,7 @@ impl ClientSettings {
             command_timeout: timeout,
             data_timeout: timeout,
             tls_connector: tls::tls_connector(),
+            conversions: Arc::new(Semaphore::new(1)),
         }
     }
 
@@ -75,6 +79,7 @@ impl ClientSettings {
             command_timeout: relay.command_timeout,
             data_timeout: relay.data_timeout,
             tls_connector,
+            conversions: Arc::new(Semaphore::new(1)),
         }
     }
 }

@@ -92,6 +92,17 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     }
                 }
             }
+            Err((srv, e)) if e.permanent() => {
+                server = srv;
+                reply_summary = e.to_string();
+                // Settled here, not by a server: the DSN names no remote MTA.
+                let reply = Reply::new(550, "5.6.7", e.to_string());
+                for &i in &pending {
+                    let failure =
+                        FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], &reply, None);
+                    fail(&mut msg.state, i, failure);
+                }
+            }
             Err((srv, e)) => {
                 server = srv;
                 reply_summary = e.to_string();

@@ -806,3 +806,46 @@ async fn a_bounce_cut_short_by_a_crash_sends_one_dsn() {
     );
     gw.stop().await;
 }
+
+/// Regression: mail with a UTF-8 envelope went to a server without SMTPUTF8 as if it
+/// were ASCII (RFC 6531 §3.2 forbids it). It goes to a server of `relay.internal` that
+/// offers SMTPUTF8; with none, its recipients bounce `5.6.7`, and the DSN names no
+/// remote MTA: the failure was settled here.
+#[tokio::test]
+async fn utf8_mail_goes_to_a_server_with_smtputf8_or_bounces_5_6_7() {
+    let plain = FakeServer::start(Script::default()).await;
+    let utf8 = FakeServer::start(Script {
+        smtputf8: true,
+        ..Script::default()
+    })
+    .await;
+    let mut env = envelope("s@example.org", &["j\u{f6}rg@example.test"]);
+    env.smtputf8 = true;
+
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[plain.addr, utf8.addr], &[]);
+    gw.start(cfg, ready);
+    gw.store(&env).await;
+    wait_until("delivered via the server with SMTPUTF8", || {
+        utf8.messages().len() == 1
+    })
+    .await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    assert!(plain.messages().is_empty());
+    gw.stop().await;
+
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[plain.addr], &[]);
+    gw.start(cfg, ready);
+    gw.store(&env).await;
+    wait_until("the DSN delivered", || plain.messages().len() == 1).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    let dsn = &plain.messages()[0];
+    assert_eq!(dsn.rcpt_to, ["s@example.org"]);
+    let text = String::from_utf8_lossy(&dsn.data);
+    assert!(text.contains("Status: 5.6.7"), "{text}");
+    assert!(text.contains("SMTPUTF8 is required"), "{text}");
+    assert!(!text.contains("Remote-MTA"), "{text}");
+    assert_eq!(gw.count("failed"), 1);
+    gw.stop().await;
+}
