@@ -155,12 +155,16 @@ fn spawn_reload_handler(
         // Kept alive, not read: dropping it ends the OS watch.
         let mut _watching = watching;
         let mut inputs = inputs;
+        let mut again = None;
         let Ok(gateway) = gateway.await else { return };
         loop {
-            let why = tokio::select! {
-                Some(()) = hup.recv() => "SIGHUP",
-                Some(()) = changes.recv() => "file change",
-                else => return,
+            let why = match again.take() {
+                Some(why) => why,
+                None => tokio::select! {
+                    Some(()) = hup.recv() => "SIGHUP",
+                    Some(()) = changes.recv() => "file change",
+                    else => return,
+                },
             };
             match gateway.reload(&path) {
                 Ok(fingerprint) => tracing::info!(trigger = why, fingerprint, "policy reloaded"),
@@ -181,6 +185,10 @@ fn spawn_reload_handler(
                     tracing::info!(
                         "the file watch follows the files the reloaded configuration reads"
                     );
+                    // An edit made since the reload read the files, seen by the old watch
+                    // or by none, is taken by one more reload (which cannot loop: it
+                    // finds the inputs watched).
+                    again = Some("file watch rebuilt");
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the files the reloaded configuration added are not watched: reload with SIGHUP after editing them")

@@ -28,8 +28,8 @@ impl Problems {
             .collect()
     }
 
-    /// The problems, one line each, led by `FILE:LINE:` where the key is written (`FILE:`
-    /// for a key left out, whose default or absence is the problem).
+    /// The problems, one line each, led by `FILE:LINE:` where the key is written (for a
+    /// key left out, the line of its table; `FILE:` when that is left out too).
     pub(super) fn into_located_lines(self, file: &str, source: &Source) -> Vec<String> {
         self.0
             .into_iter()

@@ -48,6 +48,14 @@ struct Edit {
     with: Vec<u8>,
 }
 
+/// What visiting a part left to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Visit {
+    Done,
+    /// A multipart labelled 8bit or binary: relabelled 7bit if one of its parts changed.
+    Container,
+}
+
 /// The message being converted: every offset mail-parser gives is into `raw`.
 struct Walk<'m> {
     raw: &'m [u8],
@@ -58,8 +66,22 @@ struct Walk<'m> {
 impl Walk<'_> {
     fn message(&self, message: &Message<'_>, depth: usize, edits: &mut Vec<Edit>) {
         let before = edits.len();
+        let mut containers = Vec::new();
         for part in &message.parts {
-            self.part(part, depth, edits);
+            if self.part(part, depth, edits) == Visit::Container {
+                containers.push(part);
+            }
+        }
+        // A multipart labelled 8bit holds 7-bit content only once one of its parts was
+        // encoded; 8-bit bytes in part headers or its preamble keep the label true.
+        for container in containers {
+            let body = container.offset_body as usize..container.offset_end as usize;
+            let encoded_inside = edits[before..]
+                .iter()
+                .any(|e| body.start <= e.range.start && e.range.end <= body.end);
+            if encoded_inside {
+                self.relabel(container, "7bit", edits);
+            }
         }
         let Some(root) = message.parts.first() else {
             return;
@@ -79,13 +101,13 @@ impl Walk<'_> {
         }
     }
 
-    fn part(&self, part: &MessagePart<'_>, depth: usize, edits: &mut Vec<Edit>) {
+    fn part(&self, part: &MessagePart<'_>, depth: usize, edits: &mut Vec<Edit>) -> Visit {
         let range = part.offset_body as usize..part.offset_end as usize;
         let Some(body) = self.raw.get(range.clone()) else {
-            return;
+            return Visit::Done;
         };
         if body.is_ascii() || self.cut_at.is_some_and(|cut| range.end >= cut) {
-            return;
+            return Visit::Done;
         }
         let label = part
             .content_transfer_encoding()
@@ -95,7 +117,7 @@ impl Walk<'_> {
         let binary = match label.as_deref() {
             None | Some("7bit" | "8bit") => false,
             Some("binary") => true,
-            Some(_) => return,
+            Some(_) => return Visit::Done,
         };
         let content_type = part.content_type();
         // RFC 2046 §5.1, §5.2: these take no encoding but 7bit, 8bit or binary; other
@@ -108,21 +130,30 @@ impl Walk<'_> {
                         .iter()
                         .any(|s| subtype.eq_ignore_ascii_case(s)))
         });
+        let is_a = |c_type: &str, subtype: &str| {
+            content_type.is_some_and(|t| {
+                t.c_type.eq_ignore_ascii_case(c_type)
+                    && t.c_subtype
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+            })
+        };
         match &part.body {
-            // Its parts are converted one by one, so it holds 7-bit content after.
-            PartType::Multipart(_) => {
-                if label.is_some_and(|l| l != "7bit") {
-                    self.relabel(part, "7bit", edits);
-                }
+            // Relabelled once its parts are visited (see `message`).
+            PartType::Multipart(_) if label.as_deref().is_some_and(|l| l != "7bit") => {
+                return Visit::Container;
             }
-            PartType::Message(inner) => {
+            PartType::Multipart(_) => {}
+            // RFC 6532 §3.5: a `message/global` may be encoded whole; its header fields
+            // are UTF-8, which converting its parts would leave 8-bit.
+            PartType::Message(inner) if !is_a("message", "global") => {
                 if depth >= MAX_NESTED_MESSAGES || !self.holds(inner) {
-                    return;
+                    return Visit::Done;
                 }
                 let before = edits.len();
                 self.message(inner, depth + 1, edits);
                 // RFC 2046 §5.2.1: only 7bit, 8bit or binary may label a message.
-                if edits.len() > before && label.is_some_and(|l| l != "7bit") {
+                if edits.len() > before && label.as_deref().is_some_and(|l| l != "7bit") {
                     self.relabel(part, "7bit", edits);
                 }
             }
@@ -130,15 +161,29 @@ impl Walk<'_> {
             // quoted-printable (RFC 2046 §5.1, §5.2.1).
             _ if composite => {}
             _ => {
-                let text =
-                    !binary && content_type.is_none_or(|t| t.c_type.eq_ignore_ascii_case("text"));
+                // Text and `message/*` reports are lines; other content is data.
+                let text = !binary
+                    && content_type.is_none_or(|t| {
+                        t.c_type.eq_ignore_ascii_case("text")
+                            || t.c_type.eq_ignore_ascii_case("message")
+                    });
+                // Data that ends the message keeps its last CRLF as the line end the
+                // message needs: escaped, the relay would add one more to the content.
+                let ends_message = !text && range.end == self.raw.len();
+                let (content, line_end) = match body.strip_suffix(b"\r\n") {
+                    Some(content) if ends_message => (content, &b"\r\n"[..]),
+                    _ => (body, &b""[..]),
+                };
+                let mut encoded = quoted_printable(content, text);
+                encoded.extend_from_slice(line_end);
                 edits.push(Edit {
                     range,
-                    with: quoted_printable(body, text),
+                    with: encoded,
                 });
                 self.relabel(part, "quoted-printable", edits);
             }
         }
+        Visit::Done
     }
 
     /// Whether a nested message's offsets are into `raw`: mail-parser parses a message
@@ -375,6 +420,32 @@ mod tests {
         // A message with no header section: left as it is, never labelled quoted-printable.
         let broken = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n\u{e9}\r\n--o--\r\n";
         assert!(to_seven_bit(broken.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn a_utf8_message_is_encoded_whole() {
+        let original = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: message/global\r\n\r\nSubject: Gr\u{fc}\u{df}e\r\n\r\nx\r\n--o--\r\n";
+        let out = to_seven_bit(original.as_bytes()).unwrap();
+        assert_seven_bit_body(&out);
+        assert_eq!(
+            between(&out, "message/global\r\n", "--o--"),
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\nSubject: Gr=C3=BC=C3=9Fe\r\n\r\nx\r\n"
+        );
+    }
+
+    #[test]
+    fn a_multipart_keeps_its_label_when_none_of_its_parts_changed() {
+        let original = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\npr\xe9amble\r\n--b\r\nContent-Type: text/plain\r\n\r\nascii\r\n--b--\r\n";
+        assert!(to_seven_bit(original).is_none());
+    }
+
+    #[test]
+    fn data_ending_the_message_keeps_its_last_line_end() {
+        let original = b"MIME-Version: 1.0\r\nContent-Type: application/x-thing\r\nContent-Transfer-Encoding: 8bit\r\n\r\nx\xe9\r\ny\r\n";
+        let out = to_seven_bit(original).unwrap();
+        let encoded = between(&out, "quoted-printable\r\n\r\n", "\r\n");
+        assert_eq!(encoded, b"x=E9=0D=0Ay");
+        assert!(out.ends_with(b"x=E9=0D=0Ay\r\n"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 
 /// Bytes of message content per write while sending a body.
@@ -268,9 +269,10 @@ impl Connection {
                 server: self.server,
             });
         }
-        let seven_bit;
+        // The turn is held until the converted copy is sent: it is what fills memory.
+        let (seven_bit, _turn);
         let tx = if tx.body_8bit && !self.caps.eight_bit_mime {
-            seven_bit = self.seven_bit_copy(tx).await?;
+            (seven_bit, _turn) = self.seven_bit_copy(tx).await?;
             Transaction {
                 body: &seven_bit,
                 tail: None,
@@ -287,18 +289,23 @@ impl Connection {
     }
 
     /// The whole of `tx`'s message (its tail read from the spool) made 7-bit by
-    /// [`to_seven_bit`], on a blocking thread, as a big message takes a while to parse.
-    /// The message, its parse and its encoding are all in memory meanwhile, so one
-    /// conversion runs at a time; a price paid only for a server without 8BITMIME.
-    async fn seven_bit_copy(&self, tx: &Transaction<'_>) -> Result<Vec<u8>, ClientError> {
+    /// [`to_seven_bit`] on a blocking thread, as a big message takes a while to parse, and
+    /// the conversion turn. The message, its parse and its encoding are all in memory, so
+    /// one conversion runs at a time (the blocking task keeps the turn until it ends, even
+    /// when the delivery is given up); a price paid only for a server without 8BITMIME.
+    async fn seven_bit_copy(
+        &self,
+        tx: &Transaction<'_>,
+    ) -> Result<(Vec<u8>, OwnedSemaphorePermit), ClientError> {
         let conversion_failed = |detail: String| ClientError::Io {
             stage: STAGE_BODY,
             source: io::Error::other(detail),
         };
-        let _turn = self
+        let turn = self
             .settings
             .conversions
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| conversion_failed(e.to_string()))?;
         let mut whole = tx.body.to_vec();
@@ -310,20 +317,25 @@ impl Connection {
                 whole.extend_from_slice(&chunk);
             }
         }
-        let converted = tokio::task::spawn_blocking(move || match to_seven_bit(&whole) {
-            Some(converted) => converted,
-            None => whole,
+        let (converted, turn) = tokio::task::spawn_blocking(move || {
+            let converted = to_seven_bit(&whole);
+            (converted.ok_or(whole), turn)
         })
         .await
         .map_err(|e| conversion_failed(format!("7-bit conversion failed: {e}")))?;
+        let (converted, changed) = match converted {
+            Ok(converted) => (converted, true),
+            // Nothing held 8-bit content to encode (an ASCII body declared 8BITMIME).
+            Err(unchanged) => (unchanged, false),
+        };
         // Header fields, a preamble, or bytes under base64 keep theirs, as Postfix leaves them.
         let left = converted.iter().filter(|b| !b.is_ascii()).count();
         if left > 0 {
             tracing::warn!(server = %self.server, eight_bit_bytes = left, "8-bit body sent to a server without 8BITMIME: what has no encoding to take (header fields, a preamble, bytes under base64) still holds 8-bit bytes");
-        } else {
+        } else if changed {
             tracing::info!(server = %self.server, "8-bit body converted to 7-bit MIME: the server does not offer 8BITMIME");
         }
-        Ok(converted)
+        Ok((converted, turn))
     }
 
     fn mail_command(&self, tx: &Transaction<'_>) -> String {

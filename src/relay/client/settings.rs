@@ -23,7 +23,8 @@ pub struct ClientSettings {
     /// Deadline for writing the body and for the reply after it.
     pub data_timeout: Duration,
     pub(super) tls_connector: TlsConnector,
-    /// One 7-bit conversion at a time (see `Connection::seven_bit_copy`).
+    /// One 7-bit conversion at a time (see `Connection::seven_bit_copy`), shared by the
+    /// settings of every configuration snapshot so that a reload does not add one.
     pub(super) conversions: Arc<Semaphore>,
 }
 
@@ -42,7 +43,7 @@ impl fmt::Debug for ClientSettings {
 impl ClientSettings {
     /// Settings for delivery connections, from the relay configuration.
     pub fn from_config(relay: &RelayConfig) -> ClientSettings {
-        ClientSettings::with_connector(relay, tls::tls_connector())
+        ClientSettings::with_shared(relay, tls::tls_connector(), one_conversion())
     }
 
     /// Settings for a one-off probe of someone else's MX (`mxguard audit`): one deadline
@@ -55,7 +56,7 @@ impl ClientSettings {
             command_timeout: timeout,
             data_timeout: timeout,
             tls_connector: tls::tls_connector(),
-            conversions: Arc::new(Semaphore::new(1)),
+            conversions: one_conversion(),
         }
     }
 
@@ -70,8 +71,13 @@ impl ClientSettings {
             && self.data_timeout == other.data_timeout
     }
 
-    /// The same, sharing an existing TLS connector (building one is costly).
-    fn with_connector(relay: &RelayConfig, tls_connector: TlsConnector) -> ClientSettings {
+    /// The same, sharing an existing TLS connector (building one is costly) and the
+    /// conversion turn.
+    fn with_shared(
+        relay: &RelayConfig,
+        tls_connector: TlsConnector,
+        conversions: Arc<Semaphore>,
+    ) -> ClientSettings {
         ClientSettings {
             helo_name: relay.helo_name.clone(),
             tls: relay.tls,
@@ -79,7 +85,7 @@ impl ClientSettings {
             command_timeout: relay.command_timeout,
             data_timeout: relay.data_timeout,
             tls_connector,
-            conversions: Arc::new(Semaphore::new(1)),
+            conversions,
         }
     }
 }
@@ -88,6 +94,7 @@ impl ClientSettings {
 /// configuration, all sharing one TLS connector (building one is costly).
 pub struct SettingsCache {
     connector: TlsConnector,
+    conversions: Arc<Semaphore>,
     cached: Mutex<Option<(Arc<Config>, ClientSettings)>>,
 }
 
@@ -101,6 +108,7 @@ impl Default for SettingsCache {
     fn default() -> Self {
         SettingsCache {
             connector: tls::tls_connector(),
+            conversions: one_conversion(),
             cached: Mutex::new(None),
         }
     }
@@ -116,8 +124,17 @@ impl SettingsCache {
                 return settings.clone();
             }
         }
-        let settings = ClientSettings::with_connector(&config.relay, self.connector.clone());
+        let settings = ClientSettings::with_shared(
+            &config.relay,
+            self.connector.clone(),
+            self.conversions.clone(),
+        );
         *cached = Some((config.clone(), settings.clone()));
         settings
     }
+}
+
+/// The turn of 7-bit conversions: one at a time.
+fn one_conversion() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(1))
 }

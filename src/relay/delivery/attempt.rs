@@ -370,7 +370,11 @@ fn summarize(replies: &[Reply]) -> String {
 /// Servers that recently failed to take a connection are tried last, or not at all while
 /// their hold lasts (`Suspended` when that leaves none). Returns the server that answered
 /// with the per-recipient replies.
-async fn deliver(
+///
+/// A server that cannot carry the message ([`ClientError::permanent`]) is passed over;
+/// the error is final only when every target said so, since one held back or down for
+/// now may offer what this one lacks.
+pub(super) async fn deliver(
     relay: &Relay,
     config: &Config,
     settings: &ClientSettings,
@@ -381,6 +385,8 @@ async fn deliver(
     let idle = config.relay.idle_timeout;
     let mut start = 0;
     let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
+    let mut cannot_carry: Vec<SocketAddr> = Vec::new();
+    let mut refusal: Option<(Option<SocketAddr>, ClientError)> = None;
     if let Some(mut c) = slot.take() {
         let server = c.server();
         // A reload may have changed the terms (`relay.tls`, HELO name, deadlines): a
@@ -390,6 +396,12 @@ async fn deliver(
                 Ok(replies) => {
                     *slot = Some(c);
                     return Ok((server, replies));
+                }
+                Err(e) if e.permanent() => {
+                    // Nothing was sent: the session is good, but not for this message.
+                    c.quit().await;
+                    cannot_carry.push(server);
+                    refusal = Some((Some(server), e));
                 }
                 Err(e) if e.stale_connection() => {
                     tracing::debug!(%server, error = %e, "reused connection was closed; reconnecting");
@@ -408,10 +420,11 @@ async fn deliver(
         }
     }
     let hold = config.relay.unreachable_hold;
-    let plan = relay
+    let mut plan = relay
         .reachability
         .plan(&targets[start.min(targets.len())..], hold);
-    if plan.is_empty() && start < targets.len() {
+    plan.retain(|s| !cannot_carry.contains(s));
+    if plan.is_empty() && start < targets.len() && cannot_carry.is_empty() {
         return Err((None, ClientError::Suspended { hold }));
     }
     for server in plan {
@@ -434,6 +447,11 @@ async fn deliver(
                 *slot = Some(c);
                 return Ok((server, replies));
             }
+            Err(e) if e.permanent() => {
+                c.quit().await;
+                cannot_carry.push(server);
+                refusal = Some((Some(server), e));
+            }
             Err(e) => {
                 let after_body = e.after_body();
                 last = Some((Some(server), e));
@@ -443,5 +461,12 @@ async fn deliver(
             }
         }
     }
-    Err(last.unwrap_or((None, ClientError::NoServer)))
+    let every_target_refused = targets.iter().all(|t| cannot_carry.contains(t));
+    match (refusal, last) {
+        (Some(refused), _) if every_target_refused => Err(refused),
+        (_, Some(failure)) => Err(failure),
+        // The others were held back: wait for them.
+        (Some(_), None) => Err((None, ClientError::Suspended { hold })),
+        (None, None) => Err((None, ClientError::NoServer)),
+    }
 }

@@ -849,3 +849,47 @@ async fn utf8_mail_goes_to_a_server_with_smtputf8_or_bounces_5_6_7() {
     assert_eq!(gw.count("failed"), 1);
     gw.stop().await;
 }
+
+/// Regression (review): a worker's kept connection to a server without SMTPUTF8 moved the
+/// delivery past that server, so with `internal = [offers it, lacks it]` the first was
+/// never tried and the message bounced; and a server that cannot carry the message
+/// settled it while another was down for now.
+#[tokio::test]
+async fn a_kept_connection_that_cannot_carry_utf8_mail_does_not_bounce_it() {
+    use crate::relay::client::{ClientSettings, Connection, Transaction};
+    let plain = FakeServer::start(Script::default()).await;
+    let utf8 = FakeServer::start(Script {
+        smtputf8: true,
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[utf8.addr, plain.addr], &[]);
+    let relay = gw.relay(cfg.clone());
+    let settings = ClientSettings::from_config(&cfg.relay);
+    let to = vec!["j\u{f6}rg@example.test".to_owned()];
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"Subject: t\r\n\r\nx\r\n",
+        tail: None,
+        body_8bit: false,
+        smtputf8: true,
+    };
+    let mut kept = Some(Connection::open(plain.addr, &settings).await.unwrap());
+    let targets = [utf8.addr, plain.addr];
+    let (server, replies) =
+        super::attempt::deliver(&relay, &cfg, &settings, &mut kept, &targets, &tx)
+            .await
+            .unwrap();
+    assert_eq!(server, utf8.addr);
+    assert!(replies[0].is_positive());
+    let dead = dead_addr().await;
+    let outcome =
+        super::attempt::deliver(&relay, &cfg, &settings, &mut None, &[dead, plain.addr], &tx).await;
+    match outcome {
+        Err((_, e)) => assert!(!e.permanent(), "settled while a server was down: {e}"),
+        Ok(_) => panic!("delivered to a server without SMTPUTF8"),
+    }
+    assert!(plain.messages().is_empty());
+}
