@@ -71,7 +71,7 @@ impl Spool {
             Err(e) => return Err(io_err("open", &path)(e)),
         };
         let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
-        let (envelope, body, tail) = open_any(file, &path, file_len)?;
+        let (envelope, body, tail) = open_any(file, &path, file_len, Whole::Checked)?;
         let state = self.read_state(id, &envelope)?;
         Ok(SpooledMessage {
             id: id.clone(),
@@ -86,7 +86,7 @@ impl Spool {
     pub(super) fn body_size(&self, path: &Path) -> Result<(super::Envelope, u64), SpoolError> {
         let file = File::open(path).map_err(io_err("open", path))?;
         let file_len = file.metadata().map_err(io_err("stat", path))?.len();
-        let (envelope, body, tail) = open_any(file, path, file_len)?;
+        let (envelope, body, tail) = open_any(file, path, file_len, Whole::HeadOnly)?;
         let size = body.len() as u64 + tail.map(|t| t.len).unwrap_or(0);
         Ok((envelope, size))
     }
@@ -108,8 +108,22 @@ fn read_full_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
 
 type Opened = (super::Envelope, Vec<u8>, Option<BodyTail>);
 
+/// Whether a message opened from its head has the rest of its seal's checksum checked.
+#[derive(Debug, Clone, Copy)]
+enum Whole {
+    /// Read it all once more: the message is opened to be delivered.
+    Checked,
+    /// Only the head: the envelope and size are wanted (`queue list`).
+    HeadOnly,
+}
+
 /// Reads the start of a spool file and opens it by its format.
-fn open_any(mut file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolError> {
+fn open_any(
+    mut file: File,
+    path: &Path,
+    file_len: u64,
+    whole: Whole,
+) -> Result<Opened, SpoolError> {
     let mut head = Vec::with_capacity(BODY_HEAD_BYTES + 4096);
     let mut chunk = vec![0u8; 16 * 1024];
     // Read until the envelope line is complete and the body head is in (or the file ends).
@@ -125,7 +139,7 @@ fn open_any(mut file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolE
             break;
         }
     }
-    open_format1(file, path, file_len, head)
+    open_format1(file, path, file_len, head, whole)
 }
 
 /// Format 1: magic line, envelope line, then the bytes to deliver.
@@ -134,10 +148,16 @@ fn open_format1(
     path: &Path,
     file_len: u64,
     mut head: Vec<u8>,
+    whole: Whole,
 ) -> Result<Opened, SpoolError> {
-    let (envelope, offset) = decode_header(path, &head, file_len)?;
+    let (envelope, offset, unchecked) = decode_header(path, &head, file_len)?;
     let body = head.split_off(offset);
     let read_so_far = (offset + body.len()) as u64;
+    if let (Some(seal), Whole::Checked) = (unchecked, whole) {
+        // At most `message_memory_bytes` (bigger messages are format 2, never reused),
+        // mostly from the page cache: cheaper than delivering a torn message.
+        seal.check_rest(path, &body, &file, read_so_far, file_len)?;
+    }
     let tail = (file_len > read_so_far)
         .then(|| BodyTail::new(Arc::new(file), read_so_far, file_len - read_so_far));
     Ok((envelope, body, tail))

@@ -759,7 +759,7 @@ fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), Sp
     if bytes.starts_with(spill::MAGIC2) {
         return spill::decode(&path, &bytes);
     }
-    let (envelope, offset) = decode_header(&path, &bytes, bytes.len() as u64)?;
+    let (envelope, offset, _) = decode_header(&path, &bytes, bytes.len() as u64)?;
     bytes.drain(..offset);
     Ok((envelope, bytes))
 }
@@ -809,14 +809,14 @@ pub(super) fn header_end(bytes: &[u8]) -> Option<usize> {
     header_parts(bytes).map(|(_, _, end)| end)
 }
 
-/// The envelope of a format-1 file of `file_len` bytes whose start is `bytes`, and where
-/// its message bytes start; the seal, if any, is checked (its checksum when `bytes` is the
-/// whole file).
+/// The envelope of a format-1 file of `file_len` bytes whose start is `bytes`, where its
+/// message bytes start, and its seal when the checksum is still to be checked: the seal,
+/// if any, is checked, its checksum only when `bytes` is the whole file.
 fn decode_header(
     path: &Path,
     bytes: &[u8],
     file_len: u64,
-) -> Result<(Envelope, usize), SpoolError> {
+) -> Result<(Envelope, usize, Option<seal::Seal>), SpoolError> {
     let corrupt = |m: &str| SpoolError::Corrupt(path.to_owned(), m.to_owned());
     if !bytes.starts_with(MAGIC.as_bytes()) {
         return Err(corrupt("bad magic"));
@@ -824,11 +824,15 @@ fn decode_header(
     let (seal, json, offset) = header_parts(bytes).ok_or_else(|| corrupt("no envelope line"))?;
     let seal = seal::Seal::parse(seal).ok_or_else(|| corrupt("bad magic line"))?;
     let envelope: Envelope = serde_json::from_slice(json).map_err(|e| corrupt(&e.to_string()))?;
+    let mut unchecked = None;
     if let Some(seal) = seal {
         let whole = (bytes.len() as u64 >= file_len).then(|| &bytes[offset..]);
         seal.check(path, file_len.saturating_sub(offset as u64), whole)?;
+        if whole.is_none() {
+            unchecked = Some(seal);
+        }
     }
-    Ok((envelope, offset))
+    Ok((envelope, offset, unchecked))
 }
 
 /// Makes the entries of directory `dir` durable (a rename, a create or a delete in it).
@@ -1219,6 +1223,18 @@ mod tests {
         assert!(matches!(spool.load(&old), Err(SpoolError::Corrupt(..))));
         assert!(matches!(
             spool.open_message(&old),
+            Err(SpoolError::Corrupt(..))
+        ));
+        // Past the head read at opening (streamed while sent): torn there too.
+        let big = vec![b'x'; 3 * body::BODY_HEAD_BYTES];
+        let long = spool.store(&envelope(), &big).await.unwrap();
+        assert!(spool.open_message(&long).is_ok());
+        let mut torn = fs::read(queue.join(long.as_str())).unwrap();
+        let at = torn.len() - body::BODY_HEAD_BYTES;
+        torn[at] = b'y';
+        fs::write(queue.join(long.as_str()), &torn).unwrap();
+        assert!(matches!(
+            spool.open_message(&long),
             Err(SpoolError::Corrupt(..))
         ));
         let unsealed = QueueId::generate();
