@@ -388,33 +388,35 @@ impl Parser {
                         "score {name}: {count} values (one, or four score sets)"
                     )));
                 }
-                let first = values
-                    .split_whitespace()
-                    .next()
-                    .ok_or_else(|| LineError::Error(format!("score {name}: missing value")))?;
-                let relative = first.starts_with('(') && first.ends_with(')');
-                let number = first.trim_start_matches('(').trim_end_matches(')');
-                let mut value: f64 = number.parse().map_err(|_| {
-                    LineError::Error(format!("score {name}: `{first}` is not a number"))
-                })?;
-                if !value.is_finite() {
-                    return Err(LineError::Error(format!(
-                        "score {name}: `{first}` is not a finite number"
-                    )));
-                }
-                for extra in values.split_whitespace().skip(1) {
-                    let n = extra.trim_start_matches('(').trim_end_matches(')');
-                    if n.parse::<f64>().is_err() {
+                // As SpamAssassin reads them: a value in parentheses makes the whole line
+                // relative, and a value is `-?DIGITS[.DIGITS]` (no `.5`, no `1e3`).
+                let mut relative = false;
+                let mut first = None;
+                for written in values.split_whitespace() {
+                    let number = match written.strip_prefix('(').and_then(|v| v.strip_suffix(')')) {
+                        Some(inner) => {
+                            relative = true;
+                            inner
+                        }
+                        None => written,
+                    };
+                    if !is_score_number(number) {
                         return Err(LineError::Error(format!(
-                            "score {name}: `{extra}` is not a number"
+                            "score {name}: `{written}` is not a number (digits, an optional sign and decimals)"
                         )));
                     }
+                    first.get_or_insert(number);
                 }
+                let first = first
+                    .ok_or_else(|| LineError::Error(format!("score {name}: missing value")))?;
+                let mut value: f64 = first.parse().map_err(|_| {
+                    LineError::Error(format!("score {name}: `{first}` is not a number"))
+                })?;
                 // `(1.5)` is relative to the score set before, as SpamAssassin reads it.
                 if relative {
                     let Some((before, _)) = self.scores.get(name) else {
                         return Err(LineError::Error(format!(
-                            "score {name}: relative score `{first}` without an earlier score"
+                            "score {name}: relative score without an earlier score"
                         )));
                     };
                     value += before;
@@ -617,4 +619,15 @@ fn split_word(s: &str) -> (&str, &str) {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
     }
+}
+
+/// A score value as SpamAssassin takes one: `-?DIGITS` with optional `.DIGITS`.
+fn is_score_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, decimals) = match digits.split_once('.') {
+        Some((whole, decimals)) => (whole, Some(decimals)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && decimals.is_none_or(all_digits)
 }

@@ -291,3 +291,23 @@ fn perl_charset_modifiers_are_read() {
     assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
     assert_eq!(names(&rules, PLAIN), vec!["FLAG_A", "FLAG_U"]);
 }
+
+/// Regression (carried from review): only a first value in parentheses made a score line
+/// relative, where SpamAssassin makes the line relative when any value is; and values
+/// SpamAssassin refuses (`.5`, `1e1`) were taken.
+#[test]
+fn any_value_in_parentheses_makes_the_line_relative_and_numbers_are_read_as_spamassassin_reads_them(
+) {
+    let rules = compile("body REL /buy/\nscore REL 2 2 2 2\nscore REL 1 (0) (0) (0)\n");
+    assert_eq!(hits(&rules, PLAIN), vec![("REL".to_string(), 3.0, 1)]);
+    for bad in [
+        "body DOT /buy/\nscore DOT .5\n",
+        "body EXP /buy/\nscore EXP 1e1\n",
+        "body TRAIL /buy/\nscore TRAIL 1.\n",
+    ] {
+        let set = RuleSet::parse_text(Path::new("t.cf"), bad);
+        assert!(set.has_errors(), "{bad:?}: {:?}", set.diagnostics);
+    }
+    let rules = compile("body NEG /buy/\ntflags NEG nice\nscore NEG -0.25\n");
+    assert_eq!(hits(&rules, PLAIN), vec![("NEG".to_string(), -0.25, 1)]);
+}
