@@ -26,6 +26,7 @@ const ZONE_DOMAINS: &[&str] = &[
     "null.test",
     "odd.test",
     "tier.test",
+    "apex.test",
 ];
 
 /// The test zones (dnsmasq options).
@@ -36,6 +37,8 @@ fn zone() -> Vec<String> {
         "--mx-host=example.test,gw2.example.test,10",
         "--host-record=gw1.example.test,127.0.0.1",
         "--host-record=gw2.example.test,127.0.0.1",
+        // The apex on a gateway's own address: probed as an MX, not again.
+        "--host-record=example.test,127.0.0.1",
         // One MX host.
         "--mx-host=single.test,gw1.example.test,10",
         // A lone primary and a backup.
@@ -56,6 +59,10 @@ fn zone() -> Vec<String> {
         "--host-record=gw1.tier.test,127.0.0.1",
         "--host-record=gw2.tier.test,127.0.0.1",
         "--host-record=bk1.tier.test,127.0.0.2",
+        // The gateways as MX, and the domain's own address on another host.
+        "--mx-host=apex.test,gw1.example.test,10",
+        "--mx-host=apex.test,gw2.example.test,10",
+        "--host-record=apex.test,127.0.0.2",
     ]
     .map(String::from)
     .to_vec()
@@ -248,6 +255,7 @@ fn clean_tier_with_equal_front_preferences_refusing_gtube_exits_0() {
     assert_eq!(doc["front_tier"]["hosts"], 2);
     let hosts = doc["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2, "one address per MX target: {doc:#}");
+    assert_eq!(doc["apex"], Value::Array(vec![]), "{doc:#}");
     for host in hosts {
         assert_eq!(host["session"]["state"], "open", "{host:#}");
         assert_eq!(host["session"]["tls"], true, "{host:#}");
@@ -366,6 +374,36 @@ fn backup_mx_that_does_not_filter_is_named() {
         };
         assert_eq!(host["gtube"]["outcome"], expected, "{host:#}");
     }
+}
+
+/// Regression (README promised it): the domain's own address was probed only when no MX
+/// was published, so an smtp-sink on the apex host (a forgotten MTA on the web server)
+/// went unreported while spammers connecting there skipped the tier.
+#[test]
+fn an_smtp_server_on_the_domain_own_address_is_named() {
+    let Some(dns) = Dnsmasq::start(&zone()) else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let gw = careful_gateway(&internal, RULES);
+    let Some(_sink) = smtp_sink_on("127.0.0.2", gw.port) else {
+        return;
+    };
+    let port = gw.port.to_string();
+    let (code, doc) = audit_json(&["apex.test", "--resolver", &dns.resolver(), "--port", &port]);
+    assert_eq!(code, 1, "{doc:#}");
+    let apex = format!("apex.test 127.0.0.2:{port}");
+    let apex_finding = finding(&doc, "apex_takes_smtp");
+    assert_eq!(apex_finding["severity"], "warning");
+    assert_eq!(apex_finding["subject"], apex.as_str());
+    assert_eq!(finding(&doc, "gtube_accepted")["subject"], apex.as_str());
+    assert_eq!(doc["apex"][0]["gtube"]["outcome"], "accepted", "{doc:#}");
+    for host in doc["hosts"].as_array().unwrap() {
+        assert_eq!(host["gtube"]["outcome"], "refused", "{host:#}");
+    }
+    let (code, table, _) = audit(&["apex.test", "--resolver", &dns.resolver(), "--port", &port]);
+    assert_eq!(code, 1, "{table}");
+    assert!(table.contains("apex_takes_smtp"), "{table}");
 }
 
 #[test]

@@ -189,6 +189,13 @@ impl AuditResolver {
         })
     }
 
+    /// The domain's own A and AAAA addresses (empty when it has none or the lookups went
+    /// unanswered). With MX records published, senders never use them; a spammer who
+    /// connects there anyway reaches whatever takes SMTP on that host, past the tier.
+    pub async fn apex_addresses(&self, domain: &str) -> Vec<IpAddr> {
+        self.target(0, domain.to_owned()).await.addresses
+    }
+
     /// Resolves one target: its CNAME (if it is an alias), A and AAAA, all at once.
     async fn target(&self, preference: u16, host: String) -> Target {
         let mut target = Target {

@@ -89,6 +89,10 @@ pub enum FindingKind {
     /// Every probe of one MX address was inconclusive: the audit tested nothing there (a
     /// backup that defers everything may still be an open relay or filter nothing).
     NothingTested,
+    /// The domain's own address (not an MX address) takes SMTP sessions: a spammer who
+    /// connects there skips the MX tier, and whatever that host does with mail is not the
+    /// tier's filter.
+    ApexTakesSmtp,
     /// Admin endpoints report different policy fingerprints: the tier members do not
     /// filter alike.
     FingerprintMismatch,
@@ -100,7 +104,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in the order of the README table.
-    pub const ALL: [FindingKind; 25] = [
+    pub const ALL: [FindingKind; 26] = [
         FindingKind::NoMx,
         FindingKind::NullMx,
         FindingKind::NullMxMixed,
@@ -123,6 +127,7 @@ impl FindingKind {
         FindingKind::GtubeNotExercised,
         FindingKind::ProbeInconclusive,
         FindingKind::NothingTested,
+        FindingKind::ApexTakesSmtp,
         FindingKind::FingerprintMismatch,
         FindingKind::AdminUnreachable,
         FindingKind::FingerprintNotCompared,
@@ -169,6 +174,7 @@ impl FindingKind {
             GtubeNotExercised => "gtube_not_exercised",
             ProbeInconclusive => "probe_inconclusive",
             NothingTested => "nothing_tested",
+            ApexTakesSmtp => "apex_takes_smtp",
             FingerprintMismatch => "fingerprint_mismatch",
             AdminUnreachable => "admin_unreachable",
             FingerprintNotCompared => "fingerprint_not_compared",
@@ -269,6 +275,7 @@ pub fn all(
     domain: &str,
     mx: &MxSet,
     hosts: &[HostProbe],
+    apex: &[HostProbe],
     fingerprints: &[AdminFingerprint],
 ) -> Vec<Finding> {
     let mut found = mx_findings(domain, mx);
@@ -285,6 +292,9 @@ pub fn all(
     }
     for host in hosts {
         found.extend(host_findings(host));
+    }
+    for host in apex {
+        found.extend(apex_findings(host));
     }
     found.extend(fingerprint_findings(fingerprints));
     found.sort_by_key(|f| Reverse(f.severity));
@@ -376,6 +386,28 @@ pub fn mx_findings(domain: &str, mx: &MxSet) -> Vec<Finding> {
         }
         FrontTier::None | FrontTier::Equal { .. } => {}
     }
+    found
+}
+
+/// Findings about one address of the domain itself: none when it takes no SMTP session
+/// (as it should not); else `apex_takes_smtp`, and what its probes let through (spam,
+/// relay, unknown recipients), as for an MX. Its TLS and the like do not matter: senders
+/// are not meant to go there at all.
+pub fn apex_findings(host: &HostProbe) -> Vec<Finding> {
+    let Session::Open { banner, .. } = &host.session else {
+        return Vec::new();
+    };
+    let subject = format!("{} {}", host.target, host.address);
+    let mut found = vec![Finding::new(
+        FindingKind::ApexTakesSmtp,
+        &subject,
+        format!("the domain's own address takes SMTP ({banner}): a way around the MX hosts"),
+    )];
+    found.extend(
+        host_findings(host)
+            .into_iter()
+            .filter(|f| f.severity == Severity::Serious),
+    );
     found
 }
 

@@ -113,11 +113,13 @@ pub async fn run(options: AuditOptions) -> Result<Report, AuditError> {
             options.timeout,
         ),
     };
-    let (hosts, fingerprints) = futures::join!(
+    let apex = apex_only(&mx, resolver.apex_addresses(&domain).await, options.port);
+    let (hosts, apex, fingerprints) = futures::join!(
         probe::probe_all(&mx, &plan),
+        probe::probe_each(&domain, &apex, &plan),
         fingerprint::fetch_all(&options.admins, options.timeout),
     );
-    let findings = findings::all(&domain, &mx, &hosts, &fingerprints);
+    let findings = findings::all(&domain, &mx, &hosts, &apex, &fingerprints);
     Ok(Report {
         domain,
         resolver: resolver.description().to_owned(),
@@ -127,9 +129,23 @@ pub async fn run(options: AuditOptions) -> Result<Report, AuditError> {
         front_tier: findings::front_tier(&mx),
         mx,
         hosts,
+        apex,
         fingerprints,
         findings,
     })
+}
+
+/// The addresses of the domain itself that senders do not use as an MX, to probe: with MX
+/// records published, those not among the targets' (a gateway on the apex is probed as
+/// an MX already); with none, the apex is the MX (implicit) and is probed as one.
+fn apex_only(mx: &dns::MxSet, apex: Vec<std::net::IpAddr>, port: u16) -> Vec<SocketAddr> {
+    if mx.kind != dns::MxKind::Published {
+        return Vec::new();
+    }
+    apex.into_iter()
+        .filter(|ip| !mx.targets.iter().any(|t| t.addresses.contains(ip)))
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
 }
 
 /// Lower case, without the root dot; `None` unless every label is a plausible DNS label.

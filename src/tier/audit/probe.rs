@@ -168,6 +168,16 @@ pub async fn probe_all(mx: &MxSet, plan: &ProbePlan) -> Vec<HostProbe> {
         .await
 }
 
+/// Probes `addresses`, each named `name` (the domain's own addresses), as MX addresses
+/// are probed.
+pub async fn probe_each(name: &str, addresses: &[SocketAddr], plan: &ProbePlan) -> Vec<HostProbe> {
+    futures::stream::iter(addresses.iter().copied())
+        .map(|address| probe_address(name.to_owned(), address, plan))
+        .buffered(PARALLEL_PROBES)
+        .collect()
+        .await
+}
+
 /// Probes one address: the session, then the three probes. An address without a session
 /// gets no probes: there is nothing to learn from it.
 pub async fn probe_address(target: String, address: SocketAddr, plan: &ProbePlan) -> HostProbe {

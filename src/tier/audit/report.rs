@@ -34,6 +34,9 @@ pub struct Report {
     pub front_tier: FrontTier,
     /// One entry per probed address.
     pub hosts: Vec<HostProbe>,
+    /// One entry per address of the domain itself that is no MX address (probed only when
+    /// MX records are published).
+    pub apex: Vec<HostProbe>,
     /// One entry per `--admin`.
     pub fingerprints: Vec<AdminFingerprint>,
     /// The findings, serious first.
@@ -103,9 +106,10 @@ impl Report {
             self.domain, self.resolver, self.port, self.rcpt
         );
         self.mx_section(&mut out);
-        if !self.hosts.is_empty() {
+        if !self.hosts.is_empty() || !self.apex.is_empty() {
             out.push_str("\nSMTP probes\n");
-            let rows: Vec<Vec<String>> = self.hosts.iter().map(host_row).collect();
+            let rows: Vec<Vec<String>> =
+                self.hosts.iter().chain(&self.apex).map(host_row).collect();
             table(
                 &mut out,
                 &[

@@ -69,7 +69,7 @@ fn kinds(found: &[Finding]) -> Vec<&'static str> {
 }
 
 fn report(mx: MxSet, hosts: Vec<HostProbe>, fingerprints: Vec<AdminFingerprint>) -> Report {
-    let findings = findings::all("example.test", &mx, &hosts, &fingerprints);
+    let findings = findings::all("example.test", &mx, &hosts, &[], &fingerprints);
     Report {
         domain: "example.test".into(),
         resolver: "127.0.0.1:53".into(),
@@ -79,6 +79,7 @@ fn report(mx: MxSet, hosts: Vec<HostProbe>, fingerprints: Vec<AdminFingerprint>)
         front_tier: findings::front_tier(&mx),
         mx,
         hosts,
+        apex: Vec::new(),
         fingerprints,
         findings,
     }
@@ -290,9 +291,9 @@ fn no_open_session_anywhere_is_serious_unless_the_domain_takes_no_mail() {
     down.session = Session::Unreachable {
         error: "timed out".into(),
     };
-    let found = findings::all("d", &mx, &[down.clone()], &[]);
+    let found = findings::all("d", &mx, &[down.clone()], &[], &[]);
     assert_eq!(found[0].kind, FindingKind::NoReachableMx, "{found:?}");
-    assert!(findings::all("d", &mx, &[down, good_host("gw2")], &[])
+    assert!(findings::all("d", &mx, &[down, good_host("gw2")], &[], &[])
         .iter()
         .all(|f| f.kind != FindingKind::NoReachableMx));
 
@@ -301,7 +302,10 @@ fn no_open_session_anywhere_is_serious_unless_the_domain_takes_no_mail() {
         null_mixed: false,
         targets: vec![],
     };
-    assert_eq!(kinds(&findings::all("d", &null, &[], &[])), ["null_mx"]);
+    assert_eq!(
+        kinds(&findings::all("d", &null, &[], &[], &[])),
+        ["null_mx"]
+    );
 }
 
 #[test]
@@ -614,4 +618,36 @@ fn a_probe_refused_before_it_ran_is_inconclusive() {
         found[1].detail.contains("too many connections"),
         "{found:?}"
     );
+}
+
+/// Regression (README promised it): the domain's own address was probed only when no MX
+/// was published, so a host on the apex taking SMTP (a forgotten Postfix on the web
+/// server) went unreported: a way around the tier. A closed apex is no finding; an open
+/// one is a warning, and what it lets through is serious, as on an MX.
+#[test]
+fn the_domain_own_address_taking_smtp_is_reported() {
+    let mx = published(vec![target(10, "gw1"), target(10, "gw2")]);
+    let hosts = [good_host("gw1"), good_host("gw2")];
+    let closed = HostProbe {
+        session: Session::Unreachable {
+            error: "connection refused".into(),
+        },
+        unknown_recipient: None,
+        relay: None,
+        gtube: None,
+        ..good_host("d")
+    };
+    assert!(findings::all("d", &mx, &hosts, &[closed], &[]).is_empty());
+    let filtering = good_host("d");
+    assert_eq!(
+        kinds(&findings::all("d", &mx, &hosts, &[filtering], &[])),
+        ["apex_takes_smtp"]
+    );
+    let open = HostProbe {
+        gtube: step(Outcome::Accepted, Stage::EndOfData, "250 2.0.0 Ok"),
+        ..good_host("d")
+    };
+    let found = findings::all("d", &mx, &hosts, &[open], &[]);
+    assert_eq!(kinds(&found), ["gtube_accepted", "apex_takes_smtp"]);
+    assert_eq!(found[0].subject, "d 127.0.0.1:25");
 }
