@@ -21,12 +21,46 @@ pub struct BodyTail {
     file: Arc<File>,
     offset: u64,
     len: u64,
+    /// The seal's CRC-32 of the head and this tail, when the file is sealed: only the
+    /// head was checked at opening.
+    sealed_crc: Option<u32>,
 }
 
 impl BodyTail {
     /// A tail over `len` bytes of `file` from `offset`.
     pub fn new(file: Arc<File>, offset: u64, len: u64) -> BodyTail {
-        BodyTail { file, offset, len }
+        BodyTail {
+            file,
+            offset,
+            len,
+            sealed_crc: None,
+        }
+    }
+
+    /// Whether `head` followed by this tail matches the file's seal (true for a file
+    /// without one), read on a blocking thread. The spool reuses whole files, so a crash
+    /// before the flush can leave old and new blocks mixed past the head too; such a file
+    /// was never acknowledged and must not be delivered.
+    pub async fn matches_seal(&self, head: &[u8]) -> io::Result<bool> {
+        let Some(expected) = self.sealed_crc else {
+            return Ok(true);
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(head);
+        let (file, from, end) = (self.file.clone(), self.offset, self.offset + self.len);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pos = from;
+            while pos < end {
+                let n = usize::try_from(end - pos).map_or(buf.len(), |left| left.min(buf.len()));
+                file.read_exact_at(&mut buf[..n], pos)?;
+                hasher.update(&buf[..n]);
+                pos += n as u64;
+            }
+            Ok(hasher.finalize() == expected)
+        })
+        .await
+        .map_err(|_| io::Error::other("checksum task failed"))?
     }
 
     /// Bytes in the tail.
@@ -71,7 +105,7 @@ impl Spool {
             Err(e) => return Err(io_err("open", &path)(e)),
         };
         let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
-        let (envelope, body, tail) = open_any(file, &path, file_len, Whole::Checked)?;
+        let (envelope, body, tail) = open_any(file, &path, file_len)?;
         let state = self.read_state(id, &envelope)?;
         Ok(SpooledMessage {
             id: id.clone(),
@@ -86,7 +120,7 @@ impl Spool {
     pub(super) fn body_size(&self, path: &Path) -> Result<(super::Envelope, u64), SpoolError> {
         let file = File::open(path).map_err(io_err("open", path))?;
         let file_len = file.metadata().map_err(io_err("stat", path))?.len();
-        let (envelope, body, tail) = open_any(file, path, file_len, Whole::HeadOnly)?;
+        let (envelope, body, tail) = open_any(file, path, file_len)?;
         let size = body.len() as u64 + tail.map(|t| t.len).unwrap_or(0);
         Ok((envelope, size))
     }
@@ -108,22 +142,8 @@ fn read_full_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
 
 type Opened = (super::Envelope, Vec<u8>, Option<BodyTail>);
 
-/// Whether a message opened from its head has the rest of its seal's checksum checked.
-#[derive(Debug, Clone, Copy)]
-enum Whole {
-    /// Read it all once more: the message is opened to be delivered.
-    Checked,
-    /// Only the head: the envelope and size are wanted (`queue list`).
-    HeadOnly,
-}
-
 /// Reads the start of a spool file and opens it by its format.
-fn open_any(
-    mut file: File,
-    path: &Path,
-    file_len: u64,
-    whole: Whole,
-) -> Result<Opened, SpoolError> {
+fn open_any(mut file: File, path: &Path, file_len: u64) -> Result<Opened, SpoolError> {
     let mut head = Vec::with_capacity(BODY_HEAD_BYTES + 4096);
     let mut chunk = vec![0u8; 16 * 1024];
     // Read until the envelope line is complete and the body head is in (or the file ends).
@@ -139,7 +159,7 @@ fn open_any(
             break;
         }
     }
-    open_format1(file, path, file_len, head, whole)
+    open_format1(file, path, file_len, head)
 }
 
 /// Format 1: magic line, envelope line, then the bytes to deliver.
@@ -148,18 +168,14 @@ fn open_format1(
     path: &Path,
     file_len: u64,
     mut head: Vec<u8>,
-    whole: Whole,
 ) -> Result<Opened, SpoolError> {
     let (envelope, offset, unchecked) = decode_header(path, &head, file_len)?;
     let body = head.split_off(offset);
     let read_so_far = (offset + body.len()) as u64;
-    if let (Some(seal), Whole::Checked) = (unchecked, whole) {
-        // At most `message_memory_bytes` (bigger messages are format 2, never reused),
-        // mostly from the page cache: cheaper than delivering a torn message.
-        seal.check_rest(path, &body, &file, read_so_far, file_len)?;
-    }
-    let tail = (file_len > read_so_far)
-        .then(|| BodyTail::new(Arc::new(file), read_so_far, file_len - read_so_far));
+    let tail = (file_len > read_so_far).then(|| BodyTail {
+        sealed_crc: unchecked.map(|seal| seal.crc()),
+        ..BodyTail::new(Arc::new(file), read_so_far, file_len - read_so_far)
+    });
     Ok((envelope, body, tail))
 }
 

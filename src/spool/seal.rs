@@ -9,8 +9,6 @@
 //! earlier releases, or in the big-message format) are read as before.
 
 use super::SpoolError;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// What the seal records.
@@ -88,42 +86,17 @@ impl Seal {
         }
         if let Some(bytes) = all {
             if crc32fast::hash(bytes) != self.crc {
-                return corrupt(TORN.into());
+                return corrupt("checksum differs from the seal: torn by a crash".into());
             }
         }
         Ok(())
     }
 
-    /// Checks the checksum of a file read in two pieces: `head` in memory, then `file`
-    /// from `at` to `end`, read in chunks so memory stays bounded. A file is reused only
-    /// whole, so old and new blocks can mix anywhere, past the head too.
-    pub(super) fn check_rest(
-        &self,
-        path: &Path,
-        head: &[u8],
-        file: &File,
-        at: u64,
-        end: u64,
-    ) -> Result<(), SpoolError> {
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(head);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pos = at;
-        while pos < end {
-            let n = usize::try_from(end - pos).map_or(buf.len(), |left| left.min(buf.len()));
-            file.read_exact_at(&mut buf[..n], pos)
-                .map_err(super::io_err("read", path))?;
-            hasher.update(&buf[..n]);
-            pos += n as u64;
-        }
-        if hasher.finalize() != self.crc {
-            return Err(SpoolError::Corrupt(path.to_owned(), TORN.into()));
-        }
-        Ok(())
+    /// The CRC-32 the seal records.
+    pub(super) fn crc(&self) -> u32 {
+        self.crc
     }
 }
-
-const TORN: &str = "checksum differs from the seal: torn by a crash";
 
 #[cfg(test)]
 mod tests {

@@ -52,6 +52,27 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
         return JobResult::Deferred(wait);
     }
 
+    // Only the head was checked against the seal at opening; the rest is checked here,
+    // off this thread, once the message is due.
+    if let Some(tail) = &msg.tail {
+        match tail.matches_seal(&msg.body).await {
+            Ok(true) => {}
+            Ok(false) => {
+                relay.forget_state(&job.id);
+                let why = SpoolError::Corrupt(
+                    job.id.as_str().into(),
+                    "checksum differs from the seal: torn by a crash".into(),
+                );
+                return set_aside(relay, &job.id, &why);
+            }
+            Err(error) => {
+                let delay = retry_delay(&config, 1);
+                tracing::error!(queue_id = %job.id, error = %error, retry_secs = delay.as_secs(), "cannot read spooled message; will retry");
+                return JobResult::Deferred(delay);
+            }
+        }
+    }
+
     let started = Instant::now();
     let pending: Vec<usize> = msg.state.pending().collect();
     let recipients: Vec<String> = pending
@@ -185,14 +206,7 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
     };
     opened.map_err(|error| match error {
         SpoolError::NotFound(_) => JobResult::Abandoned,
-        SpoolError::Corrupt(..) => {
-            relay.metrics.spool_corrupt_total.inc();
-            match relay.spool.set_aside(id) {
-                Ok(path) => tracing::error!(queue_id = %id, error = %error, moved_to = %path.display(), "spooled file is not a message; moved out of the queue"),
-                Err(e) => tracing::error!(queue_id = %id, error = %error, move_error = %e, "spooled file is not a message; left in place"),
-            }
-            JobResult::Abandoned
-        }
+        SpoolError::Corrupt(..) => set_aside(relay, id, &error),
         _ => {
             // EMFILE under a flood, a passing I/O error: forgetting the id would leave the
             // message in the queue, undelivered, until a restart.
@@ -201,6 +215,20 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
             JobResult::Deferred(delay)
         }
     })
+}
+
+/// Moves a queued file that is not a message (`error` says why) out of the queue.
+fn set_aside(relay: &Relay, id: &QueueId, error: &SpoolError) -> JobResult {
+    relay.metrics.spool_corrupt_total.inc();
+    match relay.spool.set_aside(id) {
+        Ok(path) => {
+            tracing::error!(queue_id = %id, error = %error, moved_to = %path.display(), "spooled file is not a message; moved out of the queue")
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %id, error = %error, move_error = %e, "spooled file is not a message; left in place")
+        }
+    }
+    JobResult::Abandoned
 }
 
 /// Settles recipient `i` as failed, keeping why for the DSN.

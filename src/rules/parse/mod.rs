@@ -421,6 +421,12 @@ impl Parser {
                     };
                     value += before;
                 }
+                // 310 digits read as infinity; an infinite score breaks every sum.
+                if !value.is_finite() {
+                    return Err(LineError::Error(format!(
+                        "score {name}: `{first}` is too large"
+                    )));
+                }
                 self.scores.insert(name.to_string(), (value, origin));
                 Ok(())
             }

@@ -304,6 +304,7 @@ fn any_value_in_parentheses_makes_the_line_relative_and_numbers_are_read_as_spam
         "body DOT /buy/\nscore DOT .5\n",
         "body EXP /buy/\nscore EXP 1e1\n",
         "body TRAIL /buy/\nscore TRAIL 1.\n",
+        &format!("body HUGE /buy/\nscore HUGE {}\n", "9".repeat(400)),
     ] {
         let set = RuleSet::parse_text(Path::new("t.cf"), bad);
         assert!(set.has_errors(), "{bad:?}: {:?}", set.diagnostics);
