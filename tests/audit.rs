@@ -404,6 +404,7 @@ fn an_smtp_server_on_the_domain_own_address_is_named() {
     let (code, table, _) = audit(&["apex.test", "--resolver", &dns.resolver(), "--port", &port]);
     assert_eq!(code, 1, "{table}");
     assert!(table.contains("apex_takes_smtp"), "{table}");
+    assert!(table.contains("apex.test (apex)"), "{table}");
 }
 
 #[test]

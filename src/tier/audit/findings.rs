@@ -390,9 +390,9 @@ pub fn mx_findings(domain: &str, mx: &MxSet) -> Vec<Finding> {
 }
 
 /// Findings about one address of the domain itself: none when it takes no SMTP session
-/// (as it should not); else `apex_takes_smtp`, and what its probes let through (spam,
-/// relay, unknown recipients), as for an MX. Its TLS and the like do not matter: senders
-/// are not meant to go there at all.
+/// (refused, closed, unreachable: as it should be); else `apex_takes_smtp`, and what its
+/// probes let through (spam, relay, unknown recipients), as for an MX. Its TLS, a
+/// deferral and the like do not matter: senders are not meant to go there at all.
 pub fn apex_findings(host: &HostProbe) -> Vec<Finding> {
     let Session::Open { banner, .. } = &host.session else {
         return Vec::new();
@@ -403,10 +403,15 @@ pub fn apex_findings(host: &HostProbe) -> Vec<Finding> {
         &subject,
         format!("the domain's own address takes SMTP ({banner}): a way around the MX hosts"),
     )];
+    let let_through = [
+        FindingKind::UnknownRecipientAccepted,
+        FindingKind::RelayAccepted,
+        FindingKind::GtubeAccepted,
+    ];
     found.extend(
         host_findings(host)
             .into_iter()
-            .filter(|f| f.severity == Severity::Serious),
+            .filter(|f| let_through.contains(&f.kind)),
     );
     found
 }

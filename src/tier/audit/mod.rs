@@ -113,10 +113,17 @@ pub async fn run(options: AuditOptions) -> Result<Report, AuditError> {
             options.timeout,
         ),
     };
-    let apex = apex_only(&mx, resolver.apex_addresses(&domain).await, options.port);
+    let apex = async {
+        // Only beside published MX records: without them the apex is the MX, probed as one.
+        if mx.kind != dns::MxKind::Published {
+            return Vec::new();
+        }
+        let addresses = apex_only(&mx, resolver.apex_addresses(&domain).await, options.port);
+        probe::probe_each(&domain, &addresses, &plan).await
+    };
     let (hosts, apex, fingerprints) = futures::join!(
         probe::probe_all(&mx, &plan),
-        probe::probe_each(&domain, &apex, &plan),
+        apex,
         fingerprint::fetch_all(&options.admins, options.timeout),
     );
     let findings = findings::all(&domain, &mx, &hosts, &apex, &fingerprints);
@@ -135,13 +142,9 @@ pub async fn run(options: AuditOptions) -> Result<Report, AuditError> {
     })
 }
 
-/// The addresses of the domain itself that senders do not use as an MX, to probe: with MX
-/// records published, those not among the targets' (a gateway on the apex is probed as
-/// an MX already); with none, the apex is the MX (implicit) and is probed as one.
+/// The addresses of the domain itself to probe: those not among the MX targets' (a
+/// gateway on the apex is probed as an MX already).
 fn apex_only(mx: &dns::MxSet, apex: Vec<std::net::IpAddr>, port: u16) -> Vec<SocketAddr> {
-    if mx.kind != dns::MxKind::Published {
-        return Vec::new();
-    }
     apex.into_iter()
         .filter(|ip| !mx.targets.iter().any(|t| t.addresses.contains(ip)))
         .map(|ip| SocketAddr::new(ip, port))

@@ -108,8 +108,11 @@ impl Report {
         self.mx_section(&mut out);
         if !self.hosts.is_empty() || !self.apex.is_empty() {
             out.push_str("\nSMTP probes\n");
-            let rows: Vec<Vec<String>> =
-                self.hosts.iter().chain(&self.apex).map(host_row).collect();
+            let apex_rows = self.apex.iter().map(host_row).map(|mut row| {
+                row[0].push_str(" (apex)");
+                row
+            });
+            let rows: Vec<Vec<String>> = self.hosts.iter().map(host_row).chain(apex_rows).collect();
             table(
                 &mut out,
                 &[

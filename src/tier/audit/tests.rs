@@ -650,4 +650,15 @@ fn the_domain_own_address_taking_smtp_is_reported() {
     let found = findings::all("d", &mx, &hosts, &[open], &[]);
     assert_eq!(kinds(&found), ["gtube_accepted", "apex_takes_smtp"]);
     assert_eq!(found[0].subject, "d 127.0.0.1:25");
+    // A host there that defers everything lets nothing through: no `nothing_tested`.
+    let deferring = HostProbe {
+        unknown_recipient: step(Outcome::Deferred, Stage::Rcpt, "451 4.7.1 later"),
+        relay: step(Outcome::Deferred, Stage::Rcpt, "451 4.7.1 later"),
+        gtube: step(Outcome::Deferred, Stage::Rcpt, "451 4.7.1 later"),
+        ..good_host("d")
+    };
+    assert_eq!(
+        kinds(&findings::all("d", &mx, &hosts, &[deferring], &[])),
+        ["apex_takes_smtp"]
+    );
 }
