@@ -189,11 +189,15 @@ impl AuditResolver {
         })
     }
 
-    /// The domain's own A and AAAA addresses (empty when it has none or the lookups went
-    /// unanswered). With MX records published, senders never use them; a spammer who
-    /// connects there anyway reaches whatever takes SMTP on that host, past the tier.
-    pub async fn apex_addresses(&self, domain: &str) -> Vec<IpAddr> {
-        self.target(0, domain.to_owned()).await.addresses
+    /// The domain's own A and AAAA addresses (empty when it has none), or why neither
+    /// lookup was answered. With MX records published, senders never use them; a spammer
+    /// who connects there anyway reaches whatever takes SMTP on that host, past the tier.
+    pub async fn apex_addresses(&self, domain: &str) -> Result<Vec<IpAddr>, String> {
+        let apex = self.target(0, domain.to_owned()).await;
+        match apex.lookup {
+            AddressLookup::Failed(detail) => Err(detail),
+            AddressLookup::Found | AddressLookup::NoAddress => Ok(apex.addresses),
+        }
     }
 
     /// Resolves one target: its CNAME (if it is an alias), A and AAAA, all at once.

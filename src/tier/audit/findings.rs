@@ -93,6 +93,9 @@ pub enum FindingKind {
     /// connects there skips the MX tier, and whatever that host does with mail is not the
     /// tier's filter.
     ApexTakesSmtp,
+    /// The domain's own A/AAAA lookups were not answered: whether a host there takes
+    /// SMTP was not tested.
+    ApexLookupFailed,
     /// Admin endpoints report different policy fingerprints: the tier members do not
     /// filter alike.
     FingerprintMismatch,
@@ -104,7 +107,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in the order of the README table.
-    pub const ALL: [FindingKind; 26] = [
+    pub const ALL: [FindingKind; 27] = [
         FindingKind::NoMx,
         FindingKind::NullMx,
         FindingKind::NullMxMixed,
@@ -128,6 +131,7 @@ impl FindingKind {
         FindingKind::ProbeInconclusive,
         FindingKind::NothingTested,
         FindingKind::ApexTakesSmtp,
+        FindingKind::ApexLookupFailed,
         FindingKind::FingerprintMismatch,
         FindingKind::AdminUnreachable,
         FindingKind::FingerprintNotCompared,
@@ -175,6 +179,7 @@ impl FindingKind {
             ProbeInconclusive => "probe_inconclusive",
             NothingTested => "nothing_tested",
             ApexTakesSmtp => "apex_takes_smtp",
+            ApexLookupFailed => "apex_lookup_failed",
             FingerprintMismatch => "fingerprint_mismatch",
             AdminUnreachable => "admin_unreachable",
             FingerprintNotCompared => "fingerprint_not_compared",

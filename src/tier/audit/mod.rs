@@ -116,17 +116,26 @@ pub async fn run(options: AuditOptions) -> Result<Report, AuditError> {
     let apex = async {
         // Only beside published MX records: without them the apex is the MX, probed as one.
         if mx.kind != dns::MxKind::Published {
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        let addresses = apex_only(&mx, resolver.apex_addresses(&domain).await, options.port);
-        probe::probe_each(&domain, &addresses, &plan).await
+        match resolver.apex_addresses(&domain).await {
+            Ok(addresses) => {
+                let addresses = apex_only(&mx, addresses, options.port);
+                (probe::probe_each(&domain, &addresses, &plan).await, None)
+            }
+            Err(detail) => (Vec::new(), Some(detail)),
+        }
     };
-    let (hosts, apex, fingerprints) = futures::join!(
+    let (hosts, (apex, apex_unresolved), fingerprints) = futures::join!(
         probe::probe_all(&mx, &plan),
         apex,
         fingerprint::fetch_all(&options.admins, options.timeout),
     );
-    let findings = findings::all(&domain, &mx, &hosts, &apex, &fingerprints);
+    let mut findings = findings::all(&domain, &mx, &hosts, &apex, &fingerprints);
+    if let Some(detail) = apex_unresolved {
+        findings.push(Finding::new(FindingKind::ApexLookupFailed, &domain, detail));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    }
     Ok(Report {
         domain,
         resolver: resolver.description().to_owned(),

@@ -662,3 +662,16 @@ fn the_domain_own_address_taking_smtp_is_reported() {
         ["apex_takes_smtp"]
     );
 }
+
+/// An unanswered lookup of the domain's own addresses is said, not taken for "none": the
+/// apex was not tested.
+#[tokio::test]
+async fn an_unanswered_apex_lookup_is_an_error_not_an_empty_answer() {
+    // Bound and never read: every query to it goes unanswered.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let resolver = dns::AuditResolver::new(Some(addr), std::time::Duration::from_millis(600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(resolver.apex_addresses("example.test").await.is_err());
+    assert_eq!(FindingKind::ApexLookupFailed.severity(), Severity::Warning);
+}
