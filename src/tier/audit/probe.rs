@@ -152,27 +152,27 @@ impl Stage {
 
 /// Probes every address of every target, in order, a few at a time.
 pub async fn probe_all(mx: &MxSet, plan: &ProbePlan) -> Vec<HostProbe> {
-    let jobs: Vec<(String, SocketAddr)> = mx
-        .targets
-        .iter()
-        .flat_map(|t| {
-            t.addresses
-                .iter()
-                .map(|ip| (t.host.clone(), SocketAddr::new(*ip, plan.port)))
-        })
-        .collect();
-    futures::stream::iter(jobs)
-        .map(|(target, address)| probe_address(target, address, plan))
-        .buffered(PARALLEL_PROBES)
-        .collect()
-        .await
+    let jobs = mx.targets.iter().flat_map(|t| {
+        t.addresses
+            .iter()
+            .map(|ip| (t.host.clone(), SocketAddr::new(*ip, plan.port)))
+    });
+    probe_jobs(jobs, plan).await
 }
 
 /// Probes `addresses`, each named `name` (the domain's own addresses), as MX addresses
 /// are probed.
 pub async fn probe_each(name: &str, addresses: &[SocketAddr], plan: &ProbePlan) -> Vec<HostProbe> {
-    futures::stream::iter(addresses.iter().copied())
-        .map(|address| probe_address(name.to_owned(), address, plan))
+    probe_jobs(addresses.iter().map(|a| (name.to_owned(), *a)), plan).await
+}
+
+/// Probes each (name, address), a few at a time, in order.
+async fn probe_jobs(
+    jobs: impl Iterator<Item = (String, SocketAddr)>,
+    plan: &ProbePlan,
+) -> Vec<HostProbe> {
+    futures::stream::iter(jobs)
+        .map(|(target, address)| probe_address(target, address, plan))
         .buffered(PARALLEL_PROBES)
         .collect()
         .await
