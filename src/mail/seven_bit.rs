@@ -162,25 +162,19 @@ impl Walk<'_> {
             Some("binary") => true,
             Some(_) => return Visit::Done,
         };
-        let content_type = part.content_type();
+        // No Content-Type is text (RFC 2045 §5.2).
+        let (c_type, subtype) = part.content_type().map_or_else(
+            || ("text".to_owned(), String::new()),
+            |t| {
+                let subtype = t.subtype().unwrap_or("");
+                (t.ctype().to_ascii_lowercase(), subtype.to_ascii_lowercase())
+            },
+        );
         // RFC 2046 §5.1, §5.2: these take no encoding but 7bit, 8bit or binary; other
         // `message/*` types (a `global-delivery-status`, RFC 6533) may be encoded.
-        let composite = content_type.is_some_and(|t| {
-            let subtype = t.c_subtype.as_deref().unwrap_or("");
-            t.c_type.eq_ignore_ascii_case("multipart")
-                || (t.c_type.eq_ignore_ascii_case("message")
-                    && ["rfc822", "partial", "external-body"]
-                        .iter()
-                        .any(|s| subtype.eq_ignore_ascii_case(s)))
-        });
-        let is_a = |c_type: &str, subtype: &str| {
-            content_type.is_some_and(|t| {
-                t.c_type.eq_ignore_ascii_case(c_type)
-                    && t.c_subtype
-                        .as_deref()
-                        .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
-            })
-        };
+        let composite = c_type == "multipart"
+            || (c_type == "message"
+                && matches!(subtype.as_str(), "rfc822" | "partial" | "external-body"));
         match &part.body {
             // Relabelled once its parts are visited (see `message`).
             PartType::Multipart(_) if label.as_deref().is_some_and(|l| l != "7bit") => {
@@ -189,7 +183,7 @@ impl Walk<'_> {
             PartType::Multipart(_) => {}
             // RFC 6532 §3.5: a `message/global` may be encoded whole; its header fields
             // are UTF-8, which converting its parts would leave 8-bit.
-            PartType::Message(inner) if !is_a("message", "global") => {
+            PartType::Message(inner) if !(c_type == "message" && subtype == "global") => {
                 if depth >= MAX_NESTED_MESSAGES || !self.holds(inner) {
                     return Visit::Done;
                 }
@@ -205,11 +199,7 @@ impl Walk<'_> {
             _ if composite => {}
             _ => {
                 // Text and `message/*` reports are lines; other content is data.
-                let text = !binary
-                    && content_type.is_none_or(|t| {
-                        t.c_type.eq_ignore_ascii_case("text")
-                            || t.c_type.eq_ignore_ascii_case("message")
-                    });
+                let text = !binary && (c_type == "text" || c_type == "message");
                 // Data that ends the message keeps its last CRLF as the line end the
                 // message needs: escaped, the relay would add one more to the content.
                 let ends_message = !text && range.end == self.raw.len();
