@@ -466,6 +466,28 @@ fn reloaded_internal_server_is_used_by_delivery_and_callout_alike() {
     );
 }
 
+/// The reply code to `RCPT TO:<address>` in a fresh session.
+fn rcpt_code(gw: &Gateway, address: &str) -> u16 {
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "2.1.0");
+    let code = c.cmd(&format!("RCPT TO:<{address}>")).code;
+    c.quit();
+    code
+}
+
+/// Waits for `newcomer@example.test`, added to the list on disk, to be taken at RCPT.
+fn newcomer_is_taken(gw: &Gateway) {
+    let mut last = 0;
+    wait_until(RELOAD_WAIT, || {
+        last = rcpt_code(gw, "newcomer@example.test");
+        if last != 250 {
+            thread::sleep(Duration::from_millis(100));
+        }
+        last == 250
+    });
+    assert_eq!(last, 250, "the edited list was not taken:\n{}", gw.logs());
+}
+
 /// Regression (review against GUIDE): only the configuration file and the rules directory
 /// were watched, so an edited recipient list (part of the policy and its fingerprint)
 /// waited for a SIGHUP while the operator believed it in force.
@@ -476,24 +498,9 @@ fn an_edited_recipient_list_is_reloaded_without_a_signal() {
     cfg.recipient_lists
         .insert("example.test".into(), vec!["user".into()]);
     let gw = Gateway::start(cfg);
-    let rcpt_code = |address: &str| {
-        let mut c = SmtpClient::connect_ehlo(gw.port);
-        c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "2.1.0");
-        let code = c.cmd(&format!("RCPT TO:<{address}>")).code;
-        c.quit();
-        code
-    };
-    assert_eq!(rcpt_code("newcomer@example.test"), 550);
+    assert_eq!(rcpt_code(&gw, "newcomer@example.test"), 550);
     write_atomically(&gw.dir.join("lists/example.test"), "user\nnewcomer\n");
-    let mut last = 0;
-    wait_until(RELOAD_WAIT, || {
-        last = rcpt_code("newcomer@example.test");
-        if last != 250 {
-            thread::sleep(Duration::from_millis(100));
-        }
-        last == 250
-    });
-    assert_eq!(last, 250, "the edited list was not taken:\n{}", gw.logs());
+    newcomer_is_taken(&gw);
 }
 
 /// Regression (review against GUIDE): the shadow policy's rules directory was not watched,
@@ -527,13 +534,6 @@ fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
     cfg.recipient_lists
         .insert("example.test".into(), vec!["user".into()]);
     let gw = Gateway::start(cfg);
-    let rcpt_code = |address: &str| {
-        let mut c = SmtpClient::connect_ehlo(gw.port);
-        c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "2.1.0");
-        let code = c.cmd(&format!("RCPT TO:<{address}>")).code;
-        c.quit();
-        code
-    };
     gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
         .expect("no `policy loaded` line in the log");
     let moved = gw.dir.join("moved-lists");
@@ -548,15 +548,7 @@ fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
     );
     gw.wait_log_line(RELOAD_WAIT, "file watch follows", before)
         .unwrap_or_else(|| panic!("the watch did not follow the reload:\n{}", gw.logs()));
-    assert_eq!(rcpt_code("newcomer@example.test"), 550);
+    assert_eq!(rcpt_code(&gw, "newcomer@example.test"), 550);
     write_atomically(&moved.join("example.test"), "user\nnewcomer\n");
-    let mut last = 0;
-    wait_until(RELOAD_WAIT, || {
-        last = rcpt_code("newcomer@example.test");
-        if last != 250 {
-            thread::sleep(Duration::from_millis(100));
-        }
-        last == 250
-    });
-    assert_eq!(last, 250, "the edited list was not taken:\n{}", gw.logs());
+    newcomer_is_taken(&gw);
 }
