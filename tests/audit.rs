@@ -330,18 +330,41 @@ fn smtp_sink_accepting_everything_is_serious() {
     assert!(table.contains("ACCEPTED 250 at end of data"), "{table}");
 }
 
+/// The test zones, a careful gateway on 127.0.0.1 and a plain smtp-sink on the same port
+/// of 127.0.0.2 (where `bk1.tier.test` and `apex.test` point); `None` (SKIP) without
+/// dnsmasq or smtp-sink.
+struct GatewayAndSink {
+    dns: Dnsmasq,
+    /// The port both listen on, for `--port`.
+    port: String,
+    _internal: InternalServer,
+    _gw: Gateway,
+    _sink: ChildGuard,
+}
+
+impl GatewayAndSink {
+    fn start() -> Option<GatewayAndSink> {
+        let dns = Dnsmasq::start(&zone())?;
+        let internal = InternalServer::start();
+        let gw = careful_gateway(&internal, RULES);
+        let sink = smtp_sink_on("127.0.0.2", gw.port)?;
+        Some(GatewayAndSink {
+            dns,
+            port: gw.port.to_string(),
+            _internal: internal,
+            _gw: gw,
+            _sink: sink,
+        })
+    }
+}
+
 #[test]
 fn backup_mx_that_does_not_filter_is_named() {
-    let Some(dns) = Dnsmasq::start(&zone()) else {
+    // Held to the end: dropping it stops the gateway and the sink.
+    let Some(setup) = GatewayAndSink::start() else {
         return;
     };
-    let internal = InternalServer::start();
-    let gw = careful_gateway(&internal, RULES);
-    // The backup runs plain smtp-sink on the same port of another loopback address.
-    let Some(_sink) = smtp_sink_on("127.0.0.2", gw.port) else {
-        return;
-    };
-    let port = gw.port.to_string();
+    let (dns, port) = (&setup.dns, &setup.port);
     let (code, doc) = audit_json(&["tier.test", "--resolver", &dns.resolver(), "--port", &port]);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(doc["front_tier"]["shape"], "equal", "{doc:#}");
@@ -381,15 +404,11 @@ fn backup_mx_that_does_not_filter_is_named() {
 /// went unreported while spammers connecting there skipped the tier.
 #[test]
 fn an_smtp_server_on_the_domain_own_address_is_named() {
-    let Some(dns) = Dnsmasq::start(&zone()) else {
+    // Held to the end: dropping it stops the gateway and the sink.
+    let Some(setup) = GatewayAndSink::start() else {
         return;
     };
-    let internal = InternalServer::start();
-    let gw = careful_gateway(&internal, RULES);
-    let Some(_sink) = smtp_sink_on("127.0.0.2", gw.port) else {
-        return;
-    };
-    let port = gw.port.to_string();
+    let (dns, port) = (&setup.dns, &setup.port);
     let (code, doc) = audit_json(&["apex.test", "--resolver", &dns.resolver(), "--port", &port]);
     assert_eq!(code, 1, "{doc:#}");
     let apex = format!("apex.test 127.0.0.2:{port}");
