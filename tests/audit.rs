@@ -365,7 +365,7 @@ fn backup_mx_that_does_not_filter_is_named() {
         return;
     };
     let (dns, port) = (&setup.dns, &setup.port);
-    let (code, doc) = audit_json(&["tier.test", "--resolver", &dns.resolver(), "--port", &port]);
+    let (code, doc) = audit_json(&["tier.test", "--resolver", &dns.resolver(), "--port", port]);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(doc["front_tier"]["shape"], "equal", "{doc:#}");
     let serious: Vec<&Value> = doc["findings"]
@@ -409,7 +409,7 @@ fn an_smtp_server_on_the_domain_own_address_is_named() {
         return;
     };
     let (dns, port) = (&setup.dns, &setup.port);
-    let (code, doc) = audit_json(&["apex.test", "--resolver", &dns.resolver(), "--port", &port]);
+    let (code, doc) = audit_json(&["apex.test", "--resolver", &dns.resolver(), "--port", port]);
     assert_eq!(code, 1, "{doc:#}");
     let apex = format!("apex.test 127.0.0.2:{port}");
     let apex_finding = finding(&doc, "apex_takes_smtp");
@@ -420,7 +420,7 @@ fn an_smtp_server_on_the_domain_own_address_is_named() {
     for host in doc["hosts"].as_array().unwrap() {
         assert_eq!(host["gtube"]["outcome"], "refused", "{host:#}");
     }
-    let (code, table, _) = audit(&["apex.test", "--resolver", &dns.resolver(), "--port", &port]);
+    let (code, table, _) = audit(&["apex.test", "--resolver", &dns.resolver(), "--port", port]);
     assert_eq!(code, 1, "{table}");
     assert!(table.contains("apex_takes_smtp"), "{table}");
     assert!(table.contains("apex.test (apex)"), "{table}");
