@@ -41,7 +41,7 @@ impl BodyTail {
     /// without one), read on a blocking thread. The spool reuses whole files, so a crash
     /// before the flush can leave old and new blocks mixed past the head too; such a file
     /// was never acknowledged and must not be delivered.
-    pub async fn matches_seal(&self, head: &[u8]) -> io::Result<bool> {
+    async fn matches_seal(&self, head: &[u8]) -> io::Result<bool> {
         let Some(expected) = self.sealed_crc else {
             return Ok(true);
         };
@@ -114,6 +114,21 @@ impl Spool {
             body,
             tail,
         })
+    }
+
+    /// Checks what [`Spool::open_message`] left on disk unchecked, the tail of a sealed
+    /// message, against the seal: `Corrupt` when they differ (torn by a crash), an I/O
+    /// error when it cannot be read now. Read on a blocking thread.
+    pub async fn check_seal(&self, msg: &SpooledMessage) -> Result<(), SpoolError> {
+        let Some(tail) = &msg.tail else {
+            return Ok(());
+        };
+        let path = self.queue.join(msg.id.as_str());
+        match tail.matches_seal(&msg.body).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SpoolError::Corrupt(path, super::seal::TORN.into())),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
     }
 
     /// Size of a message's bytes (our headers included) without reading its body.

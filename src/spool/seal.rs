@@ -11,6 +11,9 @@
 use super::SpoolError;
 use std::path::Path;
 
+/// Why a file whose bytes differ from its seal's checksum is not a message.
+pub(super) const TORN: &str = "checksum differs from the seal: torn by a crash";
+
 /// What the seal records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Seal {
@@ -86,7 +89,7 @@ impl Seal {
         }
         if let Some(bytes) = all {
             if crc32fast::hash(bytes) != self.crc {
-                return corrupt("checksum differs from the seal: torn by a crash".into());
+                return corrupt(TORN.into());
             }
         }
         Ok(())

@@ -54,23 +54,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
 
     // Only the head was checked against the seal at opening; the rest is checked here,
     // off this thread, once the message is due.
-    if let Some(tail) = &msg.tail {
-        match tail.matches_seal(&msg.body).await {
-            Ok(true) => {}
-            Ok(false) => {
-                relay.forget_state(&job.id);
-                let why = SpoolError::Corrupt(
-                    job.id.as_str().into(),
-                    "checksum differs from the seal: torn by a crash".into(),
-                );
-                return set_aside(relay, &job.id, &why);
-            }
-            Err(error) => {
-                let delay = retry_delay(&config, 1);
-                tracing::error!(queue_id = %job.id, error = %error, retry_secs = delay.as_secs(), "cannot read spooled message; will retry");
-                return JobResult::Deferred(delay);
-            }
-        }
+    if let Err(error) = relay.spool.check_seal(&msg).await {
+        relay.forget_state(&job.id);
+        return unusable(relay, &config, &job.id, error);
     }
 
     let started = Instant::now();
@@ -204,7 +190,14 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
         }
         other => other,
     };
-    opened.map_err(|error| match error {
+    opened.map_err(|error| unusable(relay, config, id, error))
+}
+
+/// What to do with a queued message that could not be read: forget an id whose file is
+/// gone, move a file that is not a message out of the queue, retry one that could not be
+/// read just now.
+fn unusable(relay: &Relay, config: &Config, id: &QueueId, error: SpoolError) -> JobResult {
+    match error {
         SpoolError::NotFound(_) => JobResult::Abandoned,
         SpoolError::Corrupt(..) => set_aside(relay, id, &error),
         _ => {
@@ -214,7 +207,7 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
             tracing::error!(queue_id = %id, error = %error, retry_secs = delay.as_secs(), "cannot load spooled message; will retry");
             JobResult::Deferred(delay)
         }
-    })
+    }
 }
 
 /// Moves a queued file that is not a message (`error` says why) out of the queue.
