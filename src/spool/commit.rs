@@ -37,7 +37,22 @@ impl Request {
 /// Sender side of the committer thread; the thread ends when this is dropped.
 #[derive(Debug)]
 pub(super) struct Committer {
-    tx: std_mpsc::Sender<Request>,
+    /// `None` only while dropping.
+    tx: Option<std_mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Committer {
+    /// Waits for the thread (at most one batch or `TOP_UP_STEP` pool files), so nothing
+    /// writes in the spool directory once its spool is gone: a directory removed after its
+    /// spool (a test's) would otherwise get pool files again under the remover's feet and
+    /// be left behind.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Request {
@@ -51,10 +66,13 @@ impl Committer {
         let dir = File::open(spool_dir)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
         let flush = Flush::chosen();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || run(dir, rx, &recycler, flush))?;
-        Ok(Committer { tx })
+        Ok(Committer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Renames `tmp` to `target` durably; resolves after the directory fsync.
@@ -80,14 +98,14 @@ impl Committer {
         target: PathBuf,
     ) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Request {
-                contents,
-                tmp,
-                target,
-                done,
-            })
-            .map_err(|_| SpoolError::Stopped)?;
+        let tx = self.tx.as_ref().ok_or(SpoolError::Stopped)?;
+        tx.send(Request {
+            contents,
+            tmp,
+            target,
+            done,
+        })
+        .map_err(|_| SpoolError::Stopped)?;
         wait.await.map_err(|_| SpoolError::Stopped)?
     }
 }

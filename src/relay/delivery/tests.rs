@@ -37,11 +37,12 @@ fn fixed(config: Arc<Config>) -> Arc<dyn CurrentConfig> {
 }
 
 struct Gateway {
-    _dir: TempDir,
     spool: Arc<Spool>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<()>>,
+    /// Last: removed only after the spool, whose committer writes pool files into it.
+    _dir: TempDir,
 }
 
 impl Gateway {
@@ -49,11 +50,11 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let (spool, ready) = Spool::open(dir.path()).unwrap();
         let gw = Gateway {
-            _dir: dir,
             spool: Arc::new(spool),
             metrics: Arc::new(Metrics::new()),
             shutdown: CancellationToken::new(),
             handle: None,
+            _dir: dir,
         };
         (gw, ready)
     }
@@ -109,7 +110,9 @@ impl Gateway {
             .get()
     }
 
-    async fn stop(mut self) {
+    /// Stops the delivery task; the spool and its directory go when `self` does, after
+    /// every relay the test made of it (declared later, dropped first).
+    async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(h) = self.handle.take() {
             tokio::time::timeout(Duration::from_secs(10), h)
