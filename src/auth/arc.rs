@@ -65,6 +65,26 @@ impl ArcCheck {
         }
     }
 
+    /// A chain not verified, for `reason`, and its `Authentication-Results` text (`fail`:
+    /// RFC 8617 has no `permerror`).
+    pub(crate) fn refused(
+        sets: usize,
+        reason: String,
+        client: std::net::IpAddr,
+    ) -> (ArcCheck, String) {
+        let ip = match client {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("\"{v6}\""),
+        };
+        let text = format!(";\r\n\tarc=fail ({reason}) smtp.remote-ip={ip}");
+        let check = ArcCheck {
+            verdict: ArcVerdict::Fail,
+            sets,
+            reason,
+        };
+        (check, text)
+    }
+
     pub(crate) fn timed_out() -> ArcCheck {
         ArcCheck {
             verdict: ArcVerdict::TempError,

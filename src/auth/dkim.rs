@@ -94,8 +94,8 @@ impl DkimCheck {
             .any(|s| s.verdict == DkimVerdict::Pass)
     }
 
-    /// A verifying signature's `d=` aligns with the From domain: equal, or one a parent
-    /// domain of the other (relaxed alignment without the public suffix list).
+    /// A verifying signature's `d=` aligns with the From domain: equal, or the same
+    /// organizational domain by the public suffix list (relaxed alignment, [`aligned`]).
     pub fn valid_author(&self) -> bool {
         !self.from_domain.is_empty()
             && self

@@ -13,6 +13,7 @@ pub mod arc;
 pub mod dkim;
 pub mod dmarc;
 pub mod results;
+pub mod signed_fields;
 pub mod spf;
 
 pub use arc::ArcCheck;

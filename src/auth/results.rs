@@ -72,7 +72,10 @@ impl AuthOutcome {
     /// was checked).
     pub fn authentication_results_header(&self, hostname: &str) -> String {
         let mut results = AuthenticationResults::new(hostname);
-        if let Some(spf) = &self.spf_helo {
+        // A HELO of which nothing is left as a property value (`EHLO (;=)`) would be written
+        // `smtp.helo=;`, which RFC 8601 does not allow and a strict reader rejects with the
+        // whole field, DMARC included; its SPF result says nothing (it names no host).
+        if let Some(spf) = self.spf_helo.as_ref().filter(|s| has_pvalue_text(&s.helo)) {
             results = results.with_spf_ehlo_result(&spf.output, spf.client_ip, &spf.helo);
         }
         if let Some(spf) = &self.spf_mail_from {
@@ -92,6 +95,14 @@ impl AuthOutcome {
         header.push_str("\r\n");
         header
     }
+}
+
+/// Whether anything of `value` is left once mail-auth drops what a property value may not
+/// hold (white space, controls, `( ) ; = " \\`).
+fn has_pvalue_text(value: &str) -> bool {
+    value.chars().any(
+        |c| !matches!(c, '\0'..=' ' | '\u{7f}'..='\u{9f}' | '(' | ')' | ';' | '=' | '"' | '\\'),
+    )
 }
 
 /// Parses `raw` for DKIM and ARC. Parsing hashes the body once for each canonicalization
@@ -124,6 +135,8 @@ impl Authenticator {
         };
         // DMARC (mail-auth) and DKIM_VALID_AU read the same author domains, as a reader sees them.
         message.from.iter_mut().for_each(normalize_author);
+        let (set_aside, set_aside_text) = super::signed_fields::set_aside_dkim(&mut message);
+        let arc_refused = super::signed_fields::arc_refused(&message);
         let authors = author_domains(&message);
         let from_domain = single_author(&authors);
         let client_ip = outcome.client_ip;
@@ -147,7 +160,8 @@ impl Authenticator {
             let judged = if several_authors {
                 None
             } else {
-                let identities = (&outputs[..], mail_from_domain.as_str(), &spf_output);
+                let spf = spf_for_dmarc(&spf_output, &mail_from_domain, &from_domain);
+                let identities = (&outputs[..], mail_from_domain.as_str(), &spf);
                 Some(self.dmarc_of(&message, identities).await)
             };
             let (dkim, text) = dkim_results(&outputs, &from_domain);
@@ -167,12 +181,13 @@ impl Authenticator {
                     from: authored_by(&message, domain),
                     ..message.clone()
                 };
-                let (mail_from_domain, spf_output) = (mail_from_domain.as_str(), &spf_output);
+                let mail_from_domain = mail_from_domain.as_str();
+                let spf = spf_for_dmarc(&spf_output, mail_from_domain, domain);
                 async move {
                     let judged = self
                         .bounded(deadline, async {
                             let outputs = self.dkim.verify_dkim(&mine).await;
-                            let identities = (&outputs[..], mail_from_domain, spf_output);
+                            let identities = (&outputs[..], mail_from_domain, &spf);
                             self.dmarc_of(&one, identities).await
                         })
                         .await;
@@ -187,6 +202,9 @@ impl Authenticator {
             dkim_results(&outputs, &from_domain)
         };
         let arc_part = async {
+            if let Some(reason) = arc_refused {
+                return ArcCheck::refused(message.ams_headers.len(), reason, client_ip);
+            }
             let output = self.arc.verify_arc(&message).await;
             let text = AuthenticationResults::new("")
                 .with_arc_result(&output, client_ip)
@@ -234,6 +252,8 @@ impl Authenticator {
             dkim.signatures.extend(signatures);
             text.push_str(&dkim_text);
         }
+        dkim.signatures.extend(set_aside);
+        text.push_str(&set_aside_text);
         if dkim.timed_out {
             text.push_str(";\r\n\tdkim=temperror (timed out)");
         } else if dkim.signatures.is_empty() {
@@ -349,17 +369,34 @@ fn temperror_text(domain: &str) -> String {
     }
 }
 
+/// The SPF result DMARC may read for `author`: the MAIL FROM's when its domain has the
+/// author's organizational domain by the public suffix list, as the DKIM side is filtered
+/// ([`split_signatures`]); else none. mail-auth finds organizational domains by its DNS tree
+/// walk (RFC 9989), where a shared suffix publishing a DMARC record of its own
+/// (`_dmarc.dyndns.org`) makes every customer's subdomain align with every other's: SPF
+/// passing for `attacker.dyndns.org` passed DMARC for mail From `victim.dyndns.org`.
+fn spf_for_dmarc(spf: &SpfOutput, mail_from_domain: &str, author: &str) -> SpfOutput {
+    if super::dkim::aligned(mail_from_domain, author) {
+        spf.clone()
+    } else {
+        SpfOutput::new(mail_from_domain.to_owned())
+    }
+}
+
 /// Of the DMARC results of each author domain, the one to act on: a failure under the
 /// strictest policy, else a temporary error (which must not let a failure through
-/// unseen), else the first.
+/// unseen), else a permanent error, else `none`; a pass only when every author passed
+/// (the first then): an author with no DMARC record beside one that passes is not
+/// authenticated, so the message must not earn `DMARC_PASS`.
 fn strictest(checks: Vec<DmarcCheck>) -> DmarcCheck {
     let weight = |c: &DmarcCheck| match (c.verdict, c.policy) {
-        (DmarcVerdict::Fail, DmarcPolicy::Reject) => 5,
-        (DmarcVerdict::Fail, DmarcPolicy::Quarantine) => 4,
-        (DmarcVerdict::Fail, DmarcPolicy::None) => 3,
-        (DmarcVerdict::TempError, _) => 2,
-        (DmarcVerdict::PermError, _) => 1,
-        _ => 0,
+        (DmarcVerdict::Fail, DmarcPolicy::Reject) => 6,
+        (DmarcVerdict::Fail, DmarcPolicy::Quarantine) => 5,
+        (DmarcVerdict::Fail, DmarcPolicy::None) => 4,
+        (DmarcVerdict::TempError, _) => 3,
+        (DmarcVerdict::PermError, _) => 2,
+        (DmarcVerdict::None, _) => 1,
+        (DmarcVerdict::Pass, _) => 0,
     };
     let mut checks = checks.into_iter();
     let first = checks.next().unwrap_or_default();
@@ -551,17 +588,34 @@ fn authserv_id(value: &[u8]) -> Option<String> {
         i += 1;
     }
     let rest = value.get(i..)?;
-    let id = if let Some(quoted) = rest.strip_prefix(b"\"") {
-        let close = memchr::memchr(b'"', quoted)?;
-        &quoted[..close]
+    let id: Cow<'_, [u8]> = if let Some(quoted) = rest.strip_prefix(b"\"") {
+        Cow::Owned(unquote(quoted)?)
     } else {
         let end = rest
             .iter()
             .position(|b| matches!(b, b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n'))
             .unwrap_or(rest.len());
-        &rest[..end]
+        Cow::Borrowed(&rest[..end])
     };
-    (!id.is_empty()).then(|| String::from_utf8_lossy(id).into_owned())
+    (!id.is_empty()).then(|| String::from_utf8_lossy(&id).into_owned())
+}
+
+/// The content of a quoted string (RFC 5322 §3.2.4) whose opening quote is gone: up to the
+/// closing quote, each quoted pair (`\x`) read as its character and folding removed, as a
+/// reader decodes it (`"mx.example\.test"` names `mx.example.test`). `None` when it is
+/// not closed.
+fn unquote(quoted: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut bytes = quoted.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => return Some(out),
+            b'\\' => out.push(*bytes.next()?),
+            b'\r' | b'\n' => {}
+            _ => out.push(b),
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -437,6 +437,26 @@ fn strips_only_our_authentication_results() {
     assert!(tail.is_empty());
 }
 
+/// Regression (review): a quoted authserv-id was compared as written, so one with a quoted
+/// pair (`"mx.gateway\.test"`, which a reader decodes to `mx.gateway.test`) survived the
+/// strip and reached the internal server as a result in our name.
+#[test]
+fn a_quoted_authserv_id_is_read_as_decoded() {
+    let raw = "Authentication-Results: \"mx.gateway\\.test\"; dmarc=pass header.from=bank.test\r\n\
+               Authentication-Results: \"mx.gate\r\n way.test\"; dkim=pass\r\n\
+               Authentication-Results: \"other\\.test\"; dkim=pass\r\n\
+               Authentication-Results: \"mx.gateway.test; dkim=pass\r\n\
+               Subject: hi\r\n\r\nbody\r\n";
+    let stripped = strip_authentication_results(raw.as_bytes(), &[HOST]);
+    assert_eq!(
+        std::str::from_utf8(&stripped).unwrap(),
+        "Authentication-Results: \"mx.gate\r\n way.test\"; dkim=pass\r\n\
+         Authentication-Results: \"other\\.test\"; dkim=pass\r\n\
+         Authentication-Results: \"mx.gateway.test; dkim=pass\r\n\
+         Subject: hi\r\n\r\nbody\r\n"
+    );
+}
+
 #[test]
 fn strips_the_results_of_every_name_given() {
     let raw = "Authentication-Results: gw2.gateway.test; dkim=pass\r\n\
@@ -644,4 +664,171 @@ async fn a_second_author_with_slow_signatures_does_not_shield_the_first() {
         header.contains("header.from=victim.test policy.dmarc=reject"),
         "{header}"
     );
+}
+
+/// `message` with `fields` header fields `X-Fn` added, signed by evil.test (selector
+/// `s1`) over From and all of them: a signature of `fields + 1` signed fields.
+fn signed_over_many_fields(pkcs8: &[u8], fields: usize) -> String {
+    let extra: String = (0..fields).map(|n| format!("X-F{n}: v\r\n")).collect();
+    let raw = format!("{extra}{}", message("a@evil.test", "Hi.\r\n"));
+    let names = std::iter::once("From".to_owned()).chain((0..fields).map(|n| format!("X-F{n}")));
+    let key = Ed25519Key::from_pkcs8_der(pkcs8).unwrap();
+    let signature = DkimSigner::from_key(key)
+        .domain("evil.test")
+        .selector("s1")
+        .headers(names)
+        .sign(raw.as_bytes())
+        .unwrap();
+    format!("{}{raw}", signature.to_header())
+}
+
+/// Regression (review): mail-auth's choice of the signed fields grows with the square of
+/// the `h=` list and ran on the session's worker, beyond the stage deadline's reach: a
+/// signature of the sender's own domain naming 80,000 fields held the worker for seconds
+/// and turned a forgery's DMARC failure into `temperror` (delivered). A signature naming
+/// more than `MAX_SIGNED_FIELDS` is a `permerror`, never verified; one within it verifies.
+#[tokio::test]
+async fn a_signature_of_too_many_fields_is_not_verified() {
+    use super::signed_fields::MAX_SIGNED_FIELDS;
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(TestDns::builder().txt("s1._domainkey.evil.test", &record)).await;
+
+    let within = signed_over_many_fields(&pkcs8, MAX_SIGNED_FIELDS - 1);
+    let outcome = check(&auth, "client.evil.test", "a@evil.test", &within).await;
+    assert!(
+        outcome.symbols().contains(&"DKIM_VALID"),
+        "{:?}",
+        outcome.symbols()
+    );
+
+    let past = signed_over_many_fields(&pkcs8, MAX_SIGNED_FIELDS);
+    let outcome = check(&auth, "client.evil.test", "a@evil.test", &past).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_INVALID"), "{symbols:?}");
+    assert!(!symbols.contains(&"DKIM_VALID"), "{symbols:?}");
+    let dkim = outcome.dkim.as_ref().unwrap();
+    assert_eq!(dkim.signatures.len(), 1, "{dkim:?}");
+    assert_eq!(dkim.signatures[0].verdict, dkim::DkimVerdict::PermError);
+    let header = outcome.authentication_results_header(HOST);
+    assert!(
+        header.contains(
+            "dkim=permerror (signs more than 100 header fields) header.d=evil.test header.s=s1"
+        ),
+        "{header}"
+    );
+}
+
+/// The same bound on ARC: a chain whose message signature names too many fields is not
+/// verified (`ARC_FAIL`), where the same chain within the bound passes.
+#[tokio::test]
+async fn an_arc_signature_of_too_many_fields_fails_the_chain() {
+    use super::signed_fields::MAX_SIGNED_FIELDS;
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(TestDns::builder().txt("arc._domainkey.relay.test", &record)).await;
+    let seal = |fields: usize| {
+        let extra: String = (0..fields).map(|n| format!("X-F{n}: v\r\n")).collect();
+        let raw = format!("{extra}{}", message("alice@example.test", "Hi.\r\n"));
+        let names =
+            std::iter::once("From".to_owned()).chain((0..fields).map(|n| format!("X-F{n}")));
+        let parsed = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
+        let arc_output = mail_auth::ArcOutput::default();
+        let results = AuthenticationResults::new("relay.test");
+        let set = ArcSealer::from_key(Ed25519Key::from_pkcs8_der(&pkcs8).unwrap())
+            .domain("relay.test")
+            .selector("arc")
+            .headers(names)
+            .seal(&parsed, &results, &arc_output)
+            .unwrap();
+        format!("{}{raw}", set.to_header())
+    };
+    let arc_of = |raw: String| {
+        let auth = auth.clone();
+        async move {
+            let mut outcome = AuthOutcome::new(client());
+            auth.verify_message(raw.as_bytes(), &mut outcome, auth.deadline(None))
+                .await;
+            outcome
+        }
+    };
+    let within = arc_of(seal(MAX_SIGNED_FIELDS - 1)).await;
+    assert_eq!(within.arc.as_ref().unwrap().symbol(), "ARC_PASS");
+    let past = arc_of(seal(MAX_SIGNED_FIELDS)).await;
+    assert_eq!(past.arc.as_ref().unwrap().symbol(), "ARC_FAIL");
+    let header = past.authentication_results_header(HOST);
+    assert!(
+        header.contains("arc=fail (signs more than 100 header fields) smtp.remote-ip=192.0.2.10"),
+        "{header}"
+    );
+}
+
+/// Regression (review): SPF alignment was left to mail-auth, which finds organizational
+/// domains by its DNS tree walk: under a shared suffix that publishes a DMARC record
+/// (`_dmarc.dyndns.org`), SPF passing for `attacker.dyndns.org` passed DMARC for mail From
+/// `victim.dyndns.org` (`p=reject`), while a DKIM signature of the attacker's was already
+/// held to the public suffix list.
+#[tokio::test]
+async fn spf_of_another_customer_of_a_shared_suffix_does_not_align() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.dyndns.org", "v=DMARC1; p=none")
+            .txt("_dmarc.victim.dyndns.org", "v=DMARC1; p=reject")
+            .txt("attacker.dyndns.org", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    let raw = message("ceo@victim.dyndns.org", "Pay now.\r\n");
+    let outcome = check(&auth, "client.test", "x@attacker.dyndns.org", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"SPF_PASS"), "{symbols:?}");
+    assert!(!symbols.contains(&"DMARC_PASS"), "{symbols:?}");
+    assert!(outcome.dmarc_reject_requested(), "{symbols:?}");
+}
+
+/// SPF of a subdomain of the author's own organizational domain still aligns (relaxed).
+#[tokio::test]
+async fn spf_of_a_subdomain_of_the_author_aligns() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.shop.test", "v=DMARC1; p=reject")
+            .txt("bounces.shop.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    let raw = message("orders@shop.test", "Your order.\r\n");
+    let outcome = check(&auth, "client.test", "b@bounces.shop.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DMARC_PASS"), "{symbols:?}");
+    assert!(!outcome.dmarc_reject_requested(), "{symbols:?}");
+}
+
+/// Regression (review): with several author domains a pass weighed as much as `none`, and
+/// the first one won: `From: x@evil.test, ceo@nodmarc.test` earned `DMARC_PASS` (a nice
+/// score) for evil.test's pass although nodmarc.test was not authenticated at all.
+#[tokio::test]
+async fn a_pass_does_not_cover_an_author_without_dmarc() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.evil.test", "v=DMARC1; p=none")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    let raw = message("x@evil.test>, <ceo@nodmarc.test", "Hi.\r\n");
+    let outcome = check(&auth, "client.evil.test", "a@evil.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(!symbols.contains(&"DMARC_PASS"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_NONE"), "{symbols:?}");
+}
+
+/// Regression (review): a HELO of which mail-auth's sanitising leaves nothing (`EHLO (;=)`)
+/// was written `smtp.helo=;`, which RFC 8601 does not allow: a strict reader throws the
+/// whole field away, DMARC result included. Such a HELO's SPF part is left out.
+#[tokio::test]
+async fn a_helo_with_nothing_writable_leaves_no_empty_property() {
+    let (_dns, auth) = server(TestDns::builder()).await;
+    let raw = message("a@example.test", "Hi.\r\n");
+    let outcome = check(&auth, "(;=)", "a@example.test", &raw).await;
+    let header = outcome.authentication_results_header(HOST);
+    assert!(!header.contains("smtp.helo="), "{header}");
+    assert!(header.contains("smtp.mailfrom="), "{header}");
+    let named = check(&auth, "client.example.test", "a@example.test", &raw).await;
+    let header = named.authentication_results_header(HOST);
+    assert!(header.contains("smtp.helo=client.example.test"), "{header}");
 }
