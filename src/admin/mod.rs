@@ -17,7 +17,7 @@ mod console;
 use crate::config::OnFailure;
 use crate::metrics::{LogEvery, Metrics};
 use crate::policy::{LivePolicy, Policy};
-use crate::spool::{Capacity, Spool};
+use crate::spool::{Capacity, Spool, CAPACITY_PROBE_LIMIT};
 use crate::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -36,10 +36,6 @@ use tokio_util::task::TaskTracker;
 
 /// A connection lives at most this long (a keep-alive scraper reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
-
-/// `/healthz` says 503 when the spool's probe takes longer than this (a hung file system
-/// must not keep a probe, and its connection slot, busy).
-const SPOOL_PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Refusals of clients outside `metrics.allow` are logged at info at most this often.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -333,7 +329,12 @@ fn host_allowed(host: &[u8], config: &crate::config::Config) -> bool {
     // `[v6]:port`, `[v6]`, `name:port`, `v4:port`, `name`.
     let name = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((inside, _)) => return inside.parse::<std::net::Ipv6Addr>().is_ok(),
+            // A link-local address may carry its zone (`fe80::1%eth0`, `%25` as RFC 6874
+            // writes it in a URI); the address is what names us.
+            Some((inside, _)) => {
+                let address = inside.split('%').next().unwrap_or(inside);
+                return address.parse::<std::net::Ipv6Addr>().is_ok();
+            }
             None => return false,
         }
     } else {
@@ -372,16 +373,11 @@ async fn health(state: &AdminState) -> (StatusCode, String) {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
     }
-    let spool = state.spool.clone();
     let min_free = state.policy.peek().config().spool.min_free_bytes;
-    let probe = tokio::task::spawn_blocking(move || spool.capacity(min_free));
-    let capacity = match tokio::time::timeout(SPOOL_PROBE_DEADLINE, probe).await {
-        Ok(done) => done.unwrap_or(Capacity::NotWritable),
-        Err(_) => {
-            tracing::warn!("/healthz: the spool's probe took longer than {SPOOL_PROBE_DEADLINE:?}");
-            Capacity::NotWritable
-        }
-    };
+    let capacity = state
+        .spool
+        .capacity_within(min_free, CAPACITY_PROBE_LIMIT)
+        .await;
     let spool_line = match capacity {
         Capacity::NotWritable => {
             return (
@@ -490,6 +486,9 @@ mod tests {
             "mx1.example.test:9425",
             "MX1.example.test.",
             "admin.example.test",
+            // A link-local address with its zone, as a client may still send it.
+            "[fe80::1%2]:9425",
+            "[fe80::1%25eth0]",
         ] {
             assert!(host_allowed(host.as_bytes(), &config), "{host}");
         }
@@ -497,6 +496,7 @@ mod tests {
             "evil.example",
             "evil.example:9425",
             "[evil]",
+            "[evil%2]",
             "[::1",
             "",
             "\u{ff}",

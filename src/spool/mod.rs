@@ -13,6 +13,7 @@
 //! with one `syncfs`.
 
 mod body;
+mod capacity;
 mod commit;
 mod envelope;
 mod map;
@@ -21,6 +22,7 @@ mod seal;
 mod spill;
 
 pub use body::{BodyTail, BODY_HEAD_BYTES};
+pub use capacity::{Capacity, CAPACITY_PROBE_LIMIT};
 pub use envelope::{unix_now, DeliveryState, Envelope, FailedRecipient, QueueId, RcptStatus};
 pub use map::Mapped;
 pub use spill::{SpillFile, SpillReader};
@@ -131,6 +133,8 @@ pub struct Spool {
     /// Opened by an admin verb (`queue`, `quarantine`), which may run as another user
     /// than the gateway: the files it writes are handed to the spool's owner.
     admin: bool,
+    /// The capacity probe running now (one at a time).
+    capacity_probe: capacity::InFlight,
 }
 
 impl Spool {
@@ -200,6 +204,7 @@ impl Spool {
                 ready,
                 _lock: lock,
                 admin: !clean_tmp,
+                capacity_probe: capacity::InFlight::default(),
             },
             ready_rx,
         ))
@@ -666,63 +671,6 @@ impl Spool {
     fn state_path(&self, id: &QueueId) -> PathBuf {
         self.queue.join(format!("{id}.state"))
     }
-
-    /// Probes that the spool can take a write (for health checks and after a fault).
-    pub fn writable(&self) -> bool {
-        let probe = self.tmp.join(".probe");
-        let ok = fs::write(&probe, b"ok").is_ok();
-        let _ = fs::remove_file(&probe);
-        ok
-    }
-
-    /// Whether the spool can take mail now, against `min_free` bytes (`spool.min_free_bytes`).
-    /// Blocking: it writes a probe file and asks the file system.
-    pub fn capacity(&self, min_free: u64) -> Capacity {
-        if !self.writable() {
-            return Capacity::NotWritable;
-        }
-        match free_bytes(&self.dir) {
-            Some(free) if free < min_free => Capacity::Low { free },
-            free => Capacity::Room { free },
-        }
-    }
-}
-
-/// What [`Spool::capacity`] found. `/healthz` answers 503 and a tier member stops announcing
-/// itself unless it is `Room`: soon every message would get 452, and senders should go to
-/// another MX without a backup scoring them as bypassers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capacity {
-    /// Writable, with room to spare.
-    Room {
-        /// Bytes left; `None` when the file system cannot tell.
-        free: Option<u64>,
-    },
-    /// A probe write failed.
-    NotWritable,
-    /// Writable, but under `spool.min_free_bytes`.
-    Low {
-        /// Bytes left.
-        free: u64,
-    },
-}
-
-/// Bytes an unprivileged writer can still use on the file system holding `dir` (what the
-/// spool has left before writes fail); `None` when the file system cannot tell.
-fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // Both fields are 32 bits wide on some targets.
-    #[allow(clippy::useless_conversion)]
-    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// Whether `path` is a format-1 file with a seal: only such a file may be recycled. One

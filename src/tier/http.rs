@@ -45,10 +45,22 @@ pub async fn get(
     parse_response(&raw)
 }
 
+/// `addr` as a `Host` header names it: without a link-local address's zone
+/// (`[fe80::1%2]:9425`), which belongs to this host's interfaces and has no place in `Host`
+/// (RFC 9110 §7.2); the gateway refused such a `Host`, so a peer at a link-local admin
+/// address always looked down.
+fn host_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
 async fn exchange(addr: SocketAddr, path: &str) -> Result<Vec<u8>, HttpError> {
     let mut tcp = TcpStream::connect(addr).await?;
+    let host = host_of(addr);
     let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\
          Connection: close\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await?;
@@ -121,6 +133,14 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_names_no_zone() {
+        let host = |a: &str| host_of(a.parse().unwrap());
+        assert_eq!(host("[fe80::1%2]:9425"), "[fe80::1]:9425");
+        assert_eq!(host("[2001:db8::1]:9425"), "[2001:db8::1]:9425");
+        assert_eq!(host("10.0.0.1:9425"), "10.0.0.1:9425");
+    }
 
     #[test]
     fn status_and_body_are_read() {

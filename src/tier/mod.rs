@@ -17,7 +17,7 @@ pub use stamp::{Stamp, StampError};
 
 use crate::config::{Role, TierConfig};
 use crate::metrics::Metrics;
-use crate::spool::{Capacity, Spool};
+use crate::spool::{Capacity, Spool, CAPACITY_PROBE_LIMIT};
 use crate::state::State;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,9 +127,7 @@ impl Tier {
             return true;
         };
         let min_free = self.min_free.load(Ordering::SeqCst);
-        let capacity = tokio::task::spawn_blocking(move || spool.capacity(min_free))
-            .await
-            .unwrap_or(Capacity::NotWritable);
+        let capacity = spool.capacity_within(min_free, CAPACITY_PROBE_LIMIT).await;
         let short = !matches!(capacity, Capacity::Room { .. });
         if short != self.spool_short.swap(short, Ordering::SeqCst) {
             if short {
