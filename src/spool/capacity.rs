@@ -118,8 +118,10 @@ impl Spool {
                 free: free_bytes(&spool.dir),
             };
             // Cleared before the answer is sent, so a caller that sees the answer and asks
-            // again gets a new probe, not this one.
+            // again gets a new probe, not this one; and the spool let go of first, so no
+            // spool outlives the last of its callers' handles because of a probe.
             *spool.capacity_probe.lock() = None;
+            drop(spool);
             let _ = tx.send(Some(found));
         });
         rx
