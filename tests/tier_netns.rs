@@ -598,7 +598,7 @@ fn the_mx_tier_filters_alike_and_closes_every_bypass() {
 
     // 6. Forged verdict headers from outside never reach the internal server.
     let forged = session(&ns, "127.0.0.79", gw1.smtp(), |c| {
-        let mut msg = b"X-Mxguard-Stamp: v=3; g=gw1; t=1; r=accept; s=-99.00; f=0; b=AAAA\r\nX-Spam-Status: No, score=-99\r\n".to_vec();
+        let mut msg = b"X-Mxguard-Stamp: v=4; g=gw1; t=1; r=accept; s=-99.00; f=0; b=AAAA\r\nX-Spam-Status: No, score=-99\r\n".to_vec();
         msg.extend_from_slice(&message("forged@t", "forged", "trust me"));
         c.send_mail("forger@sender.test", &["u@example.test"], &msg)
     });

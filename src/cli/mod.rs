@@ -174,6 +174,11 @@ pub enum RulesAction {
 pub enum StampAction {
     /// Check the `X-Mxguard-Stamp` of a message file: exit 0 when it is valid.
     Verify {
+        /// Oldest stamp accepted. Default: as old as mail the tier still delivers
+        /// (`relay.max_queue_lifetime` plus `spool.quarantine_lifetime`), since a message
+        /// keeps the stamp of its acceptance through a queue or a quarantine.
+        #[arg(long, value_name = "DURATION", value_parser = audit::parse_timeout)]
+        max_age: Option<std::time::Duration>,
         /// The message file.
         file: PathBuf,
     },
@@ -294,8 +299,8 @@ pub fn run() -> ExitCode {
         Verb::Serve { log_format } => serve::run(&cli.config, log_format),
         Verb::Check { tier } => check::run(&cli.config, tier),
         Verb::Stamp {
-            action: StampAction::Verify { file },
-        } => stamp::verify(&cli.config, &file),
+            action: StampAction::Verify { max_age, file },
+        } => stamp::verify(&cli.config, &file, max_age),
         Verb::Queue { action } => queue::run(&cli.config, action),
         Verb::Audit {
             domain,

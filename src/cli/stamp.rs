@@ -7,8 +7,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Exit 0 with the stamp's fields when valid; 1 with the reason otherwise.
-pub fn verify(config_path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+/// Exit 0 with the stamp's fields when valid; 1 with the reason otherwise. A stamp older
+/// than `max_age` is refused; by default, older than any mail the tier can still deliver:
+/// a message keeps the stamp of its acceptance while it waits in the queue (an internal
+/// server down for hours) or in quarantine, and `tier.stamp_max_age` (the trust a peer
+/// gives a fresh stamp) refused all of it after an hour.
+pub fn verify(
+    config_path: &Path,
+    file: &Path,
+    max_age: Option<std::time::Duration>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let Some(tier) = &config.tier else {
         eprintln!(
@@ -28,7 +36,13 @@ pub fn verify(config_path: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    match Stamp::verify(&tier.secret, &message, now, tier.stamp_max_age) {
+    let max_age = max_age.unwrap_or_else(|| {
+        config
+            .relay
+            .max_queue_lifetime
+            .saturating_add(config.spool.quarantine_lifetime)
+    });
+    match Stamp::verify(tier.secret.bytes(), &message, now, max_age) {
         Ok(stamp) => {
             println!(
                 "valid: gateway {} verdict {} score {} at {} (policy {})",

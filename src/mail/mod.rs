@@ -10,6 +10,7 @@ pub mod mime;
 pub mod qp_shape;
 pub mod reply;
 pub mod seven_bit;
+pub mod stamp;
 pub mod trace;
 pub mod url;
 pub mod uuencode;

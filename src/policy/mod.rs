@@ -559,7 +559,9 @@ impl Policy {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let verified = match ctx.message.raw() {
-            Ok(raw) => crate::tier::Stamp::verify(&tier.secret, &raw, now, tier.stamp_max_age),
+            Ok(raw) => {
+                crate::tier::Stamp::verify(tier.secret.bytes(), &raw, now, tier.stamp_max_age)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot map the message to verify its stamp");
                 return false;

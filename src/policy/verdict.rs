@@ -184,7 +184,7 @@ impl Policy {
             );
             // A big message is mapped from its spool file for the body hash.
             match ctx.message.raw() {
-                Ok(raw) => h.push_str(&stamp.header(&t.secret, &raw)),
+                Ok(raw) => h.push_str(&stamp.header(t.secret.bytes(), &raw)),
                 Err(e) => tracing::error!(error = %e, "cannot map the message to stamp it"),
             }
         }

@@ -10,10 +10,10 @@
 pub mod audit;
 pub mod http;
 pub mod peers;
-pub mod stamp;
 
+/// The verdict stamp, kept below the tier in `mail` (the relay signs converted copies).
+pub use crate::mail::stamp::{self, Stamp, StampError};
 pub use peers::{Observation, PeerStatus};
-pub use stamp::{Stamp, StampError};
 
 use crate::config::{Role, TierConfig};
 use crate::metrics::Metrics;

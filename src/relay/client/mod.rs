@@ -317,8 +317,15 @@ impl Connection {
                 whole.extend_from_slice(&chunk);
             }
         }
+        let stamp_key = self.settings.stamp_key.clone();
         let (converted, turn) = tokio::task::spawn_blocking(move || {
-            let converted = to_seven_bit(&whole);
+            let converted = to_seven_bit(&whole).map(|converted| match &stamp_key {
+                // The stamp made at acceptance signed the 8-bit body and its MIME fields.
+                Some(key) => {
+                    crate::mail::stamp::resign(key.bytes(), &converted).unwrap_or(converted)
+                }
+                None => converted,
+            });
             (converted.ok_or(whole), turn)
         })
         .await

@@ -2,7 +2,7 @@
 //! snapshot.
 
 use super::tls;
-use crate::config::{Config, RelayConfig, RelayTls};
+use crate::config::{Config, RelayConfig, RelayTls, TierSecret};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,9 @@ pub struct ClientSettings {
     /// One 7-bit conversion at a time (see `Connection::seven_bit_copy`), shared by the
     /// settings of every configuration snapshot so that a reload does not add one.
     pub(super) conversions: Arc<Semaphore>,
+    /// The tier's key, to sign again the stamp of a copy converted to 7-bit MIME (whose
+    /// body and MIME fields the stamp made at acceptance no longer matches).
+    pub(super) stamp_key: Option<TierSecret>,
 }
 
 impl fmt::Debug for ClientSettings {
@@ -57,6 +60,7 @@ impl ClientSettings {
             data_timeout: timeout,
             tls_connector: tls::tls_connector(),
             conversions: one_conversion(),
+            stamp_key: None,
         }
     }
 
@@ -86,6 +90,7 @@ impl ClientSettings {
             data_timeout: relay.data_timeout,
             tls_connector,
             conversions,
+            stamp_key: None,
         }
     }
 }
@@ -124,11 +129,14 @@ impl SettingsCache {
                 return settings.clone();
             }
         }
-        let settings = ClientSettings::with_shared(
-            &config.relay,
-            self.connector.clone(),
-            self.conversions.clone(),
-        );
+        let settings = ClientSettings {
+            stamp_key: config.tier.as_ref().map(|t| t.secret.clone()),
+            ..ClientSettings::with_shared(
+                &config.relay,
+                self.connector.clone(),
+                self.conversions.clone(),
+            )
+        };
         *cached = Some((config.clone(), settings.clone()));
         settings
     }

@@ -534,6 +534,50 @@ async fn an_eight_bit_body_reaches_a_server_without_8bitmime_as_seven_bit_mime()
     assert!(!mail.contains("BODY="), "{mail}");
 }
 
+/// Regression (review): the tier's stamp, made at acceptance over the 8-bit body and its
+/// `Content-Transfer-Encoding`, no longer matched the 7-bit copy sent to a server without
+/// 8BITMIME, so `stamp verify` on the internal server called every such message forged.
+/// The converted copy is signed again (same gateway, time and verdict).
+#[tokio::test]
+async fn a_converted_copy_carries_a_stamp_that_still_verifies() {
+    use crate::mail::stamp::Stamp;
+    let server = FakeServer::start(Script {
+        eight_bit_mime: false,
+        ..Script::default()
+    })
+    .await;
+    let key = crate::config::TierSecret::from_bytes(b"tier-key");
+    let mut s = settings(server.addr, &[]);
+    s.stamp_key = Some(key.clone());
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test"]);
+    let message = "From: a@b.test\r\nSubject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e\r\n";
+    let stamp = Stamp::new("gw1", 1_000, "accept", 0.5, "0123456789abcdef");
+    let stamped = format!("{}{message}", stamp.header(key.bytes(), message.as_bytes()));
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: stamped.as_bytes(),
+        tail: None,
+        body_8bit: true,
+        smtputf8: false,
+    };
+    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    let data = server.messages()[0].data.clone();
+    let text = String::from_utf8(data.clone()).unwrap();
+    assert!(text.contains("quoted-printable"), "{text}");
+    let day = Duration::from_secs(86_400);
+    let verified = Stamp::verify(key.bytes(), &data, 1_100, day).unwrap();
+    assert_eq!((verified.gateway.as_str(), verified.time), ("gw1", 1_000));
+    // Without the key (a gateway outside a tier) the copy goes as converted, its old
+    // stamp unchanged.
+    let plain = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &plain).await.unwrap();
+    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    let data = server.messages()[1].data.clone();
+    assert!(Stamp::verify(key.bytes(), &data, 1_100, day).is_err());
+}
+
 /// Regression: mail with a UTF-8 envelope or header went to a server that does not offer
 /// SMTPUTF8 without the keyword (RFC 6531 §3.2 forbids it): such a server may mangle the
 /// addresses. Nothing is sent to it (the delivery settles it, as Postfix does), and mail

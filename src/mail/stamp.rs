@@ -1,4 +1,4 @@
-//! The signed verdict stamp: `X-Mxguard-Stamp: v=3; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
+//! The signed verdict stamp: `X-Mxguard-Stamp: v=4; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
 //! f=FINGERPRINT-PREFIX; b=MAC`, where MAC is HMAC-SHA256 with the tier's key over those
 //! fields, the Message-ID, the author and recipient fields, Subject and the fields that
 //! say how to read the body ([`SIGNED_FIELDS`])
@@ -9,9 +9,13 @@
 //!
 //! The body is hashed in a canonical form (LF line ends, trailing blank lines dropped), so
 //! a stamp still verifies after a mail store rewrote CRLF to LF; header values are
-//! unfolded with their blank runs collapsed.
+//! unfolded with their blank runs collapsed outside quoted strings (a refold changes
+//! those, while inside quotes a blank is part of a value: `boundary="b  1"` is another
+//! boundary than `"b 1"`), and read as the bytes they are.
+//!
+//! Here, below the tier, so that the relay can sign again a copy it had to convert (7-bit
+//! MIME for a server without 8BITMIME); the key is the tier's secret.
 
-use crate::config::TierSecret;
 use crate::mail::header_fields::remove_fields;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -105,17 +109,17 @@ impl Stamp {
 
     fn fields(&self) -> String {
         format!(
-            "v=3; g={}; t={}; r={}; s={}; f={}",
+            "v=4; g={}; t={}; r={}; s={}; f={}",
             self.gateway, self.time, self.verdict, self.score, self.fingerprint
         )
     }
 
-    /// The whole header line, CRLF-terminated, signed for `message` (its header section
-    /// gives the Message-ID, the rest is the body).
-    pub fn header(&self, secret: &TierSecret, message: &[u8]) -> String {
+    /// The whole header line, CRLF-terminated, signed with `key` for `message` (its header
+    /// section gives the Message-ID and the signed fields, the rest is the body).
+    pub fn header(&self, key: &[u8], message: &[u8]) -> String {
         let (headers, body) = split(message);
         let mac = mac(
-            secret,
+            key,
             &self.fields(),
             &message_id(headers),
             &signed_fields(headers),
@@ -158,9 +162,9 @@ impl Stamp {
             }
         }
         // Version 1 stamps left the author and subject unsigned, version 2 the MIME
-        // fields: no longer trusted.
-        if v.as_deref() != Some("3") {
-            return Err(StampError::Malformed("not version 3".into()));
+        // fields, version 3 collapsed blanks inside quoted strings: no longer trusted.
+        if v.as_deref() != Some("4") {
+            return Err(StampError::Malformed("not version 4".into()));
         }
         let need = |x: Option<String>, name: &str| {
             x.ok_or_else(|| StampError::Malformed(format!("field {name} missing")))
@@ -183,9 +187,10 @@ impl Stamp {
         ))
     }
 
-    /// Finds the one stamp of `message` and checks its signature and age at `now`.
+    /// Finds the one stamp of `message` and checks its signature (made with `key`) and age
+    /// at `now`.
     pub fn verify(
-        secret: &TierSecret,
+        key: &[u8],
         message: &[u8],
         now: u64,
         max_age: Duration,
@@ -196,20 +201,20 @@ impl Stamp {
             [one] => one,
             more => return Err(StampError::Several(more.len())),
         };
-        let (stamp, tag) = Stamp::parse(value)?;
+        let (stamp, tag) = Stamp::parse(&String::from_utf8_lossy(value))?;
         let (headers, body) = split(message);
         let id = message_id(headers);
         let fields = signed_fields(headers);
         let body = body_hash(body);
-        let signed_for = |id: &str| {
-            mac(secret, &stamp.fields(), id, &fields, &body)
+        let signed_for = |id: &[u8]| {
+            mac(key, &stamp.fields(), id, &fields, &body)
                 .verify_slice(&tag)
                 .is_ok()
         };
         // A message that reached the tier without a Message-ID was stamped over an empty
         // one; an MTA downstream may have added one since (Postfix does for mail from its
         // own host). A stamp made over a real id still binds it.
-        if !signed_for(&id) && (id.is_empty() || !signed_for("")) {
+        if !signed_for(&id) && (id.is_empty() || !signed_for(b"")) {
             return Err(StampError::BadSignature);
         }
         if stamp.time > now.saturating_add(CLOCK_SKEW) {
@@ -228,6 +233,22 @@ impl Stamp {
     }
 }
 
+/// `message` with its one stamp made again with `key` over the message as it is now (the
+/// same gateway, time, verdict, score and policy): for a copy the relay converted to 7-bit
+/// MIME, whose body and MIME fields the old MAC no longer matches. `None` when the message
+/// has no stamp, several, or one that does not parse (then it goes as it is).
+pub fn resign(key: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+    let values = stamp_values(message);
+    let [value] = values.as_slice() else {
+        return None;
+    };
+    let (stamp, _) = Stamp::parse(&String::from_utf8_lossy(value)).ok()?;
+    let bare = strip(message);
+    let mut out = stamp.header(key, &bare).into_bytes();
+    out.extend_from_slice(&bare);
+    Some(out)
+}
+
 /// The message without any stamp (incoming ones from outside the tier never reach the
 /// internal server); borrowed when there was none.
 pub fn strip(message: &[u8]) -> Cow<'_, [u8]> {
@@ -237,40 +258,75 @@ pub fn strip(message: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// The values of every stamp header of `message`, unfolded.
-fn stamp_values(message: &[u8]) -> Vec<String> {
+fn stamp_values(message: &[u8]) -> Vec<Vec<u8>> {
     unfolded_values(message, HEADER)
 }
 
-/// The value of every `wanted` field (any case) of a header section, in order, unfolded
-/// with its blank runs collapsed to one space.
-fn unfolded_values(headers: &[u8], wanted: &str) -> Vec<String> {
+/// The value of every `wanted` field (any case) of a header section, in order, in the
+/// canonical form of [`canonical_value`].
+fn unfolded_values(headers: &[u8], wanted: &str) -> Vec<Vec<u8>> {
     let mut values = Vec::new();
     let _ = remove_fields(headers, |name, value| {
         if name.eq_ignore_ascii_case(wanted.as_bytes()) {
-            let text = String::from_utf8_lossy(value);
-            values.push(text.split_whitespace().collect::<Vec<_>>().join(" "));
+            values.push(canonical_value(value));
         }
         false
     });
     values
 }
 
+/// A field value unfolded (line breaks dropped), trimmed, with each run of blanks outside
+/// quoted strings read as one space; inside a quoted string (RFC 5322 §3.2.4, with its
+/// quoted pairs) every byte is kept, since there a blank is part of the value.
+fn canonical_value(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut blank = false;
+    for &b in value {
+        if b == b'\r' || b == b'\n' {
+            continue;
+        }
+        if quoted {
+            out.push(b);
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if b == b' ' || b == b'\t' {
+            blank = true;
+            continue;
+        }
+        if blank && !out.is_empty() {
+            out.push(b' ');
+        }
+        blank = false;
+        quoted = b == b'"';
+        out.push(b);
+    }
+    out
+}
+
 /// HMAC over the fields, the Message-ID, the signed header fields and the canonical body
 /// hash.
 fn mac(
-    secret: &TierSecret,
+    key: &[u8],
     fields: &str,
-    message_id: &str,
-    signed_fields: &str,
+    message_id: &[u8],
+    signed_fields: &[u8],
     body_hash: &[u8],
 ) -> Hmac<Sha256> {
     // An HMAC takes a key of any length: this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.bytes())
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
     mac.update(fields.as_bytes());
     mac.update(b"\nm=");
-    mac.update(message_id.as_bytes());
-    mac.update(signed_fields.as_bytes());
+    mac.update(message_id);
+    mac.update(signed_fields);
     mac.update(b"\nh=");
     mac.update(body_hash);
     mac
@@ -278,14 +334,14 @@ fn mac(
 
 /// The [`SIGNED_FIELDS`] of a header section in a form no other section shares: for each
 /// name, how many occurrences, then each value unfolded (no line breaks remain).
-fn signed_fields(headers: &[u8]) -> String {
-    let mut out = String::new();
+fn signed_fields(headers: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     for wanted in SIGNED_FIELDS {
         let values = unfolded_values(headers, wanted);
-        out.push_str(&format!("\n{wanted}:{}", values.len()));
+        out.extend_from_slice(format!("\n{wanted}:{}", values.len()).as_bytes());
         for value in values {
-            out.push('\n');
-            out.push_str(&value);
+            out.push(b'\n');
+            out.extend_from_slice(&value);
         }
     }
     out
@@ -306,7 +362,7 @@ fn split(message: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// The Message-ID value, trimmed; empty when there is none.
-fn message_id(headers: &[u8]) -> String {
+fn message_id(headers: &[u8]) -> Vec<u8> {
     unfolded_values(headers, "message-id")
         .into_iter()
         .find(|id| !id.is_empty())
@@ -340,13 +396,13 @@ mod tests {
     const MSG: &[u8] =
         b"From: a@b.test\r\nMessage-ID: <m1@b.test>\r\nSubject: hi\r\n\r\nline one\r\nline two\r\n\r\n";
 
-    fn key() -> TierSecret {
-        TierSecret::from_bytes(b"tier-key")
+    fn key() -> &'static [u8] {
+        b"tier-key"
     }
 
     fn stamped(msg: &[u8]) -> Vec<u8> {
         let stamp = Stamp::new("gw1", 1_000, "accept", 0.5, "abcdef0123456789abcdef");
-        let mut out = stamp.header(&key(), msg).into_bytes();
+        let mut out = stamp.header(key(), msg).into_bytes();
         out.extend_from_slice(msg);
         out
     }
@@ -354,7 +410,7 @@ mod tests {
     #[test]
     fn a_fresh_stamp_verifies_and_survives_lf_line_ends() {
         let m = stamped(MSG);
-        let s = Stamp::verify(&key(), &m, 1_100, Duration::from_secs(3600)).unwrap();
+        let s = Stamp::verify(key(), &m, 1_100, Duration::from_secs(3600)).unwrap();
         assert_eq!(
             (s.gateway.as_str(), s.verdict.as_str(), s.score.as_str()),
             ("gw1", "accept", "0.50")
@@ -364,45 +420,45 @@ mod tests {
             .unwrap()
             .replace("\r\n", "\n")
             .into_bytes();
-        assert!(Stamp::verify(&key(), &lf, 1_100, Duration::from_secs(3600)).is_ok());
+        assert!(Stamp::verify(key(), &lf, 1_100, Duration::from_secs(3600)).is_ok());
     }
 
     #[test]
     fn forgery_tampering_other_keys_and_age_are_refused() {
         let m = stamped(MSG);
         let day = Duration::from_secs(86_400);
-        let other = TierSecret::from_bytes(b"another-key");
+        let other: &[u8] = b"another-key";
         assert_eq!(
-            Stamp::verify(&other, &m, 1_100, day),
+            Stamp::verify(other, &m, 1_100, day),
             Err(StampError::BadSignature)
         );
         let tampered = String::from_utf8(m.clone())
             .unwrap()
             .replace("line two", "line 2");
         assert_eq!(
-            Stamp::verify(&key(), tampered.as_bytes(), 1_100, day),
+            Stamp::verify(key(), tampered.as_bytes(), 1_100, day),
             Err(StampError::BadSignature)
         );
         let verdict_changed = String::from_utf8(m.clone())
             .unwrap()
             .replace("r=accept", "r=tag");
         assert_eq!(
-            Stamp::verify(&key(), verdict_changed.as_bytes(), 1_100, day),
+            Stamp::verify(key(), verdict_changed.as_bytes(), 1_100, day),
             Err(StampError::BadSignature)
         );
         assert!(matches!(
-            Stamp::verify(&key(), &m, 100_000, Duration::from_secs(60)),
+            Stamp::verify(key(), &m, 100_000, Duration::from_secs(60)),
             Err(StampError::Stale { .. })
         ));
         assert_eq!(
-            Stamp::verify(&key(), MSG, 1_100, day),
+            Stamp::verify(key(), MSG, 1_100, day),
             Err(StampError::Missing)
         );
-        let forged = b"X-Mxguard-Stamp: v=3; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
+        let forged = b"X-Mxguard-Stamp: v=4; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
         let mut f = forged.to_vec();
         f.extend_from_slice(MSG);
         assert_eq!(
-            Stamp::verify(&key(), &f, 1_100, day),
+            Stamp::verify(key(), &f, 1_100, day),
             Err(StampError::BadSignature)
         );
     }
@@ -419,12 +475,12 @@ mod tests {
             "Subject: hi\r\n",
             "Subject: hi\r\nMessage-ID: <q1@internal.test>\r\n",
         );
-        assert!(Stamp::verify(&key(), added.as_bytes(), 1_100, day).is_ok());
+        assert!(Stamp::verify(key(), added.as_bytes(), 1_100, day).is_ok());
         let other_id = String::from_utf8(stamped(MSG))
             .unwrap()
             .replace("<m1@b.test>", "<m2@b.test>");
         assert_eq!(
-            Stamp::verify(&key(), other_id.as_bytes(), 1_100, day),
+            Stamp::verify(key(), other_id.as_bytes(), 1_100, day),
             Err(StampError::BadSignature)
         );
     }
@@ -462,21 +518,21 @@ mod tests {
         ] {
             let changed = m.replacen(from, to, 1);
             assert_eq!(
-                Stamp::verify(&key(), changed.as_bytes(), 1_100, day),
+                Stamp::verify(key(), changed.as_bytes(), 1_100, day),
                 Err(StampError::BadSignature),
                 "{to:?}"
             );
         }
         // Refolding a signed field, or adding fields it does not sign, keeps it valid.
         let refolded = m.replacen("Subject: hi\r\n", "Subject:\r\n   hi\r\n", 1);
-        assert!(Stamp::verify(&key(), refolded.as_bytes(), 1_100, day).is_ok());
+        assert!(Stamp::verify(key(), refolded.as_bytes(), 1_100, day).is_ok());
         let added = m.replacen("Subject: hi\r\n", "Subject: hi\r\nDelivered-To: u@x\r\n", 1);
-        assert!(Stamp::verify(&key(), added.as_bytes(), 1_100, day).is_ok());
-        // Version 1 and 2 stamps (which signed less) are no longer trusted.
-        for old in ["v=1;", "v=2;"] {
-            let old = m.replacen("v=3;", old, 1);
+        assert!(Stamp::verify(key(), added.as_bytes(), 1_100, day).is_ok());
+        // Version 1, 2 and 3 stamps (which signed less) are no longer trusted.
+        for old in ["v=1;", "v=2;", "v=3;"] {
+            let old = m.replacen("v=4;", old, 1);
             assert!(matches!(
-                Stamp::verify(&key(), old.as_bytes(), 1_100, day),
+                Stamp::verify(key(), old.as_bytes(), 1_100, day),
                 Err(StampError::Malformed(_))
             ));
         }
@@ -488,20 +544,77 @@ mod tests {
     fn a_stamp_dated_ahead_of_the_clock_is_refused() {
         let m = stamped(MSG);
         let hour = Duration::from_secs(3600);
-        assert!(Stamp::verify(&key(), &m, 1_000 - CLOCK_SKEW, hour).is_ok());
+        assert!(Stamp::verify(key(), &m, 1_000 - CLOCK_SKEW, hour).is_ok());
         assert_eq!(
-            Stamp::verify(&key(), &m, 1_000 - CLOCK_SKEW - 1, hour),
+            Stamp::verify(key(), &m, 1_000 - CLOCK_SKEW - 1, hour),
             Err(StampError::Future {
                 ahead: CLOCK_SKEW + 1
             })
         );
     }
 
+    /// Regression (review): blanks were collapsed inside quoted strings too, and values
+    /// read through a lossy UTF-8 decoding: a stamped message whose `boundary="b  1"` the
+    /// tier read as plain text verified with `boundary="b 1"`, under which a reader finds
+    /// the attachment the tier never judged; and two different invalid bytes read alike.
+    #[test]
+    fn blanks_inside_quotes_and_raw_bytes_are_signed_as_they_are() {
+        let day = Duration::from_secs(86_400);
+        let msg = b"From: a@b.test\r\nContent-Type: multipart/mixed;\r\n boundary=\"b  1\"\r\nSubject: caf\xe9\r\n\r\nbody\r\n";
+        let m = stamped(msg);
+        assert!(Stamp::verify(key(), &m, 1_100, day).is_ok());
+        let text = |m: &[u8]| m.to_vec();
+        let replace = |m: &[u8], from: &[u8], to: &[u8]| {
+            let at = m.windows(from.len()).position(|w| w == from).unwrap();
+            let mut out = m[..at].to_vec();
+            out.extend_from_slice(to);
+            out.extend_from_slice(&m[at + from.len()..]);
+            out
+        };
+        let one_blank = replace(&text(&m), b"\"b  1\"", b"\"b 1\"");
+        assert_eq!(
+            Stamp::verify(key(), &one_blank, 1_100, day),
+            Err(StampError::BadSignature)
+        );
+        let other_byte = replace(&text(&m), b"caf\xe9", b"caf\xff");
+        assert_eq!(
+            Stamp::verify(key(), &other_byte, 1_100, day),
+            Err(StampError::BadSignature)
+        );
+        // Refolding and blanks outside quotes still do not matter.
+        let refolded = replace(&text(&m), b";\r\n boundary", b";   boundary");
+        assert!(Stamp::verify(key(), &refolded, 1_100, day).is_ok());
+    }
+
+    #[test]
+    fn canonical_values_keep_quoted_strings_whole() {
+        assert_eq!(canonical_value(b"  a \t b  "), b"a b");
+        assert_eq!(canonical_value(b"x; b=\"p  q\"  r"), b"x; b=\"p  q\" r");
+        assert_eq!(canonical_value(b"\"a\\\"  b\"  c"), b"\"a\\\"  b\" c");
+        assert_eq!(canonical_value(b"a\r\n\tb"), b"a b");
+    }
+
+    /// A copy changed below the stamp (as the relay's 7-bit conversion changes it) is
+    /// signed again with the same fields; without a stamp, or with several, nothing is made.
+    #[test]
+    fn resign_signs_the_message_as_it_is_now() {
+        let day = Duration::from_secs(86_400);
+        let m = String::from_utf8(stamped(MSG)).unwrap();
+        let changed = m.replace("line two", "line 2");
+        assert!(Stamp::verify(key(), changed.as_bytes(), 1_100, day).is_err());
+        let again = resign(key(), changed.as_bytes()).unwrap();
+        let stamp = Stamp::verify(key(), &again, 1_100, day).unwrap();
+        assert_eq!((stamp.gateway.as_str(), stamp.time), ("gw1", 1_000));
+        assert_eq!(stamp.verdict, "accept");
+        assert!(resign(key(), MSG).is_none());
+        assert!(resign(key(), &stamped(&stamped(MSG))).is_none());
+    }
+
     #[test]
     fn strip_removes_every_stamp_and_nothing_else() {
         let m = stamped(&stamped(MSG));
         assert!(matches!(
-            Stamp::verify(&key(), &m, 1_100, Duration::from_secs(60)),
+            Stamp::verify(key(), &m, 1_100, Duration::from_secs(60)),
             Err(StampError::Several(2))
         ));
         assert_eq!(&*strip(&m), MSG);
