@@ -195,3 +195,62 @@ fn full_disk_is_452_never_250_and_recovers_when_space_returns() {
     );
     drop(gw);
 }
+
+/// One session up to the RCPT reply for `to`, from `from`.
+fn rcpt_reply(gw: &Gateway, from: &str, to: &str) -> Reply {
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd(&format!("MAIL FROM:<{from}>")).expect(250, "2.1.0");
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    c.quit();
+    r
+}
+
+/// Regression (review): redb remembers an I/O error and refuses every later transaction
+/// of that handle until the file is opened again. One `ENOSPC` on the embedded state
+/// store's file system (by default the spool's) turned greylisting off (`on_failure =
+/// "open"`) until a restart, long after space came back. The store now opens its file
+/// again after such an error.
+#[test]
+fn the_embedded_state_store_recovers_when_space_returns() {
+    let Some(fs_) = Tmpfs::mount("3m") else {
+        return;
+    };
+    let internal = InternalServer::start();
+    let state = fs_.path().join("state.redb");
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&format!(
+        "[state]\npath = {:?}\ntimeout = \"3s\"\n\
+         [greylist]\nenabled = true\ndelay = \"1h\"\nwindow = \"2h\"\n",
+        state.display().to_string()
+    )));
+    let greylisted = |r: &Reply| r.code == 451 && r.text().contains("Greylisted");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("s{n}@sender.test")
+    };
+    let r = rcpt_reply(&gw, &next(), "user@example.test");
+    assert!(greylisted(&r), "a first attempt passed: {r}");
+
+    // Fill the file system; new triplets are written until one fails (and fails open).
+    let filler = fill(fs_.path());
+    let failed_open = (0..400).any(|_| {
+        let r = rcpt_reply(&gw, &next(), "user@example.test");
+        !greylisted(&r)
+    });
+    assert!(failed_open, "the state store never ran out of space");
+
+    fs::remove_file(&filler).unwrap();
+    let recovered = wait_until(Duration::from_secs(20), || {
+        greylisted(&rcpt_reply(&gw, &next(), "user@example.test"))
+    });
+    assert!(
+        recovered,
+        "greylisting did not come back once space returned"
+    );
+    assert!(
+        gw.wait_log_line(Duration::from_secs(1), "reopened after an I/O error", 0)
+            .is_some(),
+        "the store was not reopened"
+    );
+    drop(gw);
+}

@@ -7,16 +7,18 @@
 //! operation atomic without locks; plain look-ups (classifier counts, map fields) read a
 //! snapshot in their own read transaction, which never waits for the writer. Values carry their expiry; expired entries read as absent and a sweep
 //! removes them when the store is idle. The file is opened in redb's multi-writer mode so
-//! the command-line tools can use it while the gateway runs.
+//! the command-line tools can use it while the gateway runs, and opened again after an
+//! I/O error (a full disk), which redb otherwise holds against every later transaction.
 //!
 //! One file (~630 lines) because the writer thread's operations and the trait methods that
 //! queue them mirror each other one to one.
 
 use super::algo::{self, Triplet};
 use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -119,7 +121,16 @@ pub struct Embedded {
     requests: mpsc::Sender<Request>,
     /// Reads that need no atomic update (the classifier's counters and maps) take a read
     /// transaction on a blocking thread instead of queuing behind the writes' commits.
-    db: Arc<Database>,
+    /// Swapped for a new handle when the writer reopens the file (see [`writer`]).
+    db: Arc<ArcSwap<Database>>,
+}
+
+/// Opens the file as every handle of the store does (multi-writer, so the command-line
+/// tools can use it while the gateway runs).
+fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .create(path)
 }
 
 impl Embedded {
@@ -136,13 +147,13 @@ impl Embedded {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
         }
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(path)
-            .map_err(|e| failed(e.to_string()))?;
-        let db = Arc::new(db);
+        let db = open_database(path).map_err(|e| failed(e.to_string()))?;
+        let db = Arc::new(ArcSwap::from_pointee(db));
         let (requests, queue) = mpsc::channel::<Request>();
-        let writer_db = db.clone();
+        let writer_db = Handle {
+            db: db.clone(),
+            path: path.to_owned(),
+        };
         std::thread::Builder::new()
             .name("mxguard-state".into())
             .spawn(move || writer(&writer_db, queue, sweep_every))
@@ -159,7 +170,7 @@ impl Embedded {
             + 'static,
         empty: T,
     ) -> Result<T, StateError> {
-        let db = self.db.clone();
+        let db = self.db.load_full();
         tokio::task::spawn_blocking(move || read_now(&db, read, empty))
             .await
             .map_err(|e| StateError::Backend(format!("state read: {e}")))?
@@ -174,7 +185,7 @@ impl Embedded {
         read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>,
         empty: T,
     ) -> Result<T, StateError> {
-        read_now(&self.db, read, empty)
+        read_now(&self.db.load(), read, empty)
     }
 
     async fn run(&self, op: Op) -> Result<Answer, StateError> {
@@ -442,16 +453,49 @@ fn expiry(now: u64, ttl: Duration) -> u64 {
     now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The writer's view of the store: the handle in use and the file to open again.
+struct Handle {
+    db: Arc<ArcSwap<Database>>,
+    path: PathBuf,
+}
+
+impl Handle {
+    /// After a failed transaction: redb remembers an I/O error (a full disk, `EIO`) and
+    /// refuses every later transaction of that handle ("previous I/O error") until the
+    /// file is opened again. Without this, one `ENOSPC` while the spool's disk was full
+    /// turned greylisting, rate limits, tier memory and the classifier off (or every
+    /// message into `451`) until a restart, long after space came back.
+    fn recover(&self) {
+        let poisoned = matches!(
+            self.db.load().begin_write().map_err(redb::Error::from),
+            Err(redb::Error::PreviousIo)
+        );
+        if !poisoned {
+            return;
+        }
+        match open_database(&self.path) {
+            Ok(fresh) => {
+                self.db.store(Arc::new(fresh));
+                tracing::warn!(path = %self.path.display(), "state store: reopened after an I/O error");
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "state store: cannot reopen after an I/O error; trying again at the next failure");
+            }
+        }
+    }
+}
+
 /// The writer thread: batches of queued operations, one transaction and commit each;
 /// expired entries swept when idle, and at least once per `every`.
-fn writer(db: &Database, queue: mpsc::Receiver<Request>, every: Duration) {
+fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
     let mut swept = std::time::Instant::now();
     loop {
         let next = queue.recv_timeout(SWEEP_IDLE.min(every));
         let idle = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
         if idle || swept.elapsed() >= every {
-            if let Err(e) = sweep(db) {
+            if let Err(e) = sweep(&handle.db.load()) {
                 tracing::warn!(error = %e, "state store: sweeping expired entries failed");
+                handle.recover();
             }
             swept = std::time::Instant::now();
         }
@@ -468,7 +512,7 @@ fn writer(db: &Database, queue: mpsc::Receiver<Request>, every: Duration) {
             }
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
-        match apply(db, ops) {
+        match apply(&handle.db.load(), ops) {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
@@ -479,6 +523,7 @@ fn writer(db: &Database, queue: mpsc::Receiver<Request>, every: Duration) {
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
+                handle.recover();
             }
         }
     }
@@ -680,7 +725,7 @@ mod sweep_tests {
 
     fn raw_entries(store: &Embedded) -> usize {
         read_now(
-            &store.db,
+            &store.db.load(),
             |table| Ok(table.iter().map_err(backend_error)?.count()),
             0,
         )
