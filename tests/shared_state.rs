@@ -234,11 +234,20 @@ fn score_aware_greylisting_delays_only_suspicious_mail() {
     internal.expect_message_id("suspicious-2@t");
 }
 
+/// What [`through_an_outage`] leaves: the replies before, during and after, the gateway,
+/// the internal server and the restarted Redis (kept running while the test looks).
+type Outage = (
+    Vec<Reply>,
+    Vec<Reply>,
+    Vec<Reply>,
+    Gateway,
+    InternalServer,
+    RedisServer,
+);
+
 /// Sends messages from one client while Redis is killed and restarted; returns the
 /// replies to the end of data, in order, split at the kill and at the restart.
-fn through_an_outage(
-    on_failure: &str,
-) -> (Vec<Reply>, Vec<Reply>, Vec<Reply>, Gateway, InternalServer) {
+fn through_an_outage(on_failure: &str) -> Outage {
     let Some(mut redis) = RedisServer::start() else {
         panic!("caller checks for redis-server");
     };
@@ -280,7 +289,7 @@ fn through_an_outage(
         }
         thread::sleep(Duration::from_millis(200));
     }
-    (before, during, after, gw, internal)
+    (before, during, after, gw, internal, redis)
 }
 
 /// A rate limit every message passes: it makes every message need the state backend.
@@ -291,7 +300,7 @@ fn redis_outage_fails_open_and_recovers_without_restart() {
     if interop_required("redis-server").is_none() {
         return;
     }
-    let (before, during, after, gw, internal) = through_an_outage("open");
+    let (before, during, after, gw, internal, _redis) = through_an_outage("open");
     for r in before.iter().chain(&during) {
         r.expect(250, "2.0.0");
     }
@@ -318,7 +327,7 @@ fn redis_outage_fails_closed_with_451_and_recovers_without_restart() {
     if interop_required("redis-server").is_none() {
         return;
     }
-    let (before, during, after, gw, _internal) = through_an_outage("closed");
+    let (before, during, after, gw, _internal, _redis) = through_an_outage("closed");
     for r in &before {
         r.expect(250, "2.0.0");
     }

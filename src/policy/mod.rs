@@ -346,6 +346,7 @@ impl Policy {
                 c.clone(),
                 model.clone(),
                 config.classifier.min_learned,
+                config.state.on_failure,
             )));
         }
         // Rules run last at end of data: their metas combine every other check's symbols.

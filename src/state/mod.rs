@@ -280,6 +280,15 @@ impl State {
         op: &'static str,
         call: impl std::future::Future<Output = Result<T, StateError>>,
     ) -> Result<T, Unavailable> {
+        // Known down: fail now rather than wait out the timeout (pings always go, so the
+        // health watcher finds the backend back).
+        if op != "ping" && !self.health.worth_trying() {
+            self.metrics
+                .state_errors_total
+                .with_label_values(&[op])
+                .inc();
+            return Err(Unavailable(self.on_failure));
+        }
         let started = tokio::time::Instant::now();
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,
@@ -481,12 +490,19 @@ impl State {
     }
 
     /// Pings the backend every `interval` until `stop`, so an outage and a recovery are
-    /// noticed (and logged, and exported) even when no check is asking.
+    /// noticed (and logged, and exported) even when no check is asking; every second
+    /// while it is down, since calls then fail at once (see [`Health::worth_trying`]) and
+    /// mostly these pings find it back.
     pub async fn watch(self, interval: Duration, stop: tokio_util::sync::CancellationToken) {
         loop {
+            let wait = if self.health.is_up() {
+                interval
+            } else {
+                interval.min(Duration::from_secs(1))
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             let _ = self.ping().await;
         }

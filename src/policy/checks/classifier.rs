@@ -27,16 +27,21 @@ pub struct Classify {
     /// What makes two classifications of one message alike: the same classifier (so the
     /// same store), model and vote threshold. Fixed for the snapshot, so made once.
     key: Arc<str>,
+    /// `state.on_failure` of this snapshot: the classifier keeps the state it started
+    /// with, whose failure mode a reload does not change.
+    on_failure: OnFailure,
 }
 
 impl Classify {
     /// Classifies with `classifier` and `model` (the one the policy's fingerprint names:
     /// read once, so a model published in between cannot make them differ); no vote below
-    /// `min_learned` learned messages of a class.
+    /// `min_learned` learned messages of a class; a store that does not answer is met as
+    /// `on_failure` says.
     pub fn new(
         classifier: Arc<Classifier>,
         model: Option<Arc<LrModel>>,
         min_learned: u32,
+        on_failure: OnFailure,
     ) -> Classify {
         let key = format!(
             "{:p} {} {}",
@@ -49,6 +54,7 @@ impl Classify {
             model,
             min_learned,
             key: key.into(),
+            on_failure,
         }
     }
 }
@@ -92,13 +98,17 @@ impl Check for Classify {
                 });
                 Decision::Continue
             }
-            Err(ClassifyError::Unavailable(Unavailable(OnFailure::Closed))) => Decision::Tempfail(
-                Reply::new(451, "4.3.0", "Temporary local problem, try again later"),
-            ),
-            Err(ClassifyError::Unavailable(Unavailable(OnFailure::Open))) => {
-                ctx.hit_once("STATE_UNAVAILABLE", 0.0);
-                Decision::Continue
-            }
+            Err(ClassifyError::Unavailable(Unavailable(_))) => match self.on_failure {
+                OnFailure::Closed => Decision::Tempfail(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary local problem, try again later",
+                )),
+                OnFailure::Open => {
+                    ctx.hit_once("STATE_UNAVAILABLE", 0.0);
+                    Decision::Continue
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "classifier failed; message judged without it");
                 Decision::Continue
@@ -273,7 +283,7 @@ mod tests {
         let shared = classifier();
         let mut live = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         live.message = b"Subject: hello\r\n\r\nsome words\r\n".to_vec().into();
-        Classify::new(shared.clone(), shared.model(), 5)
+        Classify::new(shared.clone(), shared.model(), 5, OnFailure::Open)
             .run(&mut live)
             .await;
         assert_eq!(bands_hit(&live), ["BAYES_50"]);
@@ -296,7 +306,7 @@ mod tests {
         });
 
         let mut shadow = second_judgement(&live);
-        Classify::new(shared.clone(), shared.model(), 5)
+        Classify::new(shared.clone(), shared.model(), 5, OnFailure::Open)
             .run(&mut shadow)
             .await;
         assert_eq!(
@@ -307,7 +317,7 @@ mod tests {
 
         // A different vote threshold or another classifier classifies afresh.
         let mut stricter = second_judgement(&live);
-        Classify::new(shared.clone(), shared.model(), 50)
+        Classify::new(shared.clone(), shared.model(), 50, OnFailure::Open)
             .run(&mut stricter)
             .await;
         assert!(bands_hit(&stricter).is_empty());
@@ -320,7 +330,7 @@ mod tests {
         ));
 
         let mut other = second_judgement(&live);
-        Classify::new(classifier(), classifier().model(), 5)
+        Classify::new(classifier(), classifier().model(), 5, OnFailure::Open)
             .run(&mut other)
             .await;
         assert_eq!(bands_hit(&other), ["BAYES_50"]);
@@ -328,6 +338,54 @@ mod tests {
         // A new transaction on the same connection forgets the answer.
         live.reset_transaction();
         assert!(live.classification.is_none());
+    }
+
+    /// Regression (review): the classifier keeps the state it started with, so a failing
+    /// store was met with the failure mode of the start (the one carried by its error):
+    /// after a reload from `on_failure = "closed"` to `"open"`, every message still got
+    /// `451` at end of data. The snapshot's own `state.on_failure` decides.
+    #[tokio::test]
+    async fn a_store_that_does_not_answer_is_met_as_the_snapshot_says() {
+        use crate::config::{StateBackendConfig, StateConfig};
+        use crate::state::State;
+        // A port nothing listens on: every call is refused.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = StateConfig {
+            backend: StateBackendConfig::Redis {
+                urls: vec![format!("redis://{dead}/")],
+                cluster: false,
+            },
+            timeout: std::time::Duration::from_millis(200),
+            on_failure: OnFailure::Closed,
+            key_prefix: "t:".into(),
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let state = State::open(&config, metrics).await.unwrap();
+        let down = Arc::new(Classifier::new(
+            Source::State(state),
+            Settings {
+                node: "test".into(),
+            },
+        ));
+        let judge = |on_failure| {
+            let down = down.clone();
+            async move {
+                let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+                ctx.message = b"Subject: hello\r\n\r\nsome words\r\n".to_vec().into();
+                let decision = Classify::new(down, None, 5, on_failure).run(&mut ctx).await;
+                let unavailable = ctx.symbols.iter().any(|s| s.name == "STATE_UNAVAILABLE");
+                (decision, unavailable)
+            }
+        };
+        let (decision, unavailable) = judge(OnFailure::Open).await;
+        assert_eq!(decision, Decision::Continue);
+        assert!(unavailable);
+        let (decision, _) = judge(OnFailure::Closed).await;
+        assert!(matches!(decision, Decision::Tempfail(_)), "{decision:?}");
     }
 
     fn autolearn_config() -> ClassifierConfig {
