@@ -506,6 +506,43 @@ mod tests {
     /// or `state.timeout` past the clock's end made `serve` exit 101. A greylisting prefix
     /// of 0 made every client one network, and a recipient list keyed `.example.test` was
     /// in force for no recipient at all.
+    /// Regression (review): `rediss://` passed `check` but `serve` refused to start (the
+    /// client has no TLS), and a rate limit of more than one event per millisecond of its
+    /// period was silently enforced as one per millisecond.
+    #[test]
+    fn settings_the_gateway_cannot_honour_are_refused_at_load() {
+        let text = r#"
+            [relay]
+            domains = ["example.test"]
+            internal = ["127.0.0.1:2526"]
+            [state]
+            backend = "redis"
+            redis = "rediss://127.0.0.1:6380/"
+            [[ratelimit]]
+            name = "fast"
+            key = "client_ip"
+            limit = 5000
+            per = "1s"
+            [[ratelimit]]
+            name = "fine"
+            key = "client_ip"
+            limit = 1000
+            per = "1s"
+        "#;
+        let err = Config::from_toml(Path::new("t.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TLS to Redis (rediss://) is not built in"),
+            "{err}"
+        );
+        assert!(
+            err.contains("ratelimit[0].limit: more than one event per millisecond"),
+            "{err}"
+        );
+        assert!(!err.contains("ratelimit[1]"), "{err}");
+    }
+
     #[test]
     fn unlimited_numbers_and_never_times_are_refused_by_name() {
         let never = "\"300000000000y\"";

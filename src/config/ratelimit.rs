@@ -172,6 +172,14 @@ pub(super) fn validate(raw: Vec<RawRateLimit>, problems: &mut Problems) -> Vec<R
             problems.bad(&format!("{at}.limit"), "must be greater than 0");
         }
         time_limit(problems, &format!("{at}.per"), r.per, true);
+        // The counter keeps whole milliseconds between events: more than one a millisecond
+        // was silently enforced as one (`limit = 5000, per = "1s"` allowed 1000).
+        if r.limit > 0 && u128::from(r.limit) > r.per.as_millis() {
+            problems.bad(
+                &format!("{at}.limit"),
+                "more than one event per millisecond of `per` cannot be counted; lengthen `per`",
+            );
+        }
         let burst = r.burst.unwrap_or(r.limit);
         if burst == 0 {
             problems.bad(&format!("{at}.burst"), "must be greater than 0");

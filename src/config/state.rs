@@ -107,7 +107,14 @@ impl RawState {
                     problems.bad("state.redis", "a redis://host:port/ URL is required");
                 }
                 for url in &urls {
-                    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    if url.starts_with("rediss://") {
+                        // The client is built without TLS: `check` took the URL and
+                        // `serve` then refused to start.
+                        problems.bad(
+                            "state.redis",
+                            &format!("{url:?}: TLS to Redis (rediss://) is not built in; use redis:// over a private network or a TLS tunnel (stunnel, spiped)"),
+                        );
+                    } else if !url.starts_with("redis://") {
                         problems.bad("state.redis", &format!("{url:?} is not a redis:// URL"));
                     }
                 }
