@@ -2,10 +2,11 @@
 
 use super::dns_lists::{self, DnsListConfig, RawDnsList};
 use super::networks::NetworkList;
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Score thresholds: `accept` < `tag` ≤ `quarantine` ≤ `reject`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,6 +86,8 @@ pub struct PolicyConfig {
     pub deny_networks: NetworkList,
     /// What a meta does when it reads a rule the engine skips.
     pub skipped_rule_metas: SkippedRuleMetas,
+    /// How long the backtracking rule searches of one message may take together.
+    pub backtrack_budget: Duration,
     /// A second configuration every message is also judged by, never acting on it.
     pub shadow: Option<PathBuf>,
 }
@@ -127,6 +130,8 @@ pub(super) struct RawPolicy {
     allow_networks: Vec<String>,
     deny_networks: Vec<String>,
     skipped_rule_metas: String,
+    #[serde(with = "humantime_serde")]
+    backtrack_budget: Duration,
     shadow: Option<PathBuf>,
 }
 
@@ -154,6 +159,7 @@ impl Default for RawPolicy {
             allow_networks: Vec::new(),
             deny_networks: Vec::new(),
             skipped_rule_metas: "skip".into(),
+            backtrack_budget: Duration::from_secs(1),
             shadow: None,
         }
     }
@@ -251,8 +257,15 @@ impl RawPolicy {
                 );
             }
         }
+        time_limit(
+            problems,
+            "policy.backtrack_budget",
+            self.backtrack_budget,
+            true,
+        );
         PolicyConfig {
             skipped_rule_metas,
+            backtrack_budget: self.backtrack_budget,
             shadow: self.shadow,
             dnsbl: dns_lists::validate("policy.dnsbl", self.dnsbl, problems),
             dnsbl_threshold: self.dnsbl_threshold,

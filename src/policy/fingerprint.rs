@@ -111,6 +111,7 @@ fn checks(out: &mut String, config: &Config) {
         }
     }
     let _ = writeln!(out, "uribl_max_domains={}", p.uribl_max_domains);
+    let _ = writeln!(out, "backtrack_budget={:?}", p.backtrack_budget);
     for (name, list) in [
         ("trusted_networks", &p.trusted_networks),
         ("allow_networks", &p.allow_networks),

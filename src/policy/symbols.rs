@@ -22,6 +22,7 @@ const ALWAYS: &[&str] = &[
     "HELO_NOT_FQDN",
     "HELO_IS_OURS",
     "HELO_UNRESOLVABLE",
+    crate::rules::BACKTRACK_BUDGET_SYMBOL,
 ];
 
 /// Symbols of the DNS and authentication checks.
@@ -83,5 +84,6 @@ pub fn compile_options(config: &Config) -> CompileOptions {
         },
         provided,
         acted_on: p.actions.keys().cloned().collect(),
+        backtrack_budget: p.backtrack_budget,
     }
 }

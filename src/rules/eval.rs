@@ -3,6 +3,48 @@
 use super::compile::{CompiledRules, Group, Matcher, Member};
 use super::message::MessageView;
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// The symbol a message gets when its backtracking searches ran out of their time (see
+/// [`Budget`]).
+pub const BACKTRACK_BUDGET_SYMBOL: &str = "RULES_BACKTRACK_BUDGET";
+
+/// What one evaluation found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The symbols, as [`CompiledRules::evaluate`] returns them.
+    pub hits: Vec<Hit>,
+    /// The backtracking searches ran out of their time: the rules left read as unknown.
+    pub backtrack_budget_spent: bool,
+}
+
+/// The time the backtracking searches of one message may still take together. A search is
+/// bounded in steps (`BACKTRACK_LIMIT`) but runs once per body line and header, so a
+/// message of many lines built for a lookaround rule of an imported set took seconds per
+/// rule (9 s for 200 KB); past the budget the searches left read as unknown, as a search
+/// past its step limit does.
+struct Budget {
+    until: Instant,
+    spent: bool,
+}
+
+impl Budget {
+    fn new(time: Duration) -> Budget {
+        let now = Instant::now();
+        Budget {
+            until: now.checked_add(time).unwrap_or(now),
+            spent: false,
+        }
+    }
+
+    /// Whether another backtracking search may run.
+    fn allows(&mut self) -> bool {
+        if !self.spent && Instant::now() >= self.until {
+            self.spent = true;
+        }
+        !self.spent
+    }
+}
 
 /// One rule or symbol that fired.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,25 +59,37 @@ pub struct Hit {
 
 impl Matcher {
     /// Whether `hay` matches; `None` when a backtracking search ran out of its step limit
-    /// before it knew (padding can make that happen): then neither `=~` nor `!~` hits.
-    fn is_match(&self, hay: &[u8]) -> Option<bool> {
+    /// before it knew (padding can make that happen), or `budget` had no time left for it:
+    /// then neither `=~` nor `!~` hits.
+    fn is_match(&self, hay: &[u8], budget: &mut Budget) -> Option<bool> {
         match self {
             Matcher::Linear(re) => Some(re.is_match(hay)),
-            Matcher::Backtracking(re) => re.is_match(hay).ok(),
+            Matcher::Backtracking(re) if budget.allows() => re.is_match(hay).ok(),
+            Matcher::Backtracking(_) => None,
         }
     }
 
-    fn count(&self, hay: &[u8], max: u32) -> u32 {
+    /// Matches in `hay`, at most `max`, and whether a backtracking search stopped before it
+    /// had seen all of `hay` (its step limit, or the budget).
+    fn count(&self, hay: &[u8], max: u32, budget: &mut Budget) -> (u32, bool) {
         let max = max as usize;
-        let n = match self {
-            Matcher::Linear(re) => re.find_iter(hay).take(max).count(),
-            Matcher::Backtracking(re) => re
-                .find_iter(hay)
-                .take(max)
-                .take_while(|m| m.is_ok())
-                .count(),
+        let (n, cut) = match self {
+            Matcher::Linear(re) => (re.find_iter(hay).take(max).count(), false),
+            Matcher::Backtracking(_) if !budget.allows() => (0, true),
+            Matcher::Backtracking(re) => {
+                let mut n = 0;
+                let mut cut = false;
+                for m in re.find_iter(hay).take(max) {
+                    if m.is_err() {
+                        cut = true;
+                        break;
+                    }
+                    n += 1;
+                }
+                (n, cut)
+            }
         };
-        u32::try_from(n).unwrap_or(u32::MAX)
+        (u32::try_from(n).unwrap_or(u32::MAX), cut)
     }
 }
 
@@ -52,15 +106,21 @@ fn record(counts: &mut [u32], member: &Member, found: u32) {
 
 impl Group {
     /// Runs the group over one subject.
-    fn run(&self, hay: &[u8], counts: &mut [u32], unknown: &mut [bool]) {
-        self.run_pieces(&[hay], counts, unknown);
+    fn run(&self, hay: &[u8], counts: &mut [u32], unknown: &mut [bool], budget: &mut Budget) {
+        self.run_pieces(&[hay], counts, unknown, budget);
     }
 
     /// Runs the group over a subject read in pieces: a rule matches when it matches inside
     /// one piece, and `!~` hits when no piece matches.
     /// A rule whose search ran out of its step limit in every piece where it did not match
     /// is marked in `unknown` (see [`CompiledRules::evaluate`]'s metas).
-    fn run_pieces(&self, pieces: &[&[u8]], counts: &mut [u32], unknown: &mut [bool]) {
+    fn run_pieces(
+        &self,
+        pieces: &[&[u8]],
+        counts: &mut [u32],
+        unknown: &mut [bool],
+        budget: &mut Budget,
+    ) {
         if self.members.is_empty() {
             return;
         }
@@ -88,13 +148,14 @@ impl Group {
                 let here = if in_piece[i] && !member.prefiltered {
                     Some(true)
                 } else {
-                    member.matcher.is_match(piece)
+                    member.matcher.is_match(piece, budget)
                 };
                 match here {
                     Some(true) => {
                         matched[i] = Some(true);
                         if let (Some(max), false) = (member.max_hits, member.negate) {
-                            let more = member.matcher.count(piece, max - found[i].min(max));
+                            let (more, _) =
+                                member.matcher.count(piece, max - found[i].min(max), budget);
                             found[i] = found[i].saturating_add(more.max(1)).min(max);
                         }
                     }
@@ -116,8 +177,17 @@ impl Group {
     }
 
     /// Runs the group over lines: the sets prefilter the joined text, the individual regex
-    /// confirms each candidate line by line (so no match spans two lines).
-    fn run_lines(&self, joined: &str, lines: &[String], counts: &mut [u32]) {
+    /// confirms each candidate line by line (so no match spans two lines). A rule that
+    /// matched no line but could not tell for some (a search past its step limit, or no
+    /// budget left) is marked in `unknown`, as in [`Group::run_pieces`].
+    fn run_lines(
+        &self,
+        joined: &str,
+        lines: &[String],
+        counts: &mut [u32],
+        unknown: &mut [bool],
+        budget: &mut Budget,
+    ) {
         if self.members.is_empty() || lines.is_empty() {
             return;
         }
@@ -129,7 +199,7 @@ impl Group {
         }
         for &i in &self.unset {
             candidate[i] = match &self.members[i].matcher {
-                m @ Matcher::Linear(_) => m.is_match(joined.as_bytes()) == Some(true),
+                Matcher::Linear(re) => re.is_match(joined.as_bytes()),
                 Matcher::Backtracking(_) => true,
             };
         }
@@ -164,21 +234,32 @@ impl Group {
                 }
             }
             let mut found = 0u32;
+            let mut undecided = false;
             for line in lines {
                 match member.max_hits {
                     Some(max) => {
-                        found += member.matcher.count(line.as_bytes(), max - found);
+                        let (more, cut) =
+                            member.matcher.count(line.as_bytes(), max - found, budget);
+                        found += more;
+                        undecided |= cut;
                         if found >= max {
                             break;
                         }
                     }
-                    None => {
-                        if member.matcher.is_match(line.as_bytes()) == Some(true) {
+                    None => match member.matcher.is_match(line.as_bytes(), budget) {
+                        Some(true) => {
                             found = 1;
                             break;
                         }
-                    }
+                        Some(false) => {}
+                        None => undecided = true,
+                    },
                 }
+            }
+            // Read as "not hit", a rule whose searches ran out fired the metas that test
+            // for its absence (`meta NICE !__RULE`) on the very text built to exhaust it.
+            if found == 0 && undecided {
+                unknown[member.slot] = true;
             }
             record(counts, member, found);
         }
@@ -194,6 +275,13 @@ impl CompiledRules {
     /// one (`score NAME 0` drops them), else with the given score. The result is therefore
     /// the complete symbol list for the message, sorted by name; `__` sub-rules never appear.
     pub fn evaluate(&self, view: &MessageView, external: &[(&str, f64)]) -> Vec<Hit> {
+        self.evaluate_counted(view, external).hits
+    }
+
+    /// [`CompiledRules::evaluate`], saying also whether the backtracking searches ran out
+    /// of their time (`policy.backtrack_budget`).
+    pub fn evaluate_counted(&self, view: &MessageView, external: &[(&str, f64)]) -> Evaluation {
+        let mut budget = Budget::new(self.backtrack_budget);
         let mut counts = vec![0u32; self.slots.len()];
         let mut unknown = vec![false; self.slots.len()];
         for (target, group) in &self.headers {
@@ -201,20 +289,35 @@ impl CompiledRules {
                 .header_text(target)
                 .or_else(|| target.if_unset.clone())
                 .unwrap_or_default();
-            group.run(text.as_bytes(), &mut counts, &mut unknown);
+            group.run(text.as_bytes(), &mut counts, &mut unknown, &mut budget);
         }
         for (slot, target) in &self.exists {
             if view.has_target(target) {
                 counts[*slot] = 1;
             }
         }
-        self.body
-            .run_lines(view.body_text(), view.body_lines(), &mut counts);
-        self.uri
-            .run_lines(view.uris_text(), view.uris(), &mut counts);
-        self.rawbody
-            .run_pieces(&view.rawbody_pieces(), &mut counts, &mut unknown);
-        self.full.run(view.full(), &mut counts, &mut unknown);
+        self.body.run_lines(
+            view.body_text(),
+            view.body_lines(),
+            &mut counts,
+            &mut unknown,
+            &mut budget,
+        );
+        self.uri.run_lines(
+            view.uris_text(),
+            view.uris(),
+            &mut counts,
+            &mut unknown,
+            &mut budget,
+        );
+        self.rawbody.run_pieces(
+            &view.rawbody_pieces(),
+            &mut counts,
+            &mut unknown,
+            &mut budget,
+        );
+        self.full
+            .run(view.full(), &mut counts, &mut unknown, &mut budget);
 
         for (name, _) in external {
             if let Some(&slot) = self.by_name.get(*name) {
@@ -291,7 +394,10 @@ impl CompiledRules {
             }
         }
         hits.sort_by(|a, b| a.name.cmp(&b.name));
-        hits
+        Evaluation {
+            hits,
+            backtrack_budget_spent: budget.spent,
+        }
     }
 }
 
@@ -308,8 +414,16 @@ mod tests {
             .build()
             .unwrap();
         let m = Matcher::Backtracking(Box::new(evil));
-        assert_eq!(m.is_match(format!("{}c", "a".repeat(40)).as_bytes()), None);
-        assert_eq!(m.is_match(b"ab"), Some(true));
-        assert_eq!(m.is_match(b"c"), Some(false));
+        let budget = &mut Budget::new(Duration::from_secs(60));
+        assert_eq!(
+            m.is_match(format!("{}c", "a".repeat(40)).as_bytes(), budget),
+            None
+        );
+        assert_eq!(m.is_match(b"ab", budget), Some(true));
+        assert_eq!(m.is_match(b"c", budget), Some(false));
+        // No time left: unknown, the search not even tried.
+        let spent = &mut Budget::new(Duration::ZERO);
+        assert_eq!(m.is_match(b"ab", spent), None);
+        assert_eq!(m.count(b"ab ab", 10, spent), (0, true));
     }
 }

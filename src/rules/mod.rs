@@ -39,7 +39,7 @@ pub mod sample;
 mod tests;
 
 pub use compile::{CompileReport, CompiledRules};
-pub use eval::Hit;
+pub use eval::{Evaluation, Hit, BACKTRACK_BUDGET_SYMBOL};
 pub use html_text::decode_entities;
 pub use message::{AttachmentPart, Decoded, HeaderField, MessageView, ScanLimits};
 pub use model::{

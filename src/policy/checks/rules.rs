@@ -3,7 +3,7 @@
 //! with the scores from the rules files.
 
 use crate::policy::{Check, Context, Decision, Stage, SymbolHit};
-use crate::rules::CompiledRules;
+use crate::rules::{CompiledRules, BACKTRACK_BUDGET_SYMBOL};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -38,16 +38,26 @@ impl Check for RulesCheck {
             .iter()
             .map(|s| (s.name.as_str(), s.score))
             .collect();
-        let hits = crate::runtime::off_the_session_threads(ctx.message.len(), || {
-            self.rules.evaluate(&view, &external)
+        let judged = crate::runtime::off_the_session_threads(ctx.message.len(), || {
+            self.rules.evaluate_counted(&view, &external)
         });
-        ctx.symbols = hits
+        ctx.symbols = judged
+            .hits
             .into_iter()
             .map(|h| SymbolHit {
                 name: h.name,
                 score: h.score,
             })
             .collect();
+        if judged.backtrack_budget_spent {
+            tracing::warn!(
+                budget = ?self.rules.backtrack_budget(),
+                "rules: the backtracking searches of this message ran out of time; the rules left were not decided ({BACKTRACK_BUDGET_SYMBOL})"
+            );
+            // After the rules, so only its score in the rules files counts, not a meta's.
+            let score = self.rules.score_of(BACKTRACK_BUDGET_SYMBOL).unwrap_or(0.0);
+            ctx.hit(BACKTRACK_BUDGET_SYMBOL, score);
+        }
         Decision::Continue
     }
 }

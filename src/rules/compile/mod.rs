@@ -55,8 +55,11 @@ pub enum SkippedRuleMetas {
     Evaluate,
 }
 
+/// How long the backtracking searches of one message may take together by default.
+pub const DEFAULT_BACKTRACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a rule set is compiled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileOptions {
     /// Metas that read skipped rules.
     pub skipped_rule_metas: SkippedRuleMetas,
@@ -66,6 +69,20 @@ pub struct CompileOptions {
     /// Rules and symbols an action is tied to (`policy.actions`): evaluated and reported
     /// even when scored 0, since the action decides whatever the score.
     pub acted_on: BTreeSet<String>,
+    /// How long the backtracking searches (`fancy-regex`: lookaround, backreferences) of
+    /// one message may take together; the ones left then read as unknown.
+    pub backtrack_budget: std::time::Duration,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            skipped_rule_metas: SkippedRuleMetas::default(),
+            provided: BTreeSet::new(),
+            acted_on: BTreeSet::new(),
+            backtrack_budget: DEFAULT_BACKTRACK_BUDGET,
+        }
+    }
 }
 
 impl CompileOptions {
@@ -119,6 +136,8 @@ pub struct CompiledRules {
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Canonical lines of the effective rule set (see [`CompiledRules::fingerprint`]).
     pub(crate) canonical: Vec<String>,
+    /// See [`CompileOptions::backtrack_budget`].
+    pub(crate) backtrack_budget: std::time::Duration,
 }
 
 impl RuleSet {
@@ -156,6 +175,17 @@ impl CompiledRules {
         self.diagnostics
             .iter()
             .any(|d| d.severity == Severity::Error)
+    }
+
+    /// The score a `score` line gives `name`, if one does.
+    pub fn score_of(&self, name: &str) -> Option<f64> {
+        let slot = self.slots.get(*self.by_name.get(name)?)?;
+        slot.scored_by_file.then_some(slot.score)
+    }
+
+    /// See [`CompileOptions::backtrack_budget`].
+    pub fn backtrack_budget(&self) -> std::time::Duration {
+        self.backtrack_budget
     }
 
     /// The `describe` text of a rule or symbol.
@@ -475,6 +505,7 @@ impl<'a> Compiler<'a> {
             report: self.report,
             diagnostics: self.diagnostics,
             canonical: self.canonical,
+            backtrack_budget: self.options.backtrack_budget,
         }
     }
 

@@ -437,6 +437,52 @@ fn a_meta_that_depends_on_a_search_past_its_step_limit_does_not_fire() {
     assert_eq!(names(&rules, plain), vec!["EITHER", "NOT_EVIL", "SUBJ_HIT"]);
 }
 
+/// Regression (review): a body (or uri) rule whose search ran out of its step limit on
+/// every line it did not match was read as "not hit", while header, rawbody and full rules
+/// were already unknown: `meta NOT_B !__B` fired on the text built to exhaust `__B`.
+#[test]
+fn a_body_rule_past_its_step_limit_is_unknown_too() {
+    let rules = compile(
+        "body __B /^(?:(?=a)a|a)+(?!a)b/\n\
+         meta NOT_B !__B\n\
+         body PLAIN_WORD /hello/\n",
+    );
+    let exhausting = format!("Subject: s\r\n\r\n{}c\r\nhello\r\n", "a".repeat(40));
+    assert_eq!(names(&rules, exhausting.as_bytes()), vec!["PLAIN_WORD"]);
+    let plain = b"Subject: s\r\n\r\nc\r\nhello\r\n";
+    assert_eq!(names(&rules, plain), vec!["NOT_B", "PLAIN_WORD"]);
+}
+
+/// Regression (review): the step limit bounds one search, but a backtracking rule runs
+/// once per line: a message of many lines built for a lookaround rule of an imported set
+/// took seconds per rule. Past `policy.backtrack_budget` (for the whole message) the
+/// backtracking searches left read as unknown and the evaluation says so; the linear
+/// rules are all decided.
+#[test]
+fn backtracking_searches_stop_at_the_message_budget() {
+    let set = RuleSet::parse_text(
+        std::path::Path::new("t.cf"),
+        "body __B /(?<=x)never/\n\
+         meta NOT_B !__B\n\
+         body PLAIN_WORD /hello/\n",
+    );
+    let spent = set.compile_with(&crate::rules::compile::CompileOptions {
+        backtrack_budget: std::time::Duration::ZERO,
+        ..Default::default()
+    });
+    let raw = b"Subject: s\r\n\r\nhello\r\n";
+    let view = MessageView::parse(raw);
+    let judged = spent.evaluate_counted(&view, &[]);
+    let hit: Vec<&str> = judged.hits.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(hit, ["PLAIN_WORD"]);
+    assert!(judged.backtrack_budget_spent);
+    let ample = set.compile_with(&crate::rules::compile::CompileOptions::default());
+    let judged = ample.evaluate_counted(&view, &[]);
+    let hit: Vec<&str> = judged.hits.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(hit, ["NOT_B", "PLAIN_WORD"]);
+    assert!(!judged.backtrack_budget_spent);
+}
+
 /// Regression (review): the first body line was the first `Subject`; SpamAssassin 4.0.1
 /// (`spamassassin -t` on this message) puts the last one there.
 #[test]
