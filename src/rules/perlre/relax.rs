@@ -3,20 +3,26 @@
 
 /// A linear-engine superset of a translated backtracking pattern, used to prefilter it:
 /// lookaround assertions are removed (an assertion only ever rejects matches), atomic groups
-/// become plain groups and possessive quantifiers greedy ones. `None` when the pattern has
-/// backreferences or recursion, which cannot be relaxed this way.
+/// become plain groups, possessive quantifiers greedy ones, and a backreference any text
+/// (`(?s-u:.*)`). `None` when the pattern has named backreferences or recursion, or refers
+/// to a group it does not have.
 pub(crate) fn relax(pattern: &str, constructs: &[&str]) -> Option<String> {
     if constructs.contains(&"recursion") {
         return None;
     }
     let chars: Vec<char> = pattern.chars().collect();
-    let groups = capture_groups(&chars);
-    relax_chars(&chars, &groups, 0)
+    relax_chars(&chars, capture_groups(&chars))
 }
 
-/// The source of each numbered capture group (index 0 is group 1).
-fn capture_groups(chars: &[char]) -> Vec<String> {
-    let mut groups = Vec::new();
+/// What a backreference becomes: any bytes at all. Its group's own source, which an
+/// earlier version copied there, is read under the flags in force where the copy stands,
+/// not where the group stood: `(?i:(abc))x\1` became `(?i:(abc))x(?:abc)`, which
+/// `ABCxABC` does not match, so the rule was never run on it and never hit.
+const ANY_TEXT: &str = "(?s-u:.*)";
+
+/// How many numbered capture groups the pattern has.
+fn capture_groups(chars: &[char]) -> usize {
+    let mut groups = 0;
     let mut i = 0;
     let mut in_class = false;
     while i < chars.len() {
@@ -38,19 +44,7 @@ fn capture_groups(chars: &[char]) -> Vec<String> {
             let capturing = chars.get(i + 1) != Some(&'?')
                 || (chars.get(i + 2) == Some(&'P') && chars.get(i + 3) == Some(&'<'));
             if capturing {
-                let content_start = if chars.get(i + 1) == Some(&'?') {
-                    // (?P<name>
-                    match chars[i..].iter().position(|&c| c == '>') {
-                        Some(p) => i + p + 1,
-                        None => return groups,
-                    }
-                } else {
-                    i + 1
-                };
-                match skip_group(chars, i) {
-                    Some(end) => groups.push(chars[content_start..end - 1].iter().collect()),
-                    None => return groups,
-                }
+                groups += 1;
             }
         }
         i += 1;
@@ -58,15 +52,7 @@ fn capture_groups(chars: &[char]) -> Vec<String> {
     groups
 }
 
-/// Longest prefilter built: each backreference inlines its group's source, so chained
-/// groups grow as a power of their length (a 329-byte pattern gave 13 MB). Past this the
-/// rule runs without a prefilter.
-const MAX_RELAXED_BYTES: usize = 32 * 1024;
-
-fn relax_chars(chars: &[char], groups: &[String], depth: usize) -> Option<String> {
-    if depth > 4 {
-        return None;
-    }
+fn relax_chars(chars: &[char], groups: usize) -> Option<String> {
     let mut out = String::with_capacity(chars.len());
     let mut i = 0;
     let mut in_class = false;
@@ -78,20 +64,16 @@ fn relax_chars(chars: &[char], groups: &[String], depth: usize) -> Option<String
                 continue;
             }
             if !in_class && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-                // A backreference matches text its group matched: the group's pattern is a superset.
                 let mut j = i + 1;
                 let mut n = 0usize;
                 while let Some(d) = chars.get(j).and_then(|d| d.to_digit(10)) {
                     n = n.checked_mul(10)?.checked_add(d as usize)?;
                     j += 1;
                 }
-                let source: Vec<char> = groups.get(n.checked_sub(1)?)?.chars().collect();
-                out.push_str("(?:");
-                out.push_str(&relax_chars(&source, groups, depth + 1)?);
-                out.push(')');
-                if out.len() > MAX_RELAXED_BYTES {
+                if n == 0 || n > groups {
                     return None;
                 }
+                out.push_str(ANY_TEXT);
                 i = j;
                 continue;
             }
@@ -223,7 +205,7 @@ mod tests {
         assert_eq!(relax(r"[(?=]x", &["lookahead"]).as_deref(), Some("[(?=]x"));
         assert_eq!(
             relax(r"(a(b))x\1\2", &["backreference"]).as_deref(),
-            Some("(a(b))x(?:a(b))(?:b)")
+            Some("(a(b))x(?s-u:.*)(?s-u:.*)")
         );
         assert_eq!(relax(r"(a)\k<x>", &["backreference"]), None);
         assert_eq!(relax(r"\3", &["backreference"]), None);
@@ -231,24 +213,28 @@ mod tests {
     }
 
     /// Regression (review): each backreference inlined its group's source, so chained
-    /// groups grew as a power of their length: a 329-byte pattern gave a 13 MB prefilter
-    /// (and one of 1.3 KB would have taken gigabytes). Past the bound there is none.
+    /// groups grew as a power of their length (a 329-byte pattern gave a 13 MB prefilter);
+    /// a backreference is now any text, so the prefilter is the pattern's size.
     #[test]
     fn a_prefilter_stays_bounded() {
         let chained = |n: usize| {
             let refs = |g: usize| format!("\\{g}").repeat(n);
             format!("(a)({})({})({}){}", refs(1), refs(2), refs(3), refs(4))
         };
-        assert!(relax(&chained(2), &["backreference"]).is_some());
-        for n in [20, 40, 200] {
-            let relaxed = relax(&chained(n), &["backreference"]);
-            assert!(
-                relaxed
-                    .as_ref()
-                    .is_none_or(|r| r.len() <= MAX_RELAXED_BYTES),
-                "n={n}: {} bytes",
-                relaxed.map_or(0, |r| r.len())
-            );
+        for n in [2, 20, 200] {
+            let pattern = chained(n);
+            let relaxed = relax(&pattern, &["backreference"]).unwrap();
+            assert!(relaxed.len() <= pattern.len() * 5, "n={n}: {} bytes", relaxed.len());
         }
+    }
+
+    /// Regression (review): the copy of a group stood outside the group's flags, so the
+    /// prefilter was no superset: `ABCxABC` matches `(?i:(abc))x\1` but not the copy.
+    #[test]
+    fn a_backreference_under_flags_keeps_the_prefilter_a_superset() {
+        let relaxed = relax(r"(?i:(abc))x\1", &["backreference"]).unwrap();
+        let prefilter = regex::bytes::Regex::new(&relaxed).unwrap();
+        assert!(prefilter.is_match(b"ABCxABC"), "{relaxed}");
+        assert!(prefilter.is_match(b"abcx\xff"), "{relaxed}");
     }
 }

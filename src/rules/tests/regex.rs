@@ -165,3 +165,23 @@ body GOOD /Hello/
     // `\p{...}` is read by the engines now (it used to be skipped).
     assert_eq!(names(&rules, PLAIN), vec!["GOOD", "PROPERTY"]);
 }
+
+/// Regression (review): the prefilter of a backreference copied its group outside the
+/// group's flags, so with three or more rules on one header (where prefilters sit in a
+/// set) `(?i:(abc))x\1` never ran on `ABCxABC`, which Perl and SpamAssassin match.
+#[test]
+fn a_backreference_under_flags_hits_among_prefiltered_rules() {
+    let rules = compile(
+        r#"
+header BACKREF Subject =~ /(?i:(abc))x\1/
+header OTHER_A Subject =~ /zzz/
+header OTHER_B Subject =~ /yyy/
+header OTHER_C Subject =~ /www/
+"#,
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let msg = b"From: a@b.test\r\nSubject: ABCxABC\r\n\r\nbody\r\n";
+    assert_eq!(names(&rules, msg), vec!["BACKREF"]);
+    let other = b"From: a@b.test\r\nSubject: ABCxabd\r\n\r\nbody\r\n";
+    assert!(names(&rules, other).is_empty());
+}
