@@ -331,10 +331,11 @@ impl<'a> Compiler<'a> {
                 continue;
             };
             let slot = self.by_name[*name];
-            let max_hits = rule
-                .tflags
-                .multiple
-                .then(|| rule.tflags.maxhits.unwrap_or(DEFAULT_MAX_HITS).max(1));
+            let max_hits = rule.tflags.multiple.then(|| match rule.tflags.maxhits {
+                // SpamAssassin reads `maxhits=0` as no limit.
+                None | Some(0) => DEFAULT_MAX_HITS,
+                Some(n) => n,
+            });
             let canon_head = format!(
                 "{}\t{}\t{:?}\t{}",
                 rule.kind,

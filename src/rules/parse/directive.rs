@@ -261,8 +261,14 @@ fn split_regex(s: &str) -> Result<(Pattern, &str), String> {
             other => return Err(format!("unsupported regex flag `{other}`")),
         }
     }
+    // `/xx` (blanks in classes ignored too) is not `/x`: a second `x` is kept.
+    let double_x = flags.iter().filter(|&&f| f == 'x').count() >= 2;
     flags.sort_unstable();
     flags.dedup();
+    if double_x {
+        flags.push('x');
+        flags.sort_unstable();
+    }
     Ok((
         Pattern {
             source: source.to_string(),

@@ -17,13 +17,15 @@ impl Translator {
                 .out
                 .push_str(if self.line_mode { "$" } else { "(?:\\n?\\z)" }),
             'h' => self.out.push_str(if in_class { "\\t " } else { "[\\t ]" }),
-            'H' if !in_class => self.out.push_str("[^\\t ]"),
+            // Inside a class, a negated class nested in it (the `regex` crate takes the
+            // union): left as it was, `\H` reached the engine, which reads "not a hex digit".
+            'H' => self.out.push_str("[^\\t ]"),
             'v' => self.out.push_str(if in_class {
                 "\\n\\x0B\\x0C\\r"
             } else {
                 "[\\n\\x0B\\x0C\\r]"
             }),
-            'V' if !in_class => self.out.push_str("[^\\n\\x0B\\x0C\\r]"),
+            'V' => self.out.push_str("[^\\n\\x0B\\x0C\\r]"),
             'R' if !in_class => self.out.push_str("(?:\\r\\n|[\\n\\x0B\\x0C\\r])"),
             'N' if !in_class && self.peek(0) != Some('{') => self.out.push_str("[^\\n]"),
             'N' if self.peek(0) == Some('{') => {

@@ -76,6 +76,7 @@ pub(crate) fn translate(
         backtracking: Vec::new(),
         perl_only: Vec::new(),
         extended: flags.contains('x'),
+        blanks_in_classes: flags.matches('x').count() >= 2,
         multiline: flags.contains('m') || line_mode,
         line_mode,
         groups: 0,
@@ -110,6 +111,24 @@ pub(crate) fn translate(
     })
 }
 
+/// Perl's `Pattern_White_Space`, what `/x` ignores: other blanks (a no-break space, an
+/// ideographic space) stay literal characters of the pattern.
+fn is_pattern_white_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n'
+            | '\u{b}'
+            | '\u{c}'
+            | '\r'
+            | ' '
+            | '\u{85}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
 struct Translator {
     chars: Vec<char>,
     pos: usize,
@@ -117,13 +136,15 @@ struct Translator {
     backtracking: Vec<&'static str>,
     perl_only: Vec<&'static str>,
     extended: bool,
+    /// `/xx`: blanks (space, tab) inside bracketed classes are ignored too.
+    blanks_in_classes: bool,
     multiline: bool,
     line_mode: bool,
     /// Number of capture groups (to tell `\10` backreferences from octal).
     groups: usize,
-    /// `extended` and `multiline` outside each open group: inline flags (`(?m)`,
-    /// `(?x:…)`) hold to the end of their group, as in Perl.
-    scopes: Vec<(bool, bool)>,
+    /// `extended`, `blanks_in_classes` and `multiline` outside each open group: inline
+    /// flags (`(?m)`, `(?x:…)`) hold to the end of their group, as in Perl.
+    scopes: Vec<(bool, bool, bool)>,
 }
 
 impl Translator {
@@ -170,7 +191,7 @@ impl Translator {
                 }
                 '[' => self.class()?,
                 '(' => {
-                    let outside = (self.extended, self.multiline);
+                    let outside = (self.extended, self.blanks_in_classes, self.multiline);
                     if self.group()? {
                         self.scopes.push(outside);
                     }
@@ -178,8 +199,9 @@ impl Translator {
                 ')' => {
                     self.out.push(')');
                     self.pos += 1;
-                    if let Some((extended, multiline)) = self.scopes.pop() {
+                    if let Some((extended, blanks, multiline)) = self.scopes.pop() {
                         self.extended = extended;
+                        self.blanks_in_classes = blanks;
                         self.multiline = multiline;
                     }
                 }
@@ -201,7 +223,7 @@ impl Translator {
                     self.pos += 1;
                     self.quantifier_suffix();
                 }
-                c if self.extended && c.is_whitespace() => self.pos += 1,
+                c if self.extended && is_pattern_white_space(c) => self.pos += 1,
                 '#' if self.extended => {
                     while let Some(c) = self.peek(0) {
                         self.pos += 1;
@@ -392,6 +414,7 @@ impl Translator {
         let mut on = String::new();
         let mut off = String::new();
         let mut negative = false;
+        let mut caret = false;
         let terminator;
         loop {
             match self.chars.get(j) {
@@ -400,7 +423,8 @@ impl Translator {
                     break;
                 }
                 Some('-') => negative = true,
-                Some('^') => {}
+                // `(?^…)`: Perl's defaults first (`imsx` off), then the flags after it.
+                Some('^') => caret = true,
                 Some(&c) if "imsx".contains(c) => {
                     if negative {
                         off.push(c)
@@ -419,11 +443,17 @@ impl Translator {
             }
             j += 1;
         }
+        if caret {
+            let reset: String = "imsx".chars().filter(|&c| !on.contains(c)).collect();
+            off = reset;
+        }
         if on.contains('x') {
             self.extended = true;
+            self.blanks_in_classes = on.matches('x').count() >= 2;
         }
         if off.contains('x') {
             self.extended = false;
+            self.blanks_in_classes = false;
         }
         // `$` is translated by this flag (Perl's "end, or before a final newline" unless
         // `m`), so it must follow inline `m` as well as the suffix.
@@ -434,7 +464,13 @@ impl Translator {
             self.multiline = false;
         }
         let on: String = on.chars().filter(|&c| c != 'x').collect();
-        let off: String = off.chars().filter(|&c| c != 'x').collect();
+        // Where each line is a subject of its own (body and uri rules: Perl's paragraphs),
+        // `(?-m)` anchors at its ends, which the line anchors already do: without `m`
+        // they would anchor at the ends of the joined text.
+        let off: String = off
+            .chars()
+            .filter(|&c| c != 'x' && !(c == 'm' && self.line_mode))
+            .collect();
         let mut flags = on;
         if !off.is_empty() {
             flags.push('-');
@@ -479,6 +515,7 @@ impl Translator {
                     self.pos += 1;
                     return Ok(());
                 }
+                ' ' | '\t' if self.blanks_in_classes => self.pos += 1,
                 '\\' => {
                     self.pos += 1;
                     self.escape(true)?;

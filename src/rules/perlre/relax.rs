@@ -224,7 +224,11 @@ mod tests {
         for n in [2, 20, 200] {
             let pattern = chained(n);
             let relaxed = relax(&pattern, &["backreference"]).unwrap();
-            assert!(relaxed.len() <= pattern.len() * 5, "n={n}: {} bytes", relaxed.len());
+            assert!(
+                relaxed.len() <= pattern.len() * 5,
+                "n={n}: {} bytes",
+                relaxed.len()
+            );
         }
     }
 

@@ -185,3 +185,62 @@ header OTHER_C Subject =~ /www/
     let other = b"From: a@b.test\r\nSubject: ABCxabd\r\n\r\nbody\r\n";
     assert!(names(&rules, other).is_empty());
 }
+
+/// Regression (review): Perl-syntax differences read silently another way, each checked
+/// against `perl -e` / `spamassassin -t -L` on the same text: `(?^…)` (Perl's defaults:
+/// `imsx` off) was ignored; `/xx` (blanks in classes ignored too) read as `/x`; `/x`
+/// dropped every Unicode blank where Perl ignores only `Pattern_White_Space` (a no-break
+/// space stays a character); `maxhits=0` (no limit) counted one hit; `(?-m)` in a body
+/// rule anchored at the ends of the whole body instead of each paragraph.
+#[test]
+fn perl_flag_forms_read_as_perl_reads_them() {
+    let rules = compile(
+        "header CARET_I Subject =~ /(?^:HELLO)/i\n\
+         header CARET_X Subject =~ /q(?^)r s/x\n\
+         header XX_CLASS Subject =~ /q[r s]+t/xx\n\
+         header X_CLASS Subject =~ /q[r s]+t/x\n\
+         header X_NBSP Subject =~ /a\u{a0}b/x\n\
+         body BODY_END /(?-m)foo$/\n\
+         body BODY_START /(?-m)^bar/\n\
+         body MANY /foo/\n\
+         tflags MANY multiple maxhits=0\n\
+         score MANY 0.1\n",
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let subject = |s: &str| format!("From: a@b.test\r\nSubject: {s}\r\n\r\nnothing\r\n");
+    assert!(names(&rules, subject("hello").as_bytes()).is_empty());
+    assert_eq!(names(&rules, subject("HELLO").as_bytes()), ["CARET_I"]);
+    assert_eq!(names(&rules, subject("qr s").as_bytes()), ["CARET_X"]);
+    assert_eq!(names(&rules, subject("q t").as_bytes()), ["X_CLASS"]);
+    assert_eq!(
+        names(&rules, subject("qrst").as_bytes()),
+        ["XX_CLASS", "X_CLASS"]
+    );
+    assert_eq!(names(&rules, subject("a\u{a0}b").as_bytes()), ["X_NBSP"]);
+    assert!(names(&rules, subject("ab").as_bytes()).is_empty());
+    let body = b"From: a@b.test\r\nSubject: s\r\n\r\nzzz foo\r\n\r\nbar zzz foo foo\r\n";
+    let found = hits(&rules, body);
+    assert!(found.iter().any(|h| h.0 == "BODY_END"), "{found:?}");
+    assert!(found.iter().any(|h| h.0 == "BODY_START"), "{found:?}");
+    assert!(found.iter().any(|h| h.0 == "MANY" && h.2 == 3), "{found:?}");
+}
+
+/// Regression (review): `\H` inside a class reached the engine, which reads it as "not a
+/// hex digit" (`/^[\H]+$/` failed on `abc`), and `[\V]`, which Perl takes, was an error
+/// that made `check` refuse the whole file. Both are Perl's "not horizontal / vertical
+/// white space" there too, also in a backtracking pattern.
+#[test]
+fn negated_blank_classes_inside_brackets() {
+    let rules = compile(
+        "header NOT_H Subject =~ /^[\\H]+$/\n\
+         header NOT_V Subject =~ /^[\\Vx]+$/\n\
+         header NOT_H_LOOK Subject =~ /^(?=a)[\\H]+$/\n",
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let subject = |s: &str| format!("From: a@b.test\r\nSubject: {s}\r\n\r\nbody\r\n");
+    assert_eq!(
+        names(&rules, subject("abc").as_bytes()),
+        ["NOT_H", "NOT_H_LOOK", "NOT_V"]
+    );
+    assert_eq!(names(&rules, subject("x y").as_bytes()), ["NOT_V"]);
+}
