@@ -331,11 +331,12 @@ impl<'a> Compiler<'a> {
                 continue;
             };
             let slot = self.by_name[*name];
-            let max_hits = rule.tflags.multiple.then(|| match rule.tflags.maxhits {
-                // SpamAssassin reads `maxhits=0` as no limit.
+            // SpamAssassin reads `maxhits=0` as no limit.
+            let limit = match rule.tflags.maxhits {
                 None | Some(0) => DEFAULT_MAX_HITS,
                 Some(n) => n,
-            });
+            };
+            let max_hits = rule.tflags.multiple.then_some(limit);
             let canon_head = format!(
                 "{}\t{}\t{:?}\t{}",
                 rule.kind,
