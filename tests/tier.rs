@@ -229,6 +229,13 @@ fn relayed_mail_carries_a_stamp_that_stamp_verify_accepts_and_forged_ones_are_re
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let out = gw.cli(&["stamp", "verify", "--max-age", "7d", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = gw.cli(&["stamp", "verify", "--max-age", "1h", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -177,7 +177,7 @@ pub enum StampAction {
         /// Oldest stamp accepted. Default: as old as mail the tier still delivers
         /// (`relay.max_queue_lifetime` plus `spool.quarantine_lifetime`), since a message
         /// keeps the stamp of its acceptance through a queue or a quarantine.
-        #[arg(long, value_name = "DURATION", value_parser = audit::parse_timeout)]
+        #[arg(long, value_name = "DURATION", value_parser = stamp::parse_max_age)]
         max_age: Option<std::time::Duration>,
         /// The message file.
         file: PathBuf,

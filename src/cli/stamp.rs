@@ -56,3 +56,35 @@ pub fn verify(
         }
     }
 }
+
+/// `--max-age`: seconds or a humantime duration (`7d`, `36h`), more than zero. Only
+/// compared with a stamp's age, never added to the clock, so no upper bound (the audit's
+/// timeout parser, a day at most, refused a week).
+pub fn parse_max_age(s: &str) -> Result<std::time::Duration, String> {
+    let parsed = match s.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?,
+    };
+    if parsed.is_zero() {
+        return Err("the age must be positive".into());
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_max_age;
+    use std::time::Duration;
+
+    #[test]
+    fn max_ages_of_days_and_weeks_are_taken() {
+        assert_eq!(parse_max_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_max_age("3600"), Ok(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_max_age("35days"),
+            Ok(Duration::from_secs(35 * 86_400))
+        );
+        assert!(parse_max_age("0").is_err());
+        assert!(parse_max_age("soon").is_err());
+    }
+}

@@ -499,13 +499,6 @@ mod tests {
         assert!(Config::from_toml(Path::new("t.toml"), text).is_ok());
     }
 
-    /// Regression (review): a number meant as "unlimited" or a time meant as "never" was
-    /// taken in many sections and then panicked: `max_sessions` past tokio's semaphore
-    /// maximum ended the accept loop on a reload (`/healthz` still said 200), a huge
-    /// `disk_inspections` panicked every reload from then on, `tier.heartbeat_interval`
-    /// or `state.timeout` past the clock's end made `serve` exit 101. A greylisting prefix
-    /// of 0 made every client one network, and a recipient list keyed `.example.test` was
-    /// in force for no recipient at all.
     /// Regression (review): `rediss://` passed `check` but `serve` refused to start (the
     /// client has no TLS), and a rate limit of more than one event per millisecond of its
     /// period was silently enforced as one per millisecond.
@@ -543,6 +536,13 @@ mod tests {
         assert!(!err.contains("ratelimit[1]"), "{err}");
     }
 
+    /// Regression (review): a number meant as "unlimited" or a time meant as "never" was
+    /// taken in many sections and then panicked: `max_sessions` past tokio's semaphore
+    /// maximum ended the accept loop on a reload (`/healthz` still said 200), a huge
+    /// `disk_inspections` panicked every reload from then on, `tier.heartbeat_interval`
+    /// or `state.timeout` past the clock's end made `serve` exit 101. A greylisting prefix
+    /// of 0 made every client one network, and a recipient list keyed `.example.test` was
+    /// in force for no recipient at all.
     #[test]
     fn unlimited_numbers_and_never_times_are_refused_by_name() {
         let never = "\"300000000000y\"";

@@ -2,7 +2,7 @@
 
 use super::compile::{CompiledRules, Group, Matcher, Member};
 use super::message::MessageView;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The symbol a message gets when its backtracking searches ran out of their time (see
@@ -18,31 +18,48 @@ pub struct Evaluation {
     pub backtrack_budget_spent: bool,
 }
 
-/// The time the backtracking searches of one message may still take together. A search is
-/// bounded in steps (`BACKTRACK_LIMIT`) but runs once per body line and header, so a
-/// message of many lines built for a lookaround rule of an imported set took seconds per
-/// rule (9 s for 200 KB); past the budget the searches left read as unknown, as a search
-/// past its step limit does.
+/// The time the backtracking searches of one message may still take. A search is bounded
+/// in steps (`BACKTRACK_LIMIT`) but runs once per body line and header, so a message of
+/// many lines built for a lookaround rule of an imported set took seconds per rule (9 s
+/// for 200 KB). Only the time inside backtracking searches counts (not the linear rules,
+/// nor waiting for a CPU), and one rule may take at most a quarter of it, so a message
+/// built against one rule cannot leave the others undecided. A search refused for lack of
+/// time reads as unknown, as a search past its step limit does.
 struct Budget {
-    until: Instant,
+    left: Duration,
+    per_rule: Duration,
+    /// Time taken so far, by rule slot.
+    taken: HashMap<usize, Duration>,
+    /// Some search was refused for lack of time.
     spent: bool,
 }
 
 impl Budget {
     fn new(time: Duration) -> Budget {
-        let now = Instant::now();
         Budget {
-            until: now.checked_add(time).unwrap_or(now),
+            left: time,
+            per_rule: time / 4,
+            taken: HashMap::new(),
             spent: false,
         }
     }
 
-    /// Whether another backtracking search may run.
-    fn allows(&mut self) -> bool {
-        if !self.spent && Instant::now() >= self.until {
-            self.spent = true;
-        }
-        !self.spent
+    /// Whether another search of the rule in `slot` may run.
+    fn allows(&mut self, slot: usize) -> bool {
+        let taken = self.taken.get(&slot).copied().unwrap_or_default();
+        let allowed = !self.left.is_zero() && taken < self.per_rule;
+        self.spent |= !allowed;
+        allowed
+    }
+
+    /// Runs one search of the rule in `slot` and counts its time.
+    fn timed<T>(&mut self, slot: usize, search: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let found = search();
+        let took = started.elapsed();
+        self.left = self.left.saturating_sub(took);
+        *self.taken.entry(slot).or_default() += took;
+        found
     }
 }
 
@@ -61,22 +78,24 @@ impl Matcher {
     /// Whether `hay` matches; `None` when a backtracking search ran out of its step limit
     /// before it knew (padding can make that happen), or `budget` had no time left for it:
     /// then neither `=~` nor `!~` hits.
-    fn is_match(&self, hay: &[u8], budget: &mut Budget) -> Option<bool> {
+    fn is_match(&self, hay: &[u8], budget: &mut Budget, slot: usize) -> Option<bool> {
         match self {
             Matcher::Linear(re) => Some(re.is_match(hay)),
-            Matcher::Backtracking(re) if budget.allows() => re.is_match(hay).ok(),
+            Matcher::Backtracking(re) if budget.allows(slot) => {
+                budget.timed(slot, || re.is_match(hay).ok())
+            }
             Matcher::Backtracking(_) => None,
         }
     }
 
     /// Matches in `hay`, at most `max`, and whether a backtracking search stopped before it
     /// had seen all of `hay` (its step limit, or the budget).
-    fn count(&self, hay: &[u8], max: u32, budget: &mut Budget) -> (u32, bool) {
+    fn count(&self, hay: &[u8], max: u32, budget: &mut Budget, slot: usize) -> (u32, bool) {
         let max = max as usize;
         let (n, cut) = match self {
             Matcher::Linear(re) => (re.find_iter(hay).take(max).count(), false),
-            Matcher::Backtracking(_) if !budget.allows() => (0, true),
-            Matcher::Backtracking(re) => {
+            Matcher::Backtracking(_) if !budget.allows(slot) => (0, true),
+            Matcher::Backtracking(re) => budget.timed(slot, || {
                 let mut n = 0;
                 let mut cut = false;
                 for m in re.find_iter(hay).take(max) {
@@ -87,7 +106,7 @@ impl Matcher {
                     n += 1;
                 }
                 (n, cut)
-            }
+            }),
         };
         (u32::try_from(n).unwrap_or(u32::MAX), cut)
     }
@@ -148,14 +167,18 @@ impl Group {
                 let here = if in_piece[i] && !member.prefiltered {
                     Some(true)
                 } else {
-                    member.matcher.is_match(piece, budget)
+                    member.matcher.is_match(piece, budget, member.slot)
                 };
                 match here {
                     Some(true) => {
                         matched[i] = Some(true);
                         if let (Some(max), false) = (member.max_hits, member.negate) {
-                            let (more, _) =
-                                member.matcher.count(piece, max - found[i].min(max), budget);
+                            let (more, _) = member.matcher.count(
+                                piece,
+                                max - found[i].min(max),
+                                budget,
+                                member.slot,
+                            );
                             found[i] = found[i].saturating_add(more.max(1)).min(max);
                         }
                     }
@@ -239,14 +262,19 @@ impl Group {
                 match member.max_hits {
                     Some(max) => {
                         let (more, cut) =
-                            member.matcher.count(line.as_bytes(), max - found, budget);
+                            member
+                                .matcher
+                                .count(line.as_bytes(), max - found, budget, member.slot);
                         found += more;
                         undecided |= cut;
                         if found >= max {
                             break;
                         }
                     }
-                    None => match member.matcher.is_match(line.as_bytes(), budget) {
+                    None => match member
+                        .matcher
+                        .is_match(line.as_bytes(), budget, member.slot)
+                    {
                         Some(true) => {
                             found = 1;
                             break;
@@ -416,14 +444,31 @@ mod tests {
         let m = Matcher::Backtracking(Box::new(evil));
         let budget = &mut Budget::new(Duration::from_secs(60));
         assert_eq!(
-            m.is_match(format!("{}c", "a".repeat(40)).as_bytes(), budget),
+            m.is_match(format!("{}c", "a".repeat(40)).as_bytes(), budget, 0),
             None
         );
-        assert_eq!(m.is_match(b"ab", budget), Some(true));
-        assert_eq!(m.is_match(b"c", budget), Some(false));
+        assert_eq!(m.is_match(b"ab", budget, 0), Some(true));
+        assert_eq!(m.is_match(b"c", budget, 0), Some(false));
         // No time left: unknown, the search not even tried.
         let spent = &mut Budget::new(Duration::ZERO);
-        assert_eq!(m.is_match(b"ab", spent), None);
-        assert_eq!(m.count(b"ab ab", 10, spent), (0, true));
+        assert_eq!(m.is_match(b"ab", spent, 0), None);
+        assert_eq!(m.count(b"ab ab", 10, spent, 0), (0, true));
+        assert!(spent.spent);
+    }
+
+    /// Regression (review): the budget was one deadline for the whole evaluation, so time
+    /// in the linear rules (or waiting for a CPU) counted, and a message built against one
+    /// backtracking rule left every later one undecided. Only search time counts, and a
+    /// rule that used its quarter leaves the rest to the others.
+    #[test]
+    fn one_rule_takes_at_most_a_quarter_of_the_budget() {
+        let mut budget = Budget::new(Duration::from_secs(4));
+        budget.timed(7, || std::thread::sleep(Duration::from_millis(1)));
+        assert!(budget.left < Duration::from_secs(4));
+        assert!(budget.allows(7));
+        budget.taken.insert(7, Duration::from_secs(1));
+        assert!(!budget.allows(7), "rule 7 used its share");
+        assert!(budget.allows(8), "the others still run");
+        assert!(budget.spent);
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long `/healthz` and the tier's heartbeat wait for the probe: a hung file system must
-/// not keep a health check, and its connection slot, busy.
+/// How long `/healthz` waits for the probe: a hung file system must not keep a health
+/// check, and its connection slot, busy. (The tier's heartbeat waits longer.)
 pub const CAPACITY_PROBE_LIMIT: Duration = Duration::from_secs(2);
 
 /// What [`Spool::capacity_within`] found. `/healthz` answers 503 and a tier member stops

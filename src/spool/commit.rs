@@ -39,19 +39,23 @@ impl Request {
 pub(super) struct Committer {
     /// `None` only while dropping.
     tx: Option<std_mpsc::Sender<Request>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Disconnected when the thread has ended (in a mutex only to be `Sync`).
+    ended: std::sync::Mutex<std_mpsc::Receiver<()>>,
 }
 
+/// How long a dropped committer waits for its thread: a hung file system must not hold a
+/// gateway's shutdown for ever.
+const END_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for Committer {
-    /// Waits for the thread (at most one batch or `TOP_UP_STEP` pool files), so nothing
-    /// writes in the spool directory once its spool is gone: a directory removed after its
-    /// spool (a test's) would otherwise get pool files again under the remover's feet and
-    /// be left behind.
+    /// Waits for the thread (at most one batch or `TOP_UP_STEP` pool files, and at most
+    /// [`END_WAIT`]), so nothing writes in the spool directory once its spool is gone: a
+    /// directory removed after its spool (a test's) would otherwise get pool files again
+    /// under the remover's feet and be left behind.
     fn drop(&mut self) {
         drop(self.tx.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let ended = self.ended.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = ended.recv_timeout(END_WAIT);
     }
 }
 
@@ -66,12 +70,16 @@ impl Committer {
         let dir = File::open(spool_dir)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
         let flush = Flush::chosen();
-        let thread = std::thread::Builder::new()
+        let (ending, ended) = std_mpsc::channel::<()>();
+        std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || run(dir, rx, &recycler, flush))?;
+            .spawn(move || {
+                run(dir, rx, &recycler, flush);
+                drop(ending);
+            })?;
         Ok(Committer {
             tx: Some(tx),
-            thread: Some(thread),
+            ended: std::sync::Mutex::new(ended),
         })
     }
 

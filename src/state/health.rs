@@ -28,7 +28,10 @@ pub struct Health {
     timeouts_in_a_row: AtomicU32,
     /// When the current run of timeouts began.
     timeouts_since: Mutex<Option<Instant>>,
-    /// When a call was last let through while down.
+    /// The backend went down by timing out (not by refusing): calls would each wait out
+    /// the timeout, so they fail at once instead (see [`Health::worth_trying`]).
+    silent: AtomicBool,
+    /// When a call was last let through while silent.
     last_try: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
@@ -41,21 +44,24 @@ impl Health {
             up: AtomicBool::new(true),
             timeouts_in_a_row: AtomicU32::new(0),
             timeouts_since: Mutex::new(None),
+            silent: AtomicBool::new(false),
             last_try: Mutex::new(None),
             metrics,
         }
     }
 
-    /// Whether a call should go to the backend: always while it is up; while it is down,
-    /// one in [`TRY_WHILE_DOWN_EVERY`]. Each call waited out `state.timeout` before, one
-    /// after another, so with Redis frozen a transaction of 50 recipients took 20 s
-    /// though the backend was known to be down.
+    /// Whether a call should go to the backend: always, unless it went down by timing out
+    /// (a frozen Redis, a host gone without a reset); then one in
+    /// [`TRY_WHILE_DOWN_EVERY`]. Each call waited out `state.timeout` before, one after
+    /// another, so with Redis frozen a transaction of 50 recipients took 20 s though the
+    /// backend was known to be down. A backend that refuses answers at once anyway, and
+    /// one refusal (a reset connection) must not fail every call for a second.
     pub fn worth_trying(&self) -> bool {
         self.worth_trying_at(Instant::now())
     }
 
     fn worth_trying_at(&self, now: Instant) -> bool {
-        if self.is_up() {
+        if self.is_up() || !self.silent.load(Ordering::Relaxed) {
             return true;
         }
         let mut last = self.last_try.lock().unwrap_or_else(|p| p.into_inner());
@@ -78,6 +84,7 @@ impl Health {
         if self.timeouts_in_a_row.swap(0, Ordering::Relaxed) > 0 {
             *self.since() = None;
         }
+        self.silent.store(false, Ordering::Relaxed);
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!("state backend is up again");
             self.metrics.state_up.set(1);
@@ -97,6 +104,7 @@ impl Health {
         let timeouts = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
         let since = *self.since().get_or_insert(now);
         if timeouts >= TIMEOUTS_BEFORE_DOWN && now.duration_since(since) >= TIMEOUTS_FOR {
+            self.silent.store(true, Ordering::Relaxed);
             self.mark_down(&StateError::Timeout);
         }
     }
@@ -150,7 +158,15 @@ mod tests {
         let health = Health::new(Arc::new(Metrics::new()));
         let start = Instant::now();
         assert!((0..5).all(|_| health.worth_trying_at(start)));
+        // A refusal is no reason to stop trying: it costs nothing to find out.
         health.failed(&StateError::Backend("connection refused".into()));
+        assert!((0..5).all(|_| health.worth_trying_at(start)));
+        health.succeeded();
+        // Timeouts in a row over a second: the backend is silent.
+        for at in [start, start, start + TIMEOUTS_FOR] {
+            health.failed_at(at);
+        }
+        assert!(!health.is_up());
         assert!(health.worth_trying_at(start));
         assert!(!health.worth_trying_at(start));
         assert!(!health.worth_trying_at(start + TRY_WHILE_DOWN_EVERY / 2));

@@ -17,7 +17,7 @@ pub use peers::{Observation, PeerStatus};
 
 use crate::config::{Role, TierConfig};
 use crate::metrics::Metrics;
-use crate::spool::{Capacity, Spool, CAPACITY_PROBE_LIMIT};
+use crate::spool::{Capacity, Spool};
 use crate::state::State;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a probe of a peer's admin listener may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a heartbeat round waits for the spool's capacity probe (see `spool_has_room`).
+const HEARTBEAT_CAPACITY_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a heartbeat lives: three rounds, plus what one round may spend beyond its
 /// interval (writing it, reading the peers' and probing their admin listeners, two
@@ -127,7 +129,11 @@ impl Tier {
             return true;
         };
         let min_free = self.min_free.load(Ordering::SeqCst);
-        let capacity = spool.capacity_within(min_free, CAPACITY_PROBE_LIMIT).await;
+        // Longer than `/healthz`'s wait: a slow but working file system (NFS) must not
+        // make the member flap in and out of the tier.
+        let capacity = spool
+            .capacity_within(min_free, HEARTBEAT_CAPACITY_WAIT)
+            .await;
         let short = !matches!(capacity, Capacity::Room { .. });
         if short != self.spool_short.swap(short, Ordering::SeqCst) {
             if short {

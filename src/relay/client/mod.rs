@@ -322,7 +322,7 @@ impl Connection {
             let converted = to_seven_bit(&whole).map(|converted| match &stamp_key {
                 // The stamp made at acceptance signed the 8-bit body and its MIME fields.
                 Some(key) => {
-                    crate::mail::stamp::resign(key.bytes(), &converted).unwrap_or(converted)
+                    crate::mail::stamp::resign(key.bytes(), &whole, &converted).unwrap_or(converted)
                 }
                 None => converted,
             });

@@ -1,0 +1,142 @@
+//! The canonical forms of the header fields a stamp signs.
+//!
+//! Version 4: values unfolded (line breaks dropped) with blank runs read as one space, as a
+//! refold may change them; inside the quoted strings of `Content-Type` (its parameters) a
+//! blank is part of a value and kept (`boundary="b  1"` is another boundary than
+//! `"b 1"`); bytes as they are. Version 3 collapsed every blank run and read values through
+//! a lossy UTF-8 decoding; its stamps are still checked where that form cannot be told
+//! from this one (stamps made before an upgrade wait in queues and quarantines).
+
+use super::{HEADER, SIGNED_FIELDS};
+use crate::mail::header_fields::remove_fields;
+
+/// The canonical form a stamp's MAC was made over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// Every blank run collapsed, values read as UTF-8 (lossy).
+    V3,
+    /// Blanks kept inside `Content-Type`'s quoted strings, values as bytes.
+    V4,
+}
+
+impl Form {
+    /// The `v=` of stamps of this form.
+    pub(super) fn version(self) -> &'static str {
+        match self {
+            Form::V3 => "3",
+            Form::V4 => "4",
+        }
+    }
+}
+
+/// The values of every stamp header of `message`, unfolded.
+pub(super) fn stamp_values(message: &[u8]) -> Vec<Vec<u8>> {
+    values(message, HEADER, Form::V4)
+}
+
+/// The [`SIGNED_FIELDS`] of a header section in a form no other section shares: for each
+/// name, how many occurrences, then each value (no line breaks remain).
+pub(super) fn signed_fields(headers: &[u8], form: Form) -> Vec<u8> {
+    let mut out = Vec::new();
+    for wanted in SIGNED_FIELDS {
+        let values = values(headers, wanted, form);
+        out.extend_from_slice(format!("\n{wanted}:{}", values.len()).as_bytes());
+        for value in values {
+            out.push(b'\n');
+            out.extend_from_slice(&value);
+        }
+    }
+    out
+}
+
+/// The Message-ID value, trimmed; empty when there is none.
+pub(super) fn message_id(headers: &[u8], form: Form) -> Vec<u8> {
+    values(headers, "message-id", form)
+        .into_iter()
+        .find(|id| !id.is_empty())
+        .unwrap_or_default()
+}
+
+/// Whether a version 3 stamp over this header section says what it would say in version
+/// 4: every signed value is UTF-8 (the lossy decoding merged nothing) and no quoted string
+/// of `Content-Type` holds a blank run the collapse would have merged.
+pub(super) fn v3_acceptable(headers: &[u8]) -> bool {
+    let mut acceptable = true;
+    let _ = remove_fields(headers, |name, value| {
+        let signed = SIGNED_FIELDS
+            .iter()
+            .chain(["message-id"].iter())
+            .any(|f| name.eq_ignore_ascii_case(f.as_bytes()));
+        if signed {
+            acceptable &= std::str::from_utf8(value).is_ok();
+            if name.eq_ignore_ascii_case(b"content-type") {
+                acceptable &= canonical_value(value, true) == legacy_value(value);
+            }
+        }
+        false
+    });
+    acceptable
+}
+
+/// The value of every `wanted` field (any case) of a header section, in order, in `form`.
+fn values(headers: &[u8], wanted: &str, form: Form) -> Vec<Vec<u8>> {
+    let keep_quoted = wanted.eq_ignore_ascii_case("content-type");
+    let mut values = Vec::new();
+    let _ = remove_fields(headers, |name, value| {
+        if name.eq_ignore_ascii_case(wanted.as_bytes()) {
+            values.push(match form {
+                Form::V4 => canonical_value(value, keep_quoted),
+                Form::V3 => legacy_value(value),
+            });
+        }
+        false
+    });
+    values
+}
+
+/// Version 3's form: read as UTF-8 (lossy), every run of white space one space.
+fn legacy_value(value: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(value);
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .into_bytes()
+}
+
+/// A field value unfolded (line breaks dropped), trimmed, with each run of blanks read as
+/// one space; with `keep_quoted`, inside a quoted string (RFC 5322 §3.2.4, with its quoted
+/// pairs) every byte is kept. Only `Content-Type` keeps them: in a free-text field a lone
+/// `"` (`Subject: 12" pizza`) would leave the rest of the value raw, and a refold there
+/// would break the stamp.
+pub(super) fn canonical_value(value: &[u8], keep_quoted: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut blank = false;
+    for &b in value {
+        if b == b'\r' || b == b'\n' {
+            continue;
+        }
+        if quoted {
+            out.push(b);
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if b == b' ' || b == b'\t' {
+            blank = true;
+            continue;
+        }
+        if blank && !out.is_empty() {
+            out.push(b' ');
+        }
+        blank = false;
+        quoted = keep_quoted && b == b'"';
+        out.push(b);
+    }
+    out
+}
