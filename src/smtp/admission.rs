@@ -487,5 +487,8 @@ mod tests {
             !victim_task.is_finished(),
             "an idle session was closed for a client refused by its address limit"
         );
+        // Its session holds the server (and the spool in `dir`): ended before `dir` goes.
+        victim_task.abort();
+        let _ = victim_task.await;
     }
 }
