@@ -293,6 +293,10 @@ async fn ask(
             Err(format!("{server}: MAIL FROM:<> refused: {mail}"))
         }
         Ok((_, Some(reply))) if reply.is_positive() => Ok(CalloutAnswer::Exists),
+        // `552` at RCPT (a mailbox over quota) is to be read as temporary (RFC 5321
+        // §4.5.3.1.10): the user exists. Read as "unknown", a full mailbox got `550 5.1.1
+        // user unknown`, cached for `negative_ttl`.
+        Ok((_, Some(reply))) if reply.code == 552 => Err(format!("{server}: {reply}")),
         Ok((_, Some(reply))) if reply.is_permanent() => Ok(CalloutAnswer::Unknown {
             reply: reply.to_string(),
         }),
@@ -358,6 +362,31 @@ mod tests {
             }),
             ..Script::default()
         }
+    }
+
+    /// Regression (review): a `552` at RCPT (a mailbox over quota, which RFC 5321
+    /// §4.5.3.1.10 says to read as temporary) was "user unknown": the sender got `550 5.1.1`
+    /// for a real user, cached for `negative_ttl`. It is unavailable for now, never cached.
+    #[tokio::test]
+    async fn a_full_mailbox_is_no_unknown_user() {
+        let server = FakeServer::start(Script {
+            rcpt: Arc::new(|a: &str| match a {
+                "full@example.test" => "552 5.2.2 mailbox full".into(),
+                _ => "550 5.1.1 no such user".into(),
+            }),
+            ..Script::default()
+        })
+        .await;
+        let (c, _) = callout(&[server.addr], &[]);
+        let full = c.verify("full@example.test").await;
+        assert!(
+            matches!(full, CalloutAnswer::Unavailable { .. }),
+            "{full:?}"
+        );
+        assert!(matches!(
+            c.verify("nobody@example.test").await,
+            CalloutAnswer::Unknown { .. }
+        ));
     }
 
     /// Regression (review): the cache key was Unicode-lowercased, so a refused
