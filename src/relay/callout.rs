@@ -155,30 +155,33 @@ impl Callout {
             return answer;
         }
         // Join a probe already running for this address, or become the one that runs it.
-        let joined = {
-            let mut probing = lock(&self.probing);
-            match probing.get(&key) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    probing.insert(key.clone(), rx);
-                    Ok(tx)
+        let tx = loop {
+            let joined = {
+                let mut probing = lock(&self.probing);
+                match probing.get(&key) {
+                    Some(rx) => Err(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        probing.insert(key.clone(), rx);
+                        Ok(tx)
+                    }
                 }
-            }
-        };
-        let tx = match joined {
-            Ok(tx) => tx,
-            Err(mut rx) => {
-                let shared = rx
-                    .wait_for(Option::is_some)
-                    .await
-                    .ok()
-                    .and_then(|v| v.clone());
-                if let Some(answer) = shared {
-                    return answer;
+            };
+            match joined {
+                Ok(tx) => break tx,
+                Err(mut rx) => {
+                    let shared = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|v| v.clone());
+                    if let Some(answer) = shared {
+                        return answer;
+                    }
+                    // The probing session was dropped before it answered (its marker is
+                    // gone with it): one of those waiting probes now, the others join it.
+                    // Each probing on its own sent as many probes as there were waiters.
                 }
-                // The probing task was cancelled before answering: probe on our own.
-                return self.probe_and_record(&key, rcpt, config).await;
             }
         };
         let _guard = ProbeGuard {
@@ -362,6 +365,35 @@ mod tests {
             }),
             ..Script::default()
         }
+    }
+
+    /// Regression (review): when the session running a probe was dropped mid-probe, every
+    /// session waiting for its answer probed on its own, none of them joinable: as many
+    /// probes of one address as there were waiters. One of them probes, the others join.
+    #[tokio::test]
+    async fn waiters_of_a_dropped_probe_share_the_next_one() {
+        let server = FakeServer::start(slow_directory(Duration::from_millis(300))).await;
+        let (c, _) = callout(&[server.addr], &[]);
+        let c = Arc::new(c);
+        let ask = |c: &Arc<Probe>| {
+            let c = c.clone();
+            tokio::spawn(async move { c.verify("alice@example.test").await })
+        };
+        let first = ask(&c);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiters = [ask(&c), ask(&c), ask(&c)];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Dropped before its probe got past the (slow) greeting.
+        first.abort();
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), CalloutAnswer::Exists);
+        }
+        let probes = server
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("RCPT"))
+            .count();
+        assert_eq!(probes, 1, "{:?}", server.commands());
     }
 
     /// Regression (review): a `552` at RCPT (a mailbox over quota, which RFC 5321
