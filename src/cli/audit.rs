@@ -134,13 +134,7 @@ pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
 
 /// `--timeout 10s`, `500ms`, or a plain number of seconds.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let parsed = match s.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?,
-    };
-    if parsed.is_zero() {
-        return Err("the timeout must be positive".into());
-    }
+    let parsed = super::positive_duration(s, "the timeout")?;
     // Deadlines are the clock plus this: a timeout past the clock's end panicked.
     if parsed > LONGEST_TIMEOUT {
         return Err(format!("{s:?}: at most {} s", LONGEST_TIMEOUT.as_secs()));

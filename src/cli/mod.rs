@@ -169,6 +169,19 @@ pub enum RulesAction {
     },
 }
 
+/// A duration option: a plain number of seconds or a humantime duration (`10s`, `7d`),
+/// more than zero (`what` names it in the error).
+fn positive_duration(s: &str, what: &str) -> Result<std::time::Duration, String> {
+    let parsed = match s.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?,
+    };
+    if parsed.is_zero() {
+        return Err(format!("{what} must be positive"));
+    }
+    Ok(parsed)
+}
+
 /// `mxguard stamp` actions.
 #[derive(Debug, Subcommand)]
 pub enum StampAction {

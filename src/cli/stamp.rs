@@ -61,14 +61,7 @@ pub fn verify(
 /// compared with a stamp's age, never added to the clock, so no upper bound (the audit's
 /// timeout parser, a day at most, refused a week).
 pub fn parse_max_age(s: &str) -> Result<std::time::Duration, String> {
-    let parsed = match s.parse::<u64>() {
-        Ok(secs) => std::time::Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?,
-    };
-    if parsed.is_zero() {
-        return Err("the age must be positive".into());
-    }
-    Ok(parsed)
+    super::positive_duration(s, "the age")
 }
 
 #[cfg(test)]
