@@ -236,16 +236,7 @@ fn resign_signs_the_message_as_it_is_now() {
 /// A version 3 stamp made over `msg` (the form before blanks in quoted strings were kept).
 fn stamped_v3(msg: &[u8]) -> Vec<u8> {
     let stamp = Stamp::new("gw1", 1_000, "accept", 0.5, "abcdef0123456789");
-    let (headers, body) = split(msg);
-    let tag = mac(
-        key(),
-        &stamp.fields(Form::V3),
-        &message_id(headers, Form::V3),
-        &signed_fields(headers, Form::V3),
-        &body_hash(body),
-    );
-    let tag = BASE64.encode(tag.finalize().into_bytes());
-    let mut out = format!("{HEADER}: {}; b={tag}\r\n", stamp.fields(Form::V3)).into_bytes();
+    let mut out = stamp.header_in(key(), msg, Form::V3).into_bytes();
     out.extend_from_slice(msg);
     out
 }
