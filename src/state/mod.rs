@@ -283,11 +283,7 @@ impl State {
         // Known down: fail now rather than wait out the timeout (pings always go, so the
         // health watcher finds the backend back).
         if op != "ping" && !self.health.worth_trying() {
-            self.metrics
-                .state_errors_total
-                .with_label_values(&[op])
-                .inc();
-            return Err(Unavailable(self.on_failure));
+            return Err(self.failed(op));
         }
         let started = tokio::time::Instant::now();
         let result = match tokio::time::timeout(self.timeout, call).await {
@@ -304,14 +300,19 @@ impl State {
                 Ok(v)
             }
             Err(e) => {
-                self.metrics
-                    .state_errors_total
-                    .with_label_values(&[op])
-                    .inc();
                 self.health.failed(&e);
-                Err(Unavailable(self.on_failure))
+                Err(self.failed(op))
             }
         }
+    }
+
+    /// A call of `op` that failed (or was not made): counted, and met as `on_failure` says.
+    fn failed(&self, op: &'static str) -> Unavailable {
+        self.metrics
+            .state_errors_total
+            .with_label_values(&[op])
+            .inc();
+        Unavailable(self.on_failure)
     }
 
     /// The most one call waits for the backend (`state.timeout`, or a patient one's).
