@@ -76,6 +76,13 @@ impl Authenticator {
     }
 }
 
+/// Whether `c` may stand in a property value of our `Authentication-Results` (RFC 8601):
+/// mail-auth drops white space, controls and `( ) ; = " \` from the values it writes, and
+/// the values written here keep to the same rule.
+pub(crate) fn is_pvalue_char(c: char) -> bool {
+    !matches!(c, '\0'..=' ' | '\u{7f}'..='\u{9f}' | '(' | ')' | ';' | '=' | '"' | '\\')
+}
+
 /// Lower-case domain of an address (`user@Example.COM` → `example.com`); `None` without `@`.
 pub(crate) fn domain_of(address: &str) -> Option<String> {
     let (_, domain) = address.rsplit_once('@')?;

@@ -98,11 +98,9 @@ impl AuthOutcome {
 }
 
 /// Whether anything of `value` is left once mail-auth drops what a property value may not
-/// hold (white space, controls, `( ) ; = " \\`).
+/// hold.
 fn has_pvalue_text(value: &str) -> bool {
-    value.chars().any(
-        |c| !matches!(c, '\0'..=' ' | '\u{7f}'..='\u{9f}' | '(' | ')' | ';' | '=' | '"' | '\\'),
-    )
+    value.chars().any(super::is_pvalue_char)
 }
 
 /// Parses `raw` for DKIM and ARC. Parsing hashes the body once for each canonicalization

@@ -69,12 +69,12 @@ pub fn arc_refused(message: &AuthenticatedMessage<'_>) -> Option<String> {
         .then(reason)
 }
 
-/// `value` as a property value of our header: the characters of a domain name or
-/// selector only (it is the sender's to write), empty when none is left.
+/// `value` (the sender's to write) as a property value of our header, as mail-auth writes
+/// its own; empty when nothing is left.
 fn pvalue(value: &str) -> String {
     value
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .filter(|&c| super::is_pvalue_char(c))
         .collect()
 }
 
@@ -118,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn property_values_keep_only_name_characters() {
+    fn property_values_drop_what_a_pvalue_may_not_hold() {
         assert_eq!(pvalue("a.b-c_d"), "a.b-c_d");
         assert_eq!(pvalue("x; dkim=pass (y)"), "xdkimpassy");
         assert_eq!(pvalue("\"\\"), "");
