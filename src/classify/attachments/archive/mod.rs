@@ -10,6 +10,7 @@ mod zipfile;
 use super::{magic, shown_name, AttachmentPolicy, Findings, Symbol};
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
@@ -180,14 +181,77 @@ fn open_nested(
 /// Distinct names read from an archive's raw headers, at most: the bound on the work of
 /// judging them (about a microsecond a name).
 const MAX_HEADER_NAMES: usize = 100_000;
+/// Bytes of raw header names one archive's reading may scan. Header signatures found
+/// anywhere may overlap, each naming up to 64 KiB (a zip's 16-bit length) that the next
+/// one names again: without this bound a 200 KB attachment cost gigabytes. Real archives'
+/// names add up to kilobytes.
+const MAX_HEADER_NAME_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes a name is read for its end (a NUL, as C string APIs read it): the longest name a
+/// tar record keeps.
+const MAX_NAME_SCAN: usize = 64 * 1024;
+/// The tail of a name that is judged: the longest path Linux takes (`PATH_MAX`), well past
+/// Windows' 260 characters. The extension is at the end.
+const MAX_JUDGED_NAME: usize = 4096;
+
+/// The distinct names read from an archive's raw headers, bounded in number
+/// ([`MAX_HEADER_NAMES`]) and in bytes scanned ([`MAX_HEADER_NAME_BYTES`]). Names are
+/// remembered by a keyed hash, never copied: memory stays a few bytes a name.
+struct HeaderNames {
+    seen: HashSet<u64>,
+    hasher: RandomState,
+    scan_left: usize,
+}
+
+/// What [`HeaderNames::admit`] made of a raw name.
+enum Admitted<'d> {
+    /// A name not seen before, cut at its NUL and to its judged tail.
+    New(&'d [u8]),
+    /// Empty, or seen already.
+    Skip,
+    /// The bound on names or bytes is reached: this name and those after are not read.
+    Full,
+}
+
+impl HeaderNames {
+    fn new() -> HeaderNames {
+        HeaderNames {
+            seen: HashSet::new(),
+            hasher: RandomState::new(),
+            scan_left: MAX_HEADER_NAME_BYTES,
+        }
+    }
+
+    /// Reads the name starting `raw` (up to its NUL, as extracting tools read it, within
+    /// [`MAX_NAME_SCAN`]) and says whether it is one to judge.
+    fn admit<'d>(&mut self, raw: &'d [u8]) -> Admitted<'d> {
+        let raw = raw.get(..MAX_NAME_SCAN).unwrap_or(raw);
+        let name = match memchr::memchr(0, raw) {
+            Some(nul) => raw.get(..nul).unwrap_or_default(),
+            None => raw,
+        };
+        let scanned = name.len() + usize::from(name.len() < raw.len());
+        if self.seen.len() >= MAX_HEADER_NAMES || scanned > self.scan_left {
+            self.scan_left = 0;
+            return Admitted::Full;
+        }
+        self.scan_left -= scanned;
+        let name = name
+            .get(name.len().saturating_sub(MAX_JUDGED_NAME)..)
+            .unwrap_or(name);
+        if name.is_empty() || !self.seen.insert(self.hasher.hash_one(name)) {
+            return Admitted::Skip;
+        }
+        Admitted::New(name)
+    }
+}
 
 /// Judges the names read from an archive's raw headers (apart from its reader, which
-/// shows one name per entry): each distinct name once, at most [`MAX_HEADER_NAMES`];
+/// shows one name per entry): each distinct name once, within [`HeaderNames`]' bounds;
 /// empty names and directories are skipped.
 struct NameJudge<'a> {
     policy: &'a AttachmentPolicy,
     path: &'a str,
-    seen: HashSet<Vec<u8>>,
+    names: HeaderNames,
 }
 
 impl<'a> NameJudge<'a> {
@@ -195,20 +259,21 @@ impl<'a> NameJudge<'a> {
         NameJudge {
             policy,
             path,
-            seen: HashSet::new(),
+            names: HeaderNames::new(),
         }
     }
 
-    /// Judges `name` unless it was judged already; false once more than
-    /// [`MAX_HEADER_NAMES`] distinct names came (those past it are not judged).
-    fn judge(&mut self, name: &[u8], findings: &mut Findings) -> bool {
-        if name.is_empty() || name.ends_with(b"/") || self.seen.contains(name) {
+    /// Judges the name `raw` starts with unless it was judged already; false once the
+    /// bounds are reached (the names past them are not judged).
+    fn judge(&mut self, raw: &[u8], findings: &mut Findings) -> bool {
+        let name = match self.names.admit(raw) {
+            Admitted::New(name) => name,
+            Admitted::Skip => return true,
+            Admitted::Full => return false,
+        };
+        if name.ends_with(b"/") {
             return true;
         }
-        if self.seen.len() >= MAX_HEADER_NAMES {
-            return false;
-        }
-        self.seen.insert(name.to_vec());
         let name = String::from_utf8_lossy(name);
         let shown = format!("{}/{}", self.path, shown_name(&name));
         self.policy.check_name(&name, true, findings, &shown);
@@ -275,5 +340,53 @@ fn read_piece(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             read => return read,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admitted(names: &mut HeaderNames, raw: &[u8]) -> Option<Vec<u8>> {
+        match names.admit(raw) {
+            Admitted::New(name) => Some(name.to_vec()),
+            Admitted::Skip => None,
+            Admitted::Full => Some(b"FULL".to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_header_name_is_read_to_its_nul_and_judged_by_its_tail() {
+        let mut names = HeaderNames::new();
+        assert_eq!(
+            admitted(&mut names, b"invoice.js\0.txt"),
+            Some(b"invoice.js".to_vec())
+        );
+        assert_eq!(admitted(&mut names, b"invoice.js\0other"), None);
+        assert_eq!(admitted(&mut names, b"\0x"), None);
+        let mut long = vec![b'a'; 10_000];
+        long.extend_from_slice(b".exe");
+        let tail = admitted(&mut names, &long).unwrap_or_default();
+        assert_eq!(tail.len(), MAX_JUDGED_NAME);
+        assert!(tail.ends_with(b"a.exe"));
+    }
+
+    #[test]
+    fn header_names_stop_at_the_byte_bound() {
+        let mut names = HeaderNames::new();
+        let mut raw = vec![b'x'; MAX_NAME_SCAN + 100];
+        let mut admitted_count = 0usize;
+        for i in 0.. {
+            // Distinct in the judged tail, which lies within the bytes read.
+            let at = MAX_NAME_SCAN - 8;
+            raw[at..at + 8].copy_from_slice(format!("{i:08x}").as_bytes());
+            match names.admit(&raw) {
+                Admitted::New(_) => admitted_count += 1,
+                Admitted::Skip => {}
+                Admitted::Full => break,
+            }
+        }
+        assert_eq!(admitted_count, MAX_HEADER_NAME_BYTES / MAX_NAME_SCAN);
+        assert!(matches!(names.admit(b"short.exe"), Admitted::Full));
     }
 }

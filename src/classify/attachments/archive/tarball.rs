@@ -7,12 +7,11 @@
 
 use super::tar_names::TarNames;
 use super::{
-    open_nested, read_entry, read_piece, shown_name, AttachmentPolicy, Budget, Findings, NameJudge,
-    Place, Symbol, MAX_HEADER_NAMES, READ_CHUNK,
+    open_nested, read_entry, read_piece, shown_name, Admitted, AttachmentPolicy, Budget, Findings,
+    HeaderNames, NameJudge, Place, Symbol, READ_CHUNK,
 };
 use crate::classify::attachments::{magic, names};
 use flate2::bufread::GzDecoder;
-use std::collections::HashSet;
 use std::io::Read;
 
 /// Judges the gzip in `data`.
@@ -153,7 +152,7 @@ fn member_names(data: &[u8]) -> Vec<String> {
     const FEXTRA: u8 = 0x04;
     const FNAME: u8 = 0x08;
     let mut found = Vec::new();
-    let mut seen = HashSet::new();
+    let mut names = HeaderNames::new();
     for at in memchr::memmem::find_iter(data, b"\x1f\x8b\x08") {
         let Some(&flags) = data.get(at + 3) else {
             continue;
@@ -171,14 +170,11 @@ fn member_names(data: &[u8]) -> Vec<String> {
         let Some(rest) = data.get(name_at..) else {
             continue;
         };
-        let name = rest.split(|&b| b == 0).next().unwrap_or_default();
-        if name.is_empty() || !seen.insert(name) {
-            continue;
+        match names.admit(rest) {
+            Admitted::New(name) => found.push(String::from_utf8_lossy(name).into_owned()),
+            Admitted::Skip => {}
+            Admitted::Full => break,
         }
-        if seen.len() > MAX_HEADER_NAMES {
-            break;
-        }
-        found.push(String::from_utf8_lossy(name).into_owned());
     }
     found
 }

@@ -123,13 +123,14 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Judges every name the headers of the zip in `data` carry, as bytes, before and apart
-/// from the reader: each central-directory header (`PK\x01\x02`, the name at 46, its length
-/// at 28) and each local header (`PK\x03\x04`, at 30 and 26) found anywhere. The reader
-/// shows one name per entry, the central one, or the Info-ZIP Unicode alias in its place;
-/// a streaming unzipper uses the local one; and an archive over the entry limit is never
-/// opened. Names cost nothing to judge, so none of them is left out: a blocked file in a
-/// zip of 1,001 entries, or named only in its local header, is found. Signatures in
-/// entry data give junk names, which are judged as junk.
+/// from the reader: each central-directory header (`PK\x01\x02`: name length at 28, extra
+/// length at 30, name at 46) and each local header (`PK\x03\x04`: at 26, 28 and 30) found
+/// anywhere, with the Info-ZIP Unicode Path alias in its extra field. The reader shows one
+/// name per entry, the central one or the alias in its place; a streaming unzipper uses
+/// the local one; and an archive over the entry limit is never opened. Names cost little
+/// to judge, so none of them is left out: a blocked file in a zip of 1,001 entries, or
+/// named only in its local header or its alias, is found. Signatures in entry data give
+/// junk names, which are judged as junk.
 fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
     let mut judge = NameJudge::new(policy, path);
     let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
@@ -142,11 +143,34 @@ fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findin
         let Some(name) = data.get(at + name_at..at + name_at + len) else {
             continue;
         };
-        if !judge.judge(name, findings) {
-            findings.add(Symbol::ArchiveTooManyEntries, path);
-            return;
+        let alias = u16_at(data, at + length_at + 2)
+            .and_then(|extra_len| {
+                let start = at + name_at + len;
+                data.get(start..start + extra_len)
+            })
+            .and_then(unicode_path_alias);
+        for name in std::iter::once(name).chain(alias) {
+            if !judge.judge(name, findings) {
+                findings.add(Symbol::ArchiveTooManyEntries, path);
+                return;
+            }
         }
     }
+}
+
+/// Info-ZIP's Unicode Path extra field (0x7075: version 1, the CRC-32 of the header name,
+/// then the name in UTF-8), which `unzip` and the zip reader extract under in place of
+/// the header name: its name, if `extra` holds one.
+fn unicode_path_alias(extra: &[u8]) -> Option<&[u8]> {
+    let mut rest = extra;
+    while let (Some(id), Some(size)) = (u16_at(rest, 0), u16_at(rest, 2)) {
+        let field = rest.get(4..4 + size)?;
+        if id == 0x7075 {
+            return field.get(5..).filter(|_| field.first() == Some(&1));
+        }
+        rest = rest.get(4 + size..)?;
+    }
+    None
 }
 
 /// Where the zip end record sits: the last one whose comment reaches exactly to the end

@@ -1,6 +1,6 @@
 //! Zip archives: what is inside, nesting, encryption and malformed archives.
 
-use super::zipbuild::{raw_zip, zip_of, zipcrypto_zip_of, RawEntry};
+use super::zipbuild::{crc32, raw_zip, zip_of, zipcrypto_zip_of, RawEntry};
 use super::*;
 
 fn zip_part(name: &str, data: &[u8]) -> Part {
@@ -390,4 +390,47 @@ fn a_local_entry_missing_from_the_central_directory_is_unreadable() {
         found.contains(&"ARCHIVE_UNREADABLE") || found.contains(&"ARCHIVE_BLOCKED_EXT"),
         "{found:?}"
     );
+}
+
+/// Regression (review): the raw header pass read no extra fields, so a blocked name given
+/// only by an entry's Info-ZIP Unicode Path alias (which `unzip` extracts under) was
+/// judged only by the reader, and never in an archive over the entry limit.
+#[test]
+fn a_unicode_path_alias_is_judged_in_an_archive_left_unopened() {
+    let alias_name = b"invoice.exe";
+    let mut extra = 0x7075u16.to_le_bytes().to_vec();
+    extra.extend_from_slice(&(5 + alias_name.len() as u16).to_le_bytes());
+    extra.push(1);
+    extra.extend_from_slice(&crc32(b"readme.txt").to_le_bytes());
+    extra.extend_from_slice(alias_name);
+    let names: Vec<String> = (0..30).map(|i| format!("f{i}.txt")).collect();
+    let mut entries: Vec<RawEntry<'_>> = names.iter().map(|n| RawEntry::stored(n, b"x")).collect();
+    entries.push(RawEntry {
+        extra: &extra,
+        ..RawEntry::stored("readme.txt", b"hello")
+    });
+    let z = raw_zip(&entries);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+}
+
+/// Regression (review): header signatures every few bytes, each naming the 64 KiB that
+/// follow, were each copied whole: a 160 KB attachment took 1.6 GB and 11 s. Names are
+/// now remembered by hash and read within a byte bound; the blocked name of the real
+/// entry in front of them is still found.
+#[test]
+fn overlapping_headers_with_long_names_stay_bounded() {
+    let mut z = raw_zip(&[RawEntry::stored("invoice.exe", b"MZ")]);
+    let mut header = b"PK\x03\x04".to_vec();
+    header.resize(26, 0);
+    header.extend_from_slice(&u16::MAX.to_le_bytes());
+    header.extend_from_slice(&[0, 0]);
+    while z.len() < 300_000 {
+        z.extend_from_slice(&header);
+        z.extend_from_slice(b"abcdefgh");
+    }
+    let found = symbols(&[zip_part("docs.zip", &z)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
 }
