@@ -172,3 +172,63 @@ fn the_policy_can_be_switched_off() {
     let rules = got[0].header("X-Spam-Rules").unwrap_or_default();
     assert!(!rules.contains("ATTACH_"), "{rules}");
 }
+
+/// The shipped configuration refuses a blocked file whatever else the message scores
+/// (review: README said "refused", the shipped policy only scored it, and a zip holding
+/// `invoice.exe` in otherwise clean mail was delivered untagged). Scanned with
+/// `config/mxguard.toml` as shipped, its paths made absolute.
+#[test]
+fn the_shipped_configuration_refuses_a_program_in_an_archive() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(repo.join("config/mxguard.toml")).unwrap();
+    let absolute = |p: &str| format!("{:?}", repo.join(p).to_str().unwrap());
+    let config = shipped
+        .replace("dir = \"var/spool\"", "dir = \"spool\"")
+        .replace("\"rules\"", &absolute("rules"))
+        .replace(
+            "\"config/classifier-seed.bin\"",
+            &absolute("config/classifier-seed.bin"),
+        );
+    assert_ne!(config, shipped, "the shipped paths moved: update this test");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mxguard.toml"), config).unwrap();
+    let cases = [
+        (
+            "zip.eml",
+            "docs.zip",
+            "application/zip",
+            zip_of(&[("invoice.exe", b"MZ".as_slice())]),
+        ),
+        (
+            "exe.eml",
+            "setup.exe",
+            "application/octet-stream",
+            b"MZ".to_vec(),
+        ),
+        (
+            "pdf.eml",
+            "report.pdf",
+            "application/pdf",
+            b"%PDF-1.4\n%%EOF\n".to_vec(),
+        ),
+    ];
+    for (file, name, ctype, data) in &cases {
+        let message = message_with_attachment("minutes", name, ctype, data);
+        std::fs::write(dir.path().join(file), message).unwrap();
+    }
+    for (file, _, _, _) in &cases {
+        let out = run_mxguard(
+            dir.path(),
+            &["scan", "--json", "--config", "mxguard.toml", file],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        let expected = if *file == "pdf.eml" {
+            "accept"
+        } else {
+            "reject"
+        };
+        assert_eq!(v["verdict"], expected, "{file}: {v}");
+    }
+}

@@ -11,7 +11,7 @@
 //! from [`quoted_printable_decode`].
 
 use mail_parser::decoders::charsets::map::charset_decoder;
-use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, HeaderName, Message, MessagePart, MimeHeaders, PartType};
 
 /// The 6-bit value of a base64 alphabet character.
 fn value(c: u8) -> Option<u8> {
@@ -177,6 +177,89 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
         quoted_printable_decode(bytes)
     };
     Some((decode_charset(&decoded, charset), is_html))
+}
+
+/// A content transfer encoding, as a mail client acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferEncoding {
+    /// `7bit`, `8bit`, `binary`, none, or a label no client decodes.
+    Identity,
+    /// `base64`.
+    Base64,
+    /// `quoted-printable`.
+    QuotedPrintable,
+}
+
+/// The texts of every `Content-Transfer-Encoding` field of `part`, in order.
+fn transfer_encoding_labels<'p>(part: &'p MessagePart<'_>) -> impl Iterator<Item = &'p str> {
+    part.headers
+        .iter()
+        .filter(|h| h.name == HeaderName::ContentTransferEncoding)
+        .filter_map(|h| h.value.as_text())
+}
+
+/// The encoding a label's first token names: `base64;`, `"base64"` and `base64 (x)` read
+/// as `base64`, as mail clients read them.
+fn encoding_of(label: &str) -> TransferEncoding {
+    let token = label
+        .trim()
+        .trim_start_matches('"')
+        .split(|c: char| c == ';' || c == '(' || c == '"' || c.is_whitespace())
+        .next()
+        .unwrap_or_default();
+    if token.eq_ignore_ascii_case("base64") {
+        TransferEncoding::Base64
+    } else if token.eq_ignore_ascii_case("quoted-printable") {
+        TransferEncoding::QuotedPrintable
+    } else {
+        TransferEncoding::Identity
+    }
+}
+
+/// The transfer encoding of `part` as mail clients read it (its first field, as
+/// Thunderbird and Python's `email` take it; mail-parser takes the last), and whether a
+/// reader may decode the part otherwise: a label with more than its token, or fields
+/// naming different encodings.
+pub fn transfer_encoding(part: &MessagePart<'_>) -> (TransferEncoding, bool) {
+    let mut labels = transfer_encoding_labels(part);
+    let Some(first) = labels.next() else {
+        return (TransferEncoding::Identity, false);
+    };
+    let encoding = encoding_of(first);
+    let plain = |label: &str| {
+        let label = label.trim();
+        label.eq_ignore_ascii_case("base64")
+            || label.eq_ignore_ascii_case("quoted-printable")
+            || encoding_of(label) == TransferEncoding::Identity
+                && !label.contains([';', '(', '"', ' ', '\t'])
+    };
+    let doubt = !plain(first) || labels.any(|l| encoding_of(l) != encoding || !plain(l));
+    (encoding, doubt)
+}
+
+/// The bytes of a part carrying a file as a mail client saves them: transfer-decoded
+/// leniently (a stray character in base64, or a sloppy label, does not leave the file
+/// encoded, as mail-parser leaves it) and never charset-decoded (mail-parser turns a text
+/// part's bytes into text, which corrupts a file sent as `text/plain; name=docs.zip`).
+pub fn file_bytes(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
+    let (encoding, doubt) = transfer_encoding(part);
+    let binary = matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_));
+    let strict = match encoding {
+        TransferEncoding::Base64 => part.encoding == Encoding::Base64,
+        TransferEncoding::QuotedPrintable => part.encoding == Encoding::QuotedPrintable,
+        TransferEncoding::Identity => part.encoding == Encoding::None,
+    };
+    if binary && strict && !doubt && !part.is_encoding_problem {
+        return part.contents().to_vec();
+    }
+    let Some(raw) = raw_body(message, part) else {
+        return part.contents().to_vec();
+    };
+    match encoding {
+        TransferEncoding::Base64 => base64_decode(raw),
+        TransferEncoding::QuotedPrintable => quoted_printable_decode(raw),
+        TransferEncoding::Identity => raw.to_vec(),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
 use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{
+    HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -86,8 +88,12 @@ pub struct AttachmentPart {
     pub names: Vec<String>,
     /// Declared `type/subtype`, lower-case; empty when there is none.
     pub content_type: String,
-    /// The content, transfer encoding removed.
+    /// The content, transfer encoding removed (leniently, never charset-decoded).
     pub data: Vec<u8>,
+    /// A mail client may read the part otherwise than `names`, `content_type` and `data`
+    /// say: its MIME fields are repeated, or its transfer encoding is labelled sloppily or
+    /// twice. A virus scanner should get the whole message and decode it itself.
+    pub ambiguous: bool,
 }
 
 /// A message prepared once for every rule kind.
@@ -622,11 +628,18 @@ fn collect_attachments(
     for part in &message.parts {
         // Every value of each: a plain `filename` beside an RFC 2231 `filename*` (which
         // mail-parser keeps as a second `filename`, and which clients prefer) or a
-        // repeated one each name a file a client may show.
+        // repeated one each name a file a client may show; and every instance of the
+        // fields (mail-parser keeps the last, mail clients read the first).
         let mut names: Vec<String> = Vec::new();
-        let disposition = part.content_disposition().map(|d| (d, "filename"));
-        let type_name = part.content_type().map(|t| (t, "name"));
-        for (field, attribute) in [disposition, type_name].into_iter().flatten() {
+        let fields = |name: HeaderName<'static>| {
+            part.headers
+                .iter()
+                .filter(move |h| h.name == name)
+                .filter_map(|h| h.value.as_content_type())
+        };
+        let dispositions = fields(HeaderName::ContentDisposition).map(|d| (d, "filename"));
+        let types = fields(HeaderName::ContentType).map(|t| (t, "name"));
+        for (field, attribute) in dispositions.chain(types) {
             let values = field.attributes().unwrap_or_default().iter();
             for value in values.filter(|a| a.name == attribute).map(|a| &a.value) {
                 if !names.iter().any(|n| n == value) {
@@ -640,18 +653,24 @@ fn collect_attachments(
             PartType::Multipart(_) => false,
         };
         if carries_file {
-            let content_type = part
-                .content_type()
+            // The first type, as mail clients read it.
+            let content_type = fields(HeaderName::ContentType)
+                .next()
                 .map(|ct| match ct.subtype() {
                     Some(sub) => format!("{}/{sub}", ct.ctype()),
                     None => ct.ctype().to_string(),
                 })
                 .unwrap_or_default()
                 .to_ascii_lowercase();
+            let repeated = |name: HeaderName<'static>| fields(name).nth(1).is_some();
+            let ambiguous = repeated(HeaderName::ContentType)
+                || repeated(HeaderName::ContentDisposition)
+                || lenient::transfer_encoding(part).1;
             out.push(AttachmentPart {
                 names,
                 content_type,
-                data: part.contents().to_vec(),
+                data: lenient::file_bytes(message, part),
+                ambiguous,
             });
         }
         if holds_uuencode(part) {
@@ -660,6 +679,7 @@ fn collect_attachments(
                     names: vec![file.name],
                     content_type: String::new(),
                     data: file.data,
+                    ambiguous: false,
                 });
             }
         }

@@ -172,11 +172,7 @@ impl AttachmentPolicy {
     /// Whether judging these attachments means opening archives (the costly part, which a
     /// caller may want off the async threads).
     pub fn opens_archives(&self, attachments: &[Attachment<'_>]) -> bool {
-        self.max_depth > 0
-            && attachments.iter().any(|a| {
-                let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);
-                magic::sniff(head).opens() || claims_archive(a)
-            })
+        self.max_depth > 0 && attachments.iter().any(read_as_archive)
     }
 
     /// Judges the attachments of one message: each symbol found once, sorted, with the
@@ -211,7 +207,7 @@ impl AttachmentPolicy {
             if promises.iter().any(|&p| magic::contradicts(content, p)) {
                 findings.add(Symbol::TypeMismatch, shown);
             }
-            if self.max_depth > 0 && (content.opens() || claims_archive(a)) {
+            if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {
                     depth: 1,
                     shown,
@@ -265,8 +261,16 @@ impl AttachmentPolicy {
     }
 }
 
-/// Whether a name or the declared type says zip, gzip or tar: such a part is read as an
-/// archive whatever its content (and flagged when it is not one).
+/// Whether `a` is opened as an archive: its content starts like one; or a name or the
+/// declared type says zip, gzip or tar (then it is flagged when it is not one); or it ends
+/// with a zip's end record, where zip readers (`unzip`, 7-Zip) look whatever comes before
+/// it and whatever the part is called (a zip behind `%PDF-1.4` named `docs.pdf`).
+fn read_as_archive(a: &Attachment<'_>) -> bool {
+    let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);
+    magic::sniff(head).opens() || claims_archive(a) || archive::ends_like_zip(a.data)
+}
+
+/// Whether a name or the declared type says zip, gzip or tar.
 fn claims_archive(a: &Attachment<'_>) -> bool {
     a.names.iter().any(|n| {
         matches!(

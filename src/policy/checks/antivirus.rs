@@ -141,11 +141,14 @@ const MAX_ATTACHMENT_STREAMS: usize = 32;
 /// it). A message with a uuencode begin line goes whole too: the list holds the files of
 /// text parts whose blocks uudecode would read (the first 32 of a part decoded), while
 /// clamd decodes every block it finds, in HTML parts and damaged ones too. clamd then
-/// gets the whole message and decodes it itself.
+/// gets the whole message and decodes it itself. So does a message with a part a client
+/// may read otherwise than the list has it (repeated MIME fields, a sloppy or repeated
+/// transfer-encoding label): a `base64` then a `7bit` field hid EICAR from the streams.
 fn attachments_unseen_or_many(view: &MessageView) -> bool {
     view.too_many_parts()
         || view.too_deep()
         || view.attachments().len() > MAX_ATTACHMENT_STREAMS
+        || view.attachments().iter().any(|a| a.ambiguous)
         || crate::mail::uuencode::opens_file(view.full())
 }
 

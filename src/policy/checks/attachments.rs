@@ -199,6 +199,111 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         }
     }
 
+    fn symbols_of(message: &str) -> Vec<String> {
+        let mut c = ctx(message);
+        let view = c.view();
+        let list: Vec<AttachmentPart> = view.attachments().to_vec();
+        let policy = AttachmentPolicy::new(&AttachmentsConfig::default());
+        let mut found: Vec<String> = policy
+            .inspect(&parts(&list))
+            .iter()
+            .map(|f| f.symbol.name().to_string())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        c.symbols.clear();
+        found
+    }
+
+    /// A zip holding `invoice.exe`, base64 in lines of 76.
+    fn zip_base64() -> String {
+        use base64::Engine;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("invoice.exe", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, b"MZ\x90\x00 a program").unwrap();
+        let zip = w.finish().unwrap().into_inner();
+        let text = base64::engine::general_purpose::STANDARD.encode(zip);
+        text.as_bytes()
+            .chunks(76)
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn with_part(headers: &str, body: &str) -> String {
+        format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+             --b\nContent-Type: text/plain\n\nhello\n--b\n{headers}\n\n{body}\n--b--\n"
+        )
+    }
+
+    /// Regression (review): the attachment list took mail-parser's decoding, which hands
+    /// back the encoded text for base64 with a stray character or a label it does not
+    /// know (`base64;`), turns a text part's bytes into text by its charset, and reads the
+    /// last of repeated MIME fields where mail clients read the first: in each case the
+    /// zip's blocked name was never seen (and clamd got the wrong bytes).
+    #[test]
+    fn files_are_decoded_as_mail_clients_save_them() {
+        let zip = zip_base64();
+        let plain = with_part(
+            "Content-Type: application/zip; name=docs.zip\nContent-Transfer-Encoding: base64",
+            &zip,
+        );
+        assert_eq!(symbols_of(&plain), ["ARCHIVE_BLOCKED_EXT"]);
+        let cases = [
+            (
+                "a stray character",
+                with_part(
+                    "Content-Type: application/zip; name=docs.zip\nContent-Transfer-Encoding: base64",
+                    &format!("!\n{zip}"),
+                ),
+            ),
+            (
+                "a sloppy label",
+                with_part(
+                    "Content-Type: application/octet-stream; name=docs\nContent-Transfer-Encoding: base64;",
+                    &zip,
+                ),
+            ),
+            (
+                "a text part naming a file",
+                with_part(
+                    "Content-Type: text/plain; charset=utf-16; name=docs.zip\n\
+                     Content-Disposition: attachment\nContent-Transfer-Encoding: base64",
+                    &zip,
+                ),
+            ),
+            (
+                "a second encoding field",
+                with_part(
+                    "Content-Type: application/zip; name=docs.zip\n\
+                     Content-Transfer-Encoding: base64\nContent-Transfer-Encoding: 7bit",
+                    &zip,
+                ),
+            ),
+        ];
+        for (case, message) in cases {
+            let found = symbols_of(&message);
+            assert!(
+                found.iter().any(|s| s == "ARCHIVE_BLOCKED_EXT"),
+                "{case}: {found:?}"
+            );
+        }
+        // The first of two dispositions names the file, as mail clients read it.
+        let two = with_part(
+            "Content-Disposition: attachment; filename=\"invoice.exe\"\n\
+             Content-Disposition: attachment; filename=\"a.txt\"\n\
+             Content-Type: application/octet-stream",
+            "TVqQAAMAAAAEAAAA",
+        );
+        assert!(symbols_of(&two).iter().any(|s| s == "ATTACH_BLOCKED_EXT"));
+        let view = ctx(&two).view().attachments().to_vec();
+        assert!(view.iter().all(|a| a.ambiguous), "{view:?}");
+        let view = ctx(&plain).view().attachments().to_vec();
+        assert!(view.iter().all(|a| !a.ambiguous), "{view:?}");
+    }
+
     /// Regression (review): only messages on disk waited for a `disk_inspections` turn; a
     /// small message whose zip held a zip of 63 MiB was opened at once, however many such
     /// sessions there were (about 80 MB each). Opening archives takes a turn too.

@@ -153,6 +153,11 @@ pub(super) fn inspect(
     }
 }
 
+/// Whether `data` ends with a zip's end record, where zip readers look for it.
+pub(super) fn ends_like_zip(data: &[u8]) -> bool {
+    zipfile::has_end_record(data)
+}
+
 /// An entry whose content is an archive this policy opens is opened one level deeper,
 /// while levels and budget remain; past the last level it is `ARCHIVE_TOO_DEEP`. `entry`
 /// is the entry's place in its archive (at the archive's level).

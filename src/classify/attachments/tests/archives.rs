@@ -434,3 +434,27 @@ fn overlapping_headers_with_long_names_stay_bounded() {
     let found = symbols(&[zip_part("docs.zip", &z)]);
     assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
 }
+
+/// Regression (review): an attachment was opened as an archive only when its first bytes,
+/// its name or its type said so; `unzip` and 7-Zip find a zip by its end record whatever
+/// comes before it, so a zip of `invoice.exe` behind `%PDF-1.4` named `docs.pdf` passed.
+#[test]
+fn a_zip_behind_other_bytes_is_opened_whatever_it_is_called() {
+    let z = zip_of(&[("invoice.exe", b"MZ".as_slice())]);
+    for prefix in [b"%PDF-1.4\n".as_slice(), b"X".as_slice()] {
+        let mut data = prefix.to_vec();
+        data.extend_from_slice(&z);
+        for (name, ctype) in [("docs.pdf", "application/pdf"), ("docs", "")] {
+            let found = symbols(&[part(name, ctype, &data)]);
+            assert!(
+                found.contains(&"ARCHIVE_BLOCKED_EXT"),
+                "{name} after {prefix:?}: {found:?}"
+            );
+        }
+    }
+    // A document that is no zip is not opened.
+    assert_eq!(
+        symbols(&[part("docs.pdf", "application/pdf", PDF)]),
+        Vec::<&str>::new()
+    );
+}
