@@ -134,6 +134,13 @@ pub struct Autolearn {
     running: Arc<tokio::sync::Semaphore>,
 }
 
+/// Classifier probability from which a message is never autolearned as ham (`BAYES_80`
+/// and up).
+const AUTOLEARN_HAM_BELOW: f64 = 0.8;
+/// Classifier probability up to which a message is never autolearned as spam (`BAYES_20`
+/// and below).
+const AUTOLEARN_SPAM_ABOVE: f64 = 0.2;
+
 /// Autolearns at once (see [`Autolearn::running`]).
 const AUTOLEARNS_AT_ONCE: usize = 8;
 
@@ -163,9 +170,9 @@ impl Autolearn {
 
     /// The class to learn a message with this judgement as, if any.
     fn class(&self, ctx: &Context) -> Option<Class> {
-        let learned = match &ctx.classification.as_ref()?.judged {
-            Judged::Verdict(v) => v.learned,
-            Judged::NotReady(totals) => *totals,
+        let (learned, probability) = match &ctx.classification.as_ref()?.judged {
+            Judged::Verdict(v) => (v.learned, Some(v.probability)),
+            Judged::NotReady(totals) => (*totals, None),
         };
         let score = ctx.score_of(|s| !BANDS.iter().any(|b| b.symbol == s.name));
         let class = if score >= self.config.autolearn_spam {
@@ -178,12 +185,25 @@ impl Autolearn {
         if class == Class::Ham && self.refused_by_an_action(ctx) {
             return None;
         }
-        // Balance: a class may outgrow the other only while both are still small.
+        // Never against a confident classifier: mail no rule hits, with the classifier
+        // saying spam, is what a sender poisoning the model sends (60 such messages turned
+        // BAYES_99 into BAYES_00 for their words), and mail a rule scores as spam but the
+        // classifier as ham teaches it nothing it should learn unsupervised.
+        let disagrees = probability.is_some_and(|p| match class {
+            Class::Ham => p >= AUTOLEARN_HAM_BELOW,
+            Class::Spam => p <= AUTOLEARN_SPAM_ABOVE,
+        });
+        if disagrees {
+            return None;
+        }
+        // Balance: a class may outgrow the other only while both are still small (and
+        // both may start when `min_learned` is 0).
         let (this, other) = match class {
             Class::Spam => (learned.spam, learned.ham),
             Class::Ham => (learned.ham, learned.spam),
         };
-        let limit = self.config.autolearn_balance * f64::from(other.max(self.config.min_learned));
+        let floor = other.max(self.config.min_learned).max(1);
+        let limit = self.config.autolearn_balance * f64::from(floor);
         (f64::from(this) < limit).then_some(class)
     }
 }
@@ -514,5 +534,57 @@ mod tests {
         assert_eq!(autolearn.class(&by_the_band), None);
         let clean = judged(&[("BAYES_00", -4.0), ("HAM", -0.5)]);
         assert_eq!(autolearn.class(&clean), Some(Class::Ham));
+    }
+
+    /// A message the classifier voted `probability` on, with these symbols hit.
+    fn voted(probability: f64, symbols: &[(&str, f64)]) -> Context {
+        let mut ctx = judged(symbols);
+        ctx.classification = Some(Classification {
+            by: "test".into(),
+            judged: Judged::Verdict(Verdict {
+                probability,
+                bayes: probability,
+                lr: None,
+                band: band(probability),
+                top: Vec::new(),
+                learned: Counts { spam: 10, ham: 10 },
+            }),
+        });
+        ctx
+    }
+
+    /// Regression (review): autolearn never asked the classifier: mail no rule hit was
+    /// learned as ham while the classifier called it spam (`BAYES_99`), and 60 such
+    /// messages turned their words' band to `BAYES_00`, the later copies delivered
+    /// untagged. Autolearn no longer goes against a confident classifier, either way.
+    #[test]
+    fn autolearn_never_goes_against_a_confident_classifier() {
+        let autolearn = Autolearn::new(classifier(), autolearn_config(), &Default::default(), None);
+        assert_eq!(autolearn.class(&voted(0.99, &[])), None);
+        assert_eq!(autolearn.class(&voted(0.8, &[])), None);
+        assert_eq!(autolearn.class(&voted(0.5, &[])), Some(Class::Ham));
+        assert_eq!(autolearn.class(&voted(0.05, &[("GTUBE", 1000.0)])), None);
+        assert_eq!(autolearn.class(&voted(0.2, &[("GTUBE", 1000.0)])), None);
+        assert_eq!(
+            autolearn.class(&voted(0.5, &[("GTUBE", 1000.0)])),
+            Some(Class::Spam)
+        );
+    }
+
+    /// Regression (review): with `min_learned = 0` the balance limit of an empty store
+    /// was 0 for both classes, so autolearn never learned anything.
+    #[test]
+    fn autolearn_starts_an_empty_store_when_min_learned_is_0() {
+        let config = ClassifierConfig {
+            min_learned: 0,
+            ..autolearn_config()
+        };
+        let autolearn = Autolearn::new(classifier(), config, &Default::default(), None);
+        let mut ctx = judged(&[("HAM", -0.5)]);
+        ctx.classification = Some(Classification {
+            by: "test".into(),
+            judged: Judged::NotReady(Counts::default()),
+        });
+        assert_eq!(autolearn.class(&ctx), Some(Class::Ham));
     }
 }
