@@ -37,6 +37,15 @@ const MAX_CHUNKS: usize = 50_000;
 const MAX_WORD_LEN: usize = 20;
 /// URLs and addresses read per text.
 const MAX_URLS: usize = 64;
+/// URLs read per message, over all its texts and links (a text's limit alone let 300
+/// parts of links add 56,000 tokens).
+const MAX_MESSAGE_URLS: usize = 256;
+/// Addresses read per message.
+const MAX_MESSAGE_ADDRESSES: usize = 128;
+/// Distinct tokens kept per message, whatever their source: the bound on a ledger entry
+/// (8 bytes a token) and on the counters one learn adds. Words, their variants, joined
+/// letters, headers and URLs of real mail stay far below it.
+const MAX_TOKENS: usize = 20_000;
 /// Deepest attached message (`message/rfc822`) read.
 const MAX_NESTING: usize = 3;
 
@@ -121,6 +130,8 @@ struct Sink {
     seen: HashSet<u64, HashBuild>,
     tokens: Vec<Feature>,
     word_count: usize,
+    urls_left: usize,
+    addresses_left: usize,
 }
 
 impl Sink {
@@ -128,8 +139,11 @@ impl Sink {
         self.add(name);
     }
 
-    /// Adds a token; true when it is new.
+    /// Adds a token; true when it is new (false past [`MAX_TOKENS`]).
     fn add(&mut self, name: String) -> bool {
+        if self.tokens.len() >= MAX_TOKENS {
+            return false;
+        }
         let h = hash_str(&name);
         let new = self.seen.insert(h);
         if new {
@@ -150,6 +164,8 @@ impl Tokenizer {
             seen: HashSet::with_capacity_and_hasher(512, HashBuild::default()),
             tokens: Vec::with_capacity(512),
             word_count: 0,
+            urls_left: MAX_MESSAGE_URLS,
+            addresses_left: MAX_MESSAGE_ADDRESSES,
         };
         // The parts past the scan's default limit are not read: a parser's memory grows
         // with every part. The default, not `scan_mime_parts`: what a message's tokens are
@@ -257,14 +273,26 @@ impl Tokenizer {
         }
         if let Some(email_re) = EMAIL_RE.as_ref().filter(|_| norm.contains('@')) {
             for cap in email_re.captures_iter(&norm).take(32) {
+                if sink.addresses_left == 0 {
+                    break;
+                }
+                sink.addresses_left -= 1;
                 if let Some(d) = cap.get(1) {
                     sink.push2("e:d:", &reg_domain(d.as_str()));
                 }
             }
         }
         let chunks: Vec<&str> = norm.split_whitespace().take(MAX_CHUNKS).collect();
+        // Joined letters are words: they count against the word limit, and an endless
+        // run of `a-b-c-d` chunks adds no more than plain words do.
         for joined in join_spaced_letters(chunks.iter().copied()) {
-            sink.push(joined);
+            if sink.word_count >= MAX_WORDS {
+                break;
+            }
+            if joined.chars().count() > MAX_WORD_LEN {
+                continue;
+            }
+            sink.word_count += usize::from(sink.add(joined));
         }
         for chunk in chunks {
             if sink.word_count >= MAX_WORDS {

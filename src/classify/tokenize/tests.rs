@@ -221,3 +221,39 @@ fn a_subject_brings_a_subjects_worth_of_tokens() {
     assert!(subject_words <= 64, "{subject_words} subject tokens");
     assert!(has(&n, "s:word0"));
 }
+
+/// Regression (review): joined letters, URLs (64 per text, 1,000 texts) and addresses
+/// were not counted against any per-message limit: 972 KB of `a-b-c-d` chunks gave
+/// 125,000 tokens, which one autolearn wrote to the ledger and the counters.
+#[test]
+fn every_kind_of_body_token_is_bounded_per_message() {
+    let mut joined = String::from("Subject: x\r\n\r\n");
+    for i in 0..60_000u32 {
+        let [a, b, c, d] = i.to_le_bytes().map(|x| char::from(b'a' + x % 26));
+        joined.push_str(&format!(
+            "{a}-{b}-{c}-{d}-{} ",
+            char::from(b'a' + (i / 7 % 26) as u8)
+        ));
+    }
+    let n = Tokenizer.features(joined.as_bytes()).tokens.len();
+    assert!(n <= MAX_WORDS + 100, "{n} tokens from joined letters");
+
+    let mut parts = String::from(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+    );
+    for p in 0..300 {
+        parts.push_str("--b\r\nContent-Type: text/plain\r\n\r\n");
+        for u in 0..64 {
+            parts.push_str(&format!(
+                "http://h{p}x{u}.example{p}.com/p{u}/q{p}?k{u}=v{p} a{p}x{u}@d{p}x{u}.example.org\r\n"
+            ));
+        }
+    }
+    parts.push_str("--b--\r\n");
+    let n = Tokenizer.features(parts.as_bytes()).tokens.len();
+    assert!(n <= MAX_TOKENS, "{n} tokens from links");
+    assert!(
+        n <= MAX_MESSAGE_URLS * 20 + MAX_MESSAGE_ADDRESSES * 2 + 1000,
+        "{n} tokens from links"
+    );
+}

@@ -8,6 +8,10 @@ use std::net::IpAddr;
 impl Tokenizer {
     pub(super) fn url_features(&self, urls: &[String], sink: &mut Sink) {
         for url in urls.iter().take(super::MAX_URLS) {
+            if sink.urls_left == 0 {
+                break;
+            }
+            sink.urls_left -= 1;
             let u = url.trim().to_ascii_lowercase();
             if let Some(addr) = mailto_address(&u) {
                 sink.push("u:mailto".to_string());
