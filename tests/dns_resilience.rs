@@ -663,3 +663,27 @@ async fn spf_reads_a_record_too_big_for_udp_through_the_shared_path() {
     assert_eq!(check.result, SpfResult::Pass);
     assert_eq!(lookups(&metrics, "spf", "ok"), 1);
 }
+
+/// Regression (review): mail-auth's four resolvers keep up to 4,096 answers each, counted
+/// by entries, and the responder gave every answer the shared cache's lifetime: 60 KB TXT
+/// records under names a sender chooses held about 74 KB an entry, up to a gigabyte past
+/// `dns.cache_bytes`. A big answer now goes out with TTL 0, so the check's resolver asks
+/// again (one loopback round trip) instead of keeping it; a small one is still kept.
+#[tokio::test]
+async fn mail_auth_resolvers_do_not_keep_big_answers() {
+    let server = TestDns::builder()
+        .txt("big.sender.test", &"v=spf1 ".repeat(1500))
+        .txt("small.sender.test", "v=spf1 -all")
+        .start()
+        .await
+        .expect("server");
+    let (dns, metrics) = resolver(&config(server.addr()));
+    let auth = dns.auth_resolver("spf").expect("mail-auth resolver");
+    for name in ["big.sender.test.", "small.sender.test."] {
+        for _ in 0..2 {
+            auth.txt_lookup(name).await.expect("records");
+        }
+    }
+    // The big answer was asked of the responder twice, the small one once.
+    assert_eq!(lookups(&metrics, "spf", "ok"), 3);
+}

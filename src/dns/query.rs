@@ -53,7 +53,7 @@ pub(crate) enum Answer {
 impl Answer {
     /// About what the cached copy of this answer for `key` weighs, in bytes: its records as
     /// they travel, plus the key and the map's own overhead.
-    fn weight(&self, key: &Key) -> usize {
+    pub(super) fn weight(&self, key: &Key) -> usize {
         const OVERHEAD: usize = 128;
         let records = match self {
             Answer::Records { records, .. } => records
@@ -69,7 +69,7 @@ impl Answer {
 /// The weight counted for a record that does not encode: as much as a big TXT answer.
 const RECORD_WEIGHT_UNKNOWN: usize = 4096;
 
-type Key = (Name, RecordType);
+pub(super) type Key = (Name, RecordType);
 type InFlight = Shared<BoxFuture<'static, Answer>>;
 
 /// Cache, health and transport of one resolver.

@@ -31,6 +31,12 @@ use tokio_util::sync::CancellationToken;
 const UDP_PAYLOAD: u16 = 4096;
 /// Answers kept by each of mail-auth's resolvers (one per check).
 const AUTH_CACHE_ENTRIES: u64 = 4096;
+/// Largest answer (as the shared cache weighs it) mail-auth's resolvers may keep: SPF,
+/// DKIM and DMARC records are a few hundred bytes. A bigger one (up to 64 KiB, chosen by
+/// whoever runs the sender's DNS) goes out with TTL 0, so four caches counting entries
+/// cannot hold a gigabyte past `dns.cache_bytes`; asked again, it is one loopback round
+/// trip to the shared cache.
+const AUTH_CACHE_ANSWER_BYTES: usize = 4096;
 /// An idle TCP connection from mail-auth's resolver is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -291,10 +297,15 @@ async fn respond(dns: &Dns, label: &Label, request: &Message, count: bool) -> Me
         )
         .await;
     label.asking.leave(&key);
+    let small = answer.weight(&(key.1.clone(), key.2)) <= AUTH_CACHE_ANSWER_BYTES;
     match answer {
         Answer::Records { records, expires } => {
             let left = expires.saturating_duration_since(Instant::now()).as_secs();
-            let ttl = u32::try_from(left).unwrap_or(u32::MAX);
+            let ttl = if small {
+                u32::try_from(left).unwrap_or(u32::MAX)
+            } else {
+                0
+            };
             reply.answers = records
                 .iter()
                 .map(|record| {
