@@ -25,21 +25,7 @@ pub fn received_header(
         (false, false, true) => "SMTPS",
         (false, false, false) => "SMTP",
     };
-    let mut helo: String = envelope
-        .helo
-        .chars()
-        .filter(|c| !c.is_control() && *c != '(' && *c != ')')
-        .take(255)
-        .collect();
-    // Without SMTPUTF8 the message is 7-bit: a UTF-8 greeting is written as its A-label,
-    // or with `?` for what no A-label can carry.
-    if !envelope.smtputf8 && !helo.is_ascii() {
-        helo = idna::domain_to_ascii(&helo).unwrap_or_else(|_| {
-            helo.chars()
-                .map(|c| if c.is_ascii() { c } else { '?' })
-                .collect()
-        });
-    }
+    let helo = trace_helo(&envelope.helo, envelope.smtputf8);
     let date = rfc5322_now();
     let mut header = format!(
         "Received: from {helo} ({literal})\r\n\tby {hostname} (mxguard) with {protocol} id {id}"
@@ -49,6 +35,36 @@ pub fn received_header(
     }
     header.push_str(&format!(";\r\n\t{date}\r\n"));
     header
+}
+
+/// Longest greeting written into the header: a domain name's 255 octets.
+const MAX_TRACE_HELO: usize = 255;
+
+/// The client's greeting as the header shows it: without SMTPUTF8 the message is 7-bit, so
+/// a UTF-8 greeting is written as its A-label; then only what a domain name or an address
+/// literal holds is kept, anything else written `?`, and the result is cut to 255 octets.
+/// Checked after the conversion, whose UTS-46 mapping turns fullwidth `（；）` into
+/// `(;)`, some characters into a space, and `㌖` into six letters: read before it, a
+/// greeting closed our own comment and wrote a `Received:` line over 998 octets.
+fn trace_helo(helo: &str, smtputf8: bool) -> String {
+    let converted = if !smtputf8 && !helo.is_ascii() {
+        idna::domain_to_ascii(helo).unwrap_or_else(|_| helo.to_string())
+    } else {
+        helo.to_string()
+    };
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+            || (smtputf8 && !c.is_ascii() && c.is_alphanumeric())
+    };
+    let mut out = String::new();
+    for c in converted.chars().map(|c| if allowed(c) { c } else { '?' }) {
+        if out.len() + c.len_utf8() > MAX_TRACE_HELO {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -103,5 +119,46 @@ mod tests {
         envelope.helo = "j\u{f6}rg.example".into();
         let header = received_header(&envelope, "gw.example.test", &id, true, false);
         assert!(header.contains("j\u{f6}rg.example"), "{header}");
+    }
+
+    /// Regression (review): the greeting was filtered before its IDNA conversion, which
+    /// maps fullwidth brackets and semicolons to ASCII and expands some characters, so a
+    /// greeting closed our comment, wrote a `;` into the from clause, or made the line
+    /// longer than 998 octets (the internal server refused it after we said 250).
+    #[test]
+    fn a_greeting_cannot_break_the_header_after_conversion() {
+        let id = QueueId::generate();
+        for helo in [
+            "mail.google.com\u{ff08}\u{ff3b}209.85.220.41\u{ff3d}\u{ff09}\u{ff1b}",
+            "x\u{ff09}\u{ff1b}by\u{a8}gmail.com",
+            &"\u{3316}.".repeat(80),
+            "a(b)c;d e\tf",
+        ] {
+            let envelope = Envelope {
+                helo: helo.to_string(),
+                ..test_envelope()
+            };
+            let header = received_header(&envelope, "gw.example.test", &id, true, false);
+            let from = header
+                .strip_prefix("Received: from ")
+                .and_then(|h| h.split_once(" ([192.0.2.7])"))
+                .map(|(from, _)| from)
+                .unwrap_or_else(|| panic!("{header}"));
+            assert!(from.len() <= 255, "{helo:?}: {from}");
+            assert!(
+                !from.contains(['(', ')', ';', ' ', '\t']),
+                "{helo:?}: {from}"
+            );
+            assert!(header.lines().all(|l| l.len() <= 998), "{header}");
+        }
+        let bracketed = Envelope {
+            helo: "[IPv6:2001:db8::1]".into(),
+            ..test_envelope()
+        };
+        let header = received_header(&bracketed, "gw.example.test", &id, true, false);
+        assert!(
+            header.starts_with("Received: from [IPv6:2001:db8::1] ("),
+            "{header}"
+        );
     }
 }
