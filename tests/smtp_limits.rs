@@ -466,3 +466,66 @@ fn junk_commands_past_the_limit_count_as_errors() {
         1.0
     );
 }
+
+/// Regression (review): after a BDAT chunk failed (the memory budget was full, so the
+/// transaction was reset), each chunk the client had already pipelined got `503` counted as
+/// a client error, so a client doing what RFC 3030 §3 asks was tarpitted and cut off
+/// (`421`). Such chunks are read and refused without counting, until `LAST`.
+#[test]
+fn chunks_pipelined_behind_a_failed_bdat_are_not_client_errors() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("message_memory_bytes", "65536")
+            .limit("message_memory_total_bytes", "65536")
+            .limit("message_header_bytes", "32768")
+            .limit("command_timeout", "\"1s\"")
+            .limit("errors_before_disconnect", "3")
+            .limit("errors_before_tarpit", "100"),
+    );
+    // A transfer under way holds the whole memory budget.
+    let mut holder = SmtpClient::connect_ehlo(gw.port);
+    holder.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    holder.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut first = b"BDAT 5000\r\n".to_vec();
+    first.resize(first.len() + 5000, b'x');
+    holder.send(&first);
+    holder.read_reply().expect(250, "");
+    // Kept alive past its own command timeout while the other session waits.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keep_alive = thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                holder.cmd("NOOP").expect(250, "");
+                thread::sleep(Duration::from_millis(200));
+            }
+            holder.quit();
+        }
+    });
+
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let chunk = |size: usize, last: bool| {
+        let mut out = format!("BDAT {size}{}\r\n", if last { " LAST" } else { "" }).into_bytes();
+        out.extend(std::iter::repeat_n(b'x', size));
+        out
+    };
+    let mut pipelined = chunk(100, false);
+    for last in [false, false, false, true] {
+        pipelined.extend(chunk(100, last));
+    }
+    c.send(&pipelined);
+    c.read_reply().expect(451, "4.3.2");
+    for _ in 0..4 {
+        c.read_reply().expect(503, "5.5.1");
+    }
+    // Still in session; a chunk out of turn counts as an error again.
+    c.cmd("NOOP").expect(250, "");
+    c.send(&chunk(5, true));
+    c.read_reply().expect(503, "5.5.1");
+    c.quit();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    keep_alive.join().unwrap();
+}

@@ -128,9 +128,10 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     }
 }
 
-/// A command line's verb and argument: split at the first space.
+/// A command line's verb and argument: split at the first space, or tab (RFC 5321 wants a
+/// space, but `BDAT<TAB>13 LAST` refused as unknown would run its chunk as commands).
 fn split_verb(line: &str) -> (&str, &str) {
-    match line.find(' ') {
+    match line.find([' ', '\t']) {
         Some(i) => (&line[..i], &line[i + 1..]),
         None => (line, ""),
     }
@@ -316,9 +317,20 @@ mod tests {
             b"BDAT 99999999999999999999999",
             b"BDAT +5",
             b"BDAT",
+            b"BDAT\tx",
         ] {
             assert_eq!(parse(bad), Err(CommandError::BdatSize), "{bad:?}");
         }
+        // Regression (review): split at a space only, `BDAT<TAB>13 LAST` was an unknown
+        // command (500, session open) and its 13 bytes ran as commands.
+        assert_eq!(
+            parse(b"BDAT\t13 LAST").unwrap(),
+            Command::Bdat {
+                size: 13,
+                last: true
+            }
+        );
+        assert!(starts_bdat(b"bdat\t99999999999999999999"));
     }
 
     #[test]

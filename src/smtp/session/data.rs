@@ -162,6 +162,14 @@ impl Session {
             t.received = received;
             t.rate = rate;
         }
+        if !usable && self.bdat_failed {
+            // A chunk pipelined behind a failed one: expected, not the client's error.
+            self.bdat_failed = !last;
+            return self.ok(
+                Stage::Data,
+                Reply::new(503, "5.5.1", "Transaction failed earlier, chunk discarded"),
+            );
+        }
         if !usable {
             let why = if !after_ehlo {
                 "BDAT needs EHLO"
@@ -175,12 +183,14 @@ impl Session {
         let Some(mut t) = transfer else {
             if busy {
                 self.reset_transaction();
+                self.bdat_failed = !last;
                 return self.busy().await;
             }
             return self.bad_sequence(Stage::Data, "No BDAT transaction").await;
         };
         if t.decoder.problem() == Some(ContentProblem::TooBig) {
             // Refuse now (RFC 3030 allows it) rather than after more chunks.
+            self.bdat_failed = !last;
             return self.finish_message(t).await;
         }
         if !last {

@@ -64,6 +64,10 @@ pub struct Session {
     greeting: Option<Greeting>,
     mail: Option<MailParams>,
     bdat: Option<Transfer>,
+    /// A BDAT chunk failed and its transaction is over: the chunks the client had already
+    /// pipelined are read and refused without counting as errors (RFC 3030 §3), until a
+    /// `BDAT LAST` or another command.
+    bdat_failed: bool,
     /// Memory of the budget the transaction's message holds until it is settled.
     message_memory: Option<Reservation>,
     /// RCPTs refused past `recipients_per_message` in this transaction.
@@ -172,6 +176,7 @@ impl Session {
             greeting: None,
             mail: None,
             bdat: None,
+            bdat_failed: false,
             message_memory: None,
             overshoot: 0,
             unreported: 0,
@@ -468,6 +473,9 @@ impl Session {
                     return Some(end);
                 }
             }
+        }
+        if !matches!(cmd, Command::Bdat { .. }) {
+            self.bdat_failed = false;
         }
         match cmd {
             Command::Ehlo(name) => self.hello(name, Greeting::Ehlo).await,
