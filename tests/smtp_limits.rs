@@ -529,3 +529,40 @@ fn chunks_pipelined_behind_a_failed_bdat_are_not_client_errors() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     keep_alive.join().unwrap();
 }
+
+/// Regression (review): only `/healthz` read `spool.min_free_bytes`; the SMTP side took
+/// `MAIL ... SIZE=26000000` with the spool below it, and the first sign of a full disk was
+/// a `452` after the whole message. MAIL now answers `452 4.3.1` (RFC 1870 §6.1) when the
+/// spool's free space (measured at most a second ago, in the background) is under
+/// `min_free_bytes` plus the declared size.
+#[test]
+fn mail_is_refused_when_the_spool_lacks_room() {
+    let internal = InternalServer::start();
+    let low = Gateway::start(
+        GatewayConfig::new(&internal).spool_key("min_free_bytes", "9000000000000000000"),
+    );
+    let mut c = SmtpClient::connect_ehlo(low.port);
+    let refused = wait_until(Duration::from_secs(10), || {
+        let r = c.cmd("MAIL FROM:<s@sender.test>");
+        if r.code == 250 {
+            // The free space was not measured yet.
+            c.cmd("RSET").expect(250, "");
+            thread::sleep(Duration::from_millis(100));
+            return false;
+        }
+        r.expect(452, "4.3.1");
+        true
+    });
+    assert!(refused, "MAIL kept being accepted below min_free_bytes");
+    c.quit();
+    assert!(
+        scrape(admin_port(&low)).value("mxguard_limit_hits_total", &[("limit", "spool_space")])
+            >= 1.0
+    );
+
+    // A size over the fixed limit is refused for good (552), whatever the room.
+    let mut c = SmtpClient::connect_ehlo(low.port);
+    c.cmd("MAIL FROM:<s@sender.test> SIZE=9000000000000000000")
+        .expect(552, "5.3.4");
+    c.quit();
+}

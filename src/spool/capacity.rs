@@ -11,8 +11,9 @@
 use super::Spool;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How long `/healthz` waits for the probe: a hung file system must not keep a health
@@ -53,6 +54,40 @@ impl Found {
             Some(free) if free < min_free => Capacity::Low { free },
             free => Capacity::Room { free },
         }
+    }
+}
+
+/// How old the free space [`Spool::free_recently`] gives may be before it starts a new
+/// probe.
+const FREE_SPACE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The free space the last probe measured, and when a probe was last started for it.
+#[derive(Debug, Default)]
+pub(super) struct LastFree {
+    /// Bytes, plus one (0: not known).
+    bytes: AtomicU64,
+    asked: Mutex<Option<Instant>>,
+}
+
+impl LastFree {
+    fn set(&self, free: Option<u64>) {
+        let stored = free.map_or(0, |f| f.saturating_add(1));
+        self.bytes.store(stored, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<u64> {
+        self.bytes.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// True for the first caller once the last probe was asked for too long ago.
+    fn due(&self) -> bool {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if asked.is_some_and(|at| now.duration_since(at) < FREE_SPACE_MAX_AGE) {
+            return false;
+        }
+        *asked = Some(now);
+        true
     }
 }
 
@@ -102,6 +137,17 @@ impl Spool {
         }
     }
 
+    /// The spool's free bytes as last measured (`None` until a probe has measured them,
+    /// or when the file system cannot tell), starting a probe in the background once that
+    /// is a second old: for SMTP sessions, which must not wait on the file system.
+    /// Must be called within a Tokio runtime.
+    pub fn free_recently(self: &Arc<Self>) -> Option<u64> {
+        if self.last_free.due() {
+            drop(self.probe_answer());
+        }
+        self.last_free.get()
+    }
+
     /// The answer of the probe running now, or of one started for this call.
     fn probe_answer(self: &Arc<Self>) -> watch::Receiver<Option<Found>> {
         let mut in_flight = self.capacity_probe.lock();
@@ -117,6 +163,7 @@ impl Spool {
                 writable: spool.writable(),
                 free: free_bytes(&spool.dir),
             };
+            spool.last_free.set(found.free);
             // Cleared before the answer is sent, so a caller that sees the answer and asks
             // again gets a new probe, not this one; and the spool let go of first, so no
             // spool outlives the last of its callers' handles because of a probe.

@@ -135,6 +135,8 @@ pub struct Spool {
     admin: bool,
     /// The capacity probe running now (one at a time).
     capacity_probe: capacity::InFlight,
+    /// The free space the last capacity probe measured.
+    last_free: capacity::LastFree,
 }
 
 impl Spool {
@@ -205,6 +207,7 @@ impl Spool {
                 _lock: lock,
                 admin: !clean_tmp,
                 capacity_probe: capacity::InFlight::default(),
+                last_free: capacity::LastFree::default(),
             },
             ready_rx,
         ))
