@@ -40,6 +40,11 @@ pub struct Limits {
     /// Memory all sessions together may hold for messages being received; past it,
     /// messages go to disk at once and new transfers wait.
     pub message_memory_total_bytes: usize,
+    /// A message still arriving after this long keeps no more of the memory budget than
+    /// one write buffer: past one buffer it goes to disk, so slow senders cannot hold the
+    /// budget every other transfer waits for.
+    #[serde(with = "humantime_serde")]
+    pub message_memory_hold: Duration,
     /// Longest header section of a message (refused with 552 past it).
     pub message_header_bytes: usize,
     /// Most fields in a header section (refused with 552 past it): each field costs the
@@ -110,6 +115,7 @@ impl Default for Limits {
             message_size_bytes: 25 * 1024 * 1024,
             message_memory_bytes: 1024 * 1024,
             message_memory_total_bytes: 256 * 1024 * 1024,
+            message_memory_hold: Duration::from_secs(10),
             message_header_bytes: 1024 * 1024,
             message_header_fields: 1000,
             received_fields: 50,
@@ -326,6 +332,7 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
     // (key, value, whether zero is refused)
     for (key, v, positive) in [
         ("command_timeout", l.command_timeout, true),
+        ("message_memory_hold", l.message_memory_hold, true),
         ("session_duration", l.session_duration, true),
         ("stress_idle_timeout", l.stress_idle_timeout, true),
         ("data_rate_grace", l.data_rate_grace, false),

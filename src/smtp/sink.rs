@@ -8,6 +8,7 @@ use super::budget::MemoryBudget;
 use super::budget::Reservation;
 use crate::policy::MessageData;
 use crate::spool::{SpillFile, Spool, SpoolError};
+use std::time::{Duration, Instant};
 
 /// Write buffer of a message on disk: bytes are written when this much is pending.
 pub const CHUNK: usize = 64 * 1024;
@@ -27,6 +28,8 @@ pub struct SinkLimits {
     pub header_fields: usize,
     /// Most `Received` fields: a message that has made more hops is looping.
     pub received_fields: usize,
+    /// How long a message may hold more than one write buffer of the memory budget.
+    pub memory_hold: Duration,
 }
 
 /// A message being received.
@@ -40,6 +43,7 @@ pub struct MessageSink {
     /// Bytes handed to the sink in all.
     total: usize,
     state: State,
+    started: Instant,
 }
 
 #[derive(Debug)]
@@ -82,6 +86,7 @@ impl MessageSink {
             header: HeaderScan::default(),
             total: 0,
             state: State::Receiving,
+            started: Instant::now(),
         }
     }
 
@@ -102,6 +107,13 @@ impl MessageSink {
     pub async fn make_room(&mut self, incoming: usize, spool: &Spool) {
         if !matches!(self.state, State::Receiving) {
             return;
+        }
+        // A slow transfer gives back what it holds past one buffer: senders trickling
+        // 256 bytes a second after half a megabyte each held the whole budget, and every
+        // other transfer waited for it (451 after command_timeout).
+        let slow = self.started.elapsed() >= self.limits.memory_hold;
+        if slow && self.spill.is_none() && self.reservation.bytes() > CHUNK {
+            self.spill(spool).await;
         }
         let need = self.buf.len() + 2 * incoming.min(FEED_MAX) + 2;
         if need <= self.buf.capacity() && need <= self.reservation.bytes() {
@@ -427,6 +439,7 @@ mod tests {
             header: 100_000,
             header_fields: 1000,
             received_fields: 50,
+            memory_hold: Duration::from_secs(600),
         };
         let mut message = b"Subject: x\r\n\r\n".to_vec();
         message.extend(std::iter::repeat_n(b'a', 500_000));
@@ -467,6 +480,7 @@ mod tests {
             header: 10_000,
             header_fields: 1000,
             received_fields: 50,
+            memory_hold: Duration::from_secs(600),
         };
         let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
         for _ in 0..100 {
@@ -478,5 +492,42 @@ mod tests {
         }
         assert!(matches!(sink.finish().await, Err(SinkError::HeaderTooLong)));
         assert_eq!(budget.in_use(), 0);
+    }
+
+    /// Regression (review): a message held its grown share of the memory budget for as
+    /// long as its sender took: a few senders trickling 256 bytes a second after half a
+    /// megabyte each held the whole budget, and every other transfer waited (451). Past
+    /// `memory_hold` a transfer keeps one buffer and writes the rest to disk.
+    #[tokio::test]
+    async fn a_slow_transfer_gives_back_its_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let budget = MemoryBudget::new(1 << 20);
+        let limits = SinkLimits {
+            memory: 1 << 20,
+            header: 100_000,
+            header_fields: 1000,
+            received_fields: 50,
+            memory_hold: Duration::from_millis(200),
+        };
+        let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
+        let mut feed = async |sink: &mut MessageSink, piece: &[u8]| {
+            sink.make_room(piece.len(), &spool).await;
+            let from = sink.buffer().len();
+            sink.buffer().extend_from_slice(piece);
+            sink.settle(from).await;
+        };
+        feed(&mut sink, b"Subject: x\r\n\r\n").await;
+        for _ in 0..10 {
+            feed(&mut sink, &[b'a'; FEED_MAX]).await;
+        }
+        assert!(!sink.is_spilled());
+        assert!(budget.in_use() > CHUNK, "{}", budget.in_use());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        feed(&mut sink, b"more").await;
+        assert!(sink.is_spilled());
+        assert!(budget.in_use() <= CHUNK, "{}", budget.in_use());
+        let (data, _mem) = sink.finish().await.unwrap();
+        assert_eq!(data.len(), 14 + 10 * FEED_MAX + 4);
     }
 }

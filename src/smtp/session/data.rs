@@ -226,6 +226,7 @@ impl Session {
             header: limits.message_header_bytes,
             header_fields: limits.message_header_fields,
             received_fields: limits.received_fields,
+            memory_hold: limits.message_memory_hold,
         };
         Some(MessageSink::new(sink_limits, reservation))
     }
