@@ -511,7 +511,7 @@ mod tests {
             memory_hold: Duration::from_millis(200),
         };
         let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
-        let mut feed = async |sink: &mut MessageSink, piece: &[u8]| {
+        let feed = async |sink: &mut MessageSink, piece: &[u8]| {
             sink.make_room(piece.len(), &spool).await;
             let from = sink.buffer().len();
             sink.buffer().extend_from_slice(piece);
