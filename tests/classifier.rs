@@ -588,3 +588,36 @@ fn lenient_base64_corpus_parts_are_seen_by_rules() {
         vec!["MARRIED_LONELY", "RAW_TITLE", "URI_PAGE4LIFE"]
     );
 }
+
+/// Regression (review): a file in mbox format (a mail client's folder, one file) was
+/// learned as one message made of all of them: a "Junk" folder of three spam counted as
+/// one spam. It is learned message by message; `learn --forget` of the folder forgets them.
+#[test]
+fn an_mbox_folder_is_learned_message_by_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    offline_config(root, "min_learned = 5");
+    let mut folder = String::new();
+    for i in 0..3 {
+        folder.push_str(&format!(
+            "From deals@offers.example Mon Dec  2 10:0{i}:00 2026\r\n"
+        ));
+        folder.push_str(&corpus_message(true, i));
+        folder.push_str("\r\n");
+    }
+    fs::write(root.join("Junk"), folder).unwrap();
+    let learned = stdout(&mx(
+        root,
+        &["learn", "--spam", "Junk", "--config", "mxguard.toml"],
+    ));
+    assert!(
+        learned.contains("3 messages") && learned.contains("3 learned"),
+        "{learned}"
+    );
+    assert!(learned.contains("store: 3 spam, 0 ham"), "{learned}");
+    let forgot = stdout(&mx(
+        root,
+        &["learn", "--forget", "Junk", "--config", "mxguard.toml"],
+    ));
+    assert!(forgot.contains("store: 0 spam, 0 ham"), "{forgot}");
+}

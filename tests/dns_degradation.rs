@@ -134,3 +134,27 @@ fn spf_dkim_and_dmarc_wait_no_longer_than_their_stage_deadline() {
     assert!(results.contains("dmarc=temperror"), "{results}");
     assert_eq!(scrape(admin_port(&gw)).value("mxguard_dns_up", &[]), 1.0);
 }
+
+/// Regression (review): a resolver answering every question with a referral (not
+/// recursive), FORMERR or NOTIMP turned every DNS check off and stayed "up", with nothing
+/// in the log: the error texts were built and dropped. The first such answer is logged at
+/// warn (then once a minute).
+#[test]
+fn a_resolver_answering_with_errors_is_named_in_the_log() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dns = rt
+        .block_on(
+            TestDns::builder()
+                .mode(mxguard::dns::testing::Mode::Referral)
+                .start(),
+        )
+        .expect("referral DNS server");
+    let (internal, gw) = gateway(dns.addr().port(), "");
+    send(&gw, &internal, "a@sender.test", "referral@test");
+    assert!(dns_lookups(&gw, "error") >= 1.0);
+    let logs = gw.logs();
+    assert!(
+        logs.contains("DNS lookup failed") && logs.contains("referral"),
+        "{logs}"
+    );
+}

@@ -17,6 +17,7 @@ use super::tokenize::Tokenizer;
 use super::ClassifyError;
 use arc_swap::ArcSwapOption;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub struct Classifier {
     settings: Settings,
     source: Source,
     model: ArcSwapOption<LrModel>,
+    /// Whether this gateway's seeding of the store is settled (seeded, not needed, or
+    /// failed for good): until then autolearn waits, since one message learned into an
+    /// empty store makes it look in use and the seed would never be imported.
+    seed_settled: AtomicBool,
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -187,7 +192,18 @@ impl Classifier {
             settings,
             source,
             model: ArcSwapOption::empty(),
+            seed_settled: AtomicBool::new(false),
         }
+    }
+
+    /// Whether seeding the store is settled (see [`crate::classify::maintain`]).
+    pub fn seed_settled(&self) -> bool {
+        self.seed_settled.load(Ordering::Acquire)
+    }
+
+    /// Records that seeding the store is settled: autolearn may start.
+    pub fn mark_seed_settled(&self) {
+        self.seed_settled.store(true, Ordering::Release);
     }
 
     /// A read-only classifier over a seed held in memory (`scan` with an empty store).

@@ -90,6 +90,9 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut seeded = try_seed(&classifier, current.as_ref(), &changed, true).await;
+    if seeded {
+        classifier.mark_seed_settled();
+    }
     let mut next_retrain = Instant::now() + current.current().classifier.retrain_interval;
     loop {
         let config = current.current();
@@ -99,6 +102,9 @@ pub async fn run(
         }
         if !seeded {
             seeded = try_seed(&classifier, current.as_ref(), &changed, false).await;
+            if seeded {
+                classifier.mark_seed_settled();
+            }
         }
         match classifier.refresh().await {
             Ok(true) => changed(),

@@ -535,8 +535,12 @@ async fn a_store_down_at_start_is_seeded_once_it_answers() {
         || {},
         stop.clone(),
     ));
-    // The first try fails; a few polls go by with the store down.
+    // The first try fails; a few polls go by with the store down, autolearn held.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !c.seed_settled(),
+        "autolearn may start before the seed is in"
+    );
     flaky.heal();
     for _ in 0..200 {
         if c.totals().await.unwrap() != Counts::default() {
@@ -547,6 +551,7 @@ async fn a_store_down_at_start_is_seeded_once_it_answers() {
     stop.cancel();
     upkeep.await.unwrap();
     assert_eq!(c.totals().await.unwrap(), Counts { spam: 10, ham: 10 });
+    assert!(c.seed_settled());
 }
 
 /// Regression (review): a seeding cut half-way (the gateway stopped, the store failing

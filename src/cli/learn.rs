@@ -184,7 +184,15 @@ async fn learn_files(
         let mut readable = Vec::with_capacity(chunk.len());
         for (file, result) in chunk.iter().zip(read) {
             match result {
-                Ok(raw) => readable.push((file, raw)),
+                // An mbox folder is learned message by message.
+                Ok(raw) => {
+                    let inside = mxguard::mail::mbox::messages(&raw);
+                    if inside.len() == 1 {
+                        readable.push((file, raw));
+                    } else {
+                        readable.extend(inside.into_iter().map(|m| (file, m.to_vec())));
+                    }
+                }
                 Err(e) => {
                     done += 1;
                     errors += 1;
@@ -213,8 +221,7 @@ async fn learn_files(
         if last_progress.elapsed() >= Duration::from_secs(2) {
             last_progress = Instant::now();
             eprintln!(
-                "learn: {done}/{} messages ({:.0}/s)",
-                files.len(),
+                "learn: {done} messages ({:.0}/s)",
                 done as f64 / started.elapsed().as_secs_f64().max(1e-9)
             );
         }
@@ -238,8 +245,7 @@ async fn learn_files(
     let t = classifier.totals().await?;
     let verb = if class.is_some() { "learn" } else { "forget" };
     println!(
-        "{verb}: {} messages in {:.1}s: {}, {errors} errors; store: {} spam, {} ham; model {}",
-        files.len(),
+        "{verb}: {done} messages in {:.1}s: {}, {errors} errors; store: {} spam, {} ham; model {}",
         learned.as_secs_f64(),
         summary(&outcomes),
         t.spam,

@@ -7,6 +7,7 @@
 use super::cache::TtlCache;
 use super::health::{Failure, Health};
 use super::transport::{is_referral, ExchangeError, Transport};
+use crate::metrics::LogEvery;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
@@ -82,6 +83,7 @@ pub(crate) struct Core {
     negative_ttl_min: Duration,
     down_backoff: Duration,
     confirm_within: Duration,
+    error_log: LogEvery,
 }
 
 /// Settings of a [`Core`] besides its parts.
@@ -106,6 +108,7 @@ impl Core {
             negative_ttl_min: settings.negative_ttl_min,
             down_backoff: settings.down_backoff,
             confirm_within: settings.confirm_within,
+            error_log: LogEvery::new(Duration::from_secs(60)),
         }
     }
 
@@ -157,8 +160,24 @@ impl Core {
         shared
     }
 
+    /// Asks the servers, logging an error answer (throttled).
+    async fn ask(self: &Arc<Self>, key: &Key) -> Answer {
+        let answer = self.exchange(key).await;
+        if let Answer::Error(why) = &answer {
+            // A resolver answering FORMERR, NOTIMP or referrals to every question turns
+            // every DNS check off while it looks up: say so, once a minute.
+            let (name, rtype) = key;
+            if self.error_log.due() {
+                tracing::warn!(%name, %rtype, error = %why, "DNS lookup failed: the resolver answered with an error (see mxguard_dns_lookups_total{{result=\"error\"}})");
+            } else {
+                tracing::debug!(%name, %rtype, error = %why, "DNS lookup failed");
+            }
+        }
+        answer
+    }
+
     /// Asks the servers, caches what can be cached, and keeps the health count.
-    async fn ask(self: &Arc<Self>, (name, rtype): &Key) -> Answer {
+    async fn exchange(self: &Arc<Self>, (name, rtype): &Key) -> Answer {
         let asked = Instant::now();
         match self.transport.exchange(name, *rtype).await {
             Ok(message) if message.metadata.response_code == ResponseCode::Refused => {

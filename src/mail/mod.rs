@@ -6,6 +6,7 @@ pub mod date;
 pub mod header_fields;
 pub mod html;
 pub mod lenient;
+pub mod mbox;
 pub mod mime;
 pub mod qp_shape;
 pub mod reply;

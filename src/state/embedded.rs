@@ -696,7 +696,12 @@ fn add_counters(
             .and_then(parse_counter)
             .unwrap_or(0);
         let value = current.saturating_add(*delta);
-        write(table, key, NEVER, value.to_string().as_bytes())?;
+        if value == 0 {
+            // A forgotten token leaves nothing behind.
+            table.remove(key.as_str()).map_err(backend_error)?;
+        } else {
+            write(table, key, NEVER, value.to_string().as_bytes())?;
+        }
     }
     Ok(())
 }

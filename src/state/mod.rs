@@ -136,9 +136,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Reads many counters in one round trip (`MGET`); a missing key reads as 0. The
     /// classifier reads one counter per token of a message.
     async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError>;
-    /// Adds signed deltas to counters that never expire (a missing one starts at 0), each
-    /// key atomically on the server (`INCRBY`, never read-modify-write over the wire), so
-    /// gateways learning at once never lose an update.
+    /// Adds signed deltas to counters that never expire (a missing one starts at 0, and one
+    /// that comes back to 0 is deleted), each key atomically on the server (`INCRBY` in a
+    /// script, never read-modify-write over the wire), so gateways learning at once never
+    /// lose an update.
     async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError>;
     /// One field of the map at `key` (a Redis hash).
     async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError>;

@@ -112,9 +112,22 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 for i = 2, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[4 + i])
+  if redis.call('INCRBY', KEYS[i], ARGV[4 + i]) == 0 then
+    redis.call('DEL', KEYS[i])
+  end
 end
 return 1
+";
+
+/// `INCRBY` on each key, deleting a counter that comes back to 0 (a forgotten token leaves
+/// nothing behind). KEYS = counters; ARGV = one delta per counter.
+const ADD_COUNTERS: &str = r"
+for i = 1, #KEYS do
+  if redis.call('INCRBY', KEYS[i], ARGV[i]) == 0 then
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 0
 ";
 
 const DELETE_IF: &str = r"
@@ -182,6 +195,7 @@ pub struct RedisBackend {
     greylist: Script,
     contact: Script,
     map_swap: Script,
+    add_counters: Script,
     delete_if: Script,
 }
 
@@ -248,6 +262,7 @@ impl RedisBackend {
             greylist: Script::new(GREYLIST),
             contact: Script::new(CONTACT),
             map_swap: Script::new(MAP_SWAP),
+            add_counters: Script::new(ADD_COUNTERS),
             delete_if: Script::new(DELETE_IF),
         })
     }
@@ -437,26 +452,23 @@ impl Backend for RedisBackend {
         match conn {
             Conn::Single(_) => {
                 for chunk in deltas.chunks(BATCH) {
-                    let mut pipe = redis::pipe();
+                    let mut invocation = self.add_counters.prepare_invoke();
                     for (key, delta) in chunk {
-                        pipe.cmd("INCRBY").arg(key).arg(*delta).ignore();
+                        invocation.key(key).arg(*delta);
                     }
-                    let () = pipe.query_async(&mut conn).await.map_err(failed)?;
+                    let _: i64 = invocation.invoke_async(&mut conn).await.map_err(failed)?;
                 }
             }
             Conn::Cluster(_) => {
-                // A pipeline goes to one node; the keys live on many. Each INCRBY is routed
-                // by its key, all in flight at once over the multiplexed connections.
+                // A script runs on one node; the keys live on many. Each counter's script
+                // is routed by its key, all in flight at once over the multiplexed
+                // connections.
                 for chunk in deltas.chunks(BATCH) {
                     let calls = chunk.iter().map(|(key, delta)| {
                         let mut conn = conn.clone();
-                        async move {
-                            redis::cmd("INCRBY")
-                                .arg(key)
-                                .arg(*delta)
-                                .query_async::<i64>(&mut conn)
-                                .await
-                        }
+                        let mut invocation = self.add_counters.key(key);
+                        invocation.arg(*delta);
+                        async move { invocation.invoke_async::<i64>(&mut conn).await }
                     });
                     for result in futures::future::join_all(calls).await {
                         result.map_err(failed)?;

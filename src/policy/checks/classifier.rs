@@ -222,6 +222,15 @@ impl Check for Autolearn {
         let Some(class) = self.class(ctx) else {
             return Decision::Continue;
         };
+        if !self.classifier.seed_settled() {
+            // One message learned into an empty store makes it look in use, and the seed
+            // (waiting for a store that did not answer at start) would never be imported.
+            tracing::debug!(
+                class = class.as_str(),
+                "autolearn waits for the store to be seeded"
+            );
+            return Decision::Continue;
+        }
         let Ok(turn) = self.running.clone().try_acquire_owned() else {
             tracing::debug!(
                 class = class.as_str(),
@@ -438,6 +447,7 @@ mod tests {
             Source::State(state.clone()),
             Settings { node: "t".into() },
         ));
+        learner.mark_seed_settled();
         let (spool, _rx) = crate::spool::Spool::open(&dir.path().join("spool")).unwrap();
         let mut raw = b"Subject: minutes\r\n\r\n".to_vec();
         for i in 0..5000 {
@@ -586,5 +596,44 @@ mod tests {
             judged: Judged::NotReady(Counts::default()),
         });
         assert_eq!(autolearn.class(&ctx), Some(Class::Ham));
+    }
+
+    /// Regression (review): with the store down at start, the seed waits for the next
+    /// model poll, but sessions autolearned as soon as the store answered: one message
+    /// learned into the empty store made it look in use, and the seed was never imported
+    /// (the classifier then never voted). Autolearn waits until seeding is settled.
+    #[tokio::test]
+    async fn autolearn_waits_until_the_store_is_seeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::embedded_for_test(dir.path()).await;
+        let learner = Arc::new(Classifier::new(
+            Source::State(state.clone()),
+            Settings { node: "t".into() },
+        ));
+        let autolearn = Autolearn::new(
+            learner.clone(),
+            autolearn_config(),
+            &Default::default(),
+            None,
+        );
+        let message = |id: &str| {
+            let mut ctx = judged(&[("HAM", -0.5)]);
+            ctx.message = format!("Subject: {id}\r\n\r\nminutes of meeting {id}\r\n")
+                .into_bytes()
+                .into();
+            ctx
+        };
+        assert_eq!(autolearn.run(&mut message("a")).await, Decision::Continue);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(learner.totals().await.unwrap(), Counts::default());
+        learner.mark_seed_settled();
+        assert_eq!(autolearn.run(&mut message("b")).await, Decision::Continue);
+        for _ in 0..200 {
+            if learner.totals().await.unwrap().ham == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(learner.totals().await.unwrap(), Counts { spam: 0, ham: 1 });
     }
 }
