@@ -12,6 +12,7 @@ pub mod qp_shape;
 pub mod reply;
 pub mod seven_bit;
 pub mod stamp;
+pub mod tnef;
 pub mod trace;
 pub mod url;
 pub mod uuencode;

@@ -666,12 +666,21 @@ fn collect_attachments(
             let ambiguous = repeated(HeaderName::ContentType)
                 || repeated(HeaderName::ContentDisposition)
                 || lenient::transfer_encoding(part).1;
+            let data = lenient::file_bytes(message, part);
+            // The files in a `winmail.dat`, which Outlook shows as attachments.
+            let wrapped = crate::mail::tnef::files(&data);
             out.push(AttachmentPart {
                 names,
                 content_type,
-                data: lenient::file_bytes(message, part),
+                data,
                 ambiguous,
             });
+            out.extend(wrapped.into_iter().map(|f| AttachmentPart {
+                names: f.names,
+                content_type: String::new(),
+                data: f.data,
+                ambiguous: false,
+            }));
         }
         if holds_uuencode(part) {
             for file in crate::mail::uuencode::files(part.contents()) {

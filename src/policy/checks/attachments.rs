@@ -304,6 +304,26 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert!(view.iter().all(|a| !a.ambiguous), "{view:?}");
     }
 
+    /// Regression (review): a `winmail.dat` (TNEF, which Outlook opens into its files) was
+    /// one opaque part: `invoice.exe` inside it gave no symbol.
+    #[test]
+    fn files_inside_a_winmail_dat_are_judged() {
+        use base64::Engine;
+        let stream = crate::mail::tnef::tests::winmail(&[(
+            "INVOIC~1.EXE",
+            "invoice.exe",
+            b"MZ\x90\x00 program",
+        )]);
+        let body = base64::engine::general_purpose::STANDARD.encode(stream);
+        let message = with_part(
+            "Content-Type: application/ms-tnef; name=winmail.dat\n\
+             Content-Disposition: attachment; filename=winmail.dat\n\
+             Content-Transfer-Encoding: base64",
+            &body,
+        );
+        assert_eq!(symbols_of(&message), ["ATTACH_BLOCKED_EXT"]);
+    }
+
     /// Regression (review): only messages on disk waited for a `disk_inspections` turn; a
     /// small message whose zip held a zip of 63 MiB was opened at once, however many such
     /// sessions there were (about 80 MB each). Opening archives takes a turn too.

@@ -1,0 +1,323 @@
+//! TNEF (`winmail.dat`, `application/ms-tnef`, [MS-OXTNEF]): Outlook and Exchange wrap a
+//! message's attachments in it, and Outlook shows the files inside as attachments while a
+//! reader of MIME structure sees one opaque part. Only what names and carries files is
+//! read: each attachment's title (`attAttachTitle`), its long file name from the MAPI
+//! properties (`PR_ATTACH_LONG_FILENAME`), and its data (`attAttachData`).
+
+/// The stream's first four bytes.
+const SIGNATURE: u32 = 0x223E_9F78;
+/// Attribute level of attachment attributes.
+const LEVEL_ATTACHMENT: u8 = 0x02;
+/// Starts a new attachment.
+const ATT_ATTACH_REND_DATA: u32 = 0x0006_9002;
+/// The 8.3 (or longer) name, NUL-terminated.
+const ATT_ATTACH_TITLE: u32 = 0x0001_8010;
+/// The file's bytes.
+const ATT_ATTACH_DATA: u32 = 0x0006_800F;
+/// The attachment's MAPI properties.
+const ATT_ATTACHMENT: u32 = 0x0006_9005;
+/// `PR_ATTACH_LONG_FILENAME`'s property id.
+const PR_ATTACH_LONG_FILENAME: u16 = 0x3707;
+/// `PR_ATTACH_FILENAME`'s property id.
+const PR_ATTACH_FILENAME: u16 = 0x3704;
+/// Files read from one stream at most.
+pub const MAX_FILES: usize = 256;
+
+/// One file inside a TNEF stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TnefFile {
+    /// The names it goes by (title, long file name), distinct, in order.
+    pub names: Vec<String>,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// Whether `data` starts as a TNEF stream.
+pub fn is_tnef(data: &[u8]) -> bool {
+    read_u32(data, 0) == Some(SIGNATURE)
+}
+
+fn read_u16(data: &[u8], at: usize) -> Option<u16> {
+    let b = data.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A name as stored: cut at its first NUL, read as UTF-8 or, failing that, Latin-1 (an
+/// ANSI code page), or UTF-16LE when `wide`.
+fn name_text(raw: &[u8], wide: bool) -> String {
+    if wide {
+        let units: Vec<u16> = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
+        return String::from_utf16_lossy(&units);
+    }
+    let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_string(),
+        Err(_) => raw.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// The files of the TNEF stream `data`, as far as it reads (a damaged stream keeps the
+/// files before the damage). Not a TNEF stream: none.
+pub fn files(data: &[u8]) -> Vec<TnefFile> {
+    if !is_tnef(data) {
+        return Vec::new();
+    }
+    let mut found: Vec<TnefFile> = Vec::new();
+    let mut current: Option<TnefFile> = None;
+    // Signature and legacy key.
+    let mut at = 6;
+    while let (Some(&level), Some(id), Some(len)) =
+        (data.get(at), read_u32(data, at + 1), read_u32(data, at + 5))
+    {
+        let start = at + 9;
+        let Some(value) = usize::try_from(len)
+            .ok()
+            .and_then(|len| data.get(start..start.checked_add(len)?))
+        else {
+            break;
+        };
+        // Value, then a two-byte checksum (not checked: Outlook does not either).
+        at = start + value.len() + 2;
+        if level != LEVEL_ATTACHMENT {
+            continue;
+        }
+        match id {
+            ATT_ATTACH_REND_DATA => {
+                if let Some(done) = current.take() {
+                    found.push(done);
+                }
+                if found.len() >= MAX_FILES {
+                    break;
+                }
+                current = Some(TnefFile::default());
+            }
+            ATT_ATTACH_TITLE => add_name(&mut current, name_text(value, false)),
+            ATT_ATTACH_DATA => {
+                current.get_or_insert_with(TnefFile::default).data = value.to_vec();
+            }
+            ATT_ATTACHMENT => {
+                for name in long_file_names(value) {
+                    add_name(&mut current, name);
+                }
+            }
+            _ => {}
+        }
+    }
+    found.extend(current);
+    found.retain(|f| !f.names.is_empty() || !f.data.is_empty());
+    found
+}
+
+fn add_name(current: &mut Option<TnefFile>, name: String) {
+    let file = current.get_or_insert_with(TnefFile::default);
+    if !name.is_empty() && !file.names.contains(&name) {
+        file.names.push(name);
+    }
+}
+
+/// The file names in a MAPI property list (`attAttachment`): `PR_ATTACH_LONG_FILENAME`
+/// and `PR_ATTACH_FILENAME`, as 8-bit or UTF-16 strings. The list is walked property by
+/// property; a type it cannot size ends the walk with the names found so far.
+fn long_file_names(props: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    let Some(count) = read_u32(props, 0) else {
+        return names;
+    };
+    let mut at = 4;
+    for _ in 0..count {
+        let (Some(ptype), Some(pid)) = (read_u16(props, at), read_u16(props, at + 2)) else {
+            break;
+        };
+        at += 4;
+        if pid >= 0x8000 {
+            // A named property: its GUID, then an id or a name.
+            let Some(kind) = read_u32(props, at + 16) else {
+                break;
+            };
+            at += 20;
+            if kind == 0 {
+                at += 4;
+            } else {
+                let Some(len) = read_u32(props, at) else {
+                    break;
+                };
+                at = at.saturating_add(4).saturating_add(padded(len));
+            }
+        }
+        let multi = ptype & 0x1000 != 0;
+        let base = ptype & !0x1000;
+        let values = if multi || is_variable(base) {
+            let Some(n) = read_u32(props, at) else {
+                break;
+            };
+            at += 4;
+            n
+        } else {
+            1
+        };
+        for _ in 0..values {
+            if let Some(size) = fixed_size(base) {
+                at = at.saturating_add(size);
+                if at > props.len() {
+                    // A count no list this long can hold.
+                    return names;
+                }
+                continue;
+            }
+            if !is_variable(base) {
+                return names;
+            }
+            let Some(len) = read_u32(props, at) else {
+                return names;
+            };
+            let start = at + 4;
+            let Some(value) = usize::try_from(len)
+                .ok()
+                .and_then(|len| props.get(start..start.checked_add(len)?))
+            else {
+                return names;
+            };
+            if matches!(pid, PR_ATTACH_LONG_FILENAME | PR_ATTACH_FILENAME)
+                && matches!(base, 0x001E | 0x001F)
+            {
+                names.push(name_text(value, base == 0x001F));
+            }
+            at = start.saturating_add(padded(len));
+        }
+        if at > props.len() {
+            break;
+        }
+    }
+    names
+}
+
+/// A length rounded up to a multiple of 4, as MAPI values are padded.
+fn padded(len: u32) -> usize {
+    usize::try_from(len).map_or(usize::MAX, |l| l.saturating_add(3) & !3)
+}
+
+/// Whether values of this type are counted and sized (strings, binary, objects).
+fn is_variable(base: u16) -> bool {
+    matches!(base, 0x001E | 0x001F | 0x0102 | 0x000D)
+}
+
+/// Bytes a value of a fixed-size type takes, padded.
+fn fixed_size(base: u16) -> Option<usize> {
+    match base {
+        0x0002 | 0x0003 | 0x0004 | 0x000A | 0x000B => Some(4),
+        0x0005 | 0x0006 | 0x0007 | 0x0014 | 0x0040 => Some(8),
+        0x0048 => Some(16),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn attribute(out: &mut Vec<u8>, level: u8, id: u32, value: &[u8]) {
+        out.push(level);
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        let sum = value
+            .iter()
+            .fold(0u16, |s, &b| s.wrapping_add(u16::from(b)));
+        out.extend_from_slice(&sum.to_le_bytes());
+    }
+
+    /// A MAPI property list holding a long file name (UTF-16) after a few other types.
+    fn props_with_long_name(name: &str) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&3u32.to_le_bytes());
+        // PT_LONG PR_ATTACH_METHOD = 1.
+        p.extend_from_slice(&0x0003u16.to_le_bytes());
+        p.extend_from_slice(&0x3705u16.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        // PT_BINARY of 5 bytes (padded to 8).
+        p.extend_from_slice(&0x0102u16.to_le_bytes());
+        p.extend_from_slice(&0x3702u16.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend_from_slice(&5u32.to_le_bytes());
+        p.extend_from_slice(&[1, 2, 3, 4, 5, 0, 0, 0]);
+        // PT_UNICODE PR_ATTACH_LONG_FILENAME.
+        let wide: Vec<u8> = name
+            .encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        p.extend_from_slice(&0x001Fu16.to_le_bytes());
+        p.extend_from_slice(&PR_ATTACH_LONG_FILENAME.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend_from_slice(&(wide.len() as u32).to_le_bytes());
+        p.extend_from_slice(&wide);
+        p.resize(p.len() + (4 - wide.len() % 4) % 4, 0);
+        p
+    }
+
+    /// A `winmail.dat` holding one file per `(title, long name, data)`.
+    pub(crate) fn winmail(files: &[(&str, &str, &[u8])]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_le_bytes().to_vec();
+        out.extend_from_slice(&0x0001u16.to_le_bytes());
+        attribute(&mut out, 0x01, 0x0009_8006, &[0, 0, 0, 0]);
+        for (title, long, data) in files {
+            attribute(&mut out, LEVEL_ATTACHMENT, ATT_ATTACH_REND_DATA, &[0; 14]);
+            let mut t = title.as_bytes().to_vec();
+            t.push(0);
+            attribute(&mut out, LEVEL_ATTACHMENT, ATT_ATTACH_TITLE, &t);
+            attribute(&mut out, LEVEL_ATTACHMENT, ATT_ATTACH_DATA, data);
+            if !long.is_empty() {
+                let props = props_with_long_name(long);
+                attribute(&mut out, LEVEL_ATTACHMENT, ATT_ATTACHMENT, &props);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn files_are_read_with_their_titles_and_long_names() {
+        let stream = winmail(&[
+            ("INVOIC~1.EXE", "invoice.exe", b"MZ program"),
+            ("notes.txt", "", b"hello"),
+        ]);
+        let files = files(&stream);
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(files[0].names, ["INVOIC~1.EXE", "invoice.exe"]);
+        assert_eq!(files[0].data, b"MZ program");
+        assert_eq!(files[1].names, ["notes.txt"]);
+        assert_eq!(files[1].data, b"hello");
+    }
+
+    #[test]
+    fn damaged_or_foreign_streams_give_what_they_hold_and_never_panic() {
+        assert!(files(b"not tnef at all").is_empty());
+        let stream = winmail(&[("a.exe", "long.exe", b"MZ")]);
+        for cut in 0..stream.len() {
+            let _ = files(&stream[..cut]);
+        }
+        for i in 0..stream.len() {
+            let mut bad = stream.clone();
+            bad[i] ^= 0xA5;
+            let _ = files(&bad);
+        }
+        // A property count or value count of four billion ends with the data.
+        let mut huge = 0xFFFF_FFFFu32.to_le_bytes().to_vec();
+        huge.extend_from_slice(&0x1003u16.to_le_bytes());
+        huge.extend_from_slice(&0x3705u16.to_le_bytes());
+        huge.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+        assert!(long_file_names(&huge).is_empty());
+        // A length running past the end stops the walk.
+        let mut long = SIGNATURE.to_le_bytes().to_vec();
+        long.extend_from_slice(&[1, 0, 2, 0x10, 0x80, 1, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(files(&long).is_empty());
+    }
+}
