@@ -130,3 +130,22 @@ fn esmtp_after_plain_helo_is_refused() {
     let (_, msgs) = internal.wait_for(Duration::from_millis(500), |_| false);
     assert!(msgs.is_empty(), "relayed: {:?}", summarize(&msgs));
 }
+
+/// Regression (review): `555 5.5.4 Unsupported parameter {p}` echoed the client's whole
+/// parameter, raw UTF-8 included: reply lines of 516 octets and more, past RFC 5321's
+/// 512. The echo is cut to 64 printable ASCII characters.
+#[test]
+fn an_unsupported_parameter_is_echoed_short_and_printable() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    // As long as a 512-octet command line allows.
+    let long = format!("X-{}\u{e9}={}", "A".repeat(239), "b".repeat(240));
+    let r = c.cmd(&format!("MAIL FROM:<s@sender.test> {long}"));
+    r.expect(555, "5.5.4");
+    for line in &r.lines {
+        assert!(line.len() + 4 <= 512, "{} octets: {line}", line.len() + 4);
+        assert!(line.is_ascii(), "{line}");
+    }
+    c.quit();
+}

@@ -551,9 +551,11 @@ impl Session {
             CommandError::SenderAddress(why) => {
                 Reply::new(553, "5.1.7", format!("Bad sender address syntax: {why}"))
             }
-            CommandError::Parameter(p) => {
-                Reply::new(555, "5.5.4", format!("Unsupported parameter {p}"))
-            }
+            CommandError::Parameter(p) => Reply::new(
+                555,
+                "5.5.4",
+                format!("Unsupported parameter {}", shown_parameter(&p)),
+            ),
             CommandError::BdatSize => Reply::new(501, "5.5.4", "Syntax error"),
         };
         self.error(At::Other, reply).await
@@ -566,4 +568,22 @@ impl Session {
         self.message_memory = None;
         self.overshoot = 0;
     }
+}
+
+/// Characters of a client's parameter echoed in a reply.
+const SHOWN_PARAMETER_CHARS: usize = 64;
+
+/// A client's parameter as a reply shows it: printable ASCII (others as `?`), cut to
+/// [`SHOWN_PARAMETER_CHARS`], so the reply line stays within RFC 5321's 512 octets and
+/// carries nothing the client chose but text.
+fn shown_parameter(p: &str) -> String {
+    let mut shown: String = p
+        .chars()
+        .take(SHOWN_PARAMETER_CHARS)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if p.chars().count() > SHOWN_PARAMETER_CHARS {
+        shown.push_str("...");
+    }
+    shown
 }
