@@ -554,7 +554,7 @@ impl Session {
             CommandError::Parameter(p) => Reply::new(
                 555,
                 "5.5.4",
-                format!("Unsupported parameter {}", shown_parameter(&p)),
+                format!("Unsupported parameter {}", shown_parameter(p)),
             ),
             CommandError::BdatSize => Reply::new(501, "5.5.4", "Syntax error"),
         };
