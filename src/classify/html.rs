@@ -117,12 +117,53 @@ fn decode_entity(name: &str) -> Option<char> {
     })
 }
 
+/// A numeric character reference at the start of `after` (the text after `&`), read as
+/// browsers read it (HTML5): `#118` or `#x76`, any number of leading zeros, the `;`
+/// optional (`&#118iagra` shows `viagra`); a code point no character has reads as U+FFFD.
+/// Its character and the bytes it took.
+fn numeric_reference(after: &str) -> Option<(char, usize)> {
+    let rest = after.strip_prefix('#')?;
+    let hex = rest.starts_with(['x', 'X']);
+    let digits_at = if hex { 2 } else { 1 };
+    let digits = after.get(digits_at..)?;
+    let n = digits
+        .bytes()
+        .take_while(|b| {
+            if hex {
+                b.is_ascii_hexdigit()
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+        .count();
+    if n == 0 {
+        return None;
+    }
+    let value = digits.get(..n)?.trim_start_matches('0');
+    let code = match value.len() {
+        0 => 0,
+        1..=8 => u32::from_str_radix(value, if hex { 16 } else { 10 }).ok()?,
+        _ => u32::MAX,
+    };
+    let c = char::from_u32(code)
+        .filter(|&c| c != '\0')
+        .unwrap_or('\u{FFFD}');
+    let used = digits_at + n;
+    let used = used + usize::from(after.get(used..).is_some_and(|r| r.starts_with(';')));
+    Some((c, used))
+}
+
 /// Appends `raw` text to `out`, decoding character entities.
 fn push_text(raw: &str, out: &mut String) {
     let mut rest = raw;
     while let Some(pos) = rest.find('&') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
+        if let Some((c, used)) = numeric_reference(after) {
+            out.push(c);
+            rest = after.get(used..).unwrap_or_default();
+            continue;
+        }
         let end = after
             .char_indices()
             .take(10)
@@ -319,6 +360,26 @@ mod tests {
         let r = render("<td>one</td><td>two&nbsp;&amp;&#51;</td>");
         let words: Vec<&str> = r.text.split_whitespace().collect();
         assert_eq!(words, vec!["one", "two", "&3"]);
+    }
+
+    /// Regression (review): a numeric reference without its `;` (`&#118iagra`, which
+    /// browsers show as `viagra`) or with leading zeros past a 10-character window was
+    /// left as written, so the word was never tokenized.
+    #[test]
+    fn numeric_references_read_as_browsers_read_them() {
+        for html in [
+            "buy &#118iagra now",
+            "buy &#0000000118;iagra now",
+            "buy &#x76iagra now",
+            "buy &#X000076;iagra now",
+        ] {
+            assert_eq!(render(html).text.trim(), "buy viagra now", "{html}");
+        }
+        assert_eq!(
+            render("a &#0; b &#99999999999; c").text.trim(),
+            "a \u{FFFD} b \u{FFFD} c"
+        );
+        assert_eq!(render("&# and &#x;").text.trim(), "&# and &#x;");
     }
 
     #[test]

@@ -5,17 +5,29 @@
 //! word of every message.
 
 /// Returns true for characters that render as nothing and are inserted by spammers to
-/// break words apart (zero-width spaces and joiners, soft hyphen, bidi controls, BOM).
+/// break words apart: Unicode's default-ignorable code points (zero-width spaces and
+/// joiners, soft hyphen, bidi controls and isolates, BOM, variation selectors, tag
+/// characters, Hangul fillers, ...).
 pub fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
             | '\u{034F}'
-            | '\u{180E}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -27,6 +39,15 @@ pub fn is_combining_mark(c: char) -> bool {
     matches!(
         c,
         '\u{0300}'..='\u{036F}'
+            | '\u{0483}'..='\u{0489}'
+            | '\u{0591}'..='\u{05BD}'
+            | '\u{05BF}'
+            | '\u{05C1}'..='\u{05C2}'
+            | '\u{05C4}'..='\u{05C5}'
+            | '\u{05C7}'
+            | '\u{0610}'..='\u{061A}'
+            | '\u{064B}'..='\u{065F}'
+            | '\u{0670}'
             | '\u{1AB0}'..='\u{1AFF}'
             | '\u{1DC0}'..='\u{1DFF}'
             | '\u{20D0}'..='\u{20FF}'
@@ -298,6 +319,39 @@ mod tests {
     fn removes_zero_width_and_soft_hyphen() {
         assert_eq!(normalize_text("vi\u{200B}ag\u{00AD}ra\u{FEFF}"), "viagra");
         assert_eq!(normalize_text("fr\u{200D}ee"), "free");
+    }
+
+    /// Regression (review): only some invisible characters were dropped: bidi isolates,
+    /// variation selectors, tag characters, Hangul fillers (letters, so they stayed inside
+    /// the word) and the like broke `viagra` apart; so did Cyrillic, Hebrew and Arabic
+    /// combining marks.
+    #[test]
+    fn every_default_ignorable_character_and_more_marks_are_dropped() {
+        for c in [
+            '\u{2066}',
+            '\u{2069}',
+            '\u{FE0F}',
+            '\u{FE00}',
+            '\u{E0041}',
+            '\u{061C}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{180B}',
+            '\u{17B4}',
+            '\u{1BCA0}',
+            '\u{1D173}',
+            '\u{0483}',
+            '\u{05B0}',
+            '\u{064E}',
+        ] {
+            assert_eq!(
+                normalize_text(&format!("vi{c}agra")),
+                "viagra",
+                "U+{:04X}",
+                c as u32
+            );
+        }
     }
 
     #[test]

@@ -237,6 +237,33 @@ pub fn transfer_encoding(part: &MessagePart<'_>) -> (TransferEncoding, bool) {
     (encoding, doubt)
 }
 
+/// The part's bytes decoded by each encoding its other `Content-Transfer-Encoding` fields
+/// name, when they disagree with the first: a reader that takes the last field
+/// (mail-parser, and whatever is built on it) saves the file that way.
+pub fn other_readings(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<Vec<u8>> {
+    let mut labels = transfer_encoding_labels(part).map(encoding_of);
+    let Some(first) = labels.next() else {
+        return Vec::new();
+    };
+    let mut others: Vec<TransferEncoding> = Vec::new();
+    for encoding in labels {
+        if encoding != first && !others.contains(&encoding) {
+            others.push(encoding);
+        }
+    }
+    let Some(raw) = raw_body(message, part) else {
+        return Vec::new();
+    };
+    others
+        .into_iter()
+        .map(|encoding| match encoding {
+            TransferEncoding::Base64 => base64_decode(raw),
+            TransferEncoding::QuotedPrintable => quoted_printable_decode(raw),
+            TransferEncoding::Identity => raw.to_vec(),
+        })
+        .collect()
+}
+
 /// The bytes of a part carrying a file as a mail client saves them: transfer-decoded
 /// leniently (a stray character in base64, or a sloppy label, does not leave the file
 /// encoded, as mail-parser leaves it) and never charset-decoded (mail-parser turns a text

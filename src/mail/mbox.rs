@@ -20,10 +20,15 @@ fn is_separator(line: &[u8]) -> bool {
     DAYS.contains(&day)
 }
 
-/// The messages of `raw`: split before each separator line that follows a blank line (or
-/// starts the file), each message keeping its own `From ` line; a file with at most one
-/// separator is one message, returned whole.
+/// The messages of `raw`: a file that starts with a separator line is split before each
+/// separator line that follows a blank line, each message keeping its own `From ` line;
+/// any other file (a message without a `From ` line, whatever its body holds) is one
+/// message, returned whole.
 pub fn messages(raw: &[u8]) -> Vec<&[u8]> {
+    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    if !is_separator(first.strip_suffix(b"\r").unwrap_or(first)) {
+        return vec![raw];
+    }
     let mut starts = vec![0];
     let mut at = 0;
     let mut blank_before = false;
@@ -63,7 +68,11 @@ From e@f.test  Wed Dec  4 12:00:00 2026\nSubject: three\n\nbody three\n";
         assert!(got[1].starts_with(b"From c@d.test"));
         assert!(got[2].ends_with(b"body three\n"));
         // No blank line before it: a body line, not a separator.
-        let glued = b"Subject: x\n\nline\nFrom a@b.test Mon Dec  2 10:00:00 2026\n";
+        let glued = b"From a@b.test Mon Dec  2 10:00:00 2026\nSubject: x\n\nline\n\
+From a@b.test Mon Dec  2 10:00:00 2026\n";
         assert_eq!(messages(glued).len(), 1);
+        // A message file without a `From ` line is never split, whatever its body holds.
+        let eml = b"Subject: x\n\nquoted:\n\nFrom a@b.test Mon Dec  2 10:00:00 2026\nmore\n";
+        assert_eq!(messages(eml), vec![eml.as_slice()]);
     }
 }

@@ -669,6 +669,15 @@ fn collect_attachments(
             let data = lenient::file_bytes(message, part);
             // The files in a `winmail.dat`, which Outlook shows as attachments.
             let wrapped = crate::mail::tnef::files(&data);
+            // Encoding fields that disagree: every reading is judged.
+            for other in lenient::other_readings(message, part) {
+                out.push(AttachmentPart {
+                    names: names.clone(),
+                    content_type: content_type.clone(),
+                    data: other,
+                    ambiguous,
+                });
+            }
             out.push(AttachmentPart {
                 names,
                 content_type,

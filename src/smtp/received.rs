@@ -42,7 +42,8 @@ const MAX_TRACE_HELO: usize = 255;
 
 /// The client's greeting as the header shows it: without SMTPUTF8 the message is 7-bit, so
 /// a UTF-8 greeting is written as its A-label; then only what a domain name or an address
-/// literal holds is kept, anything else written `?`, and the result is cut to 255 octets.
+/// literal holds is kept (with SMTPUTF8, any non-ASCII character but blanks and
+/// controls), anything else written `?`, and the result is cut to 255 octets.
 /// Checked after the conversion, whose UTS-46 mapping turns fullwidth `（；）` into
 /// `(;)`, some characters into a space, and `㌖` into six letters: read before it, a
 /// greeting closed our own comment and wrote a `Received:` line over 998 octets.
@@ -55,7 +56,7 @@ fn trace_helo(helo: &str, smtputf8: bool) -> String {
     let allowed = |c: char| {
         c.is_ascii_alphanumeric()
             || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
-            || (smtputf8 && !c.is_ascii() && c.is_alphanumeric())
+            || (smtputf8 && !c.is_ascii() && !c.is_whitespace() && !c.is_control())
     };
     let mut out = String::new();
     for c in converted.chars().map(|c| if allowed(c) { c } else { '?' }) {

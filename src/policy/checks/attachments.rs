@@ -282,6 +282,15 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                     &zip,
                 ),
             ),
+            (
+                // Review of the fix: a reader taking the last field decodes this one.
+                "a first encoding field that says 7bit",
+                with_part(
+                    "Content-Type: application/zip; name=docs.pdf\n\
+                     Content-Transfer-Encoding: 7bit\nContent-Transfer-Encoding: base64",
+                    &zip,
+                ),
+            ),
         ];
         for (case, message) in cases {
             let found = symbols_of(&message);

@@ -43,12 +43,13 @@ impl Session {
         }
         // RFC 1870 §6.1: too little room in the spool for this message (or for mail at
         // all, under `spool.min_free_bytes`) is a 452 now, not after the whole transfer.
-        // A size over the fixed limit is left to the policy, which refuses it for good.
+        // A size over the fixed limit is left to the policy, which refuses it for good;
+        // `min_free_bytes = 0` turns the check off.
         let limit = self.limits().message_size_bytes;
         let declared = params.size.unwrap_or(0);
-        if declared <= limit {
+        let min_free = self.policy.config().spool.min_free_bytes;
+        if declared <= limit && min_free > 0 {
             if let Some(free) = self.server.spool.free_recently() {
-                let min_free = self.policy.config().spool.min_free_bytes;
                 if free < min_free.saturating_add(declared as u64) {
                     self.limit_hit("spool_space");
                     let text = "Insufficient system storage, try again later";

@@ -426,6 +426,8 @@ impl Session {
         match cmd {
             Command::Noop | Command::Rset | Command::Vrfy | Command::Help => true,
             Command::Ehlo(_) | Command::Helo(_) => self.greeting.is_some(),
+            // Chunks refused behind a failed one are not errors, but they move no mail.
+            Command::Bdat { .. } => self.bdat_failed,
             _ => false,
         }
     }

@@ -32,6 +32,10 @@ pub(super) struct Budget {
     /// Bytes a `.tar.gz` may still be decompressed for its names only, once the budget
     /// above ran out: as much again, over every archive of the message.
     names_bytes_left: u64,
+    /// Distinct names still to be read from raw archive headers, over every archive.
+    header_names_left: usize,
+    /// Bytes of raw header names still to be scanned, over every archive.
+    header_name_bytes_left: usize,
 }
 
 impl Budget {
@@ -43,6 +47,8 @@ impl Budget {
             compressed: 0,
             exhausted: false,
             names_bytes_left: bytes,
+            header_names_left: MAX_HEADER_NAMES,
+            header_name_bytes_left: MAX_HEADER_NAME_BYTES,
         }
     }
 
@@ -183,28 +189,27 @@ fn open_nested(
     }
 }
 
-/// Distinct names read from an archive's raw headers, at most: the bound on the work of
-/// judging them (about a microsecond a name).
+/// Distinct names read from raw archive headers per message, at most: the bound on the
+/// work of judging them (about a microsecond a name).
 const MAX_HEADER_NAMES: usize = 100_000;
-/// Bytes of raw header names one archive's reading may scan. Header signatures found
-/// anywhere may overlap, each naming up to 64 KiB (a zip's 16-bit length) that the next
-/// one names again: without this bound a 200 KB attachment cost gigabytes. Real archives'
-/// names add up to kilobytes.
+/// Bytes of raw header names one message's archives may have scanned. Header signatures
+/// found anywhere may overlap, each naming up to 64 KiB (a zip's 16-bit length) that the
+/// next one names again: without this bound a 200 KB attachment cost gigabytes. Real
+/// archives' names add up to kilobytes.
 const MAX_HEADER_NAME_BYTES: usize = 64 * 1024 * 1024;
-/// Bytes a name is read for its end (a NUL, as C string APIs read it): the longest name a
-/// tar record keeps.
-const MAX_NAME_SCAN: usize = 64 * 1024;
+/// Bytes a name is read for its end (a NUL, as C string APIs read it): at least the
+/// longest name a tar record keeps (two of its 64 KiB windows).
+const MAX_NAME_SCAN: usize = 128 * 1024;
 /// The tail of a name that is judged: the longest path Linux takes (`PATH_MAX`), well past
 /// Windows' 260 characters. The extension is at the end.
 const MAX_JUDGED_NAME: usize = 4096;
 
-/// The distinct names read from an archive's raw headers, bounded in number
-/// ([`MAX_HEADER_NAMES`]) and in bytes scanned ([`MAX_HEADER_NAME_BYTES`]). Names are
-/// remembered by a keyed hash, never copied: memory stays a few bytes a name.
+/// The distinct names read from an archive's raw headers, within the message's bounds on
+/// their number ([`MAX_HEADER_NAMES`]) and bytes scanned ([`MAX_HEADER_NAME_BYTES`]).
+/// Names are remembered by a keyed hash, never copied: memory stays a few bytes a name.
 struct HeaderNames {
     seen: HashSet<u64>,
     hasher: RandomState,
-    scan_left: usize,
 }
 
 /// What [`HeaderNames::admit`] made of a raw name.
@@ -222,30 +227,31 @@ impl HeaderNames {
         HeaderNames {
             seen: HashSet::new(),
             hasher: RandomState::new(),
-            scan_left: MAX_HEADER_NAME_BYTES,
         }
     }
 
     /// Reads the name starting `raw` (up to its NUL, as extracting tools read it, within
-    /// [`MAX_NAME_SCAN`]) and says whether it is one to judge.
-    fn admit<'d>(&mut self, raw: &'d [u8]) -> Admitted<'d> {
+    /// [`MAX_NAME_SCAN`]) and says whether it is one to judge, counting it against the
+    /// message's `budget`.
+    fn admit<'d>(&mut self, raw: &'d [u8], budget: &mut Budget) -> Admitted<'d> {
         let raw = raw.get(..MAX_NAME_SCAN).unwrap_or(raw);
         let name = match memchr::memchr(0, raw) {
             Some(nul) => raw.get(..nul).unwrap_or_default(),
             None => raw,
         };
         let scanned = name.len() + usize::from(name.len() < raw.len());
-        if self.seen.len() >= MAX_HEADER_NAMES || scanned > self.scan_left {
-            self.scan_left = 0;
+        if budget.header_names_left == 0 || scanned > budget.header_name_bytes_left {
+            budget.header_name_bytes_left = 0;
             return Admitted::Full;
         }
-        self.scan_left -= scanned;
+        budget.header_name_bytes_left -= scanned;
         let name = name
             .get(name.len().saturating_sub(MAX_JUDGED_NAME)..)
             .unwrap_or(name);
         if name.is_empty() || !self.seen.insert(self.hasher.hash_one(name)) {
             return Admitted::Skip;
         }
+        budget.header_names_left -= 1;
         Admitted::New(name)
     }
 }
@@ -269,12 +275,16 @@ impl<'a> NameJudge<'a> {
     }
 
     /// Judges the name `raw` starts with unless it was judged already; false once the
-    /// bounds are reached (the names past them are not judged).
-    fn judge(&mut self, raw: &[u8], findings: &mut Findings) -> bool {
-        let name = match self.names.admit(raw) {
+    /// message's bounds are reached (the names past them are not judged), and then the
+    /// archive is marked `ARCHIVE_TOO_MANY_ENTRIES` (once).
+    fn judge(&mut self, raw: &[u8], findings: &mut Findings, budget: &mut Budget) -> bool {
+        let name = match self.names.admit(raw, budget) {
             Admitted::New(name) => name,
             Admitted::Skip => return true,
-            Admitted::Full => return false,
+            Admitted::Full => {
+                findings.add(Symbol::ArchiveTooManyEntries, self.path);
+                return false;
+            }
         };
         if name.ends_with(b"/") {
             return true;
@@ -353,7 +363,7 @@ mod tests {
     use super::*;
 
     fn admitted(names: &mut HeaderNames, raw: &[u8]) -> Option<Vec<u8>> {
-        match names.admit(raw) {
+        match names.admit(raw, &mut Budget::new(10, 10)) {
             Admitted::New(name) => Some(name.to_vec()),
             Admitted::Skip => None,
             Admitted::Full => Some(b"FULL".to_vec()),
@@ -379,19 +389,29 @@ mod tests {
     #[test]
     fn header_names_stop_at_the_byte_bound() {
         let mut names = HeaderNames::new();
+        // One message's budget, shared by every archive.
+        let mut budget = Budget::new(10, 10);
         let mut raw = vec![b'x'; MAX_NAME_SCAN + 100];
         let mut admitted_count = 0usize;
         for i in 0.. {
             // Distinct in the judged tail, which lies within the bytes read.
             let at = MAX_NAME_SCAN - 8;
             raw[at..at + 8].copy_from_slice(format!("{i:08x}").as_bytes());
-            match names.admit(&raw) {
+            match names.admit(&raw, &mut budget) {
                 Admitted::New(_) => admitted_count += 1,
                 Admitted::Skip => {}
                 Admitted::Full => break,
             }
         }
         assert_eq!(admitted_count, MAX_HEADER_NAME_BYTES / MAX_NAME_SCAN);
-        assert!(matches!(names.admit(b"short.exe"), Admitted::Full));
+        assert!(matches!(
+            names.admit(b"short.exe", &mut budget),
+            Admitted::Full
+        ));
+        // Another archive of the same message finds the bound spent.
+        assert!(matches!(
+            HeaderNames::new().admit(b"other.exe", &mut budget),
+            Admitted::Full
+        ));
     }
 }

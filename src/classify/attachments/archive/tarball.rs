@@ -29,7 +29,10 @@ pub(super) fn walk_gzip(
     }
     // The name each member stores (the decoder shows only the last member's), then what
     // gunzip makes of the archive's own names.
-    let mut inner_names = member_names(data);
+    let (mut inner_names, full) = member_names(data, budget);
+    if full {
+        findings.add(Symbol::ArchiveTooManyEntries, path);
+    }
     for name in place.names.iter().filter_map(|n| names::gunzipped(n)) {
         if !inner_names.contains(&name) {
             inner_names.push(name);
@@ -148,7 +151,8 @@ impl Read for Gunzip<'_> {
 /// found by their signature anywhere: the decoder reports one member's header only, and
 /// `gunzip -N` names the file after the first. Signatures inside compressed data give
 /// junk names, judged as junk.
-fn member_names(data: &[u8]) -> Vec<String> {
+/// Also whether the message's bound on header names cut the reading short.
+fn member_names(data: &[u8], budget: &mut Budget) -> (Vec<String>, bool) {
     const FEXTRA: u8 = 0x04;
     const FNAME: u8 = 0x08;
     let mut found = Vec::new();
@@ -170,13 +174,13 @@ fn member_names(data: &[u8]) -> Vec<String> {
         let Some(rest) = data.get(name_at..) else {
             continue;
         };
-        match names.admit(rest) {
+        match names.admit(rest, budget) {
             Admitted::New(name) => found.push(String::from_utf8_lossy(name).into_owned()),
             Admitted::Skip => {}
-            Admitted::Full => break,
+            Admitted::Full => return (found, true),
         }
     }
-    found
+    (found, false)
 }
 
 /// Judges the tar in `data`.
@@ -188,7 +192,7 @@ pub(super) fn walk(
     findings: &mut Findings,
 ) {
     let path = place.shown;
-    judge_header_names(policy, data, path, findings);
+    judge_header_names(policy, data, path, findings, budget);
     let mut archive = tar::Archive::new(data);
     let Ok(entries) = archive.entries() else {
         findings.add(Symbol::ArchiveUnreadable, path);
@@ -248,10 +252,19 @@ pub(super) fn walk(
 /// Judges every name the headers of the tar in `data` carry, read apart from the `tar`
 /// crate, which shows one name per entry by its own precedence while GNU tar and Python's
 /// `tarfile` may extract under another.
-fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
+fn judge_header_names(
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    path: &str,
+    findings: &mut Findings,
+    budget: &mut Budget,
+) {
     let mut judge = NameJudge::new(policy, path);
+    let mut full = false;
     TarNames::default().feed(data, &mut |name| {
-        judge.judge(name, findings);
+        if !full {
+            full = !judge.judge(name, findings, budget);
+        }
     });
 }
 
@@ -270,22 +283,31 @@ fn judge_names_past_the_budget(
 ) {
     let mut judge = NameJudge::new(policy, path);
     let mut reader = TarNames::default();
-    let mut found = |name: &[u8]| {
-        judge.judge(name, findings);
-    };
     // The kept part's names were judged with it: it is read for where it ends only.
     reader.feed(kept, &mut |_| {});
-    reader.feed(unread, &mut found);
+    let mut piece = unread.to_vec();
     let mut buf = vec![0u8; READ_CHUNK];
-    while !reader.done() {
+    loop {
+        // Names of one piece at a time (each at most a tar record's longest).
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        reader.feed(&piece, &mut |name| names.push(name.to_vec()));
+        for name in &names {
+            if !judge.judge(name, findings, budget) {
+                return;
+            }
+        }
+        if reader.done() {
+            return;
+        }
         let n = match read_piece(decoder, &mut buf) {
             Ok(n) if n > 0 => n,
-            _ => break,
+            _ => return,
         };
         if !budget.take_names_bytes(n) {
-            break;
+            return;
         }
-        reader.feed(&buf[..n], &mut found);
+        piece.clear();
+        piece.extend_from_slice(&buf[..n]);
     }
 }
 
@@ -305,6 +327,8 @@ mod tests {
         let mut data = member(0x08, &[], b"invoice.exe");
         data.extend(member(0x0c, &[2, 0, 0xaa, 0xbb], b"notes.txt"));
         data.extend(member(0x00, &[], b""));
-        assert_eq!(member_names(&data), ["invoice.exe", "notes.txt"]);
+        let (names, full) = member_names(&data, &mut Budget::new(10, 10));
+        assert_eq!(names, ["invoice.exe", "notes.txt"]);
+        assert!(!full);
     }
 }

@@ -25,7 +25,7 @@ pub(super) fn walk(
     // entry: count the headers first and leave an over-full archive unopened. Only headers
     // of the central directory count: the same four bytes in a comment or in an entry's
     // data are not entries (and would hide a real one behind ARCHIVE_TOO_MANY_ENTRIES).
-    judge_header_names(policy, data, path, findings);
+    judge_header_names(policy, data, path, findings, budget);
     let headers = central_headers(data, budget.entries_left.saturating_add(1));
     if headers > budget.entries_left {
         budget.entries_left = 0;
@@ -131,7 +131,13 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 /// to judge, so none of them is left out: a blocked file in a zip of 1,001 entries, or
 /// named only in its local header or its alias, is found. Signatures in entry data give
 /// junk names, which are judged as junk.
-fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findings: &mut Findings) {
+fn judge_header_names(
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    path: &str,
+    findings: &mut Findings,
+    budget: &mut Budget,
+) {
     let mut judge = NameJudge::new(policy, path);
     let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
         .map(|at| (at, 28, 46))
@@ -150,8 +156,7 @@ fn judge_header_names(policy: &AttachmentPolicy, data: &[u8], path: &str, findin
             })
             .and_then(unicode_path_alias);
         for name in std::iter::once(name).chain(alias) {
-            if !judge.judge(name, findings) {
-                findings.add(Symbol::ArchiveTooManyEntries, path);
+            if !judge.judge(name, findings, budget) {
                 return;
             }
         }
