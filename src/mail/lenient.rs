@@ -181,7 +181,7 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
 
 /// A content transfer encoding, as a mail client acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferEncoding {
+enum TransferEncoding {
     /// `7bit`, `8bit`, `binary`, none, or a label no client decodes.
     Identity,
     /// `base64`.
@@ -190,102 +190,106 @@ pub enum TransferEncoding {
     QuotedPrintable,
 }
 
-/// The texts of every `Content-Transfer-Encoding` field of `part`, in order.
-fn transfer_encoding_labels<'p>(part: &'p MessagePart<'_>) -> impl Iterator<Item = &'p str> {
-    part.headers
-        .iter()
-        .filter(|h| h.name == HeaderName::ContentTransferEncoding)
-        .filter_map(|h| h.value.as_text())
-}
-
-/// The encoding a label's first token names: `base64;`, `"base64"` and `base64 (x)` read
-/// as `base64`, as mail clients read them.
-fn encoding_of(label: &str) -> TransferEncoding {
-    let token = label
-        .trim()
-        .trim_start_matches('"')
-        .split(|c: char| c == ';' || c == '(' || c == '"' || c.is_whitespace())
-        .next()
-        .unwrap_or_default();
-    if token.eq_ignore_ascii_case("base64") {
-        TransferEncoding::Base64
-    } else if token.eq_ignore_ascii_case("quoted-printable") {
-        TransferEncoding::QuotedPrintable
-    } else {
-        TransferEncoding::Identity
+impl TransferEncoding {
+    /// The encoding a label's first token names: `base64;`, `"base64"` and `base64 (x)`
+    /// read as `base64`, as mail clients read them.
+    fn of(label: &str) -> TransferEncoding {
+        let token = label
+            .trim()
+            .trim_start_matches('"')
+            .split(|c: char| c == ';' || c == '(' || c == '"' || c.is_whitespace())
+            .next()
+            .unwrap_or_default();
+        if token.eq_ignore_ascii_case("base64") {
+            TransferEncoding::Base64
+        } else if token.eq_ignore_ascii_case("quoted-printable") {
+            TransferEncoding::QuotedPrintable
+        } else {
+            TransferEncoding::Identity
+        }
     }
-}
 
-/// The transfer encoding of `part` as mail clients read it (its first field, as
-/// Thunderbird and Python's `email` take it; mail-parser takes the last), and whether a
-/// reader may decode the part otherwise: a label with more than its token, or fields
-/// naming different encodings.
-pub fn transfer_encoding(part: &MessagePart<'_>) -> (TransferEncoding, bool) {
-    let mut labels = transfer_encoding_labels(part);
-    let Some(first) = labels.next() else {
-        return (TransferEncoding::Identity, false);
-    };
-    let encoding = encoding_of(first);
-    let plain = |label: &str| {
+    /// Whether `label` says no more than this encoding's name: no comment, quote or
+    /// parameter a reader could take otherwise.
+    fn is_plain(label: &str) -> bool {
         let label = label.trim();
         label.eq_ignore_ascii_case("base64")
             || label.eq_ignore_ascii_case("quoted-printable")
-            || encoding_of(label) == TransferEncoding::Identity
+            || TransferEncoding::of(label) == TransferEncoding::Identity
                 && !label.contains([';', '(', '"', ' ', '\t'])
-    };
-    let doubt = !plain(first) || labels.any(|l| encoding_of(l) != encoding || !plain(l));
-    (encoding, doubt)
+    }
+
+    /// Whether mail-parser decoded the part by this encoding.
+    fn is_parsers(self, part: &MessagePart<'_>) -> bool {
+        part.encoding
+            == match self {
+                TransferEncoding::Base64 => Encoding::Base64,
+                TransferEncoding::QuotedPrintable => Encoding::QuotedPrintable,
+                TransferEncoding::Identity => Encoding::None,
+            }
+    }
+
+    /// `raw` decoded leniently by this encoding.
+    fn decode(self, raw: &[u8]) -> Vec<u8> {
+        match self {
+            TransferEncoding::Base64 => base64_decode(raw),
+            TransferEncoding::QuotedPrintable => quoted_printable_decode(raw),
+            TransferEncoding::Identity => raw.to_vec(),
+        }
+    }
 }
 
-/// The part's bytes decoded by each encoding its other `Content-Transfer-Encoding` fields
-/// name, when they disagree with the first: a reader that takes the last field
-/// (mail-parser, and whatever is built on it) saves the file that way.
-pub fn other_readings(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<Vec<u8>> {
-    let mut labels = transfer_encoding_labels(part).map(encoding_of);
-    let Some(first) = labels.next() else {
-        return Vec::new();
-    };
+/// A file-carrying part's bytes, as the readers that may save it decode them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBytes {
+    /// As mail clients save it: by its first `Content-Transfer-Encoding` field (as
+    /// Thunderbird and Python's `email` take it; mail-parser takes the last).
+    pub data: Vec<u8>,
+    /// By each other encoding its fields name, when they disagree with the first: a reader
+    /// that takes the last field (mail-parser, and what is built on it) saves those.
+    pub other_readings: Vec<Vec<u8>>,
+    /// A reader may decode the part otherwise: a label with more than its token, or fields
+    /// naming different encodings.
+    pub doubtful: bool,
+}
+
+/// The bytes of a part carrying a file as mail clients save them: transfer-decoded
+/// leniently (a stray character in base64, or a sloppy label, does not leave the file
+/// encoded, as mail-parser leaves it) and never charset-decoded (mail-parser turns a text
+/// part's bytes into text, which corrupts a file sent as `text/plain; name=docs.zip`).
+pub fn file_bytes(message: &Message<'_>, part: &MessagePart<'_>) -> FileBytes {
+    let labels: Vec<&str> = part
+        .headers
+        .iter()
+        .filter(|h| h.name == HeaderName::ContentTransferEncoding)
+        .filter_map(|h| h.value.as_text())
+        .collect();
+    let first = labels
+        .first()
+        .map_or(TransferEncoding::Identity, |l| TransferEncoding::of(l));
     let mut others: Vec<TransferEncoding> = Vec::new();
-    for encoding in labels {
+    for encoding in labels.iter().map(|l| TransferEncoding::of(l)) {
         if encoding != first && !others.contains(&encoding) {
             others.push(encoding);
         }
     }
-    let Some(raw) = raw_body(message, part) else {
-        return Vec::new();
-    };
-    others
-        .into_iter()
-        .map(|encoding| match encoding {
-            TransferEncoding::Base64 => base64_decode(raw),
-            TransferEncoding::QuotedPrintable => quoted_printable_decode(raw),
-            TransferEncoding::Identity => raw.to_vec(),
-        })
-        .collect()
-}
-
-/// The bytes of a part carrying a file as a mail client saves them: transfer-decoded
-/// leniently (a stray character in base64, or a sloppy label, does not leave the file
-/// encoded, as mail-parser leaves it) and never charset-decoded (mail-parser turns a text
-/// part's bytes into text, which corrupts a file sent as `text/plain; name=docs.zip`).
-pub fn file_bytes(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
-    let (encoding, doubt) = transfer_encoding(part);
+    let doubtful = !others.is_empty() || !labels.iter().all(|l| TransferEncoding::is_plain(l));
     let binary = matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_));
-    let strict = match encoding {
-        TransferEncoding::Base64 => part.encoding == Encoding::Base64,
-        TransferEncoding::QuotedPrintable => part.encoding == Encoding::QuotedPrintable,
-        TransferEncoding::Identity => part.encoding == Encoding::None,
+    let raw = raw_body(message, part);
+    let data = match raw {
+        Some(raw) if !binary || doubtful || part.is_encoding_problem || !first.is_parsers(part) => {
+            first.decode(raw)
+        }
+        _ => part.contents().to_vec(),
     };
-    if binary && strict && !doubt && !part.is_encoding_problem {
-        return part.contents().to_vec();
-    }
-    let Some(raw) = raw_body(message, part) else {
-        return part.contents().to_vec();
+    let other_readings = match raw {
+        Some(raw) => others.into_iter().map(|e| e.decode(raw)).collect(),
+        None => Vec::new(),
     };
-    match encoding {
-        TransferEncoding::Base64 => base64_decode(raw),
-        TransferEncoding::QuotedPrintable => quoted_printable_decode(raw),
-        TransferEncoding::Identity => raw.to_vec(),
+    FileBytes {
+        data,
+        other_readings,
+        doubtful,
     }
 }
 

@@ -662,15 +662,16 @@ fn collect_attachments(
                 })
                 .unwrap_or_default()
                 .to_ascii_lowercase();
+            let bytes = lenient::file_bytes(message, part);
             let repeated = |name: HeaderName<'static>| fields(name).nth(1).is_some();
             let ambiguous = repeated(HeaderName::ContentType)
                 || repeated(HeaderName::ContentDisposition)
-                || lenient::transfer_encoding(part).1;
-            let data = lenient::file_bytes(message, part);
+                || bytes.doubtful;
+            let data = bytes.data;
             // The files in a `winmail.dat`, which Outlook shows as attachments.
             let wrapped = crate::mail::tnef::files(&data);
             // Encoding fields that disagree: every reading is judged.
-            for other in lenient::other_readings(message, part) {
+            for other in bytes.other_readings {
                 out.push(AttachmentPart {
                     names: names.clone(),
                     content_type: content_type.clone(),
