@@ -11,7 +11,6 @@
 use super::Spool;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -57,37 +56,24 @@ impl Found {
     }
 }
 
-/// How old the free space [`Spool::free_recently`] gives may be before it starts a new
+/// How old the free space [`Spool::short_of_space`] reads may be before it starts a new
 /// probe.
 const FREE_SPACE_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The free space the last probe measured, and when a probe was last started for it.
 #[derive(Debug, Default)]
-pub(super) struct LastFree {
-    /// Bytes, plus one (0: not known).
-    bytes: AtomicU64,
-    asked: Mutex<Option<Instant>>,
+pub(super) struct LastFree(Mutex<LastFreeState>);
+
+#[derive(Debug, Default)]
+struct LastFreeState {
+    free: Option<u64>,
+    asked: Option<Instant>,
 }
 
 impl LastFree {
-    fn set(&self, free: Option<u64>) {
-        let stored = free.map_or(0, |f| f.saturating_add(1));
-        self.bytes.store(stored, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> Option<u64> {
-        self.bytes.load(Ordering::Relaxed).checked_sub(1)
-    }
-
-    /// True for the first caller once the last probe was asked for too long ago.
-    fn due(&self) -> bool {
-        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if asked.is_some_and(|at| now.duration_since(at) < FREE_SPACE_MAX_AGE) {
-            return false;
-        }
-        *asked = Some(now);
-        true
+    fn lock(&self) -> MutexGuard<'_, LastFreeState> {
+        // Two plain fields, each written whole: a panic elsewhere cannot leave them torn.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -137,15 +123,30 @@ impl Spool {
         }
     }
 
-    /// The spool's free bytes as last measured (`None` until a probe has measured them,
-    /// or when the file system cannot tell), starting a probe in the background once that
-    /// is a second old: for SMTP sessions, which must not wait on the file system.
-    /// Must be called within a Tokio runtime.
-    pub fn free_recently(self: &Arc<Self>) -> Option<u64> {
-        if self.last_free.due() {
+    /// Whether the spool lacks room for a message of `bytes` while keeping `min_free`
+    /// bytes (`spool.min_free_bytes`; 0: never), by the free space last measured: a probe
+    /// is started in the background once that is a second old, and until one has measured
+    /// (or where the file system cannot tell) there is room. For SMTP sessions, which must
+    /// not wait on the file system. Must be called within a Tokio runtime.
+    pub fn short_of_space(self: &Arc<Self>, min_free: u64, bytes: u64) -> bool {
+        if min_free == 0 {
+            return false;
+        }
+        let (free, due) = {
+            let mut last = self.last_free.lock();
+            let now = Instant::now();
+            let due = last
+                .asked
+                .is_none_or(|at| now.duration_since(at) >= FREE_SPACE_MAX_AGE);
+            if due {
+                last.asked = Some(now);
+            }
+            (last.free, due)
+        };
+        if due {
             drop(self.probe_answer());
         }
-        self.last_free.get()
+        free.is_some_and(|free| free < min_free.saturating_add(bytes))
     }
 
     /// The answer of the probe running now, or of one started for this call.
@@ -163,7 +164,7 @@ impl Spool {
                 writable: spool.writable(),
                 free: free_bytes(&spool.dir),
             };
-            spool.last_free.set(found.free);
+            spool.last_free.lock().free = found.free;
             // Cleared before the answer is sent, so a caller that sees the answer and asks
             // again gets a new probe, not this one; and the spool let go of first, so no
             // spool outlives the last of its callers' handles because of a probe.

@@ -45,19 +45,16 @@ impl Session {
         // all, under `spool.min_free_bytes`) is a 452 now, not after the whole transfer.
         // A size over the fixed limit is left to the policy, which refuses it for good;
         // `min_free_bytes = 0` turns the check off.
-        let limit = self.limits().message_size_bytes;
         let declared = params.size.unwrap_or(0);
         let min_free = self.policy.config().spool.min_free_bytes;
-        if declared <= limit && min_free > 0 {
-            if let Some(free) = self.server.spool.free_recently() {
-                if free < min_free.saturating_add(declared as u64) {
-                    self.limit_hit("spool_space");
-                    let text = "Insufficient system storage, try again later";
-                    return self
-                        .error(Stage::Mail, Reply::new(452, "4.3.1", text))
-                        .await;
-                }
-            }
+        if declared <= self.limits().message_size_bytes
+            && self.server.spool.short_of_space(min_free, declared as u64)
+        {
+            self.limit_hit("spool_space");
+            let text = "Insufficient system storage, try again later";
+            return self
+                .error(Stage::Mail, Reply::new(452, "4.3.1", text))
+                .await;
         }
         self.ctx.declared_size = params.size;
         self.ctx.mail_from = Some(from);
