@@ -50,7 +50,7 @@ pub async fn seed_if_empty(
 }
 
 /// Seeds the store when it is empty; whether that is settled (seeded, not needed, or
-/// failed for good). A store that did not answer (Redis started after the gateway, a
+/// failed for good), which the classifier is told. A store that did not answer (Redis started after the gateway, a
 /// network blip) is tried again at the next poll: tried only at start, the seed would
 /// never be imported and the classifier would not vote until a restart.
 async fn try_seed(
@@ -59,7 +59,7 @@ async fn try_seed(
     changed: &impl Fn(),
     first: bool,
 ) -> bool {
-    match seed_if_empty(classifier, current).await {
+    let settled = match seed_if_empty(classifier, current).await {
         Ok(true) => {
             changed();
             true
@@ -77,7 +77,12 @@ async fn try_seed(
             tracing::warn!(error = %e, "classifier: seeding the store failed");
             true
         }
+    };
+    if settled {
+        // Autolearn waited for this.
+        classifier.mark_seed_settled();
     }
+    settled
 }
 
 /// Runs until `stop`: seeds (trying again at each poll until the store answered), polls
@@ -90,9 +95,6 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut seeded = try_seed(&classifier, current.as_ref(), &changed, true).await;
-    if seeded {
-        classifier.mark_seed_settled();
-    }
     let mut next_retrain = Instant::now() + current.current().classifier.retrain_interval;
     loop {
         let config = current.current();
@@ -102,9 +104,6 @@ pub async fn run(
         }
         if !seeded {
             seeded = try_seed(&classifier, current.as_ref(), &changed, false).await;
-            if seeded {
-                classifier.mark_seed_settled();
-            }
         }
         match classifier.refresh().await {
             Ok(true) => changed(),

@@ -211,7 +211,6 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
             .collect();
         found.sort_unstable();
         found.dedup();
-        c.symbols.clear();
         found
     }
 

@@ -29,10 +29,7 @@ pub(super) fn walk_gzip(
     }
     // The name each member stores (the decoder shows only the last member's), then what
     // gunzip makes of the archive's own names.
-    let (mut inner_names, full) = member_names(data, budget);
-    if full {
-        findings.add(Symbol::ArchiveTooManyEntries, path);
-    }
+    let mut inner_names = member_names(data, path, budget, findings);
     for name in place.names.iter().filter_map(|n| names::gunzipped(n)) {
         if !inner_names.contains(&name) {
             inner_names.push(name);
@@ -151,8 +148,14 @@ impl Read for Gunzip<'_> {
 /// found by their signature anywhere: the decoder reports one member's header only, and
 /// `gunzip -N` names the file after the first. Signatures inside compressed data give
 /// junk names, judged as junk.
-/// Also whether the message's bound on header names cut the reading short.
-fn member_names(data: &[u8], budget: &mut Budget) -> (Vec<String>, bool) {
+/// Past the message's bound on header names the reading stops, and the archive (at `path`)
+/// is marked `ARCHIVE_TOO_MANY_ENTRIES`, as the other archives' header passes do.
+fn member_names(
+    data: &[u8],
+    path: &str,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) -> Vec<String> {
     const FEXTRA: u8 = 0x04;
     const FNAME: u8 = 0x08;
     let mut found = Vec::new();
@@ -177,10 +180,13 @@ fn member_names(data: &[u8], budget: &mut Budget) -> (Vec<String>, bool) {
         match names.admit(rest, budget) {
             Admitted::New(name) => found.push(String::from_utf8_lossy(name).into_owned()),
             Admitted::Skip => {}
-            Admitted::Full => return (found, true),
+            Admitted::Full => {
+                findings.add(Symbol::ArchiveTooManyEntries, path);
+                break;
+            }
         }
     }
-    (found, false)
+    found
 }
 
 /// Judges the tar in `data`.
@@ -327,8 +333,9 @@ mod tests {
         let mut data = member(0x08, &[], b"invoice.exe");
         data.extend(member(0x0c, &[2, 0, 0xaa, 0xbb], b"notes.txt"));
         data.extend(member(0x00, &[], b""));
-        let (names, full) = member_names(&data, &mut Budget::new(10, 10));
+        let mut findings = Findings::default();
+        let names = member_names(&data, "a.gz", &mut Budget::new(10, 10), &mut findings);
         assert_eq!(names, ["invoice.exe", "notes.txt"]);
-        assert!(!full);
+        assert!(findings.0.is_empty());
     }
 }
