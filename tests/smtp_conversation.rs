@@ -582,3 +582,59 @@ fn bad_sender_syntax_is_5_1_7_and_bad_recipient_syntax_5_1_3() {
     c.cmd("RCPT TO:<a b@example.test>").expect(553, "5.1.3");
     c.quit();
 }
+
+fn refusing_gateway(wait: &str) -> (InternalServer, Gateway) {
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal)
+        .limit("refused_quit_wait", &format!("{wait:?}"))
+        .toml("[policy]\ndeny_networks = [\"127.0.0.0/8\"]\n");
+    (internal, Gateway::start(config))
+}
+
+/// Regression (review): a client refused at connect got its 554 and the connection was
+/// closed at once; RFC 5321 §3.1 has the server wait for QUIT (answering 503 to anything
+/// else), so the client bounces the mail instead of retrying a dropped connection.
+#[test]
+fn a_client_refused_at_connect_gets_503_until_it_quits() {
+    let (_internal, gw) = refusing_gateway("10s");
+    let (mut c, banner) = SmtpClient::connect(gw.port);
+    banner.expect(554, "5.7.1");
+    c.cmd("EHLO client.sender.test").expect(503, "5.5.1");
+    c.cmd("MAIL FROM:<a@sender.test>").expect(503, "5.5.1");
+    c.cmd("QUIT").expect(221, "2.0.0");
+    assert!(c.is_closed(), "connection left open after QUIT");
+}
+
+#[test]
+fn a_refused_client_that_never_quits_is_closed_after_the_wait() {
+    let (_internal, gw) = refusing_gateway("1s");
+    let (mut c, banner) = SmtpClient::connect(gw.port);
+    banner.expect(554, "5.7.1");
+    c.set_timeout(Duration::from_secs(5));
+    assert!(c.is_closed(), "a silent refused client was kept");
+}
+
+#[test]
+fn a_refused_client_is_closed_at_once_when_the_wait_is_zero() {
+    let (_internal, gw) = refusing_gateway("0s");
+    let (mut c, banner) = SmtpClient::connect(gw.port);
+    banner.expect(554, "5.7.1");
+    c.set_timeout(Duration::from_secs(3));
+    assert!(c.is_closed(), "connection left open");
+}
+
+#[test]
+fn a_refused_client_gets_no_more_commands_than_the_error_limit() {
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal)
+        .limit("errors_before_disconnect", "3")
+        .toml("[policy]\ndeny_networks = [\"127.0.0.0/8\"]\n");
+    let gw = Gateway::start(config);
+    let (mut c, banner) = SmtpClient::connect(gw.port);
+    banner.expect(554, "5.7.1");
+    for _ in 0..3 {
+        c.cmd("NOOP").expect(503, "5.5.1");
+    }
+    c.send(b"NOOP\r\n");
+    assert!(c.is_closed(), "a fourth command was taken");
+}

@@ -642,6 +642,7 @@ mod tests {
             "stress_idle_timeout",
             "data_rate_grace",
             "tarpit_delay",
+            "refused_quit_wait",
             "shutdown_grace",
         ];
         let mut text = String::from("[server]\ngreet_delay = \"300000000000y\"\n[server.limits]\n");

@@ -99,6 +99,10 @@ pub struct Limits {
     /// trickled bytes are not progress) before it is closed with 421.
     #[serde(with = "humantime_serde")]
     pub stress_idle_timeout: Duration,
+    /// How long a client refused at connect (`554` instead of the banner) is given to
+    /// send QUIT, as RFC 5321 §3.1 asks; 0 closes at once.
+    #[serde(with = "humantime_serde")]
+    pub refused_quit_wait: Duration,
     /// How long running sessions may finish after SIGTERM.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -138,6 +142,7 @@ impl Default for Limits {
             network_ipv6_prefix: 64,
             stress_threshold_percent: 80,
             stress_idle_timeout: Duration::from_secs(10),
+            refused_quit_wait: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -337,6 +342,7 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
         ("stress_idle_timeout", l.stress_idle_timeout, true),
         ("data_rate_grace", l.data_rate_grace, false),
         ("tarpit_delay", l.tarpit_delay, false),
+        ("refused_quit_wait", l.refused_quit_wait, false),
         ("shutdown_grace", l.shutdown_grace, false),
     ] {
         time_limit(problems, &format!("server.limits.{key}"), v, positive);

@@ -8,6 +8,7 @@ mod data;
 mod ehlo;
 mod mail;
 mod rcpt;
+mod refused;
 mod reply;
 
 use super::admission::SessionHandle;
@@ -298,11 +299,17 @@ impl Session {
     async fn serve(&mut self) -> End {
         match self.evaluate(Stage::Connect).await {
             Decision::Continue | Decision::Discard => {}
-            Decision::Reject(r) | Decision::Tempfail(r) => {
-                // The session ends either way; a refusal the client did not take is
-                // counted as any reply it did not take.
+            Decision::Tempfail(r) => {
+                // A 421 closes the channel (RFC 5321 §3.8); a refusal the client did not
+                // take is counted as any reply it did not take.
                 let _ = self.send(Stage::Connect, r).await;
                 return End::Closed("refused at connect");
+            }
+            Decision::Reject(r) => {
+                if let Some(end) = self.send(Stage::Connect, r).await {
+                    return end;
+                }
+                return self.wait_for_quit_after_refusal().await;
             }
         }
         let greet_delay = self.policy.config().server.greet_delay;
