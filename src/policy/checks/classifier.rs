@@ -3,7 +3,7 @@
 //! the rules, clear verdicts may be learned (autolearn).
 
 use crate::classify::ftrl::LrModel;
-use crate::classify::ledger::Entry;
+use crate::classify::ledger::{Entry, Outcome};
 use crate::classify::{Class, Classifier, ClassifyError, Judged, BANDS};
 use crate::config::{ClassifierConfig, OnFailure, RuleAction};
 use crate::mail::Reply;
@@ -247,12 +247,8 @@ impl Check for Autolearn {
                 return Decision::Continue;
             }
         };
-        if let Some(m) = &self.metrics {
-            m.classifier_autolearn_total
-                .with_label_values(&[class.as_str()])
-                .inc();
-        }
         let classifier = self.classifier.clone();
+        let metrics = self.metrics.clone();
         let raw = ctx.message.bounded().into_owned();
         tokio::spawn(async move {
             let _turn = turn;
@@ -262,8 +258,20 @@ impl Check for Autolearn {
                 autolearned: true,
                 learned_at: crate::spool::unix_now(),
             };
-            if let Err(e) = classifier.learn_entry(&digest, &entry).await {
-                tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
+            match classifier.learn_entry(&digest, &entry).await {
+                // Counted only when the model changed: a campaign's hundredth copy, or a
+                // message the operator learned by hand, teaches it nothing.
+                Ok(Outcome::Learned | Outcome::Moved) => {
+                    if let Some(m) = &metrics {
+                        m.classifier_autolearn_total
+                            .with_label_values(&[class.as_str()])
+                            .inc();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed")
+                }
             }
         });
         Decision::Continue
@@ -635,5 +643,50 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         assert_eq!(learner.totals().await.unwrap(), Counts { spam: 0, ham: 1 });
+    }
+
+    /// Regression (review): `mxguard_classifier_autolearn_total` counted every attempt,
+    /// so a campaign's copies (learned once) and messages the operator had learned by hand
+    /// counted as learned.
+    #[tokio::test]
+    async fn the_autolearn_metric_counts_only_what_changed_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::embedded_for_test(dir.path()).await;
+        let learner = Arc::new(Classifier::new(
+            Source::State(state.clone()),
+            Settings { node: "t".into() },
+        ));
+        learner.mark_seed_settled();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let autolearn = Autolearn::new(
+            learner.clone(),
+            autolearn_config(),
+            &Default::default(),
+            Some(metrics.clone()),
+        );
+        let counted = || {
+            metrics
+                .classifier_autolearn_total
+                .with_label_values(&["ham"])
+                .get()
+        };
+        for copy in 0..3 {
+            let mut ctx = judged(&[("HAM", -0.5)]);
+            ctx.message = b"Subject: minutes\r\n\r\nminutes of the meeting\r\n"
+                .to_vec()
+                .into();
+            assert_eq!(autolearn.run(&mut ctx).await, Decision::Continue);
+            // One learn at a time, so each copy meets the ledger the one before left.
+            for _ in 0..200 {
+                if learner.totals().await.unwrap().ham == 1 && counted() >= 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * copy)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(learner.totals().await.unwrap(), Counts { spam: 0, ham: 1 });
+        assert_eq!(counted(), 1);
     }
 }
