@@ -150,14 +150,18 @@ impl ServiceSet {
         }
     }
 
-    /// The state backend with the settings of a reloaded configuration.
-    fn follow_state(&mut self, config: &Config) {
+    /// The state backend with the settings of a reloaded configuration. The backend and
+    /// key prefix it keeps are written back into `config`, so the snapshot (and its
+    /// fingerprint, which names the prefix) says what runs, not what waits for a restart.
+    fn follow_state(&mut self, config: &mut Config) {
         if let Some(state) = &self.services.state {
             if state.backend_config() != &config.state.backend {
                 tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
+                config.state.backend = state.backend_config().clone();
             }
             if state.prefix() != config.state.key_prefix {
                 tracing::warn!("state.key_prefix changed: the new prefix needs a restart (the classifier and the tier keep theirs); keeping the running one");
+                config.state.key_prefix = state.prefix().to_owned();
             }
             self.services.state = Some(state.reconfigured(&config.state));
         }
@@ -176,15 +180,23 @@ impl ServiceSet {
         }
     }
 
+    /// Joining or leaving a tier needs a restart (heartbeats, the bypass memory): until
+    /// then the `[tier]` section in force, `running`, stays in `config`, so the policy's
+    /// tier checks, stamps and fingerprint go on matching the membership that runs.
+    fn keep_tier_membership(&self, config: &mut Config, running: Option<&config::TierConfig>) {
+        if self.services.tier.is_some() != config.tier.is_some() {
+            tracing::warn!(
+                "[tier] added or removed: that needs a restart; keeping the running membership"
+            );
+            config.tier = running.cloned();
+        }
+    }
+
     /// The tier with the peers and settings of a reloaded configuration.
     fn follow_tier(&self, config: &Config) {
-        match (&self.services.tier, &config.tier) {
-            (Some(tier), Some(t)) => {
-                tier.reconfigure(t.clone());
-                tier.set_spool_min_free(config.spool.min_free_bytes);
-            }
-            (None, None) => {}
-            _ => tracing::warn!("[tier] added or removed: that needs a restart"),
+        if let (Some(tier), Some(t)) = (&self.services.tier, &config.tier) {
+            tier.reconfigure(t.clone());
+            tier.set_spool_min_free(config.spool.min_free_bytes);
         }
     }
 }
@@ -226,10 +238,6 @@ fn warn_of_restart_only_changes(old: &Config, new: &Config) {
         (
             "server.limits.shutdown_grace",
             old.server.limits.shutdown_grace != new.server.limits.shutdown_grace,
-        ),
-        (
-            "policy.rules_dir (the file watch)",
-            old.policy.rules_dir != new.policy.rules_dir,
         ),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
@@ -324,7 +332,9 @@ impl Gateway {
                 } else {
                     set.clone()
                 };
-                next.follow_state(&config);
+                let mut config = config;
+                next.follow_state(&mut config);
+                next.keep_tier_membership(&mut config, self.live.get().config().tier.as_ref());
                 next.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 let config = Arc::new(config);
                 let policy = build_policy(config.clone(), metrics, &next.services)?;
@@ -594,7 +604,13 @@ pub async fn serve(
         let _ = tokio::time::timeout(STOP_NOW_WAIT, sessions.wait()).await;
     }
     delivery_stop.cancel();
-    let bound = config.relay.data_timeout.max(Duration::from_secs(1));
+    // A delivery may be waiting for the answer to its DATA under the timeout it started
+    // with or a reloaded one: cut short, it would be delivered again after the restart.
+    let bound = config
+        .relay
+        .data_timeout
+        .max(live.get().config().relay.data_timeout)
+        .max(Duration::from_secs(1));
     if !delivery_died && tokio::time::timeout(bound, delivery).await.is_err() {
         tracing::warn!("delivery workers did not stop in time");
     }

@@ -230,3 +230,93 @@ fn a_reload_keeps_the_state_key_prefix_and_takes_the_failure_mode() {
     );
     assert_eq!(in_force.on_failure(), config::OnFailure::Closed);
 }
+
+/// Regression (review): the reload kept the running key prefix but built the snapshot,
+/// and its fingerprint, from the new one: tier members that no longer shared a memory
+/// showed equal fingerprints, and members that still did showed a mismatch.
+#[test]
+fn the_snapshot_and_fingerprint_name_the_key_prefix_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
+    );
+    let key = secret(d);
+    let with_prefix = |prefix: &str| {
+        format!(
+            "[state]\nkey_prefix = \"{prefix}\"\n[tier]\nname = \"gw1\"\nrole = \"primary\"\nsecret_file = \"{}\"\n",
+            key.display()
+        )
+    };
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", &with_prefix("one:")));
+    let (gw, stop, h) = start(&cfg);
+    let before = gw.policy().fingerprint().to_owned();
+    write(&cfg, &base_toml(d, "rules", &with_prefix("two:")));
+    let reloaded = gw.reload(&cfg);
+    let policy = gw.policy();
+    stop.cancel();
+    h.join().unwrap();
+    assert!(reloaded.is_ok(), "{reloaded:?}");
+    assert_eq!(policy.config().state.key_prefix, "one:");
+    assert_eq!(
+        policy.fingerprint(),
+        before,
+        "the fingerprint names a prefix not in use"
+    );
+}
+
+/// Regression (review): a reload that added or removed `[tier]` only warned that a
+/// restart was needed, yet the new snapshot already stamped (or stopped stamping and
+/// running the tier checks) while the running tier went on as before: half a member.
+#[test]
+fn joining_or_leaving_a_tier_waits_for_a_restart_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
+    );
+    let key = secret(d);
+    let tier = format!(
+        "[tier]\nname = \"gw1\"\nrole = \"primary\"\nsecret_file = \"{}\"\n",
+        key.display()
+    );
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", &tier));
+    let (member, stop, h) = start(&cfg);
+    write(&cfg, &base_toml(d, "rules", ""));
+    let left = member.reload(&cfg);
+    let kept = member.policy().config().tier.is_some();
+    stop.cancel();
+    h.join().unwrap();
+    assert!(left.is_ok(), "{left:?}");
+    assert!(
+        kept,
+        "removing [tier] took it out of the snapshot before a restart"
+    );
+
+    // A second gateway of its own (the first one's spool lock may outlive its thread).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
+    );
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", ""));
+    let (loner, stop, h) = start(&cfg);
+    let before = loner.policy().fingerprint().to_owned();
+    write(&cfg, &base_toml(d, "rules", &tier));
+    let joined = loner.reload(&cfg);
+    let policy = loner.policy();
+    stop.cancel();
+    h.join().unwrap();
+    assert!(joined.is_ok(), "{joined:?}");
+    assert!(
+        policy.config().tier.is_none(),
+        "adding [tier] took effect before a restart"
+    );
+    assert_eq!(policy.fingerprint(), before);
+}

@@ -50,6 +50,34 @@ fn check_reports_unknown_keys_with_exit_1() {
     );
 }
 
+/// Regression (review): a certificate that does not load was named on stderr, and then
+/// `check` printed "configuration ok" and `starttls: offered` (exiting 1).
+#[test]
+fn check_does_not_call_a_config_with_a_broken_certificate_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("cert.pem"), "not a certificate\n").unwrap();
+    fs::write(dir.path().join("key.pem"), "not a key\n").unwrap();
+    let cfg = dir.path().join("tls.toml");
+    fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"mx.example.test\"\n\
+         [server.tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n",
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(mxguard_bin())
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .current_dir(dir.path()),
+        Duration::from_secs(30),
+    );
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("server.tls"), "{text}");
+    assert!(!text.contains("configuration ok"), "{text}");
+}
+
 /// Runs `check` on a minimal config whose rules directory holds `rules` as `local.cf`.
 fn check_with_rules(rules: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();

@@ -16,13 +16,14 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut failed = false;
+    // A certificate that does not load stops `serve` as a bad key does: not "ok".
     if let Some(tls) = &config.server.tls {
         if let Err(e) = mxguard::net::tls::load_acceptor(&tls.certificate, &tls.key) {
             eprintln!("{}: server.tls: {e}", path.display());
-            failed = true;
+            return Ok(ExitCode::FAILURE);
         }
     }
+    let mut failed = false;
     println!("{}: configuration ok", path.display());
     let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
     println!("  listen:        {}", listen.join(", "));

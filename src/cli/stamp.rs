@@ -36,12 +36,7 @@ pub fn verify(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let max_age = max_age.unwrap_or_else(|| {
-        config
-            .relay
-            .max_queue_lifetime
-            .saturating_add(config.spool.quarantine_lifetime)
-    });
+    let max_age = max_age.unwrap_or_else(|| deliverable_age(&config));
     match Stamp::verify(tier.secret.bytes(), &message, now, max_age) {
         Ok(stamp) => {
             println!(
@@ -57,6 +52,16 @@ pub fn verify(
     }
 }
 
+/// The oldest stamp mail the tier still delivers can carry: queued for
+/// `max_queue_lifetime`, then quarantined for `quarantine_lifetime`, which 0 makes for ever.
+fn deliverable_age(config: &Config) -> std::time::Duration {
+    let quarantine = config.spool.quarantine_lifetime;
+    if quarantine.is_zero() {
+        return std::time::Duration::MAX;
+    }
+    config.relay.max_queue_lifetime.saturating_add(quarantine)
+}
+
 /// `--max-age`: seconds or a humantime duration (`7d`, `36h`), more than zero. Only
 /// compared with a stamp's age, never added to the clock, so no upper bound (the audit's
 /// timeout parser, a day at most, refused a week).
@@ -66,8 +71,28 @@ pub fn parse_max_age(s: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_max_age;
+    use super::{deliverable_age, parse_max_age};
+    use mxguard::config::Config;
+    use std::path::Path;
     use std::time::Duration;
+
+    /// Regression (review): `quarantine_lifetime = "0s"` keeps quarantined mail for ever,
+    /// but was added as zero: a message released from quarantine after
+    /// `max_queue_lifetime` had a stamp `stamp verify` called too old (forged, to a hook).
+    #[test]
+    fn mail_kept_in_quarantine_for_ever_has_no_stamp_age_limit() {
+        let relay = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n";
+        let config = |quarantine: &str| {
+            let text = format!("{relay}[spool]\nquarantine_lifetime = \"{quarantine}\"\n");
+            Config::from_toml(Path::new("t.toml"), &text).unwrap()
+        };
+        assert_eq!(deliverable_age(&config("0s")), Duration::MAX);
+        let month = config("30d");
+        assert_eq!(
+            deliverable_age(&month),
+            month.relay.max_queue_lifetime + Duration::from_secs(30 * 86_400)
+        );
+    }
 
     #[test]
     fn max_ages_of_days_and_weeks_are_taken() {

@@ -14,6 +14,10 @@ pub const DEFAULT_MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
 /// Default `spool.recycle_files`: files for a second of a busy gateway.
 pub const DEFAULT_RECYCLE_FILES: usize = 4096;
 
+/// Most `spool.recycle_files`: the pool is topped up to half while the spool is idle, so a
+/// huge value would fill the file system's inodes with empty files.
+pub const MAX_RECYCLE_FILES: usize = 100_000;
+
 /// Spool location.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -94,6 +98,12 @@ impl RawSpool {
             self.quarantine_lifetime,
             false,
         );
+        if self.recycle_files > MAX_RECYCLE_FILES {
+            problems.bad(
+                "spool.recycle_files",
+                &format!("must be at most {MAX_RECYCLE_FILES}"),
+            );
+        }
         SpoolConfig {
             dir: self.dir,
             min_free_bytes: self.min_free_bytes,
@@ -228,6 +238,22 @@ mod tests {
         let text = format!("{RELAY}[spool]\nrecycle_files = 0\n");
         let off = Config::from_toml(Path::new("t.toml"), &text).unwrap();
         assert_eq!(off.spool.recycle_files, 0, "0 turns recycling off");
+    }
+
+    /// Regression (review): `recycle_files = 100000000` was taken, and the idle spool
+    /// made empty files (24,000 a second) until the file system ran out of inodes.
+    #[test]
+    fn a_recycle_pool_that_would_eat_the_inodes_is_refused() {
+        let text = format!("{RELAY}[spool]\nrecycle_files = 100000000\n");
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spool.recycle_files"), "{err}");
+        let text = format!(
+            "{RELAY}[spool]\nrecycle_files = {}\n",
+            super::MAX_RECYCLE_FILES
+        );
+        assert!(Config::from_toml(Path::new("t.toml"), &text).is_ok());
     }
 
     #[test]

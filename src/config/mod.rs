@@ -173,6 +173,28 @@ fn relays_to_itself(
     }
 }
 
+/// The admin listener on an address `server.listen` binds: `check` said ok and `serve`
+/// could not start. A wildcard and a specific address of one family on the same port
+/// collide too.
+fn admin_shares_an_smtp_address(
+    admin: std::net::SocketAddr,
+    listen: &[std::net::SocketAddr],
+    problems: &mut Problems,
+) {
+    let collides = |l: &std::net::SocketAddr| {
+        l.port() == admin.port()
+            && (l.ip() == admin.ip()
+                || ((l.ip().is_unspecified() || admin.ip().is_unspecified())
+                    && l.is_ipv4() == admin.is_ipv4()))
+    };
+    if let Some(l) = listen.iter().find(|l| collides(l)) {
+        problems.bad(
+            "metrics.listen",
+            &format!("{admin} is taken by server.listen {l}"),
+        );
+    }
+}
+
 impl Config {
     /// What a reload reads besides the configuration file: a change to any of it is a
     /// change of the policy in force, so it is watched too. The shadow policy's rules
@@ -243,6 +265,10 @@ impl Config {
             .tier
             .and_then(|t| t.validate(&server.hostname, &mut problems));
         relays_to_itself(&server.listen, &relay.internal, &mut problems);
+        let metrics = raw.metrics.validate(&mut problems);
+        if let Some(admin) = metrics.listen {
+            admin_shares_an_smtp_address(admin, &server.listen, &mut problems);
+        }
         let config = Config {
             path: path.to_owned(),
             server,
@@ -255,7 +281,7 @@ impl Config {
             classifier: raw.classifier.validate(&mut problems),
             tier,
             dns: raw.dns,
-            metrics: raw.metrics.validate(&mut problems),
+            metrics,
             log: raw.log.validate(&mut problems),
             attachments: raw.attachments.validate(&mut problems),
             antivirus: raw.antivirus.validate(&mut problems),
@@ -631,7 +657,54 @@ mod tests {
         }
     }
 
-    /// Regression (review): `session_duration = "300000000000y"` (or another session time
+    /// Regression (review): `check` accepted `metrics.listen` on an SMTP listener's
+    /// address, and `serve` then failed to bind it.
+    #[test]
+    fn the_admin_listener_may_not_take_an_smtp_address() {
+        let with = |admin: &str| {
+            format!(
+                "[server]\nlisten = [\"0.0.0.0:2525\"]\n[metrics]\nlisten = \"{admin}\"\n{MINIMAL}"
+            )
+        };
+        for taken in ["127.0.0.1:2525", "0.0.0.0:2525"] {
+            let err = Config::from_toml(Path::new("t.toml"), &with(taken))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("metrics.listen"), "{taken}: {err}");
+        }
+        assert!(Config::from_toml(Path::new("t.toml"), &with("127.0.0.1:2599")).is_ok());
+        assert!(Config::from_toml(Path::new("t.toml"), &with("[::1]:2525")).is_ok());
+    }
+
+    /// Regression (review): `relay.helo_name` and `server.banner` were taken with a CR or
+    /// LF: the internal server got `EHLO x` and a `RSET` of ours, and clients a greeting
+    /// of two lines with a bare CR.
+    #[test]
+    fn names_written_into_smtp_lines_are_one_clean_line() {
+        let relay_helo = |value: &str| {
+            MINIMAL.replace("[relay]\n", &format!("[relay]\nhelo_name = \"{value}\"\n"))
+        };
+        let banner = |value: &str| format!("[server]\nbanner = \"{value}\"\n{MINIMAL}");
+        for (key, text) in [
+            ("relay.helo_name", relay_helo("x y\\r\\nRSET")),
+            ("relay.helo_name", relay_helo("two words.example")),
+            ("server.banner", banner("ESMTP\\r\\n250 injected")),
+        ] {
+            let err = Config::from_toml(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        for value in ["relay.example.test", "[192.0.2.1]", "[IPv6:2001:db8::1]"] {
+            assert!(
+                Config::from_toml(Path::new("t.toml"), &relay_helo(value)).is_ok(),
+                "{value}"
+            );
+        }
+        assert!(Config::from_toml(Path::new("t.toml"), &banner("ESMTP ready")).is_ok());
+    }
+
+    /// Regression (review): `session_duration = "300000000000y" (or another session time
     /// limit past the clock's end) was taken, and every session panicked when it added the
     /// limit to the clock: clients were dropped without a reply.
     #[test]

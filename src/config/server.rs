@@ -222,6 +222,10 @@ struct RawTls {
     key: PathBuf,
 }
 
+/// Longest `server.banner`: the 220 line with the host name stays within the 512 octets
+/// of a reply line (RFC 5321 §4.5.3.1.5).
+const MAX_BANNER_BYTES: usize = 200;
+
 impl RawServer {
     pub(super) fn validate(self, problems: &mut Problems) -> ServerConfig {
         if self.listen.is_empty() {
@@ -234,6 +238,15 @@ impl RawServer {
         };
         if !is_plausible_hostname(&hostname) {
             problems.bad("server.hostname", "must be a fully qualified domain name");
+        }
+        // One line of the 220 reply: a CR or LF would write lines of its own.
+        if self.banner.len() > MAX_BANNER_BYTES
+            || !self.banner.bytes().all(|b| (b' '..=b'~').contains(&b))
+        {
+            problems.bad(
+                "server.banner",
+                &format!("must be printable ASCII on one line, at most {MAX_BANNER_BYTES} bytes"),
+            );
         }
         let bare_line_ending = match self.bare_line_ending.as_str() {
             "reject" => BareLineEnding::Reject,
