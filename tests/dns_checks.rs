@@ -430,3 +430,34 @@ fn a_refused_ehlo_leaves_the_session_as_it_was() {
     assert!(text.contains("client.sender.test"), "{text}");
     assert!(!text.contains("host.slow.test"), "{text}");
 }
+
+/// Regression (review): a triplet keyed by the sender's SPF domain passed on a retry from
+/// any network, and the pass was credited to that network's auto-allow: five senders of a
+/// `v=spf1 +all` domain, greylisted from one /24 and retried from another, exempted the
+/// second /24 (never greylisted) for every sender for `pass_ttl`.
+#[test]
+fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
+    let z = zone(|b| b.txt("spam.test", "v=spf1 +all"));
+    let greylist = "[greylist]\nenabled = true\ndelay = \"3s\"\nwindow = \"1h\"\nauto_allow_after = 1\n[state]\ntimeout = \"3s\"\n";
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal).toml(&format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\nstage_deadline = \"1s\"\n{greylist}",
+        z.dns.addr()
+    ));
+    let gw = Gateway::start(config);
+    let rcpt = |source: &str, from: &str, to: &str| {
+        let mut c = SmtpClient::connect_from(gw.port, source);
+        c.read_reply().expect(220, "");
+        c.cmd("EHLO client.example").expect(250, "");
+        c.cmd(&format!("MAIL FROM:<{from}>")).expect(250, "2.1.0");
+        let r = c.cmd(&format!("RCPT TO:<{to}>"));
+        c.quit();
+        r
+    };
+    rcpt("127.0.5.1", "a1@spam.test", "alice@example.test").expect(451, "4.7.1");
+    std::thread::sleep(std::time::Duration::from_millis(3600));
+    // The domain's retry passes from another network, as a provider's would.
+    rcpt("127.0.6.1", "a1@spam.test", "alice@example.test").expect(250, "2.1.5");
+    // That network has not shown it retries: its other senders are still greylisted.
+    rcpt("127.0.6.99", "x@nospf.test", "carol@example.test").expect(451, "4.7.1");
+}

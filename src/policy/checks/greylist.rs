@@ -137,10 +137,8 @@ impl Check for Greylist {
                 all.join(",")
             }
         };
-        let key = format!(
-            "gl:t:{}",
-            digest(&[&self.origin(ctx), &sender, &recipients])
-        );
+        let origin = self.origin(ctx);
+        let key = format!("gl:t:{}", digest(&[&origin, &sender, &recipients]));
         let answer = self
             .state
             .greylist(&key, self.config.delay, self.config.window, pass_ttl)
@@ -168,7 +166,11 @@ impl Check for Greylist {
                 // One message passing for many recipients is one sign of a real MTA, not
                 // many: the network's count grows once per transaction.
                 let first_pass = ctx.hit_once("GREYLIST", 0.0);
-                if self.config.auto_allow_after > 0 && first_pass {
+                // Only a retry the network itself made is its credit: a triplet keyed by
+                // the sender's SPF domain passes for whichever network sends second, and
+                // any domain (`v=spf1 +all`) would earn a fresh /24 its auto-allow.
+                let retried_here = origin.starts_with("net:");
+                if self.config.auto_allow_after > 0 && first_pass && retried_here {
                     // A failure here only delays the network's auto-allow.
                     let _ = self
                         .state
