@@ -181,8 +181,10 @@ fn admin_shares_an_smtp_address(
     listen: &[std::net::SocketAddr],
     problems: &mut Problems,
 ) {
+    // Port 0 asks the system for a free port each time: never the same one.
     let collides = |l: &std::net::SocketAddr| {
-        l.port() == admin.port()
+        admin.port() != 0
+            && l.port() == admin.port()
             && (l.ip() == admin.ip()
                 || ((l.ip().is_unspecified() || admin.ip().is_unspecified())
                     && l.is_ipv4() == admin.is_ipv4()))

@@ -33,6 +33,9 @@ pub struct Health {
     silent: AtomicBool,
     /// When a call was last let through while silent.
     last_try: Mutex<Option<Instant>>,
+    /// The backend went down refusing a write: reads may still succeed (Redis over
+    /// `maxmemory`, a replica), and only a write that succeeds brings it up.
+    writes_refused: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -46,6 +49,7 @@ impl Health {
             timeouts_since: Mutex::new(None),
             silent: AtomicBool::new(false),
             last_try: Mutex::new(None),
+            writes_refused: AtomicBool::new(false),
             metrics,
         }
     }
@@ -79,23 +83,33 @@ impl Health {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// A call succeeded.
-    pub fn succeeded(&self) {
+    /// A call succeeded; `wrote` when it was a write.
+    pub fn succeeded(&self, wrote: bool) {
         if self.timeouts_in_a_row.swap(0, Ordering::Relaxed) > 0 {
             *self.since() = None;
         }
         self.silent.store(false, Ordering::Relaxed);
+        if wrote {
+            self.writes_refused.store(false, Ordering::Relaxed);
+        } else if self.writes_refused.load(Ordering::Relaxed) {
+            // Reads answering says nothing of the writes every check needs: marking it up
+            // here flapped `mxguard_state_up`, and the outage alert never fired.
+            return;
+        }
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!("state backend is up again");
             self.metrics.state_up.set(1);
         }
     }
 
-    /// A call failed.
-    pub fn failed(&self, error: &StateError) {
+    /// A call failed; `wrote` when it was a write.
+    pub fn failed(&self, error: &StateError, wrote: bool) {
         if matches!(error, StateError::Timeout) {
             self.failed_at(Instant::now());
             return;
+        }
+        if wrote {
+            self.writes_refused.store(true, Ordering::Relaxed);
         }
         self.mark_down(error);
     }
@@ -140,15 +154,37 @@ mod tests {
             health.failed_at(start);
         }
         assert!(health.is_up());
-        health.succeeded();
+        health.succeeded(true);
         health.failed_at(start);
         health.failed_at(later);
         assert!(health.is_up(), "timeouts must be in a row, three of them");
         health.failed_at(later);
         assert!(!health.is_up());
-        health.succeeded();
-        health.failed(&StateError::Backend("connection refused".into()));
+        health.succeeded(true);
+        health.failed(&StateError::Backend("connection refused".into()), true);
         assert!(!health.is_up());
+    }
+
+    /// Regression (review): a Redis refusing writes (`OOM` over `maxmemory`, `READONLY`
+    /// as a replica) while answering reads was marked down by each write and up by each
+    /// read: `mxguard_state_up` flapped, and the shipped alert (down for 2 minutes) never
+    /// fired while every greylisting and rate-limit call failed.
+    #[test]
+    fn reads_that_succeed_do_not_raise_a_backend_that_refuses_writes() {
+        let health = Health::new(Arc::new(Metrics::new()));
+        let oom = StateError::Backend("OOM command not allowed".into());
+        for _ in 0..5 {
+            health.failed(&oom, true);
+            health.succeeded(false);
+            assert!(!health.is_up(), "a read called the backend up");
+        }
+        health.succeeded(true);
+        assert!(health.is_up());
+        // Down by a refused read (a reset connection), any success brings it up.
+        health.failed(&StateError::Backend("connection reset".into()), false);
+        assert!(!health.is_up());
+        health.succeeded(false);
+        assert!(health.is_up());
     }
 
     /// Regression (review): every call waited out `state.timeout` while the backend was
@@ -159,9 +195,9 @@ mod tests {
         let start = Instant::now();
         assert!((0..5).all(|_| health.worth_trying_at(start)));
         // A refusal is no reason to stop trying: it costs nothing to find out.
-        health.failed(&StateError::Backend("connection refused".into()));
+        health.failed(&StateError::Backend("connection refused".into()), true);
         assert!((0..5).all(|_| health.worth_trying_at(start)));
-        health.succeeded();
+        health.succeeded(true);
         // Timeouts in a row over a second: the backend is silent.
         for at in [start, start, start + TIMEOUTS_FOR] {
             health.failed_at(at);
@@ -172,7 +208,7 @@ mod tests {
         assert!(!health.worth_trying_at(start + TRY_WHILE_DOWN_EVERY / 2));
         assert!(health.worth_trying_at(start + TRY_WHILE_DOWN_EVERY));
         assert!(!health.worth_trying_at(start + TRY_WHILE_DOWN_EVERY));
-        health.succeeded();
+        health.succeeded(true);
         assert!((0..5).all(|_| health.worth_trying_at(start + TRY_WHILE_DOWN_EVERY)));
     }
 }

@@ -295,13 +295,14 @@ impl State {
             .state_duration_seconds
             .with_label_values(&[op])
             .observe(started.elapsed().as_secs_f64());
+        let wrote = writes(op);
         match result {
             Ok(v) => {
-                self.health.succeeded();
+                self.health.succeeded(wrote);
                 Ok(v)
             }
             Err(e) => {
-                self.health.failed(&e);
+                self.health.failed(&e, wrote);
                 Err(self.failed(op))
             }
         }
@@ -486,9 +487,17 @@ impl State {
         deltas.iter().map(|(k, d)| (self.key(k), *d)).collect()
     }
 
-    /// Probes the backend (the health watcher calls it while the backend is down).
+    /// Probes the backend (the health watcher calls it). While the backend is down the
+    /// probe writes a key of its own: a Redis that answers reads but refuses writes
+    /// (`OOM` under `maxmemory`, `READONLY` as a replica) fails every check's call, and a
+    /// read that succeeds must not call it up again.
     pub async fn ping(&self) -> Result<(), Unavailable> {
-        self.call("ping", self.backend.ping()).await
+        if self.health.is_up() {
+            return self.call("ping", self.backend.ping()).await;
+        }
+        let key = self.key(HEALTH_PROBE_KEY);
+        let probe = self.backend.set(&key, b"1", HEALTH_PROBE_TTL);
+        self.call("health_probe", probe).await
     }
 
     /// Pings the backend every `interval` until `stop`, so an outage and a recovery are
@@ -509,6 +518,20 @@ impl State {
             let _ = self.ping().await;
         }
     }
+}
+
+/// The key the health watcher writes while the backend is down.
+const HEALTH_PROBE_KEY: &str = "health:probe";
+/// How long that key lives: it only has to be written.
+const HEALTH_PROBE_TTL: Duration = Duration::from_secs(60);
+
+/// Whether a call of `op` writes: only a write that succeeds says a backend refusing
+/// writes is back.
+fn writes(op: &str) -> bool {
+    !matches!(
+        op,
+        "get" | "get_counters" | "map_get" | "map_entries" | "ping"
+    )
 }
 
 /// An embedded store in `dir`, for tests of what keeps its state here.
