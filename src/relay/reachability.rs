@@ -18,11 +18,13 @@ pub(crate) struct Reachability {
 }
 
 impl Reachability {
-    /// The servers of `targets` to try, in order: those not held back, in the configured
-    /// order, then those whose hold has run out. Trying one of the latter is a probe, so
-    /// its hold is renewed for `hold` at once: other attempts meanwhile skip it instead of
-    /// all waiting on the same dead address. Empty when every server is held back. A zero
-    /// `hold` (holding switched off, perhaps by a reload) tries every server in order.
+    /// The servers of `targets` to try, in the configured order: those not held back and
+    /// those whose hold has run out. Trying one of the latter is a probe, so its hold is
+    /// renewed for `hold` at once: other attempts meanwhile skip it instead of all waiting
+    /// on the same dead address. A probe keeps its place: put last, behind a server that
+    /// takes every message, it was never tried, and a primary that came back got no mail
+    /// until the backup failed. Empty when every server is held back. A zero `hold`
+    /// (holding switched off, perhaps by a reload) tries every server in order.
     pub(crate) fn plan(&self, targets: &[SocketAddr], hold: Duration) -> Vec<SocketAddr> {
         if hold.is_zero() {
             return targets.to_vec();
@@ -30,18 +32,16 @@ impl Reachability {
         let now = Instant::now();
         let mut held = self.lock();
         let mut up = Vec::with_capacity(targets.len());
-        let mut probes = Vec::new();
         for &server in targets {
             match held.get_mut(&server) {
                 None => up.push(server),
                 Some(until) if *until <= now => {
                     *until = now + hold;
-                    probes.push(server);
+                    up.push(server);
                 }
                 Some(_) => {}
             }
         }
-        up.extend(probes);
         up
     }
 
@@ -96,8 +96,8 @@ mod tests {
         tokio::time::sleep(hold + Duration::from_millis(200)).await;
         assert_eq!(
             r.plan(&[a, b], hold),
-            [b, a],
-            "probed last once the hold is over"
+            [a, b],
+            "probed in its place once the hold is over"
         );
         assert_eq!(r.plan(&[a, b], hold), [b], "one probe at a time");
         assert_eq!(

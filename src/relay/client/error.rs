@@ -144,5 +144,9 @@ impl ClientError {
 pub(super) const STAGE_RSET: &str = "RSET";
 pub(super) const STAGE_MAIL: &str = "MAIL";
 pub(super) const STAGE_DATA_END: &str = "end of data";
+/// After the greeting of a fresh connection, before its first MAIL.
+pub(super) const STAGE_GREETING: &str = "EHLO";
+/// After the 354, before the content.
+pub(super) const STAGE_DATA: &str = "DATA";
 /// Sending the content before its end-of-data line: a failure there delivers nothing.
 pub(super) const STAGE_BODY: &str = "message content";

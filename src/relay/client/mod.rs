@@ -22,7 +22,7 @@ use crate::mail::seven_bit::to_seven_bit;
 use crate::mail::Reply;
 use crate::net::Stream;
 use crate::spool::BodyTail;
-use error::{STAGE_BODY, STAGE_DATA_END, STAGE_MAIL, STAGE_RSET};
+use error::{STAGE_BODY, STAGE_DATA, STAGE_DATA_END, STAGE_GREETING, STAGE_MAIL, STAGE_RSET};
 use rustls_pki_types::ServerName;
 use std::fmt;
 use std::io;
@@ -364,9 +364,12 @@ impl Connection {
     async fn send_inner(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
         let cmd_timeout = self.settings.command_timeout;
         let reset = self.used;
-        if reset {
-            self.expect_no_input().await?;
-        }
+        // Bytes waiting before MAIL (a reused connection's, or a fresh one's after its
+        // EHLO: a reply of `250 ` lines, or a line after it) would make every reply of
+        // this transaction one step late, and a good recipient would get the next one's
+        // 550.
+        self.expect_no_input(if reset { STAGE_RSET } else { STAGE_GREETING })
+            .await?;
         let mail = self.mail_command(tx);
         let rcpts: Vec<String> = tx
             .recipients
@@ -451,6 +454,9 @@ impl Connection {
             }
         }
 
+        // A reply already there after the 354 would be taken for the answer to the end of
+        // data: a message the server refuses counted as delivered.
+        self.expect_no_input(STAGE_DATA).await?;
         self.send_body(tx).await?;
         let final_reply = self
             .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
@@ -603,8 +609,7 @@ impl Connection {
     /// A reply nobody asked for (a second answer to the last end of data) would be read
     /// as the answer to the next command, and every reply after it one step late, up to a
     /// recipient's 550 taken for the answer to DATA, failing them all.
-    async fn expect_no_input(&mut self) -> Result<(), ClientError> {
-        let stage = STAGE_RSET;
+    async fn expect_no_input(&mut self, stage: &'static str) -> Result<(), ClientError> {
         if self.rbuf.is_empty() {
             // One poll of the read: only bytes already there count. (Not a zero timeout:
             // arming a timer for every message cost a quarter of the relay's rate.)
@@ -619,7 +624,7 @@ impl Connection {
         Err(ClientError::Protocol {
             stage,
             detail: format!(
-                "unexpected input between transactions ({:?}): replies out of step with commands",
+                "unexpected input before {stage} was answered ({:?}): replies out of step with commands",
                 String::from_utf8_lossy(&self.rbuf[..self.rbuf.len().min(80)])
             ),
         })

@@ -615,3 +615,83 @@ async fn utf8_mail_is_not_sent_to_a_server_without_smtputf8() {
     assert!(conn.send(&ascii).await.unwrap()[0].is_positive());
     assert_eq!(server.messages().len(), 1);
 }
+
+/// A server that answers as `ehlo` says, refuses `bad@` recipients, and answers DATA with
+/// `data` and the end of data with `end`.
+async fn odd_server(ehlo: &'static [u8], data: &'static [u8], end: &'static [u8]) -> SocketAddr {
+    let mut in_data = false;
+    line_server(b"220 odd\r\n", move |line| {
+        if in_data {
+            if line != "." {
+                return None;
+            }
+            in_data = false;
+            return Some(end);
+        }
+        Some(if line.starts_with("EHLO") {
+            ehlo
+        } else if line.starts_with("RCPT TO:<bad@") {
+            &b"550 5.1.1 no such user\r\n"[..]
+        } else if line == "DATA" {
+            in_data = true;
+            data
+        } else {
+            &b"250 2.0.0 ok\r\n"[..]
+        })
+    })
+    .await
+}
+
+async fn send_good_and_bad(addr: SocketAddr) -> Result<Vec<Reply>, ClientError> {
+    let s = settings(addr, &[("tls", "\"off\"")]);
+    let to = rcpts(&["good@example.test", "bad@example.test"]);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: b"Subject: t\r\n\r\nx\r\n",
+        tail: None,
+        body_8bit: false,
+        smtputf8: false,
+    };
+    let mut conn = Connection::open(addr, &s).await?;
+    conn.send(&tx).await
+}
+
+/// Regression (review): on a fresh connection, an EHLO reply of `250 ` lines (each one
+/// a whole reply) or a line after it left replies unread, every later reply came one
+/// step late, and DATA read the bad recipient's 550: the good recipient was bounced.
+/// Only a reused connection was checked for input nobody asked for.
+#[tokio::test]
+async fn a_fresh_connection_with_replies_left_over_delivers_nothing_and_bounces_no_one() {
+    for ehlo in [
+        &b"250 odd\r\n250 PIPELINING\r\n250 8BITMIME\r\n"[..],
+        &b"250-odd\r\n250 PIPELINING\r\n250 2.0.0 extra\r\n"[..],
+        &b"250 odd\r\n250 SIZE 1000\r\n"[..],
+    ] {
+        let addr = odd_server(ehlo, b"354 go\r\n", b"250 2.0.0 queued\r\n").await;
+        match send_good_and_bad(addr).await {
+            Err(e @ ClientError::Protocol { .. }) => assert!(!e.after_body(), "{e}"),
+            other => panic!(
+                "{:?}: replies read out of step: {other:?}",
+                String::from_utf8_lossy(ehlo)
+            ),
+        }
+    }
+}
+
+/// Regression (review): a reply sent with the 354 (`354 go` and `250 early` in one
+/// write) was taken for the answer to the end of data, and a message the server then
+/// refused (550) was counted as delivered and removed from the spool.
+#[tokio::test]
+async fn a_reply_sent_with_the_354_is_no_delivery() {
+    let addr = odd_server(
+        b"250-odd\r\n250 PIPELINING\r\n",
+        b"354 go\r\n250 2.0.0 early\r\n",
+        b"550 5.7.1 rejected content\r\n",
+    )
+    .await;
+    match send_good_and_bad(addr).await {
+        Err(e @ ClientError::Protocol { .. }) => assert!(!e.after_body(), "{e}"),
+        other => panic!("an early reply was taken as the answer to the data: {other:?}"),
+    }
+}

@@ -35,10 +35,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // thread and back would cost. (Saving a state fsyncs, so that goes off this thread.)
     let mut msg = match open(relay, &config, &job.id) {
         Ok(m) => m,
-        Err(outcome) => {
-            relay.forget_state(&job.id);
-            return outcome;
-        }
+        Err(outcome) => return forget_state_if_gone(relay, &job.id, outcome),
     };
     if let Some(state) = relay.unsaved_state(&job.id) {
         msg.state = state;
@@ -55,8 +52,8 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // Only the head was checked against the seal at opening; the rest is checked here,
     // off this thread, once the message is due.
     if let Err(error) = relay.spool.check_seal(&msg).await {
-        relay.forget_state(&job.id);
-        return unusable(relay, &config, &job.id, error);
+        let outcome = unusable(relay, &config, &job.id, error);
+        return forget_state_if_gone(relay, &job.id, outcome);
     }
 
     let started = Instant::now();
@@ -191,6 +188,16 @@ fn open(relay: &Relay, config: &Config, id: &QueueId) -> Result<SpooledMessage, 
         other => other,
     };
     opened.map_err(|error| unusable(relay, config, id, error))
+}
+
+/// A delivery state that could not be saved is kept in memory so the recipients already
+/// served are not sent the message again; only a message that left the queue lets it go.
+/// A passing load error (EMFILE, EIO) is retried, and the retry must still find it.
+fn forget_state_if_gone(relay: &Relay, id: &QueueId, outcome: JobResult) -> JobResult {
+    if matches!(outcome, JobResult::Abandoned) {
+        relay.forget_state(id);
+    }
+    outcome
 }
 
 /// What to do with a queued message that could not be read: forget an id whose file is
