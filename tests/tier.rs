@@ -115,6 +115,61 @@ fn backup_scores_bypass_while_a_primary_is_up_and_not_when_every_primary_is_down
     );
 }
 
+/// Regression (review): a primary's connection limits answer `421` from the listener,
+/// before the connect-stage checks, so the contact was never stored: a new sender turned
+/// away by a busy primary that fell back to the backup, as RFC 5321 asks, scored
+/// `MX_BYPASS_FIRST_CONTACT` on top of `MX_BYPASS_BACKUP`.
+#[test]
+fn a_client_a_busy_primary_turned_away_is_no_first_contact_at_the_backup() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(keys.path());
+    let internal = InternalServer::start();
+    let gw1 = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("max_sessions_per_ip", "1")
+            .toml(&tier_toml(
+                &redis,
+                &key,
+                "gw1",
+                "primary",
+                &peer("bk1", "backup", 2, None),
+            )),
+    );
+    let bk1 = Gateway::start(GatewayConfig::new(&internal).toml(&tier_toml(
+        &redis,
+        &key,
+        "bk1",
+        "backup",
+        &peer("gw1", "primary", 1, None),
+    )));
+    scrape_until(admin_port(&bk1), "gw1 seen up by bk1", |s| {
+        s.value("mxguard_tier_peer_up", &[("peer", "gw1")]) == 1.0
+    });
+    let (held, banner) = SmtpClient::connect(gw1.port);
+    banner.expect(220, "");
+    forget_contacts(&redis);
+    let (_turned_away, refused) = SmtpClient::connect(gw1.port);
+    refused.expect(421, "4.7.0");
+    let remembered = wait_until(Duration::from_secs(10), || {
+        redis
+            .cli(&["EXISTS", "mxguard:tier:cm:127.0.0.1"])
+            .as_deref()
+            .map(str::trim)
+            == Some("1")
+    });
+    assert!(
+        remembered,
+        "the turned-away client's contact was not stored"
+    );
+    let line = send(&bk1, "turned-away@t");
+    held.quit();
+    assert!(line.contains("MX_BYPASS_BACKUP"), "{line}");
+    assert!(!line.contains("MX_BYPASS_FIRST_CONTACT"), "{line}");
+}
+
 #[test]
 fn a_client_touching_three_members_within_seconds_gets_mx_fanout() {
     let Some(redis) = RedisServer::start() else {

@@ -107,6 +107,8 @@ pub struct Policy {
     shadow: Option<Arc<Policy>>,
     shadow_log: Option<Arc<shadow::ShadowLog>>,
     shadow_disagreements: Option<prometheus::IntCounterVec>,
+    /// The tier check, also asked to remember clients a connection limit turned away.
+    tier_contact: Option<tier_checks::TierContact>,
 }
 
 /// The rules files of `config`, compiled; a file with an error refuses the whole policy.
@@ -198,12 +200,15 @@ impl Policy {
             p.deny_networks.clone(),
         )));
         let tier = services.tier.clone().filter(|_| config.tier.is_some());
-        if let Some(t) = &tier {
-            checks.push(Box::new(tier_checks::TierContact::new(
+        let tier_contact = tier.as_ref().map(|t| {
+            tier_checks::TierContact::new(
                 t.clone(),
                 services.state.clone(),
                 services.metrics.clone(),
-            )));
+            )
+        });
+        if let Some(contact) = &tier_contact {
+            checks.push(Box::new(contact.clone()));
         }
         if let Some(dns) = &dns {
             if !p.dnsbl.is_empty() {
@@ -382,7 +387,17 @@ impl Policy {
             shadow: None,
             shadow_log: None,
             shadow_disagreements: None,
+            tier_contact,
         })
+    }
+
+    /// A connection limit turned the client at `ip` away before any check ran: the tier
+    /// still remembers that it reached this member (see
+    /// [`tier_checks::TierContact::remember_turned_away`]).
+    pub async fn remember_turned_away(&self, ip: std::net::IpAddr) {
+        if let Some(contact) = &self.tier_contact {
+            contact.remember_turned_away(ip).await;
+        }
     }
 
     /// Records each check's run time in `metrics` (the gateway does; offline scans do not).

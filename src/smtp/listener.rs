@@ -147,6 +147,7 @@ fn refuse(
     m.connections_total.with_label_values(&[result]).inc();
     m.limit_hits_total.with_label_values(&[limit]).inc();
     tracing::info!(client = %peer, limit, "connection refused");
+    let policy = server.policy.peek().clone();
     async move {
         let wire = reply.to_wire();
         let _ = tokio::time::timeout(
@@ -155,6 +156,7 @@ fn refuse(
         )
         .await;
         let _ = tcp.shutdown().await;
+        policy.remember_turned_away(peer.ip()).await;
     }
 }
 

@@ -5,13 +5,22 @@
 use super::{ContactAnswer, GreylistAnswer, RateAnswer};
 use std::time::Duration;
 
-/// Milliseconds.
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// Microseconds: an emission interval in milliseconds rounded `limit = 600, per = "1s"`
+/// down to 1 ms, a thousand a second; in microseconds the rounding stays under 0.1 % for
+/// any limit the configuration takes (at most one per millisecond).
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One GCRA decision. `tat` is the stored theoretical arrival time (ms), `now` the clock
-/// (ms). `limit` events per `per` on average, `burst` of them at once. Returns the answer
+/// The GCRA emission interval and burst tolerance of `limit` events per `per` with
+/// `burst` at once, in microseconds (the Redis script gets the same numbers).
+pub fn gcra_interval(limit: u64, per: Duration, burst: u64) -> (u64, u64) {
+    let interval = (us(per) / limit.max(1)).max(1);
+    (interval, interval.saturating_mul(burst.max(1) - 1))
+}
+
+/// One GCRA decision. `tat` is the stored theoretical arrival time (µs), `now` the clock
+/// (µs). `limit` events per `per` on average, `burst` of them at once. Returns the answer
 /// and, when the event is counted, the new TAT and how long to keep it.
 pub fn gcra(
     now: u64,
@@ -20,19 +29,18 @@ pub fn gcra(
     per: Duration,
     burst: u64,
 ) -> (RateAnswer, Option<(u64, Duration)>) {
-    let interval = (ms(per) / limit.max(1)).max(1);
-    let tolerance = interval.saturating_mul(burst.max(1) - 1);
+    let (interval, tolerance) = gcra_interval(limit, per, burst);
     let tat = tat.unwrap_or(now).max(now);
     let ahead = tat - now;
     if ahead > tolerance {
         let answer = RateAnswer {
             allowed: false,
-            retry_after: Duration::from_millis(ahead - tolerance),
+            retry_after: Duration::from_micros(ahead - tolerance),
         };
         return (answer, None);
     }
     let new_tat = tat.saturating_add(interval);
-    let keep = Duration::from_millis(new_tat - now);
+    let keep = Duration::from_micros(new_tat - now);
     let answer = RateAnswer {
         allowed: true,
         retry_after: Duration::ZERO,
@@ -167,7 +175,7 @@ mod tests {
         let mut tat = None;
         let mut allowed = 0;
         for _ in 0..15 {
-            let (a, next) = gcra(1_000_000, tat, 10, per, 10);
+            let (a, next) = gcra(1_000_000_000, tat, 10, per, 10);
             if let Some((t, _)) = next {
                 tat = Some(t);
                 allowed += 1;
@@ -178,8 +186,31 @@ mod tests {
         }
         assert_eq!(allowed, 10, "burst of 10");
         // Six seconds later exactly one more.
-        let (a, _) = gcra(1_006_000, tat, 10, per, 10);
+        let (a, _) = gcra(1_006_000_000, tat, 10, per, 10);
         assert!(a.allowed);
+    }
+
+    /// Regression (review): the emission interval was whole milliseconds, rounded down:
+    /// `limit = 600, per = "1s"` allowed 1,000 a second, `40000` a minute 60,000.
+    #[test]
+    fn a_fine_limit_is_kept_to_a_tenth_of_a_percent() {
+        for (limit, per) in [(600, 1), (300, 1), (40_000, 60), (1000, 1)] {
+            let per = Duration::from_secs(per);
+            // Over ten periods, a sender that sends each time it is let.
+            let (mut tat, mut allowed, mut now) = (None, 0u64, 0u64);
+            while now < 10 * us(per) {
+                let (a, next) = gcra(now, tat, limit, per, 1);
+                assert!(a.allowed);
+                allowed += 1;
+                tat = next.map(|(t, _)| t);
+                now = tat.unwrap_or(now);
+            }
+            let wanted = 10 * limit;
+            assert!(
+                allowed.abs_diff(wanted) * 1000 <= wanted,
+                "{limit} per {per:?}: {allowed} in ten periods"
+            );
+        }
     }
 
     #[test]
@@ -188,8 +219,8 @@ mod tests {
         let (a, next) = gcra(0, None, 1, per, 1);
         assert!(a.allowed);
         let tat = next.map(|(t, _)| t);
-        assert!(!gcra(5_000, tat, 1, per, 1).0.allowed);
-        assert!(gcra(10_000, tat, 1, per, 1).0.allowed);
+        assert!(!gcra(5_000_000, tat, 1, per, 1).0.allowed);
+        assert!(gcra(10_000_000, tat, 1, per, 1).0.allowed);
     }
 
     #[test]

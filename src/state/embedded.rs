@@ -442,6 +442,14 @@ impl Backend for Embedded {
     }
 }
 
+/// The rate limits' clock (see `algo::gcra`).
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -616,7 +624,7 @@ fn apply_one(table: &mut Table<'_>, now: u64, op: Op) -> Result<Answer, StateErr
         } => {
             let tat =
                 read(table, now, &key)?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes));
-            let (answer, next) = algo::gcra(now, tat, limit, per, burst);
+            let (answer, next) = algo::gcra(now_us(), tat, limit, per, burst);
             if let Some((tat, keep)) = next {
                 write(table, &key, expiry(now, keep), &tat.to_be_bytes())?;
             }

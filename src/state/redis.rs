@@ -20,11 +20,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return v
 ";
 
-/// GCRA (see `algo::gcra`): ARGV = emission interval ms, tolerance ms. Returns
-/// {allowed 0|1, retry_after ms}.
+/// GCRA (see `algo::gcra`): ARGV = emission interval µs, tolerance µs. Returns
+/// {allowed 0|1, retry_after µs}. The TAT is written with `%.0f`: Lua's own number format
+/// keeps 14 digits, and a time in microseconds has 16.
 const RATE: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
@@ -32,7 +33,7 @@ if tat < now then tat = now end
 local ahead = tat - now
 if ahead > tolerance then return {0, ahead - tolerance} end
 local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 return {1, 0}
 ";
 
@@ -359,10 +360,9 @@ impl Backend for RedisBackend {
         per: Duration,
         burst: u64,
     ) -> Result<RateAnswer, StateError> {
-        let interval = (ms(per) / limit.max(1)).max(1);
-        let tolerance = interval.saturating_mul(burst.max(1) - 1);
+        let (interval, tolerance) = super::algo::gcra_interval(limit, per, burst);
         let mut conn = self.conn().await?;
-        let (allowed, retry_ms): (i64, i64) = self
+        let (allowed, retry_us): (i64, i64) = self
             .rate
             .key(key)
             .arg(interval)
@@ -372,7 +372,7 @@ impl Backend for RedisBackend {
             .map_err(failed)?;
         Ok(RateAnswer {
             allowed: allowed == 1,
-            retry_after: Duration::from_millis(u64::try_from(retry_ms).unwrap_or(0)),
+            retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(0)),
         })
     }
 

@@ -31,11 +31,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const HEARTBEAT_CAPACITY_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a heartbeat lives: three rounds, plus what one round may spend beyond its
-/// interval (writing it, reading the peers' and probing their admin listeners, two
-/// requests each) before the next heartbeat is written. With `heartbeat_interval = "1s"`
-/// and a dead peer, three seconds alone expired a healthy member's heartbeat every round.
+/// interval (waiting for the spool's capacity probe, writing it, reading the peers' and
+/// probing their admin listeners, two requests each) before the next heartbeat is
+/// written. With `heartbeat_interval = "1s"` and a dead peer, three seconds alone expired
+/// a healthy member's heartbeat every round, and a slow spool file system (the capacity
+/// wait) did the same.
 fn heartbeat_ttl(config: &TierConfig, state: &State) -> Duration {
-    config.heartbeat_interval * 3 + state.timeout() * 2 + PROBE_TIMEOUT * 2
+    config.heartbeat_interval * 3
+        + HEARTBEAT_CAPACITY_WAIT
+        + state.timeout() * 2
+        + PROBE_TIMEOUT * 2
 }
 
 /// What a member publishes every heartbeat (JSON in the state backend).

@@ -95,7 +95,9 @@ impl Check for RateLimit {
         let Some(subject) = self.subject(ctx) else {
             return Decision::Continue;
         };
-        let key = format!("rl:{}:{}", self.limit.name, digest(&[&subject]));
+        // `rlu:`: the arrival time is kept in microseconds; a member still counting in
+        // milliseconds (during an upgrade) keeps to its own `rl:` keys.
+        let key = format!("rlu:{}:{}", self.limit.name, digest(&[&subject]));
         let at_connect = self.limit.stage == RateStage::Connect;
         let l = &self.limit;
         match self.state.rate(&key, l.limit, l.per, l.burst).await {

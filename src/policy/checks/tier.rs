@@ -26,12 +26,17 @@ fn fanout_members(config: &crate::config::TierConfig) -> usize {
     FANOUT_MEMBERS.max(config.primaries() + 1)
 }
 
+/// Contacts of clients turned away by a connection limit written at once: a flood of
+/// refused connections must not become a flood of state writes.
+const TURNED_AWAY_WRITES: usize = 8;
+
 /// The connect-stage tier check.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TierContact {
     tier: Arc<Tier>,
     state: Option<State>,
     metrics: Option<Arc<Metrics>>,
+    turned_away_writes: Arc<tokio::sync::Semaphore>,
 }
 
 impl TierContact {
@@ -45,7 +50,34 @@ impl TierContact {
             tier,
             state,
             metrics,
+            turned_away_writes: Arc::new(tokio::sync::Semaphore::new(TURNED_AWAY_WRITES)),
         }
+    }
+
+    /// Remembers a client the listener turned away with a connection limit's `421`: it
+    /// reached this member, and when it falls back to a backup, as RFC 5321 asks, that is
+    /// no first contact (`MX_BYPASS_FIRST_CONTACT`). Skipped while
+    /// [`TURNED_AWAY_WRITES`] such writes are under way.
+    pub async fn remember_turned_away(&self, ip: std::net::IpAddr) {
+        let Some(state) = &self.state else { return };
+        if self.tier.peer_at(ip).is_some() {
+            return;
+        }
+        let Ok(_turn) = self.turned_away_writes.try_acquire() else {
+            return;
+        };
+        let config = self.tier.config();
+        let primaries: Vec<String> = config.primary_peers().map(str::to_owned).collect();
+        let key = contact_key(ip);
+        let _ = state
+            .contact(
+                &key,
+                &config.name,
+                config.connection_memory,
+                config.fanout_window,
+                &primaries,
+            )
+            .await;
     }
 
     fn hit(&self, ctx: &mut Context, symbol: &str) {
@@ -86,7 +118,7 @@ impl Check for TierContact {
         };
         // By address, also for IPv6: a big sender's outbound pool shares a /64, and one of
         // its hosts falling back to a backup would make the whole pool a fan-out.
-        let key = format!("tier:cm:{}", ctx.client.ip.to_canonical());
+        let key = contact_key(ctx.client.ip);
         // The rule reads "the first member this client reached lately is a backup": a
         // client that went to another backup before this one is still bypassing the
         // primaries, so only their contacts count against a first contact.
@@ -123,6 +155,11 @@ impl Check for TierContact {
             },
         }
     }
+}
+
+/// The connection memory's key of a client: by address, also for IPv6 (see the check).
+fn contact_key(ip: std::net::IpAddr) -> String {
+    format!("tier:cm:{}", ip.to_canonical())
 }
 
 /// With `tier.bypass_action = "tempfail"`: a backup refuses the recipients of a client
