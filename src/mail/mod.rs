@@ -9,6 +9,7 @@ pub mod lenient;
 pub mod mbox;
 pub mod mime;
 pub mod qp_shape;
+pub mod render_kind;
 pub mod reply;
 pub mod seven_bit;
 pub mod stamp;

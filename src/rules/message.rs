@@ -15,11 +15,13 @@ use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
+use crate::mail::render_kind::{render_kind, RenderKind};
 use mail_parser::parsers::MessageStream;
 use mail_parser::{
     HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Default rendered text scanned at the head (and again at the tail) of each body part
@@ -420,7 +422,7 @@ impl MessageView {
                 .collect(),
             AddrPart::Addr | AddrPart::Name => fields
                 .iter()
-                .flat_map(|h| addresses(&h.raw, target.part))
+                .flat_map(|h| addresses(&h.raw, target.part, target.raw))
                 .collect(),
         };
         if values.is_empty() && target.part != AddrPart::Whole {
@@ -432,9 +434,20 @@ impl MessageView {
     }
 }
 
-/// Addresses or display names of one header value.
-fn addresses(raw: &str, part: AddrPart) -> Vec<String> {
-    let mut bytes = raw.as_bytes().to_vec();
+/// Keeps an encoded word (`=?utf-8?B?...?=`) from being decoded by the address parser:
+/// `From:name:raw` is the name as written.
+const ENCODED_WORD_GUARD: &str = "=\u{E000}?";
+
+/// Addresses or display names of one header value; `raw` keeps names' encoded words.
+fn addresses(raw: &str, part: AddrPart, keep_encoded: bool) -> Vec<String> {
+    let guarded;
+    let text = if keep_encoded && part == AddrPart::Name {
+        guarded = raw.replace("=?", ENCODED_WORD_GUARD);
+        guarded.as_str()
+    } else {
+        raw
+    };
+    let mut bytes = text.as_bytes().to_vec();
     bytes.extend_from_slice(b"\r\n");
     let mut out = Vec::new();
     if let HeaderValue::Address(list) = MessageStream::new(&bytes).parse_address() {
@@ -450,18 +463,20 @@ fn addresses(raw: &str, part: AddrPart) -> Vec<String> {
                 }),
             };
             if let Some(v) = value.filter(|v| !v.is_empty()) {
-                out.push(v);
+                out.push(v.replace(ENCODED_WORD_GUARD, "=?"));
             }
         }
     }
     if out.is_empty() && part == AddrPart::Addr {
-        // Return-Path: <> and odd values: SpamAssassin falls back to the bare text.
+        // An odd value that still names an address: SpamAssassin falls back to the bare
+        // text. A group with no member (`undisclosed-recipients:;`) or a bare word names
+        // none.
         let bare = raw
             .trim()
             .trim_start_matches('<')
             .trim_end_matches('>')
             .trim();
-        if !bare.is_empty() && !bare.contains(char::is_whitespace) {
+        if bare.contains('@') && !bare.contains(char::is_whitespace) {
             out.push(bare.to_string());
         }
     }
@@ -476,7 +491,15 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
     root.headers
         .iter()
         .map(|h| {
-            let bytes = raw_value(raw_message, h);
+            // 8-bit bytes that are not UTF-8 read as Windows-1252 (see `eight_bit_text`).
+            let transcoded;
+            let bytes = match std::str::from_utf8(raw_value(raw_message, h)) {
+                Ok(_) => raw_value(raw_message, h),
+                Err(_) => {
+                    transcoded = lenient::decode_charset(raw_value(raw_message, h), None);
+                    transcoded.as_bytes()
+                }
+            };
             let raw = normalize_newlines(&String::from_utf8_lossy(bytes));
             let raw = raw.trim_start().trim_end_matches(['\n', '\r']).to_string();
             let decoded = match MessageStream::new(bytes).parse_unstructured() {
@@ -519,31 +542,16 @@ impl Collector<'_> {
             }
             // A base64 part mail-parser could not decode (a blank line before its data,
             // stray junk), decoded as SpamAssassin does.
-            if let Some((text, is_html)) = lenient::repaired_text(message, part) {
-                let text = normalize_newlines(&text);
-                if is_html {
-                    self.html(&text);
-                } else {
-                    self.text(&text);
-                }
+            if let Some((text, _)) = lenient::repaired_text(message, part) {
+                self.leaf_text(render_kind(message, part), &normalize_newlines(&text));
                 continue;
             }
             match &part.body {
-                PartType::Text(text) => {
-                    // SpamAssassin renders only text/plain (and HTML) into `body`; other
-                    // text types (a vCard, text/enriched) are `rawbody` only, and a
-                    // calendar (usually an attachment, not displayed) is neither.
-                    let subtype = part
-                        .content_type()
-                        .and_then(|ct| ct.subtype())
-                        .map(str::to_ascii_lowercase);
-                    match subtype.as_deref() {
-                        None | Some("plain") => self.text(&normalize_newlines(text)),
-                        Some("calendar") => self.leaf(None),
-                        Some(_) => self.raw_only(&normalize_newlines(text)),
-                    }
+                PartType::Text(text) | PartType::Html(text) => {
+                    let kind = render_kind(message, part);
+                    let text = eight_bit_text(message, part, text);
+                    self.leaf_text(kind, &normalize_newlines(&text));
                 }
-                PartType::Html(html) => self.html(&normalize_newlines(html)),
                 PartType::Message(inner) if depth < self.limits.nesting_depth => {
                     self.parts(inner, depth + 1);
                 }
@@ -551,9 +559,30 @@ impl Collector<'_> {
                     self.too_deep = true;
                     self.leaf(None);
                 }
-                PartType::Binary(_) | PartType::InlineBinary(_) => self.leaf(None),
+                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                    // An `.html` file sent as `application/octet-stream` is shown, and
+                    // rendered by SpamAssassin, as a page.
+                    match render_kind(message, part) {
+                        RenderKind::Skipped => self.leaf(None),
+                        kind => {
+                            let charset = part.content_type().and_then(|c| c.attribute("charset"));
+                            let text = lenient::decode_charset(bytes, charset);
+                            self.leaf_text(kind, &normalize_newlines(&text));
+                        }
+                    }
+                }
                 PartType::Multipart(_) => {}
             }
+        }
+    }
+
+    /// A text leaf, rendered as SpamAssassin renders `kind`.
+    fn leaf_text(&mut self, kind: RenderKind, text: &str) {
+        match kind {
+            RenderKind::Plain => self.text(text),
+            RenderKind::Html => self.html(text),
+            RenderKind::RawOnly => self.raw_only(text),
+            RenderKind::Skipped => self.leaf(None),
         }
     }
 
@@ -594,6 +623,27 @@ impl Collector<'_> {
         self.leaf(Some(&rendered));
         self.rendered.push(rendered);
         self.raw.push(raw);
+    }
+}
+
+/// A text part's text, with 8-bit bytes that are not UTF-8 read as Windows-1252, as mail
+/// clients (and SpamAssassin, guessing the charset) read them: mail-parser turns every
+/// such byte into the same U+FFFD, and `caf\xe9` could not be told from `caf\xe8`.
+fn eight_bit_text<'t>(
+    message: &Message<'_>,
+    part: &MessagePart<'_>,
+    text: &'t str,
+) -> Cow<'t, str> {
+    if !text.contains('\u{FFFD}') {
+        return Cow::Borrowed(text);
+    }
+    let charset = part.content_type().and_then(|c| c.attribute("charset"));
+    let bytes = lenient::file_bytes(message, part).data;
+    let again = lenient::decode_charset(&bytes, charset);
+    if again.matches('\u{FFFD}').count() < text.matches('\u{FFFD}').count() {
+        Cow::Owned(again)
+    } else {
+        Cow::Borrowed(text)
     }
 }
 

@@ -56,6 +56,14 @@ impl BinOp {
         }
     }
 
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`: the operators Perl chains.
+    fn compares(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        )
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             BinOp::Or => "||",
@@ -353,6 +361,10 @@ impl Parser {
     /// The expression and its tree height.
     fn binary(&mut self, min_prec: u8, depth: usize) -> Result<(Node<String>, usize), MetaError> {
         let (mut left, mut height) = self.unary(depth)?;
+        // The right operand of a comparison just made, for Perl's chained comparisons
+        // (5.32 and later, which SpamAssassin 4 runs on): `1 < A < 2` is `1 < A && A < 2`,
+        // `A == B == C` is `A == B && B == C`; it was read `(1 < A) < 2`.
+        let mut chain: Option<(u8, Node<String>)> = None;
         while let Some(Tok::Op(op)) = self.tokens.get(self.pos).cloned() {
             let prec = op.precedence();
             if prec < min_prec {
@@ -360,13 +372,23 @@ impl Parser {
             }
             self.pos += 1;
             let (right, right_height) = self.binary(prec + 1, depth)?;
-            height = 1 + height.max(right_height);
+            height = 1 + height.max(right_height) + usize::from(chain.is_some());
             if height > MAX_HEIGHT {
                 return Err(MetaError::Syntax(format!(
                     "meta expression too long (more than {MAX_HEIGHT} chained operators)"
                 )));
             }
-            left = Node::Bin(op, Box::new(left), Box::new(right));
+            let compares = op.compares();
+            left = match chain.take() {
+                Some((chained, middle)) if compares && chained == prec => {
+                    let next = Node::Bin(op, Box::new(middle), Box::new(right.clone()));
+                    Node::Bin(BinOp::And, Box::new(left), Box::new(next))
+                }
+                _ => Node::Bin(op, Box::new(left), Box::new(right.clone())),
+            };
+            if compares {
+                chain = Some((prec, right));
+            }
         }
         Ok((left, height))
     }
@@ -433,6 +455,24 @@ mod tests {
         assert_eq!(eval("A || B > 1", &[("B", 3.0)]), 1.0);
         assert_eq!(eval("-A + 2 == 1", &[("A", 1.0)]), 1.0);
         assert_eq!(eval("A / 0", &[("A", 1.0)]), 0.0);
+    }
+
+    /// Regression (review): `1 < __C < 2` was read `(1 < __C) < 2` and fired for
+    /// `__C = 2`; Perl 5.32 and later (SpamAssassin 4) chain comparisons of one kind.
+    #[test]
+    fn comparisons_chain_as_perl_chains_them() {
+        assert_eq!(eval("1 < C < 2", &[("C", 2.0)]), 0.0);
+        assert_eq!(eval("1 < C < 3", &[("C", 2.0)]), 1.0);
+        assert_eq!(eval("C == 2 == 1", &[("C", 2.0)]), 0.0);
+        assert_eq!(
+            eval("A == B == C", &[("A", 1.0), ("B", 1.0), ("C", 1.0)]),
+            1.0
+        );
+        assert_eq!(eval("0 <= A <= B < 5", &[("A", 1.0), ("B", 4.0)]), 1.0);
+        assert_eq!(eval("0 <= A <= B < 5", &[("A", 1.0), ("B", 5.0)]), 0.0);
+        // Different kinds do not chain: `<` binds tighter than `==`.
+        assert_eq!(eval("A < B == 1", &[("B", 1.0)]), 1.0);
+        assert_eq!(eval("(1 < C) < 2", &[("C", 2.0)]), 1.0);
     }
 
     #[test]

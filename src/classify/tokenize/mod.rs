@@ -22,6 +22,7 @@ use super::features::{hash_str, Feature, Features, HashBuild};
 use super::html;
 use super::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
 use crate::mail::lenient;
+use crate::mail::render_kind::{render_kind, RenderKind};
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use std::collections::HashSet;
@@ -209,9 +210,12 @@ impl Tokenizer {
                 }
             }
             // Bodies the strict parser could not decode, read as SpamAssassin reads them.
+            // Rendered as HTML as the rules render it (`text/html` without its `;`, a page
+            // named `.html` whatever its label).
+            let as_html = render_kind(msg, part) == RenderKind::Html;
             if let Some((text, is_html)) = lenient::repaired_text(msg, part) {
                 sink.push("m:b64repaired".to_string());
-                if is_html || looks_like_html(&text) {
+                if is_html || as_html || looks_like_html(&text) {
                     self.html_text(&text, sink, &mut links);
                 } else {
                     self.body_text(&text, sink);
@@ -219,12 +223,17 @@ impl Tokenizer {
                 continue;
             }
             match &part.body {
-                PartType::Text(t) if ct.as_deref() == Some("text/html") => {
+                PartType::Text(t) if as_html || ct.as_deref() == Some("text/html") => {
                     self.html_text(t, sink, &mut links);
                 }
                 PartType::Text(t) => self.body_text(t, sink),
                 PartType::Html(h) => self.html_text(h, sink, &mut links),
-                PartType::Binary(_) | PartType::InlineBinary(_) => {
+                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                    if as_html {
+                        let charset = ctype.and_then(|c| c.attribute("charset"));
+                        let page = lenient::decode_charset(bytes, charset);
+                        self.html_text(&page, sink, &mut links);
+                    }
                     if let Some(ct) = &ct {
                         sink.push2("a:ct:", ct);
                     }

@@ -47,6 +47,62 @@ fn headers_decoded_raw_and_addresses() {
         .is_none());
 }
 
+/// Regression (review): `From:name:raw` gave the decoded name (SpamAssassin gives it as
+/// written, encoded words and all), and `To:addr` took a group without members
+/// (`undisclosed-recipients:;`) or a bare word for an address, where SpamAssassin has none.
+#[test]
+fn raw_names_keep_their_encoded_words_and_non_addresses_are_no_addresses() {
+    let raw = b"From: =?utf-8?B?SsO2cmc=?= <j@b.test>\r\nTo: undisclosed-recipients:;\r\nCc: foo\r\nReply-To: <odd@example.test\r\n\r\nbody\r\n";
+    let v = MessageView::parse(raw);
+    assert_eq!(
+        v.header_text(&target("from", AddrPart::Name)).unwrap(),
+        "J\u{f6}rg"
+    );
+    let mut raw_name = target("from", AddrPart::Name);
+    raw_name.raw = true;
+    assert_eq!(v.header_text(&raw_name).unwrap(), "=?utf-8?B?SsO2cmc=?=");
+    assert_eq!(
+        v.header_text(&target("from", AddrPart::Addr)).unwrap(),
+        "j@b.test"
+    );
+    assert!(v.header_text(&target("to", AddrPart::Addr)).is_none());
+    assert!(v.header_text(&target("cc", AddrPart::Addr)).is_none());
+    assert_eq!(
+        v.header_text(&target("reply-to", AddrPart::Addr)).unwrap(),
+        "odd@example.test"
+    );
+}
+
+/// Regression (review): 8-bit text that is not UTF-8 (no charset declared) became
+/// U+FFFD byte for byte in headers and bodies, so no rule could tell `caf\xe9` from any
+/// other such word; SpamAssassin (`normalize_charset`) and mail clients read Latin-1.
+#[test]
+fn eight_bit_text_without_a_charset_is_read_as_latin_1() {
+    let mut raw = b"Subject: caf\xe9 \xa3100\r\n\r\nun caf\xe9 cr\xe8me\r\n".to_vec();
+    let v = MessageView::parse(&raw);
+    assert_eq!(
+        v.header_text(&target("subject", AddrPart::Whole)).unwrap(),
+        "caf\u{e9} \u{a3}100"
+    );
+    assert!(
+        v.body_lines()
+            .iter()
+            .any(|l| l.contains("un caf\u{e9} cr\u{e8}me")),
+        "{:?}",
+        v.body_lines()
+    );
+    // UTF-8 stays UTF-8.
+    raw = "Subject: caf\u{e9}\r\n\r\ncr\u{e8}me\r\n"
+        .as_bytes()
+        .to_vec();
+    let v = MessageView::parse(&raw);
+    assert_eq!(
+        v.header_text(&target("subject", AddrPart::Whole)).unwrap(),
+        "caf\u{e9}"
+    );
+    assert!(v.body_lines().iter().any(|l| l.contains("cr\u{e8}me")));
+}
+
 #[test]
 fn body_lines_follow_spamassassin() {
     let raw = b"Subject: Hi  there\r\n\r\nline one\r\ncontinues   here\r\n\r\n\r\nsecond para\r\n";
@@ -112,8 +168,41 @@ fn body_paragraphs_break_at_attachments_as_in_spamassassin() {
 /// SpamAssassin renders only text/plain and HTML into `body` (`Node::rendered`); another
 /// text type such as a vCard is seen by `rawbody` rules only, and a calendar by neither.
 /// Before, every text type was body text.
+/// Regression (review): `body` text was built only from parts mail-parser labelled plain
+/// or HTML, so a `Content-Type` without its `;` (`text/plain charset=us-ascii`), another
+/// text type (`text/enriched`), or a page sent as `application/octet-stream;
+/// name="p.html"` hid the whole text from `body` rules, where SpamAssassin renders each.
 #[test]
-fn only_plain_text_and_html_are_body_text() {
+fn every_part_spamassassin_renders_is_body_text() {
+    let part = |ct: &str, body: &str| format!("--b\r\nContent-Type: {ct}\r\n\r\n{body}\r\n");
+    let raw = format!(
+        "Subject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n{}{}{}{}{}{}--b--\r\n",
+        part("text/plain charset=us-ascii", "one plain"),
+        part("text/html charset=utf-8", "<p>two <b>html</b></p>"),
+        part("text/enriched", "three enriched"),
+        part("text/plainfoo", "four junk"),
+        part("application/octet-stream; name=\"p.html\"", "<p>five <i>page</i></p>"),
+        part("text/plain; name=\"q.htm\"", "<p>six <b>named</b></p>"),
+    );
+    let v = MessageView::parse(raw.as_bytes());
+    let body = v.body_lines().join("\n");
+    for words in [
+        "one plain",
+        "two html",
+        "three enriched",
+        "four junk",
+        "five page",
+        "six named",
+    ] {
+        assert!(body.contains(words), "{words:?} not in body: {body:?}");
+    }
+    assert!(!body.contains("<p>"), "markup left in body: {body:?}");
+    let raw_text = v.rawbody_parts().join("\n");
+    assert!(raw_text.contains("<p>five <i>page</i></p>"), "{raw_text:?}");
+}
+
+#[test]
+fn vcards_are_rawbody_only_and_calendars_neither() {
     let raw = b"Subject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
 --b\r\nContent-Type: text/plain\r\n\r\nfoo\r\n\
 --b\r\nContent-Type: text/x-vcard\r\n\r\nBEGIN:VCARD\r\nFN:Card Holder\r\nEND:VCARD\r\n\

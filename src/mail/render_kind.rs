@@ -1,0 +1,175 @@
+//! How SpamAssassin renders a MIME leaf, read from its own fields rather than mail-parser's
+//! verdict: the type is what precedes the first `;` (a missing `;` or a junk subtype
+//! still names a text type), every `text/…` type but vCard, calendar and HTML is plain
+//! text, and a part whose file name ends in `.htm(l)` is HTML whatever its label. A
+//! sender who left out one `;` hid the whole body from `body` rules before.
+
+use super::header_fields::raw_value;
+use mail_parser::{HeaderName, Message, MessagePart};
+
+/// What a leaf part gives the rules (and the text the classifier reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderKind {
+    /// Rendered as plain text into `body`, and in `rawbody`.
+    Plain,
+    /// Rendered from HTML into `body`; its markup in `rawbody`.
+    Html,
+    /// In `rawbody` only (a vCard, a `message/…` leaf).
+    RawOnly,
+    /// Neither (a calendar, an image, a program).
+    Skipped,
+}
+
+/// The rendering SpamAssassin gives `part`.
+pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind {
+    let last = |name: HeaderName<'static>| {
+        part.headers
+            .iter()
+            .rfind(|h| h.name == name)
+            .map(|h| String::from_utf8_lossy(raw_value(message.raw_message.as_ref(), h)))
+    };
+    let declared = last(HeaderName::ContentType);
+    let mime_type = effective_type(declared.as_deref().unwrap_or(""));
+    let disposition = last(HeaderName::ContentDisposition);
+    let name = disposition
+        .as_deref()
+        .and_then(disposition_name)
+        .or_else(|| declared.as_deref().and_then(type_name));
+    kind_of(&mime_type, name.as_deref())
+}
+
+fn kind_of(mime_type: &str, name: Option<&str>) -> RenderKind {
+    if name.is_some_and(names_html) {
+        return RenderKind::Html;
+    }
+    match mime_type {
+        "text/plain" => RenderKind::Plain,
+        "text/html" => RenderKind::Html,
+        "text/calendar" => RenderKind::Skipped,
+        t if starts_with_word(t, "text") || starts_with_word(t, "message") => RenderKind::RawOnly,
+        _ => RenderKind::Skipped,
+    }
+}
+
+/// The MIME type of a `Content-Type` value as SpamAssassin's `parse_content_type` reads
+/// it: before the first `;`, `something/something` up to a blank, lower case; missing,
+/// or any text type but vCard, calendar and HTML, is `text/plain`.
+fn effective_type(value: &str) -> String {
+    let head = value.trim_start();
+    let head = head.split(';').next().unwrap_or("");
+    let end = head.find('/').map_or(head.len(), |slash| {
+        let rest = &head[slash + 1..];
+        slash
+            + 1
+            + rest
+                .find(|c: char| c == '/' || c.is_whitespace())
+                .unwrap_or(rest.len())
+    });
+    let mut mime_type = head[..end].to_ascii_lowercase();
+    let kept_apart = ["text/x-vcard", "text/calendar", "text/html"];
+    if mime_type.is_empty()
+        || (starts_with_word(&mime_type, "text") && !kept_apart.contains(&mime_type.as_str()))
+    {
+        mime_type = "text/plain".to_owned();
+    }
+    mime_type.retain(|c| {
+        let b = u32::from(c);
+        !(b <= 0x20
+            || b >= 0x7f
+            || matches!(c, '"' | '(' | ')' | ',' | ':'..='?' | '@' | '['..=']'))
+    });
+    mime_type
+}
+
+/// `text` followed by the end or a character that is not part of a word (Perl's `\b`).
+fn starts_with_word(s: &str, word: &str) -> bool {
+    s.strip_prefix(word)
+        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+}
+
+/// The `name=`/`filename=` of a `Content-Disposition` value, as SpamAssassin finds it.
+fn disposition_name(value: &str) -> Option<String> {
+    let at = value.to_ascii_lowercase().find("name=")?;
+    let rest = value[at + 5..].trim_start().trim_start_matches('"');
+    let name: String = rest.chars().take_while(|&c| c != '"' && c != ';').collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// The `name=`/`filename=` of a `Content-Type` value.
+fn type_name(value: &str) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    let at = lower.match_indices("name").find_map(|(i, _)| {
+        let after = lower[i + 4..].trim_start();
+        after
+            .starts_with('=')
+            .then(|| value.len() - after.len() + 1)
+    })?;
+    let rest = value[at..].trim_start();
+    let rest = rest.trim_start_matches(['"', '\'']);
+    let name: String = rest
+        .chars()
+        .take_while(|&c| !matches!(c, '"' | '\'' | ';'))
+        .collect();
+    let name = name.trim_end().to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A file name SpamAssassin renders as HTML: `.htm`, `.html`, `.shtml`.
+fn names_html(name: &str) -> bool {
+    let lower = name.trim_end().to_ascii_lowercase();
+    [".htm", ".html", ".shtm", ".shtml"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_read_as_spamassassin_reads_them() {
+        for (value, wanted) in [
+            ("text/plain; charset=us-ascii", "text/plain"),
+            ("text/plain charset=us-ascii", "text/plain"),
+            ("TEXT/PLAIN charset=US-ASCII", "text/plain"),
+            ("text/plain,charset=us-ascii", "text/plain"),
+            ("text/plainfoo", "text/plain"),
+            ("text/enriched", "text/plain"),
+            ("text/html charset=utf-8", "text/html"),
+            ("text/html; charset=utf-8", "text/html"),
+            ("text/x-vcard", "text/x-vcard"),
+            ("text/calendar; method=REQUEST", "text/calendar"),
+            ("", "text/plain"),
+            ("  image/gif; name=a.gif", "image/gif"),
+            ("application/octet-stream", "application/octet-stream"),
+            ("textile/x", "textile/x"),
+        ] {
+            assert_eq!(effective_type(value), wanted, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn an_html_file_name_makes_any_part_html() {
+        assert_eq!(
+            kind_of("application/octet-stream", Some("p.html")),
+            RenderKind::Html
+        );
+        assert_eq!(kind_of("text/plain", Some("q.HTM")), RenderKind::Html);
+        assert_eq!(kind_of("text/plain", Some("notes.txt")), RenderKind::Plain);
+        assert_eq!(kind_of("text/x-vcard", None), RenderKind::RawOnly);
+        assert_eq!(
+            kind_of("message/delivery-status", None),
+            RenderKind::RawOnly
+        );
+        assert_eq!(kind_of("text/calendar", None), RenderKind::Skipped);
+        assert_eq!(kind_of("image/png", None), RenderKind::Skipped);
+        assert_eq!(
+            disposition_name("attachment; filename=\"p.html\""),
+            Some("p.html".into())
+        );
+        assert_eq!(
+            type_name("application/octet-stream; name = 'q.htm'"),
+            Some("q.htm".into())
+        );
+    }
+}
