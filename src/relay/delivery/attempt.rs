@@ -65,6 +65,13 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     let mut temp_error: Option<String> = None;
     let mut server: Option<SocketAddr> = None;
     let mut reply_summary = String::new();
+    // Recipients the server took none of only because the transaction had as many as it
+    // takes (`452 4.5.3`), while it took others: they go in the next transaction at once,
+    // as Postfix sends them, not after a retry delay (100 recipients to a server taking
+    // 10 at a time waited hours for the last ones).
+    let mut over_server_limit = 0usize;
+    let mut delivered_now = 0usize;
+    let mut other_temp_failure = false;
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
             &config.relay.dsn_via
@@ -87,12 +94,20 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     let Some(&i) = pending.get(k) else { continue };
                     if reply.is_positive() {
                         msg.state.rcpt_status[i] = RcptStatus::Delivered;
+                        delivered_now += 1;
                     } else if reply.is_permanent() {
                         let failure =
                             FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, Some(srv));
                         fail(&mut msg.state, i, failure);
-                    } else if temp_error.is_none() {
-                        temp_error = Some(reply.to_string());
+                    } else {
+                        if reply.code == 452 && reply.status == "4.5.3" {
+                            over_server_limit += 1;
+                        } else {
+                            other_temp_failure = true;
+                        }
+                        if temp_error.is_none() {
+                            temp_error = Some(reply.to_string());
+                        }
                     }
                 }
             }
@@ -111,9 +126,11 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                 server = srv;
                 reply_summary = e.to_string();
                 temp_error = Some(e.to_string());
+                other_temp_failure = true;
             }
         }
     }
+    let next_batch_now = over_server_limit > 0 && delivered_now > 0 && !other_temp_failure;
     msg.state.attempts += 1;
 
     // A message past its lifetime that still fails temporarily is bounced.
@@ -165,7 +182,11 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     );
 
     if deferred {
-        let delay = retry_delay(&config, msg.state.attempts);
+        let delay = if next_batch_now {
+            Duration::ZERO
+        } else {
+            retry_delay(&config, msg.state.attempts)
+        };
         return defer(relay, &mut msg, temp_error, delay).await;
     }
     settle(relay, &config, &mut msg).await

@@ -305,6 +305,58 @@ async fn temporary_failure_defers_with_backoff_then_delivers() {
     gw.stop().await;
 }
 
+/// Regression (review): recipients a server refused with `452 4.5.3` because the
+/// transaction already had as many as it takes waited out the retry delay, one batch per
+/// attempt (100 recipients to a server taking 10 waited hours for the last); Postfix
+/// sends them in the next transaction at once.
+#[tokio::test]
+async fn recipients_over_the_server_s_limit_go_in_the_next_transaction_at_once() {
+    let refused_once = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(move |a: &str| {
+            let mut seen = refused_once.lock().unwrap();
+            if a.starts_with("late") && seen.insert(a.to_string()) {
+                "452 4.5.3 Too many recipients".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["a@example.test", "late1@example.test", "late2@example.test"],
+        ))
+        .await;
+    let relay = gw.relay(cfg.clone());
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+        "{outcome:?}"
+    );
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(!matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    assert_eq!(server.messages().len(), 2);
+    // Refused for another reason, the rest wait out the retry delay as before.
+    let server = FakeServer::start(refuse("late", "452 4.3.1 Insufficient storage")).await;
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["a@example.test", "late@example.test"],
+        ))
+        .await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if !d.is_zero()),
+        "{outcome:?}"
+    );
+}
+
 #[tokio::test]
 async fn broken_or_slow_servers_defer_the_message() {
     let dropper = FakeServer::start(Script {
