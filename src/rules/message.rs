@@ -927,6 +927,11 @@ fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A URL inside another one's path or query, as SpamAssassin's `uri_list_canonicalize`
+/// finds a redirector's target.
+static REDIRECT_TARGET: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)^https?://[^/?#]+.*?(https?:/{0,2}[^&#]+)").ok());
+
 fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
@@ -939,10 +944,27 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         }
         let uri = uri.replace("&amp;", "&");
         let lower = uri.to_ascii_lowercase();
-        let mut forms = vec![uri.clone()];
-        if lower.starts_with("www") {
-            forms.push(format!("http://{uri}"));
+        // As SpamAssassin lists them: a `www.` host without a scheme only as `http://`
+        // (the bare form made `/^[^:A-Z]+[A-Z]/` read a host as a path), the form with its
+        // percent-escapes decoded, and the target of a redirector (`?u=http://...`).
+        let mut forms = if lower.starts_with("www") {
+            vec![format!("http://{uri}")]
+        } else {
+            vec![uri.clone()]
+        };
+        let unescaped = percent_encoding::percent_decode_str(&forms[0])
+            .decode_utf8_lossy()
+            .into_owned();
+        if unescaped != forms[0] {
+            forms.push(unescaped);
         }
+        let targets: Vec<String> = forms
+            .iter()
+            .filter_map(|f| REDIRECT_TARGET.as_ref()?.captures(f))
+            .filter_map(|c| c.get(1))
+            .map(|m| m.as_str().to_owned())
+            .collect();
+        forms.extend(targets);
         if let Some(dotted) = dotted_ip_form(&uri) {
             forms.push(dotted);
         }

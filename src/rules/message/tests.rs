@@ -117,6 +117,23 @@ fn body_lines_follow_spamassassin() {
     assert_eq!(v.body_lines(), &["x", "a ", " b", "c"]);
 }
 
+/// Regression (review): the URI list differed from SpamAssassin's: a `www.` host was
+/// listed bare as well (so `/^[^:A-Z]+[A-Z]/` read it as a path and hit 38 ham), and
+/// neither the percent-decoded form nor a redirector's target was listed.
+#[test]
+fn uris_are_listed_in_spamassassin_s_forms() {
+    let raw = b"Subject: x\r\nContent-Type: text/html\r\n\r\n<a href=\"www.Shop.test/Deals\">a</a> <a href=\"http://8%31.9.8.4/%70age\">b</a> <a href=\"http://track.test/r?u=http://target.test/x&y=1\">c</a>\r\n";
+    let v = MessageView::parse(raw);
+    let uris = v.uris();
+    assert!(
+        uris.iter().any(|u| u == "http://www.Shop.test/Deals"),
+        "{uris:?}"
+    );
+    assert!(!uris.iter().any(|u| u.starts_with("www.")), "{uris:?}");
+    assert!(uris.iter().any(|u| u == "http://81.9.8.4/page"), "{uris:?}");
+    assert!(uris.iter().any(|u| u == "http://target.test/x"), "{uris:?}");
+}
+
 #[test]
 fn uris_from_text_and_html() {
     let raw = b"Subject: x\r\nContent-Type: text/html\r\n\r\n<p>see <a href=\"http://evil.test/a?b=1&amp;c=2\">here</a> or www.other.test/x.</p>\r\n";
