@@ -181,13 +181,15 @@ fn admin_shares_an_smtp_address(
     listen: &[std::net::SocketAddr],
     problems: &mut Problems,
 ) {
-    // Port 0 asks the system for a free port each time: never the same one.
+    // Port 0 asks the system for a free port each time: never the same one. A wildcard
+    // takes its family's addresses, and `[::]` IPv4's too (the listeners are dual-stack).
+    let covers = |wide: &std::net::SocketAddr, other: &std::net::SocketAddr| {
+        wide.ip().is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
+    };
     let collides = |l: &std::net::SocketAddr| {
         admin.port() != 0
             && l.port() == admin.port()
-            && (l.ip() == admin.ip()
-                || ((l.ip().is_unspecified() || admin.ip().is_unspecified())
-                    && l.is_ipv4() == admin.is_ipv4()))
+            && (l.ip() == admin.ip() || covers(l, &admin) || covers(&admin, l))
     };
     if let Some(l) = listen.iter().find(|l| collides(l)) {
         problems.bad(
@@ -676,6 +678,11 @@ mod tests {
         }
         assert!(Config::from_toml(Path::new("t.toml"), &with("127.0.0.1:2599")).is_ok());
         assert!(Config::from_toml(Path::new("t.toml"), &with("[::1]:2525")).is_ok());
+        // `[::]` is dual-stack: it takes 127.0.0.1's port too (review).
+        let dual = format!(
+            "[server]\nlisten = [\"[::]:2525\"]\n[metrics]\nlisten = \"127.0.0.1:2525\"\n{MINIMAL}"
+        );
+        assert!(Config::from_toml(Path::new("t.toml"), &dual).is_err());
     }
 
     /// Regression (review): `relay.helo_name` and `server.banner` were taken with a CR or
@@ -690,6 +697,7 @@ mod tests {
         for (key, text) in [
             ("relay.helo_name", relay_helo("x y\\r\\nRSET")),
             ("relay.helo_name", relay_helo("two words.example")),
+            ("relay.helo_name", relay_helo("tab\\tname")),
             ("server.banner", banner("ESMTP\\r\\n250 injected")),
         ] {
             let err = Config::from_toml(Path::new("t.toml"), &text)
@@ -697,7 +705,13 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
-        for value in ["relay.example.test", "[192.0.2.1]", "[IPv6:2001:db8::1]"] {
+        // A short name is taken, as before (review: refusing it broke existing configs).
+        for value in [
+            "relay.example.test",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "gw",
+        ] {
             assert!(
                 Config::from_toml(Path::new("t.toml"), &relay_helo(value)).is_ok(),
                 "{value}"

@@ -252,10 +252,11 @@ impl RawRelay {
             hostname.to_owned()
         } else {
             // Written into the EHLO line as is: a CR or LF would send commands of its own.
-            if !is_plausible_hostname(&self.helo_name) && !is_address_literal(&self.helo_name) {
+            // A short name (`gw`) is the operator's business with their own server.
+            if !self.helo_name.bytes().all(|b| b.is_ascii_graphic()) {
                 problems.bad(
                     "relay.helo_name",
-                    "must be a fully qualified domain name or an address literal ([192.0.2.1])",
+                    "must be one word of printable ASCII (a domain name or an address literal)",
                 );
             }
             self.helo_name
@@ -344,16 +345,5 @@ impl RawRecipients {
             cache_size: self.cache_size,
             callout_concurrency: self.callout_concurrency,
         }
-    }
-}
-
-/// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 §4.1.3).
-fn is_address_literal(name: &str) -> bool {
-    let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) else {
-        return false;
-    };
-    match inner.strip_prefix("IPv6:") {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => inner.parse::<std::net::Ipv4Addr>().is_ok(),
     }
 }

@@ -73,6 +73,55 @@ pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
     }
 }
 
+/// UTF-8 where the bytes are UTF-8, and each byte that is not read as Windows-1252: what a
+/// reader makes of UTF-8 text with a stray 8-bit byte in it, or of Latin-1 text sent
+/// without a charset. Decoding the whole text as Windows-1252 at the first stray byte
+/// turned every Cyrillic word into mojibake, and U+FFFD for each made `caf\xe9` and
+/// `caf\xe8` one word.
+///
+/// ```
+/// use mxguard::mail::lenient::utf8_or_windows_1252;
+/// assert_eq!(utf8_or_windows_1252("Купить \u{e9}".as_bytes()), "Купить \u{e9}");
+/// assert_eq!(utf8_or_windows_1252(b"caf\xe9 \x80 \xd0\x9a"), "caf\u{e9} \u{20ac} \u{41a}");
+/// ```
+pub fn utf8_or_windows_1252(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut rest = bytes;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                out.push_str(valid);
+                return out;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let bad = e.error_len().unwrap_or(after.len()).max(1).min(after.len());
+                for &b in &after[..bad] {
+                    out.push(windows_1252_char(b));
+                }
+                rest = &after[bad..];
+            }
+        }
+    }
+}
+
+/// One byte read as Windows-1252.
+fn windows_1252_char(b: u8) -> char {
+    // The 0x80-0x9F row, where Windows-1252 differs from Latin-1 (five holes read as C1).
+    const ROW_80: [char; 32] = [
+        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}',
+        '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}',
+        '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}',
+        '\u{178}',
+    ];
+    match b {
+        0x80..=0x9f => ROW_80[usize::from(b - 0x80)],
+        _ => char::from(b),
+    }
+}
+
 /// Decodes quoted-printable leniently, never failing, as SpamAssassin's `qp_decode` does:
 /// blanks at line ends go, soft line breaks (`=` at a line end) join lines, every `=XX`
 /// (either case) is decoded, and anything else (`==`, `=A=`, a lone `=`) stays as it is.

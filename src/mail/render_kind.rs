@@ -6,6 +6,8 @@
 
 use super::header_fields::raw_value;
 use mail_parser::{HeaderName, Message, MessagePart};
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// What a leaf part gives the rules (and the text the classifier reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +45,10 @@ fn kind_of(mime_type: &str, name: Option<&str>) -> RenderKind {
         return RenderKind::Html;
     }
     match mime_type {
+        // A leaf that calls itself multipart (its boundary never came) is text to
+        // SpamAssassin, as to mail clients.
         "text/plain" => RenderKind::Plain,
+        t if t.starts_with("multipart/") => RenderKind::Plain,
         "text/html" => RenderKind::Html,
         "text/calendar" => RenderKind::Skipped,
         t if starts_with_word(t, "text") || starts_with_word(t, "message") => RenderKind::RawOnly,
@@ -87,39 +92,30 @@ fn starts_with_word(s: &str, word: &str) -> bool {
         .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
 }
 
-/// The `name=`/`filename=` of a `Content-Disposition` value, as SpamAssassin finds it.
+/// SpamAssassin's readings of a part's file name (`Message.pm`, `Util::parse_content_type`)
+/// and of an HTML one (`Node::effective_type`).
+static DISPOSITION_NAME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r#"(?i)name=\s*"?([^";]+)"?"#).ok());
+static TYPE_NAME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r#"(?i)\b(?:file)?name\s*=\s*["']?(.*?)["']?(?:;|$)"#).ok());
+static HTML_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?i)\.s?html?$").ok());
+
+/// The `name=`/`filename=` of a `Content-Disposition` value.
 fn disposition_name(value: &str) -> Option<String> {
-    let at = value.to_ascii_lowercase().find("name=")?;
-    let rest = value[at + 5..].trim_start().trim_start_matches('"');
-    let name: String = rest.chars().take_while(|&c| c != '"' && c != ';').collect();
-    (!name.is_empty()).then_some(name)
+    let caps = DISPOSITION_NAME.as_ref()?.captures(value)?;
+    Some(caps.get(1)?.as_str().to_owned())
 }
 
 /// The `name=`/`filename=` of a `Content-Type` value.
 fn type_name(value: &str) -> Option<String> {
-    let lower = value.to_ascii_lowercase();
-    let at = lower.match_indices("name").find_map(|(i, _)| {
-        let after = lower[i + 4..].trim_start();
-        after
-            .starts_with('=')
-            .then(|| value.len() - after.len() + 1)
-    })?;
-    let rest = value[at..].trim_start();
-    let rest = rest.trim_start_matches(['"', '\'']);
-    let name: String = rest
-        .chars()
-        .take_while(|&c| !matches!(c, '"' | '\'' | ';'))
-        .collect();
-    let name = name.trim_end().to_owned();
-    (!name.is_empty()).then_some(name)
+    let caps = TYPE_NAME.as_ref()?.captures(value)?;
+    let name = caps.get(1)?.as_str();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// A file name SpamAssassin renders as HTML: `.htm`, `.html`, `.shtml`.
+/// A file name SpamAssassin renders as HTML: `.htm`, `.html`, `.shtm`, `.shtml`.
 fn names_html(name: &str) -> bool {
-    let lower = name.trim_end().to_ascii_lowercase();
-    [".htm", ".html", ".shtm", ".shtml"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
+    HTML_NAME.as_ref().is_some_and(|r| r.is_match(name))
 }
 
 #[cfg(test)]
@@ -171,5 +167,17 @@ mod tests {
             type_name("application/octet-stream; name = 'q.htm'"),
             Some("q.htm".into())
         );
+        // Read as SpamAssassin reads them (review): a word ending in `name` is no name, a
+        // quote followed by a blank stays in it, and an empty `name` falls through.
+        assert_eq!(type_name("text/plain; xname=a.html"), None);
+        assert!(
+            !type_name("text/plain; name=\"a.html\" ; charset=x").is_some_and(|n| names_html(&n))
+        );
+        assert_eq!(
+            disposition_name("attachment; name=\"\"; filename=\"x.html\""),
+            Some("x.html".into())
+        );
+        // A leaf whose boundary never came is text.
+        assert_eq!(kind_of("multipart/alternative", None), RenderKind::Plain);
     }
 }

@@ -496,7 +496,7 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
             let bytes = match std::str::from_utf8(raw_value(raw_message, h)) {
                 Ok(_) => raw_value(raw_message, h),
                 Err(_) => {
-                    transcoded = lenient::decode_charset(raw_value(raw_message, h), None);
+                    transcoded = lenient::utf8_or_windows_1252(raw_value(raw_message, h));
                     transcoded.as_bytes()
                 }
             };
@@ -628,7 +628,9 @@ impl Collector<'_> {
 
 /// A text part's text, with 8-bit bytes that are not UTF-8 read as Windows-1252, as mail
 /// clients (and SpamAssassin, guessing the charset) read them: mail-parser turns every
-/// such byte into the same U+FFFD, and `caf\xe9` could not be told from `caf\xe8`.
+/// such byte into the same U+FFFD, and `caf\xe9` could not be told from `caf\xe8`. Only
+/// for text that is UTF-8 or undeclared (another declared charset is mail-parser's to
+/// decode), and byte by byte: the valid UTF-8 around a stray byte stays as it is.
 fn eight_bit_text<'t>(
     message: &Message<'_>,
     part: &MessagePart<'_>,
@@ -637,14 +639,18 @@ fn eight_bit_text<'t>(
     if !text.contains('\u{FFFD}') {
         return Cow::Borrowed(text);
     }
-    let charset = part.content_type().and_then(|c| c.attribute("charset"));
-    let bytes = lenient::file_bytes(message, part).data;
-    let again = lenient::decode_charset(&bytes, charset);
-    if again.matches('\u{FFFD}').count() < text.matches('\u{FFFD}').count() {
-        Cow::Owned(again)
-    } else {
-        Cow::Borrowed(text)
+    let charset = part
+        .content_type()
+        .and_then(|c| c.attribute("charset"))
+        .map(|c| c.trim().to_ascii_lowercase());
+    let utf8_or_none = charset
+        .as_deref()
+        .is_none_or(|c| matches!(c, "utf-8" | "utf8" | "us-ascii" | "ascii"));
+    if !utf8_or_none {
+        return Cow::Borrowed(text);
     }
+    let bytes = lenient::file_bytes(message, part).data;
+    Cow::Owned(lenient::utf8_or_windows_1252(&bytes))
 }
 
 /// `s` itself when it is at most `2 * max` bytes, else its first and last `max` bytes

@@ -191,7 +191,11 @@ impl MetaExpr {
         if tokens.is_empty() {
             return Err(MetaError::Syntax("empty meta expression".into()));
         }
-        let mut p = Parser { tokens, pos: 0 };
+        let mut p = Parser {
+            tokens,
+            pos: 0,
+            copied: 0,
+        };
         let tree = p.expr(0)?;
         if p.pos != p.tokens.len() {
             return Err(MetaError::Syntax(format!(
@@ -344,6 +348,21 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, MetaError> {
 struct Parser {
     tokens: Vec<Tok>,
     pos: usize,
+    /// Nodes copied for chained comparisons (`A < B < C` holds `B` twice): nested chains
+    /// double the tree at each level, so the copies have a budget.
+    copied: usize,
+}
+
+/// Nodes chained comparisons may copy in one expression: far more than any real meta
+/// needs, far less than 22 nested chains made (2 GB).
+const MAX_COPIED_NODES: usize = 10_000;
+
+fn node_count<R>(node: &Node<R>) -> usize {
+    match node {
+        Node::Num(_) | Node::Ref(_) => 1,
+        Node::Not(x) | Node::Neg(x) => 1 + node_count(x),
+        Node::Bin(_, a, b) => 1 + node_count(a) + node_count(b),
+    }
 }
 
 /// Nesting bound, so a hostile expression cannot overflow the stack.
@@ -379,16 +398,26 @@ impl Parser {
                 )));
             }
             let compares = op.compares();
+            // A comparison's right operand is kept for a chain that may follow: a copy.
+            let kept = if compares {
+                self.copied += node_count(&right);
+                if self.copied > MAX_COPIED_NODES {
+                    return Err(MetaError::Syntax(format!(
+                        "meta expression too large (chained comparisons copy more than {MAX_COPIED_NODES} nodes)"
+                    )));
+                }
+                Some(right.clone())
+            } else {
+                None
+            };
             left = match chain.take() {
                 Some((chained, middle)) if compares && chained == prec => {
-                    let next = Node::Bin(op, Box::new(middle), Box::new(right.clone()));
+                    let next = Node::Bin(op, Box::new(middle), Box::new(right));
                     Node::Bin(BinOp::And, Box::new(left), Box::new(next))
                 }
-                _ => Node::Bin(op, Box::new(left), Box::new(right.clone())),
+                _ => Node::Bin(op, Box::new(left), Box::new(right)),
             };
-            if compares {
-                chain = Some((prec, right));
-            }
+            chain = kept.map(|r| (prec, r));
         }
         Ok((left, height))
     }
@@ -473,6 +502,15 @@ mod tests {
         // Different kinds do not chain: `<` binds tighter than `==`.
         assert_eq!(eval("A < B == 1", &[("B", 1.0)]), 1.0);
         assert_eq!(eval("(1 < C) < 2", &[("C", 2.0)]), 1.0);
+        // Nested chains double the tree at each level (review): refused past a budget.
+        let mut nested = String::from("X");
+        for _ in 0..30 {
+            nested = format!("1 < ({nested}) < 2");
+        }
+        assert!(matches!(
+            MetaExpr::parse(&nested),
+            Err(MetaError::Syntax(_))
+        ));
     }
 
     #[test]

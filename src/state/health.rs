@@ -178,6 +178,8 @@ mod tests {
             health.succeeded(false);
             assert!(!health.is_up(), "a read called the backend up");
         }
+        // (A delete, or a rate script over its limit, succeeds under `OOM` too: the
+        // state calls only count a write that surely wrote; see `proves_writes`.)
         health.succeeded(true);
         assert!(health.is_up());
         // Down by a refused read (a reset connection), any success brings it up.

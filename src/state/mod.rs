@@ -281,9 +281,9 @@ impl State {
         op: &'static str,
         call: impl std::future::Future<Output = Result<T, StateError>>,
     ) -> Result<T, Unavailable> {
-        // Known down: fail now rather than wait out the timeout (pings always go, so the
-        // health watcher finds the backend back).
-        if op != "ping" && !self.health.worth_trying() {
+        // Known down: fail now rather than wait out the timeout (pings and health probes
+        // always go, so the health watcher finds the backend back).
+        if !matches!(op, "ping" | HEALTH_PROBE_OP) && !self.health.worth_trying() {
             return Err(self.failed(op));
         }
         let started = tokio::time::Instant::now();
@@ -295,14 +295,13 @@ impl State {
             .state_duration_seconds
             .with_label_values(&[op])
             .observe(started.elapsed().as_secs_f64());
-        let wrote = writes(op);
         match result {
             Ok(v) => {
-                self.health.succeeded(wrote);
+                self.health.succeeded(proves_writes(op));
                 Ok(v)
             }
             Err(e) => {
-                self.health.failed(&e, wrote);
+                self.health.failed(&e, writes(op));
                 Err(self.failed(op))
             }
         }
@@ -487,7 +486,8 @@ impl State {
         deltas.iter().map(|(k, d)| (self.key(k), *d)).collect()
     }
 
-    /// Probes the backend (the health watcher calls it). While the backend is down the
+    /// Probes the backend (the health watcher calls it; it goes even while the backend is
+    /// known down). While the backend is down the
     /// probe writes a key of its own: a Redis that answers reads but refuses writes
     /// (`OOM` under `maxmemory`, `READONLY` as a replica) fails every check's call, and a
     /// read that succeeds must not call it up again.
@@ -497,7 +497,7 @@ impl State {
         }
         let key = self.key(HEALTH_PROBE_KEY);
         let probe = self.backend.set(&key, b"1", HEALTH_PROBE_TTL);
-        self.call("health_probe", probe).await
+        self.call(HEALTH_PROBE_OP, probe).await
     }
 
     /// Pings the backend every `interval` until `stop`, so an outage and a recovery are
@@ -525,13 +525,23 @@ const HEALTH_PROBE_KEY: &str = "health:probe";
 /// How long that key lives: it only has to be written.
 const HEALTH_PROBE_TTL: Duration = Duration::from_secs(60);
 
-/// Whether a call of `op` writes: only a write that succeeds says a backend refusing
-/// writes is back.
+/// The health watcher's probe, a call that goes even while the backend is known down.
+const HEALTH_PROBE_OP: &str = "health_probe";
+
+/// Whether a call of `op` may write: its failure may be the backend refusing writes.
 fn writes(op: &str) -> bool {
     !matches!(
         op,
         "get" | "get_counters" | "map_get" | "map_entries" | "ping"
     )
+}
+
+/// Whether a call of `op` that succeeded has written for sure: only that says a backend
+/// refusing writes is back. A delete, or a script that returned before writing (a rate
+/// limit already over, a known triplet), succeeds under Redis's `OOM` too, and counting
+/// them flapped the health under a flood, when most clients are over their limits.
+fn proves_writes(op: &str) -> bool {
+    matches!(op, "set" | "incr" | "map_set" | HEALTH_PROBE_OP)
 }
 
 /// An embedded store in `dir`, for tests of what keeps its state here.

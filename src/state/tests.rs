@@ -486,3 +486,47 @@ async fn a_patient_call_outlasts_the_short_timeout_against_redis() {
     assert!(paused.status.success(), "{paused:?}");
     assert_eq!(patient.get("k").await, Ok(Some(b"v".to_vec())));
 }
+
+/// Regression (review of the write-refusal fix): under Redis's `OOM` a delete, and a rate
+/// script for a client already over its limit (it returns before its `SET`), still
+/// succeed; counted as writes, they called the backend up after every refused write, and
+/// `mxguard_state_up` flapped under exactly the flood that fills Redis. Only a write that
+/// surely wrote (the health probe's `SET`) calls it up again.
+#[tokio::test]
+async fn a_redis_out_of_memory_stays_down_until_a_write_succeeds() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let per = Duration::from_secs(3600);
+    assert!(state.rate("over", 1, per, 1).await.unwrap().allowed);
+    let cli = |args: &[&str]| {
+        let status = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .stdout(Stdio::null())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "redis-cli {args:?}");
+    };
+    cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    assert!(state.set("k", b"v", per).await.is_err(), "OOM not met");
+    assert!(!state.health().is_up());
+    assert!(state.delete("k").await.is_ok());
+    let over = state.rate("over", 1, per, 1).await;
+    assert!(over.is_ok_and(|r| !r.allowed));
+    assert!(state.get("k").await.is_ok());
+    assert!(
+        !state.health().is_up(),
+        "a call that wrote nothing called it up"
+    );
+    cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert!(state.ping().await.is_ok());
+    assert!(
+        state.health().is_up(),
+        "the probe's write did not call it up"
+    );
+}

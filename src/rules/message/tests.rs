@@ -91,6 +91,24 @@ fn eight_bit_text_without_a_charset_is_read_as_latin_1() {
         "{:?}",
         v.body_lines()
     );
+    // Regression (review of the fix): one stray byte in UTF-8 text turned the whole part
+    // into Windows-1252 mojibake, and no rule written in Cyrillic matched it any more.
+    let word = "\u{41a}\u{443}\u{43f}\u{438}\u{442}\u{44c}";
+    raw = format!("Subject: {word} ").into_bytes();
+    raw.extend_from_slice(b"\xff\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+    raw.extend_from_slice(format!("{word} now ").as_bytes());
+    raw.extend_from_slice(b"\xff\r\n");
+    let v = MessageView::parse(&raw);
+    let wanted = format!("{word} now \u{ff}");
+    assert!(
+        v.body_lines().iter().any(|l| l.contains(&wanted)),
+        "{:?}",
+        v.body_lines()
+    );
+    assert_eq!(
+        v.header_text(&target("subject", AddrPart::Whole)).unwrap(),
+        format!("{word} \u{ff}")
+    );
     // UTF-8 stays UTF-8.
     raw = "Subject: caf\u{e9}\r\n\r\ncr\u{e8}me\r\n"
         .as_bytes()
