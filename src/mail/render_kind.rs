@@ -28,7 +28,13 @@ pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind 
         part.headers
             .iter()
             .rfind(|h| h.name == name)
-            .map(|h| String::from_utf8_lossy(raw_value(message.raw_message.as_ref(), h)))
+            // Without its line end: SpamAssassin's patterns end in Perl's `$`, which
+            // matches before a final newline, where the regex crate's does not.
+            .map(|h| {
+                String::from_utf8_lossy(raw_value(message.raw_message.as_ref(), h))
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned()
+            })
     };
     let declared = last(HeaderName::ContentType);
     let mime_type = effective_type(declared.as_deref().unwrap_or(""));
