@@ -66,18 +66,7 @@ impl TierContact {
         let Ok(_turn) = self.turned_away_writes.try_acquire() else {
             return;
         };
-        let config = self.tier.config();
-        let primaries: Vec<String> = config.primary_peers().map(str::to_owned).collect();
-        let key = contact_key(ip);
-        let _ = state
-            .contact(
-                &key,
-                &config.name,
-                config.connection_memory,
-                config.fanout_window,
-                &primaries,
-            )
-            .await;
+        let _ = record_contact(state, &self.tier.config(), ip).await;
     }
 
     fn hit(&self, ctx: &mut Context, symbol: &str) {
@@ -116,23 +105,7 @@ impl Check for TierContact {
         let Some(state) = &self.state else {
             return Decision::Continue;
         };
-        // By address, also for IPv6: a big sender's outbound pool shares a /64, and one of
-        // its hosts falling back to a backup would make the whole pool a fan-out.
-        let key = contact_key(ctx.client.ip);
-        // The rule reads "the first member this client reached lately is a backup": a
-        // client that went to another backup before this one is still bypassing the
-        // primaries, so only their contacts count against a first contact.
-        let primaries: Vec<String> = config.primary_peers().map(str::to_owned).collect();
-        match state
-            .contact(
-                &key,
-                &config.name,
-                config.connection_memory,
-                config.fanout_window,
-                &primaries,
-            )
-            .await
-        {
+        match record_contact(state, &config, ctx.client.ip).await {
             Ok(seen) => {
                 if bypass && seen.first_contact {
                     self.hit(ctx, "MX_BYPASS_FIRST_CONTACT");
@@ -157,9 +130,29 @@ impl Check for TierContact {
     }
 }
 
-/// The connection memory's key of a client: by address, also for IPv6 (see the check).
-fn contact_key(ip: std::net::IpAddr) -> String {
-    format!("tier:cm:{}", ip.to_canonical())
+/// Records that the client at `ip` reached this member, and returns what the tier's
+/// connection memory knows of it.
+async fn record_contact(
+    state: &State,
+    config: &crate::config::TierConfig,
+    ip: std::net::IpAddr,
+) -> Result<crate::state::ContactAnswer, crate::state::Unavailable> {
+    // By address, also for IPv6: a big sender's outbound pool shares a /64, and one of
+    // its hosts falling back to a backup would make the whole pool a fan-out.
+    let key = format!("tier:cm:{}", ip.to_canonical());
+    // The rule reads "the first member this client reached lately is a backup": a client
+    // that went to another backup before this one is still bypassing the primaries, so
+    // only their contacts count against a first contact.
+    let primaries: Vec<String> = config.primary_peers().map(str::to_owned).collect();
+    state
+        .contact(
+            &key,
+            &config.name,
+            config.connection_memory,
+            config.fanout_window,
+            &primaries,
+        )
+        .await
 }
 
 /// With `tier.bypass_action = "tempfail"`: a backup refuses the recipients of a client
