@@ -155,15 +155,11 @@ fn relays_to_itself(
     internal: &[std::net::SocketAddr],
     problems: &mut Problems,
 ) {
-    // A wildcard listener takes loopback connections of its family; `[::]` takes IPv4
-    // ones too (Linux's default dual-stack socket).
-    let covers = |l: &std::net::SocketAddr, to: &std::net::SocketAddr| {
-        l.ip().is_unspecified() && to.ip().is_loopback() && (l.is_ipv6() || to.is_ipv4())
-    };
     let ours = |to: &std::net::SocketAddr| {
-        listen
-            .iter()
-            .any(|l| l.port() == to.port() && (l.ip() == to.ip() || covers(l, to)))
+        listen.iter().any(|l| {
+            l.port() == to.port()
+                && (l.ip() == to.ip() || (to.ip().is_loopback() && wildcard_covers(l, to)))
+        })
     };
     for to in internal.iter().filter(|to| ours(to)) {
         problems.bad(
@@ -171,6 +167,12 @@ fn relays_to_itself(
             &format!("{to} is this gateway's own server.listen: mail would loop"),
         );
     }
+}
+
+/// Whether `wide` is a wildcard address that takes `other`'s: its family's, and for `[::]`
+/// IPv4's too (the listeners are Linux's default dual-stack sockets).
+fn wildcard_covers(wide: &std::net::SocketAddr, other: &std::net::SocketAddr) -> bool {
+    wide.ip().is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
 }
 
 /// The admin listener on an address `server.listen` binds: `check` said ok and `serve`
@@ -181,15 +183,11 @@ fn admin_shares_an_smtp_address(
     listen: &[std::net::SocketAddr],
     problems: &mut Problems,
 ) {
-    // Port 0 asks the system for a free port each time: never the same one. A wildcard
-    // takes its family's addresses, and `[::]` IPv4's too (the listeners are dual-stack).
-    let covers = |wide: &std::net::SocketAddr, other: &std::net::SocketAddr| {
-        wide.ip().is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
-    };
+    // Port 0 asks the system for a free port each time: never the same one.
     let collides = |l: &std::net::SocketAddr| {
         admin.port() != 0
             && l.port() == admin.port()
-            && (l.ip() == admin.ip() || covers(l, &admin) || covers(&admin, l))
+            && (l.ip() == admin.ip() || wildcard_covers(l, &admin) || wildcard_covers(&admin, l))
     };
     if let Some(l) = listen.iter().find(|l| collides(l)) {
         problems.bad(
