@@ -14,6 +14,24 @@ use crate::state::{digest, GreylistAnswer, State, Unavailable};
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// What a triplet is keyed by besides its sender and recipients.
+enum Origin {
+    /// The sender's SPF-verified domain: big providers retry from other addresses.
+    SenderDomain(String),
+    /// The client network.
+    Network(ipnet::IpNet),
+}
+
+impl Origin {
+    /// As it goes into the triplet's digest.
+    fn key(&self) -> String {
+        match self {
+            Origin::SenderDomain(domain) => format!("spf:{domain}"),
+            Origin::Network(net) => format!("net:{net}"),
+        }
+    }
+}
+
 /// The greylisting check.
 #[derive(Debug)]
 pub struct Greylist {
@@ -39,13 +57,13 @@ impl Greylist {
     }
 
     /// Where the sender comes from: its SPF-verified domain, else the client network.
-    fn origin(&self, ctx: &Context) -> String {
+    fn origin(&self, ctx: &Context) -> Origin {
         let spf = ctx.auth.as_ref().and_then(|a| a.spf_mail_from.as_ref());
         match spf {
             Some(check) if check.result == SpfResult::Pass && !check.domain.is_empty() => {
-                format!("spf:{}", check.domain)
+                Origin::SenderDomain(check.domain.clone())
             }
-            _ => format!("net:{}", self.network(ctx)),
+            _ => Origin::Network(self.network(ctx)),
         }
     }
 
@@ -138,7 +156,7 @@ impl Check for Greylist {
             }
         };
         let origin = self.origin(ctx);
-        let key = format!("gl:t:{}", digest(&[&origin, &sender, &recipients]));
+        let key = format!("gl:t:{}", digest(&[&origin.key(), &sender, &recipients]));
         let answer = self
             .state
             .greylist(&key, self.config.delay, self.config.window, pass_ttl)
@@ -169,7 +187,7 @@ impl Check for Greylist {
                 // Only a retry the network itself made is its credit: a triplet keyed by
                 // the sender's SPF domain passes for whichever network sends second, and
                 // any domain (`v=spf1 +all`) would earn a fresh /24 its auto-allow.
-                let retried_here = origin.starts_with("net:");
+                let retried_here = matches!(origin, Origin::Network(_));
                 if self.config.auto_allow_after > 0 && first_pass && retried_here {
                     // A failure here only delays the network's auto-allow.
                     let _ = self
