@@ -69,8 +69,8 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // takes (`452 4.5.3`), while it took others: they go in the next transaction at once,
     // as Postfix sends them, not after a retry delay (100 recipients to a server taking
     // 10 at a time waited hours for the last ones).
-    let mut over_server_limit = 0usize;
-    let mut delivered_now = 0usize;
+    let mut over_server_limit = false;
+    let mut delivered_now = false;
     let mut other_temp_failure = false;
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
@@ -94,14 +94,14 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     let Some(&i) = pending.get(k) else { continue };
                     if reply.is_positive() {
                         msg.state.rcpt_status[i] = RcptStatus::Delivered;
-                        delivered_now += 1;
+                        delivered_now = true;
                     } else if reply.is_permanent() {
                         let failure =
                             FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, Some(srv));
                         fail(&mut msg.state, i, failure);
                     } else {
                         if reply.code == 452 && reply.status == "4.5.3" {
-                            over_server_limit += 1;
+                            over_server_limit = true;
                         } else {
                             other_temp_failure = true;
                         }
@@ -130,7 +130,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             }
         }
     }
-    let next_batch_now = over_server_limit > 0 && delivered_now > 0 && !other_temp_failure;
+    let next_batch_now = over_server_limit && delivered_now && !other_temp_failure;
     msg.state.attempts += 1;
 
     // A message past its lifetime that still fails temporarily is bounced.
