@@ -181,14 +181,14 @@ impl ServiceSet {
     }
 
     /// Joining or leaving a tier needs a restart (heartbeats, the bypass memory): until
-    /// then the `[tier]` section in force, `running`, stays in `config`, so the policy's
-    /// tier checks, stamps and fingerprint go on matching the membership that runs.
-    fn keep_tier_membership(&self, config: &mut Config, running: Option<&config::TierConfig>) {
+    /// then the running tier's section stays in `config`, so the policy's tier checks,
+    /// stamps and fingerprint go on matching the membership that runs.
+    fn keep_tier_membership(&self, config: &mut Config) {
         if self.services.tier.is_some() != config.tier.is_some() {
             tracing::warn!(
                 "[tier] added or removed: that needs a restart; keeping the running membership"
             );
-            config.tier = running.cloned();
+            config.tier = self.services.tier.as_ref().map(|t| (*t.config()).clone());
         }
     }
 
@@ -334,7 +334,7 @@ impl Gateway {
                 };
                 let mut config = config;
                 next.follow_state(&mut config);
-                next.keep_tier_membership(&mut config, self.live.get().config().tier.as_ref());
+                next.keep_tier_membership(&mut config);
                 next.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 let config = Arc::new(config);
                 let policy = build_policy(config.clone(), metrics, &next.services)?;
