@@ -12,6 +12,7 @@
 
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Encoding, HeaderName, Message, MessagePart, MimeHeaders, PartType};
+use std::borrow::Cow;
 
 /// The 6-bit value of a base64 alphabet character.
 fn value(c: u8) -> Option<u8> {
@@ -71,6 +72,33 @@ pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
             None => String::from_utf8_lossy(bytes).into_owned(),
         },
     }
+}
+
+/// A text part's text as mail-parser decoded it (`text`), with 8-bit bytes that are not UTF-8 read as Windows-1252, as mail
+/// clients (and SpamAssassin, guessing the charset) read them: mail-parser turns every
+/// such byte into the same U+FFFD, and `caf\xe9` could not be told from `caf\xe8`. Only
+/// for text that is UTF-8 or undeclared (another declared charset is mail-parser's to
+/// decode), and byte by byte: the valid UTF-8 around a stray byte stays as it is.
+pub fn text_as_clients_read<'t>(
+    message: &Message<'_>,
+    part: &MessagePart<'_>,
+    text: &'t str,
+) -> Cow<'t, str> {
+    if !text.contains('\u{FFFD}') {
+        return Cow::Borrowed(text);
+    }
+    let charset = part
+        .content_type()
+        .and_then(|c| c.attribute("charset"))
+        .map(|c| c.trim().to_ascii_lowercase());
+    let utf8_or_none = charset
+        .as_deref()
+        .is_none_or(|c| matches!(c, "utf-8" | "utf8" | "us-ascii" | "ascii"));
+    if !utf8_or_none {
+        return Cow::Borrowed(text);
+    }
+    let bytes = file_bytes(message, part).data;
+    Cow::Owned(utf8_or_windows_1252(&bytes))
 }
 
 /// UTF-8 where the bytes are UTF-8, and each byte that is not read as Windows-1252: what a

@@ -21,7 +21,6 @@ use mail_parser::{
     HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
 use regex::Regex;
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Default rendered text scanned at the head (and again at the tail) of each body part
@@ -549,7 +548,7 @@ impl Collector<'_> {
             match &part.body {
                 PartType::Text(text) | PartType::Html(text) => {
                     let kind = render_kind(message, part);
-                    let text = eight_bit_text(message, part, text);
+                    let text = lenient::text_as_clients_read(message, part, text);
                     self.leaf_text(kind, &normalize_newlines(&text));
                 }
                 PartType::Message(inner) if depth < self.limits.nesting_depth => {
@@ -624,33 +623,6 @@ impl Collector<'_> {
         self.rendered.push(rendered);
         self.raw.push(raw);
     }
-}
-
-/// A text part's text, with 8-bit bytes that are not UTF-8 read as Windows-1252, as mail
-/// clients (and SpamAssassin, guessing the charset) read them: mail-parser turns every
-/// such byte into the same U+FFFD, and `caf\xe9` could not be told from `caf\xe8`. Only
-/// for text that is UTF-8 or undeclared (another declared charset is mail-parser's to
-/// decode), and byte by byte: the valid UTF-8 around a stray byte stays as it is.
-fn eight_bit_text<'t>(
-    message: &Message<'_>,
-    part: &MessagePart<'_>,
-    text: &'t str,
-) -> Cow<'t, str> {
-    if !text.contains('\u{FFFD}') {
-        return Cow::Borrowed(text);
-    }
-    let charset = part
-        .content_type()
-        .and_then(|c| c.attribute("charset"))
-        .map(|c| c.trim().to_ascii_lowercase());
-    let utf8_or_none = charset
-        .as_deref()
-        .is_none_or(|c| matches!(c, "utf-8" | "utf8" | "us-ascii" | "ascii"));
-    if !utf8_or_none {
-        return Cow::Borrowed(text);
-    }
-    let bytes = lenient::file_bytes(message, part).data;
-    Cow::Owned(lenient::utf8_or_windows_1252(&bytes))
 }
 
 /// `s` itself when it is at most `2 * max` bytes, else its first and last `max` bytes
