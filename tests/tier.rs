@@ -65,6 +65,34 @@ fn forget_contacts(redis: &RedisServer) {
     redis.cli(&["DEL", "mxguard:tier:cm:127.0.0.1"]).unwrap();
 }
 
+/// The primary gw1 (started from `primary`) and the backup bk1 relaying to `internal`,
+/// sharing `redis`, once bk1 sees gw1 up.
+fn primary_and_backup(
+    redis: &RedisServer,
+    key: &Path,
+    internal: &InternalServer,
+    primary: GatewayConfig,
+) -> (Gateway, Gateway) {
+    let gw1 = Gateway::start(primary.toml(&tier_toml(
+        redis,
+        key,
+        "gw1",
+        "primary",
+        &peer("bk1", "backup", 2, None),
+    )));
+    let bk1 = Gateway::start(GatewayConfig::new(internal).toml(&tier_toml(
+        redis,
+        key,
+        "bk1",
+        "backup",
+        &peer("gw1", "primary", 1, None),
+    )));
+    scrape_until(admin_port(&bk1), "gw1 seen up by bk1", |s| {
+        s.value("mxguard_tier_peer_up", &[("peer", "gw1")]) == 1.0
+    });
+    (gw1, bk1)
+}
+
 fn peer_up(gw: &Gateway, peer: &str) -> f64 {
     scrape(admin_port(gw)).value("mxguard_tier_peer_up", &[("peer", peer)])
 }
@@ -77,23 +105,7 @@ fn backup_scores_bypass_while_a_primary_is_up_and_not_when_every_primary_is_down
     let keys = tempfile::tempdir().unwrap();
     let key = key_file(keys.path());
     let internal = InternalServer::start();
-    let mut gw1 = Gateway::start(GatewayConfig::new(&internal).toml(&tier_toml(
-        &redis,
-        &key,
-        "gw1",
-        "primary",
-        &peer("bk1", "backup", 2, None),
-    )));
-    let bk1 = Gateway::start(GatewayConfig::new(&internal).toml(&tier_toml(
-        &redis,
-        &key,
-        "bk1",
-        "backup",
-        &peer("gw1", "primary", 1, None),
-    )));
-    scrape_until(admin_port(&bk1), "gw1 seen up by bk1", |s| {
-        s.value("mxguard_tier_peer_up", &[("peer", "gw1")]) == 1.0
-    });
+    let (mut gw1, bk1) = primary_and_backup(&redis, &key, &internal, GatewayConfig::new(&internal));
     forget_contacts(&redis);
     let line = send(&bk1, "bypass-1@t");
     assert!(line.contains("MX_BYPASS_BACKUP"), "{line}");
@@ -127,27 +139,8 @@ fn a_client_a_busy_primary_turned_away_is_no_first_contact_at_the_backup() {
     let keys = tempfile::tempdir().unwrap();
     let key = key_file(keys.path());
     let internal = InternalServer::start();
-    let gw1 = Gateway::start(
-        GatewayConfig::new(&internal)
-            .limit("max_sessions_per_ip", "1")
-            .toml(&tier_toml(
-                &redis,
-                &key,
-                "gw1",
-                "primary",
-                &peer("bk1", "backup", 2, None),
-            )),
-    );
-    let bk1 = Gateway::start(GatewayConfig::new(&internal).toml(&tier_toml(
-        &redis,
-        &key,
-        "bk1",
-        "backup",
-        &peer("gw1", "primary", 1, None),
-    )));
-    scrape_until(admin_port(&bk1), "gw1 seen up by bk1", |s| {
-        s.value("mxguard_tier_peer_up", &[("peer", "gw1")]) == 1.0
-    });
+    let busy = GatewayConfig::new(&internal).limit("max_sessions_per_ip", "1");
+    let (gw1, bk1) = primary_and_backup(&redis, &key, &internal, busy);
     let (held, banner) = SmtpClient::connect(gw1.port);
     banner.expect(220, "");
     forget_contacts(&redis);
