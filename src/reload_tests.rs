@@ -67,6 +67,22 @@ fn secret(dir: &Path) -> PathBuf {
     p
 }
 
+/// A rules directory `rules/` that compiles, with one rule no test message hits.
+fn plain_rules(dir: &Path) {
+    write(
+        &dir.join("rules/a.cf"),
+        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
+    );
+}
+
+/// `[tier]` for member gw1 in `role`, its key in `key`.
+fn tier_section(key: &Path, role: &str) -> String {
+    format!(
+        "[tier]\nname = \"gw1\"\nrole = \"{role}\"\nsecret_file = \"{}\"\n",
+        key.display()
+    )
+}
+
 /// Regression (review): a reload applied `[tier]` (and `[state]`, `[dns]`, `[antivirus]`)
 /// before it built the policy, so a reload refused for a broken rules file left the
 /// gateway heartbeating in its new role with the old policy in force.
@@ -74,21 +90,13 @@ fn secret(dir: &Path) -> PathBuf {
 fn a_refused_reload_leaves_the_tier_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(
-        &d.join("rules/a.cf"),
-        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
-    );
+    plain_rules(d);
     write(
         &d.join("broken/a.cf"),
         "body BROKEN /unterminated\nscore BROKEN 1\n",
     );
     let key = secret(d);
-    let tier = |role: &str| {
-        format!(
-            "[tier]\nname = \"gw1\"\nrole = \"{role}\"\nsecret_file = \"{}\"\n",
-            key.display()
-        )
-    };
+    let tier = |role: &str| tier_section(&key, role);
     let cfg = d.join("mxguard.toml");
     write(&cfg, &base_toml(d, "rules", &tier("primary")));
     let (gw, stop, h) = start(&cfg);
@@ -206,10 +214,7 @@ fn a_refresh_reads_nothing_from_disk_and_is_no_reload() {
 fn a_reload_keeps_the_state_key_prefix_and_takes_the_failure_mode() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(
-        &d.join("rules/a.cf"),
-        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
-    );
+    plain_rules(d);
     let state = |prefix: &str, on_failure: &str| {
         format!("[state]\nkey_prefix = \"{prefix}\"\non_failure = \"{on_failure}\"\n")
     };
@@ -238,15 +243,12 @@ fn a_reload_keeps_the_state_key_prefix_and_takes_the_failure_mode() {
 fn the_snapshot_and_fingerprint_name_the_key_prefix_that_runs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(
-        &d.join("rules/a.cf"),
-        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
-    );
+    plain_rules(d);
     let key = secret(d);
     let with_prefix = |prefix: &str| {
         format!(
-            "[state]\nkey_prefix = \"{prefix}\"\n[tier]\nname = \"gw1\"\nrole = \"primary\"\nsecret_file = \"{}\"\n",
-            key.display()
+            "[state]\nkey_prefix = \"{prefix}\"\n{}",
+            tier_section(&key, "primary")
         )
     };
     let cfg = d.join("mxguard.toml");
@@ -274,15 +276,9 @@ fn the_snapshot_and_fingerprint_name_the_key_prefix_that_runs() {
 fn joining_or_leaving_a_tier_waits_for_a_restart_whole() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(
-        &d.join("rules/a.cf"),
-        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
-    );
+    plain_rules(d);
     let key = secret(d);
-    let tier = format!(
-        "[tier]\nname = \"gw1\"\nrole = \"primary\"\nsecret_file = \"{}\"\n",
-        key.display()
-    );
+    let tier = tier_section(&key, "primary");
     let cfg = d.join("mxguard.toml");
     write(&cfg, &base_toml(d, "rules", &tier));
     let (member, stop, h) = start(&cfg);
@@ -300,10 +296,7 @@ fn joining_or_leaving_a_tier_waits_for_a_restart_whole() {
     // A second gateway of its own (the first one's spool lock may outlive its thread).
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(
-        &d.join("rules/a.cf"),
-        "body OK_RULE /zz-ok-zz/\nscore OK_RULE 1\n",
-    );
+    plain_rules(d);
     let cfg = d.join("mxguard.toml");
     write(&cfg, &base_toml(d, "rules", ""));
     let (loner, stop, h) = start(&cfg);
