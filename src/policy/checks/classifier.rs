@@ -425,6 +425,26 @@ mod tests {
         assert!(matches!(decision, Decision::Tempfail(_)), "{decision:?}");
     }
 
+    /// A classifier over an embedded store in `dir` (seeding not yet settled).
+    async fn embedded_learner(dir: &std::path::Path) -> (Arc<Classifier>, crate::state::State) {
+        let state = crate::state::State::embedded_for_test(dir).await;
+        let learner = Arc::new(Classifier::new(
+            Source::State(state.clone()),
+            Settings { node: "t".into() },
+        ));
+        (learner, state)
+    }
+
+    /// Waits (a few seconds at most) for the background learn of one ham message.
+    async fn until_ham_learned(learner: &Classifier) {
+        for _ in 0..200 {
+            if learner.totals().await.unwrap().ham == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     fn autolearn_config() -> ClassifierConfig {
         ClassifierConfig {
             enabled: true,
@@ -450,11 +470,7 @@ mod tests {
         use crate::classify::{ledger::body_digest, store};
         use crate::policy::message::{header_len, MessageData};
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::state::State::embedded_for_test(dir.path()).await;
-        let learner = Arc::new(Classifier::new(
-            Source::State(state.clone()),
-            Settings { node: "t".into() },
-        ));
+        let (learner, state) = embedded_learner(dir.path()).await;
         learner.mark_seed_settled();
         let (spool, _rx) = crate::spool::Spool::open(&dir.path().join("spool")).unwrap();
         let mut raw = b"Subject: minutes\r\n\r\n".to_vec();
@@ -489,12 +505,7 @@ mod tests {
         );
         assert_eq!(autolearn.run(&mut ctx).await, Decision::Continue);
         // The learn runs in the background.
-        for _ in 0..200 {
-            if learner.totals().await.unwrap().ham == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        until_ham_learned(&learner).await;
         assert_eq!(learner.totals().await.unwrap(), Counts { spam: 0, ham: 1 });
         let entry = store::ledger_get(&state, &body_digest(&raw)).await.unwrap();
         assert!(
@@ -613,11 +624,7 @@ mod tests {
     #[tokio::test]
     async fn autolearn_waits_until_the_store_is_seeded() {
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::state::State::embedded_for_test(dir.path()).await;
-        let learner = Arc::new(Classifier::new(
-            Source::State(state.clone()),
-            Settings { node: "t".into() },
-        ));
+        let (learner, _state) = embedded_learner(dir.path()).await;
         let autolearn = Autolearn::new(
             learner.clone(),
             autolearn_config(),
@@ -636,12 +643,7 @@ mod tests {
         assert_eq!(learner.totals().await.unwrap(), Counts::default());
         learner.mark_seed_settled();
         assert_eq!(autolearn.run(&mut message("b")).await, Decision::Continue);
-        for _ in 0..200 {
-            if learner.totals().await.unwrap().ham == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        until_ham_learned(&learner).await;
         assert_eq!(learner.totals().await.unwrap(), Counts { spam: 0, ham: 1 });
     }
 
@@ -651,11 +653,7 @@ mod tests {
     #[tokio::test]
     async fn the_autolearn_metric_counts_only_what_changed_the_model() {
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::state::State::embedded_for_test(dir.path()).await;
-        let learner = Arc::new(Classifier::new(
-            Source::State(state.clone()),
-            Settings { node: "t".into() },
-        ));
+        let (learner, _state) = embedded_learner(dir.path()).await;
         learner.mark_seed_settled();
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let autolearn = Autolearn::new(
