@@ -380,16 +380,21 @@ async fn embedded_backend_passes_the_suite_and_persists() {
     );
 }
 
+/// The state on one `redis` server.
+async fn open_redis(redis: &RedisServer) -> State {
+    let cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    State::open(&cfg, Arc::new(Metrics::new())).await.unwrap()
+}
+
 #[tokio::test]
 async fn redis_backend_passes_the_suite() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let cfg = config(StateBackendConfig::Redis {
-        urls: vec![redis.url.clone()],
-        cluster: false,
-    });
-    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let state = open_redis(&redis).await;
     suite(&state).await;
 }
 
@@ -497,11 +502,7 @@ async fn a_redis_out_of_memory_stays_down_until_a_write_succeeds() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let cfg = config(StateBackendConfig::Redis {
-        urls: vec![redis.url.clone()],
-        cluster: false,
-    });
-    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let state = open_redis(&redis).await;
     let per = Duration::from_secs(3600);
     assert!(state.rate("over", 1, per, 1).await.unwrap().allowed);
     let cli = |args: &[&str]| {
