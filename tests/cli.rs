@@ -25,6 +25,17 @@ fn check_accepts_the_test_config() {
     assert!(out.status.success(), "{}", output_text(&out));
 }
 
+/// `mxguard check --config CFG`, run in `dir`.
+fn check(dir: &std::path::Path, cfg: &std::path::Path) -> std::process::Output {
+    run_with_timeout(
+        Command::new(mxguard_bin())
+            .args(["check", "--config"])
+            .arg(cfg)
+            .current_dir(dir),
+        Duration::from_secs(30),
+    )
+}
+
 #[test]
 fn check_reports_unknown_keys_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,13 +46,7 @@ fn check_reports_unknown_keys_with_exit_1() {
          [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n",
     )
     .unwrap();
-    let out = run_with_timeout(
-        Command::new(mxguard_bin())
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .current_dir(dir.path()),
-        Duration::from_secs(30),
-    );
+    let out = check(dir.path(), &cfg);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let text = output_text(&out);
     assert!(
@@ -65,13 +70,7 @@ fn check_does_not_call_a_config_with_a_broken_certificate_ok() {
          [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n",
     )
     .unwrap();
-    let out = run_with_timeout(
-        Command::new(mxguard_bin())
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .current_dir(dir.path()),
-        Duration::from_secs(30),
-    );
+    let out = check(dir.path(), &cfg);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("server.tls"), "{text}");
@@ -95,13 +94,7 @@ fn check_with_rules(rules: &str) -> std::process::Output {
         ),
     )
     .unwrap();
-    run_with_timeout(
-        Command::new(mxguard_bin())
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .current_dir(dir.path()),
-        Duration::from_secs(30),
-    )
+    check(dir.path(), &cfg)
 }
 
 #[test]
