@@ -400,14 +400,7 @@ async fn a_reply_nobody_asked_for_ends_a_reused_connection() {
     let mut conn = Connection::open(addr, &s).await.unwrap();
     let one = rcpts(&["good@example.test"]);
     let two = rcpts(&["good@example.test", "bad@example.test"]);
-    let tx = |to: &'static [String]| Transaction {
-        mail_from: "s@example.org",
-        recipients: to,
-        body: b"Subject: t\r\n\r\nx\r\n",
-        tail: None,
-        body_8bit: false,
-        smtputf8: false,
-    };
+    let tx = |to: &'static [String]| short_message(to);
     let one: &'static [String] = Box::leak(one.into_boxed_slice());
     let two: &'static [String] = Box::leak(two.into_boxed_slice());
     assert_eq!(conn.send(&tx(one)).await.unwrap()[0].code, 250);
@@ -471,14 +464,7 @@ async fn a_421_at_mail_on_a_reused_connection_asks_for_a_fresh_one() {
     let s = settings(addr, &[("tls", "\"off\"")]);
     let mut conn = Connection::open(addr, &s).await.unwrap();
     let to = rcpts(&["good@example.test"]);
-    let tx = Transaction {
-        mail_from: "s@example.org",
-        recipients: &to,
-        body: b"Subject: t\r\n\r\nx\r\n",
-        tail: None,
-        body_8bit: false,
-        smtputf8: false,
-    };
+    let tx = short_message(&to);
     assert_eq!(conn.send(&tx).await.unwrap()[0].code, 250);
     match conn.send(&tx).await {
         Err(e) => assert!(e.stale_connection(), "{e:?}"),
@@ -642,17 +628,22 @@ async fn odd_server(ehlo: &'static [u8], data: &'static [u8], end: &'static [u8]
     .await
 }
 
-async fn send_good_and_bad(addr: SocketAddr) -> Result<Vec<Reply>, ClientError> {
-    let s = settings(addr, &[("tls", "\"off\"")]);
-    let to = rcpts(&["good@example.test", "bad@example.test"]);
-    let tx = Transaction {
+/// A short message from s@example.org to `to`.
+fn short_message(to: &[String]) -> Transaction<'_> {
+    Transaction {
         mail_from: "s@example.org",
-        recipients: &to,
+        recipients: to,
         body: b"Subject: t\r\n\r\nx\r\n",
         tail: None,
         body_8bit: false,
         smtputf8: false,
-    };
+    }
+}
+
+async fn send_good_and_bad(addr: SocketAddr) -> Result<Vec<Reply>, ClientError> {
+    let s = settings(addr, &[("tls", "\"off\"")]);
+    let to = rcpts(&["good@example.test", "bad@example.test"]);
+    let tx = short_message(&to);
     let mut conn = Connection::open(addr, &s).await?;
     conn.send(&tx).await
 }
