@@ -276,6 +276,23 @@ fn rcpt_fails_once(first: &'static str) -> Script {
     }
 }
 
+/// Refuses each recipient starting with `prefix` with `reply` the first time it comes,
+/// and takes it after.
+fn refuse_each_once(prefix: &'static str, reply: &'static str) -> Script {
+    let refused = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    Script {
+        rcpt: Arc::new(move |a: &str| {
+            let mut refused = refused.lock().unwrap();
+            if a.starts_with(prefix) && refused.insert(a.to_string()) {
+                reply.into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    }
+}
+
 #[tokio::test]
 async fn temporary_failure_defers_with_backoff_then_delivers() {
     let server = FakeServer::start(rcpt_fails_once("451 4.3.0 try again later")).await;
@@ -311,19 +328,7 @@ async fn temporary_failure_defers_with_backoff_then_delivers() {
 /// sends them in the next transaction at once.
 #[tokio::test]
 async fn recipients_over_the_server_s_limit_go_in_the_next_transaction_at_once() {
-    let refused_once = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-    let server = FakeServer::start(Script {
-        rcpt: Arc::new(move |a: &str| {
-            let mut seen = refused_once.lock().unwrap();
-            if a.starts_with("late") && seen.insert(a.to_string()) {
-                "452 4.5.3 Too many recipients".into()
-            } else {
-                "250 2.1.5 Ok".into()
-            }
-        }),
-        ..Script::default()
-    })
-    .await;
+    let server = FakeServer::start(refuse_each_once("late", "452 4.5.3 Too many recipients")).await;
     let (gw, _ready) = Gateway::open();
     let cfg = gw.config(&[server.addr], &[]);
     let id = gw
@@ -563,18 +568,7 @@ async fn an_unreadable_state_is_discarded_and_the_message_delivered() {
 /// full), the next attempt read the old state and delivered to the served recipient again.
 #[tokio::test]
 async fn a_state_that_could_not_be_saved_still_spares_the_served_recipients() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let server = FakeServer::start(Script {
-        rcpt: Arc::new(move |a: &str| {
-            if a.starts_with("b@") && calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                "451 4.3.0 mailbox busy".into()
-            } else {
-                "250 2.1.5 Ok".into()
-            }
-        }),
-        ..Script::default()
-    })
-    .await;
+    let server = FakeServer::start(refuse_each_once("b@", "451 4.3.0 mailbox busy")).await;
     let (gw, _ready) = Gateway::open();
     let cfg = gw.config(&[server.addr], &[]);
     let id = gw
