@@ -398,7 +398,7 @@ impl Connection {
             }
             let mail_reply = self.read_reply_checked(STAGE_MAIL, cmd_timeout).await?;
             for (i, slot) in results.iter_mut().enumerate() {
-                let reply = self.read_reply_checked("RCPT", cmd_timeout).await?;
+                let reply = rcpt_552_as_452(self.read_reply_checked("RCPT", cmd_timeout).await?);
                 if mail_reply.is_positive() && reply.is_positive() {
                     accepted.push(i);
                 } else if mail_reply.is_positive() {
@@ -434,7 +434,7 @@ impl Connection {
                 return Ok(vec![mail_reply; n]);
             }
             for (i, r) in rcpts.iter().enumerate() {
-                let reply = self.command("RCPT", r.as_bytes()).await?;
+                let reply = rcpt_552_as_452(self.command("RCPT", r.as_bytes()).await?);
                 if reply.is_positive() {
                     accepted.push(i);
                 } else {
@@ -690,6 +690,24 @@ fn out_of_step(stage: &'static str, reply: &Reply) -> ClientError {
 }
 
 /// Per-recipient replies: recipients already answered keep theirs, the rest get `common`.
+/// A `552` to RCPT is read as `452`, as RFC 5321 §4.5.3.1.10 asks and Postfix does: servers
+/// still send it for "too many recipients" or a mailbox over quota, both of which pass, and
+/// read as permanent it bounced a recipient who would have had the mail an hour later.
+fn rcpt_552_as_452(reply: Reply) -> Reply {
+    if reply.code != 552 {
+        return reply;
+    }
+    let status = match reply.status.strip_prefix('5') {
+        Some(rest) => std::borrow::Cow::Owned(format!("4{rest}")),
+        None => reply.status,
+    };
+    Reply {
+        code: 452,
+        status,
+        text: reply.text,
+    }
+}
+
 fn fill(results: Vec<Option<Reply>>, common: &Reply) -> Vec<Reply> {
     results
         .into_iter()

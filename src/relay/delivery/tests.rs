@@ -362,6 +362,37 @@ async fn recipients_over_the_server_s_limit_go_in_the_next_transaction_at_once()
     );
 }
 
+/// Regression: a `552` to RCPT (a mailbox over quota, or "too many recipients" as RFC 821
+/// had it) bounced the recipient; RFC 5321 §4.5.3.1.10 and Postfix read it as `452`.
+#[tokio::test]
+async fn a_552_to_rcpt_defers_the_recipient_instead_of_bouncing_it() {
+    let server = FakeServer::start(refuse_each_once("full", "552 5.2.2 Mailbox full")).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["a@example.test", "full@example.test"],
+        ))
+        .await;
+    let relay = gw.relay(cfg);
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if !d.is_zero()),
+        "{outcome:?}"
+    );
+    let state = gw.spool.load(&id).unwrap().state;
+    assert_eq!(
+        state.rcpt_status,
+        vec![RcptStatus::Delivered, RcptStatus::Pending]
+    );
+    assert!(state.last_error.unwrap().contains("452 4.2.2"));
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(!matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    assert_eq!(server.messages().len(), 2);
+    assert_eq!(gw.count("failed"), 0);
+}
+
 #[tokio::test]
 async fn broken_or_slow_servers_defer_the_message() {
     let dropper = FakeServer::start(Script {
