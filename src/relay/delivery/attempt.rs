@@ -66,11 +66,12 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     let mut server: Option<SocketAddr> = None;
     let mut reply_summary = String::new();
     // Recipients the server took none of only because the transaction had as many as it
-    // takes (`452 4.5.3`), while it took others: they go in the next transaction at once,
-    // as Postfix sends them, not after a retry delay (100 recipients to a server taking
-    // 10 at a time waited hours for the last ones).
+    // takes (`452 4.5.3`), while it settled others (took them, or refused them for good):
+    // they go in the next transaction at once, as Postfix sends them, not after a retry
+    // delay (100 recipients to a server taking 10 at a time waited hours for the last
+    // ones). Settling at least one is what keeps this from looping.
     let mut over_server_limit = false;
-    let mut delivered_now = false;
+    let mut settled_now = false;
     let mut other_temp_failure = false;
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
@@ -94,11 +95,12 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     let Some(&i) = pending.get(k) else { continue };
                     if reply.is_positive() {
                         msg.state.rcpt_status[i] = RcptStatus::Delivered;
-                        delivered_now = true;
+                        settled_now = true;
                     } else if reply.is_permanent() {
                         let failure =
                             FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, Some(srv));
                         fail(&mut msg.state, i, failure);
+                        settled_now = true;
                     } else {
                         if reply.code == 452 && reply.status == "4.5.3" {
                             over_server_limit = true;
@@ -130,7 +132,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             }
         }
     }
-    let next_batch_now = over_server_limit && delivered_now && !other_temp_failure;
+    let next_batch_now = over_server_limit && settled_now && !other_temp_failure;
     msg.state.attempts += 1;
 
     // A message past its lifetime that still fails temporarily is bounced.

@@ -346,6 +346,31 @@ async fn recipients_over_the_server_s_limit_go_in_the_next_transaction_at_once()
     let outcome = attempt(&relay, &mut None, &now(&id)).await;
     assert!(!matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     assert_eq!(server.messages().len(), 2);
+    // A batch the server settled only by refusing some for good is progress too.
+    let late = refuse_each_once("late", "452 4.5.3 Too many recipients");
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(move |a: &str| {
+            if a.starts_with("gone") {
+                "550 5.1.1 No such user".into()
+            } else {
+                (late.rcpt)(a)
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["gone@example.test", "late@example.test"],
+        ))
+        .await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+        "{outcome:?}"
+    );
     // Refused for another reason, the rest wait out the retry delay as before.
     let server = FakeServer::start(refuse("late", "452 4.3.1 Insufficient storage")).await;
     let cfg = gw.config(&[server.addr], &[]);
