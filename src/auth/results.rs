@@ -135,7 +135,7 @@ impl Authenticator {
         message.from.iter_mut().for_each(normalize_author);
         let (set_aside, set_aside_text) = super::signed_fields::set_aside_dkim(&mut message);
         let arc_refused = super::signed_fields::arc_refused(&message);
-        let authors = author_domains(&message);
+        let (authors, unjudged_author) = author_domains(&message);
         let from_domain = single_author(&authors);
         let client_ip = outcome.client_ip;
         let spf_output = outcome
@@ -152,7 +152,7 @@ impl Authenticator {
         // Three independent parts, each bounded by the deadline on its own: DMARC needs only
         // the signatures that can align with the From domain, so slow keys of any other
         // domain (or a slow ARC chain) cannot turn its verdict into `temperror`.
-        let several_authors = authors.len() > 1;
+        let several_authors = authors.len() > 1 || unjudged_author.is_some();
         let dmarc_part = async {
             let outputs = self.dkim.verify_dkim(&aligned).await;
             let judged = if several_authors {
@@ -239,7 +239,9 @@ impl Authenticator {
             }
         }
         if several_authors {
-            let (checks, texts): (Vec<DmarcCheck>, Vec<String>) = per_author.into_iter().unzip();
+            let judged_too = unjudged_author.as_deref().map(too_many_authors);
+            let (checks, texts): (Vec<DmarcCheck>, Vec<String>) =
+                per_author.into_iter().chain(judged_too).unzip();
             judged = Some((strictest(checks), texts.concat()));
         }
         if let Some((dmarc, result)) = judged {
@@ -318,18 +320,44 @@ const MAX_SIGNATURES: usize = 5;
 /// a tree walk of DNS lookups. Mail with more than one is rare and never needs more.
 const MAX_AUTHOR_DOMAINS: usize = 4;
 
-/// The distinct domains of the From addresses, in order, at most [`MAX_AUTHOR_DOMAINS`].
+/// The distinct domains of the From addresses, in order, at most [`MAX_AUTHOR_DOMAINS`],
+/// and the first one past that limit, if any.
 /// mail-auth exempts a message with several from DMARC (RFC 9989), which let a forger of a
 /// `p=reject` domain add a second From address (or field) of its own; RFC 7489 §6.6.1 lets
 /// a receiver evaluate each domain and apply the strictest failing policy, as done here.
-fn author_domains(message: &AuthenticatedMessage<'_>) -> Vec<String> {
+fn author_domains(message: &AuthenticatedMessage<'_>) -> (Vec<String>, Option<String>) {
     let mut domains: Vec<String> = Vec::new();
     for domain in message.from.iter().filter_map(|f| super::domain_of(f)) {
-        if !domains.contains(&domain) && domains.len() < MAX_AUTHOR_DOMAINS {
-            domains.push(domain);
+        if domains.contains(&domain) {
+            continue;
         }
+        if domains.len() == MAX_AUTHOR_DOMAINS {
+            return (domains, Some(domain));
+        }
+        domains.push(domain);
     }
-    domains
+    (domains, None)
+}
+
+/// The DMARC result of an author domain past [`MAX_AUTHOR_DOMAINS`]: a failure under
+/// `reject`, which RFC 7489 §6.6.1 allows for mail with several authors. Left out unjudged,
+/// a `p=reject` victim's address written fifth went through (four domains of the forger's
+/// own before it).
+fn too_many_authors(domain: &str) -> (DmarcCheck, String) {
+    let check = DmarcCheck {
+        verdict: DmarcVerdict::Fail,
+        domain: domain.to_owned(),
+        policy: DmarcPolicy::Reject,
+        timed_out: false,
+    };
+    let text = if crate::config::is_plausible_hostname(domain) {
+        format!(
+            ";\r\n\tdmarc=fail (more than {MAX_AUTHOR_DOMAINS} author domains) header.from={domain}"
+        )
+    } else {
+        String::new()
+    };
+    (check, text)
 }
 
 /// The From addresses of `message` at `domain`.
@@ -683,7 +711,7 @@ mod tests {
     fn a_from_with_several_domains_has_no_single_domain() {
         let one = |raw: &str| {
             let message = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
-            single_author(&author_domains(&message))
+            single_author(&author_domains(&message).0)
         };
         let head = "Subject: x\r\n\r\nHi.\r\n";
         assert_eq!(

@@ -644,6 +644,36 @@ async fn a_second_author_domain_does_not_exempt_a_forgery_from_dmarc() {
     }
 }
 
+/// Regression (review): only the first four author domains were evaluated and the rest
+/// dropped, so a `p=reject` victim's address written fifth, after four of the forger's
+/// own domains, got no DMARC verdict at all: `250`. An author past the limit now counts as
+/// a failure under `reject`.
+#[tokio::test]
+async fn a_fifth_author_domain_is_not_left_out_of_dmarc() {
+    let (_dns, auth) =
+        server(TestDns::builder().txt("_dmarc.victim.test", "v=DMARC1; p=reject")).await;
+    let authors = "a@e1.test>, <b@e2.test>, <c@e3.test>, <d@e4.test>, <ceo@victim.test";
+    let raw = message(authors, "Pay now.\r\n");
+    let outcome = check(&auth, "client.evil.test", "a@e1.test", &raw).await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    let header = outcome.authentication_results_header(HOST);
+    assert!(
+        header.contains("dmarc=fail (more than 4 author domains) header.from=victim.test"),
+        "{header}"
+    );
+    // Four are all judged, as before: none of these publishes DMARC.
+    let four = message(
+        "a@e1.test>, <b@e2.test>, <c@e3.test>, <d@e4.test",
+        "Hi.\r\n",
+    );
+    let outcome = check(&auth, "client.evil.test", "a@e1.test", &four).await;
+    assert!(
+        outcome.symbols().contains(&"DMARC_NONE"),
+        "{:?}",
+        outcome.symbols()
+    );
+}
+
 /// Regression (review): with two author domains, the signatures aligned with either were
 /// verified together before any DMARC ran, under one bound: a forger of a `p=reject`
 /// domain added a From address of its own (`slow.test`) and signatures of that domain whose
