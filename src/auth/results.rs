@@ -289,16 +289,38 @@ impl Authenticator {
                 .with_dmarc_result(&output)
                 .to_string();
         }
-        (self.dmarc_check(&output).await, text)
+        let check = self.dmarc_check(&output).await;
+        let mail_auth_verdict = DmarcCheck::from_output(&output).verdict;
+        if check.verdict == DmarcVerdict::None && mail_auth_verdict != DmarcVerdict::None {
+            text.clear();
+            if crate::config::is_plausible_hostname(&check.domain) {
+                text = format!(
+                    ";\r\n\tdmarc=none (several DMARC records) header.from={}",
+                    check.domain
+                );
+            }
+        }
+        (check, text)
     }
 
-    /// The DMARC result, its policy lowered one level when the domain samples (`pct=`).
+    /// The DMARC result, its policy lowered one level when the domain samples (`pct=`), and
+    /// `none` when the name whose record applies has several.
     async fn dmarc_check(&self, output: &DmarcOutput) -> DmarcCheck {
         let mut dmarc = DmarcCheck::from_output(output);
+        if output.dmarc_record().is_none() || dmarc.verdict == DmarcVerdict::None {
+            return dmarc;
+        }
+        let record = self.applied_dmarc_record(&dmarc.domain).await;
+        if record == AppliedRecord::Several {
+            return DmarcCheck {
+                domain: dmarc.domain,
+                ..DmarcCheck::default()
+            };
+        }
         if dmarc.verdict == DmarcVerdict::Fail
             && dmarc.policy != DmarcPolicy::None
             && !output.dmarc_record().is_some_and(|r| r.t)
-            && self.dmarc_sampled(&dmarc.domain).await
+            && matches!(&record, AppliedRecord::One(r) if samples(r))
         {
             // RFC 7489 §6.6.4: mail left out of the sample gets the next lower policy
             // (what `t=y` does in RFC 9989, which mail-auth follows and which has no pct).
@@ -459,11 +481,25 @@ fn split_signatures<'x>(
     (aligned, others)
 }
 
+/// The DMARC record that applies to an author domain, as far as mail-auth does not say.
+#[derive(Debug, PartialEq, Eq)]
+enum AppliedRecord {
+    /// One record: its text.
+    One(String),
+    /// Several records at the name that applies: DMARC does not apply (RFC 7489 §6.6.3).
+    Several,
+    /// No record, or a lookup failed.
+    Unknown,
+}
+
 impl Authenticator {
-    /// The DMARC record that applies to `domain` (its own, else the nearest parent's, as
-    /// mail-auth's tree walk picks it) asks for its policy on fewer than all failing messages
-    /// (`pct=` below 100, RFC 7489 §6.5). A lookup error counts as no sampling.
-    async fn dmarc_sampled(&self, domain: &str) -> bool {
+    /// The DMARC record mail-auth applies to `domain` (RFC 9989 §4.10.1: the domain's own,
+    /// else the organizational domain's, else the shortest name's found by the tree walk),
+    /// read from the shared cache over the walk's own names. mail-auth takes the first
+    /// record that parses, so with two records the order of the DNS answer decided the
+    /// policy; and `pct=` must be read from the record whose policy applies.
+    async fn applied_dmarc_record(&self, domain: &str) -> AppliedRecord {
+        let mut found: Vec<(&str, Vec<String>)> = Vec::new();
         for name in dmarc_walk(domain) {
             match self
                 .dns
@@ -471,25 +507,79 @@ impl Authenticator {
                 .await
             {
                 crate::dns::Outcome::Found(records) => {
-                    if let Some(record) = records.iter().find(|r| {
-                        r.trim_start()
-                            .get(..8)
-                            .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
-                    }) {
-                        return record.split(';').any(|tag| {
-                            tag.split_once('=').is_some_and(|(k, v)| {
-                                k.trim().eq_ignore_ascii_case("pct")
-                                    && v.trim().parse::<u8>().is_ok_and(|pct| pct < 100)
-                            })
-                        });
+                    let records: Vec<String> =
+                        records.into_iter().filter(|r| is_dmarc_record(r)).collect();
+                    let Some(first) = records.first() else {
+                        continue;
+                    };
+                    let stop = matches!(dmarc_tag(first, "psd"), Some("y" | "n"));
+                    found.push((name, records));
+                    if stop {
+                        break;
                     }
                 }
                 crate::dns::Outcome::NotFound => {}
-                _ => return false,
+                _ => return AppliedRecord::Unknown,
             }
         }
-        false
+        let org = organizational_domain(&found, domain);
+        let chosen = found
+            .iter()
+            .find(|(name, _)| *name == domain)
+            .or_else(|| found.iter().find(|(name, _)| Some(*name) == org))
+            .or_else(|| found.last());
+        match chosen.map(|(_, records)| &records[..]) {
+            Some([one]) => AppliedRecord::One(one.clone()),
+            Some([_, _, ..]) => AppliedRecord::Several,
+            _ => AppliedRecord::Unknown,
+        }
     }
+}
+
+/// Whether a TXT record is a DMARC record (`v=DMARC1` first).
+fn is_dmarc_record(record: &str) -> bool {
+    record
+        .trim_start()
+        .get(..8)
+        .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+}
+
+/// The value of tag `name` in a DMARC record, trimmed, lower case tag names matched
+/// without regard to case.
+fn dmarc_tag<'r>(record: &'r str, name: &str) -> Option<&'r str> {
+    record.split(';').find_map(|tag| {
+        let (k, v) = tag.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Whether a record samples (`pct=` below 100, RFC 7489 §6.5).
+fn samples(record: &str) -> bool {
+    dmarc_tag(record, "pct").is_some_and(|v| v.parse::<u8>().is_ok_and(|pct| pct < 100))
+}
+
+/// The organizational domain of `start` from the records its tree walk found (longest name
+/// first), as mail-auth picks it (RFC 9989 §4.10.2): the first name with `psd=n`, one label
+/// below the first other name with `psd=y`, else the shortest name found.
+fn organizational_domain<'a>(found: &[(&'a str, Vec<String>)], start: &'a str) -> Option<&'a str> {
+    for (name, records) in found {
+        match records.first().and_then(|r| dmarc_tag(r, "psd")) {
+            Some("n") => return Some(name),
+            Some("y") if *name != start => {
+                let depth = name.split('.').count() + 1;
+                let labels: Vec<usize> = std::iter::once(0)
+                    .chain(start.match_indices('.').map(|(at, _)| at + 1))
+                    .collect();
+                return labels
+                    .len()
+                    .checked_sub(depth)
+                    .and_then(|skip| labels.get(skip))
+                    .map(|&at| &start[at..]);
+            }
+            _ => {}
+        }
+    }
+    found.last().map(|(name, _)| *name)
 }
 
 /// The names mail-auth's DMARC tree walk (RFC 9989 §4.10) asks, in its order, short of the

@@ -559,6 +559,58 @@ async fn pct_zero_does_not_reject() {
     );
 }
 
+/// Regression (review): `pct=` was read from the first record up the tree, while mail-auth
+/// applies the author's own record, else the organizational domain's: `p=none; pct=20` of
+/// an intermediate name lowered the parent's `p=reject` (which samples nothing) to
+/// quarantine, and the reverse layout refused mail its owner asked to sample.
+#[tokio::test]
+async fn pct_is_read_from_the_record_whose_policy_applies() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.pv.test", "v=DMARC1; p=reject")
+            .txt("_dmarc.corp.pv.test", "v=DMARC1; p=none; pct=20")
+            .txt("_dmarc.ps.test", "v=DMARC1; p=reject; pct=10")
+            .txt("_dmarc.corp.ps.test", "v=DMARC1; p=none"),
+    )
+    .await;
+    let raw = "From: ceo@x.corp.pv.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
+    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    let raw = "From: ceo@x.corp.ps.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
+    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    assert!(!outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    assert!(
+        outcome.symbols().contains(&"DMARC_POLICY_QUARANTINE"),
+        "{:?}",
+        outcome.symbols()
+    );
+}
+
+/// Regression (review): with two DMARC records at one name mail-auth applied whichever
+/// came first in the answer, so the verdict followed the resolver's order; RFC 7489 §6.6.3
+/// says DMARC then does not apply.
+#[tokio::test]
+async fn two_dmarc_records_at_one_name_mean_no_dmarc() {
+    for (first, second) in [("p=reject", "p=none"), ("p=none", "p=reject")] {
+        let (_dns, auth) = server(
+            TestDns::builder()
+                .txt("_dmarc.dm2.test", &format!("v=DMARC1; {first}"))
+                .txt("_dmarc.dm2.test", &format!("v=DMARC1; {second}")),
+        )
+        .await;
+        let raw = "From: ceo@dm2.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
+        let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+        let symbols = outcome.symbols();
+        assert!(!outcome.dmarc_reject_requested(), "{symbols:?}");
+        assert!(symbols.contains(&"DMARC_NONE"), "{symbols:?}");
+        let header = outcome.authentication_results_header(HOST);
+        assert!(
+            header.contains("dmarc=none (several DMARC records) header.from=dm2.test"),
+            "{header}"
+        );
+    }
+}
+
 /// An `i=` (or `d=`, `s=`) folded over several lines of an incoming DKIM-Signature, each
 /// within the 1000-byte DATA line limit, came out as one line of our header, longer than
 /// RFC 5322 §2.1.1 allows (998).
