@@ -140,6 +140,32 @@ fn message_in_transfer_when_the_shutdown_grace_ends_gets_421() {
     nothing_relayed(&internal);
 }
 
+/// Regression (review): SIGTERM ended a BDAT transfer between its chunks with 421 at once
+/// (the next command was read as between transactions), throwing away the chunks already
+/// taken, while a DATA transfer runs on within the grace. CHUNKING senders resent whole
+/// big messages after every graceful restart.
+#[test]
+fn a_bdat_transfer_runs_on_within_the_shutdown_grace() {
+    let (_internal, mut gw) = gateway_with(|c| c.limit("shutdown_grace", "\"20s\""));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let head = "Subject: chunked\r\nMessage-ID: <chunked@test>\r\n\r\n";
+    c.send(format!("BDAT {}\r\n{head}", head.len()).as_bytes());
+    c.read_reply().expect(250, "");
+    gw.signal(libc::SIGTERM);
+    assert!(
+        gw.wait_log_line(Duration::from_secs(10), "shutting down", 0)
+            .is_some(),
+        "no shutdown in the log"
+    );
+    let tail = "the rest of the message\r\n";
+    c.send(format!("BDAT {} LAST\r\n{tail}", tail.len()).as_bytes());
+    c.read_reply().expect(250, "2.0.0");
+    let status = gw.wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
+}
+
 /// Rules with a custom body rule, for the scan-limit tests.
 fn scanning_gateway() -> (InternalServer, Gateway) {
     gateway_with(|c| {

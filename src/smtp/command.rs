@@ -124,6 +124,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "VRFY" => Ok(Command::Vrfy),
         "EXPN" => Ok(Command::Expn),
         "STARTTLS" => no_arg(Command::StartTls),
+        _ if starts_bdat(line.as_bytes()) => Err(CommandError::BdatSize),
         _ => Err(CommandError::Unknown),
     }
 }
@@ -137,12 +138,19 @@ fn split_verb(line: &str) -> (&str, &str) {
     }
 }
 
-/// Whether the first bytes of a line (all that is kept of one too long to parse) are a
-/// BDAT command: its chunk cannot be framed then.
+/// Whether the first bytes of a line (all that is kept of one too long to parse) may be a
+/// BDAT command: its chunk cannot be framed then. Read loosely, as a front end may read
+/// it (blanks before the verb, any separator after it that is not a letter), since a line
+/// refused as unknown while a peer sent its chunk would run that chunk as commands.
 pub fn starts_bdat(head: &[u8]) -> bool {
-    split_verb(&String::from_utf8_lossy(head))
-        .0
-        .eq_ignore_ascii_case("BDAT")
+    let start = head
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(head.len());
+    let rest = &head[start..];
+    rest.get(..4)
+        .is_some_and(|verb| verb.eq_ignore_ascii_case(b"BDAT"))
+        && !rest.get(4).is_some_and(u8::is_ascii_alphabetic)
 }
 
 fn hello_name(arg: &str) -> Result<String, CommandError> {
@@ -331,6 +339,18 @@ mod tests {
             }
         );
         assert!(starts_bdat(b"bdat\t99999999999999999999"));
+        // Regression (review): a blank before the verb, a vertical tab or a no-break space
+        // after it made the line unknown (500, session open) and its chunk ran as commands.
+        for bad in [
+            &b" BDAT 34 LAST"[..],
+            b"\tBDAT 34 LAST",
+            b"BDAT\x0b34 LAST",
+            "BDAT\u{a0}34 LAST".as_bytes(),
+        ] {
+            assert_eq!(parse(bad), Err(CommandError::BdatSize), "{bad:?}");
+        }
+        assert_eq!(parse(b"BDATX 3"), Err(CommandError::Unknown));
+        assert_eq!(parse(b" RSET"), Err(CommandError::Unknown));
     }
 
     #[test]

@@ -335,7 +335,8 @@ impl Session {
             if !self.conn.has_buffered_input() || self.conn.queued_bytes() >= MAX_QUEUED_REPLY_BYTES
             {
                 let deadline = self.command_deadline();
-                match wait_client(&self.handle, &self.server, true, self.conn.flush(deadline)).await
+                let idle = self.bdat.is_none();
+                match wait_client(&self.handle, &self.server, idle, self.conn.flush(deadline)).await
                 {
                     Wait::Ready(Ok(())) => {}
                     Wait::Ready(Err(_)) => return self.write_failed(),
@@ -349,7 +350,10 @@ impl Session {
             let max = self.limits().command_line_bytes;
             let deadline = self.next_command_deadline();
             let read = self.conn.read_line(max, deadline);
-            let line = match wait_client(&self.handle, &self.server, true, read).await {
+            // An open BDAT transfer is a transfer like DATA: SIGTERM lets it finish within
+            // the grace instead of throwing away the chunks received.
+            let idle = self.bdat.is_none();
+            let line = match wait_client(&self.handle, &self.server, idle, read).await {
                 Wait::Ready(line) => line,
                 Wait::Shutdown => return self.shut_down().await,
                 Wait::Evicted => return self.evicted().await,
