@@ -52,6 +52,15 @@ fn rcpt(gw: &Gateway, from: &str, to: &str) -> Reply {
     r
 }
 
+/// One session that sends a whole message from `from` to `to` with `body`: the reply to
+/// RCPT, else the reply at the end of data.
+fn deliver(gw: &Gateway, from: &str, to: &str, body: &str) -> Reply {
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let r = c.try_send_mail(from, &[to], &message("m@t", "greylist", body));
+    c.quit();
+    r
+}
+
 /// One session up to the MAIL reply.
 fn mail(gw: &Gateway) -> Reply {
     let mut c = SmtpClient::connect_ehlo(gw.port);
@@ -173,7 +182,7 @@ fn an_auto_allowed_network_stays_allowed_while_it_sends() {
     let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml));
     assert_greylisted(&rcpt(&gw, "a@sender.test", "first@example.test"));
     thread::sleep(PAST_DELAY);
-    rcpt(&gw, "a@sender.test", "first@example.test").expect(250, "2.1.5");
+    deliver(&gw, "a@sender.test", "first@example.test", "hello").expect(250, "2.0.0");
     // New triplets every second for twice `pass_ttl`: each is let through by the
     // network's auto-allow, which its use keeps alive.
     for i in 0..8 {
@@ -197,6 +206,11 @@ fn one_message_to_many_recipients_counts_once_towards_auto_allow() {
             let r = c.cmd(&format!("RCPT TO:<{to}>"));
             assert_eq!(r.code, expect, "{r}");
         }
+        if expect == 250 {
+            c.cmd("DATA").expect(354, "");
+            c.send(b"Subject: two\r\n\r\nhello\r\n.\r\n");
+            c.read_reply().expect(250, "2.0.0");
+        }
         c.quit();
     };
     two_rcpts(451);
@@ -204,6 +218,38 @@ fn one_message_to_many_recipients_counts_once_towards_auto_allow() {
     two_rcpts(250);
     // One pass so far, not two: a new triplet from the network is still greylisted.
     assert_greylisted(&rcpt(&gw, "a@sender.test", "three@example.test"));
+}
+
+/// Regression (review): a triplet's pass credited its network at RCPT, before the
+/// content was judged, so retried spam refused at end of data still earned its /24 the
+/// auto-allow (five rejected messages exempted the network for `pass_ttl`). Only an
+/// accepted message credits now.
+#[test]
+fn refused_spam_earns_its_network_no_auto_allow() {
+    let internal = InternalServer::start();
+    let toml =
+        format!("{PATIENT_STATE}{GREYLIST}auto_allow_after = 1\n[policy]\nrules_dir = \"rules\"\n");
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml).file(
+        "rules/local.cf",
+        "body SPAMMY /zz-spammy-zz/\nscore SPAMMY 30.0\n",
+    ));
+    assert_greylisted(&deliver(
+        &gw,
+        "a@sender.test",
+        "one@example.test",
+        "zz-spammy-zz",
+    ));
+    thread::sleep(PAST_DELAY);
+    deliver(&gw, "a@sender.test", "one@example.test", "zz-spammy-zz").expect(550, "5.7.1");
+    // No credit: a new triplet from the network is greylisted.
+    assert_greylisted(&rcpt(&gw, "a@sender.test", "two@example.test"));
+    // An accepted retry credits it (auto_allow_after = 1): the next new triplet passes.
+    thread::sleep(PAST_DELAY);
+    deliver(&gw, "a@sender.test", "two@example.test", "hello").expect(250, "2.0.0");
+    let allowed = wait_until(Duration::from_secs(10), || {
+        rcpt(&gw, "a@sender.test", "three@example.test").code == 250
+    });
+    assert!(allowed, "the accepted retry did not earn the auto-allow");
 }
 
 #[test]
@@ -214,7 +260,8 @@ fn score_aware_greylisting_delays_only_suspicious_mail() {
     );
     let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml).file(
         "rules/local.cf",
-        "body SUSPICIOUS /zz-suspicious-zz/\nscore SUSPICIOUS 4.0\n",
+        "body SUSPICIOUS /zz-suspicious-zz/\nscore SUSPICIOUS 4.0\n\
+         body SPAM /zz-spam-zz/\nscore SPAM 30.0\n",
     ));
     let send = |id: &str, body: &str| {
         let mut c = SmtpClient::connect_ehlo(gw.port);
@@ -232,6 +279,8 @@ fn score_aware_greylisting_delays_only_suspicious_mail() {
     thread::sleep(PAST_DELAY);
     send("suspicious-2@t", "zz-suspicious-zz").expect(250, "2.0.0");
     internal.expect_message_id("suspicious-2@t");
+    // Mail the score refuses is refused at once, not greylisted first.
+    send("spam@t", "zz-suspicious-zz zz-spam-zz").expect(550, "5.7.1");
 }
 
 /// What [`through_an_outage`] leaves: the replies before, during and after, the gateway,

@@ -32,6 +32,27 @@ pub enum RuleAction {
     Quarantine,
 }
 
+impl PolicyConfig {
+    /// Thresholds for a message to these recipient domains: the strictest among them (a
+    /// message is judged once for all). A domain without thresholds of its own has the
+    /// defaults; a domain's may be more lenient than the defaults as well as stricter.
+    pub fn thresholds_for<'d>(&self, mut domains: impl Iterator<Item = &'d str>) -> Thresholds {
+        let mut each = std::iter::from_fn(|| {
+            domains
+                .next()
+                .map(|d| self.domain_thresholds.get(d).unwrap_or(&self.thresholds))
+        });
+        let Some(first) = each.next() else {
+            return self.thresholds;
+        };
+        each.fold(*first, |t, d| Thresholds {
+            tag: t.tag.min(d.tag),
+            quarantine: t.quarantine.min(d.quarantine),
+            reject: t.reject.min(d.reject),
+        })
+    }
+}
+
 impl RuleAction {
     /// Name as written in the configuration.
     pub fn as_str(self) -> &'static str {

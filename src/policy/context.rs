@@ -166,6 +166,11 @@ pub struct Context {
     /// and shared by every check of the stage, so together they never take longer than
     /// `dns.stage_deadline`.
     pub deadline: Option<tokio::time::Instant>,
+    /// The greylisting counter (`gl:net:…`) a retry in this transaction earns its network,
+    /// credited only once the message is accepted (see
+    /// [`crate::policy::Policy::message_accepted`]): spam refused on its retry earns no
+    /// auto-allow.
+    pub greylist_credit: Option<String>,
 }
 
 impl Context {
@@ -189,6 +194,7 @@ impl Context {
             antivirus: self.antivirus.clone(),
             peer_stamp: self.peer_stamp.clone(),
             deadline: self.deadline,
+            greylist_credit: None,
         }
     }
 
@@ -211,6 +217,7 @@ impl Context {
             antivirus: None,
             peer_stamp: None,
             deadline: None,
+            greylist_credit: None,
         }
     }
 
@@ -246,6 +253,7 @@ impl Context {
         self.classification = None;
         self.antivirus = None;
         self.peer_stamp = None;
+        self.greylist_credit = None;
         self.symbols.clear();
         self.symbols
             .extend(self.client.connect_symbols.iter().cloned());

@@ -109,6 +109,8 @@ pub struct Policy {
     shadow_disagreements: Option<prometheus::IntCounterVec>,
     /// The tier check, also asked to remember clients a connection limit turned away.
     tier_contact: Option<tier_checks::TierContact>,
+    /// Where an accepted message's greylisting retry is credited to its network.
+    greylist_credit: Option<greylist::GreylistCredit>,
 }
 
 /// The rules files of `config`, compiled; a file with an error refuses the whole policy.
@@ -278,8 +280,18 @@ impl Policy {
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
         let greylisting = services.state.as_ref().filter(|_| gl.enabled).map(|state| {
-            greylist::Greylist::new(state.clone(), gl.clone(), services.metrics.clone())
+            greylist::Greylist::new(
+                state.clone(),
+                gl.clone(),
+                services.metrics.clone(),
+                config.clone(),
+            )
         });
+        let greylist_credit = services
+            .state
+            .as_ref()
+            .filter(|_| gl.enabled && gl.auto_allow_after > 0)
+            .map(|state| greylist::GreylistCredit::new(state.clone(), gl.pass_ttl));
         // At RCPT greylisting comes after recipient verification: an unknown recipient
         // is refused for good, not greylisted first.
         let greylisting = match greylisting {
@@ -388,7 +400,19 @@ impl Policy {
             shadow_log: None,
             shadow_disagreements: None,
             tier_contact,
+            greylist_credit,
         })
+    }
+
+    /// The message of `ctx` was stored with `verdict` and answered `250`: what its
+    /// acceptance earns is recorded now (a greylisting retry credited to its network, for
+    /// mail accepted or tagged, not quarantined).
+    pub fn message_accepted(&self, ctx: &mut Context, verdict: Verdict) {
+        if matches!(verdict, Verdict::Accept | Verdict::Tag) {
+            if let Some(credit) = &self.greylist_credit {
+                credit.credit(ctx);
+            }
+        }
     }
 
     /// A connection limit turned the client at `ip` away before any check ran: the tier

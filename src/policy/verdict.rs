@@ -62,20 +62,9 @@ impl Policy {
     /// A recipient in a domain without thresholds of its own has the defaults; a domain's
     /// may be more lenient than the defaults as well as stricter.
     pub fn thresholds(&self, ctx: &Context) -> Thresholds {
-        let p = &self.config.policy;
-        let mut each = ctx.recipients.iter().map(|rcpt| {
-            p.domain_thresholds
-                .get(&rcpt.domain)
-                .unwrap_or(&p.thresholds)
-        });
-        let Some(first) = each.next() else {
-            return p.thresholds;
-        };
-        each.fold(*first, |t, d| Thresholds {
-            tag: t.tag.min(d.tag),
-            quarantine: t.quarantine.min(d.quarantine),
-            reject: t.reject.min(d.reject),
-        })
+        self.config
+            .policy
+            .thresholds_for(ctx.recipients.iter().map(|r| r.domain.as_str()))
     }
 
     /// Turns the end-of-data decision and the symbols into the verdict, with the reply

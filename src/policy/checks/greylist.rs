@@ -38,16 +38,30 @@ pub struct Greylist {
     state: State,
     config: GreylistConfig,
     metrics: Option<Arc<Metrics>>,
+    /// The thresholds, for the `reject` that applies to a transaction.
+    policy: Arc<crate::config::Config>,
 }
 
 impl Greylist {
-    /// Greylisting per `config` with `state`.
-    pub fn new(state: State, config: GreylistConfig, metrics: Option<Arc<Metrics>>) -> Greylist {
+    /// Greylisting per `config` with `state`; `policy` gives the thresholds.
+    pub fn new(
+        state: State,
+        config: GreylistConfig,
+        metrics: Option<Arc<Metrics>>,
+        policy: Arc<crate::config::Config>,
+    ) -> Greylist {
         Greylist {
             state,
             config,
             metrics,
+            policy,
         }
+    }
+
+    /// The score from which this transaction's message is refused.
+    fn reject_at(&self, ctx: &Context) -> f64 {
+        let domains = ctx.recipients.iter().map(|r| r.domain.as_str());
+        self.policy.policy.thresholds_for(domains).reject
     }
 
     fn count(&self, result: &str) {
@@ -111,7 +125,11 @@ impl Check for Greylist {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        if self.config.stage == GreylistStage::Data && ctx.score() < self.config.min_score {
+        if self.config.stage == GreylistStage::Data
+            && (ctx.score() < self.config.min_score || ctx.score() >= self.reject_at(ctx))
+        {
+            // A message the score refuses anyway is refused now, not delayed first: its
+            // retry would only be refused, and its triplet would pass the next one.
             return Decision::Continue;
         }
         if self.exempt(ctx) {
@@ -189,11 +207,7 @@ impl Check for Greylist {
                 // any domain (`v=spf1 +all`) would earn a fresh /24 its auto-allow.
                 let retried_here = matches!(origin, Origin::Network(_));
                 if self.config.auto_allow_after > 0 && first_pass && retried_here {
-                    // A failure here only delays the network's auto-allow.
-                    let _ = self
-                        .state
-                        .incr(&format!("gl:net:{network}"), 1, pass_ttl)
-                        .await;
+                    ctx.greylist_credit = Some(format!("gl:net:{network}"));
                 }
                 Decision::Continue
             }
@@ -202,6 +216,33 @@ impl Check for Greylist {
                 Decision::Continue
             }
             Err(e) => self.unavailable(ctx, e),
+        }
+    }
+}
+
+/// Credits a network with a retry once the message that passed greylisting is accepted:
+/// counted when the triplet passed, a retry whose message was then refused for its content
+/// earned its /24 the auto-allow (five rejected spam exempted the network for `pass_ttl`).
+#[derive(Debug, Clone)]
+pub struct GreylistCredit {
+    state: State,
+    pass_ttl: std::time::Duration,
+}
+
+impl GreylistCredit {
+    /// Credits kept in `state` for `pass_ttl`.
+    pub fn new(state: State, pass_ttl: std::time::Duration) -> GreylistCredit {
+        GreylistCredit { state, pass_ttl }
+    }
+
+    /// Adds the transaction's credit, if it earned one, without holding up the reply (a
+    /// failure only delays the network's auto-allow).
+    pub fn credit(&self, ctx: &mut Context) {
+        if let Some(key) = ctx.greylist_credit.take() {
+            let credit = self.clone();
+            tokio::spawn(async move {
+                let _ = credit.state.incr(&key, 1, credit.pass_ttl).await;
+            });
         }
     }
 }

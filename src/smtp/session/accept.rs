@@ -124,6 +124,7 @@ impl Session {
                         "queued"
                     };
                     self.log_message(Some(&id), size, verdict, result);
+                    self.policy.message_accepted(&mut self.ctx, verdict);
                     Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
                 }
                 Err(e) => {
