@@ -162,6 +162,14 @@ fn checks(out: &mut String, config: &Config) {
         );
     } else {
         out.push_str("greylist=off\n");
+        // The prefixes also key `client_net` rate limits, whether or not greylisting is on.
+        if config
+            .ratelimits
+            .iter()
+            .any(|r| r.key == crate::config::RateKey::ClientNet)
+        {
+            let _ = writeln!(out, "prefixes={}/{}", g.ipv4_prefix, g.ipv6_prefix);
+        }
     }
     for r in &config.ratelimits {
         let _ = writeln!(
@@ -258,6 +266,17 @@ mod tests {
         ] {
             assert_ne!(base, compute(&config(extra), None, None), "{extra}");
         }
+        // Regression (review): the network prefixes key `client_net` rate limits too, but
+        // counted only with greylisting on: members counting per /24 and per /16 matched.
+        let by_net = |prefix: u8| {
+            config(&format!(
+                "[greylist]\nipv4_prefix={prefix}\n[[ratelimit]]\nname=\"n\"\nkey=\"client_net\"\nlimit=10\nper=\"1m\"\n"
+            ))
+        };
+        assert_ne!(
+            compute(&by_net(24), None, None),
+            compute(&by_net(16), None, None)
+        );
         // The classifier's model version is part of the policy.
         let c = config("");
         assert_ne!(
