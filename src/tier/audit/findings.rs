@@ -83,6 +83,10 @@ pub enum FindingKind {
     /// The GTUBE message was refused before its content was sent (at RCPT or DATA), so
     /// content filtering was not exercised; `--rcpt` with an existing address tests it.
     GtubeNotExercised,
+    /// The GTUBE message was sent whole and got a 4xx at the end of data: the
+    /// content filter was never shown to refuse it (a backup that defers at DATA and then
+    /// accepts anything would pass as well).
+    GtubeDeferred,
     /// A probe got a 4xx (greylisting, a recipient callout that failed) or no usable
     /// answer: nothing can be concluded from it.
     ProbeInconclusive,
@@ -107,7 +111,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in the order of the README table.
-    pub const ALL: [FindingKind; 27] = [
+    pub const ALL: [FindingKind; 28] = [
         FindingKind::NoMx,
         FindingKind::NullMx,
         FindingKind::NullMxMixed,
@@ -128,6 +132,7 @@ impl FindingKind {
         FindingKind::RelayAccepted,
         FindingKind::GtubeAccepted,
         FindingKind::GtubeNotExercised,
+        FindingKind::GtubeDeferred,
         FindingKind::ProbeInconclusive,
         FindingKind::NothingTested,
         FindingKind::ApexTakesSmtp,
@@ -145,6 +150,7 @@ impl FindingKind {
             | UnknownRecipientAccepted
             | RelayAccepted
             | GtubeAccepted
+            | GtubeDeferred
             | NothingTested
             | FingerprintMismatch => Severity::Serious,
             GtubeNotExercised | FingerprintNotCompared => Severity::Info,
@@ -176,6 +182,7 @@ impl FindingKind {
             RelayAccepted => "relay_accepted",
             GtubeAccepted => "gtube_accepted",
             GtubeNotExercised => "gtube_not_exercised",
+            GtubeDeferred => "gtube_deferred",
             ProbeInconclusive => "probe_inconclusive",
             NothingTested => "nothing_tested",
             ApexTakesSmtp => "apex_takes_smtp",
@@ -492,6 +499,15 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
                     GtubeNotExercised,
                     &subject,
                     format!("GTUBE probe {evidence}: its content was never sent"),
+                ))
+            }
+            (Outcome::Deferred, Stage::EndOfData) if accepted_kind == GtubeAccepted => {
+                found.push(Finding::new(
+                    GtubeDeferred,
+                    &subject,
+                    format!(
+                        "GTUBE probe {evidence}: the content filter was not shown to refuse it"
+                    ),
                 ))
             }
             // Refused at RCPT, DATA or after the content: what the probe tests. Refused

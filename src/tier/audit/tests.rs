@@ -252,6 +252,15 @@ fn probe_results_map_to_their_findings() {
     );
     assert_eq!(found[3].severity, Severity::Serious);
 
+    // Regression (review): GTUBE deferred at the end of data (greylisting at DATA) beside
+    // two conclusive probes left a warning and exit 0, the content filter never shown to
+    // work.
+    let mut late = good_host("bk2");
+    late.gtube = step(Outcome::Deferred, Stage::EndOfData, "451 4.7.1 Greylisted");
+    let found = findings::host_findings(&late);
+    assert_eq!(kinds(&found), ["gtube_deferred"]);
+    assert_eq!(found[0].severity, Severity::Serious);
+
     let mut strict = good_host("gw1");
     strict.gtube = step(Outcome::Refused, Stage::Rcpt, "550 5.1.1 unknown");
     let found = findings::host_findings(&strict);
@@ -455,6 +464,7 @@ fn every_kind_has_a_stable_name_and_the_documented_severity() {
             "unknown_recipient_accepted",
             "relay_accepted",
             "gtube_accepted",
+            "gtube_deferred",
             "nothing_tested",
             "fingerprint_mismatch"
         ]
