@@ -120,7 +120,8 @@ impl Authenticator {
         let domain = helo.trim_end_matches('.').to_ascii_lowercase();
         let result = if is_domain(&domain) {
             let params = SpfParameters::verify_ehlo(client_ip, &domain, hostname);
-            self.bounded(deadline, self.spf.verify_spf(params)).await
+            self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
+                .await
         } else {
             Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
         };
@@ -148,7 +149,8 @@ impl Authenticator {
         let result = if is_domain(&domain) {
             let params =
                 SpfParameters::verify_mail_from(client_ip, &helo_domain, hostname, &sender);
-            self.bounded(deadline, self.spf.verify_spf(params)).await
+            self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
+                .await
         } else {
             Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
         };
@@ -161,6 +163,35 @@ impl Authenticator {
             mail_from,
         )
     }
+}
+
+impl Authenticator {
+    /// SPF of `domain` by mail-auth, unless the domain publishes more than one SPF record:
+    /// that is a `permerror` (RFC 7208 §4.5), where mail-auth takes the first record that
+    /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
+    /// one message to the next). The record lookup is the one mail-auth makes, answered
+    /// once by the shared cache.
+    async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
+        let (records, output) = tokio::join!(
+            self.dns.lookup_txt("spf", domain),
+            self.spf.verify_spf(params)
+        );
+        match records {
+            crate::dns::Outcome::Found(records)
+                if records.iter().filter(|r| is_spf_record(r)).count() > 1 =>
+            {
+                SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)
+            }
+            _ => output,
+        }
+    }
+}
+
+/// Whether a TXT record is an SPF record: `v=spf1` alone or followed by a space (RFC 7208
+/// §4.5), in any case.
+fn is_spf_record(record: &str) -> bool {
+    let lower = record.get(..6).map(str::to_ascii_lowercase);
+    lower.as_deref() == Some("v=spf1") && matches!(record.as_bytes().get(6), None | Some(b' '))
 }
 
 fn finish(

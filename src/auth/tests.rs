@@ -251,6 +251,41 @@ async fn unsigned_without_dmarc() {
     assert!(header.contains("spf=neutral"), "{header}");
 }
 
+/// Regression (review): with two SPF records mail-auth took the first that parses, so
+/// `SPF_FAIL` or `SPF_PASS` followed the order of the DNS answer; RFC 7208 §4.5 makes it a
+/// `permerror`. A TXT record that only starts like one (`v=spf10`) is not SPF.
+#[tokio::test]
+async fn two_spf_records_are_a_permerror() {
+    let ip = client();
+    let allow = format!("v=spf1 ip4:{CLIENT} -all");
+    for (first, second) in [
+        ("v=spf1 -all", allow.as_str()),
+        (allow.as_str(), "v=spf1 -all"),
+    ] {
+        let (_dns, auth) = server(
+            TestDns::builder()
+                .txt("two.test", first)
+                .txt("two.test", second)
+                .txt("one.test", &allow)
+                .txt("one.test", "v=spf10 -all")
+                .txt("one.test", "google-site-verification=abc"),
+        )
+        .await;
+        let check = auth
+            .spf_mail_from(ip, "client.test", "a@two.test", HOST, auth.deadline(None))
+            .await;
+        assert_eq!(check.symbol(), "SPF_PERMERROR", "{first} / {second}");
+        let helo = auth
+            .spf_helo(ip, "two.test", HOST, auth.deadline(None))
+            .await;
+        assert_eq!(helo.symbol(), "SPF_HELO_PERMERROR");
+        let check = auth
+            .spf_mail_from(ip, "client.test", "a@one.test", HOST, auth.deadline(None))
+            .await;
+        assert_eq!(check.symbol(), "SPF_PASS");
+    }
+}
+
 #[tokio::test]
 async fn spf_results() {
     let ip = client();
