@@ -106,27 +106,31 @@ impl DkimCheck {
 
     /// The symbols: `DKIM_NONE` (unsigned), `DKIM_VALID` (+ `DKIM_VALID_AU`) when a
     /// signature verifies, otherwise `DKIM_TEMPERROR` when a key could not be fetched and
-    /// `DKIM_INVALID` when a signature is broken.
+    /// `DKIM_INVALID` when a signature is broken. A verification that ran out of time adds
+    /// `DKIM_TEMPERROR` to what the signatures verified in time found: slow keys of other
+    /// domains must neither hide a broken signature nor take an aligned pass away.
     pub fn symbols(&self) -> Vec<&'static str> {
-        if self.timed_out {
-            return vec!["DKIM_TEMPERROR"];
-        }
         if self.signatures.is_empty() {
-            return vec!["DKIM_NONE"];
+            return vec![if self.timed_out {
+                "DKIM_TEMPERROR"
+            } else {
+                "DKIM_NONE"
+            }];
         }
         let mut symbols = Vec::new();
+        let has = |v: DkimVerdict| self.signatures.iter().any(|s| s.verdict == v);
         if self.valid() {
             symbols.push("DKIM_VALID");
             if self.valid_author() {
                 symbols.push("DKIM_VALID_AU");
             }
-            return symbols;
         }
-        let has = |v: DkimVerdict| self.signatures.iter().any(|s| s.verdict == v);
-        if has(DkimVerdict::TempError) {
+        if self.timed_out || (!self.valid() && has(DkimVerdict::TempError)) {
             symbols.push("DKIM_TEMPERROR");
         }
-        if has(DkimVerdict::Fail) || has(DkimVerdict::PermError) || has(DkimVerdict::Neutral) {
+        if !self.valid()
+            && (has(DkimVerdict::Fail) || has(DkimVerdict::PermError) || has(DkimVerdict::Neutral))
+        {
             symbols.push("DKIM_INVALID");
         }
         symbols
@@ -153,7 +157,43 @@ pub(crate) fn aligned(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::aligned;
+    use super::{aligned, DkimCheck, DkimSignatureResult, DkimVerdict};
+
+    fn signed(verdict: DkimVerdict, domain: &str) -> DkimSignatureResult {
+        DkimSignatureResult {
+            verdict,
+            domain: domain.into(),
+            selector: "s".into(),
+            reason: String::new(),
+        }
+    }
+
+    /// Regression (review): when any part of the verification ran out of time the
+    /// symbols were `DKIM_TEMPERROR` alone, so three signatures of a domain whose keys
+    /// never answer took `DKIM_INVALID` off a broken aligned signature (and a pass's
+    /// `DKIM_VALID_AU` off legitimate mail).
+    #[test]
+    fn a_timeout_adds_temperror_to_what_was_verified() {
+        let check = |verdict| DkimCheck {
+            signatures: vec![signed(verdict, "victim.test")],
+            from_domain: "victim.test".into(),
+            timed_out: true,
+        };
+        assert_eq!(
+            check(DkimVerdict::Fail).symbols(),
+            ["DKIM_TEMPERROR", "DKIM_INVALID"]
+        );
+        assert_eq!(
+            check(DkimVerdict::Pass).symbols(),
+            ["DKIM_VALID", "DKIM_VALID_AU", "DKIM_TEMPERROR"]
+        );
+        let nothing = DkimCheck {
+            timed_out: true,
+            ..DkimCheck::default()
+        };
+        assert_eq!(nothing.symbols(), ["DKIM_TEMPERROR"]);
+        assert_eq!(DkimCheck::default().symbols(), ["DKIM_NONE"]);
+    }
 
     #[test]
     fn alignment() {
