@@ -7,6 +7,10 @@ use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
+/// Exchanges of a sender domain resolved to see whether its mail can reach anyone: the
+/// most preferred few (each a lookup, mostly cached).
+const MX_HOSTS_CHECKED: usize = 3;
+
 /// The sender-domain check.
 #[derive(Debug)]
 pub struct SenderDomain {
@@ -21,6 +25,29 @@ impl SenderDomain {
             dns,
             tempfail_on_failure,
         }
+    }
+
+    /// Whether the first [`MX_HOSTS_CHECKED`] exchanges of `mx` all lead only to loopback
+    /// (`MX 10 localhost.`, or a name of the sender's own zone at 127.0.0.1), which is no
+    /// way to reach a remote client: such a domain is as unresolvable as one whose own
+    /// address is loopback. Any other answer, or a lookup error, leaves the domain be.
+    async fn mx_leads_only_to_loopback(
+        &self,
+        ctx: &Context,
+        mx: &[crate::dns::Mx],
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        if ctx.client.ip.is_loopback() {
+            return false;
+        }
+        for host in mx.iter().take(MX_HOSTS_CHECKED) {
+            let name = host.exchange.trim_end_matches('.');
+            match within(deadline, self.dns.lookup_ip("sender_domain", name)).await {
+                Outcome::Found(addrs) if only_loopback_for(ctx.client.ip, &addrs) => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     fn failed(&self) -> Decision {
@@ -61,7 +88,12 @@ impl Check for SenderDomain {
                 ctx.hit("SENDER_NULL_MX", 0.0);
                 return Decision::Continue;
             }
-            Outcome::Found(mx) if !mx.is_empty() => return Decision::Continue,
+            Outcome::Found(mx) if !mx.is_empty() => {
+                if self.mx_leads_only_to_loopback(ctx, &mx, deadline).await {
+                    ctx.hit("SENDER_DOMAIN_UNRESOLVABLE", 0.0);
+                }
+                return Decision::Continue;
+            }
             Outcome::Found(_) | Outcome::NotFound => {}
             _ => return self.failed(),
         }
@@ -90,6 +122,11 @@ mod tests {
         let server = TestDns::builder()
             .a("loopback.test", Ipv4Addr::LOCALHOST)
             .a("real.test", Ipv4Addr::new(192, 0, 2, 25))
+            .mx("lo.test", 10, "localhost.")
+            .mx("lo2.test", 10, "mx.lo2.test.")
+            .a("mx.lo2.test", Ipv4Addr::LOCALHOST)
+            .mx("mixed.test", 10, "localhost.")
+            .mx("mixed.test", 20, "real.test.")
             .start()
             .await
             .unwrap();
@@ -113,6 +150,11 @@ mod tests {
         );
         assert_eq!(symbols("192.0.2.7", "x@loopback.test").await, unresolvable);
         assert!(symbols("192.0.2.7", "x@real.test").await.is_empty());
+        // Regression (review): an MX leading only to loopback dodged the check.
+        assert_eq!(symbols("192.0.2.7", "x@lo.test").await, unresolvable);
+        assert_eq!(symbols("192.0.2.7", "x@lo2.test").await, unresolvable);
+        assert!(symbols("192.0.2.7", "x@mixed.test").await.is_empty());
+        assert!(symbols("127.0.0.1", "x@lo.test").await.is_empty());
         // A local relay on this host may use its own names.
         assert!(symbols("127.0.0.1", "x@anything.localhost")
             .await
