@@ -468,6 +468,50 @@ fn gateway_seeds_its_store_votes_learns_while_running_and_keeps_it() {
     assert!(m.text().contains("BAYES_99"), "{}", m.text());
 }
 
+/// Regression (review): the shadow kept no state, so the live data-stage rate-limit and
+/// greylisting symbols were dropped from its copy and every such message counted as the
+/// candidate disagreeing (and every live greylisting tempfail as well), with a shadow that
+/// was a copy of the live policy.
+#[test]
+fn a_shadow_equal_to_the_live_policy_never_disagrees_over_state_checks() {
+    let internal = InternalServer::start();
+    let rules = "body LIVE_TOKEN /zz-live-zz/\nscore LIVE_TOKEN 1.0\n\
+                 describe RATELIMIT_MSGS over the limit\nscore RATELIMIT_MSGS 20.0\n";
+    let limit = "[[ratelimit]]\nname = \"msgs\"\nkey = \"client_ip\"\nlimit = 1\nper = \"1h\"\n\
+                 stage = \"data\"\naction = \"score\"\n\
+                 [greylist]\nenabled = true\nstage = \"data\"\nmin_score = 0.5\ndelay = \"1s\"\n";
+    let shadow_toml = format!(
+        "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
+         [policy]\nrules_dir = \"shadow-rules\"\n[classifier]\nenabled = false\n{limit}"
+    );
+    let cfg = GatewayConfig::new(&internal)
+        .toml(&format!(
+            "[policy]\nrules_dir = \"rules\"\nshadow = \"shadow.toml\"\n[classifier]\nenabled = false\n{limit}"
+        ))
+        .file("rules/local.cf", rules)
+        .file("shadow-rules/local.cf", rules)
+        .file("shadow.toml", &shadow_toml);
+    let gw = Gateway::start(cfg);
+    let admin = admin_port(&gw);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let msg = message("state-1@test", "Hello", "zz-live-zz\n");
+    // Greylisted at data (score 1 >= min_score), then over the rate limit: refused.
+    c.send_mail("sender@sender.test", &["user@example.test"], &msg)
+        .expect(451, "4.7.1");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    c.send_mail("sender@sender.test", &["user@example.test"], &msg)
+        .expect(550, "5.7.1");
+    c.quit();
+    let s = common::admin::scrape(admin);
+    assert_eq!(
+        s.value("mxguard_shadow_disagreements_total", &[]),
+        0.0,
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(gw.log_count("shadow policy disagrees"), 0, "{}", gw.logs());
+}
+
 #[test]
 fn shadow_policy_counts_disagreements_and_never_acts() {
     let internal = InternalServer::start();

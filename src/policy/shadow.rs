@@ -73,9 +73,26 @@ impl Policy {
         symbols_before: usize,
         live: &Decision,
     ) {
+        // A live tempfail (greylisting, a rate limit, a DNS or state failure) stopped the
+        // checks before the message was judged: there is no verdict to compare.
+        if matches!(live, Decision::Tempfail(_)) {
+            return;
+        }
         let (live_verdict, _) = self.conclude(live.clone(), ctx);
         let mut sctx = ctx.fork();
+        // What the live state checks found at this stage the shadow cannot find again (it
+        // keeps no state): without them every greylisting pass or rate-limit hit read as
+        // the candidate disagreeing.
+        let found_by_state: Vec<_> = ctx
+            .symbols
+            .get(symbols_before..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| self.is_state_symbol(&s.name))
+            .cloned()
+            .collect();
         sctx.symbols.truncate(symbols_before);
+        sctx.symbols.extend(found_by_state);
         // A check or rule set that panics in the shadow must not cost the live verdict (the
         // session's own guard would answer 451 for a policy that never acts).
         let judged = AssertUnwindSafe(shadow.run_checks(Stage::Data, &mut sctx))
@@ -135,6 +152,13 @@ impl Policy {
         if let Some(log) = &self.shadow_log {
             log.record(d);
         }
+    }
+    /// Whether `name` is a symbol of the state checks (greylisting, rate limits, the
+    /// state backend's failure marker).
+    fn is_state_symbol(&self, name: &str) -> bool {
+        name == "GREYLIST"
+            || name == "STATE_UNAVAILABLE"
+            || self.config.ratelimits.iter().any(|r| r.symbol == name)
     }
 }
 
