@@ -97,18 +97,25 @@ fn checks(out: &mut String, config: &Config) {
     tempfail.sort();
     let _ = writeln!(out, "dns_tempfail={}", tempfail.join(","));
     let _ = writeln!(out, "dnsbl_threshold={:?}", p.dnsbl_threshold);
+    // Lists are asked together and their weights add up: their order in the file judges
+    // nothing, so it must not tell two members apart.
     for (section, lists) in [("dnsbl", &p.dnsbl), ("uribl", &p.uribl)] {
-        for l in lists {
-            let codes: Vec<String> = l.codes.iter().map(|(m, s)| format!("{m:?}={s}")).collect();
-            let _ = writeln!(
-                out,
-                "{section}={}*{} {} [{}]",
-                l.zone,
-                l.weight,
-                l.symbol,
-                codes.join(",")
-            );
-        }
+        let mut lines: Vec<String> = lists
+            .iter()
+            .map(|l| {
+                let codes: Vec<String> =
+                    l.codes.iter().map(|(m, s)| format!("{m:?}={s}")).collect();
+                format!(
+                    "{section}={}*{} {} [{}]\n",
+                    l.zone,
+                    l.weight,
+                    l.symbol,
+                    codes.join(",")
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.iter().for_each(|line| out.push_str(line));
     }
     let _ = writeln!(out, "uribl_max_domains={}", p.uribl_max_domains);
     let _ = writeln!(out, "backtrack_budget={:?}", p.backtrack_budget);
@@ -117,8 +124,7 @@ fn checks(out: &mut String, config: &Config) {
         ("allow_networks", &p.allow_networks),
         ("deny_networks", &p.deny_networks),
     ] {
-        let nets: Vec<String> = list.networks().iter().map(|n| n.to_string()).collect();
-        let _ = writeln!(out, "{name}={}", nets.join(","));
+        let _ = writeln!(out, "{name}={}", merged(list.networks()));
     }
     let a = &config.attachments;
     if a.enabled {
@@ -146,7 +152,7 @@ fn checks(out: &mut String, config: &Config) {
     }
     let g = &config.greylist;
     if g.enabled {
-        let exempt: Vec<String> = g.exempt.networks().iter().map(|n| n.to_string()).collect();
+        let exempt = merged(g.exempt.networks());
         let _ = writeln!(
             out,
             "greylist={:?} delay={:?} window={:?} pass_ttl={:?} prefixes={}/{} auto_allow_after={} min_score={} exempt={}",
@@ -158,7 +164,7 @@ fn checks(out: &mut String, config: &Config) {
             g.ipv6_prefix,
             g.auto_allow_after,
             g.min_score,
-            exempt.join(",")
+            exempt
         );
     } else {
         out.push_str("greylist=off\n");
@@ -197,6 +203,16 @@ fn checks(out: &mut String, config: &Config) {
             t.bypass_action, t.connection_memory, t.fanout_window, t.stamp_max_age, config.state.key_prefix
         );
     }
+}
+
+/// Networks as the set of addresses they cover, however written (`192.0.2.0/25` and
+/// `192.0.2.128/25` read as `192.0.2.0/24`, duplicates once), in order.
+fn merged(networks: &[ipnet::IpNet]) -> String {
+    let nets: Vec<String> = ipnet::IpNet::aggregate(&networks.to_vec())
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    nets.join(",")
 }
 
 /// SHA-256 of [`canonical`], 64 lower-case hex digits.
@@ -240,6 +256,44 @@ mod tests {
             base,
             compute(&config("[policy]\nreject=12.0\n"), None, None)
         );
+    }
+
+    /// Regression (review): DNS lists were hashed in file order and networks as written,
+    /// so members that judge alike (two lists swapped, a /24 written as two /25s) showed
+    /// different fingerprints: a serious `fingerprint_mismatch` and a mismatch alert.
+    #[test]
+    fn list_order_and_how_networks_are_written_do_not_matter() {
+        let symbol = |zone: &str| zone.replace('.', "_").to_ascii_uppercase();
+        let lists = |a: &str, b: &str| {
+            let (sa, sb) = (symbol(a), symbol(b));
+            compute(
+                &config(&format!(
+                    "[[policy.dnsbl]]\nzone=\"{a}\"\nsymbol=\"{sa}\"\n[[policy.dnsbl]]\nzone=\"{b}\"\nsymbol=\"{sb}\"\n"
+                )),
+                None,
+                None,
+            )
+        };
+        assert_eq!(
+            lists("a.bl.test", "b.bl.test"),
+            lists("b.bl.test", "a.bl.test")
+        );
+        assert_ne!(
+            lists("a.bl.test", "b.bl.test"),
+            lists("a.bl.test", "c.bl.test")
+        );
+        let nets = |list: &str| {
+            compute(
+                &config(&format!("[policy]\ntrusted_networks=[{list}]\n")),
+                None,
+                None,
+            )
+        };
+        assert_eq!(
+            nets("\"192.0.2.0/25\",\"192.0.2.128/25\""),
+            nets("\"192.0.2.0/24\",\"192.0.2.7/32\"")
+        );
+        assert_ne!(nets("\"192.0.2.0/25\""), nets("\"192.0.2.0/24\""));
     }
 
     #[test]
