@@ -467,6 +467,40 @@ fn junk_commands_past_the_limit_count_as_errors() {
     );
 }
 
+/// Regression (review): a session waiting for room in the message memory budget before
+/// its 354 was not waiting on its client as far as the gateway knew: SIGTERM did not end
+/// it (nor could the stress reaper), and it waited the whole `command_timeout`, answering
+/// nobody. It is now told `421` at shutdown like any idle session.
+#[test]
+fn a_session_waiting_for_message_memory_ends_at_shutdown() {
+    let internal = InternalServer::start();
+    let mut gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("message_memory_bytes", "65536")
+            .limit("message_memory_total_bytes", "65536")
+            .limit("message_header_bytes", "32768")
+            .limit("message_memory_wait", "\"120s\"")
+            .limit("shutdown_grace", "\"2s\""),
+    );
+    // A transfer under way holds the whole memory budget.
+    let mut holder = SmtpClient::connect_ehlo(gw.port);
+    holder.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    holder.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut first = b"BDAT 5000\r\n".to_vec();
+    first.resize(first.len() + 5000, b'x');
+    holder.send(&first);
+    holder.read_reply().expect(250, "");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.send(b"DATA\r\n");
+    thread::sleep(Duration::from_millis(300));
+    gw.signal(libc::SIGTERM);
+    c.read_reply().expect(421, "4.3.2");
+    let status = gw.wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
+}
+
 /// Regression (review): after a BDAT chunk failed (the memory budget was full, so the
 /// transaction was reset), each chunk the client had already pipelined got `503` counted as
 /// a client error, so a client doing what RFC 3030 §3 asks was tarpitted and cut off
@@ -480,6 +514,7 @@ fn chunks_pipelined_behind_a_failed_bdat_are_not_client_errors() {
             .limit("message_memory_total_bytes", "65536")
             .limit("message_header_bytes", "32768")
             .limit("command_timeout", "\"1s\"")
+            .limit("message_memory_wait", "\"1s\"")
             .limit("errors_before_disconnect", "3")
             .limit("errors_before_tarpit", "100"),
     );

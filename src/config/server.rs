@@ -45,6 +45,11 @@ pub struct Limits {
     /// budget every other transfer waits for.
     #[serde(with = "humantime_serde")]
     pub message_memory_hold: Duration,
+    /// Longest wait for room in `message_memory_total_bytes` before DATA is answered (or a
+    /// first BDAT chunk read); then `451 4.3.2`. Nothing is sent meanwhile, and RFC 5321
+    /// §4.5.3.2 has a client give up on DATA after two minutes.
+    #[serde(with = "humantime_serde")]
+    pub message_memory_wait: Duration,
     /// Longest header section of a message (refused with 552 past it).
     pub message_header_bytes: usize,
     /// Most fields in a header section (refused with 552 past it): each field costs the
@@ -120,6 +125,7 @@ impl Default for Limits {
             message_memory_bytes: 1024 * 1024,
             message_memory_total_bytes: 256 * 1024 * 1024,
             message_memory_hold: Duration::from_secs(10),
+            message_memory_wait: Duration::from_secs(60),
             message_header_bytes: 1024 * 1024,
             message_header_fields: 1000,
             received_fields: 50,
@@ -351,6 +357,7 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
     for (key, v, positive) in [
         ("command_timeout", l.command_timeout, true),
         ("message_memory_hold", l.message_memory_hold, true),
+        ("message_memory_wait", l.message_memory_wait, true),
         ("session_duration", l.session_duration, true),
         ("stress_idle_timeout", l.stress_idle_timeout, true),
         ("data_rate_grace", l.data_rate_grace, false),

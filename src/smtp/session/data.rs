@@ -28,6 +28,14 @@ enum Stopped {
     Evicted,
 }
 
+/// Why a transfer got no sink.
+enum NoSink {
+    /// The memory budget had no room within `message_memory_wait`.
+    Busy,
+    /// The session ended while it waited (shutdown, eviction): how.
+    Ended(End),
+}
+
 impl Session {
     pub(super) async fn data(&mut self) -> Option<End> {
         if self.mail.is_none() {
@@ -43,8 +51,10 @@ impl Session {
         if self.ctx.recipients.is_empty() {
             return self.bad_sequence(Stage::Data, "No valid recipients").await;
         }
-        let Some(sink) = self.open_sink().await else {
-            return self.busy().await;
+        let sink = match self.open_sink().await {
+            Ok(sink) => sink,
+            Err(NoSink::Busy) => return self.busy().await,
+            Err(NoSink::Ended(end)) => return Some(end),
         };
         let go_ahead = Reply::new(354, "", "End data with <CR><LF>.<CR><LF>");
         if let Some(end) = self.send(Stage::Data, go_ahead).await {
@@ -119,7 +129,7 @@ impl Session {
         let mut transfer = match self.bdat.take() {
             Some(t) => Some(t),
             None if usable => match self.open_sink().await {
-                Some(sink) => Some(Transfer {
+                Ok(sink) => Some(Transfer {
                     decoder: ContentDecoder::bdat(
                         limits.message_size_bytes,
                         limits.text_line_bytes,
@@ -129,10 +139,11 @@ impl Session {
                     rate: RateGuard::new(&limits),
                     received: 0,
                 }),
-                None => {
+                Err(NoSink::Busy) => {
                     busy = true;
                     None
                 }
+                Err(NoSink::Ended(end)) => return Some(end),
             },
             None => None,
         };
@@ -208,19 +219,22 @@ impl Session {
     }
 
     /// A sink for a new transfer, once the memory budget has room for its first buffer
-    /// (waiting at most `command_timeout`); `None` when it did not.
-    async fn open_sink(&mut self) -> Option<MessageSink> {
+    /// (waiting at most `message_memory_wait`, as a session the stress reaper may evict and
+    /// shutdown ends): [`NoSink::Busy`] when it had none in time.
+    async fn open_sink(&mut self) -> Result<MessageSink, NoSink> {
         let limits = self.limits().clone();
-        let budget = &self.server.budget;
-        budget.resize(limits.message_memory_total_bytes);
-        let reservation =
-            match tokio::time::timeout(limits.command_timeout, budget.reserve(CHUNK)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    self.limit_hit("message_memory_total");
-                    return None;
-                }
-            };
+        let server = self.server.clone();
+        server.budget.resize(limits.message_memory_total_bytes);
+        let wait = tokio::time::timeout(limits.message_memory_wait, server.budget.reserve(CHUNK));
+        let reservation = match wait_client(&self.handle, &self.server, true, wait).await {
+            Wait::Ready(Ok(r)) => r,
+            Wait::Ready(Err(_)) => {
+                self.limit_hit("message_memory_total");
+                return Err(NoSink::Busy);
+            }
+            Wait::Shutdown => return Err(NoSink::Ended(self.shut_down().await)),
+            Wait::Evicted => return Err(NoSink::Ended(self.evicted().await)),
+        };
         let sink_limits = SinkLimits {
             memory: limits.message_memory_bytes,
             header: limits.message_header_bytes,
@@ -228,7 +242,7 @@ impl Session {
             received_fields: limits.received_fields,
             memory_hold: limits.message_memory_hold,
         };
-        Some(MessageSink::new(sink_limits, reservation))
+        Ok(MessageSink::new(sink_limits, reservation))
     }
 
     pub(super) async fn busy(&mut self) -> Option<End> {
