@@ -169,15 +169,12 @@ impl Authenticator {
     /// SPF of `domain` by mail-auth, unless the domain publishes more than one SPF record:
     /// that is a `permerror` (RFC 7208 §4.5), where mail-auth takes the first record that
     /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
-    /// one message to the next). The record lookup is the one mail-auth makes, answered
-    /// once by the shared cache.
+    /// one message to the next). The records are read from the shared cache, where
+    /// mail-auth's own lookup left them: no second query, no second count.
     async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
-        let (records, output) = tokio::join!(
-            self.dns.lookup_txt("spf", domain),
-            self.spf.verify_spf(params)
-        );
-        match records {
-            crate::dns::Outcome::Found(records)
+        let output = self.spf.verify_spf(params).await;
+        match self.dns.cached_txt(domain) {
+            Some(crate::dns::Outcome::Found(records))
                 if records.iter().filter(|r| is_spf_record(r)).count() > 1 =>
             {
                 SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)

@@ -128,6 +128,11 @@ impl Core {
         self.join(key).await
     }
 
+    /// The cached answer to `rtype` records of `name`, if any: no query, nothing counted.
+    pub(crate) fn cached(&self, name: Name, rtype: RecordType) -> Option<Answer> {
+        self.cache.get(&(name, rtype)).map(|(answer, _)| answer)
+    }
+
     /// Waits for the query of `key` already in flight, or starts it. The query runs as its
     /// own task, so it finishes (and fills the cache) even if every caller gave up at a
     /// stage deadline, and a panic in it is an error answer, not a dead gateway.

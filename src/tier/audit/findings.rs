@@ -476,19 +476,29 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
         let Some(result) = result else { continue };
         run += 1;
         let evidence = describe(result);
-        let inconclusive = !matches!(
-            (result.outcome, result.stage),
-            (Outcome::Accepted, Stage::Rcpt | Stage::EndOfData)
-                | (
-                    Outcome::Refused,
-                    Stage::Rcpt | Stage::Data | Stage::EndOfData
-                )
-        );
+        let domain_refused = accepted_kind == RelayAccepted && refuses_the_domain(result);
+        let inconclusive = domain_refused
+            || !matches!(
+                (result.outcome, result.stage),
+                (Outcome::Accepted, Stage::Rcpt | Stage::EndOfData)
+                    | (
+                        Outcome::Refused,
+                        Stage::Rcpt | Stage::Data | Stage::EndOfData
+                    )
+            );
         if !inconclusive {
             conclusive += 1;
         }
         match (result.outcome, result.stage) {
             (Outcome::Refused, Stage::Mail) => null_sender_refused = true,
+            _ if domain_refused => found.push(Finding::new(
+                ProbeInconclusive,
+                &subject,
+                format!(
+                    "{name} probe {evidence}: refused for the recipient's domain, which does \
+                     not exist; a server that checks domains this way may still relay"
+                ),
+            )),
             (Outcome::Accepted, Stage::Rcpt | Stage::EndOfData) => found.push(Finding::new(
                 accepted_kind,
                 &subject,
@@ -535,6 +545,20 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
         ));
     }
     found
+}
+
+/// Whether a refusal at RCPT names the recipient's domain itself (`5.1.2` bad destination
+/// system, `5.1.10` null MX): the relay probe's domain can never exist, so a server that
+/// checks recipient domains (Postfix's `reject_unknown_recipient_domain` with a 5xx code)
+/// refuses it for that reason, and may still relay to domains that do.
+fn refuses_the_domain(result: &StepResult) -> bool {
+    result.outcome == Outcome::Refused
+        && result.stage == Stage::Rcpt
+        && result
+            .reply
+            .as_deref()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .is_some_and(|status| matches!(status, "5.1.2" | "5.1.10"))
 }
 
 /// Findings about the fingerprints: unreachable endpoints, and every endpoint that runs

@@ -261,6 +261,23 @@ fn probe_results_map_to_their_findings() {
     assert_eq!(kinds(&found), ["gtube_deferred"]);
     assert_eq!(found[0].severity, Severity::Serious);
 
+    // Regression (review): a relay probe refused because `.invalid` does not exist says
+    // nothing about relaying (a server checking recipient domains refuses it so and may
+    // still relay to real ones): inconclusive, not a pass.
+    let mut checks_domains = good_host("bk3");
+    checks_domains.relay = step(
+        Outcome::Refused,
+        Stage::Rcpt,
+        "550 5.1.2 <other@outside.invalid>: Recipient address rejected: Domain not found",
+    );
+    let found = findings::host_findings(&checks_domains);
+    assert_eq!(kinds(&found), ["probe_inconclusive"]);
+    assert!(
+        found[0].detail.contains("may still relay"),
+        "{}",
+        found[0].detail
+    );
+
     let mut strict = good_host("gw1");
     strict.gtube = step(Outcome::Refused, Stage::Rcpt, "550 5.1.1 unknown");
     let found = findings::host_findings(&strict);
