@@ -501,18 +501,22 @@ impl Authenticator {
     async fn applied_dmarc_record(&self, domain: &str) -> AppliedRecord {
         let mut found: Vec<(&str, Vec<String>)> = Vec::new();
         for name in dmarc_walk(domain) {
-            match self
-                .dns
-                .lookup_txt("dmarc", &format!("_dmarc.{name}"))
-                .await
-            {
+            // mail-auth's tree walk has just asked these names: read its answers from the
+            // shared cache, and ask only for one gone from it since.
+            let qname = format!("_dmarc.{name}");
+            let answer = match self.dns.cached_txt(&qname) {
+                Some(answer) => answer,
+                None => self.dns.lookup_txt("dmarc", &qname).await,
+            };
+            match answer {
                 crate::dns::Outcome::Found(records) => {
                     let records: Vec<String> =
                         records.into_iter().filter(|r| is_dmarc_record(r)).collect();
                     let Some(first) = records.first() else {
                         continue;
                     };
-                    let stop = matches!(dmarc_tag(first, "psd"), Some("y" | "n"));
+                    let psd = dmarc_tag(first, "psd").map(str::to_ascii_lowercase);
+                    let stop = matches!(psd.as_deref(), Some("y" | "n"));
                     found.push((name, records));
                     if stop {
                         break;
@@ -536,12 +540,13 @@ impl Authenticator {
     }
 }
 
-/// Whether a TXT record is a DMARC record (`v=DMARC1` first).
+/// Whether a TXT record is a DMARC record: its first tag `v=DMARC1`, white space around
+/// the `=` and any case allowed, as mail-auth reads it.
 fn is_dmarc_record(record: &str) -> bool {
-    record
-        .trim_start()
-        .get(..8)
-        .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+    let first = record.split(';').next().unwrap_or_default();
+    first.split_once('=').is_some_and(|(k, v)| {
+        k.trim().eq_ignore_ascii_case("v") && v.trim().eq_ignore_ascii_case("DMARC1")
+    })
 }
 
 /// The value of tag `name` in a DMARC record, trimmed, lower case tag names matched
@@ -563,7 +568,11 @@ fn samples(record: &str) -> bool {
 /// below the first other name with `psd=y`, else the shortest name found.
 fn organizational_domain<'a>(found: &[(&'a str, Vec<String>)], start: &'a str) -> Option<&'a str> {
     for (name, records) in found {
-        match records.first().and_then(|r| dmarc_tag(r, "psd")) {
+        let psd = records
+            .first()
+            .and_then(|r| dmarc_tag(r, "psd"))
+            .map(str::to_ascii_lowercase);
+        match psd.as_deref() {
             Some("n") => return Some(name),
             Some("y") if *name != start => {
                 let depth = name.split('.').count() + 1;
@@ -582,20 +591,23 @@ fn organizational_domain<'a>(found: &[(&'a str, Vec<String>)], start: &'a str) -
     found.last().map(|(name, _)| *name)
 }
 
-/// The names mail-auth's DMARC tree walk (RFC 9989 §4.10) asks, in its order, short of the
-/// top-level domain: `domain`, then at most its last seven labels, one label fewer at a
-/// time. So the `pct=` lookups are the walk's own (answered from the shared cache), at
-/// most eight: walking every parent, a From domain of 120 labels cost 120 uncached lookups
-/// at the victim's name servers, and the stage deadline with them.
+/// The names mail-auth's DMARC tree walk (RFC 9989 §4.10) asks, in its order: `domain`,
+/// then at most its last seven labels, one label fewer at a time, down to the top-level
+/// domain (none for a single label). So the record lookups are the walk's own (answered
+/// from the shared cache), at most nine: walking every parent, a From domain of 120 labels
+/// cost 120 uncached lookups at the victim's name servers, and the stage deadline with them.
 fn dmarc_walk(domain: &str) -> Vec<&str> {
     let labels: Vec<usize> = std::iter::once(0)
         .chain(domain.match_indices('.').map(|(at, _)| at + 1))
         .collect();
     let total = labels.len();
+    if total < 2 {
+        return Vec::new();
+    }
     let mut names = vec![domain];
-    let mut count = total.min(8);
-    while count > 2 {
-        count -= 1;
+    let mut count = total;
+    while count > 1 {
+        count = if count >= 8 { 7 } else { count - 1 };
         names.push(&domain[labels[total - count]..]);
     }
     names.retain(|n| !n.is_empty());
@@ -782,17 +794,19 @@ mod tests {
     /// at most eight names.
     #[test]
     fn the_pct_lookups_follow_the_dmarc_tree_walk() {
-        assert_eq!(dmarc_walk("example.com"), ["example.com"]);
+        assert_eq!(dmarc_walk("example.com"), ["example.com", "com"]);
         assert_eq!(
             dmarc_walk("a.b.example.com"),
-            ["a.b.example.com", "b.example.com", "example.com"]
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
         );
+        assert!(dmarc_walk("localhost").is_empty());
         let deep = format!("{}victim.test", "a.".repeat(120));
         let walk = dmarc_walk(&deep);
-        assert_eq!(walk.len(), 7);
+        assert_eq!(walk.len(), 8);
         assert_eq!(walk[0], deep);
         assert_eq!(walk[1], "a.a.a.a.a.victim.test");
         assert_eq!(walk[6], "victim.test");
+        assert_eq!(walk[7], "test");
     }
 
     /// Regression (review): only the first two From domains were compared, so

@@ -170,11 +170,26 @@ impl Authenticator {
     /// that is a `permerror` (RFC 7208 §4.5), where mail-auth takes the first record that
     /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
     /// one message to the next). The records are read from the shared cache, where
-    /// mail-auth's own lookup left them: no second query, no second count.
+    /// mail-auth's own lookup left them (no second query, no second count), and asked
+    /// again only when gone from it.
     async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
         let output = self.spf.verify_spf(params).await;
-        match self.dns.cached_txt(domain) {
-            Some(crate::dns::Outcome::Found(records))
+        // Only a verdict read from a record can have read the wrong one.
+        if matches!(
+            output.result(),
+            mail_auth::SpfResult::None
+                | mail_auth::SpfResult::TempError
+                | mail_auth::SpfResult::PermError
+        ) {
+            return output;
+        }
+        let records = match self.dns.cached_txt(domain) {
+            Some(records) => records,
+            // Gone from the shared cache since (evicted, or a TTL of 0): asked again.
+            None => self.dns.lookup_txt("spf", domain).await,
+        };
+        match records {
+            crate::dns::Outcome::Found(records)
                 if records.iter().filter(|r| is_spf_record(r)).count() > 1 =>
             {
                 SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)

@@ -621,6 +621,23 @@ async fn pct_is_read_from_the_record_whose_policy_applies() {
     );
 }
 
+/// Regression (review of the fix above): the walk stopped short of the top-level domain,
+/// where mail-auth's goes on, so with a public-suffix record there (`psd=Y`, in any case)
+/// the `pct=` of an intermediate name was read while mail-auth applied the suffix's
+/// `p=reject`.
+#[tokio::test]
+async fn pct_follows_mail_auth_down_to_the_top_level_domain() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.b.example.test", "v=DMARC1; p=none; pct=20")
+            .txt("_dmarc.test", "v = DMARC1; p=reject; psd=Y"),
+    )
+    .await;
+    let raw = "From: ceo@a.b.example.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
+    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+}
+
 /// Regression (review): with two DMARC records at one name mail-auth applied whichever
 /// came first in the answer, so the verdict followed the resolver's order; RFC 7489 §6.6.3
 /// says DMARC then does not apply.

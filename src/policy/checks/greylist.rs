@@ -6,7 +6,7 @@
 //! clients, DNS-allowlisted ones, `exempt` networks and (at RCPT) the null sender skip it.
 
 use crate::auth::SpfResult;
-use crate::config::{network_of, GreylistConfig, GreylistStage, OnFailure};
+use crate::config::{network_of, GreylistConfig, GreylistStage, OnFailure, RuleAction};
 use crate::mail::Reply;
 use crate::metrics::Metrics;
 use crate::policy::{Check, Context, Decision, Stage};
@@ -58,10 +58,21 @@ impl Greylist {
         }
     }
 
-    /// The score from which this transaction's message is refused.
-    fn reject_at(&self, ctx: &Context) -> f64 {
+    /// Whether the verdict will refuse this message whatever greylisting says: the
+    /// harshest rule action hit is `reject`, or none was hit and the score reaches the
+    /// transaction's `reject` threshold (as [`crate::policy::Policy::conclude`] decides).
+    fn refused_anyway(&self, ctx: &Context) -> bool {
+        let p = &self.policy.policy;
+        let actions: Vec<RuleAction> = ctx
+            .symbols
+            .iter()
+            .filter_map(|s| p.actions.get(&s.name).copied())
+            .collect();
+        if !actions.is_empty() {
+            return actions.contains(&RuleAction::Reject);
+        }
         let domains = ctx.recipients.iter().map(|r| r.domain.as_str());
-        self.policy.policy.thresholds_for(domains).reject
+        ctx.score() >= p.thresholds_for(domains).reject
     }
 
     fn count(&self, result: &str) {
@@ -126,9 +137,9 @@ impl Check for Greylist {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         if self.config.stage == GreylistStage::Data
-            && (ctx.score() < self.config.min_score || ctx.score() >= self.reject_at(ctx))
+            && (ctx.score() < self.config.min_score || self.refused_anyway(ctx))
         {
-            // A message the score refuses anyway is refused now, not delayed first: its
+            // A message the verdict refuses anyway is refused now, not delayed first: its
             // retry would only be refused, and its triplet would pass the next one.
             return Decision::Continue;
         }

@@ -71,7 +71,7 @@ impl Session {
             drop(memory);
             let limits = self.limits().clone();
             let wanted = self.server.budget.reserve(limits.message_memory_bytes);
-            match tokio::time::timeout(limits.command_timeout, wanted).await {
+            match tokio::time::timeout(limits.message_memory_wait, wanted).await {
                 Ok(r) => self.message_memory = Some(r),
                 Err(_) => {
                     self.limit_hit("message_memory_total");
