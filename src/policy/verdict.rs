@@ -2,7 +2,7 @@
 //! final verdict on a message.
 
 use super::{headers, Context, Policy};
-use crate::config::{RuleAction, Thresholds};
+use crate::config::{PolicyConfig, RuleAction, Thresholds};
 use crate::mail::Reply;
 use std::fmt;
 
@@ -85,56 +85,7 @@ impl Policy {
             };
             return (verdict, None);
         }
-        let score = ctx.score();
-        // A rule with a configured action decides whatever the score; the harshest wins.
-        let actions = &self.config.policy.actions;
-        let demanded = ctx
-            .symbols
-            .iter()
-            .filter_map(|s| actions.get(&s.name).map(|a| (*a, s.name.as_str())))
-            .max_by_key(|(a, _)| match a {
-                RuleAction::Reject => 3,
-                RuleAction::Tempfail => 2,
-                RuleAction::Quarantine => 1,
-                RuleAction::Discard => 0,
-            });
-        if let Some((action, rule)) = demanded {
-            return match action {
-                RuleAction::Reject => (
-                    Verdict::Reject,
-                    Some(Reply::new(
-                        550,
-                        "5.7.1",
-                        format!("Message rejected by policy ({rule})"),
-                    )),
-                ),
-                RuleAction::Tempfail => (
-                    Verdict::Tempfail,
-                    Some(Reply::new(
-                        451,
-                        "4.7.1",
-                        format!("Message deferred by policy ({rule}), try again later"),
-                    )),
-                ),
-                RuleAction::Quarantine => (Verdict::Quarantine, None),
-                RuleAction::Discard => (Verdict::Discard, None),
-            };
-        }
-        let t = self.thresholds(ctx);
-        if score >= t.reject {
-            let reply = Reply::new(
-                550,
-                "5.7.1",
-                format!("Message rejected as spam (score {score:.1})"),
-            );
-            (Verdict::Reject, Some(reply))
-        } else if score >= t.quarantine {
-            (Verdict::Quarantine, None)
-        } else if score >= t.tag {
-            (Verdict::Tag, None)
-        } else {
-            (Verdict::Accept, None)
-        }
+        judged(&self.config.policy, ctx)
     }
 
     /// Headers to prepend to a message accepted with `verdict`.
@@ -178,6 +129,63 @@ impl Policy {
             }
         }
         h
+    }
+}
+
+/// The verdict the rules and the score give a message (a rule's configured action first,
+/// the harshest one; else the thresholds of its recipients' domains), with the reply for a
+/// refusal: what [`Policy::conclude`] decides once no check decided, and what a check that
+/// must know whether the message will be refused anyway asks (data-stage greylisting).
+pub(crate) fn judged(policy: &PolicyConfig, ctx: &Context) -> (Verdict, Option<Reply>) {
+    let score = ctx.score();
+    // A rule with a configured action decides whatever the score; the harshest wins.
+    let actions = &policy.actions;
+    let demanded = ctx
+        .symbols
+        .iter()
+        .filter_map(|s| actions.get(&s.name).map(|a| (*a, s.name.as_str())))
+        .max_by_key(|(a, _)| match a {
+            RuleAction::Reject => 3,
+            RuleAction::Tempfail => 2,
+            RuleAction::Quarantine => 1,
+            RuleAction::Discard => 0,
+        });
+    if let Some((action, rule)) = demanded {
+        return match action {
+            RuleAction::Reject => (
+                Verdict::Reject,
+                Some(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Message rejected by policy ({rule})"),
+                )),
+            ),
+            RuleAction::Tempfail => (
+                Verdict::Tempfail,
+                Some(Reply::new(
+                    451,
+                    "4.7.1",
+                    format!("Message deferred by policy ({rule}), try again later"),
+                )),
+            ),
+            RuleAction::Quarantine => (Verdict::Quarantine, None),
+            RuleAction::Discard => (Verdict::Discard, None),
+        };
+    }
+    let t = policy.thresholds_for(ctx.recipients.iter().map(|r| r.domain.as_str()));
+    if score >= t.reject {
+        let reply = Reply::new(
+            550,
+            "5.7.1",
+            format!("Message rejected as spam (score {score:.1})"),
+        );
+        (Verdict::Reject, Some(reply))
+    } else if score >= t.quarantine {
+        (Verdict::Quarantine, None)
+    } else if score >= t.tag {
+        (Verdict::Tag, None)
+    } else {
+        (Verdict::Accept, None)
     }
 }
 

@@ -6,10 +6,10 @@
 //! clients, DNS-allowlisted ones, `exempt` networks and (at RCPT) the null sender skip it.
 
 use crate::auth::SpfResult;
-use crate::config::{network_of, GreylistConfig, GreylistStage, OnFailure, RuleAction};
+use crate::config::{network_of, GreylistConfig, GreylistStage, OnFailure};
 use crate::mail::Reply;
 use crate::metrics::Metrics;
-use crate::policy::{Check, Context, Decision, Stage};
+use crate::policy::{Check, Context, Decision, Stage, Verdict};
 use crate::state::{digest, GreylistAnswer, State, Unavailable};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -58,21 +58,9 @@ impl Greylist {
         }
     }
 
-    /// Whether the verdict will refuse this message whatever greylisting says: the
-    /// harshest rule action hit is `reject`, or none was hit and the score reaches the
-    /// transaction's `reject` threshold (as [`crate::policy::Policy::conclude`] decides).
+    /// Whether the verdict will refuse this message whatever greylisting says.
     fn refused_anyway(&self, ctx: &Context) -> bool {
-        let p = &self.policy.policy;
-        let actions: Vec<RuleAction> = ctx
-            .symbols
-            .iter()
-            .filter_map(|s| p.actions.get(&s.name).copied())
-            .collect();
-        if !actions.is_empty() {
-            return actions.contains(&RuleAction::Reject);
-        }
-        let domains = ctx.recipients.iter().map(|r| r.domain.as_str());
-        ctx.score() >= p.thresholds_for(domains).reject
+        crate::policy::verdict::judged(&self.policy.policy, ctx).0 == Verdict::Reject
     }
 
     fn count(&self, result: &str) {
