@@ -119,16 +119,17 @@ impl DkimCheck {
         }
         let mut symbols = Vec::new();
         let has = |v: DkimVerdict| self.signatures.iter().any(|s| s.verdict == v);
-        if self.valid() {
+        let valid = self.valid();
+        if valid {
             symbols.push("DKIM_VALID");
             if self.valid_author() {
                 symbols.push("DKIM_VALID_AU");
             }
         }
-        if self.timed_out || (!self.valid() && has(DkimVerdict::TempError)) {
+        if self.timed_out || (!valid && has(DkimVerdict::TempError)) {
             symbols.push("DKIM_TEMPERROR");
         }
-        if !self.valid()
+        if !valid
             && (has(DkimVerdict::Fail) || has(DkimVerdict::PermError) || has(DkimVerdict::Neutral))
         {
             symbols.push("DKIM_INVALID");

@@ -7,7 +7,7 @@ use super::{
     ArcCheck, Authenticator, DkimCheck, DkimSignatureResult, DmarcCheck, DmarcPolicy, SpfCheck,
 };
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, SpfOutput};
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimOutput, SpfOutput};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -274,6 +274,8 @@ impl Authenticator {
 
     /// DMARC of `message` (one author domain) with the aligned signatures' results, the
     /// MAIL FROM domain and its SPF result: the check and its `Authentication-Results` text.
+    /// What mail-auth does not read of the record that applies is read here: several
+    /// records mean no DMARC, and a `pct=` below 100 lowers the policy one level.
     async fn dmarc_of(
         &self,
         message: &AuthenticatedMessage<'_>,
@@ -289,47 +291,34 @@ impl Authenticator {
                 .with_dmarc_result(&output)
                 .to_string();
         }
-        let check = self.dmarc_check(&output).await;
-        let mail_auth_verdict = DmarcCheck::from_output(&output).verdict;
-        if check.verdict == DmarcVerdict::None && mail_auth_verdict != DmarcVerdict::None {
-            text.clear();
-            if crate::config::is_plausible_hostname(&check.domain) {
-                text = format!(
-                    ";\r\n\tdmarc=none (several DMARC records) header.from={}",
-                    check.domain
-                );
-            }
-        }
-        (check, text)
-    }
-
-    /// The DMARC result, its policy lowered one level when the domain samples (`pct=`), and
-    /// `none` when the name whose record applies has several.
-    async fn dmarc_check(&self, output: &DmarcOutput) -> DmarcCheck {
-        let mut dmarc = DmarcCheck::from_output(output);
+        let mut dmarc = DmarcCheck::from_output(&output);
         if output.dmarc_record().is_none() || dmarc.verdict == DmarcVerdict::None {
-            return dmarc;
+            return (dmarc, text);
         }
-        let record = self.applied_dmarc_record(&dmarc.domain).await;
-        if record == AppliedRecord::Several {
-            return DmarcCheck {
-                domain: dmarc.domain,
-                ..DmarcCheck::default()
-            };
+        match self.applied_dmarc_record(&dmarc.domain).await {
+            AppliedRecord::Several => {
+                let text = dmarc_text("none (several DMARC records)", &dmarc.domain);
+                let none = DmarcCheck {
+                    domain: dmarc.domain,
+                    ..DmarcCheck::default()
+                };
+                return (none, text);
+            }
+            AppliedRecord::One(record)
+                if samples(&record)
+                    && dmarc.verdict == DmarcVerdict::Fail
+                    && !output.dmarc_record().is_some_and(|r| r.t) =>
+            {
+                // RFC 7489 §6.6.4: mail left out of the sample gets the next lower policy
+                // (what `t=y` does in RFC 9989, which mail-auth follows and which has no pct).
+                dmarc.policy = match dmarc.policy {
+                    DmarcPolicy::Reject => DmarcPolicy::Quarantine,
+                    _ => DmarcPolicy::None,
+                };
+            }
+            _ => {}
         }
-        if dmarc.verdict == DmarcVerdict::Fail
-            && dmarc.policy != DmarcPolicy::None
-            && !output.dmarc_record().is_some_and(|r| r.t)
-            && matches!(&record, AppliedRecord::One(r) if samples(r))
-        {
-            // RFC 7489 §6.6.4: mail left out of the sample gets the next lower policy
-            // (what `t=y` does in RFC 9989, which mail-auth follows and which has no pct).
-            dmarc.policy = match dmarc.policy {
-                DmarcPolicy::Reject => DmarcPolicy::Quarantine,
-                _ => DmarcPolicy::None,
-            };
-        }
-        dmarc
+        (dmarc, text)
     }
 }
 
@@ -372,14 +361,8 @@ fn too_many_authors(domain: &str) -> (DmarcCheck, String) {
         policy: DmarcPolicy::Reject,
         timed_out: false,
     };
-    let text = if crate::config::is_plausible_hostname(domain) {
-        format!(
-            ";\r\n\tdmarc=fail (more than {MAX_AUTHOR_DOMAINS} author domains) header.from={domain}"
-        )
-    } else {
-        String::new()
-    };
-    (check, text)
+    let reason = format!("fail (more than {MAX_AUTHOR_DOMAINS} author domains)");
+    (check, dmarc_text(&reason, domain))
 }
 
 /// The From addresses of `message` at `domain`.
@@ -410,8 +393,14 @@ fn dkim_results(
 /// The `Authentication-Results` text of a DMARC evaluation that ran out of time: said
 /// rather than left out, for a domain that cannot bend the header's syntax.
 fn temperror_text(domain: &str) -> String {
+    dmarc_text("temperror (timed out)", domain)
+}
+
+/// The `dmarc=` part of our header for a result decided here rather than by mail-auth
+/// (`result` with its reason), left out for a domain that could bend the header's syntax.
+fn dmarc_text(result: &str, domain: &str) -> String {
     if crate::config::is_plausible_hostname(domain) {
-        format!(";\r\n\tdmarc=temperror (timed out) header.from={domain}")
+        format!(";\r\n\tdmarc={result} header.from={domain}")
     } else {
         String::new()
     }
@@ -495,28 +484,25 @@ enum AppliedRecord {
 impl Authenticator {
     /// The DMARC record mail-auth applies to `domain` (RFC 9989 §4.10.1: the domain's own,
     /// else the organizational domain's, else the shortest name's found by the tree walk),
-    /// read from the shared cache over the walk's own names. mail-auth takes the first
+    /// read over the walk's own names as mail-auth's answers left them in the shared cache. mail-auth takes the first
     /// record that parses, so with two records the order of the DNS answer decided the
     /// policy; and `pct=` must be read from the record whose policy applies.
     async fn applied_dmarc_record(&self, domain: &str) -> AppliedRecord {
         let mut found: Vec<(&str, Vec<String>)> = Vec::new();
         for name in dmarc_walk(domain) {
-            // mail-auth's tree walk has just asked these names: read its answers from the
-            // shared cache, and ask only for one gone from it since.
-            let qname = format!("_dmarc.{name}");
-            let answer = match self.dns.cached_txt(&qname) {
-                Some(answer) => answer,
-                None => self.dns.lookup_txt("dmarc", &qname).await,
-            };
-            match answer {
+            // mail-auth's tree walk has just asked these names.
+            match self
+                .dns
+                .recall_txt("dmarc", &format!("_dmarc.{name}"))
+                .await
+            {
                 crate::dns::Outcome::Found(records) => {
                     let records: Vec<String> =
                         records.into_iter().filter(|r| is_dmarc_record(r)).collect();
                     let Some(first) = records.first() else {
                         continue;
                     };
-                    let psd = dmarc_tag(first, "psd").map(str::to_ascii_lowercase);
-                    let stop = matches!(psd.as_deref(), Some("y" | "n"));
+                    let stop = psd(first).is_some();
                     found.push((name, records));
                     if stop {
                         break;
@@ -558,6 +544,26 @@ fn dmarc_tag<'r>(record: &'r str, name: &str) -> Option<&'r str> {
     })
 }
 
+/// A record's `psd=` (RFC 9989), in any case: `Some(true)` for `y` (a public suffix
+/// domain), `Some(false)` for `n` (an organizational domain); either ends the tree walk.
+fn psd(record: &str) -> Option<bool> {
+    let value = dmarc_tag(record, "psd")?;
+    if value.eq_ignore_ascii_case("y") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("n") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Where each label of `domain` starts.
+fn label_starts(domain: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(domain.match_indices('.').map(|(at, _)| at + 1))
+        .collect()
+}
+
 /// Whether a record samples (`pct=` below 100, RFC 7489 §6.5).
 fn samples(record: &str) -> bool {
     dmarc_tag(record, "pct").is_some_and(|v| v.parse::<u8>().is_ok_and(|pct| pct < 100))
@@ -568,17 +574,12 @@ fn samples(record: &str) -> bool {
 /// below the first other name with `psd=y`, else the shortest name found.
 fn organizational_domain<'a>(found: &[(&'a str, Vec<String>)], start: &'a str) -> Option<&'a str> {
     for (name, records) in found {
-        let psd = records
-            .first()
-            .and_then(|r| dmarc_tag(r, "psd"))
-            .map(str::to_ascii_lowercase);
-        match psd.as_deref() {
-            Some("n") => return Some(name),
-            Some("y") if *name != start => {
+        match records.first().and_then(|r| psd(r)) {
+            Some(false) => return Some(name),
+            Some(true) if *name != start => {
+                // One label below the suffix, on the way to `start`.
+                let labels = label_starts(start);
                 let depth = name.split('.').count() + 1;
-                let labels: Vec<usize> = std::iter::once(0)
-                    .chain(start.match_indices('.').map(|(at, _)| at + 1))
-                    .collect();
                 return labels
                     .len()
                     .checked_sub(depth)
@@ -597,9 +598,7 @@ fn organizational_domain<'a>(found: &[(&'a str, Vec<String>)], start: &'a str) -
 /// from the shared cache), at most nine: walking every parent, a From domain of 120 labels
 /// cost 120 uncached lookups at the victim's name servers, and the stage deadline with them.
 fn dmarc_walk(domain: &str) -> Vec<&str> {
-    let labels: Vec<usize> = std::iter::once(0)
-        .chain(domain.match_indices('.').map(|(at, _)| at + 1))
-        .collect();
+    let labels = label_starts(domain);
     let total = labels.len();
     if total < 2 {
         return Vec::new();

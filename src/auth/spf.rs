@@ -169,9 +169,8 @@ impl Authenticator {
     /// SPF of `domain` by mail-auth, unless the domain publishes more than one SPF record:
     /// that is a `permerror` (RFC 7208 §4.5), where mail-auth takes the first record that
     /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
-    /// one message to the next). The records are read from the shared cache, where
-    /// mail-auth's own lookup left them (no second query, no second count), and asked
-    /// again only when gone from it.
+    /// one message to the next). The records are those mail-auth's own lookup just had
+    /// ([`crate::dns::Dns::recall_txt`]).
     async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
         let output = self.spf.verify_spf(params).await;
         // Only a verdict read from a record can have read the wrong one.
@@ -183,12 +182,7 @@ impl Authenticator {
         ) {
             return output;
         }
-        let records = match self.dns.cached_txt(domain) {
-            Some(records) => records,
-            // Gone from the shared cache since (evicted, or a TTL of 0): asked again.
-            None => self.dns.lookup_txt("spf", domain).await,
-        };
-        match records {
+        match self.dns.recall_txt("spf", domain).await {
             crate::dns::Outcome::Found(records)
                 if records.iter().filter(|r| is_spf_record(r)).count() > 1 =>
             {

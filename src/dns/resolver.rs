@@ -237,12 +237,15 @@ impl Dns {
         self.records(check, name, RecordType::TXT, txt_text).await
     }
 
-    /// The TXT records of `name` the shared cache holds now (as [`Dns::lookup_txt`] reads
-    /// them), without a query and without counting a lookup: for a second look at an answer
-    /// a check has just had (mail-auth's, through the responder). `None` when not cached.
-    pub fn cached_txt(&self, name: &str) -> Option<Outcome<Vec<String>>> {
-        let answer = self.inner.core.cached(fqdn(name)?, RecordType::TXT)?;
-        Some(outcome(answer, txt_text))
+    /// [`Dns::lookup_txt`] for a second look at an answer a check has just had (mail-auth's,
+    /// through the responder): read from the shared cache without a query and without
+    /// counting a lookup; asked (and counted as `check`) only when no longer cached.
+    pub async fn recall_txt(&self, check: &'static str, name: &str) -> Outcome<Vec<String>> {
+        let cached = fqdn(name).and_then(|n| self.inner.core.cached(n, RecordType::TXT));
+        match cached {
+            Some(answer) => outcome(answer, txt_text),
+            None => self.lookup_txt(check, name).await,
+        }
     }
 
     /// MX records of `name`, most preferred first.
