@@ -75,6 +75,17 @@ async fn check(auth: &Authenticator, helo: &str, mail_from: &str, raw: &str) -> 
     check_by(auth, helo, mail_from, raw, auth.deadline(None)).await
 }
 
+/// A message from `from` alone (no display name, no signature).
+fn bare_from(from: &str) -> String {
+    format!("From: {from}\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n")
+}
+
+/// [`check`] of an unsigned message from `from`, sent by a client of `evil.test`: DMARC
+/// decides by the author domain's record alone.
+async fn unsigned(auth: &Authenticator, from: &str) -> AuthOutcome {
+    check(auth, "client.x.test", "a@evil.test", &bare_from(from)).await
+}
+
 /// [`check`] with the message verified under `deadline` (SPF under the usual one).
 async fn check_by(
     auth: &Authenticator,
@@ -531,8 +542,7 @@ async fn a_from_domain_with_spaces_or_a_trailing_dot_keeps_its_dmarc_policy() {
     )
     .await;
     for from in ["a@ example.test", "a@example .test", "a@example.test."] {
-        let raw = format!("From: {from}\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n");
-        let outcome = check(&auth, "mx.evil.test", "a@evil.test", &raw).await;
+        let outcome = check(&auth, "mx.evil.test", "a@evil.test", &bare_from(from)).await;
         let symbols = outcome.symbols();
         assert!(
             symbols.contains(&"DMARC_POLICY_REJECT"),
@@ -584,8 +594,7 @@ async fn an_internationalized_from_domain_aligns_with_its_a_label_signature() {
 async fn pct_zero_does_not_reject() {
     let (_dns, auth) =
         server(TestDns::builder().txt("_dmarc.pct.test", "v=DMARC1; p=reject; pct=0")).await;
-    let raw = "From: a@pct.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
-    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    let outcome = unsigned(&auth, "a@pct.test").await;
     assert!(!outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
     assert!(
         outcome.symbols().contains(&"DMARC_POLICY_QUARANTINE"),
@@ -608,11 +617,9 @@ async fn pct_is_read_from_the_record_whose_policy_applies() {
             .txt("_dmarc.corp.ps.test", "v=DMARC1; p=none"),
     )
     .await;
-    let raw = "From: ceo@x.corp.pv.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
-    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    let outcome = unsigned(&auth, "ceo@x.corp.pv.test").await;
     assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
-    let raw = "From: ceo@x.corp.ps.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
-    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    let outcome = unsigned(&auth, "ceo@x.corp.ps.test").await;
     assert!(!outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
     assert!(
         outcome.symbols().contains(&"DMARC_POLICY_QUARANTINE"),
@@ -633,8 +640,7 @@ async fn pct_follows_mail_auth_down_to_the_top_level_domain() {
             .txt("_dmarc.test", "v = DMARC1; p=reject; psd=Y"),
     )
     .await;
-    let raw = "From: ceo@a.b.example.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
-    let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+    let outcome = unsigned(&auth, "ceo@a.b.example.test").await;
     assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
 }
 
@@ -650,8 +656,7 @@ async fn two_dmarc_records_at_one_name_mean_no_dmarc() {
                 .txt("_dmarc.dm2.test", &format!("v=DMARC1; {second}")),
         )
         .await;
-        let raw = "From: ceo@dm2.test\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n";
-        let outcome = check(&auth, "client.x.test", "a@evil.test", raw).await;
+        let outcome = unsigned(&auth, "ceo@dm2.test").await;
         let symbols = outcome.symbols();
         assert!(!outcome.dmarc_reject_requested(), "{symbols:?}");
         assert!(symbols.contains(&"DMARC_NONE"), "{symbols:?}");
