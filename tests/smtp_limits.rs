@@ -467,6 +467,27 @@ fn junk_commands_past_the_limit_count_as_errors() {
     );
 }
 
+/// A gateway whose whole message memory budget one 64 KiB transfer takes.
+fn small_memory_budget(internal: &InternalServer) -> GatewayConfig {
+    GatewayConfig::new(internal)
+        .limit("message_memory_bytes", "65536")
+        .limit("message_memory_total_bytes", "65536")
+        .limit("message_header_bytes", "32768")
+}
+
+/// A BDAT transfer left open on `gw` (of [`small_memory_budget`]), holding the whole
+/// budget: its session.
+fn hold_the_memory_budget(gw: &Gateway) -> SmtpClient {
+    let mut holder = SmtpClient::connect_ehlo(gw.port);
+    holder.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    holder.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut first = b"BDAT 5000\r\n".to_vec();
+    first.resize(first.len() + 5000, b'x');
+    holder.send(&first);
+    holder.read_reply().expect(250, "");
+    holder
+}
+
 /// Regression (review): a session waiting for room in the message memory budget before
 /// its 354 was not waiting on its client as far as the gateway knew: SIGTERM did not end
 /// it (nor could the stress reaper), and it waited the whole `command_timeout`, answering
@@ -475,21 +496,11 @@ fn junk_commands_past_the_limit_count_as_errors() {
 fn a_session_waiting_for_message_memory_ends_at_shutdown() {
     let internal = InternalServer::start();
     let mut gw = Gateway::start(
-        GatewayConfig::new(&internal)
-            .limit("message_memory_bytes", "65536")
-            .limit("message_memory_total_bytes", "65536")
-            .limit("message_header_bytes", "32768")
+        small_memory_budget(&internal)
             .limit("message_memory_wait", "\"120s\"")
             .limit("shutdown_grace", "\"2s\""),
     );
-    // A transfer under way holds the whole memory budget.
-    let mut holder = SmtpClient::connect_ehlo(gw.port);
-    holder.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
-    holder.cmd("RCPT TO:<user@example.test>").expect(250, "");
-    let mut first = b"BDAT 5000\r\n".to_vec();
-    first.resize(first.len() + 5000, b'x');
-    holder.send(&first);
-    holder.read_reply().expect(250, "");
+    let _holder = hold_the_memory_budget(&gw);
     let mut c = SmtpClient::connect_ehlo(gw.port);
     c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
     c.cmd("RCPT TO:<user@example.test>").expect(250, "");
@@ -509,23 +520,13 @@ fn a_session_waiting_for_message_memory_ends_at_shutdown() {
 fn chunks_pipelined_behind_a_failed_bdat_are_not_client_errors() {
     let internal = InternalServer::start();
     let gw = Gateway::start(
-        GatewayConfig::new(&internal)
-            .limit("message_memory_bytes", "65536")
-            .limit("message_memory_total_bytes", "65536")
-            .limit("message_header_bytes", "32768")
+        small_memory_budget(&internal)
             .limit("command_timeout", "\"1s\"")
             .limit("message_memory_wait", "\"1s\"")
             .limit("errors_before_disconnect", "3")
             .limit("errors_before_tarpit", "100"),
     );
-    // A transfer under way holds the whole memory budget.
-    let mut holder = SmtpClient::connect_ehlo(gw.port);
-    holder.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
-    holder.cmd("RCPT TO:<user@example.test>").expect(250, "");
-    let mut first = b"BDAT 5000\r\n".to_vec();
-    first.resize(first.len() + 5000, b'x');
-    holder.send(&first);
-    holder.read_reply().expect(250, "");
+    let mut holder = hold_the_memory_budget(&gw);
     // Kept alive past its own command timeout while the other session waits.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let keep_alive = thread::spawn({
