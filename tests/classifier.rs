@@ -468,6 +468,28 @@ fn gateway_seeds_its_store_votes_learns_while_running_and_keeps_it() {
     assert!(m.text().contains("BAYES_99"), "{}", m.text());
 }
 
+/// A gateway judging with `live_rules` and, in the shadow, `shadow_rules` (classifier off
+/// in both), `extra` added to both configurations.
+fn with_shadow(
+    internal: &InternalServer,
+    live_rules: &str,
+    shadow_rules: &str,
+    extra: &str,
+) -> GatewayConfig {
+    let shadow_toml = format!(
+        "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
+         [policy]\nrules_dir = \"shadow-rules\"\n[classifier]\nenabled = false\n{extra}"
+    );
+    GatewayConfig::new(internal)
+        .toml(&format!(
+            "[policy]\nrules_dir = \"rules\"\nshadow = \"shadow.toml\"\n\
+             [classifier]\nenabled = false\n{extra}"
+        ))
+        .file("rules/local.cf", live_rules)
+        .file("shadow-rules/local.cf", shadow_rules)
+        .file("shadow.toml", &shadow_toml)
+}
+
 /// Regression (review): the shadow kept no state, so the live data-stage rate-limit and
 /// greylisting symbols were dropped from its copy and every such message counted as the
 /// candidate disagreeing (and every live greylisting tempfail as well), with a shadow that
@@ -480,18 +502,7 @@ fn a_shadow_equal_to_the_live_policy_never_disagrees_over_state_checks() {
     let limit = "[[ratelimit]]\nname = \"msgs\"\nkey = \"client_ip\"\nlimit = 1\nper = \"1h\"\n\
                  stage = \"data\"\naction = \"score\"\n\
                  [greylist]\nenabled = true\nstage = \"data\"\nmin_score = 0.5\ndelay = \"1s\"\n";
-    let shadow_toml = format!(
-        "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
-         [policy]\nrules_dir = \"shadow-rules\"\n[classifier]\nenabled = false\n{limit}"
-    );
-    let cfg = GatewayConfig::new(&internal)
-        .toml(&format!(
-            "[policy]\nrules_dir = \"rules\"\nshadow = \"shadow.toml\"\n[classifier]\nenabled = false\n{limit}"
-        ))
-        .file("rules/local.cf", rules)
-        .file("shadow-rules/local.cf", rules)
-        .file("shadow.toml", &shadow_toml);
-    let gw = Gateway::start(cfg);
+    let gw = Gateway::start(with_shadow(&internal, rules, rules, limit));
     let admin = admin_port(&gw);
     let mut c = SmtpClient::connect_ehlo(gw.port);
     let msg = message("state-1@test", "Hello", "zz-live-zz\n");
@@ -518,14 +529,7 @@ fn shadow_policy_counts_disagreements_and_never_acts() {
     let live_rules = "body LIVE_TOKEN /zz-live-zz/\nscore LIVE_TOKEN 1.0\n";
     let shadow_rules =
         format!("{live_rules}body SHADOW_ONLY /zz-shadow-zz/\nscore SHADOW_ONLY 20.0\n");
-    let shadow_toml = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
-                       [policy]\nrules_dir = \"shadow-rules\"\n[classifier]\nenabled = false\n";
-    let cfg = GatewayConfig::new(&internal)
-        .toml("[policy]\nrules_dir = \"rules\"\nshadow = \"shadow.toml\"\n[classifier]\nenabled = false\n")
-        .file("rules/local.cf", live_rules)
-        .file("shadow-rules/local.cf", &shadow_rules)
-        .file("shadow.toml", shadow_toml);
-    let gw = Gateway::start(cfg);
+    let gw = Gateway::start(with_shadow(&internal, live_rules, &shadow_rules, ""));
     let admin = admin_port(&gw);
     let mut c = SmtpClient::connect_ehlo(gw.port);
     // Only the shadow's rule hits: the live verdict stands (accepted, delivered untagged).
