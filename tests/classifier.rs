@@ -663,6 +663,19 @@ fn an_mbox_folder_is_learned_message_by_message() {
         "{learned}"
     );
     assert!(learned.contains("store: 3 spam, 0 ham"), "{learned}");
+    // Each is the message its sender wrote (no `From ` line, no closing blank line, no
+    // `>From` quoting): the same message in its own file is the same ledger entry.
+    fs::create_dir(root.join("one-by-one")).unwrap();
+    for i in 0..3 {
+        let file = root.join("one-by-one").join(format!("{i}.eml"));
+        fs::write(file, corpus_message(true, i)).unwrap();
+    }
+    let moved = stdout(&mx(
+        root,
+        &["learn", "--ham", "one-by-one", "--config", "mxguard.toml"],
+    ));
+    assert!(moved.contains("3 moved"), "{moved}");
+    assert!(moved.contains("store: 0 spam, 3 ham"), "{moved}");
     let forgot = stdout(&mx(
         root,
         &["learn", "--forget", "Junk", "--config", "mxguard.toml"],

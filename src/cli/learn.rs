@@ -9,6 +9,7 @@ use mxguard::classify::{seed::Seed, Class, Classifier, Outcome, Settings, Source
 use mxguard::config::Config;
 use mxguard::metrics::Metrics;
 use mxguard::state::State;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,6 +104,15 @@ async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCo
     }
 }
 
+/// [`summary`] with the files that could not be learned, when there are any.
+fn summary_with_errors(outcomes: &BTreeMap<Outcome, usize>, errors: usize) -> String {
+    match (outcomes.values().any(|&n| n > 0), errors) {
+        (_, 0) => summary(outcomes),
+        (false, _) => format!("{errors} errors"),
+        (true, _) => format!("{}, {errors} errors", summary(outcomes)),
+    }
+}
+
 fn summary(outcomes: &BTreeMap<Outcome, usize>) -> String {
     let parts: Vec<String> = outcomes
         .iter()
@@ -132,11 +142,11 @@ fn model_text(classifier: &Classifier) -> String {
 /// records, and which of two concurrent copies that is would depend on timing, so the same
 /// files would not always give the same ledger, model and classifications. A wave keeps the
 /// files' order; the n-th copy of a body goes in the n-th wave.
-fn copies_in_turn<T>(files: Vec<(T, Vec<u8>)>) -> Vec<Vec<(T, Vec<u8>)>> {
+fn copies_in_turn<T, B: AsRef<[u8]>>(files: Vec<(T, B)>) -> Vec<Vec<(T, B)>> {
     let mut copies: HashMap<[u8; 32], usize> = HashMap::new();
-    let mut waves: Vec<Vec<(T, Vec<u8>)>> = Vec::new();
+    let mut waves: Vec<Vec<(T, B)>> = Vec::new();
     for (file, raw) in files {
-        let seen = copies.entry(body_digest(&raw)).or_default();
+        let seen = copies.entry(body_digest(raw.as_ref())).or_default();
         if waves.len() <= *seen {
             waves.push(Vec::new());
         }
@@ -184,15 +194,7 @@ async fn learn_files(
         let mut readable = Vec::with_capacity(chunk.len());
         for (file, result) in chunk.iter().zip(read) {
             match result {
-                // An mbox folder is learned message by message.
-                Ok(raw) => {
-                    let inside = mxguard::mail::mbox::messages(&raw);
-                    if inside.len() == 1 {
-                        readable.push((file, raw));
-                    } else {
-                        readable.extend(inside.into_iter().map(|m| (file, m.to_vec())));
-                    }
-                }
+                Ok(raw) => readable.push((file, raw)),
                 Err(e) => {
                     done += 1;
                     errors += 1;
@@ -200,30 +202,42 @@ async fn learn_files(
                 }
             }
         }
-        for wave in copies_in_turn(readable) {
-            let work = wave.iter().map(|(_, raw)| async move {
-                match class {
-                    Some(c) => classifier.learn(raw, c).await,
-                    None => classifier.forget(raw).await,
-                }
-            });
-            for ((file, _), result) in wave.iter().zip(futures::future::join_all(work).await) {
-                done += 1;
-                match result {
-                    Ok(o) => *outcomes.entry(o).or_default() += 1,
-                    Err(e) => {
-                        errors += 1;
-                        eprintln!("{}: {e:#}", file.display());
+        // An mbox folder is learned message by message, a few at a time like files: a
+        // folder of a hundred thousand messages is never all in flight.
+        let messages: Vec<(&PathBuf, Cow<'_, [u8]>)> = readable
+            .iter()
+            .flat_map(|(file, raw)| {
+                mxguard::mail::mbox::messages(raw)
+                    .into_iter()
+                    .map(move |m| (*file, m))
+            })
+            .collect();
+        for batch in messages.chunks(IN_FLIGHT) {
+            for wave in copies_in_turn(batch.iter().map(|(f, m)| (*f, &**m)).collect()) {
+                let work = wave.iter().map(|(_, raw)| async move {
+                    match class {
+                        Some(c) => classifier.learn(raw, c).await,
+                        None => classifier.forget(raw).await,
+                    }
+                });
+                for ((file, _), result) in wave.iter().zip(futures::future::join_all(work).await) {
+                    done += 1;
+                    match result {
+                        Ok(o) => *outcomes.entry(o).or_default() += 1,
+                        Err(e) => {
+                            errors += 1;
+                            eprintln!("{}: {e:#}", file.display());
+                        }
                     }
                 }
             }
-        }
-        if last_progress.elapsed() >= Duration::from_secs(2) {
-            last_progress = Instant::now();
-            eprintln!(
-                "learn: {done} messages ({:.0}/s)",
-                done as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                last_progress = Instant::now();
+                eprintln!(
+                    "learn: {done} messages ({:.0}/s)",
+                    done as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                );
+            }
         }
     }
     let learned = started.elapsed();
@@ -245,9 +259,9 @@ async fn learn_files(
     let t = classifier.totals().await?;
     let verb = if class.is_some() { "learn" } else { "forget" };
     println!(
-        "{verb}: {done} messages in {:.1}s: {}, {errors} errors; store: {} spam, {} ham; model {}",
+        "{verb}: {done} messages in {:.1}s: {}; store: {} spam, {} ham; model {}",
         learned.as_secs_f64(),
-        summary(&outcomes),
+        summary_with_errors(&outcomes, errors),
         t.spam,
         t.ham,
         model_text(classifier)
@@ -309,5 +323,15 @@ mod tests {
             .map(|w| w.into_iter().map(|(name, _)| name).collect())
             .collect();
         assert_eq!(waves, vec![vec!["a", "b", "f"], vec!["c", "e"], vec!["d"]]);
+    }
+
+    #[test]
+    fn the_summary_names_only_what_happened() {
+        let mut outcomes = BTreeMap::new();
+        assert_eq!(summary_with_errors(&outcomes, 0), "nothing");
+        assert_eq!(summary_with_errors(&outcomes, 2), "2 errors");
+        outcomes.insert(Outcome::Learned, 3);
+        assert_eq!(summary_with_errors(&outcomes, 0), "3 learned");
+        assert_eq!(summary_with_errors(&outcomes, 1), "3 learned, 1 errors");
     }
 }
