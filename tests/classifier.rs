@@ -372,6 +372,22 @@ fn rules_stats_gives_shares_ratios_and_marks() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("unreadable=1"), "{all}");
     assert!(all.contains("10 spam, 10 ham messages"), "{all}");
+    // Regression (review): files were taken as `learn` does not take them: a mail store's
+    // index counted as a ham message, and a folder of three as one.
+    fs::write(root.join("corpus/ham/.index"), "\x07\x00binary").unwrap();
+    let mut folder = String::new();
+    for i in 10..13 {
+        folder.push_str(&format!(
+            "From a@work.example Mon Dec  2 10:00:{i} 2026\r\n"
+        ));
+        folder.push_str(&corpus_message(false, i));
+        folder.push_str("\r\n");
+    }
+    fs::write(root.join("corpus/ham/folder.mbox"), folder).unwrap();
+    let out = rules_stats(root, &[]);
+    let all = text(&out);
+    assert!(all.contains("10 spam, 13 ham messages"), "{all}");
+    assert!(all.contains("unreadable=1"), "{all}");
 }
 
 /// `mxguard rules stats` over `corpus/spam` and `corpus/ham`, with `extra` arguments.

@@ -147,6 +147,19 @@ pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
     Ok(raw)
 }
 
+/// Whether `raw` starts as a message does: with a header field (`Name:`, the name
+/// printable ASCII without spaces) or an mbox `From ` line.
+pub fn looks_like_message(raw: &[u8]) -> bool {
+    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    if first.starts_with(b"From ") {
+        return true;
+    }
+    match first.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => first[..colon].iter().all(u8::is_ascii_graphic),
+        _ => false,
+    }
+}
+
 /// Reads (see [`read_message`]) and works on every file with `jobs` threads; the results
 /// in file order.
 pub fn scan_parallel<T: Send>(

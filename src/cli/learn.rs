@@ -2,7 +2,7 @@
 //! import or export a seed. Works on the configured state store, also while the gateway
 //! runs; after learning, the logistic model is retrained and published to the tier.
 
-use super::files::{collect_files, read_message, Collected, FileError};
+use super::files::{collect_files, looks_like_message, read_message, Collected, FileError};
 use anyhow::Context as _;
 use mxguard::classify::ledger::body_digest;
 use mxguard::classify::{seed::Seed, Class, Classifier, Outcome, Settings, Source};
@@ -271,19 +271,6 @@ async fn learn_files(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Whether `raw` starts as a message does: with a header field (`Name:`, the name
-/// printable ASCII without spaces) or an mbox `From ` line.
-fn looks_like_message(raw: &[u8]) -> bool {
-    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    if first.starts_with(b"From ") {
-        return true;
-    }
-    match first.iter().position(|&b| b == b':') {
-        Some(colon) if colon > 0 => first[..colon].iter().all(u8::is_ascii_graphic),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

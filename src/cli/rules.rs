@@ -1,9 +1,13 @@
 //! `mxguard rules stats`: how often each rule hits spam and ham, for the people who tune
 //! rules files. Judges every message with the configured policy offline (as `scan` does)
 //! and prints per rule the share of spam and of ham it hits, its S/O ratio (the spam
-//! share over both shares, as SpamAssassin's hit-frequencies has it) and its score.
+//! share over both shares, as SpamAssassin's hit-frequencies has it) and its score. Files
+//! are taken as `learn` takes them.
 
-use super::files::{collect_files, scan_parallel, threads, Collected};
+use super::files::{
+    collect_files, looks_like_message, scan_parallel, threads, Collected, FileError,
+};
+use mxguard::mail::mbox;
 use mxguard::policy::offline;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,25 +52,35 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
         if unreadable_dirs > 0 {
             *left_out.entry("unreadable").or_default() += unreadable_dirs;
         }
-        for (file, result) in files
-            .iter()
-            .zip(scan_parallel(&files, jobs, limit, |raw| offline.judge(raw)))
-        {
-            let j = match result {
-                Ok(j) => j,
+        // Files are read as `learn` reads them: what does not start as a message is left
+        // out, and an mbox folder counts message by message.
+        let judge = |raw: &[u8]| {
+            if !looks_like_message(raw) {
+                return Err(FileError::NotAMessage);
+            }
+            Ok(mbox::messages(raw)
+                .iter()
+                .map(|m| offline.judge(m))
+                .collect::<Vec<_>>())
+        };
+        for (file, result) in files.iter().zip(scan_parallel(&files, jobs, limit, judge)) {
+            let judged = match result.and_then(|r| r) {
+                Ok(judged) => judged,
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
                     *left_out.entry(e.kind()).or_default() += 1;
                     continue;
                 }
             };
-            totals[i] += 1;
-            let hit: BTreeSet<&str> = j.rule_names().collect();
-            for (name, score) in &j.hits {
-                scores.entry(name.clone()).or_insert(*score);
-            }
-            for name in hit {
-                *counts[i].entry(name.to_string()).or_default() += 1;
+            for j in judged {
+                totals[i] += 1;
+                let hit: BTreeSet<&str> = j.rule_names().collect();
+                for (name, score) in &j.hits {
+                    scores.entry(name.clone()).or_insert(*score);
+                }
+                for name in hit {
+                    *counts[i].entry(name.to_string()).or_default() += 1;
+                }
             }
         }
     }
