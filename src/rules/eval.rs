@@ -370,14 +370,15 @@ impl CompiledRules {
             let hit = is_hit(v);
             // A meta's value is its result, as in SpamAssassin: a counting sub-meta
             // (`__SALES_PHRASES (A + B + …)`) is read as its count by the metas above it
-            // (`__SALES_PHRASES >= 3`), not as 1.
-            low[*slot] = if hit { v } else { 0.0 };
+            // (`__SALES_PHRASES >= 3`), not as 1. A negative result that is true is read
+            // as 1, as SpamAssassin records a hit.
+            low[*slot] = if hit { hit_value(v) } else { 0.0 };
             counts[*slot] = u32::from(hit);
             if !any_unknown {
                 continue;
             }
             let w = expr.eval(&|s: &usize| high.get(*s).copied().unwrap_or(0.0));
-            high[*slot] = if is_hit(w) { w } else { 0.0 };
+            high[*slot] = if is_hit(w) { hit_value(w) } else { 0.0 };
             if is_hit(w) != hit {
                 unknown[*slot] = true;
                 low[*slot] = 0.0;
@@ -426,6 +427,16 @@ impl CompiledRules {
             hits,
             backtrack_budget_spent: budget.spent,
         }
+    }
+}
+
+/// The value a meta that fired passes to the metas above it: its result, or 1 when that is
+/// negative (SpamAssassin's `got_hit` records a hit of at most 0 as 1).
+fn hit_value(v: f64) -> f64 {
+    if v > 0.0 {
+        v
+    } else {
+        1.0
     }
 }
 

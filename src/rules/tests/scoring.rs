@@ -51,6 +51,20 @@ fn a_meta_is_worth_its_result_to_the_metas_above_it() {
     assert!(names(&rules, msg("beta").as_bytes()).is_empty());
 }
 
+/// Regression (review): a meta whose result was negative passed that negative value up,
+/// where SpamAssassin's `got_hit` records a true result of at most 0 as 1.
+#[test]
+fn a_negative_meta_result_is_worth_one_to_the_metas_above_it() {
+    let rules = compile(
+        "body __A /alpha/\n\
+         meta __NEGATIVE (0 - __A)\n\
+         meta READ_AS_ONE __NEGATIVE == 1\n\
+         meta READ_AS_NEGATIVE __NEGATIVE < 0\n",
+    );
+    let msg = "Subject: s\r\n\r\nalpha\r\n";
+    assert_eq!(names(&rules, msg.as_bytes()), vec!["READ_AS_ONE"]);
+}
+
 #[test]
 fn subrules_are_never_reported_or_scored() {
     let rules = compile("body __SUB /buy/\nscore __SUB 5\nmeta USES_SUB __SUB\n");
