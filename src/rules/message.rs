@@ -373,8 +373,7 @@ impl MessageView {
                 if address.instance == Instance::All {
                     address.instance = Instance::First;
                 }
-                let from_return_path = self.named(&["return-path"], &address);
-                return from_return_path.or_else(|| self.named(&["x-envelope-from"], &address));
+                return self.stored_envelope_sender(&address);
             }
             HeaderSource::All => {
                 if self.headers.is_empty() {
@@ -392,6 +391,25 @@ impl MessageView {
             }
         };
         self.named(names, target)
+    }
+
+    /// The envelope sender a delivery recorded in a stored message, as SpamAssassin's
+    /// `get_envelope_from` finds it: the first of `X-Envelope-From`, `Envelope-Sender` and
+    /// `Return-Path` present; none when that field comes after a `Received` field, since a
+    /// relay on the way (a mailing list) may have sent it on with a new sender.
+    fn stored_envelope_sender(&self, target: &HeaderTarget) -> Option<String> {
+        for name in ["x-envelope-from", "envelope-sender", "return-path"] {
+            let Some(value) = self.named(&[name], target).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let relayed_before = self
+                .headers
+                .iter()
+                .take_while(|h| !h.name.eq_ignore_ascii_case(name))
+                .any(|h| h.name.eq_ignore_ascii_case("received"));
+            return (!relayed_before).then_some(value);
+        }
+        None
     }
 
     fn named(&self, names: &[&str], target: &HeaderTarget) -> Option<String> {

@@ -358,6 +358,27 @@ fn envelope_from_is_an_address_and_the_null_sender_is_none() {
     assert!(hits_of(&rules, &session).is_empty(), "a null sender");
 }
 
+/// Regression (review): a stored message's `EnvelopeFrom` was `Return-Path` before
+/// `X-Envelope-From`, and a `Return-Path` below a `Received` field was read too; SpamAssassin
+/// takes `X-Envelope-From`, `Envelope-Sender`, then `Return-Path`, and none that a relay on
+/// the way may have rewritten.
+#[test]
+fn a_stored_envelope_sender_is_found_as_spamassassin_finds_it() {
+    let rules = compile(
+        "header ENV_XENV EnvelopeFrom =~ /^xenv\\@a\\.test$/\n\
+         header ENV_EXISTS exists:EnvelopeFrom\n",
+    );
+    let both = b"Return-Path: <rp@b.test>\r\nX-Envelope-From: <xenv@a.test>\r\n\
+Received: from x by y\r\nFrom: a@x.test\r\n\r\nbody\r\n";
+    assert_eq!(
+        hits_of(&rules, &MessageView::parse(both)),
+        vec!["ENV_EXISTS", "ENV_XENV"]
+    );
+    let relayed = b"Received: from x by y\r\nReturn-Path: <rp@b.test>\r\n\
+From: a@x.test\r\n\r\nbody\r\n";
+    assert!(hits_of(&rules, &MessageView::parse(relayed)).is_empty());
+}
+
 fn hits_of(rules: &CompiledRules, view: &MessageView) -> Vec<String> {
     rules
         .evaluate(view, &[])
