@@ -519,11 +519,6 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
             };
             let raw = normalize_newlines(&String::from_utf8_lossy(bytes));
             let raw = raw.trim_start().trim_end_matches(['\n', '\r']).to_string();
-            let decoded = match MessageStream::new(bytes).parse_unstructured() {
-                HeaderValue::Text(t) => t.trim().to_string(),
-                HeaderValue::TextList(list) => list.join(" "),
-                _ => unfold(&raw),
-            };
             // The name as written: mail-parser canonicalises known names (`Message-ID`),
             // while rules such as `ALL =~ /\nMessage-Id: /` look at the sender's spelling.
             let name = raw_message
@@ -532,6 +527,15 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
                 .map(|n| n.trim_end_matches(':').trim())
                 .filter(|n| n.eq_ignore_ascii_case(h.name.as_str()))
                 .unwrap_or(h.name.as_str());
+            let decoded = if left_encoded(name) {
+                unfold(&raw)
+            } else {
+                match MessageStream::new(bytes).parse_unstructured() {
+                    HeaderValue::Text(t) => t.trim().to_string(),
+                    HeaderValue::TextList(list) => list.join(" "),
+                    _ => unfold(&raw),
+                }
+            };
             HeaderField {
                 name: name.to_string(),
                 raw,
@@ -539,6 +543,20 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
             }
         })
         .collect()
+}
+
+/// Whether SpamAssassin reads the field as written, RFC 2047 encoded words and all (its
+/// `Node.pm`: trace and identifier fields, whose encoded-looking text is not meant as
+/// encoded words, and the `List-` fields).
+fn left_encoded(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let unprefixed = lower.strip_prefix("resent-").unwrap_or(&lower);
+    matches!(unprefixed, "message-id" | "date")
+        || matches!(
+            lower.as_str(),
+            "received" | "mime-version" | "references" | "in-reply-to"
+        )
+        || lower.starts_with("list-")
 }
 
 fn unfold(raw: &str) -> String {

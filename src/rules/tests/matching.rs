@@ -66,6 +66,25 @@ header MSGID_PSEUDO  MESSAGEID =~ /abc\@example/
     assert!(!got.contains(&"HAS_LISTID".to_string()));
 }
 
+/// Regression (review): every field was RFC 2047-decoded, where SpamAssassin reads trace
+/// and identifier fields (`Received`, `Message-ID`, `Date`, `References`, `List-*`, …) as
+/// written, so rules looking for encoded words there never hit.
+#[test]
+fn trace_and_identifier_fields_are_read_as_written() {
+    let rules = compile(
+        "header ENCODED_ID Message-ID =~ /=\\?utf-8\\?/i\n\
+         header ENCODED_LIST List-Unsubscribe =~ /=\\?utf-8\\?/i\n\
+         header ENCODED_SUBJECT Subject =~ /=\\?utf-8\\?/i\n\
+         header DECODED_SUBJECT Subject =~ /^caf/\n",
+    );
+    let msg = b"Message-ID: <=?utf-8?q?x?=@a.test>\r\nList-Unsubscribe: =?utf-8?q?u?=\r\n\
+Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\nbody\r\n";
+    assert_eq!(
+        names(&rules, msg),
+        vec!["DECODED_SUBJECT", "ENCODED_ID", "ENCODED_LIST"]
+    );
+}
+
 #[test]
 fn missing_header_with_negated_match_hits() {
     // SpamAssassin reads a missing header as empty, so `!~ /./` hits and `=~ /./` does not.
