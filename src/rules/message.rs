@@ -10,8 +10,9 @@
 //! Longer than most files here (~680 lines): the view's fields and the one pass that fills
 //! them belong together, and splitting the pass would scatter SpamAssassin's shapes.
 
-use super::html_text::{dotted_ip_form, render_html};
+use super::html_text::{decode_entities, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
+use super::uri_forms::uri_forms;
 use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
@@ -943,9 +944,6 @@ fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
 
 /// A URL inside another one's path or query, as SpamAssassin's `uri_list_canonicalize`
 /// finds a redirector's target.
-static REDIRECT_TARGET: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?i)^https?://[^/?#]+.*?(https?:/{0,2}[^&#]+)").ok());
-
 fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
@@ -957,31 +955,7 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
             return;
         }
         let uri = uri.replace("&amp;", "&");
-        let lower = uri.to_ascii_lowercase();
-        // As SpamAssassin lists them: a `www.` host without a scheme only as `http://`
-        // (the bare form made `/^[^:A-Z]+[A-Z]/` read a host as a path), the form with its
-        // percent-escapes decoded, and the target of a redirector (`?u=http://...`).
-        let mut forms = if lower.starts_with("www") {
-            vec![format!("http://{uri}")]
-        } else {
-            vec![uri.clone()]
-        };
-        let unescaped = percent_encoding::percent_decode_str(&forms[0])
-            .decode_utf8_lossy()
-            .into_owned();
-        if unescaped != forms[0] {
-            forms.push(unescaped);
-        }
-        let targets: Vec<String> = forms
-            .iter()
-            .filter_map(|f| REDIRECT_TARGET.as_ref()?.captures(f))
-            .filter_map(|c| c.get(1))
-            .map(|m| m.as_str().to_owned())
-            .collect();
-        forms.extend(targets);
-        if let Some(dotted) = dotted_ip_form(&uri) {
-            forms.push(dotted);
-        }
+        let forms = uri_forms(&uri);
         for form in forms {
             if seen.insert(form.clone()) {
                 out.push(form);
@@ -1000,7 +974,8 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
             let doc = without_comments(doc);
             for caps in attr.captures_iter(&doc) {
                 if let Some(m) = caps.get(1).or(caps.get(2)).or(caps.get(3)) {
-                    push(m.as_str(), &mut out);
+                    // An attribute's value as the browser reads it, references decoded.
+                    push(&decode_entities(m.as_str()), &mut out);
                 }
             }
         }

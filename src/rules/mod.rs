@@ -34,6 +34,7 @@ pub mod model;
 pub mod parse;
 mod perlre;
 pub mod sample;
+mod uri_forms;
 
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,25 @@ Content-Type: text/html; charset=utf-8\r\n\
     );
 }
 
+/// Regression (review): `uri` rules saw a link only as written: a reference in an `href`
+/// (`evil&#x2e;test`), backslashes, one slash after the scheme, a default port, or a query
+/// with no path hid it from a rule written for the plain form, which SpamAssassin lists too.
+#[test]
+fn uri_rules_see_a_disguised_link_in_its_plain_form() {
+    let rules = compile(
+        "uri EVIL_HOST m{^http://evil\\.test/}\n\
+         uri PORT_HOST m{^http://ported\\.test/p}\n\
+         uri QUERY_HOST m{^http://query\\.test/\\?id=3}\n",
+    );
+    let raw = b"Subject: s\r\nContent-Type: text/html\r\n\r\n\
+<a href=\"http://evil&#x2e;test/\">a</a> <a href=\"http://ported.test:80/p\">b</a>\r\n\
+<a href=\"http:\\\\query.test?id=3\">c</a>\r\n";
+    assert_eq!(
+        names(&rules, raw),
+        vec!["EVIL_HOST", "PORT_HOST", "QUERY_HOST"]
+    );
+}
+
 #[test]
 fn body_matches_do_not_span_paragraphs() {
     let rules = compile("body SPAN /buy\\s+now/\nbody LINE_START /^now/\n");

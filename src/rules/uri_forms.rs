@@ -1,0 +1,274 @@
+//! The forms a link is listed under for `uri` rules, as SpamAssassin's
+//! `uri_list_canonicalize` lists them: senders disguise a link in ways a mail reader
+//! forgives (backslashes, one slash after the scheme, escapes, a query with no path, a
+//! default port), and a rule written for the plain form must still see it.
+
+use super::html_text::dotted_ip_form;
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Redirections followed inside one link (`?u=http://...` whose target redirects again).
+const MAX_REDIRECT_DEPTH: usize = 3;
+
+static REDIRECT_TARGET: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)^https?://[^/?#]+.*?(https?:/{0,2}[^&#]+)").ok());
+
+/// A web link taken apart: scheme with `//`, host, and the rest from the port on.
+static WEB_LINK: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?is)^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$").ok());
+
+/// Every form of `uri` (already trimmed), itself first: a `www.` host without a scheme
+/// is listed as `http://` only (the bare form made `/^[^:A-Z]+[A-Z]/` read a host as a
+/// path).
+pub(super) fn uri_forms(uri: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    add_forms(uri, 0, &mut forms);
+    forms
+}
+
+fn add_forms(uri: &str, depth: usize, forms: &mut Vec<String>) {
+    let first = if uri.to_ascii_lowercase().starts_with("www") {
+        format!("http://{uri}")
+    } else {
+        uri.to_string()
+    };
+    push(forms, first.clone());
+    if is_mail(&first) {
+        mail_forms(&first, forms);
+        return;
+    }
+    let unescaped = unescaped(&first);
+    let cleaned = cleaned(&first);
+    push(forms, unescaped.clone());
+    push(forms, cleaned.clone());
+    web_forms(&cleaned, forms);
+    if let Some(dotted) = dotted_ip_form(&cleaned) {
+        push(forms, dotted);
+    }
+    if depth < MAX_REDIRECT_DEPTH {
+        let targets: Vec<String> = [&first, &unescaped, &cleaned]
+            .iter()
+            .filter_map(|f| REDIRECT_TARGET.as_ref()?.captures(f))
+            .filter_map(|c| c.get(1))
+            .map(|m| m.as_str().to_owned())
+            .filter(|t| t.contains('.'))
+            .collect();
+        for target in targets {
+            add_forms(&target, depth + 1, forms);
+        }
+    }
+}
+
+fn unescaped(uri: &str) -> String {
+    percent_encoding::percent_decode_str(uri)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn push(forms: &mut Vec<String>, form: String) {
+    if !form.is_empty() && !forms.contains(&form) {
+        forms.push(form);
+    }
+}
+
+fn is_mail(uri: &str) -> bool {
+    let lower = uri.to_ascii_lowercase();
+    lower.starts_with("mailto:") || uri.split(':').next().is_some_and(|s| s.contains('@'))
+}
+
+/// A mail link without what follows the address (`?subject=`, `&...`, `%20` padding).
+fn mail_forms(uri: &str, forms: &mut Vec<String>) {
+    if let Some(at) = uri.find('@').filter(|&at| at > 0) {
+        let after = &uri[at + 1..];
+        // Cut at the query, and at a `&` before it (Outlook links `a@b.test&x` as a@b.test).
+        for cut in [
+            after.find('?'),
+            after
+                .find(['?', '&'])
+                .filter(|&c| after.as_bytes()[c] == b'&'),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&c| c > 0)
+        {
+            push(forms, uri[..at + 1 + cut].to_string());
+        }
+    }
+    if uri.contains("%20") {
+        let bare = if uri.to_ascii_lowercase().starts_with("mailto:") {
+            &uri["mailto:".len()..]
+        } else {
+            uri
+        };
+        let bare = bare.trim_start_matches("%20");
+        if let Some(at) = bare.find('@').filter(|&at| at > 0) {
+            let end = bare[at + 1..]
+                .find(['?', '&', '%'])
+                .map_or(bare.len(), |e| at + 1 + e);
+            if end > at + 1 {
+                push(forms, format!("mailto:{}", &bare[..end]));
+            }
+        }
+    }
+}
+
+/// The link as a browser reads it: backslashes as slashes, `http:` followed by the two
+/// slashes it may lack, a scheme where none is written, a `/` before a query or fragment
+/// that follows the host, and printable characters written as numeric references decoded.
+fn cleaned(uri: &str) -> String {
+    let mut n = uri.replace('\\', "/");
+    let lower = n.to_ascii_lowercase();
+    for scheme in ["https:", "http:"] {
+        if lower.starts_with(scheme) {
+            let rest = n[scheme.len()..].trim_start_matches('/');
+            n = format!("{}//{rest}", &n[..scheme.len()]);
+            break;
+        }
+    }
+    n = unescaped(&n);
+    if !has_scheme(&n) {
+        n = if n.starts_with("ftp.") {
+            format!("ftp://{n}")
+        } else {
+            format!("http://{n}")
+        };
+    }
+    // References first: the `#` of `&#46;` starts no fragment.
+    let mut n = printable_references_decoded(&n);
+    if let Some(host_end) = web_host_end(&n) {
+        if matches!(n.as_bytes().get(host_end), Some(b'?' | b'#')) {
+            n.insert(host_end, '/');
+        }
+    }
+    n
+}
+
+fn has_scheme(uri: &str) -> bool {
+    match uri.find(':') {
+        Some(colon) if colon > 0 => uri[..colon]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        _ => false,
+    }
+}
+
+/// Where the host of an `http://` or `https://` link ends.
+fn web_host_end(uri: &str) -> Option<usize> {
+    let lower = uri.to_ascii_lowercase();
+    let start = ["http://", "https://"]
+        .iter()
+        .find(|s| lower.starts_with(**s))?
+        .len();
+    let end = uri[start..]
+        .find(['/', '?', '#'])
+        .map_or(uri.len(), |e| start + e);
+    (end > start).then_some(end)
+}
+
+/// `&#46;`, `&#x2e;` and the other numeric references of printable ASCII, and the
+/// references of the Unicode full stops, decoded; anything else left as written.
+fn printable_references_decoded(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(amp) = rest.find("&#") {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 2..];
+        let Some(semi) = after.find(';') else {
+            out.push_str(&rest[amp..]);
+            return out;
+        };
+        let code = &after[..semi];
+        let value = match code.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => code.parse().ok(),
+        };
+        match value {
+            Some(v @ 0x21..=0x7e) => out.push(char::from(v as u8)),
+            Some(0x3002 | 0xff0e | 0xff61) => out.push('.'),
+            _ => out.push_str(&rest[amp..amp + 2 + semi + 1]),
+        }
+        rest = &after[semi + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The forms of a web link without its default port, control characters in its host, or
+/// punctuation a sentence left at the end of its host.
+fn web_forms(uri: &str, forms: &mut Vec<String>) {
+    let Some(caps) = WEB_LINK.as_ref().and_then(|re| re.captures(uri)) else {
+        return;
+    };
+    let (Some(proto), Some(host), Some(rest)) = (caps.get(1), caps.get(3), caps.get(4)) else {
+        return;
+    };
+    let (proto, host, rest) = (proto.as_str(), host.as_str(), rest.as_str());
+    let default_port = if proto.eq_ignore_ascii_case("http://") {
+        ":80"
+    } else {
+        ":443"
+    };
+    if let Some(after) = rest.strip_prefix(default_port) {
+        if !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            push(forms, format!("{proto}{host}{after}"));
+        }
+    }
+    let visible: String = host.chars().filter(|c| *c > ' ').collect();
+    if visible != host {
+        push(forms, format!("{proto}{visible}{rest}"));
+    }
+    let trimmed = host.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed != host && !trimmed.is_empty() {
+        push(forms, format!("{proto}{trimmed}{rest}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has(uri: &str, form: &str) -> bool {
+        let forms = uri_forms(uri);
+        assert!(!forms.is_empty(), "{uri}");
+        forms.iter().any(|f| f == form)
+    }
+
+    #[test]
+    fn disguised_links_are_listed_in_their_plain_form() {
+        assert!(has("http:\\\\evil.test\\x", "http://evil.test/x"));
+        assert!(has("http:/one.test/", "http://one.test/"));
+        assert!(has("http:two.test", "http://two.test"));
+        assert!(has("http://host.test?id=3", "http://host.test/?id=3"));
+        assert!(has("http://host.test:80/p", "http://host.test/p"));
+        assert!(has("https://host.test:443/p", "https://host.test/p"));
+        assert!(!has("http://host.test:8080/p", "http://host.test80/p"));
+        assert!(has("http://evil&#x2e;test/", "http://evil.test/"));
+        assert!(has("http://evil&#46;test/", "http://evil.test/"));
+        assert!(has("http://evil&#65294;test/", "http://evil.test/"));
+        assert!(has("http://%65vil.test/", "http://evil.test/"));
+        assert!(has("ftp.files.test/a", "ftp://ftp.files.test/a"));
+        assert!(has("www.shop.test", "http://www.shop.test"));
+        assert!(!has("www.shop.test", "www.shop.test"));
+    }
+
+    #[test]
+    fn redirect_targets_are_listed_with_their_own_forms() {
+        let forms = uri_forms("http://r.test/?u=http:/evil.test?x=1&y=2");
+        assert!(
+            forms.iter().any(|f| f == "http:/evil.test?x=1"),
+            "{forms:?}"
+        );
+        assert!(
+            forms.iter().any(|f| f == "http://evil.test/?x=1"),
+            "{forms:?}"
+        );
+    }
+
+    #[test]
+    fn mail_links_are_listed_without_their_parameters() {
+        assert!(has("mailto:a@b.test?subject=hi", "mailto:a@b.test"));
+        assert!(has("mailto:a@b.test&x=1", "mailto:a@b.test"));
+        assert!(has("mailto:%20%20a@b.test", "mailto:a@b.test"));
+        assert_eq!(uri_forms("mailto:a@b.test"), vec!["mailto:a@b.test"]);
+    }
+}
