@@ -100,3 +100,50 @@ async fn a_member_whose_spool_has_no_room_is_seen_down() {
     bk1.round().await;
     assert!(bk1.primaries_up(), "a primary with room again is seen up");
 }
+
+/// Regression (review): a peer's heartbeat key holding a hash made Redis answer
+/// `WRONGTYPE` every round, and the state backend was called down (and up again by the
+/// next call): `/healthz` flapped to 503. That heartbeat is read as a malformed one: the
+/// peer is probed instead, and the backend stays up.
+#[tokio::test]
+async fn a_heartbeat_key_of_another_type_is_no_backend_outage() {
+    let Some(redis) = crate::state::tests::RedisServer::start() else {
+        return;
+    };
+    let config = crate::config::StateConfig {
+        backend: crate::config::StateBackendConfig::Redis {
+            urls: vec![redis.url.clone()],
+            cluster: false,
+        },
+        timeout: Duration::from_secs(2),
+        on_failure: crate::config::OnFailure::Closed,
+        key_prefix: "t:".into(),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let state = State::open(&config, metrics.clone()).await.unwrap();
+    let hashed = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "HSET",
+            "t:tier:hb:gw2",
+            "a",
+            "b",
+        ])
+        .output()
+        .unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
+    let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
+    for _ in 0..3 {
+        gw1.round().await;
+        let peer = &gw1.peers()[0];
+        assert!(!peer.up, "an unreadable heartbeat says the peer is up");
+        assert_eq!(
+            peer.source, "none",
+            "the peer (no admin listener) was not probed"
+        );
+        assert!(state.health().is_up(), "the backend was called down");
+        assert_eq!(metrics.state_up.get(), 1);
+    }
+}
