@@ -608,6 +608,10 @@ impl Policy {
             }
         };
         match verified {
+            Ok(stamp) if crate::policy::Verdict::of_peer_stamp(&stamp.verdict).is_none() => {
+                tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp carries a verdict no member stamps: filtered");
+                false
+            }
             Ok(stamp) => {
                 tracing::debug!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp verified: not filtered again");
                 ctx.hit("TIER_STAMP_VERIFIED", 0.0);

@@ -50,6 +50,20 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// The verdict a tier peer's stamp stands for. Only mail a member relays is stamped,
+    /// so only `accept`, `tag` and `quarantine` are: any other (a stamp from a member with
+    /// a bug, or made with a leaked key) is no verdict to keep, and was kept as `accept`.
+    pub fn of_peer_stamp(stamped: &str) -> Option<Verdict> {
+        match stamped {
+            "accept" => Some(Verdict::Accept),
+            "tag" => Some(Verdict::Tag),
+            "quarantine" => Some(Verdict::Quarantine),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -76,13 +90,10 @@ impl Policy {
             Decision::Discard => return (Verdict::Discard, None),
             Decision::Continue => {}
         }
-        if let Some(stamp) = &ctx.peer_stamp {
-            // A peer of the tier judged it already: its verdict stands.
-            let verdict = match stamp.verdict.as_str() {
-                "tag" => Verdict::Tag,
-                "quarantine" => Verdict::Quarantine,
-                _ => Verdict::Accept,
-            };
+        // A peer of the tier judged it already: its verdict stands (a stamp carrying no
+        // verdict a member stamps is not trusted in the first place).
+        let stamped = ctx.peer_stamp.as_ref();
+        if let Some(verdict) = stamped.and_then(|s| Verdict::of_peer_stamp(&s.verdict)) {
             return (verdict, None);
         }
         judged(&self.config.policy, ctx)
@@ -212,5 +223,56 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("X-Spam-Rules: none\r\n"), "{h}");
+    }
+
+    #[test]
+    fn only_verdicts_a_member_stamps_are_taken_from_a_stamp() {
+        assert_eq!(Verdict::of_peer_stamp("accept"), Some(Verdict::Accept));
+        assert_eq!(Verdict::of_peer_stamp("tag"), Some(Verdict::Tag));
+        assert_eq!(
+            Verdict::of_peer_stamp("quarantine"),
+            Some(Verdict::Quarantine)
+        );
+        for other in ["reject", "tempfail", "discard", "Accept", "", "allow"] {
+            assert_eq!(Verdict::of_peer_stamp(other), None, "{other:?}");
+        }
+    }
+
+    /// Regression (review): a peer's valid stamp with a verdict no member stamps
+    /// (`r=reject`, `r=whatever`) was kept as `accept`, and the message was not filtered.
+    /// It is filtered as if it had no stamp; a stamped `tag` is still kept.
+    #[tokio::test]
+    async fn a_peer_stamp_with_a_verdict_no_member_stamps_is_not_trusted() {
+        use crate::config::{Role, TierConfig};
+        use crate::policy::Stage;
+        let text = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let mut config = Config::from_toml(Path::new("t.toml"), text).unwrap();
+        let tier = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
+        let key = tier.secret.bytes().to_vec();
+        config.tier = Some(tier);
+        let policy = Policy::build(Arc::new(config), &Services::default()).unwrap();
+        let message = b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        let judge = |verdict: &'static str| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let stamp = crate::tier::Stamp::new("gw2", now, verdict, 9.0, "aa");
+            let mut stamped = stamp.header(&key, message).into_bytes();
+            stamped.extend_from_slice(message);
+            let mut ctx = Context::new(ClientInfo::new([198, 51, 100, 1].into()));
+            ctx.client.tier_peer = Some("gw2".into());
+            ctx.message = stamped.into();
+            let policy = &policy;
+            async move {
+                let decision = policy.evaluate(Stage::Data, &mut ctx).await;
+                (ctx.peer_stamp.is_some(), policy.conclude(decision, &ctx).0)
+            }
+        };
+        assert_eq!(judge("tag").await, (true, Verdict::Tag));
+        for untrusted in ["reject", "discard", "whatever"] {
+            let (kept, _) = judge(untrusted).await;
+            assert!(!kept, "a stamped {untrusted:?} was trusted");
+        }
     }
 }

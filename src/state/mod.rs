@@ -38,6 +38,13 @@ pub enum StateError {
     /// The backend is unreachable or refused the operation.
     #[error("state backend: {0}")]
     Backend(String),
+    /// The backend answered, but refused this call over what its key holds (Redis's
+    /// `WRONGTYPE` for a key of another type, a value that is no number, a reply of
+    /// another shape). Only this call failed: one stray key must not call the whole
+    /// backend down, which flapped `mxguard_state_up` and `/healthz` (503, and every
+    /// client refused under `on_failure = "closed"`) each time the key was read.
+    #[error("state backend refused the call: {0}")]
+    Refused(String),
     /// The embedded store's file could not be opened.
     #[error("state store {path}: {message}")]
     Open {
@@ -299,6 +306,10 @@ impl State {
             Ok(v) => {
                 self.health.succeeded(proves_writes(op));
                 Ok(v)
+            }
+            Err(StateError::Refused(e)) => {
+                tracing::debug!(op, error = %e, "state call refused over its key");
+                Err(self.failed(op))
             }
             Err(e) => {
                 self.health.failed(&e, writes(op));

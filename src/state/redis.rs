@@ -210,8 +210,64 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
+/// A client error as a state error: what Redis refused over this call's key is this
+/// call's failure ([`StateError::Refused`]); no connection, I/O, and a server refusing
+/// every call or every write (`OOM`, `READONLY`, `LOADING`, ...) are the backend's, which
+/// the health tracker takes down.
 fn failed(e: redis::RedisError) -> StateError {
-    StateError::Backend(e.to_string())
+    if refuses_only_this_call(&e) {
+        StateError::Refused(e.to_string())
+    } else {
+        StateError::Backend(e.to_string())
+    }
+}
+
+/// Error codes of a server that refuses more than one call: out of memory or unable to
+/// persist (writes refused), a replica, still loading, busy with a script, a cluster
+/// without its node, or a client it does not let in.
+const SERVER_WIDE_CODES: [&str; 13] = [
+    "OOM",
+    "MISCONF",
+    "READONLY",
+    "NOREPLICAS",
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MOVED",
+    "ASK",
+    "NOAUTH",
+    "NOPERM",
+];
+
+/// Whether Redis answered and refused only this call: a reply that is an error over its
+/// key (`WRONGTYPE`, `ERR value is not an integer`, a script failing on such a key), or
+/// one that does not read as the call expects. A server-wide condition may also come
+/// wrapped in a script's `ERR` (Redis 6 reports `-OOM` inside `Error running script`), so
+/// its code is looked for in the detail too.
+fn refuses_only_this_call(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    match e.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => true,
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            !e.code().is_some_and(is_server_wide) && !e.detail().is_some_and(names_server_wide)
+        }
+        _ => false,
+    }
+}
+
+fn is_server_wide(code: &str) -> bool {
+    SERVER_WIDE_CODES.contains(&code)
+}
+
+/// Whether an error's text names a server-wide code (as a word of its own) or the server's
+/// connection limit.
+fn names_server_wide(detail: &str) -> bool {
+    detail.contains("max number of clients")
+        || detail
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(is_server_wide)
 }
 
 fn ms(d: Duration) -> u64 {
@@ -568,4 +624,60 @@ fn tcp_settings() -> redis::io::tcp::TcpSettings {
         .set_nodelay(true)
         .set_keepalive(keepalive)
         .set_user_timeout(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{make_extension_error, ErrorKind, RedisError, ServerErrorKind};
+
+    fn server_error(code: &str, detail: &str) -> RedisError {
+        make_extension_error(code.to_owned(), Some(detail.to_owned()))
+    }
+
+    /// Regression (review): a `WRONGTYPE` reply on one key (a hash at `tier:hb:<peer>`)
+    /// was a backend outage: the health tracker went down on every read of it and up on
+    /// the next call. Errors over a key are the call's; a server refusing every call (or
+    /// write) and a lost connection stay the backend's.
+    #[test]
+    fn errors_over_a_key_fail_the_call_not_the_backend() {
+        let refused = |e: RedisError| matches!(failed(e), StateError::Refused(_));
+        let wrongtype = "Operation against a key holding the wrong kind of value";
+        assert!(refused(server_error("WRONGTYPE", wrongtype)));
+        assert!(refused(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "value is not an integer or out of range".to_owned(),
+        ))));
+        let script = "Error running script (call to f_1): @user_script:2: WRONGTYPE x";
+        assert!(refused(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            script.to_owned(),
+        ))));
+        assert!(refused(RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "reply of another shape"
+        ))));
+        let backend = |e: RedisError| matches!(failed(e), StateError::Backend(_));
+        assert!(backend(server_error("OOM", "command not allowed")));
+        assert!(backend(server_error("MISCONF", "cannot persist")));
+        assert!(backend(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "read only",
+        ))));
+        assert!(backend(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "Error running script: @user_script:2: -OOM command not allowed".to_owned(),
+        ))));
+        assert!(backend(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "max number of clients reached".to_owned(),
+        ))));
+        assert!(backend(RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+    }
 }

@@ -531,3 +531,52 @@ async fn a_redis_out_of_memory_stays_down_until_a_write_succeeds() {
         "the probe's write did not call it up"
     );
 }
+
+/// Regression (review): one key of another type (a hash where the tier reads its
+/// heartbeat string, a string where connection memory keeps its hash) made Redis answer
+/// `WRONGTYPE`, which was taken for an outage: the backend went down on every such call
+/// and up on the next, `mxguard_state_up` flapped and `/healthz` said 503. The call fails;
+/// the backend stays up and the other keys work.
+#[tokio::test]
+async fn a_key_of_another_type_fails_its_call_not_the_backend() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let metrics = Arc::new(Metrics::new());
+    let cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    let state = State::open(&cfg, metrics.clone()).await.unwrap();
+    let cli = |args: &[&str]| {
+        let status = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .stdout(Stdio::null())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "redis-cli {args:?}");
+    };
+    cli(&["HSET", "test:tier:hb:gw2", "role", "primary"]);
+    cli(&["SET", "test:tier:cm:192.0.2.1", "text"]);
+    let hour = Duration::from_secs(3600);
+    for _ in 0..3 {
+        assert_eq!(
+            state.get("tier:hb:gw2").await,
+            Err(Unavailable(OnFailure::Open))
+        );
+        assert!(state.incr("tier:hb:gw2", 1, hour).await.is_err());
+        let contact = state.contact("tier:cm:192.0.2.1", "gw1", hour, hour, &[]);
+        assert!(contact.await.is_err());
+        assert!(
+            state.health().is_up(),
+            "a stray key called the backend down"
+        );
+        assert_eq!(metrics.state_up.get(), 1);
+        state.set("k", b"v", hour).await.unwrap();
+    }
+    assert_eq!(state.get("k").await, Ok(Some(b"v".to_vec())));
+    assert_eq!(
+        metrics.state_errors_total.with_label_values(&["get"]).get(),
+        3
+    );
+}

@@ -43,6 +43,11 @@ fn heartbeat_ttl(config: &TierConfig, state: &State) -> Duration {
         + PROBE_TIMEOUT * 2
 }
 
+/// How far the clocks of two members may differ for a heartbeat's date to be believed.
+/// Members keep NTP time; a minute covers one briefly off, and bounds how long a
+/// heartbeat that never expires keeps a dead member up.
+const HEARTBEAT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
 /// What a member publishes every heartbeat (JSON in the state backend).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Heartbeat {
@@ -50,6 +55,20 @@ struct Heartbeat {
     fingerprint: String,
     version: String,
     at: u64,
+}
+
+impl Heartbeat {
+    /// Whether this heartbeat still says its writer is up at `now`: written within
+    /// `lifetime` (what the reader's own heartbeat lives) and the clock skew, and not dated
+    /// further ahead than the skew. Its expiry is the writer's choice: one written without
+    /// a TTL, or by a member with a much longer `heartbeat_interval`, kept a dead primary
+    /// up on the backups, which scored (or refused) every client while no primary took
+    /// mail.
+    fn is_fresh(&self, now: u64, lifetime: Duration) -> bool {
+        let skew = HEARTBEAT_CLOCK_SKEW.as_secs();
+        let oldest = now.saturating_sub(lifetime.as_secs().saturating_add(skew));
+        self.at >= oldest && self.at <= now.saturating_add(skew)
+    }
 }
 
 /// This gateway's view of its tier. Shared behind an `Arc`; the heartbeat task keeps it
@@ -291,7 +310,7 @@ impl Tier {
         if let Some(state) = &self.state {
             self.announce(state, &config, &ours).await;
         }
-        let looks = config.peers.iter().map(|peer| self.observe(peer));
+        let looks = config.peers.iter().map(|peer| self.observe(&config, peer));
         let seen = futures::future::join_all(looks).await;
         let now = SystemTime::now();
         let mut peers = write(&self.peers);
@@ -333,16 +352,14 @@ impl Tier {
 
     /// A fresh heartbeat says a peer is up (and its fingerprint); without one its admin
     /// listener is asked.
-    async fn observe(&self, peer: &crate::config::PeerConfig) -> Observation {
+    async fn observe(&self, config: &TierConfig, peer: &crate::config::PeerConfig) -> Observation {
         if let Some(state) = &self.state {
-            if let Ok(Some(raw)) = state.get(&heartbeat_key(&peer.name)).await {
-                if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&raw) {
-                    return Observation {
-                        up: true,
-                        fingerprint: valid_fingerprint(&beat.fingerprint),
-                        source: "heartbeat",
-                    };
-                }
+            if let Some(beat) = fresh_heartbeat(state, config, peer).await {
+                return Observation {
+                    up: true,
+                    fingerprint: valid_fingerprint(&beat.fingerprint),
+                    source: "heartbeat",
+                };
             }
         }
         let Some(admin) = peer.admin else {
@@ -369,6 +386,43 @@ impl Tier {
 
 fn heartbeat_key(name: &str) -> String {
     format!("tier:hb:{name}")
+}
+
+/// The heartbeat of `peer`, when one can be read and is fresh by this member's own bound
+/// (see [`Heartbeat::is_fresh`]). One that cannot be read (the state call failed, a key
+/// of another type), is not a heartbeat, or is stale says nothing: the peer is probed as
+/// when it has none.
+async fn fresh_heartbeat(
+    state: &State,
+    config: &TierConfig,
+    peer: &crate::config::PeerConfig,
+) -> Option<Heartbeat> {
+    let name = peer.name.as_str();
+    let raw = state.get(&heartbeat_key(name)).await.ok()??;
+    let Ok(beat) = serde_json::from_slice::<Heartbeat>(&raw) else {
+        tracing::debug!(
+            peer = name,
+            "tier peer's heartbeat is malformed: probing it"
+        );
+        return None;
+    };
+    if !beat.is_fresh(unix_now(), heartbeat_ttl(config, state)) {
+        tracing::debug!(
+            peer = name,
+            at = beat.at,
+            "tier peer's heartbeat is stale or dated ahead: probing it"
+        );
+        return None;
+    }
+    if beat.role != peer.role.as_str() {
+        tracing::debug!(
+            peer = name,
+            announced = beat.role,
+            configured = peer.role.as_str(),
+            "tier peer announces another role than configured here (the configured one counts)"
+        );
+    }
+    Some(beat)
 }
 
 /// The `fingerprint` of a gateway's `/policy` document.

@@ -49,7 +49,7 @@ async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
             role: "primary".into(),
             fingerprint: fingerprint.into(),
             version: "1".into(),
-            at: 1,
+            at: unix_now(),
         })
         .unwrap()
     };
@@ -99,4 +99,99 @@ async fn a_member_whose_spool_has_no_room_is_seen_down() {
     gw1.round().await;
     bk1.round().await;
     assert!(bk1.primaries_up(), "a primary with room again is seen up");
+}
+
+/// Regression (review): a peer's heartbeat key holding a hash made Redis answer
+/// `WRONGTYPE` every round, and the state backend was called down (and up again by the
+/// next call): `/healthz` flapped to 503. That heartbeat is read as a malformed one: the
+/// peer is probed instead, and the backend stays up.
+#[tokio::test]
+async fn a_heartbeat_key_of_another_type_is_no_backend_outage() {
+    let Some(redis) = crate::state::tests::RedisServer::start() else {
+        return;
+    };
+    let config = crate::config::StateConfig {
+        backend: crate::config::StateBackendConfig::Redis {
+            urls: vec![redis.url.clone()],
+            cluster: false,
+        },
+        timeout: Duration::from_secs(2),
+        on_failure: crate::config::OnFailure::Closed,
+        key_prefix: "t:".into(),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let state = State::open(&config, metrics.clone()).await.unwrap();
+    let hashed = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "HSET",
+            "t:tier:hb:gw2",
+            "a",
+            "b",
+        ])
+        .output()
+        .unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
+    let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
+    for _ in 0..3 {
+        gw1.round().await;
+        let peer = &gw1.peers()[0];
+        assert!(!peer.up, "an unreadable heartbeat says the peer is up");
+        assert_eq!(
+            peer.source, "none",
+            "the peer (no admin listener) was not probed"
+        );
+        assert!(state.health().is_up(), "the backend was called down");
+        assert_eq!(metrics.state_up.get(), 1);
+    }
+}
+
+/// Regression (review): a heartbeat's `at` was never compared with the clock, so its
+/// freshness was the writer's TTL: one written without a TTL (or by a member with
+/// `heartbeat_interval = "10m"`, living half an hour) kept a dead primary up on the
+/// backups, which scored `MX_BYPASS_BACKUP` (or refused) every client meanwhile. A
+/// heartbeat older than the reader's own heartbeat lifetime and the clock skew, or dated
+/// too far ahead, is stale: the peer is probed as when it has none.
+#[tokio::test]
+async fn a_heartbeat_older_than_the_readers_bound_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    let lifetime = heartbeat_ttl(&bk1, &state);
+    let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
+    let beat = |at: u64| {
+        serde_json::to_vec(&Heartbeat {
+            role: "primary".into(),
+            fingerprint: "aa".into(),
+            version: "1".into(),
+            at,
+        })
+        .unwrap()
+    };
+    // What never expires in the store: the TTL is the writer's.
+    let ever = Duration::from_secs(365 * 86_400);
+    let now = unix_now();
+    let bound = lifetime + HEARTBEAT_CLOCK_SKEW;
+    for (at, fresh) in [
+        (now, true),
+        (now - bound.as_secs() + 5, true),
+        (now + HEARTBEAT_CLOCK_SKEW.as_secs() - 5, true),
+        (now - bound.as_secs() - 5, false),
+        (now - 1_800, false),
+        (now + HEARTBEAT_CLOCK_SKEW.as_secs() + 5, false),
+        (1, false),
+    ] {
+        state.set("tier:hb:gw1", &beat(at), ever).await.unwrap();
+        bk1.round().await;
+        assert_eq!(
+            bk1.primaries_up(),
+            fresh,
+            "heartbeat at now{:+}",
+            at as i64 - now as i64
+        );
+        let source = bk1.peers()[0].source;
+        assert_eq!(source, if fresh { "heartbeat" } else { "none" });
+    }
 }

@@ -1,4 +1,4 @@
-//! The signed verdict stamp: `X-Mxguard-Stamp: v=4; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
+//! The signed verdict stamp: `X-Mxguard-Stamp: v=5; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
 //! f=FINGERPRINT-PREFIX; b=MAC`, where MAC is HMAC-SHA256 with the tier's key over those
 //! fields, the Message-ID, the author and recipient fields, Subject and the fields that
 //! say how to read the body ([`SIGNED_FIELDS`])
@@ -19,7 +19,7 @@
 use crate::mail::header_fields::remove_fields;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use canonical::{message_id, signed_fields, stamp_values, v3_acceptable, Form};
+use canonical::{message_id, signed_fields, stamp_values, Form};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -31,9 +31,11 @@ pub const HEADER: &str = "X-Mxguard-Stamp";
 /// Header fields whose every occurrence (or absence) the MAC covers: who wrote the message,
 /// to whom, what about, and how its body is read (the body hash covers raw bytes: with
 /// the MIME fields unsigned, a new `Content-Type` boundary or encoding would turn text
-/// the tier judged into an attachment it never saw). Not Date, which an MTA downstream
-/// may add (as it may a Message-ID, which is bound apart).
-pub const SIGNED_FIELDS: [&str; 8] = [
+/// the tier judged into an attachment it never saw, and a `Content-Disposition` with a
+/// file name a body the tier judged as text into an attachment its policy refuses). Not
+/// Date, which an MTA downstream may add (as it may a Message-ID, which is bound apart).
+/// `Content-Disposition` comes last: stamps before version 5 signed all the others.
+pub const SIGNED_FIELDS: [&str; 9] = [
     "from",
     "reply-to",
     "to",
@@ -42,6 +44,7 @@ pub const SIGNED_FIELDS: [&str; 8] = [
     "mime-version",
     "content-type",
     "content-transfer-encoding",
+    "content-disposition",
 ];
 
 /// How far ahead of the verifier's clock a stamp may be dated (clocks of a tier differ).
@@ -123,10 +126,10 @@ impl Stamp {
     /// The whole header line, CRLF-terminated, signed with `key` for `message` (its header
     /// section gives the Message-ID and the signed fields, the rest is the body).
     pub fn header(&self, key: &[u8], message: &[u8]) -> String {
-        self.header_in(key, message, Form::V4)
+        self.header_in(key, message, Form::NEWEST)
     }
 
-    /// [`Stamp::header`] in `form` (the tests make version 3 stamps with it).
+    /// [`Stamp::header`] in `form` (the tests make older versions' stamps with it).
     fn header_in(&self, key: &[u8], message: &[u8], form: Form) -> String {
         let (headers, body) = split(message);
         let mac = mac(
@@ -140,7 +143,7 @@ impl Stamp {
         format!("{HEADER}: {}; b={mac}\r\n", self.fields(form))
     }
 
-    /// Parses a header value (`v=4; g=...; b=...`) into the stamp, its MAC and the form
+    /// Parses a header value (`v=5; g=...; b=...`) into the stamp, its MAC and the form
     /// it was made over.
     fn parse(value: &str) -> Result<(Stamp, Vec<u8>, Form), StampError> {
         let mut g = None;
@@ -174,13 +177,12 @@ impl Stamp {
             }
         }
         // Version 1 stamps left the author and subject unsigned, version 2 the MIME
-        // fields: no longer trusted. Version 3 collapsed blanks inside quoted strings and
-        // is checked only where that cannot matter (`v3_acceptable`).
-        let form = match v.as_deref() {
-            Some("4") => Form::V4,
-            Some("3") => Form::V3,
-            _ => return Err(StampError::Malformed("not version 3 or 4".into())),
-        };
+        // fields: no longer trusted. Versions 3 and 4 are checked only where what they
+        // left out cannot matter (`Form::vouches_for`).
+        let form = v
+            .as_deref()
+            .and_then(Form::of_version)
+            .ok_or_else(|| StampError::Malformed("not version 3, 4 or 5".into()))?;
         let need = |x: Option<String>, name: &str| {
             x.ok_or_else(|| StampError::Malformed(format!("field {name} missing")))
         };
@@ -238,10 +240,11 @@ impl Stamp {
         };
         let (stamp, tag, form) = Stamp::parse(&String::from_utf8_lossy(value))?;
         let (headers, body) = split(message);
-        if form == Form::V3 && !v3_acceptable(headers) {
-            return Err(StampError::Malformed(
-                "a version 3 stamp over fields its form cannot tell apart".into(),
-            ));
+        if !form.vouches_for(headers) {
+            return Err(StampError::Malformed(format!(
+                "a version {} stamp over fields its form does not sign or cannot tell apart",
+                form.version()
+            )));
         }
         let id = message_id(headers, form);
         let fields = signed_fields(headers, form);
@@ -263,7 +266,7 @@ impl Stamp {
 
 /// `converted` (a copy of `original` the relay converted to 7-bit MIME, whose body and
 /// MIME fields the stamp no longer matches) with the stamp of `original` made again with
-/// `key` over it: the same gateway, time, verdict, score and policy, in version 4. `None`
+/// `key` over it: the same gateway, time, verdict, score and policy, in the newest version. `None`
 /// unless `original` carries exactly one stamp whose MAC `key` made (then the copy goes as
 /// it is): what was not signed by the tier is never signed now.
 pub fn resign(key: &[u8], original: &[u8], converted: &[u8]) -> Option<Vec<u8>> {

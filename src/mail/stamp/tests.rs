@@ -123,6 +123,12 @@ fn a_stamp_binds_the_author_recipients_and_subject() {
             "Subject: hi\r\nContent-Transfer-Encoding: base64\r\n",
         ),
         ("Subject: hi\r\n", "Subject: hi\r\nMIME-Version: 1.0\r\n"),
+        // Regression (review): `Content-Disposition` was unsigned, so a stamped text
+        // body could be turned into an attachment the attachment policy refuses.
+        (
+            "Subject: hi\r\n",
+            "Subject: hi\r\nContent-Disposition: attachment; filename=\"invoice.js\"\r\n",
+        ),
     ] {
         let changed = m.replacen(from, to, 1);
         assert_eq!(
@@ -138,7 +144,7 @@ fn a_stamp_binds_the_author_recipients_and_subject() {
     assert!(Stamp::verify(key(), added.as_bytes(), 1_100, day).is_ok());
     // Version 1 and 2 stamps (which signed less) are no longer trusted.
     for old in ["v=1;", "v=2;"] {
-        let old = m.replacen("v=4;", old, 1);
+        let old = m.replacen("v=5;", old, 1);
         assert!(matches!(
             Stamp::verify(key(), old.as_bytes(), 1_100, day),
             Err(StampError::Malformed(_))
@@ -233,12 +239,80 @@ fn resign_signs_the_message_as_it_is_now() {
     assert!(resign(key(), forged.as_bytes(), changed.as_bytes()).is_none());
 }
 
-/// A version 3 stamp made over `msg` (the form before blanks in quoted strings were kept).
-fn stamped_v3(msg: &[u8]) -> Vec<u8> {
+/// A stamp made over `msg` in an older `form`.
+fn stamped_in(msg: &[u8], form: Form) -> Vec<u8> {
     let stamp = Stamp::new("gw1", 1_000, "accept", 0.5, "abcdef0123456789");
-    let mut out = stamp.header_in(key(), msg, Form::V3).into_bytes();
+    let mut out = stamp.header_in(key(), msg, form).into_bytes();
     out.extend_from_slice(msg);
     out
+}
+
+/// A version 3 stamp made over `msg` (the form before blanks in quoted strings were kept).
+fn stamped_v3(msg: &[u8]) -> Vec<u8> {
+    stamped_in(msg, Form::V3)
+}
+
+/// Regression (review): `Content-Disposition` was not signed, so anyone holding a stamped
+/// copy could add `Content-Disposition: attachment; filename="invoice.js"` (which the
+/// attachment policy refuses as `ATTACH_BLOCKED_EXT`) and `stamp verify` still said
+/// valid. Version 5 signs it; stamps of versions 3 and 4 (mail queued before an upgrade, a
+/// peer not yet upgraded) verify only on a message without that field at the top.
+#[test]
+fn content_disposition_is_signed_and_older_stamps_verify_only_without_it() {
+    let day = Duration::from_secs(86_400);
+    let disposition = "Content-Disposition: attachment; filename=\"invoice.js\"\r\n";
+    let with_disposition = |m: &[u8]| {
+        String::from_utf8(m.to_vec()).unwrap().replacen(
+            "Subject: hi\r\n",
+            &format!("Subject: hi\r\n{disposition}"),
+            1,
+        )
+    };
+    for form in [Form::V3, Form::V4] {
+        let plain = stamped_in(MSG, form);
+        assert!(Stamp::verify(key(), &plain, 1_100, day).is_ok(), "{form:?}");
+        let added = with_disposition(&plain);
+        assert!(
+            matches!(
+                Stamp::verify(key(), added.as_bytes(), 1_100, day),
+                Err(StampError::Malformed(_))
+            ),
+            "{form:?} stamp vouched for an added Content-Disposition"
+        );
+        // Even made over a message that had one, it is not trusted.
+        let made_with = stamped_in(with_disposition(MSG).as_bytes(), form);
+        assert!(
+            Stamp::verify(key(), &made_with, 1_100, day).is_err(),
+            "{form:?}"
+        );
+    }
+    // A version 5 stamp signs it: kept, refolded or with blanks outside quotes, it
+    // verifies; added, changed or removed, it does not.
+    let signed = stamped(with_disposition(MSG).as_bytes());
+    assert!(String::from_utf8_lossy(&signed).starts_with("X-Mxguard-Stamp: v=5;"));
+    assert!(Stamp::verify(key(), &signed, 1_100, day).is_ok());
+    let text = String::from_utf8(signed).unwrap();
+    let refolded = text.replacen("attachment; filename", "attachment;\r\n  filename", 1);
+    assert!(Stamp::verify(key(), refolded.as_bytes(), 1_100, day).is_ok());
+    for changed in [
+        text.replacen("invoice.js", "invoice.exe", 1),
+        text.replacen("\"invoice.js\"", "\"invoice .js\"", 1),
+        text.replacen(disposition, "", 1),
+    ] {
+        assert_eq!(
+            Stamp::verify(key(), changed.as_bytes(), 1_100, day),
+            Err(StampError::BadSignature)
+        );
+    }
+    let added = with_disposition(&stamped(MSG));
+    assert_eq!(
+        Stamp::verify(key(), added.as_bytes(), 1_100, day),
+        Err(StampError::BadSignature)
+    );
+    // A part's own disposition lies in the body, which the body hash covers: it does not
+    // keep an older stamp from verifying.
+    let multipart = b"From: a@b.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: inline\r\n\r\nhi\r\n--b--\r\n";
+    assert!(Stamp::verify(key(), &stamped_in(multipart, Form::V4), 1_100, day).is_ok());
 }
 
 /// Regression (review): version 4 refused the version 3 stamps of mail waiting in a queue
@@ -270,9 +344,9 @@ fn version_3_stamps_verify_where_their_form_is_unambiguous() {
         Stamp::verify(key(), &not_utf8, 1_100, day),
         Err(StampError::Malformed(_))
     ));
-    // Re-signed (a converted copy), it becomes version 4.
+    // Re-signed (a converted copy), it becomes the newest version.
     let again = resign(key(), &plain, &plain).unwrap();
-    assert!(String::from_utf8_lossy(&again).starts_with("X-Mxguard-Stamp: v=4;"));
+    assert!(String::from_utf8_lossy(&again).starts_with("X-Mxguard-Stamp: v=5;"));
     assert!(Stamp::verify(key(), &again, 1_100, day).is_ok());
 }
 
