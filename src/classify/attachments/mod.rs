@@ -272,20 +272,26 @@ fn read_as_archive(a: &Attachment<'_>) -> bool {
 
 /// Whether a name or the declared type says zip, gzip or tar.
 fn claims_archive(a: &Attachment<'_>) -> bool {
-    a.names.iter().any(|n| {
+    names_claim_archive(a.names)
+        || matches!(
+            a.content_type,
+            "application/zip"
+                | "application/x-zip-compressed"
+                | "application/x-zip"
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/x-tar"
+                | "application/x-gtar"
+                | "application/x-compressed-tar"
+        )
+}
+
+/// Whether one of these names says zip, gzip or tar.
+fn names_claim_archive(names: &[String]) -> bool {
+    names.iter().any(|n| {
         matches!(
             names::analyse(n).ext.as_deref(),
             Some("zip" | "gz" | "tgz" | "tar")
         )
-    }) || matches!(
-        a.content_type,
-        "application/zip"
-            | "application/x-zip-compressed"
-            | "application/x-zip"
-            | "application/gzip"
-            | "application/x-gzip"
-            | "application/x-tar"
-            | "application/x-gtar"
-            | "application/x-compressed-tar"
-    )
+    })
 }

@@ -3,8 +3,8 @@
 //! entry that is itself an archive opened one level deeper.
 
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, NameJudge,
-    Place, Symbol, READ_CHUNK,
+    names_claim_archive, open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted,
+    Findings, NameJudge, Place, Symbol, READ_CHUNK,
 };
 use crate::classify::attachments::magic;
 use std::cell::Cell;
@@ -102,6 +102,7 @@ pub(super) fn walk(
         open_nested(
             policy,
             content,
+            names_claim_archive(&names),
             entry.whole.as_deref(),
             place,
             budget,

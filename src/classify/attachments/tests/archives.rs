@@ -458,3 +458,46 @@ fn a_zip_behind_other_bytes_is_opened_whatever_it_is_called() {
         Vec::<&str>::new()
     );
 }
+
+/// A zip of `invoice.exe` behind 100 bytes of junk, as `unzip` and Python's `zipfile`
+/// still read it.
+pub(super) fn zip_behind_junk() -> Vec<u8> {
+    let mut data = vec![b'X'; 100];
+    data.extend_from_slice(&zip_of(&[("invoice.exe", b"MZ".as_slice())]));
+    data
+}
+
+/// Regression (review): a nested entry was opened only when its first bytes said zip, gzip
+/// or tar, while the top level also finds a zip by its end record: `docs.zip` = 100 junk
+/// bytes and a zip of `invoice.exe`, inside `outer.zip`, gave no symbol.
+#[test]
+fn a_nested_zip_behind_other_bytes_is_opened() {
+    let inner = zip_behind_junk();
+    for name in ["docs.zip", "docs.dat"] {
+        let outer = zip_of(&[(name, inner.as_slice())]);
+        assert_eq!(
+            symbols(&[zip_part("outer.zip", &outer)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{name}"
+        );
+    }
+}
+
+/// An entry named as an archive is opened whatever its bytes, and flagged when it is none.
+#[test]
+fn a_nested_entry_named_as_an_archive_that_is_none_is_unreadable() {
+    let outer = zip_of(&[("docs.zip", b"just some text, no archive".as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("outer.zip", &outer)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+    // Past the last level it is too deep, as an archive found by its bytes is.
+    let outer = zip_of(&[("docs.zip", zip_behind_junk().as_slice())]);
+    assert_eq!(
+        symbols_with(
+            &policy_with(1, 1000, 1 << 20),
+            &[zip_part("outer.zip", &outer)]
+        ),
+        vec!["ARCHIVE_TOO_DEEP"]
+    );
+}

@@ -436,3 +436,23 @@ fn long_pax_records_and_records_between_hide_no_name() {
     tar.extend(raw_tar(&[(b"invoice.exe", b'0', b"MZ")], true));
     assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
 }
+
+/// Regression (review): a zip behind junk bytes inside a `.tgz` or a gzip was never opened
+/// (only the top level looked for a zip end record).
+#[test]
+fn a_zip_behind_other_bytes_inside_a_tarball_is_opened() {
+    let inner = super::archives::zip_behind_junk();
+    let tgz = gzip(None, &tar_of(&[("docs.zip", inner.as_slice())]));
+    assert_eq!(
+        symbols(&[part("outer.tgz", "", &tgz)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    // By its name, and by its end record when the gzip names nothing.
+    for name in ["docs.zip.gz", "docs.gz"] {
+        assert_eq!(
+            symbols(&[part(name, "", &gzip(None, &inner))]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{name}"
+        );
+    }
+}
