@@ -95,6 +95,10 @@ pub struct AttachmentPart {
     /// say: its MIME fields are repeated, or its transfer encoding is labelled sloppily or
     /// twice. A virus scanner should get the whole message and decode it itself.
     pub ambiguous: bool,
+    /// The file's bytes were not decoded (a file past the cap of its TNEF or uuencoded
+    /// part): `data` is empty, only the names tell what it is, and a virus scanner should
+    /// get the whole message.
+    pub content_left_out: bool,
 }
 
 /// A message prepared once for every rule kind.
@@ -705,6 +709,7 @@ fn collect_attachments(
                     content_type: content_type.clone(),
                     data: other,
                     ambiguous,
+                    content_left_out: false,
                 });
             }
             out.push(AttachmentPart {
@@ -712,12 +717,14 @@ fn collect_attachments(
                 content_type,
                 data,
                 ambiguous,
+                content_left_out: false,
             });
             out.extend(wrapped.into_iter().map(|f| AttachmentPart {
                 names: f.names,
                 content_type: String::new(),
                 data: f.data,
                 ambiguous: false,
+                content_left_out: f.data_left_out,
             }));
         }
         if holds_uuencode(part) {
@@ -727,6 +734,7 @@ fn collect_attachments(
                     content_type: String::new(),
                     data: file.data,
                     ambiguous: false,
+                    content_left_out: false,
                 });
             }
         }

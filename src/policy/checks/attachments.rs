@@ -87,6 +87,7 @@ fn parts(attachments: &[AttachmentPart]) -> Vec<Attachment<'_>> {
             names: &a.names,
             content_type: &a.content_type,
             data: &a.data,
+            content_left_out: a.content_left_out,
         })
         .collect()
 }
@@ -330,6 +331,33 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
             &body,
         );
         assert_eq!(symbols_of(&message), ["ATTACH_BLOCKED_EXT"]);
+    }
+
+    /// Regression (review): TNEF reading stopped at the 256th file: `invoice.exe` after
+    /// 256 text files in a `winmail.dat` gave no symbol. Its name is judged, and the
+    /// cutoff scored.
+    #[test]
+    fn files_past_the_cap_of_a_winmail_dat_are_judged_by_name() {
+        use base64::Engine;
+        let names: Vec<String> = (0..crate::mail::tnef::MAX_FILES)
+            .map(|i| format!("f{i}.txt"))
+            .collect();
+        let mut list: Vec<(&str, &str, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_str(), "", b"text".as_slice()))
+            .collect();
+        list.push(("INVOIC~1.EXE", "invoice.exe", b"MZ\x90\x00 program"));
+        let stream = crate::mail::tnef::tests::winmail(&list);
+        let body = base64::engine::general_purpose::STANDARD.encode(stream);
+        let message = with_part(
+            "Content-Type: application/ms-tnef; name=winmail.dat\n\
+             Content-Transfer-Encoding: base64",
+            &body,
+        );
+        assert_eq!(
+            symbols_of(&message),
+            ["ATTACH_BLOCKED_EXT", "ATTACH_TOO_MANY_FILES"]
+        );
     }
 
     /// Regression (review): only messages on disk waited for a `disk_inspections` turn; a

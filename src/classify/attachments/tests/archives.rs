@@ -64,6 +64,7 @@ fn nested_zips_are_opened_to_the_configured_depth() {
         names: &["outer.zip".to_string()],
         content_type: "application/zip",
         data: &level1,
+        content_left_out: false,
     }]);
     assert_eq!(found[0].file, "outer.zip/middle.zip/inner.zip/payload.scr");
     // Depth 2 stops before the third level and says so.
@@ -259,6 +260,7 @@ fn many_bad_entries_with_long_names_yield_few_short_findings() {
         names: &[format!("{long}.zip")],
         content_type: "application/zip",
         data: &outer,
+        content_left_out: false,
     }]);
     assert_eq!(
         found.len(),

@@ -100,6 +100,7 @@ fn archives_inside_tarballs_are_opened_to_the_configured_depth() {
         names: &["photos.tar.gz".to_string()],
         content_type: "",
         data: &tgz,
+        content_left_out: false,
     }]);
     assert_eq!(found[0].file, "photos.tar.gz/photos.tar/photos.zip/run.vbs");
     assert_eq!(
