@@ -734,7 +734,7 @@ fn collect_attachments(
                     content_type: String::new(),
                     data: file.data,
                     ambiguous: false,
-                    content_left_out: false,
+                    content_left_out: file.data_left_out,
                 });
             }
         }

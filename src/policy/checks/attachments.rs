@@ -439,6 +439,26 @@ Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n
         assert!(c.symbols.is_empty(), "{:?}", c.symbols);
     }
 
+    /// Regression (review): uuencoded blocks were told apart by name only: of two
+    /// `docs.zip` blocks, a harmless one then a zip of `invoice.exe` (the one uudecode
+    /// leaves on disk), only the first was judged.
+    #[test]
+    fn uuencoded_blocks_of_one_name_are_each_judged() {
+        use base64::Engine;
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(zip_base64().replace('\n', ""))
+            .unwrap();
+        let uu = |data: &[u8]| String::from_utf8(uuencoding::encode(data, "docs.zip", 0o644));
+        let message = format!(
+            "Subject: x\n\nthe documents:\n{}{}thanks\n",
+            uu(b"harmless text").unwrap(),
+            uu(&zip).unwrap()
+        );
+        // The harmless one is no zip (ARCHIVE_UNREADABLE); the second is judged too.
+        let found = symbols_of(&message);
+        assert!(found.iter().any(|s| s == "ARCHIVE_BLOCKED_EXT"), "{found:?}");
+    }
+
     #[tokio::test]
     async fn plain_mail_is_not_looked_at() {
         let mut c = ctx("From: a@b.test\nSubject: hi\n\nhello\n");
