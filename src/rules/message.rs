@@ -18,7 +18,8 @@ use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
 use mail_parser::parsers::MessageStream;
 use mail_parser::{
-    HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+    ContentType, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
+    PartType,
 };
 use regex::Regex;
 use std::sync::LazyLock;
@@ -81,7 +82,8 @@ pub struct Decoded {
     pub too_many_parts: bool,
 }
 
-/// A part carrying a file: every non-text part, and text parts that name a file.
+/// A part carrying a file: every non-text part, every part whose disposition says
+/// `attachment`, and text parts that name a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachmentPart {
     /// The file names it gives: `Content-Disposition` filename, then a different
@@ -681,7 +683,9 @@ fn collect_attachments(
         }
         let carries_file = match &part.body {
             PartType::Binary(_) | PartType::InlineBinary(_) => true,
-            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => !names.is_empty(),
+            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => {
+                !names.is_empty() || is_attachment(fields(HeaderName::ContentDisposition))
+            }
             PartType::Multipart(_) => false,
         };
         if carries_file {
@@ -744,6 +748,13 @@ fn collect_attachments(
             }
         }
     }
+}
+
+/// Whether one of a part's `Content-Disposition` fields says `attachment`: mail clients
+/// offer such a part as a file even when it names none (Outlook shows an HTML one as
+/// `ATT00001.htm`, the carrier of HTML smuggling), whatever its type.
+fn is_attachment<'a>(mut dispositions: impl Iterator<Item = &'a ContentType<'a>>) -> bool {
+    dispositions.any(|d| d.ctype().eq_ignore_ascii_case("attachment"))
 }
 
 /// Whether a part may hold uuencoded files a mail client shows as attachments: any text

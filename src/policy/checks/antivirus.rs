@@ -364,6 +364,22 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         assert_eq!(scanned(&sent), 1);
     }
 
+    /// Regression (review): a text or HTML part with `Content-Disposition: attachment` and
+    /// no file name (Outlook shows it as `ATT00001.htm`) was no attachment, so in
+    /// `scan = "attachments"` mode clamd never saw it.
+    #[tokio::test]
+    async fn a_part_attached_without_a_name_is_scanned() {
+        let (clamd, streams) = fake(b"stream: OK\0").await;
+        let check = Antivirus::new(clamd, AvFailure::Open, AvScope::Attachments, None);
+        let message = "Subject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: text/html\r\nContent-Disposition: attachment\r\n\r\n<script>SMUGGLED</script>\r\n--b--\r\n";
+        assert_eq!(check.run(&mut ctx(message)).await, Decision::Continue);
+        let sent = streams.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(memchr::memmem::find(&sent[0], b"SMUGGLED").is_some());
+    }
+
     /// A shadow policy judges a fork of the live context: with the same clamd and scope it
     /// reuses the live scan (the same verdict, nothing sent again); another scope scans, and
     /// so does the next transaction.

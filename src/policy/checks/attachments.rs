@@ -333,6 +333,35 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_eq!(symbols_of(&message), ["ATTACH_BLOCKED_EXT"]);
     }
 
+    /// Regression (review): a text, HTML or attached-message part with
+    /// `Content-Disposition: attachment` but no file name was no attachment (Outlook shows
+    /// an HTML one as `ATT00001.htm`, the carrier of HTML smuggling), so neither the
+    /// policy nor clamd saw it. Inline text parts stay text.
+    #[test]
+    fn parts_attached_without_a_name_are_files_whatever_their_type() {
+        for ctype in ["text/html", "text/plain", "message/rfc822"] {
+            for disposition in ["attachment", "ATTACHMENT; size=40"] {
+                let message = with_part(
+                    &format!("Content-Type: {ctype}\nContent-Disposition: {disposition}"),
+                    "Subject: inner\n\n<script>smuggled()</script>",
+                );
+                let list = ctx(&message).view().attachments().to_vec();
+                assert_eq!(list.len(), 1, "{ctype}, {disposition}: {list:?}");
+                assert_eq!(list[0].content_type, ctype);
+                assert!(list[0].names.is_empty());
+            }
+        }
+        for headers in [
+            "Content-Type: text/html\nContent-Disposition: inline",
+            "Content-Type: text/html",
+        ] {
+            let message = with_part(headers, "<p>hello</p>");
+            let view = ctx(&message).view();
+            assert!(view.attachments().is_empty(), "{headers}");
+            assert!(view.body_text().contains("hello"), "{headers}");
+        }
+    }
+
     /// Regression (review): TNEF reading stopped at the 256th file: `invoice.exe` after
     /// 256 text files in a `winmail.dat` gave no symbol. Its name is judged, and the
     /// cutoff scored.
@@ -456,7 +485,10 @@ Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n
         );
         // The harmless one is no zip (ARCHIVE_UNREADABLE); the second is judged too.
         let found = symbols_of(&message);
-        assert!(found.iter().any(|s| s == "ARCHIVE_BLOCKED_EXT"), "{found:?}");
+        assert!(
+            found.iter().any(|s| s == "ARCHIVE_BLOCKED_EXT"),
+            "{found:?}"
+        );
     }
 
     #[tokio::test]
