@@ -80,6 +80,9 @@ pub struct Decoded {
     pub attachments: Vec<AttachmentPart>,
     /// The message had more MIME parts than the limit; the later ones were not looked at.
     pub too_many_parts: bool,
+    /// A part repeats its MIME type or transfer encoding (see
+    /// [`MessageView::repeats_mime_fields`]).
+    pub repeats_mime_fields: bool,
 }
 
 /// A part carrying a file: every non-text part, every part whose disposition says
@@ -117,6 +120,7 @@ pub struct MessageView {
     truncated: bool,
     too_deep: bool,
     too_many_parts: bool,
+    repeats_mime_fields: bool,
     qp_shape: QpShape,
     /// The SMTP envelope sender, when the view judges a message in a session.
     envelope_from: Option<String>,
@@ -167,6 +171,7 @@ impl MessageView {
                 view.headers = read_headers(message);
                 c.parts(message, 0);
                 collect_attachments(message, 0, limits.nesting_depth, &mut view.attachments);
+                view.repeats_mime_fields = repeats_mime_fields(message, 0, limits.nesting_depth);
             }
             None => c.text(&normalize_newlines(&String::from_utf8_lossy(raw))),
         }
@@ -268,6 +273,16 @@ impl MessageView {
         self.too_many_parts
     }
 
+    /// A part (the root, a multipart container, any leaf, down to the nesting limit)
+    /// repeats its `Content-Type` or `Content-Transfer-Encoding`. The parser reads the
+    /// last field, mail clients the first: `multipart/mixed; boundary=a` then `text/plain`
+    /// made the whole message one text part here and a set of attachments in a client,
+    /// so no attachment was judged. Every part and file here may be what a client never
+    /// shows, and what it shows may be missing.
+    pub fn repeats_mime_fields(&self) -> bool {
+        self.repeats_mime_fields
+    }
+
     /// Sets the SMTP envelope sender (`MAIL FROM`, no brackets), which the `EnvelopeFrom`
     /// pseudo-header then reads: at the MX the message's own `Return-Path` or
     /// `X-Envelope-From` are whatever the sender wrote. A null sender (a bounce) makes it
@@ -288,12 +303,15 @@ impl MessageView {
     pub fn attachments_of(raw: &[u8], max_depth: usize, max_parts: usize) -> Decoded {
         let (raw, cut) = crate::mail::mime::cut_to_parts(raw, max_parts);
         let mut attachments = Vec::new();
+        let mut repeats = false;
         if let Some(message) = MessageParser::default().parse(raw) {
             collect_attachments(&message, 0, max_depth, &mut attachments);
+            repeats = repeats_mime_fields(&message, 0, max_depth);
         }
         Decoded {
             attachments,
             too_many_parts: cut,
+            repeats_mime_fields: repeats,
         }
     }
 
@@ -748,6 +766,24 @@ fn collect_attachments(
             }
         }
     }
+}
+
+/// Whether a part of `message` (the root and containers included, attached messages down
+/// to `max_depth`) has more than one `Content-Type` or `Content-Transfer-Encoding` field.
+fn repeats_mime_fields(message: &Message<'_>, depth: usize, max_depth: usize) -> bool {
+    message.parts.iter().any(|part| {
+        let count =
+            |name: HeaderName<'static>| part.headers.iter().filter(|h| h.name == name).count();
+        let inner_repeats = match &part.body {
+            PartType::Message(inner) if depth < max_depth => {
+                repeats_mime_fields(inner, depth + 1, max_depth)
+            }
+            _ => false,
+        };
+        count(HeaderName::ContentType) > 1
+            || count(HeaderName::ContentTransferEncoding) > 1
+            || inner_repeats
+    })
 }
 
 /// Whether one of a part's `Content-Disposition` fields says `attachment`: mail clients

@@ -10,6 +10,13 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+/// The symbol of a message with a part (containers included) that repeats its
+/// `Content-Type` or `Content-Transfer-Encoding`: this parser reads the last field, mail
+/// clients the first, so the attachments judged may not be the ones a client shows.
+pub const MIME_REPEATED: &str = "ATTACH_MIME_REPEATED";
+/// Score of `ATTACH_MIME_REPEATED` unless the rules files give one.
+pub const MIME_REPEATED_SCORE: f64 = 3.0;
+
 /// Judges the message's attachments.
 #[derive(Debug)]
 pub struct Attachments {
@@ -78,6 +85,13 @@ impl Found {
             Found::Decoded(d) => &d.attachments,
         }
     }
+
+    fn repeats_mime_fields(&self) -> bool {
+        match self {
+            Found::View(v) => v.repeats_mime_fields(),
+            Found::Decoded(d) => d.repeats_mime_fields,
+        }
+    }
 }
 
 fn parts(attachments: &[AttachmentPart]) -> Vec<Attachment<'_>> {
@@ -106,6 +120,9 @@ impl Check for Attachments {
         let attachments = self.attachments(ctx).await;
         if matches!(&attachments, Found::Decoded(d) if d.too_many_parts) {
             ctx.hit_once(PART_LIMIT, PART_LIMIT_SCORE);
+        }
+        if attachments.repeats_mime_fields() {
+            ctx.hit_once(MIME_REPEATED, MIME_REPEATED_SCORE);
         }
         if attachments.list().is_empty() {
             return Decision::Continue;
@@ -360,6 +377,52 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
             assert!(view.attachments().is_empty(), "{headers}");
             assert!(view.body_text().contains("hello"), "{headers}");
         }
+    }
+
+    /// Regression (review): a repeated `Content-Type` on a container (`multipart/mixed;
+    /// boundary=b` then `text/plain`) made the parser, which reads the last, see one text
+    /// part where mail clients, which read the first, show the attachments: none was
+    /// judged, and nothing scored. Any part repeating its type or encoding is scored.
+    #[tokio::test]
+    async fn a_repeated_type_or_encoding_on_any_part_is_scored() {
+        let exe = "--b\nContent-Type: application/octet-stream; name=invoice.exe\n\nMZ\n--b--\n";
+        let root = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\
+             Content-Type: text/plain\n\n{exe}"
+        );
+        let nested = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=a\n\n\
+             --a\nContent-Type: text/plain\n\nhi\n--a\n\
+             Content-Type: multipart/mixed; boundary=b\nContent-Type: text/plain\n\n{exe}--a--\n"
+        );
+        let encoding = with_part(
+            "Content-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\
+             Content-Transfer-Encoding: base64",
+            "aGVsbG8=",
+        );
+        let attached = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+             --o\nContent-Type: message/rfc822\n\n{root}--o--\n"
+        );
+        for (label, message) in [
+            ("root", &root),
+            ("nested", &nested),
+            ("encoding", &encoding),
+            ("attached message", &attached),
+        ] {
+            let mut c = ctx(message);
+            assert!(c.view().repeats_mime_fields(), "{label}");
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == MIME_REPEATED),
+                "{label}: {:?}",
+                c.symbols
+            );
+        }
+        let mut c = ctx(EXE_ATTACHED);
+        assert!(!c.view().repeats_mime_fields());
+        check().run(&mut c).await;
+        assert!(c.symbols.iter().all(|s| s.name != MIME_REPEATED));
     }
 
     /// Regression (review): TNEF reading stopped at the 256th file: `invoice.exe` after
