@@ -300,7 +300,8 @@ fn judge_header_names(
 /// the decoder for its names only, skipping (never keeping) file data, while the message's
 /// bytes for names last (`max_expanded_bytes` more, over all its archives), so a blocked
 /// name after the cut is still found. `kept` and `unread` are what was decompressed
-/// before: the part kept and the piece that ran over.
+/// before: the part kept and the piece that ran over. When the bytes for names run out
+/// first, the archive is marked `ARCHIVE_TOO_MANY_ENTRIES`: names were left unjudged.
 fn judge_names_past_the_budget(
     policy: &AttachmentPolicy,
     decoder: &mut impl Read,
@@ -332,6 +333,8 @@ fn judge_names_past_the_budget(
             _ => return,
         };
         if !budget.take_names_bytes(n) {
+            // Names past here are not judged: say so, as the header-name bounds do.
+            findings.add(Symbol::ArchiveTooManyEntries, path);
             return;
         }
         piece.clear();

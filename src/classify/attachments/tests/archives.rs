@@ -503,3 +503,28 @@ fn a_nested_entry_named_as_an_archive_that_is_none_is_unreadable() {
         vec!["ARCHIVE_TOO_DEEP"]
     );
 }
+
+/// Regression (review): a zip over the entry limit was left unopened: its names were
+/// judged, but `docs.zip` listed first, holding `invoice.exe`, was never opened, and only
+/// `ARCHIVE_TOO_MANY_ENTRIES` (1 point) was scored. Its first entries are read by their
+/// local headers, as many as the count allows.
+#[test]
+fn an_archive_among_the_first_entries_of_an_over_full_zip_is_opened() {
+    let inner = zip_of(&[("invoice.exe", b"MZ".as_slice())]);
+    let names: Vec<String> = (0..30).map(|i| format!("f{i}.txt")).collect();
+    let mut entries: Vec<(&str, &[u8])> = vec![("docs.zip", inner.as_slice())];
+    entries.extend(names.iter().map(|n| (n.as_str(), b"x".as_slice())));
+    let z = zip_of(&entries);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+    // Listed past the count, it is left (its name is still judged).
+    let mut late: Vec<(&str, &[u8])> = entries[1..].to_vec();
+    late.push(("docs.zip", inner.as_slice()));
+    let z = zip_of(&late);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+}
