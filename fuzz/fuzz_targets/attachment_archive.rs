@@ -88,6 +88,7 @@ fn inspect(policy: &AttachmentPolicy, data: &[u8]) -> Vec<Finding> {
         names: &names,
         content_type: "application/zip",
         data,
+        content_left_out: false,
     };
     policy.inspect(&[attachment])
 }

@@ -20,16 +20,22 @@ const ATT_ATTACHMENT: u32 = 0x0006_9005;
 const PR_ATTACH_LONG_FILENAME: u16 = 0x3707;
 /// `PR_ATTACH_FILENAME`'s property id.
 const PR_ATTACH_FILENAME: u16 = 0x3704;
-/// Files read from one stream at most.
+/// Files whose bytes are copied out of one stream at most; past them only names are taken.
 pub const MAX_FILES: usize = 256;
+/// Files taken from one stream at most, by name: the bound on the work of judging them
+/// (a stream of a million empty attachments is a few megabytes).
+pub const MAX_NAMED_FILES: usize = 10_000;
 
 /// One file inside a TNEF stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TnefFile {
     /// The names it goes by (title, long file name), distinct, in order.
     pub names: Vec<String>,
-    /// Its bytes.
+    /// Its bytes; empty past [`MAX_FILES`] files.
     pub data: Vec<u8>,
+    /// Its bytes were not copied (it comes after [`MAX_FILES`] others): only its names
+    /// tell what it is.
+    pub data_left_out: bool,
 }
 
 /// Whether `data` starts as a TNEF stream.
@@ -66,7 +72,9 @@ fn name_text(raw: &[u8], wide: bool) -> String {
 }
 
 /// The files of the TNEF stream `data`, as far as it reads (a damaged stream keeps the
-/// files before the damage). Not a TNEF stream: none.
+/// files before the damage): the first [`MAX_FILES`] with their bytes, the rest (up to
+/// [`MAX_NAMED_FILES`]) by name only, since a name is cheap to judge and a cap that drops
+/// files whole would hide `invoice.exe` behind 256 text files. Not a TNEF stream: none.
 pub fn files(data: &[u8]) -> Vec<TnefFile> {
     if !is_tnef(data) {
         return Vec::new();
@@ -95,14 +103,19 @@ pub fn files(data: &[u8]) -> Vec<TnefFile> {
                 if let Some(done) = current.take() {
                     found.push(done);
                 }
-                if found.len() >= MAX_FILES {
+                if found.len() >= MAX_NAMED_FILES {
                     break;
                 }
                 current = Some(TnefFile::default());
             }
             ATT_ATTACH_TITLE => add_name(&mut current, name_text(value, false)),
             ATT_ATTACH_DATA => {
-                current.get_or_insert_with(TnefFile::default).data = value.to_vec();
+                let file = current.get_or_insert_with(TnefFile::default);
+                if found.len() < MAX_FILES {
+                    file.data = value.to_vec();
+                } else {
+                    file.data_left_out = true;
+                }
             }
             ATT_ATTACHMENT => {
                 for name in long_file_names(value) {
@@ -113,7 +126,7 @@ pub fn files(data: &[u8]) -> Vec<TnefFile> {
         }
     }
     found.extend(current);
-    found.retain(|f| !f.names.is_empty() || !f.data.is_empty());
+    found.retain(|f| !f.names.is_empty() || !f.data.is_empty() || f.data_left_out);
     found
 }
 
@@ -295,6 +308,25 @@ pub(crate) mod tests {
         assert_eq!(files[0].data, b"MZ program");
         assert_eq!(files[1].names, ["notes.txt"]);
         assert_eq!(files[1].data, b"hello");
+    }
+
+    /// Regression (review): reading stopped at the 256th file, so `invoice.exe` after 256
+    /// text files was dropped, name and all.
+    #[test]
+    fn files_past_the_cap_keep_their_names_without_their_bytes() {
+        let names: Vec<String> = (0..MAX_FILES).map(|i| format!("f{i}.txt")).collect();
+        let mut list: Vec<(&str, &str, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_str(), "", b"text".as_slice()))
+            .collect();
+        list.push(("INVOIC~1.EXE", "invoice.exe", b"MZ program"));
+        let found = files(&winmail(&list));
+        assert_eq!(found.len(), MAX_FILES + 1);
+        assert_eq!(found[MAX_FILES - 1].data, b"text");
+        assert!(!found[MAX_FILES - 1].data_left_out);
+        let last = &found[MAX_FILES];
+        assert_eq!(last.names, ["INVOIC~1.EXE", "invoice.exe"]);
+        assert!(last.data.is_empty() && last.data_left_out);
     }
 
     #[test]

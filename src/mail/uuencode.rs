@@ -15,6 +15,9 @@ pub struct UuFile {
     /// The decoded content, as far as it decodes (a block cut short keeps what came
     /// before); empty past [`MAX_DECODED`] files.
     pub data: Vec<u8>,
+    /// The block was not decoded (it comes after [`MAX_DECODED`] others): only its name
+    /// tells what it is.
+    pub data_left_out: bool,
 }
 
 /// Whether `text` has a line that opens a uuencoded file.
@@ -23,32 +26,46 @@ pub fn opens_file(text: &[u8]) -> bool {
 }
 
 /// The uuencoded files in `text`, in order: every block whose `begin` line uudecode
-/// would take and whose next line is uuencoded data, each distinct name once (at most
-/// [`MAX_NAMES`]), the first [`MAX_DECODED`] decoded.
+/// would take and whose next line is uuencoded data. The first [`MAX_DECODED`] are
+/// decoded, and only an exact copy (same name, same bytes) of one is left out: two blocks
+/// of one name are two files (uudecode writes both, the second over the first). Past
+/// them each distinct name is taken once (at most [`MAX_NAMES`]), without its bytes.
 pub fn files(text: &[u8]) -> Vec<UuFile> {
     let starts: Vec<(usize, &[u8])> = begin_lines(text).collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut found = Vec::new();
+    let mut left_out_names = std::collections::HashSet::new();
+    let mut found: Vec<UuFile> = Vec::new();
     for (i, &(at, name)) in starts.iter().enumerate() {
         // Each block is read up to the next begin line, so the whole text is read once
         // however many blocks it holds.
         let end = starts.get(i + 1).map_or(text.len(), |&(next, _)| next);
         let block = text.get(at..end).unwrap_or_default();
-        if !opens_data(block) || !seen.insert(name) {
+        if !opens_data(block) {
             continue;
         }
-        if seen.len() > MAX_NAMES {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if found.len() < MAX_DECODED {
+            let data = uuencoding::decode(block)
+                .map(|b| b.data)
+                .unwrap_or_default();
+            if !found.iter().any(|f| f.name == name && f.data == data) {
+                found.push(UuFile {
+                    name,
+                    data,
+                    data_left_out: false,
+                });
+            }
+            continue;
+        }
+        if left_out_names.len() >= MAX_NAMES {
             break;
         }
-        let data = if found.len() < MAX_DECODED {
-            uuencoding::decode(block)
-                .map(|b| b.data)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let name = String::from_utf8_lossy(name).into_owned();
-        found.push(UuFile { name, data });
+        if left_out_names.insert(name.clone()) {
+            found.push(UuFile {
+                name,
+                data: Vec::new(),
+                data_left_out: true,
+            });
+        }
     }
     found
 }
@@ -135,11 +152,13 @@ mod tests {
             vec![
                 UuFile {
                     name: "invoice.exe".into(),
-                    data: b"MZ\x90\x00binary".to_vec()
+                    data: b"MZ\x90\x00binary".to_vec(),
+                    data_left_out: false,
                 },
                 UuFile {
                     name: "form.doc".into(),
-                    data: b"plain".to_vec()
+                    data: b"plain".to_vec(),
+                    data_left_out: false,
                 },
             ]
         );
@@ -219,7 +238,38 @@ mod tests {
         assert_eq!(found.len(), MAX_DECODED + 6);
         assert_eq!(found[MAX_DECODED - 1].data, b"x");
         assert!(found[MAX_DECODED].data.is_empty());
+        assert!(found[MAX_DECODED].data_left_out && !found[MAX_DECODED - 1].data_left_out);
         assert_eq!(found.last().unwrap().name, "invoice.exe");
+    }
+
+    /// Regression (review): blocks were told apart by name only, so of two `docs.zip`
+    /// blocks, a harmless one then a zip of `invoice.exe` (which uudecode writes last), only
+    /// the first was judged. Only an exact copy is left out.
+    #[test]
+    fn blocks_of_one_name_are_told_apart_by_their_content() {
+        let text = [
+            block("docs.zip", b"harmless"),
+            block("docs.zip", b"PK evil"),
+            block("docs.zip", b"PK evil"),
+        ]
+        .concat();
+        let found = files(text.as_bytes());
+        let data: Vec<&[u8]> = found.iter().map(|f| f.data.as_slice()).collect();
+        assert_eq!(data, [b"harmless".as_slice(), b"PK evil".as_slice()]);
+    }
+
+    /// Regression (review): a block past the 32nd was handed over with empty data as if
+    /// that were the file, even when its name was one decoded before.
+    #[test]
+    fn a_name_past_the_decoded_files_is_taken_even_if_decoded_before() {
+        let mut text = block("docs.zip", b"harmless");
+        for i in 1..MAX_DECODED {
+            text.push_str(&block(&format!("f{i}.txt"), b"x"));
+        }
+        text.push_str(&block("docs.zip", b"PK evil"));
+        let found = files(text.as_bytes());
+        let last = found.last().unwrap();
+        assert_eq!((last.name.as_str(), last.data_left_out), ("docs.zip", true));
     }
 
     /// Regression (review): a text of bare `begin` lines made the scanner allocate a

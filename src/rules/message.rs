@@ -19,7 +19,8 @@ use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
 use mail_parser::parsers::MessageStream;
 use mail_parser::{
-    HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+    ContentType, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
+    PartType,
 };
 use regex::Regex;
 use std::sync::LazyLock;
@@ -80,9 +81,13 @@ pub struct Decoded {
     pub attachments: Vec<AttachmentPart>,
     /// The message had more MIME parts than the limit; the later ones were not looked at.
     pub too_many_parts: bool,
+    /// A part repeats its MIME type or transfer encoding (see
+    /// [`MessageView::repeats_mime_fields`]).
+    pub repeats_mime_fields: bool,
 }
 
-/// A part carrying a file: every non-text part, and text parts that name a file.
+/// A part carrying a file: every non-text part, every part whose disposition says
+/// `attachment`, and text parts that name a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachmentPart {
     /// The file names it gives: `Content-Disposition` filename, then a different
@@ -96,6 +101,10 @@ pub struct AttachmentPart {
     /// say: its MIME fields are repeated, or its transfer encoding is labelled sloppily or
     /// twice. A virus scanner should get the whole message and decode it itself.
     pub ambiguous: bool,
+    /// The file's bytes were not decoded (a file past the cap of its TNEF or uuencoded
+    /// part): `data` is empty, only the names tell what it is, and a virus scanner should
+    /// get the whole message.
+    pub content_left_out: bool,
 }
 
 /// A message prepared once for every rule kind.
@@ -112,6 +121,7 @@ pub struct MessageView {
     truncated: bool,
     too_deep: bool,
     too_many_parts: bool,
+    repeats_mime_fields: bool,
     qp_shape: QpShape,
     /// The SMTP envelope sender, when the view judges a message in a session.
     envelope_from: Option<String>,
@@ -162,6 +172,7 @@ impl MessageView {
                 view.headers = read_headers(message);
                 c.parts(message, 0);
                 collect_attachments(message, 0, limits.nesting_depth, &mut view.attachments);
+                view.repeats_mime_fields = repeats_mime_fields(message, 0, limits.nesting_depth);
             }
             None => c.text(&normalize_newlines(&String::from_utf8_lossy(raw))),
         }
@@ -263,6 +274,16 @@ impl MessageView {
         self.too_many_parts
     }
 
+    /// A part (the root, a multipart container, any leaf, down to the nesting limit)
+    /// repeats its `Content-Type` or `Content-Transfer-Encoding`. The parser reads the
+    /// last field, mail clients the first: `multipart/mixed; boundary=a` then `text/plain`
+    /// made the whole message one text part here and a set of attachments in a client,
+    /// so no attachment was judged. Every part and file here may be what a client never
+    /// shows, and what it shows may be missing.
+    pub fn repeats_mime_fields(&self) -> bool {
+        self.repeats_mime_fields
+    }
+
     /// Sets the SMTP envelope sender (`MAIL FROM`, no brackets), which the `EnvelopeFrom`
     /// pseudo-header then reads: at the MX the message's own `Return-Path` or
     /// `X-Envelope-From` are whatever the sender wrote. A null sender (a bounce) makes it
@@ -283,12 +304,15 @@ impl MessageView {
     pub fn attachments_of(raw: &[u8], max_depth: usize, max_parts: usize) -> Decoded {
         let (raw, cut) = crate::mail::mime::cut_to_parts(raw, max_parts);
         let mut attachments = Vec::new();
+        let mut repeats = false;
         if let Some(message) = MessageParser::default().parse(raw) {
             collect_attachments(&message, 0, max_depth, &mut attachments);
+            repeats = repeats_mime_fields(&message, 0, max_depth);
         }
         Decoded {
             attachments,
             too_many_parts: cut,
+            repeats_mime_fields: repeats,
         }
     }
 
@@ -714,7 +738,9 @@ fn collect_attachments(
         }
         let carries_file = match &part.body {
             PartType::Binary(_) | PartType::InlineBinary(_) => true,
-            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => !names.is_empty(),
+            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => {
+                !names.is_empty() || is_attachment(fields(HeaderName::ContentDisposition))
+            }
             PartType::Multipart(_) => false,
         };
         if carries_file {
@@ -742,6 +768,7 @@ fn collect_attachments(
                     content_type: content_type.clone(),
                     data: other,
                     ambiguous,
+                    content_left_out: false,
                 });
             }
             out.push(AttachmentPart {
@@ -749,12 +776,14 @@ fn collect_attachments(
                 content_type,
                 data,
                 ambiguous,
+                content_left_out: false,
             });
             out.extend(wrapped.into_iter().map(|f| AttachmentPart {
                 names: f.names,
                 content_type: String::new(),
                 data: f.data,
                 ambiguous: false,
+                content_left_out: f.data_left_out,
             }));
         }
         if holds_uuencode(part) {
@@ -764,6 +793,7 @@ fn collect_attachments(
                     content_type: String::new(),
                     data: file.data,
                     ambiguous: false,
+                    content_left_out: file.data_left_out,
                 });
             }
         }
@@ -773,6 +803,31 @@ fn collect_attachments(
             }
         }
     }
+}
+
+/// Whether a part of `message` (the root and containers included, attached messages down
+/// to `max_depth`) has more than one `Content-Type` or `Content-Transfer-Encoding` field.
+fn repeats_mime_fields(message: &Message<'_>, depth: usize, max_depth: usize) -> bool {
+    message.parts.iter().any(|part| {
+        let count =
+            |name: HeaderName<'static>| part.headers.iter().filter(|h| h.name == name).count();
+        let inner_repeats = match &part.body {
+            PartType::Message(inner) if depth < max_depth => {
+                repeats_mime_fields(inner, depth + 1, max_depth)
+            }
+            _ => false,
+        };
+        count(HeaderName::ContentType) > 1
+            || count(HeaderName::ContentTransferEncoding) > 1
+            || inner_repeats
+    })
+}
+
+/// Whether one of a part's `Content-Disposition` fields says `attachment`: mail clients
+/// offer such a part as a file even when it names none (Outlook shows an HTML one as
+/// `ATT00001.htm`, the carrier of HTML smuggling), whatever its type.
+fn is_attachment<'a>(mut dispositions: impl Iterator<Item = &'a ContentType<'a>>) -> bool {
+    dispositions.any(|d| d.ctype().eq_ignore_ascii_case("attachment"))
 }
 
 /// Whether a part may hold uuencoded files a mail client shows as attachments: any text

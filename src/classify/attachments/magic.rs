@@ -136,15 +136,6 @@ impl Content {
     }
 }
 
-/// Whether content starting with `head` may still turn out to be an archive the policy
-/// opens: true until enough bytes show otherwise (a tar is known by its first 512).
-pub(super) fn may_open(head: &[u8]) -> bool {
-    if head.len() < 4 || sniff(head).opens() {
-        return true;
-    }
-    head.len() < TAR_BLOCK
-}
-
 /// A zip's local header, empty-archive end record or spanning marker.
 pub(super) fn is_zip(data: &[u8]) -> bool {
     data.starts_with(b"PK\x03\x04")

@@ -50,6 +50,9 @@ pub enum Symbol {
     ArchiveTooManyEntries,
     /// Something that claims to be an archive (zip, gzip, tar) cannot be read as one.
     ArchiveUnreadable,
+    /// A part holds more files than are decoded from it (TNEF, uuencode): the later ones
+    /// are judged by name only.
+    AttachTooManyFiles,
 }
 
 impl Symbol {
@@ -71,6 +74,7 @@ impl Symbol {
             Symbol::ArchiveTooDeep => "ARCHIVE_TOO_DEEP",
             Symbol::ArchiveTooManyEntries => "ARCHIVE_TOO_MANY_ENTRIES",
             Symbol::ArchiveUnreadable => "ARCHIVE_UNREADABLE",
+            Symbol::AttachTooManyFiles => "ATTACH_TOO_MANY_FILES",
         }
     }
 
@@ -85,7 +89,7 @@ impl Symbol {
             Symbol::ArchiveTooDeep => 3.0,
             Symbol::ArchiveEncrypted => 2.0,
             Symbol::ArchiveUnreadable => 2.0,
-            Symbol::ArchiveTooManyEntries => 1.0,
+            Symbol::ArchiveTooManyEntries | Symbol::AttachTooManyFiles => 1.0,
             Symbol::ArchiveTooLarge => 0.5,
         }
     }
@@ -120,6 +124,9 @@ pub struct Attachment<'a> {
     pub content_type: &'a str,
     /// The decoded content.
     pub data: &'a [u8],
+    /// The content was not decoded (a file past the cap of its TNEF or uuencoded part):
+    /// `data` is empty and says nothing about it; the names are all there is to judge.
+    pub content_left_out: bool,
 }
 
 /// The compiled `[attachments]` section.
@@ -192,6 +199,10 @@ impl AttachmentPolicy {
             }
             if !a.content_type.is_empty() && self.blocked_types.contains(a.content_type) {
                 findings.add(Symbol::BlockedType, shown);
+            }
+            if a.content_left_out {
+                findings.add(Symbol::AttachTooManyFiles, shown);
+                continue;
             }
             let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);
             let content = magic::sniff(head);
@@ -266,26 +277,35 @@ impl AttachmentPolicy {
 /// with a zip's end record, where zip readers (`unzip`, 7-Zip) look whatever comes before
 /// it and whatever the part is called (a zip behind `%PDF-1.4` named `docs.pdf`).
 fn read_as_archive(a: &Attachment<'_>) -> bool {
+    if a.content_left_out {
+        return false;
+    }
     let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);
     magic::sniff(head).opens() || claims_archive(a) || archive::ends_like_zip(a.data)
 }
 
 /// Whether a name or the declared type says zip, gzip or tar.
 fn claims_archive(a: &Attachment<'_>) -> bool {
-    a.names.iter().any(|n| {
+    names_claim_archive(a.names)
+        || matches!(
+            a.content_type,
+            "application/zip"
+                | "application/x-zip-compressed"
+                | "application/x-zip"
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/x-tar"
+                | "application/x-gtar"
+                | "application/x-compressed-tar"
+        )
+}
+
+/// Whether one of these names says zip, gzip or tar.
+fn names_claim_archive(names: &[String]) -> bool {
+    names.iter().any(|n| {
         matches!(
             names::analyse(n).ext.as_deref(),
             Some("zip" | "gz" | "tgz" | "tar")
         )
-    }) || matches!(
-        a.content_type,
-        "application/zip"
-            | "application/x-zip-compressed"
-            | "application/x-zip"
-            | "application/gzip"
-            | "application/x-gzip"
-            | "application/x-tar"
-            | "application/x-gtar"
-            | "application/x-compressed-tar"
-    )
+    })
 }

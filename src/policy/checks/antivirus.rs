@@ -143,10 +143,13 @@ const MAX_ATTACHMENT_STREAMS: usize = 32;
 /// clamd decodes every block it finds, in HTML parts and damaged ones too. clamd then
 /// gets the whole message and decodes it itself. So does a message with a part a client
 /// may read otherwise than the list has it (repeated MIME fields, a sloppy or repeated
-/// transfer-encoding label): a `base64` then a `7bit` field hid EICAR from the streams.
+/// transfer-encoding label): a `base64` then a `7bit` field hid EICAR from the streams;
+/// and a message with any part, containers included, whose type or encoding is repeated
+/// (a second `Content-Type: text/plain` on the root hid every attachment from the list).
 fn attachments_unseen_or_many(view: &MessageView) -> bool {
     view.too_many_parts()
         || view.too_deep()
+        || view.repeats_mime_fields()
         || view.attachments().len() > MAX_ATTACHMENT_STREAMS
         || view.attachments().iter().any(|a| a.ambiguous)
         || crate::mail::uuencode::opens_file(view.full())
@@ -362,6 +365,39 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         let whole = Antivirus::new(clamd, AvFailure::Open, AvScope::Message, None);
         assert_eq!(whole.run(&mut ctx(plain)).await, Decision::Continue);
         assert_eq!(scanned(&sent), 1);
+    }
+
+    /// Regression (review): a text or HTML part with `Content-Disposition: attachment` and
+    /// no file name (Outlook shows it as `ATT00001.htm`) was no attachment, so in
+    /// `scan = "attachments"` mode clamd never saw it.
+    #[tokio::test]
+    async fn a_part_attached_without_a_name_is_scanned() {
+        let (clamd, streams) = fake(b"stream: OK\0").await;
+        let check = Antivirus::new(clamd, AvFailure::Open, AvScope::Attachments, None);
+        let message = "Subject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: text/html\r\nContent-Disposition: attachment\r\n\r\n<script>SMUGGLED</script>\r\n--b--\r\n";
+        assert_eq!(check.run(&mut ctx(message)).await, Decision::Continue);
+        let sent = streams.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(memchr::memmem::find(&sent[0], b"SMUGGLED").is_some());
+    }
+
+    /// Regression (review): a second `Content-Type: text/plain` on the root made the
+    /// message one text part to the parser, with no attachment to stream, while mail
+    /// clients read the first field and show the attachment: clamd got nothing.
+    #[tokio::test]
+    async fn a_repeated_type_on_a_container_sends_the_whole_message() {
+        let (clamd, streams) = fake(b"stream: OK\0").await;
+        let check = Antivirus::new(clamd, AvFailure::Open, AvScope::Attachments, None);
+        let message = WITH_ATTACHMENT.replacen(
+            "boundary=b\r\n",
+            "boundary=b\r\nContent-Type: text/plain\r\n",
+            1,
+        );
+        assert_eq!(check.run(&mut ctx(&message)).await, Decision::Continue);
+        let sent = streams.lock().unwrap().clone();
+        assert_eq!(sent, vec![message.into_bytes()]);
     }
 
     /// A shadow policy judges a fork of the live context: with the same clamd and scope it

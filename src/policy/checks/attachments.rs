@@ -10,6 +10,13 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+/// The symbol of a message with a part (containers included) that repeats its
+/// `Content-Type` or `Content-Transfer-Encoding`: this parser reads the last field, mail
+/// clients the first, so the attachments judged may not be the ones a client shows.
+pub const MIME_REPEATED: &str = "ATTACH_MIME_REPEATED";
+/// Score of `ATTACH_MIME_REPEATED` unless the rules files give one.
+pub const MIME_REPEATED_SCORE: f64 = 3.0;
+
 /// Judges the message's attachments.
 #[derive(Debug)]
 pub struct Attachments {
@@ -78,6 +85,13 @@ impl Found {
             Found::Decoded(d) => &d.attachments,
         }
     }
+
+    fn repeats_mime_fields(&self) -> bool {
+        match self {
+            Found::View(v) => v.repeats_mime_fields(),
+            Found::Decoded(d) => d.repeats_mime_fields,
+        }
+    }
 }
 
 fn parts(attachments: &[AttachmentPart]) -> Vec<Attachment<'_>> {
@@ -87,6 +101,7 @@ fn parts(attachments: &[AttachmentPart]) -> Vec<Attachment<'_>> {
             names: &a.names,
             content_type: &a.content_type,
             data: &a.data,
+            content_left_out: a.content_left_out,
         })
         .collect()
 }
@@ -105,6 +120,9 @@ impl Check for Attachments {
         let attachments = self.attachments(ctx).await;
         if matches!(&attachments, Found::Decoded(d) if d.too_many_parts) {
             ctx.hit_once(PART_LIMIT, PART_LIMIT_SCORE);
+        }
+        if attachments.repeats_mime_fields() {
+            ctx.hit_once(MIME_REPEATED, MIME_REPEATED_SCORE);
         }
         if attachments.list().is_empty() {
             return Decision::Continue;
@@ -332,6 +350,108 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_eq!(symbols_of(&message), ["ATTACH_BLOCKED_EXT"]);
     }
 
+    /// Regression (review): a text, HTML or attached-message part with
+    /// `Content-Disposition: attachment` but no file name was no attachment (Outlook shows
+    /// an HTML one as `ATT00001.htm`, the carrier of HTML smuggling), so neither the
+    /// policy nor clamd saw it. Inline text parts stay text.
+    #[test]
+    fn parts_attached_without_a_name_are_files_whatever_their_type() {
+        for ctype in ["text/html", "text/plain", "message/rfc822"] {
+            for disposition in ["attachment", "ATTACHMENT; size=40"] {
+                let message = with_part(
+                    &format!("Content-Type: {ctype}\nContent-Disposition: {disposition}"),
+                    "Subject: inner\n\n<script>smuggled()</script>",
+                );
+                let list = ctx(&message).view().attachments().to_vec();
+                assert_eq!(list.len(), 1, "{ctype}, {disposition}: {list:?}");
+                assert_eq!(list[0].content_type, ctype);
+                assert!(list[0].names.is_empty());
+            }
+        }
+        for headers in [
+            "Content-Type: text/html\nContent-Disposition: inline",
+            "Content-Type: text/html",
+        ] {
+            let message = with_part(headers, "<p>hello</p>");
+            let view = ctx(&message).view();
+            assert!(view.attachments().is_empty(), "{headers}");
+            assert!(view.body_text().contains("hello"), "{headers}");
+        }
+    }
+
+    /// Regression (review): a repeated `Content-Type` on a container (`multipart/mixed;
+    /// boundary=b` then `text/plain`) made the parser, which reads the last, see one text
+    /// part where mail clients, which read the first, show the attachments: none was
+    /// judged, and nothing scored. Any part repeating its type or encoding is scored.
+    #[tokio::test]
+    async fn a_repeated_type_or_encoding_on_any_part_is_scored() {
+        let exe = "--b\nContent-Type: application/octet-stream; name=invoice.exe\n\nMZ\n--b--\n";
+        let root = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\
+             Content-Type: text/plain\n\n{exe}"
+        );
+        let nested = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=a\n\n\
+             --a\nContent-Type: text/plain\n\nhi\n--a\n\
+             Content-Type: multipart/mixed; boundary=b\nContent-Type: text/plain\n\n{exe}--a--\n"
+        );
+        let encoding = with_part(
+            "Content-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\
+             Content-Transfer-Encoding: base64",
+            "aGVsbG8=",
+        );
+        let attached = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+             --o\nContent-Type: message/rfc822\n\n{root}--o--\n"
+        );
+        for (label, message) in [
+            ("root", &root),
+            ("nested", &nested),
+            ("encoding", &encoding),
+            ("attached message", &attached),
+        ] {
+            let mut c = ctx(message);
+            assert!(c.view().repeats_mime_fields(), "{label}");
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == MIME_REPEATED),
+                "{label}: {:?}",
+                c.symbols
+            );
+        }
+        let mut c = ctx(EXE_ATTACHED);
+        assert!(!c.view().repeats_mime_fields());
+        check().run(&mut c).await;
+        assert!(c.symbols.iter().all(|s| s.name != MIME_REPEATED));
+    }
+
+    /// Regression (review): TNEF reading stopped at the 256th file: `invoice.exe` after
+    /// 256 text files in a `winmail.dat` gave no symbol. Its name is judged, and the
+    /// cutoff scored.
+    #[test]
+    fn files_past_the_cap_of_a_winmail_dat_are_judged_by_name() {
+        use base64::Engine;
+        let names: Vec<String> = (0..crate::mail::tnef::MAX_FILES)
+            .map(|i| format!("f{i}.txt"))
+            .collect();
+        let mut list: Vec<(&str, &str, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_str(), "", b"text".as_slice()))
+            .collect();
+        list.push(("INVOIC~1.EXE", "invoice.exe", b"MZ\x90\x00 program"));
+        let stream = crate::mail::tnef::tests::winmail(&list);
+        let body = base64::engine::general_purpose::STANDARD.encode(stream);
+        let message = with_part(
+            "Content-Type: application/ms-tnef; name=winmail.dat\n\
+             Content-Transfer-Encoding: base64",
+            &body,
+        );
+        assert_eq!(
+            symbols_of(&message),
+            ["ATTACH_BLOCKED_EXT", "ATTACH_TOO_MANY_FILES"]
+        );
+    }
+
     /// Regression (review): only messages on disk waited for a `disk_inspections` turn; a
     /// small message whose zip held a zip of 63 MiB was opened at once, however many such
     /// sessions there were (about 80 MB each). Opening archives takes a turn too.
@@ -409,6 +529,29 @@ Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n
         let mut c = ctx("Subject: x\n\nbegin 2024 with us\nbegin now\n");
         assert_eq!(check().run(&mut c).await, Decision::Continue);
         assert!(c.symbols.is_empty(), "{:?}", c.symbols);
+    }
+
+    /// Regression (review): uuencoded blocks were told apart by name only: of two
+    /// `docs.zip` blocks, a harmless one then a zip of `invoice.exe` (the one uudecode
+    /// leaves on disk), only the first was judged.
+    #[test]
+    fn uuencoded_blocks_of_one_name_are_each_judged() {
+        use base64::Engine;
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(zip_base64().replace('\n', ""))
+            .unwrap();
+        let uu = |data: &[u8]| String::from_utf8(uuencoding::encode(data, "docs.zip", 0o644));
+        let message = format!(
+            "Subject: x\n\nthe documents:\n{}{}thanks\n",
+            uu(b"harmless text").unwrap(),
+            uu(&zip).unwrap()
+        );
+        // The harmless one is no zip (ARCHIVE_UNREADABLE); the second is judged too.
+        let found = symbols_of(&message);
+        assert!(
+            found.iter().any(|s| s == "ARCHIVE_BLOCKED_EXT"),
+            "{found:?}"
+        );
     }
 
     #[tokio::test]

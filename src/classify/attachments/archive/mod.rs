@@ -7,7 +7,7 @@ mod tar_names;
 mod tarball;
 mod zipfile;
 
-use super::{magic, shown_name, AttachmentPolicy, Findings, Symbol};
+use super::{magic, names_claim_archive, shown_name, AttachmentPolicy, Findings, Symbol};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -164,18 +164,23 @@ pub(super) fn ends_like_zip(data: &[u8]) -> bool {
     zipfile::has_end_record(data)
 }
 
-/// An entry whose content is an archive this policy opens is opened one level deeper,
-/// while levels and budget remain; past the last level it is `ARCHIVE_TOO_DEEP`. `entry`
-/// is the entry's place in its archive (at the archive's level).
+/// An entry that is an archive this policy opens is opened one level deeper, while levels
+/// and budget remain; past the last level it is `ARCHIVE_TOO_DEEP`. An entry is one when
+/// its first bytes say so, when it ends in a zip end record (which `unzip` and Python's
+/// `zipfile` find whatever precedes it, at any level as at the top), or when its name says
+/// zip, gzip or tar (`named_archive`; then it is unreadable if it is none). `entry` is the
+/// entry's place in its archive (at the archive's level).
 fn open_nested(
     policy: &AttachmentPolicy,
     content: magic::Content,
+    named_archive: bool,
     whole: Option<&[u8]>,
     entry: Place<'_>,
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
-    if !content.opens() {
+    let is_archive = content.opens() || named_archive || whole.is_some_and(zipfile::has_end_record);
+    if !is_archive {
         return;
     }
     if entry.depth >= policy.max_depth {
@@ -308,8 +313,10 @@ struct Entry {
 }
 
 /// Streams an entry through `buf`, counting every byte against the budget and stopping
-/// when it runs out. The whole entry is kept (when `keep` says so) only while it may still
-/// be an archive to open.
+/// when it runs out. The whole entry is kept when `keep` says so (a level remains to open
+/// it): its first bytes cannot rule out an archive, since a zip is found by the end record
+/// at its end. What is kept counts against the budget like all that is read, so it stays
+/// within `max_expanded_bytes`.
 fn read_entry(file: &mut impl Read, buf: &mut [u8], keep: bool, budget: &mut Budget) -> Entry {
     let mut entry = Entry {
         head: Vec::new(),
@@ -339,9 +346,6 @@ fn read_entry(file: &mut impl Read, buf: &mut [u8], keep: bool, budget: &mut Bud
             .extend_from_slice(chunk.get(..room.min(n)).unwrap_or_default());
         if let Some(whole) = entry.whole.as_mut() {
             whole.extend_from_slice(chunk);
-        }
-        if entry.whole.is_some() && !magic::may_open(&entry.head) {
-            entry.whole = None;
         }
     }
     entry

@@ -7,8 +7,8 @@
 
 use super::tar_names::TarNames;
 use super::{
-    open_nested, read_entry, read_piece, shown_name, Admitted, AttachmentPolicy, Budget, Findings,
-    HeaderNames, NameJudge, Place, Symbol, READ_CHUNK,
+    names_claim_archive, open_nested, read_entry, read_piece, shown_name, Admitted,
+    AttachmentPolicy, Budget, Findings, HeaderNames, NameJudge, Place, Symbol, READ_CHUNK,
 };
 use crate::classify::attachments::{magic, names};
 use flate2::bufread::GzDecoder;
@@ -30,6 +30,8 @@ pub(super) fn walk_gzip(
     // The name each member stores (the decoder shows only the last member's), then what
     // gunzip makes of the archive's own names.
     let mut inner_names = member_names(data, path, budget, findings);
+    // Only a name the gzip stores is the file's own: `setup.tar.gz` need not hold a tar.
+    let named_archive = names_claim_archive(&inner_names);
     for name in place.names.iter().filter_map(|n| names::gunzipped(n)) {
         if !inner_names.contains(&name) {
             inner_names.push(name);
@@ -81,7 +83,18 @@ pub(super) fn walk_gzip(
                 judge_names_past_the_budget(policy, &mut decoder, seen, &shown, budget, findings);
             }
         }
-        (content, whole) => open_nested(policy, content, whole.as_deref(), inner, budget, findings),
+        (content, whole) => {
+            let whole = whole.as_deref();
+            open_nested(
+                policy,
+                content,
+                named_archive,
+                whole,
+                inner,
+                budget,
+                findings,
+            );
+        }
     }
 }
 
@@ -251,7 +264,16 @@ pub(super) fn walk(
             shown: &shown,
             names: &names,
         };
-        open_nested(policy, content, Some(file), entry_place, budget, findings);
+        let named_archive = names_claim_archive(&names);
+        open_nested(
+            policy,
+            content,
+            named_archive,
+            Some(file),
+            entry_place,
+            budget,
+            findings,
+        );
     }
 }
 
@@ -278,7 +300,8 @@ fn judge_header_names(
 /// the decoder for its names only, skipping (never keeping) file data, while the message's
 /// bytes for names last (`max_expanded_bytes` more, over all its archives), so a blocked
 /// name after the cut is still found. `kept` and `unread` are what was decompressed
-/// before: the part kept and the piece that ran over.
+/// before: the part kept and the piece that ran over. When the bytes for names run out
+/// first, the archive is marked `ARCHIVE_TOO_MANY_ENTRIES`: names were left unjudged.
 fn judge_names_past_the_budget(
     policy: &AttachmentPolicy,
     decoder: &mut impl Read,
@@ -310,6 +333,8 @@ fn judge_names_past_the_budget(
             _ => return,
         };
         if !budget.take_names_bytes(n) {
+            // Names past here are not judged: say so, as the header-name bounds do.
+            findings.add(Symbol::ArchiveTooManyEntries, path);
             return;
         }
         piece.clear();

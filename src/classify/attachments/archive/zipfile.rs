@@ -3,12 +3,12 @@
 //! entry that is itself an archive opened one level deeper.
 
 use super::{
-    open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted, Findings, NameJudge,
-    Place, Symbol, READ_CHUNK,
+    names_claim_archive, open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted,
+    Findings, NameJudge, Place, Symbol, READ_CHUNK,
 };
 use crate::classify::attachments::magic;
 use std::cell::Cell;
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::rc::Rc;
 use zip::ZipArchive;
 
@@ -20,16 +20,18 @@ pub(super) fn walk(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
-    let (depth, path) = (place.depth, place.shown);
+    let path = place.shown;
     // The reader indexes every central-directory entry up front, at a cost in memory per
-    // entry: count the headers first and leave an over-full archive unopened. Only headers
-    // of the central directory count: the same four bytes in a comment or in an entry's
-    // data are not entries (and would hide a real one behind ARCHIVE_TOO_MANY_ENTRIES).
+    // entry: count the headers first and leave an over-full archive to the streaming read
+    // of its first entries. Only headers of the central directory count: the same four
+    // bytes in a comment or in an entry's data are not entries (and would hide a real one
+    // behind ARCHIVE_TOO_MANY_ENTRIES).
     judge_header_names(policy, data, path, findings, budget);
     let headers = central_headers(data, budget.entries_left.saturating_add(1));
     if headers > budget.entries_left {
-        budget.entries_left = 0;
         findings.add(Symbol::ArchiveTooManyEntries, path);
+        walk_leading_entries(policy, data, place, budget, findings);
+        budget.entries_left = 0;
         return;
     }
     let consumed = Rc::new(Cell::new(0u64));
@@ -47,7 +49,7 @@ pub(super) fn walk(
     if zip.validate_header_consistency().is_err() {
         findings.add(Symbol::ArchiveUnreadable, path);
     }
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut walker = EntryWalker::new(policy, place, consumed);
     for i in 0..zip.len() {
         if !budget.take_entry() {
             findings.add(Symbol::ArchiveTooManyEntries, path);
@@ -61,31 +63,120 @@ pub(super) fn walk(
             Ok(n) => n.into_owned(),
             Err(_) => String::from_utf8_lossy(meta.name_raw()).into_owned(),
         };
-        let (encrypted, is_dir) = (meta.encrypted(), meta.is_dir());
-        if is_dir {
+        let Some(judged) = walker.judge_name(name, meta.encrypted(), meta.is_dir(), findings)
+        else {
             continue;
-        }
-        let shown = format!("{path}/{}", shown_name(&name));
-        let ext = policy.check_name(&name, true, findings, &shown);
-        if encrypted {
-            findings.add(Symbol::ArchiveEncrypted, &shown);
-            continue;
-        }
+        };
         // Out of bytes to expand: the names are still judged, they cost nothing.
         if budget.exhausted() {
             continue;
         }
         let Ok(mut file) = zip.by_index(i) else {
             // An unsupported method (bzip2, lzma, ...) or a broken local header.
-            findings.add(Symbol::ArchiveUnreadable, &shown);
+            findings.add(Symbol::ArchiveUnreadable, &judged.shown);
             continue;
         };
-        let before = consumed.get();
-        let entry = read_entry(&mut file, &mut buf, depth < policy.max_depth, budget);
-        drop(file);
+        walker.judge_content(&mut file, judged, budget, findings);
+    }
+}
+
+/// Reads the first entries of a zip over the entry limit (as many as the message's count
+/// still allows) one after another by their local headers, as a streaming unzipper does,
+/// without indexing the central directory, whose size is why the archive is not opened:
+/// `docs.zip` holding `invoice.exe`, listed first of 1,001 entries, is still opened. The
+/// read stops at the first entry it cannot take (a data descriptor, an unknown method).
+fn walk_leading_entries(
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    place: Place<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) {
+    let Some(first) = memchr::memmem::find(data, b"PK\x03\x04") else {
+        return;
+    };
+    let consumed = Rc::new(Cell::new(0u64));
+    let mut reader = Counted {
+        inner: Cursor::new(data.get(first..).unwrap_or_default()),
+        consumed: consumed.clone(),
+    };
+    let mut walker = EntryWalker::new(policy, place, consumed);
+    while budget.take_entry() && !budget.exhausted() {
+        let Ok(Some(mut file)) = zip::read::read_zipfile_from_stream(&mut reader) else {
+            return;
+        };
+        let name = String::from_utf8_lossy(file.name_raw()).into_owned();
+        let (encrypted, is_dir) = (file.encrypted(), file.is_dir());
+        if let Some(judged) = walker.judge_name(name, encrypted, is_dir, findings) {
+            walker.judge_content(&mut file, judged, budget, findings);
+        }
+    }
+}
+
+/// An entry whose name was judged and whose content is to be read.
+struct Judged {
+    name: String,
+    shown: String,
+    ext: Option<String>,
+}
+
+/// What judging a zip's entries one by one shares: where the zip sits, the compressed
+/// bytes its reader consumed, and the read buffer.
+struct EntryWalker<'a> {
+    policy: &'a AttachmentPolicy,
+    place: Place<'a>,
+    consumed: Rc<Cell<u64>>,
+    buf: Vec<u8>,
+}
+
+impl<'a> EntryWalker<'a> {
+    fn new(policy: &'a AttachmentPolicy, place: Place<'a>, consumed: Rc<Cell<u64>>) -> Self {
+        EntryWalker {
+            policy,
+            place,
+            consumed,
+            buf: vec![0u8; READ_CHUNK],
+        }
+    }
+
+    /// Judges an entry's name; `None` when its content is not to be read (a directory, or
+    /// encrypted: flagged, since its content cannot be judged).
+    fn judge_name(
+        &self,
+        name: String,
+        encrypted: bool,
+        is_dir: bool,
+        findings: &mut Findings,
+    ) -> Option<Judged> {
+        if is_dir {
+            return None;
+        }
+        let shown = format!("{}/{}", self.place.shown, shown_name(&name));
+        let ext = self.policy.check_name(&name, true, findings, &shown);
+        if encrypted {
+            findings.add(Symbol::ArchiveEncrypted, &shown);
+            return None;
+        }
+        Some(Judged { name, shown, ext })
+    }
+
+    /// Reads an entry's content from `file` against the budget: sniffed against its name,
+    /// and opened one level deeper when it is an archive.
+    fn judge_content(
+        &mut self,
+        file: &mut impl Read,
+        judged: Judged,
+        budget: &mut Budget,
+        findings: &mut Findings,
+    ) {
+        let depth = self.place.depth;
+        let keep = depth < self.policy.max_depth;
+        let before = self.consumed.get();
+        let entry = read_entry(file, &mut self.buf, keep, budget);
         budget.compressed = budget
             .compressed
-            .saturating_add(consumed.get().saturating_sub(before));
+            .saturating_add(self.consumed.get().saturating_sub(before));
+        let Judged { name, shown, ext } = judged;
         if entry.broken {
             findings.add(Symbol::ArchiveUnreadable, &shown);
         }
@@ -99,10 +190,13 @@ pub(super) fn walk(
             shown: &shown,
             names: &names,
         };
+        let named_archive = names_claim_archive(&names);
+        let whole = entry.whole.as_deref();
         open_nested(
-            policy,
+            self.policy,
             content,
-            entry.whole.as_deref(),
+            named_archive,
+            whole,
             place,
             budget,
             findings,

@@ -64,6 +64,7 @@ fn nested_zips_are_opened_to_the_configured_depth() {
         names: &["outer.zip".to_string()],
         content_type: "application/zip",
         data: &level1,
+        content_left_out: false,
     }]);
     assert_eq!(found[0].file, "outer.zip/middle.zip/inner.zip/payload.scr");
     // Depth 2 stops before the third level and says so.
@@ -259,6 +260,7 @@ fn many_bad_entries_with_long_names_yield_few_short_findings() {
         names: &[format!("{long}.zip")],
         content_type: "application/zip",
         data: &outer,
+        content_left_out: false,
     }]);
     assert_eq!(
         found.len(),
@@ -456,5 +458,73 @@ fn a_zip_behind_other_bytes_is_opened_whatever_it_is_called() {
     assert_eq!(
         symbols(&[part("docs.pdf", "application/pdf", PDF)]),
         Vec::<&str>::new()
+    );
+}
+
+/// A zip of `invoice.exe` behind 100 bytes of junk, as `unzip` and Python's `zipfile`
+/// still read it.
+pub(super) fn zip_behind_junk() -> Vec<u8> {
+    let mut data = vec![b'X'; 100];
+    data.extend_from_slice(&zip_of(&[("invoice.exe", b"MZ".as_slice())]));
+    data
+}
+
+/// Regression (review): a nested entry was opened only when its first bytes said zip, gzip
+/// or tar, while the top level also finds a zip by its end record: `docs.zip` = 100 junk
+/// bytes and a zip of `invoice.exe`, inside `outer.zip`, gave no symbol.
+#[test]
+fn a_nested_zip_behind_other_bytes_is_opened() {
+    let inner = zip_behind_junk();
+    for name in ["docs.zip", "docs.dat"] {
+        let outer = zip_of(&[(name, inner.as_slice())]);
+        assert_eq!(
+            symbols(&[zip_part("outer.zip", &outer)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{name}"
+        );
+    }
+}
+
+/// An entry named as an archive is opened whatever its bytes, and flagged when it is none.
+#[test]
+fn a_nested_entry_named_as_an_archive_that_is_none_is_unreadable() {
+    let outer = zip_of(&[("docs.zip", b"just some text, no archive".as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("outer.zip", &outer)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+    // Past the last level it is too deep, as an archive found by its bytes is.
+    let outer = zip_of(&[("docs.zip", zip_behind_junk().as_slice())]);
+    assert_eq!(
+        symbols_with(
+            &policy_with(1, 1000, 1 << 20),
+            &[zip_part("outer.zip", &outer)]
+        ),
+        vec!["ARCHIVE_TOO_DEEP"]
+    );
+}
+
+/// Regression (review): a zip over the entry limit was left unopened: its names were
+/// judged, but `docs.zip` listed first, holding `invoice.exe`, was never opened, and only
+/// `ARCHIVE_TOO_MANY_ENTRIES` (1 point) was scored. Its first entries are read by their
+/// local headers, as many as the count allows.
+#[test]
+fn an_archive_among_the_first_entries_of_an_over_full_zip_is_opened() {
+    let inner = zip_of(&[("invoice.exe", b"MZ".as_slice())]);
+    let names: Vec<String> = (0..30).map(|i| format!("f{i}.txt")).collect();
+    let mut entries: Vec<(&str, &[u8])> = vec![("docs.zip", inner.as_slice())];
+    entries.extend(names.iter().map(|n| (n.as_str(), b"x".as_slice())));
+    let z = zip_of(&entries);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+    // Listed past the count, it is left (its name is still judged).
+    let mut late: Vec<(&str, &[u8])> = entries[1..].to_vec();
+    late.push(("docs.zip", inner.as_slice()));
+    let z = zip_of(&late);
+    assert_eq!(
+        symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
+        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
     );
 }

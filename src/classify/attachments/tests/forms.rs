@@ -186,6 +186,7 @@ fn findings_name_the_file_for_the_log() {
         names: &names,
         content_type: "",
         data: &data,
+        content_left_out: false,
     }]);
     assert_eq!(
         found,
@@ -194,4 +195,26 @@ fn findings_name_the_file_for_the_log() {
             file: "evil.exe".into()
         }]
     );
+}
+
+/// A file whose bytes were left out (past the cap of its TNEF or uuencoded part) is judged
+/// by its names and flagged; its empty data is not taken for its content (a `.zip` that is
+/// no archive, a `.pdf` that is no PDF).
+#[test]
+fn a_file_whose_content_was_left_out_is_judged_by_name_only() {
+    let judged = |name: &str| {
+        let names = [name.to_string()];
+        let found = policy().inspect(&[Attachment {
+            names: &names,
+            content_type: "",
+            data: b"",
+            content_left_out: true,
+        }]);
+        found.iter().map(|f| f.symbol.name()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        judged("invoice.exe"),
+        ["ATTACH_BLOCKED_EXT", "ATTACH_TOO_MANY_FILES"]
+    );
+    assert_eq!(judged("docs.zip"), ["ATTACH_TOO_MANY_FILES"]);
 }

@@ -50,6 +50,7 @@ fn symbols_with(policy: &AttachmentPolicy, parts: &[Part]) -> Vec<&'static str> 
             names: &p.names,
             content_type: &p.content_type,
             data: &p.data,
+            content_left_out: false,
         })
         .collect();
     let mut names: Vec<&'static str> = policy

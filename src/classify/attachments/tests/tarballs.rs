@@ -100,6 +100,7 @@ fn archives_inside_tarballs_are_opened_to_the_configured_depth() {
         names: &["photos.tar.gz".to_string()],
         content_type: "",
         data: &tgz,
+        content_left_out: false,
     }]);
     assert_eq!(found[0].file, "photos.tar.gz/photos.tar/photos.zip/run.vbs");
     assert_eq!(
@@ -380,12 +381,13 @@ fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
         &[part("backup.tgz", "", &tgz)],
     );
     assert_eq!(found, vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_LARGE"]);
-    // Past twice the budget the names are left: the cost stays bounded.
+    // Past twice the budget the names are left: the cost stays bounded, and the cut is
+    // flagged (it was silent: review).
     let found = symbols_with(
         &policy_with(3, 1000, 1 << 18),
         &[part("backup.tgz", "", &tgz)],
     );
-    assert_eq!(found, vec!["ARCHIVE_TOO_LARGE"]);
+    assert_eq!(found, vec!["ARCHIVE_TOO_LARGE", "ARCHIVE_TOO_MANY_ENTRIES"]);
     // A `.tar.gz` after the one that spent the budget is read for names too, from what
     // the message has left for names (shared by all its archives, not each one's own).
     let big = gzip(None, &tar_of(&[("data.bin", noise.as_slice())]));
@@ -408,7 +410,7 @@ fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
     );
     assert_eq!(
         symbols_with(&policy_with(3, 1000, 1 << 18), &parts),
-        vec!["ARCHIVE_TOO_LARGE"]
+        vec!["ARCHIVE_TOO_LARGE", "ARCHIVE_TOO_MANY_ENTRIES"]
     );
 }
 
@@ -435,4 +437,24 @@ fn long_pax_records_and_records_between_hide_no_name() {
     tar.extend(tar_record(b"readme.txt", b'0', 0, &[b'x'; 1024], true));
     tar.extend(raw_tar(&[(b"invoice.exe", b'0', b"MZ")], true));
     assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+}
+
+/// Regression (review): a zip behind junk bytes inside a `.tgz` or a gzip was never opened
+/// (only the top level looked for a zip end record).
+#[test]
+fn a_zip_behind_other_bytes_inside_a_tarball_is_opened() {
+    let inner = super::archives::zip_behind_junk();
+    let tgz = gzip(None, &tar_of(&[("docs.zip", inner.as_slice())]));
+    assert_eq!(
+        symbols(&[part("outer.tgz", "", &tgz)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    // By its name, and by its end record when the gzip names nothing.
+    for name in ["docs.zip.gz", "docs.gz"] {
+        assert_eq!(
+            symbols(&[part(name, "", &gzip(None, &inner))]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{name}"
+        );
+    }
 }
