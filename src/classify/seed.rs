@@ -6,7 +6,8 @@
 //! can be forgotten like local ones.
 //!
 //! Format (little-endian): `MXSEED1\n`; the token dictionary (u32 count, sorted u64
-//! hashes); the entries (u32 count; each a 32-byte digest, a class byte `S`/`H`, then a
+//! hashes); the entries (u32 count; each a 32-byte digest, a class byte, `S`/`H` learned
+//! by hand or `s`/`h` autolearned followed by the varint unix time it was learned, then a
 //! varint token count and varint gaps between the entry's sorted dictionary indices); the
 //! model (u32 length, [`LrModel::to_bytes`], length 0 for none).
 
@@ -112,7 +113,12 @@ impl Seed {
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for (digest, entry) in &self.entries {
             out.extend_from_slice(digest);
-            out.push(if entry.class.is_spam() { b'S' } else { b'H' });
+            if entry.autolearned {
+                out.push(if entry.class.is_spam() { b's' } else { b'h' });
+                put_varint(&mut out, entry.learned_at);
+            } else {
+                out.push(if entry.class.is_spam() { b'S' } else { b'H' });
+            }
             let mut indices: Vec<u64> = entry
                 .hashes
                 .iter()
@@ -158,11 +164,14 @@ impl Seed {
         for _ in 0..n_entries {
             let mut digest = [0u8; 32];
             digest.copy_from_slice(r.take(32)?);
-            let class = match r.take(1)?[0] {
-                b'S' => Class::Spam,
-                b'H' => Class::Ham,
+            let (class, autolearned) = match r.take(1)?[0] {
+                b'S' => (Class::Spam, false),
+                b'H' => (Class::Ham, false),
+                b's' => (Class::Spam, true),
+                b'h' => (Class::Ham, true),
                 _ => return Err(bad("entry of no class")),
             };
+            let learned_at = if autolearned { r.varint()? } else { 0 };
             let count = r.varint()? as usize;
             let mut hashes = Vec::with_capacity(count.min(1 << 16));
             let mut index = 0u64;
@@ -188,8 +197,8 @@ impl Seed {
                 Entry {
                     class,
                     hashes,
-                    autolearned: false,
-                    learned_at: 0,
+                    autolearned,
+                    learned_at,
                 },
             ));
         }
@@ -305,6 +314,30 @@ mod tests {
             model: None,
         };
         assert_eq!(Seed::from_bytes(&first.to_bytes()).unwrap(), first);
+    }
+
+    /// Regression (review): a seed kept only `S`/`H`, so autolearned entries came back
+    /// from `--export`/`--import` as learned by hand: never forgotten under
+    /// `autolearn_max`, and never moved by a later autolearn.
+    #[test]
+    fn autolearned_entries_keep_their_mark_and_time() {
+        let auto = Entry {
+            class: Class::Ham,
+            hashes: vec![5, 8],
+            autolearned: true,
+            learned_at: 1_764_000_000,
+        };
+        let by_hand = Entry {
+            class: Class::Spam,
+            hashes: vec![5],
+            autolearned: false,
+            learned_at: 0,
+        };
+        let seed = Seed {
+            entries: vec![([1; 32], auto), ([2; 32], by_hand)],
+            model: None,
+        };
+        assert_eq!(Seed::from_bytes(&seed.to_bytes()).unwrap(), seed);
     }
 
     #[test]
