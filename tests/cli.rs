@@ -55,6 +55,28 @@ fn check_reports_unknown_keys_with_exit_1() {
     );
 }
 
+/// Regression (review): with a message size above what one clamd stream takes, a big
+/// message was scanned only up to `max_stream_bytes`, an EICAR after that passed with
+/// `ANTIVIRUS_TRUNCATED`, and nothing said so before it happened.
+#[test]
+fn check_warns_when_clamd_cannot_read_the_largest_message_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("av.toml");
+    let base = "[server]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"mx.example.test\"\n\
+         [server.limits]\nmessage_size_bytes = 41943040\n\
+         [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+         [antivirus]\nclamd = \"tcp://127.0.0.1:3310\"\n";
+    fs::write(&cfg, base).unwrap();
+    let text = output_text(&check(dir.path(), &cfg));
+    assert!(
+        text.contains("warning: server.limits.message_size_bytes (41943040) is above"),
+        "{text}"
+    );
+    fs::write(&cfg, format!("{base}max_stream_bytes = 41943040\n")).unwrap();
+    let text = output_text(&check(dir.path(), &cfg));
+    assert!(!text.contains("max_stream_bytes ("), "{text}");
+}
+
 /// Regression (review): a certificate that does not load was named on stderr, and then
 /// `check` printed "configuration ok" and `starttls: offered` (exiting 1).
 #[test]

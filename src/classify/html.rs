@@ -113,8 +113,25 @@ fn decode_entity(name: &str) -> Option<char> {
         "ouml" => 'ö',
         "uuml" => 'ü',
         "szlig" => 'ß',
-        _ => return None,
+        _ => return any_named_reference(name),
     })
+}
+
+/// The longest name of an HTML5 named character reference (`CounterClockwiseContourIntegral`).
+const LONGEST_ENTITY_NAME: usize = 31;
+
+/// Any other of HTML5's named references, from mail-parser's table (`&ZeroWidthSpace;`,
+/// `&Iacute;`): a name the table above lacks must not keep a word apart.
+fn any_named_reference(name: &str) -> Option<char> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let text = mail_parser::decoders::html::html_to_text(&format!("&{name};"));
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c != '&' => Some(c),
+        _ => None,
+    }
 }
 
 /// A numeric character reference at the start of `after` (the text after `&`), read as
@@ -166,7 +183,7 @@ fn push_text(raw: &str, out: &mut String) {
         }
         let end = after
             .char_indices()
-            .take(10)
+            .take(LONGEST_ENTITY_NAME + 1)
             .find(|&(_, c)| c == ';' || !(c.is_ascii_alphanumeric() || c == '#'))
             .map(|(i, c)| (i, c == ';'));
         match end {
@@ -353,6 +370,21 @@ mod tests {
             let r = render(html);
             assert!(r.text.contains("Buy cheap pills"), "{html:?}: {:?}", r.text);
         }
+    }
+
+    /// Regression (review): only a short table of lower-case names was known, and names
+    /// past 10 characters were not looked up: `vi&ZeroWidthSpace;agra` and `v&Iacute;agra`
+    /// were never `viagra`.
+    #[test]
+    fn every_named_reference_is_decoded() {
+        assert_eq!(
+            render("vi&ZeroWidthSpace;agra vi&NegativeMediumSpace;agra")
+                .text
+                .trim(),
+            "vi\u{200B}agra vi\u{200B}agra"
+        );
+        assert_eq!(render("v&Iacute;agra").text.trim(), "v\u{CD}agra");
+        assert_eq!(render("&NoSuchName; &amp").text.trim(), "&NoSuchName; &amp");
     }
 
     #[test]

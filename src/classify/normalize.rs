@@ -4,6 +4,8 @@
 //! Everything here is pure and allocation-light so that the tokenizer can call it on every
 //! word of every message.
 
+use icu_normalizer::DecomposingNormalizerBorrowed;
+
 /// Returns true for characters that render as nothing and are inserted by spammers to
 /// break words apart: Unicode's default-ignorable code points (zero-width spaces and
 /// joiners, soft hyphen, bidi controls and isolates, BOM, variation selectors, tag
@@ -128,6 +130,12 @@ pub fn normalize_text(text: &str) -> String {
         }
         if c.is_ascii() {
             out.push(c.to_ascii_lowercase());
+        } else if let Some(latin) = latin_compatibility_form(c) {
+            for l in latin.chars().filter(|&l| !is_combining_mark(l)) {
+                for l in l.to_lowercase() {
+                    push_folded(l, &mut out);
+                }
+            }
         } else {
             for l in c.to_lowercase() {
                 push_folded(l, &mut out);
@@ -135,6 +143,37 @@ pub fn normalize_text(text: &str) -> String {
         }
     }
     out
+}
+
+/// The Latin letters or digits a letter or digit stands for by Unicode's compatibility
+/// decomposition (NFKD), marks included: `ị` (U+1ECB), `ǐ`, mathematical bold `𝐯`,
+/// circled `ⓥ`, the `ﬁ` ligature, superscript `²`. Spammers write words in them so that
+/// they look the same and tokenize differently. None for anything else: a symbol (`™`
+/// would glue `tm` to the word before it), and letters of other scripts, whose
+/// decompositions (Hangul jamo, kana with a voicing mark) would break their words apart.
+fn latin_compatibility_form(c: char) -> Option<String> {
+    let may_decompose = matches!(
+        c,
+        '\u{00AA}'..='\u{02FF}'
+            | '\u{1D00}'..='\u{1EFF}'
+            | '\u{2070}'..='\u{218F}'
+            | '\u{2460}'..='\u{24FF}'
+            | '\u{FB00}'..='\u{FB06}'
+            | '\u{FF00}'..='\u{FFEF}'
+            | '\u{1D400}'..='\u{1D7FF}'
+            | '\u{1F100}'..='\u{1F1FF}'
+    );
+    if !may_decompose || !c.is_alphanumeric() {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    let one = c.encode_utf8(&mut buf);
+    let decomposed = DecomposingNormalizerBorrowed::new_nfkd().normalize(one);
+    let latin = |d: char| d.is_ascii_alphanumeric() || ('\u{00C0}'..='\u{024F}').contains(&d);
+    (*decomposed != *one
+        && decomposed.chars().any(latin)
+        && decomposed.chars().all(|d| latin(d) || is_combining_mark(d)))
+    .then(|| decomposed.into_owned())
 }
 
 /// Maps Cyrillic and Greek letters that look like Latin ones to those Latin letters.
@@ -245,16 +284,25 @@ pub fn join_spaced_letters<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec
         *run_len = 0;
     };
     for tok in tokens {
-        let mut chars = tok.chars();
+        // Punctuation a sentence puts around a word (`(v i a g r a).`) is no part of it.
+        let word = tok.trim_matches(|c: char| !c.is_alphanumeric());
+        let mut chars = word.chars();
         match (chars.next(), chars.next()) {
-            (Some(c), None) if c.is_alphanumeric() => {
+            (Some(c), None) => {
+                // A letter opened by punctuation starts a run, one closed by it ends one.
+                if word.len() != tok.len() && !tok.starts_with(c) {
+                    flush(&mut run, &mut run_len, &mut found);
+                }
                 run.push(c);
                 run_len += 1;
+                if !tok.ends_with(c) {
+                    flush(&mut run, &mut run_len, &mut found);
+                }
                 continue;
             }
             _ => flush(&mut run, &mut run_len, &mut found),
         }
-        if let Some(j) = join_separated_letters(tok) {
+        if let Some(j) = join_separated_letters(word) {
             found.push(j);
         }
     }
@@ -444,6 +492,39 @@ mod tests {
             join_spaced_letters(["1.2.3.4"]).is_empty(),
             "dotted numbers are not words"
         );
+    }
+
+    /// Regression (review): punctuation touching a letter-spaced word kept it apart:
+    /// `v-i-a-g-r-a.`, `(v.i.a.g.r.a)` and `v i a g r a.` gave no `viagra`.
+    #[test]
+    fn letter_spaced_words_are_joined_inside_punctuation() {
+        let viagra = vec!["viagra".to_string()];
+        assert_eq!(join_spaced_letters(["v-i-a-g-r-a."]), viagra);
+        assert_eq!(join_spaced_letters(["v-i-a-g-r-a,"]), viagra);
+        assert_eq!(join_spaced_letters(["(v.i.a.g.r.a)"]), viagra);
+        assert_eq!(
+            join_spaced_letters(["buy", "v", "i", "a", "g", "r", "a.", "now"]),
+            viagra
+        );
+        assert_eq!(
+            join_spaced_letters(["x", "y", "(v", "i", "a", "g", "r", "a)", "z"]),
+            viagra
+        );
+    }
+
+    /// Regression (review): accents were folded only in Latin-1 and Latin Extended-A, with
+    /// no compatibility decomposition: `vịagra`, `vǐagra`, mathematical bold and circled
+    /// letters each made a word of their own.
+    #[test]
+    fn compatibility_forms_of_latin_letters_fold_to_them() {
+        for word in ["vịagra", "vǐagra", "𝐯𝐢𝐚𝐠𝐫𝐚", "ⓥⓘⓐⓖⓡⓐ", "ＶＩＡＧＲＡ"]
+        {
+            assert_eq!(normalize_text(word), "viagra", "{word}");
+        }
+        assert_eq!(normalize_text("ﬁnance²"), "finance2");
+        // Symbols and other scripts stay as they are.
+        assert_eq!(normalize_text("offer™"), "offer™");
+        assert_eq!(normalize_text("한국어 が й"), "한국어 が й");
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
             "  warning: no recipient verification: every recipient of a relay domain is accepted"
         );
     }
+    let (largest, streamed) = (
+        config.server.limits.message_size_bytes,
+        config.antivirus.max_stream_bytes,
+    );
+    if config.antivirus.clamd.is_some() && largest > streamed {
+        println!(
+            "  warning: server.limits.message_size_bytes ({largest}) is above \
+             antivirus.max_stream_bytes ({streamed}): clamd reads a message bigger than that \
+             only up to {streamed} bytes (ANTIVIRUS_TRUNCATED)"
+        );
+    }
     if let Some(tier) = &config.tier {
         for (key, name) in tier.names_not_host_names() {
             println!("  warning: {key} {name:?} is {NOT_A_HOST_NAME}");

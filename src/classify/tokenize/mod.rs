@@ -330,6 +330,10 @@ impl Tokenizer {
                 }
                 if let Some(v) = fold_mixed_script(w) {
                     new |= self.word(&v, "", sink);
+                    // `v1аgra`: a look-alike and a digit in one word.
+                    if let Some(d) = deleet(&v) {
+                        new |= self.word(&d, "", sink);
+                    }
                 }
                 new |= self.word(w.trim_end_matches(['!', '|', '+']), "", sink);
                 sink.word_count += usize::from(new);

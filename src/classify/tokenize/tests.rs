@@ -29,6 +29,27 @@ fn body_words_are_normalised() {
     assert!(has(&n, "f:d:example.com"));
 }
 
+/// Regression (review): each of these read as a word of its own, never `viagra`: a
+/// look-alike letter and a digit in one word, compatibility forms, HTML references the
+/// short table lacked, and letter-spaced words touching punctuation.
+#[test]
+fn obfuscations_of_one_word_read_as_that_word() {
+    for body in [
+        "buy v1\u{430}gra",
+        "buy v\u{1ECB}agra",
+        "buy \u{1D42F}\u{1D422}\u{1D41A}\u{1D420}\u{1D42B}\u{1D41A}",
+        "buy (v.i.a.g.r.a) today",
+        "buy v i a g r a.",
+    ] {
+        let n = names(&format!("Subject: x\r\n\r\n{body}\r\n"));
+        assert!(has(&n, "viagra"), "{body:?}: {n:?}");
+    }
+    let html = "Subject: x\r\nContent-Type: text/html\r\n\r\n\
+<p>buy vi&ZeroWidthSpace;agra and c&Iacute;alis</p>\r\n";
+    let n = names(html);
+    assert!(has(&n, "viagra") && has(&n, "cialis"), "{n:?}");
+}
+
 #[test]
 fn long_tokens_are_truncated_and_numbers_bucketed() {
     let n = names("Subject: x\r\n\r\nabcdefghijklmnopqrstuvwxyzabcdef 1234567 2002\r\n");
