@@ -72,6 +72,10 @@ pub struct HeaderField {
     pub raw: String,
     /// The value unfolded and RFC 2047-decoded.
     pub decoded: String,
+    /// The whole field as received, name, colon and blanks included (folding kept as
+    /// `\n`, no final line break): what `ALL:raw` reads, as SpamAssassin's pristine header
+    /// (`Subject:x` with no blank after the colon is a sign of a hand-rolled mailer).
+    pub pristine: String,
 }
 
 /// The attachments decoded from a whole message (see [`MessageView::attachments_of`]).
@@ -408,8 +412,11 @@ impl MessageView {
                     .headers
                     .iter()
                     .map(|h| {
-                        let v = if target.raw { &h.raw } else { &h.decoded };
-                        format!("{}: {}", h.name, v)
+                        if target.raw {
+                            h.pristine.clone()
+                        } else {
+                            format!("{}: {}", h.name, h.decoded)
+                        }
                     })
                     .collect();
                 return Some(lines.join("\n"));
@@ -542,8 +549,14 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
                     transcoded.as_bytes()
                 }
             };
-            let raw = normalize_newlines(&String::from_utf8_lossy(bytes));
-            let raw = raw.trim_start().trim_end_matches(['\n', '\r']).to_string();
+            let as_sent = normalize_newlines(&String::from_utf8_lossy(bytes));
+            let as_sent = as_sent.trim_end_matches(['\n', '\r']);
+            let raw = as_sent.trim_start().to_string();
+            let name_and_colon = raw_message
+                .get(h.offset_field as usize..h.offset_start as usize)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let pristine = format!("{name_and_colon}{as_sent}");
             // The name as written: mail-parser canonicalises known names (`Message-ID`),
             // while rules such as `ALL =~ /\nMessage-Id: /` look at the sender's spelling.
             let name = raw_message
@@ -565,6 +578,7 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
                 name: name.to_string(),
                 raw,
                 decoded,
+                pristine,
             }
         })
         .collect()

@@ -85,6 +85,25 @@ Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\nbody\r\n";
     );
 }
 
+/// Regression (review): `ALL:raw` was rebuilt as `Name: value`, so SpamAssassin's
+/// `__HDRS_MISSP` (`ALL:raw =~ /^(?:Subject|From|To|Reply-To):\S/ism`) and
+/// `__REPTO_MISSPACED` could never hit; it is the header as received.
+#[test]
+fn all_raw_is_the_header_as_received() {
+    let rules = compile(
+        "header MISSING_BLANK ALL:raw =~ /^(?:Subject|From|To|Reply-To):\\S/ism\n\
+         header TWO_BLANKS ALL:raw =~ /^To:  a/m\n\
+         header FOLDED ALL:raw =~ /^Subject:a\\n\\tb$/m\n",
+    );
+    let msg = b"From: x@a.test\r\nSubject:a\r\n\tb\r\nTo:  a@b.test\r\n\r\nbody\r\n";
+    assert_eq!(
+        names(&rules, msg),
+        vec!["FOLDED", "MISSING_BLANK", "TWO_BLANKS"]
+    );
+    let spaced = b"From: x@a.test\r\nSubject: a\r\nTo: a@b.test\r\n\r\nbody\r\n";
+    assert!(names(&rules, spaced).is_empty());
+}
+
 #[test]
 fn missing_header_with_negated_match_hits() {
     // SpamAssassin reads a missing header as empty, so `!~ /./` hits and `=~ /./` does not.
