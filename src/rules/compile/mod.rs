@@ -415,8 +415,15 @@ impl<'a> Compiler<'a> {
             let mut refs = Vec::new();
             expr.tree
                 .for_each_ref(&mut |n: &String| refs.push(n.clone()));
+            // SpamAssassin never runs a rule scored 0, so its metas read it as not hit:
+            // a skipped rule scored 0 leaves them as decided as SpamAssassin's.
+            let never_run = |r: &str| {
+                !r.starts_with("__") && set.symbols.get(r).and_then(|s| s.score) == Some(0.0)
+            };
             let missing = |r: &&String| {
-                skipped.contains(r.as_str()) && !self.options.provided.contains(r.as_str())
+                skipped.contains(r.as_str())
+                    && !self.options.provided.contains(r.as_str())
+                    && !never_run(r)
             };
             if let Some(dep) = refs.iter().find(missing) {
                 self.report

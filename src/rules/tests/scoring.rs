@@ -260,6 +260,22 @@ fn metas_reading_skipped_rules_are_skipped_by_default() {
     );
 }
 
+/// Regression (review): a meta reading a skipped `eval:` rule scored 0 was skipped, though
+/// SpamAssassin never runs a rule scored 0 and reads it as not hit: that meta is decided.
+#[test]
+fn a_skipped_rule_scored_zero_reads_as_not_hit() {
+    let text = "header SKIPPED_OFF eval:check_for_something()\n\
+                score SKIPPED_OFF 0\n\
+                header __SUBJ Subject =~ /offer/\n\
+                meta TOP (__SUBJ && !SKIPPED_OFF)\n";
+    let rules = compile(text);
+    assert_eq!(
+        names(&rules, b"Subject: an offer\r\n\r\nbody\r\n"),
+        vec!["TOP"]
+    );
+    assert!(rules.report().skipped_metas.is_empty());
+}
+
 #[test]
 fn broken_regex_in_a_disabled_rule_is_reported() {
     // Regression: rules switched off by `score X 0` and unused sub-rules were never
