@@ -833,8 +833,23 @@ fn repeats_mime_fields(message: &Message<'_>, depth: usize, max_depth: usize) ->
         };
         count(HeaderName::ContentType) > 1
             || count(HeaderName::ContentTransferEncoding) > 1
+            || repeats_boundary(part.content_type())
             || inner_repeats
     })
+}
+
+/// Whether a `Content-Type` names two boundaries: the parser takes the first, and a mail
+/// client may take the last, so the parts each sees differ.
+fn repeats_boundary(content_type: Option<&ContentType<'_>>) -> bool {
+    content_type
+        .and_then(|ct| ct.attributes())
+        .is_some_and(|attrs| {
+            attrs
+                .iter()
+                .filter(|a| a.name.eq_ignore_ascii_case("boundary"))
+                .count()
+                > 1
+        })
 }
 
 /// Whether one of a part's `Content-Disposition` fields says `attachment`: mail clients

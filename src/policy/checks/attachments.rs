@@ -404,11 +404,17 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
             "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
              --o\nContent-Type: message/rfc822\n\n{root}--o--\n"
         );
+        // Two boundaries: the parser splits at the first, a client may split at the last.
+        let boundaries = format!(
+            "Subject: x\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"c\"; Boundary=\"b\"\n\n{exe}"
+        );
         for (label, message) in [
             ("root", &root),
             ("nested", &nested),
             ("encoding", &encoding),
             ("attached message", &attached),
+            ("two boundaries", &boundaries),
         ] {
             let mut c = ctx(message);
             assert!(c.view().repeats_mime_fields(), "{label}");
