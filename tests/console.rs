@@ -136,3 +136,20 @@ fn the_console_is_refused_outside_metrics_allow() {
     assert!(common::admin::refused(admin, "/"));
     assert!(common::admin::refused(admin, "/message/anything"));
 }
+
+/// Regression (review): tier peers need `/healthz` and `/policy`, so `metrics.allow` takes
+/// the tier's network, and every host on it (the internal server too) read the console's
+/// senders, recipients and subjects. `metrics.console_allow` narrows who reads those pages.
+#[test]
+fn the_console_can_be_narrower_than_the_probes() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal).metrics_key("console_allow", "[\"192.0.2.0/24\"]"),
+    );
+    let admin = admin_port(&gw);
+    assert_eq!(common::admin::get(admin, "/").status, 403);
+    assert_eq!(common::admin::get(admin, "/message/anything").status, 403);
+    assert_eq!(common::admin::get(admin, "/healthz").status, 200);
+    assert_eq!(common::admin::get(admin, "/policy").status, 200);
+    assert_eq!(common::admin::get(admin, "/metrics").status, 200);
+}

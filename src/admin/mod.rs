@@ -241,6 +241,16 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }
 
+/// Whether `client` may read the console's pages of recent mail: `metrics.console_allow`
+/// when set, else everyone `metrics.allow` lets in.
+fn console_allowed(config: &crate::config::Config, client: std::net::IpAddr) -> bool {
+    config
+        .metrics
+        .console_allow
+        .as_ref()
+        .is_none_or(|list| list.contains(client))
+}
+
 /// Answers one request from `client`.
 async fn respond(
     req: &Request<Incoming>,
@@ -273,6 +283,11 @@ async fn respond(
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
+    }
+    let console = path == "/" || path.starts_with("/message/");
+    if console && !console_allowed(state.policy.peek().config(), client) {
+        tracing::debug!(%client, path, "console request refused: not in metrics.console_allow");
+        return text(StatusCode::FORBIDDEN, "forbidden\n");
     }
     match path {
         "/metrics" => {

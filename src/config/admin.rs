@@ -40,6 +40,10 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// Client networks that may read any admin path; others get 403.
     pub allow: NetworkList,
+    /// Of those, the networks that may also read the console (`/`, `/message/ID`: senders,
+    /// recipients, subjects), which tier peers and probes never need; `None`: all of
+    /// `allow`.
+    pub console_allow: Option<NetworkList>,
     /// Admin connections kept open at once; a new one evicts the oldest.
     pub max_connections: usize,
     /// Time a client has to send its request headers.
@@ -120,6 +124,7 @@ pub(super) struct RawMetrics {
     /// `IP:PORT`, or `"off"` (TOML has no null to write `None` with).
     listen: String,
     allow: Vec<String>,
+    console_allow: Option<Vec<String>>,
     max_connections: usize,
     #[serde(with = "humantime_serde")]
     header_timeout: Duration,
@@ -131,6 +136,7 @@ impl Default for RawMetrics {
         Self {
             listen: "127.0.0.1:9425".into(),
             allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            console_allow: None,
             // Scrapers and probes need a handful; a flood of idle connections only ever
             // pushes out the oldest of these.
             max_connections: 64,
@@ -154,6 +160,10 @@ impl RawMetrics {
             ),
         };
         let allow = NetworkList::load("metrics.allow", &self.allow, problems);
+        let console_allow = self
+            .console_allow
+            .as_ref()
+            .map(|list| NetworkList::load("metrics.console_allow", list, problems));
         if self.max_connections == 0 {
             problems.bad("metrics.max_connections", "must be at least 1");
         }
@@ -171,6 +181,7 @@ impl RawMetrics {
         MetricsConfig {
             listen,
             allow,
+            console_allow,
             max_connections: self.max_connections.max(1),
             header_timeout: self.header_timeout,
             hostnames,
