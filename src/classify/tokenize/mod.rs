@@ -303,7 +303,10 @@ impl Tokenizer {
             }
             sink.word_count += usize::from(sink.add(joined));
         }
-        for chunk in chunks {
+        // From both ends at once: when a text holds more words than are kept, its start
+        // and its end are read, so thousands of filler words put before the pitch (or
+        // after it) cannot push it out of the tokens.
+        for chunk in from_both_ends(&chunks) {
             if sink.word_count >= MAX_WORDS {
                 break;
             }
@@ -361,6 +364,15 @@ impl Tokenizer {
         };
         sink.add(format!("{prefix}{token}"))
     }
+}
+
+/// The items of `all` taken alternately from the start and from the end: `a b c d e` as
+/// `a e b d c`.
+fn from_both_ends<'a, T: Copy>(all: &'a [T]) -> impl Iterator<Item = T> + 'a {
+    let half = all.len().div_ceil(2);
+    let (front, back) = all.split_at(half);
+    let mut back = back.iter().rev();
+    front.iter().flat_map(move |&f| std::iter::once(f).chain(back.next().copied()))
 }
 
 fn looks_like_html(text: &str) -> bool {

@@ -278,3 +278,30 @@ fn every_kind_of_body_token_is_bounded_per_message() {
         "{n} tokens from links"
     );
 }
+
+#[test]
+fn chunks_are_read_from_both_ends() {
+    let all = ["a", "b", "c", "d", "e"];
+    assert_eq!(
+        from_both_ends(&all).collect::<Vec<_>>(),
+        vec!["a", "e", "b", "d", "c"]
+    );
+    assert_eq!(from_both_ends(&all[..4]).collect::<Vec<_>>(), vec!["a", "d", "b", "c"]);
+    assert!(from_both_ends::<&str>(&[]).next().is_none());
+}
+
+/// Regression (review): only the first 5,000 new words of a message were kept, so 5,000
+/// distinct filler words before the pitch (in hidden HTML, say) left the classifier
+/// nothing of it.
+#[test]
+fn filler_words_before_the_pitch_do_not_hide_it() {
+    let filler: Vec<String> = (0..6000).map(|i| format!("qz{i}x")).collect();
+    let raw = format!(
+        "Subject: x\r\n\r\n{}\r\nviagra cialis casino lottery\r\n",
+        filler.join(" ")
+    );
+    let n = names(&raw);
+    for w in ["viagra", "cialis", "casino", "lottery"] {
+        assert!(has(&n, w), "{w}");
+    }
+}
