@@ -427,19 +427,30 @@ impl MessageView {
 
     /// The envelope sender a delivery recorded in a stored message, as SpamAssassin's
     /// `get_envelope_from` finds it: the first of `X-Envelope-From`, `Envelope-Sender` and
-    /// `Return-Path` present; none when that field comes after a `Received` field, since a
-    /// relay on the way (a mailing list) may have sent it on with a new sender.
+    /// `Return-Path` present, passing over one written below a `Received` field (a relay
+    /// on the way, a mailing list, may have sent the message on with a new sender); an
+    /// `X-Envelope-From` below one ends the search with no sender. An empty address (the
+    /// null sender) is found, and is no address.
     fn stored_envelope_sender(&self, target: &HeaderTarget) -> Option<String> {
+        let first_received = self
+            .headers
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case("received"));
         for name in ["x-envelope-from", "envelope-sender", "return-path"] {
-            let Some(value) = self.named(&[name], target).filter(|v| !v.is_empty()) else {
-                continue;
-            };
-            let relayed_before = self
+            let Some(last) = self
                 .headers
                 .iter()
-                .take_while(|h| !h.name.eq_ignore_ascii_case(name))
-                .any(|h| h.name.eq_ignore_ascii_case("received"));
-            return (!relayed_before).then_some(value);
+                .rposition(|h| h.name.eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            if first_received.is_some_and(|r| r < last) {
+                if name == "x-envelope-from" {
+                    return None;
+                }
+                continue;
+            }
+            return self.named(&[name], target).filter(|v| !v.is_empty());
         }
         None
     }

@@ -372,7 +372,9 @@ fn from_both_ends<'a, T: Copy>(all: &'a [T]) -> impl Iterator<Item = T> + 'a {
     let half = all.len().div_ceil(2);
     let (front, back) = all.split_at(half);
     let mut back = back.iter().rev();
-    front.iter().flat_map(move |&f| std::iter::once(f).chain(back.next().copied()))
+    front
+        .iter()
+        .flat_map(move |&f| std::iter::once(f).chain(back.next().copied()))
 }
 
 fn looks_like_html(text: &str) -> bool {

@@ -286,7 +286,10 @@ fn chunks_are_read_from_both_ends() {
         from_both_ends(&all).collect::<Vec<_>>(),
         vec!["a", "e", "b", "d", "c"]
     );
-    assert_eq!(from_both_ends(&all[..4]).collect::<Vec<_>>(), vec!["a", "d", "b", "c"]);
+    assert_eq!(
+        from_both_ends(&all[..4]).collect::<Vec<_>>(),
+        vec!["a", "d", "b", "c"]
+    );
     assert!(from_both_ends::<&str>(&[]).next().is_none());
 }
 

@@ -434,6 +434,17 @@ Received: from x by y\r\nFrom: a@x.test\r\n\r\nbody\r\n";
     let relayed = b"Received: from x by y\r\nReturn-Path: <rp@b.test>\r\n\
 From: a@x.test\r\n\r\nbody\r\n";
     assert!(hits_of(&rules, &MessageView::parse(relayed)).is_empty());
+    // An `Envelope-Sender` below a `Received` field is passed over for `Return-Path`.
+    let rules = compile("header ENV_RP EnvelopeFrom =~ /^rp\\@b\\.test$/\n");
+    let passed_over = b"Return-Path: <rp@b.test>\r\nReceived: from x by y\r\n\
+Envelope-Sender: <es@c.test>\r\nFrom: a@x.test\r\n\r\nbody\r\n";
+    assert_eq!(
+        hits_of(&rules, &MessageView::parse(passed_over)),
+        vec!["ENV_RP"]
+    );
+    // The null sender in `X-Envelope-From` is found: no address, and no `Return-Path`.
+    let null = b"X-Envelope-From: <>\r\nReturn-Path: <rp@b.test>\r\n\r\nbody\r\n";
+    assert!(hits_of(&rules, &MessageView::parse(null)).is_empty());
 }
 
 fn hits_of(rules: &CompiledRules, view: &MessageView) -> Vec<String> {
