@@ -12,7 +12,7 @@
 
 use super::html_text::{decode_entities, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
-use super::uri_forms::uri_forms;
+use super::uri_forms::{as_listed, uri_forms};
 use crate::mail::header_fields::raw_value;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
@@ -35,6 +35,8 @@ pub const RAWBODY_PART_SCAN_SIZE: usize = 500_000;
 pub const MAX_BODY_LINE_LENGTH: usize = 2048;
 /// Most URIs kept per message.
 pub const MAX_URIS: usize = 1000;
+/// Entries of the `uri` list at most: the links as written and the other forms of them.
+const MAX_URI_FORMS: usize = 4 * MAX_URIS;
 /// Default deepest nesting of attached `message/rfc822` parts that is read.
 pub const MAX_NESTING: usize = 8;
 
@@ -1049,12 +1051,9 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         if uri.is_empty() || uri.starts_with('#') || out.len() >= MAX_URIS {
             return;
         }
-        let uri = uri.replace("&amp;", "&");
-        let forms = uri_forms(&uri);
-        for form in forms {
-            if seen.insert(form.clone()) {
-                out.push(form);
-            }
+        let uri = as_listed(&uri.replace("&amp;", "&"));
+        if seen.insert(uri.clone()) {
+            out.push(uri);
         }
     };
     // What a reader sees first, then what the markup links, then the rest of the decoded
@@ -1090,7 +1089,20 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
             }
         }
     }
-    out
+    // The links as written first, then the other forms of each: a page of disguised links
+    // (seven forms each) must not push a plain link out of the list.
+    let mut all = out.clone();
+    for link in &out {
+        for form in uri_forms(link) {
+            if all.len() >= MAX_URI_FORMS {
+                return all;
+            }
+            if seen.insert(form.clone()) {
+                all.push(form);
+            }
+        }
+    }
+    all
 }
 
 #[cfg(test)]

@@ -4,18 +4,11 @@
 //! default port), and a rule written for the plain form must still see it.
 
 use super::html_text::dotted_ip_form;
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// Redirections followed inside one link (`?u=http://...` whose target redirects again).
+/// Every step is a few passes over the link, so a link of nested redirections costs a
+/// bounded multiple of its length.
 const MAX_REDIRECT_DEPTH: usize = 3;
-
-static REDIRECT_TARGET: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?i)^https?://[^/?#]+.*?(https?:/{0,2}[^&#]+)").ok());
-
-/// A web link taken apart: scheme with `//`, host, and the rest from the port on.
-static WEB_LINK: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?is)^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$").ok());
 
 /// Every form of `uri` (already trimmed), itself first: a `www.` host without a scheme
 /// is listed as `http://` only (the bare form made `/^[^:A-Z]+[A-Z]/` read a host as a
@@ -26,12 +19,17 @@ pub(super) fn uri_forms(uri: &str) -> Vec<String> {
     forms
 }
 
-fn add_forms(uri: &str, depth: usize, forms: &mut Vec<String>) {
-    let first = if uri.to_ascii_lowercase().starts_with("www") {
+/// A link as the list takes it: a `www.` host without a scheme as `http://`.
+pub(super) fn as_listed(uri: &str) -> String {
+    if uri.to_ascii_lowercase().starts_with("www") {
         format!("http://{uri}")
     } else {
         uri.to_string()
-    };
+    }
+}
+
+fn add_forms(uri: &str, depth: usize, forms: &mut Vec<String>) {
+    let first = as_listed(uri);
     push(forms, first.clone());
     if is_mail(&first) {
         mail_forms(&first, forms);
@@ -46,17 +44,26 @@ fn add_forms(uri: &str, depth: usize, forms: &mut Vec<String>) {
         push(forms, dotted);
     }
     if depth < MAX_REDIRECT_DEPTH {
-        let targets: Vec<String> = [&first, &unescaped, &cleaned]
-            .iter()
-            .filter_map(|f| REDIRECT_TARGET.as_ref()?.captures(f))
-            .filter_map(|c| c.get(1))
-            .map(|m| m.as_str().to_owned())
-            .filter(|t| t.contains('.'))
-            .collect();
-        for target in targets {
-            add_forms(&target, depth + 1, forms);
+        if let Some(target) = redirect_target(&cleaned).filter(|t| !forms.iter().any(|f| f == t)) {
+            add_forms(target, depth + 1, forms);
         }
     }
+}
+
+/// A redirector's target: the first `http:` or `https:` URL after the host of a web link,
+/// up to the `&` or `#` that ends it (SpamAssassin's generic redirector pattern).
+fn redirect_target(uri: &str) -> Option<&str> {
+    let host_end = web_host_end(uri)?;
+    let rest = &uri[host_end..];
+    let lower = rest.to_ascii_lowercase();
+    let start = ["http:", "https:"]
+        .iter()
+        .filter_map(|scheme| lower.find(scheme))
+        .min()?;
+    let target = &rest[start..];
+    let end = target.find(['&', '#']).unwrap_or(target.len());
+    let target = &target[..end];
+    target.contains('.').then_some(target)
 }
 
 fn unescaped(uri: &str) -> String {
@@ -193,16 +200,47 @@ fn printable_references_decoded(uri: &str) -> String {
     out
 }
 
+/// A web link taken apart: its scheme with `//`, the user part, the host, and the rest
+/// from the port on.
+struct WebLink<'a> {
+    proto: &'a str,
+    host: &'a str,
+    rest: &'a str,
+}
+
+impl<'a> WebLink<'a> {
+    fn parse(uri: &'a str) -> Option<WebLink<'a>> {
+        let starts = |scheme: &[u8]| {
+            uri.as_bytes()
+                .get(..scheme.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        };
+        let proto_len = if starts(b"https://") {
+            8
+        } else if starts(b"http://") {
+            7
+        } else {
+            return None;
+        };
+        let (proto, after) = uri.split_at(proto_len);
+        // A user part ends at an `@` before the path, query or fragment.
+        let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let host_start = after[..authority_end].rfind('@').map_or(0, |at| at + 1);
+        let after_user = &after[host_start..];
+        let host_end = after_user
+            .find(['/', '?', '#', ':'])
+            .unwrap_or(after_user.len());
+        let (host, rest) = after_user.split_at(host_end);
+        (!host.is_empty()).then_some(WebLink { proto, host, rest })
+    }
+}
+
 /// The forms of a web link without its default port, control characters in its host, or
 /// punctuation a sentence left at the end of its host.
 fn web_forms(uri: &str, forms: &mut Vec<String>) {
-    let Some(caps) = WEB_LINK.as_ref().and_then(|re| re.captures(uri)) else {
+    let Some(WebLink { proto, host, rest }) = WebLink::parse(uri) else {
         return;
     };
-    let (Some(proto), Some(host), Some(rest)) = (caps.get(1), caps.get(3), caps.get(4)) else {
-        return;
-    };
-    let (proto, host, rest) = (proto.as_str(), host.as_str(), rest.as_str());
     let default_port = if proto.eq_ignore_ascii_case("http://") {
         ":80"
     } else {

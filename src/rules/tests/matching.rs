@@ -172,6 +172,22 @@ fn uri_rules_see_a_disguised_link_in_its_plain_form() {
     );
 }
 
+/// Regression (review of this change): the list's cap counted forms, seven or more for a
+/// disguised redirect link, so 150 of them pushed a plain link after them out of the list.
+#[test]
+fn disguised_links_do_not_push_a_plain_one_out_of_the_list() {
+    let rules = compile("uri EVIL_HOST m{^http://evil\\.test/}\n");
+    let mut html = String::new();
+    for i in 0..400 {
+        html.push_str(&format!(
+            "<a href=\"http:\\\\r{i}.test:80?u=http:/t{i}.test/%78&amp;y\">x</a>\r\n"
+        ));
+    }
+    html.push_str("<a href=\"http://evil.test/x\">y</a>\r\n");
+    let raw = format!("Subject: s\r\nContent-Type: text/html\r\n\r\n{html}");
+    assert_eq!(names(&rules, raw.as_bytes()), vec!["EVIL_HOST"]);
+}
+
 #[test]
 fn body_matches_do_not_span_paragraphs() {
     let rules = compile("body SPAN /buy\\s+now/\nbody LINE_START /^now/\n");
