@@ -81,11 +81,121 @@ pub(super) fn walk(
 }
 
 /// Reads the first entries of a zip over the entry limit (as many as the message's count
-/// still allows) one after another by their local headers, as a streaming unzipper does,
-/// without indexing the central directory, whose size is why the archive is not opened:
-/// `docs.zip` holding `invoice.exe`, listed first of 1,001 entries, is still opened. The
-/// read stops at the first entry it cannot take (a data descriptor, an unknown method).
+/// still allows), without the zip reader, whose index of every entry is why the archive
+/// is not opened: `docs.zip` holding `invoice.exe`, listed first of 1,001 entries, is
+/// still opened. The entries are taken from the central directory, as unzip takes them,
+/// each read where its local header says, with the sizes the directory gives (so entries
+/// written by a streaming zipper, whose local headers carry no sizes, are read too). A zip
+/// without a plain directory (zip64, damaged) is read by its local headers instead, as a
+/// streaming unzipper reads it.
 fn walk_leading_entries(
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    place: Place<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) {
+    let Some(entries) = central_entries(data, budget.entries_left) else {
+        stream_leading_entries(policy, data, place, budget, findings);
+        return;
+    };
+    let consumed = Rc::new(Cell::new(0u64));
+    let mut walker = EntryWalker::new(policy, place, consumed.clone());
+    for entry in entries {
+        if !budget.take_entry() {
+            return;
+        }
+        let name = String::from_utf8_lossy(entry.name).into_owned();
+        let is_dir = entry.name.ends_with(b"/");
+        let Some(judged) = walker.judge_name(name, entry.encrypted, is_dir, findings) else {
+            continue;
+        };
+        if budget.exhausted() || entry.encrypted {
+            continue;
+        }
+        let Some(stored) = entry_data(data, &entry) else {
+            findings.add(Symbol::ArchiveUnreadable, &judged.shown);
+            continue;
+        };
+        let counted = Counted {
+            inner: Cursor::new(stored),
+            consumed: consumed.clone(),
+        };
+        match entry.method {
+            0 => walker.judge_content(&mut counted.take(entry.size), judged, budget, findings),
+            8 => walker.judge_content(
+                &mut flate2::read::DeflateDecoder::new(counted).take(entry.size),
+                judged,
+                budget,
+                findings,
+            ),
+            _ => findings.add(Symbol::ArchiveUnreadable, &judged.shown),
+        }
+    }
+}
+
+/// One entry as the central directory describes it.
+struct CentralEntry<'a> {
+    name: &'a [u8],
+    method: usize,
+    encrypted: bool,
+    compressed_size: usize,
+    size: u64,
+    /// Where its local header starts in the data.
+    local_header: usize,
+}
+
+/// The first `limit` entries of the zip's central directory, found from its end record;
+/// `None` without a plain one (zip64, damaged). Offsets are taken from where the directory
+/// really is, so bytes before the zip (a self-extractor, junk) do not move them.
+fn central_entries(data: &[u8], limit: usize) -> Option<Vec<CentralEntry<'_>>> {
+    let eocd = end_record(data)?;
+    let size = u32_at(data, eocd + 12)?;
+    let offset = u32_at(data, eocd + 16)?;
+    if size == u32::MAX || offset == u32::MAX {
+        return None;
+    }
+    let start = eocd.checked_sub(size as usize)?;
+    let base = start.checked_sub(offset as usize)?;
+    let mut at = start;
+    let mut entries = Vec::new();
+    while at < eocd && entries.len() < limit {
+        if data.get(at..at + 4) != Some(b"PK\x01\x02".as_slice()) {
+            break;
+        }
+        let (n, m, k) = (
+            u16_at(data, at + 28)?,
+            u16_at(data, at + 30)?,
+            u16_at(data, at + 32)?,
+        );
+        entries.push(CentralEntry {
+            name: data.get(at + 46..at + 46 + n)?,
+            method: u16_at(data, at + 10)?,
+            encrypted: u16_at(data, at + 8)? & 1 == 1,
+            compressed_size: u32_at(data, at + 20)? as usize,
+            size: u64::from(u32_at(data, at + 24)?),
+            local_header: base.checked_add(u32_at(data, at + 42)? as usize)?,
+        });
+        at += 46 + n + m + k;
+    }
+    Some(entries)
+}
+
+/// The stored (compressed) bytes of `entry`: after its local header, as long as the
+/// directory says.
+fn entry_data<'a>(data: &'a [u8], entry: &CentralEntry<'_>) -> Option<&'a [u8]> {
+    let at = entry.local_header;
+    if data.get(at..at + 4) != Some(b"PK\x03\x04".as_slice()) {
+        return None;
+    }
+    let start = at + 30 + u16_at(data, at + 26)? + u16_at(data, at + 28)?;
+    data.get(start..start.checked_add(entry.compressed_size)?)
+}
+
+/// [`walk_leading_entries`] for a zip without a plain directory: its entries one after
+/// another by their local headers, stopping at the first it cannot take (a data
+/// descriptor, an unknown method).
+fn stream_leading_entries(
     policy: &AttachmentPolicy,
     data: &[u8],
     place: Place<'_>,

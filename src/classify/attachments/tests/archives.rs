@@ -1,6 +1,6 @@
 //! Zip archives: what is inside, nesting, encryption and malformed archives.
 
-use super::zipbuild::{crc32, raw_zip, zip_of, zipcrypto_zip_of, RawEntry};
+use super::zipbuild::{crc32, raw_zip, streamed_zip_of, zip_of, zipcrypto_zip_of, RawEntry};
 use super::*;
 
 fn zip_part(name: &str, data: &[u8]) -> Part {
@@ -519,6 +519,19 @@ fn an_archive_among_the_first_entries_of_an_over_full_zip_is_opened() {
         symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", &z)]),
         vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"]
     );
+    // Regression (review of this change): entries written by a streaming zipper (sizes in
+    // data descriptors) or a zip behind bytes holding a local header signature stopped the
+    // read at once.
+    let streamed = streamed_zip_of(&entries);
+    let mut behind_junk = b"PK\x03\x04junk".to_vec();
+    behind_junk.extend_from_slice(&z);
+    for (label, data) in [("streamed", &streamed), ("behind junk", &behind_junk)] {
+        assert_eq!(
+            symbols_with(&policy_with(3, 10, 1 << 20), &[zip_part("many.zip", data)]),
+            vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"],
+            "{label}"
+        );
+    }
     // Listed past the count, it is left (its name is still judged).
     let mut late: Vec<(&str, &[u8])> = entries[1..].to_vec();
     late.push(("docs.zip", inner.as_slice()));

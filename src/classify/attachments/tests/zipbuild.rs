@@ -16,6 +16,18 @@ pub(super) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// A zip written as a stream (`zip -` to a pipe, Java's `ZipOutputStream`): the local
+/// headers carry no sizes, a data descriptor after each entry does.
+pub(super) fn streamed_zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new_stream(Vec::new());
+    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    for (name, data) in entries {
+        w.start_file(*name, options).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
 /// A zip whose entries are ZipCrypto-encrypted with a password.
 pub(super) fn zipcrypto_zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     use zip::unstable::write::FileOptionsExt;
