@@ -249,7 +249,10 @@ const SERVER_WIDE_CODES: [&str; 13] = [
 fn refuses_only_this_call(e: &redis::RedisError) -> bool {
     use redis::ErrorKind;
     match e.kind() {
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => true,
+        // A reply that does not convert to what the call expects (a value of another
+        // form under the key) is the call's; one the protocol cannot read (a stream out
+        // of step) is the connection's.
+        ErrorKind::UnexpectedReturnType => true,
         ErrorKind::Server(_) | ErrorKind::Extension => {
             !e.code().is_some_and(is_server_wide) && !e.detail().is_some_and(names_server_wide)
         }
@@ -264,7 +267,10 @@ fn is_server_wide(code: &str) -> bool {
 /// Whether an error's text names a server-wide code (as a word of its own) or the server's
 /// connection limit.
 fn names_server_wide(detail: &str) -> bool {
+    // A server without scripting (or with the command renamed away) refuses every call
+    // that needs it.
     detail.contains("max number of clients")
+        || detail.contains("unknown command")
         || detail
             .split(|c: char| !c.is_ascii_alphanumeric())
             .any(is_server_wide)
@@ -661,6 +667,15 @@ mod tests {
         ))));
         let backend = |e: RedisError| matches!(failed(e), StateError::Backend(_));
         assert!(backend(server_error("OOM", "command not allowed")));
+        assert!(backend(RedisError::from((
+            ErrorKind::Parse,
+            "invalid response"
+        ))));
+        assert!(backend(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "unknown command 'EVALSHA', with args beginning with:".to_owned(),
+        ))));
         assert!(backend(server_error("MISCONF", "cannot persist")));
         assert!(backend(RedisError::from((
             ErrorKind::Server(ServerErrorKind::ReadOnly),
