@@ -152,9 +152,12 @@ pub fn normalize_text(text: &str) -> String {
 /// would glue `tm` to the word before it), and letters of other scripts, whose
 /// decompositions (Hangul jamo, kana with a voicing mark) would break their words apart.
 fn latin_compatibility_form(c: char) -> Option<String> {
+    // Latin-1 letters and Latin Extended-A are folded by `push_folded`'s table, cheaper
+    // than a decomposition for the accented text of most European mail.
     let may_decompose = matches!(
         c,
-        '\u{00AA}'..='\u{02FF}'
+        '\u{00AA}'..='\u{00BF}'
+            | '\u{0180}'..='\u{02FF}'
             | '\u{1D00}'..='\u{1EFF}'
             | '\u{2070}'..='\u{218F}'
             | '\u{2460}'..='\u{24FF}'

@@ -5,7 +5,7 @@
 //! learned nothing. Importing replays the ledger, so counts are exact and shipped examples
 //! can be forgotten like local ones.
 //!
-//! Format (little-endian): `MXSEED1\n`; the token dictionary (u32 count, sorted u64
+//! Format (little-endian): `MXSEED1\n` (`MXSEED2\n` when it holds autolearned entries); the token dictionary (u32 count, sorted u64
 //! hashes); the entries (u32 count; each a 32-byte digest, a class byte, `S`/`H` learned
 //! by hand or `s`/`h` autolearned followed by the varint unix time it was learned, then a
 //! varint token count and varint gaps between the entry's sorted dictionary indices); the
@@ -20,6 +20,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"MXSEED1\n";
+/// A seed holding autolearned entries (`s`/`h` with a time), which a version-1 reader
+/// would refuse as "entry of no class": it is told apart by its first bytes.
+const MAGIC_AUTOLEARNED: &[u8; 8] = b"MXSEED2\n";
 
 /// A learn ledger with the model trained on it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -105,7 +108,12 @@ impl Seed {
             .map(|(i, &h)| (h, i as u64))
             .collect();
         let mut out = Vec::with_capacity(dictionary.len() * 8 + self.entries.len() * 300);
-        out.extend_from_slice(MAGIC);
+        let autolearned = self.entries.iter().any(|(_, e)| e.autolearned);
+        out.extend_from_slice(if autolearned {
+            MAGIC_AUTOLEARNED
+        } else {
+            MAGIC
+        });
         out.extend_from_slice(&(dictionary.len() as u32).to_le_bytes());
         for h in &dictionary {
             out.extend_from_slice(&h.to_le_bytes());
@@ -144,11 +152,16 @@ impl Seed {
 
     /// Reads [`Seed::to_bytes`]'s form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Seed, ClassifyError> {
-        let mut r = Reader(
-            bytes
-                .strip_prefix(MAGIC)
-                .ok_or_else(|| bad("not a seed file"))?,
-        );
+        let (rest, autolearned_allowed) = match bytes.strip_prefix(MAGIC) {
+            Some(rest) => (rest, false),
+            None => (
+                bytes
+                    .strip_prefix(MAGIC_AUTOLEARNED)
+                    .ok_or_else(|| bad("not a seed file"))?,
+                true,
+            ),
+        };
+        let mut r = Reader(rest);
         let n_tokens = r.u32()? as usize;
         let raw = r.take(
             n_tokens
@@ -167,8 +180,8 @@ impl Seed {
             let (class, autolearned) = match r.take(1)?[0] {
                 b'S' => (Class::Spam, false),
                 b'H' => (Class::Ham, false),
-                b's' => (Class::Spam, true),
-                b'h' => (Class::Ham, true),
+                b's' if autolearned_allowed => (Class::Spam, true),
+                b'h' if autolearned_allowed => (Class::Ham, true),
                 _ => return Err(bad("entry of no class")),
             };
             let learned_at = if autolearned { r.varint()? } else { 0 };
@@ -337,7 +350,13 @@ mod tests {
             entries: vec![([1; 32], auto), ([2; 32], by_hand)],
             model: None,
         };
-        assert_eq!(Seed::from_bytes(&seed.to_bytes()).unwrap(), seed);
+        let bytes = seed.to_bytes();
+        assert!(bytes.starts_with(b"MXSEED2\n"));
+        assert_eq!(Seed::from_bytes(&bytes).unwrap(), seed);
+        // A version-1 seed holds no autolearned entry.
+        let mut as_v1 = bytes.clone();
+        as_v1[..8].copy_from_slice(MAGIC);
+        assert!(Seed::from_bytes(&as_v1).is_err());
     }
 
     #[test]
