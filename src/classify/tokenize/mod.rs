@@ -291,7 +291,7 @@ impl Tokenizer {
                 }
             }
         }
-        let chunks: Vec<&str> = norm.split_whitespace().take(MAX_CHUNKS).collect();
+        let chunks = head_and_tail_chunks(&norm);
         // Joined letters are words: they count against the word limit, and an endless
         // run of `a-b-c-d` chunks adds no more than plain words do.
         for joined in join_spaced_letters(chunks.iter().copied()) {
@@ -364,6 +364,18 @@ impl Tokenizer {
         };
         sink.add(format!("{prefix}{token}"))
     }
+}
+
+/// The whitespace-separated chunks of `text`, at most [`MAX_CHUNKS`]: of a longer text half
+/// from its start and half from its end, in order, so a text padded with repeated filler
+/// (which uses up chunks, not new words) still shows its last words.
+fn head_and_tail_chunks(text: &str) -> Vec<&str> {
+    let mut all = text.split_whitespace();
+    let mut chunks: Vec<&str> = all.by_ref().take(MAX_CHUNKS / 2).collect();
+    let mut tail: Vec<&str> = all.rev().take(MAX_CHUNKS - chunks.len()).collect();
+    tail.reverse();
+    chunks.extend(tail);
+    chunks
 }
 
 /// The items of `all` taken alternately from the start and from the end: `a b c d e` as

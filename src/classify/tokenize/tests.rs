@@ -293,6 +293,35 @@ fn chunks_are_read_from_both_ends() {
     assert!(from_both_ends::<&str>(&[]).next().is_none());
 }
 
+#[test]
+fn a_long_text_gives_its_first_and_last_chunks() {
+    let short = "a b c";
+    assert_eq!(head_and_tail_chunks(short), vec!["a", "b", "c"]);
+    let words: Vec<String> = (0..MAX_CHUNKS + 10).map(|i| format!("w{i}")).collect();
+    let long = words.join(" ");
+    let chunks = head_and_tail_chunks(&long);
+    assert_eq!(chunks.len(), MAX_CHUNKS);
+    assert_eq!(chunks[0], "w0");
+    assert_eq!(
+        chunks[MAX_CHUNKS / 2 - 1],
+        format!("w{}", MAX_CHUNKS / 2 - 1)
+    );
+    assert_eq!(chunks[MAX_CHUNKS / 2], format!("w{}", MAX_CHUNKS / 2 + 10));
+    assert_eq!(chunks[MAX_CHUNKS - 1], format!("w{}", MAX_CHUNKS + 9));
+}
+
+/// Regression (review of this change): the chunks read were the first 50,000, so filler
+/// repeated 50,000 times (using up chunks, not new words) still hid the pitch after it.
+#[test]
+fn repeated_filler_before_the_pitch_does_not_hide_it() {
+    let raw = format!(
+        "Subject: x\r\n\r\n{}\r\nviagra cialis\r\n",
+        "filler ".repeat(60_000)
+    );
+    let n = names(&raw);
+    assert!(has(&n, "viagra") && has(&n, "cialis"), "{n:?}");
+}
+
 /// Regression (review): only the first 5,000 new words of a message were kept, so 5,000
 /// distinct filler words before the pitch (in hidden HTML, say) left the classifier
 /// nothing of it.
