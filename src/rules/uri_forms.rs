@@ -4,6 +4,7 @@
 //! default port), and a rule written for the plain form must still see it.
 
 use super::html_text::dotted_ip_form;
+use crate::mail::url::Link;
 
 /// Redirections followed inside one link (`?u=http://...` whose target redirects again).
 /// Every step is a few passes over the link, so a link of nested redirections costs a
@@ -200,64 +201,32 @@ fn printable_references_decoded(uri: &str) -> String {
     out
 }
 
-/// A web link taken apart: its scheme with `//`, the user part, the host, and the rest
-/// from the port on.
-struct WebLink<'a> {
-    proto: &'a str,
-    host: &'a str,
-    rest: &'a str,
-}
-
-impl<'a> WebLink<'a> {
-    fn parse(uri: &'a str) -> Option<WebLink<'a>> {
-        let starts = |scheme: &[u8]| {
-            uri.as_bytes()
-                .get(..scheme.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
-        };
-        let proto_len = if starts(b"https://") {
-            8
-        } else if starts(b"http://") {
-            7
-        } else {
-            return None;
-        };
-        let (proto, after) = uri.split_at(proto_len);
-        // A user part ends at an `@` before the path, query or fragment.
-        let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        let host_start = after[..authority_end].rfind('@').map_or(0, |at| at + 1);
-        let after_user = &after[host_start..];
-        let host_end = after_user
-            .find(['/', '?', '#', ':'])
-            .unwrap_or(after_user.len());
-        let (host, rest) = after_user.split_at(host_end);
-        (!host.is_empty()).then_some(WebLink { proto, host, rest })
-    }
-}
-
 /// The forms of a web link without its default port, control characters in its host, or
-/// punctuation a sentence left at the end of its host.
+/// punctuation a sentence left at the end of its host (the user part, which the browser
+/// does not open, left out of them).
 fn web_forms(uri: &str, forms: &mut Vec<String>) {
-    let Some(WebLink { proto, host, rest }) = WebLink::parse(uri) else {
+    let Some(link) = Link::parse(uri).filter(|l| matches!(l.scheme.as_str(), "http" | "https"))
+    else {
         return;
     };
-    let default_port = if proto.eq_ignore_ascii_case("http://") {
-        ":80"
-    } else {
-        ":443"
-    };
-    if let Some(after) = rest.strip_prefix(default_port) {
-        if !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-            push(forms, format!("{proto}{host}{after}"));
-        }
+    let (host, tail) = (link.host.as_str(), link.tail.as_str());
+    let proto = format!("{}://", link.scheme);
+    let port = link
+        .port
+        .as_deref()
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let default_port = if link.scheme == "http" { "80" } else { "443" };
+    if link.port.as_deref() == Some(default_port) {
+        push(forms, format!("{proto}{host}{tail}"));
     }
     let visible: String = host.chars().filter(|c| *c > ' ').collect();
     if visible != host {
-        push(forms, format!("{proto}{visible}{rest}"));
+        push(forms, format!("{proto}{visible}{port}{tail}"));
     }
     let trimmed = host.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
     if trimmed != host && !trimmed.is_empty() {
-        push(forms, format!("{proto}{trimmed}{rest}"));
+        push(forms, format!("{proto}{trimmed}{port}{tail}"));
     }
 }
 
