@@ -149,36 +149,65 @@ struct CentralEntry<'a> {
 /// `None` without a plain one (zip64, damaged). Offsets are taken from where the directory
 /// really is, so bytes before the zip (a self-extractor, junk) do not move them.
 fn central_entries(data: &[u8], limit: usize) -> Option<Vec<CentralEntry<'_>>> {
-    let eocd = end_record(data)?;
-    let size = u32_at(data, eocd + 12)?;
-    let offset = u32_at(data, eocd + 16)?;
-    if size == u32::MAX || offset == u32::MAX {
-        return None;
-    }
-    let start = eocd.checked_sub(size as usize)?;
-    let base = start.checked_sub(offset as usize)?;
-    let mut at = start;
+    let dir = Directory::of(data)?;
+    let base = dir.start.checked_sub(dir.offset)?;
+    let mut at = dir.start;
     let mut entries = Vec::new();
-    while at < eocd && entries.len() < limit {
-        if data.get(at..at + 4) != Some(b"PK\x01\x02".as_slice()) {
+    while at < dir.end && entries.len() < limit {
+        let Some(next) = record_end(data, at) else {
             break;
-        }
-        let (n, m, k) = (
-            u16_at(data, at + 28)?,
-            u16_at(data, at + 30)?,
-            u16_at(data, at + 32)?,
-        );
+        };
         entries.push(CentralEntry {
-            name: data.get(at + 46..at + 46 + n)?,
+            name: data.get(at + 46..at + 46 + u16_at(data, at + 28)?)?,
             method: u16_at(data, at + 10)?,
             encrypted: u16_at(data, at + 8)? & 1 == 1,
             compressed_size: u32_at(data, at + 20)? as usize,
             size: u64::from(u32_at(data, at + 24)?),
             local_header: base.checked_add(u32_at(data, at + 42)? as usize)?,
         });
-        at += 46 + n + m + k;
+        at = next;
     }
     Some(entries)
+}
+
+/// A zip's central directory as its (plain, not zip64) end record gives it.
+struct Directory {
+    /// Where its first header sits in the data.
+    start: usize,
+    /// Where the end record sits: the directory ends there.
+    end: usize,
+    /// The entries it says it holds.
+    entries: usize,
+    /// Where it says it starts, from the start of the zip: `start` less this is how many
+    /// bytes come before the zip (a self-extractor, junk).
+    offset: usize,
+}
+
+impl Directory {
+    fn of(data: &[u8]) -> Option<Directory> {
+        let end = end_record(data)?;
+        let entries = u16_at(data, end + 10)?;
+        let size = u32_at(data, end + 12)?;
+        let offset = u32_at(data, end + 16)?;
+        if entries == usize::from(u16::MAX) || size == u32::MAX || offset == u32::MAX {
+            return None;
+        }
+        Some(Directory {
+            start: end.checked_sub(size as usize)?,
+            end,
+            entries,
+            offset: offset as usize,
+        })
+    }
+}
+
+/// Where the central-directory header at `at` ends (46 bytes, then its name, extra field
+/// and comment); `None` when no header starts there.
+fn record_end(data: &[u8], at: usize) -> Option<usize> {
+    if data.get(at..at + 4) != Some(b"PK\x01\x02".as_slice()) {
+        return None;
+    }
+    Some(at + 46 + u16_at(data, at + 28)? + u16_at(data, at + 30)? + u16_at(data, at + 32)?)
 }
 
 /// The stored (compressed) bytes of `entry`: after its local header, as long as the
@@ -407,34 +436,18 @@ fn central_headers(data: &[u8], limit: usize) -> usize {
             .take(limit)
             .count()
     };
-    let Some(eocd) = end_record(data) else {
+    let Some(dir) = Directory::of(data) else {
         return every();
     };
-    let (Some(entries), Some(size)) = (u16_at(data, eocd + 10), u32_at(data, eocd + 12)) else {
-        return every();
-    };
-    if entries == usize::from(u16::MAX) || size == u32::MAX {
-        return every();
-    }
-    let Some(mut at) = eocd.checked_sub(size as usize) else {
-        return every();
-    };
-    let mut count = 0;
-    while at < eocd && count < limit {
-        if data.get(at..at + 4) != Some(b"PK\x01\x02".as_slice()) {
-            break;
-        }
-        let (Some(n), Some(m), Some(k)) = (
-            u16_at(data, at + 28),
-            u16_at(data, at + 30),
-            u16_at(data, at + 32),
-        ) else {
+    let (mut at, mut count) = (dir.start, 0);
+    while at < dir.end && count < limit {
+        let Some(next) = record_end(data, at) else {
             break;
         };
         count += 1;
-        at += 46 + n + m + k;
+        at = next;
     }
-    if count >= limit || (at == eocd && count == entries) {
+    if count >= limit || (at == dir.end && count == dir.entries) {
         count
     } else {
         // A directory that does not add up: count the way that cannot undercount.
