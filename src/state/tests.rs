@@ -23,6 +23,17 @@ impl Drop for RedisServer {
 }
 
 impl RedisServer {
+    /// Runs `redis-cli` against it (to set up what no gateway would write) and asserts
+    /// that it succeeded.
+    pub(crate) fn cli(&self, args: &[&str]) {
+        let status = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdout(Stdio::null())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "redis-cli {args:?}");
+    }
+
     /// Starts one, or says why not (SKIP; a failure under `MXGUARD_INTEROP=1`).
     pub(crate) fn start() -> Option<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -477,18 +488,7 @@ async fn a_patient_call_outlasts_the_short_timeout_against_redis() {
     let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
     state.set("k", b"v", Duration::from_secs(60)).await.unwrap();
     let patient = state.patient(Duration::from_secs(30));
-    let paused = Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "CLIENT",
-            "PAUSE",
-            "700",
-            "ALL",
-        ])
-        .output()
-        .unwrap();
-    assert!(paused.status.success(), "{paused:?}");
+    redis.cli(&["CLIENT", "PAUSE", "700", "ALL"]);
     assert_eq!(patient.get("k").await, Ok(Some(b"v".to_vec())));
 }
 
@@ -505,15 +505,7 @@ async fn a_redis_out_of_memory_stays_down_until_a_write_succeeds() {
     let state = open_redis(&redis).await;
     let per = Duration::from_secs(3600);
     assert!(state.rate("over", 1, per, 1).await.unwrap().allowed);
-    let cli = |args: &[&str]| {
-        let status = Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string()])
-            .args(args)
-            .stdout(Stdio::null())
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "redis-cli {args:?}");
-    };
-    cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
     assert!(state.set("k", b"v", per).await.is_err(), "OOM not met");
     assert!(!state.health().is_up());
     assert!(state.delete("k").await.is_ok());
@@ -524,7 +516,7 @@ async fn a_redis_out_of_memory_stays_down_until_a_write_succeeds() {
         !state.health().is_up(),
         "a call that wrote nothing called it up"
     );
-    cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     assert!(state.ping().await.is_ok());
     assert!(
         state.health().is_up(),
@@ -548,16 +540,8 @@ async fn a_key_of_another_type_fails_its_call_not_the_backend() {
         cluster: false,
     });
     let state = State::open(&cfg, metrics.clone()).await.unwrap();
-    let cli = |args: &[&str]| {
-        let status = Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string()])
-            .args(args)
-            .stdout(Stdio::null())
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "redis-cli {args:?}");
-    };
-    cli(&["HSET", "test:tier:hb:gw2", "role", "primary"]);
-    cli(&["SET", "test:tier:cm:192.0.2.1", "text"]);
+    redis.cli(&["HSET", "test:tier:hb:gw2", "role", "primary"]);
+    redis.cli(&["SET", "test:tier:cm:192.0.2.1", "text"]);
     let hour = Duration::from_secs(3600);
     for _ in 0..3 {
         assert_eq!(

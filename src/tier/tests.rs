@@ -121,18 +121,7 @@ async fn a_heartbeat_key_of_another_type_is_no_backend_outage() {
     };
     let metrics = Arc::new(Metrics::new());
     let state = State::open(&config, metrics.clone()).await.unwrap();
-    let hashed = std::process::Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "HSET",
-            "t:tier:hb:gw2",
-            "a",
-            "b",
-        ])
-        .output()
-        .unwrap();
-    assert!(hashed.status.success(), "{hashed:?}");
+    redis.cli(&["HSET", "t:tier:hb:gw2", "a", "b"]);
     let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
     let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
     for _ in 0..3 {
