@@ -19,7 +19,9 @@ pub(super) enum Content {
     Gzip,
     /// POSIX or GNU tar.
     Tar,
-    /// RAR, 7-Zip or CAB: an archive this policy does not open.
+    /// RAR 4 or 5 (its names are read; stored entries opened).
+    Rar,
+    /// 7-Zip or CAB: an archive this policy does not open.
     OtherArchive,
     /// Anything else.
     Other,
@@ -42,6 +44,8 @@ pub(super) fn sniff(data: &[u8]) -> Content {
         Content::Gzip
     } else if is_tar(data) {
         Content::Tar
+    } else if starts(b"Rar!\x1a\x07\x00") || starts(b"Rar!\x1a\x07\x01\x00") {
+        Content::Rar
     } else if starts(b"Rar!\x1a\x07") || starts(b"7z\xbc\xaf\x27\x1c") || starts(b"MSCF\0\0\0\0") {
         Content::OtherArchive
     } else if is_pe(data)
@@ -132,7 +136,10 @@ pub(super) fn tar_number(field: &[u8]) -> Option<usize> {
 impl Content {
     /// An archive the policy opens.
     pub(super) fn opens(self) -> bool {
-        matches!(self, Content::Zip | Content::Gzip | Content::Tar)
+        matches!(
+            self,
+            Content::Zip | Content::Gzip | Content::Tar | Content::Rar
+        )
     }
 }
 
@@ -237,7 +244,7 @@ pub(super) fn promise(ext: Option<&str>, content_type: &str) -> Promise {
 pub(super) fn contradicts(content: Content, promised: Promise) -> bool {
     match content {
         Content::Program | Content::Shortcut | Content::DiskImage => promised != Promise::Nothing,
-        Content::Zip | Content::Gzip | Content::Tar | Content::OtherArchive => {
+        Content::Zip | Content::Gzip | Content::Tar | Content::Rar | Content::OtherArchive => {
             promised == Promise::Flat
         }
         Content::Other => false,
@@ -276,7 +283,9 @@ mod tests {
         assert_eq!(sniff(b"\xcf\xfa\xed\xfe\x07"), Content::Program);
         assert_eq!(sniff(&LNK_HEADER), Content::Shortcut);
         assert_eq!(sniff(b"PK\x03\x04rest"), Content::Zip);
-        assert_eq!(sniff(b"Rar!\x1a\x07\x01\x00"), Content::OtherArchive);
+        assert_eq!(sniff(b"Rar!\x1a\x07\x01\x00"), Content::Rar);
+        assert_eq!(sniff(b"Rar!\x1a\x07\x00"), Content::Rar);
+        assert_eq!(sniff(b"7z\xbc\xaf\x27\x1c\x00\x04"), Content::OtherArchive);
         let mut iso = vec![0u8; 0x8010];
         iso[0x8001..0x8006].copy_from_slice(b"CD001");
         assert_eq!(sniff(&iso), Content::DiskImage);

@@ -2,11 +2,8 @@
 //! judged, each entry decompressed chunk by chunk against the message's budget, and an
 //! entry that is itself an archive opened one level deeper.
 
-use super::{
-    names_claim_archive, open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Counted,
-    Findings, NameJudge, Place, Symbol, READ_CHUNK,
-};
-use crate::classify::attachments::magic;
+use super::entries::EntryWalker;
+use super::{AttachmentPolicy, Budget, Counted, Findings, NameJudge, Place, Symbol};
 use std::cell::Cell;
 use std::io::{Cursor, Read};
 use std::rc::Rc;
@@ -249,97 +246,6 @@ fn stream_leading_entries(
         if let Some(judged) = walker.judge_name(name, encrypted, is_dir, findings) {
             walker.judge_content(&mut file, judged, budget, findings);
         }
-    }
-}
-
-/// An entry whose name was judged and whose content is to be read.
-struct Judged {
-    name: String,
-    shown: String,
-    ext: Option<String>,
-}
-
-/// What judging a zip's entries one by one shares: where the zip sits, the compressed
-/// bytes its reader consumed, and the read buffer.
-struct EntryWalker<'a> {
-    policy: &'a AttachmentPolicy,
-    place: Place<'a>,
-    consumed: Rc<Cell<u64>>,
-    buf: Vec<u8>,
-}
-
-impl<'a> EntryWalker<'a> {
-    fn new(policy: &'a AttachmentPolicy, place: Place<'a>, consumed: Rc<Cell<u64>>) -> Self {
-        EntryWalker {
-            policy,
-            place,
-            consumed,
-            buf: vec![0u8; READ_CHUNK],
-        }
-    }
-
-    /// Judges an entry's name; `None` when its content is not to be read (a directory, or
-    /// encrypted: flagged, since its content cannot be judged).
-    fn judge_name(
-        &self,
-        name: String,
-        encrypted: bool,
-        is_dir: bool,
-        findings: &mut Findings,
-    ) -> Option<Judged> {
-        if is_dir {
-            return None;
-        }
-        let shown = format!("{}/{}", self.place.shown, shown_name(&name));
-        let ext = self.policy.check_name(&name, true, findings, &shown);
-        if encrypted {
-            findings.add(Symbol::ArchiveEncrypted, &shown);
-            return None;
-        }
-        Some(Judged { name, shown, ext })
-    }
-
-    /// Reads an entry's content from `file` against the budget: sniffed against its name,
-    /// and opened one level deeper when it is an archive.
-    fn judge_content(
-        &mut self,
-        file: &mut impl Read,
-        judged: Judged,
-        budget: &mut Budget,
-        findings: &mut Findings,
-    ) {
-        let depth = self.place.depth;
-        let keep = depth < self.policy.max_depth;
-        let before = self.consumed.get();
-        let entry = read_entry(file, &mut self.buf, keep, budget);
-        budget.compressed = budget
-            .compressed
-            .saturating_add(self.consumed.get().saturating_sub(before));
-        let Judged { name, shown, ext } = judged;
-        if entry.broken {
-            findings.add(Symbol::ArchiveUnreadable, &shown);
-        }
-        let content = magic::sniff(&entry.head);
-        if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {
-            findings.add(Symbol::ArchiveTypeMismatch, &shown);
-        }
-        let names = [name];
-        let place = Place {
-            depth,
-            shown: &shown,
-            names: &names,
-        };
-        let named_archive = names_claim_archive(&names);
-        let whole = entry.whole.as_deref();
-        open_nested(
-            self.policy,
-            content,
-            named_archive,
-            whole,
-            place,
-            budget,
-            findings,
-        );
     }
 }
 

@@ -3,6 +3,7 @@
 mod archives;
 mod bombs;
 mod forms;
+mod rars;
 mod tarballs;
 mod zipbuild;
 

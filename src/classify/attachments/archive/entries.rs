@@ -1,0 +1,107 @@
+//! One archive entry after another, as every archive reader here judges them: the name
+//! first (blocked, deceptive, encrypted), then the content, read against the message's
+//! budget, sniffed against the name and opened one level deeper when it is an archive.
+
+use super::{
+    names_claim_archive, open_nested, read_entry, shown_name, AttachmentPolicy, Budget, Findings,
+    Place, Symbol, READ_CHUNK,
+};
+use crate::classify::attachments::magic;
+use std::cell::Cell;
+use std::io::Read;
+use std::rc::Rc;
+
+/// An entry whose name was judged and whose content is to be read.
+pub(super) struct Judged {
+    pub(super) name: String,
+    pub(super) shown: String,
+    pub(super) ext: Option<String>,
+}
+
+/// What judging a zip's entries one by one shares: where the zip sits, the compressed
+/// bytes its reader consumed, and the read buffer.
+pub(super) struct EntryWalker<'a> {
+    policy: &'a AttachmentPolicy,
+    place: Place<'a>,
+    consumed: Rc<Cell<u64>>,
+    buf: Vec<u8>,
+}
+
+impl<'a> EntryWalker<'a> {
+    pub(super) fn new(
+        policy: &'a AttachmentPolicy,
+        place: Place<'a>,
+        consumed: Rc<Cell<u64>>,
+    ) -> Self {
+        EntryWalker {
+            policy,
+            place,
+            consumed,
+            buf: vec![0u8; READ_CHUNK],
+        }
+    }
+
+    /// Judges an entry's name; `None` when its content is not to be read (a directory, or
+    /// encrypted: flagged, since its content cannot be judged).
+    pub(super) fn judge_name(
+        &self,
+        name: String,
+        encrypted: bool,
+        is_dir: bool,
+        findings: &mut Findings,
+    ) -> Option<Judged> {
+        if is_dir {
+            return None;
+        }
+        let shown = format!("{}/{}", self.place.shown, shown_name(&name));
+        let ext = self.policy.check_name(&name, true, findings, &shown);
+        if encrypted {
+            findings.add(Symbol::ArchiveEncrypted, &shown);
+            return None;
+        }
+        Some(Judged { name, shown, ext })
+    }
+
+    /// Reads an entry's content from `file` against the budget: sniffed against its name,
+    /// and opened one level deeper when it is an archive.
+    pub(super) fn judge_content(
+        &mut self,
+        file: &mut impl Read,
+        judged: Judged,
+        budget: &mut Budget,
+        findings: &mut Findings,
+    ) {
+        let depth = self.place.depth;
+        let keep = depth < self.policy.max_depth;
+        let before = self.consumed.get();
+        let entry = read_entry(file, &mut self.buf, keep, budget);
+        budget.compressed = budget
+            .compressed
+            .saturating_add(self.consumed.get().saturating_sub(before));
+        let Judged { name, shown, ext } = judged;
+        if entry.broken {
+            findings.add(Symbol::ArchiveUnreadable, &shown);
+        }
+        let content = magic::sniff(&entry.head);
+        if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {
+            findings.add(Symbol::ArchiveTypeMismatch, &shown);
+        }
+        let names = [name];
+        let place = Place {
+            depth,
+            shown: &shown,
+            names: &names,
+        };
+        let named_archive = names_claim_archive(&names);
+        let whole = entry.whole.as_deref();
+        open_nested(
+            self.policy,
+            content,
+            named_archive,
+            whole,
+            place,
+            budget,
+            findings,
+        );
+    }
+}
