@@ -21,7 +21,9 @@ pub(super) enum Content {
     Tar,
     /// RAR 4 or 5 (its names are read; stored entries opened).
     Rar,
-    /// 7-Zip or CAB: an archive this policy does not open.
+    /// 7-Zip.
+    SevenZip,
+    /// CAB or an unknown RAR version: an archive this policy does not open.
     OtherArchive,
     /// Anything else.
     Other,
@@ -46,7 +48,9 @@ pub(super) fn sniff(data: &[u8]) -> Content {
         Content::Tar
     } else if starts(b"Rar!\x1a\x07\x00") || starts(b"Rar!\x1a\x07\x01\x00") {
         Content::Rar
-    } else if starts(b"Rar!\x1a\x07") || starts(b"7z\xbc\xaf\x27\x1c") || starts(b"MSCF\0\0\0\0") {
+    } else if starts(b"7z\xbc\xaf\x27\x1c") {
+        Content::SevenZip
+    } else if starts(b"Rar!\x1a\x07") || starts(b"MSCF\0\0\0\0") {
         Content::OtherArchive
     } else if is_pe(data)
         || starts(b"\x7fELF")
@@ -244,9 +248,12 @@ pub(super) fn promise(ext: Option<&str>, content_type: &str) -> Promise {
 pub(super) fn contradicts(content: Content, promised: Promise) -> bool {
     match content {
         Content::Program | Content::Shortcut | Content::DiskImage => promised != Promise::Nothing,
-        Content::Zip | Content::Gzip | Content::Tar | Content::Rar | Content::OtherArchive => {
-            promised == Promise::Flat
-        }
+        Content::Zip
+        | Content::Gzip
+        | Content::Tar
+        | Content::Rar
+        | Content::SevenZip
+        | Content::OtherArchive => promised == Promise::Flat,
         Content::Other => false,
     }
 }
@@ -285,7 +292,8 @@ mod tests {
         assert_eq!(sniff(b"PK\x03\x04rest"), Content::Zip);
         assert_eq!(sniff(b"Rar!\x1a\x07\x01\x00"), Content::Rar);
         assert_eq!(sniff(b"Rar!\x1a\x07\x00"), Content::Rar);
-        assert_eq!(sniff(b"7z\xbc\xaf\x27\x1c\x00\x04"), Content::OtherArchive);
+        assert_eq!(sniff(b"7z\xbc\xaf\x27\x1c\x00\x04"), Content::SevenZip);
+        assert_eq!(sniff(b"MSCF\0\0\0\0"), Content::OtherArchive);
         let mut iso = vec![0u8; 0x8010];
         iso[0x8001..0x8006].copy_from_slice(b"CD001");
         assert_eq!(sniff(&iso), Content::DiskImage);

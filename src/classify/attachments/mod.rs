@@ -48,7 +48,7 @@ pub enum Symbol {
     ArchiveTooDeep,
     /// More archive entries than `max_archive_entries`.
     ArchiveTooManyEntries,
-    /// Something that claims to be an archive (zip, gzip, tar, RAR) cannot be read as one.
+    /// Something that claims to be an archive (zip, gzip, tar, RAR, 7-Zip) cannot be read as one.
     ArchiveUnreadable,
     /// A part holds more files than are decoded from it (TNEF, uuencode): the later ones
     /// are judged by name only.
@@ -284,7 +284,7 @@ fn read_as_archive(a: &Attachment<'_>) -> bool {
     magic::sniff(head).opens() || claims_archive(a) || archive::ends_like_zip(a.data)
 }
 
-/// Whether a name or the declared type says zip, gzip, tar or RAR.
+/// Whether a name or the declared type says zip, gzip, tar, RAR or 7-Zip.
 fn claims_archive(a: &Attachment<'_>) -> bool {
     names_claim_archive(a.names)
         || matches!(
@@ -299,15 +299,16 @@ fn claims_archive(a: &Attachment<'_>) -> bool {
                 | "application/x-compressed-tar"
                 | "application/vnd.rar"
                 | "application/x-rar-compressed"
+                | "application/x-7z-compressed"
         )
 }
 
-/// Whether one of these names says zip, gzip, tar or RAR.
+/// Whether one of these names says zip, gzip, tar, RAR or 7-Zip.
 fn names_claim_archive(names: &[String]) -> bool {
     names.iter().any(|n| {
         matches!(
             names::analyse(n).ext.as_deref(),
-            Some("zip" | "gz" | "tgz" | "tar" | "rar")
+            Some("zip" | "gz" | "tgz" | "tar" | "rar" | "7z")
         )
     })
 }

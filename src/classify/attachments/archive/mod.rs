@@ -1,10 +1,11 @@
 //! Archives, opened in memory within one budget per message: zip (`zipfile`), gzip and tar
-//! (`tarball`, also `.tar.gz`), RAR (`rar`, names and stored entries). Each entry's name is judged, its content decompressed chunk
+//! (`tarball`, also `.tar.gz`), RAR (`rar`, names and stored entries), 7-Zip (`sevenzip`). Each entry's name is judged, its content decompressed chunk
 //! by chunk and counted against the budget, its first bytes sniffed, and an entry that is
 //! itself an archive opened one level deeper while levels remain.
 
 mod entries;
 mod rar;
+mod sevenzip;
 mod tar_names;
 mod tarball;
 mod zipfile;
@@ -130,7 +131,7 @@ pub(super) struct Place<'a> {
 }
 
 /// Judges the archive in `data` with every reader that would take it, as the tools a
-/// recipient has would: gzip, tar and RAR by their first bytes (a tar also by its header
+/// recipient has would: gzip, tar, RAR and 7-Zip by their first bytes (a tar also by its header
 /// checksum), zip by its first bytes or by the end record zip readers look for at the end
 /// (a gzip member in front of a zip hides nothing from `unzip`), and as a zip whatever
 /// else claims to be an archive (unreadable when it is not one). A panic inside a reader
@@ -154,9 +155,15 @@ pub(super) fn inspect(
         if content == magic::Content::Rar {
             rar::walk(policy, data, place, budget, findings);
         }
+        if content == magic::Content::SevenZip {
+            sevenzip::walk(policy, data, place, budget, findings);
+        }
         let other_reader = matches!(
             content,
-            magic::Content::Gzip | magic::Content::Tar | magic::Content::Rar
+            magic::Content::Gzip
+                | magic::Content::Tar
+                | magic::Content::Rar
+                | magic::Content::SevenZip
         );
         if !other_reader || zipfile::has_end_record(data) {
             zipfile::walk(policy, data, place, budget, findings);

@@ -4,6 +4,7 @@ mod archives;
 mod bombs;
 mod forms;
 mod rars;
+mod sevenzips;
 mod tarballs;
 mod zipbuild;
 

@@ -1,0 +1,152 @@
+//! 7-Zip archives, read with `sevenz-rust2`: every entry's name is judged, an entry in an
+//! encrypted block or an encrypted header flagged, and each block decompressed entry by
+//! entry against the message's budget (sniffed, opened one level deeper when it is an
+//! archive), as zip entries are. Decoder dictionaries are held to [`MEMORY_LIMIT_KB`]: a
+//! header declaring a 1.5 GiB dictionary is refused, not allocated.
+
+use super::entries::{EntryWalker, Judged};
+use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use sevenz_rust2::{Archive, BlockDecoder, Error, Password};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::rc::Rc;
+
+/// Memory one decoder (LZMA dictionary, PPMd model) or the archive's header buffers may
+/// take, in KiB: 7-Zip's default and "maximum" levels use 16 and 64 MiB dictionaries.
+const MEMORY_LIMIT_KB: usize = 64 * 1024;
+/// 7-Zip's method id of AES-256 with a SHA-256 key (an encrypted block).
+const AES_METHOD: &[u8] = &[0x06, 0xF1, 0x07, 0x01];
+
+/// Judges the 7-Zip archive in `data` (it starts with the 7-Zip signature).
+pub(super) fn walk(
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    place: Place<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) {
+    let consumed = Rc::new(Cell::new(0u64));
+    let mut source = Counted {
+        inner: Cursor::new(data),
+        consumed: consumed.clone(),
+    };
+    let password = Password::empty();
+    let archive = match Archive::read_with_memory_limit(&mut source, &password, MEMORY_LIMIT_KB) {
+        Ok(archive) => archive,
+        Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
+            findings.add(Symbol::ArchiveEncrypted, place.shown);
+            return;
+        }
+        Err(Error::MaxMemLimited { .. }) => {
+            findings.add(Symbol::ArchiveTooLarge, place.shown);
+            return;
+        }
+        Err(_) => {
+            findings.add(Symbol::ArchiveUnreadable, place.shown);
+            return;
+        }
+    };
+    // The header's reading is not expansion of content.
+    consumed.set(0);
+    let encrypted_blocks: Vec<bool> = archive
+        .blocks
+        .iter()
+        .map(|b| b.coders.iter().any(|c| c.encoder_method_id() == AES_METHOD))
+        .collect();
+    let walker = EntryWalker::new(policy, place, consumed);
+    let mut to_read: HashMap<usize, Judged> = HashMap::new();
+    for (index, file) in archive.files.iter().enumerate() {
+        if file.is_directory() {
+            continue;
+        }
+        if !budget.take_entry() {
+            findings.add(Symbol::ArchiveTooManyEntries, place.shown);
+            break;
+        }
+        let block = archive
+            .stream_map
+            .file_block_index
+            .get(index)
+            .copied()
+            .flatten();
+        let encrypted = block.is_some_and(|b| encrypted_blocks.get(b) == Some(&true));
+        let name = file.name().to_owned();
+        if let Some(judged) = walker.judge_name(name, encrypted, false, findings) {
+            if block.is_some() {
+                to_read.insert(index, judged);
+            }
+        }
+    }
+    let decoding = Decoding {
+        archive: &archive,
+        encrypted_blocks: &encrypted_blocks,
+        path: place.shown,
+    };
+    decoding.read_blocks(to_read, walker, &mut source, budget, findings);
+}
+
+/// An archive whose names were judged, to be decompressed for its entries' content.
+struct Decoding<'a> {
+    archive: &'a Archive,
+    encrypted_blocks: &'a [bool],
+    /// The archive's path as findings show it.
+    path: &'a str,
+}
+
+impl Decoding<'_> {
+    /// Decompresses the blocks holding the entries in `to_read` (by file index), judging
+    /// each entry's content, until the budget runs out. A block is decoded from its start
+    /// (a solid block cannot be entered in the middle), every entry in it read in turn.
+    /// The decoder decodes what a reader leaves unread before the next entry, so the walk
+    /// stops the moment the budget does, or at an entry not to be read (past the entry
+    /// limit): nothing is ever decompressed unaccounted.
+    fn read_blocks(
+        &self,
+        mut to_read: HashMap<usize, Judged>,
+        mut walker: EntryWalker<'_>,
+        source: &mut Counted<'_>,
+        budget: &mut Budget,
+        findings: &mut Findings,
+    ) {
+        let password = Password::empty();
+        let map = &self.archive.stream_map;
+        for (block, &encrypted) in self.encrypted_blocks.iter().enumerate() {
+            if to_read.is_empty() || budget.exhausted() {
+                return;
+            }
+            if encrypted {
+                continue;
+            }
+            // The decoder calls back for every file of the block's span, in order (those
+            // without data with an empty reader).
+            let mut index = map.block_first_file_index.get(block).copied().unwrap_or(0);
+            let decoder = BlockDecoder::new_with_memory_limit(
+                1,
+                MEMORY_LIMIT_KB,
+                block,
+                self.archive,
+                &password,
+                source,
+            );
+            let decoded = decoder.for_each_entries(&mut |entry, reader| {
+                let judged = to_read.remove(&index);
+                index += 1;
+                let Some(judged) = judged else {
+                    // A directory or an empty file reads nothing; any other entry is
+                    // past the entry limit, and so are those after it.
+                    return Ok(!entry.has_stream());
+                };
+                walker.judge_content(&mut &mut *reader, judged, budget, findings);
+                Ok(!budget.exhausted())
+            });
+            match decoded {
+                Ok(_) | Err(Error::UnsupportedCompressionMethod(_)) => {}
+                Err(Error::MaxMemLimited { .. }) => {
+                    findings.add(Symbol::ArchiveTooLarge, self.path)
+                }
+                Err(_) => findings.add(Symbol::ArchiveUnreadable, self.path),
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! 7-Zip archives: names, content, solid blocks, encryption, limits, malformed ones. The
+//! archives are written by `sevenz-rust2`'s writer (LZMA2, as 7-Zip writes by default).
+
+use super::zipbuild::zip_of;
+use super::*;
+use sevenz_rust2::encoder_options::AesEncoderOptions;
+use sevenz_rust2::{ArchiveEntry, ArchiveWriter, EncoderMethod, Password, SourceReader};
+use std::io::Cursor;
+
+/// How the archive is written.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// One block per file.
+    Plain,
+    /// Every file in one solid block.
+    Solid,
+    /// Content encrypted, header in clear.
+    EncryptedContent,
+    /// Content and header encrypted (`7z -mhe=on`).
+    EncryptedHeader,
+}
+
+fn seven_zip(files: &[(&str, &[u8])], layout: Layout) -> Vec<u8> {
+    let mut writer = ArchiveWriter::new(Cursor::new(Vec::new())).expect("writer");
+    writer.set_encrypt_header(layout == Layout::EncryptedHeader);
+    if matches!(layout, Layout::EncryptedContent | Layout::EncryptedHeader) {
+        writer.set_content_methods(vec![
+            AesEncoderOptions::new(Password::from("secret")).into(),
+            EncoderMethod::LZMA2.into(),
+        ]);
+    }
+    if layout == Layout::Solid {
+        let entries = files
+            .iter()
+            .map(|(n, _)| ArchiveEntry::new_file(n))
+            .collect();
+        let readers = files.iter().map(|(_, d)| SourceReader::from(*d)).collect();
+        writer
+            .push_archive_entries(entries, readers)
+            .expect("solid");
+    } else {
+        for (name, data) in files {
+            let entry = if name.ends_with('/') {
+                ArchiveEntry::new_directory(name.trim_end_matches('/'))
+            } else {
+                ArchiveEntry::new_file(name)
+            };
+            writer
+                .push_archive_entry(entry, Some(*data))
+                .expect("entry");
+        }
+    }
+    writer.finish().expect("finish").into_inner()
+}
+
+fn seven_part(name: &str, data: &[u8]) -> Part {
+    part(name, "application/x-7z-compressed", data)
+}
+
+#[test]
+fn blocked_and_deceptive_names_inside_a_7z() {
+    let z = seven_zip(
+        &[
+            ("docs/", b""),
+            ("readme.txt", b"hello"),
+            ("docs/invoice.pdf.exe", b"MZ"),
+        ],
+        Layout::Plain,
+    );
+    assert_eq!(
+        symbols(&[seven_part("invoice.7z", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_DOUBLE_EXT"]
+    );
+    let clean = seven_zip(
+        &[
+            ("readme.txt", b"hello"),
+            ("report.pdf", PDF),
+            ("empty.txt", b""),
+        ],
+        Layout::Solid,
+    );
+    assert!(symbols(&[seven_part("docs.7z", &clean)]).is_empty());
+}
+
+#[test]
+fn the_content_of_7z_entries_is_sniffed_and_opened_in_solid_blocks_too() {
+    let program = pe();
+    let inner = zip_of(&[("run.exe", b"x".as_slice())]);
+    for layout in [Layout::Plain, Layout::Solid] {
+        let z = seven_zip(
+            &[
+                ("notes.txt", b"first"),
+                ("empty.txt", b""),
+                ("invoice.pdf", &program),
+                ("payload/inner.zip", &inner),
+            ],
+            layout,
+        );
+        assert_eq!(
+            symbols(&[seven_part("invoice.7z", &z)]),
+            vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TYPE_MISMATCH"]
+        );
+    }
+    // A 7z inside a zip is read too.
+    let z7 = seven_zip(&[("setup.scr", b"x")], Layout::Plain);
+    let z = zip_of(&[("archive.7z", z7.as_slice())]);
+    assert_eq!(
+        symbols(&[part("outer.zip", "application/zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+}
+
+#[test]
+fn encrypted_7z_content_and_headers_are_flagged() {
+    let z = seven_zip(&[("invoice.exe", b"MZ")], Layout::EncryptedContent);
+    assert_eq!(
+        symbols(&[seven_part("invoice.7z", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_ENCRYPTED"]
+    );
+    let z = seven_zip(&[("invoice.exe", b"MZ")], Layout::EncryptedHeader);
+    assert_eq!(
+        symbols(&[seven_part("invoice.7z", &z)]),
+        vec!["ARCHIVE_ENCRYPTED"]
+    );
+}
+
+#[test]
+fn a_7z_bomb_stops_at_the_budget_and_limits_hold() {
+    // 8 MiB of zeros compress to about a kilobyte.
+    let zeros = vec![0u8; 8 << 20];
+    let z = seven_zip(&[("zeros.bin", &zeros), ("late.exe", b"x")], Layout::Solid);
+    assert!(z.len() < 64 * 1024, "{}", z.len());
+    let found = symbols_with(&policy_with(3, 100, 1 << 20), &[seven_part("b.7z", &z)]);
+    assert_eq!(found, vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_BOMB"]);
+    let names: Vec<String> = (0..5).map(|i| format!("f{i}.txt")).collect();
+    let mut files: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    files.push(("last.exe", b"x"));
+    let z = seven_zip(&files, Layout::Plain);
+    assert_eq!(
+        symbols_with(&policy_with(3, 3, 1 << 20), &[seven_part("many.7z", &z)]),
+        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+}
+
+#[test]
+fn malformed_7zs_are_unreadable_and_never_panic() {
+    let z = seven_zip(&[("invoice.txt", b"0123456789abcdef")], Layout::Plain);
+    for cut in [z.len() / 2, z.len() - 1, 40, 33] {
+        assert_eq!(
+            symbols(&[seven_part("x.7z", &z[..cut])]),
+            vec!["ARCHIVE_UNREADABLE"],
+            "cut at {cut}"
+        );
+    }
+    assert_eq!(
+        symbols(&[seven_part("invoice.7z", b"just some bytes")]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+    // Every byte flipped in turn: a symbol or none, never a panic or a hang.
+    for i in 0..z.len() {
+        let mut bad = z.clone();
+        bad[i] ^= 0x5a;
+        let _ = symbols(&[seven_part("x.7z", &bad)]);
+    }
+}
