@@ -15,6 +15,7 @@ mod tests;
 
 use crate::config::AttachmentsConfig;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// What the policy can find; each is one symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,6 +138,9 @@ pub struct AttachmentPolicy {
     max_depth: usize,
     max_entries: usize,
     max_expanded_bytes: u64,
+    /// Held while a 7-Zip archive's header is read: what the reader allocates for the
+    /// entries a hostile header declares is bounded per read, and this bounds the reads.
+    seven_zip_headers: Arc<Mutex<()>>,
 }
 
 /// Findings of one message: each symbol once, with the first file it was found in. A
@@ -173,6 +177,7 @@ impl AttachmentPolicy {
             max_depth: config.max_archive_depth,
             max_entries: config.max_archive_entries,
             max_expanded_bytes: config.max_expanded_bytes,
+            seven_zip_headers: Arc::new(Mutex::new(())),
         }
     }
 

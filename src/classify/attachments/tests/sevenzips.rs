@@ -166,3 +166,23 @@ fn malformed_7zs_are_unreadable_and_never_panic() {
         let _ = symbols(&[seven_part("x.7z", &bad)]);
     }
 }
+
+#[test]
+fn a_7z_header_declaring_more_than_a_mebibyte_is_not_read() {
+    // An encoded (LZMA) header declaring 2 MiB once decoded: a few bytes of LZMA can say
+    // so, and the reader would allocate for every entry such a header declares.
+    let header = [
+        0x17, 0x06, 0x00, 0x01, 0x09, 0x05, 0x00, 0x07, 0x0b, 0x01, 0x00, 0x01, 0x23, 0x03, 0x01,
+        0x01, 0x05, 0x5d, 0x00, 0x00, 0x10, 0x00, 0x0c, 0xe0, 0x00, 0x00, 0x20, 0x00,
+    ];
+    let mut z = b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec();
+    z.extend_from_slice(&[0; 4]);
+    z.extend_from_slice(&0u64.to_le_bytes());
+    z.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    z.extend_from_slice(&[0; 4]);
+    z.extend_from_slice(&header);
+    assert_eq!(
+        symbols(&[seven_part("x.7z", &z)]),
+        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+    );
+}
