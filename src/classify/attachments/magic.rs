@@ -142,7 +142,7 @@ impl Content {
     pub(super) fn opens(self) -> bool {
         matches!(
             self,
-            Content::Zip | Content::Gzip | Content::Tar | Content::Rar
+            Content::Zip | Content::Gzip | Content::Tar | Content::Rar | Content::SevenZip
         )
     }
 }

@@ -39,6 +39,8 @@ pub(super) struct Budget {
     header_names_left: usize,
     /// Bytes of raw header names still to be scanned, over every archive.
     header_name_bytes_left: usize,
+    /// 7-Zip archive headers still to be read, over every archive.
+    seven_zip_reads_left: usize,
 }
 
 impl Budget {
@@ -52,6 +54,7 @@ impl Budget {
             names_bytes_left: bytes,
             header_names_left: MAX_HEADER_NAMES,
             header_name_bytes_left: MAX_HEADER_NAME_BYTES,
+            seven_zip_reads_left: sevenzip::MAX_HEADER_READS,
         }
     }
 
@@ -145,33 +148,75 @@ pub(super) fn inspect(
     findings: &mut Findings,
 ) {
     let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let content = magic::sniff(data.get(..magic::SNIFF_LEN).unwrap_or(data));
-        if content == magic::Content::Gzip {
-            tarball::walk_gzip(policy, data, place, budget, findings);
-        }
-        if content == magic::Content::Tar {
-            tarball::walk(policy, data, place, budget, findings);
-        }
-        if content == magic::Content::Rar {
-            rar::walk(policy, data, place, budget, findings);
-        }
-        if content == magic::Content::SevenZip {
-            sevenzip::walk(policy, data, place, budget, findings);
-        }
-        let other_reader = matches!(
-            content,
-            magic::Content::Gzip
-                | magic::Content::Tar
-                | magic::Content::Rar
-                | magic::Content::SevenZip
-        );
-        if !other_reader || zipfile::has_end_record(data) {
-            zipfile::walk(policy, data, place, budget, findings);
-        }
+        walk_all(policy, data, place, budget, findings);
     }));
     if walked.is_err() {
         findings.add(Symbol::ArchiveUnreadable, place.shown);
     }
+}
+
+/// [`inspect`] without catching a reader's panic (tests call it to see them).
+pub(super) fn walk_all(
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    place: Place<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) {
+    let content = magic::sniff(data.get(..magic::SNIFF_LEN).unwrap_or(data));
+    match content {
+        magic::Content::Gzip => tarball::walk_gzip(policy, data, place, budget, findings),
+        magic::Content::Tar => tarball::walk(policy, data, place, budget, findings),
+        magic::Content::Rar => rar::walk(policy, data, place, budget, findings),
+        magic::Content::SevenZip => sevenzip::walk(policy, data, place, budget, findings),
+        _ => {}
+    }
+    let mut other_reader = matches!(
+        content,
+        magic::Content::Gzip | magic::Content::Tar | magic::Content::Rar | magic::Content::SevenZip
+    );
+    if !other_reader {
+        if let Some((found, at)) = behind_a_prefix(data, place.names) {
+            let archive = data.get(at..).unwrap_or_default();
+            match found {
+                magic::Content::Rar => rar::walk(policy, archive, place, budget, findings),
+                _ => sevenzip::walk(policy, archive, place, budget, findings),
+            }
+            other_reader = true;
+        }
+    }
+    if !other_reader || zipfile::has_end_record(data) {
+        zipfile::walk(policy, data, place, budget, findings);
+    }
+}
+
+/// How far into a file named `.rar` or `.7z` its archive is looked for: unrar and 7-Zip
+/// find one behind a self-extractor's program or other bytes (unrar within 4 MiB).
+const MAX_PREFIX: usize = 4 * 1024 * 1024;
+
+/// A RAR or 7-Zip archive that a file named as one holds behind other bytes (a
+/// self-extractor's program, junk): its kind and where it starts.
+fn behind_a_prefix(data: &[u8], names: &[String]) -> Option<(magic::Content, usize)> {
+    let claimed: Vec<&str> = names
+        .iter()
+        .filter_map(|n| match super::names::analyse(n).ext.as_deref() {
+            Some("rar") => Some("rar"),
+            Some("7z") => Some("7z"),
+            _ => None,
+        })
+        .collect();
+    let window = data.get(..MAX_PREFIX).unwrap_or(data);
+    let find =
+        |signature: &[u8], kind| memchr::memmem::find(window, signature).map(|at| (kind, at));
+    let rar = claimed
+        .contains(&"rar")
+        .then(|| find(b"Rar!\x1a\x07", magic::Content::Rar))
+        .flatten();
+    let seven = claimed
+        .contains(&"7z")
+        .then(|| find(b"7z\xbc\xaf\x27\x1c", magic::Content::SevenZip))
+        .flatten();
+    rar.or(seven)
 }
 
 /// Whether `data` ends with a zip's end record, where zip readers look for it.

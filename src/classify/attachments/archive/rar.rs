@@ -34,8 +34,9 @@ struct FileEntry<'d> {
 enum Next<'d> {
     /// A file entry, and where the header after it starts.
     File(FileEntry<'d>, usize),
-    /// Any other header (archive, service, comment), skipped.
-    Skip(usize),
+    /// Any other header (archive, service, comment), skipped; `sized_alike` is false when
+    /// unrar and libarchive would skip it by different sizes (RAR 4).
+    Skip { next: usize, sized_alike: bool },
     /// Headers are encrypted from here on: no name can be read.
     EncryptedHeaders,
     /// The end-of-archive header, or the end of the bytes between headers.
@@ -44,10 +45,9 @@ enum Next<'d> {
     Broken,
 }
 
-/// Reads the header at a position of an archive's bytes (one reader per RAR version).
-type HeaderReader = fn(&[u8], usize) -> Next<'_>;
-
-/// Judges the RAR archive in `data` (it starts with a RAR signature).
+/// Judges the RAR archive in `data` (it starts with a RAR signature). A RAR 4 archive
+/// whose blocks unrar and libarchive size differently (comment, AV, signature, old
+/// service and recovery blocks) is walked both ways: each tool would list other files.
 pub(super) fn walk(
     policy: &AttachmentPolicy,
     data: &[u8],
@@ -55,18 +55,56 @@ pub(super) fn walk(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
-    let (read, mut at): (HeaderReader, usize) = if data.starts_with(RAR5_SIGNATURE) {
-        (rar5_header, RAR5_SIGNATURE.len())
+    if data.starts_with(RAR5_SIGNATURE) {
+        walk_headers(
+            |at| rar5_header(data, at),
+            RAR5_SIGNATURE.len(),
+            policy,
+            place,
+            budget,
+            findings,
+        );
     } else if data.starts_with(RAR4_SIGNATURE) {
-        (rar4_header, RAR4_SIGNATURE.len())
+        let start = RAR4_SIGNATURE.len();
+        let read = |at, sizes| rar4_header(data, at, sizes);
+        let ambiguous = walk_headers(
+            |at| read(at, Rar4Sizes::Unrar),
+            start,
+            policy,
+            place,
+            budget,
+            findings,
+        );
+        if ambiguous {
+            walk_headers(
+                |at| read(at, Rar4Sizes::Libarchive),
+                start,
+                policy,
+                place,
+                budget,
+                findings,
+            );
+        }
     } else {
         findings.add(Symbol::ArchiveUnreadable, place.shown);
-        return;
-    };
+    }
+}
+
+/// Walks the headers `read` finds from `at` on, judging each file entry; true when a block
+/// was met whose size RAR 4's readers disagree on.
+fn walk_headers<'d>(
+    read: impl Fn(usize) -> Next<'d>,
+    mut at: usize,
+    policy: &AttachmentPolicy,
+    place: Place<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) -> bool {
     let consumed = Rc::new(Cell::new(0u64));
     let mut walker = EntryWalker::new(policy, place, consumed.clone());
+    let mut ambiguous = false;
     loop {
-        match read(data, at) {
+        match read(at) {
             Next::File(entry, next) => {
                 at = next;
                 if entry.directory {
@@ -74,12 +112,12 @@ pub(super) fn walk(
                 }
                 if !budget.take_entry() {
                     findings.add(Symbol::ArchiveTooManyEntries, place.shown);
-                    return;
+                    return ambiguous;
                 }
                 let judged = walker.judge_name(entry.name, entry.encrypted, false, findings);
                 if entry.truncated {
                     findings.add(Symbol::ArchiveUnreadable, place.shown);
-                    return;
+                    return ambiguous;
                 }
                 let (Some(judged), Some(stored)) = (judged, entry.stored) else {
                     continue;
@@ -93,15 +131,18 @@ pub(super) fn walk(
                 };
                 walker.judge_content(&mut reader.by_ref(), judged, budget, findings);
             }
-            Next::Skip(next) => at = next,
+            Next::Skip { next, sized_alike } => {
+                at = next;
+                ambiguous |= !sized_alike;
+            }
             Next::EncryptedHeaders => {
                 findings.add(Symbol::ArchiveEncrypted, place.shown);
-                return;
+                return ambiguous;
             }
-            Next::End => return,
+            Next::End => return ambiguous,
             Next::Broken => {
                 findings.add(Symbol::ArchiveUnreadable, place.shown);
-                return;
+                return ambiguous;
             }
         }
     }
@@ -192,11 +233,20 @@ fn rar5_header(data: &[u8], at: usize) -> Next<'_> {
                 body,
                 whole,
             ) {
-                Some(entry) => Next::File(FileEntry { truncated, ..entry }, next),
+                Some(entry) => Next::File(
+                    FileEntry {
+                        truncated: truncated || entry.truncated,
+                        ..entry
+                    },
+                    next,
+                ),
                 None => Next::Broken,
             }
         }
-        _ => Next::Skip(next),
+        _ => Next::Skip {
+            next,
+            sized_alike: true,
+        },
     }
 }
 
@@ -222,16 +272,20 @@ fn rar5_file<'d>(
     let compression = vint(header, &mut pos)?;
     let _host = vint(header, &mut pos)?;
     let name_len = vint(header, &mut pos)?;
-    let name_end = advance(header, pos, name_len)?;
-    let name = String::from_utf8_lossy(&header[pos..name_end]).into_owned();
+    // A name running past its header is read to the header's end (as unrar reads it)
+    // and judged, and the entry is broken.
+    let name_end = advance(header, pos, name_len);
+    let cut = name_end.is_none();
+    let name_bytes = header.get(pos..name_end.unwrap_or(header.len()))?;
+    let name = String::from_utf8_lossy(name_bytes).into_owned();
     let encrypted = rar5_extra_types(extra).any(|t| t == 0x01);
     let store = (compression >> 7) & 0x07 == 0;
     Some(FileEntry {
         name,
         directory: file_flags & 0x01 != 0,
         encrypted,
-        stored: (store && whole && !encrypted).then_some(body),
-        truncated: false,
+        stored: (store && whole && !encrypted && !cut).then_some(body),
+        truncated: cut,
     })
 }
 
@@ -250,8 +304,22 @@ fn rar5_extra_types(extra: &[u8]) -> impl Iterator<Item = u64> + '_ {
 /// RAR 4 block types.
 const RAR4_ARCHIVE: u8 = 0x73;
 const RAR4_FILE: u8 = 0x74;
+const RAR4_COMMENT: u8 = 0x75;
+const RAR4_AV: u8 = 0x76;
+const RAR4_OLD_SERVICE: u8 = 0x77;
+const RAR4_PROTECT: u8 = 0x78;
+const RAR4_SIGN: u8 = 0x79;
 const RAR4_SUBBLOCK: u8 = 0x7a;
 const RAR4_END: u8 = 0x7b;
+
+/// Which reader's rule sizes a RAR 4 block's data: unrar adds none after a comment, AV or
+/// signature block and always adds it after an old service or recovery block; libarchive
+/// adds it after any block flagged `RAR4_LONG_BLOCK`.
+#[derive(Clone, Copy)]
+enum Rar4Sizes {
+    Unrar,
+    Libarchive,
+}
 /// RAR 4 flags: a block with data after it; in the archive block, encrypted headers; in
 /// a file block, split from or into another volume, encrypted, 64-bit sizes, a Unicode
 /// name, and the directory value of the dictionary bits.
@@ -277,8 +345,8 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 
 /// Reads the RAR 4 block at `at`: CRC (2 bytes), type (1), flags (2), header size (2);
 /// a file or sub-block carries its data size at 7 (high half at 32 with `RAR4_LARGE`),
-/// any other long block at 7.
-fn rar4_header(data: &[u8], at: usize) -> Next<'_> {
+/// other blocks at 7 when `sizes`' reader counts one.
+fn rar4_header(data: &[u8], at: usize, sizes: Rar4Sizes) -> Next<'_> {
     if at >= data.len() {
         return Next::End;
     }
@@ -293,10 +361,21 @@ fn rar4_header(data: &[u8], at: usize) -> Next<'_> {
     else {
         return Next::Broken;
     };
-    let has_pack_size = matches!(kind, RAR4_FILE | RAR4_SUBBLOCK);
-    let data_size = if has_pack_size || flags & RAR4_LONG_BLOCK != 0 {
+    let long_block = flags & RAR4_LONG_BLOCK != 0;
+    let (unrar_sized, libarchive_sized) = match kind {
+        RAR4_FILE | RAR4_SUBBLOCK => (true, true),
+        RAR4_COMMENT | RAR4_AV | RAR4_SIGN => (false, long_block),
+        RAR4_OLD_SERVICE | RAR4_PROTECT => (true, long_block),
+        _ => (long_block, long_block),
+    };
+    let sized = match sizes {
+        Rar4Sizes::Unrar => unrar_sized,
+        Rar4Sizes::Libarchive => libarchive_sized,
+    };
+    let data_size = if sized {
         let low = u64::from(u32_at(header, 7).unwrap_or(0));
-        let high = if has_pack_size && flags & RAR4_LARGE != 0 {
+        let large = matches!(kind, RAR4_FILE | RAR4_SUBBLOCK) && flags & RAR4_LARGE != 0;
+        let high = if large {
             u64::from(u32_at(header, 32).unwrap_or(0))
         } else {
             0
@@ -316,10 +395,19 @@ fn rar4_header(data: &[u8], at: usize) -> Next<'_> {
         RAR4_ARCHIVE if flags & RAR4_HEADERS_ENCRYPTED != 0 => Next::EncryptedHeaders,
         RAR4_END => Next::End,
         RAR4_FILE => match rar4_file(header, flags, &data[header_end..next]) {
-            Some(entry) => Next::File(FileEntry { truncated, ..entry }, next),
+            Some(entry) => Next::File(
+                FileEntry {
+                    truncated: truncated || entry.truncated,
+                    ..entry
+                },
+                next,
+            ),
             None => Next::Broken,
         },
-        _ => Next::Skip(next),
+        _ => Next::Skip {
+            next,
+            sized_alike: unrar_sized == libarchive_sized,
+        },
     }
 }
 
@@ -329,11 +417,11 @@ fn rar4_file<'d>(header: &[u8], flags: u16, body: &'d [u8]) -> Option<FileEntry<
     let method = *header.get(25)?;
     let name_len = usize::from(u16_at(header, 26)?);
     let name_at = if flags & RAR4_LARGE != 0 { 40 } else { 32 };
-    let raw = header.get(name_at..name_at + name_len)?;
+    // A name running past its header is read to the header's end, as unrar reads it.
+    let cut = name_at + name_len > header.len();
+    let raw = header.get(name_at..(name_at + name_len).min(header.len()))?;
     let name = match memchr::memchr(0, raw) {
-        Some(nul) if flags & RAR4_UNICODE != 0 => {
-            decode_unicode_name(&raw[..nul], raw.get(nul + 1..).unwrap_or_default())
-        }
+        Some(nul) if flags & RAR4_UNICODE != 0 => decode_unicode_name(raw, nul),
         _ if flags & RAR4_UNICODE != 0 => String::from_utf8_lossy(raw).into_owned(),
         _ => raw.iter().map(|&b| char::from(b)).collect(),
     };
@@ -343,20 +431,25 @@ fn rar4_file<'d>(header: &[u8], flags: u16, body: &'d [u8]) -> Option<FileEntry<
         name,
         directory: flags & RAR4_DIRECTORY == RAR4_DIRECTORY,
         encrypted,
-        stored: (method == RAR4_STORE && whole && !encrypted).then_some(body),
-        truncated: false,
+        stored: (method == RAR4_STORE && whole && !encrypted && !cut).then_some(body),
+        truncated: cut,
     })
 }
 
-/// RAR 4's compressed Unicode name: a high byte, then per two flag bits one of a low
-/// byte, a low byte under the high byte, a full UTF-16 unit, or a run copied from the
-/// plain name (with a correction added to each byte, under the high byte).
-fn decode_unicode_name(plain: &[u8], encoded: &[u8]) -> String {
-    const MAX_UNITS: usize = 1024;
+/// RAR 4's compressed Unicode name, decoded as unrar decodes it: the name field is the
+/// plain name, a NUL at `nul`, then the encoded form: a high byte, then per two flag bits
+/// one of a low byte, a low byte under the high byte, a full UTF-16 unit, or a run copied
+/// from the name field (the whole field, past the plain name too; with a correction added
+/// to each byte, under the high byte). The result ends at its first NUL; an empty one
+/// leaves the plain name.
+fn decode_unicode_name(field: &[u8], nul: usize) -> String {
+    /// Units unrar decodes at most.
+    const MAX_UNITS: usize = 2048;
+    let plain = || field.iter().take(nul).map(|&b| char::from(b)).collect();
     let mut units: Vec<u16> = Vec::new();
-    let mut bytes = encoded.iter().copied();
+    let mut bytes = field.iter().skip(nul + 1).copied();
     let Some(high) = bytes.next() else {
-        return String::from_utf8_lossy(plain).into_owned();
+        return plain();
     };
     let high = u16::from(high) << 8;
     let (mut flags, mut flag_bits) = (0u8, 0u32);
@@ -380,7 +473,7 @@ fn decode_unicode_name(plain: &[u8], encoded: &[u8]) -> String {
                     (usize::from(len) + 2, None)
                 };
                 for _ in 0..count {
-                    let Some(&b) = plain.get(units.len()) else {
+                    let Some(&b) = field.get(units.len()) else {
                         break;
                     };
                     units.push(match correction {
@@ -397,7 +490,11 @@ fn decode_unicode_name(plain: &[u8], encoded: &[u8]) -> String {
         flags <<= 2;
         flag_bits -= 2;
     }
-    String::from_utf16_lossy(&units)
+    let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    if end == 0 {
+        return plain();
+    }
+    String::from_utf16_lossy(&units[..end])
 }
 
 #[cfg(test)]
@@ -416,14 +513,38 @@ mod tests {
 
     #[test]
     fn a_unicode_name_decodes_each_form() {
+        let decode = |plain: &[u8], encoded: &[u8]| {
+            let mut field = plain.to_vec();
+            field.push(0);
+            field.extend_from_slice(encoded);
+            decode_unicode_name(&field, plain.len())
+        };
         // High byte 0x04 (Cyrillic); flags 00 01 10 11: a low byte, a low byte under the
-        // high byte, a full unit, then a run of 2 copied from the plain name.
+        // high byte, a full unit, then a run of 2 copied from the name field.
         let encoded = [0x04, 0b0001_1011, b'a', 0x30, 0x3c, 0x26, 0x00];
-        assert_eq!(decode_unicode_name(b"xyzw.exe", &encoded), "aа☼w.");
-        // A run with a correction: plain bytes plus 0x10, under the high byte.
+        assert_eq!(decode(b"xyzw.exe", &encoded), "aа☼w.");
+        // A run with a correction: field bytes plus 0x10, under the high byte.
         let encoded = [0x04, 0b1100_0000, 0x80, 0x10];
-        assert_eq!(decode_unicode_name(b"\x20\x21", &encoded), "аб");
-        // Truncated: what was decoded is kept.
-        assert_eq!(decode_unicode_name(b"ab", &[0x00, 0b1000_0000, 0x41]), "");
+        assert_eq!(decode(b"\x20\x21", &encoded), "аб");
+        // Truncated: what was decoded is kept; nothing decoded leaves the plain name.
+        assert_eq!(decode(b"ab", &[0x00, 0b0010_0000, 0x41, 0x42]), "A");
+        assert_eq!(decode(b"invoice.exe", &[0x00, 0x00]), "invoice.exe");
+        // A run reaching past the plain name copies the field's NUL and encoded bytes,
+        // and the name ends at the first NUL: unrar extracts `invoice.exe` from this.
+        // A run reaching past the plain name copies from the rest of the field: here the
+        // `.` at field offset 11 plus the correction 0xd2 is a NUL, so the name decoded
+        // as `invoice.exe` NUL `Õ.txt` ends after `.exe`, as unrar extracts it.
+        let mut encoded = vec![0x00, 0b0000_0000];
+        encoded.extend_from_slice(b"invo");
+        encoded.push(0b0000_0000);
+        encoded.extend_from_slice(b"ice.");
+        encoded.extend_from_slice(&[0b0000_0011, b'e', b'x', b'e', 0x80, 0xd2]);
+        encoded.extend_from_slice(&[0b0000_0000, b'.', b't', b'x', b't']);
+        assert_eq!(decode(b"", &encoded), "invoice.exe");
+        let mut long = vec![0x00];
+        for _ in 0..700 {
+            long.extend_from_slice(&[0b0000_0000, b'a', b'a', b'a', b'a']);
+        }
+        assert_eq!(decode(b"", &long).chars().count(), 2048);
     }
 }

@@ -69,6 +69,20 @@ fn symbols(parts: &[Part]) -> Vec<&'static str> {
     symbols_with(&policy(), parts)
 }
 
+/// The symbols the archive readers find in `data`, without the panic guard of
+/// `inspect`: a reader's panic fails the test.
+fn walk_uncaught(policy: &AttachmentPolicy, data: &[u8]) -> Vec<&'static str> {
+    let mut findings = Findings::default();
+    let mut budget = archive::Budget::new(policy.max_entries, policy.max_expanded_bytes);
+    let place = archive::Place {
+        depth: 1,
+        shown: "x",
+        names: &[],
+    };
+    archive::walk_all(policy, data, place, &mut budget, &mut findings);
+    findings.0.keys().map(|s| s.name()).collect()
+}
+
 /// A minimal PE program: a DOS header pointing at a `PE\0\0` signature.
 fn pe() -> Vec<u8> {
     let mut v = vec![0u8; 512];

@@ -268,3 +268,80 @@ fn malformed_and_over_full_rars() {
         vec!["ARCHIVE_TOO_MANY_ENTRIES"]
     );
 }
+
+/// A RAR 4 archive: signature, archive block, then `blocks` as given.
+fn rar4_raw(blocks: &[u8]) -> Vec<u8> {
+    let mut out = b"Rar!\x1a\x07\x00".to_vec();
+    rar4_block(0x73, 0, &[0; 6], &mut out);
+    out.extend_from_slice(blocks);
+    out
+}
+
+#[test]
+fn rar4_blocks_sized_differently_by_unrar_and_libarchive_are_read_both_ways() {
+    let exe = file("x", b"\x01");
+    // The file block, its data and the end block of an archive holding invoice.exe.
+    let tail = rar4(&[(b"invoice.exe", 0, &exe)], 0)[20..].to_vec();
+    let mut fake_end = Vec::new();
+    rar4_block(0x7b, 0x4000, &[], &mut fake_end);
+    // A comment block flagged as long: unrar adds no data, libarchive adds a size.
+    let mut blocks = Vec::new();
+    rar4_block(0x75, 0x8000, &[7, 0, 0, 0, 0, 0], &mut blocks);
+    blocks.extend_from_slice(&fake_end);
+    blocks.extend_from_slice(&tail);
+    // unrar stops at the fake end; libarchive skips it and lists invoice.exe.
+    assert_eq!(
+        symbols(&[rar_part("a.rar", &rar4_raw(&blocks))]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    // An old service block not flagged as long: unrar still adds its data size.
+    let mut blocks = Vec::new();
+    rar4_block(0x77, 0, &[7, 0, 0, 0, 0, 0, 0], &mut blocks);
+    blocks.extend_from_slice(&fake_end);
+    blocks.extend_from_slice(&tail);
+    assert_eq!(
+        symbols(&[rar_part("a.rar", &rar4_raw(&blocks))]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+}
+
+#[test]
+fn a_rar_behind_other_bytes_and_a_name_past_its_header_are_still_read() {
+    let r = rar5(&[file("invoice.exe", b"x")], false);
+    let mut prefixed = vec![b'x'; 5000];
+    prefixed.extend_from_slice(&r);
+    assert_eq!(
+        symbols(&[rar_part("invoice.rar", &prefixed)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    // Not named as a RAR: no tool would look for one behind the bytes.
+    assert!(symbols(&[rar_part("invoice.dat", &prefixed)]).is_empty());
+    // A RAR 4 name size reaching past the header: read to the header's end.
+    let exe = file("x", b"\x01");
+    let mut r = rar4(&[(b"invoice.exe", 0, &exe)], 0);
+    r[20 + 26..20 + 28].copy_from_slice(&200u16.to_le_bytes());
+    assert_eq!(
+        symbols(&[rar_part("invoice.rar", &r)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_UNREADABLE"]
+    );
+}
+
+#[test]
+fn mutated_rars_never_panic_a_reader() {
+    let exe = file("x", b"\x01\x02");
+    let inner = zip_of(&[("run.exe", b"x".as_slice())]);
+    let archives = [
+        rar5(&[file("a.txt", b"hello"), file("in.zip", &inner)], false),
+        rar4(&[(b"invoice.exe", 0, &exe), (b"b.txt", 0, &exe)], 0),
+    ];
+    let policy = policy();
+    for archive in archives {
+        for i in 7..archive.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = archive.clone();
+                bad[i] ^= flip;
+                let _ = walk_uncaught(&policy, &bad);
+            }
+        }
+    }
+}

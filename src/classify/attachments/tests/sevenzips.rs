@@ -1,14 +1,14 @@
 //! 7-Zip archives: names, content, solid blocks, encryption, limits, malformed ones. The
 //! archives are written by `sevenz-rust2`'s writer (LZMA2, as 7-Zip writes by default).
 
-use super::zipbuild::zip_of;
+use super::zipbuild::{crc32, zip_of};
 use super::*;
 use sevenz_rust2::encoder_options::AesEncoderOptions;
 use sevenz_rust2::{ArchiveEntry, ArchiveWriter, EncoderMethod, Password, SourceReader};
 use std::io::Cursor;
 
 /// How the archive is written.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Layout {
     /// One block per file.
     Plain,
@@ -18,18 +18,23 @@ enum Layout {
     EncryptedContent,
     /// Content and header encrypted (`7z -mhe=on`).
     EncryptedHeader,
+    /// Content in another of 7-Zip's methods.
+    Method(EncoderMethod),
 }
 
 fn seven_zip(files: &[(&str, &[u8])], layout: Layout) -> Vec<u8> {
     let mut writer = ArchiveWriter::new(Cursor::new(Vec::new())).expect("writer");
-    writer.set_encrypt_header(layout == Layout::EncryptedHeader);
+    writer.set_encrypt_header(matches!(layout, Layout::EncryptedHeader));
+    if let Layout::Method(method) = layout {
+        writer.set_content_methods(vec![method.into()]);
+    }
     if matches!(layout, Layout::EncryptedContent | Layout::EncryptedHeader) {
         writer.set_content_methods(vec![
             AesEncoderOptions::new(Password::from("secret")).into(),
             EncoderMethod::LZMA2.into(),
         ]);
     }
-    if layout == Layout::Solid {
+    if matches!(layout, Layout::Solid) {
         let entries = files
             .iter()
             .map(|(n, _)| ArchiveEntry::new_file(n))
@@ -50,7 +55,28 @@ fn seven_zip(files: &[(&str, &[u8])], layout: Layout) -> Vec<u8> {
                 .expect("entry");
         }
     }
-    writer.finish().expect("finish").into_inner()
+    with_small_header_dictionary(writer.finish().expect("finish").into_inner())
+}
+
+/// The archive with its compressed header's LZMA dictionary declared as 1 MiB, as 7-Zip
+/// writes headers (this writer declares 8 MiB, past what the reader allows a header), and
+/// its CRCs made right again. The header is far smaller than 1 MiB, so it decodes alike.
+fn with_small_header_dictionary(mut z: Vec<u8>) -> Vec<u8> {
+    let field = |z: &[u8], at: usize| u64::from_le_bytes(z[at..at + 8].try_into().unwrap());
+    let start = 32 + field(&z, 12) as usize;
+    let end = start + field(&z, 20) as usize;
+    let lzma = z[start..end]
+        .windows(4)
+        .position(|w| w == [0x03, 0x01, 0x01, 0x05]);
+    if let Some(at) = lzma {
+        let dict = start + at + 5;
+        z[dict..dict + 4].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        let crc = crc32(&z[start..end]);
+        z[28..32].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32(&z[12..32]);
+        z[8..12].copy_from_slice(&crc.to_le_bytes());
+    }
+    z
 }
 
 fn seven_part(name: &str, data: &[u8]) -> Part {
@@ -168,21 +194,109 @@ fn malformed_7zs_are_unreadable_and_never_panic() {
 }
 
 #[test]
-fn a_7z_header_declaring_more_than_a_mebibyte_is_not_read() {
-    // An encoded (LZMA) header declaring 2 MiB once decoded: a few bytes of LZMA can say
-    // so, and the reader would allocate for every entry such a header declares.
-    let header = [
-        0x17, 0x06, 0x00, 0x01, 0x09, 0x05, 0x00, 0x07, 0x0b, 0x01, 0x00, 0x01, 0x23, 0x03, 0x01,
-        0x01, 0x05, 0x5d, 0x00, 0x00, 0x10, 0x00, 0x0c, 0xe0, 0x00, 0x00, 0x20, 0x00,
-    ];
+fn a_7z_header_too_big_to_read_is_not_read() {
+    // A plain header of 3 MiB: past the 2 MiB the reader may hold, whatever it declares.
+    let mut header = vec![0x01, 0x00];
+    header.resize(3 << 20, 0);
     let mut z = b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec();
-    z.extend_from_slice(&[0; 4]);
-    z.extend_from_slice(&0u64.to_le_bytes());
-    z.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    z.extend_from_slice(&[0; 4]);
+    let mut start = 0u64.to_le_bytes().to_vec();
+    start.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    start.extend_from_slice(&crc32(&header).to_le_bytes());
+    z.extend_from_slice(&crc32(&start).to_le_bytes());
+    z.extend_from_slice(&start);
     z.extend_from_slice(&header);
     assert_eq!(
         symbols(&[seven_part("x.7z", &z)]),
         vec!["ARCHIVE_TOO_MANY_ENTRIES"]
     );
+    // A start header of zeros: the reader would search the whole file for a header.
+    let mut zeros = b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec();
+    zeros.resize(32, 0);
+    zeros.extend(std::iter::repeat_n([0x01u8, 0x00], 1000).flatten());
+    assert_eq!(
+        symbols(&[seven_part("x.7z", &zeros)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+}
+
+#[test]
+fn a_7z_is_opened_whatever_it_is_called_and_in_every_method_of_7_zips_menu() {
+    let z = seven_zip(&[("invoice.exe", b"MZ")], Layout::Plain);
+    for name in ["data.bin", ""] {
+        assert_eq!(
+            symbols(&[part(name, "application/octet-stream", &z)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{name:?}"
+        );
+    }
+    let outer = zip_of(&[("data.bin", z.as_slice())]);
+    assert_eq!(
+        symbols(&[part("outer.zip", "application/zip", &outer)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    let program = pe();
+    for method in [
+        EncoderMethod::PPMD,
+        EncoderMethod::BZIP2,
+        EncoderMethod::DEFLATE,
+    ] {
+        let z = seven_zip(&[("invoice.pdf", &program)], Layout::Method(method));
+        assert_eq!(
+            symbols(&[seven_part("invoice.7z", &z)]),
+            vec!["ARCHIVE_TYPE_MISMATCH"],
+            "{method:?}"
+        );
+    }
+    // A method the reader lacks (Deflate64): the content cannot be judged.
+    let mut z = seven_zip(
+        &[("invoice.pdf", &program)],
+        Layout::Method(EncoderMethod::DEFLATE),
+    );
+    let at = z
+        .windows(3)
+        .position(|w| w == EncoderMethod::ID_DEFLATE)
+        .expect("method id");
+    z[at + 2] = 0x09;
+    let z = with_small_header_dictionary(fixed_crcs(z));
+    assert_eq!(
+        symbols(&[seven_part("invoice.7z", &z)]),
+        vec!["ARCHIVE_UNREADABLE"]
+    );
+}
+
+/// The archive with its header's CRC and the start header's CRC made right again.
+fn fixed_crcs(mut z: Vec<u8>) -> Vec<u8> {
+    let field = |z: &[u8], at: usize| u64::from_le_bytes(z[at..at + 8].try_into().unwrap());
+    let start = 32 + field(&z, 12) as usize;
+    let end = start + field(&z, 20) as usize;
+    if end <= z.len() {
+        let crc = crc32(&z[start..end]);
+        z[28..32].copy_from_slice(&crc.to_le_bytes());
+    }
+    let crc = crc32(&z[12..32]);
+    z[8..12].copy_from_slice(&crc.to_le_bytes());
+    z
+}
+
+#[test]
+fn mutated_7zs_never_panic_a_reader() {
+    // Each byte after the signature flipped in turn, the CRCs made right again so the
+    // header parser is reached, read without the panic guard `inspect` puts around it.
+    let z = seven_zip(
+        &[
+            ("a.txt", b"first"),
+            ("b.exe", b"MZ"),
+            ("c.zip", b"PK\x05\x06"),
+        ],
+        Layout::Solid,
+    );
+    let policy = policy();
+    for i in 8..z.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = z.clone();
+            bad[i] ^= flip;
+            let bad = fixed_crcs(bad);
+            let _ = walk_uncaught(&policy, &bad);
+        }
+    }
 }
