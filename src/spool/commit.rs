@@ -232,9 +232,15 @@ fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, flush: Flu
         return;
     }
     let renamed = rename_all(batch);
+    // The folders a file left count too: on a file system whose rename across folders is
+    // not atomic (ext2, ext4 without a journal) a crash could leave the name in both, and
+    // recovery, which removes leftovers from `tmp/` and `free/`, would free the inode of a
+    // message already answered 250.
     let mut parents: Vec<PathBuf> = renamed
         .iter()
-        .filter_map(|r| r.target.parent().map(Path::to_path_buf))
+        .flat_map(|r| [r.target.parent(), r.tmp.parent()])
+        .flatten()
+        .map(Path::to_path_buf)
         .collect();
     parents.sort();
     parents.dedup();

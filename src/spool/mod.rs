@@ -338,6 +338,7 @@ impl Spool {
         // judged spam) at its first temporary failure. The state goes first; a crash
         // before the rename leaves it beside the quarantined message, which recovery
         // keeps and the next release overwrites.
+        let _one_release_at_a_time = self.release_lock()?;
         let recipients = self.envelope_at(&from, id)?.0.rcpt_to.len();
         let mut state = DeliveryState::new(recipients);
         state.queued_since = Some(unix_now());
@@ -345,7 +346,10 @@ impl Spool {
         match fs::rename(&from, &to) {
             Ok(()) => {}
             Err(e) => {
-                let _ = self.discard_state(id);
+                // Never the state of a message already in the queue: its delivery reads it.
+                if !to.exists() {
+                    let _ = self.discard_state(id);
+                }
                 if e.kind() == io::ErrorKind::NotFound {
                     return Err(SpoolError::NotFound(id.clone()));
                 }
@@ -356,6 +360,24 @@ impl Spool {
         let _ = self.ready.send(id.clone());
         // A pending `queue flush` request is left as it is: it finds this message too.
         self.place_request(RELEASE_REQUEST, false)
+    }
+
+    /// Held while a release moves a message (an advisory `flock`, gone with the process):
+    /// two releases of one message at once (two operators, a script run twice) let the
+    /// second, whose move then failed, remove the state the first one had just queued the
+    /// message with, and the message expired silently at its first temporary failure.
+    fn release_lock(&self) -> Result<fs::File, SpoolError> {
+        let path = self.dir.join("release.lock");
+        let file = private_file()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        self.hand_over(&path).map_err(io_err("chown", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(file)
     }
 
     /// Puts a request for the running gateway in place whole (written aside, then linked
@@ -879,6 +901,40 @@ mod tests {
         assert!(spool.recover().unwrap().is_empty());
         assert!(spool.state_path(&id).exists());
         assert!(!spool.state_path(&orphan).exists());
+    }
+
+    /// Regression (review): two releases of one message at once: the second, whose move
+    /// failed (the first had moved it), removed the state the first had queued it with.
+    /// Releases now take turns, and a failed move never removes the state of a message
+    /// that is in the queue.
+    #[tokio::test]
+    async fn releases_of_one_message_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let spool = Arc::new(spool);
+        let id = QueueId::generate();
+        spool
+            .quarantine_as(&id, &envelope(), b"", b"Subject: held\r\n\r\nbody\r\n")
+            .await
+            .unwrap();
+        // A release under way elsewhere holds the lock.
+        let held = spool.release_lock().unwrap();
+        let (other, other_id) = (spool.clone(), id.clone());
+        let second = std::thread::spawn(move || other.release(&other_id));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !second.is_finished(),
+            "a release ran while another held the lock"
+        );
+        drop(held);
+        second.join().unwrap().unwrap();
+        let again = spool.release(&id);
+        assert!(matches!(again, Err(SpoolError::NotFound(_))), "{again:?}");
+        assert!(
+            spool.state_path(&id).exists(),
+            "the queued message lost its state"
+        );
+        assert!(spool.queue.join(id.as_str()).exists());
     }
 
     /// Regression (review): nothing kept two gateways off one spool (two containers on one

@@ -98,6 +98,9 @@ fn read_lossy(path: &Path) -> std::io::Result<String> {
     })
 }
 
+/// The largest score a rule may have, either way.
+const MAX_SCORE: f64 = 1_000_000.0;
+
 /// Directives that carry no verdict-relevant meaning for this engine and are ignored.
 const IGNORED_DIRECTIVES: &[&str] = &["priority", "require_version", "reuse", "test"];
 
@@ -421,10 +424,12 @@ impl Parser {
                     };
                     value += before;
                 }
-                // 310 digits read as infinity; an infinite score breaks every sum.
-                if !value.is_finite() {
+                // 310 digits read as infinity, and a finite score near `f64::MAX` becomes
+                // infinite in a message's sum (kept in thousandths): either breaks every
+                // verdict and the spool's record of it. SpamAssassin's largest are 1000.
+                if !value.is_finite() || value.abs() > MAX_SCORE {
                     return Err(LineError::Error(format!(
-                        "score {name}: `{first}` is too large"
+                        "score {name}: `{first}` is out of range (at most {MAX_SCORE} either way)"
                     )));
                 }
                 self.scores.insert(name.to_string(), (value, origin));

@@ -318,3 +318,29 @@ fn ifplugin_reads_its_else_as_if_plugin_does() {
     assert!(set.skipped.contains_key("WITH_PLUGIN"));
     assert_eq!(names(&set.compile(), PLAIN), vec!["WITHOUT_PLUGIN"]);
 }
+
+/// Regression (review): a score of 10^300 (written out in digits) was accepted; a message's sum (kept in
+/// thousandths) overflowed to infinity, which the spool's JSON record of the verdict
+/// cannot hold, so an accepted message read back as corrupt at delivery.
+#[test]
+fn scores_out_of_range_are_errors() {
+    let digits = |n: usize| format!("1{}", "0".repeat(n));
+    for score in [
+        digits(300),
+        format!("-{}", digits(300)),
+        digits(400),
+        digits(6) + "1",
+    ] {
+        let set = RuleSet::parse_text(
+            Path::new("big.cf"),
+            &format!("body BIG /Hello/\nscore BIG {score}\n"),
+        );
+        let errors = reported(&set, Severity::Error);
+        assert!(
+            errors.iter().any(|e| e.1.contains("out of range")),
+            "{score}: {errors:?}"
+        );
+    }
+    let set = RuleSet::parse_text(Path::new("ok.cf"), "body OK /Hello/\nscore OK -1000000\n");
+    assert!(!set.has_errors());
+}
