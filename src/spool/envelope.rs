@@ -104,6 +104,11 @@ pub struct DeliveryState {
     /// queued and removes this message instead of bouncing it a second time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounce: Option<QueueId>,
+    /// The DSN is stored (saved before this message is removed): a removal that failed,
+    /// or a crash before it, must not bounce the message again once the DSN has been
+    /// delivered and is no longer in the queue to be seen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dsn_queued: bool,
 }
 
 /// One recipient that failed permanently, as the DSN reports it (built by
@@ -131,6 +136,7 @@ impl DeliveryState {
             failures: Vec::new(),
             queued_since: None,
             bounce: None,
+            dsn_queued: false,
         }
     }
 

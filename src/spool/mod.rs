@@ -678,14 +678,15 @@ impl Spool {
     }
 
     /// The queued message `stem` when its state at `path` says every recipient is settled
-    /// and names a DSN that is in the queue: a crash came between storing the DSN and
-    /// removing the message.
+    /// and its DSN is stored (in the queue, or delivered since: the state says so): a crash
+    /// or a failed removal came between storing the DSN and removing the message.
     fn bounced_before(&self, stem: &str, path: &Path) -> Option<QueueId> {
         let id = QueueId::parse(stem)?;
         let state: DeliveryState = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
         let bounce = state.bounce.as_ref().filter(|b| **b != id)?;
         let settled = state.pending().next().is_none();
-        (settled && self.holds(&id) && self.holds(bounce)).then_some(id)
+        let stored = state.dsn_queued || self.holds(bounce);
+        (settled && self.holds(&id) && stored).then_some(id)
     }
 
     /// Path of the file whose presence asks a running gateway to retry everything now.
@@ -935,6 +936,31 @@ mod tests {
             "the queued message lost its state"
         );
         assert!(spool.queue.join(id.as_str()).exists());
+    }
+
+    /// Regression (review): a bounced message whose removal failed (EIO) stayed queued;
+    /// once its DSN had been delivered (and left the queue), the next start settled it
+    /// again and sent the sender a second DSN. The state now records that the DSN is
+    /// stored, and recovery removes such a message.
+    #[tokio::test]
+    async fn a_message_whose_dsn_went_out_is_not_bounced_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let id = spool
+            .store(&envelope(), b"Subject: x\r\n\r\nbody\r\n")
+            .await
+            .unwrap();
+        let mut state = DeliveryState::new(2);
+        state.rcpt_status = vec![RcptStatus::Failed, RcptStatus::Delivered];
+        state.bounce = Some(QueueId::generate());
+        spool.save_state(&id, &state).unwrap();
+        // The DSN is not in the queue (delivered, or never stored): without the record,
+        // the message is delivered (bounced) again.
+        assert_eq!(spool.recover().unwrap(), vec![id.clone()]);
+        state.dsn_queued = true;
+        spool.save_state(&id, &state).unwrap();
+        assert!(spool.recover().unwrap().is_empty());
+        assert!(!spool.holds(&id));
     }
 
     /// Regression (review): nothing kept two gateways off one spool (two containers on one

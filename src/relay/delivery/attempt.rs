@@ -314,6 +314,11 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
                 let delay = retry_delay(config, msg.state.attempts);
                 return defer(relay, msg, None, delay).await;
             }
+            if !msg.state.dsn_queued {
+                // Once delivered, the DSN leaves the queue: only this says it went out.
+                msg.state.dsn_queued = true;
+                relay.save_state(&msg.id, &msg.state).await;
+            }
         } else {
             // Judged spam: its sender is most likely forged, a DSN would be backscatter.
             tracing::info!(queue_id = %msg.id, verdict = %msg.envelope.verdict, "permanent failure for mail judged spam; no DSN");
@@ -355,7 +360,7 @@ async fn queue_bounce(
     failures: &[FailedRecipient],
     bounce: &QueueId,
 ) -> bool {
-    if relay.spool.holds(bounce) {
+    if msg.state.dsn_queued || relay.spool.holds(bounce) {
         tracing::info!(queue_id = %msg.id, dsn = %bounce, "DSN queued already");
         return true;
     }
