@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::mail::Reply;
 use crate::relay::client::{ClientError, ClientSettings, Connection, Transaction};
 use crate::relay::dsn::{self, FailedRecipient};
-use crate::relay::scheduler::{Job, JobResult};
+use crate::relay::scheduler::{arrival_from_id, Job, JobResult};
 use crate::spool::{unix_now, DeliveryState, QueueId, RcptStatus, SpoolError, SpooledMessage};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +21,25 @@ pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
     let max = r.retry_max.min(crate::relay::LONGEST_WAIT).as_secs_f64();
     let jittered = base.min(max) * rand::random_range(0.9..1.1);
     Duration::from_secs_f64(jittered.min(max).max(0.0))
+}
+
+/// How many tries the retry schedule makes in `age`: the attempt count of a message whose
+/// state cannot be read.
+pub(super) fn tries_in(config: &Config, age: Duration) -> u32 {
+    let mut elapsed = Duration::ZERO;
+    let mut tries = 1;
+    while tries < 1000 {
+        let r = &config.relay;
+        let step = r.retry_initial.as_secs_f64() * r.retry_factor.powi(tries as i32 - 1);
+        let cap = r.retry_max.min(crate::relay::LONGEST_WAIT).as_secs_f64();
+        let step = step.min(cap).max(1.0);
+        elapsed += Duration::from_secs_f64(step);
+        if elapsed > age {
+            break;
+        }
+        tries += 1;
+    }
+    tries
 }
 
 /// One delivery attempt for one message, start to finish: load, deliver the pending
@@ -232,8 +251,18 @@ fn unusable(relay: &Relay, config: &Config, id: &QueueId, error: SpoolError) -> 
         SpoolError::Corrupt(..) => set_aside(relay, id, &error),
         _ => {
             // EMFILE under a flood, a passing I/O error: forgetting the id would leave the
-            // message in the queue, undelivered, until a restart.
-            let delay = retry_delay(config, 1);
+            // message in the queue, undelivered, until a restart. A lasting one backs off
+            // as failed deliveries do (no attempt count can be read: the message's age
+            // stands for it), and past the queue lifetime the file is set aside for the
+            // operator rather than retried for ever.
+            let age = arrival_from_id(id)
+                .map(|arrived| Duration::from_secs(unix_now().saturating_sub(arrived)))
+                .unwrap_or_default();
+            if age >= config.relay.max_queue_lifetime {
+                tracing::error!(queue_id = %id, error = %error, age_secs = age.as_secs(), "cannot load spooled message past its queue lifetime; setting it aside");
+                return set_aside(relay, id, &error);
+            }
+            let delay = retry_delay(config, tries_in(config, age));
             tracing::error!(queue_id = %id, error = %error, retry_secs = delay.as_secs(), "cannot load spooled message; will retry");
             JobResult::Deferred(delay)
         }

@@ -555,6 +555,35 @@ fn retry_delay_grows_and_is_capped() {
     assert!((3240.0..=3600.0).contains(&d50), "{d50}");
 }
 
+/// Regression (review): a queued message that could not be read (a lasting EIO) was
+/// retried every `retry_initial` for ever; its age now stands for its attempt count, so
+/// it backs off as failed deliveries do (and is set aside past the queue lifetime).
+#[test]
+fn an_unreadable_message_backs_off_by_its_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &["127.0.0.1:25".parse().unwrap()],
+        &[
+            ("retry_initial", "\"60s\""),
+            ("retry_factor", "2.0"),
+            ("retry_max", "\"1d\""),
+        ],
+    );
+    let tries = |secs| super::attempt::tries_in(&cfg, Duration::from_secs(secs));
+    assert_eq!(tries(0), 1);
+    assert_eq!(tries(59), 1);
+    assert_eq!(tries(61), 2);
+    assert_eq!(tries(200), 3);
+    assert!(tries(30 * 86_400) > 10);
+    let huge = config(
+        dir.path(),
+        &["127.0.0.1:25".parse().unwrap()],
+        &[("retry_max", "\"18446744073709551615s\"")],
+    );
+    assert!(super::attempt::tries_in(&huge, Duration::from_secs(10 * 365 * 86_400)) > 1);
+}
+
 /// Regression (review): a `retry_max` past what a delay can hold (the configuration
 /// takes `"18446744073709551615s"`, e.g. meant as "no cap") made the retry delay panic
 /// once the backoff reached it: the delivery worker died with the message.
