@@ -356,10 +356,14 @@ impl Spool {
                 return Err(io_err("rename", &from)(e));
             }
         }
-        self.sync_queue()?;
+        // The message is in the queue now: the running gateway is told whatever follows
+        // (a failed sync or request is reported, but a release run again would find
+        // nothing to move, and the message would wait for a restart).
+        let synced = self.sync_queue();
         let _ = self.ready.send(id.clone());
         // A pending `queue flush` request is left as it is: it finds this message too.
-        self.place_request(RELEASE_REQUEST, false)
+        let placed = self.place_request(RELEASE_REQUEST, false);
+        synced.and(placed)
     }
 
     /// Held while a release moves a message (an advisory `flock`, gone with the process):

@@ -271,6 +271,9 @@ async fn run(
     drop(done_tx);
 
     let mut sched = Scheduler::new(workers);
+    // A flush or release request taken whose queue listing is still to be done (whether
+    // it was a flush).
+    let mut listing: Option<bool> = None;
     let mut recovered = match recover_queue(&relay.spool, &mut sched).await {
         Ok(()) => true,
         Err(e) => {
@@ -321,8 +324,13 @@ async fn run(
                         tracing::info!(messages = sched.len(), "queue flush requested");
                         sched.flush();
                     }
-                    // Messages put into the queue by another process (`quarantine release`)
-                    // are only known from the directory.
+                    listing = Some(listing.unwrap_or(false) || flush);
+                }
+                // Messages put into the queue by another process (`quarantine release`)
+                // are only known from the directory. The request is taken already: a
+                // listing that fails is tried again at the next tick, or the released
+                // message would wait for a restart.
+                if let Some(flush) = listing {
                     match relay.spool.ids() {
                         Ok(ids) => {
                             for id in ids {
@@ -330,8 +338,9 @@ async fn run(
                                     sched.add(id, false);
                                 }
                             }
+                            listing = None;
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush"),
+                        Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush; will retry"),
                     }
                 }
             }
