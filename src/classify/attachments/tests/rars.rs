@@ -345,3 +345,62 @@ fn mutated_rars_never_panic_a_reader() {
         }
     }
 }
+
+/// The builders above write RAR archives a real reader lists: libarchive's `bsdtar`
+/// (Debian's `libarchive-tools`) reads each with the names the tests expect, so the tests
+/// do not only agree with the reader they test. SKIP without `bsdtar`, a failure under
+/// `MXGUARD_INTEROP=1`.
+#[test]
+fn libarchive_lists_the_built_rars_as_the_tests_expect() {
+    let Some(bsdtar) = ["/usr/bin/bsdtar", "/bin/bsdtar", "/usr/local/bin/bsdtar"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file())
+    else {
+        assert_ne!(
+            std::env::var("MXGUARD_INTEROP").as_deref(),
+            Ok("1"),
+            "MXGUARD_INTEROP=1 but bsdtar is not installed"
+        );
+        println!("SKIP: bsdtar not installed");
+        return;
+    };
+    let exe = file("x", b"\x01");
+    let mut unicode = b"scanjpg.js\0".to_vec();
+    unicode.extend_from_slice(&[0x20, 0b1101_0000, 0x02, 0x2e, b'g', b'p', 0b0000_0000]);
+    unicode.extend_from_slice(b"j.js");
+    let cases: [(Vec<u8>, &[&str]); 3] = [
+        (
+            rar5(&[file("docs/", b""), file("readme.txt", b"hello")], false),
+            &["docs", "readme.txt"],
+        ),
+        (
+            rar4(&[(b"invoice.exe", 0, &exe), (b"b.txt", 0, &exe)], 0),
+            &["invoice.exe", "b.txt"],
+        ),
+        (
+            rar4(&[(&unicode, 0x0200, &exe)], 0),
+            &["scan\u{202E}gpj.js"],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (archive, names)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.rar"));
+        std::fs::write(&path, archive).unwrap();
+        let out = std::process::Command::new(bsdtar)
+            .arg("-tf")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches('/').to_string())
+            .collect();
+        assert_eq!(listed, *names, "archive {i}");
+    }
+}
