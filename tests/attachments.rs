@@ -233,9 +233,10 @@ fn the_shipped_configuration_refuses_a_program_in_an_archive() {
     }
 }
 
-/// Archives written by the real 7-Zip (`7zz`, Debian's `7zip`): a program inside one in
-/// each of its compression methods, with an encrypted header, and in a self-extractor's
-/// place behind other bytes is found over SMTP as the recipient's 7-Zip would list it.
+/// Archives written by the real 7-Zip (`7zz`, Debian's `7zip`) and by libarchive
+/// (`bsdtar`): a program inside one in each of 7-Zip's compression methods, with an
+/// encrypted header, and in a self-extractor's place behind other bytes is found over SMTP
+/// as the recipient's 7-Zip would list it.
 #[test]
 fn archives_written_by_7_zip_are_read_in_every_method() {
     let Some(sevenzip) = interop_required("7zz") else {
@@ -281,6 +282,28 @@ fn archives_written_by_7_zip_are_read_in_every_method() {
     cases.push(("solid.7z".to_string(), data, "ARCHIVE_BLOCKED_EXT"));
     let data = make("hidden.7z", &["-mhe=on", "-psecret"], &["setup.exe"]);
     cases.push(("hidden.7z".to_string(), data, "ARCHIVE_ENCRYPTED"));
+    // libarchive writes 7z headers with an 8 MiB dictionary (7-Zip with 1 MiB).
+    if let Some(bsdtar) = interop_required("bsdtar") {
+        let out = std::process::Command::new(bsdtar)
+            .current_dir(dir.path())
+            .args([
+                "--format",
+                "7zip",
+                "-cf",
+                "libarchive.7z",
+                "readme.txt",
+                "setup.exe",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let data = std::fs::read(dir.path().join("libarchive.7z")).unwrap();
+        cases.push(("libarchive.7z".to_string(), data, "ARCHIVE_BLOCKED_EXT"));
+    }
     let mut prefixed = b"junk in front of the archive".repeat(40);
     prefixed.extend_from_slice(&make("plain.7z", &[], &["setup.exe"]));
     cases.push(("prefixed.7z".to_string(), prefixed, "ARCHIVE_BLOCKED_EXT"));

@@ -78,6 +78,10 @@ pub enum SpoolError {
     /// Another gateway holds the spool (its `lock` file is locked).
     #[error("spool {0} is in use by another running gateway")]
     InUse(PathBuf),
+    /// A release moved its message into the queue, then could not make that durable or
+    /// ask the running gateway to pick it up (a release run again finds nothing to move).
+    #[error("{0} is in the queue, but {1}: run `mxguard queue flush` once the spool works")]
+    ReleasedUnannounced(QueueId, Box<SpoolError>),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
@@ -356,14 +360,16 @@ impl Spool {
                 return Err(io_err("rename", &from)(e));
             }
         }
-        // The message is in the queue now: the running gateway is told whatever follows
-        // (a failed sync or request is reported, but a release run again would find
-        // nothing to move, and the message would wait for a restart).
+        // The message is in the queue now: the request is placed whether or not the sync
+        // worked, and a failure says what the operator has to do (a release run again
+        // finds nothing to move, and the message would wait for a restart).
         let synced = self.sync_queue();
         let _ = self.ready.send(id.clone());
         // A pending `queue flush` request is left as it is: it finds this message too.
         let placed = self.place_request(RELEASE_REQUEST, false);
-        synced.and(placed)
+        synced
+            .and(placed)
+            .map_err(|e| SpoolError::ReleasedUnannounced(id.clone(), Box::new(e)))
     }
 
     /// Held while a release moves a message (an advisory `flock`, gone with the process):
@@ -379,7 +385,13 @@ impl Spool {
             .truncate(false)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        self.hand_over(&path).map_err(io_err("chown", &path))?;
+        // Handed to the spool's owner like the other files an admin verb writes, but
+        // never removed when that fails (`hand_over` would): another release may hold it.
+        if self.admin {
+            use std::os::unix::fs::MetadataExt;
+            let owner = fs::metadata(&self.dir).map_err(io_err("stat", &self.dir))?;
+            let _ = std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()));
+        }
         file.lock().map_err(io_err("lock", &path))?;
         Ok(file)
     }

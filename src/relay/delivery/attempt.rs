@@ -253,15 +253,11 @@ fn unusable(relay: &Relay, config: &Config, id: &QueueId, error: SpoolError) -> 
             // EMFILE under a flood, a passing I/O error: forgetting the id would leave the
             // message in the queue, undelivered, until a restart. A lasting one backs off
             // as failed deliveries do (no attempt count can be read: the message's age
-            // stands for it), and past the queue lifetime the file is set aside for the
-            // operator rather than retried for ever.
+            // stands for it, at most `retry_max`), never set aside: a released message's
+            // queue lifetime is in the state that could not be read.
             let age = arrival_from_id(id)
                 .map(|arrived| Duration::from_secs(unix_now().saturating_sub(arrived)))
                 .unwrap_or_default();
-            if age >= config.relay.max_queue_lifetime {
-                tracing::error!(queue_id = %id, error = %error, age_secs = age.as_secs(), "cannot load spooled message past its queue lifetime; setting it aside");
-                return set_aside(relay, id, &error);
-            }
             let delay = retry_delay(config, tries_in(config, age));
             tracing::error!(queue_id = %id, error = %error, retry_secs = delay.as_secs(), "cannot load spooled message; will retry");
             JobResult::Deferred(delay)

@@ -340,7 +340,12 @@ async fn run(
                             }
                             listing = None;
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot list the queue on flush; will retry"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot list the queue on flush; will retry");
+                            // The flush itself is done: the next listing only adds what
+                            // the gateway does not know yet.
+                            listing = Some(false);
+                        }
                     }
                 }
             }

@@ -557,7 +557,7 @@ fn retry_delay_grows_and_is_capped() {
 
 /// Regression (review): a queued message that could not be read (a lasting EIO) was
 /// retried every `retry_initial` for ever; its age now stands for its attempt count, so
-/// it backs off as failed deliveries do (and is set aside past the queue lifetime).
+/// it backs off as failed deliveries do.
 #[test]
 fn an_unreadable_message_backs_off_by_its_age() {
     let dir = tempfile::tempdir().unwrap();

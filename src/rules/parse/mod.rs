@@ -98,8 +98,10 @@ fn read_lossy(path: &Path) -> std::io::Result<String> {
     })
 }
 
-/// The largest score a rule may have, either way.
-const MAX_SCORE: f64 = 1_000_000.0;
+/// The largest score a rule may have, either way: far past any real score (local block
+/// lists use 10,000,000), far below where a message's sum of many such scores, kept in
+/// thousandths, would stop being finite.
+const MAX_SCORE: f64 = 1e12;
 
 /// Directives that carry no verdict-relevant meaning for this engine and are ignored.
 const IGNORED_DIRECTIVES: &[&str] = &["priority", "require_version", "reuse", "test"];
@@ -429,7 +431,7 @@ impl Parser {
                 // verdict and the spool's record of it. SpamAssassin's largest are 1000.
                 if !value.is_finite() || value.abs() > MAX_SCORE {
                     return Err(LineError::Error(format!(
-                        "score {name}: `{first}` is out of range (at most {MAX_SCORE} either way)"
+                        "score {name}: `{first}` is out of range (at most 10^12 either way)"
                     )));
                 }
                 self.scores.insert(name.to_string(), (value, origin));

@@ -329,7 +329,7 @@ fn scores_out_of_range_are_errors() {
         digits(300),
         format!("-{}", digits(300)),
         digits(400),
-        digits(6) + "1",
+        digits(12) + "1",
     ] {
         let set = RuleSet::parse_text(
             Path::new("big.cf"),
@@ -341,6 +341,9 @@ fn scores_out_of_range_are_errors() {
             "{score}: {errors:?}"
         );
     }
-    let set = RuleSet::parse_text(Path::new("ok.cf"), "body OK /Hello/\nscore OK -1000000\n");
+    let set = RuleSet::parse_text(
+        Path::new("ok.cf"),
+        "body OK /Hello/\nscore OK -10000000\nbody BIG /x/\nscore BIG 1000000000000\n",
+    );
     assert!(!set.has_errors());
 }

@@ -11,6 +11,7 @@
 use super::entries::EntryWalker;
 use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::io::{Cursor, Read};
 use std::rc::Rc;
 
@@ -59,6 +60,7 @@ pub(super) fn walk(
         walk_headers(
             |at| rar5_header(data, at),
             RAR5_SIGNATURE.len(),
+            &mut HashSet::new(),
             policy,
             place,
             budget,
@@ -67,9 +69,11 @@ pub(super) fn walk(
     } else if data.starts_with(RAR4_SIGNATURE) {
         let start = RAR4_SIGNATURE.len();
         let read = |at, sizes| rar4_header(data, at, sizes);
+        let mut judged = HashSet::new();
         let ambiguous = walk_headers(
             |at| read(at, Rar4Sizes::Unrar),
             start,
+            &mut judged,
             policy,
             place,
             budget,
@@ -79,6 +83,7 @@ pub(super) fn walk(
             walk_headers(
                 |at| read(at, Rar4Sizes::Libarchive),
                 start,
+                &mut judged,
                 policy,
                 place,
                 budget,
@@ -90,11 +95,13 @@ pub(super) fn walk(
     }
 }
 
-/// Walks the headers `read` finds from `at` on, judging each file entry; true when a block
-/// was met whose size RAR 4's readers disagree on.
+/// Walks the headers `read` finds from `at` on, judging each file entry not in `judged`
+/// (by header offset; each judged one is added); true when a block was met whose size
+/// RAR 4's readers disagree on.
 fn walk_headers<'d>(
     read: impl Fn(usize) -> Next<'d>,
     mut at: usize,
+    judged: &mut HashSet<usize>,
     policy: &AttachmentPolicy,
     place: Place<'_>,
     budget: &mut Budget,
@@ -106,8 +113,11 @@ fn walk_headers<'d>(
     loop {
         match read(at) {
             Next::File(entry, next) => {
+                let here = at;
                 at = next;
-                if entry.directory {
+                // A second walk (RAR 4 sized the other way) judges only files the first
+                // did not meet: the entry count and budget are spent once per file.
+                if entry.directory || !judged.insert(here) {
                     continue;
                 }
                 if !budget.take_entry() {

@@ -6,7 +6,7 @@
 //! the reader lacks (Deflate64, zstd, ...) is unreadable: its content cannot be judged.
 
 use super::entries::{EntryWalker, Judged};
-use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use super::{sevenzip_header, AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
 use sevenz_rust2::{Archive, BlockDecoder, Error, Password};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -17,8 +17,8 @@ use std::rc::Rc;
 /// default and "maximum" levels use 16 and 64 MiB dictionaries.
 const MEMORY_LIMIT_KB: usize = 64 * 1024;
 /// The reader's memory limit while it reads the archive's header, in KiB: it bounds both
-/// the decoded header and the header's own decoder, whose LZMA dictionary is 1 MiB in
-/// 7-Zip's archives. The reader allocates about a hundred bytes for each entry a header
+/// the decoded header and the header's own decoder, whose dictionary is declared as at
+/// most 1 MiB to it (`sevenzip_header`). The reader allocates about a hundred bytes for each entry a header
 /// declares, and a declared entry takes as little as one header byte: 2 MiB holds some
 /// 20,000 real entries and costs at most about 200 MB, which
 /// [`AttachmentPolicy::seven_zip_headers`] lets one read take at a time.
@@ -40,6 +40,9 @@ pub(super) fn walk(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
+    // Writers declare header dictionaries of 1 to 16 MiB; the reader's bound is 2 MiB.
+    let patched = sevenzip_header::with_small_header_dictionary(data);
+    let data = patched.as_deref().unwrap_or(data);
     let consumed = Rc::new(Cell::new(0u64));
     let mut source = Counted {
         inner: Cursor::new(data),
