@@ -2,9 +2,10 @@
 //! reader runs. The reader refuses a header whose decoder declares a dictionary over its
 //! memory limit, and that limit is also the bound on the decoded header (what the reader
 //! allocates entries by). Writers differ: 7-Zip declares 1 MiB for headers, libarchive's
-//! `bsdtar` 8 MiB, py7zr 16 MiB. A dictionary is only a window over what was decoded, and
-//! the header is at most the limit long, so the copy given to the reader declares at most
-//! [`HEADER_DICTIONARY`]: the header decodes alike, and the bound on it stays.
+//! `bsdtar` 8 MiB, py7zr 16 MiB. A dictionary is only a window over what was decoded, so
+//! the copy given to the reader declares at most [`HEADER_DICTIONARY`]: a header of up to
+//! that size (some 10,000 entries) decodes alike, a bigger one whose matches reach further
+//! back fails its CRC (unreadable), and the bound on the decoded header stays.
 //!
 //! Reading this layout wrong costs nothing but the names: a byte changed elsewhere leaves
 //! a header the reader refuses or decodes wrongly (unreadable), and the reader's own bound
