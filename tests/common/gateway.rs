@@ -82,7 +82,12 @@ impl Gateway {
     #[track_caller]
     fn spawn(&mut self, port: u16) {
         self.port = port;
-        let text = self.config.render(&self.dir, port, free_port());
+        // Two picks can return the same free port (the first is released before the
+        // second): the configuration would then refuse metrics.listen = server.listen.
+        let metrics = std::iter::repeat_with(free_port)
+            .find(|&p| p != port)
+            .unwrap_or_default();
+        let text = self.config.render(&self.dir, port, metrics);
         fs::write(self.config_path(), text).unwrap();
         self.starts += 1;
         let log = fs::File::create(self.log_path()).unwrap();
