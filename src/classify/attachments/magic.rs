@@ -46,11 +46,11 @@ pub(super) fn sniff(data: &[u8]) -> Content {
         Content::Gzip
     } else if is_tar(data) {
         Content::Tar
-    } else if starts(b"Rar!\x1a\x07\x00") || starts(b"Rar!\x1a\x07\x01\x00") {
+    } else if starts(RAR4_SIGNATURE) || starts(RAR5_SIGNATURE) {
         Content::Rar
-    } else if starts(b"7z\xbc\xaf\x27\x1c") {
+    } else if starts(SEVEN_ZIP_SIGNATURE) {
         Content::SevenZip
-    } else if starts(b"Rar!\x1a\x07") || starts(b"MSCF\0\0\0\0") {
+    } else if starts(RAR_MARK) || starts(b"MSCF\0\0\0\0") {
         Content::OtherArchive
     } else if is_pe(data)
         || starts(b"\x7fELF")
@@ -73,6 +73,13 @@ pub(super) fn sniff(data: &[u8]) -> Content {
         Content::Other
     }
 }
+
+/// The first bytes of every RAR version, and of RAR 4 and RAR 5 archives.
+pub(super) const RAR_MARK: &[u8] = b"Rar!\x1a\x07";
+pub(super) const RAR4_SIGNATURE: &[u8] = b"Rar!\x1a\x07\x00";
+pub(super) const RAR5_SIGNATURE: &[u8] = b"Rar!\x1a\x07\x01\x00";
+/// A 7-Zip archive's first bytes.
+pub(super) const SEVEN_ZIP_SIGNATURE: &[u8] = b"7z\xbc\xaf\x27\x1c";
 
 /// gzip's magic and its one compression method (deflate).
 const GZIP: &[u8] = b"\x1f\x8b\x08";

@@ -198,26 +198,15 @@ const MAX_PREFIX: usize = 4 * 1024 * 1024;
 /// A RAR or 7-Zip archive that a file named as one holds behind other bytes (a
 /// self-extractor's program, junk): its kind and where it starts.
 fn behind_a_prefix(data: &[u8], names: &[String]) -> Option<(magic::Content, usize)> {
-    let claimed: Vec<&str> = names
-        .iter()
-        .filter_map(|n| match super::names::analyse(n).ext.as_deref() {
-            Some("rar") => Some("rar"),
-            Some("7z") => Some("7z"),
-            _ => None,
-        })
-        .collect();
     let window = data.get(..MAX_PREFIX).unwrap_or(data);
-    let find =
-        |signature: &[u8], kind| memchr::memmem::find(window, signature).map(|at| (kind, at));
-    let rar = claimed
-        .contains(&"rar")
-        .then(|| find(b"Rar!\x1a\x07", magic::Content::Rar))
-        .flatten();
-    let seven = claimed
-        .contains(&"7z")
-        .then(|| find(b"7z\xbc\xaf\x27\x1c", magic::Content::SevenZip))
-        .flatten();
-    rar.or(seven)
+    names.iter().find_map(|name| {
+        let (signature, kind) = match super::names::analyse(name).ext.as_deref() {
+            Some("rar") => (magic::RAR_MARK, magic::Content::Rar),
+            Some("7z") => (magic::SEVEN_ZIP_SIGNATURE, magic::Content::SevenZip),
+            _ => return None,
+        };
+        memchr::memmem::find(window, signature).map(|at| (kind, at))
+    })
 }
 
 /// Whether `data` ends with a zip's end record, where zip readers look for it.

@@ -10,15 +10,11 @@
 
 use super::entries::EntryWalker;
 use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use crate::classify::attachments::magic::{RAR4_SIGNATURE, RAR5_SIGNATURE};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{Cursor, Read};
 use std::rc::Rc;
-
-/// A RAR 4 archive's first bytes (its marker block).
-const RAR4_SIGNATURE: &[u8] = b"Rar!\x1a\x07\x00";
-/// A RAR 5 archive's first bytes.
-const RAR5_SIGNATURE: &[u8] = b"Rar!\x1a\x07\x01\x00";
 
 /// One file entry as its header describes it.
 struct FileEntry<'d> {
@@ -179,6 +175,31 @@ fn advance(data: &[u8], at: usize, len: u64) -> Option<usize> {
     usize::try_from(end).ok().filter(|&e| e <= data.len())
 }
 
+/// Where the data of a header ending at `header_end` ends, and whether it was cut: a
+/// file's data running past the bytes ends with them (its name is still judged, then the
+/// archive is broken); any other header's makes the archive broken (`None`).
+fn data_end(data: &[u8], header_end: usize, size: u64, file: bool) -> Option<(usize, bool)> {
+    match advance(data, header_end, size) {
+        Some(end) => Some((end, false)),
+        None => file.then_some((data.len(), true)),
+    }
+}
+
+/// The file entry a header read (`None`: broken), cut when its data was, then the next
+/// header at `next`.
+fn file_next(entry: Option<FileEntry<'_>>, cut: bool, next: usize) -> Next<'_> {
+    match entry {
+        Some(entry) => Next::File(
+            FileEntry {
+                truncated: cut || entry.truncated,
+                ..entry
+            },
+            next,
+        ),
+        None => Next::Broken,
+    }
+}
+
 /// RAR 5 header types.
 const RAR5_FILE: u64 = 2;
 const RAR5_ENCRYPTION: u64 = 4;
@@ -217,12 +238,9 @@ fn rar5_header(data: &[u8], at: usize) -> Next<'_> {
     let Some((kind, flags, extra, data_size)) = fields else {
         return Next::Broken;
     };
-    let next = advance(data, header_end, data_size);
-    if next.is_none() && kind != RAR5_FILE {
+    let Some((next, cut)) = data_end(data, header_end, data_size, kind == RAR5_FILE) else {
         return Next::Broken;
-    }
-    let truncated = next.is_none();
-    let next = next.unwrap_or(data.len());
+    };
     match kind {
         RAR5_ENCRYPTION => Next::EncryptedHeaders,
         RAR5_END => Next::End,
@@ -236,22 +254,14 @@ fn rar5_header(data: &[u8], at: usize) -> Next<'_> {
             };
             let whole = flags & (0x08 | 0x10) == 0;
             let body = &data[header_end..next];
-            match rar5_file(
+            let entry = rar5_file(
                 &header[..extra_start],
                 pos,
                 &header[extra_start..],
                 body,
                 whole,
-            ) {
-                Some(entry) => Next::File(
-                    FileEntry {
-                        truncated: truncated || entry.truncated,
-                        ..entry
-                    },
-                    next,
-                ),
-                None => Next::Broken,
-            }
+            );
+            file_next(entry, cut, next)
         }
         _ => Next::Skip {
             next,
@@ -395,25 +405,13 @@ fn rar4_header(data: &[u8], at: usize, sizes: Rar4Sizes) -> Next<'_> {
         0
     };
     let header_end = at + header.len();
-    let next = advance(data, header_end, data_size);
-    if next.is_none() && kind != RAR4_FILE {
+    let Some((next, cut)) = data_end(data, header_end, data_size, kind == RAR4_FILE) else {
         return Next::Broken;
-    }
-    let truncated = next.is_none();
-    let next = next.unwrap_or(data.len());
+    };
     match kind {
         RAR4_ARCHIVE if flags & RAR4_HEADERS_ENCRYPTED != 0 => Next::EncryptedHeaders,
         RAR4_END => Next::End,
-        RAR4_FILE => match rar4_file(header, flags, &data[header_end..next]) {
-            Some(entry) => Next::File(
-                FileEntry {
-                    truncated: truncated || entry.truncated,
-                    ..entry
-                },
-                next,
-            ),
-            None => Next::Broken,
-        },
+        RAR4_FILE => file_next(rar4_file(header, flags, &data[header_end..next]), cut, next),
         _ => Next::Skip {
             next,
             sized_alike: unrar_sized == libarchive_sized,
