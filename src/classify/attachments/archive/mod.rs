@@ -6,7 +6,7 @@
 mod entries;
 mod rar;
 mod sevenzip;
-mod sevenzip_header;
+pub(super) mod sevenzip_header;
 mod tar_names;
 mod tarball;
 mod zipfile;

@@ -18,9 +18,9 @@ use std::rc::Rc;
 const MEMORY_LIMIT_KB: usize = 64 * 1024;
 /// The reader's memory limit while it reads the archive's header, in KiB: it bounds both
 /// the decoded header and the header's own decoder, whose dictionary is declared as at
-/// most 1 MiB to it (`sevenzip_header`). The reader allocates about a hundred bytes for each entry a header
-/// declares, and a declared entry takes as little as one header byte: 2 MiB holds some
-/// 20,000 real entries and costs at most about 200 MB, which
+/// most 1 MiB to it (`sevenzip_header`). The reader allocates about a hundred bytes for
+/// each entry a header declares, and a declared entry takes as little as one header byte:
+/// 2 MiB holds some 20,000 real entries and costs at most about 200 MB, which
 /// [`AttachmentPolicy::seven_zip_headers`] lets one read take at a time.
 const HEADER_LIMIT_KB: usize = 2 * 1024;
 /// 7-Zip archives one message may have read: each header read can cost a tenth of a
@@ -40,14 +40,6 @@ pub(super) fn walk(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
-    // Writers declare header dictionaries of 1 to 16 MiB; the reader's bound is 2 MiB.
-    let patched = sevenzip_header::with_small_header_dictionary(data);
-    let data = patched.as_deref().unwrap_or(data);
-    let consumed = Rc::new(Cell::new(0u64));
-    let mut source = Counted {
-        inner: Cursor::new(data),
-        consumed: consumed.clone(),
-    };
     if data
         .get(START_HEADER)
         .is_none_or(|h| h.iter().all(|&b| b == 0))
@@ -60,6 +52,14 @@ pub(super) fn walk(
         return;
     }
     budget.seven_zip_reads_left -= 1;
+    // Writers declare header dictionaries of 1 to 16 MiB; the reader's bound is 2 MiB.
+    let patched = sevenzip_header::with_small_header_dictionary(data);
+    let data = patched.as_deref().unwrap_or(data);
+    let consumed = Rc::new(Cell::new(0u64));
+    let mut source = Counted {
+        inner: Cursor::new(data),
+        consumed: consumed.clone(),
+    };
     let password = Password::empty();
     let read = {
         // A poisoned lock only means another read panicked; the guard holds no data.

@@ -11,6 +11,8 @@
 //! a header the reader refuses or decodes wrongly (unreadable), and the reader's own bound
 //! on the decoded header holds whatever is changed here.
 
+use std::ops::Range;
+
 /// The dictionary the header's decoder is given (the reader's header limit is twice it).
 pub(super) const HEADER_DICTIONARY: u32 = 1024 * 1024;
 /// LZMA2's dictionary property for [`HEADER_DICTIONARY`] (2 << (16 / 2 + 11)).
@@ -24,14 +26,9 @@ const MAX_ITEMS: u64 = 16;
 /// dictionary of at most [`HEADER_DICTIONARY`], its CRCs made right; `None` when there is
 /// nothing to change or the layout is not the usual one.
 pub(super) fn with_small_header_dictionary(data: &[u8]) -> Option<Vec<u8>> {
-    const SIGNATURE_HEADER: usize = 32;
     const ENCODED_HEADER: u8 = 0x17;
-    let field = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
-    };
-    let start = SIGNATURE_HEADER.checked_add(usize::try_from(field(12)?).ok()?)?;
-    let end = start.checked_add(usize::try_from(field(20)?).ok()?)?;
-    let header = data.get(start..end)?;
+    let next = next_header(data)?;
+    let header = data.get(next.clone())?;
     if header.first() != Some(&ENCODED_HEADER) {
         return None;
     }
@@ -43,7 +40,7 @@ pub(super) fn with_small_header_dictionary(data: &[u8]) -> Option<Vec<u8>> {
     let mut copy = data.to_vec();
     let mut changed = false;
     for coder in coders {
-        let props = copy.get_mut(start + coder.props.0..start + coder.props.1)?;
+        let props = copy.get_mut(next.start + coder.props.0..next.start + coder.props.1)?;
         if coder.id == LZMA && props.len() == 5 {
             let dict = u32::from_le_bytes(props[1..5].try_into().ok()?);
             if dict > HEADER_DICTIONARY {
@@ -58,11 +55,53 @@ pub(super) fn with_small_header_dictionary(data: &[u8]) -> Option<Vec<u8>> {
     if !changed {
         return None;
     }
-    let crc = crc32fast::hash(copy.get(start..end)?);
-    copy.get_mut(28..32)?.copy_from_slice(&crc.to_le_bytes());
-    let crc = crc32fast::hash(copy.get(12..32)?);
-    copy.get_mut(8..12)?.copy_from_slice(&crc.to_le_bytes());
+    fix_crcs(&mut copy);
     Some(copy)
+}
+
+/// Where the signature header says the next header is: 32 bytes in, plus its offset (at
+/// 12), for its size (at 20).
+fn next_header(data: &[u8]) -> Option<Range<usize>> {
+    const SIGNATURE_HEADER: usize = 32;
+    let field = |at: usize| -> Option<usize> {
+        let value = u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?);
+        usize::try_from(value).ok()
+    };
+    let start = SIGNATURE_HEADER.checked_add(field(12)?)?;
+    Some(start..start.checked_add(field(20)?)?)
+}
+
+/// Makes the CRCs right after bytes of the archive changed: the next header's (at 28,
+/// when the header is within the bytes) and the signature header's (at 8, over 12..32).
+pub(in crate::classify::attachments) fn fix_crcs(archive: &mut [u8]) {
+    if let Some(crc) = next_header(archive)
+        .and_then(|next| archive.get(next))
+        .map(crc32fast::hash)
+    {
+        if let Some(field) = archive.get_mut(28..32) {
+            field.copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    if let Some(crc) = archive.get(12..32).map(crc32fast::hash) {
+        if let Some(field) = archive.get_mut(8..12) {
+            field.copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+}
+
+/// A 7-Zip archive of nothing but a signature header pointing at `header` right after
+/// it, its CRCs right.
+#[cfg(test)]
+pub(in crate::classify::attachments) fn archive_with(header: &[u8]) -> Vec<u8> {
+    let mut out = crate::classify::attachments::magic::SEVEN_ZIP_SIGNATURE.to_vec();
+    out.extend_from_slice(&[0x00, 0x04]);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(header);
+    fix_crcs(&mut out);
+    out
 }
 
 /// One coder of the header's folders: its method id and where its properties are in the
@@ -219,17 +258,6 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A 7-Zip signature header pointing at `header` right after it.
-    fn archive_with(header: &[u8]) -> Vec<u8> {
-        let mut out = b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec();
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&0u64.to_le_bytes());
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(header);
-        out
-    }
 
     #[test]
     fn a_header_dictionary_over_a_mebibyte_is_declared_as_one() {

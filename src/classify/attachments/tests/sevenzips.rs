@@ -1,8 +1,9 @@
 //! 7-Zip archives: names, content, solid blocks, encryption, limits, malformed ones. The
 //! archives are written by `sevenz-rust2`'s writer (LZMA2, as 7-Zip writes by default).
 
-use super::zipbuild::{crc32, zip_of};
+use super::zipbuild::zip_of;
 use super::*;
+use crate::classify::attachments::archive::sevenzip_header::{archive_with, fix_crcs};
 use sevenz_rust2::encoder_options::AesEncoderOptions;
 use sevenz_rust2::{ArchiveEntry, ArchiveWriter, EncoderMethod, Password, SourceReader};
 use std::io::Cursor;
@@ -178,19 +179,12 @@ fn a_7z_header_too_big_to_read_is_not_read() {
     // A plain header of 3 MiB: past the 2 MiB the reader may hold, whatever it declares.
     let mut header = vec![0x01, 0x00];
     header.resize(3 << 20, 0);
-    let mut z = b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec();
-    let mut start = 0u64.to_le_bytes().to_vec();
-    start.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    start.extend_from_slice(&crc32(&header).to_le_bytes());
-    z.extend_from_slice(&crc32(&start).to_le_bytes());
-    z.extend_from_slice(&start);
-    z.extend_from_slice(&header);
     assert_eq!(
-        symbols(&[seven_part("x.7z", &z)]),
+        symbols(&[seven_part("x.7z", &archive_with(&header))]),
         vec!["ARCHIVE_TOO_MANY_ENTRIES"]
     );
     // A start header of zeros: the reader would search the whole file for a header.
-    let mut zeros = b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec();
+    let mut zeros = magic::SEVEN_ZIP_SIGNATURE.to_vec();
     zeros.resize(32, 0);
     zeros.extend(std::iter::repeat_n([0x01u8, 0x00], 1000).flatten());
     assert_eq!(
@@ -237,25 +231,11 @@ fn a_7z_is_opened_whatever_it_is_called_and_in_every_method_of_7_zips_menu() {
         .position(|w| w == EncoderMethod::ID_DEFLATE)
         .expect("method id");
     z[at + 2] = 0x09;
-    let z = fixed_crcs(z);
+    fix_crcs(&mut z);
     assert_eq!(
         symbols(&[seven_part("invoice.7z", &z)]),
         vec!["ARCHIVE_UNREADABLE"]
     );
-}
-
-/// The archive with its header's CRC and the start header's CRC made right again.
-fn fixed_crcs(mut z: Vec<u8>) -> Vec<u8> {
-    let field = |z: &[u8], at: usize| u64::from_le_bytes(z[at..at + 8].try_into().unwrap());
-    let start = 32 + field(&z, 12) as usize;
-    let end = start + field(&z, 20) as usize;
-    if end <= z.len() {
-        let crc = crc32(&z[start..end]);
-        z[28..32].copy_from_slice(&crc.to_le_bytes());
-    }
-    let crc = crc32(&z[12..32]);
-    z[8..12].copy_from_slice(&crc.to_le_bytes());
-    z
 }
 
 #[test]
@@ -275,7 +255,7 @@ fn mutated_7zs_never_panic_a_reader() {
         for flip in [0x01u8, 0x80, 0xff] {
             let mut bad = z.clone();
             bad[i] ^= flip;
-            let bad = fixed_crcs(bad);
+            fix_crcs(&mut bad);
             let _ = walk_uncaught(&policy, &bad);
         }
     }
