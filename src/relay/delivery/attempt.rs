@@ -12,29 +12,34 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Retry delay after the `attempts`-th attempt:
-/// `min(retry_initial * retry_factor^(attempts-1), retry_max)`, give or take 10 %.
-pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
+/// The scheduled wait after the `attempts`-th attempt, in seconds:
+/// `min(retry_initial * retry_factor^(attempts-1), retry_max)`.
+fn scheduled_wait(config: &Config, attempts: u32) -> f64 {
     let r = &config.relay;
     let exp = attempts.saturating_sub(1).min(1000) as i32;
     let base = r.retry_initial.as_secs_f64() * r.retry_factor.powi(exp);
-    let max = r.retry_max.min(crate::relay::LONGEST_WAIT).as_secs_f64();
-    let jittered = base.min(max) * rand::random_range(0.9..1.1);
+    base.min(r.retry_max.min(crate::relay::LONGEST_WAIT).as_secs_f64())
+}
+
+/// Retry delay after the `attempts`-th attempt: the scheduled wait, give or take 10 %.
+pub(crate) fn retry_delay(config: &Config, attempts: u32) -> Duration {
+    let max = config
+        .relay
+        .retry_max
+        .min(crate::relay::LONGEST_WAIT)
+        .as_secs_f64();
+    let jittered = scheduled_wait(config, attempts) * rand::random_range(0.9..1.1);
     Duration::from_secs_f64(jittered.min(max).max(0.0))
 }
 
 /// How many tries the retry schedule makes in `age`: the attempt count of a message whose
 /// state cannot be read.
 pub(super) fn tries_in(config: &Config, age: Duration) -> u32 {
-    let mut elapsed = Duration::ZERO;
+    let mut elapsed = 0.0;
     let mut tries = 1;
     while tries < 1000 {
-        let r = &config.relay;
-        let step = r.retry_initial.as_secs_f64() * r.retry_factor.powi(tries as i32 - 1);
-        let cap = r.retry_max.min(crate::relay::LONGEST_WAIT).as_secs_f64();
-        let step = step.min(cap).max(1.0);
-        elapsed += Duration::from_secs_f64(step);
-        if elapsed > age {
+        elapsed += scheduled_wait(config, tries).max(1.0);
+        if elapsed > age.as_secs_f64() {
             break;
         }
         tries += 1;
