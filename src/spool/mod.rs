@@ -378,13 +378,7 @@ impl Spool {
     /// message with, and the message expired silently at its first temporary failure.
     fn release_lock(&self) -> Result<fs::File, SpoolError> {
         let path = self.dir.join("release.lock");
-        let file = private_file()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
+        let file = open_lock_file(&path)?;
         // Handed to the spool's owner like the other files an admin verb writes, but
         // never removed when that fails (`hand_over` would): another release may hold it.
         if self.admin {
@@ -846,19 +840,23 @@ pub(super) fn private_dir(path: &Path) -> io::Result<()> {
 /// process ends, however it ends), or says the spool is in use.
 fn lock_spool(dir: &Path) -> Result<fs::File, SpoolError> {
     let path = dir.join("lock");
-    let mut options = private_file();
-    let file = options
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_err("open", &path))?;
+    let file = open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(SpoolError::InUse(dir.to_owned())),
         Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
     }
+}
+
+/// Opens (creating it, never truncating it) a file only locked, never written.
+fn open_lock_file(path: &Path) -> Result<fs::File, SpoolError> {
+    private_file()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err("open", path))
 }
 
 /// Opens for a new spool file: readable and writable by the gateway's user alone.
