@@ -26,6 +26,8 @@ pub mod state;
 pub mod tier;
 
 #[cfg(test)]
+mod interop_tests;
+#[cfg(test)]
 mod reload_tests;
 
 use async_trait::async_trait;

@@ -50,17 +50,7 @@ impl RedisServer {
 
     /// The same with extra `redis-server` arguments.
     fn start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
-        let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-        else {
-            assert!(
-                std::env::var("MXGUARD_INTEROP").as_deref() != Ok("1"),
-                "MXGUARD_INTEROP=1 but redis-server is not installed"
-            );
-            println!("SKIP: redis-server not installed");
-            return None;
-        };
+        let bin = crate::interop_tests::program("redis-server")?;
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

@@ -127,6 +127,16 @@ fn rar4(files: &[(&[u8], u16, &RarFile<'_>)], archive_flags: u16) -> Vec<u8> {
     out
 }
 
+/// A RAR 4 Unicode name field for `scan<U+202E>gpj.js` (shown as `scanjs.jpg`): the plain
+/// name "scanjpg.js", a NUL, then the encoded form: high byte 0x20, a run of the first 4
+/// plain bytes, U+202E as a byte under the high byte, and the rest as low bytes.
+fn reversed_js_name() -> Vec<u8> {
+    let mut name = b"scanjpg.js\0".to_vec();
+    name.extend_from_slice(&[0x20, 0b1101_0000, 0x02, 0x2e, b'g', b'p', 0b0000_0000]);
+    name.extend_from_slice(b"j.js");
+    name
+}
+
 fn rar_part(name: &str, data: &[u8]) -> Part {
     part(name, "application/octet-stream", data)
 }
@@ -163,13 +173,8 @@ fn blocked_names_inside_a_rar4_plain_and_unicode() {
         symbols(&[rar_part("invoice.rar", &r)]),
         vec!["ARCHIVE_BLOCKED_EXT"]
     );
-    // A Unicode name: plain "scanjpg.js", NUL, then the encoded form: high byte 0x20,
-    // a run of the first 4 plain bytes, U+202E as a byte under the high byte, and the
-    // rest as low bytes. Only the encoded form shows the direction override.
-    let mut name = b"scanjpg.js\0".to_vec();
-    name.extend_from_slice(&[0x20, 0b1101_0000, 0x02, 0x2e, b'g', b'p', 0b0000_0000]);
-    name.extend_from_slice(b"j.js");
-    let r = rar4(&[(&name, 0x0200, &exe)], 0);
+    // Only the encoded form of the Unicode name shows the direction override.
+    let r = rar4(&[(&reversed_js_name(), 0x0200, &exe)], 0);
     assert_eq!(
         symbols(&[rar_part("scan.rar", &r)]),
         vec!["ARCHIVE_BIDI_NAME", "ARCHIVE_BLOCKED_EXT"]
@@ -368,23 +373,10 @@ fn mutated_rars_never_panic_a_reader() {
 /// `MXGUARD_INTEROP=1`.
 #[test]
 fn libarchive_lists_the_built_rars_as_the_tests_expect() {
-    let Some(bsdtar) = ["/usr/bin/bsdtar", "/bin/bsdtar", "/usr/local/bin/bsdtar"]
-        .into_iter()
-        .map(std::path::Path::new)
-        .find(|p| p.is_file())
-    else {
-        assert_ne!(
-            std::env::var("MXGUARD_INTEROP").as_deref(),
-            Ok("1"),
-            "MXGUARD_INTEROP=1 but bsdtar is not installed"
-        );
-        println!("SKIP: bsdtar not installed");
+    let Some(bsdtar) = crate::interop_tests::program("bsdtar") else {
         return;
     };
     let exe = file("x", b"\x01");
-    let mut unicode = b"scanjpg.js\0".to_vec();
-    unicode.extend_from_slice(&[0x20, 0b1101_0000, 0x02, 0x2e, b'g', b'p', 0b0000_0000]);
-    unicode.extend_from_slice(b"j.js");
     let cases: [(Vec<u8>, &[&str]); 3] = [
         (
             rar5(&[file("docs/", b""), file("readme.txt", b"hello")], false),
@@ -395,7 +387,7 @@ fn libarchive_lists_the_built_rars_as_the_tests_expect() {
             &["invoice.exe", "b.txt"],
         ),
         (
-            rar4(&[(&unicode, 0x0200, &exe)], 0),
+            rar4(&[(&reversed_js_name(), 0x0200, &exe)], 0),
             &["scan\u{202E}gpj.js"],
         ),
     ];
@@ -403,7 +395,7 @@ fn libarchive_lists_the_built_rars_as_the_tests_expect() {
     for (i, (archive, names)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("{i}.rar"));
         std::fs::write(&path, archive).unwrap();
-        let out = std::process::Command::new(bsdtar)
+        let out = std::process::Command::new(&bsdtar)
             .arg("-tf")
             .arg(&path)
             .output()
