@@ -251,20 +251,11 @@ fn archives_written_by_7_zip_are_read_in_every_method() {
     std::fs::write(dir.path().join("invoice.pdf"), &program).unwrap();
     std::fs::write(dir.path().join("setup.exe"), &program).unwrap();
     let make = |name: &str, args: &[&str], files: &[&str]| -> Vec<u8> {
-        let out = std::process::Command::new(&sevenzip)
-            .current_dir(dir.path())
-            .arg("a")
-            .args(args)
-            .arg(name)
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read(dir.path().join(name)).unwrap()
+        let mut all = vec!["a"];
+        all.extend_from_slice(args);
+        all.push(name);
+        all.extend_from_slice(files);
+        written_by(&sevenzip, &all, dir.path(), name)
     };
     let internal = InternalServer::start();
     let gw = gateway(&internal, "");
@@ -284,24 +275,15 @@ fn archives_written_by_7_zip_are_read_in_every_method() {
     cases.push(("hidden.7z".to_string(), data, "ARCHIVE_ENCRYPTED"));
     // libarchive writes 7z headers with an 8 MiB dictionary (7-Zip with 1 MiB).
     if let Some(bsdtar) = interop_required("bsdtar") {
-        let out = std::process::Command::new(bsdtar)
-            .current_dir(dir.path())
-            .args([
-                "--format",
-                "7zip",
-                "-cf",
-                "libarchive.7z",
-                "readme.txt",
-                "setup.exe",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let data = std::fs::read(dir.path().join("libarchive.7z")).unwrap();
+        let args = [
+            "--format",
+            "7zip",
+            "-cf",
+            "libarchive.7z",
+            "readme.txt",
+            "setup.exe",
+        ];
+        let data = written_by(&bsdtar, &args, dir.path(), "libarchive.7z");
         cases.push(("libarchive.7z".to_string(), data, "ARCHIVE_BLOCKED_EXT"));
     }
     let mut prefixed = b"junk in front of the archive".repeat(40);
@@ -315,4 +297,25 @@ fn archives_written_by_7_zip_are_read_in_every_method() {
         let rules = got[i].header("X-Spam-Rules").unwrap_or_default();
         assert!(rules.contains(symbol), "{name}: {rules}");
     }
+}
+
+/// Runs `program` with `args` in `dir` (it must succeed) and returns the file `name` it
+/// wrote there.
+fn written_by(
+    program: &std::path::Path,
+    args: &[&str],
+    dir: &std::path::Path,
+    name: &str,
+) -> Vec<u8> {
+    let out = std::process::Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(dir.join(name)).unwrap()
 }
