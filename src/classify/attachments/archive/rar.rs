@@ -13,7 +13,7 @@ use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
 use crate::classify::attachments::magic::{RAR4_SIGNATURE, RAR5_SIGNATURE};
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::rc::Rc;
 
 /// One file entry as its header describes it.
@@ -52,103 +52,101 @@ pub(super) fn walk(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
+    let mut walk = HeaderWalk::new(policy, place);
     if data.starts_with(RAR5_SIGNATURE) {
-        walk_headers(
-            |at| rar5_header(data, at),
-            RAR5_SIGNATURE.len(),
-            &mut HashSet::new(),
-            policy,
-            place,
-            budget,
-            findings,
-        );
+        let read = |at| rar5_header(data, at);
+        walk.run(read, RAR5_SIGNATURE.len(), budget, findings);
     } else if data.starts_with(RAR4_SIGNATURE) {
         let start = RAR4_SIGNATURE.len();
-        let read = |at, sizes| rar4_header(data, at, sizes);
-        let mut judged = HashSet::new();
-        let ambiguous = walk_headers(
-            |at| read(at, Rar4Sizes::Unrar),
-            start,
-            &mut judged,
-            policy,
-            place,
-            budget,
-            findings,
-        );
-        if ambiguous {
-            walk_headers(
-                |at| read(at, Rar4Sizes::Libarchive),
-                start,
-                &mut judged,
-                policy,
-                place,
-                budget,
-                findings,
-            );
+        let as_unrar = |at| rar4_header(data, at, Rar4Sizes::Unrar);
+        if walk.run(as_unrar, start, budget, findings) {
+            let as_libarchive = |at| rar4_header(data, at, Rar4Sizes::Libarchive);
+            walk.run(as_libarchive, start, budget, findings);
         }
     } else {
         findings.add(Symbol::ArchiveUnreadable, place.shown);
     }
 }
 
-/// Walks the headers `read` finds from `at` on, judging each file entry not in `judged`
-/// (by header offset; each judged one is added); true when a block was met whose size
-/// RAR 4's readers disagree on.
-fn walk_headers<'d>(
-    read: impl Fn(usize) -> Next<'d>,
-    mut at: usize,
-    judged: &mut HashSet<usize>,
-    policy: &AttachmentPolicy,
-    place: Place<'_>,
-    budget: &mut Budget,
-    findings: &mut Findings,
-) -> bool {
-    let consumed = Rc::new(Cell::new(0u64));
-    let mut walker = EntryWalker::new(policy, place, consumed.clone());
-    let mut ambiguous = false;
-    loop {
-        match read(at) {
-            Next::File(entry, next) => {
-                let here = at;
-                at = next;
-                // A second walk (RAR 4 sized the other way) judges only files the first
-                // did not meet: the entry count and budget are spent once per file.
-                if entry.directory || !judged.insert(here) {
-                    continue;
+/// The walks over one archive's headers: the entries they judge and the files judged.
+struct HeaderWalk<'a> {
+    walker: EntryWalker<'a>,
+    place: Place<'a>,
+    /// Compressed bytes read (stored entries), for the expansion ratio.
+    consumed: Rc<Cell<u64>>,
+    /// Offsets of the file headers judged: a second walk (RAR 4 sized the other way)
+    /// judges only files the first did not meet, so the entry count and budget are spent
+    /// once per file.
+    judged: HashSet<usize>,
+}
+
+impl<'a> HeaderWalk<'a> {
+    fn new(policy: &'a AttachmentPolicy, place: Place<'a>) -> Self {
+        let consumed = Rc::new(Cell::new(0u64));
+        HeaderWalk {
+            walker: EntryWalker::new(policy, place, consumed.clone()),
+            place,
+            consumed,
+            judged: HashSet::new(),
+        }
+    }
+
+    /// Walks the headers `read` finds from `at` on, judging each file entry not judged
+    /// yet; true when a block was met whose size RAR 4's readers disagree on.
+    fn run<'d>(
+        &mut self,
+        read: impl Fn(usize) -> Next<'d>,
+        mut at: usize,
+        budget: &mut Budget,
+        findings: &mut Findings,
+    ) -> bool {
+        let shown = self.place.shown;
+        let mut ambiguous = false;
+        loop {
+            match read(at) {
+                Next::File(entry, next) => {
+                    let here = at;
+                    at = next;
+                    if entry.directory || !self.judged.insert(here) {
+                        continue;
+                    }
+                    if !budget.take_entry() {
+                        findings.add(Symbol::ArchiveTooManyEntries, shown);
+                        return ambiguous;
+                    }
+                    let name = self
+                        .walker
+                        .judge_name(entry.name, entry.encrypted, false, findings);
+                    if entry.truncated {
+                        findings.add(Symbol::ArchiveUnreadable, shown);
+                        return ambiguous;
+                    }
+                    let (Some(name), Some(stored)) = (name, entry.stored) else {
+                        continue;
+                    };
+                    if budget.exhausted() {
+                        continue;
+                    }
+                    let mut reader = Counted {
+                        inner: Cursor::new(stored),
+                        consumed: self.consumed.clone(),
+                    };
+                    self.walker
+                        .judge_content(&mut reader, name, budget, findings);
                 }
-                if !budget.take_entry() {
-                    findings.add(Symbol::ArchiveTooManyEntries, place.shown);
+                Next::Skip { next, sized_alike } => {
+                    at = next;
+                    ambiguous |= !sized_alike;
+                }
+                Next::EncryptedHeaders => {
+                    findings.add(Symbol::ArchiveEncrypted, shown);
                     return ambiguous;
                 }
-                let judged = walker.judge_name(entry.name, entry.encrypted, false, findings);
-                if entry.truncated {
-                    findings.add(Symbol::ArchiveUnreadable, place.shown);
+                Next::End => return ambiguous,
+                Next::Broken => {
+                    findings.add(Symbol::ArchiveUnreadable, shown);
                     return ambiguous;
                 }
-                let (Some(judged), Some(stored)) = (judged, entry.stored) else {
-                    continue;
-                };
-                if budget.exhausted() {
-                    continue;
-                }
-                let mut reader = Counted {
-                    inner: Cursor::new(stored),
-                    consumed: consumed.clone(),
-                };
-                walker.judge_content(&mut reader.by_ref(), judged, budget, findings);
-            }
-            Next::Skip { next, sized_alike } => {
-                at = next;
-                ambiguous |= !sized_alike;
-            }
-            Next::EncryptedHeaders => {
-                findings.add(Symbol::ArchiveEncrypted, place.shown);
-                return ambiguous;
-            }
-            Next::End => return ambiguous,
-            Next::Broken => {
-                findings.add(Symbol::ArchiveUnreadable, place.shown);
-                return ambiguous;
             }
         }
     }
