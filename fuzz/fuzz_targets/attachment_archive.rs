@@ -107,7 +107,7 @@ fuzz_target!(|input: &[u8]| {
     PEAK.store(before, Ordering::Relaxed);
     let first = inspect(&policy, data);
     let held = PEAK.load(Ordering::Relaxed).saturating_sub(before);
-    let seven_zip = memchr_7z(data).then_some(SEVEN_ZIP_HEADER_ALLOWANCE);
+    let seven_zip = has_7z_signature(data).then_some(SEVEN_ZIP_HEADER_ALLOWANCE);
     let allowed =
         data.len() * 8 + 2 * budget as usize + FIXED_ALLOWANCE + seven_zip.unwrap_or(0);
     assert!(
@@ -135,6 +135,6 @@ fuzz_target!(|input: &[u8]| {
 
 /// Whether a 7-Zip signature is anywhere in the bytes (an archive at any level, or behind
 /// a prefix), so the 7-Zip header allowance applies.
-fn memchr_7z(data: &[u8]) -> bool {
+fn has_7z_signature(data: &[u8]) -> bool {
     data.windows(6).any(|w| w == b"7z\xbc\xaf\x27\x1c")
 }

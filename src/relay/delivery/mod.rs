@@ -331,22 +331,9 @@ async fn run(
                 // listing that fails is tried again at the next tick, or the released
                 // message would wait for a restart.
                 if let Some(flush) = listing {
-                    match relay.spool.ids() {
-                        Ok(ids) => {
-                            for id in ids {
-                                if flush || !sched.knows(&id) {
-                                    sched.add(id, false);
-                                }
-                            }
-                            listing = None;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot list the queue on flush; will retry");
-                            // The flush itself is done: the next listing only adds what
-                            // the gateway does not know yet.
-                            listing = Some(false);
-                        }
-                    }
+                    // Once the flush itself is done, a listing tried again only adds what
+                    // the gateway does not know yet.
+                    listing = (!add_listed(&relay.spool, &mut sched, flush)).then_some(false);
                 }
             }
         }
@@ -426,6 +413,25 @@ async fn worker(
 
 /// Schedules the messages found in the queue at start ([`Spool::recover`], off the async
 /// threads), each at its saved retry time.
+/// Adds the queued messages the scheduler does not know (every one on a flush); false
+/// when the queue could not be listed.
+fn add_listed(spool: &Spool, sched: &mut Scheduler, flush: bool) -> bool {
+    match spool.ids() {
+        Ok(ids) => {
+            for id in ids {
+                if flush || !sched.knows(&id) {
+                    sched.add(id, false);
+                }
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the queue on flush; will retry");
+            false
+        }
+    }
+}
+
 async fn recover_queue(spool: &Arc<Spool>, sched: &mut Scheduler) -> Result<(), String> {
     let spool = spool.clone();
     let ids = tokio::task::spawn_blocking(move || spool.recover())
