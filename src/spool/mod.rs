@@ -578,6 +578,20 @@ impl Spool {
         saved
     }
 
+    /// Removes the delivery state of a message no longer in the queue: `queue delete`
+    /// during a delivery removed the message (then its state) while the attempt ran, and
+    /// the attempt's deferral saved a state after that, an orphan until the next start.
+    /// Called after that save: either the delete's own removal of the state came later,
+    /// or the message file is already gone here.
+    pub fn drop_state_if_deleted(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let message = self.queue.join(id.as_str());
+        match fs::symlink_metadata(&message) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.discard_state(id),
+            Err(e) => Err(io_err("stat", &message)(e)),
+        }
+    }
+
     /// Gives a file an admin verb wrote to the spool directory's owner, when they differ:
     /// run as root (`sudo mxguard quarantine release`), a release's state file was
     /// root's, mode 0600, and the gateway could never read it, so the message stayed
@@ -1095,6 +1109,25 @@ mod tests {
         spool.remove(&id).unwrap();
         assert!(spool.ids().unwrap().is_empty());
         assert!(matches!(spool.load(&id), Err(SpoolError::NotFound(_))));
+    }
+
+    /// Regression (review): `queue delete` during a delivery attempt removed the message
+    /// and its state, and the attempt's deferral then saved a state that nothing removed
+    /// until the next start. The delivery path drops it once the message is gone.
+    #[tokio::test]
+    async fn a_state_saved_after_queue_delete_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let kept = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        let deleted = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        spool.remove(&deleted).unwrap();
+        for id in [&kept, &deleted] {
+            spool.save_state(id, &DeliveryState::new(2)).unwrap();
+            spool.drop_state_if_deleted(id).unwrap();
+        }
+        assert!(spool.state_path(&kept).exists());
+        assert!(!spool.state_path(&deleted).exists());
+        assert_eq!(spool.ids().unwrap(), vec![kept]);
     }
 
     /// Regression: a save that failed half-way (ENOSPC after the create) left an empty

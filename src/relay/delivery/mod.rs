@@ -106,7 +106,14 @@ impl Relay {
     pub(crate) async fn save_state(&self, id: &QueueId, state: &DeliveryState) {
         let (key, copy) = (id.clone(), state.clone());
         match self
-            .blocking(move |spool| spool.save_state(&key, &copy))
+            .blocking(move |spool| {
+                spool.save_state(&key, &copy)?;
+                if let Err(error) = spool.drop_state_if_deleted(&key) {
+                    // The state is saved; at worst it stays an orphan until `recover`.
+                    tracing::warn!(queue_id = %key, %error, "cannot check whether the message was deleted");
+                }
+                Ok(())
+            })
             .await
         {
             Ok(()) => self.forget_state(id),
