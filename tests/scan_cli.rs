@@ -742,8 +742,16 @@ mod files {
     #[test]
     fn list_names_the_messages_it_cannot_read() {
         let dir = setup();
+        // No spool yet: the verbs say so, and make none (one made by root would keep the
+        // gateway's user out of it).
+        let out = run(&dir, &["queue", "list", "--config", "mxguard.toml"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("no spool at"), "{}", text(&out));
+        assert!(!dir.path().join("spool").join("queue").exists());
+        for part in ["tmp", "queue", "quarantine", "free"] {
+            fs::create_dir_all(dir.path().join("spool").join(part)).unwrap();
+        }
         for (area, verb) in [("queue", "queue"), ("quarantine", "quarantine")] {
-            fs::create_dir_all(dir.path().join("spool").join(area)).unwrap();
             fs::write(dir.path().join("spool").join(area).join("ABC123"), "junk\n").unwrap();
             let out = run(&dir, &[verb, "list", "--config", "mxguard.toml"]);
             let all = text(&out);

@@ -270,8 +270,7 @@ fn parse_id(s: &str) -> anyhow::Result<mxguard::spool::QueueId> {
     mxguard::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
 }
 
-/// Lists spool entries: loads each of `ids` and hands it to `row`, one at a time (a
-/// quarantined message is loaded whole). An entry gone since the directory was read
+/// Lists spool entries: loads each of `ids` and hands it to `row`, one at a time. An entry gone since the directory was read
 /// (delivered, released, deleted by the running gateway) is skipped; one that cannot be
 /// read is named on stderr, counted on the closing line, and makes the listing fail.
 fn list_entries<T>(
@@ -286,7 +285,10 @@ fn list_entries<T>(
                 shown += 1;
                 row(id, entry);
             }
-            Err(mxguard::spool::SpoolError::NotFound(_)) => {}
+            Err(
+                mxguard::spool::SpoolError::NotFound(_)
+                | mxguard::spool::SpoolError::NotQuarantined(_),
+            ) => {}
             Err(e) => {
                 eprintln!("{id}: {e}");
                 unreadable += 1;

@@ -2,7 +2,7 @@
 
 use super::{list_entries, parse_id, QuarantineAction};
 use mxguard::config::Config;
-use mxguard::spool::{unix_now, QueueId, Spool};
+use mxguard::spool::{unix_now, QueueId, Spool, SpoolError};
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,7 +16,14 @@ pub fn run(config_path: &Path, action: QuarantineAction) -> anyhow::Result<ExitC
         QuarantineAction::Show { id } => show(&spool, &parse_id(&id)?)?,
         QuarantineAction::Release { id } => {
             let id = parse_id(&id)?;
-            spool.release(&id)?;
+            match spool.release(&id) {
+                Err(SpoolError::NotQuarantined(_)) if spool.holds(&id) => {
+                    anyhow::bail!(
+                        "{id} is not in quarantine: it is in the delivery queue (released already)"
+                    )
+                }
+                released => released?,
+            }
             println!("{id}: released to the delivery queue");
         }
         QuarantineAction::Delete { id } => {
@@ -37,9 +44,8 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
     let now = unix_now();
     list_entries(
         &ids,
-        |id| spool.load_quarantined(id),
-        |id, m| {
-            let e = &m.envelope;
+        |id| spool.quarantined_envelope(id),
+        |id, e| {
             let sender = if e.mail_from.is_empty() {
                 "<>"
             } else {

@@ -75,6 +75,14 @@ pub enum SpoolError {
     /// No such message.
     #[error("no message {0} in the queue")]
     NotFound(QueueId),
+    /// No such message in quarantine.
+    #[error("no message {0} in quarantine")]
+    NotQuarantined(QueueId),
+    /// An admin verb found no spool (or part of one) where the configuration says: it
+    /// creates none, since one made by root (or in the wrong directory) would stop the
+    /// gateway's user from opening it, or hide the real spool behind an empty one.
+    #[error("no spool at {0} (missing {1}): the gateway makes it at its first start; check --config and spool.dir")]
+    Missing(PathBuf, &'static str),
     /// Another gateway holds the spool (its `lock` file is locked).
     #[error("spool {0} is in use by another running gateway")]
     InUse(PathBuf),
@@ -172,6 +180,20 @@ impl Spool {
     ) -> Result<(Spool, mpsc::UnboundedReceiver<QueueId>), SpoolError> {
         let tmp = dir.join("tmp");
         let queue = dir.join("queue");
+        let admin = !clean_tmp;
+        if admin {
+            for part in ["", "tmp", "queue", "quarantine", "free"] {
+                let path = dir.join(part);
+                match fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(SpoolError::Missing(dir.to_owned(), part_name(part))),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(SpoolError::Missing(dir.to_owned(), part_name(part)))
+                    }
+                    Err(e) => return Err(io_err("stat", &path)(e)),
+                }
+            }
+        }
         for d in [dir, &tmp, &queue] {
             private_dir(d).map_err(io_err("create", d))?;
         }
@@ -319,9 +341,19 @@ impl Spool {
         list_ids(&self.quarantine)
     }
 
+    /// The envelope of a quarantined message, read from the head of its file only (a
+    /// listing of a full quarantine must not read gigabytes of message bodies).
+    pub fn quarantined_envelope(&self, id: &QueueId) -> Result<Envelope, SpoolError> {
+        let path = self.quarantine.join(id.as_str());
+        self.envelope_at(&path, id)
+            .map(|(envelope, _)| envelope)
+            .map_err(|e| not_quarantined(e, id))
+    }
+
     /// Reads a quarantined message.
     pub fn load_quarantined(&self, id: &QueueId) -> Result<SpooledMessage, SpoolError> {
-        let (envelope, body) = read_message_file(&self.quarantine, id)?;
+        let (envelope, body) =
+            read_message_file(&self.quarantine, id).map_err(|e| not_quarantined(e, id))?;
         let state = DeliveryState::new(envelope.rcpt_to.len());
         Ok(SpooledMessage {
             id: id.clone(),
@@ -343,7 +375,12 @@ impl Spool {
         // before the rename leaves it beside the quarantined message, which recovery
         // keeps and the next release overwrites.
         let _one_release_at_a_time = self.release_lock()?;
-        let recipients = self.envelope_at(&from, id)?.0.rcpt_to.len();
+        let recipients = self
+            .envelope_at(&from, id)
+            .map_err(|e| not_quarantined(e, id))?
+            .0
+            .rcpt_to
+            .len();
         let mut state = DeliveryState::new(recipients);
         state.queued_since = Some(unix_now());
         self.save_state(id, &state)?;
@@ -355,7 +392,7 @@ impl Spool {
                     let _ = self.discard_state(id);
                 }
                 if e.kind() == io::ErrorKind::NotFound {
-                    return Err(SpoolError::NotFound(id.clone()));
+                    return Err(SpoolError::NotQuarantined(id.clone()));
                 }
                 return Err(io_err("rename", &from)(e));
             }
@@ -467,7 +504,7 @@ impl Spool {
     pub fn delete_quarantined(&self, id: &QueueId) -> Result<(), SpoolError> {
         let path = self.quarantine.join(id.as_str());
         fs::remove_file(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+            io::ErrorKind::NotFound => SpoolError::NotQuarantined(id.clone()),
             _ => io_err("remove", &path)(e),
         })?;
         sync_dir(&self.quarantine)
@@ -744,6 +781,14 @@ fn is_sealed(path: &Path) -> bool {
     matches!(seal::Seal::parse(&rest[..end]), Some(Some(_)))
 }
 
+/// A message missing from quarantine is reported as such, not as missing from the queue.
+fn not_quarantined(e: SpoolError, id: &QueueId) -> SpoolError {
+    match e {
+        SpoolError::NotFound(_) => SpoolError::NotQuarantined(id.clone()),
+        other => other,
+    }
+}
+
 /// Reads `dir/ID` and splits it into envelope and message bytes.
 fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), SpoolError> {
     let path = dir.join(id.as_str());
@@ -848,6 +893,15 @@ pub(super) fn private_dir(path: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+/// How [`SpoolError::Missing`] names a missing part of the spool.
+fn part_name(part: &'static str) -> &'static str {
+    if part.is_empty() {
+        "the directory itself"
+    } else {
+        part
+    }
 }
 
 /// Takes the spool's `lock` file for this process (an advisory `flock`, released when the
@@ -958,7 +1012,10 @@ mod tests {
         drop(held);
         second.join().unwrap().unwrap();
         let again = spool.release(&id);
-        assert!(matches!(again, Err(SpoolError::NotFound(_))), "{again:?}");
+        assert!(
+            matches!(again, Err(SpoolError::NotQuarantined(_))),
+            "{again:?}"
+        );
         assert!(
             spool.state_path(&id).exists(),
             "the queued message lost its state"
@@ -1109,6 +1166,51 @@ mod tests {
         spool.remove(&id).unwrap();
         assert!(spool.ids().unwrap().is_empty());
         assert!(matches!(spool.load(&id), Err(SpoolError::NotFound(_))));
+    }
+
+    /// Regression (review): `mxguard queue list` run (as root) before the gateway's first
+    /// start made the spool's directories, root's and 0700, and the gateway's user could
+    /// then not open its own spool; with a wrong `--config` it listed an empty new spool
+    /// instead of failing. Admin verbs now create nothing and name what is missing.
+    #[tokio::test]
+    async fn admin_verbs_create_no_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let missing = Spool::open_for_admin(&spool_dir);
+        assert!(
+            matches!(
+                &missing,
+                Err(SpoolError::Missing(_, "the directory itself"))
+            ),
+            "{missing:?}"
+        );
+        assert!(!spool_dir.exists());
+        fs::create_dir(&spool_dir).unwrap();
+        let empty = Spool::open_for_admin(&spool_dir);
+        assert!(
+            matches!(&empty, Err(SpoolError::Missing(_, "tmp"))),
+            "{empty:?}"
+        );
+        assert_eq!(
+            fs::read_dir(&spool_dir).unwrap().count(),
+            0,
+            "created something"
+        );
+        drop(Spool::open(&spool_dir).unwrap());
+        let spool = Spool::open_for_admin(&spool_dir).unwrap();
+        // A quarantine verb on a message that is not there says quarantine, not queue.
+        let id = QueueId::generate();
+        for missing in [
+            spool.release(&id).unwrap_err(),
+            spool.delete_quarantined(&id).unwrap_err(),
+            spool.load_quarantined(&id).unwrap_err(),
+            spool.quarantined_envelope(&id).unwrap_err(),
+        ] {
+            assert!(
+                matches!(missing, SpoolError::NotQuarantined(_)),
+                "{missing:?}"
+            );
+        }
     }
 
     /// Regression (review): `queue delete` during a delivery attempt removed the message
