@@ -77,6 +77,38 @@ fn check_warns_when_clamd_cannot_read_the_largest_message_whole() {
     assert!(!text.contains("max_stream_bytes ("), "{text}");
 }
 
+/// Regression (review of the configuration): a policy action keyed by a misspelt symbol
+/// was accepted without a word, and the refusal it was meant for never applied.
+#[test]
+fn check_warns_of_actions_that_name_no_rule_or_symbol() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("actions.toml");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"mx.example.test\"\n\
+             [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+             [policy]\nrules_dir = \"{rules}\"\n\
+             [policy.actions]\nATTACH_BLOCKED_EXT = \"reject\"\nATTACH_BLOCKED_EXTS = \"reject\"\n\
+             SPF_FAIL = \"reject\"\n"
+        ),
+    )
+    .unwrap();
+    let out = check(dir.path(), &cfg);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: policy.actions.ATTACH_BLOCKED_EXTS:"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("warning: policy.actions.").count(),
+        1,
+        "{text}"
+    );
+}
+
 /// Regression (review): a certificate that does not load was named on stderr, and then
 /// `check` printed "configuration ok" and `starttls: offered` (exiting 1).
 #[test]

@@ -128,7 +128,8 @@ fn print_classifier(offline: &offline::Offline) {
 /// Prints rule counts and every diagnostic; true when a rules file has errors.
 fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     let set = RuleSet::from_dir(dir)?;
-    let compiled = set.compile_with(&mxguard::policy::rules_compile_options(config));
+    let options = mxguard::policy::rules_compile_options(config);
+    let compiled = set.compile_with(&options);
     let report = compiled.report();
     println!("rules from {}:", dir.display());
     for (kind, n) in &report.counts {
@@ -138,7 +139,9 @@ fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     println!("  evaluated  {total}");
     println!("  skipped    {}", report.skipped.len());
     // Every name, on one line for tools (block diagnostics list only the first few).
-    println!("  skipped rules: {}", report.skipped.join(" "));
+    if !report.skipped.is_empty() {
+        println!("  skipped rules: {}", report.skipped.join(" "));
+    }
     println!(
         "  disabled   {} (score 0 or unused sub-rules)",
         report.disabled.len()
@@ -159,6 +162,19 @@ fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     println!("  backtracking engine: {}", report.backtracking.len());
     for (name, why) in &report.backtracking {
         println!("    {name}: {why}");
+    }
+    // An action is looked up by the exact symbol a hit carries: a misspelt one never
+    // applies, and the refusal it was meant for is silently off.
+    for rule in config.policy.actions.keys() {
+        let known = compiled.score(rule).is_some()
+            || compiled.description(rule).is_some()
+            || options.provided.contains(rule);
+        if !known {
+            println!(
+                "  warning: policy.actions.{rule}: no rule, score or describe line names it, \
+                 nor a DNS-list, rate-limit or built-in check symbol: it never applies (a typo?)"
+            );
+        }
     }
     let mut errors = 0;
     for d in compiled.diagnostics() {

@@ -131,6 +131,11 @@ pub(super) struct RawAttachments {
     disk_inspections: usize,
 }
 
+/// Most archive entries one message may open.
+const MAX_ENTRIES: usize = 1_000_000;
+/// Most bytes one message's archives may expand to.
+const MAX_EXPANDED: u64 = 4 << 30;
+
 impl Default for RawAttachments {
     fn default() -> Self {
         Self {
@@ -195,11 +200,19 @@ impl RawAttachments {
                 &format!("must be at most {MAX_DEPTH}"),
             );
         }
-        if self.max_archive_entries == 0 {
-            problems.bad("attachments.max_archive_entries", "must be at least 1");
+        // Bounds of the work and memory one message may cost: "unlimited" would let a
+        // nested bomb be decompressed, and held whole, without end.
+        if !(1..=MAX_ENTRIES).contains(&self.max_archive_entries) {
+            problems.bad(
+                "attachments.max_archive_entries",
+                &format!("must be between 1 and {MAX_ENTRIES}"),
+            );
         }
-        if self.max_expanded_bytes == 0 {
-            problems.bad("attachments.max_expanded_bytes", "must be at least 1");
+        if !(1..=MAX_EXPANDED).contains(&self.max_expanded_bytes) {
+            problems.bad(
+                "attachments.max_expanded_bytes",
+                &format!("must be between 1 and {MAX_EXPANDED} (4 GiB)"),
+            );
         }
         // A semaphore's permits: a huge number panicked the policy build.
         if !(1..=1024).contains(&self.disk_inspections) {

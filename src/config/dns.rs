@@ -64,6 +64,12 @@ impl DnsConfig {
         if self.attempts == 0 {
             problems.bad("dns.attempts", "must be greater than 0");
         }
+        if let Some(a) = self.nameservers.iter().find(|a| a.port() == 0) {
+            problems.bad(
+                "dns.nameservers",
+                &format!("{a}: port 0 is no resolver's port"),
+            );
+        }
         // Each lookup and each stage adds these to the clock: a century would panic there.
         time_limit(problems, "dns.timeout", self.timeout, true);
         if self.retransmit.is_zero() {

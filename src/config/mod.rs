@@ -153,6 +153,7 @@ struct RawConfig {
 fn relays_to_itself(
     listen: &[std::net::SocketAddr],
     internal: &[std::net::SocketAddr],
+    key: &str,
     problems: &mut Problems,
 ) {
     let ours = |to: &std::net::SocketAddr| {
@@ -163,7 +164,7 @@ fn relays_to_itself(
     };
     for to in internal.iter().filter(|to| ours(to)) {
         problems.bad(
-            "relay.internal",
+            key,
             &format!("{to} is this gateway's own server.listen: mail would loop"),
         );
     }
@@ -266,7 +267,20 @@ impl Config {
         let tier = raw
             .tier
             .and_then(|t| t.validate(&server.hostname, &mut problems));
-        relays_to_itself(&server.listen, &relay.internal, &mut problems);
+        relays_to_itself(
+            &server.listen,
+            &relay.internal,
+            "relay.internal",
+            &mut problems,
+        );
+        // Bounces handed to ourselves were refused (a null-sender DSN to a non-relay
+        // domain) and dropped, every one of them.
+        relays_to_itself(
+            &server.listen,
+            &relay.dsn_via,
+            "relay.dsn_via",
+            &mut problems,
+        );
         let metrics = raw.metrics.validate(&mut problems);
         if let Some(admin) = metrics.listen {
             admin_shares_an_smtp_address(admin, &server.listen, &mut problems);
@@ -351,6 +365,61 @@ mod tests {
         domains = ["example.test"]
         internal = ["127.0.0.1:2526"]
         "#;
+
+    /// Regression (review of the configuration): each of these passed `check` and then
+    /// lost mail or turned a protection off: a relay domain written with its DNS dot
+    /// (every recipient refused), a lower-case action key (the refusal never applied), a
+    /// queue lifetime of 0 (the first 451 bounced), bounces handed to our own listener
+    /// (every DSN dropped), port 0, thresholds for `.sub.example.test` (used for no one),
+    /// a fan-out window longer than contacts are kept, and "unlimited" line and archive
+    /// bounds.
+    #[test]
+    fn values_that_lost_mail_or_a_protection_are_refused_by_name() {
+        let dotted = Config::from_toml(
+            Path::new("t.toml"),
+            "[relay]\ndomains = [\"Example.TEST.\", \".sub.example.test.\"]\ninternal = [\"127.0.0.1:2526\"]\n[policy.domains.\"example.test.\"]\ntag = 3.0\n",
+        )
+        .unwrap();
+        assert_eq!(dotted.relay.domains, ["example.test", ".sub.example.test"]);
+        assert!(dotted.policy.domain_thresholds.contains_key("example.test"));
+        let text = r#"
+            [server]
+            listen = ["127.0.0.1:2525"]
+            [server.limits]
+            command_line_bytes = 9223372036854775807
+            [relay]
+            domains = ["example.test", ".sub.example.test"]
+            internal = ["127.0.0.1:0"]
+            dsn_via = ["127.0.0.1:2525"]
+            max_queue_lifetime = "0s"
+            [dns]
+            nameservers = ["127.0.0.1:0"]
+            [policy.actions]
+            attach_blocked_ext = "reject"
+            [policy.domains.".sub.example.test"]
+            tag = 3.0
+            [attachments]
+            max_archive_entries = 9223372036854775807
+            max_expanded_bytes = 9223372036854775807
+            "#;
+        let err = Config::from_toml(Path::new("t.toml"), text)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "server.limits.command_line_bytes: must be between 512",
+            "relay.internal: 127.0.0.1:0: port 0",
+            "relay.dsn_via: 127.0.0.1:2525 is this gateway's own server.listen",
+            "relay.max_queue_lifetime: must be greater than 0",
+            "relay.max_queue_lifetime: must be at least relay.retry_initial",
+            "dns.nameservers: 127.0.0.1:0: port 0",
+            "policy.actions.attach_blocked_ext: is not a symbol name",
+            "policy.domains..sub.example.test: name each domain",
+            "attachments.max_archive_entries: must be between 1 and 1000000",
+            "attachments.max_expanded_bytes: must be between 1 and 4294967296",
+        ] {
+            assert!(err.contains(key), "{key:?} not in:\n{err}");
+        }
+    }
 
     /// Regression (review against GUIDE): serde stopped at the first unknown key or value
     /// of the wrong type, so an edit with three mistakes took three rounds of `check`, and

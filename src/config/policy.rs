@@ -211,7 +211,7 @@ impl RawPolicy {
         }
         let mut domain_thresholds = BTreeMap::new();
         for (domain, t) in self.domains {
-            let domain = domain.to_ascii_lowercase();
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             let merged = Thresholds {
                 tag: t.tag.unwrap_or(thresholds.tag),
                 quarantine: t.quarantine.unwrap_or(thresholds.quarantine),
@@ -220,7 +220,13 @@ impl RawPolicy {
             let key = format!("policy.domains.{domain}");
             // Thresholds are looked up by the recipient's domain as relayed (A-labels): a
             // typo or a domain mail never comes for would silently leave the defaults.
-            if !super::relay::relays_domain(relayed, &domain) {
+            if domain.starts_with('.') {
+                // Looked up by the recipient's exact domain: `.example.test` matched none.
+                problems.bad(
+                    &key,
+                    "name each domain (a leading dot matches nothing here)",
+                );
+            } else if !super::relay::relays_domain(relayed, &domain) {
                 problems.bad(&key, "domain is not in relay.domains");
             }
             check_thresholds(&key, &merged, problems);
@@ -228,6 +234,15 @@ impl RawPolicy {
         }
         let mut actions = BTreeMap::new();
         for (rule, action) in self.actions {
+            // Looked up by the exact symbol: `attach_blocked_ext` was accepted and turned
+            // the refusal it meant off without a word.
+            if !super::problems::is_symbol(&rule) {
+                problems.bad(
+                    &format!("policy.actions.{rule}"),
+                    "is not a symbol name (upper case letters, digits and _, as rules and checks name them)",
+                );
+                continue;
+            }
             let action = match action.as_str() {
                 "reject" => RuleAction::Reject,
                 "tempfail" => RuleAction::Tempfail,

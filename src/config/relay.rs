@@ -170,7 +170,9 @@ impl RawRelay {
     pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> RelayConfig {
         let mut domains = Vec::new();
         for d in &self.domains {
-            let d = d.trim().to_ascii_lowercase();
+            // `example.test.` (the DNS spelling) is stored without its dot: recipients'
+            // domains are compared as written in addresses, and never end in one.
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
             let bare = d.strip_prefix('.').unwrap_or(&d);
             if !is_plausible_hostname(bare) {
                 problems.bad("relay.domains", &format!("{d:?} is not a domain name"));
@@ -212,12 +214,21 @@ impl RawRelay {
             );
         }
         time_limit(problems, "relay.retry_initial", self.retry_initial, true);
+        // Zero bounced every message at its first temporary failure (an internal server
+        // restarting bounced the whole queue); unlike `quarantine_lifetime` it cannot mean
+        // "for ever", and less than the first retry delay bounces before any retry.
         time_limit(
             problems,
             "relay.max_queue_lifetime",
             self.max_queue_lifetime,
-            false,
+            true,
         );
+        if self.max_queue_lifetime < self.retry_initial {
+            problems.bad(
+                "relay.max_queue_lifetime",
+                "must be at least relay.retry_initial (mail would bounce before its first retry)",
+            );
+        }
         // A zero timeout ends every attempt before it starts: nothing would be delivered.
         // One past a year ("never") overflowed the clock and killed the delivery workers.
         for (key, timeout) in [
@@ -261,6 +272,15 @@ impl RawRelay {
             }
             self.helo_name
         };
+        // Port 0 connects nowhere: every delivery (or bounce) would fail for ever.
+        for (key, addrs) in [
+            ("relay.internal", &self.internal),
+            ("relay.dsn_via", &self.dsn_via),
+        ] {
+            if let Some(a) = addrs.iter().find(|a| a.port() == 0) {
+                problems.bad(key, &format!("{a}: port 0 is no server's port"));
+            }
+        }
         let dsn_via = if self.dsn_via.is_empty() {
             self.internal.clone()
         } else {

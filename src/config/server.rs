@@ -306,14 +306,19 @@ impl RawServer {
     }
 }
 
+/// Longest command line that can be configured (RFC 5321's is 512; extensions add some).
+const MAX_COMMAND_LINE: usize = 65_536;
+
 /// Most concurrent sessions a gateway can be configured for.
 const MAX_SESSIONS: usize = 1_000_000;
 
 fn validate_limits(l: &Limits, problems: &mut Problems) {
-    if l.command_line_bytes < 512 {
+    // A line is buffered whole until its end: "unlimited" let one client with no line
+    // feed grow the gateway by hundreds of megabytes.
+    if !(512..=MAX_COMMAND_LINE).contains(&l.command_line_bytes) {
         problems.bad(
             "server.limits.command_line_bytes",
-            "must be at least 512 (RFC 5321)",
+            &format!("must be between 512 (RFC 5321) and {MAX_COMMAND_LINE}"),
         );
     }
     if l.text_line_bytes < 1000 {

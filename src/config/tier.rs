@@ -281,6 +281,14 @@ impl RawTier {
             }
             time_limit(problems, key, d, false);
         }
+        // Contacts are forgotten after `connection_memory`: a longer window was silently
+        // cut to it.
+        if fanout_window > connection_memory {
+            problems.bad(
+                "tier.fanout_window",
+                "must not be longer than tier.connection_memory (contacts are kept that long)",
+            );
+        }
         if let Some(age) = self.stamp_max_age {
             time_limit(problems, "tier.stamp_max_age", age, false);
         }
