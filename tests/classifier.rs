@@ -84,6 +84,8 @@ fn stdout(out: &std::process::Output) -> String {
 /// A minimal offline configuration in `dir` (store under `dir/spool`).
 fn offline_config(dir: &Path, classifier: &str) -> std::path::PathBuf {
     fs::create_dir_all(dir.join("rules")).unwrap();
+    // Where the gateway's first start would have made its spool (`learn` makes none).
+    fs::create_dir_all(dir.join("spool")).unwrap();
     fs::write(
         dir.join("rules/local.cf"),
         "body OFFER_WORD /\\boffer\\b/\nscore OFFER_WORD 1.0\n\
@@ -228,6 +230,74 @@ fn learn_is_idempotent_moves_forgets_exports_and_scan_explains() {
         imported.contains("23 learned") && imported.contains("store: 12 spam, 11 ham"),
         "{imported}"
     );
+}
+
+/// Regression (review of the CLI): `learn` run before the gateway's first start filled the
+/// empty store, so the gateway (which seeds only a store never used) never imported the
+/// seed, while `scan` and `check` went on judging with the seed; and with no spool
+/// directory it made one where the configuration happened to point. Learning into a
+/// never-used store now imports the seed first, and a missing directory is an error.
+#[test]
+fn learning_into_a_never_used_store_takes_the_seed_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_corpus(&root.join("corpus"), 12, 0);
+    offline_config(root, "min_learned = 5");
+    for class in ["spam", "ham"] {
+        let flag = format!("--{class}");
+        let dir = format!("corpus/{class}");
+        mx(root, &["learn", &flag, &dir, "--config", "mxguard.toml"]);
+    }
+    mx(
+        root,
+        &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
+    );
+    let other = tempfile::tempdir().unwrap();
+    fs::copy(root.join("seed.bin"), other.path().join("seed.bin")).unwrap();
+    offline_config(other.path(), "min_learned = 5\nseed = \"seed.bin\"");
+    fs::create_dir_all(other.path().join("new")).unwrap();
+    fs::write(other.path().join("new/spam.eml"), corpus_message(true, 501)).unwrap();
+    let out = mx(
+        other.path(),
+        &[
+            "learn",
+            "--spam",
+            "new/spam.eml",
+            "--config",
+            "mxguard.toml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("seeded it from seed.bin first"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains("store: 13 spam, 12 ham"),
+        "{}",
+        text(&out)
+    );
+    let check = stdout(&mx(other.path(), &["check", "--config", "mxguard.toml"]));
+    assert!(
+        check.contains("classifier:      the state store"),
+        "{check}"
+    );
+    // No spool directory: nothing is made, and the error says where it looked.
+    fs::remove_dir_all(other.path().join("spool")).unwrap();
+    let out = mx(
+        other.path(),
+        &[
+            "learn",
+            "--spam",
+            "new/spam.eml",
+            "--config",
+            "mxguard.toml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no directory"), "{}", text(&out));
+    assert!(!other.path().join("spool").exists());
 }
 
 /// Takes the retraining lock in the store of the configuration at `cfg`, as a gateway that

@@ -493,6 +493,8 @@ mod files {
         fs::write(dir.path().join("mxguard.toml"), POLICY).unwrap();
         fs::create_dir(dir.path().join("rules")).unwrap();
         fs::write(dir.path().join("rules/a.cf"), RULES).unwrap();
+        // The spool's directory, as a gateway's first start leaves it (verbs make none).
+        fs::create_dir(dir.path().join("spool")).unwrap();
         fs::create_dir(dir.path().join("msgs")).unwrap();
         fs::write(
             dir.path().join("msgs/a.eml"),

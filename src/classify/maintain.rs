@@ -27,8 +27,7 @@ pub async fn seed_if_empty(
         .source()
         .state()?
         .patient(Duration::from_secs(120));
-    // A store in use with no import cut half-way: nothing to read the seed for.
-    if store::seeding(&state).await?.is_none() && store::generation(&state).await? != 0 {
+    if in_use(&state).await? {
         return Ok(false);
     }
     let seed = Seed::read(path)?;
@@ -47,6 +46,13 @@ pub async fn seed_if_empty(
         "classifier store seeded"
     );
     Ok(true)
+}
+
+/// Whether the store is in use: it has learned (or been seeded), and no seed import was
+/// cut half-way. A store not in use is seeded by the gateway, so `scan` and `check` judge
+/// with the seed there, as the gateway will.
+pub async fn in_use(state: &crate::state::State) -> Result<bool, super::ClassifyError> {
+    Ok(store::seeding(state).await?.is_none() && store::generation(state).await? != 0)
 }
 
 /// Seeds the store when it is empty; whether that is settled (seeded, not needed, or

@@ -5,8 +5,9 @@
 use super::files::{collect_files, looks_like_message, read_message, Collected, FileError};
 use anyhow::Context as _;
 use mxguard::classify::ledger::body_digest;
+use mxguard::classify::maintain;
 use mxguard::classify::{seed::Seed, Class, Classifier, Outcome, Settings, Source};
-use mxguard::config::Config;
+use mxguard::config::{Config, FixedConfig, StateBackendConfig};
 use mxguard::metrics::Metrics;
 use mxguard::state::State;
 use std::borrow::Cow;
@@ -45,10 +46,17 @@ pub fn run(config_path: &Path, action: LearnAction) -> anyhow::Result<ExitCode> 
 }
 
 async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCode> {
+    let created = match &config.state.backend {
+        StateBackendConfig::Embedded { path } => new_store_at(path)?,
+        StateBackendConfig::Redis { .. } => None,
+    };
     let state = State::open(&config.state, Arc::new(Metrics::new()))
         .await
         .context("opening the state store")?
         .patient(PATIENCE);
+    if let Some(path) = created {
+        hand_to_directory_owner(&path)?;
+    }
     let classifier = Classifier::new(
         Source::State(state),
         Settings {
@@ -64,6 +72,17 @@ async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCo
     let keep = config.classifier.autolearn_max;
     match action {
         LearnAction::Learn(class, paths) => {
+            // The gateway seeds only a store that was never used: learned into first, the
+            // store would have kept these messages and never the seed.
+            let current = FixedConfig(Arc::new(config.clone()));
+            if maintain::seed_if_empty(&classifier, &current).await? {
+                if let Some(seed) = &config.classifier.seed {
+                    eprintln!(
+                        "the store was empty: seeded it from {} first",
+                        seed.display()
+                    );
+                }
+            }
             learn_files(&classifier, Some(class), &paths, limit, keep).await
         }
         LearnAction::Forget(paths) => learn_files(&classifier, None, &paths, limit, keep).await,
@@ -102,6 +121,55 @@ async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The embedded store's path when it does not exist yet (this run makes it); an error
+/// when its directory does not exist either, rather than a spool made in the wrong place.
+fn new_store_at(path: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if path
+        .try_exists()
+        .with_context(|| format!("looking for the state store {}", path.display()))?
+    {
+        return Ok(None);
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "no directory {} for the state store: the gateway makes it at its first start; \
+             check --config and state.path",
+            dir.display()
+        );
+    }
+    Ok(Some(path.to_owned()))
+}
+
+/// Gives a store this run made to its directory's owner (the gateway's user): made by
+/// root (`sudo mxguard learn` before the first start), it kept the gateway out of it.
+fn hand_to_directory_owner(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (owner, file) = (std::fs::metadata(dir)?, std::fs::metadata(path)?);
+    // The owner's own file is the gateway's whatever its group.
+    if owner.uid() == file.uid() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).or_else(|e| {
+        let _ = std::fs::remove_file(path);
+        Err(e).with_context(|| {
+            format!(
+                "giving the new state store {} to the owner of its directory (uid {}): \
+                 run this as that user, the gateway's",
+                path.display(),
+                owner.uid()
+            )
+        })
+    })
 }
 
 /// [`summary`] with the files that could not be learned, when there are any.

@@ -114,9 +114,11 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
     let settings = Settings {
         node: format!("scan:{}", std::process::id()),
     };
-    // Never create a store just to look into it.
+    // Never create a store just to look into it. One that cannot be looked at (a user
+    // not allowed into the spool) is an error: taken for missing, `scan` and `check`
+    // judged with the seed and printed another fingerprint than the gateway's.
     let store_exists = match &config.state.backend {
-        StateBackendConfig::Embedded { path } => path.exists(),
+        StateBackendConfig::Embedded { path } => path.try_exists()?,
         StateBackendConfig::Redis { .. } => true,
     };
     if store_exists {
@@ -127,8 +129,7 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
         let state = runtime.block_on(State::open(&config.state, Arc::new(Metrics::new())))?;
         let classifier = Classifier::new(Source::State(state.clone()), settings.clone());
         let learned = runtime.block_on(async {
-            let totals = classifier.totals().await?;
-            if totals.spam > 0 && totals.ham > 0 {
+            if crate::classify::maintain::in_use(&state).await? {
                 classifier.refresh().await?;
                 return Ok::<_, ClassifyError>(true);
             }
@@ -143,7 +144,9 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
                 ))
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "classifier store unreadable; trying the seed"),
+            // Judging with the seed instead said nothing (no log is shown offline) and gave
+            // other verdicts, and another fingerprint, than the gateway's.
+            Err(e) => return Err(e.into()),
         }
     }
     match &c.seed {
