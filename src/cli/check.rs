@@ -114,7 +114,10 @@ fn print_classifier(offline: &offline::Offline) {
         ClassifierSource::Disabled => "disabled".to_string(),
         ClassifierSource::Store => "the state store".to_string(),
         ClassifierSource::Seed => match &c.seed {
-            Some(p) => format!("the seed {} (the store has learned nothing)", p.display()),
+            Some(p) => format!(
+                "the seed {} (the store was never used: the gateway seeds it)",
+                p.display()
+            ),
             None => "a seed".to_string(),
         },
         ClassifierSource::None => "nothing learned and no seed: it does not vote".to_string(),

@@ -16,7 +16,7 @@ pub struct ClassifierConfig {
     /// Classify messages at end of data (symbols `BAYES_00` … `BAYES_999`).
     pub enabled: bool,
     /// A seed (ledger and model) imported into an empty store on start, and read by `scan`
-    /// when the store has learned nothing.
+    /// while the store was never used.
     pub seed: Option<PathBuf>,
     /// Learned messages of each class below which the classifier does not vote.
     pub min_learned: u32,

@@ -59,7 +59,7 @@ pub enum ClassifierSource {
     Disabled,
     /// The state store (it has learned messages).
     Store,
-    /// The seed file, in memory (the store has learned nothing).
+    /// The seed file, in memory (the store was never used: the gateway seeds it).
     Seed,
     /// Neither a learned store nor a seed: no `BAYES_xx` symbols.
     None,
