@@ -546,6 +546,13 @@ mod files {
         let dir = setup();
         fs::write(dir.path().join("msgs/empty.eml"), "").unwrap();
         fs::write(dir.path().join("msgs/index"), b"\x07\x00\x01binary").unwrap();
+        // An mbox whose second message is empty (review: it was learned as spam).
+        let from = "From a@b.test Mon Jan  1 00:00:00 2024\n";
+        fs::write(
+            dir.path().join("msgs/folder.mbox"),
+            format!("{from}Subject: kept\n\nmbox body\n\n{from}\n"),
+        )
+        .unwrap();
         let out = run(
             &dir,
             &["learn", "--config", "mxguard.toml", "--spam", "msgs"],
@@ -554,7 +561,11 @@ mod files {
         assert_eq!(out.status.code(), Some(1), "{all}");
         assert!(all.contains("empty.eml: not a mail message"), "{all}");
         assert!(all.contains("index: not a mail message"), "{all}");
-        assert!(all.contains("store: 1 spam"), "{all}");
+        assert!(
+            all.contains("folder.mbox: 1 of its mbox messages are not messages"),
+            "{all}"
+        );
+        assert!(all.contains("store: 2 spam"), "{all}");
     }
 
     /// Carried: a directory the walk could not read (a closed folder of a mail store)

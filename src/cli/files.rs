@@ -160,6 +160,16 @@ pub fn looks_like_message(raw: &[u8]) -> bool {
     }
 }
 
+/// The messages of a file that starts as one (one message, or an mbox folder's), and how
+/// many of an mbox's were left out for not starting as a message does: an empty one, a
+/// bare `From ` line, must not be learned or counted as mail.
+pub fn messages_of(raw: &[u8]) -> (Vec<std::borrow::Cow<'_, [u8]>>, usize) {
+    let (taken, left): (Vec<_>, Vec<_>) = mxguard::mail::mbox::messages(raw)
+        .into_iter()
+        .partition(|m| looks_like_message(m));
+    (taken, left.len())
+}
+
 /// Reads (see [`read_message`]) and works on every file with `jobs` threads; the results
 /// in file order.
 pub fn scan_parallel<T: Send>(

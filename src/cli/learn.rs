@@ -2,7 +2,9 @@
 //! import or export a seed. Works on the configured state store, also while the gateway
 //! runs; after learning, the logistic model is retrained and published to the tier.
 
-use super::files::{collect_files, looks_like_message, read_message, Collected, FileError};
+use super::files::{
+    collect_files, looks_like_message, messages_of, read_message, Collected, FileError,
+};
 use anyhow::Context as _;
 use mxguard::classify::ledger::body_digest;
 use mxguard::classify::maintain;
@@ -272,14 +274,19 @@ async fn learn_files(
         }
         // An mbox folder is learned message by message, a few at a time like files: a
         // folder of a hundred thousand messages is never all in flight.
-        let messages: Vec<(&PathBuf, Cow<'_, [u8]>)> = readable
-            .iter()
-            .flat_map(|(file, raw)| {
-                mxguard::mail::mbox::messages(raw)
-                    .into_iter()
-                    .map(move |m| (*file, m))
-            })
-            .collect();
+        let mut messages: Vec<(&PathBuf, Cow<'_, [u8]>)> = Vec::new();
+        for (file, raw) in &readable {
+            let (taken, not_messages) = messages_of(raw);
+            messages.extend(taken.into_iter().map(|m| (*file, m)));
+            if not_messages > 0 {
+                done += not_messages;
+                errors += not_messages;
+                eprintln!(
+                    "{}: {not_messages} of its mbox messages are not messages (empty, or no header field); not learned",
+                    file.display()
+                );
+            }
+        }
         for batch in messages.chunks(IN_FLIGHT) {
             for wave in copies_in_turn(batch.iter().map(|(f, m)| (*f, &**m)).collect()) {
                 let work = wave.iter().map(|(_, raw)| async move {

@@ -5,9 +5,8 @@
 //! are taken as `learn` takes them.
 
 use super::files::{
-    collect_files, looks_like_message, scan_parallel, threads, Collected, FileError,
+    collect_files, looks_like_message, messages_of, scan_parallel, threads, Collected, FileError,
 };
-use mxguard::mail::mbox;
 use mxguard::policy::offline;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,14 +57,26 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
             if !looks_like_message(raw) {
                 return Err(FileError::NotAMessage);
             }
-            Ok(mbox::messages(raw)
-                .iter()
-                .map(|m| offline.judge(m))
-                .collect::<Vec<_>>())
+            let (messages, not_messages) = messages_of(raw);
+            Ok((
+                messages
+                    .iter()
+                    .map(|m| offline.judge(m))
+                    .collect::<Vec<_>>(),
+                not_messages,
+            ))
         };
         for (file, result) in files.iter().zip(scan_parallel(&files, jobs, limit, judge)) {
             let judged = match result.and_then(|r| r) {
-                Ok(judged) => judged,
+                Ok((judged, 0)) => judged,
+                Ok((judged, not_messages)) => {
+                    eprintln!(
+                        "{}: {not_messages} of its mbox messages are not messages (empty, or no header field); left out",
+                        file.display()
+                    );
+                    *left_out.entry("unreadable").or_default() += not_messages;
+                    judged
+                }
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
                     *left_out.entry(e.kind()).or_default() += 1;
