@@ -255,6 +255,17 @@ fn relayed_mail_carries_a_stamp_that_stamp_verify_accepts_and_forged_ones_are_re
     let out = gw.cli(&["stamp", "verify", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("bad signature"));
+    // Regression (review of the CLI): `/dev/zero` was read without end, and a file that
+    // could not be read exited 1 like a forged stamp. Exit 2: could not check.
+    for unreadable in ["/dev/zero", "/nonexistent/message.eml"] {
+        let out = gw.cli(&["stamp", "verify", unreadable]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{unreadable}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Regression (review): a message keeps the stamp of its acceptance while it waits in
     // the queue or in quarantine, and `stamp verify` refused every stamp older than

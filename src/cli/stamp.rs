@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Exit 0 with the stamp's fields when valid; 1 with the reason otherwise. A stamp older
+/// Exit 0 with the stamp's fields when valid; 1 with the reason otherwise; 2 when it could
+/// not look (configuration, no `[tier]`, a file it cannot read or bigger than
+/// `message_size_bytes`), so a hook can tell "forged" from "could not check". A stamp older
 /// than `max_age` is refused; by default, older than any mail the tier can still deliver:
 /// a message keeps the stamp of its acceptance while it waits in the queue (an internal
 /// server down for hours) or in quarantine, and `tier.stamp_max_age` (the trust a peer
@@ -17,19 +19,26 @@ pub fn verify(
     file: &Path,
     max_age: Option<std::time::Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
+    let could_not_check = ExitCode::from(2);
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            super::report(&anyhow::Error::new(e));
+            return Ok(could_not_check);
+        }
+    };
     let Some(tier) = &config.tier else {
         eprintln!(
             "{}: no [tier] section: no key to verify stamps with",
             config_path.display()
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(could_not_check);
     };
-    let message = match std::fs::read(file) {
+    let message = match read_bounded(file, config.server.limits.message_size_bytes) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("{}: {e}", file.display());
-            return Ok(ExitCode::FAILURE);
+            return Ok(could_not_check);
         }
     };
     let now = SystemTime::now()
@@ -50,6 +59,22 @@ pub fn verify(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Reads the message, at most `limit` bytes (the most the gateway takes): a hook may hand
+/// a pipe (`/dev/stdin`), so any file kind is read, but never without end (`/dev/zero`).
+fn read_bounded(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut message = Vec::new();
+    std::fs::File::open(file)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut message)?;
+    if message.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "bigger than server.limits.message_size_bytes ({limit})"
+        )));
+    }
+    Ok(message)
 }
 
 /// The oldest stamp mail the tier still delivers can carry: queued for
