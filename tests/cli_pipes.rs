@@ -142,6 +142,27 @@ fn every_cli_verb_exits_quietly_into_a_closed_pipe() {
             }
         }
     }
+    // Regression (review of the CLI): a full disk under stdout (`scan --json > file`)
+    // panicked (exit 101, a backtrace, the file silently cut). It ends with one line.
+    for args in &verbs {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = Command::new(mxguard_bin())
+            .args(args)
+            .arg("--config")
+            .arg(gw.config_path())
+            .current_dir(&gw.dir)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .expect("spawn mxguard");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !ended_quietly(out.status, &stderr) {
+            failures.push(format!("{args:?} > /dev/full: {}\n{stderr}", out.status));
+        }
+    }
     // The verbs that change something, once each.
     for args in [
         vec!["quarantine", "release", held.as_str()],

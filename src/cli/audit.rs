@@ -80,6 +80,12 @@ fn audit_and_report(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<E
 /// file is absent or has no `[tier]` (the audit then compares no fingerprints).
 fn admins_from_config(path: &Path) -> Vec<AdminEndpoint> {
     if !path.exists() {
+        // Said, not silent: a mistyped `--config` compared no fingerprints and could still
+        // exit 0.
+        eprintln!(
+            "mxguard audit: {}: no such file; no admin endpoints, no fingerprints compared",
+            path.display()
+        );
         return Vec::new();
     }
     let config = match Config::load(path) {

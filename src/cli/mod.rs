@@ -309,6 +309,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Verb::Serve { .. }) {
         restore_default_sigpipe();
+        end_quietly_when_stdout_fails();
     }
     let result = match cli.command {
         Verb::Serve { log_format } => serve::run(&cli.config, log_format),
@@ -416,6 +417,26 @@ fn report(e: &anyhow::Error) {
 /// `mxguard check | head -1` must end quietly like any Unix filter, not panic on a closed
 /// pipe: the verbs that print get the default SIGPIPE disposition back (Rust ignores it).
 /// `serve` keeps ignoring it, so a vanished log reader never kills the gateway.
+/// A verb whose output cannot be written (`scan --json > results.json` on a full disk)
+/// ends with exit 1 and one line naming the error; `println!` panicked there, with a
+/// backtrace and exit 101. Other panics keep the default report.
+fn end_quietly_when_stdout_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") {
+            eprintln!("mxguard: {message}");
+            std::process::exit(1);
+        }
+        default(info);
+    }));
+}
+
 fn restore_default_sigpipe() {
     // SAFETY: called once at start, before any other thread exists; SIG_DFL is a valid
     // disposition for SIGPIPE.

@@ -4,6 +4,7 @@ use super::{list_entries, parse_id, QueueAction};
 use anyhow::Context as _;
 use mxguard::config::Config;
 use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool};
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,8 +17,11 @@ pub fn run(config_path: &Path, action: QueueAction) -> anyhow::Result<ExitCode> 
         QueueAction::Show { id } => show(&spool, &parse_id(&id)?)?,
         QueueAction::Flush => {
             spool.request_flush().context("writing the flush request")?;
+            // Not told apart from "no gateway running": probing the spool's lock could make
+            // a gateway starting at that moment find its spool in use.
             println!(
-                "flush requested: the running gateway retries every queued message within seconds"
+                "flush requested: a running gateway retries every queued message within seconds, \
+                 a stopped one when it starts"
             );
         }
         QueueAction::Delete { id } => {
@@ -94,6 +98,10 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     let end = memchr::memmem::find(&m.body, b"\r\n\r\n")
         .map(|i| i + 2)
         .unwrap_or(m.body.len());
-    print!("{}", String::from_utf8_lossy(&m.body[..end]));
+    // The header section byte for byte, as `quarantine show` prints a message: raw 8-bit
+    // header bytes came out as U+FFFD.
+    let mut out = std::io::stdout().lock();
+    out.write_all(&m.body[..end])?;
+    out.flush()?;
     Ok(())
 }
