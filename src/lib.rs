@@ -85,6 +85,10 @@ pub enum ReloadError {
     /// Building the new policy panicked (a defect of ours).
     #[error("building the new policy panicked")]
     Panicked,
+    /// The new configuration relays to a listener this process has bound: `server.listen`
+    /// changes only at a restart, so the file's own check compared with the wrong one.
+    #[error("{0}: {1} is a listener of this running gateway: mail would loop")]
+    Loops(&'static str, std::net::SocketAddr),
 }
 
 /// The relay's callout answers the policy's recipient questions. The policy only knows
@@ -281,6 +285,9 @@ pub struct Gateway {
     /// The configuration the gateway started with: what the settings a reload cannot
     /// apply are still running on.
     started_with: Arc<Config>,
+    /// The SMTP addresses this process listens on (`server.listen` as bound: it changes
+    /// only at a restart).
+    bound: Arc<Vec<std::net::SocketAddr>>,
 }
 
 impl Gateway {
@@ -324,6 +331,15 @@ impl Gateway {
         Config::load(config_path)
             .map_err(ReloadError::from)
             .and_then(|config| {
+                let bound = &self.bound;
+                for (key, to) in [
+                    ("relay.internal", &config.relay.internal),
+                    ("relay.dsn_via", &config.relay.dsn_via),
+                ] {
+                    if let Some(own) = config::own_address_among(bound, to) {
+                        return Err(ReloadError::Loops(key, own));
+                    }
+                }
                 // Held from the build to the swap: a refresh cannot interleave and put an
                 // older snapshot in force after this one.
                 let mut set = self.services();
@@ -542,6 +558,10 @@ pub async fn serve(
 
     let sessions = TaskTracker::new();
     let acceptors = TaskTracker::new();
+    let bound: Vec<std::net::SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, hostname = %config.server.hostname, "listening");
@@ -560,6 +580,7 @@ pub async fn serve(
         services: Arc::new(Mutex::new(set)),
         tls,
         started_with: config.clone(),
+        bound: Arc::new(bound),
     };
     let classifier_stop = CancellationToken::new();
     if let Some(c) = classifier {

@@ -313,3 +313,41 @@ fn joining_or_leaving_a_tier_waits_for_a_restart_whole() {
     );
     assert_eq!(policy.fingerprint(), before);
 }
+
+/// Regression (review of the configuration): a reload checked `relay.internal` against the
+/// file's `server.listen`, which changes only at a restart: an edit that moved the listener
+/// and pointed the relay at the old, still bound one passed, and every message looped.
+/// The running listeners are what a reload is checked against, for `dsn_via` too.
+#[test]
+fn a_reload_that_relays_to_a_running_listener_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    plain_rules(d);
+    let cfg = d.join("mxguard.toml");
+    write(&cfg, &base_toml(d, "rules", ""));
+    let (gw, stop, h) = start(&cfg);
+    let own = gw.bound[0];
+    let mut refusals = Vec::new();
+    for key in ["internal", "dsn_via"] {
+        let text = base_toml(d, "rules", "").replace(
+            "internal = [\"127.0.0.1:9\"]",
+            &format!("internal = [\"127.0.0.1:9\"]\n{key} = [\"{own}\"]"),
+        );
+        // `internal` appears twice now for the first key: keep the last one only.
+        let text = if key == "internal" {
+            text.replacen("internal = [\"127.0.0.1:9\"]\n", "", 1)
+        } else {
+            text
+        };
+        write(&cfg, &text);
+        refusals.push(gw.reload(&cfg).map_err(|e| e.to_string()));
+    }
+    stop.cancel();
+    h.join().unwrap();
+    for (key, refused) in ["relay.internal", "relay.dsn_via"].iter().zip(&refusals) {
+        let Err(e) = refused else {
+            panic!("{key} at our own listener {own} was taken: {refused:?}");
+        };
+        assert!(e.starts_with(key) && e.contains("would loop"), "{e}");
+    }
+}

@@ -156,18 +156,28 @@ fn relays_to_itself(
     key: &str,
     problems: &mut Problems,
 ) {
-    let ours = |to: &std::net::SocketAddr| {
-        listen.iter().any(|l| {
-            l.port() == to.port()
-                && (l.ip() == to.ip() || (to.ip().is_loopback() && wildcard_covers(l, to)))
-        })
-    };
-    for to in internal.iter().filter(|to| ours(to)) {
+    for to in internal.iter().filter(|to| is_own_address(listen, to)) {
         problems.bad(
             key,
             &format!("{to} is this gateway's own server.listen: mail would loop"),
         );
     }
+}
+
+/// The first of `to` that one of the `listen` addresses takes (itself, or the loopback
+/// address a wildcard listener covers): a relay there would loop.
+pub fn own_address_among(
+    listen: &[std::net::SocketAddr],
+    to: &[std::net::SocketAddr],
+) -> Option<std::net::SocketAddr> {
+    to.iter().copied().find(|to| is_own_address(listen, to))
+}
+
+fn is_own_address(listen: &[std::net::SocketAddr], to: &std::net::SocketAddr) -> bool {
+    listen.iter().any(|l| {
+        l.port() == to.port()
+            && (l.ip() == to.ip() || (to.ip().is_loopback() && wildcard_covers(l, to)))
+    })
 }
 
 /// Whether `wide` is a wildcard address that takes `other`'s: its family's, and for `[::]`
