@@ -244,6 +244,8 @@ def write_config(path, rules_dir, spool, seed=None, enabled=True):
         text += 'seed = "%s"\n' % seed
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+    # `mxguard learn` makes no spool: the gateway's first start would have.
+    os.makedirs(spool, exist_ok=True)
     return path
 
 
@@ -251,6 +253,15 @@ def run(args):
     proc = subprocess.run([BINARY] + args, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode not in (0, 1):
         sys.exit("mxguard %s failed: %s" % (args[0], proc.stderr[-2000:]))
+    return proc
+
+
+def learn(args):
+    """`mxguard learn`: exit 1 may only mean that some files were not messages; a learn
+    that did nothing at all (no summary line) ends the run."""
+    proc = run(["learn"] + args)
+    if not re.search(r"(?m)^(learned|imported|exported|forgot|\d+ messages)|store: ", proc.stdout):
+        sys.exit("mxguard learn %s failed: %s" % (" ".join(args), proc.stderr[-2000:]))
     return proc
 
 
@@ -295,7 +306,7 @@ def oof_rows(corpus, work, scratch, split="digest", salt=""):
         for cls in ("spam", "ham"):
             train = link_dir(os.path.join(fdir, "train-" + cls),
                              [p for p, c in files if c == cls and folds[p] != k])
-            run(["learn", "--config", cfg, "--" + cls, train])
+            learn(["--config", cfg, "--" + cls, train])
         test = [p for p, _ in files if folds[p] == k]
         res = scan(cfg, test)
         for p, cls in files:
@@ -582,8 +593,8 @@ def cmd_seed(args):
     work = tempfile.mkdtemp(prefix="mxguard-seed-")
     cfg = write_config(os.path.join(work, "mxguard.toml"), RULES, os.path.join(work, "spool"))
     for cls in ("spam", "ham"):
-        print(run(["learn", "--config", cfg, "--" + cls, os.path.join(corpus, "train", cls)]).stdout.strip())
-    print(run(["learn", "--config", cfg, "--export", SEED]).stdout.strip())
+        print(learn(["--config", cfg, "--" + cls, os.path.join(corpus, "train", cls)]).stdout.strip())
+    print(learn(["--config", cfg, "--export", SEED]).stdout.strip())
     shutil.rmtree(work)
 
 

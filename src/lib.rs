@@ -429,9 +429,14 @@ fn build_policy(
     metrics: &Metrics,
     services: &Services,
 ) -> Result<Arc<Policy>, policy::PolicyError> {
-    Ok(Arc::new(
-        Policy::build(config, services)?.with_metrics(metrics),
-    ))
+    let policy = Policy::build(config, services)?.with_metrics(metrics);
+    for action in policy.actions_naming_nothing() {
+        tracing::warn!(
+            key = %format!("policy.actions.{action}"),
+            "no rule or check symbol has this name: the action never applies (a typo?)"
+        );
+    }
+    Ok(Arc::new(policy))
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled, then drains: no new

@@ -91,6 +91,7 @@ fn check_warns_of_actions_that_name_no_rule_or_symbol() {
              [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
              [policy]\nrules_dir = \"{rules}\"\n\
              [policy.actions]\nATTACH_BLOCKED_EXT = \"reject\"\nATTACH_BLOCKED_EXTS = \"reject\"\n\
+             attach_blocked_ext = \"reject\"\n\
              SPF_FAIL = \"reject\"\n"
         ),
     )
@@ -102,9 +103,13 @@ fn check_warns_of_actions_that_name_no_rule_or_symbol() {
         text.contains("warning: policy.actions.ATTACH_BLOCKED_EXTS:"),
         "{text}"
     );
+    assert!(
+        text.contains("warning: policy.actions.attach_blocked_ext:"),
+        "{text}"
+    );
     assert_eq!(
         text.matches("warning: policy.actions.").count(),
-        1,
+        2,
         "{text}"
     );
 }

@@ -162,6 +162,36 @@ fn every_cli_verb_exits_quietly_into_a_closed_pipe() {
         if !ended_quietly(out.status, &stderr) {
             failures.push(format!("{args:?} > /dev/full: {}\n{stderr}", out.status));
         }
+        // A listing that could not be written did not do its job.
+        let lists = args
+            .first()
+            .is_some_and(|v| ["check", "scan", "queue", "quarantine"].contains(v));
+        if lists && out.status.success() {
+            failures.push(format!("{args:?} > /dev/full exited 0"));
+        }
+    }
+    // Both stdout and stderr full: the report of the failure fails too, and must not
+    // abort the process (SIGABRT) on the way out.
+    for args in [vec!["queue", "list"], vec!["check"]] {
+        let full = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full")
+        };
+        let status = Command::new(mxguard_bin())
+            .args(&args)
+            .arg("--config")
+            .arg(gw.config_path())
+            .current_dir(&gw.dir)
+            .stdin(Stdio::null())
+            .stdout(full())
+            .stderr(full())
+            .status()
+            .expect("spawn mxguard");
+        if status.code() != Some(1) {
+            failures.push(format!("{args:?} >/dev/full 2>/dev/full: {status}"));
+        }
     }
     // The verbs that change something, once each.
     for args in [

@@ -36,8 +36,8 @@ pub struct AuditArgs {
 /// (never 1, which a script would read as findings). Without `--admin`, the admin
 /// endpoints are this gateway's and its `[[tier.peers]]`' from the configuration at
 /// `config_path`, when it has a `[tier]`.
-pub fn run(config_path: &Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    match audit_and_report(config_path, args) {
+pub fn run(config_path: &Path, config_given: bool, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    match audit_and_report(config_path, config_given, args) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("mxguard audit: {e:#}");
@@ -46,8 +46,16 @@ pub fn run(config_path: &Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn audit_and_report(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<ExitCode> {
+fn audit_and_report(
+    config_path: &Path,
+    config_given: bool,
+    mut args: AuditArgs,
+) -> anyhow::Result<ExitCode> {
     if args.admins.is_empty() {
+        if config_given && !config_path.exists() {
+            // A mistyped `--config` compared no fingerprints and could still exit 0.
+            anyhow::bail!("{}: no such file", config_path.display());
+        }
         args.admins = admins_from_config(config_path);
     }
     let options = AuditOptions {
@@ -80,12 +88,6 @@ fn audit_and_report(config_path: &Path, mut args: AuditArgs) -> anyhow::Result<E
 /// file is absent or has no `[tier]` (the audit then compares no fingerprints).
 fn admins_from_config(path: &Path) -> Vec<AdminEndpoint> {
     if !path.exists() {
-        // Said, not silent: a mistyped `--config` compared no fingerprints and could still
-        // exit 0.
-        eprintln!(
-            "mxguard audit: {}: no such file; no admin endpoints, no fingerprints compared",
-            path.display()
-        );
         return Vec::new();
     }
     let config = match Config::load(path) {

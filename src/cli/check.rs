@@ -98,6 +98,12 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
     }
     let tier_config = config.tier.clone();
     let offline = offline::build(config)?;
+    for action in offline.policy().actions_naming_nothing() {
+        println!(
+            "  warning: policy.actions.{action}: no rule, score or describe line names it, \
+             nor a DNS-list, rate-limit or built-in check symbol: it never applies (a typo?)"
+        );
+    }
     print_classifier(&offline);
     println!("fingerprint: {}", offline.policy().fingerprint());
     if tier {
@@ -110,17 +116,24 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
 fn print_classifier(offline: &offline::Offline) {
     use offline::ClassifierSource;
     let c = &offline.policy().config().classifier;
+    let seed = c.seed.as_ref().map_or("a seed".to_string(), |p| {
+        format!("the seed {}", p.display())
+    });
     let source = match offline.classifier_source() {
         ClassifierSource::Disabled => "disabled".to_string(),
         ClassifierSource::Store => "the state store".to_string(),
-        ClassifierSource::Seed => match &c.seed {
-            Some(p) => format!(
-                "the seed {} (the store was never used: the gateway seeds it)",
-                p.display()
-            ),
-            None => "a seed".to_string(),
-        },
-        ClassifierSource::None => "nothing learned and no seed: it does not vote".to_string(),
+        ClassifierSource::Seed { unanswered: None } => {
+            format!("{seed} (the store was never used: the gateway seeds it)")
+        }
+        ClassifierSource::Seed {
+            unanswered: Some(why),
+        } => format!("{seed} (the store did not answer: {why})"),
+        ClassifierSource::None { unanswered: None } => {
+            "nothing learned and no seed: it does not vote".to_string()
+        }
+        ClassifierSource::None {
+            unanswered: Some(why),
+        } => format!("the store did not answer ({why}) and there is no seed: it does not vote"),
     };
     println!("classifier:      {source}");
     if let Some(v) = offline.model_version() {
@@ -131,8 +144,7 @@ fn print_classifier(offline: &offline::Offline) {
 /// Prints rule counts and every diagnostic; true when a rules file has errors.
 fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     let set = RuleSet::from_dir(dir)?;
-    let options = mxguard::policy::rules_compile_options(config);
-    let compiled = set.compile_with(&options);
+    let compiled = set.compile_with(&mxguard::policy::rules_compile_options(config));
     let report = compiled.report();
     println!("rules from {}:", dir.display());
     for (kind, n) in &report.counts {
@@ -165,19 +177,6 @@ fn report_rules(dir: &Path, config: &Config) -> anyhow::Result<bool> {
     println!("  backtracking engine: {}", report.backtracking.len());
     for (name, why) in &report.backtracking {
         println!("    {name}: {why}");
-    }
-    // An action is looked up by the exact symbol a hit carries: a misspelt one never
-    // applies, and the refusal it was meant for is silently off.
-    for rule in config.policy.actions.keys() {
-        let known = compiled.score(rule).is_some()
-            || compiled.description(rule).is_some()
-            || options.provided.contains(rule);
-        if !known {
-            println!(
-                "  warning: policy.actions.{rule}: no rule, score or describe line names it, \
-                 nor a DNS-list, rate-limit or built-in check symbol: it never applies (a typo?)"
-            );
-        }
     }
     let mut errors = 0;
     for d in compiled.diagnostics() {

@@ -12,7 +12,7 @@ mod scan;
 mod serve;
 mod stamp;
 
-use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -306,7 +306,15 @@ fn list_entries<T>(
 
 /// Parses the command line and runs the verb; the process exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // Whether `--config` was written, or is the default: `audit` reads the file only for
+    // its admin endpoints, and a missing default is no error there, a mistyped path is.
+    let config_given =
+        matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if !matches!(cli.command, Verb::Serve { .. }) {
         restore_default_sigpipe();
         end_quietly_when_stdout_fails();
@@ -329,6 +337,7 @@ pub fn run() -> ExitCode {
             helo,
         } => audit::run(
             &cli.config,
+            config_given,
             audit::AuditArgs {
                 domain,
                 resolver,
@@ -430,7 +439,8 @@ fn end_quietly_when_stdout_fails() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
         if message.starts_with("failed printing to stdout") {
-            eprintln!("mxguard: {message}");
+            // stderr may be just as full: a second failure here would abort the process.
+            let _ = writeln!(std::io::stderr().lock(), "mxguard: {message}");
             std::process::exit(1);
         }
         default(info);

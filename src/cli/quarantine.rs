@@ -19,7 +19,7 @@ pub fn run(config_path: &Path, action: QuarantineAction) -> anyhow::Result<ExitC
             match spool.release(&id) {
                 Err(SpoolError::NotQuarantined(_)) if spool.holds(&id) => {
                     anyhow::bail!(
-                        "{id} is not in quarantine: it is in the delivery queue (released already)"
+                        "{id} is not in quarantine: a message with this id is in the delivery queue"
                     )
                 }
                 released => released?,

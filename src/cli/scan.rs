@@ -42,6 +42,15 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
+    if let offline::ClassifierSource::Seed {
+        unanswered: Some(why),
+    }
+    | offline::ClassifierSource::None {
+        unanswered: Some(why),
+    } = policy.classifier_source()
+    {
+        eprintln!("note: the classifier's store did not answer ({why}); judging without it");
+    }
     let Collected {
         files,
         unreadable_dirs,

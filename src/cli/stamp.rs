@@ -3,6 +3,7 @@
 
 use mxguard::config::Config;
 use mxguard::tier::Stamp;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,7 +35,16 @@ pub fn verify(
         );
         return Ok(could_not_check);
     };
-    let message = match read_bounded(file, config.server.limits.message_size_bytes) {
+    // The gateway takes up to `message_size_bytes`, then adds its trace and stamp fields,
+    // may convert 8-bit text to 7-bit (a third longer), and the internal server adds its
+    // own: room for all of that.
+    let limit = config
+        .server
+        .limits
+        .message_size_bytes
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    let message = match read_bounded(file, limit) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("{}: {e}", file.display());
@@ -46,22 +56,25 @@ pub fn verify(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let max_age = max_age.unwrap_or_else(|| deliverable_age(&config));
-    match Stamp::verify(tier.secret.bytes(), &message, now, max_age) {
-        Ok(stamp) => {
-            println!(
+    let (line, code) = match Stamp::verify(tier.secret.bytes(), &message, now, max_age) {
+        Ok(stamp) => (
+            format!(
                 "valid: gateway {} verdict {} score {} at {} (policy {})",
                 stamp.gateway, stamp.verdict, stamp.score, stamp.time, stamp.fingerprint
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            println!("invalid: {e}");
-            Ok(ExitCode::FAILURE)
-        }
+            ),
+            ExitCode::SUCCESS,
+        ),
+        Err(e) => (format!("invalid: {e}"), ExitCode::FAILURE),
+    };
+    // An answer that cannot be written is no answer: not 1, which says "forged".
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        return Ok(could_not_check);
     }
+    Ok(code)
 }
 
-/// Reads the message, at most `limit` bytes (the most the gateway takes): a hook may hand
+/// Reads the message, at most `limit` bytes: a hook may hand
 /// a pipe (`/dev/stdin`), so any file kind is read, but never without end (`/dev/zero`).
 fn read_bounded(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
@@ -71,7 +84,7 @@ fn read_bounded(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
         .read_to_end(&mut message)?;
     if message.len() > limit {
         return Err(std::io::Error::other(format!(
-            "bigger than server.limits.message_size_bytes ({limit})"
+            "bigger than {limit} bytes (twice server.limits.message_size_bytes, and 1 MiB)"
         )));
     }
     Ok(message)

@@ -378,7 +378,7 @@ mod tests {
 
     /// Regression (review of the configuration): each of these passed `check` and then
     /// lost mail or turned a protection off: a relay domain written with its DNS dot
-    /// (every recipient refused), a lower-case action key (the refusal never applied), a
+    /// (every recipient refused), an action key no rule could have (never applied), a
     /// queue lifetime of 0 (the first 451 bounced), bounces handed to our own listener
     /// (every DSN dropped), port 0, thresholds for `.sub.example.test` (used for no one),
     /// a fan-out window longer than contacts are kept, and "unlimited" line and archive
@@ -405,7 +405,7 @@ mod tests {
             [dns]
             nameservers = ["127.0.0.1:0"]
             [policy.actions]
-            attach_blocked_ext = "reject"
+            "attach blocked ext" = "reject"
             [policy.domains.".sub.example.test"]
             tag = 3.0
             [attachments]
@@ -422,7 +422,7 @@ mod tests {
             "relay.max_queue_lifetime: must be greater than 0",
             "relay.max_queue_lifetime: must be at least relay.retry_initial",
             "dns.nameservers: 127.0.0.1:0: port 0",
-            "policy.actions.attach_blocked_ext: is not a symbol name",
+            "policy.actions.attach blocked ext: is not a rule name",
             "policy.domains..sub.example.test: name each domain",
             "attachments.max_archive_entries: must be between 1 and 1000000",
             "attachments.max_expanded_bytes: must be between 1 and 4294967296",

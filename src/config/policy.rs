@@ -234,12 +234,13 @@ impl RawPolicy {
         }
         let mut actions = BTreeMap::new();
         for (rule, action) in self.actions {
-            // Looked up by the exact symbol: `attach_blocked_ext` was accepted and turned
-            // the refusal it meant off without a word.
-            if !super::problems::is_symbol(&rule) {
+            // A name no rule could have (`attach blocked ext`) never applies; one that names
+            // nothing (`attach_blocked_ext`: names are case-sensitive) is warned of where
+            // the rules are known (`check`, start, reload).
+            if rule.is_empty() || !rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 problems.bad(
                     &format!("policy.actions.{rule}"),
-                    "is not a symbol name (upper case letters, digits and _, as rules and checks name them)",
+                    "is not a rule name (letters, digits and _)",
                 );
                 continue;
             }

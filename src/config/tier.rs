@@ -286,7 +286,11 @@ impl RawTier {
         if fanout_window > connection_memory {
             problems.bad(
                 "tier.fanout_window",
-                "must not be longer than tier.connection_memory (contacts are kept that long)",
+                &format!(
+                    "{}s (30s unless set) must not be longer than tier.connection_memory, {}s (contacts are kept that long)",
+                    fanout_window.as_secs(),
+                    connection_memory.as_secs()
+                ),
             );
         }
         if let Some(age) = self.stamp_max_age {

@@ -446,6 +446,26 @@ impl Policy {
         self.rules.as_ref()
     }
 
+    /// `policy.actions` keys that no rule, `score` or `describe` line, DNS-list,
+    /// rate-limit or check symbol names: an action is looked up by the exact symbol a hit
+    /// carries, so a misspelt one never applies and the refusal it meant is off.
+    pub fn actions_naming_nothing(&self) -> Vec<&str> {
+        let provided = symbols::compile_options(&self.config).provided;
+        self.config
+            .policy
+            .actions
+            .keys()
+            .filter(|name| {
+                let in_rules = self
+                    .rules
+                    .as_ref()
+                    .is_some_and(|r| r.score(name).is_some() || r.description(name).is_some());
+                !in_rules && !provided.contains(*name)
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
     /// SHA-256 (hex) of the effective policy: equal on every gateway that judges alike.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint

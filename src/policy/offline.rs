@@ -30,6 +30,14 @@ pub enum OfflineError {
     /// No runtime for the state backend's client.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// The embedded store's path cannot be looked at (a user not allowed into the spool).
+    #[error("state store {path}: {source}", path = .path.display())]
+    Store {
+        /// The store's path.
+        path: std::path::PathBuf,
+        /// Why it cannot be looked at.
+        source: std::io::Error,
+    },
 }
 
 /// One judged message.
@@ -59,10 +67,17 @@ pub enum ClassifierSource {
     Disabled,
     /// The state store (it has learned messages).
     Store,
-    /// The seed file, in memory (the store was never used: the gateway seeds it).
-    Seed,
+    /// The seed file, in memory: the store was never used (the gateway seeds it), or did
+    /// not answer (`unanswered` says why).
+    Seed {
+        /// Why the store was not read, when it did not answer.
+        unanswered: Option<String>,
+    },
     /// Neither a learned store nor a seed: no `BAYES_xx` symbols.
-    None,
+    None {
+        /// Why the store was not read, when it did not answer.
+        unanswered: Option<String>,
+    },
 }
 
 /// An offline policy and what it needs to run: the state client's runtime, if any.
@@ -118,9 +133,15 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
     // not allowed into the spool) is an error: taken for missing, `scan` and `check`
     // judged with the seed and printed another fingerprint than the gateway's.
     let store_exists = match &config.state.backend {
-        StateBackendConfig::Embedded { path } => path.try_exists()?,
+        StateBackendConfig::Embedded { path } => {
+            path.try_exists().map_err(|source| OfflineError::Store {
+                path: path.clone(),
+                source,
+            })?
+        }
         StateBackendConfig::Redis { .. } => true,
     };
+    let mut unanswered = None;
     if store_exists {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -144,18 +165,23 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
                 ))
             }
             Ok(false) => {}
-            // Judging with the seed instead said nothing (no log is shown offline) and gave
-            // other verdicts, and another fingerprint, than the gateway's.
-            Err(e) => return Err(e.into()),
+            // A store that does not answer (Redis down) leaves the seed, as the gateway
+            // keeps running on it; said where `check` and `scan` show the source, since no
+            // log is shown offline.
+            Err(e) => unanswered = Some(e.to_string()),
         }
     }
     match &c.seed {
         Some(path) => {
             let seed = Seed::read(path)?;
             let classifier = Classifier::from_seed(&seed, settings);
-            Ok((Some(Arc::new(classifier)), None, ClassifierSource::Seed))
+            Ok((
+                Some(Arc::new(classifier)),
+                None,
+                ClassifierSource::Seed { unanswered },
+            ))
         }
-        None => Ok((None, None, ClassifierSource::None)),
+        None => Ok((None, None, ClassifierSource::None { unanswered })),
     }
 }
 

@@ -1056,3 +1056,28 @@ async fn a_message_torn_past_its_head_is_set_aside_not_delivered() {
     assert!(server.messages().is_empty());
     gw.stop().await;
 }
+
+/// Regression (review): `mxguard queue delete` during an attempt removed the message and
+/// its state, and the attempt's deferral then saved a state that stayed, an orphan, until
+/// the next start. The relay's save drops it once the message is gone.
+#[tokio::test]
+async fn a_state_saved_after_the_message_was_deleted_does_not_stay() {
+    let (gw, _ready) = Gateway::open();
+    let relay = gw.relay(gw.config(&[dead_addr().await], &[]));
+    let kept = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let deleted = gw
+        .store(&envelope("s@example.org", &["b@example.test"]))
+        .await;
+    Spool::open_for_admin(gw.spool.dir())
+        .unwrap()
+        .remove(&deleted)
+        .unwrap();
+    for id in [&kept, &deleted] {
+        relay.save_state(id, &DeliveryState::new(1)).await;
+    }
+    let state = |id: &QueueId| gw.spool.dir().join("queue").join(format!("{id}.state"));
+    assert!(state(&kept).exists());
+    assert!(!state(&deleted).exists(), "an orphan state was left");
+}
