@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::admin::{scrape, scrape_until};
+use common::admin::{scrape, scrape_until, Scrape};
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -108,6 +108,16 @@ fn no_header_a_bad_header_or_an_unlisted_peer_is_closed_and_counted() {
     assert!(
         after.value("mxguard_connections_total", &[("result", "proxy_refused")]) >= before + 3.0
     );
+    // Regression (review): a balancer's TCP health check (connect, close) was counted and
+    // logged as a refusal, so `proxy_refused` could not be alerted on. Counted apart.
+    let value =
+        |s: &Scrape, result: &str| s.value("mxguard_connections_total", &[("result", result)]);
+    let was = scrape(admin_port(&gw));
+    drop(std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap());
+    let now = scrape_until(admin_port(&gw), "proxy_no_header counted", |s| {
+        value(s, "proxy_no_header") >= value(&was, "proxy_no_header") + 1.0
+    });
+    assert_eq!(value(&now, "proxy_refused"), value(&was, "proxy_refused"));
 
     // A gateway whose balancer is elsewhere takes no connection from us, header or not.
     let elsewhere = behind_balancer(&internal, r#"["10.9.9.0/24"]"#);

@@ -61,21 +61,21 @@ struct Slot {
 impl OpenConnections {
     /// Registers a new connection, first closing the oldest idle ones until fewer than
     /// `max` remain (connections answering a request are never closed: they end soon);
-    /// returns its key, the token that closes it and its busy flag.
+    /// returns its key, the token that closes it and its busy flag. `None` when all `max`
+    /// are answering: admitted anyway, the limit was none (clients pipelining slow
+    /// `/healthz` requests over many connections went past it up to the descriptor limit).
     fn admit(
         &mut self,
         max: usize,
         parent: &CancellationToken,
-    ) -> (u64, CancellationToken, Arc<AtomicBool>) {
+    ) -> Option<(u64, CancellationToken, Arc<AtomicBool>)> {
         while self.open.len() >= max.max(1) {
             let victim = self
                 .open
                 .iter()
                 .find(|(_, slot)| !slot.busy.load(Ordering::Relaxed))
                 .map(|(key, _)| *key);
-            let Some(slot) = victim.and_then(|key| self.open.remove(&key)) else {
-                break;
-            };
+            let slot = victim.and_then(|key| self.open.remove(&key))?;
             slot.close.cancel();
         }
         let key = self.next;
@@ -89,7 +89,7 @@ impl OpenConnections {
                 busy: busy.clone(),
             },
         );
-        (key, close, busy)
+        Some((key, close, busy))
     }
 }
 
@@ -200,7 +200,11 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
             drop(tcp);
             continue;
         }
-        let (key, evicted, busy) = lock(&open).admit(max, &stop);
+        let Some((key, evicted, busy)) = lock(&open).admit(max, &stop) else {
+            tracing::debug!(client = %peer, "admin connection refused: every connection is answering");
+            drop(tcp);
+            continue;
+        };
         let registration = Registration {
             connections: open.clone(),
             key,
@@ -480,6 +484,25 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): with every admin connection answering, one more was admitted
+    /// anyway, so `metrics.max_connections` bounded nothing. It is refused now; an idle
+    /// connection is still closed to make room.
+    #[test]
+    fn max_connections_is_a_hard_limit() {
+        let stop = CancellationToken::new();
+        let mut open = OpenConnections::default();
+        let (_, first_closed, first_busy) = open.admit(2, &stop).unwrap();
+        let (_, _, second_busy) = open.admit(2, &stop).unwrap();
+        first_busy.store(true, Ordering::Relaxed);
+        second_busy.store(true, Ordering::Relaxed);
+        assert!(open.admit(2, &stop).is_none(), "admitted past the limit");
+        assert_eq!(open.open.len(), 2);
+        first_busy.store(false, Ordering::Relaxed);
+        assert!(open.admit(2, &stop).is_some());
+        assert!(first_closed.is_cancelled(), "the idle one made room");
+        assert_eq!(open.open.len(), 2);
+    }
     use std::path::Path;
 
     /// Regression (review): the `Host` of a request was never read, so a page on

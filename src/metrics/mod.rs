@@ -15,12 +15,13 @@ use prometheus::{
 const RELAY_RESULTS: [&str; 4] = ["delivered", "deferred", "failed", "panicked"];
 
 /// The `result` values of `mxguard_connections_total`, exported at 0 from the start.
-const CONNECTION_RESULTS: [&str; 5] = [
+const CONNECTION_RESULTS: [&str; 6] = [
     "accepted",
     "over_limit",
     "over_ip_limit",
     "over_network_limit",
     "proxy_refused",
+    "proxy_no_header",
 ];
 
 /// Every metric family the gateway exports.
@@ -304,7 +305,7 @@ impl Metrics {
             ),
             connections_total: counter_vec(
                 "mxguard_connections_total",
-                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit, proxy_refused).",
+                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit, proxy_refused, proxy_no_header).",
                 &["result"],
             ),
             sessions_active: gauge("mxguard_sessions_active", "SMTP sessions running now."),

@@ -7,6 +7,7 @@ use super::proxied;
 use super::session::Session;
 use super::Server;
 use crate::mail::Reply;
+use crate::metrics::LogEvery;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -16,6 +17,9 @@ use tokio_util::task::TaskTracker;
 /// Accepts clients until shutdown; each session runs in its own task tracked by `tracker`.
 pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: TaskTracker) {
     server.admission.start_reaper(&server);
+    // Anyone who can reach the port may connect from outside the balancer list, as
+    // often as they like: one line a minute says so, the metric counts them all.
+    let outsiders_logged = Arc::new(LogEvery::new(std::time::Duration::from_secs(60)));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -48,17 +52,31 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
             Some((from, limit)) => {
                 let server = server.clone();
                 let sessions = tracker.clone();
+                let outsiders_logged = outsiders_logged.clone();
                 tracker.spawn(async move {
                     let mut tcp = tcp;
                     match proxied::real_client(&mut tcp, peer, &from, limit).await {
                         Ok(real) => admit(&server, &sessions, tcp, real),
                         Err(e) => {
+                            let (result, log) = match e {
+                                // A balancer's TCP health check (connect, close): counted
+                                // apart, so `proxy_refused` stays worth alerting on.
+                                proxied::ProxyRefusal::Silent => ("proxy_no_header", false),
+                                proxied::ProxyRefusal::NotAllowed => {
+                                    ("proxy_refused", outsiders_logged.due())
+                                }
+                                _ => ("proxy_refused", true),
+                            };
                             server
                                 .metrics
                                 .connections_total
-                                .with_label_values(&["proxy_refused"])
+                                .with_label_values(&[result])
                                 .inc();
-                            tracing::info!(client = %peer, error = %e, "PROXY protocol refused");
+                            if log {
+                                tracing::info!(client = %peer, error = %e, "PROXY protocol refused");
+                            } else {
+                                tracing::debug!(client = %peer, error = %e, "PROXY protocol refused");
+                            }
                             let _ = tcp.shutdown().await;
                         }
                     }

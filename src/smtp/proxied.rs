@@ -25,6 +25,9 @@ pub enum ProxyRefusal {
     /// The connection failed or closed while the header was read.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The balancer closed without sending a byte: a TCP health check, not a refusal.
+    #[error("closed before sending anything")]
+    Silent,
 }
 
 /// Shortest v1 header (`PROXY UNKNOWN\r\n`) and the v2 fixed part both fit in this.
@@ -51,7 +54,10 @@ pub async fn real_client(
 
 async fn read_header(tcp: &mut TcpStream) -> Result<proxy::ProxyHeader, ProxyRefusal> {
     let mut buf = vec![0u8; FIRST_READ];
-    tcp.read_exact(&mut buf).await?;
+    if tcp.read(&mut buf[..1]).await? == 0 {
+        return Err(ProxyRefusal::Silent);
+    }
+    tcp.read_exact(&mut buf[1..]).await?;
     if buf[0] == b'\r' {
         // v2: the fixed part says how much follows.
         buf.resize(V2_FIXED, 0);
