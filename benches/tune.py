@@ -258,10 +258,17 @@ def run(args):
 
 def learn(args):
     """`mxguard learn`: exit 1 may only mean that some files were not messages; a learn
-    that did nothing at all (no summary line) ends the run."""
+    with no summary line, or one in which every message failed, ends the run (a fold
+    trained on nothing would measure nothing)."""
     proc = run(["learn"] + args)
-    if not re.search(r"(?m)^(learned|imported|exported|forgot|\d+ messages)|store: ", proc.stdout):
-        sys.exit("mxguard learn %s failed: %s" % (" ".join(args), proc.stderr[-2000:]))
+    if re.search(r"(?m)^(exported|imported) \d+ messages", proc.stdout):
+        return proc
+    summary = re.search(r"(?m)^\w+: (\d+) messages in [^:]*: (.*?); store: ", proc.stdout)
+    errors = summary and re.search(r"(\d+) errors", summary.group(2))
+    total = int(summary.group(1)) if summary else 0
+    if not summary or (total > 0 and errors and int(errors.group(1)) >= total):
+        sys.exit("mxguard learn %s failed: %s%s" % (" ".join(args), proc.stdout[-500:],
+                                                    proc.stderr[-2000:]))
     return proc
 
 

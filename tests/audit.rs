@@ -600,6 +600,19 @@ fn dns_server_not_answering_exits_2() {
         "no report without an MX answer: {stdout}"
     );
     assert!(stderr.contains("cannot resolve the MX records"), "{stderr}");
+    // Regression (review of the CLI): a `--config` that is missing or broken was skipped
+    // (no admin endpoints, no fingerprints compared) and the audit could exit 0. It cannot
+    // run as asked: exit 2, before any lookup.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("bad.toml"), "[relay\n").unwrap();
+    let bad = broken.path().join("bad.toml");
+    let missing = broken.path().join("missing.toml");
+    for config in [&bad, &missing] {
+        let config = config.to_str().unwrap();
+        let (code, _, stderr) = audit(&[DOMAIN, "--config", config, "--resolver", &resolver]);
+        assert_eq!(code, 2, "{config}: {stderr}");
+        assert!(stderr.contains(config), "{stderr}");
+    }
     drop((udp, tcp));
 }
 

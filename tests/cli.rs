@@ -112,6 +112,18 @@ fn check_warns_of_actions_that_name_no_rule_or_symbol() {
         2,
         "{text}"
     );
+    // Review of the fix: with no rules files, the checks' own symbols were called typos,
+    // though their actions apply.
+    fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"mx.example.test\"\n\
+         [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+         [policy.actions]\nATTACH_BLOCKED_EXT = \"reject\"\nVIRUS_FOUND = \"reject\"\n\
+         MX_BYPASS_BACKUP = \"tempfail\"\nSPF_FAIL = \"reject\"\n",
+    )
+    .unwrap();
+    let text = output_text(&check(dir.path(), &cfg));
+    assert!(!text.contains("warning: policy.actions."), "{text}");
 }
 
 /// Regression (review): a certificate that does not load was named on stderr, and then

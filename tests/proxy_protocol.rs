@@ -114,8 +114,12 @@ fn no_header_a_bad_header_or_an_unlisted_peer_is_closed_and_counted() {
         |s: &Scrape, result: &str| s.value("mxguard_connections_total", &[("result", result)]);
     let was = scrape(admin_port(&gw));
     drop(std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap());
+    // HAProxy closes its checks with a reset (SO_LINGER 0): as silent as a FIN.
+    let reset = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    reset_on_close(&reset);
+    drop(reset);
     let now = scrape_until(admin_port(&gw), "proxy_no_header counted", |s| {
-        value(s, "proxy_no_header") >= value(&was, "proxy_no_header") + 1.0
+        value(s, "proxy_no_header") >= value(&was, "proxy_no_header") + 2.0
     });
     assert_eq!(value(&now, "proxy_refused"), value(&was, "proxy_refused"));
 
@@ -127,4 +131,24 @@ fn no_header_a_bad_header_or_an_unlisted_peer_is_closed_and_counted() {
     ));
     assert!(elsewhere.logs().contains("PROXY protocol refused"));
     assert!(internal.messages().is_empty());
+}
+
+/// Makes closing `tcp` send a reset instead of a FIN (SO_LINGER with a zero timeout).
+fn reset_on_close(tcp: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
 }

@@ -52,9 +52,10 @@ fn audit_and_report(
     mut args: AuditArgs,
 ) -> anyhow::Result<ExitCode> {
     if args.admins.is_empty() {
-        if config_given && !config_path.exists() {
-            // A mistyped `--config` compared no fingerprints and could still exit 0.
-            anyhow::bail!("{}: no such file", config_path.display());
+        if config_given {
+            // A mistyped or broken `--config` compared no fingerprints and could still
+            // exit 0.
+            Config::load(config_path)?;
         }
         args.admins = admins_from_config(config_path);
     }

@@ -199,7 +199,15 @@ fn explain(offline: &Offline, j: &Judgement) {
             "classifier: no vote, learned only {} spam and {} ham",
             c.spam, c.ham
         ),
-        None => println!("classifier: not asked ({:?})", offline.classifier_source()),
+        None => println!(
+            "classifier: not asked ({})",
+            match offline.classifier_source() {
+                offline::ClassifierSource::Disabled => "disabled",
+                offline::ClassifierSource::None { .. } => "nothing learned and no seed",
+                offline::ClassifierSource::Store | offline::ClassifierSource::Seed { .. } =>
+                    "no vote for this message",
+            }
+        ),
     }
     println!();
 }

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Exit 0 with the stamp's fields when valid; 1 with the reason otherwise; 2 when it could
-/// not look (configuration, no `[tier]`, a file it cannot read or bigger than
-/// `message_size_bytes`), so a hook can tell "forged" from "could not check". A stamp older
+/// not look (configuration, no `[tier]`, a file it cannot read or bigger than the gateway
+/// could have delivered, an answer it cannot write), so a hook can tell "forged" from
+/// "could not check". A stamp older
 /// than `max_age` is refused; by default, older than any mail the tier can still deliver:
 /// a message keeps the stamp of its acceptance while it waits in the queue (an internal
 /// server down for hours) or in quarantine, and `tier.stamp_max_age` (the trust a peer
@@ -36,13 +37,14 @@ pub fn verify(
         return Ok(could_not_check);
     };
     // The gateway takes up to `message_size_bytes`, then adds its trace and stamp fields,
-    // may convert 8-bit text to 7-bit (a third longer), and the internal server adds its
-    // own: room for all of that.
+    // may convert 8-bit text to quoted-printable for a server without 8BITMIME (each 8-bit
+    // byte `=XX`, plus soft breaks: up to about 3.2 times as long) and signs that copy, and
+    // the internal server adds its own fields: room for all of that.
     let limit = config
         .server
         .limits
         .message_size_bytes
-        .saturating_mul(2)
+        .saturating_mul(4)
         .saturating_add(1 << 20);
     let message = match read_bounded(file, limit) {
         Ok(m) => m,
@@ -84,7 +86,7 @@ fn read_bounded(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
         .read_to_end(&mut message)?;
     if message.len() > limit {
         return Err(std::io::Error::other(format!(
-            "bigger than {limit} bytes (twice server.limits.message_size_bytes, and 1 MiB)"
+            "bigger than {limit} bytes (4 times server.limits.message_size_bytes, and 1 MiB)"
         )));
     }
     Ok(message)

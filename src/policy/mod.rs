@@ -450,7 +450,7 @@ impl Policy {
     /// rate-limit or check symbol names: an action is looked up by the exact symbol a hit
     /// carries, so a misspelt one never applies and the refusal it meant is off.
     pub fn actions_naming_nothing(&self) -> Vec<&str> {
-        let provided = symbols::compile_options(&self.config).provided;
+        let provided = symbols::known_to_checks(&self.config);
         self.config
             .policy
             .actions

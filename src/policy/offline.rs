@@ -165,9 +165,10 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
                 ))
             }
             Ok(false) => {}
-            // A store that does not answer (Redis down) leaves the seed, as the gateway
-            // keeps running on it; said where `check` and `scan` show the source, since no
-            // log is shown offline.
+            // A store that does not answer (Redis down) leaves the seed: an error here
+            // stopped `check`, the unit's `ExecStartPre`, and so the gateway's start. The
+            // gateway itself scores `STATE_UNAVAILABLE` then; said where `check` and `scan`
+            // show the source, since no log is shown offline.
             Err(e) => unanswered = Some(e.to_string()),
         }
     }

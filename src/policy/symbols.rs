@@ -64,6 +64,56 @@ const DNS: &[&str] = &[
     "ARC_TEMPERROR",
 ];
 
+/// Symbols the other built-in checks add (attachments, antivirus, scan coverage, MIME
+/// shape, dates, the tier, recipients, size). Not needed to compile rules (no `eval:` rule
+/// stands for them), but an action may name them: see [`known_to_checks`].
+const CHECK_SYMBOLS: &[&str] = &[
+    "ANTIVIRUS_TRUNCATED",
+    "ANTIVIRUS_UNAVAILABLE",
+    "VIRUS_FOUND",
+    "ARCHIVE_BIDI_NAME",
+    "ARCHIVE_BLOCKED_EXT",
+    "ARCHIVE_BOMB",
+    "ARCHIVE_DOUBLE_EXT",
+    "ARCHIVE_ENCRYPTED",
+    "ARCHIVE_TOO_DEEP",
+    "ARCHIVE_TOO_LARGE",
+    "ARCHIVE_TOO_MANY_ENTRIES",
+    "ARCHIVE_TYPE_MISMATCH",
+    "ARCHIVE_UNREADABLE",
+    "ATTACH_BIDI_NAME",
+    "ATTACH_BLOCKED_EXT",
+    "ATTACH_BLOCKED_TYPE",
+    "ATTACH_DOUBLE_EXT",
+    "ATTACH_MIME_REPEATED",
+    "ATTACH_TOO_MANY_FILES",
+    "ATTACH_TYPE_MISMATCH",
+    "DATE_IN_FUTURE_03_12",
+    "DATE_IN_FUTURE_12_XX",
+    "DATE_IN_PAST_07D",
+    "MIME_QP_LONG_LINE",
+    "MIME_QP_NEEDLESS",
+    "MX_BYPASS_BACKUP",
+    "MX_BYPASS_FIRST_CONTACT",
+    "MX_FANOUT",
+    "RCPT_UNKNOWN",
+    "RCPT_VERIFY_UNAVAILABLE",
+    "RELAY_DENIED",
+    "SCAN_NESTING_LIMIT",
+    "SCAN_PART_LIMIT",
+    "SCAN_TRUNCATED",
+    "SIZE_OVER_LIMIT",
+    "TIER_STAMP_VERIFIED",
+];
+
+/// Every symbol a built-in check of `config` can add, whatever the rules files say: what a
+/// `policy.actions` key may name without a rule of that name.
+pub fn known_to_checks(config: &Config) -> BTreeSet<String> {
+    let mut known = compile_options(config).provided;
+    known.extend(CHECK_SYMBOLS.iter().map(|s| s.to_string()));
+    known
+}
+
 /// How the rules of `config` are compiled (`mxguard check` compiles them the same way).
 pub fn compile_options(config: &Config) -> CompileOptions {
     let p = &config.policy;
@@ -85,5 +135,46 @@ pub fn compile_options(config: &Config) -> CompileOptions {
         provided,
         acted_on: p.actions.keys().cloned().collect(),
         backtrack_budget: p.backtrack_budget,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped rules describe every symbol a check adds (for `scan --explain` and the
+    /// scores): each name they describe without defining a rule must be one the checks
+    /// are known to add, or `check` would call an action on it a typo.
+    #[test]
+    fn every_symbol_the_shipped_rules_describe_is_known_to_the_checks() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = Config::load(&root.join("config/mxguard.toml")).unwrap();
+        let known = known_to_checks(&config);
+        let (mut described, mut defined) = (BTreeSet::new(), BTreeSet::new());
+        for entry in std::fs::read_dir(root.join("rules")).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let mut words = line.split_whitespace();
+                let (Some(kind), Some(name)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                match kind {
+                    "describe" => described.insert(name.to_string()),
+                    "header" | "body" | "rawbody" | "full" | "uri" | "meta" | "mimeheader" => {
+                        defined.insert(name.to_string())
+                    }
+                    _ => false,
+                };
+            }
+        }
+        let unknown: Vec<&String> = described
+            .difference(&defined)
+            // Rate-limit symbols come with the `[[ratelimit]]` a deployment configures.
+            .filter(|name| !known.contains(*name) && !name.starts_with("RATELIMIT_"))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "described, added by no known check: {unknown:?}"
+        );
     }
 }

@@ -54,8 +54,19 @@ pub async fn real_client(
 
 async fn read_header(tcp: &mut TcpStream) -> Result<proxy::ProxyHeader, ProxyRefusal> {
     let mut buf = vec![0u8; FIRST_READ];
-    if tcp.read(&mut buf[..1]).await? == 0 {
-        return Err(ProxyRefusal::Silent);
+    // A check closed with a reset (HAProxy's linger-0 close) is as silent as a FIN.
+    match tcp.read(&mut buf[..1]).await {
+        Ok(0) => return Err(ProxyRefusal::Silent),
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            return Err(ProxyRefusal::Silent)
+        }
+        Err(e) => return Err(e.into()),
     }
     tcp.read_exact(&mut buf[1..]).await?;
     if buf[0] == b'\r' {
