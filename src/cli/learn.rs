@@ -134,10 +134,7 @@ fn new_store_at(path: &Path) -> anyhow::Result<Option<PathBuf>> {
     {
         return Ok(None);
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = store_dir(path);
     if !dir.is_dir() {
         anyhow::bail!(
             "no directory {} for the state store: the gateway makes it at its first start; \
@@ -148,14 +145,18 @@ fn new_store_at(path: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(path.to_owned()))
 }
 
+/// The directory the embedded store lives in (`.` for a bare file name).
+fn store_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Gives a store this run made to its directory's owner (the gateway's user): made by
 /// root (`sudo mxguard learn` before the first start), it kept the gateway out of it.
 fn hand_to_directory_owner(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = store_dir(path);
     let (owner, file) = (std::fs::metadata(dir)?, std::fs::metadata(path)?);
     // The owner's own file is the gateway's whatever its group.
     if owner.uid() == file.uid() {

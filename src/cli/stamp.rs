@@ -76,13 +76,13 @@ pub fn verify(
     Ok(code)
 }
 
-/// Reads the message, at most `limit` bytes: a hook may hand
-/// a pipe (`/dev/stdin`), so any file kind is read, but never without end (`/dev/zero`).
+/// Reads the message, at most `limit` bytes: a hook may hand a pipe (`/dev/stdin`), so
+/// any file kind is read, but never without end (`/dev/zero`).
 fn read_bounded(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut message = Vec::new();
     std::fs::File::open(file)?
-        .take(limit as u64 + 1)
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut message)?;
     if message.len() > limit {
         return Err(std::io::Error::other(format!(
