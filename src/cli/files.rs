@@ -138,7 +138,7 @@ pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
     }
     let mut raw = Vec::with_capacity(meta.len() as usize);
     // A file growing while it is read is still held to the limit.
-    file.take(limit as u64 + 1)
+    file.take((limit as u64).saturating_add(1))
         .read_to_end(&mut raw)
         .map_err(FileError::Read)?;
     if raw.len() > limit {
