@@ -367,6 +367,7 @@ impl Gateway {
                 *set = next;
                 self.put_in_force(&set, &policy);
                 self.tls.set(tls);
+                warn_of_actions_naming_nothing(&policy);
                 Ok(policy.fingerprint().to_owned())
             })
     }
@@ -429,14 +430,20 @@ fn build_policy(
     metrics: &Metrics,
     services: &Services,
 ) -> Result<Arc<Policy>, policy::PolicyError> {
-    let policy = Policy::build(config, services)?.with_metrics(metrics);
+    Ok(Arc::new(
+        Policy::build(config, services)?.with_metrics(metrics),
+    ))
+}
+
+/// Warns of `policy.actions` keys that name nothing, once a policy is in force (a reload
+/// refused later, by its certificate, warned of a configuration that never ran).
+fn warn_of_actions_naming_nothing(policy: &Policy) {
     for action in policy.actions_naming_nothing() {
         tracing::warn!(
             key = %format!("policy.actions.{action}"),
             "no rule or check symbol has this name: the action never applies (a typo?)"
         );
     }
-    Ok(Arc::new(policy))
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled, then drains: no new
@@ -502,6 +509,7 @@ pub async fn serve(
     let set = ServiceSet::build(&config, &metrics, callout.clone(), shared);
     set.put_dns_in_force(None, &metrics);
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
+    warn_of_actions_naming_nothing(&policy);
     let live = Arc::new(LivePolicy::new(policy.clone()));
     if let Some(tier) = &tier {
         tier.set_fingerprint(policy.fingerprint());

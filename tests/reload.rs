@@ -552,3 +552,24 @@ fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
     write_atomically(&moved.join("example.test"), "user\nnewcomer\n");
     newcomer_is_taken(&gw);
 }
+
+/// Review: a `policy.actions` key that names nothing (a typo, the wrong case) never
+/// applies; the gateway says so when it starts, and not for the check symbols it adds.
+#[test]
+fn the_gateway_warns_at_start_of_actions_that_name_nothing() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(
+        "[policy.actions]\nattach_blocked_ext = \"reject\"\nATTACH_BLOCKED_EXT = \"reject\"\n",
+    ));
+    let warned = gw.wait_log_line(
+        Duration::from_secs(20),
+        "policy.actions.attach_blocked_ext",
+        0,
+    );
+    assert!(warned.is_some(), "no warning:\n{}", gw.logs());
+    assert!(
+        !gw.logs().contains("policy.actions.ATTACH_BLOCKED_EXT"),
+        "{}",
+        gw.logs()
+    );
+}

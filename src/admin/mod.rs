@@ -167,6 +167,8 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     let open = Arc::new(Mutex::new(OpenConnections::default()));
     let connections = TaskTracker::new();
     let refusal_log = LogEvery::new(REFUSAL_LOG_INTERVAL);
+    // A probe refused because every connection was busy must be explainable from the log.
+    let full_log = LogEvery::new(REFUSAL_LOG_INTERVAL);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -201,7 +203,11 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
             continue;
         }
         let Some((key, evicted, busy)) = lock(&open).admit(max, &stop) else {
-            tracing::debug!(client = %peer, "admin connection refused: every connection is answering");
+            if full_log.due() {
+                tracing::warn!(client = %peer, max, "admin connection refused: all metrics.max_connections are answering (logged once a minute)");
+            } else {
+                tracing::debug!(client = %peer, "admin connection refused: every connection is answering");
+            }
             drop(tcp);
             continue;
         };
