@@ -109,6 +109,23 @@ fn mx(dir: &Path, args: &[&str]) -> std::process::Output {
     run_mxguard(dir, args)
 }
 
+/// Learns `root`'s `corpus/spam` and `corpus/ham` into its store and exports a seed;
+/// the seed's path.
+fn learn_corpus_and_export(root: &Path) -> std::path::PathBuf {
+    for class in ["spam", "ham"] {
+        let (flag, corpus) = (format!("--{class}"), format!("corpus/{class}"));
+        stdout(&mx(
+            root,
+            &["learn", &flag, &corpus, "--config", "mxguard.toml"],
+        ));
+    }
+    stdout(&mx(
+        root,
+        &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
+    ));
+    root.join("seed.bin")
+}
+
 #[test]
 fn learn_is_idempotent_moves_forgets_exports_and_scan_explains() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,30 +260,25 @@ fn learning_into_a_never_used_store_takes_the_seed_first() {
     let root = dir.path();
     write_corpus(&root.join("corpus"), 12, 0);
     offline_config(root, "min_learned = 5");
-    for class in ["spam", "ham"] {
-        let flag = format!("--{class}");
-        let dir = format!("corpus/{class}");
-        mx(root, &["learn", &flag, &dir, "--config", "mxguard.toml"]);
-    }
-    mx(
-        root,
-        &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
-    );
+    let seed = learn_corpus_and_export(root);
     let other = tempfile::tempdir().unwrap();
-    fs::copy(root.join("seed.bin"), other.path().join("seed.bin")).unwrap();
+    fs::copy(seed, other.path().join("seed.bin")).unwrap();
     offline_config(other.path(), "min_learned = 5\nseed = \"seed.bin\"");
     fs::create_dir_all(other.path().join("new")).unwrap();
     fs::write(other.path().join("new/spam.eml"), corpus_message(true, 501)).unwrap();
-    let out = mx(
-        other.path(),
-        &[
-            "learn",
-            "--spam",
-            "new/spam.eml",
-            "--config",
-            "mxguard.toml",
-        ],
-    );
+    let learn_new_spam = || {
+        mx(
+            other.path(),
+            &[
+                "learn",
+                "--spam",
+                "new/spam.eml",
+                "--config",
+                "mxguard.toml",
+            ],
+        )
+    };
+    let out = learn_new_spam();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("seeded it from seed.bin first"),
@@ -285,16 +297,7 @@ fn learning_into_a_never_used_store_takes_the_seed_first() {
     );
     // No spool directory: nothing is made, and the error says where it looked.
     fs::remove_dir_all(other.path().join("spool")).unwrap();
-    let out = mx(
-        other.path(),
-        &[
-            "learn",
-            "--spam",
-            "new/spam.eml",
-            "--config",
-            "mxguard.toml",
-        ],
-    );
+    let out = learn_new_spam();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("no directory"), "{}", text(&out));
     assert!(!other.path().join("spool").exists());
@@ -384,15 +387,7 @@ fn learning_the_same_files_gives_the_same_seed_every_time() {
                     .unwrap();
             }
             offline_config(root, "min_learned = 5");
-            for class in ["--spam", "--ham"] {
-                let corpus = if class == "--spam" { "corpus/spam" } else { "corpus/ham" };
-                stdout(&mx(root, &["learn", class, corpus, "--config", "mxguard.toml"]));
-            }
-            stdout(&mx(
-                root,
-                &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
-            ));
-            fs::read(root.join("seed.bin")).unwrap()
+            fs::read(learn_corpus_and_export(root)).unwrap()
         })
         .collect();
     assert!(seeds.iter().all(|s| s == &seeds[0]), "the seeds differ");
@@ -482,22 +477,7 @@ fn gateway_seeds_its_store_votes_learns_while_running_and_keeps_it() {
     let seeds = tempfile::tempdir().unwrap();
     write_corpus(&seeds.path().join("corpus"), 12, 0);
     offline_config(seeds.path(), "min_learned = 5");
-    for class in ["--spam", "--ham"] {
-        let corpus = if class == "--spam" {
-            "corpus/spam"
-        } else {
-            "corpus/ham"
-        };
-        stdout(&mx(
-            seeds.path(),
-            &["learn", class, corpus, "--config", "mxguard.toml"],
-        ));
-    }
-    stdout(&mx(
-        seeds.path(),
-        &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
-    ));
-    let seed = seeds.path().join("seed.bin");
+    let seed = learn_corpus_and_export(seeds.path());
 
     let internal = InternalServer::start();
     let cfg = GatewayConfig::new(&internal)
