@@ -328,18 +328,15 @@ fn a_reload_that_relays_to_a_running_listener_is_refused() {
     let (gw, stop, h) = start(&cfg);
     let own = gw.bound[0];
     let mut refusals = Vec::new();
-    for key in ["internal", "dsn_via"] {
-        let text = base_toml(d, "rules", "").replace(
-            "internal = [\"127.0.0.1:9\"]",
-            &format!("internal = [\"127.0.0.1:9\"]\n{key} = [\"{own}\"]"),
+    let internal = "internal = [\"127.0.0.1:9\"]";
+    for relay_lines in [
+        format!("internal = [\"{own}\"]"),
+        format!("{internal}\ndsn_via = [\"{own}\"]"),
+    ] {
+        write(
+            &cfg,
+            &base_toml(d, "rules", "").replace(internal, &relay_lines),
         );
-        // `internal` appears twice now for the first key: keep the last one only.
-        let text = if key == "internal" {
-            text.replacen("internal = [\"127.0.0.1:9\"]\n", "", 1)
-        } else {
-            text
-        };
-        write(&cfg, &text);
         refusals.push(gw.reload(&cfg).map_err(|e| e.to_string()));
     }
     stop.cancel();
