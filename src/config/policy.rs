@@ -237,7 +237,7 @@ impl RawPolicy {
             // A name no rule could have (`attach blocked ext`) never applies; one that names
             // nothing (`attach_blocked_ext`: names are case-sensitive) is warned of where
             // the rules are known (`check`, start, reload).
-            if rule.is_empty() || !rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if !super::problems::is_rule_name(&rule) {
                 problems.bad(
                     &format!("policy.actions.{rule}"),
                     "is not a rule name (letters, digits and _)",

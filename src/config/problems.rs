@@ -76,6 +76,12 @@ pub fn is_plausible_hostname(name: &str) -> bool {
         })
 }
 
+/// A name a rule may have (the rules parser's syntax, SpamAssassin's: letters of either
+/// case, digits, `_`), such as `local_block` or `ATTACH_BLOCKED_EXT`.
+pub fn is_rule_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// An upper-case symbol name such as `RCVD_IN_EXAMPLE`.
 pub fn is_symbol(name: &str) -> bool {
     !name.is_empty()
