@@ -176,7 +176,7 @@ impl RawMetrics {
         let hostnames = self
             .hostnames
             .iter()
-            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .map(|h| super::problems::domain_key(h.trim()))
             .collect();
         MetricsConfig {
             listen,

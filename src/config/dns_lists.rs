@@ -160,7 +160,7 @@ pub(super) fn validate(
     let mut lists = Vec::new();
     for (i, list) in raw.into_iter().enumerate() {
         let key = format!("{section}[{i}]");
-        let zone = list.zone.trim_end_matches('.').to_ascii_lowercase();
+        let zone = super::problems::domain_key(&list.zone);
         if !is_plausible_hostname(&zone) {
             problems.bad(&format!("{key}.zone"), "must be a domain name");
         }

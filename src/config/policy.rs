@@ -211,7 +211,7 @@ impl RawPolicy {
         }
         let mut domain_thresholds = BTreeMap::new();
         for (domain, t) in self.domains {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            let domain = super::problems::domain_key(&domain);
             let merged = Thresholds {
                 tag: t.tag.unwrap_or(thresholds.tag),
                 quarantine: t.quarantine.unwrap_or(thresholds.quarantine),

@@ -76,6 +76,12 @@ pub fn is_plausible_hostname(name: &str) -> bool {
         })
 }
 
+/// A domain name as names are compared: lower case, without the root's dot
+/// (`Example.TEST.` is `example.test`, as it stands in addresses and lookups).
+pub fn domain_key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// A name a rule may have (the rules parser's syntax, SpamAssassin's: letters of either
 /// case, digits, `_`), such as `local_block` or `ATTACH_BLOCKED_EXT`.
 pub fn is_rule_name(name: &str) -> bool {

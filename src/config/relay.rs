@@ -172,7 +172,7 @@ impl RawRelay {
         for d in &self.domains {
             // `example.test.` (the DNS spelling) is stored without its dot: recipients'
             // domains are compared as written in addresses, and never end in one.
-            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            let d = super::problems::domain_key(d.trim());
             let bare = d.strip_prefix('.').unwrap_or(&d);
             if !is_plausible_hostname(bare) {
                 problems.bad("relay.domains", &format!("{d:?} is not a domain name"));
