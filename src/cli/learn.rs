@@ -56,8 +56,11 @@ async fn run_async(config: Config, action: LearnAction) -> anyhow::Result<ExitCo
         .await
         .context("opening the state store")?
         .patient(PATIENCE);
+    // Made by root (`sudo mxguard learn` before the first start), the store kept the
+    // gateway's user out of it.
     if let Some(path) = created {
-        hand_to_directory_owner(&path)?;
+        mxguard::spool::give_to_owner_of(store_dir(&path), &path)
+            .with_context(|| format!("the new state store {}", path.display()))?;
     }
     let classifier = Classifier::new(
         Source::State(state),
@@ -150,29 +153,6 @@ fn store_dir(path: &Path) -> &Path {
     path.parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
-}
-
-/// Gives a store this run made to its directory's owner (the gateway's user): made by
-/// root (`sudo mxguard learn` before the first start), it kept the gateway out of it.
-fn hand_to_directory_owner(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let dir = store_dir(path);
-    let (owner, file) = (std::fs::metadata(dir)?, std::fs::metadata(path)?);
-    // The owner's own file is the gateway's whatever its group.
-    if owner.uid() == file.uid() {
-        return Ok(());
-    }
-    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).or_else(|e| {
-        let _ = std::fs::remove_file(path);
-        Err(e).with_context(|| {
-            format!(
-                "giving the new state store {} to the owner of its directory (uid {}): \
-                 run this as that user, the gateway's",
-                path.display(),
-                owner.uid()
-            )
-        })
-    })
 }
 
 /// [`summary`] with the files that could not be learned, when there are any.

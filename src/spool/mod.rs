@@ -635,26 +635,10 @@ impl Spool {
     /// queued for good. A user who may not hand it over (neither root nor the owner) is
     /// refused before anything is in place.
     fn hand_over(&self, path: &Path) -> io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
         if !self.admin {
             return Ok(());
         }
-        let (owner, file) = (fs::metadata(&self.dir)?, fs::metadata(path)?);
-        // The owner's own files are readable to the gateway whatever their group (the
-        // owner may not be in the directory's group, and could not change to it).
-        if owner.uid() == file.uid() {
-            return Ok(());
-        }
-        std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
-            let _ = fs::remove_file(path);
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "{e}: run this as the spool's owner (uid {}), the gateway's user",
-                    owner.uid()
-                ),
-            )
-        })
+        give_to_owner_of(&self.dir, path)
     }
 
     /// Removes a message once every recipient is settled (its file moved into the
@@ -893,6 +877,29 @@ pub(super) fn private_dir(path: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+/// Gives `path`, a file an admin verb just made in (or below) the spool directory `dir`,
+/// to that directory's owner, the gateway's user, when they differ; removes it when that
+/// is not allowed (neither root nor the owner), so nothing the gateway cannot read is left.
+pub fn give_to_owner_of(dir: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (owner, file) = (fs::metadata(dir)?, fs::metadata(path)?);
+    // The owner's own files are readable to the gateway whatever their group (the owner
+    // may not be in the directory's group, and could not change to it).
+    if owner.uid() == file.uid() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
+        let _ = fs::remove_file(path);
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{e}: run this as the spool's owner (uid {}), the gateway's user",
+                owner.uid()
+            ),
+        )
+    })
 }
 
 /// How [`SpoolError::Missing`] names a missing part of the spool.
