@@ -122,7 +122,6 @@ impl std::fmt::Display for FileError {
 /// Reads a message file: a regular file of at most `limit` bytes. Opened without
 /// blocking, so a FIFO is refused instead of waiting for a writer.
 pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
-    use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -138,13 +137,24 @@ pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
     }
     let mut raw = Vec::with_capacity(meta.len() as usize);
     // A file growing while it is read is still held to the limit.
-    file.take((limit as u64).saturating_add(1))
-        .read_to_end(&mut raw)
-        .map_err(FileError::Read)?;
-    if raw.len() > limit {
+    if !read_at_most(file, limit, &mut raw).map_err(FileError::Read)? {
         return Err(FileError::TooBig(limit));
     }
     Ok(raw)
+}
+
+/// Reads `reader` to its end into `into`, but never more than `limit` bytes and one: false
+/// when there was more (`/dev/zero`, a file growing while it is read).
+pub fn read_at_most(
+    reader: impl std::io::Read,
+    limit: usize,
+    into: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    reader
+        .take((limit as u64).saturating_add(1))
+        .read_to_end(into)?;
+    Ok(into.len() <= limit)
 }
 
 /// Whether `raw` starts as a message does: with a header field (`Name:`, the name

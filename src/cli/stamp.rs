@@ -79,12 +79,8 @@ pub fn verify(
 /// Reads the message, at most `limit` bytes: a hook may hand a pipe (`/dev/stdin`), so
 /// any file kind is read, but never without end (`/dev/zero`).
 fn read_bounded(file: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
     let mut message = Vec::new();
-    std::fs::File::open(file)?
-        .take((limit as u64).saturating_add(1))
-        .read_to_end(&mut message)?;
-    if message.len() > limit {
+    if !super::files::read_at_most(std::fs::File::open(file)?, limit, &mut message)? {
         return Err(std::io::Error::other(format!(
             "bigger than {limit} bytes (4 times server.limits.message_size_bytes, and 1 MiB)"
         )));
