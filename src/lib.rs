@@ -331,14 +331,8 @@ impl Gateway {
         Config::load(config_path)
             .map_err(ReloadError::from)
             .and_then(|config| {
-                let bound = &self.bound;
-                for (key, to) in [
-                    ("relay.internal", &config.relay.internal),
-                    ("relay.dsn_via", &config.relay.dsn_via),
-                ] {
-                    if let Some(own) = config::own_address_among(bound, to) {
-                        return Err(ReloadError::Loops(key, own));
-                    }
+                if let Some(&(key, own)) = config::relay_loops(&self.bound, &config.relay).first() {
+                    return Err(ReloadError::Loops(key, own));
                 }
                 // Held from the build to the swap: a refresh cannot interleave and put an
                 // older snapshot in force after this one.

@@ -148,29 +148,25 @@ struct RawConfig {
     antivirus: antivirus::RawAntivirus,
 }
 
-/// An internal server that is this gateway's own listener: every message would be relayed
-/// to itself until its hop count ran out, and the bounce of that refused too.
-fn relays_to_itself(
+/// Where `relay` would hand mail to one of the `listen` addresses (itself, or the
+/// loopback address a wildcard listener covers), by key: an internal server there relays
+/// every message to itself until its hop count runs out, and bounces handed there are
+/// refused (a null-sender DSN to a non-relay domain) and dropped, every one of them.
+pub fn relay_loops(
     listen: &[std::net::SocketAddr],
-    internal: &[std::net::SocketAddr],
-    key: &str,
-    problems: &mut Problems,
-) {
-    for to in internal.iter().filter(|to| is_own_address(listen, to)) {
-        problems.bad(
-            key,
-            &format!("{to} is this gateway's own server.listen: mail would loop"),
-        );
-    }
-}
-
-/// The first of `to` that one of the `listen` addresses takes (itself, or the loopback
-/// address a wildcard listener covers): a relay there would loop.
-pub fn own_address_among(
-    listen: &[std::net::SocketAddr],
-    to: &[std::net::SocketAddr],
-) -> Option<std::net::SocketAddr> {
-    to.iter().copied().find(|to| is_own_address(listen, to))
+    relay: &RelayConfig,
+) -> Vec<(&'static str, std::net::SocketAddr)> {
+    [
+        ("relay.internal", &relay.internal),
+        ("relay.dsn_via", &relay.dsn_via),
+    ]
+    .into_iter()
+    .flat_map(|(key, to)| {
+        to.iter()
+            .filter(|to| is_own_address(listen, to))
+            .map(move |to| (key, *to))
+    })
+    .collect()
 }
 
 fn is_own_address(listen: &[std::net::SocketAddr], to: &std::net::SocketAddr) -> bool {
@@ -277,20 +273,12 @@ impl Config {
         let tier = raw
             .tier
             .and_then(|t| t.validate(&server.hostname, &mut problems));
-        relays_to_itself(
-            &server.listen,
-            &relay.internal,
-            "relay.internal",
-            &mut problems,
-        );
-        // Bounces handed to ourselves were refused (a null-sender DSN to a non-relay
-        // domain) and dropped, every one of them.
-        relays_to_itself(
-            &server.listen,
-            &relay.dsn_via,
-            "relay.dsn_via",
-            &mut problems,
-        );
+        for (key, to) in relay_loops(&server.listen, &relay) {
+            problems.bad(
+                key,
+                &format!("{to} is this gateway's own server.listen: mail would loop"),
+            );
+        }
         let metrics = raw.metrics.validate(&mut problems);
         if let Some(admin) = metrics.listen {
             admin_shares_an_smtp_address(admin, &server.listen, &mut problems);
