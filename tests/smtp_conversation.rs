@@ -142,6 +142,18 @@ fn relay_denied_is_550_571() {
     c.quit();
 }
 
+/// Regression (review): a sender without a domain was taken, relayed as an invalid
+/// reverse-path, and dropped without a DSN when the internal server refused it.
+#[test]
+fn a_sender_without_a_domain_is_553_517() {
+    let (_internal, gw) = gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<bob>").expect(553, "5.1.7");
+    c.cmd("MAIL FROM:<bob@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<postmaster>").expect(250, "");
+    c.quit();
+}
+
 #[test]
 fn null_sender_and_multiple_recipients_are_relayed_once() {
     let (internal, gw) = gateway();

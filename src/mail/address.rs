@@ -71,6 +71,10 @@ pub enum AddressError {
     /// Longer than RFC 5321 allows.
     #[error("address too long")]
     TooLong,
+    /// A reverse-path with a local part but no domain: no one can answer it (RFC 5321
+    /// §4.1.2 gives every mailbox a domain; only `RCPT TO:<postmaster>` may go without).
+    #[error("sender address must have a domain")]
+    NoDomain,
 }
 
 fn is_atext(c: char) -> bool {

@@ -38,6 +38,21 @@ impl FailedRecipient {
         }
     }
 
+    /// The RFC 3464 §2.3.6 diagnostic type: `smtp` only for a reply a server gave, which
+    /// bounce processors read the code from; `X-mxguard` for our own words (an expiry, a
+    /// refusal decided here), as Postfix writes `X-Postfix`.
+    fn diagnostic_type(&self) -> &'static str {
+        let bytes = self.diagnostic.as_bytes();
+        let reply_code = bytes.len() >= 3
+            && bytes[..3].iter().all(u8::is_ascii_digit)
+            && bytes.get(3).is_none_or(|b| *b == b' ' || *b == b'-');
+        if self.remote_mta.is_some() && reply_code {
+            "smtp"
+        } else {
+            "X-mxguard"
+        }
+    }
+
     /// A recipient that still failed temporarily when the message reached
     /// `relay.max_queue_lifetime`: status 5.4.7 (delivery time expired), with the last error.
     pub fn expired(address: &str, last_error: &str, server: Option<SocketAddr>) -> FailedRecipient {
@@ -50,6 +65,12 @@ impl FailedRecipient {
     }
 }
 
+/// Whether a reverse-path can be sent a DSN: not `<>`, and not one without a domain
+/// (refused at MAIL since, but a spool may still hold one taken before).
+pub fn can_receive_dsn(mail_from: &str) -> bool {
+    mail_from.contains('@')
+}
+
 /// Builds the DSN for `original` listing `failed`; `None` when no DSN may be sent (the
 /// sender is `<>`, the original is itself a DSN, or nothing failed). Returns the envelope
 /// (null sender, to the original sender, `is_dsn`) and the message bytes.
@@ -59,8 +80,7 @@ pub fn build(
     failed: &[FailedRecipient],
 ) -> Option<(Envelope, Vec<u8>)> {
     let sender = original.envelope.mail_from.as_str();
-    // A reverse path without a domain (`<>`, or a mangled one) cannot receive mail.
-    if !sender.contains('@') || original.envelope.is_dsn || failed.is_empty() {
+    if !can_receive_dsn(sender) || original.envelope.is_dsn || failed.is_empty() {
         return None;
     }
     let now = unix_now();
@@ -149,7 +169,8 @@ pub fn build(
         }
         let _ = write!(
             m,
-            "Diagnostic-Code: smtp; {}\r\n",
+            "Diagnostic-Code: {}; {}\r\n",
+            f.diagnostic_type(),
             clean(&f.diagnostic, MAX_DIAGNOSTIC)
         );
     }
@@ -483,10 +504,50 @@ mod tests {
         assert_eq!(f.status, "5.2.2");
     }
 
+    /// Regression (review): an expiry and a refusal decided here were written as
+    /// `Diagnostic-Code: smtp;`, where bounce processors look for a server's reply code.
+    #[test]
+    fn only_a_servers_reply_is_an_smtp_diagnostic() {
+        let server: SocketAddr = "10.0.0.5:25".parse().unwrap();
+        let refused = Reply::new(550, "5.1.1", "no such user");
+        let own = Reply::new(550, "5.6.7", "SMTPUTF8 is required, but was not offered");
+        for (failure, kind) in [
+            (
+                FailedRecipient::from_reply("a@x.test", &refused, Some(server)),
+                "smtp",
+            ),
+            (
+                FailedRecipient::from_reply("a@x.test", &own, None),
+                "X-mxguard",
+            ),
+            (
+                FailedRecipient::expired("a@x.test", "451 4.3.0 later", Some(server)),
+                "X-mxguard",
+            ),
+            (
+                FailedRecipient::expired("a@x.test", "connect: refused", None),
+                "X-mxguard",
+            ),
+        ] {
+            let (_, bytes) = build(
+                "gw.example.test",
+                &original("s@example.org", false),
+                &[failure],
+            )
+            .unwrap();
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(
+                text.contains(&format!("Diagnostic-Code: {kind}; ")),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn no_dsn_to_the_null_sender_or_about_a_dsn() {
         let failed = vec![FailedRecipient::expired("a@example.test", "x", None)];
         assert!(build("gw.example.test", &original("", false), &failed).is_none());
+        assert!(build("gw.example.test", &original("bob", false), &failed).is_none());
         assert!(build("gw.example.test", &original("\"\"", false), &failed).is_none());
         assert!(build("gw.example.test", &original("s@example.org", true), &failed).is_none());
     }

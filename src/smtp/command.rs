@@ -175,6 +175,10 @@ fn parse_mail(arg: &str) -> Result<Command, CommandError> {
         strip_keyword(arg, "FROM:").ok_or(CommandError::Syntax("expected MAIL FROM:<address>"))?;
     let (path, params) = split_path(rest).map_err(CommandError::SenderAddress)?;
     let address = parse_path(path).map_err(CommandError::SenderAddress)?;
+    if !address.local.is_empty() && address.domain.is_empty() {
+        // Accepted, it could be neither relayed as it is nor sent a DSN.
+        return Err(CommandError::SenderAddress(AddressError::NoDomain));
+    }
     let mut mail = MailParams {
         size: None,
         body: Body::SevenBit,
@@ -284,6 +288,24 @@ mod tests {
         assert!(matches!(
             parse(b"MAIL FROM: <a@b.example>").unwrap(),
             Command::Mail(..)
+        ));
+    }
+
+    /// Regression (review): `MAIL FROM:<bob>` was accepted, relayed as an invalid
+    /// reverse-path, and a permanent failure then dropped the message without a DSN.
+    #[test]
+    fn a_sender_without_a_domain_is_refused_but_a_recipient_may_have_none() {
+        assert!(matches!(
+            parse(b"MAIL FROM:<bob>"),
+            Err(CommandError::SenderAddress(AddressError::NoDomain))
+        ));
+        assert!(matches!(
+            parse(b"MAIL FROM:<@relay.example:bob>"),
+            Err(CommandError::SenderAddress(AddressError::NoDomain))
+        ));
+        assert!(matches!(
+            parse(b"RCPT TO:<postmaster>"),
+            Ok(Command::Rcpt(..))
         ));
     }
 

@@ -253,6 +253,19 @@ impl Connection {
             .await
     }
 
+    /// One command of a transaction without PIPELINING. Input waiting before it is a
+    /// reply nobody asked for: one that came just after the check before MAIL would make
+    /// each reply answer the command before, up to a refused recipient's 550 read as the
+    /// answer to DATA and bouncing the recipients the server took.
+    async fn lockstep_command(
+        &mut self,
+        stage: &'static str,
+        line: &[u8],
+    ) -> Result<Reply, ClientError> {
+        self.expect_no_input(stage).await?;
+        self.command(stage, line).await
+    }
+
     /// Runs one mail transaction and returns one final reply per recipient, in order:
     /// the RCPT reply for a refused recipient, otherwise the reply to the end of data
     /// (or to MAIL / DATA when those failed). A 5xx for one recipient never affects the
@@ -429,12 +442,12 @@ impl Connection {
                 self.expect_reply_to(STAGE_RSET, b"RSET\r\n", cmd_timeout)
                     .await?;
             }
-            let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
+            let mail_reply = self.lockstep_command(STAGE_MAIL, mail.as_bytes()).await?;
             if !mail_reply.is_positive() {
                 return Ok(vec![mail_reply; n]);
             }
             for (i, r) in rcpts.iter().enumerate() {
-                let reply = rcpt_552_as_452(self.command("RCPT", r.as_bytes()).await?);
+                let reply = rcpt_552_as_452(self.lockstep_command("RCPT", r.as_bytes()).await?);
                 if reply.is_positive() {
                     accepted.push(i);
                 } else {
@@ -445,7 +458,7 @@ impl Connection {
                 let none = Reply::new(554, "5.5.1", "no valid recipients");
                 return Ok(fill(results, &none));
             }
-            let data_reply = self.command("DATA", b"DATA\r\n").await?;
+            let data_reply = self.lockstep_command("DATA", b"DATA\r\n").await?;
             if data_reply.is_positive() {
                 return Err(out_of_step("DATA", &data_reply));
             }

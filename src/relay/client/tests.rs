@@ -686,3 +686,29 @@ async fn a_reply_sent_with_the_354_is_no_delivery() {
         other => panic!("an early reply was taken as the answer to the data: {other:?}"),
     }
 }
+
+/// Regression (review): without PIPELINING only the bytes waiting before MAIL were
+/// checked. A second reply that came later (here MAIL answered twice) was read as the
+/// good recipient's, that one's 250 as the bad one's, and the bad one's 550 as the answer
+/// to DATA: the good recipient bounced.
+#[tokio::test]
+async fn a_stray_reply_in_a_lockstep_transaction_bounces_no_one() {
+    let addr = line_server(b"220 odd\r\n", |line| {
+        Some(if line.starts_with("EHLO") {
+            &b"250 odd\r\n"[..]
+        } else if line.starts_with("MAIL") {
+            &b"250 2.1.0 ok\r\n250 2.1.0 again\r\n"[..]
+        } else if line.starts_with("RCPT TO:<bad@") {
+            &b"550 5.1.1 no such user\r\n"[..]
+        } else if line == "DATA" {
+            &b"354 go\r\n"[..]
+        } else {
+            &b"250 2.0.0 ok\r\n"[..]
+        })
+    })
+    .await;
+    match send_good_and_bad(addr).await {
+        Err(e @ ClientError::Protocol { .. }) => assert!(!e.after_body(), "{e}"),
+        other => panic!("replies read out of step: {other:?}"),
+    }
+}

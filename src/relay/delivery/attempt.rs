@@ -96,6 +96,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // ones). Settling at least one is what keeps this from looping.
     let mut over_server_limit = false;
     let mut settled_now = false;
+    let mut failed_now = false;
     let mut other_temp_failure = false;
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
@@ -125,6 +126,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                             FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, Some(srv));
                         fail(&mut msg.state, i, failure);
                         settled_now = true;
+                        failed_now = true;
                     } else {
                         if reply.code == 452 && reply.status == "4.5.3" {
                             over_server_limit = true;
@@ -147,6 +149,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                         FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], &reply, None);
                     fail(&mut msg.state, i, failure);
                 }
+                failed_now = !pending.is_empty();
             }
             Err((srv, e)) => {
                 server = srv;
@@ -177,9 +180,11 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     }
 
     let deferred = !expired && !still_pending.is_empty();
+    // This attempt's own outcome: a recipient that failed in an earlier attempt does not
+    // make a later one that delivered the rest "failed".
     let result = if deferred {
         "deferred"
-    } else if msg.state.rcpt_status.contains(&RcptStatus::Failed) {
+    } else if failed_now || expired {
         "failed"
     } else {
         "delivered"
@@ -318,8 +323,10 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
         if let Some(f) = failures.first() {
             msg.state.last_error = Some(f.diagnostic.clone());
         }
+        // The same test as `dsn::build`: a DSN judged due must be one it will write.
+        let has_return_path = dsn::can_receive_dsn(&msg.envelope.mail_from);
         let bounce_due = !msg.envelope.is_dsn
-            && !msg.envelope.mail_from.is_empty()
+            && has_return_path
             && !matches!(msg.envelope.verdict.as_str(), "tag" | "quarantine");
         // The DSN's id goes to disk with the statuses, before the DSN itself: see
         // `DeliveryState::bounce`.
@@ -336,8 +343,8 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
                 to = %msg.envelope.rcpt_to.join(","),
                 "DSN failed permanently; dropped"
             );
-        } else if msg.envelope.mail_from.is_empty() {
-            tracing::info!(queue_id = %msg.id, "permanent failure for a null-sender message; no DSN");
+        } else if !has_return_path {
+            tracing::info!(queue_id = %msg.id, from = %msg.envelope.mail_from, "permanent failure for a message whose sender cannot receive mail (null or without a domain); no DSN");
         } else if let Some(bounce) = bounce {
             dsn_queued = queue_bounce(relay, config, msg, &failures, &bounce).await;
             if !dsn_queued {

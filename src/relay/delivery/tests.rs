@@ -732,6 +732,15 @@ async fn the_dsn_reports_each_failure_with_its_own_reply_attempts_later() {
         !text.contains("Final-Recipient: rfc822; b@example.test"),
         "{text}"
     );
+    // Regression (review): the second attempt, which delivered all it tried, was counted
+    // (and logged) as `failed` for the recipient the first attempt had failed.
+    assert_eq!(gw.count("deferred"), 1);
+    assert_eq!(gw.count("failed"), 0);
+    assert_eq!(
+        gw.count("delivered"),
+        2,
+        "the message's second attempt and the DSN"
+    );
     gw.stop().await;
 }
 
