@@ -75,15 +75,18 @@ impl AuthOutcome {
         // A HELO of which nothing is left as a property value (`EHLO (;=)`) would be written
         // `smtp.helo=;`, which RFC 8601 does not allow and a strict reader rejects with the
         // whole field, DMARC included; its SPF result says nothing (it names no host).
-        if let Some(spf) = self.spf_helo.as_ref().filter(|s| has_pvalue_text(&s.helo)) {
-            results = results.with_spf_ehlo_result(&spf.output, spf.client_ip, &spf.helo);
+        let helo_of_helo_check = self.spf_helo.as_ref().map(|s| ascii_helo(&s.helo));
+        if let (Some(spf), Some(helo)) = (&self.spf_helo, &helo_of_helo_check) {
+            if has_pvalue_text(helo) {
+                results = results.with_spf_ehlo_result(&spf.output, spf.client_ip, helo);
+            }
         }
         if let Some(spf) = &self.spf_mail_from {
             results = results.with_spf_mailfrom_result(
                 &spf.output,
                 spf.client_ip,
                 &spf.mail_from,
-                &spf.helo,
+                &ascii_helo(&spf.helo),
             );
         }
         // `Display` writes the authserv-id followed by the resinfo parts.
@@ -94,6 +97,19 @@ impl AuthOutcome {
         let mut header = fold_safely(&header);
         header.push_str("\r\n");
         header
+    }
+}
+
+/// The greeting as our header may carry it: its A-label (any non-ASCII left dropped). The
+/// header goes on mail that may not be SMTPUTF8, where an 8-bit field breaks RFC 6532, as
+/// the `Received:` line's greeting is converted.
+fn ascii_helo(helo: &str) -> Cow<'_, str> {
+    if helo.is_ascii() {
+        return Cow::Borrowed(helo);
+    }
+    match idna::domain_to_ascii(helo) {
+        Ok(a_label) if a_label.is_ascii() => Cow::Owned(a_label),
+        _ => Cow::Owned(helo.chars().filter(char::is_ascii).collect()),
     }
 }
 
@@ -124,7 +140,11 @@ impl Authenticator {
         outcome: &mut AuthOutcome,
         deadline: tokio::time::Instant,
     ) {
-        let Some(mut message) = parse_off_the_session_threads(raw) else {
+        // Lines of the header section that are no field are left out first: mail-auth ends
+        // the header section at one, so a `From:` after it, which readers show, went
+        // unjudged by DMARC (or nothing parsed at all, when such a line came first).
+        let fields_only = crate::mail::header_fields::without_nameless_lines(raw);
+        let Some(mut message) = parse_off_the_session_threads(&fields_only) else {
             outcome.dkim = Some(DkimCheck::default());
             outcome.dmarc = Some(DmarcCheck::default());
             outcome.arc = Some(ArcCheck::default());
@@ -135,7 +155,7 @@ impl Authenticator {
         message.from.iter_mut().for_each(normalize_author);
         let (set_aside, set_aside_text) = super::signed_fields::set_aside_dkim(&mut message);
         let arc_refused = super::signed_fields::arc_refused(&message);
-        let (authors, unjudged_author) = author_domains(&message);
+        let (authors, unjudged) = author_domains(&message);
         let from_domain = single_author(&authors);
         let client_ip = outcome.client_ip;
         let spf_output = outcome
@@ -152,7 +172,7 @@ impl Authenticator {
         // Three independent parts, each bounded by the deadline on its own: DMARC needs only
         // the signatures that can align with the From domain, so slow keys of any other
         // domain (or a slow ARC chain) cannot turn its verdict into `temperror`.
-        let several_authors = authors.len() > 1 || unjudged_author.is_some();
+        let several_authors = authors.len() > 1 || !unjudged.is_empty();
         let dmarc_part = async {
             let outputs = self.dkim.verify_dkim(&aligned).await;
             let judged = if several_authors {
@@ -239,7 +259,7 @@ impl Authenticator {
             }
         }
         if several_authors {
-            let judged_too = unjudged_author.as_deref().map(too_many_authors);
+            let judged_too = unjudged.iter().map(Unjudged::result);
             let (checks, texts): (Vec<DmarcCheck>, Vec<String>) =
                 per_author.into_iter().chain(judged_too).unzip();
             judged = Some((strictest(checks), texts.concat()));
@@ -332,37 +352,61 @@ const MAX_SIGNATURES: usize = 5;
 const MAX_AUTHOR_DOMAINS: usize = 4;
 
 /// The distinct domains of the From addresses, in order, at most [`MAX_AUTHOR_DOMAINS`],
-/// and the first one past that limit, if any.
+/// and those not judged: the first one past that limit, and any that is no DNS name.
 /// mail-auth exempts a message with several from DMARC (RFC 9989), which let a forger of a
 /// `p=reject` domain add a second From address (or field) of its own; RFC 7489 §6.6.1 lets
 /// a receiver evaluate each domain and apply the strictest failing policy, as done here.
-fn author_domains(message: &AuthenticatedMessage<'_>) -> (Vec<String>, Option<String>) {
+fn author_domains(message: &AuthenticatedMessage<'_>) -> (Vec<String>, Vec<Unjudged>) {
     let mut domains: Vec<String> = Vec::new();
+    let mut unjudged = Vec::new();
     for domain in message.from.iter().filter_map(|f| super::domain_of(f)) {
-        if domains.contains(&domain) {
+        if domains.contains(&domain) || unjudged.iter().any(|u: &Unjudged| u.domain == domain) {
             continue;
         }
-        if domains.len() == MAX_AUTHOR_DOMAINS {
-            return (domains, Some(domain));
+        if !is_dns_name(&domain) {
+            unjudged.push(Unjudged {
+                domain,
+                reason: "the author domain is not a DNS name".to_owned(),
+            });
+        } else if domains.len() == MAX_AUTHOR_DOMAINS {
+            unjudged.push(Unjudged {
+                domain,
+                reason: format!("more than {MAX_AUTHOR_DOMAINS} author domains"),
+            });
+            break;
+        } else {
+            domains.push(domain);
         }
-        domains.push(domain);
     }
-    (domains, None)
+    (domains, unjudged)
 }
 
-/// The DMARC result of an author domain past [`MAX_AUTHOR_DOMAINS`]: a failure under
-/// `reject`, which RFC 7489 §6.6.1 allows for mail with several authors. Left out unjudged,
-/// a `p=reject` victim's address written fifth went through (four domains of the forger's
-/// own before it).
-fn too_many_authors(domain: &str) -> (DmarcCheck, String) {
-    let check = DmarcCheck {
-        verdict: DmarcVerdict::Fail,
-        domain: domain.to_owned(),
-        policy: DmarcPolicy::Reject,
-        timed_out: false,
-    };
-    let reason = format!("fail (more than {MAX_AUTHOR_DOMAINS} author domains)");
-    (check, dmarc_text(&reason, domain))
+/// An author domain DMARC does not judge and that fails under `reject` instead (RFC 7489
+/// §6.6.1 lets a receiver refuse mail whose From it cannot evaluate).
+struct Unjudged {
+    domain: String,
+    reason: String,
+}
+
+impl Unjudged {
+    /// Its DMARC check and `Authentication-Results` text. Left out unjudged, a `p=reject`
+    /// victim's address written fifth went through (four domains of the forger's own
+    /// before it), and a look-alike that is no DNS name got mail-auth's unscored
+    /// `permerror`.
+    fn result(&self) -> (DmarcCheck, String) {
+        let check = DmarcCheck {
+            verdict: DmarcVerdict::Fail,
+            domain: self.domain.clone(),
+            policy: DmarcPolicy::Reject,
+            timed_out: false,
+        };
+        let reason = format!("fail ({})", self.reason);
+        let mut text = dmarc_text(&reason, &self.domain);
+        if text.is_empty() {
+            text = format!(";\r\n\tdmarc={reason}");
+        }
+        (check, text)
+    }
 }
 
 /// The From addresses of `message` at `domain`.
@@ -463,8 +507,16 @@ fn split_signatures<'x>(
         errors: Vec::new(),
         ..message.clone()
     };
+    // mail-auth reports each malformed signature (and each with `l=`) as `neutral`: a
+    // thousand `DKIM-Signature: x` fields wrote 45 KB of results into our header.
     let others = AuthenticatedMessage {
         dkim_headers: far,
+        errors: message
+            .errors
+            .iter()
+            .take(MAX_SIGNATURES)
+            .cloned()
+            .collect(),
         ..message.clone()
     };
     (aligned, others)
@@ -637,16 +689,53 @@ pub(crate) fn fold_safely(header: &str) -> String {
                 .min()
                 .unwrap_or(MAX_LINE);
             let mut end = end.min(MAX_LINE - 1);
-            while !line.is_char_boundary(end) {
+            // A cut inside a comment (a long greeting repeated in the SPF comment) or a
+            // quoted string would leave it open, and every result after it read as
+            // comment text: close what is open.
+            let closers = loop {
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let closers = still_open(&line[..end]);
+                if end + closers.len() < MAX_LINE || end == 0 {
+                    break closers;
+                }
                 end -= 1;
-            }
+            };
             out.push_str(&line[..end]);
+            out.push_str(&closers);
             if line.ends_with(';') {
                 out.push(';');
             }
         }
     }
     out
+}
+
+/// What closes the comments (nested, RFC 5322 §3.2.2) and the quoted string left open at
+/// the end of `text`.
+fn still_open(text: &str) -> String {
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ => {}
+        }
+    }
+    let mut closers = String::new();
+    if escaped {
+        // The cut took the character a backslash escaped: escape a harmless one.
+        closers.push(' ');
+    }
+    if quoted {
+        closers.push('"');
+    }
+    closers.extend(std::iter::repeat_n(')', depth));
+    closers
 }
 
 /// Longest line of a header field, CRLF excluded (RFC 5322 §2.1.1).
@@ -664,14 +753,29 @@ fn normalize_author(address: &mut String) {
     let domain: String = domain
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_control())
-        .collect();
-    let domain = domain.trim_end_matches('.').to_lowercase();
+        .collect::<String>()
+        .to_lowercase();
+    // Converted before the trailing dot goes: the mapping makes dots of `。`, `．` and
+    // `｡` and drops invisible characters (`.\u{200B}`), and a dot it revealed was looked
+    // up by mail-auth as `_dmarc.victim.test..`, a malformed name: `permerror`, no 550.
     let domain = if domain.is_ascii() {
         domain
     } else {
         idna::domain_to_ascii(&domain).unwrap_or(domain)
     };
+    let domain = domain.trim_end_matches(['.', '\u{3002}', '\u{ff0e}', '\u{ff61}']);
     *address = format!("{local}@{domain}");
+}
+
+/// Whether an author domain (as [`normalize_author`] left it) is a name DNS can hold: ASCII,
+/// no empty label, labels and name within RFC 1035's lengths. Anything else cannot be
+/// looked up, and mail-auth's `permerror` would let a look-alike of a `p=reject` domain by.
+fn is_dns_name(domain: &str) -> bool {
+    domain.is_ascii()
+        && domain.len() <= 253
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
 }
 
 /// The From domain when the From addresses name exactly one domain (of

@@ -525,6 +525,32 @@ fn header_stays_one_field() {
     );
 }
 
+/// Regression (review): a line over 998 octets cut inside its comment (a greeting of
+/// 1,000 characters, allowed with a raised `command_line_bytes`, repeated in the SPF
+/// comment) left the comment open, and every later result was read as comment text.
+#[test]
+fn a_line_cut_inside_a_comment_closes_it() {
+    let helo = format!("h.{}", "a".repeat(1100));
+    let line = format!(
+        "A-R: x;\r\n\tspf=none (x: no SPF records found for postmaster@{helo}) smtp.helo={helo};\r\n\tdmarc=fail header.from=v.test"
+    );
+    let folded = results::fold_safely(&line);
+    let long = folded.split("\r\n").nth(1).unwrap();
+    assert!(long.len() <= 998, "{}", long.len());
+    assert!(long.ends_with(");"), "{}", &long[long.len() - 20..]);
+    assert!(
+        folded.ends_with("\r\n\tdmarc=fail header.from=v.test"),
+        "{folded}"
+    );
+    let quoted = format!(
+        "A-R: x;\r\n\tdkim=neutral reason=\"{}\\\"x\";",
+        "q".repeat(1100)
+    );
+    let folded = results::fold_safely(&quoted);
+    let long = folded.split("\r\n").nth(1).unwrap();
+    assert!(long.len() <= 998 && long.ends_with("\";"), "{long}");
+}
+
 fn test_resolver(config: &crate::config::DnsConfig) -> crate::dns::Dns {
     crate::dns::Dns::new(config, std::sync::Arc::new(crate::metrics::Metrics::new())).unwrap()
 }
@@ -555,6 +581,115 @@ async fn a_from_domain_with_spaces_or_a_trailing_dot_keeps_its_dmarc_policy() {
             "{from}"
         );
     }
+}
+
+/// Regression (review): the trailing dot was trimmed before the IDNA mapping, which makes
+/// dots of `。` `．` `｡` and drops invisible characters, so `victim.test。` and
+/// `victim.test.\u{200B}` reached mail-auth as `victim.test.`: `_dmarc.victim.test..` is no
+/// name, DMARC `permerror` (unscored), no 550. An author domain that is no DNS name at all
+/// (`victim..test`) now fails under `reject` too, as RFC 7489 §6.6.1 allows.
+#[tokio::test]
+async fn a_from_domain_whose_dot_appears_only_in_its_a_label_keeps_its_dmarc_policy() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    for from in [
+        "ceo@example.test\u{3002}",
+        "ceo@example.test\u{ff0e}",
+        "ceo@example.test.\u{200b}",
+        "ceo@example.test\u{ad}.",
+    ] {
+        let outcome = check(&auth, "mx.evil.test", "a@evil.test", &bare_from(from)).await;
+        assert!(
+            outcome.dmarc_reject_requested(),
+            "{from}: {:?}",
+            outcome.symbols()
+        );
+        assert_eq!(
+            outcome.dmarc.as_ref().unwrap().domain,
+            "example.test",
+            "{from}"
+        );
+    }
+    // Two spellings of one domain are one author, judged by its record.
+    let both = "From: ceo@example.test, ceo@example.test\u{3002}\r\nSubject: x\r\n\r\nHi.\r\n";
+    let outcome = check(&auth, "mx.evil.test", "a@evil.test", both).await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    for from in ["ceo@example..test", "ceo@.example.test"] {
+        let outcome = check(&auth, "mx.evil.test", "a@evil.test", &bare_from(from)).await;
+        assert!(
+            outcome.dmarc_reject_requested(),
+            "{from}: {:?}",
+            outcome.symbols()
+        );
+        let header = outcome.authentication_results_header("mx.example.test");
+        assert!(
+            header.contains("dmarc=fail (the author domain is not a DNS name)"),
+            "{header}"
+        );
+    }
+    // A well-formed name with no record is still judged by DNS: no DMARC, no refusal.
+    let outcome = unsigned(&auth, "someone@unlisted.test").await;
+    assert!(!outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+}
+
+/// Regression (review): mail-auth ends the header section at a line with no colon
+/// (`X-Junk`), where mail-parser and many readers skip it: a forged `p=reject` From after
+/// such a line was shown but never judged (DMARC none), and with the line first nothing
+/// parsed at all.
+#[tokio::test]
+async fn a_line_that_is_no_field_does_not_hide_the_from_from_dmarc() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    for raw in [
+        "Subject: x\r\nX-Junk\r\nFrom: ceo@example.test\r\n\r\nHi.\r\n",
+        "X-Junk\r\nFrom: ceo@example.test\r\nSubject: x\r\n\r\nHi.\r\n",
+        "Subject: x\r\nno colon here\r\n folded\r\nFrom: ceo@example.test\r\n\r\nHi.\r\n",
+    ] {
+        let outcome = check(&auth, "mx.evil.test", "a@evil.test", raw).await;
+        assert!(
+            outcome.dmarc_reject_requested(),
+            "{raw:?}: {:?}",
+            outcome.symbols()
+        );
+    }
+}
+
+/// Regression (review): a UTF-8 greeting went raw into our `Authentication-Results`
+/// (`smtp.helo=jörg.example`, and in the SPF comments), on mail relayed without SMTPUTF8.
+#[tokio::test]
+async fn a_utf8_greeting_is_written_as_its_a_label() {
+    let (_dns, auth) = server(TestDns::builder()).await;
+    let outcome = check(
+        &auth,
+        "j\u{f6}rg.example",
+        "a@evil.test",
+        &bare_from("a@evil.test"),
+    )
+    .await;
+    let header = outcome.authentication_results_header("mx.example.test");
+    assert!(header.is_ascii(), "{header}");
+    assert!(header.contains("xn--jrg-sna.example"), "{header}");
+}
+
+/// Regression (review): each malformed `DKIM-Signature` (here: with `l=`, refused) got its
+/// own `dkim=neutral` in our header, past the five-signature bound: a thousand made a
+/// field of 45 KB.
+#[tokio::test]
+async fn malformed_signatures_are_reported_at_most_five_times() {
+    let (_dns, auth) = server(TestDns::builder()).await;
+    let raw = format!("{}{}", "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed; d=evil.test; s=s; h=from; l=1; bh=AAAA; b=AAAA\r\n".repeat(200), bare_from("a@evil.test"));
+    let outcome = check(&auth, "mx.evil.test", "a@evil.test", &raw).await;
+    let header = outcome.authentication_results_header("mx.example.test");
+    let reported = header.matches("dkim=").count();
+    assert!((1..=5).contains(&reported), "{reported}: {header}");
 }
 
 /// Regression (review): a From domain in UTF-8 (RFC 6532) was compared with the signing

@@ -20,7 +20,31 @@ pub fn raw_value<'m>(message: &'m [u8], field: &mail_parser::Header<'_>) -> &'m 
 /// Borrowed when nothing was removed.
 pub fn remove_fields<'m>(
     message: &'m [u8],
+    drop: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Cow<'m, [u8]> {
+    remove(message, drop, false)
+}
+
+/// Removes the lines of the header section that are no field (no colon on the line, as
+/// `X-Junk`), with their continuation lines. mail-auth ends the header section at such a
+/// line, mail-parser (the rules) and many readers skip it: a `From:` written after one was
+/// shown to the reader but never judged by DMARC. Borrowed when there is none.
+pub fn without_nameless_lines(message: &[u8]) -> Cow<'_, [u8]> {
+    remove(message, |_, _| false, true)
+}
+
+/// A field's first line (all of it when it has one line).
+fn first_line(field: &[u8]) -> &[u8] {
+    match memchr::memchr(b'\n', field) {
+        Some(i) => &field[..i],
+        None => field,
+    }
+}
+
+fn remove<'m>(
+    message: &'m [u8],
     mut drop: impl FnMut(&[u8], &[u8]) -> bool,
+    drop_nameless: bool,
 ) -> Cow<'m, [u8]> {
     let mut kept: Option<Vec<u8>> = None;
     let mut pos = 0;
@@ -43,8 +67,10 @@ pub fn remove_fields<'m>(
         let field = &message[pos..end];
         let orphan = matches!(field.first(), Some(b' ' | b'\t'));
         let dropped = orphan
-            || memchr::memchr(b':', field)
-                .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]));
+            || match memchr::memchr(b':', first_line(field)) {
+                Some(colon) => drop(field[..colon].trim_ascii(), &field[colon + 1..]),
+                None => drop_nameless,
+            };
         if dropped {
             kept.get_or_insert_with(|| message[..pos].to_vec());
         } else if let Some(out) = kept.as_mut() {
@@ -70,6 +96,15 @@ mod tests {
         let m = b"A: 1\r\nX-Drop: a\r\n\tb\r\nB: 2\r\n\r\nX-Drop: body\r\n";
         let out = remove_fields(m, |name, _| name.eq_ignore_ascii_case(b"x-drop"));
         assert_eq!(&*out, b"A: 1\r\nB: 2\r\n\r\nX-Drop: body\r\n");
+    }
+
+    #[test]
+    fn lines_that_are_no_field_go_with_their_continuations() {
+        let m = b"Subject: x\r\nX-Junk\r\n more\r\nFrom: a@b.test\r\n\r\nNo colon\r\n";
+        let out = without_nameless_lines(m);
+        assert_eq!(&*out, b"Subject: x\r\nFrom: a@b.test\r\n\r\nNo colon\r\n");
+        let clean = b"A: 1\r\nB: 2\r\n\r\nbody\r\n";
+        assert!(matches!(without_nameless_lines(clean), Cow::Borrowed(_)));
     }
 
     #[test]
