@@ -89,6 +89,21 @@ fn listed_client_is_refused_at_rcpt_naming_the_list() {
     assert!(r.text().contains("bl.test"), "{r}");
 }
 
+/// Regression (review): the refusal named the zone as configured, and a zone carrying an
+/// access key (Spamhaus DQS `KEY.zen.dq.spamhaus.net`) sent that key to every listed client.
+#[test]
+fn a_list_with_a_reply_name_is_named_by_it_not_by_its_zone() {
+    let z = zone(|b| b.a("1.0.0.127.s3cr3tkey.bl.test", Ipv4Addr::new(127, 0, 0, 2)));
+    let lists = "dnsbl_threshold = 3.0\n[[policy.dnsbl]]\nzone = \"s3cr3tkey.bl.test\"\nweight = 3.0\nsymbol = \"RCVD_IN_BL_TEST\"\nreply_name = \"bl.test\"\n";
+    let (_internal, gw) = gateway(&z, lists);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+    let r = c.cmd("RCPT TO:<user@example.test>");
+    r.expect(554, "5.7.1");
+    assert!(r.text().contains("using bl.test"), "{r}");
+    assert!(!r.text().contains("s3cr3tkey"), "{r}");
+}
+
 #[test]
 fn allowlisted_client_outweighs_a_listing() {
     let z = zone(|b| {

@@ -450,6 +450,37 @@ async fn a_resolver_that_refuses_every_query_is_marked_down() {
     down_after_three_errors(server.addr()).await;
 }
 
+/// Regression (review): every REFUSED counted as not reaching the resolver, so one that
+/// refuses only some names (an unbound `local-zone: … refuse`, a view) was marked down by
+/// any sender naming a few of them, and every DNS check scored nothing for a while.
+#[tokio::test]
+async fn a_resolver_that_refuses_only_some_names_stays_up() {
+    let server = TestDns::builder()
+        .a("mx.sender.test", Ipv4Addr::new(192, 0, 2, 25))
+        .refused_under("blocked.test")
+        .start()
+        .await
+        .expect("test DNS server");
+    let config = DnsConfig {
+        down_after: 3,
+        ..config(server.addr())
+    };
+    let (dns, metrics) = resolver(&config);
+    for i in 0..10 {
+        let name = format!("n{i}.blocked.test");
+        assert!(matches!(
+            dns.lookup_a("dnsbl", &name).await,
+            Outcome::Error(_)
+        ));
+    }
+    assert!(!dns.is_down());
+    assert_eq!(metrics.dns_up.get(), 1);
+    assert!(matches!(
+        dns.lookup_a("dnsbl", "mx.sender.test").await,
+        Outcome::Found(_)
+    ));
+}
+
 #[tokio::test]
 async fn answers_cached_before_the_resolver_died_are_still_served() {
     let server = zone().await;

@@ -18,6 +18,9 @@ pub struct DnsListConfig {
     pub symbol: String,
     /// Return codes → symbols (`"127.0.0.2"`, `"127.0.0.[2..11]"`, `"&4"`, `"*"`).
     pub codes: Vec<(CodeMatch, String)>,
+    /// How the DNSBL refusal names the list to the client: `reply_name`, else the zone. A
+    /// zone with an access key in it (Spamhaus DQS, Abusix) must not be sent to spammers.
+    pub reply_name: String,
 }
 
 impl DnsListConfig {
@@ -149,6 +152,8 @@ pub(super) struct RawDnsList {
     symbol: String,
     #[serde(default)]
     codes: BTreeMap<String, String>,
+    #[serde(default)]
+    reply_name: Option<String>,
 }
 
 /// Validates the lists of one section (`policy.dnsbl`, `policy.uribl`).
@@ -184,11 +189,20 @@ pub(super) fn validate(
                 Err(e) => problems.bad(&format!("{key}.codes.{code}"), &e),
             }
         }
+        let reply_name = list.reply_name.unwrap_or_else(|| zone.clone());
+        let printable = |c: char| c.is_ascii_graphic() || c == ' ';
+        if reply_name.is_empty() || reply_name.len() > 100 || !reply_name.chars().all(printable) {
+            problems.bad(
+                &format!("{key}.reply_name"),
+                "must be 1 to 100 printable ASCII characters",
+            );
+        }
         lists.push(DnsListConfig {
             zone,
             weight: list.weight,
             symbol: list.symbol,
             codes,
+            reply_name,
         });
     }
     lists
@@ -197,6 +211,31 @@ pub(super) fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reply_names_a_list_by_its_reply_name_or_its_zone() {
+        let lists = |text: &str| {
+            let raw: Vec<RawDnsList> = vec![toml::from_str(text).unwrap()];
+            let mut problems = Problems::default();
+            let lists = validate("policy.dnsbl", raw, &mut problems);
+            (lists, problems.into_lines())
+        };
+        let (keyed, problems) =
+            lists("zone = \"KEY.zen.dq.test\"\nsymbol = \"X\"\nreply_name = \"zen.test\"");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(keyed[0].reply_name, "zen.test");
+        let (plain, _) = lists("zone = \"Zen.Test.\"\nsymbol = \"X\"");
+        assert_eq!(plain[0].reply_name, "zen.test");
+        for bad in ["\"\"", "\"a\\r\\nb\"", "\"caf\u{e9}\""] {
+            let (_, problems) = lists(&format!(
+                "zone = \"z.test\"\nsymbol = \"X\"\nreply_name = {bad}"
+            ));
+            assert!(
+                problems.iter().any(|p| p.contains("reply_name")),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
 
     #[test]
     fn return_code_patterns() {

@@ -60,6 +60,7 @@ pub struct TestDnsBuilder {
     negative_ttl: u32,
     mode: Mode,
     silent_zones: Vec<LowerName>,
+    refused_zones: Vec<LowerName>,
 }
 
 /// A running test DNS server; stops when dropped.
@@ -87,6 +88,7 @@ impl TestDns {
             negative_ttl: 300,
             mode: Mode::Authoritative,
             silent_zones: Vec::new(),
+            refused_zones: Vec::new(),
         }
     }
 
@@ -156,6 +158,13 @@ impl TestDnsBuilder {
     /// delegation), whatever the mode: those lookups time out, the others are answered.
     pub fn silent_under(mut self, zone: &str) -> Self {
         self.silent_zones.push(LowerName::new(&absolute(zone)));
+        self
+    }
+
+    /// Answer REFUSED for names under `zone`, whatever the mode (a resolver's policy zone,
+    /// or a view that serves only some names).
+    pub fn refused_under(mut self, zone: &str) -> Self {
+        self.refused_zones.push(LowerName::new(&absolute(zone)));
         self
     }
 
@@ -266,6 +275,7 @@ impl TestDnsBuilder {
             soa,
             mode: self.mode,
             silent_zones: self.silent_zones,
+            refused_zones: self.refused_zones,
             queries: queries.clone(),
         };
         let mut server = Server::new(handler);
@@ -304,6 +314,7 @@ struct Handler {
     soa: Record,
     mode: Mode,
     silent_zones: Vec<LowerName>,
+    refused_zones: Vec<LowerName>,
     queries: Arc<AtomicUsize>,
 }
 
@@ -327,6 +338,10 @@ impl RequestHandler for Handler {
                 return silent
             }
             (Mode::SilentFor(mute), Some(query)) if query.query_type() == mute => return silent,
+            (_, Some(query)) if self.refused_zones.iter().any(|z| z.zone_of(query.name())) => {
+                let response = builder.error_msg(&request.metadata, ResponseCode::Refused);
+                response_handle.send_response(response).await
+            }
             (Mode::Authoritative | Mode::NoSoa | Mode::SilentFor(_), Some(query)) => {
                 metadata.authoritative = true;
                 let qname: &LowerName = query.name();

@@ -62,7 +62,8 @@ pub struct ClientInfo {
     pub ptr: Option<String>,
     /// Weighted total of the DNS lists that list the client.
     pub dnsbl_total: f64,
-    /// Zones listing the client (with positive weight).
+    /// How the refusal names the lists listing the client (positive weight): each
+    /// list's `reply_name`, by default its zone.
     pub dnsbl_listed: Vec<String>,
     /// Inside `policy.trusted_networks`: no client check runs.
     pub trusted: bool,

@@ -57,7 +57,7 @@ impl Check for DnsLists {
                     }
                     ctx.client.dnsbl_total += list.weight;
                     if list.weight > 0.0 {
-                        ctx.client.dnsbl_listed.push(list.zone.clone());
+                        ctx.client.dnsbl_listed.push(list.reply_name.clone());
                     }
                 }
                 // Counted and logged by the lookup; never scored.
@@ -125,6 +125,7 @@ mod tests {
     fn code_map_names_symbols_and_the_default_covers_the_rest() {
         let list = DnsListConfig {
             zone: "bl.test".into(),
+            reply_name: "bl.test".into(),
             weight: 3.0,
             symbol: "RCVD_IN_BL".into(),
             codes: vec![
@@ -159,6 +160,7 @@ mod tests {
         let one: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
         let whitelist = DnsListConfig {
             zone: "wl.test".into(),
+            reply_name: "wl.test".into(),
             weight: -3.0,
             symbol: "RCVD_IN_WL".into(),
             codes: vec![(
