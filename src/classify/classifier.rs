@@ -76,7 +76,14 @@ pub struct Classifier {
     /// failed for good): until then autolearn waits, since one message learned into an
     /// empty store makes it look in use and the seed would never be imported.
     seed_settled: AtomicBool,
+    /// Autolearns under way, for the whole process: each holds a copy of its message, so
+    /// past [`AUTOLEARNS_AT_ONCE`] a message is not learned. Kept here, not in a policy
+    /// snapshot, so reloads and new models do not add turns while older ones still learn.
+    autolearn_turns: Arc<tokio::sync::Semaphore>,
 }
+
+/// Autolearns at once (see [`Classifier::autolearn_turn`]).
+pub const AUTOLEARNS_AT_ONCE: usize = 8;
 
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
@@ -193,7 +200,13 @@ impl Classifier {
             source,
             model: ArcSwapOption::empty(),
             seed_settled: AtomicBool::new(false),
+            autolearn_turns: Arc::new(tokio::sync::Semaphore::new(AUTOLEARNS_AT_ONCE)),
         }
+    }
+
+    /// A turn to autolearn one message, if one of [`AUTOLEARNS_AT_ONCE`] is free.
+    pub fn autolearn_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.autolearn_turns.clone().try_acquire_owned().ok()
     }
 
     /// Whether seeding the store is settled (see [`crate::classify::maintain`]).
@@ -346,7 +359,12 @@ impl Classifier {
             return Ok(None);
         };
         let result = self.retrain_locked(&state, keep_autolearned).await;
-        store::unlock(&state, lock).await?;
+        // The model is published and installed by now: an unlock that fails (a Redis blip)
+        // must not hide it from the caller, which would then never put it in force on this
+        // gateway. The lock runs out by itself after its hold.
+        if let Err(e) = store::unlock(&state, lock).await {
+            tracing::warn!(error = %e, "classifier: cannot release the retraining lock; it expires by itself");
+        }
         result
     }
 

@@ -373,10 +373,15 @@ impl Policy {
         // Only a gateway learns: offline policies and the shadow have no state services.
         let learning = config.classifier.autolearn && !is_shadow && services.state.is_some();
         if let Some(c) = classifier.filter(|_| learning) {
+            let noautolearn = rules
+                .as_ref()
+                .map(|r| r.not_for_autolearn().clone())
+                .unwrap_or_default();
             checks.push(Box::new(classifier::Autolearn::new(
                 c.clone(),
                 config.classifier.clone(),
                 &config.policy.actions,
+                &noautolearn,
                 services.metrics.clone(),
             )));
         }

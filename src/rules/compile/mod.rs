@@ -138,6 +138,8 @@ pub struct CompiledRules {
     pub(crate) canonical: Vec<String>,
     /// See [`CompileOptions::backtrack_budget`].
     pub(crate) backtrack_budget: std::time::Duration,
+    /// Rules and symbols with `tflags noautolearn` (see [`CompiledRules::not_for_autolearn`]).
+    pub(crate) noautolearn: BTreeSet<String>,
 }
 
 impl RuleSet {
@@ -204,6 +206,13 @@ impl CompiledRules {
             .collect();
         names.sort_unstable();
         names
+    }
+
+    /// The rules and symbols marked `tflags noautolearn`: as in SpamAssassin, their score
+    /// does not count towards autolearning (a statement about the sender, such as GTUBE's
+    /// test string, not about the words a classifier learns).
+    pub fn not_for_autolearn(&self) -> &BTreeSet<String> {
+        &self.noautolearn
     }
 
     /// The score per hit of a rule or symbol, if the files define or score it.
@@ -515,6 +524,7 @@ impl<'a> Compiler<'a> {
             diagnostics: self.diagnostics,
             canonical: self.canonical,
             backtrack_budget: self.options.backtrack_budget,
+            noautolearn: noautolearn(set),
         }
     }
 
@@ -617,4 +627,20 @@ fn reason_text(constructs: &[&str], fallback: String) -> String {
     } else {
         constructs.join(", ")
     }
+}
+
+/// The names `tflags` marks `noautolearn`, rules and symbols alike.
+fn noautolearn(set: &RuleSet) -> BTreeSet<String> {
+    let marked = |flags: &crate::rules::model::TFlags| flags.other.contains("noautolearn");
+    let rules = set
+        .rules
+        .iter()
+        .filter(|r| marked(&r.tflags))
+        .map(|r| r.name.clone());
+    let symbols = set
+        .symbols
+        .iter()
+        .filter(|(_, info)| marked(&info.tflags))
+        .map(|(name, _)| name.clone());
+    rules.chain(symbols).collect()
 }

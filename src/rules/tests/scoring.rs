@@ -72,6 +72,21 @@ fn subrules_are_never_reported_or_scored() {
 }
 
 #[test]
+fn tflags_noautolearn_marks_rules_and_built_in_symbols() {
+    let rules = compile(
+        "body LOCAL_VIP /vip/\ntflags LOCAL_VIP nice noautolearn\nscore LOCAL_VIP -3\n\
+         score VIRUS_FOUND 20\ntflags VIRUS_FOUND noautolearn\n\
+         body PLAIN /plain/\ntflags PLAIN multiple\n",
+    );
+    let marked: Vec<&str> = rules
+        .not_for_autolearn()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(marked, ["LOCAL_VIP", "VIRUS_FOUND"]);
+}
+
+#[test]
 fn tflags_multiple_counts_up_to_maxhits() {
     let rules = compile(
         "body BUY_NOW /buy now/\n\
