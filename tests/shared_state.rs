@@ -283,6 +283,62 @@ fn score_aware_greylisting_delays_only_suspicious_mail() {
     send("spam@t", "zz-suspicious-zz zz-spam-zz").expect(550, "5.7.1");
 }
 
+/// Regression (review): each greylisted recipient counted as a client error, so a first
+/// message to 20 or more recipients met the tarpit and then `421 Too many errors` before
+/// DATA: delivered in rounds of 20, hours late.
+#[test]
+fn greylisting_many_recipients_is_no_client_error() {
+    let internal = InternalServer::start();
+    let toml = format!("{PATIENT_STATE}{GREYLIST}");
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml(&toml)
+            .limit("errors_before_tarpit", "5")
+            .limit("errors_before_disconnect", "20"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "2.1.0");
+    for i in 0..30 {
+        assert_greylisted(&c.cmd(&format!("RCPT TO:<user{i}@example.test>")));
+    }
+    c.cmd("NOOP").expect(250, "");
+    c.quit();
+}
+
+/// Regression (review): at `stage = "data"` clean mail returned before the network's
+/// auto-allow was looked at, so a network sending only clean mail lost its allowance
+/// `pass_ttl` after its last suspicious message, though use keeps it ("refreshed by use").
+#[test]
+fn clean_mail_at_the_data_stage_keeps_its_network_allowed() {
+    let internal = InternalServer::start();
+    let toml = format!(
+        "{PATIENT_STATE}{GREYLIST}stage = \"data\"\nmin_score = 3.0\npass_ttl = \"4s\"\nauto_allow_after = 1\n[policy]\nrules_dir = \"rules\"\n"
+    );
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml).file(
+        "rules/local.cf",
+        "body SUSPICIOUS /zz-suspicious-zz/\nscore SUSPICIOUS 4.0\n",
+    ));
+    let send = |to: &str, body: &str| {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        let r = c.try_send_mail("s@sender.test", &[to], &message("m@t", "greylist", body));
+        c.quit();
+        r
+    };
+    assert_greylisted(&send("one@example.test", "zz-suspicious-zz"));
+    thread::sleep(PAST_DELAY);
+    send("one@example.test", "zz-suspicious-zz").expect(250, "2.0.0");
+    let allowed = wait_until(Duration::from_secs(10), || {
+        send("probe@example.test", "zz-suspicious-zz").code == 250
+    });
+    assert!(allowed, "the accepted retry did not earn the auto-allow");
+    // Clean mail only, for twice `pass_ttl`: its use keeps the network allowed.
+    for i in 0..8 {
+        send(&format!("clean{i}@example.test"), "an ordinary message").expect(250, "2.0.0");
+        thread::sleep(Duration::from_secs(1));
+    }
+    send("new@example.test", "zz-suspicious-zz").expect(250, "2.0.0");
+}
+
 /// What [`through_an_outage`] leaves: the replies before, during and after, the gateway,
 /// the internal server and the restarted Redis (kept running while the test looks).
 type Outage = (

@@ -75,7 +75,7 @@ impl AuthOutcome {
         // A HELO of which nothing is left as a property value (`EHLO (;=)`) would be written
         // `smtp.helo=;`, which RFC 8601 does not allow and a strict reader rejects with the
         // whole field, DMARC included; its SPF result says nothing (it names no host).
-        let helo_of_helo_check = self.spf_helo.as_ref().map(|s| ascii_helo(&s.helo));
+        let helo_of_helo_check = self.spf_helo.as_ref().and_then(|s| ascii_helo(&s.helo));
         if let (Some(spf), Some(helo)) = (&self.spf_helo, &helo_of_helo_check) {
             if has_pvalue_text(helo) {
                 results = results.with_spf_ehlo_result(&spf.output, spf.client_ip, helo);
@@ -86,7 +86,7 @@ impl AuthOutcome {
                 &spf.output,
                 spf.client_ip,
                 &spf.mail_from,
-                &ascii_helo(&spf.helo),
+                &ascii_helo(&spf.helo).unwrap_or_default(),
             );
         }
         // `Display` writes the authserv-id followed by the resinfo parts.
@@ -103,14 +103,16 @@ impl AuthOutcome {
 /// The greeting as our header may carry it: its A-label (any non-ASCII left dropped). The
 /// header goes on mail that may not be SMTPUTF8, where an 8-bit field breaks RFC 6532, as
 /// the `Received:` line's greeting is converted.
-fn ascii_helo(helo: &str) -> Cow<'_, str> {
+fn ascii_helo(helo: &str) -> Option<Cow<'_, str>> {
     if helo.is_ascii() {
-        return Cow::Borrowed(helo);
+        return Some(Cow::Borrowed(helo));
     }
-    match idna::domain_to_ascii(helo) {
-        Ok(a_label) if a_label.is_ascii() => Cow::Owned(a_label),
-        _ => Cow::Owned(helo.chars().filter(char::is_ascii).collect()),
-    }
+    // A greeting IDNA refuses is left out: with its non-ASCII dropped, `paypal\u{200D}.com`
+    // would be written as a name the client never gave.
+    idna::domain_to_ascii(helo)
+        .ok()
+        .filter(|a_label| a_label.is_ascii())
+        .map(Cow::Owned)
 }
 
 /// Whether anything of `value` is left once mail-auth drops what a property value may not
@@ -143,8 +145,16 @@ impl Authenticator {
         // Lines of the header section that are no field are left out first: mail-auth ends
         // the header section at one, so a `From:` after it, which readers show, went
         // unjudged by DMARC (or nothing parsed at all, when such a line came first).
-        let fields_only = crate::mail::header_fields::without_nameless_lines(raw);
-        let Some(mut message) = parse_off_the_session_threads(&fields_only) else {
+        let fields_only = crate::mail::header_fields::header_without_nameless_lines(raw);
+        let parsed = match &fields_only {
+            Some((header, rest)) => crate::runtime::off_the_session_threads(raw.len(), || {
+                // The header read first, then the rest: the empty line ends it at once and
+                // the body is hashed where it lies.
+                AuthenticatedMessage::parse_with_opts(&raw[*rest..], Some(header), true)
+            }),
+            None => parse_off_the_session_threads(raw),
+        };
+        let Some(mut message) = parsed else {
             outcome.dkim = Some(DkimCheck::default());
             outcome.dmarc = Some(DmarcCheck::default());
             outcome.arc = Some(ArcCheck::default());
@@ -360,14 +370,17 @@ fn author_domains(message: &AuthenticatedMessage<'_>) -> (Vec<String>, Vec<Unjud
     let mut domains: Vec<String> = Vec::new();
     let mut unjudged = Vec::new();
     for domain in message.from.iter().filter_map(|f| super::domain_of(f)) {
-        if domains.contains(&domain) || unjudged.iter().any(|u: &Unjudged| u.domain == domain) {
+        if domains.contains(&domain) {
             continue;
         }
         if !is_dns_name(&domain) {
+            // One fails the message under `reject` already: more would only cost time
+            // (a From field of a megabyte holds a hundred thousand) and header bytes.
             unjudged.push(Unjudged {
                 domain,
                 reason: "the author domain is not a DNS name".to_owned(),
             });
+            break;
         } else if domains.len() == MAX_AUTHOR_DOMAINS {
             unjudged.push(Unjudged {
                 domain,

@@ -618,6 +618,13 @@ async fn a_from_domain_whose_dot_appears_only_in_its_a_label_keeps_its_dmarc_pol
     let both = "From: ceo@example.test, ceo@example.test\u{3002}\r\nSubject: x\r\n\r\nHi.\r\n";
     let outcome = check(&auth, "mx.evil.test", "a@evil.test", both).await;
     assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    // However many there are, one is judged, and the header says it once.
+    let many: Vec<String> = (0..5000).map(|i| format!("a@.x{i}")).collect();
+    let raw = format!("From: {}\r\nSubject: x\r\n\r\nHi.\r\n", many.join(", "));
+    let outcome = check(&auth, "mx.evil.test", "a@evil.test", &raw).await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    let header = outcome.authentication_results_header("mx.example.test");
+    assert_eq!(header.matches("not a DNS name").count(), 1, "{header}");
     for from in ["ceo@example..test", "ceo@.example.test"] {
         let outcome = check(&auth, "mx.evil.test", "a@evil.test", &bare_from(from)).await;
         assert!(
@@ -677,6 +684,19 @@ async fn a_utf8_greeting_is_written_as_its_a_label() {
     let header = outcome.authentication_results_header("mx.example.test");
     assert!(header.is_ascii(), "{header}");
     assert!(header.contains("xn--jrg-sna.example"), "{header}");
+    // One IDNA refuses is left out rather than written with its non-ASCII dropped.
+    let outcome = check(
+        &auth,
+        "paypal\u{200d}.test",
+        "a@evil.test",
+        &bare_from("a@evil.test"),
+    )
+    .await;
+    let header = outcome.authentication_results_header("mx.example.test");
+    assert!(
+        header.is_ascii() && !header.contains("paypal.test"),
+        "{header}"
+    );
 }
 
 /// Regression (review): each malformed `DKIM-Signature` (here: with `l=`, refused) got its
@@ -690,6 +710,30 @@ async fn malformed_signatures_are_reported_at_most_five_times() {
     let header = outcome.authentication_results_header("mx.example.test");
     let reported = header.matches("dkim=").count();
     assert!((1..=5).contains(&reported), "{reported}: {header}");
+}
+
+/// The header read apart from the body (after a line that is no field is left out) still
+/// hashes the body where it lies: a signed message with such a line added keeps its pass.
+#[tokio::test]
+async fn a_signature_still_verifies_when_a_line_that_is_no_field_is_left_out() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.example.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject"),
+    )
+    .await;
+    let signed = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("alice@example.test", "Hi.\r\nA second line.\r\n"),
+    );
+    let raw = format!("X-Junk\r\n{signed}");
+    let outcome = check(&auth, "client.example.test", "alice@example.test", &raw).await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_VALID_AU"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_PASS"), "{symbols:?}");
 }
 
 /// Regression (review): a From domain in UTF-8 (RFC 6532) was compared with the signing

@@ -189,14 +189,21 @@ pub(super) fn validate(
                 Err(e) => problems.bad(&format!("{key}.codes.{code}"), &e),
             }
         }
-        let reply_name = list.reply_name.unwrap_or_else(|| zone.clone());
         let printable = |c: char| c.is_ascii_graphic() || c == ' ';
-        if reply_name.is_empty() || reply_name.len() > 100 || !reply_name.chars().all(printable) {
-            problems.bad(
+        match &list.reply_name {
+            Some(_) if section != "policy.dnsbl" => problems.bad(
                 &format!("{key}.reply_name"),
-                "must be 1 to 100 printable ASCII characters",
-            );
+                "only a DNSBL (policy.dnsbl) names its list in a refusal",
+            ),
+            Some(name) if name.is_empty() || name.len() > 100 || !name.chars().all(printable) => {
+                problems.bad(
+                    &format!("{key}.reply_name"),
+                    "must be 1 to 100 printable ASCII characters",
+                )
+            }
+            _ => {}
         }
+        let reply_name = list.reply_name.unwrap_or_else(|| zone.clone());
         lists.push(DnsListConfig {
             zone,
             weight: list.weight,
@@ -235,6 +242,15 @@ mod tests {
                 "{bad}: {problems:?}"
             );
         }
+        // A long zone of its own is no problem of a key not written.
+        let long_zone = format!("{}.{}.test", "a".repeat(60), "b".repeat(60));
+        let (_, problems) = lists(&format!("zone = \"{long_zone}\"\nsymbol = \"X\""));
+        assert!(problems.is_empty(), "{problems:?}");
+        let raw: Vec<RawDnsList> =
+            vec![toml::from_str("zone = \"u.test\"\nsymbol = \"X\"\nreply_name = \"u\"").unwrap()];
+        let mut problems = Problems::default();
+        validate("policy.uribl", raw, &mut problems);
+        assert!(!problems.is_empty(), "reply_name taken on a URIBL");
     }
 
     #[test]

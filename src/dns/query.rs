@@ -107,7 +107,14 @@ pub(crate) struct Core {
     down_backoff: Duration,
     confirm_within: Duration,
     error_log: LogEvery,
+    /// The last probe asked after a REFUSED answer (when, and whether the resolver
+    /// answered it): reused for [`REFUSAL_PROBE_REUSE`], so a burst of refusals (a
+    /// resolver refusing over its rate limit) does not bring a burst of probes.
+    refusal_probe: Mutex<Option<(Instant, bool)>>,
 }
+
+/// How long the outcome of a probe after a REFUSED answer stands for later refusals.
+const REFUSAL_PROBE_REUSE: Duration = Duration::from_secs(1);
 
 /// Settings of a [`Core`] besides its parts.
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +139,30 @@ impl Core {
             down_backoff: settings.down_backoff,
             confirm_within: settings.confirm_within,
             error_log: LogEvery::new(Duration::from_secs(60)),
+            refusal_probe: Mutex::new(None),
         }
+    }
+
+    /// Whether the resolver answers questions at all after it refused one: a probe, or
+    /// the outcome of one asked within [`REFUSAL_PROBE_REUSE`].
+    async fn answers_others(&self) -> bool {
+        let recent = self
+            .refusal_probe
+            .lock()
+            .ok()
+            .and_then(|p| *p)
+            .filter(|(at, _)| at.elapsed() < REFUSAL_PROBE_REUSE);
+        if let Some((_, answered)) = recent {
+            return answered;
+        }
+        let answered = matches!(
+            tokio::time::timeout(self.confirm_within, self.probe()).await,
+            Ok(true)
+        );
+        if let Ok(mut p) = self.refusal_probe.lock() {
+            *p = Some((Instant::now(), answered));
+        }
+        answered
     }
 
     /// The answer to `rtype` records of `name` (absolute): local names first, then the
@@ -215,11 +245,7 @@ impl Core {
                 // silently scores nothing. One that refuses only some names (a policy
                 // zone, a view) still answers the probe: a sender naming five such names
                 // (SPF includes, DKIM selectors) must not switch every DNS check off.
-                let answers_others = matches!(
-                    tokio::time::timeout(self.confirm_within, self.probe()).await,
-                    Ok(true)
-                );
-                if !answers_others && self.health.failed(Failure::Unreachable) {
+                if !self.answers_others().await && self.health.failed(Failure::Unreachable) {
                     self.start_probe();
                 }
                 Answer::Error("response code REFUSED".into())

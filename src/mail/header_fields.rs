@@ -20,17 +20,34 @@ pub fn raw_value<'m>(message: &'m [u8], field: &mail_parser::Header<'_>) -> &'m 
 /// Borrowed when nothing was removed.
 pub fn remove_fields<'m>(
     message: &'m [u8],
-    drop: impl FnMut(&[u8], &[u8]) -> bool,
+    mut drop: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Cow<'m, [u8]> {
-    remove(message, drop, false)
+    let (kept, rest) = keep_fields(message, |field| {
+        // The name ends at the first colon, wherever it is (a name folded before its
+        // colon is still that field to a reader that unfolds first).
+        !memchr::memchr(b':', field)
+            .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]))
+    });
+    match kept {
+        Some(mut out) => {
+            out.extend_from_slice(&message[rest..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(message),
+    }
 }
 
-/// Removes the lines of the header section that are no field (no colon on the line, as
-/// `X-Junk`), with their continuation lines. mail-auth ends the header section at such a
-/// line, mail-parser (the rules) and many readers skip it: a `From:` written after one was
-/// shown to the reader but never judged by DMARC. Borrowed when there is none.
-pub fn without_nameless_lines(message: &[u8]) -> Cow<'_, [u8]> {
-    remove(message, |_, _| false, true)
+/// The header section without its lines that are no field (no colon on the line, as
+/// `X-Junk`), their continuation lines with them, and where the rest of the message (the
+/// empty line, then the body) starts; `None` when there is no such line. mail-auth ends
+/// the header section at one, where mail-parser (the rules) and many readers skip it: a
+/// `From:` written after one was shown to the reader but never judged by DMARC. Only the
+/// header section is copied: the body may be a mapped file of many megabytes.
+pub fn header_without_nameless_lines(message: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (kept, rest) = keep_fields(message, |field| {
+        memchr::memchr(b':', first_line(field)).is_some()
+    });
+    kept.map(|header| (header, rest))
 }
 
 /// A field's first line (all of it when it has one line).
@@ -41,11 +58,11 @@ fn first_line(field: &[u8]) -> &[u8] {
     }
 }
 
-fn remove<'m>(
-    message: &'m [u8],
-    mut drop: impl FnMut(&[u8], &[u8]) -> bool,
-    drop_nameless: bool,
-) -> Cow<'m, [u8]> {
+/// Walks the header section (CRLF or LF line ends; it ends at the first empty line),
+/// keeping the fields `keep` accepts. Returns the kept fields when some field was left
+/// out (`None` when all were kept), and where the header section ends. Lines before the
+/// first field that start with a blank continue no field and are always left out.
+fn keep_fields(message: &[u8], mut keep: impl FnMut(&[u8]) -> bool) -> (Option<Vec<u8>>, usize) {
     let mut kept: Option<Vec<u8>> = None;
     let mut pos = 0;
     while pos < message.len() {
@@ -66,25 +83,14 @@ fn remove<'m>(
         }
         let field = &message[pos..end];
         let orphan = matches!(field.first(), Some(b' ' | b'\t'));
-        let dropped = orphan
-            || match memchr::memchr(b':', first_line(field)) {
-                Some(colon) => drop(field[..colon].trim_ascii(), &field[colon + 1..]),
-                None => drop_nameless,
-            };
-        if dropped {
+        if orphan || !keep(field) {
             kept.get_or_insert_with(|| message[..pos].to_vec());
         } else if let Some(out) = kept.as_mut() {
             out.extend_from_slice(field);
         }
         pos = end;
     }
-    match kept {
-        Some(mut out) => {
-            out.extend_from_slice(&message[pos..]);
-            Cow::Owned(out)
-        }
-        None => Cow::Borrowed(message),
-    }
+    (kept, pos)
 }
 
 #[cfg(test)]
@@ -100,11 +106,16 @@ mod tests {
 
     #[test]
     fn lines_that_are_no_field_go_with_their_continuations() {
-        let m = b"Subject: x\r\nX-Junk\r\n more\r\nFrom: a@b.test\r\n\r\nNo colon\r\n";
-        let out = without_nameless_lines(m);
-        assert_eq!(&*out, b"Subject: x\r\nFrom: a@b.test\r\n\r\nNo colon\r\n");
+        let m = b"Subject: x\r\nX-Junk\r\n more: y\r\nFrom: a@b.test\r\n\r\nNo colon\r\n";
+        let (header, rest) = header_without_nameless_lines(m).unwrap();
+        assert_eq!(header, b"Subject: x\r\nFrom: a@b.test\r\n");
+        assert_eq!(&m[rest..], b"\r\nNo colon\r\n");
         let clean = b"A: 1\r\nB: 2\r\n\r\nbody\r\n";
-        assert!(matches!(without_nameless_lines(clean), Cow::Borrowed(_)));
+        assert!(header_without_nameless_lines(clean).is_none());
+        // To `remove_fields` a name folded before its colon is still that field.
+        let folded = b"X-Drop\r\n : a\r\nB: 2\r\n\r\nbody\r\n";
+        let out = remove_fields(folded, |name, _| name.starts_with(b"X-Drop"));
+        assert_eq!(&*out, b"B: 2\r\n\r\nbody\r\n");
     }
 
     #[test]

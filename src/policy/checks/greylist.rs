@@ -95,6 +95,21 @@ impl Greylist {
                 && ctx.mail_from.as_ref().is_none_or(|a| a.is_null()))
     }
 
+    /// Whether `network` has earned its auto-allow; if so its `pass_ttl` is refreshed, as
+    /// use keeps a network allowed (its mail no longer passes triplets, which would).
+    async fn still_allowed(&self, network: &str) -> Result<bool, Unavailable> {
+        if self.config.auto_allow_after == 0 {
+            return Ok(false);
+        }
+        let key = format!("gl:net:{network}");
+        let passes = self.state.counter(&key).await?;
+        if passes < i64::from(self.config.auto_allow_after) {
+            return Ok(false);
+        }
+        let _ = self.state.incr(&key, 0, self.config.pass_ttl).await;
+        Ok(true)
+    }
+
     fn unavailable(&self, ctx: &mut Context, failure: Unavailable) -> Decision {
         match failure.0 {
             OnFailure::Open => {
@@ -124,37 +139,36 @@ impl Check for Greylist {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
+        let network = self.network(ctx).to_string();
         if self.config.stage == GreylistStage::Data
             && (ctx.score() < self.config.min_score || self.refused_anyway(ctx))
         {
             // A message the verdict refuses anyway is refused now, not delayed first: its
-            // retry would only be refused, and its triplet would pass the next one.
+            // retry would only be refused, and its triplet would pass the next one. Clean
+            // mail is not delayed, but it is use that keeps an allowed network allowed.
+            if ctx.score() < self.config.min_score && !self.exempt(ctx) {
+                let _ = self.still_allowed(&network).await;
+            }
             return Decision::Continue;
         }
         if self.exempt(ctx) {
             self.count("exempt");
             return Decision::Continue;
         }
-        let network = self.network(ctx).to_string();
         let pass_ttl = self.config.pass_ttl;
-        if self.config.auto_allow_after > 0 {
-            let key = format!("gl:net:{network}");
-            match self.state.counter(&key).await {
-                Ok(passes) if passes >= i64::from(self.config.auto_allow_after) => {
-                    // Use keeps the network allowed (`pass_ttl` is refreshed by use): its
-                    // mail no longer passes triplets, which would refresh it otherwise.
-                    let _ = self.state.incr(&key, 0, pass_ttl).await;
-                    self.count("exempt");
-                    return Decision::Continue;
-                }
-                Ok(_) => {}
-                Err(e) => return self.unavailable(ctx, e),
+        match self.still_allowed(&network).await {
+            Ok(true) => {
+                self.count("exempt");
+                return Decision::Continue;
             }
+            Ok(false) => {}
+            Err(e) => return self.unavailable(ctx, e),
         }
+        let origin = self.origin(ctx);
         let sender = ctx
             .mail_from
             .as_ref()
-            .map(|a| a.to_path().to_lowercase())
+            .map(|a| triplet_sender(&origin, &a.local, &a.domain))
             .unwrap_or_default();
         let recipients = match self.config.stage {
             GreylistStage::Rcpt => ctx
@@ -172,7 +186,6 @@ impl Check for Greylist {
                 all.join(",")
             }
         };
-        let origin = self.origin(ctx);
         let key = format!("gl:t:{}", digest(&[&origin.key(), &sender, &recipients]));
         let answer = self
             .state
@@ -186,7 +199,12 @@ impl Check for Greylist {
                     "early"
                 };
                 self.count(result);
-                tracing::info!(client = %ctx.client.ip, from = %sender, to = %recipients, result, "greylisted");
+                let from = ctx
+                    .mail_from
+                    .as_ref()
+                    .map(|a| a.to_path())
+                    .unwrap_or_default();
+                tracing::info!(client = %ctx.client.ip, %from, to = %recipients, result, "greylisted");
                 Decision::Tempfail(Reply::new(
                     451,
                     "4.7.1",
@@ -219,6 +237,55 @@ impl Check for Greylist {
     }
 }
 
+/// The sender as a triplet holds it. Bulk senders give each message a bounce address of
+/// its own (Amazon SES `0100018c…-000000@`, `bounces+uid-hash@`, BATV `prvs=tag=user@`,
+/// SRS): taken as written, every message was a new triplet, greylisted for good. With SPF
+/// passing the verified domain stands for the sender (the origin names it already);
+/// otherwise the local part is normalised as postgrey does it: the BATV tag and the SRS
+/// wrapping go, an extension after `+` goes, and each run of digits becomes `#`.
+fn triplet_sender(origin: &Origin, local: &str, domain: &str) -> String {
+    if let Origin::SenderDomain(verified) = origin {
+        return verified.to_lowercase();
+    }
+    if local.is_empty() {
+        return String::new();
+    }
+    let mut local = local.to_lowercase();
+    // BATV (`prvs=TAG=user`, also `btv1==TAG==user`): the user is past the last `=`.
+    if local.starts_with("prvs=") || local.starts_with("btv1=") {
+        if let Some((_, user)) = local.rsplit_once('=') {
+            local = user.to_owned();
+        }
+    }
+    // SRS (`SRS0=HHH=TT=domain=user`, `SRS1=HHH=forwarder==HHH=TT=domain=user`): the
+    // original address is in the last two fields.
+    if local.starts_with("srs0=") || local.starts_with("srs1=") {
+        let fields: Vec<&str> = local.rsplitn(3, '=').collect();
+        if let [user, original_domain, _] = fields[..] {
+            local = format!("{user}={original_domain}");
+        }
+    }
+    if let Some((user, _extension)) = local.split_once('+') {
+        local = user.to_owned();
+    }
+    let mut out = String::with_capacity(local.len() + domain.len() + 1);
+    let mut in_digits = false;
+    for c in local.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out.push('@');
+    out.push_str(&domain.to_lowercase());
+    out
+}
+
 /// Credits a network with a retry once the message that passed greylisting is accepted:
 /// counted when the triplet passed, a retry whose message was then refused for its content
 /// earned its /24 the auto-allow (five rejected spam exempted the network for `pass_ttl`).
@@ -243,5 +310,60 @@ impl GreylistCredit {
                 let _ = credit.state.incr(&key, 1, credit.pass_ttl).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review): the triplet held the sender as written, so every message of a
+    /// bulk sender with a bounce address per message (Amazon SES, SendGrid, BATV, SRS) was
+    /// a new triplet: greylisted on every message, for ever.
+    #[test]
+    fn per_message_bounce_addresses_make_one_triplet() {
+        let net = Origin::Network("192.0.2.0/24".parse().unwrap());
+        let same = |a: (&str, &str), b: (&str, &str)| {
+            assert_eq!(
+                triplet_sender(&net, a.0, a.1),
+                triplet_sender(&net, b.0, b.1),
+                "{a:?} {b:?}"
+            )
+        };
+        same(
+            ("bounces+1234-abcd=example.test", "em.sender.test"),
+            ("bounces+9876-ef01=other.test", "em.sender.test"),
+        );
+        same(
+            ("prvs=0123abcd=alice", "example.test"),
+            ("prvs=4567ef01=Alice", "Example.TEST"),
+        );
+        same(
+            ("list-bounce-1001", "lists.test"),
+            ("list-bounce-2", "lists.test"),
+        );
+        same(
+            ("SRS0=HhH=TT=orig.test=bob", "fwd.test"),
+            ("srs0=xYz=Q2=orig.test=bob", "fwd.test"),
+        );
+        assert_ne!(
+            triplet_sender(&net, "alice", "example.test"),
+            triplet_sender(&net, "bob", "example.test")
+        );
+        assert_eq!(triplet_sender(&net, "", ""), "");
+        // With SPF passing, the verified domain stands for the sender.
+        let spf = Origin::SenderDomain("amazonses.com".into());
+        assert_eq!(
+            triplet_sender(
+                &spf,
+                "0100018c5f2b1c3d-1a2b3c4d-5e6f-000000",
+                "amazonses.com"
+            ),
+            triplet_sender(
+                &spf,
+                "0100018c9e8d7c6b-9f8e7d6c-5b4a-000000",
+                "amazonses.com"
+            ),
+        );
     }
 }

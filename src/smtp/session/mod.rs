@@ -73,6 +73,8 @@ pub struct Session {
     message_memory: Option<Reservation>,
     /// RCPTs refused past `recipients_per_message` in this transaction.
     overshoot: usize,
+    /// RCPTs the policy deferred (greylisting, a rate limit) in this transaction.
+    deferred_rcpts: usize,
     /// Message bytes received since progress was last reported.
     unreported: usize,
     handle: Arc<SessionHandle>,
@@ -180,6 +182,7 @@ impl Session {
             bdat_failed: false,
             message_memory: None,
             overshoot: 0,
+            deferred_rcpts: 0,
             unreported: 0,
             handle,
             errors: 0,
@@ -580,6 +583,7 @@ impl Session {
         self.bdat = None;
         self.message_memory = None;
         self.overshoot = 0;
+        self.deferred_rcpts = 0;
     }
 }
 

@@ -59,6 +59,16 @@ impl Session {
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
             }
+            // A recipient deferred by the policy (greylisting a new correspondent, a rate
+            // limit) is no client error: counted as one, a first message to twenty
+            // recipients met the tarpit and the error limit's 421 before DATA, and went
+            // through in rounds, hours late. Past a message's worth it counts again.
+            (Decision::Tempfail(r), _)
+                if self.deferred_rcpts < self.limits().recipients_per_message =>
+            {
+                self.deferred_rcpts += 1;
+                self.ok(Stage::Rcpt, r)
+            }
             (Decision::Reject(r) | Decision::Tempfail(r), _) => self.error(Stage::Rcpt, r).await,
             (_, None) => {
                 self.error(Stage::Rcpt, Reply::new(451, "4.3.0", "Internal error"))
