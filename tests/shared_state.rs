@@ -339,6 +339,30 @@ fn clean_mail_at_the_data_stage_keeps_its_network_allowed() {
     send("new@example.test", "zz-suspicious-zz").expect(250, "2.0.0");
 }
 
+/// Regression (review): greylisting that could not ask the state backend was counted
+/// nowhere in `mxguard_greylist_total` (the rate limits count `unavailable`), so with a
+/// backend refusing only its keys greylisting was off and no greylisting figure said so.
+#[test]
+fn greylisting_without_its_backend_is_counted_unavailable() {
+    if interop_required("redis-server").is_none() {
+        return;
+    }
+    let Some(mut redis) = RedisServer::start() else {
+        panic!("redis-server was found");
+    };
+    let internal = InternalServer::start();
+    let toml = format!(
+        "{}{GREYLIST}",
+        redis_state(&redis.url(), "on_failure = \"open\"\ntimeout = \"200ms\"\n")
+    );
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml));
+    redis.kill();
+    rcpt(&gw, "a@sender.test", "user@example.test").expect(250, "2.1.5");
+    let s = common::admin::scrape(admin_port(&gw));
+    assert!(s.value("mxguard_greylist_total", &[("result", "unavailable")]) >= 1.0);
+    redis.resume();
+}
+
 /// What [`through_an_outage`] leaves: the replies before, during and after, the gateway,
 /// the internal server and the restarted Redis (kept running while the test looks).
 type Outage = (

@@ -272,7 +272,7 @@ impl Metrics {
             ),
             greylist_total: counter_vec(
                 "mxguard_greylist_total",
-                "Greylisting decisions by result (new, early, passed, exempt).",
+                "Greylisting decisions by result (new, early, passed, exempt, unavailable).",
                 &["result"],
             ),
             ratelimit_total: counter_vec(
@@ -445,7 +445,7 @@ impl Metrics {
         for class in ["spam", "ham"] {
             self.classifier_autolearn_total.with_label_values(&[class]);
         }
-        for result in ["new", "early", "passed", "exempt"] {
+        for result in ["new", "early", "passed", "exempt", "unavailable"] {
             self.greylist_total.with_label_values(&[result]);
         }
         for symbol in ["MX_BYPASS_BACKUP", "MX_BYPASS_FIRST_CONTACT", "MX_FANOUT"] {

@@ -111,6 +111,9 @@ impl Greylist {
     }
 
     fn unavailable(&self, ctx: &mut Context, failure: Unavailable) -> Decision {
+        // Counted like the rate limits' failures: a backend refusing one key's calls keeps
+        // `mxguard_state_up` at 1 while greylisting is off.
+        self.count("unavailable");
         match failure.0 {
             OnFailure::Open => {
                 ctx.hit_once("STATE_UNAVAILABLE", 0.0);
