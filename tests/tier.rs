@@ -345,6 +345,29 @@ fn a_peers_valid_stamp_is_not_judged_again_but_an_invalid_one_is() {
     c.quit();
 }
 
+/// Regression (review): a peer relaying what it held (a backup after a primary's outage)
+/// went through every client check: greylisted, rate-limited, looked up in DNS lists. It
+/// drained its backlog in 4xx replies and counted each message twice in tier-wide limits.
+#[test]
+fn a_peer_relaying_its_backlog_is_not_greylisted() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(keys.path());
+    let internal = InternalServer::start();
+    let peers = "[[tier.peers]]\nname = \"bk1\"\nsmtp = \"127.0.0.1:25\"\nrole = \"backup\"\n";
+    let toml = format!(
+        "{}[greylist]\nenabled = true\ndelay = \"1h\"\n",
+        tier_toml(&redis, &key, "gw1", "primary", peers)
+    );
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<u@example.test>").expect(250, "2.1.5");
+    c.quit();
+}
+
 #[test]
 fn check_tier_prints_every_peers_fingerprint_and_fails_on_a_difference() {
     let Some(redis) = RedisServer::start() else {

@@ -653,8 +653,12 @@ impl Policy {
     async fn run_checks(&self, stage: Stage, ctx: &mut Context) -> Decision {
         for check in self.checks.iter().filter(|c| c.stage() == stage) {
             // Asked before each check: at connect the networks check, which runs first,
-            // is what finds a client trusted or allowlisted.
-            let skip_client_checks = ctx.client.trusted || ctx.client.allowlisted;
+            // is what finds a client trusted or allowlisted, and the tier check, second,
+            // a peer. A peer relaying what it held (a backup after an outage) is no client
+            // to judge: greylisted, rate-limited and looked up in DNS lists it drained its
+            // backlog in 4xx replies and counted every message twice in tier-wide limits.
+            let skip_client_checks =
+                ctx.client.trusted || ctx.client.allowlisted || ctx.client.tier_peer.is_some();
             if skip_client_checks && CLIENT_CHECKS.contains(&check.name()) {
                 continue;
             }
