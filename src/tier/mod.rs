@@ -55,6 +55,11 @@ struct Heartbeat {
     fingerprint: String,
     version: String,
     at: u64,
+    /// When a client last reached the writer (its start, if none has since): a primary
+    /// whose heartbeat is fresh but whom no client reaches (its uplink down, its public
+    /// address wrong) takes no mail, and a backup must not turn its senders away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reached_at: Option<u64>,
 }
 
 impl Heartbeat {
@@ -90,7 +95,14 @@ pub struct Tier {
     min_free: AtomicU64,
     /// Set while the heartbeat is held back because the spool has no room.
     spool_short: AtomicBool,
+    /// Unix time a client (not a peer, not our own networks) last reached this member.
+    client_reached: AtomicU64,
 }
+
+/// How long a primary may go without any client reaching it and still count as taking
+/// mail for bypass scoring: any MX on the internet is reached every few minutes (spam
+/// alone sees to it), so a primary unreached this long is not reachable from outside.
+pub const PRIMARY_UNREACHED_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -131,7 +143,23 @@ impl Tier {
             spool: OnceLock::new(),
             min_free: AtomicU64::new(0),
             spool_short: AtomicBool::new(false),
+            client_reached: AtomicU64::new(0),
         })
+    }
+
+    /// Records that a client reached this member (published in the heartbeat).
+    pub fn note_client(&self) {
+        self.client_reached.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// When a client last reached this member, or when it started if none has since.
+    fn reached_at(&self) -> u64 {
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.client_reached.load(Ordering::Relaxed).max(started)
     }
 
     /// Makes this member's heartbeat depend on `spool` having room (`min_free` bytes, as
@@ -259,9 +287,14 @@ impl Tier {
     /// Whether at least one primary (other than this gateway) is up: a client talking to
     /// a backup meanwhile is bypassing the front tier.
     pub fn primaries_up(&self) -> bool {
+        let now = unix_now();
+        let reached_lately = |p: &PeerStatus| {
+            p.reached_at
+                .is_none_or(|at| now.saturating_sub(at) <= PRIMARY_UNREACHED_LIMIT.as_secs())
+        };
         read(&self.peers)
             .iter()
-            .any(|p| p.role == Role::Primary && p.up)
+            .any(|p| p.role == Role::Primary && p.up && reached_lately(p))
     }
 
     /// The name of the peer whose SMTP address is `ip`, when a peer is talking to us.
@@ -339,6 +372,7 @@ impl Tier {
             fingerprint: fingerprint.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             at: unix_now(),
+            reached_at: Some(self.reached_at()),
         };
         if let Ok(json) = serde_json::to_vec(&beat) {
             let _ = state.set(&key, &json, heartbeat_ttl(config, state)).await;
@@ -359,6 +393,7 @@ impl Tier {
                     up: true,
                     fingerprint: valid_fingerprint(&beat.fingerprint),
                     source: "heartbeat",
+                    reached_at: beat.reached_at,
                 };
             }
         }
@@ -367,6 +402,7 @@ impl Tier {
                 up: false,
                 fingerprint: None,
                 source: "none",
+                reached_at: None,
             };
         };
         match http::get(admin, "/healthz", PROBE_TIMEOUT).await {
@@ -374,11 +410,13 @@ impl Tier {
                 up: true,
                 fingerprint: policy_fingerprint(admin).await,
                 source: "probe",
+                reached_at: None,
             },
             _ => Observation {
                 up: false,
                 fingerprint: None,
                 source: "probe",
+                reached_at: None,
             },
         }
     }

@@ -28,6 +28,10 @@ pub struct PeerStatus {
     /// The fingerprint (or `unknown`) last logged as differing from ours, until it matches
     /// again: each mismatch is logged once, whenever the peer first shows it.
     pub mismatch_logged: Option<String>,
+    /// Unix time a client (not a peer, not our own networks) last reached it, or its
+    /// start when none has since, from its heartbeat; `None` when it did not say (a probe,
+    /// a member of an older version).
+    pub reached_at: Option<u64>,
 }
 
 impl PeerStatus {
@@ -43,6 +47,7 @@ impl PeerStatus {
             source: "none",
             observed: false,
             mismatch_logged: None,
+            reached_at: None,
         }
     }
 }
@@ -56,6 +61,8 @@ pub struct Observation {
     pub fingerprint: Option<String>,
     /// `heartbeat`, `probe` or `none`.
     pub source: &'static str,
+    /// When a client last reached it, as its heartbeat says (see [`PeerStatus::reached_at`]).
+    pub reached_at: Option<u64>,
 }
 
 /// Applies one round's observation to `status`, logging and exporting what changed.
@@ -69,6 +76,7 @@ pub fn apply(
     let was_up = status.up;
     status.up = seen.up;
     status.source = seen.source;
+    status.reached_at = seen.reached_at;
     if seen.up {
         status.last_seen = Some(now);
     }
@@ -162,6 +170,7 @@ mod tests {
                 up: true,
                 fingerprint: Some("aa".into()),
                 source: "heartbeat",
+                reached_at: None,
             },
             "aa",
             now,
@@ -175,6 +184,7 @@ mod tests {
                 up: true,
                 fingerprint: Some("bb".into()),
                 source: "probe",
+                reached_at: None,
             },
             "aa",
             now,
@@ -191,6 +201,7 @@ mod tests {
                 up: false,
                 fingerprint: None,
                 source: "none",
+                reached_at: None,
             },
             "aa",
             now,
@@ -217,6 +228,7 @@ mod tests {
             up,
             fingerprint: fingerprint.map(str::to_owned),
             source: if up { "heartbeat" } else { "none" },
+            reached_at: None,
         };
         apply(&mut p, seen(false, None), "aa", now, &m);
         assert_eq!(
@@ -251,6 +263,7 @@ mod tests {
             up: true,
             fingerprint: fingerprint.map(str::to_owned),
             source: "probe",
+            reached_at: None,
         };
         apply(&mut p, seen(Some("aa")), "aa", now, &m);
         assert!(p.fingerprint_match);

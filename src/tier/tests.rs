@@ -50,6 +50,7 @@ async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
             fingerprint: fingerprint.into(),
             version: "1".into(),
             at: unix_now(),
+            reached_at: None,
         })
         .unwrap()
     };
@@ -156,6 +157,7 @@ async fn a_heartbeat_older_than_the_readers_bound_is_stale() {
             fingerprint: "aa".into(),
             version: "1".into(),
             at,
+            reached_at: None,
         })
         .unwrap()
     };
@@ -183,4 +185,55 @@ async fn a_heartbeat_older_than_the_readers_bound_is_stale() {
         let source = bk1.peers()[0].source;
         assert_eq!(source, if fresh { "heartbeat" } else { "none" });
     }
+}
+
+/// Regression (review): a backup took a fresh heartbeat for a primary that takes mail. A
+/// primary site whose uplink is down (or whose public address is wrong) still heartbeats
+/// over the internal network, and with `bypass_action = "tempfail"` the backup refused
+/// every sender during exactly the outage it exists for. A primary no client has reached
+/// for [`PRIMARY_UNREACHED_LIMIT`] is not counted up for bypass.
+#[tokio::test]
+async fn a_primary_no_client_reaches_does_not_count_for_bypass() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
+    let now = unix_now();
+    let beat = |reached_at: Option<u64>| {
+        serde_json::to_vec(&Heartbeat {
+            role: "primary".into(),
+            fingerprint: "aa".into(),
+            version: "1".into(),
+            at: unix_now(),
+            reached_at,
+        })
+        .unwrap()
+    };
+    let limit = PRIMARY_UNREACHED_LIMIT.as_secs();
+    for (reached_at, counts) in [
+        (Some(now), true),
+        (Some(now - limit + 30), true),
+        (Some(now - limit - 30), false),
+        (None, true),
+    ] {
+        let ttl = Duration::from_secs(60);
+        state
+            .set("tier:hb:gw1", &beat(reached_at), ttl)
+            .await
+            .unwrap();
+        bk1.round().await;
+        assert!(bk1.peers()[0].up, "the heartbeat is fresh");
+        assert_eq!(bk1.primaries_up(), counts, "{reached_at:?}");
+    }
+    // A member publishes when a client last reached it (its start until one does).
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("bk1", Role::Backup)]);
+    let gw1 = Tier::new(gw1, Some(state.clone()), Arc::new(Metrics::new()));
+    gw1.round().await;
+    bk1.round().await;
+    let published = bk1.peers()[0].reached_at.unwrap();
+    assert!(published + 5 >= now, "{published} {now}");
+    gw1.note_client();
+    gw1.round().await;
+    bk1.round().await;
+    assert!(bk1.peers()[0].reached_at.unwrap() >= published);
 }

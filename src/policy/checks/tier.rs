@@ -63,6 +63,8 @@ impl TierContact {
         if self.tier.peer_at(ip).is_some() {
             return;
         }
+        // Turned away, but it reached us: this member is reachable from outside.
+        self.tier.note_client();
         let Ok(_turn) = self.turned_away_writes.try_acquire() else {
             return;
         };
@@ -96,6 +98,8 @@ impl Check for TierContact {
             // Our own networks are neither bypassers nor worth remembering.
             return Decision::Continue;
         }
+        // A client from outside reached us: the heartbeat says so to the backups.
+        self.tier.note_client();
         let config = self.tier.config();
         let bypass = config.role == Role::Backup && self.tier.primaries_up();
         if bypass {
