@@ -564,7 +564,9 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
             };
             let as_sent = normalize_newlines(&String::from_utf8_lossy(bytes));
             let as_sent = as_sent.trim_end_matches(['\n', '\r']);
-            let raw = as_sent.trim_start().to_string();
+            // As SpamAssassin's `raw_header`: everything after the colon, the blanks
+            // after it included (`Date:raw =~ /^\t/`, `From:raw =~ /^\s?"\s/` read them).
+            let raw = as_sent.to_string();
             let name_and_colon = raw_message
                 .get(h.offset_field as usize..h.offset_start as usize)
                 .map(String::from_utf8_lossy)
@@ -1068,8 +1070,15 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
             let doc = without_comments(doc);
             for caps in attr.captures_iter(&doc) {
                 if let Some(m) = caps.get(1).or(caps.get(2)).or(caps.get(3)) {
-                    // An attribute's value as the browser reads it, references decoded.
-                    push(&decode_entities(m.as_str()), &mut out);
+                    // An attribute's value as the browser reads it: references decoded, and
+                    // tabs and line breaks dropped from a URL (`http://exa\nmple.com/` opens
+                    // example.com, and SpamAssassin lists it so).
+                    let value = decode_entities(m.as_str());
+                    let value: String = value
+                        .chars()
+                        .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+                        .collect();
+                    push(&value, &mut out);
                 }
             }
         }

@@ -150,6 +150,9 @@ mod tests {
             "http://www.spammy&#46;test/",
             "http://www.spammy%2Etest/",
             "http://www&#x2e;SPAMMY&#46;test/",
+            // Regression (review): without the `;` (a browser needs none) the reference
+            // stayed literal and the host was cut at its `#`: never looked up.
+            "http://spammer&#46test/buy",
             "http://bücher.example/",
         ]
         .iter()
@@ -162,6 +165,7 @@ mod tests {
                 Some("www.spammy.test".to_string()),
                 Some("www.spammy.test".to_string()),
                 Some("www.spammy.test".to_string()),
+                Some("spammer.test".to_string()),
                 Some("xn--bcher-kva.example".to_string()),
             ]
         );

@@ -22,7 +22,8 @@ fn headers_decoded_raw_and_addresses() {
     );
     let mut t = target("subject", AddrPart::Whole);
     t.raw = true;
-    assert_eq!(v.header_text(&t).unwrap(), "=?utf-8?q?Hello_W=C3=B6rld?=");
+    // As SpamAssassin 4.0.1 reads `:raw`: the blank after the colon stays.
+    assert_eq!(v.header_text(&t).unwrap(), " =?utf-8?q?Hello_W=C3=B6rld?=");
     assert_eq!(
         v.header_text(&target("from", AddrPart::Addr)).unwrap(),
         "foo@example.com"

@@ -35,7 +35,7 @@ header ALL_HEADERS   ALL =~ /^Cc: carol/m
 header TOCC_CAROL    ToCc =~ /carol\@other\.test/
 header FROM_ADDR     From:addr =~ /^alice\@example\.com$/
 header FROM_NAME     From:name =~ /^Alice Example$/
-header FROM_RAW_Q    From:raw =~ /^"Alice/
+header FROM_RAW_Q    From:raw =~ /^ "Alice/
 header NO_LIST_OK    List-Id !~ /./
 header MISSING_EMPTY X-Missing =~ /^$/
 header MISSING_UNSET X-Missing =~ /^NONE$/ [if-unset: NONE]
@@ -169,6 +169,25 @@ fn uri_rules_see_a_disguised_link_in_its_plain_form() {
     assert_eq!(
         names(&rules, raw),
         vec!["EVIL_HOST", "PORT_HOST", "QUERY_HOST"]
+    );
+}
+
+/// Regression (review): a numeric reference without its `;` (`spammer&#46test`) stayed
+/// literal, and a line break inside an `href` stayed in the link, where browsers and
+/// SpamAssassin decode the one and drop the other.
+#[test]
+fn uri_rules_see_links_as_a_browser_opens_them() {
+    let rules = compile(
+        "uri SPAMMER_HOST m{^http://spammer\\.test/buy}\n\
+         uri SPLIT_HOST m{^http://example\\.test/}\n\
+         body VIAGRA /viagra/i\n",
+    );
+    let raw = b"Subject: s\r\nContent-Type: text/html\r\n\r\n\
+<a href=\"http://spammer&#46test/buy\">a</a> <a href=\"http://exa\r\nmple.test/\">b</a>\r\n\
+<p>Buy V&#105agra</p>\r\n";
+    assert_eq!(
+        names(&rules, raw),
+        vec!["SPAMMER_HOST", "SPLIT_HOST", "VIAGRA"]
     );
 }
 
