@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod date;
+pub mod encoded_words;
 pub mod header_fields;
 pub mod html;
 pub mod lenient;

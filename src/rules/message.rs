@@ -583,11 +583,10 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
             let decoded = if left_encoded(name) {
                 unfold(&raw)
             } else {
-                match MessageStream::new(bytes).parse_unstructured() {
-                    HeaderValue::Text(t) => t.trim().to_string(),
-                    HeaderValue::TextList(list) => list.join(" "),
-                    _ => unfold(&raw),
-                }
+                // Encoded words anywhere, joined across blanks and split characters, as
+                // SpamAssassin decodes them: mail-parser read `Vi=?utf-8?q?agra?=` as
+                // "Vi agra" and a character split over two words as two U+FFFD.
+                crate::mail::encoded_words::decode_unstructured(&raw)
             };
             HeaderField {
                 name: name.to_string(),
