@@ -96,9 +96,7 @@ impl EncodedWord {
             return None;
         }
         let after_charset = &body[charset_end + 1..];
-        let mut parts = after_charset.splitn(2, '?');
-        let encoding = parts.next()?;
-        let encoded_and_rest = parts.next()?;
+        let (encoding, encoded_and_rest) = after_charset.split_once('?')?;
         let text_end = encoded_and_rest.find("?=")?;
         let encoded = &encoded_and_rest[..text_end];
         if encoded.contains([' ', '\t']) {
