@@ -293,8 +293,9 @@ fn greylisting_many_recipients_is_no_client_error() {
     let gw = Gateway::start(
         GatewayConfig::new(&internal)
             .toml(&toml)
-            .limit("errors_before_tarpit", "5")
-            .limit("errors_before_disconnect", "20"),
+            .limit("errors_before_tarpit", "50")
+            .limit("errors_before_disconnect", "20")
+            .limit("recipients_per_message", "40"),
     );
     let mut c = SmtpClient::connect_ehlo(gw.port);
     c.cmd("MAIL FROM:<a@sender.test>").expect(250, "2.1.0");
@@ -302,7 +303,20 @@ fn greylisting_many_recipients_is_no_client_error() {
         assert_greylisted(&c.cmd(&format!("RCPT TO:<user{i}@example.test>")));
     }
     c.cmd("NOOP").expect(250, "");
-    c.quit();
+    // Past a message's worth (`recipients_per_message`, here lowered to 40) they count
+    // again, RSET or not: a session cannot run the policy without end.
+    c.cmd("RSET").expect(250, "");
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "2.1.0");
+    let mut closed = false;
+    for i in 30..80 {
+        let r = c.cmd(&format!("RCPT TO:<user{i}@example.test>"));
+        if r.code == 421 {
+            closed = true;
+            break;
+        }
+        assert_greylisted(&r);
+    }
+    assert!(closed, "deferred recipients never counted as errors");
 }
 
 /// Regression (review): at `stage = "data"` clean mail returned before the network's

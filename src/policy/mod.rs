@@ -613,8 +613,7 @@ impl Policy {
         ids
     }
 
-    /// A message from a tier peer that carries a valid, fresh stamp of the tier, made under
-    /// this policy, was judged
+    /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
     /// already: it keeps that verdict (and its headers) and is not filtered twice.
     fn trust_peer_stamp(&self, ctx: &mut Context) -> bool {
         let (Some(peer), Some(tier)) = (&ctx.client.tier_peer, &self.config.tier) else {
@@ -636,12 +635,6 @@ impl Policy {
         match verified {
             Ok(stamp) if crate::policy::Verdict::of_peer_stamp(&stamp.verdict).is_none() => {
                 tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp carries a verdict no member stamps: filtered");
-                false
-            }
-            // Judged under another policy (a member mid-reload, one left behind with other
-            // rules): its verdict is not ours to keep, so the message is judged again here.
-            Ok(stamp) if !judged_by_this_policy(&stamp.fingerprint, self.fingerprint()) => {
-                tracing::info!(peer = %peer, gateway = %stamp.gateway, stamped = %stamp.fingerprint, "tier peer's stamp was made under another policy: filtered");
                 false
             }
             Ok(stamp) => {
@@ -687,11 +680,4 @@ impl Policy {
         }
         Decision::Continue
     }
-}
-
-/// Whether a stamp's fingerprint prefix (`f=`) is the start of `ours`.
-fn judged_by_this_policy(stamped: &str, ours: &str) -> bool {
-    !stamped.is_empty()
-        && ours.len() >= stamped.len()
-        && ours.as_bytes()[..stamped.len()].eq_ignore_ascii_case(stamped.as_bytes())
 }

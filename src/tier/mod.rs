@@ -147,9 +147,14 @@ impl Tier {
         })
     }
 
-    /// Records that a client reached this member (published in the heartbeat).
-    pub fn note_client(&self) {
-        self.client_reached.store(unix_now(), Ordering::Relaxed);
+    /// Records that a client at `ip` reached this member (published in the heartbeat),
+    /// when `ip` is on the internet: a balancer's health check, internal monitoring or a
+    /// PROXY `LOCAL` session come from private addresses and would keep a primary whose
+    /// uplink is down "reached".
+    pub fn note_client(&self, ip: IpAddr) {
+        if is_on_the_internet(ip.to_canonical()) {
+            self.client_reached.store(unix_now(), Ordering::Relaxed);
+        }
     }
 
     /// When a client last reached this member, or when it started if none has since.
@@ -418,6 +423,31 @@ impl Tier {
                 source: "probe",
                 reached_at: None,
             },
+        }
+    }
+}
+
+/// Whether `ip` is a public address: not loopback, private, shared (CGNAT), link-local,
+/// unique-local, documentation or unspecified.
+fn is_on_the_internet(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
         }
     }
 }

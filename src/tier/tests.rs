@@ -232,7 +232,21 @@ async fn a_primary_no_client_reaches_does_not_count_for_bypass() {
     bk1.round().await;
     let published = bk1.peers()[0].reached_at.unwrap();
     assert!(published + 5 >= now, "{published} {now}");
-    gw1.note_client();
+    // A balancer's health check or internal monitoring does not count; a client on the
+    // internet does.
+    gw1.note_client("10.0.0.5".parse().unwrap());
+    gw1.note_client("127.0.0.1".parse().unwrap());
+    gw1.note_client("fd00::1".parse().unwrap());
+    assert_eq!(gw1.client_reached.load(Ordering::Relaxed), 0);
+    gw1.note_client("203.0.113.9".parse().unwrap());
+    assert_eq!(
+        gw1.client_reached.load(Ordering::Relaxed),
+        0,
+        "documentation range"
+    );
+    gw1.note_client("8.8.8.8".parse().unwrap());
+    gw1.note_client("2a00:1450::1".parse().unwrap());
+    assert!(gw1.client_reached.load(Ordering::Relaxed) > 0);
     gw1.round().await;
     bk1.round().await;
     assert!(bk1.peers()[0].reached_at.unwrap() >= published);

@@ -64,7 +64,7 @@ impl TierContact {
             return;
         }
         // Turned away, but it reached us: this member is reachable from outside.
-        self.tier.note_client();
+        self.tier.note_client(ip);
         let Ok(_turn) = self.turned_away_writes.try_acquire() else {
             return;
         };
@@ -99,7 +99,7 @@ impl Check for TierContact {
             return Decision::Continue;
         }
         // A client from outside reached us: the heartbeat says so to the backups.
-        self.tier.note_client();
+        self.tier.note_client(ctx.client.ip);
         let config = self.tier.config();
         let bypass = config.role == Role::Backup && self.tier.primaries_up();
         if bypass {

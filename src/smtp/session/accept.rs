@@ -140,6 +140,7 @@ impl Session {
             // commands before it (a connection cache sends RSET before each message).
             self.messages += 1;
             self.errors_unforgiven = 0;
+            self.deferred_rcpts = 0;
             self.junk = 0;
         }
         self.reset_transaction();

@@ -73,7 +73,8 @@ pub struct Session {
     message_memory: Option<Reservation>,
     /// RCPTs refused past `recipients_per_message` in this transaction.
     overshoot: usize,
-    /// RCPTs the policy deferred (greylisting, a rate limit) in this transaction.
+    /// RCPTs the policy deferred (greylisting, a rate limit, a callout it could not
+    /// make) since the session began or a message was last accepted.
     deferred_rcpts: usize,
     /// Message bytes received since progress was last reported.
     unreported: usize,
@@ -583,7 +584,6 @@ impl Session {
         self.bdat = None;
         self.message_memory = None;
         self.overshoot = 0;
-        self.deferred_rcpts = 0;
     }
 }
 

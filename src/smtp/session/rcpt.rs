@@ -60,9 +60,11 @@ impl Session {
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
             }
             // A recipient deferred by the policy (greylisting a new correspondent, a rate
-            // limit) is no client error: counted as one, a first message to twenty
-            // recipients met the tarpit and the error limit's 421 before DATA, and went
-            // through in rounds, hours late. Past a message's worth it counts again.
+            // limit, a callout it could not make) is no client error: counted as one, a
+            // first message to twenty recipients met the tarpit and the error limit's 421
+            // before DATA, and went through in rounds, hours late. Past a message's worth
+            // since the last accepted message (not per transaction: RSET would renew it)
+            // they count again.
             (Decision::Tempfail(r), _)
                 if self.deferred_rcpts < self.limits().recipients_per_message =>
             {
