@@ -34,6 +34,12 @@ impl Check for Spf {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
+        if ctx.client.tier_peer.is_some() {
+            // A peer relays mail it took (a backup's backlog): SPF of the peer's own
+            // address says nothing of the sender, whose SPF the peer checked on arrival,
+            // and would fail every message it relays.
+            return Decision::Continue;
+        }
         let ip = ctx.client.ip;
         let helo = ctx.client.helo.clone().unwrap_or_default();
         let mail_from = ctx
@@ -117,8 +123,13 @@ impl Check for MessageAuth {
             }
         }
         // A trusted client is our own (the internal server's DSNs from MAILER-DAEMON of a
-        // `p=reject` domain, unsigned): judged on content, never refused for DMARC.
-        let reject = self.dmarc_reject && outcome.dmarc_reject_requested() && !ctx.client.trusted;
+        // `p=reject` domain, unsigned): judged on content, never refused for DMARC. Nor is
+        // a peer's relay: without the sender's SPF (see `Spf`), a domain's mail that passed
+        // DMARC by SPF alone at the peer would fail it here and be bounced.
+        let reject = self.dmarc_reject
+            && outcome.dmarc_reject_requested()
+            && !ctx.client.trusted
+            && ctx.client.tier_peer.is_none();
         ctx.auth = Some(outcome);
         if reject {
             return Decision::Reject(Reply::new(
@@ -163,5 +174,42 @@ mod tests {
         let names: Vec<&str> = ctx.symbols.iter().map(|s| s.name.as_str()).collect();
         assert!(names.contains(&"DKIM_TEMPERROR"), "{names:?}");
         assert!(!names.contains(&"DKIM_NONE"), "verified again: {names:?}");
+    }
+
+    /// Regression (review): mail a peer relays without a stamp that verifies (a backup's
+    /// backlog older than `stamp_max_age`) was checked for SPF against the peer's own
+    /// address: `SPF_FAIL` on every message, and under `p=reject` a 550 (the backup then
+    /// bounced the mail it had taken) for a domain whose mail passes DMARC by SPF.
+    #[tokio::test]
+    async fn a_peers_relay_is_neither_spf_checked_nor_refused_for_dmarc() {
+        let server = TestDns::builder()
+            .txt("_dmarc.sender.test", "v=DMARC1; p=reject")
+            .txt("sender.test", "v=spf1 ip4:198.51.100.7 -all")
+            .start()
+            .await
+            .unwrap();
+        let dns = server.resolver().unwrap();
+        let auth = Authenticator::new(&dns).unwrap();
+        let spf = Spf::new(auth.clone(), "gw1.example.test".into());
+        let message_auth = MessageAuth::new(auth, true);
+        let run = |peer: Option<&str>| {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.client.tier_peer = peer.map(str::to_owned);
+            ctx.client.helo = Some("bk1.example.test".into());
+            ctx.mail_from = Some(crate::mail::address::parse_path("a@sender.test").unwrap());
+            ctx.message = b"From: a@sender.test\r\nSubject: hi\r\n\r\nbody\r\n"
+                .to_vec()
+                .into();
+            ctx
+        };
+        let mut outsider = run(None);
+        spf.run(&mut outsider).await;
+        let refused = message_auth.run(&mut outsider).await;
+        assert!(matches!(refused, Decision::Reject(_)), "{refused:?}");
+        let mut peer = run(Some("bk1"));
+        spf.run(&mut peer).await;
+        let names: Vec<&str> = peer.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert!(!names.iter().any(|n| n.starts_with("SPF_")), "{names:?}");
+        assert_eq!(message_auth.run(&mut peer).await, Decision::Continue);
     }
 }
