@@ -97,6 +97,8 @@ pub struct Tier {
     spool_short: AtomicBool,
     /// Unix time a client (not a peer, not our own networks) last reached this member.
     client_reached: AtomicU64,
+    /// A peer announcing another role than configured here is said once an hour.
+    role_mismatch_log: crate::metrics::LogEvery,
 }
 
 /// How long a primary may go without any client reaching it and still count as taking
@@ -144,6 +146,7 @@ impl Tier {
             min_free: AtomicU64::new(0),
             spool_short: AtomicBool::new(false),
             client_reached: AtomicU64::new(0),
+            role_mismatch_log: crate::metrics::LogEvery::new(Duration::from_secs(3600)),
         })
     }
 
@@ -394,6 +397,16 @@ impl Tier {
     async fn observe(&self, config: &TierConfig, peer: &crate::config::PeerConfig) -> Observation {
         if let Some(state) = &self.state {
             if let Some(beat) = fresh_heartbeat(state, config, peer).await {
+                if beat.role != peer.role.as_str() && self.role_mismatch_log.due() {
+                    // A primary re-roled to backup on its own host still makes the backups
+                    // score and refuse its senders: the two configurations disagree.
+                    tracing::warn!(
+                        peer = %peer.name,
+                        announced = %beat.role,
+                        configured = peer.role.as_str(),
+                        "tier peer announces another role than configured here (the configured one counts; logged once an hour)"
+                    );
+                }
                 return Observation {
                     up: true,
                     fingerprint: valid_fingerprint(&beat.fingerprint),
@@ -481,14 +494,6 @@ async fn fresh_heartbeat(
             "tier peer's heartbeat is stale or dated ahead: probing it"
         );
         return None;
-    }
-    if beat.role != peer.role.as_str() {
-        tracing::debug!(
-            peer = name,
-            announced = beat.role,
-            configured = peer.role.as_str(),
-            "tier peer announces another role than configured here (the configured one counts)"
-        );
     }
     Some(beat)
 }
