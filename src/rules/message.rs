@@ -371,7 +371,9 @@ impl MessageView {
                 .flat_map(|name| self.fields(name))
                 .map(|h| {
                     if target.raw {
-                        h.raw.clone()
+                        // Unfolded, blanks kept, as SpamAssassin 4.0.1 gives the pseudo-
+                        // header (`MESSAGEID:raw =~ /^ </` hits on `Message-ID:\r\n <id>`).
+                        h.raw.replace(['\r', '\n'], "")
                     } else {
                         h.decoded.clone()
                     }

@@ -361,6 +361,20 @@ X-Message-Id: <xmid@x>\r\nSubject: s\r\n\r\nbody\r\n";
     assert_eq!(names(&rules, msg), vec!["MID_FIRST", "MID_XORIG"]);
 }
 
+/// Regression (review): `MESSAGEID:raw` kept a folded field's line break; SpamAssassin
+/// 4.0.1 unfolds the pseudo-header, blanks kept (checked with `spamassassin -t -L`), while
+/// `Message-ID:raw` itself keeps its folding there too.
+#[test]
+fn messageid_raw_is_unfolded_as_spamassassin_gives_it() {
+    let rules = compile(
+        "header MID_RAW_SP MESSAGEID:raw =~ /^ </\n\
+         header MID_RAW_NL MESSAGEID:raw =~ /\\n /\n\
+         header MIDH_RAW_NL Message-ID:raw =~ /\\n /\n",
+    );
+    let msg = b"Message-ID:\r\n <id@x.example>\r\nSubject: s\r\n\r\nbody\r\n";
+    assert_eq!(names(&rules, msg), vec!["MIDH_RAW_NL", "MID_RAW_SP"]);
+}
+
 /// Regression (review): `MESSAGEID` read the first field of each name, not empty, after
 /// an earlier finding that had it so; SpamAssassin 4.0.1 (`spamassassin -t` on this
 /// message) reads every field of each name, an empty one too: a second `Message-ID` is
