@@ -301,6 +301,19 @@ fn relayed_mail_carries_a_stamp_that_stamp_verify_accepts_and_forged_ones_are_re
     assert!(stdout.contains("(at most 3600s accepted)"), "{stdout}");
 }
 
+/// gw1, a primary whose peer bk1 has the SMTP address 127.0.0.1: the test's client speaks
+/// as the peer bk1. `extra` is added to its configuration.
+fn primary_with_bk1_at_loopback(
+    redis: &RedisServer,
+    key: &Path,
+    internal: &InternalServer,
+    extra: &str,
+) -> Gateway {
+    let peers = "[[tier.peers]]\nname = \"bk1\"\nsmtp = \"127.0.0.1:25\"\nrole = \"backup\"\n";
+    let toml = format!("{}{extra}", tier_toml(redis, key, "gw1", "primary", peers));
+    Gateway::start(GatewayConfig::new(internal).toml(&toml))
+}
+
 #[test]
 fn a_peers_valid_stamp_is_not_judged_again_but_an_invalid_one_is() {
     let Some(redis) = RedisServer::start() else {
@@ -309,11 +322,7 @@ fn a_peers_valid_stamp_is_not_judged_again_but_an_invalid_one_is() {
     let keys = tempfile::tempdir().unwrap();
     let key = key_file(keys.path());
     let internal = InternalServer::start();
-    // bk1's SMTP address is 127.0.0.1: this test's client speaks as the peer bk1.
-    let peers = "[[tier.peers]]\nname = \"bk1\"\nsmtp = \"127.0.0.1:25\"\nrole = \"backup\"\n";
-    let gw = Gateway::start(
-        GatewayConfig::new(&internal).toml(&tier_toml(&redis, &key, "gw1", "primary", peers)),
-    );
+    let gw = primary_with_bk1_at_loopback(&redis, &key, &internal, "");
     let gtube = message("peer-stamped@t", "from a peer", GTUBE);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -359,12 +368,8 @@ fn a_peer_relaying_its_backlog_is_not_greylisted() {
     let keys = tempfile::tempdir().unwrap();
     let key = key_file(keys.path());
     let internal = InternalServer::start();
-    let peers = "[[tier.peers]]\nname = \"bk1\"\nsmtp = \"127.0.0.1:25\"\nrole = \"backup\"\n";
-    let toml = format!(
-        "{}[greylist]\nenabled = true\ndelay = \"1h\"\n",
-        tier_toml(&redis, &key, "gw1", "primary", peers)
-    );
-    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml));
+    let greylist = "[greylist]\nenabled = true\ndelay = \"1h\"\n";
+    let gw = primary_with_bk1_at_loopback(&redis, &key, &internal, greylist);
     let mut c = SmtpClient::connect_ehlo(gw.port);
     c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");
     c.cmd("RCPT TO:<u@example.test>").expect(250, "2.1.5");

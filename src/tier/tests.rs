@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// A primary's heartbeat as its JSON is stored, written at `at`.
+fn primary_heartbeat(fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec<u8> {
+    let beat = Heartbeat {
+        role: "primary".into(),
+        fingerprint: fingerprint.into(),
+        version: "1".into(),
+        at,
+        reached_at,
+    };
+    serde_json::to_vec(&beat).unwrap()
+}
+
 /// Regression (review): a primary draining after SIGTERM closes its listener at once but
 /// kept its heartbeat until the very end of the drain, so a backup with
 /// `bypass_action = "tempfail"` refused every client while no primary took mail.
@@ -44,16 +56,7 @@ async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
     let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
     let gw1 = Tier::new(gw1, Some(state.clone()), Arc::new(Metrics::new()));
     gw1.set_fingerprint("aa");
-    let beat = |fingerprint: &str| {
-        serde_json::to_vec(&Heartbeat {
-            role: "primary".into(),
-            fingerprint: fingerprint.into(),
-            version: "1".into(),
-            at: unix_now(),
-            reached_at: None,
-        })
-        .unwrap()
-    };
+    let beat = |fingerprint: &str| primary_heartbeat(fingerprint, unix_now(), None);
     let ttl = Duration::from_secs(60);
     for bad in ["0123456789abcde\u{e9}f", "ab\u{1b}[31mcd", ""] {
         state.set("tier:hb:gw2", &beat(bad), ttl).await.unwrap();
@@ -151,16 +154,7 @@ async fn a_heartbeat_older_than_the_readers_bound_is_stale() {
     let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
     let lifetime = heartbeat_ttl(&bk1, &state);
     let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
-    let beat = |at: u64| {
-        serde_json::to_vec(&Heartbeat {
-            role: "primary".into(),
-            fingerprint: "aa".into(),
-            version: "1".into(),
-            at,
-            reached_at: None,
-        })
-        .unwrap()
-    };
+    let beat = |at: u64| primary_heartbeat("aa", at, None);
     // What never expires in the store: the TTL is the writer's.
     let ever = Duration::from_secs(365 * 86_400);
     let now = unix_now();
@@ -199,16 +193,7 @@ async fn a_primary_no_client_reaches_does_not_count_for_bypass() {
     let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
     let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
     let now = unix_now();
-    let beat = |reached_at: Option<u64>| {
-        serde_json::to_vec(&Heartbeat {
-            role: "primary".into(),
-            fingerprint: "aa".into(),
-            version: "1".into(),
-            at: unix_now(),
-            reached_at,
-        })
-        .unwrap()
-    };
+    let beat = |reached_at: Option<u64>| primary_heartbeat("aa", unix_now(), reached_at);
     let limit = PRIMARY_UNREACHED_LIMIT.as_secs();
     for (reached_at, counts) in [
         (Some(now), true),

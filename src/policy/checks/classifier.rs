@@ -484,6 +484,18 @@ mod tests {
         }
     }
 
+    /// Autolearning by `config` with no rule actions, no rule marked `noautolearn` and no
+    /// metrics.
+    fn plain_autolearn(classifier: Arc<Classifier>, config: ClassifierConfig) -> Autolearn {
+        Autolearn::new(
+            classifier,
+            config,
+            &Default::default(),
+            &Default::default(),
+            None,
+        )
+    }
+
     fn autolearn_config() -> ClassifierConfig {
         ClassifierConfig {
             enabled: true,
@@ -536,13 +548,7 @@ mod tests {
             by: "test".into(),
             judged: Judged::NotReady(Counts::default()),
         });
-        let autolearn = Autolearn::new(
-            learner.clone(),
-            autolearn_config(),
-            &Default::default(),
-            &Default::default(),
-            None,
-        );
+        let autolearn = plain_autolearn(learner.clone(), autolearn_config());
         assert_eq!(autolearn.run(&mut ctx).await, Decision::Continue);
         // The learn runs in the background.
         until_ham_learned(&learner).await;
@@ -600,13 +606,7 @@ mod tests {
 
     #[test]
     fn autolearn_reads_the_score_as_the_verdict_does_without_the_classifier_s_own_symbol() {
-        let autolearn = Autolearn::new(
-            classifier(),
-            autolearn_config(),
-            &Default::default(),
-            &Default::default(),
-            None,
-        );
+        let autolearn = plain_autolearn(classifier(), autolearn_config());
         // 2.3 + 6.1 + 3.6 reads 12.0, the threshold, though its binary sum falls short.
         let at_threshold = judged(&[("A", 2.3), ("B", 6.1), ("C", 3.6)]);
         assert_eq!(autolearn.class(&at_threshold), Some(Class::Spam));
@@ -640,13 +640,7 @@ mod tests {
     /// untagged. Autolearn no longer goes against a confident classifier, either way.
     #[test]
     fn autolearn_never_goes_against_a_confident_classifier() {
-        let autolearn = Autolearn::new(
-            classifier(),
-            autolearn_config(),
-            &Default::default(),
-            &Default::default(),
-            None,
-        );
+        let autolearn = plain_autolearn(classifier(), autolearn_config());
         assert_eq!(autolearn.class(&voted(0.99, &[])), None);
         assert_eq!(autolearn.class(&voted(0.8, &[])), None);
         assert_eq!(autolearn.class(&voted(0.5, &[])), Some(Class::Ham));
@@ -707,13 +701,7 @@ mod tests {
             min_learned: 0,
             ..autolearn_config()
         };
-        let autolearn = Autolearn::new(
-            classifier(),
-            config,
-            &Default::default(),
-            &Default::default(),
-            None,
-        );
+        let autolearn = plain_autolearn(classifier(), config);
         let mut ctx = judged(&[("HAM", -0.5)]);
         ctx.classification = Some(Classification {
             by: "test".into(),
@@ -730,13 +718,7 @@ mod tests {
     async fn autolearn_waits_until_the_store_is_seeded() {
         let dir = tempfile::tempdir().unwrap();
         let (learner, _state) = embedded_learner(dir.path()).await;
-        let autolearn = Autolearn::new(
-            learner.clone(),
-            autolearn_config(),
-            &Default::default(),
-            &Default::default(),
-            None,
-        );
+        let autolearn = plain_autolearn(learner.clone(), autolearn_config());
         let message = |id: &str| {
             let mut ctx = judged(&[("HAM", -0.5)]);
             ctx.message = format!("Subject: {id}\r\n\r\nminutes of meeting {id}\r\n")
@@ -776,13 +758,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (learner, _state) = embedded_learner(dir.path()).await;
         learner.mark_seed_settled();
-        let autolearn = Autolearn::new(
-            learner.clone(),
-            autolearn_config(),
-            &Default::default(),
-            &Default::default(),
-            None,
-        );
+        let autolearn = plain_autolearn(learner.clone(), autolearn_config());
         let words: Vec<String> = (0..3000).map(|i| format!("w{i:x}q{}", i * 7919)).collect();
         let mut ctx = judged(&[("HAM", -0.5)]);
         ctx.message = format!("Subject: many\r\n\r\n{}\r\n", words.join(" "))
