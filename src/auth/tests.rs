@@ -75,6 +75,16 @@ async fn check(auth: &Authenticator, helo: &str, mail_from: &str, raw: &str) -> 
     check_by(auth, helo, mail_from, raw, auth.deadline(None)).await
 }
 
+/// `example.test` publishes `p=reject`; the client is `evil.test`'s (its SPF passes).
+async fn victim_and_forger() -> (TestDns, Authenticator) {
+    server(
+        TestDns::builder()
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await
+}
+
 /// A message from `from` alone (no display name, no signature).
 fn bare_from(from: &str) -> String {
     format!("From: {from}\r\nTo: b@dest.test\r\nSubject: x\r\n\r\nHi.\r\n")
@@ -561,12 +571,7 @@ fn test_resolver(config: &crate::config::DnsConfig) -> crate::dns::Dns {
 /// `p=reject` domain was neither refused nor scored.
 #[tokio::test]
 async fn a_from_domain_with_spaces_or_a_trailing_dot_keeps_its_dmarc_policy() {
-    let (_dns, auth) = server(
-        TestDns::builder()
-            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
-            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
-    )
-    .await;
+    let (_dns, auth) = victim_and_forger().await;
     for from in ["a@ example.test", "a@example .test", "a@example.test."] {
         let outcome = check(&auth, "mx.evil.test", "a@evil.test", &bare_from(from)).await;
         let symbols = outcome.symbols();
@@ -590,12 +595,7 @@ async fn a_from_domain_with_spaces_or_a_trailing_dot_keeps_its_dmarc_policy() {
 /// (`victim..test`) now fails under `reject` too, as RFC 7489 §6.6.1 allows.
 #[tokio::test]
 async fn a_from_domain_whose_dot_appears_only_in_its_a_label_keeps_its_dmarc_policy() {
-    let (_dns, auth) = server(
-        TestDns::builder()
-            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
-            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
-    )
-    .await;
+    let (_dns, auth) = victim_and_forger().await;
     for from in [
         "ceo@example.test\u{3002}",
         "ceo@example.test\u{ff0e}",
@@ -649,12 +649,7 @@ async fn a_from_domain_whose_dot_appears_only_in_its_a_label_keeps_its_dmarc_pol
 /// parsed at all.
 #[tokio::test]
 async fn a_line_that_is_no_field_does_not_hide_the_from_from_dmarc() {
-    let (_dns, auth) = server(
-        TestDns::builder()
-            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
-            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
-    )
-    .await;
+    let (_dns, auth) = victim_and_forger().await;
     for raw in [
         "Subject: x\r\nX-Junk\r\nFrom: ceo@example.test\r\n\r\nHi.\r\n",
         "X-Junk\r\nFrom: ceo@example.test\r\nSubject: x\r\n\r\nHi.\r\n",
