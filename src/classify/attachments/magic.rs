@@ -17,13 +17,20 @@ pub(super) enum Content {
     Zip,
     /// gzip (also `.tar.gz`).
     Gzip,
+    /// bzip2 (also `.tar.bz2`).
+    Bzip2,
+    /// xz (also `.tar.xz`).
+    Xz,
+    /// lzma-alone, as `lzma` and 7-Zip write `.lzma` (also `.tar.lzma`).
+    Lzma,
     /// POSIX or GNU tar.
     Tar,
     /// RAR 4 or 5 (its names are read; stored entries opened).
     Rar,
     /// 7-Zip.
     SevenZip,
-    /// CAB or an unknown RAR version: an archive this policy does not open.
+    /// CAB, zstd, lzip or an unknown RAR version: an archive or compressed file this policy
+    /// does not open.
     OtherArchive,
     /// Anything else.
     Other,
@@ -44,13 +51,19 @@ pub(super) fn sniff(data: &[u8]) -> Content {
         Content::Zip
     } else if starts(GZIP) {
         Content::Gzip
+    } else if is_bzip2(data) {
+        Content::Bzip2
+    } else if starts(XZ) {
+        Content::Xz
+    } else if is_lzma_alone(data) {
+        Content::Lzma
     } else if is_tar(data) {
         Content::Tar
     } else if starts(RAR4_SIGNATURE) || starts(RAR5_SIGNATURE) {
         Content::Rar
     } else if starts(SEVEN_ZIP_SIGNATURE) {
         Content::SevenZip
-    } else if starts(RAR_MARK) || starts(b"MSCF\0\0\0\0") {
+    } else if starts(RAR_MARK) || starts(b"MSCF\0\0\0\0") || starts(ZSTD) || starts(b"LZIP\x01") {
         Content::OtherArchive
     } else if is_pe(data)
         || starts(b"\x7fELF")
@@ -83,6 +96,35 @@ pub(super) const SEVEN_ZIP_SIGNATURE: &[u8] = b"7z\xbc\xaf\x27\x1c";
 
 /// gzip's magic and its one compression method (deflate).
 const GZIP: &[u8] = b"\x1f\x8b\x08";
+/// xz's stream header magic.
+const XZ: &[u8] = b"\xfd7zXZ\x00";
+/// A zstd frame's magic.
+const ZSTD: &[u8] = b"\x28\xb5\x2f\xfd";
+
+/// A bzip2 stream: `BZh`, the block size digit, then a block's or the end's 48-bit magic
+/// (the digits of pi, or of the square root of pi for an empty stream).
+fn is_bzip2(data: &[u8]) -> bool {
+    data.starts_with(b"BZh")
+        && data.get(3).is_some_and(|d| (b'1'..=b'9').contains(d))
+        && data
+            .get(4..10)
+            .is_some_and(|m| m == b"\x31\x41\x59\x26\x53\x59" || m == b"\x17\x72\x45\x38\x50\x90")
+}
+
+/// An lzma-alone header, which has no magic: the properties byte `lc=3 lp=0 pb=2` that
+/// every writer uses, a dictionary size of 2^n or 2^n + 2^(n-1) (as `lzma` and 7-Zip
+/// write them), and a size that is unknown (all ones) or below 2^40.
+fn is_lzma_alone(data: &[u8]) -> bool {
+    let (Some(&0x5d), Some(dict), Some(size)) = (data.first(), data.get(1..5), data.get(5..13))
+    else {
+        return false;
+    };
+    let dict = u32::from_le_bytes([dict[0], dict[1], dict[2], dict[3]]);
+    let shape = dict >> dict.trailing_zeros();
+    let dict_ok = dict >= 1 << 12 && (shape == 1 || shape == 3);
+    let size_ok = size.iter().all(|&b| b == 0xff) || size[5..].iter().all(|&b| b == 0);
+    dict_ok && size_ok
+}
 
 /// Where a tar header's magic sits, and how long a head must be to show it.
 const TAR_MAGIC_AT: usize = 257;
@@ -145,11 +187,12 @@ pub(super) fn tar_number(field: &[u8]) -> Option<usize> {
 }
 
 impl Content {
-    /// An archive the policy opens.
+    /// An archive or compressed file: opened when the policy can, else flagged as
+    /// uninspected.
     pub(super) fn opens(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Content::Zip | Content::Gzip | Content::Tar | Content::Rar | Content::SevenZip
+            Content::Program | Content::Shortcut | Content::DiskImage | Content::Other
         )
     }
 }
@@ -257,6 +300,9 @@ pub(super) fn contradicts(content: Content, promised: Promise) -> bool {
         Content::Program | Content::Shortcut | Content::DiskImage => promised != Promise::Nothing,
         Content::Zip
         | Content::Gzip
+        | Content::Bzip2
+        | Content::Xz
+        | Content::Lzma
         | Content::Tar
         | Content::Rar
         | Content::SevenZip

@@ -51,6 +51,10 @@ pub enum Symbol {
     ArchiveTooManyEntries,
     /// Something that claims to be an archive (zip, gzip, tar, RAR, 7-Zip) cannot be read as one.
     ArchiveUnreadable,
+    /// Part of an archive went unjudged where a program could hide: an archive inside one
+    /// left unopened (too deep, past the entry or byte limits, a method or format the
+    /// policy cannot read), or names past the bounds on reading them.
+    ArchiveUninspected,
     /// A part holds more files than are decoded from it (TNEF, uuencode): the later ones
     /// are judged by name only.
     AttachTooManyFiles,
@@ -75,6 +79,7 @@ impl Symbol {
             Symbol::ArchiveTooDeep => "ARCHIVE_TOO_DEEP",
             Symbol::ArchiveTooManyEntries => "ARCHIVE_TOO_MANY_ENTRIES",
             Symbol::ArchiveUnreadable => "ARCHIVE_UNREADABLE",
+            Symbol::ArchiveUninspected => "ARCHIVE_UNINSPECTED",
             Symbol::AttachTooManyFiles => "ATTACH_TOO_MANY_FILES",
         }
     }
@@ -86,7 +91,7 @@ impl Symbol {
             Symbol::DoubleExt | Symbol::BidiName | Symbol::TypeMismatch => 6.0,
             Symbol::ArchiveBlockedExt => 6.0,
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
-            Symbol::ArchiveBomb => 6.0,
+            Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
             Symbol::ArchiveTooDeep => 3.0,
             Symbol::ArchiveEncrypted => 2.0,
             Symbol::ArchiveUnreadable => 2.0,
@@ -308,12 +313,33 @@ fn claims_archive(a: &Attachment<'_>) -> bool {
         )
 }
 
-/// Whether one of these names says zip, gzip, tar, RAR or 7-Zip.
+/// Whether one of these names says archive or compressed file.
 fn names_claim_archive(names: &[String]) -> bool {
-    names.iter().any(|n| {
-        matches!(
-            names::analyse(n).ext.as_deref(),
-            Some("zip" | "gz" | "tgz" | "tar" | "rar" | "7z")
+    names.iter().any(|n| name_claims_archive(n))
+}
+
+/// Whether `name` says archive or compressed file (zip, gzip, tar, RAR, 7-Zip, bzip2, xz,
+/// lzma, lzip, zstd). CAB is not among them: it is blocked by name, and found by content.
+fn name_claims_archive(name: &str) -> bool {
+    matches!(
+        names::analyse(name).ext.as_deref(),
+        Some(
+            "zip"
+                | "gz"
+                | "tgz"
+                | "tar"
+                | "rar"
+                | "7z"
+                | "bz2"
+                | "tbz"
+                | "tbz2"
+                | "xz"
+                | "txz"
+                | "lzma"
+                | "tlz"
+                | "lz"
+                | "zst"
+                | "tzst"
         )
-    })
+    )
 }

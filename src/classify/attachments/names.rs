@@ -105,6 +105,29 @@ pub(super) fn gunzipped(name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The name bunzip2, unxz and unlzma give the file of a compressed file named `name`:
+/// `.bz2`, `.bz`, `.xz` and `.lzma` dropped, `.tbz`, `.tbz2`, `.txz` and `.tlz` read as
+/// `.tar`.
+pub(super) fn decompressed(name: &str) -> Option<String> {
+    let cleaned = saved_name(name);
+    let lower = cleaned.to_lowercase();
+    let stem = |suffix: &str| {
+        let cut = cleaned.len().checked_sub(suffix.len())?;
+        cleaned.get(..cut).filter(|s| !s.is_empty())
+    };
+    if let Some(suffix) = [".tbz2", ".tbz", ".txz", ".tlz"]
+        .into_iter()
+        .find(|s| lower.ends_with(s))
+    {
+        return stem(suffix).map(|s| format!("{s}.tar"));
+    }
+    [".bz2", ".bz", ".xz", ".lzma"]
+        .into_iter()
+        .find(|s| lower.ends_with(s))
+        .and_then(stem)
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! Archives, opened in memory within one budget per message: zip (`zipfile`), gzip and tar
-//! (`tarball`, also `.tar.gz`), RAR (`rar`, names and stored entries), 7-Zip (`sevenzip`). Each entry's name is judged, its content decompressed chunk
+//! (`tarball`, also `.tar.gz`), bzip2, xz and lzma (`compressed`, also `.tar.xz`), RAR
+//! (`rar`, names and stored entries), 7-Zip (`sevenzip`). Each entry's name is judged, its content decompressed chunk
 //! by chunk and counted against the budget, its first bytes sniffed, and an entry that is
 //! itself an archive opened one level deeper while levels remain.
 
+mod compressed;
 mod entries;
 mod rar;
 mod sevenzip;
@@ -11,7 +13,9 @@ mod tar_names;
 mod tarball;
 mod zipfile;
 
-use super::{magic, names_claim_archive, shown_name, AttachmentPolicy, Findings, Symbol};
+use super::{
+    magic, name_claims_archive, names_claim_archive, shown_name, AttachmentPolicy, Findings, Symbol,
+};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -78,6 +82,16 @@ impl Budget {
     /// What was read expanded like a bomb, not like ordinary data.
     pub(super) fn looks_like_bomb(&self) -> bool {
         self.expanded >= self.compressed.max(1).saturating_mul(BOMB_RATIO)
+    }
+
+    /// Counts one name judged apart from the entry limit against the message's bound on
+    /// header names; false once that is reached.
+    fn take_header_name(&mut self) -> bool {
+        if self.header_names_left == 0 {
+            return false;
+        }
+        self.header_names_left -= 1;
+        true
     }
 
     fn take_entry(&mut self) -> bool {
@@ -167,14 +181,27 @@ pub(super) fn walk_all(
     let content = magic::sniff(data.get(..magic::SNIFF_LEN).unwrap_or(data));
     match content {
         magic::Content::Gzip => tarball::walk_gzip(policy, data, place, budget, findings),
+        magic::Content::Bzip2 | magic::Content::Xz | magic::Content::Lzma => {
+            compressed::walk(content, policy, data, place, budget, findings)
+        }
         magic::Content::Tar => tarball::walk(policy, data, place, budget, findings),
         magic::Content::Rar => rar::walk(policy, data, place, budget, findings),
         magic::Content::SevenZip => sevenzip::walk(policy, data, place, budget, findings),
+        // CAB, zstd, lzip, a RAR of an unknown version: opened by the recipient's tools,
+        // not by this policy.
+        magic::Content::OtherArchive => findings.add(Symbol::ArchiveUninspected, place.shown),
         _ => {}
     }
     let mut other_reader = matches!(
         content,
-        magic::Content::Gzip | magic::Content::Tar | magic::Content::Rar | magic::Content::SevenZip
+        magic::Content::Gzip
+            | magic::Content::Bzip2
+            | magic::Content::Xz
+            | magic::Content::Lzma
+            | magic::Content::Tar
+            | magic::Content::Rar
+            | magic::Content::SevenZip
+            | magic::Content::OtherArchive
     );
     if !other_reader {
         if let Some((found, at)) = behind_a_prefix(data, place.names) {
@@ -235,12 +262,24 @@ fn open_nested(
     }
     if entry.depth >= policy.max_depth {
         findings.add(Symbol::ArchiveTooDeep, entry.shown);
+        findings.add(Symbol::ArchiveUninspected, entry.shown);
     } else if let Some(inner) = whole.filter(|_| !budget.exhausted()) {
         let deeper = Place {
             depth: entry.depth + 1,
             ..entry
         };
         inspect(policy, inner, deeper, budget, findings);
+    } else {
+        // The budget ran out reading it (or before): what it holds goes unjudged.
+        findings.add(Symbol::ArchiveUninspected, entry.shown);
+    }
+}
+
+/// An entry whose content is not read (past the entry or byte limits, in a method the
+/// reader lacks): when its name says archive, what it holds goes unjudged.
+fn left_unopened(name: &str, shown: &str, findings: &mut Findings) {
+    if name_claims_archive(name) {
+        findings.add(Symbol::ArchiveUninspected, shown);
     }
 }
 
@@ -338,6 +377,7 @@ impl<'a> NameJudge<'a> {
             Admitted::Skip => return true,
             Admitted::Full => {
                 findings.add(Symbol::ArchiveTooManyEntries, self.path);
+                findings.add(Symbol::ArchiveUninspected, self.path);
                 return false;
             }
         };

@@ -111,8 +111,20 @@ impl<'a> HeaderWalk<'a> {
                         continue;
                     }
                     if !budget.take_entry() {
+                        // Past the entry limit names are still judged (within the
+                        // message's bound on names); contents are not read.
                         findings.add(Symbol::ArchiveTooManyEntries, shown);
-                        return ambiguous;
+                        if !budget.take_header_name() {
+                            findings.add(Symbol::ArchiveUninspected, shown);
+                            return ambiguous;
+                        }
+                        if let Some(judged) =
+                            self.walker
+                                .judge_name(entry.name, entry.encrypted, false, findings)
+                        {
+                            self.walker.left_unread(&judged.name, findings);
+                        }
+                        continue;
                     }
                     let name = self
                         .walker
@@ -121,12 +133,14 @@ impl<'a> HeaderWalk<'a> {
                         findings.add(Symbol::ArchiveUnreadable, shown);
                         return ambiguous;
                     }
-                    let (Some(name), Some(stored)) = (name, entry.stored) else {
+                    let Some(name) = name else {
                         continue;
                     };
-                    if budget.exhausted() {
+                    let Some(stored) = entry.stored.filter(|_| !budget.exhausted()) else {
+                        // Compressed (RAR's codecs are not read here) or past the budget.
+                        self.walker.left_unread(&name.name, findings);
                         continue;
-                    }
+                    };
                     let mut reader = Counted {
                         inner: Cursor::new(stored),
                         consumed: self.consumed.clone(),

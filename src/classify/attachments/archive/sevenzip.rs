@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 /// Memory one content decoder (LZMA dictionary, PPMd model) may take, in KiB: 7-Zip's
 /// default and "maximum" levels use 16 and 64 MiB dictionaries.
-const MEMORY_LIMIT_KB: usize = 64 * 1024;
+pub(super) const MEMORY_LIMIT_KB: usize = 64 * 1024;
 /// The reader's memory limit while it reads the archive's header, in KiB: it bounds both
 /// the decoded header and the header's own decoder, whose dictionary is declared as at
 /// most 1 MiB to it (`sevenzip_header`). The reader allocates about a hundred bytes for
@@ -49,6 +49,7 @@ pub(super) fn walk(
     }
     if budget.seven_zip_reads_left == 0 {
         findings.add(Symbol::ArchiveTooManyEntries, place.shown);
+        findings.add(Symbol::ArchiveUninspected, place.shown);
         return;
     }
     budget.seven_zip_reads_left -= 1;
@@ -78,6 +79,7 @@ pub(super) fn walk(
         // A header too big to read (or compressed with a dictionary past the limit).
         Err(Error::MaxMemLimited { .. }) => {
             findings.add(Symbol::ArchiveTooManyEntries, place.shown);
+            findings.add(Symbol::ArchiveUninspected, place.shown);
             return;
         }
         Err(_) => {
@@ -98,9 +100,11 @@ pub(super) fn walk(
         if file.is_directory() {
             continue;
         }
-        if !budget.take_entry() {
+        // Past the entry limit names are still judged (the header read bounds how many
+        // there are); contents are not read.
+        let within_limit = budget.take_entry();
+        if !within_limit {
             findings.add(Symbol::ArchiveTooManyEntries, place.shown);
-            break;
         }
         let block = archive
             .stream_map
@@ -111,7 +115,9 @@ pub(super) fn walk(
         let encrypted = block.is_some_and(|b| encrypted_blocks.get(b) == Some(&true));
         let name = file.name().to_owned();
         if let Some(judged) = walker.judge_name(name, encrypted, false, findings) {
-            if block.is_some() {
+            if !within_limit {
+                walker.left_unread(&judged.name, findings);
+            } else if block.is_some() {
                 to_read.insert(index, judged);
             }
         }
@@ -151,7 +157,7 @@ impl Decoding<'_> {
         let map = &self.archive.stream_map;
         for (block, &encrypted) in self.encrypted_blocks.iter().enumerate() {
             if to_read.is_empty() || budget.exhausted() {
-                return;
+                break;
             }
             if encrypted {
                 continue;
@@ -185,6 +191,10 @@ impl Decoding<'_> {
                 }
                 Err(_) => findings.add(Symbol::ArchiveUnreadable, self.path),
             }
+        }
+        // Entries the budget or a broken block left unread.
+        for judged in to_read.values() {
+            walker.left_unread(&judged.name, findings);
         }
     }
 }

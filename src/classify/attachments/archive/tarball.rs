@@ -7,7 +7,7 @@
 
 use super::tar_names::TarNames;
 use super::{
-    names_claim_archive, open_nested, read_entry, read_piece, shown_name, Admitted,
+    left_unopened, names_claim_archive, open_nested, read_entry, read_piece, shown_name, Admitted,
     AttachmentPolicy, Budget, Findings, HeaderNames, NameJudge, Place, Symbol, READ_CHUNK,
 };
 use crate::classify::attachments::{magic, names};
@@ -48,11 +48,71 @@ pub(super) fn walk_gzip(
         .map(|n| policy.check_name(n, true, findings, &shown))
         .collect();
     let mut decoder = Gunzip::new(data);
+    let stream = Stream {
+        path,
+        shown: &shown,
+        names: &inner_names,
+        exts: &exts,
+        named_archive,
+        depth: place.depth,
+    };
+    judge_stream(
+        policy,
+        &mut decoder,
+        Gunzip::consumed,
+        stream,
+        budget,
+        findings,
+    );
+}
+
+/// The one file a compressed stream (gzip, bzip2, xz, lzma) decompresses to, as judged by
+/// name before its content is read.
+pub(super) struct Stream<'a> {
+    /// The compressed file's path as findings show it.
+    pub(super) path: &'a str,
+    /// The decompressed file's path as findings show it.
+    pub(super) shown: &'a str,
+    /// The names the decompressed file goes by.
+    pub(super) names: &'a [String],
+    /// Their extensions.
+    pub(super) exts: &'a [Option<String>],
+    /// A name the stream itself stores says archive.
+    pub(super) named_archive: bool,
+    /// The compressed file's level: its content is one file at that level, as a tar's is.
+    pub(super) depth: usize,
+}
+
+/// Decompresses the file of a compressed stream against the budget (`consumed` tells the
+/// compressed bytes the decoder read), sniffs it against its names, and reads a tar in it
+/// at the stream's level (on for names past the budget) or opens another archive one
+/// level deeper.
+pub(super) fn judge_stream<R: Read>(
+    policy: &AttachmentPolicy,
+    decoder: &mut R,
+    consumed: impl Fn(&R) -> u64,
+    stream: Stream<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) {
+    let Stream {
+        path,
+        shown,
+        names: inner_names,
+        exts,
+        named_archive,
+        depth,
+    } = stream;
     let mut buf = vec![0u8; READ_CHUNK];
-    let entry = read_entry(&mut decoder, &mut buf, true, budget);
-    budget.compressed = budget.compressed.saturating_add(decoder.consumed());
+    let entry = read_entry(decoder, &mut buf, true, budget);
+    budget.compressed = budget.compressed.saturating_add(consumed(decoder));
     if entry.broken {
         findings.add(Symbol::ArchiveUnreadable, path);
+        if entry.head.is_empty() && entry.unread.is_empty() {
+            // Not a byte of the file came out (a dictionary past the limit, a broken
+            // start): nothing of it was judged.
+            findings.add(Symbol::ArchiveUninspected, path);
+        }
     }
     // With the budget spent before this archive, nothing was kept: the piece read and not
     // counted still tells what it is.
@@ -66,12 +126,12 @@ pub(super) fn walk_gzip(
         .iter()
         .any(|e| magic::contradicts(content, magic::promise(e.as_deref(), "")))
     {
-        findings.add(Symbol::ArchiveTypeMismatch, &shown);
+        findings.add(Symbol::ArchiveTypeMismatch, shown);
     }
     let inner = Place {
-        depth: place.depth,
-        shown: &shown,
-        names: &inner_names,
+        depth,
+        shown,
+        names: inner_names,
     };
     match (content, entry.whole) {
         // What was decompressed before the budget ran out still names its files, and the
@@ -80,7 +140,7 @@ pub(super) fn walk_gzip(
             walk(policy, &tar, inner, budget, findings);
             if budget.exhausted() {
                 let seen = (tar.as_slice(), entry.unread.as_slice());
-                judge_names_past_the_budget(policy, &mut decoder, seen, &shown, budget, findings);
+                judge_names_past_the_budget(policy, decoder, seen, shown, budget, findings);
             }
         }
         (content, whole) => {
@@ -195,6 +255,7 @@ fn member_names(
             Admitted::Skip => {}
             Admitted::Full => {
                 findings.add(Symbol::ArchiveTooManyEntries, path);
+                findings.add(Symbol::ArchiveUninspected, path);
                 break;
             }
         }
@@ -217,6 +278,7 @@ pub(super) fn walk(
         findings.add(Symbol::ArchiveUnreadable, path);
         return;
     };
+    let mut past_the_limit = false;
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
@@ -229,10 +291,6 @@ pub(super) fn walk(
                 return;
             }
         };
-        if !budget.take_entry() {
-            findings.add(Symbol::ArchiveTooManyEntries, path);
-            return;
-        }
         let kind = entry.header().entry_type();
         // Directories, links and devices carry names only (judged above); every other
         // kind, unknown ones and sparse files included, GNU tar extracts as a file.
@@ -247,6 +305,13 @@ pub(super) fn walk(
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let shown = format!("{path}/{}", shown_name(&name));
+        if past_the_limit || !budget.take_entry() {
+            // Its name was judged with the headers; an archive in it is not opened.
+            findings.add(Symbol::ArchiveTooManyEntries, path);
+            left_unopened(&name, &shown, findings);
+            past_the_limit = true;
+            continue;
+        }
         let ext = policy.check_name(&name, true, findings, &shown);
         let start = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
         // The size a PAX record gives overrides the header's.
@@ -335,6 +400,7 @@ fn judge_names_past_the_budget(
         if !budget.take_names_bytes(n) {
             // Names past here are not judged: say so, as the header-name bounds do.
             findings.add(Symbol::ArchiveTooManyEntries, path);
+            findings.add(Symbol::ArchiveUninspected, path);
             return;
         }
         piece.clear();

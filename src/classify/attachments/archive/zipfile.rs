@@ -3,6 +3,7 @@
 //! entry that is itself an archive opened one level deeper.
 
 use super::entries::EntryWalker;
+use super::sevenzip::MEMORY_LIMIT_KB;
 use super::{AttachmentPolicy, Budget, Counted, Findings, NameJudge, Place, Symbol};
 use std::cell::Cell;
 use std::io::{Cursor, Read};
@@ -27,8 +28,14 @@ pub(super) fn walk(
     let headers = central_headers(data, budget.entries_left.saturating_add(1));
     if headers > budget.entries_left {
         findings.add(Symbol::ArchiveTooManyEntries, path);
+        let leading = budget.entries_left;
         walk_leading_entries(policy, data, place, budget, findings);
         budget.entries_left = 0;
+        // The entries past those: named with the headers, not opened.
+        let walker = EntryWalker::new(policy, place, Rc::new(Cell::new(0)));
+        for name in central_names(data).skip(leading) {
+            walker.left_unread(&String::from_utf8_lossy(name), findings);
+        }
         return;
     }
     let consumed = Rc::new(Cell::new(0u64));
@@ -47,11 +54,8 @@ pub(super) fn walk(
         findings.add(Symbol::ArchiveUnreadable, path);
     }
     let mut walker = EntryWalker::new(policy, place, consumed);
+    let mut past_the_limit = false;
     for i in 0..zip.len() {
-        if !budget.take_entry() {
-            findings.add(Symbol::ArchiveTooManyEntries, path);
-            return;
-        }
         let Ok(meta) = zip.by_index_data(i) else {
             findings.add(Symbol::ArchiveUnreadable, path);
             continue;
@@ -60,21 +64,53 @@ pub(super) fn walk(
             Ok(n) => n.into_owned(),
             Err(_) => String::from_utf8_lossy(meta.name_raw()).into_owned(),
         };
-        let Some(judged) = walker.judge_name(name, meta.encrypted(), meta.is_dir(), findings)
-        else {
+        let (encrypted, is_dir) = (meta.encrypted(), meta.is_dir());
+        let lzma = meta.compression() == zip::CompressionMethod::Lzma;
+        if past_the_limit || !budget.take_entry() {
+            // Its name was judged with the headers; an archive in it is not opened.
+            if !past_the_limit {
+                findings.add(Symbol::ArchiveTooManyEntries, path);
+                past_the_limit = true;
+            }
+            walker.left_unread(&name, findings);
+            continue;
+        }
+        let Some(judged) = walker.judge_name(name, encrypted, is_dir, findings) else {
             continue;
         };
         // Out of bytes to expand: the names are still judged, they cost nothing.
         if budget.exhausted() {
+            walker.left_unread(&judged.name, findings);
+            continue;
+        }
+        if lzma && !lzma_dictionary_fits(&mut zip, i) {
+            findings.add(Symbol::ArchiveUnreadable, &judged.shown);
+            walker.left_unread(&judged.name, findings);
             continue;
         }
         let Ok(mut file) = zip.by_index(i) else {
-            // An unsupported method (bzip2, lzma, ...) or a broken local header.
+            // An unsupported method (xz, zstd, ...) or a broken local header.
             findings.add(Symbol::ArchiveUnreadable, &judged.shown);
+            walker.left_unread(&judged.name, findings);
             continue;
         };
         walker.judge_content(&mut file, judged, budget, findings);
     }
+}
+
+/// Whether the LZMA entry `i` declares a dictionary within the decoders' memory limit:
+/// the zip reader allocates whatever the entry's properties declare (up to 4 GiB).
+fn lzma_dictionary_fits(zip: &mut ZipArchive<Counted<'_>>, i: usize) -> bool {
+    let Ok(mut raw) = zip.by_index_raw(i) else {
+        return false;
+    };
+    // Version (2 bytes), properties' size (2), properties: lc/lp/pb, dictionary size.
+    let mut head = [0u8; 9];
+    if raw.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let dictionary = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
+    u64::from(dictionary) <= MEMORY_LIMIT_KB as u64 * 1024
 }
 
 /// Reads the first entries of a zip over the entry limit (as many as the message's count
@@ -107,11 +143,16 @@ fn walk_leading_entries(
         let Some(judged) = walker.judge_name(name, entry.encrypted, is_dir, findings) else {
             continue;
         };
-        if budget.exhausted() || entry.encrypted {
+        if entry.encrypted {
+            continue;
+        }
+        if budget.exhausted() {
+            walker.left_unread(&judged.name, findings);
             continue;
         }
         let Some(stored) = entry_data(data, &entry) else {
             findings.add(Symbol::ArchiveUnreadable, &judged.shown);
+            walker.left_unread(&judged.name, findings);
             continue;
         };
         let counted = Counted {
@@ -126,7 +167,10 @@ fn walk_leading_entries(
                 budget,
                 findings,
             ),
-            _ => findings.add(Symbol::ArchiveUnreadable, &judged.shown),
+            _ => {
+                findings.add(Symbol::ArchiveUnreadable, &judged.shown);
+                walker.left_unread(&judged.name, findings);
+            }
         }
     }
 }
@@ -278,6 +322,13 @@ fn judge_header_names(
     budget: &mut Budget,
 ) {
     let mut judge = NameJudge::new(policy, path);
+    // The directory's own names first, walked header by header: junk signatures in front
+    // of them must not spend the bounds before the names every unzipper lists.
+    for name in central_names(data) {
+        if !judge.judge(name, findings, budget) {
+            return;
+        }
+    }
     let headers = memchr::memmem::find_iter(data, b"PK\x01\x02")
         .map(|at| (at, 28, 46))
         .chain(memchr::memmem::find_iter(data, b"PK\x03\x04").map(|at| (at, 26, 30)));
@@ -318,12 +369,53 @@ fn unicode_path_alias(extra: &[u8]) -> Option<&[u8]> {
 }
 
 /// Where the zip end record sits: the last one whose comment reaches exactly to the end
-/// of the data, within the reach of the longest comment.
+/// of the data, within the reach of the longest comment; failing that, the last whose
+/// comment ends before the end and whose directory is where it says (unzip, 7-Zip and
+/// Python's `zipfile` read a zip with bytes after it: `%%EOF` behind a zip in a PDF).
 fn end_record(data: &[u8]) -> Option<usize> {
     let tail = data.len().saturating_sub(22 + usize::from(u16::MAX));
-    memchr::memmem::rfind_iter(data.get(tail..).unwrap_or_default(), b"PK\x05\x06")
-        .map(|at| at + tail)
+    let records = || {
+        memchr::memmem::rfind_iter(data.get(tail..).unwrap_or_default(), b"PK\x05\x06")
+            .map(|at| at + tail)
+    };
+    records()
         .find(|&at| u16_at(data, at + 20).is_some_and(|c| at + 22 + c == data.len()))
+        .or_else(|| {
+            records().find(|&at| {
+                u16_at(data, at + 20).is_some_and(|c| at + 22 + c < data.len())
+                    && directory_starts(data, at)
+            })
+        })
+}
+
+/// Whether the end record at `end` is followed back to a directory: an empty one, or a
+/// central-directory header where its size says the directory starts.
+fn directory_starts(data: &[u8], end: usize) -> bool {
+    let (Some(entries), Some(size)) = (u16_at(data, end + 10), u32_at(data, end + 12)) else {
+        return false;
+    };
+    if entries == 0 && size == 0 {
+        return true;
+    }
+    end.checked_sub(size as usize)
+        .is_some_and(|start| data.get(start..start + 4) == Some(b"PK\x01\x02".as_slice()))
+}
+
+/// The names in the zip's central directory, header by header from where the (plain) end
+/// record says it starts; none without one.
+fn central_names(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let dir = Directory::of(data);
+    let mut at = dir.as_ref().map_or(0, |d| d.start);
+    let end = dir.as_ref().map_or(0, |d| d.end);
+    std::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let next = record_end(data, at)?;
+        let name = data.get(at + 46..at + 46 + u16_at(data, at + 28)?)?;
+        at = next;
+        Some(name)
+    })
 }
 
 /// Whether zip readers, which look for the end record at the end, would read `data` as a

@@ -2,10 +2,12 @@
 
 mod archives;
 mod bombs;
+mod compressed;
 mod forms;
 mod rars;
 mod sevenzips;
 mod tarballs;
+mod uninspected;
 mod zipbuild;
 
 use super::*;

@@ -148,7 +148,8 @@ fn a_7z_bomb_stops_at_the_budget_and_limits_hold() {
     let z = seven_zip(&files, Layout::Plain);
     assert_eq!(
         symbols_with(&policy_with(3, 3, 1 << 20), &[seven_part("many.7z", &z)]),
-        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+        // Names past the entry limit are judged all the same (they were not: review).
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_TOO_MANY_ENTRIES"]
     );
 }
 
@@ -181,7 +182,7 @@ fn a_7z_header_too_big_to_read_is_not_read() {
     header.resize(3 << 20, 0);
     assert_eq!(
         symbols(&[seven_part("x.7z", &archive_with(&header))]),
-        vec!["ARCHIVE_TOO_MANY_ENTRIES"]
+        vec!["ARCHIVE_TOO_MANY_ENTRIES", "ARCHIVE_UNINSPECTED"]
     );
     // A start header of zeros: the reader would search the whole file for a header.
     let mut zeros = magic::SEVEN_ZIP_SIGNATURE.to_vec();

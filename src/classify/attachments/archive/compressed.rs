@@ -1,0 +1,100 @@
+//! bzip2, xz and lzma files: one file each, named after the compressed file as bunzip2,
+//! unxz and unlzma name it (`invoice.exe.xz` holds `invoice.exe`, `.tar.xz` and `.txz` a
+//! tar), decompressed against the message's budget and judged as a gzip's file is. The
+//! LZMA decoders' dictionaries are held to [`MEMORY_LIMIT_KB`], as 7-Zip's are: a header
+//! declaring a 1.5 GiB dictionary is refused, not allocated.
+
+use super::sevenzip::MEMORY_LIMIT_KB;
+use super::tarball::{judge_stream, Stream};
+use super::{shown_name, AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use crate::classify::attachments::{magic, names};
+use std::cell::Cell;
+use std::io::Cursor;
+use std::rc::Rc;
+
+/// Judges the bzip2, xz or lzma file (`kind`) in `data`.
+pub(super) fn walk(
+    kind: magic::Content,
+    policy: &AttachmentPolicy,
+    data: &[u8],
+    place: Place<'_>,
+    budget: &mut Budget,
+    findings: &mut Findings,
+) {
+    let path = place.shown;
+    if !budget.take_entry() {
+        findings.add(Symbol::ArchiveTooManyEntries, path);
+        findings.add(Symbol::ArchiveUninspected, path);
+        return;
+    }
+    let mut inner_names: Vec<String> = Vec::new();
+    for name in place.names.iter().filter_map(|n| names::decompressed(n)) {
+        if !inner_names.contains(&name) {
+            inner_names.push(name);
+        }
+    }
+    let shown = format!(
+        "{path}/{}",
+        inner_names
+            .first()
+            .map_or_else(|| "(content)".to_string(), |n| shown_name(n))
+    );
+    let exts: Vec<Option<String>> = inner_names
+        .iter()
+        .map(|n| policy.check_name(n, true, findings, &shown))
+        .collect();
+    let consumed = Rc::new(Cell::new(0u64));
+    let source = Counted {
+        inner: Cursor::new(data),
+        consumed: consumed.clone(),
+    };
+    let stream = Stream {
+        path,
+        shown: &shown,
+        names: &inner_names,
+        exts: &exts,
+        // These formats store no name of their own.
+        named_archive: false,
+        depth: place.depth,
+    };
+    let limit = MEMORY_LIMIT_KB as u32;
+    match kind {
+        magic::Content::Bzip2 => {
+            let mut decoder = bzip2::read::MultiBzDecoder::new(source);
+            judge_stream(
+                policy,
+                &mut decoder,
+                |_| consumed.get(),
+                stream,
+                budget,
+                findings,
+            );
+        }
+        magic::Content::Xz => {
+            let mut decoder = lzma_rust2::XzReader::new_mem_limit(source, true, limit);
+            judge_stream(
+                policy,
+                &mut decoder,
+                |_| consumed.get(),
+                stream,
+                budget,
+                findings,
+            );
+        }
+        _ => match lzma_rust2::LzmaReader::new_mem_limit(source, limit, None) {
+            Ok(mut decoder) => judge_stream(
+                policy,
+                &mut decoder,
+                |_| consumed.get(),
+                stream,
+                budget,
+                findings,
+            ),
+            Err(_) => {
+                // A dictionary past the limit, or a header that is none.
+                findings.add(Symbol::ArchiveUnreadable, path);
+                findings.add(Symbol::ArchiveUninspected, path);
+            }
+        },
+    }
+}

@@ -1,0 +1,125 @@
+//! bzip2, xz and lzma files, which Windows 11 opens natively: judged like a gzip's file
+//! (regression, review: `invoice.tar.xz` holding `evil.exe` got no symbol at all).
+
+use super::tarballs::tar_of;
+use super::*;
+use std::io::Write;
+
+fn bzip2(data: &[u8]) -> Vec<u8> {
+    let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn xz(data: &[u8]) -> Vec<u8> {
+    let options = lzma_rust2::XzOptions::with_preset(1);
+    let mut writer = lzma_rust2::XzWriter::new(Vec::new(), options).unwrap();
+    writer.write_all(data).unwrap();
+    writer.finish().unwrap()
+}
+
+fn lzma(data: &[u8]) -> Vec<u8> {
+    let options = lzma_rust2::LzmaOptions::with_preset(1);
+    let mut writer = lzma_rust2::LzmaWriter::new_use_header(Vec::new(), &options, None).unwrap();
+    writer.write_all(data).unwrap();
+    writer.finish().unwrap()
+}
+
+#[test]
+fn a_program_in_a_bzip2_xz_or_lzma_file_is_found() {
+    let tar = tar_of(&[("readme.txt", b"hello".as_slice()), ("evil.exe", &pe())]);
+    for (label, compressed) in [("bz2", bzip2(&tar)), ("xz", xz(&tar)), ("lzma", lzma(&tar))] {
+        // As `.tar.*`, and by content under any name.
+        let name = format!("invoice.tar.{label}");
+        assert_eq!(
+            symbols(&[part(&name, "", &compressed)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{label}"
+        );
+        assert_eq!(
+            symbols(&[part("data.bin", "", &compressed)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{label} unnamed"
+        );
+        // A program compressed alone is named after the file, as unxz names it.
+        let single = match label {
+            "bz2" => bzip2(&pe()),
+            "xz" => xz(&pe()),
+            _ => lzma(&pe()),
+        };
+        let name = format!("invoice.exe.{label}");
+        assert_eq!(
+            symbols(&[part(&name, "", &single)]),
+            vec!["ARCHIVE_BLOCKED_EXT"],
+            "{label} single"
+        );
+    }
+    // Harmless content stays quiet.
+    let tar = tar_of(&[("notes.txt", b"hello".as_slice())]);
+    assert!(symbols(&[part("notes.tar.xz", "", &xz(&tar))]).is_empty());
+    assert!(symbols(&[part("notes.txt.bz2", "", &bzip2(b"hello"))]).is_empty());
+}
+
+#[test]
+fn an_archive_in_a_compressed_file_is_opened_one_level_deeper() {
+    let inner = super::zipbuild::zip_of(&[("run.vbs", b"x".as_slice())]);
+    assert_eq!(
+        symbols(&[part("photos.zip.xz", "", &xz(&inner))]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    // Past the last level it is left unopened, and says so.
+    assert_eq!(
+        symbols_with(
+            &policy_with(1, 1000, 1 << 20),
+            &[part("photos.zip.xz", "", &xz(&inner))]
+        ),
+        vec!["ARCHIVE_TOO_DEEP", "ARCHIVE_UNINSPECTED"]
+    );
+}
+
+#[test]
+fn a_compressed_bomb_stops_at_the_budget() {
+    let zeros = vec![0u8; 4 << 20];
+    for compressed in [bzip2(&zeros), xz(&zeros), lzma(&zeros)] {
+        assert!(compressed.len() < 64 * 1024);
+        assert_eq!(
+            symbols_with(
+                &policy_with(3, 1000, 1 << 20),
+                &[part("zeros.bin", "", &compressed)]
+            ),
+            vec!["ARCHIVE_BOMB"]
+        );
+    }
+}
+
+#[test]
+fn an_lzma_dictionary_past_the_limit_is_refused_not_allocated() {
+    // lc=3 lp=0 pb=2, a 1 GiB dictionary, size unknown, then some stream bytes.
+    let mut header = vec![0x5d, 0, 0, 0, 0x40];
+    header.extend_from_slice(&[0xff; 8]);
+    header.extend_from_slice(&[0u8; 64]);
+    assert_eq!(
+        symbols(&[part("backup.tar.lzma", "", &header)]),
+        vec!["ARCHIVE_UNINSPECTED", "ARCHIVE_UNREADABLE"]
+    );
+}
+
+#[test]
+fn formats_not_opened_here_are_uninspected() {
+    let zstd = b"\x28\xb5\x2f\xfd\x04\x58\x00\x00";
+    let lzip = b"LZIP\x01\x0c\x00\x00\x00\x00";
+    let cab = b"MSCF\0\0\0\0\x10\x00\x00\x00";
+    for (name, data) in [
+        ("backup.tar.zst", zstd.as_slice()),
+        ("data.bin", zstd.as_slice()),
+        ("backup.tar.lz", lzip.as_slice()),
+        ("update.bin", cab.as_slice()),
+    ] {
+        assert!(
+            symbols(&[part(name, "", data)]).contains(&"ARCHIVE_UNINSPECTED"),
+            "{name}"
+        );
+    }
+    // Bytes that only look a little like a header are not taken for lzma.
+    assert!(symbols(&[part("notes.txt", "", b"]\x00\x00\x10\x00plain text")]).is_empty());
+}
