@@ -207,7 +207,8 @@ pub fn build(
 
 /// Builds and spools the DSN for `original` (see [`build`]) under `id`, the id its delivery
 /// state recorded before (so a settlement repeated after a crash finds it, see
-/// [`Spool::recover`]); counts it in `dsn_sent_total`. Returns whether a DSN was due.
+/// [`Spool::recover`]); counts it in `dsn_sent_total`. Returns whether a DSN was due. The
+/// DSN is not announced: the caller records it as queued, then announces it.
 pub async fn queue(
     spool: &Spool,
     metrics: &Metrics,
@@ -219,7 +220,7 @@ pub async fn queue(
     let Some((envelope, bytes)) = build(hostname, original, failed) else {
         return Ok(false);
     };
-    spool.store_as(id, &envelope, b"", &bytes).await?;
+    spool.store_unannounced(id, &envelope, b"", &bytes).await?;
     metrics.dsn_sent_total.inc();
     tracing::info!(
         queue_id = %id,
@@ -336,6 +337,30 @@ mod tests {
             body: b"From: s@example.org\r\nSubject: hello there\r\nMessage-ID: <orig@example.org>\r\n\r\nsecret body\r\n".to_vec(),
             tail: None,
         }
+    }
+
+    /// Regression (review): the DSN was announced to the delivery workers as it was stored,
+    /// so it could be delivered and removed before its original's state said it was
+    /// queued; a crash then queued a second one. It is stored unannounced.
+    #[tokio::test]
+    async fn a_queued_dsn_waits_for_its_announcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, mut ready) = Spool::open(dir.path()).unwrap();
+        let metrics = Metrics::new();
+        let message = original("s@example.org", false);
+        let reply = Reply::new(550, "5.1.1", "no such user");
+        let failed = vec![FailedRecipient::from_reply("a@example.test", &reply, None)];
+        let id = QueueId::generate();
+        let due = queue(&spool, &metrics, "gw.example.test", &message, &failed, &id)
+            .await
+            .unwrap();
+        assert!(due && spool.holds(&id));
+        assert!(
+            ready.try_recv().is_err(),
+            "announced before it was recorded"
+        );
+        spool.announce(id.clone());
+        assert_eq!(ready.try_recv().ok(), Some(id));
     }
 
     /// Regression (review): a long address beside a long reply made a line of the

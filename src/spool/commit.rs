@@ -174,8 +174,12 @@ fn run(dir: File, rx: std_mpsc::Receiver<Request>, recycler: &Recycler, flush: F
                 if idle_work(recycler, quiet) {
                     continue;
                 }
-                // Quiet already: nothing left to do until the next store.
-                let wait = if quiet { Duration::MAX } else { QUIET };
+                // Quiet already: nothing left to do until the next store, or until a
+                // delivery parks a file still holding its message (`put` does not wake
+                // this thread), which must not linger in `free/` nor hold the space a
+                // low disk needs (regression, review: an idle gateway kept delivered mail
+                // there and refused all mail at `min_free_bytes` until restarted).
+                let wait = if quiet { STALE } else { QUIET };
                 match rx.recv_timeout(wait) {
                     Ok(r) => r,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {

@@ -261,10 +261,24 @@ impl Spool {
         prefix: &[u8],
         message: &[u8],
     ) -> Result<(), SpoolError> {
-        self.write_durably(id, envelope, prefix, message, &self.queue)
+        self.store_unannounced(id, envelope, prefix, message)
             .await?;
         let _ = self.ready.send(id.clone());
         Ok(())
+    }
+
+    /// [`Spool::store_as`] without telling the delivery workers: the caller records what
+    /// it stored first, then [`Spool::announce`]s it (a DSN delivered and removed before
+    /// its original's state said it was queued would be queued again after a crash).
+    pub async fn store_unannounced(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        prefix: &[u8],
+        message: &[u8],
+    ) -> Result<(), SpoolError> {
+        self.write_durably(id, envelope, prefix, message, &self.queue)
+            .await
     }
 
     /// Stores a message in the quarantine area instead of the delivery queue; same
@@ -1377,6 +1391,34 @@ mod tests {
             );
         }
         assert!(!dir.path().join("queue").join(old.as_str()).exists());
+    }
+
+    /// Regression (review): once the committer went quiet it slept until the next store, so
+    /// a message delivered after that stayed whole in `free/` (and, on a low disk, its
+    /// bytes kept every new message refused).
+    #[tokio::test]
+    async fn a_file_delivered_after_the_spool_went_quiet_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open_recycling(dir.path(), 8).unwrap();
+        let id = spool
+            .store(&envelope(), b"delivered mail\r\n")
+            .await
+            .unwrap();
+        // Well past the committer's quiet pause, with the pool topped up.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        spool.remove(&id).unwrap();
+        let holding = || {
+            fs::read_dir(dir.path().join("free"))
+                .unwrap()
+                .filter(|e| fs::metadata(e.as_ref().unwrap().path()).unwrap().len() > 0)
+                .count()
+        };
+        assert_eq!(holding(), 1, "the delivered file went into the pool");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while holding() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(holding(), 0, "the delivered message lingers in free/");
     }
 
     #[tokio::test]

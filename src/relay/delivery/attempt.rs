@@ -343,10 +343,15 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
                 to = %msg.envelope.rcpt_to.join(","),
                 "DSN failed permanently; dropped"
             );
+        } else if !relay.spool.holds(&msg.id) {
+            // `queue delete` while this attempt ran: the operator wanted it gone, and a
+            // DSN about it would say it was not delivered (review).
+            tracing::info!(queue_id = %msg.id, "permanent failure for a message deleted from the queue during the attempt; no DSN");
         } else if !has_return_path {
             tracing::info!(queue_id = %msg.id, from = %msg.envelope.mail_from, "permanent failure for a message whose sender cannot receive mail (null or without a domain); no DSN");
         } else if let Some(bounce) = bounce {
-            dsn_queued = queue_bounce(relay, config, msg, &failures, &bounce).await;
+            let stored = queue_bounce(relay, config, msg, &failures, &bounce).await;
+            dsn_queued = stored != Bounce::Failed;
             if !dsn_queued {
                 let delay = retry_delay(config, msg.state.attempts);
                 return defer(relay, msg, None, delay).await;
@@ -355,6 +360,11 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
                 // Once delivered, the DSN leaves the queue: only this says it went out.
                 msg.state.dsn_queued = true;
                 relay.save_state(&msg.id, &msg.state).await;
+            }
+            if stored == Bounce::Stored {
+                // Only now may it be delivered (and leave the queue): a crash before the
+                // state above was saved found no DSN and queued a second one (review).
+                relay.spool.announce(bounce);
             }
         } else {
             // Judged spam: its sender is most likely forged, a DSN would be backscatter.
@@ -390,16 +400,29 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
 /// Spools the DSN of a settled message under the id its state recorded, unless a try
 /// before this one stored it already (then a failure came after it, such as syncing the
 /// queue). Whether the DSN is queued; on false, the message is to be retried.
+/// What [`queue_bounce`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Bounce {
+    /// Stored now, not yet announced to the delivery workers.
+    Stored,
+    /// Queued before (and announced then, or by the recovery after a restart).
+    QueuedAlready,
+    /// None was due after all (`dsn::build` wrote none).
+    NotDue,
+    /// Could not be stored.
+    Failed,
+}
+
 async fn queue_bounce(
     relay: &Relay,
     config: &Config,
     msg: &SpooledMessage,
     failures: &[FailedRecipient],
     bounce: &QueueId,
-) -> bool {
+) -> Bounce {
     if msg.state.dsn_queued || relay.spool.holds(bounce) {
         tracing::info!(queue_id = %msg.id, dsn = %bounce, "DSN queued already");
-        return true;
+        return Bounce::QueuedAlready;
     }
     let hostname = &config.server.hostname;
     match dsn::queue(
@@ -412,10 +435,11 @@ async fn queue_bounce(
     )
     .await
     {
-        Ok(_) => true,
+        Ok(true) => Bounce::Stored,
+        Ok(false) => Bounce::NotDue,
         Err(e) => {
             tracing::error!(queue_id = %msg.id, error = %e, "cannot queue DSN; will retry");
-            false
+            Bounce::Failed
         }
     }
 }

@@ -475,6 +475,34 @@ async fn one_refused_recipient_bounces_while_the_others_are_delivered() {
     gw.stop().await;
 }
 
+/// Regression (review): `queue delete` during an attempt that then failed permanently
+/// still sent the sender a DSN for the message the operator deleted.
+#[tokio::test]
+async fn a_message_deleted_during_its_attempt_is_not_bounced() {
+    let server = FakeServer::start(Script {
+        delay: Duration::from_millis(400),
+        ..refuse("bad@", "550 5.1.1 no such user")
+    })
+    .await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    gw.start(cfg, ready);
+    let id = gw
+        .store(&envelope("s@example.org", &["bad@example.test"]))
+        .await;
+    wait_until("the attempt began", || server.connections() >= 1).await;
+    // What `mxguard queue delete` does.
+    gw.spool.remove(&id).unwrap();
+    wait_until("the recipient refused", || {
+        server.commands().iter().any(|c| c.starts_with("RCPT"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(server.messages().is_empty(), "a DSN went out");
+    assert_eq!(gw.metrics.dsn_sent_total.get(), 0);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn no_dsn_for_the_null_sender_or_about_a_dsn() {
     let server = FakeServer::start(refuse("bad@", "550 5.1.1 no such user")).await;
