@@ -29,6 +29,32 @@ fn command_line_too_long_is_500_and_session_stays_in_sync() {
     c.quit();
 }
 
+/// Regression (review): of an over-long line only its first 8 bytes were kept to tell what
+/// it was, so `     BDAT 6 LAST` (blanks the parser skips) followed by 520 blanks was not
+/// known as BDAT: a plain 500, and its 6-byte chunk ran as a command. Leading blanks are
+/// skipped before the head is kept, also when they run past the first read.
+#[test]
+fn an_over_long_bdat_line_behind_blanks_closes_the_session() {
+    let (_internal, gw) = gateway();
+    for blanks in [5, 2000] {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+        c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+        let line = format!(
+            "{}BDAT 6 LAST{}\r\nNOOP\r\n",
+            " ".repeat(blanks),
+            " ".repeat(520)
+        );
+        c.send(line.as_bytes());
+        c.read_reply().expect(500, "5.5.2");
+        c.read_reply().expect(421, "4.5.0");
+        assert!(
+            c.is_closed(),
+            "the chunk was read as commands ({blanks} blanks)"
+        );
+    }
+}
+
 #[test]
 fn size_over_limit_is_552() {
     let internal = InternalServer::start();
@@ -564,6 +590,34 @@ fn chunks_pipelined_behind_a_failed_bdat_are_not_client_errors() {
     c.quit();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     keep_alive.join().unwrap();
+}
+
+/// Regression (review): chunks pipelined behind a BDAT refused for want of a recipient
+/// (all refused, or greylisted) each counted as a client error, so a client pipelining as
+/// RFC 3030 §4.2 shows met the tarpit and `421`. RFC 3030 §2: the server must accept and
+/// discard the chunks already in the pipeline after the failed one.
+#[test]
+fn chunks_behind_a_bdat_without_recipients_are_not_client_errors() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("errors_before_disconnect", "4")
+            .limit("errors_before_tarpit", "100"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let mut pipelined = b"MAIL FROM:<s@sender.test>\r\nRCPT TO:<v@other.test>\r\n".to_vec();
+    for i in 0..6 {
+        let last = if i == 5 { " LAST" } else { "" };
+        pipelined.extend(format!("BDAT 10{last}\r\n0123456789").into_bytes());
+    }
+    c.send(&pipelined);
+    c.read_reply().expect(250, "2.1.0");
+    c.read_reply().expect(550, "5.7.1");
+    for _ in 0..6 {
+        c.read_reply().expect(503, "5.5.1");
+    }
+    c.cmd("NOOP").expect(250, "");
+    c.quit();
 }
 
 /// Regression (review): only `/healthz` read `spool.min_free_bytes`; the SMTP side took

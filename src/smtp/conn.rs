@@ -39,6 +39,24 @@ pub enum Line {
 /// Bytes kept of a line over the limit.
 pub const TOO_LONG_HEAD: usize = 8;
 
+/// Adds to `head` what the head of an over-long line is judged by: its first bytes after
+/// any leading blanks (which the command parser skips too; review: `     BDAT 6 LAST` and
+/// 520 blanks kept only `"     BDA"`, so its chunk ran as commands), up to
+/// [`TOO_LONG_HEAD`] in all, over as many pieces of the line as that takes.
+fn extend_head(head: &mut Vec<u8>, bytes: &[u8]) {
+    let bytes = if head.is_empty() {
+        let start = bytes
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t'))
+            .unwrap_or(bytes.len());
+        &bytes[start..]
+    } else {
+        bytes
+    };
+    let room = TOO_LONG_HEAD.saturating_sub(head.len());
+    head.extend(bytes.iter().take(room));
+}
+
 /// Bytes a read may bring in at once.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -142,9 +160,7 @@ impl Conn {
                 let line = &buffered[..lf];
                 let result = if too_long {
                     let mut head = std::mem::take(&mut self.discarded_head);
-                    if head.is_empty() {
-                        head = line.iter().take(TOO_LONG_HEAD).copied().collect();
-                    }
+                    extend_head(&mut head, line);
                     Line::TooLong(head)
                 } else if let Some(line) = line.strip_suffix(b"\r") {
                     Line::Complete(line.to_vec())
@@ -156,9 +172,7 @@ impl Conn {
             }
             if buffered.len() >= max {
                 // Keep memory bounded: drop what we have and remember the line is bad.
-                if !self.discarding {
-                    self.discarded_head = buffered.iter().take(TOO_LONG_HEAD).copied().collect();
-                }
+                extend_head(&mut self.discarded_head, buffered);
                 self.discarding = true;
                 let n = buffered.len();
                 self.consume(n);

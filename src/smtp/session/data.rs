@@ -189,6 +189,9 @@ impl Session {
             } else {
                 "No valid recipients"
             };
+            // The chunks pipelined behind this one are discarded uncounted (RFC 3030 §2;
+            // review: each counted as an error, to the tarpit and 421).
+            self.bdat_failed = after_ehlo && !last;
             return self.bad_sequence(Stage::Data, why).await;
         }
         let Some(mut t) = transfer else {
