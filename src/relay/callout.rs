@@ -107,9 +107,17 @@ pub struct Callout {
     metrics: Arc<Metrics>,
 }
 
-/// The probe slots and the `callout_concurrency` they were made for. A reload that
-/// changes the limit starts a new set; probes holding the old one finish on it.
-type Slots = Option<(usize, Arc<Semaphore>)>;
+/// The probe slots: one set for the gateway's life, resized to the `callout_concurrency`
+/// of the session asking. Sessions opened before a reload ask with the old limit, so a
+/// set made afresh at each change handed out all its slots again at every switch between
+/// an old and a new session (review: 4 probes at once under limits of 1 and 2). Resized,
+/// the probes in flight stay within the largest limit in use.
+#[derive(Debug)]
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// Permits the semaphore holds in all (free or taken).
+    capacity: usize,
+}
 
 /// Removes the in-progress marker of a probe however the probing future ends.
 struct ProbeGuard<'a> {
@@ -136,7 +144,10 @@ impl Callout {
             settings: SettingsCache::default(),
             cache: Mutex::new(Cache::default()),
             probing: Mutex::new(HashMap::new()),
-            slots: Mutex::new(None),
+            slots: Mutex::new(Slots {
+                semaphore: Arc::new(Semaphore::new(0)),
+                capacity: 0,
+            }),
             metrics,
         }
     }
@@ -227,17 +238,19 @@ impl Callout {
         answer
     }
 
-    /// The probe slots for a limit of `limit` at once.
+    /// The probe slots, resized for a limit of `limit` at once: grown at once, shrunk by
+    /// the free slots (taken ones are not given back early).
     fn slots(&self, limit: usize) -> Arc<Semaphore> {
+        let want = limit.min(Semaphore::MAX_PERMITS);
         let mut slots = lock(&self.slots);
-        match slots.as_ref() {
-            Some((made_for, semaphore)) if *made_for == limit => semaphore.clone(),
-            _ => {
-                let semaphore = Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS)));
-                *slots = Some((limit, semaphore.clone()));
-                semaphore
-            }
+        if want > slots.capacity {
+            slots.semaphore.add_permits(want - slots.capacity);
+            slots.capacity = want;
+        } else if want < slots.capacity {
+            let excess = slots.capacity - want;
+            slots.capacity -= slots.semaphore.forget_permits(excess);
         }
+        slots.semaphore.clone()
     }
 }
 
@@ -507,6 +520,28 @@ mod tests {
         }
         assert_eq!(server.connections(), 6);
         assert_eq!(server.record.lock().unwrap().most_rcpts_pending, 2);
+    }
+
+    /// Regression (review): sessions opened before a reload that changed the limit each
+    /// made a fresh set of slots at every switch, so the limit stopped limiting.
+    #[tokio::test]
+    async fn sessions_of_two_configurations_share_one_set_of_slots() {
+        let server = FakeServer::start(slow_directory(Duration::from_millis(100))).await;
+        let old = with_recipients(&[server.addr], |rc| rc.callout_concurrency = 1);
+        let mut new = (*old.config).clone();
+        new.relay.recipients.callout_concurrency = 2;
+        let new = Arc::new(new);
+        let rcpts: Vec<String> = (0..8).map(|i| format!("user{i}@example.test")).collect();
+        let answers = futures::future::join_all(rcpts.iter().enumerate().map(|(i, r)| {
+            let config = if i % 2 == 0 { &old.config } else { &new };
+            old.callout.verify(r, config)
+        }))
+        .await;
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, CalloutAnswer::Unknown { .. })));
+        let most = server.record.lock().unwrap().most_rcpts_pending;
+        assert!(most <= 2, "{most} probes at once under limits of 1 and 2");
     }
 
     /// A probe that gets no slot before its deadline is unavailable (a 4xx), not unknown.

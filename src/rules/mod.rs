@@ -64,6 +64,13 @@ pub enum RulesError {
         #[source]
         source: std::io::Error,
     },
+    /// A rules directory holds no `*.cf` file: a policy without its rules (a deploy that
+    /// emptied the directory before copying) would filter with the built-in checks only.
+    #[error("{}: no *.cf rules file (leave policy.rules_dir out to run without rules)", path.display())]
+    NoRules {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 /// Reads and compiles every `*.cf` file of `dir`: the usual way to load the rules.

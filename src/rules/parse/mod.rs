@@ -50,6 +50,11 @@ impl RuleSet {
                 files.push(path);
             }
         }
+        if files.is_empty() {
+            return Err(RulesError::NoRules {
+                path: dir.to_path_buf(),
+            });
+        }
         files.sort();
         RuleSet::from_files(&files)
     }

@@ -98,6 +98,21 @@ fn include_is_relative_to_the_including_file() {
     ));
 }
 
+/// Regression (review): an emptied rules directory (a delete-then-copy deploy, a wrong
+/// path) loaded as a policy of no rules, and a reload put it in force with no warning.
+#[test]
+fn a_rules_directory_without_rules_files_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README"), "not rules\n").unwrap();
+    std::fs::create_dir(dir.path().join("old.cf")).unwrap();
+    assert!(matches!(
+        RuleSet::from_dir(dir.path()),
+        Err(RulesError::NoRules { .. })
+    ));
+    std::fs::write(dir.path().join("10_local.cf"), "# nothing yet\n").unwrap();
+    assert!(RuleSet::from_dir(dir.path()).is_ok());
+}
+
 #[test]
 fn include_loops_are_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -227,7 +227,17 @@ impl Session {
     async fn open_sink(&mut self) -> Result<MessageSink, NoSink> {
         let limits = self.limits().clone();
         let server = self.server.clone();
-        server.budget.resize(limits.message_memory_total_bytes);
+        // The shared budget follows the policy in force, not this session's snapshot: a
+        // session opened before a reload would size it back (review: two old sessions
+        // held twice the new total).
+        let total = server
+            .policy
+            .peek()
+            .config()
+            .server
+            .limits
+            .message_memory_total_bytes;
+        server.budget.resize(total);
         let wait = tokio::time::timeout(limits.message_memory_wait, server.budget.reserve(CHUNK));
         let reservation = match wait_client(&self.handle, &self.server, true, wait).await {
             Wait::Ready(Ok(r)) => r,
