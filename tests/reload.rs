@@ -573,3 +573,97 @@ fn the_gateway_warns_at_start_of_actions_that_name_nothing() {
         gw.logs()
     );
 }
+
+/// Regression (review): the recursive watch was tied to the rules directory as it was at
+/// start, so one replaced whole (`rm -rf rules && cp -r new rules`, an rsync or a deploy
+/// tool) reloaded once and was never watched again.
+#[test]
+fn a_rules_directory_replaced_whole_is_watched_again() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(1.0))]);
+    send_trigger(&gw).expect(250, "2.0.0");
+    let rules = gw.dir.join("rules");
+    let staged = gw.dir.join("rules-new");
+    fs::create_dir(&staged).unwrap();
+    fs::write(staged.join("local.cf"), trigger_rules(20.0)).unwrap();
+    fs::remove_dir_all(&rules).unwrap();
+    fs::rename(&staged, &rules).unwrap();
+    wait_for_code(&gw, 550).expect(550, "5.7.1");
+    // An edit of the new directory is seen.
+    write_atomically(&rules.join("local.cf"), &trigger_rules(1.0));
+    wait_for_code(&gw, 250).expect(250, "2.0.0");
+}
+
+/// Regression (review): every write counted, so a file written in place in pieces (an
+/// editor saving in place, a slow `scp`) was reloaded half-written, and an editor's swap
+/// file beside the rules reloaded the policy at each write. A file is read once closed.
+#[test]
+fn a_file_is_read_once_its_writer_closes_it_and_scratch_files_are_ignored() {
+    use std::io::Write;
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(1.0))]);
+    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
+        .expect("no `policy loaded` line in the log");
+    let before = gw.log_count("policy reloaded");
+    let rules = gw.dir.join("rules");
+    fs::write(rules.join(".local.cf.swp"), "vim swap").unwrap();
+    fs::write(rules.join("local.cf~"), "backup").unwrap();
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(rules.join("local.cf"))
+        .unwrap();
+    // Half a rule: with no `score` line yet the rule would score 1 (SpamAssassin's
+    // default), not 20.
+    file.write_all(b"body RELOAD_T /zz-reload-trigger-zz/\n")
+        .unwrap();
+    file.flush().unwrap();
+    // Longer than the watch's 500 ms quiet time: the half-written file was read here.
+    thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        gw.log_count("policy reloaded"),
+        before,
+        "reloaded before the file was closed, or for scratch files:\n{}",
+        gw.logs()
+    );
+    file.write_all(b"describe RELOAD_T reload test\nscore RELOAD_T 20\n")
+        .unwrap();
+    drop(file);
+    wait_for_code(&gw, 550).expect(550, "5.7.1");
+}
+
+/// Regression (review): a configuration reached through a swapped symbolic link (a
+/// Kubernetes ConfigMap: `mx.toml -> ..data/mx.toml`, `..data` replaced) was never
+/// reloaded by the watch.
+#[test]
+fn a_configuration_behind_a_swapped_link_is_reloaded() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(1.0))]);
+    send_trigger(&gw).expect(250, "2.0.0");
+    let config = gw.config_path();
+    let text = fs::read_to_string(&config).unwrap();
+    let dir = config.parent().unwrap();
+    let name = config.file_name().unwrap();
+    // The layout Kubernetes makes: the file is a link through `..data`.
+    let version = |n: u32, text: &str| {
+        let v = dir.join(format!("..v{n}"));
+        fs::create_dir(&v).unwrap();
+        fs::write(v.join(name), text).unwrap();
+        v
+    };
+    version(1, &text);
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(std::path::Path::new("..data").join(name), &config).unwrap();
+    // Started again on the linked layout (the configuration is written through the link).
+    let mut gw = gw;
+    gw.restart(None);
+    send_trigger(&gw).expect(250, "2.0.0");
+    let written = fs::read_to_string(&config).unwrap();
+    assert!(written.contains("reject = 15.0"), "{written}");
+    let stricter = written
+        .replace("tag = 5.0", "tag = 0.1")
+        .replace("quarantine = 10.0", "quarantine = 0.2")
+        .replace("reject = 15.0", "reject = 0.5");
+    version(2, &stricter);
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    wait_for_code(&gw, 550).expect(550, "5.7.1");
+}

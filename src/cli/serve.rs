@@ -139,9 +139,10 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// SIGHUP or a change of the configuration file, the rules directory or another file a
-/// reload reads reloads the policy; a broken file keeps the running policy. The files
-/// watched follow the configuration in force: a reload that names a new recipient list or
-/// shadow policy watches it from then on.
+/// reload reads reloads the policy; a broken file keeps the running policy. Before each
+/// reload the watch is made anew for the files the configuration names then: a reload
+/// naming a new recipient list watches it, a rules directory replaced whole (`rm -rf`,
+/// then a copy) is watched again, and one reload is counted per trigger.
 fn spawn_reload_handler(
     path: std::path::PathBuf,
     inputs: mxguard::config::watch::ReloadInputs,
@@ -155,43 +156,35 @@ fn spawn_reload_handler(
         // Kept alive, not read: dropping it ends the OS watch.
         let mut _watching = watching;
         let mut inputs = inputs;
-        let mut again = None;
         let Ok(gateway) = gateway.await else { return };
         loop {
-            let why = match again.take() {
-                Some(why) => why,
-                None => tokio::select! {
-                    Some(()) = hup.recv() => "SIGHUP",
-                    Some(()) = changes.recv() => "file change",
-                    else => return,
-                },
+            let why = tokio::select! {
+                Some(()) = hup.recv() => "SIGHUP",
+                Some(()) = changes.recv() => "file change",
+                else => return,
             };
+            // The new watch stands before the old one goes, and before the reload reads
+            // the files: an edit made from here on is seen (review: a rules directory
+            // replaced whole was never watched again, and the rebuild's extra reload
+            // counted one change as two).
+            let named = mxguard::config::Config::load(&path)
+                .map(|config| config.reload_inputs())
+                .unwrap_or_else(|_| inputs.clone());
+            match watch(&path, &named) {
+                Ok((next, next_changes)) => {
+                    if named != inputs {
+                        tracing::info!("the file watch follows the files the configuration names");
+                    }
+                    (_watching, changes, inputs) = (next, next_changes, named);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the file watch could not be renewed: reload with SIGHUP after editing files")
+                }
+            }
             match gateway.reload(&path) {
                 Ok(fingerprint) => tracing::info!(trigger = why, fingerprint, "policy reloaded"),
                 Err(e) => {
-                    tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy");
-                    continue;
-                }
-            }
-            let now_read = gateway.reload_inputs();
-            if now_read == inputs {
-                continue;
-            }
-            // The old watch goes only once the new one stands: a failure keeps watching
-            // what was watched, and SIGHUP still reloads everything.
-            match watch(&path, &now_read) {
-                Ok((next, next_changes)) => {
-                    (_watching, changes, inputs) = (next, next_changes, now_read);
-                    tracing::info!(
-                        "the file watch follows the files the reloaded configuration reads"
-                    );
-                    // An edit made since the reload read the files, seen by the old watch
-                    // or by none, is taken by one more reload (which cannot loop: it
-                    // finds the inputs watched).
-                    again = Some("file watch rebuilt");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the files the reloaded configuration added are not watched: reload with SIGHUP after editing them")
+                    tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy")
                 }
             }
         }

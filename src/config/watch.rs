@@ -54,16 +54,27 @@ pub fn watch(
     let shadow_rules_dir = inputs.shadow_rules_dir.as_deref().map(absolute);
     let rules_dirs: Vec<PathBuf> = rules_dir.iter().chain(&shadow_rules_dir).cloned().collect();
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+    // A file reached through a symbolic link in its directory (Kubernetes mounts a
+    // ConfigMap as `mx.toml -> ..data/mx.toml` and swaps `..data`): the link changes, not
+    // the file's own name.
+    let links: Vec<PathBuf> = watched_files
+        .iter()
+        .filter_map(|f| linked_entry(f))
+        .collect();
     let relevant = {
         let watched_files = watched_files.clone();
         let rules_dirs = rules_dirs.clone();
         move |p: &Path| {
-            watched_files.iter().any(|f| f == p) || rules_dirs.iter().any(|d| p.starts_with(d))
+            watched_files.iter().any(|f| f == p)
+                || links.iter().any(|l| l == p)
+                || rules_dirs
+                    .iter()
+                    .any(|d| p.starts_with(d) && !is_editor_scratch(p))
         }
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if !event.kind.is_access() && event.paths.iter().any(|p| relevant(p)) {
+            if finishes_a_change(&event.kind) && event.paths.iter().any(|p| relevant(p)) {
                 let _ = raw_tx.send(());
             }
         }
@@ -105,6 +116,47 @@ pub fn watch(
         }
     });
     Ok((ConfigWatch { _watcher: watcher }, rx))
+}
+
+/// Whether an event ends a change a reload should read. A write is one piece of a file
+/// being written in place: a reload then read it half-written (review: an edit paused
+/// for 1.5 s put a policy without `[policy.actions]` in force meanwhile). Closing the file
+/// after writing ends it, as do creating, removing and renaming (how editors save).
+/// Backends that report no closing (not Linux's) count writes, as before.
+fn finishes_a_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Data(_)) => !cfg!(target_os = "linux"),
+        _ => true,
+    }
+}
+
+/// Files editors keep beside the one edited (vim's `.x.cf.swp` and `4913` probe, emacs'
+/// `#x.cf#` and `x.cf~`, hidden temporary files): changes to them are no edit of a rules
+/// file (review: three writes of a swap file made three reloads).
+fn is_editor_scratch(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    name.starts_with('.')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || name == "4913"
+        || [".swp", ".swx", ".swo"].iter().any(|s| name.ends_with(s))
+}
+
+/// The entry of `file`'s directory that a change of `file` goes through when `file` is a
+/// symbolic link to a relative path through another link there (`..data/mx.toml`).
+fn linked_entry(file: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(file).ok()?;
+    if target.is_absolute() {
+        return None;
+    }
+    let first = target.components().next()?;
+    let entry = file.parent()?.join(first);
+    (entry != file).then_some(entry)
 }
 
 fn absolute(p: &Path) -> PathBuf {
