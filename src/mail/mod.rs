@@ -4,6 +4,7 @@
 pub mod address;
 pub mod date;
 pub mod encoded_words;
+pub mod file_names;
 pub mod header_fields;
 pub mod html;
 pub mod lenient;

@@ -178,6 +178,7 @@ impl MessageView {
                 view.headers = read_headers(message);
                 c.parts(message, 0);
                 collect_attachments(message, 0, limits.nesting_depth, &mut view.attachments);
+                named_past_the_cut(raw, parsed_bytes.len(), &mut view.attachments);
                 view.repeats_mime_fields = repeats_mime_fields(message, 0, limits.nesting_depth);
             }
             None => c.text(&normalize_newlines(&String::from_utf8_lossy(raw))),
@@ -308,6 +309,7 @@ impl MessageView {
     /// `max_depth`, without the rest of a view: for a message kept on disk, whose view is
     /// built from a sample that leaves attachment bytes out.
     pub fn attachments_of(raw: &[u8], max_depth: usize, max_parts: usize) -> Decoded {
+        let whole = raw;
         let (raw, cut) = crate::mail::mime::cut_to_parts(raw, max_parts);
         let mut attachments = Vec::new();
         let mut repeats = false;
@@ -315,6 +317,7 @@ impl MessageView {
             collect_attachments(&message, 0, max_depth, &mut attachments);
             repeats = repeats_mime_fields(&message, 0, max_depth);
         }
+        named_past_the_cut(whole, raw.len(), &mut attachments);
         Decoded {
             attachments,
             too_many_parts: cut,
@@ -766,6 +769,21 @@ fn collect_attachments(
                 }
             }
         }
+        // And as the most lenient client reads the raw fields (continuations beside a
+        // plain value, a comma for a semicolon, `Content-Name`): review.
+        let naming = part
+            .headers
+            .iter()
+            .filter(|h| crate::mail::file_names::may_name_a_file(h.name.as_str()));
+        for header in naming {
+            let raw = crate::mail::header_fields::raw_value(message.raw_message(), header);
+            let value = String::from_utf8_lossy(raw);
+            for name in crate::mail::file_names::in_field(header.name.as_str(), &value) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
         let carries_file = match &part.body {
             PartType::Binary(_) | PartType::InlineBinary(_) => true,
             PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => {
@@ -830,9 +848,39 @@ fn collect_attachments(
         if let PartType::Message(inner) = &part.body {
             if depth < max_depth {
                 collect_attachments(inner, depth + 1, max_depth, out);
+            } else {
+                // Past the nesting limit nothing is parsed, but a client still shows the
+                // files: their names are judged (review).
+                named_only(
+                    crate::mail::file_names::in_raw_fields(inner.raw_message()),
+                    out,
+                );
             }
         }
     }
+}
+
+/// The files named in the part of a message past the parser's part limit (`cut` bytes
+/// were parsed), judged by name: a client shows them (review: a 40 KB message of 1,000
+/// empty parts hid `evil.exe` behind `SCAN_PART_LIMIT`).
+fn named_past_the_cut(raw: &[u8], cut: usize, out: &mut Vec<AttachmentPart>) {
+    if let Some(rest) = raw.get(cut..).filter(|r| !r.is_empty()) {
+        named_only(crate::mail::file_names::in_raw_fields(rest), out);
+    }
+}
+
+/// A part known by its names only (its bytes were not decoded).
+fn named_only(names: Vec<String>, out: &mut Vec<AttachmentPart>) {
+    if names.is_empty() {
+        return;
+    }
+    out.push(AttachmentPart {
+        names,
+        content_type: String::new(),
+        data: Vec::new(),
+        ambiguous: false,
+        content_left_out: true,
+    });
 }
 
 /// Whether a part of `message` (the root and containers included, attached messages down

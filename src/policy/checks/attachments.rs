@@ -201,6 +201,12 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         for disposition in [
             "attachment; filename=\"invoice.txt\"; filename*=UTF-8''invoice.js",
             "attachment; filename=\"invoice.txt\"; filename=\"invoice.js\"",
+            // Regression (review): mail-parser joined these into `invoice.txtjs` and
+            // `invoice.`; Thunderbird saves `invoice.js`. Nor were names read without a
+            // disposition type or after a comma.
+            "attachment; filename=\"invoice.txt\"; filename*0=\"invoice.\"; filename*1=\"js\"",
+            "filename=\"invoice.js\"",
+            "attachment, filename=\"invoice.js\"",
         ] {
             let message = format!(
                 "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
@@ -215,6 +221,66 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                 c.symbols
             );
         }
+    }
+
+    /// Regression (review): Thunderbird names a part from `Content-Name` or
+    /// `X-Sun-Data-Name` when its other fields name none.
+    #[tokio::test]
+    async fn a_name_given_in_its_own_field_is_judged() {
+        for field in ["Content-Name: invoice.js", "X-Sun-Data-Name: invoice.js"] {
+            let message = format!(
+                "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+                 --b\nContent-Type: application/octet-stream\n{field}\n\n\
+                 alert(1)\n--b--\n"
+            );
+            let mut c = ctx(&message);
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+                "{field}: {:?}",
+                c.symbols
+            );
+        }
+    }
+
+    /// Regression (review): a file past the scan's part limit (1,000 empty parts first, 40
+    /// KB in all) or below its nesting limit was never judged: `SCAN_PART_LIMIT` (2.5)
+    /// was all such a message got, while mail clients show the file.
+    #[tokio::test]
+    async fn a_file_past_the_part_or_nesting_limit_is_judged_by_name() {
+        let mut message = String::from(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n",
+        );
+        for _ in 0..1000 {
+            message.push_str("--b\nContent-Type: text/plain\n\n.\n");
+        }
+        message.push_str(
+            "--b\nContent-Type: application/octet-stream\n\
+             Content-Disposition: attachment; filename=\"evil.exe\"\n\nTVqQ\n--b--\n",
+        );
+        let mut c = ctx(&message);
+        check().run(&mut c).await;
+        assert!(
+            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+            "{:?}",
+            c.symbols
+        );
+        let mut nested = String::from(
+            "Content-Type: application/octet-stream\n\
+             Content-Disposition: attachment; filename=\"evil.exe\"\n\nTVqQ\n",
+        );
+        for level in 0..12 {
+            nested = format!(
+                "Subject: level {level}\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\n{nested}"
+            );
+        }
+        let mut c = ctx(&nested);
+        check().run(&mut c).await;
+        assert!(
+            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+            "{:?}",
+            c.symbols
+        );
     }
 
     fn symbols_of(message: &str) -> Vec<String> {

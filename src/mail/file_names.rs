@@ -1,0 +1,381 @@
+//! File names a mail client may give a part, read from its raw header fields as leniently
+//! as the most lenient client reads them.
+//!
+//! mail-parser reads `Content-Disposition` and `Content-Type` parameters strictly, and a
+//! client reads them another way: Thunderbird prefers RFC 2231 values with or without
+//! continuations over a plain one, takes a name after a comma instead of a semicolon or
+//! without a disposition type, and falls back to the `Content-Name` and `X-Sun-Data-Name`
+//! fields. With `filename="ok.txt"; filename*0="evil."; filename*1="exe"` mail-parser gave
+//! `ok.txtexe` and `evil.` while Thunderbird saves `evil.exe`. Every reading is returned
+//! here, so the attachment policy judges the name whichever a client shows.
+
+use crate::mail::encoded_words::decode_unstructured;
+use mail_parser::decoders::charsets::map::charset_decoder;
+use std::collections::BTreeMap;
+
+/// Fields whose whole value is a file name.
+const NAME_FIELDS: [&str; 2] = ["content-name", "x-sun-data-name"];
+/// Fields whose `filename` and `name` parameters are file names.
+const PARAMETER_FIELDS: [&str; 2] = ["content-disposition", "content-type"];
+/// `filename` and `name` parameters kept from a field's value, at most: a hostile field
+/// of thousands of them costs no more (the others are skipped, never kept).
+const MAX_PARAMETERS: usize = 64;
+/// Continuation pieces of one name, at most (RFC 2231 sets no limit; Thunderbird stops
+/// at a gap).
+const MAX_PIECES: usize = 64;
+
+/// Whether a field of this name may give a file a name (the cheap test before reading
+/// its value).
+pub fn may_name_a_file(name: &str) -> bool {
+    NAME_FIELDS
+        .iter()
+        .chain(&PARAMETER_FIELDS)
+        .any(|f| f.eq_ignore_ascii_case(name.trim()))
+}
+
+/// The names the field `name: value` gives a file (`value` raw, folding included), in
+/// the order read; none for other fields.
+pub fn in_field(name: &str, value: &str) -> Vec<String> {
+    let name = name.trim().to_ascii_lowercase();
+    if NAME_FIELDS.contains(&name.as_str()) {
+        let plain = decode_unstructured(&unquote(value.trim()));
+        return Some(plain).filter(|n| !n.is_empty()).into_iter().collect();
+    }
+    if !PARAMETER_FIELDS.contains(&name.as_str()) {
+        return Vec::new();
+    }
+    names_in_parameters(value)
+}
+
+/// Distinct names, at most, [`in_raw_fields`] returns: the attachment policy's bound on
+/// names read from archive headers, judging each costing about a microsecond.
+pub const MAX_NAMES_IN_RAW: usize = 100_000;
+
+/// The names given by every field in `raw` that may name a file (a line starting with the
+/// field's name and a colon, with its continuation lines), wherever it stands: for the
+/// part of a message past the parser's limits (parts, nesting), whose attachments mail
+/// clients still show and whose names must still be judged. At most
+/// [`MAX_NAMES_IN_RAW`] distinct names.
+pub fn in_raw_fields(raw: &[u8]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', raw).map(|at| at + 1));
+    for start in starts {
+        let line = &raw[start..];
+        let Some(colon) = line.iter().take(32).position(|&b| b == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon]);
+        if !may_name_a_file(&name) {
+            continue;
+        }
+        // The value: to the end of the line, and the continuation lines after it.
+        let mut end = colon + 1;
+        loop {
+            match memchr::memchr(b'\n', &line[end..]) {
+                Some(lf) if matches!(line.get(end + lf + 1), Some(b' ' | b'\t')) => {
+                    end += lf + 1;
+                }
+                Some(lf) => {
+                    end += lf;
+                    break;
+                }
+                None => {
+                    end = line.len();
+                    break;
+                }
+            }
+        }
+        let value = String::from_utf8_lossy(&line[colon + 1..end]);
+        for found in in_field(&name, &value) {
+            if seen.insert(found.clone()) {
+                if names.len() == MAX_NAMES_IN_RAW {
+                    return names;
+                }
+                names.push(found);
+            }
+        }
+    }
+    names
+}
+
+/// One parameter as written: its name (lower case, without `*N` or `*`), its piece number
+/// for a continuation, whether it is percent-encoded (`*`), and its value.
+struct Parameter {
+    name: String,
+    piece: Option<usize>,
+    extended: bool,
+    value: String,
+}
+
+/// The `filename` and `name` values of a parameter list: each plain value, each extended
+/// (`*=`) one, and each run of continuation pieces joined in order.
+fn names_in_parameters(value: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut pieces: BTreeMap<(String, usize), (bool, String)> = BTreeMap::new();
+    for p in parameters(value) {
+        match p.piece {
+            Some(n) if n < MAX_PIECES => {
+                pieces.entry((p.name, n)).or_insert((p.extended, p.value));
+            }
+            Some(_) => {}
+            None if p.extended => names.push(extended_value(&p.value, None)),
+            None => names.push(decode_unstructured(&p.value)),
+        }
+    }
+    for attribute in ["filename", "name"] {
+        let mut joined = String::new();
+        let mut charset: Option<String> = None;
+        let mut found = false;
+        for n in 0..MAX_PIECES {
+            let Some((extended, value)) = pieces.get(&(attribute.to_string(), n)) else {
+                break;
+            };
+            found = true;
+            if *extended {
+                if n == 0 {
+                    charset = value.split('\'').next().map(str::to_owned);
+                    joined.push_str(&extended_value(value, None));
+                } else {
+                    joined.push_str(&percent_decoded(value, charset.as_deref()));
+                }
+            } else {
+                joined.push_str(value);
+            }
+        }
+        if found {
+            names.push(joined);
+        }
+    }
+    let mut unique: Vec<String> = Vec::new();
+    for name in names {
+        let name = name.trim().to_string();
+        if !name.is_empty() && !unique.contains(&name) {
+            unique.push(name);
+        }
+    }
+    unique
+}
+
+/// The `filename` and `name` parameters of a field's value, separated by `;` or `,`
+/// outside quotes (the first token, a disposition type or MIME type, has no `=` and is
+/// skipped; a list without one is read too).
+fn parameters(value: &str) -> Vec<Parameter> {
+    let unfolded: String = value
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    let mut out = Vec::new();
+    for token in split_outside_quotes(&unfolded) {
+        if out.len() >= MAX_PARAMETERS {
+            break;
+        }
+        let Some((key, raw)) = token.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let (key, extended) = match key.strip_suffix('*') {
+            Some(k) => (k.to_string(), true),
+            None => (key, false),
+        };
+        let (name, piece) = match key.split_once('*') {
+            Some((name, n)) => match n.parse::<usize>() {
+                Ok(n) => (name.to_string(), Some(n)),
+                Err(_) => continue,
+            },
+            None => (key, None),
+        };
+        if name != "filename" && name != "name" {
+            continue;
+        }
+        out.push(Parameter {
+            name,
+            piece,
+            extended,
+            value: unquote(raw.trim()),
+        });
+    }
+    out
+}
+
+/// Splits at `;` and `,` outside double quotes (a backslash escapes in quotes).
+fn split_outside_quotes(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && (c == ';' || c == ',') {
+            parts.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// A value without its surrounding quotes and with its backslash escapes undone; a value
+/// whose closing quote is missing is read to its end, as clients read it.
+fn unquote(value: &str) -> String {
+    let Some(inner) = value.strip_prefix('"') else {
+        return value.to_string();
+    };
+    let inner = inner.strip_suffix('"').unwrap_or(inner);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An RFC 2231 extended value `charset'language'percent-encoded`, decoded (a value
+/// without the two quotes is taken as percent-encoded text in `charset`, else UTF-8).
+fn extended_value(value: &str, charset: Option<&str>) -> String {
+    let mut parts = value.splitn(3, '\'');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(cs), Some(_language), Some(text)) => {
+            percent_decoded(text, Some(cs).filter(|c| !c.is_empty()))
+        }
+        _ => percent_decoded(value, charset),
+    }
+}
+
+/// Percent-decoded bytes read in `charset` (UTF-8 when none, or unknown; bytes that are
+/// not UTF-8 then read as Latin-1 would).
+fn percent_decoded(text: &str, charset: Option<&str>) -> String {
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(text).collect();
+    if let Some(decode) = charset.and_then(|cs| charset_decoder(cs.trim().as_bytes())) {
+        return decode(&bytes);
+    }
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(field: &str, value: &str) -> Vec<String> {
+        in_field(field, value)
+    }
+
+    #[test]
+    fn continuations_beside_a_plain_value_are_joined_as_clients_join_them() {
+        let got = names(
+            "Content-Disposition",
+            " attachment; filename=\"ok.txt\"; filename*0=\"evil.\"; filename*1=\"exe\"",
+        );
+        assert_eq!(got, ["ok.txt", "evil.exe"]);
+        let got = names(
+            "Content-Type",
+            " application/octet-stream; name=\"ok.txt\"; name*1=\"exe\"; name*0=\"evil.\"",
+        );
+        assert_eq!(got, ["ok.txt", "evil.exe"]);
+        // Extended pieces, in another charset.
+        let got = names(
+            "Content-Disposition",
+            " attachment; filename*0*=iso-8859-1''r%E9sum%E9; filename*1*=%2Eexe",
+        );
+        assert_eq!(got, ["r\u{e9}sum\u{e9}.exe"]);
+    }
+
+    #[test]
+    fn names_without_a_type_after_a_comma_or_in_their_own_field_are_read() {
+        assert_eq!(
+            names("Content-Disposition", " filename=\"evil.exe\""),
+            ["evil.exe"]
+        );
+        assert_eq!(
+            names("Content-Disposition", " attachment, filename=\"evil.exe\""),
+            ["evil.exe"]
+        );
+        assert_eq!(
+            names("Content-Type", " application/octet-stream, name=evil.exe"),
+            ["evil.exe"]
+        );
+        assert_eq!(names("Content-Name", " \"evil.exe\""), ["evil.exe"]);
+        assert_eq!(names("X-Sun-Data-Name", " evil.exe\r\n"), ["evil.exe"]);
+        assert!(names("Subject", " filename=evil.exe").is_empty());
+    }
+
+    #[test]
+    fn quoting_encoded_words_and_extended_values_are_undone() {
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                " attachment; filename=\"a \\\"b\\\".exe\""
+            ),
+            ["a \"b\".exe"]
+        );
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                " attachment; filename=\"=?utf-8?q?invoice=2Eexe?=\""
+            ),
+            ["invoice.exe"]
+        );
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                " attachment; filename*=UTF-8''evil%2Eexe"
+            ),
+            ["evil.exe"]
+        );
+        // A separator inside quotes is part of the name; a missing closing quote reads
+        // to the end.
+        assert_eq!(
+            names("Content-Disposition", " attachment; filename=\"a;b.exe"),
+            ["a;b.exe"]
+        );
+        // Folded.
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                " attachment;\r\n\tfilename*0=\"ev\";\r\n filename*1=\"il.exe\""
+            ),
+            ["evil.exe"]
+        );
+    }
+
+    #[test]
+    fn other_parameters_in_front_hide_no_name() {
+        let junk: String = (0..500).map(|i| format!("; x{i}=1")).collect();
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                &format!(" attachment{junk}; filename=evil.exe")
+            ),
+            ["evil.exe"]
+        );
+    }
+
+    #[test]
+    fn names_are_read_from_fields_anywhere_in_raw_bytes() {
+        let raw = b"--b\r\nContent-Type: text/plain\r\n\r\n.\r\n--b\r\n\
+Content-Type: application/octet-stream;\r\n\tname=\"evil.exe\"\r\n\
+content-disposition: attachment; filename=evil.exe\r\nX-Other: filename=x.js\r\n\r\nTVqQ\r\n--b--";
+        assert_eq!(in_raw_fields(raw), ["evil.exe"]);
+        assert!(in_raw_fields(b"no fields here\r\n").is_empty());
+    }
+
+    #[test]
+    fn a_hostile_field_costs_a_bounded_reading() {
+        let many: String = (0..10_000).map(|i| format!("; filename*{i}=x")).collect();
+        let got = names("Content-Disposition", &format!(" attachment{many}"));
+        assert_eq!(got.len(), 1);
+        assert!(got[0].len() <= MAX_PIECES);
+    }
+}
