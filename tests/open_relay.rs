@@ -231,3 +231,33 @@ fn source_routed_postmaster_is_refused_like_any_source_route() {
     c.cmd("RCPT TO:<postmaster>").expect(250, "");
     c.quit();
 }
+
+/// Regression (review): addresses reached the text log raw, so an SMTPUTF8 address
+/// holding U+2028 (a line separator) or U+202E (right-to-left override) could forge a log
+/// line or turn a name around in a terminal. They are written escaped, as `helo` was.
+#[test]
+fn addresses_in_log_lines_are_written_escaped() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<x\u{2028}verdict=accept\u{202e}gnp.exe@sender.test> SMTPUTF8")
+        .expect(250, "");
+    c.cmd("RCPT TO:<to@elsewhere.test>").expect(550, "5.7.1");
+    c.quit();
+    let line = gw
+        .wait_log_line(Duration::from_secs(10), "refused", 0)
+        .unwrap_or_else(|| panic!("no refusal line in\n{}", gw.logs()));
+    assert!(
+        !gw.logs().contains('\u{2028}') && !gw.logs().contains('\u{202e}'),
+        "raw separator or override in the log:\n{line}"
+    );
+    assert!(line.contains("\\u{2028}"), "{line}");
+    // Regression (review): a non-ASCII recipient without SMTPUTF8 was refused with no line.
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<j\u{f6}rg@example.test>")
+        .expect(553, "5.6.7");
+    c.quit();
+    gw.wait_log_line(Duration::from_secs(10), "5.6.7", 0)
+        .unwrap_or_else(|| panic!("no line for the 553 in\n{}", gw.logs()));
+}

@@ -588,6 +588,12 @@ fn chunks_pipelined_behind_a_failed_bdat_are_not_client_errors() {
     c.send(&chunk(5, true));
     c.read_reply().expect(503, "5.5.1");
     c.quit();
+    // Regression (review): the refusal for memory had no summary line.
+    assert!(
+        gw.logs().contains("no memory to receive"),
+        "no summary line for the 451:\n{}",
+        gw.logs()
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     keep_alive.join().unwrap();
 }

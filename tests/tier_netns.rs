@@ -512,7 +512,7 @@ fn the_mx_tier_filters_alike_and_closes_every_bypass() {
     let passed_at = |m: &Member| {
         m.logs()
             .lines()
-            .any(|l| l.contains("from=grey@sender.test") && l.contains("GREYLIST"))
+            .any(|l| l.contains("from=\"grey@sender.test\"") && l.contains("GREYLIST"))
     };
     // Postfix may try bk1 first (it remembers gw2 as down for a while): either way the
     // retry passed at a member other than the one that greylisted it.
@@ -551,7 +551,7 @@ fn the_mx_tier_filters_alike_and_closes_every_bypass() {
     let bk1_lines: Vec<String> = bk1
         .logs()
         .lines()
-        .filter(|l| l.contains("from=fallback@sender.test") && l.contains("result=\"queued\""))
+        .filter(|l| l.contains("from=\"fallback@sender.test\"") && l.contains("result=\"queued\""))
         .map(str::to_owned)
         .collect();
     assert!(

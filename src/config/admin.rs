@@ -164,6 +164,7 @@ impl RawMetrics {
             .console_allow
             .as_ref()
             .map(|list| NetworkList::load("metrics.console_allow", list, problems));
+        problems.at_most("metrics.max_connections", self.max_connections, 100_000);
         if self.max_connections == 0 {
             problems.bad("metrics.max_connections", "must be at least 1");
         }

@@ -64,6 +64,8 @@ impl DnsConfig {
         if self.attempts == 0 {
             problems.bad("dns.attempts", "must be greater than 0");
         }
+        problems.at_most("dns.cache_size", self.cache_size, 10_000_000);
+        problems.at_most("dns.cache_bytes", self.cache_bytes, 4 << 30);
         if let Some(a) = self.nameservers.iter().find(|a| a.port() == 0) {
             problems.bad(
                 "dns.nameservers",

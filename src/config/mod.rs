@@ -419,6 +419,43 @@ mod tests {
         }
     }
 
+    /// Regression (review of the configuration): these limits took any number, so
+    /// "unlimited" written as a huge one was taken (a `scan_mime_parts` of a billion lets
+    /// nested message headers overflow the parser's stack).
+    #[test]
+    fn every_limit_has_an_upper_bound() {
+        let huge = 9_223_372_036_854_775_807u64;
+        let text = format!(
+            "[server.limits]\ntext_line_bytes = {huge}\nmessage_size_bytes = {huge}\n\
+             scan_part_bytes = {huge}\nscan_raw_part_bytes = {huge}\nscan_mime_parts = {huge}\n\
+             [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+             [relay.recipients]\ncache_size = {huge}\ncallout_concurrency = {huge}\n\
+             [metrics]\nmax_connections = {huge}\n[dns]\ncache_size = {huge}\ncache_bytes = {huge}\n\
+             [policy]\nuribl_max_domains = {huge}\n"
+        );
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "server.limits.text_line_bytes",
+            "server.limits.message_size_bytes",
+            "server.limits.scan_part_bytes",
+            "server.limits.scan_raw_part_bytes",
+            "server.limits.scan_mime_parts",
+            "relay.recipients.cache_size",
+            "relay.recipients.callout_concurrency",
+            "metrics.max_connections",
+            "dns.cache_size",
+            "dns.cache_bytes",
+            "policy.uribl_max_domains",
+        ] {
+            assert!(
+                err.contains(&format!("{key}: must be at most")),
+                "{key:?} not in:\n{err}"
+            );
+        }
+    }
+
     /// Regression (review against GUIDE): serde stopped at the first unknown key or value
     /// of the wrong type, so an edit with three mistakes took three rounds of `check`, and
     /// value problems carried no line.

@@ -205,6 +205,7 @@ impl RawPolicy {
             reject: self.reject,
         };
         check_thresholds("policy", &thresholds, problems);
+        problems.at_most("policy.uribl_max_domains", self.uribl_max_domains, 1000);
         // `total < NaN` is false: every client on any positive-weight list would be refused.
         if self.dnsbl_threshold.is_some_and(|t| !t.is_finite()) {
             problems.bad("policy.dnsbl_threshold", "must be a number");

@@ -14,6 +14,15 @@ impl Problems {
         self.0.push((key.to_owned(), message.to_owned()));
     }
 
+    /// Records `key` as wrong when its `value` is over `max`: every limit has a bound, so
+    /// "unlimited" written as a huge number is refused rather than taken (review: a
+    /// `scan_mime_parts` of a billion let nested message headers overflow the stack).
+    pub fn at_most(&mut self, key: &str, value: usize, max: usize) {
+        if value > max {
+            self.bad(key, &format!("must be at most {max}"));
+        }
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

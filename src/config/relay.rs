@@ -207,6 +207,16 @@ impl RawRelay {
         if !(1..=1024).contains(&self.workers) {
             problems.bad("relay.workers", "must be between 1 and 1024");
         }
+        problems.at_most(
+            "relay.recipients.callout_concurrency",
+            self.recipients.callout_concurrency,
+            10_000,
+        );
+        problems.at_most(
+            "relay.recipients.cache_size",
+            self.recipients.cache_size,
+            10_000_000,
+        );
         if self.recipients.callout_concurrency == 0 {
             problems.bad(
                 "relay.recipients.callout_concurrency",

@@ -356,6 +356,22 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
             "must be greater than 0",
         );
     }
+    for (key, value, max) in [
+        ("text_line_bytes", l.text_line_bytes, 1 << 20),
+        ("message_size_bytes", l.message_size_bytes, 4 << 30),
+        ("message_memory_bytes", l.message_memory_bytes, 4 << 30),
+        (
+            "message_memory_total_bytes",
+            l.message_memory_total_bytes,
+            64 << 30,
+        ),
+        ("scan_part_bytes", l.scan_part_bytes, 64 << 20),
+        ("scan_raw_part_bytes", l.scan_raw_part_bytes, 64 << 20),
+        // Attached messages count as parts, and the parser walks them by recursion.
+        ("scan_mime_parts", l.scan_mime_parts, 10_000),
+    ] {
+        problems.at_most(&format!("server.limits.{key}"), value, max);
+    }
     validate_memory(l, problems);
     validate_admission(l, problems);
     // (key, value, whether zero is refused)

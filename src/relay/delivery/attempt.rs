@@ -202,11 +202,13 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
         .observe(elapsed.as_secs_f64());
     tracing::info!(
         queue_id = %msg.id,
-        from = %msg.envelope.mail_from,
-        to = %recipients.join(","),
+        // Peer text as strings, which the log writes escaped: addresses and the internal
+        // server's reply may hold any Unicode (review).
+        from = msg.envelope.mail_from.as_str(),
+        to = recipients.join(",").as_str(),
         server = %server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
         result,
-        reply = %reply_summary,
+        reply = reply_summary.as_str(),
         attempt = msg.state.attempts,
         duration_ms = elapsed.as_millis() as u64,
         "delivery attempt"

@@ -309,8 +309,10 @@ impl Session {
             queue_id = id.map(|i| i.as_str()).unwrap_or("-"),
             client = %self.peer.ip(),
             helo = self.ctx.client.helo.as_deref().unwrap_or(""),
-            from = %self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default(),
-            to = %self.recipient_list(),
+            // As strings, which the log writes escaped (quoted in text, JSON-escaped): an
+            // address may hold U+2028 or U+202E, which `%` wrote raw (review).
+            from = self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default().as_str(),
+            to = self.recipient_list().as_str(),
             size,
             verdict = verdict.as_str(),
             score = self.ctx.score(),

@@ -259,6 +259,9 @@ impl Session {
     }
 
     pub(super) async fn busy(&mut self) -> Option<End> {
+        // A message refused for want of memory has its summary line and count like any
+        // other tempfailed one (review: only a `limit hit` line, without its envelope).
+        self.log_message(None, 0, Verdict::Tempfail, "no memory to receive");
         self.error(
             Stage::Data,
             Reply::new(451, "4.3.2", "Too much mail in transit, try again later"),

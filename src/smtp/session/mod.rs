@@ -249,9 +249,10 @@ impl Session {
             client = %self.peer.ip(),
             helo = self.ctx.client.helo.as_deref().unwrap_or(""),
             stage = stage.as_str(),
-            from = %self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default(),
-            rcpt = %self.ctx.rcpt.as_ref().map(|a| a.to_path()).unwrap_or_default(),
-            reply = %reply,
+            // Peer text as strings, which the log writes escaped (see `log_message`).
+            from = self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default().as_str(),
+            rcpt = self.ctx.rcpt.as_ref().map(|a| a.to_path()).unwrap_or_default().as_str(),
+            reply = reply.to_string().as_str(),
             rules = %rules.join(","),
             "refused"
         );
