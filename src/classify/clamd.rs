@@ -58,6 +58,17 @@ pub struct Clamd {
     address: ClamdAddress,
     timeout: Duration,
     max_stream_bytes: usize,
+    /// The warning that clamd's `StreamMaxLength` is below `max_stream_bytes`, at most
+    /// once an hour.
+    size_warning: std::sync::Arc<crate::metrics::LogEvery>,
+}
+
+/// Fewest bytes a stream is cut to when clamd refuses it for size.
+const MIN_STREAM_BYTES: usize = 64 * 1024;
+
+/// Whether clamd refused a stream for its `StreamMaxLength`.
+fn refused_for_size(error: &ClamdError) -> bool {
+    matches!(error, ClamdError::Scanner(reply) if reply.contains("size limit exceeded"))
 }
 
 impl Clamd {
@@ -67,6 +78,9 @@ impl Clamd {
             address,
             timeout,
             max_stream_bytes: max_stream_bytes.max(1),
+            size_warning: std::sync::Arc::new(crate::metrics::LogEvery::new(Duration::from_secs(
+                3600,
+            ))),
         }
     }
 
@@ -82,15 +96,29 @@ impl Clamd {
     }
 
     /// Scans `streams` one after the other, stopping at the first infected one, all within
-    /// the timeout.
+    /// the timeout. A stream clamd refuses for its `StreamMaxLength` (set below
+    /// `max_stream_bytes`) is scanned again cut to half, down to 64 KiB, and the scan marked
+    /// truncated: a configuration mismatch must not make every big message unscannable
+    /// (review: with `on_failure = "open"` EICAR in a 2 MB attachment went through).
     pub async fn scan_all(&self, streams: &[&[u8]]) -> Result<ScanReport, ClamdError> {
         let work = async {
             let mut truncated = false;
             for data in streams {
-                let cut = data.len().min(self.max_stream_bytes);
+                let mut cut = data.len().min(self.max_stream_bytes);
+                let verdict = loop {
+                    let slice = data.get(..cut).unwrap_or(data);
+                    match self.scan_one(slice).await {
+                        Err(e) if refused_for_size(&e) && cut > MIN_STREAM_BYTES => {
+                            if self.size_warning.due() {
+                                tracing::error!(refused_bytes = cut, "clamd refused a stream for its StreamMaxLength: set antivirus.max_stream_bytes to it or lower (streams are cut further meanwhile)");
+                            }
+                            cut = (cut / 2).max(MIN_STREAM_BYTES);
+                        }
+                        other => break other?,
+                    }
+                };
                 truncated |= cut < data.len();
-                let slice = data.get(..cut).unwrap_or(data);
-                if let ScanVerdict::Infected(name) = self.scan_one(slice).await? {
+                if let ScanVerdict::Infected(name) = verdict {
                     return Ok(ScanReport {
                         verdict: ScanVerdict::Infected(name),
                         truncated,

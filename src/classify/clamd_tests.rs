@@ -287,3 +287,28 @@ fn replies_of_every_clamd_flavour_parse() {
         Ok(ScanVerdict::Infected(_))
     ));
 }
+
+/// Regression (review): a stream clamd refused for its `StreamMaxLength` (set below
+/// `max_stream_bytes`) failed the whole scan, so with `on_failure = "open"` a 2 MB
+/// attachment holding EICAR was accepted unscanned. The stream is scanned again, cut.
+#[tokio::test]
+async fn a_stream_refused_for_size_is_scanned_again_cut() {
+    let fake = FakeClamd::tcp(Mode::Answer(Arc::new(|data: &[u8]| {
+        if data.len() > 1 << 20 {
+            b"INSTREAM size limit exceeded. ERROR\0".to_vec()
+        } else if data.starts_with(b"EICAR") {
+            b"stream: Eicar-Test-Signature FOUND\0".to_vec()
+        } else {
+            b"stream: OK\0".to_vec()
+        }
+    })))
+    .await;
+    let mut data = b"EICAR".to_vec();
+    data.resize(3 << 20, b'x');
+    let report = fake.client(8 << 20).scan(&data).await.unwrap();
+    assert_eq!(
+        report.verdict,
+        ScanVerdict::Infected("Eicar-Test-Signature".into())
+    );
+    assert!(report.truncated);
+}

@@ -190,29 +190,35 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
         "delivered"
     };
     let elapsed = started.elapsed();
-    relay
-        .metrics
-        .relay_attempts_total
-        .with_label_values(&[result])
-        .inc();
-    relay
-        .metrics
-        .relay_duration_seconds
-        .with_label_values(&[result])
-        .observe(elapsed.as_secs_f64());
-    tracing::info!(
-        queue_id = %msg.id,
-        // Peer text as strings, which the log writes escaped: addresses and the internal
-        // server's reply may hold any Unicode (review).
-        from = msg.envelope.mail_from.as_str(),
-        to = recipients.join(",").as_str(),
-        server = %server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-        result,
-        reply = reply_summary.as_str(),
-        attempt = msg.state.attempts,
-        duration_ms = elapsed.as_millis() as u64,
-        "delivery attempt"
-    );
+    if pending.is_empty() {
+        // Every recipient was settled before (a crash between settling and removal): no
+        // attempt was made, and none is counted (review: it counted as delivered).
+        tracing::info!(queue_id = %msg.id, "every recipient settled before; settling the message");
+    } else {
+        relay
+            .metrics
+            .relay_attempts_total
+            .with_label_values(&[result])
+            .inc();
+        relay
+            .metrics
+            .relay_duration_seconds
+            .with_label_values(&[result])
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(
+            queue_id = %msg.id,
+            // Peer text as strings, which the log writes escaped: addresses and the internal
+            // server's reply may hold any Unicode (review).
+            from = msg.envelope.mail_from.as_str(),
+            to = recipients.join(",").as_str(),
+            server = %server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            result,
+            reply = reply_summary.as_str(),
+            attempt = msg.state.attempts,
+            duration_ms = elapsed.as_millis() as u64,
+            "delivery attempt"
+        );
+    }
 
     if deferred {
         let delay = if next_batch_now {
