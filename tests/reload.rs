@@ -591,6 +591,14 @@ fn a_rules_directory_replaced_whole_is_watched_again() {
     // An edit of the new directory is seen.
     write_atomically(&rules.join("local.cf"), &trigger_rules(1.0));
     wait_for_code(&gw, 250).expect(250, "2.0.0");
+    // Removed, and made again after the watch's quiet time (a reload failed meanwhile).
+    fs::remove_dir_all(&rules).unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    fs::create_dir(&rules).unwrap();
+    fs::write(rules.join("local.cf"), trigger_rules(20.0)).unwrap();
+    wait_for_code(&gw, 550).expect(550, "5.7.1");
+    write_atomically(&rules.join("local.cf"), &trigger_rules(1.0));
+    wait_for_code(&gw, 250).expect(250, "2.0.0");
 }
 
 /// Regression (review): every write counted, so a file written in place in pieces (an

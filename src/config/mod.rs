@@ -427,6 +427,7 @@ mod tests {
         let huge = 9_223_372_036_854_775_807u64;
         let text = format!(
             "[server.limits]\ntext_line_bytes = {huge}\nmessage_size_bytes = {huge}\n\
+             message_memory_bytes = {huge}\nmessage_memory_total_bytes = {huge}\n\
              scan_part_bytes = {huge}\nscan_raw_part_bytes = {huge}\nscan_mime_parts = {huge}\n\
              [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
              [relay.recipients]\ncache_size = {huge}\ncallout_concurrency = {huge}\n\
@@ -439,6 +440,8 @@ mod tests {
         for key in [
             "server.limits.text_line_bytes",
             "server.limits.message_size_bytes",
+            "server.limits.message_memory_bytes",
+            "server.limits.message_memory_total_bytes",
             "server.limits.scan_part_bytes",
             "server.limits.scan_raw_part_bytes",
             "server.limits.scan_mime_parts",

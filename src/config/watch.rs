@@ -88,7 +88,13 @@ pub fn watch(
     if let Some(dir) = &rules_dir {
         watcher.watch(dir, RecursiveMode::Recursive)?;
     }
-    let mut file_dirs: Vec<&Path> = watched_files.iter().filter_map(|f| f.parent()).collect();
+    // The rules directory's parent too: a directory removed and made again later (a
+    // deploy with a gap) is seen coming back, and the watch renewed (review).
+    let mut file_dirs: Vec<&Path> = watched_files
+        .iter()
+        .filter_map(|f| f.parent())
+        .chain(rules_dir.as_deref().and_then(Path::parent))
+        .collect();
     file_dirs.sort();
     file_dirs.dedup();
     file_dirs.retain(|d| Some(*d) != config_dir.as_deref());

@@ -776,7 +776,7 @@ fn collect_attachments(
             .iter()
             .filter(|h| crate::mail::file_names::may_name_a_file(h.name.as_str()));
         for header in naming {
-            let raw = crate::mail::header_fields::raw_value(message.raw_message(), header);
+            let raw = crate::mail::header_fields::raw_value(&message.raw_message, header);
             let value = String::from_utf8_lossy(raw);
             for name in crate::mail::file_names::in_field(header.name.as_str(), &value) {
                 if !names.contains(&name) {

@@ -96,6 +96,11 @@ pub(super) const SEVEN_ZIP_SIGNATURE: &[u8] = b"7z\xbc\xaf\x27\x1c";
 
 /// gzip's magic and its one compression method (deflate).
 const GZIP: &[u8] = b"\x1f\x8b\x08";
+/// Whether `data` is a CAB archive (also OneNote `.onepkg` and InfoPath `.xsn`).
+pub(super) fn is_cab(data: &[u8]) -> bool {
+    data.starts_with(b"MSCF\0\0\0\0")
+}
+
 /// xz's stream header magic.
 const XZ: &[u8] = b"\xfd7zXZ\x00";
 /// A zstd frame's magic.

@@ -55,6 +55,10 @@ pub enum Symbol {
     /// left unopened (too deep, past the entry or byte limits, a method or format the
     /// policy cannot read), or names past the bounds on reading them.
     ArchiveUninspected,
+    /// An archive inside an archive was not opened because the message's entry or byte
+    /// limits were spent, or it is a compressed RAR entry: scored, not refused, since big
+    /// legitimate bundles reach the limits too.
+    ArchiveNestedSkipped,
     /// A part holds more files than are decoded from it (TNEF, uuencode): the later ones
     /// are judged by name only.
     AttachTooManyFiles,
@@ -80,6 +84,7 @@ impl Symbol {
             Symbol::ArchiveTooManyEntries => "ARCHIVE_TOO_MANY_ENTRIES",
             Symbol::ArchiveUnreadable => "ARCHIVE_UNREADABLE",
             Symbol::ArchiveUninspected => "ARCHIVE_UNINSPECTED",
+            Symbol::ArchiveNestedSkipped => "ARCHIVE_NESTED_SKIPPED",
             Symbol::AttachTooManyFiles => "ATTACH_TOO_MANY_FILES",
         }
     }
@@ -92,7 +97,7 @@ impl Symbol {
             Symbol::ArchiveBlockedExt => 6.0,
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
-            Symbol::ArchiveTooDeep => 3.0,
+            Symbol::ArchiveTooDeep | Symbol::ArchiveNestedSkipped => 3.0,
             Symbol::ArchiveEncrypted => 2.0,
             Symbol::ArchiveUnreadable => 2.0,
             Symbol::ArchiveTooManyEntries | Symbol::AttachTooManyFiles => 1.0,

@@ -220,6 +220,20 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                 "{disposition}: {:?}",
                 c.symbols
             );
+            // Regression (review): inside a forwarded message the raw fields were read at
+            // offsets shifted by where that message starts, and these names were missed.
+            let forwarded = format!(
+                "Subject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+                 --o\nContent-Type: text/plain\n\nsee below\n\
+                 --o\nContent-Type: message/rfc822\n\n{message}\n--o--\n"
+            );
+            let mut c = ctx(&forwarded);
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+                "forwarded {disposition}: {:?}",
+                c.symbols
+            );
         }
     }
 

@@ -3,8 +3,8 @@
 //! budget, sniffed against the name and opened one level deeper when it is an archive.
 
 use super::{
-    name_claims_archive, names_claim_archive, open_nested, read_entry, shown_name,
-    AttachmentPolicy, Budget, Findings, Place, Symbol, READ_CHUNK,
+    left_unopened, name_claims_archive, names_claim_archive, open_nested, read_entry, shown_name,
+    AttachmentPolicy, Budget, Findings, Place, Symbol, Unread, READ_CHUNK,
 };
 use crate::classify::attachments::magic;
 use std::cell::Cell;
@@ -62,12 +62,12 @@ impl<'a> EntryWalker<'a> {
         Some(Judged { name, shown, ext })
     }
 
-    /// An entry whose content is not read (past the limits, in a method the reader
-    /// lacks): an archive its name says it is goes unjudged.
-    pub(super) fn left_unread(&self, name: &str, findings: &mut Findings) {
+    /// An entry whose content is not read (`why`): an archive its name says it is goes
+    /// unjudged.
+    pub(super) fn left_unread(&self, name: &str, why: Unread, findings: &mut Findings) {
         if name_claims_archive(name) {
             let shown = format!("{}/{}", self.place.shown, shown_name(name));
-            findings.add(Symbol::ArchiveUninspected, &shown);
+            left_unopened(name, &shown, why, findings);
         }
     }
 
@@ -91,7 +91,7 @@ impl<'a> EntryWalker<'a> {
         if entry.broken {
             findings.add(Symbol::ArchiveUnreadable, &shown);
             // The rest of an archive that broke off (or never began) is not judged.
-            self.left_unread(&name, findings);
+            self.left_unread(&name, Unread::Unreadable, findings);
         }
         let content = magic::sniff(&entry.head);
         if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {

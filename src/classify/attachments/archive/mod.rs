@@ -187,9 +187,12 @@ pub(super) fn walk_all(
         magic::Content::Tar => tarball::walk(policy, data, place, budget, findings),
         magic::Content::Rar => rar::walk(policy, data, place, budget, findings),
         magic::Content::SevenZip => sevenzip::walk(policy, data, place, budget, findings),
-        // CAB, zstd, lzip, a RAR of an unknown version: opened by the recipient's tools,
-        // not by this policy.
-        magic::Content::OtherArchive => findings.add(Symbol::ArchiveUninspected, place.shown),
+        // zstd, lzip, a RAR of an unknown version: opened by the recipient's tools, not by
+        // this policy. CAB is not flagged: blocked by name, and the container of OneNote
+        // and InfoPath files (review).
+        magic::Content::OtherArchive if !magic::is_cab(data) => {
+            findings.add(Symbol::ArchiveUninspected, place.shown)
+        }
         _ => {}
     }
     let mut other_reader = matches!(
@@ -262,25 +265,70 @@ fn open_nested(
     }
     if entry.depth >= policy.max_depth {
         findings.add(Symbol::ArchiveTooDeep, entry.shown);
-        findings.add(Symbol::ArchiveUninspected, entry.shown);
+        // Archives nested past the depth are an attacker's, unless they are documents
+        // (Word keeps a chart's data as an `.xlsx` inside the `.docx`; review).
+        if named_archive || !entry.names.iter().any(|n| names_a_document(n)) {
+            findings.add(Symbol::ArchiveUninspected, entry.shown);
+        }
     } else if let Some(inner) = whole.filter(|_| !budget.exhausted()) {
         let deeper = Place {
             depth: entry.depth + 1,
             ..entry
         };
         inspect(policy, inner, deeper, budget, findings);
-    } else {
+    } else if !entry.names.iter().any(|n| names_a_document(n)) {
         // The budget ran out reading it (or before): what it holds goes unjudged.
-        findings.add(Symbol::ArchiveUninspected, entry.shown);
+        findings.add(Symbol::ArchiveNestedSkipped, entry.shown);
     }
 }
 
-/// An entry whose content is not read (past the entry or byte limits, in a method the
-/// reader lacks): when its name says archive, what it holds goes unjudged.
-fn left_unopened(name: &str, shown: &str, findings: &mut Findings) {
+/// Why an entry's content is not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unread {
+    /// The message's entry or byte limits were spent, or RAR's codecs are not read here:
+    /// big legitimate bundles get here too.
+    Limits,
+    /// A method the reader lacks, a dictionary past the limit, a read that broke off.
+    Unreadable,
+}
+
+/// An entry whose content is not read: when its name says archive, what it holds goes
+/// unjudged (`ARCHIVE_NESTED_SKIPPED` past the limits, `ARCHIVE_UNINSPECTED` otherwise).
+fn left_unopened(name: &str, shown: &str, why: Unread, findings: &mut Findings) {
     if name_claims_archive(name) {
-        findings.add(Symbol::ArchiveUninspected, shown);
+        let symbol = match why {
+            Unread::Limits => Symbol::ArchiveNestedSkipped,
+            Unread::Unreadable => Symbol::ArchiveUninspected,
+        };
+        findings.add(symbol, shown);
     }
+}
+
+/// Whether `name` says an Office or OpenDocument file: zips inside, but opened by their
+/// application, never by the recipient as an archive.
+fn names_a_document(name: &str) -> bool {
+    matches!(
+        super::names::analyse(name).ext.as_deref(),
+        Some(
+            "docx"
+                | "docm"
+                | "dotx"
+                | "xlsx"
+                | "xlsm"
+                | "xltx"
+                | "xlsb"
+                | "pptx"
+                | "pptm"
+                | "potx"
+                | "ppsx"
+                | "vsdx"
+                | "odt"
+                | "ods"
+                | "odp"
+                | "odg"
+                | "epub"
+        )
+    )
 }
 
 /// Distinct names read from raw archive headers per message, at most: the bound on the

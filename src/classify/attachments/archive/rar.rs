@@ -9,7 +9,7 @@
 //! integers, then the type's fields; RAR 4 headers a fixed 7-byte head and fixed fields.
 
 use super::entries::EntryWalker;
-use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol, Unread};
 use crate::classify::attachments::magic::{RAR4_SIGNATURE, RAR5_SIGNATURE};
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -122,7 +122,8 @@ impl<'a> HeaderWalk<'a> {
                             self.walker
                                 .judge_name(entry.name, entry.encrypted, false, findings)
                         {
-                            self.walker.left_unread(&judged.name, findings);
+                            self.walker
+                                .left_unread(&judged.name, Unread::Limits, findings);
                         }
                         continue;
                     }
@@ -137,8 +138,10 @@ impl<'a> HeaderWalk<'a> {
                         continue;
                     };
                     let Some(stored) = entry.stored.filter(|_| !budget.exhausted()) else {
-                        // Compressed (RAR's codecs are not read here) or past the budget.
-                        self.walker.left_unread(&name.name, findings);
+                        // Compressed (RAR's codecs are not read here: clamd reads them) or
+                        // past the budget.
+                        self.walker
+                            .left_unread(&name.name, Unread::Limits, findings);
                         continue;
                     };
                     let mut reader = Counted {

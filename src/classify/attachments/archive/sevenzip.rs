@@ -6,7 +6,7 @@
 //! the reader lacks (Deflate64, zstd, ...) is unreadable: its content cannot be judged.
 
 use super::entries::{EntryWalker, Judged};
-use super::{sevenzip_header, AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use super::{sevenzip_header, AttachmentPolicy, Budget, Counted, Findings, Place, Symbol, Unread};
 use sevenz_rust2::{Archive, BlockDecoder, Error, Password};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -116,7 +116,7 @@ pub(super) fn walk(
         let name = file.name().to_owned();
         if let Some(judged) = walker.judge_name(name, encrypted, false, findings) {
             if !within_limit {
-                walker.left_unread(&judged.name, findings);
+                walker.left_unread(&judged.name, Unread::Limits, findings);
             } else if block.is_some() {
                 to_read.insert(index, judged);
             }
@@ -193,8 +193,13 @@ impl Decoding<'_> {
             }
         }
         // Entries the budget or a broken block left unread.
+        let why = if budget.exhausted() {
+            Unread::Limits
+        } else {
+            Unread::Unreadable
+        };
         for judged in to_read.values() {
-            walker.left_unread(&judged.name, findings);
+            walker.left_unread(&judged.name, why, findings);
         }
     }
 }

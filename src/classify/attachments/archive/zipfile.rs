@@ -4,7 +4,7 @@
 
 use super::entries::EntryWalker;
 use super::sevenzip::MEMORY_LIMIT_KB;
-use super::{AttachmentPolicy, Budget, Counted, Findings, NameJudge, Place, Symbol};
+use super::{AttachmentPolicy, Budget, Counted, Findings, NameJudge, Place, Symbol, Unread};
 use std::cell::Cell;
 use std::io::{Cursor, Read};
 use std::rc::Rc;
@@ -34,7 +34,7 @@ pub(super) fn walk(
         // The entries past those: named with the headers, not opened.
         let walker = EntryWalker::new(policy, place, Rc::new(Cell::new(0)));
         for name in central_names(data).skip(leading) {
-            walker.left_unread(&String::from_utf8_lossy(name), findings);
+            walker.left_unread(&String::from_utf8_lossy(name), Unread::Limits, findings);
         }
         return;
     }
@@ -72,7 +72,7 @@ pub(super) fn walk(
                 findings.add(Symbol::ArchiveTooManyEntries, path);
                 past_the_limit = true;
             }
-            walker.left_unread(&name, findings);
+            walker.left_unread(&name, Unread::Limits, findings);
             continue;
         }
         let Some(judged) = walker.judge_name(name, encrypted, is_dir, findings) else {
@@ -80,18 +80,18 @@ pub(super) fn walk(
         };
         // Out of bytes to expand: the names are still judged, they cost nothing.
         if budget.exhausted() {
-            walker.left_unread(&judged.name, findings);
+            walker.left_unread(&judged.name, Unread::Limits, findings);
             continue;
         }
         if lzma && !lzma_dictionary_fits(&mut zip, i) {
             findings.add(Symbol::ArchiveUnreadable, &judged.shown);
-            walker.left_unread(&judged.name, findings);
+            walker.left_unread(&judged.name, Unread::Unreadable, findings);
             continue;
         }
         let Ok(mut file) = zip.by_index(i) else {
             // An unsupported method (xz, zstd, ...) or a broken local header.
             findings.add(Symbol::ArchiveUnreadable, &judged.shown);
-            walker.left_unread(&judged.name, findings);
+            walker.left_unread(&judged.name, Unread::Unreadable, findings);
             continue;
         };
         walker.judge_content(&mut file, judged, budget, findings);
@@ -147,12 +147,12 @@ fn walk_leading_entries(
             continue;
         }
         if budget.exhausted() {
-            walker.left_unread(&judged.name, findings);
+            walker.left_unread(&judged.name, Unread::Limits, findings);
             continue;
         }
         let Some(stored) = entry_data(data, &entry) else {
             findings.add(Symbol::ArchiveUnreadable, &judged.shown);
-            walker.left_unread(&judged.name, findings);
+            walker.left_unread(&judged.name, Unread::Unreadable, findings);
             continue;
         };
         let counted = Counted {
@@ -169,7 +169,7 @@ fn walk_leading_entries(
             ),
             _ => {
                 findings.add(Symbol::ArchiveUnreadable, &judged.shown);
-                walker.left_unread(&judged.name, findings);
+                walker.left_unread(&judged.name, Unread::Unreadable, findings);
             }
         }
     }

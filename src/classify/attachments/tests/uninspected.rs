@@ -1,6 +1,7 @@
-//! What the readers leave unjudged is flagged `ARCHIVE_UNINSPECTED`, and names are judged
-//! past the limits that stop content (regressions, review of the attachment policy: each
-//! of these hid `evil.exe` behind a symbol of 0.5 to 3 points, or none).
+//! What the readers leave unjudged is flagged (`ARCHIVE_UNINSPECTED` when no ordinary mail
+//! gets there, `ARCHIVE_NESTED_SKIPPED` past the limits big bundles reach too), and names
+//! are judged past the limits that stop content (regressions, review of the attachment
+//! policy: each of these hid `evil.exe` behind a symbol of 0.5 to 3 points, or none).
 
 use super::zipbuild::{raw_zip, zip_of, RawEntry};
 use super::*;
@@ -46,7 +47,7 @@ fn nested_archives_left_unopened_are_uninspected() {
     let z = zip_of(&entries);
     assert_eq!(
         symbols_with(&policy_with(3, 3, 1 << 20), &[part("a.zip", "", &z)]),
-        vec!["ARCHIVE_TOO_MANY_ENTRIES", "ARCHIVE_UNINSPECTED"]
+        vec!["ARCHIVE_NESTED_SKIPPED", "ARCHIVE_TOO_MANY_ENTRIES"]
     );
     // Past the byte budget (ordinary data, no bomb).
     let mut state = 0x2545_f491_u32;
@@ -61,7 +62,7 @@ fn nested_archives_left_unopened_are_uninspected() {
     let z = zip_of(&[("data.bin", noise.as_slice()), ("inner.zip", &inner)]);
     assert_eq!(
         symbols_with(&policy_with(3, 1000, 1 << 19), &[part("a.zip", "", &z)]),
-        vec!["ARCHIVE_TOO_LARGE", "ARCHIVE_UNINSPECTED"]
+        vec!["ARCHIVE_NESTED_SKIPPED", "ARCHIVE_TOO_LARGE"]
     );
     // In a method the reader lacks (xz, method 95; bytes that hide the inner names).
     let hidden = {
@@ -155,8 +156,66 @@ fn names_past_the_entry_limit_of_any_reader_are_judged() {
         symbols_with(&policy_with(3, 3, 1 << 20), &[part("a.tar", "", &tar)]),
         vec![
             "ARCHIVE_BLOCKED_EXT",
-            "ARCHIVE_TOO_MANY_ENTRIES",
-            "ARCHIVE_UNINSPECTED"
+            "ARCHIVE_NESTED_SKIPPED",
+            "ARCHIVE_TOO_MANY_ENTRIES"
         ]
     );
+}
+
+/// Regression (review of the fix): ordinary mail met `ARCHIVE_UNINSPECTED`, which the
+/// shipped configuration refuses: an Office file's embedded workbook past the depth, a
+/// `.gz` or Office file inside a bundle that spent the byte budget.
+#[test]
+fn ordinary_bundles_past_the_limits_are_not_refused() {
+    // zip → zip → docx whose chart data is an embedded .xlsx (a zip at depth 4).
+    let xlsx = zip_of(&[("xl/workbook.xml", b"<workbook/>".as_slice())]);
+    let docx = zip_of(&[
+        ("word/document.xml", b"<document/>".as_slice()),
+        ("word/embeddings/Microsoft_Excel_Worksheet.xlsx", &xlsx),
+    ]);
+    let inner = zip_of(&[("report.docx", docx.as_slice())]);
+    let outer = zip_of(&[("reports.zip", inner.as_slice())]);
+    let found = symbols(&[part("mail.zip", "", &outer)]);
+    assert!(!found.contains(&"ARCHIVE_UNINSPECTED"), "{found:?}");
+    // A bundle whose logs spend the budget, a rotated .gz log after them.
+    let mut state = 0x2545_f491_u32;
+    let noise: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let gz = super::tarballs::gzip(None, b"old log lines");
+    let tar = super::tarballs::tar_of(&[
+        ("app.log.1.gz", gz.as_slice()),
+        ("report.docx", &docx),
+        ("app.log", &noise),
+    ]);
+    let tgz = super::tarballs::gzip(None, &tar);
+    let found = symbols_with(
+        &policy_with(3, 1000, 1 << 19),
+        &[part("sosreport.tar.gz", "", &tgz)],
+    );
+    assert!(found.contains(&"ARCHIVE_TOO_LARGE"), "{found:?}");
+    assert!(!found.contains(&"ARCHIVE_UNINSPECTED"), "{found:?}");
+}
+
+/// Regression (review of the fix): past the entry limit a gzip was not even judged by
+/// the name gunzip gives its file.
+#[test]
+fn a_gzip_past_the_entry_limit_is_judged_by_name() {
+    let names: Vec<String> = (0..5).map(|i| format!("f{i}.txt")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    let many = zip_of(&entries);
+    let gz = super::tarballs::gzip(None, &pe());
+    let found = symbols_with(
+        &policy_with(3, 5, 1 << 20),
+        &[part("many.zip", "", &many), part("invoice.exe.gz", "", &gz)],
+    );
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
 }
