@@ -18,6 +18,14 @@ const MAX_PART_HEADER: usize = 16 * 1024;
 const STRUCTURE_SLACK: usize = 64 * 1024;
 /// Longest MIME boundary honoured (RFC 2046 allows 70 characters).
 const MAX_BOUNDARY: usize = 200;
+/// Text parts that get [`FLOOR_HEAD`] and [`FLOOR_TAIL`] bytes even once `total` is spent
+/// (review: two 600 KB filler parts spent the whole sample, and the spam in the third text
+/// part, the one a client shows of a `multipart/alternative`, was never scanned).
+const FLOOR_PARTS: usize = 16;
+/// Bytes kept from the start of a text part past `total` (one of [`FLOOR_PARTS`]).
+const FLOOR_HEAD: usize = 16 * 1024;
+/// Bytes kept from the end of a text part past `total`.
+const FLOOR_TAIL: usize = 16 * 1024;
 /// Multiparts open at once at most: every `--` line is compared with each open boundary,
 /// so nesting without bound made that quadratic (a message of nested multiparts and
 /// `--x` lines held a blocking thread for minutes). Real mail nests a handful.
@@ -64,6 +72,8 @@ enum State {
     /// In a part's content; only text parts are kept.
     Leaf {
         text: bool,
+        /// The part keeps its floor past `total` (decided at its first line).
+        floor: Option<bool>,
         kept: usize,
         /// The most recent lines past the head, the tail candidates.
         tail: VecDeque<u8>,
@@ -79,6 +89,8 @@ pub struct Sampler {
     header_len: Option<usize>,
     truncated: bool,
     too_deep: bool,
+    /// Text parts that may still get a floor past `total`.
+    floors_left: usize,
     carry: Vec<u8>,
     /// The next line is the continuation of an over-long one (never a boundary).
     continuation: bool,
@@ -95,6 +107,7 @@ impl Sampler {
             header_len: None,
             truncated: false,
             too_deep: false,
+            floors_left: FLOOR_PARTS,
             carry: Vec::new(),
             continuation: false,
             boundaries: Vec::new(),
@@ -230,6 +243,7 @@ impl Sampler {
     fn body_state(&mut self, depth: usize, fields: &[u8]) -> State {
         let leaf = |text| State::Leaf {
             text,
+            floor: None,
             kept: 0,
             tail: VecDeque::new(),
             tail_lines: VecDeque::new(),
@@ -268,8 +282,10 @@ impl Sampler {
     fn leaf_line(&mut self, line: &[u8]) {
         let used = self.used();
         let limits = self.limits;
+        let floors_left = &mut self.floors_left;
         let State::Leaf {
             text,
+            floor,
             kept,
             tail,
             tail_lines,
@@ -280,10 +296,22 @@ impl Sampler {
         if !*text {
             return;
         }
-        // The head, as long as the tail still fits in the total after it.
+        // A part starting where the total cannot hold a whole part gets a floor of its own,
+        // while floors last.
+        let floor = *floor.get_or_insert_with(|| {
+            let short = used + limits.part_head + limits.part_tail > limits.total;
+            let granted = short && *floors_left > 0;
+            if granted {
+                *floors_left -= 1;
+            }
+            granted
+        });
+        // The head, as long as the tail still fits in the total after it (or in the floor).
+        let within_total = used + line.len() + limits.part_tail <= limits.total;
+        let within_floor = floor && *kept + line.len() <= FLOOR_HEAD.min(limits.part_head);
         if tail_lines.is_empty()
             && *kept + line.len() <= limits.part_head
-            && used + line.len() + limits.part_tail <= limits.total
+            && (within_total || within_floor)
         {
             *kept += line.len();
             self.out.extend_from_slice(line);
@@ -291,7 +319,10 @@ impl Sampler {
         }
         tail.extend(line.iter().copied());
         tail_lines.push_back(line.len());
-        let room = limits.part_tail.min(limits.total.saturating_sub(used));
+        let floor_room = if floor { FLOOR_TAIL } else { 0 };
+        let room = limits
+            .part_tail
+            .min(limits.total.saturating_sub(used).max(floor_room));
         while tail.len() > room {
             let Some(n) = tail_lines.pop_front() else {
                 break;

@@ -46,12 +46,12 @@ impl Attachments {
 
     /// The attachments of the message: from the shared view when it is small; decoded
     /// from the whole message (mapped from its spool file) when it is big (its view is
-    /// built from a sample that has no attachment bytes), one of `disk_inspections` at a time.
+    /// built from a sample that has no attachment bytes), in the `disk_inspections` turn
+    /// the caller holds.
     async fn attachments(&self, ctx: &mut Context) -> Found {
         if !ctx.message.is_sampled() {
             return Found::View(ctx.view());
         }
-        let _turn = self.disk_inspections.acquire().await;
         let decoded = match ctx.message.raw() {
             // Decoding every part of a message of tens of megabytes is long CPU work.
             Ok(raw) => Ok(crate::runtime::off_the_session_threads(raw.len(), || {
@@ -117,6 +117,14 @@ impl Check for Attachments {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
+        // A message on disk takes its `disk_inspections` turn before its attachments are
+        // decoded and keeps it until they are judged: the decoded files are the memory the
+        // turns bound (review: the turn was given back between decoding and opening the
+        // archives, and every session waiting for the second held its decoded files).
+        let mut turn = match ctx.message.is_sampled() {
+            true => Some(self.disk_inspections.acquire().await),
+            false => None,
+        };
         let attachments = self.attachments(ctx).await;
         if matches!(&attachments, Found::Decoded(d) if d.too_many_parts) {
             ctx.hit_once(PART_LIMIT, PART_LIMIT_SCORE);
@@ -135,7 +143,9 @@ impl Check for Attachments {
                 // Opening archives costs memory too (a nested zip is held whole, up to
                 // `max_expanded_bytes`), whatever the message's size: one of
                 // `disk_inspections` at a time, or 200 small messages took 15 GB.
-                let _turn = self.disk_inspections.acquire().await;
+                if turn.is_none() {
+                    turn = Some(self.disk_inspections.acquire().await);
+                }
                 let policy = self.policy.clone();
                 let shared = attachments.clone();
                 tokio::task::spawn_blocking(move || policy.inspect(&parts(shared.list())))
@@ -150,6 +160,7 @@ impl Check for Attachments {
             }
             _ => self.policy.inspect(&parts(attachments.list())),
         };
+        drop(turn);
         for f in &findings {
             tracing::info!(symbol = f.symbol.name(), file = ?f.file, "attachment policy");
             ctx.hit_once(f.symbol.name(), f.symbol.default_score());

@@ -171,3 +171,33 @@ fn garbage_never_panics() {
         let _ = MessageView::parse(&s.bytes);
     }
 }
+
+/// Regression (review): the total was shared first come, so two 600 KB filler parts
+/// spent it and the third text part (the HTML a client shows of a
+/// `multipart/alternative`) was dropped whole: rules, URIBL and classifier never saw it.
+/// A part past the total still keeps a floor of its head and tail.
+#[test]
+fn a_text_part_after_filler_keeps_a_floor() {
+    let limits = SampleLimits {
+        part_head: 256 << 10,
+        part_tail: 256 << 10,
+        total: 1 << 20,
+        max_depth: 8,
+    };
+    let filler = "lorem ipsum dolor sit amet\r\n".repeat(600_000 / 28);
+    let msg = format!(
+        "From: a@b.example\r\nSubject: x\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n\
+         --A\r\nContent-Type: text/plain\r\n\r\n{filler}\
+         --A\r\nContent-Type: text/plain\r\n\r\n{filler}\
+         --A\r\nContent-Type: text/html\r\n\r\n<p>zz-hidden-spam-zz</p>\r\n--A--\r\n"
+    );
+    let s = sample(msg.as_bytes(), limits, 64 * 1024);
+    let text = String::from_utf8_lossy(&s.bytes);
+    assert!(
+        text.contains("zz-hidden-spam-zz"),
+        "the last part was dropped"
+    );
+    assert!(s.truncated);
+    // Floors are bounded: the sample stays within the total and 16 floors.
+    assert!(s.bytes.len() < (1 << 20) + 16 * (32 << 10) + (128 << 10));
+}

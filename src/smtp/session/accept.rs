@@ -77,7 +77,8 @@ impl Session {
                     self.limit_hit("message_memory_total");
                     self.log_message(None, size, Verdict::Tempfail, "no memory to scan");
                     self.reset_transaction();
-                    return self.busy().await;
+                    // Logged above: one line and one count (review: two).
+                    return self.busy_reply().await;
                 }
             }
         } else {

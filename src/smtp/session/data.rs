@@ -196,9 +196,11 @@ impl Session {
         }
         let Some(mut t) = transfer else {
             if busy {
+                // Logged before the envelope is reset (review: `from="" to=""`).
+                self.log_message(None, 0, Verdict::Tempfail, "no memory to receive");
                 self.reset_transaction();
                 self.bdat_failed = !last;
-                return self.busy().await;
+                return self.busy_reply().await;
             }
             return self.bad_sequence(Stage::Data, "No BDAT transaction").await;
         };
@@ -262,6 +264,11 @@ impl Session {
         // A message refused for want of memory has its summary line and count like any
         // other tempfailed one (review: only a `limit hit` line, without its envelope).
         self.log_message(None, 0, Verdict::Tempfail, "no memory to receive");
+        self.busy_reply().await
+    }
+
+    /// [`Self::busy`]'s reply alone, for a refusal already logged.
+    pub(super) async fn busy_reply(&mut self) -> Option<End> {
         self.error(
             Stage::Data,
             Reply::new(451, "4.3.2", "Too much mail in transit, try again later"),
