@@ -5,8 +5,8 @@
 //! declaring a 1.5 GiB dictionary is refused, not allocated.
 
 use super::sevenzip::MEMORY_LIMIT_KB;
-use super::tarball::{judge_stream, members_allowed, past_the_limit, Stream};
-use super::{shown_name, AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
+use super::tarball::{judge_stream, judge_stream_names, members_allowed, Stream};
+use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
 use crate::classify::attachments::{magic, names};
 use std::cell::Cell;
 use std::io::Cursor;
@@ -32,21 +32,10 @@ pub(super) fn walk(
             inner_names.push(name);
         }
     }
-    let shown = format!(
-        "{path}/{}",
-        inner_names
-            .first()
-            .map_or_else(|| "(content)".to_string(), |n| shown_name(n))
-    );
-    let exts: Vec<Option<String>> = inner_names
-        .iter()
-        .map(|n| policy.check_name(n, true, findings, &shown))
-        .collect();
-    if !budget.take_entry() {
-        findings.add(Symbol::ArchiveTooManyEntries, path);
-        past_the_limit(&inner_names, &shown, findings);
+    let Some((shown, exts)) = judge_stream_names(policy, path, &inner_names, budget, findings)
+    else {
         return;
-    }
+    };
     let consumed = Rc::new(Cell::new(0u64));
     let source = Counted {
         inner: Cursor::new(data),

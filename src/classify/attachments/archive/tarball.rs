@@ -33,23 +33,10 @@ pub(super) fn walk_gzip(
             inner_names.push(name);
         }
     }
-    let shown = format!(
-        "{path}/{}",
-        inner_names
-            .first()
-            .map_or_else(|| "(content)".to_string(), |n| shown_name(n))
-    );
-    let exts: Vec<Option<String>> = inner_names
-        .iter()
-        .map(|n| policy.check_name(n, true, findings, &shown))
-        .collect();
-    if !budget.take_entry() {
-        // Its names are judged; a tar or archive in it is not opened (review: past the
-        // entry limit `invoice.exe.gz` was not even judged by name).
-        findings.add(Symbol::ArchiveTooManyEntries, path);
-        past_the_limit(&inner_names, &shown, findings);
+    let Some((shown, exts)) = judge_stream_names(policy, path, &inner_names, budget, findings)
+    else {
         return;
-    }
+    };
     let mut decoder = Gunzip::new(data);
     let stream = Stream {
         path,
@@ -69,12 +56,36 @@ pub(super) fn walk_gzip(
     );
 }
 
-/// The file of a compressed stream left unread past the entry limit: when a name says
-/// archive (`backup.tar`), what it holds goes unjudged.
-pub(super) fn past_the_limit(names: &[String], shown: &str, findings: &mut Findings) {
-    if let Some(name) = names.iter().find(|n| super::name_claims_archive(n)) {
-        left_unopened(name, shown, Unread::Limits, findings);
+/// Judges the names of the one file of the compressed stream at `path`: its path as
+/// findings show it and the extensions of `names`, or `None` when the entry limit stops
+/// its content. Its names are judged all the same (review: past the entry limit
+/// `invoice.exe.gz` was not even judged by name); when one says archive (`backup.tar`),
+/// what it holds goes unjudged.
+pub(super) fn judge_stream_names(
+    policy: &AttachmentPolicy,
+    path: &str,
+    names: &[String],
+    budget: &mut Budget,
+    findings: &mut Findings,
+) -> Option<(String, Vec<Option<String>>)> {
+    let shown = format!(
+        "{path}/{}",
+        names
+            .first()
+            .map_or_else(|| "(content)".to_string(), |n| shown_name(n))
+    );
+    let exts = names
+        .iter()
+        .map(|n| policy.check_name(n, true, findings, &shown))
+        .collect();
+    if budget.take_entry() {
+        return Some((shown, exts));
     }
+    findings.add(Symbol::ArchiveTooManyEntries, path);
+    if let Some(name) = names.iter().find(|n| super::name_claims_archive(n)) {
+        left_unopened(name, &shown, Unread::Limits, findings);
+    }
+    None
 }
 
 /// The one file a compressed stream (gzip, bzip2, xz, lzma) decompresses to, as judged by

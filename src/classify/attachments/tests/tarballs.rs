@@ -361,16 +361,7 @@ fn a_zip_behind_a_gzip_member_is_still_read_as_a_zip() {
 /// only, for at most the budget again.
 #[test]
 fn names_after_the_budget_cut_a_tar_gz_are_still_judged() {
-    // Data that does not compress (so no bomb): a simple generator's bytes.
-    let mut state = 0x2545_f491_u32;
-    let noise: Vec<u8> = (0..3 << 19)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
+    let noise = noise(3 << 19);
     let tar = tar_of(&[
         ("data.bin", noise.as_slice()),
         ("invoice.exe", b"MZ".as_slice()),

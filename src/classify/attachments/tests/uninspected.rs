@@ -50,15 +50,7 @@ fn nested_archives_left_unopened_are_uninspected() {
         vec!["ARCHIVE_NESTED_SKIPPED", "ARCHIVE_TOO_MANY_ENTRIES"]
     );
     // Past the byte budget (ordinary data, no bomb).
-    let mut state = 0x2545_f491_u32;
-    let noise: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
+    let noise = noise(1 << 20);
     let z = zip_of(&[("data.bin", noise.as_slice()), ("inner.zip", &inner)]);
     assert_eq!(
         symbols_with(&policy_with(3, 1000, 1 << 19), &[part("a.zip", "", &z)]),
@@ -178,15 +170,7 @@ fn ordinary_bundles_past_the_limits_are_not_refused() {
     let found = symbols(&[part("mail.zip", "", &outer)]);
     assert!(!found.contains(&"ARCHIVE_UNINSPECTED"), "{found:?}");
     // A bundle whose logs spend the budget, a rotated .gz log after them.
-    let mut state = 0x2545_f491_u32;
-    let noise: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
+    let noise = noise(1 << 20);
     let gz = super::tarballs::gzip(None, b"old log lines");
     let tar = super::tarballs::tar_of(&[
         ("app.log.1.gz", gz.as_slice()),
