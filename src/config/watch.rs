@@ -69,7 +69,7 @@ pub fn watch(
                 || links.iter().any(|l| l == p)
                 || rules_dirs
                     .iter()
-                    .any(|d| p.starts_with(d) && !is_editor_scratch(p))
+                    .any(|d| p == d || (p.starts_with(d) && !is_editor_scratch(p)))
         }
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
