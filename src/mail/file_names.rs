@@ -10,7 +10,7 @@
 //! here, so the attachment policy judges the name whichever a client shows.
 
 use crate::mail::encoded_words::decode_unstructured;
-use mail_parser::decoders::charsets::map::charset_decoder;
+use crate::mail::lenient::decode_charset;
 use std::collections::BTreeMap;
 
 /// Fields whose whole value is a file name.
@@ -36,16 +36,11 @@ pub fn may_name_a_file(name: &str) -> bool {
 /// The names the field `name: value` gives a file (`value` raw, folding included), in
 /// the order read; none for other fields.
 pub fn in_field(name: &str, value: &str) -> Vec<String> {
-    let value = match value.get(..MAX_VALUE_BYTES) {
-        Some(_) => {
-            let mut cut = MAX_VALUE_BYTES;
-            while !value.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            &value[..cut]
-        }
-        None => value,
-    };
+    let mut cut = value.len().min(MAX_VALUE_BYTES);
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let value = &value[..cut];
     let name = name.trim().to_ascii_lowercase();
     if NAME_FIELDS.contains(&name.as_str()) {
         let plain = decode_unstructured(&unquote(value.trim()));
@@ -266,17 +261,11 @@ fn extended_value(value: &str, charset: Option<&str>) -> String {
     }
 }
 
-/// Percent-decoded bytes read in `charset` (UTF-8 when none, or unknown; bytes that are
-/// not UTF-8 then read as Latin-1 would).
+/// Percent-decoded bytes read in `charset` as a text part's are
+/// ([`decode_charset`]).
 fn percent_decoded(text: &str, charset: Option<&str>) -> String {
     let bytes: Vec<u8> = percent_encoding::percent_decode_str(text).collect();
-    if let Some(decode) = charset.and_then(|cs| charset_decoder(cs.trim().as_bytes())) {
-        return decode(&bytes);
-    }
-    match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
-    }
+    decode_charset(&bytes, charset)
 }
 
 #[cfg(test)]

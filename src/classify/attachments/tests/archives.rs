@@ -278,24 +278,11 @@ fn many_bad_entries_with_long_names_yield_few_short_findings() {
 
 // --- review regressions ---
 
-/// Bytes that deflate and store like ordinary binary data (no long runs).
-fn filler(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn names_after_the_byte_budget_ran_out_are_still_judged() {
     // Ordinary data spends the expansion budget; the program after it must still be seen
     // by name (names cost no decompression).
-    let big = filler(2 << 20);
+    let big = noise(2 << 20);
     let z = raw_zip(&[
         RawEntry::stored("big.dat", &big),
         RawEntry::stored("invoice.exe", b"x"),

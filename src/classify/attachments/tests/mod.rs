@@ -95,7 +95,8 @@ fn pe() -> Vec<u8> {
     v
 }
 
-/// `len` bytes that do not compress (so no bomb): a simple generator's.
+/// `len` bytes that deflate and store like ordinary binary data (no long runs, so no
+/// bomb): a simple generator's.
 fn noise(len: usize) -> Vec<u8> {
     let mut state = 0x2545_f491_u32;
     (0..len)
