@@ -4,8 +4,9 @@
 //! LZMA decoders' dictionaries are held to [`MEMORY_LIMIT_KB`], as 7-Zip's are: a header
 //! declaring a 1.5 GiB dictionary is refused, not allocated.
 
+use super::members::Members;
 use super::sevenzip::MEMORY_LIMIT_KB;
-use super::tarball::{judge_stream, judge_stream_names, members_allowed, Stream};
+use super::tarball::{judge_stream, judge_stream_names, Stream};
 use super::{AttachmentPolicy, Budget, Counted, Findings, Place, Symbol};
 use crate::classify::attachments::{magic, names};
 use std::cell::Cell;
@@ -94,52 +95,5 @@ pub(super) fn walk(
     }
 }
 
-/// The file a bzip2 file decompresses to: its streams one after another, as bunzip2 reads
-/// them, at most [`members_allowed`] of them (review: 15 MB of empty 14-byte streams, each
-/// a fresh decoder and its block buffers, held a core for 41 s).
-struct Bunzip<'a> {
-    stream: Option<bzip2::bufread::BzDecoder<&'a [u8]>>,
-    len: usize,
-    rest: &'a [u8],
-    streams_left: usize,
-}
-
-impl<'a> Bunzip<'a> {
-    fn new(data: &'a [u8]) -> Bunzip<'a> {
-        Bunzip {
-            stream: Some(bzip2::bufread::BzDecoder::new(data)),
-            len: data.len(),
-            rest: data,
-            streams_left: members_allowed(data.len()),
-        }
-    }
-
-    /// Compressed bytes read so far.
-    fn consumed(&self) -> u64 {
-        let rest = self.stream.as_ref().map_or(self.rest, |s| *s.get_ref());
-        (self.len - rest.len()) as u64
-    }
-}
-
-impl std::io::Read for Bunzip<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while let Some(stream) = self.stream.as_mut() {
-            let n = stream.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            // The stream ended: another may follow.
-            if let Some(stream) = self.stream.take() {
-                self.rest = stream.into_inner();
-            }
-            if self.rest.starts_with(b"BZh") {
-                if self.streams_left == 0 {
-                    return Err(std::io::Error::other("more bzip2 streams than a file has"));
-                }
-                self.streams_left -= 1;
-                self.stream = Some(bzip2::bufread::BzDecoder::new(self.rest));
-            }
-        }
-        Ok(0)
-    }
-}
+/// The file a bzip2 file decompresses to, read as bunzip2 reads it (its streams in turn).
+type Bunzip<'a> = Members<'a, bzip2::bufread::BzDecoder<&'a [u8]>>;

@@ -6,6 +6,7 @@
 
 mod compressed;
 mod entries;
+mod members;
 mod rar;
 mod sevenzip;
 pub(super) mod sevenzip_header;

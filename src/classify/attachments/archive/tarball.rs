@@ -5,6 +5,7 @@
 //! file sniffed, and an archive inside opened one level deeper. A `.tar.gz` is one
 //! archive: its tar is read at the gzip's level.
 
+use super::members::Members;
 use super::tar_names::TarNames;
 use super::{
     left_unopened, names_claim_archive, open_nested, read_entry, read_piece, shown_name, Admitted,
@@ -180,64 +181,8 @@ pub(super) fn judge_stream<R: Read>(
     }
 }
 
-/// The file a gzip decompresses to, read as gunzip writes it: its members one after
-/// another, ended by bytes after a member that do not open another (tape padding, a
-/// mailer's junk), which gunzip ignores with a warning. A member that opens and then
-/// breaks is an error, as gunzip's, and so is a run of more members than real files have
-/// ([`members_allowed`]): each costs a fresh decoder.
-struct Gunzip<'a> {
-    member: Option<GzDecoder<&'a [u8]>>,
-    len: usize,
-    rest: &'a [u8],
-    members_left: usize,
-}
-
-/// Members a gzip of `len` bytes may have: a thousand, and one per 4 KiB beyond (BGZF,
-/// the most divided real gzip, cuts a member per 64 KiB of data, rarely under 10 KiB
-/// compressed); empty 20-byte members by the hundred thousand are an attack.
-pub(super) fn members_allowed(len: usize) -> usize {
-    1000 + len / 4096
-}
-
-impl<'a> Gunzip<'a> {
-    fn new(data: &'a [u8]) -> Gunzip<'a> {
-        Gunzip {
-            member: Some(GzDecoder::new(data)),
-            len: data.len(),
-            rest: data,
-            members_left: members_allowed(data.len()),
-        }
-    }
-
-    /// Compressed bytes read so far.
-    fn consumed(&self) -> u64 {
-        let rest = self.member.as_ref().map_or(self.rest, |m| *m.get_ref());
-        (self.len - rest.len()) as u64
-    }
-}
-
-impl Read for Gunzip<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while let Some(member) = self.member.as_mut() {
-            let n = member.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            // The member ended (the decoder stops there): what follows it?
-            if let Some(member) = self.member.take() {
-                self.rest = member.into_inner();
-            }
-            if self.rest.starts_with(&[0x1f, 0x8b]) {
-                if self.members_left == 0 {
-                    return Err(std::io::Error::other("more gzip members than a file has"));
-                }
-                self.members_left -= 1;
-                self.member = Some(GzDecoder::new(self.rest));
-            }
-        }
-        Ok(0)
-    }
-}
+/// The file a gzip decompresses to, read as gunzip writes it (its members in turn).
+type Gunzip<'a> = Members<'a, GzDecoder<&'a [u8]>>;
 
 /// The names stored in the headers of the gzip members in `data` (RFC 1952 `FNAME`),
 /// found by their signature anywhere: the decoder reports one member's header only, and
