@@ -89,42 +89,37 @@ pub(super) fn analyse(name: &str) -> NameFacts {
 /// (`invoice.exe.gz.` is `invoice.exe.gz`). A gzip made from a pipe stores no name of its
 /// own, and a recipient's tool names the file this way.
 pub(super) fn gunzipped(name: &str) -> Option<String> {
-    let cleaned = saved_name(name);
-    let lower = cleaned.to_lowercase();
-    let stem = |suffix: &str| {
-        let cut = cleaned.len().checked_sub(suffix.len())?;
-        cleaned.get(..cut).filter(|s| !s.is_empty())
-    };
-    if let Some(suffix) = [".tgz", ".taz"].into_iter().find(|s| lower.ends_with(s)) {
-        return stem(suffix).map(|s| format!("{s}.tar"));
-    }
-    [".gz", "-gz", ".z", "-z", "_z"]
-        .into_iter()
-        .find(|s| lower.ends_with(s))
-        .and_then(stem)
-        .map(str::to_string)
+    unpacked(name, &[".tgz", ".taz"], &[".gz", "-gz", ".z", "-z", "_z"])
 }
 
 /// The name bunzip2, unxz and unlzma give the file of a compressed file named `name`:
 /// `.bz2`, `.bz`, `.xz` and `.lzma` dropped, `.tbz`, `.tbz2`, `.txz` and `.tlz` read as
 /// `.tar`.
 pub(super) fn decompressed(name: &str) -> Option<String> {
+    unpacked(
+        name,
+        &[".tbz2", ".tbz", ".txz", ".tlz"],
+        &[".bz2", ".bz", ".xz", ".lzma"],
+    )
+}
+
+/// `name` (as Windows saves it) with the first of `tar_suffixes` it ends in read as
+/// `.tar`, or else the first of `suffixes` dropped (any case); `None` without one, or
+/// when nothing would be left.
+fn unpacked(name: &str, tar_suffixes: &[&str], suffixes: &[&str]) -> Option<String> {
     let cleaned = saved_name(name);
     let lower = cleaned.to_lowercase();
     let stem = |suffix: &str| {
         let cut = cleaned.len().checked_sub(suffix.len())?;
         cleaned.get(..cut).filter(|s| !s.is_empty())
     };
-    if let Some(suffix) = [".tbz2", ".tbz", ".txz", ".tlz"]
-        .into_iter()
-        .find(|s| lower.ends_with(s))
-    {
+    if let Some(suffix) = tar_suffixes.iter().find(|s| lower.ends_with(*s)) {
         return stem(suffix).map(|s| format!("{s}.tar"));
     }
-    [".bz2", ".bz", ".xz", ".lzma"]
-        .into_iter()
-        .find(|s| lower.ends_with(s))
-        .and_then(stem)
+    suffixes
+        .iter()
+        .find(|s| lower.ends_with(*s))
+        .and_then(|s| stem(s))
         .map(str::to_string)
 }
 
