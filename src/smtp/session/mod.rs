@@ -237,13 +237,14 @@ impl Session {
     async fn evaluate(&mut self, stage: Stage) -> Decision {
         let decision = self.policy.clone().evaluate(stage, &mut self.ctx).await;
         if let Decision::Reject(reply) | Decision::Tempfail(reply) = &decision {
-            self.log_refusal(stage, reply);
+            self.log_refusal(stage, self.ctx.rcpt.as_ref(), reply);
         }
         decision
     }
 
-    /// What an operator greps for when a sender asks why its mail bounced.
-    fn log_refusal(&self, stage: Stage, reply: &Reply) {
+    /// What an operator greps for when a sender asks why its mail bounced; `rcpt` is the
+    /// recipient refused, if any.
+    fn log_refusal(&self, stage: Stage, rcpt: Option<&crate::mail::Address>, reply: &Reply) {
         let rules: Vec<&str> = self.ctx.symbols.iter().map(|s| s.name.as_str()).collect();
         tracing::info!(
             client = %self.peer.ip(),
@@ -251,7 +252,7 @@ impl Session {
             stage = stage.as_str(),
             // Peer text as strings, which the log writes escaped (see `log_message`).
             from = self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default().as_str(),
-            rcpt = self.ctx.rcpt.as_ref().map(|a| a.to_path()).unwrap_or_default().as_str(),
+            rcpt = rcpt.map(|a| a.to_path()).unwrap_or_default().as_str(),
             reply = reply.to_string().as_str(),
             rules = %rules.join(","),
             "refused"
