@@ -662,3 +662,102 @@ fn mail_is_refused_when_the_spool_lacks_room() {
         .expect(552, "5.3.4");
     c.quit();
 }
+
+/// A gateway where one transfer may hold 256 KiB of message memory for a second.
+fn short_memory_hold(internal: &InternalServer) -> GatewayConfig {
+    GatewayConfig::new(internal)
+        .limit("message_memory_bytes", "262144")
+        .limit("message_memory_total_bytes", "262144")
+        .limit("message_header_bytes", "65536")
+        .limit("message_memory_hold", "\"1s\"")
+        .limit("min_data_rate_bytes_per_second", "0")
+}
+
+/// A message of about 150 KB, lines of 76 characters.
+fn big_body_message(id: &str) -> Vec<u8> {
+    let line = "z".repeat(76);
+    let body = vec![line.as_str(); 2000].join("\n");
+    message(id, "held", &body)
+}
+
+/// Whether `gw`'s message memory in use falls to one write buffer (64 KiB) or less
+/// within a few seconds.
+fn memory_falls_to_one_buffer(gw: &Gateway) -> bool {
+    let admin = admin_port(gw);
+    wait_until(Duration::from_secs(8), || {
+        scrape(admin).value("mxguard_message_memory_bytes", &[]) <= 65536.0
+    })
+}
+
+/// Regression (left alone last stop): a sender that stopped mid-DATA kept its whole
+/// share of the message memory until it sent again or the minimum rate closed it, since
+/// `message_memory_hold` was checked only when bytes came. The message now goes to disk
+/// at the hold deadline while the sender is silent, and arrives whole when it goes on.
+#[test]
+fn a_sender_stopped_mid_data_gives_back_its_memory() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(short_memory_hold(&internal));
+    let admin = admin_port(&gw);
+    let msg = big_body_message("stalled-data@test");
+    let (head, tail) = msg.split_at(msg.len() - 500);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(head);
+    assert!(
+        wait_until(Duration::from_secs(5), || scrape(admin)
+            .value("mxguard_message_memory_bytes", &[])
+            > 65536.0),
+        "the transfer never held more than one buffer; the test proves nothing"
+    );
+    assert!(
+        memory_falls_to_one_buffer(&gw),
+        "a silent sender kept its message memory"
+    );
+    c.send(tail);
+    c.send(b".\r\n");
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    let received = internal.expect_message_id("stalled-data@test");
+    assert!(
+        received.text().trim_end().ends_with(&"z".repeat(76)),
+        "the message lost its end"
+    );
+}
+
+/// The same between BDAT chunks: a client that sent a big first chunk and then nothing
+/// held its memory until the command timeout.
+#[test]
+fn a_sender_stopped_between_bdat_chunks_gives_back_its_memory() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(short_memory_hold(&internal));
+    let admin = admin_port(&gw);
+    let msg = big_body_message("stalled-bdat@test");
+    let (head, tail) = msg.split_at(msg.len() - 500);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let mut first = format!("BDAT {}\r\n", head.len()).into_bytes();
+    first.extend_from_slice(head);
+    c.send(&first);
+    c.read_reply().expect(250, "2.0.0");
+    assert!(
+        scrape(admin).value("mxguard_message_memory_bytes", &[]) > 65536.0,
+        "the transfer never held more than one buffer; the test proves nothing"
+    );
+    assert!(
+        memory_falls_to_one_buffer(&gw),
+        "a client silent between chunks kept its message memory"
+    );
+    let mut last = format!("BDAT {} LAST\r\n", tail.len()).into_bytes();
+    last.extend_from_slice(tail);
+    c.send(&last);
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    let received = internal.expect_message_id("stalled-bdat@test");
+    assert!(
+        received.text().trim_end().ends_with(&"z".repeat(76)),
+        "the message lost its end"
+    );
+}

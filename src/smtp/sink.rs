@@ -108,13 +108,7 @@ impl MessageSink {
         if !matches!(self.state, State::Receiving) {
             return;
         }
-        // A slow transfer gives back what it holds past one buffer: senders trickling
-        // 256 bytes a second after half a megabyte each held the whole budget, and every
-        // other transfer waited for it (451 after command_timeout).
-        let slow = self.started.elapsed() >= self.limits.memory_hold;
-        if slow && self.spill.is_none() && self.reservation.bytes() > CHUNK {
-            self.spill(spool).await;
-        }
+        self.release_if_held(spool).await;
         let need = self.buf.len() + 2 * incoming.min(FEED_MAX) + 2;
         if need <= self.buf.capacity() && need <= self.reservation.bytes() {
             return;
@@ -135,6 +129,28 @@ impl MessageSink {
             self.flush().await;
         }
         // The buffer is empty now and holds CHUNK, enough for FEED_MAX input bytes.
+    }
+
+    /// When this message must give back what it holds past one buffer, if it holds more
+    /// and is still in memory: `memory_hold` after the transfer began.
+    pub fn hold_deadline(&self) -> Option<Instant> {
+        let holds_more = matches!(self.state, State::Receiving)
+            && self.spill.is_none()
+            && self.reservation.bytes() > CHUNK;
+        holds_more.then(|| self.started + self.limits.memory_hold)
+    }
+
+    /// Moves the message to disk once it has held its memory past `memory_hold`: senders
+    /// trickling 256 bytes a second after half a megabyte each held the whole budget, and
+    /// every other transfer waited for it (451 after command_timeout). Called when bytes
+    /// arrive and when the sender has been silent until [`MessageSink::hold_deadline`].
+    pub async fn release_if_held(&mut self, spool: &Spool) {
+        if self
+            .hold_deadline()
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.spill(spool).await;
+        }
     }
 
     /// Takes note of what the decoder appended: looks for the end of the header section

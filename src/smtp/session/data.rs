@@ -76,7 +76,10 @@ impl Session {
             if t.decoder.is_done() {
                 break;
             }
-            if let Err(stopped) = self.read_more(&mut t.rate, t.received).await {
+            if let Err(stopped) = self
+                .read_more(&mut t.rate, t.received, Some(&mut t.sink))
+                .await
+            {
                 return Some(
                     self.transfer_stopped(stopped, &mut t.rate, t.received)
                         .await,
@@ -154,7 +157,8 @@ impl Session {
         let mut remaining = size;
         while remaining > 0 {
             if !self.conn.has_buffered_input() {
-                if let Err(stopped) = self.read_more(&mut rate, received).await {
+                let sink = transfer.as_mut().map(|t| &mut t.sink);
+                if let Err(stopped) = self.read_more(&mut rate, received, sink).await {
                     return Some(self.transfer_stopped(stopped, &mut rate, received).await);
                 }
             }
@@ -307,12 +311,31 @@ impl Session {
     }
 
     /// Reads more of a transfer: stops at the rate or command deadline, at the end of
-    /// the shutdown grace, or when asked to make room while idle.
-    async fn read_more(&mut self, rate: &mut RateGuard, received: usize) -> Result<(), Stopped> {
+    /// the shutdown grace, or on eviction. A sink holding memory past its hold deadline
+    /// moves to disk while the sender is silent, not only when its next bytes come: a
+    /// sender stopped mid-message kept its share of the budget until the rate guard
+    /// closed it.
+    async fn read_more(
+        &mut self,
+        rate: &mut RateGuard,
+        received: usize,
+        sink: Option<&mut MessageSink>,
+    ) -> Result<(), Stopped> {
         let deadline = rate.deadline(received, self.command_deadline());
-        let read = self.conn.fill(deadline);
+        let hold = sink
+            .as_ref()
+            .and_then(|s| s.hold_deadline())
+            .map(Instant::from_std)
+            .filter(|hold| *hold < deadline);
+        let read = self.conn.fill(hold.unwrap_or(deadline));
         match wait_client(&self.handle, &self.server, false, read).await {
             Wait::Ready(Ok(_)) => Ok(()),
+            Wait::Ready(Err(ReadError::Timeout)) if hold.is_some() => {
+                if let Some(sink) = sink {
+                    sink.release_if_held(&self.server.spool).await;
+                }
+                Ok(())
+            }
             Wait::Ready(Err(e)) => Err(Stopped::Read(e)),
             Wait::Shutdown => Err(Stopped::Shutdown),
             Wait::Evicted => Err(Stopped::Evicted),
@@ -343,12 +366,37 @@ impl Session {
     /// transfer is open, in time to keep its minimum rate. Between chunks the transfer
     /// holds its message memory (and spill file), so a client that sent one chunk and
     /// then only NOOPs must not keep them for the whole session.
+    /// Its memory past one buffer is given back before, at the hold deadline
+    /// ([`Self::release_held_transfer_memory`]).
     pub(super) fn next_command_deadline(&mut self) -> Instant {
         let other = self.command_deadline();
         match self.bdat.as_mut() {
-            Some(t) => t.rate.deadline(t.received, other),
+            Some(t) => {
+                let rate = t.rate.deadline(t.received, other);
+                match t.sink.hold_deadline().map(Instant::from_std) {
+                    Some(hold) => hold.min(rate),
+                    None => rate,
+                }
+            }
             None => other,
         }
+    }
+
+    /// Moves an open BDAT transfer to disk if it has held memory past its hold deadline
+    /// while its client sent no next chunk: whether it did (the wait for the command goes
+    /// on).
+    pub(super) async fn release_held_transfer_memory(&mut self) -> bool {
+        let Some(t) = self.bdat.as_mut() else {
+            return false;
+        };
+        let due = t
+            .sink
+            .hold_deadline()
+            .is_some_and(|hold| std::time::Instant::now() >= hold);
+        if due {
+            t.sink.release_if_held(&self.server.spool).await;
+        }
+        due
     }
 
     /// A command line could not be read: a BDAT transfer paused past its minimum rate

@@ -386,7 +386,13 @@ impl Session {
                         None => continue,
                     }
                 }
-                Err(e) => return self.command_not_read(e).await,
+                Err(e) => {
+                    let timeout = matches!(e, ReadError::Timeout);
+                    if timeout && self.release_held_transfer_memory().await {
+                        continue;
+                    }
+                    return self.command_not_read(e).await;
+                }
             };
             let sent_ahead = self.conn.has_buffered_input();
             let before = self.milestones();
