@@ -61,6 +61,48 @@ pub struct Clamd {
     /// The warning that clamd's `StreamMaxLength` is below `max_stream_bytes`, at most
     /// once an hour.
     size_warning: std::sync::Arc<crate::metrics::LogEvery>,
+    /// The smallest stream clamd refused for its `StreamMaxLength` lately, so that later
+    /// big streams start below it instead of being sent whole first (about twice the
+    /// bytes for every big message).
+    refused: std::sync::Arc<RefusedSize>,
+}
+
+/// How long a size clamd refused is remembered: clamd may be reconfigured meanwhile.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
+
+/// The smallest stream size clamd refused, and when.
+#[derive(Debug, Default)]
+struct RefusedSize(std::sync::Mutex<Option<(usize, std::time::Instant)>>);
+
+impl RefusedSize {
+    /// Where to cut a stream of `len` bytes first, given `max` (`max_stream_bytes`): at
+    /// half the size refused within the hour when the stream is at least that long.
+    fn first_cut(&self, len: usize, max: usize) -> usize {
+        let cut = len.min(max);
+        let refused = match self.0.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        match refused {
+            Some((size, at)) if at.elapsed() < REFUSAL_MEMORY && cut >= size => {
+                (size / 2).max(MIN_STREAM_BYTES)
+            }
+            _ => cut,
+        }
+    }
+
+    fn note(&self, size: usize) {
+        let mut guard = match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let fresh = guard.is_some_and(|(_, at)| at.elapsed() < REFUSAL_MEMORY);
+        let smallest = match *guard {
+            Some((known, _)) if fresh => known.min(size),
+            _ => size,
+        };
+        *guard = Some((smallest, std::time::Instant::now()));
+    }
 }
 
 /// Fewest bytes a stream is cut to when clamd refuses it for size.
@@ -81,6 +123,7 @@ impl Clamd {
             size_warning: std::sync::Arc::new(crate::metrics::LogEvery::new(Duration::from_secs(
                 3600,
             ))),
+            refused: std::sync::Arc::default(),
         }
     }
 
@@ -99,12 +142,13 @@ impl Clamd {
     /// the timeout. A stream clamd refuses for its `StreamMaxLength` (set below
     /// `max_stream_bytes`) is scanned again cut to half, down to 64 KiB, and the scan marked
     /// truncated: a configuration mismatch must not make every big message unscannable
-    /// (review: with `on_failure = "open"` EICAR in a 2 MB attachment went through).
+    /// (review: with `on_failure = "open"` EICAR in a 2 MB attachment went through). The
+    /// size refused is remembered for an hour, so later streams start cut.
     pub async fn scan_all(&self, streams: &[&[u8]]) -> Result<ScanReport, ClamdError> {
         let work = async {
             let mut truncated = false;
             for data in streams {
-                let mut cut = data.len().min(self.max_stream_bytes);
+                let mut cut = self.refused.first_cut(data.len(), self.max_stream_bytes);
                 let verdict = loop {
                     let slice = data.get(..cut).unwrap_or(data);
                     match self.scan_one(slice).await {
@@ -112,6 +156,7 @@ impl Clamd {
                             if self.size_warning.due() {
                                 tracing::error!(refused_bytes = cut, "clamd refused a stream for its StreamMaxLength: set antivirus.max_stream_bytes to it or lower (streams are cut further meanwhile)");
                             }
+                            self.refused.note(cut);
                             cut = (cut / 2).max(MIN_STREAM_BYTES);
                         }
                         other => break other?,

@@ -312,3 +312,36 @@ async fn a_stream_refused_for_size_is_scanned_again_cut() {
     );
     assert!(report.truncated);
 }
+
+/// Regression (left alone last stop): every big stream was first sent whole, refused, and
+/// sent again cut, about twice the bytes per message while clamd's `StreamMaxLength` was
+/// below `max_stream_bytes`. The size refused is remembered: the next big stream starts
+/// below it, and a stream shorter than it is still sent whole.
+#[tokio::test]
+async fn a_size_clamd_refused_is_remembered() {
+    let fake = FakeClamd::tcp(Mode::Answer(Arc::new(|data: &[u8]| {
+        if data.len() > 1 << 20 {
+            b"INSTREAM size limit exceeded. ERROR\0".to_vec()
+        } else {
+            b"stream: OK\0".to_vec()
+        }
+    })))
+    .await;
+    let client = fake.client(8 << 20);
+    let big = vec![b'x'; 3 << 20];
+    assert!(client.scan(&big).await.unwrap().truncated);
+    let first = fake.log.lock().unwrap().len();
+    assert_eq!(first, 3, "3 MiB refused, 1.5 MiB refused, 768 KiB scanned");
+    assert!(client.scan(&big).await.unwrap().truncated);
+    let sizes: Vec<usize> = fake.log.lock().unwrap()[first..]
+        .iter()
+        .map(|seen| seen.data.len())
+        .collect();
+    assert_eq!(
+        sizes,
+        [768 << 10],
+        "the second big stream started below the refusal"
+    );
+    let under = vec![b'x'; 1 << 20];
+    assert!(!client.scan(&under).await.unwrap().truncated);
+}
