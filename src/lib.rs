@@ -319,13 +319,6 @@ impl Gateway {
         reloaded
     }
 
-    /// What a reload reads besides the configuration file, as the configuration in force
-    /// names it: a reload that adds a recipient list or a shadow policy adds it to the
-    /// file watch.
-    pub fn reload_inputs(&self) -> config::watch::ReloadInputs {
-        self.policy().config().reload_inputs()
-    }
-
     fn try_reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
         let metrics = &self.metrics;
         Config::load(config_path)

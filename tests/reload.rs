@@ -553,6 +553,35 @@ fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
     newcomer_is_taken(&gw);
 }
 
+/// Regression (left alone last stop): a reload that failed, here because the new
+/// recipient list was named before it was written, kept watching the files of the last
+/// configuration that loaded, so writing the list afterwards changed nothing until a
+/// SIGHUP. The files a configuration names are watched even when it does not load.
+#[test]
+fn a_file_named_before_it_exists_reloads_when_it_is_written() {
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal);
+    cfg.recipient_lists
+        .insert("example.test".into(), vec!["user".into()]);
+    let gw = Gateway::start(cfg);
+    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
+        .expect("no `policy loaded` line in the log");
+    let later = gw.dir.join("later-lists");
+    fs::create_dir(&later).unwrap();
+    let config = fs::read_to_string(gw.config_path()).unwrap();
+    assert!(config.contains("\"lists/example.test\""), "{config}");
+    let failed = gw.log_count("reload failed");
+    write_atomically(
+        &gw.config_path(),
+        &config.replace("\"lists/example.test\"", "\"later-lists/example.test\""),
+    );
+    gw.wait_log_line(RELOAD_WAIT, "reload failed", failed)
+        .unwrap_or_else(|| panic!("the reload did not fail:\n{}", gw.logs()));
+    assert_eq!(rcpt_code(&gw, "newcomer@example.test"), 550);
+    write_atomically(&later.join("example.test"), "user\nnewcomer\n");
+    newcomer_is_taken(&gw);
+}
+
 /// Review: a `policy.actions` key that names nothing (a typo, the wrong case) never
 /// applies; the gateway says so when it starts, and not for the check symbols it adds.
 #[test]

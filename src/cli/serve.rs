@@ -122,7 +122,8 @@ async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone())?;
     let (gateway_tx, gateway_rx) = tokio::sync::oneshot::channel();
-    spawn_reload_handler(config_path.to_owned(), config.reload_inputs(), gateway_rx)?;
+    let inputs = mxguard::config::Config::named_inputs(config_path)?;
+    spawn_reload_handler(config_path.to_owned(), inputs, gateway_rx)?;
     mxguard::serve(config, listeners, shutdown, |gw| {
         let _ = gateway_tx.send(gw);
     })
@@ -182,9 +183,8 @@ fn spawn_reload_handler(
             // the files: an edit made from here on is seen (review: a rules directory
             // replaced whole was never watched again, and the rebuild's extra reload
             // counted one change as two).
-            let named = mxguard::config::Config::load(&path)
-                .map(|config| config.reload_inputs())
-                .unwrap_or_else(|_| inputs.clone());
+            let named =
+                mxguard::config::Config::named_inputs(&path).unwrap_or_else(|_| inputs.clone());
             match watch(&path, &named) {
                 Ok((next, next_changes)) => {
                     if named != inputs {

@@ -205,29 +205,37 @@ fn admin_shares_an_smtp_address(
 }
 
 impl Config {
-    /// What a reload reads besides the configuration file: a change to any of it is a
-    /// change of the policy in force, so it is watched too. The shadow policy's rules
-    /// directory is known when its file reads (one that does not fails the reload, and is
-    /// watched as a file).
-    pub fn reload_inputs(&self) -> watch::ReloadInputs {
-        let mut files = self.relay.recipients.list_files.clone();
-        files.extend(self.policy.shadow.clone());
-        files.extend(self.tier.as_ref().map(|t| t.secret_file.clone()));
-        if let Some(tls) = &self.server.tls {
-            files.push(tls.certificate.clone());
-            files.push(tls.key.clone());
-        }
-        let shadow_rules_dir = self
+    /// What a reload of the configuration at `path` reads besides the file itself (a
+    /// change to any of it is a change of the policy in force, so it is watched too),
+    /// from its keys alone, not validated: a reload that fails because a file it names is
+    /// missing must still watch that file, so that creating it reloads (left alone in an
+    /// earlier stop: the watch kept the files of the last configuration that loaded).
+    pub fn named_inputs(path: &Path) -> Result<watch::ReloadInputs, ConfigError> {
+        let raw = Config::read_keys(path)?;
+        let mut files: Vec<PathBuf> = raw.relay.named_files().cloned().collect();
+        files.extend(raw.policy.named_shadow().cloned());
+        files.extend(raw.tier.iter().flat_map(|t| t.named_files()).cloned());
+        files.extend(raw.server.named_files().cloned());
+        let shadow_rules_dir = raw
             .policy
-            .shadow
-            .as_deref()
-            .and_then(|path| Config::load(path).ok())
-            .and_then(|shadow| shadow.policy.rules_dir);
-        watch::ReloadInputs {
-            rules_dir: self.policy.rules_dir.clone(),
+            .named_shadow()
+            .and_then(|shadow| Config::read_keys(shadow).ok())
+            .and_then(|shadow| shadow.policy.named_rules_dir().cloned());
+        Ok(watch::ReloadInputs {
+            rules_dir: raw.policy.named_rules_dir().cloned(),
             shadow_rules_dir,
             files,
-        }
+        })
+    }
+
+    /// The keys of the configuration file at `path`, those of the wrong type left out.
+    fn read_keys(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (raw, _, _) = read_every_key(path, &text)?;
+        Ok(raw)
     }
 
     /// Reads, parses and validates a configuration file.

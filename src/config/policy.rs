@@ -198,6 +198,16 @@ struct RawThresholds {
 const DNS_CHECKS: [&str; 4] = ["dnsbl", "fcrdns", "helo", "sender_domain"];
 
 impl RawPolicy {
+    /// The rules directory it names, whether or not it reads.
+    pub(super) fn named_rules_dir(&self) -> Option<&PathBuf> {
+        self.rules_dir.as_ref()
+    }
+
+    /// The shadow policy's file it names, whether or not it reads.
+    pub(super) fn named_shadow(&self) -> Option<&PathBuf> {
+        self.shadow.as_ref()
+    }
+
     pub(super) fn validate(self, relayed: &[String], problems: &mut Problems) -> PolicyConfig {
         let thresholds = Thresholds {
             tag: self.tag,

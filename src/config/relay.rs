@@ -166,6 +166,11 @@ impl Default for RawRecipients {
 }
 
 impl RawRelay {
+    /// The recipient lists it names, whether or not they read.
+    pub(super) fn named_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.recipients.lists.values()
+    }
+
     /// Validates the section; `hostname` is the default EHLO name.
     pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> RelayConfig {
         let mut domains = Vec::new();

@@ -233,6 +233,11 @@ struct RawTls {
 const MAX_BANNER_BYTES: usize = 200;
 
 impl RawServer {
+    /// The certificate and key it names, whether or not they read.
+    pub(super) fn named_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.tls.iter().flat_map(|t| [&t.certificate, &t.key])
+    }
+
     pub(super) fn validate(self, problems: &mut Problems) -> ServerConfig {
         if self.listen.is_empty() {
             problems.bad("server.listen", "at least one address is required");

@@ -215,6 +215,11 @@ struct RawPeer {
 }
 
 impl RawTier {
+    /// The secret file it names, whether or not it reads.
+    pub(super) fn named_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.secret_file.iter()
+    }
+
     /// Validates the section; `hostname` is the default member name.
     pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> Option<TierConfig> {
         let name = self.name.unwrap_or_else(|| hostname.to_owned());
