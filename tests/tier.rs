@@ -347,6 +347,22 @@ fn a_peers_valid_stamp_is_not_judged_again_but_an_invalid_one_is() {
         .wait_log_line(Duration::from_secs(5), "TIER_STAMP_VERIFIED", 0)
         .is_some());
 
+    // Regression (carried from review): a stamp made under another policy (a peer not
+    // reloaded, or one with its rules switched off) was trusted; its `f=` was never read.
+    let other_policy = Stamp::new("bk1", now, "accept", 0.0, "ffffffffffffffff")
+        .header(KEY, &message("peer-other-policy@t", "from a peer", GTUBE));
+    let mut stale = other_policy.into_bytes();
+    stale.extend_from_slice(&message("peer-other-policy@t", "from a peer", GTUBE));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.send_mail("s@sender.test", &["u@example.test"], &stale)
+        .expect(550, "5.7.1");
+    c.quit();
+    assert!(
+        gw.logs().contains("made under another policy"),
+        "{}",
+        gw.logs()
+    );
+
     let other_key =
         Stamp::new("bk1", now, "accept", 0.0, &ours).header(b"not the tier key", &gtube);
     let mut forged = other_key.into_bytes();

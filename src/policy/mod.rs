@@ -613,8 +613,9 @@ impl Policy {
         ids
     }
 
-    /// A message from a tier peer that carries a valid, fresh stamp of the tier was judged
-    /// already: it keeps that verdict (and its headers) and is not filtered twice.
+    /// A message from a tier peer that carries a valid, fresh stamp of the tier, made
+    /// under the policy in force here, was judged already: it keeps that verdict (and its
+    /// headers) and is not filtered twice.
     fn trust_peer_stamp(&self, ctx: &mut Context) -> bool {
         let (Some(peer), Some(tier)) = (&ctx.client.tier_peer, &self.config.tier) else {
             return false;
@@ -635,6 +636,14 @@ impl Policy {
         match verified {
             Ok(stamp) if crate::policy::Verdict::of_peer_stamp(&stamp.verdict).is_none() => {
                 tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, "tier peer's stamp carries a verdict no member stamps: filtered");
+                false
+            }
+            // A verdict under another policy (a member not yet reloaded, one whose rules
+            // were switched off) is not the tier's verdict: the message is judged here,
+            // as with a broken stamp (carried from an earlier review: `f=` was read and
+            // never compared).
+            Ok(stamp) if !stamp.made_under(&self.fingerprint) => {
+                tracing::info!(peer = %peer, gateway = %stamp.gateway, stamp_fingerprint = %stamp.fingerprint, "tier peer's stamp was made under another policy: filtered");
                 false
             }
             Ok(stamp) => {

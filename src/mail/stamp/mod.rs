@@ -111,6 +111,13 @@ impl Stamp {
         }
     }
 
+    /// Whether the stamp was made under the policy whose fingerprint is `fingerprint`
+    /// (the stamp holds its first 16 characters).
+    pub fn made_under(&self, fingerprint: &str) -> bool {
+        let prefix: String = fingerprint.chars().take(FINGERPRINT_PREFIX).collect();
+        !prefix.is_empty() && prefix.eq_ignore_ascii_case(&self.fingerprint)
+    }
+
     fn fields(&self, form: Form) -> String {
         format!(
             "v={}; g={}; t={}; r={}; s={}; f={}",
