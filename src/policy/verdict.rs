@@ -257,7 +257,7 @@ mod tests {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let stamp = crate::tier::Stamp::new("gw2", now, verdict, 9.0, "aa");
+            let stamp = crate::tier::Stamp::new("gw2", now, verdict, 9.0, policy.fingerprint());
             let mut stamped = stamp.header(&key, message).into_bytes();
             stamped.extend_from_slice(message);
             let mut ctx = Context::new(ClientInfo::new([198, 51, 100, 1].into()));
