@@ -532,6 +532,11 @@ impl Policy {
             (std::mem::take(&mut ctx.client.helo_symbols), symbols)
         });
         let before = ctx.symbols.len();
+        // The rules check puts the symbols in order of name, so the shadow gets what the
+        // earlier stages found from a copy, not from a count (review: an identical shadow
+        // disagreed, judging the first symbols by name instead).
+        let before_data =
+            (stage == Stage::Data && self.shadow.is_some()).then(|| ctx.symbols.clone());
         let decision = self.run_checks(stage, ctx).await;
         if matches!(decision, Decision::Reject(_) | Decision::Tempfail(_)) {
             match (stage, before_helo) {
@@ -547,8 +552,9 @@ impl Policy {
                 _ => {}
             }
         }
-        if let (Stage::Data, Some(shadow)) = (stage, &self.shadow) {
-            self.judge_in_shadow(shadow, ctx, before, &decision).await;
+        if let (Some(shadow), Some(before_data)) = (&self.shadow, before_data) {
+            self.judge_in_shadow(shadow, ctx, before_data, &decision)
+                .await;
         }
         // Connection-level facts outlive the transaction they were found in.
         let found = ctx.symbols.get(before..).unwrap_or_default().to_vec();

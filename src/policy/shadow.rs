@@ -3,7 +3,7 @@
 //! it is switched on. Disagreements are counted, logged, and the last ones kept in a
 //! [`ShadowLog`] that outlives reloads (the tier console lists them).
 
-use super::{Context, Decision, Policy, Stage, Verdict};
+use super::{Context, Decision, Policy, Stage, SymbolHit, Verdict};
 use futures::FutureExt;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -64,13 +64,13 @@ impl ShadowLog {
 
 impl Policy {
     /// Judges the message of `ctx` again with the shadow policy (its end-of-data checks on
-    /// the symbols the earlier stages found, `symbols_before` of them) and records a
-    /// different verdict. The live context is not touched.
+    /// the symbols the earlier stages found, `before_data`) and records a different
+    /// verdict. The live context is not touched.
     pub(super) async fn judge_in_shadow(
         &self,
         shadow: &Policy,
         ctx: &Context,
-        symbols_before: usize,
+        before_data: Vec<SymbolHit>,
         live: &Decision,
     ) {
         // A live tempfail (greylisting, a rate limit, a DNS or state failure) stopped the
@@ -83,15 +83,14 @@ impl Policy {
         // What the live state checks found at this stage the shadow cannot find again (it
         // keeps no state): without them every greylisting pass or rate-limit hit read as
         // the candidate disagreeing.
+        let earlier: BTreeSet<&str> = before_data.iter().map(|s| s.name.as_str()).collect();
         let found_by_state: Vec<_> = ctx
             .symbols
-            .get(symbols_before..)
-            .unwrap_or_default()
             .iter()
-            .filter(|s| self.is_state_symbol(&s.name))
+            .filter(|s| !earlier.contains(s.name.as_str()) && self.is_state_symbol(&s.name))
             .cloned()
             .collect();
-        sctx.symbols.truncate(symbols_before);
+        sctx.symbols = before_data;
         sctx.symbols.extend(found_by_state);
         // A check or rule set that panics in the shadow must not cost the live verdict (the
         // session's own guard would answer 451 for a policy that never acts).
@@ -213,5 +212,79 @@ mod tests {
             .with_label_values(&["accept", "panic"])
             .get();
         assert_eq!(counted, 1);
+    }
+
+    /// A live policy with `live_rules` and a shadow with `shadow_rules` (rules files), with
+    /// the disagreement counter.
+    fn live_and_shadow(
+        live_rules: &str,
+        shadow_rules: &str,
+    ) -> (Policy, crate::metrics::Metrics, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let build = |name: &str, rules: &str| {
+            let rules_dir = dir.path().join(name);
+            std::fs::create_dir(&rules_dir).unwrap();
+            std::fs::write(rules_dir.join("local.cf"), rules).unwrap();
+            let text = format!(
+                "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+                 [policy]\nrules_dir = \"{}\"\n",
+                rules_dir.display()
+            );
+            let config = Arc::new(Config::from_toml(Path::new("t.toml"), &text).unwrap());
+            Policy::build(config, &Services::default()).unwrap()
+        };
+        let metrics = crate::metrics::Metrics::new();
+        let mut live = build("live", live_rules);
+        live.shadow_disagreements = Some(metrics.shadow_disagreements_total.clone());
+        live.shadow = Some(Arc::new(build("shadow", shadow_rules)));
+        (live, metrics, dir)
+    }
+
+    /// The disagreements counted after judging a message with `Subject: hello` from a
+    /// client whose connection earned `RDNS_NONE`.
+    async fn disagreements_over_a_connect_symbol(
+        live: &Policy,
+        metrics: &crate::metrics::Metrics,
+    ) -> u64 {
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.hit("RDNS_NONE", 0.0);
+        ctx.message = b"Subject: hello\r\n\r\nhello\r\n".to_vec().into();
+        let _ = live.evaluate(Stage::Data, &mut ctx).await;
+        ["accept", "tag", "quarantine", "reject"]
+            .iter()
+            .flat_map(|a| ["accept", "tag", "quarantine", "reject"].map(|b| (*a, b)))
+            .map(|(a, b)| {
+                metrics
+                    .shadow_disagreements_total
+                    .with_label_values(&[a, b])
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Regression (review): the shadow took the first N live symbols as those of the
+    /// earlier stages, but the rules check sorts them by name: an identical shadow lost
+    /// `RDNS_NONE` (found at connect, sorting after the data rule) and disagreed.
+    #[tokio::test]
+    async fn an_identical_shadow_keeps_the_earlier_stages_symbols() {
+        let rules = "header AAA_HELLO Subject =~ /hello/\nscore AAA_HELLO 1\nscore RDNS_NONE 6\n";
+        let (live, metrics, _dir) = live_and_shadow(rules, rules);
+        assert_eq!(
+            disagreements_over_a_connect_symbol(&live, &metrics).await,
+            0
+        );
+    }
+
+    /// The same mistake hid a rule the candidate drops: the live hit carried over into the
+    /// shadow with the live score.
+    #[tokio::test]
+    async fn a_rule_the_shadow_drops_counts_as_a_disagreement() {
+        let live_rules =
+            "header AAA_HELLO Subject =~ /hello/\nscore AAA_HELLO 6\nscore RDNS_NONE 0.5\n";
+        let (live, metrics, _dir) = live_and_shadow(live_rules, "score RDNS_NONE 0.5\n");
+        assert_eq!(
+            disagreements_over_a_connect_symbol(&live, &metrics).await,
+            1
+        );
     }
 }
