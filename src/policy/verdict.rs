@@ -143,46 +143,68 @@ impl Policy {
     }
 }
 
-/// The verdict the rules and the score give a message (a rule's configured action first,
-/// the harshest one; else the thresholds of its recipients' domains), with the reply for a
-/// refusal: what [`Policy::conclude`] decides once no check decided, and what a check that
-/// must know whether the message will be refused anyway asks (data-stage greylisting).
+/// The verdict the rules and the score give a message, with the reply for a refusal:
+/// what [`Policy::conclude`] decides once no check decided, and what a check that must
+/// know whether the message will be refused anyway asks (data-stage greylisting). A rule
+/// with a configured action decides over tag and accept (the harshest action wins), but
+/// never softens what the score earns: reject > tempfail > quarantine > discard (review:
+/// a `quarantine`, `discard` or `tempfail` rule hit by GTUBE turned its 550 into a 250 or
+/// endless retries).
 pub(crate) fn judged(policy: &PolicyConfig, ctx: &Context) -> (Verdict, Option<Reply>) {
-    let score = ctx.score();
-    // A rule with a configured action decides whatever the score; the harshest wins.
+    let by_score = judged_by_score(policy, ctx);
     let actions = &policy.actions;
     let demanded = ctx
         .symbols
         .iter()
         .filter_map(|s| actions.get(&s.name).map(|a| (*a, s.name.as_str())))
-        .max_by_key(|(a, _)| match a {
-            RuleAction::Reject => 3,
-            RuleAction::Tempfail => 2,
-            RuleAction::Quarantine => 1,
-            RuleAction::Discard => 0,
-        });
-    if let Some((action, rule)) = demanded {
-        return match action {
-            RuleAction::Reject => (
-                Verdict::Reject,
-                Some(Reply::new(
-                    550,
-                    "5.7.1",
-                    format!("Message rejected by policy ({rule})"),
-                )),
-            ),
-            RuleAction::Tempfail => (
-                Verdict::Tempfail,
-                Some(Reply::new(
-                    451,
-                    "4.7.1",
-                    format!("Message deferred by policy ({rule}), try again later"),
-                )),
-            ),
-            RuleAction::Quarantine => (Verdict::Quarantine, None),
-            RuleAction::Discard => (Verdict::Discard, None),
-        };
+        .max_by_key(|(a, _)| action_rank(*a));
+    let Some((action, rule)) = demanded else {
+        return by_score;
+    };
+    let score_rank = match by_score.0 {
+        Verdict::Reject => action_rank(RuleAction::Reject),
+        Verdict::Quarantine => action_rank(RuleAction::Quarantine),
+        _ => 0,
+    };
+    if score_rank > action_rank(action) {
+        return by_score;
     }
+    match action {
+        RuleAction::Reject => (
+            Verdict::Reject,
+            Some(Reply::new(
+                550,
+                "5.7.1",
+                format!("Message rejected by policy ({rule})"),
+            )),
+        ),
+        RuleAction::Tempfail => (
+            Verdict::Tempfail,
+            Some(Reply::new(
+                451,
+                "4.7.1",
+                format!("Message deferred by policy ({rule}), try again later"),
+            )),
+        ),
+        RuleAction::Quarantine => (Verdict::Quarantine, None),
+        RuleAction::Discard => (Verdict::Discard, None),
+    }
+}
+
+/// How harsh a rule's action is; the harsher decides (discard, the mildest, still outranks
+/// tag and accept).
+fn action_rank(action: RuleAction) -> u8 {
+    match action {
+        RuleAction::Reject => 4,
+        RuleAction::Tempfail => 3,
+        RuleAction::Quarantine => 2,
+        RuleAction::Discard => 1,
+    }
+}
+
+/// The verdict of the score alone, at the thresholds of the recipients' domains.
+fn judged_by_score(policy: &PolicyConfig, ctx: &Context) -> (Verdict, Option<Reply>) {
+    let score = ctx.score();
     let t = policy.thresholds_for(ctx.recipients.iter().map(|r| r.domain.as_str()));
     if score >= t.reject {
         let reply = Reply::new(
@@ -223,6 +245,45 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("X-Spam-Rules: none\r\n"), "{h}");
+    }
+
+    /// Regression (review): a rule with a milder action decided whatever the score, so
+    /// GTUBE hitting a `quarantine`, `discard` or `tempfail` rule was stored, dropped or
+    /// deferred instead of refused. An action still decides over tag and accept.
+    #[test]
+    fn a_milder_action_never_softens_what_the_score_earns() {
+        let judge = |action: &str, gtube: bool| {
+            let text = format!(
+                "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+                 [policy.actions]\nMILD_RULE = \"{action}\"\n"
+            );
+            let config = Config::from_toml(Path::new("t.toml"), &text).unwrap();
+            let mut ctx = Context::new(ClientInfo::new([192, 0, 2, 1].into()));
+            ctx.hit("MILD_RULE", 0.1);
+            if gtube {
+                ctx.hit("GTUBE", 1000.0);
+            }
+            super::judged(&config.policy, &ctx)
+        };
+        for action in ["quarantine", "discard", "tempfail"] {
+            let (verdict, reply) = judge(action, true);
+            assert_eq!(verdict, Verdict::Reject, "{action}");
+            let reply = reply.map(|r| r.to_string()).unwrap_or_default();
+            assert!(reply.contains("rejected as spam"), "{action}: {reply}");
+        }
+        let (verdict, reply) = judge("reject", true);
+        assert_eq!(verdict, Verdict::Reject);
+        let reply = reply.map(|r| r.to_string()).unwrap_or_default();
+        assert!(reply.contains("(MILD_RULE)"), "{reply}");
+        let expected = [
+            ("quarantine", Verdict::Quarantine),
+            ("discard", Verdict::Discard),
+            ("tempfail", Verdict::Tempfail),
+            ("reject", Verdict::Reject),
+        ];
+        for (action, verdict) in expected {
+            assert_eq!(judge(action, false).0, verdict, "{action} on a low score");
+        }
     }
 
     #[test]
