@@ -271,14 +271,20 @@ fn leet_letter(b: u8) -> Option<char> {
     }
 }
 
-/// Joins letter-spaced words: `v i a g r a` (as separate tokens) and `v-i-a-g-r-a`,
-/// `v.i.a.g.r.a`, `v_i_a_g_r_a` (as one token). Returns the joined words found.
+/// Joins letter-spaced words: `v i a g r a` (as separate chunks) and `v-i-a-g-r-a`,
+/// `v.i.a.g.r.a`, `v_i_a_g_r_a` (as one chunk). Returns the joined words found.
 ///
-/// `tokens` are whitespace-separated, already normalised chunks in order.
-pub fn join_spaced_letters<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+/// `chunks` are the whitespace-separated chunks of `text` (already normalised), in order
+/// and borrowed from it: the blanks between them tell where a spaced word ends. A gap
+/// wider than the one between a run's first two letters ends a word, as a line break or
+/// a tab does (review: `b u y  v i a g r a  n o w` gave one 12-letter word, and a longer
+/// phrase none at all, being longer than any word).
+pub fn join_spaced_letters(text: &str, chunks: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let mut run = String::new();
     let mut run_len = 0usize;
+    // The gap between the run's first two letters: the spacing inside its word.
+    let mut run_gap: Option<usize> = None;
     let flush = |run: &mut String, run_len: &mut usize, found: &mut Vec<String>| {
         if *run_len >= 4 {
             found.push(std::mem::take(run));
@@ -286,15 +292,25 @@ pub fn join_spaced_letters<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec
         run.clear();
         *run_len = 0;
     };
-    for tok in tokens {
+    for (gap, tok) in with_gaps(text, chunks) {
         // Punctuation a sentence puts around a word (`(v i a g r a).`) is no part of it.
         let word = tok.trim_matches(|c: char| !c.is_alphanumeric());
         let mut chars = word.chars();
         match (chars.next(), chars.next()) {
             (Some(c), None) => {
-                // A letter opened by punctuation starts a run, one closed by it ends one.
-                if word.len() != tok.len() && !tok.starts_with(c) {
+                let wider = match run_gap {
+                    Some(inside) => gap > inside,
+                    None => gap == usize::MAX,
+                };
+                // A letter opened by punctuation, or after a wider gap, starts a run;
+                // one closed by punctuation ends one.
+                if wider || (word.len() != tok.len() && !tok.starts_with(c)) {
                     flush(&mut run, &mut run_len, &mut found);
+                }
+                if run_len == 0 {
+                    run_gap = None;
+                } else if run_gap.is_none() {
+                    run_gap = Some(gap);
                 }
                 run.push(c);
                 run_len += 1;
@@ -311,6 +327,33 @@ pub fn join_spaced_letters<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec
     }
     flush(&mut run, &mut run_len, &mut found);
     found
+}
+
+/// Each chunk with the width of the blanks before it: `usize::MAX` for the first, across
+/// a line break or a tab, where text was left out between two chunks, or for a chunk
+/// that is not a slice of `text`.
+fn with_gaps<'a>(text: &str, chunks: &[&'a str]) -> Vec<(usize, &'a str)> {
+    let base = text.as_ptr() as usize;
+    let mut prev_end: Option<usize> = None;
+    chunks
+        .iter()
+        .map(|&chunk| {
+            let start = (chunk.as_ptr() as usize)
+                .checked_sub(base)
+                .filter(|s| s + chunk.len() <= text.len());
+            let gap = match (prev_end, start) {
+                (Some(end), Some(start)) => match text.get(end..start) {
+                    Some(blanks) if blanks.chars().all(|c| c == ' ' || c == '\u{a0}') => {
+                        blanks.chars().count()
+                    }
+                    _ => usize::MAX,
+                },
+                _ => usize::MAX,
+            };
+            prev_end = start.map(|s| s + chunk.len());
+            (gap, chunk)
+        })
+        .collect()
 }
 
 /// `v-i-a-g-r-a` → `viagra`: single letters separated by one repeated punctuation mark.
@@ -478,23 +521,47 @@ mod tests {
         }
     }
 
+    /// [`join_spaced_letters`] over the whitespace-separated chunks of `text`.
+    fn joined(text: &str) -> Vec<String> {
+        let chunks: Vec<&str> = text.split_whitespace().collect();
+        join_spaced_letters(text, &chunks)
+    }
+
     #[test]
     fn joins_letter_spaced_words() {
-        let toks = ["buy", "v", "i", "a", "g", "r", "a", "now"];
-        assert_eq!(join_spaced_letters(toks), vec!["viagra".to_string()]);
+        assert_eq!(joined("buy v i a g r a now"), vec!["viagra".to_string()]);
+        assert_eq!(joined("v-i-a-g-r-a"), vec!["viagra".to_string()]);
+        assert_eq!(joined("f.r.e.e"), vec!["free".to_string()]);
+        assert!(joined("a b").is_empty(), "short runs are normal text");
+        assert!(joined("1.2.3.4").is_empty(), "dotted numbers are not words");
+    }
+
+    /// Regression (review): the blanks between chunks were lost, so the words of a
+    /// letter-spaced phrase ran together: `b u y  v i a g r a  n o w` gave `buyviagranow`,
+    /// and a longer phrase nothing (longer than any word).
+    #[test]
+    fn a_wider_gap_ends_a_letter_spaced_word() {
+        let words = |v: &[&str]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            join_spaced_letters(["v-i-a-g-r-a"]),
-            vec!["viagra".to_string()]
+            joined("b u y  v i a g r a  n o w"),
+            words(&["viagra"]),
+            "three-letter words are left to the plain tokens, as before"
         );
-        assert_eq!(join_spaced_letters(["f.r.e.e"]), vec!["free".to_string()]);
-        assert!(
-            join_spaced_letters(["a", "b"]).is_empty(),
-            "short runs are normal text"
+        assert_eq!(
+            joined("c h e a p   v i a g r a   f o r   y o u   t o d a y"),
+            words(&["cheap", "viagra", "today"])
         );
-        assert!(
-            join_spaced_letters(["1.2.3.4"]).is_empty(),
-            "dotted numbers are not words"
+        assert_eq!(
+            joined("v i a g r a\np i l l s"),
+            words(&["viagra", "pills"])
         );
+        assert_eq!(
+            joined("v  i  a  g  r  a"),
+            words(&["viagra"]),
+            "wide but even"
+        );
+        // Chunks that are not slices of the text are read as apart.
+        assert!(join_spaced_letters("x", &["v", "i", "a", "g"]).is_empty());
     }
 
     /// Regression (review): punctuation touching a letter-spaced word kept it apart:
@@ -502,17 +569,11 @@ mod tests {
     #[test]
     fn letter_spaced_words_are_joined_inside_punctuation() {
         let viagra = vec!["viagra".to_string()];
-        assert_eq!(join_spaced_letters(["v-i-a-g-r-a."]), viagra);
-        assert_eq!(join_spaced_letters(["v-i-a-g-r-a,"]), viagra);
-        assert_eq!(join_spaced_letters(["(v.i.a.g.r.a)"]), viagra);
-        assert_eq!(
-            join_spaced_letters(["buy", "v", "i", "a", "g", "r", "a.", "now"]),
-            viagra
-        );
-        assert_eq!(
-            join_spaced_letters(["x", "y", "(v", "i", "a", "g", "r", "a)", "z"]),
-            viagra
-        );
+        assert_eq!(joined("v-i-a-g-r-a."), viagra);
+        assert_eq!(joined("v-i-a-g-r-a,"), viagra);
+        assert_eq!(joined("(v.i.a.g.r.a)"), viagra);
+        assert_eq!(joined("buy v i a g r a. now"), viagra);
+        assert_eq!(joined("x y (v i a g r a) z"), viagra);
     }
 
     /// Regression (review): accents were folded only in Latin-1 and Latin Extended-A, with

@@ -25,6 +25,10 @@ use std::time::Duration;
 
 /// Counter of learned messages.
 pub const TOTALS: &str = "bayes:totals";
+/// Counter of autolearned ledger entries: autolearn stops past `classifier.autolearn_max`
+/// (and a margin) until a retraining forgets the oldest, and sets it to the ledger's
+/// count.
+pub const AUTOLEARNED: &str = "bayes:autolearned";
 /// Counter of ledger changes.
 pub const GENERATION: &str = "bayes:generation";
 /// Map of the published logistic model.
@@ -144,6 +148,28 @@ pub async fn ledger_all(state: &State) -> Result<Vec<(String, Entry)>, ClassifyE
     }
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// The key that picks which tokens of a long message are looked up (see
+/// [`super::classifier`]'s `pick_lookups`), shared by every gateway of the store.
+pub const LOOKUP_KEY: &str = "bayes:lookup";
+
+/// The store's lookup key, made (at random) by the first gateway that asks. It carries an
+/// expiry of ten years only because the state backend's `set_nx` asks for one: a key
+/// evicted or expired is made anew, which changes no more than which tokens of a message
+/// with more than [`MAX_LOOKUPS`] are read.
+pub async fn lookup_key(state: &State) -> Result<[u8; 16], ClassifyError> {
+    const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
+    if let Some(key) = state.get(LOOKUP_KEY).await?.and_then(|k| k.try_into().ok()) {
+        return Ok(key);
+    }
+    let fresh: [u8; 16] = rand::random();
+    state.set_nx(LOOKUP_KEY, &fresh, TEN_YEARS).await?;
+    // Another gateway may have made it first: every gateway reads the one that stands.
+    match state.get(LOOKUP_KEY).await?.and_then(|k| k.try_into().ok()) {
+        Some(key) => Ok(key),
+        None => Ok(fresh),
+    }
 }
 
 /// The published model's version, if one is published.

@@ -8,6 +8,7 @@ pub mod file_names;
 pub mod header_fields;
 pub mod html;
 pub mod lenient;
+pub mod line_endings;
 pub mod mbox;
 pub mod mime;
 pub mod qp_shape;

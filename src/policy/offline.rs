@@ -209,7 +209,7 @@ impl Offline {
     pub fn judge(&self, raw: &[u8]) -> Judgement {
         let _guard = self.runtime.as_ref().map(|r| r.enter());
         let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
-        ctx.message = to_crlf(raw).into();
+        ctx.message = crate::mail::line_endings::to_crlf(raw).into_owned().into();
         let policy = &self.policy;
         let decision = futures::executor::block_on(policy.evaluate(Stage::Data, &mut ctx));
         let (verdict, _) = policy.conclude(decision, &ctx);
@@ -223,29 +223,5 @@ impl Offline {
                 .collect(),
             classification: ctx.classification.map(|c| c.judged),
         }
-    }
-}
-
-/// Files on disk often have LF endings; the gateway always sees CRLF.
-fn to_crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lf_files_become_crlf_and_crlf_stays() {
-        assert_eq!(to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc");
     }
 }

@@ -176,7 +176,7 @@ impl Tokenizer {
                 sink.push2("s:m:enc:", &cs.to_ascii_lowercase());
             }
         }
-        for joined in join_spaced_letters(words.iter().copied()) {
+        for joined in join_spaced_letters(&norm, &words) {
             sink.push2("s:", &joined);
         }
         for chunk in &words {

@@ -294,7 +294,7 @@ impl Tokenizer {
         let chunks = head_and_tail_chunks(&norm);
         // Joined letters are words: they count against the word limit, and an endless
         // run of `a-b-c-d` chunks adds no more than plain words do.
-        for joined in join_spaced_letters(chunks.iter().copied()) {
+        for joined in join_spaced_letters(&norm, &chunks) {
             if sink.word_count >= MAX_WORDS {
                 break;
             }

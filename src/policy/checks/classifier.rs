@@ -142,7 +142,15 @@ const NOT_ABOUT_THE_WORDS: &[&str] = &["GTUBE", "CLIENT_ALLOWLISTED"];
 /// average, 99 % of them fewer than 900). Each becomes a counter in the state backend
 /// and a hash in the ledger entry: 5,000 random words a message, autolearned by the
 /// thousand, grew the store by gigabytes and held its writer for half a second a batch.
-const AUTOLEARN_MAX_TOKENS: usize = 2_000;
+const AUTOLEARN_MAX_TOKENS: usize = 1_000;
+
+/// Autolearned messages past which autolearn waits for the next retraining (which
+/// forgets the oldest down to `autolearn_max`): a tenth more, at least 100, so that
+/// autolearn goes on between retrainings without the ledger outgrowing its bound.
+fn autolearn_ceiling(autolearn_max: usize) -> i64 {
+    let margin = (autolearn_max / 10).max(100);
+    i64::try_from(autolearn_max.saturating_add(margin)).unwrap_or(i64::MAX)
+}
 
 /// Classifier probability from which a message is never autolearned as ham (`BAYES_80`
 /// and up).
@@ -266,6 +274,7 @@ impl Check for Autolearn {
         };
         let classifier = self.classifier.clone();
         let metrics = self.metrics.clone();
+        let autolearn_max = self.config.autolearn_max;
         let raw = ctx.message.bounded().into_owned();
         tokio::spawn(async move {
             let _turn = turn;
@@ -290,6 +299,23 @@ impl Check for Autolearn {
                     "autolearn skipped: more than {AUTOLEARN_MAX_TOKENS} tokens"
                 );
                 return;
+            }
+            // The ledger's bound holds between retrainings too (review: forgetting only at
+            // each retraining let autolearn at full speed grow Redis by gigabytes first).
+            match classifier.autolearned().await {
+                Ok(n) if n >= autolearn_ceiling(autolearn_max) => {
+                    tracing::debug!(
+                        autolearned = n,
+                        class = class.as_str(),
+                        "autolearn skipped: classifier.autolearn_max reached until the next retraining"
+                    );
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
+                    return;
+                }
             }
             let entry = Entry {
                 class,
@@ -564,6 +590,53 @@ mod tests {
             crate::classify::Outcome::Forgotten
         );
         assert_eq!(learner.totals().await.unwrap(), Counts::default());
+    }
+
+    /// Regression (review): `autolearn_max` was held only at each retraining (every 10
+    /// minutes), so autolearn at full speed grew the store without bound between them
+    /// (179 KB of Redis a message of random words). Past the ceiling autolearn waits.
+    #[tokio::test]
+    async fn autolearn_waits_past_autolearn_max_until_a_retraining() {
+        use crate::classify::store::AUTOLEARNED;
+        let dir = tempfile::tempdir().unwrap();
+        let (learner, state) = embedded_learner(dir.path()).await;
+        learner.mark_seed_settled();
+        let config = ClassifierConfig {
+            autolearn_max: 5,
+            ..autolearn_config()
+        };
+        let ceiling = autolearn_ceiling(5);
+        assert_eq!(ceiling, 105);
+        state
+            .add_counters(&[(AUTOLEARNED.to_string(), ceiling)])
+            .await
+            .unwrap();
+        let autolearn = plain_autolearn(learner.clone(), config);
+        let run = |text: &'static str| {
+            let autolearn = &autolearn;
+            async move {
+                let mut ctx = judged(&[]);
+                ctx.message = format!("Subject: notes\r\n\r\n{text}\r\n")
+                    .into_bytes()
+                    .into();
+                assert_eq!(autolearn.run(&mut ctx).await, Decision::Continue);
+            }
+        };
+        run("the agenda for thursday").await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            learner.totals().await.unwrap().ham,
+            0,
+            "learned past the ceiling"
+        );
+        state
+            .add_counters(&[(AUTOLEARNED.to_string(), -1)])
+            .await
+            .unwrap();
+        run("the minutes of tuesday").await;
+        until_ham_learned(&learner).await;
+        assert_eq!(learner.totals().await.unwrap().ham, 1);
+        assert_eq!(learner.autolearned().await.unwrap(), ceiling);
     }
 
     /// Regression (review): a message a rule with a `policy.actions` entry refuses,
