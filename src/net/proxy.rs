@@ -121,6 +121,12 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
         _ => return Err(ProxyError::Malformed("v2 command")),
     };
     let family = buf[13];
+    // Address families 0-3 (UNSPEC, INET, INET6, UNIX), protocols 0-2 (UNSPEC, STREAM,
+    // DGRAM): the specification has receivers refuse anything else (review: 0xFF ran as
+    // the balancer's own address, counted against its per-address limit).
+    if family >> 4 > 3 || family & 0x0F > 2 {
+        return Err(ProxyError::Malformed("v2 address family"));
+    }
     let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
     let total = 16 + len;
     if total > V2_MAX {
@@ -240,5 +246,26 @@ mod tests {
         huge[14] = 0xff;
         huge[15] = 0xff;
         assert!(parse(&huge).is_err(), "oversized length");
+    }
+
+    /// Regression (review): any family byte outside the four known ones read as "no
+    /// address", so the session ran as the balancer itself; the specification has such
+    /// headers refused.
+    #[test]
+    fn undefined_v2_families_and_protocols_are_refused() {
+        for family in [0xFF, 0x13, 0x41, 0x10 | 0x03, 0x43] {
+            assert!(
+                matches!(
+                    parse(&v2(1, family, &[0; 36])),
+                    Err(ProxyError::Malformed(_))
+                ),
+                "family {family:#04x} taken"
+            );
+        }
+        // UNSPEC and UNIX are defined: no usable address, as the specification allows.
+        for family in [0x00, 0x31, 0x32] {
+            let (p, _) = parse(&v2(1, family, &[0; 216])).unwrap().unwrap();
+            assert_eq!(p.source, None, "{family:#04x}");
+        }
     }
 }
