@@ -335,3 +335,26 @@ async fn a_reload_serves_a_renewed_certificate() {
         "the old certificate is still served"
     );
 }
+
+/// Regression (review): only handshakes that succeeded were counted, so a certificate
+/// that verifying senders refuse (expired, an incomplete chain) showed nowhere in the
+/// metrics while those senders deferred all their mail.
+#[tokio::test]
+async fn a_client_refusing_our_certificate_is_counted() {
+    let (_internal, gw, _pki) = tls_gateway();
+    let stranger = pki();
+    assert!(start_tls(gw.port, &stranger).await.is_err());
+    let admin = admin_port(&gw);
+    let alerts = || {
+        common::admin::scrape(admin).value(
+            "mxguard_tls_handshake_failures_total",
+            &[("reason", "alert")],
+        )
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(5), || alerts() == 1.0),
+        "counted {} alerts:\n{}",
+        alerts(),
+        gw.logs()
+    );
+}

@@ -76,6 +76,10 @@ pub struct Metrics {
     pub callouts_total: IntCounterVec,
     /// TLS handshakes completed, by protocol version.
     pub tls_sessions_total: IntCounterVec,
+    /// Inbound TLS handshakes that failed, by reason.
+    pub tls_handshake_failures_total: IntCounterVec,
+    /// Errors accepting connections, by kind.
+    pub accept_errors_total: IntCounterVec,
     /// Time each policy check takes, by check name.
     pub check_duration_seconds: HistogramVec,
     /// DNS lookups, by check and result (ok, nxdomain, timeout, servfail, unavailable, error).
@@ -393,6 +397,16 @@ impl Metrics {
                 "Inbound TLS sessions established, by protocol version.",
                 &["version"],
             ),
+            tls_handshake_failures_total: counter_vec(
+                "mxguard_tls_handshake_failures_total",
+                "Inbound STARTTLS handshakes that failed, by reason (alert: the client refused ours, as for an expired certificate; protocol, closed, timeout, io).",
+                &["reason"],
+            ),
+            accept_errors_total: counter_vec(
+                "mxguard_accept_errors_total",
+                "Errors accepting a connection, by kind (descriptors: out of file descriptors or memory; connection: one client's connection gone before it was taken; other).",
+                &["kind"],
+            ),
             sessions_stressed: gauge(
                 "mxguard_sessions_stressed",
                 "1 while session slots in use are past stress_threshold_percent.",
@@ -453,6 +467,13 @@ impl Metrics {
         }
         for result in ["clean", "infected", "unavailable"] {
             self.antivirus_total.with_label_values(&[result]);
+        }
+        for reason in ["alert", "protocol", "closed", "timeout", "io"] {
+            self.tls_handshake_failures_total
+                .with_label_values(&[reason]);
+        }
+        for kind in ["descriptors", "connection", "other"] {
+            self.accept_errors_total.with_label_values(&[kind]);
         }
         for op in [
             "incr",

@@ -94,9 +94,66 @@ impl Session {
                 None
             }
             Err(e) => {
-                tracing::info!(client = %self.peer, error = %e, "TLS handshake failed");
+                let reason = handshake_failure(&e);
+                tracing::info!(client = %self.peer, error = %e, reason, "TLS handshake failed");
+                self.server
+                    .metrics
+                    .tls_handshake_failures_total
+                    .with_label_values(&[reason])
+                    .inc();
                 Some(End::Closed("tls handshake failed"))
             }
         }
+    }
+}
+
+/// Why a STARTTLS handshake failed, as the metric names it: `alert` when the client sent
+/// one (it refused our certificate: expired, incomplete chain, wrong name), which is
+/// what an operator must see before verifying senders defer all their mail (review: only
+/// successes were counted).
+fn handshake_failure(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut => return "timeout",
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::BrokenPipe => return "closed",
+        _ => {}
+    }
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(_)) => "alert",
+        Some(_) => "protocol",
+        None => "io",
+    }
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::handshake_failure;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn handshake_failures_are_told_apart() {
+        let alert = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+        );
+        assert_eq!(handshake_failure(&alert), "alert");
+        let garbage = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(handshake_failure(&garbage), "protocol");
+        assert_eq!(
+            handshake_failure(&Error::from(ErrorKind::UnexpectedEof)),
+            "closed"
+        );
+        assert_eq!(
+            handshake_failure(&Error::from(ErrorKind::TimedOut)),
+            "timeout"
+        );
+        assert_eq!(handshake_failure(&Error::from(ErrorKind::Other)), "io");
     }
 }
