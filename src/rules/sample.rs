@@ -18,14 +18,21 @@ const MAX_PART_HEADER: usize = 16 * 1024;
 const STRUCTURE_SLACK: usize = 64 * 1024;
 /// Longest MIME boundary honoured (RFC 2046 allows 70 characters).
 const MAX_BOUNDARY: usize = 200;
-/// Text parts that get [`FLOOR_HEAD`] and [`FLOOR_TAIL`] bytes even once `total` is spent
-/// (review: two 600 KB filler parts spent the whole sample, and the spam in the third text
-/// part, the one a client shows of a `multipart/alternative`, was never scanned).
+/// Text parts that get a floor of [`FLOOR_HEAD`] and [`FLOOR_TAIL`] bytes even once
+/// `total` is spent (review: two 600 KB filler parts spent the whole sample, and the spam
+/// in the third text part, the one a client shows of a `multipart/alternative`, was
+/// never scanned).
 const FLOOR_PARTS: usize = 16;
 /// Bytes kept from the start of a text part past `total` (one of [`FLOOR_PARTS`]).
 const FLOOR_HEAD: usize = 16 * 1024;
 /// Bytes kept from the end of a text part past `total`.
 const FLOOR_TAIL: usize = 16 * 1024;
+/// Text parts after the first [`FLOOR_PARTS`] that still get a small floor of
+/// [`SMALL_FLOOR`] bytes of head and of tail (left alone in an earlier stop: past 16
+/// parts of 33 KB after the total, about 1.6 MB in all, the next part went unscanned).
+const SMALL_FLOOR_PARTS: usize = 240;
+/// Head and tail kept of each of [`SMALL_FLOOR_PARTS`]: a pitch and its link.
+const SMALL_FLOOR: usize = 2 * 1024;
 /// Multiparts open at once at most: every `--` line is compared with each open boundary,
 /// so nesting without bound made that quadratic (a message of nested multiparts and
 /// `--x` lines held a blocking thread for minutes). Real mail nests a handful.
@@ -72,8 +79,9 @@ enum State {
     /// In a part's content; only text parts are kept.
     Leaf {
         text: bool,
-        /// The part keeps its floor past `total` (decided at its first line).
-        floor: Option<bool>,
+        /// The head and tail the part keeps past `total` (decided at its first line;
+        /// (0, 0) for none).
+        floor: Option<(usize, usize)>,
         kept: usize,
         /// The most recent lines past the head, the tail candidates.
         tail: VecDeque<u8>,
@@ -89,8 +97,11 @@ pub struct Sampler {
     header_len: Option<usize>,
     truncated: bool,
     too_deep: bool,
-    /// Text parts that may still get a floor past `total`.
-    floors_left: usize,
+    /// Text parts given a floor past `total` so far.
+    floors_given: usize,
+    /// Bytes those floors may keep in all: structure lines (boundaries, part headers)
+    /// past `total` get this much more room, or a floored part would lose its own.
+    floor_bytes: usize,
     carry: Vec<u8>,
     /// The next line is the continuation of an over-long one (never a boundary).
     continuation: bool,
@@ -107,7 +118,8 @@ impl Sampler {
             header_len: None,
             truncated: false,
             too_deep: false,
-            floors_left: FLOOR_PARTS,
+            floors_given: 0,
+            floor_bytes: 0,
             carry: Vec::new(),
             continuation: false,
             boundaries: Vec::new(),
@@ -282,7 +294,8 @@ impl Sampler {
     fn leaf_line(&mut self, line: &[u8]) {
         let used = self.used();
         let limits = self.limits;
-        let floors_left = &mut self.floors_left;
+        let floors_given = &mut self.floors_given;
+        let floor_bytes = &mut self.floor_bytes;
         let State::Leaf {
             text,
             floor,
@@ -298,17 +311,23 @@ impl Sampler {
         }
         // A part starting where the total cannot hold a whole part gets a floor of its own,
         // while floors last.
-        let floor = *floor.get_or_insert_with(|| {
+        let (floor_head, floor_tail) = *floor.get_or_insert_with(|| {
             let short = used + limits.part_head + limits.part_tail > limits.total;
-            let granted = short && *floors_left > 0;
-            if granted {
-                *floors_left -= 1;
+            let granted = match *floors_given {
+                _ if !short => (0, 0),
+                n if n < FLOOR_PARTS => (FLOOR_HEAD, FLOOR_TAIL),
+                n if n < FLOOR_PARTS + SMALL_FLOOR_PARTS => (SMALL_FLOOR, SMALL_FLOOR),
+                _ => (0, 0),
+            };
+            if granted != (0, 0) {
+                *floors_given += 1;
+                *floor_bytes += granted.0 + granted.1;
             }
             granted
         });
         // The head, as long as the tail still fits in the total after it (or in the floor).
         let within_total = used + line.len() + limits.part_tail <= limits.total;
-        let within_floor = floor && *kept + line.len() <= FLOOR_HEAD.min(limits.part_head);
+        let within_floor = *kept + line.len() <= floor_head.min(limits.part_head);
         if tail_lines.is_empty()
             && *kept + line.len() <= limits.part_head
             && (within_total || within_floor)
@@ -319,10 +338,9 @@ impl Sampler {
         }
         tail.extend(line.iter().copied());
         tail_lines.push_back(line.len());
-        let floor_room = if floor { FLOOR_TAIL } else { 0 };
         let room = limits
             .part_tail
-            .min(limits.total.saturating_sub(used).max(floor_room));
+            .min(limits.total.saturating_sub(used).max(floor_tail));
         while tail.len() > room {
             let Some(n) = tail_lines.pop_front() else {
                 break;
@@ -352,7 +370,11 @@ impl Sampler {
 
     /// Keeps a structure line (part headers, boundaries) while there is room for it.
     fn emit_structure(&mut self, line: &[u8]) {
-        if self.used() + line.len() <= self.limits.total + STRUCTURE_SLACK {
+        // Floors keep text past the total: their parts' boundaries and headers must fit
+        // after it too (review: past the slack the 12th floored part lost its boundary and
+        // `Content-Transfer-Encoding`, and its base64 ran into the part before).
+        let room = self.limits.total + STRUCTURE_SLACK + self.floor_bytes;
+        if self.used() + line.len() <= room {
             self.out.extend_from_slice(line);
         } else {
             self.truncated = true;

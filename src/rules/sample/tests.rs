@@ -201,3 +201,52 @@ fn a_text_part_after_filler_keeps_a_floor() {
     // Floors are bounded: the sample stays within the total and 16 floors.
     assert!(s.bytes.len() < (1 << 20) + 16 * (32 << 10) + (128 << 10));
 }
+
+/// Regression (review): structure lines past the total had 64 KiB of slack, so from the
+/// 12th floored part on the boundaries and part headers were dropped: the parts' base64
+/// ran into the part before, never decoded. And past 16 floored parts the next part got
+/// nothing (left alone last stop): now 240 more keep 2 KiB of head and tail each.
+#[test]
+fn floored_parts_keep_their_structure() {
+    use base64::Engine;
+    let limits = SampleLimits {
+        part_head: 256 << 10,
+        part_tail: 256 << 10,
+        total: 1 << 20,
+        max_depth: 8,
+    };
+    let filler = "lorem ipsum dolor sit amet\r\n".repeat(1_200_000 / 28);
+    let mut msg = format!(
+        "From: a@b.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=\"A\"\r\n\r\n\
+         --A\r\nContent-Type: text/plain\r\n\r\n{filler}"
+    );
+    let part = "consectetur adipiscing elit sed do\r\n".repeat(60_000 / 36);
+    for i in 0..40 {
+        let text = format!("zz-marker-{i}-zz\r\n{part}zz-end-{i}-zz\r\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+        msg.push_str(
+            "--A\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        );
+        for line in b64.as_bytes().chunks(76) {
+            msg.push_str(std::str::from_utf8(line).unwrap());
+            msg.push_str("\r\n");
+        }
+    }
+    msg.push_str("--A--\r\n");
+    let s = sample(msg.as_bytes(), limits, 64 * 1024);
+    let view = MessageView::parse(&s.bytes);
+    let text = view.body_text();
+    for i in 0..40 {
+        assert!(
+            text.contains(&format!("zz-marker-{i}-zz")),
+            "head of part {i} not decoded"
+        );
+        assert!(
+            text.contains(&format!("zz-end-{i}-zz")),
+            "tail of part {i} not decoded"
+        );
+    }
+    // Still bounded: the total, 16 full floors, 240 small ones and the structure slack.
+    let bound = (1 << 20) + 16 * (32 << 10) + 240 * (4 << 10) + (64 << 10) + (1 << 10);
+    assert!(s.bytes.len() < bound, "{} bytes", s.bytes.len());
+}
