@@ -742,3 +742,35 @@ async fn a_file_with_lf_endings_is_learned_as_it_is_scanned() {
         .hashes();
     assert_eq!(entry.hashes, scanned);
 }
+
+/// Regression (review of the autolearn bound): past the bound autolearn waits for a
+/// retraining, but a retraining ran only when the ledger had changed, and while autolearn
+/// waited nothing changed it: with `autolearn_max` lowered by a reload it waited for ever.
+#[tokio::test]
+async fn a_ledger_over_the_bound_is_retrained_though_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("state.redb"),
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let c = classifier(&state, "gw1");
+    learn_corpus(&c, 2).await;
+    for i in 0..6 {
+        let raw = message(i % 2 == 0, 50 + i);
+        let entry = super::ledger::Entry {
+            class: if i % 2 == 0 { Class::Spam } else { Class::Ham },
+            hashes: Tokenizer.features(&raw).hashes(),
+            autolearned: true,
+            learned_at: 10 + i as u64,
+        };
+        let digest = super::ledger::body_digest(&raw);
+        c.learn_entry(&digest, &entry).await.unwrap();
+    }
+    assert!(c.retrain(20_000).await.unwrap().is_some());
+    assert!(
+        c.retrain_if_due(20_000).await.unwrap().is_none(),
+        "unchanged and within the bound: nothing to do"
+    );
+    assert!(c.retrain_if_due(4).await.unwrap().is_some(), "over the bound");
+    assert_eq!(c.autolearned().await.unwrap(), 4);
+}

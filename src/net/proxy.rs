@@ -121,12 +121,6 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
         _ => return Err(ProxyError::Malformed("v2 command")),
     };
     let family = buf[13];
-    // Address families 0-3 (UNSPEC, INET, INET6, UNIX), protocols 0-2 (UNSPEC, STREAM,
-    // DGRAM): the specification has receivers refuse anything else (review: 0xFF ran as
-    // the balancer's own address, counted against its per-address limit).
-    if family >> 4 > 3 || family & 0x0F > 2 {
-        return Err(ProxyError::Malformed("v2 address family"));
-    }
     let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
     let total = 16 + len;
     if total > V2_MAX {
@@ -137,7 +131,14 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
     }
     let body = &buf[16..total];
     if local {
+        // LOCAL: the family is ignored, as the specification says.
         return Ok(Some((ProxyHeader { source: None }, total)));
+    }
+    // UNSPEC, TCP and UDP over IPv4 and IPv6, and unix sockets: the specification has
+    // receivers refuse any other byte (review: 0xFF ran as the balancer's own address,
+    // counted against its per-address limit).
+    if !matches!(family, 0x00 | 0x11 | 0x12 | 0x21 | 0x22 | 0x31 | 0x32) {
+        return Err(ProxyError::Malformed("v2 address family"));
     }
     let source = match family {
         // TCP over IPv4, and UDP over IPv4 (the address is what matters).
@@ -253,7 +254,7 @@ mod tests {
     /// headers refused.
     #[test]
     fn undefined_v2_families_and_protocols_are_refused() {
-        for family in [0xFF, 0x13, 0x41, 0x10 | 0x03, 0x43] {
+        for family in [0xFF, 0x13, 0x41, 0x10, 0x20, 0x30, 0x01, 0x02, 0x43] {
             assert!(
                 matches!(
                     parse(&v2(1, family, &[0; 36])),
@@ -262,6 +263,9 @@ mod tests {
                 "family {family:#04x} taken"
             );
         }
+        // A LOCAL header's family is ignored.
+        let (p, _) = parse(&v2(0, 0xFF, &[])).unwrap().unwrap();
+        assert_eq!(p.source, None);
         // UNSPEC and UNIX are defined: no usable address, as the specification allows.
         for family in [0x00, 0x31, 0x32] {
             let (p, _) = parse(&v2(1, family, &[0; 216])).unwrap().unwrap();
