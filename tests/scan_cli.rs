@@ -437,7 +437,9 @@ fn check_rejects_a_broken_rules_file_with_file_and_line() {
 #[test]
 fn a_panic_on_one_message_fails_that_file_only() {
     let s = Setup::new();
-    fs::write(s.path("msgs/parser-assert.eml"), PARSER_DEBUG_ASSERT).unwrap();
+    // With a header field first: `scan` leaves out what does not start as a message does.
+    let message = [b"X-Probe: 1\r\n".as_slice(), PARSER_DEBUG_ASSERT].concat();
+    fs::write(s.path("msgs/parser-assert.eml"), message).unwrap();
     let (by_file, stderr, out) = scan_json_output(&s, &[]);
     assert_eq!(
         out.status.code(),
@@ -773,4 +775,37 @@ mod files {
             assert!(all.contains("0 message(s), 1 unreadable"), "{all}");
         }
     }
+}
+
+/// Regression (review of the CLI): `scan` judged an mbox folder as one message (one
+/// verdict for all, decided by any of them) and gave an empty or binary file a verdict of
+/// its own; it now reads files as `learn` does: a folder message by message (`file#N`),
+/// and what is no message is `unreadable` (exit 1).
+#[test]
+fn a_folder_is_judged_message_by_message_and_a_non_message_is_unreadable() {
+    let s = Setup::new();
+    let mut folder = Vec::new();
+    for (i, body) in ["hello there", GTUBE, "see you"].iter().enumerate() {
+        folder.extend_from_slice(b"From sender@sender.test Mon Jan  1 00:00:00 2024\n");
+        folder.extend(message(&format!("m{i}@t"), "hi", body));
+        folder.extend_from_slice(b"\n");
+    }
+    fs::write(s.path("msgs/folder.mbox"), folder).unwrap();
+    let (by_file, stderr, out) = scan_json_output(&s, &[]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for n in 1..=3 {
+        assert!(
+            by_file.contains_key(&format!("folder.mbox#{n}")),
+            "{by_file:?}"
+        );
+    }
+    assert_eq!(by_file["folder.mbox#2"]["verdict"], "reject", "{stderr}");
+    assert_ne!(by_file["folder.mbox#1"]["verdict"], "reject", "{stderr}");
+
+    fs::write(s.path("msgs/.DS_Store"), b"\x00\x00\x00\x01Bud1\x00\x00").unwrap();
+    let (by_file, stderr, out) = scan_json_output(&s, &[]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!by_file.contains_key(".DS_Store"), "{by_file:?}");
+    assert!(stderr.contains(".DS_Store: not a mail message"), "{stderr}");
+    assert!(stderr.contains("unreadable=1"), "{stderr}");
 }

@@ -771,6 +771,9 @@ async fn a_ledger_over_the_bound_is_retrained_though_unchanged() {
         c.retrain_if_due(20_000).await.unwrap().is_none(),
         "unchanged and within the bound: nothing to do"
     );
-    assert!(c.retrain_if_due(4).await.unwrap().is_some(), "over the bound");
+    assert!(
+        c.retrain_if_due(4).await.unwrap().is_some(),
+        "over the bound"
+    );
     assert_eq!(c.autolearned().await.unwrap(), 4);
 }

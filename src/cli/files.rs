@@ -193,7 +193,8 @@ pub fn scan_parallel<T: Send>(
     slots.resize_with(files.len(), || None);
     let slots = std::sync::Mutex::new(slots);
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
+        // No more threads than files (review: `--jobs 200000` spawned 200,000 for one).
+        for _ in 0..jobs.min(files.len()).max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(file) = files.get(i) else { return };

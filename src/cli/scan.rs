@@ -1,7 +1,9 @@
 //! `mxguard scan`: judge message files offline with the same policy the gateway runs at
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
-use super::files::{collect_files, scan_parallel, threads, Collected};
+use super::files::{
+    collect_files, looks_like_message, messages_of, scan_parallel, threads, Collected, FileError,
+};
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
 use std::collections::BTreeMap;
@@ -55,80 +57,78 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         files,
         unreadable_dirs,
     } = collect_files(&opts.paths);
-    let jobs = threads(opts.jobs);
+    let jobs = threads(opts.jobs).min(files.len()).max(1);
     let start = Instant::now();
     // What the gateway takes: a bigger message is refused (552) before any check.
     let limit = policy.policy().config().server.limits.message_size_bytes;
+    // Files are read as `learn` reads them (review: an mbox folder got one verdict for all
+    // its messages, and an empty or binary file a verdict of its own).
     let results = scan_parallel(&files, jobs, limit, |raw| {
-        (policy.judge(raw), other.as_ref().map(|o| o.judge(raw)))
+        if !looks_like_message(raw) {
+            return Err(FileError::NotAMessage);
+        }
+        let (messages, not_messages) = messages_of(raw);
+        let judged: Vec<_> = messages
+            .iter()
+            .map(|m| (policy.judge(m), other.as_ref().map(|o| o.judge(m))))
+            .collect();
+        Ok((judged, not_messages))
     });
     let elapsed = start.elapsed().as_secs_f64();
 
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     if unreadable_dirs > 0 {
         counts.insert("unreadable", unreadable_dirs);
     }
     let mut differing = 0;
-    for (file, result) in files.iter().zip(&results) {
-        let (j, other_j) = match result {
+    let mut scanned = 0;
+    let mut missed = unreadable_dirs;
+    for (file, result) in files.iter().zip(results) {
+        let (judged, not_messages) = match result.and_then(|r| r) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
                 *counts.entry(e.kind()).or_default() += 1;
+                missed += 1;
                 continue;
             }
         };
-        *counts.entry(j.verdict.as_str()).or_default() += 1;
-        if let Some(o) = other_j {
-            if o.verdict != j.verdict {
-                differing += 1;
-                print_difference(file, j, o, opts.json);
-            }
-            continue;
+        if not_messages > 0 {
+            eprintln!(
+                "{}: {not_messages} of its mbox messages are not messages (empty, or no header field); left out",
+                file.display()
+            );
+            *counts.entry("unreadable").or_default() += not_messages;
+            missed += not_messages;
         }
-        if opts.json {
-            let rules: Vec<&str> = j.rule_names().collect();
-            let scores: serde_json::Map<String, serde_json::Value> = j
-                .hits
-                .iter()
-                .map(|(n, sc)| (n.clone(), serde_json::json!((sc * 1000.0).round() / 1000.0)))
-                .collect();
-            let round6 = |p: f64| serde_json::json!((p * 1e6).round() / 1e6);
-            let (probability, bayes, lr) = match &j.classification {
-                Some(Judged::Verdict(v)) => (
-                    round6(v.probability),
-                    round6(v.bayes),
-                    v.lr.map_or(serde_json::Value::Null, round6),
-                ),
-                _ => Default::default(),
+        let several = judged.len() > 1;
+        for (n, (j, other_j)) in judged.iter().enumerate() {
+            scanned += 1;
+            // A folder's messages are named by their place in it.
+            let name = if several {
+                format!("{}#{}", file.display(), n + 1)
+            } else {
+                file.display().to_string()
             };
-            let line = serde_json::json!({
-                "file": file.display().to_string(),
-                "verdict": j.verdict.as_str(),
-                "score": (j.score * 1000.0).round() / 1000.0,
-                "rules": rules,
-                "scores": scores,
-                "classifier": probability,
-                "bayes": bayes,
-                "lr": lr,
-            });
-            println!("{line}");
-        } else {
-            println!("{}: {} score={:.2}", file.display(), j.verdict, j.score);
-        }
-        if opts.explain {
-            explain(&policy, j);
+            report(
+                &policy,
+                &name,
+                j,
+                other_j.as_ref(),
+                &opts,
+                &mut counts,
+                &mut differing,
+            );
         }
     }
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{v}={n}")).collect();
     let rate = if elapsed > 0.0 {
-        files.len() as f64 / elapsed
+        scanned as f64 / elapsed
     } else {
         0.0
     };
     let mut line = format!(
-        "scanned {} messages in {elapsed:.2}s ({rate:.0} msg/s, {jobs} threads): {}",
-        files.len(),
+        "scanned {scanned} messages in {elapsed:.2}s ({rate:.0} msg/s, {jobs} threads): {}",
         summary.join(" ")
     );
     if opts.compare.is_some() {
@@ -142,7 +142,6 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     }
     // Like `learn`: a scan that could not judge every file it was given did not do its job,
     // and a script or CI job running it must be able to tell.
-    let missed = results.iter().filter(|r| r.is_err()).count() + unreadable_dirs;
     Ok(if missed > 0 {
         ExitCode::FAILURE
     } else {
@@ -150,11 +149,64 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {
+/// Prints one message's result (or its difference under `--compare`) and counts it.
+fn report(
+    policy: &Offline,
+    name: &str,
+    j: &Judgement,
+    other_j: Option<&Judgement>,
+    opts: &ScanOptions,
+    counts: &mut BTreeMap<&'static str, usize>,
+    differing: &mut usize,
+) {
+    *counts.entry(j.verdict.as_str()).or_default() += 1;
+    if let Some(o) = other_j {
+        if o.verdict != j.verdict {
+            *differing += 1;
+            print_difference(name, j, o, opts.json);
+        }
+        return;
+    }
+    if opts.json {
+        let rules: Vec<&str> = j.rule_names().collect();
+        let scores: serde_json::Map<String, serde_json::Value> = j
+            .hits
+            .iter()
+            .map(|(n, sc)| (n.clone(), serde_json::json!((sc * 1000.0).round() / 1000.0)))
+            .collect();
+        let round6 = |p: f64| serde_json::json!((p * 1e6).round() / 1e6);
+        let (probability, bayes, lr) = match &j.classification {
+            Some(Judged::Verdict(v)) => (
+                round6(v.probability),
+                round6(v.bayes),
+                v.lr.map_or(serde_json::Value::Null, round6),
+            ),
+            _ => Default::default(),
+        };
+        let line = serde_json::json!({
+            "file": name,
+            "verdict": j.verdict.as_str(),
+            "score": (j.score * 1000.0).round() / 1000.0,
+            "rules": rules,
+            "scores": scores,
+            "classifier": probability,
+            "bayes": bayes,
+            "lr": lr,
+        });
+        println!("{line}");
+    } else {
+        println!("{name}: {} score={:.2}", j.verdict, j.score);
+    }
+    if opts.explain {
+        explain(policy, j);
+    }
+}
+
+fn print_difference(name: &str, a: &Judgement, b: &Judgement, json: bool) {
     if json {
         // The fields every `--json` line carries, then the other configuration's.
         let line = serde_json::json!({
-            "file": file.display().to_string(),
+            "file": name,
             "verdict": a.verdict.as_str(),
             "score": a.score,
             "rules": a.rule_names().collect::<Vec<_>>(),
@@ -166,11 +218,7 @@ fn print_difference(file: &Path, a: &Judgement, b: &Judgement, json: bool) {
     } else {
         println!(
             "{}: {} ({:.2}) -> {} ({:.2})",
-            file.display(),
-            a.verdict,
-            a.score,
-            b.verdict,
-            b.score
+            name, a.verdict, a.score, b.verdict, b.score
         );
     }
 }
