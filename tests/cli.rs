@@ -197,7 +197,12 @@ fn check_passes_valid_perl_regex_the_engines_lack_with_a_note() {
 #[test]
 fn queue_list_show_delete() {
     let internal = InternalServer::down();
-    let gw = Gateway::start(GatewayConfig::new(&internal));
+    // Retried in ten minutes: a deleted message must not be counted until then.
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .relay_key("retry_initial", "\"10m\"")
+            .relay_key("retry_max", "\"1h\""),
+    );
     let mut ids = Vec::new();
     for i in 0..2 {
         let mut c = SmtpClient::connect_ehlo(gw.port);
@@ -223,8 +228,30 @@ fn queue_list_show_delete() {
         "{}",
         output_text(&show)
     );
+    // Both deferred (the internal server is down) before one is deleted.
+    let admin = admin_port(&gw);
+    let metric =
+        |name: &str, labels: &[(&str, &str)]| common::admin::scrape(admin).value(name, labels);
+    assert!(
+        wait_until(Duration::from_secs(10), || metric(
+            "mxguard_relay_attempts_total",
+            &[("result", "deferred")]
+        ) >= 2.0),
+        "never deferred:\n{}",
+        gw.logs()
+    );
     let del = gw.cli(&["queue", "delete", &ids[0]]);
     assert!(del.status.success(), "{}", output_text(&del));
+    // Regression (review): the gateway counted a deleted deferred message until its next
+    // retry (up to an hour), so `MxguardSpoolOldMessages` kept firing after the fix.
+    assert!(
+        wait_until(Duration::from_secs(10), || metric(
+            "mxguard_spool_messages",
+            &[]
+        ) == 1.0),
+        "the deleted message is still counted: {}",
+        metric("mxguard_spool_messages", &[])
+    );
     let list = gw.cli(&["queue", "list"]);
     let text = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(

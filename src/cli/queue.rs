@@ -30,6 +30,10 @@ pub fn run(config_path: &Path, action: QueueAction) -> anyhow::Result<ExitCode> 
             // "deleted" must hold after a power loss too, or the message comes back and is
             // delivered after all.
             spool.sync_queue()?;
+            // The running gateway still counts it until it looks again: asked to now.
+            if let Err(e) = spool.request_listing() {
+                eprintln!("{id}: the running gateway was not told ({e}); it forgets the message at its next retry");
+            }
             println!("{id}: deleted");
         }
     }

@@ -152,6 +152,16 @@ impl Scheduler {
         }
     }
 
+    /// Forgets deferred messages that `listed` (the queue directory, as just listed) no
+    /// longer holds: deleted by `mxguard queue delete`, which the gateway kept counting
+    /// until their next retry, up to an hour (review). Queued and in-flight messages are
+    /// left alone: one stored after the listing was taken is not in it.
+    pub fn forget_deferred_missing(&mut self, listed: &std::collections::BTreeSet<QueueId>) {
+        self.slots
+            .retain(|id, slot| !matches!(slot, Slot::Deferred(_)) || listed.contains(id));
+        // Their heap entries are stale now: skipped when they come due.
+    }
+
     /// When the earliest deferred message becomes due.
     pub fn next_wakeup(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
@@ -263,6 +273,30 @@ mod tests {
         );
         s.add(id("A"), false);
         assert!(!s.next_job().unwrap().honor_next_attempt);
+    }
+
+    #[test]
+    fn deferred_messages_gone_from_the_queue_are_forgotten() {
+        let mut s = Scheduler::new(4);
+        let now = Instant::now();
+        let (gone, kept, fresh) = (id("AAAA01"), id("AAAA02"), id("AAAA03"));
+        for i in [&gone, &kept] {
+            s.add(i.clone(), false);
+            let job = s.next_job().unwrap();
+            s.complete(job.id, JobResult::Deferred(Duration::from_secs(3600)), now);
+        }
+        s.add(fresh.clone(), false);
+        let listed = [kept.clone()].into_iter().collect();
+        s.forget_deferred_missing(&listed);
+        assert!(!s.knows(&gone));
+        assert!(s.knows(&kept));
+        assert!(
+            s.knows(&fresh),
+            "a queued message stored after the listing was forgotten"
+        );
+        s.flush();
+        let due: Vec<QueueId> = std::iter::from_fn(|| s.next_job().map(|j| j.id)).collect();
+        assert_eq!(due, [fresh, kept]);
     }
 
     #[test]

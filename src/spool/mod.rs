@@ -486,6 +486,13 @@ impl Spool {
         Ok(to)
     }
 
+    /// Asks the running gateway to read the queue directory again (`mxguard queue
+    /// delete`): it forgets deferred messages no longer there, so its queue gauges and
+    /// console stop counting them. The same request a release places.
+    pub fn request_listing(&self) -> Result<(), SpoolError> {
+        self.place_request(RELEASE_REQUEST, false)
+    }
+
     /// Asks the running gateway to retry every queued message now (`mxguard queue flush`);
     /// it supersedes a pending release request, which it covers.
     pub fn request_flush(&self) -> Result<(), SpoolError> {

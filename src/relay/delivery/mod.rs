@@ -425,7 +425,9 @@ async fn worker(
 fn add_listed(spool: &Spool, sched: &mut Scheduler, flush: bool) -> bool {
     match spool.ids() {
         Ok(ids) => {
-            for id in ids {
+            let listed: std::collections::BTreeSet<QueueId> = ids.into_iter().collect();
+            sched.forget_deferred_missing(&listed);
+            for id in listed {
                 if flush || !sched.knows(&id) {
                     sched.add(id, false);
                 }
