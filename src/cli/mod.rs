@@ -266,6 +266,26 @@ fn learn_action(
 }
 
 /// Parses a queue id given on the command line.
+/// `s` as a terminal may show it: characters that are not printable (controls, line and
+/// paragraph separators, bidi overrides such as U+202E, zero-width ones) escaped as Rust
+/// escapes them (`\u{202e}`), the rest as it is. A sender's address or a server's reply
+/// in `queue list` reversed or hid the rest of its row (review); the log escapes alike.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| matches!(c, '"' | '\'' | '\\') || c.escape_debug().len() == 1;
+    if s.chars().all(plain) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if plain(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn parse_id(s: &str) -> anyhow::Result<mxguard::spool::QueueId> {
     mxguard::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
 }
@@ -452,5 +472,16 @@ fn restore_default_sigpipe() {
     // disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn only_what_is_not_printable_is_escaped() {
+        assert_eq!(super::printable("\"a b\"@x.test"), "\"a b\"@x.test");
+        assert_eq!(super::printable("caf\u{e9}@x.test"), "caf\u{e9}@x.test");
+        assert_eq!(super::printable("a\u{202e}livE@x"), "a\\u{202e}livE@x");
+        assert_eq!(super::printable("451 x\u{1b}[2Jy"), "451 x\\u{1b}[2Jy");
     }
 }

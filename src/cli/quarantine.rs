@@ -1,6 +1,6 @@
 //! `mxguard quarantine`: list, show and release quarantined messages.
 
-use super::{list_entries, parse_id, QuarantineAction};
+use super::{list_entries, parse_id, printable, QuarantineAction};
 use mxguard::config::Config;
 use mxguard::spool::{unix_now, QueueId, Spool, SpoolError};
 use std::io::Write as _;
@@ -59,9 +59,9 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
                 id,
                 age.to_string(),
                 e.score,
-                sender,
-                e.rcpt_to.join(","),
-                e.rules.join(",")
+                printable(sender),
+                printable(&e.rcpt_to.join(",")),
+                printable(&e.rules.join(","))
             );
         },
     )
@@ -71,9 +71,9 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     let m = spool.load_quarantined(id)?;
     let e = &m.envelope;
     println!("id:       {}", m.id);
-    println!("from:     <{}>", e.mail_from);
-    println!("to:       {}", e.rcpt_to.join(", "));
-    println!("client:   {} ({})", e.client_ip, e.helo);
+    println!("from:     <{}>", printable(&e.mail_from));
+    println!("to:       {}", printable(&e.rcpt_to.join(", ")));
+    println!("client:   {} ({})", e.client_ip, printable(&e.helo));
     println!("verdict:  {} (score {:.2})", e.verdict, e.score);
     println!("rules:    {}", e.rules.join(", "));
     println!();

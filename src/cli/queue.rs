@@ -1,6 +1,6 @@
 //! `mxguard queue`: list, show, flush and delete spooled messages.
 
-use super::{list_entries, parse_id, QueueAction};
+use super::{list_entries, parse_id, printable, QueueAction};
 use anyhow::Context as _;
 use mxguard::config::Config;
 use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool};
@@ -72,9 +72,9 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
                 ))
                 .to_string(),
                 e.state.attempts,
-                sender,
-                pending.join(","),
-                e.state.last_error.as_deref().unwrap_or("-")
+                printable(sender),
+                printable(&pending.join(",")),
+                printable(e.state.last_error.as_deref().unwrap_or("-"))
             );
         },
     )
@@ -84,11 +84,11 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     let m = spool.load(id)?;
     let e = &m.envelope;
     println!("id:          {}", m.id);
-    println!("from:        <{}>", e.mail_from);
+    println!("from:        <{}>", printable(&e.mail_from));
     for (rcpt, status) in e.rcpt_to.iter().zip(&m.state.rcpt_status) {
-        println!("to:          <{rcpt}> ({status:?})");
+        println!("to:          <{}> ({status:?})", printable(rcpt));
     }
-    println!("client:      {} ({})", e.client_ip, e.helo);
+    println!("client:      {} ({})", e.client_ip, printable(&e.helo));
     println!("received:    {} (unix)", e.received_at);
     println!("verdict:     {} (score {:.2})", e.verdict, e.score);
     println!("size:        {}", m.body.len());
@@ -96,7 +96,7 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     println!("next try:    {} (unix)", m.state.next_attempt);
     println!(
         "last error:  {}",
-        m.state.last_error.as_deref().unwrap_or("-")
+        printable(m.state.last_error.as_deref().unwrap_or("-"))
     );
     println!();
     let end = memchr::memmem::find(&m.body, b"\r\n\r\n")
