@@ -524,28 +524,41 @@ fn an_edited_shadow_rule_is_reloaded_without_a_signal() {
         .unwrap_or_else(|| panic!("no reload after a shadow rule was edited:\n{}", gw.logs()));
 }
 
+/// A gateway whose `example.test` recipient list (`lists/example.test`) holds `user`,
+/// once its policy is loaded.
+fn gateway_with_a_recipient_list(internal: &InternalServer) -> Gateway {
+    let mut cfg = GatewayConfig::new(internal);
+    cfg.recipient_lists
+        .insert("example.test".into(), vec!["user".into()]);
+    let gw = Gateway::start(cfg);
+    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
+        .expect("no `policy loaded` line in the log");
+    gw
+}
+
+/// Edits the configuration of `gw` (of [`gateway_with_a_recipient_list`]) to read the
+/// `example.test` list from directory `dir` instead.
+fn name_the_list_in(gw: &Gateway, dir: &str) {
+    let config = fs::read_to_string(gw.config_path()).unwrap();
+    assert!(config.contains("\"lists/example.test\""), "{config}");
+    write_atomically(
+        &gw.config_path(),
+        &config.replace("\"lists/example.test\"", &format!("\"{dir}/example.test\"")),
+    );
+}
+
 /// Regression (carried from review): the file watch was set up once, from the files the
 /// start-up configuration named, so a recipient list that a reload added (here in a
 /// directory nothing watched) waited for a SIGHUP after each edit.
 #[test]
 fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
     let internal = InternalServer::start();
-    let mut cfg = GatewayConfig::new(&internal);
-    cfg.recipient_lists
-        .insert("example.test".into(), vec!["user".into()]);
-    let gw = Gateway::start(cfg);
-    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
-        .expect("no `policy loaded` line in the log");
+    let gw = gateway_with_a_recipient_list(&internal);
     let moved = gw.dir.join("moved-lists");
     fs::create_dir(&moved).unwrap();
     fs::write(moved.join("example.test"), "user\n").unwrap();
-    let config = fs::read_to_string(gw.config_path()).unwrap();
-    assert!(config.contains("\"lists/example.test\""), "{config}");
     let before = gw.log_count("file watch follows");
-    write_atomically(
-        &gw.config_path(),
-        &config.replace("\"lists/example.test\"", "\"moved-lists/example.test\""),
-    );
+    name_the_list_in(&gw, "moved-lists");
     gw.wait_log_line(RELOAD_WAIT, "file watch follows", before)
         .unwrap_or_else(|| panic!("the watch did not follow the reload:\n{}", gw.logs()));
     assert_eq!(rcpt_code(&gw, "newcomer@example.test"), 550);
@@ -560,21 +573,11 @@ fn a_recipient_list_added_by_a_reload_is_watched_from_then_on() {
 #[test]
 fn a_file_named_before_it_exists_reloads_when_it_is_written() {
     let internal = InternalServer::start();
-    let mut cfg = GatewayConfig::new(&internal);
-    cfg.recipient_lists
-        .insert("example.test".into(), vec!["user".into()]);
-    let gw = Gateway::start(cfg);
-    gw.wait_log_line(Duration::from_secs(5), "policy loaded", 0)
-        .expect("no `policy loaded` line in the log");
+    let gw = gateway_with_a_recipient_list(&internal);
     let later = gw.dir.join("later-lists");
     fs::create_dir(&later).unwrap();
-    let config = fs::read_to_string(gw.config_path()).unwrap();
-    assert!(config.contains("\"lists/example.test\""), "{config}");
     let failed = gw.log_count("reload failed");
-    write_atomically(
-        &gw.config_path(),
-        &config.replace("\"lists/example.test\"", "\"later-lists/example.test\""),
-    );
+    name_the_list_in(&gw, "later-lists");
     gw.wait_log_line(RELOAD_WAIT, "reload failed", failed)
         .unwrap_or_else(|| panic!("the reload did not fail:\n{}", gw.logs()));
     assert_eq!(rcpt_code(&gw, "newcomer@example.test"), 550);

@@ -8,6 +8,14 @@ const BIG: SampleLimits = SampleLimits {
     max_depth: 8,
 };
 
+/// A total of 1 MiB and parts of up to 512 KiB: the filler in the floor tests spends it.
+const FLOORED: SampleLimits = SampleLimits {
+    part_head: 256 << 10,
+    part_tail: 256 << 10,
+    total: 1 << 20,
+    max_depth: 8,
+};
+
 fn sample(input: &[u8], limits: SampleLimits, chunk: usize) -> Sample {
     let mut s = Sampler::new(limits);
     for piece in input.chunks(chunk.max(1)) {
@@ -178,12 +186,7 @@ fn garbage_never_panics() {
 /// A part past the total still keeps a floor of its head and tail.
 #[test]
 fn a_text_part_after_filler_keeps_a_floor() {
-    let limits = SampleLimits {
-        part_head: 256 << 10,
-        part_tail: 256 << 10,
-        total: 1 << 20,
-        max_depth: 8,
-    };
+    let limits = FLOORED;
     let filler = "lorem ipsum dolor sit amet\r\n".repeat(600_000 / 28);
     let msg = format!(
         "From: a@b.example\r\nSubject: x\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n\
@@ -209,12 +212,7 @@ fn a_text_part_after_filler_keeps_a_floor() {
 #[test]
 fn floored_parts_keep_their_structure() {
     use base64::Engine;
-    let limits = SampleLimits {
-        part_head: 256 << 10,
-        part_tail: 256 << 10,
-        total: 1 << 20,
-        max_depth: 8,
-    };
+    let limits = FLOORED;
     let filler = "lorem ipsum dolor sit amet\r\n".repeat(1_200_000 / 28);
     let mut msg = format!(
         "From: a@b.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=\"A\"\r\n\r\n\
