@@ -802,6 +802,17 @@ fn a_folder_is_judged_message_by_message_and_a_non_message_is_unreadable() {
     assert_eq!(by_file["folder.mbox#2"]["verdict"], "reject", "{stderr}");
     assert_ne!(by_file["folder.mbox#1"]["verdict"], "reject", "{stderr}");
 
+    // Numbered by place in the folder: an empty first entry keeps its number.
+    let mut gapped = b"From sender@sender.test Mon Jan  1 00:00:00 2024\n\n".to_vec();
+    gapped.extend_from_slice(b"From sender@sender.test Mon Jan  1 00:00:00 2024\n");
+    gapped.extend(message("g@t", "hi", GTUBE));
+    fs::write(s.path("msgs/folder.mbox"), gapped).unwrap();
+    let (by_file, stderr, out) = scan_json_output(&s, &[]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(by_file["folder.mbox#2"]["verdict"], "reject", "{by_file:?}");
+    assert!(!by_file.contains_key("folder.mbox#1"), "{by_file:?}");
+    fs::remove_file(s.path("msgs/folder.mbox")).unwrap();
+
     fs::write(s.path("msgs/.DS_Store"), b"\x00\x00\x00\x01Bud1\x00\x00").unwrap();
     let (by_file, stderr, out) = scan_json_output(&s, &[]);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -276,9 +276,9 @@ fn leet_letter(b: u8) -> Option<char> {
 ///
 /// `chunks` are the whitespace-separated chunks of `text` (already normalised), in order
 /// and borrowed from it: the blanks between them tell where a spaced word ends. A gap
-/// wider than the one between a run's first two letters ends a word, as a line break or
-/// a tab does (review: `b u y  v i a g r a  n o w` gave one 12-letter word, and a longer
-/// phrase none at all, being longer than any word).
+/// wider than the one between a run's first two letters ends a word (a tab counts as
+/// eight spaces), as a line break does (review: `b u y  v i a g r a  n o w` gave one
+/// 12-letter word, and a longer phrase none at all, being longer than any word).
 pub fn join_spaced_letters(text: &str, chunks: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let mut run = String::new();
@@ -329,10 +329,10 @@ pub fn join_spaced_letters(text: &str, chunks: &[&str]) -> Vec<String> {
     found
 }
 
-/// Each chunk with the width of the blanks before it (in characters, a tab one like a
-/// space: a word spaced with tabs is joined too): `usize::MAX` for the first, across a
-/// line break, where text was left out between two chunks, or for a chunk that is not a
-/// slice of `text`.
+/// Each chunk with the width of the blanks before it (a tab as wide as eight spaces: a
+/// word spaced with tabs is joined, but a tab after space-spaced letters ends the word):
+/// `usize::MAX` for the first, across a line break, where text was left out between two
+/// chunks, or for a chunk that is not a slice of `text`.
 fn with_gaps<'a>(text: &str, chunks: &[&'a str]) -> Vec<(usize, &'a str)> {
     let base = text.as_ptr() as usize;
     let mut prev_end: Option<usize> = None;
@@ -344,8 +344,11 @@ fn with_gaps<'a>(text: &str, chunks: &[&'a str]) -> Vec<(usize, &'a str)> {
                 .filter(|s| s + chunk.len() <= text.len());
             let gap = match (prev_end, start) {
                 (Some(end), Some(start)) => match text.get(end..start) {
-                    Some(blanks) if !blanks.contains(['\n', '\r']) && blanks.trim().is_empty() => {
-                        blanks.chars().count()
+                    Some(blanks)
+                        if blanks.trim().is_empty()
+                            && !blanks.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']) =>
+                    {
+                        blanks.chars().map(|c| if c == '\t' { 8 } else { 1 }).sum()
                     }
                     _ => usize::MAX,
                 },
@@ -563,6 +566,15 @@ mod tests {
         );
         // Review: tabs counted as a line break, so a word spaced with tabs never joined.
         assert_eq!(joined("v\ti\ta\tg\tr\ta"), words(&["viagra"]));
+        assert_eq!(
+            joined("b u y\tv i a g r a"),
+            words(&["viagra"]),
+            "a tab ends a word"
+        );
+        assert_eq!(
+            joined("v i a g r a\u{2028}n o w x"),
+            words(&["viagra", "nowx"])
+        );
         assert_eq!(
             joined("v\u{2009}i\u{2009}a\u{2009}g\u{2009}r\u{2009}a"),
             words(&["viagra"])

@@ -271,16 +271,24 @@ fn learn_action(
 /// escapes them (`\u{202e}`), the rest as it is. A sender's address or a server's reply
 /// in `queue list` reversed or hid the rest of its row (review); the log escapes alike.
 fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let plain = |c: char| matches!(c, '"' | '\'' | '\\') || c.escape_debug().len() == 1;
-    if s.chars().all(plain) {
+    // Named, not Rust's own notion of printable: that escapes every combining mark, and
+    // so ordinary Hindi, Thai or decomposed accents (review of this change).
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c,
+                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}'
+                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+    };
+    if !s.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if plain(c) {
-            out.push(c);
+        if hidden(c) {
+            out.extend(c.escape_unicode());
         } else {
-            out.extend(c.escape_debug());
+            out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
@@ -483,5 +491,14 @@ mod printable_tests {
         assert_eq!(super::printable("caf\u{e9}@x.test"), "caf\u{e9}@x.test");
         assert_eq!(super::printable("a\u{202e}livE@x"), "a\\u{202e}livE@x");
         assert_eq!(super::printable("451 x\u{1b}[2Jy"), "451 x\\u{1b}[2Jy");
+        for ordinary in [
+            "मुकेश@उदाहरण.भारत",
+            "สวัสดี@ไทย.th",
+            "cafe\u{301}@x.test",
+            "ali\u{200c}reza@x.ir",
+        ] {
+            assert_eq!(super::printable(ordinary), ordinary);
+        }
+        assert_eq!(super::printable("a\u{2066}b\u{9b}c"), "a\\u{2066}b\\u{9b}c");
     }
 }

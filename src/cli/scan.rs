@@ -2,7 +2,7 @@
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
 use super::files::{
-    collect_files, looks_like_message, messages_of, scan_parallel, threads, Collected, FileError,
+    collect_files, looks_like_message, scan_parallel, threads, Collected, FileError,
 };
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
@@ -67,11 +67,20 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         if !looks_like_message(raw) {
             return Err(FileError::NotAMessage);
         }
-        let (messages, not_messages) = messages_of(raw);
-        let judged: Vec<_> = messages
-            .iter()
-            .map(|m| (policy.judge(m), other.as_ref().map(|o| o.judge(m))))
-            .collect();
+        // Numbered by their place in the folder, what is no message included, so that
+        // `FILE#2` is the folder's second message (review of this change).
+        let entries = mxguard::mail::mbox::messages(raw);
+        let several = entries.len() > 1;
+        let mut not_messages = 0;
+        let mut judged = Vec::new();
+        for (n, m) in entries.iter().enumerate() {
+            if !looks_like_message(m) {
+                not_messages += 1;
+                continue;
+            }
+            let place = several.then_some(n + 1);
+            judged.push((place, policy.judge(m), other.as_ref().map(|o| o.judge(m))));
+        }
         Ok((judged, not_messages))
     });
     let elapsed = start.elapsed().as_secs_f64();
@@ -101,14 +110,12 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
             *counts.entry("unreadable").or_default() += not_messages;
             missed += not_messages;
         }
-        let several = judged.len() > 1;
-        for (n, (j, other_j)) in judged.iter().enumerate() {
+        for (place, j, other_j) in &judged {
             scanned += 1;
             // A folder's messages are named by their place in it.
-            let name = if several {
-                format!("{}#{}", file.display(), n + 1)
-            } else {
-                file.display().to_string()
+            let name = match place {
+                Some(n) => format!("{}#{n}", file.display()),
+                None => file.display().to_string(),
             };
             report(
                 &policy,

@@ -156,10 +156,21 @@ impl Scheduler {
     /// longer holds: deleted by `mxguard queue delete`, which the gateway kept counting
     /// until their next retry, up to an hour (review). Queued and in-flight messages are
     /// left alone: one stored after the listing was taken is not in it.
-    pub fn forget_deferred_missing(&mut self, listed: &std::collections::BTreeSet<QueueId>) {
-        self.slots
-            .retain(|id, slot| !matches!(slot, Slot::Deferred(_)) || listed.contains(id));
+    /// The ids forgotten.
+    pub fn forget_deferred_missing(
+        &mut self,
+        listed: &std::collections::BTreeSet<QueueId>,
+    ) -> Vec<QueueId> {
+        let mut forgotten = Vec::new();
+        self.slots.retain(|id, slot| {
+            let keep = !matches!(slot, Slot::Deferred(_)) || listed.contains(id);
+            if !keep {
+                forgotten.push(id.clone());
+            }
+            keep
+        });
         // Their heap entries are stale now: skipped when they come due.
+        forgotten
     }
 
     /// When the earliest deferred message becomes due.
@@ -287,7 +298,7 @@ mod tests {
         }
         s.add(fresh.clone(), false);
         let listed = [kept.clone()].into_iter().collect();
-        s.forget_deferred_missing(&listed);
+        assert_eq!(s.forget_deferred_missing(&listed), [gone.clone()]);
         assert!(!s.knows(&gone));
         assert!(s.knows(&kept));
         assert!(

@@ -340,7 +340,7 @@ async fn run(
                 if let Some(flush) = listing {
                     // Once the flush itself is done, a listing tried again only adds what
                     // the gateway does not know yet.
-                    listing = (!add_listed(&relay.spool, &mut sched, flush)).then_some(false);
+                    listing = (!add_listed(&relay, &mut sched, flush)).then_some(false);
                 }
             }
         }
@@ -422,11 +422,16 @@ async fn worker(
 /// threads), each at its saved retry time.
 /// Adds the queued messages the scheduler does not know (every one on a flush); false
 /// when the queue could not be listed.
-fn add_listed(spool: &Spool, sched: &mut Scheduler, flush: bool) -> bool {
-    match spool.ids() {
+fn add_listed(relay: &Relay, sched: &mut Scheduler, flush: bool) -> bool {
+    match relay.spool.ids() {
         Ok(ids) => {
             let listed: std::collections::BTreeSet<QueueId> = ids.into_iter().collect();
-            sched.forget_deferred_missing(&listed);
+            // Gone from the queue (`queue delete`): no attempt will come to clear what
+            // the relay keeps about them (review).
+            for id in sched.forget_deferred_missing(&listed) {
+                relay.forget_state(&id);
+                relay.attempt_survived(&id);
+            }
             for id in listed {
                 if flush || !sched.knows(&id) {
                     sched.add(id, false);
