@@ -298,7 +298,10 @@ mod tests {
         }
         s.add(fresh.clone(), false);
         let listed = [kept.clone()].into_iter().collect();
-        assert_eq!(s.forget_deferred_missing(&listed), std::slice::from_ref(&gone));
+        assert_eq!(
+            s.forget_deferred_missing(&listed),
+            std::slice::from_ref(&gone)
+        );
         assert!(!s.knows(&gone));
         assert!(s.knows(&kept));
         assert!(
