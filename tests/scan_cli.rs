@@ -820,3 +820,36 @@ fn a_folder_is_judged_message_by_message_and_a_non_message_is_unreadable() {
     assert!(stderr.contains(".DS_Store: not a mail message"), "{stderr}");
     assert!(stderr.contains("unreadable=1"), "{stderr}");
 }
+
+/// A folder message the checks panic on fails alone: the folder's other messages are
+/// judged (left alone last stop: the panic guard wrapped the whole file).
+#[test]
+fn a_panic_on_one_folder_message_fails_that_message_only() {
+    let s = Setup::new();
+    let mut folder = Vec::new();
+    let panicking = [b"X-Probe: 1\r\n".as_slice(), PARSER_DEBUG_ASSERT].concat();
+    for m in [
+        message("p1@t", "hi", "hello"),
+        panicking,
+        message("p3@t", "hi", GTUBE),
+    ] {
+        folder.extend_from_slice(b"From sender@sender.test Mon Jan  1 00:00:00 2024\n");
+        folder.extend(m);
+        folder.extend_from_slice(b"\n");
+    }
+    fs::write(s.path("msgs/folder.mbox"), folder).unwrap();
+    let (by_file, stderr, out) = scan_json_output(&s, &[]);
+    assert!(by_file.contains_key("folder.mbox#1"), "{stderr}");
+    assert_eq!(by_file["folder.mbox#3"]["verdict"], "reject", "{stderr}");
+    if PARSER_DEBUG_ASSERT_PANICS {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(!by_file.contains_key("folder.mbox#2"), "{by_file:?}");
+        assert!(
+            stderr.contains("folder.mbox#2: the checks panicked on this message"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("failed=1"), "{stderr}");
+    } else {
+        assert!(by_file.contains_key("folder.mbox#2"), "{stderr}");
+    }
+}

@@ -79,7 +79,10 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let place = several.then_some(n + 1);
-            judged.push((place, policy.judge(m), other.as_ref().map(|o| o.judge(m))));
+            // One folder message the checks panic on fails alone, as one file does.
+            let judge = || (policy.judge(m), other.as_ref().map(|o| o.judge(m)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(judge));
+            judged.push((place, result.map_err(|_| FileError::Panicked)));
         }
         Ok((judged, not_messages))
     });
@@ -110,13 +113,22 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
             *counts.entry("unreadable").or_default() += not_messages;
             missed += not_messages;
         }
-        for (place, j, other_j) in &judged {
-            scanned += 1;
+        for (place, result) in &judged {
             // A folder's messages are named by their place in it.
             let name = match place {
                 Some(n) => format!("{}#{n}", file.display()),
                 None => file.display().to_string(),
             };
+            let (j, other_j) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    *counts.entry(e.kind()).or_default() += 1;
+                    missed += 1;
+                    continue;
+                }
+            };
+            scanned += 1;
             report(
                 &policy,
                 &name,
