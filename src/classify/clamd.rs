@@ -58,12 +58,9 @@ pub struct Clamd {
     address: ClamdAddress,
     timeout: Duration,
     max_stream_bytes: usize,
-    /// The warning that clamd's `StreamMaxLength` is below `max_stream_bytes`, at most
-    /// once an hour.
-    size_warning: std::sync::Arc<crate::metrics::LogEvery>,
     /// The smallest stream clamd refused for its `StreamMaxLength` lately, so that later
     /// big streams start below it instead of being sent whole first (about twice the
-    /// bytes for every big message).
+    /// bytes for every big message), and the mismatch is said once, not per message.
     refused: std::sync::Arc<RefusedSize>,
 }
 
@@ -75,33 +72,34 @@ const REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
 struct RefusedSize(std::sync::Mutex<Option<(usize, std::time::Instant)>>);
 
 impl RefusedSize {
+    /// The smallest size refused within the hour.
+    fn remembered(&self) -> Option<usize> {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .filter(|(_, at)| at.elapsed() < REFUSAL_MEMORY)
+            .map(|(size, _)| size)
+    }
+
     /// Where to cut a stream of `len` bytes first, given `max` (`max_stream_bytes`): at
     /// half the size refused within the hour when the stream is at least that long.
     fn first_cut(&self, len: usize, max: usize) -> usize {
         let cut = len.min(max);
-        let refused = match self.0.lock() {
-            Ok(guard) => *guard,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        match refused {
-            Some((size, at)) if at.elapsed() < REFUSAL_MEMORY && cut >= size => {
-                (size / 2).max(MIN_STREAM_BYTES)
-            }
+        match self.remembered() {
+            Some(size) if cut >= size => (size / 2).max(MIN_STREAM_BYTES),
             _ => cut,
         }
     }
 
-    fn note(&self, size: usize) {
-        let mut guard = match self.0.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let fresh = guard.is_some_and(|(_, at)| at.elapsed() < REFUSAL_MEMORY);
-        let smallest = match *guard {
-            Some((known, _)) if fresh => known.min(size),
-            _ => size,
-        };
-        *guard = Some((smallest, std::time::Instant::now()));
+    /// Records a refusal of `size` bytes; whether it is news (none remembered), which is
+    /// when the mismatch is worth an error line.
+    fn note(&self, size: usize) -> bool {
+        let known = self.remembered();
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = Some((
+            known.map_or(size, |k| k.min(size)),
+            std::time::Instant::now(),
+        ));
+        known.is_none()
     }
 }
 
@@ -120,9 +118,6 @@ impl Clamd {
             address,
             timeout,
             max_stream_bytes: max_stream_bytes.max(1),
-            size_warning: std::sync::Arc::new(crate::metrics::LogEvery::new(Duration::from_secs(
-                3600,
-            ))),
             refused: std::sync::Arc::default(),
         }
     }
@@ -153,10 +148,9 @@ impl Clamd {
                     let slice = data.get(..cut).unwrap_or(data);
                     match self.scan_one(slice).await {
                         Err(e) if refused_for_size(&e) && cut > MIN_STREAM_BYTES => {
-                            if self.size_warning.due() {
+                            if self.refused.note(cut) {
                                 tracing::error!(refused_bytes = cut, "clamd refused a stream for its StreamMaxLength: set antivirus.max_stream_bytes to it or lower (streams are cut further meanwhile)");
                             }
-                            self.refused.note(cut);
                             cut = (cut / 2).max(MIN_STREAM_BYTES);
                         }
                         other => break other?,
