@@ -144,13 +144,15 @@ impl MessageSink {
     /// trickling 256 bytes a second after half a megabyte each held the whole budget, and
     /// every other transfer waited for it (451 after command_timeout). Called when bytes
     /// arrive and when the sender has been silent until [`MessageSink::hold_deadline`].
-    pub async fn release_if_held(&mut self, spool: &Spool) {
-        if self
+    /// Whether it was due.
+    pub async fn release_if_held(&mut self, spool: &Spool) -> bool {
+        let due = self
             .hold_deadline()
-            .is_some_and(|deadline| Instant::now() >= deadline)
-        {
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        if due {
             self.spill(spool).await;
         }
+        due
     }
 
     /// Takes note of what the decoder appended: looks for the end of the header section

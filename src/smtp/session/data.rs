@@ -386,17 +386,10 @@ impl Session {
     /// while its client sent no next chunk: whether it did (the wait for the command goes
     /// on).
     pub(super) async fn release_held_transfer_memory(&mut self) -> bool {
-        let Some(t) = self.bdat.as_mut() else {
-            return false;
-        };
-        let due = t
-            .sink
-            .hold_deadline()
-            .is_some_and(|hold| std::time::Instant::now() >= hold);
-        if due {
-            t.sink.release_if_held(&self.server.spool).await;
+        match self.bdat.as_mut() {
+            Some(t) => t.sink.release_if_held(&self.server.spool).await,
+            None => false,
         }
-        due
     }
 
     /// A command line could not be read: a BDAT transfer paused past its minimum rate
