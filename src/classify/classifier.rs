@@ -377,6 +377,13 @@ impl Classifier {
         Ok(values.first().copied().unwrap_or(0))
     }
 
+    /// Whether autolearn may add to the ledger: it waits past [`autolearn_ceiling`] of
+    /// `autolearn_max` until a retraining forgets the oldest (review: forgetting only at
+    /// each retraining let autolearn at full speed grow Redis by gigabytes first).
+    pub async fn autolearn_has_room(&self, autolearn_max: usize) -> Result<bool, ClassifyError> {
+        Ok(self.autolearned().await? < autolearn_ceiling(autolearn_max))
+    }
+
     /// Learned messages per class.
     pub async fn totals(&self) -> Result<Counts, ClassifyError> {
         Ok(self.source.counts(&[]).await?.0)
@@ -553,6 +560,14 @@ impl Classifier {
             .collect();
         Ok(Seed { entries, model })
     }
+}
+
+/// Autolearned messages past which autolearn waits for the next retraining (which
+/// forgets the oldest down to `autolearn_max`): a tenth more, at least 100, so that
+/// autolearn goes on between retrainings without the ledger outgrowing its bound.
+pub fn autolearn_ceiling(autolearn_max: usize) -> i64 {
+    let margin = (autolearn_max / 10).max(100);
+    i64::try_from(autolearn_max.saturating_add(margin)).unwrap_or(i64::MAX)
 }
 
 /// At most `max` of the token hashes, chosen by a keyed hash of each: the hash function

@@ -31,7 +31,9 @@ pub mod tokenize;
 
 pub use bands::{band, Band, BANDS};
 pub use bayes::{Contribution, Counts};
-pub use classifier::{Classifier, Judged, Settings, Verdict, AUTOLEARNS_AT_ONCE};
+pub use classifier::{
+    autolearn_ceiling, Classifier, Judged, Settings, Verdict, AUTOLEARNS_AT_ONCE,
+};
 pub use ledger::{Class, Outcome};
 pub use seed::Seed;
 pub use store::Source;

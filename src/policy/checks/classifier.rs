@@ -144,14 +144,6 @@ const NOT_ABOUT_THE_WORDS: &[&str] = &["GTUBE", "CLIENT_ALLOWLISTED"];
 /// thousand, grew the store by gigabytes and held its writer for half a second a batch.
 const AUTOLEARN_MAX_TOKENS: usize = 1_000;
 
-/// Autolearned messages past which autolearn waits for the next retraining (which
-/// forgets the oldest down to `autolearn_max`): a tenth more, at least 100, so that
-/// autolearn goes on between retrainings without the ledger outgrowing its bound.
-fn autolearn_ceiling(autolearn_max: usize) -> i64 {
-    let margin = (autolearn_max / 10).max(100);
-    i64::try_from(autolearn_max.saturating_add(margin)).unwrap_or(i64::MAX)
-}
-
 /// Classifier probability from which a message is never autolearned as ham (`BAYES_80`
 /// and up).
 const AUTOLEARN_HAM_BELOW: f64 = 0.8;
@@ -278,6 +270,22 @@ impl Check for Autolearn {
         let raw = ctx.message.bounded().into_owned();
         tokio::spawn(async move {
             let _turn = turn;
+            // The ledger's bound holds between retrainings too; asked before the message
+            // is tokenised again, which a full ledger makes useless.
+            match classifier.autolearn_has_room(autolearn_max).await {
+                Ok(false) => {
+                    tracing::debug!(
+                        class = class.as_str(),
+                        "autolearn skipped: classifier.autolearn_max reached until the next retraining"
+                    );
+                    return;
+                }
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
+                    return;
+                }
+            }
             // Tokenised again (the classification keeps no hashes), off the session threads:
             // a message of a megabyte takes a worker for milliseconds.
             let tokenizer = classifier.clone();
@@ -299,23 +307,6 @@ impl Check for Autolearn {
                     "autolearn skipped: more than {AUTOLEARN_MAX_TOKENS} tokens"
                 );
                 return;
-            }
-            // The ledger's bound holds between retrainings too (review: forgetting only at
-            // each retraining let autolearn at full speed grow Redis by gigabytes first).
-            match classifier.autolearned().await {
-                Ok(n) if n >= autolearn_ceiling(autolearn_max) => {
-                    tracing::debug!(
-                        autolearned = n,
-                        class = class.as_str(),
-                        "autolearn skipped: classifier.autolearn_max reached until the next retraining"
-                    );
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
-                    return;
-                }
             }
             let entry = Entry {
                 class,
@@ -597,7 +588,7 @@ mod tests {
     /// (179 KB of Redis a message of random words). Past the ceiling autolearn waits.
     #[tokio::test]
     async fn autolearn_waits_past_autolearn_max_until_a_retraining() {
-        use crate::classify::store::AUTOLEARNED;
+        use crate::classify::{autolearn_ceiling, store::AUTOLEARNED};
         let dir = tempfile::tempdir().unwrap();
         let (learner, state) = embedded_learner(dir.path()).await;
         learner.mark_seed_settled();
