@@ -174,9 +174,24 @@ pub fn looks_like_message(raw: &[u8]) -> bool {
 /// many of an mbox's were left out for not starting as a message does: an empty one, a
 /// bare `From ` line, must not be learned or counted as mail.
 pub fn messages_of(raw: &[u8]) -> (Vec<std::borrow::Cow<'_, [u8]>>, usize) {
-    let (taken, left): (Vec<_>, Vec<_>) = mxguard::mail::mbox::messages(raw)
+    let (placed, left) = placed_messages_of(raw);
+    (placed.into_iter().map(|(_, m)| m).collect(), left)
+}
+
+/// A message of a file, with its place in the folder (see [`placed_messages_of`]).
+pub type Placed<'a> = (Option<usize>, std::borrow::Cow<'a, [u8]>);
+
+/// [`messages_of`], each message with its place in a folder of several (1 for the first
+/// entry, counted with those left out), `None` for a file of one message: `scan` names a
+/// folder's messages `FILE#N`, and `FILE#2` must be the folder's second entry.
+pub fn placed_messages_of(raw: &[u8]) -> (Vec<Placed<'_>>, usize) {
+    let entries = mxguard::mail::mbox::messages(raw);
+    let several = entries.len() > 1;
+    let (taken, left): (Vec<_>, Vec<_>) = entries
         .into_iter()
-        .partition(|m| looks_like_message(m));
+        .enumerate()
+        .map(|(n, m)| (several.then_some(n + 1), m))
+        .partition(|(_, m)| looks_like_message(m));
     (taken, left.len())
 }
 

@@ -2,7 +2,8 @@
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
 use super::files::{
-    collect_files, looks_like_message, scan_parallel, threads, Collected, FileError,
+    collect_files, looks_like_message, placed_messages_of, scan_parallel, threads, Collected,
+    FileError,
 };
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
@@ -67,23 +68,16 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         if !looks_like_message(raw) {
             return Err(FileError::NotAMessage);
         }
-        // Numbered by their place in the folder, what is no message included, so that
-        // `FILE#2` is the folder's second message (review of this change).
-        let entries = mxguard::mail::mbox::messages(raw);
-        let several = entries.len() > 1;
-        let mut not_messages = 0;
-        let mut judged = Vec::new();
-        for (n, m) in entries.iter().enumerate() {
-            if !looks_like_message(m) {
-                not_messages += 1;
-                continue;
-            }
-            let place = several.then_some(n + 1);
-            // One folder message the checks panic on fails alone, as one file does.
-            let judge = || (policy.judge(m), other.as_ref().map(|o| o.judge(m)));
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(judge));
-            judged.push((place, result.map_err(|_| FileError::Panicked)));
-        }
+        let (messages, not_messages) = placed_messages_of(raw);
+        let judged: Vec<_> = messages
+            .iter()
+            .map(|(place, m)| {
+                // One folder message the checks panic on fails alone, as one file does.
+                let judge = || (policy.judge(m), other.as_ref().map(|o| o.judge(m)));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(judge));
+                (*place, result.map_err(|_| FileError::Panicked))
+            })
+            .collect();
         Ok((judged, not_messages))
     });
     let elapsed = start.elapsed().as_secs_f64();
