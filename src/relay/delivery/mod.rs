@@ -151,6 +151,13 @@ impl Relay {
         self.panic_counts().remove(id);
     }
 
+    /// Drops everything kept in memory about a message that left the queue by another way
+    /// than an attempt's end (set aside, deleted by `mxguard queue delete`).
+    fn forget_message(&self, id: &QueueId) {
+        self.panic_counts().remove(id);
+        self.forget_state(id);
+    }
+
     /// What becomes of a message whose attempt panicked. A panic is most likely the
     /// message's own, so it is tried again after the longest delay, not every
     /// `retry_initial`; after [`PANICS_BEFORE_SET_ASIDE`] in a row it leaves the queue for
@@ -174,8 +181,7 @@ impl Relay {
         let key = id.clone();
         match self.blocking(move |spool| spool.set_aside(&key)).await {
             Ok(path) => {
-                self.panic_counts().remove(id);
-                self.forget_state(id);
+                self.forget_message(id);
                 self.metrics.spool_corrupt_total.inc();
                 tracing::error!(queue_id = %id, panics, moved_to = %path.display(), "delivery attempts of this message panicked again and again; moved out of the queue");
                 JobResult::Abandoned
@@ -429,8 +435,7 @@ fn add_listed(relay: &Relay, sched: &mut Scheduler, flush: bool) -> bool {
             // Gone from the queue (`queue delete`): no attempt will come to clear what
             // the relay keeps about them (review).
             for id in sched.forget_deferred_missing(&listed) {
-                relay.forget_state(&id);
-                relay.attempt_survived(&id);
+                relay.forget_message(&id);
             }
             for id in listed {
                 if flush || !sched.knows(&id) {
