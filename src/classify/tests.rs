@@ -641,6 +641,21 @@ async fn an_autolearn_never_moves_what_was_learned_by_hand() {
     );
 }
 
+/// Learns test message `i` (spam when even) as autolearn does, at unix time `at`: the
+/// outcome and the message.
+async fn autolearn(c: &Classifier, i: usize, at: u64) -> (Outcome, Vec<u8>) {
+    let spam = i.is_multiple_of(2);
+    let raw = message(spam, i);
+    let entry = super::ledger::Entry {
+        class: if spam { Class::Spam } else { Class::Ham },
+        hashes: Tokenizer.features(&raw).hashes(),
+        autolearned: true,
+        learned_at: at,
+    };
+    let digest = super::ledger::body_digest(&raw);
+    (c.learn_entry(&digest, &entry).await.unwrap(), raw)
+}
+
 /// Regression (carried review finding): the ledger kept every autolearned message for ever,
 /// so the store and each retraining (which reads the whole ledger) grew with the gateway's
 /// age. Past `autolearn_max` the oldest autolearned messages are forgotten, exactly, at
@@ -658,18 +673,8 @@ async fn the_oldest_autolearned_messages_are_forgotten_past_the_limit() {
     // Six autolearned messages, learned at times 10..16 in no particular order.
     let mut learned = Vec::new();
     for (i, at) in [(40, 13), (41, 10), (42, 15), (43, 11), (44, 14), (45, 12)] {
-        let raw = message(i % 2 == 0, i);
-        let entry = super::ledger::Entry {
-            class: if i % 2 == 0 { Class::Spam } else { Class::Ham },
-            hashes: Tokenizer.features(&raw).hashes(),
-            autolearned: true,
-            learned_at: at,
-        };
-        let digest = super::ledger::body_digest(&raw);
-        assert_eq!(
-            c.learn_entry(&digest, &entry).await.unwrap(),
-            Outcome::Learned
-        );
+        let (outcome, raw) = autolearn(&c, i, at).await;
+        assert_eq!(outcome, Outcome::Learned);
         learned.push((at, raw));
     }
     assert_eq!(c.autolearned().await.unwrap(), 6, "counted as learned");
@@ -756,15 +761,7 @@ async fn a_ledger_over_the_bound_is_retrained_though_unchanged() {
     let c = classifier(&state, "gw1");
     learn_corpus(&c, 2).await;
     for i in 0..6 {
-        let raw = message(i % 2 == 0, 50 + i);
-        let entry = super::ledger::Entry {
-            class: if i % 2 == 0 { Class::Spam } else { Class::Ham },
-            hashes: Tokenizer.features(&raw).hashes(),
-            autolearned: true,
-            learned_at: 10 + i as u64,
-        };
-        let digest = super::ledger::body_digest(&raw);
-        c.learn_entry(&digest, &entry).await.unwrap();
+        autolearn(&c, 50 + i, 10 + i as u64).await;
     }
     assert!(c.retrain(20_000).await.unwrap().is_some());
     assert!(
