@@ -496,3 +496,26 @@ fn state_calls_stayed_under_the_timeout(gw: &Gateway) {
     }
     assert!(s.value("mxguard_state_errors_total", &[("op", "rate")]) >= 1.0);
 }
+
+/// Regression (review): rate limits ran before relay control and recipient verification,
+/// so recipients refused anyway (not ours to relay) filled the bucket and the client's
+/// real mail was then refused as over the limit.
+#[test]
+fn recipients_refused_anyway_do_not_count_towards_a_rate_limit() {
+    let internal = InternalServer::start();
+    let limit = "[[ratelimit]]\nname = \"rcpts\"\nkey = \"client_ip\"\nlimit = 2\nper = \"1h\"\nstage = \"rcpt\"\n";
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&format!("{PATIENT_STATE}{limit}")));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");
+    for i in 0..4 {
+        let refused = c.cmd(&format!("RCPT TO:<u{i}@not-ours.test>"));
+        assert_eq!(refused.code / 100, 5, "not ours to relay: {refused}");
+        assert!(!refused.text().contains("Rate limit"), "{refused}");
+    }
+    c.cmd("RCPT TO:<a@example.test>").expect(250, "2.1.5");
+    c.cmd("RCPT TO:<b@example.test>").expect(250, "2.1.5");
+    let over = c.cmd("RCPT TO:<c@example.test>");
+    over.expect(450, "4.7.1");
+    assert!(over.text().contains("Rate limit rcpts exceeded"), "{over}");
+    c.quit();
+}

@@ -200,6 +200,36 @@ fn is_spf_record(record: &str) -> bool {
     lower.as_deref() == Some("v=spf1") && matches!(record.as_bytes().get(6), None | Some(b' '))
 }
 
+#[cfg(test)]
+impl SpfCheck {
+    /// A MAIL FROM check of `domain` that came out `result`, for the tests of its users.
+    pub(crate) fn mail_from_for_test(
+        result: SpfResult,
+        domain: &str,
+        client_ip: IpAddr,
+    ) -> SpfCheck {
+        let theirs = match result {
+            SpfResult::Pass => mail_auth::SpfResult::Pass,
+            SpfResult::Fail => mail_auth::SpfResult::Fail,
+            SpfResult::SoftFail => mail_auth::SpfResult::SoftFail,
+            SpfResult::Neutral => mail_auth::SpfResult::Neutral,
+            SpfResult::None => mail_auth::SpfResult::None,
+            SpfResult::TempError => mail_auth::SpfResult::TempError,
+            SpfResult::PermError => mail_auth::SpfResult::PermError,
+        };
+        let output = SpfOutput::new(domain.to_owned()).with_result(theirs);
+        let sender = format!("sender@{domain}");
+        finish(
+            SpfIdentity::MailFrom,
+            Some(output),
+            domain.to_owned(),
+            client_ip,
+            "mx.test",
+            &sender,
+        )
+    }
+}
+
 fn finish(
     identity: SpfIdentity,
     output: Option<SpfOutput>,

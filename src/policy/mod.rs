@@ -248,17 +248,6 @@ impl Policy {
                 tempfail("helo"),
             )));
         }
-        let gl = &config.greylist;
-        if let Some(state) = &services.state {
-            for limit in &config.ratelimits {
-                checks.push(Box::new(ratelimit::RateLimit::new(
-                    state.clone(),
-                    limit.clone(),
-                    (gl.ipv4_prefix, gl.ipv6_prefix),
-                    services.metrics.clone(),
-                )));
-            }
-        }
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
@@ -279,6 +268,20 @@ impl Policy {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
+        // Rate limits count what the other checks of their stage let through: a
+        // recipient refused as unknown, not ours to relay or from a listed client never
+        // fills a bucket.
+        let gl = &config.greylist;
+        if let Some(state) = &services.state {
+            for limit in &config.ratelimits {
+                checks.push(Box::new(ratelimit::RateLimit::new(
+                    state.clone(),
+                    limit.clone(),
+                    (gl.ipv4_prefix, gl.ipv6_prefix),
+                    services.metrics.clone(),
+                )));
+            }
+        }
         let greylisting = services.state.as_ref().filter(|_| gl.enabled).map(|state| {
             greylist::Greylist::new(
                 state.clone(),

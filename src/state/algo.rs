@@ -30,7 +30,13 @@ pub fn gcra(
     burst: u64,
 ) -> (RateAnswer, Option<(u64, Duration)>) {
     let (interval, tolerance) = gcra_interval(limit, per, burst);
-    let tat = tat.unwrap_or(now).max(now);
+    // A counted event leaves the TAT at most `tolerance + interval` ahead of the clock;
+    // further ahead, the clock stepped back since, and the bucket starts afresh instead
+    // of refusing the client for as long as the step.
+    let tat = tat
+        .filter(|&t| t.saturating_sub(now) <= tolerance.saturating_add(interval))
+        .unwrap_or(now)
+        .max(now);
     let ahead = tat - now;
     if ahead > tolerance {
         let answer = RateAnswer {
@@ -211,6 +217,24 @@ mod tests {
                 "{limit} per {per:?}: {allowed} in ten periods"
             );
         }
+    }
+
+    /// Regression (review): a clock stepped back by an hour refused every limited client
+    /// for an hour, the stored TAT looking that far ahead.
+    #[test]
+    fn gcra_forgets_a_bucket_the_clock_stepped_back_under() {
+        let per = Duration::from_secs(60);
+        let now = 10_000_000_000;
+        let (_, next) = gcra(now, None, 10, per, 2);
+        let (tat, _) = next.unwrap();
+        let (_, next) = gcra(now, Some(tat), 10, per, 2);
+        let (tat, _) = next.unwrap();
+        assert!(
+            !gcra(now, Some(tat), 10, per, 2).0.allowed,
+            "burst of 2 spent"
+        );
+        let stepped_back = now - 3_600_000_000;
+        assert!(gcra(stepped_back, Some(tat), 10, per, 2).0.allowed);
     }
 
     #[test]

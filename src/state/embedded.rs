@@ -6,7 +6,7 @@
 //! one disk flush. Reads that decide a write go through the same thread, which makes every
 //! operation atomic without locks; plain look-ups (classifier counts, map fields) read a
 //! snapshot in their own read transaction, which never waits for the writer. Values carry their expiry; expired entries read as absent and a sweep
-//! removes them when the store is idle. The file is opened in redb's multi-writer mode so
+//! removes them in small steps between batches. The file is opened in redb's multi-writer mode so
 //! the command-line tools can use it while the gateway runs, and opened again after an
 //! I/O error (a full disk), which redb otherwise holds against every later transaction.
 //!
@@ -18,6 +18,7 @@ use super::{Backend, ContactAnswer, GreylistAnswer, RateAnswer, StateError};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,8 @@ const SWEEP_IDLE: Duration = Duration::from_secs(60);
 /// watcher pings every few seconds, a tier writes heartbeats): without it expired
 /// greylist triplets, contacts and rate buckets would stay in the file for ever.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// Entries a sweep step looks at: a few milliseconds of the writer's time.
+const SWEEP_STEP: usize = 2_000;
 /// Expiry of entries that never expire (counters and maps of the classifier).
 const NEVER: u64 = u64::MAX;
 /// Separates a map's key from a field's name in the table's key.
@@ -177,8 +180,9 @@ impl Embedded {
     }
 
     /// Runs `read` in a read transaction on the calling thread: for look-ups of a bounded
-    /// number of keys. Readers never wait for the writer (redb is MVCC) and the pages are
-    /// in memory once warm, so this is CPU work of the size of a rule check, cheaper than
+    /// number of keys. Readers never wait for a transaction (redb is MVCC): in multi-writer
+    /// mode they take the file's header lock only to read the header, which a writer holds
+    /// for its header writes and never across a flush; the pages are in memory once warm, so this is CPU work of the size of a rule check, cheaper than
     /// the two thread switches of a blocking-pool hop it replaces on every message.
     fn read_bounded<T>(
         &self,
@@ -493,19 +497,40 @@ impl Handle {
     }
 }
 
-/// The writer thread: batches of queued operations, one transaction and commit each;
-/// expired entries swept when idle, and at least once per `every`.
+/// The writer thread: batches of queued operations, one transaction and commit each.
+/// Expired entries are swept in steps of `SWEEP_STEP` entries between batches, so a
+/// table holding a large classifier model never stalls the calls queued behind a sweep;
+/// a pass starts when the store is idle, and at least once per `every`. A panic inside
+/// a transaction fails that batch only: the thread goes on serving.
 fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
     let mut swept = std::time::Instant::now();
+    // Where the running pass resumes: Some(None) at the start of the table.
+    let mut pass: Option<Option<String>> = None;
     loop {
-        let next = queue.recv_timeout(SWEEP_IDLE.min(every));
-        let idle = matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
-        if idle || swept.elapsed() >= every {
-            if let Err(e) = sweep(&handle.db.load()) {
-                tracing::warn!(error = %e, "state store: sweeping expired entries failed");
-                handle.recover();
-            }
+        let wait = if pass.is_some() {
+            Duration::ZERO
+        } else {
+            SWEEP_IDLE.min(every)
+        };
+        let next = queue.recv_timeout(wait);
+        let idle = !wait.is_zero() && matches!(next, Err(mpsc::RecvTimeoutError::Timeout));
+        if pass.is_none() && (idle || swept.elapsed() >= every) {
+            pass = Some(None);
             swept = std::time::Instant::now();
+        }
+        if let Some(from) = pass.take() {
+            let db = handle.db.load();
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sweep_step(&db, from.as_deref(), SWEEP_STEP)
+            }))
+            .unwrap_or_else(|_| Err(StateError::Backend("sweep panicked".into())));
+            match step {
+                Ok(resume) => pass = resume.map(Some),
+                Err(e) => {
+                    tracing::warn!(error = %e, "state store: sweeping expired entries failed");
+                    handle.recover();
+                }
+            }
         }
         let first = match next {
             Ok(r) => r,
@@ -520,7 +545,10 @@ fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
             }
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
-        match apply(&handle.db.load(), ops) {
+        let db = handle.db.load();
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&db, ops)))
+            .unwrap_or_else(|_| Err(StateError::Backend("state transaction panicked".into())));
+        match applied {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
@@ -714,21 +742,59 @@ fn add_counters(
     Ok(())
 }
 
-/// Removes every expired entry.
-fn sweep(db: &Database) -> Result<(), StateError> {
-    let txn = db.begin_write().map_err(backend_error)?;
-    {
-        let mut table = txn.open_table(TABLE).map_err(backend_error)?;
-        let now = now_ms();
-        table
-            .retain(|_, value| {
-                value
-                    .first_chunk::<8>()
-                    .is_some_and(|head| u64::from_be_bytes(*head) > now)
-            })
-            .map_err(backend_error)?;
+/// Removes the expired entries among the `step` entries after `from` (the table's start
+/// when None); where the next step starts, or None once the pass reached the end. The
+/// scan reads a snapshot; a write transaction (and its fsync) is paid only when something
+/// expired, and each key is checked again inside it, so an entry written since the scan
+/// is kept.
+fn sweep_step(
+    db: &Database,
+    from: Option<&str>,
+    step: usize,
+) -> Result<Option<String>, StateError> {
+    let now = now_ms();
+    let lower = from.map_or(Bound::Unbounded, Bound::Excluded);
+    let (expired, resume) = read_now(
+        db,
+        |table| {
+            let mut expired = Vec::new();
+            let mut resume = None;
+            let mut seen = 0;
+            for entry in table
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(backend_error)?
+            {
+                let (key, value) = entry.map_err(backend_error)?;
+                if live(value.value(), now).is_none() {
+                    expired.push(key.value().to_owned());
+                }
+                seen += 1;
+                if seen == step {
+                    resume = Some(key.value().to_owned());
+                    break;
+                }
+            }
+            Ok((expired, resume))
+        },
+        (Vec::new(), None),
+    )?;
+    if !expired.is_empty() {
+        let txn = db.begin_write().map_err(backend_error)?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(backend_error)?;
+            for key in &expired {
+                let still_expired = table
+                    .get(key.as_str())
+                    .map_err(backend_error)?
+                    .is_some_and(|value| live(value.value(), now).is_none());
+                if still_expired {
+                    table.remove(key.as_str()).map_err(backend_error)?;
+                }
+            }
+        }
+        txn.commit().map_err(backend_error)?;
     }
-    txn.commit().map_err(backend_error)
+    Ok(resume)
 }
 
 #[cfg(test)]
@@ -743,6 +809,43 @@ mod sweep_tests {
             0,
         )
         .unwrap_or(0)
+    }
+
+    /// Regression (review): the sweep ran over the whole table in one transaction, so a
+    /// store holding a classifier model stalled every greylist and rate-limit call queued
+    /// behind it. A step looks at a bounded number of entries and says where to resume.
+    #[tokio::test]
+    async fn a_sweep_step_is_bounded_and_a_pass_reaches_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("s.redb")).unwrap();
+        for i in 0..2_500 {
+            store
+                .set(&format!("gl:t:{i:05}"), b"x", Duration::from_millis(1))
+                .await
+                .unwrap();
+        }
+        let keep: Vec<(String, i64)> = (0..2_500).map(|i| (format!("bayes:{i:05}"), 1)).collect();
+        store.add_counters(&keep).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let db = store.db.load();
+        let mut steps = 0;
+        let mut from: Option<String> = None;
+        loop {
+            steps += 1;
+            match sweep_step(&db, from.as_deref(), 1_000).unwrap() {
+                Some(next) => from = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            steps, 6,
+            "5,000 entries in steps of 1,000, and one that finds the end"
+        );
+        assert_eq!(raw_entries(&store), 2_500, "the expired entries are gone");
+        assert_eq!(
+            store.get_counters(&["bayes:00042".into()]).await.unwrap(),
+            vec![1]
+        );
     }
 
     /// Regression (review): expired entries were swept only after a minute with no

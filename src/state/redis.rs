@@ -10,8 +10,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
 
 /// `INCRBY` and refresh the expiry, atomically.
 const INCR: &str = r"
@@ -29,7 +31,7 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
+if tat < now or tat - now > tolerance + interval then tat = now end
 local ahead = tat - now
 if ahead > tolerance then return {0, ahead - tolerance} end
 local new_tat = tat + interval
@@ -182,10 +184,50 @@ enum Link {
     Single(ConnectionManager),
     /// The cluster connection is made on first use (the cluster may be down at start)
     /// and then follows the cluster's topology by itself.
-    Cluster {
-        client: Box<ClusterClient>,
-        conn: Mutex<Option<ClusterConnection>>,
-    },
+    Cluster(Arc<ClusterLink>),
+}
+
+/// The cluster connection, made by a task of its own: meeting the seeds, reading the slot
+/// map and connecting to every master can take longer than one call may wait, and a
+/// connection made inside a call would be cancelled with it, and begun again by the next.
+struct ClusterLink {
+    client: ClusterClient,
+    conn: std::sync::Mutex<Option<ClusterConnection>>,
+    connecting: AtomicBool,
+    attempt_over: Notify,
+}
+
+impl ClusterLink {
+    fn current(&self) -> Option<ClusterConnection> {
+        self.conn.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The connection, waiting for an attempt under way (or one started now) to end; the
+    /// caller's own timeout bounds the wait, not the attempt.
+    async fn connection(self: &Arc<Self>) -> Result<ClusterConnection, StateError> {
+        let attempt_over = self.attempt_over.notified();
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        if !self.connecting.swap(true, Ordering::AcqRel) {
+            let link = self.clone();
+            tokio::spawn(async move {
+                match link.client.get_async_connection().await {
+                    Ok(c) => {
+                        if let Ok(mut slot) = link.conn.lock() {
+                            *slot = Some(c);
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "Redis Cluster: connecting failed"),
+                }
+                link.connecting.store(false, Ordering::Release);
+                link.attempt_over.notify_waiters();
+            });
+        }
+        attempt_over.await;
+        self.current()
+            .ok_or_else(|| StateError::Backend("cannot connect to the Redis Cluster".into()))
+    }
 }
 
 /// Redis or Redis Cluster.
@@ -299,10 +341,12 @@ impl RedisBackend {
                 .retries(1)
                 .build()
                 .map_err(failed)?;
-            Link::Cluster {
-                client: Box::new(client),
-                conn: Mutex::new(None),
-            }
+            Link::Cluster(Arc::new(ClusterLink {
+                client,
+                conn: std::sync::Mutex::new(None),
+                connecting: AtomicBool::new(false),
+                attempt_over: Notify::new(),
+            }))
         } else {
             let url = urls
                 .first()
@@ -333,15 +377,7 @@ impl RedisBackend {
     async fn conn(&self) -> Result<Conn, StateError> {
         match &self.link {
             Link::Single(manager) => Ok(Conn::Single(manager.clone())),
-            Link::Cluster { client, conn } => {
-                let mut slot = conn.lock().await;
-                if let Some(c) = slot.as_ref() {
-                    return Ok(Conn::Cluster(c.clone()));
-                }
-                let c = client.get_async_connection().await.map_err(failed)?;
-                *slot = Some(c.clone());
-                Ok(Conn::Cluster(c))
-            }
+            Link::Cluster(link) => link.connection().await.map(Conn::Cluster),
         }
     }
 }

@@ -3,12 +3,14 @@
 //! backend, so every gateway of the tier counts into the same bucket. Over the limit it
 //! tempfails (`421 4.7.0` at connect, `450 4.7.1` later) or adds its symbol.
 
+use crate::auth::SpfResult;
 use crate::config::{network_of, OnFailure, RateAction, RateKey, RateLimitConfig, RateStage};
 use crate::mail::Reply;
 use crate::metrics::Metrics;
 use crate::policy::{Check, Context, Decision, Stage};
 use crate::state::{digest, State};
 use async_trait::async_trait;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// One rate limit.
@@ -50,7 +52,12 @@ impl RateLimit {
     fn subject(&self, ctx: &Context) -> Option<String> {
         let lower = |s: String| s.to_lowercase();
         match self.limit.key {
-            RateKey::ClientIp => Some(ctx.client.ip.to_canonical().to_string()),
+            // An IPv6 client is counted per /64, the least a subscriber is given: per
+            // address, a host would pick a fresh bucket for each connection.
+            RateKey::ClientIp => Some(match ctx.client.ip.to_canonical() {
+                ip @ IpAddr::V4(_) => ip.to_string(),
+                ip @ IpAddr::V6(_) => network_of(ip, 32, 64).to_string(),
+            }),
             RateKey::ClientNet => {
                 Some(network_of(ctx.client.ip, self.prefixes.0, self.prefixes.1).to_string())
             }
@@ -60,14 +67,33 @@ impl RateLimit {
                 .mail_from
                 .as_ref()
                 .filter(|a| !a.is_null())
-                .map(|a| lower(a.to_path())),
+                .map(|a| self.claimed_by(ctx, &a.domain, lower(a.to_path()))),
             RateKey::SenderDomain => ctx
                 .mail_from
                 .as_ref()
                 .filter(|a| !a.domain.is_empty())
-                .map(|a| lower(a.domain.clone())),
+                .map(|a| self.claimed_by(ctx, &a.domain, lower(a.domain.clone()))),
             RateKey::Recipient => ctx.rcpt.as_ref().map(|a| lower(a.to_path())),
             RateKey::Helo => ctx.client.helo.clone().map(lower),
+        }
+    }
+
+    /// A sender's bucket: its own when SPF passes for its domain, else its own as sent
+    /// from the client's network, so spam forging a big provider's addresses from
+    /// everywhere never fills the bucket that provider's real mail counts in.
+    fn claimed_by(&self, ctx: &Context, domain: &str, sender: String) -> String {
+        let verified = ctx
+            .auth
+            .as_ref()
+            .and_then(|a| a.spf_mail_from.as_ref())
+            .is_some_and(|spf| {
+                spf.result == SpfResult::Pass && spf.domain.eq_ignore_ascii_case(domain)
+            });
+        if verified {
+            sender
+        } else {
+            let network = network_of(ctx.client.ip, self.prefixes.0, self.prefixes.1);
+            format!("{sender} from {network}")
         }
     }
 
@@ -198,5 +224,100 @@ mod tests {
                 second.symbols
             );
         }
+    }
+
+    fn from_sender(ip: std::net::IpAddr, spf: Option<SpfResult>) -> Context {
+        let mut ctx = Context::new(ClientInfo::new(ip));
+        ctx.mail_from = Some(parse_path("news@bigmail.test").unwrap());
+        ctx.rcpt = Some(parse_path("alice@example.test").unwrap());
+        if let Some(result) = spf {
+            let mut auth = crate::auth::AuthOutcome::new(ip);
+            auth.spf_mail_from = Some(crate::auth::SpfCheck::mail_from_for_test(
+                result,
+                "bigmail.test",
+                ip,
+            ));
+            ctx.auth = Some(auth);
+        }
+        ctx
+    }
+
+    fn over(ctx: &Context) -> bool {
+        ctx.symbols.iter().any(|s| s.name == "RATELIMIT_PER_SENDER")
+    }
+
+    /// Regression (review): sender and sender-domain buckets were keyed by the address a
+    /// client claims, so spam forging a big provider's addresses from anywhere filled the
+    /// bucket that provider's real mail counted in. Unverified, a sender counts per
+    /// client network; with SPF passing, tier-wide wherever it comes from.
+    #[tokio::test]
+    async fn a_forged_sender_fills_no_bucket_of_the_real_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        for key in [RateKey::Sender, RateKey::SenderDomain] {
+            let mut limit = limit(key);
+            limit.name = format!("l_{}", key.as_str());
+            let check = RateLimit::new(state.clone(), limit, (24, 64), None);
+            let forged = |last: u8| from_sender([203, 0, 113, last].into(), None);
+            let mut first = forged(1);
+            check.run(&mut first).await;
+            assert!(!over(&first));
+            // The same claim from elsewhere: another bucket.
+            let mut elsewhere = from_sender([198, 51, 100, 9].into(), Some(SpfResult::Fail));
+            check.run(&mut elsewhere).await;
+            assert!(
+                !over(&elsewhere),
+                "{}: forged claims shared a bucket",
+                key.as_str()
+            );
+            // From the same network: the same bucket.
+            let mut again = forged(200);
+            check.run(&mut again).await;
+            assert!(
+                over(&again),
+                "{}: one network's claims are one bucket",
+                key.as_str()
+            );
+            // The real sender, verified, counts in its own bucket tier-wide.
+            let mut real = from_sender([192, 0, 2, 1].into(), Some(SpfResult::Pass));
+            check.run(&mut real).await;
+            assert!(
+                !over(&real),
+                "{}: forged mail filled the real bucket",
+                key.as_str()
+            );
+            let mut real_again = from_sender([192, 0, 2, 77].into(), Some(SpfResult::Pass));
+            check.run(&mut real_again).await;
+            assert!(
+                over(&real_again),
+                "{}: verified mail is one bucket",
+                key.as_str()
+            );
+        }
+    }
+
+    /// Regression (review): `client_ip` counted an IPv6 client per address, so a host
+    /// with a /64 took a fresh bucket for every connection.
+    #[tokio::test]
+    async fn an_ipv6_client_is_counted_per_64() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        let check = RateLimit::new(state, limit(RateKey::ClientIp), (24, 64), None);
+        let client = |ip: &str| Context::new(ClientInfo::new(ip.parse().unwrap()));
+        let mut first = client("2001:db8:1:2::1");
+        check.run(&mut first).await;
+        assert!(!over(&first));
+        let mut same_64 = client("2001:db8:1:2:ffff::9");
+        check.run(&mut same_64).await;
+        assert!(over(&same_64), "one /64, one bucket");
+        let mut other_64 = client("2001:db8:1:3::1");
+        check.run(&mut other_64).await;
+        assert!(!over(&other_64));
+        // IPv4 stays per address.
+        let mut v4 = client("192.0.2.1");
+        check.run(&mut v4).await;
+        let mut v4_next = client("192.0.2.2");
+        check.run(&mut v4_next).await;
+        assert!(!over(&v4_next));
     }
 }
