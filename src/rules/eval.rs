@@ -173,13 +173,16 @@ impl Group {
                     Some(true) => {
                         matched[i] = Some(true);
                         if let (Some(max), false) = (member.max_hits, member.negate) {
-                            let (more, _) = member.matcher.count(
+                            let (more, cut) = member.matcher.count(
                                 piece,
                                 max - found[i].min(max),
                                 budget,
                                 member.slot,
                             );
                             found[i] = found[i].saturating_add(more.max(1)).min(max);
+                            if cut && found[i] < max {
+                                unknown[member.slot] = true;
+                            }
                         }
                     }
                     None if matched[i] == Some(false) => matched[i] = None,
@@ -285,8 +288,9 @@ impl Group {
                 }
             }
             // Read as "not hit", a rule whose searches ran out fired the metas that test
-            // for its absence (`meta NICE !__RULE`) on the very text built to exhaust it.
-            if found == 0 && undecided {
+            // for its absence (`meta NICE !__RULE`) on the very text built to exhaust it;
+            // a count cut short is as undecided for the metas that compare it.
+            if undecided && found < member.max_hits.unwrap_or(1) {
                 unknown[member.slot] = true;
             }
             record(counts, member, found);
@@ -359,9 +363,12 @@ impl CompiledRules {
         let mut low: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
         let mut high = low.clone();
         let any_unknown = unknown.contains(&true);
+        // A count cut short (`tflags multiple`) lies between what was counted and the
+        // rule's most hits.
         for (slot, &u) in unknown.iter().enumerate() {
-            if u && counts[slot] == 0 {
-                high[slot] = 1.0;
+            if u {
+                let most = self.slots.get(slot).map_or(1, |info| info.max_hits);
+                high[slot] = f64::from(most.max(1).max(counts[slot]));
             }
         }
         let is_hit = |v: f64| v != 0.0 && v.is_finite();

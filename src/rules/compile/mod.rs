@@ -41,6 +41,17 @@ pub(crate) struct SlotInfo {
     /// Whether a `score` line set the score.
     pub scored_by_file: bool,
     pub description: Option<String>,
+    /// Most hits counted (`tflags multiple`); 1 for every other rule.
+    pub max_hits: u32,
+}
+
+/// The most hits a `tflags multiple` rule counts: SpamAssassin reads `maxhits=0` as no
+/// limit.
+fn max_hits_of(rule: &Rule) -> u32 {
+    match rule.tflags.maxhits {
+        None | Some(0) => DEFAULT_MAX_HITS,
+        Some(n) => n,
+    }
 }
 
 /// What a meta does when it reads a rule the engine skips (an `eval:` rule, a rule of an
@@ -263,6 +274,7 @@ impl<'a> Compiler<'a> {
             reportable: !name.starts_with("__") && (!scored || self.options.counts(name, score)),
             scored_by_file: scored,
             description: info.and_then(|i| i.description.clone()),
+            max_hits: 1,
         });
         self.by_name.insert(name.to_string(), s);
         s
@@ -326,6 +338,7 @@ impl<'a> Compiler<'a> {
                 reportable: !rule.is_subrule() && self.options.counts(&rule.name, score),
                 scored_by_file: rule.score.is_some(),
                 description: rule.description.clone(),
+                max_hits: rule.tflags.multiple.then(|| max_hits_of(rule)).unwrap_or(1),
             };
         }
 
@@ -340,12 +353,7 @@ impl<'a> Compiler<'a> {
                 continue;
             };
             let slot = self.by_name[*name];
-            // SpamAssassin reads `maxhits=0` as no limit.
-            let limit = match rule.tflags.maxhits {
-                None | Some(0) => DEFAULT_MAX_HITS,
-                Some(n) => n,
-            };
-            let max_hits = rule.tflags.multiple.then_some(limit);
+            let max_hits = rule.tflags.multiple.then(|| max_hits_of(rule));
             let canon_head = format!(
                 "{}\t{}\t{:?}\t{}",
                 rule.kind,

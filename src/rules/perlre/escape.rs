@@ -158,11 +158,9 @@ impl Translator {
             }
             'g' | 'k' if !in_class => {
                 self.backtracking.push("backreference");
-                if self.peek(0) == Some('{') || (c == 'g' && self.peek(0) == Some('-')) {
-                    self.perl_only.push("`\\g{...}`/`\\k{...}` backreference");
-                }
-                self.out.push('\\');
-                self.out.push(c);
+                let at = self.pos - 2;
+                let target = self.backreference_target(c)?;
+                self.push_backreference(&target, at)?;
             }
             'K' => {
                 self.backtracking.push("\\K");
@@ -208,6 +206,76 @@ impl Translator {
         }
         Err(PatternError::invalid("unterminated `{` after an escape"))
     }
+}
+
+impl Translator {
+    /// What `\g` or `\k` (`letter`) refers to, as written: `\gN`, `\g-N`, `\g{N}`,
+    /// `\g{-N}`, `\g{name}`, `\k<name>`, `\k'name'`, `\k{name}`.
+    fn backreference_target(&mut self, letter: char) -> Result<String, PatternError> {
+        let close = match self.peek(0) {
+            Some('{') => return self.braced(),
+            Some('<') if letter == 'k' => '>',
+            Some('\'') if letter == 'k' => '\'',
+            Some(d) if letter == 'g' && (d.is_ascii_digit() || d == '-') => {
+                let mut target = String::from(d);
+                self.pos += 1;
+                while let Some(d) = self.peek(0).filter(char::is_ascii_digit) {
+                    target.push(d);
+                    self.pos += 1;
+                }
+                return Ok(target);
+            }
+            _ => {
+                return Err(PatternError::invalid(format!(
+                    "`\\{letter}` names no group"
+                )))
+            }
+        };
+        let mut name = String::new();
+        let mut j = self.pos + 1;
+        while let Some(&c) = self.chars.get(j) {
+            if c == close {
+                self.pos = j + 1;
+                return Ok(name);
+            }
+            name.push(c);
+            j += 1;
+        }
+        Err(PatternError::invalid(format!("unterminated `\\{letter}`")))
+    }
+
+    /// Writes the backreference to `target` (a number, a negative number counted back
+    /// from the escape at `at`, or a name) in the form the engines read as one: Perl's
+    /// `\g1` passed on would be a subroutine call to fancy-regex, matching anything
+    /// group 1 could match. Wrapped so a digit after it stays a literal.
+    fn push_backreference(&mut self, target: &str, at: usize) -> Result<(), PatternError> {
+        let bad = || PatternError::invalid(format!("backreference to no group `{target}`"));
+        let group = match target.parse::<i64>() {
+            Ok(n) if n > 0 => n.to_string(),
+            Ok(n) if n < 0 => {
+                let opened = i64::try_from(self.capture_groups_before(at)).map_err(|_| bad())?;
+                let group = opened + 1 + n;
+                if group < 1 {
+                    return Err(bad());
+                }
+                group.to_string()
+            }
+            Ok(_) => return Err(bad()),
+            Err(_) if is_group_name(target) => format!("k<{target}>"),
+            Err(_) => return Err(bad()),
+        };
+        self.out.push_str("(?:\\");
+        self.out.push_str(&group);
+        self.out.push(')');
+        Ok(())
+    }
+}
+
+fn is_group_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// Escapes passed through unchanged that are valid Perl but that the engines may not read

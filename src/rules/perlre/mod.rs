@@ -153,9 +153,15 @@ impl Translator {
     }
 
     fn count_groups(&mut self) {
+        self.groups = self.capture_groups_before(self.chars.len());
+    }
+
+    /// Capture groups opened in the pattern before position `end`.
+    fn capture_groups_before(&self, end: usize) -> usize {
+        let mut groups = 0;
         let mut escaped = false;
         let mut in_class = false;
-        for (i, &c) in self.chars.iter().enumerate() {
+        for (i, &c) in self.chars.iter().enumerate().take(end) {
             if escaped {
                 escaped = false;
                 continue;
@@ -174,12 +180,13 @@ impl Translator {
                         || (self.chars.get(i + 2) == Some(&'<')
                             && !matches!(self.chars.get(i + 3), Some('=') | Some('!')));
                     if capture {
-                        self.groups += 1;
+                        groups += 1;
                     }
                 }
                 _ => {}
             }
         }
+        groups
     }
 
     fn run(&mut self) -> Result<(), PatternError> {

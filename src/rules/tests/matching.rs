@@ -591,6 +591,29 @@ fn a_body_rule_past_its_step_limit_is_unknown_too() {
     assert_eq!(names(&rules, plain), vec!["NOT_B", "PLAIN_WORD"]);
 }
 
+/// Regression (review): a `tflags multiple` count cut short by the step limit was read as
+/// the final count, so `meta FEW __B < 3` (nice) fired on a message padded to stop the
+/// count early. A cut count is undecided for a meta whose result it could change.
+#[test]
+fn a_count_cut_short_by_the_step_limit_is_undecided_for_the_metas() {
+    let rules = compile(
+        "body __B /^(?:(?=a)a|a)+(?!a)b/\n\
+         tflags __B multiple\n\
+         meta FEW __B < 3\n\
+         tflags FEW nice\n\
+         score FEW -2\n\
+         meta SOME __B >= 2\n",
+    );
+    // Paragraphs: a body rule reads each as one line.
+    let cut = format!(
+        "Subject: s\r\n\r\nab\r\n\r\nab\r\n\r\n{}c\r\n",
+        "a".repeat(40)
+    );
+    assert_eq!(names(&rules, cut.as_bytes()), vec!["SOME"]);
+    let decided = b"Subject: s\r\n\r\nab\r\n\r\nab\r\n\r\nc\r\n";
+    assert_eq!(names(&rules, decided), vec!["FEW", "SOME"]);
+}
+
 /// Regression (review): the step limit bounds one search, but a backtracking rule runs
 /// once per line: a message of many lines built for a lookaround rule of an imported set
 /// took seconds per rule. Past `policy.backtrack_budget` (for the whole message) the
