@@ -338,7 +338,11 @@ impl<'a> Compiler<'a> {
                 reportable: !rule.is_subrule() && self.options.counts(&rule.name, score),
                 scored_by_file: rule.score.is_some(),
                 description: rule.description.clone(),
-                max_hits: rule.tflags.multiple.then(|| max_hits_of(rule)).unwrap_or(1),
+                max_hits: if rule.tflags.multiple {
+                    max_hits_of(rule)
+                } else {
+                    1
+                },
             };
         }
 
