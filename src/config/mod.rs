@@ -602,6 +602,7 @@ mod tests {
             "command_timeout",
             "data_timeout",
             "idle_timeout",
+            "connection_reuse_time",
             "unreachable_hold",
         ];
         let mut text = MINIMAL.to_string();

@@ -67,6 +67,10 @@ pub struct RelayConfig {
     pub data_timeout: Duration,
     /// How long an unused connection to an internal server stays open.
     pub idle_timeout: Duration,
+    /// How long a connection to an internal server is reused at most.
+    pub connection_reuse_time: Duration,
+    /// Most recipients sent in one transaction; the rest go in the next at once.
+    pub recipients_per_transaction: usize,
     /// How long an internal server that failed to connect is skipped (at most `retry_max`).
     pub unreachable_hold: Duration,
     /// First retry delay after a temporary failure.
@@ -100,6 +104,9 @@ pub(super) struct RawRelay {
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    connection_reuse_time: Duration,
+    recipients_per_transaction: usize,
+    #[serde(with = "humantime_serde")]
     unreachable_hold: Duration,
     #[serde(with = "humantime_serde")]
     retry_initial: Duration,
@@ -124,6 +131,8 @@ impl Default for RawRelay {
             command_timeout: Duration::from_secs(60),
             data_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(30),
+            connection_reuse_time: Duration::from_secs(300),
+            recipients_per_transaction: 100,
             unreachable_hold: Duration::from_secs(60),
             retry_initial: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
@@ -209,6 +218,12 @@ impl RawRelay {
             }
         };
         // One task and one connection each.
+        if !(1..=10_000).contains(&self.recipients_per_transaction) {
+            problems.bad(
+                "relay.recipients_per_transaction",
+                "must be between 1 and 10000",
+            );
+        }
         if !(1..=1024).contains(&self.workers) {
             problems.bad("relay.workers", "must be between 1 and 1024");
         }
@@ -258,6 +273,12 @@ impl RawRelay {
             time_limit(problems, key, timeout, true);
         }
         time_limit(problems, "relay.idle_timeout", self.idle_timeout, false);
+        time_limit(
+            problems,
+            "relay.connection_reuse_time",
+            self.connection_reuse_time,
+            false,
+        );
         time_limit(
             problems,
             "relay.unreachable_hold",
@@ -312,6 +333,8 @@ impl RawRelay {
             command_timeout: self.command_timeout,
             data_timeout: self.data_timeout,
             idle_timeout: self.idle_timeout,
+            connection_reuse_time: self.connection_reuse_time,
+            recipients_per_transaction: self.recipients_per_transaction,
             // Held longer than the longest retry delay, a server that came back would
             // keep deferred mail waiting past its retry.
             unreachable_hold: self.unreachable_hold.min(self.retry_max),

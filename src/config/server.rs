@@ -363,6 +363,7 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
     }
     for (key, value, max) in [
         ("text_line_bytes", l.text_line_bytes, 1 << 20),
+        ("recipients_per_message", l.recipients_per_message, 100_000),
         ("message_size_bytes", l.message_size_bytes, 4 << 30),
         ("message_memory_bytes", l.message_memory_bytes, 4 << 30),
         (

@@ -33,7 +33,7 @@ impl FailedRecipient {
         FailedRecipient {
             address: address.to_owned(),
             status,
-            diagnostic: reply.to_string(),
+            diagnostic: diagnostic_text(&reply.to_string()),
             remote_mta: server,
         }
     }
@@ -59,7 +59,9 @@ impl FailedRecipient {
         FailedRecipient {
             address: address.to_owned(),
             status: "5.4.7".to_owned(),
-            diagnostic: format!("delivery time expired; last error: {last_error}"),
+            diagnostic: diagnostic_text(&format!(
+                "delivery time expired; last error: {last_error}"
+            )),
             remote_mta: server,
         }
     }
@@ -293,6 +295,13 @@ fn base64_lines(data: &[u8], out: &mut Vec<u8>) {
         );
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// A server's words as the delivery state keeps them until a DSN or a retry: one line cut
+/// to what a DSN shows, so a hundred recipients with 64 KiB replies do not make a state
+/// file of megabytes, rewritten at every deferral.
+pub(crate) fn diagnostic_text(text: &str) -> String {
+    clean(text, MAX_DIAGNOSTIC)
 }
 
 /// One line of text: control characters become spaces, and it is cut to `max` bytes.
@@ -593,5 +602,19 @@ mod tests {
         let mut out = Vec::new();
         base64_lines(&[0u8; 100], &mut out);
         assert!(out.split(|&b| b == b'\n').all(|l| l.len() <= 77));
+    }
+
+    /// Regression (review): a server's reply was kept whole in the delivery state (up to
+    /// 64 KiB each) and cut only when the DSN was written: 100 recipients with long
+    /// replies made a state file of megabytes, rewritten and fsynced at every deferral.
+    #[test]
+    fn a_failure_keeps_one_line_of_the_server_s_words() {
+        let long = Reply::new(550, "5.1.1", format!("no\n{}", "x".repeat(60_000)));
+        let failed = FailedRecipient::from_reply("a@example.test", &long, None);
+        assert!(failed.diagnostic.len() <= MAX_DIAGNOSTIC);
+        assert!(!failed.diagnostic.contains('\n'));
+        assert!(failed.diagnostic.starts_with("550 5.1.1 no"));
+        let expired = FailedRecipient::expired("a@example.test", &"y".repeat(60_000), None);
+        assert!(expired.diagnostic.len() <= MAX_DIAGNOSTIC);
     }
 }

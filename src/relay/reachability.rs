@@ -45,6 +45,21 @@ impl Reachability {
         up
     }
 
+    /// The server a plan made now would try first (a server whose hold ran out counts,
+    /// as the plan would probe it), without renewing any hold: a kept connection to
+    /// another one is not reused, so mail goes back to a primary that came back.
+    pub(crate) fn preferred(&self, targets: &[SocketAddr], hold: Duration) -> Option<SocketAddr> {
+        if hold.is_zero() {
+            return targets.first().copied();
+        }
+        let now = Instant::now();
+        let held = self.lock();
+        targets
+            .iter()
+            .copied()
+            .find(|server| held.get(server).is_none_or(|until| *until <= now))
+    }
+
     /// `server` did not take a connection: hold it back for `hold` (nothing when `hold`
     /// is zero: every attempt then tries every server).
     pub(crate) fn unreachable(&self, server: SocketAddr, hold: Duration) {

@@ -305,6 +305,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         }
         written.ok()?;
         flushed.ok()?;
+        // A server closing the session (at its error limit, say) hangs up after its 421.
+        if reply.starts_with("421") {
+            return None;
+        }
     }
 }
 

@@ -74,6 +74,17 @@ pub enum ClientError {
         /// Server concerned.
         server: SocketAddr,
     },
+    /// The session ended amid the recipients, or at the DATA after them (a server at its
+    /// error limit answers `421` after refusing some): the refusals it gave before are
+    /// final for their recipients, as Postfix's client takes them, or a message with many
+    /// stale addresses would be sent the same way at every attempt until it expired.
+    #[error("{cause}")]
+    RecipientsCutShort {
+        /// Why the session ended.
+        cause: Box<ClientError>,
+        /// The reply to each recipient of the transaction that had one.
+        replies: Vec<Option<Reply>>,
+    },
     /// No server was configured to try.
     #[error("no internal server configured")]
     NoServer,
@@ -87,6 +98,27 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// `cause`, carrying `replies` when some of them already refused a recipient for good.
+    pub(super) fn amid_recipients(cause: ClientError, replies: &[Option<Reply>]) -> ClientError {
+        if replies.iter().flatten().any(Reply::is_permanent) {
+            ClientError::RecipientsCutShort {
+                cause: Box::new(cause),
+                replies: replies.to_vec(),
+            }
+        } else {
+            cause
+        }
+    }
+
+    /// The replies the recipients had before the session ended (see
+    /// [`ClientError::RecipientsCutShort`]), in the transaction's order.
+    pub fn replies_before_the_end(&self) -> Option<&[Option<Reply>]> {
+        match self {
+            ClientError::RecipientsCutShort { replies, .. } => Some(replies),
+            _ => None,
+        }
+    }
+
     /// The failure happened after the message body was handed over, while waiting for
     /// the final reply: the server may have the message, so it must not be offered to
     /// another server at once.

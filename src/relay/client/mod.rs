@@ -66,6 +66,7 @@ pub struct Connection {
     /// A transaction was run on this connection: the next one starts with RSET.
     used: bool,
     last_used: Instant,
+    opened_at: Instant,
 }
 
 impl fmt::Debug for Connection {
@@ -117,6 +118,7 @@ impl Connection {
             settings: settings.clone(),
             used: false,
             last_used: Instant::now(),
+            opened_at: Instant::now(),
         };
         let banner = conn.read_reply("banner", settings.command_timeout).await?;
         if !banner.is_positive() {
@@ -239,6 +241,11 @@ impl Connection {
     /// When the connection was last used (opened, or a transaction finished).
     pub fn last_used(&self) -> Instant {
         self.last_used
+    }
+
+    /// When the connection was opened.
+    pub fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     /// Sends one command line (CRLF included) and reads its reply within `command_timeout`.
@@ -410,15 +417,21 @@ impl Connection {
                 self.expect_reply(STAGE_RSET, cmd_timeout).await?;
             }
             let mail_reply = self.read_reply_checked(STAGE_MAIL, cmd_timeout).await?;
-            for (i, slot) in results.iter_mut().enumerate() {
-                let reply = rcpt_552_as_452(self.read_reply_checked("RCPT", cmd_timeout).await?);
+            for i in 0..n {
+                let reply = match self.read_reply_checked("RCPT", cmd_timeout).await {
+                    Ok(reply) => rcpt_552_as_452(reply),
+                    Err(e) => return Err(ClientError::amid_recipients(e, &results)),
+                };
                 if mail_reply.is_positive() && reply.is_positive() {
                     accepted.push(i);
                 } else if mail_reply.is_positive() {
-                    *slot = Some(reply);
+                    results[i] = Some(reply);
                 }
             }
-            let data_reply = self.read_reply_checked("DATA", cmd_timeout).await?;
+            let data_reply = match self.read_reply_checked("DATA", cmd_timeout).await {
+                Ok(reply) => reply,
+                Err(e) => return Err(ClientError::amid_recipients(e, &results)),
+            };
             if data_reply.is_positive() {
                 return Err(out_of_step("DATA", &data_reply));
             }
@@ -447,7 +460,10 @@ impl Connection {
                 return Ok(vec![mail_reply; n]);
             }
             for (i, r) in rcpts.iter().enumerate() {
-                let reply = rcpt_552_as_452(self.lockstep_command("RCPT", r.as_bytes()).await?);
+                let reply = match self.lockstep_command("RCPT", r.as_bytes()).await {
+                    Ok(reply) => rcpt_552_as_452(reply),
+                    Err(e) => return Err(ClientError::amid_recipients(e, &results)),
+                };
                 if reply.is_positive() {
                     accepted.push(i);
                 } else {
@@ -458,7 +474,10 @@ impl Connection {
                 let none = Reply::new(554, "5.5.1", "no valid recipients");
                 return Ok(fill(results, &none));
             }
-            let data_reply = self.lockstep_command("DATA", b"DATA\r\n").await?;
+            let data_reply = match self.lockstep_command("DATA", b"DATA\r\n").await {
+                Ok(reply) => reply,
+                Err(e) => return Err(ClientError::amid_recipients(e, &results)),
+            };
             if data_reply.is_positive() {
                 return Err(out_of_step("DATA", &data_reply));
             }

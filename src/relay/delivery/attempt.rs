@@ -81,7 +81,12 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     }
 
     let started = Instant::now();
-    let pending: Vec<usize> = msg.state.pending().collect();
+    // At most `recipients_per_transaction` at a time: a pipelined batch of thousands
+    // of RCPTs fills the server's replies up to a deadlock (RFC 2920 §3.1).
+    let waiting: Vec<usize> = msg.state.pending().collect();
+    let per_transaction = config.relay.recipients_per_transaction.max(1);
+    let pending: Vec<usize> = waiting.iter().copied().take(per_transaction).collect();
+    let left_for_next = waiting.len() > pending.len();
     let recipients: Vec<String> = pending
         .iter()
         .map(|&i| msg.envelope.rcpt_to[i].clone())
@@ -128,7 +133,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                         settled_now = true;
                         failed_now = true;
                     } else {
-                        if reply.code == 452 && reply.status == "4.5.3" {
+                        if is_over_recipient_limit(reply) {
                             over_server_limit = true;
                         } else {
                             other_temp_failure = true;
@@ -154,12 +159,27 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             Err((srv, e)) => {
                 server = srv;
                 reply_summary = e.to_string();
+                // Refusals the server gave before it ended the session stand.
+                let before_the_end = e.replies_before_the_end().unwrap_or_default();
+                for (k, reply) in before_the_end.iter().enumerate() {
+                    let (Some(reply), Some(&i)) = (reply, pending.get(k)) else {
+                        continue;
+                    };
+                    if reply.is_permanent() {
+                        let failure =
+                            FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], reply, srv);
+                        fail(&mut msg.state, i, failure);
+                        settled_now = true;
+                        failed_now = true;
+                    }
+                }
                 temp_error = Some(e.to_string());
                 other_temp_failure = true;
             }
         }
     }
-    let next_batch_now = over_server_limit && settled_now && !other_temp_failure;
+    let next_batch_now =
+        ((over_server_limit && settled_now) || left_for_next) && !other_temp_failure;
     msg.state.attempts += 1;
 
     // A message past its lifetime that still fails temporarily is bounced.
@@ -313,8 +333,8 @@ async fn defer(
 ) -> JobResult {
     let ceil_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
     msg.state.next_attempt = unix_now() + ceil_secs;
-    if error.is_some() {
-        msg.state.last_error = error;
+    if let Some(error) = error {
+        msg.state.last_error = Some(dsn::diagnostic_text(&error));
     }
     relay.save_state(&msg.id, &msg.state).await;
     JobResult::Deferred(delay)
@@ -358,6 +378,7 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
         } else if !has_return_path {
             tracing::info!(queue_id = %msg.id, from = %msg.envelope.mail_from, "permanent failure for a message whose sender cannot receive mail (null or without a domain); no DSN");
         } else if let Some(bounce) = bounce {
+            let _unlisted = relay.unannounced(&bounce);
             let stored = queue_bounce(relay, config, msg, &failures, &bounce).await;
             dsn_queued = stored != Bounce::Failed;
             if !dsn_queued {
@@ -512,11 +533,16 @@ pub(super) async fn deliver(
     let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
     let mut cannot_carry: Vec<SocketAddr> = Vec::new();
     let mut refusal: Option<(Option<SocketAddr>, ClientError)> = None;
+    let hold = config.relay.unreachable_hold;
     if let Some(mut c) = slot.take() {
         let server = c.server();
         // A reload may have changed the terms (`relay.tls`, HELO name, deadlines): a
-        // connection opened on the old ones is closed, not reused.
-        if targets.contains(&server) && c.last_used().elapsed() < idle && c.opened_with(settings) {
+        // connection opened on the old ones is closed, not reused. Nor is one to a server
+        // that is no longer the first choice (a backup taken while the primary was down),
+        // or one older than `connection_reuse_time`.
+        let first_choice = relay.reachability.preferred(targets, hold) == Some(server);
+        let young = c.opened_at().elapsed() < config.relay.connection_reuse_time;
+        if first_choice && young && c.last_used().elapsed() < idle && c.opened_with(settings) {
             match c.send(tx).await {
                 Ok(replies) => {
                     *slot = Some(c);
@@ -544,7 +570,6 @@ pub(super) async fn deliver(
             c.quit().await;
         }
     }
-    let hold = config.relay.unreachable_hold;
     let mut plan = relay
         .reachability
         .plan(&targets[start.min(targets.len())..], hold);
@@ -594,4 +619,16 @@ pub(super) async fn deliver(
         (Some(_), None) => Err((None, ClientError::Suspended { hold })),
         (None, None) => Err((None, ClientError::NoServer)),
     }
+}
+
+/// A `452` that says the transaction has as many recipients as the server takes: `4.5.3`,
+/// or, from a server without enhanced status codes (Exim), its words.
+fn is_over_recipient_limit(reply: &Reply) -> bool {
+    reply.code == 452
+        && (reply.status == "4.5.3"
+            || (reply.status.is_empty()
+                && reply
+                    .text
+                    .to_ascii_lowercase()
+                    .contains("too many recipients")))
 }

@@ -49,6 +49,22 @@ pub(crate) struct Relay {
     reachability: Reachability,
     /// Attempts in a row that panicked, per message (see [`Relay::attempt_panicked`]).
     panics: std::sync::Mutex<HashMap<QueueId, u32>>,
+    /// DSNs stored but not yet recorded as queued in their original's state: a queue
+    /// listing (a flush) must not schedule them, or one delivered and removed before a
+    /// crash left that record unsaved would be queued and sent again.
+    unannounced: std::sync::Mutex<std::collections::HashSet<QueueId>>,
+}
+
+/// A DSN kept out of queue listings while it lives (see `Relay::unannounced`).
+pub(super) struct Unannounced<'r> {
+    relay: &'r Relay,
+    id: QueueId,
+}
+
+impl Drop for Unannounced<'_> {
+    fn drop(&mut self) {
+        self.relay.unannounced_ids().remove(&self.id);
+    }
 }
 
 impl Relay {
@@ -65,6 +81,7 @@ impl Relay {
             unsaved: std::sync::Mutex::default(),
             reachability: Reachability::default(),
             panics: std::sync::Mutex::default(),
+            unannounced: std::sync::Mutex::default(),
         }
     }
 
@@ -191,6 +208,21 @@ impl Relay {
                 JobResult::Deferred(self.live.current().relay.retry_max)
             }
         }
+    }
+
+    /// Keeps DSN `id` out of queue listings until the guard is dropped.
+    pub(super) fn unannounced(&self, id: &QueueId) -> Unannounced<'_> {
+        self.unannounced_ids().insert(id.clone());
+        Unannounced {
+            relay: self,
+            id: id.clone(),
+        }
+    }
+
+    fn unannounced_ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<QueueId>> {
+        self.unannounced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn panic_counts(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, u32>> {
@@ -437,8 +469,9 @@ fn add_listed(relay: &Relay, sched: &mut Scheduler, flush: bool) -> bool {
             for id in sched.forget_deferred_missing(&listed) {
                 relay.forget_message(&id);
             }
+            let unannounced = relay.unannounced_ids().clone();
             for id in listed {
-                if flush || !sched.knows(&id) {
+                if (flush || !sched.knows(&id)) && !unannounced.contains(&id) {
                     sched.add(id, false);
                 }
             }

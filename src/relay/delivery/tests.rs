@@ -261,6 +261,110 @@ async fn a_server_that_failed_to_connect_is_held_back() {
     assert!(err.contains("connect to"), "{err}");
 }
 
+/// Regression (review): a kept connection was reused whenever its server was among the
+/// targets, so under steady traffic (a message within every `idle_timeout`) workers that
+/// failed over to the backup stayed on it for good after the primary came back. A kept
+/// connection is reused only to the server a plan would try first, and only for
+/// `connection_reuse_time`.
+#[tokio::test]
+async fn a_kept_connection_to_the_backup_is_left_once_the_primary_is_back() {
+    let primary = FakeServer::start(Script::default()).await;
+    let backup = FakeServer::start(Script::default()).await;
+    let (gw, _ready) = Gateway::open();
+    let long = [("retry_max", "\"60s\"")];
+    let cfg = gw.config(&[primary.addr, backup.addr], &long);
+    let relay = gw.relay(cfg.clone());
+    relay.server_unreachable(&cfg, primary.addr);
+    let mut kept = None;
+    for _ in 0..2 {
+        let id = gw
+            .store(&envelope("s@example.org", &["a@example.test"]))
+            .await;
+        let outcome = attempt(&relay, &mut kept, &now(&id)).await;
+        assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    }
+    assert_eq!(backup.messages().len(), 2, "the primary was held back");
+    assert_eq!(backup.connections(), 1, "one connection reused");
+    // The primary answers again (another worker reached it).
+    relay.server_reached(&cfg, primary.addr);
+    let id = gw
+        .store(&envelope("s@example.org", &["b@example.test"]))
+        .await;
+    let outcome = attempt(&relay, &mut kept, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    assert_eq!(primary.messages().len(), 1, "back to the primary");
+    assert_eq!(backup.messages().len(), 2);
+    // Past `connection_reuse_time` a connection is not reused, even to the first choice.
+    let short = gw.config(
+        &[primary.addr],
+        &[long[0], ("connection_reuse_time", "\"0s\"")],
+    );
+    let relay = gw.relay(short);
+    for _ in 0..2 {
+        let id = gw
+            .store(&envelope("s@example.org", &["c@example.test"]))
+            .await;
+        let outcome = attempt(&relay, &mut kept, &now(&id)).await;
+        assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    }
+    assert_eq!(primary.messages().len(), 3);
+    assert_eq!(primary.connections(), 3, "a new connection per message");
+}
+
+/// Regression (review): a queue listing (`queue flush`) scheduled a DSN stored but not yet
+/// recorded as queued in its original's state; delivered and removed before a crash left
+/// that record unsaved, it was queued and sent again after the restart. The listing
+/// leaves such a DSN alone until it is announced.
+#[tokio::test]
+async fn a_flush_does_not_schedule_a_dsn_before_its_announcement() {
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[dead_addr().await], &[]);
+    let relay = gw.relay(cfg);
+    let dsn = gw.store(&envelope("", &["s@example.org"])).await;
+    let mut sched = crate::relay::scheduler::Scheduler::new(16);
+    {
+        let _unlisted = relay.unannounced(&dsn);
+        assert!(add_listed(&relay, &mut sched, true));
+        assert!(!sched.knows(&dsn), "scheduled before its announcement");
+    }
+    assert!(add_listed(&relay, &mut sched, true));
+    assert!(sched.knows(&dsn));
+}
+
+/// Regression (review): every pending recipient went in one pipelined batch, so a
+/// message to thousands filled the server's replies until neither side read (RFC 2920
+/// §3.1) and timed out at every attempt. At most `recipients_per_transaction` go in one
+/// transaction; the rest follow at once.
+#[tokio::test]
+async fn recipients_past_the_transaction_limit_follow_at_once() {
+    let server = FakeServer::start(Script::default()).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[("recipients_per_transaction", "2")]);
+    let rcpts = [
+        "a@example.test",
+        "b@example.test",
+        "c@example.test",
+        "d@example.test",
+        "e@example.test",
+    ];
+    let id = gw.store(&envelope("s@example.org", &rcpts)).await;
+    let relay = gw.relay(cfg);
+    let mut kept = None;
+    for _ in 0..2 {
+        let outcome = attempt(&relay, &mut kept, &now(&id)).await;
+        assert!(
+            matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+            "{outcome:?}"
+        );
+    }
+    let outcome = attempt(&relay, &mut kept, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    let sent: Vec<Vec<String>> = server.messages().into_iter().map(|m| m.rcpt_to).collect();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.concat(), rcpts);
+    assert!(sent.iter().all(|batch| batch.len() <= 2));
+}
+
 /// A server that answers the first RCPT with `first` and every later one with 250.
 fn rcpt_fails_once(first: &'static str) -> Script {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -346,6 +450,20 @@ async fn recipients_over_the_server_s_limit_go_in_the_next_transaction_at_once()
     let outcome = attempt(&relay, &mut None, &now(&id)).await;
     assert!(!matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     assert_eq!(server.messages().len(), 2);
+    // A server without enhanced status codes (Exim) says it in words.
+    let server = FakeServer::start(refuse_each_once("late", "452 too many recipients")).await;
+    let cfg = gw.config(&[server.addr], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["a@example.test", "late1@example.test"],
+        ))
+        .await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+        "{outcome:?}"
+    );
     // A batch the server settled only by refusing some for good is progress too.
     let late = refuse_each_once("late", "452 4.5.3 Too many recipients");
     let server = FakeServer::start(Script {
@@ -416,6 +534,60 @@ async fn a_552_to_rcpt_defers_the_recipient_instead_of_bouncing_it() {
     assert!(!matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
     assert_eq!(server.messages().len(), 2);
     assert_eq!(gw.count("failed"), 0);
+}
+
+/// Regression (review): a server that ends the session amid the recipients (Postfix at
+/// its error limit: `421 4.7.0 too many errors` after refusing 20) had every recipient
+/// deferred, the refusals it gave thrown away: the next attempt met the same refusals and
+/// the same end, and no recipient got the message until it expired. Refusals given
+/// before the end stand; the rest are retried.
+#[tokio::test]
+async fn refusals_before_the_server_ends_the_session_stand() {
+    for pipelining in [true, false] {
+        let server = FakeServer::start(Script {
+            pipelining,
+            rcpt: Arc::new(|a: &str| {
+                if a.starts_with("gone") {
+                    "550 5.1.1 No such user".into()
+                } else if a.starts_with("stop") {
+                    "421 4.7.0 Error: too many errors".into()
+                } else {
+                    "250 2.1.5 Ok".into()
+                }
+            }),
+            ..Script::default()
+        })
+        .await;
+        let (gw, _ready) = Gateway::open();
+        let cfg = gw.config(&[server.addr], &[]);
+        let id = gw
+            .store(&envelope(
+                "s@example.org",
+                &[
+                    "a@example.test",
+                    "gone1@example.test",
+                    "gone2@example.test",
+                    "stop@example.test",
+                    "b@example.test",
+                ],
+            ))
+            .await;
+        let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+        assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+        let state = gw.spool.load(&id).unwrap().state;
+        assert_eq!(
+            state.rcpt_status,
+            vec![
+                RcptStatus::Pending,
+                RcptStatus::Failed,
+                RcptStatus::Failed,
+                RcptStatus::Pending,
+                RcptStatus::Pending,
+            ],
+            "pipelining {pipelining}"
+        );
+        assert!(server.messages().is_empty());
+    }
 }
 
 #[tokio::test]
