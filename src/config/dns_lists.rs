@@ -16,18 +16,44 @@ pub struct DnsListConfig {
     pub weight: f64,
     /// Symbol for a listing no code map entry names.
     pub symbol: String,
-    /// Return codes → symbols (`"127.0.0.2"`, `"127.0.0.[2..11]"`, `"&4"`, `"*"`).
-    pub codes: Vec<(CodeMatch, String)>,
+    /// Return codes → symbols and weights (`"127.0.0.2"`, `"127.0.0.[2..11]"`, `"&4"`, `"*"`).
+    pub codes: Vec<CodeEntry>,
     /// How the DNSBL refusal names the list to the client: `reply_name`, else the zone. A
     /// zone with an access key in it (Spamhaus DQS, Abusix) must not be sent to spammers.
     pub reply_name: String,
+}
+
+/// One entry of a list's code map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeEntry {
+    /// The return codes it covers.
+    pub matches: CodeMatch,
+    /// The symbol a listing with one of them scores.
+    pub symbol: String,
+    /// Its weight toward `dnsbl_threshold` instead of the list's (postscreen's
+    /// `zone=127.0.0.[10..11]*1`): Spamhaus ZEN's policy listings (PBL, dynamic
+    /// addresses) can count less than its spam sources, or nothing.
+    pub weight: Option<f64>,
 }
 
 impl DnsListConfig {
     /// Whether one of the list's code map entries names `code` itself (see
     /// [`CodeMatch::names`]): then it is a listing here even where it is none in general.
     pub fn names(&self, code: Ipv4Addr) -> bool {
-        self.codes.iter().any(|(m, _)| m.names(code))
+        self.codes.iter().any(|e| e.matches.names(code))
+    }
+
+    /// What a listing with return `codes` adds to the client's total: the weight of a
+    /// matching code map entry that gives one (the largest in size when several do, so
+    /// an answer listing both a spam source and a policy range counts as the source), else
+    /// the list's.
+    pub fn weight_for(&self, codes: &[Ipv4Addr]) -> f64 {
+        self.codes
+            .iter()
+            .filter(|e| codes.iter().any(|c| e.matches.matches(*c)))
+            .filter_map(|e| e.weight)
+            .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .unwrap_or(self.weight)
     }
 
     /// The symbols a listing with return `codes` earns: every symbol a code map entry
@@ -36,9 +62,9 @@ impl DnsListConfig {
     pub fn symbols_for(&self, codes: &[Ipv4Addr]) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for code in codes {
-            for (m, symbol) in &self.codes {
-                if m.matches(*code) && !out.contains(symbol) {
-                    out.push(symbol.clone());
+            for entry in &self.codes {
+                if entry.matches.matches(*code) && !out.contains(&entry.symbol) {
+                    out.push(entry.symbol.clone());
                 }
             }
         }
@@ -58,6 +84,9 @@ pub enum CodeMatch {
     Exact(Ipv4Addr),
     /// An inclusive range of the last octet under `127.0.0.`, `127.0.0.[2..11]`.
     LastOctet(u8, u8),
+    /// An inclusive range of the last octet under another `127.A.B.`, such as Spamhaus
+    /// DBL's `127.0.1.[2..99]`.
+    OctetRange([u8; 3], u8, u8),
     /// Any code with one of these bits set in the last octet, `&4` (bitmask lists such as
     /// SURBL's multi zone).
     Mask(u8),
@@ -83,7 +112,10 @@ impl CodeMatch {
     /// True when this entry names `code` itself (one code or a range), as opposed to a
     /// mask or `*`: such an entry makes `127.0.0.1` a listing for its list.
     pub fn names(&self, code: Ipv4Addr) -> bool {
-        matches!(self, CodeMatch::Exact(_) | CodeMatch::LastOctet(..)) && self.matches(code)
+        matches!(
+            self,
+            CodeMatch::Exact(_) | CodeMatch::LastOctet(..) | CodeMatch::OctetRange(..)
+        ) && self.matches(code)
     }
 
     /// True when `code` matches.
@@ -93,6 +125,7 @@ impl CodeMatch {
             CodeMatch::Any => true,
             CodeMatch::Exact(exact) => code == exact,
             CodeMatch::LastOctet(lo, hi) => (a, b, c) == (127, 0, 0) && (lo..=hi).contains(&d),
+            CodeMatch::OctetRange(net, lo, hi) => [a, b, c] == net && (lo..=hi).contains(&d),
             CodeMatch::Mask(mask) => d & mask != 0,
         }
     }
@@ -116,21 +149,30 @@ impl FromStr for CodeMatch {
                 _ => Err(format!("bad return-code mask {s:?}")),
             };
         }
-        if let Some(range) = s
-            .strip_prefix("127.0.0.[")
-            .and_then(|r| r.strip_suffix(']'))
-        {
-            let bad = || format!("bad return-code range {s:?} (want 127.0.0.[LO..HI])");
+        if let Some((net, range)) = s.strip_suffix(']').and_then(|r| r.split_once(".[")) {
+            let bad = || format!("bad return-code range {s:?} (want 127.A.B.[LO..HI])");
+            let net: Vec<u8> = net
+                .split('.')
+                .map(|octet| octet.trim().parse::<u8>().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?;
+            let net: [u8; 3] = net.try_into().map_err(|_| bad())?;
             let (lo, hi) = range.split_once("..").ok_or_else(bad)?;
             let lo: u8 = lo.trim().parse().map_err(|_| bad())?;
             let hi: u8 = hi.trim().parse().map_err(|_| bad())?;
             if lo > hi {
                 return Err(format!("empty return-code range {s:?}"));
             }
-            return Ok(CodeMatch::LastOctet(lo, hi));
+            return match net {
+                [127, 0, 0] => Ok(CodeMatch::LastOctet(lo, hi)),
+                [127, 255, 255] | [0..=126 | 128..=255, _, _] => Err(format!(
+                    "return code range {s:?} is never a listing (only 127.0.0.0/8 is; \
+                     127.255.255.x is a list error)"
+                )),
+                net => Ok(CodeMatch::OctetRange(net, lo, hi)),
+            };
         }
         let code = s.parse::<Ipv4Addr>().map_err(|_| {
-            format!("bad return code {s:?} (want 127.0.0.N, 127.0.0.[LO..HI], &MASK or *)")
+            format!("bad return code {s:?} (want 127.0.0.N, 127.A.B.[LO..HI], &MASK or *)")
         })?;
         if !is_return_code(code) && !is_listing_by_name(code) {
             return Err(format!(
@@ -151,9 +193,24 @@ pub(super) struct RawDnsList {
     weight: f64,
     symbol: String,
     #[serde(default)]
-    codes: BTreeMap<String, String>,
+    codes: BTreeMap<String, RawCode>,
     #[serde(default)]
     reply_name: Option<String>,
+}
+
+/// A code map entry as written: a symbol, or a symbol and a weight.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawCode {
+    Symbol(String),
+    Entry(RawCodeEntry),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCodeEntry {
+    symbol: String,
+    weight: Option<f64>,
 }
 
 /// Validates the lists of one section (`policy.dnsbl`, `policy.uribl`).
@@ -179,14 +236,28 @@ pub(super) fn validate(
             );
         }
         let mut codes = Vec::new();
-        for (code, symbol) in list.codes {
-            match code.parse::<CodeMatch>() {
-                Ok(m) if is_symbol(&symbol) => codes.push((m, symbol)),
-                Ok(_) => problems.bad(
-                    &format!("{key}.codes.{code}"),
-                    "symbol must be an upper-case name",
+        for (code, raw) in list.codes {
+            let (symbol, weight) = match raw {
+                RawCode::Symbol(symbol) => (symbol, None),
+                RawCode::Entry(entry) => (entry.symbol, entry.weight),
+            };
+            let where_ = format!("{key}.codes.{code}");
+            match weight {
+                Some(_) if section != "policy.dnsbl" => problems.bad(
+                    &where_,
+                    "only a DNSBL (policy.dnsbl) weighs its codes toward dnsbl_threshold",
                 ),
-                Err(e) => problems.bad(&format!("{key}.codes.{code}"), &e),
+                Some(w) if !w.is_finite() => problems.bad(&where_, "weight must be a number"),
+                _ => {}
+            }
+            match code.parse::<CodeMatch>() {
+                Ok(matches) if is_symbol(&symbol) => codes.push(CodeEntry {
+                    matches,
+                    symbol,
+                    weight,
+                }),
+                Ok(_) => problems.bad(&where_, "symbol must be an upper-case name"),
+                Err(e) => problems.bad(&where_, &e),
             }
         }
         let printable = |c: char| c.is_ascii_graphic() || c == ' ';
@@ -263,6 +334,16 @@ mod tests {
         assert_eq!(parse("&0x08"), Ok(CodeMatch::Mask(8)));
         assert_eq!(parse("&4"), Ok(CodeMatch::Mask(4)));
         assert!(parse("127.0.0.[9..2]").is_err());
+        // Ranges under another 127.A.B (Spamhaus DBL's 127.0.1.[2..99]).
+        assert_eq!(
+            parse("127.0.1.[2..99]"),
+            Ok(CodeMatch::OctetRange([127, 0, 1], 2, 99))
+        );
+        assert!(CodeMatch::OctetRange([127, 0, 1], 2, 99).matches(Ipv4Addr::new(127, 0, 1, 2)));
+        assert!(!CodeMatch::OctetRange([127, 0, 1], 2, 99).matches(code(2)));
+        for dead in ["127.255.255.[0..9]", "10.0.0.[1..2]", "127.0.[1..2]"] {
+            assert!(parse(dead).is_err(), "{dead}");
+        }
         assert!(parse("&0").is_err());
         assert!(parse("listed").is_err());
         // Codes that are never taken for a listing would make a dead entry.
@@ -283,5 +364,33 @@ mod tests {
         assert!(!CodeMatch::LastOctet(2, 11).matches(code(12)));
         assert!(CodeMatch::Mask(4).matches(code(6)));
         assert!(!CodeMatch::Mask(4).matches(code(2)));
+    }
+
+    #[test]
+    fn a_code_map_entry_takes_a_symbol_or_a_symbol_and_a_weight() {
+        let parse = |section: &str, text: &str| {
+            let raw: Vec<RawDnsList> = vec![toml::from_str(text).unwrap()];
+            let mut problems = Problems::default();
+            let lists = validate(section, raw, &mut problems);
+            (lists, problems.into_lines())
+        };
+        let text = "zone = \"zen.test\"\nsymbol = \"Z\"\nweight = 3.0\n\
+                    codes = { \"127.0.0.2\" = \"Z_SBL\", \
+                    \"127.0.0.[10..11]\" = { symbol = \"Z_PBL\", weight = 0.5 } }";
+        let (lists, problems) = parse("policy.dnsbl", text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let codes = &lists[0].codes;
+        assert_eq!(codes.len(), 2);
+        assert!(codes
+            .iter()
+            .any(|e| e.symbol == "Z_SBL" && e.weight.is_none()));
+        assert!(codes
+            .iter()
+            .any(|e| e.symbol == "Z_PBL" && e.weight == Some(0.5)));
+        let (_, problems) = parse("policy.uribl", text);
+        assert!(
+            problems.iter().any(|p| p.contains("only a DNSBL")),
+            "{problems:?}"
+        );
     }
 }

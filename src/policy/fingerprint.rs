@@ -103,8 +103,14 @@ fn checks(out: &mut String, config: &Config) {
         let mut lines: Vec<String> = lists
             .iter()
             .map(|l| {
-                let codes: Vec<String> =
-                    l.codes.iter().map(|(m, s)| format!("{m:?}={s}")).collect();
+                let codes: Vec<String> = l
+                    .codes
+                    .iter()
+                    .map(|e| match e.weight {
+                        None => format!("{:?}={}", e.matches, e.symbol),
+                        Some(w) => format!("{:?}={}*{w}", e.matches, e.symbol),
+                    })
+                    .collect();
                 format!(
                     "{section}={}*{} {} [{}]\n",
                     l.zone,

@@ -123,7 +123,7 @@ pub fn compile_options(config: &Config) -> CompileOptions {
     provided.extend(DNS.iter().map(|s| s.to_string()));
     for list in p.dnsbl.iter().chain(&p.uribl) {
         provided.insert(list.symbol.clone());
-        provided.extend(list.codes.iter().map(|(_, symbol)| symbol.clone()));
+        provided.extend(list.codes.iter().map(|e| e.symbol.clone()));
     }
     provided.extend(config.ratelimits.iter().map(|r| r.symbol.clone()));
     if config.classifier.enabled {

@@ -55,8 +55,9 @@ impl Check for DnsLists {
                     for symbol in list.symbols_for(&codes) {
                         ctx.hit(&symbol, 0.0);
                     }
-                    ctx.client.dnsbl_total += list.weight;
-                    if list.weight > 0.0 {
+                    let weight = list.weight_for(&codes);
+                    ctx.client.dnsbl_total += weight;
+                    if weight > 0.0 {
                         ctx.client.dnsbl_listed.push(list.reply_name.clone());
                     }
                 }
@@ -121,6 +122,14 @@ mod tests {
     use super::*;
     use crate::config::CodeMatch;
 
+    fn entry(code: &str, symbol: &str) -> crate::config::CodeEntry {
+        crate::config::CodeEntry {
+            matches: code.parse::<CodeMatch>().unwrap(),
+            symbol: symbol.into(),
+            weight: None,
+        }
+    }
+
     #[test]
     fn code_map_names_symbols_and_the_default_covers_the_rest() {
         let list = DnsListConfig {
@@ -129,14 +138,8 @@ mod tests {
             weight: 3.0,
             symbol: "RCVD_IN_BL".into(),
             codes: vec![
-                (
-                    "127.0.0.2".parse::<CodeMatch>().unwrap(),
-                    "RCVD_IN_BL_SBL".into(),
-                ),
-                (
-                    "127.0.0.[4..7]".parse::<CodeMatch>().unwrap(),
-                    "RCVD_IN_BL_XBL".into(),
-                ),
+                entry("127.0.0.2", "RCVD_IN_BL_SBL"),
+                entry("127.0.0.[4..7]", "RCVD_IN_BL_XBL"),
             ],
         };
         assert_eq!(
@@ -163,10 +166,7 @@ mod tests {
             reply_name: "wl.test".into(),
             weight: -3.0,
             symbol: "RCVD_IN_WL".into(),
-            codes: vec![(
-                "127.0.0.1".parse::<CodeMatch>().unwrap(),
-                "RCVD_IN_WL_HI".into(),
-            )],
+            codes: vec![entry("127.0.0.1", "RCVD_IN_WL_HI")],
         };
         let answer = Listing::from_answers(&[one], |_| false);
         assert_eq!(
@@ -178,13 +178,39 @@ mod tests {
         assert_eq!(listed, Listing::Listed(vec![one]));
         assert_eq!(whitelist.symbols_for(listed.codes()), ["RCVD_IN_WL_HI"]);
         let generic = DnsListConfig {
-            codes: vec![("*".parse::<CodeMatch>().unwrap(), "RCVD_IN_ANY".into())],
+            codes: vec![entry("*", "RCVD_IN_ANY")],
             ..whitelist
         };
         assert_eq!(
             Listing::from_answers(&[one], |c| generic.names(c)),
             answer,
             "`*` names no code"
+        );
+    }
+
+    /// Regression (review): every listing added the list's whole weight, whatever its
+    /// code: with ZEN at weight 3 and a threshold of 3, a client only in its policy range
+    /// (PBL, `127.0.0.10`) was refused like a spam source. A code map entry can carry a
+    /// weight of its own.
+    #[test]
+    fn a_code_can_weigh_other_than_its_list() {
+        let mut pbl = entry("127.0.0.[10..11]", "RCVD_IN_ZEN_PBL");
+        pbl.weight = Some(1.0);
+        let list = DnsListConfig {
+            zone: "zen.test".into(),
+            reply_name: "zen.test".into(),
+            weight: 3.0,
+            symbol: "RCVD_IN_ZEN".into(),
+            codes: vec![entry("127.0.0.2", "RCVD_IN_ZEN_SBL"), pbl],
+        };
+        let code = |d| std::net::Ipv4Addr::new(127, 0, 0, d);
+        assert_eq!(list.weight_for(&[code(10)]), 1.0);
+        assert_eq!(list.weight_for(&[code(2)]), 3.0);
+        assert_eq!(list.weight_for(&[code(4)]), 3.0, "the list's default");
+        assert_eq!(
+            list.weight_for(&[code(2), code(10)]),
+            1.0,
+            "the entry that weighs"
         );
     }
 }
