@@ -476,3 +476,27 @@ fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
     // That network has not shown it retries: its other senders are still greylisted.
     rcpt("127.0.6.99", "x@nospf.test", "carol@example.test").expect(451, "4.7.1");
 }
+
+/// Regression (review): nothing noticed a list that answers "listed" for everyone (a list
+/// shut down by wildcarding its zone, as AHBL did in 2015): with its weight at the
+/// threshold, every client was refused. A list found listing an address no list may list
+/// (TEST-NET-3) is set aside while it does.
+#[test]
+fn a_list_that_lists_everyone_is_set_aside() {
+    let z = zone(|b| {
+        b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2))
+            .a("1.113.0.203.bl.test", Ipv4Addr::new(127, 0, 0, 2))
+    });
+    let (_internal, gw) = gateway(&z, LISTS);
+    let accepted = wait_until(std::time::Duration::from_secs(10), || {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+        let r = c.cmd("RCPT TO:<user@example.test>");
+        c.quit();
+        r.code == 250
+    });
+    assert!(
+        accepted,
+        "the list that lists everyone still refused the client"
+    );
+}

@@ -15,6 +15,7 @@ mod cache;
 pub mod deadline;
 pub mod dnsbl;
 mod health;
+mod list_sanity;
 mod local;
 mod outcome;
 mod query;
@@ -25,6 +26,7 @@ pub mod testing;
 mod transport;
 
 pub use deadline::{all_within, within};
+pub use list_sanity::ListKind;
 pub use local::only_loopback_for;
 pub use outcome::{Mx, Outcome};
 pub use resolver::{Dns, DnsSetupError};

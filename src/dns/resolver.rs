@@ -40,7 +40,9 @@ pub(super) struct Inner {
     pub(super) core: Arc<Core>,
     timeout: Duration,
     stage_deadline: Duration,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
+    /// Lists found answering "listed" for a name no list may list.
+    pub(super) list_sanity: super::list_sanity::ListSanity,
     /// A DNS list's refusal is logged at warn once a minute: enough to tell the operator,
     /// every lookup would flood the log.
     list_refusal_log: LogEvery,
@@ -96,6 +98,7 @@ impl Dns {
                 stage_deadline: config.stage_deadline,
                 metrics,
                 list_refusal_log: LogEvery::new(Duration::from_secs(60)),
+                list_sanity: Default::default(),
                 stop: CancellationToken::new(),
             }),
         })

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub dns_lookup_duration_seconds: HistogramVec,
     /// DNS list answers that were no listing (a refusal or an error code), by check and zone.
     pub dns_list_refused_total: IntCounterVec,
+    /// 1 while a DNS list answers "listed" for a name no list may list, by check and zone.
+    pub dns_list_lists_everyone: IntGaugeVec,
     /// 1 while the DNS resolver answers, 0 while it is marked down.
     pub dns_up: IntGauge,
     /// 1 for the active policy fingerprint.
@@ -294,6 +296,11 @@ impl Metrics {
             dns_list_refused_total: counter_vec(
                 "mxguard_dns_list_refused_total",
                 "DNS list answers that were no listing (a refused query or a list error code), by check and zone.",
+                &["check", "zone"],
+            ),
+            dns_list_lists_everyone: gauge_vec(
+                "mxguard_dns_list_lists_everyone",
+                "1 while a DNS list answers listed for a name no list may list (a TEST-NET-3 address, the domain invalid): its answers are ignored.",
                 &["check", "zone"],
             ),
             dns_up: gauge(

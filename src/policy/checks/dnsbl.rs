@@ -5,7 +5,7 @@
 
 use crate::config::DnsListConfig;
 use crate::dns::dnsbl::{self, Listing};
-use crate::dns::{Dns, Outcome};
+use crate::dns::{Dns, ListKind, Outcome};
 use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -42,14 +42,20 @@ impl Check for DnsLists {
     async fn run(&self, ctx: &mut Context) -> Decision {
         let ip = ctx.client.ip;
         let deadline = self.dns.deadline(ctx.deadline);
-        let lookups = self.lists.iter().map(|list| {
+        // A list that lists everyone (retired, wildcarded) means nothing.
+        let lists: Vec<&DnsListConfig> = self
+            .lists
+            .iter()
+            .filter(|list| !self.dns.lists_everyone("dnsbl", list, ListKind::Address))
+            .collect();
+        let lookups = lists.iter().map(|list| {
             let name = dnsbl::ip_query(ip, &list.zone);
             let dns = self.dns.clone();
             async move { dnsbl::lookup(&dns, "dnsbl", &name, list).await }
         });
         let outcomes = crate::dns::all_within(deadline, lookups).await;
         let mut failed = false;
-        for (list, outcome) in self.lists.iter().zip(outcomes) {
+        for (list, outcome) in lists.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Found(Listing::Listed(codes)) => {
                     for symbol in list.symbols_for(&codes) {

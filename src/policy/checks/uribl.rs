@@ -4,7 +4,7 @@
 
 use crate::config::DnsListConfig;
 use crate::dns::dnsbl::{self, Listing};
-use crate::dns::{Dns, Outcome};
+use crate::dns::{Dns, ListKind, Outcome};
 use crate::mail::url::{mailto_address, Link};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
@@ -89,6 +89,10 @@ impl Check for Uribl {
         }
         let mut queries = Vec::new();
         for list in &self.lists {
+            // A list that lists everyone (retired, wildcarded) means nothing.
+            if self.dns.lists_everyone("uribl", list, ListKind::Domain) {
+                continue;
+            }
             for domain in &domains {
                 if let Some(name) = dnsbl::domain_query(domain, &list.zone) {
                     queries.push((list, name));

@@ -1,0 +1,168 @@
+//! DNS lists that answer "listed" for everyone: a list shut down by wildcarding its zone
+//! (AHBL did in 2015) would score, or refuse, every client. Now and then each list is asked
+//! for a name no list may list, an address of TEST-NET-3 (RFC 5737) or the domain
+//! `invalid` (RFC 5782 §5), and set aside while it lists it.
+
+use super::dnsbl::{self, Listing};
+use super::{Dns, Outcome};
+use crate::config::DnsListConfig;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often a list is asked for the name no list may list.
+const PROBE_EVERY: Duration = Duration::from_secs(600);
+/// An address no list may list: documentation only (RFC 5737), never a mail client. Not
+/// `127.0.0.1`, RFC 5782's own test point, which a test harness's clients share.
+const NEVER_LISTED_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// RFC 5782 §5: a domain list must not list `invalid`.
+const NEVER_LISTED_DOMAIN: &str = "invalid";
+
+/// What a list is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// Client addresses (DNSBL, DNSWL).
+    Address,
+    /// Domains (URIBL, DBL).
+    Domain,
+}
+
+/// The last probe of each zone.
+#[derive(Debug, Default)]
+pub(super) struct ListSanity {
+    zones: Mutex<HashMap<String, Probe>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// When the last probe started.
+    at: Instant,
+    /// The last probe that got an answer found the never-listed name listed.
+    lists_everyone: bool,
+}
+
+impl ListSanity {
+    /// Whether `zone` was last found listing everyone; whether a probe is due now (then
+    /// its start is recorded, so one runs at a time).
+    fn check(&self, zone: &str) -> (bool, bool) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match zones.get_mut(zone) {
+            Some(probe) if probe.at.elapsed() < PROBE_EVERY => (probe.lists_everyone, false),
+            Some(probe) => {
+                probe.at = now;
+                (probe.lists_everyone, true)
+            }
+            None => {
+                zones.insert(
+                    zone.to_owned(),
+                    Probe {
+                        at: now,
+                        lists_everyone: false,
+                    },
+                );
+                (false, true)
+            }
+        }
+    }
+
+    fn record(&self, zone: &str, lists_everyone: bool) -> bool {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let probe = zones.entry(zone.to_owned()).or_insert(Probe {
+            at: Instant::now(),
+            lists_everyone: false,
+        });
+        let changed = probe.lists_everyone != lists_everyone;
+        probe.lists_everyone = lists_everyone;
+        changed
+    }
+}
+
+/// What a probe's answer says: `Some(true)` listed (the list lists everyone),
+/// `Some(false)` not listed, `None` no answer to judge by (a timeout keeps the last word).
+fn judge(outcome: &Outcome<Listing>) -> Option<bool> {
+    match outcome {
+        Outcome::Found(Listing::Listed(_)) => Some(true),
+        Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => Some(false),
+        _ => None,
+    }
+}
+
+impl Dns {
+    /// Whether `list` was last found listing a name no list may list: then its answers
+    /// mean nothing and the caller skips it. Asks the list again in the background when
+    /// the last probe is [`PROBE_EVERY`] old (a list is trusted until a probe says not).
+    pub fn lists_everyone(
+        &self,
+        check: &'static str,
+        list: &DnsListConfig,
+        kind: ListKind,
+    ) -> bool {
+        let (lists_everyone, due) = self.inner().list_sanity.check(&list.zone);
+        if due {
+            let name = match kind {
+                ListKind::Address => Some(dnsbl::ip_query(
+                    IpAddr::V4(NEVER_LISTED_ADDRESS),
+                    &list.zone,
+                )),
+                ListKind::Domain => dnsbl::domain_query(NEVER_LISTED_DOMAIN, &list.zone),
+            };
+            if let Some(name) = name {
+                let dns = self.clone();
+                let list = list.clone();
+                tokio::spawn(async move { dns.probe_list(check, &list, &name).await });
+            }
+        }
+        lists_everyone
+    }
+
+    async fn probe_list(&self, check: &'static str, list: &DnsListConfig, name: &str) {
+        let outcome = dnsbl::lookup(self, check, name, list).await;
+        let Some(lists_everyone) = judge(&outcome) else {
+            return;
+        };
+        let changed = self.inner().list_sanity.record(&list.zone, lists_everyone);
+        self.inner()
+            .metrics
+            .dns_list_lists_everyone
+            .with_label_values(&[check, list.zone.as_str()])
+            .set(i64::from(lists_everyone));
+        if changed && lists_everyone {
+            tracing::error!(check, zone = %list.zone, probe = name, "DNS list lists a name no list may list: it answers \"listed\" for everyone (retired, or wildcarded); its answers are ignored until it stops");
+        } else if changed {
+            tracing::warn!(check, zone = %list.zone, "DNS list no longer lists everyone; its answers count again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_is_due_once_per_interval_and_its_word_stands() {
+        let sanity = ListSanity::default();
+        assert_eq!(sanity.check("bl.test"), (false, true), "first use probes");
+        assert_eq!(sanity.check("bl.test"), (false, false), "one at a time");
+        assert!(sanity.record("bl.test", true));
+        assert_eq!(sanity.check("bl.test"), (true, false));
+        assert!(!sanity.record("bl.test", true), "no change");
+        assert_eq!(sanity.check("other.test"), (false, true), "per zone");
+    }
+
+    #[test]
+    fn only_an_answer_judges_a_list() {
+        let code = Ipv4Addr::new(127, 0, 0, 2);
+        assert_eq!(
+            judge(&Outcome::Found(Listing::Listed(vec![code]))),
+            Some(true)
+        );
+        assert_eq!(judge(&Outcome::NotFound), Some(false));
+        assert_eq!(
+            judge(&Outcome::Found(Listing::Unusable(vec![code]))),
+            Some(false)
+        );
+        assert_eq!(judge(&Outcome::Timeout), None);
+    }
+}
