@@ -59,6 +59,53 @@ pub fn base64_decode(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Decodes base64 the way mail clients save a file (Thunderbird, mail-parser): junk is
+/// skipped, and a `=` ends the group of four it falls in, whose bytes are kept, decoding
+/// going on with the next group. [`base64_decode`] reads the same `=` as zero bits, as
+/// SpamAssassin does; a file padded in the middle reads otherwise, so both are judged.
+///
+/// ```
+/// use mxguard::mail::lenient::base64_decode_by_group;
+/// assert_eq!(base64_decode_by_group(b"SGk=SGk="), b"HiHi");
+/// assert_eq!(base64_decode_by_group(b"SG*k=\r\nIQ=="), b"Hi!");
+/// ```
+pub fn base64_decode_by_group(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 4 * 3);
+    let (mut acc, mut held) = (0u32, 0u32);
+    let finish = |acc: u32, held: u32, out: &mut Vec<u8>| {
+        // Two characters hold one byte, three hold two.
+        let bytes = (held * 6) / 8;
+        let acc = acc << (6 * (4 - held));
+        for i in 0..bytes {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    };
+    for &c in data {
+        if c == b'=' {
+            finish(acc, held, &mut out);
+            (acc, held) = (0, 0);
+            continue;
+        }
+        let Some(v) = value(c) else { continue };
+        acc = (acc << 6) | u32::from(v);
+        held += 1;
+        if held == 4 {
+            finish(acc, held, &mut out);
+            (acc, held) = (0, 0);
+        }
+    }
+    finish(acc, held, &mut out);
+    out
+}
+
+/// Whether base64 `raw` has padding before some of its data: then
+/// [`base64_decode`] and [`base64_decode_by_group`] read it differently.
+fn padded_midway(raw: &[u8]) -> bool {
+    raw.iter()
+        .position(|&c| c == b'=')
+        .is_some_and(|at| raw[at..].iter().any(|&c| value(c).is_some()))
+}
+
 /// Text of `bytes` in the declared `charset`; without a known charset, UTF-8 when the
 /// bytes are valid UTF-8, else Windows-1252 (what mail clients fall back to).
 pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
@@ -359,10 +406,20 @@ pub fn file_bytes(message: &Message<'_>, part: &MessagePart<'_>) -> FileBytes {
         }
         _ => part.contents().to_vec(),
     };
-    let other_readings = match raw {
+    let mut other_readings: Vec<Vec<u8>> = match raw {
         Some(raw) => others.into_iter().map(|e| e.decode(raw)).collect(),
         None => Vec::new(),
     };
+    // Padding inside base64 data: as SpamAssassin reads it and as mail clients save it.
+    let mut doubtful = doubtful;
+    if let Some(raw) = raw.filter(|raw| first == TransferEncoding::Base64 && padded_midway(raw)) {
+        for reading in [base64_decode(raw), base64_decode_by_group(raw)] {
+            if reading != data && !other_readings.contains(&reading) {
+                other_readings.push(reading);
+                doubtful = true;
+            }
+        }
+    }
     FileBytes {
         data,
         other_readings,

@@ -786,8 +786,14 @@ fn collect_attachments(
         }
         let carries_file = match &part.body {
             PartType::Binary(_) | PartType::InlineBinary(_) => true,
+            // A part mail-parser could not decode (one stray character in base64) comes
+            // back as text whatever it declares; a client still saves the file it
+            // declares.
             PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => {
-                !names.is_empty() || is_attachment(fields(HeaderName::ContentDisposition))
+                !names.is_empty()
+                    || is_attachment(fields(HeaderName::ContentDisposition))
+                    || (part.is_encoding_problem
+                        && declares_a_file(fields(HeaderName::ContentType)))
             }
             PartType::Multipart(_) => false,
         };
@@ -805,7 +811,8 @@ fn collect_attachments(
             let repeated = |name: HeaderName<'static>| fields(name).nth(1).is_some();
             let ambiguous = repeated(HeaderName::ContentType)
                 || repeated(HeaderName::ContentDisposition)
-                || bytes.doubtful;
+                || bytes.doubtful
+                || part.is_encoding_problem;
             let data = bytes.data;
             // The files in a `winmail.dat`, which Outlook shows as attachments.
             let wrapped = crate::mail::tnef::files(&data);
@@ -921,6 +928,17 @@ fn repeats_boundary(content_type: Option<&ContentType<'_>>) -> bool {
 /// `ATT00001.htm`, the carrier of HTML smuggling), whatever its type.
 fn is_attachment<'a>(mut dispositions: impl Iterator<Item = &'a ContentType<'a>>) -> bool {
     dispositions.any(|d| d.ctype().eq_ignore_ascii_case("attachment"))
+}
+
+/// Whether the first `Content-Type` names a file's type: anything but text, a multipart
+/// or a message.
+fn declares_a_file<'a>(mut types: impl Iterator<Item = &'a ContentType<'a>>) -> bool {
+    types.next().is_some_and(|t| {
+        let top = t.ctype();
+        !["text", "multipart", "message"]
+            .iter()
+            .any(|not_a_file| top.eq_ignore_ascii_case(not_a_file))
+    })
 }
 
 /// Whether a part may hold uuencoded files a mail client shows as attachments: any text

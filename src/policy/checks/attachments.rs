@@ -421,6 +421,57 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert!(view.iter().all(|a| !a.ambiguous), "{view:?}");
     }
 
+    /// Regression (review): one character outside the base64 alphabet made mail-parser
+    /// hand back a part as text whatever it declared, so an unnamed
+    /// `application/x-msdownload` part dropped out of the attachment list (no type check,
+    /// no clamd); and a named part padded in the middle of its data (`xx==` groups) was
+    /// read as SpamAssassin reads it while mail clients save it group by group, so the
+    /// zip a client saves was never opened.
+    #[test]
+    fn a_stray_character_or_padding_in_base64_hides_no_file() {
+        use base64::Engine;
+        let exe = "TVqQAAMAAAAEAAAA//8AALgA";
+        let clean = with_part(
+            "Content-Type: application/x-msdownload\nContent-Transfer-Encoding: base64",
+            exe,
+        );
+        let expected = symbols_of(&clean);
+        assert!(
+            !expected.is_empty(),
+            "an unnamed program scores: {expected:?}"
+        );
+        let stray = with_part(
+            "Content-Type: application/x-msdownload\nContent-Transfer-Encoding: base64",
+            &format!("TVqQ*{}", &exe[4..]),
+        );
+        assert_eq!(symbols_of(&stray), expected);
+        let view = ctx(&stray).view().attachments().to_vec();
+        assert!(
+            view.iter().all(|a| a.ambiguous),
+            "clamd gets the whole message"
+        );
+        // A zip holding invoice.exe, each byte its own padded group, and a stray `*`.
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("invoice.exe", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, b"MZ\x90\x00 a program").unwrap();
+        let zip = w.finish().unwrap().into_inner();
+        let per_byte: String = zip
+            .iter()
+            .map(|b| base64::engine::general_purpose::STANDARD.encode([*b]))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let padded = with_part(
+            "Content-Type: application/zip; name=docs.zip\nContent-Transfer-Encoding: base64",
+            &format!("*{per_byte}"),
+        );
+        let found = symbols_of(&padded);
+        assert!(
+            found.iter().any(|s| s == "ARCHIVE_BLOCKED_EXT"),
+            "{found:?}"
+        );
+    }
+
     /// Regression (review): a `winmail.dat` (TNEF, which Outlook opens into its files) was
     /// one opaque part: `invoice.exe` inside it gave no symbol.
     #[test]
