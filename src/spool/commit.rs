@@ -133,6 +133,11 @@ const STALE: Duration = Duration::from_secs(2);
 enum Flush {
     /// One `syncfs` of the spool's file system after the renames.
     FileSystem,
+    /// `syncfs`, then an fsync of each directory the files entered: before Linux 5.17
+    /// `syncfs` reported the files' write-back errors but not those of the file system's
+    /// own commit (the ext4 journal, the XFS log) that makes the new names durable, which
+    /// a directory's fsync does report.
+    FileSystemThenDirectories,
     /// Each file before the renames, each directory after them.
     EachFile,
 }
@@ -143,10 +148,12 @@ impl Flush {
     /// been answered 250.
     fn chosen() -> Flush {
         let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        if cfg!(target_os = "linux") && syncfs_reports_errors(&release) {
+        if !cfg!(target_os = "linux") || !syncfs_reports_errors(&release) {
+            Flush::EachFile
+        } else if kernel_at_least(&release, (5, 17)) {
             Flush::FileSystem
         } else {
-            Flush::EachFile
+            Flush::FileSystemThenDirectories
         }
     }
 }
@@ -154,12 +161,18 @@ impl Flush {
 /// Whether a Linux kernel of this release (`6.1.0-18-amd64`) reports write-back errors
 /// from `syncfs` (5.8 and later). An unreadable release reads as too old.
 fn syncfs_reports_errors(release: &str) -> bool {
+    kernel_at_least(release, (5, 8))
+}
+
+/// Whether a Linux release (`6.1.0-18-amd64`) is `version` or later; an unreadable one
+/// reads as older.
+fn kernel_at_least(release: &str, version: (u32, u32)) -> bool {
     let mut numbers = release
         .trim()
         .split(|c: char| !c.is_ascii_digit())
         .map(|n| n.parse::<u32>().ok());
     match (numbers.next().flatten(), numbers.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (5, 8),
+        (Some(major), Some(minor)) => (major, minor) >= version,
         _ => false,
     }
 }
@@ -213,20 +226,36 @@ fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, flush: Flu
     if batch.is_empty() {
         return;
     }
-    if flush == Flush::FileSystem {
+    if flush != Flush::EachFile {
         // One `syncfs` after the renames makes the files' data and the new directory
         // entries durable in one journal commit (data first, then names, then a directory
         // fsync would take two). Until it returns nobody is answered; a crash before can
         // leave an unacknowledged message in the queue, which is then delivered (the
         // at-least-once side that a crash between fsync and reply has anyway).
         let renamed = rename_all(batch);
-        let synced = sync_file_system(dir);
+        let mut synced = sync_file_system(dir);
+        if flush == Flush::FileSystemThenDirectories && synced.is_ok() {
+            // Cheap once the journal is committed, and it reports a journal that failed.
+            let mut entered: Vec<PathBuf> = renamed
+                .iter()
+                .filter_map(|r| r.target.parent())
+                .map(Path::to_path_buf)
+                .collect();
+            entered.sort();
+            entered.dedup();
+            synced = entered
+                .iter()
+                .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
+        }
         answer(renamed, synced);
         return;
     }
     if let Err(e) = sync_each_file(&batch) {
         let path = batch.first().map(|r| r.tmp.clone()).unwrap_or_default();
         for r in batch {
+            // Not answered, so no one's: a reused file (`free/N`) already left the pool's
+            // list and would stay in `free/` unaccounted, holding the unacknowledged bytes.
+            let _ = fs::remove_file(&r.tmp);
             r.fail(
                 "fsync",
                 path.clone(),
@@ -376,12 +405,20 @@ mod tests {
         assert!(!syncfs_reports_errors("3.10.0-1160.el7.x86_64"));
         assert!(!syncfs_reports_errors(""));
         assert!(!syncfs_reports_errors("garbage"));
+        // Its own commit's errors too only from 5.17.
+        assert!(kernel_at_least("5.17.0", (5, 17)));
+        assert!(kernel_at_least("6.18.44-fc-v1252", (5, 17)));
+        assert!(!kernel_at_least("5.15.0-91-generic", (5, 17)));
     }
 
     /// The per-file way (older kernels, other systems) commits as the `syncfs` way does.
     #[tokio::test]
     async fn both_ways_of_syncing_commit_a_batch() {
-        for flush in [Flush::FileSystem, Flush::EachFile] {
+        for flush in [
+            Flush::FileSystem,
+            Flush::FileSystemThenDirectories,
+            Flush::EachFile,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let (tmp, queue) = (dir.path().join("tmp"), dir.path().join("queue"));
             fs::create_dir(&tmp).unwrap();

@@ -414,7 +414,10 @@ impl Spool {
         // The message is in the queue now: the request is placed whether or not the sync
         // worked, and a failure says what the operator has to do (a release run again
         // finds nothing to move, and the message would wait for a restart).
-        let synced = self.sync_queue();
+        // Both directories: a rename is not atomic on a file system without a journal,
+        // and a crash could leave the name in both, a release run again then resetting
+        // the state of recipients already served.
+        let synced = self.sync_queue().and_then(|()| sync_dir(&self.quarantine));
         let _ = self.ready.send(id.clone());
         // A pending `queue flush` request is left as it is: it finds this message too.
         let placed = self.place_request(RELEASE_REQUEST, false);
@@ -435,7 +438,12 @@ impl Spool {
         if self.admin {
             use std::os::unix::fs::MetadataExt;
             let owner = fs::metadata(&self.dir).map_err(io_err("stat", &self.dir))?;
+            // Opened without following a link (`open_lock_file`); a hard link to another
+            // file is refused before its owner could change.
+            let (file, _) = own_plain_file(file).map_err(io_err("open", &path))?;
             let _ = std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()));
+            file.lock().map_err(io_err("lock", &path))?;
+            return Ok(file);
         }
         file.lock().map_err(io_err("lock", &path))?;
         Ok(file)
@@ -903,15 +911,28 @@ pub(super) fn private_dir(path: &Path) -> io::Result<()> {
 /// Gives `path`, a file an admin verb just made in (or below) the spool directory `dir`,
 /// to that directory's owner, the gateway's user, when they differ; removes it when that
 /// is not allowed (neither root nor the owner), so nothing the gateway cannot read is left.
+///
+/// The directory is the gateway user's, so whoever runs as that user could put a symbolic
+/// or hard link to `/etc/shadow` at `path` before the change of owner (review): the file is
+/// opened without following a link and changed through that descriptor, and only when it
+/// is a plain file with no other name.
 pub fn give_to_owner_of(dir: &Path, path: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let (owner, file) = (fs::metadata(dir)?, fs::metadata(path)?);
+    let owner = fs::metadata(dir)?;
+    let file = open_no_follow(path)?;
+    let (file, meta) = match own_plain_file(file) {
+        Ok(found) => found,
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+    };
     // The owner's own files are readable to the gateway whatever their group (the owner
     // may not be in the directory's group, and could not change to it).
-    if owner.uid() == file.uid() {
+    if owner.uid() == meta.uid() {
         return Ok(());
     }
-    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
+    std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid())).map_err(|e| {
         let _ = fs::remove_file(path);
         io::Error::new(
             e.kind(),
@@ -921,6 +942,30 @@ pub fn give_to_owner_of(dir: &Path, path: &Path) -> io::Result<()> {
             ),
         )
     })
+}
+
+/// Opens `path` for reading without following a symbolic link in its last component, nor
+/// waiting on a FIFO put there.
+fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// `file` when it is a plain file with one name: not a device, a FIFO, or a hard link to
+/// a file elsewhere, whose owner an admin verb must never change.
+fn own_plain_file(file: fs::File) -> io::Result<(fs::File, fs::Metadata)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not the plain file this command wrote (a link or a special file was put there)",
+        ));
+    }
+    Ok((file, meta))
 }
 
 /// How [`SpoolError::Missing`] names a missing part of the spool.
@@ -944,13 +989,17 @@ fn lock_spool(dir: &Path) -> Result<fs::File, SpoolError> {
     }
 }
 
-/// Opens (creating it, never truncating it) a file only locked, never written.
+/// Opens (creating it, never truncating it) a file only locked, never written; never
+/// through a symbolic link, which whoever runs as the gateway's user could put there for
+/// an admin verb run as root to open.
 fn open_lock_file(path: &Path) -> Result<fs::File, SpoolError> {
+    use std::os::unix::fs::OpenOptionsExt;
     private_file()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(io_err("open", path))
 }
@@ -1194,6 +1243,66 @@ mod tests {
         spool.remove(&id).unwrap();
         assert!(spool.ids().unwrap().is_empty());
         assert!(matches!(spool.load(&id), Err(SpoolError::NotFound(_))));
+    }
+
+    /// Whether this test process may change owners (root); says SKIP otherwise, and
+    /// fails where the interop tests must run.
+    fn can_change_owners() -> bool {
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert!(
+            std::env::var_os("MXGUARD_INTEROP").is_none(),
+            "MXGUARD_INTEROP=1 but not root: cannot test changes of owner"
+        );
+        eprintln!("SKIP: changing a file's owner needs root");
+        false
+    }
+
+    /// Regression (review): an admin verb run as root gave `release.lock` and the files
+    /// it wrote to the spool's owner by path, following links: whoever runs as the
+    /// gateway's user could link `release.lock` (or swap a file it wrote) to
+    /// `/etc/shadow`, and the next `sudo mxguard quarantine release` gave that file away.
+    #[tokio::test]
+    async fn an_admin_verb_gives_away_no_file_a_link_points_to() {
+        use std::os::unix::fs::MetadataExt;
+        if !can_change_owners() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        drop(Spool::open(&spool_dir).unwrap());
+        let nobody = 65_534;
+        std::os::unix::fs::chown(&spool_dir, Some(nobody), Some(nobody)).unwrap();
+        let target = dir.path().join("shadow");
+        fs::write(&target, b"secret").unwrap();
+        let untouched = |what: &str| {
+            assert_eq!(
+                fs::metadata(&target).unwrap().uid(),
+                0,
+                "{what}: given away"
+            );
+        };
+        // A symbolic link at the lock.
+        std::os::unix::fs::symlink(&target, spool_dir.join("release.lock")).unwrap();
+        let spool = Spool::open_for_admin(&spool_dir).unwrap();
+        assert!(spool.release(&QueueId::generate()).is_err());
+        untouched("release.lock, a symbolic link");
+        fs::remove_file(spool_dir.join("release.lock")).unwrap();
+        // A hard link at the lock.
+        fs::hard_link(&target, spool_dir.join("release.lock")).unwrap();
+        assert!(spool.release(&QueueId::generate()).is_err());
+        untouched("release.lock, a hard link");
+        fs::remove_file(spool_dir.join("release.lock")).unwrap();
+        // A file an admin verb wrote, swapped for a link before its owner changes.
+        let written = spool_dir.join("tmp").join("swapped");
+        std::os::unix::fs::symlink(&target, &written).unwrap();
+        assert!(give_to_owner_of(&spool_dir, &written).is_err());
+        untouched("a written file, a symbolic link");
+        let plain = spool_dir.join("tmp").join("plain");
+        fs::write(&plain, b"x").unwrap();
+        give_to_owner_of(&spool_dir, &plain).unwrap();
+        assert_eq!(fs::metadata(&plain).unwrap().uid(), nobody);
     }
 
     /// Regression (review): `mxguard queue list` run (as root) before the gateway's first
