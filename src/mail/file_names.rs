@@ -40,16 +40,30 @@ pub fn in_field(name: &str, value: &str) -> Vec<String> {
     while !value.is_char_boundary(cut) {
         cut -= 1;
     }
-    let value = &value[..cut];
+    let head = &value[..cut];
     let name = name.trim().to_ascii_lowercase();
     if NAME_FIELDS.contains(&name.as_str()) {
-        let plain = decode_unstructured(&unquote(value.trim()));
+        let plain = decode_unstructured(&unquote(head.trim()));
         return Some(plain).filter(|n| !n.is_empty()).into_iter().collect();
     }
     if !PARAMETER_FIELDS.contains(&name.as_str()) {
         return Vec::new();
     }
-    names_in_parameters(value)
+    let mut found = parameters(head);
+    // A value padded past the bytes read (junk parameters before the pieces of the real
+    // name): its end is read too, from the first separator in it, so pieces at either
+    // end still join (review).
+    if cut < value.len() {
+        let mut from = value.len() - MAX_VALUE_BYTES.min(value.len());
+        while !value.is_char_boundary(from) {
+            from += 1;
+        }
+        let tail = &value[from..];
+        if let Some(sep) = tail.find([';', ',']) {
+            found.extend(parameters(&tail[sep + 1..]));
+        }
+    }
+    names_in_parameters(found)
 }
 
 /// Bytes of a field's value read for names, at most: a name is judged by its last 4,096
@@ -120,10 +134,10 @@ struct Parameter {
 
 /// The `filename` and `name` values of a parameter list: each plain value, each extended
 /// (`*=`) one, and each run of continuation pieces joined in order.
-fn names_in_parameters(value: &str) -> Vec<String> {
+fn names_in_parameters(parameters: Vec<Parameter>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mut pieces: BTreeMap<(String, usize), (bool, String)> = BTreeMap::new();
-    for p in parameters(value) {
+    for p in parameters {
         match p.piece {
             Some(n) if n < MAX_PIECES => {
                 pieces.entry((p.name, n)).or_insert((p.extended, p.value));
@@ -176,10 +190,12 @@ fn parameters(value: &str) -> Vec<Parameter> {
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect();
     let mut out = Vec::new();
+    // Whole values kept; repeats of one are skipped and count for nothing, and pieces of
+    // a continuation never count: 64 copies of `filename="a.txt"` hid the pieces after
+    // them (review).
+    let mut whole_values = 0;
+    let mut last_skipped: BTreeMap<(String, bool), String> = BTreeMap::new();
     for token in split_outside_quotes(&unfolded) {
-        if out.len() >= MAX_PARAMETERS {
-            break;
-        }
         let Some((key, raw)) = token.split_once('=') else {
             continue;
         };
@@ -198,11 +214,50 @@ fn parameters(value: &str) -> Vec<Parameter> {
         if name != "filename" && name != "name" {
             continue;
         }
+        let value = unquote(raw.trim());
+        match piece {
+            // Past the pieces a name is joined from: never read.
+            Some(n) if n >= MAX_PIECES => continue,
+            // The first of a piece is the one joined.
+            Some(n) => {
+                let known = out
+                    .iter()
+                    .any(|p: &Parameter| p.piece == Some(n) && p.name == name);
+                if known {
+                    continue;
+                }
+            }
+            None => {
+                if whole_values >= MAX_PARAMETERS {
+                    // A reader taking the last value saves this one.
+                    last_skipped.insert((name, extended), value);
+                    continue;
+                }
+                let repeat = out.iter().any(|p: &Parameter| {
+                    p.piece.is_none()
+                        && p.name == name
+                        && p.extended == extended
+                        && p.value == value
+                });
+                if repeat {
+                    continue;
+                }
+                whole_values += 1;
+            }
+        }
         out.push(Parameter {
             name,
             piece,
             extended,
-            value: unquote(raw.trim()),
+            value,
+        });
+    }
+    for ((name, extended), value) in last_skipped {
+        out.push(Parameter {
+            name,
+            piece: None,
+            extended,
+            value,
         });
     }
     out
@@ -396,5 +451,36 @@ content-disposition: attachment; filename=evil.exe\r\nX-Other: filename=x.js\r\n
         let got = names("Content-Disposition", &format!(" attachment{many}"));
         assert_eq!(got.len(), 1);
         assert!(got[0].len() <= MAX_PIECES);
+    }
+
+    /// Regression (review): the reader stopped after 64 `filename`/`name` parameters,
+    /// repeats included, and read only the first 64 KiB of a value: 64 copies of
+    /// `filename="a.txt"` (or 64 KiB of junk parameters) before `filename*0="evil.";
+    /// filename*1="js"` hid the name Thunderbird saves. Repeats count for nothing, pieces
+    /// never count, the end of a long value is read too, and the last of many plain
+    /// values is kept.
+    #[test]
+    fn padding_a_field_hides_no_name() {
+        let copies = "filename=\"a.txt\"; ".repeat(64);
+        let names = in_field(
+            "Content-Disposition",
+            &format!("attachment; {copies}filename*0=\"evil.\"; filename*1=\"js\""),
+        );
+        assert!(names.contains(&"evil.js".to_string()), "{names:?}");
+        let junk = "x-junk=\"yyyyyyyyyyyyyyyy\"; ".repeat(5_000);
+        let names = in_field(
+            "Content-Disposition",
+            &format!("attachment; filename*0=\"evil.\"; {junk}filename*1=\"js\""),
+        );
+        assert!(names.contains(&"evil.js".to_string()), "{names:?}");
+        let distinct: String = (0..100)
+            .map(|i| format!("filename=\"a{i}.txt\"; "))
+            .collect();
+        let names = in_field(
+            "Content-Disposition",
+            &format!("attachment; {distinct}filename=\"evil.exe\""),
+        );
+        assert!(names.contains(&"evil.exe".to_string()), "{names:?}");
+        assert!(names.len() <= MAX_PARAMETERS + 1, "{}", names.len());
     }
 }
