@@ -139,39 +139,69 @@ impl Clamd {
     /// truncated: a configuration mismatch must not make every big message unscannable
     /// (review: with `on_failure = "open"` EICAR in a 2 MB attachment went through). The
     /// size refused is remembered for an hour, so later streams start cut.
+    ///
+    /// Each stream gets its share of the time left, and one that fails or runs out of it
+    /// does not end the scan: a file crafted to be slow for clamd, put first, left the
+    /// infected one after it unscanned (review). A virus found wins; otherwise the first
+    /// failure is the answer.
     pub async fn scan_all(&self, streams: &[&[u8]]) -> Result<ScanReport, ClamdError> {
-        let work = async {
-            let mut truncated = false;
-            for data in streams {
-                let mut cut = self.refused.first_cut(data.len(), self.max_stream_bytes);
-                let verdict = loop {
-                    let slice = data.get(..cut).unwrap_or(data);
-                    match self.scan_one(slice).await {
-                        Err(e) if refused_for_size(&e) && cut > MIN_STREAM_BYTES => {
-                            if self.refused.note(cut) {
-                                tracing::error!(refused_bytes = cut, "clamd refused a stream for its StreamMaxLength: set antivirus.max_stream_bytes to it or lower (streams are cut further meanwhile)");
-                            }
-                            cut = (cut / 2).max(MIN_STREAM_BYTES);
-                        }
-                        other => break other?,
-                    }
-                };
-                truncated |= cut < data.len();
-                if let ScanVerdict::Infected(name) = verdict {
-                    return Ok(ScanReport {
-                        verdict: ScanVerdict::Infected(name),
-                        truncated,
-                    });
-                }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut truncated = false;
+        let mut failure: Option<ClamdError> = None;
+        for (k, data) in streams.iter().enumerate() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                failure.get_or_insert(ClamdError::Timeout(self.timeout));
+                break;
             }
-            Ok(ScanReport {
+            let streams_left = u32::try_from(streams.len() - k).unwrap_or(u32::MAX);
+            let share = left / streams_left.max(1);
+            let verdict = match tokio::time::timeout(share, self.scan_stream(data)).await {
+                Ok(Ok((verdict, cut))) => {
+                    truncated |= cut;
+                    verdict
+                }
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
+                Err(_) => {
+                    failure.get_or_insert(ClamdError::Timeout(self.timeout));
+                    continue;
+                }
+            };
+            if let ScanVerdict::Infected(name) = verdict {
+                return Ok(ScanReport {
+                    verdict: ScanVerdict::Infected(name),
+                    truncated,
+                });
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(ScanReport {
                 verdict: ScanVerdict::Clean,
                 truncated,
-            })
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| ClamdError::Timeout(self.timeout))?
+            }),
+        }
+    }
+
+    /// One stream, cut further each time clamd refuses it for its size; the verdict and
+    /// whether the stream was cut.
+    async fn scan_stream(&self, data: &[u8]) -> Result<(ScanVerdict, bool), ClamdError> {
+        let mut cut = self.refused.first_cut(data.len(), self.max_stream_bytes);
+        loop {
+            let slice = data.get(..cut).unwrap_or(data);
+            match self.scan_one(slice).await {
+                Err(e) if refused_for_size(&e) && cut > MIN_STREAM_BYTES => {
+                    if self.refused.note(cut) {
+                        tracing::error!(refused_bytes = cut, "clamd refused a stream for its StreamMaxLength: set antivirus.max_stream_bytes to it or lower (streams are cut further meanwhile)");
+                    }
+                    cut = (cut / 2).max(MIN_STREAM_BYTES);
+                }
+                other => return other.map(|verdict| (verdict, cut < data.len())),
+            }
+        }
     }
 
     /// Scans one stream (at most `max_stream_bytes` of it) within the timeout.

@@ -26,6 +26,8 @@ enum Mode {
     RefuseEarly(&'static [u8]),
     /// Reads everything and never answers.
     Silent,
+    /// Never answers a stream holding this marker; answers the others as `clamd_like`.
+    SlowOn(&'static [u8]),
 }
 
 /// Reads one INSTREAM request, recording it; `None` when the peer breaks the framing.
@@ -75,6 +77,15 @@ where
         }
         Mode::Silent => {
             tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Mode::SlowOn(marker) => {
+            if seen.data.windows(marker.len()).any(|w| w == marker) {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            } else if seen.data.windows(5).any(|w| w == b"BROKE") {
+                let _ = s.write_all(b"stream: Can't allocate memory ERROR\0").await;
+            } else if let Mode::Answer(f) = clamd_like() {
+                let _ = s.write_all(&f(&seen.data)).await;
+            }
         }
     }
 }
@@ -344,4 +355,23 @@ async fn a_size_clamd_refused_is_remembered() {
     );
     let under = vec![b'x'; 1 << 20];
     assert!(!client.scan(&under).await.unwrap().truncated);
+}
+
+/// Regression (review): streams were scanned one after another under one timeout, and the
+/// first error or a slow stream ended the scan: a file crafted to be slow for clamd, put
+/// before an infected one, left it unscanned, and with `on_failure = "open"` the message
+/// went through. Each stream gets its share of the time; a virus found wins.
+#[tokio::test]
+async fn a_slow_or_failing_stream_does_not_hide_the_infected_one_after_it() {
+    let fake = FakeClamd::tcp(Mode::SlowOn(b"SLOW")).await;
+    let client = Clamd::new(fake.address.clone(), Duration::from_secs(3), 1 << 20);
+    let streams: [&[u8]; 3] = [b"BROKE", b"SLOW", b"EICAR"];
+    let report = client.scan_all(&streams).await.unwrap();
+    assert!(
+        matches!(report.verdict, ScanVerdict::Infected(_)),
+        "{report:?}"
+    );
+    // Nothing found: the first failure is the answer.
+    let streams: [&[u8]; 2] = [b"BROKE", b"clean"];
+    assert!(client.scan_all(&streams).await.is_err());
 }

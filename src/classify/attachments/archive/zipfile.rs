@@ -44,7 +44,11 @@ pub(super) fn walk(
         consumed: consumed.clone(),
     };
     let Ok(mut zip) = ZipArchive::new(reader) else {
+        // The reader refuses what unzip still extracts (an extra field declaring more
+        // than it holds): read the entries as unzip does, so an archive inside is still
+        // opened (review: `inner.zip` holding `evil.exe` gave only ARCHIVE_UNREADABLE).
         findings.add(Symbol::ArchiveUnreadable, path);
+        walk_leading_entries(policy, data, place, budget, findings);
         return;
     };
     // Local headers naming other files than the central directory, entries the directory

@@ -528,3 +528,32 @@ fn an_archive_among_the_first_entries_of_an_over_full_zip_is_opened() {
         vec!["ARCHIVE_NESTED_SKIPPED", "ARCHIVE_TOO_MANY_ENTRIES"]
     );
 }
+
+/// Regression (review): a zip the zip crate refuses (an extra field declaring more bytes
+/// than it holds), which unzip still extracts, gave only ARCHIVE_UNREADABLE: the
+/// `inner.zip` in it, holding `evil.exe`, was never opened. The entries are then read as
+/// unzip reads them.
+#[test]
+fn a_zip_the_reader_refuses_is_still_read_as_unzip_reads_it() {
+    let inner = zip_of(&[("evil.exe", b"MZ program".as_slice())]);
+    // Deflated, so no header of the inner zip shows in the outer one's bytes.
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut deflate, &inner).unwrap();
+    let deflated = deflate.finish().unwrap();
+    let lying_extra = [0xfe, 0xca, 0x00, 0x01];
+    let outer = raw_zip(&[RawEntry {
+        method: 8,
+        data: &deflated,
+        crc: crc32(&inner),
+        size: inner.len() as u32,
+        extra: &lying_extra,
+        ..RawEntry::stored("inner.zip", &inner)
+    }]);
+    assert!(
+        zip::ZipArchive::new(std::io::Cursor::new(outer.as_slice())).is_err(),
+        "the zip crate takes this one: the test tests nothing"
+    );
+    let found = symbols(&[zip_part("outer.zip", &outer)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+    assert!(found.contains(&"ARCHIVE_UNREADABLE"), "{found:?}");
+}
