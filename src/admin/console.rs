@@ -133,14 +133,7 @@ fn peers(b: &mut String, state: &AdminState, ours: &str) {
         } else {
             "<span class=\"down\">down</span>"
         };
-        let fingerprint = match &p.fingerprint {
-            Some(fp) if fp == ours => format!("<code>{}</code> same", esc(head(fp))),
-            Some(fp) => format!(
-                "<code>{}</code> <span class=\"mismatch\">different</span>",
-                esc(head(fp))
-            ),
-            None => "unknown".to_owned(),
-        };
+        let fingerprint = fingerprint_cell(&p, ours);
         let seen = p
             .last_seen
             .map(|t| {
@@ -249,6 +242,26 @@ pub fn message(state: &AdminState, id: &str) -> Option<String> {
     Some(page(&format!("mxguard message {}", m.id), &b))
 }
 
+/// A peer's fingerprint as the console shows it.
+fn fingerprint_cell(p: &crate::tier::PeerStatus, ours: &str) -> String {
+    // As `mxguard_tier_fingerprint_match` says: a peer up that did not show its
+    // policy this round may have reloaded another (review: shown as "same").
+    match &p.fingerprint {
+        Some(fp) if fp == ours && p.fingerprint_match => {
+            format!("<code>{}</code> same", esc(head(fp)))
+        }
+        Some(fp) if fp == ours => format!(
+            "<code>{}</code> same when last shown, not shown this round",
+            esc(head(fp))
+        ),
+        Some(fp) => format!(
+            "<code>{}</code> <span class=\"mismatch\">different</span>",
+            esc(head(fp))
+        ),
+        None => "unknown".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +287,25 @@ mod tests {
         assert_eq!(human(Duration::from_secs(5)), "5s");
         assert_eq!(human(Duration::from_secs(600)), "10m");
         assert_eq!(human(Duration::from_secs(3 * 86_400)), "3d");
+    }
+
+    /// Regression (review): the console compared the last fingerprint shown, so a peer
+    /// up whose `/policy` timed out this round (it may have reloaded another policy) was
+    /// shown "same" while `mxguard_tier_fingerprint_match` said 0.
+    #[test]
+    fn a_fingerprint_not_shown_this_round_is_not_called_the_same() {
+        let config = crate::config::TierConfig::for_test(
+            "gw1",
+            crate::config::Role::Primary,
+            &[("gw2", crate::config::Role::Primary)],
+        );
+        let mut p = crate::tier::PeerStatus::unknown(&config.peers[0]);
+        p.up = true;
+        p.fingerprint = Some("abc123".into());
+        p.fingerprint_match = true;
+        assert!(fingerprint_cell(&p, "abc123").ends_with(" same"));
+        p.fingerprint_match = false;
+        assert!(fingerprint_cell(&p, "abc123").contains("not shown this round"));
+        assert!(fingerprint_cell(&p, "other").contains("different"));
     }
 }

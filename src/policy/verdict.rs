@@ -108,8 +108,13 @@ impl Policy {
         let mut h = String::new();
         // With no authentication run (switched off, no resolver) the header still says so
         // (`HOST; none`, RFC 8601), where a missing one would leave the internal server to
-        // guess.
-        let host = &self.config.server.hostname;
+        // guess. In a tier the results carry the member's tier name, the one every peer
+        // removes from incoming mail: under a host name set apart from it, a sender's
+        // forged `dmarc=pass` naming that host passed the other members (review).
+        let host = match &self.config.tier {
+            Some(tier) => &tier.name,
+            None => &self.config.server.hostname,
+        };
         h.push_str(&match &ctx.auth {
             Some(auth) => auth.authentication_results_header(host),
             None => {
@@ -134,8 +139,11 @@ impl Policy {
                 &self.fingerprint,
             );
             // A big message is mapped from its spool file for the body hash.
+            // Hashing a big body holds the thread a while: off the session threads.
             match ctx.message.raw() {
-                Ok(raw) => h.push_str(&stamp.header(t.secret.bytes(), &raw)),
+                Ok(raw) => h.push_str(&crate::runtime::off_the_session_threads(raw.len(), || {
+                    stamp.header(t.secret.bytes(), &raw)
+                })),
                 Err(e) => tracing::error!(error = %e, "cannot map the message to stamp it"),
             }
         }
@@ -245,6 +253,29 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("X-Spam-Rules: none\r\n"), "{h}");
+    }
+
+    /// Regression (review): a member wrote its results under `server.hostname` while its
+    /// peers removed only results naming the members' tier names: with the two set apart
+    /// (`tier.name = "bk1.example.test"` on host `host-17.dc1.internal`), a sender's
+    /// `Authentication-Results: host-17.dc1.internal; dmarc=pass` passed gw1 untouched.
+    #[test]
+    fn in_a_tier_results_carry_the_member_name() {
+        let text = "[server]\nhostname = \"host-17.dc1.internal\"\n\
+                    [relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let mut config = Config::from_toml(Path::new("t.toml"), text).unwrap();
+        config.tier = Some(crate::config::TierConfig::for_test(
+            "bk1.example.test",
+            crate::config::Role::Backup,
+            &[("gw1.example.test", crate::config::Role::Primary)],
+        ));
+        let policy = Policy::build(Arc::new(config), &Services::default()).unwrap();
+        let ctx = Context::new(ClientInfo::new([192, 0, 2, 1].into()));
+        let h = policy.verdict_headers(&ctx, Verdict::Accept);
+        assert!(
+            h.starts_with("Authentication-Results: bk1.example.test; none\r\n"),
+            "{h}"
+        );
     }
 
     /// Regression (review): a rule with a milder action decided whatever the score, so

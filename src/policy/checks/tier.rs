@@ -114,7 +114,11 @@ impl Check for TierContact {
                 if bypass && seen.first_contact {
                     self.hit(ctx, "MX_BYPASS_FIRST_CONTACT");
                 }
-                if seen.members_recently >= fanout_members(&config) {
+                // At a backup only while a primary is up: with every primary down (or
+                // refusing for a full spool) a real MTA going through the MX list after
+                // their 4xx reaches the backup too, which then scored it (review).
+                let fallback = config.role == Role::Backup && !bypass;
+                if seen.members_recently >= fanout_members(&config) && !fallback {
                     self.hit(ctx, "MX_FANOUT");
                 }
                 Decision::Continue
@@ -199,9 +203,30 @@ mod tests {
 
     /// The symbols a client gets at `config`'s member after it reached `before` members.
     async fn symbols_after(config: TierConfig, before: &[&str]) -> Vec<String> {
+        symbols_after_with(config, before, false).await
+    }
+
+    /// As [`symbols_after`], with every primary peer's heartbeat in the shared state
+    /// first when `primaries_up`.
+    async fn symbols_after_with(
+        config: TierConfig,
+        before: &[&str],
+        primaries_up: bool,
+    ) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let state = State::embedded_for_test(dir.path()).await;
-        let tier = Tier::new(config, Some(state.clone()), Arc::new(Metrics::new()));
+        let metrics = Arc::new(Metrics::new());
+        if primaries_up {
+            for peer in config.peers.iter().filter(|p| p.role == Role::Primary) {
+                let own =
+                    TierConfig::for_test(&peer.name, Role::Primary, &[(&config.name, config.role)]);
+                Tier::new(own, Some(state.clone()), metrics.clone())
+                    .round()
+                    .await;
+            }
+        }
+        let tier = Tier::new(config, Some(state.clone()), metrics);
+        tier.round().await;
         symbols_at(&tier, &state, "192.0.2.1", before).await
     }
 
@@ -246,13 +271,26 @@ mod tests {
         for ((name, role), peers, fanout) in cases {
             let before: Vec<&str> = peers.iter().map(|(peer, _)| *peer).collect();
             let config = TierConfig::for_test(name, role, &peers);
-            let symbols = symbols_after(config, &before).await;
+            let symbols = symbols_after_with(config, &before, true).await;
             assert_eq!(
                 symbols.iter().any(|s| s == "MX_FANOUT"),
                 fanout,
                 "{name} after {before:?}: {symbols:?}"
             );
         }
+    }
+
+    /// Regression (review): `MX_FANOUT` was scored at a backup whatever the primaries'
+    /// state, so with every primary down, or refusing with a full spool, a real MTA that
+    /// went through the MX list after their 4xx scored it at the backup, where the README
+    /// promises no bypass score.
+    #[tokio::test]
+    async fn reaching_the_backup_after_every_primary_failed_is_no_fanout() {
+        use Role::{Backup, Primary};
+        let peers = [("gw1", Primary), ("gw2", Primary)];
+        let config = TierConfig::for_test("bk1", Backup, &peers);
+        let symbols = symbols_after_with(config, &["gw1", "gw2"], false).await;
+        assert!(symbols.iter().all(|s| !s.starts_with("MX_")), "{symbols:?}");
     }
 
     /// Regression (review): a first contact meant "no other member", so a client that went

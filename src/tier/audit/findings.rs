@@ -433,14 +433,21 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
     use FindingKind::*;
     let subject = format!("{} {}", host.target, host.address);
     let mut found = Vec::new();
+    // A session refused or stalled may still have let the probes through on their own
+    // connections: what they found counts, and none conclusive is `nothing_tested`.
+    let probed = host.unknown_recipient.is_some() || host.relay.is_some() || host.gtube.is_some();
     match &host.session {
         Session::Unreachable { error } => {
             found.push(Finding::new(Unreachable, &subject, error));
-            return found;
+            if !probed {
+                return found;
+            }
         }
         Session::Refused { reply } => {
             found.push(Finding::new(SessionRefused, &subject, reply));
-            return found;
+            if !probed {
+                return found;
+            }
         }
         Session::Open {
             esmtp,

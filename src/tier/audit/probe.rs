@@ -191,22 +191,37 @@ pub async fn probe_address(target: String, address: SocketAddr, plan: &ProbePlan
         relay: None,
         gtube: None,
     };
-    let conn = match Connection::open(address, &plan.settings).await {
-        Ok(conn) => conn,
+    let first = match Connection::open(address, &plan.settings).await {
+        Ok(conn) => {
+            let caps = conn.capabilities();
+            probe.session = Session::Open {
+                banner: clean_text(&conn.banner().to_string()),
+                esmtp: caps.esmtp,
+                // After STARTTLS the server announces it no more: being under TLS proves it.
+                starttls_offered: caps.starttls || conn.is_tls(),
+                tls: conn.is_tls(),
+            };
+            Ok(conn)
+        }
         Err(e) => {
             probe.session = failed_session(&e);
-            return probe;
+            // No TCP connection: nothing listens there. A session refused or stalled
+            // after one (a `421` to a first contact, a slow greeting) may take the next:
+            // each probe tries its own, or the audit would pass a backup it never tested
+            // (review).
+            if e.unreachable() {
+                return probe;
+            }
+            Err(e)
         }
     };
-    let caps = conn.capabilities();
-    probe.session = Session::Open {
-        banner: clean_text(&conn.banner().to_string()),
-        esmtp: caps.esmtp,
-        // After STARTTLS the server announces it no more: being under TLS proves it.
-        starttls_offered: caps.starttls || conn.is_tls(),
-        tls: conn.is_tls(),
-    };
-    probe.unknown_recipient = Some(recipient_probe(conn, &plan.unknown_rcpt).await);
+    probe.unknown_recipient = Some(match first {
+        Ok(conn) => recipient_probe(conn, &plan.unknown_rcpt).await,
+        Err(_) => match Connection::open(address, &plan.settings).await {
+            Ok(conn) => recipient_probe(conn, &plan.unknown_rcpt).await,
+            Err(e) => from_error(Stage::Connect, &e),
+        },
+    });
     probe.relay = Some(match Connection::open(address, &plan.settings).await {
         Ok(conn) => recipient_probe(conn, &plan.relay_rcpt).await,
         Err(e) => from_error(Stage::Connect, &e),

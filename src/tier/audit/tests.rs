@@ -702,3 +702,29 @@ async fn an_unanswered_apex_lookup_is_an_error_not_an_empty_answer() {
     assert!(resolver.apex_addresses("example.test").await.is_err());
     assert_eq!(FindingKind::ApexLookupFailed.severity(), Severity::Warning);
 }
+
+/// Regression (review): a first session refused or stalled ended the probing of that
+/// address, and the audit reported only `session_refused` (a warning, exit 0) for a
+/// backup that took the next connections: the three probes each try their own
+/// connection, and none conclusive is `nothing_tested`.
+#[test]
+fn a_refused_first_session_still_leaves_the_probes_to_judge() {
+    let mut deferring = good_host("bk1");
+    deferring.session = Session::Refused {
+        reply: "421 4.7.0 try again later".into(),
+    };
+    let deferred = step(Outcome::Deferred, Stage::Rcpt, "450 4.7.1 greylisted");
+    deferring.unknown_recipient = deferred.clone();
+    deferring.relay = deferred.clone();
+    deferring.gtube = deferred;
+    let found = kinds(&findings::host_findings(&deferring));
+    assert!(found.contains(&"session_refused"), "{found:?}");
+    assert!(found.contains(&"nothing_tested"), "{found:?}");
+    let mut open_relay = good_host("bk1");
+    open_relay.session = Session::Refused {
+        reply: "421 4.7.0 try again later".into(),
+    };
+    open_relay.relay = step(Outcome::Accepted, Stage::Rcpt, "250 2.1.5 ok");
+    let found = kinds(&findings::host_findings(&open_relay));
+    assert!(found.contains(&"relay_accepted"), "{found:?}");
+}
