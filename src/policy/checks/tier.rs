@@ -202,12 +202,8 @@ mod tests {
     use crate::policy::ClientInfo;
 
     /// The symbols a client gets at `config`'s member after it reached `before` members.
-    async fn symbols_after(config: TierConfig, before: &[&str]) -> Vec<String> {
-        symbols_after_with(config, before, false).await
-    }
-
-    /// As [`symbols_after`], with every primary peer's heartbeat in the shared state
-    /// first when `primaries_up`.
+    /// The symbols a client gets at `config`'s member after it reached `before`, with
+    /// every primary peer's heartbeat in the shared state first when `primaries_up`.
     async fn symbols_after_with(
         config: TierConfig,
         before: &[&str],
