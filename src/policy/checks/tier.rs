@@ -201,7 +201,6 @@ mod tests {
     use crate::config::TierConfig;
     use crate::policy::ClientInfo;
 
-    /// The symbols a client gets at `config`'s member after it reached `before` members.
     /// The symbols a client gets at `config`'s member after it reached `before`, with
     /// every primary peer's heartbeat in the shared state first when `primaries_up`.
     async fn symbols_after_with(
