@@ -207,6 +207,12 @@ pub(super) fn walk_all(
             | magic::Content::SevenZip
             | magic::Content::OtherArchive
     );
+    // Named a tar but not one by its first block (junk there, which GNU tar skips): its
+    // headers are read all the same.
+    if !other_reader && names_a_tar(place.names) {
+        tarball::walk(policy, data, place, budget, findings);
+        other_reader = true;
+    }
     if !other_reader {
         if let Some((found, at)) = behind_a_prefix(data, place.names) {
             let archive = data.get(at..).unwrap_or_default();
@@ -238,6 +244,13 @@ fn behind_a_prefix(data: &[u8], names: &[String]) -> Option<(magic::Content, usi
         };
         memchr::memmem::find(window, signature).map(|at| (kind, at))
     })
+}
+
+/// Whether one of `names` says tar.
+fn names_a_tar(names: &[String]) -> bool {
+    names
+        .iter()
+        .any(|name| super::names::analyse(name).ext.as_deref() == Some("tar"))
 }
 
 /// Whether `data` ends with a zip's end record, where zip readers look for it.

@@ -29,14 +29,25 @@ pub(super) struct TarNames {
     record: Option<Record>,
     /// A PAX `size` record's value, for the file header after it.
     next_size: Option<usize>,
-    /// The end marker, or a header whose checksum fails, was reached.
+    /// The end marker was reached.
     done: bool,
+    /// A block where a header should be failed its checksum: the blocks after it were
+    /// read for the next header, as GNU tar does ("Skipping to next header").
+    damaged: bool,
+    /// A valid header came after such damage: its entry is one the `tar` crate, which
+    /// stops at the damage, never showed.
+    headers_after_damage: bool,
 }
 
 impl TarNames {
-    /// Whether the reading has ended (end marker or a broken header).
+    /// Whether the reading has ended (the end marker).
     pub(super) fn done(&self) -> bool {
         self.done
+    }
+
+    /// Whether a valid header followed a damaged block.
+    pub(super) fn headers_after_damage(&self) -> bool {
+        self.headers_after_damage
     }
 
     /// Reads the next piece of the tar, calling `found` with each name it completes.
@@ -81,10 +92,18 @@ impl TarNames {
     }
 
     fn header(&mut self, header: &[u8], found: &mut impl FnMut(&[u8])) {
-        if header.iter().all(|&b| b == 0) || !super::magic::tar_checksum_holds(header) {
+        if header.iter().all(|&b| b == 0) {
             self.done = true;
             return;
         }
+        // A block of junk where a header should be: GNU tar skips to the next block
+        // whose checksum holds and extracts on (review: `evil.exe` after 512 bytes of
+        // junk was never named).
+        if !super::magic::tar_checksum_holds(header) {
+            self.damaged = true;
+            return;
+        }
+        self.headers_after_damage |= self.damaged;
         let own_size = super::magic::tar_number(&header[124..136]).unwrap_or(0);
         let kind = header[156];
         let is_record = matches!(kind, b'L' | b'K' | b'x' | b'g');

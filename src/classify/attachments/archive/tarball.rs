@@ -321,11 +321,17 @@ fn judge_header_names(
 ) {
     let mut judge = NameJudge::new(policy, path);
     let mut full = false;
-    TarNames::default().feed(data, &mut |name| {
+    let mut reader = TarNames::default();
+    reader.feed(data, &mut |name| {
         if !full {
             full = !judge.judge(name, findings, budget);
         }
     });
+    // Entries past damage GNU tar extracts and the `tar` crate never shows: their names
+    // were judged, their content was not.
+    if reader.headers_after_damage() {
+        findings.add(Symbol::ArchiveUninspected, path);
+    }
 }
 
 /// Judges the names of a `.tar.gz` whose expansion the budget cut: the tar is read on from

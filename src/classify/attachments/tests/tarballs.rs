@@ -460,3 +460,23 @@ fn a_zip_behind_other_bytes_inside_a_tarball_is_opened() {
         );
     }
 }
+
+/// Regression (review): the tar readers stopped at the first block whose checksum fails,
+/// while GNU tar skips to the next header and extracts on: 512 bytes of junk before
+/// `evil.exe` hid its name, and junk in the first block of a file named `.tar` hid every
+/// name (the content was not taken for a tar at all).
+#[test]
+fn junk_blocks_in_a_tar_hide_no_name() {
+    let readme = tar_of(&[("a.txt", b"hello".as_slice())]);
+    let evil = tar_of(&[("evil.exe", b"MZ program".as_slice())]);
+    // A tar's entries, without the end marker of the first.
+    let first = &readme[..1024];
+    let junk = vec![b'J'; 512];
+    let mid: Vec<u8> = [first, &junk, &evil].concat();
+    let found = symbols(&[part("docs.tar", "application/x-tar", &mid)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+    assert!(found.contains(&"ARCHIVE_UNINSPECTED"), "{found:?}");
+    let leading: Vec<u8> = [&junk, evil.as_slice()].concat();
+    let found = symbols(&[part("docs.tar", "application/x-tar", &leading)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+}
