@@ -423,6 +423,14 @@ impl Policy {
         }
     }
 
+    /// This member turned a client away for lack of session room (see
+    /// [`crate::tier::Tier::note_sessions_full`]).
+    pub fn note_sessions_full(&self) {
+        if let Some(contact) = &self.tier_contact {
+            contact.note_sessions_full();
+        }
+    }
+
     /// A connection limit turned the client at `ip` away before any check ran: the tier
     /// still remembers that it reached this member (see
     /// [`tier_checks::TierContact::remember_turned_away`]).

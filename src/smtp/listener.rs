@@ -215,6 +215,11 @@ fn refuse(
     m.limit_hits_total.with_label_values(&[limit]).inc();
     tracing::info!(client = %peer, limit, "connection refused");
     let policy = server.policy.peek().clone();
+    if matches!(refusal, Refusal::Total) {
+        // Saturated: the heartbeat says so, and the backups do not score the senders it
+        // turns away as bypassing it.
+        policy.note_sessions_full();
+    }
     async move {
         let wire = reply.to_wire();
         let _ = tokio::time::timeout(

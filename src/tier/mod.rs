@@ -60,6 +60,11 @@ struct Heartbeat {
     /// address wrong) takes no mail, and a backup must not turn its senders away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reached_at: Option<u64>,
+    /// When the writer last turned a client away for lack of session room
+    /// (`max_sessions`): a saturated primary answers `421` to everyone, and the real MTAs
+    /// falling back to a backup meanwhile bypass nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    full_at: Option<u64>,
 }
 
 impl Heartbeat {
@@ -97,6 +102,8 @@ pub struct Tier {
     spool_short: AtomicBool,
     /// Unix time a client (not a peer, not our own networks) last reached this member.
     client_reached: AtomicU64,
+    /// Unix time this member last turned a client away for lack of session room (0: never).
+    sessions_full: AtomicU64,
     /// A peer announcing another role than configured here is said once an hour.
     role_mismatch_log: crate::metrics::LogEvery,
 }
@@ -105,6 +112,10 @@ pub struct Tier {
 /// mail for bypass scoring: any MX on the internet is reached every few minutes (spam
 /// alone sees to it), so a primary unreached this long is not reachable from outside.
 pub const PRIMARY_UNREACHED_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// How long a primary that turned a client away for lack of session room does not count
+/// as taking mail for bypass scoring: the MTAs it refused retry at a backup within it.
+pub const PRIMARY_FULL_HOLD: Duration = Duration::from_secs(120);
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -146,6 +157,7 @@ impl Tier {
             min_free: AtomicU64::new(0),
             spool_short: AtomicBool::new(false),
             client_reached: AtomicU64::new(0),
+            sessions_full: AtomicU64::new(0),
             role_mismatch_log: crate::metrics::LogEvery::new(Duration::from_secs(3600)),
         })
     }
@@ -158,6 +170,12 @@ impl Tier {
         if is_on_the_internet(ip.to_canonical()) {
             self.client_reached.store(unix_now(), Ordering::Relaxed);
         }
+    }
+
+    /// Records that this member turned a client away for lack of session room
+    /// (published in the heartbeat).
+    pub fn note_sessions_full(&self) {
+        self.sessions_full.store(unix_now(), Ordering::Relaxed);
     }
 
     /// When a client last reached this member, or when it started if none has since.
@@ -300,9 +318,13 @@ impl Tier {
             p.reached_at
                 .is_none_or(|at| now.saturating_sub(at) <= PRIMARY_UNREACHED_LIMIT.as_secs())
         };
+        let full_lately = |p: &PeerStatus| {
+            p.full_at
+                .is_some_and(|at| now.saturating_sub(at) <= PRIMARY_FULL_HOLD.as_secs())
+        };
         read(&self.peers)
             .iter()
-            .any(|p| p.role == Role::Primary && p.up && reached_lately(p))
+            .any(|p| p.role == Role::Primary && p.up && reached_lately(p) && !full_lately(p))
     }
 
     /// The name of the peer whose SMTP address is `ip`, when a peer is talking to us.
@@ -381,6 +403,7 @@ impl Tier {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             at: unix_now(),
             reached_at: Some(self.reached_at()),
+            full_at: Some(self.sessions_full.load(Ordering::Relaxed)).filter(|&at| at > 0),
         };
         if let Ok(json) = serde_json::to_vec(&beat) {
             let _ = state.set(&key, &json, heartbeat_ttl(config, state)).await;
@@ -412,6 +435,7 @@ impl Tier {
                     fingerprint: valid_fingerprint(&beat.fingerprint),
                     source: "heartbeat",
                     reached_at: beat.reached_at,
+                    full_at: beat.full_at,
                 };
             }
         }
@@ -421,6 +445,7 @@ impl Tier {
                 fingerprint: None,
                 source: "none",
                 reached_at: None,
+                full_at: None,
             };
         };
         match http::get(admin, "/healthz", PROBE_TIMEOUT).await {
@@ -429,12 +454,14 @@ impl Tier {
                 fingerprint: policy_fingerprint(admin).await,
                 source: "probe",
                 reached_at: None,
+                full_at: None,
             },
             _ => Observation {
                 up: false,
                 fingerprint: None,
                 source: "probe",
                 reached_at: None,
+                full_at: None,
             },
         }
     }

@@ -32,6 +32,9 @@ pub struct PeerStatus {
     /// start when none has since, from its heartbeat; `None` when it did not say (a probe,
     /// a member of an older version).
     pub reached_at: Option<u64>,
+    /// Unix time it last turned a client away for lack of session room, from its
+    /// heartbeat.
+    pub full_at: Option<u64>,
 }
 
 impl PeerStatus {
@@ -48,6 +51,7 @@ impl PeerStatus {
             observed: false,
             mismatch_logged: None,
             reached_at: None,
+            full_at: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct Observation {
     pub source: &'static str,
     /// When a client last reached it, as its heartbeat says (see [`PeerStatus::reached_at`]).
     pub reached_at: Option<u64>,
+    /// When it last turned a client away for lack of session room, as its heartbeat says.
+    pub full_at: Option<u64>,
 }
 
 /// Applies one round's observation to `status`, logging and exporting what changed.
@@ -77,6 +83,7 @@ pub fn apply(
     status.up = seen.up;
     status.source = seen.source;
     status.reached_at = seen.reached_at;
+    status.full_at = seen.full_at;
     if seen.up {
         status.last_seen = Some(now);
     }
@@ -171,6 +178,7 @@ mod tests {
                 fingerprint: Some("aa".into()),
                 source: "heartbeat",
                 reached_at: None,
+                full_at: None,
             },
             "aa",
             now,
@@ -185,6 +193,7 @@ mod tests {
                 fingerprint: Some("bb".into()),
                 source: "probe",
                 reached_at: None,
+                full_at: None,
             },
             "aa",
             now,
@@ -202,6 +211,7 @@ mod tests {
                 fingerprint: None,
                 source: "none",
                 reached_at: None,
+                full_at: None,
             },
             "aa",
             now,
@@ -229,6 +239,7 @@ mod tests {
             fingerprint: fingerprint.map(str::to_owned),
             source: if up { "heartbeat" } else { "none" },
             reached_at: None,
+            full_at: None,
         };
         apply(&mut p, seen(false, None), "aa", now, &m);
         assert_eq!(
@@ -264,6 +275,7 @@ mod tests {
             fingerprint: fingerprint.map(str::to_owned),
             source: "probe",
             reached_at: None,
+            full_at: None,
         };
         apply(&mut p, seen(Some("aa")), "aa", now, &m);
         assert!(p.fingerprint_match);

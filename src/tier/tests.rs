@@ -11,6 +11,7 @@ fn primary_heartbeat(fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec
         version: "1".into(),
         at,
         reached_at,
+        full_at: None,
     };
     serde_json::to_vec(&beat).unwrap()
 }
@@ -235,4 +236,48 @@ async fn a_primary_no_client_reaches_does_not_count_for_bypass() {
     gw1.round().await;
     bk1.round().await;
     assert!(bk1.peers()[0].reached_at.unwrap() >= published);
+}
+
+/// Regression (review): a primary at `max_sessions` answers `421` to everyone but kept
+/// heartbeating, so under a flood the real MTAs it turned away and that fell back to a
+/// backup scored `MX_BYPASS_BACKUP` there (and more), or were deferred everywhere with
+/// `bypass_action = "tempfail"`. A primary that turned a client away for lack of session
+/// room lately does not count as taking mail.
+#[tokio::test]
+async fn a_saturated_primary_does_not_count_for_bypass() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let metrics = Arc::new(Metrics::new());
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("bk1", Role::Backup)]);
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    let gw1 = Tier::new(gw1, Some(state.clone()), metrics.clone());
+    let bk1 = Tier::new(bk1, Some(state.clone()), metrics);
+    gw1.round().await;
+    bk1.round().await;
+    assert!(bk1.primaries_up());
+    gw1.note_sessions_full();
+    gw1.round().await;
+    bk1.round().await;
+    assert!(bk1.peers()[0].up, "still up");
+    assert!(!bk1.primaries_up(), "but full: no bypass");
+    // Long enough ago, it counts again.
+    let long_ago = unix_now() - PRIMARY_FULL_HOLD.as_secs() - 30;
+    let beat = Heartbeat {
+        role: "primary".into(),
+        fingerprint: "aa".into(),
+        version: "1".into(),
+        at: unix_now(),
+        reached_at: None,
+        full_at: Some(long_ago),
+    };
+    state
+        .set(
+            "tier:hb:gw1",
+            &serde_json::to_vec(&beat).unwrap(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert!(bk1.primaries_up());
 }

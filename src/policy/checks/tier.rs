@@ -71,6 +71,11 @@ impl TierContact {
         let _ = record_contact(state, &self.tier.config(), ip).await;
     }
 
+    /// This member turned a client away for lack of session room.
+    pub fn note_sessions_full(&self) {
+        self.tier.note_sessions_full();
+    }
+
     fn hit(&self, ctx: &mut Context, symbol: &str) {
         ctx.hit(symbol, 0.0);
         if let Some(m) = &self.metrics {

@@ -30,6 +30,8 @@ const FLUSH_POLL: Duration = Duration::from_secs(2);
 /// Delivery attempts of one message that panic in a row before it is moved to `corrupt/`:
 /// a panic may come from a passing state of the internal server, so one is not enough.
 const PANICS_BEFORE_SET_ASIDE: u32 = 3;
+/// How often the queue is listed for messages nothing announced.
+const RELIST_EVERY: Duration = Duration::from_secs(600);
 /// How often quarantined messages past `spool.quarantine_lifetime` are deleted.
 const QUARANTINE_SWEEP: Duration = Duration::from_secs(600);
 
@@ -329,6 +331,7 @@ async fn run(
 
     let mut flush_tick = tokio::time::interval(FLUSH_POLL);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listed_at = Instant::now();
     let mut ready_open = true;
     loop {
         sched.promote(Instant::now());
@@ -370,6 +373,15 @@ async fn run(
                         sched.flush();
                     }
                     listing = Some(listing.unwrap_or(false) || flush);
+                }
+                // Now and then whatever the requests: a release cut short between its
+                // move and its request (Ctrl-C, a dropped SSH session) left a message in
+                // the queue that nothing announced (review).
+                if listed_at.elapsed() >= RELIST_EVERY {
+                    listing = Some(listing.unwrap_or(false));
+                }
+                if listing.is_some() {
+                    listed_at = Instant::now();
                 }
                 // Messages put into the queue by another process (`quarantine release`)
                 // are only known from the directory. The request is taken already: a
