@@ -198,6 +198,20 @@ impl ServiceSet {
         }
     }
 
+    /// Turning the classifier on needs a restart (its model is opened at start): until
+    /// then the snapshot says it is off, so the policy fingerprint describes what runs
+    /// (review: it said `classifier=on`, the fingerprint of a peer that classifies, and
+    /// the tier trusted this member's stamps on mail it never classified).
+    fn keep_classifier_running_or_not(&self, config: &mut Config) {
+        if self.services.classifier.is_none() && config.classifier.enabled {
+            tracing::warn!(
+                key = "classifier.enabled",
+                "turned on, but taken only at the next restart: until then no BAYES_xx symbol is added"
+            );
+            config.classifier.enabled = false;
+        }
+    }
+
     /// The tier with the peers and settings of a reloaded configuration.
     fn follow_tier(&self, config: &Config) {
         if let (Some(tier), Some(t)) = (&self.services.tier, &config.tier) {
@@ -229,10 +243,6 @@ fn warn_of_restart_only_changes(old: &Config, new: &Config) {
             old.spool.recycle_files != new.spool.recycle_files,
         ),
         ("relay.workers", old.relay.workers != new.relay.workers),
-        (
-            "classifier.enabled (turned on; until then no BAYES_xx symbol is added)",
-            new.classifier.enabled && !old.classifier.enabled,
-        ),
         (
             "attachments.disk_inspections",
             old.attachments.disk_inspections != new.attachments.disk_inspections,
@@ -340,6 +350,7 @@ impl Gateway {
                 let mut config = config;
                 next.follow_state(&mut config);
                 next.keep_tier_membership(&mut config);
+                next.keep_classifier_running_or_not(&mut config);
                 next.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
                 let config = Arc::new(config);
                 let policy = build_policy(config.clone(), metrics, &next.services)?;

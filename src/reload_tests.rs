@@ -348,3 +348,39 @@ fn a_reload_that_relays_to_a_running_listener_is_refused() {
         assert!(e.starts_with(key) && e.contains("would loop"), "{e}");
     }
 }
+
+/// Regression (review): turning `classifier.enabled` on by a reload (it needs a restart)
+/// left `enabled = true` in the snapshot, so the fingerprint said `classifier=on`, the
+/// fingerprint of a peer that classifies, while no classifier ran; the tier then trusted
+/// this member's stamps on mail it never classified. The snapshot says what runs.
+#[test]
+fn a_reload_cannot_turn_the_classifier_on_in_the_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("rules/a.cf"),
+        "body LOCAL_T /zz-t-zz/\nscore LOCAL_T 1\n",
+    );
+    let cfg = d.join("mxguard.toml");
+    write(
+        &cfg,
+        &base_toml(d, "rules", "[classifier]\nenabled = false\n"),
+    );
+    let (gw, stop, h) = start(&cfg);
+    let before = gw.policy().fingerprint().to_owned();
+    write(
+        &cfg,
+        &base_toml(d, "rules", "[classifier]\nenabled = true\n"),
+    );
+    let reloaded = gw.reload(&cfg);
+    let enabled = gw.policy().config().classifier.enabled;
+    let after = gw.policy().fingerprint().to_owned();
+    stop.cancel();
+    h.join().unwrap();
+    assert!(reloaded.is_ok(), "{reloaded:?}");
+    assert!(!enabled, "the snapshot says the classifier runs");
+    assert_eq!(
+        after, before,
+        "the fingerprint changed with no classifier running"
+    );
+}

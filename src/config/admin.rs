@@ -148,6 +148,15 @@ impl Default for RawMetrics {
 }
 
 impl RawMetrics {
+    /// The network-list files `allow` and `console_allow` name.
+    pub(super) fn named_network_files(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        super::networks::file_entries(&self.allow).chain(
+            self.console_allow
+                .iter()
+                .flat_map(|l| super::networks::file_entries(l)),
+        )
+    }
+
     pub(super) fn validate(self, problems: &mut Problems) -> MetricsConfig {
         let listen = match self.listen.trim() {
             "off" => None,

@@ -77,6 +77,11 @@ impl Default for RawGreylist {
 }
 
 impl RawGreylist {
+    /// The network-list files `exempt` names.
+    pub(super) fn named_network_files(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        super::networks::file_entries(&self.exempt)
+    }
+
     pub(super) fn validate(self, problems: &mut Problems) -> GreylistConfig {
         if self.window <= self.delay {
             problems.bad("greylist.window", "must be longer than greylist.delay");

@@ -148,6 +148,27 @@ struct RawConfig {
     antivirus: antivirus::RawAntivirus,
 }
 
+/// The bytes of a file the configuration names (a key, a recipient or network list),
+/// refused unless it is a plain file: a FIFO named by mistake blocked `check`, or the
+/// reload task, which then ignored every later reload (review).
+pub(crate) fn read_plain_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opening a FIFO for reading waits for a writer: not without O_NONBLOCK.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a plain file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// Where `relay` would hand mail to one of the `listen` addresses (itself, or the
 /// loopback address a wildcard listener covers), by key: an internal server there relays
 /// every message to itself until its hop count runs out, and bounces handed there are
@@ -216,6 +237,12 @@ impl Config {
         files.extend(raw.policy.named_shadow().cloned());
         files.extend(raw.tier.iter().flat_map(|t| t.named_files()).cloned());
         files.extend(raw.server.named_files().cloned());
+        // Network lists read from files are read again on every reload: an edit of one
+        // must start one (review: a /24 added to `./deny.txt` waited for a SIGHUP).
+        files.extend(raw.policy.named_network_files());
+        files.extend(raw.greylist.named_network_files());
+        files.extend(raw.metrics.named_network_files());
+        files.extend(raw.server.named_network_files());
         let shadow_rules_dir = raw
             .policy
             .named_shadow()
@@ -904,5 +931,74 @@ mod tests {
         assert_eq!(c.server.listen[0].to_string(), "127.0.0.1:2525");
         assert_eq!(c.relay.internal[0].to_string(), "127.0.0.1:2526");
         assert_eq!(c.relay.domains, vec!["example.test".to_string()]);
+    }
+
+    /// Regression (review): network lists read from files (`./deny.txt`) are read again on
+    /// every reload, but were not among the watched inputs, so an edit of one waited for a
+    /// SIGHUP; and `server.hostname` kept a trailing dot, which no HELO, tier name or
+    /// heartbeat key matched.
+    #[test]
+    fn network_list_files_are_watched_and_the_host_name_loses_its_dot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mxguard.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nhostname = \"MX.Example.Test.\"\nproxy_protocol_from = [\"./proxies.txt\"]\n\
+                 {MINIMAL}\n[policy]\ndeny_networks = [\"10.0.0.0/8\", \"./deny.txt\"]\n\
+                 [greylist]\nexempt = [\"/etc/mxguard/exempt.txt\"]\n\
+                 [metrics]\nallow = [\"../allow.txt\"]\n"
+            ),
+        )
+        .unwrap();
+        let inputs = Config::named_inputs(&path).unwrap();
+        for file in [
+            "./deny.txt",
+            "/etc/mxguard/exempt.txt",
+            "../allow.txt",
+            "./proxies.txt",
+        ] {
+            assert!(
+                inputs.files.iter().any(|f| f == Path::new(file)),
+                "{file} not watched: {:?}",
+                inputs.files
+            );
+        }
+        let config = Config::from_toml(
+            Path::new("t.toml"),
+            &format!("[server]\nhostname = \"MX.Example.Test.\"\n{MINIMAL}"),
+        )
+        .unwrap();
+        assert_eq!(config.server.hostname, "mx.example.test");
+    }
+
+    /// Regression (review): a recipient list keyed as `relay.domains` may be written (with
+    /// its DNS dot) was refused as "not in relay.domains".
+    #[test]
+    fn a_recipient_list_key_is_read_as_a_relay_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, "alice\n").unwrap();
+        let text = format!(
+            "{MINIMAL}\n[relay.recipients]\nlists = {{ \"Example.Test.\" = {:?} }}\n",
+            users.display().to_string()
+        );
+        let config = Config::from_toml(Path::new("t.toml"), &text).unwrap();
+        assert!(config.relay.recipients.lists.contains_key("example.test"));
+    }
+
+    /// Regression (review): a FIFO named as a tier key or a list file blocked `check`, or
+    /// the reload task for good.
+    #[test]
+    fn a_file_the_configuration_names_must_be_a_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("tier.key");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let err = read_plain_file(&fifo).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        let plain = dir.path().join("users.txt");
+        std::fs::write(&plain, "alice\n").unwrap();
+        assert_eq!(read_plain_file(&plain).unwrap(), b"alice\n");
     }
 }

@@ -3,6 +3,7 @@
 
 use ipnet::IpNet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 /// A set of IPv4 and IPv6 networks. Membership is a binary search over sorted, merged
 /// address ranges, so a list of thousands of entries costs a handful of comparisons.
@@ -59,7 +60,12 @@ impl NetworkList {
         for entry in entries {
             let entry = entry.as_ref().trim();
             if is_file_entry(entry) {
-                match std::fs::read_to_string(entry) {
+                let text = super::read_plain_file(std::path::Path::new(entry)).and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                });
+                match text {
                     Ok(text) => {
                         for (n, line) in text.lines().enumerate() {
                             let line = line.split('#').next().unwrap_or("").trim();
@@ -114,6 +120,16 @@ pub fn network_of(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpNet {
     IpNet::new(ip, prefix)
         .map(|n| n.trunc())
         .unwrap_or_else(|_| IpNet::from(ip))
+}
+
+/// The files among a network list's entries (see [`NetworkList::load`]), for the reload
+/// watch.
+pub(super) fn file_entries<S: AsRef<str>>(entries: &[S]) -> impl Iterator<Item = PathBuf> + '_ {
+    entries
+        .iter()
+        .map(|e| e.as_ref().trim())
+        .filter(|e| is_file_entry(e))
+        .map(PathBuf::from)
 }
 
 fn is_file_entry(entry: &str) -> bool {

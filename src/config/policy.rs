@@ -208,6 +208,17 @@ impl RawPolicy {
         self.shadow.as_ref()
     }
 
+    /// The network-list files its allow, deny and trusted lists name.
+    pub(super) fn named_network_files(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        [
+            &self.trusted_networks,
+            &self.allow_networks,
+            &self.deny_networks,
+        ]
+        .into_iter()
+        .flat_map(|list| super::networks::file_entries(list))
+    }
+
     pub(super) fn validate(self, relayed: &[String], problems: &mut Problems) -> PolicyConfig {
         let thresholds = Thresholds {
             tag: self.tag,

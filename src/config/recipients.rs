@@ -16,7 +16,9 @@ pub struct RecipientList {
 impl RecipientList {
     /// Reads a list file; the error names the file and line.
     pub fn load(path: &Path) -> Result<RecipientList, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = super::read_plain_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
         Self::parse(&text).map_err(|(line, msg)| format!("{}:{line}: {msg}", path.display()))
     }
 

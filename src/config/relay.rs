@@ -372,7 +372,8 @@ impl RawRecipients {
         let mut lists = BTreeMap::new();
         let list_files = self.lists.values().cloned().collect();
         for (domain, file) in self.lists {
-            let domain = domain.to_ascii_lowercase();
+            // Written as `relay.domains` are (a DNS dot, any case).
+            let domain = super::problems::domain_key(&domain);
             if domain.starts_with('.') {
                 // A list is looked up by the recipient's exact domain: `.example.test`
                 // would be in force for no recipient, and every subdomain unverified.

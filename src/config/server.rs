@@ -238,14 +238,22 @@ impl RawServer {
         self.tls.iter().flat_map(|t| [&t.certificate, &t.key])
     }
 
+    /// The network-list files `proxy_protocol_from` names.
+    pub(super) fn named_network_files(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        super::networks::file_entries(&self.proxy_protocol_from)
+    }
+
     pub(super) fn validate(self, problems: &mut Problems) -> ServerConfig {
         if self.listen.is_empty() {
             problems.bad("server.listen", "at least one address is required");
         }
+        // Without a trailing dot, as every name it is compared with (a client's HELO,
+        // a peer's tier name, the heartbeat keys) is taken (review: `mx.example.test.`
+        // never matched `HELO mx.example.test`).
         let hostname = if self.hostname.is_empty() {
             system_hostname()
         } else {
-            self.hostname.to_ascii_lowercase()
+            self.hostname.trim_end_matches('.').to_ascii_lowercase()
         };
         if !is_plausible_hostname(&hostname) {
             problems.bad("server.hostname", "must be a fully qualified domain name");

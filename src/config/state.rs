@@ -107,15 +107,17 @@ impl RawState {
                     problems.bad("state.redis", "a redis://host:port/ URL is required");
                 }
                 for url in &urls {
+                    // Never the password in a message that goes to the journal.
+                    let shown = redacted(url);
                     if url.starts_with("rediss://") {
                         // The client is built without TLS: `check` took the URL and
                         // `serve` then refused to start.
                         problems.bad(
                             "state.redis",
-                            &format!("{url:?}: TLS to Redis (rediss://) is not built in; use redis:// over a private network or a TLS tunnel (stunnel, spiped)"),
+                            &format!("{shown:?}: TLS to Redis (rediss://) is not built in; use redis:// over a private network or a TLS tunnel (stunnel, spiped)"),
                         );
                     } else if !url.starts_with("redis://") {
-                        problems.bad("state.redis", &format!("{url:?} is not a redis:// URL"));
+                        problems.bad("state.redis", &format!("{shown:?} is not a redis:// URL"));
                     }
                 }
                 if urls.len() > 1 && !self.cluster {
@@ -154,5 +156,41 @@ impl RawState {
             on_failure,
             key_prefix: self.key_prefix,
         }
+    }
+}
+
+/// A Redis URL without its password (`redis://:secret@host/` → `redis://:***@host/`).
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    /// Regression (review): a refused Redis URL was printed whole, its password with it,
+    /// to `check`'s output and the journal.
+    #[test]
+    fn a_redis_url_is_shown_without_its_password() {
+        assert_eq!(
+            redacted("rediss://:s3cret@10.0.0.30/"),
+            "rediss://:***@10.0.0.30/"
+        );
+        assert_eq!(
+            redacted("redis://app:s3cret@10.0.0.30:6379/0"),
+            "redis://app:***@10.0.0.30:6379/0"
+        );
+        assert_eq!(redacted("redis://10.0.0.30/"), "redis://10.0.0.30/");
+        assert_eq!(redacted("nonsense"), "nonsense");
     }
 }

@@ -76,7 +76,7 @@ impl TierSecret {
                 ));
             }
         }
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = super::read_plain_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let key = bytes.trim_ascii();
         if key.is_empty() {
             return Err(format!("{} is empty", path.display()));

@@ -133,6 +133,12 @@ fn compile_rules(config: &Config) -> Result<Option<Arc<CompiledRules>>, PolicyEr
 }
 
 impl Policy {
+    /// The names of its checks, in the order they run.
+    #[cfg(test)]
+    pub(crate) fn check_names(&self) -> Vec<&'static str> {
+        self.checks.iter().map(|c| c.name()).collect()
+    }
+
     /// Builds the policy of a configuration, compiling its rules files. Fails when a
     /// rules file has errors, so a reload never activates half a policy.
     pub fn build(config: Arc<Config>, services: &Services) -> Result<Policy, PolicyError> {
@@ -169,9 +175,12 @@ impl Policy {
         rules: Option<Arc<CompiledRules>>,
         services: &Services,
     ) -> Result<(), PolicyError> {
+        // Its own `[antivirus]`: a candidate that drops or adds clamd must be judged so
+        // (the scan is still reused where it names the same clamd and scope).
         let quiet = Services {
             probe: None,
             state: None,
+            antivirus: crate::classify::clamd::Clamd::from_config(&config.antivirus),
             ..services.clone()
         };
         let shadow = Policy::assemble(config, &quiet, true, rules)

@@ -287,4 +287,40 @@ mod tests {
             1
         );
     }
+
+    /// Regression (review): the shadow was built on the live gateway's clamd client, so
+    /// whether it scanned, and which clamd it asked, followed the live configuration: a
+    /// candidate dropping (or adding) clamd could not be proven on live traffic.
+    #[test]
+    fn the_shadow_scans_as_its_own_antivirus_section_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let with_clamd = format!("{base}[antivirus]\nclamd = \"tcp://127.0.0.1:3310\"\n");
+        let shadow_of = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let scans = |policy: &Policy| policy.check_names().contains(&"antivirus");
+        for (live_text, shadow_text) in [(&with_clamd, base), (&base.to_string(), &with_clamd)] {
+            let shadow = shadow_of("shadow.toml", shadow_text);
+            let text = format!(
+                "{live_text}[policy]\nshadow = {:?}\n",
+                shadow.display().to_string()
+            );
+            let config = Arc::new(Config::from_toml(Path::new("t.toml"), &text).unwrap());
+            let services = Services {
+                antivirus: crate::classify::clamd::Clamd::from_config(&config.antivirus),
+                ..Services::default()
+            };
+            let live = Policy::build(config.clone(), &services).unwrap();
+            let shadow = live.shadow.as_ref().unwrap();
+            assert_eq!(scans(&live), config.antivirus.clamd.is_some());
+            assert_eq!(
+                scans(shadow),
+                shadow_text.contains("clamd"),
+                "the shadow follows its own [antivirus]"
+            );
+        }
+    }
 }
