@@ -493,6 +493,27 @@ fn junk_commands_past_the_limit_count_as_errors() {
     );
 }
 
+/// Regression (review): a repeated recipient was free: `RCPT TO:<postmaster>` a hundred
+/// thousand times, each running the RCPT policy (rate limits, greylisting, callouts) and
+/// answered 250, kept a session going with no limit. Repeats count as junk commands.
+#[test]
+fn repeated_recipients_count_as_junk_commands() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("junk_commands", "3")
+            .limit("errors_before_disconnect", "2"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "2.1.5");
+    for _ in 0..4 {
+        c.cmd("RCPT TO:<user@example.test>").expect(250, "2.1.5");
+    }
+    // The second past the limit is the second error.
+    c.cmd("RCPT TO:<user@example.test>").expect(421, "4.7.0");
+}
+
 /// A gateway whose whole message memory budget one 64 KiB transfer takes.
 fn small_memory_budget(internal: &InternalServer) -> GatewayConfig {
     GatewayConfig::new(internal)
@@ -536,6 +557,29 @@ fn a_session_waiting_for_message_memory_ends_at_shutdown() {
     c.read_reply().expect(421, "4.3.2");
     let status = gw.wait_exit(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
+}
+
+/// Regression (review): the gateway's own failures (`451 4.3.2` while the memory budget is
+/// spent, a spool that failed, a policy panic) counted as client errors, so a list server
+/// reusing its connection through a busy spell met the tarpit and the error limit's `421`.
+#[test]
+fn the_gateway_s_own_failures_are_no_client_errors() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        small_memory_budget(&internal)
+            .limit("message_memory_wait", "\"200ms\"")
+            .limit("errors_before_disconnect", "2")
+            .limit("errors_before_tarpit", "100"),
+    );
+    let _holder = hold_the_memory_budget(&gw);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for _ in 0..4 {
+        c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+        c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+        c.cmd("DATA").expect(451, "4.3.2");
+        c.cmd("RSET").expect(250, "2.0.0");
+    }
+    c.cmd("NOOP").expect(250, "2.0.0");
 }
 
 /// Regression (review): after a BDAT chunk failed (the memory budget was full, so the

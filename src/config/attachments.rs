@@ -1,8 +1,9 @@
 //! `[attachments]`: the attachment policy (blocked names and types, archives opened with
 //! limits). Every limit has a default that keeps a hostile archive cheap to judge.
 
-use super::problems::Problems;
+use super::problems::{time_limit, Problems};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Extensions refused by default: programs, scripts, shortcuts, installers, disk images
 /// and the archive formats malware favours that cannot be opened here. Close to the
@@ -116,6 +117,8 @@ pub struct AttachmentsConfig {
     /// attachments are decoded at the same time: each takes memory of about its size, so
     /// this bounds that memory whatever the number of sessions.
     pub disk_inspections: usize,
+    /// How long a message waits for its inspection turn before it is answered `451`.
+    pub inspection_wait: Duration,
 }
 
 /// `[attachments]` as written.
@@ -129,6 +132,8 @@ pub(super) struct RawAttachments {
     max_archive_entries: usize,
     max_expanded_bytes: u64,
     disk_inspections: usize,
+    #[serde(with = "humantime_serde")]
+    inspection_wait: Duration,
 }
 
 /// Most archive entries one message may open.
@@ -146,6 +151,7 @@ impl Default for RawAttachments {
             max_archive_entries: 1000,
             max_expanded_bytes: 64 * 1024 * 1024,
             disk_inspections: 2,
+            inspection_wait: Duration::from_secs(60),
         }
     }
 }
@@ -218,6 +224,12 @@ impl RawAttachments {
         if !(1..=1024).contains(&self.disk_inspections) {
             problems.bad("attachments.disk_inspections", "must be between 1 and 1024");
         }
+        time_limit(
+            problems,
+            "attachments.inspection_wait",
+            self.inspection_wait,
+            true,
+        );
         AttachmentsConfig {
             enabled: self.enabled,
             blocked_extensions,
@@ -226,6 +238,7 @@ impl RawAttachments {
             max_archive_entries: self.max_archive_entries.max(1),
             max_expanded_bytes: self.max_expanded_bytes.max(1),
             disk_inspections: self.disk_inspections.max(1),
+            inspection_wait: self.inspection_wait,
         }
     }
 }

@@ -24,12 +24,7 @@ impl Address {
         if self.is_null() {
             return String::new();
         }
-        let local = if self.quoted || needs_quoting(&self.local) {
-            let escaped = self.local.replace('\\', "\\\\").replace('"', "\\\"");
-            format!("\"{escaped}\"")
-        } else {
-            self.local.clone()
-        };
+        let local = written_local(&self.local);
         if self.domain.is_empty() {
             local
         } else {
@@ -111,9 +106,23 @@ pub fn split_path(arg: &str) -> Result<(&str, &str), AddressError> {
     Err(AddressError::NoBrackets)
 }
 
+/// A local part as a path writes it: quoted (with its escapes) only when it must be, so
+/// `"user"@example.test` and `user@example.test`, one mailbox, are one recipient (review).
+fn written_local(local: &str) -> String {
+    if local.is_empty() || needs_quoting(local) {
+        let escaped = local.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    } else {
+        local.to_owned()
+    }
+}
+
+/// Longest path (RFC 5321 §4.5.3.1.3: 256 octets with its punctuation).
+const MAX_PATH: usize = 256;
+
 /// Parses the inside of `<...>`. The empty path parses to an empty local and domain.
 pub fn parse_path(path: &str) -> Result<Address, AddressError> {
-    if path.len() > 512 {
+    if path.len() > MAX_PATH {
         return Err(AddressError::TooLong);
     }
     if path.is_empty() {
@@ -153,8 +162,14 @@ pub fn parse_path(path: &str) -> Result<Address, AddressError> {
     // The limit holds with a source route too: the route is dropped when the path is
     // written out again (the relay's MAIL FROM), and what we write must parse here and at
     // any server that keeps RFC 5321 §4.5.3.1.1.
-    if local.len() > 64 {
+    // As written: the quotes and escapes count (review: 64 escaped quotes made a local
+    // part of 130 octets).
+    if written_local(&local).len() > 64 {
         return Err(AddressError::TooLong);
+    }
+    // `<"">` is no null sender: nothing but `<>` is.
+    if quoted && local.is_empty() && rest.is_empty() {
+        return Err(AddressError::Syntax);
     }
     let domain = match rest.strip_prefix('@') {
         Some(d) if valid_domain(d) => d.to_lowercase(),
@@ -353,5 +368,29 @@ mod tests {
             Err(AddressError::Syntax)
         );
         assert_eq!(p("\"a\\ b\"@example.test").local, "a b");
+    }
+
+    /// Regression (review): `"user"@example.test` kept its quotes when written, so it and
+    /// `user@example.test`, one mailbox, were two recipients; the 64-octet limit was
+    /// measured without the quotes and escapes; paths of up to 512 octets were taken; and
+    /// `<"">` parsed as the null sender.
+    #[test]
+    fn a_path_is_written_and_limited_as_rfc_5321_has_it() {
+        let quoted = parse_path("\"user\"@example.test").unwrap();
+        assert_eq!(quoted.to_path(), "user@example.test");
+        assert_eq!(
+            parse_path("\"a b\"@example.test").unwrap().to_path(),
+            "\"a b\"@example.test"
+        );
+        assert_eq!(
+            parse_path("\"\"@example.test").unwrap().to_path(),
+            "\"\"@example.test"
+        );
+        let escaped = format!("\"{}\"@example.test", "\\\"".repeat(40));
+        assert_eq!(parse_path(&escaped), Err(AddressError::TooLong));
+        let long_domain = format!("a@{}.test", vec!["d".repeat(60); 5].join("."));
+        assert_eq!(parse_path(&long_domain), Err(AddressError::TooLong));
+        assert_eq!(parse_path("\"\""), Err(AddressError::Syntax));
+        assert!(parse_path("").unwrap().is_null());
     }
 }

@@ -344,6 +344,7 @@ impl Policy {
                 policy,
                 turns,
                 message::scan_limits(&config.server.limits),
+                config.attachments.inspection_wait,
             )));
         }
         if let Some(clamd) = &services.antivirus {

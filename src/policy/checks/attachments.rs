@@ -3,11 +3,13 @@
 //! files score; `policy.actions` can make any of them refuse the message.
 
 use crate::classify::attachments::{Attachment, AttachmentPolicy, Finding, Symbol};
+use crate::mail::Reply;
 use crate::policy::checks::scan_coverage::{PART_LIMIT, PART_LIMIT_SCORE};
 use crate::policy::{Check, Context, Decision, Stage};
 use crate::rules::{AttachmentPart, Decoded, MessageView, ScanLimits};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// The symbol of a message with a part (containers included) that repeats its
@@ -27,6 +29,8 @@ pub struct Attachments {
     /// Nesting of attached messages searched for files (`scan_nesting_depth`) and the
     /// MIME parts parsed (`scan_mime_parts`) of a message on disk.
     limits: ScanLimits,
+    /// How long a message waits for its turn (`attachments.inspection_wait`).
+    wait: Duration,
 }
 
 impl Attachments {
@@ -36,12 +40,25 @@ impl Attachments {
         policy: AttachmentPolicy,
         disk_inspections: Arc<Semaphore>,
         limits: ScanLimits,
+        wait: Duration,
     ) -> Attachments {
         Attachments {
             policy: Arc::new(policy),
             disk_inspections,
             limits,
+            wait,
         }
+    }
+
+    /// An inspection turn, waited for at most `wait`: a queue of messages with archives
+    /// (each holding its message memory while it waits) must not hold the gateway's
+    /// memory budget, nor keep a sender past its final-reply timeout, which resends a
+    /// message still being judged (review).
+    async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        tokio::time::timeout(self.wait, self.disk_inspections.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// The attachments of the message: from the shared view when it is small; decoded
@@ -121,10 +138,13 @@ impl Check for Attachments {
         // decoded and keeps it until they are judged: the decoded files are the memory the
         // turns bound (review: the turn was given back between decoding and opening the
         // archives, and every session waiting for the second held its decoded files).
-        let mut turn = match ctx.message.is_sampled() {
-            true => Some(self.disk_inspections.acquire().await),
-            false => None,
-        };
+        let mut turn = None;
+        if ctx.message.is_sampled() {
+            match self.turn().await {
+                Some(t) => turn = Some(t),
+                None => return busy(),
+            }
+        }
         let attachments = self.attachments(ctx).await;
         if matches!(&attachments, Found::Decoded(d) if d.too_many_parts) {
             ctx.hit_once(PART_LIMIT, PART_LIMIT_SCORE);
@@ -144,7 +164,10 @@ impl Check for Attachments {
                 // `max_expanded_bytes`), whatever the message's size: one of
                 // `disk_inspections` at a time, or 200 small messages took 15 GB.
                 if turn.is_none() {
-                    turn = Some(self.disk_inspections.acquire().await);
+                    match self.turn().await {
+                        Some(t) => turn = Some(t),
+                        None => return busy(),
+                    }
                 }
                 let policy = self.policy.clone();
                 let shared = attachments.clone();
@@ -169,6 +192,18 @@ impl Check for Attachments {
     }
 }
 
+/// No inspection turn came in time: the message is not judged, and not taken.
+fn busy() -> Decision {
+    tracing::warn!(
+        "no attachment inspection turn within attachments.inspection_wait: message deferred"
+    );
+    Decision::Tempfail(Reply::new(
+        451,
+        "4.3.2",
+        "System busy inspecting attachments, try again later",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +221,7 @@ mod tests {
             AttachmentPolicy::new(&AttachmentsConfig::default()),
             Arc::new(Semaphore::new(1)),
             ScanLimits::default(),
+            Duration::from_secs(60),
         )
     }
 
@@ -615,10 +651,12 @@ Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n
             AttachmentPolicy::new(&AttachmentsConfig::default()),
             turns.clone(),
             ScanLimits::default(),
+            Duration::from_secs(60),
         ));
         let held = turns.clone().acquire_owned().await.unwrap();
         let mut running = tokio::spawn({
             let check = check.clone();
+            let message = message.clone();
             async move { check.run(&mut ctx(&message)).await }
         });
         // Without the turn it is done in microseconds; it must still be waiting.
@@ -626,6 +664,20 @@ Content-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n
         assert!(waited.is_err(), "opened an archive without a turn");
         drop(held);
         assert_eq!(running.await.unwrap(), Decision::Continue);
+        // Regression (review): the wait had no end, and a queue of such messages held
+        // the memory budget and kept senders past their final-reply timeout. Past
+        // `inspection_wait` the message is deferred.
+        let impatient = Attachments::new(
+            AttachmentPolicy::new(&AttachmentsConfig::default()),
+            turns.clone(),
+            ScanLimits::default(),
+            Duration::from_millis(100),
+        );
+        let _held = turns.clone().acquire_owned().await.unwrap();
+        match impatient.run(&mut ctx(&message)).await {
+            Decision::Tempfail(reply) => assert_eq!((reply.code, &*reply.status), (451, "4.3.2")),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Regression (left alone at the malware review): a file uuencoded in a text part

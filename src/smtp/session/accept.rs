@@ -145,11 +145,9 @@ impl Session {
             self.junk = 0;
         }
         self.reset_transaction();
-        if reply.is_error() {
-            self.error(Stage::Data, reply).await
-        } else {
-            self.ok(Stage::Data, reply)
-        }
+        // A spool that could not take the message is our failure, not a client error: a
+        // list server reusing its connection met the tarpit and the error limit (review).
+        self.ok(Stage::Data, reply)
     }
 
     /// The content checks panicked on this message: a defect of ours or of a parser we use,
@@ -162,7 +160,8 @@ impl Session {
         self.log_message(None, size, Verdict::Tempfail, "policy panicked");
         self.reset_transaction();
         let reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
-        self.error(Stage::Data, reply).await
+        // Ours, not the sender's: no client error.
+        self.ok(Stage::Data, reply)
     }
 
     /// A transfer whose bytes could not be kept: the header section broke a limit (bytes,
@@ -223,7 +222,12 @@ impl Session {
             }
         };
         self.reset_transaction();
-        self.error(Stage::Data, reply).await
+        // A header past a limit is the client's doing; a spool that failed is ours.
+        if reply.is_permanent() {
+            self.error(Stage::Data, reply).await
+        } else {
+            self.ok(Stage::Data, reply)
+        }
     }
 
     pub(super) async fn spool_message(

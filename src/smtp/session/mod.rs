@@ -444,6 +444,22 @@ impl Session {
         }
     }
 
+    /// Counts a command that moved no mail: Postfix's `smtpd_junk_command_limit`, free up
+    /// to a limit, then each counts as an error (tarpit, then 421). A repeated EHLO runs
+    /// the HELO lookups again on a name the client picks; a repeated recipient, the whole
+    /// RCPT policy.
+    async fn count_junk(&mut self) -> Option<End> {
+        self.junk += 1;
+        let limit = self.limits().junk_commands;
+        if self.junk > limit {
+            if self.junk - 1 == limit {
+                self.limit_hit("junk_commands");
+            }
+            return self.count_error(At::Other, None).await;
+        }
+        None
+    }
+
     /// NOOP, RSET, VRFY, HELP, and a greeting after the first.
     fn is_junk(&self, cmd: &Command) -> bool {
         match cmd {
@@ -485,18 +501,8 @@ impl Session {
 
     async fn dispatch(&mut self, cmd: Command) -> Option<End> {
         if self.is_junk(&cmd) {
-            // Postfix's `smtpd_junk_command_limit`: commands that move no mail are free
-            // up to a limit, then each counts as an error (tarpit, then 421). A repeated
-            // EHLO runs the HELO lookups again on a name the client picks.
-            self.junk += 1;
-            let limit = self.limits().junk_commands;
-            if self.junk > limit {
-                if self.junk - 1 == limit {
-                    self.limit_hit("junk_commands");
-                }
-                if let Some(end) = self.count_error(At::Other, None).await {
-                    return Some(end);
-                }
+            if let Some(end) = self.count_junk().await {
+                return Some(end);
             }
         }
         if !matches!(cmd, Command::Bdat { .. }) {

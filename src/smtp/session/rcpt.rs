@@ -25,7 +25,7 @@ impl Session {
         // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
         // sent, and a repeated RCPT is no progress that keeps a session under stress.
         if self.already_accepted(&to) {
-            return self.ok(Stage::Rcpt, duplicate());
+            return self.repeated().await;
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
             if self.overshoot == 0 {
@@ -51,7 +51,7 @@ impl Session {
             (Decision::Continue | Decision::Discard, Some(rcpt))
                 if self.already_accepted(&rcpt) =>
             {
-                self.ok(Stage::Rcpt, duplicate())
+                self.repeated().await
             }
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
                 self.ctx.recipients.push(rcpt);
@@ -75,6 +75,16 @@ impl Session {
                     .await
             }
         }
+    }
+
+    /// A recipient the transaction has already: taken once, and counted as a command that
+    /// moved no mail (review: `RCPT TO:<postmaster>` a hundred thousand times, each
+    /// running the RCPT policy and its state calls, was free).
+    async fn repeated(&mut self) -> Option<End> {
+        if let Some(end) = self.count_junk().await {
+            return Some(end);
+        }
+        self.ok(Stage::Rcpt, duplicate())
     }
 
     /// Whether the transaction has `rcpt` already, as written or as the policy wrote it.
