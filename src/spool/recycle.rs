@@ -164,11 +164,15 @@ impl Recycler {
             let pooled = self.names().pop_back()?;
             match OpenOptions::new().write(true).open(&pooled.path) {
                 Ok(file) => {
+                    // Private whatever it was made with: files of a spool written before
+                    // spool files were 0600 (the umask's 0644) kept their mode in the pool.
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
                     return Some(Reused {
                         path: pooled.path,
                         file,
                         old_len: pooled.len,
-                    })
+                    });
                 }
                 // Removed behind our back (an operator cleaning up): try the next.
                 Err(_) => continue,
@@ -201,6 +205,11 @@ mod tests {
         assert!(!a.exists() && b.exists());
         let mut reused = pool.take().unwrap();
         assert_eq!(reused.old_len, 17);
+        // Regression (review): a file made 0644 (by an older build, under the umask) kept
+        // its mode in the pool, holding the next message readable to every local user.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&reused.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         reused.file.write_all(b"new").unwrap();
         assert!(fs::read(&reused.path).unwrap().starts_with(b"new"));
         assert!(pool.take().is_none());
