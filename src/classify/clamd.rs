@@ -140,8 +140,8 @@ impl Clamd {
     /// (review: with `on_failure = "open"` EICAR in a 2 MB attachment went through). The
     /// size refused is remembered for an hour, so later streams start cut.
     ///
-    /// Each stream gets its share of the time left, and one that fails or runs out of it
-    /// does not end the scan: a file crafted to be slow for clamd, put first, left the
+    /// Each stream may take at most half of the time left while others wait (all of it
+    /// when it is the last), and one that fails or runs out of it does not end the scan: a file crafted to be slow for clamd, put first, left the
     /// infected one after it unscanned (review). A virus found wins; otherwise the first
     /// failure is the answer.
     pub async fn scan_all(&self, streams: &[&[u8]]) -> Result<ScanReport, ClamdError> {
@@ -154,8 +154,9 @@ impl Clamd {
                 failure.get_or_insert(ClamdError::Timeout(self.timeout));
                 break;
             }
-            let streams_left = u32::try_from(streams.len() - k).unwrap_or(u32::MAX);
-            let share = left / streams_left.max(1);
+            // At most half of what is left while others wait: a big file first keeps
+            // most of the time it needs, and a slow one leaves the rest their half.
+            let share = if k + 1 < streams.len() { left / 2 } else { left };
             let verdict = match tokio::time::timeout(share, self.scan_stream(data)).await {
                 Ok(Ok((verdict, cut))) => {
                     truncated |= cut;

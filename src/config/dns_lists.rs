@@ -43,16 +43,26 @@ impl DnsListConfig {
         self.codes.iter().any(|e| e.matches.names(code))
     }
 
-    /// What a listing with return `codes` adds to the client's total: the weight of a
-    /// matching code map entry that gives one (the largest in size when several do, so
-    /// an answer listing both a spam source and a policy range counts as the source), else
-    /// the list's.
+    /// What a listing with return `codes` adds to the client's total: each code weighs
+    /// what a matching code map entry gives (the largest in size when several do), else
+    /// the list's weight, and the answer weighs its heaviest code, so an answer listing
+    /// both a spam source and a policy range counts as the source.
     pub fn weight_for(&self, codes: &[Ipv4Addr]) -> f64 {
-        self.codes
+        // Each code weighs what its entry says, else what the list says; the answer
+        // weighs its heaviest code (review: a spam source also in a policy range took
+        // the policy range's lighter weight).
+        let by_size = |a: &f64, b: &f64| a.abs().total_cmp(&b.abs());
+        codes
             .iter()
-            .filter(|e| codes.iter().any(|c| e.matches.matches(*c)))
-            .filter_map(|e| e.weight)
-            .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .map(|code| {
+                self.codes
+                    .iter()
+                    .filter(|e| e.matches.matches(*code))
+                    .filter_map(|e| e.weight)
+                    .max_by(by_size)
+                    .unwrap_or(self.weight)
+            })
+            .max_by(by_size)
             .unwrap_or(self.weight)
     }
 

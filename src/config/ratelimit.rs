@@ -23,6 +23,12 @@ pub enum RateKey {
 }
 
 impl RateKey {
+    /// Whether it counts the client (its address, network or HELO name) rather than the
+    /// envelope (sender, sender domain, recipient).
+    pub fn is_of_the_client(self) -> bool {
+        matches!(self, RateKey::ClientIp | RateKey::ClientNet | RateKey::Helo)
+    }
+
     /// Name as written in the configuration.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -257,6 +257,17 @@ impl Policy {
                 tempfail("helo"),
             )));
         }
+        let gl = &config.greylist;
+        if let Some(state) = &services.state {
+            for limit in config.ratelimits.iter().filter(|l| l.key.is_of_the_client()) {
+                checks.push(Box::new(ratelimit::RateLimit::new(
+                    state.clone(),
+                    limit.clone(),
+                    (gl.ipv4_prefix, gl.ipv6_prefix),
+                    services.metrics.clone(),
+                )));
+            }
+        }
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
@@ -277,12 +288,13 @@ impl Policy {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
-        // Rate limits count what the other checks of their stage let through: a
-        // recipient refused as unknown, not ours to relay or from a listed client never
-        // fills a bucket.
-        let gl = &config.greylist;
+        // Limits on the envelope (sender, sender domain, recipient) come after relay
+        // control, the DNS-list verdict and recipient verification: a recipient refused
+        // by those never fills a sender's or a recipient's bucket. Limits on the client
+        // (address, network, HELO) came before them: they also slow down what those
+        // refuse, such as address harvesting and the callouts it costs.
         if let Some(state) = &services.state {
-            for limit in &config.ratelimits {
+            for limit in config.ratelimits.iter().filter(|l| !l.key.is_of_the_client()) {
                 checks.push(Box::new(ratelimit::RateLimit::new(
                     state.clone(),
                     limit.clone(),

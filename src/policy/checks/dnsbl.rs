@@ -214,9 +214,10 @@ mod tests {
         assert_eq!(list.weight_for(&[code(2)]), 3.0);
         assert_eq!(list.weight_for(&[code(4)]), 3.0, "the list's default");
         assert_eq!(
-            list.weight_for(&[code(2), code(10)]),
-            1.0,
-            "the entry that weighs"
+            list.weight_for(&[code(4), code(11)]),
+            3.0,
+            "a spam source in a policy range weighs as the source"
         );
+        assert_eq!(list.weight_for(&[code(10), code(11)]), 1.0);
     }
 }

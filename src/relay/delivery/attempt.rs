@@ -178,8 +178,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             }
         }
     }
-    let next_batch_now =
-        ((over_server_limit && settled_now) || left_for_next) && !other_temp_failure;
+    // Settling at least one is what keeps this from looping (a server refusing every
+    // RCPT with `452 4.5.3`, a throttle, would be asked again at once for ever).
+    let next_batch_now = (over_server_limit || left_for_next) && settled_now && !other_temp_failure;
     msg.state.attempts += 1;
 
     // A message past its lifetime that still fails temporarily is bounced.
@@ -187,7 +188,11 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // A message released from quarantine has been queued since then, not since it came in.
     let queued_since = msg.state.queued_since.unwrap_or(msg.envelope.received_at);
     let age = Duration::from_secs(now.saturating_sub(queued_since));
-    let expired = !still_pending.is_empty() && age >= config.relay.max_queue_lifetime;
+    // Recipients held back for the next transaction were not tried: not expired while
+    // this one made progress (the next follows at once).
+    let expired = !still_pending.is_empty()
+        && age >= config.relay.max_queue_lifetime
+        && !(left_for_next && settled_now);
     if expired {
         let last = temp_error
             .clone()

@@ -363,6 +363,16 @@ async fn recipients_past_the_transaction_limit_follow_at_once() {
     assert_eq!(sent.len(), 3);
     assert_eq!(sent.concat(), rcpts);
     assert!(sent.iter().all(|batch| batch.len() <= 2));
+    // Review of the fix: a batch that settled nothing (a throttle answering every RCPT
+    // `452 4.5.3`) waits out the retry delay instead of following at once for ever.
+    let throttle = FakeServer::start(refuse("", "452 4.5.3 Too many recipients")).await;
+    let cfg = gw.config(&[throttle.addr], &[("recipients_per_transaction", "2")]);
+    let id = gw.store(&envelope("s@example.org", &rcpts)).await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if !d.is_zero()),
+        "{outcome:?}"
+    );
 }
 
 /// A server that answers the first RCPT with `first` and every later one with 250.
