@@ -499,4 +499,18 @@ fn a_list_that_lists_everyone_is_set_aside() {
         accepted,
         "the list that lists everyone still refused the client"
     );
+    // A list that lists documentation addresses by design (a bogon list) is not probed.
+    let unprobed = LISTS.replace(
+        "codes = { \"127.0.0.2\" = \"RCVD_IN_BL_TEST_SBL\" }",
+        "codes = { \"127.0.0.2\" = \"RCVD_IN_BL_TEST_SBL\" }\nsanity_probe = false",
+    );
+    assert_ne!(unprobed, LISTS);
+    let (_internal, gw) = gateway(&z, &unprobed);
+    for _ in 0..5 {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+        c.cmd("RCPT TO:<user@example.test>").expect(554, "5.7.1");
+        c.quit();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

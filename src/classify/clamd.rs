@@ -156,7 +156,11 @@ impl Clamd {
             }
             // At most half of what is left while others wait: a big file first keeps
             // most of the time it needs, and a slow one leaves the rest their half.
-            let share = if k + 1 < streams.len() { left / 2 } else { left };
+            let share = if k + 1 < streams.len() {
+                left / 2
+            } else {
+                left
+            };
             let verdict = match tokio::time::timeout(share, self.scan_stream(data)).await {
                 Ok(Ok((verdict, cut))) => {
                     truncated |= cut;

@@ -21,6 +21,10 @@ pub struct DnsListConfig {
     /// How the DNSBL refusal names the list to the client: `reply_name`, else the zone. A
     /// zone with an access key in it (Spamhaus DQS, Abusix) must not be sent to spammers.
     pub reply_name: String,
+    /// Whether the list is asked, now and then, for a name no list may list (see
+    /// `dns::list_sanity`): off for a list that lists documentation addresses by design
+    /// (a bogon list).
+    pub sanity_probe: bool,
 }
 
 /// One entry of a list's code map.
@@ -206,6 +210,12 @@ pub(super) struct RawDnsList {
     codes: BTreeMap<String, RawCode>,
     #[serde(default)]
     reply_name: Option<String>,
+    #[serde(default = "probed")]
+    sanity_probe: bool,
+}
+
+fn probed() -> bool {
+    true
 }
 
 /// A code map entry as written: a symbol, or a symbol and a weight.
@@ -291,6 +301,7 @@ pub(super) fn validate(
             symbol: list.symbol,
             codes,
             reply_name,
+            sanity_probe: list.sanity_probe,
         });
     }
     lists

@@ -222,7 +222,11 @@ impl RawTier {
 
     /// Validates the section; `hostname` is the default member name.
     pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> Option<TierConfig> {
-        let name = self.name.unwrap_or_else(|| hostname.to_owned());
+        // Without a trailing dot, as `server.hostname`: the heartbeat key is the name.
+        let name = self
+            .name
+            .map(|n| n.trim_end_matches('.').to_owned())
+            .unwrap_or_else(|| hostname.to_owned());
         if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ';' || c == '=') {
             problems.bad("tier.name", "must be a name without spaces, ';' or '='");
         }
@@ -254,8 +258,9 @@ impl RawTier {
             }
         };
         let mut peers: Vec<PeerConfig> = Vec::new();
-        for (i, p) in self.peers.into_iter().enumerate() {
+        for (i, mut p) in self.peers.into_iter().enumerate() {
             let key = format!("tier.peers[{i}]");
+            p.name = p.name.trim_end_matches('.').to_owned();
             if p.name == name {
                 problems.bad(&format!("{key}.name"), "is this gateway's own tier.name");
             }

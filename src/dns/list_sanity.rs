@@ -99,6 +99,9 @@ impl Dns {
         list: &DnsListConfig,
         kind: ListKind,
     ) -> bool {
+        if !list.sanity_probe {
+            return false;
+        }
         let (lists_everyone, due) = self.inner().list_sanity.check(&list.zone);
         if due {
             let name = match kind {

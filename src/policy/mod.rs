@@ -259,7 +259,11 @@ impl Policy {
         }
         let gl = &config.greylist;
         if let Some(state) = &services.state {
-            for limit in config.ratelimits.iter().filter(|l| l.key.is_of_the_client()) {
+            for limit in config
+                .ratelimits
+                .iter()
+                .filter(|l| l.key.is_of_the_client())
+            {
                 checks.push(Box::new(ratelimit::RateLimit::new(
                     state.clone(),
                     limit.clone(),
@@ -294,7 +298,11 @@ impl Policy {
         // (address, network, HELO) came before them: they also slow down what those
         // refuse, such as address harvesting and the callouts it costs.
         if let Some(state) = &services.state {
-            for limit in config.ratelimits.iter().filter(|l| !l.key.is_of_the_client()) {
+            for limit in config
+                .ratelimits
+                .iter()
+                .filter(|l| !l.key.is_of_the_client())
+            {
                 checks.push(Box::new(ratelimit::RateLimit::new(
                     state.clone(),
                     limit.clone(),

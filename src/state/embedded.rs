@@ -528,7 +528,7 @@ fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
                 Ok(resume) => pass = resume.map(Some),
                 Err(e) => {
                     tracing::warn!(error = %e, "state store: sweeping expired entries failed");
-                    handle.recover();
+                    recover_guarded(handle);
                 }
             }
         }
@@ -559,9 +559,19 @@ fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
-                handle.recover();
+                recover_guarded(handle);
             }
         }
+    }
+}
+
+/// [`Handle::recover`], a panic in it caught too: after a panic a transaction caught,
+/// redb's state may make the reopening panic as well, which would end the writer thread.
+fn recover_guarded(handle: &Handle) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.recover())).is_err() {
+        tracing::error!(
+            "state store: reopening after a failure panicked; trying again at the next failure"
+        );
     }
 }
 

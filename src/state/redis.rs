@@ -195,7 +195,13 @@ struct ClusterLink {
     conn: std::sync::Mutex<Option<ClusterConnection>>,
     connecting: AtomicBool,
     attempt_over: Notify,
+    /// When the last attempt failed: the next waits [`CLUSTER_RETRY`], so a cluster that
+    /// refuses is not met again by every call.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Least time between two attempts to meet a Redis Cluster.
+const CLUSTER_RETRY: Duration = Duration::from_secs(1);
 
 impl ClusterLink {
     fn current(&self) -> Option<ClusterConnection> {
@@ -209,6 +215,17 @@ impl ClusterLink {
         if let Some(c) = self.current() {
             return Ok(c);
         }
+        let failed_lately = self
+            .failed_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < CLUSTER_RETRY);
+        if failed_lately {
+            return Err(StateError::Backend(
+                "cannot connect to the Redis Cluster".into(),
+            ));
+        }
         if !self.connecting.swap(true, Ordering::AcqRel) {
             let link = self.clone();
             tokio::spawn(async move {
@@ -218,7 +235,12 @@ impl ClusterLink {
                             *slot = Some(c);
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "Redis Cluster: connecting failed"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Redis Cluster: connecting failed");
+                        if let Ok(mut at) = link.failed_at.lock() {
+                            *at = Some(std::time::Instant::now());
+                        }
+                    }
                 }
                 link.connecting.store(false, Ordering::Release);
                 link.attempt_over.notify_waiters();
@@ -334,9 +356,11 @@ impl RedisBackend {
         backstop: Duration,
     ) -> Result<RedisBackend, StateError> {
         let link = if cluster {
+            // Met by a task of its own (`ClusterLink`), not inside a call: each node may
+            // take up to the longer bound.
             let client = ClusterClient::builder(urls.iter().map(String::as_str))
                 .tcp_settings(tcp_settings())
-                .connection_timeout(timeout)
+                .connection_timeout(timeout.max(backstop))
                 .response_timeout(backstop)
                 .retries(1)
                 .build()
@@ -346,6 +370,7 @@ impl RedisBackend {
                 conn: std::sync::Mutex::new(None),
                 connecting: AtomicBool::new(false),
                 attempt_over: Notify::new(),
+                failed_at: std::sync::Mutex::new(None),
             }))
         } else {
             let url = urls

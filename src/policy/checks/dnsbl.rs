@@ -141,6 +141,7 @@ mod tests {
         let list = DnsListConfig {
             zone: "bl.test".into(),
             reply_name: "bl.test".into(),
+            sanity_probe: true,
             weight: 3.0,
             symbol: "RCVD_IN_BL".into(),
             codes: vec![
@@ -170,6 +171,7 @@ mod tests {
         let whitelist = DnsListConfig {
             zone: "wl.test".into(),
             reply_name: "wl.test".into(),
+            sanity_probe: true,
             weight: -3.0,
             symbol: "RCVD_IN_WL".into(),
             codes: vec![entry("127.0.0.1", "RCVD_IN_WL_HI")],
@@ -205,6 +207,7 @@ mod tests {
         let list = DnsListConfig {
             zone: "zen.test".into(),
             reply_name: "zen.test".into(),
+            sanity_probe: true,
             weight: 3.0,
             symbol: "RCVD_IN_ZEN".into(),
             codes: vec![entry("127.0.0.2", "RCVD_IN_ZEN_SBL"), pbl],

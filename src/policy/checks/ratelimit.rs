@@ -266,7 +266,11 @@ mod tests {
             // limited).
             let mut elsewhere = from_sender([198, 51, 100, 9].into(), Some(SpfResult::Fail));
             check.run(&mut elsewhere).await;
-            assert!(over(&elsewhere), "{}: unverified claims are one bucket", key.as_str());
+            assert!(
+                over(&elsewhere),
+                "{}: unverified claims are one bucket",
+                key.as_str()
+            );
             // The real sender, verified, counts in its own bucket tier-wide.
             let mut real = from_sender([192, 0, 2, 1].into(), Some(SpfResult::Pass));
             check.run(&mut real).await;

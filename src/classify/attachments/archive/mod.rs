@@ -209,7 +209,7 @@ pub(super) fn walk_all(
     );
     // Named a tar but not one by its first block (junk there, which GNU tar skips): its
     // headers are read all the same.
-    if !other_reader && names_a_tar(place.names) {
+    if !other_reader && content != magic::Content::Zip && names_a_tar(place.names) {
         tarball::walk(policy, data, place, budget, findings);
         other_reader = true;
     }
