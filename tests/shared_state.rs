@@ -519,3 +519,33 @@ fn recipients_refused_anyway_do_not_count_towards_a_rate_limit() {
     assert!(over.text().contains("Rate limit rcpts exceeded"), "{over}");
     c.quit();
 }
+
+/// Regression (review): a message deferred at the end of data (greylisted there, over a
+/// rate limit, no inspection turn in time) counted as a client error, so a list server
+/// sending several messages over one connection met the tarpit and the `421`.
+#[test]
+fn messages_deferred_at_the_end_of_data_are_no_client_errors() {
+    let internal = InternalServer::start();
+    let toml = format!(
+        "{PATIENT_STATE}{GREYLIST}stage = \"data\"\nmin_score = 3.0\n[policy]\nrules_dir = \"rules\"\n"
+    );
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml(&toml)
+            .limit("errors_before_disconnect", "2")
+            .file(
+                "rules/local.cf",
+                "body SUSPICIOUS /zz-suspicious-zz/\nscore SUSPICIOUS 4.0\n",
+            ),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for i in 0..4 {
+        let r = c.try_send_mail(
+            &format!("s{i}@sender.test"),
+            &["u@example.test"],
+            &message(&format!("grey-{i}@t"), "greylist", "zz-suspicious-zz"),
+        );
+        assert_greylisted(&r);
+    }
+    c.cmd("NOOP").expect(250, "2.0.0");
+}

@@ -103,6 +103,12 @@ impl Session {
         if let Some(reply) = refusal {
             self.log_message(None, size, verdict, &reply.to_string());
             self.reset_transaction();
+            // A message deferred (greylisted, over a rate limit, no inspection turn in
+            // time, a state backend failing closed) is no client error: counted as one,
+            // a list server reusing its connection met the tarpit and the 421 (review).
+            if !reply.is_permanent() {
+                return self.ok(Stage::Data, reply);
+            }
             return self.error(Stage::Data, reply).await;
         }
         // A message already on disk keeps the id of its spool file.
