@@ -313,12 +313,31 @@ async fn ask(
         // §4.5.3.1.10): the user exists. Read as "unknown", a full mailbox got `550 5.1.1
         // user unknown`, cached for `negative_ttl`.
         Ok((_, Some(reply))) if reply.code == 552 => Err(format!("{server}: {reply}")),
-        Ok((_, Some(reply))) if reply.is_permanent() => Ok(CalloutAnswer::Unknown {
+        Ok((_, Some(reply))) if says_no_such_mailbox(&reply) => Ok(CalloutAnswer::Unknown {
             reply: reply.to_string(),
         }),
+        // Refused for another reason (a policy on null-sender probes, `554 5.7.1`): no
+        // word on the mailbox, so not "user unknown", cached for `negative_ttl` (review).
+        Ok((_, Some(reply))) if reply.is_permanent() => {
+            tracing::warn!(%server, %reply, "recipient callout refused for a reason other than the mailbox; check that the internal server takes MAIL FROM:<> probes");
+            Err(format!("{server}: {reply}"))
+        }
         Ok((_, Some(reply))) => Err(format!("{server}: {reply}")),
         Ok((_, None)) => Err(format!("{server}: no reply to RCPT")),
         Err(e) => Err(format!("{server}: {e}")),
+    }
+}
+
+/// Whether a permanent RCPT refusal says the mailbox does not exist: an address status
+/// (`5.1.x`), or, without enhanced codes, `550`, `551` or `553`.
+fn says_no_such_mailbox(reply: &crate::mail::Reply) -> bool {
+    if !reply.is_permanent() {
+        return false;
+    }
+    if reply.status.is_empty() {
+        matches!(reply.code, 550 | 551 | 553)
+    } else {
+        reply.status.starts_with("5.1.")
     }
 }
 
@@ -432,6 +451,35 @@ mod tests {
             c.verify("nobody@example.test").await,
             CalloutAnswer::Unknown { .. }
         ));
+    }
+
+    /// Regression (review): any 5xx to the probe's RCPT was "user unknown", cached for
+    /// `negative_ttl`: an internal server refusing null-sender probes by policy
+    /// (`554 5.7.1`) got real users answered `550 5.1.1`.
+    #[tokio::test]
+    async fn a_refusal_for_another_reason_is_no_unknown_user() {
+        let server = FakeServer::start(Script {
+            rcpt: Arc::new(|a: &str| match a {
+                "policy@example.test" => "554 5.7.1 probes not accepted".into(),
+                "plain@example.test" => "550 no such user".into(),
+                _ => "553 5.1.3 bad address".into(),
+            }),
+            ..Script::default()
+        })
+        .await;
+        let (c, _) = callout(&[server.addr], &[]);
+        let refused = c.verify("policy@example.test").await;
+        assert!(
+            matches!(refused, CalloutAnswer::Unavailable { .. }),
+            "{refused:?}"
+        );
+        for unknown in ["plain@example.test", "other@example.test"] {
+            let answer = c.verify(unknown).await;
+            assert!(
+                matches!(answer, CalloutAnswer::Unknown { .. }),
+                "{answer:?}"
+            );
+        }
     }
 
     /// Regression (review): the cache key was Unicode-lowercased, so a refused

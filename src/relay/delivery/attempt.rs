@@ -181,7 +181,11 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // Settling at least one is what keeps this from looping (a server refusing every
     // RCPT with `452 4.5.3`, a throttle, would be asked again at once for ever).
     let next_batch_now = (over_server_limit || left_for_next) && settled_now && !other_temp_failure;
-    msg.state.attempts += 1;
+    // A batch followed at once by the next is part of one attempt: counted each, the
+    // retry delays of a message to many recipients grew per batch (review).
+    if !next_batch_now {
+        msg.state.attempts += 1;
+    }
 
     // A message past its lifetime that still fails temporarily is bounced.
     let still_pending: Vec<usize> = msg.state.pending().collect();

@@ -356,6 +356,8 @@ async fn recipients_past_the_transaction_limit_follow_at_once() {
             matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
             "{outcome:?}"
         );
+        // Batches that follow at once are one attempt: the retry delay does not grow.
+        assert_eq!(gw.spool.load(&id).unwrap().state.attempts, 0);
     }
     let outcome = attempt(&relay, &mut kept, &now(&id)).await;
     assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
