@@ -258,20 +258,26 @@ impl Policy {
             )));
         }
         let gl = &config.greylist;
-        if let Some(state) = &services.state {
-            for limit in config
+        // The rate limits of one kind: on the client (`true`) or on the envelope.
+        let rate_limits = |of_the_client: bool| -> Vec<Box<dyn Check>> {
+            let Some(state) = &services.state else {
+                return Vec::new();
+            };
+            config
                 .ratelimits
                 .iter()
-                .filter(|l| l.key.is_of_the_client())
-            {
-                checks.push(Box::new(ratelimit::RateLimit::new(
-                    state.clone(),
-                    limit.clone(),
-                    (gl.ipv4_prefix, gl.ipv6_prefix),
-                    services.metrics.clone(),
-                )));
-            }
-        }
+                .filter(|l| l.key.is_of_the_client() == of_the_client)
+                .map(|limit| -> Box<dyn Check> {
+                    Box::new(ratelimit::RateLimit::new(
+                        state.clone(),
+                        limit.clone(),
+                        (gl.ipv4_prefix, gl.ipv6_prefix),
+                        services.metrics.clone(),
+                    ))
+                })
+                .collect()
+        };
+        checks.extend(rate_limits(true));
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
@@ -297,20 +303,7 @@ impl Policy {
         // by those never fills a sender's or a recipient's bucket. Limits on the client
         // (address, network, HELO) came before them: they also slow down what those
         // refuse, such as address harvesting and the callouts it costs.
-        if let Some(state) = &services.state {
-            for limit in config
-                .ratelimits
-                .iter()
-                .filter(|l| !l.key.is_of_the_client())
-            {
-                checks.push(Box::new(ratelimit::RateLimit::new(
-                    state.clone(),
-                    limit.clone(),
-                    (gl.ipv4_prefix, gl.ipv6_prefix),
-                    services.metrics.clone(),
-                )));
-            }
-        }
+        checks.extend(rate_limits(false));
         let greylisting = services.state.as_ref().filter(|_| gl.enabled).map(|state| {
             greylist::Greylist::new(
                 state.clone(),

@@ -236,16 +236,7 @@ fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, flush: Flu
         let mut synced = sync_file_system(dir);
         if flush == Flush::FileSystemThenDirectories && synced.is_ok() {
             // Cheap once the journal is committed, and it reports a journal that failed.
-            let mut entered: Vec<PathBuf> = renamed
-                .iter()
-                .filter_map(|r| r.target.parent())
-                .map(Path::to_path_buf)
-                .collect();
-            entered.sort();
-            entered.dedup();
-            synced = entered
-                .iter()
-                .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
+            synced = sync_dirs(renamed.iter().filter_map(|r| r.target.parent()));
         }
         answer(renamed, synced);
         return;
@@ -269,18 +260,22 @@ fn commit_batch(dir: &File, batch: Vec<Request>, recycler: &Recycler, flush: Flu
     // not atomic (ext2, ext4 without a journal) a crash could leave the name in both, and
     // recovery, which removes leftovers from `tmp/` and `free/`, would free the inode of a
     // message already answered 250.
-    let mut parents: Vec<PathBuf> = renamed
-        .iter()
-        .flat_map(|r| [r.target.parent(), r.tmp.parent()])
-        .flatten()
-        .map(Path::to_path_buf)
-        .collect();
-    parents.sort();
-    parents.dedup();
-    let synced = parents
-        .iter()
-        .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()));
+    let synced = sync_dirs(
+        renamed
+            .iter()
+            .flat_map(|r| [r.target.parent(), r.tmp.parent()])
+            .flatten(),
+    );
     answer(renamed, synced);
+}
+
+/// Fsyncs each of `dirs` once.
+fn sync_dirs<'a>(dirs: impl Iterator<Item = &'a Path>) -> io::Result<()> {
+    let mut dirs: Vec<&Path> = dirs.collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.iter()
+        .try_for_each(|p| File::open(p).and_then(|d| d.sync_all()))
 }
 
 /// Moves each file into its directory; answers the ones that fail and returns the rest.
