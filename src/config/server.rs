@@ -253,7 +253,7 @@ impl RawServer {
         let hostname = if self.hostname.is_empty() {
             system_hostname()
         } else {
-            self.hostname.trim_end_matches('.').to_ascii_lowercase()
+            super::problems::domain_key(&self.hostname)
         };
         if !is_plausible_hostname(&hostname) {
             problems.bad("server.hostname", "must be a fully qualified domain name");

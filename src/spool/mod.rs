@@ -432,7 +432,7 @@ impl Spool {
     /// message with, and the message expired silently at its first temporary failure.
     fn release_lock(&self) -> Result<fs::File, SpoolError> {
         let path = self.dir.join("release.lock");
-        let file = open_lock_file(&path)?;
+        let mut file = open_lock_file(&path)?;
         // Handed to the spool's owner like the other files an admin verb writes, but
         // never removed when that fails (`hand_over` would): another release may hold it.
         if self.admin {
@@ -440,10 +440,8 @@ impl Spool {
             let owner = fs::metadata(&self.dir).map_err(io_err("stat", &self.dir))?;
             // Opened without following a link (`open_lock_file`); a hard link to another
             // file is refused before its owner could change.
-            let (file, _) = own_plain_file(file).map_err(io_err("open", &path))?;
+            (file, _) = own_plain_file(file).map_err(io_err("open", &path))?;
             let _ = std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()));
-            file.lock().map_err(io_err("lock", &path))?;
-            return Ok(file);
         }
         file.lock().map_err(io_err("lock", &path))?;
         Ok(file)

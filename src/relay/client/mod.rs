@@ -418,20 +418,21 @@ impl Connection {
             }
             let mail_reply = self.read_reply_checked(STAGE_MAIL, cmd_timeout).await?;
             for i in 0..n {
-                let reply = match self.read_reply_checked("RCPT", cmd_timeout).await {
-                    Ok(reply) => rcpt_552_as_452(reply),
-                    Err(e) => return Err(ClientError::amid_recipients(e, &results)),
-                };
+                let reply = self
+                    .read_reply_checked("RCPT", cmd_timeout)
+                    .await
+                    .map_err(|e| ClientError::amid_recipients(e, &results))?;
+                let reply = rcpt_552_as_452(reply);
                 if mail_reply.is_positive() && reply.is_positive() {
                     accepted.push(i);
                 } else if mail_reply.is_positive() {
                     results[i] = Some(reply);
                 }
             }
-            let data_reply = match self.read_reply_checked("DATA", cmd_timeout).await {
-                Ok(reply) => reply,
-                Err(e) => return Err(ClientError::amid_recipients(e, &results)),
-            };
+            let data_reply = self
+                .read_reply_checked("DATA", cmd_timeout)
+                .await
+                .map_err(|e| ClientError::amid_recipients(e, &results))?;
             if data_reply.is_positive() {
                 return Err(out_of_step("DATA", &data_reply));
             }
@@ -460,10 +461,11 @@ impl Connection {
                 return Ok(vec![mail_reply; n]);
             }
             for (i, r) in rcpts.iter().enumerate() {
-                let reply = match self.lockstep_command("RCPT", r.as_bytes()).await {
-                    Ok(reply) => rcpt_552_as_452(reply),
-                    Err(e) => return Err(ClientError::amid_recipients(e, &results)),
-                };
+                let reply = self
+                    .lockstep_command("RCPT", r.as_bytes())
+                    .await
+                    .map_err(|e| ClientError::amid_recipients(e, &results))?;
+                let reply = rcpt_552_as_452(reply);
                 if reply.is_positive() {
                     accepted.push(i);
                 } else {
@@ -474,10 +476,10 @@ impl Connection {
                 let none = Reply::new(554, "5.5.1", "no valid recipients");
                 return Ok(fill(results, &none));
             }
-            let data_reply = match self.lockstep_command("DATA", b"DATA\r\n").await {
-                Ok(reply) => reply,
-                Err(e) => return Err(ClientError::amid_recipients(e, &results)),
-            };
+            let data_reply = self
+                .lockstep_command("DATA", b"DATA\r\n")
+                .await
+                .map_err(|e| ClientError::amid_recipients(e, &results))?;
             if data_reply.is_positive() {
                 return Err(out_of_step("DATA", &data_reply));
             }
