@@ -247,7 +247,7 @@ fn fingerprint_cell(p: &crate::tier::PeerStatus, ours: &str) -> String {
     // As `mxguard_tier_fingerprint_match` says: a peer up that did not show its
     // policy this round may have reloaded another (review: shown as "same").
     match &p.fingerprint {
-        Some(fp) if fp == ours && p.fingerprint_match => {
+        Some(fp) if p.fingerprint_match => {
             format!("<code>{}</code> same", esc(head(fp)))
         }
         Some(fp) if fp == ours => format!(

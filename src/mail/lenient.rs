@@ -372,8 +372,9 @@ pub struct FileBytes {
     /// By each other encoding its fields name, when they disagree with the first: a reader
     /// that takes the last field (mail-parser, and what is built on it) saves those.
     pub other_readings: Vec<Vec<u8>>,
-    /// A reader may decode the part otherwise: a label with more than its token, or fields
-    /// naming different encodings.
+    /// A reader may decode the part otherwise: a label with more than its token, fields
+    /// naming different encodings, data mail-parser could not decode, or base64 padded
+    /// midway.
     pub doubtful: bool,
 }
 
@@ -397,13 +398,16 @@ pub fn file_bytes(message: &Message<'_>, part: &MessagePart<'_>) -> FileBytes {
             others.push(encoding);
         }
     }
-    let doubtful = !others.is_empty() || !labels.iter().all(|l| TransferEncoding::is_plain(l));
+    // A part mail-parser could not decode (a stray character in base64) is read otherwise
+    // by some reader too.
+    let doubtful = !others.is_empty()
+        || !labels.iter().all(|l| TransferEncoding::is_plain(l))
+        || part.is_encoding_problem;
     let binary = matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_));
     let raw = raw_body(message, part);
+    let decoded_here = raw.is_some() && (!binary || doubtful || !first.is_parsers(part));
     let data = match raw {
-        Some(raw) if !binary || doubtful || part.is_encoding_problem || !first.is_parsers(part) => {
-            first.decode(raw)
-        }
+        Some(raw) if decoded_here => first.decode(raw),
         _ => part.contents().to_vec(),
     };
     let mut other_readings: Vec<Vec<u8>> = match raw {
@@ -413,7 +417,12 @@ pub fn file_bytes(message: &Message<'_>, part: &MessagePart<'_>) -> FileBytes {
     // Padding inside base64 data: as SpamAssassin reads it and as mail clients save it.
     let mut doubtful = doubtful;
     if let Some(raw) = raw.filter(|raw| first == TransferEncoding::Base64 && padded_midway(raw)) {
-        for reading in [base64_decode(raw), base64_decode_by_group(raw)] {
+        // `data` is the first reading already when it was decoded here.
+        let first_reading = (!decoded_here).then(|| base64_decode(raw));
+        for reading in first_reading
+            .into_iter()
+            .chain([base64_decode_by_group(raw)])
+        {
             if reading != data && !other_readings.contains(&reading) {
                 other_readings.push(reading);
                 doubtful = true;

@@ -811,8 +811,7 @@ fn collect_attachments(
             let repeated = |name: HeaderName<'static>| fields(name).nth(1).is_some();
             let ambiguous = repeated(HeaderName::ContentType)
                 || repeated(HeaderName::ContentDisposition)
-                || bytes.doubtful
-                || part.is_encoding_problem;
+                || bytes.doubtful;
             let data = bytes.data;
             // The files in a `winmail.dat`, which Outlook shows as attachments.
             let wrapped = crate::mail::tnef::files(&data);

@@ -45,13 +45,14 @@ pub(crate) struct SlotInfo {
     pub max_hits: u32,
 }
 
-/// The most hits a `tflags multiple` rule counts: SpamAssassin reads `maxhits=0` as no
-/// limit.
-fn max_hits_of(rule: &Rule) -> u32 {
-    match rule.tflags.maxhits {
+/// The most hits a `tflags multiple` rule counts (SpamAssassin reads `maxhits=0` as no
+/// limit); `None` for a rule that counts one hit.
+fn max_hits_of(rule: &Rule) -> Option<u32> {
+    let most = match rule.tflags.maxhits {
         None | Some(0) => DEFAULT_MAX_HITS,
         Some(n) => n,
-    }
+    };
+    rule.tflags.multiple.then_some(most)
 }
 
 /// What a meta does when it reads a rule the engine skips (an `eval:` rule, a rule of an
@@ -338,11 +339,7 @@ impl<'a> Compiler<'a> {
                 reportable: !rule.is_subrule() && self.options.counts(&rule.name, score),
                 scored_by_file: rule.score.is_some(),
                 description: rule.description.clone(),
-                max_hits: if rule.tflags.multiple {
-                    max_hits_of(rule)
-                } else {
-                    1
-                },
+                max_hits: max_hits_of(rule).unwrap_or(1),
             };
         }
 
@@ -357,7 +354,7 @@ impl<'a> Compiler<'a> {
                 continue;
             };
             let slot = self.by_name[*name];
-            let max_hits = rule.tflags.multiple.then(|| max_hits_of(rule));
+            let max_hits = max_hits_of(rule);
             let canon_head = format!(
                 "{}\t{}\t{:?}\t{}",
                 rule.kind,
