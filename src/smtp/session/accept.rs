@@ -103,13 +103,7 @@ impl Session {
         if let Some(reply) = refusal {
             self.log_message(None, size, verdict, &reply.to_string());
             self.reset_transaction();
-            // A message deferred (greylisted, over a rate limit, no inspection turn in
-            // time, a state backend failing closed) is no client error: counted as one,
-            // a list server reusing its connection met the tarpit and the 421 (review).
-            if !reply.is_permanent() {
-                return self.ok(Stage::Data, reply);
-            }
-            return self.error(Stage::Data, reply).await;
+            return self.answer_data(reply).await;
         }
         // A message already on disk keeps the id of its spool file.
         let id = self
@@ -151,9 +145,7 @@ impl Session {
             self.junk = 0;
         }
         self.reset_transaction();
-        // A spool that could not take the message is our failure, not a client error: a
-        // list server reusing its connection met the tarpit and the error limit (review).
-        self.ok(Stage::Data, reply)
+        self.answer_data(reply).await
     }
 
     /// The content checks panicked on this message: a defect of ours or of a parser we use,
@@ -166,8 +158,7 @@ impl Session {
         self.log_message(None, size, Verdict::Tempfail, "policy panicked");
         self.reset_transaction();
         let reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
-        // Ours, not the sender's: no client error.
-        self.ok(Stage::Data, reply)
+        self.answer_data(reply).await
     }
 
     /// A transfer whose bytes could not be kept: the header section broke a limit (bytes,
@@ -228,7 +219,14 @@ impl Session {
             }
         };
         self.reset_transaction();
-        // A header past a limit is the client's doing; a spool that failed is ours.
+        self.answer_data(reply).await
+    }
+
+    /// The answer to a message at the end of its transfer. A refusal (5xx) counts as a
+    /// client error; a deferral does not: greylisting, a rate limit, a spool or memory
+    /// short, a panic of ours are not the client's doing, and counted as errors they
+    /// met a list server reusing its connection with the tarpit and the `421` (review).
+    pub(super) async fn answer_data(&mut self, reply: Reply) -> Option<End> {
         if reply.is_permanent() {
             self.error(Stage::Data, reply).await
         } else {

@@ -273,11 +273,12 @@ impl Session {
 
     /// [`Self::busy`]'s reply alone, for a refusal already logged.
     pub(super) async fn busy_reply(&mut self) -> Option<End> {
-        // Our memory is short, not the client at fault: no client error (review).
-        self.ok(
-            Stage::Data,
-            Reply::new(451, "4.3.2", "Too much mail in transit, try again later"),
-        )
+        self.answer_data(Reply::new(
+            451,
+            "4.3.2",
+            "Too much mail in transit, try again later",
+        ))
+        .await
     }
 
     /// Feeds buffered input (at most `max` bytes) through the decoder into the sink, in
