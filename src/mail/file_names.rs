@@ -113,30 +113,37 @@ pub fn in_raw_fields(raw: &[u8]) -> Vec<String> {
     names
 }
 
-/// One parameter as written: its name (lower case, without `*N` or `*`), its piece number
-/// for a continuation, whether it is percent-encoded (`*`), and its value.
-struct Parameter {
+/// A plain or extended (`*=`) value as written: its name (lower case, without `*`),
+/// whether it is percent-encoded, and its value.
+struct WholeValue {
     name: String,
-    piece: Option<usize>,
     extended: bool,
     value: String,
 }
 
+/// The parameters of a field's value that name a file: whole values, and continuation
+/// pieces by name and number (the first of each: the one joined).
+#[derive(Default)]
+struct Parameters {
+    whole: Vec<WholeValue>,
+    pieces: BTreeMap<(String, usize), (bool, String)>,
+}
+
 /// The `filename` and `name` values of a parameter list: each plain value, each extended
 /// (`*=`) one, and each run of continuation pieces joined in order.
-fn names_in_parameters(parameters: Vec<Parameter>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut pieces: BTreeMap<(String, usize), (bool, String)> = BTreeMap::new();
-    for p in parameters {
-        match p.piece {
-            Some(n) if n < MAX_PIECES => {
-                pieces.entry((p.name, n)).or_insert((p.extended, p.value));
+fn names_in_parameters(parameters: Parameters) -> Vec<String> {
+    let mut names: Vec<String> = parameters
+        .whole
+        .iter()
+        .map(|w| {
+            if w.extended {
+                extended_value(&w.value, None)
+            } else {
+                decode_unstructured(&w.value)
             }
-            Some(_) => {}
-            None if p.extended => names.push(extended_value(&p.value, None)),
-            None => names.push(decode_unstructured(&p.value)),
-        }
-    }
+        })
+        .collect();
+    let pieces = &parameters.pieces;
     for attribute in ["filename", "name"] {
         let mut joined = String::new();
         let mut charset: Option<String> = None;
@@ -174,12 +181,11 @@ fn names_in_parameters(parameters: Vec<Parameter>) -> Vec<String> {
 /// The `filename` and `name` parameters of a field's value, separated by `;` or `,`
 /// outside quotes (the first token, a disposition type or MIME type, has no `=` and is
 /// skipped; a list without one is read too).
-fn parameters(value: &str) -> Vec<Parameter> {
-    let mut out = Vec::new();
+fn parameters(value: &str) -> Parameters {
+    let mut found = Parameters::default();
     // Whole values kept; repeats of one are skipped and count for nothing, and pieces of
     // a continuation never count: 64 copies of `filename="a.txt"` hid the pieces after
     // them (review).
-    let mut whole_values = 0;
     let mut last_skipped: BTreeMap<(String, bool), String> = BTreeMap::new();
     for_each_part_outside_quotes(value, |token| {
         let Some((key, raw)) = token.split_once('=') else {
@@ -206,52 +212,45 @@ fn parameters(value: &str) -> Vec<Parameter> {
         if name != "filename" && name != "name" {
             return;
         }
+        let read = || unquote(raw.trim().replace(['\r', '\n'], " ").trim());
         match piece {
             // Past the pieces a name is joined from: never read.
-            Some(n) if n >= MAX_PIECES => return,
+            Some(n) if n >= MAX_PIECES => {}
             // The first of a piece is the one joined.
             Some(n) => {
-                let known = out
+                found
+                    .pieces
+                    .entry((name, n))
+                    .or_insert_with(|| (extended, read()));
+            }
+            None if found.whole.len() >= MAX_PARAMETERS => {
+                // A reader taking the last value saves this one.
+                last_skipped.insert((name, extended), read());
+            }
+            None => {
+                let value = read();
+                let repeat = found
+                    .whole
                     .iter()
-                    .any(|p: &Parameter| p.piece == Some(n) && p.name == name);
-                if known {
-                    return;
+                    .any(|w| w.name == name && w.extended == extended && w.value == value);
+                if !repeat {
+                    found.whole.push(WholeValue {
+                        name,
+                        extended,
+                        value,
+                    });
                 }
             }
-            None => {}
         }
-        let unfolded = raw.trim().replace(['\r', '\n'], " ");
-        let value = unquote(unfolded.trim());
-        if piece.is_none() {
-            if whole_values >= MAX_PARAMETERS {
-                // A reader taking the last value saves this one.
-                last_skipped.insert((name, extended), value);
-                return;
-            }
-            let repeat = out.iter().any(|p: &Parameter| {
-                p.piece.is_none() && p.name == name && p.extended == extended && p.value == value
-            });
-            if repeat {
-                return;
-            }
-            whole_values += 1;
-        }
-        out.push(Parameter {
-            name,
-            piece,
-            extended,
-            value,
-        });
     });
     for ((name, extended), value) in last_skipped {
-        out.push(Parameter {
+        found.whole.push(WholeValue {
             name,
-            piece: None,
             extended,
             value,
         });
     }
-    out
+    found
 }
 
 /// Calls `each` with every part of `s` between `;` and `,` outside double quotes (a
