@@ -75,9 +75,7 @@ impl RefusedSize {
     /// The smallest size refused within the hour.
     fn remembered(&self) -> Option<usize> {
         let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .filter(|(_, at)| at.elapsed() < REFUSAL_MEMORY)
-            .map(|(size, _)| size)
+        fresh(*guard)
     }
 
     /// Where to cut a stream of `len` bytes first, given `max` (`max_stream_bytes`): at
@@ -93,14 +91,22 @@ impl RefusedSize {
     /// Records a refusal of `size` bytes; whether it is news (none remembered), which is
     /// when the mismatch is worth an error line.
     fn note(&self, size: usize) -> bool {
-        let known = self.remembered();
+        // Read and written under one lock: two refusals at once make one error line.
         let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let known = fresh(*guard);
         *guard = Some((
             known.map_or(size, |k| k.min(size)),
             std::time::Instant::now(),
         ));
         known.is_none()
     }
+}
+
+/// The size of a refusal still remembered (within [`REFUSAL_MEMORY`]).
+fn fresh(refusal: Option<(usize, std::time::Instant)>) -> Option<usize> {
+    refusal
+        .filter(|(_, at)| at.elapsed() < REFUSAL_MEMORY)
+        .map(|(size, _)| size)
 }
 
 /// Fewest bytes a stream is cut to when clamd refuses it for size.
