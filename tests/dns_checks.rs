@@ -446,6 +446,29 @@ fn a_refused_ehlo_leaves_the_session_as_it_was() {
     assert!(!text.contains("host.slow.test"), "{text}");
 }
 
+/// Regression: a refused repeated EHLO past the junk limit counted as two errors (the
+/// junk command's and the refusal's), so the session ended one error early.
+#[test]
+fn a_refused_repeated_ehlo_past_the_junk_limit_is_one_error() {
+    let z = zone(|b| b.silent_under("slow.test"));
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal)
+        .limit("junk_commands", "1")
+        .limit("errors_before_disconnect", "3")
+        .toml(&format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\nstage_deadline = \"1s\"\n\n[policy]\ndns_tempfail = [\"helo\"]\n",
+            z.dns.addr()
+        ));
+    let gw = Gateway::start(config);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("NOOP").expect(250, "2.0.0");
+    // Past the junk limit: each refused greeting is one error, the first and the second.
+    c.cmd("EHLO host.slow.test").expect(450, "4.4.3");
+    c.cmd("EHLO host.slow.test").expect(450, "4.4.3");
+    // The third error ends the session.
+    c.cmd("NOOP").expect(421, "4.7.0");
+}
+
 /// Regression (review): a triplet keyed by the sender's SPF domain passed on a retry from
 /// any network, and the pass was credited to that network's auto-allow: five senders of a
 /// `v=spf1 +all` domain, greylisted from one /24 and retried from another, exempted the

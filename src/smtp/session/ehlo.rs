@@ -14,8 +14,12 @@ impl Session {
             Decision::Continue | Decision::Discard => {}
             Decision::Reject(r) | Decision::Tempfail(r) => {
                 self.ctx.client.helo = earlier_name;
-                // Counted as the error it is, not also as a junk command.
+                // Counted as the error it is, not also as a junk command; past the junk
+                // limit `count_junk` has counted that error already.
                 if self.greeting.is_some() {
+                    if self.junk > self.limits().junk_commands {
+                        return self.ok(Stage::Helo, r);
+                    }
                     self.junk = self.junk.saturating_sub(1);
                 }
                 return self.error(Stage::Helo, r).await;
