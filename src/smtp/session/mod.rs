@@ -564,7 +564,7 @@ impl Session {
             );
             self.close(Reply::new(
                 421,
-                "4.7.0",
+                "4.5.0",
                 "Cannot tell where the BDAT chunk ends, closing connection",
             ))
             .await;
