@@ -134,8 +134,13 @@ impl Spool {
     /// Size of a message's bytes (our headers included) without reading its body.
     pub(super) fn body_size(&self, path: &Path) -> Result<(super::Envelope, u64), SpoolError> {
         let file = File::open(path).map_err(io_err("open", path))?;
-        let file_len = file.metadata().map_err(io_err("stat", path))?.len();
-        let (envelope, body, tail) = open_any(file, path, file_len)?;
+        let opened = file.metadata().map_err(io_err("stat", path))?;
+        let (envelope, body, tail) = match open_any(file, path, opened.len()) {
+            Err(e) if super::gone_since_opened(&e, path, &opened) => {
+                return Err(io_err("read", path)(io::ErrorKind::NotFound.into()))
+            }
+            other => other?,
+        };
         let size = body.len() as u64 + tail.map(|t| t.len).unwrap_or(0);
         Ok((envelope, size))
     }

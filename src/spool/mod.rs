@@ -802,20 +802,39 @@ fn not_quarantined(e: SpoolError, id: &QueueId) -> SpoolError {
 
 /// Reads `dir/ID` and splits it into envelope and message bytes.
 fn read_message_file(dir: &Path, id: &QueueId) -> Result<(Envelope, Vec<u8>), SpoolError> {
+    use std::io::Read as _;
     let path = dir.join(id.as_str());
-    let mut bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(SpoolError::NotFound(id.clone()))
-        }
-        Err(e) => return Err(io_err("read", &path)(e)),
+    let not_found = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+        _ => io_err("read", &path)(e),
     };
-    if bytes.starts_with(spill::MAGIC2) {
-        return spill::decode(&path, &bytes);
+    let mut file = fs::File::open(&path).map_err(not_found)?;
+    let opened = file.metadata().map_err(not_found)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(not_found)?;
+    let decoded = if bytes.starts_with(spill::MAGIC2) {
+        spill::decode(&path, &bytes)
+    } else {
+        decode_header(&path, &bytes, bytes.len() as u64).map(|(envelope, offset, _)| {
+            bytes.drain(..offset);
+            (envelope, std::mem::take(&mut bytes))
+        })
+    };
+    match decoded {
+        Err(e) if gone_since_opened(&e, &path, &opened) => Err(SpoolError::NotFound(id.clone())),
+        other => other,
     }
-    let (envelope, offset, _) = decode_header(&path, &bytes, bytes.len() as u64)?;
-    bytes.drain(..offset);
-    Ok((envelope, bytes))
+}
+
+/// Whether `e`, a read of the file at `path` opened as `opened`, failed because the file
+/// is no longer the one there. The gateway recycles a delivered message's file for a later
+/// message (`recycle`): a reader that opened it before reads the later message's bytes,
+/// which fail the seal, while the message it asked for was only delivered.
+fn gone_since_opened(e: &SpoolError, path: &Path, opened: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    matches!(e, SpoolError::Corrupt(..))
+        && !fs::metadata(path)
+            .is_ok_and(|now| now.dev() == opened.dev() && now.ino() == opened.ino())
 }
 
 fn list_ids(queue: &Path) -> Result<Vec<QueueId>, SpoolError> {
@@ -1036,6 +1055,35 @@ mod tests {
             is_dsn: false,
             rules: Vec::new(),
         }
+    }
+
+    /// Regression: `queue show` of a message delivered while it read said "corrupt": the
+    /// file it had opened was recycled for a later message, whose seal names another id.
+    #[test]
+    fn a_file_recycled_while_read_is_gone_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ID");
+        std::fs::write(&path, b"first").unwrap();
+        let opened = std::fs::metadata(&path).unwrap();
+        let corrupt = SpoolError::Corrupt(path.clone(), "sealed for another id".into());
+        assert!(
+            !gone_since_opened(&corrupt, &path, &opened),
+            "still there: corrupt"
+        );
+        let later = dir.path().join("later");
+        std::fs::write(&later, b"later").unwrap();
+        std::fs::rename(&later, &path).unwrap();
+        assert!(
+            gone_since_opened(&corrupt, &path, &opened),
+            "replaced: gone"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(gone_since_opened(&corrupt, &path, &opened), "removed: gone");
+        let other = SpoolError::NotFound(QueueId::generate());
+        assert!(
+            !gone_since_opened(&other, &path, &opened),
+            "only a corrupt read is explained"
+        );
     }
 
     /// Regression (review): a gateway starting while `quarantine release` ran (state
