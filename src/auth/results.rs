@@ -142,10 +142,11 @@ impl Authenticator {
         outcome: &mut AuthOutcome,
         deadline: tokio::time::Instant,
     ) {
-        // Lines of the header section that are no field are left out first: mail-auth ends
-        // the header section at one, so a `From:` after it, which readers show, went
-        // unjudged by DMARC (or nothing parsed at all, when such a line came first).
-        let fields_only = crate::mail::header_fields::header_without_nameless_lines(raw);
+        // The header section as readers read it first: mail-auth ends it at a line that is
+        // no field and knows no `From :`, so a From field written either way, which readers
+        // show, went unjudged by DMARC (or nothing parsed at all, when such a line came
+        // first).
+        let fields_only = crate::mail::header_fields::header_as_readers_read(raw);
         let parsed = match &fields_only {
             Some((header, rest)) => crate::runtime::off_the_session_threads(raw.len(), || {
                 // The header read first, then the rest: the empty line ends it at once and

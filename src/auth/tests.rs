@@ -654,6 +654,10 @@ async fn a_line_that_is_no_field_does_not_hide_the_from_from_dmarc() {
         "Subject: x\r\nX-Junk\r\nFrom: ceo@example.test\r\n\r\nHi.\r\n",
         "X-Junk\r\nFrom: ceo@example.test\r\nSubject: x\r\n\r\nHi.\r\n",
         "Subject: x\r\nno colon here\r\n folded\r\nFrom: ceo@example.test\r\n\r\nHi.\r\n",
+        // Regression (review): blanks before the colon (RFC 5322's obsolete syntax, which
+        // mail-parser and readers take as the From field) hid it from mail-auth.
+        "Subject: x\r\nFrom : ceo@example.test\r\n\r\nHi.\r\n",
+        "From\t: ceo@example.test\r\nSubject: x\r\n\r\nHi.\r\n",
     ] {
         let outcome = check(&auth, "mx.evil.test", "a@evil.test", raw).await;
         assert!(

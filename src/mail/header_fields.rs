@@ -25,8 +25,13 @@ pub fn remove_fields<'m>(
     let (kept, rest) = keep_fields(message, |field| {
         // The name ends at the first colon, wherever it is (a name folded before its
         // colon is still that field to a reader that unfolds first).
-        !memchr::memchr(b':', field)
-            .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]))
+        let dropped = memchr::memchr(b':', field)
+            .is_some_and(|colon| drop(field[..colon].trim_ascii(), &field[colon + 1..]));
+        if dropped {
+            Field::Drop
+        } else {
+            Field::Keep
+        }
     });
     match kept {
         Some(mut out) => {
@@ -37,32 +42,54 @@ pub fn remove_fields<'m>(
     }
 }
 
-/// The header section without its lines that are no field (no colon on the line, as
-/// `X-Junk`), their continuation lines with them, and where the rest of the message (the
-/// empty line, then the body) starts; `None` when there is no such line. mail-auth ends
-/// the header section at one, where mail-parser (the rules) and many readers skip it: a
-/// `From:` written after one was shown to the reader but never judged by DMARC. Only the
-/// header section is copied: the body may be a mapped file of many megabytes.
-pub fn header_without_nameless_lines(message: &[u8]) -> Option<(Vec<u8>, usize)> {
+/// The header section as mail readers read it, for a parser stricter than they are, and
+/// where the rest of the message (the empty line, then the body) starts; `None` when it
+/// is already so. mail-auth ends the header section at a line that is no field (no colon,
+/// as `X-Junk`), and knows a field only by a name followed at once by its colon, where
+/// mail-parser (the rules) and readers skip such a line and take `From :` or `From\t:`
+/// (RFC 5322 §4.5's obsolete syntax, which a reader must accept) as the From field: a
+/// `From` written so was shown to the reader but never judged by DMARC. A name folded
+/// before its colon is no field to mail-parser either, and goes. So lines that are no field go, with their continuation lines, and a
+/// name's blanks before its colon go (relaxed DKIM drops them too). Only the header
+/// section is copied: the body may be a mapped file of many megabytes.
+pub fn header_as_readers_read(message: &[u8]) -> Option<(Vec<u8>, usize)> {
     let (kept, rest) = keep_fields(message, |field| {
-        memchr::memchr(b':', first_line(field)).is_some()
+        let line = match memchr::memchr(b'\n', field) {
+            Some(i) => &field[..i],
+            None => field,
+        };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return Field::Drop;
+        };
+        let name = field[..colon].trim_ascii_end();
+        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+            // No one name before the colon: a line that is no field.
+            Field::Drop
+        } else if name.len() == colon {
+            Field::Keep
+        } else {
+            let mut out = Vec::with_capacity(field.len());
+            out.extend_from_slice(name);
+            out.extend_from_slice(&field[colon..]);
+            Field::Replace(out)
+        }
     });
     kept.map(|header| (header, rest))
 }
 
-/// A field's first line (all of it when it has one line).
-fn first_line(field: &[u8]) -> &[u8] {
-    match memchr::memchr(b'\n', field) {
-        Some(i) => &field[..i],
-        None => field,
-    }
+/// What becomes of one header field.
+enum Field {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
 }
 
 /// Walks the header section (CRLF or LF line ends; it ends at the first empty line),
-/// keeping the fields `keep` accepts. Returns the kept fields when some field was left
-/// out (`None` when all were kept), and where the header section ends. Lines before the
-/// first field that start with a blank continue no field and are always left out.
-fn keep_fields(message: &[u8], mut keep: impl FnMut(&[u8]) -> bool) -> (Option<Vec<u8>>, usize) {
+/// keeping, dropping or replacing each field as `keep` says. Returns the fields that
+/// result when one was dropped or replaced (`None` when all were kept), and where the
+/// header section ends. Lines before the first field that start with a blank continue no
+/// field and are always left out.
+fn keep_fields(message: &[u8], mut keep: impl FnMut(&[u8]) -> Field) -> (Option<Vec<u8>>, usize) {
     let mut kept: Option<Vec<u8>> = None;
     let mut pos = 0;
     while pos < message.len() {
@@ -83,10 +110,19 @@ fn keep_fields(message: &[u8], mut keep: impl FnMut(&[u8]) -> bool) -> (Option<V
         }
         let field = &message[pos..end];
         let orphan = matches!(field.first(), Some(b' ' | b'\t'));
-        if orphan || !keep(field) {
-            kept.get_or_insert_with(|| message[..pos].to_vec());
-        } else if let Some(out) = kept.as_mut() {
-            out.extend_from_slice(field);
+        match if orphan { Field::Drop } else { keep(field) } {
+            Field::Drop => {
+                kept.get_or_insert_with(|| message[..pos].to_vec());
+            }
+            Field::Replace(new) => {
+                kept.get_or_insert_with(|| message[..pos].to_vec())
+                    .extend_from_slice(&new);
+            }
+            Field::Keep => {
+                if let Some(out) = kept.as_mut() {
+                    out.extend_from_slice(field);
+                }
+            }
         }
         pos = end;
     }
@@ -107,15 +143,39 @@ mod tests {
     #[test]
     fn lines_that_are_no_field_go_with_their_continuations() {
         let m = b"Subject: x\r\nX-Junk\r\n more: y\r\nFrom: a@b.test\r\n\r\nNo colon\r\n";
-        let (header, rest) = header_without_nameless_lines(m).unwrap();
+        let (header, rest) = header_as_readers_read(m).unwrap();
         assert_eq!(header, b"Subject: x\r\nFrom: a@b.test\r\n");
         assert_eq!(&m[rest..], b"\r\nNo colon\r\n");
         let clean = b"A: 1\r\nB: 2\r\n\r\nbody\r\n";
-        assert!(header_without_nameless_lines(clean).is_none());
+        assert!(header_as_readers_read(clean).is_none());
         // To `remove_fields` a name folded before its colon is still that field.
         let folded = b"X-Drop\r\n : a\r\nB: 2\r\n\r\nbody\r\n";
         let out = remove_fields(folded, |name, _| name.starts_with(b"X-Drop"));
         assert_eq!(&*out, b"B: 2\r\n\r\nbody\r\n");
+    }
+
+    /// Regression (review): `From : ceo@victim.test` escaped DMARC, which knew no field
+    /// of that name, while mail-parser and readers show it as the From field.
+    #[test]
+    fn blanks_before_a_names_colon_go_as_readers_read_the_field() {
+        for m in [
+            &b"From : a@victim.test\r\nTo: b@x.test\r\n\r\nbody\r\n"[..],
+            b"From\t: a@victim.test\r\nTo: b@x.test\r\n\r\nbody\r\n",
+        ] {
+            let (header, rest) = header_as_readers_read(m).unwrap();
+            assert_eq!(header, b"From: a@victim.test\r\nTo: b@x.test\r\n", "{m:?}");
+            assert_eq!(&m[rest..], b"\r\nbody\r\n");
+            // The reading mail-parser (the rules) makes of the same message.
+            let parsed = mail_parser::MessageParser::default().parse(m).unwrap();
+            let from = parsed
+                .from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address());
+            assert_eq!(from, Some("a@victim.test"), "{m:?}");
+        }
+        // Two words before a colon are no field name.
+        let m = b"X-Junk\r\n more: y\r\nA: 1\r\n\r\n";
+        assert_eq!(header_as_readers_read(m).unwrap().0, b"A: 1\r\n");
     }
 
     #[test]
