@@ -18,28 +18,51 @@ pub const MAX_SIGNED_FIELDS: usize = 100;
 /// How many of the set-aside signatures are reported (each is a line of our header).
 const MAX_REPORTED: usize = 5;
 
-/// The reason given for a signature set aside.
-fn reason() -> String {
+/// The reason given for a signature set aside for its length.
+fn too_many_fields() -> String {
     format!("signs more than {MAX_SIGNED_FIELDS} header fields")
 }
 
-/// Takes the DKIM signatures that sign too many fields out of `message` (so nothing
-/// verifies them) and returns their results (`permerror`, at most [`MAX_REPORTED`]) and
-/// their `Authentication-Results` text.
+/// The reason given for a signature that leaves a From field unsigned.
+const FROM_UNSIGNED: &str = "does not sign every From field";
+
+/// Takes out of `message` (so nothing verifies them) the DKIM signatures that sign too
+/// many fields, and, of a message with several From fields, those that do not sign every
+/// one, and returns their results (`permerror`, at most [`MAX_REPORTED`]) and their
+/// `Authentication-Results` text. A signature names a field once for each instance it
+/// signs, from the bottom up (RFC 6376 §5.4.2): a From field added above a signed message
+/// (a newsletter of the domain, resent under `From: ceo@` of the same domain) left the
+/// signature valid and aligned, so DMARC passed for an author the signer never wrote.
 pub fn set_aside_dkim(
     message: &mut AuthenticatedMessage<'_>,
 ) -> (Vec<DkimSignatureResult>, String) {
+    let from_fields = message
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"from"))
+        .count();
     let mut results = Vec::new();
     let mut text = String::new();
     message.dkim_headers.retain(|h| {
         let signature = &h.header;
-        if signature.h.len() <= MAX_SIGNED_FIELDS {
+        let signed_froms = || {
+            signature
+                .h
+                .iter()
+                .filter(|n| n.eq_ignore_ascii_case("from"))
+                .count()
+        };
+        let reason = if signature.h.len() > MAX_SIGNED_FIELDS {
+            too_many_fields()
+        } else if from_fields > 1 && signed_froms() < from_fields {
+            FROM_UNSIGNED.to_owned()
+        } else {
             return true;
-        }
+        };
         if results.len() < MAX_REPORTED {
             let domain = pvalue(&signature.d.to_ascii_lowercase());
             let selector = pvalue(&signature.s);
-            text.push_str(&format!(";\r\n\tdkim=permerror ({})", reason()));
+            text.push_str(&format!(";\r\n\tdkim=permerror ({reason})"));
             if !domain.is_empty() {
                 text.push_str(&format!(" header.d={domain}"));
             }
@@ -50,7 +73,7 @@ pub fn set_aside_dkim(
                 verdict: DkimVerdict::PermError,
                 domain,
                 selector,
-                reason: reason(),
+                reason,
             });
         }
         false
@@ -66,7 +89,7 @@ pub fn arc_refused(message: &AuthenticatedMessage<'_>) -> Option<String> {
         .ams_headers
         .iter()
         .any(|h| h.header.h.len() > MAX_SIGNED_FIELDS)
-        .then(reason)
+        .then(too_many_fields)
 }
 
 /// `value` (the sender's to write) as a property value of our header, as mail-auth writes

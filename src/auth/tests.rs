@@ -192,6 +192,46 @@ async fn dkim_valid_aligned_and_dmarc_pass() {
     assert!(!header.replace("\r\n", "").contains('\n'), "{header}");
 }
 
+/// Regression (review): a From field added above a signed message of the same domain
+/// (`From: ceo@` over the domain's newsletter) left its signature valid and aligned, since
+/// a signature naming `from` once signs the bottom one: DMARC passed for an author the
+/// signer never wrote, with `DKIM_VALID_AU`.
+#[tokio::test]
+async fn a_from_field_added_above_a_signed_message_is_not_the_signers() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.example.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("example.test", "v=spf1 -all"),
+    )
+    .await;
+    let signed = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("news@example.test", "Our news.\r\n"),
+    );
+    let forged = format!("From: CEO <ceo@example.test>\r\n{signed}");
+    let outcome = check(&auth, "client.example.test", "news@example.test", &forged).await;
+    let symbols = outcome.symbols();
+    assert!(!symbols.contains(&"DKIM_VALID_AU"), "{symbols:?}");
+    assert!(!symbols.contains(&"DMARC_PASS"), "{symbols:?}");
+    assert!(outcome.dmarc_reject_requested(), "{symbols:?}");
+    let header = outcome.authentication_results_header("mx.example.test");
+    assert!(
+        header.contains("does not sign every From field"),
+        "{header}"
+    );
+    // The message as signed still passes.
+    let outcome = check(&auth, "client.example.test", "news@example.test", &signed).await;
+    assert!(
+        outcome.symbols().contains(&"DMARC_PASS"),
+        "{:?}",
+        outcome.symbols()
+    );
+}
+
 #[tokio::test]
 async fn tampered_body_is_invalid_and_dmarc_reject() {
     let (pkcs8, record) = ed25519_key();
