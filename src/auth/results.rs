@@ -26,9 +26,11 @@ pub struct AuthOutcome {
     pub dmarc: Option<DmarcCheck>,
     /// ARC chain.
     pub arc: Option<ArcCheck>,
-    /// The `dkim=`, `arc=` and `dmarc=` resinfo parts of the header, built by mail-auth while
-    /// its borrowed outputs were alive (each starts with `;`).
+    /// The `dkim=` and `arc=` resinfo parts of the header, built by mail-auth while its
+    /// borrowed outputs were alive (each starts with `;`).
     message_results: String,
+    /// The `dmarc=` resinfo parts, likewise.
+    dmarc_results: String,
 }
 
 impl AuthOutcome {
@@ -42,6 +44,7 @@ impl AuthOutcome {
             dmarc: None,
             arc: None,
             message_results: String::new(),
+            dmarc_results: String::new(),
         }
     }
 
@@ -58,6 +61,21 @@ impl AuthOutcome {
         }
         symbols.extend(self.arc.as_ref().map(ArcCheck::symbol));
         symbols
+    }
+
+    /// Leaves DMARC unjudged unless it passed, in the symbols and the header: of mail
+    /// whose MAIL FROM was not checked here (a tier peer relaying what it took, whose own
+    /// results are removed as claiming a member's name), a failure says only that SPF,
+    /// which the domain may rely on alone, was not asked.
+    pub fn leave_dmarc_unjudged_unless_passed(&mut self) {
+        if self
+            .dmarc
+            .as_ref()
+            .is_some_and(|d| d.verdict != DmarcVerdict::Pass)
+        {
+            self.dmarc = None;
+            self.dmarc_results.clear();
+        }
     }
 
     /// DMARC failed and the From domain publishes `p=reject`.
@@ -90,7 +108,10 @@ impl AuthOutcome {
             );
         }
         // `Display` writes the authserv-id followed by the resinfo parts.
-        let mut header = format!("Authentication-Results: {results}{}", self.message_results);
+        let mut header = format!(
+            "Authentication-Results: {results}{}{}",
+            self.message_results, self.dmarc_results
+        );
         if header.len() == "Authentication-Results: ".len() + hostname.len() {
             header.push_str("; none");
         }
@@ -297,10 +318,10 @@ impl Authenticator {
             )
         });
         text.push_str(&arc_text);
-        text.push_str(&dmarc_text);
         outcome.dkim = Some(dkim);
         outcome.arc = Some(arc);
         outcome.message_results = text;
+        outcome.dmarc_results = dmarc_text;
     }
 
     /// DMARC of `message` (one author domain) with the aligned signatures' results, the

@@ -116,6 +116,12 @@ impl Check for MessageAuth {
                 }
             }
         }
+        if ctx.client.tier_peer.is_some() && outcome.spf_mail_from.is_none() {
+            // A peer's relay: the sender's SPF was checked at the peer (see `Spf`), so a
+            // domain's mail that passed DMARC by SPF alone would fail it here, scoring
+            // `DMARC_FAIL` and its policy (6 points, over `tag`) on mail that passed.
+            outcome.leave_dmarc_unjudged_unless_passed();
+        }
         for symbol in outcome.symbols() {
             // SPF symbols were recorded at MAIL already.
             if !spf_symbols.contains(&symbol) {
@@ -211,5 +217,18 @@ mod tests {
         let names: Vec<&str> = peer.symbols.iter().map(|s| s.name.as_str()).collect();
         assert!(!names.iter().any(|n| n.starts_with("SPF_")), "{names:?}");
         assert_eq!(message_auth.run(&mut peer).await, Decision::Continue);
+        // Regression (review): nor scored for a DMARC failure that only says SPF was not
+        // asked here (`DMARC_FAIL` and `DMARC_POLICY_REJECT`: 6 points, over `tag`), nor
+        // written as one in our header.
+        let names: Vec<&str> = peer.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert!(!names.iter().any(|n| n.starts_with("DMARC_")), "{names:?}");
+        let header = peer
+            .auth
+            .as_ref()
+            .unwrap()
+            .authentication_results_header("gw1.example.test");
+        assert!(!header.contains("dmarc="), "{header}");
+        let names: Vec<&str> = outsider.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"DMARC_FAIL"), "{names:?}");
     }
 }
