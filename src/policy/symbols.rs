@@ -179,4 +179,22 @@ mod tests {
             "described, added by no known check: {unknown:?}"
         );
     }
+
+    /// Regression (review): a DMARC failure of a domain asking for quarantine (or for
+    /// rejection while it samples, `pct` below 100) scored 4 points, under `tag`: the
+    /// domain's request reached the recipient as a clean message. A quarantine request is
+    /// at least a tag (RFC 7489 §6.3: "suspicious"), a rejection request more.
+    #[test]
+    fn a_dmarc_failure_asking_for_quarantine_reaches_tag() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = Config::load(&root.join("config/mxguard.toml")).unwrap();
+        let rules = crate::rules::load_dir(&root.join("rules")).unwrap();
+        let score = |names: &[&str]| -> f64 {
+            names.iter().map(|n| rules.score_of(n).unwrap_or(0.0)).sum()
+        };
+        let tag = config.policy.thresholds.tag;
+        assert!(score(&["DMARC_FAIL", "DMARC_POLICY_QUARANTINE"]) >= tag);
+        assert!(score(&["DMARC_FAIL", "DMARC_POLICY_REJECT"]) > tag);
+        assert!(score(&["DMARC_FAIL", "DMARC_POLICY_NONE"]) < tag);
+    }
 }
