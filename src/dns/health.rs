@@ -61,7 +61,7 @@ impl Health {
     /// Makes the gauge say this resolver's state: it is the one in force.
     pub(crate) fn publish(&self) {
         self.retired.store(false, Ordering::Release);
-        self.set_gauge(!self.is_down());
+        self.set_gauge();
     }
 
     /// Stops this resolver from writing the gauge: a reload replaced it.
@@ -69,9 +69,20 @@ impl Health {
         self.retired.store(true, Ordering::Release);
     }
 
-    fn set_gauge(&self, up: bool) {
-        if !self.retired.load(Ordering::Acquire) {
+    /// Makes the gauge say the state, unless retired: each flip calls this after it, and
+    /// the state is read again after the write, so the last write follows the last flip
+    /// (a lookup marking it down while another's answer marked it up could leave the gauge
+    /// saying the opposite of the state).
+    fn set_gauge(&self) {
+        loop {
+            if self.retired.load(Ordering::Acquire) {
+                return;
+            }
+            let up = !self.is_down();
             self.gauge.set(i64::from(up));
+            if !self.is_down() == up {
+                return;
+            }
         }
     }
 
@@ -93,7 +104,7 @@ impl Health {
             .fetch_max(self.stamp(Instant::now()), Ordering::Relaxed);
         self.consecutive.store(0, Ordering::Relaxed);
         if self.down.swap(false, Ordering::AcqRel) {
-            self.set_gauge(true);
+            self.set_gauge();
             tracing::warn!("DNS resolver answers again: DNS checks resume");
         }
     }
@@ -125,7 +136,7 @@ impl Health {
         if !(silent || failures >= self.down_after) || self.down.swap(true, Ordering::AcqRel) {
             return false;
         }
-        self.set_gauge(false);
+        self.set_gauge();
         tracing::error!(
             failures,
             silent,

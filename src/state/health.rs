@@ -98,7 +98,20 @@ impl Health {
         }
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!("state backend is up again");
-            self.metrics.state_up.set(1);
+            self.publish();
+        }
+    }
+
+    /// Makes `mxguard_state_up` say the state: each flip publishes after it, and re-reads
+    /// the flag after writing, so the last write follows the last flip (two calls flipping
+    /// it at once left the gauge at 0 with the backend up, and the alert firing).
+    fn publish(&self) {
+        loop {
+            let up = self.is_up();
+            self.metrics.state_up.set(i64::from(up));
+            if self.is_up() == up {
+                return;
+            }
         }
     }
 
@@ -132,8 +145,8 @@ impl Health {
 
     fn mark_down(&self, error: &StateError) {
         if self.up.swap(false, Ordering::Relaxed) {
+            self.publish();
             tracing::error!(error = %error, "state backend is down");
-            self.metrics.state_up.set(0);
         }
     }
 }
