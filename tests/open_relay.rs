@@ -261,3 +261,41 @@ fn addresses_in_log_lines_are_written_escaped() {
     gw.wait_log_line(Duration::from_secs(10), "5.6.7", 0)
         .unwrap_or_else(|| panic!("no line for the 553 in\n{}", gw.logs()));
 }
+
+/// Regression (review): the `refused` line of a refused recipient named the rules hit
+/// before it but not the one that refused it (the policy sets a refused recipient's
+/// symbols aside before the line was written), and MAIL refused before the policy (a
+/// non-ASCII sender without SMTPUTF8, parameters after HELO) had no line at all.
+#[test]
+fn refusal_lines_name_what_refused() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<to@elsewhere.test>").expect(550, "5.7.1");
+    c.quit();
+    let line = gw
+        .wait_log_line(Duration::from_secs(10), "refused", 0)
+        .unwrap_or_else(|| panic!("no refusal line in\n{}", gw.logs()));
+    assert!(line.contains("RELAY_DENIED"), "{line}");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<j\u{f6}rg@sender.test>")
+        .expect(553, "5.6.7");
+    c.quit();
+    let line = gw
+        .wait_log_line(Duration::from_secs(10), "5.6.7", 0)
+        .unwrap_or_else(|| panic!("no line for the 553 in\n{}", gw.logs()));
+    assert!(
+        line.contains("refused") && line.contains("sender.test"),
+        "{line}"
+    );
+    let mut c = SmtpClient::connect(gw.port).0;
+    c.cmd("HELO client.sender.test").expect(250, "");
+    c.cmd("MAIL FROM:<s@sender.test> BODY=8BITMIME")
+        .expect(555, "5.5.4");
+    c.quit();
+    let line = gw
+        .wait_log_line(Duration::from_secs(10), "5.5.4", 0)
+        .unwrap_or_else(|| panic!("no line for the 555 in\n{}", gw.logs()));
+    assert!(line.contains("refused"), "{line}");
+}

@@ -679,7 +679,9 @@ fn chunks_behind_a_bdat_without_recipients_are_not_client_errors() {
 fn mail_is_refused_when_the_spool_lacks_room() {
     let internal = InternalServer::start();
     let low = Gateway::start(
-        GatewayConfig::new(&internal).spool_key("min_free_bytes", "9000000000000000000"),
+        GatewayConfig::new(&internal)
+            .spool_key("min_free_bytes", "9000000000000000000")
+            .limit("errors_before_disconnect", "2"),
     );
     let mut c = SmtpClient::connect_ehlo(low.port);
     let refused = wait_until(Duration::from_secs(10), || {
@@ -694,6 +696,10 @@ fn mail_is_refused_when_the_spool_lacks_room() {
         true
     });
     assert!(refused, "MAIL kept being accepted below min_free_bytes");
+    // Regression (review): our own shortage counted as the client's error, so the second
+    // deferred MAIL met the error limit's 421.
+    c.cmd("MAIL FROM:<s@sender.test>").expect(452, "4.3.1");
+    c.cmd("MAIL FROM:<s@sender.test>").expect(452, "4.3.1");
     c.quit();
     assert!(
         scrape(admin_port(&low)).value("mxguard_limit_hits_total", &[("limit", "spool_space")])

@@ -172,6 +172,10 @@ pub struct Context {
     /// [`crate::policy::Policy::message_accepted`]): spam refused on its retry earns no
     /// auto-allow.
     pub greylist_credit: Option<String>,
+    /// The symbols a refused HELO or RCPT found: no part of the session or the message
+    /// (see [`crate::policy::Policy::evaluate`]), kept only for the refusal's log line,
+    /// which names what refused. Empty after any other evaluation.
+    pub refused_symbols: Vec<SymbolHit>,
 }
 
 impl Context {
@@ -196,6 +200,7 @@ impl Context {
             peer_stamp: self.peer_stamp.clone(),
             deadline: self.deadline,
             greylist_credit: None,
+            refused_symbols: Vec::new(),
         }
     }
 
@@ -219,6 +224,7 @@ impl Context {
             peer_stamp: None,
             deadline: None,
             greylist_credit: None,
+            refused_symbols: Vec::new(),
         }
     }
 

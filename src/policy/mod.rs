@@ -572,17 +572,21 @@ impl Policy {
         let before_data =
             (stage == Stage::Data && self.shadow.is_some()).then(|| ctx.symbols.clone());
         let decision = self.run_checks(stage, ctx).await;
+        ctx.refused_symbols.clear();
         if matches!(decision, Decision::Reject(_) | Decision::Tempfail(_)) {
             match (stage, before_helo) {
                 (Stage::Helo, Some((helo_symbols, symbols))) => {
                     ctx.client.helo_symbols = helo_symbols;
-                    ctx.symbols = symbols;
+                    ctx.refused_symbols = std::mem::replace(&mut ctx.symbols, symbols);
                     return decision;
                 }
                 // A refused recipient is no part of the message: what its checks found
                 // (`RCPT_UNKNOWN`, `RELAY_DENIED`) must not score, act on or teach the
                 // message the accepted recipients get.
-                (Stage::Rcpt, _) => ctx.symbols.truncate(before),
+                (Stage::Rcpt, _) => {
+                    let at = before.min(ctx.symbols.len());
+                    ctx.refused_symbols = ctx.symbols.split_off(at);
+                }
                 _ => {}
             }
         }

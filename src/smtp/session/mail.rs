@@ -21,25 +21,20 @@ impl Session {
             let reply = Reply::new(421, "4.7.0", text);
             return Some(self.close_at_limit("messages_per_session", reply).await);
         }
+        // Refusals before the policy's get a `refused` line as the policy's do.
         if from.is_utf8() && !params.smtputf8 {
-            return self
-                .error(
-                    Stage::Mail,
-                    Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"),
-                )
-                .await;
+            let reply = Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+            self.log_refusal(Stage::Mail, Some(&from), None, &reply);
+            return self.error(Stage::Mail, reply).await;
         }
         let extended =
             params.smtputf8 || params.size.is_some() || params.body == Body::EightBitMime;
         if extended && self.greeting != Some(Greeting::Ehlo) {
             // After HELO no extension was offered, so none of its parameters is known
             // (RFC 5321 §4.1.1.11): an 8-bit body would be relayed as if it were allowed.
-            return self
-                .error(
-                    Stage::Mail,
-                    Reply::new(555, "5.5.4", "MAIL parameters need EHLO"),
-                )
-                .await;
+            let reply = Reply::new(555, "5.5.4", "MAIL parameters need EHLO");
+            self.log_refusal(Stage::Mail, Some(&from), None, &reply);
+            return self.error(Stage::Mail, reply).await;
         }
         // RFC 1870 §6.1: too little room in the spool for this message (or for mail at
         // all, under `spool.min_free_bytes`) is a 452 now, not after the whole transfer.
@@ -52,9 +47,9 @@ impl Session {
         {
             self.limit_hit("spool_space");
             let text = "Insufficient system storage, try again later";
-            return self
-                .error(Stage::Mail, Reply::new(452, "4.3.1", text))
-                .await;
+            let reply = Reply::new(452, "4.3.1", text);
+            self.log_refusal(Stage::Mail, Some(&from), None, &reply);
+            return self.defer(reply).await;
         }
         self.ctx.declared_size = params.size;
         self.ctx.mail_from = Some(from);
@@ -64,10 +59,25 @@ impl Session {
                 self.mail = Some(params);
                 self.ok(Stage::Mail, Reply::new(250, "2.1.0", "Ok"))
             }
-            Decision::Reject(r) | Decision::Tempfail(r) => {
+            Decision::Tempfail(r) => {
+                self.reset_transaction();
+                self.defer(r).await
+            }
+            Decision::Reject(r) => {
                 self.reset_transaction();
                 self.error(Stage::Mail, r).await
             }
         }
+    }
+
+    /// A sender deferred for our sake (the spool short of room, the state backend down) or
+    /// by a limit is no client error, as a deferred recipient is not: counted as one, it
+    /// pushed a client towards the tarpit and the error limit's 421. A MAIL that moved no
+    /// mail is still a junk command, so a client retrying at once cannot go on for ever.
+    async fn defer(&mut self, reply: Reply) -> Option<End> {
+        if let Some(end) = self.count_junk().await {
+            return Some(end);
+        }
+        self.ok(Stage::Mail, reply)
     }
 }

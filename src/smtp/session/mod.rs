@@ -237,21 +237,34 @@ impl Session {
     async fn evaluate(&mut self, stage: Stage) -> Decision {
         let decision = self.policy.clone().evaluate(stage, &mut self.ctx).await;
         if let Decision::Reject(reply) | Decision::Tempfail(reply) = &decision {
-            self.log_refusal(stage, self.ctx.rcpt.as_ref(), reply);
+            self.log_refusal(stage, None, self.ctx.rcpt.as_ref(), reply);
         }
         decision
     }
 
     /// What an operator greps for when a sender asks why its mail bounced; `rcpt` is the
-    /// recipient refused, if any.
-    fn log_refusal(&self, stage: Stage, rcpt: Option<&crate::mail::Address>, reply: &Reply) {
-        let rules: Vec<&str> = self.ctx.symbols.iter().map(|s| s.name.as_str()).collect();
+    /// recipient refused, if any; `sender` the one refused at MAIL, if any. The rules are
+    /// those hit so far and those of the refused stage, which the policy set aside.
+    fn log_refusal(
+        &self,
+        stage: Stage,
+        sender: Option<&crate::mail::Address>,
+        rcpt: Option<&crate::mail::Address>,
+        reply: &Reply,
+    ) {
+        let mut rules: Vec<&str> = Vec::new();
+        for s in self.ctx.symbols.iter().chain(&self.ctx.refused_symbols) {
+            if !rules.contains(&s.name.as_str()) {
+                rules.push(&s.name);
+            }
+        }
+        let sender = sender.or(self.ctx.mail_from.as_ref());
         tracing::info!(
             client = %self.peer.ip(),
             helo = self.ctx.client.helo.as_deref().unwrap_or(""),
             stage = stage.as_str(),
             // Peer text as strings, which the log writes escaped (see `log_message`).
-            from = self.ctx.mail_from.as_ref().map(|a| a.to_path()).unwrap_or_default().as_str(),
+            from = sender.map(|a| a.to_path()).unwrap_or_default().as_str(),
             rcpt = rcpt.map(|a| a.to_path()).unwrap_or_default().as_str(),
             reply = reply.to_string().as_str(),
             rules = %rules.join(","),
