@@ -271,3 +271,32 @@ fn every_limit_the_gateway_counts_is_documented() {
         );
     }
 }
+
+/// Regression (review): `health_probe`, documented with the other state ops, was not
+/// among the series that start at 0, so `increase()` missed the first failed probe. Every
+/// op the metrics table names is exported from the start.
+#[test]
+fn every_documented_state_op_starts_at_zero() {
+    let (_internal, _gw, admin) = start();
+    let s = scrape(admin);
+    let readme = include_str!("../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `mxguard_state_errors_total`"))
+        .expect("README documents mxguard_state_errors_total");
+    let ops = row.split('|').nth(3).expect("a labels column");
+    let documented: Vec<&str> = ops
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|op| *op != "op")
+        .collect();
+    assert!(documented.len() > 10, "{documented:?}");
+    let exported = s.label_values("mxguard_state_errors_total", "op");
+    for op in documented {
+        assert!(
+            exported.iter().any(|e| e == op),
+            "{op} is documented but not exported at 0: {exported:?}"
+        );
+    }
+}

@@ -499,6 +499,7 @@ impl Metrics {
             "map_set",
             "map_swap",
             "map_entries",
+            "health_probe",
         ] {
             self.state_errors_total.with_label_values(&[op]);
         }
