@@ -260,6 +260,22 @@ fn addresses_in_log_lines_are_written_escaped() {
     c.quit();
     gw.wait_log_line(Duration::from_secs(10), "5.6.7", 0)
         .unwrap_or_else(|| panic!("no line for the 553 in\n{}", gw.logs()));
+    // Regression (review): the greylisting line wrote them raw still.
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal).toml("[greylist]\nenabled = true\ndelay = \"1h\"\n"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<x\u{2028}y\u{202e}gnp.exe@sender.test> SMTPUTF8")
+        .expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(451, "4.7.1");
+    c.quit();
+    let line = gw
+        .wait_log_line(Duration::from_secs(10), "greylisted", 0)
+        .unwrap_or_else(|| panic!("no greylisting line in\n{}", gw.logs()));
+    assert!(
+        !gw.logs().contains('\u{2028}') && !gw.logs().contains('\u{202e}'),
+        "raw separator or override in the log:\n{line}"
+    );
 }
 
 /// Regression (review): the `refused` line of a refused recipient named the rules hit

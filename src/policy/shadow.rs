@@ -135,7 +135,7 @@ impl Policy {
         };
         tracing::info!(
             client = %d.client,
-            from = %d.from,
+            from = d.from.as_str(),
             live = live_verdict.as_str(),
             live_score = d.live_score,
             shadow = shadow_verdict.as_str(),

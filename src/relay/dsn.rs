@@ -227,7 +227,7 @@ pub async fn queue(
     tracing::info!(
         queue_id = %id,
         original = %original.id,
-        to = %envelope.rcpt_to.join(","),
+        to = envelope.rcpt_to.join(",").as_str(),
         failed = failed.len(),
         "DSN queued"
     );

@@ -207,7 +207,7 @@ impl Check for Greylist {
                     .as_ref()
                     .map(|a| a.to_path())
                     .unwrap_or_default();
-                tracing::info!(client = %ctx.client.ip, %from, to = %recipients, result, "greylisted");
+                tracing::info!(client = %ctx.client.ip, from = from.as_str(), to = recipients.as_str(), result, "greylisted");
                 Decision::Tempfail(Reply::new(
                     451,
                     "4.7.1",

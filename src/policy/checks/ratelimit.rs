@@ -134,7 +134,7 @@ impl Check for RateLimit {
             Ok(answer) => {
                 self.count("over");
                 ctx.hit_once(&l.symbol, 0.0);
-                tracing::info!(limit = %l.name, key = l.key.as_str(), %subject, "rate limit exceeded");
+                tracing::info!(limit = %l.name, key = l.key.as_str(), subject = subject.as_str(), "rate limit exceeded");
                 if l.action == RateAction::Score {
                     return Decision::Continue;
                 }

@@ -94,7 +94,7 @@ impl Check for VerifyRecipient {
         match self.verifier.verify(rcpt).await {
             Verification::Known => Decision::Continue,
             Verification::Unknown(why) => {
-                tracing::debug!(rcpt = %path, reason = %why, "unknown recipient");
+                tracing::debug!(rcpt = path.as_str(), reason = %why, "unknown recipient");
                 ctx.hit("RCPT_UNKNOWN", 0.0);
                 Decision::Reject(Reply::new(
                     550,
@@ -103,7 +103,7 @@ impl Check for VerifyRecipient {
                 ))
             }
             Verification::Unavailable(why) => {
-                tracing::info!(rcpt = %path, reason = %why, "recipient verification unavailable");
+                tracing::info!(rcpt = path.as_str(), reason = %why, "recipient verification unavailable");
                 ctx.hit("RCPT_VERIFY_UNAVAILABLE", 0.0);
                 Decision::Tempfail(Reply::new(
                     450,

@@ -377,7 +377,7 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
         if msg.envelope.is_dsn {
             tracing::warn!(
                 queue_id = %msg.id,
-                to = %msg.envelope.rcpt_to.join(","),
+                to = msg.envelope.rcpt_to.join(",").as_str(),
                 "DSN failed permanently; dropped"
             );
         } else if !relay.spool.holds(&msg.id) {
@@ -385,7 +385,7 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
             // DSN about it would say it was not delivered (review).
             tracing::info!(queue_id = %msg.id, "permanent failure for a message deleted from the queue during the attempt; no DSN");
         } else if !has_return_path {
-            tracing::info!(queue_id = %msg.id, from = %msg.envelope.mail_from, "permanent failure for a message whose sender cannot receive mail (null or without a domain); no DSN");
+            tracing::info!(queue_id = %msg.id, from = msg.envelope.mail_from.as_str(), "permanent failure for a message whose sender cannot receive mail (null or without a domain); no DSN");
         } else if let Some(bounce) = bounce {
             let _unlisted = relay.unannounced(&bounce);
             let stored = queue_bounce(relay, config, msg, &failures, &bounce).await;
