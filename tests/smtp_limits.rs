@@ -312,6 +312,14 @@ fn max_sessions_per_ip_is_421_470() {
     let (mut c, bc) = SmtpClient::connect(gw.port);
     bc.expect(421, "4.7.0");
     assert!(c.is_closed(), "connection not closed after 421");
+    // Regression (review): the 421 went out uncounted in the replies.
+    assert_eq!(
+        scrape(admin_port(&gw)).value(
+            "mxguard_smtp_replies_total",
+            &[("stage", "connect"), ("class", "4xx")]
+        ),
+        1.0
+    );
     // Once one session ends, a new one is admitted.
     a.quit();
     thread::sleep(Duration::from_millis(300));

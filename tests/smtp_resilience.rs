@@ -58,6 +58,14 @@ fn bdat_size_past_the_limit_is_refused_and_the_session_closes() {
         m.value("mxguard_messages_total", &[("verdict", "reject")]),
         1.0
     );
+    // Regression (review): the 552 went out uncounted in the replies.
+    assert_eq!(
+        m.value(
+            "mxguard_smtp_replies_total",
+            &[("stage", "data"), ("class", "5xx")]
+        ),
+        1.0
+    );
 }
 
 /// A legitimate MTA sends 130 recipients to a gateway that takes 100 per message: the

@@ -213,6 +213,9 @@ fn refuse(
     let m = &server.metrics;
     m.connections_total.with_label_values(&[result]).inc();
     m.limit_hits_total.with_label_values(&[limit]).inc();
+    m.smtp_replies_total
+        .with_label_values(&[crate::policy::Stage::Connect.as_str(), "4xx"])
+        .inc();
     tracing::info!(client = %peer, limit, "connection refused");
     let policy = server.policy.peek().clone();
     if matches!(refusal, Refusal::Total) {

@@ -108,7 +108,7 @@ impl Session {
                 "Message size exceeds fixed limit of {} bytes",
                 limits.message_size_bytes
             );
-            self.conn.queue(&Reply::new(552, "5.3.4", text).to_wire());
+            let _ = self.ok(Stage::Data, Reply::new(552, "5.3.4", text));
             self.close(Reply::new(
                 421,
                 "4.7.0",

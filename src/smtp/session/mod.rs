@@ -567,13 +567,13 @@ impl Session {
             // be taken for a command. Refuse and close, never resynchronise by guessing.
             self.limit_hit("bdat_size");
             self.reset_transaction();
-            self.conn.queue(
-                &Reply::new(
+            let _ = self.ok(
+                Stage::Data,
+                Reply::new(
                     501,
                     "5.5.4",
                     "Syntax error: BDAT needs a chunk size we can read",
-                )
-                .to_wire(),
+                ),
             );
             self.close(Reply::new(
                 421,
