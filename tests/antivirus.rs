@@ -221,3 +221,52 @@ fn a_scan_the_shadow_policy_reuses_is_counted_once() {
         1.0
     );
 }
+
+/// Regression (review): a shadow policy with a clamd of its own counted its scans with
+/// the live ones, and warned of what it never did: under `on_failure = "tempfail"` it
+/// logged "deferring the message" for a message the live policy accepted.
+#[test]
+fn a_shadow_scan_of_its_own_is_neither_counted_nor_warned_of() {
+    let internal = InternalServer::start();
+    let down = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let av = |port: u16, on_failure: &str| {
+        format!(
+            "[antivirus]\nclamd = \"tcp://127.0.0.1:{port}\"\ntimeout = \"2s\"\non_failure = \"{on_failure}\"\n"
+        )
+    };
+    let shadow_toml = format!(
+        "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n{}",
+        av(down(), "tempfail")
+    );
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml(&format!(
+                "[policy]\nshadow = \"shadow.toml\"\n{}",
+                av(down(), "open")
+            ))
+            .file("shadow.toml", &shadow_toml),
+    );
+    let r = send(&gw, &clean_mail("shadowed"));
+    assert_eq!(r.code, 250, "{r:?}");
+    internal.expect_messages(1);
+    let m = scrape(admin_port(&gw));
+    assert_eq!(
+        m.value("mxguard_antivirus_total", &[("result", "unavailable")]),
+        1.0,
+        "the live scan only"
+    );
+    let logs = gw.logs();
+    assert!(logs.contains("judging without it"), "{logs}");
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("deferring the message")),
+        "{logs}"
+    );
+}

@@ -362,12 +362,13 @@ impl Policy {
         }
         if let Some(clamd) = &services.antivirus {
             let av = &config.antivirus;
-            checks.push(Box::new(antivirus::Antivirus::new(
+            let check = antivirus::Antivirus::new(
                 clamd.clone(),
                 av.on_failure,
                 av.scan,
                 services.metrics.clone(),
-            )));
+            );
+            checks.push(Box::new(if is_shadow { check.in_shadow() } else { check }));
         }
         // Its symbols mean something only where the rules files score them.
         if rules.is_some() {

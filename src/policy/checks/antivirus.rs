@@ -32,6 +32,9 @@ pub struct Antivirus {
     /// What makes two scans of one message alike: the same clamd and scope. Fixed for the
     /// snapshot, so made once.
     key: Arc<str>,
+    /// The shadow policy's check: it acts on nothing, so what it finds is no warning (a
+    /// virus the live scan reported already, a deferral that never happened).
+    in_shadow: bool,
 }
 
 impl Antivirus {
@@ -49,6 +52,24 @@ impl Antivirus {
             scope,
             metrics,
             key: key.into(),
+            in_shadow: false,
+        }
+    }
+
+    /// The same check for the shadow policy: not counted in the metrics (a second scan
+    /// there would count the message twice) and logged at debug level.
+    pub fn in_shadow(mut self) -> Antivirus {
+        self.metrics = None;
+        self.in_shadow = true;
+        self
+    }
+
+    /// Logs a scan that failed as a warning, or at debug level in the shadow policy.
+    fn warn_failed(&self, message: &str, error: &dyn std::fmt::Display) {
+        if self.in_shadow {
+            tracing::debug!(error = %error, "shadow policy: {message}");
+        } else {
+            tracing::warn!(error = %error, "{message}");
         }
     }
 
@@ -116,7 +137,11 @@ impl Check for Antivirus {
                     ScanVerdict::Infected(signature) => {
                         self.count("infected", started);
                         let signature = reply_safe(&signature);
-                        tracing::warn!(client = %ctx.client.ip, %signature, "virus found");
+                        if self.in_shadow {
+                            tracing::debug!(client = %ctx.client.ip, %signature, "shadow policy: virus found");
+                        } else {
+                            tracing::warn!(client = %ctx.client.ip, %signature, "virus found");
+                        }
                         ctx.hit_once(VIRUS_FOUND, 1000.0);
                         Decision::Reject(Reply::new(
                             554,
@@ -204,11 +229,11 @@ impl Antivirus {
         ctx.hit_once(ANTIVIRUS_UNAVAILABLE, MARKER_SCORE);
         match self.on_failure {
             AvFailure::Open => {
-                tracing::warn!(error = %error, "virus scan failed: judging without it");
+                self.warn_failed("virus scan failed: judging without it", error);
                 Decision::Continue
             }
             AvFailure::Tempfail => {
-                tracing::warn!(error = %error, "virus scan failed: deferring the message");
+                self.warn_failed("virus scan failed: deferring the message", error);
                 Decision::Tempfail(Reply::new(
                     451,
                     "4.3.0",
