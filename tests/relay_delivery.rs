@@ -125,6 +125,62 @@ fn failover_to_the_next_internal_server() {
     internal.expect_message_id("failover@test");
 }
 
+/// Regression (review): `mxguard_relay_servers_unreachable` said 0 with a dead server
+/// when `relay.unreachable_hold` was 0 (nothing was held, so nothing counted), and kept
+/// counting a dead server a reload had removed from `relay.internal`.
+#[test]
+fn the_unreachable_gauge_counts_dead_servers_without_a_hold_and_forgets_removed_ones() {
+    let dead = InternalServer::down();
+    let internal = InternalServer::start();
+    let mut cfg = GatewayConfig::new(&internal).relay_key("unreachable_hold", "\"0s\"");
+    cfg.internal = vec![dead.port, internal.port];
+    let gw = Gateway::start(cfg);
+    let gauge =
+        || common::admin::scrape(admin_port(&gw)).value("mxguard_relay_servers_unreachable", &[]);
+    send(
+        &gw,
+        "s@sender.test",
+        &["user@example.test"],
+        "one@test",
+        "x",
+    );
+    internal.expect_message_id("one@test");
+    assert!(
+        wait_until(Duration::from_secs(5), || gauge() == 1.0),
+        "{}",
+        gauge()
+    );
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("internal = "))
+        .unwrap()
+        .to_owned();
+    let without_dead = text.replace(
+        &line,
+        &format!("internal = [\"127.0.0.1:{}\"]", internal.port),
+    );
+    assert_ne!(text, without_dead, "{line}");
+    let before = gw.log_count("policy reloaded");
+    write_atomically(&gw.config_path(), &without_dead);
+    gw.signal(libc::SIGHUP);
+    gw.wait_log_line(Duration::from_secs(10), "policy reloaded", before)
+        .unwrap_or_else(|| panic!("no reload:\n{}", gw.logs()));
+    send(
+        &gw,
+        "s@sender.test",
+        &["user@example.test"],
+        "two@test",
+        "x",
+    );
+    internal.expect_message_id("two@test");
+    assert!(
+        wait_until(Duration::from_secs(5), || gauge() == 0.0),
+        "{}",
+        gauge()
+    );
+}
+
 #[test]
 fn failover_when_the_first_server_tempfails_at_greeting() {
     let busy = InternalServer::start();

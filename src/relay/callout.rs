@@ -205,7 +205,7 @@ impl Callout {
     }
 
     async fn probe_and_record(&self, key: &str, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
-        let settings = self.settings.get(config);
+        let (settings, _) = self.settings.get(config);
         let rc = &config.relay.recipients;
         let started = Instant::now();
         let slots = self.slots(rc.callout_concurrency);

@@ -60,12 +60,12 @@ impl Reachability {
             .find(|server| held.get(server).is_none_or(|until| *until <= now))
     }
 
-    /// `server` did not take a connection: hold it back for `hold` (nothing when `hold`
-    /// is zero: every attempt then tries every server).
+    /// `server` did not take a connection: hold it back for `hold`. A zero `hold` holds
+    /// nothing back (every attempt tries every server), but the server is still failing
+    /// until it takes a connection: `mxguard_relay_servers_unreachable` said 0 with every
+    /// server dead.
     pub(crate) fn unreachable(&self, server: SocketAddr, hold: Duration) {
-        if !hold.is_zero() {
-            self.lock().insert(server, Instant::now() + hold);
-        }
+        self.lock().insert(server, Instant::now() + hold);
     }
 
     /// `server` took a connection; whether it was failing until now.
@@ -126,11 +126,15 @@ mod tests {
         assert_eq!(r.failing(|_| true), 0);
     }
 
-    #[test]
-    fn a_zero_hold_holds_nothing_back() {
+    #[tokio::test]
+    async fn a_zero_hold_holds_nothing_back() {
         let r = Reachability::default();
         r.unreachable(addr(1), Duration::ZERO);
-        assert_eq!(r.failing(|_| true), 0);
+        assert_eq!(r.plan(&[addr(1)], Duration::ZERO), [addr(1)]);
+        // Regression (review): failing all the same, for the gauge.
+        assert_eq!(r.failing(|_| true), 1);
+        // A hold a reload then turns on does not hold it back: its hold ran out.
+        assert_eq!(r.plan(&[addr(1)], Duration::from_secs(60)), [addr(1)]);
         r.unreachable(addr(1), Duration::from_secs(60));
         assert_eq!(r.plan(&[addr(1)], Duration::ZERO), [addr(1)]);
     }

@@ -120,13 +120,14 @@ impl Default for SettingsCache {
 }
 
 impl SettingsCache {
-    /// The client settings of `config`.
-    pub fn get(&self, config: &Arc<Config>) -> ClientSettings {
+    /// The client settings of `config`, and whether `config` is another snapshot than
+    /// the one asked for before (a reload replaced it).
+    pub fn get(&self, config: &Arc<Config>) -> (ClientSettings, bool) {
         // A poisoned lock only means a panic elsewhere; the cache is still valid.
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((seen, settings)) = cached.as_ref() {
             if Arc::ptr_eq(seen, config) {
-                return settings.clone();
+                return (settings.clone(), false);
             }
         }
         let settings = ClientSettings {
@@ -138,7 +139,7 @@ impl SettingsCache {
             )
         };
         *cached = Some((config.clone(), settings.clone()));
-        settings
+        (settings, true)
     }
 }
 

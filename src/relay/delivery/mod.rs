@@ -116,7 +116,12 @@ impl Relay {
     /// The configuration in force and its client settings.
     pub(crate) fn current(&self) -> (Arc<Config>, ClientSettings) {
         let config = self.live.current();
-        let settings = self.settings.get(&config);
+        let (settings, reloaded) = self.settings.get(&config);
+        if reloaded {
+            // The servers counted are the configured ones: a failing server a reload
+            // removed is no longer one.
+            self.publish_failing(&config);
+        }
         (config, settings)
     }
 
