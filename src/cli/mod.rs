@@ -344,7 +344,6 @@ pub fn run() -> ExitCode {
         Err(e) => e.exit(),
     };
     if !matches!(cli.command, Verb::Serve { .. }) {
-        restore_default_sigpipe();
         end_quietly_when_stdout_fails();
     }
     let result = match cli.command {
@@ -423,11 +422,21 @@ pub fn run() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => die_of_sigpipe(),
         Err(e) => {
             report(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is a write into a pipe nobody reads any more (`mxguard queue show ID | head`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints an error with its causes on stderr, each said once: many library errors (a
@@ -452,11 +461,15 @@ fn report(e: &anyhow::Error) {
 }
 
 /// `mxguard check | head -1` must end quietly like any Unix filter, not panic on a closed
-/// pipe: the verbs that print get the default SIGPIPE disposition back (Rust ignores it).
-/// `serve` keeps ignoring it, so a vanished log reader never kills the gateway.
-/// A verb whose output cannot be written (`scan --json > results.json` on a full disk)
-/// ends with exit 1 and one line naming the error; `println!` panicked there, with a
-/// backtrace and exit 101. Other panics keep the default report.
+/// pipe: a verb whose output goes into a pipe nobody reads dies of SIGPIPE, as a filter
+/// with the default disposition does. SIGPIPE itself stays ignored (as Rust sets it, and
+/// as `serve` needs it, so a vanished log reader never kills the gateway): with the
+/// default disposition, a write into a reset network connection killed the process
+/// outright (`audit`: a probed MX hanging up during STARTTLS, whose records rustls sends
+/// with `writev`, which, unlike `send`, raises the signal), and the report was lost.
+/// A verb whose output cannot be written otherwise (`scan --json > results.json` on a
+/// full disk) ends with exit 1 and one line naming the error; `println!` panicked there,
+/// with a backtrace and exit 101. Other panics keep the default report.
 fn end_quietly_when_stdout_fails() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -466,6 +479,14 @@ fn end_quietly_when_stdout_fails() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
+        let printing = message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr");
+        if printing && message.contains("Broken pipe") {
+            die_of_sigpipe();
+        }
+        if message.starts_with("failed printing to stderr") {
+            std::process::exit(1);
+        }
         if message.starts_with("failed printing to stdout") {
             // stderr may be just as full: a second failure here would abort the process.
             let _ = writeln!(std::io::stderr().lock(), "mxguard: {message}");
@@ -475,12 +496,16 @@ fn end_quietly_when_stdout_fails() {
     }));
 }
 
-fn restore_default_sigpipe() {
-    // SAFETY: called once at start, before any other thread exists; SIG_DFL is a valid
-    // disposition for SIGPIPE.
+/// Ends the process as a filter whose output pipe closed ends: killed by SIGPIPE.
+fn die_of_sigpipe() -> ! {
+    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE, and raising a signal has no
+    // precondition; the process ends here, so no other thread's handling matters.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
     }
+    // Not reached: the signal's default action ends the process.
+    std::process::exit(141)
 }
 
 #[cfg(test)]
