@@ -461,6 +461,61 @@ fn a_panic_on_one_message_fails_that_file_only() {
     }
 }
 
+/// Regression (review): a folder message the checks panic on failed the whole folder in
+/// `rules stats` (left out of the shares), and ended `learn` part-way (exit 101, no
+/// retraining, no summary). Each now fails that message alone, as in `scan`.
+#[test]
+fn a_panic_on_one_folder_message_fails_it_alone_in_rules_stats_and_learn() {
+    let s = Setup::new();
+    let mut folder = Vec::new();
+    let panicking = [b"X-Probe: 1\r\n".as_slice(), PARSER_DEBUG_ASSERT].concat();
+    for m in [
+        message("p1@t", "hi", "cheap pills"),
+        panicking,
+        message("p3@t", "hi", "more cheap pills"),
+    ] {
+        folder.extend_from_slice(b"From sender@sender.test Mon Jan  1 00:00:00 2024\n");
+        folder.extend(m);
+        folder.extend_from_slice(b"\n");
+    }
+    s.write(
+        "ham/lunch.eml",
+        &String::from_utf8(message("h@t", "lunch", "noon")).unwrap(),
+    );
+    fs::create_dir_all(s.path("spam")).unwrap();
+    fs::write(s.path("spam/folder.mbox"), folder).unwrap();
+    let out = s.run(&[
+        "rules",
+        "stats",
+        "--config",
+        "mxguard.toml",
+        "--spam",
+        "spam",
+        "--ham",
+        "ham",
+    ]);
+    let all = text(&out);
+    let pills = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.ends_with("BODY_PILLS"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no BODY_PILLS row: {all}"));
+    if PARSER_DEBUG_ASSERT_PANICS {
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("failed=1"), "{all}");
+    }
+    // Both other messages of the folder are in the shares: 100 % of the spam.
+    assert!(pills.trim_start().starts_with("100.00"), "{pills}\n{all}");
+    fs::create_dir_all(s.path("spool")).unwrap();
+    let out = s.run(&["learn", "--config", "mxguard.toml", "--spam", "spam"]);
+    let all = text(&out);
+    assert!(all.contains("learn: 3 messages"), "{all}");
+    if PARSER_DEBUG_ASSERT_PANICS {
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("2 learned, 1 errors"), "{all}");
+    }
+}
+
 /// Regression (review): `scan` exited 0 when it could not read a file it was given, so a
 /// script could not tell a scan that judged nothing from one that judged everything.
 #[test]

@@ -244,7 +244,9 @@ impl Seed {
 
     /// Reads a seed file.
     pub fn read(path: &Path) -> Result<Seed, ClassifyError> {
-        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
+        // A plain file only: `--import /dev/zero` filled memory, and a FIFO with no
+        // writer waited for ever.
+        let bytes = crate::config::read_plain_file(path).map_err(|source| ClassifyError::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -277,6 +279,13 @@ impl Seed {
 mod tests {
     use super::*;
     use crate::classify::ftrl::{train, Example};
+
+    /// Regression (review): `learn --import /dev/zero` read until memory ran out.
+    #[test]
+    fn a_seed_is_read_from_a_plain_file_only() {
+        let e = Seed::read(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not a plain file"), "{e}");
+    }
 
     /// Regression (review): the temporary file was `path.with_extension("tmp")`, so
     /// `learn --export backup.seed` overwrote and removed an unrelated `backup.tmp`.

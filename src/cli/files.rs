@@ -1,5 +1,5 @@
 //! Message files given on the command line: directories walked, files read and worked on
-//! by several threads, results in file order.
+//! by several threads, results handed on in file order.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -195,36 +195,187 @@ pub fn placed_messages_of(raw: &[u8]) -> (Vec<Placed<'_>>, usize) {
     (taken, left.len())
 }
 
-/// Reads (see [`read_message`]) and works on every file with `jobs` threads; the results
-/// in file order.
+/// Runs the checks on one message of a file: a panic (a defect) fails that message
+/// alone, as one file's fails that file, in every verb that reads folders.
+pub fn caught<T>(judge: impl FnOnce() -> T) -> Result<T, FileError> {
+    catch_unwind(AssertUnwindSafe(judge)).map_err(|_| FileError::Panicked)
+}
+
+/// How many results each worker may finish ahead of the oldest one not yet handed on:
+/// what a slow file (a big mbox folder) makes the others wait in memory.
+const AHEAD_PER_WORKER: usize = 64;
+
+/// Results finished out of order, the index of the next one to hand on, and whether
+/// nobody hands them on any more.
+struct InOrder<T> {
+    done: std::collections::BTreeMap<usize, Result<T, FileError>>,
+    next_out: usize,
+    abandoned: bool,
+}
+
+/// Marks the results abandoned when the thread handing them on leaves, normally or by a
+/// panic in `each`: workers waiting for room would otherwise wait for ever, and the
+/// scope that joins them with them.
+struct Abandon<'a, T> {
+    state: &'a std::sync::Mutex<InOrder<T>>,
+    changed: &'a std::sync::Condvar,
+}
+
+impl<T> Drop for Abandon<'_, T> {
+    fn drop(&mut self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .abandoned = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Reads (see [`read_message`]) and works on every file with up to `jobs` threads,
+/// handing each result to `each` in file order as soon as it and all before it are done:
+/// a run over a million files printed nothing until the end, and held every result (a
+/// few gigabytes) until then. Workers stay at most [`AHEAD_PER_WORKER`] results each
+/// ahead of the oldest one not handed on. A thread the system refuses is done without
+/// (`--jobs 100000`); with none at all, the work is done on this thread.
 pub fn scan_parallel<T: Send>(
     files: &[PathBuf],
     jobs: usize,
     limit: usize,
     work: impl Fn(&[u8]) -> T + Sync,
-) -> Vec<Result<T, FileError>> {
+    mut each: impl FnMut(&Path, Result<T, FileError>),
+) {
+    let run_one = |file: &Path| read_message(file, limit).and_then(|raw| caught(|| work(&raw)));
+    let window = jobs.max(1).saturating_mul(AHEAD_PER_WORKER);
+    let state = std::sync::Mutex::new(InOrder {
+        done: std::collections::BTreeMap::new(),
+        next_out: 0,
+        abandoned: false,
+    });
+    let changed = std::sync::Condvar::new();
+    // A poisoned lock only means a panic elsewhere; the map is still whole.
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<Result<T, FileError>>> = Vec::new();
-    slots.resize_with(files.len(), || None);
-    let slots = std::sync::Mutex::new(slots);
+    let worker = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = files.get(i) else { return };
+        let mut ordered = lock();
+        while i >= ordered.next_out.saturating_add(window) && !ordered.abandoned {
+            ordered = changed.wait(ordered).unwrap_or_else(|p| p.into_inner());
+        }
+        if ordered.abandoned {
+            return;
+        }
+        drop(ordered);
+        let result = run_one(file);
+        lock().done.insert(i, result);
+        changed.notify_all();
+    };
     std::thread::scope(|scope| {
+        let _abandon = Abandon {
+            state: &state,
+            changed: &changed,
+        };
+        let mut workers = 0;
         // No more threads than files (review: `--jobs 200000` spawned 200,000 for one).
-        for _ in 0..jobs.min(files.len()).max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(file) = files.get(i) else { return };
-                let result = read_message(file, limit).and_then(|raw| {
-                    catch_unwind(AssertUnwindSafe(|| work(&raw))).map_err(|_| FileError::Panicked)
-                });
-                let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
-                slots[i] = Some(result);
-            });
+        for _ in 0..jobs.min(files.len()) {
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, worker);
+            if spawned.is_err() {
+                break;
+            }
+            workers += 1;
+        }
+        for (i, file) in files.iter().enumerate() {
+            let result = if workers == 0 {
+                run_one(file)
+            } else {
+                let mut ordered = lock();
+                loop {
+                    if let Some(result) = ordered.done.remove(&i) {
+                        ordered.next_out = i + 1;
+                        break result;
+                    }
+                    ordered = changed.wait(ordered).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            changed.notify_all();
+            each(file, result);
         }
     });
-    slots
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(FileError::Panicked)))
-        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    /// Results are handed on in file order while later files are still being worked on:
+    /// the last file's work waits for the first result to be handed on, which a run that
+    /// collected every result first would never do.
+    #[test]
+    fn results_go_out_in_order_before_the_run_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..300)
+            .map(|n| {
+                let path = dir.path().join(format!("{n:03}.eml"));
+                std::fs::write(&path, format!("Subject: {n:03}\r\n\r\nbody\r\n")).unwrap();
+                path
+            })
+            .collect();
+        let first_out = AtomicBool::new(false);
+        let waited_for_it = AtomicBool::new(false);
+        let last = files.len() - 1;
+        let mut seen = Vec::new();
+        scan_parallel(
+            &files,
+            4,
+            1 << 20,
+            |raw| {
+                let n: usize = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
+                if n == last {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !first_out.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    waited_for_it.store(first_out.load(Ordering::SeqCst), Ordering::SeqCst);
+                }
+                n
+            },
+            |_, result| {
+                seen.push(result.unwrap());
+                first_out.store(true, Ordering::SeqCst);
+            },
+        );
+        assert_eq!(seen, (0..files.len()).collect::<Vec<_>>());
+        assert!(
+            waited_for_it.load(Ordering::SeqCst),
+            "nothing went out before the end"
+        );
+    }
+
+    /// A panic where results are handed on (`each`) ends the run: workers waiting for
+    /// room are let go, or the scope joining them would wait for ever.
+    #[test]
+    fn a_panic_handing_results_on_does_not_hang_the_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..500)
+            .map(|n| {
+                let path = dir.path().join(format!("{n:03}.eml"));
+                std::fs::write(&path, "Subject: x\r\n\r\nbody\r\n").unwrap();
+                path
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let run = std::panic::catch_unwind(|| {
+                // One worker, room for 64 results ahead: it waits on the 65th.
+                scan_parallel(&files, 1, 1 << 20, |raw| raw.len(), |_, _| panic!("each"));
+            });
+            let _ = tx.send(run.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the run hung after a panic in each");
+        assert!(panicked);
+    }
 }

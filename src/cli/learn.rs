@@ -270,19 +270,29 @@ async fn learn_files(
         }
         for batch in messages.chunks(IN_FLIGHT) {
             for wave in copies_in_turn(batch.iter().map(|(f, m)| (*f, &**m)).collect()) {
-                let work = wave.iter().map(|(_, raw)| async move {
-                    match class {
-                        Some(c) => classifier.learn(raw, c).await,
-                        None => classifier.forget(raw).await,
-                    }
+                // A message the tokenizer panics on (a defect) is one error, as in `scan`:
+                // unwinding out of the run ended it part-way, with no retraining and no
+                // summary.
+                let work = wave.iter().map(|(_, raw)| {
+                    let one = async move {
+                        match class {
+                            Some(c) => classifier.learn(raw, c).await,
+                            None => classifier.forget(raw).await,
+                        }
+                    };
+                    futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(one))
                 });
                 for ((file, _), result) in wave.iter().zip(futures::future::join_all(work).await) {
                     done += 1;
                     match result {
-                        Ok(o) => *outcomes.entry(o).or_default() += 1,
-                        Err(e) => {
+                        Ok(Ok(o)) => *outcomes.entry(o).or_default() += 1,
+                        Ok(Err(e)) => {
                             errors += 1;
                             eprintln!("{}: {e:#}", file.display());
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            eprintln!("{}: {}", file.display(), FileError::Panicked);
                         }
                     }
                 }

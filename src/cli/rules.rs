@@ -5,7 +5,8 @@
 //! are taken as `learn` takes them.
 
 use super::files::{
-    collect_files, looks_like_message, messages_of, scan_parallel, threads, Collected, FileError,
+    caught, collect_files, looks_like_message, messages_of, scan_parallel, threads, Collected,
+    FileError,
 };
 use mxguard::policy::offline;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,12 +62,14 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
             Ok((
                 messages
                     .iter()
-                    .map(|m| offline.judge(m))
+                    // One folder message the checks panic on fails alone, as in `scan`
+                    // (review: the whole folder left the shares).
+                    .map(|m| caught(|| offline.judge(m)))
                     .collect::<Vec<_>>(),
                 not_messages,
             ))
         };
-        for (file, result) in files.iter().zip(scan_parallel(&files, jobs, limit, judge)) {
+        scan_parallel(&files, jobs, limit, judge, |file, result| {
             let judged = match result.and_then(|r| r) {
                 Ok((judged, 0)) => judged,
                 Ok((judged, not_messages)) => {
@@ -80,10 +83,18 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
                     *left_out.entry(e.kind()).or_default() += 1;
-                    continue;
+                    return;
                 }
             };
             for j in judged {
+                let j = match j {
+                    Ok(j) => j,
+                    Err(e) => {
+                        eprintln!("{}: a message of it: {e}", file.display());
+                        *left_out.entry(e.kind()).or_default() += 1;
+                        continue;
+                    }
+                };
                 totals[i] += 1;
                 let hit: BTreeSet<&str> = j.rule_names().collect();
                 for (name, score) in &j.hits {
@@ -93,7 +104,7 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                     *counts[i].entry(name.to_string()).or_default() += 1;
                 }
             }
-        }
+        });
     }
     if totals[0] == 0 || totals[1] == 0 {
         anyhow::bail!("need at least one spam and one ham message");

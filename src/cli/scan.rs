@@ -2,8 +2,8 @@
 //! end of data (no SMTP, no network); `--compare` shows where two policies disagree.
 
 use super::files::{
-    collect_files, looks_like_message, placed_messages_of, scan_parallel, threads, Collected,
-    FileError,
+    caught, collect_files, looks_like_message, placed_messages_of, scan_parallel, threads,
+    Collected, FileError,
 };
 use mxguard::classify::Judged;
 use mxguard::policy::offline::{self, Judgement, Offline};
@@ -62,9 +62,14 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     // What the gateway takes: a bigger message is refused (552) before any check.
     let limit = policy.policy().config().server.limits.message_size_bytes;
-    // Files are read as `learn` reads them (review: an mbox folder got one verdict for all
-    // its messages, and an empty or binary file a verdict of its own).
-    let results = scan_parallel(&files, jobs, limit, |raw| {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    if unreadable_dirs > 0 {
+        counts.insert("unreadable", unreadable_dirs);
+    }
+    let mut differing = 0;
+    let mut scanned = 0;
+    let mut missed = unreadable_dirs;
+    let judge_file = |raw: &[u8]| {
         if !looks_like_message(raw) {
             return Err(FileError::NotAMessage);
         }
@@ -74,29 +79,21 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
             .map(|(place, m)| {
                 // One folder message the checks panic on fails alone, as one file does.
                 let judge = || (policy.judge(m), other.as_ref().map(|o| o.judge(m)));
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(judge));
-                (*place, result.map_err(|_| FileError::Panicked))
+                (*place, caught(judge))
             })
             .collect();
         Ok((judged, not_messages))
-    });
-    let elapsed = start.elapsed().as_secs_f64();
-
-    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    if unreadable_dirs > 0 {
-        counts.insert("unreadable", unreadable_dirs);
-    }
-    let mut differing = 0;
-    let mut scanned = 0;
-    let mut missed = unreadable_dirs;
-    for (file, result) in files.iter().zip(results) {
+    };
+    // Files are read as `learn` reads them (review: an mbox folder got one verdict for all
+    // its messages, and an empty or binary file a verdict of its own).
+    scan_parallel(&files, jobs, limit, judge_file, |file, result| {
         let (judged, not_messages) = match result.and_then(|r| r) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
                 *counts.entry(e.kind()).or_default() += 1;
                 missed += 1;
-                continue;
+                return;
             }
         };
         if not_messages > 0 {
@@ -133,7 +130,8 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
                 &mut differing,
             );
         }
-    }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{v}={n}")).collect();
     let rate = if elapsed > 0.0 {
         scanned as f64 / elapsed

@@ -80,7 +80,7 @@ impl Health {
             }
             let up = !self.is_down();
             self.gauge.set(i64::from(up));
-            if !self.is_down() == up {
+            if self.is_down() != up {
                 return;
             }
         }
