@@ -294,6 +294,47 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Writes a held message to stdout: byte for byte into a file or a pipe (an 8-bit body
+/// must come out as it is held), but with control characters other than tab and line
+/// ends written as `\xNN` when stdout is a terminal: a header such as `Subject:
+/// \x1b]52;c;...` (a terminal's clipboard write) or `\x1b[2J` is the sender's to write,
+/// and `queue show ID` acted it out on the operator's terminal.
+fn write_message(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::IsTerminal as _;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if stdout.is_terminal() {
+        out.write_all(&terminal_safe(bytes))?;
+    } else {
+        out.write_all(bytes)?;
+    }
+    out.flush()
+}
+
+/// `bytes` with C0 controls (but tab, CR and LF), DEL and the UTF-8 forms of the C1
+/// controls written as `\xNN` (each byte).
+fn terminal_safe(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let c1 = b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n));
+        let control = (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7F;
+        if c1 {
+            out.extend_from_slice(format!("\\x{b:02x}\\x{:02x}", bytes[i + 1]).as_bytes());
+            i += 2;
+            continue;
+        }
+        if control {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    out
+}
+
 fn parse_id(s: &str) -> anyhow::Result<mxguard::spool::QueueId> {
     mxguard::spool::QueueId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a queue id"))
 }
@@ -506,6 +547,21 @@ fn die_of_sigpipe() -> ! {
     }
     // Not reached: the signal's default action ends the process.
     std::process::exit(141)
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    #[test]
+    fn controls_are_written_out_for_a_terminal_and_text_is_kept() {
+        let held = "Subject: \x1b]52;c;aGk=\x07 caf\u{e9}\u{9b}2J\r\n\tfolded\r\n".as_bytes();
+        let shown = String::from_utf8(super::terminal_safe(held)).unwrap();
+        assert_eq!(
+            shown,
+            "Subject: \\x1b]52;c;aGk=\\x07 caf\u{e9}\\xc2\\x9b2J\r\n\tfolded\r\n"
+        );
+        // Raw 8-bit bytes that are no control pass as they are.
+        assert_eq!(super::terminal_safe(b"\xe9t\xe9"), b"\xe9t\xe9");
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 use super::{list_entries, parse_id, printable, QuarantineAction};
 use mxguard::config::Config;
 use mxguard::spool::{unix_now, QueueId, Spool, SpoolError};
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -77,9 +76,6 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     println!("verdict:  {} (score {:.2})", e.verdict, e.score);
     println!("rules:    {}", e.rules.join(", "));
     println!();
-    // The message byte for byte: an 8-bit body must come out as it is held.
-    let mut out = std::io::stdout().lock();
-    out.write_all(&m.body)?;
-    out.flush()?;
+    super::write_message(&m.body)?;
     Ok(())
 }

@@ -4,7 +4,6 @@ use super::{list_entries, parse_id, printable, QueueAction};
 use anyhow::Context as _;
 use mxguard::config::Config;
 use mxguard::spool::{unix_now, QueueId, RcptStatus, Spool};
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -102,10 +101,8 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     let end = memchr::memmem::find(&m.body, b"\r\n\r\n")
         .map(|i| i + 2)
         .unwrap_or(m.body.len());
-    // The header section byte for byte, as `quarantine show` prints a message: raw 8-bit
-    // header bytes came out as U+FFFD.
-    let mut out = std::io::stdout().lock();
-    out.write_all(&m.body[..end])?;
-    out.flush()?;
+    // The header section as `quarantine show` prints a message: raw 8-bit header bytes
+    // came out as U+FFFD.
+    super::write_message(&m.body[..end])?;
     Ok(())
 }
