@@ -176,13 +176,16 @@ impl FromStr for CodeMatch {
             if lo > hi {
                 return Err(format!("empty return-code range {s:?}"));
             }
+            let [a, b, c] = net;
             return match net {
                 [127, 0, 0] => Ok(CodeMatch::LastOctet(lo, hi)),
-                [127, 255, 255] | [0..=126 | 128..=255, _, _] => Err(format!(
+                _ if is_return_code(Ipv4Addr::new(a, b, c, lo)) => {
+                    Ok(CodeMatch::OctetRange(net, lo, hi))
+                }
+                _ => Err(format!(
                     "return code range {s:?} is never a listing (only 127.0.0.0/8 is; \
                      127.255.255.x is a list error)"
                 )),
-                net => Ok(CodeMatch::OctetRange(net, lo, hi)),
             };
         }
         let code = s.parse::<Ipv4Addr>().map_err(|_| {
