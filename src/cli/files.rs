@@ -122,13 +122,7 @@ impl std::fmt::Display for FileError {
 /// Reads a message file: a regular file of at most `limit` bytes. Opened without
 /// blocking, so a FIFO is refused instead of waiting for a writer.
 pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(FileError::Read)?;
-    let meta = file.metadata().map_err(FileError::Read)?;
+    let (file, meta) = mxguard::config::open_without_waiting(path).map_err(FileError::Read)?;
     if !meta.is_file() {
         return Err(FileError::NotRegular);
     }

@@ -148,17 +148,27 @@ struct RawConfig {
     antivirus: antivirus::RawAntivirus,
 }
 
-/// The bytes of a file the configuration names (a key, a recipient or network list),
-/// refused unless it is a plain file: a FIFO named by mistake blocked `check`, or the
-/// reload task, which then ignored every later reload (review).
-pub(crate) fn read_plain_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+/// Opens `path` for reading, and its metadata, without waiting: opening a FIFO for
+/// reading waits for a writer, but not with O_NONBLOCK. Callers refuse what is not a
+/// plain file before they read.
+pub fn open_without_waiting(
+    path: &std::path::Path,
+) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
-    // Opening a FIFO for reading waits for a writer: not without O_NONBLOCK.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// The bytes of a file the configuration names (a key, a recipient or network list),
+/// refused unless it is a plain file: a FIFO named by mistake blocked `check`, or the
+/// reload task, which then ignored every later reload (review).
+pub(crate) fn read_plain_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let (file, meta) = open_without_waiting(path)?;
+    if !meta.is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a plain file",
