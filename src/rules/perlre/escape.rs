@@ -194,17 +194,25 @@ impl Translator {
 impl Translator {
     /// The text of a `{...}` right after an escape letter (the position moves past it).
     fn braced(&mut self) -> Result<String, PatternError> {
+        self.delimited('}')
+            .map(|body| body.trim().to_string())
+            .ok_or_else(|| PatternError::invalid("unterminated `{` after an escape"))
+    }
+
+    /// The text between the opening delimiter at the position and the next `close` (the
+    /// position moves past it); `None` when nothing closes it.
+    fn delimited(&mut self, close: char) -> Option<String> {
         let mut j = self.pos + 1;
         let mut body = String::new();
         while let Some(&c) = self.chars.get(j) {
-            if c == '}' {
+            if c == close {
                 self.pos = j + 1;
-                return Ok(body.trim().to_string());
+                return Some(body);
             }
             body.push(c);
             j += 1;
         }
-        Err(PatternError::invalid("unterminated `{` after an escape"))
+        None
     }
 }
 
@@ -231,17 +239,8 @@ impl Translator {
                 )))
             }
         };
-        let mut name = String::new();
-        let mut j = self.pos + 1;
-        while let Some(&c) = self.chars.get(j) {
-            if c == close {
-                self.pos = j + 1;
-                return Ok(name);
-            }
-            name.push(c);
-            j += 1;
-        }
-        Err(PatternError::invalid(format!("unterminated `\\{letter}`")))
+        self.delimited(close)
+            .ok_or_else(|| PatternError::invalid(format!("unterminated `\\{letter}`")))
     }
 
     /// Writes the backreference to `target` (a number, a negative number counted back
