@@ -520,10 +520,7 @@ fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
         }
         if let Some(from) = pass.take() {
             let db = handle.db.load();
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                sweep_step(&db, from.as_deref(), SWEEP_STEP)
-            }))
-            .unwrap_or_else(|_| Err(StateError::Backend("sweep panicked".into())));
+            let step = without_panics("sweep", || sweep_step(&db, from.as_deref(), SWEEP_STEP));
             match step {
                 Ok(resume) => pass = resume.map(Some),
                 Err(e) => {
@@ -546,8 +543,7 @@ fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
         }
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
         let db = handle.db.load();
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&db, ops)))
-            .unwrap_or_else(|_| Err(StateError::Backend("state transaction panicked".into())));
+        let applied = without_panics("state transaction", || apply(&db, ops));
         match applied {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
@@ -563,6 +559,16 @@ fn writer(handle: &Handle, queue: mpsc::Receiver<Request>, every: Duration) {
             }
         }
     }
+}
+
+/// Runs `f`, a panic in it read as a backend error naming `what`: the writer thread must
+/// outlive a defect in one transaction or sweep.
+fn without_panics<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, StateError>,
+) -> Result<T, StateError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StateError::Backend(format!("{what} panicked"))))
 }
 
 /// [`Handle::recover`], a panic in it caught too: after a panic a transaction caught,
