@@ -260,3 +260,23 @@ fn promtool_parses_every_dashboard_query() {
     let (ok, output) = promtool(&tool, &["check", "rules", file.to_str().unwrap()], None);
     assert!(ok, "a dashboard query does not parse:\n{output}");
 }
+
+/// Regression (review): the production templates had no `[policy.actions]`, so a program
+/// attached (scored 8: a tag) was delivered where README and the shipped configuration
+/// refuse it. Every template acts as the shipped configuration does.
+#[test]
+fn deploy_configs_act_on_what_the_shipped_config_acts_on() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let actions = |path: PathBuf| -> toml::Value {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: toml::Value = toml::from_str(&text).unwrap();
+        doc.get("policy")
+            .and_then(|p| p.get("actions"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: no [policy.actions]", path.display()))
+    };
+    let shipped = actions(root.join("config/mxguard.toml"));
+    for name in ["gw1.toml", "gw2.toml", "bk1.toml", "container.toml"] {
+        assert_eq!(actions(deploy(name)), shipped, "{name}");
+    }
+}
