@@ -982,6 +982,38 @@ mod tests {
         assert_eq!(config.server.hostname, "mx.example.test");
     }
 
+    /// Regression (review): tier names kept their case while `server.hostname` (the
+    /// default tier name) lost it: heartbeat keys are the names, so a peer written
+    /// `GW2.Example.Test` never found gw2's heartbeat, and `GW1.example.test` was not
+    /// known as this gateway's own name.
+    #[test]
+    fn tier_names_are_read_in_lower_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("tier.key");
+        std::fs::write(&secret, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let tier = |name: &str, peer: &str| {
+            format!(
+                "[server]\nhostname = \"gw1.example.test\"\n{MINIMAL}\n[tier]\n{name}secret_file = \"{}\"\n\
+                 [[tier.peers]]\nname = \"{peer}\"\nsmtp = \"192.0.2.12:25\"\nrole = \"primary\"\n",
+                secret.display()
+            )
+        };
+        let config = Config::from_toml(
+            Path::new("t.toml"),
+            &tier("name = \"GW1.Example.Test.\"\n", "GW2.Example.Test."),
+        )
+        .unwrap();
+        let t = config.tier.as_ref().unwrap();
+        assert_eq!(t.name, "gw1.example.test");
+        assert_eq!(t.peers[0].name, "gw2.example.test");
+        let err = Config::from_toml(Path::new("t.toml"), &tier("", "GW1.example.test"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is this gateway's own tier.name"), "{err}");
+    }
+
     /// Regression (review): a recipient list keyed as `relay.domains` may be written (with
     /// its DNS dot) was refused as "not in relay.domains".
     #[test]

@@ -1,7 +1,7 @@
 //! `[tier]` and `[[tier.peers]]`: this gateway's place in an MX tier (its name and role,
 //! the other members, the tier's HMAC key) and the bypass defences' settings.
 
-use super::problems::{time_limit, Problems};
+use super::problems::{domain_key, time_limit, Problems};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -222,10 +222,11 @@ impl RawTier {
 
     /// Validates the section; `hostname` is the default member name.
     pub(super) fn validate(self, hostname: &str, problems: &mut Problems) -> Option<TierConfig> {
-        // Without a trailing dot, as `server.hostname`: the heartbeat key is the name.
+        // Read as `server.hostname` is (lower case, no trailing dot): the heartbeat key is
+        // the name, and a peer written `GW1.Example.Test` must find gw1's.
         let name = self
             .name
-            .map(|n| n.trim_end_matches('.').to_owned())
+            .map(|n| domain_key(&n))
             .unwrap_or_else(|| hostname.to_owned());
         if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ';' || c == '=') {
             problems.bad("tier.name", "must be a name without spaces, ';' or '='");
@@ -260,7 +261,7 @@ impl RawTier {
         let mut peers: Vec<PeerConfig> = Vec::new();
         for (i, mut p) in self.peers.into_iter().enumerate() {
             let key = format!("tier.peers[{i}]");
-            p.name = p.name.trim_end_matches('.').to_owned();
+            p.name = domain_key(&p.name);
             if p.name == name {
                 problems.bad(&format!("{key}.name"), "is this gateway's own tier.name");
             }
