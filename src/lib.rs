@@ -509,6 +509,18 @@ pub async fn serve(
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     warn_of_actions_naming_nothing(&policy);
     let live = Arc::new(LivePolicy::new(policy.clone()));
+    // What can still fail comes before the tier's first round: a start that fails after
+    // announcing this member left its heartbeat standing, and backups took a primary that
+    // never listened (restarted by systemd every 2 s) for up.
+    let tls = Arc::new(net::tls::LiveTls::new(load_tls(&config)?));
+    let admin_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            admin::bind(addr)
+                .await
+                .map_err(|e| ServeError::Admin(addr, e))?,
+        ),
+        None => None,
+    };
     if let Some(tier) = &tier {
         tier.set_fingerprint(policy.fingerprint());
         tier.watch_spool(spool.clone(), config.spool.min_free_bytes);
@@ -519,15 +531,6 @@ pub async fn serve(
     }
     record_policy(&metrics, &policy);
     tracing::info!(fingerprint = policy.fingerprint(), "policy loaded");
-    let tls = Arc::new(net::tls::LiveTls::new(load_tls(&config)?));
-    let admin_listener = match config.metrics.listen {
-        Some(addr) => Some(
-            admin::bind(addr)
-                .await
-                .map_err(|e| ServeError::Admin(addr, e))?,
-        ),
-        None => None,
-    };
     let stop_now = CancellationToken::new();
     let server = Arc::new(smtp::Server {
         policy: live.clone(),

@@ -482,3 +482,42 @@ fn the_tier_key_must_exist_be_long_enough_and_not_be_world_readable() {
         assert!(stderr.contains("tier.secret_file"), "{what}: {stderr}");
     }
 }
+
+/// Regression (review): a start that failed after the tier's first round (its admin
+/// listener's port taken) had announced this member already: its heartbeat stood for half
+/// a minute, and systemd's restart every 2 s renewed it, so backups took a primary that
+/// never listened for up. Nothing is announced until every step that can fail is done.
+#[test]
+fn a_start_that_fails_announces_no_heartbeat() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(keys.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{}\"]\nhostname = \"gw1.example.test\"\n\
+         [relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2\"]\n\
+         [spool]\ndir = \"spool\"\n[metrics]\nlisten = \"{}\"\n{}",
+        free_port(),
+        taken.local_addr().unwrap(),
+        tier_toml(
+            &redis,
+            &key,
+            "gw1",
+            "primary",
+            &peer("bk1", "backup", 2, None)
+        )
+    );
+    fs::write(dir.path().join("mxguard.toml"), config).unwrap();
+    let out = run_mxguard(dir.path(), &["serve", "--config", "mxguard.toml"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&taken.local_addr().unwrap().to_string()),
+        "{stderr}"
+    );
+    let keys = redis.cli(&["KEYS", "*tier:hb:*"]).unwrap_or_default();
+    assert!(keys.trim().is_empty(), "heartbeat left standing: {keys}");
+}
