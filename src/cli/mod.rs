@@ -384,7 +384,9 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    if !matches!(cli.command, Verb::Serve { .. }) {
+    if matches!(cli.command, Verb::Serve { .. }) {
+        serve::ignore_hangups_until_handled();
+    } else {
         end_quietly_when_stdout_fails();
     }
     let result = match cli.command {

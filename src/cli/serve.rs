@@ -28,6 +28,19 @@ pub fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// SIGHUP's default action ends the process, and its handler (a reload) is installed
+/// only once the runtime, the listeners and the watches are up: a `systemctl reload` in
+/// that window (a certificate renewal hook during a restart) ended the gateway, and
+/// systemd, counting death by SIGHUP as a clean exit, did not start it again. Ignored
+/// until then; the reload handler replaces the disposition (a hangup in the window is
+/// lost, and the configuration being loaded is the newest anyway).
+pub(super) fn ignore_hangups_until_handled() {
+    // SAFETY: SIG_IGN is a valid disposition for SIGHUP; called before any thread of ours.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
 /// glibc raises its mmap threshold each time a big block is freed (up to 32 MiB), so after
 /// a burst of big buffers later ones come from the heap arenas and freed memory is never
 /// returned (a gateway kept 2.6 GB after its queue had drained). A fixed threshold keeps
