@@ -313,9 +313,11 @@ impl Gateway {
     pub fn reload(&self, config_path: &std::path::Path) -> Result<String, ReloadError> {
         // A panic (a defect of ours, say a value the validation let through) is a failed
         // reload: it must not end the task that takes SIGHUP and file changes.
-        let reloaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.try_reload(config_path)
-        }))
+        let reloaded = runtime::off_the_async_threads(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.try_reload(config_path)
+            }))
+        })
         .unwrap_or(Err(ReloadError::Panicked));
         let result = if reloaded.is_ok() {
             "success"
@@ -375,6 +377,11 @@ impl Gateway {
     /// rules and shadow, nothing read from disk again. Not a reload (not counted as one).
     /// On error the running policy stays active. Returns the new fingerprint.
     pub fn refresh(&self) -> Result<String, ReloadError> {
+        // The lock may be held by a reload that reads and compiles for a while.
+        runtime::off_the_async_threads(|| self.refresh_now())
+    }
+
+    fn refresh_now(&self) -> Result<String, ReloadError> {
         let set = self.services();
         let policy = Arc::new(
             self.live

@@ -22,6 +22,14 @@ pub fn off_the_session_threads<T>(message_bytes: usize, work: impl FnOnce() -> T
     }
 }
 
+/// Runs `work`, synchronous work that reads files or compiles (a reload, a policy
+/// rebuild), as [`off_the_session_threads`] runs a heavy message's: on a one-worker
+/// runtime (a 1-vCPU host) it held every session, the accept loop and `/healthz` for as
+/// long as it took.
+pub fn off_the_async_threads<T>(work: impl FnOnce() -> T) -> T {
+    off_the_session_threads(HEAVY_MESSAGE_BYTES, work)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{off_the_session_threads, HEAVY_MESSAGE_BYTES};

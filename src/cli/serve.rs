@@ -196,9 +196,13 @@ fn spawn_reload_handler(
             // the files: an edit made from here on is seen (review: a rules directory
             // replaced whole was never watched again, and the rebuild's extra reload
             // counted one change as two).
-            let named =
-                mxguard::config::Config::named_inputs(&path).unwrap_or_else(|_| inputs.clone());
-            match watch(&path, &named) {
+            let (named, watched) = mxguard::runtime::off_the_async_threads(|| {
+                let named =
+                    mxguard::config::Config::named_inputs(&path).unwrap_or_else(|_| inputs.clone());
+                let watched = watch(&path, &named);
+                (named, watched)
+            });
+            match watched {
                 Ok((next, next_changes)) => {
                     if named != inputs {
                         tracing::info!("the file watch follows the files the configuration names");
