@@ -116,6 +116,7 @@ impl Session {
             self.log_message(Some(&id), size, verdict, "discarded");
             Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
         } else {
+            self.committing.send_replace(true);
             match self.spool_message(&id, verdict).await {
                 Ok(()) => {
                     self.server.metrics.message_size_bytes.observe(size as f64);
@@ -145,7 +146,9 @@ impl Session {
             self.junk = 0;
         }
         self.reset_transaction();
-        self.answer_data(reply).await
+        let answered = self.answer_data(reply).await;
+        self.committing.send_replace(false);
+        answered
     }
 
     /// The content checks panicked on this message: a defect of ours or of a parser we use,

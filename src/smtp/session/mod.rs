@@ -95,6 +95,36 @@ pub struct Session {
     transactions: usize,
     started: Instant,
     deadline: Instant,
+    /// True from the spool commit of an accepted message until its answer is sent: the end
+    /// of the shutdown grace waits for that (see [`Session::run`]).
+    committing: tokio::sync::watch::Sender<bool>,
+}
+
+/// How long the end of the shutdown grace waits for a message being committed to get its
+/// answer: within [`crate::smtp`]'s caller's wait for sessions to close (5 s).
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The end of the shutdown grace met the session: a message being committed to the spool
+/// still gets its answer, within [`COMMIT_WAIT`]. Cut short there, the session answered
+/// `421` for a message the spool then held, and the client sent it again: delivered
+/// twice. `Some` end when the session ended meanwhile.
+async fn answer_what_is_committed(
+    serve: std::pin::Pin<&mut impl std::future::Future<Output = End>>,
+    committing: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<End> {
+    if !*committing.borrow() {
+        return None;
+    }
+    let answered = async {
+        tokio::select! {
+            end = serve => Some(end),
+            _ = committing.wait_for(|c| !*c) => None,
+        }
+    };
+    tokio::time::timeout(COMMIT_WAIT, answered)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What a wait for the client ended with.
@@ -193,6 +223,7 @@ impl Session {
             transactions: 0,
             started,
             deadline,
+            committing: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -283,9 +314,14 @@ impl Session {
     /// Runs the session to its end.
     pub async fn run(mut self) {
         let stop_now = self.server.stop_now.clone();
-        let served = tokio::select! {
-            end = self.serve() => Some(end),
-            _ = stop_now.cancelled() => None,
+        let mut committing = self.committing.subscribe();
+        let served = {
+            let serve = self.serve();
+            tokio::pin!(serve);
+            tokio::select! {
+                end = &mut serve => Some(end),
+                _ = stop_now.cancelled() => answer_what_is_committed(serve, &mut committing).await,
+            }
         };
         let end = match served {
             Some(end) => end,
@@ -630,4 +666,36 @@ fn shown_parameter(p: &str) -> String {
         shown.push_str("...");
     }
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of the grace waits for a message being committed to be answered (the
+    /// session goes on being served meanwhile), and for no more than that.
+    #[tokio::test]
+    async fn the_end_of_the_grace_waits_for_a_commit_to_be_answered() {
+        let committing = tokio::sync::watch::Sender::new(true);
+        let mut rx = committing.subscribe();
+        let serve = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            committing.send_replace(false);
+            std::future::pending::<End>().await
+        };
+        tokio::pin!(serve);
+        assert!(answer_what_is_committed(serve, &mut rx).await.is_none());
+        assert!(!*rx.borrow(), "returned before the answer went out");
+        // A session that ends while its answer goes out ends as it ended.
+        committing.send_replace(true);
+        let serve = async { End::Quit };
+        tokio::pin!(serve);
+        let end = answer_what_is_committed(serve, &mut rx).await;
+        assert!(matches!(end, Some(End::Quit)));
+        // Nothing being committed: the session is not served any further.
+        committing.send_replace(false);
+        let serve = async { End::Quit };
+        tokio::pin!(serve);
+        assert!(answer_what_is_committed(serve, &mut rx).await.is_none());
+    }
 }

@@ -53,6 +53,14 @@ impl Session {
     /// the replies did not go out.
     async fn flush_waiting(&mut self) -> Option<End> {
         let deadline = self.command_deadline();
+        if *self.committing.borrow() {
+            // The answer to a message the spool holds: not given up at the end of the
+            // grace, which waits for it a moment (`Session::run`), nor by an eviction.
+            return match self.conn.flush(deadline).await {
+                Ok(()) => None,
+                Err(_) => Some(self.write_failed()),
+            };
+        }
         let flush = self.conn.flush(deadline);
         let why = match wait_client(&self.handle, &self.server, false, flush).await {
             Wait::Ready(Ok(())) => return None,
