@@ -162,7 +162,11 @@ impl ServiceSet {
     fn follow_state(&mut self, config: &mut Config) {
         if let Some(state) = &self.services.state {
             if state.backend_config() != &config.state.backend {
-                tracing::warn!("state.backend changed: the new backend needs a restart; keeping the running one");
+                let key = changed_state_key(state.backend_config(), &config.state.backend);
+                tracing::warn!(
+                    key,
+                    "{key} changed: the new store needs a restart; keeping the running one"
+                );
                 config.state.backend = state.backend_config().clone();
             }
             if state.prefix() != config.state.key_prefix {
@@ -233,6 +237,21 @@ fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, net::t
 
 /// Says which settings differ from those the gateway started with and a reload cannot
 /// apply (they are read once at start): warned at every reload while they differ.
+/// The `[state]` key whose change made `new` another store than `running`, for the
+/// warning that it waits for a restart (a rotated Redis password is `state.redis`).
+fn changed_state_key(
+    running: &config::StateBackendConfig,
+    new: &config::StateBackendConfig,
+) -> &'static str {
+    use config::StateBackendConfig::{Embedded, Redis};
+    match (running, new) {
+        (Embedded { .. }, Embedded { .. }) => "state.path",
+        (Redis { cluster: a, .. }, Redis { cluster: b, .. }) if a != b => "state.cluster",
+        (Redis { .. }, Redis { .. }) => "state.redis",
+        _ => "state.backend",
+    }
+}
+
 fn warn_of_restart_only_changes(old: &Config, new: &Config) {
     let changed = [
         ("server.listen", old.server.listen != new.server.listen),

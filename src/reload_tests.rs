@@ -384,3 +384,29 @@ fn a_reload_cannot_turn_the_classifier_on_in_the_fingerprint() {
         "the fingerprint changed with no classifier running"
     );
 }
+
+/// Regression (review): any change of the store a reload cannot apply was logged as
+/// "state.backend changed", though only the Redis URL (a rotated password) had changed.
+#[test]
+fn the_restart_warning_names_the_state_key_that_changed() {
+    use config::StateBackendConfig::{Embedded, Redis};
+    let embedded = |p: &str| Embedded { path: p.into() };
+    let redis = |u: &str, cluster| Redis {
+        urls: vec![u.to_owned()],
+        cluster,
+    };
+    let one = redis("redis://a/", false);
+    assert_eq!(
+        changed_state_key(&embedded("a"), &embedded("b")),
+        "state.path"
+    );
+    assert_eq!(
+        changed_state_key(&one, &redis("redis://:new@a/", false)),
+        "state.redis"
+    );
+    assert_eq!(
+        changed_state_key(&one, &redis("redis://a/", true)),
+        "state.cluster"
+    );
+    assert_eq!(changed_state_key(&one, &embedded("a")), "state.backend");
+}
