@@ -383,6 +383,7 @@ impl Gateway {
                 }
                 next.follow_tier(&config);
                 warn_of_restart_only_changes(&self.started_with, &config);
+                warn_of_doubtful_settings(&config);
                 *set = next;
                 self.put_in_force(&set, &policy);
                 self.tls.set(tls);
@@ -457,6 +458,14 @@ fn build_policy(
     Ok(Arc::new(
         Policy::build(config, services)?.with_metrics(metrics),
     ))
+}
+
+/// Logs the settings that load but defeat their purpose (see
+/// [`Config::doubtful_settings`]), at start and at each reload that takes them.
+fn warn_of_doubtful_settings(config: &Config) {
+    for (key, why) in config.doubtful_settings() {
+        tracing::warn!(key, "{why}");
+    }
 }
 
 /// Warns of `policy.actions` keys that name nothing, once a policy is in force (a reload
@@ -534,6 +543,7 @@ pub async fn serve(
     set.put_dns_in_force(None, &metrics);
     let policy = build_policy(config.clone(), &metrics, &set.services)?;
     warn_of_actions_naming_nothing(&policy);
+    warn_of_doubtful_settings(&config);
     let live = Arc::new(LivePolicy::new(policy.clone()));
     // What can still fail comes before the tier's first round: a start that fails after
     // announcing this member left its heartbeat standing, and backups took a primary that

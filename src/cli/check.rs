@@ -68,6 +68,9 @@ pub fn run(path: &Path, tier: bool) -> anyhow::Result<ExitCode> {
              only up to {streamed} bytes (ANTIVIRUS_TRUNCATED)"
         );
     }
+    for (key, why) in config.doubtful_settings() {
+        println!("  warning: {key}: {why}");
+    }
     if let Some(tier) = &config.tier {
         for (key, name) in tier.names_not_host_names() {
             println!("  warning: {key} {name:?} is {NOT_A_HOST_NAME}");

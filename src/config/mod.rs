@@ -236,6 +236,50 @@ fn admin_shares_an_smtp_address(
 }
 
 impl Config {
+    /// Settings that load but defeat their purpose, each with its key and why (`check`
+    /// prints them; `serve` logs them at start and at every reload). Not refused: each
+    /// can be meant, for a while.
+    pub fn doubtful_settings(&self) -> Vec<(&'static str, String)> {
+        let mut doubts = Vec::new();
+        let tag = self.policy.thresholds.tag;
+        let reject = self.policy.thresholds.reject;
+        let c = &self.classifier;
+        if c.enabled && c.autolearn && c.autolearn_ham >= tag {
+            doubts.push((
+                "classifier.autolearn_ham",
+                format!(
+                    "{} is at or above policy.tag ({tag}): mail tagged as spam is learned as ham",
+                    c.autolearn_ham
+                ),
+            ));
+        }
+        let g = &self.greylist;
+        if g.enabled && g.stage == GreylistStage::Data && g.min_score >= reject {
+            doubts.push((
+                "greylist.min_score",
+                format!(
+                    "{} is at or above policy.reject ({reject}): such mail is refused, so no \
+                     message is ever greylisted",
+                    g.min_score
+                ),
+            ));
+        }
+        let server = &self.server;
+        // RFC 5321 §4.5.3.2.1: a client waits 5 minutes for the banner.
+        let banner_wait = std::time::Duration::from_secs(300);
+        if server.greet_delay >= banner_wait.min(server.limits.session_duration) {
+            doubts.push((
+                "server.greet_delay",
+                format!(
+                    "{} is at least what a client waits for the banner (5 min) or the \
+                     session's own limit: no client ever gets it",
+                    humantime::format_duration(server.greet_delay)
+                ),
+            ));
+        }
+        doubts
+    }
+
     /// What a reload of the configuration at `path` reads besides the file itself (a
     /// change to any of it is a change of the policy in force, so it is watched too),
     /// from its keys alone, not validated: a reload that fails because a file it names is
@@ -980,6 +1024,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.server.hostname, "mx.example.test");
+    }
+
+    /// Regression (review): settings that load but defeat their purpose went unremarked:
+    /// autolearning as ham at a score that tags, data-stage greylisting from a score that
+    /// refuses, a banner delay no client waits out.
+    #[test]
+    fn settings_that_defeat_their_purpose_are_named() {
+        let load = |extra: &str| {
+            Config::from_toml(Path::new("t.toml"), &format!("{MINIMAL}\n{extra}"))
+                .unwrap()
+                .doubtful_settings()
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect::<Vec<_>>()
+        };
+        assert!(load("").is_empty(), "{:?}", load(""));
+        assert_eq!(
+            load("[classifier]\nautolearn = true\nautolearn_ham = 6.0\nautolearn_spam = 12.0\n"),
+            ["classifier.autolearn_ham"]
+        );
+        assert_eq!(
+            load("[greylist]\nenabled = true\nstage = \"data\"\nmin_score = 15.0\n"),
+            ["greylist.min_score"]
+        );
+        assert_eq!(
+            load("[server]\ngreet_delay = \"6m\"\n"),
+            ["server.greet_delay"]
+        );
     }
 
     /// Regression (review): tier names kept their case while `server.hostname` (the
