@@ -91,17 +91,37 @@ fn raise_open_files_limit(max_sessions: usize) {
             limit = raised;
         }
     }
+    warn_if_short_of_open_files(limit.rlim_cur, max_sessions);
+}
+
+/// Warns when `open_files` (the limit in force) cannot hold `max_sessions` sessions: at
+/// start, and after a reload that raised `max_sessions` (the accept loop then met EMFILE
+/// without a word of why).
+fn warn_if_short_of_open_files(open_files: u64, max_sessions: usize) {
     // Spool, state, DNS, relay and admin need descriptors too.
     let needed = u64::try_from(max_sessions)
         .unwrap_or(u64::MAX)
         .saturating_add(256);
-    let open_files: u64 = limit.rlim_cur;
     if open_files < needed {
         tracing::warn!(
             open_files,
             max_sessions,
             "the open-files limit is below server.limits.max_sessions; raise it (LimitNOFILE) or lower max_sessions"
         );
+    }
+}
+
+/// The open-files limit in force (`u64::MAX` when it cannot be read: no warning then).
+fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        u64::MAX
     }
 }
 
@@ -214,7 +234,11 @@ fn spawn_reload_handler(
                 }
             }
             match gateway.reload(&path) {
-                Ok(fingerprint) => tracing::info!(trigger = why, fingerprint, "policy reloaded"),
+                Ok(fingerprint) => {
+                    tracing::info!(trigger = why, fingerprint, "policy reloaded");
+                    let max_sessions = gateway.policy().config().server.limits.max_sessions;
+                    warn_if_short_of_open_files(open_files_limit(), max_sessions);
+                }
                 Err(e) => {
                     tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy")
                 }
