@@ -718,3 +718,27 @@ async fn mail_auth_resolvers_do_not_keep_big_answers() {
     // The big answer was asked of the responder twice, the small one once.
     assert_eq!(lookups(&metrics, "spf", "ok"), 3);
 }
+
+/// Regression (review): mail-auth's loopback responder answered every question of every
+/// local process, of any type: an open resolver for the host's users. It answers the five
+/// types mail-auth asks for and refuses the rest.
+#[tokio::test]
+async fn the_mail_auth_responder_answers_only_what_mail_auth_asks() {
+    use hickory_resolver::proto::rr::RecordType;
+    let server = TestDns::builder()
+        .txt("sender.test", "v=spf1 -all")
+        .start()
+        .await
+        .expect("server");
+    let (dns, metrics) = resolver(&config(server.addr()));
+    let auth = dns.auth_resolver("spf").expect("mail-auth resolver");
+    auth.txt_lookup("sender.test.")
+        .await
+        .expect("TXT is answered");
+    let refused = auth.lookup("sender.test.", RecordType::NS).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let refused = auth.lookup("sender.test.", RecordType::SOA).await;
+    assert!(refused.is_err(), "{refused:?}");
+    // Refused questions never reach the shared resolver.
+    assert_eq!(lookups(&metrics, "spf", "ok"), 1);
+}

@@ -15,7 +15,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts,
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::SOA;
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_resolver::TokioResolver;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,8 +37,27 @@ const AUTH_CACHE_ENTRIES: u64 = 4096;
 /// cannot hold a gigabyte past `dns.cache_bytes`; asked again, it is one loopback round
 /// trip to the shared cache.
 const AUTH_CACHE_ANSWER_BYTES: usize = 4096;
-/// An idle TCP connection from mail-auth's resolver is closed after this.
+/// An idle TCP connection from mail-auth's resolver is closed after this, and an answer
+/// it does not take within this is given up.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Requests one responder answers at once over UDP; past it datagrams are dropped (the
+/// asker sends again). The port is open to every process of the host: unbounded, a local
+/// user asking for random names under a silent zone held a socket per question until the
+/// gateway ran out of descriptors, the resolver was marked down and `accept` failed.
+const UDP_IN_FLIGHT: usize = 512;
+/// TCP connections one responder serves at once (mail-auth's resolver opens one only
+/// after a truncated UDP answer).
+const TCP_CONNECTIONS: usize = 32;
+/// The record types mail-auth asks for (SPF, DKIM, DMARC, ARC, and SPF's `a`, `mx`,
+/// `ptr`, `exists`): anything else is refused, so the port resolves nothing else for
+/// whoever finds it.
+const ANSWERED_TYPES: [RecordType; 5] = [
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::PTR,
+];
 
 impl Dns {
     /// A hickory resolver for mail-auth whose every question goes through this resolver
@@ -158,6 +177,7 @@ async fn serve_udp(
     stop: CancellationToken,
 ) {
     let mut buffer = vec![0u8; usize::from(UDP_PAYLOAD)];
+    let turns = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
     loop {
         let received = tokio::select! {
             _ = stop.cancelled() => return,
@@ -177,12 +197,16 @@ async fn serve_udp(
         let Some(request) = buffer.get(..len).and_then(|b| Message::from_vec(b).ok()) else {
             continue;
         };
+        let Ok(turn) = turns.clone().try_acquire_owned() else {
+            continue;
+        };
         let Some(dns) = Dns::upgrade(&dns) else {
             return;
         };
         let socket = socket.clone();
         let label = label.clone();
         tokio::spawn(async move {
+            let _turn = turn;
             let reply = respond(&dns, &label, &request, true).await;
             if let Some(bytes) = encode(reply, request.max_payload()) {
                 let _ = socket.send_to(&bytes, peer).await;
@@ -192,6 +216,7 @@ async fn serve_udp(
 }
 
 async fn serve_tcp(listener: TcpListener, dns: Weak<Inner>, label: Label, stop: CancellationToken) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(TCP_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -199,12 +224,15 @@ async fn serve_tcp(listener: TcpListener, dns: Weak<Inner>, label: Label, stop: 
         };
         match accepted {
             Ok((stream, peer)) if peer.ip().is_loopback() => {
-                tokio::spawn(serve_connection(
-                    stream,
-                    dns.clone(),
-                    label.clone(),
-                    stop.clone(),
-                ));
+                // Past the bound the connection is closed at once (dropped).
+                let Ok(turn) = turns.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let (dns, label, stop) = (dns.clone(), label.clone(), stop.clone());
+                tokio::spawn(async move {
+                    serve_connection(stream, dns, label, stop).await;
+                    drop(turn);
+                });
             }
             Ok(_) => {}
             Err(e) => {
@@ -226,8 +254,16 @@ async fn serve_connection(
         let read = async {
             let mut prefix = [0u8; 2];
             stream.read_exact(&mut prefix).await?;
-            let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
-            stream.read_exact(&mut body).await?;
+            let len = u16::from_be_bytes(prefix);
+            // As the bytes come, not as announced: a bare `0xFFFF` prefix took 64 KiB.
+            let mut body = Vec::new();
+            (&mut stream)
+                .take(u64::from(len))
+                .read_to_end(&mut body)
+                .await?;
+            if body.len() < usize::from(len) {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             Ok::<_, std::io::Error>(body)
         };
         let body = tokio::select! {
@@ -243,6 +279,8 @@ async fn serve_connection(
         // mail-auth's resolver asks over TCP only after a truncated UDP answer, which was
         // counted already.
         let reply = respond(&dns, &label, &request, false).await;
+        // Not held while the asker takes the answer: a reload's old resolver must go.
+        drop(dns);
         let Some(bytes) = encode(reply, u16::MAX) else {
             return;
         };
@@ -252,7 +290,12 @@ async fn serve_connection(
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&length.to_be_bytes());
         framed.extend_from_slice(&bytes);
-        if stream.write_all(&framed).await.is_err() {
+        // An asker that does not read is not waited for.
+        let written = tokio::select! {
+            _ = stop.cancelled() => return,
+            written = tokio::time::timeout(TCP_IDLE, stream.write_all(&framed)) => written,
+        };
+        if !matches!(written, Ok(Ok(()))) {
             return;
         }
     }
@@ -283,6 +326,10 @@ async fn respond(dns: &Dns, label: &Label, request: &Message, count: bool) -> Me
             return reply;
         }
     };
+    if question.query_class() != DNSClass::IN || !ANSWERED_TYPES.contains(&question.query_type()) {
+        reply.metadata.response_code = ResponseCode::Refused;
+        return reply;
+    }
     let key = (
         request.metadata.id,
         question.name().clone(),
