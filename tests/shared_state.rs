@@ -549,3 +549,18 @@ fn messages_deferred_at_the_end_of_data_are_no_client_errors() {
     }
     c.cmd("NOOP").expect(250, "2.0.0");
 }
+
+/// Regression (review): envelope rate limits ran before greylisting at RCPT, so every
+/// greylisted recipient took a token: one-shot spam to one address, greylisted and never
+/// retried, emptied that recipient's bucket and its real mail met the limit.
+#[test]
+fn greylisted_recipients_fill_no_rate_limit_bucket() {
+    let internal = InternalServer::start();
+    let limit = "[[ratelimit]]\nname = \"per_rcpt\"\nkey = \"recipient\"\nlimit = 1\nper = \"1h\"\nstage = \"rcpt\"\n";
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal).toml(&format!("{PATIENT_STATE}{GREYLIST}{limit}")),
+    );
+    for sender in ["one@spam.test", "two@spam.test", "three@spam.test"] {
+        assert_greylisted(&rcpt(&gw, sender, "ceo@example.test"));
+    }
+}

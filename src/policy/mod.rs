@@ -298,12 +298,6 @@ impl Policy {
             checks.push(Box::new(dnsbl::DnsListVerdict::new(threshold)));
         }
         checks.push(Box::new(recipients::VerifyRecipient::new(verifier)));
-        // Limits on the envelope (sender, sender domain, recipient) come after relay
-        // control, the DNS-list verdict and recipient verification: a recipient refused
-        // by those never fills a sender's or a recipient's bucket. Limits on the client
-        // (address, network, HELO) came before them: they also slow down what those
-        // refuse, such as address harvesting and the callouts it costs.
-        checks.extend(rate_limits(false));
         let greylisting = services.state.as_ref().filter(|_| gl.enabled).map(|state| {
             greylist::Greylist::new(
                 state.clone(),
@@ -326,6 +320,14 @@ impl Policy {
             }
             other => other,
         };
+        // Limits on the envelope (sender, sender domain, recipient) come after relay
+        // control, the DNS-list verdict, recipient verification and greylisting: a
+        // recipient refused or deferred by those never fills a sender's or a recipient's
+        // bucket (review: one-shot spam to ceo@, greylisted and never retried, emptied
+        // ceo@'s bucket and ceo@'s real mail met the limit). Limits on the client
+        // (address, network, HELO) came before them: they also slow down what those
+        // refuse, such as address harvesting and the callouts it costs.
+        checks.extend(rate_limits(false));
         checks.push(Box::new(client_behaviour::ClientBehaviour));
         // URIBL first: both share the stage deadline, and the DKIM keys message
         // authentication waits for are on the sender's name servers, which can be made
