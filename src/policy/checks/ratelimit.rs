@@ -67,13 +67,13 @@ impl RateLimit {
                 .mail_from
                 .as_ref()
                 .filter(|a| !a.is_null())
-                .map(|a| self.claimed_by(ctx, &a.domain, lower(a.to_path()))),
+                .map(|a| self.claimed_by(ctx, &bucket_path(a))),
             RateKey::SenderDomain => ctx
                 .mail_from
                 .as_ref()
                 .filter(|a| !a.domain.is_empty())
-                .map(|a| self.claimed_by(ctx, &a.domain, lower(a.domain.clone()))),
-            RateKey::Recipient => ctx.rcpt.as_ref().map(|a| lower(a.to_path())),
+                .map(|a| self.claimed_by(ctx, &bucket_domain(&a.domain))),
+            RateKey::Recipient => ctx.rcpt.as_ref().map(bucket_path),
             RateKey::Helo => ctx.client.helo.clone().map(lower),
         }
     }
@@ -82,16 +82,21 @@ impl RateLimit {
     /// unverified claims, so spam forging a big provider's addresses never fills the
     /// bucket that provider's real mail counts in, and a forgery sprayed from a botnet
     /// still counts in one bucket tier-wide.
-    fn claimed_by(&self, ctx: &Context, domain: &str, sender: String) -> String {
+    fn claimed_by(&self, ctx: &Context, sender: &str) -> String {
+        let domain = ctx
+            .mail_from
+            .as_ref()
+            .map(|a| bucket_domain(&a.domain))
+            .unwrap_or_default();
         let verified = ctx
             .auth
             .as_ref()
             .and_then(|a| a.spf_mail_from.as_ref())
             .is_some_and(|spf| {
-                spf.result == SpfResult::Pass && spf.domain.eq_ignore_ascii_case(domain)
+                spf.result == SpfResult::Pass && bucket_domain(&spf.domain) == domain
             });
         if verified {
-            sender
+            sender.to_owned()
         } else {
             format!("{sender} unverified")
         }
@@ -100,6 +105,33 @@ impl RateLimit {
     fn refusal(&self, code: u16, status: &'static str, text: String) -> Decision {
         Decision::Tempfail(Reply::new(code, status, text))
     }
+}
+
+/// A domain as one bucket knows it, however it was written: lower case, no trailing dot,
+/// its A-label (review: `corp.test.` and `corp.test`, `bücher.example` and its A-label were
+/// each a bucket of their own, so one sender split its limit across up to four, and mail
+/// passing SPF was counted as unverified).
+fn bucket_domain(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.').to_lowercase();
+    if domain.is_ascii() {
+        return domain;
+    }
+    idna::domain_to_ascii(&domain).unwrap_or(domain)
+}
+
+/// An address as one bucket knows it: lower case, its domain as [`bucket_domain`].
+fn bucket_path(address: &crate::mail::Address) -> String {
+    let domain = if address.domain.starts_with('[') {
+        address.domain.clone()
+    } else {
+        bucket_domain(&address.domain)
+    };
+    crate::mail::Address {
+        domain,
+        ..address.clone()
+    }
+    .to_path()
+    .to_lowercase()
 }
 
 #[async_trait]
@@ -240,6 +272,43 @@ mod tests {
             ctx.auth = Some(auth);
         }
         ctx
+    }
+
+    /// Regression (review): a trailing dot or the Unicode form of a domain made a bucket
+    /// of its own, and mail from `x@corp.test.` passing SPF for `corp.test` was counted
+    /// as unverified.
+    #[tokio::test]
+    async fn one_domain_however_written_is_one_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        let subject = |key: RateKey, from: &str, rcpt: &str, spf: Option<&str>| {
+            let check = RateLimit::new(state.clone(), limit(key), (24, 64), None);
+            let ip: std::net::IpAddr = [192, 0, 2, 1].into();
+            let mut ctx = Context::new(ClientInfo::new(ip));
+            ctx.mail_from = Some(parse_path(from).unwrap());
+            ctx.rcpt = Some(parse_path(rcpt).unwrap());
+            if let Some(domain) = spf {
+                let mut auth = crate::auth::AuthOutcome::new(ip);
+                auth.spf_mail_from = Some(crate::auth::SpfCheck::mail_from_for_test(
+                    SpfResult::Pass,
+                    domain,
+                    ip,
+                ));
+                ctx.auth = Some(auth);
+            }
+            check.subject(&ctx).unwrap()
+        };
+        for key in [RateKey::Sender, RateKey::SenderDomain] {
+            let plain = subject(key, "a@corp.test", "u@example.test", Some("corp.test"));
+            let dotted = subject(key, "a@Corp.Test.", "u@example.test", Some("corp.test"));
+            assert_eq!(plain, dotted);
+            assert!(!plain.ends_with("unverified"), "{plain}");
+            let unicode = subject(key, "a@b\u{fc}cher.example", "u@example.test", None);
+            let a_label = subject(key, "a@xn--bcher-kva.example", "u@example.test", None);
+            assert_eq!(unicode, a_label);
+        }
+        let rcpt = |to: &str| subject(RateKey::Recipient, "a@corp.test", to, None);
+        assert_eq!(rcpt("CEO@example.test."), rcpt("ceo@example.test"));
     }
 
     fn over(ctx: &Context) -> bool {
