@@ -52,23 +52,61 @@ fn host_of(uri: &str) -> Option<String> {
     Some(host)
 }
 
-/// Registrable domains of `uris`, deduplicated, in order of appearance, at most `max`.
+/// Registrable domains that mail links to in passing (markup namespaces, the largest
+/// sites) and that no domain block list lists: they take no lookup (SpamAssassin's
+/// `uridnsbl_skip_domain` is for the same).
+const NEVER_LISTED: [&str; 16] = [
+    "w3.org",
+    "openxmlformats.org",
+    "purl.org",
+    "xmlns.com",
+    "schema.org",
+    "google.com",
+    "microsoft.com",
+    "apple.com",
+    "yahoo.com",
+    "facebook.com",
+    "twitter.com",
+    "linkedin.com",
+    "youtube.com",
+    "instagram.com",
+    "wikipedia.org",
+    "mozilla.org",
+];
+
+/// Most distinct domains collected from one message before the pick (a message holds at
+/// most so many URIs anyway; this bounds the work).
+const COLLECTED_DOMAINS: usize = 4096;
+
+/// Registrable domains of `uris`, deduplicated, at most `max`: the first half of them
+/// from the start of the message and the rest from its end, in order of appearance, with
+/// [`NEVER_LISTED`] left out. Only the first ones were taken: twenty links to unlisted
+/// domains ahead of the spammer's hid it from every list (review).
 pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut all: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for uri in uris {
-        if out.len() >= max {
+        if all.len() >= COLLECTED_DOMAINS {
             break;
         }
         let Some(host) = host_of(uri) else { continue };
         let Some(domain) = psl::domain_str(&host) else {
             continue;
         };
-        let domain = domain.to_owned();
-        if !out.contains(&domain) {
-            out.push(domain);
+        if NEVER_LISTED.contains(&domain) || !seen.insert(domain.to_owned()) {
+            continue;
         }
+        all.push(domain.to_owned());
     }
-    out
+    if all.len() <= max {
+        return all;
+    }
+    let first = max.div_ceil(2);
+    let last = max - first;
+    let tail = all.split_off(all.len() - last);
+    all.truncate(first);
+    all.extend(tail);
+    all
 }
 
 #[async_trait]
@@ -187,6 +225,21 @@ mod tests {
         assert!(registrable_domains(&uris, 0).is_empty());
         assert_eq!(registrable_domains(&uris, 1), ["a.example"]);
         assert_eq!(registrable_domains(&uris, 5), ["a.example", "b.example"]);
+    }
+
+    /// Regression (review): only the first `uribl_max_domains` domains were looked up, so
+    /// twenty links to unlisted domains (or to w3.org and the like) ahead of the spammer's
+    /// hid it. Domains no list lists take no lookup, and the pick takes both ends.
+    #[test]
+    fn padding_ahead_of_the_spammers_domain_does_not_hide_it() {
+        let mut uris: Vec<String> = (0..30).map(|n| format!("http://pad{n}.example/")).collect();
+        uris.push("https://www.w3.org/1999/xhtml".to_string());
+        uris.push("http://buy.spammer.test/now".to_string());
+        let picked = registrable_domains(&uris, 20);
+        assert_eq!(picked.len(), 20);
+        assert!(picked.contains(&"spammer.test".to_string()), "{picked:?}");
+        assert!(!picked.contains(&"w3.org".to_string()), "{picked:?}");
+        assert_eq!(picked[0], "pad0.example");
     }
 
     /// Regression (review): browsers (WHATWG URL) treat `\` as `/` in http(s)/ftp URLs,
