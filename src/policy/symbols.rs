@@ -31,6 +31,7 @@ const DNS: &[&str] = &[
     "RDNS_MISMATCH",
     "SENDER_DOMAIN_UNRESOLVABLE",
     "SENDER_NULL_MX",
+    "SENDER_ADDRESS_LITERAL",
     "SPF_PASS",
     "SPF_FAIL",
     "SPF_SOFTFAIL",

@@ -1,6 +1,7 @@
 //! The sender's domain must be able to receive replies: an MX, or else an A/AAAA record.
 //! `SENDER_DOMAIN_UNRESOLVABLE` when neither exists, `SENDER_NULL_MX` for a domain that
-//! publishes RFC 7505 "no mail". The null sender is exempt.
+//! publishes RFC 7505 "no mail", `SENDER_ADDRESS_LITERAL` for a sender at an address
+//! literal (`x@[192.0.2.1]`), which names no domain. The null sender is exempt.
 
 use crate::dns::{only_loopback_for, within, Dns, Outcome};
 use crate::mail::Reply;
@@ -77,7 +78,14 @@ impl Check for SenderDomain {
         let Some(domain) = ctx.mail_from.as_ref().map(|a| a.domain.clone()) else {
             return Decision::Continue;
         };
-        if domain.is_empty() || domain.starts_with('[') {
+        if domain.is_empty() {
+            return Decision::Continue;
+        }
+        if domain.starts_with('[') {
+            // `x@[203.0.113.9]`: no domain to look up, and none for SPF either (`none`),
+            // so it escaped both penalties a spammer's own domain would earn (review).
+            // Mail systems do not send so; ratware can.
+            ctx.hit("SENDER_ADDRESS_LITERAL", 0.0);
             return Decision::Continue;
         }
         let deadline = self.dns.deadline(ctx.deadline);
@@ -159,5 +167,15 @@ mod tests {
         assert!(symbols("127.0.0.1", "x@anything.localhost")
             .await
             .is_empty());
+    }
+
+    /// Regression (review): a sender at an address literal escaped both the sender-domain
+    /// and the SPF penalties (nothing to look up, SPF `none`).
+    #[tokio::test]
+    async fn a_sender_at_an_address_literal_is_named() {
+        assert_eq!(
+            symbols("192.0.2.7", "x@[203.0.113.9]").await,
+            ["SENDER_ADDRESS_LITERAL"]
+        );
     }
 }
