@@ -475,7 +475,10 @@ fn a_refused_repeated_ehlo_past_the_junk_limit_is_one_error() {
 /// second /24 (never greylisted) for every sender for `pass_ttl`.
 #[test]
 fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
-    let z = zone(|b| b.txt("spam.test", "v=spf1 +all"));
+    let z = zone(|b| {
+        b.txt("spam.test", "v=spf1 ip4:127.0.0.0/8 -all")
+            .txt("open.test", "v=spf1 +all")
+    });
     let greylist = "[greylist]\nenabled = true\ndelay = \"3s\"\nwindow = \"1h\"\nauto_allow_after = 1\n[state]\ntimeout = \"3s\"\n";
     let internal = InternalServer::start();
     let config = GatewayConfig::new(&internal).toml(&format!(
@@ -498,6 +501,11 @@ fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
     rcpt("127.0.6.1", "a1@spam.test", "alice@example.test").expect(250, "2.1.5");
     // That network has not shown it retries: its other senders are still greylisted.
     rcpt("127.0.6.99", "x@nospf.test", "carol@example.test").expect(451, "4.7.1");
+    // Regression (review): a domain whose record passes everyone (`+all`) verifies no
+    // origin: its retry from another network is a first attempt there.
+    rcpt("127.0.5.1", "a1@open.test", "alice@example.test").expect(451, "4.7.1");
+    std::thread::sleep(std::time::Duration::from_millis(3600));
+    rcpt("127.0.7.1", "a1@open.test", "alice@example.test").expect(451, "4.7.1");
 }
 
 /// Regression (review): nothing noticed a list that answers "listed" for everyone (a list

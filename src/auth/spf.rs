@@ -76,6 +76,9 @@ pub struct SpfCheck {
     pub helo: String,
     /// The MAIL FROM address as given (empty for `<>`; unused for a HELO check).
     pub mail_from: String,
+    /// The domain's record authorizes every client (`+all`, `ip4:0.0.0.0/0`): its pass
+    /// says nothing of where the mail comes from.
+    pub authorizes_anyone: bool,
     pub(crate) output: SpfOutput,
 }
 
@@ -123,7 +126,7 @@ impl Authenticator {
             self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
                 .await
         } else {
-            Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
+            Some(no_domain())
         };
         finish(SpfIdentity::Helo, result, domain, client_ip, helo, "")
     }
@@ -152,7 +155,7 @@ impl Authenticator {
             self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
                 .await
         } else {
-            Some(SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None))
+            Some(no_domain())
         };
         finish(
             SpfIdentity::MailFrom,
@@ -171,7 +174,12 @@ impl Authenticator {
     /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
     /// one message to the next). The records are those mail-auth's own lookup just had
     /// ([`crate::dns::Dns::recall_txt`]).
-    async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
+    /// With the output, whether a pass came from a record that authorizes every client.
+    async fn verify_unless_ambiguous(
+        &self,
+        domain: &str,
+        params: SpfParameters<'_>,
+    ) -> (SpfOutput, bool) {
         let output = self.spf.verify_spf(params).await;
         // Only a verdict read from a record can have read the wrong one.
         if matches!(
@@ -180,17 +188,58 @@ impl Authenticator {
                 | mail_auth::SpfResult::TempError
                 | mail_auth::SpfResult::PermError
         ) {
-            return output;
+            return (output, false);
         }
-        match self.dns.recall_txt("spf", domain).await {
-            crate::dns::Outcome::Found(records)
-                if records.iter().filter(|r| is_spf_record(r)).count() > 1 =>
-            {
-                SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)
+        let records = match self.dns.recall_txt("spf", domain).await {
+            crate::dns::Outcome::Found(records) => records,
+            _ => return (output, false),
+        };
+        let mut spf = records.iter().filter(|r| is_spf_record(r));
+        match (spf.next(), spf.next()) {
+            (Some(_), Some(_)) => (
+                SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError),
+                false,
+            ),
+            (Some(record), None) => {
+                let anyone =
+                    output.result() == mail_auth::SpfResult::Pass && authorizes_anyone(record);
+                (output, anyone)
             }
-            _ => output,
+            _ => (output, false),
         }
     }
+}
+
+/// The `none` of an identity that names no domain to check.
+fn no_domain() -> (SpfOutput, bool) {
+    (
+        SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::None),
+        false,
+    )
+}
+
+/// Whether an SPF record passes every client: an `all` that passes (`all`, `+all`) or an
+/// address range of everything (`ip4:0.0.0.0/0`, `ip6:::/0`), before any other `all`.
+/// A sender's own domain so published makes its pass worthless as a sign of origin
+/// (greylisting keyed by it let any bot retry for another).
+fn authorizes_anyone(record: &str) -> bool {
+    for term in record.split_ascii_whitespace().skip(1) {
+        let term = term.to_ascii_lowercase();
+        let (passes, mechanism) = match term.as_bytes().first() {
+            Some(b'+') => (true, &term[1..]),
+            Some(b'-' | b'~' | b'?') => (false, &term[1..]),
+            _ => (true, term.as_str()),
+        };
+        if mechanism == "all" {
+            return passes;
+        }
+        let everything = matches!(mechanism.split_once(':'), Some(("ip4" | "ip6", range))
+            if range.ends_with("/0"));
+        if passes && everything {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether a TXT record is an SPF record: `v=spf1` alone or followed by a space (RFC 7208
@@ -221,7 +270,7 @@ impl SpfCheck {
         let sender = format!("sender@{domain}");
         finish(
             SpfIdentity::MailFrom,
-            Some(output),
+            Some((output, false)),
             domain.to_owned(),
             client_ip,
             "mx.test",
@@ -232,14 +281,17 @@ impl SpfCheck {
 
 fn finish(
     identity: SpfIdentity,
-    output: Option<SpfOutput>,
+    output: Option<(SpfOutput, bool)>,
     domain: String,
     client_ip: IpAddr,
     helo: &str,
     mail_from: &str,
 ) -> SpfCheck {
-    let output = output.unwrap_or_else(|| {
-        SpfOutput::new(domain.clone()).with_result(mail_auth::SpfResult::TempError)
+    let (output, authorizes_anyone) = output.unwrap_or_else(|| {
+        (
+            SpfOutput::new(domain.clone()).with_result(mail_auth::SpfResult::TempError),
+            false,
+        )
     });
     SpfCheck {
         identity,
@@ -248,6 +300,34 @@ fn finish(
         client_ip,
         helo: helo.to_owned(),
         mail_from: mail_from.to_owned(),
+        authorizes_anyone,
         output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorizes_anyone;
+
+    #[test]
+    fn a_record_that_passes_everyone_is_told_apart() {
+        for open in [
+            "v=spf1 +all",
+            "v=spf1 all",
+            "v=spf1 mx ALL",
+            "v=spf1 ip4:0.0.0.0/0 -all",
+            "v=spf1 ip6:::/0 ~all",
+        ] {
+            assert!(authorizes_anyone(open), "{open}");
+        }
+        for narrow in [
+            "v=spf1 -all",
+            "v=spf1 ip4:192.0.2.0/24 ~all",
+            "v=spf1 include:_spf.example.test ?all",
+            "v=spf1 mx",
+            "v=spf1 -ip4:0.0.0.0/0 -all",
+        ] {
+            assert!(!authorizes_anyone(narrow), "{narrow}");
+        }
     }
 }

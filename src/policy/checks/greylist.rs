@@ -69,11 +69,17 @@ impl Greylist {
         }
     }
 
-    /// Where the sender comes from: its SPF-verified domain, else the client network.
+    /// Where the sender comes from: its SPF-verified domain, else the client network. A
+    /// pass from a record that authorizes every client (`+all`) verifies nothing: keyed
+    /// by such a domain, any bot of a spammer's retried for another (review).
     fn origin(&self, ctx: &Context) -> Origin {
         let spf = ctx.auth.as_ref().and_then(|a| a.spf_mail_from.as_ref());
         match spf {
-            Some(check) if check.result == SpfResult::Pass && !check.domain.is_empty() => {
+            Some(check)
+                if check.result == SpfResult::Pass
+                    && !check.authorizes_anyone
+                    && !check.domain.is_empty() =>
+            {
                 Origin::SenderDomain(check.domain.clone())
             }
             _ => Origin::Network(self.network(ctx)),
