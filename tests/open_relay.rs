@@ -315,3 +315,26 @@ fn refusal_lines_name_what_refused() {
         .unwrap_or_else(|| panic!("no line for the 555 in\n{}", gw.logs()));
     assert!(line.contains("refused"), "{line}");
 }
+
+/// Regression (review): a recipient repeated in another spelling (a Unicode domain after
+/// its A-label, a bare `postmaster` after `postmaster@example.test`) was found to be a
+/// repeat only after every RCPT check had run again: its buckets charged twice (here the
+/// second count is over the limit), the greylist asked again.
+#[test]
+fn a_recipient_repeated_in_another_spelling_is_a_repeat_at_once() {
+    let internal = InternalServer::start();
+    // One recipient a day: a second count of the same one is refused.
+    let limit =
+        "[state]\ntimeout = \"3s\"\n[[ratelimit]]\nname = \"per_rcpt\"\nkey = \"recipient\"\n\
+                 limit = 1\nper = \"1d\"\nstage = \"rcpt\"\n";
+    let mut config = GatewayConfig::new(&internal).toml(limit);
+    config.domains.push("xn--bcher-kva.test".into());
+    let gw = Gateway::start(config);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test> SMTPUTF8").expect(250, "");
+    c.cmd("RCPT TO:<u@xn--bcher-kva.test>").expect(250, "2.1.5");
+    let r = c.cmd("RCPT TO:<u@b\u{fc}cher.test>");
+    r.expect(250, "2.1.5");
+    assert!(r.text().contains("duplicate"), "{r}");
+    c.quit();
+}

@@ -483,6 +483,17 @@ impl Policy {
         &self.config
     }
 
+    /// `to` as the RCPT checks judge it: a bare `postmaster` qualified, a Unicode domain
+    /// as its A-label (see [`checks::relay_control::as_judged`]). A recipient repeated in
+    /// another spelling is found by this form before any check counts it again (review:
+    /// `postmaster` then `postmaster@example.test` took two tokens of every bucket).
+    pub fn recipient_as_judged(&self, to: &crate::mail::Address) -> crate::mail::Address {
+        let mut to = to.clone();
+        let postmaster = checks::relay_control::postmaster_domain(&self.config);
+        checks::relay_control::as_judged(&mut to, postmaster.as_deref());
+        to
+    }
+
     /// The compiled rules, when a rules directory is configured.
     pub fn rules(&self) -> Option<&Arc<CompiledRules>> {
         self.rules.as_ref()

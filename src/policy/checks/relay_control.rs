@@ -20,10 +20,9 @@ impl RelayControl {
     /// Builds relay control from `relay.domains`.
     pub fn new(config: &Config) -> RelayControl {
         let domains = config.relay.domains.clone();
-        let postmaster_domain = domains.iter().find(|d| !d.starts_with('.')).cloned();
         RelayControl {
+            postmaster_domain: postmaster_domain(config),
             domains,
-            postmaster_domain,
         }
     }
 
@@ -62,23 +61,8 @@ impl Check for RelayControl {
         let Some(rcpt) = ctx.rcpt.as_mut() else {
             return Decision::Continue;
         };
-        // A source route in front (`<@other.test:postmaster>`) is refused like any other
-        // source route: the bare postmaster exception must not open a way around that.
-        if rcpt.domain.is_empty()
-            && rcpt.local.eq_ignore_ascii_case("postmaster")
-            && !rcpt.quoted
-            && !rcpt.source_route
-        {
-            if let Some(d) = &self.postmaster_domain {
-                rcpt.domain = d.clone();
-                return Decision::Continue;
-            }
-        }
-        // A domain written in Unicode (RFC 6531 lets an SMTPUTF8 sender do so) is the
-        // domain of its A-label, which `relay.domains` holds: from here on, recipient lists,
-        // callouts and delivery see that one name.
-        if let Some(ascii) = a_label(&rcpt.domain) {
-            rcpt.domain = ascii;
+        if as_judged(rcpt, self.postmaster_domain.as_deref()) == Written::Postmaster {
+            return Decision::Continue;
         }
         match self.refusal(&rcpt.local, &rcpt.domain, rcpt.source_route) {
             None => Decision::Continue,
@@ -89,6 +73,49 @@ impl Check for RelayControl {
             }
         }
     }
+}
+
+/// The domain that qualifies a bare `postmaster` (RFC 5321 §4.5.1): the first of
+/// `relay.domains` that is a domain, not a suffix.
+pub fn postmaster_domain(config: &Config) -> Option<String> {
+    config
+        .relay
+        .domains
+        .iter()
+        .find(|d| !d.starts_with('.'))
+        .cloned()
+}
+
+/// How a recipient was written, as far as [`as_judged`] is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// A bare `postmaster`, qualified with our domain.
+    Postmaster,
+    /// Any other address.
+    Address,
+}
+
+/// Rewrites `rcpt` into the one form the checks, the recipient lists, callouts and
+/// delivery see: a bare `postmaster` qualified with `postmaster_domain`, a domain written
+/// in Unicode (RFC 6531 lets an SMTPUTF8 sender do so) as its A-label, which
+/// `relay.domains` holds. The session finds a repeated recipient by this form too.
+pub fn as_judged(rcpt: &mut crate::mail::Address, postmaster_domain: Option<&str>) -> Written {
+    // A source route in front (`<@other.test:postmaster>`) is refused like any other
+    // source route: the bare postmaster exception must not open a way around that.
+    if rcpt.domain.is_empty()
+        && rcpt.local.eq_ignore_ascii_case("postmaster")
+        && !rcpt.quoted
+        && !rcpt.source_route
+    {
+        if let Some(d) = postmaster_domain {
+            rcpt.domain = d.to_owned();
+            return Written::Postmaster;
+        }
+    }
+    if let Some(ascii) = a_label(&rcpt.domain) {
+        rcpt.domain = ascii;
+    }
+    Written::Address
 }
 
 /// The A-label form of a domain written in Unicode, when the domain is exactly what its

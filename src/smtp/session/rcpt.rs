@@ -24,7 +24,7 @@ impl Session {
         }
         // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
         // sent, and a repeated RCPT is no progress that keeps a session under stress.
-        if self.already_accepted(&to) {
+        if self.already_accepted(&self.policy.recipient_as_judged(&to)) {
             return self.repeated().await;
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
