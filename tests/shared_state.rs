@@ -564,3 +564,21 @@ fn greylisted_recipients_fill_no_rate_limit_bucket() {
         assert_greylisted(&rcpt(&gw, sender, "ceo@example.test"));
     }
 }
+
+/// Regression (review): the null sender was exempt from greylisting at RCPT (where other
+/// servers' sender-verification callouts must be answered) and greylisted nowhere else:
+/// ratware sending from `<>` passed to any number of recipients. It is greylisted at the
+/// end of data, and its retry passes.
+#[test]
+fn the_null_sender_is_greylisted_at_the_end_of_data() {
+    let internal = InternalServer::start();
+    let gw =
+        Gateway::start(GatewayConfig::new(&internal).toml(&format!("{PATIENT_STATE}{GREYLIST}")));
+    // A callout is answered: RCPT takes the null sender.
+    rcpt(&gw, "", "bob@example.test").expect(250, "2.1.5");
+    let r = deliver(&gw, "", "bob@example.test", "a bounce");
+    assert_greylisted(&r);
+    thread::sleep(PAST_DELAY);
+    deliver(&gw, "", "bob@example.test", "a bounce").expect(250, "2.0.0");
+    internal.expect_messages(1);
+}

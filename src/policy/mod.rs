@@ -315,8 +315,11 @@ impl Policy {
         // is refused for good, not greylisted first.
         let greylisting = match greylisting {
             Some(g) if gl.stage == crate::config::GreylistStage::Rcpt => {
+                // The null sender, exempt at RCPT (other servers' sender-verification
+                // callouts never send data), is greylisted at the end of data instead.
+                let at_data = g.null_sender_at_data();
                 checks.push(Box::new(g));
-                None
+                Some(at_data)
             }
             other => other,
         };
@@ -414,7 +417,7 @@ impl Policy {
                 services.metrics.clone(),
             )));
         }
-        // Score-aware greylisting needs the final score.
+        // Score-aware greylisting (and the null sender's) needs the final score.
         if let Some(g) = greylisting {
             checks.push(Box::new(g));
         }

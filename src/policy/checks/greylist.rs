@@ -40,6 +40,9 @@ pub struct Greylist {
     metrics: Option<Arc<Metrics>>,
     /// The thresholds, for the `reject` that applies to a transaction.
     policy: Arc<crate::config::Config>,
+    /// This check greylists only the null sender's messages, at the end of data (see
+    /// [`Greylist::null_sender_at_data`]).
+    null_sender_only: bool,
 }
 
 impl Greylist {
@@ -55,6 +58,27 @@ impl Greylist {
             config,
             metrics,
             policy,
+            null_sender_only: false,
+        }
+    }
+
+    /// For greylisting at RCPT, the check that greylists the null sender's messages at
+    /// the end of data: exempt at RCPT, where other servers' sender-verification callouts
+    /// (`MAIL FROM:<>`, `RCPT`, `QUIT`) must be answered, it let ratware sending from
+    /// `<>` pass ungreylisted to any number of recipients (review). A bounce is retried
+    /// like any message. Every such message is greylisted, whatever its score, unless
+    /// the verdict refuses it anyway.
+    pub fn null_sender_at_data(&self) -> Greylist {
+        Greylist {
+            state: self.state.clone(),
+            config: GreylistConfig {
+                stage: GreylistStage::Data,
+                min_score: f64::NEG_INFINITY,
+                ..self.config.clone()
+            },
+            metrics: self.metrics.clone(),
+            policy: self.policy.clone(),
+            null_sender_only: true,
         }
     }
 
@@ -148,6 +172,9 @@ impl Check for Greylist {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
+        if self.null_sender_only && !ctx.mail_from.as_ref().is_some_and(|a| a.is_null()) {
+            return Decision::Continue;
+        }
         let network = self.network(ctx).to_string();
         if self.config.stage == GreylistStage::Data
             && (ctx.score() < self.config.min_score || self.refused_anyway(ctx))
