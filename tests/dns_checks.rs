@@ -478,6 +478,7 @@ fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
     let z = zone(|b| {
         b.txt("spam.test", "v=spf1 ip4:127.0.0.0/8 -all")
             .txt("open.test", "v=spf1 +all")
+            .txt("incl.test", "v=spf1 include:open.test -all")
     });
     let greylist = "[greylist]\nenabled = true\ndelay = \"3s\"\nwindow = \"1h\"\nauto_allow_after = 1\n[state]\ntimeout = \"3s\"\n";
     let internal = InternalServer::start();
@@ -503,9 +504,12 @@ fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
     rcpt("127.0.6.99", "x@nospf.test", "carol@example.test").expect(451, "4.7.1");
     // Regression (review): a domain whose record passes everyone (`+all`) verifies no
     // origin: its retry from another network is a first attempt there.
+    // Nor one that does so by an include, which no reading of its own text shows.
     rcpt("127.0.5.1", "a1@open.test", "alice@example.test").expect(451, "4.7.1");
+    rcpt("127.0.5.1", "a1@incl.test", "alice@example.test").expect(451, "4.7.1");
     std::thread::sleep(std::time::Duration::from_millis(3600));
     rcpt("127.0.7.1", "a1@open.test", "alice@example.test").expect(451, "4.7.1");
+    rcpt("127.0.7.1", "a1@incl.test", "alice@example.test").expect(451, "4.7.1");
 }
 
 /// Regression (review): nothing noticed a list that answers "listed" for everyone (a list

@@ -149,7 +149,7 @@ impl Authenticator {
             mail_from.to_owned()
         };
         let domain = super::domain_of(&sender).unwrap_or_default();
-        let result = if is_domain(&domain) {
+        let mut result = if is_domain(&domain) {
             let params =
                 SpfParameters::verify_mail_from(client_ip, &helo_domain, hostname, &sender);
             self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
@@ -157,6 +157,22 @@ impl Authenticator {
         } else {
             Some(no_domain())
         };
+        if let Some((output, anyone)) = result.as_mut() {
+            if output.result() == mail_auth::SpfResult::Pass && !*anyone {
+                // A record can pass everyone in ways no reading of its text finds (an
+                // `include:` or `redirect=` of a `+all` record, `ip4:0.0.0.0/1` twice,
+                // `exists:` of a wildcard): so a client that cannot be the sender's, a
+                // documentation address, is asked about too (review).
+                let nobody = match client_ip {
+                    IpAddr::V4(_) => IpAddr::from([192, 0, 2, 1]),
+                    IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+                };
+                let params =
+                    SpfParameters::verify_mail_from(nobody, &helo_domain, hostname, &sender);
+                let probe = self.bounded(deadline, self.spf.verify_spf(params)).await;
+                *anyone = probe.is_some_and(|p| p.result() == mail_auth::SpfResult::Pass);
+            }
+        }
         finish(
             SpfIdentity::MailFrom,
             result,

@@ -146,7 +146,11 @@ impl Session {
             self.junk = 0;
         }
         self.reset_transaction();
-        let answered = self.answer_data(reply).await;
+        let mut answered = self.answer_data(reply).await;
+        if answered.is_none() && *self.committing.borrow() {
+            // Sent now, not only queued: the end of the grace waits for this answer.
+            answered = self.flush_waiting().await;
+        }
         self.committing.send_replace(false);
         answered
     }

@@ -101,8 +101,9 @@ pub struct Session {
 }
 
 /// How long the end of the shutdown grace waits for a message being committed to get its
-/// answer: within [`crate::smtp`]'s caller's wait for sessions to close (5 s).
-const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// answer: with the 421 and the close after it (a second each at most), within the
+/// gateway's wait for sessions to close (5 s).
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The end of the shutdown grace met the session: a message being committed to the spool
 /// still gets its answer, within [`COMMIT_WAIT`]. Cut short there, the session answered
@@ -270,6 +271,9 @@ impl Session {
         if let Decision::Reject(reply) | Decision::Tempfail(reply) = &decision {
             self.log_refusal(stage, None, self.ctx.rcpt.as_ref(), reply);
         }
+        // Read by this refusal's line only: a later refusal made before the policy runs
+        // (a non-ASCII recipient without SMTPUTF8) must not name them (review).
+        self.ctx.refused_symbols.clear();
         decision
     }
 

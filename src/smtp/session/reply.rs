@@ -51,7 +51,7 @@ impl Session {
     /// it is evicted instead of holding its slot until the command timeout. An eviction,
     /// or the end of the shutdown grace, gives up the replies for good. `Some` end when
     /// the replies did not go out.
-    async fn flush_waiting(&mut self) -> Option<End> {
+    pub(super) async fn flush_waiting(&mut self) -> Option<End> {
         let deadline = self.command_deadline();
         if *self.committing.borrow() {
             // The answer to a message the spool holds: not given up at the end of the
