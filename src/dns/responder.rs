@@ -40,11 +40,14 @@ const AUTH_CACHE_ANSWER_BYTES: usize = 4096;
 /// An idle TCP connection from mail-auth's resolver is closed after this, and an answer
 /// it does not take within this is given up.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Requests one responder answers at once over UDP; past it datagrams are dropped (the
-/// asker sends again). The port is open to every process of the host: unbounded, a local
-/// user asking for random names under a silent zone held a socket per question until the
-/// gateway ran out of descriptors, the resolver was marked down and `accept` failed.
-const UDP_IN_FLIGHT: usize = 512;
+/// Distinct questions one responder answers at once over UDP; past it datagrams are
+/// dropped (the asker sends again). The port is open to every process of the host:
+/// unbounded, a local user asking for random names under a silent zone held a socket per
+/// question until the gateway ran out of descriptors, the resolver was marked down and
+/// `accept` failed. A resend of a question being answered takes no place of its own, so
+/// the silent zones of a spam campaign's sender domains (each question resent every third
+/// of a second until `dns.timeout`) do not fill it for everyone's lookups.
+const UDP_IN_FLIGHT: usize = 1024;
 /// TCP connections one responder serves at once (mail-auth's resolver opens one only
 /// after a truncated UDP answer).
 const TCP_CONNECTIONS: usize = 32;
@@ -111,6 +114,13 @@ impl Asking {
         let count = map.entry(key.clone()).or_insert(0);
         *count += 1;
         *count == 1
+    }
+
+    /// Whether a request for `key` is being answered now (hickory's resend of a slow
+    /// question from a new socket).
+    fn answering(&self, key: &Question) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(key)
     }
 
     fn leave(&self, key: &Question) {
@@ -197,8 +207,15 @@ async fn serve_udp(
         let Some(request) = buffer.get(..len).and_then(|b| Message::from_vec(b).ok()) else {
             continue;
         };
-        let Ok(turn) = turns.clone().try_acquire_owned() else {
-            continue;
+        let resend = request.queries.first().is_some_and(|q| {
+            label
+                .asking
+                .answering(&(request.metadata.id, q.name().clone(), q.query_type()))
+        });
+        let turn = match turns.clone().try_acquire_owned() {
+            Ok(turn) => Some(turn),
+            Err(_) if resend => None,
+            Err(_) => continue,
         };
         let Some(dns) = Dns::upgrade(&dns) else {
             return;
