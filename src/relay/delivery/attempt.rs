@@ -589,7 +589,7 @@ pub(super) async fn deliver(
     for server in plan {
         let mut c = match Connection::open(server, settings).await {
             Ok(c) => {
-                relay.server_reached(config, server);
+                relay.server_reached(server);
                 c
             }
             Err(e) => {

@@ -89,9 +89,9 @@ impl Relay {
 
     /// `server` took a connection (the common case: the gauge moves only when it was
     /// failing).
-    pub(crate) fn server_reached(&self, config: &Config, server: SocketAddr) {
+    pub(crate) fn server_reached(&self, server: SocketAddr) {
         if self.reachability.reached(server) {
-            self.publish_failing(config);
+            self.publish_failing();
         }
     }
 
@@ -99,11 +99,14 @@ impl Relay {
     pub(crate) fn server_unreachable(&self, config: &Config, server: SocketAddr) {
         self.reachability
             .unreachable(server, config.relay.unreachable_hold);
-        self.publish_failing(config);
+        self.publish_failing();
     }
 
-    /// `mxguard_relay_servers_unreachable`: the configured servers that are failing.
-    fn publish_failing(&self, config: &Config) {
+    /// `mxguard_relay_servers_unreachable`: the servers the configuration in force names
+    /// that are failing (not those of the configuration an attempt began with: one a
+    /// reload removed since would be counted again).
+    fn publish_failing(&self) {
+        let config = self.live.current();
         let relay = &config.relay;
         let failing = self
             .reachability
@@ -120,7 +123,7 @@ impl Relay {
         if reloaded {
             // The servers counted are the configured ones: a failing server a reload
             // removed is no longer one.
-            self.publish_failing(&config);
+            self.publish_failing();
         }
         (config, settings)
     }
