@@ -286,7 +286,7 @@ async fn a_kept_connection_to_the_backup_is_left_once_the_primary_is_back() {
     assert_eq!(backup.messages().len(), 2, "the primary was held back");
     assert_eq!(backup.connections(), 1, "one connection reused");
     // The primary answers again (another worker reached it).
-    relay.server_reached(&cfg, primary.addr);
+    relay.server_reached(primary.addr);
     let id = gw
         .store(&envelope("s@example.org", &["b@example.test"]))
         .await;
