@@ -64,14 +64,15 @@ pub fn collect_files(paths: &[PathBuf]) -> Collected {
     found
 }
 
-/// Threads to use: `jobs`, or one per core for 0.
+/// Threads to use: `jobs`, or one per core for 0; at most [`MAX_WORKERS`].
 pub fn threads(jobs: usize) -> usize {
-    match jobs {
+    let asked = match jobs {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
         n => n,
-    }
+    };
+    asked.min(MAX_WORKERS)
 }
 
 /// Why a file has no result.
@@ -195,6 +196,10 @@ pub fn caught<T>(judge: impl FnOnce() -> T) -> Result<T, FileError> {
     catch_unwind(AssertUnwindSafe(judge)).map_err(|_| FileError::Panicked)
 }
 
+/// Most threads one run works with, whatever `--jobs` says: past the cores a machine
+/// has, more only hold more results in memory.
+const MAX_WORKERS: usize = 256;
+
 /// How many results each worker may finish ahead of the oldest one not yet handed on:
 /// what a slow file (a big mbox folder) makes the others wait in memory.
 const AHEAD_PER_WORKER: usize = 64;
@@ -239,7 +244,10 @@ pub fn scan_parallel<T: Send>(
     mut each: impl FnMut(&Path, Result<T, FileError>),
 ) {
     let run_one = |file: &Path| read_message(file, limit).and_then(|raw| caught(|| work(&raw)));
-    let window = jobs.max(1).saturating_mul(AHEAD_PER_WORKER);
+    // No more threads than files (review: `--jobs 200000` spawned 200,000 for one), nor
+    // than MAX_WORKERS, which also bounds the results held ahead.
+    let jobs = jobs.min(files.len()).clamp(1, MAX_WORKERS);
+    let window = jobs.saturating_mul(AHEAD_PER_WORKER);
     let state = std::sync::Mutex::new(InOrder {
         done: std::collections::BTreeMap::new(),
         next_out: 0,
@@ -270,7 +278,6 @@ pub fn scan_parallel<T: Send>(
             changed: &changed,
         };
         let mut workers = 0;
-        // No more threads than files (review: `--jobs 200000` spawned 200,000 for one).
         for _ in 0..jobs.min(files.len()) {
             let spawned = std::thread::Builder::new().spawn_scoped(scope, worker);
             if spawned.is_err() {
