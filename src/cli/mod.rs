@@ -311,26 +311,36 @@ fn write_message(bytes: &[u8]) -> std::io::Result<()> {
     out.flush()
 }
 
-/// `bytes` with C0 controls (but tab, CR and LF), DEL and the UTF-8 forms of the C1
-/// controls written as `\xNN` (each byte).
+/// `bytes` with C0 controls (but tab, and CR before LF), DEL, the C1 controls (in UTF-8,
+/// and as single bytes outside it, which an 8-bit terminal reads as controls) written as
+/// `\xNN`, each byte: a lone CR (`Subject: invoice\rFrom: ceo@`) drew a line over another.
 fn terminal_safe(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let c1 = b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n));
-        let control = (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7F;
-        if c1 {
-            out.extend_from_slice(format!("\\x{b:02x}\\x{:02x}", bytes[i + 1]).as_bytes());
-            i += 2;
-            continue;
+    let hex = |out: &mut Vec<u8>, b: u8| out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+    let mut at = 0;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            at += c.len_utf8();
+            let line_end = c == '\r' && bytes.get(at) == Some(&b'\n');
+            let control = c.is_control() && !matches!(c, '\t' | '\n') && !line_end;
+            let mut utf8 = [0u8; 4];
+            let encoded = c.encode_utf8(&mut utf8).as_bytes();
+            if control {
+                for &b in encoded {
+                    hex(&mut out, b);
+                }
+            } else {
+                out.extend_from_slice(encoded);
+            }
         }
-        if control {
-            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
-        } else {
-            out.push(b);
+        for &b in chunk.invalid() {
+            at += 1;
+            if (0x80..=0x9F).contains(&b) {
+                hex(&mut out, b);
+            } else {
+                out.push(b);
+            }
         }
-        i += 1;
     }
     out
 }
@@ -384,7 +394,8 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    if matches!(cli.command, Verb::Serve { .. }) {
+    let serving = matches!(cli.command, Verb::Serve { .. });
+    if serving {
         serve::ignore_hangups_until_handled();
     } else {
         end_quietly_when_stdout_fails();
@@ -465,7 +476,8 @@ pub fn run() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => die_of_sigpipe(),
+        // Not for `serve`: systemd counts death by SIGPIPE as a clean exit.
+        Err(e) if !serving && is_broken_pipe(&e) => die_of_sigpipe(),
         Err(e) => {
             report(&e);
             ExitCode::FAILURE
@@ -561,8 +573,14 @@ mod terminal_tests {
             shown,
             "Subject: \\x1b]52;c;aGk=\\x07 caf\u{e9}\\xc2\\x9b2J\r\n\tfolded\r\n"
         );
-        // Raw 8-bit bytes that are no control pass as they are.
+        // Raw 8-bit bytes that are no control pass as they are; a raw C1 byte does not.
         assert_eq!(super::terminal_safe(b"\xe9t\xe9"), b"\xe9t\xe9");
+        assert_eq!(super::terminal_safe(b"a\x9b2J"), b"a\\x9b2J");
+        // A CR of its own draws over the line: written out.
+        assert_eq!(
+            super::terminal_safe(b"Subject: invoice\rFrom: ceo@x\r\n"),
+            b"Subject: invoice\\x0dFrom: ceo@x\r\n"
+        );
     }
 }
 
