@@ -235,8 +235,6 @@ fn load_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, net::t
         .transpose()
 }
 
-/// Says which settings differ from those the gateway started with and a reload cannot
-/// apply (they are read once at start): warned at every reload while they differ.
 /// The `[state]` key whose change made `new` another store than `running`, for the
 /// warning that it waits for a restart (a rotated Redis password is `state.redis`).
 fn changed_state_key(
@@ -252,6 +250,8 @@ fn changed_state_key(
     }
 }
 
+/// Says which settings differ from those the gateway started with and a reload cannot
+/// apply (they are read once at start): warned at every reload while they differ.
 fn warn_of_restart_only_changes(old: &Config, new: &Config) {
     let changed = [
         ("server.listen", old.server.listen != new.server.listen),
