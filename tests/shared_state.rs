@@ -582,3 +582,33 @@ fn the_null_sender_is_greylisted_at_the_end_of_data() {
     deliver(&gw, "", "bob@example.test", "a bounce").expect(250, "2.0.0");
     internal.expect_messages(1);
 }
+
+/// Regression (review): autolearn ran before the greylisting at the end of data, so a
+/// message greylisted there (here the null sender's) was learned though it was turned
+/// away, and, never retried, could not be forgotten: spam from `<>` that no rule hits was
+/// learned as ham.
+#[test]
+fn a_message_greylisted_at_the_end_of_data_is_not_autolearned() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&format!(
+        "{PATIENT_STATE}{GREYLIST}[classifier]\nautolearn = true\n"
+    )));
+    let learned = || {
+        common::admin::scrape(admin_port(&gw))
+            .value("mxguard_classifier_autolearn_total", &[("class", "ham")])
+    };
+    assert_greylisted(&deliver(
+        &gw,
+        "",
+        "bob@example.test",
+        "first words of a bounce",
+    ));
+    thread::sleep(PAST_DELAY);
+    deliver(&gw, "", "bob@example.test", "other words of a bounce").expect(250, "2.0.0");
+    assert!(
+        wait_until(Duration::from_secs(10), || learned() >= 1.0),
+        "the accepted message was not autolearned"
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(learned(), 1.0, "the greylisted message was learned too");
+}

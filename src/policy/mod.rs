@@ -402,7 +402,13 @@ impl Policy {
         if let Some(rules) = &rules {
             checks.push(Box::new(rules_check::RulesCheck::new(rules.clone())));
         }
+        // Score-aware greylisting (and the null sender's) needs the final score.
+        if let Some(g) = greylisting {
+            checks.push(Box::new(g));
+        }
         // Only a gateway learns: offline policies and the shadow have no state services.
+        // Last: a message greylisted at the end of data is not learned (review: spam from
+        // `<>` that no rule hits was learned as ham, then greylisted and never retried).
         let learning = config.classifier.autolearn && !is_shadow && services.state.is_some();
         if let Some(c) = classifier.filter(|_| learning) {
             let noautolearn = rules
@@ -416,10 +422,6 @@ impl Policy {
                 &noautolearn,
                 services.metrics.clone(),
             )));
-        }
-        // Score-aware greylisting (and the null sender's) needs the final score.
-        if let Some(g) = greylisting {
-            checks.push(Box::new(g));
         }
         let fingerprint = fingerprint::compute(
             &config,
