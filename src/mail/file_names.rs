@@ -38,11 +38,15 @@ pub fn may_name_a_file(name: &str) -> bool {
 pub fn in_field(name: &str, value: &str) -> Vec<String> {
     let name = name.trim().to_ascii_lowercase();
     if NAME_FIELDS.contains(&name.as_str()) {
-        let mut cut = value.len().min(MAX_VALUE_BYTES);
-        while !value.is_char_boundary(cut) {
-            cut -= 1;
+        // The last bytes after trimming, where a name ends: the first ones of a value
+        // padded with 70 KB of blank folded lines held nothing, and ` evil.js` after
+        // them, which a client that unfolds and trims shows, went unjudged (review).
+        let value = value.trim();
+        let mut from = value.len().saturating_sub(MAX_VALUE_BYTES);
+        while !value.is_char_boundary(from) {
+            from += 1;
         }
-        let plain = decode_unstructured(&unquote(value[..cut].trim()));
+        let plain = decode_unstructured(&unquote(value[from..].trim()));
         return Some(plain).filter(|n| !n.is_empty()).into_iter().collect();
     }
     if !PARAMETER_FIELDS.contains(&name.as_str()) {
@@ -432,6 +436,15 @@ content-disposition: attachment; filename=evil.exe\r\nX-Other: filename=x.js\r\n
         assert_eq!(names.len(), 2);
         assert_eq!(names[1], "evil.exe");
         assert!(names[0].len() <= MAX_VALUE_BYTES);
+    }
+
+    /// Regression (review): a `Content-Name` value padded with blank folded lines past
+    /// the bytes read hid the name after them.
+    #[test]
+    fn a_name_after_padding_is_read() {
+        let padding = "\r\n ".repeat(40_000);
+        let got = names("Content-Name", &format!("{padding}evil.js"));
+        assert_eq!(got, ["evil.js"]);
     }
 
     #[test]
