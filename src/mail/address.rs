@@ -117,8 +117,9 @@ fn written_local(local: &str) -> String {
     }
 }
 
-/// Longest path (RFC 5321 §4.5.3.1.3: 256 octets with its punctuation).
-const MAX_PATH: usize = 256;
+/// Longest path inside its angle brackets (RFC 5321 §4.5.3.1.3: 256 octets with its
+/// punctuation, the brackets included; review: 256 inside went out as 258).
+const MAX_PATH: usize = 254;
 
 /// Parses the inside of `<...>`. The empty path parses to an empty local and domain.
 pub fn parse_path(path: &str) -> Result<Address, AddressError> {
@@ -392,5 +393,18 @@ mod tests {
         assert_eq!(parse_path(&long_domain), Err(AddressError::TooLong));
         assert_eq!(parse_path("\"\""), Err(AddressError::Syntax));
         assert!(parse_path("").unwrap().is_null());
+        // 256 octets with the angle brackets (review: 256 inside them were taken).
+        let domain = |len: usize| {
+            let labels: Vec<String> = (0..len / 50).map(|_| "d".repeat(49)).collect();
+            let rest = len - labels.len() * 50;
+            format!("{}.{}", labels.join("."), "e".repeat(rest))
+        };
+        let local = "l".repeat(64);
+        let at_limit = format!("{local}@{}", domain(254 - 65));
+        assert_eq!(at_limit.len(), 254);
+        assert!(parse_path(&at_limit).is_ok(), "{at_limit}");
+        let over = format!("{local}@{}", domain(256 - 65));
+        assert_eq!(over.len(), 256);
+        assert_eq!(parse_path(&over), Err(AddressError::TooLong));
     }
 }
