@@ -28,17 +28,28 @@ impl Uribl {
     }
 }
 
-/// The host of a URL (`scheme://[user@]host[:port]/...`) as a browser would open it, or
-/// the domain of a `mailto:` address: character references and percent-escapes decoded,
-/// an international name in its ASCII form, lower case; `None` for URLs without a host or
-/// with an IP address as host (domain lists do not list IPs).
-fn host_of(uri: &str) -> Option<String> {
+/// The hosts of a URL (`scheme://[user@]host[:port]/...`) as a browser would open it, or
+/// the domains of a `mailto:` link, one for each of its addresses
+/// (`mailto:x@spam.example,y@gmail.com` has two, and only the last was looked up;
+/// review): character references and percent-escapes decoded, an international name in
+/// its ASCII form, lower case; none for URLs without a host or with an IP address as host
+/// (domain lists do not list IPs).
+fn hosts_of(uri: &str) -> Vec<String> {
     let uri = crate::rules::decode_entities(uri);
-    let host = match Link::parse(&uri) {
-        Some(link) => link.host,
+    match Link::parse(&uri) {
+        Some(link) => usable_host(link.host).into_iter().collect(),
         // A mail address's domain is listed like a web host's, and looked up alike.
-        None => mailto_address(&uri)?.rsplit_once('@')?.1.to_string(),
-    };
+        None => mailto_address(&uri)
+            .into_iter()
+            .flat_map(|addresses| addresses.split(','))
+            .filter_map(|address| address.rsplit_once('@'))
+            .filter_map(|(_, domain)| usable_host(domain.trim().to_string()))
+            .collect(),
+    }
+}
+
+/// A host as domain lists are asked about it, or `None` for an address or no host.
+fn usable_host(host: String) -> Option<String> {
     if host.starts_with('[') {
         return None;
     }
@@ -89,14 +100,15 @@ pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
         if all.len() >= COLLECTED_DOMAINS {
             break;
         }
-        let Some(host) = host_of(uri) else { continue };
-        let Some(domain) = psl::domain_str(&host) else {
-            continue;
-        };
-        if NEVER_LISTED.contains(&domain) || !seen.insert(domain.to_owned()) {
-            continue;
+        for host in hosts_of(uri) {
+            let Some(domain) = psl::domain_str(&host) else {
+                continue;
+            };
+            if NEVER_LISTED.contains(&domain) || !seen.insert(domain.to_owned()) {
+                continue;
+            }
+            all.push(domain.to_owned());
         }
-        all.push(domain.to_owned());
     }
     if all.len() <= max {
         return all;
@@ -163,6 +175,11 @@ impl Check for Uribl {
 mod tests {
     use super::*;
 
+    /// The first of [`hosts_of`].
+    fn host_of(uri: &str) -> Option<String> {
+        hosts_of(uri).into_iter().next()
+    }
+
     #[test]
     fn hosts_are_reduced_to_registrable_domains_once() {
         let uris: Vec<String> = [
@@ -213,6 +230,17 @@ mod tests {
         );
         // An escape that hides an address is still an address, not a domain.
         assert_eq!(host_of("http://192.0.2%2E1/"), None);
+    }
+
+    /// Regression (review): of a `mailto:` link to several addresses only the last
+    /// address's domain was looked up.
+    #[test]
+    fn every_address_of_a_mailto_link_is_looked_up() {
+        let uris = vec!["mailto:x@spam.example,y@mail.example?subject=hi".to_string()];
+        assert_eq!(
+            registrable_domains(&uris, 10),
+            ["spam.example", "mail.example"]
+        );
     }
 
     /// Regression (review): `uribl_max_domains = 0` still looked up the first domain.
