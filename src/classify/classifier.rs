@@ -441,6 +441,23 @@ impl Classifier {
                 .await?;
         }
         let spam = entries.iter().filter(|(_, e)| e.class.is_spam()).count();
+        // The message totals likewise (review: a learn cut between its ledger swap and its
+        // counters on a Redis Cluster left them off for good, and every Bayes probability
+        // with them). The token counters of such a learn stay as they are.
+        let ledger_totals = Counts {
+            spam: u32::try_from(spam).unwrap_or(u32::MAX),
+            ham: u32::try_from(entries.len() - spam).unwrap_or(u32::MAX),
+        }
+        .pack();
+        let stored = state.get_counters(&[TOTALS.to_string()]).await?;
+        let off = ledger_totals - stored.first().copied().unwrap_or(0);
+        if off != 0 {
+            tracing::warn!(
+                off,
+                "classifier: the learned-message totals did not match the ledger; made right"
+            );
+            state.add_counters(&[(TOTALS.to_string(), off)]).await?;
+        }
         if spam == 0 || spam == entries.len() {
             return Ok(None);
         }

@@ -709,6 +709,22 @@ async fn the_oldest_autolearned_messages_are_forgotten_past_the_limit() {
         .unwrap();
     c.retrain(1).await.unwrap();
     assert_eq!(c.autolearned().await.unwrap(), 0);
+    // Regression (review): so are the learned-message totals (a Redis Cluster learn cut
+    // between its ledger swap and its counters left them off for good).
+    let totals = || async {
+        state
+            .get_counters(&[store::TOTALS.to_string()])
+            .await
+            .unwrap()[0]
+    };
+    let right = totals().await;
+    state
+        .add_counters(&[(store::TOTALS.to_string(), Counts::delta(true, -2))])
+        .await
+        .unwrap();
+    assert_ne!(totals().await, right);
+    c.retrain(1).await.unwrap();
+    assert_eq!(totals().await, right);
 }
 
 /// Regression (review): `mxguard learn` tokenised a file as it lay on disk while `scan` and
