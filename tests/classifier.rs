@@ -363,6 +363,19 @@ fn a_learn_that_cannot_retrain_names_the_published_model() {
         "{}",
         text(&out)
     );
+    // Regression (review): an export while the lock is held wrote no model at all (it
+    // asked the retraining, which the holder owns); the model of the exported entries
+    // is trained for it.
+    let exported = stdout(&mx(
+        root,
+        &["learn", "--export", "seed.bin", "--config", "mxguard.toml"],
+    ));
+    assert!(exported.contains("exported 13 messages"), "{exported}");
+    assert!(!exported.contains("model none"), "{exported}");
+    assert!(
+        !exported.contains(&format!("model {published} ")),
+        "{exported}"
+    );
 }
 
 /// Copies of one body (one ledger digest) with different headers, learned in one run: the
