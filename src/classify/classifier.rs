@@ -567,11 +567,14 @@ impl Classifier {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
         let generation = store::generation(&state).await?;
         let mut model = store::published_model(&state).await?;
-        let ledger = store::ledger_all(&state).await?;
-        // A published model behind the ledger is trained again here, from the very entries
-        // exported, and not published: asking the gateway's retraining for it gave no model
-        // at all while a gateway held the lock, which is when one is due (review).
         if model.as_ref().map(LrModel::generation) != Some(generation) {
+            model = self.retrain(KEEP_ALL).await?.map(|m| (*m).clone());
+        }
+        let ledger = store::ledger_all(&state).await?;
+        // A retraining another node holds the lock of (when one is due) gives no model: it
+        // is trained here, from the very entries exported, and not published (review: the
+        // seed was written without a model).
+        if model.is_none() {
             let spam = ledger.iter().filter(|(_, e)| e.class.is_spam()).count();
             model = if spam == 0 || spam == ledger.len() {
                 None
