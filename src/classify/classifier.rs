@@ -462,18 +462,9 @@ impl Classifier {
             return Ok(None);
         }
         // Training takes a fraction of a second per thousand messages: off the runtime.
-        let model = tokio::task::spawn_blocking(move || {
-            let examples: Vec<Example<'_>> = entries
-                .iter()
-                .map(|(_, e)| Example {
-                    hashes: &e.hashes,
-                    is_spam: e.class.is_spam(),
-                })
-                .collect();
-            ftrl::train(&examples, generation)
-        })
-        .await
-        .map_err(|e| ClassifyError::Format(format!("training failed: {e}")))?;
+        let model = tokio::task::spawn_blocking(move || train_on(&entries, generation))
+            .await
+            .map_err(|e| ClassifyError::Format(format!("training failed: {e}")))?;
         store::publish(state, &model).await?;
         self.install(Some(model));
         Ok(self.model())
@@ -579,15 +570,8 @@ impl Classifier {
             model = if spam == 0 || spam == ledger.len() {
                 None
             } else {
-                let examples: Vec<Example<'_>> = ledger
-                    .iter()
-                    .map(|(_, e)| Example {
-                        hashes: &e.hashes,
-                        is_spam: e.class.is_spam(),
-                    })
-                    .collect();
                 Some(crate::runtime::off_the_async_threads(|| {
-                    ftrl::train(&examples, generation)
+                    train_on(&ledger, generation)
                 }))
             };
         }
@@ -597,6 +581,19 @@ impl Classifier {
             .collect();
         Ok(Seed { entries, model })
     }
+}
+
+/// The logistic model of ledger `entries` (both classes present), labelled `generation`:
+/// deterministic, so every node trains the same model from the same ledger.
+fn train_on(entries: &[(String, Entry)], generation: i64) -> LrModel {
+    let examples: Vec<Example<'_>> = entries
+        .iter()
+        .map(|(_, e)| Example {
+            hashes: &e.hashes,
+            is_spam: e.class.is_spam(),
+        })
+        .collect();
+    ftrl::train(&examples, generation)
 }
 
 /// Autolearned messages past which autolearn waits for the next retraining (which
