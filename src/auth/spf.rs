@@ -77,7 +77,8 @@ pub struct SpfCheck {
     /// The MAIL FROM address as given (empty for `<>`; unused for a HELO check).
     pub mail_from: String,
     /// A MAIL FROM pass the domain's record gives every client (`+all`, or the same by an
-    /// `include:`, ranges or `exists:`): it says nothing of where the mail comes from.
+    /// `include:`, ranges or `exists:`): it says nothing of where the mail comes from. Set
+    /// by whoever asks [`Authenticator::passes_anyone`] (the SPF check, for greylisting).
     pub authorizes_anyone: bool,
     pub(crate) output: SpfOutput,
 }
@@ -142,12 +143,7 @@ impl Authenticator {
         hostname: &str,
         deadline: Instant,
     ) -> SpfCheck {
-        let helo_domain = helo.trim_end_matches('.').to_ascii_lowercase();
-        let sender = if mail_from.is_empty() {
-            format!("postmaster@{helo_domain}")
-        } else {
-            mail_from.to_owned()
-        };
+        let (helo_domain, sender) = mail_from_identity(helo, mail_from);
         let domain = super::domain_of(&sender).unwrap_or_default();
         let result = if is_domain(&domain) {
             let params =
@@ -157,32 +153,46 @@ impl Authenticator {
         } else {
             Some(no_domain())
         };
-        let mut anyone = false;
-        if result.as_ref().map(SpfOutput::result) == Some(mail_auth::SpfResult::Pass) {
-            // A record can pass everyone (`+all`, or the same by an `include:` or
-            // `redirect=`, `ip4:0.0.0.0/1` twice, `exists:` of a wildcard): a client that
-            // cannot be the sender's, a documentation address, is asked about too, which
-            // finds every form where no reading of the text would (review).
-            let nobody = match client_ip {
-                IpAddr::V4(_) => IpAddr::from([192, 0, 2, 1]),
-                IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
-            };
-            let params = SpfParameters::verify_mail_from(nobody, &helo_domain, hostname, &sender);
-            let probe = self.bounded(deadline, self.spf.verify_spf(params)).await;
-            anyone = probe.is_some_and(|p| p.result() == mail_auth::SpfResult::Pass);
-        }
-        SpfCheck {
-            authorizes_anyone: anyone,
-            ..finish(
-                SpfIdentity::MailFrom,
-                result,
-                domain,
-                client_ip,
-                helo,
-                mail_from,
-            )
-        }
+        finish(
+            SpfIdentity::MailFrom,
+            result,
+            domain,
+            client_ip,
+            helo,
+            mail_from,
+        )
     }
+
+    /// Whether the MAIL FROM `check`, a pass, is one the sender's record gives every
+    /// client (`+all`, or the same by an `include:` or `redirect=`, `ip4:0.0.0.0/1` twice,
+    /// `exists:` of a wildcard): a client that cannot be the sender's, a documentation
+    /// address, is asked about too, which finds every form where no reading of the text
+    /// would (review). A second evaluation: asked only by those who read the answer.
+    pub async fn passes_anyone(&self, check: &SpfCheck, hostname: &str, deadline: Instant) -> bool {
+        if check.identity != SpfIdentity::MailFrom || check.result != SpfResult::Pass {
+            return false;
+        }
+        let (helo_domain, sender) = mail_from_identity(&check.helo, &check.mail_from);
+        let nobody = match check.client_ip {
+            IpAddr::V4(_) => IpAddr::from([192, 0, 2, 1]),
+            IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+        };
+        let params = SpfParameters::verify_mail_from(nobody, &helo_domain, hostname, &sender);
+        let probe = self.bounded(deadline, self.spf.verify_spf(params)).await;
+        probe.is_some_and(|p| p.result() == mail_auth::SpfResult::Pass)
+    }
+}
+
+/// The HELO domain and the MAIL FROM identity of a check: the address, or
+/// `postmaster@HELO` for the null sender (RFC 7208 §2.4).
+fn mail_from_identity(helo: &str, mail_from: &str) -> (String, String) {
+    let helo_domain = helo.trim_end_matches('.').to_ascii_lowercase();
+    let sender = if mail_from.is_empty() {
+        format!("postmaster@{helo_domain}")
+    } else {
+        mail_from.to_owned()
+    };
+    (helo_domain, sender)
 }
 
 impl Authenticator {

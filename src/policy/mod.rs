@@ -282,6 +282,7 @@ impl Policy {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
                 config.server.hostname.clone(),
+                gl.enabled,
             )));
         }
         checks.push(Box::new(size::DeclaredSize::new(
