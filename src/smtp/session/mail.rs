@@ -49,7 +49,7 @@ impl Session {
             let text = "Insufficient system storage, try again later";
             let reply = Reply::new(452, "4.3.1", text);
             self.log_refusal(Stage::Mail, Some(&from), None, &reply);
-            return self.defer(reply).await;
+            return self.junk_reply(Stage::Mail, reply).await;
         }
         self.ctx.declared_size = params.size;
         self.ctx.mail_from = Some(from);
@@ -59,25 +59,18 @@ impl Session {
                 self.mail = Some(params);
                 self.ok(Stage::Mail, Reply::new(250, "2.1.0", "Ok"))
             }
+            // A sender deferred for our sake (the spool short of room, the state backend
+            // down) or by a limit is no client error, as a deferred recipient is not:
+            // counted as one, it pushed a client towards the tarpit and the error limit's
+            // 421. A MAIL that moved no mail is still a junk command.
             Decision::Tempfail(r) => {
                 self.reset_transaction();
-                self.defer(r).await
+                self.junk_reply(Stage::Mail, r).await
             }
             Decision::Reject(r) => {
                 self.reset_transaction();
                 self.error(Stage::Mail, r).await
             }
         }
-    }
-
-    /// A sender deferred for our sake (the spool short of room, the state backend down) or
-    /// by a limit is no client error, as a deferred recipient is not: counted as one, it
-    /// pushed a client towards the tarpit and the error limit's 421. A MAIL that moved no
-    /// mail is still a junk command, so a client retrying at once cannot go on for ever.
-    async fn defer(&mut self, reply: Reply) -> Option<End> {
-        if let Some(end) = self.count_junk().await {
-            return Some(end);
-        }
-        self.ok(Stage::Mail, reply)
     }
 }

@@ -513,6 +513,15 @@ impl Session {
         None
     }
 
+    /// Answers `reply` to a command that moved no mail (a repeated recipient, a deferred
+    /// MAIL), counted as a junk command: free up to the limit, then an error.
+    async fn junk_reply(&mut self, stage: Stage, reply: Reply) -> Option<End> {
+        if let Some(end) = self.count_junk().await {
+            return Some(end);
+        }
+        self.ok(stage, reply)
+    }
+
     /// NOOP, RSET, VRFY, HELP, and a greeting after the first.
     fn is_junk(&self, cmd: &Command) -> bool {
         match cmd {

@@ -25,7 +25,7 @@ impl Session {
         // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
         // sent, and a repeated RCPT is no progress that keeps a session under stress.
         if self.already_accepted(&self.policy.recipient_as_judged(&to)) {
-            return self.repeated().await;
+            return self.junk_reply(Stage::Rcpt, duplicate()).await;
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
             if self.overshoot == 0 {
@@ -46,13 +46,6 @@ impl Session {
         let decision = self.evaluate(Stage::Rcpt).await;
         let rcpt = self.ctx.rcpt.take();
         match (decision, rcpt) {
-            // The policy may have written the address as it is relayed (a bare `postmaster`
-            // qualified, a Unicode domain as its A-label): a duplicate only shows now.
-            (Decision::Continue | Decision::Discard, Some(rcpt))
-                if self.already_accepted(&rcpt) =>
-            {
-                self.repeated().await
-            }
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
@@ -77,16 +70,6 @@ impl Session {
         }
     }
 
-    /// A recipient the transaction has already: taken once, and counted as a command that
-    /// moved no mail (review: `RCPT TO:<postmaster>` a hundred thousand times, each
-    /// running the RCPT policy and its state calls, was free).
-    async fn repeated(&mut self) -> Option<End> {
-        if let Some(end) = self.count_junk().await {
-            return Some(end);
-        }
-        self.ok(Stage::Rcpt, duplicate())
-    }
-
     /// Whether the transaction has `rcpt` already, as written or as the policy wrote it.
     fn already_accepted(&self, rcpt: &Address) -> bool {
         let path = rcpt.to_path();
@@ -94,7 +77,10 @@ impl Session {
     }
 }
 
-/// The answer to a recipient the transaction has already.
+/// The answer to a recipient the transaction has already (in the form the checks judge,
+/// [`crate::policy::Policy::recipient_as_judged`]): taken once, and counted as a command
+/// that moved no mail (review: `RCPT TO:<postmaster>` a hundred thousand times, each
+/// running the RCPT policy and its state calls, was free).
 fn duplicate() -> Reply {
     Reply::new(250, "2.1.5", "Ok (duplicate recipient)")
 }
