@@ -174,7 +174,7 @@ pub struct Context {
     pub greylist_credit: Option<String>,
     /// The symbols a refused HELO or RCPT found: no part of the session or the message
     /// (see [`crate::policy::Policy::evaluate`]), kept only for the refusal's log line,
-    /// which names what refused. Empty after any other evaluation.
+    /// which names what refused and takes them.
     pub refused_symbols: Vec<SymbolHit>,
 }
 

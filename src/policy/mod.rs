@@ -592,7 +592,6 @@ impl Policy {
         let before_data =
             (stage == Stage::Data && self.shadow.is_some()).then(|| ctx.symbols.clone());
         let decision = self.run_checks(stage, ctx).await;
-        ctx.refused_symbols.clear();
         if matches!(decision, Decision::Reject(_) | Decision::Tempfail(_)) {
             match (stage, before_helo) {
                 (Stage::Helo, Some((helo_symbols, symbols))) => {

@@ -24,7 +24,7 @@ impl Session {
         // Refusals before the policy's get a `refused` line as the policy's do.
         if from.is_utf8() && !params.smtputf8 {
             let reply = Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
-            self.log_refusal(Stage::Mail, Some(&from), None, &reply);
+            self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
             return self.error(Stage::Mail, reply).await;
         }
         let extended =
@@ -33,7 +33,7 @@ impl Session {
             // After HELO no extension was offered, so none of its parameters is known
             // (RFC 5321 §4.1.1.11): an 8-bit body would be relayed as if it were allowed.
             let reply = Reply::new(555, "5.5.4", "MAIL parameters need EHLO");
-            self.log_refusal(Stage::Mail, Some(&from), None, &reply);
+            self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
             return self.error(Stage::Mail, reply).await;
         }
         // RFC 1870 §6.1: too little room in the spool for this message (or for mail at
@@ -48,7 +48,7 @@ impl Session {
             self.limit_hit("spool_space");
             let text = "Insufficient system storage, try again later";
             let reply = Reply::new(452, "4.3.1", text);
-            self.log_refusal(Stage::Mail, Some(&from), None, &reply);
+            self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
             return self.junk_reply(Stage::Mail, reply).await;
         }
         self.ctx.declared_size = params.size;

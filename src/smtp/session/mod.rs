@@ -268,27 +268,29 @@ impl Session {
     /// one place for every stage (a judged message has its own summary line).
     async fn evaluate(&mut self, stage: Stage) -> Decision {
         let decision = self.policy.clone().evaluate(stage, &mut self.ctx).await;
-        if let Decision::Reject(reply) | Decision::Tempfail(reply) = &decision {
-            self.log_refusal(stage, None, self.ctx.rcpt.as_ref(), reply);
-        }
-        // Read by this refusal's line only: a later refusal made before the policy runs
+        // Taken for this refusal's line only: a later refusal made before the policy runs
         // (a non-ASCII recipient without SMTPUTF8) must not name them (review).
-        self.ctx.refused_symbols.clear();
+        let refused_by = std::mem::take(&mut self.ctx.refused_symbols);
+        if let Decision::Reject(reply) | Decision::Tempfail(reply) = &decision {
+            let rcpt = self.ctx.rcpt.as_ref();
+            self.log_refusal(stage, None, rcpt, reply, &refused_by);
+        }
         decision
     }
 
     /// What an operator greps for when a sender asks why its mail bounced; `rcpt` is the
     /// recipient refused, if any; `sender` the one refused at MAIL, if any. The rules are
-    /// those hit so far and those of the refused stage, which the policy set aside.
+    /// those hit so far and `refused_by`, those of a refused stage the policy set aside.
     fn log_refusal(
         &self,
         stage: Stage,
         sender: Option<&crate::mail::Address>,
         rcpt: Option<&crate::mail::Address>,
         reply: &Reply,
+        refused_by: &[crate::policy::SymbolHit],
     ) {
         let mut rules: Vec<&str> = Vec::new();
-        for s in self.ctx.symbols.iter().chain(&self.ctx.refused_symbols) {
+        for s in self.ctx.symbols.iter().chain(refused_by) {
             if !rules.contains(&s.name.as_str()) {
                 rules.push(&s.name);
             }

@@ -19,7 +19,7 @@ impl Session {
         if to.is_utf8() && !mail.smtputf8 {
             let reply = Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
             // A `refused` line as for the policy's refusals (review: none).
-            self.log_refusal(Stage::Rcpt, None, Some(&to), &reply);
+            self.log_refusal(Stage::Rcpt, None, Some(&to), &reply, &[]);
             return self.error(Stage::Rcpt, reply).await;
         }
         // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
