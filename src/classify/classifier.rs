@@ -429,34 +429,39 @@ impl Classifier {
                 "classifier: the oldest autolearned messages forgotten (classifier.autolearn_max)"
             );
         }
-        // The count autolearn is held to, made right from the ledger (a store older than
-        // the counter, a learn cut half-way on a Redis Cluster); learns since the ledger
-        // was read may be a few off, until the next retraining.
-        let autolearned = entries.iter().filter(|(_, e)| e.autolearned).count();
-        let counted = self.autolearned().await?;
-        let off = i64::try_from(autolearned).unwrap_or(i64::MAX) - counted;
-        if off != 0 {
-            state
-                .add_counters(&[(AUTOLEARNED.to_string(), off)])
-                .await?;
-        }
+        // The counters the ledger says, made right from it: the count autolearn is held to
+        // (a store older than the counter) and the learned-message totals (review: a learn
+        // cut between its ledger swap and its counters on a Redis Cluster left them off for
+        // good, and every Bayes probability with them; that learn's token counters stay as
+        // they are). Learns since the ledger was read may be a few off, until the next
+        // retraining.
         let spam = entries.iter().filter(|(_, e)| e.class.is_spam()).count();
-        // The message totals likewise (review: a learn cut between its ledger swap and its
-        // counters on a Redis Cluster left them off for good, and every Bayes probability
-        // with them). The token counters of such a learn stay as they are.
-        let ledger_totals = Counts {
-            spam: u32::try_from(spam).unwrap_or(u32::MAX),
-            ham: u32::try_from(entries.len() - spam).unwrap_or(u32::MAX),
-        }
-        .pack();
-        let stored = state.get_counters(&[TOTALS.to_string()]).await?;
-        let off = ledger_totals - stored.first().copied().unwrap_or(0);
-        if off != 0 {
-            tracing::warn!(
-                off,
-                "classifier: the learned-message totals did not match the ledger; made right"
+        let autolearned = entries.iter().filter(|(_, e)| e.autolearned).count();
+        let from_ledger = [
+            (AUTOLEARNED, i64::try_from(autolearned).unwrap_or(i64::MAX)),
+            (
+                TOTALS,
+                Counts {
+                    spam: u32::try_from(spam).unwrap_or(u32::MAX),
+                    ham: u32::try_from(entries.len() - spam).unwrap_or(u32::MAX),
+                }
+                .pack(),
+            ),
+        ];
+        let keys: Vec<String> = from_ledger.iter().map(|(k, _)| k.to_string()).collect();
+        let stored = state.get_counters(&keys).await?;
+        let corrections: Vec<(String, i64)> = from_ledger
+            .iter()
+            .zip(stored.iter().copied().chain(std::iter::repeat(0)))
+            .filter(|((_, right), now)| right != now)
+            .map(|((key, right), now)| (key.to_string(), right - now))
+            .collect();
+        if !corrections.is_empty() {
+            tracing::info!(
+                ?corrections,
+                "classifier: counters made right from the ledger"
             );
-            state.add_counters(&[(TOTALS.to_string(), off)]).await?;
+            state.add_counters(&corrections).await?;
         }
         if spam == 0 || spam == entries.len() {
             return Ok(None);
