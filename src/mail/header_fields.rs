@@ -54,11 +54,7 @@ pub fn remove_fields<'m>(
 /// section is copied: the body may be a mapped file of many megabytes.
 pub fn header_as_readers_read(message: &[u8]) -> Option<(Vec<u8>, usize)> {
     let (kept, rest) = keep_fields(message, |field| {
-        let line = match memchr::memchr(b'\n', field) {
-            Some(i) => &field[..i],
-            None => field,
-        };
-        let Some(colon) = memchr::memchr(b':', line) else {
+        let Some(colon) = memchr::memchr(b':', first_line(field)) else {
             return Field::Drop;
         };
         let name = field[..colon].trim_ascii_end();
@@ -75,6 +71,14 @@ pub fn header_as_readers_read(message: &[u8]) -> Option<(Vec<u8>, usize)> {
         }
     });
     kept.map(|header| (header, rest))
+}
+
+/// A field's first line (all of it when it has one line).
+fn first_line(field: &[u8]) -> &[u8] {
+    match memchr::memchr(b'\n', field) {
+        Some(i) => &field[..i],
+        None => field,
+    }
 }
 
 /// What becomes of one header field.
