@@ -69,21 +69,12 @@ impl Health {
         self.retired.store(true, Ordering::Release);
     }
 
-    /// Makes the gauge say the state, unless retired: each flip calls this after it, and
-    /// the state is read again after the write, so the last write follows the last flip
-    /// (a lookup marking it down while another's answer marked it up could leave the gauge
-    /// saying the opposite of the state).
+    /// Makes the gauge say the state, unless retired, after each flip (a lookup marking it
+    /// down while another's answer marked it up could leave the gauge saying the opposite).
     fn set_gauge(&self) {
-        loop {
-            if self.retired.load(Ordering::Acquire) {
-                return;
-            }
-            let up = !self.is_down();
-            self.gauge.set(i64::from(up));
-            if self.is_down() != up {
-                return;
-            }
-        }
+        crate::metrics::follow_flag(&self.gauge, || {
+            (!self.retired.load(Ordering::Acquire)).then(|| !self.is_down())
+        });
     }
 
     /// Milliseconds after `origin`, plus one so that 0 can mean "never".

@@ -6,6 +6,20 @@
 mod log_every;
 
 pub use log_every::LogEvery;
+
+/// Makes `gauge` say an up/down flag (1 up) that other threads flip: `up` reads it, `None`
+/// when this gauge is no longer the flag's to write (a resolver a reload replaced). The
+/// flag is read again after each write, so the last write follows the last flip: two
+/// flips at once, each written after its own, could leave the gauge opposite the flag.
+/// Call it after each flip.
+pub fn follow_flag(gauge: &prometheus::IntGauge, up: impl Fn() -> Option<bool>) {
+    while let Some(was) = up() {
+        gauge.set(i64::from(was));
+        if up() == Some(was) {
+            return;
+        }
+    }
+}
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,

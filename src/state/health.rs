@@ -102,17 +102,10 @@ impl Health {
         }
     }
 
-    /// Makes `mxguard_state_up` say the state: each flip publishes after it, and re-reads
-    /// the flag after writing, so the last write follows the last flip (two calls flipping
-    /// it at once left the gauge at 0 with the backend up, and the alert firing).
+    /// Makes `mxguard_state_up` say the state, after each flip (two calls flipping it at
+    /// once left the gauge at 0 with the backend up, and the alert firing).
     fn publish(&self) {
-        loop {
-            let up = self.is_up();
-            self.metrics.state_up.set(i64::from(up));
-            if self.is_up() == up {
-                return;
-            }
-        }
+        crate::metrics::follow_flag(&self.metrics.state_up, || Some(self.is_up()));
     }
 
     /// A call failed; `wrote` when it was a write.
