@@ -72,21 +72,15 @@ fn tune_allocator() {
 /// Every session is a socket: raises the soft open-files limit to the hard one and warns
 /// when that still cannot hold `max_sessions`.
 fn raise_open_files_limit(max_sessions: usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    if !ok {
+    let Some(mut limit) = open_files() else {
         return;
-    }
+    };
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
             rlim_max: limit.rlim_max,
         };
-        // SAFETY: as above.
+        // SAFETY: setrlimit reads the struct we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             limit = raised;
         }
@@ -111,18 +105,14 @@ fn warn_if_short_of_open_files(open_files: u64, max_sessions: usize) {
     }
 }
 
-/// The open-files limit in force (`u64::MAX` when it cannot be read: no warning then).
-fn open_files_limit() -> u64 {
+/// The open-files limits in force, when they can be read.
+fn open_files() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        u64::MAX
-    }
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -237,7 +227,9 @@ fn spawn_reload_handler(
                 Ok(fingerprint) => {
                     tracing::info!(trigger = why, fingerprint, "policy reloaded");
                     let max_sessions = gateway.policy().config().server.limits.max_sessions;
-                    warn_if_short_of_open_files(open_files_limit(), max_sessions);
+                    if let Some(limit) = open_files() {
+                        warn_if_short_of_open_files(limit.rlim_cur, max_sessions);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(trigger = why, error = %e, "reload failed; keeping the running policy")
