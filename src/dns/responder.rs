@@ -207,14 +207,17 @@ async fn serve_udp(
         let Some(request) = buffer.get(..len).and_then(|b| Message::from_vec(b).ok()) else {
             continue;
         };
-        let resend = request.queries.first().is_some_and(|q| {
-            label
-                .asking
-                .answering(&(request.metadata.id, q.name().clone(), q.query_type()))
-        });
+        // A resend of a question being answered goes in even past the bound (asked only
+        // then: the lookup takes a lock).
+        let resend = || {
+            request.queries.first().is_some_and(|q| {
+                let key = (request.metadata.id, q.name().clone(), q.query_type());
+                label.asking.answering(&key)
+            })
+        };
         let turn = match turns.clone().try_acquire_owned() {
             Ok(turn) => Some(turn),
-            Err(_) if resend => None,
+            Err(_) if resend() => None,
             Err(_) => continue,
         };
         let Some(dns) = Dns::upgrade(&dns) else {

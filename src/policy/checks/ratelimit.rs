@@ -121,13 +121,8 @@ fn bucket_domain(domain: &str) -> String {
 
 /// An address as one bucket knows it: lower case, its domain as [`bucket_domain`].
 fn bucket_path(address: &crate::mail::Address) -> String {
-    let domain = if address.domain.starts_with('[') {
-        address.domain.clone()
-    } else {
-        bucket_domain(&address.domain)
-    };
     crate::mail::Address {
-        domain,
+        domain: bucket_domain(&address.domain),
         ..address.clone()
     }
     .to_path()
