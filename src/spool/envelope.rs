@@ -109,6 +109,13 @@ pub struct DeliveryState {
     /// delivered and is no longer in the queue to be seen.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dsn_queued: bool,
+    /// Recipients (indexes) that failed temporarily in the round of transactions under
+    /// way: a message to more recipients than one transaction carries tries every pending
+    /// one once, the next transaction following at once, before it waits out a retry
+    /// delay. Without it one full mailbox among the first recipients held back every
+    /// recipient after it for each retry delay, until they expired untried (review).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub put_off_this_round: Vec<usize>,
 }
 
 /// One recipient that failed permanently, as the DSN reports it (built by
@@ -137,6 +144,7 @@ impl DeliveryState {
             queued_since: None,
             bounce: None,
             dsn_queued: false,
+            put_off_this_round: Vec::new(),
         }
     }
 

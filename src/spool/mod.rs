@@ -646,12 +646,12 @@ impl Spool {
     /// during a delivery removed the message (then its state) while the attempt ran, and
     /// the attempt's deferral saved a state after that, an orphan until the next start.
     /// Called after that save: either the delete's own removal of the state came later,
-    /// or the message file is already gone here.
-    pub fn drop_state_if_deleted(&self, id: &QueueId) -> Result<(), SpoolError> {
+    /// or the message file is already gone here. Returns whether it was gone.
+    pub fn drop_state_if_deleted(&self, id: &QueueId) -> Result<bool, SpoolError> {
         let message = self.queue.join(id.as_str());
         match fs::symlink_metadata(&message) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.discard_state(id),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.discard_state(id).map(|()| true),
             Err(e) => Err(io_err("stat", &message)(e)),
         }
     }
@@ -1406,9 +1406,9 @@ mod tests {
         let kept = spool.store(&envelope(), b"x\r\n").await.unwrap();
         let deleted = spool.store(&envelope(), b"x\r\n").await.unwrap();
         spool.remove(&deleted).unwrap();
-        for id in [&kept, &deleted] {
+        for (id, gone) in [(&kept, false), (&deleted, true)] {
             spool.save_state(id, &DeliveryState::new(2)).unwrap();
-            spool.drop_state_if_deleted(id).unwrap();
+            assert_eq!(spool.drop_state_if_deleted(id).unwrap(), gone);
         }
         assert!(spool.state_path(&kept).exists());
         assert!(!spool.state_path(&deleted).exists());

@@ -8,6 +8,7 @@ use crate::relay::client::{ClientError, ClientSettings, Connection, Transaction}
 use crate::relay::dsn::{self, FailedRecipient};
 use crate::relay::scheduler::{arrival_from_id, Job, JobResult};
 use crate::spool::{unix_now, DeliveryState, QueueId, RcptStatus, SpoolError, SpooledMessage};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -84,9 +85,20 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // At most `recipients_per_transaction` at a time: a pipelined batch of thousands
     // of RCPTs fills the server's replies up to a deadlock (RFC 2920 §3.1).
     let waiting: Vec<usize> = msg.state.pending().collect();
+    let mut put_off: HashSet<usize> = msg.state.put_off_this_round.iter().copied().collect();
+    if waiting.iter().all(|i| put_off.contains(i)) {
+        // Every pending recipient had its try in the round: a new one starts.
+        put_off.clear();
+        msg.state.put_off_this_round.clear();
+    }
+    let untried: Vec<usize> = waiting
+        .iter()
+        .copied()
+        .filter(|i| !put_off.contains(i))
+        .collect();
     let per_transaction = config.relay.recipients_per_transaction.max(1);
-    let pending: Vec<usize> = waiting.iter().copied().take(per_transaction).collect();
-    let left_for_next = waiting.len() > pending.len();
+    let pending: Vec<usize> = untried.iter().copied().take(per_transaction).collect();
+    let left_for_next = untried.len() > pending.len();
     let recipients: Vec<String> = pending
         .iter()
         .map(|&i| msg.envelope.rcpt_to[i].clone())
@@ -103,6 +115,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     let mut settled_now = false;
     let mut failed_now = false;
     let mut other_temp_failure = false;
+    // The session failed (no connection, a timeout, a dropped line): the round ends there,
+    // as the next transaction would most likely fail the same way.
+    let mut session_failed = false;
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
             &config.relay.dsn_via
@@ -137,6 +152,7 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                             over_server_limit = true;
                         } else {
                             other_temp_failure = true;
+                            msg.state.put_off_this_round.push(i);
                         }
                         if temp_error.is_none() {
                             temp_error = Some(reply.to_string());
@@ -175,16 +191,20 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                 }
                 temp_error = Some(e.to_string());
                 other_temp_failure = true;
+                session_failed = true;
             }
         }
     }
-    // Settling at least one is what keeps this from looping (a server refusing every
-    // RCPT with `452 4.5.3`, a throttle, would be asked again at once for ever).
-    let next_batch_now = (over_server_limit || left_for_next) && settled_now && !other_temp_failure;
+    // Settling or putting off at least one is what keeps this from looping (a server
+    // refusing every RCPT with `452 4.5.3`, a throttle, would be asked again at once for
+    // ever): each batch that follows at once has fewer recipients left to try.
+    let progressed = settled_now || other_temp_failure;
+    let next_batch_now = (over_server_limit || left_for_next) && progressed && !session_failed;
     // A batch followed at once by the next is part of one attempt: counted each, the
     // retry delays of a message to many recipients grew per batch (review).
     if !next_batch_now {
         msg.state.attempts += 1;
+        msg.state.put_off_this_round.clear();
     }
 
     // A message past its lifetime that still fails temporarily is bounced.
@@ -193,10 +213,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     let queued_since = msg.state.queued_since.unwrap_or(msg.envelope.received_at);
     let age = Duration::from_secs(now.saturating_sub(queued_since));
     // Recipients held back for the next transaction were not tried: not expired while
-    // this one made progress (the next follows at once).
-    let expired = !still_pending.is_empty()
-        && age >= config.relay.max_queue_lifetime
-        && !(left_for_next && settled_now);
+    // the round goes on (the next transaction follows at once).
+    let expired =
+        !still_pending.is_empty() && age >= config.relay.max_queue_lifetime && !next_batch_now;
     if expired {
         let last = temp_error
             .clone()
@@ -209,12 +228,14 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     }
 
     let deferred = !expired && !still_pending.is_empty();
-    // This attempt's own outcome: a recipient that failed in an earlier attempt does not
-    // make a later one that delivered the rest "failed".
-    let result = if deferred {
-        "deferred"
-    } else if failed_now || expired {
+    // This transaction's own outcome, from its recipients alone: one that failed in an
+    // earlier transaction, or waits for a later one, does not make it "failed" or
+    // "deferred" (review: a refusal followed by a delivery of the rest was never counted
+    // failed, and each full batch of a message to many was counted deferred).
+    let result = if failed_now || expired {
         "failed"
+    } else if other_temp_failure || (over_server_limit && !next_batch_now) {
+        "deferred"
     } else {
         "delivered"
     };
@@ -345,7 +366,12 @@ async fn defer(
     if let Some(error) = error {
         msg.state.last_error = Some(dsn::diagnostic_text(&error));
     }
-    relay.save_state(&msg.id, &msg.state).await;
+    if relay.save_state(&msg.id, &msg.state).await {
+        // Counted as queued until its retry found it gone, it kept the queue gauges (and
+        // an old-message alert) up for minutes after the delete (review).
+        tracing::info!(queue_id = %msg.id, "message deleted from the queue during the attempt; forgotten");
+        return JobResult::Abandoned;
+    }
     JobResult::Deferred(delay)
 }
 

@@ -129,24 +129,29 @@ impl Relay {
     }
 
     /// Saves a message's delivery state off the async threads (it fsyncs). When the save
-    /// fails the state is kept in memory for the next attempt.
-    pub(crate) async fn save_state(&self, id: &QueueId, state: &DeliveryState) {
+    /// fails the state is kept in memory for the next attempt. Returns whether the message
+    /// was found deleted from the queue (`queue delete` during the attempt).
+    pub(crate) async fn save_state(&self, id: &QueueId, state: &DeliveryState) -> bool {
         let (key, copy) = (id.clone(), state.clone());
         match self
             .blocking(move |spool| {
                 spool.save_state(&key, &copy)?;
-                if let Err(error) = spool.drop_state_if_deleted(&key) {
+                Ok(spool.drop_state_if_deleted(&key).unwrap_or_else(|error| {
                     // The state is saved; at worst it stays an orphan until `recover`.
                     tracing::warn!(queue_id = %key, %error, "cannot check whether the message was deleted");
-                }
-                Ok(())
+                    false
+                }))
             })
             .await
         {
-            Ok(()) => self.forget_state(id),
+            Ok(deleted) => {
+                self.forget_state(id);
+                deleted
+            }
             Err(error) => {
                 tracing::error!(queue_id = %id, error, "cannot save delivery state; kept in memory");
                 self.unsaved_states().insert(id.clone(), state.clone());
+                false
             }
         }
     }
