@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 const RULES: &str = "score EARLY_TALKER 4.0\nscore PIPELINING_ABUSE 3.0\n";
 
@@ -84,4 +85,27 @@ fn commands_sent_before_the_ehlo_reply_are_pipelining_abuse() {
         "{}",
         rules_of(&m)
     );
+}
+
+/// Regression (review): the pre-greet wait was not a wait for the client, so a session
+/// in it could not be evicted under stress (nor ended by SIGTERM): silent clients
+/// reconnecting as each banner came held every slot, and real senders got `421 4.3.2`.
+#[test]
+fn a_client_silent_before_the_banner_is_evicted_under_stress() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .server_key("greet_delay", "\"4s\"")
+            .limit("max_sessions", "2")
+            .limit("stress_threshold_percent", "100")
+            .limit("stress_idle_timeout", "\"2s\""),
+    );
+    let mut silent = Vec::new();
+    for i in 1..=2 {
+        silent.push(SmtpClient::connect_from(gw.port, &format!("127.0.10.{i}")));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    send_one(gw.port, "127.0.11.1", "after-silent@test").expect(250, "2.0.0");
+    internal.expect_message_id("after-silent@test");
+    silent[0].read_reply().expect(421, "4.4.2");
 }

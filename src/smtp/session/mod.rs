@@ -376,13 +376,18 @@ impl Session {
         let greet_delay = self.policy.config().server.greet_delay;
         if !greet_delay.is_zero() {
             // Pre-greet test: a legitimate client waits for the banner; bots often do not.
-            match tokio::time::timeout(greet_delay, self.conn.fill(self.deadline)).await {
-                Ok(Ok(_)) => {
+            // A wait for the client like any other: SIGTERM ends it, and under stress it
+            // may be evicted (review: silent clients held every slot through it).
+            let early = tokio::time::timeout(greet_delay, self.conn.fill(self.deadline));
+            match wait_client(&self.handle, &self.server, true, early).await {
+                Wait::Ready(Ok(Ok(_))) => {
                     tracing::info!(client = %self.peer, "client talked before the banner");
                     self.ctx.client.early_talker = true;
                 }
-                Ok(Err(e)) => return self.read_failed(e).await,
-                Err(_) => {}
+                Wait::Ready(Ok(Err(e))) => return self.read_failed(e).await,
+                Wait::Ready(Err(_)) => {}
+                Wait::Shutdown => return self.shut_down().await,
+                Wait::Evicted => return self.evicted().await,
             }
         }
         let banner = format!("{} {}", self.hostname(), self.policy.config().server.banner);
