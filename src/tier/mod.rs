@@ -19,6 +19,7 @@ use crate::config::{Role, TierConfig};
 use crate::metrics::Metrics;
 use crate::spool::{Capacity, Spool};
 use crate::state::State;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -104,8 +105,10 @@ pub struct Tier {
     client_reached: AtomicU64,
     /// Unix time this member last turned a client away for lack of session room (0: never).
     sessions_full: AtomicU64,
-    /// A peer announcing another role than configured here is said once an hour.
-    role_mismatch_log: crate::metrics::LogEvery,
+    /// A peer announcing another role than configured here is said once an hour, each
+    /// peer on its own (review: one limit for all let the first peer of each round hide
+    /// every other's warning).
+    role_mismatch_log: Mutex<HashMap<String, crate::metrics::LogEvery>>,
 }
 
 /// How long a primary may go without any client reaching it and still count as taking
@@ -158,7 +161,7 @@ impl Tier {
             spool_short: AtomicBool::new(false),
             client_reached: AtomicU64::new(0),
             sessions_full: AtomicU64::new(0),
-            role_mismatch_log: crate::metrics::LogEvery::new(Duration::from_secs(3600)),
+            role_mismatch_log: Mutex::new(HashMap::new()),
         })
     }
 
@@ -415,12 +418,23 @@ impl Tier {
         }
     }
 
+    /// Whether the warning that `peer` announces another role is due: once an hour a peer.
+    fn role_mismatch_due(&self, peer: &str) -> bool {
+        let mut logs = self
+            .role_mismatch_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        logs.entry(peer.to_owned())
+            .or_insert_with(|| crate::metrics::LogEvery::new(Duration::from_secs(3600)))
+            .due()
+    }
+
     /// A fresh heartbeat says a peer is up (and its fingerprint); without one its admin
     /// listener is asked.
     async fn observe(&self, config: &TierConfig, peer: &crate::config::PeerConfig) -> Observation {
         if let Some(state) = &self.state {
             if let Some(beat) = fresh_heartbeat(state, config, peer).await {
-                if beat.role != peer.role.as_str() && self.role_mismatch_log.due() {
+                if beat.role != peer.role.as_str() && self.role_mismatch_due(&peer.name) {
                     // A primary re-roled to backup on its own host still makes the backups
                     // score and refuse its senders: the two configurations disagree.
                     tracing::warn!(

@@ -281,3 +281,18 @@ async fn a_saturated_primary_does_not_count_for_bypass() {
     bk1.round().await;
     assert!(bk1.primaries_up());
 }
+
+/// Regression (review): one hourly limit served every peer's role-mismatch warning, so the
+/// peer observed first each round hid the others' for good.
+#[tokio::test]
+async fn each_peer_s_role_mismatch_is_said_on_its_own() {
+    let gw1 = TierConfig::for_test(
+        "gw1",
+        Role::Primary,
+        &[("gw2", Role::Primary), ("gw3", Role::Primary)],
+    );
+    let gw1 = Tier::new(gw1, None, Arc::new(Metrics::new()));
+    assert!(gw1.role_mismatch_due("gw2"));
+    assert!(gw1.role_mismatch_due("gw3"), "gw2's warning hid gw3's");
+    assert!(!gw1.role_mismatch_due("gw2"), "twice within the hour");
+}

@@ -70,6 +70,9 @@ pub enum AddressLookup {
     Found,
     /// NXDOMAIN or no A/AAAA records: senders cannot use this target.
     NoAddress,
+    /// Addresses of one family, while the other family's lookup was not answered: its
+    /// addresses, if it has any, were not probed (senders may still reach them).
+    Partial(String),
     /// Neither lookup was answered (timeout, SERVFAIL, …).
     Failed(String),
 }
@@ -189,14 +192,17 @@ impl AuditResolver {
         })
     }
 
-    /// The domain's own A and AAAA addresses (empty when it has none), or why neither
-    /// lookup was answered. With MX records published, senders never use them; a spammer
-    /// who connects there anyway reaches whatever takes SMTP on that host, past the tier.
-    pub async fn apex_addresses(&self, domain: &str) -> Result<Vec<IpAddr>, String> {
+    /// The domain's own A and AAAA addresses (empty when it has none), and why a lookup
+    /// was not answered, when one was not. With MX records published, senders never use
+    /// them; a spammer who connects there anyway reaches whatever takes SMTP on that
+    /// host, past the tier.
+    pub async fn apex_addresses(&self, domain: &str) -> (Vec<IpAddr>, Option<String>) {
         let apex = self.target(0, domain.to_owned()).await;
         match apex.lookup {
-            AddressLookup::Failed(detail) => Err(detail),
-            AddressLookup::Found | AddressLookup::NoAddress => Ok(apex.addresses),
+            AddressLookup::Failed(detail) | AddressLookup::Partial(detail) => {
+                (apex.addresses, Some(detail))
+            }
+            AddressLookup::Found | AddressLookup::NoAddress => (apex.addresses, None),
         }
     }
 
@@ -246,12 +252,13 @@ impl AuditResolver {
         }
         target.addresses.sort();
         target.addresses.dedup();
-        target.lookup = if !target.addresses.is_empty() {
-            AddressLookup::Found
-        } else if failures.is_empty() {
-            AddressLookup::NoAddress
-        } else {
-            AddressLookup::Failed(failures.join("; "))
+        // An AAAA lookup lost while the A lookup answered left the IPv6 addresses
+        // unprobed without a word (review): a failure is said whatever else was found.
+        target.lookup = match (target.addresses.is_empty(), failures.is_empty()) {
+            (false, true) => AddressLookup::Found,
+            (false, false) => AddressLookup::Partial(failures.join("; ")),
+            (true, true) => AddressLookup::NoAddress,
+            (true, false) => AddressLookup::Failed(failures.join("; ")),
         };
         target
     }

@@ -291,7 +291,7 @@ pub fn all(
     fingerprints: &[AdminFingerprint],
 ) -> Vec<Finding> {
     let mut found = mx_findings(domain, mx);
-    if mx.kind != MxKind::Null && !hosts.iter().any(|h| h.session.is_open()) {
+    if mx.kind != MxKind::Null && !hosts.iter().any(HostProbe::took_a_session) {
         let detail = if hosts.is_empty() {
             "no MX target has an address".to_owned()
         } else {
@@ -376,6 +376,11 @@ pub fn mx_findings(domain: &str, mx: &MxSet) -> Vec<Finding> {
             AddressLookup::Failed(detail) => {
                 found.push(Finding::new(TargetLookupFailed, &target.host, detail))
             }
+            AddressLookup::Partial(detail) => found.push(Finding::new(
+                TargetLookupFailed,
+                &target.host,
+                format!("{detail}; only the addresses found were probed"),
+            )),
         }
     }
     match front_tier(mx) {
@@ -402,18 +407,28 @@ pub fn mx_findings(domain: &str, mx: &MxSet) -> Vec<Finding> {
 }
 
 /// Findings about one address of the domain itself: none when it takes no SMTP session
-/// (refused, closed, unreachable: as it should be); else `apex_takes_smtp`, and what its
-/// probes let through (spam, relay, unknown recipients), as for an MX. Its TLS, a
-/// deferral and the like do not matter: senders are not meant to go there at all.
+/// on any connection (refused, closed, unreachable: as it should be); else
+/// `apex_takes_smtp`, and what its probes let through (spam, relay, unknown recipients),
+/// as for an MX. Its TLS, a deferral and the like do not matter: senders are not meant
+/// to go there at all.
 pub fn apex_findings(host: &HostProbe) -> Vec<Finding> {
-    let Session::Open { banner, .. } = &host.session else {
+    if !host.took_a_session() {
         return Vec::new();
+    }
+    let greeting = match &host.session {
+        Session::Open { banner, .. } => banner.clone(),
+        Session::Refused { reply } => {
+            format!("its first session was refused ({reply}), not its probes'")
+        }
+        Session::Unreachable { error } => {
+            format!("its first session failed ({error}), not its probes'")
+        }
     };
     let subject = format!("{} {}", host.target, host.address);
     let mut found = vec![Finding::new(
         FindingKind::ApexTakesSmtp,
         &subject,
-        format!("the domain's own address takes SMTP ({banner}): a way around the MX hosts"),
+        format!("the domain's own address takes SMTP ({greeting}): a way around the MX hosts"),
     )];
     let let_through = [
         FindingKind::UnknownRecipientAccepted,

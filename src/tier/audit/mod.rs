@@ -118,13 +118,12 @@ pub async fn run(options: AuditOptions) -> Result<Report, AuditError> {
         if mx.kind != dns::MxKind::Published {
             return (Vec::new(), None);
         }
-        match resolver.apex_addresses(&domain).await {
-            Ok(addresses) => {
-                let addresses = apex_only(&mx, addresses, options.port);
-                (probe::probe_each(&domain, &addresses, &plan).await, None)
-            }
-            Err(detail) => (Vec::new(), Some(detail)),
-        }
+        let (addresses, unresolved) = resolver.apex_addresses(&domain).await;
+        let addresses = apex_only(&mx, addresses, options.port);
+        (
+            probe::probe_each(&domain, &addresses, &plan).await,
+            unresolved,
+        )
     };
     let (hosts, (apex, apex_unresolved), fingerprints) = futures::join!(
         probe::probe_all(&mx, &plan),

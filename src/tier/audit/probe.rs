@@ -87,6 +87,19 @@ pub enum Session {
     },
 }
 
+impl HostProbe {
+    /// Some connection to this address got past the greeting: its first session, or one
+    /// of the probes' own. A first session refused by a passing limit (`421` to one
+    /// connection too many) does not make an address that takes mail look closed.
+    pub fn took_a_session(&self) -> bool {
+        self.session.is_open()
+            || [&self.unknown_recipient, &self.relay, &self.gtube]
+                .into_iter()
+                .flatten()
+                .any(|probe| probe.stage != Stage::Connect)
+    }
+}
+
 impl Session {
     /// A session was opened: this address can take mail.
     pub fn is_open(&self) -> bool {

@@ -187,7 +187,7 @@ impl Report {
             .iter()
             .map(|t| {
                 let addresses = match &t.lookup {
-                    AddressLookup::Found => t
+                    AddressLookup::Found | AddressLookup::Partial(_) => t
                         .addresses
                         .iter()
                         .map(ToString::to_string)
@@ -202,6 +202,9 @@ impl Report {
                 }
                 if t.ip_literal {
                     notes.push("IP literal".to_owned());
+                }
+                if let AddressLookup::Partial(_) = &t.lookup {
+                    notes.push("a lookup failed: more addresses may be unprobed".to_owned());
                 }
                 vec![
                     t.preference.to_string(),

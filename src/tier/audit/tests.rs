@@ -317,11 +317,24 @@ fn no_open_session_anywhere_is_serious_unless_the_domain_takes_no_mail() {
     down.session = Session::Unreachable {
         error: "timed out".into(),
     };
+    // Nothing listens there: the probes are not run.
+    (down.unknown_recipient, down.relay, down.gtube) = (None, None, None);
     let found = findings::all("d", &mx, &[down.clone()], &[], &[]);
     assert_eq!(found[0].kind, FindingKind::NoReachableMx, "{found:?}");
     assert!(findings::all("d", &mx, &[down, good_host("gw2")], &[], &[])
         .iter()
         .all(|f| f.kind != FindingKind::NoReachableMx));
+    // Regression (review): a first session refused by a passing limit, with the probes'
+    // own sessions taken, was "no MX address took an SMTP session".
+    let mut busy = good_host("gw1");
+    busy.session = Session::Refused {
+        reply: "421 4.3.2 Too many connections".into(),
+    };
+    let found = findings::all("d", &mx, &[busy], &[], &[]);
+    assert!(
+        found.iter().all(|f| f.kind != FindingKind::NoReachableMx),
+        "{found:?}"
+    );
 
     let null = MxSet {
         kind: MxKind::Null,
@@ -688,6 +701,28 @@ fn the_domain_own_address_taking_smtp_is_reported() {
         kinds(&findings::all("d", &mx, &hosts, &[deferring], &[])),
         ["apex_takes_smtp"]
     );
+    // Regression (review): what the probes found was dropped when the apex refused the
+    // audit's first session (a passing `421`) and took the probes' own.
+    let busy_then_open = HostProbe {
+        session: Session::Refused {
+            reply: "421 4.3.2 Too many connections".into(),
+        },
+        gtube: step(Outcome::Accepted, Stage::EndOfData, "250 2.0.0 Ok"),
+        ..good_host("d")
+    };
+    let found = findings::all("d", &mx, &hosts, &[busy_then_open], &[]);
+    assert_eq!(kinds(&found), ["gtube_accepted", "apex_takes_smtp"]);
+    // Refused on every connection, it is as it should be.
+    let refusing = HostProbe {
+        session: Session::Refused {
+            reply: "554 5.7.1 no mail here".into(),
+        },
+        unknown_recipient: step(Outcome::Refused, Stage::Connect, "554 5.7.1 no mail here"),
+        relay: step(Outcome::Refused, Stage::Connect, "554 5.7.1 no mail here"),
+        gtube: step(Outcome::Refused, Stage::Connect, "554 5.7.1 no mail here"),
+        ..good_host("d")
+    };
+    assert!(findings::all("d", &mx, &hosts, &[refusing], &[]).is_empty());
 }
 
 /// An unanswered lookup of the domain's own addresses is said, not taken for "none": the
@@ -699,8 +734,47 @@ async fn an_unanswered_apex_lookup_is_an_error_not_an_empty_answer() {
     let addr = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let resolver = dns::AuditResolver::new(Some(addr), std::time::Duration::from_millis(600))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(resolver.apex_addresses("example.test").await.is_err());
+    let (addresses, unresolved) = resolver.apex_addresses("example.test").await;
+    assert!(addresses.is_empty() && unresolved.is_some());
     assert_eq!(FindingKind::ApexLookupFailed.severity(), Severity::Warning);
+}
+
+/// Regression (review): an A lookup answered beside an AAAA lookup lost counted as found,
+/// and the failure was dropped: the IPv6 addresses were never probed, without a word.
+#[tokio::test]
+async fn a_lost_lookup_beside_an_answered_one_is_said() {
+    use crate::dns::testing::{Mode, TestDns};
+    let server = TestDns::builder()
+        .mx("example.test", 10, "mx.example.test")
+        .a("mx.example.test", Ipv4Addr::new(127, 0, 0, 11))
+        .a("example.test", Ipv4Addr::new(127, 0, 0, 12))
+        .mode(Mode::SilentFor(
+            hickory_resolver::proto::rr::RecordType::AAAA,
+        ))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resolver =
+        dns::AuditResolver::new(Some(server.addr()), std::time::Duration::from_millis(600))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let (addresses, unresolved) = resolver.apex_addresses("example.test").await;
+    assert_eq!(addresses, [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 12))]);
+    assert!(unresolved.is_some_and(|why| why.contains("AAAA")));
+    let mx = resolver
+        .mx_set("example.test")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&mx.targets[0].lookup, AddressLookup::Partial(why) if why.contains("AAAA")),
+        "{mx:?}"
+    );
+    let found = findings::mx_findings("example.test", &mx);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.kind == FindingKind::TargetLookupFailed && f.subject == "mx.example.test"),
+        "{found:?}"
+    );
 }
 
 /// Regression (review): a first session refused or stalled ended the probing of that
