@@ -37,12 +37,19 @@ pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind 
             })
     };
     let declared = last(HeaderName::ContentType);
-    let mime_type = effective_type(declared.as_deref().unwrap_or(""));
     let disposition = last(HeaderName::ContentDisposition);
+    render_kind_of_fields(declared.as_deref(), disposition.as_deref())
+}
+
+/// The rendering SpamAssassin gives a leaf whose last `Content-Type` and
+/// `Content-Disposition` values (without their line end) are these: what
+/// [`render_kind`] reads of a parsed part, and the big-message sampler of raw fields, so
+/// both keep the same parts as text.
+pub fn render_kind_of_fields(content_type: Option<&str>, disposition: Option<&str>) -> RenderKind {
+    let mime_type = effective_type(content_type.unwrap_or(""));
     let name = disposition
-        .as_deref()
         .and_then(disposition_name)
-        .or_else(|| declared.as_deref().and_then(type_name));
+        .or_else(|| content_type.and_then(type_name));
     kind_of(&mime_type, name.as_deref())
 }
 

@@ -6,18 +6,18 @@
 //! The sampler is fed the message in chunks of any size and keeps at most `total` bytes
 //! after the message's own header section, whatever the message size.
 
+use crate::mail::render_kind::{render_kind_of_fields, RenderKind};
 use mail_parser::parsers::MessageStream;
 use mail_parser::HeaderValue;
 use std::collections::VecDeque;
 
 /// Longest line handled whole; a longer one is taken in pieces of this size.
 const MAX_LINE: usize = 64 * 1024;
-/// Bytes of one part's header section remembered to find its `Content-Type`.
-const MAX_PART_HEADER: usize = 16 * 1024;
+/// Bytes of a part's `Content-Type` or `Content-Disposition` field remembered (a
+/// boundary, a file name).
+const MAX_FIELD: usize = 16 * 1024;
 /// Room past `total` for boundary lines, so the structure survives a full sample.
 const STRUCTURE_SLACK: usize = 64 * 1024;
-/// Longest MIME boundary honoured (RFC 2046 allows 70 characters).
-const MAX_BOUNDARY: usize = 200;
 /// Text parts that get a floor of [`FLOOR_HEAD`] and [`FLOOR_TAIL`] bytes even once
 /// `total` is spent (review: two 600 KB filler parts spent the whole sample, and the spam
 /// in the third text part, the one a client shows of a `multipart/alternative`, was
@@ -70,10 +70,73 @@ struct Multipart {
     depth: usize,
 }
 
+/// What the sampler reads of a header section: the last `Content-Type` and
+/// `Content-Disposition` values, as mail-parser and SpamAssassin read the last, however
+/// long the section (review: the first 16 KiB of the fields were read, and a
+/// `Content-Type` past them, or a second one, made a multipart one text part cut to its
+/// head and tail, its middle parts never scanned).
+#[derive(Debug, Default)]
+struct PartFields {
+    content_type: Option<Vec<u8>>,
+    disposition: Option<Vec<u8>>,
+    /// The field the last line began, when one of those two: a folded line continues it.
+    current: Option<Field>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    ContentType,
+    Disposition,
+}
+
+impl PartFields {
+    fn add(&mut self, line: &[u8]) {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            let value = match self.current {
+                Some(Field::ContentType) => self.content_type.as_mut(),
+                Some(Field::Disposition) => self.disposition.as_mut(),
+                None => None,
+            };
+            if let Some(value) = value.filter(|v| v.len() + line.len() <= MAX_FIELD) {
+                value.extend_from_slice(line);
+            }
+            return;
+        }
+        self.current = None;
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return;
+        };
+        let name = line[..colon].trim_ascii();
+        let (field, slot) = if name.eq_ignore_ascii_case(b"content-type") {
+            (Field::ContentType, &mut self.content_type)
+        } else if name.eq_ignore_ascii_case(b"content-disposition") {
+            (Field::Disposition, &mut self.disposition)
+        } else {
+            return;
+        };
+        let value = &line[colon + 1..];
+        *slot = Some(value[..value.len().min(MAX_FIELD)].to_vec());
+        self.current = Some(field);
+    }
+
+    /// Whether SpamAssassin renders the part as text (in `body` or `rawbody`).
+    fn is_text(&self) -> bool {
+        let text = |v: &Option<Vec<u8>>| {
+            v.as_deref().map(|v| {
+                String::from_utf8_lossy(v)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned()
+            })
+        };
+        let (ctype, disposition) = (text(&self.content_type), text(&self.disposition));
+        render_kind_of_fields(ctype.as_deref(), disposition.as_deref()) != RenderKind::Skipped
+    }
+}
+
 #[derive(Debug)]
 enum State {
     /// In the header section of an entity at `depth` (0 = the message itself).
-    Headers { depth: usize, fields: Vec<u8> },
+    Headers { depth: usize, fields: PartFields },
     /// Outside any part: a multipart's preamble or epilogue.
     Skip,
     /// In a part's content; only text parts are kept.
@@ -125,7 +188,7 @@ impl Sampler {
             boundaries: Vec::new(),
             state: State::Headers {
                 depth: 0,
-                fields: Vec::new(),
+                fields: PartFields::default(),
             },
         }
     }
@@ -191,7 +254,7 @@ impl Sampler {
                 } else {
                     State::Headers {
                         depth: self.boundaries[level].depth,
-                        fields: Vec::new(),
+                        fields: PartFields::default(),
                     }
                 };
                 return;
@@ -228,8 +291,8 @@ impl Sampler {
         let blank = line == b"\r\n" || line == b"\n";
         let top = self.header_len.is_none();
         if let State::Headers { fields, .. } = &mut self.state {
-            if !blank && fields.len() + line.len() <= MAX_PART_HEADER {
-                fields.extend_from_slice(line);
+            if !blank {
+                fields.add(line);
             }
         }
         if top {
@@ -252,7 +315,7 @@ impl Sampler {
     }
 
     /// What follows a header section, from its `Content-Type`.
-    fn body_state(&mut self, depth: usize, fields: &[u8]) -> State {
+    fn body_state(&mut self, depth: usize, fields: &PartFields) -> State {
         let leaf = |text| State::Leaf {
             text,
             floor: None,
@@ -260,8 +323,10 @@ impl Sampler {
             tail: VecDeque::new(),
             tail_lines: VecDeque::new(),
         };
-        let Some((ctype, subtype, boundary)) = content_type(fields) else {
-            return leaf(true);
+        let Some((ctype, subtype, boundary)) =
+            fields.content_type.as_deref().and_then(content_type)
+        else {
+            return leaf(fields.is_text());
         };
         match ctype.as_str() {
             "multipart" => match boundary {
@@ -269,7 +334,10 @@ impl Sampler {
                     self.too_deep = true;
                     leaf(false)
                 }
-                Some(b) if !b.is_empty() && b.len() <= MAX_BOUNDARY => {
+                // Of any length, as mail-parser takes it (review: past 200 characters the
+                // multipart was one text part here): each `--` line is compared with at
+                // most [`MAX_OPEN_MULTIPARTS`] boundaries, no further than its own length.
+                Some(b) if !b.is_empty() => {
                     self.boundaries.push(Multipart { boundary: b, depth });
                     State::Skip
                 }
@@ -279,15 +347,16 @@ impl Sampler {
                 if depth < self.limits.max_depth {
                     State::Headers {
                         depth: depth + 1,
-                        fields: Vec::new(),
+                        fields: PartFields::default(),
                     }
                 } else {
                     self.too_deep = true;
                     leaf(false)
                 }
             }
-            "text" | "message" => leaf(true),
-            _ => leaf(false),
+            // As SpamAssassin renders it: `text/calendar` left out, a `.html` file
+            // name made text whatever its label (review: such a part was left out here).
+            _ => leaf(fields.is_text()),
         }
     }
 
@@ -382,26 +451,9 @@ impl Sampler {
     }
 }
 
-/// Type, subtype (lower case) and boundary of the `Content-Type` field in `fields`.
-fn content_type(fields: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
-    let mut value: Option<Vec<u8>> = None;
-    for line in fields.split_inclusive(|&b| b == b'\n') {
-        let folded = matches!(line.first(), Some(b' ' | b'\t'));
-        match (&mut value, folded) {
-            (Some(v), true) => v.extend_from_slice(line),
-            (Some(_), false) => break,
-            (None, false) => {
-                let colon = memchr::memchr(b':', line);
-                if let Some(c) =
-                    colon.filter(|&c| line[..c].trim_ascii().eq_ignore_ascii_case(b"content-type"))
-                {
-                    value = Some(line[c + 1..].to_vec());
-                }
-            }
-            (None, true) => {}
-        }
-    }
-    let mut value = value?;
+/// Type, subtype (lower case) and boundary of a `Content-Type` value.
+fn content_type(value: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
+    let mut value = value.to_vec();
     if !value.ends_with(b"\n") {
         value.extend_from_slice(b"\r\n");
     }

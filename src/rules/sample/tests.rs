@@ -248,3 +248,67 @@ fn floored_parts_keep_their_structure() {
     let bound = (1 << 20) + 16 * (32 << 10) + 240 * (4 << 10) + (64 << 10) + (1 << 10);
     assert!(s.bytes.len() < bound, "{} bytes", s.bytes.len());
 }
+
+/// A message whose middle part holds `marker`, between two big attachments, under the
+/// header fields `top` (which end with the multipart's `Content-Type`).
+fn spam_between_attachments(top: &str, boundary: &str, marker_part: &str) -> Vec<u8> {
+    let mut m = top.as_bytes().to_vec();
+    let attachment = |m: &mut Vec<u8>, lines: usize| {
+        m.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+                .as_bytes(),
+        );
+        for _ in 0..lines {
+            m.extend_from_slice(
+                b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n",
+            );
+        }
+    };
+    attachment(&mut m, 400_000 / 74);
+    m.extend_from_slice(format!("--{boundary}\r\n{marker_part}\r\n").as_bytes());
+    attachment(&mut m, 700_000 / 74);
+    m.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    m
+}
+
+fn keeps_the_middle_part(msg: &[u8]) -> bool {
+    let s = sample(msg, FLOORED, 4096);
+    let view = MessageView::parse(&s.bytes);
+    view.body_text().contains("you have won")
+}
+
+/// Regression (review): the sampler read only the first 16 KiB of a header section for
+/// its `Content-Type`, took the first of two where mail-parser takes the last, and
+/// honoured boundaries of at most 200 characters: past any of those the multipart was one
+/// text part cut to its head and tail, and a part in its middle was never scanned.
+#[test]
+fn the_structure_is_read_however_the_header_section_is_written() {
+    let html = "Content-Type: text/html\r\n\r\n<p>you have won</p>";
+    let padded = format!(
+        "From: a@b.example\r\n{}Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+        format!("X-Pad: {}\r\n", "p".repeat(990)).repeat(17)
+    );
+    assert!(keeps_the_middle_part(&spam_between_attachments(
+        &padded, "b", html
+    )));
+    let second = "From: a@b.example\r\nContent-Type: text/plain\r\nContent-Type: multipart/mixed;\r\n boundary=\"b\"\r\n\r\n";
+    assert!(keeps_the_middle_part(&spam_between_attachments(
+        second, "b", html
+    )));
+    let long = "b".repeat(210);
+    let top =
+        format!("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"{long}\"\r\n\r\n");
+    assert!(keeps_the_middle_part(&spam_between_attachments(
+        &top, &long, html
+    )));
+    // A part SpamAssassin renders as HTML by its file name, whatever its label.
+    let named =
+        "Content-Type: application/octet-stream; name=\"p.html\"\r\n\r\n<p>you have won</p>";
+    let top = "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n";
+    assert!(keeps_the_middle_part(&spam_between_attachments(
+        top, "b", named
+    )));
+    // The attachments stay out.
+    let s = sample(&spam_between_attachments(top, "b", html), FLOORED, 4096);
+    assert!(s.bytes.len() < 2048, "{}", s.bytes.len());
+}
