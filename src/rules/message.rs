@@ -1107,32 +1107,28 @@ fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// A URL inside another one's path or query, as SpamAssassin's `uri_list_canonicalize`
-/// finds a redirector's target.
+/// Links of one source read at most before the list is chosen from them: a message of
+/// megabytes of links costs no more than this.
+const MAX_COLLECTED: usize = 16 * MAX_URIS;
+
+/// The links of a message, as SpamAssassin's `uri_list_canonicalize` lists them (a URL
+/// inside another one's path or query, a redirector's target, among them). At most
+/// [`MAX_URIS`] links as written: each source (the text a reader sees, the markup's
+/// links, the rest of the decoded text, the addresses written in the text) has its fair
+/// share of them, and a source with more than its share keeps both its ends. Padding in
+/// one source (1,000 links in an HTML comment, or in text hidden by CSS) does not push
+/// out the links of another (review: hidden text filled the list before the one real
+/// link, which no `uri` rule and no URIBL lookup then saw), and padding ahead of a link
+/// in its own source does not either.
 fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |uri: &str, out: &mut Vec<String>| {
-        let uri = uri
-            .trim()
-            .trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"', ')', '>']);
-        if uri.is_empty() || uri.starts_with('#') || out.len() >= MAX_URIS {
-            return;
-        }
-        let uri = as_listed(&uri.replace("&amp;", "&"));
-        if seen.insert(uri.clone()) {
-            out.push(uri);
-        }
-    };
-    // What a reader sees first, then what the markup links, then the rest of the decoded
-    // text, each searched outside HTML comments where it is markup: a page of 1,000 links in
-    // a comment filled the list (`MAX_URIS`) before the one real link, which no `uri` rule
-    // and no URIBL lookup (the first domains only) then saw.
+    let mut sources: [Links; 4] = Default::default();
+    let [seen_text, in_markup, in_raw, addresses] = &mut sources;
     for uri in text_links(rendered) {
-        push(uri, &mut out);
+        seen_text.collect(uri);
     }
     if let Some(attr) = HTML_ATTR.as_ref() {
         for doc in html {
+            // Outside comments, where they are markup no reader sees.
             let doc = without_comments(doc);
             for caps in attr.captures_iter(&doc) {
                 if let Some(m) = caps.get(1).or(caps.get(2)).or(caps.get(3)) {
@@ -1144,23 +1140,32 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
                         .chars()
                         .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
                         .collect();
-                    push(&value, &mut out);
+                    in_markup.collect(&value);
                 }
             }
         }
     }
     for uri in text_links(raw) {
-        push(uri, &mut out);
+        in_raw.collect(uri);
     }
     // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
     if let Some(re) = TEXT_ADDRESS.as_ref() {
         for text in rendered {
             for m in re.find_iter(text) {
-                let addr = m.as_str();
                 let start = m.start();
                 if !text[..start].ends_with(':') && !text[..start].ends_with('/') {
-                    push(&format!("mailto:{addr}"), &mut out);
+                    addresses.collect(&format!("mailto:{}", m.as_str()));
                 }
+            }
+        }
+    }
+    let lens: Vec<usize> = sources.iter().map(|s| s.list.len()).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for (source, share) in sources.into_iter().zip(fair_shares(&lens, MAX_URIS)) {
+        for uri in both_ends(source.list, share) {
+            if seen.insert(uri.clone()) {
+                out.push(uri);
             }
         }
     }
@@ -1178,6 +1183,58 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
         }
     }
     all
+}
+
+/// The links of one source, in order, each once.
+#[derive(Default)]
+struct Links {
+    list: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Links {
+    /// Adds a link found in the source, as SpamAssassin lists it.
+    fn collect(&mut self, uri: &str) {
+        let uri = uri
+            .trim()
+            .trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"', ')', '>']);
+        if uri.is_empty() || uri.starts_with('#') || self.list.len() >= MAX_COLLECTED {
+            return;
+        }
+        let uri = as_listed(&uri.replace("&amp;", "&"));
+        if self.seen.insert(uri.clone()) {
+            self.list.push(uri);
+        }
+    }
+}
+
+/// How many of `total` each source gets: an equal share, what one does not need going to
+/// the others.
+fn fair_shares(lens: &[usize], total: usize) -> Vec<usize> {
+    let mut shares = vec![0; lens.len()];
+    let mut left = total;
+    let mut open: Vec<usize> = (0..lens.len()).filter(|&i| lens[i] > 0).collect();
+    while left > 0 && !open.is_empty() {
+        let each = (left / open.len()).max(1);
+        open.retain(|&i| {
+            let give = (lens[i] - shares[i]).min(each).min(left);
+            shares[i] += give;
+            left -= give;
+            shares[i] < lens[i]
+        });
+    }
+    shares
+}
+
+/// The first half and the last half of `n` of `list`.
+fn both_ends(mut list: Vec<String>, n: usize) -> Vec<String> {
+    if list.len() <= n {
+        return list;
+    }
+    let tail = list.split_off(list.len() - n / 2);
+    list.truncate(n - n / 2);
+    list.extend(tail);
+    list
 }
 
 #[cfg(test)]

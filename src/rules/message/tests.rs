@@ -272,3 +272,15 @@ fn raw_parts_are_cut_into_pieces_of_one_to_two_line_lengths() {
     cut_into_pieces(b"short", &mut short);
     assert_eq!(short, vec![b"short".as_slice()]);
 }
+
+#[test]
+fn each_source_of_links_has_a_fair_share_and_keeps_both_ends() {
+    assert_eq!(fair_shares(&[10, 20, 0, 5], 100), [10, 20, 0, 5]);
+    assert_eq!(fair_shares(&[5000, 3, 5000, 0], 1000), [499, 3, 498, 0]);
+    assert_eq!(fair_shares(&[5000, 5000, 5000, 5000], 10), [3, 3, 2, 2]);
+    assert_eq!(fair_shares(&[], 10), Vec::<usize>::new());
+    let list: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(both_ends(list.clone(), 4), ["0", "1", "8", "9"]);
+    assert_eq!(both_ends(list.clone(), 3), ["0", "1", "9"]);
+    assert_eq!(both_ends(list.clone(), 20), list);
+}

@@ -547,6 +547,34 @@ fn links_hidden_in_a_comment_do_not_crowd_out_the_real_one() {
     assert_eq!(names(&rules, msg.as_bytes()), vec!["EVIL"]);
 }
 
+/// Regression (review): the text a reader sees came first in the list of links, and text
+/// hidden by CSS (which the renderer does not read) is rendered text too: 1,000 links in a
+/// hidden `<div>` filled the list before the real link of the markup. Each source of links
+/// has its share, and keeps both its ends.
+#[test]
+fn links_in_hidden_text_or_padded_markup_do_not_crowd_out_the_real_one() {
+    let rules = compile("uri EVIL /evil\\.test/\n");
+    let message = |html: String| {
+        format!(
+            "From: a@b.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n{html}\r\n"
+        )
+    };
+    let hidden: String = (0..1500)
+        .map(|i| format!("http://pad.example/{i} "))
+        .collect();
+    let html = format!(
+        "<html><body><div style=\"display:none\">{hidden}</div><p>Buy <a href=\"http://evil.test/buy\">here</a></p></body></html>"
+    );
+    assert_eq!(names(&rules, message(html).as_bytes()), vec!["EVIL"]);
+    let anchors: String = (0..1500)
+        .map(|i| format!("<a href=\"http://n{i}.example.org/\"></a>"))
+        .collect();
+    let html = format!(
+        "<html><body>{anchors}<p>Buy <a href=\"http://evil.test/buy\">here</a></p></body></html>"
+    );
+    assert_eq!(names(&rules, message(html).as_bytes()), vec!["EVIL"]);
+}
+
 /// Regression (review): a rule whose backtracking search ran out of its step limit was
 /// neither a match nor a miss, but the metas read it as not hit, so `meta NICE !__RULE` (a
 /// nice score) fired on exactly the text built to exhaust `__RULE`. A meta whose result
