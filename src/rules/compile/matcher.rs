@@ -79,8 +79,18 @@ pub(super) fn compile_matcher(
     try_linear: bool,
 ) -> Result<(Matcher, String, Option<String>), PatternError> {
     let mut linear_errors = Vec::new();
+    // ASCII mode first (`.` is one byte, `\d \w \s` ASCII), but a case-insensitive
+    // pattern with a letter past ASCII folds that letter only in Unicode mode (review:
+    // `/привет/i` missed `ПРИВЕТ`, while `/[п]ривет/i`, which ASCII mode refuses, folded).
+    let unicode_first = folds_beyond_ascii(pattern);
     if try_linear {
-        for candidate in [pattern.to_string(), format!("(?u){pattern}")] {
+        let (ascii, unicode) = (pattern.to_string(), format!("(?u){pattern}"));
+        let candidates = if unicode_first {
+            [unicode, ascii]
+        } else {
+            [ascii, unicode]
+        };
+        for candidate in candidates {
             match linear(&candidate) {
                 Ok(re) => return Ok((Matcher::Linear(re), candidate, None)),
                 Err(e) => linear_errors.push(e),
@@ -88,10 +98,16 @@ pub(super) fn compile_matcher(
         }
     }
     let mut fancy_errors = Vec::new();
-    for mode in [
+    let (ascii, unicode) = (
         fancy_regex::BytesMode::Ascii,
         fancy_regex::BytesMode::UnicodeBytes,
-    ] {
+    );
+    let modes = if unicode_first {
+        [unicode, ascii]
+    } else {
+        [ascii, unicode]
+    };
+    for mode in modes {
         match fancy_regex::RegexBuilder::new(pattern)
             .bytes_mode(mode)
             .backtrack_limit(BACKTRACK_LIMIT)
@@ -114,6 +130,20 @@ pub(super) fn compile_matcher(
         }
     }
     Err(classify(&linear_errors, &fancy_errors))
+}
+
+/// Whether `pattern` has a character past ASCII and turns case-insensitivity on (`(?i)`,
+/// `(?mi:`…; not `(?-i)`) anywhere: such a letter folds its case only in Unicode mode.
+fn folds_beyond_ascii(pattern: &str) -> bool {
+    if pattern.is_ascii() {
+        return false;
+    }
+    pattern.match_indices("(?").any(|(at, _)| {
+        pattern[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .any(|c| c == 'i')
+    })
 }
 
 /// Why neither engine built a pattern. `fancy-regex` accepts everything the `regex` crate

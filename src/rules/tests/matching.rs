@@ -575,6 +575,25 @@ fn links_in_hidden_text_or_padded_markup_do_not_crowd_out_the_real_one() {
     assert_eq!(names(&rules, message(html).as_bytes()), vec!["EVIL"]);
 }
 
+/// Regression (review): the README says `/i` folds Cyrillic and Greek case, but ASCII mode
+/// (tried first) builds `/привет/i` and folds ASCII letters only; `/[п]ривет/i`, which
+/// ASCII mode refuses, folded. A case-insensitive pattern with a letter past ASCII is
+/// built in Unicode mode, backtracking ones too.
+#[test]
+fn case_insensitive_rules_fold_letters_past_ascii() {
+    let rules = compile(
+        "header RU Subject =~ /привет/i\n\
+         header RU_CLASS Subject =~ /[п]ривет/i\n\
+         header RU_LOOK Subject =~ /привет(?=!)/i\n\
+         header RU_CASE Subject =~ /привет/\n",
+    );
+    let msg = "Subject: =?UTF-8?B?0J/QoNCY0JLQldCiIQ==?=\r\n\r\nbody\r\n";
+    assert_eq!(
+        names(&rules, msg.as_bytes()),
+        vec!["RU", "RU_CLASS", "RU_LOOK"]
+    );
+}
+
 /// Regression (review): a rule whose backtracking search ran out of its step limit was
 /// neither a match nor a miss, but the metas read it as not hit, so `meta NICE !__RULE` (a
 /// nice score) fired on exactly the text built to exhaust `__RULE`. A meta whose result
