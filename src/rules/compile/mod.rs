@@ -45,10 +45,12 @@ pub(crate) struct SlotInfo {
     pub max_hits: u32,
 }
 
-/// The most hits a `tflags multiple` rule counts (SpamAssassin reads `maxhits=0` as no
-/// limit); `None` for a rule that counts one hit.
+/// The most hits a `tflags multiple` rule counts; `None` for a rule that counts one hit.
+/// SpamAssassin reads `maxhits=0` as no limit in `body`, `rawbody` and `uri` rules, but
+/// stops after the first hit in `header` and `full` ones (`last if ++$hits >= 0`).
 fn max_hits_of(rule: &Rule) -> Option<u32> {
     let most = match rule.tflags.maxhits {
+        Some(0) if matches!(rule.kind, RuleKind::Header | RuleKind::Full) => 1,
         None | Some(0) => DEFAULT_MAX_HITS,
         Some(n) => n,
     };

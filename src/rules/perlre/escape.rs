@@ -16,6 +16,18 @@ impl Translator {
             'Z' if !in_class => self
                 .out
                 .push_str(if self.line_mode { "$" } else { "(?:\\n?\\z)" }),
+            // Spelled out in a class, `\h` or `\v` before a `-` would start a range
+            // (`[\h-_]` became `[\t -_]`, every character from space to `_`); Perl calls
+            // that a false range and SpamAssassin, which makes warnings fatal, refuses it.
+            'h' | 'v'
+                if in_class
+                    && self.peek(0) == Some('-')
+                    && self.peek(1).is_some_and(|n| n != ']') =>
+            {
+                return Err(PatternError::invalid(format!(
+                    "false range: `\\{c}` cannot start a range in a class"
+                )));
+            }
             'h' => self.out.push_str(if in_class { "\\t " } else { "[\\t ]" }),
             // Inside a class, a negated class nested in it (the `regex` crate takes the
             // union): left as it was, `\H` reached the engine, which reads "not a hex digit".

@@ -268,8 +268,11 @@ impl Translator {
     fn brace(&mut self) {
         let mut j = self.pos + 1;
         let mut body = String::new();
+        // Only digits, a comma and blanks can make a quantifier: the scan stops at any
+        // other character (review: each `{` read to the next `}`, so `a{a{a{…` without
+        // one was quadratic, tens of seconds for a 200 KB rule).
         while let Some(&c) = self.chars.get(j) {
-            if c == '}' {
+            if c == '}' || !(c.is_ascii_digit() || c == ',' || c.is_whitespace()) {
                 break;
             }
             body.push(c);

@@ -173,3 +173,29 @@ fn every_perl_backreference_form_is_a_backreference() {
         );
     }
 }
+
+/// Regression (review): spelled out in a class, `\h` or `\v` before a `-` started a range:
+/// `[\h-_.]` became `[\t -_.]` and matched every letter. Perl calls it a false range and
+/// SpamAssassin refuses the rule; so is it refused here. Before `]`, `-` is a literal.
+#[test]
+fn a_spelled_out_escape_never_starts_a_range() {
+    for bad in [r"x[\h-_.]y", r"x[\v-z]y"] {
+        assert!(
+            matches!(translate(bad, "", false), Err(PatternError::Invalid(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!(tr(r"[\h-]", ""), r"[\t -]");
+}
+
+/// Regression (review): each `{` read ahead to the next `}`, so a pattern of unclosed
+/// braces took quadratic time. The scan stops where a quantifier cannot go on; braces
+/// read as before.
+#[test]
+fn unclosed_braces_are_read_in_linear_time() {
+    assert_eq!(tr("a{2}b{1, 3}c{,4}", ""), "a{2}b{1,3}c{0,4}");
+    assert_eq!(tr("a{x}", ""), r"a\{x\}");
+    let long = "a{".repeat(100_000);
+    let translated = tr(&long, "");
+    assert_eq!(translated.matches(r"\{").count(), 100_000);
+}

@@ -202,7 +202,13 @@ fn perl_flag_forms_read_as_perl_reads_them() {
          body BODY_START /(?-m)^bar/\n\
          body MANY /foo/\n\
          tflags MANY multiple maxhits=0\n\
-         score MANY 0.1\n",
+         score MANY 0.1\n\
+         full FULL_ONCE /foo/\n\
+         tflags FULL_ONCE multiple maxhits=0\n\
+         score FULL_ONCE 0.1\n\
+         header HEAD_ONCE Received =~ /x/\n\
+         tflags HEAD_ONCE multiple maxhits=0\n\
+         score HEAD_ONCE 0.1\n",
     );
     assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
     let subject = |s: &str| format!("From: a@b.test\r\nSubject: {s}\r\n\r\nnothing\r\n");
@@ -221,6 +227,18 @@ fn perl_flag_forms_read_as_perl_reads_them() {
     assert!(found.iter().any(|h| h.0 == "BODY_END"), "{found:?}");
     assert!(found.iter().any(|h| h.0 == "BODY_START"), "{found:?}");
     assert!(found.iter().any(|h| h.0 == "MANY" && h.2 == 3), "{found:?}");
+    // A later review: in `header` and `full` rules SpamAssassin stops after the first hit
+    // (`last if ++$hits >= 0`), whatever follows.
+    assert!(
+        found.iter().any(|h| h.0 == "FULL_ONCE" && h.2 == 1),
+        "{found:?}"
+    );
+    let received = b"Received: x\r\nReceived: x\r\nReceived: x\r\nSubject: s\r\n\r\nbody\r\n";
+    let found = hits(&rules, received);
+    assert!(
+        found.iter().any(|h| h.0 == "HEAD_ONCE" && h.2 == 1),
+        "{found:?}"
+    );
 }
 
 /// Regression (review): `\H` inside a class reached the engine, which reads it as "not a
