@@ -10,6 +10,7 @@
 //! quoted-printable body with a malformed escape (`==`, `=A=`) gets the same treatment
 //! from [`quoted_printable_decode`].
 
+use super::render_kind::{render_kind, RenderKind};
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Encoding, HeaderName, Message, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
@@ -276,31 +277,44 @@ pub fn raw_body<'m>(message: &'m Message<'_>, part: &MessagePart<'_>) -> Option<
     raw.get(start..end.max(start))
 }
 
-/// A declared text part whose base64 or quoted-printable body mail-parser could not decode
-/// (it then hands back the encoded bytes as text): decoded leniently from the raw part, as
-/// SpamAssassin does. The text and whether it is HTML; `None` for every other part.
+/// A part rendered as text whose base64 or quoted-printable body mail-parser did not
+/// decode as a mail client does: data it could not decode (it then hands back the encoded
+/// bytes as text), or a label a client reads as that encoding and mail-parser does not
+/// (`base64;`, `"base64"`). Decoded leniently from the raw part by the first label, as
+/// SpamAssassin and mail clients do. The text and whether it is declared HTML; `None` for
+/// every other part. A part rendered as text is what SpamAssassin renders (review: only
+/// declared `text/…` parts were repaired, so a page sent as `application/octet-stream;
+/// name="invoice.html"` with one stray character in its base64 reached the rules and the
+/// classifier still encoded).
 pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(String, bool)> {
-    if !part.is_encoding_problem || !matches!(part.body, PartType::Text(_)) {
+    if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
         return None;
     }
-    let base64 = declares_encoding(part, "base64");
-    let qp = declares_encoding(part, "quoted-printable");
+    let encoding = first_label(part);
+    let undecoded = part.is_encoding_problem || !encoding.is_parsers(part);
+    if encoding == TransferEncoding::Identity
+        || !undecoded
+        || render_kind(message, part) == RenderKind::Skipped
+    {
+        return None;
+    }
     let ctype = part.content_type();
-    let is_text = ctype.is_none_or(|c| c.ctype().eq_ignore_ascii_case("text"));
-    if !(base64 || qp) || !is_text {
-        return None;
-    }
     let is_html = ctype
         .and_then(|c| c.subtype())
         .is_some_and(|s| s.eq_ignore_ascii_case("html"));
     let bytes = raw_body(message, part)?;
     let charset = ctype.and_then(|c| c.attribute("charset"));
-    let decoded = if base64 {
-        base64_decode(bytes)
-    } else {
-        quoted_printable_decode(bytes)
-    };
-    Some((decode_charset(&decoded, charset), is_html))
+    Some((decode_charset(&encoding.decode(bytes), charset), is_html))
+}
+
+/// The encoding a part's first `Content-Transfer-Encoding` field names, as mail clients
+/// read it (Thunderbird and Python's `email` take the first field).
+fn first_label(part: &MessagePart<'_>) -> TransferEncoding {
+    part.headers
+        .iter()
+        .find(|h| h.name == HeaderName::ContentTransferEncoding)
+        .and_then(|h| h.value.as_text())
+        .map_or(TransferEncoding::Identity, TransferEncoding::of)
 }
 
 /// A content transfer encoding, as a mail client acts on it.

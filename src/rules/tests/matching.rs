@@ -594,6 +594,35 @@ fn case_insensitive_rules_fold_letters_past_ascii() {
     );
 }
 
+/// Regression (review of the mail decoders): only declared `text/…` parts were decoded
+/// leniently when mail-parser could not decode them, and a label clients read as base64
+/// (`base64;`) left the part encoded: a page sent as `application/octet-stream;
+/// name="invoice.html"` with one stray character in its base64, or a `text/html` part
+/// labelled `base64;`, reached the rules still encoded (no body text, no links).
+#[test]
+fn pages_mail_parser_did_not_decode_are_decoded_as_clients_do() {
+    let rules = compile("body PITCH /Buy Viagra/\nuri LINK /spam\\.example/\n");
+    let page = "PGh0bWw+PGJvZHk+QnV5IFZpYWdyYSBodHRwOi8vc3BhbS5leGFtcGxlLzwvYm9keT48L2h0bWw+";
+    let message = |fields: &str, data: &str| {
+        format!(
+            "From: a@b.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee the page\r\n--b\r\n{fields}\r\n\r\n{data}\r\n--b--\r\n"
+        )
+    };
+    for (fields, data) in [
+        (
+            "Content-Type: application/octet-stream; name=\"invoice.html\"\r\nContent-Transfer-Encoding: base64",
+            format!("!{page}"),
+        ),
+        (
+            "Content-Type: text/html\r\nContent-Transfer-Encoding: base64;",
+            page.to_string(),
+        ),
+    ] {
+        let msg = message(fields, &data);
+        assert_eq!(names(&rules, msg.as_bytes()), vec!["LINK", "PITCH"], "{fields}");
+    }
+}
+
 /// Regression (review): a rule whose backtracking search ran out of its step limit was
 /// neither a match nor a miss, but the metas read it as not hit, so `meta NICE !__RULE` (a
 /// nice score) fired on exactly the text built to exhaust `__RULE`. A meta whose result
