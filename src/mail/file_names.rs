@@ -55,8 +55,26 @@ pub fn in_field(name: &str, value: &str) -> Vec<String> {
     // The whole value, in one pass keeping only the parameters that name a file: padding
     // of any length (junk parameters, a quote that flips the reading of what follows)
     // hides no piece of the real name (review).
-    let found = parameters(value);
-    names_in_parameters(found)
+    // Read twice: with a quote opening a quoted string anywhere (as mail-parser reads
+    // it), and only where a value starts (as Thunderbird reads it): `x=a"b; filename=
+    // "evil.js"` is one parameter to the first reading and a file to the second (review).
+    let mut names = names_in_parameters(parameters(value, Quotes::Anywhere));
+    for name in names_in_parameters(parameters(value, Quotes::OpeningValues)) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Where a double quote opens a quoted string in a parameter list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quotes {
+    /// Anywhere outside one (mail-parser).
+    Anywhere,
+    /// Only where a value starts, after `=` and blanks (Thunderbird); elsewhere a quote is
+    /// a character of the value.
+    OpeningValues,
 }
 
 /// Bytes of a whole-value name field (`Content-Name`) read, at most: a name is judged by
@@ -174,9 +192,15 @@ fn names_in_parameters(parameters: Parameters) -> Vec<String> {
     }
     let mut unique: Vec<String> = Vec::new();
     for name in names {
-        let name = name.trim().to_string();
-        if !name.is_empty() && !unique.contains(&name) {
-            unique.push(name);
+        // Encoded words in an RFC 2231 value without a charset, or in joined pieces, are
+        // decoded by Thunderbird (review: `filename*=''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D`
+        // is saved as `evil.exe`): both readings are judged.
+        let decoded = name.contains("=?").then(|| decode_unstructured(&name));
+        for name in std::iter::once(name).chain(decoded) {
+            let name = name.trim().to_string();
+            if !name.is_empty() && !unique.contains(&name) {
+                unique.push(name);
+            }
         }
     }
     unique
@@ -185,13 +209,13 @@ fn names_in_parameters(parameters: Parameters) -> Vec<String> {
 /// The `filename` and `name` parameters of a field's value, separated by `;` or `,`
 /// outside quotes (the first token, a disposition type or MIME type, has no `=` and is
 /// skipped; a list without one is read too).
-fn parameters(value: &str) -> Parameters {
+fn parameters(value: &str, quotes: Quotes) -> Parameters {
     let mut found = Parameters::default();
     // Whole values kept; repeats of one are skipped and count for nothing, and pieces of
     // a continuation never count: 64 copies of `filename="a.txt"` hid the pieces after
     // them (review).
     let mut last_skipped: BTreeMap<(String, bool), String> = BTreeMap::new();
-    for_each_part_outside_quotes(value, |token| {
+    for_each_part_outside_quotes(value, quotes, |token| {
         let Some((key, raw)) = token.split_once('=') else {
             return;
         };
@@ -258,19 +282,27 @@ fn parameters(value: &str) -> Parameters {
 }
 
 /// Calls `each` with every part of `s` between `;` and `,` outside double quotes (a
-/// backslash escapes in quotes), as it goes: nothing is collected, whatever the length.
-fn for_each_part_outside_quotes(s: &str, mut each: impl FnMut(&str)) {
+/// backslash escapes in quotes; `quotes` says where one opens), as it goes: nothing is
+/// collected, whatever the length.
+fn for_each_part_outside_quotes(s: &str, quotes: Quotes, mut each: impl FnMut(&str)) {
     let (mut start, mut quoted, mut escaped) = (0, false, false);
+    // After `=` and the blanks that follow it: where a value starts.
+    let mut value_starts = false;
     for (i, c) in s.char_indices() {
         if escaped {
             escaped = false;
         } else if quoted && c == '\\' {
             escaped = true;
-        } else if c == '"' {
+        } else if c == '"' && (quoted || quotes == Quotes::Anywhere || value_starts) {
             quoted = !quoted;
         } else if !quoted && (c == ';' || c == ',') {
             each(&s[start..i]);
             start = i + 1;
+        }
+        if !quoted {
+            value_starts = c == '=' || (value_starts && c.is_whitespace());
+        } else {
+            value_starts = false;
         }
     }
     each(&s[start..]);
@@ -342,6 +374,45 @@ mod tests {
             " attachment; filename*0*=iso-8859-1''r%E9sum%E9; filename*1*=%2Eexe",
         );
         assert_eq!(got, ["r\u{e9}sum\u{e9}.exe"]);
+    }
+
+    /// Regression (review): a quote inside an unquoted value opened a quoted string, so
+    /// the `;` after it and the real name were one parameter of another name; Thunderbird
+    /// opens a quote only where a value starts and saves `evil.js`.
+    #[test]
+    fn a_quote_inside_an_unquoted_value_hides_no_name() {
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                " attachment; x=a\"b; filename=\"evil.js\""
+            ),
+            ["evil.js"]
+        );
+        // Quotes that open values read as before, by both readings.
+        assert_eq!(
+            names(
+                "Content-Disposition",
+                " attachment; x=\"a;b\"; filename= \"ok;.txt\""
+            ),
+            ["ok;.txt"]
+        );
+    }
+
+    /// Regression (review): encoded words in an RFC 2231 value without a charset, or
+    /// across joined pieces, were left encoded: no extension to judge, while Thunderbird
+    /// decodes them and saves `evil.exe`.
+    #[test]
+    fn encoded_words_inside_rfc_2231_values_are_decoded_too() {
+        let got = names(
+            "Content-Disposition",
+            " attachment; filename*=''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D",
+        );
+        assert!(got.contains(&"evil.exe".to_string()), "{got:?}");
+        let got = names(
+            "Content-Disposition",
+            " attachment; filename*0=\"=?UTF-8?B?ZXZpbDE\"; filename*1=\"uZXhl?=\"",
+        );
+        assert!(got.contains(&"evil1.exe".to_string()), "{got:?}");
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub(super) struct TarNames {
     /// A valid header came after such damage: its entry is one the `tar` crate, which
     /// stops at the damage, never showed.
     headers_after_damage: bool,
+    /// A GNU sparse file's extension blocks are being read (each says whether another
+    /// follows); after them, this many bytes of data and padding are skipped.
+    sparse_data: Option<usize>,
+    /// A Solaris `X` record gave a file's size, which the `tar` crate does not apply: its
+    /// entries start elsewhere than where GNU tar reads them.
+    sizes_the_crate_ignores: bool,
 }
 
 impl TarNames {
@@ -48,6 +54,12 @@ impl TarNames {
     /// Whether a valid header followed a damaged block.
     pub(super) fn headers_after_damage(&self) -> bool {
         self.headers_after_damage
+    }
+
+    /// Whether the `tar` crate reads the entries elsewhere than GNU tar (a size from a
+    /// Solaris `X` record).
+    pub(super) fn sizes_the_crate_ignores(&self) -> bool {
+        self.sizes_the_crate_ignores
     }
 
     /// Reads the next piece of the tar, calling `found` with each name it completes.
@@ -65,9 +77,10 @@ impl TarNames {
                 } else {
                     record.pax.feed(part, &mut |key, value| match key {
                         b"path" | b"GNU.sparse.name" => found(value),
-                        b"size" if record.kind == b'x' => {
+                        b"size" if matches!(record.kind, b'x' | b'X') => {
                             self.next_size =
                                 std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                            self.sizes_the_crate_ignores |= record.kind == b'X';
                         }
                         _ => {}
                     });
@@ -84,8 +97,16 @@ impl TarNames {
                 self.block.extend_from_slice(&piece[..n]);
                 piece = &piece[n..];
                 if self.block.len() == BLOCK {
-                    let header = std::mem::take(&mut self.block);
-                    self.header(&header, found);
+                    let block = std::mem::take(&mut self.block);
+                    match self.sparse_data {
+                        // Byte 504 of an extension block: whether another follows.
+                        Some(data) if block[504] == 0 => {
+                            self.sparse_data = None;
+                            self.skip = data;
+                        }
+                        Some(_) => {}
+                        None => self.header(&block, found),
+                    }
                 }
             }
         }
@@ -106,7 +127,9 @@ impl TarNames {
         self.headers_after_damage |= self.damaged;
         let own_size = super::magic::tar_number(&header[124..136]).unwrap_or(0);
         let kind = header[156];
-        let is_record = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        // `X` is Solaris tar's `x`: GNU tar, libarchive and Python's `tarfile` apply its
+        // records alike (review: its `path` was never judged).
+        let is_record = matches!(kind, b'L' | b'K' | b'x' | b'X' | b'g');
         // A PAX `size` is the size of the file the records describe, not of a record
         // between them (GNU tar and Python's tarfile read it so).
         let size = if is_record {
@@ -142,7 +165,15 @@ impl TarNames {
         } else {
             found(name);
         }
-        self.skip = size.saturating_add(padding);
+        let data = size.saturating_add(padding);
+        // A GNU sparse file whose map goes on in extension blocks: they come before its
+        // data (review: read as the data, they put the reading out of step, and a block of
+        // zeros in the data ended it before the names after).
+        if kind == b'S' && header[482] != 0 {
+            self.sparse_data = Some(data);
+        } else {
+            self.skip = data;
+        }
     }
 
     fn end_record(&mut self, record: &Record, found: &mut impl FnMut(&[u8])) {
@@ -296,5 +327,45 @@ mod tests {
         for piece in [1, 7, 511, 512, 513, 4096] {
             assert_eq!(names_in(piece), whole, "pieces of {piece}");
         }
+    }
+
+    /// A header block: `name`, type `kind`, `size`, GNU magic, `extended` set at 482 (a
+    /// sparse map continued in extension blocks), checksum set.
+    fn gnu_header(name: &[u8], kind: u8, size: usize, extended: bool) -> Vec<u8> {
+        let mut h = vec![0u8; BLOCK];
+        h[..name.len()].copy_from_slice(name);
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        h[156] = kind;
+        h[257..265].copy_from_slice(b"ustar  \0");
+        h[482] = u8::from(extended);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    /// Regression (review): a GNU sparse file's extension blocks (its map, when it does
+    /// not fit the header) were read as its data, which put the reading out of step: a
+    /// block of zeros in the data read as the end, and the names after it (which the
+    /// `tar` crate does not show past the entry limit) were never judged.
+    #[test]
+    fn a_sparse_file_s_extension_blocks_hide_no_name() {
+        let mut tar = gnu_header(b"b.dat", b'S', BLOCK, true);
+        // One extension block (offset 0, 512 bytes; no other follows), then the data.
+        let mut extension = vec![0u8; BLOCK];
+        extension[..12].copy_from_slice(b"00000000000\0");
+        extension[12..24].copy_from_slice(b"00000001000\0");
+        tar.extend_from_slice(&extension);
+        tar.extend_from_slice(&[0u8; BLOCK]);
+        tar.extend_from_slice(&gnu_header(b"evil.js", b'0', 1, false));
+        tar.extend_from_slice(&[b'x'; BLOCK]);
+        tar.extend_from_slice(&[0u8; 2 * BLOCK]);
+        let mut names: Vec<String> = Vec::new();
+        let mut reader = TarNames::default();
+        reader.feed(&tar, &mut |n| {
+            names.push(String::from_utf8_lossy(n).into_owned())
+        });
+        assert_eq!(names, ["b.dat", "evil.js"]);
+        assert!(reader.done());
     }
 }

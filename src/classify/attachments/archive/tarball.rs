@@ -327,9 +327,9 @@ fn judge_header_names(
             full = !judge.judge(name, findings, budget);
         }
     });
-    // Entries past damage GNU tar extracts and the `tar` crate never shows: their names
-    // were judged, their content was not.
-    if reader.headers_after_damage() {
+    // Entries past damage GNU tar extracts and the `tar` crate never shows, or that start
+    // elsewhere for GNU tar: their names were judged, their content was not.
+    if reader.headers_after_damage() || reader.sizes_the_crate_ignores() {
         findings.add(Symbol::ArchiveUninspected, path);
     }
 }

@@ -480,3 +480,28 @@ fn junk_blocks_in_a_tar_hide_no_name() {
     let found = symbols(&[part("docs.tar", "application/x-tar", &leading)]);
     assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
 }
+
+/// Regression (review): a Solaris `X` header, which GNU tar, libarchive and Python's
+/// `tarfile` apply as they apply `x`, was not read: its `path` was never judged, and a
+/// `size` in it (which the `tar` crate ignores) moves where GNU tar reads the entries.
+#[test]
+fn solaris_extended_headers_are_read_as_pax_ones() {
+    let path = pax(&[("path", "invoice.js")]);
+    let tar = raw_tar(
+        &[
+            (b"PaxHeaders/a.txt", b'X', &path),
+            (b"invoice.txt", b'0', b"WScript.Shell"),
+        ],
+        true,
+    );
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_BLOCKED_EXT"));
+    let size = pax(&[("size", "0")]);
+    let tar = raw_tar(
+        &[
+            (b"PaxHeaders/a.txt", b'X', &size),
+            (b"notes.txt", b'0', b"hello"),
+        ],
+        true,
+    );
+    assert!(symbols(&[part("a.tar", "", &tar)]).contains(&"ARCHIVE_UNINSPECTED"));
+}
