@@ -287,27 +287,9 @@ pub fn render(html: &str) -> HtmlRender {
             rest = &tail[1..];
             continue;
         }
-        // Find the end of the tag, honouring quoted attribute values.
-        let bytes = tail.as_bytes();
-        let mut i = 1;
-        let mut quote = 0u8;
-        while i < bytes.len() {
-            let c = bytes[i];
-            if quote != 0 {
-                if c == quote {
-                    quote = 0;
-                }
-            } else if c == b'"' || c == b'\'' {
-                // Quotes only start values right after '='.
-                if bytes[i - 1] == b'=' || (i >= 2 && bytes[i - 1] == b' ' && bytes[i - 2] == b'=')
-                {
-                    quote = c;
-                }
-            } else if c == b'>' {
-                break;
-            }
-            i += 1;
-        }
+        // The end of the tag as the rules' renderer finds it (review: a quote after an `=`
+        // inside an unquoted value opened a value here, and hid the text after the tag).
+        let i = crate::mail::html::tag_end(tail.as_bytes()).unwrap_or(tail.len());
         let inner = &tail[1..i.min(tail.len())];
         rest = if i < tail.len() { &tail[i + 1..] } else { "" };
         let closing = inner.starts_with('/');
@@ -350,6 +332,14 @@ pub fn render(html: &str) -> HtmlRender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): `<a href=x=">` opened a quoted value at the quote, which HTML5
+    /// reads as part of the unquoted value, and the pitch after the tag was hidden.
+    #[test]
+    fn a_quote_inside_an_unquoted_value_hides_no_text() {
+        let r = render(r#"<a href=x=">Buy cheap viagra now</a> and <img src="logo.gif">"#);
+        assert!(r.text.contains("viagra"), "{:?}", r.text);
+    }
 
     #[test]
     fn inline_tags_and_comments_do_not_split_words() {

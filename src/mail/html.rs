@@ -4,6 +4,48 @@
 /// The length of a comment's rest, `after_open` being the text after its `<!--`: up to and
 /// including its end, or all of it when the comment is never closed (it then runs to the
 /// end of the document). HTML5 ends a comment at `-->`, at `--!>`, and at once at an
+/// Where the `>` closing the tag at the start of `markup` is, as HTML5 reads it: a quote
+/// opens a quoted value only where a value starts (after `=` and blanks, not inside an
+/// unquoted value: in `<a href=x=">text` the quote is part of the value and the tag ends
+/// at the `>`), and a `>` inside a quoted value (`title="a > b"`) does not end the tag. A
+/// quote that is never closed does not hide the rest of the part: the first `>` after it
+/// ends the tag then, as SpamAssassin's HTML parser reads it.
+pub fn tag_end(markup: &[u8]) -> Option<usize> {
+    /// What the tokenizer is in.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum At {
+        /// The tag's name, an attribute's name, or the blanks between.
+        Name,
+        /// After `=`: a value starts at the next character that is not a blank.
+        BeforeValue,
+        /// An unquoted value, to the next blank.
+        Unquoted,
+    }
+    let mut at = At::Name;
+    let mut i = 0;
+    while i < markup.len() {
+        let b = markup[i];
+        match (at, b) {
+            (_, b'>') => return Some(i),
+            (At::BeforeValue, b'"' | b'\'') => match memchr::memchr(b, &markup[i + 1..]) {
+                Some(close) => {
+                    i += close + 1;
+                    at = At::Name;
+                }
+                None => return memchr::memchr(b'>', &markup[i..]).map(|e| i + e),
+            },
+            (At::BeforeValue, b) if b.is_ascii_whitespace() => {}
+            (At::BeforeValue, _) => at = At::Unquoted,
+            (At::Unquoted, b) if b.is_ascii_whitespace() => at = At::Name,
+            (At::Unquoted, _) => {}
+            (At::Name, b'=') => at = At::BeforeValue,
+            (At::Name, _) => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// abrupt `>` or `->` (`<!-->`, `<!--->` are empty comments, and what follows them shows).
 pub fn comment_len(after_open: &str) -> usize {
     if after_open.starts_with('>') {
@@ -33,6 +75,23 @@ pub fn comment_len(after_open: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): a quote after an `=` inside an unquoted value opened a quoted
+    /// value, so the tag ran on to the next quote and the text between was hidden; HTML5
+    /// takes that quote as part of the value and ends the tag at the `>`.
+    #[test]
+    fn a_quote_opens_a_value_only_where_one_starts() {
+        for (markup, end) in [
+            (r#"<a href=x=">Buy"#, 11),
+            (r#"<a href = "a > b">x"#, 17),
+            (r#"<a title='it"s'>x"#, 15),
+            (r#"<a href="never closed>x"#, 21),
+            ("<br>", 3),
+        ] {
+            assert_eq!(tag_end(markup.as_bytes()), Some(end), "{markup}");
+        }
+        assert_eq!(tag_end(b"<a href=x"), None);
+    }
 
     #[test]
     fn comments_end_where_a_browser_ends_them() {

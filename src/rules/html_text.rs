@@ -267,36 +267,9 @@ impl<'a> Tag<'a> {
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '-'))
             .unwrap_or(body.len());
         let name = &body[..name_len];
-        let len = tag_end(markup).map_or(markup.len(), |e| e + 1);
+        let len = crate::mail::html::tag_end(markup.as_bytes()).map_or(markup.len(), |e| e + 1);
         Some(Tag { name, closing, len })
     }
-}
-
-/// Where the `>` closing the tag at the start of `markup` is: a `>` inside a quoted
-/// attribute value (`title="a > b"`) does not end the tag, as in browsers and
-/// SpamAssassin's HTML parser. A quote that is never closed does not hide the rest of the
-/// part: the first `>` after it ends the tag then.
-fn tag_end(markup: &str) -> Option<usize> {
-    let bytes = markup.as_bytes();
-    let mut i = 0;
-    let mut after_equals = false;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'>' => return Some(i),
-            b'=' => after_equals = true,
-            q @ (b'"' | b'\'') if after_equals => {
-                match memchr::memchr(q, &bytes[i + 1..]) {
-                    Some(close) => i += close + 1,
-                    None => return memchr::memchr(b'>', &bytes[i..]).map(|e| i + e),
-                }
-                after_equals = false;
-            }
-            b if b.is_ascii_whitespace() => {}
-            _ => after_equals = false,
-        }
-        i += 1;
-    }
-    None
 }
 
 /// The dotted-quad form of a URI whose host is an IPv4 address written as one number
