@@ -317,6 +317,17 @@ fn first_label(part: &MessagePart<'_>) -> TransferEncoding {
         .map_or(TransferEncoding::Identity, TransferEncoding::of)
 }
 
+/// The token of a `Content-Transfer-Encoding` label that mail clients act on: its first,
+/// without quotes, parameters or comments (`base64;`, `"8bit"`, `8bit (converted)`).
+pub fn label_token(label: &str) -> &str {
+    label
+        .trim()
+        .trim_start_matches('"')
+        .split(|c: char| c == ';' || c == '(' || c == '"' || c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+}
+
 /// A content transfer encoding, as a mail client acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TransferEncoding {
@@ -332,12 +343,7 @@ impl TransferEncoding {
     /// The encoding a label's first token names: `base64;`, `"base64"` and `base64 (x)`
     /// read as `base64`, as mail clients read them.
     fn of(label: &str) -> TransferEncoding {
-        let token = label
-            .trim()
-            .trim_start_matches('"')
-            .split(|c: char| c == ';' || c == '(' || c == '"' || c.is_whitespace())
-            .next()
-            .unwrap_or_default();
+        let token = label_token(label);
         if token.eq_ignore_ascii_case("base64") {
             TransferEncoding::Base64
         } else if token.eq_ignore_ascii_case("quoted-printable") {

@@ -152,15 +152,19 @@ impl Walk<'_> {
         if body.is_ascii() || self.cut_at.is_some_and(|cut| range.end >= cut) {
             return Visit::Done;
         }
+        // The label's token, as clients read it (review: `8bit (converted)` or `"8bit"`
+        // was taken for an encoding and the part went out raw to a server without
+        // 8BITMIME).
         let label = part
             .content_transfer_encoding()
-            .map(|l| l.trim().to_ascii_lowercase());
+            .map(|l| super::lenient::label_token(l).to_ascii_lowercase());
         // Base64 and quoted-printable hold no 8-bit content to encode; their 8-bit bytes
-        // are junk that no reading would make sense of.
+        // are junk that no reading would make sense of. Any other label (`8bit`, one no
+        // client knows) leaves 8-bit text that must be encoded.
         let binary = match label.as_deref() {
-            None | Some("7bit" | "8bit") => false,
+            Some("base64" | "quoted-printable") => return Visit::Done,
             Some("binary") => true,
-            Some(_) => return Visit::Done,
+            _ => false,
         };
         // No Content-Type is text (RFC 2045 §5.2).
         let (c_type, subtype) = part.content_type().map_or_else(
@@ -423,6 +427,22 @@ mod tests {
         // Not text: its CRLFs are data, escaped, not line breaks.
         assert_eq!(encoded, b"=00=FF=0D=0Aline=0D=0A=1B");
         assert_eq!(quoted_printable_decode(encoded), data);
+    }
+
+    /// Regression (review): a label with a comment, quotes or a parameter (`8bit (x)`,
+    /// `"8bit"`) was taken for an encoding no 8-bit content is in, and the part went out
+    /// raw to a server without 8BITMIME (RFC 6152 §3).
+    #[test]
+    fn a_sloppy_8bit_label_is_still_converted() {
+        for label in ["8bit (converted)", "\"8bit\"", "8bit;", "x-unknown"] {
+            let original = format!("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: {label}\r\n\r\ncaf\u{e9}\r\n");
+            let out = to_seven_bit(original.as_bytes()).unwrap_or_default();
+            assert!(
+                out.ends_with(b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n"),
+                "{label}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 
     #[test]
