@@ -565,6 +565,39 @@ fn greylisted_recipients_fill_no_rate_limit_bucket() {
     }
 }
 
+/// Regression (review): an envelope limit refusing at the end of data counted before the
+/// greylisting there, so each message greylisted at the end of data took a token, and its
+/// retry another: a sender met the limit at half its rate, and the second greylisted
+/// message was refused by the limit instead.
+#[test]
+fn messages_greylisted_at_the_end_of_data_fill_no_rate_limit_bucket() {
+    let internal = InternalServer::start();
+    let limit = "[[ratelimit]]\nname = \"per_domain\"\nkey = \"sender_domain\"\nlimit = 1\nper = \"1h\"\nstage = \"data\"\n";
+    let toml = format!(
+        "{PATIENT_STATE}{GREYLIST}stage = \"data\"\nmin_score = 3.0\n{limit}[policy]\nrules_dir = \"rules\"\n"
+    );
+    let gw = Gateway::start(GatewayConfig::new(&internal).toml(&toml).file(
+        "rules/local.cf",
+        "body SUSPICIOUS /zz-suspicious-zz/\nscore SUSPICIOUS 4.0\n",
+    ));
+    let send = |id: &str| {
+        let mut c = SmtpClient::connect_ehlo(gw.port);
+        let r = c.send_mail(
+            "s@sender.test",
+            &["u@example.test"],
+            &message(id, "greylist", "zz-suspicious-zz"),
+        );
+        c.quit();
+        r
+    };
+    for id in ["one@t", "two@t", "three@t"] {
+        assert_greylisted(&send(id));
+    }
+    thread::sleep(PAST_DELAY);
+    send("retry@t").expect(250, "2.0.0");
+    internal.expect_message_id("retry@t");
+}
+
 /// Regression (review): the null sender was exempt from greylisting at RCPT (where other
 /// servers' sender-verification callouts must be answered) and greylisted nowhere else:
 /// ratware sending from `<>` passed to any number of recipients. It is greylisted at the

@@ -266,13 +266,33 @@ impl Seed {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let written =
-            std::fs::write(&tmp, self.to_bytes()).and_then(|()| std::fs::rename(&tmp, path));
+        // Synced before the rename, and the directory after it: a crash must leave the
+        // old seed or the new one, never an empty file in place of a backup (review).
+        let written = write_synced(&tmp, &self.to_bytes())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .and_then(|()| sync_parent(path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         written.map_err(io)
     }
+}
+
+/// Writes `bytes` to a new file at `path` and syncs it to the disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Syncs the directory holding `path`, so a rename into it is on the disk.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub use message::{MessageData, RawMessage, Stored};
 pub use symbols::compile_options as rules_compile_options;
 pub use verdict::{Decision, Verdict};
 
-use crate::config::Config;
+use crate::config::{Config, RateAction, RateLimitConfig, RateStage};
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
@@ -259,14 +259,14 @@ impl Policy {
         }
         let gl = &config.greylist;
         // The rate limits of one kind: on the client (`true`) or on the envelope.
-        let rate_limits = |of_the_client: bool| -> Vec<Box<dyn Check>> {
+        let rate_limits = |which: &dyn Fn(&RateLimitConfig) -> bool| -> Vec<Box<dyn Check>> {
             let Some(state) = &services.state else {
                 return Vec::new();
             };
             config
                 .ratelimits
                 .iter()
-                .filter(|l| l.key.is_of_the_client() == of_the_client)
+                .filter(|l| which(l))
                 .map(|limit| -> Box<dyn Check> {
                     Box::new(ratelimit::RateLimit::new(
                         state.clone(),
@@ -277,7 +277,15 @@ impl Policy {
                 })
                 .collect()
         };
-        checks.extend(rate_limits(true));
+        checks.extend(rate_limits(&|l| l.key.is_of_the_client()));
+        // An envelope limit that refuses at the end of data counts after the greylisting
+        // there: a message greylisted, then retried, counted twice (review). One that
+        // scores must come before the rules, which read its symbol.
+        let after_greylisting = |l: &RateLimitConfig| {
+            !l.key.is_of_the_client()
+                && l.stage == RateStage::Data
+                && l.action == RateAction::Tempfail
+        };
         if let Some(auth) = auth.as_ref().filter(|_| p.auth) {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
@@ -331,7 +339,9 @@ impl Policy {
         // ceo@'s bucket and ceo@'s real mail met the limit). Limits on the client
         // (address, network, HELO) came before them: they also slow down what those
         // refuse, such as address harvesting and the callouts it costs.
-        checks.extend(rate_limits(false));
+        checks.extend(rate_limits(&|l| {
+            !l.key.is_of_the_client() && !after_greylisting(l)
+        }));
         checks.push(Box::new(client_behaviour::ClientBehaviour));
         // URIBL first: both share the stage deadline, and the DKIM keys message
         // authentication waits for are on the sender's name servers, which can be made
@@ -407,6 +417,7 @@ impl Policy {
         if let Some(g) = greylisting {
             checks.push(Box::new(g));
         }
+        checks.extend(rate_limits(&after_greylisting));
         // Only a gateway learns: offline policies and the shadow have no state services.
         // Last: a message greylisted at the end of data is not learned (review: spam from
         // `<>` that no rule hits was learned as ham, then greylisted and never retried).

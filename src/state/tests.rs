@@ -554,3 +554,45 @@ async fn a_key_of_another_type_fails_its_call_not_the_backend() {
         3
     );
 }
+
+/// Regression (review): a patient call (autolearn, the model poll, a retraining) shares
+/// the checks' health tracker, and its success, however slow, called the backend up: a
+/// Redis answering every call in 300 ms against a 200 ms timeout was never called down,
+/// each check waited out its timeout, and `mxguard_state_up` read 1.
+#[tokio::test]
+async fn a_slow_patient_success_does_not_call_a_slow_backend_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path())
+        .await
+        .reconfigured(&StateConfig {
+            backend: StateBackendConfig::Embedded {
+                path: dir.path().join("state.redb"),
+            },
+            timeout: Duration::from_millis(200),
+            on_failure: OnFailure::Open,
+            key_prefix: "t:".into(),
+        });
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<(), StateError>(())
+    };
+    for _ in 0..10 {
+        if !state.health().is_up() {
+            break;
+        }
+        assert!(state.call("get", slow()).await.is_err());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!state.health().is_up(), "timeouts in a row over a second");
+    // Past the second after which one call is let through.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let patient = state.patient(Duration::from_secs(5));
+    assert!(patient.call("get", slow()).await.is_ok());
+    assert!(!state.health().is_up(), "a slow success called it up");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(state.call("get", async { Ok(()) }).await.is_ok());
+    assert!(
+        state.health().is_up(),
+        "a success within the timeout calls it up"
+    );
+}
