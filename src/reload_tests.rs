@@ -410,3 +410,38 @@ fn the_restart_warning_names_the_state_key_that_changed() {
     );
     assert_eq!(changed_state_key(&one, &embedded("a")), "state.backend");
 }
+
+/// Regression (review): only a probe of a DNS list writes its
+/// `mxguard_dns_list_lists_everyone` series, so a list flagged as listing everyone, then
+/// removed from the configuration as the alert asks, read 1 until a restart.
+#[test]
+fn a_reload_forgets_the_lists_it_no_longer_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    plain_rules(d);
+    let list =
+        |zone: &str| format!("[[policy.dnsbl]]\nzone = \"{zone}\"\nsymbol = \"RCVD_IN_X\"\n");
+    let cfg = d.join("mxguard.toml");
+    let both = format!("{}{}", list("kept.test"), list("gone.test"));
+    write(&cfg, &base_toml(d, "rules", &both));
+    let (gw, stop, h) = start(&cfg);
+    let gauge = &gw.metrics.dns_list_lists_everyone;
+    gauge.with_label_values(&["dnsbl", "kept.test"]).set(1);
+    gauge.with_label_values(&["dnsbl", "gone.test"]).set(1);
+    write(&cfg, &base_toml(d, "rules", &list("kept.test")));
+    let reloaded = gw.reload(&cfg);
+    let has = |zone: &str| {
+        use prometheus::core::Collector;
+        gauge.collect().iter().any(|f| {
+            f.get_metric()
+                .iter()
+                .any(|m| m.get_label().iter().any(|l| l.value() == zone))
+        })
+    };
+    let (kept, gone) = (has("kept.test"), has("gone.test"));
+    stop.cancel();
+    h.join().unwrap();
+    assert!(reloaded.is_ok(), "{reloaded:?}");
+    assert!(kept, "the list still probed lost its series");
+    assert!(!gone, "the removed list's series stayed");
+}

@@ -113,6 +113,28 @@ pub struct Policy {
     greylist_credit: Option<greylist::GreylistCredit>,
 }
 
+impl Policy {
+    /// The DNS lists this policy (and its shadow) asks and probes for answering "listed"
+    /// to everyone, as (check, zone): the series of `mxguard_dns_list_lists_everyone` it
+    /// keeps up to date.
+    pub fn probed_dns_lists(&self) -> Vec<(&'static str, String)> {
+        let p = &self.config.policy;
+        let probed = |check: &'static str, lists: &[crate::config::DnsListConfig]| {
+            lists
+                .iter()
+                .filter(|l| l.sanity_probe)
+                .map(move |l| (check, l.zone.clone()))
+                .collect::<Vec<_>>()
+        };
+        let mut lists = probed("dnsbl", &p.dnsbl);
+        lists.extend(probed("uribl", &p.uribl));
+        if let Some(shadow) = &self.shadow {
+            lists.extend(shadow.probed_dns_lists());
+        }
+        lists
+    }
+}
+
 /// The rules files of `config`, compiled; a file with an error refuses the whole policy.
 fn compile_rules(config: &Config) -> Result<Option<Arc<CompiledRules>>, PolicyError> {
     let Some(dir) = &config.policy.rules_dir else {
