@@ -137,7 +137,9 @@ pub fn normalize_text(text: &str) -> String {
                 }
             }
         } else {
-            for l in c.to_lowercase() {
+            // Marks a lower-casing adds are dropped too: `İ` lower-cases to `i` and a
+            // combining dot, which split `VİAGRA` into two words (review).
+            for l in c.to_lowercase().filter(|&l| !is_combining_mark(l)) {
                 push_folded(l, &mut out);
             }
         }

@@ -5,6 +5,7 @@
 
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
 use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
+use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::raw_value;
 use crate::mail::trace::hops_after_delivery;
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
@@ -14,9 +15,11 @@ const MAX_SUBJECT_WORDS: usize = 64;
 
 impl Tokenizer {
     pub(super) fn header_features(&self, msg: &Message<'_>, sink: &mut Sink) {
-        // Subject.
-        match msg.subject() {
-            Some(s) => self.subject(s, msg, sink),
+        // Subject, decoded as the rules decode it (review: mail-parser read
+        // `Cheap Vi=?utf-8?q?agra?=` as "Vi agra", and a character split over two encoded
+        // words as two U+FFFD).
+        match msg.header_raw(HeaderName::Subject).map(decode_unstructured) {
+            Some(s) => self.subject(&s, msg, sink),
             None => sink.push("s:m:none".to_string()),
         }
         // From.

@@ -223,11 +223,24 @@ impl Tokenizer {
                 continue;
             }
             match &part.body {
+                // 8-bit bytes that are not UTF-8 read as Windows-1252, as clients (and the
+                // rules) read them: mail-parser's U+FFFD for each split `vi\xADagra` in two
+                // (review).
                 PartType::Text(t) if as_html || ct.as_deref() == Some("text/html") => {
-                    self.html_text(t, sink, &mut links);
+                    self.html_text(
+                        &lenient::text_as_clients_read(msg, part, t),
+                        sink,
+                        &mut links,
+                    );
                 }
-                PartType::Text(t) => self.body_text(t, sink),
-                PartType::Html(h) => self.html_text(h, sink, &mut links),
+                PartType::Text(t) => {
+                    self.body_text(&lenient::text_as_clients_read(msg, part, t), sink)
+                }
+                PartType::Html(h) => self.html_text(
+                    &lenient::text_as_clients_read(msg, part, h),
+                    sink,
+                    &mut links,
+                ),
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                     if as_html {
                         let charset = ctype.and_then(|c| c.attribute("charset"));

@@ -337,3 +337,26 @@ fn filler_words_before_the_pitch_do_not_hide_it() {
         assert!(has(&n, w), "{w}");
     }
 }
+
+/// Regression (review of the mail decoders): the tokens read what mail-parser made of the
+/// message where clients (and the rules) read more: a subject word split by an encoded
+/// word (`Vi=?utf-8?q?agra?=`), a soft hyphen sent as an undeclared 8-bit byte
+/// (`vi\xADagra`, invisible in Windows-1252), `İ` lower-cased with a combining dot, and a
+/// percent-escaped host (`spam%2Eexample`).
+#[test]
+fn tokens_read_what_clients_show() {
+    let n = names("Subject: Cheap Vi=?utf-8?q?agra?=\r\n\r\nbody\r\n");
+    assert!(has(&n, "s:viagra"), "{n:?}");
+    let n = names("Subject: s\r\n\r\nFREE V\u{130}AGRA\r\n");
+    assert!(has(&n, "viagra"), "{n:?}");
+    let raw = b"Subject: s\r\nContent-Type: text/plain\r\n\r\nBuy vi\xADagra now\r\n";
+    let found: Vec<String> = Tokenizer
+        .features(raw)
+        .tokens
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(has(&found, "viagra"), "{found:?}");
+    let n = names("Subject: s\r\nContent-Type: text/html\r\n\r\n<a href=\"http://spam%2Eexample/x\">go</a>\r\n");
+    assert!(has(&n, "u:d:spam.example"), "{n:?}");
+}

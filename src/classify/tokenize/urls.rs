@@ -50,6 +50,17 @@ impl Tokenizer {
             if host.contains('%') {
                 sink.push("u:m:pcthost".to_string());
             }
+            // Percent-escapes in a host are decoded as browsers (and the URIBL) decode
+            // them: `spam%2Eexample` is `spam.example` (review).
+            let decoded;
+            let host = if host.contains('%') {
+                decoded = percent_encoding::percent_decode_str(host)
+                    .decode_utf8_lossy()
+                    .to_lowercase();
+                decoded.as_str()
+            } else {
+                host
+            };
             let host = host.trim_end_matches('.');
             if host.parse::<IpAddr>().is_ok()
                 || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
