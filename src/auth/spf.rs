@@ -165,21 +165,58 @@ impl Authenticator {
 
     /// Whether the MAIL FROM `check`, a pass, is one the sender's record gives every
     /// client (`+all`, or the same by an `include:` or `redirect=`, `ip4:0.0.0.0/1` twice,
-    /// `exists:` of a wildcard): a client that cannot be the sender's, a documentation
+    /// `exists:` of a wildcard): a client that cannot be the sender's, a random public
     /// address, is asked about too, which finds every form where no reading of the text
-    /// would (review). A second evaluation: asked only by those who read the answer.
+    /// would (review). Random, so that no record can leave it out (review: a fixed
+    /// documentation address was, by `-ip4:192.0.2.0/24 +all`). A probe that gives no
+    /// answer (the deadline, a temporary error) is taken as a yes: the triplet then keeps
+    /// the client's network, as without SPF. A second evaluation: asked only by those who
+    /// read the answer.
     pub async fn passes_anyone(&self, check: &SpfCheck, hostname: &str, deadline: Instant) -> bool {
         if check.identity != SpfIdentity::MailFrom || check.result != SpfResult::Pass {
             return false;
         }
         let (helo_domain, sender) = mail_from_identity(&check.helo, &check.mail_from);
-        let nobody = match check.client_ip {
-            IpAddr::V4(_) => IpAddr::from([192, 0, 2, 1]),
-            IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
-        };
+        let nobody = random_stranger(check.client_ip);
         let params = SpfParameters::verify_mail_from(nobody, &helo_domain, hostname, &sender);
         let probe = self.bounded(deadline, self.spf.verify_spf(params)).await;
-        probe.is_some_and(|p| p.result() == mail_auth::SpfResult::Pass)
+        probe.is_none_or(|p| {
+            matches!(
+                p.result(),
+                mail_auth::SpfResult::Pass
+                    | mail_auth::SpfResult::TempError
+                    | mail_auth::SpfResult::PermError
+            )
+        })
+    }
+}
+
+/// A random public address of `client`'s family, outside its /16 (IPv4) or /32 (IPv6):
+/// IPv4 in 11.0.0.0–99.255.255.255, which holds no private or special-purpose block, and
+/// IPv6 in 2400::/6, inside the global unicast 2000::/3 and clear of the documentation and
+/// 6to4 prefixes.
+fn random_stranger(client: IpAddr) -> IpAddr {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    match client {
+        IpAddr::V4(own) => loop {
+            let candidate = std::net::Ipv4Addr::new(
+                rng.random_range(11..=99),
+                rng.random(),
+                rng.random(),
+                rng.random_range(1..=254),
+            );
+            if candidate.octets()[..2] != own.octets()[..2] {
+                return IpAddr::V4(candidate);
+            }
+        },
+        IpAddr::V6(own) => loop {
+            let mut segments: [u16; 8] = rng.random();
+            segments[0] = 0x2400 | (segments[0] & 0x03ff);
+            if segments[..2] != own.segments()[..2] {
+                return IpAddr::from(segments);
+            }
+        },
     }
 }
 

@@ -1,51 +1,70 @@
 //! HTML read as a browser reads it, where both renderers (the rules' `html_text` and the
 //! classifier's) must agree: a sender hides text from whichever of them reads it otherwise.
 
-/// The length of a comment's rest, `after_open` being the text after its `<!--`: up to and
-/// including its end, or all of it when the comment is never closed (it then runs to the
-/// end of the document). HTML5 ends a comment at `-->`, at `--!>`, and at once at an
-/// Where the `>` closing the tag at the start of `markup` is, as HTML5 reads it: a quote
-/// opens a quoted value only where a value starts (after `=` and blanks, not inside an
-/// unquoted value: in `<a href=x=">text` the quote is part of the value and the tag ends
-/// at the `>`), and a `>` inside a quoted value (`title="a > b"`) does not end the tag. A
-/// quote that is never closed does not hide the rest of the part: the first `>` after it
-/// ends the tag then, as SpamAssassin's HTML parser reads it.
+/// Where the `>` closing the tag at the start of `markup` is, as HTML5's tokenizer reads
+/// it: a quote opens a quoted value only where a value starts, after an attribute's name
+/// and `=` (in `<a href=x=">text` the quote is part of the unquoted value; in `<p="x>` the
+/// `=` belongs to the tag's name, and in `<a href="u"="x>` it starts an attribute's name),
+/// and a `>` inside a quoted value (`title="a > b"`) does not end the tag. A quote that is
+/// never closed does not hide the rest of the part: the first `>` after it ends the tag
+/// then, as SpamAssassin's HTML parser reads it.
 pub fn tag_end(markup: &[u8]) -> Option<usize> {
-    /// What the tokenizer is in.
+    /// The tokenizer's states inside a tag.
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum At {
-        /// The tag's name, an attribute's name, or the blanks between.
+        /// The `<` and the tag's name.
+        TagName,
+        /// Blanks (or `/`) before an attribute's name; a quoted value just closed.
+        BeforeName,
+        /// An attribute's name (which may start with `=` and hold quotes).
         Name,
+        /// Blanks after an attribute's name.
+        AfterName,
         /// After `=`: a value starts at the next character that is not a blank.
         BeforeValue,
         /// An unquoted value, to the next blank.
         Unquoted,
     }
-    let mut at = At::Name;
+    let mut at = At::TagName;
     let mut i = 0;
     while i < markup.len() {
         let b = markup[i];
-        match (at, b) {
+        let blank = b.is_ascii_whitespace();
+        at = match (at, b) {
             (_, b'>') => return Some(i),
             (At::BeforeValue, b'"' | b'\'') => match memchr::memchr(b, &markup[i + 1..]) {
                 Some(close) => {
                     i += close + 1;
-                    at = At::Name;
+                    At::BeforeName
                 }
                 None => return memchr::memchr(b'>', &markup[i..]).map(|e| i + e),
             },
-            (At::BeforeValue, b) if b.is_ascii_whitespace() => {}
-            (At::BeforeValue, _) => at = At::Unquoted,
-            (At::Unquoted, b) if b.is_ascii_whitespace() => at = At::Name,
-            (At::Unquoted, _) => {}
-            (At::Name, b'=') => at = At::BeforeValue,
-            (At::Name, _) => {}
-        }
+            (At::BeforeValue, _) if blank => At::BeforeValue,
+            (At::BeforeValue, _) => At::Unquoted,
+            (At::Unquoted, _) if blank => At::BeforeName,
+            (At::Unquoted, _) => At::Unquoted,
+            (At::TagName | At::Name | At::BeforeName, _) if blank || b == b'/' => {
+                if at == At::Name && blank {
+                    At::AfterName
+                } else {
+                    At::BeforeName
+                }
+            }
+            (At::TagName, _) => At::TagName,
+            (At::Name | At::AfterName, b'=') => At::BeforeValue,
+            (At::AfterName, _) if blank => At::AfterName,
+            (At::AfterName, b'/') => At::BeforeName,
+            // Anything else, `=` and quotes included, starts (or goes on with) a name.
+            (At::BeforeName | At::Name | At::AfterName, _) => At::Name,
+        };
         i += 1;
     }
     None
 }
 
+/// The length of a comment's rest, `after_open` being the text after its `<!--`: up to and
+/// including its end, or all of it when the comment is never closed (it then runs to the
+/// end of the document). HTML5 ends a comment at `-->`, at `--!>`, and at once at an
 /// abrupt `>` or `->` (`<!-->`, `<!--->` are empty comments, and what follows them shows).
 pub fn comment_len(after_open: &str) -> usize {
     if after_open.starts_with('>') {
@@ -83,6 +102,10 @@ mod tests {
     fn a_quote_opens_a_value_only_where_one_starts() {
         for (markup, end) in [
             (r#"<a href=x=">Buy"#, 11),
+            (r#"<p="x>Buy"#, 5),
+            (r#"<a href="u"="x>Buy"#, 14),
+            (r#"<a ="x>Buy"#, 6),
+            (r#"<a href ="x>y">z"#, 14),
             (r#"<a href = "a > b">x"#, 17),
             (r#"<a title='it"s'>x"#, 15),
             (r#"<a href="never closed>x"#, 21),

@@ -28,7 +28,7 @@ pub use message::{MessageData, RawMessage, Stored};
 pub use symbols::compile_options as rules_compile_options;
 pub use verdict::{Decision, Verdict};
 
-use crate::config::{Config, RateAction, RateLimitConfig, RateStage};
+use crate::config::{Config, GreylistStage, RateAction, RateLimitConfig, RateStage};
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
@@ -300,11 +300,14 @@ impl Policy {
                 .collect()
         };
         checks.extend(rate_limits(&|l| l.key.is_of_the_client()));
-        // An envelope limit that refuses at the end of data counts after the greylisting
-        // there: a message greylisted, then retried, counted twice (review). One that
-        // scores must come before the rules, which read its symbol.
+        // With greylisting at the end of data, an envelope limit that refuses there counts
+        // after it: a message greylisted, then retried, counted twice (review). Only then:
+        // after the content checks, each message over the limit costs them all (a review
+        // of the fix). One that scores comes before the rules, which read its symbol.
+        let greylists_at_data = gl.enabled && gl.stage == GreylistStage::Data;
         let after_greylisting = |l: &RateLimitConfig| {
-            !l.key.is_of_the_client()
+            greylists_at_data
+                && !l.key.is_of_the_client()
                 && l.stage == RateStage::Data
                 && l.action == RateAction::Tempfail
         };

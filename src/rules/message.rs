@@ -1163,7 +1163,16 @@ fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<Str
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for (source, share) in sources.into_iter().zip(fair_shares(&lens, MAX_URIS)) {
-        for uri in both_ends(source.list, share) {
+        // Links an earlier source kept take none of this one's share: the links of a
+        // plain part are in both its text and its raw text, and those of the markup in
+        // the raw HTML (review: chosen before the copies were dropped, half the list went
+        // to copies, and a link between 300 links on each side was cut).
+        let fresh: Vec<String> = source
+            .list
+            .into_iter()
+            .filter(|uri| !seen.contains(uri))
+            .collect();
+        for uri in both_ends(fresh, share) {
             if seen.insert(uri.clone()) {
                 out.push(uri);
             }

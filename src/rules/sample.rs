@@ -90,8 +90,10 @@ enum Field {
 }
 
 impl PartFields {
-    fn add(&mut self, line: &[u8]) {
-        if matches!(line.first(), Some(b' ' | b'\t')) {
+    /// Reads the next line of the section; `continuation` when it is a piece of a line
+    /// longer than [`MAX_LINE`] (never a field of its own, whatever it starts with).
+    fn add(&mut self, line: &[u8], continuation: bool) {
+        if continuation || matches!(line.first(), Some(b' ' | b'\t')) {
             let value = match self.current {
                 Some(Field::ContentType) => self.content_type.as_mut(),
                 Some(Field::Disposition) => self.disposition.as_mut(),
@@ -290,9 +292,10 @@ impl Sampler {
     fn header_line(&mut self, line: &[u8]) {
         let blank = line == b"\r\n" || line == b"\n";
         let top = self.header_len.is_none();
+        let continuation = self.continuation;
         if let State::Headers { fields, .. } = &mut self.state {
             if !blank {
-                fields.add(line);
+                fields.add(line, continuation);
             }
         }
         if top {

@@ -7,6 +7,7 @@ use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Token
 use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
 use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::raw_value;
+use crate::mail::lenient::utf8_or_windows_1252;
 use crate::mail::trace::hops_after_delivery;
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
@@ -18,8 +19,15 @@ impl Tokenizer {
         // Subject, decoded as the rules decode it (review: mail-parser read
         // `Cheap Vi=?utf-8?q?agra?=` as "Vi agra", and a character split over two encoded
         // words as two U+FFFD).
-        match msg.header_raw(HeaderName::Subject).map(decode_unstructured) {
-            Some(s) => self.subject(&s, msg, sink),
+        // 8-bit bytes that are not UTF-8 read as Windows-1252, as the rules read them (a
+        // raw Latin-1 subject is no subject to `header_raw`).
+        let raw_subject = msg
+            .root_part()
+            .headers
+            .iter()
+            .rfind(|h| h.name == HeaderName::Subject);
+        match raw_subject.map(|h| utf8_or_windows_1252(raw_value(msg.raw_message(), h))) {
+            Some(s) => self.subject(&decode_unstructured(&s), msg, sink),
             None => sink.push("s:m:none".to_string()),
         }
         // From.

@@ -347,6 +347,17 @@ fn filler_words_before_the_pitch_do_not_hide_it() {
 fn tokens_read_what_clients_show() {
     let n = names("Subject: Cheap Vi=?utf-8?q?agra?=\r\n\r\nbody\r\n");
     assert!(has(&n, "s:viagra"), "{n:?}");
+    // A raw Latin-1 subject is read as clients read it, not as none (review of the fix).
+    let latin: Vec<String> = Tokenizer
+        .features(b"Subject: Gro\xdfe Rabatte Viagra\r\n\r\nbody\r\n")
+        .tokens
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(
+        has(&latin, "s:viagra") && has(&latin, "s:rabatte"),
+        "{latin:?}"
+    );
     let n = names("Subject: s\r\n\r\nFREE V\u{130}AGRA\r\n");
     assert!(has(&n, "viagra"), "{n:?}");
     let raw = b"Subject: s\r\nContent-Type: text/plain\r\n\r\nBuy vi\xADagra now\r\n";

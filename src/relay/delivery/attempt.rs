@@ -136,6 +136,14 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             Ok((srv, replies)) => {
                 server = Some(srv);
                 reply_summary = summarize(&replies);
+                // One temporary refusal for every recipient: most likely the message's own
+                // (a 4xx to MAIL or to the end of data, which the client gives each
+                // recipient), which the next transaction would meet too (review: a big
+                // message was sent once per batch at every retry).
+                session_failed = replies.len() > 1
+                    && replies
+                        .iter()
+                        .all(|r| !r.is_positive() && !r.is_permanent() && r == &replies[0]);
                 for (k, reply) in replies.iter().enumerate() {
                     let Some(&i) = pending.get(k) else { continue };
                     if reply.is_positive() {

@@ -425,6 +425,29 @@ async fn a_deferred_recipient_does_not_hold_back_the_next_transactions() {
     assert_eq!((gw.count("deferred"), gw.count("delivered")), (1, 3));
 }
 
+/// Regression (review of the round): a temporary refusal of the whole message (a 4xx to
+/// the end of data, which the client gives each recipient) put off every recipient of the
+/// batch, and the next batch followed at once: a big message went to a server that could
+/// not take it once per batch, at every retry. It ends the round, as a failed session does.
+#[tokio::test]
+async fn a_refusal_of_the_whole_message_ends_the_round() {
+    let server = FakeServer::start(Script {
+        data_end: Arc::new(|_: &str| "451 4.3.0 content filter unavailable".into()),
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[("recipients_per_transaction", "2")]);
+    let rcpts = ["a@example.test", "b@example.test", "c@example.test"];
+    let id = gw.store(&envelope("s@example.org", &rcpts)).await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if !d.is_zero()),
+        "{outcome:?}"
+    );
+    assert_eq!(gw.spool.load(&id).unwrap().state.attempts, 1);
+}
+
 /// Regression (review): the attempts counter read the message's state, not the
 /// transaction's: a recipient refused for good next to one deferred was counted
 /// `deferred`, and the retry that delivered the other `delivered`, so the refusal (and

@@ -312,3 +312,18 @@ fn the_structure_is_read_however_the_header_section_is_written() {
     let s = sample(&spam_between_attachments(top, "b", html), FLOORED, 4096);
     assert!(s.bytes.len() < 2048, "{}", s.bytes.len());
 }
+
+/// Regression (review of the fix): a piece of a header line longer than the sampler's
+/// line bound that started with `Content-Type:` replaced the section's real one.
+#[test]
+fn a_piece_of_a_long_line_is_no_field() {
+    let html = "Content-Type: text/html\r\n\r\n<p>you have won</p>";
+    let pad = "p".repeat(MAX_LINE - "X-Pad: ".len());
+    let top = format!(
+        "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\nX-Pad: {pad}Content-Type: text/plain\r\n\r\n"
+    );
+    // Fed a byte at a time, so the line is cut at the bound wherever it falls.
+    let s = sample(&spam_between_attachments(&top, "b", html), FLOORED, 1);
+    let view = MessageView::parse(&s.bytes);
+    assert!(view.body_text().contains("you have won"));
+}

@@ -566,6 +566,16 @@ fn links_in_hidden_text_or_padded_markup_do_not_crowd_out_the_real_one() {
         "<html><body><div style=\"display:none\">{hidden}</div><p>Buy <a href=\"http://evil.test/buy\">here</a></p></body></html>"
     );
     assert_eq!(names(&rules, message(html).as_bytes()), vec!["EVIL"]);
+    // A plain part: its links are in both its text and its raw text (review of the fix:
+    // the copies took half the list, and a link between 300 on each side was cut).
+    let padded: String = (0..300)
+        .map(|i| format!("http://pad.example/{i} "))
+        .collect();
+    let plain = format!(
+        "From: a@b.test\r\nSubject: s\r\n\r\n{padded}http://evil.test/buy {}\r\n",
+        padded.replace("pad.", "more.")
+    );
+    assert_eq!(names(&rules, plain.as_bytes()), vec!["EVIL"]);
     let anchors: String = (0..1500)
         .map(|i| format!("<a href=\"http://n{i}.example.org/\"></a>"))
         .collect();

@@ -169,7 +169,9 @@ impl TarNames {
         // A GNU sparse file whose map goes on in extension blocks: they come before its
         // data (review: read as the data, they put the reading out of step, and a block of
         // zeros in the data ended it before the names after).
-        if kind == b'S' && header[482] != 0 {
+        // Only in GNU format: in a POSIX header byte 482 is part of the name's prefix, and
+        // GNU tar, libarchive and the `tar` crate read no extension blocks there.
+        if kind == b'S' && header[257..265] == *b"ustar  \0" && header[482] != 0 {
             self.sparse_data = Some(data);
         } else {
             self.skip = data;
@@ -367,5 +369,19 @@ mod tests {
         });
         assert_eq!(names, ["b.dat", "evil.js"]);
         assert!(reader.done());
+        // In a POSIX header the byte is part of the name's prefix: no extension blocks.
+        let mut posix = gnu_header(b"c.dat", b'S', 0, false);
+        posix[257..265].copy_from_slice(b"ustar\x0000");
+        posix[345..500].fill(b'p');
+        posix[148..156].copy_from_slice(b"        ");
+        let sum: u32 = posix.iter().map(|&b| u32::from(b)).sum();
+        posix[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        posix.extend_from_slice(&gnu_header(b"evil.js", b'0', 0, false));
+        posix.extend_from_slice(&[0u8; 2 * BLOCK]);
+        let mut names: Vec<String> = Vec::new();
+        TarNames::default().feed(&posix, &mut |n| {
+            names.push(String::from_utf8_lossy(n).into_owned())
+        });
+        assert!(names.iter().any(|n| n == "evil.js"), "{names:?}");
     }
 }
