@@ -221,17 +221,35 @@ fn admin_shares_an_smtp_address(
     listen: &[std::net::SocketAddr],
     problems: &mut Problems,
 ) {
-    // Port 0 asks the system for a free port each time: never the same one.
-    let collides = |l: &std::net::SocketAddr| {
-        admin.port() != 0
-            && l.port() == admin.port()
-            && (l.ip() == admin.ip() || wildcard_covers(l, &admin) || wildcard_covers(&admin, l))
-    };
-    if let Some(l) = listen.iter().find(|l| collides(l)) {
+    if let Some(l) = listen.iter().find(|l| binds_collide(l, &admin)) {
         problems.bad(
             "metrics.listen",
             &format!("{admin} is taken by server.listen {l}"),
         );
+    }
+}
+
+/// Whether listeners on `a` and `b` cannot both be bound: the same port (not 0, which
+/// asks the system for a free one each time) on the same address, or on a wildcard that
+/// takes the other's.
+fn binds_collide(a: &std::net::SocketAddr, b: &std::net::SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || wildcard_covers(a, b) || wildcard_covers(b, a))
+}
+
+/// `server.listen` entries that take each other's port: `check` said ok and `serve`
+/// could not start (review: `["0.0.0.0:25", "[::]:25"]`, the usual way to write "every
+/// address", fails on Linux's dual-stack `[::]`).
+fn listen_entries_collide(listen: &[std::net::SocketAddr], problems: &mut Problems) {
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(b) = listen[i + 1..].iter().find(|b| binds_collide(a, b)) {
+            problems.bad(
+                "server.listen",
+                &format!("{a} and {b} take the same port (`[::]` takes IPv4's too)"),
+            );
+            return;
+        }
     }
 }
 
@@ -250,6 +268,16 @@ impl Config {
                 format!(
                     "{} is at or above policy.tag ({tag}): mail tagged as spam is learned as ham",
                     c.autolearn_ham
+                ),
+            ));
+        }
+        // The mirror case (review): mail delivered untagged learned as spam.
+        if c.enabled && c.autolearn && c.autolearn_spam < tag {
+            doubts.push((
+                "classifier.autolearn_spam",
+                format!(
+                    "{} is below policy.tag ({tag}): mail delivered untagged is learned as spam",
+                    c.autolearn_spam
                 ),
             ));
         }
@@ -368,6 +396,7 @@ impl Config {
                 &format!("{to} is this gateway's own server.listen: mail would loop"),
             );
         }
+        listen_entries_collide(&server.listen, &mut problems);
         let metrics = raw.metrics.validate(&mut problems);
         if let Some(admin) = metrics.listen {
             admin_shares_an_smtp_address(admin, &server.listen, &mut problems);
@@ -880,6 +909,40 @@ mod tests {
         assert!(Config::from_toml(Path::new("t.toml"), &dual).is_err());
     }
 
+    /// Regression (review): `server.listen` entries that take each other's port passed
+    /// `check`, and `serve` could not bind the second.
+    #[test]
+    fn listen_entries_may_not_take_each_other_s_port() {
+        let with = |listen: &str| format!("[server]\nlisten = [{listen}]\n{MINIMAL}");
+        for clash in [
+            r#""0.0.0.0:2525", "[::]:2525""#,
+            r#""127.0.0.1:2525", "127.0.0.1:2525""#,
+            r#""0.0.0.0:2525", "127.0.0.1:2525""#,
+        ] {
+            let err = Config::from_toml(Path::new("t.toml"), &with(clash))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("server.listen"), "{clash}: {err}");
+        }
+        for fine in [
+            r#""127.0.0.1:2525", "127.0.0.2:2525""#,
+            r#""127.0.0.1:2525", "[::1]:2525""#,
+            r#""127.0.0.1:0", "127.0.0.1:0""#,
+        ] {
+            assert!(
+                Config::from_toml(Path::new("t.toml"), &with(fine)).is_ok(),
+                "{fine}"
+            );
+        }
+        // Regression (review): a relay target of 0.0.0.0 reaches this host.
+        let relay = MINIMAL.replace("127.0.0.1:2526", "0.0.0.0:2526");
+        assert_ne!(relay, MINIMAL);
+        let err = Config::from_toml(Path::new("t.toml"), &relay)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unspecified"), "{err}");
+    }
+
     /// Regression (review): `relay.helo_name` and `server.banner` were taken with a CR or
     /// LF: the internal server got `EHLO x` and a `RSET` of ours, and clients a greeting
     /// of two lines with a bare CR.
@@ -1043,6 +1106,10 @@ mod tests {
         assert_eq!(
             load("[classifier]\nautolearn = true\nautolearn_ham = 6.0\nautolearn_spam = 12.0\n"),
             ["classifier.autolearn_ham"]
+        );
+        assert_eq!(
+            load("[classifier]\nautolearn = true\nautolearn_ham = -2.0\nautolearn_spam = 4.0\n"),
+            ["classifier.autolearn_spam"]
         );
         assert_eq!(
             load("[greylist]\nenabled = true\nstage = \"data\"\nmin_score = 15.0\n"),

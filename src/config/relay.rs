@@ -316,6 +316,14 @@ impl RawRelay {
             if let Some(a) = addrs.iter().find(|a| a.port() == 0) {
                 problems.bad(key, &format!("{a}: port 0 is no server's port"));
             }
+            // A connection to 0.0.0.0 or [::] reaches this host, maybe this gateway
+            // (review: a loop the loopback check did not see).
+            if let Some(a) = addrs.iter().find(|a| a.ip().is_unspecified()) {
+                problems.bad(
+                    key,
+                    &format!("{a}: an unspecified address is no server's (it reaches this host)"),
+                );
+            }
         }
         let dsn_via = if self.dsn_via.is_empty() {
             self.internal.clone()
