@@ -404,12 +404,17 @@ impl Drop for Recorder<'_> {
 /// name in Unicode (an SMTPUTF8 sender's `bücher.example`) is put in its A-label form
 /// (IDNA), as the DNS holds it.
 fn fqdn(name: &str) -> Option<Name> {
-    let mut parsed = if name.is_ascii() {
-        Name::from_ascii(name)
+    // UTS-46 over the whole name, so the dots it maps (`。`, `．`, `｡`) part labels as
+    // `.` does (review: `Name::from_utf8` splits on `.` first, and `bücher。example` was
+    // one label, asked of the root).
+    let ascii;
+    let name = if name.is_ascii() {
+        name
     } else {
-        Name::from_utf8(name)
-    }
-    .ok()?;
+        ascii = idna::domain_to_ascii(name).ok()?;
+        ascii.as_str()
+    };
+    let mut parsed = Name::from_ascii(name).ok()?;
     parsed.set_fqdn(true);
     Some(parsed)
 }
@@ -443,6 +448,15 @@ mod tests {
             fqdn("b\u{fc}cher.example").map(|n| n.to_ascii()),
             Some("xn--bcher-kva.example.".to_owned())
         );
+        // Regression (review): the dots UTS-46 maps to `.` part labels too.
+        for dotted in ["b\u{fc}cher\u{3002}example", "b\u{fc}cher\u{ff0e}example"] {
+            let name = fqdn(dotted);
+            assert_eq!(
+                name.as_ref().map(Name::to_ascii),
+                Some("xn--bcher-kva.example.".to_owned())
+            );
+            assert_eq!(name.map(|n| n.num_labels()), Some(2), "{dotted}");
+        }
         let name = Name::from_ascii("mx.example.test.").unwrap_or_default();
         assert_eq!(display_name(&name), "mx.example.test");
         assert_eq!(display_name(&Name::root()), ".");
