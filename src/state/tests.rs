@@ -186,9 +186,11 @@ async fn suite(state: &State) {
         .unwrap();
     assert!(!over.allowed);
     assert!(over.retry_after > Duration::ZERO && over.retry_after <= Duration::from_secs(20));
-    // Greylisting: new, early, then (after the delay) passed, then known.
+    // Greylisting: new, early, then (after the delay) passed, then known. Times are whole
+    // seconds: with a delay of 1 s, two calls either side of a second's turn passed
+    // (review: a flake on a slow disk); 3 s leaves two seconds of room.
     let (delay, window, pass) = (
-        Duration::from_secs(1),
+        Duration::from_secs(3),
         Duration::from_secs(30),
         Duration::from_secs(60),
     );
@@ -203,6 +205,7 @@ async fn suite(state: &State) {
     // Expiry is lazy on read: the short counter is gone after its TTL.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(state.get("short").await, Ok(None));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(
         state.greylist("g", delay, window, pass).await,
         Ok(GreylistAnswer::Passed)
