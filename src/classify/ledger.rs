@@ -8,11 +8,50 @@ use super::ClassifyError;
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of the message body (everything after the first empty line): the same message
-/// delivered to several recipients, or with rewritten headers, has one digest.
+/// delivered to several recipients, or with rewritten headers, has one digest. A body of
+/// blanks only is told apart by the header fields that name the message (see
+/// [`BodyHasher::finish_with`]).
 pub fn body_digest(raw: &[u8]) -> [u8; 32] {
     let mut h = BodyHasher::default();
-    h.update(body_start(raw).map_or(raw, |i| &raw[i..]));
-    h.finish()
+    let start = body_start(raw);
+    h.update(start.map_or(raw, |i| &raw[i..]));
+    h.finish_with(start.map_or(&[][..], |i| &raw[..i]))
+}
+
+/// The fields that name a message and no gateway rewrites (`Message-ID`, `Date`, `From`),
+/// unfolded and trimmed, one per line.
+fn naming_fields(header: &[u8]) -> Vec<u8> {
+    // (name, value) of each such field, its continuation lines joined by one blank.
+    let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    let mut open = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if let Some((_, value)) = fields.last_mut().filter(|_| open) {
+                value.push(b' ');
+                value.extend_from_slice(line.trim_ascii());
+            }
+            continue;
+        }
+        open = false;
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        for wanted in [&b"message-id"[..], b"date", b"from"] {
+            if name.eq_ignore_ascii_case(wanted) {
+                fields.push((wanted, line[colon + 1..].trim_ascii().to_vec()));
+                open = true;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.extend_from_slice(name);
+        out.push(b':');
+        out.extend_from_slice(value.trim_ascii());
+        out.push(b'\n');
+    }
+    out
 }
 
 /// [`body_digest`] of a body fed in pieces (a message on disk, read in chunks).
@@ -21,6 +60,8 @@ pub struct BodyHasher {
     sha: Sha256,
     /// The last piece ended in a CR whose line end is not known yet.
     pending_cr: bool,
+    /// A byte other than a blank or a line end was added.
+    not_blank: bool,
 }
 
 impl BodyHasher {
@@ -29,6 +70,7 @@ impl BodyHasher {
         if bytes.is_empty() {
             return;
         }
+        self.not_blank |= bytes.iter().any(|b| !b.is_ascii_whitespace());
         if self.pending_cr {
             self.pending_cr = false;
             if bytes.first() != Some(&b'\n') {
@@ -52,8 +94,17 @@ impl BodyHasher {
         self.sha.update(bytes);
     }
 
-    /// The digest of everything added.
-    pub fn finish(mut self) -> [u8; 32] {
+    /// The digest of everything added, for a body that is not blanks only; one of blanks
+    /// only is the digest of the fields of `header` that name the message (review: every
+    /// message without a body, subject-only spam among them, shared one digest, so 40
+    /// learned as one, and a learn of another as ham moved the first).
+    pub fn finish_with(mut self, header: &[u8]) -> [u8; 32] {
+        if !self.not_blank {
+            let mut sha = Sha256::new();
+            sha.update(b"mxguard: a body of blanks only\n");
+            sha.update(naming_fields(header));
+            return sha.finalize().into();
+        }
         if self.pending_cr {
             self.sha.update(b"\r");
         }
@@ -251,13 +302,27 @@ mod tests {
         assert_eq!(hex(&a).len(), 64);
     }
 
+    /// Regression (review): every message without a body shared one digest, so 40
+    /// subject-only spam learned as one, and a learn of another such message as ham moved
+    /// the first. A body of blanks only is told apart by `Message-ID`, `Date` and `From`.
+    #[test]
+    fn messages_without_a_body_are_told_apart_by_the_fields_that_name_them() {
+        let a = body_digest(b"Message-ID: <1@x>\r\nSubject: cheap pills\r\n\r\n");
+        let b = body_digest(b"Message-ID: <2@x>\r\nSubject: a meeting\r\n\r\n \r\n");
+        assert_ne!(a, b);
+        // The same message with other (or rewritten) fields around has one digest.
+        let again =
+            body_digest(b"X-Spam: yes\nSubject: [SPAM] cheap pills\nMessage-ID:\n <1@x>\n\n");
+        assert_eq!(a, again);
+    }
+
     #[test]
     fn a_body_fed_in_pieces_has_the_digest_of_the_whole() {
         let body: &[u8] = b"one\r\ntwo\r\r\nthree\nfour\rfive\r\n\r\nend\r";
         let whole = {
             let mut h = BodyHasher::default();
             h.update(body);
-            h.finish()
+            h.finish_with(b"")
         };
         assert_eq!(
             whole,
@@ -269,7 +334,7 @@ mod tests {
                 h.update(&body[..cut]);
                 h.update(&body[cut..second]);
                 h.update(&body[second..]);
-                assert_eq!(h.finish(), whole, "cut at {cut} and {second}");
+                assert_eq!(h.finish_with(b""), whole, "cut at {cut} and {second}");
             }
         }
     }

@@ -273,7 +273,9 @@ impl MessageData {
         };
         // The body never changes once received, unlike the header section, which a
         // verdict may rewrite while this runs: the file is read from past the header.
-        let in_header = body_start(header).map_or(header, |start| &header[start..]);
+        let start = body_start(header);
+        let in_header = start.map_or(header, |start| &header[start..]);
+        let fields = start.map_or(Vec::new(), |start| header[..start].to_vec());
         let skip = header.len();
         let mut hasher = BodyHasher::default();
         hasher.update(in_header);
@@ -283,7 +285,7 @@ impl MessageData {
                 hasher.update(chunk);
                 true
             })?;
-            Ok(hasher.finish())
+            Ok(hasher.finish_with(&fields))
         })
         .await;
         digest.map_err(std::io::Error::other)?

@@ -452,13 +452,17 @@ impl Policy {
                 .as_ref()
                 .map(|r| r.not_for_autolearn().clone())
                 .unwrap_or_default();
-            checks.push(Box::new(classifier::Autolearn::new(
+            let autolearn = classifier::Autolearn::new(
                 c.clone(),
                 config.classifier.clone(),
                 &config.policy.actions,
                 &noautolearn,
                 services.metrics.clone(),
-            )));
+            );
+            checks.push(Box::new(match &rules {
+                Some(r) => autolearn.with_metas_of(r),
+                None => autolearn,
+            }));
         }
         let fingerprint = fingerprint::compute(
             &config,

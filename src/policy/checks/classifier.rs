@@ -4,7 +4,9 @@
 
 use crate::classify::ftrl::LrModel;
 use crate::classify::ledger::{Entry, Outcome};
-use crate::classify::{Class, Classifier, ClassifyError, Judged, AUTOLEARNS_AT_ONCE, BANDS};
+use crate::classify::{
+    Class, Classifier, ClassifyError, Counts, Judged, AUTOLEARNS_AT_ONCE, BANDS,
+};
 use crate::config::{ClassifierConfig, OnFailure, RuleAction};
 use crate::mail::Reply;
 use crate::policy::{Check, Classification, Context, Decision, Stage};
@@ -127,9 +129,11 @@ pub struct Autolearn {
     /// Symbols with a `policy.actions` entry: such a message is refused, quarantined or
     /// dropped whatever its score, so it is never learned as ham.
     acted_on: BTreeSet<String>,
-    /// Symbols whose score autolearn leaves out: [`NOT_ABOUT_THE_WORDS`] and the rules
-    /// marked `tflags noautolearn`.
+    /// Symbols whose score autolearn leaves out: the bands, [`NOT_ABOUT_THE_WORDS`], the
+    /// rules marked `tflags noautolearn`, and the metas that read any of them.
     not_counted: BTreeSet<String>,
+    /// The classifier's own voice: the bands and the metas that read them.
+    voice: BTreeSet<String>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
@@ -162,15 +166,28 @@ impl Autolearn {
         noautolearn: &BTreeSet<String>,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Autolearn {
+        let voice: BTreeSet<String> = BANDS.iter().map(|b| b.symbol.to_string()).collect();
         let mut not_counted = noautolearn.clone();
         not_counted.extend(NOT_ABOUT_THE_WORDS.iter().map(|s| s.to_string()));
+        not_counted.extend(voice.iter().cloned());
         Autolearn {
             classifier,
             config,
             acted_on: actions.keys().cloned().collect(),
             not_counted,
+            voice,
             metrics,
         }
+    }
+
+    /// Leaves out, besides, every meta of `rules` that reads a symbol left out (a band
+    /// among them), directly or through another meta (review: `meta X (BAYES_99 &&
+    /// URIBL_X)` scored 6 carried the classifier's own vote into what it learns, and
+    /// `BAYES_00 && !__ANY` scored -2 taught ham the same way).
+    pub fn with_metas_of(mut self, rules: &crate::rules::CompiledRules) -> Autolearn {
+        self.not_counted = rules.with_metas_reading(&self.not_counted);
+        self.voice = rules.with_metas_reading(&self.voice);
+        self
     }
 
     /// Whether a hit rule has a `policy.actions` entry: the verdict is then the action's
@@ -185,12 +202,11 @@ impl Autolearn {
             Judged::Verdict(v) => (v.learned, Some(v.probability)),
             Judged::NotReady(totals) => (*totals, None),
         };
-        let not_a_band = |name: &str| !BANDS.iter().any(|b| b.symbol == name);
-        let score = ctx.score_of(|s| not_a_band(&s.name) && !self.not_counted.contains(&s.name));
+        let score = ctx.score_of(|s| !self.not_counted.contains(&s.name));
         // The symbols left out may not carry a message across either: GTUBE's test message
         // is not ham for scoring 0 without it, nor an allowlisted client's spam ham for
         // its -5.
-        let whole = ctx.score_of(|s| not_a_band(&s.name));
+        let whole = ctx.score_of(|s| !self.voice.contains(&s.name));
         let (spam, ham) = (self.config.autolearn_spam, self.config.autolearn_ham);
         let class = if score >= spam && whole >= spam {
             Class::Spam
@@ -213,16 +229,20 @@ impl Autolearn {
         if disagrees {
             return None;
         }
-        // Balance: a class may outgrow the other only while both are still small (and
-        // both may start when `min_learned` is 0).
-        let (this, other) = match class {
-            Class::Spam => (learned.spam, learned.ham),
-            Class::Ham => (learned.ham, learned.spam),
-        };
-        let floor = other.max(self.config.min_learned).max(1);
-        let limit = self.config.autolearn_balance * f64::from(floor);
-        (f64::from(this) < limit).then_some(class)
+        within_balance(&self.config, class, learned).then_some(class)
     }
+}
+
+/// Whether a class with `learned` may take one more autolearned message: a class may
+/// outgrow the other only while both are still small (and both may start when
+/// `min_learned` is 0).
+fn within_balance(config: &ClassifierConfig, class: Class, learned: Counts) -> bool {
+    let (this, other) = match class {
+        Class::Spam => (learned.spam, learned.ham),
+        Class::Ham => (learned.ham, learned.spam),
+    };
+    let floor = other.max(config.min_learned).max(1);
+    f64::from(this) < config.autolearn_balance * f64::from(floor)
 }
 
 #[async_trait]
@@ -267,9 +287,27 @@ impl Check for Autolearn {
         let classifier = self.classifier.clone();
         let metrics = self.metrics.clone();
         let autolearn_max = self.config.autolearn_max;
+        let config = self.config.clone();
         let raw = ctx.message.bounded().into_owned();
         tokio::spawn(async move {
             let _turn = turn;
+            // The balance again, from the totals now: the counts the verdict read are as
+            // old as the message's checks, and a burst of messages in flight all read the
+            // same ones (review: 300 spam past a limit of 600 all learned).
+            match classifier.totals().await {
+                Ok(now) if !within_balance(&config, class, now) => {
+                    tracing::debug!(
+                        class = class.as_str(),
+                        "autolearn skipped: classifier.autolearn_balance reached"
+                    );
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
+                    return;
+                }
+            }
             // The ledger's bound holds between retrainings too; asked before the message
             // is tokenised again, which a full ledger makes useless.
             match classifier.autolearn_has_room(autolearn_max).await {
@@ -338,7 +376,7 @@ impl Check for Autolearn {
 mod tests {
     use super::*;
     use crate::classify::store::Memory;
-    use crate::classify::{band, Counts, Settings, Source, Verdict};
+    use crate::classify::{band, Settings, Source, Verdict};
     use crate::policy::ClientInfo;
 
     /// A classifier that has learned ten messages of each class and no token: it votes
@@ -583,6 +621,38 @@ mod tests {
         assert_eq!(learner.totals().await.unwrap(), Counts::default());
     }
 
+    /// Regression (review): the class balance was read from the counts the verdict had,
+    /// as old as the message's checks: a burst of spam in flight all read the same counts
+    /// and all were learned past `autolearn_balance`. The task reads the totals again.
+    #[tokio::test]
+    async fn the_balance_is_read_again_when_the_learn_runs() {
+        use crate::classify::store::TOTALS;
+        let dir = tempfile::tempdir().unwrap();
+        let (learner, state) = embedded_learner(dir.path()).await;
+        learner.mark_seed_settled();
+        // Since the verdict (which read 10 of each): 30 spam, past 3 × 10.
+        state
+            .add_counters(&[(
+                TOTALS.to_string(),
+                Counts::delta(true, 30) + Counts::delta(false, 10),
+            )])
+            .await
+            .unwrap();
+        let autolearn = plain_autolearn(learner.clone(), autolearn_config());
+        let mut ctx = judged(&[("SPAM", 13.0)]);
+        ctx.message = b"Subject: offer\r\n\r\ncheap pills today\r\n"
+            .to_vec()
+            .into();
+        assert_eq!(autolearn.class(&ctx), Some(Class::Spam));
+        assert_eq!(autolearn.run(&mut ctx).await, Decision::Continue);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            learner.totals().await.unwrap(),
+            Counts { spam: 30, ham: 10 },
+            "learned past the balance"
+        );
+    }
+
     /// Regression (review): `autolearn_max` was held only at each retraining (every 10
     /// minutes), so autolearn at full speed grew the store without bound between them
     /// (179 KB of Redis a message of random words). Past the ceiling autolearn waits.
@@ -679,6 +749,30 @@ mod tests {
         assert_eq!(autolearn.class(&by_the_band), None);
         let clean = judged(&[("BAYES_00", -4.0), ("HAM", -0.5)]);
         assert_eq!(autolearn.class(&clean), Some(Class::Ham));
+    }
+
+    /// Regression (review): only the bands themselves were left out, so a meta built on
+    /// one (`meta X (BAYES_99 && URIBL_X)`) carried the classifier's own vote into what it
+    /// learns, and metas of metas did too.
+    #[test]
+    fn metas_reading_a_band_do_not_feed_the_classifier_either() {
+        let rules = crate::rules::RuleSet::parse_text(
+            std::path::Path::new("local.cf"),
+            "body URIBL_X /zz-uri-zz/\nscore URIBL_X 6.5\n\
+             meta BAYES_AND_URI (BAYES_99 && URIBL_X)\nscore BAYES_AND_URI 6\n\
+             meta ON_TOP (BAYES_AND_URI || URIBL_X)\nscore ON_TOP 1\n",
+        )
+        .compile();
+        let autolearn = plain_autolearn(classifier(), autolearn_config()).with_metas_of(&rules);
+        let carried = judged(&[
+            ("URIBL_X", 6.5),
+            ("BAYES_99", 3.0),
+            ("BAYES_AND_URI", 6.0),
+            ("ON_TOP", 1.0),
+        ]);
+        assert_eq!(autolearn.class(&carried), None);
+        let alone = judged(&[("URIBL_X", 6.5), ("SPAM", 6.0)]);
+        assert_eq!(autolearn.class(&alone), Some(Class::Spam));
     }
 
     /// A message the classifier voted `probability` on, with these symbols hit.

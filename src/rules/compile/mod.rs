@@ -193,6 +193,23 @@ impl CompiledRules {
             .any(|d| d.severity == Severity::Error)
     }
 
+    /// `names` with every meta that reads one of them, directly or through another meta:
+    /// a meta built on a symbol says what that symbol says.
+    pub fn with_metas_reading(&self, names: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut out = names.clone();
+        // In dependency order: a meta's metas are decided before it.
+        for (slot, node) in &self.metas {
+            let mut reads = false;
+            node.for_each_ref(&mut |r: &usize| {
+                reads |= self.slots.get(*r).is_some_and(|s| out.contains(&s.name));
+            });
+            if let Some(meta) = self.slots.get(*slot).filter(|_| reads) {
+                out.insert(meta.name.clone());
+            }
+        }
+        out
+    }
+
     /// The score a `score` line gives `name`, if one does.
     pub fn score_of(&self, name: &str) -> Option<f64> {
         let slot = self.slots.get(*self.by_name.get(name)?)?;
