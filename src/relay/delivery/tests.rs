@@ -455,17 +455,7 @@ async fn a_refusal_of_the_whole_message_ends_the_round() {
 #[tokio::test]
 async fn a_refusal_beside_a_deferral_is_counted_failed() {
     let busy = refuse_each_once("busy", "451 4.3.0 try again later");
-    let server = FakeServer::start(Script {
-        rcpt: Arc::new(move |a: &str| {
-            if a.starts_with("bad") {
-                "550 5.1.1 No such user".into()
-            } else {
-                (busy.rcpt)(a)
-            }
-        }),
-        ..Script::default()
-    })
-    .await;
+    let server = FakeServer::start(unknown_beside("bad", busy)).await;
     let (gw, _ready) = Gateway::open();
     let relay = gw.relay(gw.config(&[server.addr], &[]));
     let id = gw
@@ -523,6 +513,21 @@ fn rcpt_fails_once(first: &'static str) -> Script {
             }
         }),
         ..Script::default()
+    }
+}
+
+/// `then`, but recipients starting with `prefix` are unknown (`550 5.1.1`).
+fn unknown_beside(prefix: &'static str, then: Script) -> Script {
+    let rcpt = then.rcpt.clone();
+    Script {
+        rcpt: Arc::new(move |a: &str| {
+            if a.starts_with(prefix) {
+                "550 5.1.1 No such user".into()
+            } else {
+                rcpt(a)
+            }
+        }),
+        ..then
     }
 }
 
@@ -612,17 +617,7 @@ async fn recipients_over_the_server_s_limit_go_in_the_next_transaction_at_once()
     );
     // A batch the server settled only by refusing some for good is progress too.
     let late = refuse_each_once("late", "452 4.5.3 Too many recipients");
-    let server = FakeServer::start(Script {
-        rcpt: Arc::new(move |a: &str| {
-            if a.starts_with("gone") {
-                "550 5.1.1 No such user".into()
-            } else {
-                (late.rcpt)(a)
-            }
-        }),
-        ..Script::default()
-    })
-    .await;
+    let server = FakeServer::start(unknown_beside("gone", late)).await;
     let cfg = gw.config(&[server.addr], &[]);
     let id = gw
         .store(&envelope(
