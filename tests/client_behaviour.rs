@@ -109,3 +109,29 @@ fn a_client_silent_before_the_banner_is_evicted_under_stress() {
     internal.expect_message_id("after-silent@test");
     silent[0].read_reply().expect(421, "4.4.2");
 }
+
+/// Regression (review): the tarpit's pause was not a wait for the client, so a session
+/// paused there could not be evicted under stress: clients sending junk held every slot
+/// through their pauses, and real senders got `421 4.3.2`.
+#[test]
+fn a_tarpitted_client_is_evicted_under_stress() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("max_sessions", "2")
+            .limit("stress_threshold_percent", "100")
+            .limit("stress_idle_timeout", "\"2s\"")
+            .limit("errors_before_tarpit", "0")
+            .limit("tarpit_delay", "\"20s\""),
+    );
+    let mut junk = Vec::new();
+    for i in 1..=2 {
+        let mut c = SmtpClient::connect_from(gw.port, &format!("127.0.10.{i}"));
+        c.read_reply().expect(220, "");
+        c.send(b"XYZZY\r\n");
+        junk.push(c);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    send_one(gw.port, "127.0.11.1", "after-junk@test").expect(250, "2.0.0");
+    internal.expect_message_id("after-junk@test");
+}

@@ -156,9 +156,13 @@ impl Session {
             if let Some(end) = self.flush_waiting().await {
                 return Some(end);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(limits.tarpit_delay) => {}
-                _ = self.server.stop_now.cancelled() => {}
+            // A wait for the client like any other (review): under stress a tarpitted
+            // client is the first to make room, and SIGTERM ends the pause.
+            let pause = tokio::time::sleep(limits.tarpit_delay);
+            match super::wait_client(&self.handle, &self.server, true, pause).await {
+                super::Wait::Ready(()) => {}
+                super::Wait::Shutdown => return Some(self.shut_down().await),
+                super::Wait::Evicted => return Some(self.evicted().await),
             }
         }
         None
