@@ -471,9 +471,15 @@ fn redis_outage_fails_closed_with_451_and_recovers_without_restart() {
         return;
     }
     let (before, during, after, gw, _internal, _redis) = through_an_outage("closed");
+    // Before the outage mail flows; one call slower than the 200 ms timeout on a loaded
+    // machine is a 451 there, as it should be (review: the test read it as a failure).
     for r in &before {
-        r.expect(250, "2.0.0");
+        assert!(
+            r.code == 250 || (r.code == 451 && r.enhanced() == Some("4.3.0")),
+            "{r}"
+        );
     }
+    assert!(before.iter().any(|r| r.code == 250), "{before:?}");
     for r in &during {
         assert_eq!(r.code, 451, "{r}");
         assert_eq!(r.enhanced(), Some("4.3.0"), "{r}");
@@ -483,16 +489,18 @@ fn redis_outage_fails_closed_with_451_and_recovers_without_restart() {
 }
 
 /// Every state call, the failed ones included, fell in a histogram bucket at or below
-/// 0.4096 s: the 200 ms timeout held (no wall clock read by the test).
+/// 1.6384 s: the 200 ms timeout held, give or take a loaded machine's scheduling (review:
+/// 0.4096 s was a race with 16 sessions on two cores), and no call waited out the
+/// client's reconnection back-offs (no wall clock read by the test).
 fn state_calls_stayed_under_the_timeout(gw: &Gateway) {
     let s = common::admin::scrape(admin_port(gw));
     for op in ["rate", "greylist"] {
         let all = s.value("mxguard_state_duration_seconds_count", &[("op", op)]);
         let bounded = s.value(
             "mxguard_state_duration_seconds_bucket",
-            &[("op", op), ("le", "0.4096")],
+            &[("op", op), ("le", "1.6384")],
         );
-        assert_eq!(all, bounded, "{op}: a state call took longer than 0.41 s");
+        assert_eq!(all, bounded, "{op}: a state call took longer than 1.64 s");
     }
     assert!(s.value("mxguard_state_errors_total", &[("op", "rate")]) >= 1.0);
 }
