@@ -55,10 +55,14 @@ pub fn in_field(name: &str, value: &str) -> Vec<String> {
     // The whole value, in one pass keeping only the parameters that name a file: padding
     // of any length (junk parameters, a quote that flips the reading of what follows)
     // hides no piece of the real name (review).
-    // Read twice: with a quote opening a quoted string anywhere (as mail-parser reads
-    // it), and only where a value starts (as Thunderbird reads it): `x=a"b; filename=
-    // "evil.js"` is one parameter to the first reading and a file to the second (review).
+    // Read twice where a quote stands: with a quote opening a quoted string anywhere (as
+    // mail-parser reads it), and only where a value starts (as Thunderbird reads it):
+    // `x=a"b; filename="evil.js"` is one parameter to the first reading and a file to the
+    // second (review). Without a quote both readings are the same.
     let mut names = names_in_parameters(parameters(value, Quotes::Anywhere));
+    if !value.contains('"') {
+        return names;
+    }
     for name in names_in_parameters(parameters(value, Quotes::OpeningValues)) {
         if !names.contains(&name) {
             names.push(name);

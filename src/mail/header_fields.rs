@@ -12,6 +12,17 @@ pub fn raw_value<'m>(message: &'m [u8], field: &mail_parser::Header<'_>) -> &'m 
         .unwrap_or_default()
 }
 
+/// [`raw_value`] as text, 8-bit bytes that are not UTF-8 read as Windows-1252, as mail
+/// clients (and SpamAssassin) read a raw Latin-1 field: what the rules and the
+/// classifier's tokens both read of a field.
+pub fn value_as_read<'m>(message: &'m [u8], field: &mail_parser::Header<'_>) -> Cow<'m, str> {
+    let bytes = raw_value(message, field);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(super::lenient::utf8_or_windows_1252(bytes)),
+    }
+}
+
 /// Removes every header field for which `drop(name, value)` is true. `name` is the field
 /// name as written (compare case-insensitively), `value` everything after the colon,
 /// continuation lines included. CRLF or LF line ends; the header section ends at the first

@@ -13,7 +13,7 @@
 use super::html_text::{decode_entities, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use super::uri_forms::{as_listed, uri_forms};
-use crate::mail::header_fields::raw_value;
+use crate::mail::header_fields::value_as_read;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
@@ -559,15 +559,7 @@ fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
         .iter()
         .map(|h| {
             // 8-bit bytes that are not UTF-8 read as Windows-1252 (see `eight_bit_text`).
-            let transcoded;
-            let bytes = match std::str::from_utf8(raw_value(raw_message, h)) {
-                Ok(_) => raw_value(raw_message, h),
-                Err(_) => {
-                    transcoded = lenient::utf8_or_windows_1252(raw_value(raw_message, h));
-                    transcoded.as_bytes()
-                }
-            };
-            let as_sent = normalize_newlines(&String::from_utf8_lossy(bytes));
+            let as_sent = normalize_newlines(&value_as_read(raw_message, h));
             let as_sent = as_sent.trim_end_matches(['\n', '\r']);
             // As SpamAssassin's `raw_header`: everything after the colon, the blanks
             // after it included (`Date:raw =~ /^\t/`, `From:raw =~ /^\s?"\s/` read them).

@@ -6,8 +6,7 @@
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
 use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
 use crate::mail::encoded_words::decode_unstructured;
-use crate::mail::header_fields::raw_value;
-use crate::mail::lenient::utf8_or_windows_1252;
+use crate::mail::header_fields::{raw_value, value_as_read};
 use crate::mail::trace::hops_after_delivery;
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
@@ -26,7 +25,7 @@ impl Tokenizer {
             .headers
             .iter()
             .rfind(|h| h.name == HeaderName::Subject);
-        match raw_subject.map(|h| utf8_or_windows_1252(raw_value(msg.raw_message(), h))) {
+        match raw_subject.map(|h| value_as_read(msg.raw_message(), h)) {
             Some(s) => self.subject(&decode_unstructured(&s), msg, sink),
             None => sink.push("s:m:none".to_string()),
         }

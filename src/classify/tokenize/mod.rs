@@ -226,21 +226,17 @@ impl Tokenizer {
                 // 8-bit bytes that are not UTF-8 read as Windows-1252, as clients (and the
                 // rules) read them: mail-parser's U+FFFD for each split `vi\xADagra` in two
                 // (review).
-                PartType::Text(t) if as_html || ct.as_deref() == Some("text/html") => {
-                    self.html_text(
-                        &lenient::text_as_clients_read(msg, part, t),
-                        sink,
-                        &mut links,
-                    );
+                PartType::Text(t) | PartType::Html(t) => {
+                    let text = lenient::text_as_clients_read(msg, part, t);
+                    let html = matches!(part.body, PartType::Html(_))
+                        || as_html
+                        || ct.as_deref() == Some("text/html");
+                    if html {
+                        self.html_text(&text, sink, &mut links);
+                    } else {
+                        self.body_text(&text, sink);
+                    }
                 }
-                PartType::Text(t) => {
-                    self.body_text(&lenient::text_as_clients_read(msg, part, t), sink)
-                }
-                PartType::Html(h) => self.html_text(
-                    &lenient::text_as_clients_read(msg, part, h),
-                    sink,
-                    &mut links,
-                ),
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                     if as_html {
                         let charset = ctype.and_then(|c| c.attribute("charset"));
