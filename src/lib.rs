@@ -420,7 +420,7 @@ impl Gateway {
             .metrics
             .policy_info
             .remove_label_values(&[old.fingerprint()]);
-        forget_unprobed_lists(&self.metrics, policy);
+        forget_unprobed_lists(&self.metrics, &old, policy);
         record_policy(&self.metrics, policy);
         if let Some(tier) = &set.services.tier {
             tier.set_fingerprint(policy.fingerprint());
@@ -438,28 +438,16 @@ impl Gateway {
     }
 }
 
-/// Removes the `mxguard_dns_list_lists_everyone` series of lists `policy` no longer
-/// probes: only a probe of the list writes its series, so one flagged, then removed from
-/// the configuration (as the alert asks), read 1 until a restart (review).
-fn forget_unprobed_lists(metrics: &Metrics, policy: &Policy) {
-    use prometheus::core::Collector;
-    let kept = policy.probed_dns_lists();
-    for family in metrics.dns_list_lists_everyone.collect() {
-        for metric in family.get_metric() {
-            let label = |name: &str| {
-                metric
-                    .get_label()
-                    .iter()
-                    .find(|l| l.name() == name)
-                    .map(|l| l.value().to_owned())
-                    .unwrap_or_default()
-            };
-            let (check, zone) = (label("check"), label("zone"));
-            if !kept.iter().any(|(c, z)| *c == check && *z == zone) {
-                let _ = metrics
-                    .dns_list_lists_everyone
-                    .remove_label_values(&[&check, &zone]);
-            }
+/// Removes the `mxguard_dns_list_lists_everyone` series of the lists `old` probed and
+/// `new` does not: only a probe of the list writes its series, so one flagged, then
+/// removed from the configuration (as the alert asks), read 1 until a restart (review).
+fn forget_unprobed_lists(metrics: &Metrics, old: &Policy, new: &Policy) {
+    let kept = new.probed_dns_lists();
+    for (check, zone) in old.probed_dns_lists() {
+        if !kept.contains(&(check, zone.clone())) {
+            let _ = metrics
+                .dns_list_lists_everyone
+                .remove_label_values(&[check, &zone]);
         }
     }
 }

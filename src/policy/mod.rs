@@ -126,8 +126,8 @@ impl Policy {
                 .map(move |l| (check, l.zone.clone()))
                 .collect::<Vec<_>>()
         };
-        let mut lists = probed("dnsbl", &p.dnsbl);
-        lists.extend(probed("uribl", &p.uribl));
+        let mut lists = probed(dnsbl::CHECK, &p.dnsbl);
+        lists.extend(probed(uribl::CHECK, &p.uribl));
         if let Some(shadow) = &self.shadow {
             lists.extend(shadow.probed_dns_lists());
         }

@@ -10,6 +10,9 @@ use crate::mail::Reply;
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
+/// The check's name: its metrics' and logs' `check` label.
+pub(crate) const CHECK: &str = "dnsbl";
+
 /// Queries the lists at connect and records symbols and the weighted total.
 #[derive(Debug)]
 pub struct DnsLists {
@@ -32,7 +35,7 @@ impl DnsLists {
 #[async_trait]
 impl Check for DnsLists {
     fn name(&self) -> &'static str {
-        "dnsbl"
+        CHECK
     }
 
     fn stage(&self) -> Stage {
@@ -46,12 +49,12 @@ impl Check for DnsLists {
         let lists: Vec<&DnsListConfig> = self
             .lists
             .iter()
-            .filter(|list| !self.dns.lists_everyone("dnsbl", list, ListKind::Address))
+            .filter(|list| !self.dns.lists_everyone(CHECK, list, ListKind::Address))
             .collect();
         let lookups = lists.iter().map(|list| {
             let name = dnsbl::ip_query(ip, &list.zone);
             let dns = self.dns.clone();
-            async move { dnsbl::lookup(&dns, "dnsbl", &name, list).await }
+            async move { dnsbl::lookup(&dns, CHECK, &name, list).await }
         });
         let outcomes = crate::dns::all_within(deadline, lookups).await;
         let mut failed = false;

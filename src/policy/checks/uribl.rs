@@ -9,6 +9,9 @@ use crate::mail::url::{mailto_address, Link};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
+/// The check's name: its metrics' and logs' `check` label.
+pub(crate) const CHECK: &str = "uribl";
+
 /// The URIBL check.
 #[derive(Debug)]
 pub struct Uribl {
@@ -124,7 +127,7 @@ pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
 #[async_trait]
 impl Check for Uribl {
     fn name(&self) -> &'static str {
-        "uribl"
+        CHECK
     }
 
     fn stage(&self) -> Stage {
@@ -140,7 +143,7 @@ impl Check for Uribl {
         let mut queries = Vec::new();
         for list in &self.lists {
             // A list that lists everyone (retired, wildcarded) means nothing.
-            if self.dns.lists_everyone("uribl", list, ListKind::Domain) {
+            if self.dns.lists_everyone(CHECK, list, ListKind::Domain) {
                 continue;
             }
             for domain in &domains {
@@ -151,7 +154,7 @@ impl Check for Uribl {
         }
         let lookups = queries.iter().map(|(list, name)| {
             let dns = self.dns.clone();
-            async move { dnsbl::lookup(&dns, "uribl", name, list).await }
+            async move { dnsbl::lookup(&dns, CHECK, name, list).await }
         });
         let outcomes = crate::dns::all_within(self.dns.deadline(ctx.deadline), lookups).await;
         let mut hit: Vec<String> = Vec::new();
