@@ -1227,8 +1227,9 @@ fn fair_shares(lens: &[usize], total: usize) -> Vec<usize> {
     shares
 }
 
-/// The first half and the last half of `n` of `list`.
-fn both_ends(mut list: Vec<String>, n: usize) -> Vec<String> {
+/// At most `n` of `list`: its first half (rounded up) and its last half, in order. A list
+/// of links padded at one end keeps the other.
+pub fn both_ends<T>(mut list: Vec<T>, n: usize) -> Vec<T> {
     if list.len() <= n {
         return list;
     }

@@ -113,15 +113,7 @@ pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
             all.push(domain.to_owned());
         }
     }
-    if all.len() <= max {
-        return all;
-    }
-    let first = max.div_ceil(2);
-    let last = max - first;
-    let tail = all.split_off(all.len() - last);
-    all.truncate(first);
-    all.extend(tail);
-    all
+    crate::rules::message::both_ends(all, max)
 }
 
 #[async_trait]
