@@ -67,12 +67,16 @@ impl RateLimit {
                 .mail_from
                 .as_ref()
                 .filter(|a| !a.is_null())
-                .map(|a| self.claimed_by(ctx, &bucket_path(a))),
-            RateKey::SenderDomain => ctx
-                .mail_from
-                .as_ref()
-                .filter(|a| !a.domain.is_empty())
-                .map(|a| self.claimed_by(ctx, &bucket_domain(&a.domain))),
+                .map(|a| self.claimed_by(ctx, &bucket_domain(&a.domain), &bucket_path(a))),
+            RateKey::SenderDomain => {
+                ctx.mail_from
+                    .as_ref()
+                    .filter(|a| !a.domain.is_empty())
+                    .map(|a| {
+                        let domain = bucket_domain(&a.domain);
+                        self.claimed_by(ctx, &domain, &domain)
+                    })
+            }
             RateKey::Recipient => ctx.rcpt.as_ref().map(bucket_path),
             RateKey::Helo => ctx.client.helo.clone().map(lower),
         }
@@ -82,12 +86,8 @@ impl RateLimit {
     /// unverified claims, so spam forging a big provider's addresses never fills the
     /// bucket that provider's real mail counts in, and a forgery sprayed from a botnet
     /// still counts in one bucket tier-wide.
-    fn claimed_by(&self, ctx: &Context, sender: &str) -> String {
-        let domain = ctx
-            .mail_from
-            .as_ref()
-            .map(|a| bucket_domain(&a.domain))
-            .unwrap_or_default();
+    /// `domain` is the sender's, as [`bucket_domain`] writes it.
+    fn claimed_by(&self, ctx: &Context, domain: &str, sender: &str) -> String {
         let verified = ctx
             .auth
             .as_ref()
