@@ -28,24 +28,30 @@ pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind 
         part.headers
             .iter()
             .rfind(|h| h.name == name)
-            // Without its line end: SpamAssassin's patterns end in Perl's `$`, which
-            // matches before a final newline, where the regex crate's does not.
-            .map(|h| {
-                String::from_utf8_lossy(raw_value(message.raw_message.as_ref(), h))
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned()
-            })
+            .map(|h| raw_value(message.raw_message.as_ref(), h))
     };
-    let declared = last(HeaderName::ContentType);
-    let disposition = last(HeaderName::ContentDisposition);
-    render_kind_of_fields(declared.as_deref(), disposition.as_deref())
+    render_kind_of_fields(
+        last(HeaderName::ContentType),
+        last(HeaderName::ContentDisposition),
+    )
 }
 
 /// The rendering SpamAssassin gives a leaf whose last `Content-Type` and
-/// `Content-Disposition` values (without their line end) are these: what
-/// [`render_kind`] reads of a parsed part, and the big-message sampler of raw fields, so
-/// both keep the same parts as text.
-pub fn render_kind_of_fields(content_type: Option<&str>, disposition: Option<&str>) -> RenderKind {
+/// `Content-Disposition` raw values are these: what [`render_kind`] reads of a parsed
+/// part, and the big-message sampler of raw fields, so both keep the same parts as text.
+pub fn render_kind_of_fields(
+    content_type: Option<&[u8]>,
+    disposition: Option<&[u8]>,
+) -> RenderKind {
+    // Without its line end: SpamAssassin's patterns end in Perl's `$`, which matches
+    // before a final newline, where the regex crate's does not.
+    let text = |v: &[u8]| {
+        String::from_utf8_lossy(v)
+            .trim_end_matches(['\r', '\n'])
+            .to_owned()
+    };
+    let (content_type, disposition) = (content_type.map(text), disposition.map(text));
+    let (content_type, disposition) = (content_type.as_deref(), disposition.as_deref());
     let mime_type = effective_type(content_type.unwrap_or(""));
     let name = disposition
         .and_then(disposition_name)

@@ -123,15 +123,8 @@ impl PartFields {
 
     /// Whether SpamAssassin renders the part as text (in `body` or `rawbody`).
     fn is_text(&self) -> bool {
-        let text = |v: &Option<Vec<u8>>| {
-            v.as_deref().map(|v| {
-                String::from_utf8_lossy(v)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned()
-            })
-        };
-        let (ctype, disposition) = (text(&self.content_type), text(&self.disposition));
-        render_kind_of_fields(ctype.as_deref(), disposition.as_deref()) != RenderKind::Skipped
+        render_kind_of_fields(self.content_type.as_deref(), self.disposition.as_deref())
+            != RenderKind::Skipped
     }
 }
 
