@@ -5,6 +5,7 @@
 //! model is rebuilt from.
 
 use super::ClassifyError;
+use crate::mail::header_fields::{first_line, for_each_field};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of the message body (everything after the first empty line): the same message
@@ -21,36 +22,28 @@ pub fn body_digest(raw: &[u8]) -> [u8; 32] {
 /// The fields that name a message and no gateway rewrites (`Message-ID`, `Date`, `From`),
 /// unfolded and trimmed, one per line.
 fn naming_fields(header: &[u8]) -> Vec<u8> {
-    // (name, value) of each such field, its continuation lines joined by one blank.
-    let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::new();
-    let mut open = false;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if let Some((_, value)) = fields.last_mut().filter(|_| open) {
-                value.push(b' ');
-                value.extend_from_slice(line.trim_ascii());
-            }
-            continue;
-        }
-        open = false;
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        for wanted in [&b"message-id"[..], b"date", b"from"] {
-            if name.eq_ignore_ascii_case(wanted) {
-                fields.push((wanted, line[colon + 1..].trim_ascii().to_vec()));
-                open = true;
-            }
-        }
-    }
     let mut out = Vec::new();
-    for (name, value) in fields {
-        out.extend_from_slice(name);
+    for_each_field(header, |field| {
+        let Some(colon) = memchr::memchr(b':', first_line(field)) else {
+            return;
+        };
+        let name = field[..colon].trim_ascii();
+        let Some(wanted) = [&b"message-id"[..], b"date", b"from"]
+            .into_iter()
+            .find(|wanted| name.eq_ignore_ascii_case(wanted))
+        else {
+            return;
+        };
+        // Its lines trimmed and joined by one blank.
+        let lines: Vec<&[u8]> = field[colon + 1..]
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::trim_ascii)
+            .collect();
+        out.extend_from_slice(wanted);
         out.push(b':');
-        out.extend_from_slice(value.trim_ascii());
+        out.extend_from_slice(lines.join(&b' ').trim_ascii());
         out.push(b'\n');
-    }
+    });
     out
 }
 

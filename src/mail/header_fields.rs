@@ -85,11 +85,21 @@ pub fn header_as_readers_read(message: &[u8]) -> Option<(Vec<u8>, usize)> {
 }
 
 /// A field's first line (all of it when it has one line).
-fn first_line(field: &[u8]) -> &[u8] {
+pub fn first_line(field: &[u8]) -> &[u8] {
     match memchr::memchr(b'\n', field) {
         Some(i) => &field[..i],
         None => field,
     }
+}
+
+/// Calls `each` with every whole field of the header section at the start of `message`
+/// (folded lines included; the section ends at the first empty line), as
+/// [`remove_fields`] walks them.
+pub fn for_each_field(message: &[u8], mut each: impl FnMut(&[u8])) {
+    keep_fields(message, |field| {
+        each(field);
+        Field::Keep
+    });
 }
 
 /// What becomes of one header field.
