@@ -76,10 +76,11 @@ pub struct SpfCheck {
     pub helo: String,
     /// The MAIL FROM address as given (empty for `<>`; unused for a HELO check).
     pub mail_from: String,
-    /// A MAIL FROM pass the domain's record gives every client (`+all`, or the same by an
-    /// `include:`, ranges or `exists:`): it says nothing of where the mail comes from. Set
-    /// by whoever asks [`Authenticator::passes_anyone`] (the SPF check, for greylisting).
-    pub authorizes_anyone: bool,
+    /// Whether this MAIL FROM pass is one the domain's record gives every client (`+all`,
+    /// or the same by an `include:`, ranges or `exists:`), which says nothing of where the
+    /// mail comes from; `None` until someone asks [`Authenticator::passes_anyone`]
+    /// (greylisting, which keeps the answer here for the transaction's other recipients).
+    pub authorizes_anyone: Option<bool>,
     pub(crate) output: SpfOutput,
 }
 
@@ -320,7 +321,7 @@ fn finish(
         client_ip,
         helo: helo.to_owned(),
         mail_from: mail_from.to_owned(),
-        authorizes_anyone: false,
+        authorizes_anyone: None,
         output,
     }
 }

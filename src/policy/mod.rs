@@ -315,7 +315,6 @@ impl Policy {
             checks.push(Box::new(authentication::Spf::new(
                 auth.clone(),
                 config.server.hostname.clone(),
-                gl.enabled,
             )));
         }
         checks.push(Box::new(size::DeclaredSize::new(
@@ -338,6 +337,7 @@ impl Policy {
                 gl.clone(),
                 services.metrics.clone(),
                 config.clone(),
+                auth.clone().filter(|_| p.auth),
             )
         });
         let greylist_credit = services

@@ -14,20 +14,12 @@ use async_trait::async_trait;
 pub struct Spf {
     auth: Authenticator,
     hostname: String,
-    /// Greylisting keys by an SPF-verified domain, so it must know a pass that passes
-    /// everyone; nothing else reads that, and finding it is a second evaluation.
-    for_greylisting: bool,
 }
 
 impl Spf {
-    /// SPF with `auth`, naming us `hostname` in the results; `for_greylisting` also tells
-    /// a pass that passes everyone.
-    pub fn new(auth: Authenticator, hostname: String, for_greylisting: bool) -> Spf {
-        Spf {
-            auth,
-            hostname,
-            for_greylisting,
-        }
+    /// SPF with `auth`, naming us `hostname` in the results.
+    pub fn new(auth: Authenticator, hostname: String) -> Spf {
+        Spf { auth, hostname }
     }
 }
 
@@ -61,13 +53,6 @@ impl Check for Spf {
             self.auth
                 .spf_mail_from(ip, &helo, &mail_from, &self.hostname, deadline)
         );
-        let mut mail_check = mail_check;
-        if self.for_greylisting {
-            mail_check.authorizes_anyone = self
-                .auth
-                .passes_anyone(&mail_check, &self.hostname, deadline)
-                .await;
-        }
         ctx.hit(helo_check.symbol(), 0.0);
         // The null sender's MAIL FROM identity is postmaster@HELO (RFC 7208 §2.4): the same
         // record and answer as the HELO check, so it is scored once, as `SPF_HELO_*` (as
@@ -211,7 +196,7 @@ mod tests {
             .unwrap();
         let dns = server.resolver().unwrap();
         let auth = Authenticator::new(&dns).unwrap();
-        let spf = Spf::new(auth.clone(), "gw1.example.test".into(), false);
+        let spf = Spf::new(auth.clone(), "gw1.example.test".into());
         let message_auth = MessageAuth::new(auth, true);
         let run = |peer: Option<&str>| {
             let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));

@@ -5,7 +5,7 @@
 //! stage only messages scoring `min_score` or more are delayed. Trusted and allowlisted
 //! clients, DNS-allowlisted ones, `exempt` networks and (at RCPT) the null sender skip it.
 
-use crate::auth::SpfResult;
+use crate::auth::{Authenticator, SpfResult};
 use crate::config::{network_of, GreylistConfig, GreylistStage, OnFailure};
 use crate::mail::Reply;
 use crate::metrics::Metrics;
@@ -43,22 +43,29 @@ pub struct Greylist {
     /// This check greylists only the null sender's messages, at the end of data (see
     /// [`Greylist::null_sender_at_data`]).
     null_sender_only: bool,
+    /// Asks whether an SPF pass is one its record gives every client, and our name for the
+    /// `%{r}` macro; `None` without SPF checks, when no pass can key a triplet.
+    spf: Option<(Authenticator, String)>,
 }
 
 impl Greylist {
-    /// Greylisting per `config` with `state`; `policy` gives the thresholds.
+    /// Greylisting per `config` with `state`; `policy` gives the thresholds and our host
+    /// name; `auth` is the SPF checks' authenticator, when they run.
     pub fn new(
         state: State,
         config: GreylistConfig,
         metrics: Option<Arc<Metrics>>,
         policy: Arc<crate::config::Config>,
+        auth: Option<Authenticator>,
     ) -> Greylist {
+        let hostname = policy.server.hostname.clone();
         Greylist {
             state,
             config,
             metrics,
             policy,
             null_sender_only: false,
+            spf: auth.map(|auth| (auth, hostname)),
         }
     }
 
@@ -79,6 +86,7 @@ impl Greylist {
             metrics: self.metrics.clone(),
             policy: self.policy.clone(),
             null_sender_only: true,
+            spf: self.spf.clone(),
         }
     }
 
@@ -95,16 +103,30 @@ impl Greylist {
 
     /// Where the sender comes from: its SPF-verified domain, else the client network. A
     /// pass from a record that authorizes every client (`+all`) verifies nothing: keyed
-    /// by such a domain, any bot of a spammer's retried for another (review).
-    fn origin(&self, ctx: &Context) -> Origin {
-        let spf = ctx.auth.as_ref().and_then(|a| a.spf_mail_from.as_ref());
+    /// by such a domain, any bot of a spammer's retried for another (review). Finding that
+    /// out is a second SPF evaluation, so it is asked here, the only place that reads it,
+    /// once a transaction: the answer is kept in the SPF result.
+    async fn origin(&self, ctx: &mut Context) -> Origin {
+        let deadline = ctx.deadline;
+        let spf = ctx.auth.as_mut().and_then(|a| a.spf_mail_from.as_mut());
         match spf {
-            Some(check)
-                if check.result == SpfResult::Pass
-                    && !check.authorizes_anyone
-                    && !check.domain.is_empty() =>
-            {
-                Origin::SenderDomain(check.domain.clone())
+            Some(check) if check.result == SpfResult::Pass && !check.domain.is_empty() => {
+                let anyone = match (check.authorizes_anyone, &self.spf) {
+                    (Some(known), _) => known,
+                    (None, Some((auth, hostname))) => {
+                        let known = auth
+                            .passes_anyone(check, hostname, auth.deadline(deadline))
+                            .await;
+                        check.authorizes_anyone = Some(known);
+                        known
+                    }
+                    (None, None) => true,
+                };
+                if anyone {
+                    Origin::Network(self.network(ctx))
+                } else {
+                    Origin::SenderDomain(check.domain.clone())
+                }
             }
             _ => Origin::Network(self.network(ctx)),
         }
@@ -200,7 +222,7 @@ impl Check for Greylist {
             Ok(false) => {}
             Err(e) => return self.unavailable(ctx, e),
         }
-        let origin = self.origin(ctx);
+        let origin = self.origin(ctx).await;
         let sender = ctx
             .mail_from
             .as_ref()
@@ -357,6 +379,72 @@ impl GreylistCredit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::testing::TestDns;
+    use crate::mail::address::parse_path;
+    use crate::policy::ClientInfo;
+
+    /// The SPF check asked whether a pass passes everyone (a second evaluation) for every
+    /// message while greylisting was on, though only the greylist key reads it: now
+    /// greylisting asks, once a transaction, and its answer still keys the triplet.
+    #[tokio::test]
+    async fn greylisting_asks_whether_a_pass_passes_anyone_once_a_transaction() {
+        // `exists:` of the client's address: every evaluation for another address asks
+        // the server a name of its own, so the queries count the evaluations.
+        let server = TestDns::builder()
+            .txt("sender.test", "v=spf1 exists:%{i}.ok.sender.test -all")
+            .a("192.0.2.1.ok.sender.test", [127, 0, 0, 2].into())
+            .start()
+            .await
+            .unwrap();
+        let dns = server.resolver().unwrap();
+        let auth = Authenticator::new(&dns).unwrap();
+        let config = Arc::new(
+            crate::config::Config::from_toml(
+                std::path::Path::new("t.toml"),
+                "[relay]\ndomains=[\"example.test\"]\ninternal=[\"127.0.0.1:2526\"]\n[greylist]\nenabled=true\n",
+            )
+            .unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        let spf = crate::policy::checks::authentication::Spf::new(auth.clone(), "gw.test".into());
+        let greylist = Greylist::new(
+            state,
+            config.greylist.clone(),
+            None,
+            config.clone(),
+            Some(auth),
+        );
+        let mut ctx = Context::new(ClientInfo::new([192, 0, 2, 1].into()));
+        ctx.client.helo = Some("client.sender.test".into());
+        ctx.mail_from = Some(parse_path("news@sender.test").unwrap());
+        let before = server.queries();
+        spf.run(&mut ctx).await;
+        let after_spf = server.queries();
+        let check = |ctx: &Context| {
+            ctx.auth
+                .as_ref()
+                .and_then(|a| a.spf_mail_from.as_ref())
+                .map(|c| (c.result, c.authorizes_anyone))
+        };
+        assert_eq!(check(&ctx), Some((SpfResult::Pass, None)));
+        let mut asked = Vec::new();
+        for rcpt in ["a@example.test", "b@example.test"] {
+            let before_rcpt = server.queries();
+            ctx.rcpt = Some(parse_path(rcpt).unwrap());
+            let decision = greylist.run(&mut ctx).await;
+            assert!(matches!(decision, Decision::Tempfail(_)), "{decision:?}");
+            assert_eq!(check(&ctx), Some((SpfResult::Pass, Some(false))));
+            asked.push(server.queries() - before_rcpt);
+        }
+        // The probe's own names, asked for the first recipient only.
+        assert!(after_spf > before);
+        assert!(asked[0] > 0 && asked[1] == 0, "{asked:?}");
+        // Keyed by the verified domain: the provider's retry from another network passes.
+        assert!(
+            matches!(greylist.origin(&mut ctx).await, Origin::SenderDomain(d) if d == "sender.test")
+        );
+    }
 
     /// Regression (review): the triplet held the sender as written, so every message of a
     /// bulk sender with a bounce address per message (Amazon SES, SendGrid, BATV, SRS) was
