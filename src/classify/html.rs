@@ -170,8 +170,41 @@ fn numeric_reference(after: &str) -> Option<(char, usize)> {
     Some((c, used))
 }
 
-/// Appends `raw` text to `out`, decoding character entities.
-fn push_text(raw: &str, out: &mut String) {
+/// The named references HTML5 still reads without their `;` (the "legacy" ones of HTML 4's
+/// Latin-1 set): `v&shyiagra` shows `viagra` in a browser, the soft hyphen unseen.
+const LEGACY_NAMES: &[&str] = &[
+    "AElig", "AMP", "Aacute", "Acirc", "Agrave", "Aring", "Atilde", "Auml", "COPY", "Ccedil",
+    "ETH", "Eacute", "Ecirc", "Egrave", "Euml", "GT", "Iacute", "Icirc", "Igrave", "Iuml", "LT",
+    "Ntilde", "Oacute", "Ocirc", "Ograve", "Oslash", "Otilde", "Ouml", "QUOT", "REG", "THORN",
+    "Uacute", "Ucirc", "Ugrave", "Uuml", "Yacute", "aacute", "acirc", "acute", "aelig", "agrave",
+    "amp", "aring", "atilde", "auml", "brvbar", "ccedil", "cedil", "cent", "copy", "curren", "deg",
+    "divide", "eacute", "ecirc", "egrave", "eth", "euml", "frac12", "frac14", "frac34", "gt",
+    "iacute", "icirc", "iexcl", "igrave", "iquest", "iuml", "laquo", "lt", "macr", "micro",
+    "middot", "nbsp", "not", "ntilde", "oacute", "ocirc", "ograve", "ordf", "ordm", "oslash",
+    "otilde", "ouml", "para", "plusmn", "pound", "quot", "raquo", "reg", "sect", "shy", "sup1",
+    "sup2", "sup3", "szlig", "thorn", "times", "uacute", "ucirc", "ugrave", "uml", "uuml",
+    "yacute", "yen", "yuml",
+];
+
+/// The longest legacy name `after` (the text after `&`) starts with, as HTML5 reads a
+/// reference that is no whole name: `&notit;` is `¬it;`, `&ampx` is `&x`. In an attribute
+/// value a legacy name followed by a letter, digit or `=` stays as written (a link's
+/// `?a=1&copy=2` keeps its parameter). Its character and the bytes it took.
+fn legacy_reference(after: &str, in_attribute: bool) -> Option<(char, usize)> {
+    let name = LEGACY_NAMES
+        .iter()
+        .filter(|name| after.starts_with(**name))
+        .max_by_key(|name| name.len())?;
+    let next = after[name.len()..].chars().next();
+    if in_attribute && next.is_some_and(|c| c == '=' || c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some((decode_entity(name)?, name.len()))
+}
+
+/// Appends `raw` text (or, when `in_attribute`, an attribute's value) to `out`, decoding
+/// character references as browsers do.
+fn push_text(raw: &str, in_attribute: bool, out: &mut String) {
     let mut rest = raw;
     while let Some(pos) = rest.find('&') {
         out.push_str(&rest[..pos]);
@@ -181,23 +214,18 @@ fn push_text(raw: &str, out: &mut String) {
             rest = after.get(used..).unwrap_or_default();
             continue;
         }
-        let end = after
+        let whole = after
             .char_indices()
             .take(LONGEST_ENTITY_NAME + 1)
             .find(|&(_, c)| c == ';' || !(c.is_ascii_alphanumeric() || c == '#'))
-            .map(|(i, c)| (i, c == ';'));
-        match end {
-            Some((i, true)) => match decode_entity(&after[..i]) {
-                Some(c) => {
-                    out.push(c);
-                    rest = &after[i + 1..];
-                }
-                None => {
-                    out.push('&');
-                    rest = after;
-                }
-            },
-            _ => {
+            .filter(|&(_, c)| c == ';')
+            .and_then(|(i, _)| Some((decode_entity(&after[..i])?, i + 1)));
+        match whole.or_else(|| legacy_reference(after, in_attribute)) {
+            Some((c, used)) => {
+                out.push(c);
+                rest = &after[used..];
+            }
+            None => {
                 out.push('&');
                 rest = after;
             }
@@ -273,7 +301,7 @@ pub fn render(html: &str) -> HtmlRender {
     };
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
-        push_text(&rest[..lt], &mut r.text);
+        push_text(&rest[..lt], false, &mut r.text);
         let tail = &rest[lt..];
         // Comments: dropped without a space, so they cannot split a word.
         if let Some(comment) = tail.strip_prefix("<!--") {
@@ -320,12 +348,12 @@ pub fn render(html: &str) -> HtmlRender {
                 || (an == "src" && name != "img");
             if is_link && !av.is_empty() && r.links.len() < 256 {
                 let mut decoded = String::with_capacity(av.len());
-                push_text(av.trim(), &mut decoded);
+                push_text(av.trim(), true, &mut decoded);
                 r.links.push(decoded);
             }
         }
     }
-    push_text(rest, &mut r.text);
+    push_text(rest, false, &mut r.text);
     r
 }
 
@@ -374,7 +402,24 @@ mod tests {
             "vi\u{200B}agra vi\u{200B}agra"
         );
         assert_eq!(render("v&Iacute;agra").text.trim(), "v\u{CD}agra");
-        assert_eq!(render("&NoSuchName; &amp").text.trim(), "&NoSuchName; &amp");
+        assert_eq!(render("&NoSuchName; &amp").text.trim(), "&NoSuchName; &");
+    }
+
+    /// Regression (review): a legacy reference without its `;` (`v&shyiagra`, which a
+    /// browser shows as `viagra`) was left as written, so the word was never tokenized.
+    #[test]
+    fn legacy_references_read_without_their_semicolon() {
+        assert_eq!(render("buy v&shyiagra").text.trim(), "buy v\u{AD}iagra");
+        assert_eq!(
+            render("&notit; &ampx &copy2002").text.trim(),
+            "\u{AC}it; &x \u{A9}2002"
+        );
+        // In a link, a parameter that starts like a name stays a parameter.
+        let r = render(r#"<a href="http://x.test/?a=1&copy=2&not&reg;">x</a>"#);
+        assert_eq!(
+            r.links,
+            vec!["http://x.test/?a=1&copy=2\u{AC}\u{AE}".to_string()]
+        );
     }
 
     #[test]
