@@ -104,6 +104,30 @@ fn a_list_with_a_reply_name_is_named_by_it_not_by_its_zone() {
     assert!(!r.text().contains("s3cr3tkey"), "{r}");
 }
 
+/// Regression (review): an allowlist that gave no answer (a timeout) added nothing to the
+/// total, so a client on the blocklist and on the allowlist was refused for good (554)
+/// whenever the allowlist was slow: a permanent refusal resting on what was not said.
+#[test]
+fn a_listing_an_unanswered_allowlist_could_outweigh_is_refused_for_now_only() {
+    let z = zone(|b| {
+        b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2))
+            .silent_under("wl.test")
+    });
+    let (_internal, gw) = gateway(&z, LISTS);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+    let r = c.cmd("RCPT TO:<user@example.test>");
+    r.expect(451, "4.7.1");
+    assert!(r.text().contains("bl.test"), "{r}");
+    c.quit();
+    // An allowlist that answered "not listed" leaves the refusal permanent.
+    let z = zone(|b| b.a("1.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2)));
+    let (_internal, gw) = gateway(&z, LISTS);
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<a@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(554, "5.7.1");
+}
+
 #[test]
 fn allowlisted_client_outweighs_a_listing() {
     let z = zone(|b| {

@@ -47,6 +47,15 @@ impl DnsListConfig {
         self.codes.iter().any(|e| e.matches.names(code))
     }
 
+    /// The most a listing on this list could lower the client's total (0 for a
+    /// blocklist): what an allowlist that gave no answer might have taken off.
+    pub fn most_lowering_weight(&self) -> f64 {
+        self.codes
+            .iter()
+            .filter_map(|e| e.weight)
+            .fold(self.weight.min(0.0), f64::min)
+    }
+
     /// What a listing with return `codes` adds to the client's total: each code weighs
     /// what a matching code map entry gives (the largest in size when several do), else
     /// the list's weight, and the answer weighs its heaviest code, so an answer listing

@@ -62,6 +62,9 @@ pub struct ClientInfo {
     pub ptr: Option<String>,
     /// Weighted total of the DNS lists that list the client.
     pub dnsbl_total: f64,
+    /// How much the allowlists that gave no usable answer (a timeout, an error, an answer
+    /// that is no listing) could have lowered `dnsbl_total` (0 or less).
+    pub dnsbl_unanswered: f64,
     /// How the refusal names the lists listing the client (positive weight): each
     /// list's `reply_name`, by default its zone.
     pub dnsbl_listed: Vec<String>,
@@ -90,6 +93,7 @@ impl ClientInfo {
             pipelining_abuse: false,
             ptr: None,
             dnsbl_total: 0.0,
+            dnsbl_unanswered: 0.0,
             dnsbl_listed: Vec::new(),
             trusted: false,
             allowlisted: false,

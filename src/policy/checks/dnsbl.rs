@@ -70,10 +70,14 @@ impl Check for DnsLists {
                         ctx.client.dnsbl_listed.push(list.reply_name.clone());
                     }
                 }
+                Outcome::NotFound => {}
                 // Counted and logged by the lookup; never scored.
-                Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => {}
+                Outcome::Found(Listing::Unusable(_)) => {
+                    ctx.client.dnsbl_unanswered += list.most_lowering_weight();
+                }
                 other => {
                     tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
+                    ctx.client.dnsbl_unanswered += list.most_lowering_weight();
                     failed = true;
                 }
             }
@@ -90,7 +94,9 @@ impl Check for DnsLists {
 }
 
 /// At RCPT: refuses recipients of a client whose weighted DNS-list total reached the
-/// threshold, naming the lists, before any DATA is sent.
+/// threshold, naming the lists, before any DATA is sent. When an allowlist that gave no
+/// answer could have brought the total under the threshold, the refusal is temporary: a
+/// permanent one would rest on what the lists did not say, and the retry asks again.
 #[derive(Debug)]
 pub struct DnsListVerdict {
     threshold: f64,
@@ -117,10 +123,17 @@ impl Check for DnsListVerdict {
         if ctx.client.dnsbl_total < self.threshold || ctx.client.dnsbl_listed.is_empty() {
             return Decision::Continue;
         }
+        let lists = ctx.client.dnsbl_listed.join(", ");
+        if ctx.client.dnsbl_total + ctx.client.dnsbl_unanswered < self.threshold {
+            let text = format!(
+                "Service temporarily unavailable; client [{}] listed by {lists} and an allowlist did not answer, try again later",
+                ctx.client.ip,
+            );
+            return Decision::Tempfail(Reply::new(451, "4.7.1", text));
+        }
         let text = format!(
-            "Service unavailable; client [{}] blocked using {}",
+            "Service unavailable; client [{}] blocked using {lists}",
             ctx.client.ip,
-            ctx.client.dnsbl_listed.join(", ")
         );
         Decision::Reject(Reply::new(554, "5.7.1", text))
     }
