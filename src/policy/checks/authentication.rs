@@ -108,12 +108,25 @@ impl Check for MessageAuth {
         if outcome.dkim.is_none() {
             // A big message is mapped from its spool file, not read onto the heap.
             let deadline = self.auth.deadline(ctx.deadline);
-            match ctx.raw_as_received() {
-                Ok(raw) => self.auth.verify_message(&raw, &mut outcome, deadline).await,
+            let mapped = match ctx.raw_as_received() {
+                Ok(raw) => {
+                    self.auth.verify_message(&raw, &mut outcome, deadline).await;
+                    true
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot map the message for DKIM/ARC");
-                    self.auth.verify_message(&[], &mut outcome, deadline).await;
+                    false
                 }
+            };
+            if !mapped {
+                // Verified as an empty message, a `p=reject` forgery read as DMARC `none`
+                // and went through (review): the sender tries again instead.
+                ctx.auth = Some(outcome);
+                return Decision::Tempfail(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary local problem, try again later",
+                ));
             }
         }
         if ctx.client.tier_peer.is_some() && outcome.spf_mail_from.is_none() {
