@@ -434,6 +434,28 @@ fn check_rejects_a_broken_rules_file_with_file_and_line() {
 /// and the scan goes on with the other files, as the gateway answers 451 for the one
 /// message. The panic is mail-parser's debug assertion on `PARSER_DEBUG_ASSERT`, so it
 /// happens in a test build; a release build judges that message like any other.
+/// Regression (review): without a classifier store `scan` had no runtime, and a message
+/// over `message_memory_bytes` (sampled, so the attachment check waits for a turn on a
+/// timer) panicked: "the checks panicked on this message", exit 1.
+#[test]
+fn a_message_bigger_than_the_memory_bound_is_judged_without_a_store() {
+    let s = Setup::new();
+    let line = "Buy cheap pills today, the offer of the year for you.\r\n";
+    let body = line.repeat(2 * 1024 * 1024 / line.len());
+    let m = format!(
+        "From: a@sender.test\r\nTo: b@example.test\r\nSubject: big\r\nMessage-ID: <big@t>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\n{body}--b\r\nContent-Type: application/zip\r\n\
+Content-Disposition: attachment; filename=\"a.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\r\n--b--\r\n"
+    );
+    s.write("msgs/big.eml", &m);
+    let (by_file, stderr, out) = scan_json_output(&s, &[]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let big = &by_file["big.eml"];
+    assert!(rules_of(big).contains(&"BODY_PILLS".to_string()), "{big}");
+}
+
 #[test]
 fn a_panic_on_one_message_fails_that_file_only() {
     let s = Setup::new();

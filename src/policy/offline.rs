@@ -80,12 +80,13 @@ pub enum ClassifierSource {
     },
 }
 
-/// An offline policy and what it needs to run: the state client's runtime, if any.
+/// An offline policy and what it needs to run: a runtime for the state client and the
+/// checks' timers.
 #[derive(Debug)]
 pub struct Offline {
     policy: Policy,
     classifier: Option<Arc<Classifier>>,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: tokio::runtime::Runtime,
     source: ClassifierSource,
 }
 
@@ -98,11 +99,17 @@ pub fn load(path: &Path) -> Result<Offline, OfflineError> {
 /// Builds the offline policy of a loaded configuration.
 pub fn build(config: Config) -> Result<Offline, OfflineError> {
     let (classifier, runtime, source) = classifier(&config)?;
+    // Without a store there was no runtime, and a check's timer (the attachment check's
+    // wait for a turn at a big message) panicked outside one (review).
+    let runtime = match runtime {
+        Some(runtime) => runtime,
+        None => offline_runtime()?,
+    };
     let services = Services {
         classifier: classifier.clone(),
         ..Services::default()
     };
-    let _guard = runtime.as_ref().map(|r| r.enter());
+    let _guard = runtime.enter();
     let policy = Policy::build(Arc::new(config), &services)?;
     Ok(Offline {
         policy,
@@ -143,10 +150,7 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
     };
     let mut unanswered = None;
     if store_exists {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
+        let runtime = offline_runtime()?;
         let state = runtime.block_on(State::open(&config.state, Arc::new(Metrics::new())))?;
         let classifier = Classifier::new(Source::State(state.clone()), settings.clone());
         let learned = runtime.block_on(async {
@@ -186,6 +190,15 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
     }
 }
 
+/// One worker: the offline judgements run on the callers' threads, and the runtime only
+/// drives the state client's connections and the timers.
+fn offline_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+}
+
 impl Offline {
     /// The policy.
     pub fn policy(&self) -> &Policy {
@@ -207,7 +220,7 @@ impl Offline {
     /// plain thread, not from inside an async runtime: it runs the checks to completion
     /// itself, and heavy work in them may hand a runtime's worker over.
     pub fn judge(&self, raw: &[u8]) -> Judgement {
-        let _guard = self.runtime.as_ref().map(|r| r.enter());
+        let _guard = self.runtime.enter();
         let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
         ctx.message = crate::mail::line_endings::to_crlf(raw).into_owned().into();
         let policy = &self.policy;
