@@ -102,6 +102,42 @@ pub fn for_each_field(message: &[u8], mut each: impl FnMut(&[u8])) {
     });
 }
 
+/// The lines of the header section that are no field, each with its continuation lines and
+/// line end: a line without a colon (mail-auth and many readers end the header section
+/// there, and read what follows as the body), and lines before the first field that start
+/// with a blank. [`remove_fields`] never shows them to its caller.
+pub fn non_fields(message: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(end) = unit_end(message, pos) {
+        let unit = &message[pos..end];
+        if matches!(unit.first(), Some(b' ' | b'\t')) || memchr::memchr(b':', unit).is_none() {
+            out.push(unit);
+        }
+        pos = end;
+    }
+    out
+}
+
+/// The end of the header unit starting at `pos` (a line plus every continuation line, which
+/// starts with SP or HT); `None` where the header section ends (an empty line or the end).
+fn unit_end(message: &[u8], pos: usize) -> Option<usize> {
+    let rest = message.get(pos..).filter(|r| !r.is_empty())?;
+    if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+        return None;
+    }
+    let mut end = pos;
+    loop {
+        end = match memchr::memchr(b'\n', &message[end..]) {
+            Some(i) => end + i + 1,
+            None => message.len(),
+        };
+        if end >= message.len() || !matches!(message[end], b' ' | b'\t') {
+            return Some(end);
+        }
+    }
+}
+
 /// What becomes of one header field.
 enum Field {
     Keep,
@@ -117,22 +153,7 @@ enum Field {
 fn keep_fields(message: &[u8], mut keep: impl FnMut(&[u8]) -> Field) -> (Option<Vec<u8>>, usize) {
     let mut kept: Option<Vec<u8>> = None;
     let mut pos = 0;
-    while pos < message.len() {
-        let rest = &message[pos..];
-        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
-            break;
-        }
-        // One field: its first line plus every continuation line (starting with SP or HT).
-        let mut end = pos;
-        loop {
-            end = match memchr::memchr(b'\n', &message[end..]) {
-                Some(i) => end + i + 1,
-                None => message.len(),
-            };
-            if end >= message.len() || !matches!(message[end], b' ' | b'\t') {
-                break;
-            }
-        }
+    while let Some(end) = unit_end(message, pos) {
         let field = &message[pos..end];
         let orphan = matches!(field.first(), Some(b' ' | b'\t'));
         match if orphan { Field::Drop } else { keep(field) } {

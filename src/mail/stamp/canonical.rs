@@ -1,6 +1,8 @@
 //! The canonical forms of the header fields a stamp signs.
 //!
-//! Version 5 (and 4): values unfolded (line breaks dropped) with blank runs read as one
+//! Version 6: version 5's form, plus the header lines that are no field (a reader may end
+//! the header section at one, and read what follows as the body), and a CR that ends no
+//! line is kept (a reader may take it for a line end). Version 5 (and 4): values unfolded (line breaks dropped) with blank runs read as one
 //! space, as a refold may change them; inside the quoted strings of `Content-Type` and
 //! `Content-Disposition` (their parameters) a blank is part of a value and kept
 //! (`boundary="b  1"` is another boundary than `"b 1"`); bytes as they are. Version 4
@@ -10,7 +12,7 @@
 //! quarantines, and a peer not yet upgraded keeps stamping in version 4).
 
 use super::{HEADER, SIGNED_FIELDS};
-use crate::mail::header_fields::remove_fields;
+use crate::mail::header_fields::{non_fields, remove_fields};
 
 /// The canonical form a stamp's MAC was made over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +24,13 @@ pub(super) enum Form {
     V4,
     /// Version 4's form over every one of [`SIGNED_FIELDS`], `Content-Disposition` too.
     V5,
+    /// Version 5's form with the lines that are no field and the lone CRs signed too.
+    V6,
 }
 
 impl Form {
     /// The form new stamps are made in.
-    pub(super) const NEWEST: Form = Form::V5;
+    pub(super) const NEWEST: Form = Form::V6;
 
     /// The `v=` of stamps of this form.
     pub(super) fn version(self) -> &'static str {
@@ -34,12 +38,14 @@ impl Form {
             Form::V3 => "3",
             Form::V4 => "4",
             Form::V5 => "5",
+            Form::V6 => "6",
         }
     }
 
     /// The form of a stamp's `v=`; versions 1 and 2 signed too little to be trusted.
     pub(super) fn of_version(v: &str) -> Option<Form> {
         match v {
+            "6" => Some(Form::V6),
             "5" => Some(Form::V5),
             "4" => Some(Form::V4),
             "3" => Some(Form::V3),
@@ -52,21 +58,29 @@ impl Form {
     fn fields(self) -> &'static [&'static str] {
         match self {
             Form::V3 | Form::V4 => &SIGNED_FIELDS[..SIGNED_FIELDS.len() - 1],
-            Form::V5 => &SIGNED_FIELDS,
+            Form::V5 | Form::V6 => &SIGNED_FIELDS,
         }
     }
 
     /// Whether a stamp of this form over this header section vouches for what a version
-    /// 5 stamp would: a field it does not sign must be absent (else anyone holding a
+    /// 6 stamp would: a field it does not sign must be absent (else anyone holding a
     /// stamped copy could add `Content-Disposition: attachment; filename="invoice.js"`,
-    /// which the attachment policy would have refused), and version 3's lossy reading
-    /// must have merged nothing (see [`v3_unambiguous`]).
+    /// which the attachment policy would have refused), so must a line that is no field
+    /// and a lone CR in a signed value before version 6 (else a line of text added after
+    /// the signed fields read as the body's start), and version 3's lossy reading must
+    /// have merged nothing (see [`v3_unambiguous`]).
     pub(super) fn vouches_for(self, headers: &[u8]) -> bool {
         let unsigned_absent = SIGNED_FIELDS
             .iter()
             .filter(|f| !self.fields().contains(f))
             .all(|f| values(headers, f, self).is_empty());
-        unsigned_absent && (self != Form::V3 || v3_unambiguous(headers))
+        let unsigned_lines_absent = self == Form::V6
+            || (non_fields(headers).is_empty()
+                && self
+                    .fields()
+                    .iter()
+                    .all(|f| values(headers, f, Form::V6) == values(headers, f, Form::V5)));
+        unsigned_absent && unsigned_lines_absent && (self != Form::V3 || v3_unambiguous(headers))
     }
 }
 
@@ -85,6 +99,15 @@ pub(super) fn signed_fields(headers: &[u8], form: Form) -> Vec<u8> {
         for value in values {
             out.push(b'\n');
             out.extend_from_slice(&value);
+        }
+    }
+    if form == Form::V6 {
+        // Under a name no field can have (it starts with the colon).
+        let lines = non_fields(headers);
+        out.extend_from_slice(format!("\n:no-field:{}", lines.len()).as_bytes());
+        for line in lines {
+            out.push(b'\n');
+            out.extend_from_slice(&canonical_value(line, false, true));
         }
     }
     out
@@ -112,7 +135,7 @@ fn v3_unambiguous(headers: &[u8]) -> bool {
         if signed {
             acceptable &= std::str::from_utf8(value).is_ok();
             if name.eq_ignore_ascii_case(b"content-type") {
-                acceptable &= canonical_value(value, true) == legacy_value(value);
+                acceptable &= canonical_value(value, true, false) == legacy_value(value);
             }
         }
         false
@@ -133,7 +156,8 @@ fn values(headers: &[u8], wanted: &str, form: Form) -> Vec<Vec<u8>> {
     let _ = remove_fields(headers, |name, value| {
         if name.eq_ignore_ascii_case(wanted.as_bytes()) {
             values.push(match form {
-                Form::V4 | Form::V5 => canonical_value(value, keep_quoted),
+                Form::V6 => canonical_value(value, keep_quoted, true),
+                Form::V4 | Form::V5 => canonical_value(value, keep_quoted, false),
                 Form::V3 => legacy_value(value),
             });
         }
@@ -155,14 +179,17 @@ fn legacy_value(value: &[u8]) -> Vec<u8> {
 /// one space; with `keep_quoted`, inside a quoted string (RFC 5322 §3.2.4, with its quoted
 /// pairs) every byte is kept. Only the [`QUOTED_PARAMETERS`] fields keep them: in a free-text field a lone
 /// `"` (`Subject: 12" pizza`) would leave the rest of the value raw, and a refold there
-/// would break the stamp.
-pub(super) fn canonical_value(value: &[u8], keep_quoted: bool) -> Vec<u8> {
+/// would break the stamp. With `keep_lone_cr` (version 6) a CR that ends no line is a byte
+/// of the value like any other.
+pub(super) fn canonical_value(value: &[u8], keep_quoted: bool, keep_lone_cr: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());
     let mut quoted = false;
     let mut escaped = false;
     let mut blank = false;
-    for &b in value {
-        if b == b'\r' || b == b'\n' {
+    for (i, &b) in value.iter().enumerate() {
+        let line_end =
+            b == b'\n' || (b == b'\r' && (!keep_lone_cr || value.get(i + 1) == Some(&b'\n')));
+        if line_end {
             continue;
         }
         if quoted {

@@ -1,4 +1,4 @@
-//! The signed verdict stamp: `X-Mxguard-Stamp: v=5; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
+//! The signed verdict stamp: `X-Mxguard-Stamp: v=6; g=GATEWAY; t=UNIX; r=VERDICT; s=SCORE;
 //! f=FINGERPRINT-PREFIX; b=MAC`, where MAC is HMAC-SHA256 with the tier's key over those
 //! fields, the Message-ID, the author and recipient fields, Subject and the fields that
 //! say how to read the body ([`SIGNED_FIELDS`])
@@ -150,7 +150,7 @@ impl Stamp {
         format!("{HEADER}: {}; b={mac}\r\n", self.fields(form))
     }
 
-    /// Parses a header value (`v=5; g=...; b=...`) into the stamp, its MAC and the form
+    /// Parses a header value (`v=6; g=...; b=...`) into the stamp, its MAC and the form
     /// it was made over.
     fn parse(value: &str) -> Result<(Stamp, Vec<u8>, Form), StampError> {
         let mut g = None;

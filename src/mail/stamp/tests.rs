@@ -144,7 +144,7 @@ fn a_stamp_binds_the_author_recipients_and_subject() {
     assert!(Stamp::verify(key(), added.as_bytes(), 1_100, day).is_ok());
     // Version 1 and 2 stamps (which signed less) are no longer trusted.
     for old in ["v=1;", "v=2;"] {
-        let old = m.replacen("v=5;", old, 1);
+        let old = m.replacen("v=6;", old, 1);
         assert!(matches!(
             Stamp::verify(key(), old.as_bytes(), 1_100, day),
             Err(StampError::Malformed(_))
@@ -203,16 +203,19 @@ fn blanks_inside_quotes_and_raw_bytes_are_signed_as_they_are() {
 #[test]
 fn canonical_values_keep_quoted_strings_whole() {
     use canonical::canonical_value;
-    assert_eq!(canonical_value(b"  a \t b  ", true), b"a b");
+    assert_eq!(canonical_value(b"  a \t b  ", true, true), b"a b");
     assert_eq!(
-        canonical_value(b"x; b=\"p  q\"  r", true),
+        canonical_value(b"x; b=\"p  q\"  r", true, true),
         b"x; b=\"p  q\" r"
     );
-    assert_eq!(canonical_value(b"\"a\\\"  b\"  c", true), b"\"a\\\"  b\" c");
-    assert_eq!(canonical_value(b"a\r\n\tb", true), b"a b");
+    assert_eq!(
+        canonical_value(b"\"a\\\"  b\"  c", true, true),
+        b"\"a\\\"  b\" c"
+    );
+    assert_eq!(canonical_value(b"a\r\n\tb", true, true), b"a b");
     // Free text keeps no quoted strings: a lone `"` leaves nothing raw.
     assert_eq!(
-        canonical_value(b"12\" pizza  for  two", false),
+        canonical_value(b"12\" pizza  for  two", false, true),
         b"12\" pizza for two"
     );
 }
@@ -286,10 +289,10 @@ fn content_disposition_is_signed_and_older_stamps_verify_only_without_it() {
             "{form:?}"
         );
     }
-    // A version 5 stamp signs it: kept, refolded or with blanks outside quotes, it
+    // A version 5 (or later) stamp signs it: kept, refolded or with blanks outside quotes, it
     // verifies; added, changed or removed, it does not.
     let signed = stamped(with_disposition(MSG).as_bytes());
-    assert!(String::from_utf8_lossy(&signed).starts_with("X-Mxguard-Stamp: v=5;"));
+    assert!(String::from_utf8_lossy(&signed).starts_with("X-Mxguard-Stamp: v=6;"));
     assert!(Stamp::verify(key(), &signed, 1_100, day).is_ok());
     let text = String::from_utf8(signed).unwrap();
     let refolded = text.replacen("attachment; filename", "attachment;\r\n  filename", 1);
@@ -346,7 +349,7 @@ fn version_3_stamps_verify_where_their_form_is_unambiguous() {
     ));
     // Re-signed (a converted copy), it becomes the newest version.
     let again = resign(key(), &plain, &plain).unwrap();
-    assert!(String::from_utf8_lossy(&again).starts_with("X-Mxguard-Stamp: v=5;"));
+    assert!(String::from_utf8_lossy(&again).starts_with("X-Mxguard-Stamp: v=6;"));
     assert!(Stamp::verify(key(), &again, 1_100, day).is_ok());
 }
 
@@ -358,4 +361,59 @@ fn strip_removes_every_stamp_and_nothing_else() {
         Err(StampError::Several(2))
     ));
     assert_eq!(&*strip(&m), MSG);
+}
+
+/// Regression (review): a line that is no field (no colon) was signed by no form, so anyone
+/// holding a stamped copy could add `URGENT: wire the money today`-like text without a
+/// colon after the signed fields: the stamp still verified, and a reader that ends the
+/// header section at such a line (mail-auth, Python's `email`) showed it as the body's
+/// start. A lone CR inside a signed value was dropped, so `Subject: hi \rContent-Type: …`
+/// (a second field to a reader taking CR for a line end) verified as the original.
+/// Version 6 signs both; older stamps verify only where neither is present.
+#[test]
+fn lines_that_are_no_field_and_lone_crs_are_signed() {
+    let day = Duration::from_secs(86_400);
+    let junk = "Subject: hi\r\nURGENT wire 10k to IBAN XX00 today\r\n";
+    let lone_cr = "Subject: hi \rContent-Type: text/html\r\n";
+    let m = String::from_utf8(stamped(MSG)).unwrap();
+    assert!(m.starts_with("X-Mxguard-Stamp: v=6;"), "{m}");
+    assert!(Stamp::verify(key(), m.as_bytes(), 1_100, day).is_ok());
+    for changed in [
+        m.replacen("Subject: hi\r\n", junk, 1),
+        m.replacen("Subject: hi\r\n", lone_cr, 1),
+    ] {
+        assert_eq!(
+            Stamp::verify(key(), changed.as_bytes(), 1_100, day),
+            Err(StampError::BadSignature),
+            "{changed:?}"
+        );
+    }
+    // A message that came with such a line keeps a version 6 stamp made over it.
+    for odd in [junk, lone_cr] {
+        let msg = String::from_utf8(MSG.to_vec())
+            .unwrap()
+            .replacen("Subject: hi\r\n", odd, 1);
+        let signed = stamped(msg.as_bytes());
+        assert!(Stamp::verify(key(), &signed, 1_100, day).is_ok(), "{odd:?}");
+        // Older forms do not vouch for one: neither added, nor there when they were made.
+        for form in [Form::V3, Form::V4, Form::V5] {
+            let old = String::from_utf8(stamped_in(MSG, form)).unwrap();
+            let added = old.replacen("Subject: hi\r\n", odd, 1);
+            assert!(
+                Stamp::verify(key(), added.as_bytes(), 1_100, day).is_err(),
+                "{form:?} {odd:?}"
+            );
+            assert!(
+                matches!(
+                    Stamp::verify(key(), &stamped_in(msg.as_bytes(), form), 1_100, day),
+                    Err(StampError::Malformed(_))
+                ),
+                "{form:?} {odd:?}"
+            );
+            assert!(
+                Stamp::verify(key(), old.as_bytes(), 1_100, day).is_ok(),
+                "{form:?}"
+            );
+        }
+    }
 }
