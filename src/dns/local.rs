@@ -27,9 +27,14 @@ static LOOPBACK_V6: LazyLock<Name> =
 /// Whether a name that resolved to `addrs` proves nothing about `client`: it leads only to
 /// the host asking (any name under `localhost` does, RFC 6761, and so can a sender's own
 /// zone), which is no way to reach a remote client. A client on loopback (a local relay)
-/// may use such names.
+/// may use such names. The unspecified address (`0.0.0.0`, `::`) and loopback written as
+/// an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) lead nowhere else either (review).
 pub fn only_loopback_for(client: std::net::IpAddr, addrs: &[std::net::IpAddr]) -> bool {
-    !client.is_loopback() && !addrs.is_empty() && addrs.iter().all(|a| a.is_loopback())
+    let nowhere = |a: &std::net::IpAddr| {
+        let a = a.to_canonical();
+        a.is_loopback() || a.is_unspecified()
+    };
+    !client.is_loopback() && !addrs.is_empty() && addrs.iter().all(nowhere)
 }
 
 /// The answer to `rtype` records of `qname` when it is a local name; `None` otherwise.
@@ -91,6 +96,20 @@ mod tests {
         );
         let v6 = Name::from(std::net::IpAddr::V6(Ipv6Addr::LOCALHOST)).to_string();
         assert!(records(&v6, RecordType::PTR).is_some_and(|r| r.len() == 1));
+    }
+
+    /// Regression (review): a forger's domain with `A 0.0.0.0` or `AAAA ::ffff:127.0.0.1`
+    /// counted as resolvable for a remote client.
+    #[test]
+    fn addresses_that_lead_nowhere_else_are_no_way_to_a_remote_client() {
+        let remote: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        for nowhere in ["127.0.0.1", "0.0.0.0", "::", "::1", "::ffff:127.0.0.1"] {
+            let addrs = [nowhere.parse().unwrap()];
+            assert!(only_loopback_for(remote, &addrs), "{nowhere}");
+            assert!(!only_loopback_for("127.0.0.1".parse().unwrap(), &addrs));
+        }
+        let mixed = ["0.0.0.0".parse().unwrap(), "192.0.2.9".parse().unwrap()];
+        assert!(!only_loopback_for(remote, &mixed));
     }
 
     #[test]

@@ -51,15 +51,21 @@ pub fn hops_after_delivery<'a>(received: impl IntoIterator<Item = &'a str>) -> u
     fetched.max(judged)
 }
 
-/// When the message arrived, as its newest delivery hop dated it (Unix seconds): the date
-/// (after the last `;`) of the topmost `Received` hop below any added after delivery. At the
-/// MX that is the client's own hop, minutes old; in a mailbox, the MX's. `None` if no such
-/// hop is dated.
+/// When the message arrived (Unix seconds): the date of the gateway's own hop when it has
+/// one (a stored or quarantined copy: its clock, as the session read it), else of the
+/// topmost `Received` hop below any added after delivery (at the MX, the client's own hop,
+/// minutes old; in a mailbox, the MX's). Review: with the gateway's hop there, the hop
+/// below it, which the client wrote, dated the arrival, and `scan` of a stored copy missed
+/// the shifted Date the session had scored. `None` if no such hop is dated.
 pub fn arrival(received: &[&str]) -> Option<i64> {
-    received
-        .iter()
-        .skip(hops_after_delivery(received.iter().copied()))
-        .find_map(|hop| parse_date(hop.rsplit_once(';')?.1))
+    let date_of = |hop: &&str| parse_date(hop.rsplit_once(';')?.1);
+    let ours = received.iter().find(|hop| is_gateway_hop(hop));
+    ours.and_then(date_of).or_else(|| {
+        received
+            .iter()
+            .skip(hops_after_delivery(received.iter().copied()))
+            .find_map(date_of)
+    })
 }
 
 /// Seconds from the message's arrival to its `Date` (positive: the Date is later, in the
@@ -124,6 +130,23 @@ mod tests {
             date_shift("Mon, 2 Dec 2002 15:00:00 +0100", &received),
             Some(2 * 3600)
         );
+    }
+
+    /// Regression (review): in a stored copy the hop below the gateway's (the client's
+    /// own, which it may date as it likes) dated the arrival: `scan` missed the shifted
+    /// Date the session had scored against its own clock.
+    #[test]
+    fn a_stored_copy_arrived_when_the_gateways_hop_says() {
+        let ours = "from mail.sender.example ([192.0.2.1])\r\n\tby mx.example.test (mxguard) \
+                    with ESMTP id ABC123; Mon, 2 Dec 2002 12:00:00 +0000";
+        let client = "from pc by mail.sender.example with SMTP; Mon, 1 Jan 2035 00:00:00 +0000";
+        let internal = "from mx.example.test by mbox.example.test with LMTP id 3;\n\t\
+                        Mon, 2 Dec 2002 12:00:01 +0000";
+        let future = "Mon, 1 Jan 2035 00:00:00 +0000";
+        let shift = date_shift(future, &[internal, ours, client]).unwrap();
+        assert!(shift > 30 * 365 * 86400, "{shift}");
+        // Without the gateway's hop, the delivery's topmost dated hop, as before.
+        assert_eq!(date_shift(future, &[client]), Some(0));
     }
 
     #[test]

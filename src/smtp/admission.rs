@@ -243,6 +243,12 @@ impl Admission {
         limits: &Limits,
     ) -> Result<Slot, Refusal> {
         let places = self.reserve(server, ip, limits)?;
+        // A session may have ended since the accept loop found every slot taken: its slot
+        // is taken as it is, or an idle session was asked to close (or the client refused)
+        // with a slot free (review).
+        if let Ok(permit) = self.total.clone().try_acquire_owned() {
+            return Ok(self.register(places, permit));
+        }
         let floor = limits.stress_idle_timeout / 10;
         let room_coming = {
             let sessions = lock(&self.sessions);
@@ -459,6 +465,44 @@ mod tests {
             .admit_by_eviction(&server, "198.51.100.1".parse().unwrap(), &limits)
             .await;
         assert!(admitted.is_ok(), "{:?}", admitted.err());
+    }
+
+    /// Regression (review): a slot freed between the accept loop's try and the eviction
+    /// task was not looked at: an idle session was asked to close (or, with none idle, the
+    /// client was refused `421`) while a slot stood free.
+    #[tokio::test]
+    async fn a_slot_freed_meanwhile_is_taken_without_evicting_anyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, limits) = server(dir.path(), 2);
+        let ended = server
+            .admission
+            .admit(&server, "192.0.2.1".parse().unwrap(), &limits)
+            .unwrap();
+        let idle = server
+            .admission
+            .admit(&server, "192.0.2.2".parse().unwrap(), &limits)
+            .unwrap();
+        let idle_task = idle_session(idle);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let x: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            server.admission.admit(&server, x, &limits).err(),
+            Some(Refusal::Total)
+        );
+        // A session ends before the eviction task runs.
+        drop(ended);
+        let admitted = server
+            .admission
+            .admit_by_eviction(&server, x, &limits)
+            .await;
+        assert!(admitted.is_ok(), "{:?}", admitted.err());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !idle_task.is_finished(),
+            "an idle session was closed though a slot was free"
+        );
+        idle_task.abort();
+        let _ = idle_task.await;
     }
 
     /// Regression (review): a client was checked against its per-address limit only after

@@ -109,6 +109,11 @@ impl MessageSink {
             return;
         }
         self.release_if_held(spool).await;
+        if !matches!(self.state, State::Receiving) {
+            // The release could not write the spill file: the message is refused, and
+            // taking budget back (or a second spill file) for it would only cost others.
+            return;
+        }
         let need = self.buf.len() + 2 * incoming.min(FEED_MAX) + 2;
         if need <= self.buf.capacity() && need <= self.reservation.bytes() {
             return;

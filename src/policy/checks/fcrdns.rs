@@ -73,7 +73,7 @@ impl Check for Fcrdns {
     async fn run(&self, ctx: &mut Context) -> Decision {
         let ip = ctx.client.ip;
         let deadline = self.dns.deadline(ctx.deadline);
-        let names = match within(deadline, self.dns.lookup_ptr("fcrdns", ip)).await {
+        let mut names = match within(deadline, self.dns.lookup_ptr("fcrdns", ip)).await {
             Outcome::Found(names) if !names.is_empty() => names,
             Outcome::Found(_) | Outcome::NotFound => {
                 ctx.hit("RDNS_NONE", 0.0);
@@ -81,11 +81,19 @@ impl Check for Fcrdns {
             }
             _ => return self.failed(),
         };
+        // In one order whatever order the server rotates them in: of an address with more
+        // names than are tried, the same ones are tried on every connection (review: it
+        // was confirmed on one and `RDNS_MISMATCH` on the next).
+        for name in &mut names {
+            *name = name.trim_end_matches('.').to_ascii_lowercase();
+        }
+        names.sort_unstable();
+        names.dedup();
         let mut any_failure = false;
         for name in names.iter().take(MAX_NAMES) {
             match within(deadline, self.addresses_like(ip, name)).await {
                 Outcome::Found(addrs) if addrs.contains(&ip) => {
-                    ctx.client.ptr = Some(name.trim_end_matches('.').to_ascii_lowercase());
+                    ctx.client.ptr = Some(name.clone());
                     return Decision::Continue;
                 }
                 Outcome::Found(_) | Outcome::NotFound => {}
@@ -172,5 +180,27 @@ mod tests {
         let decision = Fcrdns::new(dns, true).run(&mut ctx).await;
         assert!(names(&ctx).is_empty(), "{:?}", names(&ctx));
         assert!(matches!(decision, Decision::Tempfail(_)), "{decision:?}");
+    }
+
+    /// Regression (review): of an address with more names than are tried, the first ones
+    /// in the server's order were tried, and servers rotate that order: one connection
+    /// confirmed, the next scored `RDNS_MISMATCH`. The names are tried in their own order.
+    #[tokio::test]
+    async fn the_names_tried_do_not_depend_on_the_answers_order() {
+        let ip: std::net::IpAddr = "192.0.2.40".parse().unwrap();
+        // Served in this order: the confirming name last, past the three tried.
+        let server = TestDns::builder()
+            .ptr(ip, "z1.other.test")
+            .ptr(ip, "z2.other.test")
+            .ptr(ip, "z3.other.test")
+            .ptr(ip, "a.shared.test")
+            .a("a.shared.test", Ipv4Addr::new(192, 0, 2, 40))
+            .start()
+            .await
+            .unwrap();
+        let dns = server.resolver().unwrap();
+        let mut ctx = Context::new(ClientInfo::new(ip));
+        Fcrdns::new(dns, false).run(&mut ctx).await;
+        assert_eq!(ctx.client.ptr.as_deref(), Some("a.shared.test"));
     }
 }

@@ -40,19 +40,31 @@ fn literal_address(helo: &str) -> Option<IpAddr> {
     inner.parse().ok()
 }
 
+/// An address without its brackets: one Rust reads, or four dot-separated numbers however
+/// written (`192.000.002.007`, which Rust refuses for its leading zeros, went to DNS and
+/// scored as unresolvable instead; review). `name` has no trailing dot.
+fn is_bare_ip(name: &str) -> bool {
+    let quad = name.split('.').count() == 4
+        && name
+            .split('.')
+            .all(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()));
+    quad || name.parse::<IpAddr>().is_ok()
+}
+
 /// The symbols HELO syntax alone earns, and whether a DNS test makes sense.
 fn syntax_symbols(helo: &str, client: IpAddr, ours: &[String]) -> (Vec<&'static str>, bool) {
     if helo.starts_with('[') {
+        // `[IPv6:::ffff:192.0.2.7]` names the IPv4 client 192.0.2.7 (review).
         return match literal_address(helo) {
-            Some(ip) if ip == client => (vec![], false),
+            Some(ip) if ip.to_canonical() == client.to_canonical() => (vec![], false),
             Some(_) => (vec!["HELO_IP_MISMATCH"], false),
             None => (vec!["HELO_NOT_FQDN"], false),
         };
     }
-    if helo.parse::<IpAddr>().is_ok() {
+    let name = helo.trim_end_matches('.').to_ascii_lowercase();
+    if is_bare_ip(&name) {
         return (vec!["HELO_BARE_IP"], false);
     }
-    let name = helo.trim_end_matches('.').to_ascii_lowercase();
     if ours.contains(&name) {
         return (vec!["HELO_IS_OURS"], false);
     }
@@ -128,6 +140,13 @@ mod tests {
         assert_eq!(syms("example.test"), ["HELO_IS_OURS"]);
         assert_eq!(syms("[garbage]"), ["HELO_NOT_FQDN"]);
         assert!(syms("[IPv6:2001:db8::1]").contains(&"HELO_IP_MISMATCH"));
+        // Regression (review): the IPv4-mapped form of the client's own address was a
+        // mismatch, and a bare address with a trailing dot or leading zeros went to DNS.
+        assert!(syms("[IPv6:::ffff:192.0.2.7]").is_empty());
+        assert_eq!(syms("192.0.2.7."), ["HELO_BARE_IP"]);
+        assert_eq!(syms("192.000.002.007"), ["HELO_BARE_IP"]);
+        assert_eq!(syms("2001:db8::7"), ["HELO_BARE_IP"]);
+        assert!(syms("mail1.192-0-2-7.example").is_empty());
     }
 
     /// Regression (review): only `IPv6:` and `ipv6:` were read as the tag, so

@@ -57,6 +57,10 @@ impl RecipientVerifier {
             // The probe names the recipient as a path, quoted where its local part needs
             // it: `"john smith"@example.test`, not a syntax error for the internal server.
             (Some(callout), _) => callout.probe(&rcpt.to_path(), &self.config).await,
+            // Every domain we relay must take `postmaster` (RFC 5321 §4.5.1): a list that
+            // leaves it out refused mail about mail problems, the reports most wanted
+            // (review). The internal server, when asked, says for itself.
+            (None, Some(_)) if rcpt.local.eq_ignore_ascii_case("postmaster") => Verification::Known,
             (None, Some(_)) => Verification::Unknown("not in the recipient list".into()),
             (None, None) => Verification::Known,
         }
@@ -151,6 +155,15 @@ mod tests {
             Verification::Unknown(_)
         ));
         assert_eq!(v.verify(&rcpt("bob@other.test")).await, Verification::Known);
+        // Regression (review): a list without `postmaster` refused it (RFC 5321 §4.5.1).
+        assert_eq!(
+            v.verify(&rcpt("PostMaster@example.test")).await,
+            Verification::Known
+        );
+        assert!(matches!(
+            v.verify(&rcpt("postmaster2@example.test")).await,
+            Verification::Unknown(_)
+        ));
     }
 
     /// Regression (review): the callout probed `local@domain` rebuilt without quotes, so
