@@ -115,6 +115,16 @@ pub struct AvScan {
     pub result: Result<crate::classify::clamd::ScanReport, String>,
 }
 
+/// What one attachment policy found in a message (`key`: the policy and limits it ran
+/// with), so that a shadow policy with the same `[attachments]` does not decode it again.
+#[derive(Debug, Clone)]
+pub struct AttachmentScan {
+    /// The attachment policy and scan limits, as written by `Debug`.
+    pub key: Arc<str>,
+    /// The symbols it added, in order.
+    pub hits: Vec<SymbolHit>,
+}
+
 /// What the learning classifier said about a message, and which classifier, model and vote
 /// threshold said it (`by`), so that a shadow policy classifying alike reuses the answer
 /// instead of tokenizing again and asking the state backend again.
@@ -165,6 +175,10 @@ pub struct Context {
     /// What clamd said about the message, once asked (kept by [`Context::fork`], so a
     /// shadow policy scanning with the same clamd does not send the message again).
     pub antivirus: Option<AvScan>,
+    /// What the attachment policy found, once it ran (kept by [`Context::fork`], so a
+    /// shadow policy with the same `[attachments]` neither decodes the message again nor
+    /// takes an inspection turn from live sessions).
+    pub attachments: Option<AttachmentScan>,
     /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
     pub peer_stamp: Option<crate::tier::Stamp>,
     /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
@@ -184,7 +198,7 @@ pub struct Context {
 
 impl Context {
     /// A copy for a second judgement (the shadow policy): everything found so far, and the
-    /// message within its memory bound (see [`MessageData::bounded`]).
+    /// message as this context reads it (see [`MessageData::fork`]).
     pub fn fork(&self) -> Context {
         Context {
             client: self.client.clone(),
@@ -192,7 +206,7 @@ impl Context {
             declared_size: self.declared_size,
             recipients: self.recipients.clone(),
             rcpt: self.rcpt.clone(),
-            message: MessageData::from(self.message.bounded().into_owned()),
+            message: self.message.fork(),
             scan: self.scan,
             symbols: self.symbols.clone(),
             parsed: self.parsed.clone(),
@@ -201,6 +215,7 @@ impl Context {
             as_received: self.as_received.clone(),
             classification: self.classification.clone(),
             antivirus: self.antivirus.clone(),
+            attachments: self.attachments.clone(),
             peer_stamp: self.peer_stamp.clone(),
             deadline: self.deadline,
             greylist_credit: None,
@@ -225,6 +240,7 @@ impl Context {
             as_received: None,
             classification: None,
             antivirus: None,
+            attachments: None,
             peer_stamp: None,
             deadline: None,
             greylist_credit: None,

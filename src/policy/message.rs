@@ -10,7 +10,7 @@
 use crate::classify::ledger::{body_digest, body_start, BodyHasher};
 use crate::config::Limits;
 use crate::rules::{MessageView, Sample, SampleLimits, Sampler, ScanLimits};
-use crate::spool::{Mapped, QueueId, SpillFile, SpoolError};
+use crate::spool::{Mapped, QueueId, SpillFile, SpillReader, SpoolError};
 use std::borrow::Cow;
 use std::ops::Deref;
 
@@ -40,11 +40,52 @@ impl Default for Repr {
 
 #[derive(Debug)]
 struct Spilled {
-    file: SpillFile,
+    file: SpillSource,
     /// Length of the header section at the start of the message in the file.
     header_len: usize,
     /// The header section, once [`MessageData::prepare`] read it.
     header: Option<Vec<u8>>,
+}
+
+/// The spool file a message on disk is in.
+#[derive(Debug)]
+enum SpillSource {
+    /// The transaction's own: committed with the message, removed without it.
+    Own(SpillFile),
+    /// Another context's, read only: the shadow policy's copy reads the live message's file
+    /// (review: judged on a copy of the sample, its attachment check found every archive
+    /// empty and scored `ARCHIVE_UNREADABLE` where the live one found nothing).
+    Shared(SpillReader),
+}
+
+impl SpillSource {
+    fn reader(&self) -> SpillReader {
+        match self {
+            SpillSource::Own(file) => file.reader(),
+            SpillSource::Shared(reader) => reader.clone(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            SpillSource::Own(file) => file.len(),
+            SpillSource::Shared(reader) => reader.len(),
+        }
+    }
+
+    fn id(&self) -> Option<&QueueId> {
+        match self {
+            SpillSource::Own(file) => Some(file.id()),
+            SpillSource::Shared(_) => None,
+        }
+    }
+
+    fn map(&self) -> std::io::Result<Mapped<'_>> {
+        match self {
+            SpillSource::Own(file) => file.map(),
+            SpillSource::Shared(reader) => reader.map(),
+        }
+    }
 }
 
 /// Where an accepted message's bytes are, for the spool.
@@ -118,7 +159,7 @@ impl MessageData {
     pub fn spilled(file: SpillFile, header_len: usize) -> MessageData {
         MessageData {
             repr: Repr::Spilled(Box::new(Spilled {
-                file,
+                file: SpillSource::Own(file),
                 header_len,
                 header: None,
             })),
@@ -157,7 +198,7 @@ impl MessageData {
     pub fn spool_id(&self) -> Option<&QueueId> {
         match &self.repr {
             Repr::Memory(_) => None,
-            Repr::Spilled(s) => Some(s.file.id()),
+            Repr::Spilled(s) => s.file.id(),
         }
     }
 
@@ -198,7 +239,7 @@ impl MessageData {
         .map_err(|_| SpoolError::Stopped)?;
         let (header, sample) = read.map_err(|source| SpoolError::Io {
             op: "read",
-            path: s.file.id().as_str().into(),
+            path: s.file.id().map_or("", QueueId::as_str).into(),
             source,
         })?;
         s.header = Some(header);
@@ -225,7 +266,10 @@ impl MessageData {
                 if header.len() == before {
                     return Ok(false);
                 }
-                s.file.replace_head(before as u64, header)?;
+                // A read-only copy's header changes in memory only.
+                if let SpillSource::Own(file) = &mut s.file {
+                    file.replace_head(before as u64, header)?;
+                }
                 s.header_len = header.len();
                 Ok(true)
             }
@@ -343,11 +387,40 @@ impl MessageData {
         }
     }
 
-    /// Hands the bytes over for spooling.
+    /// Hands the bytes over for spooling. A read-only copy (see [`MessageData::fork`]),
+    /// which no transaction spools, is read into memory whole.
     pub fn into_stored(self) -> Stored {
         match self.repr {
             Repr::Memory(b) => Stored::Memory(b),
-            Repr::Spilled(s) => Stored::Spilled(s.file),
+            Repr::Spilled(s) => match s.file {
+                SpillSource::Own(file) => Stored::Spilled(file),
+                SpillSource::Shared(reader) => {
+                    let mut bytes = Vec::new();
+                    let _ = reader.read_chunks(0, READ_CHUNK, |chunk| {
+                        bytes.extend_from_slice(chunk);
+                        true
+                    });
+                    Stored::Memory(bytes)
+                }
+            },
+        }
+    }
+
+    /// A copy for a second judgement (the shadow policy) that reads what this one reads: a
+    /// message in memory is copied (as the live one, sampled when it is big), one on disk
+    /// is read from the same file, read only, with its header section and sample copied.
+    pub fn fork(&self) -> MessageData {
+        let repr = match &self.repr {
+            Repr::Memory(b) => Repr::Memory(b.clone()),
+            Repr::Spilled(s) => Repr::Spilled(Box::new(Spilled {
+                file: SpillSource::Shared(s.file.reader()),
+                header_len: s.header_len,
+                header: s.header.clone(),
+            })),
+        };
+        MessageData {
+            repr,
+            sample: self.sample.clone(),
         }
     }
 }

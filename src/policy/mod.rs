@@ -199,10 +199,13 @@ impl Policy {
     ) -> Result<(), PolicyError> {
         // Its own `[antivirus]`: a candidate that drops or adds clamd must be judged so
         // (the scan is still reused where it names the same clamd and scope).
+        // Turns of its own to decode attachments (review: a shadow whose `[attachments]`
+        // differs took the live sessions' turns, which then answered 451).
         let quiet = Services {
             probe: None,
             state: None,
             antivirus: crate::classify::clamd::Clamd::from_config(&config.antivirus),
+            disk_inspections: None,
             ..services.clone()
         };
         let shadow = Policy::assemble(config, &quiet, true, rules)
@@ -595,9 +598,10 @@ impl Policy {
     }
 
     /// Runs the checks of `stage` in order; the first that does not continue decides. All of
-    /// them share one deadline, `dns.stage_deadline` from now.
+    /// them share one deadline, `dns.stage_deadline` from when they start (at the end of
+    /// data, after the message is read: reading and sampling a big one from the spool took
+    /// from the time URIBL and DKIM share; review).
     pub async fn evaluate(&self, stage: Stage, ctx: &mut Context) -> Decision {
-        ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         if stage == Stage::Data {
             if let Err(e) = self.prepare_message(ctx).await {
                 tracing::error!(error = %e, "cannot read the message from the spool");
@@ -619,6 +623,7 @@ impl Policy {
                 ));
             }
         }
+        ctx.deadline = Some(tokio::time::Instant::now() + self.config.dns.stage_deadline);
         // A new HELO replaces what the previous one earned; a refused one leaves the
         // session as it was (RFC 5321 §4.1.4), so what it replaced is kept aside.
         let before_helo = (stage == Stage::Helo).then(|| {

@@ -110,7 +110,11 @@ pub fn build(config: Config) -> Result<Offline, OfflineError> {
         ..Services::default()
     };
     let _guard = runtime.enter();
-    let policy = Policy::build(Arc::new(config), &services)?;
+    let mut policy = Policy::build(Arc::new(config), &services)?;
+    // Built (so `check` finds a broken shadow configuration) but never run offline: it
+    // judged every scanned message twice, counted nowhere, and streamed each to the
+    // shadow's clamd, which `scan` is documented not to reach (review).
+    policy.shadow = None;
     Ok(Offline {
         policy,
         classifier,
@@ -236,5 +240,41 @@ impl Offline {
                 .collect(),
             classification: ctx.classification.map(|c| c.judged),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review): the offline policy ran the shadow policy too, judging every
+    /// message twice and streaming each to the shadow's clamd, which `scan` is documented
+    /// never to reach.
+    #[test]
+    fn the_shadow_policy_is_checked_but_never_run_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let clamd = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        clamd.set_nonblocking(true).unwrap();
+        let base = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+                    [classifier]\nenabled = false\n";
+        let shadow = dir.path().join("shadow.toml");
+        std::fs::write(
+            &shadow,
+            format!(
+                "{base}[antivirus]\nclamd = \"tcp://{}\"\nscan = \"message\"\ntimeout = \"1s\"\n",
+                clamd.local_addr().unwrap()
+            ),
+        )
+        .unwrap();
+        let text = format!("{base}[policy]\nshadow = {:?}\n", shadow.display().to_string());
+        let offline = build(Config::from_toml(Path::new("t.toml"), &text).unwrap()).unwrap();
+        offline.judge(b"From: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n");
+        assert!(
+            clamd.accept().is_err(),
+            "the shadow's clamd was reached offline"
+        );
+        // A shadow configuration that does not load still fails the build (`check`).
+        std::fs::write(&shadow, "[relay\n").unwrap();
+        assert!(build(Config::from_toml(Path::new("t.toml"), &text).unwrap()).is_err());
     }
 }

@@ -80,6 +80,9 @@ impl Policy {
         }
         let (live_verdict, _) = self.conclude(live.clone(), ctx);
         let mut sctx = ctx.fork();
+        // Its own stage deadline: what the live checks left of theirs was often nothing,
+        // and a check only the shadow has (a new DNS list) never hit (review).
+        sctx.deadline = Some(tokio::time::Instant::now() + shadow.config.dns.stage_deadline);
         // What the live state checks found at this stage the shadow cannot find again (it
         // keeps no state): without them every greylisting pass or rate-limit hit read as
         // the candidate disagreeing.
@@ -286,6 +289,50 @@ mod tests {
             disagreements_over_a_connect_symbol(&live, &metrics).await,
             1
         );
+    }
+
+    /// Regression (review): the shadow judged a big message on a copy of its sample, which
+    /// holds no attachment bytes: every archive read as empty, `ARCHIVE_UNREADABLE` (2
+    /// points), and an identical shadow disagreed. It now reads what the live judgement
+    /// reads, and reuses the live attachment findings where its `[attachments]` is the same.
+    #[tokio::test]
+    async fn an_identical_shadow_agrees_on_a_big_message_with_an_archive() {
+        let rules = "header BIG_SUBJECT Subject =~ /big/\nscore BIG_SUBJECT 3.5\n";
+        let (live, metrics, _dir) = live_and_shadow(rules, rules);
+        let zip =
+            "UEsDBBQAAAAAAIZ4hV3miEFVEgAAABIAAAAKAAAAcmVwb3J0LnR4dHF1YXJ0ZXJseSBmaWd1cmVzClBL\r\n\
+AQIUAxQAAAAAAIZ4hV3miEFVEgAAABIAAAAKAAAAAAAAAAAAAACAAQAAAAByZXBvcnQudHh0UEsFBgAA\r\n\
+AAABAAEAOAAAADoAAAAAAA==\r\n";
+        let filler =
+            "figures for the quarter, as discussed on the call last week.\r\n".repeat(20_000);
+        let message = format!(
+            "From: a@b.test\r\nSubject: big report\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+{filler}--b\r\nContent-Type: application/zip; name=\"report.zip\"\r\n\
+Content-Disposition: attachment; filename=\"report.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{zip}--b--\r\n"
+        );
+        assert!(
+            message.len() > 1024 * 1024,
+            "bigger than message_memory_bytes"
+        );
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        ctx.message = message.into_bytes().into();
+        let decision = live.evaluate(Stage::Data, &mut ctx).await;
+        assert_eq!(decision, Decision::Continue);
+        assert!(ctx.message.is_sampled());
+        let names: Vec<&str> = ctx.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert!(!names.contains(&"ARCHIVE_UNREADABLE"), "{names:?}");
+        let counted: u64 = ["accept", "tag", "quarantine", "reject", "tempfail"]
+            .iter()
+            .map(|b| {
+                metrics
+                    .shadow_disagreements_total
+                    .with_label_values(&["accept", b])
+                    .get()
+            })
+            .sum();
+        assert_eq!(counted, 0);
     }
 
     /// Regression (review): the shadow was built on the live gateway's clamd client, so

@@ -203,6 +203,13 @@ pub struct SpillReader {
 }
 
 impl SpillReader {
+    /// The whole message as one read-only slice from the page cache.
+    pub fn map(&self) -> io::Result<Mapped<'_>> {
+        let len = usize::try_from(self.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+        Mapped::new(&self.file, self.start, len)
+    }
+
     /// Message length.
     pub fn len(&self) -> u64 {
         self.end - self.start

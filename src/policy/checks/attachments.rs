@@ -5,6 +5,7 @@
 use crate::classify::attachments::{Attachment, AttachmentPolicy, Finding, Symbol};
 use crate::mail::Reply;
 use crate::policy::checks::scan_coverage::{PART_LIMIT, PART_LIMIT_SCORE};
+use crate::policy::context::AttachmentScan;
 use crate::policy::{Check, Context, Decision, Stage};
 use crate::rules::{AttachmentPart, Decoded, MessageView, ScanLimits};
 use async_trait::async_trait;
@@ -31,6 +32,9 @@ pub struct Attachments {
     limits: ScanLimits,
     /// How long a message waits for its turn (`attachments.inspection_wait`).
     wait: Duration,
+    /// The policy and limits as `Debug` writes them: what an earlier judgement of the same
+    /// message must have run with for its findings to be reused.
+    key: Arc<str>,
 }
 
 impl Attachments {
@@ -42,11 +46,13 @@ impl Attachments {
         limits: ScanLimits,
         wait: Duration,
     ) -> Attachments {
+        let key = format!("{policy:?} {limits:?}").into();
         Attachments {
             policy: Arc::new(policy),
             disk_inspections,
             limits,
             wait,
+            key,
         }
     }
 
@@ -134,6 +140,28 @@ impl Check for Attachments {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
+        // Judged already by the same policy (the live one, before a shadow that keeps its
+        // `[attachments]`): the same findings, without a second decoding or turn.
+        if let Some(scan) = ctx.attachments.as_ref().filter(|s| s.key == self.key) {
+            for hit in scan.hits.clone() {
+                ctx.hit_once(&hit.name, hit.score);
+            }
+            return Decision::Continue;
+        }
+        let before = ctx.symbols.len();
+        let decision = self.judge(ctx).await;
+        if decision == Decision::Continue {
+            ctx.attachments = Some(AttachmentScan {
+                key: self.key.clone(),
+                hits: ctx.symbols.get(before..).unwrap_or_default().to_vec(),
+            });
+        }
+        decision
+    }
+}
+
+impl Attachments {
+    async fn judge(&self, ctx: &mut Context) -> Decision {
         // A message on disk takes its `disk_inspections` turn before its attachments are
         // decoded and keeps it until they are judged: the decoded files are the memory the
         // turns bound (review: the turn was given back between decoding and opening the

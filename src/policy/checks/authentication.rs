@@ -103,8 +103,7 @@ impl Check for MessageAuth {
             .filter_map(|c| c.as_ref().map(|c| c.symbol()))
             .collect();
         // Verified already when this is the shadow policy's judgement of a message the live
-        // one judged: the shadow's copy of a big message holds only its sample, on which a
-        // signature's body hash would fail (and the answers would only be asked again).
+        // one judged: the answers would only be asked again, under the shadow's deadline.
         if outcome.dkim.is_none() {
             // A big message is mapped from its spool file, not read onto the heap.
             let deadline = self.auth.deadline(ctx.deadline);
