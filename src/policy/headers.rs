@@ -4,22 +4,17 @@
 use super::{Context, Verdict};
 use crate::config::Thresholds;
 
-/// Header names we own; any incoming header with one of these names is removed.
-const OWN_HEADERS: [&str; 5] = [
-    "x-spam-score",
-    "x-spam-status",
-    "x-spam-rules",
-    "x-spam-flag",
-    "x-spam-level",
-];
+/// The prefix of the header names we own. Every incoming field with it goes, not only the
+/// ones we write: a forged `X-Spam-Report` or `X-Spam-Checker-Version` reached the internal
+/// server beside our verdict (review), and a filter there cannot tell whose it is.
+const OWN_PREFIX: &[u8] = b"x-spam-";
 
-/// Removes our header names from the header section of `message`, folded continuation
-/// lines included; returns how many fields went. The body is never touched.
+/// Removes every field named with our prefix from the header section of `message`, folded
+/// continuation lines included. The body is never touched.
 pub fn strip_own_headers(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     crate::mail::header_fields::remove_fields(message, |name, _| {
-        OWN_HEADERS
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        name.get(..OWN_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(OWN_PREFIX))
     })
 }
 
@@ -35,9 +30,10 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
         .map(|s| format!("{}={:.2}", s.name, s.score))
         .collect();
     rules.sort();
-    let mut h = format!("X-Spam-Score: {score:.2}\r\n");
+    let score = hundredths_down(score);
+    let mut h = format!("X-Spam-Score: {score}\r\n");
     h.push_str(&format!(
-        "X-Spam-Status: {}, score={score:.2} tag={:.1} quarantine={:.1} reject={:.1}\r\n",
+        "X-Spam-Status: {}, score={score} tag={:.1} quarantine={:.1} reject={:.1}\r\n",
         if spam { "Yes" } else { "No" },
         t.tag,
         t.quarantine,
@@ -51,6 +47,17 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
         h.push_str(&fold("X-Spam-Rules:", &rules));
     }
     h
+}
+
+/// `score` (rounded to a thousandth, as verdicts read it) with two decimals, rounded down:
+/// rounded to nearest, 4.996 under a `tag` of 5 read `score=5.00` on a message judged
+/// clean, and a filter downstream testing the header filed it as spam (review).
+fn hundredths_down(score: f64) -> String {
+    let thousandths = (score * 1000.0).round() as i64;
+    let hundredths = thousandths.div_euclid(10);
+    let sign = if hundredths < 0 { "-" } else { "" };
+    let abs = hundredths.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
 /// Folds a comma-separated list so no header line exceeds ~78 characters.
@@ -86,6 +93,9 @@ mod tests {
             &*strip_own_headers(m),
             b"From: a@b.example\r\nSubject: hi\r\n\r\nX-Spam-Status: body stays\r\n"
         );
+        // Regression (review): only the five names we write went.
+        let m = b"X-Spam-Report: all clear\r\nX-Spam-Checker-Version: x\r\nX-Spammy: kept\r\n\r\nb\r\n";
+        assert_eq!(&*strip_own_headers(m), b"X-Spammy: kept\r\n\r\nb\r\n");
     }
 
     #[test]
@@ -116,6 +126,16 @@ mod tests {
             h.contains("X-Spam-Rules: A_RULE=2.50, B_RULE=3.00\r\n"),
             "{h}"
         );
+        // Regression (review): 4.996 under a tag of 5 read 5.00 on a message judged clean.
+        let mut close = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        close.hit("A_RULE", 2.499);
+        close.hit("B_RULE", 2.497);
+        let h = verdict_headers(&close, Verdict::Accept, &t);
+        assert!(h.starts_with("X-Spam-Score: 4.99\r\n"), "{h}");
+        assert_eq!(hundredths_down(-1.005), "-1.01");
+        assert_eq!(hundredths_down(0.29), "0.29");
+        assert_eq!(hundredths_down(-0.004), "-0.01");
+        assert_eq!(hundredths_down(12.0), "12.00");
         // Regression (review against GUIDE): with no rule scored the header was left out.
         let clean = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         let h = verdict_headers(&clean, Verdict::Accept, &t);
