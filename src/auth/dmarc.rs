@@ -44,6 +44,17 @@ pub enum DmarcPolicy {
     Reject,
 }
 
+impl DmarcPolicy {
+    /// As `policy.dmarc=` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcPolicy::None => "none",
+            DmarcPolicy::Quarantine => "quarantine",
+            DmarcPolicy::Reject => "reject",
+        }
+    }
+}
+
 /// The DMARC result of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmarcCheck {

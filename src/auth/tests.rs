@@ -854,6 +854,10 @@ async fn pct_zero_does_not_reject() {
         "{:?}",
         outcome.symbols()
     );
+    // Regression (review): our header said the policy published, not the one applied.
+    let header = outcome.authentication_results_header(HOST);
+    assert!(header.contains("policy.dmarc=quarantine"), "{header}");
+    assert!(!header.contains("policy.dmarc=reject"), "{header}");
 }
 
 /// Regression (review): `pct=` was read from the first record up the tree, while mail-auth

@@ -94,7 +94,8 @@ mod tests {
             b"From: a@b.example\r\nSubject: hi\r\n\r\nX-Spam-Status: body stays\r\n"
         );
         // Regression (review): only the five names we write went.
-        let m = b"X-Spam-Report: all clear\r\nX-Spam-Checker-Version: x\r\nX-Spammy: kept\r\n\r\nb\r\n";
+        let m =
+            b"X-Spam-Report: all clear\r\nX-Spam-Checker-Version: x\r\nX-Spammy: kept\r\n\r\nb\r\n";
         assert_eq!(&*strip_own_headers(m), b"X-Spammy: kept\r\n\r\nb\r\n");
     }
 

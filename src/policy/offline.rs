@@ -266,7 +266,10 @@ mod tests {
             ),
         )
         .unwrap();
-        let text = format!("{base}[policy]\nshadow = {:?}\n", shadow.display().to_string());
+        let text = format!(
+            "{base}[policy]\nshadow = {:?}\n",
+            shadow.display().to_string()
+        );
         let offline = build(Config::from_toml(Path::new("t.toml"), &text).unwrap()).unwrap();
         offline.judge(b"From: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n");
         assert!(
