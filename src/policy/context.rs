@@ -181,6 +181,10 @@ pub struct Context {
     pub attachments: Option<AttachmentScan>,
     /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
     pub peer_stamp: Option<crate::tier::Stamp>,
+    /// The verdict of a tier peer's authentic stamp that is too old, or made under another
+    /// policy, to stand: the message is judged again, and no milder than this (see
+    /// [`crate::policy::Policy::conclude`]).
+    pub peer_floor: Option<super::Verdict>,
     /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
     /// and shared by every check of the stage, so together they never take longer than
     /// `dns.stage_deadline`.
@@ -217,6 +221,7 @@ impl Context {
             antivirus: self.antivirus.clone(),
             attachments: self.attachments.clone(),
             peer_stamp: self.peer_stamp.clone(),
+            peer_floor: self.peer_floor,
             deadline: self.deadline,
             greylist_credit: None,
             refused_symbols: Vec::new(),
@@ -242,6 +247,7 @@ impl Context {
             antivirus: None,
             attachments: None,
             peer_stamp: None,
+            peer_floor: None,
             deadline: None,
             greylist_credit: None,
             refused_symbols: Vec::new(),

@@ -732,10 +732,12 @@ impl Policy {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // Verified whatever its age: an authentic stamp too old to stand still says what
+        // the tier found, and is kept as a floor.
         let verified = match ctx.message.raw() {
             // Hashing a big body holds the thread a while: off the session threads.
             Ok(raw) => crate::runtime::off_the_session_threads(raw.len(), || {
-                crate::tier::Stamp::verify(tier.secret.bytes(), &raw, now, tier.stamp_max_age)
+                crate::tier::Stamp::verify(tier.secret.bytes(), &raw, now, std::time::Duration::MAX)
             }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot map the message to verify its stamp");
@@ -750,9 +752,14 @@ impl Policy {
             // A verdict under another policy (a member not yet reloaded, one whose rules
             // were switched off) is not the tier's verdict: the message is judged here,
             // as with a broken stamp (carried from an earlier review: `f=` was read and
-            // never compared).
-            Ok(stamp) if !stamp.made_under(&self.fingerprint) => {
-                tracing::info!(peer = %peer, gateway = %stamp.gateway, stamp_fingerprint = %stamp.fingerprint, "tier peer's stamp was made under another policy: filtered");
+            // never compared). Nor one older than `stamp_max_age`. Either is a floor.
+            Ok(stamp)
+                if !stamp.made_under(&self.fingerprint)
+                    || now.saturating_sub(stamp.time) > tier.stamp_max_age.as_secs() =>
+            {
+                tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, stamp_fingerprint = %stamp.fingerprint, stamp_time = stamp.time, "tier peer's stamp is too old or made under another policy: filtered, its verdict a floor");
+                ctx.peer_floor = crate::policy::Verdict::of_peer_stamp(&stamp.verdict);
+                ctx.hit("TIER_STAMP_FLOOR", 0.0);
                 false
             }
             Ok(stamp) => {

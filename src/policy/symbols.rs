@@ -109,6 +109,7 @@ const CHECK_SYMBOLS: &[&str] = &[
     "SCAN_PART_LIMIT",
     "SCAN_TRUNCATED",
     "SIZE_OVER_LIMIT",
+    "TIER_STAMP_FLOOR",
     "TIER_STAMP_VERIFIED",
 ];
 

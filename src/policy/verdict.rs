@@ -96,7 +96,14 @@ impl Policy {
         if let Some(verdict) = stamped.and_then(|s| Verdict::of_peer_stamp(&s.verdict)) {
             return (verdict, None);
         }
-        judged(&self.config.policy, ctx)
+        // Judged again without the client's evidence (a peer's relay skips the client
+        // checks), a message a backup tagged for its DNS listings and held past
+        // `stamp_max_age` came out clean (review): the stamped verdict is a floor.
+        match (judged(&self.config.policy, ctx), ctx.peer_floor) {
+            ((Verdict::Accept, _), Some(floor @ (Verdict::Tag | Verdict::Quarantine)))
+            | ((Verdict::Tag, _), Some(floor @ Verdict::Quarantine)) => (floor, None),
+            (judgement, _) => judgement,
+        }
     }
 
     /// Headers to prepend to a message accepted with `verdict`.
@@ -344,12 +351,12 @@ mod tests {
         config.tier = Some(tier);
         let policy = Policy::build(Arc::new(config), &Services::default()).unwrap();
         let message = b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        let judge = |verdict: &'static str| {
+        let judge_aged = |verdict: &'static str, age: u64, fingerprint: &str| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let stamp = crate::tier::Stamp::new("gw2", now, verdict, 9.0, policy.fingerprint());
+            let stamp = crate::tier::Stamp::new("gw2", now - age, verdict, 9.0, fingerprint);
             let mut stamped = stamp.header(&key, message).into_bytes();
             stamped.extend_from_slice(message);
             let mut ctx = Context::new(ClientInfo::new([198, 51, 100, 1].into()));
@@ -361,10 +368,29 @@ mod tests {
                 (ctx.peer_stamp.is_some(), policy.conclude(decision, &ctx).0)
             }
         };
+        let ours = policy.fingerprint().to_owned();
+        let judge = |verdict: &'static str| judge_aged(verdict, 0, &ours);
         assert_eq!(judge("tag").await, (true, Verdict::Tag));
         for untrusted in ["reject", "discard", "whatever"] {
             let (kept, _) = judge(untrusted).await;
             assert!(!kept, "a stamped {untrusted:?} was trusted");
         }
+        // Regression (review): a stamp too old to stand, or made under another policy,
+        // was thrown away whole: judged again without the client's evidence, a message
+        // the backup tagged came out clean. Its verdict is a floor now.
+        let old = policy.config.tier.as_ref().unwrap().stamp_max_age.as_secs() + 60;
+        let fingerprint = policy.fingerprint().to_owned();
+        assert_eq!(
+            judge_aged("tag", old, &fingerprint).await,
+            (false, Verdict::Tag)
+        );
+        assert_eq!(
+            judge_aged("quarantine", 0, "ffffffffffffffff").await,
+            (false, Verdict::Quarantine)
+        );
+        assert_eq!(
+            judge_aged("accept", old, &fingerprint).await,
+            (false, Verdict::Accept)
+        );
     }
 }
