@@ -1151,6 +1151,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is this gateway's own tier.name"), "{err}");
+        // Regression (review): a peer's name was never checked, and a ',' in any member's
+        // name broke the embedded store's contact lists.
+        for bad in ["gw 2", "gw2,bk1", "gw2=x", ""] {
+            let err = Config::from_toml(Path::new("t.toml"), &tier("", bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("tier.peers[0].name"), "{bad:?}: {err}");
+        }
+        let err = Config::from_toml(Path::new("t.toml"), &tier("name = \"gw1,x\"\n", "gw2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tier.name"), "{err}");
+        // Nor two peers at one address, which mail from it cannot tell apart.
+        let two = format!(
+            "{}[[tier.peers]]\nname = \"gw3\"\nsmtp = \"192.0.2.12:25\"\nrole = \"backup\"\n",
+            tier("", "gw2")
+        );
+        let err = Config::from_toml(Path::new("t.toml"), &two)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tier.peers[1].smtp"), "{err}");
     }
 
     /// Regression (review): a recipient list keyed as `relay.domains` may be written (with

@@ -116,6 +116,15 @@ pub struct PeerConfig {
     pub role: Role,
 }
 
+/// What a member's name may not be: the refusal's text.
+const MEMBER_NAME: &str = "must be a name without spaces, ';', '=' or ','";
+
+/// Whether `name` can name a tier member: not empty, and none of the separators the
+/// shared state's keys and values put between names.
+fn is_member_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || matches!(c, ';' | '=' | ','))
+}
+
 /// The validated `[tier]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TierConfig {
@@ -228,8 +237,8 @@ impl RawTier {
             .name
             .map(|n| domain_key(&n))
             .unwrap_or_else(|| hostname.to_owned());
-        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ';' || c == '=') {
-            problems.bad("tier.name", "must be a name without spaces, ';' or '='");
+        if !is_member_name(&name) {
+            problems.bad("tier.name", MEMBER_NAME);
         }
         let role = Role::parse(
             self.role.as_deref().unwrap_or("primary"),
@@ -269,6 +278,17 @@ impl RawTier {
                 problems.bad(
                     &format!("{key}.name"),
                     &format!("{:?} is listed twice", p.name),
+                );
+            }
+            // The state keys and the embedded store's contact lists hold members' names
+            // between these separators (review: a peer's name was never checked).
+            if !is_member_name(&p.name) {
+                problems.bad(&format!("{key}.name"), MEMBER_NAME);
+            }
+            if peers.iter().any(|q| q.smtp == p.smtp) {
+                problems.bad(
+                    &format!("{key}.smtp"),
+                    &format!("{} is another peer's address", p.smtp),
                 );
             }
             let role = Role::parse(&p.role, &format!("{key}.role"), problems);
