@@ -314,9 +314,17 @@ impl Tier {
     }
 
     /// Whether at least one primary (other than this gateway) is up: a client talking to
-    /// a backup meanwhile is bypassing the front tier.
+    /// a backup meanwhile is bypassing the front tier. A view older than a few rounds
+    /// (the task that refreshes it stopped) says nothing: no primary counts as up (review:
+    /// a frozen view kept a backup scoring or refusing for ever).
     pub fn primaries_up(&self) -> bool {
         let now = unix_now();
+        let view_bound = self.config().heartbeat_interval * 3 + Duration::from_secs(30);
+        let seen_lately = |p: &PeerStatus| {
+            p.last_seen
+                .and_then(|at| SystemTime::now().duration_since(at).ok())
+                .is_some_and(|age| age <= view_bound)
+        };
         let reached_lately = |p: &PeerStatus| {
             p.reached_at
                 .is_none_or(|at| now.saturating_sub(at) <= PRIMARY_UNREACHED_LIMIT.as_secs())
@@ -325,9 +333,14 @@ impl Tier {
             p.full_at
                 .is_some_and(|at| now.saturating_sub(at) <= PRIMARY_FULL_HOLD.as_secs())
         };
-        read(&self.peers)
-            .iter()
-            .any(|p| p.role == Role::Primary && p.up && reached_lately(p) && !full_lately(p))
+        read(&self.peers).iter().any(|p| {
+            p.role == Role::Primary
+                && !p.announced_backup
+                && p.up
+                && seen_lately(p)
+                && reached_lately(p)
+                && !full_lately(p)
+        })
     }
 
     /// The name of the peer whose SMTP address is `ip`, when a peer is talking to us.
@@ -435,13 +448,14 @@ impl Tier {
         if let Some(state) = &self.state {
             if let Some(beat) = fresh_heartbeat(state, config, peer).await {
                 if beat.role != peer.role.as_str() && self.role_mismatch_due(&peer.name) {
-                    // A primary re-roled to backup on its own host still makes the backups
-                    // score and refuse its senders: the two configurations disagree.
+                    // A primary re-roled to backup on its own host kept the backups scoring
+                    // and refusing its senders while the real primaries were down (review):
+                    // it counts as a primary only while both configurations say so.
                     tracing::warn!(
                         peer = %peer.name,
                         announced = %beat.role,
                         configured = peer.role.as_str(),
-                        "tier peer announces another role than configured here (the configured one counts; logged once an hour)"
+                        "tier peer announces another role than configured here (a primary only while both say so; logged once an hour)"
                     );
                 }
                 return Observation {
@@ -450,6 +464,7 @@ impl Tier {
                     source: "heartbeat",
                     reached_at: beat.reached_at,
                     full_at: beat.full_at,
+                    announced_backup: beat.role == Role::Backup.as_str(),
                 };
             }
         }
@@ -460,6 +475,7 @@ impl Tier {
                 source: "none",
                 reached_at: None,
                 full_at: None,
+                announced_backup: false,
             };
         };
         match http::get(admin, "/healthz", PROBE_TIMEOUT).await {
@@ -469,6 +485,7 @@ impl Tier {
                 source: "probe",
                 reached_at: None,
                 full_at: None,
+                announced_backup: false,
             },
             _ => Observation {
                 up: false,
@@ -476,6 +493,7 @@ impl Tier {
                 source: "probe",
                 reached_at: None,
                 full_at: None,
+                announced_backup: false,
             },
         }
     }

@@ -35,6 +35,8 @@ pub struct PeerStatus {
     /// Unix time it last turned a client away for lack of session room, from its
     /// heartbeat.
     pub full_at: Option<u64>,
+    /// Its heartbeat announces the backup role (whatever this gateway's configuration says).
+    pub announced_backup: bool,
 }
 
 impl PeerStatus {
@@ -52,6 +54,7 @@ impl PeerStatus {
             mismatch_logged: None,
             reached_at: None,
             full_at: None,
+            announced_backup: false,
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Observation {
     pub reached_at: Option<u64>,
     /// When it last turned a client away for lack of session room, as its heartbeat says.
     pub full_at: Option<u64>,
+    /// Its heartbeat announces the backup role.
+    pub announced_backup: bool,
 }
 
 /// Applies one round's observation to `status`, logging and exporting what changed.
@@ -84,6 +89,7 @@ pub fn apply(
     status.source = seen.source;
     status.reached_at = seen.reached_at;
     status.full_at = seen.full_at;
+    status.announced_backup = seen.announced_backup;
     if seen.up {
         status.last_seen = Some(now);
     }
@@ -179,6 +185,7 @@ mod tests {
                 source: "heartbeat",
                 reached_at: None,
                 full_at: None,
+                announced_backup: false,
             },
             "aa",
             now,
@@ -194,6 +201,7 @@ mod tests {
                 source: "probe",
                 reached_at: None,
                 full_at: None,
+                announced_backup: false,
             },
             "aa",
             now,
@@ -212,6 +220,7 @@ mod tests {
                 source: "none",
                 reached_at: None,
                 full_at: None,
+                announced_backup: false,
             },
             "aa",
             now,
@@ -240,6 +249,7 @@ mod tests {
             source: if up { "heartbeat" } else { "none" },
             reached_at: None,
             full_at: None,
+            announced_backup: false,
         };
         apply(&mut p, seen(false, None), "aa", now, &m);
         assert_eq!(
@@ -276,6 +286,7 @@ mod tests {
             source: "probe",
             reached_at: None,
             full_at: None,
+            announced_backup: false,
         };
         apply(&mut p, seen(Some("aa")), "aa", now, &m);
         assert!(p.fingerprint_match);

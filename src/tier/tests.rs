@@ -296,3 +296,68 @@ async fn each_peer_s_role_mismatch_is_said_on_its_own() {
     assert!(gw1.role_mismatch_due("gw3"), "gw2's warning hid gw3's");
     assert!(!gw1.role_mismatch_due("gw2"), "twice within the hour");
 }
+
+/// Regression (review): the configured role won over the one a peer announces, so a
+/// primary re-roled to backup on its own host (its MX record changed) still counted as a
+/// primary here, and backups scored or refused every sender while the real primaries were
+/// down. A peer counts as a primary only while both say so.
+#[tokio::test]
+async fn a_primary_announcing_the_backup_role_does_not_count_for_bypass() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
+    let beat = |role: &str| {
+        let beat = Heartbeat {
+            role: role.into(),
+            fingerprint: "aa".into(),
+            version: "1".into(),
+            at: unix_now(),
+            reached_at: None,
+            full_at: None,
+        };
+        serde_json::to_vec(&beat).unwrap()
+    };
+    let ttl = Duration::from_secs(60);
+    state
+        .set("tier:hb:gw1", &beat("primary"), ttl)
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert!(bk1.primaries_up());
+    state
+        .set("tier:hb:gw1", &beat("backup"), ttl)
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert!(bk1.peers()[0].up, "it is up all the same");
+    assert!(
+        !bk1.primaries_up(),
+        "a self-declared backup counted as a primary"
+    );
+}
+
+/// Regression (review): the view of the peers was trusted however old: had the task that
+/// refreshes it stopped, a backup went on scoring or refusing senders for ever.
+#[tokio::test]
+async fn a_view_of_the_peers_no_round_refreshed_says_no_primary_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
+    let ttl = Duration::from_secs(60);
+    state
+        .set(
+            "tier:hb:gw1",
+            &primary_heartbeat("aa", unix_now(), None),
+            ttl,
+        )
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert!(bk1.primaries_up());
+    for p in write(&bk1.peers).iter_mut() {
+        p.last_seen = Some(SystemTime::now() - Duration::from_secs(3600));
+    }
+    assert!(!bk1.primaries_up());
+}
