@@ -187,7 +187,12 @@ rules_dir = "{ROOT}/rules"
         yield port, work
     finally:
         gw.send_signal(signal.SIGTERM)
-        gw.wait(timeout=30)
+        try:
+            gw.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # A gateway that does not stop must not outlive the run, nor keep its files.
+            gw.kill()
+            gw.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 

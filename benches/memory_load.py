@@ -49,7 +49,7 @@ def big_message(size):
         "From: <sender@load.example>\r\n"
         "To: <user@example.test>\r\n"
         "Subject: quarterly report with attachment\r\n"
-        "Message-ID: <big-{n}@load.example>\r\n"
+        "Message-ID: <big@load.example>\r\n"
         "Date: Mon, 30 Nov 2026 12:00:00 +0000\r\n"
         "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="b1"\r\n'

@@ -8,7 +8,9 @@ Usage: benches/relay_load.py [--sessions 20] [--messages 5000] [--size 4096] [--
 Builds nothing: run `cargo build --release` first. Starts Postfix's smtp-sink as the
 internal server and the release binary on a private config and spool, sends the load with
 smtp-source, and reports accepted msgs/s (until smtp-source returns) and end-to-end msgs/s
-(until the spool is empty, i.e. every message got the internal server's 250).
+(until the spool is empty). A run counts only when every message was accepted and got the
+internal server's 250 (mxguard's /metrics: verdicts and delivered relay attempts; Postfix's
+log: `status=sent`); else it stops with the counts. smtp-source stops at the first refusal.
 
 With --postfix the same load goes through a private Postfix instance (plain relay, no
 filtering) to smtp-sink, measured the same way (until Postfix's queue is empty), so both
@@ -39,6 +41,49 @@ import urllib.request
 import smtplib
 
 from benchlib import BIN, ROOT, free_port, gateway, redis_server, require, resolver, smtp_sink, wait_port
+
+
+DRAIN_LIMIT = 600  # seconds: a queue that has not drained by then is a failed run
+
+
+def admin_of(work):
+    cfg = open(os.path.join(work, "mxguard.toml")).read()
+    return re.search(r'\[metrics\]\s*listen = "([^"]+)"', cfg).group(1)
+
+
+def metric_sum(text, name, label, values):
+    """The sum of `name`'s series whose `label` is one of `values`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf'{name}\{{([^}}]*)\}} (\S+)$', line)
+        if m and any(f'{label}="{v}"' in m.group(1) for v in values):
+            total += float(m.group(2))
+    return total
+
+
+def check_mxguard_delivered(work, expected):
+    """Every message of the load was accepted (or tagged) and reached the internal server:
+    an empty queue alone would also count a message quarantined, discarded or bounced."""
+    with urllib.request.urlopen(f"http://{admin_of(work)}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    accepted = metric_sum(text, "mxguard_messages_total", "verdict", ["accept", "tag"])
+    delivered = metric_sum(text, "mxguard_relay_attempts_total", "result", ["delivered"])
+    if accepted != expected or delivered != expected:
+        sys.exit(f"mxguard: {expected} messages sent, {accepted:.0f} accepted, "
+                 f"{delivered:.0f} delivered to the internal server")
+
+
+def check_postfix_delivered(work, expected):
+    """Every message left Postfix with the internal server's 250 (`status=sent`)."""
+    deadline = time.time() + 10  # the log may trail the queue by a moment
+    sent = 0
+    while time.time() < deadline:
+        with open(os.path.join(work, "maillog"), errors="replace") as f:
+            sent = sum(1 for line in f if "status=sent" in line)
+        if sent >= expected:
+            return
+        time.sleep(0.2)
+    sys.exit(f"postfix: {expected} messages sent, {sent} delivered to the internal server")
 
 
 def count_files(path):
@@ -92,8 +137,7 @@ def wait_seeded(work, timeout=60):
     """Waits until the gateway has imported the seed: the classifier's model joins the
     policy fingerprint, so /policy shows a new fingerprint. A deployed gateway is measured
     in its steady state, not while it fills its store."""
-    cfg = open(os.path.join(work, "mxguard.toml")).read()
-    admin = re.search(r'\[metrics\]\s*listen = "([^"]+)"', cfg).group(1)
+    admin = admin_of(work)
     first = None
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -127,8 +171,12 @@ def bench_mxguard(args, sink_port, binary=BIN):
         t0, t_accepted = run_source(args, port)
         queue = os.path.join(work, "spool", "queue")
         while count_files(queue) > 0:
+            if time.time() - t0 > DRAIN_LIMIT:
+                sys.exit(f"mxguard: the queue did not drain within {DRAIN_LIMIT} s")
             time.sleep(0.01)
-        return t0, t_accepted, time.time()
+        t_done = time.time()
+        check_mxguard_delivered(work, args.messages)
+        return t0, t_accepted, t_done
 
 
 def bench_postfix(args, sink_port):
@@ -192,8 +240,11 @@ default_process_limit = 100
             out = subprocess.run(["postqueue", "-c", conf, "-j"], capture_output=True, text=True).stdout
             if not out.strip():
                 break
+            if time.time() - t0 > DRAIN_LIMIT:
+                sys.exit(f"postfix: the queue did not drain within {DRAIN_LIMIT} s")
             time.sleep(0.05)
         t_done = time.time()
+        check_postfix_delivered(work, args.messages)
     finally:
         subprocess.run(["postfix", "-c", conf, "stop"], check=False)
         time.sleep(1)

@@ -7,8 +7,9 @@
 #        one whose [state] store has learned the classifier, so it votes on every message)
 #
 # Rspamd (Debian package `rspamd`, 3.4) runs with its default configuration and no
-# network: a local dnsmasq answers NXDOMAIN to every query at once (otherwise each DNS
-# list lookup waits for a timeout), via /etc/rspamd/local.d/options.inc. No Redis, so no
+# network: a local dnsmasq (on a free port) answers NXDOMAIN to every query at once (otherwise
+# each DNS list lookup waits for a timeout), via /etc/rspamd/local.d/options.inc, which is
+# put back as it was afterwards. It refuses to run beside an rspamd already running. No Redis, so no
 # Bayes. Requires root for the Rspamd part; the mxguard part needs only
 # `cargo build --release`.
 set -euo pipefail
@@ -27,23 +28,44 @@ if ! command -v rspamd >/dev/null || ! command -v dnsmasq >/dev/null; then
     echo "SKIP: rspamd or dnsmasq not installed (apt-get install rspamd dnsmasq-base)"
     exit 0
 fi
+# An rspamd already running would answer rspamc instead of ours, with its own config.
+if rspamc stat >/dev/null 2>&1; then
+    echo "an rspamd is already running on this machine: stop it first" >&2
+    exit 1
+fi
 work=$(mktemp -d)
-trap 'pkill -F "$work/dnsmasq.pid" 2>/dev/null || true; pkill -x rspamd 2>/dev/null || true; rm -rf "$work"' EXIT
-dnsmasq --no-resolv --no-hosts --listen-address=127.0.0.1 --port=5399 --bind-interfaces \
+options=/etc/rspamd/local.d/options.inc
+rspamd_pid=
+cleanup() {
+    if [ -n "$rspamd_pid" ]; then kill "$rspamd_pid" 2>/dev/null || true; wait "$rspamd_pid" 2>/dev/null || true; fi
+    pkill -F "$work/dnsmasq.pid" 2>/dev/null || true
+    # The machine's own Rspamd settings come back as they were.
+    if [ -e "$work/options.inc.saved" ]; then mv "$work/options.inc.saved" "$options"; else rm -f "$options"; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+dns_port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dnsmasq --no-resolv --no-hosts --listen-address=127.0.0.1 --port="$dns_port" --bind-interfaces \
     --pid-file="$work/dnsmasq.pid" --address=/#/
 mkdir -p /etc/rspamd/local.d
-cat > /etc/rspamd/local.d/options.inc <<'EOF'
-dns {
-  nameserver = ["127.0.0.1:5399"];
-  timeout = 0.5s;
-}
-EOF
+if [ -e "$options" ]; then cp -p "$options" "$work/options.inc.saved"; fi
+printf 'dns {\n  nameserver = ["127.0.0.1:%s"];\n  timeout = 0.5s;\n}\n' "$dns_port" > "$options"
 rspamd -f -u _rspamd -g _rspamd >"$work/rspamd.log" 2>&1 &
+rspamd_pid=$!
 for _ in $(seq 1 60); do
     rspamc stat >/dev/null 2>&1 && break
     sleep 0.5
 done
+# A warm-up pass (maps and regular expression databases compiled), as mxguard's scan
+# starts warm from its compiled rules.
+find "$@" -type f | head -200 | xargs rspamc -n 8 >/dev/null 2>&1 || true
 start=$(date +%s.%N)
 rspamc -n 8 "$@" >"$work/rspamc.out" 2>&1
 end=$(date +%s.%N)
+judged=$(grep -c '^Results for file' "$work/rspamc.out" || true)
+if [ "$judged" -ne "$count" ]; then
+    echo "rspamd judged $judged of $count messages; the end of its output:" >&2
+    tail -5 "$work/rspamc.out" >&2
+    exit 1
+fi
 echo "rspamd (rspamc -n 8): $(echo "$count / ($end - $start)" | bc -l | xargs printf '%.0f') msg/s"

@@ -64,6 +64,24 @@ fn a_blocked_attachment_is_tagged_and_a_disguised_one_quarantined() {
     assert_eq!(internal.messages().len(), 1);
 }
 
+/// Regression (review): the attachment findings were kept for a shadow policy to reuse
+/// and never cleared between transactions, so after a clean first message every later
+/// one on the connection skipped the attachment policy: a program went through unjudged.
+#[test]
+fn each_message_of_a_session_is_judged_for_its_own_attachments() {
+    let internal = InternalServer::start();
+    let gw = gateway(&internal, "actions = { ATTACH_BLOCKED_EXT = \"reject\" }\n");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let clean = message("first@t", "hello", "nothing attached");
+    c.send_mail("sender@sender.test", &["user@example.test"], &clean)
+        .expect(250, "2.0.0");
+    let program = message_with_attachment("tool", "setup.exe", "application/octet-stream", b"x");
+    let r = c.send_mail("sender@sender.test", &["user@example.test"], &program);
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(r.text().contains("ATTACH_BLOCKED_EXT"), "{r:?}");
+    c.quit();
+}
+
 #[test]
 fn a_rule_action_refuses_blocked_attachments_in_session() {
     let internal = InternalServer::start();

@@ -430,10 +430,6 @@ fn check_rejects_a_broken_rules_file_with_file_and_line() {
     assert!(all.contains("30_broken.cf:3"), "no file:line in:\n{all}");
 }
 
-/// A message the checks panic on is reported for itself (`failed`, with the file's name)
-/// and the scan goes on with the other files, as the gateway answers 451 for the one
-/// message. The panic is mail-parser's debug assertion on `PARSER_DEBUG_ASSERT`, so it
-/// happens in a test build; a release build judges that message like any other.
 /// Regression (review): without a classifier store `scan` had no runtime, and a message
 /// over `message_memory_bytes` (sampled, so the attachment check waits for a turn on a
 /// timer) panicked: "the checks panicked on this message", exit 1.
@@ -456,6 +452,10 @@ UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\r\n--b--\r\n"
     assert!(rules_of(big).contains(&"BODY_PILLS".to_string()), "{big}");
 }
 
+/// A message the checks panic on is reported for itself (`failed`, with the file's name)
+/// and the scan goes on with the other files, as the gateway answers 451 for the one
+/// message. The panic is mail-parser's debug assertion on `PARSER_DEBUG_ASSERT`, so it
+/// happens in a test build; a release build judges that message like any other.
 #[test]
 fn a_panic_on_one_message_fails_that_file_only() {
     let s = Setup::new();

@@ -47,5 +47,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(w.chars().all(|c| c.is_ascii_alphanumeric()), "fold left {w:?}");
         }
     }
-    let _ = join_spaced_letters(normal.split_whitespace());
+    let chunks: Vec<&str> = normal.split_whitespace().collect();
+    let _ = join_spaced_letters(&normal, &chunks);
 });

@@ -1163,9 +1163,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tier.name"), "{err}");
-        // Nor two peers at one address, which mail from it cannot tell apart.
+        // Nor two peers at one address, which mail from it cannot tell apart, on any port.
         let two = format!(
-            "{}[[tier.peers]]\nname = \"gw3\"\nsmtp = \"192.0.2.12:25\"\nrole = \"backup\"\n",
+            "{}[[tier.peers]]\nname = \"gw3\"\nsmtp = \"[::ffff:192.0.2.12]:2525\"\nrole = \"backup\"\n",
             tier("", "gw2")
         );
         let err = Config::from_toml(Path::new("t.toml"), &two)

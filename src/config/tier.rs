@@ -285,10 +285,12 @@ impl RawTier {
             if !is_member_name(&p.name) {
                 problems.bad(&format!("{key}.name"), MEMBER_NAME);
             }
-            if peers.iter().any(|q| q.smtp == p.smtp) {
+            // Mail is told a peer's by the client's address alone (`Tier::peer_at`).
+            let ip = p.smtp.ip().to_canonical();
+            if peers.iter().any(|q| q.smtp.ip().to_canonical() == ip) {
                 problems.bad(
                     &format!("{key}.smtp"),
-                    &format!("{} is another peer's address", p.smtp),
+                    &format!("{ip} is another peer's address"),
                 );
             }
             let role = Role::parse(&p.role, &format!("{key}.role"), problems);

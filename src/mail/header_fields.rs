@@ -64,24 +64,27 @@ pub fn remove_fields<'m>(
 /// name's blanks before its colon go (relaxed DKIM drops them too). Only the header
 /// section is copied: the body may be a mapped file of many megabytes.
 pub fn header_as_readers_read(message: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let (kept, rest) = keep_fields(message, |field| {
-        let Some(colon) = memchr::memchr(b':', first_line(field)) else {
-            return Field::Drop;
-        };
-        let name = field[..colon].trim_ascii_end();
-        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
-            // No one name before the colon: a line that is no field.
-            Field::Drop
-        } else if name.len() == colon {
-            Field::Keep
-        } else {
+    let (kept, rest) = keep_fields(message, |field| match as_readers_read(field) {
+        None => Field::Drop,
+        Some((name, colon)) if name == colon => Field::Keep,
+        Some((name, colon)) => {
             let mut out = Vec::with_capacity(field.len());
-            out.extend_from_slice(name);
+            out.extend_from_slice(&field[..name]);
             out.extend_from_slice(&field[colon..]);
             Field::Replace(out)
         }
     });
     kept.map(|header| (header, rest))
+}
+
+/// How readers read a header unit (a line and its continuation lines): the length of its
+/// field name and where its colon is, or `None` for a line that is no field to them (no
+/// colon on its first line, or not one name before it).
+fn as_readers_read(unit: &[u8]) -> Option<(usize, usize)> {
+    let colon = memchr::memchr(b':', first_line(unit))?;
+    let name = unit[..colon].trim_ascii_end();
+    let one_name = !name.is_empty() && !name.iter().any(|b| b.is_ascii_whitespace());
+    one_name.then_some((name.len(), colon))
 }
 
 /// A field's first line (all of it when it has one line).
@@ -102,16 +105,19 @@ pub fn for_each_field(message: &[u8], mut each: impl FnMut(&[u8])) {
     });
 }
 
-/// The lines of the header section that are no field, each with its continuation lines and
-/// line end: a line without a colon (mail-auth and many readers end the header section
-/// there, and read what follows as the body), and lines before the first field that start
-/// with a blank. [`remove_fields`] never shows them to its caller.
+/// The lines of the header section that are no field to readers, each with its
+/// continuation lines and line end: a line without one name before a colon on it (mail-auth
+/// and Python's `email` end the header section there, and read what follows as the body;
+/// `URGENT wire: today` too, review), and lines before the first field that start with a
+/// blank. A first line `From ` (an mbox separator) is none of them.
 pub fn non_fields(message: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut pos = 0;
     while let Some(end) = unit_end(message, pos) {
         let unit = &message[pos..end];
-        if matches!(unit.first(), Some(b' ' | b'\t')) || memchr::memchr(b':', unit).is_none() {
+        let mbox_separator = pos == 0 && unit.starts_with(b"From ");
+        let orphan = matches!(unit.first(), Some(b' ' | b'\t'));
+        if !mbox_separator && (orphan || as_readers_read(unit).is_none()) {
             out.push(unit);
         }
         pos = end;

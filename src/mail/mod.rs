@@ -14,6 +14,7 @@ pub mod mime;
 pub mod qp_shape;
 pub mod render_kind;
 pub mod reply;
+pub mod score;
 pub mod seven_bit;
 pub mod stamp;
 pub mod tnef;

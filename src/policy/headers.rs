@@ -30,7 +30,7 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
         .map(|s| format!("{}={:.2}", s.name, s.score))
         .collect();
     rules.sort();
-    let score = hundredths_down(score);
+    let score = crate::mail::score::hundredths_down(score);
     let mut h = format!("X-Spam-Score: {score}\r\n");
     h.push_str(&format!(
         "X-Spam-Status: {}, score={score} tag={:.1} quarantine={:.1} reject={:.1}\r\n",
@@ -47,17 +47,6 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
         h.push_str(&fold("X-Spam-Rules:", &rules));
     }
     h
-}
-
-/// `score` (rounded to a thousandth, as verdicts read it) with two decimals, rounded down:
-/// rounded to nearest, 4.996 under a `tag` of 5 read `score=5.00` on a message judged
-/// clean, and a filter downstream testing the header filed it as spam (review).
-fn hundredths_down(score: f64) -> String {
-    let thousandths = (score * 1000.0).round() as i64;
-    let hundredths = thousandths.div_euclid(10);
-    let sign = if hundredths < 0 { "-" } else { "" };
-    let abs = hundredths.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
 /// Folds a comma-separated list so no header line exceeds ~78 characters.
@@ -133,10 +122,6 @@ mod tests {
         close.hit("B_RULE", 2.497);
         let h = verdict_headers(&close, Verdict::Accept, &t);
         assert!(h.starts_with("X-Spam-Score: 4.99\r\n"), "{h}");
-        assert_eq!(hundredths_down(-1.005), "-1.01");
-        assert_eq!(hundredths_down(0.29), "0.29");
-        assert_eq!(hundredths_down(-0.004), "-0.01");
-        assert_eq!(hundredths_down(12.0), "12.00");
         // Regression (review against GUIDE): with no rule scored the header was left out.
         let clean = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         let h = verdict_headers(&clean, Verdict::Accept, &t);

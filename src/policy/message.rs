@@ -387,21 +387,18 @@ impl MessageData {
         }
     }
 
-    /// Hands the bytes over for spooling. A read-only copy (see [`MessageData::fork`]),
-    /// which no transaction spools, is read into memory whole.
-    pub fn into_stored(self) -> Stored {
+    /// Hands the bytes over for spooling. A read-only copy (see [`MessageData::fork`]) is
+    /// not this transaction's message and is refused (review: read back into memory, a
+    /// read error would have spooled a cut message).
+    pub fn into_stored(self) -> Result<Stored, SpoolError> {
         match self.repr {
-            Repr::Memory(b) => Stored::Memory(b),
+            Repr::Memory(b) => Ok(Stored::Memory(b)),
             Repr::Spilled(s) => match s.file {
-                SpillSource::Own(file) => Stored::Spilled(file),
-                SpillSource::Shared(reader) => {
-                    let mut bytes = Vec::new();
-                    let _ = reader.read_chunks(0, READ_CHUNK, |chunk| {
-                        bytes.extend_from_slice(chunk);
-                        true
-                    });
-                    Stored::Memory(bytes)
-                }
+                SpillSource::Own(file) => Ok(Stored::Spilled(file)),
+                SpillSource::Shared(_) => Err(SpoolError::Corrupt(
+                    std::path::PathBuf::new(),
+                    "a read-only copy of a message is not stored".into(),
+                )),
             },
         }
     }

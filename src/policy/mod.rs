@@ -199,13 +199,10 @@ impl Policy {
     ) -> Result<(), PolicyError> {
         // Its own `[antivirus]`: a candidate that drops or adds clamd must be judged so
         // (the scan is still reused where it names the same clamd and scope).
-        // Turns of its own to decode attachments (review: a shadow whose `[attachments]`
-        // differs took the live sessions' turns, which then answered 451).
         let quiet = Services {
             probe: None,
             state: None,
             antivirus: crate::classify::clamd::Clamd::from_config(&config.antivirus),
-            disk_inspections: None,
             ..services.clone()
         };
         let shadow = Policy::assemble(config, &quiet, true, rules)
@@ -397,11 +394,19 @@ impl Policy {
                     config.attachments.disk_inspections.max(1),
                 ))
             });
+            // The shadow takes a turn only when one is free: waiting, it would hold the live
+            // reply and the turns live sessions wait for (review). Without one, its
+            // judgement of that message is left out (see `judge_in_shadow`).
+            let wait = if is_shadow {
+                std::time::Duration::ZERO
+            } else {
+                config.attachments.inspection_wait
+            };
             checks.push(Box::new(attachments::Attachments::new(
                 policy,
                 turns,
                 message::scan_limits(&config.server.limits),
-                config.attachments.inspection_wait,
+                wait,
             )));
         }
         if let Some(clamd) = &services.antivirus {

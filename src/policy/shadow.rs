@@ -107,6 +107,12 @@ impl Policy {
             }
             return;
         };
+        // Nor is one the shadow could not finish (no attachment turn free, a check of its
+        // own out of time): it judged nothing to compare.
+        if matches!(decision, Decision::Tempfail(_)) {
+            tracing::debug!(client = %ctx.client.ip, "shadow policy deferred the message; not compared");
+            return;
+        }
         let (shadow_verdict, _) = shadow.conclude(decision, &sctx);
         if shadow_verdict == live_verdict {
             return;

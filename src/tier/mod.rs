@@ -314,12 +314,18 @@ impl Tier {
     }
 
     /// Whether at least one primary (other than this gateway) is up: a client talking to
-    /// a backup meanwhile is bypassing the front tier. A view older than a few rounds
-    /// (the task that refreshes it stopped) says nothing: no primary counts as up (review:
-    /// a frozen view kept a backup scoring or refusing for ever).
+    /// a backup meanwhile is bypassing the front tier. A view older than a heartbeat's
+    /// lifetime (the task that refreshes it stopped) says nothing: no primary counts as up
+    /// (review: a frozen view kept a backup scoring or refusing for ever).
     pub fn primaries_up(&self) -> bool {
         let now = unix_now();
-        let view_bound = self.config().heartbeat_interval * 3 + Duration::from_secs(30);
+        let config = self.config();
+        // As long as a heartbeat lives: three rounds and what one round may take beyond its
+        // interval (a review of the fix: three intervals and 30 s were less than that).
+        let view_bound = match &self.state {
+            Some(state) => heartbeat_ttl(&config, state),
+            None => config.heartbeat_interval * 3 + PROBE_TIMEOUT * 2,
+        } + Duration::from_secs(30);
         let seen_lately = |p: &PeerStatus| {
             p.last_seen
                 .and_then(|at| SystemTime::now().duration_since(at).ok())

@@ -191,6 +191,25 @@ impl AttachmentPolicy {
         }
     }
 
+    /// What decides this policy's findings, the same text for the same settings (its sets
+    /// sorted: `Debug` of a hash set follows each set's random hashing, so two policies of
+    /// one configuration differed; review).
+    pub fn settings(&self) -> String {
+        let sorted = |set: &HashSet<String>| {
+            let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.join(",")
+        };
+        format!(
+            "extensions={} types={} depth={} entries={} expanded={}",
+            sorted(&self.blocked_extensions),
+            sorted(&self.blocked_types),
+            self.max_depth,
+            self.max_entries,
+            self.max_expanded_bytes
+        )
+    }
+
     /// Whether judging these attachments means opening archives (the costly part, which a
     /// caller may want off the async threads).
     pub fn opens_archives(&self, attachments: &[Attachment<'_>]) -> bool {

@@ -106,7 +106,7 @@ impl Stamp {
             gateway: gateway.to_owned(),
             time,
             verdict: verdict.to_owned(),
-            score: format!("{score:.2}"),
+            score: crate::mail::score::hundredths_down(score),
             fingerprint: fingerprint.chars().take(FINGERPRINT_PREFIX).collect(),
         }
     }
@@ -189,7 +189,7 @@ impl Stamp {
         let form = v
             .as_deref()
             .and_then(Form::of_version)
-            .ok_or_else(|| StampError::Malformed("not version 3, 4 or 5".into()))?;
+            .ok_or_else(|| StampError::Malformed("not version 3, 4, 5 or 6".into()))?;
         let need = |x: Option<String>, name: &str| {
             x.ok_or_else(|| StampError::Malformed(format!("field {name} missing")))
         };

@@ -381,6 +381,18 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
     for changed in [
         m.replacen("Subject: hi\r\n", junk, 1),
         m.replacen("Subject: hi\r\n", lone_cr, 1),
+        // A review of the fix: lines with a colon that are no field to readers either.
+        m.replacen(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nURGENT wire 10k to IBAN: XX00\r\n",
+            1,
+        ),
+        m.replacen("Subject: hi\r\n", "Subject: hi\r\n: wire the money\r\n", 1),
+        m.replacen(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nURGENT wire\r\n to: x\r\n",
+            1,
+        ),
     ] {
         assert_eq!(
             Stamp::verify(key(), changed.as_bytes(), 1_100, day),
@@ -388,6 +400,9 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
             "{changed:?}"
         );
     }
+    // An mbox separator in front (a mailbox file handed to `stamp verify`) is no such line.
+    let mbox = format!("From a@b.test Mon Dec  2 12:00:00 2002\r\n{m}");
+    assert!(Stamp::verify(key(), mbox.as_bytes(), 1_100, day).is_ok());
     // A message that came with such a line keeps a version 6 stamp made over it.
     for odd in [junk, lone_cr] {
         let msg = String::from_utf8(MSG.to_vec())

@@ -32,7 +32,7 @@ pub struct Attachments {
     limits: ScanLimits,
     /// How long a message waits for its turn (`attachments.inspection_wait`).
     wait: Duration,
-    /// The policy and limits as `Debug` writes them: what an earlier judgement of the same
+    /// The policy's settings and the scan limits: what an earlier judgement of the same
     /// message must have run with for its findings to be reused.
     key: Arc<str>,
 }
@@ -46,7 +46,7 @@ impl Attachments {
         limits: ScanLimits,
         wait: Duration,
     ) -> Attachments {
-        let key = format!("{policy:?} {limits:?}").into();
+        let key = format!("{} {limits:?}", policy.settings()).into();
         Attachments {
             policy: Arc::new(policy),
             disk_inspections,
@@ -258,6 +258,22 @@ Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n
 --b\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\n\
 Content-Disposition: attachment; filename=\"invoice.pdf.exe\"\nContent-Transfer-Encoding: base64\n\n\
 TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
+
+    /// Regression (review): the key the shadow's findings are reused by was `Debug` of the
+    /// policy, whose hash sets print in each set's random order: two checks of one
+    /// configuration never matched, and the shadow decoded every message again.
+    #[tokio::test]
+    async fn a_check_of_the_same_settings_reuses_the_findings() {
+        let mut c = ctx(EXE_ATTACHED);
+        check().run(&mut c).await;
+        let found = c.attachments.clone().expect("findings kept");
+        let mut other = ctx("From: a@b.test\nSubject: hi\n\nno attachment\n");
+        other.attachments = Some(found);
+        // Another check of the same settings: the findings are the first judgement's.
+        check().run(&mut other).await;
+        let names: Vec<&str> = other.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"]);
+    }
 
     #[tokio::test]
     async fn a_blocked_attachment_scores_each_symbol_once() {

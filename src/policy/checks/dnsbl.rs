@@ -70,11 +70,10 @@ impl Check for DnsLists {
                         ctx.client.dnsbl_listed.push(list.reply_name.clone());
                     }
                 }
-                Outcome::NotFound => {}
-                // Counted and logged by the lookup; never scored.
-                Outcome::Found(Listing::Unusable(_)) => {
-                    ctx.client.dnsbl_unanswered += list.most_lowering_weight();
-                }
+                // Counted and logged by the lookup; never scored. An answer that is no
+                // listing (dnswl's 127.0.0.255, "your resolver is blocked") is no gap to
+                // wait out either: it holds for as long as the resolver is blocked (review).
+                Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => {}
                 other => {
                     tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
                     ctx.client.dnsbl_unanswered += list.most_lowering_weight();

@@ -279,7 +279,7 @@ impl Session {
         header.push_str(&self.policy.verdict_headers(&self.ctx, verdict));
         let spool = &self.server.spool;
         let quarantine = verdict == Verdict::Quarantine;
-        match std::mem::take(&mut self.ctx.message).into_stored() {
+        match std::mem::take(&mut self.ctx.message).into_stored()? {
             Stored::Spilled(file) => {
                 spool
                     .commit_spill(file, &envelope, header.as_bytes(), quarantine)
