@@ -36,11 +36,14 @@ fi
 work=$(mktemp -d)
 options=/etc/rspamd/local.d/options.inc
 rspamd_pid=
+replaced=
 cleanup() {
     if [ -n "$rspamd_pid" ]; then kill "$rspamd_pid" 2>/dev/null || true; wait "$rspamd_pid" 2>/dev/null || true; fi
     pkill -F "$work/dnsmasq.pid" 2>/dev/null || true
-    # The machine's own Rspamd settings come back as they were.
-    if [ -e "$work/options.inc.saved" ]; then mv "$work/options.inc.saved" "$options"; else rm -f "$options"; fi
+    # The machine's own Rspamd settings come back as they were, once ours replaced them.
+    if [ -n "$replaced" ]; then
+        if [ -e "$work/options.inc.saved" ]; then mv "$work/options.inc.saved" "$options"; else rm -f "$options"; fi
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -49,19 +52,32 @@ dnsmasq --no-resolv --no-hosts --listen-address=127.0.0.1 --port="$dns_port" --b
     --pid-file="$work/dnsmasq.pid" --address=/#/
 mkdir -p /etc/rspamd/local.d
 if [ -e "$options" ]; then cp -p "$options" "$work/options.inc.saved"; fi
+replaced=1
 printf 'dns {\n  nameserver = ["127.0.0.1:%s"];\n  timeout = 0.5s;\n}\n' "$dns_port" > "$options"
 rspamd -f -u _rspamd -g _rspamd >"$work/rspamd.log" 2>&1 &
 rspamd_pid=$!
+ready=
 for _ in $(seq 1 60); do
-    rspamc stat >/dev/null 2>&1 && break
+    if rspamc stat >/dev/null 2>&1; then ready=1; break; fi
     sleep 0.5
 done
+if [ -z "$ready" ]; then
+    echo "rspamd did not start; the end of its log:" >&2
+    tail -5 "$work/rspamd.log" >&2
+    exit 1
+fi
 # A warm-up pass (maps and regular expression databases compiled), as mxguard's scan
 # starts warm from its compiled rules.
-find "$@" -type f | head -200 | xargs rspamc -n 8 >/dev/null 2>&1 || true
+find "$@" -type f -print0 | head -z -n 200 | xargs -0 rspamc -n 8 >/dev/null 2>&1 || true
 start=$(date +%s.%N)
-rspamc -n 8 "$@" >"$work/rspamc.out" 2>&1
+rc=0
+rspamc -n 8 "$@" >"$work/rspamc.out" 2>&1 || rc=$?
 end=$(date +%s.%N)
+if [ "$rc" -ne 0 ]; then
+    echo "rspamc failed ($rc); the end of its output:" >&2
+    tail -5 "$work/rspamc.out" >&2
+    exit 1
+fi
 judged=$(grep -c '^Results for file' "$work/rspamc.out" || true)
 if [ "$judged" -ne "$count" ]; then
     echo "rspamd judged $judged of $count messages; the end of its output:" >&2

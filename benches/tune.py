@@ -164,8 +164,9 @@ def time_folds(files):
     learned: within each group of messages (a class, and the leading non-digit part of the
     file names, so easy-ham- and hard-ham- are split apart), the oldest fifth is fold 0 and
     the newest fold 4. A message with no readable date takes its group's median time. Copies
-    of one body (a campaign sent again) all take the fold of the earliest, so no test
-    message has its twin among what the model learned (review: 41 copies crossed folds)."""
+    of one body (a campaign sent again) all take the lowest of their folds (the oldest,
+    within one group), so no test message has its twin among what the model learned
+    (review: 41 copies crossed folds)."""
     groups = {}
     for path, cls in files:
         prefix = re.match(r"[^0-9]*", os.path.basename(path)).group(0)

@@ -22,6 +22,7 @@ case $target in
     content_decoder) dict=dict/smtp.dict; max_len=8192 ;;
     reply_parse) dict=dict/reply.dict; max_len=8192 ;;
     proxy_header) dict=dict/proxy.dict; max_len=2200 ;;
+    stamp_verify) dict=dict/mime.dict; max_len=8192 ;;
     audit_answers) dict=dict/audit.dict; max_len=8192 ;;
     attachment_archive) dict=dict/zip.dict; max_len=16384 ;;
     rules_parse)

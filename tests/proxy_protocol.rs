@@ -152,3 +152,24 @@ fn reset_on_close(tcp: &std::net::TcpStream) {
     };
     assert_eq!(rc, 0, "SO_LINGER");
 }
+
+/// Regression (review): a connection whose PROXY header had not come yet held a drain
+/// (SIGTERM) until `proxy_protocol_timeout`, for a session that could only answer 421.
+#[test]
+fn a_drain_does_not_wait_for_a_header_still_coming() {
+    let internal = InternalServer::start();
+    let mut gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .server_key("proxy_protocol_from", "[\"127.0.0.1\"]")
+            .server_key("proxy_protocol_timeout", "\"1h\"")
+            // Long enough that only the header's reader giving up ends the drain.
+            .limit("shutdown_grace", "\"1h\""),
+    );
+    let silent = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    // The header's reader is waiting (the connection was accepted) before the SIGTERM.
+    std::thread::sleep(Duration::from_millis(300));
+    // A minute is no measure of the drain, only a bound for one that waits for the hour.
+    let status = gw.terminate(Duration::from_secs(60));
+    assert!(status.is_some(), "the drain waited for the header");
+    drop(silent);
+}

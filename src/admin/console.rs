@@ -160,12 +160,12 @@ fn recent(b: &mut String, messages: &[Judged]) {
         let _ = writeln!(
             b,
             "<tr><td><a href=\"/message/{id}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td>\
-<td class=\"{v}\">{v}</td><td>{:.2}</td><td>{}</td></tr>",
+<td class=\"{v}\">{v}</td><td>{}</td><td>{}</td></tr>",
             esc(&rfc3339(m.at)),
             m.client,
             esc(&m.from),
             esc(&m.to.join(", ")),
-            m.score,
+            crate::mail::score::hundredths_down(m.score),
             esc(&rules.join(" ")),
             id = esc(&m.id),
             v = m.verdict.as_str(),
@@ -192,14 +192,14 @@ fn shadow(b: &mut String, state: &AdminState, configured: bool) {
     for d in log.iter().rev() {
         let _ = writeln!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{lv}\">{lv} {:.2}</td>\
-<td class=\"{sv}\">{sv} {:.2}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{lv}\">{lv} {}</td>\
+<td class=\"{sv}\">{sv} {}</td><td>{}</td><td>{}</td></tr>",
             esc(&rfc3339(d.at)),
             d.client,
             esc(&d.from),
             esc(&d.subject),
-            d.live_score,
-            d.shadow_score,
+            crate::mail::score::hundredths_down(d.live_score),
+            crate::mail::score::hundredths_down(d.shadow_score),
             esc(&d.only_live.join(" ")),
             esc(&d.only_shadow.join(" ")),
             lv = d.live.as_str(),
@@ -219,14 +219,14 @@ pub fn message(state: &AdminState, id: &str) -> Option<String> {
         "<p><a href=\"/\">back</a></p><h1>Message {}</h1>\n<table id=\"envelope\">\
 <tr><th>time</th><td>{}</td></tr><tr><th>client</th><td>{}</td></tr><tr><th>HELO</th><td>{}</td></tr>\
 <tr><th>sender</th><td>{}</td></tr><tr><th>recipients</th><td>{}</td></tr>\
-<tr><th>verdict</th><td class=\"{v}\">{v}</td></tr><tr><th>score</th><td>{:.2}</td></tr></table>\n",
+<tr><th>verdict</th><td class=\"{v}\">{v}</td></tr><tr><th>score</th><td>{}</td></tr></table>\n",
         esc(&m.id),
         esc(&rfc3339(m.at)),
         m.client,
         esc(&m.helo),
         esc(&m.from),
         esc(&m.to.join(", ")),
-        m.score,
+        crate::mail::score::hundredths_down(m.score),
         v = m.verdict.as_str(),
     );
     b.push_str("<h2>Explanation</h2>\n<table id=\"explanation\"><tr><th>pts</th><th>rule name</th><th>description</th></tr>\n");

@@ -73,7 +73,8 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     println!("from:     <{}>", printable(&e.mail_from));
     println!("to:       {}", printable(&e.rcpt_to.join(", ")));
     println!("client:   {} ({})", e.client_ip, printable(&e.helo));
-    println!("verdict:  {} (score {:.2})", e.verdict, e.score);
+    let score = mxguard::mail::score::hundredths_down(e.score);
+    println!("verdict:  {} (score {score})", e.verdict);
     println!("rules:    {}", e.rules.join(", "));
     println!();
     super::write_message(&m.body)?;

@@ -89,7 +89,8 @@ fn show(spool: &Spool, id: &QueueId) -> anyhow::Result<()> {
     }
     println!("client:      {} ({})", e.client_ip, printable(&e.helo));
     println!("received:    {} (unix)", e.received_at);
-    println!("verdict:     {} (score {:.2})", e.verdict, e.score);
+    let score = mxguard::mail::score::hundredths_down(e.score);
+    println!("verdict:     {} (score {score})", e.verdict);
     println!("size:        {}", m.body.len());
     println!("attempts:    {}", m.state.attempts);
     println!("next try:    {} (unix)", m.state.next_attempt);

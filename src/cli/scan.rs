@@ -206,7 +206,8 @@ fn report(
         });
         println!("{line}");
     } else {
-        println!("{name}: {} score={:.2}", j.verdict, j.score);
+        let score = mxguard::mail::score::hundredths_down(j.score);
+        println!("{name}: {} score={score}", j.verdict);
     }
     if opts.explain {
         explain(policy, j);
@@ -227,9 +228,14 @@ fn print_difference(name: &str, a: &Judgement, b: &Judgement, json: bool) {
         });
         println!("{line}");
     } else {
+        let score = mxguard::mail::score::hundredths_down;
         println!(
-            "{}: {} ({:.2}) -> {} ({:.2})",
-            name, a.verdict, a.score, b.verdict, b.score
+            "{}: {} ({}) -> {} ({})",
+            name,
+            a.verdict,
+            score(a.score),
+            b.verdict,
+            score(b.score)
         );
     }
 }

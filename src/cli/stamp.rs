@@ -46,10 +46,24 @@ pub fn verify(
         .message_size_bytes
         .saturating_mul(4)
         .saturating_add(1 << 20);
-    let message = match read_bounded(file, limit) {
+    let raw = match read_bounded(file, limit) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("{}: {e}", file.display());
+            return Ok(could_not_check);
+        }
+    };
+    // A message a delivery agent wrote as an mbox file (its `From ` line first, `>From `
+    // in the body) is read as the message it holds, as `learn` and `scan` read one.
+    let messages = mxguard::mail::mbox::messages(&raw);
+    let message = match messages.as_slice() {
+        [one] => one,
+        more => {
+            eprintln!(
+                "{}: an mbox folder of {} messages: give one message",
+                file.display(),
+                more.len()
+            );
             return Ok(could_not_check);
         }
     };
@@ -58,7 +72,7 @@ pub fn verify(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let max_age = max_age.unwrap_or_else(|| deliverable_age(&config));
-    let (line, code) = match Stamp::verify(tier.secret.bytes(), &message, now, max_age) {
+    let (line, code) = match Stamp::verify(tier.secret.bytes(), message, now, max_age) {
         Ok(stamp) => (
             format!(
                 "valid: gateway {} verdict {} score {} at {} (policy {})",

@@ -105,24 +105,33 @@ pub fn for_each_field(message: &[u8], mut each: impl FnMut(&[u8])) {
     });
 }
 
-/// The lines of the header section that are no field to readers, each with its
-/// continuation lines and line end: a line without one name before a colon on it (mail-auth
-/// and Python's `email` end the header section there, and read what follows as the body;
-/// `URGENT wire: today` too, review), and lines before the first field that start with a
-/// blank. A first line `From ` (an mbox separator) is none of them.
+/// The lines of the header section that some reader may take for no field, each with its
+/// continuation lines and line end: all but a strict RFC 5322 field (a name of printable
+/// ASCII, its colon right after it, on the first line). Mail-auth and Python's `email` end
+/// the header section at such a line and read what follows as the body (`URGENT wire:
+/// today`, `Note : wire now`, a name with 8-bit bytes; reviews). Lines before the first
+/// field that start with a blank are among them. What signs these lines may take a field
+/// a lenient reader reads (`Subject : x`) twice, which is harmless.
 pub fn non_fields(message: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut pos = 0;
     while let Some(end) = unit_end(message, pos) {
         let unit = &message[pos..end];
-        let mbox_separator = pos == 0 && unit.starts_with(b"From ");
-        let orphan = matches!(unit.first(), Some(b' ' | b'\t'));
-        if !mbox_separator && (orphan || as_readers_read(unit).is_none()) {
+        if !is_strict_field(unit) {
             out.push(unit);
         }
         pos = end;
     }
     out
+}
+
+/// A field every reader reads as one: printable ASCII other than `:` up to a colon on the
+/// unit's first line.
+fn is_strict_field(unit: &[u8]) -> bool {
+    match memchr::memchr(b':', first_line(unit)) {
+        Some(colon) => colon > 0 && unit[..colon].iter().all(|b| matches!(b, 0x21..=0x7e)),
+        None => false,
+    }
 }
 
 /// The end of the header unit starting at `pos` (a line plus every continuation line, which

@@ -395,8 +395,8 @@ impl Policy {
                 ))
             });
             // The shadow takes a turn only when one is free: waiting, it would hold the live
-            // reply and the turns live sessions wait for (review). Without one, its
-            // judgement of that message is left out (see `judge_in_shadow`).
+            // reply and the turns live sessions wait for (review). Without one it defers
+            // the message, counted as its `tempfail` (see `judge_in_shadow`).
             let wait = if is_shadow {
                 std::time::Duration::ZERO
             } else {

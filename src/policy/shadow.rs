@@ -107,12 +107,9 @@ impl Policy {
             }
             return;
         };
-        // Nor is one the shadow could not finish (no attachment turn free, a check of its
-        // own out of time): it judged nothing to compare.
-        if matches!(decision, Decision::Tempfail(_)) {
-            tracing::debug!(client = %ctx.client.ip, "shadow policy deferred the message; not compared");
-            return;
-        }
+        // One the shadow defers (a clamd of its own that fails, no attachment turn free) is
+        // counted as `tempfail`: a candidate that would defer mail must show it (a review
+        // of a fix that left such messages out).
         let (shadow_verdict, _) = shadow.conclude(decision, &sctx);
         if shadow_verdict == live_verdict {
             return;

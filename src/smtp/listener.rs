@@ -104,7 +104,16 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
                 let outsiders_logged = outsiders_logged.clone();
                 tracker.spawn(async move {
                     let mut tcp = tcp;
-                    match proxied::real_client(&mut tcp, peer, &from, limit).await {
+                    // A drain does not wait out a header still coming (up to
+                    // `proxy_protocol_timeout`) for a session that could only answer 421.
+                    let read = tokio::select! {
+                        read = proxied::real_client(&mut tcp, peer, &from, limit) => read,
+                        _ = server.shutdown.cancelled() => {
+                            let _ = tcp.shutdown().await;
+                            return;
+                        }
+                    };
+                    match read {
                         Ok(real) => admit(&server, &sessions, tcp, real),
                         Err(e) => {
                             let (result, log) = match e {
@@ -160,11 +169,12 @@ fn admit(server: &Arc<Server>, tracker: &TaskTracker, tcp: TcpStream, peer: Sock
             let server = server.clone();
             tracker.spawn(async move {
                 let limits = server.policy.peek().config().server.limits.clone();
-                match server
-                    .admission
-                    .admit_by_eviction(&server, peer.ip(), &limits)
-                    .await
-                {
+                // A drain answers at once rather than after the wait for a slot.
+                let admitted = tokio::select! {
+                    admitted = server.admission.admit_by_eviction(&server, peer.ip(), &limits) => admitted,
+                    _ = server.shutdown.cancelled() => Err(Refusal::Total),
+                };
+                match admitted {
                     Ok(slot) => run(tcp, peer, server, slot).await,
                     Err(refusal) => refuse(&server, tcp, peer, refusal).await,
                 }

@@ -393,6 +393,22 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
             "Subject: hi\r\nURGENT wire\r\n to: x\r\n",
             1,
         ),
+        // And a later review: lines Python's `email` ends the header section at too.
+        m.replacen(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nNote : wire to IBAN\r\n",
+            1,
+        ),
+        m.replacen(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nN\u{f6}te: wire to IBAN\r\n",
+            1,
+        ),
+        m.replacen(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nFrom the CEO: wire now\r\n",
+            1,
+        ),
     ] {
         assert_eq!(
             Stamp::verify(key(), changed.as_bytes(), 1_100, day),
@@ -400,9 +416,6 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
             "{changed:?}"
         );
     }
-    // An mbox separator in front (a mailbox file handed to `stamp verify`) is no such line.
-    let mbox = format!("From a@b.test Mon Dec  2 12:00:00 2002\r\n{m}");
-    assert!(Stamp::verify(key(), mbox.as_bytes(), 1_100, day).is_ok());
     // A message that came with such a line keeps a version 6 stamp made over it.
     for odd in [junk, lone_cr] {
         let msg = String::from_utf8(MSG.to_vec())
