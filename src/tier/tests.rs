@@ -5,8 +5,13 @@ use super::*;
 
 /// A primary's heartbeat as its JSON is stored, written at `at`.
 fn primary_heartbeat(fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec<u8> {
+    heartbeat("primary", fingerprint, at, reached_at)
+}
+
+/// A heartbeat announcing `role`, as its JSON is stored.
+fn heartbeat(role: &str, fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec<u8> {
     let beat = Heartbeat {
-        role: "primary".into(),
+        role: role.into(),
         fingerprint: fingerprint.into(),
         version: "1".into(),
         at,
@@ -307,17 +312,7 @@ async fn a_primary_announcing_the_backup_role_does_not_count_for_bypass() {
     let state = State::embedded_for_test(dir.path()).await;
     let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
     let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
-    let beat = |role: &str| {
-        let beat = Heartbeat {
-            role: role.into(),
-            fingerprint: "aa".into(),
-            version: "1".into(),
-            at: unix_now(),
-            reached_at: None,
-            full_at: None,
-        };
-        serde_json::to_vec(&beat).unwrap()
-    };
+    let beat = |role: &str| heartbeat(role, "aa", unix_now(), None);
     let ttl = Duration::from_secs(60);
     state
         .set("tier:hb:gw1", &beat("primary"), ttl)
