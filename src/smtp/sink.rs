@@ -348,20 +348,25 @@ impl HeaderScan {
 struct FieldCount {
     fields: usize,
     received: usize,
-    /// The first bytes of the current line, while fewer than `RECEIVED` have been read.
+    /// The first bytes of the current line, while fewer than `HEAD` have been read.
     head: Vec<u8>,
     /// Whether the current line's head is still being read.
     reading_head: bool,
 }
 
-const RECEIVED: &[u8] = b"received:";
+const RECEIVED: &[u8] = b"received";
+
+/// How much of a line is read for its field name: `Received`, blanks before the colon
+/// (RFC 5322's obsolete syntax, which readers take as the field; review: `Received :`
+/// escaped the hop count) and the colon.
+const HEAD: usize = 32;
 
 impl Default for FieldCount {
     fn default() -> Self {
         FieldCount {
             fields: 0,
             received: 0,
-            head: Vec::with_capacity(RECEIVED.len()),
+            head: Vec::with_capacity(HEAD),
             reading_head: true,
         }
     }
@@ -371,12 +376,12 @@ impl FieldCount {
     fn feed(&mut self, mut rest: &[u8]) {
         loop {
             if self.reading_head {
-                let want = (RECEIVED.len() - self.head.len()).min(rest.len());
+                let want = (HEAD - self.head.len()).min(rest.len());
                 let line_ends = memchr::memchr(b'\n', &rest[..want]);
                 let take = line_ends.unwrap_or(want);
                 self.head.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
-                if line_ends.is_none() && self.head.len() < RECEIVED.len() {
+                if line_ends.is_none() && self.head.len() < HEAD {
                     return; // the chunk ended inside the head
                 }
                 self.close_head();
@@ -398,7 +403,8 @@ impl FieldCount {
             None | Some(b' ' | b'\t' | b'\r') => {}
             Some(_) => {
                 self.fields += 1;
-                if self.head.eq_ignore_ascii_case(RECEIVED) {
+                let name = memchr::memchr(b':', &self.head).map(|colon| &self.head[..colon]);
+                if name.is_some_and(|n| n.trim_ascii_end().eq_ignore_ascii_case(RECEIVED)) {
                     self.received += 1;
                 }
             }
@@ -439,8 +445,9 @@ mod tests {
 
     #[test]
     fn fields_and_hops_are_counted_in_any_chunking() {
+        // Regression (review): `Received :` (a blank before the colon) was no hop.
         let message: &[u8] = b"Received: a\r\n\tfolded: no field\r\nRECEIVED:b\r\n\
-            X: y\r\n received: folded\r\nReceived-SPF: pass\r\nZ:\r\n\r\n\
+            X: y\r\n received: folded\r\nReceived-SPF: pass\r\nZ:\r\nReceived \t: c\r\n\r\n\
             Received: in the body\r\nA: b\r\n";
         for chunk in 1..=message.len() {
             let mut h = HeaderScan::default();
@@ -448,7 +455,7 @@ mod tests {
                 h.feed(piece);
             }
             let counted = (h.fields.fields, h.fields.received);
-            assert_eq!(counted, (5, 2), "in chunks of {chunk}");
+            assert_eq!(counted, (6, 3), "in chunks of {chunk}");
         }
     }
 
