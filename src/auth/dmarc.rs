@@ -66,6 +66,10 @@ pub struct DmarcCheck {
     pub policy: DmarcPolicy,
     /// Verification did not finish within the stage deadline.
     pub timed_out: bool,
+    /// A failure under `reject` because the author domain could not be evaluated at all
+    /// (no DNS name, past the number of author domains judged), not because it published
+    /// that policy.
+    pub unjudged: bool,
 }
 
 impl Default for DmarcCheck {
@@ -75,6 +79,7 @@ impl Default for DmarcCheck {
             domain: String::new(),
             policy: DmarcPolicy::None,
             timed_out: false,
+            unjudged: false,
         }
     }
 }
@@ -97,7 +102,7 @@ impl DmarcCheck {
             verdict,
             domain: output.domain().to_owned(),
             policy,
-            timed_out: false,
+            ..DmarcCheck::default()
         }
     }
 
@@ -107,6 +112,7 @@ impl DmarcCheck {
             domain: domain.to_owned(),
             policy: DmarcPolicy::None,
             timed_out: true,
+            unjudged: false,
         }
     }
 

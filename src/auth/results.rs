@@ -453,6 +453,7 @@ impl Unjudged {
             domain: self.domain.clone(),
             policy: DmarcPolicy::Reject,
             timed_out: false,
+            unjudged: true,
         };
         let reason = format!("fail ({})", self.reason);
         let mut text = dmarc_text(&reason, &self.domain);

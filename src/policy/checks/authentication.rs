@@ -148,13 +148,18 @@ impl Check for MessageAuth {
             && outcome.dmarc_reject_requested()
             && !ctx.client.trusted
             && ctx.client.tier_peer.is_none();
+        // An author domain DMARC cannot evaluate published no policy: the reply says what
+        // refused the message (review: "the sender domain's policy is reject" misled the
+        // sender of an announcement from five organisations).
+        let unjudged = outcome.dmarc.as_ref().is_some_and(|d| d.unjudged);
         ctx.auth = Some(outcome);
         if reject {
-            return Decision::Reject(Reply::new(
-                550,
-                "5.7.1",
-                "Message rejected: DMARC policy of the sender domain is reject",
-            ));
+            let text = if unjudged {
+                "Message rejected: an author domain of the From field cannot be checked by DMARC"
+            } else {
+                "Message rejected: DMARC policy of the sender domain is reject"
+            };
+            return Decision::Reject(Reply::new(550, "5.7.1", text));
         }
         Decision::Continue
     }
@@ -192,6 +197,40 @@ mod tests {
         let names: Vec<&str> = ctx.symbols.iter().map(|s| s.name.as_str()).collect();
         assert!(names.contains(&"DKIM_TEMPERROR"), "{names:?}");
         assert!(!names.contains(&"DKIM_NONE"), "verified again: {names:?}");
+    }
+
+    /// Regression (review): an author domain DMARC cannot evaluate (no DNS name) fails under
+    /// `reject`, and the refusal said the sender domain's policy is reject, which it never
+    /// published.
+    #[tokio::test]
+    async fn an_unjudged_author_domain_is_refused_for_what_it_is() {
+        let server = TestDns::builder()
+            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
+            .start()
+            .await
+            .unwrap();
+        let dns = server.resolver().unwrap();
+        let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true);
+        let refusal = |from: &'static str| {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.message = format!("From: {from}\r\nSubject: hi\r\n\r\nbody\r\n")
+                .into_bytes()
+                .into();
+            let check = &check;
+            async move {
+                match check.run(&mut ctx).await {
+                    Decision::Reject(r) => r.to_string(),
+                    other => panic!("{from}: {other:?}"),
+                }
+            }
+        };
+        let unjudged = refusal("ceo@victim..test").await;
+        assert!(unjudged.contains("cannot be checked"), "{unjudged}");
+        let published = refusal("ceo@victim.test").await;
+        assert!(
+            published.contains("policy of the sender domain is reject"),
+            "{published}"
+        );
     }
 
     /// Regression (review): mail a peer relays without a stamp that verifies (a backup's
