@@ -43,9 +43,10 @@ pub struct Greylist {
     /// This check greylists only the null sender's messages, at the end of data (see
     /// [`Greylist::null_sender_at_data`]).
     null_sender_only: bool,
-    /// Asks whether an SPF pass is one its record gives every client, and our name for the
-    /// `%{r}` macro; `None` without SPF checks, when no pass can key a triplet.
-    spf: Option<(Authenticator, String)>,
+    /// Asks whether an SPF pass is one its record gives every client (naming us, for the
+    /// `%{r}` macro, by `policy`'s host name); `None` without SPF checks, when no pass can
+    /// key a triplet.
+    spf: Option<Authenticator>,
 }
 
 impl Greylist {
@@ -58,14 +59,13 @@ impl Greylist {
         policy: Arc<crate::config::Config>,
         auth: Option<Authenticator>,
     ) -> Greylist {
-        let hostname = policy.server.hostname.clone();
         Greylist {
             state,
             config,
             metrics,
             policy,
             null_sender_only: false,
-            spf: auth.map(|auth| (auth, hostname)),
+            spf: auth,
         }
     }
 
@@ -113,9 +113,13 @@ impl Greylist {
             Some(check) if check.result == SpfResult::Pass && !check.domain.is_empty() => {
                 let anyone = match (check.authorizes_anyone, &self.spf) {
                     (Some(known), _) => known,
-                    (None, Some((auth, hostname))) => {
+                    (None, Some(auth)) => {
                         let known = auth
-                            .passes_anyone(check, hostname, auth.deadline(deadline))
+                            .passes_anyone(
+                                check,
+                                &self.policy.server.hostname,
+                                auth.deadline(deadline),
+                            )
                             .await;
                         check.authorizes_anyone = Some(known);
                         known
