@@ -80,7 +80,7 @@ pub fn header_as_readers_read(message: &[u8]) -> Option<(Vec<u8>, usize)> {
 /// How readers read a header unit (a line and its continuation lines): the length of its
 /// field name and where its colon is, or `None` for a line that is no field to them (no
 /// colon on its first line, or not one name before it).
-fn as_readers_read(unit: &[u8]) -> Option<(usize, usize)> {
+pub fn as_readers_read(unit: &[u8]) -> Option<(usize, usize)> {
     let colon = memchr::memchr(b':', first_line(unit))?;
     let name = unit[..colon].trim_ascii_end();
     let one_name = !name.is_empty() && !name.iter().any(|b| b.is_ascii_whitespace());

@@ -403,8 +403,8 @@ impl FieldCount {
             None | Some(b' ' | b'\t' | b'\r') => {}
             Some(_) => {
                 self.fields += 1;
-                let name = memchr::memchr(b':', &self.head).map(|colon| &self.head[..colon]);
-                if name.is_some_and(|n| n.trim_ascii_end().eq_ignore_ascii_case(RECEIVED)) {
+                let name = crate::mail::header_fields::as_readers_read(&self.head);
+                if name.is_some_and(|(len, _)| self.head[..len].eq_ignore_ascii_case(RECEIVED)) {
                     self.received += 1;
                 }
             }
