@@ -179,10 +179,15 @@ impl SpillFile {
 
     /// The whole message as one read-only slice from the page cache.
     pub fn map(&self) -> io::Result<Mapped<'_>> {
-        let len = usize::try_from(self.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
-        Mapped::new(&self.file, self.start, len)
+        map_message(&self.file, self.start, self.len())
     }
+}
+
+/// The `len` message bytes from `start` of `file`, mapped read-only.
+fn map_message(file: &File, start: u64, len: u64) -> io::Result<Mapped<'_>> {
+    let len = usize::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+    Mapped::new(file, start, len)
 }
 
 impl Drop for SpillFile {
@@ -205,9 +210,7 @@ pub struct SpillReader {
 impl SpillReader {
     /// The whole message as one read-only slice from the page cache.
     pub fn map(&self) -> io::Result<Mapped<'_>> {
-        let len = usize::try_from(self.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
-        Mapped::new(&self.file, self.start, len)
+        map_message(&self.file, self.start, self.len())
     }
 
     /// Message length.
