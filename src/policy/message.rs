@@ -319,20 +319,21 @@ impl MessageData {
         // verdict may rewrite while this runs: the file is read from past the header.
         let start = body_start(header);
         let in_header = start.map_or(header, |start| &header[start..]);
-        let fields = start.map_or(Vec::new(), |start| header[..start].to_vec());
         let skip = header.len();
         let mut hasher = BodyHasher::default();
         hasher.update(in_header);
         let reader = s.file.reader();
-        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<BodyHasher> {
             reader.read_chunks(skip as u64, READ_CHUNK, |chunk| {
                 hasher.update(chunk);
                 true
             })?;
-            Ok(hasher.finish_with(&fields))
+            Ok(hasher)
         })
         .await;
-        digest.map_err(std::io::Error::other)?
+        // The fields are read only for a blank body, from the header section as it is held.
+        let fields = start.map_or(&[][..], |start| &header[..start]);
+        Ok(hashed.map_err(std::io::Error::other)??.finish_with(fields))
     }
 
     /// The whole message as one slice (mapped from the spool file when it is there).
