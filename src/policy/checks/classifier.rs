@@ -294,35 +294,20 @@ impl Check for Autolearn {
             // The balance again, from the totals now: the counts the verdict read are as
             // old as the message's checks, and a burst of messages in flight all read the
             // same ones (review: 300 spam past a limit of 600 all learned).
-            match classifier.totals().await {
-                Ok(now) if !within_balance(&config, class, now) => {
-                    tracing::debug!(
-                        class = class.as_str(),
-                        "autolearn skipped: classifier.autolearn_balance reached"
-                    );
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
-                    return;
-                }
+            let balanced = classifier.totals().await;
+            let balanced = balanced.map(|now| within_balance(&config, class, now));
+            if !passes(balanced, class, "classifier.autolearn_balance reached") {
+                return;
             }
             // The ledger's bound holds between retrainings too; asked before the message
             // is tokenised again, which a full ledger makes useless.
-            match classifier.autolearn_has_room(autolearn_max).await {
-                Ok(false) => {
-                    tracing::debug!(
-                        class = class.as_str(),
-                        "autolearn skipped: classifier.autolearn_max reached until the next retraining"
-                    );
-                    return;
-                }
-                Ok(true) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
-                    return;
-                }
+            let room = classifier.autolearn_has_room(autolearn_max).await;
+            if !passes(
+                room,
+                class,
+                "classifier.autolearn_max reached until the next retraining",
+            ) {
+                return;
             }
             // Tokenised again (the classification keeps no hashes), off the session threads:
             // a message of a megabyte takes a worker for milliseconds.
@@ -372,6 +357,21 @@ impl Check for Autolearn {
     }
 }
 
+/// Whether an autolearn gate (`gate`: its answer, or why there is none) lets a message of
+/// `class` be learned; a message it stops is logged with the gate's reason.
+fn passes(gate: Result<bool, ClassifyError>, class: Class, reason: &str) -> bool {
+    match gate {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::debug!(class = class.as_str(), "autolearn skipped: {reason}");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, class = class.as_str(), "autolearn failed");
+            false
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
