@@ -1233,3 +1233,35 @@ async fn a_helo_with_nothing_writable_leaves_no_empty_property() {
     let header = named.authentication_results_header(HOST);
     assert!(header.contains("smtp.helo=client.example.test"), "{header}");
 }
+
+/// Regression (review): an SMTPUTF8 sender's MAIL FROM domain in Unicode (`bücher.test`)
+/// was compared with the author domain in its A-label form (`xn--bcher-kva.test`), so its
+/// SPF pass never reached DMARC: a `p=reject` domain's own unsigned mail got 550.
+#[tokio::test]
+async fn a_unicode_mail_from_domain_aligns_with_its_a_label_author() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("_dmarc.xn--bcher-kva.test", "v=DMARC1; p=reject")
+            .txt("xn--bcher-kva.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    for from in ["info@bücher.test", "info@xn--bcher-kva.test"] {
+        let outcome = check(
+            &auth,
+            "mx.xn--bcher-kva.test",
+            "info@bücher.test",
+            &bare_from(from),
+        )
+        .await;
+        assert!(
+            !outcome.dmarc_reject_requested(),
+            "{from}: {:?}",
+            outcome.symbols()
+        );
+        assert!(
+            outcome.symbols().contains(&"DMARC_PASS"),
+            "{from}: {:?}",
+            outcome.symbols()
+        );
+    }
+}

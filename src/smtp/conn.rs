@@ -2,6 +2,8 @@
 //! throw away pipelined plaintext), line framing with a length limit, and reply batching
 //! for PIPELINING.
 
+use super::framing::{Framed, Framer};
+pub use super::framing::{Line, TOO_LONG_HEAD};
 use crate::net::Stream;
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,40 +25,6 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
-/// One framed command line.
-#[derive(Debug)]
-pub enum Line {
-    /// A line without its line ending (CRLF).
-    Complete(Vec<u8>),
-    /// A line that ended in a bare LF, without it. RFC 5321 §2.3.8 ends lines in CRLF
-    /// only; whether such a line is taken is the session's choice (`bare_line_ending`).
-    BareLf(Vec<u8>),
-    /// A line over the limit; it was read to its end and discarded. Its first
-    /// [`TOO_LONG_HEAD`] bytes are kept, to tell which command it was.
-    TooLong(Vec<u8>),
-}
-
-/// Bytes kept of a line over the limit.
-pub const TOO_LONG_HEAD: usize = 8;
-
-/// Adds to `head` what the head of an over-long line is judged by: its first bytes after
-/// any leading blanks (which the command parser skips too; review: `     BDAT 6 LAST` and
-/// 520 blanks kept only `"     BDA"`, so its chunk ran as commands), up to
-/// [`TOO_LONG_HEAD`] in all, over as many pieces of the line as that takes.
-fn extend_head(head: &mut Vec<u8>, bytes: &[u8]) {
-    let bytes = if head.is_empty() {
-        let start = bytes
-            .iter()
-            .position(|b| !matches!(b, b' ' | b'\t'))
-            .unwrap_or(bytes.len());
-        &bytes[start..]
-    } else {
-        bytes
-    };
-    let room = TOO_LONG_HEAD.saturating_sub(head.len());
-    head.extend(bytes.iter().take(room));
-}
-
 /// Bytes a read may bring in at once.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -72,10 +40,8 @@ pub struct Conn {
     wpos: usize,
     /// A write failed or ran out of time: nothing more is queued or sent.
     write_failed: bool,
-    /// The line being read is over the limit and is being skipped to its end.
-    discarding: bool,
-    /// The first bytes of the line being skipped, to tell what it was.
-    discarded_head: Vec<u8>,
+    /// Where the line being read stands (over the limit or not).
+    framer: Framer,
 }
 
 impl Conn {
@@ -88,8 +54,7 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             write_failed: false,
-            discarding: false,
-            discarded_head: Vec::new(),
+            framer: Framer::default(),
         }
     }
 
@@ -118,8 +83,7 @@ impl Conn {
         let n = self.rbuf.len() - self.rpos;
         self.rbuf.clear();
         self.rpos = 0;
-        self.discarding = false;
-        self.discarded_head.clear();
+        self.framer.reset();
         n
     }
 
@@ -154,28 +118,12 @@ impl Conn {
     /// over-long one) for the next.
     pub async fn read_line(&mut self, max: usize, deadline: Instant) -> Result<Line, ReadError> {
         loop {
-            let buffered = &self.rbuf[self.rpos..];
-            if let Some(lf) = memchr::memchr(b'\n', buffered) {
-                let too_long = std::mem::take(&mut self.discarding) || lf + 1 > max;
-                let line = &buffered[..lf];
-                let result = if too_long {
-                    let mut head = std::mem::take(&mut self.discarded_head);
-                    extend_head(&mut head, line);
-                    Line::TooLong(head)
-                } else if let Some(line) = line.strip_suffix(b"\r") {
-                    Line::Complete(line.to_vec())
-                } else {
-                    Line::BareLf(line.to_vec())
-                };
-                self.consume(lf + 1);
-                return Ok(result);
-            }
-            if buffered.len() >= max {
-                // Keep memory bounded: drop what we have and remember the line is bad.
-                extend_head(&mut self.discarded_head, buffered);
-                self.discarding = true;
-                let n = buffered.len();
-                self.consume(n);
+            match self.framer.frame(&self.rbuf[self.rpos..], max) {
+                Framed::Line(line, used) => {
+                    self.consume(used);
+                    return Ok(line);
+                }
+                Framed::NeedMore { drop } => self.consume(drop),
             }
             self.fill(deadline).await?;
         }

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod command;
 pub mod conn;
 pub mod content;
+pub mod framing;
 pub mod listener;
 pub mod proxied;
 mod received;

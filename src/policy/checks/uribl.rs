@@ -42,14 +42,23 @@ fn hosts_of(uri: &str) -> Vec<String> {
     match Link::parse(&uri) {
         Some(link) => usable_host(link.host).into_iter().collect(),
         // A mail address's domain is listed like a web host's, and looked up alike.
-        None => mailto_address(&uri)
-            .into_iter()
-            .flat_map(|addresses| addresses.split(','))
-            .filter_map(|address| address.rsplit_once('@'))
-            .filter_map(|(_, domain)| usable_host(domain.trim().to_string()))
-            .collect(),
+        None => {
+            let Some(addresses) = mailto_address(&uri) else {
+                return Vec::new();
+            };
+            let addresses: Vec<&str> = addresses.split(',').collect();
+            crate::rules::message::both_ends(addresses, MAILTO_ADDRESSES)
+                .into_iter()
+                .filter_map(|address| address.rsplit_once('@'))
+                .filter_map(|(_, domain)| usable_host(domain.trim().to_string()))
+                .collect()
+        }
     }
 }
+
+/// Addresses of one `mailto:` link whose domains are taken (from both ends): a link of
+/// thousands of addresses would otherwise fill the collection on its own.
+const MAILTO_ADDRESSES: usize = 16;
 
 /// A host as domain lists are asked about it, or `None` for an address or no host.
 fn usable_host(host: String) -> Option<String> {
@@ -95,25 +104,37 @@ const COLLECTED_DOMAINS: usize = 4096;
 /// Registrable domains of `uris`, deduplicated, at most `max`: the first half of them
 /// from the start of the message and the rest from its end, in order of appearance, with
 /// [`NEVER_LISTED`] left out. Only the first ones were taken: twenty links to unlisted
-/// domains ahead of the spammer's hid it from every list (review).
+/// domains ahead of the spammer's hid it from every list (review). Past
+/// [`COLLECTED_DOMAINS`], the first half of them stays and the rest is the latest ones:
+/// the collection stopped there, so padding that filled it hid every later link (review).
 pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
-    let mut all: Vec<String> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let half = COLLECTED_DOMAINS / 2;
+    let mut head: Vec<String> = Vec::new();
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    // The domains held in `head` and `tail`: one that left the tail may come back.
+    let mut held = std::collections::HashSet::new();
     for uri in uris {
-        if all.len() >= COLLECTED_DOMAINS {
-            break;
-        }
         for host in hosts_of(uri) {
             let Some(domain) = psl::domain_str(&host) else {
                 continue;
             };
-            if NEVER_LISTED.contains(&domain) || !seen.insert(domain.to_owned()) {
+            if NEVER_LISTED.contains(&domain) || !held.insert(domain.to_owned()) {
                 continue;
             }
-            all.push(domain.to_owned());
+            if head.len() < half {
+                head.push(domain.to_owned());
+                continue;
+            }
+            if tail.len() == half {
+                if let Some(gone) = tail.pop_front() {
+                    held.remove(&gone);
+                }
+            }
+            tail.push_back(domain.to_owned());
         }
     }
-    crate::rules::message::both_ends(all, max)
+    head.extend(tail);
+    crate::rules::message::both_ends(head, max)
 }
 
 #[async_trait]
@@ -263,6 +284,44 @@ mod tests {
         assert!(picked.contains(&"spammer.test".to_string()), "{picked:?}");
         assert!(!picked.contains(&"w3.org".to_string()), "{picked:?}");
         assert_eq!(picked[0], "pad0.example");
+    }
+
+    /// Regression (review): one `mailto:` of thousands of addresses on distinct domains
+    /// filled the collection on its own, and it stopped there: the spammer's link after it
+    /// was never looked up. Both ends of such a link count, and past the collection's
+    /// bound the latest domains replace the older ones after its first half.
+    #[test]
+    fn a_link_that_fills_the_collection_does_not_hide_the_links_after_it() {
+        let addresses: Vec<String> = (0..4100).map(|n| format!("a@p{n}.test")).collect();
+        let mut uris = vec![format!("mailto:{}", addresses.join(","))];
+        uris.push("http://buy.spammer.example/".to_string());
+        let picked = registrable_domains(&uris, 20);
+        assert!(
+            picked.contains(&"spammer.example".to_string()),
+            "{picked:?}"
+        );
+        assert!(picked.contains(&"p4099.test".to_string()), "{picked:?}");
+        // Twice as many links as fill it, each to its own domain: a domain of the first
+        // half is looked up once; the last link counts also when its domain appeared in
+        // between and was pushed out since.
+        let mut uris: Vec<String> = vec!["http://spammer.example/".to_string()];
+        uris.extend((0..COLLECTED_DOMAINS * 2).map(|n| format!("http://p{n}.test/")));
+        uris.push("http://www.spammer.example/".to_string());
+        let picked = registrable_domains(&uris, 20);
+        assert_eq!(picked[0], "spammer.example");
+        assert_eq!(picked.iter().filter(|d| *d == "spammer.example").count(), 1);
+        let mut uris: Vec<String> = (0..COLLECTED_DOMAINS)
+            .map(|n| format!("http://p{n}.test/"))
+            .collect();
+        uris.push("http://spammer.example/".to_string());
+        uris.extend((0..COLLECTED_DOMAINS).map(|n| format!("http://q{n}.test/")));
+        uris.push("http://spammer.example/again".to_string());
+        let picked = registrable_domains(&uris, 20);
+        assert_eq!(
+            picked.last().map(String::as_str),
+            Some("spammer.example"),
+            "{picked:?}"
+        );
     }
 
     /// Regression (review): browsers (WHATWG URL) treat `\` as `/` in http(s)/ftp URLs,
