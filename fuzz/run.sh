@@ -19,6 +19,7 @@ max_len=4096
 build=()
 case $target in
     smtp_command) dict=dict/smtp.dict; max_len=1024 ;;
+    smtp_lines) dict=dict/smtp.dict; max_len=2048 ;;
     content_decoder) dict=dict/smtp.dict; max_len=8192 ;;
     reply_parse) dict=dict/reply.dict; max_len=8192 ;;
     proxy_header) dict=dict/proxy.dict; max_len=2200 ;;

@@ -28,6 +28,6 @@ mod testing;
 const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 
 pub use callout::{Callout, CalloutAnswer};
-pub use client::{Capabilities, ClientError, ClientSettings, Connection, Transaction};
+pub use client::{Answers, Capabilities, ClientError, ClientSettings, Connection, Transaction};
 pub use delivery::start;
 pub use dsn::FailedRecipient;

@@ -283,7 +283,7 @@ impl Connection {
     /// server does not offer it is not sent ([`ClientError::Smtputf8NotOffered`]; RFC 6531
     /// §3.2), and an 8-bit body for a server without 8BITMIME is converted to 7-bit MIME
     /// (RFC 6152 §3), as Postfix does both.
-    pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
+    pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Answers, ClientError> {
         if tx.smtputf8 && !self.caps.smtputf8 && needs_smtputf8(tx) {
             return Err(ClientError::Smtputf8NotOffered {
                 server: self.server,
@@ -381,7 +381,7 @@ impl Connection {
         mail
     }
 
-    async fn send_inner(&mut self, tx: &Transaction<'_>) -> Result<Vec<Reply>, ClientError> {
+    async fn send_inner(&mut self, tx: &Transaction<'_>) -> Result<Answers, ClientError> {
         let cmd_timeout = self.settings.command_timeout;
         let reset = self.used;
         // Bytes waiting before MAIL (a reused connection's, or a fresh one's after its
@@ -440,16 +440,17 @@ impl Connection {
                 if data_reply.code == 354 {
                     self.abort_data().await?;
                 }
-                return Ok(vec![mail_reply; n]);
+                return Ok(Answers::message_refused(&mail_reply, n));
             }
             if data_reply.code != 354 {
-                return Ok(fill(results, &data_reply));
+                let message_refused = !accepted.is_empty();
+                return Ok(Answers::filled(results, &data_reply, message_refused));
             }
             if accepted.is_empty() {
                 // Some servers answer 354 even with no valid recipient: end the empty
                 // data section at once; its reply does not matter.
                 self.abort_data().await?;
-                return Ok(fill(results, &data_reply));
+                return Ok(Answers::filled(results, &data_reply, false));
             }
         } else {
             if reset {
@@ -458,7 +459,7 @@ impl Connection {
             }
             let mail_reply = self.lockstep_command(STAGE_MAIL, mail.as_bytes()).await?;
             if !mail_reply.is_positive() {
-                return Ok(vec![mail_reply; n]);
+                return Ok(Answers::message_refused(&mail_reply, n));
             }
             for (i, r) in rcpts.iter().enumerate() {
                 let reply = self
@@ -474,7 +475,7 @@ impl Connection {
             }
             if accepted.is_empty() {
                 let none = Reply::new(554, "5.5.1", "no valid recipients");
-                return Ok(fill(results, &none));
+                return Ok(Answers::filled(results, &none, false));
             }
             let data_reply = self
                 .lockstep_command("DATA", b"DATA\r\n")
@@ -484,7 +485,7 @@ impl Connection {
                 return Err(out_of_step("DATA", &data_reply));
             }
             if data_reply.code != 354 {
-                return Ok(fill(results, &data_reply));
+                return Ok(Answers::filled(results, &data_reply, true));
             }
         }
 
@@ -495,7 +496,8 @@ impl Connection {
         let final_reply = self
             .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
             .await?;
-        Ok(fill(results, &final_reply))
+        let message_refused = !final_reply.is_positive();
+        Ok(Answers::filled(results, &final_reply, message_refused))
     }
 
     /// Sends the content dot-stuffed, in chunks of about [`WRITE_CHUNK`] (a small message
@@ -723,7 +725,6 @@ fn out_of_step(stage: &'static str, reply: &Reply) -> ClientError {
     }
 }
 
-/// Per-recipient replies: recipients already answered keep theirs, the rest get `common`.
 /// A `552` to RCPT is read as `452`, as RFC 5321 §4.5.3.1.10 asks and Postfix does: servers
 /// still send it for "too many recipients" or a mailbox over quota, both of which pass, and
 /// read as permanent it bounced a recipient who would have had the mail an hour later.
@@ -742,11 +743,39 @@ fn rcpt_552_as_452(reply: Reply) -> Reply {
     }
 }
 
-fn fill(results: Vec<Option<Reply>>, common: &Reply) -> Vec<Reply> {
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| common.clone()))
-        .collect()
+/// What a server answered one transaction.
+#[derive(Debug)]
+pub struct Answers {
+    /// One reply per recipient, in the transaction's order.
+    pub replies: Vec<Reply>,
+    /// The message as a whole was refused (at MAIL, at DATA once recipients were taken, or
+    /// at the end of data), not only some of its recipients: a temporary refusal so is
+    /// most likely met by the next transaction too. Identical refusals of every RCPT are
+    /// the recipients' own (`452 4.2.2 Mailbox full` names no mailbox; review: read as the
+    /// message's, they ended every round before the later recipients were tried).
+    pub message_refused: bool,
+}
+
+impl Answers {
+    /// `reply` for every one of `n` recipients: the message was refused.
+    fn message_refused(reply: &Reply, n: usize) -> Answers {
+        Answers {
+            replies: vec![reply.clone(); n],
+            message_refused: true,
+        }
+    }
+
+    /// Recipients already answered keep theirs, the rest get `common`.
+    fn filled(results: Vec<Option<Reply>>, common: &Reply, message_refused: bool) -> Answers {
+        let replies = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| common.clone()))
+            .collect();
+        Answers {
+            replies,
+            message_refused,
+        }
+    }
 }
 
 /// Whether `tx` needs SMTPUTF8: a UTF-8 address, or UTF-8 in the header section (as

@@ -39,7 +39,7 @@ async fn deliver_three(script: Script) -> (FakeServer, Vec<Reply>) {
         body_8bit: false,
         smtputf8: false,
     };
-    let replies = conn.send(&tx).await.unwrap();
+    let replies = conn.send(&tx).await.unwrap().replies;
     conn.quit().await;
     (server, replies)
 }
@@ -85,7 +85,7 @@ async fn body_is_dot_stuffed_on_the_wire_and_reaches_the_server_intact() {
         body_8bit: true,
         smtputf8: false,
     };
-    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     let msgs = server.messages();
     assert_eq!(
         msgs[0].data,
@@ -117,7 +117,7 @@ async fn two_messages_share_one_connection_with_rset_between() {
             body_8bit: false,
             smtputf8: false,
         };
-        assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+        assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     }
     conn.quit().await;
     assert_eq!(server.messages().len(), 2);
@@ -158,7 +158,7 @@ async fn helo_is_used_when_ehlo_is_refused() {
         body_8bit: false,
         smtputf8: false,
     };
-    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     assert!(server.commands().iter().any(|c| c.starts_with("HELO")));
     assert!(server.commands().iter().any(|c| c == "MAIL FROM:<>"));
 }
@@ -216,7 +216,7 @@ async fn opportunistic_starttls_is_used_when_offered_and_ehlo_repeated() {
         body_8bit: false,
         smtputf8: false,
     };
-    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     conn.quit().await;
     assert_eq!(server.record.lock().unwrap().tls_sessions, 1);
     assert_eq!(server.messages()[0].data, b"secret\r\n".to_vec());
@@ -403,7 +403,7 @@ async fn a_reply_nobody_asked_for_ends_a_reused_connection() {
     let tx = |to: &'static [String]| short_message(to);
     let one: &'static [String] = Box::leak(one.into_boxed_slice());
     let two: &'static [String] = Box::leak(two.into_boxed_slice());
-    assert_eq!(conn.send(&tx(one)).await.unwrap()[0].code, 250);
+    assert_eq!(conn.send(&tx(one)).await.unwrap().replies[0].code, 250);
     // Give the second reply time to arrive before the connection is reused.
     tokio::time::sleep(Duration::from_millis(200)).await;
     match conn.send(&tx(two)).await {
@@ -465,7 +465,7 @@ async fn a_421_at_mail_on_a_reused_connection_asks_for_a_fresh_one() {
     let mut conn = Connection::open(addr, &s).await.unwrap();
     let to = rcpts(&["good@example.test"]);
     let tx = short_message(&to);
-    assert_eq!(conn.send(&tx).await.unwrap()[0].code, 250);
+    assert_eq!(conn.send(&tx).await.unwrap().replies[0].code, 250);
     match conn.send(&tx).await {
         Err(e) => assert!(e.stale_connection(), "{e:?}"),
         Ok(r) => panic!("a 421 at MAIL delivered: {r:?}"),
@@ -506,7 +506,7 @@ async fn an_eight_bit_body_reaches_a_server_without_8bitmime_as_seven_bit_mime()
         body_8bit: true,
         smtputf8: false,
     };
-    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     let data = String::from_utf8(server.messages()[0].data.clone()).unwrap();
     assert_eq!(
         data,
@@ -548,7 +548,7 @@ async fn a_converted_copy_carries_a_stamp_that_still_verifies() {
         body_8bit: true,
         smtputf8: false,
     };
-    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     let data = server.messages()[0].data.clone();
     let text = String::from_utf8(data.clone()).unwrap();
     assert!(text.contains("quoted-printable"), "{text}");
@@ -559,7 +559,7 @@ async fn a_converted_copy_carries_a_stamp_that_still_verifies() {
     // stamp unchanged.
     let plain = settings(server.addr, &[]);
     let mut conn = Connection::open(server.addr, &plain).await.unwrap();
-    assert!(conn.send(&tx).await.unwrap()[0].is_positive());
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     let data = server.messages()[1].data.clone();
     assert!(Stamp::verify(key.bytes(), &data, 1_100, day).is_err());
 }
@@ -582,7 +582,7 @@ async fn utf8_mail_is_not_sent_to_a_server_without_smtputf8() {
         body_8bit: true,
         smtputf8: true,
     };
-    let not_offered = |r: Result<Vec<Reply>, ClientError>| matches!(r, Err(ref e @ ClientError::Smtputf8NotOffered { .. }) if e.permanent());
+    let not_offered = |r: Result<super::Answers, ClientError>| matches!(r, Err(ref e @ ClientError::Smtputf8NotOffered { .. }) if e.permanent());
     assert!(not_offered(conn.send(&tx).await));
     let header = "Subject: Gr\u{fc}\u{df}e\r\n\r\nx\r\n";
     let ascii_envelope = rcpts(&["a@example.test"]);
@@ -598,7 +598,7 @@ async fn utf8_mail_is_not_sent_to_a_server_without_smtputf8() {
         body: b"Subject: t\r\n\r\nx\r\n",
         ..utf8_header
     };
-    assert!(conn.send(&ascii).await.unwrap()[0].is_positive());
+    assert!(conn.send(&ascii).await.unwrap().replies[0].is_positive());
     assert_eq!(server.messages().len(), 1);
 }
 
@@ -645,7 +645,7 @@ async fn send_good_and_bad(addr: SocketAddr) -> Result<Vec<Reply>, ClientError> 
     let to = rcpts(&["good@example.test", "bad@example.test"]);
     let tx = short_message(&to);
     let mut conn = Connection::open(addr, &s).await?;
-    conn.send(&tx).await
+    conn.send(&tx).await.map(|answers| answers.replies)
 }
 
 /// Regression (review): on a fresh connection, an EHLO reply of `250 ` lines (each one

@@ -4,7 +4,7 @@
 use super::Relay;
 use crate::config::Config;
 use crate::mail::Reply;
-use crate::relay::client::{ClientError, ClientSettings, Connection, Transaction};
+use crate::relay::client::{Answers, ClientError, ClientSettings, Connection, Transaction};
 use crate::relay::dsn::{self, FailedRecipient};
 use crate::relay::scheduler::{arrival_from_id, Job, JobResult};
 use crate::spool::{unix_now, DeliveryState, QueueId, RcptStatus, SpoolError, SpooledMessage};
@@ -133,17 +133,17 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             smtputf8: msg.envelope.smtputf8,
         };
         match deliver(relay, &config, &settings, conn, targets, &tx).await {
-            Ok((srv, replies)) => {
+            Ok((srv, answers)) => {
                 server = Some(srv);
+                let replies = answers.replies;
                 reply_summary = summarize(&replies);
-                // One temporary refusal for every recipient: most likely the message's own
-                // (a 4xx to MAIL or to the end of data, which the client gives each
-                // recipient), which the next transaction would meet too (review: a big
+                // A temporary refusal of the message itself (a 4xx to MAIL, DATA or the end
+                // of data) is most likely met by the next transaction too (review: a big
                 // message was sent once per batch at every retry).
-                session_failed = replies.len() > 1
+                session_failed = answers.message_refused
                     && replies
                         .iter()
-                        .all(|r| !r.is_positive() && !r.is_permanent() && r == &replies[0]);
+                        .any(|r| !r.is_positive() && !r.is_permanent());
                 for (k, reply) in replies.iter().enumerate() {
                     let Some(&i) = pending.get(k) else { continue };
                     if reply.is_positive() {
@@ -178,7 +178,10 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                         FailedRecipient::from_reply(&msg.envelope.rcpt_to[i], &reply, None);
                     fail(&mut msg.state, i, failure);
                 }
+                // Failing them settles them: the next batch fails at once too, and the
+                // DSN goes out in this round (review: the batches waited a retry delay each).
                 failed_now = !pending.is_empty();
+                settled_now = failed_now;
             }
             Err((srv, e)) => {
                 server = srv;
@@ -570,7 +573,7 @@ pub(super) async fn deliver(
     slot: &mut Option<Connection>,
     targets: &[SocketAddr],
     tx: &Transaction<'_>,
-) -> Result<(SocketAddr, Vec<Reply>), (Option<SocketAddr>, ClientError)> {
+) -> Result<(SocketAddr, Answers), (Option<SocketAddr>, ClientError)> {
     let idle = config.relay.idle_timeout;
     let mut start = 0;
     let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
@@ -587,9 +590,9 @@ pub(super) async fn deliver(
         let young = c.opened_at().elapsed() < config.relay.connection_reuse_time;
         if first_choice && young && c.last_used().elapsed() < idle && c.opened_with(settings) {
             match c.send(tx).await {
-                Ok(replies) => {
+                Ok(answers) => {
                     *slot = Some(c);
-                    return Ok((server, replies));
+                    return Ok((server, answers));
                 }
                 Err(e) if e.permanent() => {
                     // Nothing was sent: the session is good, but not for this message.

@@ -425,6 +425,66 @@ async fn a_deferred_recipient_does_not_hold_back_the_next_transactions() {
     assert_eq!((gw.count("deferred"), gw.count("delivered")), (1, 3));
 }
 
+/// Regression (review): identical temporary refusals of every RCPT of a batch (`452 4.2.2
+/// Mailbox full`, a text that names no mailbox) were read as a refusal of the message and
+/// ended the round; the same batch came first at every retry, so the recipients after it
+/// were never tried and expired untried. Only a refusal at MAIL, DATA or the end of data
+/// is the message's.
+#[tokio::test]
+async fn identical_refusals_of_a_batchs_recipients_do_not_end_the_round() {
+    let server = FakeServer::start(refuse_each_once("full", "452 4.2.2 Mailbox full")).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[("recipients_per_transaction", "2")]);
+    let rcpts = ["full1@example.test", "full2@example.test", "c@example.test"];
+    let id = gw.store(&envelope("s@example.org", &rcpts)).await;
+    let relay = gw.relay(cfg);
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+        "{outcome:?}"
+    );
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if !d.is_zero()),
+        "{outcome:?}"
+    );
+    let delivered: Vec<String> = server
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_to)
+        .collect();
+    assert_eq!(delivered, ["c@example.test"]);
+}
+
+/// Regression (review): a batch failed for good as a whole (no server offers the SMTPUTF8
+/// it needs) was not counted as settling anything, so each later batch waited a retry
+/// delay and the DSN went out hours later. The batches fail one after another at once.
+#[tokio::test]
+async fn batches_that_cannot_be_carried_all_fail_in_one_round() {
+    let plain = FakeServer::start(Script::default()).await;
+    let rcpts = [
+        "a\u{f6}@example.test",
+        "b\u{f6}@example.test",
+        "c\u{f6}@example.test",
+    ];
+    let mut env = envelope("s@example.org", &rcpts);
+    env.smtputf8 = true;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[plain.addr], &[("recipients_per_transaction", "1")]);
+    let id = gw.store(&env).await;
+    let relay = gw.relay(cfg);
+    for _ in 0..2 {
+        let outcome = attempt(&relay, &mut None, &now(&id)).await;
+        assert!(
+            matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+            "{outcome:?}"
+        );
+    }
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    assert!(plain.messages().is_empty());
+}
+
 /// Regression (review of the round): a temporary refusal of the whole message (a 4xx to
 /// the end of data, which the client gives each recipient) put off every recipient of the
 /// batch, and the next batch followed at once: a big message went to a server that could
@@ -1376,7 +1436,7 @@ async fn a_kept_connection_that_cannot_carry_utf8_mail_does_not_bounce_it() {
             .await
             .unwrap();
     assert_eq!(server, utf8.addr);
-    assert!(replies[0].is_positive());
+    assert!(replies.replies[0].is_positive());
     let dead = dead_addr().await;
     let outcome =
         super::attempt::deliver(&relay, &cfg, &settings, &mut None, &[dead, plain.addr], &tx).await;
