@@ -309,6 +309,11 @@ fn refusal_lines_name_what_refused() {
     c.cmd("HELO client.sender.test").expect(250, "");
     c.cmd("MAIL FROM:<s@sender.test> BODY=8BITMIME")
         .expect(555, "5.5.4");
+    // Regression (review): `BODY=7BIT`, which changes nothing, was taken after HELO,
+    // though HELO offers no extension (RFC 6152 §2).
+    c.cmd("MAIL FROM:<s@sender.test> BODY=7BIT")
+        .expect(555, "5.5.4");
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");
     c.quit();
     let line = gw
         .wait_log_line(Duration::from_secs(10), "5.5.4", 0)

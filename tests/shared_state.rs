@@ -319,6 +319,60 @@ fn greylisting_many_recipients_is_no_client_error() {
     assert!(closed, "deferred recipients never counted as errors");
 }
 
+/// Regression (review): the DATA a pipelining client sends behind its recipients (RFC 2920
+/// §3.1) failed with "No valid recipients" once greylisting deferred them all, and that
+/// counted as a client error: a list server sending one-recipient messages over one
+/// connection met the tarpit at the sixth and `421 Too many errors` at the twentieth. And
+/// behind a deferred MAIL (here a rate limit) each pipelined RCPT and the DATA did the same.
+#[test]
+fn commands_pipelined_behind_a_deferral_are_no_client_errors() {
+    let internal = InternalServer::start();
+    let toml = format!("{PATIENT_STATE}{GREYLIST}{RATELIMIT}");
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml(&toml)
+            .limit("errors_before_tarpit", "50")
+            .limit("errors_before_disconnect", "5")
+            .limit("messages_per_session", "100"),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    for i in 0..3 {
+        c.send(
+            format!("MAIL FROM:<a@sender.test>\r\nRCPT TO:<user{i}@example.test>\r\nDATA\r\n")
+                .as_bytes(),
+        );
+        let replies = c.read_replies(3);
+        replies[0].expect(250, "2.1.0");
+        assert_greylisted(&replies[1]);
+        replies[2].expect(503, "5.5.1");
+        c.cmd("RSET").expect(250, "");
+    }
+    // The rate limit (three MAILs an hour) defers the fourth MAIL; ten RCPTs and the DATA
+    // pipelined behind it fail, uncounted.
+    let mut batch = String::from("MAIL FROM:<a@sender.test>\r\n");
+    for i in 0..10 {
+        batch.push_str(&format!("RCPT TO:<late{i}@example.test>\r\n"));
+    }
+    batch.push_str("DATA\r\n");
+    c.send(batch.as_bytes());
+    let replies = c.read_replies(12);
+    assert_eq!(replies[0].code / 100, 4, "{:?}", replies[0]);
+    for r in &replies[1..] {
+        r.expect(503, "5.5.1");
+    }
+    c.cmd("NOOP").expect(250, "");
+    // A sequence error of the client's own still counts: the fifth error's reply is
+    // followed by the 421.
+    let mut closed = false;
+    for _ in 0..6 {
+        if c.cmd("DATA").code == 421 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "sequence errors no longer counted");
+}
+
 /// Regression (review): at `stage = "data"` clean mail returned before the network's
 /// auto-allow was looked at, so a network sending only clean mail lost its allowance
 /// `pass_ttl` after its last suspicious message, though use keeps it ("refreshed by use").

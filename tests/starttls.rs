@@ -358,3 +358,55 @@ async fn a_client_refusing_our_certificate_is_counted() {
         gw.logs()
     );
 }
+
+/// Regression (review; RFC 3207 §4.2): commands sent ahead of the EHLO reply before TLS
+/// (which an attacker on the path can add to a client's plaintext) marked the session
+/// `PIPELINING_ABUSE`, and every message of the TLS session that followed was scored for
+/// it. What the client did before TLS is forgotten with the rest.
+#[tokio::test]
+async fn commands_sent_ahead_before_starttls_are_forgotten_with_it() {
+    let internal = InternalServer::start();
+    let pki = pki();
+    let mut cfg = GatewayConfig::new(&internal)
+        .file("rules/client.cf", "score PIPELINING_ABUSE 3.0\n")
+        .toml("[policy]\nrules_dir = \"rules\"\n");
+    cfg.tls = Some((pki.cert_pem.clone(), pki.key_pem.clone()));
+    let gw = Gateway::start(cfg);
+    let mut tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    reply(&mut tcp).await.expect(220, "");
+    tcp.write_all(b"EHLO client.sender.test\r\nNOOP\r\n")
+        .await
+        .unwrap();
+    reply(&mut tcp).await.expect(250, "");
+    reply(&mut tcp).await.expect(250, "");
+    cmd(&mut tcp, "STARTTLS").await.expect(220, "2.0.0");
+    let name = ServerName::try_from(HOSTNAME).unwrap();
+    let mut tls = timeout(T, connector(&pki).connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake failed");
+    cmd(&mut tls, "EHLO client.sender.test")
+        .await
+        .expect(250, "");
+    cmd(&mut tls, "MAIL FROM:<s@sender.test>")
+        .await
+        .expect(250, "2.1.0");
+    cmd(&mut tls, "RCPT TO:<user@example.test>")
+        .await
+        .expect(250, "2.1.5");
+    cmd(&mut tls, "DATA").await.expect(354, "");
+    let body = dot_stuffed(&message("after-tls@test", "hi", "body"));
+    tls.write_all(&body).await.unwrap();
+    reply(&mut tls).await.expect(250, "2.0.0");
+    cmd(&mut tls, "QUIT").await.expect(221, "2.0.0");
+    let internal = tokio::task::spawn_blocking(move || {
+        let m = internal.expect_message_id("after-tls@test");
+        let rules = m.header("X-Spam-Rules").unwrap_or_default();
+        assert!(!rules.contains("PIPELINING_ABUSE"), "{rules}");
+        internal
+    })
+    .await
+    .unwrap();
+    drop(internal);
+    drop(gw);
+}

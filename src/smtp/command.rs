@@ -20,6 +20,8 @@ pub struct MailParams {
     pub body: Body,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
+    /// Any parameter was given (`BODY=7BIT` too): after HELO none is known.
+    pub given: bool,
 }
 
 /// One parsed command line.
@@ -183,8 +185,10 @@ fn parse_mail(arg: &str) -> Result<Command, CommandError> {
         size: None,
         body: Body::SevenBit,
         smtputf8: false,
+        given: false,
     };
     for param in params.split(' ').filter(|p| !p.is_empty()) {
+        mail.given = true;
         let (key, value) = match param.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (param, None),

@@ -250,6 +250,7 @@ impl Session {
             size: None,
             body: Body::SevenBit,
             smtputf8: false,
+            given: false,
         });
         let envelope = Envelope {
             mail_from: self

@@ -40,7 +40,7 @@ impl Session {
     pub(super) async fn data(&mut self) -> Option<End> {
         if self.mail.is_none() {
             return self
-                .bad_sequence(Stage::Data, "Need MAIL before DATA")
+                .out_of_sequence(Stage::Data, "Need MAIL before DATA")
                 .await;
         }
         if self.bdat.is_some() {
@@ -49,7 +49,9 @@ impl Session {
                 .await;
         }
         if self.ctx.recipients.is_empty() {
-            return self.bad_sequence(Stage::Data, "No valid recipients").await;
+            return self
+                .out_of_sequence(Stage::Data, "No valid recipients")
+                .await;
         }
         let sink = match self.open_sink().await {
             Ok(sink) => sink,
@@ -196,7 +198,10 @@ impl Session {
             // The chunks pipelined behind this one are discarded uncounted (RFC 3030 §2;
             // review: each counted as an error, to the tarpit and 421).
             self.bdat_failed = after_ehlo && !last;
-            return self.bad_sequence(Stage::Data, why).await;
+            if !after_ehlo {
+                return self.bad_sequence(Stage::Data, why).await;
+            }
+            return self.out_of_sequence(Stage::Data, why).await;
         }
         let Some(mut t) = transfer else {
             if busy {

@@ -90,10 +90,15 @@ impl Session {
                     .tls_sessions_total
                     .with_label_values(&[version])
                     .inc();
-                // RFC 3207: forget everything learned before TLS.
+                // RFC 3207 §4.2: forget everything learned before TLS, the commands sent
+                // ahead of replies too (review: plaintext an attacker on the path added
+                // to the EHLO scored every message of the TLS session 3 points). Talking
+                // before the banner is kept: a judgement of the connection before any
+                // command, as postscreen's, and no part of the protocol.
                 self.reset_transaction();
                 self.greeting = None;
                 self.ctx.client.helo = None;
+                self.ctx.client.pipelining_abuse = false;
                 self.ctx.client.tls = true;
                 None
             }

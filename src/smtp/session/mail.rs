@@ -3,7 +3,7 @@
 use super::{End, Greeting, Session};
 use crate::mail::{Address, Reply};
 use crate::policy::{Decision, Stage};
-use crate::smtp::command::{Body, MailParams};
+use crate::smtp::command::MailParams;
 
 impl Session {
     pub(super) async fn mail_from(&mut self, from: Address, params: MailParams) -> Option<End> {
@@ -27,11 +27,10 @@ impl Session {
             self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
             return self.error(Stage::Mail, reply).await;
         }
-        let extended =
-            params.smtputf8 || params.size.is_some() || params.body == Body::EightBitMime;
-        if extended && self.greeting != Some(Greeting::Ehlo) {
+        if params.given && self.greeting != Some(Greeting::Ehlo) {
             // After HELO no extension was offered, so none of its parameters is known
             // (RFC 5321 §4.1.1.11): an 8-bit body would be relayed as if it were allowed.
+            // `BODY=7BIT` too (review: taken, as it changes nothing, against RFC 6152).
             let reply = Reply::new(555, "5.5.4", "MAIL parameters need EHLO");
             self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
             return self.error(Stage::Mail, reply).await;
@@ -49,6 +48,7 @@ impl Session {
             let text = "Insufficient system storage, try again later";
             let reply = Reply::new(452, "4.3.1", text);
             self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
+            self.deferred_by_us = true;
             return self.junk_reply(Stage::Mail, reply).await;
         }
         self.ctx.declared_size = params.size;
@@ -65,6 +65,7 @@ impl Session {
             // 421. A MAIL that moved no mail is still a junk command.
             Decision::Tempfail(r) => {
                 self.reset_transaction();
+                self.deferred_by_us = true;
                 self.junk_reply(Stage::Mail, r).await
             }
             Decision::Reject(r) => {

@@ -21,6 +21,7 @@ use crate::smtp::command::{self, Command, CommandError, MailParams};
 use crate::smtp::conn::{Conn, Line, ReadError};
 use data::Transfer;
 use reply::At;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -73,6 +74,12 @@ pub struct Session {
     message_memory: Option<Reservation>,
     /// RCPTs refused past `recipients_per_message` in this transaction.
     overshoot: usize,
+    /// The paths of the transaction's recipients, to find a repeated one at once (a
+    /// search of the list made each RCPT cost as many as came before it; review).
+    accepted_paths: HashSet<String>,
+    /// The last MAIL, or an RCPT of this transaction, was deferred by us: the commands
+    /// the client pipelined behind it are not its errors (see `out_of_sequence`).
+    deferred_by_us: bool,
     /// RCPTs the policy deferred (greylisting, a rate limit, a callout it could not
     /// make) since the session began or a message was last accepted.
     deferred_rcpts: usize,
@@ -214,6 +221,8 @@ impl Session {
             bdat_failed: false,
             message_memory: None,
             overshoot: 0,
+            accepted_paths: HashSet::new(),
+            deferred_by_us: false,
             deferred_rcpts: 0,
             unreported: 0,
             handle,
@@ -577,6 +586,10 @@ impl Session {
         if !matches!(cmd, Command::Bdat { .. }) {
             self.bdat_failed = false;
         }
+        // Only the rest of the transaction follows a deferral in a pipelined batch.
+        if !matches!(cmd, Command::Rcpt(_) | Command::Data | Command::Bdat { .. }) {
+            self.deferred_by_us = false;
+        }
         match cmd {
             Command::Ehlo(name) => self.hello(name, Greeting::Ehlo).await,
             Command::Helo(name) => self.hello(name, Greeting::Helo).await,
@@ -667,6 +680,8 @@ impl Session {
         self.bdat = None;
         self.message_memory = None;
         self.overshoot = 0;
+        self.accepted_paths = HashSet::new();
+        self.deferred_by_us = false;
     }
 }
 

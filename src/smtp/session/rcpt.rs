@@ -8,7 +8,7 @@ impl Session {
     pub(super) async fn rcpt_to(&mut self, to: Address) -> Option<End> {
         let Some(mail) = &self.mail else {
             return self
-                .bad_sequence(Stage::Rcpt, "Need MAIL before RCPT")
+                .out_of_sequence(Stage::Rcpt, "Need MAIL before RCPT")
                 .await;
         };
         if self.bdat.is_some() {
@@ -24,7 +24,10 @@ impl Session {
         }
         // Once is enough (as Postfix delivers it): a second copy to one mailbox is not
         // sent, and a repeated RCPT is no progress that keeps a session under stress.
-        if self.already_accepted(&self.policy.recipient_as_judged(&to)) {
+        if self
+            .accepted_paths
+            .contains(&self.policy.recipient_as_judged(&to).to_path())
+        {
             return self.junk_reply(Stage::Rcpt, duplicate()).await;
         }
         if self.ctx.recipients.len() >= self.limits().recipients_per_message {
@@ -47,6 +50,7 @@ impl Session {
         let rcpt = self.ctx.rcpt.take();
         match (decision, rcpt) {
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
+                self.accepted_paths.insert(rcpt.to_path());
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
             }
@@ -60,6 +64,7 @@ impl Session {
                 if self.deferred_rcpts < self.limits().recipients_per_message =>
             {
                 self.deferred_rcpts += 1;
+                self.deferred_by_us = true;
                 self.ok(Stage::Rcpt, r)
             }
             (Decision::Reject(r) | Decision::Tempfail(r), _) => self.error(Stage::Rcpt, r).await,
@@ -68,12 +73,6 @@ impl Session {
                     .await
             }
         }
-    }
-
-    /// Whether the transaction has `rcpt` already, as written or as the policy wrote it.
-    fn already_accepted(&self, rcpt: &Address) -> bool {
-        let path = rcpt.to_path();
-        self.ctx.recipients.iter().any(|r| r.to_path() == path)
     }
 }
 

@@ -121,6 +121,19 @@ impl Session {
         .await
     }
 
+    /// [`Session::bad_sequence`], unless MAIL or every RCPT of the transaction was deferred
+    /// by us (a limit, greylisting, the spool short of room): the commands a pipelining
+    /// client sent behind a deferral (RFC 2920 §3.1) then fail as expected, answered alike
+    /// and counted as junk, not as errors (review: each greylisted transaction's DATA
+    /// counted one, and a list server reusing its connection met the tarpit and 421).
+    pub(super) async fn out_of_sequence(&mut self, stage: Stage, why: &str) -> Option<End> {
+        if !self.deferred_by_us {
+            return self.bad_sequence(stage, why).await;
+        }
+        let reply = Reply::new(503, "5.5.1", format!("Bad sequence of commands: {why}"));
+        self.junk_reply(stage, reply).await
+    }
+
     /// Sends an error reply, counting it against the client: past the tarpit threshold
     /// each error is delayed; at the error limit the session is closed.
     pub(super) async fn error(&mut self, stage: impl Into<At>, reply: Reply) -> Option<End> {
