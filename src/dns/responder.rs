@@ -44,9 +44,10 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// dropped (the asker sends again). The port is open to every process of the host:
 /// unbounded, a local user asking for random names under a silent zone held a socket per
 /// question until the gateway ran out of descriptors, the resolver was marked down and
-/// `accept` failed. A resend of a question being answered takes no place of its own, so
-/// the silent zones of a spam campaign's sender domains (each question resent every third
-/// of a second until `dns.timeout`) do not fill it for everyone's lookups.
+/// `accept` failed. A resend of a question being answered takes no place of this bound,
+/// so the silent zones of a spam campaign's sender domains (each question resent every
+/// third of a second until `dns.timeout`) do not fill it for everyone's lookups; resends
+/// have as many places again of their own.
 const UDP_IN_FLIGHT: usize = 1024;
 /// TCP connections one responder serves at once (mail-auth's resolver opens one only
 /// after a truncated UDP answer).
@@ -188,6 +189,9 @@ async fn serve_udp(
 ) {
     let mut buffer = vec![0u8; usize::from(UDP_PAYLOAD)];
     let turns = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
+    // Resends past the bound have turns of their own, as many again: without a bound, a
+    // local process resending one question in a flood spawned a task per datagram (review).
+    let resend_turns = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
     loop {
         let received = tokio::select! {
             _ = stop.cancelled() => return,
@@ -215,10 +219,8 @@ async fn serve_udp(
                 label.asking.answering(&key)
             })
         };
-        let turn = match turns.clone().try_acquire_owned() {
-            Ok(turn) => Some(turn),
-            Err(_) if resend() => None,
-            Err(_) => continue,
+        let Some(turn) = take_turn(&turns, &resend_turns, resend) else {
+            continue;
         };
         let Some(dns) = Dns::upgrade(&dns) else {
             return;
@@ -232,6 +234,20 @@ async fn serve_udp(
                 let _ = socket.send_to(&bytes, peer).await;
             }
         });
+    }
+}
+
+/// A place for a datagram: one of `turns`, else one of `resend_turns` when the datagram
+/// is a resend of a question being answered (`resend`, asked only then), else none.
+fn take_turn(
+    turns: &Arc<tokio::sync::Semaphore>,
+    resend_turns: &Arc<tokio::sync::Semaphore>,
+    resend: impl FnOnce() -> bool,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match turns.clone().try_acquire_owned() {
+        Ok(turn) => Some(turn),
+        Err(_) if resend() => resend_turns.clone().try_acquire_owned().ok(),
+        Err(_) => None,
     }
 }
 
@@ -415,4 +431,35 @@ fn encode(mut reply: Message, limit: u16) -> Option<Vec<u8>> {
     reply.answers.clear();
     reply.metadata.truncation = true;
     reply.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::Semaphore;
+
+    /// Regression (review): a resend of a question being answered went in past the bound
+    /// with no place at all, so a local process filling the bound and then resending one
+    /// of its questions in a flood spawned a task per datagram. Resends have as many
+    /// places again, and no more.
+    #[test]
+    fn resends_past_the_bound_have_a_bound_of_their_own() {
+        let turns = Arc::new(Semaphore::new(UDP_IN_FLIGHT));
+        let resend_turns = Arc::new(Semaphore::new(UDP_IN_FLIGHT));
+        let mut held = Vec::new();
+        for _ in 0..UDP_IN_FLIGHT * 3 {
+            held.extend(take_turn(&turns, &resend_turns, || false));
+        }
+        assert_eq!(held.len(), UDP_IN_FLIGHT);
+        let mut resends = Vec::new();
+        for _ in 0..UDP_IN_FLIGHT * 3 {
+            resends.extend(take_turn(&turns, &resend_turns, || true));
+        }
+        assert_eq!(resends.len(), UDP_IN_FLIGHT);
+        // A place freed is taken by the next datagram, resend or not.
+        held.pop();
+        assert!(take_turn(&turns, &resend_turns, || false).is_some());
+        resends.pop();
+        assert!(take_turn(&turns, &resend_turns, || true).is_some());
+    }
 }

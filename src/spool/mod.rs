@@ -757,8 +757,21 @@ impl Spool {
         let state: DeliveryState = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
         let bounce = state.bounce.as_ref().filter(|b| **b != id)?;
         let settled = state.pending().next().is_none();
-        let stored = state.dsn_queued || self.holds(bounce);
+        let stored = state.dsn_queued || self.holds_whole(bounce) == Some(true);
         (settled && self.holds(&id) && stored).then_some(id)
+    }
+
+    /// Whether the queue holds message `id` whole, not only its name: its envelope reads
+    /// and its seal names it, with its length (and its checksum when the message is read
+    /// whole). A power loss while it was written can leave the name over a recycled file's
+    /// old bytes, or over none (review: such a DSN was taken as stored, and its bounced
+    /// message removed). `None` when that cannot be told now (an I/O error).
+    pub fn holds_whole(&self, id: &QueueId) -> Option<bool> {
+        match self.open_message(id) {
+            Ok(_) => Some(true),
+            Err(SpoolError::NotFound(_) | SpoolError::Corrupt(..)) => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// Path of the file whose presence asks a running gateway to retry everything now.

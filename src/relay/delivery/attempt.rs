@@ -495,9 +495,23 @@ async fn queue_bounce(
     failures: &[FailedRecipient],
     bounce: &QueueId,
 ) -> Bounce {
-    if msg.state.dsn_queued || relay.spool.holds(bounce) {
-        tracing::info!(queue_id = %msg.id, dsn = %bounce, "DSN queued already");
-        return Bounce::QueuedAlready;
+    // A file under the DSN's name that does not open whole (left by a power loss) is
+    // written over; one that cannot be read now is tried again later.
+    let stored = if msg.state.dsn_queued {
+        Some(true)
+    } else {
+        relay.spool.holds_whole(bounce)
+    };
+    match stored {
+        Some(true) => {
+            tracing::info!(queue_id = %msg.id, dsn = %bounce, "DSN queued already");
+            return Bounce::QueuedAlready;
+        }
+        None => {
+            tracing::error!(queue_id = %msg.id, dsn = %bounce, "cannot tell whether the DSN is stored; will retry");
+            return Bounce::Failed;
+        }
+        Some(false) => {}
     }
     let hostname = &config.server.hostname;
     match dsn::queue(

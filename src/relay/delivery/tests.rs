@@ -1298,6 +1298,52 @@ async fn a_message_whose_delivery_keeps_panicking_is_moved_out_of_the_queue() {
     gw.stop().await;
 }
 
+/// The state of a message to `a@example.test` whose one recipient failed for good and
+/// whose DSN is to be stored as `bounce`.
+fn settled_as_failed(bounce: &QueueId) -> crate::spool::DeliveryState {
+    let mut state = crate::spool::DeliveryState::new(1);
+    state.rcpt_status[0] = RcptStatus::Failed;
+    state.attempts = 1;
+    let reply = crate::mail::Reply::new(550, "5.1.1", "no such user");
+    state.failures = vec![crate::relay::dsn::FailedRecipient::from_reply(
+        "a@example.test",
+        &reply,
+        None,
+    )];
+    state.bounce = Some(bounce.clone());
+    state
+}
+
+/// Regression (review): a power loss while a DSN was being written could leave its name
+/// in the queue over bytes that never reached the disk (a recycled file's old message, or
+/// nothing). The next start took the name for the DSN, removed the bounced message, and
+/// then set the damaged file aside: the sender never heard. A DSN is stored only when it
+/// opens whole; else the bounced message stays, and its DSN is stored again.
+#[tokio::test]
+async fn a_dsn_left_damaged_by_a_power_loss_is_stored_again() {
+    let server = FakeServer::start(Script::default()).await;
+    let (mut gw, ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[]);
+    let original = envelope("s@example.org", &["a@example.test"]);
+    let queue = gw.spool.dir().join("queue");
+    for damaged in [&b""[..], b"not a spool file"] {
+        let (stored, its_dsn) = (gw.store(&original).await, QueueId::generate());
+        gw.spool
+            .save_state(&stored, &settled_as_failed(&its_dsn))
+            .unwrap();
+        std::fs::write(queue.join(its_dsn.as_str()), damaged).unwrap();
+    }
+    let left = gw.spool.recover().unwrap();
+    assert_eq!(left.len(), 4, "the bounced messages were removed: {left:?}");
+    gw.start(cfg, ready);
+    wait_until("both DSNs delivered", || server.messages().len() >= 2).await;
+    wait_until("spool empty", || gw.queue_len() == 0).await;
+    let sent = server.messages();
+    assert_eq!(sent.len(), 2, "one DSN per bounced message");
+    assert!(sent.iter().all(|m| m.mail_from.is_empty()));
+    gw.stop().await;
+}
+
 /// Regression (review): a crash after a bounce's DSN was stored and before the bounced
 /// message left the queue settled it again at the next start and sent its sender a second
 /// DSN. The DSN's id is saved with the statuses first: a DSN found queued under it settles
@@ -1307,19 +1353,6 @@ async fn a_bounce_cut_short_by_a_crash_sends_one_dsn() {
     let server = FakeServer::start(Script::default()).await;
     let (mut gw, ready) = Gateway::open();
     let cfg = gw.config(&[server.addr], &[]);
-    let settled_as_failed = |bounce: &QueueId| {
-        let mut state = crate::spool::DeliveryState::new(1);
-        state.rcpt_status[0] = RcptStatus::Failed;
-        state.attempts = 1;
-        let reply = crate::mail::Reply::new(550, "5.1.1", "no such user");
-        state.failures = vec![crate::relay::dsn::FailedRecipient::from_reply(
-            "a@example.test",
-            &reply,
-            None,
-        )];
-        state.bounce = Some(bounce.clone());
-        state
-    };
     let original = envelope("s@example.org", &["a@example.test"]);
     // Crashed after storing the DSN.
     let (stored, its_dsn) = (gw.store(&original).await, QueueId::generate());
