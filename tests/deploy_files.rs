@@ -312,3 +312,35 @@ fn deploy_configs_act_on_what_the_shipped_config_acts_on() {
         "the image lacks the seed"
     );
 }
+
+/// Regression (review): the image's entrypoint ran `exec mxguard check ... && exec mxguard
+/// serve`, and the first `exec` replaced the shell: the check passed, the container
+/// stopped with status 0, and the gateway never started. The entrypoint's own shell line
+/// runs here against a stand-in `mxguard` that records its verbs.
+#[test]
+fn the_container_entrypoint_checks_then_serves() {
+    let containerfile = std::fs::read_to_string(deploy("Containerfile")).unwrap();
+    let line = containerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("no ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(line).expect("ENTRYPOINT is a JSON array");
+    assert_eq!(&argv[..2], ["/bin/sh", "-c"], "{argv:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("verbs");
+    let stand_in = dir.path().join("mxguard");
+    let script = format!("#!/bin/sh\necho \"$1\" >> {}\n", log.display());
+    std::fs::write(&stand_in, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shell_line = argv[2].replace("/usr/local/bin/mxguard", &stand_in.display().to_string());
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&shell_line)
+        .args(&argv[3..])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let verbs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(verbs, "check\nserve\n", "{shell_line}");
+}

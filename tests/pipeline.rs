@@ -38,6 +38,8 @@ body ACT_REJECT     /zz-policy-reject-zz/
 score ACT_REJECT    0
 body ACT_QUARANTINE /zz-quarantine-token-zz/
 score ACT_QUARANTINE 0.5
+body NEARLY_TEN     /zz-nearly-ten-zz/
+score NEARLY_TEN    9.496
 "#;
 
 const POLICY: &str = r#"[policy]
@@ -624,4 +626,27 @@ fn a_date_years_ahead_is_measured_against_the_real_arrival() {
     let m = internal.expect_message_id("future@test");
     let rules = headers(&m, "X-Spam-Rules").join(",");
     assert!(rules.contains("DATE_IN_FUTURE_12_XX"), "{rules}");
+}
+
+/// Regression (review): `quarantine list` wrote a quarantined message's score rounded to
+/// nearest (`10.00` for 9.996), while `quarantine show`, `queue show`, `scan` and the
+/// headers write it rounded down: one score writer everywhere.
+#[test]
+fn quarantine_list_writes_the_score_rounded_down() {
+    let (_internal, gw) = start();
+    let msg = message(
+        "nearly-ten@t",
+        "hello",
+        "zz-quarantine-token-zz and zz-nearly-ten-zz",
+    );
+    let r = send(&gw, "user@example.test", &msg);
+    r.expect(250, "");
+    let qid = queue_id(&r).unwrap_or_else(|| panic!("no queue id in {r}"));
+    let out = gw.cli(&["quarantine", "list"]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&qid))
+        .unwrap_or_else(|| panic!("{qid} not in quarantine list:\n{listing}"));
+    assert!(line.contains(" 9.99 "), "{line:?}");
 }

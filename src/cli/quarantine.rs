@@ -54,10 +54,10 @@ fn list(spool: &Spool) -> anyhow::Result<()> {
                 now.saturating_sub(e.received_at),
             ));
             println!(
-                "{:<24} {:>8} {:>7.2} {:<32} {:<32} {}",
+                "{:<24} {:>8} {:>7} {:<32} {:<32} {}",
                 id,
                 age.to_string(),
-                e.score,
+                mxguard::mail::score::hundredths_down(e.score),
                 printable(sender),
                 printable(&e.rcpt_to.join(",")),
                 printable(&e.rules.join(","))

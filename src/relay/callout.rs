@@ -44,7 +44,9 @@ impl CalloutAnswer {
     }
 }
 
-/// Bounded cache of definite answers, oldest entry evicted first.
+/// Bounded cache of definite answers, oldest entry evicted first. An entry keeps when it
+/// was stored, and lives as long as the TTL of the configuration asking allows, so a
+/// reload that shortens `negative_ttl` shortens the answers cached before it (review).
 #[derive(Debug, Default)]
 struct Cache {
     entries: HashMap<String, (CalloutAnswer, Instant, u64)>,
@@ -52,10 +54,41 @@ struct Cache {
     seq: u64,
 }
 
+/// How long an answer may be cached under `rc`; `None` for one that is not cached.
+fn ttl_of(answer: &CalloutAnswer, rc: &crate::config::RecipientsConfig) -> Option<Duration> {
+    match answer {
+        CalloutAnswer::Exists => Some(rc.positive_ttl),
+        CalloutAnswer::Unknown { .. } => Some(rc.negative_ttl),
+        CalloutAnswer::Unavailable { .. } => None,
+    }
+    .map(|ttl| ttl.min(super::LONGEST_WAIT))
+}
+
+/// The cache's key for `rcpt` asked of `servers`: an answer of one set of internal
+/// servers says nothing of another's mailboxes (review: after a reload that moved
+/// `relay.internal`, the old server's answers decided RCPT for up to `positive_ttl`).
+/// ASCII case only: Unicode lowercasing folds look-alikes onto ASCII (KELVIN SIGN to
+/// `k`), and a refused `\u{212A}im@` would be cached as the real `kim@`.
+fn cache_key(rcpt: &str, servers: &[std::net::SocketAddr]) -> String {
+    let mut key = rcpt.to_ascii_lowercase();
+    for server in servers {
+        key.push(' ');
+        key.push_str(&server.to_string());
+    }
+    key
+}
+
 impl Cache {
-    fn get(&mut self, key: &str, now: Instant) -> Option<CalloutAnswer> {
-        let (answer, expires, seq) = self.entries.get(key)?;
-        if *expires > now {
+    fn get(
+        &mut self,
+        key: &str,
+        now: Instant,
+        rc: &crate::config::RecipientsConfig,
+    ) -> Option<CalloutAnswer> {
+        let (answer, stored, seq) = self.entries.get(key)?;
+        let fresh =
+            ttl_of(answer, rc).is_some_and(|ttl| now.saturating_duration_since(*stored) < ttl);
+        if fresh {
             return Some(answer.clone());
         }
         let seq = *seq;
@@ -68,19 +101,16 @@ impl Cache {
         &mut self,
         key: String,
         answer: CalloutAnswer,
-        ttl: Duration,
         now: Instant,
-        capacity: usize,
+        rc: &crate::config::RecipientsConfig,
     ) {
-        if capacity == 0 || ttl.is_zero() {
+        let ttl = ttl_of(&answer, rc).unwrap_or_default();
+        if rc.cache_size == 0 || ttl.is_zero() {
             return;
         }
+        let capacity = rc.cache_size;
         self.seq += 1;
-        let expires = now + ttl.min(super::LONGEST_WAIT);
-        if let Some((_, _, old)) = self
-            .entries
-            .insert(key.clone(), (answer, expires, self.seq))
-        {
+        if let Some((_, _, old)) = self.entries.insert(key.clone(), (answer, now, self.seq)) {
             self.order.remove(&old);
         }
         self.order.insert(self.seq, key);
@@ -155,10 +185,9 @@ impl Callout {
     /// Whether `rcpt` (an address without brackets) exists on the internal servers of
     /// `config`: from the cache when known, else by a probe bounded by `callout_timeout`.
     pub async fn verify(&self, rcpt: &str, config: &Arc<Config>) -> CalloutAnswer {
-        // ASCII case only: Unicode lowercasing folds look-alikes onto ASCII (KELVIN SIGN
-        // to `k`), and a refused `\u{212A}im@` would be cached as the real `kim@`.
-        let key = rcpt.to_ascii_lowercase();
-        if let Some(answer) = lock(&self.cache).get(&key, Instant::now()) {
+        let rc = &config.relay.recipients;
+        let key = cache_key(rcpt, &config.relay.internal);
+        if let Some(answer) = lock(&self.cache).get(&key, Instant::now(), rc) {
             self.metrics
                 .callouts_total
                 .with_label_values(&["cached"])
@@ -225,15 +254,7 @@ impl Callout {
             .callouts_total
             .with_label_values(&[answer.label()])
             .inc();
-        let ttl = match answer {
-            CalloutAnswer::Exists => Some(rc.positive_ttl),
-            CalloutAnswer::Unknown { .. } => Some(rc.negative_ttl),
-            CalloutAnswer::Unavailable { .. } => None,
-        };
-        if let Some(ttl) = ttl {
-            let now = Instant::now();
-            lock(&self.cache).put(key.to_owned(), answer.clone(), ttl, now, rc.cache_size);
-        }
+        lock(&self.cache).put(key.to_owned(), answer.clone(), Instant::now(), rc);
         tracing::debug!(rcpt, answer = answer.label(), "callout");
         answer
     }
@@ -696,6 +717,20 @@ mod tests {
         assert_eq!(server.connections(), 1);
     }
 
+    /// Recipient settings with these TTLs and room for two answers.
+    fn ttls(positive: Duration, negative: Duration) -> crate::config::RecipientsConfig {
+        crate::config::RecipientsConfig {
+            lists: Default::default(),
+            list_files: Vec::new(),
+            callout: true,
+            callout_timeout: Duration::from_secs(5),
+            positive_ttl: positive,
+            negative_ttl: negative,
+            cache_size: 2,
+            callout_concurrency: 1,
+        }
+    }
+
     /// Regression (review): a TTL longer than the clock can count to (the configuration
     /// took `positive_ttl = "300000000000y"`; it now refuses more than a year) overflowed
     /// `Instant` in the cache and panicked: every session whose recipient existed died
@@ -703,11 +738,12 @@ mod tests {
     #[test]
     fn a_ttl_too_long_for_the_clock_keeps_the_answer() {
         let ttl = Duration::from_secs(300_000_000_000 * 365 * 86_400);
+        let rc = ttls(ttl, ttl);
         let mut c = Cache::default();
         let now = Instant::now();
-        c.put("a".into(), CalloutAnswer::Exists, ttl, now, 2);
+        c.put("a".into(), CalloutAnswer::Exists, now, &rc);
         let later = now + Duration::from_secs(3600);
-        assert_eq!(c.get("a", later), Some(CalloutAnswer::Exists));
+        assert_eq!(c.get("a", later, &rc), Some(CalloutAnswer::Exists));
     }
 
     #[test]
@@ -715,15 +751,46 @@ mod tests {
         let mut c = Cache::default();
         let now = Instant::now();
         let ttl = Duration::from_secs(10);
-        c.put("a".into(), CalloutAnswer::Exists, ttl, now, 2);
-        c.put("b".into(), CalloutAnswer::Exists, ttl, now, 2);
-        c.put("a".into(), CalloutAnswer::Exists, ttl, now, 2);
-        c.put("c".into(), CalloutAnswer::Exists, ttl, now, 2);
-        assert!(c.get("b", now).is_none());
-        assert!(c.get("a", now).is_some());
-        assert!(c.get("c", now).is_some());
-        assert!(c.get("c", now + ttl).is_none());
+        let rc = ttls(ttl, ttl);
+        c.put("a".into(), CalloutAnswer::Exists, now, &rc);
+        c.put("b".into(), CalloutAnswer::Exists, now, &rc);
+        c.put("a".into(), CalloutAnswer::Exists, now, &rc);
+        c.put("c".into(), CalloutAnswer::Exists, now, &rc);
+        assert!(c.get("b", now, &rc).is_none());
+        assert!(c.get("a", now, &rc).is_some());
+        assert!(c.get("c", now, &rc).is_some());
+        assert!(c.get("c", now + ttl, &rc).is_none());
         assert_eq!(c.entries.len(), 1);
         assert_eq!(c.order.len(), 1);
+    }
+
+    /// Regression (review): answers cached before a reload kept the TTL of the old
+    /// configuration, and were keyed by the address alone: after `relay.internal` moved,
+    /// the old server's answers decided RCPT for up to `positive_ttl`, and a shortened
+    /// `negative_ttl` left refusals cached as long as before.
+    #[test]
+    fn a_reload_that_moves_the_servers_or_shortens_a_ttl_holds_for_cached_answers() {
+        let old_server: std::net::SocketAddr = "192.0.2.1:25".parse().unwrap();
+        let new_server: std::net::SocketAddr = "192.0.2.2:25".parse().unwrap();
+        assert_ne!(
+            cache_key("Kim@Example.test", &[old_server]),
+            cache_key("kim@example.test", &[new_server])
+        );
+        assert_eq!(
+            cache_key("Kim@Example.test", &[old_server]),
+            cache_key("kim@example.test", &[old_server])
+        );
+        let hour = Duration::from_secs(3600);
+        let before = ttls(hour, Duration::from_secs(600));
+        let after = ttls(hour, Duration::from_secs(60));
+        let mut c = Cache::default();
+        let now = Instant::now();
+        let refused = CalloutAnswer::Unknown {
+            reply: "550 5.1.1 no such user".into(),
+        };
+        c.put("x".into(), refused.clone(), now, &before);
+        let later = now + Duration::from_secs(120);
+        assert_eq!(c.get("x", later, &before), Some(refused));
+        assert_eq!(c.get("x", later, &after), None);
     }
 }
