@@ -139,9 +139,17 @@ impl ServiceSet {
                     None
                 }
             });
+        let mut unavailable = Vec::new();
+        if dns.is_none() {
+            unavailable.push("dns");
+        }
+        if auth.is_none() {
+            unavailable.push("auth");
+        }
         ServiceSet {
             dns_config: config.dns.clone(),
             services: Services {
+                unavailable,
                 probe: Some(probe),
                 dns,
                 auth,
@@ -168,6 +176,14 @@ impl ServiceSet {
                     "{key} changed: the new store needs a restart; keeping the running one"
                 );
                 config.state.backend = state.backend_config().clone();
+            }
+            // The tier's heartbeats, the classifier's lookups and the health watcher keep
+            // the store they started with, and they feed one health tracker with the
+            // checks: a timeout for the checks alone called a backend down that answers
+            // within the new one, or up while the checks wait out a shorter one (review).
+            if state.timeout() != config.state.timeout {
+                tracing::warn!("state.timeout changed: the new timeout needs a restart (the tier, the classifier and the health watcher share the running one); keeping the running one");
+                config.state.timeout = state.timeout();
             }
             if state.prefix() != config.state.key_prefix {
                 tracing::warn!("state.key_prefix changed: the new prefix needs a restart (the classifier and the tier keep theirs); keeping the running one");

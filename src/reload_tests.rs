@@ -209,19 +209,27 @@ fn a_refresh_reads_nothing_from_disk_and_is_no_reload() {
 /// Regression: a reload gave the policy's checks a new `state.key_prefix` while the
 /// classifier and the tier kept the old one, and `mxguard learn` (which reads the file)
 /// wrote under the new one: one gateway read its store under two prefixes. The prefix
-/// now waits for a restart; the timeout and the failure mode follow the reload.
+/// now waits for a restart; the failure mode follows the reload. So does the timeout no
+/// more (review): the tier's heartbeats, the classifier and the health watcher kept the
+/// old one and fed the health tracker the checks share, which then called a backend
+/// down that answered within the new timeout.
 #[test]
-fn a_reload_keeps_the_state_key_prefix_and_takes_the_failure_mode() {
+fn a_reload_keeps_the_state_key_prefix_and_timeout_and_takes_the_failure_mode() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     plain_rules(d);
-    let state = |prefix: &str, on_failure: &str| {
-        format!("[state]\nkey_prefix = \"{prefix}\"\non_failure = \"{on_failure}\"\n")
+    let state = |prefix: &str, on_failure: &str, timeout: &str| {
+        format!(
+            "[state]\nkey_prefix = \"{prefix}\"\non_failure = \"{on_failure}\"\ntimeout = \"{timeout}\"\n"
+        )
     };
     let cfg = d.join("mxguard.toml");
-    write(&cfg, &base_toml(d, "rules", &state("one:", "open")));
+    write(
+        &cfg,
+        &base_toml(d, "rules", &state("one:", "open", "200ms")),
+    );
     let (gw, stop, h) = start(&cfg);
-    write(&cfg, &base_toml(d, "rules", &state("two:", "closed")));
+    write(&cfg, &base_toml(d, "rules", &state("two:", "closed", "1s")));
     let reloaded = gw.reload(&cfg);
     let in_force = gw.services().services.state.clone();
     stop.cancel();
@@ -234,6 +242,7 @@ fn a_reload_keeps_the_state_key_prefix_and_takes_the_failure_mode() {
         "the reload changed the key prefix"
     );
     assert_eq!(in_force.on_failure(), config::OnFailure::Closed);
+    assert_eq!(in_force.timeout(), std::time::Duration::from_millis(200));
 }
 
 /// Regression (review): the reload kept the running key prefix but built the snapshot,

@@ -9,13 +9,30 @@ use crate::rules::CompiledRules;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
-/// The canonical text of a policy, one fact per line.
-pub fn canonical(config: &Config, rules: Option<&CompiledRules>, model: Option<&str>) -> String {
+/// The canonical text of a policy, one fact per line. `unavailable` names the services
+/// whose checks the configuration asks for but that this gateway could not set up (`dns`,
+/// `auth`): its checks do not run, and the fingerprint must not say they do (review: a
+/// member without a resolver claimed its healthy peers' fingerprint, and they trusted
+/// its stamps on mail no DNS list, SPF or DMARC had judged).
+pub fn canonical(
+    config: &Config,
+    rules: Option<&CompiledRules>,
+    model: Option<&str>,
+    unavailable: &[&str],
+) -> String {
     let mut out = String::new();
+    if !unavailable.is_empty() {
+        let _ = writeln!(out, "unavailable={}", unavailable.join(","));
+    }
     let mut domains = config.relay.domains.clone();
     domains.sort();
     domains.dedup();
     let _ = writeln!(out, "relay.domains={}", domains.join(","));
+    // The domain a bare `postmaster` is qualified with is the first listed (review: two
+    // members listing the same domains in another order delivered it to different
+    // domains, under different thresholds, with equal fingerprints).
+    let postmaster = crate::policy::checks::relay_control::postmaster_domain(config);
+    let _ = writeln!(out, "postmaster_domain={}", postmaster.unwrap_or_default());
     let r = &config.relay.recipients;
     let _ = writeln!(out, "recipients.callout={}", r.callout);
     for (domain, list) in &r.lists {
@@ -111,12 +128,14 @@ fn checks(out: &mut String, config: &Config) {
                         Some(w) => format!("{:?}={}*{w}", e.matches, e.symbol),
                     })
                     .collect();
+                // Whether a list that lists everyone is set aside changes its verdicts too.
                 format!(
-                    "{section}={}*{} {} [{}]\n",
+                    "{section}={}*{} {} [{}] sanity_probe={}\n",
                     l.zone,
                     l.weight,
                     l.symbol,
-                    codes.join(",")
+                    codes.join(","),
+                    l.sanity_probe
                 )
             })
             .collect();
@@ -222,8 +241,13 @@ fn merged(networks: &[ipnet::IpNet]) -> String {
 }
 
 /// SHA-256 of [`canonical`], 64 lower-case hex digits.
-pub fn compute(config: &Config, rules: Option<&CompiledRules>, model: Option<&str>) -> String {
-    let digest = Sha256::digest(canonical(config, rules, model).as_bytes());
+pub fn compute(
+    config: &Config,
+    rules: Option<&CompiledRules>,
+    model: Option<&str>,
+    unavailable: &[&str],
+) -> String {
+    let digest = Sha256::digest(canonical(config, rules, model, unavailable).as_bytes());
     digest.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -245,22 +269,37 @@ mod tests {
 
     #[test]
     fn listeners_and_order_do_not_matter_but_thresholds_do() {
-        let base = compute(&config(""), None, None);
+        let base = compute(&config(""), None, None, &[]);
         let other_listener = compute(
             &config("[server]\nlisten=[\"127.0.0.1:9999\"]\n"),
             None,
             None,
+            &[],
         );
         assert_eq!(base, other_listener);
-        let reordered = Config::from_toml(
-            Path::new("t.toml"),
-            "[relay]\ndomains=[\"a.test\",\"b.test\"]\ninternal=[\"127.0.0.1:1\"]\n",
-        )
-        .unwrap();
-        assert_eq!(base, compute(&reordered, None, None));
+        let domains = |list: &str| {
+            let text = format!("[relay]\ndomains=[{list}]\ninternal=[\"127.0.0.1:1\"]\n");
+            compute(
+                &Config::from_toml(Path::new("t.toml"), &text).unwrap(),
+                None,
+                None,
+                &[],
+            )
+        };
+        assert_eq!(
+            domains("\"b.test\",\".c.test\",\"a.test\""),
+            domains("\"b.test\",\"a.test\",\".c.test\"")
+        );
+        // Regression (review): the first domain is where a bare `postmaster` goes.
+        assert_ne!(
+            domains("\"b.test\",\"a.test\""),
+            domains("\"a.test\",\"b.test\"")
+        );
+        // A gateway that could not set up its resolver runs no DNS check (review).
+        assert_ne!(base, compute(&config(""), None, None, &["dns"]));
         assert_ne!(
             base,
-            compute(&config("[policy]\nreject=12.0\n"), None, None)
+            compute(&config("[policy]\nreject=12.0\n"), None, None, &[])
         );
     }
 
@@ -278,12 +317,22 @@ mod tests {
                 )),
                 None,
                 None,
+                &[],
             )
         };
         assert_eq!(
             lists("a.bl.test", "b.bl.test"),
             lists("b.bl.test", "a.bl.test")
         );
+        // Regression (review): a member that does not set aside a list listing everyone
+        // judged unlike its peers under the same fingerprint.
+        let probed = |on: bool| {
+            let list = format!(
+                "[[policy.dnsbl]]\nzone=\"a.bl.test\"\nsymbol=\"A_BL\"\nsanity_probe={on}\n"
+            );
+            compute(&config(&list), None, None, &[])
+        };
+        assert_ne!(probed(true), probed(false));
         assert_ne!(
             lists("a.bl.test", "b.bl.test"),
             lists("a.bl.test", "c.bl.test")
@@ -293,6 +342,7 @@ mod tests {
                 &config(&format!("[policy]\ntrusted_networks=[{list}]\n")),
                 None,
                 None,
+                &[],
             )
         };
         assert_eq!(
@@ -309,13 +359,19 @@ mod tests {
         let b = RuleSet::parse_text(Path::new("a.cf"), "# comment\nbody  X  /x/\nscore X 1\n")
             .compile();
         let c2 = RuleSet::parse_text(Path::new("a.cf"), "body X /x/\nscore X 2\n").compile();
-        assert_eq!(compute(&c, Some(&a), None), compute(&c, Some(&b), None));
-        assert_ne!(compute(&c, Some(&a), None), compute(&c, Some(&c2), None));
+        assert_eq!(
+            compute(&c, Some(&a), None, &[]),
+            compute(&c, Some(&b), None, &[])
+        );
+        assert_ne!(
+            compute(&c, Some(&a), None, &[]),
+            compute(&c, Some(&c2), None, &[])
+        );
     }
 
     #[test]
     fn greylisting_rate_limits_and_networks_are_part_of_the_policy() {
-        let base = compute(&config(""), None, None);
+        let base = compute(&config(""), None, None, &[]);
         for extra in [
             "[greylist]\nenabled=true\n",
             "[[ratelimit]]\nname=\"conn\"\nkey=\"client_ip\"\nlimit=10\nper=\"1m\"\n",
@@ -324,7 +380,7 @@ mod tests {
             "[state]\non_failure=\"closed\"\n",
             "[server]\ngreet_delay=\"2s\"\n",
         ] {
-            assert_ne!(base, compute(&config(extra), None, None), "{extra}");
+            assert_ne!(base, compute(&config(extra), None, None, &[]), "{extra}");
         }
         // Regression (review): the network prefixes key `client_net` rate limits too, but
         // counted only with greylisting on: members counting per /24 and per /16 matched.
@@ -334,18 +390,18 @@ mod tests {
             ))
         };
         assert_ne!(
-            compute(&by_net(24), None, None),
-            compute(&by_net(16), None, None)
+            compute(&by_net(24), None, None, &[]),
+            compute(&by_net(16), None, None, &[])
         );
         // The classifier's model version is part of the policy.
         let c = config("");
         assert_ne!(
-            compute(&c, None, Some("aaaa")),
-            compute(&c, None, Some("bbbb"))
+            compute(&c, None, Some("aaaa"), &[]),
+            compute(&c, None, Some("bbbb"), &[])
         );
         assert_ne!(
             base,
-            compute(&config("[classifier]\nenabled=false\n"), None, None)
+            compute(&config("[classifier]\nenabled=false\n"), None, None, &[])
         );
         // Regression (review): the tier settings that decide its symbols did not count, so
         // members with other fan-out windows or bypass actions showed one fingerprint.
@@ -363,9 +419,9 @@ mod tests {
                 key.display().to_string()
             ))
         };
-        let gw1 = compute(&tier("gw1", "primary", "", "backup"), None, None);
+        let gw1 = compute(&tier("gw1", "primary", "", "backup"), None, None, &[]);
         // Each member names itself and its peers: the same tier seen from the other side.
-        let bk1 = compute(&tier("bk1", "backup", "", "primary"), None, None);
+        let bk1 = compute(&tier("bk1", "backup", "", "primary"), None, None, &[]);
         assert_eq!(gw1, bk1);
         for extra in [
             "fanout_window=\"10m\"\n",
@@ -374,14 +430,14 @@ mod tests {
         ] {
             assert_ne!(
                 gw1,
-                compute(&tier("gw1", "primary", extra, "backup"), None, None),
+                compute(&tier("gw1", "primary", extra, "backup"), None, None, &[]),
                 "{extra}"
             );
         }
-        let two_primaries = compute(&tier("gw1", "primary", "", "primary"), None, None);
+        let two_primaries = compute(&tier("gw1", "primary", "", "primary"), None, None, &[]);
         assert_ne!(gw1, two_primaries);
         // Where the state lives does not change a verdict.
         let redis = "[state]\nbackend=\"redis\"\nredis=\"redis://127.0.0.1:6379/\"\n";
-        assert_eq!(base, compute(&config(redis), None, None));
+        assert_eq!(base, compute(&config(redis), None, None, &[]));
     }
 }

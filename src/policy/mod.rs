@@ -92,6 +92,11 @@ pub struct Services {
     /// on older snapshots decode beside the new ones, past the memory bound. Without it
     /// a policy has its own (`scan`, tests).
     pub disk_inspections: Option<Arc<tokio::sync::Semaphore>>,
+    /// Services the configuration asks for that the gateway could not set up (`dns`,
+    /// `auth`): their checks do not run, and the fingerprint says so. Empty offline
+    /// (`check`, `scan`), where no DNS is asked by design and the fingerprint is the
+    /// configuration's.
+    pub unavailable: Vec<&'static str>,
 }
 
 /// An immutable policy snapshot: configuration, compiled rules and their fingerprint.
@@ -273,6 +278,13 @@ impl Policy {
                     .iter()
                     .map(|d| d.trim_start_matches('.').to_owned()),
             );
+            // The tier's names too (this member's public MX name and its peers'): a peer
+            // is known by its address and skips this check, so a client greeting with a
+            // member's name forges it (review: `EHLO bk1.example.test` was taken).
+            if let Some(tier) = &config.tier {
+                ours.push(tier.name.clone());
+                ours.extend(tier.peers.iter().map(|p| p.name.clone()));
+            }
             checks.push(Box::new(helo::HeloCheck::new(
                 ours,
                 dns.clone(),
@@ -476,6 +488,7 @@ impl Policy {
             &config,
             rules.as_deref(),
             model.as_ref().map(|m| m.version()),
+            &services.unavailable,
         );
         Ok(Policy {
             config,

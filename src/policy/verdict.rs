@@ -285,6 +285,39 @@ mod tests {
         );
     }
 
+    /// Regression (review): `HELO_IS_OURS` knew only `server.hostname` and the relay
+    /// domains, so a client greeting with this member's public MX name or a peer's (which
+    /// is known by its address and skips the check) was taken.
+    #[tokio::test]
+    async fn greeting_with_a_tier_members_name_is_helo_is_ours() {
+        let text = "[server]\nhostname = \"host-17.dc1.internal\"\n\
+                    [relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let mut config = Config::from_toml(Path::new("t.toml"), text).unwrap();
+        config.tier = Some(crate::config::TierConfig::for_test(
+            "bk1.example.test",
+            crate::config::Role::Backup,
+            &[("gw1.example.test", crate::config::Role::Primary)],
+        ));
+        let policy = Policy::build(Arc::new(config), &Services::default()).unwrap();
+        for (helo, ours) in [
+            ("bk1.example.test", true),
+            ("GW1.example.test.", true),
+            ("host-17.dc1.internal", true),
+            ("mail.sender.test", false),
+        ] {
+            let mut ctx = Context::new(ClientInfo::new([192, 0, 2, 1].into()));
+            ctx.client.helo = Some(helo.to_owned());
+            policy.evaluate(crate::policy::Stage::Helo, &mut ctx).await;
+            let hit = ctx
+                .client
+                .helo_symbols
+                .iter()
+                .chain(&ctx.symbols)
+                .any(|s| s.name == "HELO_IS_OURS");
+            assert_eq!(hit, ours, "{helo}");
+        }
+    }
+
     /// Regression (review): a rule with a milder action decided whatever the score, so
     /// GTUBE hitting a `quarantine`, `discard` or `tempfail` rule was stored, dropped or
     /// deferred instead of refused. An action still decides over tag and accept.

@@ -181,6 +181,16 @@ impl Tier {
         self.sessions_full.store(unix_now(), Ordering::Relaxed);
     }
 
+    /// Whether this member turned clients away lately: for lack of session room within
+    /// [`PRIMARY_FULL_HOLD`], or its spool short of room now. A real MTA it refused may
+    /// have gone through the whole MX list meanwhile.
+    pub fn refused_lately(&self) -> bool {
+        let full_at = self.sessions_full.load(Ordering::Relaxed);
+        let full =
+            full_at != 0 && unix_now().saturating_sub(full_at) <= PRIMARY_FULL_HOLD.as_secs();
+        full || self.spool_short.load(Ordering::SeqCst)
+    }
+
     /// When a client last reached this member, or when it started if none has since.
     fn reached_at(&self) -> u64 {
         let started = self

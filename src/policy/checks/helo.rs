@@ -21,6 +21,10 @@ pub struct HeloCheck {
 impl HeloCheck {
     /// `ours`: names a client must not claim; `dns`: for the resolvability test.
     pub fn new(ours: Vec<String>, dns: Option<Dns>, tempfail_on_failure: bool) -> HeloCheck {
+        let ours = ours
+            .into_iter()
+            .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
         HeloCheck {
             ours,
             dns,

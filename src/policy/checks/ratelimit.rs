@@ -119,9 +119,16 @@ fn bucket_domain(domain: &str) -> String {
     idna::domain_to_ascii(&domain).unwrap_or(domain)
 }
 
-/// An address as one bucket knows it: lower case, its domain as [`bucket_domain`].
+/// An address as one bucket knows it: lower case, its domain as [`bucket_domain`], and
+/// without a subaddress (`ceo+1@` is `ceo@`): each extension was a bucket of its own, so a
+/// flood to `ceo+1@`, `ceo+2@`, … into one mailbox never met its limit (review).
 fn bucket_path(address: &crate::mail::Address) -> String {
+    let local = match address.local.split_once('+') {
+        Some((user, _extension)) if !user.is_empty() => user.to_owned(),
+        _ => address.local.clone(),
+    };
     crate::mail::Address {
+        local,
         domain: bucket_domain(&address.domain),
         ..address.clone()
     }
@@ -304,6 +311,12 @@ mod tests {
         }
         let rcpt = |to: &str| subject(RateKey::Recipient, "a@corp.test", to, None);
         assert_eq!(rcpt("CEO@example.test."), rcpt("ceo@example.test"));
+        // Regression (review): each subaddress of one mailbox was a bucket of its own.
+        assert_eq!(rcpt("ceo+1@example.test"), rcpt("ceo@example.test"));
+        assert_eq!(rcpt("ceo+2@example.test"), rcpt("CEO+x@example.test"));
+        assert_ne!(rcpt("+x@example.test"), rcpt("x@example.test"));
+        let sender = |from: &str| subject(RateKey::Sender, from, "u@example.test", None);
+        assert_eq!(sender("news+123@corp.test"), sender("news@corp.test"));
     }
 
     fn over(ctx: &Context) -> bool {

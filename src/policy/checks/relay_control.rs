@@ -40,6 +40,13 @@ impl RelayControl {
         if domain.ends_with('.') {
             return Some("domain must not end with a dot");
         }
+        // A valid international name was read as its A-label ([`as_judged`]): one still in
+        // Unicode is a look-alike (full-width letters, invisible characters) that a suffix
+        // of `relay.domains` took, while per-domain lists and thresholds never matched it
+        // (review: `anyone@\u{ff48}r.example.test` passed `.example.test` as a stranger).
+        if !domain.is_ascii() {
+            return Some("the domain is no valid international name");
+        }
         if !crate::config::relays_domain(&self.domains, domain) {
             return Some("relay access denied");
         }
@@ -167,6 +174,24 @@ mod tests {
         ] {
             assert_eq!(judge(ok).await, Decision::Continue, "{ok}");
         }
+    }
+
+    /// Regression (review): a look-alike of a subdomain (a full-width letter, a zero-width
+    /// character), which no A-label reads back as, passed a `.example.test` suffix as
+    /// written, and per-domain recipient lists and thresholds never matched it.
+    #[tokio::test]
+    async fn a_look_alike_subdomain_is_refused() {
+        for rcpt in [
+            "anyone@\u{ff48}r.sub.example.test",
+            "anyone@h\u{200b}r.sub.example.test",
+            "anyone@\u{ff45}xample.test",
+        ] {
+            assert!(matches!(judge(rcpt).await, Decision::Reject(_)), "{rcpt:?}");
+        }
+        assert_eq!(
+            judge("anyone@b\u{fc}cher.sub.example.test").await,
+            Decision::Continue
+        );
     }
 
     /// Regression (review): a recipient domain written in Unicode was compared with the

@@ -121,8 +121,13 @@ impl Check for TierContact {
                 }
                 // At a backup only while a primary is up: with every primary down (or
                 // refusing for a full spool) a real MTA going through the MX list after
-                // their 4xx reaches the backup too, which then scored it (review).
-                let fallback = config.role == Role::Backup && !bypass;
+                // their 4xx reaches the backup too, which then scored it (review). At a
+                // primary, not while it turned clients away itself: the MTA it refused
+                // went through the list and comes back here (review).
+                let fallback = match config.role {
+                    Role::Backup => !bypass,
+                    Role::Primary => self.tier.refused_lately(),
+                };
                 if seen.members_recently >= fanout_members(&config) && !fallback {
                     self.hit(ctx, "MX_FANOUT");
                 }
@@ -291,6 +296,30 @@ mod tests {
         let config = TierConfig::for_test("bk1", Backup, &peers);
         let symbols = symbols_after_with(config, &["gw1", "gw2"], false).await;
         assert!(symbols.iter().all(|s| !s.starts_with("MX_")), "{symbols:?}");
+    }
+
+    /// Regression (review): a primary that had turned clients away for lack of session
+    /// room scored `MX_FANOUT` on the real MTA it refused, which went through the whole MX
+    /// list (both primaries full, then the backup) and came back when a slot freed.
+    #[tokio::test]
+    async fn a_primary_that_turned_clients_away_scores_no_fanout_for_coming_back() {
+        use Role::{Backup, Primary};
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        let peers = [("gw2", Primary), ("bk1", Backup)];
+        let gw1 = Tier::new(
+            TierConfig::for_test("gw1", Primary, &peers),
+            Some(state.clone()),
+            Arc::new(Metrics::new()),
+        );
+        gw1.round().await;
+        let before = ["gw2", "bk1"];
+        let fanout = |symbols: Vec<String>| symbols.iter().any(|s| s == "MX_FANOUT");
+        assert!(fanout(symbols_at(&gw1, &state, "192.0.2.9", &before).await));
+        gw1.note_sessions_full();
+        assert!(!fanout(
+            symbols_at(&gw1, &state, "192.0.2.10", &before).await
+        ));
     }
 
     /// Regression (review): a first contact meant "no other member", so a client that went
