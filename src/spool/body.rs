@@ -42,25 +42,32 @@ impl BodyTail {
     /// before the flush can leave old and new blocks mixed past the head too; such a file
     /// was never acknowledged and must not be delivered.
     async fn matches_seal(&self, head: &[u8]) -> io::Result<bool> {
+        if self.sealed_crc.is_none() {
+            return Ok(true);
+        }
+        let (tail, head) = (self.clone(), head.to_vec());
+        tokio::task::spawn_blocking(move || tail.matches_seal_now(&head))
+            .await
+            .map_err(|_| io::Error::other("checksum task failed"))?
+    }
+
+    /// [`BodyTail::matches_seal`] on this thread (it reads the whole tail).
+    pub(super) fn matches_seal_now(&self, head: &[u8]) -> io::Result<bool> {
         let Some(expected) = self.sealed_crc else {
             return Ok(true);
         };
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(head);
-        let (file, from, end) = (self.file.clone(), self.offset, self.offset + self.len);
-        tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut pos = from;
-            while pos < end {
-                let n = usize::try_from(end - pos).map_or(buf.len(), |left| left.min(buf.len()));
-                file.read_exact_at(&mut buf[..n], pos)?;
-                hasher.update(&buf[..n]);
-                pos += n as u64;
-            }
-            Ok(hasher.finalize() == expected)
-        })
-        .await
-        .map_err(|_| io::Error::other("checksum task failed"))?
+        let (from, end) = (self.offset, self.offset + self.len);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pos = from;
+        while pos < end {
+            let n = usize::try_from(end - pos).map_or(buf.len(), |left| left.min(buf.len()));
+            self.file.read_exact_at(&mut buf[..n], pos)?;
+            hasher.update(&buf[..n]);
+            pos += n as u64;
+        }
+        Ok(hasher.finalize() == expected)
     }
 
     /// Bytes in the tail.

@@ -761,16 +761,26 @@ impl Spool {
         (settled && self.holds(&id) && stored).then_some(id)
     }
 
-    /// Whether the queue holds message `id` whole, not only its name: its envelope reads
-    /// and its seal names it, with its length (and its checksum when the message is read
-    /// whole). A power loss while it was written can leave the name over a recycled file's
-    /// old bytes, or over none (review: such a DSN was taken as stored, and its bounced
+    /// Whether the queue holds message `id` whole, not only its name: its envelope reads,
+    /// and its seal names it and matches its length and checksum (the whole file is read,
+    /// on this thread: meant for DSNs, which are small). A power loss while it was
+    /// written can leave the name over a recycled file's old bytes, or over none, or a
+    /// new head over an old tail (review: such a DSN was taken as stored, and its bounced
     /// message removed). `None` when that cannot be told now (an I/O error).
     pub fn holds_whole(&self, id: &QueueId) -> Option<bool> {
-        match self.open_message(id) {
-            Ok(_) => Some(true),
-            Err(SpoolError::NotFound(_) | SpoolError::Corrupt(..)) => Some(false),
-            Err(_) => None,
+        let msg = match self.open_message(id) {
+            Ok(msg) => msg,
+            Err(SpoolError::NotFound(_) | SpoolError::Corrupt(..)) => return Some(false),
+            Err(_) => return None,
+        };
+        match msg
+            .tail
+            .as_ref()
+            .map(|tail| tail.matches_seal_now(&msg.body))
+        {
+            None | Some(Ok(true)) => Some(true),
+            Some(Ok(false)) => Some(false),
+            Some(Err(_)) => None,
         }
     }
 
@@ -1120,6 +1130,31 @@ mod tests {
         assert!(spool.recover().unwrap().is_empty());
         assert!(spool.state_path(&id).exists());
         assert!(!spool.state_path(&orphan).exists());
+    }
+
+    /// Regression (review of the fix): `holds_whole` checked a message longer than what
+    /// opening reads (64 KiB) by its seal's id and length only, so a DSN whose new head a
+    /// power loss left over an old tail of the same length read as whole.
+    #[tokio::test]
+    async fn a_message_whole_only_up_to_its_head_is_not_held_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let mut message = b"Subject: long\r\n\r\n".to_vec();
+        message.extend(std::iter::repeat_n(b'x', 200_000));
+        message.extend_from_slice(b"\r\n");
+        let id = QueueId::generate();
+        spool
+            .store_as(&id, &envelope(), b"", &message)
+            .await
+            .unwrap();
+        assert_eq!(spool.holds_whole(&id), Some(true));
+        let path = spool.queue.join(id.as_str());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 1000;
+        bytes[at] = b'y';
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(spool.holds_whole(&id), Some(false));
+        assert_eq!(spool.holds_whole(&QueueId::generate()), Some(false));
     }
 
     /// Regression (review): two releases of one message at once: the second, whose move

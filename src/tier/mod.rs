@@ -105,6 +105,8 @@ pub struct Tier {
     client_reached: AtomicU64,
     /// Unix time this member last turned a client away for lack of session room (0: never).
     sessions_full: AtomicU64,
+    /// Clients turned away lately, by address, with when (see [`Tier::refused_lately`]).
+    turned_away: Mutex<HashMap<IpAddr, u64>>,
     /// A peer announcing another role than configured here is said once an hour, each
     /// peer on its own (review: one limit for all let the first peer of each round hide
     /// every other's warning).
@@ -119,6 +121,8 @@ pub const PRIMARY_UNREACHED_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// How long a primary that turned a client away for lack of session room does not count
 /// as taking mail for bypass scoring: the MTAs it refused retry at a backup within it.
 pub const PRIMARY_FULL_HOLD: Duration = Duration::from_secs(120);
+/// Clients turned away that a member remembers at once (see [`Tier::note_turned_away`]).
+const TURNED_AWAY_KEPT: usize = 10_000;
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -161,6 +165,7 @@ impl Tier {
             spool_short: AtomicBool::new(false),
             client_reached: AtomicU64::new(0),
             sessions_full: AtomicU64::new(0),
+            turned_away: Mutex::new(HashMap::new()),
             role_mismatch_log: Mutex::new(HashMap::new()),
         })
     }
@@ -181,14 +186,32 @@ impl Tier {
         self.sessions_full.store(unix_now(), Ordering::Relaxed);
     }
 
-    /// Whether this member turned clients away lately: for lack of session room within
-    /// [`PRIMARY_FULL_HOLD`], or its spool short of room now. A real MTA it refused may
-    /// have gone through the whole MX list meanwhile.
-    pub fn refused_lately(&self) -> bool {
-        let full_at = self.sessions_full.load(Ordering::Relaxed);
-        let full =
-            full_at != 0 && unix_now().saturating_sub(full_at) <= PRIMARY_FULL_HOLD.as_secs();
-        full || self.spool_short.load(Ordering::SeqCst)
+    /// Records that this member turned the client at `ip` away with a connection limit's
+    /// `421`. At most [`TURNED_AWAY_KEPT`] clients are kept, those of the last
+    /// [`PRIMARY_FULL_HOLD`]; past that (a flood) newer ones are not.
+    pub fn note_turned_away(&self, ip: IpAddr) {
+        let now = unix_now();
+        let mut turned_away = self.turned_away.lock().unwrap_or_else(|p| p.into_inner());
+        if turned_away.len() >= TURNED_AWAY_KEPT {
+            turned_away.retain(|_, at| now.saturating_sub(*at) <= PRIMARY_FULL_HOLD.as_secs());
+        }
+        if turned_away.len() < TURNED_AWAY_KEPT {
+            turned_away.insert(ip.to_canonical(), now);
+        }
+    }
+
+    /// Whether this member refused the client at `ip` lately: turned it away within
+    /// [`PRIMARY_FULL_HOLD`], or its spool is short of room now (every sender gets 452). A
+    /// real MTA it refused may have gone through the whole MX list meanwhile. Per client:
+    /// a flood that fills the sessions must not switch the fan-out score off for all.
+    pub fn refused_lately(&self, ip: IpAddr) -> bool {
+        if self.spool_short.load(Ordering::SeqCst) {
+            return true;
+        }
+        let turned_away = self.turned_away.lock().unwrap_or_else(|p| p.into_inner());
+        turned_away
+            .get(&ip.to_canonical())
+            .is_some_and(|at| unix_now().saturating_sub(*at) <= PRIMARY_FULL_HOLD.as_secs())
     }
 
     /// When a client last reached this member, or when it started if none has since.

@@ -59,10 +59,11 @@ impl TierContact {
     /// no first contact (`MX_BYPASS_FIRST_CONTACT`). Skipped while
     /// [`TURNED_AWAY_WRITES`] such writes are under way.
     pub async fn remember_turned_away(&self, ip: std::net::IpAddr) {
-        let Some(state) = &self.state else { return };
         if self.tier.peer_at(ip).is_some() {
             return;
         }
+        self.tier.note_turned_away(ip);
+        let Some(state) = &self.state else { return };
         // Turned away, but it reached us: this member is reachable from outside.
         self.tier.note_client(ip);
         let Ok(_turn) = self.turned_away_writes.try_acquire() else {
@@ -126,7 +127,7 @@ impl Check for TierContact {
                 // went through the list and comes back here (review).
                 let fallback = match config.role {
                     Role::Backup => !bypass,
-                    Role::Primary => self.tier.refused_lately(),
+                    Role::Primary => self.tier.refused_lately(ctx.client.ip),
                 };
                 if seen.members_recently >= fanout_members(&config) && !fallback {
                     self.hit(ctx, "MX_FANOUT");
@@ -316,9 +317,17 @@ mod tests {
         let before = ["gw2", "bk1"];
         let fanout = |symbols: Vec<String>| symbols.iter().any(|s| s == "MX_FANOUT");
         assert!(fanout(symbols_at(&gw1, &state, "192.0.2.9", &before).await));
-        gw1.note_sessions_full();
+        let contact = TierContact::new(gw1.clone(), Some(state.clone()), None);
+        contact
+            .remember_turned_away("192.0.2.10".parse().unwrap())
+            .await;
         assert!(!fanout(
             symbols_at(&gw1, &state, "192.0.2.10", &before).await
+        ));
+        // Another client, not turned away, still scores it (review: a flood that filled
+        // the sessions switched the score off for every client).
+        assert!(fanout(
+            symbols_at(&gw1, &state, "192.0.2.11", &before).await
         ));
     }
 

@@ -443,8 +443,8 @@ impl Connection {
                 return Ok(Answers::message_refused(&mail_reply, n));
             }
             if data_reply.code != 354 {
-                let message_refused = !accepted.is_empty();
-                return Ok(Answers::filled(results, &data_reply, message_refused));
+                let of_message = !accepted.is_empty();
+                return Ok(Answers::filled(results, &data_reply, of_message));
             }
             if accepted.is_empty() {
                 // Some servers answer 354 even with no valid recipient: end the empty
@@ -496,8 +496,7 @@ impl Connection {
         let final_reply = self
             .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
             .await?;
-        let message_refused = !final_reply.is_positive();
-        Ok(Answers::filled(results, &final_reply, message_refused))
+        Ok(Answers::filled(results, &final_reply, true))
     }
 
     /// Sends the content dot-stuffed, in chunks of about [`WRITE_CHUNK`] (a small message
@@ -748,12 +747,13 @@ fn rcpt_552_as_452(reply: Reply) -> Reply {
 pub struct Answers {
     /// One reply per recipient, in the transaction's order.
     pub replies: Vec<Reply>,
-    /// The message as a whole was refused (at MAIL, at DATA once recipients were taken, or
-    /// at the end of data), not only some of its recipients: a temporary refusal so is
-    /// most likely met by the next transaction too. Identical refusals of every RCPT are
-    /// the recipients' own (`452 4.2.2 Mailbox full` names no mailbox; review: read as the
-    /// message's, they ended every round before the later recipients were tried).
-    pub message_refused: bool,
+    /// The reply that refused the message as a whole (at MAIL, at DATA once recipients
+    /// were taken, or at the end of data), not only some of its recipients: a temporary
+    /// one is most likely met by the next transaction too. Identical refusals of every
+    /// RCPT are the recipients' own (`452 4.2.2 Mailbox full` names no mailbox; review:
+    /// read as the message's, they ended every round before the later recipients were
+    /// tried).
+    pub message_refusal: Option<Reply>,
 }
 
 impl Answers {
@@ -761,19 +761,21 @@ impl Answers {
     fn message_refused(reply: &Reply, n: usize) -> Answers {
         Answers {
             replies: vec![reply.clone(); n],
-            message_refused: true,
+            message_refusal: Some(reply.clone()),
         }
     }
 
-    /// Recipients already answered keep theirs, the rest get `common`.
-    fn filled(results: Vec<Option<Reply>>, common: &Reply, message_refused: bool) -> Answers {
+    /// Recipients already answered keep theirs, the rest get `common`, which refused the
+    /// message as a whole when `of_message` (and is no success).
+    fn filled(results: Vec<Option<Reply>>, common: &Reply, of_message: bool) -> Answers {
         let replies = results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| common.clone()))
             .collect();
+        let message_refusal = (of_message && !common.is_positive()).then(|| common.clone());
         Answers {
             replies,
-            message_refused,
+            message_refusal,
         }
     }
 }

@@ -135,15 +135,16 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
         match deliver(relay, &config, &settings, conn, targets, &tx).await {
             Ok((srv, answers)) => {
                 server = Some(srv);
-                let replies = answers.replies;
-                reply_summary = summarize(&replies);
                 // A temporary refusal of the message itself (a 4xx to MAIL, DATA or the end
                 // of data) is most likely met by the next transaction too (review: a big
-                // message was sent once per batch at every retry).
-                session_failed = answers.message_refused
-                    && replies
-                        .iter()
-                        .any(|r| !r.is_positive() && !r.is_permanent());
+                // message was sent once per batch at every retry). A recipient's own 4xx
+                // beside a permanent refusal of the message does not end the round.
+                session_failed = answers
+                    .message_refusal
+                    .as_ref()
+                    .is_some_and(|r| !r.is_positive() && !r.is_permanent());
+                let replies = answers.replies;
+                reply_summary = summarize(&replies);
                 for (k, reply) in replies.iter().enumerate() {
                     let Some(&i) = pending.get(k) else { continue };
                     if reply.is_positive() {

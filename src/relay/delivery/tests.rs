@@ -456,6 +456,26 @@ async fn identical_refusals_of_a_batchs_recipients_do_not_end_the_round() {
     assert_eq!(delivered, ["c@example.test"]);
 }
 
+/// Regression (review of the fix above): a permanent refusal of the message at the end of
+/// data beside one recipient's own `452` ended the round, as a temporary refusal of the
+/// message does; the later batches waited a retry delay. Only the message's own reply
+/// decides.
+#[tokio::test]
+async fn a_permanent_refusal_of_the_message_beside_a_deferred_recipient_goes_on() {
+    let mut script = refuse_each_once("full", "452 4.2.2 Mailbox full");
+    script.data_end = Arc::new(|_: &str| "554 5.7.1 content refused".into());
+    let server = FakeServer::start(script).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr], &[("recipients_per_transaction", "2")]);
+    let rcpts = ["full@example.test", "b@example.test", "c@example.test"];
+    let id = gw.store(&envelope("s@example.org", &rcpts)).await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(
+        matches!(outcome, JobResult::Deferred(d) if d.is_zero()),
+        "{outcome:?}"
+    );
+}
+
 /// Regression (review): a batch failed for good as a whole (no server offers the SMTPUTF8
 /// it needs) was not counted as settling anything, so each later batch waited a retry
 /// delay and the DSN went out hours later. The batches fail one after another at once.

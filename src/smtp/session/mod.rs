@@ -80,6 +80,8 @@ pub struct Session {
     /// The last MAIL, or an RCPT of this transaction, was deferred by us: the commands
     /// the client pipelined behind it are not its errors (see `out_of_sequence`).
     deferred_by_us: bool,
+    /// Commands answered behind that deferral so far.
+    deferred_followups: usize,
     /// RCPTs the policy deferred (greylisting, a rate limit, a callout it could not
     /// make) since the session began or a message was last accepted.
     deferred_rcpts: usize,
@@ -223,6 +225,7 @@ impl Session {
             overshoot: 0,
             accepted_paths: HashSet::new(),
             deferred_by_us: false,
+            deferred_followups: 0,
             deferred_rcpts: 0,
             unreported: 0,
             handle,
@@ -589,6 +592,7 @@ impl Session {
         // Only the rest of the transaction follows a deferral in a pipelined batch.
         if !matches!(cmd, Command::Rcpt(_) | Command::Data | Command::Bdat { .. }) {
             self.deferred_by_us = false;
+            self.deferred_followups = 0;
         }
         match cmd {
             Command::Ehlo(name) => self.hello(name, Greeting::Ehlo).await,
@@ -682,6 +686,7 @@ impl Session {
         self.overshoot = 0;
         self.accepted_paths = HashSet::new();
         self.deferred_by_us = false;
+        self.deferred_followups = 0;
     }
 }
 

@@ -121,16 +121,22 @@ impl Session {
         .await
     }
 
-    /// [`Session::bad_sequence`], unless MAIL or every RCPT of the transaction was deferred
-    /// by us (a limit, greylisting, the spool short of room): the commands a pipelining
-    /// client sent behind a deferral (RFC 2920 §3.1) then fail as expected, answered alike
-    /// and counted as junk, not as errors (review: each greylisted transaction's DATA
-    /// counted one, and a list server reusing its connection met the tarpit and 421).
+    /// [`Session::bad_sequence`], unless the MAIL or an RCPT of the transaction was
+    /// deferred by us (a limit, greylisting, the spool short of room): the commands a
+    /// pipelining client sent behind a deferral (RFC 2920 §3.1) then fail as expected,
+    /// answered alike and not counted (review: each greylisted transaction's DATA counted
+    /// an error, and a list server reusing its connection met the tarpit and 421; counted
+    /// as junk, it met them fifty messages later). Up to a transaction's worth (its
+    /// recipients and its DATA); past that they count as junk.
     pub(super) async fn out_of_sequence(&mut self, stage: Stage, why: &str) -> Option<End> {
         if !self.deferred_by_us {
             return self.bad_sequence(stage, why).await;
         }
         let reply = Reply::new(503, "5.5.1", format!("Bad sequence of commands: {why}"));
+        self.deferred_followups += 1;
+        if self.deferred_followups <= self.limits().recipients_per_message + 1 {
+            return self.ok(stage, reply);
+        }
         self.junk_reply(stage, reply).await
     }
 
