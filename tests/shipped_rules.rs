@@ -288,3 +288,47 @@ fn every_shipped_score_is_applied() {
         .collect();
     assert!(disabled.is_empty(), "{disabled:#?}");
 }
+
+/// Regression (review of the rules): `HDR_ODD_CASE` was a `full` rule, so a line of the
+/// body such as `TO: All staff` counted as a header in odd case; `HYPE_CALL_TOLL_FREE` and
+/// `OBFU_LEET_WORD` began with `\b` before `(` and `$`, so `(800) 555-1234` and ` $ex `
+/// never matched those branches.
+#[test]
+fn shipped_rules_read_what_they_describe() {
+    let body = |text: &str| {
+        format!(
+            "From: Alice <alice@example.org>\r\nTo: bob@example.test\r\nSubject: minutes\r\n\
+             Date: Mon, 29 Jul 2002 12:21:13 -0700\r\nMessage-ID: <1@example.org>\r\n\r\n{text}\r\n"
+        )
+    };
+    let odd_header = body("Hello.").replacen("Subject:", "SUBJECT:", 1);
+    let found = hits(&[
+        (
+            "memo",
+            body("TO: All staff\r\nDATE: 05/01/2024\r\nThe meeting is moved."),
+        ),
+        ("odd", odd_header),
+        ("toll", body("For details ring (800) 555-1234 any day.")),
+        ("leet", body("Hot $ex pictures here.")),
+    ]);
+    assert!(
+        !rules_of(&found, "memo").iter().any(|r| r == "HDR_ODD_CASE"),
+        "{found:?}"
+    );
+    assert!(
+        rules_of(&found, "odd").iter().any(|r| r == "HDR_ODD_CASE"),
+        "{found:?}"
+    );
+    assert!(
+        rules_of(&found, "toll")
+            .iter()
+            .any(|r| r == "HYPE_CALL_TOLL_FREE"),
+        "{found:?}"
+    );
+    assert!(
+        rules_of(&found, "leet")
+            .iter()
+            .any(|r| r == "OBFU_LEET_WORD"),
+        "{found:?}"
+    );
+}

@@ -73,7 +73,14 @@ fn unescaped(uri: &str) -> String {
         .into_owned()
 }
 
+/// Adds `form` once. A form with a line break decoded into it (`%0A`) is left out: the
+/// `uri` list is one link per line, and `^`/`$` matched inside that link (review:
+/// `https://x.test/get.exe%0Anotes` hit `URI_EXECUTABLE`; SpamAssassin keeps control
+/// characters encoded and matches each link on its own).
 fn push(forms: &mut Vec<String>, form: String) {
+    if form.contains(['\r', '\n']) {
+        return;
+    }
     if !form.is_empty() && !forms.contains(&form) {
         forms.push(form);
     }
@@ -256,6 +263,15 @@ mod tests {
         assert!(has("ftp.files.test/a", "ftp://ftp.files.test/a"));
         assert!(has("www.shop.test", "http://www.shop.test"));
         assert!(!has("www.shop.test", "www.shop.test"));
+    }
+
+    /// Regression (review): `%0A` decoded into a form put a line break inside one link of
+    /// the `uri` list, where `$` matched: `get.exe%0Anotes` read as a link ending `.exe`.
+    #[test]
+    fn no_form_holds_a_line_break() {
+        let forms = uri_forms("https://x.test/get.exe%0Anotes");
+        assert!(forms.iter().all(|f| !f.contains(['\r', '\n'])), "{forms:?}");
+        assert!(forms.iter().any(|f| f == "https://x.test/get.exe%0Anotes"));
     }
 
     #[test]

@@ -120,11 +120,14 @@ pub(super) fn compile_matcher(
                     .first()
                     .map(|e| telling_line(&e.to_string()))
                     .unwrap_or_else(|| "backtracking construct".to_string());
-                return Ok((
-                    Matcher::Backtracking(Box::new(re)),
-                    pattern.to_string(),
-                    Some(reason),
-                ));
+                // Said as a linear pattern says it, so its prefilter is built in the same
+                // mode and kept out of the ASCII sets (review: an ASCII prefilter of
+                // `/привет(?=!)/i` did not fold, and its set never let `ПРИВЕТ!` through).
+                let as_used = match mode {
+                    fancy_regex::BytesMode::UnicodeBytes => format!("(?u){pattern}"),
+                    _ => pattern.to_string(),
+                };
+                return Ok((Matcher::Backtracking(Box::new(re)), as_used, Some(reason)));
             }
             Err(e) => fancy_errors.push(e),
         }
@@ -230,7 +233,7 @@ pub(super) fn build_group(ready: Vec<Ready>) -> Group {
         let set_pattern = match &r.matcher {
             Matcher::Linear(_) if !r.pattern.starts_with("(?u)") => Some(r.pattern),
             Matcher::Linear(_) => None,
-            Matcher::Backtracking(_) => r.prefilter,
+            Matcher::Backtracking(_) => r.prefilter.filter(|p| !p.starts_with("(?u)")),
         };
         let prefiltered = matches!(r.matcher, Matcher::Backtracking(_)) && set_pattern.is_some();
         match set_pattern {

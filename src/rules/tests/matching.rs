@@ -602,6 +602,17 @@ fn case_insensitive_rules_fold_letters_past_ascii() {
         names(&rules, msg.as_bytes()),
         vec!["RU", "RU_CLASS", "RU_LOOK"]
     );
+    // Regression (review): among three or more rules of one subject (a set prefilters
+    // them), the backtracking rule's prefilter was built in ASCII mode, folded no Cyrillic
+    // case, and kept `RU_LOOK` from running; its negation fired on the very text.
+    let grouped = compile(
+        "header RU_LOOK Subject =~ /привет(?=!)/i\n\
+         header RU_NOT Subject !~ /привет(?=!)/i\n\
+         header A Subject =~ /zzz/\n\
+         header B Subject =~ /yyy/\n\
+         header C Subject =~ /xxx/\n",
+    );
+    assert_eq!(names(&grouped, msg.as_bytes()), vec!["RU_LOOK"]);
 }
 
 /// Regression (review of the mail decoders): only declared `text/…` parts were decoded
