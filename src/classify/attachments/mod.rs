@@ -289,10 +289,13 @@ impl AttachmentPolicy {
             let s = if in_archive { s.inside_archive() } else { s };
             findings.add(s, shown);
         };
+        // A class id as extension is blocked whatever the list says: no list can name
+        // them all, and the file opens with whatever handler the class names (review:
+        // `invoice.pdf.{3050F4D8-…}`, an HTML application, passed every name check).
         let blocked = facts
             .ext
             .as_ref()
-            .is_some_and(|e| self.blocked_extensions.contains(e));
+            .is_some_and(|e| self.blocked_extensions.contains(e) || names::is_class_id(e));
         if blocked {
             add(Symbol::BlockedExt);
             if facts.decoy.is_some() {

@@ -60,6 +60,20 @@ fn saved_name(name: &str) -> String {
         .to_string()
 }
 
+/// Whether a (lower-case) extension is a COM class id (`{3050f4d8-98b5-11cf-bb82-
+/// 00aa00bdce0b}`): Windows Explorer hides such a suffix and opens the file with the
+/// handler the class names (here, an HTML application), whatever the name shows before it.
+pub(super) fn is_class_id(ext: &str) -> bool {
+    let Some(inner) = ext.strip_prefix('{').and_then(|e| e.strip_suffix('}')) else {
+        return false;
+    };
+    inner.len() == 36
+        && inner.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// Reads a file name.
 pub(super) fn analyse(name: &str) -> NameFacts {
     let bidi = last_component(name).chars().any(is_bidi_control);

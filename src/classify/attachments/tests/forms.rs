@@ -94,6 +94,29 @@ fn double_extensions_with_padding_tricks() {
     assert!(symbols(&[part("report.exe.pdf", "application/pdf", PDF)]).is_empty());
 }
 
+/// Regression (review): a COM class id as extension (Explorer hides it and opens the file
+/// with the class's handler: here an HTML application) passed every name check, the
+/// decoy in front of it included. Also inside a zip.
+#[test]
+fn a_class_id_extension_is_blocked() {
+    let clsid = "{3050F4D8-98B5-11CF-BB82-00AA00BDCE0B}";
+    let found = symbols(&[part(
+        &format!("invoice.pdf.{clsid}"),
+        "application/octet-stream",
+        b"x",
+    )]);
+    assert_eq!(found, vec!["ATTACH_BLOCKED_EXT", "ATTACH_DOUBLE_EXT"]);
+    let found = symbols(&[part(&format!("notes.{clsid}"), "", b"x")]);
+    assert_eq!(found, vec!["ATTACH_BLOCKED_EXT"]);
+    let z = super::zipbuild::zip_of(&[(format!("scan.jpg.{clsid}").as_str(), b"x".as_slice())]);
+    assert_eq!(
+        symbols(&[part("scan.zip", "application/zip", &z)]),
+        vec!["ARCHIVE_BLOCKED_EXT", "ARCHIVE_DOUBLE_EXT"]
+    );
+    // Braces that hold no class id are an ordinary unknown extension.
+    assert!(symbols(&[part("notes.{draft}", "", b"x")]).is_empty());
+}
+
 #[test]
 fn right_to_left_override_names() {
     // Shown as "invoiceexe.pdf", runs as an .exe.
