@@ -145,8 +145,8 @@ impl DkimCheck {
 /// arrives in Unicode while the author domain is normalised to A-labels (review: the SPF
 /// pass of `bücher.test` never aligned with `xn--bcher-kva.test`, and its own mail got 550).
 pub(crate) fn aligned(a: &str, b: &str) -> bool {
-    let a = a_label(a);
-    let b = a_label(b);
+    let a = crate::mail::address::comparable_domain(a);
+    let b = crate::mail::address::comparable_domain(b);
     if a.is_empty() || b.is_empty() {
         return false;
     }
@@ -157,12 +157,6 @@ pub(crate) fn aligned(a: &str, b: &str) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => false,
     }
-}
-
-/// `domain` lower-cased in A-label form; as it was, lower-cased, when IDNA refuses it.
-fn a_label(domain: &str) -> String {
-    let domain = domain.trim_end_matches('.');
-    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -5,6 +5,17 @@
 
 use std::fmt;
 
+/// A domain as one name, however it was written: lower case, no trailing dot, an
+/// international name as its A-label (left in lower case when IDNA refuses it). Rate-limit
+/// buckets and DMARC alignment compare domains so.
+pub fn comparable_domain(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.').to_lowercase();
+    if domain.is_ascii() {
+        return domain;
+    }
+    idna::domain_to_ascii(&domain).unwrap_or(domain)
+}
+
 /// A parsed reverse-path or forward-path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {

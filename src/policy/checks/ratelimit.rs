@@ -112,11 +112,7 @@ impl RateLimit {
 /// each a bucket of their own, so one sender split its limit across up to four, and mail
 /// passing SPF was counted as unverified).
 fn bucket_domain(domain: &str) -> String {
-    let domain = domain.trim_end_matches('.').to_lowercase();
-    if domain.is_ascii() {
-        return domain;
-    }
-    idna::domain_to_ascii(&domain).unwrap_or(domain)
+    crate::mail::address::comparable_domain(domain)
 }
 
 /// An address as one bucket knows it: lower case, its domain as [`bucket_domain`], and
