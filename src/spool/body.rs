@@ -130,8 +130,24 @@ impl Spool {
         let Some(tail) = &msg.tail else {
             return Ok(());
         };
+        self.seal_verdict(msg, tail.matches_seal(&msg.body).await)
+    }
+
+    /// [`Spool::check_seal`] on this thread.
+    pub(super) fn check_seal_now(&self, msg: &SpooledMessage) -> Result<(), SpoolError> {
+        let Some(tail) = &msg.tail else {
+            return Ok(());
+        };
+        self.seal_verdict(msg, tail.matches_seal_now(&msg.body))
+    }
+
+    fn seal_verdict(
+        &self,
+        msg: &SpooledMessage,
+        matched: io::Result<bool>,
+    ) -> Result<(), SpoolError> {
         let path = self.queue.join(msg.id.as_str());
-        match tail.matches_seal(&msg.body).await {
+        match matched {
             Ok(true) => Ok(()),
             Ok(false) => Err(SpoolError::Corrupt(path, super::seal::TORN.into())),
             Err(e) => Err(io_err("read", &path)(e)),

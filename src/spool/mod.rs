@@ -757,8 +757,18 @@ impl Spool {
         let state: DeliveryState = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
         let bounce = state.bounce.as_ref().filter(|b| **b != id)?;
         let settled = state.pending().next().is_none();
-        let stored = state.dsn_queued || self.holds_whole(bounce) == Some(true);
-        (settled && self.holds(&id) && stored).then_some(id)
+        // The DSN's file is read last, and only for a settled message still queued.
+        (settled && self.holds(&id) && self.dsn_stored(&state, bounce) == Some(true)).then_some(id)
+    }
+
+    /// Whether the DSN `bounce` of a message in `state` is stored: delivered since (the
+    /// state says so), or held whole in the queue ([`Spool::holds_whole`]); `None` when
+    /// that cannot be told now.
+    pub fn dsn_stored(&self, state: &DeliveryState, bounce: &QueueId) -> Option<bool> {
+        if state.dsn_queued {
+            return Some(true);
+        }
+        self.holds_whole(bounce)
     }
 
     /// Whether the queue holds message `id` whole, not only its name: its envelope reads,
@@ -768,19 +778,13 @@ impl Spool {
     /// new head over an old tail (review: such a DSN was taken as stored, and its bounced
     /// message removed). `None` when that cannot be told now (an I/O error).
     pub fn holds_whole(&self, id: &QueueId) -> Option<bool> {
-        let msg = match self.open_message(id) {
-            Ok(msg) => msg,
-            Err(SpoolError::NotFound(_) | SpoolError::Corrupt(..)) => return Some(false),
-            Err(_) => return None,
-        };
-        match msg
-            .tail
-            .as_ref()
-            .map(|tail| tail.matches_seal_now(&msg.body))
+        match self
+            .open_message(id)
+            .and_then(|msg| self.check_seal_now(&msg))
         {
-            None | Some(Ok(true)) => Some(true),
-            Some(Ok(false)) => Some(false),
-            Some(Err(_)) => None,
+            Ok(()) => Some(true),
+            Err(SpoolError::NotFound(_) | SpoolError::Corrupt(..)) => Some(false),
+            Err(_) => None,
         }
     }
 

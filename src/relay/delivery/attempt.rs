@@ -498,12 +498,7 @@ async fn queue_bounce(
 ) -> Bounce {
     // A file under the DSN's name that does not open whole (left by a power loss) is
     // written over; one that cannot be read now is tried again later.
-    let stored = if msg.state.dsn_queued {
-        Some(true)
-    } else {
-        relay.spool.holds_whole(bounce)
-    };
-    match stored {
+    match relay.spool.dsn_stored(&msg.state, bounce) {
         Some(true) => {
             tracing::info!(queue_id = %msg.id, dsn = %bounce, "DSN queued already");
             return Bounce::QueuedAlready;
