@@ -48,7 +48,7 @@ impl Session {
             let text = "Insufficient system storage, try again later";
             let reply = Reply::new(452, "4.3.1", text);
             self.log_refusal(Stage::Mail, Some(&from), None, &reply, &[]);
-            self.deferred_by_us = true;
+            self.after_deferral.get_or_insert(0);
             return self.junk_reply(Stage::Mail, reply).await;
         }
         self.ctx.declared_size = params.size;
@@ -65,7 +65,7 @@ impl Session {
             // 421. A MAIL that moved no mail is still a junk command.
             Decision::Tempfail(r) => {
                 self.reset_transaction();
-                self.deferred_by_us = true;
+                self.after_deferral.get_or_insert(0);
                 self.junk_reply(Stage::Mail, r).await
             }
             Decision::Reject(r) => {

@@ -77,11 +77,10 @@ pub struct Session {
     /// The paths of the transaction's recipients, to find a repeated one at once (a
     /// search of the list made each RCPT cost as many as came before it; review).
     accepted_paths: HashSet<String>,
-    /// The last MAIL, or an RCPT of this transaction, was deferred by us: the commands
-    /// the client pipelined behind it are not its errors (see `out_of_sequence`).
-    deferred_by_us: bool,
-    /// Commands answered behind that deferral so far.
-    deferred_followups: usize,
+    /// Set when the last MAIL, or an RCPT of this transaction, was deferred by us: the
+    /// commands the client pipelined behind it are not its errors (see
+    /// `out_of_sequence`), and this counts those answered so far.
+    after_deferral: Option<usize>,
     /// RCPTs the policy deferred (greylisting, a rate limit, a callout it could not
     /// make) since the session began or a message was last accepted.
     deferred_rcpts: usize,
@@ -224,8 +223,7 @@ impl Session {
             message_memory: None,
             overshoot: 0,
             accepted_paths: HashSet::new(),
-            deferred_by_us: false,
-            deferred_followups: 0,
+            after_deferral: None,
             deferred_rcpts: 0,
             unreported: 0,
             handle,
@@ -591,8 +589,7 @@ impl Session {
         }
         // Only the rest of the transaction follows a deferral in a pipelined batch.
         if !matches!(cmd, Command::Rcpt(_) | Command::Data | Command::Bdat { .. }) {
-            self.deferred_by_us = false;
-            self.deferred_followups = 0;
+            self.after_deferral = None;
         }
         match cmd {
             Command::Ehlo(name) => self.hello(name, Greeting::Ehlo).await,
@@ -685,8 +682,7 @@ impl Session {
         self.message_memory = None;
         self.overshoot = 0;
         self.accepted_paths = HashSet::new();
-        self.deferred_by_us = false;
-        self.deferred_followups = 0;
+        self.after_deferral = None;
     }
 }
 

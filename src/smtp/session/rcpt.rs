@@ -64,7 +64,7 @@ impl Session {
                 if self.deferred_rcpts < self.limits().recipients_per_message =>
             {
                 self.deferred_rcpts += 1;
-                self.deferred_by_us = true;
+                self.after_deferral.get_or_insert(0);
                 self.ok(Stage::Rcpt, r)
             }
             (Decision::Reject(r) | Decision::Tempfail(r), _) => self.error(Stage::Rcpt, r).await,

@@ -129,12 +129,13 @@ impl Session {
     /// as junk, it met them fifty messages later). Up to a transaction's worth (its
     /// recipients and its DATA); past that they count as junk.
     pub(super) async fn out_of_sequence(&mut self, stage: Stage, why: &str) -> Option<End> {
-        if !self.deferred_by_us {
+        let Some(answered) = self.after_deferral.as_mut() else {
             return self.bad_sequence(stage, why).await;
-        }
+        };
+        *answered += 1;
+        let answered = *answered;
         let reply = Reply::new(503, "5.5.1", format!("Bad sequence of commands: {why}"));
-        self.deferred_followups += 1;
-        if self.deferred_followups <= self.limits().recipients_per_message + 1 {
+        if answered <= self.limits().recipients_per_message + 1 {
             return self.ok(stage, reply);
         }
         self.junk_reply(stage, reply).await
