@@ -193,7 +193,7 @@ impl Tier {
         let now = unix_now();
         let mut turned_away = self.turned_away.lock().unwrap_or_else(|p| p.into_inner());
         if turned_away.len() >= TURNED_AWAY_KEPT {
-            turned_away.retain(|_, at| now.saturating_sub(*at) <= PRIMARY_FULL_HOLD.as_secs());
+            turned_away.retain(|_, at| within_full_hold(*at, now));
         }
         if turned_away.len() < TURNED_AWAY_KEPT {
             turned_away.insert(ip.to_canonical(), now);
@@ -211,7 +211,7 @@ impl Tier {
         let turned_away = self.turned_away.lock().unwrap_or_else(|p| p.into_inner());
         turned_away
             .get(&ip.to_canonical())
-            .is_some_and(|at| unix_now().saturating_sub(*at) <= PRIMARY_FULL_HOLD.as_secs())
+            .is_some_and(|at| within_full_hold(*at, unix_now()))
     }
 
     /// When a client last reached this member, or when it started if none has since.
@@ -368,10 +368,7 @@ impl Tier {
             p.reached_at
                 .is_none_or(|at| now.saturating_sub(at) <= PRIMARY_UNREACHED_LIMIT.as_secs())
         };
-        let full_lately = |p: &PeerStatus| {
-            p.full_at
-                .is_some_and(|at| now.saturating_sub(at) <= PRIMARY_FULL_HOLD.as_secs())
-        };
+        let full_lately = |p: &PeerStatus| p.full_at.is_some_and(|at| within_full_hold(at, now));
         read(&self.peers).iter().any(|p| {
             p.role == Role::Primary
                 && !p.announced_backup
@@ -561,6 +558,11 @@ fn is_on_the_internet(ip: IpAddr) -> bool {
                 || first == 0x2001 && v6.segments()[1] == 0x0db8)
         }
     }
+}
+
+/// Whether `at` (Unix seconds) lies within [`PRIMARY_FULL_HOLD`] before `now`.
+fn within_full_hold(at: u64, now: u64) -> bool {
+    now.saturating_sub(at) <= PRIMARY_FULL_HOLD.as_secs()
 }
 
 fn heartbeat_key(name: &str) -> String {
