@@ -141,18 +141,11 @@ impl ServiceSet {
             });
         // Named only when the configuration asks for a check that needs it: members of one
         // configuration that both run without it judge alike.
-        let p = &config.policy;
-        let needs_dns = p.fcrdns
-            || p.sender_domain_check
-            || p.helo_checks
-            || p.auth
-            || !p.dnsbl.is_empty()
-            || !p.uribl.is_empty();
         let mut unavailable = Vec::new();
-        if dns.is_none() && needs_dns {
+        if dns.is_none() && config.policy.asks_for_dns() {
             unavailable.push("dns");
         }
-        if auth.is_none() && p.auth {
+        if auth.is_none() && config.policy.auth {
             unavailable.push("auth");
         }
         ServiceSet {

@@ -33,6 +33,17 @@ pub enum RuleAction {
 }
 
 impl PolicyConfig {
+    /// Whether a check this policy turns on asks DNS: the client and HELO lookups, the
+    /// sender domain, authentication, the DNS lists.
+    pub fn asks_for_dns(&self) -> bool {
+        self.fcrdns
+            || self.sender_domain_check
+            || self.helo_checks
+            || self.auth
+            || !self.dnsbl.is_empty()
+            || !self.uribl.is_empty()
+    }
+
     /// Thresholds for a message to these recipient domains: the strictest among them (a
     /// message is judged once for all). A domain without thresholds of its own has the
     /// defaults; a domain's may be more lenient than the defaults as well as stricter.
