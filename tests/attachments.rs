@@ -82,6 +82,35 @@ fn each_message_of_a_session_is_judged_for_its_own_attachments() {
     c.quit();
 }
 
+/// Regression (review): mail-parser ends a multipart at `--boundary` anywhere in a line and
+/// at the start of a longer word, and seeks only the innermost boundary; a client reads
+/// delimiters as whole lines and ends an unclosed inner multipart at the enclosing one. A
+/// text ending `x--b--`, or an alternative never closed, hid the program that follows from
+/// the attachment policy (and from clamd) while a mail client showed it.
+#[test]
+fn a_program_behind_a_delimiter_look_alike_is_still_judged() {
+    let internal = InternalServer::start();
+    let gw = gateway(&internal, "actions = { ATTACH_BLOCKED_EXT = \"reject\" }\n");
+    let look_alike = "From: a@sender.test\r\nTo: user@example.test\r\nSubject: invoice\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: text/plain\r\n\r\nSee attached x--b--\r\n\
+        --b\r\nContent-Type: application/octet-stream; name=\"invoice.js\"\r\n\r\n\
+        WScript.Echo(1)\r\n--b--\r\n";
+    let unclosed = "From: a@sender.test\r\nTo: user@example.test\r\nSubject: invoice\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: multipart/alternative; boundary=\"c\"\r\n\r\n\
+        --c\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+        --c\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n\
+        --b\r\nContent-Type: application/octet-stream; name=\"setup.exe\"\r\n\r\nMZ\r\n\
+        --b--\r\n";
+    for msg in [look_alike, unclosed] {
+        let r = send(&gw, msg.as_bytes());
+        assert_eq!(r.code, 550, "{r:?}");
+        assert!(r.text().contains("ATTACH_BLOCKED_EXT"), "{r:?}");
+    }
+    assert!(internal.messages().is_empty());
+}
+
 #[test]
 fn a_rule_action_refuses_blocked_attachments_in_session() {
     let internal = InternalServer::start();

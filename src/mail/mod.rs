@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod date;
+pub mod delimiters;
 pub mod encoded_words;
 pub mod file_names;
 pub mod header_fields;

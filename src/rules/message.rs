@@ -172,7 +172,8 @@ impl MessageView {
         };
         let (parsed_bytes, cut) = crate::mail::mime::cut_to_parts(raw, limits.mime_parts);
         view.too_many_parts = cut;
-        let parsed = MessageParser::default().parse(parsed_bytes);
+        let as_read = crate::mail::delimiters::as_clients_read(parsed_bytes);
+        let parsed = MessageParser::default().parse(&as_read);
         match &parsed {
             Some(message) => {
                 view.headers = read_headers(message);
@@ -313,7 +314,8 @@ impl MessageView {
         let (raw, cut) = crate::mail::mime::cut_to_parts(raw, max_parts);
         let mut attachments = Vec::new();
         let mut repeats = false;
-        if let Some(message) = MessageParser::default().parse(raw) {
+        let as_read = crate::mail::delimiters::as_clients_read(raw);
+        if let Some(message) = MessageParser::default().parse(&as_read) {
             collect_attachments(&message, 0, max_depth, &mut attachments);
             repeats = repeats_mime_fields(&message, 0, max_depth);
         }

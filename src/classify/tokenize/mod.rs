@@ -172,7 +172,8 @@ impl Tokenizer {
         // with every part. The default, not `scan_mime_parts`: what a message's tokens are
         // must not change with a gateway's configuration, or learned counts stop matching.
         let (raw, _) = crate::mail::mime::cut_to_parts(raw, crate::mail::mime::DEFAULT_MAX_PARTS);
-        match MessageParser::default().parse(raw) {
+        let as_read = crate::mail::delimiters::as_clients_read(raw);
+        match MessageParser::default().parse(&as_read) {
             Some(msg) => {
                 self.header_features(&msg, &mut sink);
                 self.body_features(&msg, &mut sink, 0);
