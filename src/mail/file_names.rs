@@ -20,9 +20,11 @@ const PARAMETER_FIELDS: [&str; 2] = ["content-disposition", "content-type"];
 /// `filename` and `name` parameters kept from a field's value, at most: a hostile field
 /// of thousands of them costs no more (the others are skipped, never kept).
 const MAX_PARAMETERS: usize = 64;
-/// Continuation pieces of one name, at most (RFC 2231 sets no limit; Thunderbird stops
-/// at a gap).
-const MAX_PIECES: usize = 64;
+/// Continuation pieces of one name, at most: Thunderbird's (Gecko's `MAX_CONTINUATIONS`,
+/// pieces 0 to 999; RFC 2231 sets no limit), since a name cut shorter than a client saves
+/// it loses its extension (review: 64 pieces of `a`, then `.js`, were read as `aaa…a`).
+/// Each client stops at a gap too.
+const MAX_PIECES: usize = 1000;
 
 /// Whether a field of this name may give a file a name (the cheap test before reading
 /// its value).
@@ -520,6 +522,19 @@ content-disposition: attachment; filename=evil.exe\r\nX-Other: filename=x.js\r\n
         let padding = "\r\n ".repeat(40_000);
         let got = names("Content-Name", &format!("{padding}evil.js"));
         assert_eq!(got, ["evil.js"]);
+    }
+
+    /// Regression (review): pieces past the 64th were dropped, so a name of 64 pieces and
+    /// then `.js` was judged without its extension, where Thunderbird joins up to piece 999
+    /// (and stops at the gap before a `.txt` piece that mail-parser joins too).
+    #[test]
+    fn a_name_of_many_pieces_keeps_its_extension() {
+        let pieces: String = (0..64).map(|i| format!("; filename*{i}=\"a\"")).collect();
+        let got = names(
+            "Content-Disposition",
+            &format!(" attachment{pieces}; filename*64=\".js\"; filename*1000=\".txt\""),
+        );
+        assert_eq!(got, [format!("{}.js", "a".repeat(64))]);
     }
 
     #[test]

@@ -107,19 +107,15 @@ fn padded_midway(raw: &[u8]) -> bool {
         .is_some_and(|at| raw[at..].iter().any(|&c| value(c).is_some()))
 }
 
-/// Text of `bytes` in the declared `charset`; without a known charset, UTF-8 when the
-/// bytes are valid UTF-8, else Windows-1252 (what mail clients fall back to).
+/// Text of `bytes` in the declared `charset`; without a known charset, UTF-8 where the
+/// bytes are UTF-8 and each other byte as Windows-1252 ([`utf8_or_windows_1252`], what
+/// mail clients fall back to; review: the whole text was read as Windows-1252 at the
+/// first stray byte, Cyrillic words and all).
 pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
     if let Some(decode) = charset.and_then(|cs| charset_decoder(cs.trim().as_bytes())) {
         return decode(bytes);
     }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => match charset_decoder(b"windows-1252") {
-            Some(decode) => decode(bytes),
-            None => String::from_utf8_lossy(bytes).into_owned(),
-        },
-    }
+    utf8_or_windows_1252(bytes)
 }
 
 /// A text part's text as mail-parser decoded it (`text`), with 8-bit bytes that are not UTF-8 read as Windows-1252, as mail
@@ -304,7 +300,15 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
         .is_some_and(|s| s.eq_ignore_ascii_case("html"));
     let bytes = raw_body(message, part)?;
     let charset = ctype.and_then(|c| c.attribute("charset"));
-    Some((decode_charset(&encoding.decode(bytes), charset), is_html))
+    // Base64 padded midway (a mailer that encodes each line on its own) reads as a mail
+    // client shows it, group by group: read as zero bits, the padding put a NUL inside
+    // words (review: `Cheap Vi\0agra`).
+    let decoded = if encoding == TransferEncoding::Base64 && padded_midway(bytes) {
+        base64_decode_by_group(bytes)
+    } else {
+        encoding.decode(bytes)
+    };
+    Some((decode_charset(&decoded, charset), is_html))
 }
 
 /// The encoding a part's first `Content-Transfer-Encoding` field names, as mail clients

@@ -238,10 +238,12 @@ impl Tokenizer {
                         self.body_text(&text, sink);
                     }
                 }
-                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                PartType::Binary(_) | PartType::InlineBinary(_) => {
                     if as_html {
+                        // Decoded as a client saves it, as the rules read it.
                         let charset = ctype.and_then(|c| c.attribute("charset"));
-                        let page = lenient::decode_charset(bytes, charset);
+                        let bytes = lenient::file_bytes(msg, part).data;
+                        let page = lenient::decode_charset(&bytes, charset);
                         self.html_text(&page, sink, &mut links);
                     }
                     if let Some(ct) = &ct {

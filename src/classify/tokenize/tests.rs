@@ -112,6 +112,14 @@ fn broken_base64_is_decoded_leniently() {
     assert!(has(&n, "mortgage"), "{n:?}");
     assert!(has(&n, "rates"), "{n:?}");
     assert!(has(&n, "m:b64repaired"), "{n:?}");
+    // Regression (review): a page named `.html` in a binary part with a label mail-parser
+    // does not act on (`base64;`) was tokenized still encoded.
+    let raw = "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+               --b\r\nContent-Type: application/octet-stream; name=\"invoice.html\"\r\n\
+               Content-Transfer-Encoding: base64;\r\n\r\n\
+               PGh0bWw+PGJvZHk+QnV5IFZpYWdyYSBodHRwOi8vc3BhbS5leGFtcGxlLzwvYm9keT48L2h0bWw+\r\n--b--\r\n";
+    let n = names(raw);
+    assert!(has(&n, "viagra"), "{n:?}");
 }
 
 #[test]

@@ -12,6 +12,22 @@ fn target(name: &str, part: AddrPart) -> HeaderTarget {
     }
 }
 
+/// Regression (review): a text part decoded leniently (one stray character in its base64)
+/// read padding in the middle of the data as zero bits, so a mailer that encodes each line
+/// on its own put a NUL inside words: `Cheap Vi\0agra`, where a client shows `Cheap Viagra`.
+#[test]
+fn base64_padded_midway_reads_as_clients_show_it() {
+    let raw =
+        b"Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+        Q2hlYXAgVmk=\r\nYWdyYQ==\r\n!\r\n";
+    let v = MessageView::parse(raw);
+    assert!(
+        v.body_text().contains("Cheap Viagra"),
+        "{:?}",
+        v.body_text()
+    );
+}
+
 #[test]
 fn headers_decoded_raw_and_addresses() {
     let raw = b"From: \"Foo Bar\" <foo@example.com>\r\nTo: a@x.test, B <b@y.test>\r\nSubject: =?utf-8?q?Hello_W=C3=B6rld?=\r\nReceived: one\r\nReceived: two\r\n\r\nbody\r\n";
@@ -109,6 +125,21 @@ fn eight_bit_text_without_a_charset_is_read_as_latin_1() {
     assert_eq!(
         v.header_text(&target("subject", AddrPart::Whole)).unwrap(),
         format!("{word} \u{ff}")
+    );
+    // The same for a part decoded leniently (a stray character in its base64), whose
+    // charset is not declared.
+    let mut text = format!("{word} now ").into_bytes();
+    text.extend_from_slice(b"\xff");
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &text);
+    raw = format!(
+        "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n!\r\n"
+    )
+    .into_bytes();
+    let v = MessageView::parse(&raw);
+    assert!(
+        v.body_lines().iter().any(|l| l.contains(&wanted)),
+        "{:?}",
+        v.body_lines()
     );
     // UTF-8 stays UTF-8.
     raw = "Subject: caf\u{e9}\r\n\r\ncr\u{e8}me\r\n"

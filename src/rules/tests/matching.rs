@@ -638,6 +638,11 @@ fn pages_mail_parser_did_not_decode_are_decoded_as_clients_do() {
             "Content-Type: text/html\r\nContent-Transfer-Encoding: base64;",
             page.to_string(),
         ),
+        // Review: a page in a binary part with a label mail-parser does not act on.
+        (
+            "Content-Type: application/octet-stream; name=\"invoice.html\"\r\nContent-Transfer-Encoding: base64;",
+            page.to_string(),
+        ),
     ] {
         let msg = message(fields, &data);
         assert_eq!(names(&rules, msg.as_bytes()), vec!["LINK", "PITCH"], "{fields}");
