@@ -63,6 +63,11 @@ impl AuthOutcome {
         symbols
     }
 
+    /// Whether a check was left at temperror (a DNS failure): its verdict is unknown.
+    pub fn any_temperror(&self) -> bool {
+        self.symbols().iter().any(|s| s.ends_with("_TEMPERROR"))
+    }
+
     /// Leaves DMARC unjudged unless it passed, in the symbols and the header: of mail
     /// whose MAIL FROM was not checked here (a tier peer relaying what it took, whose own
     /// results are removed as claiming a member's name), a failure says only that SPF,

@@ -65,6 +65,9 @@ pub struct ClientInfo {
     /// How much the allowlists whose lookup failed (a timeout, an error) could have lowered
     /// `dnsbl_total` (0 or less).
     pub dnsbl_unanswered: f64,
+    /// A DNS list lookup of the client failed (a timeout, an error): the listing it
+    /// might have found is missing from every score of the session.
+    pub dns_list_failed: bool,
     /// How the refusal names the lists listing the client (positive weight): each
     /// list's `reply_name`, by default its zone.
     pub dnsbl_listed: Vec<String>,
@@ -94,6 +97,7 @@ impl ClientInfo {
             ptr: None,
             dnsbl_total: 0.0,
             dnsbl_unanswered: 0.0,
+            dns_list_failed: false,
             dnsbl_listed: Vec::new(),
             trusted: false,
             allowlisted: false,
@@ -198,6 +202,9 @@ pub struct Context {
     /// (see [`crate::policy::Policy::evaluate`]), kept only for the refusal's log line,
     /// which names what refused and takes them.
     pub refused_symbols: Vec<SymbolHit>,
+    /// Content checks whose lookups went unanswered in this transaction (`uribl`): what
+    /// they might have found is missing from the score.
+    pub unanswered: Vec<&'static str>,
 }
 
 impl Context {
@@ -225,6 +232,7 @@ impl Context {
             deadline: self.deadline,
             greylist_credit: None,
             refused_symbols: Vec::new(),
+            unanswered: self.unanswered.clone(),
         }
     }
 
@@ -251,7 +259,25 @@ impl Context {
             deadline: None,
             greylist_credit: None,
             refused_symbols: Vec::new(),
+            unanswered: Vec::new(),
         }
+    }
+
+    /// Records that `check`'s lookups went unanswered.
+    pub fn note_unanswered(&mut self, check: &'static str) {
+        if !self.unanswered.contains(&check) {
+            self.unanswered.push(check);
+        }
+    }
+
+    /// Whether a check that can only raise the score went unanswered: a DNS list of the
+    /// client, a URI list, an authentication check left at temperror, clamd. The score
+    /// then says less than it seems to (autolearn learns no ham from it).
+    pub fn checks_unanswered(&self) -> bool {
+        self.client.dns_list_failed
+            || !self.unanswered.is_empty()
+            || self.auth.as_ref().is_some_and(|a| a.any_temperror())
+            || self.antivirus.as_ref().is_some_and(|a| a.result.is_err())
     }
 
     /// The message parsed with mail-parser: parsed on first use, then shared by every

@@ -218,6 +218,12 @@ impl Autolearn {
         if class == Class::Ham && self.refused_by_an_action(ctx) {
             return None;
         }
+        // A low score with a lookup unanswered may be spam the lists would have caught
+        // (review: during a resolver outage, spam that only DNS lists catch was learned
+        // as ham).
+        if class == Class::Ham && ctx.checks_unanswered() {
+            return None;
+        }
         // Never against a confident classifier: mail no rule hits, with the classifier
         // saying spam, is what a sender poisoning the model sends (60 such messages turned
         // BAYES_99 into BAYES_00 for their words), and mail a rule scores as spam but the
@@ -735,6 +741,32 @@ mod tests {
         assert_eq!(autolearn.class(&clean), Some(Class::Ham));
         // As spam it is still learned: the action and the score agree.
         let spam = judged(&[("LISTED_SENDER", 0.0), ("SPAM", 13.0)]);
+        assert_eq!(autolearn.class(&spam), Some(Class::Spam));
+    }
+
+    /// Regression (review): autolearn read a low score as ham while the lookups that
+    /// might have raised it had failed: during a resolver outage, spam that only DNS lists
+    /// catch was learned as ham. It is still learned as spam (a failed lookup only lowers
+    /// a score).
+    #[test]
+    fn a_low_score_with_a_lookup_unanswered_is_not_learned_as_ham() {
+        let autolearn = plain_autolearn(classifier(), autolearn_config());
+        assert_eq!(autolearn.class(&judged(&[("HAM", -0.5)])), Some(Class::Ham));
+        let mut client_list = judged(&[("HAM", -0.5)]);
+        client_list.client.dns_list_failed = true;
+        let mut uri_list = judged(&[("HAM", -0.5)]);
+        uri_list.note_unanswered("uribl");
+        let mut clamd = judged(&[("HAM", -0.5)]);
+        clamd.antivirus = Some(crate::policy::context::AvScan {
+            key: "clamd".into(),
+            result: Err("connection refused".into()),
+        });
+        for ctx in [&client_list, &uri_list, &clamd] {
+            assert_eq!(autolearn.class(ctx), None);
+        }
+        let mut spam = judged(&[("SPAM", 13.0)]);
+        spam.client.dns_list_failed = true;
+        spam.note_unanswered("uribl");
         assert_eq!(autolearn.class(&spam), Some(Class::Spam));
     }
 

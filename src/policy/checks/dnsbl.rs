@@ -77,6 +77,7 @@ impl Check for DnsLists {
                 other => {
                     tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
                     ctx.client.dnsbl_unanswered += list.most_lowering_weight();
+                    ctx.client.dns_list_failed = true;
                     failed = true;
                 }
             }

@@ -172,12 +172,16 @@ impl Check for Uribl {
         let outcomes = crate::dns::all_within(self.dns.deadline(ctx.deadline), lookups).await;
         let mut hit: Vec<String> = Vec::new();
         for ((list, _), outcome) in queries.iter().zip(outcomes) {
-            if let Outcome::Found(Listing::Listed(codes)) = outcome {
-                for symbol in list.symbols_for(&codes) {
-                    if !hit.contains(&symbol) {
-                        hit.push(symbol);
+            match outcome {
+                Outcome::Found(Listing::Listed(codes)) => {
+                    for symbol in list.symbols_for(&codes) {
+                        if !hit.contains(&symbol) {
+                            hit.push(symbol);
+                        }
                     }
                 }
+                Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => {}
+                _ => ctx.note_unanswered("uribl"),
             }
         }
         for symbol in hit {
