@@ -40,9 +40,9 @@ pub struct Limits {
     /// Memory all sessions together may hold for messages being received; past it,
     /// messages go to disk at once and new transfers wait.
     pub message_memory_total_bytes: usize,
-    /// A message still arriving after this long keeps no more of the memory budget than
-    /// one write buffer: past one buffer it goes to disk, so slow senders cannot hold the
-    /// budget every other transfer waits for.
+    /// A message still arriving after this long goes to disk and gives back all it held
+    /// of the memory budget, so slow senders cannot hold the budget every other transfer
+    /// waits for.
     #[serde(with = "humantime_serde")]
     pub message_memory_hold: Duration,
     /// Longest wait for room in `message_memory_total_bytes` before DATA is answered (or a

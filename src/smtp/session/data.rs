@@ -372,7 +372,7 @@ impl Session {
     /// transfer is open, in time to keep its minimum rate. Between chunks the transfer
     /// holds its message memory (and spill file), so a client that sent one chunk and
     /// then only NOOPs must not keep them for the whole session.
-    /// Its memory past one buffer is given back before, at the hold deadline
+    /// Its memory is given back before, at the hold deadline
     /// ([`Self::release_held_transfer_memory`]).
     pub(super) fn next_command_deadline(&mut self) -> Instant {
         let other = self.command_deadline();
