@@ -151,7 +151,7 @@ async fn forget_oldest_autolearned(
     state: &crate::state::State,
     entries: &mut Vec<(String, Entry)>,
     keep: usize,
-) -> Result<usize, ClassifyError> {
+) -> Result<Forgotten, ClassifyError> {
     let mut autolearned: Vec<(u64, usize)> = entries
         .iter()
         .enumerate()
@@ -159,11 +159,12 @@ async fn forget_oldest_autolearned(
         .map(|(i, (_, e))| (e.learned_at, i))
         .collect();
     if autolearned.len() <= keep {
-        return Ok(0);
+        return Ok(Forgotten::default());
     }
     // Oldest first; ties (entries stored before they carried a time) in ledger order.
     autolearned.sort_unstable();
     let mut gone = vec![false; entries.len()];
+    let mut here = 0;
     let ledger: &[(String, Entry)] = entries;
     for chunk in autolearned[..autolearned.len() - keep].chunks(IMPORT_CONCURRENCY) {
         let forgets = chunk.iter().map(|&(_, i)| async move {
@@ -176,15 +177,51 @@ async fn forget_oldest_autolearned(
             let (i, outcome) = result?;
             // Gone by another hand counts as gone too: it is no longer in the ledger.
             gone[i] = matches!(outcome, Outcome::Forgotten | Outcome::Unknown);
+            here += usize::from(outcome == Outcome::Forgotten);
         }
     }
-    let forgotten = gone.iter().filter(|g| **g).count();
+    let gone_in_all = gone.iter().filter(|g| **g).count();
     let mut index = 0;
     entries.retain(|_| {
         index += 1;
         !gone[index - 1]
     });
-    Ok(forgotten)
+    Ok(Forgotten {
+        gone: gone_in_all,
+        here,
+    })
+}
+
+/// The changes that make the counters `from_ledger` what the ledger says, given `stored`:
+/// the ledger generation, then each counter's stored value. `None` when the generation is
+/// not `expected`: the ledger moved on after it was read, and the difference would undo
+/// what moved it.
+fn counter_corrections(
+    expected: i64,
+    stored: &[i64],
+    from_ledger: &[(&str, i64)],
+) -> Option<Vec<(String, i64)>> {
+    if stored.first().copied().unwrap_or(0) != expected {
+        return None;
+    }
+    let now = stored.iter().skip(1).copied().chain(std::iter::repeat(0));
+    Some(
+        from_ledger
+            .iter()
+            .zip(now)
+            .filter(|((_, right), now)| right != now)
+            .map(|((key, right), now)| (key.to_string(), right - now))
+            .collect(),
+    )
+}
+
+/// What forgetting the oldest autolearned entries did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Forgotten {
+    /// Entries no longer in the ledger (forgotten here or by another hand meanwhile).
+    gone: usize,
+    /// Entries this retraining forgot: each moved the ledger generation by one.
+    here: usize,
 }
 
 fn parse_digest(hex_digest: &str) -> Option<[u8; 32]> {
@@ -422,9 +459,9 @@ impl Classifier {
         let generation = store::generation(state).await?;
         let mut entries = store::ledger_all(state).await?;
         let forgotten = forget_oldest_autolearned(state, &mut entries, keep_autolearned).await?;
-        if forgotten > 0 {
+        if forgotten.gone > 0 {
             tracing::info!(
-                forgotten,
+                forgotten = forgotten.gone,
                 kept = keep_autolearned,
                 "classifier: the oldest autolearned messages forgotten (classifier.autolearn_max)"
             );
@@ -433,8 +470,11 @@ impl Classifier {
         // (a store older than the counter) and the learned-message totals (review: a learn
         // cut between its ledger swap and its counters on a Redis Cluster left them off for
         // good, and every Bayes probability with them; that learn's token counters stay as
-        // they are). Learns since the ledger was read may be a few off, until the next
-        // retraining.
+        // they are). Made only when the ledger has not moved since it was read, save by
+        // this retraining's own forgetting: read-then-add on counters minutes old undid
+        // every learn and forget made meanwhile (review: 500 ham learned by hand during a
+        // long forgetting were taken off the totals again, and the classifier stopped
+        // voting).
         let spam = entries.iter().filter(|(_, e)| e.class.is_spam()).count();
         let autolearned = entries.iter().filter(|(_, e)| e.autolearned).count();
         let from_ledger = [
@@ -448,14 +488,18 @@ impl Classifier {
                 .pack(),
             ),
         ];
-        let keys: Vec<String> = from_ledger.iter().map(|(k, _)| k.to_string()).collect();
-        let stored = state.get_counters(&keys).await?;
-        let corrections: Vec<(String, i64)> = from_ledger
-            .iter()
-            .zip(stored.iter().copied().chain(std::iter::repeat(0)))
-            .filter(|((_, right), now)| right != now)
-            .map(|((key, right), now)| (key.to_string(), right - now))
+        let keys: Vec<String> = std::iter::once(GENERATION)
+            .chain(from_ledger.iter().map(|(k, _)| *k))
+            .map(str::to_string)
             .collect();
+        let stored = state.get_counters(&keys).await?;
+        let expected = generation.saturating_add(i64::try_from(forgotten.here).unwrap_or(i64::MAX));
+        let corrections = counter_corrections(expected, &stored, &from_ledger).unwrap_or_else(|| {
+            tracing::debug!(
+                "classifier: the ledger changed during the retraining; its counters are checked at the next"
+            );
+            Vec::new()
+        });
         if !corrections.is_empty() {
             tracing::info!(
                 ?corrections,
@@ -549,7 +593,11 @@ impl Classifier {
                 self.install(Some(model));
             }
             _ => {
-                self.retrain(KEEP_ALL).await?;
+                if self.retrain(KEEP_ALL).await?.is_none() {
+                    // Another node holds the lock: the model in force is the published
+                    // one (review: the summary read "model none").
+                    self.refresh().await?;
+                }
             }
         }
         if was_empty {
@@ -639,6 +687,34 @@ fn pick_lookups(hashes: &[u64], max: usize, key: &[u8; 16]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): the retraining read the counters after a forgetting that can
+    /// take minutes and added the difference from a ledger read before it, so every learn
+    /// and forget made meanwhile was undone. The difference is made only when the
+    /// generation moved by this retraining's own forgets alone.
+    #[test]
+    fn counters_are_made_right_only_from_a_ledger_that_has_not_moved() {
+        let from_ledger = [(AUTOLEARNED, 3), (TOTALS, 150)];
+        // A learn cut between its ledger swap and its counters: put right.
+        assert_eq!(
+            counter_corrections(42, &[42, 3, 149], &from_ledger),
+            Some(vec![(TOTALS.to_string(), 1)])
+        );
+        assert_eq!(
+            counter_corrections(42, &[42, 3, 150], &from_ledger),
+            Some(vec![])
+        );
+        // 500 learns since the ledger was read: left to the next retraining.
+        assert_eq!(counter_corrections(42, &[542, 3, 650], &from_ledger), None);
+        // Counters never stored read as 0.
+        assert_eq!(
+            counter_corrections(0, &[], &from_ledger),
+            Some(vec![
+                (AUTOLEARNED.to_string(), 3),
+                (TOTALS.to_string(), 150)
+            ])
+        );
+    }
 
     /// Regression (review): the lookups took the lowest hashes, so 2,000 junk words whose
     /// hashes sort first pushed every real token out of the Bayes vote; then they were

@@ -331,6 +331,23 @@ async fn seeds_export_import_and_classify_in_memory() {
     assert_eq!(again.get(&Outcome::AlreadyLearned), Some(&20));
     assert_eq!(snapshot(&b).await, snapshot(&a).await);
 
+    // Into a store in use while another node holds the retraining lock: no model is
+    // trained here, and the one in force is the published one (review: none).
+    let c = State::open(&open("c.redb"), Arc::new(Metrics::new()))
+        .await
+        .unwrap();
+    let cc = classifier(&c, "c");
+    learn_corpus(&cc, 3).await;
+    let published = cc.retrain(usize::MAX).await.unwrap().expect("both classes");
+    let fresh = classifier(&c, "c2");
+    let _held = store::lock(&c, "other", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("lock free");
+    fresh.import(&seed).await.unwrap();
+    let installed = fresh.model().expect("the published model installed");
+    assert_eq!(installed.generation(), published.generation());
+
     // In memory (what `scan` does with an empty store): the same verdicts.
     let mem = Classifier::from_seed(
         &seed,

@@ -220,6 +220,7 @@ async fn learn_files(
         unreadable_dirs,
     } = collect_files(paths);
     let started = Instant::now();
+    let verb = if class.is_some() { "learn" } else { "forget" };
     let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
     let mut errors = unreadable_dirs;
     let mut done = 0usize;
@@ -300,7 +301,7 @@ async fn learn_files(
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 last_progress = Instant::now();
                 eprintln!(
-                    "learn: {done} messages ({:.0}/s)",
+                    "{verb}: {done} messages ({:.0}/s)",
                     done as f64 / started.elapsed().as_secs_f64().max(1e-9)
                 );
             }
@@ -311,19 +312,28 @@ async fn learn_files(
     let changed = outcomes.iter().any(|(o, n)| {
         *n > 0 && matches!(o, Outcome::Learned | Outcome::Moved | Outcome::Forgotten)
     });
+    // The learns are committed: a retraining or a read that fails now (a store blip) is
+    // reported after the summary of what was learned, never instead of it (review).
+    let mut after = Ok(());
     if changed {
-        if classifier.retrain(keep_autolearned).await?.is_none() {
-            eprintln!(
-                "learn: model not retrained (another node holds the lock, or a class is missing)"
-            );
-            // The summary names the model the tier classifies with: the published one.
-            classifier.refresh().await?;
+        match classifier.retrain(keep_autolearned).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                eprintln!(
+                    "{verb}: model not retrained (another node holds the lock, or a class is missing)"
+                );
+                // The summary names the model the tier classifies with: the published one.
+                after = classifier.refresh().await.map(drop);
+            }
+            Err(e) => after = Err(e),
         }
     } else {
-        classifier.refresh().await?;
+        after = classifier.refresh().await.map(drop);
+    }
+    if let Err(e) = &after {
+        eprintln!("{verb}: {e:#}");
     }
     let t = classifier.totals().await?;
-    let verb = if class.is_some() { "learn" } else { "forget" };
     println!(
         "{verb}: {done} messages in {:.1}s: {}; store: {} spam, {} ham; model {}",
         learned.as_secs_f64(),
@@ -332,7 +342,7 @@ async fn learn_files(
         t.ham,
         model_text(classifier)
     );
-    Ok(if errors == 0 {
+    Ok(if errors == 0 && after.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
