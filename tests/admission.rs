@@ -68,6 +68,23 @@ fn sixth_connection_from_one_address_is_refused() {
         .collect();
     let (_c, banner) = silent_from(gw.port, "127.0.7.1");
     banner.expect(421, "4.7.0");
+    // Regression (review): each refusal wrote a line; a flood from one address filled
+    // the log. Each is counted, the first logged, the rest once a minute.
+    for _ in 0..20 {
+        let (_c, banner) = silent_from(gw.port, "127.0.7.1");
+        banner.expect(421, "4.7.0");
+    }
+    let metrics = common::admin::scrape(admin_port(&gw));
+    assert_eq!(
+        metrics.value("mxguard_connections_total", &[("result", "over_ip_limit")]),
+        21.0
+    );
+    assert_eq!(
+        gw.log_count("INFO mxguard::smtp::listener: connection refused"),
+        1,
+        "{}",
+        gw.logs()
+    );
     drop(held);
 }
 

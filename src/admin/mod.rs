@@ -62,8 +62,9 @@ impl OpenConnections {
     /// Registers a new connection, first closing the oldest idle ones until fewer than
     /// `max` remain (connections answering a request are never closed: they end soon);
     /// returns its key, the token that closes it and its busy flag. `None` when all `max`
-    /// are answering: admitted anyway, the limit was none (clients pipelining slow
-    /// `/healthz` requests over many connections went past it up to the descriptor limit).
+    /// are answering: the new connection is refused, since admitting it anyway made the
+    /// limit none (clients pipelining slow `/healthz` requests over many connections went
+    /// past it up to the descriptor limit).
     fn admit(
         &mut self,
         max: usize,
@@ -244,7 +245,9 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
         });
         // Let the new connection read what it already has before the next accept: a
         // complete request is then marked busy and cannot be evicted by a burst of
-        // flood connections queued behind it.
+        // flood connections queued behind it. On a multi-threaded runtime this is likely,
+        // not certain: a probe's request not yet read may still be closed by a flood
+        // from inside `metrics.allow`, which it then retries.
         tokio::task::yield_now().await;
     }
     connections.close();

@@ -43,6 +43,9 @@ pub struct Admission {
     next_id: AtomicU64,
     epoch: Instant,
     reaper: AtomicBool,
+    /// Connections refused for a limit are counted each, logged once a minute: a flood
+    /// must not write a line per connection.
+    refusals_logged: crate::metrics::LogEvery,
 }
 
 #[derive(Debug, Default)]
@@ -186,7 +189,13 @@ impl Admission {
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
             reaper: AtomicBool::new(false),
+            refusals_logged: crate::metrics::LogEvery::new(Duration::from_secs(60)),
         }
+    }
+
+    /// Whether a connection refused now gets its log line (the first, then one a minute).
+    pub fn refusal_log_due(&self) -> bool {
+        self.refusals_logged.due()
     }
 
     /// Follows a reloaded `max_sessions`: grows at once; shrinks as running sessions end
@@ -249,19 +258,32 @@ impl Admission {
         if let Ok(permit) = self.total.clone().try_acquire_owned() {
             return Ok(self.register(places, permit));
         }
-        let floor = limits.stress_idle_timeout / 10;
+        let floor =
+            u64::try_from((limits.stress_idle_timeout / 10).as_millis()).unwrap_or(u64::MAX);
         let room_coming = {
             let sessions = lock(&self.sessions);
-            let victim = sessions
-                .values()
-                .filter(|h| {
-                    h.waiting.load(Ordering::Relaxed) && !h.eviction_pending() && h.idle() >= floor
-                })
-                .max_by_key(|h| h.idle());
+            // One pass and one clock reading under the lock, which every session start
+            // and end takes too: a flood finding every slot taken makes this walk for
+            // each connection (review: two clock readings per session, and a second
+            // pass, at 10,000 sessions).
+            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let mut longest_idle: Option<(u64, &Arc<SessionHandle>)> = None;
+            let mut asked_already = false;
+            for h in sessions.values() {
+                if h.eviction_pending() {
+                    asked_already = true;
+                } else if h.waiting.load(Ordering::Relaxed) {
+                    let at = h.progress_at.load(Ordering::Relaxed);
+                    if longest_idle.is_none_or(|(oldest, _)| at < oldest) {
+                        longest_idle = Some((at, h));
+                    }
+                }
+            }
+            let victim = longest_idle.filter(|(at, _)| now.saturating_sub(*at) >= floor);
             // Asked under the lock: a second new client sees the request and looks on.
             // With nobody left to ask, a session asked already (by another client, or by
             // the stress reaper) is about to free a slot: worth the wait too.
-            victim.map(|v| v.evict()).is_some() || sessions.values().any(|h| h.eviction_pending())
+            victim.map(|(_, v)| v.evict()).is_some() || asked_already
         };
         if !room_coming {
             return Err(Refusal::Total);

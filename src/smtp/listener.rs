@@ -226,7 +226,15 @@ fn refuse(
     m.smtp_replies_total
         .with_label_values(&[crate::policy::Stage::Connect.as_str(), "4xx"])
         .inc();
-    tracing::info!(client = %peer, limit, "connection refused");
+    if server.admission.refusal_log_due() {
+        tracing::info!(
+            client = %peer,
+            limit,
+            "connection refused (further refusals are counted in mxguard_connections_total and logged once a minute)"
+        );
+    } else {
+        tracing::debug!(client = %peer, limit, "connection refused");
+    }
     let policy = server.policy.peek().clone();
     if matches!(refusal, Refusal::Total) {
         // Saturated: the heartbeat says so, and the backups do not score the senders it

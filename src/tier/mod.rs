@@ -106,7 +106,7 @@ pub struct Tier {
     /// Unix time this member last turned a client away for lack of session room (0: never).
     sessions_full: AtomicU64,
     /// Clients turned away lately, by address, with when (see [`Tier::refused_lately`]).
-    turned_away: Mutex<HashMap<IpAddr, u64>>,
+    turned_away: Mutex<TurnedAway>,
     /// A peer announcing another role than configured here is said once an hour, each
     /// peer on its own (review: one limit for all let the first peer of each round hide
     /// every other's warning).
@@ -121,6 +121,14 @@ pub const PRIMARY_UNREACHED_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// How long a primary that turned a client away for lack of session room does not count
 /// as taking mail for bypass scoring: the MTAs it refused retry at a backup within it.
 pub const PRIMARY_FULL_HOLD: Duration = Duration::from_secs(120);
+/// Clients turned away lately, by address, with when (Unix seconds), and when the list
+/// was last pruned of those past [`PRIMARY_FULL_HOLD`].
+#[derive(Debug, Default)]
+struct TurnedAway {
+    clients: HashMap<IpAddr, u64>,
+    pruned_at: u64,
+}
+
 /// Clients turned away that a member remembers at once (see [`Tier::note_turned_away`]).
 const TURNED_AWAY_KEPT: usize = 10_000;
 
@@ -165,7 +173,7 @@ impl Tier {
             spool_short: AtomicBool::new(false),
             client_reached: AtomicU64::new(0),
             sessions_full: AtomicU64::new(0),
-            turned_away: Mutex::new(HashMap::new()),
+            turned_away: Mutex::new(TurnedAway::default()),
             role_mismatch_log: Mutex::new(HashMap::new()),
         })
     }
@@ -192,11 +200,15 @@ impl Tier {
     pub fn note_turned_away(&self, ip: IpAddr) {
         let now = unix_now();
         let mut turned_away = self.turned_away.lock().unwrap_or_else(|p| p.into_inner());
-        if turned_away.len() >= TURNED_AWAY_KEPT {
-            turned_away.retain(|_, at| within_full_hold(*at, now));
+        let TurnedAway { clients, pruned_at } = &mut *turned_away;
+        // Full: pruned once a second at most, not on every refusal of a flood (review: a
+        // walk of all 10,000 under the lock for each).
+        if clients.len() >= TURNED_AWAY_KEPT && *pruned_at != now {
+            clients.retain(|_, at| within_full_hold(*at, now));
+            *pruned_at = now;
         }
-        if turned_away.len() < TURNED_AWAY_KEPT {
-            turned_away.insert(ip.to_canonical(), now);
+        if clients.len() < TURNED_AWAY_KEPT {
+            clients.insert(ip.to_canonical(), now);
         }
     }
 
@@ -210,6 +222,7 @@ impl Tier {
         }
         let turned_away = self.turned_away.lock().unwrap_or_else(|p| p.into_inner());
         turned_away
+            .clients
             .get(&ip.to_canonical())
             .is_some_and(|at| within_full_hold(*at, unix_now()))
     }
