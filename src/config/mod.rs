@@ -163,9 +163,14 @@ pub fn open_without_waiting(
     Ok((file, meta))
 }
 
-/// The bytes of a file the configuration names (a key, a recipient or network list),
-/// refused unless it is a plain file: a FIFO named by mistake blocked `check`, or the
-/// reload task, which then ignored every later reload (review).
+/// Largest file the configuration reads whole (itself, a rules file, a key, a list): far
+/// past any real one, short of what a mistake such as a log named as a list would cost.
+const MAX_PLAIN_FILE: u64 = 256 * 1024 * 1024;
+
+/// The bytes of a file the configuration names (the configuration itself, a rules file,
+/// a key, a recipient or network list), refused unless it is a plain file of at most
+/// 256 MiB: a FIFO named by mistake blocked `check`, or the reload task, which then
+/// ignored every later reload, and `/dev/zero` read until memory ran out (review).
 pub(crate) fn read_plain_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     let (file, meta) = open_without_waiting(path)?;
     if !meta.is_file() {
@@ -174,9 +179,25 @@ pub(crate) fn read_plain_file(path: &std::path::Path) -> std::io::Result<Vec<u8>
             "not a plain file",
         ));
     }
+    let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "larger than 256 MiB");
+    if meta.len() > MAX_PLAIN_FILE {
+        return Err(too_big());
+    }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&file, MAX_PLAIN_FILE + 1),
+        &mut bytes,
+    )?;
+    if bytes.len() as u64 > MAX_PLAIN_FILE {
+        return Err(too_big());
+    }
     Ok(bytes)
+}
+
+/// The text of a file the configuration names, read as [`read_plain_file`] reads it.
+pub(crate) fn read_plain_text(path: &std::path::Path) -> std::io::Result<String> {
+    String::from_utf8(read_plain_file(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
 }
 
 /// Where `relay` would hand mail to one of the `listen` addresses (itself, or the
@@ -201,10 +222,17 @@ pub fn relay_loops(
 }
 
 fn is_own_address(listen: &[std::net::SocketAddr], to: &std::net::SocketAddr) -> bool {
-    listen.iter().any(|l| {
+    // `[::ffff:127.0.0.1]` is 127.0.0.1 to a dual-stack socket (review: it looped).
+    let to = &canonical(to);
+    listen.iter().map(canonical).any(|l| {
         l.port() == to.port()
-            && (l.ip() == to.ip() || (to.ip().is_loopback() && wildcard_covers(l, to)))
+            && (l.ip() == to.ip() || (to.ip().is_loopback() && wildcard_covers(&l, to)))
     })
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(addr: &std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// Whether `wide` is a wildcard address that takes `other`'s: its family's, and for `[::]`
@@ -233,6 +261,7 @@ fn admin_shares_an_smtp_address(
 /// asks the system for a free one each time) on the same address, or on a wildcard that
 /// takes the other's.
 fn binds_collide(a: &std::net::SocketAddr, b: &std::net::SocketAddr) -> bool {
+    let (a, b) = (&canonical(a), &canonical(b));
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || wildcard_covers(a, b) || wildcard_covers(b, a))
@@ -339,7 +368,7 @@ impl Config {
 
     /// The keys of the configuration file at `path`, those of the wrong type left out.
     fn read_keys(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_plain_text(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -349,7 +378,7 @@ impl Config {
 
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_plain_text(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -535,6 +564,17 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key:?} not in:\n{err}");
         }
+        // Regression (review): the same address written IPv4-mapped looped unnoticed.
+        let mapped =
+            "[server]\nlisten = [\"127.0.0.1:2525\"]\n[relay]\ndomains = [\"example.test\"]\n\
+                      internal = [\"[::ffff:127.0.0.1]:2525\"]\n";
+        let err = Config::from_toml(Path::new("t.toml"), mapped)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("relay.internal: [::ffff:127.0.0.1]:2525 is this gateway's own"),
+            "{err}"
+        );
     }
 
     /// Regression (review of the configuration): these limits took any number, so
@@ -1187,6 +1227,24 @@ mod tests {
         );
         let config = Config::from_toml(Path::new("t.toml"), &text).unwrap();
         assert!(config.relay.recipients.lists.contains_key("example.test"));
+        // Regression (review): two keys naming one domain; the second list, or the second
+        // thresholds, silently replaced the first.
+        let text = format!(
+            "{MINIMAL}\n[relay.recipients]\nlists = {{ \"example.test\" = {users:?}, \"Example.Test\" = {users:?} }}\n\
+             [policy.domains.\"example.test\"]\ntag = 3.0\n[policy.domains.\"EXAMPLE.test.\"]\ntag = 4.0\n",
+            users = users.display().to_string()
+        );
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("relay.recipients.lists.example.test: named twice"),
+            "{err}"
+        );
+        assert!(
+            err.contains("policy.domains.example.test: named twice"),
+            "{err}"
+        );
     }
 
     /// Regression (review): a FIFO named as a tier key or a list file blocked `check`, or
@@ -1202,5 +1260,28 @@ mod tests {
         let plain = dir.path().join("users.txt");
         std::fs::write(&plain, "alice\n").unwrap();
         assert_eq!(read_plain_file(&plain).unwrap(), b"alice\n");
+        // Review: the configuration itself, its shadow policy (read by the file watch
+        // before any check), rules files and their `include`s were read without it.
+        let err = read_plain_file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert!(matches!(Config::load(&fifo), Err(ConfigError::Read { .. })));
+        let main = dir.path().join("mxguard.toml");
+        let text = format!(
+            "{MINIMAL}\n[policy]\nshadow = {:?}\n",
+            fifo.display().to_string()
+        );
+        std::fs::write(&main, text).unwrap();
+        let inputs = Config::named_inputs(&main).unwrap();
+        assert!(inputs.shadow_rules_dir.is_none());
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        let piped = rules.join("30.cf");
+        let c_path = std::ffi::CString::new(piped.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(crate::rules::RuleSet::from_dir(&rules).is_err());
+        std::fs::remove_file(&piped).unwrap();
+        std::fs::write(rules.join("10.cf"), "include /dev/zero\nbody A /a/\n").unwrap();
+        let set = crate::rules::RuleSet::from_dir(&rules).unwrap();
+        assert!(set.rule("A").is_some());
     }
 }

@@ -251,6 +251,15 @@ impl RawPolicy {
                 reject: t.reject.unwrap_or(thresholds.reject),
             };
             let key = format!("policy.domains.{domain}");
+            if domain_thresholds.contains_key(&domain) {
+                // `Example.Test` and `example.test` are one domain (review: the second
+                // table silently replaced the first).
+                problems.bad(
+                    &key,
+                    "named twice (domains are compared in lower case, without a final dot)",
+                );
+                continue;
+            }
             // Thresholds are looked up by the recipient's domain as relayed (A-labels): a
             // typo or a domain mail never comes for would silently leave the defaults.
             if domain.starts_with('.') {

@@ -382,6 +382,15 @@ impl RawRecipients {
         for (domain, file) in self.lists {
             // Written as `relay.domains` are (a DNS dot, any case).
             let domain = super::problems::domain_key(&domain);
+            if lists.contains_key(&domain) {
+                // `Example.Test` and `example.test` are one domain: the second list would
+                // silently replace the first (review).
+                problems.bad(
+                    &format!("relay.recipients.lists.{domain}"),
+                    "named twice (domains are compared in lower case, without a final dot)",
+                );
+                continue;
+            }
             if domain.starts_with('.') {
                 // A list is looked up by the recipient's exact domain: `.example.test`
                 // would be in force for no recipient, and every subdomain unverified.
