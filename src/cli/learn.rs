@@ -330,18 +330,24 @@ async fn learn_files(
     } else {
         after = classifier.refresh().await.map(drop);
     }
+    let store = match classifier.totals().await {
+        Ok(t) => format!("{} spam, {} ham", t.spam, t.ham),
+        Err(e) => {
+            if after.is_ok() {
+                after = Err(e);
+            }
+            "not read".to_string()
+        }
+    };
+    println!(
+        "{verb}: {done} messages in {:.1}s: {}; store: {store}; model {}",
+        learned.as_secs_f64(),
+        summary_with_errors(&outcomes, errors),
+        model_text(classifier)
+    );
     if let Err(e) = &after {
         eprintln!("{verb}: {e:#}");
     }
-    let t = classifier.totals().await?;
-    println!(
-        "{verb}: {done} messages in {:.1}s: {}; store: {} spam, {} ham; model {}",
-        learned.as_secs_f64(),
-        summary_with_errors(&outcomes, errors),
-        t.spam,
-        t.ham,
-        model_text(classifier)
-    );
     Ok(if errors == 0 && after.is_ok() {
         ExitCode::SUCCESS
     } else {

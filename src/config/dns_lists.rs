@@ -56,6 +56,12 @@ impl DnsListConfig {
             .fold(self.weight.min(0.0), f64::min)
     }
 
+    /// Whether a listing on this list could raise the client's total (a blocklist, or a
+    /// list with a code that weighs against the client).
+    pub fn may_raise(&self) -> bool {
+        self.weight > 0.0 || self.codes.iter().filter_map(|e| e.weight).any(|w| w > 0.0)
+    }
+
     /// What a listing with return `codes` adds to the client's total: each code weighs
     /// what a matching code map entry gives (the largest in size when several do), else
     /// the list's weight, and the answer weighs its heaviest code, so an answer listing
@@ -425,5 +431,12 @@ mod tests {
             problems.iter().any(|p| p.contains("only a DNSBL")),
             "{problems:?}"
         );
+        // A list that can only lower the total is no gap in the score when it is silent.
+        assert!(lists[0].may_raise());
+        let allow = "zone = \"wl.test\"\nsymbol = \"W\"\nweight = -2.0\n\
+                     codes = { \"127.0.0.3\" = { symbol = \"W_HI\", weight = -5.0 } }";
+        let (lists, problems) = parse("policy.dnsbl", allow);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!lists[0].may_raise());
     }
 }

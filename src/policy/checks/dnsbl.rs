@@ -77,7 +77,8 @@ impl Check for DnsLists {
                 other => {
                     tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
                     ctx.client.dnsbl_unanswered += list.most_lowering_weight();
-                    ctx.client.dns_list_failed = true;
+                    // An allowlist's silence only leaves a score higher than it would be.
+                    ctx.client.dns_list_failed |= list.may_raise();
                     failed = true;
                 }
             }
