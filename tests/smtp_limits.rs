@@ -178,6 +178,28 @@ fn a_message_accepted_forgives_the_errors_before_it() {
     internal.expect_messages(5);
 }
 
+/// Regression (review): the tarpit's pause ignored the session's end, so a long
+/// `tarpit_delay` kept a session open past `session_duration`.
+#[test]
+fn a_tarpit_pause_ends_with_the_session() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("errors_before_tarpit", "1")
+            .limit("errors_before_disconnect", "10")
+            .limit("tarpit_delay", "\"1h\"")
+            .limit("session_duration", "\"2s\""),
+    );
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("BOGUS").expect(500, "5.5.2");
+    // Answered, then paused: until the session's end, not for an hour.
+    c.cmd("BOGUS").expect(500, "5.5.2");
+    match c.try_cmd("NOOP") {
+        Ok(r) => r.expect(421, "4.4.2"),
+        Err(e) => panic!("no 421 at the session's end: {e}"),
+    };
+}
+
 #[test]
 fn too_many_errors_is_421_470_and_close() {
     let internal = InternalServer::start();

@@ -91,6 +91,9 @@ async fn try_seed(
     settled
 }
 
+/// How often a wait for the next model poll reads the intervals in force again.
+const CONFIG_TICK: Duration = Duration::from_secs(1);
+
 /// Runs until `stop`: seeds (trying again at each poll until the store answered), polls
 /// for published models every `classifier.model_poll`, retrains when due every
 /// `classifier.retrain_interval`; `changed` is called whenever the installed model changed.
@@ -101,13 +104,23 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut seeded = try_seed(&classifier, current.as_ref(), &changed, true).await;
-    let mut next_retrain = Instant::now() + current.current().classifier.retrain_interval;
+    let mut last_retrain = Instant::now();
+    let mut last_poll = Instant::now();
     loop {
+        // The intervals in force are read again at each tick: a reload that shortens
+        // `model_poll` or `retrain_interval` takes effect now, not after the old wait
+        // (review: a day's poll reloaded to 30 s waited out the day).
         let config = current.current();
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(config.classifier.model_poll) => {}
+        let due = last_poll + config.classifier.model_poll;
+        let now = Instant::now();
+        if now < due {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(due.min(now + CONFIG_TICK)) => {}
+            }
+            continue;
         }
+        last_poll = now;
         if !seeded {
             seeded = try_seed(&classifier, current.as_ref(), &changed, false).await;
         }
@@ -116,8 +129,8 @@ pub async fn run(
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "classifier: model poll failed"),
         }
-        if Instant::now() >= next_retrain {
-            next_retrain = Instant::now() + config.classifier.retrain_interval;
+        if Instant::now() >= last_retrain + config.classifier.retrain_interval {
+            last_retrain = Instant::now();
             match classifier
                 .retrain_if_due(config.classifier.autolearn_max)
                 .await

@@ -807,3 +807,57 @@ async fn a_ledger_over_the_bound_is_retrained_though_unchanged() {
     );
     assert_eq!(c.autolearned().await.unwrap(), 4);
 }
+
+/// A configuration a test swaps, as a reload does.
+#[derive(Debug)]
+struct Reloadable(std::sync::Mutex<Arc<crate::config::Config>>);
+
+impl crate::config::CurrentConfig for Reloadable {
+    fn current(&self) -> Arc<crate::config::Config> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Regression (review): the model poll slept the interval in force when it began, so a
+/// reload from a day to 20 ms took effect only after the day.
+#[tokio::test]
+async fn a_reloaded_model_poll_takes_effect_without_waiting_out_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(StateBackendConfig::Embedded {
+        path: dir.path().join("store.redb"),
+    });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    let trainer = classifier(&state, "trainer");
+    learn_corpus(&trainer, 3).await;
+    let base = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n";
+    let mut slow = crate::config::Config::from_toml(std::path::Path::new("t.toml"), base)
+        .unwrap_or_else(|e| panic!("{e}"));
+    slow.classifier.model_poll = Duration::from_secs(86_400);
+    let live = Arc::new(Reloadable(std::sync::Mutex::new(Arc::new(slow.clone()))));
+    let follower = Arc::new(classifier(&state, "follower"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let upkeep = tokio::spawn(maintain::run(
+        follower.clone(),
+        live.clone(),
+        || {},
+        stop.clone(),
+    ));
+    trainer
+        .retrain(usize::MAX)
+        .await
+        .unwrap()
+        .expect("both classes");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(follower.model().is_none(), "polled before the day was up");
+    slow.classifier.model_poll = Duration::from_millis(20);
+    *live.0.lock().unwrap() = Arc::new(slow);
+    for _ in 0..200 {
+        if follower.model().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(follower.model().is_some(), "the reloaded poll never ran");
+    stop.cancel();
+    upkeep.await.unwrap();
+}

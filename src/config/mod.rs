@@ -110,9 +110,10 @@ pub struct Config {
     pub antivirus: AntivirusConfig,
 }
 
-/// The configuration in force right now. Delivery and callouts read it for every message,
-/// so a reload reaches them without a restart; the gateway's reloadable snapshot
-/// implements it.
+/// The configuration in force right now. Delivery and the classifier's upkeep read it
+/// for every message or round, so a reload reaches them without a restart (a session's
+/// checks, callouts included, keep the snapshot it started with); the gateway's
+/// reloadable snapshot implements it.
 pub trait CurrentConfig: Send + Sync + std::fmt::Debug {
     /// The configuration to use for the next piece of work.
     fn current(&self) -> Arc<Config>;
@@ -564,6 +565,16 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key:?} not in:\n{err}");
         }
+        // Regression (review): a pass forgotten before a retry can come greylisted every
+        // message again, and passed `check`.
+        let forgetful = format!("{MINIMAL}\n[greylist]\nenabled = true\npass_ttl = \"1s\"\n");
+        let err = Config::from_toml(Path::new("t.toml"), &forgetful)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("greylist.pass_ttl: must be at least greylist.window"),
+            "{err}"
+        );
         // Regression (review): the same address written IPv4-mapped looped unnoticed.
         let mapped =
             "[server]\nlisten = [\"127.0.0.1:2525\"]\n[relay]\ndomains = [\"example.test\"]\n\

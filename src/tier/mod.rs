@@ -121,6 +121,9 @@ pub const PRIMARY_UNREACHED_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// How long a primary that turned a client away for lack of session room does not count
 /// as taking mail for bypass scoring: the MTAs it refused retry at a backup within it.
 pub const PRIMARY_FULL_HOLD: Duration = Duration::from_secs(120);
+/// How often a wait between heartbeat rounds reads the interval in force again.
+const CONFIG_TICK: Duration = Duration::from_secs(1);
+
 /// Clients turned away lately, by address, with when (Unix seconds), and when the list
 /// was last pruned of those past [`PRIMARY_FULL_HOLD`].
 #[derive(Debug, Default)]
@@ -407,11 +410,20 @@ impl Tier {
         loop {
             // Rounds start `heartbeat_interval` apart, however long the looks at the peers
             // took (up to a probe timeout each): the heartbeat must outlive the gap.
-            let next = tokio::time::Instant::now() + self.config().heartbeat_interval;
+            let started = tokio::time::Instant::now();
             self.round().await;
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => {}
+            // The interval in force is read again each second: a reload that shortens it
+            // takes effect now, not after the old interval (review).
+            loop {
+                let next = started + self.config().heartbeat_interval;
+                let now = tokio::time::Instant::now();
+                if now >= next {
+                    break;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(next.min(now + CONFIG_TICK)) => {}
+                }
             }
         }
     }

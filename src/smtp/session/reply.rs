@@ -178,7 +178,10 @@ impl Session {
             }
             // A wait for the client like any other (review): under stress a tarpitted
             // client is the first to make room, and SIGTERM ends the pause.
-            let pause = tokio::time::sleep(limits.tarpit_delay);
+            // Never past the session's end (review: a long `tarpit_delay` let a session
+            // outlive `session_duration` by up to `errors_before_disconnect` pauses).
+            let pause =
+                tokio::time::sleep_until((Instant::now() + limits.tarpit_delay).min(self.deadline));
             match super::wait_client(&self.handle, &self.server, true, pause).await {
                 super::Wait::Ready(()) => {}
                 super::Wait::Shutdown => return Some(self.shut_down().await),
