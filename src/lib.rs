@@ -104,10 +104,25 @@ impl policy::RecipientProbe for relay::Callout {
     }
 }
 
+/// The services the policy fingerprint names as missing: only those the configuration
+/// asks a check of, so members of one configuration that both run without one judge
+/// alike. Worked out for each configuration, a reload's too (review: a reload that kept
+/// the resolver kept the list of the configuration before it).
+fn unavailable_for(config: &Config, has_dns: bool, has_auth: bool) -> Vec<&'static str> {
+    let mut unavailable = Vec::new();
+    if !has_dns && config.policy.asks_for_dns() {
+        unavailable.push("dns");
+    }
+    if !has_auth && config.policy.auth {
+        unavailable.push("auth");
+    }
+    unavailable
+}
+
 /// The services a policy is built with, and the `[dns]` section they were built from: a
 /// reload that changes `[dns]` gets a new resolver, one that does not keeps the old one
-/// (and its cache). The state backend is opened once; a reload only changes its timeout,
-/// failure mode and key prefix.
+/// (and its cache). The state backend is opened once; a reload keeps its timeout and key
+/// prefix (restart-only) and follows its failure mode.
 #[derive(Debug, Clone)]
 struct ServiceSet {
     dns_config: DnsConfig,
@@ -139,15 +154,7 @@ impl ServiceSet {
                     None
                 }
             });
-        // Named only when the configuration asks for a check that needs it: members of one
-        // configuration that both run without it judge alike.
-        let mut unavailable = Vec::new();
-        if dns.is_none() && config.policy.asks_for_dns() {
-            unavailable.push("dns");
-        }
-        if auth.is_none() && config.policy.auth {
-            unavailable.push("auth");
-        }
+        let unavailable = unavailable_for(config, dns.is_some(), auth.is_some());
         ServiceSet {
             dns_config: config.dns.clone(),
             services: Services {
@@ -391,6 +398,11 @@ impl Gateway {
                 next.keep_tier_membership(&mut config);
                 next.keep_classifier_running_or_not(&mut config);
                 next.services.antivirus = classify::clamd::Clamd::from_config(&config.antivirus);
+                next.services.unavailable = unavailable_for(
+                    &config,
+                    next.services.dns.is_some(),
+                    next.services.auth.is_some(),
+                );
                 let config = Arc::new(config);
                 let policy = build_policy(config.clone(), metrics, &next.services)?;
                 // Read again on every reload: a renewed certificate is taken at once.

@@ -454,3 +454,23 @@ fn a_reload_forgets_the_lists_it_no_longer_probes() {
     assert!(kept, "the list still probed lost its series");
     assert!(!gone, "the removed list's series stayed");
 }
+
+/// Regression (review): the services the fingerprint names as missing were worked out for
+/// the configuration the services were built with; a reload that kept the resolver kept
+/// that list, so switching the DNS checks off still named `dns,auth` as missing.
+#[test]
+fn the_missing_services_are_those_the_configuration_in_force_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    plain_rules(dir.path());
+    let asks = Config::from_toml(
+        Path::new("t.toml"),
+        &base_toml(dir.path(), "rules", "auth = true"),
+    )
+    .unwrap();
+    assert_eq!(unavailable_for(&asks, false, false), ["dns", "auth"]);
+    assert!(unavailable_for(&asks, true, true).is_empty());
+    let quiet = "auth = false\nfcrdns = false\nsender_domain_check = false\nhelo_checks = false";
+    let none =
+        Config::from_toml(Path::new("t.toml"), &base_toml(dir.path(), "rules", quiet)).unwrap();
+    assert!(unavailable_for(&none, false, false).is_empty());
+}
