@@ -17,12 +17,11 @@
 //! disagree (a `Content-Type` past [`MAX_FIELD`], more than [`MAX_OPEN`] multiparts open)
 //! the message is given to the parser as it is.
 
-use mail_parser::parsers::MessageStream;
-use mail_parser::HeaderValue;
 use memchr::memmem::Finder;
 use std::borrow::Cow;
 
-/// Multiparts open at once that are followed; past them the message is left as it is.
+/// Multiparts open at once that are followed, and multiparts that never began (dormant)
+/// that are kept; past either the message is left as it is.
 const MAX_OPEN: usize = 32;
 /// Bytes of a part's `Content-Type` field read; past them the message is left as it is
 /// (a boundary cut short would make every real delimiter a look-alike).
@@ -252,8 +251,11 @@ impl Walk<'_> {
                 closing.extend_from_slice(&inner.needle.bytes);
                 closing.extend_from_slice(b"--");
                 closing.extend_from_slice(line_end);
-            } else {
+            } else if self.dormant.len() < MAX_OPEN {
                 self.dormant.push(inner.needle);
+            } else {
+                // Each dormant boundary is sought in every later line.
+                self.lost = true;
             }
         }
         if !closing.is_empty() {
@@ -297,7 +299,7 @@ impl Walk<'_> {
                 State::Body
             };
         };
-        let Some((kind, subtype, boundary)) = parse_type(&content_type) else {
+        let Some((kind, subtype, boundary)) = super::mime::type_and_boundary(&content_type) else {
             return State::Body;
         };
         match (kind.as_str(), boundary) {
@@ -381,23 +383,6 @@ fn header_line(line: &[u8], field: &mut Field, content_type: &mut Option<Vec<u8>
         *field = Field::Other;
     }
     HeaderLine::Field
-}
-
-/// Type, subtype (lower case) and boundary of a `Content-Type` value, as mail-parser
-/// reads them.
-fn parse_type(value: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
-    let mut value = value.to_vec();
-    if !value.ends_with(b"\n") {
-        value.extend_from_slice(b"\r\n");
-    }
-    match MessageStream::new(&value).parse_content_type() {
-        HeaderValue::ContentType(ct) => Some((
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
-            ct.attribute("boundary").map(|b| b.as_bytes().to_vec()),
-        )),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -168,6 +168,23 @@ fn single_part(raw: &[u8]) -> bool {
     types == 0 || (types == 1 && text)
 }
 
+/// Type, subtype (lower case) and boundary of a `Content-Type` value, as mail-parser
+/// reads them.
+pub fn type_and_boundary(value: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
+    let mut value = value.to_vec();
+    if !value.ends_with(b"\n") {
+        value.extend_from_slice(b"\r\n");
+    }
+    match mail_parser::parsers::MessageStream::new(&value).parse_content_type() {
+        mail_parser::HeaderValue::ContentType(ct) => Some((
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+            ct.attribute("boundary").map(|b| b.as_bytes().to_vec()),
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,6 @@
 //! after the message's own header section, whatever the message size.
 
 use crate::mail::render_kind::{render_kind_of_fields, RenderKind};
-use mail_parser::parsers::MessageStream;
-use mail_parser::HeaderValue;
 use std::collections::VecDeque;
 
 /// Longest line handled whole; a longer one is taken in pieces of this size.
@@ -319,8 +317,10 @@ impl Sampler {
             tail: VecDeque::new(),
             tail_lines: VecDeque::new(),
         };
-        let Some((ctype, subtype, boundary)) =
-            fields.content_type.as_deref().and_then(content_type)
+        let Some((ctype, subtype, boundary)) = fields
+            .content_type
+            .as_deref()
+            .and_then(crate::mail::mime::type_and_boundary)
         else {
             return leaf(fields.is_text());
         };
@@ -444,22 +444,6 @@ impl Sampler {
         } else {
             self.truncated = true;
         }
-    }
-}
-
-/// Type, subtype (lower case) and boundary of a `Content-Type` value.
-fn content_type(value: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {
-    let mut value = value.to_vec();
-    if !value.ends_with(b"\n") {
-        value.extend_from_slice(b"\r\n");
-    }
-    match MessageStream::new(&value).parse_content_type() {
-        HeaderValue::ContentType(ct) => Some((
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
-            ct.attribute("boundary").map(|b| b.as_bytes().to_vec()),
-        )),
-        _ => None,
     }
 }
 
