@@ -103,7 +103,22 @@ fn a_program_behind_a_delimiter_look_alike_is_still_judged() {
         --c\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n\
         --b\r\nContent-Type: application/octet-stream; name=\"setup.exe\"\r\n\r\nMZ\r\n\
         --b--\r\n";
-    for msg in [look_alike, unclosed] {
+    // A message built so that the walk cannot follow it (more multiparts that never
+    // begin than it keeps): the names in its raw fields are judged.
+    let mut unfollowed = "From: a@sender.test\r\nTo: user@example.test\r\nSubject: invoice\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+        .to_string();
+    for i in 0..40 {
+        unfollowed.push_str(&format!(
+            "--b\r\nContent-Type: multipart/mixed; boundary=\"u{i}\"\r\n\r\n"
+        ));
+    }
+    unfollowed.push_str(
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee attached x--b--\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"invoice.js\"\r\n\r\n\
+         WScript.Echo(1)\r\n--b--\r\n",
+    );
+    for msg in [look_alike, unclosed, &unfollowed] {
         let r = send(&gw, msg.as_bytes());
         assert_eq!(r.code, 550, "{r:?}");
         assert!(r.text().contains("ATTACH_BLOCKED_EXT"), "{r:?}");

@@ -9,35 +9,52 @@
 //! `x--b--` ended a multipart whose next part, `invoice.js`, a client still shows, and a
 //! nested multipart left unclosed swallowed every part after it (review): neither the
 //! attachment policy nor clamd saw the file. [`as_clients_read`] gives the parser the
-//! message with such look-alikes defused (one byte changed) and the inner multiparts
-//! closed before the delimiter of an enclosing one, so the parser's parts are a client's.
+//! message with such look-alikes defused (one byte changed) and the structure made
+//! explicit where the parser would read it otherwise (inner multiparts closed before an
+//! enclosing delimiter, a first delimiter that closes given an empty part, a header
+//! section ended before a delimiter), so the parser's parts are a client's.
 //!
 //! The walk reads header sections as mail-parser does (where a field starts and where the
 //! section ends), so both agree on which multiparts are open. Where they could still
-//! disagree (a `Content-Type` past [`MAX_FIELD`], more than [`MAX_OPEN`] multiparts open)
-//! the message is given to the parser as it is.
+//! disagree (a `Content-Type` past [`MAX_FIELD`], more than [`MAX_OPEN`] multiparts open
+//! or dormant) the message is given to the parser as it is, and the caller is told.
 
 use memchr::memmem::Finder;
 use std::borrow::Cow;
 
 /// Multiparts open at once that are followed, and multiparts that never began (dormant)
-/// that are kept; past either the message is left as it is.
+/// that are kept; past either the walk stops following the message.
 const MAX_OPEN: usize = 32;
-/// Bytes of a part's `Content-Type` field read; past them the message is left as it is
-/// (a boundary cut short would make every real delimiter a look-alike).
+/// Bytes of a part's `Content-Type` (or `Content-Transfer-Encoding`) field read; past them
+/// the walk stops following the message (a boundary cut short would make every real
+/// delimiter a look-alike).
 const MAX_FIELD: usize = 64 * 1024;
-/// What a defused look-alike's last byte may become: the first of these its boundary
-/// does not hold, so no look-alike can hold the changed byte.
-const DEFUSED: &[u8] = b"_~#!*^%$@&";
+/// What a defused look-alike's last byte becomes: a byte no boundary holds (the parser
+/// gives boundaries as text, and 0xFF is never in UTF-8), so no look-alike of any
+/// boundary, open or dormant, can hold it.
+const DEFUSED: u8 = 0xFF;
 
-/// `raw` as the parser should read it: each `--boundary` of the innermost open multipart
-/// that is not a whole delimiter line has its last byte changed, and before a delimiter of
-/// an enclosing multipart the inner ones that began are closed as written. Borrowed when
-/// nothing needed a change, which is all well-formed mail, or when the walk could not
-/// follow the message as the parser does.
-pub fn as_clients_read(raw: &[u8]) -> Cow<'_, [u8]> {
+/// The message as the parser should read it.
+#[derive(Debug)]
+pub struct AsRead<'r> {
+    /// Each `--boundary` of a multipart the parser seeks there that is not a whole
+    /// delimiter line has its last byte changed, and the structure is written out where
+    /// the parser would read it otherwise. Borrowed when nothing needed a change, which is
+    /// all well-formed mail, or when the walk could not follow the message.
+    pub bytes: Cow<'r, [u8]>,
+    /// The walk followed the whole message. When not, `bytes` is the message as it came,
+    /// which the parser may read as holding fewer parts than a client shows: callers judge
+    /// the file names in its raw fields too.
+    pub followed: bool,
+}
+
+/// `raw` as the parser should read it (see [`AsRead`]).
+pub fn as_clients_read(raw: &[u8]) -> AsRead<'_> {
     if memchr::memmem::find(raw, b"--").is_none() {
-        return Cow::Borrowed(raw);
+        return AsRead {
+            bytes: Cow::Borrowed(raw),
+            followed: true,
+        };
     }
     let mut walk = Walk {
         raw,
@@ -54,50 +71,43 @@ pub fn as_clients_read(raw: &[u8]) -> Cow<'_, [u8]> {
         walk.line(start, end);
         start = end;
     }
-    match walk.out {
+    let bytes = match walk.out {
         Some(mut out) if !walk.lost => {
             out.extend_from_slice(&raw[walk.copied..]);
             Cow::Owned(out)
         }
         _ => Cow::Borrowed(raw),
+    };
+    AsRead {
+        bytes,
+        followed: !walk.lost,
     }
 }
 
-/// `--boundary` and how to find and defuse it.
+/// `--boundary` and how to find it.
 struct Needle {
     bytes: Vec<u8>,
     finder: Finder<'static>,
-    defused: u8,
 }
 
 impl Needle {
-    /// Where to change `line` so that it holds no look-alike: the last byte of each, and
-    /// what it becomes. Every look-alike overlapping one holds its last byte, which none
-    /// can hold once changed, so the search goes on past it: one pass over the line.
-    fn look_alikes(&self, line: &[u8]) -> Vec<(usize, u8)> {
-        let mut found = Vec::new();
-        if memchr::memmem::find(line, b"--").is_none() {
-            return found;
-        }
+    fn new(boundary: &[u8]) -> Needle {
+        let mut bytes = b"--".to_vec();
+        bytes.extend_from_slice(boundary);
+        let finder = Finder::new(&bytes).into_owned();
+        Needle { bytes, finder }
+    }
+
+    /// Changes the last byte of each look-alike in `line` in `copy` (made at the first).
+    /// Every look-alike overlapping one holds its last byte, which none can hold once
+    /// changed, so the search goes on past it: one pass over the line.
+    fn defuse(&self, line: &[u8], copy: &mut Option<Vec<u8>>) {
         let mut from = 0;
         while let Some(i) = self.finder.find(&line[from..]) {
             let last = from + i + self.bytes.len() - 1;
-            found.push((last, self.defused));
+            copy.get_or_insert_with(|| line.to_vec())[last] = DEFUSED;
             from = last + 1;
         }
-        found
-    }
-
-    fn new(boundary: &[u8]) -> Option<Needle> {
-        let mut bytes = b"--".to_vec();
-        bytes.extend_from_slice(boundary);
-        let defused = *DEFUSED.iter().find(|b| !boundary.contains(b))?;
-        let finder = Finder::new(&bytes).into_owned();
-        Some(Needle {
-            bytes,
-            finder,
-            defused,
-        })
     }
 }
 
@@ -122,14 +132,23 @@ enum Field {
     /// No field: the section's start, or a line mail-parser read no field name in.
     None,
     ContentType,
+    TransferEncoding,
     Other,
 }
 
+/// What a header section says of its body: the last `Content-Type` and
+/// `Content-Transfer-Encoding` values, as the parser takes them.
+#[derive(Default)]
+struct Fields {
+    content_type: Option<Vec<u8>>,
+    transfer_encoding: Option<Vec<u8>>,
+}
+
 enum State {
-    /// A header section: the last `Content-Type` value, the field the last line was part
-    /// of, and whether the section is a part of a digest.
+    /// A header section: what it says so far, the field the last line was part of, and
+    /// whether the section is a part of a digest.
     Headers {
-        content_type: Option<Vec<u8>>,
+        fields: Fields,
         field: Field,
         in_digest: bool,
     },
@@ -140,7 +159,7 @@ enum State {
 impl State {
     fn headers(in_digest: bool) -> State {
         State::Headers {
-            content_type: None,
+            fields: Fields::default(),
             field: Field::None,
             in_digest,
         }
@@ -167,6 +186,11 @@ impl Walk<'_> {
     fn line(&mut self, at: usize, end: usize) {
         let raw = self.raw;
         let line = &raw[at..end];
+        let line_end: &[u8] = if line.ends_with(b"\r\n") {
+            b"\r\n"
+        } else {
+            b"\n"
+        };
         if line.starts_with(b"--") {
             if let Some((level, close)) = self.delimiter(line) {
                 if self.dormant_in(line) {
@@ -174,7 +198,26 @@ impl Walk<'_> {
                     self.lost = true;
                     return;
                 }
-                self.close_inner(at, line, level);
+                if let State::Headers {
+                    fields, in_digest, ..
+                } = &mut self.state
+                {
+                    // The parser reads a delimiter inside a header section as a line of
+                    // that section and goes on reading fields past it: the section is
+                    // ended before it, as a client ends it (review).
+                    let (fields, in_digest) = (std::mem::take(fields), *in_digest);
+                    self.copy_to(at).extend_from_slice(line_end);
+                    self.state = self.after_headers(fields, in_digest);
+                }
+                self.close_inner(at, line_end, level);
+                if close && !self.open[level].started {
+                    // The parser opens a multipart at its first delimiter whatever it
+                    // says: a closing one gets an empty part to close (review).
+                    let mut opening = self.open[level].needle.bytes.clone();
+                    opening.extend_from_slice(line_end);
+                    opening.extend_from_slice(line_end);
+                    self.copy_to(at).extend_from_slice(&opening);
+                }
                 self.open[level].started = true;
                 if close {
                     self.open.pop();
@@ -185,31 +228,50 @@ impl Walk<'_> {
                 return;
             }
         }
-        // The dormant boundaries' look-alikes anywhere, the innermost's in text: the
-        // parser seeks only that one there.
-        let mut look_alikes = Vec::new();
-        for needle in &self.dormant {
-            look_alikes.extend(needle.look_alikes(line));
-        }
-        if let (State::Body, Some(open)) = (&self.state, self.open.last()) {
-            look_alikes.extend(open.needle.look_alikes(line));
-        }
-        self.defuse(at, look_alikes);
+        self.defuse(at, end);
         match &mut self.state {
             State::Body => {}
             State::Headers {
-                content_type,
+                fields,
                 field,
                 in_digest,
-            } => match header_line(line, field, content_type) {
+            } => match header_line(line, field, fields) {
                 HeaderLine::Field => {}
                 HeaderLine::TooLong => self.lost = true,
                 HeaderLine::End => {
-                    let content_type = content_type.take();
-                    let in_digest = *in_digest;
-                    self.state = self.after_headers(content_type, in_digest);
+                    let (fields, in_digest) = (std::mem::take(fields), *in_digest);
+                    self.state = self.after_headers(fields, in_digest);
                 }
             },
+        }
+    }
+
+    /// Defuses the look-alikes the parser seeks in the line `at..end`: the dormant
+    /// boundaries' anywhere; in text, the innermost multipart's, and while it has not
+    /// begun its parent's too (the parser reads it as a leaf its parent's delimiter ends).
+    fn defuse(&mut self, at: usize, end: usize) {
+        let line = &self.raw[at..end];
+        if memchr::memmem::find(line, b"--").is_none() {
+            return;
+        }
+        let mut copy = None;
+        for needle in &self.dormant {
+            needle.defuse(line, &mut copy);
+        }
+        if let State::Body = self.state {
+            let mut sought = self.open.iter().rev();
+            if let Some(innermost) = sought.next() {
+                innermost.needle.defuse(line, &mut copy);
+                if !innermost.started {
+                    if let Some(parent) = sought.next() {
+                        parent.needle.defuse(line, &mut copy);
+                    }
+                }
+            }
+        }
+        if let Some(copy) = copy {
+            self.copy_to(at).extend_from_slice(&copy);
+            self.copied = end;
         }
     }
 
@@ -233,20 +295,16 @@ impl Walk<'_> {
             })
     }
 
-    /// Closes, as written before `line` at `at`, the multiparts inside the one at `level`
-    /// that began; one that never began becomes dormant (a closing delimiter written for
-    /// it would be its first, which the parser would open it at).
-    fn close_inner(&mut self, at: usize, line: &[u8], level: usize) {
+    /// Closes, as written before the line at `at`, the multiparts inside the one at
+    /// `level` that began; one that never began becomes dormant (a closing delimiter
+    /// written for it would be its first, which the parser would open it at).
+    fn close_inner(&mut self, at: usize, line_end: &[u8], level: usize) {
         if level + 1 >= self.open.len() {
             return;
         }
-        let line_end: &[u8] = if line.ends_with(b"\r\n") {
-            b"\r\n"
-        } else {
-            b"\n"
-        };
         let mut closing = Vec::new();
-        for inner in self.open.drain(level + 1..).rev() {
+        let inner: Vec<Open> = self.open.drain(level + 1..).rev().collect();
+        for inner in inner {
             if inner.started {
                 closing.extend_from_slice(&inner.needle.bytes);
                 closing.extend_from_slice(b"--");
@@ -258,24 +316,18 @@ impl Walk<'_> {
                 self.lost = true;
             }
         }
+        if self.dormant_in(&closing) {
+            // A closing line the parser would take for a dormant multipart's first.
+            self.lost = true;
+        }
         if !closing.is_empty() {
             self.copy_to(at).extend_from_slice(&closing);
         }
     }
 
-    /// Whether a dormant boundary's look-alike is in `line`.
-    fn dormant_in(&self, line: &[u8]) -> bool {
-        self.dormant.iter().any(|d| d.finder.find(line).is_some())
-    }
-
-    /// Writes each `(offset in the line, byte)` of a line at `at`, in offset order.
-    fn defuse(&mut self, at: usize, mut look_alikes: Vec<(usize, u8)>) {
-        look_alikes.sort_unstable();
-        look_alikes.dedup_by_key(|(offset, _)| *offset);
-        for (offset, byte) in look_alikes {
-            self.copy_to(at + offset).push(byte);
-            self.copied = at + offset + 1;
-        }
+    /// Whether a dormant boundary's look-alike is in `bytes`.
+    fn dormant_in(&self, bytes: &[u8]) -> bool {
+        self.dormant.iter().any(|d| d.finder.find(bytes).is_some())
     }
 
     /// The output with `raw` copied up to `upto`, made at the first change.
@@ -289,36 +341,43 @@ impl Walk<'_> {
         out
     }
 
-    /// What follows a header section with this `Content-Type`.
-    fn after_headers(&mut self, content_type: Option<Vec<u8>>, in_digest: bool) -> State {
-        let Some(content_type) = content_type else {
-            // A digest's part without a type is a message, as the parser reads it.
+    /// What follows a header section that says `fields`.
+    fn after_headers(&mut self, fields: Fields, in_digest: bool) -> State {
+        let typed = fields
+            .content_type
+            .as_deref()
+            .and_then(super::mime::type_and_boundary);
+        let Some((kind, subtype, boundary)) = typed else {
+            // A digest's part without a type (or with one the parser cannot read) is a
+            // message, as the parser reads it.
             return if in_digest {
                 State::headers(false)
             } else {
                 State::Body
             };
         };
-        let Some((kind, subtype, boundary)) = super::mime::type_and_boundary(&content_type) else {
-            return State::Body;
-        };
         match (kind.as_str(), boundary) {
             ("multipart", Some(boundary)) if !boundary.is_empty() => {
-                let needle = match Needle::new(&boundary) {
-                    Some(needle) if self.open.len() < MAX_OPEN => needle,
-                    _ => {
-                        self.lost = true;
-                        return State::Body;
-                    }
-                };
+                if self.open.len() >= MAX_OPEN {
+                    self.lost = true;
+                    return State::Body;
+                }
                 self.open.push(Open {
-                    needle,
+                    needle: Needle::new(&boundary),
                     digest: subtype == "digest",
                     started: false,
                 });
                 State::Body
             }
-            ("message", _) if matches!(subtype.as_str(), "rfc822" | "global") => {
+            // An attached message sent encoded is decoded and read apart by the parser;
+            // here its body is text that the parent's delimiter ends.
+            ("message", _)
+                if matches!(subtype.as_str(), "rfc822" | "global")
+                    && !fields
+                        .transfer_encoding
+                        .as_deref()
+                        .is_some_and(super::mime::encodes) =>
+            {
                 State::headers(false)
             }
             _ => State::Body,
@@ -332,7 +391,7 @@ enum HeaderLine {
     Field,
     /// The end of the section.
     End,
-    /// A `Content-Type` longer than [`MAX_FIELD`].
+    /// A field read past [`MAX_FIELD`].
     TooLong,
 }
 
@@ -340,16 +399,19 @@ enum HeaderLine {
 /// field before it; otherwise blanks are skipped, and a line of nothing else ends the
 /// section (a whitespace-only line after a line with no field name too); a field's name
 /// is what comes before its `:`, blanks left out, and a line with no `:` holds no field.
-fn header_line(line: &[u8], field: &mut Field, content_type: &mut Option<Vec<u8>>) -> HeaderLine {
+fn header_line(line: &[u8], field: &mut Field, fields: &mut Fields) -> HeaderLine {
     let folded = matches!(line.first(), Some(b' ' | b'\t'));
     if folded && *field != Field::None {
-        if *field == Field::ContentType {
-            if let Some(value) = content_type.as_mut() {
-                if value.len() + line.len() > MAX_FIELD {
-                    return HeaderLine::TooLong;
-                }
-                value.extend_from_slice(line);
+        let value = match field {
+            Field::ContentType => fields.content_type.as_mut(),
+            Field::TransferEncoding => fields.transfer_encoding.as_mut(),
+            _ => None,
+        };
+        if let Some(value) = value {
+            if value.len() + line.len() > MAX_FIELD {
+                return HeaderLine::TooLong;
             }
+            value.extend_from_slice(line);
         }
         return HeaderLine::Field;
     }
@@ -373,14 +435,20 @@ fn header_line(line: &[u8], field: &mut Field, content_type: &mut Option<Vec<u8>
         *field = Field::None;
         return HeaderLine::Field;
     };
-    if name == b"content-type" {
-        if value.len() > MAX_FIELD {
-            return HeaderLine::TooLong;
+    let slot = match name.as_slice() {
+        b"content-type" => Some((Field::ContentType, &mut fields.content_type)),
+        b"content-transfer-encoding" => {
+            Some((Field::TransferEncoding, &mut fields.transfer_encoding))
         }
-        *field = Field::ContentType;
-        *content_type = Some(value.to_vec());
-    } else {
-        *field = Field::Other;
+        _ => None,
+    };
+    match slot {
+        Some(_) if value.len() > MAX_FIELD => return HeaderLine::TooLong,
+        Some((kind, slot)) => {
+            *field = kind;
+            *slot = Some(value.to_vec());
+        }
+        None => *field = Field::Other,
     }
     HeaderLine::Field
 }
@@ -411,10 +479,10 @@ mod tests {
             attachment_names(LOOK_ALIKE.as_bytes()).is_empty(),
             "the parser's reading"
         );
-        let read = as_clients_read(LOOK_ALIKE.as_bytes());
+        let read = as_clients_read(LOOK_ALIKE.as_bytes()).bytes;
         assert_eq!(attachment_names(&read), ["invoice.js"]);
         let text = String::from_utf8_lossy(&read).into_owned();
-        assert!(text.contains("See attached x--_--\r\n"), "{text}");
+        assert!(text.contains("See attached x--\u{FFFD}--\r\n"), "{text}");
     }
 
     #[test]
@@ -422,19 +490,19 @@ mod tests {
         let raw = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
             --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--bogus\r\n---b\r\n\
             --b\r\nContent-Type: application/zip; name=\"a.zip\"\r\n\r\nPK\r\n--b--\r\n";
-        let read = as_clients_read(raw.as_bytes());
+        let read = as_clients_read(raw.as_bytes()).bytes;
         let text = String::from_utf8_lossy(&read).into_owned();
         assert!(
-            text.contains("hello\r\n--_ogus\r\n---_\r\n--b\r\n"),
+            text.contains("hello\r\n--\u{FFFD}ogus\r\n---\u{FFFD}\r\n--b\r\n"),
             "{text}"
         );
         assert_eq!(attachment_names(&read), ["a.zip"]);
         // A boundary that overlaps itself: every look-alike in a run of dashes.
         let raw = "Content-Type: multipart/mixed; boundary=\"--\"\r\n\r\n\
             ----\r\n\r\n------x\r\n------\r\n";
-        let read = as_clients_read(raw.as_bytes());
+        let read = as_clients_read(raw.as_bytes()).bytes;
         let text = String::from_utf8_lossy(&read).into_owned();
-        assert!(text.ends_with("\r\n---_--x\r\n------\r\n"), "{text}");
+        assert!(text.ends_with("\r\n---\u{FFFD}--x\r\n------\r\n"), "{text}");
     }
 
     #[test]
@@ -449,7 +517,7 @@ mod tests {
             attachment_names(raw.as_bytes()).is_empty(),
             "the parser's reading"
         );
-        let read = as_clients_read(raw.as_bytes());
+        let read = as_clients_read(raw.as_bytes()).bytes;
         let text = String::from_utf8_lossy(&read).into_owned();
         assert!(text.contains("<p>html</p>\r\n--c--\r\n--b\r\n"), "{text}");
         assert_eq!(attachment_names(&read), ["evil.exe"]);
@@ -463,10 +531,13 @@ mod tests {
             Content-Type: multipart/alternative;\r\n boundary=\"c\"\r\n\r\n\
             --c\r\nContent-Type: text/plain\r\n\r\nx\r\n--c--\r\n\
             --b--  \r\nepilogue --b\r\n";
-        assert!(matches!(as_clients_read(raw.as_bytes()), Cow::Borrowed(_)));
+        assert!(matches!(
+            as_clients_read(raw.as_bytes()).bytes,
+            Cow::Borrowed(_)
+        ));
         let single = "Subject: diff\r\n\r\n--- a/x\r\n+++ b/x\r\n";
         assert!(matches!(
-            as_clients_read(single.as_bytes()),
+            as_clients_read(single.as_bytes()).bytes,
             Cow::Borrowed(_)
         ));
     }
@@ -479,9 +550,9 @@ mod tests {
             --c\r\nContent-Type: text/plain\r\n\r\nx--c--\r\n\
             --c\r\nContent-Type: application/x-msdownload; name=\"a.scr\"\r\n\r\nMZ\r\n\
             --c--\r\n--b--\r\n";
-        let read = as_clients_read(raw.as_bytes());
+        let read = as_clients_read(raw.as_bytes()).bytes;
         let text = String::from_utf8_lossy(&read).into_owned();
-        assert!(text.contains("x--_--\r\n--c\r\n"), "{text}");
+        assert!(text.contains("x--\u{FFFD}--\r\n--c\r\n"), "{text}");
     }
 
     /// Review of the fix: a closing delimiter written for an inner multipart that never
@@ -496,13 +567,16 @@ mod tests {
             --b\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\r\nMZ\r\n\
             --b--\r\n";
         assert_eq!(attachment_names(raw.as_bytes()), ["a.zip", "evil.exe"]);
-        assert!(matches!(as_clients_read(raw.as_bytes()), Cow::Borrowed(_)));
+        assert!(matches!(
+            as_clients_read(raw.as_bytes()).bytes,
+            Cow::Borrowed(_)
+        ));
         let late = raw.replace("MZ\r\n", "MZ x--c\r\n");
         assert!(
             attachment_names(late.as_bytes()).is_empty(),
             "the parser's reading"
         );
-        let read = as_clients_read(late.as_bytes());
+        let read = as_clients_read(late.as_bytes()).bytes;
         assert_eq!(attachment_names(&read), ["a.zip", "evil.exe"]);
     }
 
@@ -516,7 +590,9 @@ mod tests {
             "Content-Type: multipart/mixed;{padding}\r\n boundary=\"abcdefgh\"\r\n\r\n\
              --abcdefgh\r\nContent-Type: text/plain\r\n\r\nx--abcdefgh--\r\n--abcdefgh--\r\n"
         );
-        assert!(matches!(as_clients_read(raw.as_bytes()), Cow::Borrowed(_)));
+        let read = as_clients_read(raw.as_bytes());
+        assert!(matches!(read.bytes, Cow::Borrowed(_)));
+        assert!(!read.followed);
     }
 
     /// Review of the fix: parts of a digest without a `Content-Type` are messages to the
@@ -528,27 +604,88 @@ mod tests {
             --d2\r\nContent-Type: text/plain\r\n\r\nx--d2--\r\n\
             --d2\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\r\nMZ\r\n\
             --d2--\r\n--d--\r\n";
-        let read = as_clients_read(digest.as_bytes());
+        let read = as_clients_read(digest.as_bytes()).bytes;
         assert!(
-            String::from_utf8_lossy(&read).contains("x--d_--"),
+            String::from_utf8_lossy(&read).contains("x--d\u{FFFD}--"),
             "{read:?}"
         );
         // A blank-only line after a line with no field name ends the section.
         let blank = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
             --b\r\nX-Junk\r\n \r\nSee x--b--\r\n\
             --b\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\r\nMZ\r\n--b--\r\n";
-        let read = as_clients_read(blank.as_bytes());
+        let read = as_clients_read(blank.as_bytes()).bytes;
         assert_eq!(attachment_names(&read), ["evil.exe"]);
         // A field whose first line starts with a blank is a field.
         let indented = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
             --b\r\n Content-Type: multipart/alternative; boundary=\"c\"\r\n\r\n\
             --c\r\nContent-Type: text/plain\r\n\r\nx--c--\r\n\
             --c\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\r\nMZ\r\n--c--\r\n--b--\r\n";
-        let read = as_clients_read(indented.as_bytes());
+        let read = as_clients_read(indented.as_bytes()).bytes;
         assert!(
-            String::from_utf8_lossy(&read).contains("x--_--"),
+            String::from_utf8_lossy(&read).contains("x--\u{FFFD}--"),
             "{read:?}"
         );
         assert_eq!(attachment_names(&read), ["evil.exe"]);
+    }
+
+    /// Second review of the fix: the parent's look-alikes while the innermost multipart
+    /// has not begun (the parser reads it as a leaf its parent's delimiter ends); a first
+    /// delimiter that closes; a delimiter inside a header section; an attached message
+    /// sent base64, whose body is no header section.
+    #[test]
+    fn structures_the_parser_reads_otherwise_are_written_out() {
+        let file = "--b\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\r\nMZ\r\n--b--\r\n";
+        let unbegun = format!(
+            "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: multipart/mixed; boundary=\"c\"\r\n\r\nSee x--b--\r\n{file}"
+        );
+        assert!(
+            attachment_names(unbegun.as_bytes()).is_empty(),
+            "the parser's reading"
+        );
+        assert_eq!(
+            attachment_names(&as_clients_read(unbegun.as_bytes()).bytes),
+            ["evil.exe"]
+        );
+        let closing_first = format!(
+            "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: multipart/mixed; boundary=\"c\"\r\n\r\n--c--\r\n{file}"
+        );
+        let read = as_clients_read(closing_first.as_bytes()).bytes;
+        assert!(String::from_utf8_lossy(&read).contains("\r\n\r\n--c\r\n\r\n--c--\r\n--b\r\n"));
+        assert_eq!(attachment_names(&read), ["evil.exe"]);
+        let in_headers = format!(
+            "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n{file}"
+        );
+        let read = as_clients_read(in_headers.as_bytes()).bytes;
+        assert!(String::from_utf8_lossy(&read).contains("text/plain\r\n\r\n--b\r\n"));
+        assert_eq!(attachment_names(&read), ["evil.exe"]);
+        // Read as headers, the encoded body hid the look-alike from the walk.
+        let encoded = format!(
+            "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             U3ViamVjdDogaGkNCg0KaGkNCg==\r\nx--b--\r\n{file}"
+        );
+        assert_eq!(
+            attachment_names(&as_clients_read(encoded.as_bytes()).bytes),
+            ["evil.exe"]
+        );
+    }
+
+    /// Second review of the fix: a walk that stops following the message says so, so the
+    /// caller can judge the names in its raw fields.
+    #[test]
+    fn a_walk_that_cannot_follow_says_so() {
+        let mut raw = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_string();
+        for i in 0..40 {
+            raw.push_str(&format!(
+                "--b\r\nContent-Type: multipart/mixed; boundary=\"u{i}\"\r\n\r\n"
+            ));
+        }
+        raw.push_str("--b\r\nContent-Type: text/plain\r\n\r\nx--b--\r\n--b--\r\n");
+        let read = as_clients_read(raw.as_bytes());
+        assert!(!read.followed);
+        assert!(matches!(read.bytes, Cow::Borrowed(_)));
     }
 }

@@ -185,6 +185,22 @@ pub fn type_and_boundary(value: &[u8]) -> Option<(String, String, Option<Vec<u8>
     }
 }
 
+/// Whether a `Content-Transfer-Encoding` value is one mail-parser decodes a part by
+/// (base64, quoted-printable), read as it reads it (encoded words decoded).
+pub fn encodes(value: &[u8]) -> bool {
+    let mut value = value.to_vec();
+    if !value.ends_with(b"\n") {
+        value.extend_from_slice(b"\r\n");
+    }
+    match mail_parser::parsers::MessageStream::new(&value).parse_unstructured() {
+        mail_parser::HeaderValue::Text(text) => {
+            let text = text.trim();
+            text.eq_ignore_ascii_case("base64") || text.eq_ignore_ascii_case("quoted-printable")
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

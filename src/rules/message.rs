@@ -173,13 +173,14 @@ impl MessageView {
         let (parsed_bytes, cut) = crate::mail::mime::cut_to_parts(raw, limits.mime_parts);
         view.too_many_parts = cut;
         let as_read = crate::mail::delimiters::as_clients_read(parsed_bytes);
-        let parsed = MessageParser::default().parse(&as_read);
+        let parsed = MessageParser::default().parse(&as_read.bytes);
         match &parsed {
             Some(message) => {
                 view.headers = read_headers(message);
                 c.parts(message, 0);
                 collect_attachments(message, 0, limits.nesting_depth, &mut view.attachments);
                 named_past_the_cut(raw, parsed_bytes.len(), &mut view.attachments);
+                named_if_not_followed(&as_read, &mut view.attachments);
                 view.repeats_mime_fields = repeats_mime_fields(message, 0, limits.nesting_depth);
             }
             None => c.text(&normalize_newlines(&String::from_utf8_lossy(raw))),
@@ -315,10 +316,11 @@ impl MessageView {
         let mut attachments = Vec::new();
         let mut repeats = false;
         let as_read = crate::mail::delimiters::as_clients_read(raw);
-        if let Some(message) = MessageParser::default().parse(&as_read) {
+        if let Some(message) = MessageParser::default().parse(&as_read.bytes) {
             collect_attachments(&message, 0, max_depth, &mut attachments);
             repeats = repeats_mime_fields(&message, 0, max_depth);
         }
+        named_if_not_followed(&as_read, &mut attachments);
         named_past_the_cut(whole, raw.len(), &mut attachments);
         Decoded {
             attachments,
@@ -869,6 +871,17 @@ fn collect_attachments(
 fn named_past_the_cut(raw: &[u8], cut: usize, out: &mut Vec<AttachmentPart>) {
     if let Some(rest) = raw.get(cut..).filter(|r| !r.is_empty()) {
         named_only(crate::mail::file_names::in_raw_fields(rest), out);
+    }
+}
+
+/// The files named anywhere in a message whose MIME structure the delimiter walk could
+/// not follow (the parser may read fewer parts than a client shows), judged by name.
+fn named_if_not_followed(
+    as_read: &crate::mail::delimiters::AsRead<'_>,
+    out: &mut Vec<AttachmentPart>,
+) {
+    if !as_read.followed {
+        named_only(crate::mail::file_names::in_raw_fields(&as_read.bytes), out);
     }
 }
 

@@ -173,7 +173,7 @@ impl Tokenizer {
         // must not change with a gateway's configuration, or learned counts stop matching.
         let (raw, _) = crate::mail::mime::cut_to_parts(raw, crate::mail::mime::DEFAULT_MAX_PARTS);
         let as_read = crate::mail::delimiters::as_clients_read(raw);
-        match MessageParser::default().parse(&as_read) {
+        match MessageParser::default().parse(&as_read.bytes) {
             Some(msg) => {
                 self.header_features(&msg, &mut sink);
                 self.body_features(&msg, &mut sink, 0);
