@@ -89,10 +89,6 @@ impl RawGreylist {
         time_limit(problems, "greylist.delay", self.delay, false);
         time_limit(problems, "greylist.window", self.window, false);
         time_limit(problems, "greylist.pass_ttl", self.pass_ttl, true);
-        // A pass forgotten before a retry could come greylists every message again.
-        if self.pass_ttl < self.window {
-            problems.bad("greylist.pass_ttl", "must be at least greylist.window");
-        }
         // A prefix of 0 makes every client one network: one auto-allow for the world.
         if !(1..=32).contains(&self.ipv4_prefix) {
             problems.bad("greylist.ipv4_prefix", "must be between 1 and 32");

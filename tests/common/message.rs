@@ -90,11 +90,13 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// The MIME nesting the `classifier_tokens` fuzz target found: a `message/rfc822` part
-/// whose body is an empty `message/rfc822`, inside a multipart whose first delimiter is
-/// misspelt. mail-parser 0.11.9 (the release mail-auth 0.13 pins) reaches a
-/// `debug_assert!(false, ...)` on it.
+/// whose body is an empty `message/rfc822`, inside a multipart whose boundary's quote is
+/// not closed. mail-parser 0.11.9 (the release mail-auth 0.13 pins) reaches a
+/// `debug_assert!(false, ...)` on it. (The fuzzer's form misspelt the first delimiter,
+/// `--b1b`; the delimiter walk now defuses that look-alike, after which the parser reads
+/// past it, so the fixture spells it right.)
 pub const PARSER_DEBUG_ASSERT: &[u8] = b"IM10\r\nContent-Type: multipart/d; boundary=\"b1\r\n\r\n\
---b1b\r\nContent-Type: message/rfc822\r\n\r\nS\r\nContent-Type: message/rfc822\r\n\r\n\r\n\
+--b1\r\nContent-Type: message/rfc822\r\n\r\nS\r\nContent-Type: message/rfc822\r\n\r\n\r\n\
 --b1--\r\n";
 
 /// Whether the checks panic on `PARSER_DEBUG_ASSERT`: in a build with debug assertions
