@@ -277,21 +277,12 @@ impl Walk<'_> {
 
     /// Which open multipart `line` delimits (innermost first), and whether it closes it.
     fn delimiter(&self, line: &[u8]) -> Option<(usize, bool)> {
-        let rest = &line[2..];
         self.open
             .iter()
             .enumerate()
             .rev()
             .find_map(|(level, open)| {
-                let after = rest.strip_prefix(open.boundary())?;
-                let (close, after) = match after.strip_prefix(b"--") {
-                    Some(after) => (true, after),
-                    None => (false, after),
-                };
-                after
-                    .iter()
-                    .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-                    .then_some((level, close))
+                super::mime::delimits(line, open.boundary()).map(|close| (level, close))
             })
     }
 

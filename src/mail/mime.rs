@@ -168,6 +168,20 @@ fn single_part(raw: &[u8]) -> bool {
     types == 0 || (types == 1 && text)
 }
 
+/// Whether `line` is a delimiter line of `boundary` (RFC 2046 §5.1.1: `--`, the boundary,
+/// `--` when it closes the multipart, blanks), and whether it closes it.
+pub fn delimits(line: &[u8], boundary: &[u8]) -> Option<bool> {
+    let after = line.strip_prefix(b"--")?.strip_prefix(boundary)?;
+    let (close, after) = match after.strip_prefix(b"--") {
+        Some(after) => (true, after),
+        None => (false, after),
+    };
+    after
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .then_some(close)
+}
+
 /// Type, subtype (lower case) and boundary of a `Content-Type` value, as mail-parser
 /// reads them.
 pub fn type_and_boundary(value: &[u8]) -> Option<(String, String, Option<Vec<u8>>)> {

@@ -262,21 +262,12 @@ impl Sampler {
 
     /// Which enclosing multipart `line` delimits (innermost first), and whether it closes it.
     fn boundary(&self, line: &[u8]) -> Option<(usize, bool)> {
-        let rest = &line[2..];
         self.boundaries
             .iter()
             .enumerate()
             .rev()
             .find_map(|(level, mp)| {
-                let after = rest.strip_prefix(mp.boundary.as_slice())?;
-                let (close, after) = match after.strip_prefix(b"--") {
-                    Some(a) => (true, a),
-                    None => (false, after),
-                };
-                after
-                    .iter()
-                    .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-                    .then_some((level, close))
+                crate::mail::mime::delimits(line, &mp.boundary).map(|close| (level, close))
             })
     }
 
