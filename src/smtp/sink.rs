@@ -191,9 +191,7 @@ impl MessageSink {
             return;
         }
         if self.spill.is_some() && !self.buf.is_empty() {
-            self.flush().await;
-            // Freed, not kept: a sender that waits before its next read holds nothing.
-            self.buf = Vec::new();
+            self.write_out().await;
         }
     }
 
@@ -249,14 +247,15 @@ impl MessageSink {
         self.reservation.shrink_to(0);
     }
 
-    async fn flush(&mut self) {
+    /// Writes the buffer to the spill file and frees it, not keeping it for the next read:
+    /// a sender that waits before its next read holds nothing.
+    async fn write_out(&mut self) {
         let Some(file) = self.spill.as_mut() else {
             return;
         };
         let pending = std::mem::take(&mut self.buf);
-        match file.append(pending).await {
-            Ok(emptied) => self.buf = emptied,
-            Err(e) => self.fail(e),
+        if let Err(e) = file.append(pending).await {
+            self.fail(e);
         }
     }
 
