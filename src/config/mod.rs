@@ -224,15 +224,17 @@ pub fn relay_loops(
 
 fn is_own_address(listen: &[std::net::SocketAddr], to: &std::net::SocketAddr) -> bool {
     // `[::ffff:127.0.0.1]` is 127.0.0.1 to a dual-stack socket (review: it looped).
-    let to = &canonical(to);
-    listen.iter().map(canonical).any(|l| {
+    let to = &canonical(*to);
+    listen.iter().copied().map(canonical).any(|l| {
         l.port() == to.port()
             && (l.ip() == to.ip() || (to.ip().is_loopback() && wildcard_covers(&l, to)))
     })
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn canonical(addr: &std::net::SocketAddr) -> std::net::SocketAddr {
+/// An IPv4-mapped IPv6 address as the IPv4 address it is: an IPv4 client reaching a
+/// dual-stack listener (`[::]:25`) as `::ffff:a.b.c.d` is the IPv4 client `a.b.c.d` to
+/// every check, and `[::ffff:127.0.0.1]` in the configuration is 127.0.0.1.
+pub fn canonical(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
@@ -262,7 +264,7 @@ fn admin_shares_an_smtp_address(
 /// asks the system for a free one each time) on the same address, or on a wildcard that
 /// takes the other's.
 fn binds_collide(a: &std::net::SocketAddr, b: &std::net::SocketAddr) -> bool {
-    let (a, b) = (&canonical(a), &canonical(b));
+    let (a, b) = (&canonical(*a), &canonical(*b));
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || wildcard_covers(a, b) || wildcard_covers(b, a))

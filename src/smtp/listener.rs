@@ -144,17 +144,12 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
     }
 }
 
-/// An IPv4 client reaching a dual-stack listener (`[::]:25`) as `::ffff:a.b.c.d` is the
-/// IPv4 client `a.b.c.d` to every check: its PTR lives under `in-addr.arpa`, its HELO
-/// literal and SPF records name the IPv4 address, lists and limits key on it.
-fn canonical(peer: SocketAddr) -> SocketAddr {
-    SocketAddr::new(peer.ip().to_canonical(), peer.port())
-}
-
 /// Admits a client at `peer` (the real one, after any PROXY header) and runs its session,
 /// makes room by evicting an idle session, or refuses it.
 fn admit(server: &Arc<Server>, tracker: &TaskTracker, tcp: TcpStream, peer: SocketAddr) {
-    let peer = canonical(peer);
+    // Its PTR lives under `in-addr.arpa`, its HELO literal and SPF records name the IPv4
+    // address, lists and limits key on it.
+    let peer = crate::config::canonical(peer);
     let admitted = {
         let policy = server.policy.peek();
         let limits = &policy.config().server.limits;
@@ -255,7 +250,7 @@ fn refuse(
 
 #[cfg(test)]
 mod tests {
-    use super::canonical;
+    use crate::config::canonical;
 
     /// Regression (review): on a dual-stack listener IPv4 clients kept their mapped form,
     /// so FCrDNS asked `ip6.arpa` (`RDNS_NONE` for every one), `HELO [a.b.c.d]` scored
