@@ -252,12 +252,7 @@ impl RawPolicy {
             };
             let key = format!("policy.domains.{domain}");
             if domain_thresholds.contains_key(&domain) {
-                // `Example.Test` and `example.test` are one domain (review: the second
-                // table silently replaced the first).
-                problems.bad(
-                    &key,
-                    "named twice (domains are compared in lower case, without a final dot)",
-                );
+                problems.domain_named_twice(&key);
                 continue;
             }
             // Thresholds are looked up by the recipient's domain as relayed (A-labels): a

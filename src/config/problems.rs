@@ -14,6 +14,16 @@ impl Problems {
         self.0.push((key.to_owned(), message.to_owned()));
     }
 
+    /// Records that the domain key `key` names, after [`domain_key`], a domain an earlier
+    /// key named: `Example.Test` and `example.test` are one domain, and the second value
+    /// would silently replace the first (review).
+    pub fn domain_named_twice(&mut self, key: &str) {
+        self.bad(
+            key,
+            "named twice (domains are compared in lower case, without a final dot)",
+        );
+    }
+
     /// Records `key` as wrong when its `value` is over `max`: every limit has a bound, so
     /// "unlimited" written as a huge number is refused rather than taken (review: a
     /// `scan_mime_parts` of a billion let nested message headers overflow the stack).

@@ -383,12 +383,7 @@ impl RawRecipients {
             // Written as `relay.domains` are (a DNS dot, any case).
             let domain = super::problems::domain_key(&domain);
             if lists.contains_key(&domain) {
-                // `Example.Test` and `example.test` are one domain: the second list would
-                // silently replace the first (review).
-                problems.bad(
-                    &format!("relay.recipients.lists.{domain}"),
-                    "named twice (domains are compared in lower case, without a final dot)",
-                );
+                problems.domain_named_twice(&format!("relay.recipients.lists.{domain}"));
                 continue;
             }
             if domain.starts_with('.') {
