@@ -311,6 +311,15 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
     Some((decode_charset(&decoded, charset), is_html))
 }
 
+/// The text of a page a binary part holds (an `.html` file sent as
+/// `application/octet-stream`, shown as a page): its bytes as a client saves the file
+/// ([`file_bytes`]; a label mail-parser does not act on, such as `base64;`, left it
+/// encoded: review), read in its declared charset.
+pub fn page_text(message: &Message<'_>, part: &MessagePart<'_>) -> String {
+    let charset = part.content_type().and_then(|c| c.attribute("charset"));
+    decode_charset(&file_bytes(message, part).data, charset)
+}
+
 /// The encoding a part's first `Content-Transfer-Encoding` field names, as mail clients
 /// read it (Thunderbird and Python's `email` take the first field).
 fn first_label(part: &MessagePart<'_>) -> TransferEncoding {

@@ -650,15 +650,11 @@ impl Collector<'_> {
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
                     // An `.html` file sent as `application/octet-stream` is shown, and
-                    // rendered by SpamAssassin, as a page: decoded as a client saves it
-                    // (review: with a label such as `base64;`, which mail-parser does not
-                    // act on, the page was read still encoded).
+                    // rendered by SpamAssassin, as a page.
                     match render_kind(message, part) {
                         RenderKind::Skipped => self.leaf(None),
                         kind => {
-                            let charset = part.content_type().and_then(|c| c.attribute("charset"));
-                            let bytes = lenient::file_bytes(message, part).data;
-                            let text = lenient::decode_charset(&bytes, charset);
+                            let text = lenient::page_text(message, part);
                             self.leaf_text(kind, &normalize_newlines(&text));
                         }
                     }

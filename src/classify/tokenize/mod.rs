@@ -240,10 +240,8 @@ impl Tokenizer {
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
                     if as_html {
-                        // Decoded as a client saves it, as the rules read it.
-                        let charset = ctype.and_then(|c| c.attribute("charset"));
-                        let bytes = lenient::file_bytes(msg, part).data;
-                        let page = lenient::decode_charset(&bytes, charset);
+                        // As the rules read it.
+                        let page = lenient::page_text(msg, part);
                         self.html_text(&page, sink, &mut links);
                     }
                     if let Some(ct) = &ct {
