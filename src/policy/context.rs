@@ -202,9 +202,9 @@ pub struct Context {
     /// (see [`crate::policy::Policy::evaluate`]), kept only for the refusal's log line,
     /// which names what refused and takes them.
     pub refused_symbols: Vec<SymbolHit>,
-    /// Content checks whose lookups went unanswered in this transaction (`uribl`): what
-    /// they might have found is missing from the score.
-    pub unanswered: Vec<&'static str>,
+    /// A URI list lookup of this transaction failed (a timeout, an error): the listing it
+    /// might have found is missing from the score.
+    pub uri_list_failed: bool,
 }
 
 impl Context {
@@ -232,7 +232,7 @@ impl Context {
             deadline: self.deadline,
             greylist_credit: None,
             refused_symbols: Vec::new(),
-            unanswered: self.unanswered.clone(),
+            uri_list_failed: self.uri_list_failed,
         }
     }
 
@@ -259,14 +259,7 @@ impl Context {
             deadline: None,
             greylist_credit: None,
             refused_symbols: Vec::new(),
-            unanswered: Vec::new(),
-        }
-    }
-
-    /// Records that `check`'s lookups went unanswered.
-    pub fn note_unanswered(&mut self, check: &'static str) {
-        if !self.unanswered.contains(&check) {
-            self.unanswered.push(check);
+            uri_list_failed: false,
         }
     }
 
@@ -275,7 +268,7 @@ impl Context {
     /// then says less than it seems to (autolearn learns no ham from it).
     pub fn checks_unanswered(&self) -> bool {
         self.client.dns_list_failed
-            || !self.unanswered.is_empty()
+            || self.uri_list_failed
             || self.auth.as_ref().is_some_and(|a| a.any_temperror())
             || self.antivirus.as_ref().is_some_and(|a| a.result.is_err())
     }

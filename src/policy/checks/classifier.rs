@@ -755,7 +755,7 @@ mod tests {
         let mut client_list = judged(&[("HAM", -0.5)]);
         client_list.client.dns_list_failed = true;
         let mut uri_list = judged(&[("HAM", -0.5)]);
-        uri_list.note_unanswered("uribl");
+        uri_list.uri_list_failed = true;
         let mut clamd = judged(&[("HAM", -0.5)]);
         clamd.antivirus = Some(crate::policy::context::AvScan {
             key: "clamd".into(),
@@ -766,7 +766,7 @@ mod tests {
         }
         let mut spam = judged(&[("SPAM", 13.0)]);
         spam.client.dns_list_failed = true;
-        spam.note_unanswered("uribl");
+        spam.uri_list_failed = true;
         assert_eq!(autolearn.class(&spam), Some(Class::Spam));
     }
 

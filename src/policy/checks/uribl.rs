@@ -181,7 +181,7 @@ impl Check for Uribl {
                     }
                 }
                 Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => {}
-                _ => ctx.note_unanswered("uribl"),
+                _ => ctx.uri_list_failed = true,
             }
         }
         for symbol in hit {
