@@ -777,7 +777,7 @@ impl Spool {
     /// written can leave the name over a recycled file's old bytes, or over none, or a
     /// new head over an old tail (review: such a DSN was taken as stored, and its bounced
     /// message removed). `None` when that cannot be told now (an I/O error).
-    pub fn holds_whole(&self, id: &QueueId) -> Option<bool> {
+    fn holds_whole(&self, id: &QueueId) -> Option<bool> {
         match self
             .open_message(id)
             .and_then(|msg| self.check_seal_now(&msg))
