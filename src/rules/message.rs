@@ -366,8 +366,9 @@ impl MessageView {
                 // SpamAssassin's order, whatever the message's: a list that moved the real
                 // id to X-Message-Id or X-Original-Message-ID is read there first. As in
                 // SpamAssassin 4.0.1 (`get_header` in list context), every field of each name
-                // counts, an empty one too (only a raw read drops it); `:first`/`:last` pick
-                // among those.
+                // counts, an empty one too, raw or not (its value still carries its line
+                // break when SpamAssassin drops empty ones); `:first`/`:last` pick among
+                // those.
                 let mut found: Vec<String> = [
                     "x-message-id",
                     "resent-message-id",
@@ -385,7 +386,6 @@ impl MessageView {
                         h.decoded.clone()
                     }
                 })
-                .filter(|value| !target.raw || !value.trim().is_empty())
                 .collect();
                 match target.instance {
                     Instance::All => {}

@@ -22,6 +22,8 @@ pub enum BinOp {
     Or,
     /// `&&`
     And,
+    /// `^`: Perl's bitwise XOR of the operands as integers (SpamAssassin's "boolean XOR")
+    Xor,
     /// `==`
     Eq,
     /// `!=`
@@ -49,10 +51,12 @@ impl BinOp {
         match self {
             BinOp::Or => 1,
             BinOp::And => 2,
-            BinOp::Eq | BinOp::Ne => 3,
-            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
-            BinOp::Add | BinOp::Sub => 5,
-            BinOp::Mul | BinOp::Div => 6,
+            // Perl's `|` and `^` bind tighter than `&&` and looser than `==`.
+            BinOp::Xor => 3,
+            BinOp::Eq | BinOp::Ne => 4,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 5,
+            BinOp::Add | BinOp::Sub => 6,
+            BinOp::Mul | BinOp::Div => 7,
         }
     }
 
@@ -68,6 +72,7 @@ impl BinOp {
         match self {
             BinOp::Or => "||",
             BinOp::And => "&&",
+            BinOp::Xor => "^",
             BinOp::Eq => "==",
             BinOp::Ne => "!=",
             BinOp::Lt => "<",
@@ -98,6 +103,9 @@ impl BinOp {
                     b()
                 }
             }
+            // Perl takes the operands as unsigned integers: fractions truncated, a
+            // negative one in two's complement.
+            BinOp::Xor => ((a as i64 as u64) ^ (b() as i64 as u64)) as f64,
             BinOp::Eq => t(a == b()),
             BinOp::Ne => t(a != b()),
             BinOp::Lt => t(a < b()),
@@ -286,6 +294,7 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, MetaError> {
             b')' => (Tok::RParen, 1),
             b'|' if next == Some(b'|') => two(BinOp::Or),
             b'&' if next == Some(b'&') => two(BinOp::And),
+            b'^' => one(BinOp::Xor),
             b'=' if next == Some(b'=') => two(BinOp::Eq),
             b'!' if next == Some(b'=') => two(BinOp::Ne),
             b'!' => (Tok::Not, 1),
@@ -484,6 +493,21 @@ mod tests {
         assert_eq!(eval("A || B > 1", &[("B", 3.0)]), 1.0);
         assert_eq!(eval("-A + 2 == 1", &[("A", 1.0)]), 1.0);
         assert_eq!(eval("A / 0", &[("A", 1.0)]), 0.0);
+    }
+
+    /// Regression (review): `^` (SpamAssassin's XOR, Perl's bitwise `^`) was a syntax error,
+    /// which refused the whole rule set. It binds looser than `==`, tighter than `&&`.
+    #[test]
+    fn xor_is_perls_bitwise_xor_at_its_precedence() {
+        assert_eq!(eval("A ^ B", &[("A", 1.0)]), 1.0);
+        assert_eq!(eval("A ^ B", &[("A", 1.0), ("B", 1.0)]), 0.0);
+        assert_eq!(eval("A ^ B", &[]), 0.0);
+        assert_eq!(eval("A ^ B", &[("A", 3.0), ("B", 1.0)]), 2.0);
+        assert_eq!(eval("1 ^ 1 == 1", &[]), 0.0);
+        assert_eq!(eval("A && B ^ C", &[("A", 1.0), ("B", 1.0)]), 1.0);
+        assert_eq!(eval("A ^ B || C", &[("A", 1.0), ("B", 1.0)]), 0.0);
+        assert_eq!(eval("A + B ^ 1", &[("A", 1.0), ("B", 1.0)]), 3.0);
+        assert_eq!(MetaExpr::parse("A^B").unwrap().to_string(), "(A ^ B)");
     }
 
     /// Regression (review): `1 < __C < 2` was read `(1 < __C) < 2` and fired for

@@ -153,6 +153,12 @@ fn parse_target(target_text: &str) -> Result<HeaderTarget, LineError> {
     if target_text.is_empty() || target_text.contains(char::is_whitespace) {
         return Err(LineError::Error(format!("bad header name `{target_text}`")));
     }
+    // SpamAssassin takes a header name written with its colon (`Subject:`), though not
+    // after modifiers.
+    let target_text = match target_text.strip_suffix(':') {
+        Some(bare) if !bare.contains(':') => bare,
+        _ => target_text,
+    };
     let mut parts = target_text.split(':');
     let name = parts.next().unwrap_or_default();
     if name.is_empty() {

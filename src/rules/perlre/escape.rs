@@ -54,6 +54,7 @@ impl Translator {
             'p' | 'P' if self.peek(0) == Some('{') => {
                 // A Unicode property: the braces belong to the escape, not a quantifier.
                 let body = self.braced()?;
+                self.mark_class_chars();
                 self.out.push('\\');
                 self.out.push(c);
                 self.out.push('{');
@@ -148,7 +149,7 @@ impl Translator {
                     self.pos += 1;
                 }
                 let n: usize = digits.parse().unwrap_or(0);
-                if !in_class && (n < 10 || n <= self.groups) {
+                if !in_class && (n < 10 || n <= self.groups()) {
                     self.backtracking.push("backreference");
                     self.out.push('\\');
                     self.out.push_str(&digits);

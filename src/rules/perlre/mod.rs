@@ -79,10 +79,11 @@ pub(crate) fn translate(
         blanks_in_classes: flags.matches('x').count() >= 2,
         multiline: flags.contains('m') || line_mode,
         line_mode,
-        groups: 0,
+        group_opens: Vec::new(),
         scopes: Vec::new(),
+        class: None,
     };
-    t.count_groups();
+    t.find_groups();
     t.run()?;
     let mut prefix = String::new();
     if flags.contains('i') {
@@ -140,11 +141,22 @@ struct Translator {
     blanks_in_classes: bool,
     multiline: bool,
     line_mode: bool,
-    /// Number of capture groups (to tell `\10` backreferences from octal).
-    groups: usize,
+    /// Where each capture group opens, in order: their number tells `\10` backreferences
+    /// from octal, and a relative `\g-1` counts those before it.
+    group_opens: Vec<usize>,
     /// `extended`, `blanks_in_classes` and `multiline` outside each open group: inline
     /// flags (`(?m)`, `(?x:…)`) hold to the end of their group, as in Perl.
     scopes: Vec<(bool, bool, bool)>,
+    /// What the bracketed class being written holds, while one is.
+    class: Option<ClassContents>,
+}
+
+/// Whether a bracketed class holds bytes past ASCII (`\xE9`), characters past ASCII
+/// (`é`, `\x{420}`, `\p{L}`), or both: no engine reads a class of both.
+#[derive(Default)]
+struct ClassContents {
+    bytes: bool,
+    chars: bool,
 }
 
 impl Translator {
@@ -152,16 +164,22 @@ impl Translator {
         self.chars.get(self.pos + off).copied()
     }
 
-    fn count_groups(&mut self) {
-        self.groups = self.capture_groups_before(self.chars.len());
+    /// Capture groups in the whole pattern.
+    fn groups(&self) -> usize {
+        self.group_opens.len()
     }
 
-    /// Capture groups opened in the pattern before position `end`.
+    /// Capture groups opened in the pattern before position `end` (one search: a pattern
+    /// may hold thousands of relative backreferences).
     fn capture_groups_before(&self, end: usize) -> usize {
-        let mut groups = 0;
+        self.group_opens.partition_point(|&open| open < end)
+    }
+
+    fn find_groups(&mut self) {
+        let mut opens = Vec::new();
         let mut escaped = false;
         let mut in_class = false;
-        for (i, &c) in self.chars.iter().enumerate().take(end) {
+        for (i, &c) in self.chars.iter().enumerate() {
             if escaped {
                 escaped = false;
                 continue;
@@ -180,13 +198,13 @@ impl Translator {
                         || (self.chars.get(i + 2) == Some(&'<')
                             && !matches!(self.chars.get(i + 3), Some('=') | Some('!')));
                     if capture {
-                        groups += 1;
+                        opens.push(i);
                     }
                 }
                 _ => {}
             }
         }
-        groups
+        self.group_opens = opens;
     }
 
     fn run(&mut self) -> Result<(), PatternError> {
@@ -505,6 +523,8 @@ impl Translator {
     }
 
     fn class(&mut self) -> Result<(), PatternError> {
+        let start = self.out.len();
+        self.class = Some(ClassContents::default());
         self.out.push('[');
         self.pos += 1;
         if self.peek(0) == Some('^') {
@@ -523,6 +543,18 @@ impl Translator {
                 ']' => {
                     self.out.push(']');
                     self.pos += 1;
+                    let contents = self.class.take().unwrap_or_default();
+                    if contents.bytes && contents.chars {
+                        return Err(PatternError::unsupported(
+                            "a class of both bytes past ASCII (`\\xHH`) and characters past \
+                             ASCII or Unicode properties",
+                        ));
+                    }
+                    if contents.bytes {
+                        // Bytes in a pattern the Unicode mode may read (see `push_hex`).
+                        self.out.insert_str(start, "(?-u:");
+                        self.out.push(')');
+                    }
                     return Ok(());
                 }
                 ' ' | '\t' if self.blanks_in_classes => self.pos += 1,
@@ -562,6 +594,9 @@ impl Translator {
                     self.pos += 2;
                 }
                 c => {
+                    if !c.is_ascii() {
+                        self.mark_class_chars();
+                    }
                     self.out.push(c);
                     self.pos += 1;
                 }
@@ -569,13 +604,31 @@ impl Translator {
         }
     }
 
-    /// A code point or byte as an escape: `\xHH` up to 0xFF (a byte in the default ASCII
-    /// mode; the braced form is refused inside classes there), `\x{...}` above.
+    /// A code point or byte as an escape: `\xHH` up to 0xFF, `\x{...}` above (the braced
+    /// form is refused inside classes in ASCII mode). Past ASCII, `\x80`–`\xFF` is a byte
+    /// in Perl's reading of SpamAssassin's text, but the character U+0080–U+00FF in the
+    /// `regex` crate's Unicode mode, which a pattern with `\p{…}` or a folded letter past
+    /// ASCII is compiled in: so it is written in a group that turns Unicode off (a no-op
+    /// in ASCII mode), and a class holding one is wrapped whole at its end.
     fn push_hex(&mut self, v: u32) {
-        if v <= 0xFF {
-            self.out.push_str(&format!("\\x{v:02X}"));
-        } else {
-            self.out.push_str(&format!("\\x{{{v:X}}}"));
+        match (v, self.class.as_mut()) {
+            (0..=0x7F, _) => self.out.push_str(&format!("\\x{v:02X}")),
+            (0x80..=0xFF, None) => self.out.push_str(&format!("(?-u:\\x{v:02X})")),
+            (0x80..=0xFF, Some(class)) => {
+                class.bytes = true;
+                self.out.push_str(&format!("\\x{v:02X}"));
+            }
+            _ => {
+                self.mark_class_chars();
+                self.out.push_str(&format!("\\x{{{v:X}}}"));
+            }
+        }
+    }
+
+    /// Notes a character past ASCII (or a Unicode property) in the class being written.
+    pub(super) fn mark_class_chars(&mut self) {
+        if let Some(class) = self.class.as_mut() {
+            class.chars = true;
         }
     }
 
