@@ -516,6 +516,7 @@ mod tests {
                     "550 5.1.1 no such user".into()
                 }
             }),
+            smtputf8: true,
             ..Script::default()
         };
         let server = FakeServer::start(kim_only).await;
@@ -551,6 +552,89 @@ mod tests {
             CalloutAnswer::Unknown { .. }
         ));
         assert!(server.commands().iter().any(|l| l == "MAIL FROM:<>"));
+    }
+
+    /// Regression (review): a recipient past ASCII was probed raw at a server without
+    /// SMTPUTF8 (RFC 6531 §3.2 forbids it; delivery never sends it there): a lenient
+    /// server's 250 accepted mail that then bounced `5.6.7`, a strict one's `5.1.x` made a
+    /// real user unknown though the next server would have taken the mail. Such a server
+    /// is passed over; with none other, the answer is unavailable (a 4xx), never cached.
+    #[tokio::test]
+    async fn a_utf8_recipient_is_asked_only_of_a_server_with_smtputf8() {
+        let takes_anything = Script {
+            smtputf8: false,
+            rcpt: Arc::new(|_: &str| "250 2.1.5 Ok".into()),
+            ..Script::default()
+        };
+        let without = FakeServer::start(takes_anything.clone()).await;
+        let (c, _) = callout(&[without.addr], &[]);
+        let answer = c.verify("j\u{f6}rg@example.test").await;
+        assert!(
+            matches!(&answer, CalloutAnswer::Unavailable { reason } if reason.contains("SMTPUTF8")),
+            "{answer:?}"
+        );
+        assert!(
+            !without.commands().iter().any(|l| l.starts_with("RCPT")),
+            "{:?}",
+            without.commands()
+        );
+        let strict = FakeServer::start(Script {
+            smtputf8: false,
+            rcpt: Arc::new(|_: &str| "501 5.1.3 bad address syntax".into()),
+            ..Script::default()
+        })
+        .await;
+        let with = FakeServer::start(Script {
+            smtputf8: true,
+            ..takes_anything
+        })
+        .await;
+        let (c, _) = callout(&[strict.addr, with.addr], &[]);
+        assert_eq!(
+            c.verify("j\u{f6}rg@example.test").await,
+            CalloutAnswer::Exists
+        );
+        assert!(!strict.commands().iter().any(|l| l.starts_with("RCPT")));
+    }
+
+    /// Regression (review): the probe did not look for replies out of step, as delivery
+    /// does: behind a server's second greeting line every reply was read one step late,
+    /// the 250 to MAIL answered RCPT, and an unknown user "existed" (cached an hour:
+    /// recipient verification off). Out of step, the server gives no answer.
+    #[tokio::test]
+    async fn a_probe_whose_replies_run_out_of_step_gets_no_answer() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = tcp.into_split();
+                    let mut lines = tokio::io::BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 one\r\n250 unsolicited\r\n").await;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply: &[u8] = if line.starts_with("EHLO") {
+                            b"250-fake\r\n250 PIPELINING\r\n"
+                        } else if line.starts_with("MAIL") {
+                            b"250 2.1.0 Ok\r\n"
+                        } else if line.starts_with("RCPT") {
+                            b"550 5.1.1 no such user\r\n"
+                        } else {
+                            b"221 bye\r\n"
+                        };
+                        if w.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let (c, _) = callout(&[addr], &[]);
+        let answer = c.verify("nobody@example.test").await;
+        assert!(
+            matches!(answer, CalloutAnswer::Unavailable { .. }),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]

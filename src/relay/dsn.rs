@@ -122,6 +122,7 @@ pub fn build(
          MIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type={report_kind};\r\n\
          \tboundary=\"{boundary}\"\r\n\
+         {cte}\
          \r\n\
          This is a MIME-encapsulated message.\r\n\
          \r\n\
@@ -167,7 +168,11 @@ pub fn build(
             f.status
         );
         if let Some(server) = f.remote_mta {
-            let _ = write!(m, "Remote-MTA: dns; [{}]\r\n", server.ip());
+            // An address literal as RFC 5321 §4.1.3 writes it: IPv6 carries its tag.
+            let _ = match server.ip() {
+                std::net::IpAddr::V4(ip) => write!(m, "Remote-MTA: dns; [{ip}]\r\n"),
+                std::net::IpAddr::V6(ip) => write!(m, "Remote-MTA: dns; [IPv6:{ip}]\r\n"),
+            };
         }
         let _ = write!(
             m,
@@ -421,6 +426,10 @@ mod tests {
             notification.ends_with("Content-Transfer-Encoding: 8bit\r\n"),
             "{notification}"
         );
+        // Regression (review): the multipart holding 8-bit parts declared no encoding,
+        // which is 7bit (RFC 2045 §6.4).
+        let top = text.split("\r\n\r\n").next().unwrap();
+        assert!(top.contains("\r\nContent-Transfer-Encoding: 8bit"), "{top}");
         // An ASCII report keeps the plain RFC 3464 form.
         let ascii = FailedRecipient::from_reply("a@example.test", &reply, None);
         let (_, bytes) = build(
@@ -433,6 +442,26 @@ mod tests {
         assert!(text.contains("Content-Type: message/delivery-status\r\n"));
         assert!(text.contains("Final-Recipient: rfc822; a@example.test\r\n"));
         assert!(!text.contains("8bit"));
+    }
+
+    /// Regression (review): an IPv6 server was written `dns; [2001:db8::1]`, which is
+    /// no address literal (RFC 5321 §4.1.3 tags it `IPv6:`).
+    #[test]
+    fn an_ipv6_remote_mta_is_an_address_literal() {
+        let server: SocketAddr = "[2001:db8::1]:25".parse().unwrap();
+        let reply = Reply::new(550, "5.1.1", "no such user");
+        let failed = vec![FailedRecipient::from_reply(
+            "b@example.test",
+            &reply,
+            Some(server),
+        )];
+        let orig = original("s@example.org", false);
+        let (_, bytes) = build("gw.example.test", &orig, &failed).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains("Remote-MTA: dns; [IPv6:2001:db8::1]\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

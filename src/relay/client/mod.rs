@@ -542,30 +542,60 @@ impl Connection {
     }
 
     /// Recipient probe for callouts: `MAIL FROM:<>` and `RCPT TO:<rcpt>` (pipelined when
-    /// offered). Returns the MAIL reply and, when MAIL was accepted, the RCPT reply. The
-    /// transaction is left open; the caller resets it or quits.
+    /// offered), then `RSET`. Returns the MAIL reply and, when MAIL was accepted, the RCPT
+    /// reply.
+    ///
+    /// A recipient past ASCII is not asked of a server without SMTPUTF8
+    /// ([`ClientError::Smtputf8NotOffered`]), as delivery would not send it there (RFC 6531
+    /// §3.2): a lenient server's 250 would accept mail bound to bounce, a strict one's
+    /// `5.1.x` refuse a real user. Replies out of step (a server's stray line) are an
+    /// error: read one step late, the 250 to MAIL answered an unknown user's RCPT. Input
+    /// waiting before a command shows it when it came in time; the RSET's reply shows it
+    /// always, as the RCPT's refusal then answers the RSET.
     pub async fn probe_recipient(
         &mut self,
         rcpt: &str,
     ) -> Result<(Reply, Option<Reply>), ClientError> {
+        if !rcpt.is_ascii() && !self.caps.smtputf8 {
+            return Err(ClientError::Smtputf8NotOffered {
+                server: self.server,
+            });
+        }
         let limit = self.settings.command_timeout;
         let mail = self.probe_mail_command(rcpt);
         let rcpt_line = format!("RCPT TO:<{rcpt}>\r\n");
+        self.expect_no_input(if self.used {
+            STAGE_RSET
+        } else {
+            STAGE_GREETING
+        })
+        .await?;
         self.used = true;
-        if self.caps.pipelining {
+        let (mail_reply, rcpt_reply) = if self.caps.pipelining {
             let batch = format!("{mail}{rcpt_line}");
             self.write(STAGE_MAIL, batch.as_bytes(), limit).await?;
             let mail_reply = self.read_reply_checked(STAGE_MAIL, limit).await?;
             let rcpt_reply = self.read_reply_checked("RCPT", limit).await?;
             let rcpt_reply = mail_reply.is_positive().then_some(rcpt_reply);
-            return Ok((mail_reply, rcpt_reply));
+            (mail_reply, rcpt_reply)
+        } else {
+            let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
+            if !mail_reply.is_positive() {
+                return Ok((mail_reply, None));
+            }
+            let rcpt_reply = self.lockstep_command("RCPT", rcpt_line.as_bytes()).await?;
+            (mail_reply, Some(rcpt_reply))
+        };
+        if rcpt_reply.is_some() {
+            let reset = self.lockstep_command(STAGE_RSET, b"RSET\r\n").await?;
+            if !reset.is_positive() {
+                return Err(ClientError::Protocol {
+                    stage: STAGE_RSET,
+                    detail: format!("RSET answered {reset}: replies out of step with commands"),
+                });
+            }
         }
-        let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
-        if !mail_reply.is_positive() {
-            return Ok((mail_reply, None));
-        }
-        let rcpt_reply = self.command("RCPT", rcpt_line.as_bytes()).await?;
-        Ok((mail_reply, Some(rcpt_reply)))
+        Ok((mail_reply, rcpt_reply))
     }
 
     /// Ends a data section that should not have been opened (354 with nothing to send).
