@@ -72,7 +72,7 @@ pub fn verify(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let max_age = max_age.unwrap_or_else(|| deliverable_age(&config));
-    let (line, code) = match Stamp::verify(tier.secret.bytes(), message, now, max_age) {
+    let (line, code) = match Stamp::verify(&tier.stamp_keys(), message, now, max_age) {
         Ok(stamp) => (
             format!(
                 "valid: gateway {} verdict {} score {} at {} (policy {})",

@@ -1187,6 +1187,39 @@ mod tests {
         );
     }
 
+    /// `tier.previous_secret_file` (the key a rotation replaced) is read as the key is, and
+    /// refused by name when it is not fit to be one.
+    #[test]
+    fn the_previous_tier_key_is_read_like_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let write_key = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            path
+        };
+        let (key, old, short) = (
+            write_key("new.key", &[7u8; 32]),
+            write_key("old.key", &[b'A'; 32]),
+            write_key("short.key", b"abc"),
+        );
+        let tier = |previous: &std::path::Path| {
+            format!(
+                "{MINIMAL}\n[tier]\nname = \"gw1\"\nsecret_file = \"{}\"\nprevious_secret_file = \"{}\"\n",
+                key.display(),
+                previous.display()
+            )
+        };
+        let config = Config::from_toml(Path::new("t.toml"), &tier(&old)).unwrap();
+        let t = config.tier.as_ref().unwrap();
+        assert_eq!(t.stamp_keys(), vec![&[7u8; 32][..], &[b'A'; 32][..]]);
+        let err = Config::from_toml(Path::new("t.toml"), &tier(&short))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tier.previous_secret_file"), "{err}");
+    }
+
     /// Regression (review): tier names kept their case while `server.hostname` (the
     /// default tier name) lost it: heartbeat keys are the names, so a peer written
     /// `GW2.Example.Test` never found gw2's heartbeat, and `GW1.example.test` was not

@@ -136,6 +136,11 @@ pub struct TierConfig {
     pub secret: TierSecret,
     /// Where the key was read from.
     pub secret_file: PathBuf,
+    /// The key `secret` replaced, still accepted on stamps (never used to sign), so mail
+    /// stamped before a rotation and waiting in a queue or quarantine still verifies.
+    pub previous_secret: Option<TierSecret>,
+    /// Where that key was read from.
+    pub previous_secret_file: Option<PathBuf>,
     /// What a backup does while a primary is up.
     pub bypass_action: BypassAction,
     /// How long the tier remembers a client's contacts (first-contact scoring).
@@ -155,6 +160,15 @@ pub struct TierConfig {
 pub const NOT_A_HOST_NAME: &str = "not a host name: Authentication-Results a sender forges for that member's host name are not removed; name each member by its host name";
 
 impl TierConfig {
+    /// The keys a stamp may be signed with: the tier's key (first: what signs), then the
+    /// one it replaced.
+    pub fn stamp_keys(&self) -> Vec<&[u8]> {
+        std::iter::once(&self.secret)
+            .chain(&self.previous_secret)
+            .map(TierSecret::bytes)
+            .collect()
+    }
+
     /// The members named otherwise than by a host name, with their keys. A member's
     /// `Authentication-Results` carry its host name, and a sender's forged ones are removed
     /// by the members' names: a short name (`gw1`) leaves results forged for that member's
@@ -200,6 +214,8 @@ pub(super) struct RawTier {
     role: Option<String>,
     secret_file: Option<PathBuf>,
     #[serde(default)]
+    previous_secret_file: Option<PathBuf>,
+    #[serde(default)]
     bypass_action: Option<String>,
     #[serde(default, with = "humantime_serde")]
     connection_memory: Option<Duration>,
@@ -224,9 +240,9 @@ struct RawPeer {
 }
 
 impl RawTier {
-    /// The secret file it names, whether or not it reads.
+    /// The secret files it names, whether or not they read.
     pub(super) fn named_files(&self) -> impl Iterator<Item = &PathBuf> {
-        self.secret_file.iter()
+        self.secret_file.iter().chain(&self.previous_secret_file)
     }
 
     /// Validates the section; `hostname` is the default member name.
@@ -264,6 +280,14 @@ impl RawTier {
             Ok(s) => s,
             Err(e) => {
                 problems.bad("tier.secret_file", &e);
+                return None;
+            }
+        };
+        let previous_secret = match self.previous_secret_file.as_deref().map(TierSecret::load) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                problems.bad("tier.previous_secret_file", &e);
                 return None;
             }
         };
@@ -334,6 +358,8 @@ impl RawTier {
             role,
             secret,
             secret_file,
+            previous_secret,
+            previous_secret_file: self.previous_secret_file,
             bypass_action,
             connection_memory,
             fanout_window,
@@ -353,6 +379,8 @@ impl TierConfig {
             role,
             secret: TierSecret::from_bytes(b"k"),
             secret_file: "tier.key".into(),
+            previous_secret: None,
+            previous_secret_file: None,
             bypass_action: BypassAction::Score,
             connection_memory: Duration::from_secs(600),
             fanout_window: Duration::from_secs(30),

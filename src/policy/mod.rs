@@ -755,7 +755,7 @@ impl Policy {
         let verified = match ctx.message.raw() {
             // Hashing a big body holds the thread a while: off the session threads.
             Ok(raw) => crate::runtime::off_the_session_threads(raw.len(), || {
-                crate::tier::Stamp::verify(tier.secret.bytes(), &raw, now, std::time::Duration::MAX)
+                crate::tier::Stamp::verify(&tier.stamp_keys(), &raw, now, std::time::Duration::MAX)
             }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot map the message to verify its stamp");

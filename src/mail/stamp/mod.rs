@@ -212,15 +212,16 @@ impl Stamp {
         ))
     }
 
-    /// Finds the one stamp of `message` and checks its signature (made with `key`) and age
-    /// at `now`.
+    /// Finds the one stamp of `message` and checks its signature (made with one of `keys`:
+    /// the tier's key, then the one it replaced, so mail stamped before a rotation still
+    /// verifies) and age at `now`.
     pub fn verify(
-        key: &[u8],
+        keys: &[&[u8]],
         message: &[u8],
         now: u64,
         max_age: Duration,
     ) -> Result<Stamp, StampError> {
-        let stamp = Stamp::signed(key, message)?;
+        let stamp = Stamp::signed(keys, message)?;
         if stamp.time > now.saturating_add(CLOCK_SKEW) {
             return Err(StampError::Future {
                 ahead: stamp.time - now,
@@ -236,9 +237,9 @@ impl Stamp {
         Ok(stamp)
     }
 
-    /// The one stamp of `message`, once its MAC (made with `key`) matches; its dates are
-    /// not looked at.
-    fn signed(key: &[u8], message: &[u8]) -> Result<Stamp, StampError> {
+    /// The one stamp of `message`, once its MAC (made with one of `keys`) matches; its
+    /// dates are not looked at.
+    fn signed(keys: &[&[u8]], message: &[u8]) -> Result<Stamp, StampError> {
         let values = stamp_values(message);
         let value = match values.as_slice() {
             [] => return Err(StampError::Missing),
@@ -257,9 +258,11 @@ impl Stamp {
         let fields = signed_fields(headers, form);
         let body = body_hash(body);
         let signed_for = |id: &[u8]| {
-            mac(key, &stamp.fields(form), id, &fields, &body)
-                .verify_slice(&tag)
-                .is_ok()
+            keys.iter().any(|key| {
+                mac(key, &stamp.fields(form), id, &fields, &body)
+                    .verify_slice(&tag)
+                    .is_ok()
+            })
         };
         // A message that reached the tier without a Message-ID was stamped over an empty
         // one; an MTA downstream may have added one since (Postfix does for mail from its
@@ -273,13 +276,15 @@ impl Stamp {
 
 /// `converted` (a copy of `original` the relay converted to 7-bit MIME, whose body and
 /// MIME fields the stamp no longer matches) with the stamp of `original` made again with
-/// `key` over it: the same gateway, time, verdict, score and policy, in the newest version. `None`
-/// unless `original` carries exactly one stamp whose MAC `key` made (then the copy goes as
-/// it is): what was not signed by the tier is never signed now.
-pub fn resign(key: &[u8], original: &[u8], converted: &[u8]) -> Option<Vec<u8>> {
-    let stamp = Stamp::signed(key, original).ok()?;
+/// the first of `keys` over it: the same gateway, time, verdict, score and policy, in the
+/// newest version. `None` unless `original` carries exactly one stamp whose MAC one of
+/// `keys` made (then the copy goes as it is): what was not signed by the tier is never
+/// signed now.
+pub fn resign(keys: &[&[u8]], original: &[u8], converted: &[u8]) -> Option<Vec<u8>> {
+    let stamp = Stamp::signed(keys, original).ok()?;
+    let signing = keys.first()?;
     let bare = strip(converted);
-    let mut out = stamp.header(key, &bare).into_bytes();
+    let mut out = stamp.header(signing, &bare).into_bytes();
     out.extend_from_slice(&bare);
     Some(out)
 }

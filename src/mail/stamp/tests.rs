@@ -18,7 +18,7 @@ fn stamped(msg: &[u8]) -> Vec<u8> {
 #[test]
 fn a_fresh_stamp_verifies_and_survives_lf_line_ends() {
     let m = stamped(MSG);
-    let s = Stamp::verify(key(), &m, 1_100, Duration::from_secs(3600)).unwrap();
+    let s = Stamp::verify(&[key()], &m, 1_100, Duration::from_secs(3600)).unwrap();
     assert_eq!(
         (s.gateway.as_str(), s.verdict.as_str(), s.score.as_str()),
         ("gw1", "accept", "0.50")
@@ -28,7 +28,7 @@ fn a_fresh_stamp_verifies_and_survives_lf_line_ends() {
         .unwrap()
         .replace("\r\n", "\n")
         .into_bytes();
-    assert!(Stamp::verify(key(), &lf, 1_100, Duration::from_secs(3600)).is_ok());
+    assert!(Stamp::verify(&[key()], &lf, 1_100, Duration::from_secs(3600)).is_ok());
 }
 
 #[test]
@@ -37,36 +37,36 @@ fn forgery_tampering_other_keys_and_age_are_refused() {
     let day = Duration::from_secs(86_400);
     let other: &[u8] = b"another-key";
     assert_eq!(
-        Stamp::verify(other, &m, 1_100, day),
+        Stamp::verify(&[other], &m, 1_100, day),
         Err(StampError::BadSignature)
     );
     let tampered = String::from_utf8(m.clone())
         .unwrap()
         .replace("line two", "line 2");
     assert_eq!(
-        Stamp::verify(key(), tampered.as_bytes(), 1_100, day),
+        Stamp::verify(&[key()], tampered.as_bytes(), 1_100, day),
         Err(StampError::BadSignature)
     );
     let verdict_changed = String::from_utf8(m.clone())
         .unwrap()
         .replace("r=accept", "r=tag");
     assert_eq!(
-        Stamp::verify(key(), verdict_changed.as_bytes(), 1_100, day),
+        Stamp::verify(&[key()], verdict_changed.as_bytes(), 1_100, day),
         Err(StampError::BadSignature)
     );
     assert!(matches!(
-        Stamp::verify(key(), &m, 100_000, Duration::from_secs(60)),
+        Stamp::verify(&[key()], &m, 100_000, Duration::from_secs(60)),
         Err(StampError::Stale { .. })
     ));
     assert_eq!(
-        Stamp::verify(key(), MSG, 1_100, day),
+        Stamp::verify(&[key()], MSG, 1_100, day),
         Err(StampError::Missing)
     );
     let forged = b"X-Mxguard-Stamp: v=4; g=gw1; t=1000; r=accept; s=0.00; f=ab; b=AAAA\r\n";
     let mut f = forged.to_vec();
     f.extend_from_slice(MSG);
     assert_eq!(
-        Stamp::verify(key(), &f, 1_100, day),
+        Stamp::verify(&[key()], &f, 1_100, day),
         Err(StampError::BadSignature)
     );
 }
@@ -83,12 +83,12 @@ fn a_stamp_made_without_a_message_id_survives_one_added_downstream() {
         "Subject: hi\r\n",
         "Subject: hi\r\nMessage-ID: <q1@internal.test>\r\n",
     );
-    assert!(Stamp::verify(key(), added.as_bytes(), 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], added.as_bytes(), 1_100, day).is_ok());
     let other_id = String::from_utf8(stamped(MSG))
         .unwrap()
         .replace("<m1@b.test>", "<m2@b.test>");
     assert_eq!(
-        Stamp::verify(key(), other_id.as_bytes(), 1_100, day),
+        Stamp::verify(&[key()], other_id.as_bytes(), 1_100, day),
         Err(StampError::BadSignature)
     );
 }
@@ -132,21 +132,21 @@ fn a_stamp_binds_the_author_recipients_and_subject() {
     ] {
         let changed = m.replacen(from, to, 1);
         assert_eq!(
-            Stamp::verify(key(), changed.as_bytes(), 1_100, day),
+            Stamp::verify(&[key()], changed.as_bytes(), 1_100, day),
             Err(StampError::BadSignature),
             "{to:?}"
         );
     }
     // Refolding a signed field, or adding fields it does not sign, keeps it valid.
     let refolded = m.replacen("Subject: hi\r\n", "Subject:\r\n   hi\r\n", 1);
-    assert!(Stamp::verify(key(), refolded.as_bytes(), 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], refolded.as_bytes(), 1_100, day).is_ok());
     let added = m.replacen("Subject: hi\r\n", "Subject: hi\r\nDelivered-To: u@x\r\n", 1);
-    assert!(Stamp::verify(key(), added.as_bytes(), 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], added.as_bytes(), 1_100, day).is_ok());
     // Version 1 and 2 stamps (which signed less) are no longer trusted.
     for old in ["v=1;", "v=2;"] {
         let old = m.replacen("v=6;", old, 1);
         assert!(matches!(
-            Stamp::verify(key(), old.as_bytes(), 1_100, day),
+            Stamp::verify(&[key()], old.as_bytes(), 1_100, day),
             Err(StampError::Malformed(_))
         ));
     }
@@ -158,9 +158,9 @@ fn a_stamp_binds_the_author_recipients_and_subject() {
 fn a_stamp_dated_ahead_of_the_clock_is_refused() {
     let m = stamped(MSG);
     let hour = Duration::from_secs(3600);
-    assert!(Stamp::verify(key(), &m, 1_000 - CLOCK_SKEW, hour).is_ok());
+    assert!(Stamp::verify(&[key()], &m, 1_000 - CLOCK_SKEW, hour).is_ok());
     assert_eq!(
-        Stamp::verify(key(), &m, 1_000 - CLOCK_SKEW - 1, hour),
+        Stamp::verify(&[key()], &m, 1_000 - CLOCK_SKEW - 1, hour),
         Err(StampError::Future {
             ahead: CLOCK_SKEW + 1
         })
@@ -176,7 +176,7 @@ fn blanks_inside_quotes_and_raw_bytes_are_signed_as_they_are() {
     let day = Duration::from_secs(86_400);
     let msg = b"From: a@b.test\r\nContent-Type: multipart/mixed;\r\n boundary=\"b  1\"\r\nSubject: caf\xe9\r\n\r\nbody\r\n";
     let m = stamped(msg);
-    assert!(Stamp::verify(key(), &m, 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], &m, 1_100, day).is_ok());
     let text = |m: &[u8]| m.to_vec();
     let replace = |m: &[u8], from: &[u8], to: &[u8]| {
         let at = m.windows(from.len()).position(|w| w == from).unwrap();
@@ -187,17 +187,17 @@ fn blanks_inside_quotes_and_raw_bytes_are_signed_as_they_are() {
     };
     let one_blank = replace(&text(&m), b"\"b  1\"", b"\"b 1\"");
     assert_eq!(
-        Stamp::verify(key(), &one_blank, 1_100, day),
+        Stamp::verify(&[key()], &one_blank, 1_100, day),
         Err(StampError::BadSignature)
     );
     let other_byte = replace(&text(&m), b"caf\xe9", b"caf\xff");
     assert_eq!(
-        Stamp::verify(key(), &other_byte, 1_100, day),
+        Stamp::verify(&[key()], &other_byte, 1_100, day),
         Err(StampError::BadSignature)
     );
     // Refolding and blanks outside quotes still do not matter.
     let refolded = replace(&text(&m), b";\r\n boundary", b";   boundary");
-    assert!(Stamp::verify(key(), &refolded, 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], &refolded, 1_100, day).is_ok());
 }
 
 #[test]
@@ -228,18 +228,37 @@ fn resign_signs_the_message_as_it_is_now() {
     let day = Duration::from_secs(86_400);
     let m = String::from_utf8(stamped(MSG)).unwrap();
     let changed = m.replace("line two", "line 2");
-    assert!(Stamp::verify(key(), changed.as_bytes(), 1_100, day).is_err());
-    let again = resign(key(), m.as_bytes(), changed.as_bytes()).unwrap();
-    let stamp = Stamp::verify(key(), &again, 1_100, day).unwrap();
+    assert!(Stamp::verify(&[key()], changed.as_bytes(), 1_100, day).is_err());
+    let again = resign(&[key()], m.as_bytes(), changed.as_bytes()).unwrap();
+    let stamp = Stamp::verify(&[key()], &again, 1_100, day).unwrap();
     assert_eq!((stamp.gateway.as_str(), stamp.time), ("gw1", 1_000));
     assert_eq!(stamp.verdict, "accept");
-    assert!(resign(key(), MSG, MSG).is_none());
+    assert!(resign(&[key()], MSG, MSG).is_none());
     let twice = stamped(&stamped(MSG));
-    assert!(resign(key(), &twice, &twice).is_none());
+    assert!(resign(&[key()], &twice, &twice).is_none());
     // A stamp the key did not make is not made good.
-    assert!(resign(b"another key", m.as_bytes(), changed.as_bytes()).is_none());
+    assert!(resign(&[b"another key"], m.as_bytes(), changed.as_bytes()).is_none());
     let forged = m.replace("b=", "b=AAAA");
-    assert!(resign(key(), forged.as_bytes(), changed.as_bytes()).is_none());
+    assert!(resign(&[key()], forged.as_bytes(), changed.as_bytes()).is_none());
+}
+
+/// Regression (review): stamps were checked against the tier's one key, so after a key
+/// rotation every message stamped before it (queued, quarantined, converted to 7-bit on
+/// its way) failed as forged. The key it replaced is still accepted, never used to sign.
+#[test]
+fn a_stamp_made_with_the_previous_key_verifies_and_is_signed_again_with_the_new_one() {
+    let day = Duration::from_secs(86_400);
+    let new: &[u8] = b"the-new-tier-key";
+    let m = String::from_utf8(stamped(MSG)).unwrap();
+    assert_eq!(
+        Stamp::verify(&[new], m.as_bytes(), 1_100, day),
+        Err(StampError::BadSignature)
+    );
+    assert!(Stamp::verify(&[new, key()], m.as_bytes(), 1_100, day).is_ok());
+    let changed = m.replace("line two", "line 2");
+    let again = resign(&[new, key()], m.as_bytes(), changed.as_bytes()).unwrap();
+    assert!(Stamp::verify(&[new], &again, 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], &again, 1_100, day).is_err());
 }
 
 /// A stamp made over `msg` in an older `form`.
@@ -273,11 +292,14 @@ fn content_disposition_is_signed_and_older_stamps_verify_only_without_it() {
     };
     for form in [Form::V3, Form::V4] {
         let plain = stamped_in(MSG, form);
-        assert!(Stamp::verify(key(), &plain, 1_100, day).is_ok(), "{form:?}");
+        assert!(
+            Stamp::verify(&[key()], &plain, 1_100, day).is_ok(),
+            "{form:?}"
+        );
         let added = with_disposition(&plain);
         assert!(
             matches!(
-                Stamp::verify(key(), added.as_bytes(), 1_100, day),
+                Stamp::verify(&[key()], added.as_bytes(), 1_100, day),
                 Err(StampError::Malformed(_))
             ),
             "{form:?} stamp vouched for an added Content-Disposition"
@@ -285,7 +307,7 @@ fn content_disposition_is_signed_and_older_stamps_verify_only_without_it() {
         // Even made over a message that had one, it is not trusted.
         let made_with = stamped_in(with_disposition(MSG).as_bytes(), form);
         assert!(
-            Stamp::verify(key(), &made_with, 1_100, day).is_err(),
+            Stamp::verify(&[key()], &made_with, 1_100, day).is_err(),
             "{form:?}"
         );
     }
@@ -293,29 +315,29 @@ fn content_disposition_is_signed_and_older_stamps_verify_only_without_it() {
     // verifies; added, changed or removed, it does not.
     let signed = stamped(with_disposition(MSG).as_bytes());
     assert!(String::from_utf8_lossy(&signed).starts_with("X-Mxguard-Stamp: v=6;"));
-    assert!(Stamp::verify(key(), &signed, 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], &signed, 1_100, day).is_ok());
     let text = String::from_utf8(signed).unwrap();
     let refolded = text.replacen("attachment; filename", "attachment;\r\n  filename", 1);
-    assert!(Stamp::verify(key(), refolded.as_bytes(), 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], refolded.as_bytes(), 1_100, day).is_ok());
     for changed in [
         text.replacen("invoice.js", "invoice.exe", 1),
         text.replacen("\"invoice.js\"", "\"invoice .js\"", 1),
         text.replacen(disposition, "", 1),
     ] {
         assert_eq!(
-            Stamp::verify(key(), changed.as_bytes(), 1_100, day),
+            Stamp::verify(&[key()], changed.as_bytes(), 1_100, day),
             Err(StampError::BadSignature)
         );
     }
     let added = with_disposition(&stamped(MSG));
     assert_eq!(
-        Stamp::verify(key(), added.as_bytes(), 1_100, day),
+        Stamp::verify(&[key()], added.as_bytes(), 1_100, day),
         Err(StampError::BadSignature)
     );
     // A part's own disposition lies in the body, which the body hash covers: it does not
     // keep an older stamp from verifying.
     let multipart = b"From: a@b.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: inline\r\n\r\nhi\r\n--b--\r\n";
-    assert!(Stamp::verify(key(), &stamped_in(multipart, Form::V4), 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], &stamped_in(multipart, Form::V4), 1_100, day).is_ok());
 }
 
 /// Regression (review): version 4 refused the version 3 stamps of mail waiting in a queue
@@ -326,38 +348,38 @@ fn content_disposition_is_signed_and_older_stamps_verify_only_without_it() {
 fn version_3_stamps_verify_where_their_form_is_unambiguous() {
     let day = Duration::from_secs(86_400);
     let plain = stamped_v3(MSG);
-    let s = Stamp::verify(key(), &plain, 1_100, day).unwrap();
+    let s = Stamp::verify(&[key()], &plain, 1_100, day).unwrap();
     assert_eq!(s.gateway, "gw1");
     let tampered = String::from_utf8(plain.clone())
         .unwrap()
         .replace("line two", "line 2");
     assert_eq!(
-        Stamp::verify(key(), tampered.as_bytes(), 1_100, day),
+        Stamp::verify(&[key()], tampered.as_bytes(), 1_100, day),
         Err(StampError::BadSignature)
     );
     let quoted_blanks = stamped_v3(
         b"From: a@b.test\r\nContent-Type: multipart/mixed; boundary=\"b  1\"\r\n\r\nbody\r\n",
     );
     assert!(matches!(
-        Stamp::verify(key(), &quoted_blanks, 1_100, day),
+        Stamp::verify(&[key()], &quoted_blanks, 1_100, day),
         Err(StampError::Malformed(_))
     ));
     let not_utf8 = stamped_v3(b"From: a@b.test\r\nSubject: caf\xe9\r\n\r\nbody\r\n");
     assert!(matches!(
-        Stamp::verify(key(), &not_utf8, 1_100, day),
+        Stamp::verify(&[key()], &not_utf8, 1_100, day),
         Err(StampError::Malformed(_))
     ));
     // Re-signed (a converted copy), it becomes the newest version.
-    let again = resign(key(), &plain, &plain).unwrap();
+    let again = resign(&[key()], &plain, &plain).unwrap();
     assert!(String::from_utf8_lossy(&again).starts_with("X-Mxguard-Stamp: v=6;"));
-    assert!(Stamp::verify(key(), &again, 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], &again, 1_100, day).is_ok());
 }
 
 #[test]
 fn strip_removes_every_stamp_and_nothing_else() {
     let m = stamped(&stamped(MSG));
     assert!(matches!(
-        Stamp::verify(key(), &m, 1_100, Duration::from_secs(60)),
+        Stamp::verify(&[key()], &m, 1_100, Duration::from_secs(60)),
         Err(StampError::Several(2))
     ));
     assert_eq!(&*strip(&m), MSG);
@@ -377,7 +399,7 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
     let lone_cr = "Subject: hi \rContent-Type: text/html\r\n";
     let m = String::from_utf8(stamped(MSG)).unwrap();
     assert!(m.starts_with("X-Mxguard-Stamp: v=6;"), "{m}");
-    assert!(Stamp::verify(key(), m.as_bytes(), 1_100, day).is_ok());
+    assert!(Stamp::verify(&[key()], m.as_bytes(), 1_100, day).is_ok());
     for changed in [
         m.replacen("Subject: hi\r\n", junk, 1),
         m.replacen("Subject: hi\r\n", lone_cr, 1),
@@ -411,7 +433,7 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
         ),
     ] {
         assert_eq!(
-            Stamp::verify(key(), changed.as_bytes(), 1_100, day),
+            Stamp::verify(&[key()], changed.as_bytes(), 1_100, day),
             Err(StampError::BadSignature),
             "{changed:?}"
         );
@@ -422,24 +444,27 @@ fn lines_that_are_no_field_and_lone_crs_are_signed() {
             .unwrap()
             .replacen("Subject: hi\r\n", odd, 1);
         let signed = stamped(msg.as_bytes());
-        assert!(Stamp::verify(key(), &signed, 1_100, day).is_ok(), "{odd:?}");
+        assert!(
+            Stamp::verify(&[key()], &signed, 1_100, day).is_ok(),
+            "{odd:?}"
+        );
         // Older forms do not vouch for one: neither added, nor there when they were made.
         for form in [Form::V3, Form::V4, Form::V5] {
             let old = String::from_utf8(stamped_in(MSG, form)).unwrap();
             let added = old.replacen("Subject: hi\r\n", odd, 1);
             assert!(
-                Stamp::verify(key(), added.as_bytes(), 1_100, day).is_err(),
+                Stamp::verify(&[key()], added.as_bytes(), 1_100, day).is_err(),
                 "{form:?} {odd:?}"
             );
             assert!(
                 matches!(
-                    Stamp::verify(key(), &stamped_in(msg.as_bytes(), form), 1_100, day),
+                    Stamp::verify(&[key()], &stamped_in(msg.as_bytes(), form), 1_100, day),
                     Err(StampError::Malformed(_))
                 ),
                 "{form:?} {odd:?}"
             );
             assert!(
-                Stamp::verify(key(), old.as_bytes(), 1_100, day).is_ok(),
+                Stamp::verify(&[key()], old.as_bytes(), 1_100, day).is_ok(),
                 "{form:?}"
             );
         }

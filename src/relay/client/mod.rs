@@ -16,7 +16,7 @@ pub use settings::{ClientSettings, SettingsCache};
 pub use stuff::{dot_stuff, DotStuffer};
 pub use tls::AcceptAnyCert;
 
-use crate::config::RelayTls;
+use crate::config::{RelayTls, TierSecret};
 use crate::mail::reply::MAX_REPLY_BYTES;
 use crate::mail::seven_bit::to_seven_bit;
 use crate::mail::Reply;
@@ -337,14 +337,12 @@ impl Connection {
                 whole.extend_from_slice(&chunk);
             }
         }
-        let stamp_key = self.settings.stamp_key.clone();
+        let stamp_keys = self.settings.stamp_keys.clone();
         let (converted, turn) = tokio::task::spawn_blocking(move || {
-            let converted = to_seven_bit(&whole).map(|converted| match &stamp_key {
-                // The stamp made at acceptance signed the 8-bit body and its MIME fields.
-                Some(key) => {
-                    crate::mail::stamp::resign(key.bytes(), &whole, &converted).unwrap_or(converted)
-                }
-                None => converted,
+            let keys: Vec<&[u8]> = stamp_keys.iter().map(TierSecret::bytes).collect();
+            // The stamp made at acceptance signed the 8-bit body and its MIME fields.
+            let converted = to_seven_bit(&whole).map(|converted| {
+                crate::mail::stamp::resign(&keys, &whole, &converted).unwrap_or(converted)
             });
             (converted.ok_or(whole), turn)
         })

@@ -26,9 +26,10 @@ pub struct ClientSettings {
     /// One 7-bit conversion at a time (see `Connection::seven_bit_copy`), shared by the
     /// settings of every configuration snapshot so that a reload does not add one.
     pub(super) conversions: Arc<Semaphore>,
-    /// The tier's key, to sign again the stamp of a copy converted to 7-bit MIME (whose
-    /// body and MIME fields the stamp made at acceptance no longer matches).
-    pub(super) stamp_key: Option<TierSecret>,
+    /// The tier's keys (the signing one first), to sign again the stamp of a copy
+    /// converted to 7-bit MIME (whose body and MIME fields the stamp made at acceptance no
+    /// longer matches).
+    pub(super) stamp_keys: Vec<TierSecret>,
 }
 
 impl fmt::Debug for ClientSettings {
@@ -60,7 +61,7 @@ impl ClientSettings {
             data_timeout: timeout,
             tls_connector: tls::tls_connector(),
             conversions: one_conversion(),
-            stamp_key: None,
+            stamp_keys: Vec::new(),
         }
     }
 
@@ -90,7 +91,7 @@ impl ClientSettings {
             data_timeout: relay.data_timeout,
             tls_connector,
             conversions,
-            stamp_key: None,
+            stamp_keys: Vec::new(),
         }
     }
 }
@@ -131,7 +132,12 @@ impl SettingsCache {
             }
         }
         let settings = ClientSettings {
-            stamp_key: config.tier.as_ref().map(|t| t.secret.clone()),
+            stamp_keys: config
+                .tier
+                .iter()
+                .flat_map(|t| std::iter::once(&t.secret).chain(&t.previous_secret))
+                .cloned()
+                .collect(),
             ..ClientSettings::with_shared(
                 &config.relay,
                 self.connector.clone(),

@@ -534,7 +534,7 @@ async fn a_converted_copy_carries_a_stamp_that_still_verifies() {
     .await;
     let key = crate::config::TierSecret::from_bytes(b"tier-key");
     let mut s = settings(server.addr, &[]);
-    s.stamp_key = Some(key.clone());
+    s.stamp_keys = vec![key.clone()];
     let mut conn = Connection::open(server.addr, &s).await.unwrap();
     let to = rcpts(&["a@example.test"]);
     let message = "From: a@b.test\r\nSubject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e\r\n";
@@ -553,7 +553,7 @@ async fn a_converted_copy_carries_a_stamp_that_still_verifies() {
     let text = String::from_utf8(data.clone()).unwrap();
     assert!(text.contains("quoted-printable"), "{text}");
     let day = Duration::from_secs(86_400);
-    let verified = Stamp::verify(key.bytes(), &data, 1_100, day).unwrap();
+    let verified = Stamp::verify(&[key.bytes()], &data, 1_100, day).unwrap();
     assert_eq!((verified.gateway.as_str(), verified.time), ("gw1", 1_000));
     // Without the key (a gateway outside a tier) the copy goes as converted, its old
     // stamp unchanged.
@@ -561,7 +561,7 @@ async fn a_converted_copy_carries_a_stamp_that_still_verifies() {
     let mut conn = Connection::open(server.addr, &plain).await.unwrap();
     assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
     let data = server.messages()[1].data.clone();
-    assert!(Stamp::verify(key.bytes(), &data, 1_100, day).is_err());
+    assert!(Stamp::verify(&[key.bytes()], &data, 1_100, day).is_err());
 }
 
 /// Regression: mail with a UTF-8 envelope or header went to a server that does not offer
