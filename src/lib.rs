@@ -552,7 +552,7 @@ pub async fn serve(
         config::StateBackendConfig::Embedded { .. }
     );
     if embedded && config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) {
-        tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed); set state.backend = \"redis\"");
+        tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed; MX_BYPASS_FIRST_CONTACT and MX_FANOUT are off); set state.backend = \"redis\"");
     }
     for (key, name) in config.tier.iter().flat_map(|t| t.names_not_host_names()) {
         tracing::warn!(key, name, "{}", config::NOT_A_HOST_NAME);

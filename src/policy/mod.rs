@@ -238,13 +238,16 @@ impl Policy {
             p.deny_networks.clone(),
         )));
         let tier = services.tier.clone().filter(|_| config.tier.is_some());
-        let tier_contact = tier.as_ref().map(|t| {
-            tier_checks::TierContact::new(
-                t.clone(),
-                services.state.clone(),
-                services.metrics.clone(),
-            )
-        });
+        // Client contacts in a store no other member reads (the embedded one) are this
+        // member's own: at a backup every client would be a first contact with the tier,
+        // and no client could be seen at three members.
+        let contacts = services
+            .state
+            .clone()
+            .filter(crate::state::State::is_shared);
+        let tier_contact = tier
+            .as_ref()
+            .map(|t| tier_checks::TierContact::new(t.clone(), contacts, services.metrics.clone()));
         if let Some(contact) = &tier_contact {
             checks.push(Box::new(contact.clone()));
         }

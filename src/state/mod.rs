@@ -248,6 +248,12 @@ impl State {
         &self.backend_config
     }
 
+    /// Whether other gateways can share this store (Redis): what one member writes, the
+    /// others read.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend_config, StateBackendConfig::Redis { .. })
+    }
+
     /// `embedded` or `redis`, for logs and `/healthz`.
     pub fn kind(&self) -> &'static str {
         match self.backend_config {

@@ -286,6 +286,49 @@ mod tests {
         }
     }
 
+    /// Regression (review): a tier on the embedded store, which no other member reads,
+    /// kept this backup's own record of client contacts: a client that had reached every
+    /// primary was a first contact here, and a legitimate fallback scored
+    /// `MX_BYPASS_FIRST_CONTACT` too. With no shared store, only `MX_BYPASS_BACKUP` (the
+    /// primaries, probed, are up) is scored.
+    #[tokio::test]
+    async fn contacts_in_a_store_no_other_member_reads_make_no_first_contact() {
+        use crate::policy::{Policy, Services, Stage};
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::embedded_for_test(dir.path()).await;
+        let metrics = Arc::new(Metrics::new());
+        let own = TierConfig::for_test("gw1", Role::Primary, &[("bk1", Role::Backup)]);
+        Tier::new(own, Some(state.clone()), metrics.clone())
+            .round()
+            .await;
+        let config = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+        let tier = Tier::new(config.clone(), Some(state.clone()), metrics.clone());
+        tier.round().await;
+        assert!(tier.primaries_up());
+        let text = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n";
+        let mut gateway =
+            crate::config::Config::from_toml(std::path::Path::new("t.toml"), text).unwrap();
+        gateway.tier = Some(config);
+        let services = Services {
+            state: Some(state.clone()),
+            tier: Some(tier.clone()),
+            metrics: Some(metrics),
+            ..Services::default()
+        };
+        let policy = Policy::build(Arc::new(gateway), &services).unwrap();
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        policy.evaluate(Stage::Connect, &mut ctx).await;
+        let symbols: Vec<String> = ctx.symbols.into_iter().map(|s| s.name).collect();
+        assert!(
+            symbols.iter().any(|s| s == "MX_BYPASS_BACKUP"),
+            "{symbols:?}"
+        );
+        assert!(
+            !symbols.iter().any(|s| s == "MX_BYPASS_FIRST_CONTACT"),
+            "{symbols:?}"
+        );
+    }
+
     /// Regression (review): `MX_FANOUT` was scored at a backup whatever the primaries'
     /// state, so with every primary down, or refusing with a full spool, a real MTA that
     /// went through the MX list after their 4xx scored it at the backup, where the README
