@@ -66,6 +66,10 @@ struct Heartbeat {
     /// falling back to a backup meanwhile bypass nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     full_at: Option<u64>,
+    /// The id of the key the writer signs stamps with ([`crate::mail::stamp::key_id`]): a
+    /// member on another key trusts none of the others' stamps, nor they its.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
 }
 
 impl Heartbeat {
@@ -80,6 +84,15 @@ impl Heartbeat {
         let oldest = now.saturating_sub(lifetime.as_secs().saturating_add(skew));
         self.at >= oldest && self.at <= now.saturating_add(skew)
     }
+}
+
+/// What a peer's heartbeat may say that differs from this member's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Mismatch {
+    /// Another role than configured here.
+    Role,
+    /// A signing key this member holds neither as its key nor as the previous one.
+    Key,
 }
 
 /// This gateway's view of its tier. Shared behind an `Arc`; the heartbeat task keeps it
@@ -107,10 +120,10 @@ pub struct Tier {
     sessions_full: AtomicU64,
     /// Clients turned away lately, by address, with when (see [`Tier::refused_lately`]).
     turned_away: Mutex<TurnedAway>,
-    /// A peer announcing another role than configured here is said once an hour, each
-    /// peer on its own (review: one limit for all let the first peer of each round hide
-    /// every other's warning).
-    role_mismatch_log: Mutex<HashMap<String, crate::metrics::LogEvery>>,
+    /// A peer announcing another role than configured here, or signing with a key this
+    /// member does not hold, is said once an hour, each peer and each on its own (review:
+    /// one limit for all let the first peer of each round hide every other's warning).
+    mismatch_logs: Mutex<HashMap<(String, Mismatch), crate::metrics::LogEvery>>,
 }
 
 /// How long a primary may go without any client reaching it and still count as taking
@@ -177,7 +190,7 @@ impl Tier {
             client_reached: AtomicU64::new(0),
             sessions_full: AtomicU64::new(0),
             turned_away: Mutex::new(TurnedAway::default()),
-            role_mismatch_log: Mutex::new(HashMap::new()),
+            mismatch_logs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -481,6 +494,7 @@ impl Tier {
             at: unix_now(),
             reached_at: Some(self.reached_at()),
             full_at: Some(self.sessions_full.load(Ordering::Relaxed)).filter(|&at| at > 0),
+            key: Some(crate::mail::stamp::key_id(config.secret.bytes())),
         };
         if let Ok(json) = serde_json::to_vec(&beat) {
             let _ = state.set(&key, &json, heartbeat_ttl(config, state)).await;
@@ -492,13 +506,13 @@ impl Tier {
         }
     }
 
-    /// Whether the warning that `peer` announces another role is due: once an hour a peer.
-    fn role_mismatch_due(&self, peer: &str) -> bool {
+    /// Whether the warning that `peer` differs by `what` is due: once an hour each.
+    fn mismatch_due(&self, peer: &str, what: Mismatch) -> bool {
         let mut logs = self
-            .role_mismatch_log
+            .mismatch_logs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        logs.entry(peer.to_owned())
+        logs.entry((peer.to_owned(), what))
             .or_insert_with(|| crate::metrics::LogEvery::new(Duration::from_secs(3600)))
             .due()
     }
@@ -508,7 +522,24 @@ impl Tier {
     async fn observe(&self, config: &TierConfig, peer: &crate::config::PeerConfig) -> Observation {
         if let Some(state) = &self.state {
             if let Some(beat) = fresh_heartbeat(state, config, peer).await {
-                if beat.role != peer.role.as_str() && self.role_mismatch_due(&peer.name) {
+                let known_key = |id: &String| {
+                    config
+                        .stamp_keys()
+                        .into_iter()
+                        .any(|key| crate::mail::stamp::key_id(key) == *id)
+                };
+                if beat.key.as_ref().is_some_and(|id| !known_key(id))
+                    && self.mismatch_due(&peer.name, Mismatch::Key)
+                {
+                    tracing::warn!(
+                        peer = %peer.name,
+                        key = beat.key.as_deref().unwrap_or_default(),
+                        ours = %crate::mail::stamp::key_id(config.secret.bytes()),
+                        "tier peer signs stamps with a key this member does not hold (tier.secret_file differs): its stamps are not trusted here, nor ours there (logged once an hour)"
+                    );
+                }
+                if beat.role != peer.role.as_str() && self.mismatch_due(&peer.name, Mismatch::Role)
+                {
                     // A primary re-roled to backup on its own host kept the backups scoring
                     // and refusing its senders while the real primaries were down (review):
                     // it counts as a primary only while both configurations say so.

@@ -297,6 +297,17 @@ pub fn strip(message: &[u8]) -> Cow<'_, [u8]> {
     })
 }
 
+/// A short public name of `key` (16 hex digits of an HMAC of a constant under it): members
+/// publish the one they sign with, so a member holding another key is told apart without
+/// the key leaving its host.
+pub fn key_id(key: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(b"mxguard tier key id");
+    let digest = mac.finalize().into_bytes();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// HMAC over the fields, the Message-ID, the signed header fields and the canonical body
 /// hash.
 fn mac(
