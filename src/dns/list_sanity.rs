@@ -1,7 +1,10 @@
 //! DNS lists that answer "listed" for everyone: a list shut down by wildcarding its zone
 //! (AHBL did in 2015) would score, or refuse, every client. Now and then each list is asked
-//! for a name no list may list, an address of TEST-NET-3 (RFC 5737) or the domain
-//! `invalid` (RFC 5782 §5), and set aside while it lists it.
+//! for a name no list may list, an address of TEST-NET-3 (RFC 5737) or a name under the
+//! domain `invalid` (RFC 5782 §5), and set aside while it lists it. The name is new each
+//! time: an answer cached (here, or by the local resolver, for up to the zone's negative
+//! TTL, hours) would keep a list that began listing everyone trusted that long, and one
+//! that stopped set aside.
 
 use super::dnsbl::{self, Listing};
 use super::{Dns, Outcome};
@@ -13,11 +16,16 @@ use std::time::{Duration, Instant};
 
 /// How often a list is asked for the name no list may list.
 const PROBE_EVERY: Duration = Duration::from_secs(600);
-/// An address no list may list: documentation only (RFC 5737), never a mail client. Not
+/// Addresses no list may list: documentation only (RFC 5737), never a mail client. Not
 /// `127.0.0.1`, RFC 5782's own test point, which a test harness's clients share.
-const NEVER_LISTED_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-/// RFC 5782 §5: a domain list must not list `invalid`.
-const NEVER_LISTED_DOMAIN: &str = "invalid";
+fn never_listed_address() -> Ipv4Addr {
+    Ipv4Addr::new(203, 0, 113, rand::random_range(1..=254))
+}
+
+/// RFC 5782 §5: a domain list must not list `invalid`, nor so any name under it.
+fn never_listed_domain() -> String {
+    format!("{:016x}.invalid", rand::random::<u64>())
+}
 
 /// What a list is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +114,10 @@ impl Dns {
         if due {
             let name = match kind {
                 ListKind::Address => Some(dnsbl::ip_query(
-                    IpAddr::V4(NEVER_LISTED_ADDRESS),
+                    IpAddr::V4(never_listed_address()),
                     &list.zone,
                 )),
-                ListKind::Domain => dnsbl::domain_query(NEVER_LISTED_DOMAIN, &list.zone),
+                ListKind::Domain => dnsbl::domain_query(&never_listed_domain(), &list.zone),
             };
             if let Some(name) = name {
                 let dns = self.clone();
@@ -152,6 +160,23 @@ mod tests {
         assert_eq!(sanity.check("bl.test"), (true, false));
         assert!(!sanity.record("bl.test", true), "no change");
         assert_eq!(sanity.check("other.test"), (false, true), "per zone");
+    }
+
+    /// Regression (review): the probe asked one fixed name, whose "not listed" answer the
+    /// cache (ours, and the local resolver's) kept for the zone's negative TTL, up to 3 h:
+    /// a list that began listing everyone refused every client that long. Each probe asks
+    /// a name of its own.
+    #[test]
+    fn each_probe_asks_a_name_of_its_own() {
+        let addresses: std::collections::HashSet<Ipv4Addr> =
+            (0..50).map(|_| never_listed_address()).collect();
+        assert!(addresses.len() > 1);
+        assert!(addresses.iter().all(|a| a.octets()[..3] == [203, 0, 113]
+            && a.octets()[3] != 0
+            && a.octets()[3] != 255));
+        let (a, b) = (never_listed_domain(), never_listed_domain());
+        assert_ne!(a, b);
+        assert!(a.ends_with(".invalid") && b.ends_with(".invalid"));
     }
 
     #[test]
