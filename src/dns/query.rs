@@ -226,7 +226,7 @@ impl Core {
             // every DNS check off while it looks up: say so, once a minute.
             let (name, rtype) = key;
             if self.error_log.due() {
-                tracing::warn!(%name, %rtype, error = %why, "DNS lookup failed: the resolver answered with an error (see mxguard_dns_lookups_total{{result=\"error\"}})");
+                tracing::warn!(%name, %rtype, error = %why, "DNS lookup failed: the resolver answered with an error, or no socket could be opened here (see mxguard_dns_lookups_total{{result=\"error\"}})");
             } else {
                 tracing::debug!(%name, %rtype, error = %why, "DNS lookup failed");
             }
@@ -283,7 +283,11 @@ impl Core {
                 self.health.answered();
                 Answer::Error(e.to_string().into())
             }
-            Err(e @ ExchangeError::Query(_)) => Answer::Error(e.to_string().into()),
+            // A shortage of our own (descriptors, buffers) says nothing of the resolver:
+            // counted as down, it would have turned every DNS check off until a probe.
+            Err(e @ (ExchangeError::Query(_) | ExchangeError::Local(_))) => {
+                Answer::Error(e.to_string().into())
+            }
         }
     }
 

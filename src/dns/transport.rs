@@ -44,6 +44,10 @@ pub(crate) enum ExchangeError {
     /// The question could not be encoded.
     #[error("cannot encode the query: {0}")]
     Query(String),
+    /// No socket could be opened here (out of file descriptors or buffers): nothing says
+    /// the servers are unreachable.
+    #[error("cannot open a socket to ask: {0}")]
+    Local(String),
 }
 
 /// The name servers and how patiently to ask them.
@@ -166,7 +170,8 @@ impl Transport {
                 match self.send(index, &mut legs[index], bytes).await {
                     Ok(Some(socket)) => receiving.push(Box::pin(receive(index, socket))),
                     Ok(None) => {}
-                    Err(e) => {
+                    Err(Sent::NoSocket(e)) => break Err(ExchangeError::Local(e.to_string())),
+                    Err(Sent::Failed(e)) => {
                         last_error = format!("{}: {e}", self.servers[index].addr);
                         legs[index].done = true;
                         continue;
@@ -274,7 +279,7 @@ impl Transport {
         index: usize,
         leg: &mut Leg,
         bytes: &[u8],
-    ) -> io::Result<Option<Arc<UdpSocket>>> {
+    ) -> Result<Option<Arc<UdpSocket>>, Sent> {
         let addr = self.servers[index].addr;
         let (socket, new) = match &leg.socket {
             Some(socket) => (socket.clone(), false),
@@ -284,17 +289,25 @@ impl Transport {
                 } else {
                     (Ipv6Addr::UNSPECIFIED, 0).into()
                 };
-                let socket = UdpSocket::bind(local).await?;
-                socket.connect(addr).await?;
+                let socket = UdpSocket::bind(local).await.map_err(Sent::NoSocket)?;
+                socket.connect(addr).await.map_err(Sent::Failed)?;
                 let socket = Arc::new(socket);
                 leg.socket = Some(socket.clone());
                 (socket, true)
             }
         };
         leg.asked.get_or_insert_with(Instant::now);
-        socket.send(bytes).await?;
+        socket.send(bytes).await.map_err(Sent::Failed)?;
         Ok(new.then_some(socket))
     }
+}
+
+/// Why a question could not be sent to one server.
+enum Sent {
+    /// No socket could be opened (a local shortage, the same for every server).
+    NoSocket(io::Error),
+    /// Sending to that server failed (ICMP refusal, no route).
+    Failed(io::Error),
 }
 
 async fn receive(index: usize, socket: Arc<UdpSocket>) -> Received {
