@@ -4,7 +4,7 @@
 //! collected the mail, not the sender.
 
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
-use crate::classify::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
+use crate::classify::normalize::{join_spaced_letters, normalize_text};
 use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::{raw_value, value_as_read};
 use crate::mail::trace::hops_after_delivery;
@@ -187,21 +187,14 @@ impl Tokenizer {
             }
         }
         for joined in join_spaced_letters(&norm, &words) {
-            sink.push2("s:", &joined);
+            self.word_variants(&joined, "s:", sink);
         }
         for chunk in &words {
             for piece in chunk.split(|c: char| !is_word_char(c)) {
                 let w = trim_word(piece);
-                if w.is_empty() {
-                    continue;
+                if !w.is_empty() {
+                    self.word_variants(w, "s:", sink);
                 }
-                if let Some(v) = deleet(w) {
-                    self.word(&v, "s:", sink);
-                }
-                if let Some(v) = fold_mixed_script(w) {
-                    self.word(&v, "s:", sink);
-                }
-                self.word(w.trim_end_matches(['!', '|', '+']), "s:", sink);
             }
         }
     }

@@ -28,8 +28,10 @@ use regex::Regex;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-/// Distinct words kept per message: spam puts its pitch first, and long bodies stay cheap.
-/// Only new words count, so padding of repeated or dropped words cannot use it up.
+/// Distinct words kept per message: long bodies stay cheap. Only new words count, so
+/// padding of repeated or dropped words cannot use it up; each text has its share (see
+/// [`Tokenizer::read_words`]), read from both ends and sampled in between, so thousands of
+/// new filler words before, around or in another part than the pitch cannot hide it.
 const MAX_WORDS: usize = 5000;
 /// Whitespace-separated chunks read per text at most: the bound on work when the text
 /// repeats itself.
@@ -133,6 +135,8 @@ struct Sink {
     word_count: usize,
     urls_left: usize,
     addresses_left: usize,
+    /// The normalised texts of the message, whose words are read once all are known.
+    texts: Vec<String>,
 }
 
 impl Sink {
@@ -167,6 +171,7 @@ impl Tokenizer {
             word_count: 0,
             urls_left: MAX_MESSAGE_URLS,
             addresses_left: MAX_MESSAGE_ADDRESSES,
+            texts: Vec::new(),
         };
         // The parts past the scan's default limit are not read: a parser's memory grows
         // with every part. The default, not `scan_mime_parts`: what a message's tokens are
@@ -180,6 +185,7 @@ impl Tokenizer {
             }
             None => self.body_text(&String::from_utf8_lossy(raw), &mut sink),
         }
+        self.read_words(&mut sink);
         let mut tokens = sink.tokens;
         tokens.sort_unstable_by_key(|f| f.hash);
         Features { tokens }
@@ -301,57 +307,108 @@ impl Tokenizer {
                 }
             }
         }
-        let chunks = head_and_tail_chunks(&norm);
+        sink.texts.push(norm);
+    }
+
+    /// Reads the words of every text of the message. Each text has an equal share of the
+    /// [`MAX_WORDS`] left when its turn comes (what one leaves goes to those after it), so
+    /// a part of filler cannot use up the words of the part that carries the pitch (a
+    /// `text/plain` twin no client shows, before the HTML). Within its share, half is read
+    /// from both ends at once (spam puts its pitch first, or last), and the rest is a sample
+    /// of the words in between, each taken or not by its hash, so that thousands of new
+    /// filler words around the pitch leave some of it in the tokens: read in order, the
+    /// middle of such a text was never reached (review).
+    fn read_words(&self, sink: &mut Sink) {
+        let texts = std::mem::take(&mut sink.texts);
+        for (i, norm) in texts.iter().enumerate() {
+            let share = MAX_WORDS.saturating_sub(sink.word_count) / (texts.len() - i);
+            self.text_words(norm, share, sink);
+        }
+    }
+
+    /// The words of one normalised text, at most `share` new ones (see [`Self::read_words`]).
+    fn text_words(&self, norm: &str, share: usize, sink: &mut Sink) {
+        let stop = sink.word_count + share;
+        let ends = sink.word_count + share.div_ceil(2);
+        let chunks = head_and_tail_chunks(norm);
         // Joined letters are words: they count against the word limit, and an endless
         // run of `a-b-c-d` chunks adds no more than plain words do.
-        for joined in join_spaced_letters(&norm, &chunks) {
-            if sink.word_count >= MAX_WORDS {
+        for joined in join_spaced_letters(norm, &chunks) {
+            if sink.word_count >= ends {
                 break;
             }
             if joined.chars().count() > MAX_WORD_LEN {
                 continue;
             }
-            sink.word_count += usize::from(sink.add(joined));
+            sink.word_count += usize::from(self.word_variants(&joined, "", sink));
         }
-        // From both ends at once: when a text holds more words than are kept, its start
-        // and its end are read, so thousands of filler words put before the pitch (or
-        // after it) cannot push it out of the tokens.
-        for chunk in from_both_ends(&chunks) {
-            if sink.word_count >= MAX_WORDS {
+        let order: Vec<&str> = from_both_ends(&chunks).collect();
+        let mut read = 0;
+        while read < order.len() && sink.word_count < ends {
+            self.chunk_words(order[read], sink, stop, |_| true);
+            read += 1;
+        }
+        let middle = &order[read..];
+        if middle.is_empty() || sink.word_count >= stop {
+            return;
+        }
+        let distinct: HashSet<&str> = middle
+            .iter()
+            .flat_map(|chunk| chunk.split(|c: char| !is_word_char(c)))
+            .map(trim_word)
+            .filter(|w| !w.is_empty())
+            .collect();
+        let rate = (stop - sink.word_count) as f64 / distinct.len().max(1) as f64;
+        // A word's own hash decides, so a word is taken from every message or from none.
+        let taken = |w: &str| rate >= 1.0 || (hash_str(w) as f64) < rate * u64::MAX as f64;
+        for chunk in middle {
+            if sink.word_count >= stop {
                 break;
             }
-            if chunk.contains("://") || chunk.starts_with("www.") || chunk.contains('@') {
-                if !chunk.contains("://") && chunk.contains('@') {
-                    // Perhaps leet inside a word (`fr@ud`); addresses have a dot after '@'.
-                    if let Some(w) = deleet(trim_word(chunk)) {
-                        self.word(&w, "", sink);
-                    }
+            self.chunk_words(chunk, sink, stop, taken);
+        }
+    }
+
+    /// The words of one whitespace-separated chunk that `taken` accepts, while fewer than
+    /// `stop` words are counted.
+    fn chunk_words(&self, chunk: &str, sink: &mut Sink, stop: usize, taken: impl Fn(&str) -> bool) {
+        if chunk.contains("://") || chunk.starts_with("www.") || chunk.contains('@') {
+            if !chunk.contains("://") && chunk.contains('@') {
+                // Perhaps leet inside a word (`fr@ud`); addresses have a dot after '@'.
+                if let Some(w) = deleet(trim_word(chunk)).filter(|w| taken(w)) {
+                    self.word(&w, "", sink);
                 }
+            }
+            return;
+        }
+        for piece in chunk.split(|c: char| !is_word_char(c)) {
+            if sink.word_count >= stop {
+                break;
+            }
+            let w = trim_word(piece);
+            if w.is_empty() || !taken(w) {
                 continue;
             }
-            for piece in chunk.split(|c: char| !is_word_char(c)) {
-                if sink.word_count >= MAX_WORDS {
-                    break;
-                }
-                let w = trim_word(piece);
-                if w.is_empty() {
-                    continue;
-                }
-                let mut new = false;
-                if let Some(v) = deleet(w) {
-                    new |= self.word(&v, "", sink);
-                }
-                if let Some(v) = fold_mixed_script(w) {
-                    new |= self.word(&v, "", sink);
-                    // `v1аgra`: a look-alike and a digit in one word.
-                    if let Some(d) = deleet(&v) {
-                        new |= self.word(&d, "", sink);
-                    }
-                }
-                new |= self.word(w.trim_end_matches(['!', '|', '+']), "", sink);
-                sink.word_count += usize::from(new);
+            sink.word_count += usize::from(self.word_variants(w, "", sink));
+        }
+    }
+
+    /// A word and its de-obfuscated variants (leet digits, look-alike letters of another
+    /// script, both) under `prefix`; true when any is new. Letter-spaced words joined
+    /// (`p h 4 r m a`) take the same path: joined as they were, they kept their digits.
+    fn word_variants(&self, w: &str, prefix: &str, sink: &mut Sink) -> bool {
+        let mut new = false;
+        if let Some(v) = deleet(w) {
+            new |= self.word(&v, prefix, sink);
+        }
+        if let Some(v) = fold_mixed_script(w) {
+            new |= self.word(&v, prefix, sink);
+            // `v1аgra`: a look-alike and a digit in one word.
+            if let Some(d) = deleet(&v) {
+                new |= self.word(&d, prefix, sink);
             }
         }
+        new | self.word(w.trim_end_matches(['!', '|', '+']), prefix, sink)
     }
 
     /// Emits one word under `prefix`: very short words are dropped, long ones become

@@ -348,6 +348,53 @@ fn filler_words_before_the_pitch_do_not_hide_it() {
     }
 }
 
+/// Regression (review): reading from both ends did not reach the middle of a text, so the
+/// pitch between 2,600 new filler words and 2,600 more left no word in the tokens; nor did
+/// a part of filler (a `text/plain` twin no client shows) leave any word to the part that
+/// carried the pitch. Each text has its share, and the middle of a long one is sampled.
+#[test]
+fn filler_around_the_pitch_or_in_another_part_does_not_hide_it() {
+    let filler = |from: usize, n: usize| -> String {
+        (from..from + n)
+            .map(|i| format!("qz{i}x"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pitch: Vec<String> = (0..40).map(|i| format!("pitchword{i}")).collect();
+    let raw = format!(
+        "Subject: x\r\n\r\n{}\r\n{}\r\n{}\r\n",
+        filler(0, 2600),
+        pitch.join(" "),
+        filler(2600, 2600)
+    );
+    let n = names(&raw);
+    let kept = pitch.iter().filter(|w| has(&n, w)).count();
+    assert!(kept >= 10, "{kept} of 40 pitch words kept");
+    let twin = format!(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\n{}\r\n\
+         --b\r\nContent-Type: text/html\r\n\r\n<html><body><p>{}</p></body></html>\r\n--b--\r\n",
+        filler(0, 5200),
+        pitch.join(" ")
+    );
+    let n = names(&twin);
+    for w in &pitch {
+        assert!(has(&n, w), "{w} missing behind the filler twin");
+    }
+    // Still at most the words of a message.
+    let words = n.iter().filter(|t| t.starts_with("qz")).count();
+    assert!(words <= MAX_WORDS, "{words}");
+}
+
+/// Regression (review): letter-spaced words were joined as written, without the leet and
+/// look-alike folding plain words get: `p h 4 r m a w o r d` gave only `ph4rmaword`.
+#[test]
+fn letter_spaced_words_are_folded_like_plain_ones() {
+    let n = names("Subject: p h 4 r m a w o r d\r\n\r\nBuy p h 4 r m a w o r d and p-h-\u{0430}-r-m-a-w-o-r-d\r\n");
+    assert!(has(&n, "pharmaword"), "{n:?}");
+    assert!(has(&n, "s:pharmaword"), "{n:?}");
+}
+
 /// Regression (review of the mail decoders): the tokens read what mail-parser made of the
 /// message where clients (and the rules) read more: a subject word split by an encoded
 /// word (`Vi=?utf-8?q?agra?=`), a soft hyphen sent as an undeclared 8-bit byte
