@@ -26,9 +26,18 @@ fn too_many_fields() -> String {
 /// The reason given for a signature that leaves a From field unsigned.
 const FROM_UNSIGNED: &str = "does not sign every From field";
 
+/// The reason given for a signature that does not sign From at all.
+const NO_FROM_SIGNED: &str = "does not sign the From field";
+
+/// The reason given for a signature made with SHA-1.
+const SHA1_SIGNATURE: &str = "rsa-sha1 is not accepted (RFC 8301)";
+
 /// Takes out of `message` (so nothing verifies them) the DKIM signatures that sign too
-/// many fields, and, of a message with several From fields, those that do not sign every
-/// one, and returns their results (`permerror`, at most [`MAX_REPORTED`]) and their
+/// many fields, that do not sign From (RFC 6376 §5.4: `h=` MUST name it; mail-auth does
+/// not check, so a From added to a signed message passed as the signer's), that are made
+/// with `rsa-sha1` (RFC 8301 §3.1: verifiers MUST NOT take them as valid; SHA-1 collisions
+/// are within reach), and, of a message with several From fields, those that do not sign
+/// every one, and returns their results (`permerror`, at most [`MAX_REPORTED`]) and their
 /// `Authentication-Results` text. A signature names a field once for each instance it
 /// signs, from the bottom up (RFC 6376 §5.4.2): a From field added above a signed message
 /// (a newsletter of the domain, resent under `From: ceo@` of the same domain) left the
@@ -54,6 +63,10 @@ pub fn set_aside_dkim(
         };
         let reason = if signature.h.len() > MAX_SIGNED_FIELDS {
             too_many_fields()
+        } else if signature.a == mail_auth::common::crypto::Algorithm::RsaSha1 {
+            SHA1_SIGNATURE.to_owned()
+        } else if signed_froms() == 0 {
+            NO_FROM_SIGNED.to_owned()
         } else if from_fields > 1 && signed_froms() < from_fields {
             FROM_UNSIGNED.to_owned()
         } else {
@@ -106,7 +119,10 @@ mod tests {
     use super::*;
 
     fn signed(fields: usize) -> String {
-        let h: Vec<String> = (0..fields).map(|n| format!("x-f{n}")).collect();
+        // From first: a signature that does not sign it is set aside for that.
+        let h: Vec<String> = std::iter::once("from".to_owned())
+            .chain((1..fields).map(|n| format!("x-f{n}")))
+            .collect();
         format!(
             "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=Evil.test; s=s1;\r\n \
              h={}; bh=AAAA; b=AAAA\r\nFrom: a@evil.test\r\nSubject: x\r\n\r\nHi.\r\n",
@@ -137,6 +153,29 @@ mod tests {
             text,
             ";\r\n\tdkim=permerror (signs more than 100 header fields) \
              header.d=evil.test header.s=s1"
+        );
+    }
+
+    /// Regression (review): `rsa-sha1` signatures verified (RFC 8301 §3.1: a verifier MUST
+    /// NOT take them as valid), and so did one whose `h=` leaves out From (RFC 6376 §5.4).
+    #[test]
+    fn sha1_signatures_and_signatures_without_from_are_set_aside() {
+        let sha1 = signed(3).replace("a=rsa-sha256", "a=rsa-sha1");
+        let mut message = AuthenticatedMessage::parse(sha1.as_bytes()).unwrap();
+        let (results, text) = set_aside_dkim(&mut message);
+        assert!(message.dkim_headers.is_empty());
+        assert_eq!(results.len(), 1);
+        assert!(
+            text.contains("dkim=permerror (rsa-sha1 is not accepted (RFC 8301))"),
+            "{text}"
+        );
+        let no_from = signed(3).replace("h=from:", "h=");
+        let mut message = AuthenticatedMessage::parse(no_from.as_bytes()).unwrap();
+        let (_, text) = set_aside_dkim(&mut message);
+        assert!(message.dkim_headers.is_empty());
+        assert!(
+            text.contains("dkim=permerror (does not sign the From field)"),
+            "{text}"
         );
     }
 

@@ -691,6 +691,79 @@ async fn a_from_domain_whose_dot_appears_only_in_its_a_label_keeps_its_dmarc_pol
     assert!(!outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
 }
 
+/// Regression (review): a From domain with characters RFC 5322 allows but DNS lookups do
+/// not (`billing+x.victim.test`, `victim.test#`), or too long to take `_dmarc.` before it,
+/// passed as a DNS name: mail-auth's first lookup failed to parse, DMARC `permerror`
+/// (unscored), and a forgery of a `p=reject` domain was not refused.
+#[tokio::test]
+async fn a_from_domain_dns_cannot_look_up_fails_under_reject() {
+    let (_dns, auth) = victim_and_forger().await;
+    let long = format!(
+        "{}.{}.{}.{}.example.test",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(45)
+    );
+    for from in [
+        "<ceo@billing+x.example.test>".to_owned(),
+        "<ceo@example.test#>".to_owned(),
+        "<ceo@pay!.example.test>".to_owned(),
+        "<ceo@{x}.example.test>".to_owned(),
+        format!("ceo@{long}"),
+    ] {
+        let outcome = unsigned(&auth, &from).await;
+        assert!(
+            outcome.dmarc_reject_requested(),
+            "{from}: {:?}",
+            outcome.symbols()
+        );
+    }
+    // A subdomain that is a name is judged by DNS, as before.
+    let outcome = unsigned(&auth, "ceo@billing.example.test").await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+}
+
+/// Regression (review): mail-auth verifies a DKIM signature whose `h=` does not name From
+/// (RFC 6376 §5.4 says it MUST), so a From added to a message the victim signed passed
+/// DKIM aligned and DMARC; and an `rsa-sha1` signature counted (RFC 8301 §3.1: MUST NOT).
+/// Both are set aside, `permerror`.
+#[tokio::test]
+async fn a_signature_that_does_not_sign_from_vouches_for_no_author() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.example.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    let body = "To: bob@dest.test\r\nSubject: hello\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nHi.\r\n";
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let signature = DkimSigner::from_key(key)
+        .domain("example.test")
+        .selector("sel")
+        .headers(["To", "Subject", "Date"])
+        .sign(body.as_bytes())
+        .unwrap();
+    let forged = format!(
+        "{}From: CEO <ceo@example.test>\r\n{body}",
+        signature.to_header()
+    );
+    let outcome = check(&auth, "mx.evil.test", "a@evil.test", &forged).await;
+    assert!(outcome.dmarc_reject_requested(), "{:?}", outcome.symbols());
+    assert!(
+        !outcome.symbols().contains(&"DKIM_VALID"),
+        "{:?}",
+        outcome.symbols()
+    );
+    let header = outcome.authentication_results_header("mx.example.test");
+    assert!(
+        header.contains("dkim=permerror (does not sign the From field)"),
+        "{header}"
+    );
+}
+
 /// Regression (review): an author address with no domain (`<x@>`) after the victim's was
 /// no author to the check (no domain) but a second one to mail-auth (domain ""), which
 /// exempts a message of several author domains from DMARC: a forgery of a `p=reject`
