@@ -585,9 +585,13 @@ impl Classifier {
                 *outcomes.entry(outcome?).or_default() += 1;
             }
         }
+        // The seed's model stands for the seed alone: a store that learned more while the
+        // import was cut (or during it) is retrained, or what it learned stayed out of the
+        // model until the ledger next changed, under a model dated as if trained on all.
+        let generation = store::generation(&state).await?;
+        let seed_alone = usize::try_from(generation).is_ok_and(|g| g == seed.entries.len());
         match &seed.model {
-            Some(model) if was_empty => {
-                let generation = store::generation(&state).await?;
+            Some(model) if was_empty && seed_alone => {
                 let model = model.with_generation(generation);
                 store::publish(&state, &model).await?;
                 self.install(Some(model));

@@ -601,6 +601,35 @@ async fn a_seeding_cut_half_way_is_finished_at_the_next_start() {
     assert!(!maintain::seed_if_empty(&next, &current).await.unwrap());
 }
 
+/// Regression (review): a seeding cut half-way and finished later published the seed's
+/// model as it was, dated with the store's generation, though the store had learned more
+/// meanwhile: what was learned by hand stayed out of the model (no retraining was due)
+/// until the ledger next changed. The seed's model stands only for the seed alone.
+#[tokio::test]
+async fn a_seeding_finished_after_more_was_learned_is_retrained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, seed) = seed_file(dir.path()).await;
+    let (flaky, state, current) = flaky_store(dir.path(), 7, &path);
+    let first = classifier(&state, "gw");
+    assert!(maintain::seed_if_empty(&first, &current).await.is_err());
+    flaky.heal();
+    assert_eq!(
+        first.learn(&message(true, 900), Class::Spam).await.unwrap(),
+        Outcome::Learned
+    );
+    let next = classifier(&state, "gw");
+    assert!(maintain::seed_if_empty(&next, &current).await.unwrap());
+    assert_eq!(next.totals().await.unwrap(), Counts { spam: 11, ham: 10 });
+    let installed = next.model().expect("a model is installed");
+    let seed_model = seed.model.expect("the seed has a model");
+    assert_eq!(seed_model.examples(), 20);
+    assert_eq!(installed.examples(), 21, "trained on the seed alone");
+    assert_eq!(
+        installed.generation(),
+        store::generation(&state).await.unwrap()
+    );
+}
+
 /// Regression (review): an autolearn moved a message the operator had learned by hand as
 /// the other class (a spam resent with clean headers scoring low, learned as ham), silently
 /// undoing `mxguard learn --spam`.
