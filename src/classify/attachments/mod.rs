@@ -236,6 +236,12 @@ impl AttachmentPolicy {
             }
             if a.content_left_out {
                 findings.add(Symbol::AttachTooManyFiles, shown);
+                // Known by its name only: an archive there is one this policy cannot open
+                // (review: a delimiter walk given up, or 32 uuencoded files before it, hid
+                // `evil.exe` in `invoice.zip`).
+                if names_claim_archive(a.names) {
+                    findings.add(Symbol::ArchiveUninspected, shown);
+                }
                 continue;
             }
             let head = a.data.get(..magic::SNIFF_LEN).unwrap_or(a.data);

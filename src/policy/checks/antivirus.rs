@@ -163,7 +163,9 @@ const MAX_ATTACHMENT_STREAMS: usize = 32;
 /// Whether the attachment list leaves files out, or is too long to send file by file:
 /// parts past the part limit or nested past the depth limit are not in it (a sender put
 /// EICAR after 1,001 boundary lines, or nine attached messages deep, and clamd never saw
-/// it). A message with a uuencode begin line goes whole too: the list holds the files of
+/// it), or holds a file known by name only (its bytes left out: past the cap of a TNEF
+/// or uuencoded part, or in a message whose delimiters could not be followed). A message
+/// with a uuencode begin line goes whole too: the list holds the files of
 /// text parts whose blocks uudecode would read (the first 32 of a part decoded), while
 /// clamd decodes every block it finds, in HTML parts and damaged ones too. clamd then
 /// gets the whole message and decodes it itself. So does a message with a part a client
@@ -176,7 +178,10 @@ fn attachments_unseen_or_many(view: &MessageView) -> bool {
         || view.too_deep()
         || view.repeats_mime_fields()
         || view.attachments().len() > MAX_ATTACHMENT_STREAMS
-        || view.attachments().iter().any(|a| a.ambiguous)
+        || view
+            .attachments()
+            .iter()
+            .any(|a| a.ambiguous || a.content_left_out)
         || crate::mail::uuencode::opens_file(view.full())
 }
 
@@ -357,10 +362,21 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         let many = format!(
             "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n{many_parts}--b--\r\n"
         );
+        // Regression (review): a message the delimiter walk gives up on (a Content-Type
+        // over 64 KiB) lists its files by name only, with no bytes, and no stream went.
+        let unfollowed = format!(
+            "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain;\r\n x0=\"{}\"\r\n\r\nhello x--b--\r\n\
+             --b\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\n\
+             Content-Disposition: attachment; filename=\"invoice.zip\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\nWklQLVBBWUxPQUQ=\r\n--b--\r\n",
+            "A".repeat(70_000)
+        );
         for (name, message, seen) in [
             ("padded", padded.as_str(), "HIDDEN-PAYLOAD"),
             ("uuencoded", uuencoded, "begin 644 a.com"),
             ("many", many.as_str(), "DATA39"),
+            ("unfollowed", unfollowed.as_str(), "WklQLVBBWUxPQUQ="),
         ] {
             streams.lock().unwrap().clear();
             assert_eq!(check.run(&mut ctx(message)).await, Decision::Continue);

@@ -189,9 +189,12 @@ pub(super) fn walk_all(
         magic::Content::Rar => rar::walk(policy, data, place, budget, findings),
         magic::Content::SevenZip => sevenzip::walk(policy, data, place, budget, findings),
         // zstd, lzip, a RAR of an unknown version: opened by the recipient's tools, not by
-        // this policy. CAB is not flagged: blocked by name, and the container of OneNote
-        // and InfoPath files (review).
-        magic::Content::OtherArchive if !magic::is_cab(data) => {
+        // this policy. A CAB named as one is not flagged: blocked by name, and the
+        // container of OneNote and InfoPath files (review); named otherwise (`.zip`,
+        // `.rar`), it is, as 7-Zip and WinRAR open it by its content (review).
+        magic::Content::OtherArchive
+            if !(magic::is_cab(data) && names_a_cab_format(place.names)) =>
+        {
             findings.add(Symbol::ArchiveUninspected, place.shown)
         }
         _ => {}
@@ -226,6 +229,16 @@ pub(super) fn walk_all(
     if !other_reader || zipfile::has_end_record(data) {
         zipfile::walk(policy, data, place, budget, findings);
     }
+}
+
+/// Whether a name says CAB or a format built on it (OneNote packages, InfoPath forms).
+fn names_a_cab_format(names: &[String]) -> bool {
+    names.iter().any(|name| {
+        matches!(
+            super::names::analyse(name).ext.as_deref(),
+            Some("cab" | "onepkg" | "xsn")
+        )
+    })
 }
 
 /// How far into a file named `.rar` or `.7z` its archive is looked for: unrar and 7-Zip

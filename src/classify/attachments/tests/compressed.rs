@@ -149,6 +149,14 @@ fn formats_not_opened_here_are_uninspected() {
     }
     // CAB is blocked by name, and holds OneNote and InfoPath files (review).
     assert!(symbols(&[part("notes.onepkg", "", cab)]).is_empty());
+    // Named otherwise, it is opened by its content (7-Zip, WinRAR): a CAB holding
+    // `evil.exe` named `invoice.zip` got no finding at all (review).
+    for name in ["invoice.zip", "invoice.rar", "report.docx", "data.dat"] {
+        assert!(
+            symbols(&[part(name, "", cab)]).contains(&"ARCHIVE_UNINSPECTED"),
+            "{name}"
+        );
+    }
     // Bytes that only look a little like a header are not taken for lzma.
     assert!(symbols(&[part("notes.txt", "", b"]\x00\x00\x10\x00plain text")]).is_empty());
 }
