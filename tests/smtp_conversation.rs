@@ -198,6 +198,9 @@ fn a_recipient_written_two_ways_is_relayed_once() {
     c.cmd("RCPT TO:<postmaster>").expect(250, "");
     c.cmd("RCPT TO:<postmaster>").expect(250, "");
     c.cmd("RCPT TO:<postmaster@example.test>").expect(250, "");
+    // Nor in other letter cases (review): postmaster and the domain in any case.
+    c.cmd("RCPT TO:<Postmaster>").expect(250, "");
+    c.cmd("RCPT TO:<POSTMASTER@Example.TEST>").expect(250, "");
     c.cmd("DATA").expect(354, "");
     c.send(&dot_stuffed(&message("twice@test", "twice", "one copy")));
     c.read_reply().expect(250, "2.0.0");

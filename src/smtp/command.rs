@@ -187,13 +187,21 @@ fn parse_mail(arg: &str) -> Result<Command, CommandError> {
         smtputf8: false,
         given: false,
     };
+    let mut seen: Vec<String> = Vec::new();
     for param in params.split(' ').filter(|p| !p.is_empty()) {
         mail.given = true;
         let (key, value) = match param.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (param, None),
         };
-        match (key.to_ascii_uppercase().as_str(), value) {
+        let key = key.to_ascii_uppercase();
+        // Given twice, the last would silently win (`SIZE=huge SIZE=1` passing the size
+        // checks, `BODY=8BITMIME BODY=7BIT` deciding the relay's encoding).
+        if seen.contains(&key) {
+            return Err(CommandError::Syntax("a parameter given twice"));
+        }
+        seen.push(key.clone());
+        match (key.as_str(), value) {
             ("SIZE", Some(v)) => {
                 // RFC 1870 allows 20 digits, more than a usize on some targets holds: a
                 // number too big for one is simply too big a message (552, not 501).
@@ -327,6 +335,24 @@ mod tests {
             parse(b"RCPT TO:<a@b.c> NOTIFY=NEVER"),
             Err(CommandError::Parameter(_))
         ));
+    }
+
+    /// Regression (review): a parameter given twice was taken, the last one winning:
+    /// `SIZE=huge SIZE=1` passed the size checks. RFC 5321 gives a keyword once.
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        for line in [
+            &b"MAIL FROM:<a@b.c> SIZE=99999999999 SIZE=1"[..],
+            b"MAIL FROM:<a@b.c> BODY=8BITMIME body=7BIT",
+            b"MAIL FROM:<a@b.c> SMTPUTF8 SMTPUTF8",
+        ] {
+            assert!(
+                matches!(parse(line), Err(CommandError::Syntax(_))),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(parse(b"MAIL FROM:<a@b.c> SIZE=10 BODY=8BITMIME SMTPUTF8").is_ok());
     }
 
     #[test]

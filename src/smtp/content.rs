@@ -35,9 +35,13 @@ pub struct ContentDecoder {
     dot_mode: bool,
     /// The previous byte was a CR whose successor is not known yet.
     pending_cr: bool,
-    /// Just after a real CRLF (or the start of DATA): a dot here is special.
+    /// Just after a real CRLF (or the start of DATA): a dot alone here ends DATA.
     after_crlf: bool,
-    /// The current line so far is exactly the (removed) leading dot.
+    /// At the start of a line: after a real CRLF, or after a bare line ending `normalize`
+    /// made one (its leading dot is transparency too, removed as Postfix removes it).
+    line_start: bool,
+    /// The current line so far is exactly the (removed) leading dot, after a real CRLF:
+    /// a CRLF now ends DATA.
     dot_only: bool,
     line_len: usize,
     problem: Option<ContentProblem>,
@@ -65,6 +69,7 @@ impl ContentDecoder {
             dot_mode,
             pending_cr: false,
             after_crlf: true,
+            line_start: true,
             dot_only: false,
             line_len: 0,
             problem: None,
@@ -131,8 +136,10 @@ impl ContentDecoder {
             BareLineEnding::Normalize => self.emit(b"\r\n", out),
         }
         self.end_line();
-        // A bare line ending never makes a following dot special.
+        // A bare line ending never makes a following dot end DATA (smuggling); a line it
+        // starts is still unstuffed.
         self.after_crlf = false;
+        self.line_start = true;
     }
 
     fn count(&mut self, n: usize) {
@@ -160,6 +167,7 @@ impl ContentDecoder {
                     self.emit(b"\r\n", out);
                     self.end_line();
                     self.after_crlf = true;
+                    self.line_start = true;
                     continue;
                 }
                 // Bare CR: handle it, then look at `b` afresh.
@@ -175,16 +183,18 @@ impl ContentDecoder {
                     self.bare_line_ending(out);
                     i += 1;
                 }
-                b'.' if self.dot_mode && self.after_crlf => {
-                    // Leading dot: removed (unstuffing); alone on its line it ends DATA.
-                    // Not counted: the line limit leaves out the dot added for
-                    // transparency (RFC 5321 §4.5.3.1.6).
+                b'.' if self.dot_mode && self.line_start => {
+                    // Leading dot: removed (unstuffing); alone on its line after a real
+                    // CRLF it ends DATA. Not counted: the line limit leaves out the dot
+                    // added for transparency (RFC 5321 §4.5.3.1.6).
+                    self.dot_only = self.after_crlf;
                     self.after_crlf = false;
-                    self.dot_only = true;
+                    self.line_start = false;
                     i += 1;
                 }
                 _ => {
                     self.after_crlf = false;
+                    self.line_start = false;
                     self.dot_only = false;
                     // Copy the run up to the next byte that needs attention.
                     let run_end = memchr::memchr3(b'\r', b'\n', 0, &input[i..])
@@ -339,6 +349,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Regression (review): in `normalize` mode a line begun by a bare line ending kept its
+    /// transparency dot (`\n..x` arrived as `..x`), where Postfix removes it as on any line;
+    /// a dot alone there still does not end DATA.
+    #[test]
+    fn a_line_after_a_normalised_line_ending_is_unstuffed() {
+        let (d, _) = decode(
+            b"line1\n..hidden\n..\r\n..crlf\r\n\n.\r\nafter\r\n.\r\n",
+            BareLineEnding::Normalize,
+        );
+        assert!(d.is_done());
+        assert_eq!(
+            d.into_content(),
+            b"line1\r\n.hidden\r\n.\r\n.crlf\r\n\r\n\r\nafter\r\n"
+        );
     }
 
     #[test]
