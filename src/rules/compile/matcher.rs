@@ -1,7 +1,7 @@
 //! Matchers: one pattern built in the linear `regex` engine or, when it needs to, the
 //! backtracking `fancy-regex` engine; rules of one target grouped behind `RegexSet` prefilters.
 
-use crate::rules::perlre::PatternError;
+use crate::rules::perlre::{self, PatternError};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Compiled size limit of one regex (the `regex` crate's program size).
@@ -73,9 +73,12 @@ pub(super) struct Ready {
 }
 
 /// Builds a linear regex (ASCII, then Unicode) or, when needed, a backtracking one.
-/// Returns the matcher, the pattern as used, and why backtracking was needed.
+/// Returns the matcher, the pattern as used, and why backtracking was needed. `unwrapped`
+/// is the pattern with its bytes past ASCII written plain (see
+/// [`perlre::Translated::unwrapped`](crate::rules::perlre)), when it has some.
 pub(super) fn compile_matcher(
     pattern: &str,
+    unwrapped: Option<&str>,
     try_linear: bool,
 ) -> Result<(Matcher, String, Option<String>), PatternError> {
     let mut linear_errors = Vec::new();
@@ -102,19 +105,38 @@ pub(super) fn compile_matcher(
         fancy_regex::BytesMode::Ascii,
         fancy_regex::BytesMode::UnicodeBytes,
     );
+    let fancy = |pattern: &str, mode| {
+        fancy_regex::RegexBuilder::new(pattern)
+            .bytes_mode(mode)
+            .backtrack_limit(BACKTRACK_LIMIT)
+            .delegate_size_limit(REGEX_SIZE_LIMIT)
+            .delegate_dfa_size_limit(REGEX_DFA_LIMIT)
+            .build()
+    };
+    // fancy-regex cannot turn Unicode off inside a pattern, so bytes past ASCII cannot meet
+    // what needs Unicode mode (a `\p{…}`, a letter past ASCII folded) in a backtracking
+    // pattern: such a rule is skipped by name, not matched in ASCII mode without its
+    // folding, nor in Unicode mode with its bytes read as characters.
+    if let Some(unwrapped) = unwrapped.filter(|_| pattern.contains(perlre::UNICODE_OFF)) {
+        let needs_unicode = unicode_first || fancy(pattern, ascii).is_err();
+        if needs_unicode {
+            return Err(match fancy(unwrapped, unicode) {
+                Ok(_) => PatternError::Unsupported(
+                    "bytes past ASCII (`\\xHH`) beside a Unicode property or a folded letter past \
+                     ASCII, in a pattern that needs backtracking: no engine here reads both"
+                        .into(),
+                ),
+                Err(e) => classify(&linear_errors, &[e]),
+            });
+        }
+    }
     let modes = if unicode_first {
         [unicode, ascii]
     } else {
         [ascii, unicode]
     };
     for mode in modes {
-        match fancy_regex::RegexBuilder::new(pattern)
-            .bytes_mode(mode)
-            .backtrack_limit(BACKTRACK_LIMIT)
-            .delegate_size_limit(REGEX_SIZE_LIMIT)
-            .delegate_dfa_size_limit(REGEX_DFA_LIMIT)
-            .build()
-        {
+        match fancy(pattern, mode) {
             Ok(re) => {
                 let reason = linear_errors
                     .first()
@@ -292,7 +314,7 @@ mod tests {
     use super::*;
 
     fn error(pattern: &str, try_linear: bool) -> PatternError {
-        match compile_matcher(pattern, try_linear) {
+        match compile_matcher(pattern, None, try_linear) {
             Ok(_) => panic!("{pattern} compiled"),
             Err(e) => e,
         }

@@ -572,7 +572,11 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        match compile_matcher(&translated.pattern, translated.backtracking.is_empty()) {
+        match compile_matcher(
+            &translated.pattern,
+            translated.unwrapped.as_deref(),
+            translated.backtracking.is_empty(),
+        ) {
             Ok((matcher, pattern, reason)) => {
                 let prefilter = match matcher {
                     Matcher::Backtracking(_) => perlre::relax(&pattern, &translated.backtracking)
@@ -623,14 +627,16 @@ impl<'a> Compiler<'a> {
             _ => return,
         };
         let checked = perlre::translate(&pattern.source, &pattern.flags, line_mode).and_then(|t| {
-            compile_matcher(&t.pattern, t.backtracking.is_empty())
-                .map(|_| ())
-                .map_err(|e| match e {
-                    PatternError::Invalid(m) if !t.perl_only.is_empty() => {
-                        PatternError::Unsupported(m)
-                    }
-                    other => other,
-                })
+            compile_matcher(
+                &t.pattern,
+                t.unwrapped.as_deref(),
+                t.backtracking.is_empty(),
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                PatternError::Invalid(m) if !t.perl_only.is_empty() => PatternError::Unsupported(m),
+                other => other,
+            })
         });
         if let Err(e @ PatternError::Invalid(_)) = checked {
             self.pattern_failed(rule, &e);

@@ -35,6 +35,11 @@ pub(crate) struct Translated {
     /// Valid Perl constructs passed through that neither engine may implement: when no engine
     /// compiles the pattern, these (not a broken rules file) are the likely reason.
     pub perl_only: Vec<&'static str>,
+    /// When `pattern` writes bytes past ASCII in groups that turn Unicode off (see
+    /// `push_hex`), the pattern with plain `\xHH` instead, which Unicode mode reads as
+    /// characters: never matched with, only compiled to tell a valid pattern from a broken
+    /// one where the backtracking engine cannot turn Unicode off inside a pattern.
+    pub unwrapped: Option<String>,
 }
 
 /// Why a Perl pattern cannot be used.
@@ -69,6 +74,25 @@ pub(crate) fn translate(
     flags: &str,
     line_mode: bool,
 ) -> Result<Translated, PatternError> {
+    let mut translated = translate_as(source, flags, line_mode, true)?;
+    if translated.pattern.contains(UNICODE_OFF) {
+        translated.unwrapped = translate_as(source, flags, line_mode, false)
+            .ok()
+            .map(|t| t.pattern);
+    }
+    Ok(translated)
+}
+
+/// How a group that turns Unicode off begins (the translator writes bytes past ASCII in one).
+pub(crate) const UNICODE_OFF: &str = "(?-u:";
+
+/// [`translate`], with bytes past ASCII written in groups that turn Unicode off, or not.
+fn translate_as(
+    source: &str,
+    flags: &str,
+    line_mode: bool,
+    wrap_bytes: bool,
+) -> Result<Translated, PatternError> {
     let mut t = Translator {
         chars: source.chars().collect(),
         pos: 0,
@@ -82,6 +106,7 @@ pub(crate) fn translate(
         group_opens: Vec::new(),
         scopes: Vec::new(),
         class: None,
+        wrap_bytes,
     };
     t.find_groups();
     t.run()?;
@@ -109,6 +134,7 @@ pub(crate) fn translate(
         pattern,
         backtracking: t.backtracking,
         perl_only: t.perl_only,
+        unwrapped: None,
     })
 }
 
@@ -149,6 +175,8 @@ struct Translator {
     scopes: Vec<(bool, bool, bool)>,
     /// What the bracketed class being written holds, while one is.
     class: Option<ClassContents>,
+    /// Whether bytes past ASCII are written in groups that turn Unicode off.
+    wrap_bytes: bool,
 }
 
 /// Whether a bracketed class holds bytes past ASCII (`\xE9`), characters past ASCII
@@ -550,9 +578,9 @@ impl Translator {
                              ASCII or Unicode properties",
                         ));
                     }
-                    if contents.bytes {
+                    if contents.bytes && self.wrap_bytes {
                         // Bytes in a pattern the Unicode mode may read (see `push_hex`).
-                        self.out.insert_str(start, "(?-u:");
+                        self.out.insert_str(start, UNICODE_OFF);
                         self.out.push(')');
                     }
                     return Ok(());
@@ -613,7 +641,10 @@ impl Translator {
     fn push_hex(&mut self, v: u32) {
         match (v, self.class.as_mut()) {
             (0..=0x7F, _) => self.out.push_str(&format!("\\x{v:02X}")),
-            (0x80..=0xFF, None) => self.out.push_str(&format!("(?-u:\\x{v:02X})")),
+            (0x80..=0xFF, None) if self.wrap_bytes => {
+                self.out.push_str(&format!("{UNICODE_OFF}\\x{v:02X})"))
+            }
+            (0x80..=0xFF, None) => self.out.push_str(&format!("\\x{v:02X}")),
             (0x80..=0xFF, Some(class)) => {
                 class.bytes = true;
                 self.out.push_str(&format!("\\x{v:02X}"));
@@ -642,6 +673,7 @@ impl Translator {
         } else if c.is_ascii() {
             self.push_hex(c as u32);
         } else {
+            self.mark_class_chars();
             self.out.push(c);
         }
     }
