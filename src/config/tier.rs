@@ -162,11 +162,13 @@ pub const NOT_A_HOST_NAME: &str = "not a host name: Authentication-Results a sen
 impl TierConfig {
     /// The keys a stamp may be signed with: the tier's key (first: what signs), then the
     /// one it replaced.
+    pub fn stamp_secrets(&self) -> impl Iterator<Item = &TierSecret> {
+        std::iter::once(&self.secret).chain(&self.previous_secret)
+    }
+
+    /// [`Self::stamp_secrets`] as key bytes.
     pub fn stamp_keys(&self) -> Vec<&[u8]> {
-        std::iter::once(&self.secret)
-            .chain(&self.previous_secret)
-            .map(TierSecret::bytes)
-            .collect()
+        self.stamp_secrets().map(TierSecret::bytes).collect()
     }
 
     /// The members named otherwise than by a host name, with their keys. A member's

@@ -16,11 +16,17 @@ use std::time::{Duration, Instant};
 
 /// How often a list is asked for the name no list may list.
 const PROBE_EVERY: Duration = Duration::from_secs(600);
-/// Addresses no list may list: documentation only (RFC 5737), never a mail client. Not
-/// `127.0.0.1`, RFC 5782's own test point, which a test harness's clients share.
+/// Addresses no list may list: documentation only (RFC 5737: TEST-NET-1, -2 and -3), never
+/// a mail client; one of 762 each time, so a probe seldom meets the cached answer to an
+/// earlier one. Not `127.0.0.1`, RFC 5782's own test point, which a test harness's clients
+/// share.
 fn never_listed_address() -> Ipv4Addr {
-    Ipv4Addr::new(203, 0, 113, rand::random_range(1..=254))
+    let [a, b, c] = TEST_NETS[rand::random_range(0..TEST_NETS.len())];
+    Ipv4Addr::new(a, b, c, rand::random_range(1..=254))
 }
+
+/// The documentation networks (RFC 5737), each a /24.
+const TEST_NETS: [[u8; 3]; 3] = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
 
 /// RFC 5782 §5: a domain list must not list `invalid`, nor so any name under it.
 fn never_listed_domain() -> String {
@@ -171,9 +177,10 @@ mod tests {
         let addresses: std::collections::HashSet<Ipv4Addr> =
             (0..50).map(|_| never_listed_address()).collect();
         assert!(addresses.len() > 1);
-        assert!(addresses.iter().all(|a| a.octets()[..3] == [203, 0, 113]
-            && a.octets()[3] != 0
-            && a.octets()[3] != 255));
+        assert!(addresses.iter().all(|a| {
+            let [a, b, c, d] = a.octets();
+            TEST_NETS.contains(&[a, b, c]) && d != 0 && d != 255
+        }));
         let (a, b) = (never_listed_domain(), never_listed_domain());
         assert_ne!(a, b);
         assert!(a.ends_with(".invalid") && b.ends_with(".invalid"));

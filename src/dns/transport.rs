@@ -170,7 +170,17 @@ impl Transport {
                 match self.send(index, &mut legs[index], bytes).await {
                     Ok(Some(socket)) => receiving.push(Box::pin(receive(index, socket))),
                     Ok(None) => {}
-                    Err(Sent::NoSocket(e)) => break Err(ExchangeError::Local(e.to_string())),
+                    // With nothing asked yet, the shortage is the whole story; with a
+                    // question in flight (a retransmit's socket failing), its answer is
+                    // still waited for.
+                    Err(Sent::NoSocket(e)) if receiving.is_empty() && fallback.is_none() => {
+                        break Err(ExchangeError::Local(e.to_string()))
+                    }
+                    Err(Sent::NoSocket(e)) => {
+                        last_error = format!("{}: {e}", self.servers[index].addr);
+                        legs[index].done = true;
+                        continue;
+                    }
                     Err(Sent::Failed(e)) => {
                         last_error = format!("{}: {e}", self.servers[index].addr);
                         legs[index].done = true;

@@ -535,7 +535,7 @@ impl Tier {
                         peer = %peer.name,
                         key = beat.key.as_deref().unwrap_or_default(),
                         ours = %crate::mail::stamp::key_id(config.secret.bytes()),
-                        "tier peer signs stamps with a key this member does not hold (tier.secret_file differs): its stamps are not trusted here, nor ours there (logged once an hour)"
+                        "tier peer signs stamps with a key this member does not hold (tier.secret_file differs): its stamps are not trusted here (logged once an hour)"
                     );
                 }
                 if beat.role != peer.role.as_str() && self.mismatch_due(&peer.name, Mismatch::Role)

@@ -135,7 +135,7 @@ impl SettingsCache {
             stamp_keys: config
                 .tier
                 .iter()
-                .flat_map(|t| std::iter::once(&t.secret).chain(&t.previous_secret))
+                .flat_map(|t| t.stamp_secrets())
                 .cloned()
                 .collect(),
             ..ClientSettings::with_shared(
