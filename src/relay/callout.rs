@@ -322,7 +322,12 @@ async fn ask(
     let mut conn = Connection::open(server, settings)
         .await
         .map_err(|e| e.to_string())?;
-    let result = conn.probe_recipient(rcpt).await;
+    let mut result = conn.probe_recipient(rcpt).await;
+    if let Ok((_, Some(_))) = &result {
+        if let Err(e) = conn.reset_in_step().await {
+            result = Err(e);
+        }
+    }
     // The answer does not wait for the goodbye.
     tokio::spawn(conn.quit());
     match result {

@@ -543,17 +543,17 @@ impl Connection {
         }
     }
 
-    /// Recipient probe for callouts: `MAIL FROM:<>` and `RCPT TO:<rcpt>` (pipelined when
-    /// offered), then `RSET`. Returns the MAIL reply and, when MAIL was accepted, the RCPT
-    /// reply.
+    /// Recipient probe for callouts and the audit: `MAIL FROM:<>` and `RCPT TO:<rcpt>`
+    /// (pipelined when offered). Returns the MAIL reply and, when MAIL was accepted, the
+    /// RCPT reply; the transaction is left open (the audit sends a message in it).
     ///
     /// A recipient past ASCII is not asked of a server without SMTPUTF8
     /// ([`ClientError::Smtputf8NotOffered`]), as delivery would not send it there (RFC 6531
     /// §3.2): a lenient server's 250 would accept mail bound to bounce, a strict one's
-    /// `5.1.x` refuse a real user. Replies out of step (a server's stray line) are an
-    /// error: read one step late, the 250 to MAIL answered an unknown user's RCPT. Input
-    /// waiting before a command shows it when it came in time; the RSET's reply shows it
-    /// always, as the RCPT's refusal then answers the RSET.
+    /// `5.1.x` refuse a real user. Input waiting before a command is replies out of step
+    /// (a server's stray line), an error: read one step late, the 250 to MAIL answered an
+    /// unknown user's RCPT. It shows only when it came in time; [`Self::reset_in_step`]
+    /// shows it always.
     pub async fn probe_recipient(
         &mut self,
         rcpt: &str,
@@ -573,31 +573,34 @@ impl Connection {
         })
         .await?;
         self.used = true;
-        let (mail_reply, rcpt_reply) = if self.caps.pipelining {
+        if self.caps.pipelining {
             let batch = format!("{mail}{rcpt_line}");
             self.write(STAGE_MAIL, batch.as_bytes(), limit).await?;
             let mail_reply = self.read_reply_checked(STAGE_MAIL, limit).await?;
             let rcpt_reply = self.read_reply_checked("RCPT", limit).await?;
             let rcpt_reply = mail_reply.is_positive().then_some(rcpt_reply);
-            (mail_reply, rcpt_reply)
-        } else {
-            let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
-            if !mail_reply.is_positive() {
-                return Ok((mail_reply, None));
-            }
-            let rcpt_reply = self.lockstep_command("RCPT", rcpt_line.as_bytes()).await?;
-            (mail_reply, Some(rcpt_reply))
-        };
-        if rcpt_reply.is_some() {
-            let reset = self.lockstep_command(STAGE_RSET, b"RSET\r\n").await?;
-            if !reset.is_positive() {
-                return Err(ClientError::Protocol {
-                    stage: STAGE_RSET,
-                    detail: format!("RSET answered {reset}: replies out of step with commands"),
-                });
-            }
+            return Ok((mail_reply, rcpt_reply));
         }
-        Ok((mail_reply, rcpt_reply))
+        let mail_reply = self.command(STAGE_MAIL, mail.as_bytes()).await?;
+        if !mail_reply.is_positive() {
+            return Ok((mail_reply, None));
+        }
+        let rcpt_reply = self.lockstep_command("RCPT", rcpt_line.as_bytes()).await?;
+        Ok((mail_reply, Some(rcpt_reply)))
+    }
+
+    /// Ends the transaction with `RSET`, whose reply must be positive: with replies out of
+    /// step, the reply read last (a RCPT's refusal, read as the next command's) answers it,
+    /// so a probe's answer that was another command's is caught.
+    pub async fn reset_in_step(&mut self) -> Result<(), ClientError> {
+        let reset = self.lockstep_command(STAGE_RSET, b"RSET\r\n").await?;
+        if reset.is_positive() {
+            return Ok(());
+        }
+        Err(ClientError::Protocol {
+            stage: STAGE_RSET,
+            detail: format!("RSET answered {reset}: replies out of step with commands"),
+        })
     }
 
     /// Ends a data section that should not have been opened (354 with nothing to send).
