@@ -328,6 +328,10 @@ impl Tokenizer {
 
     /// The words of one normalised text, at most `share` new ones (see [`Self::read_words`]).
     fn text_words(&self, norm: &str, share: usize, sink: &mut Sink) {
+        if share == 0 {
+            // The limit is spent: splitting the text would find no room for a word.
+            return;
+        }
         let stop = sink.word_count + share;
         let ends = sink.word_count + share.div_ceil(2);
         let chunks = head_and_tail_chunks(norm);
