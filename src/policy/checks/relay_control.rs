@@ -103,10 +103,15 @@ pub enum Written {
 }
 
 /// Rewrites `rcpt` into the one form the checks, the recipient lists, callouts and
-/// delivery see: a bare `postmaster` qualified with `postmaster_domain`, a domain written
-/// in Unicode (RFC 6531 lets an SMTPUTF8 sender do so) as its A-label, which
-/// `relay.domains` holds. The session finds a repeated recipient by this form too.
+/// delivery see: `postmaster` in lower case (RFC 5321 §4.5.1 reads it in any case), a bare
+/// one qualified with `postmaster_domain`, a domain written in Unicode (RFC 6531 lets an
+/// SMTPUTF8 sender do so) as its A-label, which `relay.domains` holds. The session finds a
+/// repeated recipient by this form too (review: `<Postmaster>` and
+/// `<POSTMASTER@example.test>` were two recipients beside `<postmaster@example.test>`).
 pub fn as_judged(rcpt: &mut crate::mail::Address, postmaster_domain: Option<&str>) -> Written {
+    if !rcpt.quoted && rcpt.local.eq_ignore_ascii_case("postmaster") {
+        rcpt.local = "postmaster".to_owned();
+    }
     // A source route in front (`<@other.test:postmaster>`) is refused like any other
     // source route: the bare postmaster exception must not open a way around that.
     if rcpt.domain.is_empty()

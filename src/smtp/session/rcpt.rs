@@ -26,7 +26,7 @@ impl Session {
         // sent, and a repeated RCPT is no progress that keeps a session under stress.
         if self
             .accepted_paths
-            .contains(&mailbox_key(&self.policy.recipient_as_judged(&to)))
+            .contains(&self.policy.recipient_as_judged(&to).to_path())
         {
             return self.junk_reply(Stage::Rcpt, duplicate()).await;
         }
@@ -50,7 +50,7 @@ impl Session {
         let rcpt = self.ctx.rcpt.take();
         match (decision, rcpt) {
             (Decision::Continue | Decision::Discard, Some(rcpt)) => {
-                self.accepted_paths.insert(mailbox_key(&rcpt));
+                self.accepted_paths.insert(rcpt.to_path());
                 self.ctx.recipients.push(rcpt);
                 self.ok(Stage::Rcpt, Reply::new(250, "2.1.5", "Ok"))
             }
@@ -82,17 +82,4 @@ impl Session {
 /// running the RCPT policy and its state calls, was free).
 fn duplicate() -> Reply {
     Reply::new(250, "2.1.5", "Ok (duplicate recipient)")
-}
-
-/// The mailbox a recipient path names, to tell a repeated RCPT: the domain in any case, as
-/// DNS reads it, and `postmaster` in any case (RFC 5321 §4.5.1); other local parts as
-/// written (they may be case-sensitive). Review: `<Postmaster>`, `<postmaster@example.test>`
-/// and `<POSTMASTER@example.test>` were three recipients, sent three copies.
-fn mailbox_key(to: &Address) -> String {
-    let mut to = to.clone();
-    to.domain = to.domain.to_ascii_lowercase();
-    if !to.quoted && to.local.eq_ignore_ascii_case("postmaster") {
-        to.local = "postmaster".to_owned();
-    }
-    to.to_path()
 }
