@@ -532,11 +532,12 @@ impl Connection {
         self.write(STAGE_DATA_END, &out, limit).await
     }
 
-    /// The probe's `MAIL FROM:<>`, declaring SMTPUTF8 when the recipient is not ASCII and
-    /// the server offers it: without it the server refuses the address itself (`553
-    /// 5.6.7`, RFC 6531 §3.4), which would make a real mailbox look unknown.
-    fn probe_mail_command(&self, rcpt: &str) -> &'static str {
-        if !rcpt.is_ascii() && self.caps.smtputf8 {
+    /// The probe's `MAIL FROM:<>`, declaring SMTPUTF8 when the recipient is not ASCII (such
+    /// a recipient is asked only of a server that offers it): without it the server refuses
+    /// the address itself (`553 5.6.7`, RFC 6531 §3.4), which would make a real mailbox look
+    /// unknown.
+    fn probe_mail_command(rcpt: &str) -> &'static str {
+        if !rcpt.is_ascii() {
             "MAIL FROM:<> SMTPUTF8\r\n"
         } else {
             "MAIL FROM:<>\r\n"
@@ -564,7 +565,7 @@ impl Connection {
             });
         }
         let limit = self.settings.command_timeout;
-        let mail = self.probe_mail_command(rcpt);
+        let mail = Self::probe_mail_command(rcpt);
         let rcpt_line = format!("RCPT TO:<{rcpt}>\r\n");
         self.expect_no_input(if self.used {
             STAGE_RSET
