@@ -833,14 +833,7 @@ fn normalize_author(address: &mut String) {
 /// cannot be looked up, and mail-auth's `permerror` would let a look-alike of a `p=reject`
 /// domain by (review: `billing+x.victim.test`, `victim.test#`, a name of 250 octets).
 fn is_dns_name(domain: &str) -> bool {
-    domain.len() + "_dmarc.".len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    crate::mail::address::is_lookup_name(&format!("_dmarc.{domain}"))
 }
 
 /// The From domain when the From addresses name exactly one domain (of

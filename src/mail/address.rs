@@ -16,6 +16,20 @@ pub fn comparable_domain(domain: &str) -> String {
     idna::domain_to_ascii(&domain).unwrap_or(domain)
 }
 
+/// Whether `name` (no root dot) is one a DNS lookup takes: labels of letters, digits, `-`
+/// and `_` (`_dmarc`, `_domainkey`), none empty nor over 63 octets, at most 253 in all.
+/// RFC 5322 lets a mail domain hold more (`+`, `#`, `!`), which no lookup reads.
+pub fn is_lookup_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// A parsed reverse-path or forward-path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {

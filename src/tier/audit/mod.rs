@@ -162,16 +162,8 @@ fn apex_only(mx: &dns::MxSet, apex: Vec<std::net::IpAddr>, port: u16) -> Vec<Soc
 /// Lower case, without the root dot; `None` unless every label is a plausible DNS label.
 pub fn normalize_domain(input: &str) -> Option<String> {
     let name = input.trim().strip_suffix('.').unwrap_or(input.trim());
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    valid.then(|| name.to_ascii_lowercase())
+    (!name.is_empty() && crate::mail::address::is_lookup_name(name))
+        .then(|| name.to_ascii_lowercase())
 }
 
 /// `local@domain` with nothing that could break out of `RCPT TO:<…>`: the address goes
