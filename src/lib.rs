@@ -547,11 +547,7 @@ pub async fn serve(
             .clone()
             .watch(STATE_PROBE_INTERVAL, state_watch.clone()),
     );
-    let embedded = matches!(
-        config.state.backend,
-        config::StateBackendConfig::Embedded { .. }
-    );
-    if embedded && config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) {
+    if !state.is_shared() && config.tier.as_ref().is_some_and(|t| !t.peers.is_empty()) {
         tracing::warn!("[tier] with the embedded state store: the members share no greylisting, client contacts or heartbeats (peers are only probed; MX_BYPASS_FIRST_CONTACT and MX_FANOUT are off); set state.backend = \"redis\"");
     }
     for (key, name) in config.tier.iter().flat_map(|t| t.names_not_host_names()) {

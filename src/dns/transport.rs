@@ -176,12 +176,7 @@ impl Transport {
                     Err(Sent::NoSocket(e)) if receiving.is_empty() && fallback.is_none() => {
                         break Err(ExchangeError::Local(e.to_string()))
                     }
-                    Err(Sent::NoSocket(e)) => {
-                        last_error = format!("{}: {e}", self.servers[index].addr);
-                        legs[index].done = true;
-                        continue;
-                    }
-                    Err(Sent::Failed(e)) => {
+                    Err(Sent::NoSocket(e) | Sent::Failed(e)) => {
                         last_error = format!("{}: {e}", self.servers[index].addr);
                         legs[index].done = true;
                         continue;

@@ -342,10 +342,6 @@ impl Connection {
             let keys: Vec<&[u8]> = stamp_keys.iter().map(TierSecret::bytes).collect();
             // The stamp made at acceptance signed the 8-bit body and its MIME fields.
             let converted = to_seven_bit(&whole).map(|converted| {
-                if keys.is_empty() {
-                    // No tier: no stamp of ours to sign again.
-                    return converted;
-                }
                 crate::mail::stamp::resign(&keys, &whole, &converted).unwrap_or(converted)
             });
             (converted.ok_or(whole), turn)

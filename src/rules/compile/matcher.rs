@@ -1,7 +1,7 @@
 //! Matchers: one pattern built in the linear `regex` engine or, when it needs to, the
 //! backtracking `fancy-regex` engine; rules of one target grouped behind `RegexSet` prefilters.
 
-use crate::rules::perlre::{self, PatternError};
+use crate::rules::perlre::PatternError;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// Compiled size limit of one regex (the `regex` crate's program size).
@@ -117,7 +117,7 @@ pub(super) fn compile_matcher(
     // what needs Unicode mode (a `\p{…}`, a letter past ASCII folded) in a backtracking
     // pattern: such a rule is skipped by name, not matched in ASCII mode without its
     // folding, nor in Unicode mode with its bytes read as characters.
-    if let Some(unwrapped) = unwrapped.filter(|_| pattern.contains(perlre::UNICODE_OFF)) {
+    if let Some(unwrapped) = unwrapped {
         let needs_unicode = unicode_first || fancy(pattern, ascii).is_err();
         if needs_unicode {
             return Err(match fancy(unwrapped, unicode) {

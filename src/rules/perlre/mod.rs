@@ -84,7 +84,7 @@ pub(crate) fn translate(
 }
 
 /// How a group that turns Unicode off begins (the translator writes bytes past ASCII in one).
-pub(crate) const UNICODE_OFF: &str = "(?-u:";
+const UNICODE_OFF: &str = "(?-u:";
 
 /// [`translate`], with bytes past ASCII written in groups that turn Unicode off, or not.
 fn translate_as(
