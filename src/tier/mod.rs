@@ -460,10 +460,19 @@ impl Tier {
     pub async fn round(&self) {
         let config = self.config();
         let ours = self.fingerprint();
+        // The ids of the keys this member holds, the signing one first: once a round.
+        let key_ids: Vec<String> = config
+            .stamp_keys()
+            .into_iter()
+            .map(crate::mail::stamp::key_id)
+            .collect();
         if let Some(state) = &self.state {
-            self.announce(state, &config, &ours).await;
+            self.announce(state, &config, &ours, key_ids.first()).await;
         }
-        let looks = config.peers.iter().map(|peer| self.observe(&config, peer));
+        let looks = config
+            .peers
+            .iter()
+            .map(|peer| self.observe(&config, peer, &key_ids));
         let seen = futures::future::join_all(looks).await;
         let now = SystemTime::now();
         let mut peers = write(&self.peers);
@@ -476,7 +485,13 @@ impl Tier {
 
     /// Publishes this member's heartbeat, unless it is withdrawn (draining: `withdraw`
     /// deleted it) or its spool has no room.
-    async fn announce(&self, state: &State, config: &TierConfig, fingerprint: &str) {
+    async fn announce(
+        &self,
+        state: &State,
+        config: &TierConfig,
+        fingerprint: &str,
+        key_id: Option<&String>,
+    ) {
         if self.withdrawn.load(Ordering::SeqCst) {
             return;
         }
@@ -494,7 +509,7 @@ impl Tier {
             at: unix_now(),
             reached_at: Some(self.reached_at()),
             full_at: Some(self.sessions_full.load(Ordering::Relaxed)).filter(|&at| at > 0),
-            key: Some(crate::mail::stamp::key_id(config.secret.bytes())),
+            key: key_id.cloned(),
         };
         if let Ok(json) = serde_json::to_vec(&beat) {
             let _ = state.set(&key, &json, heartbeat_ttl(config, state)).await;
@@ -519,22 +534,22 @@ impl Tier {
 
     /// A fresh heartbeat says a peer is up (and its fingerprint); without one its admin
     /// listener is asked.
-    async fn observe(&self, config: &TierConfig, peer: &crate::config::PeerConfig) -> Observation {
+    /// `key_ids` are those of the keys this member holds, the signing one first.
+    async fn observe(
+        &self,
+        config: &TierConfig,
+        peer: &crate::config::PeerConfig,
+        key_ids: &[String],
+    ) -> Observation {
         if let Some(state) = &self.state {
             if let Some(beat) = fresh_heartbeat(state, config, peer).await {
-                let known_key = |id: &String| {
-                    config
-                        .stamp_keys()
-                        .into_iter()
-                        .any(|key| crate::mail::stamp::key_id(key) == *id)
-                };
-                if beat.key.as_ref().is_some_and(|id| !known_key(id))
+                if beat.key.as_ref().is_some_and(|id| !key_ids.contains(id))
                     && self.mismatch_due(&peer.name, Mismatch::Key)
                 {
                     tracing::warn!(
                         peer = %peer.name,
                         key = beat.key.as_deref().unwrap_or_default(),
-                        ours = %crate::mail::stamp::key_id(config.secret.bytes()),
+                        ours = key_ids.first().map(String::as_str).unwrap_or_default(),
                         "tier peer signs stamps with a key this member does not hold (tier.secret_file differs): its stamps are not trusted here (logged once an hour)"
                     );
                 }
