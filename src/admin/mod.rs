@@ -14,8 +14,9 @@
 
 mod console;
 
-use crate::config::OnFailure;
+use crate::config::{OnFailure, ADMIN_CONNECTION_LIFETIME};
 use crate::metrics::{LogEvery, Metrics};
+use crate::net::AcceptErrors;
 use crate::policy::{LivePolicy, Policy};
 use crate::spool::{Capacity, Spool, CAPACITY_PROBE_LIMIT};
 use crate::state::State;
@@ -33,9 +34,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// A connection lives at most this long (a keep-alive scraper reconnects).
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Refusals of clients outside `metrics.allow` are logged at info at most this often.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -170,15 +168,22 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     let refusal_log = LogEvery::new(REFUSAL_LOG_INTERVAL);
     // A probe refused because every connection was busy must be explainable from the log.
     let full_log = LogEvery::new(REFUSAL_LOG_INTERVAL);
+    let mut accept_errors = AcceptErrors::new("admin");
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    accept_errors.accepted();
+                    a
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning; the gateway goes on.
-                    tracing::warn!(error = %e, "admin listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Some(pause) = accept_errors.failed(&e, &state.metrics) {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                    }
                     continue;
                 }
             },
@@ -240,7 +245,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
                 _ = evicted.cancelled() => {
                     tracing::debug!(client = %peer, "admin connection closed to make room");
                 }
-                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                _ = tokio::time::sleep(ADMIN_CONNECTION_LIFETIME) => {}
             }
         });
         // Let the new connection read what it already has before the next accept: a

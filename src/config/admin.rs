@@ -8,6 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// An admin connection lives at most this long (a keep-alive scraper reconnects), so a
+/// longer `metrics.header_timeout` could never be waited out.
+pub const ADMIN_CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
 /// Default `spool.min_free_bytes`: four messages of the default maximum size.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -183,6 +187,12 @@ impl RawMetrics {
             self.header_timeout,
             true,
         );
+        if self.header_timeout > ADMIN_CONNECTION_LIFETIME {
+            problems.bad(
+                "metrics.header_timeout",
+                "must be at most 5 minutes, the life of an admin connection",
+            );
+        }
         let hostnames = self
             .hostnames
             .iter()
@@ -289,6 +299,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("metrics.listen"), "{err}");
+    }
+
+    /// Regression (review): a header wait past the connection's five-minute life was
+    /// taken and silently cut to five minutes.
+    #[test]
+    fn a_header_wait_longer_than_an_admin_connection_lives_is_refused() {
+        let text = format!("{RELAY}[metrics]\nheader_timeout = \"6m\"\n");
+        let err = Config::from_toml(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.header_timeout"), "{err}");
+        let text = format!("{RELAY}[metrics]\nheader_timeout = \"5m\"\n");
+        assert!(Config::from_toml(Path::new("t.toml"), &text).is_ok());
     }
 
     #[test]

@@ -23,7 +23,10 @@ mod state;
 mod tier;
 pub mod watch;
 
-pub use admin::{LogConfig, LogFormat, MetricsConfig, SpoolConfig, DEFAULT_RECYCLE_FILES};
+pub use admin::{
+    LogConfig, LogFormat, MetricsConfig, SpoolConfig, ADMIN_CONNECTION_LIFETIME,
+    DEFAULT_RECYCLE_FILES,
+};
 pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
 pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use classifier::ClassifierConfig;

@@ -38,6 +38,64 @@ const CONNECTION_RESULTS: [&str; 6] = [
     "proxy_no_header",
 ];
 
+/// Every `limit` of `mxguard_limit_hits_total`, exported at 0 from the start (the
+/// operator's alerts count the first hit after a restart).
+const SESSION_LIMITS: [&str; 24] = [
+    "max_sessions",
+    "max_sessions_per_ip",
+    "max_sessions_per_network",
+    "stress_idle",
+    "message_header",
+    "message_header_fields",
+    "received_fields",
+    "junk_commands",
+    "message_memory_total",
+    "bdat_size",
+    "command_line",
+    "text_line",
+    "bare_line_ending",
+    "nul_byte",
+    "message_size",
+    "recipients_per_message",
+    "messages_per_session",
+    "min_data_rate",
+    "command_timeout",
+    "session_duration",
+    "errors",
+    "starttls_injection",
+    "reply_write",
+    "spool_space",
+];
+
+/// The `stage` values of `mxguard_smtp_replies_total`.
+const REPLY_STAGES: [&str; 6] = ["connect", "helo", "mail", "rcpt", "data", "other"];
+
+/// The `class` values of `mxguard_smtp_replies_total`.
+const REPLY_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// The `check` values of `mxguard_dns_lookups_total`.
+const DNS_CHECKS: [&str; 9] = [
+    "dnsbl",
+    "fcrdns",
+    "helo",
+    "sender_domain",
+    "uribl",
+    "spf",
+    "dkim",
+    "dmarc",
+    "arc",
+];
+
+/// The `result` values of `mxguard_dns_lookups_total`.
+const DNS_RESULTS: [&str; 6] = [
+    "ok",
+    "nxdomain",
+    "timeout",
+    "servfail",
+    "unavailable",
+    "error",
+];
+
 /// Every metric family the gateway exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -448,9 +506,22 @@ impl Metrics {
 
     /// Creates the series whose label values are known in advance at 0, so a scrape shows
     /// every family from the start and `rate()`/`increase()` see the first event (a series
-    /// that appears at 1 hides its first increment). Other labels (rules, limits, stages,
-    /// TLS versions) appear on first use.
+    /// that appears at 1 hides its first increment). Other labels (rules, zones, names,
+    /// TLS versions, the shadow's verdict pairs) appear on first use.
     fn initialize_known_labels(&self) {
+        for limit in SESSION_LIMITS {
+            self.limit_hits_total.with_label_values(&[limit]);
+        }
+        for stage in REPLY_STAGES {
+            for class in REPLY_CLASSES {
+                self.smtp_replies_total.with_label_values(&[stage, class]);
+            }
+        }
+        for check in DNS_CHECKS {
+            for result in DNS_RESULTS {
+                self.dns_lookups_total.with_label_values(&[check, result]);
+            }
+        }
         for verdict in [
             "accept",
             "tag",
@@ -547,6 +618,54 @@ mod tests {
         for result in CONNECTION_RESULTS {
             let series = format!("mxguard_connections_total{{result=\"{result}\"}} 0");
             assert!(text.contains(&series), "{series} missing");
+        }
+    }
+
+    /// The backticked values of one README metrics row's labels column.
+    fn documented_values(metric: &str) -> Vec<&'static str> {
+        let readme = include_str!("../../README.md");
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{metric}`")))
+            .unwrap_or_else(|| panic!("README documents {metric}"));
+        let labels = row.split('|').nth(3).unwrap_or_default();
+        labels.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// Regression (review): limits, reply stages and classes, and DNS checks and results
+    /// are documented value by value but appeared only with their first event, so
+    /// `increase()` missed the first `spool_space` hit after every restart.
+    #[test]
+    fn every_documented_limit_reply_and_lookup_starts_at_zero() {
+        let text = Metrics::new().render();
+        let limits: Vec<_> = documented_values("mxguard_limit_hits_total")
+            .into_iter()
+            .filter(|v| *v != "limit")
+            .collect();
+        assert_eq!(limits.len(), SESSION_LIMITS.len(), "{limits:?}");
+        for limit in limits {
+            let series = format!("mxguard_limit_hits_total{{limit=\"{limit}\"}} 0");
+            assert!(text.contains(&series), "{series} missing");
+        }
+        let replies = documented_values("mxguard_smtp_replies_total");
+        for stage in REPLY_STAGES {
+            assert!(replies.contains(&stage), "{stage} undocumented");
+            for class in REPLY_CLASSES {
+                assert!(replies.contains(&class), "{class} undocumented");
+                let series =
+                    format!("mxguard_smtp_replies_total{{class=\"{class}\",stage=\"{stage}\"}} 0");
+                assert!(text.contains(&series), "{series} missing");
+            }
+        }
+        let lookups = documented_values("mxguard_dns_lookups_total");
+        for check in DNS_CHECKS {
+            assert!(lookups.contains(&check), "{check} undocumented");
+            for result in DNS_RESULTS {
+                assert!(lookups.contains(&result), "{result} undocumented");
+                let series =
+                    format!("mxguard_dns_lookups_total{{check=\"{check}\",result=\"{result}\"}} 0");
+                assert!(text.contains(&series), "{series} missing");
+            }
         }
     }
 

@@ -8,37 +8,12 @@ use super::session::Session;
 use super::Server;
 use crate::mail::Reply;
 use crate::metrics::LogEvery;
+use crate::net::AcceptErrors;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
-
-/// The first pause after an accept error that is not one client's (out of descriptors),
-/// doubled while errors last up to [`ACCEPT_BACKOFF_MOST`].
-const ACCEPT_BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
-/// The longest pause after accept errors.
-const ACCEPT_BACKOFF_MOST: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The kind of an accept error, as `mxguard_accept_errors_total` names it: `connection`
-/// when only the connection being accepted is gone (retried at once), `descriptors` when
-/// the process is out of file descriptors or memory, `other` otherwise.
-fn accept_error_kind(e: &std::io::Error) -> &'static str {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::ConnectionAborted
-        | ErrorKind::ConnectionReset
-        | ErrorKind::Interrupted
-        | ErrorKind::WouldBlock => return "connection",
-        ErrorKind::OutOfMemory => return "descriptors",
-        _ => {}
-    }
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => "descriptors",
-        Some(libc::EPROTO | libc::EPERM | libc::ENETDOWN | libc::EHOSTUNREACH) => "connection",
-        _ => "other",
-    }
-}
 
 /// Accepts clients until shutdown; each session runs in its own task tracked by `tracker`.
 pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: TaskTracker) {
@@ -46,8 +21,7 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
     // Anyone who can reach the port may connect from outside the balancer list, as
     // often as they like: one line a minute says so, the metric counts them all.
     let outsiders_logged = Arc::new(LogEvery::new(std::time::Duration::from_secs(60)));
-    let accept_errors_logged = LogEvery::new(std::time::Duration::from_secs(60));
-    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let mut accept_errors = AcceptErrors::new("smtp");
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -55,31 +29,16 @@ pub async fn accept_loop(listener: TcpListener, server: Arc<Server>, tracker: Ta
         };
         let (tcp, peer) = match accepted {
             Ok(x) => {
-                backoff = ACCEPT_BACKOFF_FIRST;
+                accept_errors.accepted();
                 x
             }
             Err(e) => {
-                let kind = accept_error_kind(&e);
-                server
-                    .metrics
-                    .accept_errors_total
-                    .with_label_values(&[kind])
-                    .inc();
-                if kind == "connection" {
-                    // One client's connection went before it was taken: the next waits.
-                    continue;
+                if let Some(pause) = accept_errors.failed(&e, &server.metrics) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = server.shutdown.cancelled() => return,
+                    }
                 }
-                // EMFILE and friends: back off, longer while it lasts, and say so once
-                // a minute (review: a warning every 50 ms, and no metric, while clients
-                // waited in the backlog).
-                if accept_errors_logged.due() {
-                    tracing::warn!(error = %e, kind, retry_in = ?backoff, "accept failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = server.shutdown.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MOST);
                 continue;
             }
         };
@@ -261,35 +220,5 @@ mod tests {
         assert_eq!(canonical(mapped), "192.0.2.10:4000".parse().unwrap());
         let v6 = "[2001:db8::1]:25".parse().unwrap();
         assert_eq!(canonical(v6), v6);
-    }
-}
-
-#[cfg(test)]
-mod accept_error_tests {
-    use super::accept_error_kind;
-    use std::io::{Error, ErrorKind};
-
-    #[test]
-    fn accept_errors_are_told_apart() {
-        assert_eq!(
-            accept_error_kind(&Error::from_raw_os_error(libc::EMFILE)),
-            "descriptors"
-        );
-        assert_eq!(
-            accept_error_kind(&Error::from_raw_os_error(libc::ENFILE)),
-            "descriptors"
-        );
-        assert_eq!(
-            accept_error_kind(&Error::from(ErrorKind::ConnectionAborted)),
-            "connection"
-        );
-        assert_eq!(
-            accept_error_kind(&Error::from_raw_os_error(libc::EPROTO)),
-            "connection"
-        );
-        assert_eq!(
-            accept_error_kind(&Error::from_raw_os_error(libc::EINVAL)),
-            "other"
-        );
     }
 }
