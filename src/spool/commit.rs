@@ -282,7 +282,7 @@ fn sync_dirs<'a>(dirs: impl Iterator<Item = &'a Path>) -> io::Result<()> {
 fn rename_all(batch: Vec<Request>) -> Vec<Request> {
     let mut renamed = Vec::with_capacity(batch.len());
     for r in batch {
-        match fs::rename(&r.tmp, &r.target) {
+        match rename_no_replace(&r.tmp, &r.target) {
             Ok(()) => renamed.push(r),
             Err(source) => {
                 let _ = fs::remove_file(&r.tmp);
@@ -356,6 +356,48 @@ fn write_over(mut reused: Reused, contents: &[u8]) -> io::Result<()> {
         reused.file.set_len(len)?;
     }
     Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then). A queue id met twice
+/// (two in one microsecond with the same random bits, or a clock stepped back over ids
+/// still queued) must fail that store, never replace a message already accepted.
+#[cfg(target_os = "linux")]
+pub(super) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from_c = CString::new(from.as_os_str().as_bytes())?;
+    let to_c = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // A file system without the flag: the check and the rename are two steps there.
+        Some(libc::EINVAL | libc::ENOSYS) => rename_unless_present(from, to),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    rename_unless_present(from, to)
+}
+
+fn rename_unless_present(from: &Path, to: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
+    fs::rename(from, to)
 }
 
 #[cfg(target_os = "linux")]

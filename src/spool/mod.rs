@@ -304,8 +304,9 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         let tmp_path = self.tmp.join(id.as_str());
         let final_path = dir.join(id.as_str());
-        let seal = seal::Seal::of(id.as_str(), &[prefix, message]);
-        let mut bytes = encode_header(envelope, Some(&seal))?;
+        let json = envelope_json(envelope)?;
+        let seal = seal::Seal::of(id.as_str(), &json, &[prefix, message]);
+        let mut bytes = encode_header(&json, Some(&seal));
         bytes.reserve(prefix.len() + message.len());
         bytes.extend_from_slice(prefix);
         bytes.extend_from_slice(message);
@@ -398,7 +399,7 @@ impl Spool {
         let mut state = DeliveryState::new(recipients);
         state.queued_since = Some(unix_now());
         self.save_state(id, &state)?;
-        match fs::rename(&from, &to) {
+        match commit::rename_no_replace(&from, &to) {
             Ok(()) => {}
             Err(e) => {
                 // Never the state of a message already in the queue: its delivery reads it.
@@ -729,8 +730,11 @@ impl Spool {
             };
             // A release writes the state before it moves the message out of the
             // quarantine: a state whose message is still there is a release under way
-            // (or cut short, which the next release overwrites).
-            let orphan = !self.queue.join(stem).exists() && !self.quarantine.join(stem).exists();
+            // (or cut short, which the next release overwrites). Looked for in the order
+            // the message moves, so a release between the two looks finds it in one; a
+            // look that fails for another reason than absence finds it too.
+            let orphan =
+                surely_absent(&self.quarantine.join(stem)) && surely_absent(&self.queue.join(stem));
             if orphan {
                 let _ = fs::remove_file(&path);
             } else if let Some(id) = self.bounced_before(stem, &path) {
@@ -796,6 +800,11 @@ impl Spool {
     fn state_path(&self, id: &QueueId) -> PathBuf {
         self.queue.join(format!("{id}.state"))
     }
+}
+
+/// Whether `path` is known not to exist (an error other than "not found" leaves it open).
+fn surely_absent(path: &Path) -> bool {
+    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
 /// Whether `path` is a format-1 file with a seal: only such a file may be recycled. One
@@ -876,17 +885,21 @@ fn list_ids(queue: &Path) -> Result<Vec<QueueId>, SpoolError> {
     Ok(ids)
 }
 
-fn encode_header(envelope: &Envelope, seal: Option<&seal::Seal>) -> Result<Vec<u8>, SpoolError> {
-    let json = serde_json::to_vec(envelope)
-        .map_err(|e| SpoolError::Corrupt(PathBuf::new(), e.to_string()))?;
+/// The envelope line of a format-1 file, without its newline.
+fn envelope_json(envelope: &Envelope) -> Result<Vec<u8>, SpoolError> {
+    serde_json::to_vec(envelope).map_err(|e| SpoolError::Corrupt(PathBuf::new(), e.to_string()))
+}
+
+/// The magic line with `seal`, then the envelope line `json`.
+fn encode_header(json: &[u8], seal: Option<&seal::Seal>) -> Vec<u8> {
     let seal = seal.map(seal::Seal::encode).unwrap_or_default();
     let mut header = Vec::with_capacity(json.len() + MAGIC.len() + seal.len() + 2);
     header.extend_from_slice(MAGIC.as_bytes());
     header.extend_from_slice(seal.as_bytes());
     header.push(b'\n');
-    header.extend_from_slice(&json);
+    header.extend_from_slice(json);
     header.push(b'\n');
-    Ok(header)
+    header
 }
 
 /// A format-1 header split: what follows the magic on the first line (the seal), the
@@ -923,6 +936,9 @@ fn decode_header(
     }
     let (seal, json, offset) = header_parts(bytes).ok_or_else(|| corrupt("no envelope line"))?;
     let seal = seal::Seal::parse(seal).ok_or_else(|| corrupt("bad magic line"))?;
+    if let Some(seal) = &seal {
+        seal.check_envelope(path, json)?;
+    }
     let envelope: Envelope = serde_json::from_slice(json).map_err(|e| corrupt(&e.to_string()))?;
     let mut unchecked = None;
     if let Some(seal) = seal {
@@ -1578,7 +1594,7 @@ mod tests {
         assert!(!is_sealed(&dir.path().join("queue").join(old.as_str())));
         // Regression (review): an unsealed file of an earlier release was reused too.
         let earlier = QueueId::generate();
-        let mut bytes = encode_header(&envelope(), None).unwrap();
+        let mut bytes = encode_header(&envelope_json(&envelope()).unwrap(), None);
         bytes.extend_from_slice(b"from an earlier release\r\n");
         fs::write(dir.path().join("queue").join(earlier.as_str()), &bytes).unwrap();
         spool.remove(&earlier).unwrap();
@@ -1686,7 +1702,7 @@ mod tests {
             Err(SpoolError::Corrupt(..))
         ));
         let unsealed = QueueId::generate();
-        let mut bytes = encode_header(&envelope(), None).unwrap();
+        let mut bytes = encode_header(&envelope_json(&envelope()).unwrap(), None);
         bytes.extend_from_slice(b"from an earlier release\r\n");
         fs::write(queue.join(unsealed.as_str()), &bytes).unwrap();
         assert_eq!(
@@ -1697,6 +1713,52 @@ mod tests {
             spool.open_message(&unsealed).unwrap().body,
             b"from an earlier release\r\n"
         );
+    }
+
+    /// Regression (review): the seal covered the bytes after the envelope only. A reused
+    /// file written over in place, cut by a power loss, could keep an old envelope of the
+    /// same length under the new seal, and the message went to the old recipients.
+    #[tokio::test]
+    async fn an_envelope_that_does_not_match_its_seal_is_not_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let id = spool.store(&envelope(), b"message\r\n").await.unwrap();
+        let path = dir.path().join("queue").join(id.as_str());
+        let bytes = fs::read(&path).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.matches("c@example.test").count(), 1);
+        fs::write(&path, text.replace("c@example.test", "x@attacker.io0")).unwrap();
+        assert!(matches!(spool.load(&id), Err(SpoolError::Corrupt(..))));
+        assert!(matches!(
+            spool.open_message(&id),
+            Err(SpoolError::Corrupt(..))
+        ));
+    }
+
+    /// Regression (review): a store under an id already queued replaced that message
+    /// (a rename replaces its target), losing it without a word.
+    #[tokio::test]
+    async fn a_store_under_a_queued_id_fails_and_keeps_the_queued_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open_recycling(dir.path(), 4).unwrap();
+        let id = QueueId::generate();
+        spool
+            .store_as(&id, &envelope(), b"", b"first\r\n")
+            .await
+            .unwrap();
+        let again = spool.store_as(&id, &envelope(), b"", b"second\r\n").await;
+        assert!(matches!(again, Err(SpoolError::Io { .. })), "{again:?}");
+        assert_eq!(spool.load(&id).unwrap().body, b"first\r\n");
+        // From a reused file of the pool too.
+        let other = spool.store(&envelope(), b"x\r\n").await.unwrap();
+        spool.remove(&other).unwrap();
+        let again = spool.store_as(&id, &envelope(), b"", b"third\r\n").await;
+        assert!(again.is_err());
+        assert_eq!(spool.load(&id).unwrap().body, b"first\r\n");
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[tokio::test]

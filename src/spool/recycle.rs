@@ -175,7 +175,14 @@ impl Recycler {
                     });
                 }
                 // Removed behind our back (an operator cleaning up): try the next.
-                Err(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Out of descriptors for a moment, or a file made unwritable: it leaves the
+                // pool, and with it the delivered message it holds (review: it stayed in
+                // `free/` until a restart, which no scrub reached).
+                Err(_) => {
+                    let _ = std::fs::remove_file(&pooled.path);
+                    continue;
+                }
             }
         }
     }
@@ -224,6 +231,30 @@ mod tests {
         assert_eq!(emptied.old_len, 0);
         assert_eq!(fs::metadata(&emptied.path).unwrap().len(), 0);
         assert_eq!(pool.len(), 0);
+    }
+
+    /// Regression (review): a pooled file that failed to open (out of descriptors for a
+    /// moment) left the pool's list but stayed in `free/`, holding its delivered message
+    /// until a restart: no scrub knew of it.
+    #[test]
+    fn a_pooled_file_that_cannot_be_opened_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = dir.path().join("free");
+        let pool = Recycler::open(&free, 4, true).unwrap();
+        let a = dir.path().join("a");
+        fs::write(&a, b"delivered message").unwrap();
+        assert!(pool.put(&a, 17).unwrap());
+        let pooled: Vec<_> = fs::read_dir(&free)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(pooled.len(), 1);
+        // A link to itself cannot be opened (ELOOP), as a file cannot while the process
+        // is out of descriptors.
+        fs::remove_file(&pooled[0]).unwrap();
+        std::os::unix::fs::symlink(&pooled[0], &pooled[0]).unwrap();
+        assert!(pool.take().is_none());
+        assert_eq!(fs::read_dir(&free).unwrap().count(), 0);
     }
 
     #[test]

@@ -55,8 +55,13 @@ impl Spool {
                     .write(true)
                     .create_new(true)
                     .open(&path)?;
-                // A placeholder first line; the real offsets are written at commit.
-                f.write_all_at(&first_line(0, 0), 0)?;
+                // A placeholder first line; the real offsets are written at commit. A file
+                // that cannot take it (a full disk) is removed here: no `SpillFile` owns it
+                // yet to remove it when dropped.
+                if let Err(e) = f.write_all_at(&first_line(0, 0), 0) {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
                 Ok(f)
             })
             .await
