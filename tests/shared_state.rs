@@ -631,6 +631,33 @@ fn greylisted_recipients_fill_no_rate_limit_bucket() {
     }
 }
 
+/// Regression (review): the null sender's recipients were counted at RCPT though the
+/// null sender is greylisted at the end of data: a one-shot bounce greylisted there, and
+/// other servers' sender-verification callouts (which never send data), emptied the
+/// recipient's bucket, and its real mail met the limit. They count once the message is
+/// past greylisting, and count then.
+#[test]
+fn bounces_and_callouts_fill_no_recipient_bucket_before_greylisting() {
+    let internal = InternalServer::start();
+    let limit = "[[ratelimit]]\nname = \"per_rcpt\"\nkey = \"recipient\"\nlimit = 2\nper = \"1h\"\nstage = \"rcpt\"\n";
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal).toml(&format!("{PATIENT_STATE}{GREYLIST}{limit}")),
+    );
+    for _ in 0..3 {
+        rcpt(&gw, "", "ceo@example.test").expect(250, "2.1.5");
+    }
+    assert_greylisted(&deliver(&gw, "", "ceo@example.test", "one-shot bounce"));
+    assert_greylisted(&rcpt(&gw, "partner@sender.test", "ceo@example.test"));
+    thread::sleep(PAST_DELAY);
+    rcpt(&gw, "partner@sender.test", "ceo@example.test").expect(250, "2.1.5");
+    // A bounce past greylisting counts: the second one is over the limit at its end of
+    // data.
+    deliver(&gw, "", "ceo@example.test", "one-shot bounce").expect(250, "2.0.0");
+    let r = deliver(&gw, "", "ceo@example.test", "one-shot bounce");
+    r.expect(450, "4.7.1");
+    assert!(r.text().contains("per_rcpt"), "{r}");
+}
+
 /// Regression (review): an envelope limit refusing at the end of data counted before the
 /// greylisting there, so each message greylisted at the end of data took a token, and its
 /// retry another: a sender met the limit at half its rate, and the second greylisted

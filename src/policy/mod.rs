@@ -28,7 +28,7 @@ pub use message::{MessageData, RawMessage, Stored};
 pub use symbols::compile_options as rules_compile_options;
 pub use verdict::{Decision, Verdict};
 
-use crate::config::{Config, GreylistStage, RateAction, RateLimitConfig, RateStage};
+use crate::config::{Config, GreylistStage, RateAction, RateKey, RateLimitConfig, RateStage};
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
@@ -296,7 +296,7 @@ impl Policy {
         }
         let gl = &config.greylist;
         // The rate limits of one kind: on the client (`true`) or on the envelope.
-        let rate_limits = |which: &dyn Fn(&RateLimitConfig) -> bool| -> Vec<Box<dyn Check>> {
+        let rate_limits = |which: &dyn Fn(&RateLimitConfig) -> bool| -> Vec<ratelimit::RateLimit> {
             let Some(state) = &services.state else {
                 return Vec::new();
             };
@@ -304,17 +304,22 @@ impl Policy {
                 .ratelimits
                 .iter()
                 .filter(|l| which(l))
-                .map(|limit| -> Box<dyn Check> {
-                    Box::new(ratelimit::RateLimit::new(
+                .map(|limit| {
+                    ratelimit::RateLimit::new(
                         state.clone(),
                         limit.clone(),
                         (gl.ipv4_prefix, gl.ipv6_prefix),
                         services.metrics.clone(),
-                    ))
+                    )
                 })
                 .collect()
         };
-        checks.extend(rate_limits(&|l| l.key.is_of_the_client()));
+        let boxed = |limits: Vec<ratelimit::RateLimit>| {
+            limits
+                .into_iter()
+                .map(|l| -> Box<dyn Check> { Box::new(l) })
+        };
+        checks.extend(boxed(rate_limits(&|l| l.key.is_of_the_client())));
         // With greylisting at the end of data, an envelope limit that refuses there counts
         // after it: a message greylisted, then retried, counted twice (review). Only then:
         // after the content checks, each message over the limit costs them all (a review
@@ -362,6 +367,8 @@ impl Policy {
             .map(|state| greylist::GreylistCredit::new(state.clone(), gl.pass_ttl));
         // At RCPT greylisting comes after recipient verification: an unknown recipient
         // is refused for good, not greylisted first.
+        let null_sender_greylisted_at_data =
+            greylisting.is_some() && gl.stage == GreylistStage::Rcpt;
         let greylisting = match greylisting {
             Some(g) if gl.stage == crate::config::GreylistStage::Rcpt => {
                 // The null sender, exempt at RCPT (other servers' sender-verification
@@ -379,9 +386,21 @@ impl Policy {
         // ceo@'s bucket and ceo@'s real mail met the limit). Limits on the client
         // (address, network, HELO) came before them: they also slow down what those
         // refuse, such as address harvesting and the callouts it costs.
-        checks.extend(rate_limits(&|l| {
-            !l.key.is_of_the_client() && !after_greylisting(l)
-        }));
+        // The null sender's recipients, where it is greylisted at the end of data, are
+        // counted there (see `leaving_null_sender`).
+        let envelope_limits = rate_limits(&|l| !l.key.is_of_the_client() && !after_greylisting(l));
+        checks.extend(boxed(
+            envelope_limits
+                .into_iter()
+                .map(|l| {
+                    if null_sender_greylisted_at_data && l.counts_recipients() {
+                        l.leaving_null_sender()
+                    } else {
+                        l
+                    }
+                })
+                .collect(),
+        ));
         checks.push(Box::new(client_behaviour::ClientBehaviour));
         // URIBL first: both share the stage deadline, and the DKIM keys message
         // authentication waits for are on the sender's name servers, which can be made
@@ -465,7 +484,16 @@ impl Policy {
         if let Some(g) = greylisting {
             checks.push(Box::new(g));
         }
-        checks.extend(rate_limits(&after_greylisting));
+        checks.extend(boxed(rate_limits(&after_greylisting)));
+        if null_sender_greylisted_at_data {
+            let recipient_limits = rate_limits(&|l| l.key == RateKey::Recipient);
+            checks.extend(boxed(
+                recipient_limits
+                    .into_iter()
+                    .map(ratelimit::RateLimit::null_sender_at_data)
+                    .collect(),
+            ));
+        }
         // Only a gateway learns: offline policies and the shadow have no state services.
         // Last: a message greylisted at the end of data is not learned (review: spam from
         // `<>` that no rule hits was learned as ham, then greylisted and never retried).

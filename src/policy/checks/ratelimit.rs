@@ -13,6 +13,18 @@ use async_trait::async_trait;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// How a limit counts mail from the null sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NullSender {
+    /// As anyone else's.
+    Counted,
+    /// Not at all: its twin [`NullSender::AtData`] counts it.
+    Left,
+    /// Only it, and only at the end of data, after greylisting: each recipient the
+    /// message carries.
+    AtData,
+}
+
 /// One rate limit.
 #[derive(Debug)]
 pub struct RateLimit {
@@ -21,6 +33,7 @@ pub struct RateLimit {
     /// Prefix lengths of `client_net` (those of `[greylist]`).
     prefixes: (u8, u8),
     metrics: Option<Arc<Metrics>>,
+    null_sender: NullSender,
 }
 
 impl RateLimit {
@@ -37,6 +50,32 @@ impl RateLimit {
             limit,
             prefixes,
             metrics,
+            null_sender: NullSender::Counted,
+        }
+    }
+
+    /// Whether it counts recipients.
+    pub fn counts_recipients(&self) -> bool {
+        self.limit.key == RateKey::Recipient
+    }
+
+    /// This limit, leaving the null sender's recipients to [`RateLimit::null_sender_at_data`]
+    /// where greylisting takes the null sender at the end of data: at RCPT a bounce that
+    /// is then greylisted and never retried, or a sender-verification callout that never
+    /// sends data, emptied the recipient's bucket (review: forged `ceo@` spam made other
+    /// servers' callouts empty it, and `ceo@`'s real mail met `450`).
+    pub fn leaving_null_sender(self) -> RateLimit {
+        RateLimit {
+            null_sender: NullSender::Left,
+            ..self
+        }
+    }
+
+    /// This limit's twin that counts the null sender's recipients at the end of data.
+    pub fn null_sender_at_data(self) -> RateLimit {
+        RateLimit {
+            null_sender: NullSender::AtData,
+            ..self
         }
     }
 
@@ -139,6 +178,9 @@ impl Check for RateLimit {
     }
 
     fn stage(&self) -> Stage {
+        if self.null_sender == NullSender::AtData {
+            return Stage::Data;
+        }
         match self.limit.stage {
             RateStage::Connect => Stage::Connect,
             RateStage::Mail => Stage::Mail,
@@ -148,9 +190,35 @@ impl Check for RateLimit {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
+        let null_sender = ctx.mail_from.as_ref().is_some_and(|a| a.is_null());
+        match self.null_sender {
+            NullSender::Counted => {}
+            NullSender::Left if null_sender => return Decision::Continue,
+            NullSender::Left => {}
+            NullSender::AtData if !null_sender => return Decision::Continue,
+            NullSender::AtData => {
+                let mut subjects: Vec<String> = ctx.recipients.iter().map(bucket_path).collect();
+                subjects.sort();
+                subjects.dedup();
+                for subject in subjects {
+                    let decision = self.count_in_bucket(ctx, subject).await;
+                    if decision != Decision::Continue {
+                        return decision;
+                    }
+                }
+                return Decision::Continue;
+            }
+        }
         let Some(subject) = self.subject(ctx) else {
             return Decision::Continue;
         };
+        self.count_in_bucket(ctx, subject).await
+    }
+}
+
+impl RateLimit {
+    /// Counts one event in `subject`'s bucket.
+    async fn count_in_bucket(&self, ctx: &mut Context, subject: String) -> Decision {
         // `rlu:`: the arrival time is kept in microseconds; a member still counting in
         // milliseconds (during an upgrade) keeps to its own `rl:` keys.
         let key = format!("rlu:{}:{}", self.limit.name, digest(&[&subject]));
