@@ -215,6 +215,28 @@ async fn session_state_is_reset_by_starttls() {
     drop(gw);
 }
 
+/// Regression (review): STARTTLS was taken inside a mail transaction, and a BDAT transfer
+/// left open kept its message memory through the handshake wait (up to the command
+/// timeout), out of reach of the memory hold and the minimum rate. As Postfix, it is
+/// refused until the transaction ends.
+#[test]
+fn starttls_inside_a_mail_transaction_is_refused() {
+    let (_internal, gw, _pki) = tls_gateway();
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "2.1.0");
+    c.cmd("STARTTLS").expect(503, "5.5.1");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "2.1.5");
+    let mut chunk = b"BDAT 100\r\n".to_vec();
+    chunk.extend_from_slice(&[b'x'; 100]);
+    c.send(&chunk);
+    c.read_reply().expect(250, "2.0.0");
+    let r = c.cmd("STARTTLS");
+    r.expect(503, "5.5.1");
+    assert!(r.text().contains("transaction"), "{r}");
+    c.cmd("RSET").expect(250, "2.0.0");
+    c.cmd("STARTTLS").expect(220, "2.0.0");
+}
+
 #[test]
 fn plaintext_mail_still_works_when_tls_is_offered() {
     let (internal, gw, _pki) = tls_gateway();

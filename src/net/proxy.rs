@@ -164,7 +164,14 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
                 u16::from_be_bytes([a[32], a[33]]),
             ))
         }
-        // UNSPEC or unix sockets: no usable address.
+        // Unix sockets: two 108-byte paths, and no usable address.
+        0x31 | 0x32 => {
+            if body.len() < 216 {
+                return Err(ProxyError::Malformed("v2 unix block short"));
+            }
+            None
+        }
+        // UNSPEC: no address at all.
         _ => None,
     };
     Ok(Some((ProxyHeader { source }, total)))
@@ -270,6 +277,10 @@ mod tests {
         for family in [0x00, 0x31, 0x32] {
             let (p, _) = parse(&v2(1, family, &[0; 216])).unwrap().unwrap();
             assert_eq!(p.source, None, "{family:#04x}");
+        }
+        // A unix block shorter than its two paths is malformed, as a short IPv4 block is.
+        for family in [0x31, 0x32] {
+            assert!(parse(&v2(1, family, &[0; 36])).is_err(), "{family:#04x}");
         }
     }
 }

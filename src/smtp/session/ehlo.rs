@@ -61,6 +61,15 @@ impl Session {
         if self.conn.is_tls() {
             return self.bad_sequence(Stage::Helo, "TLS already active").await;
         }
+        // As Postfix: TLS would throw the transaction away anyway (RFC 3207 §4.2), and a
+        // BDAT transfer left open would keep its message memory through a handshake wait,
+        // where neither the memory hold nor the minimum rate reaches it (review: two
+        // sessions holding the whole budget for 300 s each, every other sender 451).
+        if self.ctx.mail_from.is_some() || self.bdat.is_some() {
+            return self
+                .bad_sequence(Stage::Helo, "MAIL transaction in progress")
+                .await;
+        }
         let ready = Reply::new(220, "2.0.0", "Ready to start TLS");
         if let Some(end) = self.send(Stage::Helo, ready).await {
             return Some(end);
