@@ -22,10 +22,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return v
 ";
 
+/// The scripts that read `TIME` begin by asking for effects replication: before Redis 5
+/// a script may not write after a command whose answer varies (review: on Redis 4 every
+/// rate limit, greylisting and contact call failed, `mxguard_state_up` still 1). From
+/// Redis 5 on it is what Redis does anyway; a Redis without the call skips it.
+///
 /// GCRA (see `algo::gcra`): ARGV = emission interval µs, tolerance µs. Returns
 /// {allowed 0|1, retry_after µs}. The TAT is written with `%.0f`: Lua's own number format
 /// keeps 14 digits, and a time in microseconds has 16.
 const RATE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -42,6 +48,7 @@ return {1, 0}
 /// Greylisting (see `algo::greylist`): ARGV = delay, window, pass_ttl in seconds. Returns
 /// {0 new | 1 early | 2 passed | 3 known, seconds until a retry passes}.
 const GREYLIST: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local now = tonumber(redis.call('TIME')[1])
 local delay = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -75,6 +82,7 @@ return {2, 0}
 /// Tier connection memory (see `algo::contact`): a hash gateway → last contact seconds.
 /// ARGV = member, memory s, fanout window s. Returns {first contact 0|1, members recently}.
 const CONTACT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local now = tonumber(redis.call('TIME')[1])
 local memory_start = now - tonumber(ARGV[2])
 local fanout_start = now - tonumber(ARGV[3])
