@@ -618,6 +618,41 @@ mod files {
         assert!(all.contains("scanned 1 messages"), "{all}");
     }
 
+    /// Regression (review): a walk followed links out of the directory named, and
+    /// `learn` took any file of `Name: value` lines: a link in a user's folder to
+    /// `/etc/passwd` was learned by `sudo mxguard learn`. A link inside the tree is still
+    /// followed, and a file named on the command line is read.
+    #[test]
+    fn a_walk_follows_no_link_out_of_the_directory_named() {
+        let dir = setup();
+        let outside = dir.path().join("outside.eml");
+        fs::write(&outside, message("o@t", "outside", "cheap pills")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("msgs/out.eml")).unwrap();
+        std::os::unix::fs::symlink("a.eml", dir.path().join("msgs/in.eml")).unwrap();
+        fs::write(
+            dir.path().join("msgs/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        let out = run(&dir, &["scan", "--config", "mxguard.toml", "msgs"]);
+        let all = text(&out);
+        assert!(
+            all.contains("out.eml: a symbolic link out of msgs"),
+            "{all}"
+        );
+        assert!(all.contains("msgs/in.eml: "), "{all}");
+        assert!(!all.contains("msgs/out.eml: reject"), "{all}");
+        let out = run(
+            &dir,
+            &["learn", "--config", "mxguard.toml", "--spam", "msgs"],
+        );
+        let all = text(&out);
+        assert!(all.contains("passwd: not a mail message"), "{all}");
+        assert!(all.contains("store: 1 spam"), "{all}");
+        let out = run(&dir, &["scan", "--config", "mxguard.toml", "msgs/out.eml"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+
     /// Review: `learn` took any file: an empty one, or a mail store's index met in a
     /// directory walk, counted as a message of the class. Now it is named and not learned.
     #[test]

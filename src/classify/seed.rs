@@ -260,11 +260,34 @@ impl Seed {
     }
 
     /// Writes a seed file (through a temporary file, so a reader never sees half of it).
+    /// A symbolic link is written through, to the file it names; anything but a regular
+    /// file there is refused: the rename would replace the link (or, for root, a device
+    /// such as `/dev/stdout`) with a regular file (review).
     pub fn write(&self, path: &Path) -> Result<(), ClassifyError> {
         let io = |source| ClassifyError::Io {
             path: path.to_owned(),
             source,
         };
+        let target = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => std::fs::canonicalize(path).map_err(io)?,
+            Ok(_) => {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file: a seed is written to a file",
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(path).is_ok() {
+                    return Err(io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "a symbolic link to nothing: name the file itself",
+                    )));
+                }
+                path.to_owned()
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let path = target.as_path();
         // A hidden name of our own beside the target: `path.with_extension("tmp")` would
         // overwrite, then rename away, an operator's `backup.tmp` when asked for `backup.seed`.
         let name = path
@@ -274,6 +297,8 @@ impl Seed {
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         // Synced before the rename, and the directory after it: a crash must leave the
         // old seed or the new one, never an empty file in place of a backup (review).
+        // A file of a run cut short with our process id.
+        let _ = std::fs::remove_file(&tmp);
         let written = write_synced(&tmp, &self.to_bytes())
             .and_then(|()| std::fs::rename(&tmp, path))
             .and_then(|()| sync_parent(path));
@@ -284,10 +309,17 @@ impl Seed {
     }
 }
 
-/// Writes `bytes` to a new file at `path` and syncs it to the disk.
+/// Writes `bytes` to a new file at `path`, readable by its owner alone (the ledger's
+/// token hashes tell what was learned, and the store they come from is private), and
+/// syncs it to the disk.
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -403,6 +435,40 @@ mod tests {
         let mut as_v1 = bytes.clone();
         as_v1[..8].copy_from_slice(MAGIC);
         assert!(Seed::from_bytes(&as_v1).is_err());
+    }
+
+    /// Regression (review): the rename replaced a symbolic link with a regular file (and,
+    /// for root, `/dev/stdout` itself), and the file was made under the umask (0644).
+    #[test]
+    fn a_seed_is_written_through_a_link_privately_and_never_over_a_device() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let seed = Seed {
+            entries: Vec::new(),
+            model: None,
+        };
+        let real = dir.path().join("real.seed");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.seed");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        seed.write(&link).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(Seed::read(&real).unwrap(), seed);
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = dir.path().join("fresh.seed");
+        seed.write(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(seed.write(Path::new("/dev/null")).is_err());
+        let dangling = dir.path().join("dangling.seed");
+        std::os::unix::fs::symlink(dir.path().join("nowhere/x"), &dangling).unwrap();
+        assert!(seed.write(&dangling).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 
     #[test]

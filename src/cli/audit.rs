@@ -40,7 +40,7 @@ pub fn run(config_path: &Path, config_given: bool, args: AuditArgs) -> anyhow::R
     match audit_and_report(config_path, config_given, args) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("mxguard audit: {e:#}");
+            eprintln!("mxguard audit: {}", super::error_text(&e));
             Ok(ExitCode::from(report::EXIT_COULD_NOT_RUN))
         }
     }

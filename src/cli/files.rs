@@ -20,6 +20,10 @@ pub struct Collected {
 /// made a path per combination of links, until the kernel's limit of 40 links per path.
 /// A directory that cannot be read (no permission, removed meanwhile) is reported and
 /// skipped: one closed folder of a mail store must not stop the work on all the others.
+/// A symbolic link met in a walk is followed only when it leads to a place inside the
+/// directory named: `sudo mxguard learn --spam ~alice/Maildir/.Junk` must not learn the
+/// `/etc/shadow` a link in that folder names (review); a link named on the command line
+/// is followed.
 pub fn collect_files(paths: &[PathBuf]) -> Collected {
     use std::os::unix::fs::MetadataExt as _;
     let mut found = Collected::default();
@@ -35,6 +39,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Collected {
         if !first_visit(&mut walked, p) {
             continue;
         }
+        let root = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         let mut stack = vec![p.clone()];
         while let Some(dir) = stack.pop() {
             let entries =
@@ -48,6 +53,19 @@ pub fn collect_files(paths: &[PathBuf]) -> Collected {
                 };
             for entry in entries {
                 let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                    // A dangling link is kept: reading it says what is wrong.
+                    if let Ok(target) = std::fs::canonicalize(&path) {
+                        if !target.starts_with(&root) {
+                            eprintln!(
+                                "{}: a symbolic link out of {}; not followed (name it to read it)",
+                                super::shown(&path),
+                                super::shown(p)
+                            );
+                            continue;
+                        }
+                    }
+                }
                 if path.is_dir() {
                     if first_visit(&mut walked, &path) {
                         stack.push(path);
@@ -152,17 +170,66 @@ pub fn read_at_most(
     Ok(into.len() <= limit)
 }
 
+/// Header fields that every message carries some of: a header section without any is no
+/// message (`/etc/passwd` reads as header fields too: `root:x:0:0:…`).
+const MESSAGE_FIELDS: [&str; 13] = [
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "received",
+    "message-id",
+    "return-path",
+    "sender",
+    "reply-to",
+    "delivered-to",
+    "mime-version",
+    "content-type",
+];
+
+/// Header lines looked at for one of [`MESSAGE_FIELDS`].
+const HEADER_LINES_LOOKED_AT: usize = 1000;
+
 /// Whether `raw` starts as a message does: with a header field (`Name:`, the name
-/// printable ASCII without spaces) or an mbox `From ` line.
+/// printable ASCII without spaces) and one of the fields every message carries some of
+/// (From, To, Subject, Date, Received, …) in its header section; or with an mbox `From `
+/// line.
 pub fn looks_like_message(raw: &[u8]) -> bool {
-    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    if first.starts_with(b"From ") {
+    let mut lines = raw.split(|&b| b == b'\n');
+    // An mbox folder: each of its messages is looked at on its own (`messages_of`).
+    if raw.starts_with(b"From ") {
         return true;
     }
-    match first.iter().position(|&b| b == b':') {
-        Some(colon) if colon > 0 => first[..colon].iter().all(u8::is_ascii_graphic),
-        _ => false,
+    let field_name = |line: &[u8]| -> Option<Vec<u8>> {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].trim_ascii_end();
+        (!name.is_empty() && name.iter().all(u8::is_ascii_graphic))
+            .then(|| name.to_ascii_lowercase())
+    };
+    let Some(first) = lines.next() else {
+        return false;
+    };
+    let Some(name) = field_name(first) else {
+        return false;
+    };
+    let known = |name: &[u8]| MESSAGE_FIELDS.iter().any(|f| f.as_bytes() == name);
+    if known(&name) {
+        return true;
     }
+    for line in lines.take(HEADER_LINES_LOOKED_AT) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            continue;
+        }
+        if field_name(line).is_some_and(|n| known(&n)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The messages of a file that starts as one (one message, or an mbox folder's), and how

@@ -34,6 +34,9 @@ pub enum LearnAction {
 
 /// Messages learned at once (each is one ledger swap; the store batches them).
 const IN_FLIGHT: usize = 16;
+/// Bytes of files read at once, at least one file: sixteen files of the biggest message
+/// the gateway takes were all in memory together (review: 409 MB for sixteen of 24 MB).
+const BYTES_IN_FLIGHT: u64 = 64 * 1024 * 1024;
 /// Bound on one state call here: bulk work on a shared store may wait behind the gateway.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -207,6 +210,25 @@ fn copies_in_turn<T, B: AsRef<[u8]>>(files: Vec<(T, B)>) -> Vec<Vec<(T, B)>> {
     waves
 }
 
+/// `files` in runs read at once: at most [`IN_FLIGHT`] files and [`BYTES_IN_FLIGHT`]
+/// bytes (by their size now; one file alone may be bigger).
+fn in_flight(files: &[PathBuf]) -> Vec<&[PathBuf]> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, file) in files.iter().enumerate() {
+        let size = std::fs::metadata(file).map_or(0, |m| m.len());
+        if i > start && (i - start == IN_FLIGHT || bytes.saturating_add(size) > BYTES_IN_FLIGHT) {
+            runs.push(&files[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(size);
+    }
+    if start < files.len() {
+        runs.push(&files[start..]);
+    }
+    runs
+}
+
 /// Learns (`class` given) or forgets every file, a few at once, with progress on stderr.
 async fn learn_files(
     classifier: &Classifier,
@@ -225,7 +247,7 @@ async fn learn_files(
     let mut errors = unreadable_dirs;
     let mut done = 0usize;
     let mut last_progress = Instant::now();
-    for chunk in files.chunks(IN_FLIGHT) {
+    for chunk in in_flight(&files) {
         let read = futures::future::join_all(chunk.iter().map(|file| {
             let file = file.clone();
             async move {
@@ -250,7 +272,7 @@ async fn learn_files(
                 Err(e) => {
                     done += 1;
                     errors += 1;
-                    eprintln!("{}: {e}", file.display());
+                    eprintln!("{}: {e}", super::shown(file));
                 }
             }
         }
@@ -265,7 +287,7 @@ async fn learn_files(
                 errors += not_messages;
                 eprintln!(
                     "{}: {not_messages} of its mbox messages are not messages (empty, or no header field); not learned",
-                    file.display()
+                    super::shown(file)
                 );
             }
         }
@@ -289,11 +311,11 @@ async fn learn_files(
                         Ok(Ok(o)) => *outcomes.entry(o).or_default() += 1,
                         Ok(Err(e)) => {
                             errors += 1;
-                            eprintln!("{}: {e:#}", file.display());
+                            eprintln!("{}: {e}", super::shown(file));
                         }
                         Err(_) => {
                             errors += 1;
-                            eprintln!("{}: {}", file.display(), FileError::Panicked);
+                            eprintln!("{}: {}", super::shown(file), FileError::Panicked);
                         }
                     }
                 }
@@ -346,7 +368,7 @@ async fn learn_files(
         model_text(classifier)
     );
     if let Err(e) = &after {
-        eprintln!("{verb}: {e:#}");
+        eprintln!("{verb}: {e}");
     }
     Ok(if errors == 0 && after.is_ok() {
         ExitCode::SUCCESS
@@ -365,7 +387,17 @@ mod tests {
         assert!(looks_like_message(
             b"From a@b.test Mon Dec  2 10:00:00 2026\nSubject: x\n"
         ));
-        assert!(looks_like_message(b"X-Odd-Name_1: v\n"));
+        assert!(looks_like_message(
+            b"X-Odd-Name_1: v\r\n\tfolded\r\nSubject: x\r\n"
+        ));
+        assert!(looks_like_message(b"Received: from x\n\tby y\n"));
+        // Lines of `Name: value` with none of the fields messages carry (review:
+        // `/etc/passwd` was learned).
+        assert!(!looks_like_message(b"X-Odd-Name_1: v\n"));
+        assert!(!looks_like_message(
+            b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+        ));
+        assert!(!looks_like_message(b"X-Note: a\n\nSubject: in the body\n"));
         assert!(!looks_like_message(b""));
         assert!(!looks_like_message(b"\r\n"));
         assert!(!looks_like_message(b"\x07\x00binary index: data"));
@@ -375,6 +407,30 @@ mod tests {
 
     fn message(subject: &str, body: &str) -> Vec<u8> {
         format!("Subject: {subject}\r\n\r\n{body}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn files_are_read_a_few_at_a_time_and_a_bounded_size_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, len: u64| {
+            let path = dir.path().join(name);
+            std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+            path
+        };
+        let small: Vec<_> = (0..40).map(|i| file(&format!("s{i:02}"), 10)).collect();
+        let runs: Vec<usize> = in_flight(&small).iter().map(|r| r.len()).collect();
+        assert_eq!(runs, [16, 16, 8]);
+        let big = BYTES_IN_FLIGHT / 2 + 1;
+        let mixed = vec![
+            file("b1", big),
+            file("b2", big),
+            file("b3", 3 * BYTES_IN_FLIGHT),
+            file("t1", 1),
+            file("t2", 1),
+        ];
+        let runs: Vec<usize> = in_flight(&mixed).iter().map(|r| r.len()).collect();
+        assert_eq!(runs, [1, 1, 1, 2]);
+        assert!(in_flight(&[]).is_empty());
     }
 
     #[test]

@@ -271,15 +271,6 @@ fn learn_action(
 /// escapes them (`\u{202e}`), the rest as it is. A sender's address or a server's reply
 /// in `queue list` reversed or hid the rest of its row (review); the log escapes alike.
 fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    // Named, not Rust's own notion of printable: that escapes every combining mark, and
-    // so ordinary Hindi, Thai or decomposed accents (review of this change).
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c,
-                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}'
-                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
-    };
     if !s.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -292,6 +283,43 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Whether a terminal would not show `c` as itself: controls, line and paragraph
+/// separators, bidi overrides and zero-width characters. Named, not Rust's own notion of
+/// printable: that escapes every combining mark, and so ordinary Hindi, Thai or decomposed
+/// accents (review of this change).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// A file name as `scan`, `learn` and `rules stats` print it: what [`printable`] escapes,
+/// escaped alike, bytes that are not UTF-8 written `\xNN`, and a backslash doubled, so
+/// every name reads as one line and two files never print alike (review: a name with a
+/// line end forged a verdict line, and `a\xfe.eml` and `a\xff.eml` both printed `a�.eml`).
+pub(crate) fn shown(path: &std::path::Path) -> String {
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else if hidden(c) {
+                out.extend(c.escape_unicode());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 /// Writes a held message to stdout: byte for byte into a file or a pipe (an 8-bit body
@@ -494,11 +522,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Prints an error with its causes on stderr, each said once: many library errors (a
-/// configuration or seed file that cannot be read) already end with their source's text,
-/// which `{:#}` would repeat (`x.toml: No such file or directory (os error 2): No such
-/// file or directory (os error 2)`).
-fn report(e: &anyhow::Error) {
+/// An error and its causes on one line, a cause the line already ends with left out
+/// (`io::Error`'s text is often both the context's last words and its source's).
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
         let cause = cause.to_string();
@@ -510,6 +536,15 @@ fn report(e: &anyhow::Error) {
         }
         text.push_str(&cause);
     }
+    text
+}
+
+/// Prints an error with its causes on stderr, each said once: many library errors (a
+/// configuration or seed file that cannot be read) already end with their source's text,
+/// which `{:#}` would repeat (`x.toml: No such file or directory (os error 2): No such
+/// file or directory (os error 2)`).
+fn report(e: &anyhow::Error) {
+    let text = error_text(e);
     // Not `eprintln!`: it panics when stderr is a closed pipe (exit 101), and `serve`
     // keeps SIGPIPE ignored, so nothing else would end the process quietly.
     let _ = writeln!(std::io::stderr(), "mxguard: {text}");
@@ -601,5 +636,21 @@ mod printable_tests {
             assert_eq!(super::printable(ordinary), ordinary);
         }
         assert_eq!(super::printable("a\u{2066}b\u{9b}c"), "a\\u{2066}b\\u{9b}c");
+    }
+
+    #[test]
+    fn file_names_print_on_one_line_and_never_alike() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        use std::path::Path;
+        let name = |b: &[u8]| super::shown(Path::new(OsStr::from_bytes(b)));
+        assert_eq!(name(b"msgs/caf\xc3\xa9.eml"), "msgs/caf\u{e9}.eml");
+        assert_eq!(
+            name(b"x.eml: accept score=-9.00\nceo.eml"),
+            "x.eml: accept score=-9.00\\u{a}ceo.eml"
+        );
+        assert_eq!(name(b"a\xfe.eml"), "a\\xfe.eml");
+        assert_eq!(name(b"a\xff.eml"), "a\\xff.eml");
+        assert_eq!(name(b"a\\xfe.eml"), "a\\\\xfe.eml");
     }
 }

@@ -75,13 +75,13 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                 Ok((judged, not_messages)) => {
                     eprintln!(
                         "{}: {not_messages} of its mbox messages are not messages (empty, or no header field); left out",
-                        file.display()
+                        super::shown(file)
                     );
                     *left_out.entry("unreadable").or_default() += not_messages;
                     judged
                 }
                 Err(e) => {
-                    eprintln!("{}: {e}", file.display());
+                    eprintln!("{}: {e}", super::shown(file));
                     *left_out.entry(e.kind()).or_default() += 1;
                     return;
                 }
@@ -90,7 +90,7 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                 let j = match j {
                     Ok(j) => j,
                     Err(e) => {
-                        eprintln!("{}: a message of it: {e}", file.display());
+                        eprintln!("{}: a message of it: {e}", super::shown(file));
                         *left_out.entry(e.kind()).or_default() += 1;
                         continue;
                     }

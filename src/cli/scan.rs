@@ -90,7 +90,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         let (judged, not_messages) = match result.and_then(|r| r) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("{}: {e}", file.display());
+                eprintln!("{}: {e}", super::shown(file));
                 *counts.entry(e.kind()).or_default() += 1;
                 missed += 1;
                 return;
@@ -99,7 +99,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         if not_messages > 0 {
             eprintln!(
                 "{}: {not_messages} of its mbox messages are not messages (empty, or no header field); left out",
-                file.display()
+                super::shown(file)
             );
             *counts.entry("unreadable").or_default() += not_messages;
             missed += not_messages;
@@ -107,8 +107,8 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         for (place, result) in &judged {
             // A folder's messages are named by their place in it.
             let name = match place {
-                Some(n) => format!("{}#{n}", file.display()),
-                None => file.display().to_string(),
+                Some(n) => format!("{}#{n}", super::shown(file)),
+                None => super::shown(file),
             };
             let (j, other_j) = match result {
                 Ok(r) => r,

@@ -591,7 +591,9 @@ fn backend_error(e: impl std::fmt::Display) -> StateError {
 /// nothing (review: every greylisted RCPT's read paid them). Reads still queue here, behind
 /// the writes sent before them (a network's auto-allow credit, then its next client).
 fn apply(db: &Database, ops: Vec<Op>) -> Result<Vec<Answer>, StateError> {
-    let writes = ops.iter().any(|op| !matches!(op, Op::Get { .. } | Op::Ping));
+    let writes = ops
+        .iter()
+        .any(|op| !matches!(op, Op::Get { .. } | Op::Ping));
     let txn = db.begin_write().map_err(backend_error)?;
     let mut answers = Vec::with_capacity(ops.len());
     {
