@@ -658,6 +658,25 @@ fn bounces_and_callouts_fill_no_recipient_bucket_before_greylisting() {
     assert!(r.text().contains("per_rcpt"), "{r}");
 }
 
+/// Regression (review of the fix above): a `recipient` limit that scores was also left to
+/// the end of data for the null sender, after the rules that score its symbol: over the
+/// limit, a bounce was scored nothing. It counts at RCPT, as it always did.
+#[test]
+fn a_scoring_recipient_limit_still_scores_the_null_sender() {
+    let internal = InternalServer::start();
+    let limit = "[[ratelimit]]\nname = \"per_rcpt\"\nkey = \"recipient\"\nlimit = 1\nper = \"1h\"\nstage = \"rcpt\"\naction = \"score\"\n";
+    let toml = format!("{PATIENT_STATE}{GREYLIST}{limit}[policy]\nrules_dir = \"rules\"\n");
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .toml(&toml)
+            .file("rules/local.cf", "score RATELIMIT_PER_RCPT 30.0\n"),
+    );
+    assert_greylisted(&deliver(&gw, "", "ceo@example.test", "a bounce"));
+    thread::sleep(PAST_DELAY);
+    let r = deliver(&gw, "", "ceo@example.test", "a bounce");
+    r.expect(550, "5.7.1");
+}
+
 /// Regression (review): an envelope limit refusing at the end of data counted before the
 /// greylisting there, so each message greylisted at the end of data took a token, and its
 /// retry another: a sender met the limit at half its rate, and the second greylisted

@@ -393,7 +393,7 @@ impl Policy {
             envelope_limits
                 .into_iter()
                 .map(|l| {
-                    if null_sender_greylisted_at_data && l.counts_recipients() {
+                    if null_sender_greylisted_at_data && l.refuses_recipients() {
                         l.leaving_null_sender()
                     } else {
                         l
@@ -486,7 +486,8 @@ impl Policy {
         }
         checks.extend(boxed(rate_limits(&after_greylisting)));
         if null_sender_greylisted_at_data {
-            let recipient_limits = rate_limits(&|l| l.key == RateKey::Recipient);
+            let recipient_limits =
+                rate_limits(&|l| l.key == RateKey::Recipient && l.action == RateAction::Tempfail);
             checks.extend(boxed(
                 recipient_limits
                     .into_iter()

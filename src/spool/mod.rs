@@ -396,6 +396,13 @@ impl Spool {
             .0
             .rcpt_to
             .len();
+        // A message queued under the same id keeps its state: the rename below would be
+        // refused, but only after the state was written over (review).
+        if !surely_absent(&to) {
+            return Err(io_err("rename", &from)(io::Error::from(
+                io::ErrorKind::AlreadyExists,
+            )));
+        }
         let mut state = DeliveryState::new(recipients);
         state.queued_since = Some(unix_now());
         self.save_state(id, &state)?;
@@ -1759,6 +1766,30 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+    }
+
+    /// Regression (review of the fix above): a release onto an id already queued was
+    /// refused, but only after the queued message's delivery state had been written over.
+    #[tokio::test]
+    async fn a_release_onto_a_queued_id_leaves_its_state_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let id = QueueId::generate();
+        spool
+            .store_as(&id, &envelope(), b"", b"queued\r\n")
+            .await
+            .unwrap();
+        let mut state = DeliveryState::new(2);
+        state.rcpt_status[0] = RcptStatus::Delivered;
+        spool.save_state(&id, &state).unwrap();
+        spool
+            .quarantine_as(&id, &envelope(), b"", b"quarantined\r\n")
+            .await
+            .unwrap();
+        assert!(spool.release(&id).is_err());
+        let queued = spool.load(&id).unwrap();
+        assert_eq!(queued.body, b"queued\r\n");
+        assert_eq!(queued.state.rcpt_status[0], RcptStatus::Delivered);
     }
 
     #[tokio::test]

@@ -507,7 +507,20 @@ async fn queue_bounce(
             tracing::error!(queue_id = %msg.id, dsn = %bounce, "cannot tell whether the DSN is stored; will retry");
             return Bounce::Failed;
         }
-        Some(false) => {}
+        Some(false) => {
+            // A store never replaces a queued name, so a damaged file under the DSN's name
+            // is set aside first (its own delivery job may have done so already).
+            match relay.spool.set_aside(bounce) {
+                Ok(path) => {
+                    tracing::warn!(queue_id = %msg.id, dsn = %bounce, path = %path.display(), "a damaged DSN file was set aside; storing the DSN again");
+                }
+                Err(SpoolError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::error!(queue_id = %msg.id, dsn = %bounce, error = %e, "cannot set aside a damaged DSN file; will retry");
+                    return Bounce::Failed;
+                }
+            }
+        }
     }
     let hostname = &config.server.hostname;
     match dsn::queue(
