@@ -636,6 +636,11 @@ mod files {
         .unwrap();
         let out = run(&dir, &["scan", "--config", "mxguard.toml", "msgs"]);
         let all = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a link left out is no file judged: {all}"
+        );
         assert!(
             all.contains("out.eml: a symbolic link out of msgs"),
             "{all}"

@@ -268,8 +268,15 @@ impl Seed {
             path: path.to_owned(),
             source,
         };
+        // The file replaced keeps its owner, group and mode: `sudo mxguard learn --export`
+        // onto the gateway's configured seed left a root-owned 0600 file the gateway could
+        // no longer read (review of the change).
+        let mut replaced = None;
         let target = match std::fs::metadata(path) {
-            Ok(meta) if meta.is_file() => std::fs::canonicalize(path).map_err(io)?,
+            Ok(meta) if meta.is_file() => {
+                replaced = Some(meta);
+                std::fs::canonicalize(path).map_err(io)?
+            }
             Ok(_) => {
                 return Err(io(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -295,11 +302,15 @@ impl Seed {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        // Synced before the rename, and the directory after it: a crash must leave the
-        // old seed or the new one, never an empty file in place of a backup (review).
         // A file of a run cut short with our process id.
         let _ = std::fs::remove_file(&tmp);
+        // Synced before the rename, and the directory after it: a crash must leave the
+        // old seed or the new one, never an empty file in place of a backup (review).
         let written = write_synced(&tmp, &self.to_bytes())
+            .and_then(|()| match &replaced {
+                Some(old) => take_over(&tmp, old),
+                None => Ok(()),
+            })
             .and_then(|()| std::fs::rename(&tmp, path))
             .and_then(|()| sync_parent(path));
         if written.is_err() {
@@ -307,6 +318,17 @@ impl Seed {
         }
         written.map_err(io)
     }
+}
+
+/// Gives the file at `path` the owner, group and mode of `old`, the file it replaces. A
+/// change of owner only root may make is left out for anyone else (the file is theirs).
+fn take_over(path: &Path, old: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::os::unix::fs::chown(path, Some(old.uid()), Some(old.gid())) {
+        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+        _ => {}
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(old.mode() & 0o7777))
 }
 
 /// Writes `bytes` to a new file at `path`, readable by its owner alone (the ledger's
@@ -449,13 +471,24 @@ mod tests {
         };
         let real = dir.path().join("real.seed");
         std::fs::write(&real, b"old").unwrap();
+        // A file replaced keeps its mode (and owner).
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            std::os::unix::fs::chown(&real, Some(65534), Some(65534)).unwrap();
+        }
         let link = dir.path().join("link.seed");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         seed.write(&link).unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
         assert_eq!(Seed::read(&real).unwrap(), seed);
         let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(mode, 0o640);
+        if as_root {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(std::fs::metadata(&real).unwrap().uid(), 65534);
+        }
         let fresh = dir.path().join("fresh.seed");
         seed.write(&fresh).unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;

@@ -5,14 +5,34 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The files a walk found, and how many directories it could not read.
+/// The files a walk found, and how many entries it could not take.
 #[derive(Debug, Default)]
 pub struct Collected {
     /// Every file found, sorted, each once.
     pub files: Vec<PathBuf>,
-    /// Directories that could not be read (each reported on stderr): counted as
-    /// unreadable, so the run ends in failure, but the rest is still worked on.
-    pub unreadable_dirs: usize,
+    /// Directories that could not be read, and links that lead out of the directory
+    /// walked (each reported on stderr): counted as unreadable, so the run ends in
+    /// failure, but the rest is still worked on.
+    pub unreadable: usize,
+    /// The directories walked, where their files must stay when they are opened.
+    pub walks: Walks,
+}
+
+/// The directories named on the command line and walked: each as named, and where it
+/// really is.
+#[derive(Debug, Default)]
+pub struct Walks(Vec<(PathBuf, PathBuf)>);
+
+impl Walks {
+    /// Where a file found in a walk must be, once opened: the real place of the directory
+    /// walked it was found under (`None`: named on the command line, read wherever it
+    /// leads).
+    pub fn root_of(&self, file: &Path) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(named, _)| file.starts_with(named))
+            .map(|(_, real)| real.as_path())
+    }
 }
 
 /// Every file under `paths` (directories walked), sorted. A directory reached again (a
@@ -40,6 +60,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Collected {
             continue;
         }
         let root = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        found.walks.0.push((p.clone(), root.clone()));
         let mut stack = vec![p.clone()];
         while let Some(dir) = stack.pop() {
             let entries =
@@ -47,7 +68,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Collected {
                     Ok(entries) => entries,
                     Err(e) => {
                         eprintln!("{}: cannot read directory: {e}", dir.display());
-                        found.unreadable_dirs += 1;
+                        found.unreadable += 1;
                         continue;
                     }
                 };
@@ -62,6 +83,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Collected {
                                 super::shown(&path),
                                 super::shown(p)
                             );
+                            found.unreadable += 1;
                             continue;
                         }
                     }
@@ -104,6 +126,9 @@ pub enum FileError {
     /// It is larger than `server.limits.message_size_bytes` (this many): the gateway
     /// refuses such a message unjudged, and it is not read into memory here either.
     TooBig(usize),
+    /// It was found in a directory walk, and opened it is elsewhere: a link, or a folder
+    /// swapped for one after the walk (see [`collect_files`]).
+    OutOfWalk,
     /// It does not start as a message does (`learn` only): an empty file, or a mail
     /// store's index met in a directory walk, which learned would count as a message.
     NotAMessage,
@@ -116,7 +141,10 @@ impl FileError {
     /// The name it is counted under in the summary lines.
     pub fn kind(&self) -> &'static str {
         match self {
-            FileError::Read(_) | FileError::NotRegular | FileError::NotAMessage => "unreadable",
+            FileError::Read(_)
+            | FileError::NotRegular
+            | FileError::NotAMessage
+            | FileError::OutOfWalk => "unreadable",
             FileError::TooBig(_) => "oversized",
             FileError::Panicked => "failed",
         }
@@ -128,6 +156,9 @@ impl std::fmt::Display for FileError {
         match self {
             FileError::Read(e) => write!(f, "{e}"),
             FileError::NotRegular => f.write_str("not a regular file"),
+            FileError::OutOfWalk => {
+                f.write_str("leads out of the directory walked; not read (name it to read it)")
+            }
             FileError::NotAMessage => f.write_str("not a mail message (no header field first)"),
             FileError::TooBig(limit) => write!(
                 f,
@@ -138,10 +169,21 @@ impl std::fmt::Display for FileError {
     }
 }
 
-/// Reads a message file: a regular file of at most `limit` bytes. Opened without
-/// blocking, so a FIFO is refused instead of waiting for a writer.
-pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+/// Reads a message file: a regular file of at most `limit` bytes, and, found in a walk,
+/// one that is really inside `within` (checked on the file opened, so a link put in place
+/// after the walk is caught too). Opened without blocking, so a FIFO is refused instead of
+/// waiting for a writer.
+pub fn read_message(
+    path: &Path,
+    limit: usize,
+    within: Option<&Path>,
+) -> Result<Vec<u8>, FileError> {
     let (file, meta) = mxguard::config::open_without_waiting(path).map_err(FileError::Read)?;
+    if let Some(root) = within {
+        if !opened_inside(&file, path, root) {
+            return Err(FileError::OutOfWalk);
+        }
+    }
     if !meta.is_file() {
         return Err(FileError::NotRegular);
     }
@@ -154,6 +196,15 @@ pub fn read_message(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
         return Err(FileError::TooBig(limit));
     }
     Ok(raw)
+}
+
+/// Whether the file opened from `path` is inside `root`: by the name the kernel gives the
+/// descriptor, else (no `/proc`) by `path` resolved now.
+fn opened_inside(file: &std::fs::File, path: &Path, root: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .or_else(|_| std::fs::canonicalize(path));
+    real.is_ok_and(|real| real.starts_with(root))
 }
 
 /// Reads `reader` to its end into `into`, but never more than `limit` bytes and one: false
@@ -197,8 +248,10 @@ const HEADER_LINES_LOOKED_AT: usize = 1000;
 /// line.
 pub fn looks_like_message(raw: &[u8]) -> bool {
     let mut lines = raw.split(|&b| b == b'\n');
-    // An mbox folder: each of its messages is looked at on its own (`messages_of`).
-    if raw.starts_with(b"From ") {
+    // An mbox folder: each of its messages is looked at on its own (`messages_of`). Only
+    // a real separator counts: `From here on…` then `root:x:0:0:…` is no folder (review).
+    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    if mxguard::mail::mbox::is_separator(first.strip_suffix(b"\r").unwrap_or(first)) {
         return true;
     }
     let field_name = |line: &[u8]| -> Option<Vec<u8>> {
@@ -305,12 +358,15 @@ impl<T> Drop for Abandon<'_, T> {
 /// (`--jobs 100000`); with none at all, the work is done on this thread.
 pub fn scan_parallel<T: Send>(
     files: &[PathBuf],
+    walks: &Walks,
     jobs: usize,
     limit: usize,
     work: impl Fn(&[u8]) -> T + Sync,
     mut each: impl FnMut(&Path, Result<T, FileError>),
 ) {
-    let run_one = |file: &Path| read_message(file, limit).and_then(|raw| caught(|| work(&raw)));
+    let run_one = |file: &Path| {
+        read_message(file, limit, walks.root_of(file)).and_then(|raw| caught(|| work(&raw)))
+    };
     // No more threads than files (review: `--jobs 200000` spawned 200,000 for one), nor
     // than MAX_WORKERS, which also bounds the results held ahead.
     let jobs = jobs.min(files.len()).clamp(1, MAX_WORKERS);
@@ -374,6 +430,33 @@ pub fn scan_parallel<T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review of the walk's link rule): the rule was kept when the walk ran,
+    /// and files were opened later following links, so a file swapped for a link in
+    /// between (or a link left dangling, then made) was read wherever it led.
+    #[test]
+    fn a_file_swapped_for_a_link_after_the_walk_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let walked = dir.path().join("walked");
+        std::fs::create_dir(&walked).unwrap();
+        let inside = walked.join("a.eml");
+        std::fs::write(&inside, b"Subject: in\r\n\r\nx\r\n").unwrap();
+        let outside = dir.path().join("secret");
+        std::fs::write(&outside, b"Subject: out\r\n\r\nx\r\n").unwrap();
+        let found = collect_files(std::slice::from_ref(&walked));
+        assert_eq!(found.files, vec![inside.clone()]);
+        let within = found.walks.root_of(&inside);
+        assert!(read_message(&inside, 1 << 20, within).is_ok());
+        std::fs::remove_file(&inside).unwrap();
+        std::os::unix::fs::symlink(&outside, &inside).unwrap();
+        assert!(matches!(
+            read_message(&inside, 1 << 20, within),
+            Err(FileError::OutOfWalk)
+        ));
+        // Named on the command line, a link is read.
+        assert!(found.walks.root_of(&outside).is_none());
+        assert!(read_message(&inside, 1 << 20, None).is_ok());
+    }
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
 
@@ -396,6 +479,7 @@ mod tests {
         let mut seen = Vec::new();
         scan_parallel(
             &files,
+            &Walks::default(),
             4,
             1 << 20,
             |raw| {
@@ -437,7 +521,14 @@ mod tests {
         std::thread::spawn(move || {
             let run = std::panic::catch_unwind(|| {
                 // One worker, room for 64 results ahead: it waits on the 65th.
-                scan_parallel(&files, 1, 1 << 20, |raw| raw.len(), |_, _| panic!("each"));
+                scan_parallel(
+                    &files,
+                    &Walks::default(),
+                    1,
+                    1 << 20,
+                    |raw| raw.len(),
+                    |_, _| panic!("each"),
+                );
             });
             let _ = tx.send(run.is_err());
         });

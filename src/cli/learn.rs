@@ -239,7 +239,8 @@ async fn learn_files(
 ) -> anyhow::Result<ExitCode> {
     let Collected {
         files,
-        unreadable_dirs,
+        unreadable: unreadable_dirs,
+        walks,
     } = collect_files(paths);
     let started = Instant::now();
     let verb = if class.is_some() { "learn" } else { "forget" };
@@ -250,9 +251,10 @@ async fn learn_files(
     for chunk in in_flight(&files) {
         let read = futures::future::join_all(chunk.iter().map(|file| {
             let file = file.clone();
+            let within = walks.root_of(&file).map(Path::to_path_buf);
             async move {
                 let read = move || {
-                    let raw = read_message(&file, limit)?;
+                    let raw = read_message(&file, limit, within.as_deref())?;
                     if looks_like_message(&raw) {
                         Ok(raw)
                     } else {
@@ -398,6 +400,9 @@ mod tests {
             b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
         ));
         assert!(!looks_like_message(b"X-Note: a\n\nSubject: in the body\n"));
+        assert!(!looks_like_message(
+            b"From here on\nroot:x:0:0:root:/root:/bin/bash\n"
+        ));
         assert!(!looks_like_message(b""));
         assert!(!looks_like_message(b"\r\n"));
         assert!(!looks_like_message(b"\x07\x00binary index: data"));

@@ -322,6 +322,16 @@ pub(crate) fn shown(path: &std::path::Path) -> String {
     out
 }
 
+/// A file name as `scan --json` writes it: the name itself when it is UTF-8 (JSON escapes
+/// what it must), else as [`shown`] writes it (review: every name was escaped twice there,
+/// so `a\b.eml` read `a\\b.eml`, a file that does not exist).
+pub(crate) fn json_name(path: &std::path::Path) -> String {
+    match path.to_str() {
+        Some(name) => name.to_owned(),
+        None => shown(path),
+    }
+}
+
 /// Writes a held message to stdout: byte for byte into a file or a pipe (an 8-bit body
 /// must come out as it is held), but with control characters other than tab and line
 /// ends written as `\xNN` when stdout is a terminal: a header such as `Subject:
@@ -652,5 +662,9 @@ mod printable_tests {
         assert_eq!(name(b"a\xfe.eml"), "a\\xfe.eml");
         assert_eq!(name(b"a\xff.eml"), "a\\xff.eml");
         assert_eq!(name(b"a\\xfe.eml"), "a\\\\xfe.eml");
+        let json = |b: &[u8]| super::json_name(Path::new(OsStr::from_bytes(b)));
+        assert_eq!(json(b"m2/a\\b.eml"), "m2/a\\b.eml");
+        assert_eq!(json(b"tab\tx.eml"), "tab\tx.eml");
+        assert_eq!(json(b"a\xfe.eml"), "a\\xfe.eml");
     }
 }

@@ -47,7 +47,8 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
     for (i, paths) in [&opts.spam, &opts.ham].into_iter().enumerate() {
         let Collected {
             files,
-            unreadable_dirs,
+            unreadable: unreadable_dirs,
+            walks,
         } = collect_files(paths);
         if unreadable_dirs > 0 {
             *left_out.entry("unreadable").or_default() += unreadable_dirs;
@@ -69,7 +70,7 @@ pub fn stats(config_path: &Path, opts: StatsOptions) -> anyhow::Result<ExitCode>
                 not_messages,
             ))
         };
-        scan_parallel(&files, jobs, limit, judge, |file, result| {
+        scan_parallel(&files, &walks, jobs, limit, judge, |file, result| {
             let judged = match result.and_then(|r| r) {
                 Ok((judged, 0)) => judged,
                 Ok((judged, not_messages)) => {

@@ -56,7 +56,8 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     }
     let Collected {
         files,
-        unreadable_dirs,
+        unreadable: unreadable_dirs,
+        walks,
     } = collect_files(&opts.paths);
     let jobs = threads(opts.jobs).min(files.len()).max(1);
     let start = Instant::now();
@@ -86,7 +87,7 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
     };
     // Files are read as `learn` reads them (review: an mbox folder got one verdict for all
     // its messages, and an empty or binary file a verdict of its own).
-    scan_parallel(&files, jobs, limit, judge_file, |file, result| {
+    scan_parallel(&files, &walks, jobs, limit, judge_file, |file, result| {
         let (judged, not_messages) = match result.and_then(|r| r) {
             Ok(r) => r,
             Err(e) => {
@@ -106,9 +107,15 @@ pub fn run(config_path: &Path, opts: ScanOptions) -> anyhow::Result<ExitCode> {
         }
         for (place, result) in &judged {
             // A folder's messages are named by their place in it.
+            // JSON escapes what it must itself: there a UTF-8 name is the name.
+            let file_name = if opts.json {
+                super::json_name(file)
+            } else {
+                super::shown(file)
+            };
             let name = match place {
-                Some(n) => format!("{}#{n}", super::shown(file)),
-                None => super::shown(file),
+                Some(n) => format!("{file_name}#{n}"),
+                None => file_name,
             };
             let (j, other_j) = match result {
                 Ok(r) => r,

@@ -317,6 +317,15 @@ impl Config {
                 ),
             ));
         }
+        if self.metrics.header_timeout > ADMIN_CONNECTION_LIFETIME {
+            doubts.push((
+                "metrics.header_timeout",
+                format!(
+                    "{:?} is longer than an admin connection lives ({:?}): the wait ends then",
+                    self.metrics.header_timeout, ADMIN_CONNECTION_LIFETIME
+                ),
+            ));
+        }
         if c.enabled && c.autolearn && c.autolearn_spam < tag {
             doubts.push((
                 "classifier.autolearn_spam",

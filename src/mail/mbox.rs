@@ -8,7 +8,7 @@ use std::borrow::Cow;
 /// Whether `line` (without its line ending) is an mbox separator: `From `, a sender
 /// without blanks, then a date whose first word is a weekday. A body line that merely
 /// starts with "From " (`From the desk of ...`) has no such shape.
-fn is_separator(line: &[u8]) -> bool {
+pub fn is_separator(line: &[u8]) -> bool {
     const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
     let Some(rest) = line.strip_prefix(b"From ") else {
         return false;
