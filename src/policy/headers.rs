@@ -33,11 +33,11 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
     let score = crate::mail::score::hundredths_down(score);
     let mut h = format!("X-Spam-Score: {score}\r\n");
     h.push_str(&format!(
-        "X-Spam-Status: {}, score={score} tag={:.1} quarantine={:.1} reject={:.1}\r\n",
+        "X-Spam-Status: {}, score={score} tag={} quarantine={} reject={}\r\n",
         if spam { "Yes" } else { "No" },
-        t.tag,
-        t.quarantine,
-        t.reject
+        threshold_text(t.tag),
+        threshold_text(t.quarantine),
+        threshold_text(t.reject)
     ));
     // Always present, as on every relayed message: `none` says no rule scored (a header
     // left out would read as a gateway that never judged the message).
@@ -47,6 +47,17 @@ pub fn verdict_headers(ctx: &Context, verdict: Verdict, t: &Thresholds) -> Strin
         h.push_str(&fold("X-Spam-Rules:", &rules));
     }
     h
+}
+
+/// A threshold as configured (`5.0`, `4.96`): rounded to one decimal, 4.96 read `5.0`, and
+/// a message scoring 4.97 was marked `Yes` below its own `tag` (review).
+fn threshold_text(value: f64) -> String {
+    let text = value.to_string();
+    if text.contains(['.', 'e', 'i', 'N']) {
+        text
+    } else {
+        format!("{text}.0")
+    }
 }
 
 /// Folds a comma-separated list so no header line exceeds ~78 characters.
@@ -122,6 +133,21 @@ mod tests {
         close.hit("B_RULE", 2.497);
         let h = verdict_headers(&close, Verdict::Accept, &t);
         assert!(h.starts_with("X-Spam-Score: 4.99\r\n"), "{h}");
+        assert!(h.contains("tag=5.0 quarantine=10.0 reject=15.0\r\n"), "{h}");
+        // Regression (review): thresholds were rounded to one decimal, so 4.97 over a tag
+        // of 4.96 read `Yes, score=4.97 tag=5.0`.
+        let near = Thresholds {
+            tag: 4.96,
+            quarantine: 9.96,
+            reject: 14.955,
+        };
+        let mut over = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+        over.hit("A_RULE", 4.97);
+        let h = verdict_headers(&over, Verdict::Tag, &near);
+        assert!(
+            h.contains("Yes, score=4.97 tag=4.96 quarantine=9.96 reject=14.955\r\n"),
+            "{h}"
+        );
         // Regression (review against GUIDE): with no rule scored the header was left out.
         let clean = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         let h = verdict_headers(&clean, Verdict::Accept, &t);

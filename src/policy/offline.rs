@@ -194,6 +194,43 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
     }
 }
 
+/// A stored copy of a message this gateway (or a tier member) accepted, as the gateway
+/// judged it: without its own `Received` hop and every field above it (the internal
+/// server's and the mailbox's), which were added after the judgement; with the arrival
+/// its hop dates. Review: the rules read that hop, so `scan` of a quarantined copy scored
+/// the gateway's own record of the client's bare-IP greeting `RCVD_NUMERIC_HELO`, and a
+/// webmail client's hop made `FORGED_WEBMAIL_RCVD` miss. Other messages are as they are.
+fn as_judged_at_the_gateway(raw: &[u8]) -> (std::borrow::Cow<'_, [u8]>, Option<i64>) {
+    use crate::mail::header_fields::remove_fields;
+    use crate::mail::trace::{arrival, is_gateway_hop};
+    let is_ours = |name: &[u8], value: &[u8]| {
+        name.eq_ignore_ascii_case(b"received") && is_gateway_hop(&String::from_utf8_lossy(value))
+    };
+    let mut hops: Vec<String> = Vec::new();
+    let mut ours = false;
+    let _ = remove_fields(raw, |name, value| {
+        if name.eq_ignore_ascii_case(b"received") {
+            hops.push(String::from_utf8_lossy(value).into_owned());
+        }
+        ours |= is_ours(name, value);
+        false
+    });
+    if !ours {
+        return (std::borrow::Cow::Borrowed(raw), None);
+    }
+    let hops: Vec<&str> = hops.iter().map(String::as_str).collect();
+    let arrived = arrival(&hops);
+    let mut above_or_ours = true;
+    let judged = remove_fields(raw, |name, value| {
+        let drop = above_or_ours;
+        if above_or_ours && is_ours(name, value) {
+            above_or_ours = false;
+        }
+        drop
+    });
+    (judged, arrived)
+}
+
 /// One worker: the offline judgements run on the callers' threads, and the runtime only
 /// drives the state client's connections and the timers.
 fn offline_runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -226,7 +263,10 @@ impl Offline {
     pub fn judge(&self, raw: &[u8]) -> Judgement {
         let _guard = self.runtime.enter();
         let mut ctx = Context::new(ClientInfo::new(std::net::IpAddr::from([127, 0, 0, 1])));
-        ctx.message = crate::mail::line_endings::to_crlf(raw).into_owned().into();
+        let raw = crate::mail::line_endings::to_crlf(raw);
+        let (judged, arrival) = as_judged_at_the_gateway(&raw);
+        ctx.arrival = arrival;
+        ctx.message = judged.into_owned().into();
         let policy = &self.policy;
         let decision = futures::executor::block_on(policy.evaluate(Stage::Data, &mut ctx));
         let (verdict, _) = policy.conclude(decision, &ctx);
@@ -246,6 +286,48 @@ impl Offline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): `scan` of a stored or quarantined copy read the gateway's own
+    /// `Received` hop (and the internal server's above it), which the gateway added after
+    /// its judgement: the rules scored what the gateway never saw.
+    #[test]
+    fn a_stored_copy_is_judged_as_the_gateway_judged_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hops.cf"),
+            "header OUR_HOP Received =~ /\\(mxguard\\)/\nscore OUR_HOP 3.0\n\
+             header CLIENT_HOP Received =~ /from client\\.sender\\.test/\nscore CLIENT_HOP 1.0\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+             [classifier]\nenabled = false\n[policy]\nrules_dir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let offline = build(Config::from_toml(Path::new("t.toml"), &text).unwrap()).unwrap();
+        let original = "Received: from client.sender.test ([192.0.2.9]) by mx.sender.test;\r\n\
+                        \tMon, 1 Dec 2025 10:00:00 +0000\r\n\
+                        Date: Mon, 1 Dec 2025 09:59:00 +0000\r\n\
+                        From: a@sender.test\r\nSubject: hi\r\n\r\nhello\r\n";
+        let stored = format!(
+            "Received: from mx.a.test by mailbox.a.test; Mon, 1 Dec 2025 10:00:02 +0000\r\n\
+             Received: from mx.sender.test ([192.0.2.10]) by mx.a.test (mxguard)\r\n\
+             \twith ESMTP id ABC; Mon, 1 Dec 2025 10:00:01 +0000\r\n{original}"
+        );
+        let names = |j: &Judgement| j.hits.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let as_sent = offline.judge(original.as_bytes());
+        let as_stored = offline.judge(stored.as_bytes());
+        assert_eq!(names(&as_stored), names(&as_sent));
+        assert!(names(&as_sent).contains(&"CLIENT_HOP".to_string()));
+        assert_eq!(as_stored.score, as_sent.score);
+        let (judged, arrival) = as_judged_at_the_gateway(stored.as_bytes());
+        assert_eq!(&*judged, original.as_bytes());
+        assert_eq!(arrival, Some(1_764_583_201));
+        // A message with no hop of ours is judged as it is.
+        let (same, none) = as_judged_at_the_gateway(original.as_bytes());
+        assert_eq!(&*same, original.as_bytes());
+        assert_eq!(none, None);
+    }
 
     /// Regression (review): the offline policy ran the shadow policy too, judging every
     /// message twice and streaming each to the shadow's clamd, which `scan` is documented

@@ -102,6 +102,9 @@ impl Policy {
         match (judged(&self.config.policy, ctx), ctx.peer_floor) {
             ((Verdict::Accept, _), Some(floor @ (Verdict::Tag | Verdict::Quarantine)))
             | ((Verdict::Tag, _), Some(floor @ Verdict::Quarantine)) => (floor, None),
+            // Quarantine ranks above discard (review: a message a backup quarantined was
+            // dropped by a rule's `discard` action here, and nobody could release it).
+            ((Verdict::Discard, _), Some(Verdict::Quarantine)) => (Verdict::Quarantine, None),
             (judgement, _) => judgement,
         }
     }
@@ -243,6 +246,27 @@ mod tests {
     use crate::policy::{ClientInfo, Context, Policy, Services, Verdict};
     use std::path::Path;
     use std::sync::Arc;
+
+    /// Regression (review): a stale peer stamp's `quarantine` floor lifted only accept
+    /// and tag, so a rule's `discard` action dropped a message a backup had quarantined.
+    #[test]
+    fn a_quarantine_floor_outranks_a_discard() {
+        let text = "[relay]\ndomains=[\"a.test\"]\ninternal=[\"127.0.0.1:2526\"]\n\
+                    [policy.actions]\nDROP_ME = \"discard\"\n";
+        let config = Config::from_toml(Path::new("t.toml"), text).unwrap();
+        let policy = Policy::build(Arc::new(config), &Services::default()).unwrap();
+        let mut ctx = Context::new(ClientInfo::new([192, 0, 2, 1].into()));
+        ctx.hit("DROP_ME", 0.0);
+        assert_eq!(
+            policy.conclude(crate::policy::Decision::Continue, &ctx).0,
+            Verdict::Discard
+        );
+        ctx.peer_floor = Some(Verdict::Quarantine);
+        assert_eq!(
+            policy.conclude(crate::policy::Decision::Continue, &ctx).0,
+            Verdict::Quarantine
+        );
+    }
 
     /// Regression (review against GUIDE): with no authentication run (no resolver, or
     /// switched off) and no rule scored, relayed mail carried neither
