@@ -709,6 +709,35 @@ fn chunks_behind_a_bdat_without_recipients_are_not_client_errors() {
     c.quit();
 }
 
+/// Regression (review): a BDAT run refused to its `LAST` chunk for want of a recipient
+/// left the transaction open: a next transaction pipelined without RSET got 503 for its
+/// MAIL, 250 for the rest, and its message was queued under the first one's sender.
+#[test]
+fn a_bdat_run_refused_to_its_end_ends_the_transaction() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    let mut pipelined = b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<x@other.test>\r\n".to_vec();
+    let first = message("alice@t", "alice", "x");
+    pipelined.extend(format!("BDAT {} LAST\r\n", first.len()).into_bytes());
+    pipelined.extend(&first);
+    c.send(&pipelined);
+    c.read_reply().expect(250, "2.1.0");
+    c.read_reply().expect(550, "5.7.1");
+    c.read_reply().expect(503, "5.5.1");
+    let mut next = b"MAIL FROM:<bob@sender.test>\r\nRCPT TO:<user@example.test>\r\n".to_vec();
+    let second = message("bob@t", "bob", "hi");
+    next.extend(format!("BDAT {} LAST\r\n", second.len()).into_bytes());
+    next.extend(&second);
+    c.send(&next);
+    c.read_reply().expect(250, "2.1.0");
+    c.read_reply().expect(250, "2.1.5");
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    let delivered = internal.expect_message_id("bob@t");
+    assert_eq!(delivered.mail_from, "bob@sender.test");
+}
+
 /// Regression (review): only `/healthz` read `spool.min_free_bytes`; the SMTP side took
 /// `MAIL ... SIZE=26000000` with the spool below it, and the first sign of a full disk was
 /// a `452` after the whole message. MAIL now answers `452 4.3.1` (RFC 1870 §6.1) when the

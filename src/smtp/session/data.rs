@@ -182,6 +182,9 @@ impl Session {
         if !usable && self.bdat_failed {
             // A chunk pipelined behind a failed one: expected, not the client's error.
             self.bdat_failed = !last;
+            if last {
+                self.reset_transaction();
+            }
             return self.ok(
                 Stage::Data,
                 Reply::new(503, "5.5.1", "Transaction failed earlier, chunk discarded"),
@@ -200,6 +203,13 @@ impl Session {
             self.bdat_failed = after_ehlo && !last;
             if !after_ehlo {
                 return self.bad_sequence(Stage::Data, why).await;
+            }
+            // A run refused to its `LAST` chunk ends the transaction: the chunking client
+            // takes it as over, and a next one it pipelines without RSET must not be
+            // queued under this one's sender (review: Bob's MAIL got 503 behind Alice's
+            // open transaction, and his message went out as hers).
+            if last {
+                self.reset_transaction();
             }
             return self.out_of_sequence(Stage::Data, why).await;
         }
