@@ -676,8 +676,13 @@ pub async fn serve(
     let classifier_stop = CancellationToken::new();
     if let Some(c) = classifier {
         let g = gateway.clone();
-        let changed = move || {
-            if let Err(e) = g.refresh() {
+        // The model is part of the fingerprint: the one logged at start (before a seed's
+        // model is installed) would match neither `check` nor `/policy` (review).
+        let changed = move || match g.refresh() {
+            Ok(fingerprint) => {
+                tracing::info!(%fingerprint, "policy rebuilt with the new classifier model");
+            }
+            Err(e) => {
                 tracing::warn!(error = %e, "policy not rebuilt with the new classifier model");
             }
         };

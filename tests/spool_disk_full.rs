@@ -23,13 +23,8 @@ struct Tmpfs {
 
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
-        let interop = std::env::var("MXGUARD_INTEROP").as_deref() == Ok("1");
         if unsafe { libc::geteuid() } != 0 {
-            assert!(
-                !interop,
-                "MXGUARD_INTEROP=1 but not root: cannot mount a tmpfs"
-            );
-            println!("SKIP: not root, cannot mount a tmpfs for the disk-full test");
+            skip("not root, cannot mount a tmpfs for the disk-full test");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -40,9 +35,7 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs { dir }),
             other => {
-                let why = format!("mount -t tmpfs failed: {other:?}");
-                assert!(!interop, "MXGUARD_INTEROP=1 but {why}");
-                println!("SKIP: {why}");
+                skip(&format!("mount -t tmpfs failed: {other:?}"));
                 None
             }
         }

@@ -424,7 +424,7 @@ mod tests {
         // can run the release as another user.
         let nobody = 65534;
         if std::os::unix::fs::chown(dir.path(), Some(nobody), Some(nobody)).is_err() {
-            eprintln!("SKIP: not root, cannot give the spool to another user");
+            crate::interop_tests::skip("not root, cannot give the spool to another user");
             return;
         }
         Spool::open_for_admin(dir.path())
