@@ -670,6 +670,32 @@ fn a_file_is_read_once_its_writer_closes_it_and_scratch_files_are_ignored() {
     wait_for_code(&gw, 550).expect(550, "5.7.1");
 }
 
+/// Regression (review): a configuration that is a link into another directory (as
+/// configuration management lays files out) was watched only through its link, so an edit
+/// of the file it names was never reloaded.
+#[test]
+fn a_configuration_linked_from_another_directory_is_reloaded() {
+    let (_internal, gw) = start_with(&[("rules/local.cf", &trigger_rules(1.0))]);
+    send_trigger(&gw).expect(250, "2.0.0");
+    let config = gw.config_path();
+    let text = fs::read_to_string(&config).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("mx.toml");
+    fs::write(&target, &text).unwrap();
+    fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(&target, &config).unwrap();
+    let mut gw = gw;
+    gw.restart(None);
+    send_trigger(&gw).expect(250, "2.0.0");
+    let stricter = text
+        .replace("tag = 5.0", "tag = 0.1")
+        .replace("quarantine = 10.0", "quarantine = 0.2")
+        .replace("reject = 15.0", "reject = 0.5");
+    assert_ne!(stricter, text);
+    fs::write(&target, stricter).unwrap();
+    wait_for_code(&gw, 550).expect(550, "5.7.1");
+}
+
 /// Regression (review): a configuration reached through a swapped symbolic link (a
 /// Kubernetes ConfigMap: `mx.toml -> ..data/mx.toml`, `..data` replaced) was never
 /// reloaded by the watch.

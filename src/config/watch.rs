@@ -48,6 +48,14 @@ pub fn watch(
         .chain(inputs.files.iter().map(PathBuf::as_path))
         .map(absolute)
         .collect();
+    // A file that is a link into another directory (`mxguard.toml -> /srv/deploy/mx.toml`,
+    // as configuration management lays files out): the target is written, in a directory
+    // the watch did not see (review). Its directory is watched too, and its path counts.
+    let targets: Vec<PathBuf> = watched_files
+        .iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .collect();
+    watched_files.extend(targets);
     watched_files.sort();
     watched_files.dedup();
     let rules_dir = inputs.rules_dir.as_deref().map(absolute);
