@@ -154,6 +154,17 @@ pub fn sample_limits(limits: &Limits) -> SampleLimits {
     }
 }
 
+/// The memory the checks hold judging a message on disk: its sample (the header section
+/// and at most [`SampleLimits::most_bytes`] after it) and the copy of it a view is parsed
+/// from. Review: 1 MiB was reserved for about 3.5 to 7 MiB held, so the budget and
+/// `mxguard_message_memory_bytes` counted a fraction of it.
+pub fn judging_bytes(limits: &Limits) -> usize {
+    let sample = sample_limits(limits)
+        .most_bytes()
+        .saturating_add(limits.message_header_bytes);
+    sample.saturating_mul(2)
+}
+
 impl MessageData {
     /// A message streamed to `file`, whose header section is its first `header_len` bytes.
     pub fn spilled(file: SpillFile, header_len: usize) -> MessageData {
@@ -225,6 +236,25 @@ impl MessageData {
         let reader = s.file.reader();
         let header_len = s.header_len;
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Sample)> {
+            // No bigger than what a message in memory is judged whole within: read whole,
+            // so it is judged as it would be in memory (review: one spilled because the
+            // budget was full, or its sender slow, was sampled, and rawbody rules and the
+            // classifier read another message than `scan` and a quicker sender got).
+            if usize::try_from(reader.len()).is_ok_and(|len| len <= limits.total) {
+                let mut whole = Vec::new();
+                reader.read_chunks(0, READ_CHUNK, |chunk| {
+                    whole.extend_from_slice(chunk);
+                    true
+                })?;
+                let header = whole.get(..header_len).unwrap_or(&whole).to_vec();
+                let sample = Sample {
+                    bytes: whole,
+                    header_len,
+                    truncated: false,
+                    too_deep: false,
+                };
+                return Ok((header, sample));
+            }
             let mut sampler = Sampler::new(limits);
             let mut header = Vec::with_capacity(header_len);
             reader.read_chunks(0, READ_CHUNK, |chunk| {
@@ -469,6 +499,39 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    /// Regression (review): a message spilled though no bigger than what memory judges
+    /// whole (the budget was full, or its sender slow) was sampled: rawbody rules read
+    /// 512 KiB of an 800 KB part, against 500,000 bytes in memory, and the classifier
+    /// another text, so its verdict hung on timing.
+    #[tokio::test]
+    async fn a_small_message_on_disk_is_judged_whole_as_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let mut raw = b"Subject: slow\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        for i in 0..12_000 {
+            raw.extend_from_slice(
+                format!("line {i:06} of a long text part ........................ x\r\n")
+                    .as_bytes(),
+            );
+        }
+        let limits = Limits::default();
+        assert!(raw.len() > 700_000 && raw.len() <= sample_limits(&limits).total);
+        let mut disk = spilled(&spool, &raw).await;
+        disk.prepare(sample_limits(&limits)).await.unwrap();
+        let mut memory = MessageData::from(raw.clone());
+        memory.prepare(sample_limits(&limits)).await.unwrap();
+        assert_eq!(&*disk.bounded(), &*memory.bounded());
+        let scan = scan_limits(&limits);
+        assert_eq!(
+            disk.view(&scan).rawbody_parts(),
+            memory.view(&scan).rawbody_parts()
+        );
+        assert_eq!(
+            disk.view(&scan).body_lines(),
+            memory.view(&scan).body_lines()
+        );
     }
 
     #[tokio::test]

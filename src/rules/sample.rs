@@ -49,6 +49,17 @@ pub struct SampleLimits {
     pub max_depth: usize,
 }
 
+impl SampleLimits {
+    /// The most bytes a sample holds after the message's header section: `total`, the
+    /// structure's slack and every floor.
+    pub fn most_bytes(&self) -> usize {
+        let floors = FLOOR_PARTS * (FLOOR_HEAD + FLOOR_TAIL) + SMALL_FLOOR_PARTS * 2 * SMALL_FLOOR;
+        self.total
+            .saturating_add(STRUCTURE_SLACK)
+            .saturating_add(floors)
+    }
+}
+
 /// The result of sampling.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {

@@ -166,7 +166,10 @@ impl MessageSink {
     /// and writes full buffers out.
     pub async fn settle(&mut self, appended_from: usize) {
         if !matches!(self.state, State::Receiving) {
-            self.buf.clear();
+            // Freed, not cleared: nothing is reserved for it any more, and a cleared buffer
+            // kept its capacity (up to 64 KiB) outside the budget for the rest of a
+            // refused transfer trickled at the minimum rate (review).
+            self.buf = Vec::new();
             return;
         }
         let new = self.buf.get(appended_from..).unwrap_or_default();
@@ -524,6 +527,42 @@ mod tests {
             sink.settle(from).await;
         }
         assert!(matches!(sink.finish().await, Err(SinkError::HeaderTooLong)));
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    /// Regression (review): once a transfer was refused (here past the header's field
+    /// limit) its reservation was given back, but the buffer the decoder goes on filling
+    /// was only cleared: up to 64 KiB held outside the budget for the rest of a transfer
+    /// trickled at the minimum rate.
+    #[tokio::test]
+    async fn a_refused_transfer_holds_no_buffer_outside_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _rx) = Spool::open(dir.path()).unwrap();
+        let budget = MemoryBudget::new(1 << 20);
+        let limits = SinkLimits {
+            memory: 100_000,
+            header: 100_000,
+            header_fields: 50,
+            received_fields: 50,
+            memory_hold: Duration::from_secs(600),
+        };
+        let mut sink = MessageSink::new(limits, budget.reserve(CHUNK).await);
+        let mut fields = Vec::new();
+        for i in 0..60 {
+            fields.extend_from_slice(format!("X-Field-{i}: v\r\n").as_bytes());
+        }
+        sink.make_room(fields.len(), &spool).await;
+        let from = sink.buffer().len();
+        sink.buffer().extend_from_slice(&fields);
+        sink.settle(from).await;
+        assert_eq!(budget.in_use(), 0, "the refused transfer kept its share");
+        for _ in 0..2 {
+            sink.make_room(FEED_MAX, &spool).await;
+            let from = sink.buffer().len();
+            sink.buffer().extend_from_slice(&vec![b'x'; FEED_MAX]);
+            sink.settle(from).await;
+            assert_eq!(sink.buffer().capacity(), 0);
+        }
         assert_eq!(budget.in_use(), 0);
     }
 

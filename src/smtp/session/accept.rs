@@ -70,7 +70,10 @@ impl Session {
             // The sample the checks parse needs memory: wait for it holding none.
             drop(memory);
             let limits = self.limits().clone();
-            let wanted = self.server.budget.reserve(limits.message_memory_bytes);
+            // What the judgement holds, within what the budget can ever give.
+            let judging = crate::policy::message::judging_bytes(&limits)
+                .min(limits.message_memory_total_bytes);
+            let wanted = self.server.budget.reserve(judging);
             match tokio::time::timeout(limits.message_memory_wait, wanted).await {
                 Ok(r) => self.message_memory = Some(r),
                 Err(_) => {
