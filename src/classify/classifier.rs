@@ -510,8 +510,17 @@ impl Classifier {
         if spam == 0 || spam == entries.len() {
             return Ok(None);
         }
+        // Labelled with the generation the store is at after this retraining's own
+        // forgetting, when nothing else moved it: labelled with the one before, the next
+        // interval retrained the same entries again and every gateway took a new version
+        // of the same model, and a new fingerprint (review).
+        let label = if stored.first() == Some(&expected) {
+            expected
+        } else {
+            generation
+        };
         // Training takes a fraction of a second per thousand messages: off the runtime.
-        let model = tokio::task::spawn_blocking(move || train_on(&entries, generation))
+        let model = tokio::task::spawn_blocking(move || train_on(&entries, label))
             .await
             .map_err(|e| ClassifyError::Format(format!("training failed: {e}")))?;
         store::publish(state, &model).await?;
@@ -529,9 +538,7 @@ impl Classifier {
         let generation = store::generation(&state).await?;
         let trained = match self.model() {
             Some(m) => Some(m.generation()),
-            None => store::published_model(&state)
-                .await?
-                .map(|m| m.generation()),
+            None => published_or_none(&state).await?.map(|m| m.generation()),
         };
         // Past the bound autolearn waits for a retraining to forget the oldest, and while
         // it waits nothing changes the ledger: retrained then too, or it waited for ever
@@ -614,11 +621,16 @@ impl Classifier {
     pub async fn export(&self) -> Result<Seed, ClassifyError> {
         let state = self.source.state()?.patient(MAINTENANCE_TIMEOUT);
         let generation = store::generation(&state).await?;
-        let mut model = store::published_model(&state).await?;
+        let mut model = published_or_none(&state).await?;
         if model.as_ref().map(LrModel::generation) != Some(generation) {
             model = self.retrain(KEEP_ALL).await?.map(|m| (*m).clone());
         }
         let ledger = store::ledger_all(&state).await?;
+        // A learn between the model and the ledger read: the model is not of these
+        // entries, and a store seeded from them alone would keep it as if it were (review).
+        if store::generation(&state).await? != generation {
+            model = None;
+        }
         // A retraining another node holds the lock of (when one is due) gives no model: it
         // is trained here, from the very entries exported, and not published (review: the
         // seed was written without a model).
@@ -651,6 +663,19 @@ fn train_on(entries: &[(String, Entry)], generation: i64) -> LrModel {
         })
         .collect();
     ftrl::train(&examples, generation)
+}
+
+/// The published model, or none when its bytes do not read as one: a damaged blob made
+/// every gateway without a model fail each retraining before it could write a good one
+/// over it, for good (review). Logged; the retraining that follows replaces it.
+async fn published_or_none(state: &crate::state::State) -> Result<Option<LrModel>, ClassifyError> {
+    match store::published_model(state).await {
+        Err(ClassifyError::Format(why)) => {
+            tracing::warn!(error = %why, "classifier: the published model does not read; retraining");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// Autolearned messages past which autolearn waits for the next retraining (which

@@ -890,3 +890,56 @@ async fn a_reloaded_model_poll_takes_effect_without_waiting_out_the_old_one() {
     stop.cancel();
     upkeep.await.unwrap();
 }
+
+/// Regression (review): a published model whose bytes do not read (a damaged blob)
+/// failed every retraining of a gateway without a model before it could write a good one
+/// over it, so the tier lost its logistic model for good.
+#[tokio::test]
+async fn a_damaged_published_model_is_retrained_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let c = classifier(&state, "gw1");
+    learn_corpus(&c, 12).await;
+    state
+        .map_set(crate::classify::store::MODEL, "lr", b"garbage")
+        .await
+        .unwrap();
+    let fresh = classifier(&state, "gw2");
+    let model = fresh.retrain_if_due(20_000).await.unwrap();
+    assert!(
+        model.is_some(),
+        "no model was retrained over the damaged one"
+    );
+    assert!(fresh.export().await.unwrap().model.is_some());
+}
+
+/// Regression (review): a retraining that forgot old autolearned entries labelled its
+/// model with the generation from before it forgot, so the next interval retrained the
+/// same entries again and published a new version of the same model.
+#[tokio::test]
+async fn a_retraining_that_forgets_is_not_due_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let c = classifier(&state, "gw1");
+    learn_corpus(&c, 2).await;
+    for i in 0..6 {
+        let spam = i % 2 == 0;
+        let class = if spam { Class::Spam } else { Class::Ham };
+        let raw = message(spam, 100 + i);
+        let entry = super::ledger::Entry {
+            class,
+            hashes: Tokenizer.features(&raw).hashes(),
+            autolearned: true,
+            learned_at: 1 + i as u64,
+        };
+        c.learn_entry(&super::ledger::body_digest(&raw), &entry)
+            .await
+            .unwrap();
+    }
+    let first = c.retrain_if_due(4).await.unwrap();
+    assert!(first.is_some());
+    assert!(
+        c.retrain_if_due(4).await.unwrap().is_none(),
+        "retrained again for nothing"
+    );
+}

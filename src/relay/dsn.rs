@@ -184,16 +184,24 @@ pub fn build(
     // The returned headers are base64: they may hold raw 8-bit text (the DSN stays 7-bit
     // clean), and a content filter at the internal server that refused the original
     // for something in its headers must not refuse the bounce about it for the same text.
+    // Headers of an internationalized message (SMTPUTF8) are `message/global-headers`
+    // (RFC 6533 §6.3): `text/rfc822-headers` is ASCII (review).
+    let headers = returned_headers(&original.body);
+    let headers_type = if original.envelope.smtputf8 && !headers.is_ascii() {
+        "message/global-headers"
+    } else {
+        "text/rfc822-headers"
+    };
     let _ = write!(
         m,
         "\r\n--{boundary}\r\n\
-         Content-Type: text/rfc822-headers\r\n\
+         Content-Type: {headers_type}\r\n\
          Content-Description: Undelivered Message Headers\r\n\
          Content-Transfer-Encoding: base64\r\n\
          \r\n"
     );
     let mut bytes = m.into_bytes();
-    base64_lines(&returned_headers(&original.body), &mut bytes);
+    base64_lines(&headers, &mut bytes);
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
 
     let envelope = Envelope {
@@ -418,6 +426,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Final-Recipient: utf-8; j\u{f6}rg@example.test\r\n"));
+        // ASCII headers stay `text/rfc822-headers`.
+        assert!(
+            text.contains("Content-Type: text/rfc822-headers\r\n"),
+            "{text}"
+        );
+        // Regression (review): an internationalized message's headers went back as
+        // `text/rfc822-headers`, which is ASCII; RFC 6533 has `message/global-headers`.
+        message.envelope.smtputf8 = true;
+        message.body = "From: j\u{f6}rg@example.org\r\nSubject: gr\u{fc}\u{df}e\r\n\r\nbody\r\n"
+            .as_bytes()
+            .to_vec();
+        let (_, bytes) = build("gw.example.test", &message, &failed).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains("Content-Type: message/global-headers\r\n"),
+            "{text}"
+        );
         let notification = text
             .split("Content-Description: Notification")
             .next()

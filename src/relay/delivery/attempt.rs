@@ -632,7 +632,7 @@ pub(super) async fn deliver(
                         .iter()
                         .position(|s| *s == server)
                         .map_or(0, |p| p + 1);
-                    last = Some((Some(server), e));
+                    keep_the_telling(&mut last, (Some(server), e));
                 }
             }
         } else {
@@ -657,7 +657,7 @@ pub(super) async fn deliver(
                     relay.server_unreachable(config, server);
                 }
                 tracing::debug!(%server, error = %e, "internal server unusable, trying next");
-                last = Some((None, e));
+                keep_the_telling(&mut last, (None, e));
                 continue;
             }
         };
@@ -673,7 +673,7 @@ pub(super) async fn deliver(
             }
             Err(e) => {
                 let after_body = e.after_body();
-                last = Some((Some(server), e));
+                keep_the_telling(&mut last, (Some(server), e));
                 if after_body {
                     break;
                 }
@@ -687,6 +687,23 @@ pub(super) async fn deliver(
         // The others were held back: wait for them.
         (Some(_), None) => Err((None, ClientError::Suspended { hold })),
         (None, None) => Err((None, ClientError::NoServer)),
+    }
+}
+
+/// Records `failure` as the last failure, unless the one recorded carries a server's
+/// refusals of recipients before it cut the session short (`RecipientsCutShort`) and this
+/// one does not: those refusals settle their recipients for good (review: a backup that
+/// could not be reached next replaced them with its connect error, and the refused
+/// recipients were offered again at every retry, then expired with `5.4.7`).
+fn keep_the_telling(
+    last: &mut Option<(Option<SocketAddr>, ClientError)>,
+    failure: (Option<SocketAddr>, ClientError),
+) {
+    let told = last
+        .as_ref()
+        .is_some_and(|(_, e)| e.replies_before_the_end().is_some());
+    if !told || failure.1.replies_before_the_end().is_some() {
+        *last = Some(failure);
     }
 }
 

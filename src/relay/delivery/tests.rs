@@ -811,6 +811,39 @@ async fn refusals_before_the_server_ends_the_session_stand() {
     }
 }
 
+/// Regression (review): the refusals a server gave before ending the session were lost
+/// when the next server of `relay.internal` could not be reached: its connect error took
+/// their place, and the refused recipients were offered again at every retry.
+#[tokio::test]
+async fn refusals_before_the_end_stand_when_the_next_server_is_down() {
+    let server = FakeServer::start(Script {
+        rcpt: Arc::new(|a: &str| {
+            if a.starts_with('x') {
+                "550 5.1.1 No such user".into()
+            } else {
+                "421 4.7.0 Error: too many errors".into()
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[server.addr, dead_addr().await], &[]);
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["x@example.test", "y@example.test"],
+        ))
+        .await;
+    let outcome = attempt(&gw.relay(cfg), &mut None, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    let state = gw.spool.load(&id).unwrap().state;
+    assert_eq!(
+        state.rcpt_status,
+        vec![RcptStatus::Failed, RcptStatus::Pending]
+    );
+}
+
 #[tokio::test]
 async fn broken_or_slow_servers_defer_the_message() {
     let dropper = FakeServer::start(Script {
