@@ -447,6 +447,7 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
             tracing::info!(queue_id = %msg.id, verdict = %msg.envelope.verdict, "permanent failure for mail judged spam; no DSN");
         }
     }
+    let mut removed = true;
     match relay.spool.remove(&msg.id) {
         Ok(()) | Err(SpoolError::NotFound(_)) => {}
         Err(e) if !dsn_queued => {
@@ -458,8 +459,13 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
             return defer(relay, msg, Some(format!("cannot remove: {e}")), delay).await;
         }
         Err(e) => {
-            // Its statuses are on disk; retrying now would queue a second DSN.
-            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove bounced message")
+            // Retrying now would queue a second DSN. The message stays queued: the next
+            // listing or start must find its DSN recorded, and the save of that above may
+            // have failed too (a full disk): saved again, else kept in memory (review: it
+            // was forgotten, and the next listing queued a second DSN).
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot remove bounced message");
+            relay.save_state(&msg.id, &msg.state).await;
+            removed = false;
         }
     }
     if dsn_queued {
@@ -469,7 +475,9 @@ async fn settle(relay: &Relay, config: &Config, msg: &mut SpooledMessage) -> Job
             tracing::warn!(queue_id = %msg.id, error, "cannot sync the queue after a bounce");
         }
     }
-    relay.forget_state(&msg.id);
+    if removed {
+        relay.forget_state(&msg.id);
+    }
     JobResult::Finished
 }
 
