@@ -239,50 +239,33 @@ const MESSAGE_FIELDS: [&str; 13] = [
     "content-type",
 ];
 
-/// Header lines looked at for one of [`MESSAGE_FIELDS`].
-const HEADER_LINES_LOOKED_AT: usize = 1000;
-
 /// Whether `raw` starts as a message does: with a header field (`Name:`, the name
 /// printable ASCII without spaces) and one of the fields every message carries some of
 /// (From, To, Subject, Date, Received, …) in its header section; or with an mbox `From `
 /// line.
 pub fn looks_like_message(raw: &[u8]) -> bool {
-    let mut lines = raw.split(|&b| b == b'\n');
+    use mxguard::mail::header_fields::{as_readers_read, first_line, for_each_field};
+    let first = first_line(raw);
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
     // An mbox folder: each of its messages is looked at on its own (`messages_of`). Only
     // a real separator counts: `From here on…` then `root:x:0:0:…` is no folder (review).
-    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    if mxguard::mail::mbox::is_separator(first.strip_suffix(b"\r").unwrap_or(first)) {
+    if mxguard::mail::mbox::is_separator(first) {
         return true;
     }
-    let field_name = |line: &[u8]| -> Option<Vec<u8>> {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = line[..colon].trim_ascii_end();
-        (!name.is_empty() && name.iter().all(u8::is_ascii_graphic))
-            .then(|| name.to_ascii_lowercase())
-    };
-    let Some(first) = lines.next() else {
+    let starts_with_a_field = as_readers_read(first)
+        .is_some_and(|(name, _)| first[..name].iter().all(u8::is_ascii_graphic));
+    if !starts_with_a_field {
         return false;
-    };
-    let Some(name) = field_name(first) else {
-        return false;
-    };
-    let known = |name: &[u8]| MESSAGE_FIELDS.iter().any(|f| f.as_bytes() == name);
-    if known(&name) {
-        return true;
     }
-    for line in lines.take(HEADER_LINES_LOOKED_AT) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return false;
-        }
-        if line.starts_with(b" ") || line.starts_with(b"\t") {
-            continue;
-        }
-        if field_name(line).is_some_and(|n| known(&n)) {
-            return true;
-        }
-    }
-    false
+    let mut known = false;
+    for_each_field(raw, |field| {
+        known |= as_readers_read(field).is_some_and(|(name, _)| {
+            MESSAGE_FIELDS
+                .iter()
+                .any(|f| f.as_bytes().eq_ignore_ascii_case(&field[..name]))
+        });
+    });
+    known
 }
 
 /// The messages of a file that starts as one (one message, or an mbox folder's), and how

@@ -85,6 +85,16 @@ pub struct RateLimitConfig {
     pub symbol: String,
 }
 
+impl RateLimitConfig {
+    /// Whether it counts recipients and refuses over its limit. Only such a limit leaves
+    /// the null sender to the end of data (where greylisting takes it): one that scores
+    /// must run before the rules, which read its symbol, and that greylisting runs after
+    /// them.
+    pub fn refuses_recipients(&self) -> bool {
+        self.key == RateKey::Recipient && self.action == RateAction::Tempfail
+    }
+}
+
 /// One `[[ratelimit]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,7 +28,7 @@ pub use message::{MessageData, RawMessage, Stored};
 pub use symbols::compile_options as rules_compile_options;
 pub use verdict::{Decision, Verdict};
 
-use crate::config::{Config, GreylistStage, RateAction, RateKey, RateLimitConfig, RateStage};
+use crate::config::{Config, GreylistStage, RateAction, RateLimitConfig, RateStage};
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
@@ -486,8 +486,7 @@ impl Policy {
         }
         checks.extend(boxed(rate_limits(&after_greylisting)));
         if null_sender_greylisted_at_data {
-            let recipient_limits =
-                rate_limits(&|l| l.key == RateKey::Recipient && l.action == RateAction::Tempfail);
+            let recipient_limits = rate_limits(&RateLimitConfig::refuses_recipients);
             checks.extend(boxed(
                 recipient_limits
                     .into_iter()

@@ -201,20 +201,23 @@ fn classifier(config: &Config) -> Result<OfflineClassifier, OfflineError> {
 /// the gateway's own record of the client's bare-IP greeting `RCVD_NUMERIC_HELO`, and a
 /// webmail client's hop made `FORGED_WEBMAIL_RCVD` miss. Other messages are as they are.
 fn as_judged_at_the_gateway(raw: &[u8]) -> (std::borrow::Cow<'_, [u8]>, Option<i64>) {
-    use crate::mail::header_fields::remove_fields;
+    use crate::mail::header_fields::{for_each_field, remove_fields};
     use crate::mail::trace::{arrival, is_gateway_hop};
     let is_ours = |name: &[u8], value: &[u8]| {
         name.eq_ignore_ascii_case(b"received") && is_gateway_hop(&String::from_utf8_lossy(value))
     };
     let mut hops: Vec<String> = Vec::new();
-    let mut ours = false;
-    let _ = remove_fields(raw, |name, value| {
-        if name.eq_ignore_ascii_case(b"received") {
-            hops.push(String::from_utf8_lossy(value).into_owned());
+    for_each_field(raw, |field| {
+        if let Some(colon) = memchr::memchr(b':', field) {
+            if field[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"received")
+            {
+                hops.push(String::from_utf8_lossy(&field[colon + 1..]).into_owned());
+            }
         }
-        ours |= is_ours(name, value);
-        false
     });
+    let ours = hops.iter().any(|hop| is_gateway_hop(hop));
     if !ours {
         return (std::borrow::Cow::Borrowed(raw), None);
     }

@@ -394,7 +394,7 @@ pub(super) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 fn rename_unless_present(from: &Path, to: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(to).is_ok() {
+    if !super::surely_absent(to) {
         return Err(io::Error::from(io::ErrorKind::AlreadyExists));
     }
     fs::rename(from, to)

@@ -54,11 +54,9 @@ impl RateLimit {
         }
     }
 
-    /// Whether it counts recipients and refuses over its limit. Only such a limit leaves
-    /// the null sender to the end of data: one that scores must run before the rules,
-    /// which read its symbol, and the greylisting there runs after them.
+    /// See [`RateLimitConfig::refuses_recipients`].
     pub fn refuses_recipients(&self) -> bool {
-        self.limit.key == RateKey::Recipient && self.limit.action == RateAction::Tempfail
+        self.limit.refuses_recipients()
     }
 
     /// This limit, leaving the null sender's recipients to [`RateLimit::null_sender_at_data`]
