@@ -90,8 +90,14 @@ fn counters_move_with_real_smtp_traffic() {
     let (internal, gw, admin) = start();
     let before = scrape(admin);
     send_traffic(&internal, &gw);
+    // A scrape is not a snapshot: families are collected one after another, so the
+    // attempt counter can be seen before its duration is (CI flake). Wait for both.
     let s = scrape_until(admin, "relay attempt delivered", |s| {
         s.value("mxguard_relay_attempts_total", &[("result", "delivered")]) >= 1.0
+            && s.value(
+                "mxguard_relay_duration_seconds_count",
+                &[("result", "delivered")],
+            ) >= 1.0
             && s.value("mxguard_spool_messages", &[]) == 0.0
     });
     assert_families(&s, ALWAYS);
