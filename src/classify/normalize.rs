@@ -124,27 +124,43 @@ fn push_folded(c: char, out: &mut String) {
 /// ```
 pub fn normalize_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if is_invisible(c) || is_combining_mark(c) {
-            continue;
+    let mut rest = text;
+    while !rest.is_empty() {
+        // Runs of ASCII (most of most mail) are copied and lower-cased whole: no ASCII
+        // character is invisible or a mark, and a character at a time cost 6 % of the relay
+        // rate's CPU.
+        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(ascii);
+        let start = out.len();
+        out.push_str(run);
+        out[start..].make_ascii_lowercase();
+        let mut chars = tail.chars();
+        if let Some(c) = chars.next() {
+            push_normalized(c, &mut out);
         }
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else if let Some(latin) = latin_compatibility_form(c) {
-            for l in latin.chars().filter(|&l| !is_combining_mark(l)) {
-                for l in l.to_lowercase() {
-                    push_folded(l, &mut out);
-                }
-            }
-        } else {
-            // Marks a lower-casing adds are dropped too: `İ` lower-cases to `i` and a
-            // combining dot, which split `VİAGRA` into two words (review).
-            for l in c.to_lowercase().filter(|&l| !is_combining_mark(l)) {
-                push_folded(l, &mut out);
-            }
-        }
+        rest = chars.as_str();
     }
     out
+}
+
+/// Writes one non-ASCII character of [`normalize_text`]'s input, normalized.
+fn push_normalized(c: char, out: &mut String) {
+    if is_invisible(c) || is_combining_mark(c) {
+        return;
+    }
+    if let Some(latin) = latin_compatibility_form(c) {
+        for l in latin.chars().filter(|&l| !is_combining_mark(l)) {
+            for l in l.to_lowercase() {
+                push_folded(l, out);
+            }
+        }
+    } else {
+        // Marks a lower-casing adds are dropped too: `İ` lower-cases to `i` and a
+        // combining dot, which split `VİAGRA` into two words (review).
+        for l in c.to_lowercase().filter(|&l| !is_combining_mark(l)) {
+            push_folded(l, out);
+        }
+    }
 }
 
 /// The Latin letters or digits a letter or digit stands for by Unicode's compatibility
