@@ -129,7 +129,10 @@ pub fn normalize_text(text: &str) -> String {
         // Runs of ASCII (most of most mail) are copied and lower-cased whole: no ASCII
         // character is invisible or a mark, and a character at a time cost 6 % of the relay
         // rate's CPU.
-        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
         let (run, tail) = rest.split_at(ascii);
         let start = out.len();
         out.push_str(run);
