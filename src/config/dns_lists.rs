@@ -86,15 +86,26 @@ impl DnsListConfig {
     }
 
     /// The symbols a listing with return `codes` earns: every symbol a code map entry
-    /// matching one of the codes names (a bitmask list's answer can carry several), else
-    /// the list's default symbol. DNSBL and URIBL read the map alike.
+    /// matching one of the codes names (a bitmask list's answer can carry several), and
+    /// the list's default symbol for a code no entry matches, as [`Self::weight_for`]
+    /// weighs each code. DNSBL and URIBL read the map alike.
     pub fn symbols_for(&self, codes: &[Ipv4Addr]) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut add = |symbol: &String| {
+            if !out.contains(symbol) {
+                out.push(symbol.clone());
+            }
+        };
         for code in codes {
-            for entry in &self.codes {
-                if entry.matches.matches(*code) && !out.contains(&entry.symbol) {
-                    out.push(entry.symbol.clone());
-                }
+            let mut named = false;
+            for entry in self.codes.iter().filter(|e| e.matches.matches(*code)) {
+                named = true;
+                add(&entry.symbol);
+            }
+            // A spam source also in a named policy range kept only the range's symbol,
+            // while it weighed as the source (review).
+            if !named {
+                add(&self.symbol);
             }
         }
         if out.is_empty() {

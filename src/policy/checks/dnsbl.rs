@@ -79,7 +79,9 @@ impl Check for DnsLists {
                     ctx.client.dnsbl_unanswered += list.most_lowering_weight();
                     // An allowlist's silence only leaves a score higher than it would be.
                     ctx.client.dns_list_failed |= list.may_raise();
-                    failed = true;
+                    // Nor is it a reason to refuse at connect: a dnswl outage turned every
+                    // client away with 421 (review).
+                    failed |= list.may_raise();
                 }
             }
         }
@@ -239,5 +241,63 @@ mod tests {
             "a spam source in a policy range weighs as the source"
         );
         assert_eq!(list.weight_for(&[code(10), code(11)]), 1.0);
+    }
+
+    /// Regression (review): the default symbol was given only when no code of the answer
+    /// was named, so a spam source also in the named policy range (`127.0.0.4` and
+    /// `127.0.0.10`) scored only `RCVD_IN_ZEN_PBL` while it weighed as the source.
+    #[test]
+    fn a_code_no_entry_names_earns_the_default_symbol_beside_the_named_ones() {
+        let list = DnsListConfig {
+            zone: "zen.test".into(),
+            reply_name: "zen.test".into(),
+            sanity_probe: true,
+            weight: 3.0,
+            symbol: "RCVD_IN_ZEN".into(),
+            codes: vec![entry("127.0.0.[10..11]", "RCVD_IN_ZEN_PBL")],
+        };
+        let code = |d| std::net::Ipv4Addr::new(127, 0, 0, d);
+        assert_eq!(
+            list.symbols_for(&[code(4), code(10)]),
+            ["RCVD_IN_ZEN", "RCVD_IN_ZEN_PBL"]
+        );
+        assert_eq!(list.symbols_for(&[code(10), code(11)]), ["RCVD_IN_ZEN_PBL"]);
+        assert_eq!(list.symbols_for(&[code(4)]), ["RCVD_IN_ZEN"]);
+    }
+
+    /// Regression (review): any list that gave no answer refused at connect under
+    /// `dns_tempfail = ["dnsbl"]`, allowlists too, whose silence can only leave a score
+    /// higher: a dnswl outage turned every client away with 421.
+    #[tokio::test]
+    async fn a_silent_allowlist_does_not_refuse_at_connect() {
+        use crate::dns::testing::TestDns;
+        use crate::policy::ClientInfo;
+        let server = TestDns::builder()
+            .silent_under("wl.test")
+            .a("2.0.0.127.bl.test", std::net::Ipv4Addr::new(127, 0, 0, 2))
+            .start()
+            .await
+            .unwrap();
+        let list = |zone: &str, weight: f64| DnsListConfig {
+            zone: zone.into(),
+            reply_name: zone.into(),
+            sanity_probe: false,
+            weight,
+            symbol: format!("RCVD_IN_{zone}"),
+            codes: vec![],
+        };
+        let check = DnsLists::new(
+            server.resolver().unwrap(),
+            vec![list("bl.test", 3.0), list("wl.test", -5.0)],
+            true,
+        );
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.99".parse().unwrap()));
+        assert!(matches!(check.run(&mut ctx).await, Decision::Continue));
+        assert!(!ctx.client.dns_list_failed);
+        assert_eq!(ctx.client.dnsbl_total, 0.0);
+        // A silent blocklist still refuses.
+        let check = DnsLists::new(server.resolver().unwrap(), vec![list("wl.test", 3.0)], true);
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.99".parse().unwrap()));
+        assert!(matches!(check.run(&mut ctx).await, Decision::Tempfail(_)));
     }
 }

@@ -69,10 +69,23 @@ fn usable_host(host: String) -> Option<String> {
         .decode_utf8()
         .ok()?;
     let host = idna::domain_to_ascii(host.trim_end_matches('.')).ok()?;
-    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') {
+    if host.is_empty() || ends_in_a_number(&host) || !host.contains('.') {
         return None;
     }
     Some(host)
+}
+
+/// True for a host a browser reads as an IPv4 address or refuses: its last label is a
+/// number, decimal or `0x` hex (WHATWG URL's "ends in a number"). `1.2.3.04`, `0x7f.0.0.1`
+/// and `1.2.3.4.5` were looked up in every URIBL zone as domains `3.04`, `0.1` and `4.5`,
+/// each taking a `uribl_max_domains` slot (review).
+fn ends_in_a_number(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Registrable domains that mail links to in passing (markup namespaces, the largest
@@ -219,6 +232,28 @@ mod tests {
             ["example.co.uk", "example.org", "example.com"]
         );
         assert_eq!(registrable_domains(&uris, 1), ["example.co.uk"]);
+    }
+
+    /// Regression (review): hosts a browser reads as IPv4 addresses (leading zeros, hex)
+    /// or refuses (a numeric last label) were looked up as domains.
+    #[test]
+    fn numeric_hosts_are_no_domains() {
+        let uris: Vec<String> = [
+            "http://1.2.3.04/x",
+            "http://192.168.001.001/",
+            "http://0x7f.0.0.1/",
+            "http://1.2.3.4.5/",
+            "http://10.0.0.1/",
+            "http://spam4u.example/",
+            "http://1.2.3.4.example/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            registrable_domains(&uris, 10),
+            ["spam4u.example", "4.example"]
+        );
     }
 
     /// Regression (review): a host written with character references or percent-escapes,
