@@ -484,6 +484,53 @@ async fn a_resolver_that_refuses_only_some_names_stays_up() {
     ));
 }
 
+/// Regression (review): a SERVFAIL counted as a sign of life, so a resolver that fails
+/// every question (unbound with a broken trust anchor or clock, or without its upstream)
+/// kept `mxguard_dns_up` at 1 and logged nothing while every DNS check scored nothing.
+#[tokio::test]
+async fn a_resolver_that_fails_every_query_is_marked_down() {
+    let server = TestDns::servfail().await.expect("test DNS server");
+    let config = DnsConfig {
+        down_after: 3,
+        ..config(server.addr())
+    };
+    let (dns, metrics) = resolver(&config);
+    for name in ["a.test", "b.test", "c.test"] {
+        assert_eq!(dns.lookup_a("dnsbl", name).await, Outcome::ServFail);
+    }
+    assert!(dns.is_down());
+    assert_eq!(metrics.dns_up.get(), 0);
+    assert_eq!(dns.lookup_a("dnsbl", "d.test").await, Outcome::Unavailable);
+    assert_eq!(lookups(&metrics, "dnsbl", "servfail"), 3);
+}
+
+/// The other side of the above: a sender's broken zone fails only its own names, and any
+/// spam source can arrange one; the resolver stays up.
+#[tokio::test]
+async fn a_resolver_that_fails_only_some_names_stays_up() {
+    let server = TestDns::builder()
+        .a("mx.sender.test", Ipv4Addr::new(192, 0, 2, 25))
+        .servfail_under("broken.test")
+        .start()
+        .await
+        .expect("test DNS server");
+    let config = DnsConfig {
+        down_after: 3,
+        ..config(server.addr())
+    };
+    let (dns, metrics) = resolver(&config);
+    for i in 0..10 {
+        let name = format!("n{i}.broken.test");
+        assert_eq!(dns.lookup_a("dnsbl", &name).await, Outcome::ServFail);
+    }
+    assert!(!dns.is_down());
+    assert_eq!(metrics.dns_up.get(), 1);
+    assert!(matches!(
+        dns.lookup_a("dnsbl", "mx.sender.test").await,
+        Outcome::Found(_)
+    ));
+}
+
 #[tokio::test]
 async fn answers_cached_before_the_resolver_died_are_still_served() {
     let server = zone().await;

@@ -143,7 +143,7 @@ impl Core {
         }
     }
 
-    /// Whether the resolver answers questions at all after it refused one: a probe, or
+    /// Whether the resolver answers questions at all after it refused or failed one: a probe, or
     /// the outcome of one asked within [`REFUSAL_PROBE_REUSE`].
     async fn answers_others(&self) -> bool {
         let recent = self
@@ -249,6 +249,24 @@ impl Core {
                     self.start_probe();
                 }
                 Answer::Error("response code REFUSED".into())
+            }
+            Ok(message) if message.metadata.response_code == ResponseCode::ServFail => {
+                // A resolver that fails every question (unbound with a broken trust anchor
+                // or a wrong clock, no upstream) answered and looked up, while every check
+                // scored nothing and `mxguard_dns_up` said 1 (review). A name's own broken
+                // servers fail only that name: the probe tells the two apart, as for
+                // REFUSED.
+                if self.answers_others().await {
+                    tracing::debug!(%name, %rtype, "SERVFAIL for one name while the resolver answers others");
+                } else {
+                    if self.error_log.due() {
+                        tracing::warn!(%name, %rtype, "DNS lookup failed: the resolver answered SERVFAIL to this name and to the probe (see mxguard_dns_lookups_total{{result=\"servfail\"}})");
+                    }
+                    if self.health.failed(Failure::Unreachable) {
+                        self.start_probe();
+                    }
+                }
+                Answer::ServFail
             }
             Ok(message) => {
                 self.health.answered();
@@ -361,7 +379,12 @@ impl Core {
             .exchange(&Name::root(), RecordType::NS)
             .await
             .map_err(|e| tracing::debug!(error = %e, "DNS probe unanswered"))
-            .is_ok_and(|m| m.metadata.response_code != ResponseCode::Refused);
+            .is_ok_and(|m| {
+                !matches!(
+                    m.metadata.response_code,
+                    ResponseCode::Refused | ResponseCode::ServFail
+                )
+            });
         if answered {
             self.health.answered();
         }

@@ -60,7 +60,7 @@ pub struct TestDnsBuilder {
     negative_ttl: u32,
     mode: Mode,
     silent_zones: Vec<LowerName>,
-    refused_zones: Vec<LowerName>,
+    error_zones: Vec<(LowerName, ResponseCode)>,
 }
 
 /// A running test DNS server; stops when dropped.
@@ -88,7 +88,7 @@ impl TestDns {
             negative_ttl: 300,
             mode: Mode::Authoritative,
             silent_zones: Vec::new(),
-            refused_zones: Vec::new(),
+            error_zones: Vec::new(),
         }
     }
 
@@ -164,7 +164,16 @@ impl TestDnsBuilder {
     /// Answer REFUSED for names under `zone`, whatever the mode (a resolver's policy zone,
     /// or a view that serves only some names).
     pub fn refused_under(mut self, zone: &str) -> Self {
-        self.refused_zones.push(LowerName::new(&absolute(zone)));
+        let zone = LowerName::new(&absolute(zone));
+        self.error_zones.push((zone, ResponseCode::Refused));
+        self
+    }
+
+    /// Answer SERVFAIL for names under `zone`, whatever the mode (a zone whose own servers
+    /// are broken: lame, or failing DNSSEC validation).
+    pub fn servfail_under(mut self, zone: &str) -> Self {
+        let zone = LowerName::new(&absolute(zone));
+        self.error_zones.push((zone, ResponseCode::ServFail));
         self
     }
 
@@ -275,7 +284,7 @@ impl TestDnsBuilder {
             soa,
             mode: self.mode,
             silent_zones: self.silent_zones,
-            refused_zones: self.refused_zones,
+            error_zones: self.error_zones,
             queries: queries.clone(),
         };
         let mut server = Server::new(handler);
@@ -314,7 +323,7 @@ struct Handler {
     soa: Record,
     mode: Mode,
     silent_zones: Vec<LowerName>,
-    refused_zones: Vec<LowerName>,
+    error_zones: Vec<(LowerName, ResponseCode)>,
     queries: Arc<AtomicUsize>,
 }
 
@@ -338,8 +347,18 @@ impl RequestHandler for Handler {
                 return silent
             }
             (Mode::SilentFor(mute), Some(query)) if query.query_type() == mute => return silent,
-            (_, Some(query)) if self.refused_zones.iter().any(|z| z.zone_of(query.name())) => {
-                let response = builder.error_msg(&request.metadata, ResponseCode::Refused);
+            (_, Some(query))
+                if self
+                    .error_zones
+                    .iter()
+                    .any(|(z, _)| z.zone_of(query.name())) =>
+            {
+                let code = self
+                    .error_zones
+                    .iter()
+                    .find(|(z, _)| z.zone_of(query.name()))
+                    .map_or(ResponseCode::ServFail, |(_, code)| *code);
+                let response = builder.error_msg(&request.metadata, code);
                 response_handle.send_response(response).await
             }
             (Mode::Authoritative | Mode::NoSoa | Mode::SilentFor(_), Some(query)) => {
