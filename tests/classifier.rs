@@ -588,7 +588,7 @@ fn a_shadow_equal_to_the_live_policy_never_disagrees_over_state_checks() {
     // Greylisted at data (score 1 >= min_score), then over the rate limit: refused.
     c.send_mail("sender@sender.test", &["user@example.test"], &msg)
         .expect(451, "4.7.1");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     c.send_mail("sender@sender.test", &["user@example.test"], &msg)
         .expect(550, "5.7.1");
     c.quit();

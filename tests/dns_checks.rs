@@ -525,7 +525,7 @@ fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
         r
     };
     rcpt("127.0.5.1", "a1@spam.test", "alice@example.test").expect(451, "4.7.1");
-    std::thread::sleep(std::time::Duration::from_millis(3600));
+    std::thread::sleep(std::time::Duration::from_millis(4100));
     // The domain's retry passes from another network, as a provider's would.
     rcpt("127.0.6.1", "a1@spam.test", "alice@example.test").expect(250, "2.1.5");
     // That network has not shown it retries: its other senders are still greylisted.
@@ -538,7 +538,7 @@ fn an_spf_keyed_pass_earns_no_network_its_auto_allow() {
     // A later review: nor one that leaves out the documentation addresses a fixed probe
     // asked about.
     rcpt("127.0.5.1", "a1@evade.test", "alice@example.test").expect(451, "4.7.1");
-    std::thread::sleep(std::time::Duration::from_millis(3600));
+    std::thread::sleep(std::time::Duration::from_millis(4100));
     rcpt("127.0.7.1", "a1@open.test", "alice@example.test").expect(451, "4.7.1");
     rcpt("127.0.7.1", "a1@incl.test", "alice@example.test").expect(451, "4.7.1");
     rcpt("127.0.7.1", "a1@evade.test", "alice@example.test").expect(451, "4.7.1");

@@ -90,6 +90,14 @@ impl AuthOutcome {
             .is_some_and(DmarcCheck::reject_requested)
     }
 
+    /// DMARC failed and the From domain publishes `p=quarantine` (or `p=reject` with a `pct`
+    /// below 100, read as quarantine).
+    pub fn dmarc_quarantine_requested(&self) -> bool {
+        self.dmarc
+            .as_ref()
+            .is_some_and(DmarcCheck::quarantine_requested)
+    }
+
     /// The complete `Authentication-Results` header field naming `hostname` as authserv-id,
     /// folded, ending in CRLF, ready to prepend to the message (`HOSTNAME; none` when nothing
     /// was checked).

@@ -103,6 +103,9 @@ pub struct PolicyConfig {
     pub auth: bool,
     /// Refuse (550 5.7.1) DMARC failures of domains publishing `p=reject`.
     pub dmarc_reject: bool,
+    /// Tag at least (a verdict floor) DMARC failures of domains publishing `p=quarantine`,
+    /// and those of `p=reject` domains not refused.
+    pub dmarc_quarantine: bool,
     /// HELO syntax and plausibility.
     pub helo_checks: bool,
     /// The sender domain must resolve (MX or A/AAAA).
@@ -154,6 +157,7 @@ pub(super) struct RawPolicy {
     fcrdns: bool,
     auth: bool,
     dmarc_reject: bool,
+    dmarc_quarantine: bool,
     helo_checks: bool,
     sender_domain_check: bool,
     /// Checks whose DNS lookup failures (timeout, SERVFAIL) tempfail instead of scoring nothing.
@@ -184,6 +188,7 @@ impl Default for RawPolicy {
             fcrdns: true,
             auth: true,
             dmarc_reject: true,
+            dmarc_quarantine: true,
             helo_checks: true,
             sender_domain_check: true,
             dns_tempfail: Vec::new(),
@@ -348,6 +353,7 @@ impl RawPolicy {
             fcrdns: self.fcrdns,
             auth: self.auth,
             dmarc_reject: self.dmarc_reject,
+            dmarc_quarantine: self.dmarc_quarantine,
             helo_checks: self.helo_checks,
             sender_domain_check: self.sender_domain_check,
             dns_tempfail: self.dns_tempfail,

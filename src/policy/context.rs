@@ -185,10 +185,11 @@ pub struct Context {
     pub attachments: Option<AttachmentScan>,
     /// A tier peer's valid, fresh verdict stamp: the message is not judged again.
     pub peer_stamp: Option<crate::tier::Stamp>,
-    /// The verdict of a tier peer's authentic stamp that is too old, or made under another
-    /// policy, to stand: the message is judged again, and no milder than this (see
-    /// [`crate::policy::Policy::conclude`]).
-    pub peer_floor: Option<super::Verdict>,
+    /// The mildest verdict the message may get (see [`crate::policy::Policy::conclude`]):
+    /// that of a tier peer's authentic stamp too old, or made under another policy, to
+    /// stand (the message is judged again), or `tag` for a DMARC failure of a domain asking
+    /// for quarantine. Raised with [`Context::raise_floor`].
+    pub floor: Option<super::Verdict>,
     /// The deadline of the stage being evaluated, fixed once by [`crate::policy::Policy::evaluate`]
     /// and shared by every check of the stage, so together they never take longer than
     /// `dns.stage_deadline`.
@@ -228,7 +229,7 @@ impl Context {
             antivirus: self.antivirus.clone(),
             attachments: self.attachments.clone(),
             peer_stamp: self.peer_stamp.clone(),
-            peer_floor: self.peer_floor,
+            floor: self.floor,
             deadline: self.deadline,
             greylist_credit: None,
             refused_symbols: Vec::new(),
@@ -255,7 +256,7 @@ impl Context {
             antivirus: None,
             attachments: None,
             peer_stamp: None,
-            peer_floor: None,
+            floor: None,
             deadline: None,
             greylist_credit: None,
             refused_symbols: Vec::new(),
@@ -288,6 +289,20 @@ impl Context {
         let v = Arc::new(view);
         self.parsed = Some(v.clone());
         v
+    }
+
+    /// Makes `verdict` the floor unless the floor is as high already: quarantine over tag
+    /// over the rest, which floor nothing (a peer's stale `accept`).
+    pub fn raise_floor(&mut self, verdict: super::Verdict) {
+        use super::Verdict::{Quarantine, Tag};
+        let rank = |v: Option<super::Verdict>| match v {
+            Some(Quarantine) => 2,
+            Some(Tag) => 1,
+            _ => 0,
+        };
+        if rank(Some(verdict)) > rank(self.floor) {
+            self.floor = Some(verdict);
+        }
     }
 
     /// Clears the transaction (RSET, new MAIL); the client facts stay.
@@ -357,6 +372,25 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stale peer stamp's quarantine and a DMARC failure's tag meet in one message: the
+    /// higher stands, whichever came first.
+    #[test]
+    fn a_floor_is_only_ever_raised() {
+        use crate::policy::Verdict::{Quarantine, Tag};
+        let ip = "192.0.2.1".parse().unwrap();
+        let mut ctx = Context::new(ClientInfo::new(ip));
+        ctx.raise_floor(crate::policy::Verdict::Accept);
+        assert_eq!(ctx.floor, None);
+        ctx.raise_floor(Tag);
+        ctx.raise_floor(crate::policy::Verdict::Accept);
+        assert_eq!(ctx.floor, Some(Tag));
+        ctx.raise_floor(Quarantine);
+        ctx.raise_floor(Tag);
+        assert_eq!(ctx.floor, Some(Quarantine));
+        ctx.reset_transaction();
+        assert_eq!(ctx.floor, None);
+    }
 
     #[test]
     fn a_score_that_reads_as_the_threshold_reaches_it_in_any_order() {

@@ -107,8 +107,8 @@ fn checks(out: &mut String, config: &Config) {
     let p = &config.policy;
     let _ = writeln!(
         out,
-        "checks=fcrdns:{},auth:{},dmarc_reject:{},helo:{},sender_domain:{}",
-        p.fcrdns, p.auth, p.dmarc_reject, p.helo_checks, p.sender_domain_check
+        "checks=fcrdns:{},auth:{},dmarc_reject:{},dmarc_quarantine:{},helo:{},sender_domain:{}",
+        p.fcrdns, p.auth, p.dmarc_reject, p.dmarc_quarantine, p.helo_checks, p.sender_domain_check
     );
     let mut tempfail = p.dns_tempfail.clone();
     tempfail.sort();

@@ -416,6 +416,7 @@ impl Policy {
             checks.push(Box::new(authentication::MessageAuth::new(
                 auth.clone(),
                 p.dmarc_reject,
+                p.dmarc_quarantine,
             )));
         }
         if config.policy.gtube {
@@ -807,7 +808,9 @@ impl Policy {
                     || now.saturating_sub(stamp.time) > tier.stamp_max_age.as_secs() =>
             {
                 tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, stamp_fingerprint = %stamp.fingerprint, stamp_time = stamp.time, "tier peer's stamp is too old or made under another policy: filtered, its verdict a floor");
-                ctx.peer_floor = crate::policy::Verdict::of_peer_stamp(&stamp.verdict);
+                if let Some(verdict) = crate::policy::Verdict::of_peer_stamp(&stamp.verdict) {
+                    ctx.raise_floor(verdict);
+                }
                 ctx.hit("TIER_STAMP_FLOOR", 0.0);
                 false
             }

@@ -99,7 +99,7 @@ impl Policy {
         // Judged again without the client's evidence (a peer's relay skips the client
         // checks), a message a backup tagged for its DNS listings and held past
         // `stamp_max_age` came out clean (review): the stamped verdict is a floor.
-        match (judged(&self.config.policy, ctx), ctx.peer_floor) {
+        match (judged(&self.config.policy, ctx), ctx.floor) {
             ((Verdict::Accept, _), Some(floor @ (Verdict::Tag | Verdict::Quarantine)))
             | ((Verdict::Tag, _), Some(floor @ Verdict::Quarantine)) => (floor, None),
             // Quarantine ranks above discard (review: a message a backup quarantined was
@@ -261,7 +261,7 @@ mod tests {
             policy.conclude(crate::policy::Decision::Continue, &ctx).0,
             Verdict::Discard
         );
-        ctx.peer_floor = Some(Verdict::Quarantine);
+        ctx.floor = Some(Verdict::Quarantine);
         assert_eq!(
             policy.conclude(crate::policy::Decision::Continue, &ctx).0,
             Verdict::Quarantine

@@ -85,6 +85,16 @@ impl Triplet {
     }
 }
 
+/// The whole seconds between a triplet's first attempt and a retry, as both are stored
+/// (truncated to the second), that guarantee `delay` really passed: one more than `delay`
+/// rounded up. Compared as `delay`'s own whole seconds, a first attempt at 1000.999 and a
+/// retry at 1300.000 passed a 300 s delay 299.001 s after, and a sub-second delay passed
+/// at once (review).
+pub fn greylist_wait_secs(delay: Duration) -> u64 {
+    let rounded_up = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    rounded_up.saturating_add(1)
+}
+
 /// One greylisting step at `now` (seconds): the answer and what to store, for how long.
 pub fn greylist(
     now: u64,
@@ -93,7 +103,7 @@ pub fn greylist(
     window: Duration,
     pass_ttl: Duration,
 ) -> (GreylistAnswer, Triplet, Duration) {
-    let delay_s = delay.as_secs();
+    let delay_s = greylist_wait_secs(delay);
     match stored {
         None => (
             GreylistAnswer::New { retry_after: delay },
@@ -261,7 +271,7 @@ mod tests {
         assert_eq!(
             a,
             GreylistAnswer::Early {
-                retry_after: Duration::from_secs(200)
+                retry_after: Duration::from_secs(201)
             }
         );
         assert_eq!(
@@ -269,10 +279,24 @@ mod tests {
             Triplet::Seen(1000),
             "an early retry does not restart the delay"
         );
-        let (a, t, keep) = greylist(1300, Some(t), d, w, p);
+        // Regression (review): stored in whole seconds, the first attempt may have been at
+        // 1000.999: at 1300 the delay may not have passed yet.
+        let (a, _, _) = greylist(1300, Some(t), d, w, p);
+        assert!(matches!(a, GreylistAnswer::Early { .. }), "{a:?}");
+        let (a, t, keep) = greylist(1301, Some(t), d, w, p);
         assert_eq!((a, keep), (GreylistAnswer::Passed, p));
         let (a, _, _) = greylist(5000, Some(t), d, w, p);
         assert_eq!(a, GreylistAnswer::Known);
+    }
+
+    #[test]
+    fn a_sub_second_delay_still_waits_a_second() {
+        let d = Duration::from_millis(500);
+        let w = Duration::from_secs(60);
+        assert_eq!(greylist_wait_secs(d), 2);
+        let (_, t, _) = greylist(1000, None, d, w, w);
+        let (a, _, _) = greylist(1000, Some(t), d, w, w);
+        assert!(matches!(a, GreylistAnswer::Early { .. }), "{a:?}");
     }
 
     #[test]

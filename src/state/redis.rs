@@ -45,7 +45,8 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_
 return {1, 0}
 ";
 
-/// Greylisting (see `algo::greylist`): ARGV = delay, window, pass_ttl in seconds. Returns
+/// Greylisting (see `algo::greylist`): ARGV = delay (`algo::greylist_wait_secs`), window,
+/// pass_ttl in seconds. Returns
 /// {0 new | 1 early | 2 passed | 3 known, seconds until a retry passes}.
 const GREYLIST: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
@@ -519,7 +520,7 @@ impl Backend for RedisBackend {
         let (state, left): (i64, i64) = self
             .greylist
             .key(key)
-            .arg(delay.as_secs())
+            .arg(super::algo::greylist_wait_secs(delay))
             .arg(secs(window))
             .arg(secs(pass_ttl))
             .invoke_async(&mut conn)

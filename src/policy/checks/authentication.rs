@@ -1,12 +1,13 @@
 //! Sender authentication in the pipeline: SPF (HELO and MAIL FROM) at MAIL, DKIM, DMARC and
 //! ARC at end of data, all through [`crate::auth`]. Results become symbols scored in
 //! `rules/17-auth.cf`; a DMARC failure of a `p=reject` domain is refused with 550 5.7.1
-//! unless `policy.dmarc_reject = false`. The outcome also yields our
+//! unless `policy.dmarc_reject = false`, and one of a `p=quarantine` domain is tagged at
+//! least unless `policy.dmarc_quarantine = false`. The outcome also yields our
 //! `Authentication-Results` header.
 
 use crate::auth::{AuthOutcome, Authenticator};
 use crate::mail::Reply;
-use crate::policy::{Check, Context, Decision, Stage};
+use crate::policy::{Check, Context, Decision, Stage, Verdict};
 use async_trait::async_trait;
 
 /// SPF at MAIL FROM: the HELO and the envelope sender checked together.
@@ -74,12 +75,19 @@ impl Check for Spf {
 pub struct MessageAuth {
     auth: Authenticator,
     dmarc_reject: bool,
+    dmarc_quarantine: bool,
 }
 
 impl MessageAuth {
-    /// Message authentication with `auth`; `dmarc_reject` honours `p=reject`.
-    pub fn new(auth: Authenticator, dmarc_reject: bool) -> MessageAuth {
-        MessageAuth { auth, dmarc_reject }
+    /// Message authentication with `auth`; `dmarc_reject` honours `p=reject` with a
+    /// refusal, `dmarc_quarantine` `p=quarantine` (and a `p=reject` not refused) with a
+    /// `tag` floor.
+    pub fn new(auth: Authenticator, dmarc_reject: bool, dmarc_quarantine: bool) -> MessageAuth {
+        MessageAuth {
+            auth,
+            dmarc_reject,
+            dmarc_quarantine,
+        }
     }
 }
 
@@ -144,10 +152,17 @@ impl Check for MessageAuth {
         // `p=reject` domain, unsigned): judged on content, never refused for DMARC. Nor is
         // a peer's relay: without the sender's SPF (see `Spf`), a domain's mail that passed
         // DMARC by SPF alone at the peer would fail it here and be bounced.
-        let reject = self.dmarc_reject
-            && outcome.dmarc_reject_requested()
-            && !ctx.client.trusted
-            && ctx.client.tier_peer.is_none();
+        let judged_here = !ctx.client.trusted && ctx.client.tier_peer.is_none();
+        let reject = self.dmarc_reject && outcome.dmarc_reject_requested() && judged_here;
+        // The domain asks that its failing mail be treated as suspicious (RFC 7489 §6.3):
+        // a score alone fell under `tag` with the forger's own SPF pass and DKIM
+        // signature, which cost nothing (review).
+        if self.dmarc_quarantine
+            && judged_here
+            && (outcome.dmarc_quarantine_requested() || outcome.dmarc_reject_requested())
+        {
+            ctx.raise_floor(Verdict::Tag);
+        }
         // An author domain DMARC cannot evaluate published no policy: the reply says what
         // refused the message (review: "the sender domain's policy is reject" misled the
         // sender of an announcement from five organisations).
@@ -180,7 +195,7 @@ mod tests {
     async fn a_message_verified_already_is_not_verified_again() {
         let server = TestDns::builder().start().await.unwrap();
         let dns = server.resolver().unwrap();
-        let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true);
+        let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true, true);
         let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
         ctx.message = b"From: a@sender.test\r\nSubject: hi\r\n\r\nbody\r\n"
             .to_vec()
@@ -210,7 +225,7 @@ mod tests {
             .await
             .unwrap();
         let dns = server.resolver().unwrap();
-        let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true);
+        let check = MessageAuth::new(Authenticator::new(&dns).unwrap(), true, true);
         let refusal = |from: &'static str| {
             let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
             ctx.message = format!("From: {from}\r\nSubject: hi\r\n\r\nbody\r\n")
@@ -233,6 +248,46 @@ mod tests {
         );
     }
 
+    /// Regression (review): a DMARC failure under `p=quarantine` was only scored, 5.0 with
+    /// `DMARC_FAIL`, exactly `tag`: the forger's own SPF pass and DKIM signature (-0.2)
+    /// took it under, and it was delivered as clean. It is a `tag` floor now, also for a
+    /// `p=reject` failure not refused; not for a trusted client, nor when switched off.
+    #[tokio::test]
+    async fn a_dmarc_failure_asking_for_quarantine_is_tagged_at_least() {
+        let server = TestDns::builder()
+            .txt("_dmarc.victim.test", "v=DMARC1; p=quarantine")
+            .txt("_dmarc.strict.test", "v=DMARC1; p=reject")
+            .txt("_dmarc.relaxed.test", "v=DMARC1; p=none")
+            .start()
+            .await
+            .unwrap();
+        let dns = server.resolver().unwrap();
+        let auth = Authenticator::new(&dns).unwrap();
+        let floor = |check: MessageAuth, from: &'static str, trusted: bool| async move {
+            let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+            ctx.client.trusted = trusted;
+            ctx.message = format!("From: {from}\r\nSubject: hi\r\n\r\nbody\r\n")
+                .into_bytes()
+                .into();
+            let decision = check.run(&mut ctx).await;
+            assert!(!matches!(decision, Decision::Reject(_)), "{decision:?}");
+            ctx.floor
+        };
+        let on = || MessageAuth::new(auth.clone(), false, true);
+        assert_eq!(
+            floor(on(), "ceo@victim.test", false).await,
+            Some(Verdict::Tag)
+        );
+        assert_eq!(
+            floor(on(), "ceo@strict.test", false).await,
+            Some(Verdict::Tag)
+        );
+        assert_eq!(floor(on(), "ceo@relaxed.test", false).await, None);
+        assert_eq!(floor(on(), "ceo@victim.test", true).await, None);
+        let off = MessageAuth::new(auth.clone(), false, false);
+        assert_eq!(floor(off, "ceo@victim.test", false).await, None);
+    }
+
     /// Regression (review): mail a peer relays without a stamp that verifies (a backup's
     /// backlog older than `stamp_max_age`) was checked for SPF against the peer's own
     /// address: `SPF_FAIL` on every message, and under `p=reject` a 550 (the backup then
@@ -248,7 +303,7 @@ mod tests {
         let dns = server.resolver().unwrap();
         let auth = Authenticator::new(&dns).unwrap();
         let spf = Spf::new(auth.clone(), "gw1.example.test".into());
-        let message_auth = MessageAuth::new(auth, true);
+        let message_auth = MessageAuth::new(auth, true, true);
         let run = |peer: Option<&str>| {
             let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
             ctx.client.tier_peer = peer.map(str::to_owned);
