@@ -57,6 +57,10 @@ impl<'a> EntryWalker<'a> {
         let ext = self.policy.check_name(&name, true, findings, &shown);
         if encrypted {
             findings.add(Symbol::ArchiveEncrypted, &shown);
+            // A password-protected zip holding `docs.zip` holding `invoice.exe` (the
+            // password in the body) scored 2 points, where a nested archive read no other
+            // way is uninspected (review).
+            self.left_unread(&name, Unread::Unreadable, findings);
             return None;
         }
         Some(Judged { name, shown, ext })
@@ -83,10 +87,9 @@ impl<'a> EntryWalker<'a> {
         let depth = self.place.depth;
         let keep = depth < self.policy.max_depth;
         let before = self.consumed.get();
+        let start = budget.start_read();
         let entry = read_entry(file, &mut self.buf, keep, budget);
-        budget.compressed = budget
-            .compressed
-            .saturating_add(self.consumed.get().saturating_sub(before));
+        budget.end_read(start, self.consumed.get().saturating_sub(before));
         let Judged { name, shown, ext } = judged;
         if entry.broken {
             findings.add(Symbol::ArchiveUnreadable, &shown);

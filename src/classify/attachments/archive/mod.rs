@@ -38,6 +38,8 @@ pub(super) struct Budget {
     expanded: u64,
     compressed: u64,
     exhausted: bool,
+    /// The read during which the byte budget ran out expanded like a bomb by its own ratio.
+    bomb_read: bool,
     /// Bytes a `.tar.gz` may still be decompressed for its names only, once the budget
     /// above ran out: as much again, over every archive of the message.
     names_bytes_left: u64,
@@ -57,6 +59,7 @@ impl Budget {
             expanded: 0,
             compressed: 0,
             exhausted: false,
+            bomb_read: false,
             names_bytes_left: bytes,
             header_names_left: MAX_HEADER_NAMES,
             header_name_bytes_left: MAX_HEADER_NAME_BYTES,
@@ -80,9 +83,33 @@ impl Budget {
         self.exhausted
     }
 
-    /// What was read expanded like a bomb, not like ordinary data.
+    /// What was read expanded like a bomb, not like ordinary data: all of it, or the read
+    /// during which the budget ran out. Over the message alone, 1 % of the budget in
+    /// ordinary data ahead of a 4 GB bomb (a second attachment) made it `ARCHIVE_TOO_LARGE`
+    /// (review).
     pub(super) fn looks_like_bomb(&self) -> bool {
-        self.expanded >= self.compressed.max(1).saturating_mul(BOMB_RATIO)
+        self.bomb_read || self.expanded >= self.compressed.max(1).saturating_mul(BOMB_RATIO)
+    }
+
+    /// Where the budget stood before one entry's or stream's read, for [`Budget::end_read`].
+    pub(super) fn start_read(&self) -> ReadStart {
+        ReadStart {
+            expanded: self.expanded,
+            exhausted: self.exhausted,
+        }
+    }
+
+    /// Counts the `compressed` bytes the read begun at `start` consumed, and whether it
+    /// ran the budget out expanding like a bomb.
+    pub(super) fn end_read(&mut self, start: ReadStart, compressed: u64) {
+        self.compressed = self.compressed.saturating_add(compressed);
+        let expanded = self.expanded.saturating_sub(start.expanded);
+        if !start.exhausted
+            && self.exhausted
+            && expanded >= compressed.max(1).saturating_mul(BOMB_RATIO)
+        {
+            self.bomb_read = true;
+        }
     }
 
     /// Counts one name judged apart from the entry limit against the message's bound on
@@ -115,6 +142,12 @@ impl Budget {
         self.bytes_left -= n;
         true
     }
+}
+
+/// The budget before one read (see [`Budget::start_read`]).
+pub(super) struct ReadStart {
+    expanded: u64,
+    exhausted: bool,
 }
 
 /// An archive's bytes, counting what the zip reader consumes: the compressed side of the

@@ -127,8 +127,9 @@ pub(super) fn judge_stream<R: Read>(
         depth,
     } = stream;
     let mut buf = vec![0u8; READ_CHUNK];
+    let start = budget.start_read();
     let entry = read_entry(decoder, &mut buf, true, budget);
-    budget.compressed = budget.compressed.saturating_add(consumed(decoder));
+    budget.end_read(start, consumed(decoder));
     if entry.broken {
         findings.add(Symbol::ArchiveUnreadable, path);
         if entry.head.is_empty() && entry.unread.is_empty() {

@@ -557,3 +557,23 @@ fn a_zip_the_reader_refuses_is_still_read_as_unzip_reads_it() {
     assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
     assert!(found.contains(&"ARCHIVE_UNREADABLE"), "{found:?}");
 }
+
+/// Regression (review): an encrypted entry named as an archive was only
+/// `ARCHIVE_ENCRYPTED` (2 points): a program in a zip inside a password-protected zip
+/// (the password in the body) was never judged, and nothing said so.
+#[test]
+fn an_encrypted_entry_named_as_an_archive_is_uninspected() {
+    let inner = zip_of(&[("invoice.exe", b"MZ program".as_slice())]);
+    assert_eq!(
+        symbols(&[zip_part("docs.zip", &inner)]),
+        vec!["ARCHIVE_BLOCKED_EXT"]
+    );
+    let outer = zipcrypto_zip_of(&[("docs.zip", inner.as_slice())]);
+    let found = symbols(&[zip_part("invoice.zip", &outer)]);
+    assert!(found.contains(&"ARCHIVE_UNINSPECTED"), "{found:?}");
+    assert!(found.contains(&"ARCHIVE_ENCRYPTED"), "{found:?}");
+    // An encrypted document is only encrypted.
+    let outer = zipcrypto_zip_of(&[("report.pdf", b"%PDF-1.4".as_slice())]);
+    let found = symbols(&[zip_part("report.zip", &outer)]);
+    assert_eq!(found, vec!["ARCHIVE_ENCRYPTED"]);
+}

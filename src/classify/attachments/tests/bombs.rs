@@ -130,3 +130,34 @@ fn large_ordinary_archives_are_not_called_bombs() {
     // Within the limit, nothing at all.
     assert!(symbols_with(&policy_with(3, 1000, 4 << 20), &[part("noise.zip", "", &z)]).is_empty());
 }
+
+/// Regression (review): the ratio was the message's: 1 MiB of ordinary data ahead of a
+/// 4 GB bomb (a second attachment) brought it under 100, and the bomb scored
+/// `ARCHIVE_TOO_LARGE` (0.5) instead of `ARCHIVE_BOMB` (6).
+#[test]
+fn a_bomb_beside_ordinary_data_is_still_a_bomb() {
+    let mut noise = vec![0u8; 1 << 20];
+    let mut x: u32 = 0x1234_5678;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let stream = deflated_zeros(4000);
+    let bomb = raw_zip(&[zeros_entry("zeros.bin", &stream, 4000 << 20, 0)]);
+    let p = policy_with(3, 1000, 32 << 20);
+    assert_eq!(
+        symbols_with(&p, &[part("big.zip", "", &bomb)]),
+        vec!["ARCHIVE_BOMB"]
+    );
+    let ordinary = zip_of(&[("photo.bin", noise.as_slice())]);
+    let found = symbols_with(
+        &p,
+        &[
+            part("photos.zip", "", &ordinary),
+            part("big.zip", "", &bomb),
+        ],
+    );
+    assert_eq!(found, vec!["ARCHIVE_BOMB"]);
+}
