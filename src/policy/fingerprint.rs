@@ -221,10 +221,18 @@ fn checks(out: &mut String, config: &Config) {
         // What decides the tier's symbols, alike on every member: not its name, role or
         // peers' addresses, which differ from one member to the next. The key prefix
         // decides whether members share one memory of clients at all.
+        // Nor without a shared store: a member on the embedded one scores no bypass
+        // symbol and greylists and limits only its own clients, and showed its Redis
+        // peers' fingerprint (review). Not the store's address, which members may write
+        // differently (a local proxy each).
         let primaries = t.primaries();
+        let shared = match config.state.backend {
+            crate::config::StateBackendConfig::Redis { .. } => "shared",
+            crate::config::StateBackendConfig::Embedded { .. } => "local",
+        };
         let _ = writeln!(
             out,
-            "tier=bypass:{:?} memory:{:?} fanout:{:?} stamp_max_age:{:?} primaries:{primaries} prefix:{:?}",
+            "tier=bypass:{:?} memory:{:?} fanout:{:?} stamp_max_age:{:?} primaries:{primaries} prefix:{:?} state:{shared}",
             t.bypass_action, t.connection_memory, t.fanout_window, t.stamp_max_age, config.state.key_prefix
         );
     }
@@ -436,8 +444,26 @@ mod tests {
         }
         let two_primaries = compute(&tier("gw1", "primary", "", "primary"), None, None, &[]);
         assert_ne!(gw1, two_primaries);
-        // Where the state lives does not change a verdict.
+        // Where the state lives does not change a verdict of a gateway alone.
         let redis = "[state]\nbackend=\"redis\"\nredis=\"redis://127.0.0.1:6379/\"\n";
         assert_eq!(base, compute(&config(redis), None, None, &[]));
+        // Regression (review): in a tier it does: a member on the embedded store scores
+        // no bypass symbol, and it showed its Redis peers' fingerprint.
+        let on_redis = |name: &str, role: &str, peer_role: &str, url: &str| {
+            let c = config(&format!(
+                "[tier]\nname={name:?}\nrole={role:?}\nsecret_file={:?}\n\
+                 [[tier.peers]]\nname=\"other\"\nsmtp=\"127.0.0.2:25\"\nrole={peer_role:?}\n\
+                 [state]\nbackend=\"redis\"\nredis={url:?}\n",
+                key.display().to_string()
+            ));
+            compute(&c, None, None, &[])
+        };
+        let gw1_redis = on_redis("gw1", "primary", "backup", "redis://10.0.0.5:6379/");
+        assert_ne!(gw1, gw1_redis);
+        assert_eq!(
+            gw1_redis,
+            on_redis("bk1", "backup", "primary", "redis://127.0.0.1:6380/"),
+            "one store, reached at another address"
+        );
     }
 }
