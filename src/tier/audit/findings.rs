@@ -83,9 +83,9 @@ pub enum FindingKind {
     /// The GTUBE message was refused before its content was sent (at RCPT or DATA), so
     /// content filtering was not exercised; `--rcpt` with an existing address tests it.
     GtubeNotExercised,
-    /// The GTUBE message was sent whole and got a 4xx at the end of data: the
-    /// content filter was never shown to refuse it (a backup that defers at DATA and then
-    /// accepts anything would pass as well).
+    /// The GTUBE message got a 4xx at RCPT, DATA or the end of data: the content filter
+    /// was never shown to refuse it (a backup that greylists and then accepts anything
+    /// would pass as well).
     GtubeDeferred,
     /// A probe got a 4xx (greylisting, a recipient callout that failed) or no usable
     /// answer: nothing can be concluded from it.
@@ -533,7 +533,11 @@ pub fn host_findings(host: &HostProbe) -> Vec<Finding> {
                     format!("GTUBE probe {evidence}: its content was never sent"),
                 ))
             }
-            (Outcome::Deferred, Stage::EndOfData) if accepted_kind == GtubeAccepted => {
+            // Deferred before its content too (review: greylisting at RCPT, a Postfix with
+            // postgrey that filters nothing, left one warning and exit 0).
+            (Outcome::Deferred, Stage::Rcpt | Stage::Data | Stage::EndOfData)
+                if accepted_kind == GtubeAccepted =>
+            {
                 found.push(Finding::new(
                     GtubeDeferred,
                     &subject,

@@ -246,7 +246,7 @@ fn probe_results_map_to_their_findings() {
         [
             "probe_inconclusive",
             "probe_inconclusive",
-            "probe_inconclusive",
+            "gtube_deferred",
             "nothing_tested"
         ]
     );
@@ -801,4 +801,32 @@ fn a_refused_first_session_still_leaves_the_probes_to_judge() {
     open_relay.relay = step(Outcome::Accepted, Stage::Rcpt, "250 2.1.5 ok");
     let found = kinds(&findings::host_findings(&open_relay));
     assert!(found.contains(&"relay_accepted"), "{found:?}");
+}
+
+/// Regression (review): a backup that greylists at RCPT and filters nothing (Postfix with
+/// postgrey and relay_recipient_maps: unknown recipient and relay refused, GTUBE deferred
+/// at RCPT) left one `probe_inconclusive` warning and exit 0; a GTUBE deferred at the end
+/// of data was serious for that very reason.
+#[test]
+fn a_gtube_probe_deferred_before_its_content_is_serious() {
+    for stage in [Stage::Rcpt, Stage::Data] {
+        let mut bk1 = good_host("bk1.example.test");
+        bk1.gtube = step(Outcome::Deferred, stage, "450 4.2.0 Greylisted");
+        let found = kinds(&findings::host_findings(&bk1));
+        assert!(found.contains(&"gtube_deferred"), "{stage:?}: {found:?}");
+        let r = report(
+            published(vec![
+                target(10, "gw1.example.test"),
+                target(10, "gw2.example.test"),
+                target(20, "bk1.example.test"),
+            ]),
+            vec![
+                good_host("gw1.example.test"),
+                good_host("gw2.example.test"),
+                bk1,
+            ],
+            vec![],
+        );
+        assert_eq!(r.exit_code(), report::EXIT_SERIOUS, "{stage:?}");
+    }
 }
