@@ -782,12 +782,14 @@ impl Policy {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        // Verified whatever its age: an authentic stamp too old to stand still says what
-        // the tier found, and is kept as a floor.
+        // Verified whatever its dates: an authentic stamp too old to stand, or dated ahead
+        // (the peer's clock runs fast), still says what the tier found, and is kept as a
+        // floor (review: one dated ahead lost it, and a message the peer tagged for DNS
+        // listings this member does not see came out clean).
         let verified = match ctx.message.raw() {
             // Hashing a big body holds the thread a while: off the session threads.
             Ok(raw) => crate::runtime::off_the_session_threads(raw.len(), || {
-                crate::tier::Stamp::verify(&tier.stamp_keys(), &raw, now, std::time::Duration::MAX)
+                crate::tier::Stamp::signed(&tier.stamp_keys(), &raw)
             }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot map the message to verify its stamp");
@@ -805,9 +807,10 @@ impl Policy {
             // never compared). Nor one older than `stamp_max_age`. Either is a floor.
             Ok(stamp)
                 if !stamp.made_under(&self.fingerprint)
-                    || now.saturating_sub(stamp.time) > tier.stamp_max_age.as_secs() =>
+                    || now.saturating_sub(stamp.time) > tier.stamp_max_age.as_secs()
+                    || stamp.is_dated_ahead(now) =>
             {
-                tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, stamp_fingerprint = %stamp.fingerprint, stamp_time = stamp.time, "tier peer's stamp is too old or made under another policy: filtered, its verdict a floor");
+                tracing::info!(peer = %peer, gateway = %stamp.gateway, verdict = %stamp.verdict, stamp_fingerprint = %stamp.fingerprint, stamp_time = stamp.time, now, "tier peer's stamp is too old, dated ahead or made under another policy: filtered, its verdict a floor");
                 if let Some(verdict) = crate::policy::Verdict::of_peer_stamp(&stamp.verdict) {
                     ctx.raise_floor(verdict);
                 }

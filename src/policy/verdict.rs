@@ -408,12 +408,13 @@ mod tests {
         config.tier = Some(tier);
         let policy = Policy::build(Arc::new(config), &Services::default()).unwrap();
         let message = b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        let judge_aged = |verdict: &'static str, age: u64, fingerprint: &str| {
+        let judge_aged = |verdict: &'static str, age: i64, fingerprint: &str| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let stamp = crate::tier::Stamp::new("gw2", now - age, verdict, 9.0, fingerprint);
+            let at = now.saturating_add_signed(-age);
+            let stamp = crate::tier::Stamp::new("gw2", at, verdict, 9.0, fingerprint);
             let mut stamped = stamp.header(&key, message).into_bytes();
             stamped.extend_from_slice(message);
             let mut ctx = Context::new(ClientInfo::new([198, 51, 100, 1].into()));
@@ -435,7 +436,7 @@ mod tests {
         // Regression (review): a stamp too old to stand, or made under another policy,
         // was thrown away whole: judged again without the client's evidence, a message
         // the backup tagged came out clean. Its verdict is a floor now.
-        let old = policy.config.tier.as_ref().unwrap().stamp_max_age.as_secs() + 60;
+        let old = policy.config.tier.as_ref().unwrap().stamp_max_age.as_secs() as i64 + 60;
         let fingerprint = policy.fingerprint().to_owned();
         assert_eq!(
             judge_aged("tag", old, &fingerprint).await,
@@ -448,6 +449,12 @@ mod tests {
         assert_eq!(
             judge_aged("accept", old, &fingerprint).await,
             (false, Verdict::Accept)
+        );
+        // Regression (review): nor one dated ahead (the peer's clock runs fast), which
+        // lost its floor.
+        assert_eq!(
+            judge_aged("tag", -600, &fingerprint).await,
+            (false, Verdict::Tag)
         );
     }
 }

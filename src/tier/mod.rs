@@ -93,6 +93,8 @@ enum Mismatch {
     Role,
     /// A signing key this member holds neither as its key nor as the previous one.
     Key,
+    /// A heartbeat dated further ahead than the clock skew allows.
+    Clock,
 }
 
 /// This gateway's view of its tier. Shared behind an `Arc`; the heartbeat task keeps it
@@ -533,7 +535,10 @@ impl Tier {
     }
 
     /// A fresh heartbeat says a peer is up (and its fingerprint); without one its admin
-    /// listener is asked.
+    /// listener is asked. What a heartbeat that is not fresh last said of the peer's
+    /// reach, load and role still stands beside the probe: without it a primary unreached
+    /// for an hour whose clock ran a minute ahead counted as reached, and a backup set to
+    /// `tempfail` refused every sender (review).
     /// `key_ids` are those of the keys this member holds, the signing one first.
     async fn observe(
         &self,
@@ -541,8 +546,22 @@ impl Tier {
         peer: &crate::config::PeerConfig,
         key_ids: &[String],
     ) -> Observation {
+        let mut last_said: Option<Heartbeat> = None;
         if let Some(state) = &self.state {
-            if let Some(beat) = fresh_heartbeat(state, config, peer).await {
+            let read = read_heartbeat(state, config, peer).await;
+            if let Some(Fresh::No(beat)) = read {
+                let ahead = beat.at.saturating_sub(unix_now());
+                if ahead > HEARTBEAT_CLOCK_SKEW.as_secs()
+                    && self.mismatch_due(&peer.name, Mismatch::Clock)
+                {
+                    tracing::warn!(
+                        peer = %peer.name,
+                        ahead_secs = ahead,
+                        "tier peer's heartbeat is dated ahead of this member's clock: the clocks differ (check NTP); the peer is probed instead (logged once an hour)"
+                    );
+                }
+                last_said = Some(beat);
+            } else if let Some(Fresh::Yes(beat)) = read {
                 if beat.key.as_ref().is_some_and(|id| !key_ids.contains(id))
                     && self.mismatch_due(&peer.name, Mismatch::Key)
                 {
@@ -575,14 +594,19 @@ impl Tier {
                 };
             }
         }
+        let reached_at = last_said.as_ref().and_then(|b| b.reached_at);
+        let full_at = last_said.as_ref().and_then(|b| b.full_at);
+        let announced_backup = last_said
+            .as_ref()
+            .is_some_and(|b| b.role == Role::Backup.as_str());
         let Some(admin) = peer.admin else {
             return Observation {
                 up: false,
                 fingerprint: None,
                 source: "none",
-                reached_at: None,
-                full_at: None,
-                announced_backup: false,
+                reached_at,
+                full_at,
+                announced_backup,
             };
         };
         match http::get(admin, "/healthz", PROBE_TIMEOUT).await {
@@ -590,17 +614,17 @@ impl Tier {
                 up: true,
                 fingerprint: policy_fingerprint(admin).await,
                 source: "probe",
-                reached_at: None,
-                full_at: None,
-                announced_backup: false,
+                reached_at,
+                full_at,
+                announced_backup,
             },
             _ => Observation {
                 up: false,
                 fingerprint: None,
                 source: "probe",
-                reached_at: None,
-                full_at: None,
-                announced_backup: false,
+                reached_at,
+                full_at,
+                announced_backup,
             },
         }
     }
@@ -640,15 +664,20 @@ fn heartbeat_key(name: &str) -> String {
     format!("tier:hb:{name}")
 }
 
-/// The heartbeat of `peer`, when one can be read and is fresh by this member's own bound
-/// (see [`Heartbeat::is_fresh`]). One that cannot be read (the state call failed, a key
-/// of another type), is not a heartbeat, or is stale says nothing: the peer is probed as
-/// when it has none.
-async fn fresh_heartbeat(
+/// A heartbeat read, fresh by this member's own bound (see [`Heartbeat::is_fresh`]) or not.
+enum Fresh {
+    Yes(Heartbeat),
+    No(Heartbeat),
+}
+
+/// The heartbeat of `peer`, when one can be read. One that cannot be read (the state call
+/// failed, a key of another type) or is not a heartbeat says nothing; one that is stale or
+/// dated ahead does not say the peer is up: it is probed.
+async fn read_heartbeat(
     state: &State,
     config: &TierConfig,
     peer: &crate::config::PeerConfig,
-) -> Option<Heartbeat> {
+) -> Option<Fresh> {
     let name = peer.name.as_str();
     let raw = state.get(&heartbeat_key(name)).await.ok()??;
     let Ok(beat) = serde_json::from_slice::<Heartbeat>(&raw) else {
@@ -664,9 +693,9 @@ async fn fresh_heartbeat(
             at = beat.at,
             "tier peer's heartbeat is stale or dated ahead: probing it"
         );
-        return None;
+        return Some(Fresh::No(beat));
     }
-    Some(beat)
+    Some(Fresh::Yes(beat))
 }
 
 /// The `fingerprint` of a gateway's `/policy` document.

@@ -401,3 +401,68 @@ async fn a_view_of_the_peers_no_round_refreshed_says_no_primary_is_up() {
     }
     assert!(!bk1.primaries_up());
 }
+
+/// An admin listener that answers `/healthz` and `/policy` (fingerprint `aa`) with 200.
+async fn healthy_admin() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                let body = if buf[..n].starts_with(b"GET /policy") {
+                    "{\"fingerprint\":\"aa\"}"
+                } else {
+                    "ok"
+                };
+                let reply = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    admin
+}
+
+/// Regression (review): a heartbeat dated more than a minute ahead (the primary's clock
+/// runs ahead) was dropped, and the probe that replaced it carried none of what it said:
+/// a primary unreached for an hour counted as reached again, and a `tempfail` backup
+/// refused every sender.
+#[tokio::test]
+async fn what_a_heartbeat_dated_ahead_says_still_counts_beside_the_probe() {
+    let admin = healthy_admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let mut cfg = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    cfg.peers[0].admin = Some(admin);
+    let bk1 = Tier::new(cfg, Some(state.clone()), Arc::new(Metrics::new()));
+    bk1.set_fingerprint("aa");
+    let now = unix_now();
+    let ttl = Duration::from_secs(600);
+    let beat = |at: u64, reached: u64| primary_heartbeat("aa", at, Some(reached));
+    state
+        .set("tier:hb:gw1", &beat(now, now - 3600), ttl)
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert!(!bk1.primaries_up(), "in step: an unreached primary");
+    state
+        .set("tier:hb:gw1", &beat(now + 90, now + 90 - 3600), ttl)
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert_eq!(bk1.peers()[0].source, "probe");
+    assert!(bk1.peers()[0].up, "the probe found it up");
+    assert!(!bk1.primaries_up(), "90 s ahead: still unreached");
+    // Reached lately, it counts, through the probe too.
+    state
+        .set("tier:hb:gw1", &beat(now + 90, now + 90), ttl)
+        .await
+        .unwrap();
+    bk1.round().await;
+    assert!(bk1.primaries_up());
+}
