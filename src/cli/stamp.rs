@@ -22,7 +22,7 @@ pub fn verify(
     max_age: Option<std::time::Duration>,
 ) -> anyhow::Result<ExitCode> {
     let could_not_check = ExitCode::from(2);
-    let config = match Config::load(config_path) {
+    let config = match Config::load_elsewhere(config_path) {
         Ok(c) => c,
         Err(e) => {
             super::report(&anyhow::Error::new(e));

@@ -78,7 +78,7 @@ impl RawClassifier {
     pub(super) fn validate(self, problems: &mut Problems) -> ClassifierConfig {
         if let Some(seed) = &self.seed {
             if !seed.is_file() {
-                problems.bad(
+                problems.gateway_file(
                     "classifier.seed",
                     &format!("{} is not a file", seed.display()),
                 );

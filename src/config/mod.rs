@@ -410,13 +410,30 @@ impl Config {
         Self::from_toml(path, &text)
     }
 
+    /// Reads a gateway's configuration file copied to another host (the internal server's
+    /// `stamp verify` hook): validated as [`Config::load`] does, except that the files only
+    /// the gateway reads (TLS certificate and key, rules directory, shadow rules,
+    /// classifier seed) are not looked for. The tier key is: stamps are checked with it.
+    /// With `load`, the hook needed the gateway's TLS private key to run at all (review).
+    pub fn load_elsewhere(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_plain_text(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, Problems::away_from_the_gateway())
+    }
+
     /// Parses and validates configuration text; `path` names it in errors. Every problem
     /// is reported at once, each with the line of its key: unknown keys and values of the
     /// wrong type, then the values the rest of the file gives that are not acceptable.
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Self::parse(path, text, Problems::default())
+    }
+
+    fn parse(path: &Path, text: &str, problems: Problems) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let (raw, refused, read) = read_every_key(path, text)?;
-        match Self::validate(path, raw) {
+        match Self::validate(path, raw, problems) {
             Ok(config) if refused.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -434,8 +451,7 @@ impl Config {
         }
     }
 
-    fn validate(path: &Path, raw: RawConfig) -> Result<Config, Problems> {
-        let mut problems = Problems::default();
+    fn validate(path: &Path, raw: RawConfig, mut problems: Problems) -> Result<Config, Problems> {
         let server = raw.server.validate(&mut problems);
         let relay = raw.relay.validate(&server.hostname, &mut problems);
         raw.dns.validate(&mut problems);
@@ -535,6 +551,41 @@ mod tests {
         domains = ["example.test"]
         internal = ["127.0.0.1:2526"]
         "#;
+
+    /// Regression (review): the internal server's `stamp verify` hook loaded the gateway's
+    /// configuration as the gateway does, so the gateway's TLS key, rules and seed had to
+    /// be readable there: every message was "could not check". Read away from the gateway,
+    /// only the tier key is looked for.
+    #[test]
+    fn away_from_the_gateway_only_the_tier_key_is_looked_for() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("tier.key");
+        std::fs::write(&key, "a-tier-key-long-enough").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("mxguard.toml");
+        let text = |key: &Path| {
+            format!(
+                "{MINIMAL}\n[server.tls]\ncertificate = \"/nonexistent/cert.pem\"\n\
+                 key = \"/nonexistent/key.pem\"\n[policy]\nrules_dir = \"/nonexistent/rules\"\n\
+                 [classifier]\nseed = \"/nonexistent/seed.bin\"\n\
+                 [tier]\nname = \"gw1.example.test\"\nrole = \"primary\"\nsecret_file = {:?}\n\
+                 [server.limits]\nmessage_size_bytes = 1234567\n",
+                key.display().to_string()
+            )
+        };
+        std::fs::write(&path, text(&key)).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        for key in ["server.tls.key", "policy.rules_dir", "classifier.seed"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let elsewhere = Config::load_elsewhere(&path).unwrap();
+        assert_eq!(elsewhere.server.limits.message_size_bytes, 1234567);
+        assert!(elsewhere.tier.is_some());
+        std::fs::write(&path, text(&dir.path().join("missing.key"))).unwrap();
+        let err = Config::load_elsewhere(&path).unwrap_err().to_string();
+        assert!(err.contains("secret_file"), "{err}");
+    }
 
     /// Regression (review of the configuration): each of these passed `check` and then
     /// lost mail or turned a protection off: a relay domain written with its DNS dot

@@ -303,7 +303,7 @@ impl RawPolicy {
         }
         if let Some(dir) = &self.rules_dir {
             if !dir.is_dir() {
-                problems.bad(
+                problems.gateway_file(
                     "policy.rules_dir",
                     &format!("{} is not a directory", dir.display()),
                 );
@@ -330,7 +330,7 @@ impl RawPolicy {
         };
         if let Some(shadow) = &self.shadow {
             if !shadow.is_file() {
-                problems.bad(
+                problems.gateway_file(
                     "policy.shadow",
                     &format!("{} is not a file", shadow.display()),
                 );

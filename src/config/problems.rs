@@ -6,12 +6,34 @@ use std::time::Duration;
 
 /// The problems found so far: each key and what is wrong with it.
 #[derive(Debug, Default)]
-pub struct Problems(Vec<(String, String)>);
+pub struct Problems {
+    found: Vec<(String, String)>,
+    /// The file is read on another host than the gateway's (see
+    /// [`super::Config::load_elsewhere`]): the files only the gateway reads are not there.
+    files_elsewhere: bool,
+}
 
 impl Problems {
+    /// Problems of a configuration read away from its gateway: a missing file the gateway
+    /// alone reads (its TLS key, rules, classifier seed) is none.
+    pub fn away_from_the_gateway() -> Problems {
+        Problems {
+            found: Vec::new(),
+            files_elsewhere: true,
+        }
+    }
+
     /// Records that `key` is wrong and why.
     pub fn bad(&mut self, key: &str, message: &str) {
-        self.0.push((key.to_owned(), message.to_owned()));
+        self.found.push((key.to_owned(), message.to_owned()));
+    }
+
+    /// Records that a file or directory `key` names, which only the gateway reads, is
+    /// missing or unreadable: not a problem where the file is read away from the gateway.
+    pub fn gateway_file(&mut self, key: &str, message: &str) {
+        if !self.files_elsewhere {
+            self.bad(key, message);
+        }
     }
 
     /// Records that the domain key `key` names, after [`domain_key`], a domain an earlier
@@ -35,13 +57,13 @@ impl Problems {
 
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.found.is_empty()
     }
 
     /// The problems, one line each (`key: what is wrong`).
     #[cfg(test)]
     pub fn into_lines(self) -> Vec<String> {
-        self.0
+        self.found
             .into_iter()
             .map(|(key, message)| format!("{key}: {message}"))
             .collect()
@@ -50,7 +72,7 @@ impl Problems {
     /// The problems, one line each, led by `FILE:LINE:` where the key is written (for a
     /// key left out, the line of its table; `FILE:` when that is left out too).
     pub(super) fn into_located_lines(self, file: &str, source: &Source) -> Vec<String> {
-        self.0
+        self.found
             .into_iter()
             .map(|(key, message)| located(file, source.line_of_key(&key), &key, &message))
             .collect()

@@ -282,7 +282,7 @@ impl RawServer {
         let tls = self.tls.map(|t| {
             for (key, p) in [("certificate", &t.certificate), ("key", &t.key)] {
                 if !p.is_file() {
-                    problems.bad(
+                    problems.gateway_file(
                         &format!("server.tls.{key}"),
                         &format!("{} is not a readable file", p.display()),
                     );
