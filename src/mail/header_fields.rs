@@ -105,6 +105,25 @@ pub fn for_each_field(message: &[u8], mut each: impl FnMut(&[u8])) {
     });
 }
 
+/// The value (everything after the colon, folding included) of the last field named
+/// `name` (any case) in the header section at the start of `message`, split by the
+/// message's own lines, as readers split it: not by mail-parser's offsets, which run past
+/// a `Date` with a one-letter zone into the next field (review).
+pub fn last_value<'m>(message: &'m [u8], name: &str) -> Option<&'m [u8]> {
+    let mut found = None;
+    let mut pos = 0;
+    while let Some(end) = unit_end(message, pos) {
+        let unit = &message[pos..end];
+        if let Some((len, colon)) = as_readers_read(unit) {
+            if unit[..len].eq_ignore_ascii_case(name.as_bytes()) {
+                found = Some(&unit[colon + 1..]);
+            }
+        }
+        pos = end;
+    }
+    found
+}
+
 /// The lines of the header section that some reader may take for no field, each with its
 /// continuation lines and line end: all but a strict RFC 5322 field (a name of printable
 /// ASCII, its colon right after it, on the first line). Mail-auth and Python's `email` end

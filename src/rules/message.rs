@@ -13,7 +13,6 @@
 use super::html_text::{decode_entities, render_html};
 use super::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
 use super::uri_forms::{as_listed, uri_forms};
-use crate::mail::header_fields::value_as_read;
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
@@ -554,49 +553,61 @@ fn addresses(raw: &str, part: AddrPart, keep_encoded: bool) -> Vec<String> {
     out
 }
 
+/// The root header fields, split by the message's own line structure: a line that starts
+/// with a blank continues a field, any other line starts one. mail-parser's offsets were
+/// trusted before, and its date parser reads two bytes past a one-letter zone
+/// (`Date: ... Z` then CRLF) into the next line: that field (and, through a `;` in it, the
+/// ones after) vanished from every header rule and `ALL`, so `Subject: FREE MONEY` scored
+/// nothing (review).
 fn read_headers(message: &Message<'_>) -> Vec<HeaderField> {
     let raw_message: &[u8] = message.raw_message.as_ref();
-    let Some(root) = message.parts.first() else {
-        return Vec::new();
+    let mut fields = Vec::new();
+    crate::mail::header_fields::for_each_field(raw_message, |unit| {
+        // A line that is no field to a reader (no colon on its first line, or not one
+        // name before it) is skipped, as mail-parser skips it.
+        let Some((name_len, colon)) = crate::mail::header_fields::as_readers_read(unit) else {
+            return;
+        };
+        fields.push(header_field(
+            &unit[..name_len],
+            &unit[..=colon],
+            &unit[colon + 1..],
+        ));
+    });
+    fields
+}
+
+/// One header field for the rules from its name as written, its name and colon as sent
+/// (blanks before the colon included), and its value (everything after the colon).
+fn header_field(name: &[u8], name_and_colon: &[u8], value: &[u8]) -> HeaderField {
+    // 8-bit bytes that are not UTF-8 read as Windows-1252 (see `eight_bit_text`).
+    let as_read = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => crate::mail::lenient::utf8_or_windows_1252(bytes),
     };
-    root.headers
-        .iter()
-        .map(|h| {
-            // 8-bit bytes that are not UTF-8 read as Windows-1252 (see `eight_bit_text`).
-            let as_sent = normalize_newlines(&value_as_read(raw_message, h));
-            let as_sent = as_sent.trim_end_matches(['\n', '\r']);
-            // As SpamAssassin's `raw_header`: everything after the colon, the blanks
-            // after it included (`Date:raw =~ /^\t/`, `From:raw =~ /^\s?"\s/` read them).
-            let raw = as_sent.to_string();
-            let name_and_colon = raw_message
-                .get(h.offset_field as usize..h.offset_start as usize)
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            let pristine = format!("{name_and_colon}{as_sent}");
-            // The name as written: mail-parser canonicalises known names (`Message-ID`),
-            // while rules such as `ALL =~ /\nMessage-Id: /` look at the sender's spelling.
-            let name = raw_message
-                .get(h.offset_field as usize..h.offset_start as usize)
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .map(|n| n.trim_end_matches(':').trim())
-                .filter(|n| n.eq_ignore_ascii_case(h.name.as_str()))
-                .unwrap_or(h.name.as_str());
-            let decoded = if left_encoded(name) {
-                unfold(&raw)
-            } else {
-                // Encoded words anywhere, joined across blanks and split characters, as
-                // SpamAssassin decodes them: mail-parser read `Vi=?utf-8?q?agra?=` as
-                // "Vi agra" and a character split over two words as two U+FFFD.
-                crate::mail::encoded_words::decode_unstructured(&raw)
-            };
-            HeaderField {
-                name: name.to_string(),
-                raw,
-                decoded,
-                pristine,
-            }
-        })
-        .collect()
+    let as_sent = normalize_newlines(&as_read(value));
+    let as_sent = as_sent.trim_end_matches(['\n', '\r']);
+    // As SpamAssassin's `raw_header`: everything after the colon, the blanks after it
+    // included (`Date:raw =~ /^\t/`, `From:raw =~ /^\s?"\s/` read them).
+    let raw = as_sent.to_string();
+    let pristine = format!("{}{as_sent}", as_read(name_and_colon));
+    // The name as written: rules such as `ALL =~ /\nMessage-Id: /` look at the sender's
+    // spelling.
+    let name = as_read(name);
+    let decoded = if left_encoded(&name) {
+        unfold(&raw)
+    } else {
+        // Encoded words anywhere, joined across blanks and split characters, as
+        // SpamAssassin decodes them: mail-parser read `Vi=?utf-8?q?agra?=` as
+        // "Vi agra" and a character split over two words as two U+FFFD.
+        crate::mail::encoded_words::decode_unstructured(&raw)
+    };
+    HeaderField {
+        name,
+        raw,
+        decoded,
+        pristine,
+    }
 }
 
 /// Whether SpamAssassin reads the field as written, RFC 2047 encoded words and all (its

@@ -428,3 +428,14 @@ fn tokens_read_what_clients_show() {
     let n = names("Subject: s\r\nContent-Type: text/html\r\n\r\n<a href=\"http://spam%2Eexample/x\">go</a>\r\n");
     assert!(has(&n, "u:d:spam.example"), "{n:?}");
 }
+
+/// Regression (review): a `Date` with a one-letter zone took the next field into its value
+/// in mail-parser's offsets: the Subject below it was no subject (`s:m:none`).
+#[test]
+fn a_date_with_a_short_zone_hides_no_subject() {
+    let n =
+        names("Date: Mon, 1 Jan 2024 00:00:00 Z\r\nSubject: FREE MONEY\r\n\r\nbody text here\r\n");
+    assert!(has(&n, "s:free"), "{n:?}");
+    assert!(has(&n, "s:money"), "{n:?}");
+    assert!(!has(&n, "s:m:none"), "{n:?}");
+}

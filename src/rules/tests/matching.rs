@@ -834,3 +834,30 @@ fn nosubject_body_rules_do_not_read_the_subject() {
         vec!["IN_SUBJECT_TOO", "NOT_SUBJECT_BODY"]
     );
 }
+
+/// Regression (review): mail-parser's date parser reads two bytes past a one-letter zone
+/// (`Date: ... Z` then CRLF), and its offsets made the next field part of the `Date`
+/// value: `Subject: FREE MONEY` vanished from every header rule and `ALL`; through a `;`
+/// in a hidden field the fields after it vanished too. A two-letter zone did the same
+/// with LF line ends.
+#[test]
+fn a_date_with_a_short_zone_hides_no_field() {
+    let rules = compile(
+        "header SUBJ_FREE Subject =~ /FREE MONEY/\n\
+         header MAILER X-Mailer =~ /^x/\n\
+         header ALL_SUBJ ALL =~ /^Subject: FREE/m\n\
+         header DATE_Z Date =~ /00:00:00 (Z|UT)$/\n",
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let want = ["ALL_SUBJ", "DATE_Z", "MAILER", "SUBJ_FREE"];
+    for raw in [
+        "Date: Mon, 1 Jan 2024 00:00:00 Z\r\nX-Mailer: x; 1 Jan 2024 00:00:00 Z\r\n\
+         Subject: FREE MONEY\r\n\r\nbody\r\n",
+        "Date: Mon, 1 Jan 2024 00:00:00 UT\nX-Mailer: x; 1 Jan 2024 00:00:00 UT\n\
+         Subject: FREE MONEY\n\nbody\n",
+    ] {
+        let mut found = names(&rules, raw.as_bytes());
+        found.sort();
+        assert_eq!(found, want, "{raw:?}");
+    }
+}
