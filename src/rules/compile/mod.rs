@@ -411,6 +411,8 @@ impl<'a> Compiler<'a> {
                         header_groups.entry(target.clone()).or_default().push(ready);
                         *self.report.counts.entry(RuleKind::Header).or_default() += 1;
                     } else {
+                        // Its score still scores a built-in symbol of its name (review).
+                        self.canonical.push(format!("{canon_head}\tskipped"));
                         skipped.insert(rule.name.clone());
                     }
                 }
@@ -425,6 +427,7 @@ impl<'a> Compiler<'a> {
                         by_kind.entry(rule.kind).or_default().push(ready);
                         *self.report.counts.entry(rule.kind).or_default() += 1;
                     } else {
+                        self.canonical.push(format!("{canon_head}\tskipped"));
                         skipped.insert(rule.name.clone());
                     }
                 }
@@ -472,6 +475,12 @@ impl<'a> Compiler<'a> {
                         rule.name
                     );
                     self.diag(&rule.origin, Severity::Skipped, message);
+                    self.canonical.push(format!(
+                        "{}\t{}\t{:?}\tskipped",
+                        rule.kind,
+                        rule.name,
+                        rule.effective_score()
+                    ));
                     skipped.insert(rule.name.clone());
                     self.slots[slot].kind = None;
                     self.slots[slot].reportable = false;
@@ -515,6 +524,13 @@ impl<'a> Compiler<'a> {
         // check reporting the same symbol.
         for rule in &set.rules {
             if !needed.contains(rule.name.as_str()) && rule.score.is_some() {
+                // That score decides verdicts: it is part of the fingerprint (review: `score
+                // SPF_FAIL 9` and `1` on a rule never compiled showed one fingerprint).
+                self.canonical.push(format!(
+                    "symbol\t{}\t{:?}",
+                    rule.name,
+                    rule.effective_score()
+                ));
                 let s = self.slot(&rule.name);
                 self.slots[s].score = rule.effective_score();
                 self.slots[s].scored_by_file = true;

@@ -357,3 +357,23 @@ fn any_value_in_parentheses_makes_the_line_relative_and_numbers_are_read_as_spam
     let rules = compile("body NEG /buy/\ntflags NEG nice\nscore NEG -0.25\n");
     assert_eq!(hits(&rules, PLAIN), vec![("NEG".to_string(), -0.25, 1)]);
 }
+
+/// Regression (review): a rule defined but never compiled (its regex not supported, or
+/// scored 0) had no line in the fingerprint, yet its score still scores a built-in check's
+/// symbol of its name: rule sets judging `SPF_FAIL` at 9 and at 1, or silencing GTUBE or
+/// not, showed one fingerprint.
+#[test]
+fn the_fingerprint_covers_scores_of_rules_never_compiled() {
+    let msg = b"Subject: x\r\n\r\nhello\r\n";
+    let a = compile("body SPF_FAIL /(?|a)/\nscore SPF_FAIL 9\n");
+    let b = compile("body SPF_FAIL /(?|a)/\nscore SPF_FAIL 1\n");
+    let judged = |r: &CompiledRules, symbol: &str, score: f64| {
+        r.evaluate(&MessageView::parse(msg), &[(symbol, score)])
+    };
+    assert_ne!(judged(&a, "SPF_FAIL", 0.0), judged(&b, "SPF_FAIL", 0.0));
+    assert_ne!(a.fingerprint(), b.fingerprint());
+    let c = compile("body GTUBE /x/\nscore GTUBE 0\n");
+    let d = compile("");
+    assert_ne!(judged(&c, "GTUBE", 1000.0), judged(&d, "GTUBE", 1000.0));
+    assert_ne!(c.fingerprint(), d.fingerprint());
+}
