@@ -9,7 +9,7 @@
 use hickory_resolver::proto::rr::RecordType;
 use mxguard::auth::{AuthOutcome, Authenticator, SpfResult};
 use mxguard::config::DnsConfig;
-use mxguard::dns::testing::{Mode, TestDns};
+use mxguard::dns::testing::{Mode, TestDns, TestDnsBuilder};
 use mxguard::dns::{Dns, Outcome};
 use mxguard::metrics::Metrics;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -458,9 +458,22 @@ async fn a_resolver_that_refuses_every_query_is_marked_down() {
 /// any sender naming a few of them, and every DNS check scored nothing for a while.
 #[tokio::test]
 async fn a_resolver_that_refuses_only_some_names_stays_up() {
-    let server = TestDns::builder()
+    let server = TestDns::builder().refused_under("blocked.test");
+    stays_up_while_names_under_a_zone_fail(server, "blocked.test", |o| {
+        matches!(o, Outcome::Error(_))
+    })
+    .await;
+}
+
+/// Ten lookups of names under `zone`, which `server` answers with an error each meets
+/// (`failed`), leave the resolver up, and a name elsewhere is still answered.
+async fn stays_up_while_names_under_a_zone_fail(
+    server: TestDnsBuilder,
+    zone: &str,
+    failed: impl Fn(&Outcome<Vec<Ipv4Addr>>) -> bool,
+) {
+    let server = server
         .a("mx.sender.test", Ipv4Addr::new(192, 0, 2, 25))
-        .refused_under("blocked.test")
         .start()
         .await
         .expect("test DNS server");
@@ -470,11 +483,8 @@ async fn a_resolver_that_refuses_only_some_names_stays_up() {
     };
     let (dns, metrics) = resolver(&config);
     for i in 0..10 {
-        let name = format!("n{i}.blocked.test");
-        assert!(matches!(
-            dns.lookup_a("dnsbl", &name).await,
-            Outcome::Error(_)
-        ));
+        let outcome = dns.lookup_a("dnsbl", &format!("n{i}.{zone}")).await;
+        assert!(failed(&outcome), "{outcome:?}");
     }
     assert!(!dns.is_down());
     assert_eq!(metrics.dns_up.get(), 1);
@@ -508,27 +518,9 @@ async fn a_resolver_that_fails_every_query_is_marked_down() {
 /// spam source can arrange one; the resolver stays up.
 #[tokio::test]
 async fn a_resolver_that_fails_only_some_names_stays_up() {
-    let server = TestDns::builder()
-        .a("mx.sender.test", Ipv4Addr::new(192, 0, 2, 25))
-        .servfail_under("broken.test")
-        .start()
-        .await
-        .expect("test DNS server");
-    let config = DnsConfig {
-        down_after: 3,
-        ..config(server.addr())
-    };
-    let (dns, metrics) = resolver(&config);
-    for i in 0..10 {
-        let name = format!("n{i}.broken.test");
-        assert_eq!(dns.lookup_a("dnsbl", &name).await, Outcome::ServFail);
-    }
-    assert!(!dns.is_down());
-    assert_eq!(metrics.dns_up.get(), 1);
-    assert!(matches!(
-        dns.lookup_a("dnsbl", "mx.sender.test").await,
-        Outcome::Found(_)
-    ));
+    let server = TestDns::builder().servfail_under("broken.test");
+    stays_up_while_names_under_a_zone_fail(server, "broken.test", |o| *o == Outcome::ServFail)
+        .await;
 }
 
 #[tokio::test]

@@ -155,19 +155,34 @@ mod tests {
         }
     }
 
+    /// A list of `zone` weighing `weight`, scoring `symbol` by default and by `codes`.
+    fn list_of(
+        zone: &str,
+        weight: f64,
+        symbol: &str,
+        codes: Vec<crate::config::CodeEntry>,
+    ) -> DnsListConfig {
+        DnsListConfig {
+            zone: zone.into(),
+            reply_name: zone.into(),
+            sanity_probe: true,
+            weight,
+            symbol: symbol.into(),
+            codes,
+        }
+    }
+
     #[test]
     fn code_map_names_symbols_and_the_default_covers_the_rest() {
-        let list = DnsListConfig {
-            zone: "bl.test".into(),
-            reply_name: "bl.test".into(),
-            sanity_probe: true,
-            weight: 3.0,
-            symbol: "RCVD_IN_BL".into(),
-            codes: vec![
+        let list = list_of(
+            "bl.test",
+            3.0,
+            "RCVD_IN_BL",
+            vec![
                 entry("127.0.0.2", "RCVD_IN_BL_SBL"),
                 entry("127.0.0.[4..7]", "RCVD_IN_BL_XBL"),
             ],
-        };
+        );
         assert_eq!(
             list.symbols_for(&["127.0.0.2".parse().unwrap()]),
             ["RCVD_IN_BL_SBL"]
@@ -187,14 +202,12 @@ mod tests {
     #[test]
     fn a_code_map_naming_127_0_0_1_makes_it_a_listing_for_that_list_only() {
         let one: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
-        let whitelist = DnsListConfig {
-            zone: "wl.test".into(),
-            reply_name: "wl.test".into(),
-            sanity_probe: true,
-            weight: -3.0,
-            symbol: "RCVD_IN_WL".into(),
-            codes: vec![entry("127.0.0.1", "RCVD_IN_WL_HI")],
-        };
+        let whitelist = list_of(
+            "wl.test",
+            -3.0,
+            "RCVD_IN_WL",
+            vec![entry("127.0.0.1", "RCVD_IN_WL_HI")],
+        );
         let answer = Listing::from_answers(&[one], |_| false);
         assert_eq!(
             answer,
@@ -223,14 +236,12 @@ mod tests {
     fn a_code_can_weigh_other_than_its_list() {
         let mut pbl = entry("127.0.0.[10..11]", "RCVD_IN_ZEN_PBL");
         pbl.weight = Some(1.0);
-        let list = DnsListConfig {
-            zone: "zen.test".into(),
-            reply_name: "zen.test".into(),
-            sanity_probe: true,
-            weight: 3.0,
-            symbol: "RCVD_IN_ZEN".into(),
-            codes: vec![entry("127.0.0.2", "RCVD_IN_ZEN_SBL"), pbl],
-        };
+        let list = list_of(
+            "zen.test",
+            3.0,
+            "RCVD_IN_ZEN",
+            vec![entry("127.0.0.2", "RCVD_IN_ZEN_SBL"), pbl],
+        );
         let code = |d| std::net::Ipv4Addr::new(127, 0, 0, d);
         assert_eq!(list.weight_for(&[code(10)]), 1.0);
         assert_eq!(list.weight_for(&[code(2)]), 3.0);
@@ -248,14 +259,12 @@ mod tests {
     /// `127.0.0.10`) scored only `RCVD_IN_ZEN_PBL` while it weighed as the source.
     #[test]
     fn a_code_no_entry_names_earns_the_default_symbol_beside_the_named_ones() {
-        let list = DnsListConfig {
-            zone: "zen.test".into(),
-            reply_name: "zen.test".into(),
-            sanity_probe: true,
-            weight: 3.0,
-            symbol: "RCVD_IN_ZEN".into(),
-            codes: vec![entry("127.0.0.[10..11]", "RCVD_IN_ZEN_PBL")],
-        };
+        let list = list_of(
+            "zen.test",
+            3.0,
+            "RCVD_IN_ZEN",
+            vec![entry("127.0.0.[10..11]", "RCVD_IN_ZEN_PBL")],
+        );
         let code = |d| std::net::Ipv4Addr::new(127, 0, 0, d);
         assert_eq!(
             list.symbols_for(&[code(4), code(10)]),
