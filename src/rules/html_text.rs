@@ -272,26 +272,69 @@ impl<'a> Tag<'a> {
     }
 }
 
-/// The dotted-quad form of a URI whose host is an IPv4 address written as one number
-/// (`http://1071396130/`, `http://0x3fdc3522/`), which SpamAssassin adds to the URI list
-/// so rules such as `NORMAL_HTTP_TO_IP` see the address; `None` for any other URI.
+/// The dotted-quad form of a URI whose host is an IPv4 address written otherwise: as one
+/// number (`http://1071396130/`, `http://0x3fdc3522/`) or in dotted parts of hex, octal or
+/// fewer than four (`http://0x42.0x2e.0221.0x23/`, `http://0102.056.0221.043/`), as a
+/// browser opens it (WHATWG URL's IPv4 parser). SpamAssassin adds it to the URI list so
+/// rules such as `NORMAL_HTTP_TO_IP` see the address (review: the dotted forms were left
+/// out). `None` for any other URI, and for a host already written as the dotted quad.
 pub(super) fn dotted_ip_form(uri: &str) -> Option<String> {
     let link = Link::parse(uri).filter(Link::is_web)?;
     let host = link.host.as_str();
-    let value = if let Some(hex) = host.strip_prefix("0x").or_else(|| host.strip_prefix("0X")) {
-        u64::from_str_radix(hex, 16).ok()?
-    } else if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
-        host.parse::<u64>().ok()?
-    } else {
+    let ip = browser_ipv4(host)?;
+    if ip.to_string() == host {
         return None;
-    };
-    let ip = std::net::Ipv4Addr::from(u32::try_from(value).ok()?);
+    }
     let userinfo = link.userinfo.map(|u| u + "@").unwrap_or_default();
     let port = link.port.map(|p| ":".to_string() + &p).unwrap_or_default();
     Some(format!(
         "{}://{userinfo}{ip}{port}{}",
         link.scheme, link.tail
     ))
+}
+
+/// The IPv4 address a browser reads `host` as: one to four dot-separated numbers (a final
+/// dot allowed), each decimal, octal (a leading `0`) or hex (`0x`); every part but the
+/// last one byte, the last the remaining bytes.
+fn browser_ipv4(host: &str) -> Option<std::net::Ipv4Addr> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let number = |part: &str| -> Option<u64> {
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            if hex.is_empty() {
+                return Some(0);
+            }
+            return hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then(|| u64::from_str_radix(hex, 16).ok())
+                .flatten();
+        }
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        match part.strip_prefix('0').filter(|rest| !rest.is_empty()) {
+            Some(octal) => u64::from_str_radix(octal, 8).ok(),
+            None => part.parse().ok(),
+        }
+    };
+    let numbers: Vec<u64> = parts.iter().map(|p| number(p)).collect::<Option<_>>()?;
+    let (last, first) = numbers.split_last()?;
+    if first.iter().any(|&n| n > 255) {
+        return None;
+    }
+    let last_bytes = 4 - first.len() as u32;
+    if *last >= 1u64 << (8 * last_bytes) {
+        return None;
+    }
+    let mut value = *last;
+    for (i, &n) in first.iter().enumerate() {
+        value |= n << (8 * (3 - i as u32));
+    }
+    Some(std::net::Ipv4Addr::from(u32::try_from(value).ok()?))
 }
 
 #[cfg(test)]
@@ -359,6 +402,30 @@ mod tests {
         assert_eq!(dotted_ip_form("http://example.test/1"), None);
         assert_eq!(dotted_ip_form("http://99999999999/"), None);
         assert_eq!(dotted_ip_form("mailto:1234@x.test"), None);
+        // Regression (review): dotted parts in hex or octal, or fewer than four, as
+        // browsers (and SpamAssassin) read them.
+        for host in [
+            "0x42.0x2e.0221.0x23",
+            "0102.056.0221.043",
+            "66.46.37155",
+            "66.3051811",
+            "66.46.145.35.",
+        ] {
+            assert_eq!(
+                dotted_ip_form(&format!("http://{host}/x")).as_deref(),
+                Some("http://66.46.145.35/x"),
+                "{host}"
+            );
+        }
+        assert_eq!(dotted_ip_form("http://66.46.145.35/x"), None, "already so");
+        assert_eq!(dotted_ip_form("http://1.2.3.256/"), None);
+        assert_eq!(dotted_ip_form("http://1.2.3.4.5/"), None);
+        assert_eq!(
+            dotted_ip_form("http://08.1.1.1/"),
+            None,
+            "8 is no octal digit"
+        );
+        assert_eq!(dotted_ip_form("http://1.example/"), None);
         // The host a browser opens, as the URIBL and the classifier read it.
         assert_eq!(
             dotted_ip_form("https:\\\\1071396130/x").as_deref(),
