@@ -86,43 +86,60 @@ impl BinOp {
         }
     }
 
+    /// `a op b`, `b` evaluated only when Perl would. NaN stands for an evaluation that
+    /// died (a division by zero): it is the result of anything that reads it, so the meta
+    /// does not fire, as SpamAssassin's does not when Perl dies in it (review: the quotient
+    /// read as 0, and `(__A / __Z) < 1` fired when `__Z` did not hit).
     fn apply(self, a: f64, b: impl FnOnce() -> f64) -> f64 {
+        if a.is_nan() {
+            return a;
+        }
+        match self {
+            BinOp::Or if a != 0.0 => a,
+            BinOp::And if a == 0.0 => a,
+            _ => {
+                let b = b();
+                if b.is_nan() {
+                    b
+                } else {
+                    self.of_values(a, b)
+                }
+            }
+        }
+    }
+
+    /// `a op b` of two values.
+    fn of_values(self, a: f64, b: f64) -> f64 {
         let t = |x: bool| if x { 1.0 } else { 0.0 };
         match self {
             BinOp::Or => {
                 if a != 0.0 {
                     a
                 } else {
-                    b()
+                    b
                 }
             }
             BinOp::And => {
                 if a == 0.0 {
                     a
                 } else {
-                    b()
+                    b
                 }
             }
             // Perl takes the operands as unsigned integers: fractions truncated, a
             // negative one in two's complement.
-            BinOp::Xor => ((a as i64 as u64) ^ (b() as i64 as u64)) as f64,
-            BinOp::Eq => t(a == b()),
-            BinOp::Ne => t(a != b()),
-            BinOp::Lt => t(a < b()),
-            BinOp::Le => t(a <= b()),
-            BinOp::Gt => t(a > b()),
-            BinOp::Ge => t(a >= b()),
-            BinOp::Add => a + b(),
-            BinOp::Sub => a - b(),
-            BinOp::Mul => a * b(),
-            BinOp::Div => {
-                let d = b();
-                if d == 0.0 {
-                    0.0
-                } else {
-                    a / d
-                }
-            }
+            BinOp::Xor => ((a as i64 as u64) ^ (b as i64 as u64)) as f64,
+            BinOp::Eq => t(a == b),
+            BinOp::Ne => t(a != b),
+            BinOp::Lt => t(a < b),
+            BinOp::Le => t(a <= b),
+            BinOp::Gt => t(a > b),
+            BinOp::Ge => t(a >= b),
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div if b == 0.0 => f64::NAN,
+            BinOp::Div => a / b,
         }
     }
 }
@@ -148,13 +165,11 @@ impl<R> Node<R> {
         match self {
             Node::Num(n) => *n,
             Node::Ref(r) => value(r),
-            Node::Not(x) => {
-                if x.eval(value) == 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
+            Node::Not(x) => match x.eval(value) {
+                v if v.is_nan() => v,
+                0.0 => 1.0,
+                _ => 0.0,
+            },
             Node::Neg(x) => -x.eval(value),
             Node::Bin(op, a, b) => op.apply(a.eval(value), || b.eval(value)),
         }
@@ -492,7 +507,13 @@ mod tests {
         assert_eq!(eval("1 + 2 * 3", &[]), 7.0);
         assert_eq!(eval("A || B > 1", &[("B", 3.0)]), 1.0);
         assert_eq!(eval("-A + 2 == 1", &[("A", 1.0)]), 1.0);
-        assert_eq!(eval("A / 0", &[("A", 1.0)]), 0.0);
+        // Regression (review): Perl dies dividing by zero, and SpamAssassin's meta does
+        // not fire; the quotient read as 0 and `(A / Z) < 1` fired.
+        assert!(eval("A / 0", &[("A", 1.0)]).is_nan());
+        assert!(eval("(A / Z) < 1", &[("A", 2.0)]).is_nan());
+        assert!(eval("!(A / Z > 1)", &[("A", 2.0)]).is_nan());
+        assert_eq!(eval("A || B / Z", &[("A", 1.0)]), 1.0, "never evaluated");
+        assert_eq!(eval("B && A / Z", &[("A", 1.0)]), 0.0, "never evaluated");
     }
 
     /// Regression (review): `^` (SpamAssassin's XOR, Perl's bitwise `^`) was a syntax error,

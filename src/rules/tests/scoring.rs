@@ -377,3 +377,21 @@ fn the_fingerprint_covers_scores_of_rules_never_compiled() {
     assert_ne!(judged(&c, "GTUBE", 1000.0), judged(&d, "GTUBE", 1000.0));
     assert_ne!(c.fingerprint(), d.fingerprint());
 }
+
+/// Regression (review): a meta dividing by a rule that did not hit read the quotient as 0,
+/// so a "ratio below" meta fired; Perl dies on the division, and SpamAssassin 4.0.1 does
+/// not fire it (nor a meta above that reads it).
+#[test]
+fn a_division_by_zero_in_a_meta_does_not_fire_it() {
+    let rules = compile(
+        "body __A /apple/\ntflags __A multiple\nbody __Z /zebra/\n\
+         meta M_RATIO (__A / __Z) < 1\nscore M_RATIO 1\n\
+         meta M_NOT !M_RATIO\nscore M_NOT 1\n",
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    assert_eq!(
+        names(&rules, b"Subject: t\r\n\r\napple apple\r\n"),
+        ["M_NOT"]
+    );
+    assert_eq!(names(&rules, b"Subject: t\r\n\r\nzebra\r\n"), ["M_RATIO"]);
+}
