@@ -13,9 +13,14 @@ impl Translator {
         match c {
             'A' if !in_class => self.out.push_str(if self.line_mode { "^" } else { "\\A" }),
             'z' if !in_class => self.out.push_str(if self.line_mode { "$" } else { "\\z" }),
-            'Z' if !in_class => self
-                .out
-                .push_str(if self.line_mode { "$" } else { "(?:\\n?\\z)" }),
+            'Z' if !in_class => {
+                let anchor = if self.line_mode {
+                    "$"
+                } else {
+                    self.end_anchor()
+                };
+                self.out.push_str(anchor);
+            }
             // Spelled out in a class, `\h` or `\v` before a `-` would start a range
             // (`[\h-_]` became `[\t -_]`, every character from space to `_`); Perl calls
             // that a false range and SpamAssassin, which makes warnings fatal, refuses it.

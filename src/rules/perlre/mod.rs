@@ -192,6 +192,26 @@ impl Translator {
         self.chars.get(self.pos + off).copied()
     }
 
+    /// Perl's end of the subject or before a final newline (`$` without `/m`, `\Z`), at
+    /// the position just read. Where the pattern goes on after it, the newline must stay
+    /// to be matched (`/end$\n/` matches "end\n" in Perl): a lookahead, which only the
+    /// backtracking engine has. At the end of the pattern, an alternative or a group, the
+    /// newline is consumed, which the linear engine can do (review: it was consumed
+    /// everywhere, and `/d$\b/` never matched "end\n").
+    fn end_anchor(&mut self) -> &'static str {
+        let mut ahead = 0;
+        while self.extended && self.peek(ahead).is_some_and(is_pattern_white_space) {
+            ahead += 1;
+        }
+        match self.peek(ahead) {
+            None | Some('|') | Some(')') => "(?:\\n?\\z)",
+            Some(_) => {
+                self.backtracking.push("`$` or `\\Z` before more pattern");
+                "(?=\\n?\\z)"
+            }
+        }
+    }
+
     /// Capture groups in the whole pattern.
     fn groups(&self) -> usize {
         self.group_opens.len()
@@ -268,7 +288,8 @@ impl Translator {
                     if self.multiline {
                         self.out.push('$');
                     } else {
-                        self.out.push_str("(?:\\n?\\z)");
+                        let anchor = self.end_anchor();
+                        self.out.push_str(anchor);
                     }
                 }
                 '*' | '+' | '?' => {

@@ -297,3 +297,19 @@ fn negated_blank_classes_inside_brackets() {
     );
     assert_eq!(names(&rules, subject("x y").as_bytes()), ["NOT_V"]);
 }
+
+/// Regression (review): `$` and `\Z` without `/m` were `(?:\n?\z)`, which consumes the
+/// final newline: what follows them could not match it, where Perl's `/end$\n/` and
+/// `/d$\b/` match "end\n". Where the pattern goes on, the newline stays (a lookahead).
+#[test]
+fn an_end_anchor_leaves_the_final_newline_to_what_follows() {
+    let rules = compile(
+        "full T_NL /end$\\n/\nfull T_B /d$\\b/\nfull T_Z /end\\Z\\n/\n\
+         full T_END /end$/\nfull T_ALT /x$|end$/\n",
+    );
+    assert!(!rules.has_errors(), "{:?}", rules.diagnostics());
+    let mut found = names(&rules, b"end\n");
+    found.sort();
+    assert_eq!(found, ["T_ALT", "T_B", "T_END", "T_NL", "T_Z"]);
+    assert!(names(&rules, b"end\nmore\n").is_empty());
+}
