@@ -124,6 +124,37 @@ pub fn last_value<'m>(message: &'m [u8], name: &str) -> Option<&'m [u8]> {
     found
 }
 
+/// `message` for mail-parser, whose date parser reads two bytes past a zone of one or two
+/// letters (`Date: ... Z` then CRLF, `... UT` then LF) into the next field, which then
+/// vanishes from its header list: two blanks are put before the line end of each `Date`
+/// and `Resent-Date` field that ends in a letter. Borrowed when there is none.
+pub fn with_date_zones_padded(message: &[u8]) -> Cow<'_, [u8]> {
+    let (kept, rest) = keep_fields(message, |field| {
+        let Some((len, _)) = as_readers_read(field) else {
+            return Field::Keep;
+        };
+        let name = &field[..len];
+        let is_date =
+            name.eq_ignore_ascii_case(b"date") || name.eq_ignore_ascii_case(b"resent-date");
+        let value = field.trim_ascii_end();
+        if !is_date || !value.last().is_some_and(u8::is_ascii_alphabetic) {
+            return Field::Keep;
+        }
+        let mut out = Vec::with_capacity(field.len() + 2);
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"  ");
+        out.extend_from_slice(&field[value.len()..]);
+        Field::Replace(out)
+    });
+    match kept {
+        Some(mut out) => {
+            out.extend_from_slice(&message[rest..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(message),
+    }
+}
+
 /// The lines of the header section that some reader may take for no field, each with its
 /// continuation lines and line end: all but a strict RFC 5322 field (a name of printable
 /// ASCII, its colon right after it, on the first line). Mail-auth and Python's `email` end
@@ -212,6 +243,24 @@ fn keep_fields(message: &[u8], mut keep: impl FnMut(&[u8]) -> Field) -> (Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// mail-parser took the field after a `Date` with a one-letter zone into it.
+    #[test]
+    fn date_zones_are_padded_for_the_parser() {
+        for m in [
+            &b"Date: Mon, 1 Jan 2024 00:00:00 Z\r\nSubject: x\r\n\r\nb\r\n"[..],
+            b"Resent-Date: Mon, 1 Jan 2024 00:00:00 UT\nSubject: x\n\nb\n",
+        ] {
+            let padded = with_date_zones_padded(m);
+            assert_eq!(padded.len(), m.len() + 2);
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&padded)
+                .unwrap();
+            assert_eq!(parsed.subject(), Some("x"));
+        }
+        let plain = b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nSubject: Z\r\n\r\nDate: Z\r\n";
+        assert!(matches!(with_date_zones_padded(plain), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn folded_fields_go_whole_and_the_body_stays() {

@@ -178,7 +178,10 @@ impl Tokenizer {
         // must not change with a gateway's configuration, or learned counts stop matching.
         let (raw, _) = crate::mail::mime::cut_to_parts(raw, crate::mail::mime::DEFAULT_MAX_PARTS);
         let as_read = crate::mail::delimiters::as_clients_read(raw);
-        match MessageParser::default().parse(&as_read.bytes) {
+        // mail-parser's date parser ran past a one-letter zone into the next field, which
+        // then gave no tokens (review).
+        let parseable = crate::mail::header_fields::with_date_zones_padded(&as_read.bytes);
+        match MessageParser::default().parse(&parseable) {
             Some(msg) => {
                 self.header_features(&msg, &mut sink);
                 self.body_features(&msg, &mut sink, 0);

@@ -438,4 +438,8 @@ fn a_date_with_a_short_zone_hides_no_subject() {
     assert!(has(&n, "s:free"), "{n:?}");
     assert!(has(&n, "s:money"), "{n:?}");
     assert!(!has(&n, "s:m:none"), "{n:?}");
+    // Nor the fields the classifier reads through mail-parser's parse.
+    let n =
+        names("Date: Mon, 1 Jan 2024 00:00:00 Z\r\nFrom: \"Bob\" <bob@example.com>\r\n\r\nhi\r\n");
+    assert!(has(&n, "f:d:example.com"), "{n:?}");
 }
