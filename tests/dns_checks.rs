@@ -470,6 +470,28 @@ fn a_refused_ehlo_leaves_the_session_as_it_was() {
     assert!(!text.contains("host.slow.test"), "{text}");
 }
 
+/// Regression (review): a greeting deferred because its name's lookup failed on our side
+/// (`dns_tempfail = ["helo"]`) counted as the client's error, towards the tarpit and the
+/// error limit's 421, where a deferred sender or recipient does not.
+#[test]
+fn a_deferred_greeting_is_no_client_error() {
+    let z = zone(|b| b.silent_under("slow.test"));
+    let internal = InternalServer::start();
+    let config = GatewayConfig::new(&internal)
+        .limit("errors_before_disconnect", "2")
+        .toml(&format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\nattempts = 1\nstage_deadline = \"1s\"\n\n[policy]\ndns_tempfail = [\"helo\"]\n",
+            z.dns.addr()
+        ));
+    let gw = Gateway::start(config);
+    let (mut c, banner) = SmtpClient::connect(gw.port);
+    banner.expect(220, "");
+    for _ in 0..3 {
+        c.cmd("EHLO host.slow.test").expect(450, "4.4.3");
+    }
+    c.cmd("NOOP").expect(250, "2.0.0");
+}
+
 /// Regression: a refused repeated EHLO past the junk limit counted as two errors (the
 /// junk command's and the refusal's), so the session ended one error early.
 #[test]

@@ -881,3 +881,42 @@ fn a_sender_stopped_between_bdat_chunks_gives_back_its_memory() {
         "the message lost its end"
     );
 }
+
+/// Regression (review): a message kept in memory reserved only its receive buffer while
+/// judged, though its parse and view hold about twice it again: messages just under
+/// `message_memory_bytes` held three times what the budget counted. With two transfers
+/// holding half the budget, a 40 KiB message now waits for room for its judgement (and
+/// gets `451` past `message_memory_wait`); it was judged at once, outside the budget.
+#[test]
+fn a_message_kept_in_memory_reserves_its_judgement_too() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("message_memory_bytes", "65536")
+            .limit("message_memory_total_bytes", "262144")
+            .limit("message_header_bytes", "32768")
+            .limit("message_memory_wait", "\"300ms\""),
+    );
+    let _holders = [hold_the_memory_budget(&gw), hold_the_memory_budget(&gw)];
+    let mut body = String::new();
+    while body.len() < 40 * 1024 {
+        body.push_str("a line of an ordinary message, nothing more to it\r\n");
+    }
+    let msg = format!("Subject: sixty\r\nFrom: s@sender.test\r\n\r\n{body}");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(msg.as_bytes());
+    c.send(b".\r\n");
+    c.read_reply().expect(451, "4.3.2");
+    // Alone, it is judged and accepted.
+    drop(_holders);
+    thread::sleep(Duration::from_millis(300));
+    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    c.cmd("DATA").expect(354, "");
+    c.send(msg.as_bytes());
+    c.send(b".\r\n");
+    c.read_reply().expect(250, "2.0.0");
+}

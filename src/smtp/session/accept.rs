@@ -65,15 +65,38 @@ impl Session {
             Err(e) => return self.not_received(e, size).await,
         };
         self.ctx.message = message;
-        if self.ctx.message.spool_id().is_some() {
+        let limits = self.limits().clone();
+        // What the judgement holds, within what the budget can ever give.
+        let judging =
+            crate::policy::message::judging_bytes(&limits).min(limits.message_memory_total_bytes);
+        let on_disk = self.ctx.message.spool_id().is_some();
+        let wanted = if on_disk {
             self.server.metrics.messages_on_disk_total.inc();
             // The sample the checks parse needs memory: wait for it holding none.
             drop(memory);
-            let limits = self.limits().clone();
-            // What the judgement holds, within what the budget can ever give.
-            let judging = crate::policy::message::judging_bytes(&limits)
+            Some(judging)
+        } else {
+            // Judging a message kept in memory holds about twice it again (its parse and
+            // view, a copy when our own fields are stripped from it): reserved too, as for
+            // one on disk (review: only its receive buffer was, and messages just under
+            // `message_memory_bytes` held three times what the budget counted).
+            let need = memory
+                .bytes()
+                .saturating_add(size.saturating_mul(2).min(judging))
                 .min(limits.message_memory_total_bytes);
-            let wanted = self.server.budget.reserve(judging);
+            let mut memory = memory;
+            if memory.grow_to(need) {
+                self.message_memory = Some(memory);
+                None
+            } else {
+                // Waited for holding none, as on disk: sessions holding their buffers while
+                // waiting for more could hold the whole budget between them.
+                drop(memory);
+                Some(need)
+            }
+        };
+        if let Some(bytes) = wanted {
+            let wanted = self.server.budget.reserve(bytes);
             match tokio::time::timeout(limits.message_memory_wait, wanted).await {
                 Ok(r) => self.message_memory = Some(r),
                 Err(_) => {
@@ -84,8 +107,6 @@ impl Session {
                     return self.busy_reply().await;
                 }
             }
-        } else {
-            self.message_memory = Some(memory);
         }
         let policy = self.policy.clone();
         self.ctx.arrival = Some(i64::try_from(crate::spool::unix_now()).unwrap_or(i64::MAX));

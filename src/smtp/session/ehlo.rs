@@ -12,7 +12,15 @@ impl Session {
         let earlier_name = self.ctx.client.helo.replace(name);
         match self.evaluate(Stage::Helo).await {
             Decision::Continue | Decision::Discard => {}
-            Decision::Reject(r) | Decision::Tempfail(r) => {
+            // A greeting deferred for our sake (its name's lookup failed under
+            // `dns_tempfail`) is no client error, as a deferred sender is not (review: it
+            // pushed the client towards the tarpit and the error limit's 421). A repeated
+            // greeting was counted as a junk command already.
+            Decision::Tempfail(r) => {
+                self.ctx.client.helo = earlier_name;
+                return self.ok(Stage::Helo, r);
+            }
+            Decision::Reject(r) => {
                 self.ctx.client.helo = earlier_name;
                 // Counted as the error it is, not also as a junk command; past the junk
                 // limit `count_junk` has counted that error already.
