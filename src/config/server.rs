@@ -96,6 +96,12 @@ pub struct Limits {
     pub network_ipv4_prefix: u8,
     /// Prefix length that makes an IPv6 client network.
     pub network_ipv6_prefix: u8,
+    /// Concurrent sessions from one IPv6 site (see `ipv6_site_prefix`): an end site's
+    /// allocation holds 256 to 65,536 networks of `network_ipv6_prefix`, each under its own
+    /// limit, enough to take every slot.
+    pub max_sessions_per_ipv6_site: usize,
+    /// Prefix length that makes an IPv6 site (at most `network_ipv6_prefix`).
+    pub ipv6_site_prefix: u8,
     /// Share of `max_sessions` in use (percent) from which the gateway is under stress:
     /// idle sessions get `stress_idle_timeout`, and the longest idle one makes room for a
     /// new client when every slot is taken.
@@ -146,6 +152,8 @@ impl Default for Limits {
             max_sessions_per_network: 200,
             network_ipv4_prefix: 24,
             network_ipv6_prefix: 64,
+            max_sessions_per_ipv6_site: 800,
+            ipv6_site_prefix: 48,
             stress_threshold_percent: 80,
             stress_idle_timeout: Duration::from_secs(10),
             refused_quit_wait: Duration::from_secs(10),
@@ -355,6 +363,7 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
         ("max_sessions", l.max_sessions),
         ("max_sessions_per_ip", l.max_sessions_per_ip),
         ("max_sessions_per_network", l.max_sessions_per_network),
+        ("max_sessions_per_ipv6_site", l.max_sessions_per_ipv6_site),
         ("scan_part_bytes", l.scan_part_bytes),
         ("scan_raw_part_bytes", l.scan_raw_part_bytes),
         ("scan_mime_parts", l.scan_mime_parts),
@@ -454,6 +463,12 @@ fn validate_admission(l: &Limits, problems: &mut Problems) {
         problems.bad(
             "server.limits.network_ipv6_prefix",
             "must be between 1 and 128",
+        );
+    }
+    if !(1..=l.network_ipv6_prefix.min(128)).contains(&l.ipv6_site_prefix) {
+        problems.bad(
+            "server.limits.ipv6_site_prefix",
+            "must be between 1 and server.limits.network_ipv6_prefix",
         );
     }
     if !(1..=100).contains(&l.stress_threshold_percent) {

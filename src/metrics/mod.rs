@@ -29,21 +29,23 @@ use prometheus::{
 const RELAY_RESULTS: [&str; 4] = ["delivered", "deferred", "failed", "panicked"];
 
 /// The `result` values of `mxguard_connections_total`, exported at 0 from the start.
-const CONNECTION_RESULTS: [&str; 6] = [
+const CONNECTION_RESULTS: [&str; 7] = [
     "accepted",
     "over_limit",
     "over_ip_limit",
     "over_network_limit",
+    "over_site_limit",
     "proxy_refused",
     "proxy_no_header",
 ];
 
 /// Every `limit` of `mxguard_limit_hits_total`, exported at 0 from the start (the
 /// operator's alerts count the first hit after a restart).
-const SESSION_LIMITS: [&str; 24] = [
+const SESSION_LIMITS: [&str; 25] = [
     "max_sessions",
     "max_sessions_per_ip",
     "max_sessions_per_network",
+    "max_sessions_per_ipv6_site",
     "stress_idle",
     "message_header",
     "message_header_fields",
@@ -388,7 +390,7 @@ impl Metrics {
             ),
             connections_total: counter_vec(
                 "mxguard_connections_total",
-                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit, proxy_refused, proxy_no_header).",
+                "Inbound TCP connections by result (accepted, over_limit, over_ip_limit, over_network_limit, over_site_limit, proxy_refused, proxy_no_header).",
                 &["result"],
             ),
             sessions_active: gauge("mxguard_sessions_active", "SMTP sessions running now."),

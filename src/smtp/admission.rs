@@ -29,6 +29,8 @@ pub enum Refusal {
     PerIp,
     /// The client network has `max_sessions_per_network` sessions.
     PerNetwork,
+    /// The client's IPv6 site has `max_sessions_per_ipv6_site` sessions.
+    PerSite,
 }
 
 /// Session slots: a semaphore for the total, counts per address and per network, and
@@ -52,6 +54,7 @@ pub struct Admission {
 struct Counts {
     per_ip: HashMap<IpAddr, usize>,
     per_network: HashMap<IpAddr, usize>,
+    per_site: HashMap<IpAddr, usize>,
 }
 
 /// What admission knows of one running session; the session updates it.
@@ -120,6 +123,8 @@ struct Places {
     server: Arc<Server>,
     ip: IpAddr,
     network: IpAddr,
+    /// The IPv6 site, for an IPv6 client.
+    site: Option<IpAddr>,
 }
 
 impl Drop for Places {
@@ -127,6 +132,9 @@ impl Drop for Places {
         let mut counts = lock(&self.server.admission.counts);
         release(&mut counts.per_ip, self.ip);
         release(&mut counts.per_network, self.network);
+        if let Some(site) = self.site {
+            release(&mut counts.per_site, site);
+        }
     }
 }
 
@@ -174,6 +182,18 @@ pub fn network_of(ip: IpAddr, limits: &Limits) -> IpAddr {
         IpAddr::V6(_) => ipnet::IpNet::new(ip, limits.network_ipv6_prefix.min(128)),
     };
     net.map(|n| n.network()).unwrap_or(ip)
+}
+
+/// The IPv6 site `ip` counts against (its /48 by default); `None` for IPv4.
+pub fn site_of(ip: IpAddr, limits: &Limits) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(_) => Some(
+            ipnet::IpNet::new(ip, limits.ipv6_site_prefix.min(128))
+                .map(|n| n.network())
+                .unwrap_or(ip),
+        ),
+    }
 }
 
 impl Admission {
@@ -303,6 +323,7 @@ impl Admission {
         limits: &Limits,
     ) -> Result<Places, Refusal> {
         let network = network_of(ip, limits);
+        let site = site_of(ip, limits);
         let mut counts = lock(&self.counts);
         if counts.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_sessions_per_ip {
             return Err(Refusal::PerIp);
@@ -311,12 +332,21 @@ impl Admission {
         {
             return Err(Refusal::PerNetwork);
         }
+        // Rotating through the networks of one site (review: a /56 held every slot).
+        if let Some(site) = site {
+            if counts.per_site.get(&site).copied().unwrap_or(0) >= limits.max_sessions_per_ipv6_site
+            {
+                return Err(Refusal::PerSite);
+            }
+            *counts.per_site.entry(site).or_insert(0) += 1;
+        }
         *counts.per_ip.entry(ip).or_insert(0) += 1;
         *counts.per_network.entry(network).or_insert(0) += 1;
         Ok(Places {
             server: server.clone(),
             ip,
             network,
+            site,
         })
     }
 
@@ -556,5 +586,38 @@ mod tests {
         // Its session holds the server (and the spool in `dir`): ended before `dir` goes.
         victim_task.abort();
         let _ = victim_task.await;
+    }
+
+    /// Regression (review): limits stopped at the /64, and one end site's allocation (a
+    /// /56: 256 networks of 200 sessions each) took every slot of the gateway. A site's
+    /// sessions are limited together; another site, and IPv4, are not touched.
+    #[tokio::test]
+    async fn one_ipv6_site_cannot_take_every_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut limits) = server(dir.path(), 1000);
+        limits.max_sessions_per_ipv6_site = 30;
+        let mut held = Vec::new();
+        for net in 0..10u16 {
+            for host in 1..=3u16 {
+                let ip = IpAddr::V6(std::net::Ipv6Addr::new(
+                    0x2001, 0xdb8, 0, net, 0, 0, 0, host,
+                ));
+                held.push(server.admission.admit(&server, ip, &limits).unwrap());
+            }
+        }
+        let same_site = "2001:db8:0:ff::1".parse().unwrap();
+        assert_eq!(
+            server.admission.admit(&server, same_site, &limits).err(),
+            Some(Refusal::PerSite)
+        );
+        let other_site = "2001:db8:1::1".parse().unwrap();
+        assert!(server.admission.admit(&server, other_site, &limits).is_ok());
+        assert!(server
+            .admission
+            .admit(&server, "192.0.2.1".parse().unwrap(), &limits)
+            .is_ok());
+        // A session that ends gives its site's place back.
+        held.pop();
+        assert!(server.admission.admit(&server, same_site, &limits).is_ok());
     }
 }

@@ -173,6 +173,11 @@ fn refuse(
             "max_sessions_per_network",
             Reply::new(421, "4.7.0", "Too many connections from your network"),
         ),
+        Refusal::PerSite => (
+            "over_site_limit",
+            "max_sessions_per_ipv6_site",
+            Reply::new(421, "4.7.0", "Too many connections from your network"),
+        ),
     };
     let m = &server.metrics;
     m.connections_total.with_label_values(&[result]).inc();
