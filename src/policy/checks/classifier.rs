@@ -218,6 +218,17 @@ impl Autolearn {
         if class == Class::Ham && self.refused_by_an_action(ctx) {
             return None;
         }
+        // Nor mail a floor tags or quarantines whatever its score (a DMARC failure asking
+        // for quarantine, a peer's stale stamp): a spoofed reply from a `p=quarantine`
+        // domain scoring -0.8 was tagged and learned as ham (review).
+        if class == Class::Ham
+            && matches!(
+                ctx.floor,
+                Some(crate::policy::Verdict::Tag | crate::policy::Verdict::Quarantine)
+            )
+        {
+            return None;
+        }
         // A low score with a lookup unanswered may be spam the lists would have caught
         // (review: during a resolver outage, spam that only DNS lists catch was learned
         // as ham).
@@ -741,6 +752,24 @@ mod tests {
         assert_eq!(autolearn.class(&clean), Some(Class::Ham));
         // As spam it is still learned: the action and the score agree.
         let spam = judged(&[("LISTED_SENDER", 0.0), ("SPAM", 13.0)]);
+        assert_eq!(autolearn.class(&spam), Some(Class::Spam));
+    }
+
+    /// Regression (review): a message a verdict floor tags or quarantines (a DMARC failure
+    /// asking for quarantine, a peer's stale stamp) was learned as ham for its low score.
+    #[test]
+    fn a_message_a_floor_tags_is_not_learned_as_ham() {
+        let autolearn = plain_autolearn(classifier(), autolearn_config());
+        for floor in [
+            crate::policy::Verdict::Tag,
+            crate::policy::Verdict::Quarantine,
+        ] {
+            let mut floored = judged(&[("HAM", -0.5)]);
+            floored.raise_floor(floor);
+            assert_eq!(autolearn.class(&floored), None, "{floor:?}");
+        }
+        let mut spam = judged(&[("SPAM", 13.0)]);
+        spam.raise_floor(crate::policy::Verdict::Tag);
         assert_eq!(autolearn.class(&spam), Some(Class::Spam));
     }
 
