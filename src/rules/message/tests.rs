@@ -315,3 +315,21 @@ fn each_source_of_links_has_a_fair_share_and_keeps_both_ends() {
     assert_eq!(both_ends(list.clone(), 3), ["0", "1", "9"]);
     assert_eq!(both_ends(list.clone(), 20), list);
 }
+
+/// Regression (review): a megabyte of `Content -Type: message/rfc822` levels (a spelling
+/// only mail-parser reads as Content-Type) was not cut at the part limit, and parsing it
+/// overflowed a session thread's stack (2 MiB), aborting the gateway.
+#[test]
+fn a_megabyte_of_oddly_spelled_nested_messages_is_parsed_on_a_session_stack() {
+    let mut m = b"Subject: x\r\n".to_vec();
+    for _ in 0..32_700 {
+        m.extend_from_slice(b"Content -Type:message/rfc822\r\n\r\n");
+    }
+    let parsed = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || MessageView::parse(&m).too_many_parts)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(parsed, "cut at the part limit");
+}
