@@ -343,6 +343,14 @@ pub fn render(html: &str) -> HtmlRender {
             }
             continue;
         }
+        if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
+            // Its content is text up to its closing tag, markup inside included.
+            let close = format!("</{name}");
+            let end = find_ci(rest, &close).unwrap_or(rest.len());
+            push_text(&rest[..end], false, &mut r.text);
+            rest = &rest[end..];
+            continue;
+        }
         for (an, av) in &attributes(&inner[name_end..]) {
             let is_link = matches!(an.as_str(), "href" | "action" | "background")
                 || (an == "src" && name != "img");
@@ -367,6 +375,17 @@ mod tests {
     fn a_quote_inside_an_unquoted_value_hides_no_text() {
         let r = render(r#"<a href=x=">Buy cheap viagra now</a> and <img src="logo.gif">"#);
         assert!(r.text.contains("viagra"), "{:?}", r.text);
+    }
+
+    /// Regression (review): a `<!--` inside a title (or a textarea, xmp, iframe, noembed,
+    /// noframes) is text to a browser, which closes the element and shows what follows;
+    /// it was taken for a comment and hid the rest.
+    #[test]
+    fn a_comment_opener_inside_a_text_only_element_hides_nothing() {
+        let r = render("<title><!-- </title>Cheap viagra --><p>now</p>");
+        assert!(r.text.contains("Cheap viagra"), "{:?}", r.text);
+        let r = render("<textarea>a <b>x</b></textarea> <b>shown</b>");
+        assert!(r.text.contains("shown"), "{:?}", r.text);
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub fn tag_end(markup: &[u8]) -> Option<usize> {
     None
 }
 
+/// Elements whose content browsers read as text up to their closing tag (HTML5's RCDATA
+/// and RAWTEXT elements, `script` and `style` aside): a `<!--` or a tag inside them is
+/// text, so `<title><!-- </title>Cheap viagra -->` shows "Cheap viagra -->" after the
+/// title (review: both renderers took the `<!--` for a comment and hid the rest).
+pub const TEXT_ONLY_ELEMENTS: [&str; 6] =
+    ["title", "textarea", "xmp", "iframe", "noembed", "noframes"];
+
 /// The length of a comment's rest, `after_open` being the text after its `<!--`: up to and
 /// including its end, or all of it when the comment is never closed (it then runs to the
 /// end of the document). HTML5 ends a comment at `-->`, at `--!>`, and at once at an

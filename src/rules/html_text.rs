@@ -103,6 +103,18 @@ pub(super) fn render_html(html: &str) -> String {
             skip_until = Some(if name == "script" { "script" } else { "style" });
             continue;
         }
+        // An element whose content is text up to its closing tag: no markup inside it is
+        // markup (see `TEXT_ONLY_ELEMENTS`).
+        let text_only = crate::mail::html::TEXT_ONLY_ELEMENTS
+            .iter()
+            .find(|e| !tag.closing && **e == name);
+        let take_text_only = |rest: &mut &str, rendered: &mut Rendered| {
+            if let Some(element) = text_only {
+                let content_end = find_closing_tag(rest, element).unwrap_or(rest.len());
+                push_text(rendered, &rest[..content_end]);
+                *rest = &rest[content_end..];
+            }
+        };
         let ws = if PARAGRAPH_TAGS.contains(&name.as_str()) {
             "\n\n"
         } else if LINE_TAGS.contains(&name.as_str()) {
@@ -110,6 +122,7 @@ pub(super) fn render_html(html: &str) -> String {
         } else if SPACE_TAGS.contains(&name.as_str()) {
             " "
         } else {
+            take_text_only(&mut rest, &mut rendered);
             continue;
         };
         if rendered.last
@@ -121,6 +134,7 @@ pub(super) fn render_html(html: &str) -> String {
         }
         rendered.out.push_str(ws);
         rendered.last = Last::Break;
+        take_text_only(&mut rest, &mut rendered);
     }
     rendered.out
 }
@@ -387,6 +401,19 @@ mod tests {
         );
         let many = format!("{}x", "<script></script>".repeat(100_000));
         assert_eq!(render_html(&many), "x");
+    }
+
+    /// Regression (review): a `<!--` inside a title (or a textarea, xmp, iframe, noembed,
+    /// noframes) is text to a browser, which closes the element and shows what follows;
+    /// it was taken for a comment and hid the rest of the part from `body` rules.
+    #[test]
+    fn a_comment_opener_inside_a_text_only_element_hides_nothing() {
+        let text = render_html("<title>h<!-- </title>Cheap viagra --><p>now");
+        assert!(text.contains("Cheap viagra"), "{text:?}");
+        assert_eq!(
+            render_html("x<title>Hello</title>World"),
+            "x\n\nHello\n\nWorld"
+        );
     }
 
     #[test]
