@@ -904,19 +904,12 @@ fn a_message_kept_in_memory_reserves_its_judgement_too() {
     }
     let msg = format!("Subject: sixty\r\nFrom: s@sender.test\r\n\r\n{body}");
     let mut c = SmtpClient::connect_ehlo(gw.port);
-    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
-    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
-    c.cmd("DATA").expect(354, "");
-    c.send(msg.as_bytes());
-    c.send(b".\r\n");
-    c.read_reply().expect(451, "4.3.2");
+    let to = ["user@example.test"];
+    c.send_mail("s@sender.test", &to, msg.as_bytes())
+        .expect(451, "4.3.2");
     // Alone, it is judged and accepted.
     drop(_holders);
     thread::sleep(Duration::from_millis(300));
-    c.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
-    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
-    c.cmd("DATA").expect(354, "");
-    c.send(msg.as_bytes());
-    c.send(b".\r\n");
-    c.read_reply().expect(250, "2.0.0");
+    c.send_mail("s@sender.test", &to, msg.as_bytes())
+        .expect(250, "2.0.0");
 }
