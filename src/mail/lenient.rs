@@ -350,6 +350,10 @@ enum TransferEncoding {
     Base64,
     /// `quoted-printable`.
     QuotedPrintable,
+    /// `x-uuencode`, `uuencode`, `x-uue` or `uue`: Thunderbird decodes a part so labelled
+    /// (Python's `email` too), and mail-parser leaves it encoded (review: a page or a zip
+    /// sent so was judged as its encoded text).
+    Uuencode,
 }
 
 impl TransferEncoding {
@@ -361,6 +365,11 @@ impl TransferEncoding {
             TransferEncoding::Base64
         } else if token.eq_ignore_ascii_case("quoted-printable") {
             TransferEncoding::QuotedPrintable
+        } else if ["x-uuencode", "uuencode", "x-uue", "uue"]
+            .iter()
+            .any(|u| token.eq_ignore_ascii_case(u))
+        {
+            TransferEncoding::Uuencode
         } else {
             TransferEncoding::Identity
         }
@@ -372,8 +381,10 @@ impl TransferEncoding {
         let label = label.trim();
         label.eq_ignore_ascii_case("base64")
             || label.eq_ignore_ascii_case("quoted-printable")
-            || TransferEncoding::of(label) == TransferEncoding::Identity
-                && !label.contains([';', '(', '"', ' ', '\t'])
+            || matches!(
+                TransferEncoding::of(label),
+                TransferEncoding::Identity | TransferEncoding::Uuencode
+            ) && !label.contains([';', '(', '"', ' ', '\t'])
     }
 
     /// Whether mail-parser decoded the part by this encoding.
@@ -383,6 +394,8 @@ impl TransferEncoding {
                 TransferEncoding::Base64 => Encoding::Base64,
                 TransferEncoding::QuotedPrintable => Encoding::QuotedPrintable,
                 TransferEncoding::Identity => Encoding::None,
+                // The parser has no uudecoder: what it gave is still encoded.
+                TransferEncoding::Uuencode => return false,
             }
     }
 
@@ -391,6 +404,12 @@ impl TransferEncoding {
         match self {
             TransferEncoding::Base64 => base64_decode(raw),
             TransferEncoding::QuotedPrintable => quoted_printable_decode(raw),
+            // The first uuencoded block's file, as Thunderbird saves the part; a part with
+            // no block stays as it is.
+            TransferEncoding::Uuencode => super::uuencode::files(raw)
+                .into_iter()
+                .next()
+                .map_or_else(|| raw.to_vec(), |f| f.data),
             TransferEncoding::Identity => raw.to_vec(),
         }
     }

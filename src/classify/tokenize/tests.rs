@@ -443,3 +443,16 @@ fn a_date_with_a_short_zone_hides_no_subject() {
         names("Date: Mon, 1 Jan 2024 00:00:00 Z\r\nFrom: \"Bob\" <bob@example.com>\r\n\r\nhi\r\n");
     assert!(has(&n, "f:d:example.com"), "{n:?}");
 }
+
+/// Regression (review): a part labelled `x-uuencode`, which Thunderbird decodes, gave the
+/// classifier its encoded text.
+#[test]
+fn a_uuencoded_page_gives_its_words() {
+    let page = b"<html><body><p>Cheap viagra pills <a href=\"http://spam.example/buy\">buy</a></p></body></html>\n";
+    let encoded = String::from_utf8(uuencoding::encode(page, "page.html", 0o644)).unwrap();
+    let n = names(&format!(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\
+         Content-Transfer-Encoding: x-uuencode\r\n\r\n{encoded}"
+    ));
+    assert!(has(&n, "viagra"), "{n:?}");
+}

@@ -333,3 +333,27 @@ fn a_megabyte_of_oddly_spelled_nested_messages_is_parsed_on_a_session_stack() {
         .unwrap();
     assert!(parsed, "cut at the part limit");
 }
+
+/// Regression (review): a part labelled `x-uuencode` (or `uuencode`, `x-uue`, `uue`),
+/// which Thunderbird decodes, was left encoded by mail-parser: a spam page sent so
+/// reached the rules as encoded text, its link unseen.
+#[test]
+fn a_uuencoded_page_is_read_as_clients_show_it() {
+    let page = b"<html><body><p>Cheap viagra <a href=\"http://spam.example/buy\">buy</a></p></body></html>\n";
+    let encoded = String::from_utf8(uuencoding::encode(page, "page.html", 0o644)).unwrap();
+    let raw = format!(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\
+         Content-Transfer-Encoding: x-uuencode\r\n\r\n{encoded}"
+    );
+    let v = MessageView::parse(raw.as_bytes());
+    assert!(
+        v.body_text().contains("Cheap viagra"),
+        "{:?}",
+        v.body_text()
+    );
+    assert!(
+        v.uris().iter().any(|u| u.contains("spam.example")),
+        "{:?}",
+        v.uris()
+    );
+}
