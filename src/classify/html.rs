@@ -344,12 +344,14 @@ pub fn render(html: &str) -> HtmlRender {
             continue;
         }
         if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
-            // Its content is text up to its closing tag, markup inside included.
+            // Its content is text up to its closing tag, markup inside included; one
+            // never closed is read as before.
             let close = format!("</{name}");
-            let end = find_ci(rest, &close).unwrap_or(rest.len());
-            push_text(&rest[..end], false, &mut r.text);
-            rest = &rest[end..];
-            continue;
+            if let Some(end) = find_ci(rest, &close) {
+                push_text(&rest[..end], false, &mut r.text);
+                rest = &rest[end..];
+                continue;
+            }
         }
         for (an, av) in &attributes(&inner[name_end..]) {
             let is_link = matches!(an.as_str(), "href" | "action" | "background")
@@ -386,6 +388,9 @@ mod tests {
         assert!(r.text.contains("Cheap viagra"), "{:?}", r.text);
         let r = render("<textarea>a <b>x</b></textarea> <b>shown</b>");
         assert!(r.text.contains("shown"), "{:?}", r.text);
+        // Never closed: read as before, markup as markup.
+        let r = render("<title>Hi<p>there");
+        assert!(!r.text.contains('<'), "{:?}", r.text);
     }
 
     #[test]

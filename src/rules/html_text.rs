@@ -108,11 +108,12 @@ pub(super) fn render_html(html: &str) -> String {
         let text_only = crate::mail::html::TEXT_ONLY_ELEMENTS
             .iter()
             .find(|e| !tag.closing && **e == name);
+        // One never closed is rendered as before: its markup read as markup, not the rest
+        // of the part turned into text.
         let take_text_only = |rest: &mut &str, rendered: &mut Rendered| {
-            if let Some(element) = text_only {
-                let content_end = find_closing_tag(rest, element).unwrap_or(rest.len());
-                push_text(rendered, &rest[..content_end]);
-                *rest = &rest[content_end..];
+            if let Some(end) = text_only.and_then(|element| find_closing_tag(rest, element)) {
+                push_text(rendered, &rest[..end]);
+                *rest = &rest[end..];
             }
         };
         let ws = if PARAGRAPH_TAGS.contains(&name.as_str()) {
@@ -414,6 +415,8 @@ mod tests {
             render_html("x<title>Hello</title>World"),
             "x\n\nHello\n\nWorld"
         );
+        // Never closed: rendered as before, markup as markup.
+        assert_eq!(render_html("<title>Hi<p>there"), "\n\nHi\n\nthere");
     }
 
     #[test]
