@@ -343,16 +343,6 @@ pub fn render(html: &str) -> HtmlRender {
             }
             continue;
         }
-        if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
-            // Its content is text up to its closing tag, markup inside included; one
-            // never closed is read as before.
-            let close = format!("</{name}");
-            if let Some(end) = find_ci(rest, &close) {
-                push_text(&rest[..end], false, &mut r.text);
-                rest = &rest[end..];
-                continue;
-            }
-        }
         for (an, av) in &attributes(&inner[name_end..]) {
             let is_link = matches!(an.as_str(), "href" | "action" | "background")
                 || (an == "src" && name != "img");
@@ -360,6 +350,17 @@ pub fn render(html: &str) -> HtmlRender {
                 let mut decoded = String::with_capacity(av.len());
                 push_text(av.trim(), true, &mut decoded);
                 r.links.push(decoded);
+            }
+        }
+        if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
+            // Its content is text up to its closing tag, markup inside included (its
+            // attributes read first: an iframe's `src` is a link); one never closed is read
+            // as before.
+            let close = format!("</{name}");
+            if let Some(end) = find_ci(rest, &close) {
+                push_text(&rest[..end], false, &mut r.text);
+                rest = &rest[end..];
+                continue;
             }
         }
     }
@@ -391,6 +392,9 @@ mod tests {
         // Never closed: read as before, markup as markup.
         let r = render("<title>Hi<p>there");
         assert!(!r.text.contains('<'), "{:?}", r.text);
+        // Review of the change: an iframe's `src` is still a link.
+        let r = render("<p>hi</p><iframe src=\"http://spam.example/x\"></iframe>");
+        assert_eq!(r.links, ["http://spam.example/x"]);
     }
 
     #[test]

@@ -105,8 +105,12 @@ pub fn greylist(
 ) -> (GreylistAnswer, Triplet, Duration) {
     let delay_s = greylist_wait_secs(delay);
     match stored {
+        // The wait told is the one that passes (review of the change: told the delay, an
+        // MTA retrying on the second was deferred once more).
         None => (
-            GreylistAnswer::New { retry_after: delay },
+            GreylistAnswer::New {
+                retry_after: Duration::from_secs(delay_s),
+            },
             Triplet::Seen(now),
             window,
         ),
@@ -265,7 +269,12 @@ mod tests {
             Duration::from_secs(86_400),
         );
         let (a, t, keep) = greylist(1000, None, d, w, p);
-        assert_eq!(a, GreylistAnswer::New { retry_after: d });
+        assert_eq!(
+            a,
+            GreylistAnswer::New {
+                retry_after: Duration::from_secs(301)
+            }
+        );
         assert_eq!((t, keep), (Triplet::Seen(1000), w));
         let (a, t, _) = greylist(1100, Some(t), d, w, p);
         assert_eq!(
