@@ -105,25 +105,6 @@ pub fn for_each_field(message: &[u8], mut each: impl FnMut(&[u8])) {
     });
 }
 
-/// The value (everything after the colon, folding included) of the last field named
-/// `name` (any case) in the header section at the start of `message`, split by the
-/// message's own lines, as readers split it: not by mail-parser's offsets, which run past
-/// a `Date` with a one-letter zone into the next field (review).
-pub fn last_value<'m>(message: &'m [u8], name: &str) -> Option<&'m [u8]> {
-    let mut found = None;
-    let mut pos = 0;
-    while let Some(end) = unit_end(message, pos) {
-        let unit = &message[pos..end];
-        if let Some((len, colon)) = as_readers_read(unit) {
-            if unit[..len].eq_ignore_ascii_case(name.as_bytes()) {
-                found = Some(&unit[colon + 1..]);
-            }
-        }
-        pos = end;
-    }
-    found
-}
-
 /// `message` for mail-parser, whose date parser reads two bytes past a zone of one or two
 /// letters (`Date: ... Z` then CRLF, `... UT` then LF) into the next field, which then
 /// vanishes from its header list: two blanks are put before the line end of each `Date`

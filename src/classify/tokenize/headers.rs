@@ -6,8 +6,7 @@
 use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
 use crate::classify::normalize::{join_spaced_letters, normalize_text};
 use crate::mail::encoded_words::decode_unstructured;
-use crate::mail::header_fields::{last_value, raw_value};
-use crate::mail::lenient::utf8_or_windows_1252;
+use crate::mail::header_fields::{raw_value, value_as_read};
 use crate::mail::trace::hops_after_delivery;
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
@@ -21,13 +20,12 @@ impl Tokenizer {
         // words as two U+FFFD).
         // 8-bit bytes that are not UTF-8 read as Windows-1252, as the rules read them (a
         // raw Latin-1 subject is no subject to `header_raw`).
-        // Split by the message's own lines: a `Date` with a one-letter zone took the next
-        // field into its value in mail-parser's offsets (review).
-        let raw_subject = last_value(msg.raw_message(), "Subject");
-        match raw_subject.map(|v| {
-            let text = utf8_or_windows_1252(v);
-            text.trim_end_matches(['\r', '\n']).to_string()
-        }) {
+        let raw_subject = msg
+            .root_part()
+            .headers
+            .iter()
+            .rfind(|h| h.name == HeaderName::Subject);
+        match raw_subject.map(|h| value_as_read(msg.raw_message(), h)) {
             Some(s) => self.subject(&decode_unstructured(&s), msg, sink),
             None => sink.push("s:m:none".to_string()),
         }
