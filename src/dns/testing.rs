@@ -327,6 +327,16 @@ struct Handler {
     queries: Arc<AtomicUsize>,
 }
 
+impl Handler {
+    /// The error answered for `name`, when it is under a zone given one.
+    fn error_for(&self, name: &LowerName) -> Option<ResponseCode> {
+        self.error_zones
+            .iter()
+            .find(|(zone, _)| zone.zone_of(name))
+            .map(|(_, code)| *code)
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -347,17 +357,10 @@ impl RequestHandler for Handler {
                 return silent
             }
             (Mode::SilentFor(mute), Some(query)) if query.query_type() == mute => return silent,
-            (_, Some(query))
-                if self
-                    .error_zones
-                    .iter()
-                    .any(|(z, _)| z.zone_of(query.name())) =>
-            {
+            (_, Some(query)) if self.error_for(query.name()).is_some() => {
                 let code = self
-                    .error_zones
-                    .iter()
-                    .find(|(z, _)| z.zone_of(query.name()))
-                    .map_or(ResponseCode::ServFail, |(_, code)| *code);
+                    .error_for(query.name())
+                    .unwrap_or(ResponseCode::ServFail);
                 let response = builder.error_msg(&request.metadata, code);
                 response_handle.send_response(response).await
             }
