@@ -177,23 +177,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The network `ip` counts against: its /24 (IPv4) or /64 (IPv6) by default.
 pub fn network_of(ip: IpAddr, limits: &Limits) -> IpAddr {
-    let net = match ip {
-        IpAddr::V4(_) => ipnet::IpNet::new(ip, limits.network_ipv4_prefix.min(32)),
-        IpAddr::V6(_) => ipnet::IpNet::new(ip, limits.network_ipv6_prefix.min(128)),
-    };
-    net.map(|n| n.network()).unwrap_or(ip)
+    match ip {
+        IpAddr::V4(_) => prefix_of(ip, limits.network_ipv4_prefix),
+        IpAddr::V6(_) => prefix_of(ip, limits.network_ipv6_prefix),
+    }
 }
 
 /// The IPv6 site `ip` counts against (its /48 by default); `None` for IPv4.
 pub fn site_of(ip: IpAddr, limits: &Limits) -> Option<IpAddr> {
-    match ip {
-        IpAddr::V4(_) => None,
-        IpAddr::V6(_) => Some(
-            ipnet::IpNet::new(ip, limits.ipv6_site_prefix.min(128))
-                .map(|n| n.network())
-                .unwrap_or(ip),
-        ),
-    }
+    ip.is_ipv6().then(|| prefix_of(ip, limits.ipv6_site_prefix))
+}
+
+/// The first address of `ip`'s network of prefix length `len`.
+fn prefix_of(ip: IpAddr, len: u8) -> IpAddr {
+    let len = if ip.is_ipv4() {
+        len.min(32)
+    } else {
+        len.min(128)
+    };
+    ipnet::IpNet::new(ip, len)
+        .map(|n| n.network())
+        .unwrap_or(ip)
 }
 
 impl Admission {
