@@ -103,39 +103,36 @@ pub(super) fn render_html(html: &str) -> String {
             skip_until = Some(if name == "script" { "script" } else { "style" });
             continue;
         }
+        let ws = if PARAGRAPH_TAGS.contains(&name.as_str()) {
+            Some("\n\n")
+        } else if LINE_TAGS.contains(&name.as_str()) {
+            Some("\n")
+        } else if SPACE_TAGS.contains(&name.as_str()) {
+            Some(" ")
+        } else {
+            None
+        };
+        if let Some(ws) = ws {
+            if rendered.last
+                == (Last::Text {
+                    ends_in_space: true,
+                })
+            {
+                rendered.out.pop();
+            }
+            rendered.out.push_str(ws);
+            rendered.last = Last::Break;
+        }
         // An element whose content is text up to its closing tag: no markup inside it is
-        // markup (see `TEXT_ONLY_ELEMENTS`).
+        // markup (see `TEXT_ONLY_ELEMENTS`). One never closed is rendered as before: its
+        // markup read as markup, not the rest of the part turned into text.
         let text_only = crate::mail::html::TEXT_ONLY_ELEMENTS
             .iter()
             .find(|e| !tag.closing && **e == name);
-        // One never closed is rendered as before: its markup read as markup, not the rest
-        // of the part turned into text.
-        let take_text_only = |rest: &mut &str, rendered: &mut Rendered| {
-            if let Some(end) = text_only.and_then(|element| find_closing_tag(rest, element)) {
-                push_text(rendered, &rest[..end]);
-                *rest = &rest[end..];
-            }
-        };
-        let ws = if PARAGRAPH_TAGS.contains(&name.as_str()) {
-            "\n\n"
-        } else if LINE_TAGS.contains(&name.as_str()) {
-            "\n"
-        } else if SPACE_TAGS.contains(&name.as_str()) {
-            " "
-        } else {
-            take_text_only(&mut rest, &mut rendered);
-            continue;
-        };
-        if rendered.last
-            == (Last::Text {
-                ends_in_space: true,
-            })
-        {
-            rendered.out.pop();
+        if let Some(end) = text_only.and_then(|element| find_closing_tag(rest, element)) {
+            push_text(&mut rendered, &rest[..end]);
+            rest = &rest[end..];
         }
-        rendered.out.push_str(ws);
-        rendered.last = Last::Break;
-        take_text_only(&mut rest, &mut rendered);
     }
     rendered.out
 }
