@@ -271,15 +271,15 @@ def run(args):
 
 def learn(args):
     """`mxguard learn`: exit 1 may only mean that some files were not messages; a learn
-    with no summary line, or one in which every message failed, ends the run (a fold
-    trained on nothing would measure nothing)."""
+    with no summary line, one that learned nothing, or one with as many errors as messages
+    ends the run (a fold trained on nothing would measure nothing)."""
     proc = run(["learn"] + args)
     if re.search(r"(?m)^(exported|imported) \d+ messages", proc.stdout):
         return proc
     summary = re.search(r"(?m)^\w+: (\d+) messages in [^:]*: (.*?); store: ", proc.stdout)
     errors = summary and re.search(r"(\d+) errors", summary.group(2))
     total = int(summary.group(1)) if summary else 0
-    if not summary or (total > 0 and errors and int(errors.group(1)) >= total):
+    if not summary or total == 0 or (errors and int(errors.group(1)) >= total):
         sys.exit("mxguard learn %s failed: %s%s" % (" ".join(args), proc.stdout[-500:],
                                                     proc.stderr[-2000:]))
     return proc
@@ -308,9 +308,15 @@ def scratch_rules(work):
 
 
 def link_dir(dest, files):
+    """A directory of the files for one `mxguard learn`: hard links (a copy across file
+    systems), since the learn walk follows no symbolic link out of the directory named."""
     os.makedirs(dest)
     for f in files:
-        os.symlink(f, os.path.join(dest, os.path.basename(f)))
+        target = os.path.join(dest, os.path.basename(f))
+        try:
+            os.link(f, target)
+        except OSError:
+            shutil.copyfile(f, target)
     return dest
 
 
