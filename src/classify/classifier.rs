@@ -328,7 +328,8 @@ impl Classifier {
         }
         let tokens: Vec<(u64, Counts)> = looked_up.iter().copied().zip(counts).collect();
         let b = bayes::score(&tokens, totals, explain, |h| features.name_of(h));
-        let lr = model.map(|m| m.margin(&hashes));
+        let known = known_tokens(&tokens, hashes.len());
+        let lr = model.map(|m| m.margin(&hashes, known));
         let probability = match lr {
             Some(z) => sigmoid(0.5 * logit(b.probability) + 0.5 * z),
             None => b.probability,
@@ -684,6 +685,19 @@ async fn published_or_none(state: &crate::state::State) -> Result<Option<LrModel
 pub fn autolearn_ceiling(autolearn_max: usize) -> i64 {
     let margin = (autolearn_max / 10).max(100);
     i64::try_from(autolearn_max.saturating_add(margin)).unwrap_or(i64::MAX)
+}
+
+/// How many of a message's `all` tokens some learned message holds, from the counts of
+/// those looked up (all of them, or a keyed sample of a long message's, scaled up).
+fn known_tokens(looked_up: &[(u64, Counts)], all: usize) -> usize {
+    let known = looked_up
+        .iter()
+        .filter(|(_, c)| c.spam > 0 || c.ham > 0)
+        .count();
+    if looked_up.len() >= all || looked_up.is_empty() {
+        return known;
+    }
+    (known as f64 * all as f64 / looked_up.len() as f64).round() as usize
 }
 
 /// At most `max` of the token hashes, chosen by a keyed hash of each: the hash function

@@ -25,7 +25,22 @@ const EPOCHS: u64 = 10;
 /// Shuffle seed: the same ledger gives the same model on every node.
 const SEED: u64 = 20_070_401;
 /// Magic line of a serialised model.
-const MAGIC: &[u8; 8] = b"MXLR001\n";
+const MAGIC: &[u8; 8] = b"MXLR002\n";
+/// Magic line of a model trained while feature values counted every token, known or not:
+/// its weights are scaled for that count, so it is not used but trained again.
+const EARLIER_MAGIC: &[u8; 8] = b"MXLR001\n";
+
+/// True for the bytes of a model of the earlier scaling ([`EARLIER_MAGIC`]), which a
+/// store or a seed trains again from its ledger.
+pub fn is_earlier_form(bytes: &[u8]) -> bool {
+    bytes.starts_with(EARLIER_MAGIC)
+}
+
+/// The value of each present token's feature in a message with `known` tokens that
+/// learned mail holds.
+fn feature_value(known: usize) -> f64 {
+    1.0 / (known.max(1) as f64).sqrt()
+}
 
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
@@ -74,15 +89,14 @@ impl LrModel {
         model
     }
 
-    /// Log-odds of spam for a message's token hashes: feature values are 1/√n, so long and
-    /// short messages weigh alike.
-    pub fn margin(&self, hashes: &[u64]) -> f64 {
+    /// Log-odds of spam for a message's token hashes, `known` of which some learned
+    /// message holds. Feature values are 1/√known, so long and short messages weigh alike,
+    /// and tokens no learned message holds, which have no weight, dilute nothing: a
+    /// thousand random words added to a spam leave its margin as it was. Training counts
+    /// alike (the tokens of an example that another example holds).
+    pub fn margin(&self, hashes: &[u64], known: usize) -> f64 {
         let mask = (1u64 << BITS) - 1;
-        let x = if hashes.is_empty() {
-            1.0
-        } else {
-            1.0 / (hashes.len() as f64).sqrt()
-        };
+        let x = feature_value(known);
         let lookup = |bucket: u32| self.lookup.get(&bucket).map_or(0.0, |&w| f64::from(w));
         let sum: f64 = hashes.iter().map(|&h| lookup((h & mask) as u32) * x).sum();
         lookup(bias_bucket()) + sum
@@ -138,6 +152,11 @@ impl LrModel {
     /// Reads [`LrModel::to_bytes`]'s form.
     pub fn from_bytes(bytes: &[u8]) -> Result<LrModel, ClassifyError> {
         let bad = |why: &str| ClassifyError::Format(format!("logistic model: {why}"));
+        if is_earlier_form(bytes) {
+            return Err(bad(
+                "trained by an earlier release, whose feature values differ",
+            ));
+        }
         let rest = bytes.strip_prefix(MAGIC).ok_or_else(|| bad("bad magic"))?;
         let (generation, rest) = rest.split_first_chunk::<8>().ok_or_else(|| bad("short"))?;
         let (examples, rest) = rest.split_first_chunk::<8>().ok_or_else(|| bad("short"))?;
@@ -199,13 +218,10 @@ impl Trainer {
         }
     }
 
-    fn learn(&mut self, example: &Example<'_>) {
+    /// One FTRL step on `example`, `shared` of whose tokens another example holds.
+    fn learn(&mut self, example: &Example<'_>, shared: usize) {
         let mask = (1u64 << BITS) - 1;
-        let x = if example.hashes.is_empty() {
-            1.0
-        } else {
-            1.0 / (example.hashes.len() as f64).sqrt()
-        };
+        let x = feature_value(shared);
         let inputs: Vec<(usize, f64)> = std::iter::once((bias_bucket() as usize, 1.0))
             .chain(example.hashes.iter().map(|&h| ((h & mask) as usize, x)))
             .collect();
@@ -222,6 +238,27 @@ impl Trainer {
     }
 }
 
+/// For each example, how many of its tokens another example holds: what a message
+/// scored later counts as known (a token some learned message holds), seen from inside
+/// the training set.
+fn shared_tokens(examples: &[Example<'_>]) -> Vec<usize> {
+    let mut holders: HashMap<u64, u32, HashBuild> = HashMap::default();
+    for example in examples {
+        for &h in example.hashes {
+            *holders.entry(h).or_insert(0) += 1;
+        }
+    }
+    examples
+        .iter()
+        .map(|e| {
+            e.hashes
+                .iter()
+                .filter(|h| holders.get(h) > Some(&1))
+                .count()
+        })
+        .collect()
+}
+
 /// Trains a model from `examples` (in a canonical order, e.g. sorted by ledger digest):
 /// seeded passes, so any node produces the same model from the same ledger.
 pub fn train(examples: &[Example<'_>], generation: i64) -> LrModel {
@@ -230,11 +267,12 @@ pub fn train(examples: &[Example<'_>], generation: i64) -> LrModel {
         z: vec![0.0; size],
         n: vec![0.0; size],
     };
+    let shared = shared_tokens(examples);
     let mut order: Vec<usize> = (0..examples.len()).collect();
     for epoch in 0..EPOCHS {
         shuffle(&mut order, SEED ^ (epoch + 1));
         for &i in &order {
-            t.learn(&examples[i]);
+            t.learn(&examples[i], shared[i]);
         }
     }
     let weights = (0..size)
@@ -265,7 +303,7 @@ mod tests {
             assert!(
                 read.is_err(),
                 "weight {w} accepted: margin {:?}",
-                read.map(|m| m.margin(&[1]))
+                read.map(|m| m.margin(&[1], 1))
             );
         }
     }
@@ -289,14 +327,19 @@ mod tests {
             })
             .collect();
         let m = train(&examples, 7);
-        assert!(m.margin(&spam) > 1.0, "{}", m.margin(&spam));
-        assert!(m.margin(&ham) < -1.0, "{}", m.margin(&ham));
+        assert!(m.margin(&spam, 30) > 1.0, "{}", m.margin(&spam, 30));
+        assert!(m.margin(&ham, 30) < -1.0, "{}", m.margin(&ham, 30));
         assert_eq!(m.generation(), 7);
         assert_eq!(m.examples(), 40);
         let again = LrModel::from_bytes(&m.to_bytes()).unwrap();
         assert_eq!(again, m);
         assert_eq!(train(&examples, 7).version(), m.version(), "deterministic");
-        assert!(LrModel::from_bytes(b"MXLR001\nshort").is_err());
+        assert!(LrModel::from_bytes(b"MXLR002\nshort").is_err());
+        let mut earlier = m.to_bytes();
+        earlier[..8].copy_from_slice(EARLIER_MAGIC);
+        assert!(is_earlier_form(&earlier));
+        assert!(!is_earlier_form(&m.to_bytes()));
+        assert!(LrModel::from_bytes(&earlier).is_err());
         assert!(LrModel::from_bytes(b"").is_err());
     }
 }

@@ -12,7 +12,7 @@
 //! model (u32 length, [`LrModel::to_bytes`], length 0 for none).
 
 use super::bayes::Counts;
-use super::ftrl::LrModel;
+use super::ftrl::{self, Example, LrModel};
 use super::ledger::{Class, Entry};
 use super::store::Memory;
 use super::ClassifyError;
@@ -222,9 +222,12 @@ impl Seed {
             ));
         }
         let model_len = r.u32()? as usize;
-        let model = match model_len {
+        let model_bytes = r.take(model_len)?;
+        let earlier_model = ftrl::is_earlier_form(model_bytes);
+        let mut model = match model_len {
             0 => None,
-            n => Some(LrModel::from_bytes(r.take(n)?)?),
+            _ if earlier_model => None,
+            _ => Some(LrModel::from_bytes(model_bytes)?),
         };
         if !r.0.is_empty() {
             return Err(bad("trailing bytes"));
@@ -234,6 +237,20 @@ impl Seed {
         // ([`Seed::memory`]) but once in a store it is imported into.
         if entries.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(bad("a message listed twice"));
+        }
+        // An earlier release's model is trained again from the seed's own entries, as a
+        // store retrains it; `scan` over the seed would otherwise vote with Bayes alone.
+        let both_classes = entries.iter().any(|(_, e)| e.class.is_spam())
+            && entries.iter().any(|(_, e)| !e.class.is_spam());
+        if earlier_model && both_classes {
+            let examples: Vec<Example<'_>> = entries
+                .iter()
+                .map(|(_, e)| Example {
+                    hashes: &e.hashes,
+                    is_spam: e.class.is_spam(),
+                })
+                .collect();
+            model = Some(ftrl::train(&examples, entries.len() as i64));
         }
         Ok(Seed { entries, model })
     }
@@ -546,5 +563,14 @@ mod tests {
         let mut garbage = bytes.clone();
         garbage.extend_from_slice(b"x");
         assert!(Seed::from_bytes(&garbage).is_err());
+
+        // A seed exported by an earlier release holds a model of the earlier feature
+        // scaling: read with a model trained again from its entries, never with that one.
+        let model_at = bytes.len() - seed.model.as_ref().unwrap().to_bytes().len();
+        let mut earlier = bytes.clone();
+        earlier[model_at..model_at + 8].copy_from_slice(b"MXLR001\n");
+        let read = Seed::from_bytes(&earlier).unwrap();
+        assert_eq!(read.entries, seed.entries);
+        assert_eq!(read.model, Some(train(&examples, 2)));
     }
 }
