@@ -135,8 +135,11 @@ struct Sink {
     word_count: usize,
     urls_left: usize,
     addresses_left: usize,
-    /// The normalised texts of the message, whose words are read once all are known.
-    texts: Vec<String>,
+    /// The normalised texts of the message, whose words are read once all are known,
+    /// each with whether a client shows it.
+    texts: Vec<(String, bool)>,
+    /// Whether the part being read is one a client shows (see [`Tokenizer::read_words`]).
+    displayed: bool,
 }
 
 impl Sink {
@@ -172,6 +175,7 @@ impl Tokenizer {
             urls_left: MAX_MESSAGE_URLS,
             addresses_left: MAX_MESSAGE_ADDRESSES,
             texts: Vec::new(),
+            displayed: true,
         };
         // The parts past the scan's default limit are not read: a parser's memory grows
         // with every part. The default, not `scan_mime_parts`: what a message's tokens are
@@ -186,7 +190,10 @@ impl Tokenizer {
                 self.header_features(&msg, &mut sink);
                 self.body_features(&msg, &mut sink, 0);
             }
-            None => self.body_text(&String::from_utf8_lossy(raw), &mut sink),
+            None => {
+                sink.displayed = true;
+                self.body_text(&String::from_utf8_lossy(raw), &mut sink);
+            }
         }
         self.read_words(&mut sink);
         let mut tokens = sink.tokens;
@@ -219,6 +226,8 @@ impl Tokenizer {
                     sink.push2("bd:", &shape(b, 16));
                 }
             }
+            // What a client shows of the message: its texts read their words first.
+            sink.displayed = u32::try_from(idx).is_ok_and(|i| msg.html_body.contains(&i));
             // Bodies the strict parser could not decode, read as SpamAssassin reads them.
             // Rendered as HTML as the rules render it (`text/html` without its `;`, a page
             // named `.html` whatever its label).
@@ -310,22 +319,31 @@ impl Tokenizer {
                 }
             }
         }
-        sink.texts.push(norm);
+        sink.texts.push((norm, sink.displayed));
     }
 
-    /// Reads the words of every text of the message. Each text has an equal share of the
-    /// [`MAX_WORDS`] left when its turn comes (what one leaves goes to those after it), so
-    /// a part of filler cannot use up the words of the part that carries the pitch (a
-    /// `text/plain` twin no client shows, before the HTML). Within its share, half is read
-    /// from both ends at once (spam puts its pitch first, or last), and the rest is a sample
-    /// of the words in between, each taken or not by its hash, so that thousands of new
-    /// filler words around the pitch leave some of it in the tokens: read in order, the
-    /// middle of such a text was never reached (review).
+    /// Reads the words of every text of the message: first the texts a client shows, then
+    /// the others (a `text/plain` twin no client shows, hidden alternatives), so that no
+    /// number of hidden parts can crowd out the one that carries the pitch (review: 990
+    /// hidden alternatives left the shown one five words). Within each group, each text
+    /// has an equal share of the [`MAX_WORDS`] left when its turn comes (what one leaves
+    /// goes to those after it), so a part of filler cannot use up the words of another.
+    /// Within its share, half is read from both ends at once (spam puts its pitch first,
+    /// or last), and the rest is a sample of the words in between, each taken or not by
+    /// its hash, so that thousands of new filler words around the pitch leave some of it
+    /// in the tokens: read in order, the middle of such a text was never reached (review).
     fn read_words(&self, sink: &mut Sink) {
         let texts = std::mem::take(&mut sink.texts);
-        for (i, norm) in texts.iter().enumerate() {
-            let share = MAX_WORDS.saturating_sub(sink.word_count) / (texts.len() - i);
-            self.text_words(norm, share, sink);
+        for shown in [true, false] {
+            let group: Vec<&str> = texts
+                .iter()
+                .filter(|(_, d)| *d == shown)
+                .map(|(t, _)| t.as_str())
+                .collect();
+            for (i, norm) in group.iter().enumerate() {
+                let share = MAX_WORDS.saturating_sub(sink.word_count) / (group.len() - i);
+                self.text_words(norm, share, sink);
+            }
         }
     }
 

@@ -381,9 +381,42 @@ fn filler_around_the_pitch_or_in_another_part_does_not_hide_it() {
     for w in &pitch {
         assert!(has(&n, w), "{w} missing behind the filler twin");
     }
-    // Still at most the words of a message.
-    let words = n.iter().filter(|t| t.starts_with("qz")).count();
+    // Still at most the words of a message (the words as written, not their de-leeted
+    // variants: the shown part reads first, so the twin has what it leaves).
+    let as_written = |t: &&String| {
+        t.strip_prefix("qz")
+            .and_then(|t| t.strip_suffix('x'))
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let words = n.iter().filter(as_written).count();
     assert!(words <= MAX_WORDS, "{words}");
+    assert!(words > 4_000, "{words}");
+}
+
+/// Regression (review): every text had an equal share of the word limit, so 990 text
+/// attachments of filler left the HTML part a client shows 5 of its words. The texts a
+/// client shows read first.
+#[test]
+fn hidden_texts_cannot_crowd_out_the_shown_one() {
+    let pitch: Vec<String> = (0..40).map(|i| format!("pitchword{i}")).collect();
+    let mut raw = format!(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/html\r\n\r\n<html><body><p>{}</p></body></html>\r\n",
+        pitch.join(" ")
+    );
+    for part in 0..990 {
+        let filler: Vec<String> = (0..10).map(|w| format!("qz{part}x{w}")).collect();
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"f{part}.txt\"\r\n\r\n{}\r\n",
+            filler.join(" ")
+        ));
+    }
+    raw.push_str("--b--\r\n");
+    let n = names(&raw);
+    let kept = pitch.iter().filter(|w| has(&n, w)).count();
+    assert_eq!(kept, 40, "{kept} of 40 shown words kept");
+    // The hidden texts still have what the shown one leaves.
+    assert!(n.iter().filter(|t| t.starts_with("qz")).count() > 4_000);
 }
 
 /// Regression (review): letter-spaced words were joined as written, without the leet and
