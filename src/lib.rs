@@ -473,11 +473,11 @@ impl Gateway {
 /// removed from the configuration (as the alert asks), read 1 until a restart (review).
 fn forget_unprobed_lists(metrics: &Metrics, old: &Policy, new: &Policy) {
     let kept = new.probed_dns_lists();
-    for (check, zone) in old.probed_dns_lists() {
-        if !kept.contains(&(check, zone.clone())) {
+    for (check, list) in old.probed_dns_lists() {
+        if !kept.contains(&(check, list.clone())) {
             let _ = metrics
                 .dns_list_lists_everyone
-                .remove_label_values(&[check, &zone]);
+                .remove_label_values(&[check, &list]);
         }
     }
 }

@@ -249,10 +249,42 @@ pub async fn lock(
     hold: Duration,
 ) -> Result<Option<Lock>, ClassifyError> {
     let token = format!("{node}/{:016x}", rand::random::<u64>());
-    Ok(state
-        .set_nx(LOCK, token.as_bytes(), hold)
-        .await?
-        .then_some(Lock { token }))
+    match state.set_nx(LOCK, token.as_bytes(), hold).await {
+        Ok(taken) => Ok(taken.then_some(Lock { token })),
+        Err(e) => {
+            release_unowned(state.clone(), token, hold);
+            Err(e.into())
+        }
+    }
+}
+
+/// First wait between the tries of [`release_unowned`] (doubled after each, up to
+/// [`RELEASE_RETRY_MAX`]): a backend known down lets one call through a second.
+const RELEASE_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait between those tries.
+const RELEASE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Deletes, in the background, a lock a failed `set_nx` may still take: a call cut at
+/// `state.timeout` is not withdrawn from the backend, so it could be applied after its
+/// caller was told it failed, and the lock stayed held for its whole `hold` with nobody
+/// retraining. A compare-and-delete of this attempt's own token touches no other holder's
+/// lock; it queues behind the `set_nx` on the same connection (or the embedded writer's
+/// queue), and it is tried until the backend answers, for at most `hold`.
+fn release_unowned(state: State, token: String, hold: Duration) {
+    tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + hold;
+        let mut wait = RELEASE_RETRY;
+        while state.delete_if(LOCK, token.as_bytes()).await.is_err() {
+            if tokio::time::Instant::now() + wait >= until {
+                tracing::debug!(
+                    "classifier: a retraining lock a failed call may hold is left to expire"
+                );
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RELEASE_RETRY_MAX);
+        }
+    });
 }
 
 /// Releases the retraining lock if this holder still has it: a retraining that outlived

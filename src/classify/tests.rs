@@ -239,6 +239,43 @@ async fn a_lock_is_released_only_by_its_holder() {
         .is_some());
 }
 
+/// Regression (review of the state backend): a call cut at `state.timeout` is not
+/// withdrawn from Redis, so a retraining lock's `set_nx` that timed out still took the
+/// lock once Redis answered: held for its whole hold (10 minutes) by a node that was told
+/// it failed, and no node retrained. The failed attempt now deletes its own token.
+#[tokio::test]
+async fn a_lock_attempt_that_timed_out_does_not_leave_the_lock_held() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut cfg = config(StateBackendConfig::Redis {
+        urls: vec![redis.url.clone()],
+        cluster: false,
+    });
+    cfg.timeout = Duration::from_millis(200);
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    // Connected before the pause, so the attempt below queues on a live connection.
+    state
+        .set("warm", b"1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    redis.cli(&["CLIENT", "PAUSE", "600", "WRITE"]);
+    let taken = store::lock(&state, "gw1", Duration::from_secs(600)).await;
+    assert!(taken.is_err(), "{taken:?}");
+    // Redis applies the attempt after the pause; the lock must be free soon after.
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(Some(_)) = store::lock(&state, "gw2", Duration::from_secs(60)).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the lock the first node was told it did not get is still held"
+        );
+    }
+}
+
 /// Regression (carried review finding): one unreadable ledger entry failed every
 /// retraining of the tier, so the model stopped following what was learned.
 #[tokio::test]

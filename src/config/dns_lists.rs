@@ -40,7 +40,23 @@ pub struct CodeEntry {
     pub weight: Option<f64>,
 }
 
+/// The domains of lists whose zone starts with the subscriber's access key
+/// (`KEY.zen.dq.spamhaus.net`, Spamhaus DQS; `KEY.combined.mail.abusix.zone`, Abusix).
+const KEYED_LIST_DOMAINS: [&str; 2] = [".dq.spamhaus.net", ".mail.abusix.zone"];
+
 impl DnsListConfig {
+    /// How `/metrics` labels and logs name the list: its `reply_name` when one is written
+    /// (the name an operator gives a keyed zone, see the README), else its zone, without
+    /// the leading access key of a Spamhaus DQS or Abusix zone (a URIBL cannot have a
+    /// `reply_name`). Metrics and logs are scraped and shipped where the key, which buys
+    /// queries on the operator's account, must not go.
+    pub fn public_name(&self) -> &str {
+        if self.reply_name != self.zone {
+            return &self.reply_name;
+        }
+        without_access_key(&self.zone)
+    }
+
     /// Whether one of the list's code map entries names `code` itself (see
     /// [`CodeMatch::names`]): then it is a listing here even where it is none in general.
     pub fn names(&self, code: Ipv4Addr) -> bool {
@@ -227,6 +243,21 @@ impl FromStr for CodeMatch {
     }
 }
 
+/// `zone` without the access key a list of [`KEYED_LIST_DOMAINS`] starts with
+/// (`KEY.zen.dq.spamhaus.net` → `zen.dq.spamhaus.net`); any other zone as it is.
+fn without_access_key(zone: &str) -> &str {
+    match zone.split_once('.') {
+        Some((_key, list))
+            if KEYED_LIST_DOMAINS
+                .iter()
+                .any(|domain| list.len() > domain.len() && list.ends_with(domain)) =>
+        {
+            list
+        }
+        _ => zone,
+    }
+}
+
 /// One list entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,6 +403,47 @@ mod tests {
         let mut problems = Problems::default();
         validate("policy.uribl", raw, &mut problems);
         assert!(!problems.is_empty(), "reply_name taken on a URIBL");
+    }
+
+    /// Regression (review of the DNS lists): `/metrics` labels and logs named a list by
+    /// its zone as written, so a Spamhaus DQS or Abusix zone put the operator's access key
+    /// in every scrape and log shipment. The name they use never holds the key.
+    #[test]
+    fn the_name_in_metrics_and_logs_holds_no_access_key() {
+        const KEY: &str = "a1b2c3d4e5f6g7h8i9j0k1l2m3";
+        let list = |section: &str, text: &str| {
+            let raw: Vec<RawDnsList> = vec![toml::from_str(text).unwrap()];
+            let mut problems = Problems::default();
+            let lists = validate(section, raw, &mut problems);
+            assert!(problems.is_empty(), "{text}: {:?}", problems.into_lines());
+            lists.into_iter().next().unwrap()
+        };
+        let named = list(
+            "policy.dnsbl",
+            &format!("zone = \"{KEY}.zen.dq.spamhaus.net\"\nsymbol = \"X\"\nreply_name = \"zen.spamhaus.org\""),
+        );
+        assert_eq!(named.public_name(), "zen.spamhaus.org");
+        for (section, zone, name) in [
+            ("policy.dnsbl", "zen.dq.spamhaus.net", "zen.dq.spamhaus.net"),
+            ("policy.uribl", "dbl.dq.spamhaus.net", "dbl.dq.spamhaus.net"),
+            (
+                "policy.dnsbl",
+                "combined.mail.abusix.zone",
+                "combined.mail.abusix.zone",
+            ),
+        ] {
+            let keyed = list(section, &format!("zone = \"{KEY}.{zone}\"\nsymbol = \"X\""));
+            assert_eq!(keyed.public_name(), name);
+            assert!(!keyed.public_name().contains(KEY));
+        }
+        // A zone of no keyed service, and a keyed service's domain without a key, stay.
+        for zone in ["zen.spamhaus.org", "zen.dq.spamhaus.net", "dq.spamhaus.net"] {
+            let plain = list(
+                "policy.dnsbl",
+                &format!("zone = \"{zone}\"\nsymbol = \"X\""),
+            );
+            assert_eq!(plain.public_name(), zone);
+        }
     }
 
     #[test]

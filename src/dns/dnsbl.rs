@@ -99,7 +99,7 @@ pub async fn lookup(
         .await
         .map(|answers| Listing::from_answers(&answers, |code| list.names(code)));
     if let Outcome::Found(Listing::Unusable(answers)) = &outcome {
-        dns.note_list_refusal(check, &list.zone, answers);
+        dns.note_list_refusal(check, list, answers);
     }
     outcome
 }

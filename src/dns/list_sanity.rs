@@ -118,23 +118,30 @@ impl Dns {
         }
         let (lists_everyone, due) = self.inner().list_sanity.check(&list.zone);
         if due {
-            let name = match kind {
-                ListKind::Address => Some(dnsbl::ip_query(
-                    IpAddr::V4(never_listed_address()),
-                    &list.zone,
-                )),
-                ListKind::Domain => dnsbl::domain_query(&never_listed_domain(), &list.zone),
+            // What is asked about, apart from the query name: that holds the zone, and
+            // with it an access key the log must not show.
+            let probe = match kind {
+                ListKind::Address => {
+                    let address = IpAddr::V4(never_listed_address());
+                    Some((address.to_string(), dnsbl::ip_query(address, &list.zone)))
+                }
+                ListKind::Domain => {
+                    let domain = never_listed_domain();
+                    dnsbl::domain_query(&domain, &list.zone).map(|name| (domain, name))
+                }
             };
-            if let Some(name) = name {
+            if let Some((probe, name)) = probe {
                 let dns = self.clone();
                 let list = list.clone();
-                tokio::spawn(async move { dns.probe_list(check, &list, &name).await });
+                tokio::spawn(async move { dns.probe_list(check, &list, &probe, &name).await });
             }
         }
         lists_everyone
     }
 
-    async fn probe_list(&self, check: &'static str, list: &DnsListConfig, name: &str) {
+    /// Asks `name` (`probe` under the list's zone); the metric and the logs name the list
+    /// by its [`public_name`](DnsListConfig::public_name), as its zone may hold a key.
+    async fn probe_list(&self, check: &'static str, list: &DnsListConfig, probe: &str, name: &str) {
         let outcome = dnsbl::lookup(self, check, name, list).await;
         let Some(lists_everyone) = judge(&outcome) else {
             return;
@@ -143,12 +150,16 @@ impl Dns {
         self.inner()
             .metrics
             .dns_list_lists_everyone
-            .with_label_values(&[check, list.zone.as_str()])
+            .with_label_values(&[check, list.public_name()])
             .set(i64::from(lists_everyone));
         if changed && lists_everyone {
-            tracing::error!(check, zone = %list.zone, probe = name, "DNS list lists a name no list may list: it answers \"listed\" for everyone (retired, or wildcarded); its answers are ignored until it stops");
+            tracing::error!(check, list = list.public_name(), probe, "DNS list lists a name no list may list: it answers \"listed\" for everyone (retired, or wildcarded); its answers are ignored until it stops");
         } else if changed {
-            tracing::warn!(check, zone = %list.zone, "DNS list no longer lists everyone; its answers count again");
+            tracing::warn!(
+                check,
+                list = list.public_name(),
+                "DNS list no longer lists everyone; its answers count again"
+            );
         }
     }
 }
@@ -184,6 +195,56 @@ mod tests {
         let (a, b) = (never_listed_domain(), never_listed_domain());
         assert_ne!(a, b);
         assert!(a.ends_with(".invalid") && b.ends_with(".invalid"));
+    }
+
+    /// Regression (review of the DNS lists): `mxguard_dns_list_refused_total` and
+    /// `mxguard_dns_list_lists_everyone` were labelled (and their warn/error lines keyed)
+    /// with the zone as written, so a Spamhaus DQS zone put the operator's access key in
+    /// every `/metrics` scrape. Both series name the list without it.
+    #[tokio::test]
+    async fn a_keyed_zone_stays_out_of_the_list_metrics() {
+        const KEY: &str = "a1b2c3d4e5f6g7h8i9j0k1l2m3";
+        let server = crate::dns::testing::TestDns::builder()
+            .start()
+            .await
+            .unwrap();
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let config = crate::dns::testing::TestDns::dns_config(server.addr());
+        let dns = Dns::new(&config, metrics.clone()).unwrap();
+        let zone = format!("{KEY}.zen.dq.spamhaus.net");
+        let list = DnsListConfig {
+            zone: zone.clone(),
+            weight: 1.0,
+            symbol: "RCVD_IN_ZEN".into(),
+            codes: Vec::new(),
+            reply_name: zone.clone(),
+            sanity_probe: true,
+        };
+        dns.note_list_refusal("dnsbl", &list, &[Ipv4Addr::new(127, 255, 255, 254)]);
+        let probe = Ipv4Addr::new(203, 0, 113, 7);
+        let name = dnsbl::ip_query(IpAddr::V4(probe), &zone);
+        dns.probe_list("dnsbl", &list, &probe.to_string(), &name)
+            .await;
+        let text = metrics.render();
+        let series = |metric: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(metric))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        for metric in [
+            "mxguard_dns_list_refused_total{",
+            "mxguard_dns_list_lists_everyone{",
+        ] {
+            let lines = series(metric);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("zone=\"zen.dq.spamhaus.net\"")),
+                "{metric}: {lines:?}"
+            );
+        }
+        assert!(!text.contains(KEY), "the access key is in /metrics");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::health::Health;
 use super::outcome::{Mx, Outcome};
 use super::query::{Answer, Core, CoreSettings};
 use super::transport::Transport;
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, DnsListConfig};
 use crate::metrics::{LogEvery, Metrics};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use std::fmt;
@@ -150,21 +150,28 @@ impl Dns {
     }
 
     /// Records a DNS list answer that is no listing (`127.0.0.1`, `127.0.0.255`,
-    /// `127.255.255.x`, or outside `127.0.0.0/8`): counted per zone, and logged at warn at
+    /// `127.255.255.x`, or outside `127.0.0.0/8`): counted per list, and logged at warn at
     /// most once a minute, since a list refusing every query (a public resolver, a query
-    /// limit passed) leaves that list silently off.
-    pub fn note_list_refusal(&self, check: &'static str, zone: &str, answers: &[Ipv4Addr]) {
+    /// limit passed) leaves that list silently off. The list goes by its
+    /// [`public_name`](DnsListConfig::public_name): its zone may hold an access key.
+    pub fn note_list_refusal(
+        &self,
+        check: &'static str,
+        list: &DnsListConfig,
+        answers: &[Ipv4Addr],
+    ) {
+        let list = list.public_name();
         self.inner
             .metrics
             .dns_list_refused_total
-            .with_label_values(&[check, zone])
+            .with_label_values(&[check, list])
             .inc();
         if self.inner.list_refusal_log.due() {
-            tracing::warn!(check, zone, ?answers, "DNS list answered with no listing (a refused query or a list error: a public resolver, or over the list's query limit?); ignored, see mxguard_dns_list_refused_total");
+            tracing::warn!(check, list, ?answers, "DNS list answered with no listing (a refused query or a list error: a public resolver, or over the list's query limit?); ignored, see mxguard_dns_list_refused_total");
         } else {
             tracing::debug!(
                 check,
-                zone,
+                list,
                 ?answers,
                 "DNS list answered with no listing; ignored"
             );

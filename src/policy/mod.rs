@@ -120,15 +120,15 @@ pub struct Policy {
 
 impl Policy {
     /// The DNS lists this policy (and its shadow) asks and probes for answering "listed"
-    /// to everyone, as (check, zone): the series of `mxguard_dns_list_lists_everyone` it
-    /// keeps up to date.
+    /// to everyone, as (check, [`public_name`](crate::config::DnsListConfig::public_name)):
+    /// the series of `mxguard_dns_list_lists_everyone` it keeps up to date.
     pub fn probed_dns_lists(&self) -> Vec<(&'static str, String)> {
         let p = &self.config.policy;
         let probed = |check: &'static str, lists: &[crate::config::DnsListConfig]| {
             lists
                 .iter()
                 .filter(|l| l.sanity_probe)
-                .map(move |l| (check, l.zone.clone()))
+                .map(move |l| (check, l.public_name().to_owned()))
                 .collect::<Vec<_>>()
         };
         let mut lists = probed(dnsbl::CHECK, &p.dnsbl);

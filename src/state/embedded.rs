@@ -5,8 +5,9 @@
 //! one transaction with one fsync (group commit, as the spool does), so many sessions cost
 //! one disk flush. Reads that decide a write go through the same thread, which makes every
 //! operation atomic without locks; plain look-ups (classifier counts, map fields) read a
-//! snapshot in their own read transaction, which never waits for the writer. Values carry their expiry; expired entries read as absent and a sweep
-//! removes them in small steps between batches. The file is opened in redb's multi-writer mode so
+//! snapshot in their own read transaction on the blocking pool, which never waits for the
+//! writer. Values carry their expiry; expired entries read as absent and a sweep removes
+//! them in small steps between batches. The file is opened in redb's multi-writer mode so
 //! the command-line tools can use it while the gateway runs, and opened again after an
 //! I/O error (a full disk), which redb otherwise holds against every later transaction.
 //!
@@ -126,7 +127,14 @@ pub struct Embedded {
     /// transaction on a blocking thread instead of queuing behind the writes' commits.
     /// Swapped for a new handle when the writer reopens the file (see [`writer`]).
     db: Arc<ArcSwap<Database>>,
+    /// Slots of the blocking reads in flight (see [`Embedded::read`]).
+    reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most read transactions on the blocking pool at once (tokio's pool holds 512 threads):
+/// enough for every session's classifier look-up on a warm store, few enough that reads
+/// stuck on a hung disk leave the pool to the spool and the relay.
+const MAX_BLOCKING_READS: usize = 32;
 
 /// Opens the file as every handle of the store does (multi-writer, so the command-line
 /// tools can use it while the gateway runs).
@@ -161,11 +169,20 @@ impl Embedded {
             .name("mxguard-state".into())
             .spawn(move || writer(&writer_db, queue, sweep_every))
             .map_err(|e| failed(e.to_string()))?;
-        Ok(Embedded { requests, db })
+        Ok(Embedded {
+            requests,
+            db,
+            reads: Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKING_READS)),
+        })
     }
 
-    /// Runs `read` in a read transaction on a blocking thread: for scans whose size the
-    /// caller does not bound.
+    /// Runs `read` in a read transaction on a blocking thread, so `state.timeout` can cut
+    /// the wait (a read on the async worker never yields, the timer cannot fire, and a
+    /// slow disk held the session and every task of that worker). At most
+    /// [`MAX_BLOCKING_READS`] run at once: a hung disk must not fill the blocking pool,
+    /// and a caller over the bound waits for a slot within its timeout. The slot is held
+    /// until the read ends, not until its caller gives up. One hop per call (a message's
+    /// up to 2,000 counters are one call), not per key.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>
@@ -173,23 +190,19 @@ impl Embedded {
             + 'static,
         empty: T,
     ) -> Result<T, StateError> {
-        let db = self.db.load_full();
-        tokio::task::spawn_blocking(move || read_now(&db, read, empty))
+        let slot = self
+            .reads
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| StateError::Backend(format!("state read: {e}")))?
-    }
-
-    /// Runs `read` in a read transaction on the calling thread: for look-ups of a bounded
-    /// number of keys. Readers never wait for a transaction (redb is MVCC): in multi-writer
-    /// mode they take the file's header lock only to read the header, which a writer holds
-    /// for its header writes and never across a flush; the pages are in memory once warm, so this is CPU work of the size of a rule check, cheaper than
-    /// the two thread switches of a blocking-pool hop it replaces on every message.
-    fn read_bounded<T>(
-        &self,
-        read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StateError>,
-        empty: T,
-    ) -> Result<T, StateError> {
-        read_now(&self.db.load(), read, empty)
+            .map_err(|e| StateError::Backend(format!("state read: {e}")))?;
+        let db = self.db.load_full();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            read_now(&db, read, empty)
+        })
+        .await
+        .map_err(|e| StateError::Backend(format!("state read: {e}")))?
     }
 
     async fn run(&self, op: Op) -> Result<Answer, StateError> {
@@ -345,8 +358,9 @@ impl Backend for Embedded {
 
     async fn get_counters(&self, keys: &[String]) -> Result<Vec<i64>, StateError> {
         let n = keys.len();
-        self.read_bounded(
-            |table| {
+        let keys = keys.to_vec();
+        self.read(
+            move |table| {
                 let now = now_ms();
                 keys.iter()
                     .map(|k| {
@@ -361,6 +375,7 @@ impl Backend for Embedded {
             },
             vec![0; n],
         )
+        .await
     }
 
     async fn add_counters(&self, deltas: &[(String, i64)]) -> Result<(), StateError> {
@@ -373,8 +388,8 @@ impl Backend for Embedded {
 
     async fn map_get(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError> {
         let key = map_key(key, field);
-        self.read_bounded(
-            |table| {
+        self.read(
+            move |table| {
                 let guard = table.get(key.as_str()).map_err(backend_error)?;
                 Ok(guard
                     .as_ref()
@@ -383,6 +398,7 @@ impl Backend for Embedded {
             },
             None,
         )
+        .await
     }
 
     async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), StateError> {
@@ -902,5 +918,44 @@ mod sweep_tests {
         }
         assert_eq!(raw_entries(&store), 1, "expired entries were never swept");
         assert_eq!(store.get("kept").await.unwrap(), Some(b"x".to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use crate::config::{OnFailure, StateBackendConfig, StateConfig};
+    use crate::metrics::Metrics;
+    use crate::state::{State, Unavailable};
+
+    /// Regression (review of the state backend): reads on the blocking pool are bounded,
+    /// so reads stuck on a hung disk cannot take every thread of the pool; a read past the
+    /// bound waits for a slot within `state.timeout`, fails as a timeout, and goes
+    /// through once a slot is free.
+    #[tokio::test]
+    async fn a_read_over_the_bound_waits_within_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Arc::new(Embedded::open(&path).unwrap());
+        store.add_counters(&[("k".into(), 3)]).await.unwrap();
+        let config = StateConfig {
+            backend: StateBackendConfig::Embedded { path },
+            timeout: Duration::from_millis(50),
+            on_failure: OnFailure::Closed,
+            key_prefix: String::new(),
+        };
+        let state = State::with_backend(store.clone(), &config, Arc::new(Metrics::new()));
+        let stuck = u32::try_from(MAX_BLOCKING_READS).unwrap();
+        let stuck = store.reads.clone().acquire_many_owned(stuck).await.unwrap();
+        assert_eq!(
+            state.get_counters(&["k".into()]).await,
+            Err(Unavailable(OnFailure::Closed))
+        );
+        assert_eq!(
+            state.map_get("m", "f").await,
+            Err(Unavailable(OnFailure::Closed))
+        );
+        drop(stuck);
+        assert_eq!(state.get_counters(&["k".into()]).await, Ok(vec![3]));
     }
 }

@@ -314,6 +314,13 @@ impl State {
             .with_label_values(&[op])
             .observe(started.elapsed().as_secs_f64());
         match result {
+            // A success past the call's own bound came from a future that never yielded
+            // (the timer could not fire) or a worker too busy to poll it: for health it is
+            // the timeout it would have been, not a sign of a backend merely slow.
+            Ok(v) if started.elapsed() > self.timeout => {
+                self.health.failed(&StateError::Timeout, writes(op));
+                Ok(v)
+            }
             // A success slower than the checks may wait (a patient call's) is no sign of
             // health: counted, a backend answering every call in 300 ms against a 200 ms
             // timeout was never called down, and each check waited out its timeout

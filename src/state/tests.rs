@@ -599,3 +599,79 @@ async fn a_slow_patient_success_does_not_call_a_slow_backend_up() {
         "a success within the timeout calls it up"
     );
 }
+
+/// Regression (review of the state backend): the embedded store's bounded reads
+/// (`get_counters`, `map_get`) ran redb on the calling async worker, which never yielded,
+/// so `state.timeout` could not cut them: a slow read came back `Ok` long after the
+/// bound, holding the session and starving every task of that worker. Now the read runs on
+/// the blocking pool: the caller gets its timeout while the read goes on, and a task of
+/// the same (single) runtime thread runs meanwhile. 300,000 look-ups take far longer than
+/// the 1 ms bound on any machine; no wall-clock time is asserted.
+#[tokio::test(flavor = "current_thread")]
+async fn an_embedded_read_outliving_the_timeout_releases_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = State::embedded_for_test(dir.path()).await;
+    // One key makes the table; the others are absent and each still costs a look-up.
+    base.add_counters(&[("bayes:t:present".into(), 1)])
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..300_000).map(|i| format!("bayes:t:{i:08}")).collect();
+    let state = base.reconfigured(&StateConfig {
+        backend: base.backend_config().clone(),
+        timeout: Duration::from_millis(1),
+        on_failure: OnFailure::Closed,
+        key_prefix: "t:".into(),
+    });
+    let other_task_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ran = other_task_ran.clone();
+    let other = tokio::spawn(async move {
+        ran.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let got = state.get_counters(&keys).await;
+    let ran = other_task_ran.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        got.map(|v| v.len()),
+        Err(Unavailable(OnFailure::Closed)),
+        "a read outliving state.timeout must fail as a timeout"
+    );
+    assert!(ran, "the read held the runtime thread until it ended");
+    other.await.unwrap();
+    // The same read with room to finish still answers.
+    let patient = state.patient(Duration::from_secs(60));
+    let counts = patient.get_counters(&["bayes:t:present".into()]).await;
+    assert_eq!(counts, Ok(vec![1]));
+}
+
+/// Regression (review of the state backend): a call that answers only after its own
+/// bound (a future that never yields, so the timer cannot fire) was neither a success
+/// nor a failure for health, so a backend answering that way was never called down. It
+/// counts as the timeout it was.
+#[tokio::test]
+async fn a_success_past_the_call_timeout_counts_as_a_timeout_for_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path())
+        .await
+        .reconfigured(&StateConfig {
+            backend: StateBackendConfig::Embedded {
+                path: dir.path().join("state.redb"),
+            },
+            timeout: Duration::from_millis(20),
+            on_failure: OnFailure::Open,
+            key_prefix: "t:".into(),
+        });
+    let blocking = || async {
+        std::thread::sleep(Duration::from_millis(40));
+        Ok::<(), StateError>(())
+    };
+    // Down takes three timeouts over a second: up to 3 s of them here.
+    for _ in 0..75 {
+        if !state.health().is_up() {
+            break;
+        }
+        let _ = state.call("get", blocking()).await;
+    }
+    assert!(
+        !state.health().is_up(),
+        "answers past the timeout, a second long, left the backend up"
+    );
+}

@@ -75,7 +75,11 @@ impl Check for DnsLists {
                 // wait out either: it holds for as long as the resolver is blocked (review).
                 Outcome::Found(Listing::Unusable(_)) | Outcome::NotFound => {}
                 other => {
-                    tracing::debug!(zone = %list.zone, result = other.label(), "DNS list lookup failed");
+                    tracing::debug!(
+                        list = list.public_name(),
+                        result = other.label(),
+                        "DNS list lookup failed"
+                    );
                     ctx.client.dnsbl_unanswered += list.most_lowering_weight();
                     // An allowlist's silence only leaves a score higher than it would be.
                     ctx.client.dns_list_failed |= list.may_raise();
