@@ -196,8 +196,8 @@ fn smtp_sink_421_and_disconnect_before_data_fail_over_to_the_next_server() {
     assert!(dsn.messages().is_empty(), "DSN after a failover");
 }
 
-/// `-w 2`: the DATA reply takes 2 s, well inside `relay.command_timeout` (10 s here):
-/// delivered once, by the slow server itself.
+/// `-w 2`: the DATA reply takes 2 s, well inside `relay.command_timeout` and
+/// `relay.data_init_timeout` (10 s here): delivered once, by the slow server itself.
 #[test]
 fn smtp_sink_slow_data_reply_within_the_timeout_is_delivered_once() {
     let Some(sink) = SmtpSink::start(&["-w", "2"]) else {
@@ -225,7 +225,8 @@ fn smtp_sink_slow_data_reply_within_the_timeout_is_delivered_once() {
     assert!(dsn.messages().is_empty());
 }
 
-/// `-w 4` against `relay.command_timeout = "1s"`: the DATA reply comes too late, before
+/// `-w 4` against `relay.command_timeout` and `relay.data_init_timeout` of 1 s: the DATA
+/// reply (and the pipelined replies smtp-sink holds back with it) comes too late, before
 /// any of the body was sent, so the next server takes the message.
 #[test]
 fn smtp_sink_data_reply_slower_than_the_timeout_fails_over() {
@@ -236,7 +237,8 @@ fn smtp_sink_data_reply_slower_than_the_timeout_fails_over() {
     let dsn = InternalServer::start();
     let mut cfg = GatewayConfig::default()
         .relay_key("dsn_via", &format!("[\"127.0.0.1:{}\"]", dsn.port))
-        .relay_key("command_timeout", "\"1s\"");
+        .relay_key("command_timeout", "\"1s\"")
+        .relay_key("data_init_timeout", "\"1s\"");
     cfg.internal = vec![sink.port, internal.port];
     let gw = Gateway::start(cfg);
     let ids = ids("sink-too-slow", 2);

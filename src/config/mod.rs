@@ -810,12 +810,21 @@ mod tests {
         assert!(Config::from_toml(Path::new("t.toml"), &text).is_ok());
     }
 
+    /// Regression (review of the relay): `relay.command_timeout` defaulted to 60 s, below RFC 5321 §4.5.3.2.
+    #[test]
+    fn relay_reply_deadlines_default_to_rfc_5321s() {
+        let config = Config::from_toml(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(config.relay.command_timeout, Duration::from_secs(300));
+        assert_eq!(config.relay.data_init_timeout, Duration::from_secs(120));
+    }
+
     /// Regression (review): relay and callout timeouts of `"0s"` were taken, and every
     /// delivery attempt and callout then timed out before it began.
     #[test]
     fn zero_relay_timeouts_are_refused_by_name() {
         let text = format!(
-            "{MINIMAL}connect_timeout = \"0s\"\ncommand_timeout = \"0s\"\ndata_timeout = \"0s\"\n\
+            "{MINIMAL}connect_timeout = \"0s\"\ncommand_timeout = \"0s\"\ndata_init_timeout = \"0s\"\n\
+             data_timeout = \"0s\"\n\
              [relay.recipients]\ncallout = true\ncallout_timeout = \"0s\"\n"
         );
         let err = Config::from_toml(Path::new("t.toml"), &text)
@@ -824,6 +833,7 @@ mod tests {
         for key in [
             "relay.connect_timeout",
             "relay.command_timeout",
+            "relay.data_init_timeout",
             "relay.data_timeout",
             "relay.recipients.callout_timeout",
         ] {
@@ -839,6 +849,7 @@ mod tests {
         let keys = [
             "connect_timeout",
             "command_timeout",
+            "data_init_timeout",
             "data_timeout",
             "idle_timeout",
             "connection_reuse_time",

@@ -61,8 +61,10 @@ pub struct RelayConfig {
     pub workers: usize,
     /// TCP connect deadline.
     pub connect_timeout: Duration,
-    /// Deadline for each reply other than after DATA.
+    /// Deadline for each reply other than to DATA and after the data.
     pub command_timeout: Duration,
+    /// Deadline for the reply to DATA (RFC 5321 §4.5.3.2.4: 2 minutes).
+    pub data_init_timeout: Duration,
     /// Deadline for the reply to the end of data.
     pub data_timeout: Duration,
     /// How long an unused connection to an internal server stays open.
@@ -100,6 +102,8 @@ pub(super) struct RawRelay {
     #[serde(with = "humantime_serde")]
     command_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    data_init_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     data_timeout: Duration,
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
@@ -128,7 +132,11 @@ impl Default for RawRelay {
             helo_name: String::new(),
             workers: 4,
             connect_timeout: Duration::from_secs(30),
-            command_timeout: Duration::from_secs(60),
+            // RFC 5321 §4.5.3.2: a server may take 5 minutes to answer the greeting,
+            // MAIL or RCPT (a recipient lookup in a slow directory), and 2 to answer
+            // DATA; shorter deadlines defer mail a busy server would have taken.
+            command_timeout: Duration::from_secs(300),
+            data_init_timeout: Duration::from_secs(120),
             data_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(30),
             connection_reuse_time: Duration::from_secs(300),
@@ -264,6 +272,7 @@ impl RawRelay {
         for (key, timeout) in [
             ("relay.connect_timeout", self.connect_timeout),
             ("relay.command_timeout", self.command_timeout),
+            ("relay.data_init_timeout", self.data_init_timeout),
             ("relay.data_timeout", self.data_timeout),
             (
                 "relay.recipients.callout_timeout",
@@ -339,6 +348,7 @@ impl RawRelay {
             workers: self.workers,
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
+            data_init_timeout: self.data_init_timeout,
             data_timeout: self.data_timeout,
             idle_timeout: self.idle_timeout,
             connection_reuse_time: self.connection_reuse_time,

@@ -14,35 +14,77 @@ use tokio::time::Instant;
 /// Which internal servers are held back, and until when.
 #[derive(Debug, Default)]
 pub(crate) struct Reachability {
-    held: Mutex<HashMap<SocketAddr, Instant>>,
+    held: Mutex<HashMap<SocketAddr, Held>>,
+}
+
+/// One server that failed to take a connection and has not taken one since.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// Skipped until then; after that, the next attempt to come to it probes it.
+    until: Instant,
+    /// Counted by `mxguard_relay_servers_unreachable`: not since a delivery went to a
+    /// server before it after its hold ran out, which says nothing about it now.
+    counted: bool,
 }
 
 impl Reachability {
     /// The servers of `targets` to try, in the configured order: those not held back and
-    /// those whose hold has run out. Trying one of the latter is a probe, so its hold is
-    /// renewed for `hold` at once: other attempts meanwhile skip it instead of all waiting
-    /// on the same dead address. A probe keeps its place: put last, behind a server that
-    /// takes every message, it was never tried, and a primary that came back got no mail
-    /// until the backup failed. Empty when every server is held back. A zero `hold`
+    /// those whose hold has run out. No hold is renewed here: an attempt takes the turn
+    /// to probe a server only as it comes to connect to it ([`Reachability::probe`]).
+    /// Renewed at planning, the hold of a backup behind a primary that took every
+    /// message was renewed for good without a probe, and the backup was skipped when
+    /// the primary failed (review). A probe keeps its place: put last, behind a server
+    /// that takes every message, it was never tried, and a primary that came back got no
+    /// mail until the backup failed. Empty when every server is held back. A zero `hold`
     /// (holding switched off, perhaps by a reload) tries every server in order.
     pub(crate) fn plan(&self, targets: &[SocketAddr], hold: Duration) -> Vec<SocketAddr> {
         if hold.is_zero() {
             return targets.to_vec();
         }
         let now = Instant::now();
-        let mut held = self.lock();
-        let mut up = Vec::with_capacity(targets.len());
-        for &server in targets {
-            match held.get_mut(&server) {
-                None => up.push(server),
-                Some(until) if *until <= now => {
-                    *until = now + hold;
-                    up.push(server);
-                }
-                Some(_) => {}
+        let held = self.lock();
+        targets
+            .iter()
+            .copied()
+            .filter(|server| held.get(server).is_none_or(|h| h.until <= now))
+            .collect()
+    }
+
+    /// Whether to connect to `server` now, asked just before: yes unless it is held back.
+    /// Connecting to a server whose hold ran out probes it, and one attempt at a time
+    /// does: its hold is renewed for `hold` at once, so that other attempts meanwhile skip
+    /// it instead of all waiting on the same dead address (the hold ends when the server
+    /// takes the connection).
+    pub(crate) fn probe(&self, server: SocketAddr, hold: Duration) -> bool {
+        if hold.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        match self.lock().get_mut(&server) {
+            None => true,
+            Some(h) if h.until <= now => {
+                h.until = now + hold;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// A delivery went to a server placed before each of `after`: those whose hold ran
+    /// out were not needed, and nothing says they are down now, so they are no longer
+    /// counted as failing (review: a backup that failed once was counted for as long as
+    /// the primary took the mail). They stay known, for the next attempt to come to one
+    /// to probe it alone. Whether the count changed.
+    pub(crate) fn passed_over(&self, after: &[SocketAddr]) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        for (server, h) in self.lock().iter_mut() {
+            if h.counted && h.until <= now && after.contains(server) {
+                h.counted = false;
+                changed = true;
             }
         }
-        up
+        changed
     }
 
     /// The server a plan made now would try first (a server whose hold ran out counts,
@@ -57,7 +99,7 @@ impl Reachability {
         targets
             .iter()
             .copied()
-            .find(|server| held.get(server).is_none_or(|until| *until <= now))
+            .find(|server| held.get(server).is_none_or(|h| h.until <= now))
     }
 
     /// `server` did not take a connection: hold it back for `hold`. A zero `hold` holds
@@ -65,23 +107,33 @@ impl Reachability {
     /// until it takes a connection: `mxguard_relay_servers_unreachable` said 0 with every
     /// server dead.
     pub(crate) fn unreachable(&self, server: SocketAddr, hold: Duration) {
-        self.lock().insert(server, Instant::now() + hold);
+        let until = Instant::now() + hold;
+        self.lock().insert(
+            server,
+            Held {
+                until,
+                counted: true,
+            },
+        );
     }
 
-    /// `server` took a connection; whether it was failing until now.
+    /// `server` took a connection; whether it was counted as failing until now.
     pub(crate) fn reached(&self, server: SocketAddr) -> bool {
-        self.lock().remove(&server).is_some()
+        self.lock().remove(&server).is_some_and(|h| h.counted)
     }
 
     /// How many servers that `counted` failed to connect and have not taken a connection
-    /// since.
+    /// since (less those passed over once their hold ran out).
     pub(crate) fn failing(&self, counted: impl Fn(&SocketAddr) -> bool) -> usize {
-        self.lock().keys().filter(|s| counted(s)).count()
+        self.lock()
+            .iter()
+            .filter(|(s, h)| h.counted && counted(s))
+            .count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Instant>> {
-        // The map is valid after any panic (single inserts and removes), so a poisoned
-        // lock is taken as it is.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Held>> {
+        // The map is valid after any panic (single inserts, updates and removes), so a
+        // poisoned lock is taken as it is.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -114,7 +166,14 @@ mod tests {
             [a, b],
             "probed in its place once the hold is over"
         );
-        assert_eq!(r.plan(&[a, b], hold), [b], "one probe at a time");
+        assert_eq!(r.plan(&[a, b], hold), [a, b], "planning probes nothing");
+        assert!(r.probe(b, hold), "a server never held back");
+        assert!(
+            r.probe(a, hold),
+            "the first attempt to come to it probes it"
+        );
+        assert!(!r.probe(a, hold), "one probe at a time");
+        assert_eq!(r.plan(&[a, b], hold), [b]);
         assert_eq!(
             r.failing(|_| true),
             1,
@@ -137,5 +196,33 @@ mod tests {
         assert_eq!(r.plan(&[addr(1)], Duration::from_secs(60)), [addr(1)]);
         r.unreachable(addr(1), Duration::from_secs(60));
         assert_eq!(r.plan(&[addr(1)], Duration::ZERO), [addr(1)]);
+    }
+
+    /// Regression (review of the relay): planning renewed the hold of every server whose
+    /// hold ran out, so a backup behind a primary that took every message was held back
+    /// for good, never probed, and counted unreachable all along.
+    #[tokio::test]
+    async fn a_server_passed_over_after_its_hold_is_neither_held_nor_counted() {
+        let r = Reachability::default();
+        let (primary, backup) = (addr(1), addr(2));
+        let hold = Duration::from_millis(300);
+        r.unreachable(backup, hold);
+        assert!(!r.passed_over(&[backup]), "still held back: still counted");
+        assert_eq!(r.failing(|_| true), 1);
+        tokio::time::sleep(hold + Duration::from_millis(100)).await;
+        for _ in 0..3 {
+            assert_eq!(r.plan(&[primary, backup], hold), [primary, backup]);
+        }
+        assert!(r.passed_over(&[backup]));
+        assert!(!r.passed_over(&[backup]));
+        assert_eq!(r.failing(|_| true), 0);
+        assert!(!r.reached(backup), "reaching it changes no count");
+        // Not counted, but still probed by one attempt at a time.
+        r.unreachable(backup, hold);
+        tokio::time::sleep(hold + Duration::from_millis(100)).await;
+        assert!(r.passed_over(&[backup]));
+        assert!(r.probe(backup, hold));
+        assert!(!r.probe(backup, hold));
+        assert_eq!(r.plan(&[primary, backup], hold), [primary]);
     }
 }

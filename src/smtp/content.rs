@@ -46,6 +46,8 @@ pub struct ContentDecoder {
     line_len: usize,
     problem: Option<ContentProblem>,
     done: bool,
+    /// A byte past ASCII was seen: the message is 8-bit whatever MAIL declared.
+    eight_bit: bool,
 }
 
 impl ContentDecoder {
@@ -74,6 +76,7 @@ impl ContentDecoder {
             line_len: 0,
             problem: None,
             done: false,
+            eight_bit: false,
         }
     }
 
@@ -85,6 +88,14 @@ impl ContentDecoder {
     /// The first problem found, if any.
     pub fn problem(&self) -> Option<ContentProblem> {
         self.problem
+    }
+
+    /// Whether the content has a byte past ASCII. Clients often send 8-bit content
+    /// without `BODY=8BITMIME`, and the relay must not pass it raw to a server that does
+    /// not offer 8BITMIME (RFC 6152 §3): the envelope records what was seen, not only
+    /// what was declared.
+    pub fn saw_eight_bit(&self) -> bool {
+        self.eight_bit
     }
 
     /// Bytes decoded so far (the size limit stops the count).
@@ -209,6 +220,7 @@ impl ContentDecoder {
                         continue;
                     }
                     self.count(run_end - i);
+                    self.eight_bit = self.eight_bit || !input[i..run_end].is_ascii();
                     self.emit(&input[i..run_end], out);
                     i = run_end;
                 }
@@ -435,5 +447,28 @@ mod tests {
         d.feed(b"x\r");
         d.finish_bdat();
         assert_eq!(d.problem(), Some(ContentProblem::BareLineEnding));
+    }
+
+    /// Regression (review of the relay): only `BODY=8BITMIME` marked a message 8-bit, so
+    /// undeclared 8-bit content went raw to an internal server without 8BITMIME. The
+    /// decoder notes any byte past ASCII, in DATA and BDAT, however the input is cut.
+    #[test]
+    fn a_byte_past_ascii_is_noticed_whatever_the_chunking() {
+        let input = "Subject: x\r\n\r\n..caf\u{e9}\r\n.\r\n".as_bytes();
+        let (d, _) = decode(input, BareLineEnding::Reject);
+        assert!(d.d.saw_eight_bit());
+        let mut bytes = Decoded::new(ContentDecoder::data(1 << 20, 1000, BareLineEnding::Reject));
+        for chunk in input.chunks(1) {
+            bytes.feed(chunk);
+        }
+        assert!(bytes.d.saw_eight_bit());
+        let mut bdat = Decoded::new(ContentDecoder::bdat(1 << 20, 1000, BareLineEnding::Reject));
+        bdat.feed(b"Subject: x\r\n\r\n");
+        assert!(!bdat.d.saw_eight_bit());
+        bdat.feed(&[0xe9, b'\r', b'\n']);
+        bdat.finish_bdat();
+        assert!(bdat.d.saw_eight_bit());
+        let (ascii, _) = decode(b"Subject: x\r\n\r\nplain\r\n.\r\n", BareLineEnding::Reject);
+        assert!(!ascii.d.saw_eight_bit());
     }
 }

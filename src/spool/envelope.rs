@@ -52,7 +52,9 @@ pub struct Envelope {
     pub helo: String,
     /// Unix seconds when the message was accepted.
     pub received_at: u64,
-    /// The client declared `BODY=8BITMIME`.
+    /// The content has 8-bit bytes: the client declared `BODY=8BITMIME`, or sent them
+    /// without (seen at acceptance; a message spooled before that was recorded is checked
+    /// again when relayed).
     pub body_8bit: bool,
     /// The client declared `SMTPUTF8`.
     pub smtputf8: bool,

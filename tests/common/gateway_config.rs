@@ -57,6 +57,7 @@ impl Default for GatewayConfig {
         relay.insert("retry_factor".into(), "2.0".into());
         relay.insert("connect_timeout".into(), "\"2s\"".into());
         relay.insert("command_timeout".into(), "\"10s\"".into());
+        relay.insert("data_init_timeout".into(), "\"10s\"".into());
         relay.insert("data_timeout".into(), "\"10s\"".into());
         relay.insert("idle_timeout".into(), "\"1s\"".into());
         GatewayConfig {

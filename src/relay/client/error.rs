@@ -68,7 +68,9 @@ pub enum ClientError {
     },
     /// The message needs SMTPUTF8 (a UTF-8 address or header field, sent with
     /// `SMTPUTF8`) and the server does not offer it, so RFC 6531 §3.2 forbids sending it;
-    /// nothing was sent. Another server may offer it.
+    /// or it has 8-bit header fields, declared or not, and the server offers neither
+    /// 8BITMIME nor SMTPUTF8, so they have no form it may take (RFC 6152 §3, RFC 6532
+    /// §3). Nothing was sent. Another server may offer it.
     #[error("SMTPUTF8 is required, but was not offered by {server}")]
     Smtputf8NotOffered {
         /// Server concerned.
@@ -144,6 +146,20 @@ impl ClientError {
     /// server can take it, its recipients fail (`5.6.7`, settled here, not by a server).
     pub fn permanent(&self) -> bool {
         matches!(self, ClientError::Smtputf8NotOffered { .. })
+    }
+
+    /// After a failure on a reused connection before the body, whether one fresh
+    /// connection to the same server is worth trying: the connection rather than the
+    /// server may be at fault (a `421` at an error limit counted per connection, a line a
+    /// firewall cut while idle, replies out of step). Not after a timeout: a server that
+    /// did not answer within `command_timeout` would most likely keep the next one
+    /// waiting as long.
+    pub fn worth_a_fresh_connection(&self) -> bool {
+        match self {
+            ClientError::RecipientsCutShort { cause, .. } => cause.worth_a_fresh_connection(),
+            ClientError::Timeout { .. } => false,
+            other => !other.permanent() && !other.after_body(),
+        }
     }
 
     /// The server did not take a TCP connection: it is down or unreachable, not merely

@@ -48,7 +48,8 @@ pub struct Transaction<'a> {
     pub body: &'a [u8],
     /// The rest of the message, read from the spool while it is sent.
     pub tail: Option<&'a BodyTail>,
-    /// The body has 8-bit content (declare `BODY=8BITMIME` when offered).
+    /// The body has 8-bit content (declare `BODY=8BITMIME` when offered, convert it to
+    /// 7-bit MIME when not). Content found 8-bit when sent counts as if this were set.
     pub body_8bit: bool,
     /// The envelope or headers need SMTPUTF8 (declare it when offered).
     pub smtputf8: bool,
@@ -273,6 +274,16 @@ impl Connection {
         self.command(stage, line).await
     }
 
+    /// DATA without PIPELINING, as [`Self::lockstep_command`], its reply awaited for
+    /// `data_init_timeout` (RFC 5321 §4.5.3.2.4).
+    async fn lockstep_data(&mut self) -> Result<Reply, ClientError> {
+        self.expect_no_input("DATA").await?;
+        self.write("DATA", b"DATA\r\n", self.settings.command_timeout)
+            .await?;
+        self.read_reply_checked("DATA", self.settings.data_init_timeout)
+            .await
+    }
+
     /// Runs one mail transaction and returns one final reply per recipient, in order:
     /// the RCPT reply for a refused recipient, otherwise the reply to the end of data
     /// (or to MAIL / DATA when those failed). A 5xx for one recipient never affects the
@@ -282,30 +293,60 @@ impl Connection {
     /// What this server cannot carry is settled first: mail that needs SMTPUTF8 when the
     /// server does not offer it is not sent ([`ClientError::Smtputf8NotOffered`]; RFC 6531
     /// §3.2), and an 8-bit body for a server without 8BITMIME is converted to 7-bit MIME
-    /// (RFC 6152 §3), as Postfix does both.
+    /// (RFC 6152 §3), as Postfix does both. Content with 8-bit bytes counts as 8-bit
+    /// whether or not it was declared (see [`Connection::eight_bit`]); 8-bit header
+    /// fields, which no conversion makes 7-bit, do not go to a server without 8BITMIME.
     pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Answers, ClientError> {
-        if tx.smtputf8 && !self.caps.smtputf8 && needs_smtputf8(tx) {
+        if (tx.smtputf8 && !self.caps.smtputf8 && needs_smtputf8(tx)) || self.refuses_header(tx) {
             return Err(ClientError::Smtputf8NotOffered {
                 server: self.server,
             });
         }
+        let tx = Transaction {
+            body_8bit: self.eight_bit(tx).await?,
+            ..*tx
+        };
         // The turn is held until the converted copy is sent: it is what fills memory.
         let (seven_bit, _turn);
         let tx = if tx.body_8bit && !self.caps.eight_bit_mime {
-            (seven_bit, _turn) = self.seven_bit_copy(tx).await?;
+            (seven_bit, _turn) = self.seven_bit_copy(&tx).await?;
             Transaction {
                 body: &seven_bit,
                 tail: None,
                 body_8bit: false,
-                ..*tx
+                ..tx
             }
         } else {
-            *tx
+            tx
         };
         let result = self.send_inner(&tx).await;
         self.used = true;
         self.last_used = Instant::now();
         result
+    }
+
+    /// Whether `tx`'s content is 8-bit: as recorded, or seen in the head in memory (clients
+    /// often send 8-bit content without `BODY=8BITMIME`; review: it went raw to a server
+    /// without 8BITMIME). The tail on disk is read for it only for such a server, where
+    /// raw 8-bit bytes must not go: the flag of a message spooled before the session
+    /// recorded undeclared 8-bit content is unset.
+    async fn eight_bit(&self, tx: &Transaction<'_>) -> Result<bool, ClientError> {
+        if tx.body_8bit || !tx.body.is_ascii() {
+            return Ok(true);
+        }
+        match tx.tail {
+            Some(tail) if !self.caps.eight_bit_mime => tail_is_eight_bit(tail).await,
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether `tx` has 8-bit header fields this server cannot take: it offers no
+    /// 8BITMIME, and no SMTPUTF8 the message declares. The 7-bit conversion leaves header
+    /// fields as they are (raw UTF-8 there needs SMTPUTF8, RFC 6532 §3), so such mail is
+    /// settled as mail that needs SMTPUTF8 is, declared or not.
+    fn refuses_header(&self, tx: &Transaction<'_>) -> bool {
+        let utf8_declared = tx.smtputf8 && self.caps.smtputf8;
+        !self.caps.eight_bit_mime && !utf8_declared && !header_section(tx.body).is_ascii()
     }
 
     /// The whole of `tx`'s message (its tail read from the spool) made 7-bit by
@@ -353,10 +394,11 @@ impl Connection {
             // Nothing held 8-bit content to encode (an ASCII body declared 8BITMIME).
             Err(unchanged) => (unchanged, false),
         };
-        // Header fields, a preamble, or bytes under base64 keep theirs, as Postfix leaves them.
+        // A preamble, or bytes under base64 keep theirs, as Postfix leaves them (8-bit
+        // header fields do not come here: see `refuses_header`).
         let left = converted.iter().filter(|b| !b.is_ascii()).count();
         if left > 0 {
-            tracing::warn!(server = %self.server, eight_bit_bytes = left, "8-bit body sent to a server without 8BITMIME: what has no encoding to take (header fields, a preamble, bytes under base64) still holds 8-bit bytes");
+            tracing::warn!(server = %self.server, eight_bit_bytes = left, "8-bit body sent to a server without 8BITMIME: what has no encoding to take (a preamble, bytes under base64, a part the parser could not read) still holds 8-bit bytes");
         } else if changed {
             tracing::info!(server = %self.server, "8-bit body converted to 7-bit MIME: the server does not offer 8BITMIME");
         }
@@ -428,7 +470,7 @@ impl Connection {
                 }
             }
             let data_reply = self
-                .read_reply_checked("DATA", cmd_timeout)
+                .read_reply_checked("DATA", self.settings.data_init_timeout)
                 .await
                 .map_err(|e| ClientError::amid_recipients(e, &results))?;
             if data_reply.is_positive() {
@@ -476,7 +518,7 @@ impl Connection {
                 return Ok(Answers::filled(results, &none, false));
             }
             let data_reply = self
-                .lockstep_command("DATA", b"DATA\r\n")
+                .lockstep_data()
                 .await
                 .map_err(|e| ClientError::amid_recipients(e, &results))?;
             if data_reply.is_positive() {
@@ -817,8 +859,27 @@ impl Answers {
 /// in memory; a header section longer than it is taken whole as header, which can only
 /// refuse, never send UTF-8 unannounced.
 fn needs_smtputf8(tx: &Transaction<'_>) -> bool {
-    let header = memchr::memmem::find(tx.body, b"\r\n\r\n").map_or(tx.body, |end| &tx.body[..end]);
+    let header = header_section(tx.body);
     !tx.mail_from.is_ascii() || tx.recipients.iter().any(|r| !r.is_ascii()) || !header.is_ascii()
+}
+
+/// The header section of a message whose first bytes are `head`: all of `head` when it
+/// ends there or later.
+fn header_section(head: &[u8]) -> &[u8] {
+    memchr::memmem::find(head, b"\r\n\r\n").map_or(head, |end| &head[..end])
+}
+
+/// Whether the tail has a byte past ASCII, read from the spool a chunk at a time.
+async fn tail_is_eight_bit(tail: &BodyTail) -> Result<bool, ClientError> {
+    let mut pos = 0;
+    while pos < tail.len() {
+        let chunk = tail_chunk(tail, pos).await?;
+        if !chunk.is_ascii() {
+            return Ok(true);
+        }
+        pos += chunk.len() as u64;
+    }
+    Ok(false)
 }
 
 /// The next piece of a message's tail from `pos`; the file ending early is an error.

@@ -18,8 +18,10 @@ pub struct ClientSettings {
     pub tls: RelayTls,
     /// TCP connect deadline.
     pub connect_timeout: Duration,
-    /// Deadline for each reply other than the one after the message body.
+    /// Deadline for each reply other than to DATA and after the message body.
     pub command_timeout: Duration,
+    /// Deadline for the reply to DATA.
+    pub data_init_timeout: Duration,
     /// Deadline for writing the body and for the reply after it.
     pub data_timeout: Duration,
     pub(super) tls_connector: TlsConnector,
@@ -39,6 +41,7 @@ impl fmt::Debug for ClientSettings {
             .field("tls", &self.tls)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("data_init_timeout", &self.data_init_timeout)
             .field("data_timeout", &self.data_timeout)
             .finish_non_exhaustive()
     }
@@ -58,6 +61,7 @@ impl ClientSettings {
             tls,
             connect_timeout: timeout,
             command_timeout: timeout,
+            data_init_timeout: timeout,
             data_timeout: timeout,
             tls_connector: tls::tls_connector(),
             conversions: one_conversion(),
@@ -73,6 +77,7 @@ impl ClientSettings {
             && self.tls == other.tls
             && self.connect_timeout == other.connect_timeout
             && self.command_timeout == other.command_timeout
+            && self.data_init_timeout == other.data_init_timeout
             && self.data_timeout == other.data_timeout
     }
 
@@ -88,6 +93,7 @@ impl ClientSettings {
             tls: relay.tls,
             connect_timeout: relay.connect_timeout,
             command_timeout: relay.command_timeout,
+            data_init_timeout: relay.data_init_timeout,
             data_timeout: relay.data_timeout,
             tls_connector,
             conversions,

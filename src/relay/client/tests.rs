@@ -520,6 +520,103 @@ async fn an_eight_bit_body_reaches_a_server_without_8bitmime_as_seven_bit_mime()
     assert!(!mail.contains("BODY="), "{mail}");
 }
 
+/// Regression (review of the relay): content sent 8-bit without `BODY=8BITMIME` was sent
+/// as it is: raw to a server without 8BITMIME, undeclared to one with it. A message
+/// spooled before the session recorded such content has only its bytes to tell, the
+/// 8-bit ones maybe past the head, in the tail on disk.
+#[tokio::test]
+async fn undeclared_eight_bit_content_is_converted_or_declared_by_what_the_server_offers() {
+    let to = rcpts(&["a@example.test"]);
+    let head = "Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nplain\r\n";
+    let rest = "caf\u{e9}\r\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tail");
+    std::fs::write(&path, rest).unwrap();
+    let file = Arc::new(std::fs::File::open(&path).unwrap());
+    let tail = BodyTail::new(file, 0, rest.len() as u64);
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: head.as_bytes(),
+        tail: Some(&tail),
+        body_8bit: false,
+        smtputf8: false,
+    };
+    let seven_bit = FakeServer::start(Script {
+        eight_bit_mime: false,
+        ..Script::default()
+    })
+    .await;
+    let s = settings(seven_bit.addr, &[]);
+    let mut conn = Connection::open(seven_bit.addr, &s).await.unwrap();
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
+    let data = String::from_utf8(seven_bit.messages()[0].data.clone()).unwrap();
+    assert!(data.is_ascii(), "{data}");
+    assert!(data.ends_with("plain\r\ncaf=C3=A9\r\n"), "{data}");
+    // To a server with 8BITMIME it goes as it is, declared, the head enough to tell.
+    let eight_bit = FakeServer::start(Script::default()).await;
+    let s = settings(eight_bit.addr, &[]);
+    let mut conn = Connection::open(eight_bit.addr, &s).await.unwrap();
+    let in_head = format!("{head}{rest}");
+    let tx = Transaction {
+        body: in_head.as_bytes(),
+        tail: None,
+        ..tx
+    };
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
+    assert_eq!(eight_bit.messages()[0].data, in_head.as_bytes());
+    let mail = eight_bit
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(mail.contains(" BODY=8BITMIME"), "{mail}");
+}
+
+/// Regression (review of the relay): 8-bit header fields, which the 7-bit conversion
+/// leaves as they are, went raw to a server without 8BITMIME. Such mail is not sent
+/// there, as mail that needs SMTPUTF8 is not sent to a server without it, declared
+/// 8-bit or not.
+#[tokio::test]
+async fn eight_bit_header_fields_do_not_go_to_a_server_without_8bitmime() {
+    let server = FakeServer::start(Script {
+        eight_bit_mime: false,
+        ..Script::default()
+    })
+    .await;
+    let s = settings(server.addr, &[]);
+    let mut conn = Connection::open(server.addr, &s).await.unwrap();
+    let to = rcpts(&["a@example.test"]);
+    let message = "Subject: Gr\u{fc}\u{df}e\r\n\r\nx\r\n";
+    for declared in [false, true] {
+        let tx = Transaction {
+            mail_from: "s@example.org",
+            recipients: &to,
+            body: message.as_bytes(),
+            tail: None,
+            body_8bit: declared,
+            smtputf8: false,
+        };
+        match conn.send(&tx).await {
+            Err(e @ ClientError::Smtputf8NotOffered { .. }) => assert!(e.permanent()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(server.commands().iter().all(|c| !c.starts_with("MAIL")));
+    // The connection is still good for mail it can carry.
+    let body = "Subject: t\r\n\r\nGr\u{fc}\u{df}e\r\n";
+    let tx = Transaction {
+        mail_from: "s@example.org",
+        recipients: &to,
+        body: body.as_bytes(),
+        tail: None,
+        body_8bit: false,
+        smtputf8: false,
+    };
+    assert!(conn.send(&tx).await.unwrap().replies[0].is_positive());
+    assert!(server.messages()[0].data.is_ascii());
+}
+
 /// Regression (review): the tier's stamp, made at acceptance over the 8-bit body and its
 /// `Content-Transfer-Encoding`, no longer matched the 7-bit copy sent to a server without
 /// 8BITMIME, so `stamp verify` on the internal server called every such message forged.
@@ -710,5 +807,39 @@ async fn a_stray_reply_in_a_lockstep_transaction_bounces_no_one() {
     match send_good_and_bad(addr).await {
         Err(e @ ClientError::Protocol { .. }) => assert!(!e.after_body(), "{e}"),
         other => panic!("replies read out of step: {other:?}"),
+    }
+}
+
+/// The reply to DATA is awaited for `data_init_timeout` (RFC 5321 §4.5.3.2.4: 2 minutes),
+/// not `command_timeout` (5 minutes), with PIPELINING and without.
+#[tokio::test]
+async fn the_reply_to_data_is_awaited_for_data_init_timeout() {
+    for ehlo in [&b"250-odd\r\n250 PIPELINING\r\n"[..], &b"250 odd\r\n"[..]] {
+        let addr = line_server(b"220 odd\r\n", move |line| {
+            if line.starts_with("EHLO") {
+                Some(ehlo)
+            } else if line == "DATA" {
+                None
+            } else {
+                Some(&b"250 2.0.0 ok\r\n"[..])
+            }
+        })
+        .await;
+        let s = settings(
+            addr,
+            &[
+                ("command_timeout", "\"30s\""),
+                ("data_init_timeout", "\"200ms\""),
+            ],
+        );
+        let mut conn = Connection::open(addr, &s).await.unwrap();
+        let to = rcpts(&["a@example.test"]);
+        let started = Instant::now();
+        let err = conn.send(&short_message(&to)).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { stage: "DATA" }),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

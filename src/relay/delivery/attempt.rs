@@ -589,10 +589,11 @@ fn summarize(replies: &[Reply]) -> String {
 
 /// Hands one transaction to the first working server of `targets`, reusing the worker's
 /// connection when it goes to one of them. A failure before the body was handed over
-/// moves on to the next server; a reused connection the server had closed is replaced.
-/// Servers that recently failed to take a connection are tried last, or not at all while
-/// their hold lasts (`Suspended` when that leaves none). Returns the server that answered
-/// with the per-recipient replies.
+/// moves on to the next server; a reused connection that failed so is replaced by a fresh
+/// one to the same server first (see [`Reused::TryFrom`]). Servers that recently failed
+/// to take a connection are tried last, or not at all while their hold lasts
+/// (`Suspended` when that leaves none and no server said more). Returns the server that
+/// answered with the per-recipient replies.
 ///
 /// A server that cannot carry the message ([`ClientError::permanent`]) is passed over;
 /// the error is final only when every target said so, since one held back or down for
@@ -605,56 +606,25 @@ pub(super) async fn deliver(
     targets: &[SocketAddr],
     tx: &Transaction<'_>,
 ) -> Result<(SocketAddr, Answers), (Option<SocketAddr>, ClientError)> {
-    let idle = config.relay.idle_timeout;
-    let mut start = 0;
-    let mut last: Option<(Option<SocketAddr>, ClientError)> = None;
-    let mut cannot_carry: Vec<SocketAddr> = Vec::new();
-    let mut refusal: Option<(Option<SocketAddr>, ClientError)> = None;
     let hold = config.relay.unreachable_hold;
-    if let Some(mut c) = slot.take() {
-        let server = c.server();
-        // A reload may have changed the terms (`relay.tls`, HELO name, deadlines): a
-        // connection opened on the old ones is closed, not reused. Nor is one to a server
-        // that is no longer the first choice (a backup taken while the primary was down),
-        // or one older than `connection_reuse_time`.
-        let first_choice = relay.reachability.preferred(targets, hold) == Some(server);
-        let young = c.opened_at().elapsed() < config.relay.connection_reuse_time;
-        if first_choice && young && c.last_used().elapsed() < idle && c.opened_with(settings) {
-            match c.send(tx).await {
-                Ok(answers) => {
-                    *slot = Some(c);
-                    return Ok((server, answers));
-                }
-                Err(e) if e.permanent() => {
-                    // Nothing was sent: the session is good, but not for this message.
-                    c.quit().await;
-                    cannot_carry.push(server);
-                    refusal = Some((Some(server), e));
-                }
-                Err(e) if e.stale_connection() => {
-                    tracing::debug!(%server, error = %e, "reused connection was closed; reconnecting");
-                }
-                Err(e) if e.after_body() => return Err((Some(server), e)),
-                Err(e) => {
-                    start = targets
-                        .iter()
-                        .position(|s| *s == server)
-                        .map_or(0, |p| p + 1);
-                    keep_the_telling(&mut last, (Some(server), e));
-                }
-            }
-        } else {
-            c.quit().await;
+    let mut failures = Failures::default();
+    let start = match reuse(relay, config, settings, slot, targets, tx, &mut failures).await {
+        Reused::Delivered(server, answers) => {
+            relay.servers_passed_over(behind(targets, server));
+            return Ok((server, answers));
         }
-    }
-    let mut plan = relay
+        Reused::AfterBody(server, e) => return Err((Some(server), e)),
+        Reused::TryFrom(start) => start,
+    };
+    let plan = relay
         .reachability
         .plan(&targets[start.min(targets.len())..], hold);
-    plan.retain(|s| !cannot_carry.contains(s));
-    if plan.is_empty() && start < targets.len() && cannot_carry.is_empty() {
-        return Err((None, ClientError::Suspended { hold }));
-    }
     for server in plan {
+        // The turn to probe a server whose hold ran out is taken only now, as it is
+        // contacted (another attempt may have taken it since the plan).
+        if failures.cannot_carry.contains(&server) || !relay.reachability.probe(server, hold) {
+            continue;
+        }
         let mut c = match Connection::open(server, settings).await {
             Ok(c) => {
                 relay.server_reached(server);
@@ -665,37 +635,139 @@ pub(super) async fn deliver(
                     relay.server_unreachable(config, server);
                 }
                 tracing::debug!(%server, error = %e, "internal server unusable, trying next");
-                keep_the_telling(&mut last, (None, e));
+                keep_the_telling(&mut failures.last, (None, e));
                 continue;
             }
         };
         match c.send(tx).await {
             Ok(replies) => {
                 *slot = Some(c);
+                relay.servers_passed_over(behind(targets, server));
                 return Ok((server, replies));
             }
             Err(e) if e.permanent() => {
                 c.quit().await;
-                cannot_carry.push(server);
-                refusal = Some((Some(server), e));
+                failures.cannot_carry.push(server);
+                failures.refusal = Some((Some(server), e));
             }
             Err(e) => {
                 let after_body = e.after_body();
-                keep_the_telling(&mut last, (Some(server), e));
+                keep_the_telling(&mut failures.last, (Some(server), e));
                 if after_body {
                     break;
                 }
             }
         }
     }
-    let every_target_refused = targets.iter().all(|t| cannot_carry.contains(t));
-    match (refusal, last) {
-        (Some(refused), _) if every_target_refused => Err(refused),
-        (_, Some(failure)) => Err(failure),
-        // The others were held back: wait for them.
-        (Some(_), None) => Err((None, ClientError::Suspended { hold })),
-        (None, None) => Err((None, ClientError::NoServer)),
+    Err(failures.outcome(targets, hold))
+}
+
+/// What the servers of one delivery said when none took the message.
+#[derive(Default)]
+struct Failures {
+    /// The failure that tells the most (see [`keep_the_telling`]).
+    last: Option<(Option<SocketAddr>, ClientError)>,
+    /// Servers that cannot carry this message ([`ClientError::permanent`]).
+    cannot_carry: Vec<SocketAddr>,
+    /// The last such refusal.
+    refusal: Option<(Option<SocketAddr>, ClientError)>,
+}
+
+impl Failures {
+    /// The delivery's error: a refusal every target gave, else what a server said, else
+    /// that the servers left were held back. A server's word comes before the hold of
+    /// the others: refusals of recipients before it cut the session short settle them
+    /// (review: behind a held-back backup they were dropped for `Suspended`, and the
+    /// refused recipients were offered again at every retry).
+    fn outcome(self, targets: &[SocketAddr], hold: Duration) -> (Option<SocketAddr>, ClientError) {
+        let every_target_refused = targets.iter().all(|t| self.cannot_carry.contains(t));
+        match (self.refusal, self.last) {
+            (Some(refused), _) if every_target_refused => refused,
+            (_, Some(failure)) => failure,
+            _ if targets.is_empty() => (None, ClientError::NoServer),
+            // The others were held back: wait for them.
+            _ => (None, ClientError::Suspended { hold }),
+        }
     }
+}
+
+/// What became of the worker's kept connection.
+enum Reused {
+    /// The transaction went through it; it is kept again.
+    Delivered(SocketAddr, Answers),
+    /// It failed once the body was handed over: the server may have the message, so no
+    /// other server gets it now.
+    AfterBody(SocketAddr, ClientError),
+    /// The targets to try, from this index on. After a failure before the body it is the
+    /// kept connection's server again, on a fresh connection: the connection may be at
+    /// fault rather than the server (closed while idle, a `421` at an error limit counted
+    /// per connection, replies out of step). Not after a timeout: waiting twice for a
+    /// server that does not answer gains nothing.
+    TryFrom(usize),
+}
+
+/// Sends `tx` over the worker's kept connection when it may be reused, recording in
+/// `failures` why it did not go.
+async fn reuse(
+    relay: &Relay,
+    config: &Config,
+    settings: &ClientSettings,
+    slot: &mut Option<Connection>,
+    targets: &[SocketAddr],
+    tx: &Transaction<'_>,
+    failures: &mut Failures,
+) -> Reused {
+    let Some(mut c) = slot.take() else {
+        return Reused::TryFrom(0);
+    };
+    let server = c.server();
+    // A reload may have changed the terms (`relay.tls`, HELO name, deadlines): a
+    // connection opened on the old ones is closed, not reused. Nor is one to a server
+    // that is no longer the first choice (a backup taken while the primary was down),
+    // or one older than `connection_reuse_time`.
+    let hold = config.relay.unreachable_hold;
+    let first_choice = relay.reachability.preferred(targets, hold) == Some(server);
+    let young = c.opened_at().elapsed() < config.relay.connection_reuse_time;
+    let idle_too_long = c.last_used().elapsed() >= config.relay.idle_timeout;
+    if !first_choice || !young || idle_too_long || !c.opened_with(settings) {
+        c.quit().await;
+        return Reused::TryFrom(0);
+    }
+    let position = targets.iter().position(|s| *s == server).unwrap_or(0);
+    match c.send(tx).await {
+        Ok(answers) => {
+            *slot = Some(c);
+            Reused::Delivered(server, answers)
+        }
+        Err(e) if e.permanent() => {
+            // Nothing was sent: the session is good, but not for this message.
+            c.quit().await;
+            failures.cannot_carry.push(server);
+            failures.refusal = Some((Some(server), e));
+            Reused::TryFrom(0)
+        }
+        Err(e) if e.stale_connection() => {
+            tracing::debug!(%server, error = %e, "reused connection was closed; reconnecting");
+            Reused::TryFrom(position)
+        }
+        Err(e) if e.after_body() => Reused::AfterBody(server, e),
+        Err(e) => {
+            let again = e.worth_a_fresh_connection();
+            if again {
+                tracing::debug!(%server, error = %e, "reused connection failed; trying a fresh one");
+            }
+            keep_the_telling(&mut failures.last, (Some(server), e));
+            Reused::TryFrom(position + usize::from(!again))
+        }
+    }
+}
+
+/// The servers placed after `server` in `targets`.
+fn behind(targets: &[SocketAddr], server: SocketAddr) -> &[SocketAddr] {
+    targets
+        .iter()
+        .position(|s| *s == server)
+        .map_or(&[], |p| &targets[p + 1..])
 }
 
 /// Records `failure` as the last failure, unless the one recorded carries a server's
@@ -725,4 +797,34 @@ fn is_over_recipient_limit(reply: &Reply) -> bool {
                     .text
                     .to_ascii_lowercase()
                     .contains("too many recipients")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review of the relay): what a server said was dropped for `Suspended` when the others were held back.
+    #[test]
+    fn a_servers_word_outranks_the_hold_of_the_others() {
+        let (a, b) = (
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        );
+        let hold = Duration::from_secs(60);
+        let cut = ClientError::RecipientsCutShort {
+            cause: Box::new(ClientError::Timeout { stage: "RCPT" }),
+            replies: vec![Some(Reply::new(550, "5.1.1", "no such user")), None],
+        };
+        let failures = Failures {
+            last: Some((Some(a), cut)),
+            ..Failures::default()
+        };
+        let (server, e) = failures.outcome(&[a, b], hold);
+        assert_eq!(server, Some(a));
+        assert!(e.replies_before_the_end().is_some(), "{e:?}");
+        let (_, e) = Failures::default().outcome(&[a, b], hold);
+        assert!(matches!(e, ClientError::Suspended { .. }), "{e:?}");
+        let (_, e) = Failures::default().outcome(&[], hold);
+        assert!(matches!(e, ClientError::NoServer), "{e:?}");
+    }
 }

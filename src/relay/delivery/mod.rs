@@ -95,6 +95,14 @@ impl Relay {
         }
     }
 
+    /// A delivery went to a server placed before each of `after`: those whose hold ran
+    /// out are no longer counted as unreachable (see [`Reachability::passed_over`]).
+    pub(crate) fn servers_passed_over(&self, after: &[SocketAddr]) {
+        if self.reachability.passed_over(after) {
+            self.publish_failing();
+        }
+    }
+
     /// `server` did not take a TCP connection: held back for `relay.unreachable_hold`.
     pub(crate) fn server_unreachable(&self, config: &Config, server: SocketAddr) {
         self.reachability

@@ -1586,3 +1586,149 @@ async fn a_state_saved_after_the_message_was_deleted_does_not_stay() {
     assert!(state(&kept).exists());
     assert!(!state(&deleted).exists(), "an orphan state was left");
 }
+
+/// Regression (review of the relay): planning renewed an untried backup's hold, so it was skipped when the primary failed.
+#[tokio::test]
+async fn a_backup_whose_hold_ran_out_unprobed_takes_the_mail_when_the_primary_fails() {
+    let primary = FakeServer::start(Script::default()).await;
+    let backup = FakeServer::start(Script::default()).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(
+        &[primary.addr, backup.addr],
+        &[("retry_max", "\"60s\""), ("unreachable_hold", "\"1s\"")],
+    );
+    let relay = gw.relay(cfg.clone());
+    // The backup refused one connection a while ago (restarted, say).
+    relay.server_unreachable(&cfg, backup.addr);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Steady traffic: the primary takes every message (no kept connection).
+    for _ in 0..4 {
+        let id = gw
+            .store(&envelope("s@example.org", &["a@example.test"]))
+            .await;
+        let outcome = attempt(&relay, &mut None, &now(&id)).await;
+        assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(backup.connections(), 0, "the backup was never contacted");
+    // The primary goes away; the backup is up.
+    let primary_addr = primary.addr;
+    drop(primary);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(tokio::net::TcpStream::connect(primary_addr).await.is_err());
+    let id = gw
+        .store(&envelope("s@example.org", &["b@example.test"]))
+        .await;
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    let last_error = gw.spool.load(&id).ok().and_then(|m| m.state.last_error);
+    assert!(
+        matches!(outcome, JobResult::Finished),
+        "no failover to the live backup: {outcome:?}, last error {last_error:?}"
+    );
+}
+
+/// Regression (review of the relay): a backup down once stayed counted unreachable while the primary took all mail.
+#[tokio::test]
+async fn a_backup_passed_over_after_its_hold_is_no_longer_counted_unreachable() {
+    let primary = FakeServer::start(Script::default()).await;
+    let backup = FakeServer::start(Script::default()).await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(
+        &[primary.addr, backup.addr],
+        &[("retry_max", "\"60s\""), ("unreachable_hold", "\"300ms\"")],
+    );
+    let relay = gw.relay(cfg.clone());
+    relay.server_unreachable(&cfg, backup.addr);
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let id = gw
+            .store(&envelope("s@example.org", &["a@example.test"]))
+            .await;
+        let outcome = attempt(&relay, &mut None, &now(&id)).await;
+        assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    }
+    assert_eq!(backup.connections(), 0, "its probes never happened");
+    assert_eq!(
+        gw.metrics.relay_servers_unreachable.get(),
+        0,
+        "3.5 s after a 300 ms hold, never probed, still counted unreachable"
+    );
+}
+
+/// Regression (review of the relay): 8-bit content sent without `BODY=8BITMIME` went raw to a server without 8BITMIME.
+#[tokio::test]
+async fn undeclared_eight_bit_content_is_converted_for_a_server_without_8bitmime() {
+    let server = FakeServer::start(Script {
+        eight_bit_mime: false,
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let relay = gw.relay(gw.config(&[server.addr], &[]));
+    let env = envelope("s@example.org", &["a@example.test"]);
+    assert!(
+        !env.body_8bit,
+        "as spooled before the session recorded undeclared 8-bit"
+    );
+    let message = "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e\r\n";
+    let id = gw.spool.store(&env, message.as_bytes()).await.unwrap();
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Finished), "{outcome:?}");
+    let data = server.messages()[0].data.clone();
+    assert!(
+        data.is_ascii(),
+        "8-bit bytes sent to a server without 8BITMIME: {}",
+        String::from_utf8_lossy(&data)
+    );
+}
+
+/// Regression (review of the relay): a reused connection's `550` before a `421` was dropped for `Suspended`.
+#[tokio::test]
+async fn refusals_before_a_cut_on_a_reused_connection_survive_a_held_back_backup() {
+    let primary = FakeServer::start(Script {
+        rcpt: Arc::new(|a: &str| {
+            if a.starts_with("bad@") {
+                "550 5.1.1 no such user".into()
+            } else if a.starts_with("cut@") {
+                "421 4.7.0 too many errors".into()
+            } else {
+                "250 2.1.5 Ok".into()
+            }
+        }),
+        ..Script::default()
+    })
+    .await;
+    let backup = dead_addr().await;
+    let (gw, _ready) = Gateway::open();
+    let cfg = gw.config(&[primary.addr, backup], &[("retry_max", "\"60s\"")]);
+    let relay = gw.relay(cfg.clone());
+    relay.server_unreachable(&cfg, backup);
+    let mut kept = None;
+    let first = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    assert!(matches!(
+        attempt(&relay, &mut kept, &now(&first)).await,
+        JobResult::Finished
+    ));
+    assert!(kept.is_some());
+    let id = gw
+        .store(&envelope(
+            "s@example.org",
+            &["bad@example.test", "cut@example.test"],
+        ))
+        .await;
+    let outcome = attempt(&relay, &mut kept, &now(&id)).await;
+    let state = gw.spool.load(&id).unwrap().state;
+    assert_eq!(
+        state.rcpt_status[0],
+        RcptStatus::Failed,
+        "{outcome:?}; last error {:?}",
+        state.last_error
+    );
+    assert_eq!(
+        primary.connections(),
+        2,
+        "tried again on a fresh connection, as the reused one may have been at fault"
+    );
+}

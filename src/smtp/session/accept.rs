@@ -18,6 +18,7 @@ impl Session {
     pub(super) async fn finish_message(&mut self, transfer: Transfer) -> Option<End> {
         let Transfer { decoder, sink, .. } = transfer;
         let size = decoder.len();
+        let eight_bit = decoder.saw_eight_bit();
         if let Some(problem) = decoder.problem() {
             let (limit, reply) = match problem {
                 ContentProblem::TooBig => (
@@ -141,7 +142,7 @@ impl Session {
             Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
         } else {
             self.committing.send_replace(true);
-            match self.spool_message(&id, verdict).await {
+            match self.spool_message(&id, verdict, eight_bit).await {
                 Ok(()) => {
                     self.server.metrics.message_size_bytes.observe(size as f64);
                     let result = if verdict == Verdict::Quarantine {
@@ -265,10 +266,13 @@ impl Session {
         }
     }
 
+    /// Makes the accepted message durable. `eight_bit`: its content has a byte past
+    /// ASCII, declared or not (see [`crate::smtp::content::ContentDecoder::saw_eight_bit`]).
     pub(super) async fn spool_message(
         &mut self,
         id: &QueueId,
         verdict: Verdict,
+        eight_bit: bool,
     ) -> Result<(), crate::spool::SpoolError> {
         let mail = self.mail.clone().unwrap_or(MailParams {
             size: None,
@@ -287,7 +291,7 @@ impl Session {
             client_ip: self.peer.ip(),
             helo: self.ctx.client.helo.clone().unwrap_or_default(),
             received_at: unix_now(),
-            body_8bit: mail.body == Body::EightBitMime,
+            body_8bit: mail.body == Body::EightBitMime || eight_bit,
             smtputf8: mail.smtputf8,
             verdict: verdict.as_str().to_owned(),
             score: self.ctx.score(),
@@ -386,5 +390,61 @@ impl Session {
                     .collect(),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Session;
+    use crate::smtp::conn::Conn;
+    use crate::smtp::testing;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// Regression (review of the relay): the envelope said 8-bit only when the client
+    /// declared `BODY=8BITMIME`, so undeclared 8-bit content (common) went raw to an
+    /// internal server without 8BITMIME. What the session saw is recorded too.
+    #[tokio::test]
+    async fn undeclared_eight_bit_content_is_recorded_as_eight_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, limits) = testing::server(dir.path(), "");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (tcp, peer) = accepted.unwrap();
+        let slot = server.admission.admit(&server, peer.ip(), &limits).unwrap();
+        let session = Session::new(Conn::new(tcp), server.clone(), peer, slot.handle());
+        let running = tokio::spawn(async move {
+            let _slot = slot;
+            session.run().await
+        });
+        let (read, mut write) = client.unwrap().into_split();
+        let mut lines = BufReader::new(read).lines();
+        let mut queued = Vec::new();
+        for body in ["caf\u{e9}", "plain"] {
+            let data = format!("From: <s@example.org>\r\nSubject: t\r\n\r\n{body}\r\n.\r\n");
+            let script = format!(
+                "EHLO c.example.org\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u@a.test>\r\nDATA\r\n{data}"
+            );
+            write.write_all(script.as_bytes()).await.unwrap();
+            let reply = loop {
+                let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if line.starts_with("250 2.0.0") || line.starts_with('4') || line.starts_with('5') {
+                    break line;
+                }
+            };
+            let id = reply.rsplit(' ').next().unwrap_or_default().to_owned();
+            assert!(reply.contains("queued as"), "{reply}");
+            queued.push(crate::spool::QueueId::parse(&id).unwrap());
+        }
+        write.write_all(b"QUIT\r\n").await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
+        let flag = |id| server.spool.load(id).unwrap().envelope.body_8bit;
+        assert!(flag(&queued[0]), "8-bit content sent without BODY=8BITMIME");
+        assert!(!flag(&queued[1]));
     }
 }
