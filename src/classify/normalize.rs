@@ -139,11 +139,44 @@ pub fn normalize_text(text: &str) -> String {
         out[start..].make_ascii_lowercase();
         let mut chars = tail.chars();
         if let Some(c) = chars.next() {
-            push_normalized(c, &mut out);
+            match capital_lookalike(c) {
+                Some(small) if in_a_latin_word(&out, chars.as_str()) => out.push(small),
+                _ => push_normalized(c, &mut out),
+            }
         }
         rest = chars.as_str();
     }
     out
+}
+
+/// A Greek or Cyrillic capital whose lower case looks like another Latin letter than the
+/// capital does (`Ν`, Greek Nu, looks like `N`, but `ν` like `v`; `Н` like `H`, `н` like
+/// `n`): the small letter of its script that looks as the capital does, which
+/// [`fold_mixed_script`] then reads as that Latin letter (review: `ΝOW` read `vow`).
+fn capital_lookalike(c: char) -> Option<char> {
+    Some(match c {
+        // Greek Nu → eta (read `n`); Greek Eta, Cyrillic En → Cyrillic shha (read `h`).
+        'Ν' => 'η',
+        'Η' | 'Н' => 'һ',
+        // Greek Mu → Cyrillic em (read `m`).
+        'Μ' => 'м',
+        _ => return None,
+    })
+}
+
+/// Whether the character between `before` (normalised so far) and `after` (still to
+/// read) sits in a word with Latin letters. A few characters each way: a word longer
+/// than that is no look-alike's disguise, and the look stays bounded on a long run.
+fn in_a_latin_word(before: &str, after: &str) -> bool {
+    const REACH: usize = 16;
+    let latin = |c: &char| c.is_ascii_alphabetic();
+    let back = before
+        .chars()
+        .rev()
+        .take(REACH)
+        .take_while(|c| c.is_alphabetic());
+    let ahead = after.chars().take(REACH).take_while(|c| c.is_alphabetic());
+    back.chain(ahead).any(|c| latin(&c))
 }
 
 /// Writes one non-ASCII character of [`normalize_text`]'s input, normalized.
@@ -640,5 +673,20 @@ mod tests {
             "all-Cyrillic words are kept"
         );
         assert_eq!(fold_mixed_script("viagra"), None);
+    }
+
+    /// Regression (review): capitals were folded by the look of their lower case, so
+    /// `ΝOW` (Greek Nu) read `vow` and `НOT` (Cyrillic En) `not`.
+    #[test]
+    fn capital_lookalikes_fold_by_their_own_look() {
+        let folded = |w: &str| fold_mixed_script(&normalize_text(w));
+        assert_eq!(folded("ΝOW").as_deref(), Some("now"));
+        assert_eq!(folded("НOT").as_deref(), Some("hot"));
+        assert_eq!(folded("ΗOME").as_deref(), Some("home"));
+        assert_eq!(folded("ΜONEY").as_deref(), Some("money"));
+        assert_eq!(folded("VIAGRΑ").as_deref(), Some("viagra"));
+        // Words of their own script keep their case folding.
+        assert_eq!(normalize_text("ΝΑΙ ΝΕΤ НЕТ"), "ναι νετ нет");
+        assert_eq!(normalize_text("ΜΕ ΗΜΕΡΑ"), "με ημερα");
     }
 }
