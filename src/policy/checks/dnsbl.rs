@@ -66,8 +66,10 @@ impl Check for DnsLists {
                     }
                     let weight = list.weight_for(&codes);
                     ctx.client.dnsbl_total += weight;
+                    // Named without an access key, which the refusal would hand to
+                    // every listed client (review).
                     if weight > 0.0 {
-                        ctx.client.dnsbl_listed.push(list.reply_name.clone());
+                        ctx.client.dnsbl_listed.push(list.public_name().to_owned());
                     }
                 }
                 // Counted and logged by the lookup; never scored. An answer that is no
@@ -312,5 +314,34 @@ mod tests {
         let check = DnsLists::new(server.resolver().unwrap(), vec![list("wl.test", 3.0)], true);
         let mut ctx = Context::new(ClientInfo::new("192.0.2.99".parse().unwrap()));
         assert!(matches!(check.run(&mut ctx).await, Decision::Tempfail(_)));
+    }
+
+    /// Regression (review of the DNS lists): the refusal named a list by its
+    /// `reply_name`, which is the zone as written when none is set, so a Spamhaus DQS
+    /// zone's access key went to every client it refused.
+    #[tokio::test]
+    async fn the_refusal_names_a_keyed_list_without_its_key() {
+        use crate::dns::testing::TestDns;
+        use crate::policy::ClientInfo;
+        let zone = "s3cr3tkey.zen.dq.spamhaus.net";
+        let server = TestDns::builder()
+            .a(
+                &format!("99.2.0.192.{zone}"),
+                std::net::Ipv4Addr::new(127, 0, 0, 2),
+            )
+            .start()
+            .await
+            .unwrap();
+        let mut keyed = list_of(zone, 5.0, "RCVD_IN_ZEN", vec![]);
+        keyed.sanity_probe = false;
+        let check = DnsLists::new(server.resolver().unwrap(), vec![keyed], true);
+        let mut ctx = Context::new(ClientInfo::new("192.0.2.99".parse().unwrap()));
+        assert!(matches!(check.run(&mut ctx).await, Decision::Continue));
+        let Decision::Reject(reply) = DnsListVerdict::new(5.0).run(&mut ctx).await else {
+            panic!("not refused: {:?}", ctx.client.dnsbl_listed);
+        };
+        let text = format!("{reply:?}");
+        assert!(!text.contains("s3cr3tkey"), "{text}");
+        assert!(text.contains("zen.dq.spamhaus.net"), "{text}");
     }
 }
