@@ -270,7 +270,19 @@ impl Classifier {
     pub fn from_seed(seed: &Seed, settings: Settings) -> Classifier {
         use sha2::Digest;
         let c = Classifier::new(Source::Memory(Arc::new(seed.memory())), settings);
-        c.install(seed.model.clone());
+        // A seed without a model (an earlier release trained it) has one trained here, as a
+        // store it is imported into would: offline, so no session waits for it.
+        let both_classes = seed.entries.iter().any(|(_, e)| e.class.is_spam())
+            && seed.entries.iter().any(|(_, e)| !e.class.is_spam());
+        let model = match &seed.model {
+            Some(model) => Some(model.clone()),
+            None if both_classes => Some(ftrl::train(
+                &examples_of(&seed.entries),
+                seed.entries.len() as i64,
+            )),
+            None => None,
+        };
+        c.install(model);
         let digest = sha2::Sha256::digest(format!("lookup key of seed {}", seed.id()));
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
@@ -649,21 +661,25 @@ impl Classifier {
             .into_iter()
             .filter_map(|(digest, e)| Some((parse_digest(&digest)?, e)))
             .collect();
-        Ok(Seed { entries, model })
+        Ok(Seed::new(entries, model))
     }
 }
 
 /// The logistic model of ledger `entries` (both classes present), labelled `generation`:
 /// deterministic, so every node trains the same model from the same ledger.
 fn train_on(entries: &[(String, Entry)], generation: i64) -> LrModel {
-    let examples: Vec<Example<'_>> = entries
+    ftrl::train(&examples_of(entries), generation)
+}
+
+/// The training examples of ledger entries, whatever names them.
+fn examples_of<K>(entries: &[(K, Entry)]) -> Vec<Example<'_>> {
+    entries
         .iter()
         .map(|(_, e)| Example {
             hashes: &e.hashes,
             is_spam: e.class.is_spam(),
         })
-        .collect();
-    ftrl::train(&examples, generation)
+        .collect()
 }
 
 /// The published model, or none when its bytes do not read as one: a damaged blob made
@@ -813,14 +829,36 @@ mod tests {
         assert!(matches!(judged, Judged::NotReady(_)), "{judged:?}");
     }
 
+    /// Regression (review of this stop's diff): a seed whose model an earlier release
+    /// trained is read without it (so that reading costs no training on the async
+    /// threads); `scan` over it trains one, or the logistic half would not vote offline.
+    #[test]
+    fn a_seed_read_without_its_model_has_one_trained_offline() {
+        let entry = |is_spam: bool, hashes: Vec<u64>| Entry {
+            class: if is_spam { Class::Spam } else { Class::Ham },
+            hashes,
+            autolearned: false,
+            learned_at: 0,
+        };
+        let seed = Seed::new(
+            vec![
+                ([1; 32], entry(true, vec![3, 5])),
+                ([2; 32], entry(false, vec![3, 7])),
+            ],
+            None,
+        );
+        let c = Classifier::from_seed(&seed, Settings { node: "t".into() });
+        assert!(c.model().is_some());
+        let one_class = Seed::new(vec![([1; 32], entry(true, vec![3]))], None);
+        let c = Classifier::from_seed(&one_class, Settings { node: "t".into() });
+        assert!(c.model().is_none());
+    }
+
     /// Regression (review): a classifier over a seed (`scan` with no store) kept a random
     /// key of the process, so a long message scored otherwise on every run.
     #[test]
     fn classifiers_over_one_seed_pick_alike() {
-        let seed = Seed {
-            entries: Vec::new(),
-            model: None,
-        };
+        let seed = Seed::new(Vec::new(), None);
         let settings = || Settings { node: "t".into() };
         let a = Classifier::from_seed(&seed, settings());
         let b = Classifier::from_seed(&seed, settings());

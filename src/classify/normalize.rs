@@ -175,7 +175,12 @@ fn in_a_latin_word(before: &str, after: &str) -> bool {
         .rev()
         .take(REACH)
         .take_while(|c| c.is_alphabetic());
-    let ahead = after.chars().take(REACH).take_while(|c| c.is_alphabetic());
+    // What normalising drops (a zero-width space, a mark) does not end the word ahead.
+    let ahead = after
+        .chars()
+        .filter(|&c| !is_invisible(c) && !is_combining_mark(c))
+        .take(REACH)
+        .take_while(|c| c.is_alphabetic());
     back.chain(ahead).any(|c| latin(&c))
 }
 
@@ -685,6 +690,7 @@ mod tests {
         assert_eq!(folded("ΗOME").as_deref(), Some("home"));
         assert_eq!(folded("ΜONEY").as_deref(), Some("money"));
         assert_eq!(folded("VIAGRΑ").as_deref(), Some("viagra"));
+        assert_eq!(folded("Ν\u{200B}OW").as_deref(), Some("now"));
         // Words of their own script keep their case folding.
         assert_eq!(normalize_text("ΝΑΙ ΝΕΤ НЕТ"), "ναι νετ нет");
         assert_eq!(normalize_text("ΜΕ ΗΜΕΡΑ"), "με ημερα");

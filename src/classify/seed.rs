@@ -12,7 +12,7 @@
 //! model (u32 length, [`LrModel::to_bytes`], length 0 for none).
 
 use super::bayes::Counts;
-use super::ftrl::{self, Example, LrModel};
+use super::ftrl::{self, LrModel};
 use super::ledger::{Class, Entry};
 use super::store::Memory;
 use super::ClassifyError;
@@ -25,12 +25,30 @@ const MAGIC: &[u8; 8] = b"MXSEED1\n";
 const MAGIC_AUTOLEARNED: &[u8; 8] = b"MXSEED2\n";
 
 /// A learn ledger with the model trained on it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Seed {
     /// Body digest and what was learned, sorted by digest.
     pub entries: Vec<([u8; 32], Entry)>,
-    /// The logistic model trained on exactly these entries.
+    /// The logistic model trained on exactly these entries (none for a seed whose model
+    /// an earlier release trained: it is trained again).
     pub model: Option<LrModel>,
+    /// [`Seed::id`] of the bytes it was read from.
+    file_id: Option<String>,
+}
+
+impl PartialEq for Seed {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries && self.model == other.model
+    }
+}
+
+/// 16 hex digits of the SHA-256 of `bytes`.
+fn digest_id(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn bad(why: &str) -> ClassifyError {
@@ -77,6 +95,15 @@ impl<'a> Reader<'a> {
 }
 
 impl Seed {
+    /// A seed of learn-ledger `entries` (sorted by digest) and the model trained on them.
+    pub fn new(entries: Vec<([u8; 32], Entry)>, model: Option<LrModel>) -> Seed {
+        Seed {
+            entries,
+            model,
+            file_id: None,
+        }
+    }
+
     /// The token counts the entries add up to (what `scan` classifies with in memory).
     pub fn memory(&self) -> Memory {
         let mut m = Memory::default();
@@ -224,7 +251,9 @@ impl Seed {
         let model_len = r.u32()? as usize;
         let model_bytes = r.take(model_len)?;
         let earlier_model = ftrl::is_earlier_form(model_bytes);
-        let mut model = match model_len {
+        // An earlier release's model is left out: an import retrains the store from the
+        // entries (off the async threads), and `scan` trains one in memory.
+        let model = match model_len {
             0 => None,
             _ if earlier_model => None,
             _ => Some(LrModel::from_bytes(model_bytes)?),
@@ -238,31 +267,22 @@ impl Seed {
         if entries.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(bad("a message listed twice"));
         }
-        // An earlier release's model is trained again from the seed's own entries, as a
-        // store retrains it; `scan` over the seed would otherwise vote with Bayes alone.
-        let both_classes = entries.iter().any(|(_, e)| e.class.is_spam())
-            && entries.iter().any(|(_, e)| !e.class.is_spam());
-        if earlier_model && both_classes {
-            let examples: Vec<Example<'_>> = entries
-                .iter()
-                .map(|(_, e)| Example {
-                    hashes: &e.hashes,
-                    is_spam: e.class.is_spam(),
-                })
-                .collect();
-            model = Some(ftrl::train(&examples, entries.len() as i64));
-        }
-        Ok(Seed { entries, model })
+        Ok(Seed {
+            entries,
+            model,
+            file_id: Some(digest_id(bytes)),
+        })
     }
 
     /// Content hash of the seed (16 hex digits): names the seed an unfinished import was
     /// filling a store from.
     pub fn id(&self) -> String {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(self.to_bytes())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        // The file's own bytes when read from one: an earlier release's model, left out,
+        // must not change the name an import cut half-way under that release recorded.
+        match &self.file_id {
+            Some(id) => id.clone(),
+            None => digest_id(&self.to_bytes()),
+        }
     }
 
     /// Reads a seed file.
@@ -418,12 +438,14 @@ mod tests {
         let token_twice = Seed {
             entries: vec![([1; 32], entry(vec![3, 3, 7]))],
             model: None,
+            file_id: None,
         };
         let read = Seed::from_bytes(&token_twice.to_bytes());
         assert!(read.is_err(), "{read:?}");
         let message_twice = Seed {
             entries: vec![([1; 32], entry(vec![3])), ([1; 32], entry(vec![7]))],
             model: None,
+            file_id: None,
         };
         let read = Seed::from_bytes(&message_twice.to_bytes());
         assert!(read.is_err(), "{read:?}");
@@ -431,6 +453,7 @@ mod tests {
         let first = Seed {
             entries: vec![([1; 32], entry(vec![3, 7])), ([2; 32], entry(vec![3]))],
             model: None,
+            file_id: None,
         };
         assert_eq!(Seed::from_bytes(&first.to_bytes()).unwrap(), first);
         // A later review: one hash listed twice in the dictionary, so two indices (a gap
@@ -438,6 +461,7 @@ mod tests {
         let mut bytes = Seed {
             entries: vec![([1; 32], entry(vec![3, 7]))],
             model: None,
+            file_id: None,
         }
         .to_bytes();
         let second = MAGIC.len() + 4 + 8;
@@ -466,6 +490,7 @@ mod tests {
         let seed = Seed {
             entries: vec![([1; 32], auto), ([2; 32], by_hand)],
             model: None,
+            file_id: None,
         };
         let bytes = seed.to_bytes();
         assert!(bytes.starts_with(b"MXSEED2\n"));
@@ -485,6 +510,7 @@ mod tests {
         let seed = Seed {
             entries: Vec::new(),
             model: None,
+            file_id: None,
         };
         let real = dir.path().join("real.seed");
         std::fs::write(&real, b"old").unwrap();
@@ -549,6 +575,7 @@ mod tests {
         let seed = Seed {
             entries: vec![([1; 32], e1.clone()), ([2; 32], e2.clone())],
             model,
+            file_id: None,
         };
         let bytes = seed.to_bytes();
         assert_eq!(Seed::from_bytes(&bytes).unwrap(), seed);
@@ -571,6 +598,9 @@ mod tests {
         earlier[model_at..model_at + 8].copy_from_slice(b"MXLR001\n");
         let read = Seed::from_bytes(&earlier).unwrap();
         assert_eq!(read.entries, seed.entries);
-        assert_eq!(read.model, Some(train(&examples, 2)));
+        assert_eq!(read.model, None, "the earlier model is left out");
+        // Named by its file, as an import cut half-way under the earlier release named it.
+        assert_eq!(read.id(), digest_id(&earlier));
+        assert_eq!(Seed::from_bytes(&bytes).unwrap().id(), seed.id());
     }
 }

@@ -243,6 +243,26 @@ impl FromStr for CodeMatch {
     }
 }
 
+/// A DNS query name as logs may show it: the access key of a [`KEYED_LIST_DOMAINS`] list
+/// (the label before the list's name, `2.0.0.127.KEY.zen.dq.spamhaus.net`) replaced by
+/// `<key>`; any other name as it is.
+pub fn query_name_for_logs(name: &str) -> String {
+    let lower = name.trim_end_matches('.').to_ascii_lowercase();
+    for domain in KEYED_LIST_DOMAINS {
+        let Some(before) = lower.strip_suffix(domain) else {
+            continue;
+        };
+        let mut labels: Vec<&str> = before.split('.').collect();
+        // The last label is the list's name (`zen`, `combined`); the one before, the key.
+        if labels.len() >= 2 {
+            let key = labels.len() - 2;
+            labels[key] = "<key>";
+            return format!("{}{domain}", labels.join("."));
+        }
+    }
+    name.to_string()
+}
+
 /// `zone` without the access key a list of [`KEYED_LIST_DOMAINS`] starts with
 /// (`KEY.zen.dq.spamhaus.net` → `zen.dq.spamhaus.net`); any other zone as it is.
 fn without_access_key(zone: &str) -> &str {
@@ -369,6 +389,28 @@ pub(super) fn validate(
 
 #[cfg(test)]
 mod tests {
+    /// Regression (review of this stop's diff): the resolver's failure logs named the
+    /// query in full, and a keyed list's query carries its access key.
+    #[test]
+    fn query_names_are_logged_without_an_access_key() {
+        assert_eq!(
+            super::query_name_for_logs("2.0.0.127.S3cr3t.zen.dq.spamhaus.net."),
+            "2.0.0.127.<key>.zen.dq.spamhaus.net"
+        );
+        assert_eq!(
+            super::query_name_for_logs("example.com.k3y.dbl.dq.spamhaus.net"),
+            "example.com.<key>.dbl.dq.spamhaus.net"
+        );
+        assert_eq!(
+            super::query_name_for_logs("2.0.0.127.k.combined.mail.abusix.zone"),
+            "2.0.0.127.<key>.combined.mail.abusix.zone"
+        );
+        assert_eq!(
+            super::query_name_for_logs("2.0.0.127.zen.spamhaus.org."),
+            "2.0.0.127.zen.spamhaus.org."
+        );
+    }
+
     use super::*;
 
     #[test]

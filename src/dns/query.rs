@@ -7,6 +7,7 @@
 use super::cache::TtlCache;
 use super::health::{Failure, Health};
 use super::transport::{is_referral, ExchangeError, Transport};
+use crate::config::query_name_for_logs;
 use crate::metrics::LogEvery;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hickory_resolver::proto::op::{Message, ResponseCode};
@@ -226,9 +227,9 @@ impl Core {
             // every DNS check off while it looks up: say so, once a minute.
             let (name, rtype) = key;
             if self.error_log.due() {
-                tracing::warn!(%name, %rtype, error = %why, "DNS lookup failed: the resolver answered with an error, or no socket could be opened here (see mxguard_dns_lookups_total{{result=\"error\"}})");
+                tracing::warn!(name = %query_name_for_logs(&name.to_string()), %rtype, error = %why, "DNS lookup failed: the resolver answered with an error, or no socket could be opened here (see mxguard_dns_lookups_total{{result=\"error\"}})");
             } else {
-                tracing::debug!(%name, %rtype, error = %why, "DNS lookup failed");
+                tracing::debug!(name = %query_name_for_logs(&name.to_string()), %rtype, error = %why, "DNS lookup failed");
             }
         }
         answer
@@ -257,10 +258,10 @@ impl Core {
                 // servers fail only that name: the probe tells the two apart, as for
                 // REFUSED.
                 if self.answers_others().await {
-                    tracing::debug!(%name, %rtype, "SERVFAIL for one name while the resolver answers others");
+                    tracing::debug!(name = %query_name_for_logs(&name.to_string()), %rtype, "SERVFAIL for one name while the resolver answers others");
                 } else {
                     if self.error_log.due() {
-                        tracing::warn!(%name, %rtype, "DNS lookup failed: the resolver answered SERVFAIL to this name and to the probe (see mxguard_dns_lookups_total{{result=\"servfail\"}})");
+                        tracing::warn!(name = %query_name_for_logs(&name.to_string()), %rtype, "DNS lookup failed: the resolver answered SERVFAIL to this name and to the probe (see mxguard_dns_lookups_total{{result=\"servfail\"}})");
                     }
                     if self.health.failed(Failure::Unreachable) {
                         self.start_probe();

@@ -127,7 +127,11 @@ impl Transport {
             .map_err(|e| ExchangeError::Query(e.to_string()))?;
         let result = self.udp_exchange(&query, &bytes).await;
         if let Err(ExchangeError::Timeout) = &result {
-            tracing::debug!(%name, ?rtype, "DNS query unanswered");
+            tracing::debug!(
+                name = %crate::config::query_name_for_logs(&name.to_string()),
+                ?rtype,
+                "DNS query unanswered"
+            );
         }
         result
     }

@@ -188,7 +188,7 @@ impl Tokenizer {
         match MessageParser::default().parse(&parseable) {
             Some(msg) => {
                 self.header_features(&msg, &mut sink);
-                self.body_features(&msg, &mut sink, 0);
+                self.body_features(&msg, &mut sink, 0, true);
             }
             None => {
                 sink.displayed = true;
@@ -201,7 +201,9 @@ impl Tokenizer {
         Features { tokens }
     }
 
-    fn body_features(&self, msg: &Message<'_>, sink: &mut Sink, depth: usize) {
+    /// The tokens of `msg`'s parts; `shown`: a client shows the message itself (the top
+    /// one, or one attached inline).
+    fn body_features(&self, msg: &Message<'_>, sink: &mut Sink, depth: usize, shown: bool) {
         let mut links: Vec<String> = Vec::new();
         for (idx, part) in msg.parts.iter().enumerate() {
             let ctype = part.content_type();
@@ -227,7 +229,7 @@ impl Tokenizer {
                 }
             }
             // What a client shows of the message: its texts read their words first.
-            sink.displayed = u32::try_from(idx).is_ok_and(|i| msg.html_body.contains(&i));
+            sink.displayed = shown && u32::try_from(idx).is_ok_and(|i| msg.html_body.contains(&i));
             // Bodies the strict parser could not decode, read as SpamAssassin reads them.
             // Rendered as HTML as the rules render it (`text/html` without its `;`, a page
             // named `.html` whatever its label).
@@ -277,7 +279,13 @@ impl Tokenizer {
                 PartType::Message(inner) => {
                     sink.push("m:nested".to_string());
                     if depth < MAX_NESTING {
-                        self.body_features(inner, sink, depth + 1);
+                        // Its own HTML view is shown only where the message itself is: an
+                        // attached one is not (review: 450 attached messages of filler
+                        // crowded out the shown part again).
+                        let attached = part
+                            .content_disposition()
+                            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+                        self.body_features(inner, sink, depth + 1, shown && !attached);
                     }
                 }
                 PartType::Multipart(_) => {}

@@ -419,6 +419,31 @@ fn hidden_texts_cannot_crowd_out_the_shown_one() {
     assert!(n.iter().filter(|t| t.starts_with("qz")).count() > 4_000);
 }
 
+/// Regression (review of this stop's diff): the texts of an attached message counted as
+/// shown (mail-parser reads it as a message of its own), so 450 attached messages of
+/// filler still left the shown part a few of its words.
+#[test]
+fn hidden_texts_in_attached_messages_cannot_crowd_out_the_shown_one() {
+    let pitch: Vec<String> = (0..40).map(|i| format!("pitchword{i}")).collect();
+    let mut raw = format!(
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/html\r\n\r\n<html><body><p>{}</p></body></html>\r\n",
+        pitch.join(" ")
+    );
+    for part in 0..450 {
+        let filler: Vec<String> = (0..10).map(|w| format!("qz{part}x{w}")).collect();
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"f{part}.eml\"\r\n\r\n\
+             Subject: f\r\n\r\n{}\r\n",
+            filler.join(" ")
+        ));
+    }
+    raw.push_str("--b--\r\n");
+    let n = names(&raw);
+    let kept = pitch.iter().filter(|w| has(&n, w)).count();
+    assert_eq!(kept, 40, "{kept} of 40 shown words kept");
+}
+
 /// Regression (review): letter-spaced words were joined as written, without the leet and
 /// look-alike folding plain words get: `p h 4 r m a w o r d` gave only `ph4rmaword`.
 #[test]

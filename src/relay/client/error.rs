@@ -162,13 +162,16 @@ impl ClientError {
         }
     }
 
-    /// The server did not take a TCP connection: it is down or unreachable, not merely
-    /// busy, so other attempts should not wait on it too.
+    /// The server did not take a TCP connection, or took it and never greeted within
+    /// `command_timeout` (a server at its process limit): other attempts should not wait
+    /// on it too. With the RFC 5321 five minutes, every worker would otherwise spend them
+    /// on a hung primary before each failover (review).
     pub fn unreachable(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Connect { .. } | ClientError::ConnectTimeout { .. }
-        )
+        match self {
+            ClientError::Connect { .. } | ClientError::ConnectTimeout { .. } => true,
+            ClientError::Timeout { stage } => *stage == STAGE_BANNER || *stage == STAGE_GREETING,
+            _ => false,
+        }
     }
 
     /// The failure happened on the first command of a reused connection (the server
@@ -189,6 +192,8 @@ impl ClientError {
     }
 }
 
+/// Waiting for a fresh connection's banner.
+pub(super) const STAGE_BANNER: &str = "banner";
 pub(super) const STAGE_RSET: &str = "RSET";
 pub(super) const STAGE_MAIL: &str = "MAIL";
 pub(super) const STAGE_DATA_END: &str = "end of data";

@@ -22,7 +22,9 @@ use crate::mail::seven_bit::to_seven_bit;
 use crate::mail::Reply;
 use crate::net::Stream;
 use crate::spool::BodyTail;
-use error::{STAGE_BODY, STAGE_DATA, STAGE_DATA_END, STAGE_GREETING, STAGE_MAIL, STAGE_RSET};
+use error::{
+    STAGE_BANNER, STAGE_BODY, STAGE_DATA, STAGE_DATA_END, STAGE_GREETING, STAGE_MAIL, STAGE_RSET,
+};
 use rustls_pki_types::ServerName;
 use std::fmt;
 use std::io;
@@ -121,10 +123,12 @@ impl Connection {
             last_used: Instant::now(),
             opened_at: Instant::now(),
         };
-        let banner = conn.read_reply("banner", settings.command_timeout).await?;
+        let banner = conn
+            .read_reply(STAGE_BANNER, settings.command_timeout)
+            .await?;
         if !banner.is_positive() {
             return Err(ClientError::Refused {
-                stage: "banner",
+                stage: STAGE_BANNER,
                 reply: banner,
             });
         }

@@ -127,6 +127,26 @@ async fn two_messages_share_one_connection_with_rset_between() {
     assert_eq!(cmds.last().map(String::as_str), Some("QUIT"));
 }
 
+/// Regression (review of this stop's diff): with `command_timeout` at RFC 5321's five
+/// minutes, a server that takes connections and never greets was not held back, so every
+/// attempt waited the five minutes before its failover.
+#[tokio::test]
+async fn a_server_that_never_greets_is_unreachable() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            open.push(c);
+        }
+    });
+    let s = settings(addr, &[("command_timeout", "\"100ms\"")]);
+    let err = Connection::open(addr, &s).await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    assert!(err.unreachable());
+    held.abort();
+}
+
 #[tokio::test]
 async fn a_server_that_refuses_connections_is_unreachable() {
     let dead = dead_addr().await;
