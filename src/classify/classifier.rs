@@ -272,15 +272,9 @@ impl Classifier {
         let c = Classifier::new(Source::Memory(Arc::new(seed.memory())), settings);
         // A seed without a model (an earlier release trained it) has one trained here, as a
         // store it is imported into would: offline, so no session waits for it.
-        let both_classes = seed.entries.iter().any(|(_, e)| e.class.is_spam())
-            && seed.entries.iter().any(|(_, e)| !e.class.is_spam());
         let model = match &seed.model {
             Some(model) => Some(model.clone()),
-            None if both_classes => Some(ftrl::train(
-                &examples_of(&seed.entries),
-                seed.entries.len() as i64,
-            )),
-            None => None,
+            None => model_of(&seed.entries, seed.entries.len() as i64),
         };
         c.install(model);
         let digest = sha2::Sha256::digest(format!("lookup key of seed {}", seed.id()));
@@ -520,9 +514,6 @@ impl Classifier {
             );
             state.add_counters(&corrections).await?;
         }
-        if spam == 0 || spam == entries.len() {
-            return Ok(None);
-        }
         // Labelled with the generation the store is at after this retraining's own
         // forgetting, when nothing else moved it: labelled with the one before, the next
         // interval retrained the same entries again and every gateway took a new version
@@ -533,9 +524,12 @@ impl Classifier {
             generation
         };
         // Training takes a fraction of a second per thousand messages: off the runtime.
-        let model = tokio::task::spawn_blocking(move || train_on(&entries, label))
+        let model = tokio::task::spawn_blocking(move || model_of(&entries, label))
             .await
             .map_err(|e| ClassifyError::Format(format!("training failed: {e}")))?;
+        let Some(model) = model else {
+            return Ok(None);
+        };
         store::publish(state, &model).await?;
         self.install(Some(model));
         Ok(self.model())
@@ -648,14 +642,7 @@ impl Classifier {
         // is trained here, from the very entries exported, and not published (review: the
         // seed was written without a model).
         if model.is_none() {
-            let spam = ledger.iter().filter(|(_, e)| e.class.is_spam()).count();
-            model = if spam == 0 || spam == ledger.len() {
-                None
-            } else {
-                Some(crate::runtime::off_the_async_threads(|| {
-                    train_on(&ledger, generation)
-                }))
-            };
+            model = crate::runtime::off_the_async_threads(|| model_of(&ledger, generation));
         }
         let entries = ledger
             .into_iter()
@@ -665,21 +652,22 @@ impl Classifier {
     }
 }
 
-/// The logistic model of ledger `entries` (both classes present), labelled `generation`:
-/// deterministic, so every node trains the same model from the same ledger.
-fn train_on(entries: &[(String, Entry)], generation: i64) -> LrModel {
-    ftrl::train(&examples_of(entries), generation)
-}
-
-/// The training examples of ledger entries, whatever names them.
-fn examples_of<K>(entries: &[(K, Entry)]) -> Vec<Example<'_>> {
-    entries
+/// The logistic model of ledger `entries` (however they are named), labelled
+/// `generation`: deterministic, so every node trains the same model from the same ledger.
+/// None while a class is missing: every token would read as the other.
+fn model_of<K>(entries: &[(K, Entry)], generation: i64) -> Option<LrModel> {
+    let spam = entries.iter().filter(|(_, e)| e.class.is_spam()).count();
+    if spam == 0 || spam == entries.len() {
+        return None;
+    }
+    let examples: Vec<Example<'_>> = entries
         .iter()
         .map(|(_, e)| Example {
             hashes: &e.hashes,
             is_spam: e.class.is_spam(),
         })
-        .collect()
+        .collect();
+    Some(ftrl::train(&examples, generation))
 }
 
 /// The published model, or none when its bytes do not read as one: a damaged blob made
