@@ -725,6 +725,8 @@ pub async fn serve(
     delivery_stop.cancel();
     // A delivery may be waiting for the answer to its DATA under the timeout it started
     // with or a reloaded one: cut short, it would be delivered again after the restart.
+    // None sends its end of data after this point (`ClientError::Stopping`), so waiting
+    // the longest data timeout outlasts every answer still to come.
     let bound = config
         .relay
         .data_timeout

@@ -90,6 +90,12 @@ pub enum ClientError {
     /// No server was configured to try.
     #[error("no internal server configured")]
     NoServer,
+    /// The gateway is stopping: the transaction was given up before its end of data
+    /// was sent, so no server has the message and it stays queued for after the restart.
+    /// An end of data sent during the drain could be answered after the drain's bound;
+    /// cut off then, the message would be delivered a second time.
+    #[error("gateway stopping: transaction given up before its end of data")]
+    Stopping,
     /// Every server failed to take a connection moments ago (`relay.unreachable_hold`),
     /// so none was tried.
     #[error("delivery suspended: no internal server took a connection in the last {hold:?}")]
@@ -142,6 +148,12 @@ impl ClientError {
         )
     }
 
+    /// No other server may be tried in this delivery: the server may have the message
+    /// ([`Self::after_body`]), or the gateway is stopping.
+    pub fn ends_the_delivery(&self) -> bool {
+        self.after_body() || matches!(self, ClientError::Stopping)
+    }
+
     /// Waiting will not help: the message cannot go to a server like this one. When no
     /// server can take it, its recipients fail (`5.6.7`, settled here, not by a server).
     pub fn permanent(&self) -> bool {
@@ -158,7 +170,7 @@ impl ClientError {
         match self {
             ClientError::RecipientsCutShort { cause, .. } => cause.worth_a_fresh_connection(),
             ClientError::Timeout { .. } => false,
-            other => !other.permanent() && !other.after_body(),
+            other => !other.permanent() && !other.ends_the_delivery(),
         }
     }
 

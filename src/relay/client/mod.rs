@@ -426,6 +426,7 @@ impl Connection {
     }
 
     async fn send_inner(&mut self, tx: &Transaction<'_>) -> Result<Answers, ClientError> {
+        self.unless_stopping()?;
         let cmd_timeout = self.settings.command_timeout;
         let reset = self.used;
         // Bytes waiting before MAIL (a reused connection's, or a fresh one's after its
@@ -536,6 +537,7 @@ impl Connection {
         // A reply already there after the 354 would be taken for the answer to the end of
         // data: a message the server refuses counted as delivered.
         self.expect_no_input(STAGE_DATA).await?;
+        self.unless_stopping()?;
         self.send_body(tx).await?;
         let final_reply = self
             .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
@@ -554,6 +556,7 @@ impl Connection {
             stuffer.push(piece, &mut out);
             if out.len() >= WRITE_CHUNK {
                 // The end of data is not sent yet: a failure here delivers nothing.
+                self.unless_stopping()?;
                 self.write(STAGE_BODY, &out, limit).await?;
                 out.clear();
             }
@@ -565,13 +568,25 @@ impl Connection {
                 pos += chunk.len() as u64;
                 stuffer.push(&chunk, &mut out);
                 if out.len() >= WRITE_CHUNK {
+                    self.unless_stopping()?;
                     self.write(STAGE_BODY, &out, limit).await?;
                     out.clear();
                 }
             }
         }
         stuffer.finish(&mut out);
+        self.unless_stopping()?;
         self.write(STAGE_DATA_END, &out, limit).await
+    }
+
+    /// [`ClientError::Stopping`] once the gateway is stopping. Asked before the
+    /// transaction and before each write of its content: given up there, the message is
+    /// on no server (the connection is dropped mid-data, which the server discards).
+    fn unless_stopping(&self) -> Result<(), ClientError> {
+        if self.settings.stopping.is_cancelled() {
+            return Err(ClientError::Stopping);
+        }
+        Ok(())
     }
 
     /// The probe's `MAIL FROM:<>`, declaring SMTPUTF8 when the recipient is not ASCII (such

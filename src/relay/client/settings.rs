@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
 
 /// Everything a connection needs to know, taken once from [`RelayConfig`].
 #[derive(Clone)]
@@ -32,6 +33,9 @@ pub struct ClientSettings {
     /// converted to 7-bit MIME (whose body and MIME fields the stamp made at acceptance no
     /// longer matches).
     pub(super) stamp_keys: Vec<TierSecret>,
+    /// Cancelled when the gateway stops: no transaction sends its end of data after that
+    /// (see [`super::ClientError::Stopping`]).
+    pub(super) stopping: CancellationToken,
 }
 
 impl fmt::Debug for ClientSettings {
@@ -50,7 +54,12 @@ impl fmt::Debug for ClientSettings {
 impl ClientSettings {
     /// Settings for delivery connections, from the relay configuration.
     pub fn from_config(relay: &RelayConfig) -> ClientSettings {
-        ClientSettings::with_shared(relay, tls::tls_connector(), one_conversion())
+        ClientSettings::with_shared(
+            relay,
+            tls::tls_connector(),
+            one_conversion(),
+            CancellationToken::new(),
+        )
     }
 
     /// Settings for a one-off probe of someone else's MX (`mxguard audit`): one deadline
@@ -66,7 +75,13 @@ impl ClientSettings {
             tls_connector: tls::tls_connector(),
             conversions: one_conversion(),
             stamp_keys: Vec::new(),
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// Whether the gateway is stopping (see [`super::ClientError::Stopping`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
     }
 
     /// Whether a session opened under `self` is one `other` would open: same name, TLS
@@ -81,12 +96,13 @@ impl ClientSettings {
             && self.data_timeout == other.data_timeout
     }
 
-    /// The same, sharing an existing TLS connector (building one is costly) and the
-    /// conversion turn.
+    /// The same, sharing an existing TLS connector (building one is costly), the
+    /// conversion turn and the stop signal.
     fn with_shared(
         relay: &RelayConfig,
         tls_connector: TlsConnector,
         conversions: Arc<Semaphore>,
+        stopping: CancellationToken,
     ) -> ClientSettings {
         ClientSettings {
             helo_name: relay.helo_name.clone(),
@@ -98,6 +114,7 @@ impl ClientSettings {
             tls_connector,
             conversions,
             stamp_keys: Vec::new(),
+            stopping,
         }
     }
 }
@@ -107,6 +124,7 @@ impl ClientSettings {
 pub struct SettingsCache {
     connector: TlsConnector,
     conversions: Arc<Semaphore>,
+    stopping: CancellationToken,
     cached: Mutex<Option<(Arc<Config>, ClientSettings)>>,
 }
 
@@ -118,15 +136,22 @@ impl fmt::Debug for SettingsCache {
 
 impl Default for SettingsCache {
     fn default() -> Self {
-        SettingsCache {
-            connector: tls::tls_connector(),
-            conversions: one_conversion(),
-            cached: Mutex::new(None),
-        }
+        SettingsCache::stopped_by(CancellationToken::new())
     }
 }
 
 impl SettingsCache {
+    /// A cache whose settings give up transactions before their end of data once
+    /// `stopping` is cancelled.
+    pub fn stopped_by(stopping: CancellationToken) -> SettingsCache {
+        SettingsCache {
+            connector: tls::tls_connector(),
+            conversions: one_conversion(),
+            stopping,
+            cached: Mutex::new(None),
+        }
+    }
+
     /// The client settings of `config`, and whether `config` is another snapshot than
     /// the one asked for before (a reload replaced it).
     pub fn get(&self, config: &Arc<Config>) -> (ClientSettings, bool) {
@@ -148,6 +173,7 @@ impl SettingsCache {
                 &config.relay,
                 self.connector.clone(),
                 self.conversions.clone(),
+                self.stopping.clone(),
             )
         };
         *cached = Some((config.clone(), settings.clone()));

@@ -169,6 +169,12 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                     }
                 }
             }
+            Err((_, ClientError::Stopping)) => {
+                // Not an attempt: no server has the message, and nothing is counted or
+                // saved, so it goes first after the restart.
+                tracing::info!(queue_id = %msg.id, "delivery given up for the stop before its end of data; it stays queued");
+                return JobResult::Deferred(Duration::ZERO);
+            }
             Err((srv, e)) if e.permanent() => {
                 server = srv;
                 reply_summary = e.to_string();
@@ -613,13 +619,16 @@ pub(super) async fn deliver(
             relay.servers_passed_over(behind(targets, server));
             return Ok((server, answers));
         }
-        Reused::AfterBody(server, e) => return Err((Some(server), e)),
+        Reused::Ended(server, e) => return Err((Some(server), e)),
         Reused::TryFrom(start) => start,
     };
     let plan = relay
         .reachability
         .plan(&targets[start.min(targets.len())..], hold);
     for server in plan {
+        if settings.is_stopping() {
+            return Err((None, ClientError::Stopping));
+        }
         // The turn to probe a server whose hold ran out is taken only now, as it is
         // contacted (another attempt may have taken it since the plan).
         if failures.cannot_carry.contains(&server) || !relay.reachability.probe(server, hold) {
@@ -650,6 +659,8 @@ pub(super) async fn deliver(
                 failures.cannot_carry.push(server);
                 failures.refusal = Some((Some(server), e));
             }
+            // Given up for the stop, not by the server: nothing it said is kept.
+            Err(ClientError::Stopping) => return Err((Some(server), ClientError::Stopping)),
             Err(e) => {
                 let after_body = e.after_body();
                 keep_the_telling(&mut failures.last, (Some(server), e));
@@ -695,9 +706,9 @@ impl Failures {
 enum Reused {
     /// The transaction went through it; it is kept again.
     Delivered(SocketAddr, Answers),
-    /// It failed once the body was handed over: the server may have the message, so no
-    /// other server gets it now.
-    AfterBody(SocketAddr, ClientError),
+    /// It failed once the body was handed over (the server may have the message), or
+    /// the gateway is stopping: no other server gets it now.
+    Ended(SocketAddr, ClientError),
     /// The targets to try, from this index on. After a failure before the body it is the
     /// kept connection's server again, on a fresh connection: the connection may be at
     /// fault rather than the server (closed while idle, a `421` at an error limit counted
@@ -750,7 +761,7 @@ async fn reuse(
             tracing::debug!(%server, error = %e, "reused connection was closed; reconnecting");
             Reused::TryFrom(position)
         }
-        Err(e) if e.after_body() => Reused::AfterBody(server, e),
+        Err(e) if e.ends_the_delivery() => Reused::Ended(server, e),
         Err(e) => {
             let again = e.worth_a_fresh_connection();
             if again {

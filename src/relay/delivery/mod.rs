@@ -70,14 +70,17 @@ impl Drop for Unannounced<'_> {
 }
 
 impl Relay {
+    /// A relay whose transactions are given up before their end of data once
+    /// `stopping` is cancelled.
     pub(crate) fn new(
         live: Arc<dyn CurrentConfig>,
         spool: Arc<Spool>,
         metrics: Arc<Metrics>,
+        stopping: CancellationToken,
     ) -> Relay {
         Relay {
             live,
-            settings: SettingsCache::default(),
+            settings: SettingsCache::stopped_by(stopping),
             spool,
             metrics,
             unsaved: std::sync::Mutex::default(),
@@ -264,8 +267,9 @@ impl Relay {
 
 /// Starts the relay: recovers the spool, then delivers everything found and every id
 /// announced on `ready`, until `shutdown` is cancelled. After cancellation no new
-/// delivery starts; running ones finish (each is bounded by the relay timeouts), idle
-/// connections are closed with QUIT, and the returned task ends.
+/// delivery starts; running ones give up before their end of data, or, when it is sent
+/// already, wait for its answer (bounded by `relay.data_timeout`); idle connections are
+/// closed with QUIT, and the returned task ends.
 /// `relay.workers` is read once here (changing it needs a restart); everything else is
 /// read from `live` for every message.
 pub fn start(
@@ -275,7 +279,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let relay = Arc::new(Relay::new(live, spool, metrics));
+    let relay = Arc::new(Relay::new(live, spool, metrics, shutdown.clone()));
     tokio::spawn(sweep_quarantine(relay.clone(), shutdown.clone()));
     tokio::spawn(run(relay, ready, shutdown))
 }

@@ -96,7 +96,12 @@ impl Gateway {
 
     /// A relay on this gateway's spool, for driving single attempts.
     fn relay(&self, config: Arc<Config>) -> Relay {
-        Relay::new(fixed(config), self.spool.clone(), self.metrics.clone())
+        Relay::new(
+            fixed(config),
+            self.spool.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        )
     }
 
     fn queue_len(&self) -> usize {
@@ -1731,4 +1736,71 @@ async fn refusals_before_a_cut_on_a_reused_connection_survive_a_held_back_backup
         2,
         "tried again on a fresh connection, as the reused one may have been at fault"
     );
+}
+
+/// A delivery still in its envelope when the gateway stops is given up before its end of
+/// data: cut off by the drain's bound after sending it, the message would have been
+/// delivered again after the restart. It stays queued, its attempt neither counted nor
+/// saved, and is delivered once after the restart.
+#[tokio::test]
+async fn a_stop_gives_up_a_delivery_before_its_end_of_data() {
+    let slow = FakeServer::start(Script {
+        delay: Duration::from_millis(700),
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let (spool, ready) = Spool::open(dir.path()).unwrap();
+        let spool = Arc::new(spool);
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let handle = start(
+            fixed(config(dir.path(), &[slow.addr], &[("workers", "1")])),
+            spool.clone(),
+            ready,
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let id = spool
+            .store(&envelope("s@example.org", &["a@example.test"]), b"x\r\n")
+            .await
+            .unwrap();
+        wait_until("envelope sent", || {
+            slow.commands().iter().any(|c| c.starts_with("RCPT"))
+        })
+        .await;
+        shutdown.cancel();
+        handle.await.unwrap();
+        assert!(slow.messages().is_empty(), "no server has the message");
+        assert_eq!(spool.ids().unwrap(), [id.clone()], "it stays queued");
+        assert_eq!(spool.load(&id).unwrap().state.attempts, 0);
+        let deferred = metrics
+            .relay_attempts_total
+            .with_label_values(&["deferred"]);
+        assert_eq!(deferred.get(), 0);
+        id
+    };
+
+    // After the restart it goes at once, and once.
+    let server = FakeServer::start(Script::default()).await;
+    let (spool, ready) = Spool::open(dir.path()).unwrap();
+    let spool = Arc::new(spool);
+    let shutdown = CancellationToken::new();
+    let handle = start(
+        fixed(config(dir.path(), &[server.addr], &[])),
+        spool.clone(),
+        ready,
+        Arc::new(Metrics::new()),
+        shutdown.clone(),
+    );
+    wait_until("delivered after the restart", || {
+        server.messages().len() == 1
+    })
+    .await;
+    wait_until("spool empty", || spool.ids().unwrap().is_empty()).await;
+    shutdown.cancel();
+    handle.await.unwrap();
+    assert!(slow.messages().is_empty());
+    assert_eq!(server.messages()[0].rcpt_to, ["a@example.test"], "{id}");
 }
