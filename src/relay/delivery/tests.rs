@@ -1773,7 +1773,11 @@ async fn a_stop_gives_up_a_delivery_before_its_end_of_data() {
         shutdown.cancel();
         handle.await.unwrap();
         assert!(slow.messages().is_empty(), "no server has the message");
-        assert_eq!(spool.ids().unwrap(), [id.clone()], "it stays queued");
+        assert_eq!(
+            spool.ids().unwrap(),
+            std::slice::from_ref(&id),
+            "it stays queued"
+        );
         assert_eq!(spool.load(&id).unwrap().state.attempts, 0);
         let deferred = metrics
             .relay_attempts_total
