@@ -384,11 +384,64 @@ pub(super) fn validate(
             sanity_probe: list.sanity_probe,
         });
     }
+    // Metrics, logs and refusals tell the lists of a section apart by this name: two lists
+    // sharing it would add up in one series and read as one list in the logs.
+    for (i, list) in lists.iter().enumerate() {
+        let name = list.public_name();
+        if let Some(j) = lists[..i].iter().position(|l| l.public_name() == name) {
+            problems.bad(
+                &format!("{section}[{i}]"),
+                &format!(
+                    "names the same list as {section}[{j}] (\"{name}\"), the name metrics and logs tell lists apart by: give one a reply_name of its own"
+                ),
+            );
+        }
+    }
     lists
 }
 
 #[cfg(test)]
 mod tests {
+    /// Regression: two lists of a section under one name (the same zone twice, or a
+    /// `reply_name` written twice) shared one metric series and one name in the logs.
+    #[test]
+    fn two_lists_of_a_section_may_not_share_a_name() {
+        use super::super::problems::Problems;
+        let check = |entries: &[&str]| {
+            let raw = entries.iter().map(|e| toml::from_str(e).unwrap()).collect();
+            let mut problems = Problems::default();
+            super::validate("policy.dnsbl", raw, &mut problems);
+            problems.into_lines()
+        };
+        let same_zone = check(&[
+            "zone = \"a.test\"\nsymbol = \"A\"",
+            "zone = \"A.test.\"\nsymbol = \"B\"",
+        ]);
+        assert!(
+            same_zone
+                .iter()
+                .any(|p| p.contains("policy.dnsbl[1]") && p.contains("policy.dnsbl[0]")),
+            "{same_zone:?}"
+        );
+        let same_reply_name = check(&[
+            "zone = \"k1.zen.dq.spamhaus.net\"\nsymbol = \"A\"\nreply_name = \"zen\"",
+            "zone = \"b.test\"\nsymbol = \"B\"\nreply_name = \"zen\"",
+        ]);
+        assert!(
+            same_reply_name.iter().any(|p| p.contains("\"zen\"")),
+            "{same_reply_name:?}"
+        );
+        assert!(
+            !same_reply_name.iter().any(|p| p.contains("k1")),
+            "no key in the message"
+        );
+        let distinct = check(&[
+            "zone = \"a.test\"\nsymbol = \"A\"",
+            "zone = \"b.test\"\nsymbol = \"B\"",
+        ]);
+        assert!(distinct.is_empty(), "{distinct:?}");
+    }
+
     /// Regression (review of this stop's diff): the resolver's failure logs named the
     /// query in full, and a keyed list's query carries its access key.
     #[test]
