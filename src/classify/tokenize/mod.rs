@@ -161,8 +161,27 @@ impl Sink {
     }
 
     fn push2(&mut self, prefix: &str, value: &str) {
-        self.add(format!("{prefix}{value}"));
+        let mut token = String::with_capacity(prefix.len() + value.len());
+        token.push_str(prefix);
+        token.push_str(value);
+        self.add(token);
     }
+}
+
+/// Appends `n` in decimal, without the formatting machinery.
+fn push_number(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 impl Tokenizer {
@@ -451,18 +470,24 @@ impl Tokenizer {
         if len < 2 || (len < 3 && prefix.is_empty() && !w.chars().all(|c| c.is_ascii_digit())) {
             return false;
         }
-        let token = if len > MAX_WORD_LEN {
-            let first: String = w.chars().take(3).collect();
-            format!("skip:{first}:{}", len / 10 * 10)
+        // Built in one allocation: this runs for every word of every message.
+        let mut token = String::with_capacity(prefix.len() + w.len().min(MAX_WORD_LEN * 4));
+        token.push_str(prefix);
+        if len > MAX_WORD_LEN {
+            token.push_str("skip:");
+            token.extend(w.chars().take(3));
+            token.push(':');
+            push_number(&mut token, len / 10 * 10);
         } else if len > 4
             && w.chars()
                 .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
         {
-            format!("num:{len}")
+            token.push_str("num:");
+            push_number(&mut token, len);
         } else {
-            w.to_string()
-        };
-        sink.add(format!("{prefix}{token}"))
+            token.push_str(w);
+        }
+        sink.add(token)
     }
 }
 

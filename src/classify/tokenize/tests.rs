@@ -514,3 +514,13 @@ fn a_uuencoded_page_gives_its_words() {
     ));
     assert!(has(&n, "viagra"), "{n:?}");
 }
+
+/// `skip:` and `num:` tokens name lengths in decimal, as `format!` wrote them before.
+#[test]
+fn numbers_are_written_in_decimal() {
+    for n in [0, 7, 10, 99, 100, 4_096, usize::MAX] {
+        let mut out = String::from("x:");
+        super::push_number(&mut out, n);
+        assert_eq!(out, format!("x:{n}"));
+    }
+}
