@@ -15,6 +15,8 @@ mod networks;
 mod policy;
 mod problems;
 mod ratelimit;
+#[cfg(test)]
+mod readme_tests;
 mod recipients;
 mod relay;
 mod server;
