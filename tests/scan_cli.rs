@@ -658,6 +658,25 @@ mod files {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
 
+    /// Regression (review of README's learn summary): a link the walk left out was counted
+    /// among the errors but not among the messages, so the line read `learn: 1 messages
+    /// …: 1 learned, 1 errors`.
+    #[test]
+    fn the_learn_summary_counts_what_the_walk_left_out_among_its_messages() {
+        let dir = setup();
+        let outside = dir.path().join("outside.eml");
+        fs::write(&outside, message("o@t", "outside", "cheap pills")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("msgs/out.eml")).unwrap();
+        let out = run(
+            &dir,
+            &["learn", "--config", "mxguard.toml", "--spam", "msgs"],
+        );
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("learn: 2 messages in "), "{all}");
+        assert!(all.contains(": 1 learned, 1 errors;"), "{all}");
+    }
+
     /// Review: `learn` took any file: an empty one, or a mail store's index met in a
     /// directory walk, counted as a message of the class. Now it is named and not learned.
     #[test]

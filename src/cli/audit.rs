@@ -138,7 +138,7 @@ pub fn parse_admin(s: &str) -> Result<AdminEndpoint, String> {
 pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-        .map_err(|_| format!("{s:?}: expected IP:PORT"))
+        .map_err(|_| format!("{s:?}: expected IP or IP:PORT"))
 }
 
 /// `--timeout 10s`, `500ms`, or a plain number of seconds.

@@ -246,7 +246,10 @@ async fn learn_files(
     let verb = if class.is_some() { "learn" } else { "forget" };
     let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
     let mut errors = unreadable_dirs;
-    let mut done = 0usize;
+    // What the walk could not take (a directory it could not read, a link out of it) is
+    // an error of the run like a file that cannot be read, and counted among its messages
+    // too (review: `learn: 3 messages …: 1 learned, 3 errors` for four entries).
+    let mut done = unreadable_dirs;
     let mut last_progress = Instant::now();
     for chunk in in_flight(&files) {
         let read = futures::future::join_all(chunk.iter().map(|file| {

@@ -61,7 +61,7 @@ pub enum Verb {
     },
     /// Judge message files offline with the configured policy.
     Scan {
-        /// One JSON object per message (`file`, `verdict`, `score`, `rules`, `classifier` with its `bayes` and `lr` parts).
+        /// One JSON object per message (`file`, `verdict`, `score`, `rules`, `scores`, `classifier` with its `bayes` and `lr` parts).
         #[arg(long)]
         json: bool,
         /// List every hit with its score and description (a table: not with `--json`,
@@ -112,8 +112,8 @@ pub enum Verb {
     Audit {
         /// The mail domain to audit.
         domain: String,
-        /// DNS server to ask (default: the system resolver).
-        #[arg(long, value_name = "IP:PORT", value_parser = audit::parse_resolver)]
+        /// DNS server to ask, port 53 unless given (default: the system resolver).
+        #[arg(long, value_name = "IP[:PORT]", value_parser = audit::parse_resolver)]
         resolver: Option<std::net::SocketAddr>,
         /// SMTP port probed on every MX address.
         #[arg(long, value_name = "N", default_value_t = 25)]
@@ -606,6 +606,25 @@ fn die_of_sigpipe() -> ! {
     }
     // Not reached: the signal's default action ends the process.
     std::process::exit(141)
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory as _;
+
+    /// Regression (review of README's command line): `audit --help` wrote `--resolver
+    /// <IP:PORT>` though a bare address is taken (port 53), as README says.
+    #[test]
+    fn audit_help_says_the_resolver_port_is_optional() {
+        let mut cli = super::Cli::command();
+        let audit = cli.find_subcommand_mut("audit").expect("the audit verb");
+        let help = audit.render_long_help().to_string();
+        assert!(help.contains("--resolver <IP[:PORT]>"), "{help}");
+        assert!(
+            super::audit::parse_resolver("192.0.2.53").is_ok(),
+            "a bare address is taken"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -237,6 +237,16 @@ impl RawLog {
                 "log.level",
                 &format!("{:?} is not a log filter: {e}", self.level),
             );
+        } else if !lets_the_gateways_lines_through(&self.level) {
+            problems.bad(
+                "log.level",
+                &format!(
+                    "{:?} lets no line of mxguard's through: a bare word that is no level \
+                     (off, error, warn, info, debug, trace) is read as a target; \
+                     write a level, e.g. \"warn\" or \"info,hickory_resolver=debug\"",
+                    self.level
+                ),
+            );
         }
         LogConfig {
             format,
@@ -245,11 +255,72 @@ impl RawLog {
     }
 }
 
+/// Whether the log filter `filter` enables any line of the gateway's own: one of its
+/// directives is a bare level (the default for every target), has no target
+/// (`[span]=debug`), or names `mxguard` or a module below it. tracing reads a bare word
+/// that is no level as a target at every level, so `level = "warning"` (or `"verbose"`)
+/// passed as a filter and the gateway logged nothing at all, its errors included (review).
+/// A filter of no directive at all is left to tracing's default.
+fn lets_the_gateways_lines_through(filter: &str) -> bool {
+    // Split as `EnvFilter` splits, on every comma (it takes no comma inside a directive).
+    let mut directives = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .peekable();
+    if directives.peek().is_none() {
+        return true;
+    }
+    directives.any(|d| {
+        let target = d.split(['[', '=']).next().unwrap_or_default().trim();
+        let bare = !d.contains(['[', '=']);
+        target.is_empty()
+            || (bare
+                && target
+                    .parse::<tracing_subscriber::filter::LevelFilter>()
+                    .is_ok())
+            || target == "mxguard"
+            || target.starts_with("mxguard::")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
     use std::path::Path;
     use std::time::Duration;
+
+    /// Regression (review): `log.level = "warning"` loaded (tracing reads the word as a
+    /// target) and the gateway logged nothing, not even its errors.
+    #[test]
+    fn a_log_level_that_silences_the_gateway_is_refused() {
+        for level in ["warning", "verbose", "notice", "hickory_resolver=debug"] {
+            let text = format!("{RELAY}[log]\nlevel = \"{level}\"\n");
+            let err = Config::from_toml(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log.level"), "{level}: {err}");
+            assert!(
+                err.contains("lets no line of mxguard's through"),
+                "{level}: {err}"
+            );
+        }
+        for level in [
+            "info",
+            "WARN",
+            "off",
+            "mxguard=debug",
+            "mxguard::relay=trace",
+            "info,hickory_resolver=debug",
+            "warning,error",
+            "[session]=debug",
+            "mxguard[session{client=1}]=debug",
+        ] {
+            let text = format!("{RELAY}[log]\nlevel = \"{level}\"\n");
+            let c = Config::from_toml(Path::new("t.toml"), &text);
+            assert!(c.is_ok(), "{level}: {:?}", c.err().map(|e| e.to_string()));
+        }
+    }
 
     const RELAY: &str = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n";
 
