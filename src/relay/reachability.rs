@@ -102,6 +102,18 @@ impl Reachability {
             .find(|server| held.get(server).is_none_or(|h| h.until <= now))
     }
 
+    /// How long until the first of `targets` that is held back may be tried again; `None`
+    /// when none is.
+    pub(crate) fn next_release(&self, targets: &[SocketAddr]) -> Option<Duration> {
+        let now = Instant::now();
+        let held = self.lock();
+        targets
+            .iter()
+            .filter_map(|server| held.get(server))
+            .map(|h| h.until.saturating_duration_since(now))
+            .min()
+    }
+
     /// `server` did not take a connection: hold it back for `hold`. A zero `hold` holds
     /// nothing back (every attempt tries every server), but the server is still failing
     /// until it takes a connection: `mxguard_relay_servers_unreachable` said 0 with every

@@ -50,6 +50,10 @@ pub(super) fn tries_in(config: &Config, age: Duration) -> u32 {
 
 /// One delivery attempt for one message, start to finish: load, deliver the pending
 /// recipients, record the result, then remove, defer or bounce.
+/// The shortest wait of a message deferred while every server is held back: a hold that
+/// ended between the plan and the wait's reckoning must not make it come back at once.
+const SUSPENDED_RECHECK: Duration = Duration::from_secs(1);
+
 pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
     #[cfg(test)]
     super::tests::panic_if_told(&job.id);
@@ -118,6 +122,9 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
     // The session failed (no connection, a timeout, a dropped line): the round ends there,
     // as the next transaction would most likely fail the same way.
     let mut session_failed = false;
+    // A message released from quarantine has been queued since then, not since it came in.
+    let queued_since = msg.state.queued_since.unwrap_or(msg.envelope.received_at);
+    let age = Duration::from_secs(now.saturating_sub(queued_since));
     if !pending.is_empty() {
         let targets = if msg.envelope.is_dsn {
             &config.relay.dsn_via
@@ -168,6 +175,22 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                         }
                     }
                 }
+            }
+            Err((_, e @ ClientError::Suspended { .. }))
+                if age < config.relay.max_queue_lifetime =>
+            {
+                // No server was contacted, every one being held back: no attempt, so the
+                // retry delay does not grow, and the message comes back when the first
+                // hold ends. Counted, a retry that fell inside a hold (with the defaults,
+                // about half of the first ones) doubled its next delay for nothing
+                // (review).
+                let wait = relay
+                    .reachability
+                    .next_release(targets)
+                    .unwrap_or_default()
+                    .max(SUSPENDED_RECHECK);
+                tracing::info!(queue_id = %msg.id, wait_ms = wait.as_millis() as u64, "delivery suspended: every internal server is held back; no attempt counted");
+                return defer(relay, &mut msg, Some(e.to_string()), wait).await;
             }
             Err((_, ClientError::Stopping)) => {
                 // Not an attempt: no server has the message, and nothing is counted or
@@ -227,9 +250,6 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
 
     // A message past its lifetime that still fails temporarily is bounced.
     let still_pending: Vec<usize> = msg.state.pending().collect();
-    // A message released from quarantine has been queued since then, not since it came in.
-    let queued_since = msg.state.queued_since.unwrap_or(msg.envelope.received_at);
-    let age = Duration::from_secs(now.saturating_sub(queued_since));
     // Recipients held back for the next transaction were not tried: not expired while
     // the round goes on (the next transaction follows at once).
     let expired =

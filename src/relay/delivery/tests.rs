@@ -1808,3 +1808,43 @@ async fn a_stop_gives_up_a_delivery_before_its_end_of_data() {
     assert!(slow.messages().is_empty());
     assert_eq!(server.messages()[0].rcpt_to, ["a@example.test"], "{id}");
 }
+
+/// Regression (review of README's operator path): a retry that came while every internal
+/// server was held back contacted nothing, yet counted as an attempt and doubled the next
+/// delay; with the defaults about half of all first retries fell inside the hold. It is no
+/// attempt now, and the message comes back when the hold ends.
+#[tokio::test]
+async fn a_retry_inside_a_hold_is_no_attempt_and_comes_back_when_it_ends() {
+    let dead = dead_addr().await;
+    let (gw, _ready) = Gateway::open();
+    let hold = [("retry_max", "\"600s\""), ("unreachable_hold", "\"300s\"")];
+    let relay = gw.relay(gw.config(&[dead], &hold));
+    let id = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let first = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(matches!(first, JobResult::Deferred(_)), "{first:?}");
+    assert_eq!(gw.spool.load(&id).unwrap().state.attempts, 1);
+
+    let second = attempt(&relay, &mut None, &now(&id)).await;
+    let JobResult::Deferred(wait) = second else {
+        panic!("{second:?}");
+    };
+    assert!(
+        wait > Duration::from_secs(250) && wait <= Duration::from_secs(300),
+        "back when the hold ends, not after a doubled retry delay: {wait:?}"
+    );
+    let state = gw.spool.load(&id).unwrap().state;
+    assert_eq!(state.attempts, 1, "no attempt counted");
+    let err = state.last_error.unwrap();
+    assert!(err.contains("delivery suspended"), "{err}");
+    assert_eq!(gw.count("deferred"), 1, "only the real attempt counted");
+
+    // Past its lifetime a message is still bounced, held servers or not.
+    let expiring = [hold[0], hold[1], ("max_queue_lifetime", "\"1s\"")];
+    let relay_expiring = gw.relay(gw.config(&[dead], &expiring));
+    relay_expiring.server_unreachable(&gw.config(&[dead], &expiring), dead);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let last = attempt(&relay_expiring, &mut None, &now(&id)).await;
+    assert!(matches!(last, JobResult::Finished), "{last:?}");
+}
