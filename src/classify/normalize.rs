@@ -291,8 +291,11 @@ pub fn fold_mixed_script(word: &str) -> Option<String> {
 /// `x86`, `2002` or `ipv6` are not touched. Returns `None` when nothing was substituted.
 pub fn deleet(word: &str) -> Option<String> {
     let bytes = word.as_bytes();
-    // Most words hold no substitute at all: they leave here without allocating.
+    // Most words hold no substitute at all: they leave here without allocating. Nor does
+    // one with a substitute at an edge (`1st`, `2nd`), which the loop below refuses.
     if bytes.len() < 3
+        || !bytes[0].is_ascii_alphabetic()
+        || !bytes[bytes.len() - 1].is_ascii_alphabetic()
         || !bytes.iter().any(|&b| leet_letter(b).is_some())
         || !bytes
             .iter()

@@ -524,3 +524,42 @@ fn numbers_are_written_in_decimal() {
         assert_eq!(out, format!("x:{n}"));
     }
 }
+
+/// The ASCII split of [`super::head_and_tail_chunks`] gives the chunks Unicode's white
+/// space gives: texts with every ASCII space, the vertical tab among them, and others.
+#[test]
+fn chunks_are_split_at_unicode_white_space() {
+    fn reference(t: &str) -> Vec<&str> {
+        super::ends_of(t.split_whitespace())
+    }
+    for text in [
+        "a b\tc\nd\re\x0cf",
+        "a\x0bb c",
+        "  lead and trail  ",
+        "x\u{a0}y z\u{2003}w",
+        "\x1c\x1d\x1e\x1f are not blanks",
+        "",
+    ] {
+        assert_eq!(
+            super::head_and_tail_chunks(text),
+            reference(text),
+            "{text:?}"
+        );
+    }
+    let long: String = (0..20_000).map(|i| format!("w{i}\x0c")).collect();
+    assert_eq!(super::head_and_tail_chunks(&long), reference(&long));
+}
+
+/// The ASCII branch of [`super::is_word_char`] agrees with the Unicode one.
+#[test]
+fn word_characters_are_the_same_in_ascii() {
+    for b in 0u8..=127 {
+        let c = char::from(b);
+        let unicode = c.is_alphanumeric()
+            || matches!(
+                c,
+                '\'' | '$' | '-' | '.' | '!' | '|' | '+' | '%' | '@' | '_'
+            );
+        assert_eq!(super::is_word_char(c), unicode, "{c:?}");
+    }
+}
