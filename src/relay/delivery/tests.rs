@@ -183,11 +183,17 @@ async fn messages_found_at_start_are_delivered() {
             .await
             .unwrap();
     }
-    let (spool, ready) = Spool::open(dir.path()).unwrap();
+    delivered_after_a_restart(dir.path(), &server).await;
+}
+
+/// Starts a relay on the spool in `dir` (as after a restart), waits until `server` has
+/// the one message it holds and the spool is empty, and stops it.
+async fn delivered_after_a_restart(dir: &std::path::Path, server: &FakeServer) {
+    let (spool, ready) = Spool::open(dir).unwrap();
     let spool = Arc::new(spool);
     let shutdown = CancellationToken::new();
     let handle = start(
-        fixed(config(dir.path(), &[server.addr], &[])),
+        fixed(config(dir, &[server.addr], &[])),
         spool.clone(),
         ready,
         Arc::new(Metrics::new()),
@@ -1788,23 +1794,7 @@ async fn a_stop_gives_up_a_delivery_before_its_end_of_data() {
 
     // After the restart it goes at once, and once.
     let server = FakeServer::start(Script::default()).await;
-    let (spool, ready) = Spool::open(dir.path()).unwrap();
-    let spool = Arc::new(spool);
-    let shutdown = CancellationToken::new();
-    let handle = start(
-        fixed(config(dir.path(), &[server.addr], &[])),
-        spool.clone(),
-        ready,
-        Arc::new(Metrics::new()),
-        shutdown.clone(),
-    );
-    wait_until("delivered after the restart", || {
-        server.messages().len() == 1
-    })
-    .await;
-    wait_until("spool empty", || spool.ids().unwrap().is_empty()).await;
-    shutdown.cancel();
-    handle.await.unwrap();
+    delivered_after_a_restart(dir.path(), &server).await;
     assert!(slow.messages().is_empty());
     assert_eq!(server.messages()[0].rcpt_to, ["a@example.test"], "{id}");
 }
