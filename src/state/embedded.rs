@@ -139,6 +139,20 @@ const MAX_BLOCKING_READS: usize = 32;
 /// Opens the file as every handle of the store does (multi-writer, so the command-line
 /// tools can use it while the gateway runs).
 fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    // A new store is made owner-only, as the spool's files are: it holds client
+    // addresses, senders and digests of learned mail, and `state.path` may lie outside the
+    // spool's private directory. redb makes a database in an empty file.
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
+    }
     Database::builder()
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
         .create(path)

@@ -675,3 +675,18 @@ async fn a_success_past_the_call_timeout_counts_as_a_timeout_for_health() {
         "answers past the timeout, a second long, left the backend up"
     );
 }
+
+/// Regression (review of README's operator path): a new embedded store was made with the
+/// umask's mode (0644), readable by every local user wherever `state.path` put it; the
+/// spool's files are owner-only.
+#[tokio::test]
+async fn a_new_embedded_store_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let cfg = config(StateBackendConfig::Embedded { path: path.clone() });
+    let state = State::open(&cfg, Arc::new(Metrics::new())).await.unwrap();
+    state.set("k", b"v", Duration::from_secs(60)).await.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
