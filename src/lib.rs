@@ -725,8 +725,10 @@ pub async fn serve(
     delivery_stop.cancel();
     // A delivery may be waiting for the answer to its DATA under the timeout it started
     // with or a reloaded one: cut short, it would be delivered again after the restart.
-    // None sends its end of data after this point (`ClientError::Stopping`), so waiting
-    // the longest data timeout outlasts every answer still to come.
+    // None begins to write its end of data after this point (`ClientError::Stopping`):
+    // what is still to come answers an end of data written already, within this bound,
+    // unless its write itself was still held up by a server not reading (rare; cut
+    // short then, as before).
     let bound = config
         .relay
         .data_timeout

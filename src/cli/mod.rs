@@ -61,7 +61,7 @@ pub enum Verb {
     },
     /// Judge message files offline with the configured policy.
     Scan {
-        /// One JSON object per message (`file`, `verdict`, `score`, `rules`, `scores`, `classifier` with its `bayes` and `lr` parts).
+        /// One JSON object per message (`file`, `verdict`, `score`, `rules`, `scores`, `classifier`, and beside it its parts `bayes` and `lr`).
         #[arg(long)]
         json: bool,
         /// List every hit with its score and description (a table: not with `--json`,

@@ -237,6 +237,15 @@ impl RawLog {
                 "log.level",
                 &format!("{:?} is not a log filter: {e}", self.level),
             );
+        } else if self.level.split(',').all(|d| d.trim().is_empty()) {
+            problems.bad(
+                "log.level",
+                &format!(
+                    "{:?} holds no directive, and a filter without one lets no line through: \
+                     write a level, e.g. \"info\"",
+                    self.level
+                ),
+            );
         } else if !lets_the_gateways_lines_through(&self.level) {
             problems.bad(
                 "log.level",
@@ -260,17 +269,11 @@ impl RawLog {
 /// (`[span]=debug`), or names `mxguard` or a module below it. tracing reads a bare word
 /// that is no level as a target at every level, so `level = "warning"` (or `"verbose"`)
 /// passed as a filter and the gateway logged nothing at all, its errors included (review).
-/// A filter of no directive at all is left to tracing's default.
+/// A filter of no directive at all enables nothing (`EnvFilter::try_new("")` has no
+/// default directive).
 fn lets_the_gateways_lines_through(filter: &str) -> bool {
     // Split as `EnvFilter` splits, on every comma (it takes no comma inside a directive).
-    let mut directives = filter
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .peekable();
-    if directives.peek().is_none() {
-        return true;
-    }
+    let mut directives = filter.split(',').map(str::trim).filter(|d| !d.is_empty());
     directives.any(|d| {
         let target = d.split(['[', '=']).next().unwrap_or_default().trim();
         let bare = !d.contains(['[', '=']);
@@ -319,6 +322,24 @@ mod tests {
             let text = format!("{RELAY}[log]\nlevel = \"{level}\"\n");
             let c = Config::from_toml(Path::new("t.toml"), &text);
             assert!(c.is_ok(), "{level}: {:?}", c.err().map(|e| e.to_string()));
+        }
+    }
+
+    /// Regression (review of this stop's diff): a filter of no directive (`level = ""`,
+    /// or only commas) passed as "tracing's default", but the filter `serve` builds from
+    /// it enables nothing: the gateway logged nothing at all, its errors included.
+    #[test]
+    fn an_empty_log_filter_is_refused() {
+        use tracing_subscriber::filter::LevelFilter;
+        let silent = tracing_subscriber::EnvFilter::try_new("").unwrap();
+        assert_eq!(silent.max_level_hint(), Some(LevelFilter::OFF));
+        for level in ["", ",", ",,"] {
+            let text = format!("{RELAY}[log]\nlevel = \"{level}\"\n");
+            let err = Config::from_toml(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log.level"), "{level:?}: {err}");
+            assert!(err.contains("holds no directive"), "{level:?}: {err}");
         }
     }
 

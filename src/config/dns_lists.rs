@@ -386,13 +386,19 @@ pub(super) fn validate(
     }
     // Metrics, logs and refusals tell the lists of a section apart by this name: two lists
     // sharing it would add up in one series and read as one list in the logs.
+    // Only a DNSBL may have a `reply_name`; a URIBL's name is its zone, given once.
+    let remedy = if section == "policy.dnsbl" {
+        "give one a reply_name of its own"
+    } else {
+        "write the zone once, with every code in its codes"
+    };
     for (i, list) in lists.iter().enumerate() {
         let name = list.public_name();
         if let Some(j) = lists[..i].iter().position(|l| l.public_name() == name) {
             problems.bad(
                 &format!("{section}[{i}]"),
                 &format!(
-                    "names the same list as {section}[{j}] (\"{name}\"), the name metrics and logs tell lists apart by: give one a reply_name of its own"
+                    "names the same list as {section}[{j}] (\"{name}\"), the name metrics and logs tell lists apart by: {remedy}"
                 ),
             );
         }
@@ -440,6 +446,23 @@ mod tests {
             "zone = \"b.test\"\nsymbol = \"B\"",
         ]);
         assert!(distinct.is_empty(), "{distinct:?}");
+        // Regression (review of this stop's diff): a URIBL was told to take a reply_name,
+        // which a URIBL is refused.
+        let raw = [
+            "zone = \"u.test\"\nsymbol = \"A\"",
+            "zone = \"u.test\"\nsymbol = \"B\"",
+        ]
+        .iter()
+        .map(|e| toml::from_str(e).unwrap())
+        .collect();
+        let mut problems = Problems::default();
+        super::validate("policy.uribl", raw, &mut problems);
+        let uribl = problems.into_lines();
+        assert!(
+            uribl.len() == 1 && uribl[0].contains("policy.uribl[1]"),
+            "{uribl:?}"
+        );
+        assert!(!uribl[0].contains("reply_name"), "{uribl:?}");
     }
 
     /// Regression (review of this stop's diff): the resolver's failure logs named the

@@ -48,12 +48,24 @@ pub(super) fn tries_in(config: &Config, age: Duration) -> u32 {
     tries
 }
 
-/// One delivery attempt for one message, start to finish: load, deliver the pending
-/// recipients, record the result, then remove, defer or bounce.
+/// Whether the message's last deferral was for every server being held back
+/// ([`ClientError::Suspended`], whose text starts so).
+fn was_suspended(state: &DeliveryState) -> bool {
+    state
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.starts_with(SUSPENDED_TEXT))
+}
+
+/// How [`ClientError::Suspended`]'s text begins (a test holds the two together).
+const SUSPENDED_TEXT: &str = "delivery suspended";
+
 /// The shortest wait of a message deferred while every server is held back: a hold that
 /// ended between the plan and the wait's reckoning must not make it come back at once.
 const SUSPENDED_RECHECK: Duration = Duration::from_secs(1);
 
+/// One delivery attempt for one message, start to finish: load, deliver the pending
+/// recipients, record the result, then remove, defer or bounce.
 pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
     #[cfg(test)]
     super::tests::panic_if_told(&job.id);
@@ -177,13 +189,15 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
                 }
             }
             Err((_, e @ ClientError::Suspended { .. }))
-                if age < config.relay.max_queue_lifetime =>
+                if age < config.relay.max_queue_lifetime && !was_suspended(&msg.state) =>
             {
                 // No server was contacted, every one being held back: no attempt, so the
                 // retry delay does not grow, and the message comes back when the first
                 // hold ends. Counted, a retry that fell inside a hold (with the defaults,
                 // about half of the first ones) doubled its next delay for nothing
-                // (review).
+                // (review). Only the first in a row: suspended again, the servers are
+                // most likely down, and the retries back off as attempts do (or every
+                // queued message would come back every hold through a long outage).
                 let wait = relay
                     .reachability
                     .next_release(targets)
@@ -194,7 +208,8 @@ pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &
             }
             Err((_, ClientError::Stopping)) => {
                 // Not an attempt: no server has the message, and nothing is counted or
-                // saved, so it goes first after the restart.
+                // saved: its saved retry time has passed, so it is due at once after the
+                // restart (in queue order with the others due then).
                 tracing::info!(queue_id = %msg.id, "delivery given up for the stop before its end of data; it stays queued");
                 return JobResult::Deferred(Duration::ZERO);
             }
@@ -833,6 +848,19 @@ fn is_over_recipient_limit(reply: &Reply) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A suspension is told from the message's saved reason by its text's start.
+    #[test]
+    fn a_suspension_is_known_by_its_text() {
+        let e = ClientError::Suspended {
+            hold: Duration::from_secs(60),
+        };
+        let mut state = DeliveryState::new(1);
+        state.last_error = Some(dsn::diagnostic_text(&e.to_string()));
+        assert!(was_suspended(&state));
+        state.last_error = Some("connect to 127.0.0.1:2526: refused".into());
+        assert!(!was_suspended(&state));
+    }
 
     /// Regression (review of the relay): what a server said was dropped for `Suspended` when the others were held back.
     #[test]

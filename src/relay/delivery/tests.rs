@@ -1830,6 +1830,12 @@ async fn a_retry_inside_a_hold_is_no_attempt_and_comes_back_when_it_ends() {
     assert!(err.contains("delivery suspended"), "{err}");
     assert_eq!(gw.count("deferred"), 1, "only the real attempt counted");
 
+    // Suspended again in a row, the servers are most likely down: it backs off as
+    // attempts do, or every queued message would come back every hold.
+    let third = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(matches!(third, JobResult::Deferred(_)), "{third:?}");
+    assert_eq!(gw.spool.load(&id).unwrap().state.attempts, 2);
+
     // Past its lifetime a message is still bounced, held servers or not.
     let expiring = [hold[0], hold[1], ("max_queue_lifetime", "\"1s\"")];
     let relay_expiring = gw.relay(gw.config(&[dead], &expiring));
