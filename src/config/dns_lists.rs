@@ -413,12 +413,13 @@ mod tests {
     #[test]
     fn two_lists_of_a_section_may_not_share_a_name() {
         use super::super::problems::Problems;
-        let check = |entries: &[&str]| {
+        let check_in = |section: &str, entries: &[&str]| {
             let raw = entries.iter().map(|e| toml::from_str(e).unwrap()).collect();
             let mut problems = Problems::default();
-            super::validate("policy.dnsbl", raw, &mut problems);
+            super::validate(section, raw, &mut problems);
             problems.into_lines()
         };
+        let check = |entries: &[&str]| check_in("policy.dnsbl", entries);
         let same_zone = check(&[
             "zone = \"a.test\"\nsymbol = \"A\"",
             "zone = \"A.test.\"\nsymbol = \"B\"",
@@ -448,16 +449,13 @@ mod tests {
         assert!(distinct.is_empty(), "{distinct:?}");
         // Regression (review of this stop's diff): a URIBL was told to take a reply_name,
         // which a URIBL is refused.
-        let raw = [
-            "zone = \"u.test\"\nsymbol = \"A\"",
-            "zone = \"u.test\"\nsymbol = \"B\"",
-        ]
-        .iter()
-        .map(|e| toml::from_str(e).unwrap())
-        .collect();
-        let mut problems = Problems::default();
-        super::validate("policy.uribl", raw, &mut problems);
-        let uribl = problems.into_lines();
+        let uribl = check_in(
+            "policy.uribl",
+            &[
+                "zone = \"u.test\"\nsymbol = \"A\"",
+                "zone = \"u.test\"\nsymbol = \"B\"",
+            ],
+        );
         assert!(
             uribl.len() == 1 && uribl[0].contains("policy.uribl[1]"),
             "{uribl:?}"

@@ -138,6 +138,16 @@ fn config(backend: StateBackendConfig) -> StateConfig {
     }
 }
 
+/// `state`'s store under another call bound and failure mode (prefix `t:`).
+fn bounded(state: &State, timeout: Duration, on_failure: OnFailure) -> State {
+    state.reconfigured(&StateConfig {
+        backend: state.backend_config().clone(),
+        timeout,
+        on_failure,
+        key_prefix: "t:".into(),
+    })
+}
+
 async fn suite(state: &State) {
     // Counters.
     assert_eq!(state.incr("c", 1, Duration::from_secs(60)).await, Ok(1));
@@ -565,16 +575,11 @@ async fn a_key_of_another_type_fails_its_call_not_the_backend() {
 #[tokio::test]
 async fn a_slow_patient_success_does_not_call_a_slow_backend_up() {
     let dir = tempfile::tempdir().unwrap();
-    let state = State::embedded_for_test(dir.path())
-        .await
-        .reconfigured(&StateConfig {
-            backend: StateBackendConfig::Embedded {
-                path: dir.path().join("state.redb"),
-            },
-            timeout: Duration::from_millis(200),
-            on_failure: OnFailure::Open,
-            key_prefix: "t:".into(),
-        });
+    let state = bounded(
+        &State::embedded_for_test(dir.path()).await,
+        Duration::from_millis(200),
+        OnFailure::Open,
+    );
     let slow = || async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         Ok::<(), StateError>(())
@@ -616,12 +621,7 @@ async fn an_embedded_read_outliving_the_timeout_releases_the_caller() {
         .await
         .unwrap();
     let keys: Vec<String> = (0..300_000).map(|i| format!("bayes:t:{i:08}")).collect();
-    let state = base.reconfigured(&StateConfig {
-        backend: base.backend_config().clone(),
-        timeout: Duration::from_millis(1),
-        on_failure: OnFailure::Closed,
-        key_prefix: "t:".into(),
-    });
+    let state = bounded(&base, Duration::from_millis(1), OnFailure::Closed);
     let other_task_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ran = other_task_ran.clone();
     let other = tokio::spawn(async move {
@@ -649,16 +649,11 @@ async fn an_embedded_read_outliving_the_timeout_releases_the_caller() {
 #[tokio::test]
 async fn a_success_past_the_call_timeout_counts_as_a_timeout_for_health() {
     let dir = tempfile::tempdir().unwrap();
-    let state = State::embedded_for_test(dir.path())
-        .await
-        .reconfigured(&StateConfig {
-            backend: StateBackendConfig::Embedded {
-                path: dir.path().join("state.redb"),
-            },
-            timeout: Duration::from_millis(20),
-            on_failure: OnFailure::Open,
-            key_prefix: "t:".into(),
-        });
+    let state = bounded(
+        &State::embedded_for_test(dir.path()).await,
+        Duration::from_millis(20),
+        OnFailure::Open,
+    );
     let blocking = || async {
         std::thread::sleep(Duration::from_millis(40));
         Ok::<(), StateError>(())

@@ -393,27 +393,40 @@ fn filler_around_the_pitch_or_in_another_part_does_not_hide_it() {
     assert!(words > 4_000, "{words}");
 }
 
-/// Regression (review): every text had an equal share of the word limit, so 990 text
-/// attachments of filler left the HTML part a client shows 5 of its words. The texts a
-/// client shows read first.
-#[test]
-fn hidden_texts_cannot_crowd_out_the_shown_one() {
+/// The tokens of a mixed message whose shown HTML part holds the 40 words
+/// `pitchword0`…`pitchword39`, followed by `parts` hidden parts, part `i` written by
+/// `hidden(i, its ten filler words qz{i}x0…)`; and how many of the 40 shown words are
+/// among the tokens.
+fn shown_beside_hidden(
+    parts: usize,
+    hidden: impl Fn(usize, &str) -> String,
+) -> (Vec<String>, usize) {
     let pitch: Vec<String> = (0..40).map(|i| format!("pitchword{i}")).collect();
     let mut raw = format!(
         "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
          --b\r\nContent-Type: text/html\r\n\r\n<html><body><p>{}</p></body></html>\r\n",
         pitch.join(" ")
     );
-    for part in 0..990 {
+    for part in 0..parts {
         let filler: Vec<String> = (0..10).map(|w| format!("qz{part}x{w}")).collect();
-        raw.push_str(&format!(
-            "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"f{part}.txt\"\r\n\r\n{}\r\n",
-            filler.join(" ")
-        ));
+        raw.push_str(&hidden(part, &filler.join(" ")));
     }
     raw.push_str("--b--\r\n");
     let n = names(&raw);
     let kept = pitch.iter().filter(|w| has(&n, w)).count();
+    (n, kept)
+}
+
+/// Regression (review): every text had an equal share of the word limit, so 990 text
+/// attachments of filler left the HTML part a client shows 5 of its words. The texts a
+/// client shows read first.
+#[test]
+fn hidden_texts_cannot_crowd_out_the_shown_one() {
+    let (n, kept) = shown_beside_hidden(990, |part, filler| {
+        format!(
+            "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"f{part}.txt\"\r\n\r\n{filler}\r\n"
+        )
+    });
     assert_eq!(kept, 40, "{kept} of 40 shown words kept");
     // The hidden texts still have what the shown one leaves.
     assert!(n.iter().filter(|t| t.starts_with("qz")).count() > 4_000);
@@ -424,23 +437,12 @@ fn hidden_texts_cannot_crowd_out_the_shown_one() {
 /// filler still left the shown part a few of its words.
 #[test]
 fn hidden_texts_in_attached_messages_cannot_crowd_out_the_shown_one() {
-    let pitch: Vec<String> = (0..40).map(|i| format!("pitchword{i}")).collect();
-    let mut raw = format!(
-        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
-         --b\r\nContent-Type: text/html\r\n\r\n<html><body><p>{}</p></body></html>\r\n",
-        pitch.join(" ")
-    );
-    for part in 0..450 {
-        let filler: Vec<String> = (0..10).map(|w| format!("qz{part}x{w}")).collect();
-        raw.push_str(&format!(
+    let (_, kept) = shown_beside_hidden(450, |part, filler| {
+        format!(
             "--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"f{part}.eml\"\r\n\r\n\
-             Subject: f\r\n\r\n{}\r\n",
-            filler.join(" ")
-        ));
-    }
-    raw.push_str("--b--\r\n");
-    let n = names(&raw);
-    let kept = pitch.iter().filter(|w| has(&n, w)).count();
+             Subject: f\r\n\r\n{filler}\r\n"
+        )
+    });
     assert_eq!(kept, 40, "{kept} of 40 shown words kept");
 }
 

@@ -537,7 +537,6 @@ impl Connection {
         // A reply already there after the 354 would be taken for the answer to the end of
         // data: a message the server refuses counted as delivered.
         self.expect_no_input(STAGE_DATA).await?;
-        self.unless_stopping()?;
         self.send_body(tx).await?;
         let final_reply = self
             .read_reply_checked(STAGE_DATA_END, self.settings.data_timeout)
@@ -556,8 +555,7 @@ impl Connection {
             stuffer.push(piece, &mut out);
             if out.len() >= WRITE_CHUNK {
                 // The end of data is not sent yet: a failure here delivers nothing.
-                self.unless_stopping()?;
-                self.write(STAGE_BODY, &out, limit).await?;
+                self.write_content(STAGE_BODY, &out, limit).await?;
                 out.clear();
             }
         }
@@ -568,15 +566,25 @@ impl Connection {
                 pos += chunk.len() as u64;
                 stuffer.push(&chunk, &mut out);
                 if out.len() >= WRITE_CHUNK {
-                    self.unless_stopping()?;
-                    self.write(STAGE_BODY, &out, limit).await?;
+                    self.write_content(STAGE_BODY, &out, limit).await?;
                     out.clear();
                 }
             }
         }
         stuffer.finish(&mut out);
+        self.write_content(STAGE_DATA_END, &out, limit).await
+    }
+
+    /// Writes a piece of the content, unless the gateway is stopping
+    /// ([`Self::unless_stopping`]).
+    async fn write_content(
+        &mut self,
+        stage: &'static str,
+        bytes: &[u8],
+        limit: Duration,
+    ) -> Result<(), ClientError> {
         self.unless_stopping()?;
-        self.write(STAGE_DATA_END, &out, limit).await
+        self.write(stage, bytes, limit).await
     }
 
     /// [`ClientError::Stopping`] once the gateway is stopping. Asked before the

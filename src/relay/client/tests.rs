@@ -514,10 +514,7 @@ async fn an_eight_bit_body_reaches_a_server_without_8bitmime_as_seven_bit_mime()
     let head = "Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e\r\n";
     let rest = ".caf\u{e9}\r\n";
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tail");
-    std::fs::write(&path, rest).unwrap();
-    let file = Arc::new(std::fs::File::open(&path).unwrap());
-    let tail = BodyTail::new(file, 0, rest.len() as u64);
+    let tail = tail_on_disk(&dir, rest);
     let tx = Transaction {
         mail_from: "s@example.org",
         recipients: &to,
@@ -540,6 +537,14 @@ async fn an_eight_bit_body_reaches_a_server_without_8bitmime_as_seven_bit_mime()
     assert!(!mail.contains("BODY="), "{mail}");
 }
 
+/// `rest` as the tail of a message in a file of `dir`, as the spool holds a big one.
+fn tail_on_disk(dir: &tempfile::TempDir, rest: &str) -> BodyTail {
+    let path = dir.path().join("tail");
+    std::fs::write(&path, rest).unwrap();
+    let file = Arc::new(std::fs::File::open(&path).unwrap());
+    BodyTail::new(file, 0, rest.len() as u64)
+}
+
 /// Regression (review of the relay): content sent 8-bit without `BODY=8BITMIME` was sent
 /// as it is: raw to a server without 8BITMIME, undeclared to one with it. A message
 /// spooled before the session recorded such content has only its bytes to tell, the
@@ -550,10 +555,7 @@ async fn undeclared_eight_bit_content_is_converted_or_declared_by_what_the_serve
     let head = "Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nplain\r\n";
     let rest = "caf\u{e9}\r\n";
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tail");
-    std::fs::write(&path, rest).unwrap();
-    let file = Arc::new(std::fs::File::open(&path).unwrap());
-    let tail = BodyTail::new(file, 0, rest.len() as u64);
+    let tail = tail_on_disk(&dir, rest);
     let tx = Transaction {
         mail_from: "s@example.org",
         recipients: &to,
