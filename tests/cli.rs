@@ -272,6 +272,21 @@ fn queue_list_show_delete() {
     assert!(flush.status.success(), "{}", output_text(&flush));
 }
 
+/// Regression (operator walkthrough): a second `serve` on a running gateway's configuration
+/// failed at its port, before the spool's lock, and said only "Address already in use".
+#[test]
+fn a_second_serve_on_the_same_configuration_names_the_running_gateway() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let out = gw.cli(&["serve"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("cannot bind") && text.contains("is in use by another running gateway"),
+        "{text}"
+    );
+}
+
 #[test]
 fn serve_with_json_logs_writes_json_lines() {
     let internal = InternalServer::start();

@@ -137,9 +137,22 @@ fn init_logging(format: LogFormat, level: &str) {
 async fn async_main(config_path: &Path, config: Config) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("server.listen: cannot bind {addr}"))?;
+        let l = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            // The port is taken before the spool's lock is tried: say so when the gateway
+            // holding the port is most likely this configuration's own, already running.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && mxguard::spool::Spool::in_use(&config.spool.dir) =>
+            {
+                anyhow::bail!(
+                    "server.listen: cannot bind {addr}: {e}; spool {} is in use by another \
+                     running gateway, most likely this configuration's, already started",
+                    config.spool.dir.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("server.listen: cannot bind {addr}")),
+        };
         listeners.push(l);
     }
     let shutdown = CancellationToken::new();

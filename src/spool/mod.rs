@@ -167,6 +167,15 @@ impl Spool {
         Self::open_inner(dir, true, recycle_files)
     }
 
+    /// Whether a running gateway holds the spool in `dir` (its lock is taken). Only a
+    /// hint for an error message: the lock may be taken or let go right after.
+    pub fn in_use(dir: &Path) -> bool {
+        let Ok(file) = open_existing_lock_file(&dir.join("lock")) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+    }
+
     /// Opens the spool of a gateway that may be running, for `mxguard queue`: files being
     /// written in `tmp/` are left alone.
     pub fn open_for_admin(dir: &Path) -> Result<Spool, SpoolError> {
@@ -1071,6 +1080,16 @@ fn open_lock_file(path: &Path) -> Result<fs::File, SpoolError> {
         .map_err(io_err("open", path))
 }
 
+/// Opens an existing lock file to probe it: never creating it (a probe leaves no trace)
+/// nor through a symbolic link.
+fn open_existing_lock_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// Opens for a new spool file: readable and writable by the gateway's user alone.
 pub(super) fn private_file() -> fs::OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
@@ -1251,7 +1270,13 @@ mod tests {
     #[tokio::test]
     async fn a_spool_in_use_by_a_gateway_is_refused_to_a_second() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(!Spool::in_use(dir.path()), "no spool yet");
+        assert!(
+            !dir.path().join("lock").exists(),
+            "the probe made a lock file"
+        );
         let (first, _rx) = Spool::open(dir.path()).unwrap();
+        assert!(Spool::in_use(dir.path()));
         let mut file = first.create_spill().await.unwrap();
         file.append(b"Subject: x\r\n\r\nin flight\r\n".to_vec())
             .await
@@ -1262,6 +1287,7 @@ mod tests {
         assert!(Spool::open_for_admin(dir.path()).is_ok());
         drop(file);
         drop(first);
+        assert!(!Spool::in_use(dir.path()));
         assert!(Spool::open(dir.path()).is_ok());
     }
 
