@@ -3,7 +3,8 @@
 //! next one, or before it deferred: a dead primary cost each message half a minute, and
 //! every worker spent its time waiting. Like Postfix's dead-destination state, a server
 //! that fails to connect is held back for `relay.unreachable_hold`; then one attempt
-//! probes it again.
+//! probes it again, and the attempts that find it held back meanwhile wait for that
+//! probe's outcome instead of deferring.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub(crate) struct Reachability {
     held: Mutex<HashMap<SocketAddr, Held>>,
+    /// Woken when a probe ends, whatever its outcome.
+    probe_ends: tokio::sync::Notify,
 }
 
 /// One server that failed to take a connection and has not taken one since.
@@ -25,6 +28,9 @@ struct Held {
     /// Counted by `mxguard_relay_servers_unreachable`: not since a delivery went to a
     /// server before it after its hold ran out, which says nothing about it now.
     counted: bool,
+    /// An attempt took the turn to probe it ([`Reachability::probe`]) and has not yet
+    /// connected or failed to.
+    probing: bool,
 }
 
 impl Reachability {
@@ -64,10 +70,41 @@ impl Reachability {
             None => true,
             Some(h) if h.until <= now => {
                 h.until = now + hold;
+                h.probing = true;
                 true
             }
             Some(_) => false,
         }
+    }
+
+    /// The connection to `server` was made or failed: a probe of it is over. Told after
+    /// [`Reachability::reached`] or [`Reachability::unreachable`], so the attempts that
+    /// wake see the outcome.
+    pub(crate) fn probe_ended(&self, server: SocketAddr) {
+        if let Some(h) = self.lock().get_mut(&server) {
+            h.probing = false;
+        }
+        self.probe_ends.notify_waiters();
+    }
+
+    /// When a server of `targets` is held back by a probe another attempt is making: a
+    /// future that ends when a probe ends, and the longest to wait for it (the end of the
+    /// probe's hold, when a probe that never ended is given up on).
+    pub(crate) fn probe_under_way(
+        &self,
+        targets: &[SocketAddr],
+    ) -> Option<(tokio::sync::futures::Notified<'_>, Duration)> {
+        // Made before the look, so a probe that ends right after it still wakes it.
+        let ends = self.probe_ends.notified();
+        let now = Instant::now();
+        let held = self.lock();
+        let longest = targets
+            .iter()
+            .filter_map(|server| held.get(server))
+            .filter(|h| h.probing && h.until > now)
+            .map(|h| h.until - now)
+            .max()?;
+        Some((ends, longest))
     }
 
     /// A delivery went to a server placed before each of `after`: those whose hold ran
@@ -125,6 +162,7 @@ impl Reachability {
             Held {
                 until,
                 counted: true,
+                probing: false,
             },
         );
     }
@@ -156,6 +194,37 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test]
+    async fn a_probe_under_way_wakes_its_waiters_when_it_ends() {
+        let r = Reachability::default();
+        let (a, b) = (addr(1), addr(2));
+        let hold = Duration::from_millis(300);
+        assert!(r.probe_under_way(&[a]).is_none(), "nothing held back");
+        r.unreachable(a, hold);
+        assert!(r.probe_under_way(&[a]).is_none(), "held back, not probed");
+        tokio::time::sleep(hold + Duration::from_millis(50)).await;
+        assert!(r.probe(a, hold));
+        let (ends, longest) = r.probe_under_way(&[a, b]).expect("a probe under way");
+        assert!(longest <= hold, "{longest:?}");
+        assert!(r.probe_under_way(&[b]).is_none(), "none of these");
+        assert!(r.reached(a));
+        r.probe_ended(a);
+        // Woken at once, not at the end of the hold.
+        tokio::time::timeout(Duration::from_millis(100), ends)
+            .await
+            .expect("woken by the probe's end");
+        assert!(r.probe_under_way(&[a]).is_none());
+
+        // A probe that fails leaves the server held back, and no probe under way.
+        r.unreachable(a, hold);
+        tokio::time::sleep(hold + Duration::from_millis(50)).await;
+        assert!(r.probe(a, hold));
+        r.unreachable(a, hold);
+        r.probe_ended(a);
+        assert!(r.probe_under_way(&[a]).is_none());
+        assert!(r.plan(&[a], hold).is_empty());
     }
 
     #[tokio::test]

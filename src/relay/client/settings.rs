@@ -84,6 +84,11 @@ impl ClientSettings {
         self.stopping.is_cancelled()
     }
 
+    /// Ends when the gateway begins to stop.
+    pub async fn stopped(&self) {
+        self.stopping.cancelled().await
+    }
+
     /// Whether a session opened under `self` is one `other` would open: same name, TLS
     /// policy and deadlines. A kept connection that is not must not carry on after a
     /// reload (`tls = "required"` would not apply to it).

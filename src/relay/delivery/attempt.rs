@@ -657,52 +657,69 @@ pub(super) async fn deliver(
         Reused::Ended(server, e) => return Err((Some(server), e)),
         Reused::TryFrom(start) => start,
     };
-    let plan = relay
-        .reachability
-        .plan(&targets[start.min(targets.len())..], hold);
-    for server in plan {
-        if settings.is_stopping() {
-            return Err((None, ClientError::Stopping));
-        }
-        // The turn to probe a server whose hold ran out is taken only now, as it is
-        // contacted (another attempt may have taken it since the plan).
-        if failures.cannot_carry.contains(&server) || !relay.reachability.probe(server, hold) {
-            continue;
-        }
-        let mut c = match Connection::open(server, settings).await {
-            Ok(c) => {
-                relay.server_reached(server);
-                c
+    let candidates = &targets[start.min(targets.len())..];
+    let mut waited_for_a_probe = false;
+    loop {
+        for server in relay.reachability.plan(candidates, hold) {
+            if settings.is_stopping() {
+                return Err((None, ClientError::Stopping));
             }
-            Err(e) => {
-                if e.unreachable() {
-                    relay.server_unreachable(config, server);
-                }
-                tracing::debug!(%server, error = %e, "internal server unusable, trying next");
-                keep_the_telling(&mut failures.last, (None, e));
+            // The turn to probe a server whose hold ran out is taken only now, as it is
+            // contacted (another attempt may have taken it since the plan).
+            if failures.cannot_carry.contains(&server) || !relay.reachability.probe(server, hold) {
                 continue;
             }
-        };
-        match c.send(tx).await {
-            Ok(replies) => {
-                *slot = Some(c);
-                relay.servers_passed_over(behind(targets, server));
-                return Ok((server, replies));
+            let opened = Connection::open(server, settings).await;
+            match &opened {
+                Ok(_) => relay.server_reached(server),
+                Err(e) if e.unreachable() => relay.server_unreachable(config, server),
+                Err(_) => {}
             }
-            Err(e) if e.permanent() => {
-                c.quit().await;
-                failures.cannot_carry.push(server);
-                failures.refusal = Some((Some(server), e));
-            }
-            // Given up for the stop, not by the server: nothing it said is kept.
-            Err(ClientError::Stopping) => return Err((Some(server), ClientError::Stopping)),
-            Err(e) => {
-                let after_body = e.after_body();
-                keep_the_telling(&mut failures.last, (Some(server), e));
-                if after_body {
-                    break;
+            relay.reachability.probe_ended(server);
+            let mut c = match opened {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(%server, error = %e, "internal server unusable, trying next");
+                    keep_the_telling(&mut failures.last, (None, e));
+                    continue;
+                }
+            };
+            match c.send(tx).await {
+                Ok(replies) => {
+                    *slot = Some(c);
+                    relay.servers_passed_over(behind(targets, server));
+                    return Ok((server, replies));
+                }
+                Err(e) if e.permanent() => {
+                    c.quit().await;
+                    failures.cannot_carry.push(server);
+                    failures.refusal = Some((Some(server), e));
+                }
+                // Given up for the stop, not by the server: nothing it said is kept.
+                Err(ClientError::Stopping) => return Err((Some(server), ClientError::Stopping)),
+                Err(e) => {
+                    let after_body = e.after_body();
+                    keep_the_telling(&mut failures.last, (Some(server), e));
+                    if after_body {
+                        return Err(failures.outcome(targets, hold));
+                    }
                 }
             }
+        }
+        // Held back only by another attempt's probe: its outcome decides, so it is waited
+        // for (once) and the servers planned again. Deferred instead, the messages that
+        // came back when a hold ended were all deferred again but the probing one, and
+        // counted, for a retry delay, even when the probe got in at once (review).
+        if waited_for_a_probe || !failures.suspends(targets) {
+            break;
+        }
+        let Some((probe_ends, longest)) = relay.reachability.probe_under_way(candidates) else {
+            break;
+        };
+        waited_for_a_probe = true;
+        tokio::select! {
+            _ = tokio::time::timeout(longest, probe_ends) => {}
+            () = settings.stopped() => return Err((None, ClientError::Stopping)),
         }
     }
     Err(failures.outcome(targets, hold))
@@ -725,6 +742,14 @@ impl Failures {
     /// the others: refusals of recipients before it cut the session short settle them
     /// (review: behind a held-back backup they were dropped for `Suspended`, and the
     /// refused recipients were offered again at every retry).
+    /// Whether [`Failures::outcome`] is [`ClientError::Suspended`]: no server said
+    /// anything that decides.
+    fn suspends(&self, targets: &[SocketAddr]) -> bool {
+        let every_target_refused = targets.iter().all(|t| self.cannot_carry.contains(t));
+        let refused_by_all = self.refusal.is_some() && every_target_refused;
+        !refused_by_all && self.last.is_none() && !targets.is_empty()
+    }
+
     fn outcome(self, targets: &[SocketAddr], hold: Duration) -> (Option<SocketAddr>, ClientError) {
         let every_target_refused = targets.iter().all(|t| self.cannot_carry.contains(t));
         match (self.refusal, self.last) {

@@ -1799,6 +1799,79 @@ async fn a_stop_gives_up_a_delivery_before_its_end_of_data() {
     assert_eq!(server.messages()[0].rcpt_to, ["a@example.test"], "{id}");
 }
 
+/// Regression (review): when a hold ended, the messages deferred behind it came back
+/// together. One probed the server; the others, finding it held back by that probe, were
+/// suspended a second time in a row, counted, and waited a retry delay, even though the
+/// probe got in at once. They now wait for the probe's outcome and are delivered with it.
+#[tokio::test]
+async fn attempts_behind_a_probe_wait_for_it_and_deliver() {
+    // Each reply a little late, so the probe is still under way when the second comes.
+    let server = FakeServer::start(Script {
+        delay: Duration::from_millis(300),
+        ..Script::default()
+    })
+    .await;
+    let (gw, _ready) = Gateway::open();
+    let settings = [("retry_max", "\"600s\""), ("unreachable_hold", "\"1s\"")];
+    let cfg = gw.config(&[server.addr], &settings);
+    let relay = gw.relay(cfg.clone());
+    relay.server_unreachable(&cfg, server.addr);
+    let first = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let second = gw
+        .store(&envelope("s@example.org", &["b@example.test"]))
+        .await;
+    // Both came back inside the hold once already (the second in a row counts).
+    for id in [&first, &second] {
+        let outcome = attempt(&relay, &mut None, &now(id)).await;
+        assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let (mut c1, mut c2) = (None, None);
+    let first_job = now(&first);
+    let (probing, waiting) = tokio::join!(attempt(&relay, &mut c1, &first_job), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        attempt(&relay, &mut c2, &now(&second)).await
+    });
+    assert!(matches!(probing, JobResult::Finished), "{probing:?}");
+    assert!(matches!(waiting, JobResult::Finished), "{waiting:?}");
+    assert_eq!(server.messages().len(), 2);
+    assert_eq!(server.connections(), 2);
+    assert_eq!(gw.count("deferred"), 0, "no attempt was deferred");
+}
+
+/// A probe that fails decides for the attempts that waited for it: suspended a second
+/// time in a row, they count as attempts, as before.
+#[tokio::test]
+async fn attempts_behind_a_failed_probe_are_deferred_after_it() {
+    let dead = dead_addr().await;
+    let (gw, _ready) = Gateway::open();
+    let settings = [("retry_max", "\"600s\""), ("unreachable_hold", "\"1s\"")];
+    let cfg = gw.config(&[dead], &settings);
+    let relay = gw.relay(cfg.clone());
+    relay.server_unreachable(&cfg, dead);
+    let id = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Another attempt's probe, under way (its turn taken) and then failed.
+    assert!(relay.reachability.probe(dead, Duration::from_secs(1)));
+    let (job, mut conn) = (now(&id), None);
+    let (waited, ()) = tokio::join!(attempt(&relay, &mut conn, &job), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        relay.server_unreachable(&cfg, dead);
+        relay.reachability.probe_ended(dead);
+    });
+    assert!(matches!(waited, JobResult::Deferred(_)), "{waited:?}");
+    let state = gw.spool.load(&id).unwrap().state;
+    assert_eq!(state.attempts, 1, "suspended twice in a row: counted");
+    assert!(state.last_error.unwrap().contains("delivery suspended"));
+}
+
 /// Regression (review of README's operator path): a retry that came while every internal
 /// server was held back contacted nothing, yet counted as an attempt and doubled the next
 /// delay; with the defaults about half of all first retries fell inside the hold. It is no
