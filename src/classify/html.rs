@@ -170,31 +170,12 @@ fn numeric_reference(after: &str) -> Option<(char, usize)> {
     Some((c, used))
 }
 
-/// The named references HTML5 still reads without their `;` (the "legacy" ones of HTML 4's
-/// Latin-1 set): `v&shyiagra` shows `viagra` in a browser, the soft hyphen unseen.
-const LEGACY_NAMES: &[&str] = &[
-    "AElig", "AMP", "Aacute", "Acirc", "Agrave", "Aring", "Atilde", "Auml", "COPY", "Ccedil",
-    "ETH", "Eacute", "Ecirc", "Egrave", "Euml", "GT", "Iacute", "Icirc", "Igrave", "Iuml", "LT",
-    "Ntilde", "Oacute", "Ocirc", "Ograve", "Oslash", "Otilde", "Ouml", "QUOT", "REG", "THORN",
-    "Uacute", "Ucirc", "Ugrave", "Uuml", "Yacute", "aacute", "acirc", "acute", "aelig", "agrave",
-    "amp", "aring", "atilde", "auml", "brvbar", "ccedil", "cedil", "cent", "copy", "curren", "deg",
-    "divide", "eacute", "ecirc", "egrave", "eth", "euml", "frac12", "frac14", "frac34", "gt",
-    "iacute", "icirc", "iexcl", "igrave", "iquest", "iuml", "laquo", "lt", "macr", "micro",
-    "middot", "nbsp", "not", "ntilde", "oacute", "ocirc", "ograve", "ordf", "ordm", "oslash",
-    "otilde", "ouml", "para", "plusmn", "pound", "quot", "raquo", "reg", "sect", "shy", "sup1",
-    "sup2", "sup3", "szlig", "thorn", "times", "uacute", "ucirc", "ugrave", "uml", "uuml",
-    "yacute", "yen", "yuml",
-];
-
 /// The longest legacy name `after` (the text after `&`) starts with, as HTML5 reads a
 /// reference that is no whole name: `&notit;` is `¬it;`, `&ampx` is `&x`. In an attribute
 /// value a legacy name followed by a letter, digit or `=` stays as written (a link's
 /// `?a=1&copy=2` keeps its parameter). Its character and the bytes it took.
 fn legacy_reference(after: &str, in_attribute: bool) -> Option<(char, usize)> {
-    let name = LEGACY_NAMES
-        .iter()
-        .filter(|name| after.starts_with(**name))
-        .max_by_key(|name| name.len())?;
+    let name = crate::mail::html::legacy_name(after)?;
     let next = after[name.len()..].chars().next();
     if in_attribute && next.is_some_and(|c| c == '=' || c.is_ascii_alphanumeric()) {
         return None;

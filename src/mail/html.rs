@@ -98,6 +98,33 @@ pub fn comment_len(after_open: &str) -> usize {
         .unwrap_or(after_open.len())
 }
 
+/// The named references HTML5 still reads without their `;` (the "legacy" ones of HTML 4's
+/// Latin-1 set): `v&shyiagra` shows `viagra` in a browser, the soft hyphen unseen.
+const LEGACY_NAMES: &[&str] = &[
+    "AElig", "AMP", "Aacute", "Acirc", "Agrave", "Aring", "Atilde", "Auml", "COPY", "Ccedil",
+    "ETH", "Eacute", "Ecirc", "Egrave", "Euml", "GT", "Iacute", "Icirc", "Igrave", "Iuml", "LT",
+    "Ntilde", "Oacute", "Ocirc", "Ograve", "Oslash", "Otilde", "Ouml", "QUOT", "REG", "THORN",
+    "Uacute", "Ucirc", "Ugrave", "Uuml", "Yacute", "aacute", "acirc", "acute", "aelig", "agrave",
+    "amp", "aring", "atilde", "auml", "brvbar", "ccedil", "cedil", "cent", "copy", "curren", "deg",
+    "divide", "eacute", "ecirc", "egrave", "eth", "euml", "frac12", "frac14", "frac34", "gt",
+    "iacute", "icirc", "iexcl", "igrave", "iquest", "iuml", "laquo", "lt", "macr", "micro",
+    "middot", "nbsp", "not", "ntilde", "oacute", "ocirc", "ograve", "ordf", "ordm", "oslash",
+    "otilde", "ouml", "para", "plusmn", "pound", "quot", "raquo", "reg", "sect", "shy", "sup1",
+    "sup2", "sup3", "szlig", "thorn", "times", "uacute", "ucirc", "ugrave", "uml", "uuml",
+    "yacute", "yen", "yuml",
+];
+
+/// The longest legacy name (see [`LEGACY_NAMES`]) that `after`, the text after a `&`,
+/// starts with: how HTML5 reads a reference that is no whole name (`&notit;` is `¬it;`,
+/// `&nbspViagra` a no-break space and `Viagra`).
+pub fn legacy_name(after: &str) -> Option<&'static str> {
+    LEGACY_NAMES
+        .iter()
+        .copied()
+        .filter(|name| after.starts_with(name))
+        .max_by_key(|name| name.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

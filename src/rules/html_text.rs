@@ -140,7 +140,7 @@ pub(super) fn render_html(html: &str) -> String {
 /// Adds a text run: entities decoded, each whitespace run one space, and one leading space
 /// dropped right after a block break.
 fn push_text(rendered: &mut Rendered, raw: &str) {
-    let decoded = decode_entities(raw);
+    let decoded = decode_text_entities(raw);
     let start = rendered.out.len();
     // One leading space (a whitespace run's or a no-break space's) goes right after a
     // block break.
@@ -181,8 +181,30 @@ const BASIC_ENTITIES: &[(&str, char)] = &[
     ("nbsp", '\u{a0}'),
 ];
 
-/// Character references decoded; unknown names are left as written.
+/// Character references decoded, as in an attribute's value (a link's `?a=1&copyx=2`
+/// keeps its parameter); unknown names are left as written.
 pub fn decode_entities(raw: &str) -> Cow<'_, str> {
+    decode(raw, false)
+}
+
+/// Character references decoded as in text, where HTML5 also reads a legacy name at the
+/// start of a longer word (`&nbspViagra` shows a space and `Viagra`, `&copyright` shows
+/// `©right`), as the classifier's renderer does.
+fn decode_text_entities(raw: &str) -> Cow<'_, str> {
+    decode(raw, true)
+}
+
+/// The named reference `name` (without `&` and `;`) as text, when it is one.
+fn named_reference(name: &str) -> Option<String> {
+    if let Some((_, c)) = BASIC_ENTITIES.iter().find(|(n, _)| *n == name) {
+        return Some(c.to_string());
+    }
+    // mail-parser knows the named references.
+    let text = html_to_text(&format!("&{name};"));
+    (!text.is_empty() && !text.starts_with('&')).then_some(text)
+}
+
+fn decode(raw: &str, in_text: bool) -> Cow<'_, str> {
     if !raw.contains('&') {
         return Cow::Borrowed(raw);
     }
@@ -205,17 +227,22 @@ pub fn decode_entities(raw: &str) -> Cow<'_, str> {
             char::from_u32(value).map(String::from)
         } else if name.starts_with('#') || name.is_empty() || end > 10 {
             None
-        } else if let Some((_, c)) = BASIC_ENTITIES.iter().find(|(n, _)| *n == name) {
-            Some(c.to_string())
         } else {
-            // mail-parser knows the named references.
-            let text = html_to_text(&format!("&{name};"));
-            (!text.is_empty() && !text.starts_with('&')).then_some(text)
+            named_reference(name)
         };
-        match decoded {
-            Some(d) => {
+        if let Some(d) = decoded {
+            out.push_str(&d);
+            rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
+            continue;
+        }
+        let legacy = in_text
+            .then(|| crate::mail::html::legacy_name(after))
+            .flatten()
+            .and_then(|name| Some((named_reference(name)?, name.len())));
+        match legacy {
+            Some((d, used)) => {
                 out.push_str(&d);
-                rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
+                rest = &after[used..];
             }
             None => {
                 out.push('&');

@@ -204,6 +204,25 @@ Content-Type: text/html; charset=utf-8\r\n\
     );
 }
 
+/// Regression (carried from the review of mail parsing): a legacy named reference without
+/// its `;` at the start of a word (`&nbspViagra`), which a browser shows as a space and
+/// the word, stayed as written in the rendered text, so `/\bviagra/i` missed what the
+/// reader saw and the classifier's renderer read; in a link's attribute it stays.
+#[test]
+fn body_rules_read_a_legacy_reference_glued_to_a_word_as_a_browser_does() {
+    let raw = b"Subject: x\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<p>Cheap&nbspViagra &copyright <a href=\"http://shop.test/?a=1&copyx=2\">x</a></p>\r\n";
+    let rules = compile(
+        "body GLUED /\\bviagra\\b/i\n\
+         body COPYRIGHT /\\xC2\\xA9right/\n\
+         uri PARAM_KEPT m{\\?a=1&copyx=2$}\n",
+    );
+    assert_eq!(names(&rules, raw), vec!["COPYRIGHT", "GLUED", "PARAM_KEPT"]);
+}
+
 /// Regression (review): `uri` rules saw a link only as written: a reference in an `href`
 /// (`evil&#x2e;test`), backslashes, one slash after the scheme, a default port, or a query
 /// with no path hid it from a rule written for the plain form, which SpamAssassin lists too.
