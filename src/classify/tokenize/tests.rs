@@ -81,6 +81,38 @@ fn urls_give_host_domain_and_path_tokens() {
     }
 }
 
+/// Regression (carried from the classifier review): only the first 64 links of a text
+/// (and of an HTML part's links) were read, so 64 decoy links placed first hid the one
+/// that carried the pitch. The first and the last halves are read.
+#[test]
+fn decoy_links_placed_first_do_not_hide_the_last() {
+    let mut text = String::from("Subject: x\r\n\r\n");
+    let mut html = String::from("Subject: x\r\nContent-Type: text/html\r\n\r\n");
+    for i in 0..200 {
+        text.push_str(&format!("http://decoy{i}.example/ "));
+        html.push_str(&format!("<a href=\"http://decoy{i}.example/\">d</a>"));
+    }
+    text.push_str("http://pitch.spam.test/buy\r\n");
+    html.push_str("<a href=\"http://pitch.spam.test/buy\">buy</a>\r\n");
+    for raw in [text, html] {
+        let n = names(&raw);
+        assert!(has(&n, "u:h:pitch.spam.test"), "the last link unread");
+        assert!(has(&n, "u:h:decoy0.example"), "the first link unread");
+        let hosts = n.iter().filter(|t| t.starts_with("u:h:")).count();
+        assert_eq!(hosts, MAX_URLS, "no more links read than before");
+    }
+}
+
+#[test]
+fn both_ends_keeps_the_first_and_the_last_halves() {
+    assert_eq!(urls::both_ends(0..10, 4), vec![0, 1, 8, 9]);
+    assert_eq!(urls::both_ends(0..3, 4), vec![0, 1, 2]);
+    assert_eq!(urls::both_ends(0..5, 5), vec![0, 1, 2, 3, 4]);
+    assert_eq!(urls::both_ends(0..9, 5), vec![0, 1, 2, 7, 8]);
+    assert_eq!(urls::both_ends(0..9, 1), vec![0]);
+    assert_eq!(urls::both_ends(0..9, 0), Vec::<i32>::new());
+}
+
 /// Regression (shared URL reader): the tokenizer split links its own way, so a link a
 /// browser opens at `spam.example` (`http:\\spam.example`, `https:spam.example`) gave no
 /// host token, and a scheme-less `www.` link with `://` in its query gave a junk scheme.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 impl Tokenizer {
     pub(super) fn url_features(&self, urls: &[String], sink: &mut Sink) {
-        for url in urls.iter().take(super::MAX_URLS) {
+        for url in both_ends(urls.iter(), super::MAX_URLS) {
             if sink.urls_left == 0 {
                 break;
             }
@@ -92,4 +92,26 @@ impl Tokenizer {
             }
         }
     }
+}
+
+/// The first and the last `n / 2` of `items` (all of them when there are no more than
+/// `n`): the link that carries a pitch comes first or last, so decoy links placed before
+/// it do not use up the limit and hide it (review: the first 64 were read, and 64 decoys
+/// hid the rest). Reads `items` to the end, keeping at most `n`.
+pub(super) fn both_ends<T>(items: impl Iterator<Item = T>, n: usize) -> Vec<T> {
+    let (head_len, tail_len) = (n - n / 2, n / 2);
+    let mut head = Vec::new();
+    let mut tail = std::collections::VecDeque::with_capacity(tail_len);
+    for item in items {
+        if head.len() < head_len {
+            head.push(item);
+        } else if tail_len > 0 {
+            if tail.len() == tail_len {
+                tail.pop_front();
+            }
+            tail.push_back(item);
+        }
+    }
+    head.extend(tail);
+    head
 }
