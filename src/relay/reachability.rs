@@ -77,9 +77,10 @@ impl Reachability {
         }
     }
 
-    /// The connection to `server` was made or failed: a probe of it is over. Told after
-    /// [`Reachability::reached`] or [`Reachability::unreachable`], so the attempts that
-    /// wake see the outcome.
+    /// The connection to `server` was made or failed: a probe of it, if it was one, is
+    /// over. Told after [`Reachability::reached`] or [`Reachability::unreachable`], so the
+    /// attempts that wake see the outcome. Told of every connection, probe or not, and
+    /// waking every waiter: a waiter looks again whether its probe is still under way.
     pub(crate) fn probe_ended(&self, server: SocketAddr) {
         if let Some(h) = self.lock().get_mut(&server) {
             h.probing = false;
@@ -88,8 +89,9 @@ impl Reachability {
     }
 
     /// When a server of `targets` is held back by a probe another attempt is making: a
-    /// future that ends when a probe ends, and the longest to wait for it (the end of the
-    /// probe's hold, when a probe that never ended is given up on).
+    /// future that ends when a connection's opening ends (that probe's or any other), and
+    /// the longest to wait for it (the end of the probe's hold, when a probe that never
+    /// ended is given up on).
     pub(crate) fn probe_under_way(
         &self,
         targets: &[SocketAddr],

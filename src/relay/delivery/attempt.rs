@@ -64,6 +64,12 @@ const SUSPENDED_TEXT: &str = "delivery suspended";
 /// ended between the plan and the wait's reckoning must not make it come back at once.
 const SUSPENDED_RECHECK: Duration = Duration::from_secs(1);
 
+/// The longest an attempt waits for another attempt's probe (see [`deliver`]): long enough
+/// for a server that takes the connection at once, short enough that the workers held
+/// behind a probe of a blackholed server (up to `connect_timeout`) are not all idle
+/// meanwhile, with DSNs to other servers and flushes waiting behind them (review).
+const PROBE_WAIT: Duration = Duration::from_secs(5);
+
 /// One delivery attempt for one message, start to finish: load, deliver the pending
 /// recipients, record the result, then remove, defer or bounce.
 pub(crate) async fn attempt(relay: &Relay, conn: &mut Option<Connection>, job: &Job) -> JobResult {
@@ -713,13 +719,27 @@ pub(super) async fn deliver(
         if waited_for_a_probe || !failures.suspends(targets) {
             break;
         }
-        let Some((probe_ends, longest)) = relay.reachability.probe_under_way(candidates) else {
+        let Some((mut probe_ends, longest)) = relay.reachability.probe_under_way(candidates) else {
             break;
         };
         waited_for_a_probe = true;
-        tokio::select! {
-            _ = tokio::time::timeout(longest, probe_ends) => {}
-            () = settings.stopped() => return Err((None, ClientError::Stopping)),
+        let deadline = Instant::now() + longest.min(PROBE_WAIT);
+        // Any connection's end wakes the wait (another server's probe, a DSN's connection
+        // to `dsn_via`): it goes on while a probe of these servers is under way (review:
+        // woken so, the attempt was suspended and counted with its probe still going).
+        loop {
+            tokio::select! {
+                woken = tokio::time::timeout_at(deadline, probe_ends) => {
+                    if woken.is_err() {
+                        break;
+                    }
+                }
+                () = settings.stopped() => return Err((None, ClientError::Stopping)),
+            }
+            match relay.reachability.probe_under_way(candidates) {
+                Some((next, _)) => probe_ends = next,
+                None => break,
+            }
         }
     }
     Err(failures.outcome(targets, hold))
@@ -737,11 +757,6 @@ struct Failures {
 }
 
 impl Failures {
-    /// The delivery's error: a refusal every target gave, else what a server said, else
-    /// that the servers left were held back. A server's word comes before the hold of
-    /// the others: refusals of recipients before it cut the session short settle them
-    /// (review: behind a held-back backup they were dropped for `Suspended`, and the
-    /// refused recipients were offered again at every retry).
     /// Whether [`Failures::outcome`] is [`ClientError::Suspended`]: no server said
     /// anything that decides.
     fn suspends(&self, targets: &[SocketAddr]) -> bool {
@@ -750,6 +765,11 @@ impl Failures {
         !refused_by_all && self.last.is_none() && !targets.is_empty()
     }
 
+    /// The delivery's error: a refusal every target gave, else what a server said, else
+    /// that the servers left were held back. A server's word comes before the hold of
+    /// the others: refusals of recipients before it cut the session short settle them
+    /// (review: behind a held-back backup they were dropped for `Suspended`, and the
+    /// refused recipients were offered again at every retry).
     fn outcome(self, targets: &[SocketAddr], hold: Duration) -> (Option<SocketAddr>, ClientError) {
         let every_target_refused = targets.iter().all(|t| self.cannot_carry.contains(t));
         match (self.refusal, self.last) {
