@@ -1801,6 +1801,27 @@ async fn a_stop_gives_up_a_delivery_before_its_end_of_data() {
     assert_eq!(server.messages()[0].rcpt_to, ["a@example.test"], "{id}");
 }
 
+/// A relay to `server` alone, held back for `hold`, with one message to it that was
+/// suspended once already (so the next suspension counts), once that hold has run out.
+async fn behind_a_run_out_hold(
+    gw: &Gateway,
+    server: SocketAddr,
+    hold: &str,
+) -> (Relay, Arc<Config>, QueueId) {
+    let settings = [("retry_max", "\"600s\""), ("unreachable_hold", hold)];
+    let cfg = gw.config(&[server], &settings);
+    let relay = gw.relay(cfg.clone());
+    relay.server_unreachable(&cfg, server);
+    let id = gw
+        .store(&envelope("s@example.org", &["a@example.test"]))
+        .await;
+    let outcome = attempt(&relay, &mut None, &now(&id)).await;
+    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
+    let hold = humantime::parse_duration(hold.trim_matches('"')).unwrap();
+    tokio::time::sleep(hold + Duration::from_millis(100)).await;
+    (relay, cfg, id)
+}
+
 /// Regression (review): when a hold ended, the messages deferred behind it came back
 /// together. One probed the server; the others, finding it held back by that probe, were
 /// suspended a second time in a row, counted, and waited a retry delay, even though the
@@ -1854,16 +1875,7 @@ async fn an_attempt_behind_a_probe_is_not_woken_by_other_connections() {
     let server = FakeServer::start(Script::default()).await;
     let other = dead_addr().await;
     let (gw, _ready) = Gateway::open();
-    let settings = [("retry_max", "\"600s\""), ("unreachable_hold", "\"2s\"")];
-    let cfg = gw.config(&[server.addr], &settings);
-    let relay = gw.relay(cfg.clone());
-    relay.server_unreachable(&cfg, server.addr);
-    let id = gw
-        .store(&envelope("s@example.org", &["a@example.test"]))
-        .await;
-    let outcome = attempt(&relay, &mut None, &now(&id)).await;
-    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (relay, _, id) = behind_a_run_out_hold(&gw, server.addr, "\"2s\"").await;
     // Another attempt's probe, under way (its turn taken), and meanwhile the opening of a
     // connection to another server ends (a DSN to `dsn_via`, another probe).
     assert!(relay
@@ -1887,14 +1899,7 @@ async fn an_attempt_behind_a_probe_is_not_woken_by_other_connections() {
 async fn an_attempt_behind_a_probe_gives_up_at_the_stop() {
     let dead = dead_addr().await;
     let (gw, _ready) = Gateway::open();
-    let settings = [("retry_max", "\"600s\""), ("unreachable_hold", "\"1s\"")];
-    let cfg = gw.config(&[dead], &settings);
-    let relay = gw.relay(cfg.clone());
-    relay.server_unreachable(&cfg, dead);
-    let id = gw
-        .store(&envelope("s@example.org", &["a@example.test"]))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (relay, _, id) = behind_a_run_out_hold(&gw, dead, "\"1s\"").await;
     // Another attempt's probe, under way for the whole test (its hold renewed for 5 s).
     assert!(relay.reachability.probe(dead, Duration::from_secs(5)));
     let (job, mut conn) = (now(&id), None);
@@ -1921,16 +1926,7 @@ async fn an_attempt_behind_a_probe_gives_up_at_the_stop() {
 async fn attempts_behind_a_failed_probe_are_deferred_after_it() {
     let dead = dead_addr().await;
     let (gw, _ready) = Gateway::open();
-    let settings = [("retry_max", "\"600s\""), ("unreachable_hold", "\"1s\"")];
-    let cfg = gw.config(&[dead], &settings);
-    let relay = gw.relay(cfg.clone());
-    relay.server_unreachable(&cfg, dead);
-    let id = gw
-        .store(&envelope("s@example.org", &["a@example.test"]))
-        .await;
-    let outcome = attempt(&relay, &mut None, &now(&id)).await;
-    assert!(matches!(outcome, JobResult::Deferred(_)), "{outcome:?}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (relay, cfg, id) = behind_a_run_out_hold(&gw, dead, "\"1s\"").await;
     // Another attempt's probe, under way (its turn taken) and then failed.
     assert!(relay.reachability.probe(dead, Duration::from_secs(1)));
     let (job, mut conn) = (now(&id), None);
