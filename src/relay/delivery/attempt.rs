@@ -719,30 +719,43 @@ pub(super) async fn deliver(
         if waited_for_a_probe || !failures.suspends(targets) {
             break;
         }
-        let Some((mut probe_ends, longest)) = relay.reachability.probe_under_way(candidates) else {
-            break;
-        };
-        waited_for_a_probe = true;
-        let deadline = Instant::now() + longest.min(PROBE_WAIT);
-        // Any connection's end wakes the wait (another server's probe, a DSN's connection
-        // to `dsn_via`): it goes on while a probe of these servers is under way (review:
-        // woken so, the attempt was suspended and counted with its probe still going).
-        loop {
-            tokio::select! {
-                woken = tokio::time::timeout_at(deadline, probe_ends) => {
-                    if woken.is_err() {
-                        break;
-                    }
-                }
-                () = settings.stopped() => return Err((None, ClientError::Stopping)),
-            }
-            match relay.reachability.probe_under_way(candidates) {
-                Some((next, _)) => probe_ends = next,
-                None => break,
-            }
+        match wait_for_a_probe(relay, settings, candidates).await {
+            Ok(true) => waited_for_a_probe = true,
+            Ok(false) => break,
+            Err(e) => return Err((None, e)),
         }
     }
     Err(failures.outcome(targets, hold))
+}
+
+/// Waits while another attempt probes one of `candidates`, at most [`PROBE_WAIT`] and not
+/// past that probe's hold; whether there was such a probe. `Err` when the gateway stops.
+async fn wait_for_a_probe(
+    relay: &Relay,
+    settings: &ClientSettings,
+    candidates: &[SocketAddr],
+) -> Result<bool, ClientError> {
+    let Some((mut probe_ends, longest)) = relay.reachability.probe_under_way(candidates) else {
+        return Ok(false);
+    };
+    let deadline = Instant::now() + longest.min(PROBE_WAIT);
+    // Any connection's end wakes the wait (another server's probe, a DSN's connection to
+    // `dsn_via`): it goes on while a probe of these servers is under way (review: woken
+    // so, the attempt was suspended and counted with its probe still going).
+    loop {
+        tokio::select! {
+            woken = tokio::time::timeout_at(deadline, probe_ends) => {
+                if woken.is_err() {
+                    return Ok(true);
+                }
+            }
+            () = settings.stopped() => return Err(ClientError::Stopping),
+        }
+        match relay.reachability.probe_under_way(candidates) {
+            Some((next, _)) => probe_ends = next,
+            None => return Ok(true),
+        }
+    }
 }
 
 /// What the servers of one delivery said when none took the message.
