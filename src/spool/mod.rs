@@ -1058,12 +1058,35 @@ fn part_name(part: &'static str) -> &'static str {
 fn lock_spool(dir: &Path) -> Result<fs::File, SpoolError> {
     let path = dir.join("lock");
     let file = open_lock_file(&path)?;
-    match file.try_lock() {
+    match try_for_a_moment(|| file.try_lock()) {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(SpoolError::InUse(dir.to_owned())),
         Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
     }
 }
+
+/// Tries to take a lock a few times while someone else holds it: [`Spool::in_use`] takes
+/// the lock for an instant to look at it, and a gateway starting in that instant must not
+/// give up (review).
+fn try_for_a_moment(
+    mut try_lock: impl FnMut() -> Result<(), fs::TryLockError>,
+) -> Result<(), fs::TryLockError> {
+    for pause in LOCK_RETRY_PAUSES {
+        match try_lock() {
+            Err(fs::TryLockError::WouldBlock) => std::thread::sleep(pause),
+            done => return done,
+        }
+    }
+    try_lock()
+}
+
+/// The pauses between tries of a spool's lock held by someone else (see [`lock_spool`]).
+const LOCK_RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+];
 
 /// Opens (creating it, never truncating it) a file only locked, never written; never
 /// through a symbolic link, which whoever runs as the gateway's user could put there for
@@ -1289,6 +1312,33 @@ mod tests {
         drop(first);
         assert!(!Spool::in_use(dir.path()));
         assert!(Spool::open(dir.path()).is_ok());
+    }
+
+    /// Regression (review): a gateway starting while another process's
+    /// [`Spool::in_use`] held the lock for its look refused to start, as if the spool
+    /// were in use; it tries again for a moment first.
+    #[test]
+    fn a_lock_held_for_a_moment_is_tried_again() {
+        let mut held_for = 2;
+        let taken = try_for_a_moment(|| {
+            if held_for == 0 {
+                return Ok(());
+            }
+            held_for -= 1;
+            Err(fs::TryLockError::WouldBlock)
+        });
+        assert!(taken.is_ok(), "{taken:?}");
+        let mut tries = 0;
+        let refused = try_for_a_moment(|| {
+            tries += 1;
+            Err(fs::TryLockError::WouldBlock)
+        });
+        assert!(matches!(refused, Err(fs::TryLockError::WouldBlock)));
+        assert_eq!(
+            tries,
+            LOCK_RETRY_PAUSES.len() + 1,
+            "a bounded number of tries"
+        );
     }
 
     #[tokio::test]
