@@ -20,6 +20,18 @@ pub(crate) struct Reachability {
     probe_ends: tokio::sync::Notify,
 }
 
+/// See [`Reachability::connecting`].
+pub(crate) struct Connecting<'a> {
+    reachability: &'a Reachability,
+    server: SocketAddr,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.reachability.probe_ended(self.server);
+    }
+}
+
 /// One server that failed to take a connection and has not taken one since.
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -74,6 +86,17 @@ impl Reachability {
                 true
             }
             Some(_) => false,
+        }
+    }
+
+    /// A connection to `server` is being opened: when the returned guard is dropped (after
+    /// [`Reachability::reached`] or [`Reachability::unreachable`], or with the attempt cut
+    /// short by a panic), a probe of it is over ([`Reachability::probe_ended`]). Without
+    /// the guard, a probe cut short stayed under way, and its waiters waited it out.
+    pub(crate) fn connecting(&self, server: SocketAddr) -> Connecting<'_> {
+        Connecting {
+            reachability: self,
+            server,
         }
     }
 
@@ -227,6 +250,26 @@ mod tests {
         r.probe_ended(a);
         assert!(r.probe_under_way(&[a]).is_none());
         assert!(r.plan(&[a], hold).is_empty());
+    }
+
+    /// A probe cut short (its attempt's future dropped mid-connection, as a panic unwinds
+    /// it) ends with its guard: no waiter waits it out.
+    #[tokio::test]
+    async fn a_probe_cut_short_is_over() {
+        let r = Reachability::default();
+        let a = addr(1);
+        let hold = Duration::from_millis(100);
+        r.unreachable(a, hold);
+        tokio::time::sleep(hold + Duration::from_millis(50)).await;
+        assert!(r.probe(a, Duration::from_secs(60)));
+        let cut_short = async {
+            let _probe = r.connecting(a);
+            std::future::pending::<()>().await;
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(10), cut_short)
+            .await
+            .is_err());
+        assert!(r.probe_under_way(&[a]).is_none());
     }
 
     #[tokio::test]

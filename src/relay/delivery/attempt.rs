@@ -675,13 +675,14 @@ pub(super) async fn deliver(
             if failures.cannot_carry.contains(&server) || !relay.reachability.probe(server, hold) {
                 continue;
             }
+            let probe = relay.reachability.connecting(server);
             let opened = Connection::open(server, settings).await;
             match &opened {
                 Ok(_) => relay.server_reached(server),
                 Err(e) if e.unreachable() => relay.server_unreachable(config, server),
                 Err(_) => {}
             }
-            relay.reachability.probe_ended(server);
+            drop(probe);
             let mut c = match opened {
                 Ok(c) => c,
                 Err(e) => {
