@@ -174,6 +174,8 @@ fn push_text(rendered: &mut Rendered, raw: &str) {
 /// Named references whose text mail-parser's renderer would not hand back as such.
 const BASIC_ENTITIES: &[(&str, char)] = &[
     ("amp", '&'),
+    // A legacy name (read without its `;`) mail-parser does not know (review).
+    ("AMP", '&'),
     ("lt", '<'),
     ("gt", '>'),
     ("quot", '"'),

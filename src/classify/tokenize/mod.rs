@@ -38,7 +38,7 @@ const MAX_WORDS: usize = 5000;
 const MAX_CHUNKS: usize = 50_000;
 /// Longest word kept whole; longer ones become `skip:` tokens.
 const MAX_WORD_LEN: usize = 20;
-/// URLs read per text, and links per HTML part: the first and the last halves of them.
+/// URLs read per text, and links of a message's HTML parts: the first and the last halves.
 const MAX_URLS: usize = 64;
 /// URLs read per message, over all its texts and links (a text's limit alone let 300
 /// parts of links add 56,000 tokens).

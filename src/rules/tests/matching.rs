@@ -214,13 +214,17 @@ fn body_rules_read_a_legacy_reference_glued_to_a_word_as_a_browser_does() {
 MIME-Version: 1.0\r\n\
 Content-Type: text/html; charset=utf-8\r\n\
 \r\n\
-<p>Cheap&nbspViagra &copyright <a href=\"http://shop.test/?a=1&copyx=2\">x</a></p>\r\n";
+<p>Cheap&nbspViagra &copyright &AMPPills <a href=\"http://shop.test/?a=1&copyx=2\">x</a></p>\r\n";
     let rules = compile(
         "body GLUED /\\bviagra\\b/i\n\
          body COPYRIGHT /\\xC2\\xA9right/\n\
+         body AMP_PILLS / &Pills/\n\
          uri PARAM_KEPT m{\\?a=1&copyx=2$}\n",
     );
-    assert_eq!(names(&rules, raw), vec!["COPYRIGHT", "GLUED", "PARAM_KEPT"]);
+    assert_eq!(
+        names(&rules, raw),
+        vec!["AMP_PILLS", "COPYRIGHT", "GLUED", "PARAM_KEPT"]
+    );
 }
 
 /// Regression (review): `uri` rules saw a link only as written: a reference in an `href`
