@@ -89,9 +89,41 @@ pub fn mailto_address(uri: &str) -> Option<&str> {
     address.split('?').next()
 }
 
+/// At most `n` of `items`: the first half of them (rounded up) and the last half, in
+/// order. The link that carries a pitch comes first or last, so links padded at one end,
+/// decoys placed before it, do not use up a limit and hide it. Reads `items` to the end,
+/// keeping at most `n`.
+pub fn both_ends<T>(items: impl IntoIterator<Item = T>, n: usize) -> Vec<T> {
+    let (head_len, tail_len) = (n - n / 2, n / 2);
+    let mut head = Vec::new();
+    let mut tail = std::collections::VecDeque::with_capacity(tail_len);
+    for item in items {
+        if head.len() < head_len {
+            head.push(item);
+        } else if tail_len > 0 {
+            if tail.len() == tail_len {
+                tail.pop_front();
+            }
+            tail.push_back(item);
+        }
+    }
+    head.extend(tail);
+    head
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_ends_keeps_the_first_and_the_last_halves() {
+        assert_eq!(both_ends(0..10, 4), vec![0, 1, 8, 9]);
+        assert_eq!(both_ends(0..3, 4), vec![0, 1, 2]);
+        assert_eq!(both_ends(0..5, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(both_ends(0..9, 5), vec![0, 1, 2, 7, 8]);
+        assert_eq!(both_ends(0..9, 1), vec![0]);
+        assert_eq!(both_ends(0..9, 0), Vec::<i32>::new());
+    }
 
     fn link(scheme: &str, user: Option<&str>, host: &str, port: Option<&str>, tail: &str) -> Link {
         Link {

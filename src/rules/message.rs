@@ -1252,17 +1252,7 @@ fn fair_shares(lens: &[usize], total: usize) -> Vec<usize> {
     shares
 }
 
-/// At most `n` of `list`: its first half (rounded up) and its last half, in order. A list
-/// of links padded at one end keeps the other.
-pub fn both_ends<T>(mut list: Vec<T>, n: usize) -> Vec<T> {
-    if list.len() <= n {
-        return list;
-    }
-    let tail = list.split_off(list.len() - n / 2);
-    list.truncate(n - n / 2);
-    list.extend(tail);
-    list
-}
+pub use crate::mail::url::both_ends;
 
 #[cfg(test)]
 mod tests;

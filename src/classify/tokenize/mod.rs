@@ -328,7 +328,7 @@ impl Tokenizer {
             .iter()
             .any(|n| memchr::memmem::find(norm.as_bytes(), n.as_bytes()).is_some());
         if let Some(url_re) = URL_RE.as_ref().filter(|_| maybe_url) {
-            let urls: Vec<String> = urls::both_ends(url_re.find_iter(&norm), MAX_URLS)
+            let urls: Vec<String> = crate::mail::url::both_ends(url_re.find_iter(&norm), MAX_URLS)
                 .into_iter()
                 .map(|m| m.as_str().to_string())
                 .collect();

@@ -103,16 +103,6 @@ fn decoy_links_placed_first_do_not_hide_the_last() {
     }
 }
 
-#[test]
-fn both_ends_keeps_the_first_and_the_last_halves() {
-    assert_eq!(urls::both_ends(0..10, 4), vec![0, 1, 8, 9]);
-    assert_eq!(urls::both_ends(0..3, 4), vec![0, 1, 2]);
-    assert_eq!(urls::both_ends(0..5, 5), vec![0, 1, 2, 3, 4]);
-    assert_eq!(urls::both_ends(0..9, 5), vec![0, 1, 2, 7, 8]);
-    assert_eq!(urls::both_ends(0..9, 1), vec![0]);
-    assert_eq!(urls::both_ends(0..9, 0), Vec::<i32>::new());
-}
-
 /// Regression (shared URL reader): the tokenizer split links its own way, so a link a
 /// browser opens at `spam.example` (`http:\\spam.example`, `https:spam.example`) gave no
 /// host token, and a scheme-less `www.` link with `://` in its query gave a junk scheme.

@@ -2,7 +2,7 @@
 //! favour (IP hosts, user info, odd ports, percent-encoding).
 
 use super::{bucket, reg_domain, tld, Sink, Tokenizer};
-use crate::mail::url::{mailto_address, Link};
+use crate::mail::url::{both_ends, mailto_address, Link};
 use std::net::IpAddr;
 
 impl Tokenizer {
@@ -92,26 +92,4 @@ impl Tokenizer {
             }
         }
     }
-}
-
-/// The first and the last `n / 2` of `items` (all of them when there are no more than
-/// `n`): the link that carries a pitch comes first or last, so decoy links placed before
-/// it do not use up the limit and hide it (review: the first 64 were read, and 64 decoys
-/// hid the rest). Reads `items` to the end, keeping at most `n`.
-pub(super) fn both_ends<T>(items: impl Iterator<Item = T>, n: usize) -> Vec<T> {
-    let (head_len, tail_len) = (n - n / 2, n / 2);
-    let mut head = Vec::new();
-    let mut tail = std::collections::VecDeque::with_capacity(tail_len);
-    for item in items {
-        if head.len() < head_len {
-            head.push(item);
-        } else if tail_len > 0 {
-            if tail.len() == tail_len {
-                tail.pop_front();
-            }
-            tail.push_back(item);
-        }
-    }
-    head.extend(tail);
-    head
 }
