@@ -170,16 +170,10 @@ fn numeric_reference(after: &str) -> Option<(char, usize)> {
     Some((c, used))
 }
 
-/// The longest legacy name `after` (the text after `&`) starts with, as HTML5 reads a
-/// reference that is no whole name: `&notit;` is `¬it;`, `&ampx` is `&x`. In an attribute
-/// value a legacy name followed by a letter, digit or `=` stays as written (a link's
-/// `?a=1&copy=2` keeps its parameter). Its character and the bytes it took.
+/// The legacy reference a browser reads at the start of `after` (see
+/// [`crate::mail::html::legacy_reference`]): its character and the bytes it took.
 fn legacy_reference(after: &str, in_attribute: bool) -> Option<(char, usize)> {
-    let name = crate::mail::html::legacy_name(after)?;
-    let next = after[name.len()..].chars().next();
-    if in_attribute && next.is_some_and(|c| c == '=' || c.is_ascii_alphanumeric()) {
-        return None;
-    }
+    let name = crate::mail::html::legacy_reference(after, in_attribute)?;
     Some((decode_entity(name)?, name.len()))
 }
 

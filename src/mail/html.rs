@@ -114,15 +114,20 @@ const LEGACY_NAMES: &[&str] = &[
     "yacute", "yen", "yuml",
 ];
 
-/// The longest legacy name (see [`LEGACY_NAMES`]) that `after`, the text after a `&`,
-/// starts with: how HTML5 reads a reference that is no whole name (`&notit;` is `¬it;`,
-/// `&nbspViagra` a no-break space and `Viagra`).
-pub fn legacy_name(after: &str) -> Option<&'static str> {
-    LEGACY_NAMES
+/// The legacy name (see [`LEGACY_NAMES`]) a browser reads at the start of `after`, the
+/// text after a `&` that starts no whole name: the longest one (`&notit;` is `¬it;`,
+/// `&nbspViagra` a no-break space and `Viagra`). In an attribute value (`in_attribute`)
+/// one followed by a letter, digit or `=` stays as written: a link's `?a=1&copy=2` keeps
+/// its parameter.
+pub fn legacy_reference(after: &str, in_attribute: bool) -> Option<&'static str> {
+    let name = LEGACY_NAMES
         .iter()
         .copied()
         .filter(|name| after.starts_with(name))
-        .max_by_key(|name| name.len())
+        .max_by_key(|name| name.len())?;
+    let next = after[name.len()..].chars().next();
+    let keeps_parameter = next.is_some_and(|c| c == '=' || c.is_ascii_alphanumeric());
+    (!(in_attribute && keeps_parameter)).then_some(name)
 }
 
 #[cfg(test)]

@@ -186,14 +186,14 @@ const BASIC_ENTITIES: &[(&str, char)] = &[
 /// Character references decoded, as in an attribute's value (a link's `?a=1&copyx=2`
 /// keeps its parameter); unknown names are left as written.
 pub fn decode_entities(raw: &str) -> Cow<'_, str> {
-    decode(raw, false)
+    decode(raw, true)
 }
 
 /// Character references decoded as in text, where HTML5 also reads a legacy name at the
 /// start of a longer word (`&nbspViagra` shows a space and `Viagra`, `&copyright` shows
 /// `©right`), as the classifier's renderer does.
 fn decode_text_entities(raw: &str) -> Cow<'_, str> {
-    decode(raw, true)
+    decode(raw, false)
 }
 
 /// The named reference `name` (without `&` and `;`) as text, when it is one.
@@ -206,7 +206,7 @@ fn named_reference(name: &str) -> Option<String> {
     (!text.is_empty() && !text.starts_with('&')).then_some(text)
 }
 
-fn decode(raw: &str, in_text: bool) -> Cow<'_, str> {
+fn decode(raw: &str, in_attribute: bool) -> Cow<'_, str> {
     if !raw.contains('&') {
         return Cow::Borrowed(raw);
     }
@@ -237,9 +237,7 @@ fn decode(raw: &str, in_text: bool) -> Cow<'_, str> {
             rest = after[end..].strip_prefix(';').unwrap_or(&after[end..]);
             continue;
         }
-        let legacy = in_text
-            .then(|| crate::mail::html::legacy_name(after))
-            .flatten()
+        let legacy = crate::mail::html::legacy_reference(after, in_attribute)
             .and_then(|name| Some((named_reference(name)?, name.len())));
         match legacy {
             Some((d, used)) => {
