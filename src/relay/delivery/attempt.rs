@@ -774,9 +774,12 @@ impl Failures {
     /// Whether [`Failures::outcome`] is [`ClientError::Suspended`]: no server said
     /// anything that decides.
     fn suspends(&self, targets: &[SocketAddr]) -> bool {
-        let every_target_refused = targets.iter().all(|t| self.cannot_carry.contains(t));
-        let refused_by_all = self.refusal.is_some() && every_target_refused;
-        !refused_by_all && self.last.is_none() && !targets.is_empty()
+        !self.refused_by_all(targets) && self.last.is_none() && !targets.is_empty()
+    }
+
+    /// Whether every target refused the message for good.
+    fn refused_by_all(&self, targets: &[SocketAddr]) -> bool {
+        self.refusal.is_some() && targets.iter().all(|t| self.cannot_carry.contains(t))
     }
 
     /// The delivery's error: a refusal every target gave, else what a server said, else
@@ -785,9 +788,9 @@ impl Failures {
     /// (review: behind a held-back backup they were dropped for `Suspended`, and the
     /// refused recipients were offered again at every retry).
     fn outcome(self, targets: &[SocketAddr], hold: Duration) -> (Option<SocketAddr>, ClientError) {
-        let every_target_refused = targets.iter().all(|t| self.cannot_carry.contains(t));
+        let refused_by_all = self.refused_by_all(targets);
         match (self.refusal, self.last) {
-            (Some(refused), _) if every_target_refused => refused,
+            (Some(refused), _) if refused_by_all => refused,
             (_, Some(failure)) => failure,
             _ if targets.is_empty() => (None, ClientError::NoServer),
             // The others were held back: wait for them.
