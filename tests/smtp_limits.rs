@@ -574,6 +574,44 @@ fn hold_the_memory_budget(gw: &Gateway) -> SmtpClient {
     holder
 }
 
+/// One client network holds at most its share of the message memory budget
+/// (`message_memory_network_bytes`): with its share held by an open transfer, another
+/// transfer of that network waits (`451 4.3.2`, counted under `message_memory_network`)
+/// while a sender of another network, with the rest of the budget free, is served at
+/// once. Without the share, the network's sessions could spend the whole budget between
+/// them and every other sender waited.
+#[test]
+fn one_network_holds_no_more_than_its_share_of_message_memory() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(
+        GatewayConfig::new(&internal)
+            .limit("message_memory_bytes", "65536")
+            .limit("message_memory_total_bytes", "262144")
+            .limit("message_memory_network_bytes", "65536")
+            .limit("message_header_bytes", "32768")
+            .limit("message_memory_wait", "\"300ms\""),
+    );
+    // 127.0.0.1's network (a /24): the open transfer holds its whole share.
+    let _holder = hold_the_memory_budget(&gw);
+    let mut same = SmtpClient::connect_ehlo(gw.port);
+    same.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    same.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    same.cmd("DATA").expect(451, "4.3.2");
+    let mut other = SmtpClient::connect_from(gw.port, "127.0.1.1");
+    other.read_reply().expect(220, "");
+    other.cmd("EHLO client.other.test").expect(250, "");
+    other.cmd("MAIL FROM:<s@sender.test>").expect(250, "");
+    other.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    other.cmd("DATA").expect(354, "");
+    other.send(b"Subject: share\r\nMessage-ID: <share@test>\r\n\r\nhello\r\n.\r\n");
+    other.read_reply().expect(250, "");
+    internal.expect_message_id("share@test");
+    let metrics = scrape(admin_port(&gw));
+    let hits = |limit| metrics.value("mxguard_limit_hits_total", &[("limit", limit)]);
+    assert_eq!(hits("message_memory_network"), 1.0);
+    assert_eq!(hits("message_memory_total"), 0.0);
+}
+
 /// Regression (review): a session waiting for room in the message memory budget before
 /// its 354 was not waiting on its client as far as the gateway knew: SIGTERM did not end
 /// it (nor could the stress reaper), and it waited the whole `command_timeout`, answering
@@ -894,6 +932,8 @@ fn a_message_kept_in_memory_reserves_its_judgement_too() {
         GatewayConfig::new(&internal)
             .limit("message_memory_bytes", "65536")
             .limit("message_memory_total_bytes", "262144")
+            // Every session here is of one network: the whole budget is its share.
+            .limit("message_memory_network_bytes", "262144")
             .limit("message_header_bytes", "32768")
             .limit("message_memory_wait", "\"300ms\""),
     );

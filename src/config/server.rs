@@ -40,6 +40,12 @@ pub struct Limits {
     /// Memory all sessions together may hold for messages being received; past it,
     /// messages go to disk at once and new transfers wait.
     pub message_memory_total_bytes: usize,
+    /// Memory the sessions of one client network (`network_ipv4_prefix`,
+    /// `network_ipv6_prefix`) may hold of `message_memory_total_bytes`: past it that
+    /// network's messages go to disk and its new transfers wait, so one network sending
+    /// slowly cannot spend the budget every other sender needs. Unset: a quarter of the
+    /// total, and never less than `message_memory_bytes` (see [`Limits::network_memory_share`]).
+    pub message_memory_network_bytes: Option<usize>,
     /// A message still arriving after this long goes to disk and gives back all it held
     /// of the memory budget, so slow senders cannot hold the budget every other transfer
     /// waits for.
@@ -119,6 +125,18 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+impl Limits {
+    /// The memory one client network may hold (`message_memory_network_bytes`, or a quarter
+    /// of the total but at least one message's worth).
+    pub fn network_memory_share(&self) -> usize {
+        self.message_memory_network_bytes.unwrap_or_else(|| {
+            (self.message_memory_total_bytes / 4)
+                .max(self.message_memory_bytes)
+                .min(self.message_memory_total_bytes)
+        })
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -130,6 +148,7 @@ impl Default for Limits {
             message_size_bytes: 25 * 1024 * 1024,
             message_memory_bytes: 1024 * 1024,
             message_memory_total_bytes: 256 * 1024 * 1024,
+            message_memory_network_bytes: None,
             message_memory_hold: Duration::from_secs(10),
             message_memory_wait: Duration::from_secs(60),
             message_header_bytes: 1024 * 1024,
@@ -388,6 +407,11 @@ fn validate_limits(l: &Limits, problems: &mut Problems) {
             l.message_memory_total_bytes,
             64 << 30,
         ),
+        (
+            "message_memory_network_bytes",
+            l.message_memory_network_bytes.unwrap_or(0),
+            64 << 30,
+        ),
         ("scan_part_bytes", l.scan_part_bytes, 64 << 20),
         ("scan_raw_part_bytes", l.scan_raw_part_bytes, 64 << 20),
         // Attached messages count as parts, and the parser walks them by recursion.
@@ -428,6 +452,14 @@ fn validate_memory(l: &Limits, problems: &mut Problems) {
             "server.limits.message_memory_total_bytes",
             "must be at least message_memory_bytes",
         );
+    }
+    if let Some(share) = l.message_memory_network_bytes {
+        if share < l.message_memory_bytes || share > l.message_memory_total_bytes {
+            problems.bad(
+                "server.limits.message_memory_network_bytes",
+                "must be between message_memory_bytes and message_memory_total_bytes",
+            );
+        }
     }
     if l.message_header_bytes < 1000 || l.message_header_bytes > l.message_memory_bytes {
         problems.bad(

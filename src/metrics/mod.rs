@@ -41,7 +41,7 @@ const CONNECTION_RESULTS: [&str; 7] = [
 
 /// Every `limit` of `mxguard_limit_hits_total`, exported at 0 from the start (the
 /// operator's alerts count the first hit after a restart).
-const SESSION_LIMITS: [&str; 25] = [
+const SESSION_LIMITS: [&str; 26] = [
     "max_sessions",
     "max_sessions_per_ip",
     "max_sessions_per_network",
@@ -52,6 +52,7 @@ const SESSION_LIMITS: [&str; 25] = [
     "received_fields",
     "junk_commands",
     "message_memory_total",
+    "message_memory_network",
     "bdat_size",
     "command_line",
     "text_line",

@@ -3,9 +3,16 @@
 //! grows it; when the budget is spent its message goes to disk instead, and a new
 //! transfer waits for room. Memory for messages in flight is therefore bounded whatever
 //! the number of sessions or the size of their messages.
+//!
+//! Each client network may hold only its share of the budget
+//! (`message_memory_network_bytes`): past it that network's messages go to disk and its
+//! new transfers wait on its own reservations, so the sessions of one network, sending
+//! slowly, cannot spend the budget every other sender waits for.
 
 use prometheus::IntGauge;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bytes per permit: reservations are rounded up to whole units.
@@ -20,14 +27,45 @@ pub struct MemoryBudget {
     /// `mxguard_message_memory_bytes`, moved by every reservation as it grows, shrinks
     /// and is returned (a value set now and then would keep a past session's bytes).
     gauge: Option<IntGauge>,
+    shares: Mutex<Shares>,
 }
+
+/// The networks holding part of the budget, each with a semaphore of its share.
+#[derive(Debug)]
+struct Shares {
+    /// Units one network may hold.
+    cap: usize,
+    networks: HashMap<IpAddr, Share>,
+    /// The number of networks past which entries no reservation holds are swept.
+    sweep_at: usize,
+}
+
+/// One network's share: alive while a reservation of the network holds it.
+#[derive(Debug)]
+struct Share {
+    permits: Weak<Semaphore>,
+    /// Units the semaphore was given (it follows the share across reloads).
+    capacity: usize,
+}
+
+/// Fewest networks kept before a sweep of the ones no reservation holds.
+const SWEEP_FLOOR: usize = 64;
 
 /// Memory a session holds; returned to the budget on drop.
 #[derive(Debug)]
 pub struct Reservation {
     budget: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
+    /// The client network's share, and what this reservation holds of it: always as many
+    /// units as `permit`.
+    network: Option<NetworkHold>,
     gauge: Option<IntGauge>,
+}
+
+#[derive(Debug)]
+struct NetworkHold {
+    share: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 fn gauge_add(gauge: &Option<IntGauge>, units: usize, sign: i64) {
@@ -53,6 +91,11 @@ impl MemoryBudget {
             permits: Arc::new(Semaphore::new(n)),
             capacity: Mutex::new(n),
             gauge: None,
+            shares: Mutex::new(Shares {
+                cap: n,
+                networks: HashMap::new(),
+                sweep_at: SWEEP_FLOOR,
+            }),
         }
     }
 
@@ -75,6 +118,51 @@ impl MemoryBudget {
         }
     }
 
+    /// Sets the share one client network may hold; a network's reservations follow it
+    /// from the next one it makes (shrinking as their memory is returned).
+    pub fn set_network_share(&self, bytes: usize) {
+        lock(&self.shares).cap = units(bytes).max(1);
+    }
+
+    /// The semaphore of `network`'s share, made when the network holds none, and brought
+    /// to the share in force.
+    fn share_of(&self, network: IpAddr) -> Arc<Semaphore> {
+        let mut shares = lock(&self.shares);
+        let cap = shares.cap;
+        if let Some(share) = shares.networks.get_mut(&network) {
+            if let Some(permits) = share.permits.upgrade() {
+                if cap > share.capacity {
+                    permits.add_permits(cap - share.capacity);
+                    share.capacity = cap;
+                } else if cap < share.capacity {
+                    share.capacity -= permits.forget_permits(share.capacity - cap);
+                }
+                return permits;
+            }
+        }
+        if shares.networks.len() >= shares.sweep_at {
+            shares.networks.retain(|_, s| s.permits.strong_count() > 0);
+            shares.sweep_at = (shares.networks.len() * 2).max(SWEEP_FLOOR);
+        }
+        let permits = Arc::new(Semaphore::new(cap));
+        shares.networks.insert(
+            network,
+            Share {
+                permits: Arc::downgrade(&permits),
+                capacity: cap,
+            },
+        );
+        permits
+    }
+
+    /// Whether `network` could take `bytes` more of its share now (all of it, for a
+    /// request bigger than the share).
+    pub fn network_has_room(&self, network: IpAddr, bytes: usize) -> bool {
+        let share = self.share_of(network);
+        let cap = lock(&self.shares).cap;
+        share.available_permits() >= units(bytes).min(cap)
+    }
+
     /// Bytes reserved by sessions right now.
     pub fn in_use(&self) -> usize {
         let capacity = *lock(&self.capacity);
@@ -91,6 +179,31 @@ impl MemoryBudget {
         Reservation {
             budget: self.permits.clone(),
             permit,
+            network: None,
+            gauge: self.gauge.clone(),
+        }
+    }
+
+    /// Reserves `bytes` for a session of the client network `network`, waiting for room in
+    /// the network's share and then in the budget. A request bigger than the share gets
+    /// the whole share.
+    pub async fn reserve_for(&self, network: IpAddr, bytes: usize) -> Reservation {
+        let share = self.share_of(network);
+        let cap = lock(&self.shares).cap;
+        let n = u32::try_from(units(bytes).min(cap)).unwrap_or(u32::MAX);
+        // Dropped (the share given back) if the wait for the budget is given up.
+        let held = share.clone().acquire_many_owned(n).await.ok();
+        let permit = self.permits.clone().acquire_many_owned(n).await.ok();
+        if let Some(p) = &permit {
+            gauge_add(&self.gauge, p.num_permits(), 1);
+        }
+        Reservation {
+            budget: self.permits.clone(),
+            permit,
+            network: Some(NetworkHold {
+                share,
+                permit: held,
+            }),
             gauge: self.gauge.clone(),
         }
     }
@@ -100,6 +213,7 @@ impl MemoryBudget {
         Reservation {
             budget: self.permits.clone(),
             permit: None,
+            network: None,
             gauge: self.gauge.clone(),
         }
     }
@@ -120,17 +234,23 @@ impl Reservation {
             return true;
         }
         let more = u32::try_from(want - have).unwrap_or(u32::MAX);
-        match self.budget.clone().try_acquire_many_owned(more) {
-            Ok(p) => {
-                gauge_add(&self.gauge, p.num_permits(), 1);
-                match self.permit.as_mut() {
-                    Some(held) => held.merge(p),
-                    None => self.permit = Some(p),
-                }
-                true
-            }
-            Err(_) => false,
+        // The network's share first: a network past it must not take from the budget.
+        let from_share = match &self.network {
+            Some(hold) => match hold.share.clone().try_acquire_many_owned(more) {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            },
+            None => None,
+        };
+        let Ok(p) = self.budget.clone().try_acquire_many_owned(more) else {
+            return false;
+        };
+        gauge_add(&self.gauge, p.num_permits(), 1);
+        merge(&mut self.permit, p);
+        if let (Some(hold), Some(p)) = (self.network.as_mut(), from_share) {
+            merge(&mut hold.permit, p);
         }
+        true
     }
 
     /// Returns everything past `bytes` to the budget.
@@ -141,8 +261,19 @@ impl Reservation {
             if extra > 0 {
                 drop(held.split(extra));
                 gauge_add(&self.gauge, extra, -1);
+                if let Some(p) = self.network.as_mut().and_then(|h| h.permit.as_mut()) {
+                    drop(p.split(extra));
+                }
             }
         }
+    }
+}
+
+/// Adds `more` to what `held` holds of the same semaphore.
+fn merge(held: &mut Option<OwnedSemaphorePermit>, more: OwnedSemaphorePermit) {
+    match held.as_mut() {
+        Some(h) => h.merge(more),
+        None => *held = Some(more),
     }
 }
 
@@ -176,6 +307,71 @@ mod tests {
         let c = budget.empty();
         let mut c = c;
         assert!(!c.grow_to(3 * UNIT));
+    }
+
+    /// A network's sessions hold at most its share: past it their messages cannot grow in
+    /// memory and a new transfer waits, while another network still has the rest.
+    #[tokio::test]
+    async fn one_network_holds_no_more_than_its_share() {
+        let budget = MemoryBudget::new(10 * UNIT);
+        budget.set_network_share(4 * UNIT);
+        let busy: IpAddr = "192.0.2.0".parse().unwrap();
+        let other: IpAddr = "198.51.100.0".parse().unwrap();
+        let mut a = budget.reserve_for(busy, UNIT).await;
+        let mut b = budget.reserve_for(busy, UNIT).await;
+        assert!(a.grow_to(3 * UNIT));
+        assert!(!b.grow_to(2 * UNIT), "the share is spent: 3 + 2 > 4");
+        assert!(!budget.network_has_room(busy, UNIT));
+        let waiting = futures::FutureExt::now_or_never(budget.reserve_for(busy, UNIT));
+        assert!(waiting.is_none(), "a new transfer of the network waits");
+        let mut c = budget.reserve_for(other, UNIT).await;
+        assert!(c.grow_to(4 * UNIT), "another network has its own share");
+        assert_eq!(budget.in_use(), 8 * UNIT);
+        // Shrinking gives back the share with the budget.
+        a.shrink_to(UNIT);
+        assert!(b.grow_to(3 * UNIT));
+        drop((a, b));
+        assert!(budget.network_has_room(busy, 4 * UNIT));
+        drop(c);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    /// A wait given up returns the share it had taken, and a request bigger than the share
+    /// gets the share.
+    #[tokio::test]
+    async fn a_wait_given_up_returns_the_share() {
+        let budget = MemoryBudget::new(4 * UNIT);
+        budget.set_network_share(3 * UNIT);
+        let net: IpAddr = "2001:db8::".parse().unwrap();
+        let other: IpAddr = "192.0.2.0".parse().unwrap();
+        let _held = budget.reserve_for(other, 3 * UNIT).await;
+        // The share has room, the budget does not: the wait holds the share, then drops it.
+        let waiting = futures::FutureExt::now_or_never(budget.reserve_for(net, 2 * UNIT));
+        assert!(waiting.is_none());
+        assert!(budget.network_has_room(net, 3 * UNIT));
+        drop(_held);
+        let big = budget.reserve_for(net, 100 * UNIT).await;
+        assert_eq!(big.bytes(), 3 * UNIT, "the whole share, no more");
+    }
+
+    /// A reload's share applies to a network's next reservation; networks no reservation
+    /// holds are forgotten.
+    #[tokio::test]
+    async fn shares_follow_a_reload_and_idle_networks_are_swept() {
+        let budget = MemoryBudget::new(1000 * UNIT);
+        budget.set_network_share(2 * UNIT);
+        let net: IpAddr = "192.0.2.0".parse().unwrap();
+        let mut a = budget.reserve_for(net, UNIT).await;
+        assert!(!a.grow_to(3 * UNIT));
+        budget.set_network_share(3 * UNIT);
+        let _b = budget.reserve_for(net, 0).await;
+        assert!(a.grow_to(3 * UNIT), "the new share applies");
+        for i in 0..(SWEEP_FLOOR as u32 * 3) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8)));
+            drop(budget.reserve_for(ip, UNIT).await);
+        }
+        let kept = lock(&budget.shares).networks.len();
+        assert!(kept <= SWEEP_FLOOR + 1, "{kept} networks kept");
     }
 
     /// Review: the gauge follows every reservation, and is 0 once they are all returned.

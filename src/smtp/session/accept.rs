@@ -97,11 +97,12 @@ impl Session {
             }
         };
         if let Some(bytes) = wanted {
-            let wanted = self.server.budget.reserve(bytes);
+            let network = super::super::admission::network_of(self.peer.ip(), &limits);
+            let wanted = self.server.budget.reserve_for(network, bytes);
             match tokio::time::timeout(limits.message_memory_wait, wanted).await {
                 Ok(r) => self.message_memory = Some(r),
                 Err(_) => {
-                    self.limit_hit("message_memory_total");
+                    self.memory_limit_hit(network, bytes);
                     self.log_message(None, size, Verdict::Tempfail, "no memory to scan");
                     self.reset_transaction();
                     // Logged above: one line and one count (review: two).

@@ -259,11 +259,22 @@ impl Session {
             .limits
             .message_memory_total_bytes;
         server.budget.resize(total);
-        let wait = tokio::time::timeout(limits.message_memory_wait, server.budget.reserve(CHUNK));
+        server.budget.set_network_share(
+            server
+                .policy
+                .peek()
+                .config()
+                .server
+                .limits
+                .network_memory_share(),
+        );
+        let network = super::super::admission::network_of(self.peer.ip(), &limits);
+        let wanted = server.budget.reserve_for(network, CHUNK);
+        let wait = tokio::time::timeout(limits.message_memory_wait, wanted);
         let reservation = match wait_client(&self.handle, &self.server, true, wait).await {
             Wait::Ready(Ok(r)) => r,
             Wait::Ready(Err(_)) => {
-                self.limit_hit("message_memory_total");
+                self.memory_limit_hit(network, CHUNK);
                 return Err(NoSink::Busy);
             }
             Wait::Shutdown => return Err(NoSink::Ended(self.shut_down().await)),
@@ -277,6 +288,16 @@ impl Session {
             memory_hold: limits.message_memory_hold,
         };
         Ok(MessageSink::new(sink_limits, reservation))
+    }
+
+    /// Counts a wait for message memory given up, under the limit that held it: the
+    /// client network's share when that has no room, else the whole budget.
+    pub(super) fn memory_limit_hit(&mut self, network: std::net::IpAddr, bytes: usize) {
+        if self.server.budget.network_has_room(network, bytes) {
+            self.limit_hit("message_memory_total");
+        } else {
+            self.limit_hit("message_memory_network");
+        }
     }
 
     pub(super) async fn busy(&mut self) -> Option<End> {
