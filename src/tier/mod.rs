@@ -84,6 +84,17 @@ impl Heartbeat {
         let oldest = now.saturating_sub(lifetime.as_secs().saturating_add(skew));
         self.at >= oldest && self.at <= now.saturating_add(skew)
     }
+
+    /// `t`, a time this heartbeat gives on its writer's clock (`reached_at`, `full_at`),
+    /// on the reader's clock at `now`: as long before `now` as it was before the
+    /// heartbeat's own `at`. Both come from one clock, so their difference holds whatever
+    /// the clocks of the tier say; compared with the reader's clock instead, a primary
+    /// whose clock ran behind looked unreached for good, and one whose clock ran ahead
+    /// looked saturated (`full_at` in the future) for as long as its lead (review). A time
+    /// after `at` (no writer says one) reads as `now`.
+    fn on_our_clock(&self, t: u64, now: u64) -> u64 {
+        now.saturating_sub(self.at.saturating_sub(t))
+    }
 }
 
 /// What a peer's heartbeat may say that differs from this member's configuration.
@@ -93,7 +104,8 @@ enum Mismatch {
     Role,
     /// A signing key this member holds neither as its key nor as the previous one.
     Key,
-    /// A heartbeat dated further ahead than the clock skew allows.
+    /// A heartbeat dated further ahead than the clock skew allows, or older than a
+    /// heartbeat lives.
     Clock,
 }
 
@@ -534,6 +546,38 @@ impl Tier {
             .due()
     }
 
+    /// Warns (once an hour) that `peer`'s heartbeat, not fresh, is dated ahead of this
+    /// member's clock, or further behind than a heartbeat of `lifetime` can be: its clock
+    /// differs from ours (or it heartbeats far less often), and it is probed instead, so
+    /// without an admin listener it counts as down. Only a lead was said before (review):
+    /// a primary whose clock ran behind looked down to the backups, silently.
+    fn warn_of_clock(&self, peer: &str, beat: &Heartbeat, lifetime: Duration) {
+        let now = unix_now();
+        let skew = HEARTBEAT_CLOCK_SKEW.as_secs();
+        let ahead = beat.at.saturating_sub(now);
+        let behind = now.saturating_sub(beat.at);
+        let too_old = lifetime.as_secs().saturating_add(skew);
+        if ahead <= skew && behind <= too_old {
+            return;
+        }
+        if !self.mismatch_due(peer, Mismatch::Clock) {
+            return;
+        }
+        if ahead > skew {
+            tracing::warn!(
+                peer,
+                ahead_secs = ahead,
+                "tier peer's heartbeat is dated ahead of this member's clock: the clocks differ (check NTP); the peer is probed instead (logged once an hour)"
+            );
+        } else {
+            tracing::warn!(
+                peer,
+                behind_secs = behind,
+                "tier peer's heartbeat is older than a heartbeat lives here: its clock runs behind this member's (check NTP), or its tier.heartbeat_interval is far longer; the peer is probed instead (logged once an hour)"
+            );
+        }
+    }
+
     /// A fresh heartbeat says a peer is up (and its fingerprint); without one its admin
     /// listener is asked. What a heartbeat that is not fresh last said of the peer's
     /// reach, load and role still stands beside the probe: without it a primary unreached
@@ -550,16 +594,7 @@ impl Tier {
         if let Some(state) = &self.state {
             let read = read_heartbeat(state, config, peer).await;
             if let Some(Fresh::No(beat)) = read {
-                let ahead = beat.at.saturating_sub(unix_now());
-                if ahead > HEARTBEAT_CLOCK_SKEW.as_secs()
-                    && self.mismatch_due(&peer.name, Mismatch::Clock)
-                {
-                    tracing::warn!(
-                        peer = %peer.name,
-                        ahead_secs = ahead,
-                        "tier peer's heartbeat is dated ahead of this member's clock: the clocks differ (check NTP); the peer is probed instead (logged once an hour)"
-                    );
-                }
+                self.warn_of_clock(&peer.name, &beat, heartbeat_ttl(config, state));
                 last_said = Some(beat);
             } else if let Some(Fresh::Yes(beat)) = read {
                 if beat.key.as_ref().is_some_and(|id| !key_ids.contains(id))
@@ -584,18 +619,24 @@ impl Tier {
                         "tier peer announces another role than configured here (a primary only while both say so; logged once an hour)"
                     );
                 }
+                let now = unix_now();
                 return Observation {
                     up: true,
                     fingerprint: valid_fingerprint(&beat.fingerprint),
                     source: "heartbeat",
-                    reached_at: beat.reached_at,
-                    full_at: beat.full_at,
+                    reached_at: beat.reached_at.map(|t| beat.on_our_clock(t, now)),
+                    full_at: beat.full_at.map(|t| beat.on_our_clock(t, now)),
                     announced_backup: beat.role == Role::Backup.as_str(),
                 };
             }
         }
-        let reached_at = last_said.as_ref().and_then(|b| b.reached_at);
-        let full_at = last_said.as_ref().and_then(|b| b.full_at);
+        let now = unix_now();
+        let reached_at = last_said
+            .as_ref()
+            .and_then(|b| b.reached_at.map(|t| b.on_our_clock(t, now)));
+        let full_at = last_said
+            .as_ref()
+            .and_then(|b| b.full_at.map(|t| b.on_our_clock(t, now)));
         let announced_backup = last_said
             .as_ref()
             .is_some_and(|b| b.role == Role::Backup.as_str());

@@ -29,11 +29,12 @@ pub struct PeerStatus {
     /// again: each mismatch is logged once, whenever the peer first shows it.
     pub mismatch_logged: Option<String>,
     /// Unix time a client (not a peer, not our own networks) last reached it, or its
-    /// start when none has since, from its heartbeat; `None` when it did not say (a probe,
-    /// a member of an older version).
+    /// start when none has since, from its heartbeat, on this member's clock (see
+    /// `Heartbeat::on_our_clock`); `None` when it did not say (a probe, a member of an
+    /// older version).
     pub reached_at: Option<u64>,
     /// Unix time it last turned a client away for lack of session room, from its
-    /// heartbeat.
+    /// heartbeat, on this member's clock.
     pub full_at: Option<u64>,
     /// Its heartbeat announces the backup role (whatever this gateway's configuration says).
     pub announced_backup: bool,
