@@ -1,8 +1,13 @@
 //! DMARC (RFC 7489 / RFC 9989): identifier alignment of SPF and DKIM with the From domain,
 //! and the policy the domain publishes.
 
-use mail_auth::dmarc::Policy;
-use mail_auth::{DmarcOutput, DmarcResult};
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::dmarc::{Dmarc, Policy};
+use mail_auth::{DmarcOutput, DmarcResult, ResolverCache, Txt};
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
 
 /// The DMARC verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +35,95 @@ impl DmarcVerdict {
             DmarcVerdict::PermError => "permerror",
         }
     }
+}
+
+/// A DMARC record mail-auth refuses whole for the value of one tag, read as RFC 7489 §6.3
+/// reads it: syntax errors past `v=DMARC1` "SHOULD be discarded in favor of default values
+/// (if any) or ignored outright". mail-auth fails the whole record instead (`adkim=relaxed`,
+/// `fo=x`, an `np=` it does not know), so a forgery of a `p=reject` domain with such a
+/// record got an unscored `permerror` and was delivered (review). Each tag is kept when
+/// mail-auth reads it alone; an unreadable `p=` or `sp=` takes both with it, which leaves
+/// `p=none` when the record has reporting addresses and no DMARC otherwise (RFC 7489
+/// §6.6.3). `None` for a record mail-auth reads, or that is no DMARC record at all.
+pub(crate) fn lenient_record(text: &str) -> Option<Dmarc> {
+    if !matches!(
+        Dmarc::parse(text.as_bytes()),
+        Err(mail_auth::Error::ParseError)
+    ) {
+        return None;
+    }
+    let mut tags = text.split(';');
+    let version = tags.next()?;
+    let readable = |tag: &str| Dmarc::parse(format!("{version};{tag}").as_bytes()).is_ok();
+    let tags: Vec<&str> = tags.filter(|tag| !tag.trim().is_empty()).collect();
+    let is_policy = |tag: &str| {
+        tag.split_once('=').is_some_and(|(name, _)| {
+            let name = name.trim();
+            name.eq_ignore_ascii_case("p") || name.eq_ignore_ascii_case("sp")
+        })
+    };
+    let policy_unreadable = tags.iter().any(|tag| is_policy(tag) && !readable(tag));
+    let kept: Vec<&str> = tags
+        .into_iter()
+        .filter(|tag| readable(tag) && !(policy_unreadable && is_policy(tag)))
+        .collect();
+    Dmarc::parse(format!("{version};{}", kept.join(";")).as_bytes()).ok()
+}
+
+/// DMARC records read leniently ([`lenient_record`]), by the name mail-auth asks
+/// (`_dmarc.example.test.`), handed to mail-auth as its TXT cache: a name here is answered
+/// with its lenient reading, every other one is looked up as usual.
+#[derive(Default)]
+pub(crate) struct LenientRecords(HashMap<Box<str>, Txt>);
+
+impl LenientRecords {
+    /// Adds the lenient reading of the DMARC records at `name` (`_dmarc.` and the domain),
+    /// when mail-auth reads none of them and the first one reads leniently. True when added.
+    pub(crate) fn add(&mut self, name: &str, records: &[String]) -> bool {
+        let key: Box<str> = format!("{}.", name.trim_end_matches('.').to_ascii_lowercase()).into();
+        if self.0.contains_key(&key) {
+            return false;
+        }
+        let dmarc: Vec<&String> = records.iter().filter(|r| is_dmarc_record(r)).collect();
+        if dmarc.iter().any(|r| Dmarc::parse(r.as_bytes()).is_ok()) {
+            return false;
+        }
+        let Some(record) = dmarc.first().and_then(|r| lenient_record(r)) else {
+            return false;
+        };
+        self.0.insert(key, Txt::Dmarc(Arc::new(record)));
+        true
+    }
+}
+
+impl ResolverCache<Box<str>, Txt> for LenientRecords {
+    fn get<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.get(name).cloned()
+    }
+
+    fn remove<Q>(&self, _name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    /// mail-auth's own findings are not kept: the shared DNS cache keeps the answers.
+    fn insert(&self, _key: Box<str>, _value: Txt, _valid_until: std::time::Instant) {}
+}
+
+/// Whether a TXT record is a DMARC record: its first tag `v=DMARC1`, white space around
+/// the `=` and any case allowed, as mail-auth reads it.
+pub(crate) fn is_dmarc_record(record: &str) -> bool {
+    let first = record.split(';').next().unwrap_or_default();
+    first.split_once('=').is_some_and(|(k, v)| {
+        k.trim().eq_ignore_ascii_case("v") && v.trim().eq_ignore_ascii_case("DMARC1")
+    })
 }
 
 /// The policy the From domain asks for on failure (after `sp=`/`np=` for subdomains and the

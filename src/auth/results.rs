@@ -2,7 +2,7 @@
 //! `Authentication-Results` header (RFC 8601) naming us, and the removal of incoming
 //! `Authentication-Results` headers that claim our name.
 
-use super::dmarc::DmarcVerdict;
+use super::dmarc::{is_dmarc_record, DmarcVerdict, LenientRecords};
 use super::{
     ArcCheck, Authenticator, DkimCheck, DkimSignatureResult, DmarcCheck, DmarcPolicy, SpfCheck,
 };
@@ -358,10 +358,27 @@ impl Authenticator {
         message: &AuthenticatedMessage<'_>,
         (dkim, mail_from_domain, spf): (&[DkimOutput<'_>], &str, &SpfOutput),
     ) -> (DmarcCheck, String) {
-        let output = self
+        let mut output = self
             .dmarc
             .verify_dmarc(DmarcParameters::new(message, dkim, mail_from_domain, spf))
             .await;
+        // A record mail-auth refuses for one tag's value is read again leniently; each
+        // round reads the records its walk has just had (a broken author record hid a
+        // broken organizational one), at most once per name of the walk.
+        let mut lenient = LenientRecords::default();
+        let rounds = dmarc_walk(output.domain()).len();
+        for _ in 0..rounds {
+            if !matches!(output.result(), mail_auth::DmarcResult::PermError(_))
+                || !self.read_leniently(output.domain(), &mut lenient)
+            {
+                break;
+            }
+            let params = DmarcParameters::new(message, dkim, mail_from_domain, spf);
+            output = self
+                .dmarc
+                .verify_dmarc(mail_auth::Parameters::new(params).with_txt_cache(&lenient))
+                .await;
+        }
         let mut text = String::new();
         if !output.domain().is_empty() {
             text = AuthenticationResults::new("")
@@ -403,6 +420,22 @@ impl Authenticator {
             _ => {}
         }
         (dmarc, text)
+    }
+}
+
+impl Authenticator {
+    /// Adds to `lenient` the DMARC records of `domain`'s tree walk that mail-auth refuses
+    /// but reads leniently, as the shared cache holds them after mail-auth's own lookups
+    /// (no query, nothing counted twice). True when one was added.
+    fn read_leniently(&self, domain: &str, lenient: &mut LenientRecords) -> bool {
+        let mut added = false;
+        for name in dmarc_walk(domain) {
+            let name = format!("_dmarc.{name}");
+            if let Some(records) = self.dns.cached_txt(&name) {
+                added |= lenient.add(&name, &records);
+            }
+        }
+        added
     }
 }
 
@@ -644,15 +677,6 @@ impl Authenticator {
             _ => AppliedRecord::Unknown,
         }
     }
-}
-
-/// Whether a TXT record is a DMARC record: its first tag `v=DMARC1`, white space around
-/// the `=` and any case allowed, as mail-auth reads it.
-fn is_dmarc_record(record: &str) -> bool {
-    let first = record.split(';').next().unwrap_or_default();
-    first.split_once('=').is_some_and(|(k, v)| {
-        k.trim().eq_ignore_ascii_case("v") && v.trim().eq_ignore_ascii_case("DMARC1")
-    })
 }
 
 /// The value of tag `name` in a DMARC record, trimmed, lower case tag names matched

@@ -237,8 +237,9 @@ impl Authenticator {
     /// SPF of `domain` by mail-auth, unless the domain publishes more than one SPF record:
     /// that is a `permerror` (RFC 7208 §4.5), where mail-auth takes the first record that
     /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
-    /// one message to the next). The records are those mail-auth's own lookup just had
-    /// ([`crate::dns::Dns::recall_txt`]).
+    /// one message to the next). So is a record with a syntax error (RFC 7208 §4.6), which
+    /// mail-auth reads past ([`syntax_error`]). The records are those mail-auth's own
+    /// lookup just had ([`crate::dns::Dns::recall_txt`]).
     async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
         let output = self.spf.verify_spf(params).await;
         // Only a verdict read from a record can have read the wrong one.
@@ -251,14 +252,67 @@ impl Authenticator {
             return output;
         }
         match self.dns.recall_txt("spf", domain).await {
-            crate::dns::Outcome::Found(records)
-                if records.iter().filter(|r| is_spf_record(r)).count() > 1 =>
-            {
-                SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)
+            crate::dns::Outcome::Found(records) => {
+                let spf: Vec<&String> = records.iter().filter(|r| is_spf_record(r)).collect();
+                if spf.len() > 1 || spf.iter().any(|r| syntax_error(r).is_some()) {
+                    SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)
+                } else {
+                    output
+                }
             }
             _ => output,
         }
     }
+}
+
+/// The first term of an SPF record that is a syntax error (RFC 7208 §4.6: then the result
+/// is `permerror`, whatever the other terms say): neither a mechanism of §5 nor a modifier
+/// (`name=value`, no qualifier), or an `ip4:`/`ip6:` that is no network. mail-auth skips
+/// an unknown term (and with `foo -all` the term after it) and reads a bad address as
+/// some other: a record with a typo (`inlcude:`, `ipv4:`) gave the domain's own mail
+/// `fail` (review).
+fn syntax_error(record: &str) -> Option<&str> {
+    record
+        .split_ascii_whitespace()
+        .skip(1)
+        .find(|term| !is_valid_term(term))
+}
+
+/// Whether one term of an SPF record (not the version) is a mechanism or a modifier.
+fn is_valid_term(term: &str) -> bool {
+    const MECHANISMS: [&str; 8] = ["all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"];
+    let (name, rest) = term.split_at(term.find([':', '/', '=']).unwrap_or(term.len()));
+    if rest.starts_with('=') {
+        // RFC 7208 §12: name = ALPHA *( ALPHA / DIGIT / "-" / "_" / "." ).
+        return name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    }
+    let name = name.strip_prefix(['+', '-', '~', '?']).unwrap_or(name);
+    if name.eq_ignore_ascii_case("ip4") {
+        return is_network::<std::net::Ipv4Addr>(rest, 32);
+    }
+    if name.eq_ignore_ascii_case("ip6") {
+        return is_network::<std::net::Ipv6Addr>(rest, 128);
+    }
+    MECHANISMS.iter().any(|m| name.eq_ignore_ascii_case(m))
+}
+
+/// Whether `rest` of an `ip4`/`ip6` mechanism is `:ADDRESS` or `:ADDRESS/PREFIX` with a
+/// prefix of at most `longest` bits.
+fn is_network<A: std::str::FromStr>(rest: &str, longest: u8) -> bool {
+    let Some(network) = rest.strip_prefix(':') else {
+        return false;
+    };
+    let (address, prefix) = match network.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (network, None),
+    };
+    address.parse::<A>().is_ok()
+        && prefix.is_none_or(|p| {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u8>().is_ok_and(|n| n <= longest)
+        })
 }
 
 /// The `none` of an identity that names no domain to check.

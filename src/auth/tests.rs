@@ -1338,3 +1338,128 @@ async fn a_unicode_mail_from_domain_aligns_with_its_a_label_author() {
         );
     }
 }
+
+/// Regression (review): mail-auth refuses a whole DMARC record for the value of one tag
+/// (`adkim=relaxed`, `fo=x`, `np=` it does not know), where RFC 7489 §6.3 discards such a
+/// tag for its default: a forgery of a `p=reject` domain with such a record got an unscored
+/// `DMARC_PERMERROR` and was delivered, and its own aligned mail never passed. A broken
+/// `p=` (or `sp=`) still means `p=none` with reporting addresses, no DMARC without
+/// (RFC 7489 §6.6.3).
+#[tokio::test]
+async fn a_dmarc_record_with_a_broken_tag_keeps_its_policy() {
+    for tag in [
+        "adkim=relaxed",
+        "aspf=strict",
+        "fo=x",
+        "np=bogus",
+        "rua=mailto:d@x.test!9q",
+    ] {
+        let (_dns, auth) = server(
+            TestDns::builder()
+                .txt("_dmarc.example.test", &format!("v=DMARC1; p=reject; {tag}"))
+                .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+                .txt("example.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        )
+        .await;
+        let forged = unsigned(&auth, "ceo@example.test").await;
+        assert!(
+            forged.dmarc_reject_requested(),
+            "{tag}: {:?}",
+            forged.symbols()
+        );
+        let own = check(
+            &auth,
+            "mx.example.test",
+            "a@example.test",
+            &bare_from("ceo@example.test"),
+        )
+        .await;
+        assert!(
+            own.symbols().contains(&"DMARC_PASS"),
+            "{tag}: {:?}",
+            own.symbols()
+        );
+    }
+    // A broken author record does not hide a broken organizational one.
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt(
+                "_dmarc.sub.example.test",
+                "v=DMARC1; p=reject; adkim=relaxed",
+            )
+            .txt("_dmarc.example.test", "v=DMARC1; p=none; fo=x")
+            .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    )
+    .await;
+    let forged = unsigned(&auth, "ceo@sub.example.test").await;
+    assert!(forged.dmarc_reject_requested(), "{:?}", forged.symbols());
+    // A broken policy: `p=none` with reporting addresses, else no DMARC.
+    for (record, symbol) in [
+        (
+            "v=DMARC1; p=rejected; rua=mailto:d@example.test",
+            "DMARC_POLICY_NONE",
+        ),
+        ("v=DMARC1; p=reject; sp=bogus", "DMARC_NONE"),
+    ] {
+        let (_dns, auth) = server(
+            TestDns::builder()
+                .txt("_dmarc.example.test", record)
+                .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        )
+        .await;
+        let forged = unsigned(&auth, "ceo@example.test").await;
+        assert!(
+            !forged.dmarc_reject_requested(),
+            "{record}: {:?}",
+            forged.symbols()
+        );
+        assert!(
+            forged.symbols().contains(&symbol),
+            "{record}: {:?}",
+            forged.symbols()
+        );
+    }
+}
+
+/// Regression (review): mail-auth reads past a term of an SPF record that is a syntax
+/// error (an unknown mechanism such as `inlcude:` or `ipv4:`, an `ip4:` that is no address;
+/// and with `foo -all` the `-all` after it), where RFC 7208 §4.6 makes the whole record a
+/// `permerror`: the domain's own mail through the mistyped include got `SPF_FAIL`.
+#[tokio::test]
+async fn an_spf_record_with_a_syntax_error_is_a_permerror() {
+    let cases = [
+        (
+            "v=spf1 ip4:198.51.100.0/24 inlcude:_spf.example.net -all",
+            "SPF_PERMERROR",
+        ),
+        (
+            &format!("v=spf1 ipv4:{CLIENT} -all") as &str,
+            "SPF_PERMERROR",
+        ),
+        ("v=spf1 ip4:999.1.1.1 -all", "SPF_PERMERROR"),
+        ("v=spf1 ip4:198.51.100.0/33 -all", "SPF_PERMERROR"),
+        ("v=spf1 ip4:198.51.100.0/24 foo -all", "SPF_PERMERROR"),
+        ("v=spf1 -redirect=other.test", "SPF_PERMERROR"),
+        // Unknown modifiers are ignored (RFC 7208 §6).
+        ("v=spf1 ip4:198.51.100.0/24 foo=bar -all", "SPF_FAIL"),
+        (
+            &format!("v=spf1 ip6:2001:db8::/32 ip4:{CLIENT}/32 exp=why.test -all") as &str,
+            "SPF_PASS",
+        ),
+    ];
+    for (record, symbol) in cases {
+        let (_dns, auth) = server(TestDns::builder().txt("typo.test", record)).await;
+        let mail_from = auth
+            .spf_mail_from(client(), "h.test", "a@typo.test", HOST, auth.deadline(None))
+            .await;
+        assert_eq!(mail_from.symbol(), symbol, "{record}");
+        let helo = auth
+            .spf_helo(client(), "typo.test", HOST, auth.deadline(None))
+            .await;
+        assert_eq!(
+            helo.symbol(),
+            symbol.replace("SPF_", "SPF_HELO_"),
+            "{record}"
+        );
+    }
+}

@@ -258,6 +258,14 @@ impl Dns {
         }
     }
 
+    /// The TXT records of `name` (strings concatenated, as [`Dns::lookup_txt`]) the shared
+    /// cache holds now: no query, nothing counted, no waiting. `None` when it holds no
+    /// answer with TXT records.
+    pub fn cached_txt(&self, name: &str) -> Option<Vec<String>> {
+        let answer = self.inner.core.cached(fqdn(name)?, RecordType::TXT)?;
+        outcome(answer, txt_text).found()
+    }
+
     /// MX records of `name`, most preferred first.
     pub async fn lookup_mx(&self, check: &'static str, name: &str) -> Outcome<Vec<Mx>> {
         let mut outcome = self
