@@ -4,7 +4,10 @@
 //! A tolerant single-pass scanner, not a full HTML parser: it never fails, runs in linear
 //! time and treats malformed markup as text. Unlike the rules' rendering it joins inline
 //! elements and drops comments without a space, so `vi<b></b>ag<!-- x -->ra` reads
-//! `viagra`, as a mail client shows it.
+//! `viagra`, as a mail client shows it. Text a reader does not see goes apart
+//! ([`HtmlRender::hidden`]).
+
+use super::html_style::{look, same_colour, Look, Rgb};
 
 /// What rendering one HTML body produced.
 #[derive(Debug, Default, Clone)]
@@ -14,6 +17,136 @@ pub struct HtmlRender {
     pub text: String,
     /// Targets of `href`, `src` (frames, scripts), `action` and `background` attributes.
     pub links: Vec<String>,
+    /// Text a reader does not see (see [`super::html_style`]): hidden words meant to make
+    /// spam look like ham, kept apart from the visible ones.
+    pub hidden: String,
+}
+
+/// Elements that never hold content: they open nothing on the stack of styles.
+fn is_void(tag: &str) -> bool {
+    matches!(
+        tag,
+        "br" | "img"
+            | "hr"
+            | "input"
+            | "meta"
+            | "link"
+            | "wbr"
+            | "col"
+            | "area"
+            | "base"
+            | "param"
+            | "source"
+            | "track"
+            | "embed"
+            | "frame"
+            | "keygen"
+    )
+}
+
+/// Deepest nesting of elements followed for their styles; deeper ones inherit.
+const MAX_DEPTH: usize = 256;
+
+/// One open element's effect on how its text looks.
+#[derive(Debug)]
+struct Frame {
+    name: String,
+    hides: bool,
+    fg: Rgb,
+    /// `None` when unknown (an image, a colour not understood).
+    bg: Option<Rgb>,
+}
+
+/// The open elements, for whether the text at hand is seen.
+#[derive(Debug, Default)]
+struct Styles {
+    stack: Vec<Frame>,
+    /// Open elements that hide whatever the colours.
+    hiding: usize,
+    /// Whether the last text went to the hidden text.
+    last_hidden: bool,
+}
+
+impl Styles {
+    fn fg(&self) -> Rgb {
+        self.stack.last().map_or((0, 0, 0), |f| f.fg)
+    }
+
+    fn bg(&self) -> Option<Rgb> {
+        self.stack.last().map_or(Some((255, 255, 255)), |f| f.bg)
+    }
+
+    /// Whether text written now is hidden from a reader.
+    fn hidden(&self) -> bool {
+        self.hiding > 0 || self.bg().is_some_and(|bg| same_colour(self.fg(), bg))
+    }
+
+    fn open(&mut self, name: &str, look: Look) {
+        self.close_implied_by(name);
+        if self.stack.len() >= MAX_DEPTH {
+            return;
+        }
+        let frame = Frame {
+            name: name.to_string(),
+            hides: look.hides,
+            fg: look.color.unwrap_or(self.fg()),
+            bg: look.background.unwrap_or(self.bg()),
+        };
+        self.hiding += usize::from(frame.hides);
+        self.stack.push(frame);
+    }
+
+    /// Closes what opening `name` closes in a browser though its end tag is missing: a
+    /// cell the next cell, a row the next row, an item the next item, a paragraph the
+    /// next. Else a cell's background ran on into every later cell of the table.
+    fn close_implied_by(&mut self, name: &str) {
+        let (closes, within): (&[&str], &[&str]) = match name {
+            "td" | "th" => (&["td", "th"], &["tr", "table"]),
+            "tr" => (&["tr"], &["table"]),
+            "li" => (&["li"], &["ul", "ol"]),
+            "option" => (&["option"], &["select"]),
+            "p" => (&["p"], &["div", "td", "th", "table", "body"]),
+            _ => return,
+        };
+        for at in (0..self.stack.len()).rev() {
+            let open = self.stack[at].name.as_str();
+            if within.contains(&open) {
+                return;
+            }
+            if closes.contains(&open) {
+                for frame in self.stack.drain(at..) {
+                    self.hiding -= usize::from(frame.hides);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Closes the innermost open `name` and whatever was left open inside it; a closing
+    /// tag with nothing to close changes nothing.
+    fn close(&mut self, name: &str) {
+        if let Some(at) = self.stack.iter().rposition(|f| f.name == name) {
+            for frame in self.stack.drain(at..) {
+                self.hiding -= usize::from(frame.hides);
+            }
+        }
+    }
+}
+
+/// Where text written now goes: the visible text or the hidden. Hidden runs are kept
+/// apart from each other (seen text came between them), while seen text runs on across a
+/// hidden run, as a browser shows `vi<span hidden>xyz</span>agra`.
+fn out<'a>(r: &'a mut HtmlRender, styles: &mut Styles) -> &'a mut String {
+    let hidden = styles.hidden();
+    if hidden != styles.last_hidden {
+        r.hidden.push(' ');
+        styles.last_hidden = hidden;
+    }
+    if hidden {
+        &mut r.hidden
+    } else {
+        &mut r.text
+    }
 }
 
 /// Block-level elements: rendering them breaks words apart.
@@ -274,9 +407,10 @@ pub fn render(html: &str) -> HtmlRender {
         text: String::with_capacity(html.len() / 2),
         ..HtmlRender::default()
     };
+    let mut styles = Styles::default();
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
-        push_text(&rest[..lt], false, &mut r.text);
+        push_text(&rest[..lt], false, out(&mut r, &mut styles));
         let tail = &rest[lt..];
         // Comments: dropped without a space, so they cannot split a word.
         if let Some(comment) = tail.strip_prefix("<!--") {
@@ -286,7 +420,7 @@ pub fn render(html: &str) -> HtmlRender {
         let next = tail[1..].chars().next();
         if !next.is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!' || c == '?') {
             // A lone '<' is text.
-            r.text.push('<');
+            out(&mut r, &mut styles).push('<');
             rest = &tail[1..];
             continue;
         }
@@ -305,9 +439,12 @@ pub fn render(html: &str) -> HtmlRender {
             continue;
         }
         if is_block(&name) {
+            // Both: a word must not run on from the seen text into the hidden, or back.
             r.text.push(' ');
+            r.hidden.push(' ');
         }
         if closing {
+            styles.close(&name);
             continue;
         }
         if name == "script" || name == "style" {
@@ -318,7 +455,8 @@ pub fn render(html: &str) -> HtmlRender {
             }
             continue;
         }
-        for (an, av) in &attributes(&inner[name_end..]) {
+        let attrs = attributes(&inner[name_end..]);
+        for (an, av) in &attrs {
             let is_link = matches!(an.as_str(), "href" | "action" | "background")
                 || (an == "src" && name != "img");
             if is_link && !av.is_empty() && r.links.len() < 256 {
@@ -327,19 +465,22 @@ pub fn render(html: &str) -> HtmlRender {
                 r.links.push(decoded);
             }
         }
+        if !is_void(&name) && !inner.ends_with('/') {
+            styles.open(&name, look(&name, &attrs));
+        }
         if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
             // Its content is text up to its closing tag, markup inside included (its
             // attributes read first: an iframe's `src` is a link); one never closed is read
             // as before.
             let close = format!("</{name}");
             if let Some(end) = find_ci(rest, &close) {
-                push_text(&rest[..end], false, &mut r.text);
+                push_text(&rest[..end], false, out(&mut r, &mut styles));
                 rest = &rest[end..];
                 continue;
             }
         }
     }
-    push_text(rest, false, &mut r.text);
+    push_text(rest, false, out(&mut r, &mut styles));
     r
 }
 
@@ -465,6 +606,47 @@ mod tests {
             ]
         );
         assert!(!r.text.contains("var a"), "script text is not visible");
+    }
+
+    /// Text a reader does not see is kept apart: hidden by style, white on the default white
+    /// page, or the colour of its cell. White on a dark cell, and text after a hiding
+    /// element closes, are seen; a cell left open does not lend its background to the next.
+    #[test]
+    fn hidden_text_is_kept_apart() {
+        let r = render(
+            "<p>Buy now</p><div style=\"display:none\">meeting agenda <b>minutes</b></div>\
+             <font color=\"#FFFFFF\">quarterly report</font> shown\
+             <span style=\"font-size:0px\">regards</span>",
+        );
+        let seen: Vec<&str> = r.text.split_whitespace().collect();
+        let hidden: Vec<&str> = r.hidden.split_whitespace().collect();
+        assert_eq!(seen, ["Buy", "now", "shown"]);
+        assert_eq!(
+            hidden,
+            [
+                "meeting",
+                "agenda",
+                "minutes",
+                "quarterly",
+                "report",
+                "regards"
+            ]
+        );
+        let r = render(
+            "<table><tr><td bgcolor=\"#000000\"><font color=white>Sale</font>\
+             <td><font color=black>Price</font><td bgcolor=navy><font color=\"#000080\">x</font></table>",
+        );
+        assert_eq!(
+            r.text.split_whitespace().collect::<Vec<_>>(),
+            ["Sale", "Price"]
+        );
+        assert_eq!(r.hidden.trim(), "x");
+        // Junk hidden inside a word leaves the word whole.
+        let r = render("buy vi<span style=\"display:none\">xyz</span>agra");
+        assert_eq!(r.text.trim(), "buy viagra");
+        // A background image: the colours say nothing.
+        let r = render("<body background=\"bg.jpg\"><font color=white>on a picture</font>");
+        assert!(r.hidden.trim().is_empty(), "{:?}", r.hidden);
     }
 
     #[test]

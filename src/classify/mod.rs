@@ -20,6 +20,7 @@ mod classifier;
 pub mod features;
 pub mod ftrl;
 pub mod html;
+mod html_style;
 pub mod ledger;
 pub mod maintain;
 pub mod normalize;

@@ -43,6 +43,8 @@ const MAX_URLS: usize = 64;
 /// URLs read per message, over all its texts and links (a text's limit alone let 300
 /// parts of links add 56,000 tokens).
 const MAX_MESSAGE_URLS: usize = 256;
+/// Distinct hidden words read per HTML part (see [`Tokenizer::hidden_words`]).
+const MAX_HIDDEN_WORDS: usize = 200;
 /// Addresses read per message.
 const MAX_MESSAGE_ADDRESSES: usize = 128;
 /// Distinct tokens kept per message, whatever their source: the bound on a ledger entry
@@ -316,7 +318,30 @@ impl Tokenizer {
     fn html_text(&self, text: &str, sink: &mut Sink, links: &mut Vec<String>) {
         let rendered = html::render(text);
         self.body_text(&rendered.text, sink);
+        self.hidden_words(&rendered.hidden, sink);
         links.extend(rendered.links);
+    }
+
+    /// The words of text a reader does not see, under `h:`: words hidden to make spam look
+    /// like ham (a good-word attack) must not count as the ham words they copy. What is
+    /// hidden, and how much, are tokens too (SpamAssassin's Bayes keeps invisible text
+    /// apart the same way).
+    fn hidden_words(&self, hidden: &str, sink: &mut Sink) {
+        let norm = normalize_text(hidden);
+        let mut count = 0;
+        for piece in norm.split(|c: char| !is_word_char(c)) {
+            if count >= MAX_HIDDEN_WORDS {
+                break;
+            }
+            let w = trim_word(piece);
+            if !w.is_empty() && self.word(w, "h:", sink) {
+                count += 1;
+            }
+        }
+        if count > 0 {
+            sink.push("m:hidden".to_string());
+            sink.push2("m:hidden:", bucket(count));
+        }
     }
 
     /// Tokenises decoded text: words, their de-obfuscated variants, URLs and addresses.

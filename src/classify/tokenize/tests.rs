@@ -103,6 +103,31 @@ fn decoy_links_placed_first_do_not_hide_the_last() {
     }
 }
 
+/// Words a reader does not see are tokens of their own (`h:`), never the visible words
+/// they copy: a good-word attack hides ham words to outweigh the pitch.
+#[test]
+fn hidden_words_do_not_pass_for_visible_ones() {
+    let n = names(
+        "Subject: x\r\nContent-Type: text/html\r\n\r\n<p>cheap pills</p>\
+         <div style=\"display:none\">meeting agenda</div>\r\n",
+    );
+    for t in [
+        "cheap",
+        "pills",
+        "h:meeting",
+        "h:agenda",
+        "m:hidden",
+        "m:hidden:2",
+    ] {
+        assert!(has(&n, t), "missing {t} in {n:?}");
+    }
+    assert!(!has(&n, "meeting") && !has(&n, "agenda"), "{n:?}");
+    let plain = names("Subject: x\r\nContent-Type: text/html\r\n\r\n<p>cheap pills</p>\r\n");
+    assert!(!plain
+        .iter()
+        .any(|t| t.starts_with("h:") || t.starts_with("m:hidden")));
+}
+
 /// Regression (shared URL reader): the tokenizer split links its own way, so a link a
 /// browser opens at `spam.example` (`http:\\spam.example`, `https:spam.example`) gave no
 /// host token, and a scheme-less `www.` link with `://` in its query gave a junk scheme.

@@ -1,0 +1,196 @@
+//! Whether an HTML element hides its text from a reader: the inline styles and attributes
+//! that hidden "good words" use (`display:none`, `visibility:hidden`, a font of size 0 or
+//! 1px, `opacity:0`, the `hidden` attribute), and the colours that make text the colour of
+//! its background. Only what the element itself says is read: a class styled in a
+//! `<style>` block is not followed, so such text counts as shown.
+
+/// A colour as red, green and blue.
+pub type Rgb = (u8, u8, u8);
+
+/// How far apart (per channel) two colours may be and still look the same to a reader.
+const SAME_COLOUR: u8 = 20;
+
+/// What one element says of how its text looks.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Look {
+    /// It hides its content whatever the colours (`display:none`, a font of size 0…).
+    pub hides: bool,
+    /// Its text colour, when it sets one.
+    pub color: Option<Rgb>,
+    /// Its background: `Some(Some(c))` a colour, `Some(None)` an image or a colour not
+    /// understood (the background is then unknown), `None` when it sets none.
+    pub background: Option<Option<Rgb>>,
+}
+
+/// The look of an element `tag` with `attributes` (names lower case).
+pub fn look(tag: &str, attributes: &[(String, String)]) -> Look {
+    let mut look = Look::default();
+    for (name, value) in attributes {
+        match name.as_str() {
+            "hidden" => look.hides = true,
+            "style" => read_style(value, &mut look),
+            "color" if tag == "font" => look.color = parse_color(value).or(look.color),
+            "text" if tag == "body" => look.color = parse_color(value).or(look.color),
+            "bgcolor" => look.background = Some(parse_color(value)),
+            "background" => look.background = Some(None),
+            _ => {}
+        }
+    }
+    look
+}
+
+/// Whether text of colour `fg` on `bg` is hard to tell from its background.
+pub fn same_colour(fg: Rgb, bg: Rgb) -> bool {
+    fg.0.abs_diff(bg.0) <= SAME_COLOUR
+        && fg.1.abs_diff(bg.1) <= SAME_COLOUR
+        && fg.2.abs_diff(bg.2) <= SAME_COLOUR
+}
+
+/// Reads the declarations of an inline `style` that hide text or set its colours.
+fn read_style(style: &str, look: &mut Look) {
+    for declaration in style.split(';') {
+        let Some((property, value)) = declaration.split_once(':') else {
+            continue;
+        };
+        let property = property.trim().to_ascii_lowercase();
+        let value = value
+            .trim()
+            .trim_end_matches("!important")
+            .trim()
+            .to_ascii_lowercase();
+        match property.as_str() {
+            "display" if value == "none" => look.hides = true,
+            "visibility" if value == "hidden" || value == "collapse" => look.hides = true,
+            "font-size" if tiny_size(&value) => look.hides = true,
+            "opacity" if value.parse::<f64>().is_ok_and(|o| o < 0.1) => look.hides = true,
+            "color" => look.color = parse_color(&value).or(look.color),
+            "background-color" => look.background = Some(parse_color(&value)),
+            "background" => {
+                // A shorthand: its colour if it has one and no image.
+                look.background = Some(if value.contains("url(") {
+                    None
+                } else {
+                    value.split_whitespace().find_map(parse_color)
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A font size no reader can read: 0 in any unit, or at most 1px or 1pt.
+fn tiny_size(value: &str) -> bool {
+    let digits = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let Ok(size) = value[..digits].parse::<f64>() else {
+        return false;
+    };
+    let unit = value[digits..].trim();
+    size == 0.0 || (size <= 1.0 && matches!(unit, "px" | "pt"))
+}
+
+/// A CSS or HTML colour: `#rgb`, `#rrggbb`, `rrggbb` (old HTML's attributes),
+/// `rgb(r, g, b)` or a common name.
+pub fn parse_color(value: &str) -> Option<Rgb> {
+    let v = value.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    if let Some(args) = v.strip_prefix("rgb(").and_then(|a| a.strip_suffix(')')) {
+        let mut channels = args.split(',').map(|c| c.trim().parse::<u8>().ok());
+        return match (channels.next(), channels.next(), channels.next()) {
+            (Some(Some(r)), Some(Some(g)), Some(Some(b))) => Some((r, g, b)),
+            _ => None,
+        };
+    }
+    let hex = v.strip_prefix('#').unwrap_or(&v);
+    if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let channel = |s: &str| u8::from_str_radix(s, 16).ok();
+        return match hex.len() {
+            6 => Some((
+                channel(&hex[0..2])?,
+                channel(&hex[2..4])?,
+                channel(&hex[4..6])?,
+            )),
+            3 => {
+                let twice = |i: usize| channel(&hex[i..=i]).map(|c| c * 17);
+                Some((twice(0)?, twice(1)?, twice(2)?))
+            }
+            _ => None,
+        };
+    }
+    Some(match v.as_str() {
+        "white" | "snow" | "ivory" | "ghostwhite" => (255, 255, 255),
+        "whitesmoke" => (245, 245, 245),
+        "black" => (0, 0, 0),
+        "silver" => (192, 192, 192),
+        "gray" | "grey" => (128, 128, 128),
+        "red" => (255, 0, 0),
+        "maroon" => (128, 0, 0),
+        "yellow" => (255, 255, 0),
+        "olive" => (128, 128, 0),
+        "lime" => (0, 255, 0),
+        "green" => (0, 128, 0),
+        "aqua" | "cyan" => (0, 255, 255),
+        "teal" => (0, 128, 128),
+        "blue" => (0, 0, 255),
+        "navy" => (0, 0, 128),
+        "fuchsia" | "magenta" => (255, 0, 255),
+        "purple" => (128, 0, 128),
+        "orange" => (255, 165, 0),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn styles_that_hide_text_are_read() {
+        for style in [
+            "display:none",
+            "DISPLAY : None !important",
+            "visibility:hidden",
+            "font-size:0",
+            "font-size: 1px",
+            "font-size:0.5pt",
+            "opacity:0",
+        ] {
+            let l = look("span", &attrs(&[("style", style)]));
+            assert!(l.hides, "{style}");
+        }
+        for style in [
+            "font-size:1em",
+            "font-size:10px",
+            "opacity:0.9",
+            "display:block",
+        ] {
+            assert!(!look("span", &attrs(&[("style", style)])).hides, "{style}");
+        }
+        assert!(look("div", &attrs(&[("hidden", "")])).hides);
+    }
+
+    #[test]
+    fn colours_are_read_in_their_usual_forms() {
+        assert_eq!(parse_color("#FFF"), Some((255, 255, 255)));
+        assert_eq!(parse_color("\"fefefe\""), Some((254, 254, 254)));
+        assert_eq!(parse_color("rgb(1, 2, 3)"), Some((1, 2, 3)));
+        assert_eq!(parse_color("White"), Some((255, 255, 255)));
+        assert_eq!(parse_color("#12345"), None);
+        assert_eq!(parse_color("transparent"), None);
+        let l = look("font", &attrs(&[("color", "#ffffff")]));
+        assert_eq!(l.color, Some((255, 255, 255)));
+        let l = look("td", &attrs(&[("style", "background: #000 url(x.gif)")]));
+        assert_eq!(l.background, Some(None), "an image: unknown");
+        let l = look("td", &attrs(&[("bgcolor", "navy")]));
+        assert_eq!(l.background, Some(Some((0, 0, 128))));
+        assert!(same_colour((255, 255, 255), (250, 250, 250)));
+        assert!(!same_colour((255, 255, 255), (0, 0, 128)));
+    }
+}
