@@ -98,6 +98,11 @@ impl RawState {
                 if !urls.is_empty() {
                     problems.bad("state.redis", "only used with backend = \"redis\"");
                 }
+                // Said, not ignored: an operator who meant a Redis cluster gets one store
+                // per gateway instead, and a tier that shares nothing (review).
+                if self.cluster {
+                    problems.bad("state.cluster", "only used with backend = \"redis\"");
+                }
                 StateBackendConfig::Embedded {
                     path: self.path.unwrap_or_else(|| spool_dir.join("state.redb")),
                 }
@@ -177,6 +182,20 @@ fn redacted(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redacted;
+    use crate::config::Config;
+    use std::path::Path;
+
+    /// Regression (review): `cluster = true` with the embedded store was taken without a
+    /// word, so a tier meant to share a Redis cluster ran on one store per gateway.
+    #[test]
+    fn cluster_without_redis_is_refused() {
+        let text = "[relay]\ndomains = [\"example.test\"]\ninternal = [\"127.0.0.1:2526\"]\n\
+                    [state]\ncluster = true\n";
+        let err = Config::from_toml(Path::new("t.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("state.cluster"), "{err}");
+    }
 
     /// Regression (review): a refused Redis URL was printed whole, its password with it,
     /// to `check`'s output and the journal.
