@@ -172,16 +172,7 @@ impl MemoryBudget {
     /// Reserves `bytes`, waiting for room (fairly: first come, first served).
     pub async fn reserve(&self, bytes: usize) -> Reservation {
         let n = u32::try_from(units(bytes)).unwrap_or(u32::MAX);
-        let permit = self.permits.clone().acquire_many_owned(n).await.ok();
-        if let Some(p) = &permit {
-            gauge_add(&self.gauge, p.num_permits(), 1);
-        }
-        Reservation {
-            budget: self.permits.clone(),
-            permit,
-            network: None,
-            gauge: self.gauge.clone(),
-        }
+        self.reserve_units(n, None).await
     }
 
     /// Reserves `bytes` for a session of the client network `network`, waiting for room in
@@ -191,8 +182,17 @@ impl MemoryBudget {
         let share = self.share_of(network);
         let cap = lock(&self.shares).cap;
         let n = u32::try_from(units(bytes).min(cap)).unwrap_or(u32::MAX);
-        // Dropped (the share given back) if the wait for the budget is given up.
         let held = share.clone().acquire_many_owned(n).await.ok();
+        // Dropped (the share given back) if the wait for the budget is given up.
+        let hold = NetworkHold {
+            share,
+            permit: held,
+        };
+        self.reserve_units(n, Some(hold)).await
+    }
+
+    /// `n` units of the budget, waited for, beside what `network` holds of its share.
+    async fn reserve_units(&self, n: u32, network: Option<NetworkHold>) -> Reservation {
         let permit = self.permits.clone().acquire_many_owned(n).await.ok();
         if let Some(p) = &permit {
             gauge_add(&self.gauge, p.num_permits(), 1);
@@ -200,10 +200,7 @@ impl MemoryBudget {
         Reservation {
             budget: self.permits.clone(),
             permit,
-            network: Some(NetworkHold {
-                share,
-                permit: held,
-            }),
+            network,
             gauge: self.gauge.clone(),
         }
     }

@@ -402,6 +402,19 @@ async fn a_view_of_the_peers_no_round_refreshed_says_no_primary_is_up() {
     assert!(!bk1.primaries_up());
 }
 
+/// A backup `bk1` watching the primary `gw1` (whose admin listener is `admin`) through an
+/// embedded store: the member, the store, and the directory that holds it.
+async fn backup_watching_gw1(
+    admin: Option<std::net::SocketAddr>,
+) -> (Arc<Tier>, State, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let mut cfg = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
+    cfg.peers[0].admin = admin;
+    let bk1 = Tier::new(cfg, Some(state.clone()), Arc::new(Metrics::new()));
+    (bk1, state, dir)
+}
+
 /// An admin listener that answers `/healthz` and `/policy` (fingerprint `aa`) with 200.
 async fn healthy_admin() -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -434,12 +447,7 @@ async fn healthy_admin() -> std::net::SocketAddr {
 /// refused every sender.
 #[tokio::test]
 async fn what_a_heartbeat_dated_ahead_says_still_counts_beside_the_probe() {
-    let admin = healthy_admin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = State::embedded_for_test(dir.path()).await;
-    let mut cfg = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
-    cfg.peers[0].admin = Some(admin);
-    let bk1 = Tier::new(cfg, Some(state.clone()), Arc::new(Metrics::new()));
+    let (bk1, state, _dir) = backup_watching_gw1(Some(healthy_admin().await)).await;
     bk1.set_fingerprint("aa");
     let now = unix_now();
     let ttl = Duration::from_secs(600);
@@ -476,12 +484,7 @@ async fn what_a_heartbeat_dated_ahead_says_still_counts_beside_the_probe() {
 /// (one clock), they say the same whatever the clocks.
 #[tokio::test]
 async fn a_peer_s_reach_and_load_are_read_on_its_own_clock() {
-    let admin = healthy_admin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = State::embedded_for_test(dir.path()).await;
-    let mut cfg = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
-    cfg.peers[0].admin = Some(admin);
-    let bk1 = Tier::new(cfg, Some(state.clone()), Arc::new(Metrics::new()));
+    let (bk1, state, _dir) = backup_watching_gw1(Some(healthy_admin().await)).await;
     bk1.set_fingerprint("aa");
     let now = unix_now();
     let beat = |at: u64, reached_at: u64, full_at: Option<u64>| {
@@ -551,10 +554,7 @@ async fn a_peer_s_reach_and_load_are_read_on_its_own_clock() {
 /// scoring bypass. Both are warned of (once an hour, which is what is seen here).
 #[tokio::test]
 async fn a_heartbeat_dated_behind_is_warned_of_like_one_dated_ahead() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = State::embedded_for_test(dir.path()).await;
-    let cfg = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
-    let bk1 = Tier::new(cfg, Some(state.clone()), Arc::new(Metrics::new()));
+    let (bk1, state, _dir) = backup_watching_gw1(None).await;
     let at = unix_now() - 1200;
     state
         .set(
