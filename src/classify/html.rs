@@ -52,6 +52,10 @@ const MAX_DEPTH: usize = 256;
 struct Frame {
     name: String,
     hides: bool,
+    /// `visibility:hidden` in force (its own or inherited).
+    invisible: bool,
+    /// A font too small to read in force (its own or inherited).
+    tiny: bool,
     fg: Rgb,
     /// `None` when unknown (an image, a colour not understood).
     bg: Option<Rgb>,
@@ -63,6 +67,10 @@ struct Styles {
     stack: Vec<Frame>,
     /// Open elements that hide whatever the colours.
     hiding: usize,
+    /// How many of each of [`IMPLIED`] are open: a start tag that closes one none of
+    /// which is open scans nothing (review: 256 open `<span>`s and then a megabyte of
+    /// `<div>`s scanned the whole stack at each).
+    implied_open: [usize; IMPLIED.len()],
     /// Whether the last text went to the hidden text.
     last_hidden: bool,
 }
@@ -78,45 +86,85 @@ impl Styles {
 
     /// Whether text written now is hidden from a reader.
     fn hidden(&self) -> bool {
-        self.hiding > 0 || self.bg().is_some_and(|bg| same_colour(self.fg(), bg))
+        self.hiding > 0
+            || self.stack.last().is_some_and(|f| f.invisible || f.tiny)
+            || self.bg().is_some_and(|bg| same_colour(self.fg(), bg))
     }
 
     fn open(&mut self, name: &str, look: Look) {
-        self.close_implied_by(name);
         if self.stack.len() >= MAX_DEPTH {
             return;
         }
+        let parent = self.stack.last();
         let frame = Frame {
             name: name.to_string(),
             hides: look.hides,
+            invisible: look
+                .invisible
+                .unwrap_or(parent.is_some_and(|f| f.invisible)),
+            tiny: look.tiny.unwrap_or(parent.is_some_and(|f| f.tiny)),
             fg: look.color.unwrap_or(self.fg()),
             bg: look.background.unwrap_or(self.bg()),
         };
-        self.hiding += usize::from(frame.hides);
+        self.count(&frame, 1);
         self.stack.push(frame);
+    }
+
+    /// Counts `frame` opened (`1`) or closed (`-1`).
+    fn count(&mut self, frame: &Frame, sign: isize) {
+        self.hiding = self
+            .hiding
+            .wrapping_add_signed(sign * isize::from(frame.hides));
+        if let Some(i) = IMPLIED.iter().position(|n| *n == frame.name) {
+            self.implied_open[i] = self.implied_open[i].wrapping_add_signed(sign);
+        }
+    }
+
+    /// Closes the frames from `at` up.
+    fn drain_from(&mut self, at: usize) {
+        for frame in self.stack.split_off(at) {
+            self.count(&frame, -1);
+        }
     }
 
     /// Closes what opening `name` closes in a browser though its end tag is missing: a
     /// cell the next cell, a row the next row, an item the next item, a paragraph the
-    /// next. Else a cell's background ran on into every later cell of the table.
+    /// next or any block (a `<div>`, `<table>`, heading, list…). Else a cell's background
+    /// ran on into every later cell of the table, and a hidden `<p>` hid the blocks after
+    /// it that a browser shows (review).
     fn close_implied_by(&mut self, name: &str) {
+        if CLOSES_P.contains(&name) {
+            self.close_within(&["p"], &["div", "td", "th", "table", "body", "caption"]);
+        }
         let (closes, within): (&[&str], &[&str]) = match name {
             "td" | "th" => (&["td", "th"], &["tr", "table"]),
             "tr" => (&["tr"], &["table"]),
             "li" => (&["li"], &["ul", "ol"]),
             "option" => (&["option"], &["select"]),
-            "p" => (&["p"], &["div", "td", "th", "table", "body"]),
             _ => return,
         };
+        self.close_within(closes, within);
+    }
+
+    /// Closes the innermost open element named in `closes`, unless one named in `within`
+    /// is open inside it.
+    fn close_within(&mut self, closes: &[&str], within: &[&str]) {
+        let open = |name: &&str| {
+            IMPLIED
+                .iter()
+                .position(|n| n == name)
+                .is_none_or(|i| self.implied_open[i] > 0)
+        };
+        if !closes.iter().any(open) {
+            return;
+        }
         for at in (0..self.stack.len()).rev() {
             let open = self.stack[at].name.as_str();
             if within.contains(&open) {
                 return;
             }
             if closes.contains(&open) {
-                for frame in self.stack.drain(at..) {
-                    self.hiding -= usize::from(frame.hides);
-                }
+                self.drain_from(at);
                 return;
             }
         }
@@ -126,12 +174,53 @@ impl Styles {
     /// tag with nothing to close changes nothing.
     fn close(&mut self, name: &str) {
         if let Some(at) = self.stack.iter().rposition(|f| f.name == name) {
-            for frame in self.stack.drain(at..) {
-                self.hiding -= usize::from(frame.hides);
-            }
+            self.drain_from(at);
         }
     }
 }
+
+/// The elements a start tag may close though their end tag is missing.
+const IMPLIED: [&str; 6] = ["p", "td", "th", "tr", "li", "option"];
+
+/// Start tags that close an open `<p>` (HTML's "close a p element" in button scope).
+const CLOSES_P: [&str; 36] = [
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "center",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dd",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "hr",
+    "li",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "ul",
+];
 
 /// Where text written now goes: the visible text or the hidden. Hidden runs are kept
 /// apart from each other (seen text came between them), while seen text runs on across a
@@ -465,6 +554,8 @@ pub fn render(html: &str) -> HtmlRender {
                 r.links.push(decoded);
             }
         }
+        // A void or self-closing start tag still closes what it implies (`<hr>` a `<p>`).
+        styles.close_implied_by(&name);
         if !is_void(&name) && !inner.ends_with('/') {
             styles.open(&name, look(&name, &attrs));
         }
@@ -647,6 +738,62 @@ mod tests {
         // A background image: the colours say nothing.
         let r = render("<body background=\"bg.jpg\"><font color=white>on a picture</font>");
         assert!(r.hidden.trim().is_empty(), "{:?}", r.hidden);
+    }
+
+    fn seen_and_hidden(html: &str) -> (Vec<String>, Vec<String>) {
+        let r = render(html);
+        let words = |t: &str| t.split_whitespace().map(str::to_string).collect();
+        (words(&r.text), words(&r.hidden))
+    }
+
+    /// Regression (review): `font-size:0` (or `visibility:hidden`) hid everything inside,
+    /// though both are inherited and a descendant sets them back: the `font-size:0`
+    /// wrapper of responsive mail layouts, its columns at 14px, hid a whole newsletter, and
+    /// a spammer's pitch with it.
+    #[test]
+    fn a_readable_size_or_visibility_inside_undoes_the_parents() {
+        let (seen, hidden) = seen_and_hidden(
+            "<div style=\"font-size:0\">&nbsp;<div style=\"display:inline-block;font-size:14px\">\
+             Quarterly results</div><span style=\"font-size:2em\">tiny</span></div>\
+             <div style=\"visibility:hidden\">secret<span style=\"visibility:visible\">shown</span></div>",
+        );
+        assert_eq!(seen, ["Quarterly", "results", "shown"]);
+        assert_eq!(hidden, ["tiny", "secret"]);
+    }
+
+    /// Regression (review): a hidden `<p>` a block closes in a browser (`<div>`, `<table>`, a
+    /// heading, `<hr>`) kept hiding what followed, so a pitch after it counted as hidden.
+    #[test]
+    fn a_block_closes_a_hidden_paragraph() {
+        let (seen, hidden) = seen_and_hidden(
+            "<p style=\"display:none\">meeting agenda<div>cheap pills</div>\
+             <p style=\"color:#fff\">minutes<hr>buy now",
+        );
+        assert_eq!(seen, ["cheap", "pills", "buy", "now"]);
+        assert_eq!(hidden, ["meeting", "agenda", "minutes"]);
+    }
+
+    /// Regression (review): styles were read as if any hiding declaration won, and
+    /// `bgcolor` wherever it stood: text a browser shows counted as hidden.
+    #[test]
+    fn styles_are_read_as_a_browser_reads_them() {
+        for html in [
+            "<div hidden style=\"display:block\">cheap pills</div>",
+            "<div style=\"display:none;display:block\">cheap pills</div>",
+            "<td bgcolor=black><span bgcolor=white><font color=white>cheap pills</font></span>",
+            "<td style=\"background-image:url(banner.jpg)\"><font color=#ffffff>cheap pills",
+        ] {
+            let (seen, hidden) = seen_and_hidden(html);
+            assert_eq!(seen, ["cheap", "pills"], "{html}");
+            assert!(hidden.is_empty(), "{html}: {hidden:?}");
+        }
+        for html in [
+            "<div style=\"display:none !important;display:block\">meeting</div>",
+            "<div hidden>meeting</div>",
+            "<div hidden style=\"color:red\">meeting</div>",
+        ] {
+            assert_eq!(seen_and_hidden(html).1, ["meeting"], "{html}");
+        }
     }
 
     #[test]

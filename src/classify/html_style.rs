@@ -13,8 +13,18 @@ const SAME_COLOUR: u8 = 20;
 /// What one element says of how its text looks.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Look {
-    /// It hides its content whatever the colours (`display:none`, a font of size 0…).
+    /// It hides its content whatever its descendants say (`display:none`, `opacity:0`,
+    /// the `hidden` attribute).
     pub hides: bool,
+    /// Its `visibility`, when it sets one: `Some(true)` hidden. Inherited, and undone by a
+    /// descendant's `visibility:visible`.
+    pub invisible: Option<bool>,
+    /// Its font size, when it sets one: `Some(true)` too small to read, `Some(false)` a
+    /// size of its own, readable; `None` also for a size relative to its parent's (`em`,
+    /// `%`), which is as small as that. Inherited: a descendant's readable size undoes it
+    /// (review: the `font-size:0` wrapper of responsive mail layouts, its columns set
+    /// back to 14px, hid whole newsletters).
+    pub tiny: Option<bool>,
     /// Its text colour, when it sets one.
     pub color: Option<Rgb>,
     /// Its background: `Some(Some(c))` a colour, `Some(None)` an image or a colour not
@@ -25,19 +35,34 @@ pub struct Look {
 /// The look of an element `tag` with `attributes` (names lower case).
 pub fn look(tag: &str, attributes: &[(String, String)]) -> Look {
     let mut look = Look::default();
+    let mut hidden_attribute = false;
+    let mut display = None;
     for (name, value) in attributes {
         match name.as_str() {
-            "hidden" => look.hides = true,
-            "style" => read_style(value, &mut look),
+            "hidden" => hidden_attribute = true,
+            "style" => display = read_style(value, &mut look).or(display),
             "color" if tag == "font" => look.color = parse_color(value).or(look.color),
             "text" if tag == "body" => look.color = parse_color(value).or(look.color),
-            "bgcolor" => look.background = Some(parse_color(value)),
+            // Only where HTML has it: a browser ignores `<div bgcolor>` (review: a
+            // `<span bgcolor=white>` in a black cell made its white text count as hidden).
+            "bgcolor" if PAINTS_BGCOLOR.contains(&tag) => {
+                look.background = Some(parse_color(value));
+            }
             "background" => look.background = Some(None),
             _ => {}
         }
     }
+    // An inline `display` overrides the `hidden` attribute (the browser's own style sheet
+    // is what hides it): `<div hidden style="display:block">` is seen (review).
+    match display {
+        Some(none) => look.hides |= none,
+        None => look.hides |= hidden_attribute,
+    }
     look
 }
+
+/// Elements whose `bgcolor` attribute a browser paints.
+const PAINTS_BGCOLOR: [&str; 6] = ["body", "table", "tr", "td", "th", "marquee"];
 
 /// Whether text of colour `fg` on `bg` is hard to tell from its background.
 pub fn same_colour(fg: Rgb, bg: Rgb) -> bool {
@@ -46,25 +71,48 @@ pub fn same_colour(fg: Rgb, bg: Rgb) -> bool {
         && fg.2.abs_diff(bg.2) <= SAME_COLOUR
 }
 
-/// Reads the declarations of an inline `style` that hide text or set its colours.
-fn read_style(style: &str, look: &mut Look) {
+/// Reads the declarations of an inline `style` that hide text or set its colours, each
+/// property as a browser reads it: the last declaration wins, but never over an earlier
+/// `!important` one (review: `display:none;display:block` was read as hidden). Says
+/// whether it sets `display` to `none`, when it sets a `display` at all.
+fn read_style(style: &str, look: &mut Look) -> Option<bool> {
+    let mut winning: Vec<(String, String, bool)> = Vec::new();
     for declaration in style.split(';') {
         let Some((property, value)) = declaration.split_once(':') else {
             continue;
         };
         let property = property.trim().to_ascii_lowercase();
-        let value = value
-            .trim()
-            .trim_end_matches("!important")
-            .trim()
-            .to_ascii_lowercase();
+        // Only the properties read below are kept: a style of thousands of others must not
+        // cost a search of all before it each.
+        if !READ_PROPERTIES.contains(&property.as_str()) {
+            continue;
+        }
+        let value = value.trim().to_ascii_lowercase();
+        let (value, important) = match value.strip_suffix("!important") {
+            Some(v) => (v.trim().to_string(), true),
+            None => (value, false),
+        };
+        match winning.iter_mut().find(|(p, _, _)| *p == property) {
+            Some(held) if held.2 && !important => {}
+            Some(held) => *held = (property, value, important),
+            None => winning.push((property, value, important)),
+        }
+    }
+    let mut display = None;
+    for (property, value, _) in &winning {
         match property.as_str() {
-            "display" if value == "none" => look.hides = true,
-            "visibility" if value == "hidden" || value == "collapse" => look.hides = true,
-            "font-size" if tiny_size(&value) => look.hides = true,
+            "display" => display = Some(value == "none"),
+            "visibility" => {
+                look.invisible = match value.as_str() {
+                    "hidden" | "collapse" => Some(true),
+                    "visible" => Some(false),
+                    _ => None,
+                };
+            }
+            "font-size" => look.tiny = font_size(value),
             "opacity" if value.parse::<f64>().is_ok_and(|o| o < 0.1) => look.hides = true,
-            "color" => look.color = parse_color(&value).or(look.color),
-            "background-color" => look.background = Some(parse_color(&value)),
+            "color" => look.color = parse_color(value).or(look.color),
+            "background-color" => look.background = Some(parse_color(value)),
             "background" => {
                 // A shorthand: its colour if it has one and no image.
                 look.background = Some(if value.contains("url(") {
@@ -73,9 +121,43 @@ fn read_style(style: &str, look: &mut Look) {
                     value.split_whitespace().find_map(parse_color)
                 });
             }
+            // An image under the text: its colours are not known (review: white text on a
+            // banner's picture counted as hidden).
+            "background-image" if value != "none" => look.background = Some(None),
             _ => {}
         }
     }
+    display
+}
+
+/// The style properties [`read_style`] reads.
+const READ_PROPERTIES: [&str; 8] = [
+    "display",
+    "visibility",
+    "font-size",
+    "opacity",
+    "color",
+    "background-color",
+    "background",
+    "background-image",
+];
+
+/// What a `font-size` says (see [`Look::tiny`]).
+fn font_size(value: &str) -> Option<bool> {
+    if tiny_size(value) {
+        return Some(true);
+    }
+    let digits = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let unit = value.get(digits..).unwrap_or_default().trim();
+    if digits == 0 {
+        // A keyword: `small`, `medium`… are sizes of their own; `smaller`, `inherit`… not.
+        let relative = matches!(unit, "smaller" | "larger" | "inherit" | "unset" | "revert");
+        return (!relative && !unit.is_empty()).then_some(false);
+    }
+    let relative = matches!(unit, "em" | "%" | "ex" | "ch" | "");
+    (!relative).then_some(false)
 }
 
 /// A font size no reader can read: 0 in any unit, or at most 1px or 1pt.
@@ -151,6 +233,11 @@ mod tests {
             .collect()
     }
 
+    /// Whether the element hides its own text (descendants may undo some of it).
+    fn hides(l: Look) -> bool {
+        l.hides || l.invisible == Some(true) || l.tiny == Some(true)
+    }
+
     #[test]
     fn styles_that_hide_text_are_read() {
         for style in [
@@ -163,7 +250,7 @@ mod tests {
             "opacity:0",
         ] {
             let l = look("span", &attrs(&[("style", style)]));
-            assert!(l.hides, "{style}");
+            assert!(hides(l), "{style}");
         }
         for style in [
             "font-size:1em",
@@ -171,9 +258,24 @@ mod tests {
             "opacity:0.9",
             "display:block",
         ] {
-            assert!(!look("span", &attrs(&[("style", style)])).hides, "{style}");
+            assert!(!hides(look("span", &attrs(&[("style", style)]))), "{style}");
         }
         assert!(look("div", &attrs(&[("hidden", "")])).hides);
+        // Sizes of their own undo a parent's tiny font; relative ones are as small as it.
+        for (style, tiny) in [
+            ("font-size:14px", Some(false)),
+            ("font-size:small", Some(false)),
+            ("font-size:1.2rem", Some(false)),
+            ("font-size:2em", None),
+            ("font-size:150%", None),
+            ("font-size:inherit", None),
+        ] {
+            assert_eq!(
+                look("td", &attrs(&[("style", style)])).tiny,
+                tiny,
+                "{style}"
+            );
+        }
     }
 
     #[test]

@@ -56,8 +56,8 @@ const SWEEP_FLOOR: usize = 64;
 pub struct Reservation {
     budget: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
-    /// The client network's share, and what this reservation holds of it: always as many
-    /// units as `permit`.
+    /// The client network's share, and what this reservation holds of it: as many units
+    /// as `permit`, or fewer when it asked for more than the share.
     network: Option<NetworkHold>,
     gauge: Option<IntGauge>,
 }
@@ -126,7 +126,9 @@ impl MemoryBudget {
 
     /// The semaphore of `network`'s share, made when the network holds none, and brought
     /// to the share in force.
-    fn share_of(&self, network: IpAddr) -> Arc<Semaphore> {
+    /// Returned with the share (in units) it was brought to, read under the same lock: a
+    /// share read apart could be a reload's bigger one, more than the semaphore holds.
+    fn share_of(&self, network: IpAddr) -> (Arc<Semaphore>, usize) {
         let mut shares = lock(&self.shares);
         let cap = shares.cap;
         if let Some(share) = shares.networks.get_mut(&network) {
@@ -137,7 +139,7 @@ impl MemoryBudget {
                 } else if cap < share.capacity {
                     share.capacity -= permits.forget_permits(share.capacity - cap);
                 }
-                return permits;
+                return (permits, cap);
             }
         }
         if shares.networks.len() >= shares.sweep_at {
@@ -152,14 +154,13 @@ impl MemoryBudget {
                 capacity: cap,
             },
         );
-        permits
+        (permits, cap)
     }
 
     /// Whether `network` could take `bytes` more of its share now (all of it, for a
     /// request bigger than the share).
     pub fn network_has_room(&self, network: IpAddr, bytes: usize) -> bool {
-        let share = self.share_of(network);
-        let cap = lock(&self.shares).cap;
+        let (share, cap) = self.share_of(network);
         share.available_permits() >= units(bytes).min(cap)
     }
 
@@ -176,13 +177,17 @@ impl MemoryBudget {
     }
 
     /// Reserves `bytes` for a session of the client network `network`, waiting for room in
-    /// the network's share and then in the budget. A request bigger than the share gets
-    /// the whole share.
+    /// the network's share and then in the budget. A request bigger than the share takes
+    /// the whole share, and still all it asked of the budget (at most the whole budget): a
+    /// judgement holds the memory it needs whatever the share, and the budget counts it
+    /// (review: given only the share, judgements of several networks held more than the
+    /// budget between them).
     pub async fn reserve_for(&self, network: IpAddr, bytes: usize) -> Reservation {
-        let share = self.share_of(network);
-        let cap = lock(&self.shares).cap;
-        let n = u32::try_from(units(bytes).min(cap)).unwrap_or(u32::MAX);
-        let held = share.clone().acquire_many_owned(n).await.ok();
+        let (share, cap) = self.share_of(network);
+        let want = units(bytes).min(*lock(&self.capacity));
+        let of_share = u32::try_from(want.min(cap)).unwrap_or(u32::MAX);
+        let n = u32::try_from(want).unwrap_or(u32::MAX);
+        let held = share.clone().acquire_many_owned(of_share).await.ok();
         // Dropped (the share given back) if the wait for the budget is given up.
         let hold = NetworkHold {
             share,
@@ -258,8 +263,10 @@ impl Reservation {
             if extra > 0 {
                 drop(held.split(extra));
                 gauge_add(&self.gauge, extra, -1);
+                // The share keeps no more than the budget does (it may hold less: see
+                // [`MemoryBudget::reserve_for`]).
                 if let Some(p) = self.network.as_mut().and_then(|h| h.permit.as_mut()) {
-                    drop(p.split(extra));
+                    drop(p.split(p.num_permits().saturating_sub(keep)));
                 }
             }
         }
@@ -348,7 +355,10 @@ mod tests {
         assert!(budget.network_has_room(net, 3 * UNIT));
         drop(_held);
         let big = budget.reserve_for(net, 100 * UNIT).await;
-        assert_eq!(big.bytes(), 3 * UNIT, "the whole share, no more");
+        assert_eq!(big.bytes(), 4 * UNIT, "the whole budget, no more");
+        assert!(!budget.network_has_room(net, UNIT), "and the whole share");
+        drop(big);
+        assert!(budget.network_has_room(net, 3 * UNIT));
     }
 
     /// A reload's share applies to a network's next reservation; networks no reservation
@@ -369,6 +379,40 @@ mod tests {
         }
         let kept = lock(&budget.shares).networks.len();
         assert!(kept <= SWEEP_FLOOR + 1, "{kept} networks kept");
+    }
+
+    /// Regression (review): a request bigger than the share (a judgement's sample and view)
+    /// got the share only, so the budget counted less than it held: judgements of two
+    /// networks, 5 units each, held 10 units of a budget of 8 counting 4. Now the budget
+    /// counts all of each, and the second waits; shrinking returns both exactly.
+    #[tokio::test]
+    async fn a_request_bigger_than_the_share_is_counted_whole() {
+        let budget = MemoryBudget::new(8 * UNIT);
+        budget.set_network_share(2 * UNIT);
+        let one: IpAddr = "192.0.2.0".parse().unwrap();
+        let two: IpAddr = "198.51.100.0".parse().unwrap();
+        let mut judging = budget.reserve_for(one, 5 * UNIT).await;
+        assert_eq!(judging.bytes(), 5 * UNIT);
+        assert_eq!(budget.in_use(), 5 * UNIT);
+        assert!(
+            !budget.network_has_room(one, UNIT),
+            "it holds the whole share"
+        );
+        let second = futures::FutureExt::now_or_never(budget.reserve_for(two, 5 * UNIT));
+        assert!(second.is_none(), "5 + 5 > 8: the second judgement waits");
+        judging.shrink_to(UNIT);
+        assert_eq!(budget.in_use(), UNIT);
+        assert!(
+            budget.network_has_room(one, UNIT),
+            "one unit of the share came back"
+        );
+        assert!(
+            !budget.network_has_room(one, 2 * UNIT),
+            "the other is still held"
+        );
+        drop(judging);
+        assert!(budget.network_has_room(one, 2 * UNIT));
+        assert_eq!(budget.in_use(), 0);
     }
 
     /// Review: the gauge follows every reservation, and is 0 once they are all returned.
