@@ -73,6 +73,9 @@ struct Styles {
     implied_open: [usize; IMPLIED.len()],
     /// Whether the last text went to the hidden text.
     last_hidden: bool,
+    /// The page's background outside every element: white, or unknown when a style
+    /// sheet may set it (see [`style_sheet_paints_background`]).
+    page: Option<Rgb>,
 }
 
 impl Styles {
@@ -81,7 +84,7 @@ impl Styles {
     }
 
     fn bg(&self) -> Option<Rgb> {
-        self.stack.last().map_or(Some((255, 255, 255)), |f| f.bg)
+        self.stack.last().map_or(self.page, |f| f.bg)
     }
 
     /// Whether text written now is hidden from a reader.
@@ -490,13 +493,33 @@ fn attributes(body: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Whether a `<style>` block of `html` sets a background anywhere. Its rules are not
+/// followed, so the page's and the elements' backgrounds are then unknown: white text on a
+/// dark-themed newsletter, its colours set by classes, must not count as hidden on a white
+/// page it never had.
+fn style_sheet_paints_background(html: &str) -> bool {
+    let mut rest = html;
+    while let Some(open) = find_ci(rest, "<style") {
+        let sheet = &rest[open..];
+        let end = find_ci(sheet, "</style").unwrap_or(sheet.len());
+        if find_ci(&sheet[..end], "background").is_some() {
+            return true;
+        }
+        rest = &sheet[end..];
+    }
+    false
+}
+
 /// Renders an HTML body to visible text and collects its links.
 pub fn render(html: &str) -> HtmlRender {
     let mut r = HtmlRender {
         text: String::with_capacity(html.len() / 2),
         ..HtmlRender::default()
     };
-    let mut styles = Styles::default();
+    let mut styles = Styles {
+        page: (!style_sheet_paints_background(html)).then_some((255, 255, 255)),
+        ..Styles::default()
+    };
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
         push_text(&rest[..lt], false, out(&mut r, &mut styles));
@@ -794,6 +817,25 @@ mod tests {
         ] {
             assert_eq!(seen_and_hidden(html).1, ["meeting"], "{html}");
         }
+    }
+
+    /// A style sheet that sets a background leaves the colours unknown: white text there
+    /// is not taken for hidden (a dark-themed newsletter); hiding styles still hide.
+    #[test]
+    fn a_style_sheet_background_leaves_colours_unknown() {
+        let (seen, hidden) = seen_and_hidden(
+            "<style>.dark { background: #111 }</style><td class=dark>\
+             <font color=#ffffff>Quarterly results</font><span style=\"display:none\">x</span>",
+        );
+        assert_eq!(seen, ["Quarterly", "results"]);
+        assert_eq!(hidden, ["x"]);
+        let (_, hidden) =
+            seen_and_hidden("<style>p { color: red }</style><font color=white>x</font>");
+        assert_eq!(
+            hidden,
+            ["x"],
+            "a sheet without a background says nothing of it"
+        );
     }
 
     #[test]
