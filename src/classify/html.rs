@@ -51,6 +51,7 @@ const MAX_DEPTH: usize = 256;
 #[derive(Debug)]
 struct Frame {
     name: String,
+    /// Hidden whatever its descendants say (`display:none`… here or above).
     hides: bool,
     /// `visibility:hidden` in force (its own or inherited).
     invisible: bool,
@@ -65,8 +66,6 @@ struct Frame {
 #[derive(Debug, Default)]
 struct Styles {
     stack: Vec<Frame>,
-    /// Open elements that hide whatever the colours.
-    hiding: usize,
     /// How many of each of [`IMPLIED`] are open: a start tag that closes one none of
     /// which is open scans nothing (review: 256 open `<span>`s and then a megabyte of
     /// `<div>`s scanned the whole stack at each).
@@ -89,8 +88,9 @@ impl Styles {
 
     /// Whether text written now is hidden from a reader.
     fn hidden(&self) -> bool {
-        self.hiding > 0
-            || self.stack.last().is_some_and(|f| f.invisible || f.tiny)
+        self.stack
+            .last()
+            .is_some_and(|f| f.hides || f.invisible || f.tiny)
             || self.bg().is_some_and(|bg| same_colour(self.fg(), bg))
     }
 
@@ -101,7 +101,7 @@ impl Styles {
         let parent = self.stack.last();
         let frame = Frame {
             name: name.to_string(),
-            hides: look.hides,
+            hides: look.hides || parent.is_some_and(|f| f.hides),
             invisible: look
                 .invisible
                 .unwrap_or(parent.is_some_and(|f| f.invisible)),
@@ -113,11 +113,8 @@ impl Styles {
         self.stack.push(frame);
     }
 
-    /// Counts `frame` opened (`1`) or closed (`-1`).
+    /// Counts `frame` opened (`1`) or closed (`-1`) among the [`IMPLIED`] ones.
     fn count(&mut self, frame: &Frame, sign: isize) {
-        self.hiding = self
-            .hiding
-            .wrapping_add_signed(sign * isize::from(frame.hides));
         if let Some(i) = IMPLIED.iter().position(|n| *n == frame.name) {
             self.implied_open[i] = self.implied_open[i].wrapping_add_signed(sign);
         }

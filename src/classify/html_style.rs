@@ -142,34 +142,23 @@ const READ_PROPERTIES: [&str; 8] = [
     "background-image",
 ];
 
-/// What a `font-size` says (see [`Look::tiny`]).
+/// What a `font-size` says (see [`Look::tiny`]): too small to read at 0 in any unit or at
+/// most 1px or 1pt; a size of its own otherwise, unless it is relative to the parent's.
 fn font_size(value: &str) -> Option<bool> {
-    if tiny_size(value) {
-        return Some(true);
-    }
     let digits = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());
-    let unit = value.get(digits..).unwrap_or_default().trim();
-    if digits == 0 {
+    let unit = value[digits..].trim();
+    let Ok(size) = value[..digits].parse::<f64>() else {
         // A keyword: `small`, `medium`… are sizes of their own; `smaller`, `inherit`… not.
         let relative = matches!(unit, "smaller" | "larger" | "inherit" | "unset" | "revert");
         return (!relative && !unit.is_empty()).then_some(false);
+    };
+    if size == 0.0 || (size <= 1.0 && matches!(unit, "px" | "pt")) {
+        return Some(true);
     }
     let relative = matches!(unit, "em" | "%" | "ex" | "ch" | "");
     (!relative).then_some(false)
-}
-
-/// A font size no reader can read: 0 in any unit, or at most 1px or 1pt.
-fn tiny_size(value: &str) -> bool {
-    let digits = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let Ok(size) = value[..digits].parse::<f64>() else {
-        return false;
-    };
-    let unit = value[digits..].trim();
-    size == 0.0 || (size <= 1.0 && matches!(unit, "px" | "pt"))
 }
 
 /// A CSS or HTML colour: `#rgb`, `#rrggbb`, `rrggbb` (old HTML's attributes),

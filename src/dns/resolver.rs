@@ -251,9 +251,8 @@ impl Dns {
     /// through the responder): read from the shared cache without a query and without
     /// counting a lookup; asked (and counted as `check`) only when no longer cached.
     pub async fn recall_txt(&self, check: &'static str, name: &str) -> Outcome<Vec<String>> {
-        let cached = fqdn(name).and_then(|n| self.inner.core.cached(n, RecordType::TXT));
-        match cached {
-            Some(answer) => outcome(answer, txt_text),
+        match self.cached_txt_outcome(name) {
+            Some(outcome) => outcome,
             None => self.lookup_txt(check, name).await,
         }
     }
@@ -262,8 +261,13 @@ impl Dns {
     /// cache holds now: no query, nothing counted, no waiting. `None` when it holds no
     /// answer with TXT records.
     pub fn cached_txt(&self, name: &str) -> Option<Vec<String>> {
+        self.cached_txt_outcome(name)?.found()
+    }
+
+    /// The shared cache's answer for `name`'s TXT records, when it holds one.
+    fn cached_txt_outcome(&self, name: &str) -> Option<Outcome<Vec<String>>> {
         let answer = self.inner.core.cached(fqdn(name)?, RecordType::TXT)?;
-        outcome(answer, txt_text).found()
+        Some(outcome(answer, txt_text))
     }
 
     /// MX records of `name`, most preferred first.

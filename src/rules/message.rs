@@ -16,6 +16,7 @@ use super::uri_forms::{as_listed, uri_forms};
 use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
+use crate::mail::url::both_ends;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{
     ContentType, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
@@ -1251,8 +1252,6 @@ fn fair_shares(lens: &[usize], total: usize) -> Vec<usize> {
     }
     shares
 }
-
-pub use crate::mail::url::both_ends;
 
 #[cfg(test)]
 mod tests;

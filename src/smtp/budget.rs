@@ -74,6 +74,17 @@ fn gauge_add(gauge: &Option<IntGauge>, units: usize, sign: i64) {
     }
 }
 
+/// Brings `permits`, given `capacity` units so far, to `want`: grown at once; shrunk by
+/// the units free now, and further on a later call as reservations come back.
+fn follow(permits: &Semaphore, capacity: &mut usize, want: usize) {
+    if want > *capacity {
+        permits.add_permits(want - *capacity);
+        *capacity = want;
+    } else if want < *capacity {
+        *capacity -= permits.forget_permits(*capacity - want);
+    }
+}
+
 fn units(bytes: usize) -> usize {
     bytes.div_ceil(UNIT)
 }
@@ -108,14 +119,7 @@ impl MemoryBudget {
 
     /// Follows a reloaded budget: grows at once, shrinks as reservations are returned.
     pub fn resize(&self, bytes: usize) {
-        let want = units(bytes);
-        let mut capacity = lock(&self.capacity);
-        if want > *capacity {
-            self.permits.add_permits(want - *capacity);
-            *capacity = want;
-        } else if want < *capacity {
-            *capacity -= self.permits.forget_permits(*capacity - want);
-        }
+        follow(&self.permits, &mut lock(&self.capacity), units(bytes));
     }
 
     /// Sets the share one client network may hold; a network's reservations follow it
@@ -133,12 +137,7 @@ impl MemoryBudget {
         let cap = shares.cap;
         if let Some(share) = shares.networks.get_mut(&network) {
             if let Some(permits) = share.permits.upgrade() {
-                if cap > share.capacity {
-                    permits.add_permits(cap - share.capacity);
-                    share.capacity = cap;
-                } else if cap < share.capacity {
-                    share.capacity -= permits.forget_permits(share.capacity - cap);
-                }
+                follow(&permits, &mut share.capacity, cap);
                 return (permits, cap);
             }
         }

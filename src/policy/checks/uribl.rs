@@ -47,7 +47,7 @@ fn hosts_of(uri: &str) -> Vec<String> {
                 return Vec::new();
             };
             let addresses: Vec<&str> = addresses.split(',').collect();
-            crate::rules::message::both_ends(addresses, MAILTO_ADDRESSES)
+            crate::mail::url::both_ends(addresses, MAILTO_ADDRESSES)
                 .into_iter()
                 .filter_map(|address| address.rsplit_once('@'))
                 .filter_map(|(_, domain)| usable_host(domain.trim().to_string()))
@@ -147,7 +147,7 @@ pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
         }
     }
     head.extend(tail);
-    crate::rules::message::both_ends(head, max)
+    crate::mail::url::both_ends(head, max)
 }
 
 #[async_trait]

@@ -97,7 +97,7 @@ impl Session {
             }
         };
         if let Some(bytes) = wanted {
-            let network = super::super::admission::network_of(self.peer.ip(), &limits);
+            let network = self.client_network();
             let wanted = self.server.budget.reserve_for(network, bytes);
             match tokio::time::timeout(limits.message_memory_wait, wanted).await {
                 Ok(r) => self.message_memory = Some(r),

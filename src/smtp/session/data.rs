@@ -251,24 +251,16 @@ impl Session {
         // The shared budget follows the policy in force, not this session's snapshot: a
         // session opened before a reload would size it back (review: two old sessions
         // held twice the new total).
-        let total = server
-            .policy
-            .peek()
-            .config()
-            .server
-            .limits
-            .message_memory_total_bytes;
-        server.budget.resize(total);
-        server.budget.set_network_share(
+        {
+            // A short-lived guard: not held across the wait below.
+            let policy = server.policy.peek();
+            let in_force = &policy.config().server.limits;
+            server.budget.resize(in_force.message_memory_total_bytes);
             server
-                .policy
-                .peek()
-                .config()
-                .server
-                .limits
-                .network_memory_share(),
-        );
-        let network = super::super::admission::network_of(self.peer.ip(), &limits);
+                .budget
+                .set_network_share(in_force.network_memory_share());
+        }
+        let network = self.client_network();
         let wanted = server.budget.reserve_for(network, CHUNK);
         let wait = tokio::time::timeout(limits.message_memory_wait, wanted);
         let reservation = match wait_client(&self.handle, &self.server, true, wait).await {
@@ -288,6 +280,12 @@ impl Session {
             memory_hold: limits.message_memory_hold,
         };
         Ok(MessageSink::new(sink_limits, reservation))
+    }
+
+    /// The client network the session counts against (its /24 or /64 by default), as
+    /// admission counts it: the message memory budget's shares are per network.
+    pub(super) fn client_network(&self) -> std::net::IpAddr {
+        super::super::admission::network_of(self.peer.ip(), self.limits())
     }
 
     /// Counts a wait for message memory given up, under the limit that held it: the
