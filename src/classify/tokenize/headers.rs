@@ -3,7 +3,7 @@
 //! Recipient addresses and collection artefacts are never read: they describe whoever
 //! collected the mail, not the sender.
 
-use super::{bucket, is_word_char, reg_domain, shape, tld, trim_word, Sink, Tokenizer};
+use super::{bucket, reg_domain, shape, tld, words_in, Sink, Tokenizer};
 use crate::classify::normalize::{join_spaced_letters, normalize_text};
 use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::{raw_value, value_as_read};
@@ -189,13 +189,8 @@ impl Tokenizer {
         for joined in join_spaced_letters(&norm, &words) {
             self.word_variants(&joined, "s:", sink);
         }
-        for chunk in &words {
-            for piece in chunk.split(|c: char| !is_word_char(c)) {
-                let w = trim_word(piece);
-                if !w.is_empty() {
-                    self.word_variants(w, "s:", sink);
-                }
-            }
+        for w in words.iter().flat_map(|chunk| words_in(chunk)) {
+            self.word_variants(w, "s:", sink);
         }
     }
 

@@ -329,12 +329,11 @@ impl Tokenizer {
     fn hidden_words(&self, hidden: &str, sink: &mut Sink) {
         let norm = normalize_text(hidden);
         let mut count = 0;
-        for piece in norm.split(|c: char| !is_word_char(c)) {
+        for w in words_in(&norm) {
             if count >= MAX_HIDDEN_WORDS {
                 break;
             }
-            let w = trim_word(piece);
-            if !w.is_empty() && self.word(w, "h:", sink) {
+            if self.word(w, "h:", sink) {
                 count += 1;
             }
         }
@@ -428,12 +427,7 @@ impl Tokenizer {
         if middle.is_empty() || sink.word_count >= stop {
             return;
         }
-        let distinct: HashSet<&str> = middle
-            .iter()
-            .flat_map(|chunk| chunk.split(|c: char| !is_word_char(c)))
-            .map(trim_word)
-            .filter(|w| !w.is_empty())
-            .collect();
+        let distinct: HashSet<&str> = middle.iter().flat_map(|chunk| words_in(chunk)).collect();
         let rate = (stop - sink.word_count) as f64 / distinct.len().max(1) as f64;
         // A word's own hash decides, so a word is taken from every message or from none.
         let taken = |w: &str| rate >= 1.0 || (hash_str(w) as f64) < rate * u64::MAX as f64;
@@ -457,12 +451,11 @@ impl Tokenizer {
             }
             return;
         }
-        for piece in chunk.split(|c: char| !is_word_char(c)) {
+        for w in words_in(chunk) {
             if sink.word_count >= stop {
                 break;
             }
-            let w = trim_word(piece);
-            if w.is_empty() || !taken(w) {
+            if !taken(w) {
                 continue;
             }
             sink.word_count += usize::from(self.word_variants(w, "", sink));
@@ -569,6 +562,14 @@ fn is_word_char(c: char) -> bool {
             );
     }
     c.is_alphanumeric()
+}
+
+/// The words of `text`: the pieces between characters that cannot sit in a word, trimmed
+/// of punctuation ([`trim_word`]), empty ones dropped.
+fn words_in(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !is_word_char(c))
+        .map(trim_word)
+        .filter(|w| !w.is_empty())
 }
 
 /// Strips leading and trailing punctuation, keeping a leading `$` and a trailing `%`.
