@@ -571,3 +571,36 @@ async fn a_heartbeat_dated_behind_is_warned_of_like_one_dated_ahead() {
         "a heartbeat 20 minutes behind was not warned of"
     );
 }
+
+#[test]
+fn only_clients_from_public_addresses_count_as_reaching_a_member() {
+    let public = ["8.8.8.8", "198.20.0.1", "198.51.99.1", "2a00:1450::1"];
+    // Earlier missed: "this network", benchmarking, reserved, multicast, IETF assignments.
+    let special = [
+        "0.1.2.3",
+        "198.18.0.1",
+        "198.19.255.254",
+        "240.0.0.1",
+        "255.255.255.255",
+        "224.0.0.5",
+        "192.0.0.9",
+        "10.1.1.1",
+        "100.64.0.1",
+        "169.254.1.1",
+        "127.0.0.1",
+        "192.0.2.1",
+        "ff02::1",
+        "fd00::1",
+        "fe80::1",
+        "2001:db8::1",
+        "::1",
+    ];
+    for ip in special {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert!(!is_on_the_internet(ip), "{ip}");
+    }
+    for ip in public {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert!(is_on_the_internet(ip), "{ip}");
+    }
+}
