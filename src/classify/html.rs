@@ -7,6 +7,7 @@
 //! `viagra`, as a mail client shows it. Text a reader does not see goes apart
 //! ([`HtmlRender::hidden`]).
 
+use super::html_sheet::StyleSheet;
 use super::html_style::{look, same_colour, Look, Rgb};
 
 /// What rendering one HTML body produced.
@@ -73,7 +74,7 @@ struct Styles {
     /// Whether the last text went to the hidden text.
     last_hidden: bool,
     /// The page's background outside every element: white, or unknown when a style
-    /// sheet may set it (see [`style_sheet_paints_background`]).
+    /// sheet may set it (see [`StyleSheet::paints_background`]).
     page: Option<Rgb>,
 }
 
@@ -432,7 +433,7 @@ fn push_text(raw: &str, in_attribute: bool, out: &mut String) {
 }
 
 /// Finds `needle` (ASCII, lower case) in `hay` ignoring ASCII case; returns the byte offset.
-fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+pub(super) fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     let h = hay.as_bytes();
     let n = needle.as_bytes();
     if n.is_empty() || h.len() < n.len() {
@@ -490,31 +491,15 @@ fn attributes(body: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Whether a `<style>` block of `html` sets a background anywhere. Its rules are not
-/// followed, so the page's and the elements' backgrounds are then unknown: white text on a
-/// dark-themed newsletter, its colours set by classes, must not count as hidden on a white
-/// page it never had.
-fn style_sheet_paints_background(html: &str) -> bool {
-    let mut rest = html;
-    while let Some(open) = find_ci(rest, "<style") {
-        let sheet = &rest[open..];
-        let end = find_ci(sheet, "</style").unwrap_or(sheet.len());
-        if find_ci(&sheet[..end], "background").is_some() {
-            return true;
-        }
-        rest = &sheet[end..];
-    }
-    false
-}
-
 /// Renders an HTML body to visible text and collects its links.
 pub fn render(html: &str) -> HtmlRender {
     let mut r = HtmlRender {
         text: String::with_capacity(html.len() / 2),
         ..HtmlRender::default()
     };
+    let sheet = StyleSheet::parse(html);
     let mut styles = Styles {
-        page: (!style_sheet_paints_background(html)).then_some((255, 255, 255)),
+        page: (!sheet.paints_background).then_some((255, 255, 255)),
         ..Styles::default()
     };
     let mut rest = html;
@@ -577,7 +562,7 @@ pub fn render(html: &str) -> HtmlRender {
         // A void or self-closing start tag still closes what it implies (`<hr>` a `<p>`).
         styles.close_implied_by(&name);
         if !is_void(&name) && !inner.ends_with('/') {
-            styles.open(&name, look(&name, &attrs));
+            styles.open(&name, look(&name, &attrs, &sheet));
         }
         if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
             // Its content is text up to its closing tag, markup inside included (its
@@ -833,6 +818,22 @@ mod tests {
             ["x"],
             "a sheet without a background says nothing of it"
         );
+    }
+
+    /// Hidden "good words" styled by a class of the page's sheet are as hidden as those
+    /// styled inline; the inline style still wins over the sheet, and a sheet rule not
+    /// followed (inside `@media`) leaves its text shown.
+    #[test]
+    fn text_hidden_by_a_class_of_the_sheet_is_kept_apart() {
+        let (seen, hidden) = seen_and_hidden(
+            "<style>.g { display:none } span.w { color:#ffffff } #t { font-size:0 }\
+             @media (max-width:480px) { .m { display:none } }</style>\
+             <p>Cheap pills</p><div class=\"x g\">meeting agenda</div><span class=w>minutes</span>\
+             <b id=t>regards</b><div class=g style=\"display:block\">buy now</div>\
+             <div class=m>order</div>",
+        );
+        assert_eq!(seen, ["Cheap", "pills", "buy", "now", "order"]);
+        assert_eq!(hidden, ["meeting", "agenda", "minutes", "regards"]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Whether an HTML element hides its text from a reader: the inline styles and attributes
 //! that hidden "good words" use (`display:none`, `visibility:hidden`, a font of size 0 or
 //! 1px, `opacity:0`, the `hidden` attribute), and the colours that make text the colour of
-//! its background. Only what the element itself says is read: a class styled in a
-//! `<style>` block is not followed, so such text counts as shown.
+//! its background. What the element says itself (attributes, inline `style`) is read over
+//! what the page's `<style>` blocks say of it ([`super::html_sheet`]), as the cascade has it.
+
+use super::html_sheet::StyleSheet;
 
 /// A colour as red, green and blue.
 pub type Rgb = (u8, u8, u8);
@@ -32,15 +34,19 @@ pub struct Look {
     pub background: Option<Option<Rgb>>,
 }
 
-/// The look of an element `tag` with `attributes` (names lower case).
-pub fn look(tag: &str, attributes: &[(String, String)]) -> Look {
+/// The look of an element `tag` with `attributes` (names lower case) on a page styled by
+/// `sheet`.
+pub fn look(tag: &str, attributes: &[(String, String)], sheet: &StyleSheet) -> Look {
     let mut look = Look::default();
     let mut hidden_attribute = false;
-    let mut display = None;
+    // Of a repeated attribute the first counts, as in a browser.
+    let (mut inline, mut classes, mut id) = (None, None, None);
     for (name, value) in attributes {
         match name.as_str() {
             "hidden" => hidden_attribute = true,
-            "style" => display = read_style(value, &mut look).or(display),
+            "style" => inline = inline.or(Some(value.as_str())),
+            "class" => classes = classes.or(Some(value.as_str())),
+            "id" => id = id.or(Some(value.as_str())),
             "color" if tag == "font" => look.color = parse_color(value).or(look.color),
             "text" if tag == "body" => look.color = parse_color(value).or(look.color),
             // Only where HTML has it: a browser ignores `<div bgcolor>` (review: a
@@ -52,8 +58,13 @@ pub fn look(tag: &str, attributes: &[(String, String)]) -> Look {
             _ => {}
         }
     }
-    // An inline `display` overrides the `hidden` attribute (the browser's own style sheet
-    // is what hides it): `<div hidden style="display:block">` is seen (review).
+    // The sheet's rules first, in cascade order, then the inline style, which a later
+    // declaration beats unless the earlier one is `!important`.
+    let from_sheet = sheet.declarations_for(tag, classes.unwrap_or(""), id.unwrap_or(""));
+    let inline = declarations(inline.unwrap_or(""));
+    let display = apply(from_sheet.into_iter().cloned().chain(inline), &mut look);
+    // A `display` set by the page overrides the `hidden` attribute (the browser's own style
+    // sheet is what hides it): `<div hidden style="display:block">` is seen (review).
     match display {
         Some(none) => look.hides |= none,
         None => look.hides |= hidden_attribute,
@@ -71,36 +82,59 @@ pub fn same_colour(fg: Rgb, bg: Rgb) -> bool {
         && fg.2.abs_diff(bg.2) <= SAME_COLOUR
 }
 
-/// Reads the declarations of an inline `style` that hide text or set its colours, each
-/// property as a browser reads it: the last declaration wins, but never over an earlier
-/// `!important` one (review: `display:none;display:block` was read as hidden). Says
-/// whether it sets `display` to `none`, when it sets a `display` at all.
-fn read_style(style: &str, look: &mut Look) -> Option<bool> {
-    let mut winning: Vec<(String, String, bool)> = Vec::new();
-    for declaration in style.split(';') {
-        let Some((property, value)) = declaration.split_once(':') else {
-            continue;
-        };
+/// One declaration of a property [`apply`] reads: `font-size: 0 !important`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declaration {
+    /// One of [`READ_PROPERTIES`], lower case.
+    pub property: &'static str,
+    /// Lower case, trimmed, without `!important`.
+    pub value: String,
+    pub important: bool,
+}
+
+/// The declarations of a `style` (an attribute's value or a rule's block) that [`apply`]
+/// reads, in order. The others are skipped before anything is kept: a style of thousands
+/// of them must not cost a search of all before it each.
+pub fn declarations(style: &str) -> impl Iterator<Item = Declaration> + '_ {
+    style.split(';').filter_map(|declaration| {
+        let (property, value) = declaration.split_once(':')?;
         let property = property.trim().to_ascii_lowercase();
-        // Only the properties read below are kept: a style of thousands of others must not
-        // cost a search of all before it each.
-        if !READ_PROPERTIES.contains(&property.as_str()) {
-            continue;
-        }
+        let property = READ_PROPERTIES.into_iter().find(|p| *p == property)?;
         let value = value.trim().to_ascii_lowercase();
-        let (value, important) = match value.strip_suffix("!important") {
-            Some(v) => (v.trim().to_string(), true),
-            None => (value, false),
-        };
-        match winning.iter_mut().find(|(p, _, _)| *p == property) {
-            Some(held) if held.2 && !important => {}
-            Some(held) => *held = (property, value, important),
-            None => winning.push((property, value, important)),
+        Some(match value.strip_suffix("!important") {
+            Some(v) => Declaration {
+                property,
+                value: v.trim().to_string(),
+                important: true,
+            },
+            None => Declaration {
+                property,
+                value,
+                important: false,
+            },
+        })
+    })
+}
+
+/// Applies `declared` (in cascade order) to `look`, each property as a browser reads it:
+/// the last declaration wins, but never over an earlier `!important` one (review:
+/// `display:none;display:block` was read as hidden). Says whether it sets `display` to
+/// `none`, when it sets a `display` at all.
+fn apply(declared: impl Iterator<Item = Declaration>, look: &mut Look) -> Option<bool> {
+    let mut winning: Vec<Declaration> = Vec::new();
+    for d in declared {
+        match winning.iter_mut().find(|held| held.property == d.property) {
+            Some(held) if held.important && !d.important => {}
+            Some(held) => *held = d,
+            None => winning.push(d),
         }
     }
     let mut display = None;
-    for (property, value, _) in &winning {
-        match property.as_str() {
+    for Declaration {
+        property, value, ..
+    } in &winning
+    {
+        match *property {
             "display" => display = Some(value == "none"),
             "visibility" => {
                 look.invisible = match value.as_str() {
@@ -130,8 +164,8 @@ fn read_style(style: &str, look: &mut Look) -> Option<bool> {
     display
 }
 
-/// The style properties [`read_style`] reads.
-const READ_PROPERTIES: [&str; 8] = [
+/// The style properties [`apply`] reads.
+pub const READ_PROPERTIES: [&str; 8] = [
     "display",
     "visibility",
     "font-size",
@@ -222,6 +256,10 @@ mod tests {
             .collect()
     }
 
+    fn none() -> StyleSheet {
+        StyleSheet::default()
+    }
+
     /// Whether the element hides its own text (descendants may undo some of it).
     fn hides(l: Look) -> bool {
         l.hides || l.invisible == Some(true) || l.tiny == Some(true)
@@ -238,7 +276,7 @@ mod tests {
             "font-size:0.5pt",
             "opacity:0",
         ] {
-            let l = look("span", &attrs(&[("style", style)]));
+            let l = look("span", &attrs(&[("style", style)]), &none());
             assert!(hides(l), "{style}");
         }
         for style in [
@@ -247,9 +285,12 @@ mod tests {
             "opacity:0.9",
             "display:block",
         ] {
-            assert!(!hides(look("span", &attrs(&[("style", style)]))), "{style}");
+            assert!(
+                !hides(look("span", &attrs(&[("style", style)]), &none())),
+                "{style}"
+            );
         }
-        assert!(look("div", &attrs(&[("hidden", "")])).hides);
+        assert!(look("div", &attrs(&[("hidden", "")]), &none()).hides);
         // Sizes of their own undo a parent's tiny font; relative ones are as small as it.
         for (style, tiny) in [
             ("font-size:14px", Some(false)),
@@ -260,7 +301,7 @@ mod tests {
             ("font-size:inherit", None),
         ] {
             assert_eq!(
-                look("td", &attrs(&[("style", style)])).tiny,
+                look("td", &attrs(&[("style", style)]), &none()).tiny,
                 tiny,
                 "{style}"
             );
@@ -275,11 +316,15 @@ mod tests {
         assert_eq!(parse_color("White"), Some((255, 255, 255)));
         assert_eq!(parse_color("#12345"), None);
         assert_eq!(parse_color("transparent"), None);
-        let l = look("font", &attrs(&[("color", "#ffffff")]));
+        let l = look("font", &attrs(&[("color", "#ffffff")]), &none());
         assert_eq!(l.color, Some((255, 255, 255)));
-        let l = look("td", &attrs(&[("style", "background: #000 url(x.gif)")]));
+        let l = look(
+            "td",
+            &attrs(&[("style", "background: #000 url(x.gif)")]),
+            &none(),
+        );
         assert_eq!(l.background, Some(None), "an image: unknown");
-        let l = look("td", &attrs(&[("bgcolor", "navy")]));
+        let l = look("td", &attrs(&[("bgcolor", "navy")]), &none());
         assert_eq!(l.background, Some(Some((0, 0, 128))));
         assert!(same_colour((255, 255, 255), (250, 250, 250)));
         assert!(!same_colour((255, 255, 255), (0, 0, 128)));

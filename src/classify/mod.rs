@@ -20,6 +20,7 @@ mod classifier;
 pub mod features;
 pub mod ftrl;
 pub mod html;
+mod html_sheet;
 mod html_style;
 pub mod ledger;
 pub mod maintain;

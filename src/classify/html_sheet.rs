@@ -1,0 +1,324 @@
+//! The rules of a page's `<style>` blocks that say an element hides its text: a class
+//! set to `display:none`, `visibility:hidden`, a font of size 0 or `opacity:0`, or (on a
+//! page whose sheets paint no background) the colour of the white page. Hidden "good
+//! words" styled by a class are as hidden as those styled inline.
+//!
+//! Only what can be followed without a CSS engine: selectors made of a tag, classes and an
+//! id (`.x`, `span.x.y`, `#z`, `p`), in lists. Rules with other selectors (descendants,
+//! pseudo-classes, attributes, `*`) and those inside `@media` and other at-rules are not
+//! applied, so the text they style counts as shown, as before.
+
+use super::html::find_ci;
+use super::html_style::{declarations, Declaration};
+use std::cell::Cell;
+
+/// Bytes of style sheet read per page: a page of megabytes of CSS costs no more.
+const MAX_SHEET_BYTES: usize = 256 * 1024;
+/// Rules kept per page (a rule per selector of a list): each element is matched against
+/// all of them.
+const MAX_RULES: usize = 128;
+/// Classes of an element read.
+const MAX_CLASSES: usize = 32;
+/// Classes of a selector followed: a longer compound is not.
+const MAX_SELECTOR_CLASSES: usize = 8;
+/// Rules matched per page: past that, the elements left count as the sheet says nothing
+/// of them, so a page of many elements with many classes costs a bounded time.
+const MAX_MATCHES: usize = 1_000_000;
+
+/// The rules of a page's style sheets that [`super::html_style::look`] reads.
+#[derive(Debug, Default)]
+pub struct StyleSheet {
+    rules: Vec<Rule>,
+    /// Rules matched so far, against [`MAX_MATCHES`].
+    matched: Cell<usize>,
+    /// Whether a sheet sets a background anywhere. Which elements it paints is not known
+    /// (the selector may be one not followed), so the page's and the elements' backgrounds
+    /// are then unknown, and the sheet's text colours are not read: white text on a
+    /// dark-themed newsletter must not count as hidden on a white page it never had.
+    pub paints_background: bool,
+}
+
+#[derive(Debug)]
+struct Rule {
+    selector: Selector,
+    declarations: Vec<Declaration>,
+}
+
+/// A compound selector of a tag, classes and an id, lower case.
+#[derive(Debug, Default, PartialEq)]
+struct Selector {
+    tag: Option<String>,
+    classes: Vec<String>,
+    id: Option<String>,
+}
+
+impl Selector {
+    /// CSS specificity: ids, then classes, then tags.
+    fn specificity(&self) -> (bool, usize, bool) {
+        (self.id.is_some(), self.classes.len(), self.tag.is_some())
+    }
+
+    /// Whether it styles an element `tag` of `classes` (sorted) and `id`.
+    fn matches(&self, tag: &str, classes: &[String], id: &str) -> bool {
+        self.tag.as_deref().is_none_or(|t| t == tag)
+            && self.id.as_deref().is_none_or(|i| i == id)
+            && self
+                .classes
+                .iter()
+                .all(|c| classes.binary_search(c).is_ok())
+    }
+}
+
+impl StyleSheet {
+    /// The rules of every `<style>` block of `html`.
+    pub fn parse(html: &str) -> StyleSheet {
+        let mut sheet = StyleSheet::default();
+        let mut budget = MAX_SHEET_BYTES;
+        let mut rest = html;
+        while let Some(open) = find_ci(rest, "<style") {
+            let block = &rest[open..];
+            let start = block.find('>').map_or(block.len(), |i| i + 1);
+            let end = find_ci(block, "</style").unwrap_or(block.len()).max(start);
+            let css = &block[start..end];
+            sheet.paints_background |= find_ci(css, "background").is_some();
+            let css = truncate(css, budget);
+            budget -= css.len();
+            sheet.read(css);
+            rest = &block[end..];
+        }
+        if sheet.paints_background {
+            for rule in &mut sheet.rules {
+                rule.declarations.retain(|d| d.property != "color");
+            }
+        }
+        sheet.rules.retain(|r| !r.declarations.is_empty());
+        sheet
+    }
+
+    /// Reads the rules of one sheet's text.
+    fn read(&mut self, css: &str) {
+        let css = without_comments(css);
+        let mut rest = css.as_str();
+        while let Some(brace) = rest.find(['{', ';']) {
+            let prelude = rest[..brace].trim();
+            let after = &rest[brace + 1..];
+            if rest.as_bytes()[brace] == b';' {
+                // An at-rule without a block (`@import url(x);`), or junk.
+                rest = after;
+                continue;
+            }
+            let body_len = block_len(after);
+            let body = &after[..body_len];
+            rest = after.get(body_len + 1..).unwrap_or_default();
+            if prelude.starts_with('@') || body.contains('{') {
+                continue;
+            }
+            let declared: Vec<Declaration> = declarations(body)
+                .filter(|d| FROM_SHEETS.contains(&d.property))
+                .collect();
+            if declared.is_empty() {
+                continue;
+            }
+            for selector in prelude.split(',').filter_map(parse_selector) {
+                if self.rules.len() >= MAX_RULES {
+                    return;
+                }
+                self.rules.push(Rule {
+                    selector,
+                    declarations: declared.clone(),
+                });
+            }
+        }
+    }
+
+    /// The declarations of the rules that style an element `tag` of `class` and `id`
+    /// attribute values, in cascade order (less specific first, then in source order).
+    pub fn declarations_for(&self, tag: &str, class: &str, id: &str) -> Vec<&Declaration> {
+        let matched = self.matched.get();
+        if self.rules.is_empty() || matched >= MAX_MATCHES {
+            return Vec::new();
+        }
+        self.matched.set(matched + self.rules.len());
+        let mut classes: Vec<String> = class
+            .split_ascii_whitespace()
+            .take(MAX_CLASSES)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        classes.sort_unstable();
+        let id = id.trim().to_ascii_lowercase();
+        let mut matching: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.selector.matches(tag, &classes, &id))
+            .collect();
+        matching.sort_by_key(|r| r.selector.specificity());
+        matching.iter().flat_map(|r| &r.declarations).collect()
+    }
+}
+
+/// The properties read from a sheet: those that hide text, and its colour (dropped when a
+/// sheet paints a background). Backgrounds themselves are not followed (see
+/// [`StyleSheet::paints_background`]).
+const FROM_SHEETS: [&str; 5] = ["display", "visibility", "font-size", "opacity", "color"];
+
+/// A selector of a tag, classes and an id (`span.a.b#c`), or `None` for any other form.
+fn parse_selector(text: &str) -> Option<Selector> {
+    let text = text.trim().to_ascii_lowercase();
+    let tag_end = text.find(['.', '#']).unwrap_or(text.len());
+    let mut selector = Selector::default();
+    if tag_end > 0 {
+        selector.tag = Some(identifier(&text[..tag_end])?.to_string());
+    }
+    let mut rest = &text[tag_end..];
+    while let Some(kind) = rest.chars().next() {
+        let body = &rest[1..];
+        let end = body.find(['.', '#']).unwrap_or(body.len());
+        let name = identifier(&body[..end])?.to_string();
+        let room = match kind {
+            '.' => selector.classes.len() < MAX_SELECTOR_CLASSES,
+            _ => selector.id.is_none(),
+        };
+        if !room {
+            return None;
+        }
+        match kind {
+            '.' => selector.classes.push(name),
+            _ => selector.id = Some(name),
+        }
+        rest = &body[end..];
+    }
+    (selector != Selector::default()).then_some(selector)
+}
+
+/// `name` when it is a plain CSS identifier.
+fn identifier(name: &str) -> Option<&str> {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then_some(name)
+}
+
+/// The length of a block's body from just after its `{` to its closing `}` (nested blocks,
+/// as in `@media`, included), or to the end.
+fn block_len(after: &str) -> usize {
+    let mut depth = 0usize;
+    for (i, b) in after.bytes().enumerate() {
+        match b {
+            b'{' => depth += 1,
+            b'}' if depth == 0 => return i,
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    after.len()
+}
+
+/// `css` without its `/* */` comments and the `<!--`/`-->` that old mail wraps sheets in.
+fn without_comments(css: &str) -> String {
+    let mut out = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(open) = rest.find("/*") {
+        out.push_str(&rest[..open]);
+        rest = rest[open + 2..]
+            .find("*/")
+            .map_or("", |close| &rest[open + 2 + close + 2..]);
+        out.push(' ');
+    }
+    out.push_str(rest);
+    out.replace("<!--", " ").replace("-->", " ")
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn properties(sheet: &StyleSheet, tag: &str, class: &str, id: &str) -> Vec<String> {
+        sheet
+            .declarations_for(tag, class, id)
+            .iter()
+            .map(|d| format!("{}:{}", d.property, d.value))
+            .collect()
+    }
+
+    #[test]
+    fn simple_selectors_are_followed_and_others_are_not() {
+        let sheet = StyleSheet::parse(
+            "<style><!-- /* hide */ .Gw, span.x.y { display: none } #z{font-size:0} \
+             p{opacity:0} div p { display:none } a:hover{display:none} [x]{display:none} \
+             *{display:none} @media screen { .m { display:none } } .m { color: red; margin: 0 } \
+             @import url(x.css); .n { margin: 0 } --></style>",
+        );
+        assert_eq!(properties(&sheet, "div", "gw", ""), ["display:none"]);
+        assert_eq!(
+            properties(&sheet, "span", "y other x", ""),
+            ["display:none"]
+        );
+        assert!(properties(&sheet, "div", "x y", "").is_empty(), "tag");
+        assert_eq!(properties(&sheet, "b", "", "Z"), ["font-size:0"]);
+        assert_eq!(properties(&sheet, "p", "", ""), ["opacity:0"]);
+        assert_eq!(properties(&sheet, "b", "m", ""), ["color:red"], "@media");
+        assert!(properties(&sheet, "b", "n", "").is_empty());
+        assert!(properties(&sheet, "a", "", "").is_empty());
+    }
+
+    #[test]
+    fn rules_come_in_cascade_order() {
+        let sheet = StyleSheet::parse(
+            "<style>#i { display:block } .c.d { display:none } span { display:inline }\
+             .c { display:none }</style>",
+        );
+        assert_eq!(
+            properties(&sheet, "span", "c d", "i"),
+            [
+                "display:inline",
+                "display:none",
+                "display:none",
+                "display:block"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sheet_that_paints_a_background_gives_no_colours() {
+        let sheet = StyleSheet::parse(
+            "<style>.w { color:#fff }</style><style>td { background:#000 }</style>",
+        );
+        assert!(sheet.paints_background);
+        assert!(properties(&sheet, "span", "w", "").is_empty());
+    }
+
+    #[test]
+    fn hostile_sheets_stay_bounded() {
+        let many = ".a{display:none}".repeat(10_000);
+        let sheet = StyleSheet::parse(&format!("<style>{many}</style>"));
+        assert_eq!(sheet.rules.len(), MAX_RULES);
+        // Matching stops at its budget: later elements get nothing from the sheet.
+        for _ in 0..MAX_MATCHES.div_ceil(MAX_RULES) {
+            assert_eq!(sheet.declarations_for("b", "a", "").len(), MAX_RULES);
+        }
+        assert!(sheet.declarations_for("b", "a", "").is_empty());
+        assert!(parse_selector(&".a".repeat(MAX_SELECTOR_CLASSES)).is_some());
+        assert!(parse_selector(&".a".repeat(MAX_SELECTOR_CLASSES + 1)).is_none());
+        for css in [
+            "{{{{",
+            "}}}}",
+            ".a{",
+            "/*",
+            ".a{display:none",
+            "@media{.a{",
+            "é{é:é}",
+        ] {
+            let _ = StyleSheet::parse(&format!("<style>{css}"));
+        }
+    }
+}
