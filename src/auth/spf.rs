@@ -1,9 +1,13 @@
 //! SPF (RFC 7208) for the HELO identity and the MAIL FROM identity.
 
 use super::Authenticator;
+use hickory_resolver::proto::rr::{Name, RecordType};
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::SpfOutput;
-use std::net::IpAddr;
+use mail_auth::{Parameters, RecordSet, ResolverCache, SpfOutput, Txt, MX};
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::time::Instant;
 
 /// The result of one SPF check (RFC 7208 §2.6).
@@ -125,7 +129,7 @@ impl Authenticator {
         let domain = helo.trim_end_matches('.').to_ascii_lowercase();
         let result = if is_domain(&domain) {
             let params = SpfParameters::verify_ehlo(client_ip, &domain, hostname);
-            self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
+            self.bounded(deadline, self.verify_strictly(&domain, client_ip, params))
                 .await
         } else {
             Some(no_domain())
@@ -149,7 +153,7 @@ impl Authenticator {
         let result = if is_domain(&domain) {
             let params =
                 SpfParameters::verify_mail_from(client_ip, &helo_domain, hostname, &sender);
-            self.bounded(deadline, self.verify_unless_ambiguous(&domain, params))
+            self.bounded(deadline, self.verify_strictly(&domain, client_ip, params))
                 .await
         } else {
             Some(no_domain())
@@ -234,15 +238,31 @@ fn mail_from_identity(helo: &str, mail_from: &str) -> (String, String) {
 }
 
 impl Authenticator {
-    /// SPF of `domain` by mail-auth, unless the domain publishes more than one SPF record:
-    /// that is a `permerror` (RFC 7208 §4.5), where mail-auth takes the first record that
-    /// parses, so the result followed the order of the DNS answer (`fail` or `pass` from
-    /// one message to the next). So is a record with a syntax error (RFC 7208 §4.6), which
-    /// mail-auth reads past ([`syntax_error`]). The records are those mail-auth's own
-    /// lookup just had ([`crate::dns::Dns::recall_txt`]).
-    async fn verify_unless_ambiguous(&self, domain: &str, params: SpfParameters<'_>) -> SpfOutput {
+    /// SPF of `domain` by mail-auth, with the `permerror`s of RFC 7208 that mail-auth does
+    /// not give: a domain the evaluation reached (its own, or by `include:` or `redirect=`,
+    /// §5.2, §6.1) that publishes two SPF records (§4.5: mail-auth took the first that
+    /// parses, so the verdict followed the order of the DNS answer) or one with a syntax
+    /// error (§4.6: mail-auth reads past it, see [`syntax_error`]; a mistyped include of
+    /// the domain's own mail gave `fail`), and more than [`MAX_VOID_LOOKUPS`] void lookups
+    /// (§4.6.4: mail-auth counts none, so a record could ask any number of names that do
+    /// not exist). What the evaluation asked comes from mail-auth's cache hooks ([`Trace`]),
+    /// the answers from the shared cache, which has just had them
+    /// ([`crate::dns::Dns::recall_txt`], [`crate::dns::Dns::cached_void`]).
+    async fn verify_strictly(
+        &self,
+        domain: &str,
+        client_ip: IpAddr,
+        params: SpfParameters<'_>,
+    ) -> SpfOutput {
+        let trace = Trace::new(client_ip);
+        let params = Parameters::new(params)
+            .with_txt_cache(&trace)
+            .with_mx_cache(&trace)
+            .with_ipv4_cache(&trace)
+            .with_ipv6_cache(&trace)
+            .with_ptr_cache(&trace);
         let output = self.spf.verify_spf(params).await;
-        // Only a verdict read from a record can have read the wrong one.
+        // Only a verdict read from a record can have read it wrong.
         if matches!(
             output.result(),
             mail_auth::SpfResult::None
@@ -251,18 +271,250 @@ impl Authenticator {
         ) {
             return output;
         }
-        match self.dns.recall_txt("spf", domain).await {
-            crate::dns::Outcome::Found(records) => {
-                let spf: Vec<&String> = records.iter().filter(|r| is_spf_record(r)).collect();
-                if spf.len() > 1 || spf.iter().any(|r| syntax_error(r).is_some()) {
-                    SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)
-                } else {
-                    output
-                }
+        match self.misread(&trace).await {
+            Ok(()) => output,
+            Err(cause) => {
+                tracing::debug!(domain, %cause, "SPF verdict is a permerror");
+                SpfOutput::new(domain.to_owned()).with_result(mail_auth::SpfResult::PermError)
             }
-            _ => output,
         }
     }
+
+    /// Why the evaluation of `trace` ends in `permerror` by RFC 7208, where mail-auth gave
+    /// a verdict. mail-auth stops at the first mechanism that matches and reads an
+    /// `include:` or `redirect=` target only when it gets there, so every record and lookup
+    /// of the trace came before the verdict: any error among them is the check's.
+    async fn misread(&self, trace: &Trace) -> Result<(), PermErrorCause> {
+        for domain in trace.records() {
+            let crate::dns::Outcome::Found(records) = self.dns.recall_txt("spf", &domain).await
+            else {
+                continue;
+            };
+            let spf: Vec<&String> = records.iter().filter(|r| is_spf_record(r)).collect();
+            if spf.len() > 1 {
+                return Err(PermErrorCause::Ambiguous {
+                    domain,
+                    records: spf.len(),
+                });
+            }
+            if let Some(term) = spf.iter().find_map(|r| syntax_error(r)) {
+                let term = term.to_owned();
+                return Err(PermErrorCause::Syntax { domain, term });
+            }
+        }
+        let voids = trace.void_lookups(&self.dns);
+        if voids > MAX_VOID_LOOKUPS {
+            return Err(PermErrorCause::VoidLookups { voids });
+        }
+        Ok(())
+    }
+}
+
+/// Void lookups one evaluation may make (RFC 7208 §4.6.4 recommends two).
+const MAX_VOID_LOOKUPS: usize = 2;
+
+/// Records and questions one [`Trace`] keeps. mail-auth's own limits keep an evaluation
+/// well below it (10 terms with lookups, 10 exchanges each for `mx`); this bounds the
+/// trace whatever a later version does.
+const MAX_TRACED: usize = 256;
+
+/// Why a verdict of mail-auth's is a `permerror` (RFC 7208), for the logs (names and terms
+/// come from the sender's DNS: quoted and escaped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PermErrorCause {
+    /// §4.5.
+    #[error("{domain:?} publishes {records} SPF records")]
+    Ambiguous { domain: String, records: usize },
+    /// §4.6.
+    #[error("the SPF record of {domain:?} has a syntax error at {term:?}")]
+    Syntax { domain: String, term: String },
+    /// §4.6.4.
+    #[error("{voids} void DNS lookups, more than {MAX_VOID_LOOKUPS}")]
+    VoidLookups { voids: usize },
+}
+
+/// What one evaluation by mail-auth read from the DNS, kept by its cache hooks, which
+/// never answer (every lookup still goes to the shared resolver): the domains whose SPF
+/// record it evaluated (its own, then `include:` and `redirect=` targets) and the names
+/// whose addresses or MX it asked for, and the client's PTR, in order. mail-auth counts
+/// DNS terms (at most 10, RFC 7208 §4.6.4) but neither reports what they found nor counts
+/// void lookups.
+struct Trace {
+    /// The client's reverse name: the only PTR name mail-auth asks for.
+    reverse: String,
+    records: Mutex<Vec<String>>,
+    questions: Mutex<Vec<Question>>,
+}
+
+/// One lookup of an evaluation: the name, and the record types asked of it (A and then
+/// AAAA for `exists:`, one term found by either).
+struct Question {
+    name: String,
+    types: &'static [RecordType],
+}
+
+impl Trace {
+    fn new(client_ip: IpAddr) -> Trace {
+        Trace {
+            reverse: Name::from(client_ip).to_string(),
+            records: Mutex::new(Vec::new()),
+            questions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The domains whose SPF record was evaluated, each once.
+    fn records(&self) -> Vec<String> {
+        let mut records = lock(&self.records).clone();
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|domain| seen.insert(domain.to_ascii_lowercase()));
+        records
+    }
+
+    fn record(&self, domain: &str) {
+        let mut records = lock(&self.records);
+        if records.len() < MAX_TRACED {
+            records.push(domain.to_owned());
+        }
+    }
+
+    fn ask(&self, name: String, types: &'static [RecordType]) {
+        let mut questions = lock(&self.questions);
+        // `exists:` asks A and then AAAA of its name (mail-auth's `a` and `mx` ask only the
+        // client's family): one term, void only if both answers are.
+        if let (Some(last), [RecordType::AAAA]) = (questions.last_mut(), types) {
+            if last.name == name && last.types == [RecordType::A] {
+                last.types = &[RecordType::A, RecordType::AAAA];
+                return;
+            }
+        }
+        if questions.len() < MAX_TRACED {
+            questions.push(Question { name, types });
+        }
+    }
+
+    /// The lookups whose every answer was a definite "no" (no such name, or no records of
+    /// the type asked): each query counts, as in pyspf, so an `mx` whose exchanges have no
+    /// address counts them too. A lookup that failed (temporary error) is no void lookup.
+    fn void_lookups(&self, dns: &crate::dns::Dns) -> usize {
+        lock(&self.questions)
+            .iter()
+            .filter(|q| q.types.iter().all(|&t| dns.cached_void(&q.name, t)))
+            .count()
+    }
+}
+
+/// The trace behind `mutex`, also after a panic elsewhere: it is only ever appended to.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The records mail-auth parsed: an SPF record is one it evaluates (an explanation, read
+/// for `exp=`, is a macro string, and a TXT lookup without an SPF record ends the check).
+impl ResolverCache<Box<str>, Txt> for Trace {
+    fn get<Q>(&self, _: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, domain: Box<str>, record: Txt, _: std::time::Instant) {
+        if matches!(record, Txt::Spf(_)) {
+            self.record(&domain);
+        }
+    }
+}
+
+/// The record type each of mail-auth's name-keyed cache hooks stands for, so that one
+/// hook implementation records them all.
+trait Asked {
+    const TYPES: &'static [RecordType];
+}
+
+impl Asked for RecordSet<Ipv4Addr> {
+    const TYPES: &'static [RecordType] = &[RecordType::A];
+}
+
+impl Asked for RecordSet<Ipv6Addr> {
+    const TYPES: &'static [RecordType] = &[RecordType::AAAA];
+}
+
+impl Asked for RecordSet<MX> {
+    const TYPES: &'static [RecordType] = &[RecordType::MX];
+}
+
+/// The questions mail-auth asks (the hook is asked before each lookup; only a lookup that
+/// found something is inserted, and `exists:` inserts nothing).
+impl<V: Asked> ResolverCache<Box<str>, V> for Trace {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.ask(key_text(name), V::TYPES);
+        None
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<V>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, _: Box<str>, _: V, _: std::time::Instant) {}
+}
+
+/// The client's PTR, asked for the `ptr` mechanism and the `%{p}` macro.
+impl ResolverCache<IpAddr, RecordSet<Box<str>>> for Trace {
+    fn get<Q>(&self, _: &Q) -> Option<RecordSet<Box<str>>>
+    where
+        IpAddr: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.ask(self.reverse.clone(), &[RecordType::PTR]);
+        None
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<RecordSet<Box<str>>>
+    where
+        IpAddr: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, _: IpAddr, _: RecordSet<Box<str>>, _: std::time::Instant) {}
+}
+
+/// The name a cache hook of mail-auth's is asked about. The hook lends it only as some
+/// `Q: Hash + Eq` (a `str`), so it is read back through `Hash`: a `str` hashes as its bytes
+/// and then 0xff, which is no byte of UTF-8 (pinned by a test).
+fn key_text<Q: Hash + ?Sized>(key: &Q) -> String {
+    #[derive(Default)]
+    struct Bytes(Vec<u8>);
+    impl Hasher for Bytes {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+    let mut bytes = Bytes::default();
+    key.hash(&mut bytes);
+    let text = bytes.0.strip_suffix(&[0xff]).unwrap_or(&bytes.0);
+    String::from_utf8_lossy(text).into_owned()
 }
 
 /// The first term of an SPF record that is a syntax error (RFC 7208 §4.6: then the result
@@ -377,5 +629,20 @@ fn finish(
         mail_from: mail_from.to_owned(),
         authorizes_anyone: None,
         output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`key_text`] reads names the way mail-auth lends them (`str`, or the `Box<str>`
+    /// key itself): were `str`'s `Hash` to change, void lookups would silently count none.
+    #[test]
+    fn a_borrowed_name_reads_back_as_its_text() {
+        assert_eq!(key_text("nx1.Example.test."), "nx1.Example.test.");
+        let boxed: Box<str> = "b\u{fc}cher.test.".into();
+        assert_eq!(key_text(&boxed), "b\u{fc}cher.test.");
+        assert_eq!(key_text(""), "");
     }
 }

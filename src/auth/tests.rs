@@ -1463,3 +1463,290 @@ async fn an_spf_record_with_a_syntax_error_is_a_permerror() {
         );
     }
 }
+
+/// The MAIL FROM SPF symbols of `a@DOMAIN` from `ip`, for each domain of `cases` (the
+/// expected symbol beside it), as `(domain, got, expected)` for one assertion.
+async fn spf_symbols<'a>(
+    auth: &Authenticator,
+    ip: IpAddr,
+    cases: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'static str, &'a str)> {
+    let mut seen = Vec::new();
+    for (domain, expected) in cases {
+        let sender = format!("a@{domain}");
+        let check = auth
+            .spf_mail_from(ip, "h.test", &sender, HOST, auth.deadline(None))
+            .await;
+        seen.push((*domain, check.symbol(), *expected));
+    }
+    seen
+}
+
+fn assert_symbols(seen: &[(&str, &str, &str)]) {
+    let wrong: Vec<_> = seen.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(wrong.is_empty(), "(domain, got, expected): {wrong:?}");
+}
+
+/// RFC 7208 §5.2 and §6.1: an `include:` or `redirect=` whose target publishes no SPF
+/// record (no such name, no TXT, only other TXT) is a `permerror`. Read as a mechanism
+/// that does not match, the `ip4:` after it would pass the client. mail-auth does this
+/// itself: kept so that an upgrade cannot lose it.
+#[tokio::test]
+async fn an_include_or_redirect_to_a_domain_without_spf_is_a_permerror() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .a("nodata.test", "198.51.100.1".parse().unwrap())
+            .txt("other.test", "google-site-verification=abc")
+            .txt(
+                "inc-nx.test",
+                &format!("v=spf1 include:nx.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "inc-nodata.test",
+                &format!("v=spf1 include:nodata.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "inc-other.test",
+                &format!("v=spf1 include:other.test ip4:{CLIENT} -all"),
+            )
+            .txt("redir-nx.test", "v=spf1 ip4:198.51.100.1 redirect=nx.test")
+            .txt("redir-nodata.test", "v=spf1 redirect=nodata.test")
+            .txt("redir-other.test", "v=spf1 redirect=other.test"),
+    )
+    .await;
+    let seen = spf_symbols(
+        &auth,
+        client(),
+        &[
+            ("inc-nx.test", "SPF_PERMERROR"),
+            ("inc-nodata.test", "SPF_PERMERROR"),
+            ("inc-other.test", "SPF_PERMERROR"),
+            ("redir-nx.test", "SPF_PERMERROR"),
+            ("redir-nodata.test", "SPF_PERMERROR"),
+            ("redir-other.test", "SPF_PERMERROR"),
+        ],
+    )
+    .await;
+    assert_symbols(&seen);
+}
+
+/// Regression: mail-auth reads an included or redirected record with a syntax error as
+/// leniently as a top-level one (skips `inlcude:`, reads `ip4:999.1.1.1` as `255.1.1.1`,
+/// takes the first of two records), so the included `ip4:` passed the client where RFC
+/// 7208 §4.6 and §5.2 make the include, and the whole check, a `permerror`. Only records
+/// the evaluation reaches count: one behind a mechanism that matched is never read.
+#[tokio::test]
+async fn an_included_or_redirected_record_with_a_syntax_error_is_a_permerror() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt(
+                "typo.test",
+                &format!("v=spf1 ip4:{CLIENT} inlcude:_spf.example.net -all"),
+            )
+            .txt(
+                "addr.test",
+                &format!("v=spf1 ip4:999.1.1.1 ip4:{CLIENT} -all"),
+            )
+            .txt("two.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .txt("two.test", "v=spf1 -all")
+            .txt("inc-typo.test", "v=spf1 include:typo.test -all")
+            .txt("inc-addr.test", "v=spf1 include:addr.test -all")
+            .txt("inc-two.test", "v=spf1 include:two.test -all")
+            .txt("redir-typo.test", "v=spf1 redirect=typo.test")
+            .txt("redir-addr.test", "v=spf1 redirect=addr.test")
+            .txt("nested.test", "v=spf1 ?include:inc-typo.test -all")
+            .txt(
+                "unread.test",
+                &format!("v=spf1 ip4:{CLIENT} include:typo.test -all"),
+            )
+            .txt("fine.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .txt("inc-fine.test", "v=spf1 include:fine.test -all"),
+    )
+    .await;
+    let seen = spf_symbols(
+        &auth,
+        client(),
+        &[
+            ("inc-typo.test", "SPF_PERMERROR"),
+            ("inc-addr.test", "SPF_PERMERROR"),
+            ("inc-two.test", "SPF_PERMERROR"),
+            ("redir-typo.test", "SPF_PERMERROR"),
+            ("redir-addr.test", "SPF_PERMERROR"),
+            ("nested.test", "SPF_PERMERROR"),
+            ("unread.test", "SPF_PASS"),
+            ("inc-fine.test", "SPF_PASS"),
+        ],
+    )
+    .await;
+    assert_symbols(&seen);
+}
+
+/// RFC 7208 §5.2: a `temperror` while evaluating an included or redirected record (its
+/// own lookup, or one of its mechanisms') is the check's `temperror`, not a mechanism that
+/// does not match (then the `ip4:` after it would pass the client). mail-auth does this
+/// itself: kept so that an upgrade cannot lose it.
+#[tokio::test]
+async fn a_temporary_error_in_an_included_record_is_a_temperror() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .servfail_under("down.test")
+            .txt(
+                "inc-down.test",
+                &format!("v=spf1 include:spf.down.test ip4:{CLIENT} -all"),
+            )
+            .txt("inner.test", "v=spf1 a:host.down.test -all")
+            .txt(
+                "inc-inner.test",
+                &format!("v=spf1 include:inner.test ip4:{CLIENT} -all"),
+            )
+            .txt("redir-down.test", "v=spf1 redirect=spf.down.test"),
+    )
+    .await;
+    let seen = spf_symbols(
+        &auth,
+        client(),
+        &[
+            ("inc-down.test", "SPF_TEMPERROR"),
+            ("inc-inner.test", "SPF_TEMPERROR"),
+            ("redir-down.test", "SPF_TEMPERROR"),
+        ],
+    )
+    .await;
+    assert_symbols(&seen);
+}
+
+/// Regression: mail-auth has no limit on void lookups (RFC 7208 §4.6.4: more than two
+/// terms whose lookup finds no such name, or no records of the type, are a `permerror`),
+/// so a record could ask any number of names that do not exist. Counted across includes,
+/// for `a`, `mx`, `exists` and `ptr` alike, and only up to the term that matched. `exists:`
+/// of a name with addresses of one family only found something, whatever the client's.
+#[tokio::test]
+async fn more_than_two_void_lookups_are_a_permerror() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .a("h.test", "198.51.100.1".parse().unwrap())
+            .aaaa("v6only.test", "2001:db8::1".parse().unwrap())
+            .txt("txtonly.test", "hello")
+            .txt(
+                "three.test",
+                &format!("v=spf1 a:nx1.test mx:nx2.test exists:nx3.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "nodata.test",
+                &format!("v=spf1 a:txtonly.test a:nx1.test a:nx2.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "ptr.test",
+                &format!("v=spf1 ptr a:nx1.test a:nx2.test ip4:{CLIENT} -all"),
+            )
+            .txt("voids.test", "v=spf1 exists:nx2.test a:txtonly.test ?all")
+            .txt(
+                "across.test",
+                &format!("v=spf1 a:nx1.test include:voids.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "two.test",
+                &format!("v=spf1 a:nx1.test exists:nx3.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "after.test",
+                &format!("v=spf1 a:nx1.test a:nx2.test ip4:{CLIENT} a:nx3.test -all"),
+            )
+            .txt(
+                "found.test",
+                &format!("v=spf1 a:h.test a:h.test a:h.test a:nx1.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "exists.test",
+                "v=spf1 a:nx1.test a:nx2.test exists:v6only.test -all",
+            )
+            .txt(
+                "six.test",
+                "v=spf1 a:nx1.test a:nx2.test a:nx3.test ip6:2001:db8::10 -all",
+            )
+            .txt(
+                "exists6.test",
+                "v=spf1 a:nx1.test a:nx2.test exists:h.test -all",
+            ),
+    )
+    .await;
+    let seen = spf_symbols(
+        &auth,
+        client(),
+        &[
+            ("three.test", "SPF_PERMERROR"),
+            ("nodata.test", "SPF_PERMERROR"),
+            ("ptr.test", "SPF_PERMERROR"),
+            ("across.test", "SPF_PERMERROR"),
+            ("two.test", "SPF_PASS"),
+            ("after.test", "SPF_PASS"),
+            ("found.test", "SPF_PASS"),
+            ("exists.test", "SPF_PASS"),
+        ],
+    )
+    .await;
+    assert_symbols(&seen);
+    let ip6: IpAddr = "2001:db8::10".parse().unwrap();
+    let seen = spf_symbols(
+        &auth,
+        ip6,
+        &[("six.test", "SPF_PERMERROR"), ("exists6.test", "SPF_PASS")],
+    )
+    .await;
+    assert_symbols(&seen);
+}
+
+/// RFC 7208 §4.6.4: more than 10 terms that cause DNS lookups (`include`, `a`, `mx`,
+/// `ptr`, `exists`, `redirect`) are a `permerror`, counted across includes; a record
+/// that includes itself ends there too. mail-auth does this itself: kept so that an
+/// upgrade cannot lose it (ten pass, the eleventh does not).
+#[tokio::test]
+async fn more_than_ten_dns_lookups_across_includes_are_a_permerror() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .a("h.test", "198.51.100.1".parse().unwrap())
+            .txt(
+                "four.test",
+                "v=spf1 a:h.test a:h.test a:h.test a:h.test ?all",
+            )
+            .txt(
+                "five.test",
+                "v=spf1 a:h.test a:h.test a:h.test a:h.test a:h.test ?all",
+            )
+            .txt(
+                "ten.test",
+                &format!("v=spf1 include:four.test include:four.test ip4:{CLIENT} -all"),
+            )
+            .txt(
+                "eleven.test",
+                &format!("v=spf1 include:four.test include:five.test ip4:{CLIENT} -all"),
+            )
+            .txt("pass.test", &format!("v=spf1 ip4:{CLIENT} -all"))
+            .txt(
+                "redirect-ten.test",
+                "v=spf1 include:four.test a:h.test a:h.test a:h.test a:h.test redirect=pass.test",
+            )
+            .txt(
+                "redirect-eleven.test",
+                "v=spf1 include:four.test include:four.test redirect=pass.test",
+            )
+            .txt(
+                "loop.test",
+                &format!("v=spf1 include:loop.test ip4:{CLIENT} -all"),
+            ),
+    )
+    .await;
+    let seen = spf_symbols(
+        &auth,
+        client(),
+        &[
+            ("ten.test", "SPF_PASS"),
+            ("eleven.test", "SPF_PERMERROR"),
+            ("redirect-ten.test", "SPF_PASS"),
+            ("redirect-eleven.test", "SPF_PERMERROR"),
+            ("loop.test", "SPF_PERMERROR"),
+        ],
+    )
+    .await;
+    assert_symbols(&seen);
+}

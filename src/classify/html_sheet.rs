@@ -56,7 +56,10 @@ impl Rule {
     fn matches(&self, tag: &str, classes: &[u16], id: &str) -> bool {
         self.selector.tag.as_deref().is_none_or(|t| t == tag)
             && self.selector.id.as_deref().is_none_or(|i| i == id)
-            && self.classes.iter().all(|c| classes.binary_search(c).is_ok())
+            && self
+                .classes
+                .iter()
+                .all(|c| classes.binary_search(c).is_ok())
     }
 }
 

@@ -264,6 +264,18 @@ impl Dns {
         self.cached_txt_outcome(name)?.found()
     }
 
+    /// Whether the shared cache holds a definite "no" to `rtype` records of `name` (no such
+    /// name, or none of that type): what RFC 7208 §4.6.4 calls a void lookup, told apart
+    /// from the failures, which are not. No query, nothing counted, no waiting; `false`
+    /// when it holds no answer.
+    pub fn cached_void(&self, name: &str, rtype: RecordType) -> bool {
+        let answer = fqdn(name).and_then(|name| self.inner.core.cached(name, rtype));
+        answer.is_some_and(|answer| {
+            let found = outcome(answer, |rdata| (rdata.record_type() == rtype).then_some(()));
+            found == Outcome::NotFound
+        })
+    }
+
     /// The shared cache's answer for `name`'s TXT records, when it holds one.
     fn cached_txt_outcome(&self, name: &str) -> Option<Outcome<Vec<String>>> {
         let answer = self.inner.core.cached(fqdn(name)?, RecordType::TXT)?;
