@@ -344,6 +344,11 @@ struct Trace {
     reverse: String,
     records: Mutex<Vec<String>>,
     questions: Mutex<Vec<Question>>,
+    /// The names an `mx` or `ptr` term found (its exchanges, the client's names), whose
+    /// addresses mail-auth asks next, in order: part of that term, which found something,
+    /// so none of them is a void lookup (RFC 7208 §4.6.4 counts terms; review: three
+    /// IPv4-only exchanges checked for an IPv6 client made a `permerror`).
+    found: Mutex<std::collections::VecDeque<String>>,
 }
 
 /// One lookup of an evaluation: the name, and the record types asked of it (A and then
@@ -359,6 +364,7 @@ impl Trace {
             reverse: Name::from(client_ip).to_string(),
             records: Mutex::new(Vec::new()),
             questions: Mutex::new(Vec::new()),
+            found: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -377,7 +383,26 @@ impl Trace {
         }
     }
 
+    /// `names` an `mx` or `ptr` term found, whose address lookups are its own.
+    fn found(&self, names: impl Iterator<Item = String>) {
+        let mut found = lock(&self.found);
+        found.clear();
+        found.extend(names.take(MAX_TRACED));
+    }
+
     fn ask(&self, name: String, types: &'static [RecordType]) {
+        {
+            // mail-auth asks the found names' addresses in the order it found them, and
+            // stops at one that matches: anything else ends the term.
+            let mut found = lock(&self.found);
+            let next = found.pop_front();
+            let of_the_term = matches!(types, [RecordType::A] | [RecordType::AAAA])
+                && next.is_some_and(|next| same_name(&next, &name));
+            if of_the_term {
+                return;
+            }
+            found.clear();
+        }
         let mut questions = lock(&self.questions);
         // `exists:` asks A and then AAAA of its name (mail-auth's `a` and `mx` ask only the
         // client's family): one term, void only if both answers are.
@@ -438,6 +463,11 @@ impl ResolverCache<Box<str>, Txt> for Trace {
 /// hook implementation records them all.
 trait Asked {
     const TYPES: &'static [RecordType];
+
+    /// The names found whose addresses mail-auth asks next, within the same term.
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl Asked for RecordSet<Ipv4Addr> {
@@ -450,6 +480,11 @@ impl Asked for RecordSet<Ipv6Addr> {
 
 impl Asked for RecordSet<MX> {
     const TYPES: &'static [RecordType] = &[RecordType::MX];
+
+    fn names(&self) -> Vec<String> {
+        let exchanges = self.rrset.iter().flat_map(|mx| mx.exchanges.iter());
+        exchanges.map(|name| name.to_string()).collect()
+    }
 }
 
 /// The questions mail-auth asks (the hook is asked before each lookup; only a lookup that
@@ -472,7 +507,13 @@ impl<V: Asked> ResolverCache<Box<str>, V> for Trace {
         None
     }
 
-    fn insert(&self, _: Box<str>, _: V, _: std::time::Instant) {}
+    fn insert(&self, _: Box<str>, found: V, _: std::time::Instant) {
+        // Addresses found (an exchange's, say) leave the names still to come.
+        let names = found.names();
+        if !names.is_empty() {
+            self.found(names.into_iter());
+        }
+    }
 }
 
 /// The client's PTR, asked for the `ptr` mechanism and the `%{p}` macro.
@@ -494,7 +535,15 @@ impl ResolverCache<IpAddr, RecordSet<Box<str>>> for Trace {
         None
     }
 
-    fn insert(&self, _: IpAddr, _: RecordSet<Box<str>>, _: std::time::Instant) {}
+    fn insert(&self, _: IpAddr, names: RecordSet<Box<str>>, _: std::time::Instant) {
+        self.found(names.rrset.iter().map(|name| name.to_string()));
+    }
+}
+
+/// Whether two DNS names are the same, ignoring ASCII case and a final dot.
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 /// The name a cache hook of mail-auth's is asked about. The hook lends it only as some

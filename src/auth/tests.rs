@@ -1750,3 +1750,46 @@ async fn more_than_ten_dns_lookups_across_includes_are_a_permerror() {
     .await;
     assert_symbols(&seen);
 }
+
+/// Regression (review): the address lookups of an `mx` term's exchanges, and of a `ptr`
+/// term's names, were each counted as a void lookup when they found nothing of the
+/// client's family, so `mx` on a domain of three IPv4-only exchanges, checked for a client
+/// on IPv6 (or the reverse), made a `permerror` of a record that then passed the client
+/// (and could fail DMARC for a real sender). RFC 7208 §4.6.4 counts terms: such a term
+/// found its MX or PTR records, and is not void.
+#[tokio::test]
+async fn addresses_an_mx_or_ptr_term_lacks_are_no_void_lookups() {
+    let v4 = |host: &str, last: u8| (host.to_owned(), std::net::Ipv4Addr::new(198, 51, 100, last));
+    let mut builder = TestDns::builder()
+        .txt(
+            "mx.test",
+            &format!("v=spf1 mx ip4:{CLIENT} ip6:2001:db8::10 -all"),
+        )
+        .txt(
+            "ptr.test",
+            &format!("v=spf1 ptr:other.test ip4:{CLIENT} ip6:2001:db8::10 -all"),
+        );
+    for (i, (host, ip)) in [
+        v4("m1.mx.test", 1),
+        v4("m2.mx.test", 2),
+        v4("m3.mx.test", 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let preference = u16::try_from(i).unwrap_or(0) * 10;
+        builder = builder.mx("mx.test", preference, &host).a(&host, ip);
+    }
+    for host in ["p1.test", "p2.test", "p3.test"] {
+        builder = builder.ptr("2001:db8::10".parse().unwrap(), host);
+    }
+    let (_dns, auth) = server(builder).await;
+    let ip6: IpAddr = "2001:db8::10".parse().unwrap();
+    let seen = spf_symbols(
+        &auth,
+        ip6,
+        &[("mx.test", "SPF_PASS"), ("ptr.test", "SPF_PASS")],
+    )
+    .await;
+    assert_symbols(&seen);
+}

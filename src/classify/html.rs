@@ -836,6 +836,22 @@ mod tests {
         assert_eq!(hidden, ["meeting", "agenda", "minutes", "regards"]);
     }
 
+    /// Regression (review): a `<style>` block inside a comment was applied. A browser
+    /// reads none: not a sheet commented out, nor the `<!--[if mso]>` one only Outlook
+    /// reads (newsletters hide with it what they show other clients in its place), so real
+    /// text was taken from the classifier. One after a comment still counts.
+    #[test]
+    fn a_style_block_inside_a_comment_hides_nothing() {
+        let (seen, hidden) = seen_and_hidden(
+            "<!--[if mso]><style>.o { display:none !important }</style><![endif]-->\
+             <!-- <style>.p { display:none }</style> --><!--[if !mso]><!-->\
+             <div class=o>Quarterly report</div><p class=p>attached</p><!--<![endif]-->\
+             <!-- x --><style>.h { display:none }</style><b class=h>regards</b>",
+        );
+        assert_eq!(seen, ["Quarterly", "report", "attached"]);
+        assert_eq!(hidden, ["regards"]);
+    }
+
     #[test]
     fn malformed_markup_never_panics() {
         for s in [

@@ -85,6 +85,10 @@ impl StyleSheet {
         let mut budget = MAX_SHEET_BYTES;
         let mut rest = html;
         while let Some(open) = find_ci(rest, "<style") {
+            if let Some(end) = comment_around(rest, open) {
+                rest = &rest[end..];
+                continue;
+            }
             let block = &rest[open..];
             let start = block.find('>').map_or(block.len(), |i| i + 1);
             let end = find_ci(block, "</style").unwrap_or(block.len()).max(start);
@@ -217,6 +221,23 @@ fn identifier(name: &str) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     plain.then_some(name)
+}
+
+/// Where the comment of `text` that holds byte `at` ends, when one does: a `<style>` block
+/// inside a comment is no sheet to a browser (review: the `<!--[if mso]>` sheet only
+/// Outlook reads hid from the classifier what a newsletter shows other clients). Comments
+/// are found as the renderer finds them, each once (the text before `at` only).
+fn comment_around(text: &str, at: usize) -> Option<usize> {
+    let mut from = 0;
+    while let Some(open) = text[from..at].find("<!--") {
+        let body = from + open + 4;
+        let end = body + crate::mail::html::comment_len(&text[body..]);
+        if end > at {
+            return Some(end);
+        }
+        from = end;
+    }
+    None
 }
 
 /// The length of a block's body from just after its `{` to its closing `}` (nested blocks,
