@@ -1,5 +1,6 @@
 //! DKIM (RFC 6376): the result of every signature of a message, summed up as symbols.
 
+use mail_auth::dkim::DkimError;
 use mail_auth::{DkimOutput, DkimResult};
 
 /// The verdict on one DKIM signature.
@@ -15,6 +16,11 @@ pub enum DkimVerdict {
     TempError,
     /// The signature was ignored (e.g. `i=` outside `d=`).
     Neutral,
+    /// The signature is of a form this gateway does not accept: an `l=` body length,
+    /// which lets anyone append to a signed body (RFC 6376 §8.2). It proves nothing, and
+    /// counts as if the message were unsigned: neither valid nor broken, since legitimate
+    /// senders (mailing lists, older signers) still add it.
+    Policy,
 }
 
 impl DkimVerdict {
@@ -26,6 +32,7 @@ impl DkimVerdict {
             DkimVerdict::PermError => "permerror",
             DkimVerdict::TempError => "temperror",
             DkimVerdict::Neutral => "neutral",
+            DkimVerdict::Policy => "policy",
         }
     }
 }
@@ -65,6 +72,12 @@ impl DkimCheck {
                     DkimResult::Fail(e) => (DkimVerdict::Fail, e.to_string()),
                     DkimResult::PermError(e) => (DkimVerdict::PermError, e.to_string()),
                     DkimResult::TempError(e) => (DkimVerdict::TempError, e.to_string()),
+                    // mail-auth refuses `l=` (as it should), and reported it as a broken
+                    // signature: `DKIM_INVALID` for a list's legitimate mail (review).
+                    DkimResult::Neutral(mail_auth::Error::Dkim(DkimError::SignatureLength)) => (
+                        DkimVerdict::Policy,
+                        "body length limit l= not accepted".to_owned(),
+                    ),
                     DkimResult::Neutral(e) => (DkimVerdict::Neutral, e.to_string()),
                     DkimResult::None => (DkimVerdict::Neutral, "no signature".to_owned()),
                 };
@@ -104,13 +117,18 @@ impl DkimCheck {
                 .any(|s| s.verdict == DkimVerdict::Pass && aligned(&s.domain, &self.from_domain))
     }
 
-    /// The symbols: `DKIM_NONE` (unsigned), `DKIM_VALID` (+ `DKIM_VALID_AU`) when a
+    /// The symbols: `DKIM_NONE` (unsigned, or signed only in a form not accepted:
+    /// [`DkimVerdict::Policy`]), `DKIM_VALID` (+ `DKIM_VALID_AU`) when a
     /// signature verifies, otherwise `DKIM_TEMPERROR` when a key could not be fetched and
     /// `DKIM_INVALID` when a signature is broken. A verification that ran out of time adds
     /// `DKIM_TEMPERROR` to what the signatures verified in time found: slow keys of other
     /// domains must neither hide a broken signature nor take an aligned pass away.
     pub fn symbols(&self) -> Vec<&'static str> {
-        if self.signatures.is_empty() {
+        let only_refused = self
+            .signatures
+            .iter()
+            .all(|s| s.verdict == DkimVerdict::Policy);
+        if only_refused {
             return vec![if self.timed_out {
                 "DKIM_TEMPERROR"
             } else {

@@ -1793,3 +1793,52 @@ async fn addresses_an_mx_or_ptr_term_lacks_are_no_void_lookups() {
     .await;
     assert_symbols(&seen);
 }
+
+/// Regression (review): a signature with an `l=` body length, which mail-auth refuses (as
+/// it should: anyone may append to such a body), scored `DKIM_INVALID` like a broken one,
+/// so a list's legitimate mail took a point for a form RFC 6376 allows. It proves nothing
+/// now and counts as unsigned (`dkim=policy` in the logs); a broken signature beside it
+/// still scores `DKIM_INVALID`, and neither can pass DMARC.
+#[tokio::test]
+async fn a_body_length_signature_counts_as_unsigned_not_broken() {
+    let (pkcs8, record) = ed25519_key();
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("sel._domainkey.example.test", &record)
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject"),
+    )
+    .await;
+    let signed = sign(
+        &pkcs8,
+        "example.test",
+        "sel",
+        &message("alice@example.test", "Pay 10.\r\n"),
+    );
+    let with_length = signed.replacen("DKIM-Signature: v=1; ", "DKIM-Signature: v=1; l=9; ", 1);
+    assert_ne!(with_length, signed, "the signature starts as expected");
+    let outcome = check(
+        &auth,
+        "client.example.test",
+        "alice@example.test",
+        &with_length,
+    )
+    .await;
+    let symbols = outcome.symbols();
+    assert!(symbols.contains(&"DKIM_NONE"), "{symbols:?}");
+    assert!(!symbols.contains(&"DKIM_INVALID"), "{symbols:?}");
+    assert!(symbols.contains(&"DMARC_FAIL"), "{symbols:?}");
+    let dkim = outcome.dkim.as_ref().unwrap();
+    assert_eq!(dkim.signatures.len(), 1, "{dkim:?}");
+    assert_eq!(dkim.signatures[0].verdict, dkim::DkimVerdict::Policy);
+
+    let both = format!(
+        "{}{}",
+        with_length.split("From:").next().unwrap_or_default(),
+        signed.replace("Pay 10.", "Pay 1000.")
+    );
+    let symbols = check(&auth, "client.example.test", "alice@example.test", &both)
+        .await
+        .symbols();
+    assert!(symbols.contains(&"DKIM_INVALID"), "{symbols:?}");
+    assert!(!symbols.contains(&"DKIM_NONE"), "{symbols:?}");
+}
