@@ -89,6 +89,13 @@ impl StyleSheet {
                 rest = &rest[end..];
                 continue;
             }
+            // `<style` ends the tag's name only before a blank, `/` or `>` (`<stylesheet>`
+            // is another element).
+            let after_name = rest.as_bytes().get(open + "<style".len());
+            if after_name.is_some_and(|b| !(b.is_ascii_whitespace() || matches!(b, b'>' | b'/'))) {
+                rest = &rest[open + "<style".len()..];
+                continue;
+            }
             let block = &rest[open..];
             let start = block.find('>').map_or(block.len(), |i| i + 1);
             let end = find_ci(block, "</style").unwrap_or(block.len()).max(start);
@@ -310,6 +317,19 @@ mod tests {
         assert_eq!(properties(&sheet, "b", "m", ""), ["color:red"], "@media");
         assert!(properties(&sheet, "b", "n", "").is_empty());
         assert!(properties(&sheet, "a", "", "").is_empty());
+    }
+
+    #[test]
+    fn only_a_style_element_is_a_sheet() {
+        let sheet = StyleSheet::parse("<stylex>.a{display:none}</stylex><styles>.b{display:none}");
+        assert!(sheet.rules.is_empty(), "{sheet:?}");
+        for html in [
+            "<style>.a{display:none}",
+            "<STYLE type=\"text/css\">.a{display:none}",
+            "<style\n>.a{display:none}",
+        ] {
+            assert_eq!(StyleSheet::parse(html).rules.len(), 1, "{html}");
+        }
     }
 
     #[test]
