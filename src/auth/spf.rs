@@ -5,6 +5,7 @@ use hickory_resolver::proto::rr::{Name, RecordType};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{Parameters, RecordSet, ResolverCache, SpfOutput, Txt, MX};
 use std::borrow::Borrow;
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -342,13 +343,20 @@ enum PermErrorCause {
 struct Trace {
     /// The client's reverse name: the only PTR name mail-auth asks for.
     reverse: String,
-    records: Mutex<Vec<String>>,
-    questions: Mutex<Vec<Question>>,
+    seen: Mutex<Seen>,
+}
+
+/// What a [`Trace`] has seen so far.
+#[derive(Default)]
+struct Seen {
+    /// The domains whose SPF record was evaluated, in order.
+    records: Vec<String>,
+    questions: Vec<Question>,
     /// The names an `mx` or `ptr` term found (its exchanges, the client's names), whose
     /// addresses mail-auth asks next, in order: part of that term, which found something,
     /// so none of them is a void lookup (RFC 7208 §4.6.4 counts terms; review: three
     /// IPv4-only exchanges checked for an IPv6 client made a `permerror`).
-    found: Mutex<std::collections::VecDeque<String>>,
+    found: VecDeque<String>,
 }
 
 /// One lookup of an evaluation: the name, and the record types asked of it (A and then
@@ -362,22 +370,25 @@ impl Trace {
     fn new(client_ip: IpAddr) -> Trace {
         Trace {
             reverse: Name::from(client_ip).to_string(),
-            records: Mutex::new(Vec::new()),
-            questions: Mutex::new(Vec::new()),
-            found: Mutex::new(std::collections::VecDeque::new()),
+            seen: Mutex::default(),
         }
+    }
+
+    /// What the trace has seen, also after a panic elsewhere: it is only ever appended to.
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The domains whose SPF record was evaluated, each once.
     fn records(&self) -> Vec<String> {
-        let mut records = lock(&self.records).clone();
+        let mut records = self.seen().records.clone();
         let mut seen = std::collections::HashSet::new();
         records.retain(|domain| seen.insert(domain.to_ascii_lowercase()));
         records
     }
 
     fn record(&self, domain: &str) {
-        let mut records = lock(&self.records);
+        let records = &mut self.seen().records;
         if records.len() < MAX_TRACED {
             records.push(domain.to_owned());
         }
@@ -385,25 +396,23 @@ impl Trace {
 
     /// `names` an `mx` or `ptr` term found, whose address lookups are its own.
     fn found(&self, names: impl Iterator<Item = String>) {
-        let mut found = lock(&self.found);
+        let found = &mut self.seen().found;
         found.clear();
         found.extend(names.take(MAX_TRACED));
     }
 
     fn ask(&self, name: String, types: &'static [RecordType]) {
-        {
-            // mail-auth asks the found names' addresses in the order it found them, and
-            // stops at one that matches: anything else ends the term.
-            let mut found = lock(&self.found);
-            let next = found.pop_front();
-            let of_the_term = matches!(types, [RecordType::A] | [RecordType::AAAA])
-                && next.is_some_and(|next| same_name(&next, &name));
-            if of_the_term {
-                return;
-            }
-            found.clear();
+        let mut seen = self.seen();
+        // mail-auth asks the found names' addresses in the order it found them, and stops
+        // at one that matches: anything else ends the term.
+        let next = seen.found.pop_front();
+        let of_the_term = matches!(types, [RecordType::A] | [RecordType::AAAA])
+            && next.is_some_and(|next| same_name(&next, &name));
+        if of_the_term {
+            return;
         }
-        let mut questions = lock(&self.questions);
+        seen.found.clear();
+        let questions = &mut seen.questions;
         // `exists:` asks A and then AAAA of its name (mail-auth's `a` and `mx` ask only the
         // client's family): one term, void only if both answers are.
         if let (Some(last), [RecordType::AAAA]) = (questions.last_mut(), types) {
@@ -418,19 +427,16 @@ impl Trace {
     }
 
     /// The lookups whose every answer was a definite "no" (no such name, or no records of
-    /// the type asked): each query counts, as in pyspf, so an `mx` whose exchanges have no
-    /// address counts them too. A lookup that failed (temporary error) is no void lookup.
+    /// the type asked), each term's once: the address lookups of the names an `mx` or
+    /// `ptr` term found are part of that term ([`Seen::found`]). A lookup that failed
+    /// (temporary error) is no void lookup.
     fn void_lookups(&self, dns: &crate::dns::Dns) -> usize {
-        lock(&self.questions)
+        self.seen()
+            .questions
             .iter()
             .filter(|q| q.types.iter().all(|&t| dns.cached_void(&q.name, t)))
             .count()
     }
-}
-
-/// The trace behind `mutex`, also after a panic elsewhere: it is only ever appended to.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The records mail-auth parsed: an SPF record is one it evaluates (an explanation, read

@@ -101,7 +101,7 @@ impl StyleSheet {
             let end = find_ci(block, "</style").unwrap_or(block.len()).max(start);
             let css = &block[start..end];
             sheet.paints_background |= find_ci(css, "background").is_some();
-            let css = truncate(css, budget);
+            let css = &css[..css.floor_char_boundary(budget)];
             budget -= css.len();
             sheet.read(css);
             rest = &block[end..];
@@ -275,15 +275,6 @@ fn without_comments(css: &str) -> String {
     }
     out.push_str(rest);
     out.replace("<!--", " ").replace("-->", " ")
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

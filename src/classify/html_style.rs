@@ -101,17 +101,14 @@ pub fn declarations(style: &str) -> impl Iterator<Item = Declaration> + '_ {
         let property = property.trim().to_ascii_lowercase();
         let property = READ_PROPERTIES.into_iter().find(|p| *p == property)?;
         let value = value.trim().to_ascii_lowercase();
-        Some(match value.strip_suffix("!important") {
-            Some(v) => Declaration {
-                property,
-                value: v.trim().to_string(),
-                important: true,
-            },
-            None => Declaration {
-                property,
-                value,
-                important: false,
-            },
+        let (value, important) = match value.strip_suffix("!important") {
+            Some(v) => (v.trim().to_string(), true),
+            None => (value, false),
+        };
+        Some(Declaration {
+            property,
+            value,
+            important,
         })
     })
 }
@@ -165,7 +162,7 @@ fn apply(declared: impl Iterator<Item = Declaration>, look: &mut Look) -> Option
 }
 
 /// The style properties [`apply`] reads.
-pub const READ_PROPERTIES: [&str; 8] = [
+const READ_PROPERTIES: [&str; 8] = [
     "display",
     "visibility",
     "font-size",

@@ -269,17 +269,27 @@ impl Dns {
     /// from the failures, which are not. No query, nothing counted, no waiting; `false`
     /// when it holds no answer.
     pub fn cached_void(&self, name: &str, rtype: RecordType) -> bool {
-        let answer = fqdn(name).and_then(|name| self.inner.core.cached(name, rtype));
-        answer.is_some_and(|answer| {
-            let found = outcome(answer, |rdata| (rdata.record_type() == rtype).then_some(()));
-            found == Outcome::NotFound
-        })
+        let found = self.cached_outcome(name, rtype, |rdata| {
+            (rdata.record_type() == rtype).then_some(())
+        });
+        found == Some(Outcome::NotFound)
     }
 
     /// The shared cache's answer for `name`'s TXT records, when it holds one.
     fn cached_txt_outcome(&self, name: &str) -> Option<Outcome<Vec<String>>> {
-        let answer = self.inner.core.cached(fqdn(name)?, RecordType::TXT)?;
-        Some(outcome(answer, txt_text))
+        self.cached_outcome(name, RecordType::TXT, txt_text)
+    }
+
+    /// The shared cache's answer for `name`'s `rtype` records, each read by `pick`, when it
+    /// holds one.
+    fn cached_outcome<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Option<Outcome<Vec<T>>> {
+        let answer = self.inner.core.cached(fqdn(name)?, rtype)?;
+        Some(outcome(answer, pick))
     }
 
     /// MX records of `name`, most preferred first.
