@@ -307,8 +307,7 @@ mod tests {
         drop(b);
         assert_eq!(budget.in_use(), 0);
         budget.resize(2 * UNIT);
-        let c = budget.empty();
-        let mut c = c;
+        let mut c = budget.empty();
         assert!(!c.grow_to(3 * UNIT));
     }
 
