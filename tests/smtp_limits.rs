@@ -574,6 +574,17 @@ fn hold_the_memory_budget(gw: &Gateway) -> SmtpClient {
     holder
 }
 
+/// A message memory budget of four 64 KiB transfers, `network_share` bytes of it for one
+/// client network, and a short wait for room.
+fn four_transfer_budget(internal: &InternalServer, network_share: &str) -> GatewayConfig {
+    GatewayConfig::new(internal)
+        .limit("message_memory_bytes", "65536")
+        .limit("message_memory_total_bytes", "262144")
+        .limit("message_memory_network_bytes", network_share)
+        .limit("message_header_bytes", "32768")
+        .limit("message_memory_wait", "\"300ms\"")
+}
+
 /// One client network holds at most its share of the message memory budget
 /// (`message_memory_network_bytes`): with its share held by an open transfer, another
 /// transfer of that network waits (`451 4.3.2`, counted under `message_memory_network`)
@@ -583,14 +594,7 @@ fn hold_the_memory_budget(gw: &Gateway) -> SmtpClient {
 #[test]
 fn one_network_holds_no_more_than_its_share_of_message_memory() {
     let internal = InternalServer::start();
-    let gw = Gateway::start(
-        GatewayConfig::new(&internal)
-            .limit("message_memory_bytes", "65536")
-            .limit("message_memory_total_bytes", "262144")
-            .limit("message_memory_network_bytes", "65536")
-            .limit("message_header_bytes", "32768")
-            .limit("message_memory_wait", "\"300ms\""),
-    );
+    let gw = Gateway::start(four_transfer_budget(&internal, "65536"));
     // 127.0.0.1's network (a /24): the open transfer holds its whole share.
     let _holder = hold_the_memory_budget(&gw);
     let mut same = SmtpClient::connect_ehlo(gw.port);
@@ -928,15 +932,8 @@ fn a_sender_stopped_between_bdat_chunks_gives_back_its_memory() {
 #[test]
 fn a_message_kept_in_memory_reserves_its_judgement_too() {
     let internal = InternalServer::start();
-    let gw = Gateway::start(
-        GatewayConfig::new(&internal)
-            .limit("message_memory_bytes", "65536")
-            .limit("message_memory_total_bytes", "262144")
-            // Every session here is of one network: the whole budget is its share.
-            .limit("message_memory_network_bytes", "262144")
-            .limit("message_header_bytes", "32768")
-            .limit("message_memory_wait", "\"300ms\""),
-    );
+    // Every session here is of one network: the whole budget is its share.
+    let gw = Gateway::start(four_transfer_budget(&internal, "262144"));
     let _holders = [hold_the_memory_budget(&gw), hold_the_memory_budget(&gw)];
     let mut body = String::new();
     while body.len() < 40 * 1024 {
