@@ -785,9 +785,7 @@ pub(crate) fn fold_safely(header: &str) -> String {
             // quoted string would leave it open, and every result after it read as
             // comment text: close what is open.
             let closers = loop {
-                while !line.is_char_boundary(end) {
-                    end -= 1;
-                }
+                end = line.floor_char_boundary(end);
                 let closers = still_open(&line[..end]);
                 if end + closers.len() < MAX_LINE || end == 0 {
                     break closers;

@@ -44,10 +44,7 @@ pub fn in_field(name: &str, value: &str) -> Vec<String> {
         // padded with 70 KB of blank folded lines held nothing, and ` evil.js` after
         // them, which a client that unfolds and trims shows, went unjudged (review).
         let value = value.trim();
-        let mut from = value.len().saturating_sub(MAX_VALUE_BYTES);
-        while !value.is_char_boundary(from) {
-            from += 1;
-        }
+        let from = value.ceil_char_boundary(value.len().saturating_sub(MAX_VALUE_BYTES));
         let plain = decode_unstructured(&unquote(value[from..].trim()));
         return Some(plain).filter(|n| !n.is_empty()).into_iter().collect();
     }

@@ -733,10 +733,7 @@ fn head_and_tail(s: &str, max: usize) -> (String, bool) {
         return (s.to_string(), false);
     }
     let head = truncate(s, max);
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
+    let start = s.ceil_char_boundary(s.len() - max);
     let tail = &s[start..];
     let mut out = String::with_capacity(head.len() + tail.len() + 2);
     out.push_str(head);
@@ -981,14 +978,7 @@ fn normalize_newlines(s: &str) -> String {
 
 /// The longest prefix of `s` not over `max` bytes, cut at a character boundary.
 fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 /// SpamAssassin's body shape (parts already joined, see [`Collector::leaf`]): a run of newlines with only
