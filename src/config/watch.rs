@@ -23,9 +23,9 @@ impl std::fmt::Debug for ConfigWatch {
     }
 }
 
-/// What a reload reads besides the configuration file ([`Config::reload_inputs`]).
+/// What a reload reads besides the configuration file ([`Config::named_inputs`]).
 ///
-/// [`Config::reload_inputs`]: super::Config::reload_inputs
+/// [`Config::named_inputs`]: super::Config::named_inputs
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadInputs {
     /// The rules directory: a start needs its watch.

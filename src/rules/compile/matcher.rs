@@ -32,7 +32,7 @@ pub(crate) enum Matcher {
 /// One rule inside a [`Group`].
 #[derive(Debug)]
 pub(crate) struct Member {
-    /// The rule's slot in [`CompiledRules::slots`].
+    /// The rule's slot in [`CompiledRules::slots`](super::CompiledRules::slots).
     pub slot: usize,
     pub matcher: Matcher,
     /// `!~`: hits when the regex does not match.
