@@ -1,6 +1,9 @@
 //! The message view's shapes, checked against what SpamAssassin's rules expect.
 
+use super::uris::fair_shares;
 use super::*;
+use crate::mail::url::both_ends;
+use crate::rules::model::Instance;
 
 fn target(name: &str, part: AddrPart) -> HeaderTarget {
     HeaderTarget {

@@ -1,0 +1,231 @@
+//! What the MIME tree says beyond its text: the attachments and the names they are
+//! given (also past the parser's cut), and fields a part repeats.
+
+use super::AttachmentPart;
+use crate::mail::lenient;
+use mail_parser::{ContentType, HeaderName, Message, MessagePart, MimeHeaders, PartType};
+
+/// Collects the parts carrying files, descending into attached messages down to
+/// `max_depth` (the scan's nesting limit).
+pub(super) fn collect_attachments(
+    message: &Message<'_>,
+    depth: usize,
+    max_depth: usize,
+    out: &mut Vec<AttachmentPart>,
+) {
+    for part in &message.parts {
+        // Every value of each: a plain `filename` beside an RFC 2231 `filename*` (which
+        // mail-parser keeps as a second `filename`, and which clients prefer) or a
+        // repeated one each name a file a client may show; and every instance of the
+        // fields (mail-parser keeps the last, mail clients read the first).
+        let mut names: Vec<String> = Vec::new();
+        let fields = |name: HeaderName<'static>| {
+            part.headers
+                .iter()
+                .filter(move |h| h.name == name)
+                .filter_map(|h| h.value.as_content_type())
+        };
+        let dispositions = fields(HeaderName::ContentDisposition).map(|d| (d, "filename"));
+        let types = fields(HeaderName::ContentType).map(|t| (t, "name"));
+        for (field, attribute) in dispositions.chain(types) {
+            let values = field.attributes().unwrap_or_default().iter();
+            for value in values.filter(|a| a.name == attribute).map(|a| &a.value) {
+                if !names.iter().any(|n| n == value) {
+                    names.push(value.to_string());
+                }
+            }
+        }
+        // And as the most lenient client reads the raw fields (continuations beside a
+        // plain value, a comma for a semicolon, `Content-Name`): review.
+        let naming = part
+            .headers
+            .iter()
+            .filter(|h| crate::mail::file_names::may_name_a_file(h.name.as_str()));
+        for header in naming {
+            let raw = crate::mail::header_fields::raw_value(&message.raw_message, header);
+            let value = String::from_utf8_lossy(raw);
+            for name in crate::mail::file_names::in_field(header.name.as_str(), &value) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let carries_file = match &part.body {
+            PartType::Binary(_) | PartType::InlineBinary(_) => true,
+            // A part mail-parser could not decode (one stray character in base64) comes
+            // back as text whatever it declares; a client still saves the file it
+            // declares.
+            PartType::Text(_) | PartType::Html(_) | PartType::Message(_) => {
+                !names.is_empty()
+                    || is_attachment(fields(HeaderName::ContentDisposition))
+                    || (part.is_encoding_problem
+                        && declares_a_file(fields(HeaderName::ContentType)))
+            }
+            PartType::Multipart(_) => false,
+        };
+        if carries_file {
+            // The first type, as mail clients read it.
+            let content_type = fields(HeaderName::ContentType)
+                .next()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{sub}", ct.ctype()),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let bytes = lenient::file_bytes(message, part);
+            let repeated = |name: HeaderName<'static>| fields(name).nth(1).is_some();
+            let ambiguous = repeated(HeaderName::ContentType)
+                || repeated(HeaderName::ContentDisposition)
+                || bytes.doubtful;
+            let data = bytes.data;
+            // The files in a `winmail.dat`, which Outlook shows as attachments.
+            let wrapped = crate::mail::tnef::files(&data);
+            // Encoding fields that disagree: every reading is judged.
+            for other in bytes.other_readings {
+                out.push(AttachmentPart {
+                    names: names.clone(),
+                    content_type: content_type.clone(),
+                    data: other,
+                    ambiguous,
+                    content_left_out: false,
+                });
+            }
+            out.push(AttachmentPart {
+                names,
+                content_type,
+                data,
+                ambiguous,
+                content_left_out: false,
+            });
+            out.extend(wrapped.into_iter().map(|f| AttachmentPart {
+                names: f.names,
+                content_type: String::new(),
+                data: f.data,
+                ambiguous: false,
+                content_left_out: f.data_left_out,
+            }));
+        }
+        if holds_uuencode(part) {
+            for file in crate::mail::uuencode::files(part.contents()) {
+                out.push(AttachmentPart {
+                    names: vec![file.name],
+                    content_type: String::new(),
+                    data: file.data,
+                    ambiguous: false,
+                    content_left_out: file.data_left_out,
+                });
+            }
+        }
+        if let PartType::Message(inner) = &part.body {
+            if depth < max_depth {
+                collect_attachments(inner, depth + 1, max_depth, out);
+            } else {
+                // Past the nesting limit nothing is parsed, but a client still shows the
+                // files: their names are judged (review).
+                named_only(
+                    crate::mail::file_names::in_raw_fields(inner.raw_message()),
+                    out,
+                );
+            }
+        }
+    }
+}
+
+/// The files named in the part of a message past the parser's part limit (`cut` bytes
+/// were parsed), judged by name: a client shows them (review: a 40 KB message of 1,000
+/// empty parts hid `evil.exe` behind `SCAN_PART_LIMIT`).
+pub(super) fn named_past_the_cut(raw: &[u8], cut: usize, out: &mut Vec<AttachmentPart>) {
+    if let Some(rest) = raw.get(cut..).filter(|r| !r.is_empty()) {
+        named_only(crate::mail::file_names::in_raw_fields(rest), out);
+    }
+}
+
+/// The files named anywhere in a message whose MIME structure the delimiter walk could
+/// not follow (the parser may read fewer parts than a client shows), judged by name.
+pub(super) fn named_if_not_followed(
+    as_read: &crate::mail::delimiters::AsRead<'_>,
+    out: &mut Vec<AttachmentPart>,
+) {
+    if !as_read.followed {
+        named_only(crate::mail::file_names::in_raw_fields(&as_read.bytes), out);
+    }
+}
+
+/// A part known by its names only (its bytes were not decoded).
+fn named_only(names: Vec<String>, out: &mut Vec<AttachmentPart>) {
+    if names.is_empty() {
+        return;
+    }
+    out.push(AttachmentPart {
+        names,
+        content_type: String::new(),
+        data: Vec::new(),
+        ambiguous: false,
+        content_left_out: true,
+    });
+}
+
+/// Whether a part of `message` (the root and containers included, attached messages down
+/// to `max_depth`) has more than one `Content-Type` or `Content-Transfer-Encoding` field.
+pub(super) fn repeats_mime_fields(message: &Message<'_>, depth: usize, max_depth: usize) -> bool {
+    message.parts.iter().any(|part| {
+        let count =
+            |name: HeaderName<'static>| part.headers.iter().filter(|h| h.name == name).count();
+        let inner_repeats = match &part.body {
+            PartType::Message(inner) if depth < max_depth => {
+                repeats_mime_fields(inner, depth + 1, max_depth)
+            }
+            _ => false,
+        };
+        count(HeaderName::ContentType) > 1
+            || count(HeaderName::ContentTransferEncoding) > 1
+            || repeats_boundary(part.content_type())
+            || inner_repeats
+    })
+}
+
+/// Whether a `Content-Type` names two boundaries: the parser takes the first, and a mail
+/// client may take the last, so the parts each sees differ.
+fn repeats_boundary(content_type: Option<&ContentType<'_>>) -> bool {
+    content_type
+        .and_then(|ct| ct.attributes())
+        .is_some_and(|attrs| {
+            attrs
+                .iter()
+                .filter(|a| a.name.eq_ignore_ascii_case("boundary"))
+                .count()
+                > 1
+        })
+}
+
+/// Whether one of a part's `Content-Disposition` fields says `attachment`: mail clients
+/// offer such a part as a file even when it names none (Outlook shows an HTML one as
+/// `ATT00001.htm`, the carrier of HTML smuggling), whatever its type.
+fn is_attachment<'a>(mut dispositions: impl Iterator<Item = &'a ContentType<'a>>) -> bool {
+    dispositions.any(|d| d.ctype().eq_ignore_ascii_case("attachment"))
+}
+
+/// Whether the first `Content-Type` names a file's type: anything but text, a multipart
+/// or a message.
+fn declares_a_file<'a>(mut types: impl Iterator<Item = &'a ContentType<'a>>) -> bool {
+    types.next().is_some_and(|t| {
+        let top = t.ctype();
+        !["text", "multipart", "message"]
+            .iter()
+            .any(|not_a_file| top.eq_ignore_ascii_case(not_a_file))
+    })
+}
+
+/// Whether a part may hold uuencoded files a mail client shows as attachments: any text
+/// part (`begin 644 invoice.exe` in the body, which no MIME reader lists), and any part
+/// declaring a uuencode transfer encoding, which mail-parser leaves encoded.
+fn holds_uuencode(part: &MessagePart<'_>) -> bool {
+    match &part.body {
+        PartType::Text(_) => true,
+        PartType::Binary(_) | PartType::InlineBinary(_) => part
+            .content_transfer_encoding()
+            .is_some_and(|e| e.to_ascii_lowercase().contains("uu")),
+        PartType::Html(_) | PartType::Message(_) | PartType::Multipart(_) => false,
+    }
+}

@@ -1,0 +1,184 @@
+//! The `uri` rules' list: links from the rendered text, the raw text and the HTML, each
+//! source given a fair share of the list's bound.
+
+use super::MAX_URIS;
+use crate::mail::url::both_ends;
+use crate::rules::html_text::decode_entities;
+use crate::rules::uri_forms::{as_listed, uri_forms};
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Entries of the `uri` list at most: the links as written and the other forms of them.
+const MAX_URI_FORMS: usize = 4 * MAX_URIS;
+
+/// The links written in `texts` (`TEXT_URI`), in order.
+fn text_links(texts: &[String]) -> impl Iterator<Item = &str> {
+    TEXT_URI.as_ref().into_iter().flat_map(move |re| {
+        texts
+            .iter()
+            .flat_map(move |text| re.find_iter(text).map(|m| m.as_str()))
+    })
+}
+
+/// `doc` without its HTML comments (ended as a browser ends them).
+fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
+    if !doc.contains("<!--") {
+        return std::borrow::Cow::Borrowed(doc);
+    }
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc;
+    while let Some(open) = rest.find("<!--") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 4..];
+        rest = &after[crate::mail::html::comment_len(after)..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Links of one source read at most before the list is chosen from them: a message of
+/// megabytes of links costs no more than this.
+const MAX_COLLECTED: usize = 16 * MAX_URIS;
+
+/// The links of a message, as SpamAssassin's `uri_list_canonicalize` lists them (a URL
+/// inside another one's path or query, a redirector's target, among them). At most
+/// [`MAX_URIS`] links as written: each source (the text a reader sees, the markup's
+/// links, the rest of the decoded text, the addresses written in the text) has its fair
+/// share of them, and a source with more than its share keeps both its ends. Padding in
+/// one source (1,000 links in an HTML comment, or in text hidden by CSS) does not push
+/// out the links of another (review: hidden text filled the list before the one real
+/// link, which no `uri` rule and no URIBL lookup then saw), and padding ahead of a link
+/// in its own source does not either.
+pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
+    let mut sources: [Links; 4] = Default::default();
+    let [seen_text, in_markup, in_raw, addresses] = &mut sources;
+    for uri in text_links(rendered) {
+        seen_text.collect(uri);
+    }
+    if let Some(attr) = HTML_ATTR.as_ref() {
+        for doc in html {
+            // Outside comments, where they are markup no reader sees.
+            let doc = without_comments(doc);
+            for caps in attr.captures_iter(&doc) {
+                if let Some(m) = caps.get(1).or(caps.get(2)).or(caps.get(3)) {
+                    // An attribute's value as the browser reads it: references decoded, and
+                    // tabs and line breaks dropped from a URL (`http://exa\nmple.com/` opens
+                    // example.com, and SpamAssassin lists it so).
+                    let value = decode_entities(m.as_str());
+                    let value: String = value
+                        .chars()
+                        .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+                        .collect();
+                    in_markup.collect(&value);
+                }
+            }
+        }
+    }
+    for uri in text_links(raw) {
+        in_raw.collect(uri);
+    }
+    // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
+    if let Some(re) = TEXT_ADDRESS.as_ref() {
+        for text in rendered {
+            for m in re.find_iter(text) {
+                let start = m.start();
+                if !text[..start].ends_with(':') && !text[..start].ends_with('/') {
+                    addresses.collect(&format!("mailto:{}", m.as_str()));
+                }
+            }
+        }
+    }
+    let lens: Vec<usize> = sources.iter().map(|s| s.list.len()).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for (source, share) in sources.into_iter().zip(fair_shares(&lens, MAX_URIS)) {
+        // Links an earlier source kept take none of this one's share: the links of a
+        // plain part are in both its text and its raw text, and those of the markup in
+        // the raw HTML (review: chosen before the copies were dropped, half the list went
+        // to copies, and a link between 300 links on each side was cut).
+        let fresh: Vec<String> = source
+            .list
+            .into_iter()
+            .filter(|uri| !seen.contains(uri))
+            .collect();
+        for uri in both_ends(fresh, share) {
+            if seen.insert(uri.clone()) {
+                out.push(uri);
+            }
+        }
+    }
+    // The links as written first, then the other forms of each: a page of disguised links
+    // (seven forms each) must not push a plain link out of the list.
+    let mut all = out.clone();
+    for link in &out {
+        for form in uri_forms(link) {
+            if all.len() >= MAX_URI_FORMS {
+                return all;
+            }
+            if seen.insert(form.clone()) {
+                all.push(form);
+            }
+        }
+    }
+    all
+}
+
+/// The links of one source, in order, each once.
+#[derive(Default)]
+struct Links {
+    list: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Links {
+    /// Adds a link found in the source, as SpamAssassin lists it.
+    fn collect(&mut self, uri: &str) {
+        let uri = uri
+            .trim()
+            .trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"', ')', '>']);
+        if uri.is_empty() || uri.starts_with('#') || self.list.len() >= MAX_COLLECTED {
+            return;
+        }
+        let uri = as_listed(&uri.replace("&amp;", "&"));
+        if self.seen.insert(uri.clone()) {
+            self.list.push(uri);
+        }
+    }
+}
+
+/// How many of `total` each source gets: an equal share, what one does not need going to
+/// the others.
+pub(super) fn fair_shares(lens: &[usize], total: usize) -> Vec<usize> {
+    let mut shares = vec![0; lens.len()];
+    let mut left = total;
+    let mut open: Vec<usize> = (0..lens.len()).filter(|&i| lens[i] > 0).collect();
+    while left > 0 && !open.is_empty() {
+        let each = (left / open.len()).max(1);
+        open.retain(|&i| {
+            let give = (lens[i] - shares[i]).min(each).min(left);
+            shares[i] += give;
+            left -= give;
+            shares[i] < lens[i]
+        });
+    }
+    shares
+}
+
+static TEXT_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)\b(?:(?:https?|ftp)://[^\s<>"'`(){}\[\]\\^|]+|mailto:[^\s<>"'`(){}\[\]\\]+|www\d{0,3}\.[a-z0-9-]+(?:\.[a-z0-9-]+)+(?:[/?#:][^\s<>"'`(){}\[\]\\^|]*)?)"#,
+    )
+    .ok()
+});
+
+static TEXT_ADDRESS: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+=\-]{0,63}@[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.[a-z]{2,}(?-u:\b)")
+        .ok()
+});
+
+static HTML_ATTR: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)\b(?:href|src|action|background|cite|longdesc)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"#,
+    )
+    .ok()
+});
