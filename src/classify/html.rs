@@ -9,6 +9,7 @@
 
 use super::html_sheet::StyleSheet;
 use super::html_style::{look, same_colour, Look, Rgb};
+use crate::mail::html::{text_only_element, ClosingTags};
 
 /// What rendering one HTML body produced.
 #[derive(Debug, Default, Clone)]
@@ -498,6 +499,7 @@ pub fn render(html: &str) -> HtmlRender {
         ..HtmlRender::default()
     };
     let sheet = StyleSheet::parse(html);
+    let mut closing_tags = ClosingTags::default();
     let mut styles = Styles {
         page: (!sheet.paints_background).then_some((255, 255, 255)),
         ..Styles::default()
@@ -542,11 +544,8 @@ pub fn render(html: &str) -> HtmlRender {
             continue;
         }
         if name == "script" || name == "style" {
-            let close = format!("</{name}");
-            match find_ci(rest, &close) {
-                Some(p) => rest = &rest[p..],
-                None => rest = "",
-            }
+            let element = if name == "script" { "script" } else { "style" };
+            rest = closing_tags.find(rest, element).map_or("", |p| &rest[p..]);
             continue;
         }
         let attrs = attributes(&inner[name_end..]);
@@ -564,12 +563,11 @@ pub fn render(html: &str) -> HtmlRender {
         if !is_void(&name) && !inner.ends_with('/') {
             styles.open(&name, look(&name, &attrs, &sheet));
         }
-        if crate::mail::html::TEXT_ONLY_ELEMENTS.contains(&name.as_str()) {
+        if let Some(element) = text_only_element(&name) {
             // Its content is text up to its closing tag, markup inside included (its
             // attributes read first: an iframe's `src` is a link); one never closed is read
             // as before.
-            let close = format!("</{name}");
-            if let Some(end) = find_ci(rest, &close) {
+            if let Some(end) = closing_tags.find(rest, element) {
                 push_text(&rest[..end], false, out(&mut r, &mut styles));
                 rest = &rest[end..];
                 continue;

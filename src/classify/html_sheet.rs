@@ -10,6 +10,7 @@
 
 use super::html::find_ci;
 use super::html_style::{declarations, Declaration};
+use crate::mail::html::{text_only_element, ClosingTags};
 use std::cell::Cell;
 use std::collections::HashMap;
 
@@ -79,32 +80,58 @@ impl Selector {
 }
 
 impl StyleSheet {
-    /// The rules of every `<style>` block of `html`.
+    /// The rules of every `<style>` element of `html`, found as the renderer reads the page:
+    /// a `<style>` inside a comment, a `<script>` or an element whose content is text
+    /// (`<title>`, `<textarea>`, …) is no sheet to a browser (review: the `<!--[if mso]>`
+    /// sheet only Outlook reads hid from the classifier what a newsletter shows other
+    /// clients; a sheet written inside a `<title>` hid text the page shows).
     pub fn parse(html: &str) -> StyleSheet {
         let mut sheet = StyleSheet::default();
         let mut budget = MAX_SHEET_BYTES;
+        let mut closing_tags = ClosingTags::default();
         let mut rest = html;
-        while let Some(open) = find_ci(rest, "<style") {
-            if let Some(end) = comment_around(rest, open) {
-                rest = &rest[end..];
+        while let Some(lt) = memchr::memchr(b'<', rest.as_bytes()) {
+            let tail = &rest[lt..];
+            if let Some(comment) = tail.strip_prefix("<!--") {
+                rest = &comment[crate::mail::html::comment_len(comment)..];
                 continue;
             }
-            // `<style` ends the tag's name only before a blank, `/` or `>` (`<stylesheet>`
-            // is another element).
-            let after_name = rest.as_bytes().get(open + "<style".len());
-            if after_name.is_some_and(|b| !(b.is_ascii_whitespace() || matches!(b, b'>' | b'/'))) {
-                rest = &rest[open + "<style".len()..];
+            // A tag starts with a letter, as the renderer reads one (`<3` is text).
+            let name_len = tail[1..]
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(tail.len() - 1);
+            let name = &tail[1..1 + name_len];
+            if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                rest = &tail[1..];
                 continue;
             }
-            let block = &rest[open..];
-            let start = block.find('>').map_or(block.len(), |i| i + 1);
-            let end = find_ci(block, "</style").unwrap_or(block.len()).max(start);
-            let css = &block[start..end];
-            sheet.paints_background |= find_ci(css, "background").is_some();
-            let css = &css[..css.floor_char_boundary(budget)];
-            budget -= css.len();
-            sheet.read(css);
-            rest = &block[end..];
+            let end = crate::mail::html::tag_end(tail.as_bytes());
+            let content = end.map_or("", |e| &tail[e + 1..]);
+            let element = if name.eq_ignore_ascii_case("style") {
+                "style"
+            } else if name.eq_ignore_ascii_case("script") {
+                "script"
+            } else if let Some(element) = text_only_element(name) {
+                element
+            } else {
+                rest = content;
+                continue;
+            };
+            let close = closing_tags.find(content, element);
+            if element == "style" {
+                let css = &content[..close.unwrap_or(content.len())];
+                sheet.paints_background |= find_ci(css, "background").is_some();
+                let css = &css[..css.floor_char_boundary(budget)];
+                budget -= css.len();
+                sheet.read(css);
+            }
+            rest = match close {
+                Some(close) => &content[close..],
+                // A sheet or script never closed runs to the end, as the renderer reads
+                // it; a text element never closed is read as markup.
+                None if element == "style" || element == "script" => "",
+                None => content,
+            };
         }
         if sheet.paints_background {
             for rule in &mut sheet.rules {
@@ -230,23 +257,6 @@ fn identifier(name: &str) -> Option<&str> {
     plain.then_some(name)
 }
 
-/// Where the comment of `text` that holds byte `at` ends, when one does: a `<style>` block
-/// inside a comment is no sheet to a browser (review: the `<!--[if mso]>` sheet only
-/// Outlook reads hid from the classifier what a newsletter shows other clients). Comments
-/// are found as the renderer finds them, each once (the text before `at` only).
-fn comment_around(text: &str, at: usize) -> Option<usize> {
-    let mut from = 0;
-    while let Some(open) = text[from..at].find("<!--") {
-        let body = from + open + 4;
-        let end = body + crate::mail::html::comment_len(&text[body..]);
-        if end > at {
-            return Some(end);
-        }
-        from = end;
-    }
-    None
-}
-
 /// The length of a block's body from just after its `{` to its closing `}` (nested blocks,
 /// as in `@media`, included), or to the end.
 fn block_len(after: &str) -> usize {
@@ -308,6 +318,29 @@ mod tests {
         assert_eq!(properties(&sheet, "b", "m", ""), ["color:red"], "@media");
         assert!(properties(&sheet, "b", "n", "").is_empty());
         assert!(properties(&sheet, "a", "", "").is_empty());
+    }
+
+    /// Regression: a `<style>` written inside an element whose content a browser reads as
+    /// text (a title, a textarea) or inside a script is no sheet; it hid text the page
+    /// shows. One never closed reads as markup, as the renderer reads it.
+    #[test]
+    fn a_style_inside_text_or_a_script_is_no_sheet() {
+        for html in [
+            "<title>x<style>.w{display:none}</style></title>",
+            "<TEXTAREA><style>.w{display:none}</style></textarea>",
+            "<xmp><style>.w{display:none}</style></XMP>",
+            "<script>document.write('<style>.w{display:none}</style>')</script>",
+            "<script>never closed <style>.w{display:none}</style>",
+        ] {
+            assert!(StyleSheet::parse(html).rules.is_empty(), "{html}");
+        }
+        for html in [
+            "<title>x</title><style>.w{display:none}</style>",
+            "<title>never closed<style>.w{display:none}</style>",
+            "<3 <style>.w{display:none}</style>",
+        ] {
+            assert_eq!(StyleSheet::parse(html).rules.len(), 1, "{html}");
+        }
     }
 
     #[test]

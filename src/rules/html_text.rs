@@ -2,6 +2,7 @@
 //! whitespace rules, and numeric IP hosts in their dotted form, so `body` and `uri` rules meet
 //! the text SpamAssassin gives them.
 
+use crate::mail::html::{text_only_element, ClosingTags};
 use crate::mail::url::Link;
 use mail_parser::decoders::html::html_to_text;
 use std::borrow::Cow;
@@ -45,18 +46,6 @@ struct Rendered {
     last: Last,
 }
 
-/// Where `</name` (any case) starts in `text`. Searched in place: a copy of the rest of
-/// the part per `<script>` made a part of many of them quadratic to render.
-fn find_closing_tag(text: &str, name: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    memchr::memchr_iter(b'<', bytes).find(|&at| {
-        bytes.get(at + 1) == Some(&b'/')
-            && bytes
-                .get(at + 2..at + 2 + name.len())
-                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-    })
-}
-
 /// HTML rendered to text the way SpamAssassin's renderer does it, so `body` rules see the
 /// same lines: block tags become line or paragraph breaks, `script`/`style` content and
 /// comments vanish, entities are decoded, and whitespace is trimmed only where SpamAssassin
@@ -68,11 +57,12 @@ pub(super) fn render_html(html: &str) -> String {
         last: Last::Nothing,
     };
     let mut skip_until: Option<&'static str> = None;
+    let mut closing_tags = ClosingTags::default();
     let mut rest = html;
     while !rest.is_empty() {
         if let Some(end) = skip_until.take() {
             // Script and style content is raw text up to its closing tag.
-            rest = match find_closing_tag(rest, end) {
+            rest = match closing_tags.find(rest, end) {
                 Some(at) => rest[at..].find('>').map_or("", |e| &rest[at + e + 1..]),
                 None => "",
             };
@@ -126,10 +116,8 @@ pub(super) fn render_html(html: &str) -> String {
         // An element whose content is text up to its closing tag: no markup inside it is
         // markup (see `TEXT_ONLY_ELEMENTS`). One never closed is rendered as before: its
         // markup read as markup, not the rest of the part turned into text.
-        let text_only = crate::mail::html::TEXT_ONLY_ELEMENTS
-            .iter()
-            .find(|e| !tag.closing && **e == name);
-        if let Some(end) = text_only.and_then(|element| find_closing_tag(rest, element)) {
+        let text_only = text_only_element(&name).filter(|_| !tag.closing);
+        if let Some(end) = text_only.and_then(|element| closing_tags.find(rest, element)) {
             push_text(&mut rendered, &rest[..end]);
             rest = &rest[end..];
         }
@@ -412,14 +400,37 @@ mod tests {
         assert_eq!(render_html("a<!-->b<!--->c<!-- d --!>e"), "abce");
     }
 
+    /// Regression: each element whose content is text (`<xmp>`, `<title>`, …) never closed
+    /// searched the rest of the part for its closing tag (a megabyte of `<xmp>`: minutes
+    /// of a worker's time). Such elements read as markup.
+    #[test]
+    fn many_text_elements_never_closed_render_as_markup() {
+        for element in crate::mail::html::TEXT_ONLY_ELEMENTS {
+            let html = format!("{}<p>shown", format!("<{element}>x").repeat(20_000));
+            let text = render_html(&html);
+            assert!(text.ends_with("shown"), "{element}");
+            assert!(!text.contains('<'), "{element}");
+            assert_eq!(text.matches('x').count(), 20_000, "{element}");
+        }
+    }
+
     /// Regression (review): each `<script>` or `<style>` lower-cased a copy of the rest of
     /// the part to find its end, so a part of many of them took quadratic time (400 KB:
     /// 18.7 s in a debug build). The end is found in place, in any case.
     #[test]
     fn script_and_style_end_at_their_closing_tag_in_any_case() {
-        assert_eq!(find_closing_tag("a</b></SCRIPT >", "script"), Some(5));
-        assert_eq!(find_closing_tag("</scrip", "script"), None);
-        assert_eq!(find_closing_tag("<script>", "script"), None);
+        assert_eq!(
+            crate::mail::html::find_closing_tag("a</b></SCRIPT >", "script"),
+            Some(5)
+        );
+        assert_eq!(
+            crate::mail::html::find_closing_tag("</scrip", "script"),
+            None
+        );
+        assert_eq!(
+            crate::mail::html::find_closing_tag("<script>", "script"),
+            None
+        );
         assert_eq!(
             render_html("<SCRIPT>x</ScRiPt >a<style>y</STYLE>b<script>never closed"),
             "ab"

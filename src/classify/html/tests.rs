@@ -25,6 +25,20 @@ fn a_comment_opener_inside_a_text_only_element_hides_nothing() {
     assert_eq!(r.links, ["http://spam.example/x"]);
 }
 
+/// Regression: each element of a page whose content is text and that is never closed
+/// searched the rest of the page for its closing tag (a megabyte of `<xmp>` took minutes).
+/// Such elements read as markup.
+#[test]
+fn many_text_elements_never_closed_render_as_markup() {
+    for element in crate::mail::html::TEXT_ONLY_ELEMENTS {
+        let html = format!("{}<p>shown", format!("<{element}>x").repeat(20_000));
+        let r = render(&html);
+        assert!(r.text.ends_with("shown"), "{element}");
+        assert!(!r.text.contains('<'), "{element}");
+        assert_eq!(r.text.matches('x').count(), 20_000, "{element}");
+    }
+}
+
 #[test]
 fn inline_tags_and_comments_do_not_split_words() {
     let r = render("<p>Buy vi<b></b>ag<!-- hash -->ra now</p>");
