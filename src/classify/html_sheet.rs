@@ -96,17 +96,20 @@ impl StyleSheet {
                 rest = &comment[crate::mail::html::comment_len(comment)..];
                 continue;
             }
-            // A tag starts with a letter, as the renderer reads one (`<3` is text).
+            // Tags as the renderer reads them: a start tag's name starts with a letter, an
+            // end tag, a declaration (`<!x`) or `<?` runs to its `>`, and any other `<` is
+            // text.
+            let end = crate::mail::html::tag_end(tail.as_bytes());
+            let content = end.map_or("", |e| &tail[e + 1..]);
             let name_len = tail[1..]
                 .find(|c: char| !c.is_ascii_alphanumeric())
                 .unwrap_or(tail.len() - 1);
             let name = &tail[1..1 + name_len];
             if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-                rest = &tail[1..];
+                let markup = tail[1..].starts_with(['/', '!', '?']);
+                rest = if markup { content } else { &tail[1..] };
                 continue;
             }
-            let end = crate::mail::html::tag_end(tail.as_bytes());
-            let content = end.map_or("", |e| &tail[e + 1..]);
             let element = if name.eq_ignore_ascii_case("style") {
                 "style"
             } else if name.eq_ignore_ascii_case("script") {
@@ -331,6 +334,8 @@ mod tests {
             "<xmp><style>.w{display:none}</style></XMP>",
             "<script>document.write('<style>.w{display:none}</style>')</script>",
             "<script>never closed <style>.w{display:none}</style>",
+            "<!x <style>.w{display:none}</style>",
+            "</p <style>.w{display:none}</style>",
         ] {
             assert!(StyleSheet::parse(html).rules.is_empty(), "{html}");
         }
@@ -338,6 +343,7 @@ mod tests {
             "<title>x</title><style>.w{display:none}</style>",
             "<title>never closed<style>.w{display:none}</style>",
             "<3 <style>.w{display:none}</style>",
+            "</p><style>.w{display:none}</style>",
         ] {
             assert_eq!(StyleSheet::parse(html).rules.len(), 1, "{html}");
         }
