@@ -202,60 +202,45 @@ fn walk_lines(
                     .any(|n| line[2..].starts_with(n) && declares_a_message(&line[2 + n.len()..]))
             })
         };
-        let count = if line.starts_with(b"--") {
-            if is_boundary(line) {
-                if start >= counted_until && declares_after_boundary(line) {
-                    let encoded = encoded_message(
-                        raw,
-                        start,
-                        &is_boundary,
-                        declared,
-                        depth < MAX_NESTED_ENCODED,
-                        budget,
-                    );
-                    counted_until = encoded.header_end;
-                    match encoded.messages {
-                        None => return cut(start, boundaries + nested),
-                        Some(messages) => {
-                            let left = max_parts.saturating_sub(boundaries + nested);
-                            match count_encoded(&messages, left, depth, budget) {
-                                Some(parts) => nested += parts,
-                                None => return cut(start, boundaries + nested),
-                            }
-                        }
-                    }
-                }
-                &mut boundaries
-            } else {
-                undeclared += 1;
-                if undeclared > undeclared_bound {
-                    return cut(start, boundaries + nested);
-                }
-                continue;
+        let is_delimiter = line.starts_with(b"--");
+        if is_delimiter && !is_boundary(line) {
+            undeclared += 1;
+            if undeclared > undeclared_bound {
+                return cut(start, boundaries + nested);
             }
-        } else if declares_a_message(line) {
-            if start >= counted_until {
-                let encoded = encoded_message(
-                    raw,
-                    start,
-                    &is_boundary,
-                    declared,
-                    depth < MAX_NESTED_ENCODED,
-                    budget,
-                );
-                counted_until = encoded.header_end;
-                let Some(messages) = encoded.messages else {
-                    return cut(start, boundaries + nested);
-                };
-                let left = max_parts.saturating_sub(boundaries + nested);
-                match count_encoded(&messages, left, depth, budget) {
-                    Some(parts) => nested += parts,
-                    None => return cut(start, boundaries + nested),
-                }
-            }
-            &mut nested
-        } else {
             continue;
+        }
+        let declares = if is_delimiter {
+            declares_after_boundary(line)
+        } else {
+            declares_a_message(line)
+        };
+        if !is_delimiter && !declares {
+            continue;
+        }
+        if declares && start >= counted_until {
+            let encoded = encoded_message(
+                raw,
+                start,
+                &is_boundary,
+                declared,
+                depth < MAX_NESTED_ENCODED,
+                budget,
+            );
+            counted_until = encoded.header_end;
+            let left = max_parts.saturating_sub(boundaries + nested);
+            let parts = encoded
+                .messages
+                .and_then(|messages| count_encoded(&messages, left, depth, budget));
+            match parts {
+                Some(parts) => nested += parts,
+                None => return cut(start, boundaries + nested),
+            }
+        }
+        let count = if is_delimiter {
+            &mut boundaries
+        } else {
+            &mut nested
         };
         *count += 1;
         if boundaries.max(nested) > max_parts {
