@@ -20,9 +20,29 @@ pub const DEFAULT_MAX_PARTS: usize = 1000;
 /// The message is also cut before its `(MAX_CONTINUATIONS + 1)`-th RFC 2231 parameter
 /// continuation (see [`cut_at_continuations`]).
 pub fn cut_to_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
-    let (raw, cut) = cut_at_continuations(raw);
-    let (raw, cut_parts) = cut_at_parts(raw, max_parts);
-    (raw, cut || cut_parts)
+    let mut budget = raw.len().saturating_mul(BODY_BUDGET_FACTOR) + BODY_BUDGET_FLOOR;
+    let walked = walk_message(raw, max_parts, 0, &mut budget);
+    (&raw[..walked.kept], walked.kept < raw.len())
+}
+
+/// [`cut_to_parts`] of a message `depth` encoded messages down (the top one at 0), with
+/// `budget` left of encoded bodies to scan and decode (see [`BODY_BUDGET_FACTOR`]):
+/// continuations first, then parts.
+fn walk_message(raw: &[u8], max_parts: usize, depth: usize, budget: &mut usize) -> Walked {
+    let (raw, _) = cut_at_continuations(raw);
+    count_parts(raw, max_parts, depth, budget)
+}
+
+/// Where each line of `text` starts, the first line's too.
+fn line_starts(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b'\n', text).map(|nl| nl + 1))
+        .filter(move |&start| start < text.len())
+}
+
+/// Where the line holding byte `at` of `text` starts.
+fn line_start(text: &[u8], at: usize) -> usize {
+    memchr::memrchr(b'\n', &text[..at]).map_or(0, |nl| nl + 1)
 }
 
 /// Most RFC 2231 parameter continuations (`name*0=`, `name*1*=`, …) a parser is given of
@@ -56,8 +76,7 @@ fn cut_at_continuations(raw: &[u8]) -> (&[u8], bool) {
                 if starred && one_field {
                     seen += 1;
                     if seen > MAX_CONTINUATIONS {
-                        let line_start = memchr::memrchr(b'\n', &raw[..at]).map_or(0, |nl| nl + 1);
-                        return (&raw[..line_start], true);
+                        return (&raw[..line_start(raw, at)], true);
                     }
                 }
                 (name_start, starred) = (None, false);
@@ -65,13 +84,6 @@ fn cut_at_continuations(raw: &[u8]) -> (&[u8], bool) {
         }
     }
     (raw, false)
-}
-
-/// [`cut_to_parts`] for the parts.
-fn cut_at_parts(raw: &[u8], max_parts: usize) -> (&[u8], bool) {
-    let mut budget = raw.len().saturating_mul(BODY_BUDGET_FACTOR) + BODY_BUDGET_FLOOR;
-    let walked = count_parts(raw, max_parts, 0, &mut budget);
-    (&raw[..walked.kept], walked.kept < raw.len())
 }
 
 /// What [`count_parts`] found of a message.
@@ -129,15 +141,13 @@ const MAX_DEAD_BOUNDARIES: usize = 32;
 /// 0.7 s; 16 MB: 10.6 s). A line counts as a delimiter of every declared name it starts
 /// with, as the parser's seek reads it.
 fn cut_at_dead_boundaries(raw: &[u8], declared: Option<&[&[u8]]>) -> usize {
-    let line_start = |at: usize| memchr::memrchr(b'\n', &raw[..at]).map_or(0, |nl| nl + 1);
     let Some(names) = declared else {
         return boundary_declarations(raw)
             .nth(MAX_DECLARED_BOUNDARIES)
-            .map_or(raw.len(), |(at, _)| line_start(at));
+            .map_or(raw.len(), |(at, _)| line_start(raw, at));
     };
     let mut last_delimiter = vec![None; names.len()];
-    let line_starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', raw).map(|at| at + 1));
-    for start in line_starts {
+    for start in line_starts(raw) {
         let Some(after) = raw[start..].strip_prefix(b"--") else {
             continue;
         };
@@ -156,7 +166,7 @@ fn cut_at_dead_boundaries(raw: &[u8], declared: Option<&[&[u8]]>) -> usize {
         if !used_after {
             dead += 1;
             if dead > MAX_DEAD_BOUNDARIES {
-                return line_start(at);
+                return line_start(raw, at);
             }
         }
     }
@@ -189,19 +199,18 @@ fn walk_lines(
     // The end of the header section whose encoded message was last counted: a section
     // declaring `message/*` twice is one part.
     let mut counted_until = 0;
+    // A delimiter line may declare the part's type after its boundary: the parser reads
+    // `--bContent-Type: message/rfc822` as that field (review).
+    let declares_after_boundary = |line: &[u8]| {
+        declared.is_some_and(|names| {
+            names
+                .iter()
+                .any(|n| line[2..].starts_with(n) && declares_a_message(&line[2 + n.len()..]))
+        })
+    };
     // The first line too: a message may start with its `Content-Type`.
-    let line_starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', raw).map(|at| at + 1));
-    for start in line_starts {
+    for start in line_starts(raw) {
         let line = &raw[start..];
-        // A delimiter line may declare the part's type after its boundary: the parser reads
-        // `--bContent-Type: message/rfc822` as that field (review).
-        let declares_after_boundary = |line: &[u8]| {
-            declared.is_some_and(|names| {
-                names
-                    .iter()
-                    .any(|n| line[2..].starts_with(n) && declares_a_message(&line[2 + n.len()..]))
-            })
-        };
         let is_delimiter = line.starts_with(b"--");
         if is_delimiter && !is_boundary(line) {
             undeclared += 1;
@@ -257,7 +266,8 @@ fn walk_lines(
 /// most of any of its readings, or `None` when one passes it or holds too many parameter
 /// continuations. mail-parser decodes such a part and parses it as a message of its own,
 /// which the lines of the message do not show (review: 100,000 parts in a megabyte of
-/// base64 took 90 MB to parse, 1.8 GB at 25 MB). Continuations first: the walk reads
+/// base64 took 90 MB to parse, 1.8 GB at 25 MB). Each is walked as a message of its own
+/// ([`walk_message`]), continuations first: the walk reads
 /// header sections with the parser's own reading, whose merge of them is quadratic.
 fn count_encoded(
     messages: &[Vec<u8>],
@@ -267,10 +277,7 @@ fn count_encoded(
 ) -> Option<usize> {
     let mut most = 0;
     for message in messages {
-        if cut_at_continuations(message).1 {
-            return None;
-        }
-        let inner = count_parts(message, left, depth + 1, budget);
+        let inner = walk_message(message, left, depth + 1, budget);
         if inner.kept != message.len() {
             return None;
         }
@@ -360,12 +367,7 @@ fn encoded_message(
             }
         }
     };
-    let line_starts = std::iter::once(section_start).chain(
-        memchr::memchr_iter(b'\n', &raw[section_start..header_end])
-            .map(|nl| section_start + nl + 1)
-            .filter(|&start| start < header_end),
-    );
-    for start in line_starts {
+    for start in line_starts(&raw[section_start..header_end]).map(|at| section_start + at) {
         read(start);
         let line = &raw[start..header_end];
         if let Some(after) = line.strip_prefix(b"--") {
@@ -556,12 +558,7 @@ fn single_part(raw: &[u8]) -> bool {
     // colon the parser reads ` Content-Type: multipart/mixed` as its Content-Type
     // (review: 100,000 parts went uncounted).
     for_each_field(&raw[..=end], |field| {
-        let lines = std::iter::once(0).chain(
-            memchr::memchr_iter(b'\n', field)
-                .map(|nl| nl + 1)
-                .filter(|&start| start < field.len()),
-        );
-        for start in lines {
+        for start in line_starts(field) {
             if let Some(value) = value_of_field_named(&field[start..], b"content-type") {
                 types += 1;
                 text = value
