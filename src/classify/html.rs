@@ -9,7 +9,7 @@
 
 use super::html_sheet::StyleSheet;
 use super::html_style::{look, same_colour, Look, Rgb};
-use crate::mail::html::{text_only_element, ClosingTags};
+use crate::mail::html::{script_or_style, text_only_element, ClosingTags};
 
 /// What rendering one HTML body produced.
 #[derive(Debug, Default, Clone)]
@@ -543,8 +543,7 @@ pub fn render(html: &str) -> HtmlRender {
             styles.close(&name);
             continue;
         }
-        if name == "script" || name == "style" {
-            let element = if name == "script" { "script" } else { "style" };
+        if let Some(element) = script_or_style(&name) {
             rest = closing_tags.find(rest, element).map_or("", |p| &rest[p..]);
             continue;
         }

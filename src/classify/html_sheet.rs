@@ -10,7 +10,7 @@
 
 use super::html::find_ci;
 use super::html_style::{declarations, Declaration};
-use crate::mail::html::{text_only_element, ClosingTags};
+use crate::mail::html::{script_or_style, text_only_element, ClosingTags};
 use std::cell::Cell;
 use std::collections::HashMap;
 
@@ -110,13 +110,8 @@ impl StyleSheet {
                 rest = if markup { content } else { &tail[1..] };
                 continue;
             }
-            let element = if name.eq_ignore_ascii_case("style") {
-                "style"
-            } else if name.eq_ignore_ascii_case("script") {
-                "script"
-            } else if let Some(element) = text_only_element(name) {
-                element
-            } else {
+            let raw_text = script_or_style(name);
+            let Some(element) = raw_text.or_else(|| text_only_element(name)) else {
                 rest = content;
                 continue;
             };
@@ -132,7 +127,7 @@ impl StyleSheet {
                 Some(close) => &content[close..],
                 // A sheet or script never closed runs to the end, as the renderer reads
                 // it; a text element never closed is read as markup.
-                None if element == "style" || element == "script" => "",
+                None if raw_text.is_some() => "",
                 None => content,
             };
         }

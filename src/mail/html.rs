@@ -107,6 +107,14 @@ impl ClosingTags {
     }
 }
 
+/// `script` or `style` when `name` (any case) is one: elements whose content is raw text up
+/// to their closing tag, and never shown.
+pub fn script_or_style(name: &str) -> Option<&'static str> {
+    ["script", "style"]
+        .into_iter()
+        .find(|e| e.eq_ignore_ascii_case(name))
+}
+
 /// The element of [`TEXT_ONLY_ELEMENTS`] named `name` (any case).
 pub fn text_only_element(name: &str) -> Option<&'static str> {
     TEXT_ONLY_ELEMENTS

@@ -2,7 +2,7 @@
 //! whitespace rules, and numeric IP hosts in their dotted form, so `body` and `uri` rules meet
 //! the text SpamAssassin gives them.
 
-use crate::mail::html::{text_only_element, ClosingTags};
+use crate::mail::html::{script_or_style, text_only_element, ClosingTags};
 use crate::mail::url::Link;
 use mail_parser::decoders::html::html_to_text;
 use std::borrow::Cow;
@@ -89,8 +89,8 @@ pub(super) fn render_html(html: &str) -> String {
         };
         rest = &markup[tag.len..];
         let name = tag.name.to_ascii_lowercase();
-        if !tag.closing && (name == "script" || name == "style") {
-            skip_until = Some(if name == "script" { "script" } else { "style" });
+        if let Some(element) = script_or_style(&name).filter(|_| !tag.closing) {
+            skip_until = Some(element);
             continue;
         }
         let ws = if PARAGRAPH_TAGS.contains(&name.as_str()) {
