@@ -95,7 +95,24 @@ impl Heartbeat {
     fn on_our_clock(&self, t: u64, now: u64) -> u64 {
         now.saturating_sub(self.at.saturating_sub(t))
     }
+
+    /// Whether the fields that end up in logs and decisions are what a member writes: a
+    /// known role and, when present, a short alphanumeric key id. Anything that can write
+    /// to the shared store can write a heartbeat, and its role and key were logged as
+    /// written (line breaks and all) when they differed from ours.
+    fn is_well_formed(&self) -> bool {
+        let role_known = [Role::Primary, Role::Backup]
+            .iter()
+            .any(|r| r.as_str() == self.role);
+        let key_valid = self.key.as_deref().is_none_or(|k| {
+            !k.is_empty() && k.len() <= MAX_KEY_ID && k.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        role_known && key_valid
+    }
 }
+
+/// Longest key id a heartbeat may carry (mxguard's is 16 hex digits).
+const MAX_KEY_ID: usize = 64;
 
 /// What a peer's heartbeat may say that differs from this member's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -717,8 +734,8 @@ enum Fresh {
 }
 
 /// The heartbeat of `peer`, when one can be read. One that cannot be read (the state call
-/// failed, a key of another type) or is not a heartbeat says nothing; one that is stale or
-/// dated ahead does not say the peer is up: it is probed.
+/// failed, a key of another type) or is not a well-formed heartbeat says nothing; one that
+/// is stale or dated ahead does not say the peer is up: it is probed.
 async fn read_heartbeat(
     state: &State,
     config: &TierConfig,
@@ -726,7 +743,10 @@ async fn read_heartbeat(
 ) -> Option<Fresh> {
     let name = peer.name.as_str();
     let raw = state.get(&heartbeat_key(name)).await.ok()??;
-    let Ok(beat) = serde_json::from_slice::<Heartbeat>(&raw) else {
+    let Some(beat) = serde_json::from_slice::<Heartbeat>(&raw)
+        .ok()
+        .filter(Heartbeat::is_well_formed)
+    else {
         tracing::debug!(
             peer = name,
             "tier peer's heartbeat is malformed: probing it"

@@ -80,6 +80,59 @@ async fn a_heartbeat_fingerprint_must_be_short_and_alphanumeric() {
     assert_eq!(gw1.peers()[0].fingerprint.as_deref(), Some("abc123"));
 }
 
+/// Regression: a heartbeat's role and key id were logged as written when they differed from
+/// this member's (`announced = ...`, `key = ...`), so anything that can write to the shared
+/// store could put line breaks and forged log lines in every member's log. A heartbeat with
+/// an unknown role or a key id that is not short and alphanumeric is malformed: it says
+/// nothing, and the peer is probed (down here, with no admin listener).
+#[tokio::test]
+async fn a_heartbeat_with_an_unknown_role_or_a_malformed_key_says_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::embedded_for_test(dir.path()).await;
+    let gw1 = TierConfig::for_test("gw1", Role::Primary, &[("gw2", Role::Primary)]);
+    let gw1 = Tier::new(gw1, Some(state.clone()), Arc::new(Metrics::new()));
+    gw1.set_fingerprint("aa");
+    let ttl = Duration::from_secs(60);
+    let with = |role: &str, key: Option<&str>| {
+        let mut beat: serde_json::Value =
+            serde_json::from_slice(&heartbeat(role, "aa", unix_now(), None)).unwrap();
+        if let Some(key) = key {
+            beat["key"] = key.into();
+        }
+        serde_json::to_vec(&beat).unwrap()
+    };
+    let long_key = "a".repeat(MAX_KEY_ID + 1);
+    let malformed = [
+        with("primary\nERROR forged line", None),
+        with("", None),
+        with("Primary", None),
+        with("primary", Some("ab\ncd")),
+        with("primary", Some("")),
+        with("primary", Some(&long_key)),
+    ];
+    for beat in malformed {
+        state.set("tier:hb:gw2", &beat, ttl).await.unwrap();
+        gw1.round().await;
+        assert!(
+            !gw1.peers()[0].up,
+            "{} read as a heartbeat",
+            String::from_utf8_lossy(&beat)
+        );
+    }
+    for beat in [
+        with("primary", None),
+        with("backup", Some("0123abcd0123abcd")),
+    ] {
+        state.set("tier:hb:gw2", &beat, ttl).await.unwrap();
+        gw1.round().await;
+        assert!(
+            gw1.peers()[0].up,
+            "{} not read as a heartbeat",
+            String::from_utf8_lossy(&beat)
+        );
+    }
+}
+
 /// Regression (review): a primary whose spool had no room answered 452 to every message
 /// but kept its heartbeat, so a backup took it for up and scored (or, with
 /// `bypass_action = "tempfail"`, refused) the senders retrying there. `/healthz` already
