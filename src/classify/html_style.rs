@@ -61,8 +61,11 @@ pub fn look(tag: &str, attributes: &[(String, String)], sheet: &StyleSheet) -> L
     // The sheet's rules first, in cascade order, then the inline style, which a later
     // declaration beats unless the earlier one is `!important`.
     let from_sheet = sheet.declarations_for(tag, classes.unwrap_or(""), id.unwrap_or(""));
-    let inline = declarations(inline.unwrap_or(""));
-    let display = apply(from_sheet.into_iter().cloned().chain(inline), &mut look);
+    let inline: Vec<Declaration> = declarations(inline.unwrap_or("")).collect();
+    let display = apply(
+        from_sheet.iter().flat_map(|d| d.iter()).chain(&inline),
+        &mut look,
+    );
     // A `display` set by the page overrides the `hidden` attribute (the browser's own style
     // sheet is what hides it): `<div hidden style="display:block">` is seen (review).
     match display {
@@ -113,12 +116,12 @@ pub fn declarations(style: &str) -> impl Iterator<Item = Declaration> + '_ {
     })
 }
 
-/// Applies `declared` (in cascade order) to `look`, each property as a browser reads it:
-/// the last declaration wins, but never over an earlier `!important` one (review:
-/// `display:none;display:block` was read as hidden). Says whether it sets `display` to
-/// `none`, when it sets a `display` at all.
-fn apply(declared: impl Iterator<Item = Declaration>, look: &mut Look) -> Option<bool> {
-    let mut winning: Vec<Declaration> = Vec::new();
+/// The declaration of each property that wins among `declared` (in cascade order), as a
+/// browser picks it: the last, but never over an earlier `!important` one (review:
+/// `display:none;display:block` was read as hidden). At most one a property, so a run of
+/// declarations may be cut to its winners before more follow it.
+pub fn cascade<'a>(declared: impl IntoIterator<Item = &'a Declaration>) -> Vec<&'a Declaration> {
+    let mut winning: Vec<&Declaration> = Vec::new();
     for d in declared {
         match winning.iter_mut().find(|held| held.property == d.property) {
             Some(held) if held.important && !d.important => {}
@@ -126,10 +129,16 @@ fn apply(declared: impl Iterator<Item = Declaration>, look: &mut Look) -> Option
             None => winning.push(d),
         }
     }
+    winning
+}
+
+/// Applies `declared` (in cascade order) to `look`, each property as [`cascade`] picks
+/// it. Says whether it sets `display` to `none`, when it sets a `display` at all.
+fn apply<'a>(declared: impl Iterator<Item = &'a Declaration>, look: &mut Look) -> Option<bool> {
     let mut display = None;
     for Declaration {
         property, value, ..
-    } in &winning
+    } in cascade(declared)
     {
         match *property {
             "display" => display = Some(value == "none"),
