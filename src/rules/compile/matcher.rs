@@ -15,6 +15,12 @@ const SET_DFA_LIMIT: usize = 16 << 20;
 /// Patterns per `RegexSet`: bounded so the lazy DFA keeps its states cached (measured on
 /// SpamAssassin's body rules: 24–32 is fastest; 128 was ten times slower).
 const SET_CHUNK: usize = 24;
+/// Widest counted repetition (`max - min`) a pattern in a set may hold. A window such as
+/// `.{0,80}` between two words makes a lazy DFA build a state at almost every byte where
+/// the words recur at random gaps; a set of 24 such patterns then gives up its DFA for the
+/// slow engine, for every pattern of it (review: 1.8 s to scan a megabyte of body text of
+/// the words of three rules, 0.34 s with such patterns kept apart).
+const MAX_SET_REPEAT: u32 = 15;
 /// Backtracking steps one `fancy-regex` search may take before it counts as no match.
 pub(crate) const BACKTRACK_LIMIT: usize = 100_000;
 /// Hits counted for a `tflags multiple` rule without `maxhits`.
@@ -252,10 +258,11 @@ pub(super) fn build_group(ready: Vec<Ready>) -> Group {
         let idx = group.members.len();
         // Unicode-mode patterns stay out of the sets: a Unicode word boundary would stop
         // the set's lazy DFA on the first non-ASCII byte and slow every pattern in it.
+        // Windowed patterns too: searched alone (see [`MAX_SET_REPEAT`]).
+        let fits_a_set = |p: &String| !p.starts_with("(?u)") && !counts_wide(p);
         let set_pattern = match &r.matcher {
-            Matcher::Linear(_) if !r.pattern.starts_with("(?u)") => Some(r.pattern),
-            Matcher::Linear(_) => None,
-            Matcher::Backtracking(_) => r.prefilter.filter(|p| !p.starts_with("(?u)")),
+            Matcher::Linear(_) => Some(r.pattern).filter(fits_a_set),
+            Matcher::Backtracking(_) => r.prefilter.filter(fits_a_set),
         };
         let prefiltered = matches!(r.matcher, Matcher::Backtracking(_)) && set_pattern.is_some();
         match set_pattern {
@@ -284,6 +291,30 @@ pub(super) fn build_group(ready: Vec<Ready>) -> Group {
     }
     group.unset.sort_unstable();
     group
+}
+
+/// Whether `pattern` repeats something a counted number of times over a range wider than
+/// [`MAX_SET_REPEAT`] (`.{0,80}`; not `*`, `+` or `{8,}`, whose DFA states do not count).
+/// A pattern the syntax parser refuses is no judge of this: it goes to a set as before.
+fn counts_wide(pattern: &str) -> bool {
+    let parsed = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern);
+    parsed.is_ok_and(|hir| repeats_wide(&hir))
+}
+
+fn repeats_wide(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Repetition(r) => {
+            r.max.is_some_and(|max| max - r.min > MAX_SET_REPEAT) || repeats_wide(&r.sub)
+        }
+        HirKind::Capture(c) => repeats_wide(&c.sub),
+        HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().any(repeats_wide),
+        _ => false,
+    }
 }
 
 /// Builds one set for `chunk`, halving it when the set is too big.
@@ -318,6 +349,52 @@ mod tests {
             Ok(_) => panic!("{pattern} compiled"),
             Err(e) => e,
         }
+    }
+
+    /// Regression (review): windowed patterns (`a.{0,80}b`) shared sets with the others, and
+    /// text of their words at random gaps made each such set's lazy DFA give up for the
+    /// slow engine: 1.8 s a megabyte. They are searched alone; counted repetitions of a
+    /// narrow range, and unbounded ones, stay in sets.
+    #[test]
+    fn windowed_patterns_are_kept_out_of_sets() {
+        for wide in [
+            r"(?i)\bre-?fi\b.{0,80}\brates?\b",
+            r"(?:x|reply.{0,40}remove)",
+            r"[^>]{0,60}-->",
+            r"(a(b{3,40}))",
+            r"a{100}b{1,17}",
+        ] {
+            assert!(counts_wide(wide), "{wide}");
+        }
+        for narrow in [
+            r"a.{0,15}b",
+            r"(?:\s*[a-z]{2,12}){8,}",
+            r"a.*b.+c",
+            r"x{100}",
+            r"\{0,80\}",
+            r"[{0,80}]",
+            "(?u)\\w{1,3}",
+        ] {
+            assert!(!counts_wide(narrow), "{narrow}");
+        }
+        let ready = |slot: usize, pattern: &str| Ready {
+            slot,
+            matcher: Matcher::Linear(linear(pattern).unwrap()),
+            pattern: pattern.to_string(),
+            prefilter: None,
+            negate: false,
+            max_hits: None,
+            skips_subject: false,
+        };
+        let group = build_group(vec![
+            ready(0, "alpha"),
+            ready(1, "beta"),
+            ready(2, "gamma.{0,80}delta"),
+            ready(3, "epsilon"),
+        ]);
+        assert_eq!(group.unset, [2]);
+        assert_eq!(group.sets.len(), 1);
+        assert_eq!(group.sets[0].1, [0, 1, 3]);
     }
 
     #[test]
