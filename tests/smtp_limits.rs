@@ -780,6 +780,40 @@ fn a_bdat_run_refused_to_its_end_ends_the_transaction() {
     assert_eq!(delivered.mail_from, "bob@sender.test");
 }
 
+/// Regression (review helper): a BDAT chunk refused for want of a recipient left the
+/// transaction open: a RCPT and a DATA after it were taken (RFC 3030 §3: a DATA after BDAT
+/// gets 503), and a `BDAT LAST` after a new RCPT queued the message without its first
+/// chunk. A refused chunk ends the transaction.
+#[test]
+fn a_refused_bdat_chunk_ends_the_transaction() {
+    let internal = InternalServer::start();
+    let gw = Gateway::start(GatewayConfig::new(&internal));
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<b@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<x@other.test>").expect(550, "5.7.1");
+    c.send(b"BDAT 24\r\nSubject: first-chunk\r\n\r\n");
+    c.read_reply().expect(503, "5.5.1");
+    c.cmd("RCPT TO:<user@example.test>").expect(503, "5.5.1");
+    c.cmd("DATA").expect(503, "5.5.1");
+    let rest = message("rest@t", "rest", "without its first chunk");
+    let mut last = format!("BDAT {} LAST\r\n", rest.len()).into_bytes();
+    last.extend(&rest);
+    c.send(&last);
+    c.read_reply().expect(503, "5.5.1");
+    // The next transaction is whole.
+    c.cmd("MAIL FROM:<b@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "2.1.5");
+    let next = message("next@t", "next", "whole");
+    let mut whole = format!("BDAT {} LAST\r\n", next.len()).into_bytes();
+    whole.extend(&next);
+    c.send(&whole);
+    c.read_reply().expect(250, "2.0.0");
+    c.quit();
+    internal.expect_message_id("next@t");
+    let ids: Vec<Option<String>> = internal.messages().iter().map(|m| m.message_id()).collect();
+    assert_eq!(ids, [Some("next@t".to_string())], "{ids:?}");
+}
+
 /// Regression (review): only `/healthz` read `spool.min_free_bytes`; the SMTP side took
 /// `MAIL ... SIZE=26000000` with the spool below it, and the first sign of a full disk was
 /// a `452` after the whole message. MAIL now answers `452 4.3.1` (RFC 1870 §6.1) when the

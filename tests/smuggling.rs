@@ -408,10 +408,21 @@ fn command_lines_ended_by_a_bare_lf_are_taken_in_normalize_mode() {
 
 /// Regression (review): a BDAT line refused for a control character or invalid UTF-8
 /// (`500 5.5.2 Command contains invalid characters`) left the session open, so the octets
-/// of its chunk were read and run as commands; every other refused BDAT line closes.
+/// of its chunk were read and run as commands; every other refused BDAT line closes. Also
+/// (review helper, later) with the character before the verb: a vertical tab, a NUL or a
+/// no-break space there, which a front end may skip as white space.
 #[test]
 fn bdat_line_with_invalid_characters_does_not_run_its_chunk() {
-    for junk in [&b"\x01"[..], b"\xff", b"\x00"] {
+    let cases: [(&[u8], &[u8]); 7] = [
+        (b"", b"\x01"),
+        (b"", b"\xff"),
+        (b"", b"\x00"),
+        (b"\x0b", b""),
+        (b"\x00", b""),
+        (b"\xc2\xa0", b""),
+        (b"\x85", b""),
+    ];
+    for (before, junk) in cases {
         let (internal, gw) = start("reject");
         let mut c = SmtpClient::connect_ehlo(gw.port);
         let inner = "Subject: SMUGGLED\r\nMessage-ID: <smuggled@evil.test>\r\n\r\nx\r\n";
@@ -420,17 +431,18 @@ fn bdat_line_with_invalid_characters_does_not_run_its_chunk() {
             inner.len()
         );
         let smuggled = smuggled.as_bytes();
-        let mut out = format!("BDAT {} LAST", smuggled.len()).into_bytes();
+        let mut out = before.to_vec();
+        out.extend(format!("BDAT {} LAST", smuggled.len()).into_bytes());
         out.extend_from_slice(junk);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(smuggled);
         c.send(&out);
         let r = c.read_reply();
-        assert!(r.code >= 500, "{junk:?}: {r}");
+        assert!(r.code >= 500, "{before:?} {junk:?}: {r}");
         let next = c.try_read_reply();
         assert!(
             matches!(&next, Ok(r) if r.code == 421) || c.is_closed(),
-            "{junk:?}: the chunk of a refused BDAT was run as commands: {next:?}"
+            "{before:?} {junk:?}: the chunk of a refused BDAT was run as commands: {next:?}"
         );
         let msgs = sentinel(&internal, &gw);
         assert_nothing_smuggled(&msgs);

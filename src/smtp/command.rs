@@ -142,17 +142,24 @@ fn split_verb(line: &str) -> (&str, &str) {
 
 /// Whether the first bytes of a line (all that is kept of one too long to parse) may be a
 /// BDAT command: its chunk cannot be framed then. Read loosely, as a front end may read
-/// it (blanks before the verb, any separator after it that is not a letter), since a line
-/// refused as unknown while a peer sent its chunk would run that chunk as commands.
+/// it (anything but a printable ASCII character before the verb: blanks, controls, a
+/// no-break space; any separator after it that is not a letter), since a line refused as
+/// unknown while a peer sent its chunk would run that chunk as commands (review: a
+/// vertical tab, a NUL or a no-break space before `BDAT` got 500 with the session open,
+/// and the chunk's `MAIL`, `RCPT` and `DATA` queued a message).
 pub fn starts_bdat(head: &[u8]) -> bool {
-    let start = head
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(head.len());
-    let rest = &head[start..];
+    let rest = &head[verb_start(head)..];
     rest.get(..4)
         .is_some_and(|verb| verb.eq_ignore_ascii_case(b"BDAT"))
         && !rest.get(4).is_some_and(u8::is_ascii_alphabetic)
+}
+
+/// Where a line's verb may start, read as loosely as [`starts_bdat`] reads it: at its first
+/// printable ASCII character.
+pub fn verb_start(line: &[u8]) -> usize {
+    line.iter()
+        .position(u8::is_ascii_graphic)
+        .unwrap_or(line.len())
 }
 
 fn hello_name(arg: &str) -> Result<String, CommandError> {
@@ -401,8 +408,23 @@ mod tests {
         ] {
             assert_eq!(parse(bad), Err(CommandError::BdatSize), "{bad:?}");
         }
+        // Regression (review): only blanks were skipped before the verb.
+        for bad in [
+            &b"\x0bBDAT 34 LAST"[..],
+            b"\x0cBDAT 34 LAST",
+            b"\rBDAT 34 LAST",
+            b"\x00BDAT 34 LAST",
+            b"\x85BDAT 34 LAST",
+            b"\x7f\x1b BDAT 34",
+            "\u{a0}BDAT 34 LAST".as_bytes(),
+            "\u{200b}bdat 34 LAST".as_bytes(),
+        ] {
+            assert_eq!(parse(bad), Err(CommandError::BdatSize), "{bad:?}");
+        }
         assert_eq!(parse(b"BDATX 3"), Err(CommandError::Unknown));
         assert_eq!(parse(b" RSET"), Err(CommandError::Unknown));
+        assert_eq!(parse(b"\x0bRSET"), Err(CommandError::Encoding));
+        assert_eq!(parse(b"-BDAT 3"), Err(CommandError::Unknown));
     }
 
     #[test]

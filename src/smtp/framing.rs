@@ -2,6 +2,8 @@
 //! bytes hold, however the network cut them. Kept pure so that property — the same lines
 //! whatever the read boundaries — can be tested and fuzzed without a socket.
 
+use super::command::verb_start;
+
 /// One framed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
@@ -76,16 +78,12 @@ impl Framer {
 }
 
 /// Adds to `head` what the head of an over-long line is judged by: its first bytes after
-/// any leading blanks (which the command parser skips too; review: `     BDAT 6 LAST` and
-/// 520 blanks kept only `"     BDA"`, so its chunk ran as commands), up to
+/// anything before its verb ([`verb_start`]: blanks, controls; review: `     BDAT 6 LAST`
+/// and 520 blanks kept only `"     BDA"`, so its chunk ran as commands), up to
 /// [`TOO_LONG_HEAD`] in all, over as many pieces of the line as that takes.
 fn extend_head(head: &mut Vec<u8>, bytes: &[u8]) {
     let bytes = if head.is_empty() {
-        let start = bytes
-            .iter()
-            .position(|b| !matches!(b, b' ' | b'\t'))
-            .unwrap_or(bytes.len());
-        &bytes[start..]
+        &bytes[verb_start(bytes)..]
     } else {
         bytes
     };
@@ -103,10 +101,7 @@ pub fn reference_lines(input: &[u8], max: usize) -> Vec<Line> {
     while let Some(lf) = memchr::memchr(b'\n', rest) {
         let segment = &rest[..lf];
         let line = if lf + 1 > max {
-            let start = segment
-                .iter()
-                .position(|b| !matches!(b, b' ' | b'\t'))
-                .unwrap_or(segment.len());
+            let start = verb_start(segment);
             let end = (start + TOO_LONG_HEAD).min(segment.len());
             Line::TooLong(segment[start..end].to_vec())
         } else if let Some(line) = segment.strip_suffix(b"\r") {

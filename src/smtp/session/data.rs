@@ -204,13 +204,14 @@ impl Session {
             if !after_ehlo {
                 return self.bad_sequence(Stage::Data, why).await;
             }
-            // A run refused to its `LAST` chunk ends the transaction: the chunking client
-            // takes it as over, and a next one it pipelines without RSET must not be
-            // queued under this one's sender (review: Bob's MAIL got 503 behind Alice's
-            // open transaction, and his message went out as hers).
-            if last {
-                self.reset_transaction();
-            }
+            // A refused chunk ends the transaction (RFC 3030 §2: the client must send no
+            // more chunks of it, and a DATA after BDAT gets 503): a next transaction it
+            // pipelines without RSET must not be queued under this one's sender (review:
+            // Bob's MAIL got 503 behind Alice's open transaction, and his message went out
+            // as hers), and a RCPT, DATA or `BDAT LAST` after a refused first chunk must
+            // not queue the message without it (review: RCPT and DATA were taken, and a
+            // later chunk was queued as the whole message).
+            self.reset_transaction();
             return self.out_of_sequence(Stage::Data, why).await;
         }
         let Some(mut t) = transfer else {
