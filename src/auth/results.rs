@@ -369,7 +369,7 @@ impl Authenticator {
         let rounds = dmarc_walk(output.domain()).len();
         for _ in 0..rounds {
             if !matches!(output.result(), mail_auth::DmarcResult::PermError(_))
-                || !self.read_leniently(output.domain(), &mut lenient)
+                || !self.read_leniently(output.domain(), &mut lenient).await
             {
                 break;
             }
@@ -426,12 +426,14 @@ impl Authenticator {
 impl Authenticator {
     /// Adds to `lenient` the DMARC records of `domain`'s tree walk that mail-auth refuses
     /// but reads leniently, as the shared cache holds them after mail-auth's own lookups
-    /// (no query, nothing counted twice). True when one was added.
-    fn read_leniently(&self, domain: &str, lenient: &mut LenientRecords) -> bool {
+    /// (no query, nothing counted twice), or asked again when the cache kept none: a record
+    /// published with a TTL of 0 was never read leniently, so `p=reject; adkim=x` let a
+    /// forgery through as `permerror` (review). True when one was added.
+    async fn read_leniently(&self, domain: &str, lenient: &mut LenientRecords) -> bool {
         let mut added = false;
         for name in dmarc_walk(domain) {
             let name = format!("_dmarc.{name}");
-            if let Some(records) = self.dns.cached_txt(&name) {
+            if let crate::dns::Outcome::Found(records) = self.dns.recall_txt("dmarc", &name).await {
                 added |= lenient.add(&name, &records);
             }
         }

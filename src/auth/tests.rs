@@ -1339,6 +1339,28 @@ async fn a_unicode_mail_from_domain_aligns_with_its_a_label_author() {
     }
 }
 
+/// Regression (review helper): the lenient reading took the records from the shared cache
+/// only, which keeps none published with a TTL of 0: `p=reject; adkim=x` read as
+/// `permerror`, and a forgery of the domain was delivered.
+#[tokio::test]
+async fn a_broken_dmarc_record_that_is_not_cached_is_read_leniently_too() {
+    for tag in ["adkim=x", "aspf=q", "fo=zz"] {
+        let (_dns, auth) = server(
+            TestDns::builder()
+                .ttl(0)
+                .txt("_dmarc.example.test", &format!("v=DMARC1; p=reject; {tag}"))
+                .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        )
+        .await;
+        let forged = unsigned(&auth, "ceo@example.test").await;
+        assert!(
+            forged.dmarc_reject_requested(),
+            "{tag}: {:?}",
+            forged.symbols()
+        );
+    }
+}
+
 /// Regression (review): mail-auth refuses a whole DMARC record for the value of one tag
 /// (`adkim=relaxed`, `fo=x`, `np=` it does not know), where RFC 7489 §6.3 discards such a
 /// tag for its default: a forgery of a `p=reject` domain with such a record got an unscored
