@@ -216,6 +216,16 @@ impl DmarcCheck {
         self.verdict == DmarcVerdict::Fail && self.policy == DmarcPolicy::Reject
     }
 
+    /// DMARC could not be judged for a temporary failure of its SPF or DKIM lookups while
+    /// the domain publishes `p=reject`: the message should be deferred, not taken as if the
+    /// domain had no DMARC. A forger can force that failure when the domain's SPF record
+    /// puts a name the sender chooses into a lookup (`exists:%{l}.x.example`): a local part
+    /// such as `a+b` makes a name the resolver refuses to ask, and the forgery of a
+    /// `p=reject` domain read as `temperror` and was delivered (review).
+    pub fn deferral_requested(&self) -> bool {
+        self.verdict == DmarcVerdict::TempError && self.policy == DmarcPolicy::Reject
+    }
+
     /// DMARC failed and the domain's policy is `quarantine`.
     pub fn quarantine_requested(&self) -> bool {
         self.verdict == DmarcVerdict::Fail && self.policy == DmarcPolicy::Quarantine

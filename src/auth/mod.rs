@@ -61,6 +61,12 @@ impl Authenticator {
         })
     }
 
+    /// Whether the resolver is marked down: a temporary failure then says nothing of the
+    /// sender's records.
+    pub fn dns_is_down(&self) -> bool {
+        self.dns.is_down()
+    }
+
     /// The deadline to verify by: the stage's, or a fresh `dns.stage_deadline` from now.
     pub fn deadline(&self, stage: Option<Instant>) -> Instant {
         self.dns.deadline(stage)

@@ -90,6 +90,14 @@ impl AuthOutcome {
             .is_some_and(DmarcCheck::reject_requested)
     }
 
+    /// DMARC could not be judged for a temporary failure and the From domain publishes
+    /// `p=reject` ([`DmarcCheck::deferral_requested`]).
+    pub fn dmarc_deferral_requested(&self) -> bool {
+        self.dmarc
+            .as_ref()
+            .is_some_and(DmarcCheck::deferral_requested)
+    }
+
     /// DMARC failed and the From domain publishes `p=quarantine` (or `p=reject` with a `pct`
     /// below 100, read as quarantine).
     pub fn dmarc_quarantine_requested(&self) -> bool {

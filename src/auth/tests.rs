@@ -1339,6 +1339,47 @@ async fn a_unicode_mail_from_domain_aligns_with_its_a_label_author() {
     }
 }
 
+/// Regression (review helper): a domain whose SPF record puts the sender's local part into
+/// a name (`exists:%{l}.u.example.test`) gave `temperror` for a local part the resolver
+/// refuses to ask (`a+b`, `a=b`), and DMARC `temperror`: a forgery of its `p=reject`
+/// policy was delivered. Such mail is to be deferred; the plain forgery is still refused.
+#[tokio::test]
+async fn a_dmarc_temperror_under_reject_asks_for_deferral() {
+    let (_dns, auth) = server(
+        TestDns::builder()
+            .txt("example.test", "v=spf1 exists:%{l}.u.example.test -all")
+            .txt("_dmarc.example.test", "v=DMARC1; p=reject")
+            .txt("_dmarc.relaxed.test", "v=DMARC1; p=none")
+            .txt("relaxed.test", "v=spf1 exists:%{l}.u.relaxed.test -all"),
+    )
+    .await;
+    let from = bare_from("ceo@example.test");
+    for sender in ["a+b@example.test", "a=b@example.test"] {
+        let forged = check(&auth, "client.x.test", sender, &from).await;
+        assert!(
+            forged.dmarc_deferral_requested(),
+            "{sender}: {:?}",
+            forged.symbols()
+        );
+        assert!(!forged.dmarc_reject_requested(), "{sender}");
+    }
+    let plain = check(&auth, "client.x.test", "plain@example.test", &from).await;
+    assert!(plain.dmarc_reject_requested(), "{:?}", plain.symbols());
+    assert!(!plain.dmarc_deferral_requested());
+    let relaxed = check(
+        &auth,
+        "client.x.test",
+        "a+b@relaxed.test",
+        &bare_from("ceo@relaxed.test"),
+    )
+    .await;
+    assert!(
+        !relaxed.dmarc_deferral_requested(),
+        "{:?}",
+        relaxed.symbols()
+    );
+}
+
 /// Regression (review helper): the lenient reading took the records from the shared cache
 /// only, which keeps none published with a TTL of 0: `p=reject; adkim=x` read as
 /// `permerror`, and a forgery of the domain was delivered.

@@ -154,6 +154,13 @@ impl Check for MessageAuth {
         // DMARC by SPF alone at the peer would fail it here and be bounced.
         let judged_here = !ctx.client.trusted && ctx.client.tier_peer.is_none();
         let reject = self.dmarc_reject && outcome.dmarc_reject_requested() && judged_here;
+        // A `p=reject` domain's mail DMARC could not judge for a temporary failure is
+        // deferred, unless our own resolver is down (then it is taken as before, scored):
+        // a sender can force such a failure through a macro of the domain's SPF record.
+        let defer = self.dmarc_reject
+            && outcome.dmarc_deferral_requested()
+            && judged_here
+            && !self.auth.dns_is_down();
         // The domain asks that its failing mail be treated as suspicious (RFC 7489 §6.3):
         // a score alone fell under `tag` with the forger's own SPF pass and DKIM
         // signature, which cost nothing (review).
@@ -175,6 +182,13 @@ impl Check for MessageAuth {
                 "Message rejected: DMARC policy of the sender domain is reject"
             };
             return Decision::Reject(Reply::new(550, "5.7.1", text));
+        }
+        if defer {
+            return Decision::Tempfail(Reply::new(
+                451,
+                "4.7.1",
+                "DMARC of the sender domain (policy reject) cannot be checked now, try again later",
+            ));
         }
         Decision::Continue
     }
@@ -246,6 +260,48 @@ mod tests {
             published.contains("policy of the sender domain is reject"),
             "{published}"
         );
+    }
+
+    /// Regression (review helper): the forgery of a `p=reject` domain that a sender-chosen
+    /// name in its SPF record turned into DMARC `temperror` was delivered. It is deferred
+    /// (451); with the check switched off it goes on as before.
+    #[tokio::test]
+    async fn a_reject_domain_dmarc_could_not_judge_is_deferred() {
+        let server = TestDns::builder()
+            .txt("victim.test", "v=spf1 exists:%{l}.u.victim.test -all")
+            .txt("_dmarc.victim.test", "v=DMARC1; p=reject")
+            .start()
+            .await
+            .unwrap();
+        let dns = server.resolver().unwrap();
+        let auth = Authenticator::new(&dns).unwrap();
+        let judge = |dmarc_reject: bool, sender: &'static str| {
+            let auth = auth.clone();
+            async move {
+                let mut ctx = Context::new(ClientInfo::new("192.0.2.1".parse().unwrap()));
+                ctx.client.helo = Some("client.x.test".into());
+                ctx.mail_from = Some(crate::mail::address::parse_path(sender).unwrap());
+                Spf::new(auth.clone(), "mx.test".into()).run(&mut ctx).await;
+                ctx.message = b"From: ceo@victim.test\r\nSubject: hi\r\n\r\nbody\r\n"
+                    .to_vec()
+                    .into();
+                MessageAuth::new(auth, dmarc_reject, true)
+                    .run(&mut ctx)
+                    .await
+            }
+        };
+        match judge(true, "a+b@victim.test").await {
+            Decision::Tempfail(r) => assert!(r.to_string().starts_with("451 4.7.1"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            judge(true, "plain@victim.test").await,
+            Decision::Reject(_)
+        ));
+        assert!(matches!(
+            judge(false, "a+b@victim.test").await,
+            Decision::Continue
+        ));
     }
 
     /// Regression (review): a DMARC failure under `p=quarantine` was only scored, 5.0 with
