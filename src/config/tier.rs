@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A member's role: primaries are the equal-preference front MXes, backups the higher
-/// preference numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// preference numbers. Written in heartbeats by its configuration name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A front MX.
     Primary,

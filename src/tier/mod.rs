@@ -52,7 +52,10 @@ const HEARTBEAT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// What a member publishes every heartbeat (JSON in the state backend).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Heartbeat {
-    role: String,
+    /// A role this member does not know makes no heartbeat: anything that can write to the
+    /// shared store can write one, and its role was logged as written (line breaks and
+    /// all) when it differed from ours (review).
+    role: Role,
     fingerprint: String,
     version: String,
     at: u64,
@@ -96,18 +99,12 @@ impl Heartbeat {
         now.saturating_sub(self.at.saturating_sub(t))
     }
 
-    /// Whether the fields that end up in logs and decisions are what a member writes: a
-    /// known role and, when present, a short alphanumeric key id. Anything that can write
-    /// to the shared store can write a heartbeat, and its role and key were logged as
-    /// written (line breaks and all) when they differed from ours.
+    /// Whether its key id, when it has one, is what a member writes: a short alphanumeric
+    /// string, as it is logged when it differs from ours (review: line breaks and all).
     fn is_well_formed(&self) -> bool {
-        let role_known = [Role::Primary, Role::Backup]
-            .iter()
-            .any(|r| r.as_str() == self.role);
-        let key_valid = self.key.as_deref().is_none_or(|k| {
-            !k.is_empty() && k.len() <= MAX_KEY_ID && k.chars().all(|c| c.is_ascii_alphanumeric())
-        });
-        role_known && key_valid
+        self.key
+            .as_deref()
+            .is_none_or(|k| short_alphanumeric(k, MAX_KEY_ID))
     }
 }
 
@@ -534,7 +531,7 @@ impl Tier {
             return;
         }
         let beat = Heartbeat {
-            role: config.role.as_str().to_owned(),
+            role: config.role,
             fingerprint: fingerprint.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             at: unix_now(),
@@ -624,14 +621,13 @@ impl Tier {
                         "tier peer signs stamps with a key this member does not hold (tier.secret_file differs): its stamps are not trusted here (logged once an hour)"
                     );
                 }
-                if beat.role != peer.role.as_str() && self.mismatch_due(&peer.name, Mismatch::Role)
-                {
+                if beat.role != peer.role && self.mismatch_due(&peer.name, Mismatch::Role) {
                     // A primary re-roled to backup on its own host kept the backups scoring
                     // and refusing its senders while the real primaries were down (review):
                     // it counts as a primary only while both configurations say so.
                     tracing::warn!(
                         peer = %peer.name,
-                        announced = %beat.role,
+                        announced = beat.role.as_str(),
                         configured = peer.role.as_str(),
                         "tier peer announces another role than configured here (a primary only while both say so; logged once an hour)"
                     );
@@ -643,7 +639,7 @@ impl Tier {
                     source: "heartbeat",
                     reached_at: beat.reached_at.map(|t| beat.on_our_clock(t, now)),
                     full_at: beat.full_at.map(|t| beat.on_our_clock(t, now)),
-                    announced_backup: beat.role == Role::Backup.as_str(),
+                    announced_backup: beat.role == Role::Backup,
                 };
             }
         }
@@ -654,9 +650,7 @@ impl Tier {
         let full_at = last_said
             .as_ref()
             .and_then(|b| b.full_at.map(|t| b.on_our_clock(t, now)));
-        let announced_backup = last_said
-            .as_ref()
-            .is_some_and(|b| b.role == Role::Backup.as_str());
+        let announced_backup = last_said.as_ref().is_some_and(|b| b.role == Role::Backup);
         let Some(admin) = peer.admin else {
             return Observation {
                 up: false,
@@ -786,8 +780,13 @@ pub fn fingerprint_in_policy(body: &[u8]) -> Option<String> {
 /// `f` lower-cased when it is a short alphanumeric string, as every fingerprint a peer
 /// tells us (by probe or heartbeat) must be: its text ends up in logs and on the console.
 fn valid_fingerprint(f: &str) -> Option<String> {
-    (!f.is_empty() && f.len() <= MAX_FINGERPRINT && f.chars().all(|c| c.is_ascii_alphanumeric()))
-        .then(|| f.to_ascii_lowercase())
+    short_alphanumeric(f, MAX_FINGERPRINT).then(|| f.to_ascii_lowercase())
+}
+
+/// Whether `s` is 1 to `max` ASCII letters and digits: what a peer may tell us that ends up
+/// in logs and on the console.
+fn short_alphanumeric(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@ use super::*;
 
 /// A primary's heartbeat as its JSON is stored, written at `at`.
 fn primary_heartbeat(fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec<u8> {
-    heartbeat("primary", fingerprint, at, reached_at)
+    heartbeat(Role::Primary, fingerprint, at, reached_at)
 }
 
 /// A heartbeat announcing `role`, as its JSON is stored.
-fn heartbeat(role: &str, fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec<u8> {
+fn heartbeat(role: Role, fingerprint: &str, at: u64, reached_at: Option<u64>) -> Vec<u8> {
     let beat = Heartbeat {
-        role: role.into(),
+        role,
         fingerprint: fingerprint.into(),
         version: "1".into(),
         at,
@@ -95,7 +95,8 @@ async fn a_heartbeat_with_an_unknown_role_or_a_malformed_key_says_nothing() {
     let ttl = Duration::from_secs(60);
     let with = |role: &str, key: Option<&str>| {
         let mut beat: serde_json::Value =
-            serde_json::from_slice(&heartbeat(role, "aa", unix_now(), None)).unwrap();
+            serde_json::from_slice(&primary_heartbeat("aa", unix_now(), None)).unwrap();
+        beat["role"] = role.into();
         if let Some(key) = key {
             beat["key"] = key.into();
         }
@@ -322,7 +323,7 @@ async fn a_saturated_primary_does_not_count_for_bypass() {
     // Long enough ago, it counts again.
     let long_ago = unix_now() - PRIMARY_FULL_HOLD.as_secs() - 30;
     let beat = Heartbeat {
-        role: "primary".into(),
+        role: Role::Primary,
         fingerprint: "aa".into(),
         version: "1".into(),
         at: unix_now(),
@@ -410,16 +411,16 @@ async fn a_primary_announcing_the_backup_role_does_not_count_for_bypass() {
     let state = State::embedded_for_test(dir.path()).await;
     let bk1 = TierConfig::for_test("bk1", Role::Backup, &[("gw1", Role::Primary)]);
     let bk1 = Tier::new(bk1, Some(state.clone()), Arc::new(Metrics::new()));
-    let beat = |role: &str| heartbeat(role, "aa", unix_now(), None);
+    let beat = |role: Role| heartbeat(role, "aa", unix_now(), None);
     let ttl = Duration::from_secs(60);
     state
-        .set("tier:hb:gw1", &beat("primary"), ttl)
+        .set("tier:hb:gw1", &beat(Role::Primary), ttl)
         .await
         .unwrap();
     bk1.round().await;
     assert!(bk1.primaries_up());
     state
-        .set("tier:hb:gw1", &beat("backup"), ttl)
+        .set("tier:hb:gw1", &beat(Role::Backup), ttl)
         .await
         .unwrap();
     bk1.round().await;
@@ -542,7 +543,7 @@ async fn a_peer_s_reach_and_load_are_read_on_its_own_clock() {
     let now = unix_now();
     let beat = |at: u64, reached_at: u64, full_at: Option<u64>| {
         let beat = Heartbeat {
-            role: "primary".into(),
+            role: Role::Primary,
             fingerprint: "aa".into(),
             version: "1".into(),
             at,
