@@ -61,9 +61,15 @@ struct Kind {
     id: Option<u16>,
 }
 
+impl Kind {
+    /// CSS specificity of a selector asking for this kind: ids, then classes, then tags.
+    fn specificity(&self) -> (bool, usize, bool) {
+        (self.id.is_some(), self.classes.len(), self.tag.is_some())
+    }
+}
+
 #[derive(Debug)]
 struct Rule {
-    selector: Selector,
     /// What the selector asks of an element, as numbers of the sheet.
     asks: Kind,
     /// The winner of each property in the rule's block ([`cascade`]): a block repeating a
@@ -91,13 +97,6 @@ struct Selector {
     tag: Option<String>,
     classes: Vec<String>,
     id: Option<String>,
-}
-
-impl Selector {
-    /// CSS specificity: ids, then classes, then tags.
-    fn specificity(&self) -> (bool, usize, bool) {
-        (self.id.is_some(), self.classes.len(), self.tag.is_some())
-    }
 }
 
 impl StyleSheet {
@@ -209,7 +208,6 @@ impl StyleSheet {
                         .map(|i| number(&mut self.id_numbers, i)),
                 };
                 self.rules.push(Rule {
-                    selector,
                     asks,
                     declarations: declared.clone(),
                 });
@@ -243,7 +241,7 @@ impl StyleSheet {
             return said.clone();
         }
         let mut matching: Vec<&Rule> = self.rules.iter().filter(|r| r.matches(&kind)).collect();
-        matching.sort_by_key(|r| r.selector.specificity());
+        matching.sort_by_key(|r| r.asks.specificity());
         let winners = cascade(matching.iter().flat_map(|r| &r.declarations));
         let said: Option<Rc<[Declaration]>> =
             (!winners.is_empty()).then(|| winners.into_iter().cloned().collect());
