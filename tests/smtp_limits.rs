@@ -795,18 +795,21 @@ fn a_refused_bdat_chunk_ends_the_transaction() {
     c.read_reply().expect(503, "5.5.1");
     c.cmd("RCPT TO:<user@example.test>").expect(503, "5.5.1");
     c.cmd("DATA").expect(503, "5.5.1");
-    let rest = message("rest@t", "rest", "without its first chunk");
-    let mut last = format!("BDAT {} LAST\r\n", rest.len()).into_bytes();
-    last.extend(&rest);
-    c.send(&last);
+    let last_chunk = |data: Vec<u8>| {
+        let mut chunk = format!("BDAT {} LAST\r\n", data.len()).into_bytes();
+        chunk.extend(data);
+        chunk
+    };
+    c.send(&last_chunk(message(
+        "rest@t",
+        "rest",
+        "without its first chunk",
+    )));
     c.read_reply().expect(503, "5.5.1");
     // The next transaction is whole.
     c.cmd("MAIL FROM:<b@sender.test>").expect(250, "2.1.0");
     c.cmd("RCPT TO:<user@example.test>").expect(250, "2.1.5");
-    let next = message("next@t", "next", "whole");
-    let mut whole = format!("BDAT {} LAST\r\n", next.len()).into_bytes();
-    whole.extend(&next);
-    c.send(&whole);
+    c.send(&last_chunk(message("next@t", "next", "whole")));
     c.read_reply().expect(250, "2.0.0");
     c.quit();
     internal.expect_message_id("next@t");

@@ -180,11 +180,9 @@ impl Session {
             t.rate = rate;
         }
         if !usable && self.bdat_failed {
-            // A chunk pipelined behind a failed one: expected, not the client's error.
+            // A chunk pipelined behind a failed one: expected, not the client's error. Its
+            // transaction ended with the failure (every failure resets it).
             self.bdat_failed = !last;
-            if last {
-                self.reset_transaction();
-            }
             return self.ok(
                 Stage::Data,
                 Reply::new(503, "5.5.1", "Transaction failed earlier, chunk discarded"),
