@@ -1380,45 +1380,29 @@ async fn a_dmarc_temperror_under_reject_asks_for_deferral() {
     );
 }
 
-/// Regression (review helper): the lenient reading took the records from the shared cache
-/// only, which keeps none published with a TTL of 0: `p=reject; adkim=x` read as
-/// `permerror`, and a forgery of the domain was delivered.
-#[tokio::test]
-async fn a_broken_dmarc_record_that_is_not_cached_is_read_leniently_too() {
-    for tag in ["adkim=x", "aspf=q", "fo=zz"] {
-        let (_dns, auth) = server(
-            TestDns::builder()
-                .ttl(0)
-                .txt("_dmarc.example.test", &format!("v=DMARC1; p=reject; {tag}"))
-                .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all")),
-        )
-        .await;
-        let forged = unsigned(&auth, "ceo@example.test").await;
-        assert!(
-            forged.dmarc_reject_requested(),
-            "{tag}: {:?}",
-            forged.symbols()
-        );
-    }
-}
-
 /// Regression (review): mail-auth refuses a whole DMARC record for the value of one tag
 /// (`adkim=relaxed`, `fo=x`, `np=` it does not know), where RFC 7489 §6.3 discards such a
 /// tag for its default: a forgery of a `p=reject` domain with such a record got an unscored
 /// `DMARC_PERMERROR` and was delivered, and its own aligned mail never passed. A broken
 /// `p=` (or `sp=`) still means `p=none` with reporting addresses, no DMARC without
-/// (RFC 7489 §6.6.3).
+/// (RFC 7489 §6.6.3). Later (review helper): the lenient reading took the records from the
+/// shared cache only, which keeps none published with a TTL of 0, so such a record read as
+/// `permerror` again.
 #[tokio::test]
 async fn a_dmarc_record_with_a_broken_tag_keeps_its_policy() {
-    for tag in [
-        "adkim=relaxed",
-        "aspf=strict",
-        "fo=x",
-        "np=bogus",
-        "rua=mailto:d@x.test!9q",
+    for (tag, ttl) in [
+        ("adkim=relaxed", 300),
+        ("aspf=strict", 300),
+        ("fo=x", 300),
+        ("np=bogus", 300),
+        ("rua=mailto:d@x.test!9q", 300),
+        ("adkim=x", 0),
+        ("aspf=q", 0),
+        ("fo=zz", 0),
     ] {
         let (_dns, auth) = server(
             TestDns::builder()
+                .ttl(ttl)
                 .txt("_dmarc.example.test", &format!("v=DMARC1; p=reject; {tag}"))
                 .txt("evil.test", &format!("v=spf1 ip4:{CLIENT} -all"))
                 .txt("example.test", &format!("v=spf1 ip4:{CLIENT} -all")),
