@@ -70,7 +70,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(ROOT, "rules")
 CONFIG = os.path.join(ROOT, "config", "mxguard.toml")
-BINARY = os.path.join(ROOT, "target", "release", "mxguard")
+# MXGUARD_BIN: a copy of the binary, so a build during a long `cv` cannot change it midway.
+BINARY = os.environ.get("MXGUARD_BIN") or os.path.join(ROOT, "target", "release", "mxguard")
 TARBALL = os.path.join(ROOT, "..", "shared", "corpus", "train.tar.gz")
 SEED = os.path.join(ROOT, "config", "classifier-seed.bin")
 SCORES_FILE = "99-scores.cf"

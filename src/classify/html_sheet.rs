@@ -45,10 +45,11 @@ pub struct StyleSheet {
     /// replaces a budget of matches past which the sheet said nothing of the elements left,
     /// so eight thousand empty elements before the text a class hid showed it (review).
     said: RefCell<HashMap<Kind, Option<Rc<[Declaration]>>>>,
-    /// Whether a sheet sets a background anywhere. Which elements it paints is not known
-    /// (the selector may be one not followed), so the page's and the elements' backgrounds
-    /// are then unknown, and the sheet's text colours are not read: white text on a
-    /// dark-themed newsletter must not count as hidden on a white page it never had.
+    /// Whether a sheet sets a background where it is not followed (a selector of another
+    /// form, `@media`, past the limits). Which elements it paints is then not known, so the
+    /// page's and the elements' backgrounds are unknown, and the sheet's text colours are
+    /// not read: white text on a dark-themed newsletter must not count as hidden on a
+    /// white page it never had.
     pub paints_background: bool,
 }
 
@@ -138,10 +139,12 @@ impl StyleSheet {
             let close = closing_tags.find(content, element);
             if element == "style" {
                 let css = &content[..close.unwrap_or(content.len())];
-                sheet.paints_background |= find_ci(css, "background").is_some();
-                let css = &css[..css.floor_char_boundary(budget)];
-                budget -= css.len();
-                sheet.read(css);
+                let read = &css[..css.floor_char_boundary(budget)];
+                // What is past the budget is not followed: a background there may paint
+                // anything.
+                sheet.paints_background |= find_ci(&css[read.len()..], "background").is_some();
+                budget -= read.len();
+                sheet.read(read);
             }
             rest = match close {
                 Some(close) => &content[close..],
@@ -175,7 +178,10 @@ impl StyleSheet {
             let body_len = block_len(after);
             let body = &after[..body_len];
             rest = after.get(body_len + 1..).unwrap_or_default();
+            let paints = find_ci(body, "background").is_some();
             if prelude.starts_with('@') || body.contains('{') {
+                // Not followed (`@media`, nested blocks): its backgrounds may paint anything.
+                self.paints_background |= paints;
                 continue;
             }
             let declared: Vec<Declaration> = declarations(body)
@@ -185,8 +191,15 @@ impl StyleSheet {
             if declared.is_empty() {
                 continue;
             }
-            for selector in prelude.split(',').filter_map(parse_selector) {
+            let selectors: Vec<Selector> = prelude.split(',').filter_map(parse_selector).collect();
+            // A background is followed like the other properties where every selector of
+            // its rule is (review: `body{background:#fff}` left a whole page's white text
+            // unread as hidden); elsewhere it may paint any element.
+            let followed = selectors.len() == prelude.split(',').count();
+            self.paints_background |= paints && !followed;
+            for selector in selectors {
                 if self.rules.len() >= MAX_RULES {
+                    self.paints_background |= paints || find_ci(rest, "background").is_some();
                     return;
                 }
                 // At most MAX_RULES × MAX_SELECTOR_CLASSES names of each kind.
@@ -260,10 +273,36 @@ fn number(numbers: &mut HashMap<String, u16>, name: &str) -> u16 {
     *numbers.entry(name.to_string()).or_insert(next)
 }
 
-/// The properties read from a sheet: those that hide text, and its colour (dropped when a
-/// sheet paints a background). Backgrounds themselves are not followed (see
+/// The properties read from a sheet: those that hide text, its colours and backgrounds
+/// (its colours dropped when it paints a background it does not say where, see
 /// [`StyleSheet::paints_background`]).
-const FROM_SHEETS: [&str; 5] = ["display", "visibility", "font-size", "opacity", "color"];
+const FROM_SHEETS: [&str; 25] = [
+    "display",
+    "visibility",
+    "font-size",
+    "opacity",
+    "color",
+    "background-color",
+    "background",
+    "background-image",
+    "height",
+    "max-height",
+    "width",
+    "max-width",
+    "overflow",
+    "overflow-x",
+    "overflow-y",
+    "position",
+    "left",
+    "top",
+    "right",
+    "margin-left",
+    "margin-top",
+    "text-indent",
+    "transform",
+    "clip",
+    "clip-path",
+];
 
 /// A selector of a tag, classes and an id (`span.a.b#c`), or `None` for any other form.
 fn parse_selector(text: &str) -> Option<Selector> {
@@ -427,10 +466,17 @@ mod tests {
     #[test]
     fn a_sheet_that_paints_a_background_gives_no_colours() {
         let sheet = StyleSheet::parse(
-            "<style>.w { color:#fff }</style><style>td { background:#000 }</style>",
+            "<style>.w { color:#fff }</style><style>table td { background:#000 }</style>",
         );
         assert!(sheet.paints_background);
         assert!(properties(&sheet, "span", "w", "").is_empty());
+        // Where the background's rule is followed, it is read like the colours.
+        let sheet = StyleSheet::parse(
+            "<style>.w { color:#fff }</style><style>td { background:#000 }</style>",
+        );
+        assert!(!sheet.paints_background);
+        assert_eq!(properties(&sheet, "span", "w", ""), ["color:#fff"]);
+        assert_eq!(properties(&sheet, "td", "", ""), ["background:#000"]);
     }
 
     /// Regression (review): a rule's block kept every declaration, and every element it

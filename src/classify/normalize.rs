@@ -123,8 +123,9 @@ fn push_folded(c: char, out: &mut String) {
 /// assert_eq!(normalize_text("Ré\u{200B}sumé FREE"), "resume free");
 /// ```
 pub fn normalize_text(text: &str) -> String {
+    let text = unreverse_overrides(text);
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut rest = text.as_ref();
     while !rest.is_empty() {
         // Runs of ASCII (most of most mail) are copied and lower-cased whole: no ASCII
         // character is invisible or a mark, and a character at a time cost 6 % of the relay
@@ -147,6 +148,30 @@ pub fn normalize_text(text: &str) -> String {
         rest = chars.as_str();
     }
     out
+}
+
+/// Text after a right-to-left override (U+202E, which `<bdo dir=rtl>` renders to), up to
+/// its pop (U+202C) or the end of its line, in the order a reader sees it: reversed
+/// (evasion probe: `\u{202E}argaiv\u{202C}` shows `viagra`, and read as written it took
+/// spam under `tag`). The controls themselves are dropped later as invisible.
+fn unreverse_overrides(text: &str) -> std::borrow::Cow<'_, str> {
+    const OVERRIDE: char = '\u{202E}';
+    if !text.contains(OVERRIDE) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(OVERRIDE) {
+        out.push_str(&rest[..at]);
+        let run = &rest[at + OVERRIDE.len_utf8()..];
+        let end = run
+            .find(['\u{202C}', '\n', '\u{2029}'])
+            .unwrap_or(run.len());
+        out.extend(run[..end].chars().rev());
+        rest = &run[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A Greek or Cyrillic capital whose lower case looks like another Latin letter than the
@@ -257,8 +282,18 @@ fn latin_lookalike(c: char) -> Option<char> {
         'т' | 'τ' => 't',
         'у' | 'υ' => 'y',
         'х' | 'χ' => 'x',
-        'ν' => 'v',
+        'ν' | 'ѵ' => 'v',
         'ԝ' | 'ω' => 'w',
+        // More of Unicode's confusables (evasion probe: each kept a word apart).
+        'п' => 'n',
+        'г' => 'r',
+        'ԁ' => 'd',
+        'ɡ' => 'g',
+        'ӏ' => 'l',
+        'ս' => 'u',
+        'ԛ' => 'q',
+        'ɑ' => 'a',
+        'ı' | 'ɩ' => 'i',
         _ => return None,
     })
 }
@@ -697,5 +732,38 @@ mod tests {
         // Words of their own script keep their case folding.
         assert_eq!(normalize_text("ΝΑΙ ΝΕΤ НЕТ"), "ναι νετ нет");
         assert_eq!(normalize_text("ΜΕ ΗΜΕΡΑ"), "με ημερα");
+    }
+
+    /// Regression (evasion probe): look-alikes past the first table kept words apart.
+    #[test]
+    fn more_confusables_fold_in_mixed_words() {
+        for (word, latin) in [
+            ("moпey", "money"),
+            ("fгee", "free"),
+            ("ԁrugs", "drugs"),
+            ("viaɡra", "viagra"),
+            ("piӏls", "pills"),
+            ("bսy", "buy"),
+            ("ѵiagra", "viagra"),
+            ("vıagra", "viagra"),
+        ] {
+            assert_eq!(fold_mixed_script(word).as_deref(), Some(latin), "{word}");
+        }
+    }
+
+    /// Regression (evasion probe): text written backwards after a right-to-left override
+    /// (which a reader sees the right way round) was read as written.
+    #[test]
+    fn right_to_left_overrides_read_as_a_reader_sees_them() {
+        assert_eq!(
+            normalize_text("buy \u{202E}argaiv\u{202C} now"),
+            "buy viagra now"
+        );
+        assert_eq!(
+            normalize_text("\u{202E}slliP paehC\nnext"),
+            "cheap pills\nnext"
+        );
+        assert_eq!(normalize_text("\u{202E}"), "");
+        assert_eq!(normalize_text("plain \u{202C}text"), "plain text");
     }
 }

@@ -193,7 +193,19 @@ impl MessageSink {
             self.header.refusal = refusal;
             return;
         }
-        if self.spill.is_some() && !self.buf.is_empty() {
+        // On disk, what is settled is written a read's worth at a time, and whatever is
+        // left before the session waits for its client ([`MessageSink::flush`]): a write
+        // per settle cost 21 µs of CPU for each one-byte BDAT chunk pipelined behind
+        // another, and 104 s for a 5 MB message sent so (pipeline cost probe).
+        if self.spill.is_some() && self.buf.len() >= FEED_MAX {
+            self.write_out().await;
+        }
+    }
+
+    /// Writes out what a message on disk holds in memory: called before the session waits
+    /// for its client, so a sender that waits holds no buffer.
+    pub async fn flush(&mut self) {
+        if matches!(self.state, State::Receiving) && self.spill.is_some() && !self.buf.is_empty() {
             self.write_out().await;
         }
     }
@@ -601,6 +613,13 @@ mod tests {
         feed(&mut sink, b"more").await;
         assert!(sink.is_spilled());
         assert_eq!(budget.in_use(), 0);
+        // Small settles on disk gather until a read's worth, or until the session waits
+        // (pipeline cost probe: a write for each one-byte BDAT chunk).
+        for _ in 0..100 {
+            feed(&mut sink, b"m").await;
+        }
+        assert_eq!(sink.buffer().len(), 4 + 100);
+        sink.flush().await;
         assert_eq!(sink.buffer().capacity(), 0, "a buffer kept between reads");
         // A slow sender that never passed its first share gives that back too.
         let mut small = MessageSink::new(limits, budget.reserve(CHUNK).await);
@@ -615,6 +634,6 @@ mod tests {
         let (data, _mem) = small.finish().await.unwrap();
         assert_eq!(&*data.raw().unwrap(), b"Subject: y\r\n\r\nhello world");
         let (data, _mem) = sink.finish().await.unwrap();
-        assert_eq!(data.len(), 14 + 10 * FEED_MAX + 4);
+        assert_eq!(data.len(), 14 + 10 * FEED_MAX + 4 + 100);
     }
 }

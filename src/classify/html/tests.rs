@@ -295,3 +295,143 @@ fn malformed_markup_never_panics() {
         let _ = render(s);
     }
 }
+
+/// Regression (evasion probe): text a mail client never shows in the page (a title, what
+/// only a browser without frames or plug-ins shows) read as shown, so a thousand ham
+/// words in a `<title>` took 17 of 20 spam messages under `tag`. A textarea and `xmp`
+/// are shown.
+#[test]
+fn text_of_elements_no_client_shows_is_hidden() {
+    let (seen, hidden) = seen_and_hidden(
+        "<html><head><title>meeting agenda</title></head><body>Cheap pills\
+         <iframe src=x>minutes</iframe><noembed>quarterly</noembed><noframes>report</noframes>\
+         <textarea>order</textarea><xmp>now</xmp></body></html>",
+    );
+    assert_eq!(seen, ["Cheap", "pills", "order", "now"]);
+    assert_eq!(
+        hidden,
+        ["meeting", "agenda", "minutes", "quarterly", "report"]
+    );
+}
+
+/// Regression (evasion probe): images and inputs broke words apart as blocks do, and
+/// `display:inline` on a block was ignored, so `vi<img width=0 height=0>agra` read as
+/// two words where a reader sees one.
+#[test]
+fn inline_layout_joins_words_as_a_reader_sees_them() {
+    for html in [
+        "vi<img src=x.gif width=0 height=0>agra",
+        "vi<input type=hidden name=a>agra",
+        "vi<div style=\"display:inline\">agra</div>",
+        "vi<p style=\"display:inline-block\">ag</p>ra",
+    ] {
+        assert_eq!(seen_and_hidden(html).0, ["viagra"], "{html}");
+    }
+    // A block is a block whatever its tag says, and its end breaks words too.
+    assert_eq!(
+        seen_and_hidden("a<span style=\"display:block\">b</span>c").0,
+        ["a", "b", "c"]
+    );
+    assert_eq!(seen_and_hidden("a<div>b</div>c").0, ["a", "b", "c"]);
+}
+
+/// Regression (evasion probe): the ways newsletters hide a preheader, which spammers use
+/// to hide good words, read as shown text: a box with no room that clips, a position or
+/// indent far off the page, a transform or clip to nothing, fonts of 2px or a tenth of
+/// the parent's, see-through colours and colours in forms the reader did not know.
+#[test]
+fn every_common_way_of_hiding_text_is_read() {
+    for style in [
+        "max-height:0;overflow:hidden",
+        "height:0px; overflow: hidden",
+        "width:0;overflow:clip",
+        "position:absolute;left:-9999px",
+        "position:fixed;top:-2000em",
+        "text-indent:-9999px",
+        "transform:scale(0)",
+        "transform: scaleY(0)",
+        "clip:rect(0 0 0 0);position:absolute",
+        "clip-path:inset(50%)",
+        "font-size:2px",
+        "font-size:1%",
+        "font-size:0.05em",
+        "opacity:0%",
+        "color:transparent",
+        "color:rgba(0,0,0,0)",
+        "color:rgb(255 255 255)",
+        "color:hsl(0, 0%, 100%)",
+        "color:#ffffffff",
+        "color:aliceblue",
+    ] {
+        let (seen, hidden) =
+            seen_and_hidden(&format!("Cheap pills<div style=\"{style}\">meeting</div>"));
+        assert_eq!(seen, ["Cheap", "pills"], "{style}");
+        assert_eq!(hidden, ["meeting"], "{style}");
+    }
+    for style in [
+        "height:0",
+        "overflow:hidden",
+        "position:absolute;left:10px",
+        "position:relative;left:-9999px",
+        "font-size:12px",
+        "font-size:90%",
+        "opacity:50%",
+        "color:rgba(255,255,255,0.9);background:rgba(0,0,0,0.5)",
+        "background:url(x.png) #fff;color:#fff",
+    ] {
+        let (seen, hidden) =
+            seen_and_hidden(&format!("Cheap pills<div style=\"{style}\">meeting</div>"));
+        assert_eq!(seen, ["Cheap", "pills", "meeting"], "{style}");
+        assert!(hidden.is_empty(), "{style}: {hidden:?}");
+    }
+}
+
+/// Regression (evasion probe): any background in a style sheet left every colour of the
+/// page unknown, so `body{background:#fff}` made white good words count as shown. A
+/// background whose rule is followed is applied like an inline one; the page takes the
+/// body's; one under a selector not followed (or in `@media`) still leaves colours unknown.
+#[test]
+fn sheet_backgrounds_are_followed_where_their_rules_are() {
+    let (seen, hidden) = seen_and_hidden(
+        "<style>body{background:#fff} .w{color:#fff}</style>Cheap pills\
+         <span class=w>meeting</span><font color=white>agenda</font>",
+    );
+    assert_eq!(seen, ["Cheap", "pills"]);
+    assert_eq!(hidden, ["meeting", "agenda"]);
+    // The page painted black without a `<body>` tag: black text is hidden, white shown.
+    let (seen, hidden) = seen_and_hidden(
+        "<style>body{background-color:black}</style><font color=white>Cheap</font>\
+         <font color=black>meeting</font>",
+    );
+    assert_eq!(seen, ["Cheap"]);
+    assert_eq!(hidden, ["meeting"]);
+    // A dark cell by class: its white text is seen.
+    let (seen, hidden) = seen_and_hidden(
+        "<style>td.dark{background:#111}</style><td class=dark><font color=#fff>Quarterly</font>",
+    );
+    assert_eq!(seen, ["Quarterly"]);
+    assert!(hidden.is_empty());
+    for sheet in [
+        "table td{background:#111}",
+        "@media (prefers-color-scheme: dark){body{background:#000}}",
+        "td:hover{background:#000}",
+    ] {
+        let (seen, hidden) = seen_and_hidden(&format!(
+            "<style>{sheet}</style><font color=#fff>Quarterly</font>"
+        ));
+        assert_eq!(seen, ["Quarterly"], "{sheet}");
+        assert!(hidden.is_empty(), "{sheet}");
+    }
+}
+
+/// Regression (evasion probe): `<bdo dir=rtl>` shows its letters right to left; its
+/// backwards text was read as written.
+#[test]
+fn a_right_to_left_bdo_reads_as_shown() {
+    let r = render("Buy <bdo dir=\"RTL\">argaiv</bdo> now <bdo dir=ltr>pills</bdo>");
+    let words: Vec<String> = crate::classify::normalize::normalize_text(&r.text)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(words, ["buy", "viagra", "now", "pills"]);
+}

@@ -228,6 +228,10 @@ impl Session {
             return self.finish_message(t).await;
         }
         if !last {
+            if !self.conn.has_buffered_input() {
+                // The session waits for the next command.
+                t.sink.flush().await;
+            }
             self.bdat = Some(t);
             return self.ok(
                 Stage::Data,
@@ -355,6 +359,10 @@ impl Session {
         received: usize,
         sink: Option<&mut MessageSink>,
     ) -> Result<(), Stopped> {
+        let mut sink = sink;
+        if let Some(sink) = sink.as_mut() {
+            sink.flush().await;
+        }
         let deadline = rate.deadline(received, self.command_deadline());
         let hold = sink
             .as_ref()
