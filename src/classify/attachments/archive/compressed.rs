@@ -54,6 +54,11 @@ pub(super) fn walk(
     // The decoders count their buffers beside the dictionary: `xz -9`'s 64 MiB dictionary
     // needs some 65,640 KiB in all (review: refused at exactly 64 MiB).
     let limit = (MEMORY_LIMIT_KB + DECODER_OVERHEAD_KB) as u32;
+    let cost = match kind {
+        magic::Content::Bzip2 => super::cost::BZIP2,
+        _ => super::cost::LZMA,
+    };
+    let before = budget.set_cost(cost);
     match kind {
         magic::Content::Bzip2 => {
             let mut decoder = Bunzip::new(data);
@@ -93,6 +98,7 @@ pub(super) fn walk(
             }
         },
     }
+    budget.set_cost(before);
 }
 
 /// The file a bzip2 file decompresses to, read as bunzip2 reads it (its streams in turn).

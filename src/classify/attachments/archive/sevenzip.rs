@@ -130,6 +130,23 @@ pub(super) fn walk(
     decoding.read_blocks(to_read, walker, &mut source, budget, findings);
 }
 
+/// What a byte decoded from `block` costs the budget: its dearest coder's (see
+/// [`super::cost`]).
+fn block_cost(block: Option<&sevenz_rust2::Block>) -> u64 {
+    use sevenz_rust2::EncoderMethod;
+    block
+        .into_iter()
+        .flat_map(|b| &b.coders)
+        .map(|coder| match coder.encoder_method_id() {
+            EncoderMethod::ID_PPMD => super::cost::PPMD,
+            EncoderMethod::ID_BZIP2 => super::cost::BZIP2,
+            EncoderMethod::ID_LZMA | EncoderMethod::ID_LZMA2 => super::cost::LZMA,
+            _ => super::cost::PLAIN,
+        })
+        .max()
+        .unwrap_or(super::cost::PLAIN)
+}
+
 /// An archive whose names were judged, to be decompressed for its entries' content.
 struct Decoding<'a> {
     archive: &'a Archive,
@@ -165,6 +182,7 @@ impl Decoding<'_> {
             // The decoder calls back for every file of the block's span, in order (those
             // without data with an empty reader).
             let mut index = map.block_first_file_index.get(block).copied().unwrap_or(0);
+            let before = budget.set_cost(block_cost(self.archive.blocks.get(block)));
             let decoder = BlockDecoder::new_with_memory_limit(
                 1,
                 MEMORY_LIMIT_KB,
@@ -184,6 +202,7 @@ impl Decoding<'_> {
                 walker.judge_content(&mut &mut *reader, judged, budget, findings);
                 Ok(!budget.exhausted())
             });
+            budget.set_cost(before);
             match decoded {
                 Ok(_) => {}
                 Err(Error::MaxMemLimited { .. }) => {

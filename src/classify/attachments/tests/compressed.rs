@@ -160,3 +160,21 @@ fn formats_not_opened_here_are_uninspected() {
     // Bytes that only look a little like a header are not taken for lzma.
     assert!(symbols(&[part("notes.txt", "", b"]\x00\x00\x10\x00plain text")]).is_empty());
 }
+
+/// Regression (pipeline cost probe): the budget counted decompressed bytes alike whatever
+/// decoded them, so 64 MiB of bzip2 (2.7 s of CPU) or PPMd (9.6 s) cost one message what
+/// 64 MiB of deflate (0.1 s) does. A byte of bzip2 now costs eight of deflate's: content
+/// that a gzip reads whole within the budget runs a bzip2 out of it.
+#[test]
+fn a_dear_codec_spends_the_budget_faster() {
+    let text = noise(200_000);
+    let tar = tar_of(&[("notes.txt", text.as_slice())]);
+    let policy = policy_with(3, 100, 1 << 20);
+    let gz = super::tarballs::gzip(Some("notes.tar"), &tar);
+    assert!(symbols_with(&policy, &[part("notes.tar.gz", "", &gz)]).is_empty());
+    let bz = bzip2(&tar);
+    assert_eq!(
+        symbols_with(&policy, &[part("notes.tar.bz2", "", &bz)]),
+        ["ARCHIVE_TOO_LARGE"]
+    );
+}
