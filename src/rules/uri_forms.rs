@@ -10,6 +10,10 @@ use crate::mail::url::Link;
 /// Every step is a few passes over the link, so a link of nested redirections costs a
 /// bounded multiple of its length.
 const MAX_REDIRECT_DEPTH: usize = 3;
+/// Targets taken from the query of the link itself (one from each target's own): a decoy
+/// ahead of the real one (`?sa=http://decoy.test&q=http://spam.test`) hid it from the
+/// rules and the URIBL (link evasion probe).
+const MAX_REDIRECT_TARGETS: usize = 4;
 
 /// Every form of `uri` (already trimmed), itself first: a `www.` host without a scheme
 /// is listed as `http://` only (the bare form made `/^[^:A-Z]+[A-Z]/` read a host as a
@@ -45,26 +49,32 @@ fn add_forms(uri: &str, depth: usize, forms: &mut Vec<String>) {
         push(forms, dotted);
     }
     if depth < MAX_REDIRECT_DEPTH {
-        if let Some(target) = redirect_target(&cleaned).filter(|t| !forms.iter().any(|f| f == t)) {
-            add_forms(target, depth + 1, forms);
+        let most = if depth == 0 { MAX_REDIRECT_TARGETS } else { 1 };
+        for target in redirect_targets(&cleaned).take(most) {
+            if !forms.iter().any(|f| f == target) {
+                add_forms(target, depth + 1, forms);
+            }
         }
     }
 }
 
-/// A redirector's target: the first `http:` or `https:` URL after the host of a web link,
-/// up to the `&` or `#` that ends it (SpamAssassin's generic redirector pattern).
-fn redirect_target(uri: &str) -> Option<&str> {
-    let host_end = web_host_end(uri)?;
-    let rest = &uri[host_end..];
+/// A redirector's targets: each `http:` or `https:` URL after the host of a web link, up
+/// to the `&` or `#` that ends it (SpamAssassin's generic redirector pattern takes the
+/// first only).
+fn redirect_targets(uri: &str) -> impl Iterator<Item = &str> {
+    let rest = web_host_end(uri).map_or("", |end| &uri[end..]);
     let lower = rest.to_ascii_lowercase();
-    let start = ["http:", "https:"]
-        .iter()
-        .filter_map(|scheme| lower.find(scheme))
-        .min()?;
-    let target = &rest[start..];
-    let end = target.find(['&', '#']).unwrap_or(target.len());
-    let target = &target[..end];
-    target.contains('.').then_some(target)
+    let starts: Vec<usize> = lower
+        .match_indices("http")
+        .map(|(at, _)| at)
+        .filter(|&at| lower[at + 4..].starts_with(':') || lower[at + 4..].starts_with("s:"))
+        .collect();
+    starts.into_iter().filter_map(move |start| {
+        let target = &rest[start..];
+        let end = target.find(['&', '#']).unwrap_or(target.len());
+        let target = &target[..end];
+        target.contains('.').then_some(target)
+    })
 }
 
 fn unescaped(uri: &str) -> String {
@@ -142,7 +152,11 @@ fn cleaned(uri: &str) -> String {
     }
     n = unescaped(&n);
     if !has_scheme(&n) {
-        n = if n.starts_with("ftp.") {
+        n = if n.starts_with("//") {
+            // Scheme-relative: the page's scheme, which webmail makes `https` or `http`
+            // (link evasion probe: read as `http:////host`, no host-anchored rule saw it).
+            format!("http:{n}")
+        } else if n.starts_with("ftp.") {
             format!("ftp://{n}")
         } else {
             format!("http://{n}")
@@ -231,6 +245,14 @@ fn web_forms(uri: &str, forms: &mut Vec<String>) {
     if visible != host {
         push(forms, format!("{proto}{visible}{port}{tail}"));
     }
+    if !host.is_ascii() {
+        // As a browser opens it (UTS #46): full-width letters, ideographic full stops and
+        // invisible characters mapped, an international name in its ASCII form (link
+        // evasion probe: `spam。example` and `ｓpam.example` went past every rule).
+        if let Ok(ascii) = idna::domain_to_ascii(host) {
+            push(forms, format!("{proto}{ascii}{port}{tail}"));
+        }
+    }
     let trimmed = host.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
     if trimmed != host && !trimmed.is_empty() {
         push(forms, format!("{proto}{trimmed}{port}{tail}"));
@@ -285,6 +307,34 @@ mod tests {
             forms.iter().any(|f| f == "http://evil.test/?x=1"),
             "{forms:?}"
         );
+    }
+
+    /// Regression (link evasion probe): only the first target of a redirector was
+    /// listed, a scheme-relative link read `http:////host`, and a host in Unicode forms
+    /// a browser maps was listed only as written.
+    #[test]
+    fn links_are_listed_as_a_browser_follows_them() {
+        let forms =
+            uri_forms("https://www.google.test/url?sa=http://decoy.test/&q=http://spam.test/");
+        assert!(forms.iter().any(|f| f == "http://decoy.test/"), "{forms:?}");
+        assert!(forms.iter().any(|f| f == "http://spam.test/"), "{forms:?}");
+        let forms =
+            uri_forms("https://r.test/?a=http%3A%2F%2Fa.test&b=https%3A%2F%2Fspam.test%2Fx");
+        assert!(
+            forms.iter().any(|f| f == "https://spam.test/x"),
+            "{forms:?}"
+        );
+        assert!(has("//spam.test/offer", "http://spam.test/offer"));
+        assert!(has("http://spam\u{3002}test/x", "http://spam.test/x"));
+        assert!(has("http://\u{ff53}pam.test/x", "http://spam.test/x"));
+        assert!(has(
+            "http://b\u{fc}cher.test/",
+            "http://xn--bcher-kva.test/"
+        ));
+        // Bounded: a link of many targets lists at most a few of them.
+        let targets: Vec<String> = (0..50).map(|i| format!("u{i}=http://t{i}.test")).collect();
+        let many = format!("http://r.test/?{}", targets.join("&"));
+        assert!(uri_forms(&many).len() < 40, "{}", uri_forms(&many).len());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod archive;
 mod magic;
 mod names;
+mod svg;
 #[cfg(test)]
 mod tests;
 
@@ -62,6 +63,9 @@ pub enum Symbol {
     /// A part holds more files than are decoded from it (TNEF, uuencode): the later ones
     /// are judged by name only.
     AttachTooManyFiles,
+    /// An SVG file that acts when opened (script, event handlers, `javascript:` links,
+    /// embedded HTML): a phishing page sent as an image.
+    SvgActive,
 }
 
 impl Symbol {
@@ -86,6 +90,7 @@ impl Symbol {
             Symbol::ArchiveUninspected => "ARCHIVE_UNINSPECTED",
             Symbol::ArchiveNestedSkipped => "ARCHIVE_NESTED_SKIPPED",
             Symbol::AttachTooManyFiles => "ATTACH_TOO_MANY_FILES",
+            Symbol::SvgActive => "ATTACH_SVG_ACTIVE",
         }
     }
 
@@ -94,6 +99,7 @@ impl Symbol {
         match self {
             Symbol::BlockedExt | Symbol::BlockedType => 8.0,
             Symbol::DoubleExt | Symbol::BidiName | Symbol::TypeMismatch => 6.0,
+            Symbol::SvgActive => 6.0,
             Symbol::ArchiveBlockedExt => 6.0,
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
@@ -257,6 +263,9 @@ impl AttachmentPolicy {
             };
             if promises.iter().any(|&p| magic::contradicts(content, p)) {
                 findings.add(Symbol::TypeMismatch, shown);
+            }
+            if svg::is_svg(a.names, a.content_type, a.data) && svg::is_active(a.data) {
+                findings.add(Symbol::SvgActive, shown);
             }
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {

@@ -643,3 +643,24 @@ fn word_characters_are_the_same_in_ascii() {
         assert_eq!(super::is_word_char(c), unicode, "{c:?}");
     }
 }
+
+/// Regression (link evasion probe): a redirector's target, a scheme-relative link and a
+/// host in Unicode forms a browser maps (an invisible character, full-width letters, an
+/// ideographic full stop) gave no token of the spammer's domain.
+#[test]
+fn links_are_read_as_a_browser_follows_them() {
+    for href in [
+        "https://www.google.com/url?sa=http://decoy.test/&amp;q=http://spam.example/",
+        "https://r.test/?to=http%3A%2F%2Fspam.example%2Foffer",
+        "//spam.example/offer",
+        "http://spa&ZeroWidthSpace;m.example/",
+        "http://\u{ff53}pam.example/",
+        "http://spam\u{3002}example/",
+    ] {
+        let raw = format!(
+            "Subject: x\r\nContent-Type: text/html\r\n\r\n<p>Hello <a href=\"{href}\">here</a></p>\r\n"
+        );
+        let n = names(&raw);
+        assert!(has(&n, "u:d:spam.example"), "{href}: {n:?}");
+    }
+}

@@ -265,6 +265,26 @@ fn uri_rules_see_links_as_a_browser_opens_them() {
     );
 }
 
+/// Regression (link evasion probe): a long named reference (`&ZeroWidthSpace;`) in an
+/// `href` stayed literal, a scheme-relative link read `http:////host`, a decoy before a
+/// redirector's real target hid it, and a host in Unicode forms was listed as written.
+#[test]
+fn uri_rules_see_links_a_browser_follows() {
+    let rules = compile("uri SPAM_HOST m{^https?://spam\\.test/}\n");
+    for href in [
+        "http://spa&ZeroWidthSpace;m.test/",
+        "//spam.test/offer",
+        "https://www.google.test/url?sa=http://decoy.test/&amp;q=http://spam.test/",
+        "http://spam&#x3002;test/",
+        "http://spam\u{3002}test/",
+        "http://\u{ff53}pam.test/",
+    ] {
+        let raw =
+            format!("Subject: s\r\nContent-Type: text/html\r\n\r\n<a href=\"{href}\">a</a>\r\n");
+        assert_eq!(names(&rules, raw.as_bytes()), vec!["SPAM_HOST"], "{href}");
+    }
+}
+
 /// Regression (review of this change): the list's cap counted forms, seven or more for a
 /// disguised redirect link, so 150 of them pushed a plain link after them out of the list.
 #[test]

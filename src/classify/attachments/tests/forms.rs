@@ -246,3 +246,23 @@ fn a_file_whose_content_was_left_out_is_judged_by_name_only() {
     );
     assert_eq!(judged("docs.pdf"), ["ATTACH_TOO_MANY_FILES"]);
 }
+
+/// Phishing sends a web page as an SVG "image", which opens in the browser where its
+/// scripts run (link evasion probe: an SVG linking out scored -1.3). One that acts when
+/// opened is `ATTACH_SVG_ACTIVE`; a drawing is nothing.
+#[test]
+fn an_svg_that_acts_when_opened_is_flagged() {
+    let page = b"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\">\
+<script>window.location='https://login.spam.test/'+atob('eA==')</script></svg>";
+    assert_eq!(
+        symbols(&[part("Invoice_0932.svg", "image/svg+xml", page)]),
+        vec!["ATTACH_SVG_ACTIVE"]
+    );
+    // By its content under another name and type.
+    assert_eq!(
+        symbols(&[part("scan.dat", "application/octet-stream", page)]),
+        vec!["ATTACH_SVG_ACTIVE"]
+    );
+    let drawing = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"4\" fill=\"red\"/></svg>";
+    assert!(symbols(&[part("logo.svg", "image/svg+xml", drawing)]).is_empty());
+}
