@@ -46,6 +46,9 @@ fn is_void(tag: &str) -> bool {
     )
 }
 
+/// Links collected from one page.
+const MAX_LINKS: usize = 256;
+
 /// Deepest nesting of elements followed for their styles; deeper ones inherit.
 const MAX_DEPTH: usize = 256;
 
@@ -523,6 +526,13 @@ fn attributes(body: &str) -> Vec<(String, String)> {
 
 /// Renders an HTML body to visible text and collects its links.
 pub fn render(html: &str) -> HtmlRender {
+    render_page(html, true)
+}
+
+/// Renders a page; with `conditional`, the links of Outlook's conditional comments are
+/// collected too (from their markup rendered once, without following theirs again: a
+/// page of nested ones must not nest renders).
+fn render_page(html: &str, conditional: bool) -> HtmlRender {
     let mut r = HtmlRender {
         text: String::with_capacity(html.len() / 2),
         ..HtmlRender::default()
@@ -550,7 +560,17 @@ pub fn render(html: &str) -> HtmlRender {
         let tail = &rest[lt..];
         // Comments: dropped without a space, so they cannot split a word.
         if let Some(comment) = tail.strip_prefix("<!--") {
-            rest = &comment[crate::mail::html::comment_len(comment)..];
+            let len = crate::mail::html::comment_len(comment);
+            if let Some(content) = crate::mail::html::conditional_content(&comment[..len])
+                .filter(|_| conditional && r.links.len() < MAX_LINKS)
+            {
+                // Outlook shows it, with links other clients never see (link evasion
+                // probe: `<!--[if mso]><a href="&#104;ttp://spam.test/">` gave no token).
+                let inner = render_page(content, false);
+                let room = MAX_LINKS - r.links.len();
+                r.links.extend(inner.links.into_iter().take(room));
+            }
+            rest = &comment[len..];
             continue;
         }
         let next = tail[1..].chars().next();
@@ -594,7 +614,7 @@ pub fn render(html: &str) -> HtmlRender {
         for (an, av) in &attrs {
             let is_link = matches!(an.as_str(), "href" | "action" | "background")
                 || (an == "src" && name != "img");
-            if is_link && !av.is_empty() && r.links.len() < 256 {
+            if is_link && !av.is_empty() && r.links.len() < MAX_LINKS {
                 let mut decoded = String::with_capacity(av.len());
                 push_text(av.trim(), true, &mut decoded);
                 r.links.push(decoded);

@@ -122,6 +122,25 @@ pub fn text_only_element(name: &str) -> Option<&'static str> {
         .find(|e| e.eq_ignore_ascii_case(name))
 }
 
+/// The markup Outlook renders inside a conditional comment (`<!--[if mso]>…<![endif]-->`)
+/// whose rest, after its `<!--`, is `comment` (as long as [`comment_len`] gives it), or
+/// `None` for any other comment. Other clients skip it, so a link only Outlook shows can
+/// sit there beside a harmless one for the others (link evasion probe).
+pub fn conditional_content(comment: &str) -> Option<&str> {
+    let opens = comment
+        .get(..3)
+        .is_some_and(|head| head.eq_ignore_ascii_case("[if"));
+    if !opens {
+        return None;
+    }
+    let content = &comment[comment.find('>')? + 1..];
+    let content = content.strip_suffix("-->").unwrap_or(content);
+    let end = memchr::memmem::find(content.as_bytes(), b"<![endif]")
+        .or_else(|| memchr::memmem::find(content.as_bytes(), b"<![ENDIF]"))
+        .unwrap_or(content.len());
+    Some(&content[..end])
+}
+
 /// The length of a comment's rest, `after_open` being the text after its `<!--`: up to and
 /// including its end, or all of it when the comment is never closed (it then runs to the
 /// end of the document). HTML5 ends a comment at `-->`, at `--!>`, and at once at an

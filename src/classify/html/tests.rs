@@ -435,3 +435,21 @@ fn a_right_to_left_bdo_reads_as_shown() {
         .collect();
     assert_eq!(words, ["buy", "viagra", "now", "pills"]);
 }
+
+/// Regression (link evasion probe): a link in an Outlook conditional comment (which
+/// Outlook shows, and other clients skip) was dropped with the comment.
+#[test]
+fn links_of_outlook_conditional_comments_are_collected() {
+    let r = render(
+        "<!--[if mso]><v:roundrect href=\"&#104;ttp://spam.test/\"><a href=\"http://spam.test/a\">Open</a></v:roundrect><![endif]-->\
+         <!--[if !mso]><!--><a href=\"http://ok.test/\">Open</a><!--<![endif]--><!-- <a href=\"http://no.test/\"> -->",
+    );
+    assert_eq!(
+        r.links,
+        ["http://spam.test/", "http://spam.test/a", "http://ok.test/"]
+    );
+    // Nested ones render once, not once per level.
+    let nested = "<!--[if mso]>".repeat(50_000);
+    let r = render(&format!("{nested}<a href=\"http://x.test/\">"));
+    assert!(r.links.len() <= 1, "{:?}", r.links.len());
+}

@@ -20,7 +20,8 @@ fn text_links(texts: &[String]) -> impl Iterator<Item = &str> {
     })
 }
 
-/// `doc` without its HTML comments (ended as a browser ends them).
+/// `doc` without its HTML comments (ended as a browser ends them), but with the markup
+/// of Outlook's conditional comments, which Outlook shows.
 fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
     if !doc.contains("<!--") {
         return std::borrow::Cow::Borrowed(doc);
@@ -30,7 +31,13 @@ fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
     while let Some(open) = rest.find("<!--") {
         out.push_str(&rest[..open]);
         let after = &rest[open + 4..];
-        rest = &after[crate::mail::html::comment_len(after)..];
+        let len = crate::mail::html::comment_len(after);
+        if let Some(content) = crate::mail::html::conditional_content(&after[..len]) {
+            out.push(' ');
+            out.push_str(content);
+            out.push(' ');
+        }
+        rest = &after[len..];
     }
     out.push_str(rest);
     std::borrow::Cow::Owned(out)

@@ -285,6 +285,17 @@ fn uri_rules_see_links_a_browser_follows() {
     }
 }
 
+/// Regression (link evasion probe): the links of an Outlook conditional comment, which
+/// Outlook shows and other clients skip, were dropped with the comment.
+#[test]
+fn uri_rules_see_links_only_outlook_shows() {
+    let rules = compile("uri SPAM_HOST m{^https?://spam\\.test/}\n");
+    let raw = b"Subject: s\r\nContent-Type: text/html\r\n\r\n\
+<!--[if mso]><a href=\"&#104;ttp://spam.test/\">Open</a><![endif]-->\
+<!--[if !mso]><!--><a href=\"http://ok.test/\">Open</a><!--<![endif]-->\r\n";
+    assert_eq!(names(&rules, raw), vec!["SPAM_HOST"]);
+}
+
 /// Regression (review of this change): the list's cap counted forms, seven or more for a
 /// disguised redirect link, so 150 of them pushed a plain link after them out of the list.
 #[test]
