@@ -184,9 +184,8 @@ impl StyleSheet {
                 self.paints_background |= paints;
                 continue;
             }
-            let declared: Vec<Declaration> = declarations(body)
-                .filter(|d| FROM_SHEETS.contains(&d.property))
-                .collect();
+            // Every property an inline style gives is read from a sheet too.
+            let declared: Vec<Declaration> = declarations(body).collect();
             let declared: Vec<Declaration> = cascade(&declared).into_iter().cloned().collect();
             if declared.is_empty() {
                 continue;
@@ -272,37 +271,6 @@ fn number(numbers: &mut HashMap<String, u16>, name: &str) -> u16 {
     let next = numbers.len() as u16;
     *numbers.entry(name.to_string()).or_insert(next)
 }
-
-/// The properties read from a sheet: those that hide text, its colours and backgrounds
-/// (its colours dropped when it paints a background it does not say where, see
-/// [`StyleSheet::paints_background`]).
-const FROM_SHEETS: [&str; 25] = [
-    "display",
-    "visibility",
-    "font-size",
-    "opacity",
-    "color",
-    "background-color",
-    "background",
-    "background-image",
-    "height",
-    "max-height",
-    "width",
-    "max-width",
-    "overflow",
-    "overflow-x",
-    "overflow-y",
-    "position",
-    "left",
-    "top",
-    "right",
-    "margin-left",
-    "margin-top",
-    "text-indent",
-    "transform",
-    "clip",
-    "clip-path",
-];
 
 /// A selector of a tag, classes and an id (`span.a.b#c`), or `None` for any other form.
 fn parse_selector(text: &str) -> Option<Selector> {

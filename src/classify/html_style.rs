@@ -109,10 +109,7 @@ pub fn declarations(style: &str) -> impl Iterator<Item = Declaration> + '_ {
     style.split(';').filter_map(|declaration| {
         let (property, value) = declaration.split_once(':')?;
         let property = property.trim().to_ascii_lowercase();
-        let property = READ_PROPERTIES
-            .into_iter()
-            .chain(CLIP_PROPERTIES)
-            .find(|p| *p == property)?;
+        let property = READ_PROPERTIES.into_iter().find(|p| *p == property)?;
         let value = value.trim().to_ascii_lowercase();
         let (value, important) = match value.strip_suffix("!important") {
             Some(v) => (v.trim().to_string(), true),
@@ -228,8 +225,9 @@ fn apply<'a>(declared: impl Iterator<Item = &'a Declaration>, look: &mut Look) -
     display
 }
 
-/// The style properties [`apply`] reads.
-const READ_PROPERTIES: [&str; 23] = [
+/// The style properties [`apply`] reads, from an element's `style` and from the page's
+/// sheets alike.
+const READ_PROPERTIES: [&str; 25] = [
     "display",
     "visibility",
     "font-size",
@@ -253,11 +251,9 @@ const READ_PROPERTIES: [&str; 23] = [
     "margin-top",
     "text-indent",
     "transform",
+    "clip",
+    "clip-path",
 ];
-
-/// Also read, in [`apply`]: `clip` and `clip-path` (kept apart so the list above stays the
-/// one [`super::html_sheet`] names in part).
-const CLIP_PROPERTIES: [&str; 2] = ["clip", "clip-path"];
 
 /// How far off the page (in any unit) a position or an indent puts text no reader sees.
 const FAR_OFF: f64 = -500.0;

@@ -89,6 +89,24 @@ pub fn mailto_address(uri: &str) -> Option<&str> {
     address.split('?').next()
 }
 
+/// The web links written inside `rest` (a link's path and query): each `http:` or
+/// `https:` URL, up to the `&` or `#` that ends it, when it holds a dot. A redirector's
+/// targets, which the `uri` list and the classifier's URL tokens both follow (link evasion
+/// probe: a decoy target ahead of the real one hid it).
+pub fn redirect_targets(rest: &str) -> impl Iterator<Item = &str> {
+    let lower = rest.to_ascii_lowercase();
+    let starts: Vec<usize> = lower
+        .match_indices("http")
+        .map(|(at, _)| at)
+        .filter(|&at| lower[at + 4..].starts_with(':') || lower[at + 4..].starts_with("s:"))
+        .collect();
+    starts.into_iter().filter_map(move |start| {
+        let target = &rest[start..];
+        let target = &target[..target.find(['&', '#']).unwrap_or(target.len())];
+        target.contains('.').then_some(target)
+    })
+}
+
 /// At most `n` of `items`: the first half of them (rounded up) and the last half, in
 /// order. The link that carries a pitch comes first or last, so links padded at one end,
 /// decoys placed before it, do not use up a limit and hide it. Reads `items` to the end,

@@ -58,23 +58,10 @@ fn add_forms(uri: &str, depth: usize, forms: &mut Vec<String>) {
     }
 }
 
-/// A redirector's targets: each `http:` or `https:` URL after the host of a web link, up
-/// to the `&` or `#` that ends it (SpamAssassin's generic redirector pattern takes the
-/// first only).
+/// A redirector's targets: the web links after the host of a web link (SpamAssassin's
+/// generic redirector pattern takes the first only).
 fn redirect_targets(uri: &str) -> impl Iterator<Item = &str> {
-    let rest = web_host_end(uri).map_or("", |end| &uri[end..]);
-    let lower = rest.to_ascii_lowercase();
-    let starts: Vec<usize> = lower
-        .match_indices("http")
-        .map(|(at, _)| at)
-        .filter(|&at| lower[at + 4..].starts_with(':') || lower[at + 4..].starts_with("s:"))
-        .collect();
-    starts.into_iter().filter_map(move |start| {
-        let target = &rest[start..];
-        let end = target.find(['&', '#']).unwrap_or(target.len());
-        let target = &target[..end];
-        target.contains('.').then_some(target)
-    })
+    crate::mail::url::redirect_targets(web_host_end(uri).map_or("", |end| &uri[end..]))
 }
 
 fn unescaped(uri: &str) -> String {

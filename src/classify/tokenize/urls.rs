@@ -114,31 +114,18 @@ impl Tokenizer {
             }
         }
         if follow {
-            for target in redirect_targets(path).take(MAX_REDIRECT_TARGETS) {
+            for target in redirect_targets(path).iter().take(MAX_REDIRECT_TARGETS) {
                 sink.push("u:m:redirect".to_string());
-                self.url_tokens(&target, false, sink);
+                self.url_tokens(target, false, sink);
             }
         }
     }
 }
 
-/// The web links written in a link's path and query (percent-escapes decoded), each up to
-/// the `&` or `#` that ends it.
-fn redirect_targets(tail: &str) -> impl Iterator<Item = String> + '_ {
-    let decoded = if tail.contains('%') {
-        percent_encoding::percent_decode_str(tail)
-            .decode_utf8_lossy()
-            .into_owned()
-    } else {
-        tail.to_string()
-    };
-    let starts: Vec<usize> = decoded
-        .match_indices("http")
-        .map(|(at, _)| at)
-        .filter(|&at| decoded[at + 4..].starts_with("://") || decoded[at + 4..].starts_with("s://"))
-        .collect();
-    starts.into_iter().map(move |start| {
-        let target = &decoded[start..];
-        target[..target.find(['&', '#']).unwrap_or(target.len())].to_string()
-    })
+/// The web links written in a link's path and query, percent-escapes decoded.
+fn redirect_targets(tail: &str) -> Vec<String> {
+    let decoded = percent_encoding::percent_decode_str(tail).decode_utf8_lossy();
+    crate::mail::url::redirect_targets(&decoded)
+        .map(str::to_string)
+        .collect()
 }
