@@ -105,6 +105,40 @@ fn big_message_in_bdat_chunks_is_delivered_byte_identical() {
     assert_delivered_intact(&m, &msg);
 }
 
+/// Regression (pipeline cost probe): once on disk, each chunk was written to the spool on
+/// its own, 21 µs of CPU for a one-byte chunk. Small chunks pipelined behind each other
+/// now gather before a write; the message must arrive whole and in order all the same.
+#[test]
+fn small_pipelined_bdat_chunks_of_a_message_on_disk_arrive_intact() {
+    let (internal, gw) = gateway(&[
+        ("message_memory_bytes", "70000"),
+        ("message_header_bytes", "60000"),
+    ]);
+    let msg = big_message("small-chunks@test", 400_000, "", "hello");
+    let mut c = SmtpClient::connect_ehlo(gw.port);
+    c.cmd("MAIL FROM:<sender@sender.test>").expect(250, "");
+    c.cmd("RCPT TO:<user@example.test>").expect(250, "");
+    let sizes = [1, 7, 100, 999, 4096, 1, 1, 30_000];
+    let mut out = Vec::new();
+    let (mut at, mut chunks) = (0, 0);
+    while at < msg.len() {
+        let size = sizes[chunks % sizes.len()].min(msg.len() - at);
+        let last = if at + size == msg.len() { " LAST" } else { "" };
+        out.extend_from_slice(format!("BDAT {size}{last}\r\n").as_bytes());
+        out.extend_from_slice(&msg[at..at + size]);
+        at += size;
+        chunks += 1;
+    }
+    c.send(&out);
+    for _ in 0..chunks {
+        c.read_reply().expect(250, "2.0.0");
+    }
+    c.quit();
+    let m = internal.expect_message_id("small-chunks@test");
+    assert_delivered_intact(&m, &msg);
+    assert!(tmp_is_empty(&gw));
+}
+
 #[test]
 fn gtube_at_the_end_of_a_big_message_is_found() {
     let (internal, gw) = gateway(&[]);

@@ -228,8 +228,9 @@ impl Session {
             return self.finish_message(t).await;
         }
         if !last {
-            if !self.conn.has_buffered_input() {
-                // The session waits for the next command.
+            if memchr::memchr(b'\n', self.conn.buffered()).is_none() {
+                // The session waits for the next command (none is buffered whole): a
+                // message on disk holds nothing of its own in memory meanwhile.
                 t.sink.flush().await;
             }
             self.bdat = Some(t);
