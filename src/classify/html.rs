@@ -84,6 +84,8 @@ struct Styles {
     /// The page's background outside every element: white, or unknown when a style
     /// sheet may set it (see [`StyleSheet::paints_background`]).
     page: Option<Rgb>,
+    /// A right-to-left override may be open in the text (see [`break_words`]).
+    override_open: bool,
 }
 
 impl Styles {
@@ -243,11 +245,21 @@ const CLOSES_P: [&str; 36] = [
 ];
 
 /// Ends the word at hand, in the seen text and the hidden alike: a word must not run on
-/// from one into the other across a block.
-fn break_words(r: &mut HtmlRender) {
+/// from one into the other across a block. A right-to-left override open ends there too,
+/// as a browser ends it at the paragraph's end (review: `<p>&#x202E;</p><p>Buy viagra`
+/// read the next paragraph backwards).
+fn break_words(r: &mut HtmlRender, styles: &mut Styles) {
+    if std::mem::take(&mut styles.override_open) {
+        r.text.push(POP_OVERRIDE);
+        r.hidden.push(POP_OVERRIDE);
+    }
     r.text.push(' ');
     r.hidden.push(' ');
 }
+
+/// The right-to-left override the tokenizer's normalisation reads reversed, and its end.
+const OVERRIDE: char = '\u{202E}';
+const POP_OVERRIDE: char = '\u{202C}';
 
 /// Where text written now goes: the visible text or the hidden. Hidden runs are kept
 /// apart from each other (seen text came between them), while seen text runs on across a
@@ -556,7 +568,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
     };
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
-        push_text(&rest[..lt], false, out(&mut r, &mut styles));
+        push_page_text(&rest[..lt], &mut r, &mut styles);
         let tail = &rest[lt..];
         // Comments: dropped without a space, so they cannot split a word.
         if let Some(comment) = tail.strip_prefix("<!--") {
@@ -596,12 +608,13 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
         }
         if closing {
             if styles.closes_block(&name) {
-                break_words(&mut r);
+                break_words(&mut r, &mut styles);
             }
             if name == "bdo" {
                 // The end of a right-to-left override (see below).
-                r.text.push('\u{202C}');
-                r.hidden.push('\u{202C}');
+                r.text.push(POP_OVERRIDE);
+                r.hidden.push(POP_OVERRIDE);
+                styles.override_open = false;
             }
             styles.close(&name);
             continue;
@@ -620,15 +633,18 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
                 r.links.push(decoded);
             }
         }
-        if name == "bdo"
-            && attrs
-                .iter()
-                .any(|(n, v)| n == "dir" && v.eq_ignore_ascii_case("rtl"))
-        {
+        if name == "bdo" {
             // Its letters shown right to left: the override control, which the tokenizer's
-            // normalisation reads as a reader does (evasion probe).
-            r.text.push('\u{202E}');
-            r.hidden.push('\u{202E}');
+            // normalisation reads as a reader does (evasion probe). Any other direction
+            // ends an override around it: what it holds is read as written (review: an
+            // `ltr` one inside an `rtl` one read its text backwards).
+            let rtl = attrs
+                .iter()
+                .any(|(n, v)| n == "dir" && v.eq_ignore_ascii_case("rtl"));
+            let control = if rtl { OVERRIDE } else { POP_OVERRIDE };
+            r.text.push(control);
+            r.hidden.push(control);
+            styles.override_open = rtl;
         }
         // A void or self-closing start tag still closes what it implies (`<hr>` a `<p>`).
         styles.close_implied_by(&name);
@@ -638,11 +654,11 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
             // `vi<div style="display:inline">agra</div>` read as two words).
             let block = look.inline.map_or(is_block(&name), |inline| !inline);
             if block {
-                break_words(&mut r);
+                break_words(&mut r, &mut styles);
             }
             styles.open(&name, look, block);
         } else if is_block(&name) {
-            break_words(&mut r);
+            break_words(&mut r, &mut styles);
         }
         if let Some(element) = text_only_element(&name) {
             // Its content is text up to its closing tag, markup inside included (its
@@ -662,8 +678,21 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
             }
         }
     }
-    push_text(rest, false, out(&mut r, &mut styles));
+    push_page_text(rest, &mut r, &mut styles);
     r
+}
+
+/// Appends a run of the page's text where [`out`] sends it, noting an override written in
+/// it (`&#x202E;`), which a block then ends (see [`break_words`]).
+fn push_page_text(raw: &str, r: &mut HtmlRender, styles: &mut Styles) {
+    let text = out(r, styles);
+    let from = text.len();
+    push_text(raw, false, text);
+    let mut buf = [0u8; 4];
+    let override_bytes = OVERRIDE.encode_utf8(&mut buf).as_bytes();
+    if memchr::memmem::find(&text.as_bytes()[from..], override_bytes).is_some() {
+        styles.override_open = true;
+    }
 }
 
 #[cfg(test)]

@@ -187,7 +187,8 @@ fn apply<'a>(declared: impl Iterator<Item = &'a Declaration>, look: &mut Look) -
             "background" => {
                 // A shorthand: its colour if it has one and no image; without either it
                 // is see-through.
-                let image = ["url(", "gradient(", "image("]
+                // An image, or a value known only when the page is drawn (`var(--bg)`).
+                let image = ["url(", "gradient(", "image(", "var(", "env("]
                     .iter()
                     .any(|f| value.contains(f));
                 if image {

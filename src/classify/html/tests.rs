@@ -378,6 +378,7 @@ fn every_common_way_of_hiding_text_is_read() {
         "opacity:50%",
         "color:rgba(255,255,255,0.9);background:rgba(0,0,0,0.5)",
         "background:url(x.png) #fff;color:#fff",
+        "background:var(--card) ;color:#fff",
     ] {
         let (seen, hidden) =
             seen_and_hidden(&format!("Cheap pills<div style=\"{style}\">meeting</div>"));
@@ -452,4 +453,28 @@ fn links_of_outlook_conditional_comments_are_collected() {
     let nested = "<!--[if mso]>".repeat(50_000);
     let r = render(&format!("{nested}<a href=\"http://x.test/\">"));
     assert!(r.links.len() <= 1, "{:?}", r.links.len());
+}
+
+/// Regression (review): an override ran on past its paragraph (a browser ends it there),
+/// and an `ltr` `<bdo>` inside an `rtl` one was read backwards.
+#[test]
+fn an_override_ends_with_its_paragraph() {
+    let words = |html: &str| -> Vec<String> {
+        crate::classify::normalize::normalize_text(&render(html).text)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        words("<p>&#x202E;</p><p>Buy viagra now</p>"),
+        ["buy", "viagra", "now"]
+    );
+    assert_eq!(
+        words("<p><bdo dir=rtl>ti</p><p>viagra</p>"),
+        ["it", "viagra"]
+    );
+    assert_eq!(
+        words("<bdo dir=rtl><bdo dir=ltr>viagra</bdo></bdo>"),
+        ["viagra"]
+    );
 }

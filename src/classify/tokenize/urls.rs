@@ -126,6 +126,7 @@ impl Tokenizer {
 fn redirect_targets(tail: &str) -> Vec<String> {
     let decoded = percent_encoding::percent_decode_str(tail).decode_utf8_lossy();
     crate::mail::url::redirect_targets(&decoded)
+        .take(MAX_REDIRECT_TARGETS)
         .map(str::to_string)
         .collect()
 }

@@ -20,26 +20,32 @@ fn text_links(texts: &[String]) -> impl Iterator<Item = &str> {
     })
 }
 
-/// `doc` without its HTML comments (ended as a browser ends them), but with the markup
-/// of Outlook's conditional comments, which Outlook shows.
+/// `doc` without its HTML comments (ended as a browser ends them), and after it the markup
+/// of Outlook's conditional comments, which Outlook shows: after, so that a quote left open
+/// in one cannot run on over the page's own links (review: `<b title="<![endif]-->` hid
+/// the link after it).
 fn without_comments(doc: &str) -> std::borrow::Cow<'_, str> {
     if !doc.contains("<!--") {
         return std::borrow::Cow::Borrowed(doc);
     }
     let mut out = String::with_capacity(doc.len());
+    let mut conditional = String::new();
     let mut rest = doc;
     while let Some(open) = rest.find("<!--") {
         out.push_str(&rest[..open]);
         let after = &rest[open + 4..];
         let len = crate::mail::html::comment_len(after);
         if let Some(content) = crate::mail::html::conditional_content(&after[..len]) {
-            out.push(' ');
-            out.push_str(content);
-            out.push(' ');
+            conditional.push_str(content);
+            conditional.push('\n');
         }
         rest = &after[len..];
     }
     out.push_str(rest);
+    if !conditional.is_empty() {
+        out.push('\n');
+        out.push_str(&conditional);
+    }
     std::borrow::Cow::Owned(out)
 }
 

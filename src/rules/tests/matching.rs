@@ -294,6 +294,10 @@ fn uri_rules_see_links_only_outlook_shows() {
 <!--[if mso]><a href=\"&#104;ttp://spam.test/\">Open</a><![endif]-->\
 <!--[if !mso]><!--><a href=\"http://ok.test/\">Open</a><!--<![endif]-->\r\n";
     assert_eq!(names(&rules, raw), vec!["SPAM_HOST"]);
+    // A quote left open in one runs on over no link of the page (review).
+    let raw = b"Subject: s\r\nContent-Type: text/html\r\n\r\n\
+<!--[if mso]><b title=\"<![endif]--><a href=\"&#104;ttp://spam.test/\">Open</a>\r\n";
+    assert_eq!(names(&rules, raw), vec!["SPAM_HOST"]);
 }
 
 /// Regression (review of this change): the list's cap counted forms, seven or more for a

@@ -228,9 +228,14 @@ impl Session {
             return self.finish_message(t).await;
         }
         if !last {
-            if memchr::memchr(b'\n', self.conn.buffered()).is_none() {
-                // The session waits for the next command (none is buffered whole): a
-                // message on disk holds nothing of its own in memory meanwhile.
+            let buffered = self.conn.buffered();
+            let next_chunk_buffered = crate::smtp::command::starts_bdat(buffered)
+                && memchr::memchr(b'\n', buffered).is_some();
+            if !next_chunk_buffered {
+                // The session may wait before the next chunk (another command comes
+                // first, or none is buffered whole): a message on disk holds nothing of
+                // its own in memory meanwhile (review: a `NOOP` pipelined behind a chunk
+                // kept the unwritten bytes across the wait for the command after it).
                 t.sink.flush().await;
             }
             self.bdat = Some(t);

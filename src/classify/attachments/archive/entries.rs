@@ -108,6 +108,9 @@ impl<'a> EntryWalker<'a> {
         };
         let named_archive = names_claim_archive(&names);
         let whole = entry.whole.as_deref();
+        // An archive inside is decoded by its own codec, not at the outer one's cost
+        // (review: a zip inside a PPMd 7-Zip was charged 32 times its bytes).
+        let outer = budget.set_cost(super::cost::PLAIN);
         open_nested(
             self.policy,
             content,
@@ -117,5 +120,6 @@ impl<'a> EntryWalker<'a> {
             budget,
             findings,
         );
+        budget.set_cost(outer);
     }
 }

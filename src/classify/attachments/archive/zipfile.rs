@@ -98,7 +98,19 @@ pub(super) fn walk(
             walker.left_unread(&judged.name, Unread::Unreadable, findings);
             continue;
         };
+        let before = budget.set_cost(entry_cost(file.compression()));
         walker.judge_content(&mut file, judged, budget, findings);
+        budget.set_cost(before);
+    }
+}
+
+/// What a byte of an entry compressed by `method` costs the budget ([`super::cost`]): a
+/// zip of bzip2 entries must not decode at deflate's price (review).
+fn entry_cost(method: zip::CompressionMethod) -> u64 {
+    match method {
+        zip::CompressionMethod::Bzip2 => super::cost::BZIP2,
+        zip::CompressionMethod::Lzma => super::cost::LZMA,
+        _ => super::cost::PLAIN,
     }
 }
 
@@ -292,7 +304,9 @@ fn stream_leading_entries(
         let name = String::from_utf8_lossy(file.name_raw()).into_owned();
         let (encrypted, is_dir) = (file.encrypted(), file.is_dir());
         if let Some(judged) = walker.judge_name(name, encrypted, is_dir, findings) {
+            let before = budget.set_cost(entry_cost(file.compression()));
             walker.judge_content(&mut file, judged, budget, findings);
+            budget.set_cost(before);
         }
     }
 }

@@ -178,3 +178,23 @@ fn a_dear_codec_spends_the_budget_faster() {
         ["ARCHIVE_TOO_LARGE"]
     );
 }
+
+/// Regression (review of the codec costs): a zip's bzip2 entries were charged as deflate,
+/// and an archive inside a dear one at the outer one's cost.
+#[test]
+fn a_zip_entry_costs_by_its_method_and_a_nested_archive_by_its_own() {
+    use super::zipbuild::zip_by;
+    let text = noise(200_000);
+    let policy = policy_with(3, 100, 1 << 20);
+    let deflated = zip_by(zip::CompressionMethod::Deflated, &[("notes.txt", &text)]);
+    assert!(symbols_with(&policy, &[part("notes.zip", "", &deflated)]).is_empty());
+    let bzipped = zip_by(zip::CompressionMethod::Bzip2, &[("notes.txt", &text)]);
+    assert_eq!(
+        symbols_with(&policy, &[part("notes.zip", "", &bzipped)]),
+        ["ARCHIVE_TOO_LARGE"]
+    );
+    // A deflate zip inside a bzip2 file: the zip's 200 KB at deflate's price.
+    let inner = zip_by(zip::CompressionMethod::Stored, &[("notes.txt", &text)]);
+    let policy = policy_with(3, 100, 2 << 20);
+    assert!(symbols_with(&policy, &[part("notes.zip.bz2", "", &bzip2(&inner))]).is_empty());
+}

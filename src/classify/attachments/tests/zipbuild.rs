@@ -7,8 +7,13 @@ use zip::CompressionMethod;
 
 /// A deflated zip of `(name, content)` entries.
 pub(super) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_by(CompressionMethod::Deflated, entries)
+}
+
+/// A zip of `(name, content)` entries compressed by `method`.
+pub(super) fn zip_by(method: CompressionMethod, entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let options = SimpleFileOptions::default().compression_method(method);
     for (name, data) in entries {
         w.start_file(*name, options).unwrap();
         w.write_all(data).unwrap();
