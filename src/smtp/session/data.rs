@@ -228,16 +228,6 @@ impl Session {
             return self.finish_message(t).await;
         }
         if !last {
-            let buffered = self.conn.buffered();
-            let next_chunk_buffered = crate::smtp::command::starts_bdat(buffered)
-                && memchr::memchr(b'\n', buffered).is_some();
-            if !next_chunk_buffered {
-                // The session may wait before the next chunk (another command comes
-                // first, or none is buffered whole): a message on disk holds nothing of
-                // its own in memory meanwhile (review: a `NOOP` pipelined behind a chunk
-                // kept the unwritten bytes across the wait for the command after it).
-                t.sink.flush().await;
-            }
             self.bdat = Some(t);
             return self.ok(
                 Stage::Data,
@@ -363,9 +353,8 @@ impl Session {
         &mut self,
         rate: &mut RateGuard,
         received: usize,
-        sink: Option<&mut MessageSink>,
+        mut sink: Option<&mut MessageSink>,
     ) -> Result<(), Stopped> {
-        let mut sink = sink;
         if let Some(sink) = sink.as_mut() {
             sink.flush().await;
         }
@@ -427,6 +416,19 @@ impl Session {
                 }
             }
             None => other,
+        }
+    }
+
+    /// Before the session may wait for its client (no next command is buffered whole), an
+    /// open BDAT transfer on disk writes out what it holds, as a transfer does before it
+    /// waits for data ([`MessageSink::flush`]): a sender that pipelines a `NOOP` behind a
+    /// chunk and then waits holds no buffer outside the budget (review).
+    pub(super) async fn flush_open_transfer(&mut self) {
+        let Some(t) = self.bdat.as_mut() else {
+            return;
+        };
+        if memchr::memchr(b'\n', self.conn.buffered()).is_none() {
+            t.sink.flush().await;
         }
     }
 

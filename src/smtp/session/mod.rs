@@ -405,6 +405,9 @@ impl Session {
             return end;
         }
         loop {
+            // Before any wait for the client below (its next command, or its reading of
+            // our replies).
+            self.flush_open_transfer().await;
             // Replies wait while pipelined commands do (RFC 2920), but no longer than
             // until a few KiB are queued: a client that never lets its input run dry and
             // never reads would otherwise make us hold its replies without limit.
