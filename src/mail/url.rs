@@ -89,6 +89,17 @@ pub fn mailto_address(uri: &str) -> Option<&str> {
     address.split('?').next()
 }
 
+/// A host past ASCII as a browser opens it (UTS #46): full-width letters, ideographic full
+/// stops and invisible characters mapped, an international name in its ASCII form; `None`
+/// for an ASCII host (nothing to map) or one that does not map (link evasion probe:
+/// `spam。example` and `ｓpam.example` were read as written).
+pub fn mapped_host(host: &str) -> Option<String> {
+    if host.is_ascii() {
+        return None;
+    }
+    idna::domain_to_ascii(host).ok()
+}
+
 /// The web links written inside `rest` (a link's path and query): each `http:` or
 /// `https:` URL, up to the `&` or `#` that ends it, when it holds a dot. A redirector's
 /// targets, which the `uri` list and the classifier's URL tokens both follow (link evasion

@@ -232,13 +232,8 @@ fn web_forms(uri: &str, forms: &mut Vec<String>) {
     if visible != host {
         push(forms, format!("{proto}{visible}{port}{tail}"));
     }
-    if !host.is_ascii() {
-        // As a browser opens it (UTS #46): full-width letters, ideographic full stops and
-        // invisible characters mapped, an international name in its ASCII form (link
-        // evasion probe: `spam。example` and `ｓpam.example` went past every rule).
-        if let Ok(ascii) = idna::domain_to_ascii(host) {
-            push(forms, format!("{proto}{ascii}{port}{tail}"));
-        }
+    if let Some(mapped) = crate::mail::url::mapped_host(host) {
+        push(forms, format!("{proto}{mapped}{port}{tail}"));
     }
     let trimmed = host.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
     if trimmed != host && !trimmed.is_empty() {

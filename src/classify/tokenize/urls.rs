@@ -2,7 +2,7 @@
 //! favour (IP hosts, user info, odd ports, percent-encoding).
 
 use super::{bucket, reg_domain, tld, Sink, Tokenizer};
-use crate::mail::url::{both_ends, mailto_address, Link};
+use crate::mail::url::{both_ends, mailto_address, mapped_host, Link};
 use std::net::IpAddr;
 
 /// Redirect targets read from one link's query (none from a target's own): a redirector
@@ -75,16 +75,8 @@ impl Tokenizer {
         } else {
             host
         };
-        // As a browser opens it (UTS #46): full-width letters, ideographic full stops
-        // and invisible characters mapped, an international name in its ASCII form.
-        let ascii;
-        let host = match idna::domain_to_ascii(host) {
-            Ok(a) if !host.is_ascii() => {
-                ascii = a;
-                ascii.as_str()
-            }
-            _ => host,
-        };
+        let mapped = mapped_host(host);
+        let host = mapped.as_deref().unwrap_or(host);
         let host = host.trim_end_matches('.');
         if host.parse::<IpAddr>().is_ok() || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
         {
