@@ -9,6 +9,7 @@
 
 use super::html_sheet::StyleSheet;
 use super::html_style::{look, same_colour, Look, Rgb};
+use super::normalize::{OVERRIDE, POP_OVERRIDE};
 use crate::mail::html::{script_or_style, text_only_element, ClosingTags};
 
 /// What rendering one HTML body produced.
@@ -250,16 +251,17 @@ const CLOSES_P: [&str; 36] = [
 /// read the next paragraph backwards).
 fn break_words(r: &mut HtmlRender, styles: &mut Styles) {
     if std::mem::take(&mut styles.override_open) {
-        r.text.push(POP_OVERRIDE);
-        r.hidden.push(POP_OVERRIDE);
+        push_both(r, POP_OVERRIDE);
     }
-    r.text.push(' ');
-    r.hidden.push(' ');
+    push_both(r, ' ');
 }
 
-/// The right-to-left override the tokenizer's normalisation reads reversed, and its end.
-const OVERRIDE: char = '\u{202E}';
-const POP_OVERRIDE: char = '\u{202C}';
+/// Writes `c` in the seen text and the hidden alike: a break or a direction control holds
+/// for both.
+fn push_both(r: &mut HtmlRender, c: char) {
+    r.text.push(c);
+    r.hidden.push(c);
+}
 
 /// Where text written now goes: the visible text or the hidden. Hidden runs are kept
 /// apart from each other (seen text came between them), while seen text runs on across a
@@ -385,9 +387,6 @@ fn decode_entity(name: &str) -> Option<char> {
     })
 }
 
-/// The longest name of an HTML5 named character reference (`CounterClockwiseContourIntegral`).
-const LONGEST_ENTITY_NAME: usize = 31;
-
 /// Any other of HTML5's named references, from mail-parser's table (`&ZeroWidthSpace;`,
 /// `&Iacute;`): a name the table above lacks must not keep a word apart.
 fn any_named_reference(name: &str) -> Option<char> {
@@ -459,7 +458,7 @@ fn push_text(raw: &str, in_attribute: bool, out: &mut String) {
         }
         let whole = after
             .char_indices()
-            .take(LONGEST_ENTITY_NAME + 1)
+            .take(crate::mail::html::LONGEST_ENTITY_NAME + 1)
             .find(|&(_, c)| c == ';' || !(c.is_ascii_alphanumeric() || c == '#'))
             .filter(|&(_, c)| c == ';')
             .and_then(|(i, _)| Some((decode_entity(&after[..i])?, i + 1)));
@@ -612,8 +611,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
             }
             if name == "bdo" {
                 // The end of a right-to-left override (see below).
-                r.text.push(POP_OVERRIDE);
-                r.hidden.push(POP_OVERRIDE);
+                push_both(&mut r, POP_OVERRIDE);
                 styles.override_open = false;
             }
             styles.close(&name);
@@ -641,9 +639,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
             let rtl = attrs
                 .iter()
                 .any(|(n, v)| n == "dir" && v.eq_ignore_ascii_case("rtl"));
-            let control = if rtl { OVERRIDE } else { POP_OVERRIDE };
-            r.text.push(control);
-            r.hidden.push(control);
+            push_both(&mut r, if rtl { OVERRIDE } else { POP_OVERRIDE });
             styles.override_open = rtl;
         }
         // A void or self-closing start tag still closes what it implies (`<hr>` a `<p>`).

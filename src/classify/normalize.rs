@@ -150,12 +150,16 @@ pub fn normalize_text(text: &str) -> String {
     out
 }
 
+/// The right-to-left override, whose text [`normalize_text`] reads reversed.
+pub const OVERRIDE: char = '\u{202E}';
+/// The end of an override (Unicode's "pop directional formatting").
+pub const POP_OVERRIDE: char = '\u{202C}';
+
 /// Text after a right-to-left override (U+202E, which `<bdo dir=rtl>` renders to), up to
 /// its pop (U+202C) or the end of its line, in the order a reader sees it: reversed
 /// (evasion probe: `\u{202E}argaiv\u{202C}` shows `viagra`, and read as written it took
 /// spam under `tag`). The controls themselves are dropped later as invisible.
 fn unreverse_overrides(text: &str) -> std::borrow::Cow<'_, str> {
-    const OVERRIDE: char = '\u{202E}';
     if !text.contains(OVERRIDE) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -165,7 +169,7 @@ fn unreverse_overrides(text: &str) -> std::borrow::Cow<'_, str> {
         out.push_str(&rest[..at]);
         let run = &rest[at + OVERRIDE.len_utf8()..];
         let end = run
-            .find(['\u{202C}', '\n', '\u{2029}'])
+            .find([POP_OVERRIDE, '\n', '\u{2029}'])
             .unwrap_or(run.len());
         out.extend(run[..end].chars().rev());
         rest = &run[end..];

@@ -122,6 +122,11 @@ pub fn text_only_element(name: &str) -> Option<&'static str> {
         .find(|e| e.eq_ignore_ascii_case(name))
 }
 
+/// The longest name of an HTML5 named character reference (`CounterClockwiseContourIntegral`):
+/// both renderers decode names up to it, so `&ZeroWidthSpace;` inside a link is read as a
+/// browser reads it (link evasion probe: the rules stopped at 10).
+pub const LONGEST_ENTITY_NAME: usize = 31;
+
 /// The markup Outlook renders inside a conditional comment (`<!--[if mso]>…<![endif]-->`)
 /// whose rest, after its `<!--`, is `comment` (as long as [`comment_len`] gives it), or
 /// `None` for any other comment. Other clients skip it, so a link only Outlook shows can

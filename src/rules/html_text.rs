@@ -194,10 +194,6 @@ fn named_reference(name: &str) -> Option<String> {
     (!text.is_empty() && !text.starts_with('&')).then_some(text)
 }
 
-/// The longest name of an HTML5 named character reference (`CounterClockwiseContourIntegral`):
-/// `&ZeroWidthSpace;` inside a link is decoded as a browser decodes it (link evasion probe).
-const LONGEST_ENTITY_NAME: usize = 31;
-
 fn decode(raw: &str, in_attribute: bool) -> Cow<'_, str> {
     if !raw.contains('&') {
         return Cow::Borrowed(raw);
@@ -219,7 +215,10 @@ fn decode(raw: &str, in_attribute: bool) -> Cow<'_, str> {
         let name = &after[..end];
         let decoded = if let Some(value) = numeric {
             char::from_u32(value).map(String::from)
-        } else if name.starts_with('#') || name.is_empty() || end > LONGEST_ENTITY_NAME {
+        } else if name.starts_with('#')
+            || name.is_empty()
+            || end > crate::mail::html::LONGEST_ENTITY_NAME
+        {
             None
         } else {
             named_reference(name)
