@@ -58,8 +58,7 @@ pub(super) fn walk(
         magic::Content::Bzip2 => super::cost::BZIP2,
         _ => super::cost::LZMA,
     };
-    let before = budget.set_cost(cost);
-    match kind {
+    budget.at_cost(cost, |budget| match kind {
         magic::Content::Bzip2 => {
             let mut decoder = Bunzip::new(data);
             judge_stream(
@@ -97,8 +96,7 @@ pub(super) fn walk(
                 findings.add(Symbol::ArchiveUninspected, path);
             }
         },
-    }
-    budget.set_cost(before);
+    });
 }
 
 /// The file a bzip2 file decompresses to, read as bunzip2 reads it (its streams in turn).

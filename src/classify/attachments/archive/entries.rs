@@ -110,16 +110,17 @@ impl<'a> EntryWalker<'a> {
         let whole = entry.whole.as_deref();
         // An archive inside is decoded by its own codec, not at the outer one's cost
         // (review: a zip inside a PPMd 7-Zip was charged 32 times its bytes).
-        let outer = budget.set_cost(super::cost::PLAIN);
-        open_nested(
-            self.policy,
-            content,
-            named_archive,
-            whole,
-            place,
-            budget,
-            findings,
-        );
-        budget.set_cost(outer);
+        let policy = self.policy;
+        budget.at_cost(super::cost::PLAIN, |budget| {
+            open_nested(
+                policy,
+                content,
+                named_archive,
+                whole,
+                place,
+                budget,
+                findings,
+            )
+        });
     }
 }

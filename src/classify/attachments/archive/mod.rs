@@ -86,10 +86,13 @@ impl Budget {
         }
     }
 
-    /// Sets what a byte decompressed from now on costs ([`cost`]); returns what it cost
-    /// before, to be set back when that decoder is done.
-    pub(super) fn set_cost(&mut self, cost: u64) -> u64 {
-        std::mem::replace(&mut self.cost, cost.max(1))
+    /// Runs `decode` with each byte decompressed costing `cost` ([`cost`]), and sets the
+    /// cost back after, whatever path `decode` leaves by.
+    pub(super) fn at_cost<T>(&mut self, cost: u64, decode: impl FnOnce(&mut Budget) -> T) -> T {
+        let before = std::mem::replace(&mut self.cost, cost.max(1));
+        let done = decode(self);
+        self.cost = before;
+        done
     }
 
     /// Counts `n` bytes decompressed for names only; false once those ran out.

@@ -182,7 +182,6 @@ impl Decoding<'_> {
             // The decoder calls back for every file of the block's span, in order (those
             // without data with an empty reader).
             let mut index = map.block_first_file_index.get(block).copied().unwrap_or(0);
-            let before = budget.set_cost(block_cost(self.archive.blocks.get(block)));
             let decoder = BlockDecoder::new_with_memory_limit(
                 1,
                 MEMORY_LIMIT_KB,
@@ -191,18 +190,20 @@ impl Decoding<'_> {
                 &password,
                 source,
             );
-            let decoded = decoder.for_each_entries(&mut |entry, reader| {
-                let judged = to_read.remove(&index);
-                index += 1;
-                let Some(judged) = judged else {
-                    // A directory or an empty file reads nothing; any other entry is
-                    // past the entry limit, and so are those after it.
-                    return Ok(!entry.has_stream());
-                };
-                walker.judge_content(&mut &mut *reader, judged, budget, findings);
-                Ok(!budget.exhausted())
+            let cost = block_cost(self.archive.blocks.get(block));
+            let decoded = budget.at_cost(cost, |budget| {
+                decoder.for_each_entries(&mut |entry, reader| {
+                    let judged = to_read.remove(&index);
+                    index += 1;
+                    let Some(judged) = judged else {
+                        // A directory or an empty file reads nothing; any other entry is
+                        // past the entry limit, and so are those after it.
+                        return Ok(!entry.has_stream());
+                    };
+                    walker.judge_content(&mut &mut *reader, judged, budget, findings);
+                    Ok(!budget.exhausted())
+                })
             });
-            budget.set_cost(before);
             match decoded {
                 Ok(_) => {}
                 Err(Error::MaxMemLimited { .. }) => {

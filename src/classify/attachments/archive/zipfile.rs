@@ -98,9 +98,9 @@ pub(super) fn walk(
             walker.left_unread(&judged.name, Unread::Unreadable, findings);
             continue;
         };
-        let before = budget.set_cost(entry_cost(file.compression()));
-        walker.judge_content(&mut file, judged, budget, findings);
-        budget.set_cost(before);
+        budget.at_cost(entry_cost(file.compression()), |budget| {
+            walker.judge_content(&mut file, judged, budget, findings)
+        });
     }
 }
 
@@ -304,9 +304,9 @@ fn stream_leading_entries(
         let name = String::from_utf8_lossy(file.name_raw()).into_owned();
         let (encrypted, is_dir) = (file.encrypted(), file.is_dir());
         if let Some(judged) = walker.judge_name(name, encrypted, is_dir, findings) {
-            let before = budget.set_cost(entry_cost(file.compression()));
-            walker.judge_content(&mut file, judged, budget, findings);
-            budget.set_cost(before);
+            budget.at_cost(entry_cost(file.compression()), |budget| {
+                walker.judge_content(&mut file, judged, budget, findings)
+            });
         }
     }
 }
