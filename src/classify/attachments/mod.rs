@@ -264,7 +264,7 @@ impl AttachmentPolicy {
             if promises.iter().any(|&p| magic::contradicts(content, p)) {
                 findings.add(Symbol::TypeMismatch, shown);
             }
-            if svg::is_svg(a.names, a.content_type, a.data) && svg::is_active(a.data) {
+            if svg::is_svg(&exts, a.content_type, a.data) && svg::is_active(a.data) {
                 findings.add(Symbol::SvgActive, shown);
             }
             if self.max_depth > 0 && read_as_archive(a) {

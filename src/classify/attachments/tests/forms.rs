@@ -263,6 +263,11 @@ fn an_svg_that_acts_when_opened_is_flagged() {
         symbols(&[part("scan.dat", "application/octet-stream", page)]),
         vec!["ATTACH_SVG_ACTIVE"]
     );
+    // The name as Windows reads it: any case, trailing dots and blanks.
+    assert_eq!(
+        symbols(&[part("INVOICE.SVG. ", "application/octet-stream", page)]),
+        vec!["ATTACH_SVG_ACTIVE"]
+    );
     let drawing = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"4\" fill=\"red\"/></svg>";
     assert!(symbols(&[part("logo.svg", "image/svg+xml", drawing)]).is_empty());
 }
