@@ -185,9 +185,8 @@ fn apply<'a>(declared: impl Iterator<Item = &'a Declaration>, look: &mut Look) -
                 }
             }
             "background" => {
-                // A shorthand: its colour if it has one and no image; without either it
-                // is see-through.
-                // An image, or a value known only when the page is drawn (`var(--bg)`).
+                // A shorthand: unknown with an image or a value known only when the page
+                // is drawn (`var(--bg)`), else its colour; without one it is see-through.
                 let image = ["url(", "gradient(", "image(", "var(", "env("]
                     .iter()
                     .any(|f| value.contains(f));
@@ -358,8 +357,8 @@ struct Colour {
 }
 
 /// Any CSS colour (every named colour, `transparent`, `rgb()`/`rgba()` in both syntaxes
-/// and with percentages, `hsl()`, `hwb()`, `#rgba`, `#rrggbbaa`), or old HTML's forms
-/// ([`parse_color`]).
+/// and with percentages, `hsl()`, `hwb()`, `#rgba`, `#rrggbbaa`), or old HTML's hex
+/// without its `#`.
 fn css_colour(value: &str) -> Option<Colour> {
     let value = value.trim().trim_matches(['"', '\'']);
     if let Ok(c) = csscolorparser::parse(value) {
@@ -369,7 +368,7 @@ fn css_colour(value: &str) -> Option<Colour> {
             alpha: c.a,
         });
     }
-    parse_color(value).map(|rgb| Colour { rgb, alpha: 1.0 })
+    bare_hex(value).map(|rgb| Colour { rgb, alpha: 1.0 })
 }
 
 /// What a background colour makes of the background: `Some(Some(c))` that colour when it
@@ -408,54 +407,30 @@ fn font_size(value: &str) -> Option<bool> {
     (!relative).then_some(false)
 }
 
-/// A CSS or HTML colour: `#rgb`, `#rrggbb`, `rrggbb` (old HTML's attributes),
-/// `rgb(r, g, b)` or a common name.
+/// An opaque colour as an HTML attribute (`color`, `bgcolor`, `text`) gives it: any CSS
+/// form ([`css_colour`]), or old HTML's hex without its `#` (`fefefe`).
 pub fn parse_color(value: &str) -> Option<Rgb> {
-    let v = value.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
-    if let Some(args) = v.strip_prefix("rgb(").and_then(|a| a.strip_suffix(')')) {
-        let mut channels = args.split(',').map(|c| c.trim().parse::<u8>().ok());
-        return match (channels.next(), channels.next(), channels.next()) {
-            (Some(Some(r)), Some(Some(g)), Some(Some(b))) => Some((r, g, b)),
-            _ => None,
-        };
+    css_colour(value).filter(|c| c.alpha >= 0.9).map(|c| c.rgb)
+}
+
+/// Old HTML's hex colour written without its `#`: `rrggbb` or `rgb`.
+fn bare_hex(hex: &str) -> Option<Rgb> {
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-    let hex = v.strip_prefix('#').unwrap_or(&v);
-    if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let channel = |s: &str| u8::from_str_radix(s, 16).ok();
-        return match hex.len() {
-            6 => Some((
-                channel(&hex[0..2])?,
-                channel(&hex[2..4])?,
-                channel(&hex[4..6])?,
-            )),
-            3 => {
-                let twice = |i: usize| channel(&hex[i..=i]).map(|c| c * 17);
-                Some((twice(0)?, twice(1)?, twice(2)?))
-            }
-            _ => None,
-        };
+    let channel = |s: &str| u8::from_str_radix(s, 16).ok();
+    match hex.len() {
+        6 => Some((
+            channel(&hex[0..2])?,
+            channel(&hex[2..4])?,
+            channel(&hex[4..6])?,
+        )),
+        3 => {
+            let twice = |i: usize| channel(&hex[i..=i]).map(|c| c * 17);
+            Some((twice(0)?, twice(1)?, twice(2)?))
+        }
+        _ => None,
     }
-    Some(match v.as_str() {
-        "white" | "snow" | "ivory" | "ghostwhite" => (255, 255, 255),
-        "whitesmoke" => (245, 245, 245),
-        "black" => (0, 0, 0),
-        "silver" => (192, 192, 192),
-        "gray" | "grey" => (128, 128, 128),
-        "red" => (255, 0, 0),
-        "maroon" => (128, 0, 0),
-        "yellow" => (255, 255, 0),
-        "olive" => (128, 128, 0),
-        "lime" => (0, 255, 0),
-        "green" => (0, 128, 0),
-        "aqua" | "cyan" => (0, 255, 255),
-        "teal" => (0, 128, 128),
-        "blue" => (0, 0, 255),
-        "navy" => (0, 0, 128),
-        "fuchsia" | "magenta" => (255, 0, 255),
-        "purple" => (128, 0, 128),
-        "orange" => (255, 165, 0),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
