@@ -191,6 +191,31 @@ fn domains_of_links_are_looked_up_in_uribl_zones() {
     assert!(rules.contains("URIBL_DBL_TEST=4.00"), "{rules}");
 }
 
+/// A link written as an IP address, in the one-number form a browser opens too, is looked
+/// up reversed in a list that lists addresses (`lookup = "ips"`), and only there: a
+/// domain list is never asked about it.
+#[test]
+fn addresses_of_links_are_looked_up_in_lists_that_list_them() {
+    let z = zone(|b| {
+        b.a("7.100.51.198.multi.test", Ipv4Addr::new(127, 0, 0, 2))
+            .a("7.100.51.198.dbl.test", Ipv4Addr::new(127, 0, 1, 2))
+    });
+    let policy = "[[policy.uribl]]\nzone = \"multi.test\"\nsymbol = \"URIBL_MULTI_IP\"\n\
+                  lookup = \"ips\"\n\
+                  [[policy.uribl]]\nzone = \"dbl.test\"\nsymbol = \"URIBL_DBL_TEST\"\n";
+    let rules = "score URIBL_MULTI_IP 2.0\nscore URIBL_DBL_TEST 3.0\n";
+    let (internal, gw) = gateway_with_rules(&z, policy, rules);
+    let body = "Order now at http://3325256711/buy today";
+    let m = relay_one(&gw, &internal, "a@sender.test", "ip@test", "hi", body);
+    let hits = m.header("X-Spam-Rules").unwrap_or_default();
+    assert!(hits.contains("URIBL_MULTI_IP=2.00"), "{hits}");
+    assert!(!hits.contains("URIBL_DBL_TEST"), "{hits}");
+    let body = "Order now at http://198.51.100.8/buy today";
+    let m = relay_one(&gw, &internal, "a@sender.test", "ip2@test", "hi", body);
+    let hits = m.header("X-Spam-Rules").unwrap_or_default();
+    assert!(!hits.contains("URIBL_MULTI_IP"), "{hits}");
+}
+
 /// Regression (review): URIBL took only the first code-map entry matching each return
 /// code, in the map's name order, where DNSBL takes every entry that matches: a bitmask
 /// list's `127.0.0.24` (bits 8 and 16) earned only the symbol of `&16`.

@@ -215,6 +215,7 @@ async fn dnsbl_lookups_interpret_return_codes() {
         codes: Vec::new(),
         reply_name: "bl.test".into(),
         sanity_probe: true,
+        lookup: Default::default(),
     };
     let listed = dnsbl::ip_query(IpAddr::V4(v4("127.0.0.2")), "bl.test");
     assert_eq!(listed, "2.0.0.127.bl.test.");

@@ -25,6 +25,36 @@ pub struct DnsListConfig {
     /// `dns::list_sanity`): off for a list that lists documentation addresses by design
     /// (a bogon list).
     pub sanity_probe: bool,
+    /// URIBL only: whether the list is asked about links' domains, their IP addresses, or
+    /// both.
+    pub lookup: UriLookup,
+}
+
+/// What a URIBL is asked about. Domain lists (Spamhaus DBL) list names only; SURBL and
+/// URIBL.com's lists also list the addresses of links written as IP addresses, and an IP
+/// list (Spamhaus ZEN, SBL) lists the hosts that serve spam sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UriLookup {
+    /// The registrable domains of the links' hosts.
+    #[default]
+    Domains,
+    /// The addresses of links whose host is an IP address, reversed as a DNSBL is asked.
+    Ips,
+    /// Both.
+    Both,
+}
+
+impl UriLookup {
+    /// Whether the list is asked about domains.
+    pub fn domains(self) -> bool {
+        matches!(self, UriLookup::Domains | UriLookup::Both)
+    }
+
+    /// Whether the list is asked about IP addresses.
+    pub fn addresses(self) -> bool {
+        matches!(self, UriLookup::Ips | UriLookup::Both)
+    }
 }
 
 /// One entry of a list's code map.
@@ -292,6 +322,8 @@ pub(super) struct RawDnsList {
     reply_name: Option<String>,
     #[serde(default = "probed")]
     sanity_probe: bool,
+    #[serde(default)]
+    lookup: Option<UriLookup>,
 }
 
 fn probed() -> bool {
@@ -374,6 +406,12 @@ pub(super) fn validate(
             }
             _ => {}
         }
+        if list.lookup.is_some() && section != "policy.uribl" {
+            problems.bad(
+                &format!("{key}.lookup"),
+                "only a URIBL (policy.uribl) is asked about links",
+            );
+        }
         let reply_name = list.reply_name.unwrap_or_else(|| zone.clone());
         lists.push(DnsListConfig {
             zone,
@@ -382,6 +420,7 @@ pub(super) fn validate(
             codes,
             reply_name,
             sanity_probe: list.sanity_probe,
+            lookup: list.lookup.unwrap_or_default(),
         });
     }
     // Metrics, logs and refusals tell the lists of a section apart by this name: two lists
@@ -461,6 +500,37 @@ mod tests {
             "{uribl:?}"
         );
         assert!(!uribl[0].contains("reply_name"), "{uribl:?}");
+    }
+
+    /// Only a URIBL is asked about links; a DNSBL given `lookup` is refused by name, and an
+    /// unknown kind is a parse error.
+    #[test]
+    fn only_a_uribl_takes_a_lookup() {
+        use super::super::problems::Problems;
+        let validate = |section: &str, entry: &str| {
+            let raw = vec![toml::from_str(entry).unwrap()];
+            let mut problems = Problems::default();
+            let lists = super::validate(section, raw, &mut problems);
+            (lists, problems.into_lines())
+        };
+        let entry = "zone = \"multi.test\"\nsymbol = \"M\"\nlookup = \"both\"";
+        let (lists, problems) = validate("policy.uribl", entry);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(lists[0].lookup, super::UriLookup::Both);
+        let (_, problems) = validate("policy.dnsbl", entry);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("policy.dnsbl[0].lookup")),
+            "{problems:?}"
+        );
+        let plain = "zone = \"dbl.test\"\nsymbol = \"D\"";
+        assert_eq!(
+            validate("policy.uribl", plain).0[0].lookup,
+            super::UriLookup::Domains
+        );
+        let odd = "zone = \"a.test\"\nsymbol = \"A\"\nlookup = \"hosts\"";
+        assert!(toml::from_str::<super::RawDnsList>(odd).is_err());
     }
 
     /// Regression (review of this stop's diff): the resolver's failure logs named the

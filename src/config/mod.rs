@@ -33,7 +33,9 @@ pub use antivirus::{AntivirusConfig, AvFailure, AvScope, ClamdAddress};
 pub use attachments::{AttachmentsConfig, DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES};
 pub use classifier::ClassifierConfig;
 pub use dns::DnsConfig;
-pub use dns_lists::{is_return_code, query_name_for_logs, CodeEntry, CodeMatch, DnsListConfig};
+pub use dns_lists::{
+    is_return_code, query_name_for_logs, CodeEntry, CodeMatch, DnsListConfig, UriLookup,
+};
 pub use greylist::{GreylistConfig, GreylistStage};
 pub use networks::{network_of, parse_network, NetworkList};
 pub use policy::{PolicyConfig, RuleAction, SkippedRuleMetas, Thresholds};

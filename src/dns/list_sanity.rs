@@ -219,6 +219,7 @@ mod tests {
             codes: Vec::new(),
             reply_name: zone.clone(),
             sanity_probe: true,
+            lookup: Default::default(),
         };
         dns.note_list_refusal("dnsbl", &list, &[Ipv4Addr::new(127, 255, 255, 254)]);
         let probe = Ipv4Addr::new(203, 0, 113, 7);

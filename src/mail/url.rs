@@ -100,6 +100,74 @@ pub fn mapped_host(host: &str) -> Option<String> {
     idna::domain_to_ascii(host).ok()
 }
 
+/// The IP address a browser connects to for `host` (a [`Link`]'s host, percent-escapes
+/// and character references already decoded), or `None` for a name. IPv4 in every form
+/// the WHATWG URL standard reads: one to four parts, each decimal, octal (a leading `0`)
+/// or hex (`0x`), the last filling the bytes left (`http://3232235777/` and
+/// `http://0xc0.168.1/` both open 192.168.0.1); an IPv6 literal in brackets.
+pub fn host_address(host: &str) -> Option<std::net::IpAddr> {
+    if let Some(literal) = host.strip_prefix('[') {
+        let literal = literal.strip_suffix(']')?;
+        return literal.parse::<std::net::Ipv6Addr>().ok().map(Into::into);
+    }
+    // Full-width digits and ideographic dots are mapped first, as a browser maps them.
+    let mapped = mapped_host(host);
+    let host = mapped.as_deref().unwrap_or(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let mut numbers = Vec::with_capacity(parts.len());
+    for part in &parts {
+        numbers.push(ipv4_number(part)?);
+    }
+    let (last, leading) = numbers.split_last()?;
+    if leading.iter().any(|&n| n > 255) {
+        return None;
+    }
+    let last_bits = 8 * (5 - parts.len() as u32);
+    if last_bits < 32 && *last >= 1u64 << last_bits {
+        return None;
+    }
+    if *last > u64::from(u32::MAX) {
+        return None;
+    }
+    let mut address = *last;
+    for (i, n) in leading.iter().enumerate() {
+        address += n << (8 * (3 - i));
+    }
+    let address = u32::try_from(address).ok()?;
+    Some(std::net::Ipv4Addr::from(address).into())
+}
+
+/// One part of an IPv4 host (WHATWG URL's "IPv4 number"): `0x`/`0X` hex (nothing after it
+/// reads 0), a leading `0` octal, else decimal; `None` for anything else or past 2³².
+fn ipv4_number(part: &str) -> Option<u64> {
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    if digits.is_empty() {
+        return (radix == 16).then_some(0);
+    }
+    // Long runs of leading zeros are legal; the value, not the text, is bounded.
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if digits.len() > 32 || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix)
+        .ok()
+        .filter(|&n| n <= u64::from(u32::MAX))
+}
+
 /// The web links written inside `rest` (a link's path and query): each `http:` or
 /// `https:` URL, up to the `&` or `#` that ends it, when it holds a dot. A redirector's
 /// targets, which the `uri` list and the classifier's URL tokens both follow (link evasion
@@ -168,6 +236,46 @@ mod tests {
             redirect_targets(decoy).collect::<Vec<_>>(),
             ["http://decoy.test/", "https://spam.test/x"]
         );
+    }
+
+    /// URIBL asks IP lists about a link's address in the form a browser reads it.
+    #[test]
+    fn host_addresses_are_read_as_a_browser_reads_them() {
+        let v4 = |a, b, c, d| Some(std::net::IpAddr::from([a, b, c, d]));
+        assert_eq!(host_address("198.51.100.7"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("198.51.100.7."), v4(198, 51, 100, 7));
+        assert_eq!(host_address("3325256711"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("0xc6336407"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("0xC6.0x33.0x64.07"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("0306.063.0144.07"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("198.51.25607"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("198.3367943"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("00000000198.51.100.7"), None);
+        assert_eq!(host_address("0000000000306.51.100.7"), v4(198, 51, 100, 7));
+        assert_eq!(host_address("0x.0x.0x.0x1"), v4(0, 0, 0, 1));
+        assert_eq!(
+            host_address("１９８．５１．１００．７"),
+            v4(198, 51, 100, 7)
+        );
+        assert_eq!(
+            host_address("[2001:db8::1]"),
+            "2001:db8::1".parse::<std::net::IpAddr>().ok()
+        );
+        for name in [
+            "spam.example",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.2.3.256",
+            "1.2.65536",
+            "4294967296",
+            "09.1.1.1",
+            "1.2.3.4x",
+            "",
+            "[::1",
+            "[spam.example]",
+        ] {
+            assert_eq!(host_address(name), None, "{name:?}");
+        }
     }
 
     #[test]

@@ -129,8 +129,14 @@ fn checks(out: &mut String, config: &Config) {
                     })
                     .collect();
                 // Whether a list that lists everyone is set aside changes its verdicts too.
+                // What a URIBL is asked about is written only when it is not the domains,
+                // so the fingerprints of tiers that never set it stay as they were.
+                let lookup = match l.lookup {
+                    crate::config::UriLookup::Domains => String::new(),
+                    other => format!(" lookup={other:?}"),
+                };
                 format!(
-                    "{section}={}*{} {} [{}] sanity_probe={}\n",
+                    "{section}={}*{} {} [{}] sanity_probe={}{lookup}\n",
                     l.zone,
                     l.weight,
                     l.symbol,
@@ -341,6 +347,14 @@ mod tests {
             compute(&config(&list), None, None, &[])
         };
         assert_ne!(probed(true), probed(false));
+        // What a URIBL is asked about changes its verdicts; the default adds no line.
+        let asked = |lookup: &str| {
+            let list = format!("[[policy.uribl]]\nzone=\"multi.test\"\nsymbol=\"M\"\n{lookup}");
+            compute(&config(&list), None, None, &[])
+        };
+        assert_eq!(asked(""), asked("lookup=\"domains\"\n"));
+        assert_ne!(asked(""), asked("lookup=\"both\"\n"));
+        assert_ne!(asked("lookup=\"ips\"\n"), asked("lookup=\"both\"\n"));
         assert_ne!(
             lists("a.bl.test", "b.bl.test"),
             lists("a.bl.test", "c.bl.test")

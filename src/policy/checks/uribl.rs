@@ -1,13 +1,16 @@
 //! URIBL: the domains of the URLs in a message's text and HTML, reduced to their
 //! registrable domain with the public suffix list, deduplicated, capped, and looked up in
-//! domain block lists (`example.com.dbl.zone`). Each listing is a symbol.
+//! domain block lists (`example.com.dbl.zone`); and the addresses of links written as IP
+//! addresses, looked up reversed in the lists that list them (`lookup = "ips"`). Each
+//! listing is a symbol.
 
-use crate::config::DnsListConfig;
+use crate::config::{DnsListConfig, UriLookup};
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::{Dns, ListKind, Outcome};
-use crate::mail::url::{mailto_address, Link};
+use crate::mail::url::{host_address, mailto_address, Link};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
+use std::net::IpAddr;
 
 /// The check's name: its metrics' and logs' `check` label.
 pub(crate) const CHECK: &str = "uribl";
@@ -150,6 +153,49 @@ pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
     crate::mail::url::both_ends(head, max)
 }
 
+/// The distinct addresses of links whose host is an IP address, as a browser reads the
+/// host (`http://3325256711/` is 198.51.100.7), at most `max`, from both ends like the
+/// domains. Addresses no list can list (loopback, private, link-local) take no lookup.
+pub fn link_addresses(uris: &[String], max: usize) -> Vec<IpAddr> {
+    let mut seen = std::collections::HashSet::new();
+    let mut addresses = Vec::new();
+    for uri in uris {
+        let uri = crate::rules::decode_entities(uri);
+        let Some(link) = Link::parse(&uri) else {
+            continue;
+        };
+        let Ok(host) = percent_encoding::percent_decode_str(&link.host).decode_utf8() else {
+            continue;
+        };
+        let Some(address) = host_address(&host) else {
+            continue;
+        };
+        if is_listable(address) && seen.len() < COLLECTED_DOMAINS && seen.insert(address) {
+            addresses.push(address);
+        }
+    }
+    crate::mail::url::both_ends(addresses, max)
+}
+
+/// Whether a public list can list `address`: not one of the addresses every network has
+/// (loopback, private, link-local, unspecified, broadcast).
+fn is_listable(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            !(v6.is_loopback() || v6.is_unspecified() || unique_local || link_local)
+        }
+    }
+}
+
 #[async_trait]
 impl Check for Uribl {
     fn name(&self) -> &'static str {
@@ -162,19 +208,42 @@ impl Check for Uribl {
 
     async fn run(&self, ctx: &mut Context) -> Decision {
         let view = ctx.view();
-        let domains = registrable_domains(view.uris(), self.max_domains);
-        if domains.is_empty() {
+        let wanted = |asks: fn(UriLookup) -> bool| self.lists.iter().any(|l| asks(l.lookup));
+        let domains = if wanted(UriLookup::domains) {
+            registrable_domains(view.uris(), self.max_domains)
+        } else {
+            Vec::new()
+        };
+        let addresses = if wanted(UriLookup::addresses) {
+            link_addresses(view.uris(), self.max_domains)
+        } else {
+            Vec::new()
+        };
+        if domains.is_empty() && addresses.is_empty() {
             return Decision::Continue;
         }
         let mut queries = Vec::new();
         for list in &self.lists {
-            // A list that lists everyone (retired, wildcarded) means nothing.
-            if self.dns.lists_everyone(CHECK, list, ListKind::Domain) {
+            // A list that lists everyone (retired, wildcarded) means nothing. It is probed
+            // with a name when it lists names, else with an address.
+            let kind = if list.lookup.domains() {
+                ListKind::Domain
+            } else {
+                ListKind::Address
+            };
+            if self.dns.lists_everyone(CHECK, list, kind) {
                 continue;
             }
-            for domain in &domains {
-                if let Some(name) = dnsbl::domain_query(domain, &list.zone) {
-                    queries.push((list, name));
+            if list.lookup.domains() {
+                for domain in &domains {
+                    if let Some(name) = dnsbl::domain_query(domain, &list.zone) {
+                        queries.push((list, name));
+                    }
+                }
+            }
+            if list.lookup.addresses() {
+                for &address in &addresses {
+                    queries.push((list, dnsbl::ip_query(address, &list.zone)));
                 }
             }
         }
@@ -296,6 +365,43 @@ mod tests {
             registrable_domains(&uris, 10),
             ["spam.example", "mail.example"]
         );
+    }
+
+    /// Links written as IP addresses, in any form a browser opens, are looked up once
+    /// each; addresses every network has are not.
+    #[test]
+    fn addresses_of_links_are_read_as_a_browser_opens_them() {
+        let uris: Vec<String> = [
+            "http://198.51.100.7/buy",
+            "http://3325256711/again",
+            "http://0xc6.0x33.0x64.7/",
+            "http://198.51.100&#46;8/",
+            "http://198.51.100%2E9/",
+            "http://[2001:db8::7]/",
+            "http://127.0.0.1/",
+            "http://10.1.2.3/",
+            "http://[::1]/",
+            "http://spam.example/",
+            "mailto:a@[198.51.100.10]",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let found: Vec<String> = link_addresses(&uris, 20)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "198.51.100.7",
+                "198.51.100.8",
+                "198.51.100.9",
+                "2001:db8::7"
+            ]
+        );
+        assert_eq!(link_addresses(&uris, 2).len(), 2);
+        assert!(link_addresses(&uris, 0).is_empty());
     }
 
     /// Regression (review): `uribl_max_domains = 0` still looked up the first domain.
