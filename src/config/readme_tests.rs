@@ -193,6 +193,15 @@ const NOT_PROBED: &[(&str, &str)] = &[
         "policy.uribl[].codes",
         "the same type as policy.dnsbl[].codes, probed directly",
     ),
+    (
+        "policy.uribl[].lookup",
+        "a string enum (\"domains\", \"ips\", \"both\"): serde reads a table as a variant \
+         name and reports variants, not fields; it holds no table",
+    ),
+    (
+        "policy.dnsbl[].lookup",
+        "the same type as policy.uribl[].lookup (refused for a DNSBL by validation)",
+    ),
 ];
 
 /// One step from the top of the file to a table.

@@ -6,6 +6,7 @@ pub mod date;
 pub mod delimiters;
 pub mod encoded_words;
 pub mod file_names;
+pub mod flowed;
 pub mod header_fields;
 pub mod html;
 pub mod lenient;

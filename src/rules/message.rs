@@ -24,9 +24,9 @@ use uris::extract_uris;
 
 use super::html_text::render_html;
 use super::model::{AddrPart, HeaderSource, HeaderTarget};
-use crate::mail::lenient;
 use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
+use crate::mail::{flowed, lenient};
 use mail_parser::{Message, MessageParser, PartType};
 
 /// Default rendered text scanned at the head (and again at the tail) of each body part
@@ -144,6 +144,9 @@ struct Collector<'l> {
     body: String,
     raw: Vec<String>,
     html_raw: Vec<String>,
+    /// `delsp=yes` flowed texts joined at their soft breaks, as a client shows them: read
+    /// for links only (SpamAssassin's body rules see the lines as sent).
+    unflowed: Vec<String>,
     truncated: bool,
     too_deep: bool,
     qp_shape: QpShape,
@@ -168,6 +171,7 @@ impl MessageView {
             body: String::new(),
             raw: Vec::new(),
             html_raw: Vec::new(),
+            unflowed: Vec::new(),
             truncated: false,
             too_deep: false,
             qp_shape: QpShape::default(),
@@ -192,6 +196,7 @@ impl MessageView {
             body,
             raw: rawbody_parts,
             html_raw,
+            unflowed,
             truncated,
             too_deep,
             qp_shape,
@@ -211,7 +216,7 @@ impl MessageView {
             .unwrap_or_default();
         view.body_lines = render_body_lines(&subject, &body);
         view.body_joined = view.body_lines.join("\n");
-        view.uris = extract_uris(&rendered, &view.rawbody_parts, &html_raw);
+        view.uris = extract_uris(&rendered, &unflowed, &view.rawbody_parts, &html_raw);
         view.uris_joined = view.uris.join("\n");
         view
     }
@@ -375,8 +380,14 @@ impl Collector<'_> {
             match &part.body {
                 PartType::Text(text) | PartType::Html(text) => {
                     let kind = render_kind(message, part);
-                    let text = lenient::text_as_clients_read(message, part, text);
-                    self.leaf_text(kind, &normalize_newlines(&text));
+                    let text =
+                        normalize_newlines(&lenient::text_as_clients_read(message, part, text));
+                    if kind == RenderKind::Plain && flowed::deletes_soft_break_spaces(part) {
+                        let (unflowed, _) =
+                            head_and_tail(&flowed::unflow_delsp(&text), self.limits.part_bytes);
+                        self.unflowed.push(unflowed);
+                    }
+                    self.leaf_text(kind, &text);
                 }
                 PartType::Message(inner) if depth < self.limits.nesting_depth => {
                     self.parts(inner, depth + 1);

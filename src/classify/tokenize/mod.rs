@@ -21,8 +21,8 @@ mod urls;
 use super::features::{hash_str, Feature, Features, HashBuild};
 use super::html;
 use super::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
-use crate::mail::lenient;
 use crate::mail::render_kind::{render_kind, RenderKind};
+use crate::mail::{flowed, lenient};
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use std::collections::HashSet;
@@ -278,6 +278,10 @@ impl Tokenizer {
                         || ct.as_deref() == Some("text/html");
                     if html {
                         self.html_text(&text, sink, &mut links);
+                    } else if flowed::deletes_soft_break_spaces(part) {
+                        // Words and links split at a soft break read whole, as shown.
+                        let text = text.replace("\r\n", "\n");
+                        self.body_text(&flowed::unflow_delsp(&text), sink);
                     } else {
                         self.body_text(&text, sink);
                     }

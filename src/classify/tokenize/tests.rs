@@ -664,3 +664,22 @@ fn links_are_read_as_a_browser_follows_them() {
         assert!(has(&n, "u:d:spam.example"), "{href}: {n:?}");
     }
 }
+
+/// Regression (link evasion probe): in `format=flowed; delsp=yes` text a client joins the
+/// lines at a soft break without a space, so a link or word split there reads whole on
+/// screen; the tokenizer read the halves.
+#[test]
+fn flowed_text_that_deletes_its_soft_break_spaces_reads_joined() {
+    let flowed = |delsp: &str| {
+        names(&format!(
+            "Subject: x\r\nContent-Type: text/plain; format=flowed; delsp={delsp}\r\n\r\n\
+             Cheap vi \r\nagra at http://spam.exa \r\nmple/offer today\r\n"
+        ))
+    };
+    let n = flowed("yes");
+    assert!(has(&n, "viagra"), "{n:?}");
+    assert!(has(&n, "u:d:spam.example"), "{n:?}");
+    // Without delsp=yes the space stays on screen: two words, as written.
+    let n = flowed("no");
+    assert!(!has(&n, "viagra") && has(&n, "agra"), "{n:?}");
+}

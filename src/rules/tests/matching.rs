@@ -265,6 +265,25 @@ fn uri_rules_see_links_as_a_browser_opens_them() {
     );
 }
 
+/// Regression (link evasion probe): a link split at a soft break of `format=flowed;
+/// delsp=yes` text, which the reader's client shows joined, was listed as its first half;
+/// `body` rules still see the lines as sent, as SpamAssassin's do.
+#[test]
+fn uri_rules_see_a_flowed_link_joined_as_shown() {
+    let rules = compile(
+        "uri SPAM_HOST m{^http://spam\\.example/offer}\n\
+         body JOINED /spam\\.example/\n",
+    );
+    let raw = |delsp: &str| {
+        format!(
+            "Subject: s\r\nContent-Type: text/plain; format=flowed; delsp={delsp}\r\n\r\n\
+             Go to http://spam.exa \r\nmple/offer now\r\n"
+        )
+    };
+    assert_eq!(names(&rules, raw("yes").as_bytes()), vec!["SPAM_HOST"]);
+    assert!(names(&rules, raw("no").as_bytes()).is_empty());
+}
+
 /// Regression (link evasion probe): a long named reference (`&ZeroWidthSpace;`) in an
 /// `href` stayed literal, a scheme-relative link read `http:////host`, a decoy before a
 /// redirector's real target hid it, and a host in Unicode forms was listed as written.
