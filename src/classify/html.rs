@@ -486,12 +486,27 @@ pub(super) fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
-/// Parses the attributes of one tag body (after the name) into (name, value) pairs.
-fn attributes(body: &str) -> Vec<(String, String)> {
+/// Attributes of one tag kept whatever their name; past them, only a link attribute the tag
+/// has not given yet (link evasion probe: an `href` after 32 junk attributes, which a
+/// browser follows, gave no link). The tag's length bounds the reading.
+const MAX_ATTRIBUTES: usize = 32;
+
+/// Attributes whose value a browser opens or sends a form to.
+fn is_link_attribute(name: &str, element: &str) -> bool {
+    matches!(
+        name,
+        "href" | "xlink:href" | "action" | "formaction" | "background"
+    ) || (name == "src" && element != "img")
+}
+
+/// Parses the attributes of one tag body (after the name) into (name, value) pairs: the
+/// first [`MAX_ATTRIBUTES`], then the link attributes of `element` not given before (a
+/// browser keeps the first of two attributes of one name).
+fn attributes(body: &str, element: &str) -> Vec<(String, String)> {
     let b = body.as_bytes();
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     let mut i = 0;
-    while i < b.len() && out.len() < 32 {
+    while i < b.len() {
         while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
             i += 1;
         }
@@ -530,7 +545,11 @@ fn attributes(body: &str) -> Vec<(String, String)> {
                 value = body[vs..i].to_string();
             }
         }
-        out.push((name, value));
+        let room = out.len() < MAX_ATTRIBUTES
+            || (is_link_attribute(&name, element) && !out.iter().any(|(n, _)| *n == name));
+        if room {
+            out.push((name, value));
+        }
     }
     out
 }
@@ -621,11 +640,9 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
             rest = closing_tags.find(rest, element).map_or("", |p| &rest[p..]);
             continue;
         }
-        let attrs = attributes(&inner[name_end..]);
+        let attrs = attributes(&inner[name_end..], &name);
         for (an, av) in &attrs {
-            let is_link = matches!(an.as_str(), "href" | "action" | "background")
-                || (an == "src" && name != "img");
-            if is_link && !av.is_empty() && r.links.len() < MAX_LINKS {
+            if is_link_attribute(an, &name) && !av.is_empty() && r.links.len() < MAX_LINKS {
                 let mut decoded = String::with_capacity(av.len());
                 push_text(av.trim(), true, &mut decoded);
                 r.links.push(decoded);

@@ -683,3 +683,19 @@ fn flowed_text_that_deletes_its_soft_break_spaces_reads_joined() {
     let n = flowed("no");
     assert!(!has(&n, "viagra") && has(&n, "agra"), "{n:?}");
 }
+
+/// Regression (link evasion probe): a browser follows an `href` after any number of other
+/// attributes, a button's `formaction` and an inline SVG's `xlink:href`; none gave a token.
+#[test]
+fn every_link_a_browser_follows_in_markup_is_read() {
+    let junk: String = (0..40).map(|n| format!(" data-x{n}=\"1\"")).collect();
+    for markup in [
+        format!("<a{junk} href=\"http://spam.example/\">here</a>"),
+        "<form><button formaction=\"http://spam.example/go\">Go</button></form>".to_string(),
+        "<svg><a xlink:href=\"http://spam.example/\"><text>here</text></a></svg>".to_string(),
+    ] {
+        let raw = format!("Subject: x\r\nContent-Type: text/html\r\n\r\n<p>Hello {markup}</p>\r\n");
+        let n = names(&raw);
+        assert!(has(&n, "u:d:spam.example"), "{markup}: {n:?}");
+    }
+}

@@ -198,7 +198,7 @@ static TEXT_ADDRESS: LazyLock<Option<Regex>> = LazyLock::new(|| {
 
 static HTML_ATTR: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)\b(?:href|src|action|background|cite|longdesc)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"#,
+        r#"(?i)\b(?:href|src|action|formaction|background|cite|longdesc)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"#,
     )
     .ok()
 });

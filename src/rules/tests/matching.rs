@@ -265,6 +265,16 @@ fn uri_rules_see_links_as_a_browser_opens_them() {
     );
 }
 
+/// Regression (link evasion probe): a button's `formaction`, which a browser sends the form
+/// to, was not listed.
+#[test]
+fn uri_rules_see_a_buttons_form_action() {
+    let rules = compile("uri SPAM_HOST m{^http://spam\\.test/}\n");
+    let raw = b"Subject: s\r\nContent-Type: text/html\r\n\r\n\
+<form><button formaction=\"http://spam.test/go\">Go</button></form>\r\n";
+    assert_eq!(names(&rules, raw), vec!["SPAM_HOST"]);
+}
+
 /// Regression (link evasion probe): a link split at a soft break of `format=flowed;
 /// delsp=yes` text, which the reader's client shows joined, was listed as its first half;
 /// `body` rules still see the lines as sent, as SpamAssassin's do.
