@@ -216,6 +216,43 @@ fn addresses_of_links_are_looked_up_in_lists_that_list_them() {
     assert!(!hits.contains("URIBL_MULTI_IP"), "{hits}");
 }
 
+/// Regression (review of this stop's diff): a list asked about names and addresses alike
+/// was probed with a name only. A domain list given `lookup = "both"` answers every
+/// address query with a code of its own (Spamhaus DBL's `127.0.1.255`), which passed for
+/// a listing of every linked address. Both kinds are probed, and such a list is set aside.
+#[test]
+fn a_list_asked_about_names_and_addresses_is_probed_with_both() {
+    let z = zone(|b| {
+        let mut b = b.a("7.100.51.198.dbl.test", Ipv4Addr::new(127, 0, 1, 255));
+        for net in ["2.0.192", "100.51.198", "113.0.203"] {
+            for n in 1..=254 {
+                b = b.a(
+                    &format!("{n}.{net}.dbl.test"),
+                    Ipv4Addr::new(127, 0, 1, 255),
+                );
+            }
+        }
+        b
+    });
+    let policy = "[[policy.uribl]]\nzone = \"dbl.test\"\nsymbol = \"URIBL_DBL_TEST\"\n\
+                  lookup = \"both\"\n";
+    let (internal, gw) = gateway(&z, policy);
+    let mut n = 0;
+    let set_aside = wait_until(std::time::Duration::from_secs(10), || {
+        n += 1;
+        let id = format!("both{n}@test");
+        let body = "Order now at http://198.51.100.7/buy today";
+        let m = relay_one(&gw, &internal, "a@sender.test", &id, "hi", body);
+        !m.header("X-Spam-Rules")
+            .unwrap_or_default()
+            .contains("URIBL_DBL_TEST")
+    });
+    assert!(
+        set_aside,
+        "every linked address still earned the list's symbol"
+    );
+}
+
 /// Regression (review): URIBL took only the first code-map entry matching each return
 /// code, in the map's name order, where DNSBL takes every entry that matches: a bitmask
 /// list's `127.0.0.24` (bits 8 and 16) earned only the symbol of `&16`.

@@ -111,7 +111,7 @@ impl Dns {
         &self,
         check: &'static str,
         list: &DnsListConfig,
-        kind: ListKind,
+        kinds: &[ListKind],
     ) -> bool {
         if !list.sanity_probe {
             return false;
@@ -119,33 +119,60 @@ impl Dns {
         let (lists_everyone, due) = self.inner().list_sanity.check(&list.zone);
         if due {
             // What is asked about, apart from the query name: that holds the zone, and
-            // with it an access key the log must not show.
-            let probe = match kind {
-                ListKind::Address => {
-                    let address = IpAddr::V4(never_listed_address());
-                    Some((address.to_string(), dnsbl::ip_query(address, &list.zone)))
-                }
-                ListKind::Domain => {
-                    let domain = never_listed_domain();
-                    dnsbl::domain_query(&domain, &list.zone).map(|name| (domain, name))
-                }
-            };
-            if let Some((probe, name)) = probe {
+            // with it an access key the log must not show. A list asked about both
+            // addresses and names is probed with both: a domain list answers an address
+            // query with a code of its own (Spamhaus DBL's 127.0.1.255), which would
+            // otherwise pass for a listing of every address.
+            let probes: Vec<(String, String)> = kinds
+                .iter()
+                .filter_map(|kind| match kind {
+                    ListKind::Address => {
+                        let address = IpAddr::V4(never_listed_address());
+                        Some((address.to_string(), dnsbl::ip_query(address, &list.zone)))
+                    }
+                    ListKind::Domain => {
+                        let domain = never_listed_domain();
+                        dnsbl::domain_query(&domain, &list.zone).map(|name| (domain, name))
+                    }
+                })
+                .collect();
+            if !probes.is_empty() {
                 let dns = self.clone();
                 let list = list.clone();
-                tokio::spawn(async move { dns.probe_list(check, &list, &probe, &name).await });
+                tokio::spawn(async move { dns.probe_list(check, &list, &probes).await });
             }
         }
         lists_everyone
     }
 
-    /// Asks `name` (`probe` under the list's zone); the metric and the logs name the list
-    /// by its [`public_name`](DnsListConfig::public_name), as its zone may hold a key.
-    async fn probe_list(&self, check: &'static str, list: &DnsListConfig, probe: &str, name: &str) {
-        let outcome = dnsbl::lookup(self, check, name, list).await;
-        let Some(lists_everyone) = judge(&outcome) else {
+    /// Asks each `(probe, name)` (`name` is `probe` under the list's zone): the list lists
+    /// everyone when it lists any of them; with no answer to any, the last word stands.
+    /// The metric and the logs name the list by its
+    /// [`public_name`](DnsListConfig::public_name), as its zone may hold a key.
+    async fn probe_list(
+        &self,
+        check: &'static str,
+        list: &DnsListConfig,
+        probes: &[(String, String)],
+    ) {
+        let mut verdict: Option<bool> = None;
+        let mut listed_probe = "";
+        for (probe, name) in probes {
+            let outcome = dnsbl::lookup(self, check, name, list).await;
+            match judge(&outcome) {
+                Some(true) => {
+                    verdict = Some(true);
+                    listed_probe = probe;
+                    break;
+                }
+                Some(false) => verdict = Some(false),
+                None => {}
+            }
+        }
+        let Some(lists_everyone) = verdict else {
             return;
         };
+        let probe = listed_probe;
         let changed = self.inner().list_sanity.record(&list.zone, lists_everyone);
         self.inner()
             .metrics
@@ -224,7 +251,7 @@ mod tests {
         dns.note_list_refusal("dnsbl", &list, &[Ipv4Addr::new(127, 255, 255, 254)]);
         let probe = Ipv4Addr::new(203, 0, 113, 7);
         let name = dnsbl::ip_query(IpAddr::V4(probe), &zone);
-        dns.probe_list("dnsbl", &list, &probe.to_string(), &name)
+        dns.probe_list("dnsbl", &list, &[(probe.to_string(), name)])
             .await;
         let text = metrics.render();
         let series = |metric: &str| {

@@ -49,7 +49,7 @@ impl Check for DnsLists {
         let lists: Vec<&DnsListConfig> = self
             .lists
             .iter()
-            .filter(|list| !self.dns.lists_everyone(CHECK, list, ListKind::Address))
+            .filter(|list| !self.dns.lists_everyone(CHECK, list, &[ListKind::Address]))
             .collect();
         let lookups = lists.iter().map(|list| {
             let name = dnsbl::ip_query(ip, &list.zone);

@@ -41,12 +41,29 @@ impl Uribl {
 /// its ASCII form, lower case; none for URLs without a host or with an IP address as host
 /// (domain lists do not list IPs).
 fn hosts_of(uri: &str) -> Vec<String> {
-    let uri = crate::rules::decode_entities(uri);
-    match Link::parse(&uri) {
+    // The link as listed (a browser's reading: markup's references are decoded once
+    // already), and once more decoded for a lenient reader; both, as a reference decoded
+    // once too often can end the authority early (review: `http://x&sol;@spam.example/`
+    // read as the host `x` alone).
+    let decoded = crate::rules::decode_entities(uri);
+    let mut hosts = hosts_as_written(uri);
+    if decoded != uri {
+        for host in hosts_as_written(&decoded) {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    hosts
+}
+
+/// [`hosts_of`] one reading of a link.
+fn hosts_as_written(uri: &str) -> Vec<String> {
+    match Link::parse(uri) {
         Some(link) => usable_host(link.host).into_iter().collect(),
         // A mail address's domain is listed like a web host's, and looked up alike.
         None => {
-            let Some(addresses) = mailto_address(&uri) else {
+            let Some(addresses) = mailto_address(uri) else {
                 return Vec::new();
             };
             let addresses: Vec<&str> = addresses.split(',').collect();
@@ -72,7 +89,11 @@ fn usable_host(host: String) -> Option<String> {
         .decode_utf8()
         .ok()?;
     let host = idna::domain_to_ascii(host.trim_end_matches('.')).ok()?;
-    if host.is_empty() || ends_in_a_number(&host) || !host.contains('.') {
+    // A name no list can be asked about (`www.spammy&`, a reading cut at a reference)
+    // takes no slot.
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if host.is_empty() || ends_in_a_number(&host) || !host.contains('.') || !host.chars().all(plain)
+    {
         return None;
     }
     Some(host)
@@ -160,38 +181,62 @@ pub fn link_addresses(uris: &[String], max: usize) -> Vec<IpAddr> {
     let mut seen = std::collections::HashSet::new();
     let mut addresses = Vec::new();
     for uri in uris {
-        let uri = crate::rules::decode_entities(uri);
-        let Some(link) = Link::parse(&uri) else {
-            continue;
-        };
-        let Ok(host) = percent_encoding::percent_decode_str(&link.host).decode_utf8() else {
-            continue;
-        };
-        let Some(address) = host_address(&host) else {
-            continue;
-        };
-        if is_listable(address) && seen.len() < COLLECTED_DOMAINS && seen.insert(address) {
-            addresses.push(address);
+        // Both readings, as for the domains (see `hosts_of`).
+        let decoded = crate::rules::decode_entities(uri);
+        for reading in [uri.as_str(), decoded.as_ref()] {
+            let Some(address) = address_of(reading) else {
+                continue;
+            };
+            if is_listable(address) && seen.len() < COLLECTED_DOMAINS && seen.insert(address) {
+                addresses.push(address);
+            }
         }
     }
     crate::mail::url::both_ends(addresses, max)
 }
 
-/// Whether a public list can list `address`: not one of the addresses every network has
-/// (loopback, private, link-local, unspecified, broadcast).
+/// The address a web link's host is, in its canonical form (an IPv4-mapped IPv6 address
+/// as the IPv4 one a browser connects to).
+fn address_of(uri: &str) -> Option<IpAddr> {
+    let link = Link::parse(uri)?;
+    if !link.is_web() {
+        return None;
+    }
+    // Escapes are decoded in a name; a browser refuses them in an IPv6 literal.
+    let host = if link.host.starts_with('[') {
+        std::borrow::Cow::Borrowed(link.host.as_str())
+    } else {
+        percent_encoding::percent_decode_str(&link.host)
+            .decode_utf8()
+            .ok()?
+    };
+    host_address(&host).map(|address| address.to_canonical())
+}
+
+/// Whether a public list can list `address`: not one no host on the internet has (this
+/// network, loopback, private, shared address space, link-local, benchmarking, multicast,
+/// reserved; IPv6 loopback, unique-local, link-local, multicast). The documentation
+/// networks stay: nothing is lost by asking, and tests use them.
 fn is_listable(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => {
-            !(v4.is_loopback()
+            let [a, b, ..] = v4.octets();
+            let shared = a == 100 && (b & 0xc0) == 64;
+            let benchmarking = a == 198 && (b & 0xfe) == 18;
+            !(a == 0
+                || v4.is_loopback()
                 || v4.is_private()
+                || shared
                 || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast())
+                || benchmarking
+                || a >= 224)
         }
         IpAddr::V6(v6) => {
-            let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
-            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
-            !(v6.is_loopback() || v6.is_unspecified() || unique_local || link_local)
+            let first = v6.segments()[0];
+            let unique_local = (first & 0xfe00) == 0xfc00;
+            let link_local = (first & 0xffc0) == 0xfe80;
+            let multicast = (first & 0xff00) == 0xff00;
+            !(v6.is_loopback() || v6.is_unspecified() || unique_local || link_local || multicast)
         }
     }
 }
@@ -225,13 +270,13 @@ impl Check for Uribl {
         let mut queries = Vec::new();
         for list in &self.lists {
             // A list that lists everyone (retired, wildcarded) means nothing. It is probed
-            // with a name when it lists names, else with an address.
-            let kind = if list.lookup.domains() {
-                ListKind::Domain
-            } else {
-                ListKind::Address
+            // with what it is asked about: a name, an address, or both.
+            let kinds: &[ListKind] = match list.lookup {
+                UriLookup::Domains => &[ListKind::Domain],
+                UriLookup::Ips => &[ListKind::Address],
+                UriLookup::Both => &[ListKind::Domain, ListKind::Address],
             };
-            if self.dns.lists_everyone(CHECK, list, kind) {
+            if self.dns.lists_everyone(CHECK, list, kinds) {
                 continue;
             }
             if list.lookup.domains() {
@@ -325,6 +370,17 @@ mod tests {
         );
     }
 
+    /// Regression (review of this stop's diff): a reference decoded once more than a
+    /// browser decodes it ended the authority early: `http://x&sol;@spam.example/` was
+    /// looked up as the host `x` alone.
+    #[test]
+    fn a_reference_in_the_userinfo_does_not_hide_the_host() {
+        assert_eq!(
+            registrable_domains(&["http://x&sol;@www.spam.example/".to_string()], 10),
+            ["spam.example"]
+        );
+    }
+
     /// Regression (review): a host written with character references or percent-escapes,
     /// which a browser decodes, was looked up as written and never matched its listing.
     #[test]
@@ -378,9 +434,17 @@ mod tests {
             "http://198.51.100&#46;8/",
             "http://198.51.100%2E9/",
             "http://[2001:db8::7]/",
+            "http://[::ffff:198.51.100.7]/",
+            "http://x&sol;@198.51.100.11/",
             "http://127.0.0.1/",
             "http://10.1.2.3/",
             "http://[::1]/",
+            "http://[::ffff:10.1.2.3]/",
+            "http://100.64.0.1/",
+            "http://224.0.0.1/",
+            "http://0.1.2.3/",
+            "http://[2001%3adb8::8]/",
+            "foo://198.51.100.12/",
             "http://spam.example/",
             "mailto:a@[198.51.100.10]",
         ]
@@ -397,7 +461,8 @@ mod tests {
                 "198.51.100.7",
                 "198.51.100.8",
                 "198.51.100.9",
-                "2001:db8::7"
+                "2001:db8::7",
+                "198.51.100.11"
             ]
         );
         assert_eq!(link_addresses(&uris, 2).len(), 2);
