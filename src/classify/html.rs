@@ -47,8 +47,19 @@ fn is_void(tag: &str) -> bool {
     )
 }
 
-/// Links collected from one page.
+/// Links collected from one page: the first half of them and the last (see [`push_link`]).
 const MAX_LINKS: usize = 256;
+
+/// Adds `link` to a page's links, keeping the first half of [`MAX_LINKS`] and the latest
+/// others: the link that carries a pitch comes first or last, and anchors padded ahead of
+/// it must not push it out (link evasion probe: 300 empty anchors before the spammer's
+/// link left it no token).
+fn push_link(links: &mut Vec<String>, link: String) {
+    if links.len() == MAX_LINKS {
+        links.remove(MAX_LINKS / 2);
+    }
+    links.push(link);
+}
 
 /// Deepest nesting of elements followed for their styles; deeper ones inherit.
 const MAX_DEPTH: usize = 256;
@@ -591,14 +602,14 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
         // Comments: dropped without a space, so they cannot split a word.
         if let Some(comment) = tail.strip_prefix("<!--") {
             let len = crate::mail::html::comment_len(comment);
-            if let Some(content) = crate::mail::html::conditional_content(&comment[..len])
-                .filter(|_| conditional && r.links.len() < MAX_LINKS)
+            if let Some(content) =
+                crate::mail::html::conditional_content(&comment[..len]).filter(|_| conditional)
             {
                 // Outlook shows it, with links other clients never see (link evasion
                 // probe: `<!--[if mso]><a href="&#104;ttp://spam.test/">` gave no token).
-                let inner = render_page(content, false);
-                let room = MAX_LINKS - r.links.len();
-                r.links.extend(inner.links.into_iter().take(room));
+                for link in render_page(content, false).links {
+                    push_link(&mut r.links, link);
+                }
             }
             rest = &comment[len..];
             continue;
@@ -642,10 +653,10 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
         }
         let attrs = attributes(&inner[name_end..], &name);
         for (an, av) in &attrs {
-            if is_link_attribute(an, &name) && !av.is_empty() && r.links.len() < MAX_LINKS {
+            if is_link_attribute(an, &name) && !av.is_empty() {
                 let mut decoded = String::with_capacity(av.len());
                 push_text(av.trim(), true, &mut decoded);
-                r.links.push(decoded);
+                push_link(&mut r.links, decoded);
             }
         }
         if name == "bdo" {

@@ -699,3 +699,20 @@ fn every_link_a_browser_follows_in_markup_is_read() {
         assert!(has(&n, "u:d:spam.example"), "{markup}: {n:?}");
     }
 }
+
+/// Regression (link evasion probe): a page's links were collected up to 256 and no more,
+/// so 300 empty anchors ahead of the spammer's link left it no token. The first half and
+/// the last are kept.
+#[test]
+fn anchors_padded_ahead_of_a_link_do_not_hide_it() {
+    let padding: String = (0..300)
+        .map(|n| format!("<a href=\"http://pad{n}.example/\"></a>"))
+        .collect();
+    let raw = format!(
+        "Subject: x\r\nContent-Type: text/html\r\n\r\n<p>{padding}Buy \
+         <a href=\"http://spam.example/\">here</a></p>\r\n"
+    );
+    let n = names(&raw);
+    assert!(has(&n, "u:d:spam.example"), "{n:?}");
+    assert!(has(&n, "u:d:pad0.example"), "{n:?}");
+}
