@@ -4,8 +4,10 @@
 //! words" styled by a class are as hidden as those styled inline.
 //!
 //! Only what can be followed without a CSS engine: selectors made of a tag, classes and an
-//! id (`.x`, `span.x.y`, `#z`, `p`), in lists. Rules with other selectors (descendants,
-//! pseudo-classes, attributes, `*`) and those inside `@media` and other at-rules are not
+//! id (`.x`, `span.x.y`, `#z`, `p`), in lists, at the top of a sheet or inside an `@media`
+//! block every screen matches (`@media screen`, `all`, `only screen`, none). Rules with
+//! other selectors (descendants, pseudo-classes, attributes, `*`), those under a media
+//! condition (`and (max-width: 600px)`, `print`) and inside other at-rules are not
 //! applied, so the text they style counts as shown, as before.
 
 use super::html::find_ci;
@@ -144,7 +146,7 @@ impl StyleSheet {
                 // anything.
                 sheet.paints_background |= find_ci(&css[read.len()..], "background").is_some();
                 budget -= read.len();
-                sheet.read(read);
+                sheet.read(read, true);
             }
             rest = match close {
                 Some(close) => &content[close..],
@@ -163,8 +165,9 @@ impl StyleSheet {
         sheet
     }
 
-    /// Reads the rules of one sheet's text.
-    fn read(&mut self, css: &str) {
+    /// Reads the rules of one sheet's text; with `at_top`, also those of its `@media`
+    /// blocks that every screen matches (one level: a block inside one is not followed).
+    fn read(&mut self, css: &str, at_top: bool) {
         let css = without_comments(css);
         let mut rest = css.as_str();
         while let Some(brace) = rest.find(['{', ';']) {
@@ -179,6 +182,17 @@ impl StyleSheet {
             let body = &after[..body_len];
             rest = after.get(body_len + 1..).unwrap_or_default();
             let paints = find_ci(body, "background").is_some();
+            if at_top && matches_every_screen(prelude) {
+                // Its rules apply where the page is read (evasion probe: good words hidden
+                // by a class under `@media screen` counted as shown).
+                self.read(body, false);
+                if self.rules.len() >= MAX_RULES {
+                    // The rest is not followed either: its backgrounds may paint anything.
+                    self.paints_background |= find_ci(rest, "background").is_some();
+                    return;
+                }
+                continue;
+            }
             if prelude.starts_with('@') || body.contains('{') {
                 // Not followed (`@media`, nested blocks): its backgrounds may paint anything.
                 self.paints_background |= paints;
@@ -264,6 +278,37 @@ impl StyleSheet {
         memory.insert(kind, said.clone());
         said
     }
+}
+
+/// Whether an at-rule's prelude is an `@media` every screen matches: a query list with
+/// a query of no condition that names `all` or `screen` (or no type), `only` allowed.
+fn matches_every_screen(prelude: &str) -> bool {
+    let Some(queries) = prelude
+        .get(..6)
+        .filter(|at| at.eq_ignore_ascii_case("@media"))
+        .map(|_| &prelude[6..])
+    else {
+        return false;
+    };
+    if !queries.is_empty() && !queries.starts_with(|c: char| c.is_whitespace()) {
+        return false;
+    }
+    let queries = queries.trim();
+    queries.is_empty()
+        || queries.split(',').any(|query| {
+            let words: Vec<String> = query
+                .split_whitespace()
+                .map(str::to_ascii_lowercase)
+                .collect();
+            matches!(
+                words
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+                ["all"] | ["screen"] | ["only", "all"] | ["only", "screen"]
+            )
+        })
 }
 
 /// The number of `name` in `numbers`, given the next one when it has none.
@@ -358,7 +403,7 @@ mod tests {
         let sheet = StyleSheet::parse(
             "<style><!-- /* hide */ .Gw, span.x.y { display: none } #z{font-size:0} \
              p{opacity:0} div p { display:none } a:hover{display:none} [x]{display:none} \
-             *{display:none} @media screen { .m { display:none } } .m { color: red; margin: 0 } \
+             *{display:none} @media print { .m { display:none } } .m { color: red; margin: 0 } \
              @import url(x.css); .n { margin: 0 } --></style>",
         );
         assert_eq!(properties(&sheet, "div", "gw", ""), ["display:none"]);
@@ -372,6 +417,28 @@ mod tests {
         assert_eq!(properties(&sheet, "b", "m", ""), ["color:red"], "@media");
         assert!(properties(&sheet, "b", "n", "").is_empty());
         assert!(properties(&sheet, "a", "", "").is_empty());
+    }
+
+    /// Regression (evasion probe): a class that hides text under `@media screen` (or
+    /// `all`, or no media type) hid it from every reader but not from the classifier. A
+    /// block under a condition, for print, or nested in another is not followed.
+    #[test]
+    fn media_blocks_every_screen_matches_are_followed() {
+        let sheet = StyleSheet::parse(
+            "<style>@media screen { .a { display:none } } @MEDIA ALL{.b{font-size:0}} \
+             @media only screen, print { .c { opacity:0 } } @media{.d{display:none}} \
+             @media screen and (max-width:600px) { .e { display:none } } \
+             @media print { .f { display:none } } @mediascreen { .g { display:none } } \
+             @media screen { @media screen { .h { display:none } } } \
+             @supports (display:grid) { .i { display:none } }</style>",
+        );
+        assert_eq!(properties(&sheet, "p", "a", ""), ["display:none"]);
+        assert_eq!(properties(&sheet, "p", "b", ""), ["font-size:0"]);
+        assert_eq!(properties(&sheet, "p", "c", ""), ["opacity:0"]);
+        assert_eq!(properties(&sheet, "p", "d", ""), ["display:none"]);
+        for class in ["e", "f", "g", "h", "i"] {
+            assert!(properties(&sheet, "p", class, "").is_empty(), "{class}");
+        }
     }
 
     /// Regression: a `<style>` written inside an element whose content a browser reads as
