@@ -10,6 +10,7 @@
 //! quoted-printable body with a malformed escape (`==`, `=A=`) gets the same treatment
 //! from [`quoted_printable_decode`].
 
+use super::charsets;
 use super::render_kind::{render_kind, RenderKind};
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Encoding, HeaderName, Message, MessagePart, MimeHeaders, PartType};
@@ -161,13 +162,22 @@ pub fn text_as_clients_read<'t>(
     part: &MessagePart<'_>,
     text: &'t str,
 ) -> Cow<'t, str> {
+    let parsed = part.content_type().and_then(|c| c.attribute("charset"));
+    // A charset mail-parser reads otherwise than clients (HZ, ISO-2022-KR/CN, spellings
+    // it lacks, a label it did not get), decoded as they read it (charset probe).
+    let declared = match parsed {
+        Some(label) => Some(Cow::Borrowed(label)),
+        None => raw_charset(message, part).map(Cow::Owned),
+    };
+    if let Some(reading) =
+        declared.and_then(|label| charsets::client_reading(&label, parsed.unwrap_or(""), text))
+    {
+        return Cow::Owned(reading.decode(&file_bytes(message, part).data));
+    }
     if !text.contains('\u{FFFD}') {
         return Cow::Borrowed(text);
     }
-    let charset = part
-        .content_type()
-        .and_then(|c| c.attribute("charset"))
-        .map(|c| c.trim().to_ascii_lowercase());
+    let charset = parsed.map(|c| c.trim().to_ascii_lowercase());
     let utf8_or_none = charset
         .as_deref()
         .is_none_or(|c| matches!(c, "utf-8" | "utf8" | "us-ascii" | "ascii"));
@@ -176,6 +186,27 @@ pub fn text_as_clients_read<'t>(
     }
     let bytes = file_bytes(message, part).data;
     Cow::Owned(utf8_or_windows_1252(&bytes))
+}
+
+/// The `charset` of the part's first `Content-Type` field as written, for the forms
+/// mail-parser reads no charset from (`charset=⏎ utf-16`: blanks after the `=`, which RFC
+/// 2045's grammar allows and Python and clients read).
+fn raw_charset(message: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+    static CHARSET: std::sync::LazyLock<Option<regex::bytes::Regex>> = std::sync::LazyLock::new(
+        || {
+            regex::bytes::Regex::new(
+                r#"(?i)(?:^|\n)content-type[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*?;\s*charset\s*=\s*"?([a-z0-9._:+\-]{1,40})"#,
+            )
+            .ok()
+        },
+    );
+    let raw: &[u8] = message.raw_message.as_ref();
+    let start = (part.raw_header_offset() as usize).min(raw.len());
+    let end = (part.raw_body_offset() as usize).clamp(start, raw.len());
+    let header = raw.get(start..end)?;
+    let caps = CHARSET.as_ref()?.captures(header)?;
+    let label = caps.get(1)?.as_bytes();
+    Some(String::from_utf8_lossy(label).into_owned())
 }
 
 /// UTF-8 where the bytes are UTF-8, and each byte that is not read as Windows-1252: what a

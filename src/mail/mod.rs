@@ -2,6 +2,7 @@
 //! of ours, so every other module can use it.
 
 pub mod address;
+pub mod charsets;
 pub mod date;
 pub mod delimiters;
 pub mod encoded_words;

@@ -265,6 +265,51 @@ fn uri_rules_see_links_as_a_browser_opens_them() {
     );
 }
 
+/// Regression (charset probe): text labelled with a charset mail-parser reads otherwise
+/// than clients (HZ and ISO-2022-KR became one U+FFFD; `utf7` and `utf16` spellings and a
+/// folded `charset=⏎ utf-16` were read as undeclared bytes) hid the body from the rules.
+#[test]
+fn body_rules_read_text_in_every_charset_a_client_shows() {
+    let rules = compile("body PITCH /cheap pills now/\n");
+    let utf16: String = {
+        use base64::Engine;
+        let bytes: Vec<u8> = "cheap pills now\r\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    for (content_type, encoding, body) in [
+        (
+            "text/plain; charset=hz-gb-2312",
+            "7bit",
+            "cheap pills now ~{;6S-~}".to_string(),
+        ),
+        (
+            "text/plain; charset=iso-2022-kr",
+            "7bit",
+            "\x1b$)Ccheap pills now".to_string(),
+        ),
+        (
+            "text/plain; charset=utf7",
+            "7bit",
+            "cheap +AHA-ills now".to_string(),
+        ),
+        ("text/plain; charset=utf16", "base64", utf16.clone()),
+        ("text/plain;\r\n charset=\r\n utf-16le", "base64", utf16),
+    ] {
+        let raw = format!(
+            "Subject: s\r\nContent-Type: {content_type}\r\n\
+             Content-Transfer-Encoding: {encoding}\r\n\r\n{body}\r\n"
+        );
+        assert_eq!(
+            names(&rules, raw.as_bytes()),
+            vec!["PITCH"],
+            "{content_type}"
+        );
+    }
+}
+
 /// Regression (link evasion probe): a button's `formaction`, which a browser sends the form
 /// to, was not listed.
 #[test]
