@@ -27,7 +27,7 @@ use super::model::{AddrPart, HeaderSource, HeaderTarget};
 use crate::mail::qp_shape::QpShape;
 use crate::mail::render_kind::{render_kind, RenderKind};
 use crate::mail::{flowed, lenient};
-use mail_parser::{Message, MessageParser, PartType};
+use mail_parser::{Message, MessageParser, MessagePart, PartType};
 
 /// Default rendered text scanned at the head (and again at the tail) of each body part
 /// (SpamAssassin's `body_part_scan_size`).
@@ -144,9 +144,6 @@ struct Collector<'l> {
     body: String,
     raw: Vec<String>,
     html_raw: Vec<String>,
-    /// `delsp=yes` flowed texts joined at their soft breaks, as a client shows them: read
-    /// for links only (SpamAssassin's body rules see the lines as sent).
-    unflowed: Vec<String>,
     truncated: bool,
     too_deep: bool,
     qp_shape: QpShape,
@@ -171,7 +168,6 @@ impl MessageView {
             body: String::new(),
             raw: Vec::new(),
             html_raw: Vec::new(),
-            unflowed: Vec::new(),
             truncated: false,
             too_deep: false,
             qp_shape: QpShape::default(),
@@ -196,7 +192,6 @@ impl MessageView {
             body,
             raw: rawbody_parts,
             html_raw,
-            unflowed,
             truncated,
             too_deep,
             qp_shape,
@@ -216,7 +211,7 @@ impl MessageView {
             .unwrap_or_default();
         view.body_lines = render_body_lines(&subject, &body);
         view.body_joined = view.body_lines.join("\n");
-        view.uris = extract_uris(&rendered, &unflowed, &view.rawbody_parts, &html_raw);
+        view.uris = extract_uris(&rendered, &view.rawbody_parts, &html_raw);
         view.uris_joined = view.uris.join("\n");
         view
     }
@@ -374,7 +369,7 @@ impl Collector<'_> {
             // A base64 part mail-parser could not decode (a blank line before its data,
             // stray junk), decoded as SpamAssassin does.
             if let Some((text, _)) = lenient::repaired_text(message, part) {
-                self.leaf_text(render_kind(message, part), &normalize_newlines(&text));
+                self.text_leaf(part, render_kind(message, part), &normalize_newlines(&text));
                 continue;
             }
             match &part.body {
@@ -382,12 +377,7 @@ impl Collector<'_> {
                     let kind = render_kind(message, part);
                     let text =
                         normalize_newlines(&lenient::text_as_clients_read(message, part, text));
-                    if kind == RenderKind::Plain && flowed::deletes_soft_break_spaces(part) {
-                        let (unflowed, _) =
-                            head_and_tail(&flowed::unflow_delsp(&text), self.limits.part_bytes);
-                        self.unflowed.push(unflowed);
-                    }
-                    self.leaf_text(kind, &text);
+                    self.text_leaf(part, kind, &text);
                 }
                 PartType::Message(inner) if depth < self.limits.nesting_depth => {
                     self.parts(inner, depth + 1);
@@ -408,6 +398,23 @@ impl Collector<'_> {
                     }
                 }
                 PartType::Multipart(_) => {}
+            }
+        }
+    }
+
+    /// A text leaf of `part`. In `format=flowed; delsp=yes` plain text the links are read
+    /// as its reader sees them, joined at soft breaks, in the text's own place among the
+    /// parts' (review: read after every part's, a joined link was cut from the middle of
+    /// the list); bounded as the raw text is, for links only (SpamAssassin's body rules see
+    /// the lines as sent).
+    fn text_leaf(&mut self, part: &MessagePart<'_>, kind: RenderKind, text: &str) {
+        self.leaf_text(kind, text);
+        if kind == RenderKind::Plain && flowed::deletes_soft_break_spaces(part) {
+            let (shown, cut) =
+                head_and_tail(&flowed::unflow_delsp(text), self.limits.raw_part_bytes);
+            self.truncated |= cut;
+            if let Some(links) = self.rendered.last_mut() {
+                *links = shown;
             }
         }
     }

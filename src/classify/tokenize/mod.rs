@@ -263,7 +263,7 @@ impl Tokenizer {
                 if is_html || as_html || looks_like_html(&text) {
                     self.html_text(&text, sink, &mut links);
                 } else {
-                    self.body_text(&text, sink);
+                    self.plain_text(part, &text, sink);
                 }
                 continue;
             }
@@ -278,12 +278,8 @@ impl Tokenizer {
                         || ct.as_deref() == Some("text/html");
                     if html {
                         self.html_text(&text, sink, &mut links);
-                    } else if flowed::deletes_soft_break_spaces(part) {
-                        // Words and links split at a soft break read whole, as shown.
-                        let text = text.replace("\r\n", "\n");
-                        self.body_text(&flowed::unflow_delsp(&text), sink);
                     } else {
-                        self.body_text(&text, sink);
+                        self.plain_text(part, &text, sink);
                     }
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
@@ -320,6 +316,16 @@ impl Tokenizer {
             }
         }
         self.url_features(&links, sink);
+    }
+
+    /// A plain text's words; in `format=flowed; delsp=yes` text, words and links split at
+    /// a soft break read whole, as shown (also when its body was repaired, review).
+    fn plain_text(&self, part: &mail_parser::MessagePart<'_>, text: &str, sink: &mut Sink) {
+        if flowed::deletes_soft_break_spaces(part) {
+            self.body_text(&flowed::unflow_delsp(&text.replace("\r\n", "\n")), sink);
+        } else {
+            self.body_text(text, sink);
+        }
     }
 
     fn html_text(&self, text: &str, sink: &mut Sink, links: &mut Vec<String>) {

@@ -682,6 +682,14 @@ fn flowed_text_that_deletes_its_soft_break_spaces_reads_joined() {
     // Without delsp=yes the space stays on screen: two words, as written.
     let n = flowed("no");
     assert!(!has(&n, "viagra") && has(&n, "agra"), "{n:?}");
+    // Regression (review): a body that needed repair (`"base64"`) was not joined.
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode("Cheap vi \r\nagra today\r\n");
+    let n = names(&format!(
+        "Subject: x\r\nContent-Type: text/plain; format=flowed; delsp=yes\r\n\
+         Content-Transfer-Encoding: \"base64\"\r\n\r\n{data}\r\n"
+    ));
+    assert!(has(&n, "viagra"), "{n:?}");
 }
 
 /// Regression (link evasion probe): a browser follows an `href` after any number of other

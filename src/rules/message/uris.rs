@@ -56,23 +56,16 @@ const MAX_COLLECTED: usize = 16 * MAX_URIS;
 /// The links of a message, as SpamAssassin's `uri_list_canonicalize` lists them (a URL
 /// inside another one's path or query, a redirector's target, among them). At most
 /// [`MAX_URIS`] links as written: each source (the text a reader sees, the markup's
-/// links, the rest of the decoded text, the addresses written in the text; `unflowed`
-/// holds `delsp=yes` flowed texts joined as their reader sees them) has its fair
+/// links, the rest of the decoded text, the addresses written in the text) has its fair
 /// share of them, and a source with more than its share keeps both its ends. Padding in
 /// one source (1,000 links in an HTML comment, or in text hidden by CSS) does not push
 /// out the links of another (review: hidden text filled the list before the one real
 /// link, which no `uri` rule and no URIBL lookup then saw), and padding ahead of a link
 /// in its own source does not either.
-pub(super) fn extract_uris(
-    rendered: &[String],
-    unflowed: &[String],
-    raw: &[String],
-    html: &[String],
-) -> Vec<String> {
+pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
     let mut sources: [Links; 4] = Default::default();
     let [seen_text, in_markup, in_raw, addresses] = &mut sources;
-    // A flowed text's links as its reader sees them, joined at soft breaks.
-    for uri in text_links(rendered).chain(text_links(unflowed)) {
+    for uri in text_links(rendered) {
         seen_text.collect(uri);
     }
     if let Some(attr) = HTML_ATTR.as_ref() {

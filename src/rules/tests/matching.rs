@@ -337,6 +337,35 @@ fn uri_rules_see_a_flowed_link_joined_as_shown() {
     };
     assert_eq!(names(&rules, raw("yes").as_bytes()), vec!["SPAM_HOST"]);
     assert!(names(&rules, raw("no").as_bytes()).is_empty());
+    // Regression (review): the joined links were read after every part's, so 600 plain
+    // links and 600 split ones after the spammer's cut it from the middle of the list; a
+    // body that needed repair (`"base64"`) was not joined at all; a large part's middle was
+    // cut at the rendered text's bound, not the raw text's.
+    let padding: String = (0..600)
+        .map(|n| format!("http://pad{n}.example/ http://split{n}.exa \r\nmple/\r\n"))
+        .collect();
+    let crowded = format!(
+        "Subject: s\r\nContent-Type: text/plain; format=flowed; delsp=yes\r\n\r\n\
+         Go to http://spam.exa \r\nmple/offer now\r\n{padding}"
+    );
+    assert_eq!(names(&rules, crowded.as_bytes()), vec!["SPAM_HOST"]);
+    let repaired = {
+        use base64::Engine;
+        let body = "Go to http://spam.exa \r\nmple/offer now\r\n";
+        let data = base64::engine::general_purpose::STANDARD.encode(body);
+        format!(
+            "Subject: s\r\nContent-Type: text/plain; format=flowed; delsp=yes\r\n\
+             Content-Transfer-Encoding: \"base64\"\r\n\r\n{data}\r\n"
+        )
+    };
+    assert_eq!(names(&rules, repaired.as_bytes()), vec!["SPAM_HOST"]);
+    let filler = "word ".repeat(30_000);
+    let large = format!(
+        "Subject: s\r\nContent-Type: text/plain; format=flowed; delsp=yes\r\n\r\n\
+         {filler}\r\nGo to http://spam.exa \r\nmple/offer now\r\n{filler}\r\n"
+    );
+    let hits = names(&rules, large.as_bytes());
+    assert!(hits.contains(&"SPAM_HOST".to_string()), "{hits:?}");
 }
 
 /// Regression (link evasion probe): a long named reference (`&ZeroWidthSpace;`) in an
