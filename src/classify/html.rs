@@ -47,18 +47,35 @@ fn is_void(tag: &str) -> bool {
     )
 }
 
-/// Links collected from one page: the first half of them and the last (see [`push_link`]).
+/// Links collected from one page: the first half of them and the last (see [`Links`]).
 const MAX_LINKS: usize = 256;
 
-/// Adds `link` to a page's links, keeping the first half of [`MAX_LINKS`] and the latest
-/// others: the link that carries a pitch comes first or last, and anchors padded ahead of
+/// A page's links as they are found: the first half of [`MAX_LINKS`] and the latest
+/// others. The link that carries a pitch comes first or last, and anchors padded ahead of
 /// it must not push it out (link evasion probe: 300 empty anchors before the spammer's
 /// link left it no token).
-fn push_link(links: &mut Vec<String>, link: String) {
-    if links.len() == MAX_LINKS {
-        links.remove(MAX_LINKS / 2);
+#[derive(Default)]
+struct Links {
+    head: Vec<String>,
+    tail: std::collections::VecDeque<String>,
+}
+
+impl Links {
+    fn push(&mut self, link: String) {
+        if self.head.len() < MAX_LINKS / 2 {
+            self.head.push(link);
+            return;
+        }
+        if self.tail.len() == MAX_LINKS - MAX_LINKS / 2 {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(link);
     }
-    links.push(link);
+
+    fn into_vec(mut self) -> Vec<String> {
+        self.head.extend(self.tail);
+        self.head
+    }
 }
 
 /// Deepest nesting of elements followed for their styles; deeper ones inherit.
@@ -497,10 +514,16 @@ pub(super) fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
-/// Attributes of one tag kept whatever their name; past them, only a link attribute the tag
-/// has not given yet (link evasion probe: an `href` after 32 junk attributes, which a
-/// browser follows, gave no link). The tag's length bounds the reading.
+/// Attributes of one tag kept whatever their name; past them, only those the renderer
+/// reads (links, style, class, id, `hidden`, `dir`, colours), each the first of its name (link
+/// evasion probe: an `href` after 32 junk attributes, which a browser follows, gave no
+/// link; review: so did a `style` that hides text). The tag's length bounds the reading.
 const MAX_ATTRIBUTES: usize = 32;
+
+/// Attributes the renderer reads besides the links.
+const READ_ATTRIBUTES: [&str; 8] = [
+    "style", "class", "id", "hidden", "dir", "color", "bgcolor", "text",
+];
 
 /// Attributes whose value a browser opens or sends a form to.
 fn is_link_attribute(name: &str, element: &str) -> bool {
@@ -510,9 +533,9 @@ fn is_link_attribute(name: &str, element: &str) -> bool {
     ) || (name == "src" && element != "img")
 }
 
-/// Parses the attributes of one tag body (after the name) into (name, value) pairs: the
-/// first [`MAX_ATTRIBUTES`], then the link attributes of `element` not given before (a
-/// browser keeps the first of two attributes of one name).
+/// Parses the attributes of one tag body (after the name) into (name, value) pairs, the
+/// first of each name only, as a browser keeps them: any [`MAX_ATTRIBUTES`], then the link
+/// attributes of `element` and [`READ_ATTRIBUTES`].
 fn attributes(body: &str, element: &str) -> Vec<(String, String)> {
     let b = body.as_bytes();
     let mut out: Vec<(String, String)> = Vec::new();
@@ -556,9 +579,9 @@ fn attributes(body: &str, element: &str) -> Vec<(String, String)> {
                 value = body[vs..i].to_string();
             }
         }
-        let room = out.len() < MAX_ATTRIBUTES
-            || (is_link_attribute(&name, element) && !out.iter().any(|(n, _)| *n == name));
-        if room {
+        let read = || is_link_attribute(&name, element) || READ_ATTRIBUTES.contains(&name.as_str());
+        let room = out.len() < MAX_ATTRIBUTES || read();
+        if room && !out.iter().any(|(n, _)| *n == name) {
             out.push((name, value));
         }
     }
@@ -579,6 +602,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
         ..HtmlRender::default()
     };
     let sheet = StyleSheet::parse(html);
+    let mut links = Links::default();
     let mut closing_tags = ClosingTags::default();
     // The page is white unless the sheet paints its body (or `html`): a browser paints the
     // page with it even when the markup has no `<body>` tag.
@@ -608,7 +632,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
                 // Outlook shows it, with links other clients never see (link evasion
                 // probe: `<!--[if mso]><a href="&#104;ttp://spam.test/">` gave no token).
                 for link in render_page(content, false).links {
-                    push_link(&mut r.links, link);
+                    links.push(link);
                 }
             }
             rest = &comment[len..];
@@ -656,7 +680,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
             if is_link_attribute(an, &name) && !av.is_empty() {
                 let mut decoded = String::with_capacity(av.len());
                 push_text(av.trim(), true, &mut decoded);
-                push_link(&mut r.links, decoded);
+                links.push(decoded);
             }
         }
         if name == "bdo" {
@@ -703,6 +727,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
         }
     }
     push_page_text(rest, &mut r, &mut styles);
+    r.links = links.into_vec();
     r
 }
 

@@ -724,3 +724,22 @@ fn anchors_padded_ahead_of_a_link_do_not_hide_it() {
     assert!(has(&n, "u:d:spam.example"), "{n:?}");
     assert!(has(&n, "u:d:pad0.example"), "{n:?}");
 }
+
+/// Regression (review): past a tag's 32nd attribute only links were read, so a `style`
+/// there that hides ham words left them counted as shown; of two attributes of one name
+/// both were read, where a browser keeps the first.
+#[test]
+fn attributes_a_browser_reads_count_wherever_they_stand() {
+    let junk: String = (0..40).map(|n| format!(" data-x{n}=\"1\"")).collect();
+    let raw = format!(
+        "Subject: x\r\nContent-Type: text/html\r\n\r\n<p>Buy pills \
+         <span{junk} style=\"display:none\">meeting agenda</span> \
+         <a href=\"http://first.example/\" href=\"http://second.example/\">x</a></p>\r\n"
+    );
+    let n = names(&raw);
+    assert!(has(&n, "h:agenda") && !has(&n, "agenda"), "{n:?}");
+    assert!(
+        has(&n, "u:d:first.example") && !has(&n, "u:d:second.example"),
+        "{n:?}"
+    );
+}
