@@ -83,18 +83,23 @@ struct EncodedWord {
 
 impl EncodedWord {
     /// Reads the word at the start of `text` (which starts with `=?`): the word and its
-    /// length in `text`. SpamAssassin's grammar, `=?[\w*-]+?[BbQq]?[^?]*?=`: the text runs
-    /// to the next `?`, which must close the word. Every search stops at the next `?`, so
-    /// reading a header is linear however many `=?` it holds (a search for `?=` over the
-    /// rest of the value made a megabyte of `=?a?q?x` take seconds).
+    /// length in `text`. `=?charset?[BbQq]?[^?]*?=`, the charset any printable ASCII but
+    /// `?` and `=`, blanks around it dropped, as clients read it (header probe:
+    /// SpamAssassin's `[\w*-]+` left `ansi_x3.4-1968`, `iso_8859-1:1987` and `=? utf-8?`,
+    /// which Thunderbird and Python decode, as written). The text runs to the next `?`,
+    /// which must close the word. Every search stops at the next `?`, so reading a header
+    /// is linear however many `=?` it holds (a search for `?=` over the rest of the value
+    /// made a megabyte of `=?a?q?x` take seconds).
     fn read(text: &str) -> Option<(EncodedWord, usize)> {
         let body = text.strip_prefix("=?")?;
-        let charset_end =
-            body.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*')))?;
-        if charset_end == 0 || body.as_bytes()[charset_end] != b'?' {
+        let charset_end = body.find(|c: char| !is_charset_char(c))?;
+        if body.as_bytes()[charset_end] != b'?' {
             return None;
         }
-        let charset = &body[..charset_end];
+        let charset = body[..charset_end].trim_matches([' ', '\t']);
+        if charset.is_empty() || charset.contains([' ', '\t']) {
+            return None;
+        }
         let after_charset = &body[charset_end + 1..];
         let encoding = after_charset.as_bytes().first()?;
         if after_charset.as_bytes().get(1) != Some(&b'?') {
@@ -120,6 +125,11 @@ impl EncodedWord {
             len,
         ))
     }
+}
+
+/// Whether `c` may stand in an encoded word's charset field (blanks only around the label).
+fn is_charset_char(c: char) -> bool {
+    (c.is_ascii_graphic() && c != '?' && c != '=') || c == ' ' || c == '\t'
 }
 
 /// The `Q` encoding: `_` is a space, `=XX` a byte; anything else as written.
@@ -198,9 +208,12 @@ mod tests {
         );
         assert_eq!(decode_unstructured("=?utf-8?q?Via gra?="), "Via gra");
         assert_eq!(decode_unstructured("=?utf-8?b?Vmlh Z3Jh?="), "Viagra");
+        // Unlike SpamAssassin, any printable label and blanks around it, as clients read
+        // them (header probe); a blank inside a label is no label.
+        assert_eq!(decode_unstructured("=?iso.8859-1?q?x?="), "x");
         assert_eq!(
-            decode_unstructured("=?iso.8859-1?q?x?="),
-            "=?iso.8859-1?q?x?="
+            decode_unstructured("=?ansi_x3.4-1968?q?FREE_CASH?= =? utf-8 ?q?_now?="),
+            "FREE CASH now"
         );
         assert_eq!(decode_unstructured("=?utf-8?q?a=+Fb?="), "a=+Fb");
         assert_eq!(decode_unstructured("=?koi8-r?b?8NLJ18XU?="), "Привет");

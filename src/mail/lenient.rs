@@ -144,10 +144,20 @@ fn padded_midway(raw: &[u8]) -> bool {
 /// Text of `bytes` in the declared `charset`; without a known charset, UTF-8 where the
 /// bytes are UTF-8 and each other byte as Windows-1252 ([`utf8_or_windows_1252`], what
 /// mail clients fall back to; review: the whole text was read as Windows-1252 at the
-/// first stray byte, Cyrillic words and all).
+/// first stray byte, Cyrillic words and all). A label clients read otherwise than
+/// mail-parser's table (HZ, ISO-2022-KR/CN, `utf7`, UTF-32, blanks or quotes around it) is
+/// read as they read it, in encoded words and file names as in bodies (header probe).
 pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
-    if let Some(decode) = charset.and_then(|cs| charset_decoder(cs.trim().as_bytes())) {
-        return decode(bytes);
+    if let Some(label) = charset {
+        // The text as mail-parser's table would give it matters only to tell 8-bit bytes
+        // under a US-ASCII label: any non-ASCII text says so.
+        let as_parsed = if bytes.is_ascii() { "" } else { "\u{FFFD}" };
+        if let Some(reading) = charsets::client_reading(label, label, as_parsed) {
+            return reading.decode(bytes);
+        }
+        if let Some(decode) = charset_decoder(label.trim().as_bytes()) {
+            return decode(bytes);
+        }
     }
     utf8_or_windows_1252(bytes)
 }

@@ -5,6 +5,7 @@ pub mod address;
 pub mod charsets;
 pub mod date;
 pub mod delimiters;
+pub mod display_names;
 pub mod encoded_words;
 pub mod file_names;
 pub mod flowed;

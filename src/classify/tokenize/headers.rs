@@ -5,6 +5,7 @@
 
 use super::{bucket, reg_domain, shape, tld, words_in, Sink, Tokenizer};
 use crate::classify::normalize::{join_spaced_letters, normalize_text};
+use crate::mail::display_names::mailboxes;
 use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::{raw_value, value_as_read};
 use crate::mail::trace::hops_after_delivery;
@@ -20,18 +21,20 @@ impl Tokenizer {
         // words as two U+FFFD).
         // 8-bit bytes that are not UTF-8 read as Windows-1252, as the rules read them (a
         // raw Latin-1 subject is no subject to `header_raw`).
+        // The first Subject field, which clients show (header probe: the last was read, so
+        // a second, harmless Subject hid the pitch of the first from the classifier).
         let raw_subject = msg
             .root_part()
             .headers
             .iter()
-            .rfind(|h| h.name == HeaderName::Subject);
+            .find(|h| h.name == HeaderName::Subject);
         match raw_subject.map(|h| value_as_read(msg.raw_message(), h)) {
             Some(s) => self.subject(&decode_unstructured(&s), msg, sink),
             None => sink.push("s:m:none".to_string()),
         }
         // From.
         let from_domain = match msg.from().and_then(Address::first) {
-            Some(a) => self.from(a, sink),
+            Some(a) => self.from(a, &shown_from_name(msg), sink),
             None => {
                 sink.push("f:m:none".to_string());
                 None
@@ -195,8 +198,10 @@ impl Tokenizer {
     }
 
     /// From features; returns the sender's registrable domain.
-    fn from(&self, a: &Addr<'_>, sink: &mut Sink) -> Option<String> {
-        match a.name() {
+    /// `shown_name` is the display name as clients read it ([`shown_from_name`]), which
+    /// stands for the parser's.
+    fn from(&self, a: &Addr<'_>, shown_name: &Option<String>, sink: &mut Sink) -> Option<String> {
+        match shown_name.as_deref().or(a.name()) {
             Some(n) if !n.trim().is_empty() => {
                 let norm = normalize_text(n);
                 if norm.contains('@') {
@@ -298,4 +303,21 @@ fn is_dynamic_name(host: &str) -> bool {
         ]
         .iter()
         .any(|k| host.contains(k))
+}
+
+/// The display name of the From field's first mailbox as clients show it (charsets
+/// mail-parser's table reads otherwise, see [`crate::mail::display_names`]); `None` where
+/// the parser's reading stands. The field is the one `Message::from` reads (the last), so
+/// that name and address stay one mailbox's.
+fn shown_from_name(msg: &Message<'_>) -> Option<String> {
+    let field = msg
+        .root_part()
+        .headers
+        .iter()
+        .rfind(|h| h.name == HeaderName::From)?;
+    let raw = value_as_read(msg.raw_message(), field);
+    if !raw.contains("=?") {
+        return None;
+    }
+    mailboxes(&raw, false).into_iter().next()?.name
 }

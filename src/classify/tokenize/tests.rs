@@ -743,3 +743,16 @@ fn attributes_a_browser_reads_count_wherever_they_stand() {
         "{n:?}"
     );
 }
+
+/// Regression (header probe): the classifier read the last of two Subject fields (clients
+/// show the first), and a From name in a charset mail-parser's table reads otherwise
+/// (`hz-gb-2312`) as one U+FFFD.
+#[test]
+fn the_subject_and_from_name_clients_show_are_read() {
+    let n = names(
+        "Subject: Cheap pharmacy deals\r\nSubject: Meeting notes\r\n\
+         From: =?hz-gb-2312?q?Casino_Deals?= <bob@example.org>\r\n\r\nhello\r\n",
+    );
+    assert!(has(&n, "s:pharmacy") && !has(&n, "s:meeting"), "{n:?}");
+    assert!(has(&n, "f:n:casino") && has(&n, "f:n:deals"), "{n:?}");
+}

@@ -4,8 +4,7 @@
 use super::lines::normalize_newlines;
 use super::{HeaderField, MessageView};
 use crate::rules::model::{AddrPart, HeaderSource, HeaderTarget, Instance};
-use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, Message};
+use mail_parser::Message;
 
 impl MessageView {
     /// The text a `header` rule sees for `target`, or `None` when the header is missing
@@ -158,37 +157,23 @@ impl MessageView {
     }
 }
 
-/// Keeps an encoded word (`=?utf-8?B?...?=`) from being decoded by the address parser:
-/// `From:name:raw` is the name as written.
-const ENCODED_WORD_GUARD: &str = "=\u{E000}?";
-
-/// Addresses or display names of one header value; `raw` keeps names' encoded words.
+/// Addresses or display names of one header value; `raw` keeps names' encoded words
+/// (`From:name:raw`), else they are decoded as clients show them.
 fn addresses(raw: &str, part: AddrPart, keep_encoded: bool) -> Vec<String> {
-    let guarded;
-    let text = if keep_encoded && part == AddrPart::Name {
-        guarded = raw.replace("=?", ENCODED_WORD_GUARD);
-        guarded.as_str()
-    } else {
-        raw
-    };
-    let mut bytes = text.as_bytes().to_vec();
-    bytes.extend_from_slice(b"\r\n");
     let mut out = Vec::new();
-    if let HeaderValue::Address(list) = MessageStream::new(&bytes).parse_address() {
-        for addr in list.iter() {
-            let value = match part {
-                AddrPart::Addr => addr.address().map(str::to_string),
-                _ => addr.name().map(|n| {
-                    // Whitespace runs are one space, as SpamAssassin normalises them.
-                    let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
-                    n.strip_prefix('\'')
-                        .and_then(|n| n.strip_suffix('\''))
-                        .map_or_else(|| n.clone(), str::to_string)
-                }),
-            };
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                out.push(v.replace(ENCODED_WORD_GUARD, "=?"));
-            }
+    for mailbox in crate::mail::display_names::mailboxes(raw, keep_encoded) {
+        let value = match part {
+            AddrPart::Addr => mailbox.address,
+            _ => mailbox.name.map(|n| {
+                // Whitespace runs are one space, as SpamAssassin normalises them.
+                let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
+                n.strip_prefix('\'')
+                    .and_then(|n| n.strip_suffix('\''))
+                    .map_or_else(|| n.clone(), str::to_string)
+            }),
+        };
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            out.push(v);
         }
     }
     if out.is_empty() && part == AddrPart::Addr {

@@ -310,6 +310,34 @@ fn body_rules_read_text_in_every_charset_a_client_shows() {
     }
 }
 
+/// Regression (header probe): a Subject or From name in encoded words labelled as
+/// clients accept (`ansi_x3.4-1968`, blanks around the label, `hz-gb-2312`, UTF-32,
+/// `utf16`) reached the header rules as written or as one U+FFFD.
+#[test]
+fn header_rules_read_encoded_words_in_every_charset_a_client_shows() {
+    let rules = compile(
+        "header SUBJ_PITCH Subject =~ /cheap pills/\n\
+         header NAME_PITCH From:name =~ /cheap pills/\n",
+    );
+    // "cheap pills" in UTF-32LE with its byte-order mark, and in UTF-16LE without one.
+    let utf32 = "//4AAGMAAABoAAAAZQAAAGEAAABwAAAAIAAAAHAAAABpAAAAbAAAAGwAAABzAAAA";
+    let utf16 = "YwBoAGUAYQBwACAAcABpAGwAbABzAA==";
+    for word in [
+        "=?ansi_x3.4-1968?q?cheap_pills?=".to_string(),
+        "=? utf-8 ?q?cheap_pills?=".to_string(),
+        "=?hz-gb-2312?q?cheap_pills?=".to_string(),
+        format!("=?utf-32?B?{utf32}?="),
+        format!("=?utf16?B?{utf16}?="),
+    ] {
+        let raw = format!("Subject: {word}\r\nFrom: {word} <a@example.org>\r\n\r\nhi\r\n");
+        assert_eq!(
+            names(&rules, raw.as_bytes()),
+            vec!["NAME_PITCH", "SUBJ_PITCH"],
+            "{word}"
+        );
+    }
+}
+
 /// Regression (link evasion probe): a button's `formaction`, which a browser sends the form
 /// to, was not listed.
 #[test]
