@@ -78,6 +78,51 @@ pub fn client_reading(label: &str, parsed: &str, text: &str) -> Option<ClientRea
     }
 }
 
+/// Bytes of an HTML page a browser's prescan reads for its `<meta>` charset.
+const META_PRESCAN_BYTES: usize = 1024;
+
+/// The charset an HTML page declares in a `<meta charset>` or `<meta http-equiv
+/// content="…; charset=…">` within its first [`META_PRESCAN_BYTES`], as a browser's
+/// prescan finds it; `None` for none, and for the UTF-8, ASCII and UTF-16 labels, which
+/// add nothing to reading undeclared text as UTF-8 (a page's UTF-16 label means UTF-8 to a
+/// browser).
+pub fn meta_charset(page: &[u8]) -> Option<String> {
+    let head = &page[..page.len().min(META_PRESCAN_BYTES)];
+    let lower = head.to_ascii_lowercase();
+    let mut at = 0;
+    while let Some(found) = find(&lower, at, b"<meta") {
+        let tag_end = find(&lower, found, b">").unwrap_or(lower.len());
+        let tag = &lower[found..tag_end];
+        at = tag_end;
+        let Some(key) = find(tag, 0, b"charset") else {
+            continue;
+        };
+        let rest = &tag[key + b"charset".len()..];
+        let rest = rest
+            .trim_ascii_start()
+            .strip_prefix(b"=")?
+            .trim_ascii_start();
+        let rest = rest
+            .strip_prefix(b"\"")
+            .or(rest.strip_prefix(b"'"))
+            .unwrap_or(rest);
+        let len = rest
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || b"._:+-".contains(b)))
+            .unwrap_or(rest.len());
+        let label = std::str::from_utf8(&rest[..len]).ok()?;
+        if label.is_empty() {
+            continue;
+        }
+        return match label {
+            "utf-8" | "utf8" | "us-ascii" | "ascii" | "unicode-1-1-utf-8" => None,
+            l if l.starts_with("utf-16") || l == "utf16" => None,
+            l => Some(l.to_string()),
+        };
+    }
+    None
+}
+
 impl ClientReading {
     /// `bytes` decoded as a client reads them.
     pub fn decode(&self, bytes: &[u8]) -> String {
@@ -294,6 +339,20 @@ mod tests {
         assert_eq!(folded("").as_deref(), Some("Viagra"));
         assert_eq!(folded("\"utf-16 le\"").as_deref(), Some("Viagra"));
         assert_eq!(folded("utf-16le"), None);
+    }
+
+    #[test]
+    fn a_pages_meta_charset_is_found_as_a_browser_finds_it() {
+        assert_eq!(
+            meta_charset(b"<html><head><META charset=\"Windows-1251\">").as_deref(),
+            Some("windows-1251")
+        );
+        let equiv =
+            b"<meta name=x><meta http-equiv=Content-Type content='text/html; charset=koi8-r'>";
+        assert_eq!(meta_charset(equiv).as_deref(), Some("koi8-r"));
+        assert_eq!(meta_charset(b"<meta charset=utf-8><p>x"), None);
+        let late = [b" ".repeat(1100), b"<meta charset=koi8-r>".to_vec()].concat();
+        assert_eq!(meta_charset(&late), None);
     }
 
     #[test]

@@ -175,9 +175,17 @@ pub fn text_as_clients_read<'t>(
     let parsed = part.content_type().and_then(|c| c.attribute("charset"));
     // A charset mail-parser reads otherwise than clients (HZ, ISO-2022-KR/CN, spellings
     // it lacks, a label it did not get), decoded as they read it (charset probe).
+    // An HTML part the MIME header gives no charset is read by the `<meta>` charset of
+    // its page, as clients render it (a browser's prescan).
     let declared = match parsed {
         Some(label) => Some(Cow::Borrowed(label)),
-        None => raw_charset(message, part).map(Cow::Owned),
+        None => raw_charset(message, part)
+            .or_else(|| {
+                matches!(part.body, PartType::Html(_))
+                    .then(|| charsets::meta_charset(&file_bytes(message, part).data))
+                    .flatten()
+            })
+            .map(Cow::Owned),
     };
     if let Some(reading) =
         declared.and_then(|label| charsets::client_reading(&label, parsed.unwrap_or(""), text))

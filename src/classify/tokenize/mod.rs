@@ -63,8 +63,10 @@ pub struct Tokenizer;
 
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up on non-ASCII text.
+    // The slashes after a scheme as a browser reads them (`http:\\`, `http:/`, none; link
+    // probe), which `Link::parse` reads so too.
     Regex::new(
-        r#"(?i)(?-u:\b)(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{1,2000}|(?-u:\b)mailto:[^\s<>"']{3,256}"#,
+        r#"(?i)(?-u:\b)(?:(?:https?|ftp):[/\\]{0,3}[^\s<>"'`{}|\\^\[\]/]|www\.)[^\s<>"'`{}|^\[\]]{1,2000}|(?-u:\b)mailto:[^\s<>"']{3,256}"#,
     )
     .ok()
 });

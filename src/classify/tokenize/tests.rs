@@ -756,3 +756,17 @@ fn the_subject_and_from_name_clients_show_are_read() {
     assert!(has(&n, "s:pharmacy") && !has(&n, "s:meeting"), "{n:?}");
     assert!(has(&n, "f:n:casino") && has(&n, "f:n:deals"), "{n:?}");
 }
+
+/// Regression (link probe): `http:\\host\path` and one or no slash after the scheme,
+/// which browsers open as `http://host/path`, gave no URL token.
+#[test]
+fn links_with_the_slashes_a_browser_forgives_give_their_host() {
+    for link in [
+        "http:\\\\spam-host.example\\offer",
+        "http:/spam-host.example/offer",
+        "https:spam-host.example/offer",
+    ] {
+        let n = names(&format!("Subject: s\r\n\r\nVisit {link} now\r\n"));
+        assert!(has(&n, "u:d:spam-host.example"), "{link}: {n:?}");
+    }
+}

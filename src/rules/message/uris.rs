@@ -6,17 +6,47 @@ use crate::mail::url::both_ends;
 use crate::rules::html_text::decode_entities;
 use crate::rules::uri_forms::{as_listed, uri_forms};
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Entries of the `uri` list at most: the links as written and the other forms of them.
 const MAX_URI_FORMS: usize = 4 * MAX_URIS;
 
-/// The links written in `texts` (`TEXT_URI`), in order.
-fn text_links(texts: &[String]) -> impl Iterator<Item = &str> {
+/// The links written in `texts` (`TEXT_URI`), in order, each as a client opens it: a link
+/// a client would not see (a scheme glued to an ASCII letter, `xhttp://`) is skipped, and a
+/// link written between `<…>` or `"…"` with blanks in it (`<http://spa m.example/>`) is
+/// read whole with its blanks dropped, as Thunderbird links it.
+fn text_links(texts: &[String]) -> impl Iterator<Item = Cow<'_, str>> {
     TEXT_URI.as_ref().into_iter().flat_map(move |re| {
-        texts
-            .iter()
-            .flat_map(move |text| re.find_iter(text).map(|m| m.as_str()))
+        texts.iter().flat_map(move |text| {
+            re.find_iter(text)
+                .filter(|m| starts_a_link(text, m.start()))
+                .map(|m| Cow::Borrowed(m.as_str()))
+                .chain(bracketed_links(text))
+        })
+    })
+}
+
+/// Whether a link may start at `start` of `text`: a client's scan back from the scheme
+/// stops at anything but an ASCII letter, digit, `+`, `-` or `.`, so a link glued to CJK
+/// or Cyrillic text, or to `_`, is one (link probe: `访问http://spam.example/` was missed,
+/// `\b` saw no boundary between two letters).
+fn starts_a_link(text: &str, start: usize) -> bool {
+    !text[..start]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// The links between `<…>` or `"…"` on one line that hold blanks, blanks dropped.
+fn bracketed_links(text: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    BRACKETED_URI.as_ref().into_iter().flat_map(move |re| {
+        re.captures_iter(text).filter_map(|caps| {
+            let inner = caps.get(1)?.as_str();
+            inner
+                .contains([' ', '\t'])
+                .then(|| Cow::Owned(inner.chars().filter(|c| !matches!(c, ' ' | '\t')).collect()))
+        })
     })
 }
 
@@ -66,7 +96,7 @@ pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String])
     let mut sources: [Links; 4] = Default::default();
     let [seen_text, in_markup, in_raw, addresses] = &mut sources;
     for uri in text_links(rendered) {
-        seen_text.collect(uri);
+        seen_text.collect(&uri);
     }
     if let Some(attr) = HTML_ATTR.as_ref() {
         for doc in html {
@@ -88,7 +118,7 @@ pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String])
         }
     }
     for uri in text_links(raw) {
-        in_raw.collect(uri);
+        in_raw.collect(&uri);
     }
     // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
     if let Some(re) = TEXT_ADDRESS.as_ref() {
@@ -177,11 +207,20 @@ pub(super) fn fair_shares(lens: &[usize], total: usize) -> Vec<usize> {
     shares
 }
 
+/// A link in text: a scheme with the slashes a browser reads (`http:\\`, `http:/`, none:
+/// WHATWG URL's special-scheme slashes), a `mailto:`, or `www.` and a host whose labels may
+/// be any letters (`www.spam．example`, full-width letters, which IDNA maps). Where a link
+/// may start is [`starts_a_link`]'s to say.
 static TEXT_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)\b(?:(?:https?|ftp)://[^\s<>"'`(){}\[\]\\^|]+|mailto:[^\s<>"'`(){}\[\]\\]+|www\d{0,3}\.[a-z0-9-]+(?:\.[a-z0-9-]+)+(?:[/?#:][^\s<>"'`(){}\[\]\\^|]*)?)"#,
+        r#"(?i)(?:(?:https?|ftp):[/\\]{0,3}[^\s<>"'`(){}\[\]^|/\\][^\s<>"'`(){}\[\]^|]*|mailto:[^\s<>"'`(){}\[\]\\]+|www\d{0,3}[.．。｡][^\s<>"'`(){}\[\]\\^|/?#:.．。｡]+(?:[.．。｡][^\s<>"'`(){}\[\]\\^|/?#:.．。｡]+)+(?:[/?#:][^\s<>"'`(){}\[\]\\^|]*)?)"#,
     )
     .ok()
+});
+
+/// A link between `<…>` or `"…"` on one line (at most 500 characters).
+static BRACKETED_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r#"(?i)[<"]((?:https?://|ftp://|mailto:|www\.)[^<>"\r\n]{1,500})[>"]"#).ok()
 });
 
 static TEXT_ADDRESS: LazyLock<Option<Regex>> = LazyLock::new(|| {

@@ -431,6 +431,38 @@ fn uri_rules_see_links_only_outlook_shows() {
     assert_eq!(names(&rules, raw), vec!["SPAM_HOST"]);
 }
 
+/// Regression (link probe): links a client makes of plain text that the list missed: a
+/// scheme glued to CJK, Cyrillic or `_` (no `\b` between two letters), `http:\\` and
+/// one or no slash (WHATWG URL reads them as `//`), `www.` with full-width or ideographic
+/// dots or letters, and blanks inside `<…>` or `"…"` (Thunderbird drops them).
+#[test]
+fn uri_rules_see_the_links_clients_make_of_plain_text() {
+    let rules = compile("uri SPAM_HOST m{^https?://(?:www\\.)?spam-host\\.test/}i\n");
+    for text in [
+        "\u{8bbf}\u{95ee}http://spam-host.test/offer",
+        "\u{421}\u{430}\u{439}\u{442}https://spam-host.test/offer",
+        "_http://spam-host.test/offer_",
+        "http:\\\\spam-host.test\\offer",
+        "https:/\\spam-host.test/",
+        "http:/spam-host.test/offer",
+        "http:spam-host.test/offer",
+        "www.spam-host\u{ff0e}test/offer",
+        "www.spam-host\u{3002}test/offer",
+        "www.\u{ff53}\u{ff50}\u{ff41}\u{ff4d}-host.test/offer",
+        "<http://spam- host.test/offer>",
+        "\"http://spam-host.\ttest/offer\"",
+    ] {
+        let raw = format!(
+            "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\r\nVisit {text} now\r\n"
+        );
+        assert_eq!(names(&rules, raw.as_bytes()), vec!["SPAM_HOST"], "{text}");
+    }
+    // A scheme glued to an ASCII letter is no link to a client.
+    let raw = b"Subject: s\r\n\r\nVisit xhttp://spam-host.test/ or Visitwww.spam-host.test/\r\n";
+    assert!(names(&rules, raw).is_empty());
+}
+
 /// Regression (review of this change): the list's cap counted forms, seven or more for a
 /// disguised redirect link, so 150 of them pushed a plain link after them out of the list.
 #[test]
