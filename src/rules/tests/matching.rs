@@ -310,6 +310,23 @@ fn body_rules_read_text_in_every_charset_a_client_shows() {
     }
 }
 
+/// An HTML part with no MIME charset is read in the charset its `<meta>` declares, as
+/// clients render it (it was read as Windows-1252: Cyrillic text as mojibake).
+#[test]
+fn an_html_part_is_read_in_its_pages_meta_charset() {
+    let rules = compile("body PITCH /\u{41a}\u{443}\u{43f}\u{438}\u{442}\u{44c}/\n");
+    // "Купить" in Windows-1251.
+    let word: &[u8] = b"\xca\xf3\xef\xe8\xf2\xfc";
+    let mut raw = b"Subject: s\r\nContent-Type: text/html\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\n<html><head>\
+<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1251\">\
+</head><body><p>"
+        .to_vec();
+    raw.extend_from_slice(word);
+    raw.extend_from_slice(b"</p></body></html>\r\n");
+    assert_eq!(names(&rules, &raw), vec!["PITCH"]);
+}
+
 /// Regression (header probe): a Subject or From name in encoded words labelled as
 /// clients accept (`ansi_x3.4-1968`, blanks around the label, `hz-gb-2312`, UTF-32,
 /// `utf16`) reached the header rules as written or as one U+FFFD.
