@@ -201,11 +201,7 @@ fn hz(bytes: &[u8]) -> String {
                 i = (end + 2).min(bytes.len());
             }
             (b, _) => {
-                out.push(if b.is_ascii() {
-                    char::from(b)
-                } else {
-                    '\u{FFFD}'
-                });
+                out.push(ascii_or_replacement(b));
                 i += 1;
             }
         }
@@ -259,16 +255,21 @@ fn iso2022(bytes: &[u8]) -> String {
             }
             0x0f => i += 1,
             b => {
-                out.push(if b.is_ascii() {
-                    char::from(b)
-                } else {
-                    '\u{FFFD}'
-                });
+                out.push(ascii_or_replacement(b));
                 i += 1;
             }
         }
     }
     out
+}
+
+/// A byte outside the double-byte runs: ASCII as itself, any other as U+FFFD.
+fn ascii_or_replacement(b: u8) -> char {
+    if b.is_ascii() {
+        char::from(b)
+    } else {
+        '\u{FFFD}'
+    }
 }
 
 /// The first `needle` in `bytes` from `from` on.
