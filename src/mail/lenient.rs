@@ -172,6 +172,26 @@ pub fn text_as_clients_read<'t>(
     part: &MessagePart<'_>,
     text: &'t str,
 ) -> Cow<'t, str> {
+    without_nul(decoded_as_clients_read(message, part, text))
+}
+
+/// NUL characters dropped: an HTML parser ignores them in text, and clients show plain
+/// text through one, so `zqx=00word` in quoted-printable (or a NUL in base64) shows one
+/// word that the rules and the classifier read as two (MIME probe). Raw NULs are refused
+/// at SMTP; only encoded ones arrive.
+fn without_nul(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
+    } else {
+        text
+    }
+}
+
+fn decoded_as_clients_read<'t>(
+    message: &Message<'_>,
+    part: &MessagePart<'_>,
+    text: &'t str,
+) -> Cow<'t, str> {
     let parsed = part.content_type().and_then(|c| c.attribute("charset"));
     // A charset mail-parser reads otherwise than clients (HZ, ISO-2022-KR/CN, spellings
     // it lacks, a label it did not get), decoded as they read it (charset probe).
@@ -390,7 +410,8 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
     } else {
         encoding.decode(bytes)
     };
-    Some((decode_charset(&decoded, charset), is_html))
+    let text = without_nul(Cow::Owned(decode_charset(&decoded, charset))).into_owned();
+    Some((text, is_html))
 }
 
 /// The text of a page a binary part holds (an `.html` file sent as
@@ -399,7 +420,11 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
 /// encoded: review), read in its declared charset.
 pub fn page_text(message: &Message<'_>, part: &MessagePart<'_>) -> String {
     let charset = part.content_type().and_then(|c| c.attribute("charset"));
-    decode_charset(&file_bytes(message, part).data, charset)
+    without_nul(Cow::Owned(decode_charset(
+        &file_bytes(message, part).data,
+        charset,
+    )))
+    .into_owned()
 }
 
 /// The encoding a part's first `Content-Transfer-Encoding` field names, as mail clients

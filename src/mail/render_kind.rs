@@ -23,17 +23,26 @@ pub enum RenderKind {
 }
 
 /// The rendering SpamAssassin gives `part`.
+/// Of two `Content-Type` fields SpamAssassin reads the last and clients the first: where
+/// the last gives no text and the first does, the part is read as clients show it (MIME
+/// probe: `text/html` then `application/octet-stream` showed a page no rule read).
 pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind {
-    let last = |name: HeaderName<'static>| {
-        part.headers
-            .iter()
-            .rfind(|h| h.name == name)
-            .map(|h| raw_value(message.raw_message.as_ref(), h))
+    let raw = message.raw_message.as_ref();
+    let fields = |name: HeaderName<'static>| {
+        let mut found = part.headers.iter().filter(move |h| h.name == name);
+        let first = found.next().map(|h| raw_value(raw, h));
+        (first, found.next_back().map(|h| raw_value(raw, h)).or(first))
     };
-    render_kind_of_fields(
-        last(HeaderName::ContentType),
-        last(HeaderName::ContentDisposition),
-    )
+    let (first_type, last_type) = fields(HeaderName::ContentType);
+    let (_, disposition) = fields(HeaderName::ContentDisposition);
+    let kind = render_kind_of_fields(last_type, disposition);
+    if first_type == last_type || matches!(kind, RenderKind::Plain | RenderKind::Html) {
+        return kind;
+    }
+    match render_kind_of_fields(first_type, disposition) {
+        shown @ (RenderKind::Plain | RenderKind::Html) => shown,
+        _ => kind,
+    }
 }
 
 /// The rendering SpamAssassin gives a leaf whose last `Content-Type` and
@@ -62,6 +71,15 @@ pub fn render_kind_of_fields(
 fn kind_of(mime_type: &str, name: Option<&str>) -> RenderKind {
     if name.is_some_and(names_html) {
         return RenderKind::Html;
+    }
+    // A type that says nothing of the content is guessed from the name, as Thunderbird
+    // does, which shows a `.txt` file so labelled as text (MIME probe).
+    let untyped = matches!(
+        mime_type,
+        "application/octet-stream" | "application/x-unknown-content-type"
+    );
+    if untyped && name.is_some_and(|n| n.to_ascii_lowercase().trim_end().ends_with(".txt")) {
+        return RenderKind::Plain;
     }
     match mime_type {
         // A leaf that calls itself multipart (its boundary never came) is text to

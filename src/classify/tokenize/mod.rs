@@ -285,10 +285,18 @@ impl Tokenizer {
                     }
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
-                    if as_html {
-                        // As the rules read it.
-                        let page = lenient::page_text(msg, part);
-                        self.html_text(&page, sink, &mut links);
+                    // As the rules read it: a page named `.html`, a `.txt` file labelled
+                    // `application/octet-stream`, a part whose first type is text.
+                    match render_kind(msg, part) {
+                        RenderKind::Html => {
+                            let page = lenient::page_text(msg, part);
+                            self.html_text(&page, sink, &mut links);
+                        }
+                        RenderKind::Plain => {
+                            let text = lenient::page_text(msg, part);
+                            self.plain_text(part, &text, sink);
+                        }
+                        RenderKind::RawOnly | RenderKind::Skipped => {}
                     }
                     if let Some(ct) = &ct {
                         sink.push2("a:ct:", ct);

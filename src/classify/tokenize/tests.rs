@@ -770,3 +770,19 @@ fn links_with_the_slashes_a_browser_forgives_give_their_host() {
         assert!(has(&n, "u:d:spam-host.example"), "{link}: {n:?}");
     }
 }
+
+/// Regression (MIME probe): a `.txt` file labelled `application/octet-stream`, which
+/// Thunderbird shows as text, gave the classifier no word, and a NUL decoded inside a word
+/// split it in two.
+#[test]
+fn text_clients_show_from_lenient_mime_is_read() {
+    let n = names(
+        "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         hello zqx=00probeword\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"x.txt\"\r\n\r\n\
+         cheap pharmacy\r\n--b--\r\n",
+    );
+    assert!(has(&n, "zqxprobeword"), "{n:?}");
+    assert!(n.iter().any(|t| t.ends_with("pharmacy")), "{n:?}");
+}

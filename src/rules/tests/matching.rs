@@ -327,6 +327,37 @@ Content-Transfer-Encoding: 8bit\r\n\r\n<html><head>\
     assert_eq!(names(&rules, &raw), vec!["PITCH"]);
 }
 
+/// Regression (MIME probe): text clients show that no body rule read: a NUL decoded from
+/// quoted-printable inside a word (an HTML parser drops it), a `.txt` file labelled
+/// `application/octet-stream` (Thunderbird guesses text from the name), and a part whose
+/// first `Content-Type` is text and last a binary type (clients read the first).
+#[test]
+fn body_rules_read_the_text_mime_leniency_shows() {
+    let rules = compile("body PITCH /cheap pills/\n");
+    for part in [
+        "Content-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>cheap pi=00lls</p>",
+        "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         Y2hlYXAgcGkAbGxz",
+        "Content-Type: application/octet-stream; name=\"x.txt\"\r\n\
+         Content-Disposition: inline\r\n\r\ncheap pills",
+        "Content-Type: text/html; charset=utf-8\r\n\
+         Content-Type: application/octet-stream\r\n\r\n<p>cheap pills</p>",
+    ] {
+        let raw = format!(
+            "Subject: s\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+             --b\r\n{part}\r\n--b--\r\n"
+        );
+        assert_eq!(names(&rules, raw.as_bytes()), vec!["PITCH"], "{part}");
+    }
+    // A program stays unread, named `.txt` or not when labelled as one.
+    let raw = b"Subject: s\r\nMIME-Version: 1.0\r\n\
+Content-Type: application/x-msdownload; name=\"x.txt\"\r\n\r\ncheap pills\r\n";
+    assert!(names(&rules, raw).is_empty());
+}
+
 /// Regression (header probe): a Subject or From name in encoded words labelled as
 /// clients accept (`ansi_x3.4-1968`, blanks around the label, `hz-gb-2312`, UTF-32,
 /// `utf16`) reached the header rules as written or as one U+FFFD.
