@@ -31,7 +31,10 @@ pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind 
     let fields = |name: HeaderName<'static>| {
         let mut found = part.headers.iter().filter(move |h| h.name == name);
         let first = found.next().map(|h| raw_value(raw, h));
-        (first, found.next_back().map(|h| raw_value(raw, h)).or(first))
+        (
+            first,
+            found.next_back().map(|h| raw_value(raw, h)).or(first),
+        )
     };
     let (first_type, last_type) = fields(HeaderName::ContentType);
     let (_, disposition) = fields(HeaderName::ContentDisposition);
