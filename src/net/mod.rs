@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod proxy;
+pub mod scope;
 pub mod stream;
 pub mod tls;
 

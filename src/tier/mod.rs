@@ -682,34 +682,10 @@ impl Tier {
     }
 }
 
-/// Whether `ip` is a public address: not loopback, private, shared (CGNAT), link-local,
-/// unique-local, documentation, benchmarking, reserved, multicast or unspecified (the
-/// special-purpose blocks of RFC 6890 that no client on the internet connects from).
+/// Whether `ip` is a public address: in no special-purpose block and no documentation
+/// block, none of which a client on the internet connects from.
 fn is_on_the_internet(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || a == 0 // "this network", 0.0.0.0/8
-                || a >= 240 // reserved, 240.0.0.0/4, and the broadcast address
-                || (a == 100 && (64..128).contains(&b)) // shared, 100.64.0.0/10
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18.0.0/15
-                || (a == 192 && b == 0 && c == 0)) // IETF protocol assignments, 192.0.0.0/24
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
+    !(crate::net::scope::is_special_purpose(ip) || crate::net::scope::is_documentation(ip))
 }
 
 /// Whether `at` (Unix seconds) lies within [`PRIMARY_FULL_HOLD`] before `now`.

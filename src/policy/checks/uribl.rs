@@ -213,32 +213,10 @@ fn address_of(uri: &str) -> Option<IpAddr> {
     host_address(&host).map(|address| address.to_canonical())
 }
 
-/// Whether a public list can list `address`: not one no host on the internet has (this
-/// network, loopback, private, shared address space, link-local, benchmarking, multicast,
-/// reserved; IPv6 loopback, unique-local, link-local, multicast). The documentation
-/// networks stay: nothing is lost by asking, and tests use them.
+/// Whether a public list can list `address`: not one no host on the internet has. The
+/// documentation networks stay: nothing is lost by asking, and tests use them.
 fn is_listable(address: IpAddr) -> bool {
-    match address {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            let shared = a == 100 && (b & 0xc0) == 64;
-            let benchmarking = a == 198 && (b & 0xfe) == 18;
-            !(a == 0
-                || v4.is_loopback()
-                || v4.is_private()
-                || shared
-                || v4.is_link_local()
-                || benchmarking
-                || a >= 224)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            let unique_local = (first & 0xfe00) == 0xfc00;
-            let link_local = (first & 0xffc0) == 0xfe80;
-            let multicast = (first & 0xff00) == 0xff00;
-            !(v6.is_loopback() || v6.is_unspecified() || unique_local || link_local || multicast)
-        }
-    }
+    !crate::net::scope::is_special_purpose(address)
 }
 
 #[async_trait]
