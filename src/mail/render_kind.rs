@@ -22,10 +22,7 @@ pub enum RenderKind {
     Skipped,
 }
 
-/// The rendering SpamAssassin gives `part`.
-/// Of two `Content-Type` fields SpamAssassin reads the last and clients the first: where
-/// the last gives no text and the first does, the part is read as clients show it (MIME
-/// probe: `text/html` then `application/octet-stream` showed a page no rule read).
+/// The rendering `part` is given ([`render_kind_of_fields`]).
 pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind {
     let raw = message.raw_message.as_ref();
     let fields = |name: HeaderName<'static>| {
@@ -38,23 +35,33 @@ pub fn render_kind(message: &Message<'_>, part: &MessagePart<'_>) -> RenderKind 
     };
     let (first_type, last_type) = fields(HeaderName::ContentType);
     let (_, disposition) = fields(HeaderName::ContentDisposition);
-    let kind = render_kind_of_fields(last_type, disposition);
+    render_kind_of_fields(first_type, last_type, disposition)
+}
+
+/// The rendering of a leaf whose first and last `Content-Type` and last
+/// `Content-Disposition` raw values are these: what [`render_kind`] reads of a parsed
+/// part, and the big-message sampler of raw fields, so both keep the same parts as text.
+/// SpamAssassin reads the last type; where it gives no text and the first (which clients
+/// read) does, the part is read as clients show it (MIME probe: `text/html` then
+/// `application/octet-stream` showed a page no rule read).
+pub fn render_kind_of_fields(
+    first_type: Option<&[u8]>,
+    last_type: Option<&[u8]>,
+    disposition: Option<&[u8]>,
+) -> RenderKind {
+    let kind = kind_of_fields(last_type, disposition);
     if first_type == last_type || matches!(kind, RenderKind::Plain | RenderKind::Html) {
         return kind;
     }
-    match render_kind_of_fields(first_type, disposition) {
+    match kind_of_fields(first_type, disposition) {
         shown @ (RenderKind::Plain | RenderKind::Html) => shown,
         _ => kind,
     }
 }
 
-/// The rendering SpamAssassin gives a leaf whose last `Content-Type` and
-/// `Content-Disposition` raw values are these: what [`render_kind`] reads of a parsed
-/// part, and the big-message sampler of raw fields, so both keep the same parts as text.
-pub fn render_kind_of_fields(
-    content_type: Option<&[u8]>,
-    disposition: Option<&[u8]>,
-) -> RenderKind {
+/// The rendering SpamAssassin gives a leaf of this `Content-Type` and
+/// `Content-Disposition`.
+fn kind_of_fields(content_type: Option<&[u8]>, disposition: Option<&[u8]>) -> RenderKind {
     // Without its line end: SpamAssassin's patterns end in Perl's `$`, which matches
     // before a final newline, where the regex crate's does not.
     let text = |v: &[u8]| {

@@ -83,9 +83,12 @@ struct Multipart {
 /// `Content-Disposition` values, as mail-parser and SpamAssassin read the last, however
 /// long the section (review: the first 16 KiB of the fields were read, and a
 /// `Content-Type` past them, or a second one, made a multipart one text part cut to its
-/// head and tail, its middle parts never scanned).
+/// head and tail, its middle parts never scanned), and the first `Content-Type`, which
+/// clients read.
 #[derive(Debug, Default)]
 struct PartFields {
+    /// The first `Content-Type` once a second one has begun.
+    first_type: Option<Vec<u8>>,
     content_type: Option<Vec<u8>>,
     disposition: Option<Vec<u8>>,
     /// The field the last line began, when one of those two: a folded line continues it.
@@ -119,6 +122,9 @@ impl PartFields {
         };
         let name = line[..colon].trim_ascii();
         let (field, slot) = if name.eq_ignore_ascii_case(b"content-type") {
+            if self.first_type.is_none() {
+                self.first_type = self.content_type.take();
+            }
             (Field::ContentType, &mut self.content_type)
         } else if name.eq_ignore_ascii_case(b"content-disposition") {
             (Field::Disposition, &mut self.disposition)
@@ -130,10 +136,11 @@ impl PartFields {
         self.current = Some(field);
     }
 
-    /// Whether SpamAssassin renders the part as text (in `body` or `rawbody`).
+    /// Whether the part is rendered as text (in `body` or `rawbody`).
     fn is_text(&self) -> bool {
-        render_kind_of_fields(self.content_type.as_deref(), self.disposition.as_deref())
-            != RenderKind::Skipped
+        let last = self.content_type.as_deref();
+        let first = self.first_type.as_deref().or(last);
+        render_kind_of_fields(first, last, self.disposition.as_deref()) != RenderKind::Skipped
     }
 }
 
