@@ -41,8 +41,9 @@ fn normalized(label: &str) -> String {
 
 /// How a client reads text labelled `label` where mail-parser reads it otherwise; `None`
 /// where its reading stands. `parsed` is the label as mail-parser got it (`""` for none:
-/// it reads no `charset= utf-16` with a blank after the `=`); `text` is its reading.
-pub fn client_reading(label: &str, parsed: &str, text: &str) -> Option<ClientReading> {
+/// it reads no `charset= utf-16` with a blank after the `=`); `ascii`: the bytes are all
+/// ASCII (a US-ASCII label then says all there is to say of them).
+pub fn client_reading(label: &str, parsed: &str, ascii: bool) -> Option<ClientReading> {
     let clean = normalized(label);
     let name = |s: &str| Some(ClientReading::Label(s.to_string()));
     match clean.as_str() {
@@ -63,7 +64,7 @@ pub fn client_reading(label: &str, parsed: &str, text: &str) -> Option<ClientRea
             Some(ClientReading::Iso2022)
         }
         // mail-parser reads the label as Windows-1252: its text is ASCII where the bytes are.
-        "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us" if !text.is_ascii() => {
+        "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us" if !ascii => {
             Some(ClientReading::NotAscii)
         }
         // A label mail-parser did not get or did not know as written (`charset=⏎ utf-16`,
@@ -286,8 +287,7 @@ mod tests {
     use super::*;
 
     fn read(label: &str, bytes: &[u8]) -> Option<String> {
-        let parsers = String::from_utf8_lossy(bytes);
-        client_reading(label, label, &parsers).map(|r| r.decode(bytes))
+        client_reading(label, label, bytes.is_ascii()).map(|r| r.decode(bytes))
     }
 
     #[test]
@@ -336,7 +336,7 @@ mod tests {
             Some("V\u{FFFD}")
         );
         // A label mail-parser did not get (a blank after the `=`) or got with a blank.
-        let folded = |parsed| client_reading("utf-16le", parsed, "").map(|r| r.decode(&utf16le));
+        let folded = |parsed| client_reading("utf-16le", parsed, false).map(|r| r.decode(&utf16le));
         assert_eq!(folded("").as_deref(), Some("Viagra"));
         assert_eq!(folded("\"utf-16 le\"").as_deref(), Some("Viagra"));
         assert_eq!(folded("utf-16le"), None);
@@ -366,9 +366,9 @@ mod tests {
             "utf-7",
             "x-unknown",
         ] {
-            assert_eq!(client_reading(label, label, "abc"), None, "{label}");
+            assert_eq!(client_reading(label, label, true), None, "{label}");
         }
-        assert_eq!(client_reading("us-ascii", "us-ascii", "plain"), None);
+        assert_eq!(client_reading("us-ascii", "us-ascii", true), None);
         assert_eq!(
             read("us-ascii", "V\u{ad}iagra".as_bytes()).as_deref(),
             Some("V\u{ad}iagra")

@@ -149,10 +149,7 @@ fn padded_midway(raw: &[u8]) -> bool {
 /// read as they read it, in encoded words and file names as in bodies (header probe).
 pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
     if let Some(label) = charset {
-        // The text as mail-parser's table would give it matters only to tell 8-bit bytes
-        // under a US-ASCII label: any non-ASCII text says so.
-        let as_parsed = if bytes.is_ascii() { "" } else { "\u{FFFD}" };
-        if let Some(reading) = charsets::client_reading(label, label, as_parsed) {
+        if let Some(reading) = charsets::client_reading(label, label, bytes.is_ascii()) {
             return reading.decode(bytes);
         }
         if let Some(decode) = charset_decoder(label.trim().as_bytes()) {
@@ -199,16 +196,17 @@ fn decoded_as_clients_read<'t>(
     // its page, as clients render it (a browser's prescan).
     let declared = match parsed {
         Some(label) => Some(Cow::Borrowed(label)),
+        // The `<meta>` tag is ASCII: the parser's reading shows it as the bytes do.
         None => raw_charset(message, part)
             .or_else(|| {
                 matches!(part.body, PartType::Html(_))
-                    .then(|| charsets::meta_charset(&file_bytes(message, part).data))
+                    .then(|| charsets::meta_charset(text.as_bytes()))
                     .flatten()
             })
             .map(Cow::Owned),
     };
-    if let Some(reading) =
-        declared.and_then(|label| charsets::client_reading(&label, parsed.unwrap_or(""), text))
+    if let Some(reading) = declared
+        .and_then(|label| charsets::client_reading(&label, parsed.unwrap_or(""), text.is_ascii()))
     {
         return Cow::Owned(reading.decode(&file_bytes(message, part).data));
     }
