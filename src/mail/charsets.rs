@@ -275,11 +275,7 @@ fn ascii_or_replacement(b: u8) -> char {
 
 /// The first `needle` in `bytes` from `from` on.
 fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
+    memchr::memmem::find(bytes.get(from..)?, needle).map(|p| from + p)
 }
 
 #[cfg(test)]
