@@ -99,10 +99,12 @@ pub fn meta_charset(page: &[u8]) -> Option<String> {
             continue;
         };
         let rest = &tag[key + b"charset".len()..];
-        let rest = rest
-            .trim_ascii_start()
-            .strip_prefix(b"=")?
-            .trim_ascii_start();
+        // `charset` not followed by `=` (`<meta name="charsets">`) declares nothing; the
+        // prescan goes on to the next tag.
+        let Some(rest) = rest.trim_ascii_start().strip_prefix(b"=") else {
+            continue;
+        };
+        let rest = rest.trim_ascii_start();
         let rest = rest
             .strip_prefix(b"\"")
             .or(rest.strip_prefix(b"'"))
@@ -348,6 +350,10 @@ mod tests {
             b"<meta name=x><meta http-equiv=Content-Type content='text/html; charset=koi8-r'>";
         assert_eq!(meta_charset(equiv).as_deref(), Some("koi8-r"));
         assert_eq!(meta_charset(b"<meta charset=utf-8><p>x"), None);
+        assert_eq!(
+            meta_charset(b"<meta name=\"charsets\"><meta charset=koi8-r>").as_deref(),
+            Some("koi8-r")
+        );
         let late = [b" ".repeat(1100), b"<meta charset=koi8-r>".to_vec()].concat();
         assert_eq!(meta_charset(&late), None);
     }
