@@ -22,7 +22,7 @@ pub fn deletes_soft_break_spaces(part: &MessagePart<'_>) -> bool {
         && is("delsp", "yes")
 }
 
-/// `text` (lines ending in `\n`, `\r\n` already read as `\n`) with its soft breaks joined
+/// `text` (lines ending in `\n` or `\r\n`; the result's in `\n`) with its soft breaks joined
 /// as RFC 3676 §4.2 says for `delsp=yes`: a line ending in a space, other than the
 /// signature separator `-- `, loses that space and runs on into the next line when both
 /// have the same quote depth; the space that stuffs a line is dropped.
@@ -31,6 +31,7 @@ pub fn unflow_delsp(text: &str) -> String {
     // The quote depth of the paragraph being joined, while one is open.
     let mut open: Option<usize> = None;
     for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let depth = line.bytes().take_while(|&b| b == b'>').count();
         let content = &line[depth..];
         let content = content.strip_prefix(' ').unwrap_or(content);
@@ -73,6 +74,12 @@ mod tests {
             unflow_delsp(text),
             "Visit http://spam.example/buy nowor never.\n-- \nsig\n"
         );
+    }
+
+    #[test]
+    fn crlf_lines_read_as_lf_lines() {
+        let text = "Visit http://spam.exa \r\nmple/buy\r\n";
+        assert_eq!(unflow_delsp(text), "Visit http://spam.example/buy\n");
     }
 
     #[test]

@@ -176,7 +176,8 @@ pub fn text_as_clients_read<'t>(
 /// text through one, so `zqx=00word` in quoted-printable (or a NUL in base64) shows one
 /// word that the rules and the classifier read as two (MIME probe). Raw NULs are refused
 /// at SMTP; only encoded ones arrive.
-fn without_nul(text: Cow<'_, str>) -> Cow<'_, str> {
+fn without_nul<'t>(text: impl Into<Cow<'t, str>>) -> Cow<'t, str> {
+    let text = text.into();
     if text.contains('\0') {
         Cow::Owned(text.replace('\0', ""))
     } else {
@@ -408,8 +409,10 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
     } else {
         encoding.decode(bytes)
     };
-    let text = without_nul(Cow::Owned(decode_charset(&decoded, charset))).into_owned();
-    Some((text, is_html))
+    Some((
+        without_nul(decode_charset(&decoded, charset)).into_owned(),
+        is_html,
+    ))
 }
 
 /// The text of a page a binary part holds (an `.html` file sent as
@@ -418,11 +421,7 @@ pub fn repaired_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<(S
 /// encoded: review), read in its declared charset.
 pub fn page_text(message: &Message<'_>, part: &MessagePart<'_>) -> String {
     let charset = part.content_type().and_then(|c| c.attribute("charset"));
-    without_nul(Cow::Owned(decode_charset(
-        &file_bytes(message, part).data,
-        charset,
-    )))
-    .into_owned()
+    without_nul(decode_charset(&file_bytes(message, part).data, charset)).into_owned()
 }
 
 /// The encoding a part's first `Content-Transfer-Encoding` field names, as mail clients

@@ -34,7 +34,7 @@ impl Tokenizer {
         }
         // From.
         let from_domain = match msg.from().and_then(Address::first) {
-            Some(a) => self.from(a, &shown_from_name(msg), sink),
+            Some(a) => self.from(a, shown_from_name(msg).as_deref(), sink),
             None => {
                 sink.push("f:m:none".to_string());
                 None
@@ -200,8 +200,8 @@ impl Tokenizer {
     /// From features; returns the sender's registrable domain.
     /// `shown_name` is the display name as clients read it ([`shown_from_name`]), which
     /// stands for the parser's.
-    fn from(&self, a: &Addr<'_>, shown_name: &Option<String>, sink: &mut Sink) -> Option<String> {
-        match shown_name.as_deref().or(a.name()) {
+    fn from(&self, a: &Addr<'_>, shown_name: Option<&str>, sink: &mut Sink) -> Option<String> {
+        match shown_name.or(a.name()) {
             Some(n) if !n.trim().is_empty() => {
                 let norm = normalize_text(n);
                 if norm.contains('@') {

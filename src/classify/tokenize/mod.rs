@@ -332,7 +332,7 @@ impl Tokenizer {
     /// a soft break read whole, as shown (also when its body was repaired, review).
     fn plain_text(&self, part: &mail_parser::MessagePart<'_>, text: &str, sink: &mut Sink) {
         if flowed::deletes_soft_break_spaces(part) {
-            self.body_text(&flowed::unflow_delsp(&text.replace("\r\n", "\n")), sink);
+            self.body_text(&flowed::unflow_delsp(text), sink);
         } else {
             self.body_text(text, sink);
         }
