@@ -520,9 +520,9 @@ pub(super) fn find_ci(hay: &str, needle: &str) -> Option<usize> {
 /// link; review: so did a `style` that hides text). The tag's length bounds the reading.
 const MAX_ATTRIBUTES: usize = 32;
 
-/// Attributes the renderer reads besides the links.
-const READ_ATTRIBUTES: [&str; 8] = [
-    "style", "class", "id", "hidden", "dir", "color", "bgcolor", "text",
+/// Attributes the renderer reads besides the links (`media`: the sheet's, of a `<style>`).
+const READ_ATTRIBUTES: [&str; 9] = [
+    "style", "class", "id", "hidden", "dir", "color", "bgcolor", "text", "media",
 ];
 
 /// Attributes whose value a browser opens or sends a form to.
@@ -536,7 +536,7 @@ fn is_link_attribute(name: &str, element: &str) -> bool {
 /// Parses the attributes of one tag body (after the name) into (name, value) pairs, the
 /// first of each name only, as a browser keeps them: any [`MAX_ATTRIBUTES`], then the link
 /// attributes of `element` and [`READ_ATTRIBUTES`].
-fn attributes(body: &str, element: &str) -> Vec<(String, String)> {
+pub(super) fn attributes(body: &str, element: &str) -> Vec<(String, String)> {
     let b = body.as_bytes();
     let mut out: Vec<(String, String)> = Vec::new();
     let mut i = 0;

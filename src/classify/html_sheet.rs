@@ -10,7 +10,7 @@
 //! condition (`and (max-width: 600px)`, `print`) and inside other at-rules are not
 //! applied, so the text they style counts as shown, as before.
 
-use super::html::find_ci;
+use super::html::{attributes, find_ci};
 use super::html_style::{cascade, declarations, Declaration};
 use crate::mail::html::{script_or_style, text_only_element, ClosingTags};
 use std::cell::RefCell;
@@ -142,7 +142,10 @@ impl StyleSheet {
             // A sheet for other media (`<style media="print">`) is not the screen's.
             let for_screen = || {
                 let tag = end.map_or(tail, |e| &tail[..e]);
-                media_attribute(tag).is_none_or(matches_every_screen_list)
+                attributes(&tag[1 + name_len..], element)
+                    .into_iter()
+                    .find(|(name, _)| name == "media")
+                    .is_none_or(|(_, media)| matches_every_screen_list(&media))
             };
             if element == "style" && for_screen() {
                 let css = &content[..close.unwrap_or(content.len())];
@@ -382,28 +385,6 @@ fn block_len(after: &str) -> usize {
         }
     }
     after.len()
-}
-
-/// The value of a `media` attribute of a start tag (`<style media="print">`), if any.
-fn media_attribute(tag: &str) -> Option<&str> {
-    let at = find_ci(tag, "media")?;
-    let before = tag[..at].chars().next_back();
-    if !before.is_some_and(|c| c.is_ascii_whitespace() || c == '/' || c == '"' || c == '\'') {
-        return None;
-    }
-    let after = tag[at + 5..].trim_start();
-    let value = after.strip_prefix('=')?.trim_start();
-    Some(match value.chars().next() {
-        Some(q @ ('"' | '\'')) => {
-            let inner = &value[1..];
-            &inner[..inner.find(q).unwrap_or(inner.len())]
-        }
-        _ => {
-            &value[..value
-                .find(|c: char| c.is_ascii_whitespace() || c == '>')
-                .unwrap_or(value.len())]
-        }
-    })
 }
 
 /// CSS's blanks: space, tab, line feed, carriage return, form feed (not Unicode's).
