@@ -54,29 +54,7 @@ const MAX_LINKS: usize = 256;
 /// others. The link that carries a pitch comes first or last, and anchors padded ahead of
 /// it must not push it out (link evasion probe: 300 empty anchors before the spammer's
 /// link left it no token).
-#[derive(Default)]
-struct Links {
-    head: Vec<String>,
-    tail: std::collections::VecDeque<String>,
-}
-
-impl Links {
-    fn push(&mut self, link: String) {
-        if self.head.len() < MAX_LINKS / 2 {
-            self.head.push(link);
-            return;
-        }
-        if self.tail.len() == MAX_LINKS - MAX_LINKS / 2 {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(link);
-    }
-
-    fn into_vec(mut self) -> Vec<String> {
-        self.head.extend(self.tail);
-        self.head
-    }
-}
+type Links = crate::mail::url::BothEnds<String>;
 
 /// Deepest nesting of elements followed for their styles; deeper ones inherit.
 const MAX_DEPTH: usize = 256;
@@ -602,7 +580,7 @@ fn render_page(html: &str, conditional: bool) -> HtmlRender {
         ..HtmlRender::default()
     };
     let sheet = StyleSheet::parse(html);
-    let mut links = Links::default();
+    let mut links = Links::new(MAX_LINKS);
     let mut closing_tags = ClosingTags::default();
     // The page is white unless the sheet paints its body (or `html`): a browser paints the
     // page with it even when the markup has no `<body>` tag.

@@ -202,26 +202,73 @@ const MAX_TARGET_LEN: usize = 2048;
 /// decoys placed before it, do not use up a limit and hide it. Reads `items` to the end,
 /// keeping at most `n`.
 pub fn both_ends<T>(items: impl IntoIterator<Item = T>, n: usize) -> Vec<T> {
-    let (head_len, tail_len) = (n - n / 2, n / 2);
-    let mut head = Vec::new();
-    let mut tail = std::collections::VecDeque::with_capacity(tail_len);
+    let mut kept = BothEnds::new(n);
     for item in items {
-        if head.len() < head_len {
-            head.push(item);
-        } else if tail_len > 0 {
-            if tail.len() == tail_len {
-                tail.pop_front();
-            }
-            tail.push_back(item);
+        kept.push(item);
+    }
+    kept.into_vec()
+}
+
+/// A collection that keeps at most `n` of the items pushed: the first half (rounded up)
+/// and the latest half, as [`both_ends`] keeps them, for a collector that must know what
+/// it no longer holds.
+#[derive(Debug)]
+pub struct BothEnds<T> {
+    head: Vec<T>,
+    tail: std::collections::VecDeque<T>,
+    head_len: usize,
+    tail_len: usize,
+}
+
+impl<T> BothEnds<T> {
+    /// An empty collection of at most `n` items.
+    pub fn new(n: usize) -> BothEnds<T> {
+        BothEnds {
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            head_len: n - n / 2,
+            tail_len: n / 2,
         }
     }
-    head.extend(tail);
-    head
+
+    /// Keeps `item`; returns the item this pushes out (the oldest of the latest half, or
+    /// `item` itself when there is no room for any).
+    pub fn push(&mut self, item: T) -> Option<T> {
+        if self.head.len() < self.head_len {
+            self.head.push(item);
+            return None;
+        }
+        if self.tail_len == 0 {
+            return Some(item);
+        }
+        let gone = (self.tail.len() == self.tail_len)
+            .then(|| self.tail.pop_front())
+            .flatten();
+        self.tail.push_back(item);
+        gone
+    }
+
+    /// The items kept, in order.
+    pub fn into_vec(mut self) -> Vec<T> {
+        self.head.extend(self.tail);
+        self.head
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_ends_says_what_it_no_longer_holds() {
+        let mut kept = BothEnds::new(4);
+        let gone: Vec<Option<u32>> = (1..=6).map(|n| kept.push(n)).collect();
+        assert_eq!(gone, [None, None, None, None, Some(3), Some(4)]);
+        assert_eq!(kept.into_vec(), [1, 2, 5, 6]);
+        let mut none = BothEnds::new(0);
+        assert_eq!(none.push(1), Some(1));
+        assert!(none.into_vec().is_empty());
+    }
 
     /// Regression (review): the targets of `?http:.http:.…` overlap, and a long link's
     /// were each read whole (4.5 GB of copies for a link of 234 KB).

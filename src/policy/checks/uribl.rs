@@ -7,7 +7,7 @@
 use crate::config::{DnsListConfig, UriLookup};
 use crate::dns::dnsbl::{self, Listing};
 use crate::dns::{Dns, ListKind, Outcome};
-use crate::mail::url::{host_address, mailto_address, Link};
+use crate::mail::url::{host_address, mailto_address, BothEnds, Link};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -145,54 +145,50 @@ const COLLECTED_DOMAINS: usize = 4096;
 /// [`COLLECTED_DOMAINS`], the first half of them stays and the rest is the latest ones:
 /// the collection stopped there, so padding that filled it hid every later link (review).
 pub fn registrable_domains(uris: &[String], max: usize) -> Vec<String> {
-    let half = COLLECTED_DOMAINS / 2;
-    let mut head: Vec<String> = Vec::new();
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    // The domains held in `head` and `tail`: one that left the tail may come back.
-    let mut held = std::collections::HashSet::new();
-    for uri in uris {
-        for host in hosts_of(uri) {
-            let Some(domain) = psl::domain_str(&host) else {
-                continue;
-            };
-            if NEVER_LISTED.contains(&domain) || !held.insert(domain.to_owned()) {
-                continue;
-            }
-            if head.len() < half {
-                head.push(domain.to_owned());
-                continue;
-            }
-            if tail.len() == half {
-                if let Some(gone) = tail.pop_front() {
-                    held.remove(&gone);
-                }
-            }
-            tail.push_back(domain.to_owned());
-        }
-    }
-    head.extend(tail);
-    crate::mail::url::both_ends(head, max)
+    let domains = uris
+        .iter()
+        .flat_map(|uri| hosts_of(uri))
+        .filter_map(|host| {
+            psl::domain_str(&host)
+                .filter(|domain| !NEVER_LISTED.contains(domain))
+                .map(str::to_owned)
+        });
+    distinct_from_both_ends(domains, max)
 }
 
 /// The distinct addresses of links whose host is an IP address, as a browser reads the
 /// host (`http://3325256711/` is 198.51.100.7), at most `max`, from both ends like the
 /// domains. Addresses no list can list (loopback, private, link-local) take no lookup.
 pub fn link_addresses(uris: &[String], max: usize) -> Vec<IpAddr> {
-    let mut seen = std::collections::HashSet::new();
-    let mut addresses = Vec::new();
-    for uri in uris {
+    let addresses = uris.iter().flat_map(|uri| {
         // Both readings, as for the domains (see `hosts_of`).
         let decoded = crate::rules::decode_entities(uri);
-        for reading in [uri.as_str(), decoded.as_ref()] {
-            let Some(address) = address_of(reading) else {
-                continue;
-            };
-            if is_listable(address) && seen.len() < COLLECTED_DOMAINS && seen.insert(address) {
-                addresses.push(address);
-            }
+        [address_of(uri), address_of(&decoded)]
+            .into_iter()
+            .flatten()
+            .filter(|&address| is_listable(address))
+    });
+    distinct_from_both_ends(addresses, max)
+}
+
+/// The distinct `items`, at most `max`, from both ends: while reading, at most
+/// [`COLLECTED_DOMAINS`] are held (the first half and the latest; one that left may come
+/// back), so padding ahead of the spammer's link does not push it out.
+fn distinct_from_both_ends<T: Eq + std::hash::Hash + Clone>(
+    items: impl IntoIterator<Item = T>,
+    max: usize,
+) -> Vec<T> {
+    let mut kept = BothEnds::new(COLLECTED_DOMAINS);
+    let mut held = std::collections::HashSet::new();
+    for item in items {
+        if !held.insert(item.clone()) {
+            continue;
+        }
+        if let Some(gone) = kept.push(item) {
+            held.remove(&gone);
         }
     }
-    crate::mail::url::both_ends(addresses, max)
+    crate::mail::url::both_ends(kept.into_vec(), max)
 }
 
 /// The address a web link's host is, in its canonical form (an IPv4-mapped IPv6 address
