@@ -313,6 +313,10 @@ struct InOrder<T> {
     done: std::collections::BTreeMap<usize, Result<T, FileError>>,
     next_out: usize,
     abandoned: bool,
+    /// Workers waiting for room, so that handing results on wakes nobody in vain.
+    waiting: usize,
+    /// Whether the thread handing results on waits for them (the same reason).
+    handing_waits: bool,
 }
 
 /// Marks the results abandoned when the thread handing them on leaves, normally or by a
@@ -320,7 +324,7 @@ struct InOrder<T> {
 /// scope that joins them with them.
 struct Abandon<'a, T> {
     state: &'a std::sync::Mutex<InOrder<T>>,
-    changed: &'a std::sync::Condvar,
+    room: &'a std::sync::Condvar,
 }
 
 impl<T> Drop for Abandon<'_, T> {
@@ -329,7 +333,7 @@ impl<T> Drop for Abandon<'_, T> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .abandoned = true;
-        self.changed.notify_all();
+        self.room.notify_all();
     }
 }
 
@@ -358,8 +362,16 @@ pub fn scan_parallel<T: Send>(
         done: std::collections::BTreeMap::new(),
         next_out: 0,
         abandoned: false,
+        waiting: 0,
+        handing_waits: false,
     });
-    let changed = std::sync::Condvar::new();
+    // Results are handed on in runs of half a window (or the last ones as they come), and
+    // each signal goes only to whoever waits for it: waking this thread for every result
+    // cost a context switch per message on two cores (3,800 a corpus run) and a quarter
+    // of the scan rate.
+    let run = (window / 2).max(1);
+    let ready = std::sync::Condvar::new();
+    let room = std::sync::Condvar::new();
     // A poisoned lock only means a panic elsewhere; the map is still whole.
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let next = AtomicUsize::new(0);
@@ -368,20 +380,31 @@ pub fn scan_parallel<T: Send>(
         let Some(file) = files.get(i) else { return };
         let mut ordered = lock();
         while i >= ordered.next_out.saturating_add(window) && !ordered.abandoned {
-            ordered = changed.wait(ordered).unwrap_or_else(|p| p.into_inner());
+            if ordered.handing_waits {
+                ready.notify_one();
+            }
+            ordered.waiting += 1;
+            ordered = room.wait(ordered).unwrap_or_else(|p| p.into_inner());
+            ordered.waiting -= 1;
         }
         if ordered.abandoned {
             return;
         }
         drop(ordered);
         let result = run_one(file);
-        lock().done.insert(i, result);
-        changed.notify_all();
+        let mut ordered = lock();
+        ordered.done.insert(i, result);
+        let last_ones = next.load(Ordering::Relaxed) >= files.len();
+        let wake = ordered.handing_waits && (ordered.done.len() >= run || last_ones);
+        drop(ordered);
+        if wake {
+            ready.notify_one();
+        }
     };
     std::thread::scope(|scope| {
         let _abandon = Abandon {
             state: &state,
-            changed: &changed,
+            room: &room,
         };
         let mut workers = 0;
         for _ in 0..jobs.min(files.len()) {
@@ -391,21 +414,38 @@ pub fn scan_parallel<T: Send>(
             }
             workers += 1;
         }
-        for (i, file) in files.iter().enumerate() {
-            let result = if workers == 0 {
-                run_one(file)
+        let mut handed = 0;
+        while handed < files.len() {
+            let batch = if workers == 0 {
+                vec![run_one(&files[handed])]
             } else {
                 let mut ordered = lock();
+                let mut batch = Vec::new();
                 loop {
-                    if let Some(result) = ordered.done.remove(&i) {
-                        ordered.next_out = i + 1;
-                        break result;
+                    // Every result done in order at once: one wake-up hands on a run.
+                    let InOrder { done, next_out, .. } = &mut *ordered;
+                    while let Some(result) = done.remove(next_out) {
+                        batch.push(result);
+                        *next_out += 1;
                     }
-                    ordered = changed.wait(ordered).unwrap_or_else(|p| p.into_inner());
+                    if !batch.is_empty() {
+                        break;
+                    }
+                    ordered.handing_waits = true;
+                    ordered = ready.wait(ordered).unwrap_or_else(|p| p.into_inner());
+                    ordered.handing_waits = false;
                 }
+                let wake = ordered.waiting > 0;
+                drop(ordered);
+                if wake {
+                    room.notify_all();
+                }
+                batch
             };
-            changed.notify_all();
-            each(file, result);
+            for result in batch {
+                each(&files[handed], result);
+                handed += 1;
+            }
         }
     });
 }
