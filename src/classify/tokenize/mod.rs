@@ -57,6 +57,34 @@ const MAX_TOKENS: usize = 20_000;
 /// Deepest attached message (`message/rfc822`) read.
 const MAX_NESTING: usize = 3;
 
+/// The links [`URL_RE`] finds in `text`, each cut after [`MAX_URL_TAIL`] characters
+/// (`mailto:` after [`MAX_MAILTO_TAIL`]) and the search resumed where it was cut, as a
+/// counted repetition in the pattern would read them.
+fn capped_links<'t>(re: &'t Regex, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let m = re.find_at(text, at)?;
+        let found = m.as_str();
+        let start_len = URL_START
+            .as_ref()
+            .and_then(|start| start.find(found))
+            .map_or(0, |start| start.end());
+        let cap = if found[..start_len].eq_ignore_ascii_case("mailto:") {
+            MAX_MAILTO_TAIL
+        } else {
+            MAX_URL_TAIL
+        };
+        let end = found[start_len..]
+            .char_indices()
+            .nth(cap)
+            .map_or(found.len(), |(i, _)| start_len + i);
+        // An empty match cannot happen (every branch reads a character), but a search
+        // that did not move would never end.
+        at = (m.start() + end).max(at + 1);
+        Some(&found[..end])
+    })
+}
+
 /// The tokenizer: stateless; its regexes are compiled once per process.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokenizer;
@@ -64,12 +92,25 @@ pub struct Tokenizer;
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up on non-ASCII text.
     // The slashes after a scheme as a browser reads them (`http:\\`, `http:/`, none; link
-    // probe), which `Link::parse` reads so too.
+    // probe), which `Link::parse` reads so too. Unbounded: the lengths a link is read to
+    // ([`MAX_URL_TAIL`], [`MAX_MAILTO_TAIL`]) are applied by [`capped_links`], since a
+    // counted repetition of a Unicode class is thousands of automaton states (`{1,2000}`
+    // made this search 7 times slower, and its compilation 30 ms).
     Regex::new(
-        r#"(?i)(?-u:\b)(?:(?:https?|ftp):[/\\]{0,3}[^\s<>"'`{}|\\^\[\]/]|www\.)[^\s<>"'`{}|^\[\]]{1,2000}|(?-u:\b)mailto:[^\s<>"']{3,256}"#,
+        r#"(?i)(?-u:\b)(?:(?:https?|ftp):[/\\]{0,3}[^\s<>"'`{}|\\^\[\]/]|www\.)[^\s<>"'`{}|^\[\]]+|(?-u:\b)mailto:[^\s<>"']{3,}"#,
     )
     .ok()
 });
+
+/// The start of a link [`URL_RE`] finds, before the characters that are capped.
+static URL_START: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r#"^(?i)(?:(?:https?|ftp):[/\\]{0,3}[^\s<>"'`{}|\\^\[\]/]|www\.|mailto:)"#).ok()
+});
+
+/// Characters of a link read after its scheme and first host character (or `www.`).
+const MAX_URL_TAIL: usize = 2000;
+/// Characters of a `mailto:` link read after the scheme.
+const MAX_MAILTO_TAIL: usize = 256;
 
 static EMAIL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
@@ -375,10 +416,11 @@ impl Tokenizer {
             .iter()
             .any(|n| memchr::memmem::find(norm.as_bytes(), n.as_bytes()).is_some());
         if let Some(url_re) = URL_RE.as_ref().filter(|_| maybe_url) {
-            let urls: Vec<String> = crate::mail::url::both_ends(url_re.find_iter(&norm), MAX_URLS)
-                .into_iter()
-                .map(|m| m.as_str().to_string())
-                .collect();
+            let urls: Vec<String> =
+                crate::mail::url::both_ends(capped_links(url_re, &norm), MAX_URLS)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
             self.url_features(&urls, sink);
         }
         if let Some(email_re) = EMAIL_RE.as_ref().filter(|_| norm.contains('@')) {

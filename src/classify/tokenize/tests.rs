@@ -786,3 +786,35 @@ fn text_clients_show_from_lenient_mime_is_read() {
     assert!(has(&n, "zqxprobeword"), "{n:?}");
     assert!(n.iter().any(|t| t.ends_with("pharmacy")), "{n:?}");
 }
+
+/// The links read with the lengths applied in code are those the counted pattern read
+/// (`{1,2000}` after a link's start, `{3,256}` after `mailto:`), cut where it cut them
+/// and the search resumed there, in any script.
+#[test]
+fn capped_links_read_what_a_counted_pattern_read() {
+    let counted = Regex::new(
+        r#"(?i)(?-u:\b)(?:(?:https?|ftp):[/\\]{0,3}[^\s<>"'`{}|\\^\[\]/]|www\.)[^\s<>"'`{}|^\[\]]{1,2000}|(?-u:\b)mailto:[^\s<>"']{3,256}"#,
+    )
+    .unwrap();
+    let texts = [
+        "see http://spam.example/offer and www.spam.example/x, mail mailto:a@b.example".to_string(),
+        format!("go http://long.example/{} now", "a".repeat(2500)),
+        format!(
+            "go http://long.example/{}/http://next.example/ now",
+            "é".repeat(1990)
+        ),
+        format!("go http:\\\\long.example/{}", "ж".repeat(4100)),
+        format!("write mailto:{}@x.example then", "b".repeat(300)),
+        format!("write mailto:{}http://after.example/", "c".repeat(256)),
+        "访问http://spam.example/ 和 www.例子.example/路径 mailto:ab".to_string(),
+        format!("{}www.{}", "x ".repeat(10), "w".repeat(2001)),
+    ];
+    let (Some(capped), Some(_)) = (URL_RE.as_ref(), URL_START.as_ref()) else {
+        panic!("the link patterns compile");
+    };
+    for text in &texts {
+        let expected: Vec<&str> = counted.find_iter(text).map(|m| m.as_str()).collect();
+        let read: Vec<&str> = capped_links(capped, text).collect();
+        assert_eq!(read, expected, "in {:.60}…", text);
+    }
+}
