@@ -8,12 +8,15 @@ use std::time::Duration;
 /// Extensions refused by default: programs, scripts, shortcuts, installers, disk images
 /// and the archive formats malware favours that cannot be opened here. Close to the
 /// lists Gmail and Microsoft 365 block, without the Office macro formats that businesses
-/// exchange every day.
+/// exchange every day, nor `.url` and `.website` (Outlook Express sent links as such
+/// shortcuts, and the training corpus holds one in ham) and `.py` (source code).
 pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
     "ace",
     "ade",
     "adp",
     "apk",
+    "application",
+    "appref-ms",
     "appx",
     "appxbundle",
     "arj",
@@ -31,6 +34,8 @@ pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
     "ex_",
     "exe",
     "gadget",
+    "hlp",
+    "hpj",
     "hta",
     "img",
     "inf",
@@ -42,6 +47,7 @@ pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
     "js",
     "jse",
     "lib",
+    "library-ms",
     "lnk",
     "mde",
     "mjs",
@@ -52,18 +58,28 @@ pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
     "msixbundle",
     "msp",
     "mst",
+    "msu",
     "nsh",
     "pif",
     "ps1",
     "ps1xml",
     "ps2",
     "psc1",
+    "psd1",
+    "psm1",
+    "pyc",
+    "pyo",
+    "pyw",
+    "pyz",
+    "pyzw",
     "reg",
     "scf",
     "scr",
     "sct",
+    "searchconnector-ms",
     "settingcontent-ms",
     "shb",
+    "shs",
     "sys",
     "vb",
     "vbe",
@@ -71,11 +87,13 @@ pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
     "vhd",
     "vhdx",
     "vxd",
+    "wsb",
     "wsc",
     "wsf",
     "wsh",
     "xbap",
     "xll",
+    "xnk",
 ];
 
 /// Declared types refused by default: the MIME names of the same programs.

@@ -360,6 +360,14 @@ impl Walk<'_> {
                 });
                 State::Body
             }
+            // A multipart whose boundary the parser does not read (`multipart/mixed,
+            // boundary="b"`, which Thunderbird reads as `;`): the parser sees one body
+            // where a client lists the parts (attachment probe: `invoice.exe` went
+            // unjudged), so the caller judges the names in it.
+            ("multipart", _) => {
+                self.lost = true;
+                State::Body
+            }
             // An attached message sent encoded is decoded and read apart by the parser;
             // here its body is text that the parent's delimiter ends.
             ("message", _)

@@ -284,6 +284,67 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_eq!(c.symbols[0].score, Symbol::BlockedExt.default_score());
     }
 
+    /// Regression (attachment probe): `multipart/mixed, boundary="b"` (a comma where
+    /// `;` belongs) hid the parts from the parser, while Thunderbird lists them: the
+    /// `.exe` went unjudged, at the top level and in an inner multipart.
+    #[tokio::test]
+    async fn names_in_a_multipart_whose_boundary_the_parser_misses_are_judged() {
+        let parts = "--b1\nContent-Type: text/plain\n\nsee attached\n\
+                     --b1\nContent-Type: application/octet-stream; name=\"invoice.exe\"\n\
+                     Content-Disposition: attachment; filename=\"invoice.exe\"\n\nMZ\n--b1--\n";
+        let top = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed, boundary=\"b1\"\n\n{parts}"
+        );
+        let inner = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+             --o\nContent-Type: text/plain\n\nhello\n\
+             --o\nContent-Type: multipart/mixed, boundary=\"b1\"\n\n{parts}--o--\n"
+        );
+        for message in [top, inner] {
+            let mut c = ctx(&message);
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+                "{message}: {:?}",
+                c.symbols
+            );
+        }
+    }
+
+    /// Regression (attachment probe): Windows shortcut, search, installer and script
+    /// formats that Outlook blocks (`.library-ms`, `.searchConnector-ms`, `.appref-ms`,
+    /// `.application`, `.msu`, `.wsb`, `.pyw`, `.psm1`, `.xnk`, `.hlp`) were delivered with
+    /// no symbol.
+    #[tokio::test]
+    async fn the_windows_formats_outlook_blocks_are_blocked() {
+        for name in [
+            "Documents.library-ms",
+            "search.searchConnector-ms",
+            "update.appref-ms",
+            "setup.application",
+            "fix.msu",
+            "box.wsb",
+            "run.pyw",
+            "mod.psm1",
+            "old.xnk",
+            "help.hlp",
+        ] {
+            let message = format!(
+                "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+                 --b\nContent-Type: text/plain\n\nsee attached\n\
+                 --b\nContent-Type: application/octet-stream\n\
+                 Content-Disposition: attachment; filename=\"{name}\"\n\nx\n--b--\n"
+            );
+            let mut c = ctx(&message);
+            assert_eq!(check().run(&mut c).await, Decision::Continue);
+            assert!(
+                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+                "{name}: {:?}",
+                c.symbols
+            );
+        }
+    }
+
     /// Regression (review): only the first `filename` (and `name`) parameter was judged,
     /// so `filename="invoice.txt"; filename*=UTF-8''invoice.js` (RFC 2231, which clients
     /// prefer) passed as a text file.
