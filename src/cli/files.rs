@@ -4,6 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The files a walk found, and how many entries it could not take.
 #[derive(Debug, Default)]
@@ -307,11 +308,20 @@ const MAX_WORKERS: usize = 256;
 /// what a slow file (a big mbox folder) makes the others wait in memory.
 const AHEAD_PER_WORKER: usize = 64;
 
+/// Longest a finished result waits to be handed on while fewer than a run are ready.
+const HAND_ON_EVERY: Duration = Duration::from_millis(100);
+
 /// Results finished out of order, the index of the next one to hand on, and whether
 /// nobody hands them on any more.
 struct InOrder<T> {
     done: std::collections::BTreeMap<usize, Result<T, FileError>>,
+    /// The next result to take from `done`.
     next_out: usize,
+    /// Results handed on (taken ones included once `each` has had them): the window is
+    /// counted from here, so results taken and not yet handed on count as held.
+    handed_out: usize,
+    /// When results were last handed on.
+    last_handed: Instant,
     abandoned: bool,
     /// Workers waiting for room, so that handing results on wakes nobody in vain.
     waiting: usize,
@@ -338,11 +348,14 @@ impl<T> Drop for Abandon<'_, T> {
 }
 
 /// Reads (see [`read_message`]) and works on every file with up to `jobs` threads,
-/// handing each result to `each` in file order as soon as it and all before it are done:
-/// a run over a million files printed nothing until the end, and held every result (a
-/// few gigabytes) until then. Workers stay at most [`AHEAD_PER_WORKER`] results each
-/// ahead of the oldest one not handed on. A thread the system refuses is done without
-/// (`--jobs 100000`); with none at all, the work is done on this thread.
+/// handing each result to `each` in file order once it and all before it are done, in runs
+/// (half a window of results, the last ones, or whatever is ready [`HAND_ON_EVERY`] after
+/// the last run): a run over a million files printed nothing until the end, and held
+/// every result (a few gigabytes) until then; one hand-on per result cost a context switch
+/// per message on two cores (3,800 a corpus run) and a quarter of the scan rate. Workers
+/// stay at most [`AHEAD_PER_WORKER`] results each ahead of the oldest one not handed on.
+/// A thread the system refuses is done without (`--jobs 100000`); with none at all, the
+/// work is done on this thread.
 pub fn scan_parallel<T: Send>(
     files: &[PathBuf],
     walks: &Walks,
@@ -351,25 +364,28 @@ pub fn scan_parallel<T: Send>(
     work: impl Fn(&[u8]) -> T + Sync,
     mut each: impl FnMut(&Path, Result<T, FileError>),
 ) {
+    // Reading the file is guarded too: a worker that died without its result would leave
+    // the thread handing results on waiting for it for ever (review).
     let run_one = |file: &Path| {
-        read_message(file, limit, walks.root_of(file)).and_then(|raw| caught(|| work(&raw)))
+        caught(|| read_message(file, limit, walks.root_of(file)))
+            .and_then(|read| read.and_then(|raw| caught(|| work(&raw))))
     };
     // No more threads than files (review: `--jobs 200000` spawned 200,000 for one), nor
     // than MAX_WORKERS, which also bounds the results held ahead.
     let jobs = jobs.min(files.len()).clamp(1, MAX_WORKERS);
     let window = jobs.saturating_mul(AHEAD_PER_WORKER);
+    let run = (window / 2).max(1);
     let state = std::sync::Mutex::new(InOrder {
         done: std::collections::BTreeMap::new(),
         next_out: 0,
+        handed_out: 0,
+        last_handed: Instant::now(),
         abandoned: false,
         waiting: 0,
         handing_waits: false,
     });
-    // Results are handed on in runs of half a window (or the last ones as they come), and
-    // each signal goes only to whoever waits for it: waking this thread for every result
-    // cost a context switch per message on two cores (3,800 a corpus run) and a quarter
-    // of the scan rate.
-    let run = (window / 2).max(1);
+    // Each signal goes only to whoever waits for it: results ready to this thread, room
+    // in the window to workers.
     let ready = std::sync::Condvar::new();
     let room = std::sync::Condvar::new();
     // A poisoned lock only means a panic elsewhere; the map is still whole.
@@ -379,10 +395,7 @@ pub fn scan_parallel<T: Send>(
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(file) = files.get(i) else { return };
         let mut ordered = lock();
-        while i >= ordered.next_out.saturating_add(window) && !ordered.abandoned {
-            if ordered.handing_waits {
-                ready.notify_one();
-            }
+        while i >= ordered.handed_out.saturating_add(window) && !ordered.abandoned {
             ordered.waiting += 1;
             ordered = room.wait(ordered).unwrap_or_else(|p| p.into_inner());
             ordered.waiting -= 1;
@@ -394,8 +407,12 @@ pub fn scan_parallel<T: Send>(
         let result = run_one(file);
         let mut ordered = lock();
         ordered.done.insert(i, result);
-        let last_ones = next.load(Ordering::Relaxed) >= files.len();
-        let wake = ordered.handing_waits && (ordered.done.len() >= run || last_ones);
+        // Woken when the result it waits for arrives, or when enough are ready: between
+        // the two it waits at most HAND_ON_EVERY by itself.
+        let wake = ordered.handing_waits
+            && (i == ordered.next_out
+                || (ordered.done.contains_key(&ordered.next_out)
+                    && (ordered.done.len() >= run || next.load(Ordering::Relaxed) >= files.len())));
         drop(ordered);
         if wake {
             ready.notify_one();
@@ -422,29 +439,45 @@ pub fn scan_parallel<T: Send>(
                 let mut ordered = lock();
                 let mut batch = Vec::new();
                 loop {
-                    // Every result done in order at once: one wake-up hands on a run.
-                    let InOrder { done, next_out, .. } = &mut *ordered;
-                    while let Some(result) = done.remove(next_out) {
-                        batch.push(result);
-                        *next_out += 1;
+                    let waited = ordered.last_handed.elapsed();
+                    if ordered.done.contains_key(&ordered.next_out) {
+                        let all_claimed = next.load(Ordering::Relaxed) >= files.len();
+                        if ordered.done.len() >= run || all_claimed || waited >= HAND_ON_EVERY {
+                            // Every result done in order at once.
+                            let InOrder { done, next_out, .. } = &mut *ordered;
+                            while let Some(result) = done.remove(next_out) {
+                                batch.push(result);
+                                *next_out += 1;
+                            }
+                            break;
+                        }
+                        ordered.handing_waits = true;
+                        ordered = ready
+                            .wait_timeout(ordered, HAND_ON_EVERY.saturating_sub(waited))
+                            .map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
+                    } else {
+                        ordered.handing_waits = true;
+                        ordered = ready.wait(ordered).unwrap_or_else(|p| p.into_inner());
                     }
-                    if !batch.is_empty() {
-                        break;
-                    }
-                    ordered.handing_waits = true;
-                    ordered = ready.wait(ordered).unwrap_or_else(|p| p.into_inner());
                     ordered.handing_waits = false;
-                }
-                let wake = ordered.waiting > 0;
-                drop(ordered);
-                if wake {
-                    room.notify_all();
                 }
                 batch
             };
             for result in batch {
                 each(&files[handed], result);
                 handed += 1;
+            }
+            if workers > 0 {
+                // Room counted once results are handed on, not when taken: a slow `each`
+                // would otherwise hold a second window (review).
+                let mut ordered = lock();
+                ordered.handed_out = handed;
+                ordered.last_handed = Instant::now();
+                let wake = ordered.waiting > 0;
+                drop(ordered);
+                if wake {
+                    room.notify_all();
+                }
             }
         }
     });
@@ -525,6 +558,90 @@ mod tests {
         assert!(
             waited_for_it.load(Ordering::SeqCst),
             "nothing went out before the end"
+        );
+    }
+
+    /// Regression (review of the runs): results waited for half a window of others, so a
+    /// quick file before a slow one (a big folder) went out only after it; now within a
+    /// tenth of a second. The second file's work waits for the first result to go out.
+    #[test]
+    fn a_result_goes_out_while_a_slow_file_is_worked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..300)
+            .map(|n| {
+                let path = dir.path().join(format!("{n:03}.eml"));
+                std::fs::write(&path, format!("Subject: {n:03}\r\n\r\nbody\r\n")).unwrap();
+                path
+            })
+            .collect();
+        let first_out = AtomicBool::new(false);
+        let waited_for_it = AtomicBool::new(false);
+        let mut seen = Vec::new();
+        scan_parallel(
+            &files,
+            &Walks::default(),
+            1,
+            1 << 20,
+            |raw| {
+                let n: usize = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
+                if n == 1 {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !first_out.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    waited_for_it.store(first_out.load(Ordering::SeqCst), Ordering::SeqCst);
+                }
+                n
+            },
+            |_, result| {
+                seen.push(result.unwrap());
+                first_out.store(true, Ordering::SeqCst);
+            },
+        );
+        assert_eq!(seen, (0..files.len()).collect::<Vec<_>>());
+        assert!(
+            waited_for_it.load(Ordering::SeqCst),
+            "the first result waited for the slow second file"
+        );
+    }
+
+    /// Regression (review of the runs): room was counted from the results taken, not
+    /// those handed on, so while a slow `each` handed on one window, workers filled
+    /// another: twice the results in memory.
+    #[test]
+    fn results_held_stay_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..600)
+            .map(|n| {
+                let path = dir.path().join(format!("{n:03}.eml"));
+                std::fs::write(&path, "Subject: x\r\n\r\nbody\r\n").unwrap();
+                path
+            })
+            .collect();
+        let finished = AtomicUsize::new(0);
+        let handed = AtomicUsize::new(0);
+        let most_held = AtomicUsize::new(0);
+        scan_parallel(
+            &files,
+            &Walks::default(),
+            1,
+            1 << 20,
+            |raw| {
+                let held =
+                    finished.fetch_add(1, Ordering::SeqCst) + 1 - handed.load(Ordering::SeqCst);
+                most_held.fetch_max(held, Ordering::SeqCst);
+                raw.len()
+            },
+            |_, _| {
+                std::thread::sleep(Duration::from_micros(200));
+                handed.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        assert_eq!(handed.load(Ordering::SeqCst), files.len());
+        assert!(
+            most_held.load(Ordering::SeqCst) <= AHEAD_PER_WORKER,
+            "{} results held, window {AHEAD_PER_WORKER}",
+            most_held.load(Ordering::SeqCst)
         );
     }
 

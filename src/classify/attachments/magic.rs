@@ -29,8 +29,8 @@ pub(super) enum Content {
     Rar,
     /// 7-Zip.
     SevenZip,
-    /// CAB, zstd, lzip or an unknown RAR version: an archive or compressed file this policy
-    /// does not open.
+    /// CAB, zstd, lzip, an unknown RAR version, LZH, ARJ, ACE, cpio, xar or WIM: an
+    /// archive or compressed file this policy does not open.
     OtherArchive,
     /// Anything else.
     Other,
@@ -63,7 +63,12 @@ pub(super) fn sniff(data: &[u8]) -> Content {
         Content::Rar
     } else if starts(SEVEN_ZIP_SIGNATURE) {
         Content::SevenZip
-    } else if starts(RAR_MARK) || starts(b"MSCF\0\0\0\0") || starts(ZSTD) || starts(b"LZIP\x01") {
+    } else if starts(RAR_MARK)
+        || starts(b"MSCF\0\0\0\0")
+        || starts(ZSTD)
+        || starts(b"LZIP\x01")
+        || is_unopened_archive(data)
+    {
         Content::OtherArchive
     } else if is_pe(data)
         || starts(b"\x7fELF")
@@ -85,6 +90,29 @@ pub(super) fn sniff(data: &[u8]) -> Content {
     } else {
         Content::Other
     }
+}
+
+/// The archive formats 7-Zip and WinRAR open by their content, whatever the name, that
+/// this policy does not read (attachment probe: LZH named `.zip` or `.lzh` held an `.exe`
+/// unflagged). Each by a header strict enough for ordinary files not to match.
+fn is_unopened_archive(data: &[u8]) -> bool {
+    let at = |offset: usize, m: &[u8]| data.get(offset..offset + m.len()) == Some(m);
+    // LZH: a level 0-2 header's method id `-lh?-` or `-lz?-` at offset 2.
+    let lzh = at(2, b"-l")
+        && data.get(4).is_some_and(|m| matches!(m, b'h' | b'z'))
+        && data.get(5).is_some_and(u8::is_ascii_alphanumeric)
+        && at(6, b"-");
+    // ARJ: its magic, then a basic header size of at most 2,600 bytes.
+    let arj = at(0, b"\x60\xea")
+        && data
+            .get(2..4)
+            .is_some_and(|n| (1..=2600).contains(&u16::from_le_bytes([n[0], n[1]])));
+    // cpio's portable ASCII forms: the magic and the inode in hex (newc) or octal (odc).
+    let cpio = (at(0, b"070701") || at(0, b"070702") || at(0, b"070707"))
+        && data
+            .get(6..12)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit));
+    lzh || arj || cpio || at(7, b"**ACE**") || at(0, b"xar!\0\x1c") || at(0, b"MSWIM\0\0\0")
 }
 
 /// The first bytes of every RAR version, and of RAR 4 and RAR 5 archives.
@@ -352,6 +380,16 @@ mod tests {
         assert_eq!(sniff(b"Rar!\x1a\x07\x00"), Content::Rar);
         assert_eq!(sniff(b"7z\xbc\xaf\x27\x1c\x00\x04"), Content::SevenZip);
         assert_eq!(sniff(b"MSCF\0\0\0\0"), Content::OtherArchive);
+        // Regression (attachment probe): formats 7-Zip and WinRAR open by content.
+        assert_eq!(sniff(b"\x2a\x1c-lh5-\x10\x00"), Content::OtherArchive);
+        assert_eq!(sniff(b"\x60\xea\x2a\x00\x1e"), Content::OtherArchive);
+        assert_eq!(sniff(b"0707010000a1b2000081a4"), Content::OtherArchive);
+        assert_eq!(sniff(b"\0\0\0\0\0\0\0**ACE**"), Content::OtherArchive);
+        assert_eq!(sniff(b"xar!\0\x1c\0\x01"), Content::OtherArchive);
+        assert_eq!(sniff(b"MSWIM\0\0\0\xd0\0"), Content::OtherArchive);
+        // Text that starts like them is text.
+        assert_eq!(sniff(b"070701 is a date"), Content::Other);
+        assert_eq!(sniff(b"a -lh- b"), Content::Other);
         let mut iso = vec![0u8; 0x8010];
         iso[0x8001..0x8006].copy_from_slice(b"CD001");
         assert_eq!(sniff(&iso), Content::DiskImage);
