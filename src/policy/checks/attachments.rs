@@ -284,6 +284,32 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_eq!(c.symbols[0].score, Symbol::BlockedExt.default_score());
     }
 
+    /// Regression (attachment probe): a message saved as `.eml` and sent as
+    /// `application/octet-stream`, which mail clients open as a message, hid the `.exe`
+    /// attached to it.
+    #[tokio::test]
+    async fn a_saved_message_sent_as_a_file_is_read_as_a_message() {
+        let inner = "Subject: inner\r\nMIME-Version: 1.0\r\n\
+                     Content-Type: multipart/mixed; boundary=i\r\n\r\n\
+                     --i\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+                     --i\r\nContent-Type: application/octet-stream\r\n\
+                     Content-Disposition: attachment; filename=\"invoice.exe\"\r\n\r\nMZ\r\n--i--\r\n";
+        let message = format!(
+            "Subject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+             --o\nContent-Type: text/plain\n\nsee below\n\
+             --o\nContent-Type: application/octet-stream; name=\"Fwd Invoice.eml\"\n\
+             Content-Transfer-Encoding: base64\n\n{}\n--o--\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, inner)
+        );
+        let mut c = ctx(&message);
+        assert_eq!(check().run(&mut c).await, Decision::Continue);
+        assert!(
+            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+            "{:?}",
+            c.symbols
+        );
+    }
+
     /// Regression (attachment probe): `multipart/mixed, boundary="b"` (a comma where
     /// `;` belongs) hid the parts from the parser, while Thunderbird lists them: the
     /// `.exe` went unjudged, at the top level and in an inner multipart.

@@ -81,6 +81,12 @@ pub(super) fn collect_attachments(
             let data = bytes.data;
             // The files in a `winmail.dat`, which Outlook shows as attachments.
             let wrapped = crate::mail::tnef::files(&data);
+            // A message saved as `.eml` and sent as a file, which Thunderbird and Outlook
+            // open as a message by its name (attachment probe: the `invoice.exe` in it was
+            // judged only when sent as `message/rfc822`).
+            let in_saved_message = names_a_saved_message(&names)
+                .then(|| saved_message_attachments(&data, depth + 1, max_depth))
+                .unwrap_or_default();
             // Encoding fields that disagree: every reading is judged.
             for other in bytes.other_readings {
                 out.push(AttachmentPart {
@@ -105,6 +111,7 @@ pub(super) fn collect_attachments(
                 ambiguous: false,
                 content_left_out: f.data_left_out,
             }));
+            out.extend(in_saved_message);
         }
         if holds_uuencode(part) {
             for file in crate::mail::uuencode::files(part.contents()) {
@@ -130,6 +137,32 @@ pub(super) fn collect_attachments(
             }
         }
     }
+}
+
+/// Whether a file's names say it is a saved message (`.eml`), which mail clients open as
+/// one.
+fn names_a_saved_message(names: &[String]) -> bool {
+    names.iter().any(|name| {
+        name.trim_end_matches(['.', ' '])
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("eml"))
+    })
+}
+
+/// The attachments of a saved message's bytes, read as an attached message at `depth`:
+/// past the nesting limit (or when its structure is not followed) by the names in it.
+fn saved_message_attachments(data: &[u8], depth: usize, max_depth: usize) -> Vec<AttachmentPart> {
+    let mut out = Vec::new();
+    if depth > max_depth {
+        named_only(crate::mail::file_names::in_raw_fields(data), &mut out);
+        return out;
+    }
+    let as_read = crate::mail::delimiters::as_clients_read(data);
+    if let Some(message) = mail_parser::MessageParser::default().parse(&as_read.bytes) {
+        collect_attachments(&message, depth, max_depth, &mut out);
+    }
+    named_if_not_followed(&as_read, &mut out);
+    out
 }
 
 /// The files named in the part of a message past the parser's part limit (`cut` bytes
