@@ -84,9 +84,11 @@ pub(super) fn collect_attachments(
             // A message saved as `.eml` and sent as a file, which Thunderbird and Outlook
             // open as a message by its name (attachment probe: the `invoice.exe` in it was
             // judged only when sent as `message/rfc822`).
-            let in_saved_message = names_a_saved_message(&names)
-                .then(|| saved_message_attachments(&data, depth + 1, max_depth))
-                .unwrap_or_default();
+            let in_saved_message = if names_a_saved_message(&names) {
+                saved_message_attachments(&data, depth + 1, max_depth)
+            } else {
+                Vec::new()
+            };
             // Encoding fields that disagree: every reading is judged.
             for other in bytes.other_readings {
                 out.push(AttachmentPart {
