@@ -516,19 +516,25 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
 
+    /// `n` messages `000.eml`, `001.eml`, … whose Subject is their number (three digits
+    /// from byte 9).
+    fn numbered_messages(dir: &Path, n: usize) -> Vec<PathBuf> {
+        (0..n)
+            .map(|i| {
+                let path = dir.join(format!("{i:03}.eml"));
+                std::fs::write(&path, format!("Subject: {i:03}\r\n\r\nbody\r\n")).unwrap();
+                path
+            })
+            .collect()
+    }
+
     /// Results are handed on in file order while later files are still being worked on:
     /// the last file's work waits for the first result to be handed on, which a run that
     /// collected every result first would never do.
     #[test]
     fn results_go_out_in_order_before_the_run_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = (0..300)
-            .map(|n| {
-                let path = dir.path().join(format!("{n:03}.eml"));
-                std::fs::write(&path, format!("Subject: {n:03}\r\n\r\nbody\r\n")).unwrap();
-                path
-            })
-            .collect();
+        let files = numbered_messages(dir.path(), 300);
         let first_out = AtomicBool::new(false);
         let waited_for_it = AtomicBool::new(false);
         let last = files.len() - 1;
@@ -567,13 +573,7 @@ mod tests {
     #[test]
     fn a_result_goes_out_while_a_slow_file_is_worked_on() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = (0..300)
-            .map(|n| {
-                let path = dir.path().join(format!("{n:03}.eml"));
-                std::fs::write(&path, format!("Subject: {n:03}\r\n\r\nbody\r\n")).unwrap();
-                path
-            })
-            .collect();
+        let files = numbered_messages(dir.path(), 300);
         let first_out = AtomicBool::new(false);
         let waited_for_it = AtomicBool::new(false);
         let mut seen = Vec::new();
@@ -611,13 +611,7 @@ mod tests {
     #[test]
     fn results_held_stay_within_the_window() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = (0..600)
-            .map(|n| {
-                let path = dir.path().join(format!("{n:03}.eml"));
-                std::fs::write(&path, "Subject: x\r\n\r\nbody\r\n").unwrap();
-                path
-            })
-            .collect();
+        let files = numbered_messages(dir.path(), 600);
         let finished = AtomicUsize::new(0);
         let handed = AtomicUsize::new(0);
         let most_held = AtomicUsize::new(0);
