@@ -25,6 +25,18 @@ pub fn opens_file(text: &[u8]) -> bool {
     begin_lines(text).next().is_some()
 }
 
+/// Whether `data` is a uuencoded file from its first line (leading blanks skipped): what
+/// WinRAR and 7-Zip open as an archive of one file (a `.uue` attachment), whatever the
+/// part's type says.
+pub fn is_uuencoded_file(data: &[u8]) -> bool {
+    let start = data
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(data.len());
+    let text = data.get(start..).unwrap_or_default();
+    begin_name(text).is_some() && opens_data(text)
+}
+
 /// The uuencoded files in `text`, in order: every block whose `begin` line uudecode
 /// would take and whose next line is uuencoded data. The first [`MAX_DECODED`] are
 /// decoded, and only an exact copy (same name, same bytes) of one is left out: two blocks

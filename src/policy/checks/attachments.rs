@@ -284,6 +284,27 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_eq!(c.symbols[0].score, Symbol::BlockedExt.default_score());
     }
 
+    /// Regression (attachment probe): a `.uue` file sent as `application/octet-stream`
+    /// (which WinRAR and 7-Zip open as an archive of one file) hid the `.exe` in it.
+    #[tokio::test]
+    async fn a_uuencoded_file_sent_as_binary_is_opened() {
+        let uue = "begin 644 invoice.exe\r\n#35J0\r\n`\r\nend\r\n";
+        let message = format!(
+            "Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+             --o\nContent-Type: text/plain\n\nsee attached\n\
+             --o\nContent-Type: application/octet-stream; name=\"invoice.uue\"\n\
+             Content-Transfer-Encoding: base64\n\n{}\n--o--\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, uue)
+        );
+        let mut c = ctx(&message);
+        assert_eq!(check().run(&mut c).await, Decision::Continue);
+        assert!(
+            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+            "{:?}",
+            c.symbols
+        );
+    }
+
     /// Regression (attachment probe): a message saved as `.eml` and sent as
     /// `application/octet-stream`, which mail clients open as a message, hid the `.exe`
     /// attached to it.

@@ -258,9 +258,13 @@ fn declares_a_file<'a>(mut types: impl Iterator<Item = &'a ContentType<'a>>) -> 
 fn holds_uuencode(part: &MessagePart<'_>) -> bool {
     match &part.body {
         PartType::Text(_) => true,
-        PartType::Binary(_) | PartType::InlineBinary(_) => part
-            .content_transfer_encoding()
-            .is_some_and(|e| e.to_ascii_lowercase().contains("uu")),
+        // Declared so, or a file that is one from its first line (attachment probe: an
+        // `invoice.uue` sent as `application/octet-stream` held an unjudged `.exe`).
+        PartType::Binary(_) | PartType::InlineBinary(_) => {
+            part.content_transfer_encoding()
+                .is_some_and(|e| e.to_ascii_lowercase().contains("uu"))
+                || crate::mail::uuencode::is_uuencoded_file(part.contents())
+        }
         PartType::Html(_) | PartType::Message(_) | PartType::Multipart(_) => false,
     }
 }
