@@ -16,9 +16,12 @@ const MAX_URI_FORMS: usize = 4 * MAX_URIS;
 /// a client would not see (a scheme glued to an ASCII letter, `xhttp://`) is skipped, and a
 /// link written between `<…>` or `"…"` with blanks in it (`<http://spa m.example/>`) is
 /// read whole with its blanks dropped, as Thunderbird links it.
-fn text_links<'a>(texts: &'a [&'a String]) -> impl Iterator<Item = Cow<'a, str>> {
-    TEXT_URI.as_ref().into_iter().flat_map(move |re| {
-        texts.iter().flat_map(move |text| {
+fn text_links<'a>(
+    texts: impl IntoIterator<Item = &'a String>,
+) -> impl Iterator<Item = Cow<'a, str>> {
+    let re = TEXT_URI.as_ref();
+    texts.into_iter().flat_map(move |text| {
+        re.into_iter().flat_map(move |re| {
             re.find_iter(text)
                 .filter(|m| starts_a_link(text, m.start()))
                 .map(|m| Cow::Borrowed(m.as_str()))
@@ -95,8 +98,7 @@ const MAX_COLLECTED: usize = 16 * MAX_URIS;
 pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
     let mut sources: [Links; 4] = Default::default();
     let [seen_text, in_markup, in_raw, addresses] = &mut sources;
-    let rendered_texts: Vec<&String> = rendered.iter().collect();
-    for uri in text_links(&rendered_texts) {
+    for uri in text_links(rendered) {
         seen_text.collect(&uri);
     }
     if let Some(attr) = HTML_ATTR.as_ref() {
@@ -119,8 +121,7 @@ pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String])
         }
     }
     // A plain part's raw text is its rendered text, read above: its links are those.
-    let raw_texts: Vec<&String> = raw.iter().filter(|text| !rendered.contains(text)).collect();
-    for uri in text_links(&raw_texts) {
+    for uri in text_links(raw.iter().filter(|text| !rendered.contains(text))) {
         in_raw.collect(&uri);
     }
     // SpamAssassin lists the addresses written in the text as `mailto:` URIs too.
