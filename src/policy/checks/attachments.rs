@@ -253,6 +253,17 @@ mod tests {
         )
     }
 
+    /// Judges `message` and asserts that a blocked attachment was found in it.
+    async fn assert_blocked(message: &str, what: &str) {
+        let mut c = ctx(message);
+        assert_eq!(check().run(&mut c).await, Decision::Continue);
+        assert!(
+            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
+            "{what}: {:?}",
+            c.symbols
+        );
+    }
+
     const EXE_ATTACHED: &str = "From: a@b.test\nSubject: invoice\nMIME-Version: 1.0\n\
 Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nsee attached\n\
 --b\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\n\
@@ -296,13 +307,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
              Content-Transfer-Encoding: base64\n\n{}\n--o--\n",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, uue)
         );
-        let mut c = ctx(&message);
-        assert_eq!(check().run(&mut c).await, Decision::Continue);
-        assert!(
-            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-            "{:?}",
-            c.symbols
-        );
+        assert_blocked(&message, "").await;
     }
 
     /// Regression (attachment probe): a message saved as `.eml` and sent as
@@ -322,13 +327,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
              Content-Transfer-Encoding: base64\n\n{}\n--o--\n",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, inner)
         );
-        let mut c = ctx(&message);
-        assert_eq!(check().run(&mut c).await, Decision::Continue);
-        assert!(
-            c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-            "{:?}",
-            c.symbols
-        );
+        assert_blocked(&message, "").await;
     }
 
     /// Regression (attachment probe): `multipart/mixed, boundary="b"` (a comma where
@@ -348,13 +347,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
              --o\nContent-Type: multipart/mixed, boundary=\"b1\"\n\n{parts}--o--\n"
         );
         for message in [top, inner] {
-            let mut c = ctx(&message);
-            assert_eq!(check().run(&mut c).await, Decision::Continue);
-            assert!(
-                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-                "{message}: {:?}",
-                c.symbols
-            );
+            assert_blocked(&message, &message).await;
         }
     }
 
@@ -382,13 +375,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --b\nContent-Type: application/octet-stream\n\
                  Content-Disposition: attachment; filename=\"{name}\"\n\nx\n--b--\n"
             );
-            let mut c = ctx(&message);
-            assert_eq!(check().run(&mut c).await, Decision::Continue);
-            assert!(
-                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-                "{name}: {:?}",
-                c.symbols
-            );
+            assert_blocked(&message, &name).await;
         }
     }
 
@@ -412,13 +399,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --b\nContent-Type: text/plain\nContent-Disposition: {disposition}\n\n\
                  alert(1)\n--b--\n"
             );
-            let mut c = ctx(&message);
-            assert_eq!(check().run(&mut c).await, Decision::Continue);
-            assert!(
-                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-                "{disposition}: {:?}",
-                c.symbols
-            );
+            assert_blocked(&message, &disposition).await;
             // Regression (review): inside a forwarded message the raw fields were read at
             // offsets shifted by where that message starts, and these names were missed.
             let forwarded = format!(
@@ -426,13 +407,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --o\nContent-Type: text/plain\n\nsee below\n\
                  --o\nContent-Type: message/rfc822\n\n{message}\n--o--\n"
             );
-            let mut c = ctx(&forwarded);
-            assert_eq!(check().run(&mut c).await, Decision::Continue);
-            assert!(
-                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-                "forwarded {disposition}: {:?}",
-                c.symbols
-            );
+            assert_blocked(&forwarded, &format!("forwarded {disposition}")).await;
         }
     }
 
@@ -446,13 +421,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --b\nContent-Type: application/octet-stream\n{field}\n\n\
                  alert(1)\n--b--\n"
             );
-            let mut c = ctx(&message);
-            assert_eq!(check().run(&mut c).await, Decision::Continue);
-            assert!(
-                c.symbols.iter().any(|s| s.name == "ATTACH_BLOCKED_EXT"),
-                "{field}: {:?}",
-                c.symbols
-            );
+            assert_blocked(&message, &field).await;
         }
     }
 
