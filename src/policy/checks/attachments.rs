@@ -375,7 +375,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --b\nContent-Type: application/octet-stream\n\
                  Content-Disposition: attachment; filename=\"{name}\"\n\nx\n--b--\n"
             );
-            assert_blocked(&message, &name).await;
+            assert_blocked(&message, name).await;
         }
     }
 
@@ -399,7 +399,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --b\nContent-Type: text/plain\nContent-Disposition: {disposition}\n\n\
                  alert(1)\n--b--\n"
             );
-            assert_blocked(&message, &disposition).await;
+            assert_blocked(&message, disposition).await;
             // Regression (review): inside a forwarded message the raw fields were read at
             // offsets shifted by where that message starts, and these names were missed.
             let forwarded = format!(
@@ -421,7 +421,7 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
                  --b\nContent-Type: application/octet-stream\n{field}\n\n\
                  alert(1)\n--b--\n"
             );
-            assert_blocked(&message, &field).await;
+            assert_blocked(&message, field).await;
         }
     }
 
