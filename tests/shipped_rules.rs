@@ -163,6 +163,44 @@ fn a_date_far_from_the_delivery_hop_scores_and_a_near_one_does_not() {
     assert_eq!(dates("tm-year-bug"), ["DATE_IN_PAST_07D"]);
 }
 
+/// In collected mail a message the sender sent without a Message-ID carries the one its MX
+/// made from the MX's queue id; it reads as at the gateway, where it has none.
+#[test]
+fn a_message_id_the_receiving_mx_made_counts_as_missing() {
+    let with_id = |hop: &str, id: &str| {
+        message_via(hop)
+            .replace("id g8;", "id g6TJLDQ21542;")
+            .replace("Message-ID: <1@example.org>", &format!("Message-ID: {id}"))
+    };
+    let remote = "from mail.example.org (mail.example.org [198.51.100.7])";
+    let local = "(from alice@localhost)";
+    let messages = [
+        (
+            "mx-made",
+            with_id(remote, "<200207291921.g6TJLDQ21542@mx.relay.example>"),
+        ),
+        (
+            "senders-own",
+            with_id(remote, "<3D48C4C1.CE967A1E@example.org>"),
+        ),
+        // Made on the MX host for mail that began there (cron, a local user's mail).
+        (
+            "local-submission",
+            with_id(local, "<200207291921.g6TJLDQ21542@mx.relay.example>"),
+        ),
+        (
+            "none",
+            message_via(remote).replace("Message-ID: <1@example.org>\r\n", ""),
+        ),
+    ];
+    let found = hits(&messages);
+    let missing = |name: &str| rules_of(&found, name).iter().any(|r| r == "MISSING_MSGID");
+    assert!(missing("mx-made"), "{found:?}");
+    assert!(!missing("senders-own"), "{found:?}");
+    assert!(!missing("local-submission"), "{found:?}");
+    assert!(missing("none"), "{found:?}");
+}
+
 #[test]
 fn quoted_printable_written_against_rfc_2045_scores() {
     let qp = |body: &str| {

@@ -32,8 +32,9 @@ use crate::config::{Config, GreylistStage, RateAction, RateLimitConfig, RateStag
 use crate::rules::CompiledRules;
 use checks::{
     antivirus, attachments, authentication, classifier, client_behaviour, date_shift, dnsbl,
-    fcrdns, greylist, gtube, helo, mime_shape, networks, ratelimit, recipients, relay_control,
-    rules as rules_check, scan_coverage, sender_domain, size, tier as tier_checks, uribl,
+    fcrdns, greylist, gtube, helo, message_id, mime_shape, networks, ratelimit, recipients,
+    relay_control, rules as rules_check, scan_coverage, sender_domain, size, tier as tier_checks,
+    uribl,
 };
 
 /// Checks about the client rather than the message: trusted and allowlisted clients
@@ -457,6 +458,7 @@ impl Policy {
         // Its symbols mean something only where the rules files score them.
         if rules.is_some() {
             checks.push(Box::new(date_shift::DateShift));
+            checks.push(Box::new(message_id::MessageIdOrigin));
             checks.push(Box::new(mime_shape::MimeShape));
         }
         // Content is scanned (rules, URIBL): say what the scan limits left out.

@@ -26,6 +26,8 @@ const ALWAYS: &[&str] = &[
     // this name is an `eval:` one, which the engine skips (review: metas over it were
     // skipped with it).
     crate::policy::checks::mime_shape::QP_LONG_LINE,
+    // Runs with it; read by `MISSING_MSGID` in the shipped rules.
+    crate::policy::checks::message_id::MADE_AT_MX,
     crate::rules::BACKTRACK_BUDGET_SYMBOL,
 ];
 

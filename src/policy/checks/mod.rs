@@ -11,6 +11,7 @@ pub mod fcrdns;
 pub mod greylist;
 pub mod gtube;
 pub mod helo;
+pub mod message_id;
 pub mod mime_shape;
 pub mod networks;
 pub mod ratelimit;
