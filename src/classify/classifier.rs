@@ -13,7 +13,7 @@ use super::ftrl::{self, Example, LrModel};
 use super::ledger::{body_digest, hex, Class, Entry, Outcome};
 use super::seed::Seed;
 use super::store::{self, Source, AUTOLEARNED, GENERATION, MAX_LOOKUPS, TOTALS};
-use super::tokenize::Tokenizer;
+use super::tokenize::{Reading, Tokenizer};
 use super::ClassifyError;
 use arc_swap::ArcSwapOption;
 use std::collections::BTreeMap;
@@ -299,17 +299,23 @@ impl Classifier {
         self.model.store(model.map(Arc::new));
     }
 
-    /// The tokens of a message.
+    /// The tokens of a message collected elsewhere (a file to learn).
     pub fn features(&self, raw: &[u8]) -> Features {
         Tokenizer.features(raw)
     }
 
-    /// Classifies raw message bytes with `model` (a policy snapshot keeps the model it was
-    /// built with); no vote below `min_learned` messages of either class; `explain` asks
-    /// for that many strongest tokens.
+    /// The tokens of a message read as `reading` says.
+    pub fn features_read(&self, raw: &[u8], reading: Reading) -> Features {
+        Tokenizer.features_read(raw, reading)
+    }
+
+    /// Classifies raw message bytes, read as `reading` says, with `model` (a policy
+    /// snapshot keeps the model it was built with); no vote below `min_learned` messages of
+    /// either class; `explain` asks for that many strongest tokens.
     pub async fn classify(
         &self,
         raw: &[u8],
+        reading: Reading,
         model: Option<&LrModel>,
         min_learned: u32,
         explain: usize,
@@ -319,7 +325,7 @@ impl Classifier {
         let key = self.lookup_key.load_full();
         let (features, hashes, looked_up) =
             crate::runtime::off_the_session_threads(raw.len(), || {
-                let features = self.features(raw);
+                let features = self.features_read(raw, reading);
                 let hashes = features.hashes();
                 let looked_up = pick_lookups(&hashes, MAX_LOOKUPS, &key);
                 (features, hashes, looked_up)

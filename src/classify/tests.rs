@@ -96,7 +96,11 @@ async fn learn_corpus(c: &Classifier, n: usize) {
 
 async fn probability(c: &Classifier, raw: &[u8]) -> f64 {
     let model = c.model();
-    match c.classify(raw, model.as_deref(), 5, 5).await.unwrap() {
+    match c
+        .classify(raw, Reading::Collected, model.as_deref(), 5, 5)
+        .await
+        .unwrap()
+    {
         Judged::Verdict(v) => v.probability,
         Judged::NotReady(t) => panic!("not ready: {t:?}"),
     }
@@ -129,7 +133,11 @@ use super::tokenize::Tokenizer;
 async fn lifecycle(state: &State) {
     let c = classifier(state, "gw1");
     // Below the vote threshold the classifier abstains.
-    let Judged::NotReady(t) = c.classify(&message(true, 0), None, 5, 0).await.unwrap() else {
+    let Judged::NotReady(t) = c
+        .classify(&message(true, 0), Reading::Collected, None, 5, 0)
+        .await
+        .unwrap()
+    else {
         panic!("voted with nothing learned");
     };
     assert_eq!(t, Counts::default());
@@ -138,7 +146,11 @@ async fn lifecycle(state: &State) {
     // Unseen messages of each kind are told apart.
     assert!(probability(&c, &message(true, 100)).await > 0.9);
     assert!(probability(&c, &message(false, 100)).await < 0.1);
-    let top = match c.classify(&message(true, 100), None, 5, 3).await.unwrap() {
+    let top = match c
+        .classify(&message(true, 100), Reading::Collected, None, 5, 3)
+        .await
+        .unwrap()
+    {
         Judged::Verdict(v) => v.top,
         other => panic!("{other:?}"),
     };
@@ -1004,7 +1016,11 @@ async fn random_words_added_to_a_spam_leave_the_logistic_vote_as_it_was() {
         let c = &c;
         async move {
             let model = c.model();
-            match c.classify(&raw, model.as_deref(), 5, 0).await.unwrap() {
+            match c
+                .classify(&raw, Reading::Collected, model.as_deref(), 5, 0)
+                .await
+                .unwrap()
+            {
                 Judged::Verdict(v) => v.lr.unwrap(),
                 Judged::NotReady(t) => panic!("not ready: {t:?}"),
             }

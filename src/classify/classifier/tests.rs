@@ -76,7 +76,13 @@ async fn no_vote_with_a_class_empty_even_at_min_learned_0() {
         Settings { node: "t".into() },
     );
     let judged = c
-        .classify(b"Subject: hi\r\n\r\nhello\r\n", None, 0, 0)
+        .classify(
+            b"Subject: hi\r\n\r\nhello\r\n",
+            Reading::Collected,
+            None,
+            0,
+            0,
+        )
         .await
         .unwrap();
     assert!(matches!(judged, Judged::NotReady(_)), "{judged:?}");

@@ -3,19 +3,19 @@
 //! Recipient addresses and collection artefacts are never read: they describe whoever
 //! collected the mail, not the sender.
 
-use super::{bucket, reg_domain, shape, tld, words_in, Sink, Tokenizer};
+use super::{bucket, reg_domain, shape, tld, words_in, Reading, Sink, Tokenizer};
 use crate::classify::normalize::{join_spaced_letters, normalize_text};
 use crate::mail::display_names::mailboxes;
 use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::{raw_value, value_as_read};
-use crate::mail::trace::hops_after_delivery;
+use crate::mail::trace::{hops_after_delivery, message_id_made_at_mx};
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
 /// Subject words read at most (a subject's worth; the rest still counts in `s:m:words:`).
 const MAX_SUBJECT_WORDS: usize = 64;
 
 impl Tokenizer {
-    pub(super) fn header_features(&self, msg: &Message<'_>, sink: &mut Sink) {
+    pub(super) fn header_features(&self, msg: &Message<'_>, sink: &mut Sink, reading: Reading) {
         // Subject, decoded as the rules decode it (review: mail-parser read
         // `Cheap Vi=?utf-8?q?agra?=` as "Vi agra", and a character split over two encoded
         // words as two U+FFFD).
@@ -91,8 +91,10 @@ impl Tokenizer {
             }
             None => sink.push("xm:none".to_string()),
         }
-        // Message-ID.
-        match msg.message_id() {
+        // Message-ID. One the MX of collected mail made stands for none, as the gateway
+        // sees such a message (`mail::trace::message_id_made_at_mx`).
+        let made_at_mx = reading == Reading::Collected && made_at_mx(msg);
+        match msg.message_id().filter(|_| !made_at_mx) {
             Some(id) => {
                 let (local, domain) = id.rsplit_once('@').unwrap_or((id, ""));
                 sink.push2("mid:lp:", &shape(local, 16));
@@ -320,4 +322,25 @@ fn shown_from_name(msg: &Message<'_>) -> Option<String> {
         return None;
     }
     mailboxes(&raw, false).into_iter().next()?.name
+}
+
+/// Whether the receiving MX of collected mail made its Message-ID (see
+/// [`message_id_made_at_mx`]).
+fn made_at_mx(msg: &Message<'_>) -> bool {
+    let raw = msg.raw_message();
+    let Some(id) = msg
+        .headers()
+        .iter()
+        .find(|h| h.name == HeaderName::MessageId)
+        .map(|h| String::from_utf8_lossy(raw_value(raw, h)))
+    else {
+        return false;
+    };
+    let hops: Vec<&str> = msg
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::Received)
+        .map(|h| std::str::from_utf8(raw_value(raw, h)).unwrap_or(""))
+        .collect();
+    message_id_made_at_mx(&id, &hops)
 }

@@ -89,6 +89,18 @@ fn capped_links<'t>(re: &'t Regex, text: &'t str) -> impl Iterator<Item = &'t st
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokenizer;
 
+/// Where the message being read comes from, which decides what its trace fields say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reading {
+    /// As the gateway judges it at the end of DATA (or a copy it stored, read as judged):
+    /// the gateway is the MX, and the topmost hop is the client's.
+    AtTheGateway,
+    /// A message collected elsewhere (a mailbox, a corpus, a file to `learn`): the topmost
+    /// delivery hop is the MX that took it in, whose additions the gateway never sees.
+    #[default]
+    Collected,
+}
+
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up on non-ASCII text.
     // The slashes after a scheme as a browser reads them (`http:\\`, `http:/`, none; link
@@ -233,8 +245,14 @@ fn push_number(out: &mut String, n: usize) {
 }
 
 impl Tokenizer {
-    /// The tokens of raw RFC 5322 bytes; unparsable input is read as plain text.
+    /// The tokens of raw RFC 5322 bytes collected elsewhere ([`Reading::Collected`]).
     pub fn features(&self, raw: &[u8]) -> Features {
+        self.features_read(raw, Reading::Collected)
+    }
+
+    /// The tokens of raw RFC 5322 bytes read as `reading` says; unparsable input is read
+    /// as plain text.
+    pub fn features_read(&self, raw: &[u8], reading: Reading) -> Features {
         let mut sink = Sink {
             seen: HashSet::with_capacity_and_hasher(512, HashBuild::default()),
             tokens: Vec::with_capacity(512),
@@ -254,7 +272,7 @@ impl Tokenizer {
         let parseable = crate::mail::header_fields::with_date_zones_padded(&as_read.bytes);
         match MessageParser::default().parse(&parseable) {
             Some(msg) => {
-                self.header_features(&msg, &mut sink);
+                self.header_features(&msg, &mut sink, reading);
                 self.body_features(&msg, &mut sink, 0, true);
             }
             None => {

@@ -252,6 +252,41 @@ fn hops_from_the_mailbox_fetch_upward_are_not_read() {
     assert!(has(&n, "rcv:n:2"), "{n:?}");
 }
 
+/// Collected mail whose MX made its Message-ID reads as the gateway sees it: without one.
+/// At the gateway the topmost hop is the client's, and its IDs are read as they are.
+#[test]
+fn a_message_id_the_mx_made_reads_as_none_in_collected_mail_only() {
+    let raw = "Received: from imap.example.net [10.0.0.2] by localhost with IMAP\r\n \
+               (fetchmail-5.9.0) for user@localhost; Mon, 2 Dec 2002 23:55:10 +0000\r\n\
+               Received: from sender (sender.example.com [192.0.2.4])\r\n \
+               by mx.example.net (8.11.6) with ESMTP id gB2NqEa21542; Mon, 2 Dec 2002 23:52:14 +0000\r\n\
+               Message-Id: <200212022352.gB2NqEa21542@mx.example.net>\r\n\
+               Subject: x\r\n\r\nhello\r\n";
+    let read = |raw: &str, reading: Reading| -> Vec<String> {
+        Tokenizer
+            .features_read(raw.as_bytes(), reading)
+            .tokens
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    };
+    let collected = read(raw, Reading::Collected);
+    assert!(has(&collected, "mid:none"), "{collected:?}");
+    assert!(
+        !collected.iter().any(|t| t.starts_with("mid:d:")),
+        "{collected:?}"
+    );
+    let at_the_gateway = read(raw, Reading::AtTheGateway);
+    assert!(!has(&at_the_gateway, "mid:none"), "{at_the_gateway:?}");
+    assert!(
+        has(&at_the_gateway, "mid:d:example.net"),
+        "{at_the_gateway:?}"
+    );
+    // The sender's own ID is read in both.
+    let own = raw.replace("200212022352.gB2NqEa21542@mx", "3D48C4C1.CE967A1E@pc");
+    assert!(!has(&read(&own, Reading::Collected), "mid:none"));
+}
+
 #[test]
 fn the_word_cap_holds_inside_one_long_chunk() {
     // 20,000 distinct words joined by commas: one whitespace-free chunk.

@@ -5,7 +5,7 @@
 use crate::classify::ftrl::LrModel;
 use crate::classify::ledger::{Entry, Outcome};
 use crate::classify::{
-    Class, Classifier, ClassifyError, Counts, Judged, AUTOLEARNS_AT_ONCE, BANDS,
+    Class, Classifier, ClassifyError, Counts, Judged, Reading, AUTOLEARNS_AT_ONCE, BANDS,
 };
 use crate::config::{ClassifierConfig, OnFailure, RuleAction};
 use crate::mail::Reply;
@@ -78,9 +78,17 @@ impl Check for Classify {
             Some(c) => Ok(c.judged.clone()),
             None => {
                 let message = ctx.message.bounded();
+                // Judged as at the gateway (a session, a copy it stored) or collected mail
+                // (`scan` of a mailbox): see `Reading`.
+                let reading = if ctx.arrival.is_some() {
+                    Reading::AtTheGateway
+                } else {
+                    Reading::Collected
+                };
                 self.classifier
                     .classify(
                         &message,
+                        reading,
                         self.model.as_deref(),
                         self.min_learned,
                         EXPLAIN_TOKENS,
@@ -330,7 +338,10 @@ impl Check for Autolearn {
             // a message of a megabyte takes a worker for milliseconds.
             let tokenizer = classifier.clone();
             let hashes = match tokio::task::spawn_blocking(move || {
-                tokenizer.features(&raw).hashes()
+                // Learned as the session read it: the gateway was the MX.
+                tokenizer
+                    .features_read(&raw, Reading::AtTheGateway)
+                    .hashes()
             })
             .await
             {
