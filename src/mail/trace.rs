@@ -136,8 +136,9 @@ fn is_loopback_clause(from: &str) -> bool {
 }
 
 /// The queue ids a hop records (`id g6P3TX57026200;`, `id 17hrT0-0004gj-00`): the word
-/// after each `id`, of six characters or more with a digit, so a short or wordy one
-/// (`id 1`, `id unknown`) never matches by chance.
+/// after each `id`, of six characters or more with a digit and a letter, so a short, wordy
+/// or all-digit one (`id 1`, `id unknown`, `id 021542`) never matches a sender's own
+/// Message-ID (often a timestamp) by chance.
 fn queue_ids(hop: &str) -> Vec<&str> {
     let words: Vec<&str> = hop.split_ascii_whitespace().collect();
     words
@@ -147,6 +148,7 @@ fn queue_ids(hop: &str) -> Vec<&str> {
         .filter(|id| {
             id.len() >= 6
                 && id.bytes().any(|b| b.is_ascii_digit())
+                && id.bytes().any(|b| b.is_ascii_alphabetic())
                 && id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
@@ -342,6 +344,12 @@ mod tests {
         assert!(!message_id_made_at_mx("<12345678@b.example>", &[hop]));
         let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id unknownid; Mon";
         assert!(!message_id_made_at_mx("<unknownid@b.example>", &[hop]));
+        // A sender's timestamp holds the digits of an all-digit queue id by chance.
+        let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id 0725161; Mon";
+        assert!(!message_id_made_at_mx(
+            "<20020725161111.A1@a.example>",
+            &[hop]
+        ));
         let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id g7NB9oq21542; Mon";
         assert!(!message_id_made_at_mx("g7NB9oq21542", &[hop]));
         assert!(!message_id_made_at_mx("<x@b.example.g7NB9oq21542>", &[hop]));
