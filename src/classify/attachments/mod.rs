@@ -10,6 +10,7 @@
 mod archive;
 mod magic;
 mod names;
+mod smuggling;
 mod svg;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,9 @@ pub enum Symbol {
     /// An SVG file that acts when opened (script, event handlers, `javascript:` links,
     /// embedded HTML): a phishing page sent as an image.
     SvgActive,
+    /// An HTML page that rebuilds a file from data it carries and has the browser save it
+    /// (HTML smuggling): the program inside never crosses the gateway as a file.
+    HtmlSmuggling,
 }
 
 impl Symbol {
@@ -91,6 +95,7 @@ impl Symbol {
             Symbol::ArchiveNestedSkipped => "ARCHIVE_NESTED_SKIPPED",
             Symbol::AttachTooManyFiles => "ATTACH_TOO_MANY_FILES",
             Symbol::SvgActive => "ATTACH_SVG_ACTIVE",
+            Symbol::HtmlSmuggling => "ATTACH_HTML_SMUGGLING",
         }
     }
 
@@ -99,7 +104,7 @@ impl Symbol {
         match self {
             Symbol::BlockedExt | Symbol::BlockedType => 8.0,
             Symbol::DoubleExt | Symbol::BidiName | Symbol::TypeMismatch => 6.0,
-            Symbol::SvgActive => 6.0,
+            Symbol::SvgActive | Symbol::HtmlSmuggling => 6.0,
             Symbol::ArchiveBlockedExt => 6.0,
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
@@ -266,6 +271,12 @@ impl AttachmentPolicy {
             }
             if svg::is_svg(&exts, a.content_type, a.data) && svg::is_active(a.data) {
                 findings.add(Symbol::SvgActive, shown);
+            }
+            let named = !a.names.is_empty();
+            if smuggling::is_html_file(&exts, a.content_type, named)
+                && smuggling::smuggles_a_file(a.data)
+            {
+                findings.add(Symbol::HtmlSmuggling, shown);
             }
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {

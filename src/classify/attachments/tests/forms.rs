@@ -271,3 +271,32 @@ fn an_svg_that_acts_when_opened_is_flagged() {
     let drawing = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"4\" fill=\"red\"/></svg>";
     assert!(symbols(&[part("logo.svg", "image/svg+xml", drawing)]).is_empty());
 }
+
+/// HTML smuggling (attachment probe: an `.html` page whose script saves a Blob as
+/// `x.exe` passed): the page is flagged whatever it is called; the message's own HTML
+/// body, unnamed, is never read as a page a browser opens.
+#[test]
+fn an_html_page_that_saves_a_file_it_carries_is_flagged() {
+    let payload = "TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA".repeat(60);
+    let page = format!(
+        "<html><body>Loading your document...<script>\
+         var b = new Blob([Uint8Array.from(atob('{payload}'), c => c.charCodeAt(0))]);\
+         var a = document.createElement('a'); a.href = URL.createObjectURL(b);\
+         a.download = 'Invoice.exe'; document.body.appendChild(a); a.click();</script></body></html>"
+    );
+    let page = page.as_bytes();
+    for (name, ctype) in [
+        ("Invoice_0932.html", "text/html"),
+        ("Invoice_0932.htm", "application/octet-stream"),
+        ("statement", "text/html"),
+    ] {
+        assert_eq!(
+            symbols(&[part(name, ctype, page)]),
+            vec!["ATTACH_HTML_SMUGGLING"],
+            "{name}"
+        );
+    }
+    assert!(symbols(&[part("", "text/html", page)]).is_empty());
+    let report = b"<html><body><table><tr><td>Q3</td><td>1,204</td></tr></table></body></html>";
+    assert!(symbols(&[part("report.html", "text/html", report)]).is_empty());
+}

@@ -1,0 +1,176 @@
+//! HTML smuggling: an `.html` attachment whose script rebuilds a file from data it carries
+//! (base64 through `atob`, or a long array of byte values), wraps it in a `Blob` and makes
+//! the browser save it (`URL.createObjectURL` with an `<a download>`, or
+//! `msSaveOrOpenBlob`), so the program inside (an ISO, a zip, a script) never crosses the
+//! gateway as a file any name or content check can see. Saved web pages and reports hold
+//! no such payload; a page whose export button builds a Blob from its own table does not
+//! carry one either.
+
+/// Bytes of a page read: the payload of a smuggling page is the file it delivers, often
+/// megabytes, but the script that saves it and the start of the payload come first or
+/// last, and both ends are read.
+const MAX_READ: usize = 1 << 20;
+
+/// A run of base64 characters this long (or of byte values written out) is a file, not
+/// an image's inline icon or a token.
+const PAYLOAD_RUN: usize = 2000;
+
+/// Whether the attachment is an HTML page: by the extension of one of its names, or a
+/// declared HTML type on a named part (the message's own HTML body is not an attachment a
+/// browser opens).
+pub(super) fn is_html_file(exts: &[Option<String>], content_type: &str, named: bool) -> bool {
+    let by_ext = exts.iter().any(|e| {
+        matches!(
+            e.as_deref(),
+            Some("htm" | "html" | "shtml" | "xhtml" | "xht" | "hta")
+        )
+    });
+    by_ext || (named && matches!(content_type, "text/html" | "application/xhtml+xml"))
+}
+
+/// Whether a page builds a file from data it carries and has the browser save it.
+pub(super) fn smuggles_a_file(data: &[u8]) -> bool {
+    if data.len() <= 2 * MAX_READ {
+        return smuggles(&data.to_ascii_lowercase());
+    }
+    // Both ends: the script comes before or after a payload of any length.
+    let mut ends = data[..MAX_READ].to_ascii_lowercase();
+    ends.push(b'\n');
+    ends.extend(data[data.len() - MAX_READ..].to_ascii_lowercase());
+    smuggles(&ends)
+}
+
+fn smuggles(text: &[u8]) -> bool {
+    // Spaces and quotes out, so `new Blob (`, `a.download = "x"` and
+    // `window["URL"]["createObjectURL"]` read alike.
+    let packed: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'`' | b'+'))
+        .collect();
+    let has = |marker: &[u8]| memchr::memmem::find(&packed, marker).is_some();
+    let builds_blob = has(b"blob");
+    let saves = has(b"createobjecturl") || has(b"mssaveoropenblob") || has(b"mssaveblob");
+    let downloads = has(b"download") || has(b"mssave");
+    let carries = has(b"atob(")
+        || longest_run(text, is_base64) >= PAYLOAD_RUN
+        || longest_run(text, is_byte_list) >= PAYLOAD_RUN;
+    let data_link = has(b"download=") && has(b"href=data:application/");
+    (builds_blob && saves && downloads && carries) || data_link
+}
+
+fn is_base64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/')
+}
+
+fn is_byte_list(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b',' | b' ' | b'x')
+}
+
+/// The longest run of bytes that `class` accepts.
+fn longest_run(text: &[u8], class: fn(u8) -> bool) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    for &b in text {
+        if class(b) {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    longest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(script: &str) -> Vec<u8> {
+        format!(
+            "<html><body><p>Your document is loading</p><script>{script}</script></body></html>"
+        )
+        .into_bytes()
+    }
+
+    const SAVE_ANCHOR: &str =
+        "var u = window.URL.createObjectURL(b); var a = document.createElement('a');\n\
+                               a.href = u; a.download = 'invoice.iso'; a.click();";
+
+    #[test]
+    fn a_page_that_saves_a_file_it_carries_smuggles() {
+        let payload = "TVqQAAMAAAAEAAAA".repeat(200);
+        let base64 = format!(
+            "var d = atob('{payload}'); var b = new Blob([d], {{type: 'application/octet-stream'}});\n{SAVE_ANCHOR}"
+        );
+        assert!(smuggles_a_file(&page(&base64)));
+        let bytes = (0..1000)
+            .map(|i| (i % 256).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let array = format!("var b = new Blob([new Uint8Array([{bytes}])]);\n{SAVE_ANCHOR}");
+        assert!(smuggles_a_file(&page(&array)));
+        // Old Edge and Internet Explorer save without an anchor.
+        let ms = format!(
+            "var b = new Blob([atob('{payload}')]); navigator.msSaveOrOpenBlob(b, 'x.zip');"
+        );
+        assert!(smuggles_a_file(&page(&ms)));
+        // Names split and quoted to dodge a search.
+        let split = format!(
+            "var b = new window['Bl'+'ob']([atob(\"{payload}\")]); var u = window[\"URL\"][\"create\" + \"ObjectURL\"](b);\n\
+             var a = document.createElement('a'); a['down'+'load'] = 'x.img'; a.href = u; a.click();"
+        );
+        assert!(smuggles_a_file(&page(&split)));
+        // A link to the file itself, as data.
+        let link = format!("</script><a href=\"data:application/x-iso9660-image;base64,{payload}\" download=\"x.iso\">open</a><script>");
+        assert!(smuggles_a_file(&page(&link)));
+    }
+
+    #[test]
+    fn pages_that_carry_no_file_or_save_none_do_not_smuggle() {
+        // An export button building a Blob from the page's own table.
+        let export =
+            format!("var b = new Blob([table.innerText], {{type: 'text/csv'}});\n{SAVE_ANCHOR}");
+        assert!(!smuggles_a_file(&page(&export)));
+        // An inline image is base64 too, but the page saves nothing.
+        let icon = format!(
+            "</script><img src=\"data:image/png;base64,{}\"><script>",
+            "iVBORw0KGgo".repeat(400)
+        );
+        assert!(!smuggles_a_file(&page(&icon)));
+        assert!(!smuggles_a_file(
+            b"<html><body>Minutes of the meeting</body></html>"
+        ));
+        assert!(!smuggles_a_file(b""));
+    }
+
+    #[test]
+    fn a_payload_in_the_middle_of_a_huge_page_still_shows_its_script() {
+        let mut data =
+            page("var d = atob(document.getElementById('p').textContent);\nvar b = new Blob([d]);");
+        data.extend(b"<div id=p>");
+        data.extend("QUJD".repeat(MAX_READ).as_bytes());
+        data.extend(b"</div><script>");
+        data.extend(SAVE_ANCHOR.as_bytes());
+        data.extend(b"</script>");
+        assert!(smuggles_a_file(&data));
+    }
+
+    #[test]
+    fn html_files_are_known_by_name_or_by_a_named_html_part() {
+        let none: [Option<String>; 0] = [];
+        assert!(is_html_file(
+            &[Some("html".to_string())],
+            "application/octet-stream",
+            true
+        ));
+        assert!(is_html_file(&[Some("htm".to_string())], "", true));
+        assert!(is_html_file(&none, "text/html", true));
+        assert!(!is_html_file(&none, "text/html", false));
+        assert!(!is_html_file(
+            &[Some("pdf".to_string())],
+            "application/pdf",
+            true
+        ));
+    }
+}
