@@ -52,9 +52,7 @@ fn smuggles(text: &[u8]) -> bool {
     let builds_blob = has(b"blob");
     let saves = has(b"createobjecturl") || has(b"mssaveoropenblob") || has(b"mssaveblob");
     let downloads = has(b"download") || has(b"mssave");
-    let carries = has(b"atob(")
-        || longest_run(text, is_base64) >= PAYLOAD_RUN
-        || longest_run(text, is_byte_list) >= PAYLOAD_RUN;
+    let carries = has(b"atob(") || payload_run(text, is_base64) || payload_run(text, is_byte_list);
     let data_link = has(b"download=") && has(b"href=data:application/");
     (builds_blob && saves && downloads && carries) || data_link
 }
@@ -67,19 +65,21 @@ fn is_byte_list(b: u8) -> bool {
     b.is_ascii_digit() || matches!(b, b',' | b' ' | b'x')
 }
 
-/// The longest run of bytes that `class` accepts.
-fn longest_run(text: &[u8], class: fn(u8) -> bool) -> usize {
-    let mut longest = 0;
-    let mut run = 0;
-    for &b in text {
-        if class(b) {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
+/// Whether a run of [`PAYLOAD_RUN`] bytes or more that `class` accepts stands outside a
+/// `data:` link: saved pages carry their fonts and images as `data:…;base64,` links,
+/// which a browser shows and never saves as a file.
+fn payload_run(text: &[u8], class: fn(u8) -> bool) -> bool {
+    let mut start = 0;
+    for at in 0..=text.len() {
+        if text.get(at).is_some_and(|&b| class(b)) {
+            continue;
         }
+        if at - start >= PAYLOAD_RUN && !text[..start].ends_with(b"base64,") {
+            return true;
+        }
+        start = at + 1;
     }
-    longest
+    false
 }
 
 #[cfg(test)]
@@ -138,6 +138,15 @@ mod tests {
             "iVBORw0KGgo".repeat(400)
         );
         assert!(!smuggles_a_file(&page(&icon)));
+        // A saved chart page: its library offers a download of the chart as a Blob, and
+        // its font comes as a data link, which is no payload.
+        let chart = format!(
+            "</script><style>@font-face {{src: url(data:font/woff2;base64,{})}}</style><script>\n\
+             function save(svg) {{ var b = new Blob([svg]); var a = document.createElement('a');\n\
+             a.href = URL.createObjectURL(b); a.download = 'chart.svg'; a.click(); }}",
+            "d09GMgABAAAAA".repeat(300)
+        );
+        assert!(!smuggles_a_file(&page(&chart)));
         assert!(!smuggles_a_file(
             b"<html><body>Minutes of the meeting</body></html>"
         ));
