@@ -25,6 +25,7 @@ pub mod tnef;
 pub mod trace;
 pub mod url;
 pub mod uuencode;
+pub mod yenc;
 
 pub use address::{Address, AddressError};
 pub use reply::Reply;

@@ -310,6 +310,15 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_blocked(&message, "").await;
     }
 
+    /// Regression (attachment probe): a yEnc block in an untyped body, which clients that
+    /// decode yEnc show as a file, named an `.exe` no check read.
+    #[tokio::test]
+    async fn a_yenc_file_in_the_body_is_judged() {
+        let message = "Subject: x\n\nsee the invoice\n\
+                       =ybegin line=128 size=2 name=invoice.exe\nwk\n=yend size=2\n";
+        assert_blocked(message, "").await;
+    }
+
     /// Regression (attachment probe): a message saved as `.eml` and sent as
     /// `application/octet-stream`, which mail clients open as a message, hid the `.exe`
     /// attached to it.

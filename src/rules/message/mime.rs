@@ -115,8 +115,17 @@ pub(super) fn collect_attachments(
             }));
             out.extend(in_saved_message);
         }
+        // yEnc in a text part, which clients that decode it show as a file (attachment
+        // probe: `=ybegin … name=invoice.exe` in an untyped body went unjudged).
+        let yenc = match &part.body {
+            PartType::Text(_) => crate::mail::yenc::files(part.contents()),
+            _ => Vec::new(),
+        };
         if holds_uuencode(part) {
-            for file in crate::mail::uuencode::files(part.contents()) {
+            for file in crate::mail::uuencode::files(part.contents())
+                .into_iter()
+                .chain(yenc)
+            {
                 out.push(AttachmentPart {
                     names: vec![file.name],
                     content_type: String::new(),
