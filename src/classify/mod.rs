@@ -39,7 +39,6 @@ pub use classifier::{
 pub use ledger::{Class, Outcome};
 pub use seed::Seed;
 pub use store::Source;
-pub use tokenize::Reading;
 
 use crate::state::Unavailable;
 use std::path::PathBuf;

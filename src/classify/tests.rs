@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::{OnFailure, StateBackendConfig, StateConfig};
+use crate::mail::trace::Reading;
 use crate::metrics::Metrics;
 use crate::state::tests::RedisServer;
 use crate::state::State;

@@ -5,6 +5,18 @@
 
 use super::date::parse_date;
 
+/// Where a message is read, which decides what its trace fields say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reading {
+    /// As the gateway judges it at the end of DATA (or a copy it stored, read as judged):
+    /// the gateway is the MX, and the topmost hop is the client's.
+    AtTheGateway,
+    /// A message collected elsewhere (a mailbox, a corpus, a file to `learn`): the topmost
+    /// delivery hop is the MX that took it in, whose additions the gateway never sees.
+    #[default]
+    Collected,
+}
+
 /// True for a `Received` hop that fetched the message from a mailbox (`with IMAP`, `with
 /// POP3`). It and every hop above it were added after delivery by the recipient's own
 /// tools: a gateway at the MX never sees them, and in collected mail they describe the
@@ -37,8 +49,7 @@ pub fn is_gateway_hop(received: &str) -> bool {
 /// [`is_mailbox_fetch`]) or from the gateway's own hop upward (see [`is_gateway_hop`]); the
 /// hops below them are the delivery's, as the gateway saw them when it judged the message.
 /// So a message learned from a mailbox reads as it read at the gateway.
-pub fn hops_after_delivery<'a>(received: impl IntoIterator<Item = &'a str>) -> usize {
-    let hops: Vec<&str> = received.into_iter().collect();
+pub fn hops_after_delivery(hops: &[&str]) -> usize {
     let fetched = hops
         .iter()
         .rposition(|hop| is_mailbox_fetch(hop))
@@ -61,7 +72,7 @@ pub fn receiving_mx_hop<'a>(received: &[&'a str]) -> Option<&'a str> {
     if received.iter().any(|hop| is_gateway_hop(hop)) {
         return None;
     }
-    let delivery = received.get(hops_after_delivery(received.iter().copied())..)?;
+    let delivery = received.get(hops_after_delivery(received)..)?;
     for hop in delivery {
         let from = from_clause(hop)?;
         if !is_loopback_clause(from) {
@@ -75,8 +86,12 @@ pub fn receiving_mx_hop<'a>(received: &[&'a str]) -> Option<&'a str> {
 /// id (`<20020725.g6P3TX57026200@mx.example>` under a hop `by mx.example ... id
 /// g6P3TX57026200`): the sender's software sent none, and MTAs such as sendmail and Postfix
 /// fill the gap. At the gateway the same message has no Message-ID at all; this reads
-/// collected mail as the gateway would have seen it.
-pub fn message_id_made_at_mx(message_id: &str, received: &[&str]) -> bool {
+/// collected mail as the gateway would have seen it. Never [`Reading::AtTheGateway`]: the
+/// MX was the gateway, and the hops are the sender's side.
+pub fn message_id_made_at_mx(message_id: &str, received: &[&str], reading: Reading) -> bool {
+    if reading == Reading::AtTheGateway {
+        return false;
+    }
     let Some(local) = message_id_local_part(message_id) else {
         return false;
     };
@@ -168,7 +183,7 @@ pub fn arrival(received: &[&str]) -> Option<i64> {
     ours.and_then(date_of).or_else(|| {
         received
             .iter()
-            .skip(hops_after_delivery(received.iter().copied()))
+            .skip(hops_after_delivery(received))
             .find_map(date_of)
     })
 }
@@ -201,9 +216,9 @@ mod tests {
                     with ESMTPS id ABC123\r\n\tfor <u@example.test>; Mon, 2 Dec 2002 12:00:00 +0000";
         let internal = "from mx.example.test by mbox.example.test with LMTP id 3;\n\t\
                         Mon, 2 Dec 2002 12:00:01 +0000";
-        assert_eq!(hops_after_delivery([sender]), 0, "as judged at DATA");
+        assert_eq!(hops_after_delivery(&[sender]), 0, "as judged at DATA");
         assert_eq!(
-            hops_after_delivery([internal, ours, sender]),
+            hops_after_delivery(&[internal, ours, sender]),
             2,
             "as learned"
         );
@@ -211,8 +226,8 @@ mod tests {
         // once delivered; at DATA it is the topmost and is skipped, which hides nothing the
         // sender could not have left out.
         let forged = ours.replace("mail.sender.example", "forged.example");
-        assert_eq!(hops_after_delivery([ours, forged.as_str(), sender]), 1);
-        assert_eq!(hops_after_delivery([forged.as_str(), sender]), 1);
+        assert_eq!(hops_after_delivery(&[ours, forged.as_str(), sender]), 1);
+        assert_eq!(hops_after_delivery(&[forged.as_str(), sender]), 1);
     }
 
     const HOP: &str = "from a.example (a.example [192.0.2.1]) by b.example with SMTP;\n\t\
@@ -229,7 +244,7 @@ mod tests {
             "from pc.sender.example by mail.sender.example with SMTP id 2;\n\t\
              Mon, 2 Dec 2002 11:59:00 +0000",
         ];
-        assert_eq!(hops_after_delivery(received), 1);
+        assert_eq!(hops_after_delivery(&received), 1);
         // 15:00 +0100 is 14:00 UTC: two hours after the MX's hop, not a day before the fetch.
         assert_eq!(
             date_shift("Mon, 2 Dec 2002 15:00:00 +0100", &received),
@@ -252,6 +267,11 @@ mod tests {
         assert!(shift > 30 * 365 * 86400, "{shift}");
         // Without the gateway's hop, the delivery's topmost dated hop, as before.
         assert_eq!(date_shift(future, &[client]), Some(0));
+    }
+
+    /// Whether the MX of collected mail made the Message-ID.
+    fn made(message_id: &str, received: &[&str]) -> bool {
+        message_id_made_at_mx(message_id, received, Reading::Collected)
     }
 
     const FETCH: &str =
@@ -279,11 +299,14 @@ mod tests {
             ),
         ];
         for (mx, id) in cases {
-            assert!(message_id_made_at_mx(id, &[FETCH, mx]), "{mx}");
+            assert!(made(id, &[FETCH, mx]), "{mx}");
+            // At the gateway the MX was the gateway: these hops are the sender's side.
             assert!(!message_id_made_at_mx(
-                "<3D48C4C1.CE967A1E@pc.example>",
-                &[FETCH, mx]
+                id,
+                &[FETCH, mx],
+                Reading::AtTheGateway
             ));
+            assert!(!made("<3D48C4C1.CE967A1E@pc.example>", &[FETCH, mx]));
         }
     }
 
@@ -296,18 +319,18 @@ mod tests {
         let list = "from pc.example.com ([192.0.2.9]) by relay.example.com with esmtp\n\t\
                     (Exim 3.31) id 17VbMB-0001C4-00; Tue,  3 Sep 2002 14:38:20 +0100";
         assert_eq!(receiving_mx_hop(&[FETCH, filter, mx, list]), Some(mx));
-        assert!(message_id_made_at_mx(
+        assert!(made(
             "<20020903.5EA4843F99@mx.example.org>",
             &[filter, mx, list]
         ));
         // A relay before the MX (a mailing list, the sender's own server) filled the gap:
         // the sender's side gave the message its ID, as the gateway would see it.
-        assert!(!message_id_made_at_mx(
+        assert!(!made(
             "<E17VbMB-0001C4-00@relay.example.com>",
             &[filter, mx, list]
         ));
         // The loopback hand-off's own id is not the MX's.
-        assert!(!message_id_made_at_mx(
+        assert!(!made(
             "<20020903.6221BF7A7@mx.example.org>",
             &[filter, mx, list]
         ));
@@ -324,37 +347,28 @@ mod tests {
         ];
         for hop in local {
             assert_eq!(receiving_mx_hop(&[FETCH, hop]), None, "{hop}");
-            assert!(!message_id_made_at_mx(
-                "<200208231109.g7NB9oq21542@x>",
-                &[hop]
-            ));
+            assert!(!made("<200208231109.g7NB9oq21542@x>", &[hop]));
         }
         let ours = "from mail.sender.example ([192.0.2.1])\r\n\tby mx.example.test (mxguard) \
                     with ESMTP id ABC1234; Mon, 2 Dec 2002 12:00:00 +0000";
         assert_eq!(receiving_mx_hop(&[ours]), None);
-        assert!(!message_id_made_at_mx(
-            "<x.ABC1234@mx.example.test>",
-            &[ours]
-        ));
+        assert!(!made("<x.ABC1234@mx.example.test>", &[ours]));
     }
 
     #[test]
     fn short_or_wordy_queue_ids_and_odd_message_ids_never_match() {
         let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id 12345; Mon";
-        assert!(!message_id_made_at_mx("<12345678@b.example>", &[hop]));
+        assert!(!made("<12345678@b.example>", &[hop]));
         let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id unknownid; Mon";
-        assert!(!message_id_made_at_mx("<unknownid@b.example>", &[hop]));
+        assert!(!made("<unknownid@b.example>", &[hop]));
         // A sender's timestamp holds the digits of an all-digit queue id by chance.
         let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id 0725161; Mon";
-        assert!(!message_id_made_at_mx(
-            "<20020725161111.A1@a.example>",
-            &[hop]
-        ));
+        assert!(!made("<20020725161111.A1@a.example>", &[hop]));
         let hop = "from a.example ([192.0.2.1]) by b.example with SMTP id g7NB9oq21542; Mon";
-        assert!(!message_id_made_at_mx("g7NB9oq21542", &[hop]));
-        assert!(!message_id_made_at_mx("<x@b.example.g7NB9oq21542>", &[hop]));
-        assert!(message_id_made_at_mx("<x.g7NB9oq21542@b.example>", &[hop]));
-        assert!(!message_id_made_at_mx("<x.g7NB9oq21542@b.example>", &[]));
+        assert!(!made("g7NB9oq21542", &[hop]));
+        assert!(!made("<x@b.example.g7NB9oq21542>", &[hop]));
+        assert!(made("<x.g7NB9oq21542@b.example>", &[hop]));
+        assert!(!made("<x.g7NB9oq21542@b.example>", &[]));
     }
 
     #[test]

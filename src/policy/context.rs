@@ -274,6 +274,18 @@ impl Context {
             || self.antivirus.as_ref().is_some_and(|a| a.result.is_err())
     }
 
+    /// How the message's trace fields read: at the gateway when it arrived here (a
+    /// session, or a copy this gateway stored, whose arrival its own hop dates), else as
+    /// mail collected elsewhere (`scan` of a mailbox).
+    pub fn reading(&self) -> crate::mail::trace::Reading {
+        use crate::mail::trace::Reading;
+        if self.arrival.is_some() {
+            Reading::AtTheGateway
+        } else {
+            Reading::Collected
+        }
+    }
+
     /// The message parsed with mail-parser: parsed on first use, then shared by every
     /// check of the transaction (rules, URIBL, ...).
     pub fn view(&mut self) -> Arc<MessageView> {

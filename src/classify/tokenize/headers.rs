@@ -3,12 +3,12 @@
 //! Recipient addresses and collection artefacts are never read: they describe whoever
 //! collected the mail, not the sender.
 
-use super::{bucket, reg_domain, shape, tld, words_in, Reading, Sink, Tokenizer};
+use super::{bucket, reg_domain, shape, tld, words_in, Sink, Tokenizer};
 use crate::classify::normalize::{join_spaced_letters, normalize_text};
 use crate::mail::display_names::mailboxes;
 use crate::mail::encoded_words::decode_unstructured;
 use crate::mail::header_fields::{raw_value, value_as_read};
-use crate::mail::trace::{hops_after_delivery, message_id_made_at_mx};
+use crate::mail::trace::{hops_after_delivery, message_id_made_at_mx, Reading};
 use mail_parser::{Addr, Address, HeaderName, HeaderValue, Host, Message};
 
 /// Subject words read at most (a subject's worth; the rest still counts in `s:m:words:`).
@@ -71,8 +71,15 @@ impl Tokenizer {
         }
         let ccs = msg.cc().map_or(0, |a| a.iter().count());
         sink.push2("cc:n:", bucket(ccs));
-        // Received chain.
-        self.received(msg, sink);
+        // Received chain: the raw hops, read once for its tokens and the Message-ID's.
+        let raw = msg.raw_message();
+        let hops: Vec<&str> = msg
+            .headers()
+            .iter()
+            .filter(|h| h.name == HeaderName::Received)
+            .map(|h| std::str::from_utf8(raw_value(raw, h)).unwrap_or(""))
+            .collect();
+        self.received(msg, &hops, sink);
         // Mailer.
         let mailer = msg
             .header_raw("X-Mailer")
@@ -92,8 +99,15 @@ impl Tokenizer {
             None => sink.push("xm:none".to_string()),
         }
         // Message-ID. One the MX of collected mail made stands for none, as the gateway
-        // sees such a message (`mail::trace::message_id_made_at_mx`).
-        let made_at_mx = reading == Reading::Collected && made_at_mx(msg);
+        // sees such a message.
+        let made_at_mx = msg
+            .headers()
+            .iter()
+            .find(|h| h.name == HeaderName::MessageId)
+            .is_some_and(|h| {
+                let id = String::from_utf8_lossy(raw_value(raw, h));
+                message_id_made_at_mx(&id, &hops, reading)
+            });
         match msg.message_id().filter(|_| !made_at_mx) {
             Some(id) => {
                 let (local, domain) = id.rsplit_once('@').unwrap_or((id, ""));
@@ -233,15 +247,10 @@ impl Tokenizer {
         Some(d)
     }
 
-    fn received(&self, msg: &Message<'_>, sink: &mut Sink) {
+    /// `raw_hops`: the raw `Received` fields, top first.
+    fn received(&self, msg: &Message<'_>, raw_hops: &[&str], sink: &mut Sink) {
         // Hops added after delivery describe the recipient's tools, not the sender.
-        let raw = msg.raw_message();
-        let after_delivery = hops_after_delivery(
-            msg.headers()
-                .iter()
-                .filter(|h| h.name == HeaderName::Received)
-                .map(|h| std::str::from_utf8(raw_value(raw, h)).unwrap_or("")),
-        );
+        let after_delivery = hops_after_delivery(raw_hops);
         let mut hops = 0usize;
         for hv in msg.header_values(HeaderName::Received).skip(after_delivery) {
             hops += 1;
@@ -322,25 +331,4 @@ fn shown_from_name(msg: &Message<'_>) -> Option<String> {
         return None;
     }
     mailboxes(&raw, false).into_iter().next()?.name
-}
-
-/// Whether the receiving MX of collected mail made its Message-ID (see
-/// [`message_id_made_at_mx`]).
-fn made_at_mx(msg: &Message<'_>) -> bool {
-    let raw = msg.raw_message();
-    let Some(id) = msg
-        .headers()
-        .iter()
-        .find(|h| h.name == HeaderName::MessageId)
-        .map(|h| String::from_utf8_lossy(raw_value(raw, h)))
-    else {
-        return false;
-    };
-    let hops: Vec<&str> = msg
-        .headers()
-        .iter()
-        .filter(|h| h.name == HeaderName::Received)
-        .map(|h| std::str::from_utf8(raw_value(raw, h)).unwrap_or(""))
-        .collect();
-    message_id_made_at_mx(&id, &hops)
 }

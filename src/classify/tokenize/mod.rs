@@ -22,6 +22,7 @@ use super::features::{hash_str, Feature, Features, HashBuild};
 use super::html;
 use super::normalize::{deleet, fold_mixed_script, join_spaced_letters, normalize_text};
 use crate::mail::render_kind::{render_kind, RenderKind};
+use crate::mail::trace::Reading;
 use crate::mail::{flowed, lenient};
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
@@ -88,18 +89,6 @@ fn capped_links<'t>(re: &'t Regex, text: &'t str) -> impl Iterator<Item = &'t st
 /// The tokenizer: stateless; its regexes are compiled once per process.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokenizer;
-
-/// Where the message being read comes from, which decides what its trace fields say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Reading {
-    /// As the gateway judges it at the end of DATA (or a copy it stored, read as judged):
-    /// the gateway is the MX, and the topmost hop is the client's.
-    AtTheGateway,
-    /// A message collected elsewhere (a mailbox, a corpus, a file to `learn`): the topmost
-    /// delivery hop is the MX that took it in, whose additions the gateway never sees.
-    #[default]
-    Collected,
-}
 
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up on non-ASCII text.

@@ -5,9 +5,10 @@
 use crate::classify::ftrl::LrModel;
 use crate::classify::ledger::{Entry, Outcome};
 use crate::classify::{
-    Class, Classifier, ClassifyError, Counts, Judged, Reading, AUTOLEARNS_AT_ONCE, BANDS,
+    Class, Classifier, ClassifyError, Counts, Judged, AUTOLEARNS_AT_ONCE, BANDS,
 };
 use crate::config::{ClassifierConfig, OnFailure, RuleAction};
+use crate::mail::trace::Reading;
 use crate::mail::Reply;
 use crate::policy::{Check, Classification, Context, Decision, Stage};
 use crate::state::Unavailable;
@@ -78,17 +79,10 @@ impl Check for Classify {
             Some(c) => Ok(c.judged.clone()),
             None => {
                 let message = ctx.message.bounded();
-                // Judged as at the gateway (a session, a copy it stored) or collected mail
-                // (`scan` of a mailbox): see `Reading`.
-                let reading = if ctx.arrival.is_some() {
-                    Reading::AtTheGateway
-                } else {
-                    Reading::Collected
-                };
                 self.classifier
                     .classify(
                         &message,
-                        reading,
+                        ctx.reading(),
                         self.model.as_deref(),
                         self.min_learned,
                         EXPLAIN_TOKENS,

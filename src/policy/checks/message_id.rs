@@ -5,7 +5,7 @@
 //! in its place, so without this check the training corpus held one spam with no
 //! Message-ID where 114 spam (and 1 ham) had one their MX made.
 
-use crate::mail::trace::message_id_made_at_mx;
+use crate::mail::trace::{message_id_made_at_mx, Reading};
 use crate::policy::{Check, Context, Decision, Stage};
 use async_trait::async_trait;
 
@@ -27,15 +27,17 @@ impl Check for MessageIdOrigin {
     }
 
     async fn run(&self, ctx: &mut Context) -> Decision {
-        // Judged as at the gateway (a session, or a copy this gateway stored): the MX was
-        // the gateway, which makes no Message-ID, so a missing one shows as missing.
-        if ctx.arrival.is_some() {
+        // Judged as at the gateway (a session, or a copy this gateway stored), the MX was
+        // the gateway, which makes no Message-ID: a missing one shows as missing, and the
+        // hops are not read.
+        let reading = ctx.reading();
+        if reading == Reading::AtTheGateway {
             return Decision::Continue;
         }
         let view = ctx.view();
         let made_at_mx = view.fields("Message-ID").next().is_some_and(|id| {
             let received: Vec<&str> = view.fields("Received").map(|h| h.raw.as_str()).collect();
-            message_id_made_at_mx(&id.raw, &received)
+            message_id_made_at_mx(&id.raw, &received, reading)
         });
         if made_at_mx {
             ctx.hit(MADE_AT_MX, 0.0);
