@@ -7,9 +7,9 @@ pub const MAX_DECODED: usize = 32;
 /// Distinct names taken from one text: the bound on the work of judging them.
 pub const MAX_NAMES: usize = 100_000;
 
-/// One uuencoded file.
+/// One file carried in text: uuencoded, or yEnc (`mail::yenc`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UuFile {
+pub struct EncodedFile {
     /// The name on its `begin` line.
     pub name: String,
     /// The decoded content, as far as it decodes (a block cut short keeps what came
@@ -29,11 +29,7 @@ pub fn opens_file(text: &[u8]) -> bool {
 /// WinRAR and 7-Zip open as an archive of one file (a `.uue` attachment), whatever the
 /// part's type says.
 pub fn is_uuencoded_file(data: &[u8]) -> bool {
-    let start = data
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(data.len());
-    let text = data.get(start..).unwrap_or_default();
+    let text = data.trim_ascii_start();
     begin_name(text).is_some() && opens_data(text)
 }
 
@@ -42,10 +38,10 @@ pub fn is_uuencoded_file(data: &[u8]) -> bool {
 /// decoded, and only an exact copy (same name, same bytes) of one is left out: two blocks
 /// of one name are two files (uudecode writes both, the second over the first). Past
 /// them each distinct name is taken once (at most [`MAX_NAMES`]), without its bytes.
-pub fn files(text: &[u8]) -> Vec<UuFile> {
+pub fn files(text: &[u8]) -> Vec<EncodedFile> {
     let starts: Vec<(usize, &[u8])> = begin_lines(text).collect();
     let mut left_out_names = std::collections::HashSet::new();
-    let mut found: Vec<UuFile> = Vec::new();
+    let mut found: Vec<EncodedFile> = Vec::new();
     for (i, &(at, name)) in starts.iter().enumerate() {
         // Each block is read up to the next begin line, so the whole text is read once
         // however many blocks it holds.
@@ -60,7 +56,7 @@ pub fn files(text: &[u8]) -> Vec<UuFile> {
                 .map(|b| b.data)
                 .unwrap_or_default();
             if !found.iter().any(|f| f.name == name && f.data == data) {
-                found.push(UuFile {
+                found.push(EncodedFile {
                     name,
                     data,
                     data_left_out: false,
@@ -72,7 +68,7 @@ pub fn files(text: &[u8]) -> Vec<UuFile> {
             break;
         }
         if left_out_names.insert(name.clone()) {
-            found.push(UuFile {
+            found.push(EncodedFile {
                 name,
                 data: Vec::new(),
                 data_left_out: true,
@@ -162,12 +158,12 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                UuFile {
+                EncodedFile {
                     name: "invoice.exe".into(),
                     data: b"MZ\x90\x00binary".to_vec(),
                     data_left_out: false,
                 },
-                UuFile {
+                EncodedFile {
                     name: "form.doc".into(),
                     data: b"plain".to_vec(),
                     data_left_out: false,

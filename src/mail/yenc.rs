@@ -2,12 +2,12 @@
 //! newsreaders and some mail clients (and the tools that decode pasted mail) turn into
 //! files, while a reader of MIME structure sees only a text part.
 
-use super::uuencode::{UuFile, MAX_DECODED};
+use super::uuencode::{EncodedFile, MAX_DECODED};
 
 /// The yEnc files in `text`, in order: every `=ybegin` line that names a file, decoded up
 /// to its `=yend` line (or the end of the text). The first [`MAX_DECODED`] are decoded;
 /// past them only names are taken, as for uuencode.
-pub fn files(text: &[u8]) -> Vec<UuFile> {
+pub fn files(text: &[u8]) -> Vec<EncodedFile> {
     let starts: Vec<usize> = begin_lines(text).collect();
     let mut found = Vec::new();
     for (i, &at) in starts.iter().enumerate() {
@@ -18,7 +18,7 @@ pub fn files(text: &[u8]) -> Vec<UuFile> {
             continue;
         };
         if found.len() >= MAX_DECODED {
-            found.push(UuFile {
+            found.push(EncodedFile {
                 name,
                 data: Vec::new(),
                 data_left_out: true,
@@ -36,7 +36,7 @@ pub fn files(text: &[u8]) -> Vec<UuFile> {
             }
             decode_line(line, &mut data);
         }
-        found.push(UuFile {
+        found.push(EncodedFile {
             name,
             data,
             data_left_out: false,

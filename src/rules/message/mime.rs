@@ -3,6 +3,7 @@
 
 use super::AttachmentPart;
 use crate::mail::lenient;
+use crate::mail::uuencode::EncodedFile;
 use mail_parser::{ContentType, HeaderName, Message, MessagePart, MimeHeaders, PartType};
 
 /// Collects the parts carrying files, descending into attached messages down to
@@ -115,25 +116,14 @@ pub(super) fn collect_attachments(
             }));
             out.extend(in_saved_message);
         }
-        // yEnc in a text part, which clients that decode it show as a file (attachment
-        // probe: `=ybegin … name=invoice.exe` in an untyped body went unjudged).
-        let yenc = match &part.body {
-            PartType::Text(_) => crate::mail::yenc::files(part.contents()),
-            _ => Vec::new(),
-        };
-        if holds_uuencode(part) {
-            for file in crate::mail::uuencode::files(part.contents())
-                .into_iter()
-                .chain(yenc)
-            {
-                out.push(AttachmentPart {
-                    names: vec![file.name],
-                    content_type: String::new(),
-                    data: file.data,
-                    ambiguous: false,
-                    content_left_out: file.data_left_out,
-                });
-            }
+        for file in files_in_text(part) {
+            out.push(AttachmentPart {
+                names: vec![file.name],
+                content_type: String::new(),
+                data: file.data,
+                ambiguous: false,
+                content_left_out: file.data_left_out,
+            });
         }
         if let PartType::Message(inner) = &part.body {
             if depth < max_depth {
@@ -259,6 +249,21 @@ fn declares_a_file<'a>(mut types: impl Iterator<Item = &'a ContentType<'a>>) -> 
             .iter()
             .any(|not_a_file| top.eq_ignore_ascii_case(not_a_file))
     })
+}
+
+/// The files a part carries in a text encoding that clients decode and show as
+/// attachments: uuencode (see [`holds_uuencode`]), and yEnc in a text part (attachment
+/// probe: `=ybegin … name=invoice.exe` in an untyped body went unjudged).
+fn files_in_text(part: &MessagePart<'_>) -> Vec<EncodedFile> {
+    let mut files = if holds_uuencode(part) {
+        crate::mail::uuencode::files(part.contents())
+    } else {
+        Vec::new()
+    };
+    if matches!(part.body, PartType::Text(_)) {
+        files.extend(crate::mail::yenc::files(part.contents()));
+    }
+    files
 }
 
 /// Whether a part may hold uuencoded files a mail client shows as attachments: any text
