@@ -30,29 +30,28 @@ pub(super) fn is_html_file(exts: &[Option<String>], content_type: &str, named: b
 
 /// Whether a page builds a file from data it carries and has the browser save it.
 pub(super) fn smuggles_a_file(data: &[u8]) -> bool {
-    if data.len() <= 2 * MAX_READ {
-        return smuggles(&data.to_ascii_lowercase());
-    }
-    // Both ends: the script comes before or after a payload of any length.
-    let mut ends = data[..MAX_READ].to_ascii_lowercase();
-    ends.push(b'\n');
-    ends.extend(data[data.len() - MAX_READ..].to_ascii_lowercase());
-    smuggles(&ends)
-}
-
-fn smuggles(text: &[u8]) -> bool {
-    // Spaces and quotes out, so `new Blob (`, `a.download = "x"` and
+    // Both ends of a long page: the script comes before or after a payload of any length.
+    let pieces = if data.len() <= 2 * MAX_READ {
+        [data, &[][..]]
+    } else {
+        [&data[..MAX_READ], &data[data.len() - MAX_READ..]]
+    };
+    // Lower case, spaces and quotes out, so `new Blob (`, `a.download = "x"` and
     // `window["URL"]["createObjectURL"]` read alike.
-    let packed: Vec<u8> = text
+    let packed: Vec<u8> = pieces
         .iter()
-        .copied()
+        .flat_map(|piece| piece.iter())
         .filter(|b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'`' | b'+'))
+        .map(u8::to_ascii_lowercase)
         .collect();
     let has = |marker: &[u8]| memchr::memmem::find(&packed, marker).is_some();
     let builds_blob = has(b"blob");
     let saves = has(b"createobjecturl") || has(b"mssaveoropenblob") || has(b"mssaveblob");
     let downloads = has(b"download") || has(b"mssave");
-    let carries = has(b"atob(") || payload_run(text, is_base64) || payload_run(text, is_byte_list);
+    let carries = has(b"atob(")
+        || pieces
+            .iter()
+            .any(|piece| payload_run(piece, is_base64) || payload_run(piece, is_byte_list));
     let data_link = has(b"download=") && has(b"href=data:application/");
     (builds_blob && saves && downloads && carries) || data_link
 }
@@ -62,19 +61,24 @@ fn is_base64(b: u8) -> bool {
 }
 
 fn is_byte_list(b: u8) -> bool {
-    b.is_ascii_digit() || matches!(b, b',' | b' ' | b'x')
+    b.is_ascii_digit() || matches!(b, b',' | b' ' | b'x' | b'X')
 }
 
 /// Whether a run of [`PAYLOAD_RUN`] bytes or more that `class` accepts stands outside a
 /// `data:` link: saved pages carry their fonts and images as `data:…;base64,` links,
 /// which a browser shows and never saves as a file.
 fn payload_run(text: &[u8], class: fn(u8) -> bool) -> bool {
-    let mut start = 0;
+    let mut start: usize = 0;
     for at in 0..=text.len() {
         if text.get(at).is_some_and(|&b| class(b)) {
             continue;
         }
-        if at - start >= PAYLOAD_RUN && !text[..start].ends_with(b"base64,") {
+        let in_data_link = || {
+            start
+                .checked_sub(7)
+                .is_some_and(|from| text[from..start].eq_ignore_ascii_case(b"base64,"))
+        };
+        if at - start >= PAYLOAD_RUN && !in_data_link() {
             return true;
         }
         start = at + 1;
