@@ -528,25 +528,24 @@ mod tests {
             .collect()
     }
 
-    /// Results are handed on in file order while later files are still being worked on:
-    /// the last file's work waits for the first result to be handed on, which a run that
-    /// collected every result first would never do.
-    #[test]
-    fn results_go_out_in_order_before_the_run_ends() {
+    /// Runs `scan_parallel` over 300 numbered messages with `jobs` workers, the work on
+    /// message `slow` waiting (10 s at most) until a first result has been handed on;
+    /// checks that every result went out in order, and says whether that wait ended
+    /// because one had.
+    fn slow_file_saw_a_result_go_out(jobs: usize, slow: usize) -> bool {
         let dir = tempfile::tempdir().unwrap();
         let files = numbered_messages(dir.path(), 300);
         let first_out = AtomicBool::new(false);
         let waited_for_it = AtomicBool::new(false);
-        let last = files.len() - 1;
         let mut seen = Vec::new();
         scan_parallel(
             &files,
             &Walks::default(),
-            4,
+            jobs,
             1 << 20,
             |raw| {
                 let n: usize = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
-                if n == last {
+                if n == slow {
                     let deadline = Instant::now() + Duration::from_secs(10);
                     while !first_out.load(Ordering::SeqCst) && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(5));
@@ -561,8 +560,16 @@ mod tests {
             },
         );
         assert_eq!(seen, (0..files.len()).collect::<Vec<_>>());
+        waited_for_it.load(Ordering::SeqCst)
+    }
+
+    /// Results are handed on in file order while later files are still being worked on:
+    /// the last file's work waits for the first result to be handed on, which a run that
+    /// collected every result first would never do.
+    #[test]
+    fn results_go_out_in_order_before_the_run_ends() {
         assert!(
-            waited_for_it.load(Ordering::SeqCst),
+            slow_file_saw_a_result_go_out(4, 299),
             "nothing went out before the end"
         );
     }
@@ -572,35 +579,8 @@ mod tests {
     /// tenth of a second. The second file's work waits for the first result to go out.
     #[test]
     fn a_result_goes_out_while_a_slow_file_is_worked_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = numbered_messages(dir.path(), 300);
-        let first_out = AtomicBool::new(false);
-        let waited_for_it = AtomicBool::new(false);
-        let mut seen = Vec::new();
-        scan_parallel(
-            &files,
-            &Walks::default(),
-            1,
-            1 << 20,
-            |raw| {
-                let n: usize = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
-                if n == 1 {
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while !first_out.load(Ordering::SeqCst) && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    waited_for_it.store(first_out.load(Ordering::SeqCst), Ordering::SeqCst);
-                }
-                n
-            },
-            |_, result| {
-                seen.push(result.unwrap());
-                first_out.store(true, Ordering::SeqCst);
-            },
-        );
-        assert_eq!(seen, (0..files.len()).collect::<Vec<_>>());
         assert!(
-            waited_for_it.load(Ordering::SeqCst),
+            slow_file_saw_a_result_go_out(1, 1),
             "the first result waited for the slow second file"
         );
     }
