@@ -10,6 +10,7 @@
 mod archive;
 mod magic;
 mod names;
+mod shortcut;
 mod smuggling;
 mod svg;
 #[cfg(test)]
@@ -70,6 +71,11 @@ pub enum Symbol {
     /// An HTML page that rebuilds a file from data it carries and has the browser save it
     /// (HTML smuggling): the program inside never crosses the gateway as a file.
     HtmlSmuggling,
+    /// An Internet shortcut (`.url`, `.website`) that opens a local or network file or a
+    /// Windows handler rather than a web page, or shows an icon from a network share.
+    ShortcutToFile,
+    /// The same inside an archive.
+    ArchiveShortcutToFile,
 }
 
 impl Symbol {
@@ -96,6 +102,8 @@ impl Symbol {
             Symbol::AttachTooManyFiles => "ATTACH_TOO_MANY_FILES",
             Symbol::SvgActive => "ATTACH_SVG_ACTIVE",
             Symbol::HtmlSmuggling => "ATTACH_HTML_SMUGGLING",
+            Symbol::ShortcutToFile => "ATTACH_SHORTCUT_TO_FILE",
+            Symbol::ArchiveShortcutToFile => "ARCHIVE_SHORTCUT_TO_FILE",
         }
     }
 
@@ -104,7 +112,8 @@ impl Symbol {
         match self {
             Symbol::BlockedExt | Symbol::BlockedType => 8.0,
             Symbol::DoubleExt | Symbol::BidiName | Symbol::TypeMismatch => 6.0,
-            Symbol::SvgActive | Symbol::HtmlSmuggling => 6.0,
+            Symbol::SvgActive | Symbol::HtmlSmuggling | Symbol::ShortcutToFile => 6.0,
+            Symbol::ArchiveShortcutToFile => 5.0,
             Symbol::ArchiveBlockedExt => 6.0,
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
@@ -123,6 +132,7 @@ impl Symbol {
             Symbol::DoubleExt => Symbol::ArchiveDoubleExt,
             Symbol::BidiName => Symbol::ArchiveBidiName,
             Symbol::TypeMismatch => Symbol::ArchiveTypeMismatch,
+            Symbol::ShortcutToFile => Symbol::ArchiveShortcutToFile,
             other => other,
         }
     }
@@ -278,6 +288,7 @@ impl AttachmentPolicy {
             {
                 findings.add(Symbol::HtmlSmuggling, shown);
             }
+            check_shortcut(&exts, a.content_type, a.data, false, &mut findings, shown);
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {
                     depth: 1,
@@ -332,6 +343,28 @@ impl AttachmentPolicy {
             add(Symbol::BidiName);
         }
         facts.ext
+    }
+}
+
+/// Flags an Internet shortcut that opens a file or a Windows handler, not a web page;
+/// shared by attachments and archive entries (`data` may be an entry's first bytes, which
+/// hold any shortcut whole).
+fn check_shortcut(
+    exts: &[Option<String>],
+    content_type: &str,
+    data: &[u8],
+    in_archive: bool,
+    findings: &mut Findings,
+    shown: &str,
+) {
+    if shortcut::is_shortcut(exts, content_type, data) && shortcut::opens_a_file(data) {
+        let symbol = Symbol::ShortcutToFile;
+        let symbol = if in_archive {
+            symbol.inside_archive()
+        } else {
+            symbol
+        };
+        findings.add(symbol, shown);
     }
 }
 

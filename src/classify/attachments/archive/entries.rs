@@ -6,7 +6,7 @@ use super::{
     left_unopened, name_claims_archive, names_claim_archive, open_nested, read_entry, shown_name,
     AttachmentPolicy, Budget, Findings, Place, Symbol, Unread, READ_CHUNK,
 };
-use crate::classify::attachments::magic;
+use crate::classify::attachments::{check_shortcut, magic};
 use std::cell::Cell;
 use std::io::Read;
 use std::rc::Rc;
@@ -100,6 +100,7 @@ impl<'a> EntryWalker<'a> {
         if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {
             findings.add(Symbol::ArchiveTypeMismatch, &shown);
         }
+        check_shortcut(&[ext], "", &entry.head, true, findings, &shown);
         let names = [name];
         let place = Place {
             depth,

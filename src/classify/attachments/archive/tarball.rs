@@ -11,7 +11,7 @@ use super::{
     left_unopened, names_claim_archive, open_nested, read_entry, read_piece, shown_name, Admitted,
     AttachmentPolicy, Budget, Findings, HeaderNames, NameJudge, Place, Symbol, Unread, READ_CHUNK,
 };
-use crate::classify::attachments::{magic, names};
+use crate::classify::attachments::{check_shortcut, magic, names};
 use flate2::bufread::GzDecoder;
 use std::io::Read;
 
@@ -152,6 +152,7 @@ pub(super) fn judge_stream<R: Read>(
     {
         findings.add(Symbol::ArchiveTypeMismatch, shown);
     }
+    check_shortcut(&exts, "", first, true, findings, shown);
     let inner = Place {
         depth,
         shown,
@@ -291,6 +292,7 @@ pub(super) fn walk(
         if magic::contradicts(content, magic::promise(ext.as_deref(), "")) {
             findings.add(Symbol::ArchiveTypeMismatch, &shown);
         }
+        check_shortcut(&[ext], "", file, true, findings, &shown);
         let names = [name];
         let entry_place = Place {
             depth: place.depth,

