@@ -152,7 +152,7 @@ pub(super) fn judge_stream<R: Read>(
     {
         findings.add(Symbol::ArchiveTypeMismatch, shown);
     }
-    check_shortcut(&exts, "", first, true, findings, shown);
+    check_shortcut(exts, "", first, true, findings, shown);
     let inner = Place {
         depth,
         shown,
