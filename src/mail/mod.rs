@@ -20,6 +20,7 @@ pub mod render_kind;
 pub mod reply;
 pub mod score;
 pub mod seven_bit;
+pub mod smime;
 pub mod stamp;
 pub mod tnef;
 pub mod trace;

@@ -339,6 +339,31 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_blocked(&message, "").await;
     }
 
+    /// Regression (attachment probe): an opaque-signed S/MIME message (`smime.p7m`,
+    /// signed-data), which Outlook and Thunderbird open and show with its attachments, hid
+    /// the `invoice.exe` inside the signature. OpenSSL signed both fixtures, in DER and in
+    /// streamed BER; each is judged whole and forwarded inside another message.
+    #[tokio::test]
+    async fn the_files_inside_an_opaque_signed_message_are_judged() {
+        for signed in [
+            include_str!("../../../tests/data/smime/signed-der.eml"),
+            include_str!("../../../tests/data/smime/signed-ber.eml"),
+        ] {
+            assert_blocked(signed, "signed").await;
+            let (_, p7m) = signed.split_once("\r\n\r\n").unwrap_or_default();
+            let forwarded = format!(
+                "Subject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+                 --o\nContent-Type: text/plain\n\nsee below\n\
+                 --o\nContent-Type: application/octet-stream; name=\"scan.p7m\"\n\
+                 Content-Transfer-Encoding: base64\n\n{p7m}\n--o--\n"
+            );
+            assert_blocked(&forwarded, "forwarded").await;
+        }
+        // A detached signature (`multipart/signed`) leaves the files where they were.
+        let detached = EXE_ATTACHED.replace("multipart/mixed", "multipart/signed");
+        assert_blocked(&detached, "detached").await;
+    }
+
     /// Regression (attachment probe): `multipart/mixed, boundary="b"` (a comma where
     /// `;` belongs) hid the parts from the parser, while Thunderbird lists them: the
     /// `.exe` went unjudged, at the top level and in an inner multipart.

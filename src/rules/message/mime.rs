@@ -87,6 +87,10 @@ pub(super) fn collect_attachments(
             // judged only when sent as `message/rfc822`).
             let in_saved_message = if names_a_saved_message(&names) {
                 saved_message_attachments(&data, depth + 1, max_depth)
+            } else if let Some(signed) = opaque_signed_entity(&content_type, &names, &data) {
+                // An opaque-signed S/MIME message, which clients open and show with its
+                // attachments (attachment probe: the `invoice.exe` in it went unjudged).
+                saved_message_attachments(&signed, depth + 1, max_depth)
             } else {
                 Vec::new()
             };
@@ -148,6 +152,14 @@ fn names_a_saved_message(names: &[String]) -> bool {
             .rsplit_once('.')
             .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("eml"))
     })
+}
+
+/// The MIME entity an opaque-signed S/MIME part (`smime.p7m`, signed-data) carries.
+fn opaque_signed_entity(content_type: &str, names: &[String], data: &[u8]) -> Option<Vec<u8>> {
+    if !crate::mail::smime::is_pkcs7(content_type, names) {
+        return None;
+    }
+    crate::mail::smime::signed_content(data)
 }
 
 /// The attachments of a saved message's bytes, read as an attached message at `depth`:
