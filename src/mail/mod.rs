@@ -15,6 +15,7 @@ pub mod lenient;
 pub mod line_endings;
 pub mod mbox;
 pub mod mime;
+pub mod outlook_item;
 pub mod qp_shape;
 pub mod render_kind;
 pub mod reply;

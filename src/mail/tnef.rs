@@ -26,10 +26,11 @@ pub const MAX_FILES: usize = 256;
 /// (a stream of a million empty attachments is a few megabytes).
 pub const MAX_NAMED_FILES: usize = 10_000;
 
-/// One file inside a TNEF stream.
+/// One file Outlook shows inside what a MIME reader sees as one part: a TNEF stream, or
+/// an Outlook item saved as a file (`mail::outlook_item`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TnefFile {
-    /// The names it goes by (title, long file name), distinct, in order.
+pub struct OutlookFile {
+    /// The names it goes by (title, long file name, display name), distinct, in order.
     pub names: Vec<String>,
     /// Its bytes; empty past [`MAX_FILES`] files.
     pub data: Vec<u8>,
@@ -55,7 +56,7 @@ fn read_u32(data: &[u8], at: usize) -> Option<u32> {
 
 /// A name as stored: cut at its first NUL, read as UTF-8 or, failing that, Latin-1 (an
 /// ANSI code page), or UTF-16LE when `wide`.
-fn name_text(raw: &[u8], wide: bool) -> String {
+pub(super) fn name_text(raw: &[u8], wide: bool) -> String {
     if wide {
         let units: Vec<u16> = raw
             .chunks_exact(2)
@@ -75,12 +76,12 @@ fn name_text(raw: &[u8], wide: bool) -> String {
 /// files before the damage): the first [`MAX_FILES`] with their bytes, the rest (up to
 /// [`MAX_NAMED_FILES`]) by name only, since a name is cheap to judge and a cap that drops
 /// files whole would hide `invoice.exe` behind 256 text files. Not a TNEF stream: none.
-pub fn files(data: &[u8]) -> Vec<TnefFile> {
+pub fn files(data: &[u8]) -> Vec<OutlookFile> {
     if !is_tnef(data) {
         return Vec::new();
     }
-    let mut found: Vec<TnefFile> = Vec::new();
-    let mut current: Option<TnefFile> = None;
+    let mut found: Vec<OutlookFile> = Vec::new();
+    let mut current: Option<OutlookFile> = None;
     // Signature and legacy key.
     let mut at = 6;
     while let (Some(&level), Some(id), Some(len)) =
@@ -106,11 +107,11 @@ pub fn files(data: &[u8]) -> Vec<TnefFile> {
                 if found.len() >= MAX_NAMED_FILES {
                     break;
                 }
-                current = Some(TnefFile::default());
+                current = Some(OutlookFile::default());
             }
             ATT_ATTACH_TITLE => add_name(&mut current, name_text(value, false)),
             ATT_ATTACH_DATA => {
-                let file = current.get_or_insert_with(TnefFile::default);
+                let file = current.get_or_insert_with(OutlookFile::default);
                 if found.len() < MAX_FILES {
                     file.data = value.to_vec();
                 } else {
@@ -130,8 +131,8 @@ pub fn files(data: &[u8]) -> Vec<TnefFile> {
     found
 }
 
-fn add_name(current: &mut Option<TnefFile>, name: String) {
-    let file = current.get_or_insert_with(TnefFile::default);
+fn add_name(current: &mut Option<OutlookFile>, name: String) {
+    let file = current.get_or_insert_with(OutlookFile::default);
     if !name.is_empty() && !file.names.contains(&name) {
         file.names.push(name);
     }

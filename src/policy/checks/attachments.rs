@@ -339,6 +339,34 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
         assert_blocked(&message, "").await;
     }
 
+    /// Regression (attachment probe): an Outlook item saved as `.msg` and mailed, which
+    /// Outlook opens showing its attachments, hid the `invoice.exe` attached to an item
+    /// attached to it: a MIME reader sees one compound file.
+    #[tokio::test]
+    async fn the_files_inside_an_outlook_item_are_judged() {
+        use crate::mail::outlook_item::tests::{outlook_item, Attached};
+        let item = outlook_item(&[
+            Attached {
+                at: &[0],
+                name: "notes.txt",
+                data: b"see the invoice",
+            },
+            Attached {
+                at: &[1, 0],
+                name: "invoice.exe",
+                data: b"MZ\x90\x00",
+            },
+        ]);
+        let message = format!(
+            "Subject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=o\n\n\
+             --o\nContent-Type: text/plain\n\nsee the attached mail\n\
+             --o\nContent-Type: application/vnd.ms-outlook; name=\"Invoice.msg\"\n\
+             Content-Transfer-Encoding: base64\n\n{}\n--o--\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &item)
+        );
+        assert_blocked(&message, "msg").await;
+    }
+
     /// Regression (attachment probe): an opaque-signed S/MIME message (`smime.p7m`,
     /// signed-data), which Outlook and Thunderbird open and show with its attachments, hid
     /// the `invoice.exe` inside the signature. OpenSSL signed both fixtures, in DER and in

@@ -80,8 +80,10 @@ pub(super) fn collect_attachments(
                 || repeated(HeaderName::ContentDisposition)
                 || bytes.doubtful;
             let data = bytes.data;
-            // The files in a `winmail.dat`, which Outlook shows as attachments.
-            let wrapped = crate::mail::tnef::files(&data);
+            // The files in a `winmail.dat`, or in an Outlook item saved as `.msg`, which
+            // Outlook shows as attachments.
+            let mut wrapped = crate::mail::tnef::files(&data);
+            wrapped.extend(crate::mail::outlook_item::files(&data));
             // A message saved as `.eml` and sent as a file, which Thunderbird and Outlook
             // open as a message by its name (attachment probe: the `invoice.exe` in it was
             // judged only when sent as `message/rfc822`).

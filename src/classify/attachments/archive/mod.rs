@@ -328,9 +328,13 @@ fn names_a_tar(names: &[String]) -> bool {
         .any(|name| super::names::analyse(name).ext.as_deref() == Some("tar"))
 }
 
-/// Whether `data` ends with a zip's end record, where zip readers look for it.
+/// Whether `data` ends with a zip's end record, where zip readers look for it. Not in a
+/// compound file (`.doc`, `.xls`, an Outlook `.msg`): a zip there is an object in one of
+/// its streams (a `.docx` embedded in a `.doc`, an add-in's property of an Outlook item),
+/// whose offsets are the stream's and which no reader opens as the file. Read as one, a
+/// forwarded Outlook item was `ARCHIVE_UNREADABLE`.
 pub(super) fn ends_like_zip(data: &[u8]) -> bool {
-    zipfile::has_end_record(data)
+    !crate::mail::outlook_item::is_compound_file(data) && zipfile::has_end_record(data)
 }
 
 /// An entry that is an archive this policy opens is opened one level deeper, while levels
@@ -348,7 +352,7 @@ fn open_nested(
     budget: &mut Budget,
     findings: &mut Findings,
 ) {
-    let is_archive = content.opens() || named_archive || whole.is_some_and(zipfile::has_end_record);
+    let is_archive = content.opens() || named_archive || whole.is_some_and(ends_like_zip);
     if !is_archive {
         return;
     }

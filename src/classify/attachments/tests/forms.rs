@@ -357,3 +357,37 @@ Modified=E0824ED43364C201DE\r\n";
     let zipped = zip_of(&[("Liberalism in America.url", shared_page)]);
     assert!(symbols(&[part("links.zip", "application/zip", &zipped)]).is_empty());
 }
+
+/// A compound file holding a zip in one of its streams (an add-in's property of an
+/// Outlook item, an object embedded in a `.doc`) is no zip: no reader opens the file as
+/// one. A real forwarded Outlook item, whose zip lay in sectors between another stream's,
+/// was `ARCHIVE_UNREADABLE`; so is this one read as a zip.
+#[test]
+fn a_zip_inside_a_compound_file_is_not_the_file() {
+    use super::zipbuild::zip_of;
+    use std::io::{Cursor, Seek, SeekFrom, Write};
+    let zipped = zip_of(&[("settings.xml", b"<settings mode='compact' version='2'/>")]);
+    let mut item = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    for path in ["/__substg1.0_80080102", "/__substg1.0_80090102"] {
+        item.create_stream(path).unwrap();
+    }
+    // The first sectors written in turns with the other stream's, so they alternate; from
+    // the sector that holds the directory on (it and the end record take 80 bytes here),
+    // one run, where a zip reader finds them.
+    let directory = (zipped.len() - 80) / 64 * 64;
+    let mut pieces: Vec<&[u8]> = zipped[..directory].chunks(64).collect();
+    pieces.push(&zipped[directory..]);
+    for chunk in pieces {
+        for (path, bytes) in [
+            ("/__substg1.0_80080102", chunk),
+            ("/__substg1.0_80090102", &[7u8; 64][..]),
+        ] {
+            let mut stream = item.open_stream(path).unwrap();
+            stream.seek(SeekFrom::End(0)).unwrap();
+            stream.write_all(bytes).unwrap();
+        }
+    }
+    item.flush().unwrap();
+    let item = item.into_inner().into_inner();
+    assert!(symbols(&[part("Fwd report.msg", "application/vnd.ms-outlook", &item)]).is_empty());
+}
