@@ -2,7 +2,8 @@
 //! message's attachments in it, and Outlook shows the files inside as attachments while a
 //! reader of MIME structure sees one opaque part. Only what names and carries files is
 //! read: each attachment's title (`attAttachTitle`), its long file name from the MAPI
-//! properties (`PR_ATTACH_LONG_FILENAME`), and its data (`attAttachData`).
+//! properties (`PR_ATTACH_LONG_FILENAME`), its data (`attAttachData`), and the files of a
+//! message attached to it (a TNEF stream of its own in `PR_ATTACH_DATA_OBJ`).
 
 /// The stream's first four bytes.
 const SIGNATURE: u32 = 0x223E_9F78;
@@ -20,6 +21,13 @@ const ATT_ATTACHMENT: u32 = 0x0006_9005;
 const PR_ATTACH_LONG_FILENAME: u16 = 0x3707;
 /// `PR_ATTACH_FILENAME`'s property id.
 const PR_ATTACH_FILENAME: u16 = 0x3704;
+/// `PR_ATTACH_DATA_OBJ`'s property id: an attached message or OLE object.
+const PR_ATTACH_DATA_OBJ: u16 = 0x3701;
+/// Bytes of the interface id in front of an object value.
+const INTERFACE_ID_LEN: usize = 16;
+/// Messages attached in messages whose files are read (each level a TNEF stream inside
+/// its attachment's properties).
+pub const MAX_EMBEDDED_DEPTH: usize = 3;
 /// Files whose bytes are copied out of one stream at most; past them only names are taken.
 pub const MAX_FILES: usize = 256;
 /// Files taken from one stream at most, by name: the bound on the work of judging them
@@ -76,7 +84,24 @@ pub(super) fn name_text(raw: &[u8], wide: bool) -> String {
 /// files before the damage): the first [`MAX_FILES`] with their bytes, the rest (up to
 /// [`MAX_NAMED_FILES`]) by name only, since a name is cheap to judge and a cap that drops
 /// files whole would hide `invoice.exe` behind 256 text files. Not a TNEF stream: none.
+///
+/// The files of a message attached to the message (an Outlook item forwarded as an
+/// attachment, carried in its attachment's properties as a TNEF stream of its own) follow
+/// its attachment, [`MAX_EMBEDDED_DEPTH`] messages deep; the caps count every file.
 pub fn files(data: &[u8]) -> Vec<OutlookFile> {
+    let mut found = files_at(data, 0);
+    found.truncate(MAX_NAMED_FILES);
+    for file in found.iter_mut().skip(MAX_FILES) {
+        if !file.data.is_empty() {
+            file.data = Vec::new();
+            file.data_left_out = true;
+        }
+    }
+    found
+}
+
+/// The files of the TNEF stream `data` of a message `depth` messages deep.
+fn files_at(data: &[u8], depth: usize) -> Vec<OutlookFile> {
     if !is_tnef(data) {
         return Vec::new();
     }
@@ -119,8 +144,23 @@ pub fn files(data: &[u8]) -> Vec<OutlookFile> {
                 }
             }
             ATT_ATTACHMENT => {
-                for name in long_file_names(value) {
+                let properties = attachment_properties(value);
+                for name in properties.names {
                     add_name(&mut current, name);
+                }
+                for message in properties.messages {
+                    if found.len() >= MAX_NAMED_FILES {
+                        break;
+                    }
+                    if depth < MAX_EMBEDDED_DEPTH {
+                        found.extend(files_at(message, depth + 1));
+                    } else {
+                        // Files past the depth, unread: judged as files left out.
+                        found.push(OutlookFile {
+                            data_left_out: true,
+                            ..OutlookFile::default()
+                        });
+                    }
                 }
             }
             _ => {}
@@ -138,13 +178,22 @@ fn add_name(current: &mut Option<OutlookFile>, name: String) {
     }
 }
 
-/// The file names in a MAPI property list (`attAttachment`): `PR_ATTACH_LONG_FILENAME`
-/// and `PR_ATTACH_FILENAME`, as 8-bit or UTF-16 strings. The list is walked property by
-/// property; a type it cannot size ends the walk with the names found so far.
-fn long_file_names(props: &[u8]) -> Vec<String> {
-    let mut names = Vec::new();
+/// What an attachment's MAPI properties (`attAttachment`) say about its file.
+#[derive(Debug, Default)]
+struct AttachmentProperties<'a> {
+    /// `PR_ATTACH_LONG_FILENAME` and `PR_ATTACH_FILENAME`, as 8-bit or UTF-16 strings.
+    names: Vec<String>,
+    /// The TNEF stream of an attached message (`PR_ATTACH_DATA_OBJ`, an object whose
+    /// interface id is followed by the message encoded as TNEF).
+    messages: Vec<&'a [u8]>,
+}
+
+/// Reads a MAPI property list (`attAttachment`) property by property; a type it cannot
+/// size ends the walk with what was found so far.
+fn attachment_properties(props: &[u8]) -> AttachmentProperties<'_> {
+    let mut found = AttachmentProperties::default();
     let Some(count) = read_u32(props, 0) else {
-        return names;
+        return found;
     };
     let mut at = 4;
     for _ in 0..count {
@@ -183,27 +232,32 @@ fn long_file_names(props: &[u8]) -> Vec<String> {
                 at = at.saturating_add(size);
                 if at > props.len() {
                     // A count no list this long can hold.
-                    return names;
+                    return found;
                 }
                 continue;
             }
             if !is_variable(base) {
-                return names;
+                return found;
             }
             let Some(len) = read_u32(props, at) else {
-                return names;
+                return found;
             };
             let start = at + 4;
             let Some(value) = usize::try_from(len)
                 .ok()
                 .and_then(|len| props.get(start..start.checked_add(len)?))
             else {
-                return names;
+                return found;
             };
             if matches!(pid, PR_ATTACH_LONG_FILENAME | PR_ATTACH_FILENAME)
                 && matches!(base, 0x001E | 0x001F)
             {
-                names.push(name_text(value, base == 0x001F));
+                found.names.push(name_text(value, base == 0x001F));
+            }
+            if pid == PR_ATTACH_DATA_OBJ && base == 0x000D {
+                if let Some(message) = value.get(INTERFACE_ID_LEN..).filter(|m| is_tnef(m)) {
+                    found.messages.push(message);
+                }
             }
             at = start.saturating_add(padded(len));
         }
@@ -211,7 +265,7 @@ fn long_file_names(props: &[u8]) -> Vec<String> {
             break;
         }
     }
-    names
+    found
 }
 
 /// A length rounded up to a multiple of 4, as MAPI values are padded.
@@ -311,6 +365,71 @@ pub(crate) mod tests {
         assert_eq!(files[1].data, b"hello");
     }
 
+    /// An attachment's properties holding an attached message: `PR_ATTACH_METHOD` 5
+    /// (embedded message) and `PR_ATTACH_DATA_OBJ`, an interface id then `message`.
+    fn props_with_message(message: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&2u32.to_le_bytes());
+        p.extend_from_slice(&0x0003u16.to_le_bytes());
+        p.extend_from_slice(&0x3705u16.to_le_bytes());
+        p.extend_from_slice(&5u32.to_le_bytes());
+        p.extend_from_slice(&0x000Du16.to_le_bytes());
+        p.extend_from_slice(&PR_ATTACH_DATA_OBJ.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        let len = INTERFACE_ID_LEN + message.len();
+        p.extend_from_slice(&(len as u32).to_le_bytes());
+        p.extend_from_slice(&[
+            0x07, 0x03, 0x02, 0, 0, 0, 0, 0, 0xC0, 0, 0, 0, 0, 0, 0, 0x46,
+        ]);
+        p.extend_from_slice(message);
+        p.resize(p.len() + (4 - len % 4) % 4, 0);
+        p
+    }
+
+    /// A `winmail.dat` whose one attachment is `message` (a TNEF stream) attached.
+    pub(crate) fn winmail_forwarding(title: &str, message: &[u8]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_le_bytes().to_vec();
+        out.extend_from_slice(&0x0001u16.to_le_bytes());
+        attribute(&mut out, LEVEL_ATTACHMENT, ATT_ATTACH_REND_DATA, &[0; 14]);
+        let mut t = title.as_bytes().to_vec();
+        t.push(0);
+        attribute(&mut out, LEVEL_ATTACHMENT, ATT_ATTACH_TITLE, &t);
+        attribute(
+            &mut out,
+            LEVEL_ATTACHMENT,
+            ATT_ATTACHMENT,
+            &props_with_message(message),
+        );
+        out
+    }
+
+    /// Regression (attachment probe): a message attached in Outlook travels inside its
+    /// attachment's properties as a TNEF stream of its own, and the `invoice.exe` attached
+    /// to it went unjudged. Its files are read, three messages deep.
+    #[test]
+    fn the_files_of_an_attached_message_are_read() {
+        let inner = winmail(&[("INVOIC~1.EXE", "invoice.exe", b"MZ program")]);
+        let outer = winmail_forwarding("Fwd: invoice", &inner);
+        let found = files(&outer);
+        let exe = found
+            .iter()
+            .find(|f| f.names.contains(&"invoice.exe".to_string()));
+        assert_eq!(exe.map(|f| f.data.as_slice()), Some(&b"MZ program"[..]));
+        assert!(found.iter().any(|f| f.names == ["Fwd: invoice"]));
+        assert_eq!(found.len(), 2);
+        let mut nested = inner;
+        for level in 0..MAX_EMBEDDED_DEPTH + 2 {
+            nested = winmail_forwarding(&format!("Fwd {level}"), &nested);
+        }
+        // Past the depth, the message is a file left out (`ATTACH_TOO_MANY_FILES`).
+        let deep = files(&nested);
+        assert!(deep
+            .iter()
+            .all(|f| !f.names.contains(&"invoice.exe".to_string())));
+        assert_eq!(deep.len(), MAX_EMBEDDED_DEPTH + 2);
+        assert_eq!(deep.iter().filter(|f| f.data_left_out).count(), 1);
+    }
+
     /// Regression (review): reading stopped at the 256th file, so `invoice.exe` after 256
     /// text files was dropped, name and all.
     #[test]
@@ -347,7 +466,7 @@ pub(crate) mod tests {
         huge.extend_from_slice(&0x1003u16.to_le_bytes());
         huge.extend_from_slice(&0x3705u16.to_le_bytes());
         huge.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
-        assert!(long_file_names(&huge).is_empty());
+        assert!(attachment_properties(&huge).names.is_empty());
         // A length running past the end stops the walk.
         let mut long = SIGNATURE.to_le_bytes().to_vec();
         long.extend_from_slice(&[1, 0, 2, 0x10, 0x80, 1, 0, 0xff, 0xff, 0xff, 0xff]);

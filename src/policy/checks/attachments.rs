@@ -701,10 +701,20 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
             "invoice.exe",
             b"MZ\x90\x00 program",
         )]);
-        let body = base64::engine::general_purpose::STANDARD.encode(stream);
+        let body = base64::engine::general_purpose::STANDARD.encode(&stream);
         let message = with_part(
             "Content-Type: application/ms-tnef; name=winmail.dat\n\
              Content-Disposition: attachment; filename=winmail.dat\n\
+             Content-Transfer-Encoding: base64",
+            &body,
+        );
+        assert_eq!(symbols_of(&message), ["ATTACH_BLOCKED_EXT"]);
+        // The same file attached to a message attached in Outlook, which TNEF carries as a
+        // stream of its own inside the attachment's properties (attachment probe).
+        let forwarded = crate::mail::tnef::tests::winmail_forwarding("Fwd: invoice", &stream);
+        let body = base64::engine::general_purpose::STANDARD.encode(forwarded);
+        let message = with_part(
+            "Content-Type: application/ms-tnef; name=winmail.dat\n\
              Content-Transfer-Encoding: base64",
             &body,
         );
