@@ -9,6 +9,7 @@
 //! the elements; the pieces are joined here.
 
 use asn1_rs::{Any, Class, FromBer, Tag};
+use mail_parser::{Message, MessagePart, MimeHeaders};
 
 /// `id-signedData` (1.2.840.113549.1.7.2), as its content bytes.
 const SIGNED_DATA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02];
@@ -28,6 +29,25 @@ pub fn is_pkcs7(content_type: &str, names: &[String]) -> bool {
                 .rsplit_once('.')
                 .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("p7m"))
         })
+}
+
+/// The MIME entity inside `part` of `message` when the part is an opaque S/MIME
+/// signature (by its type or a `.p7m` name), as a client opens it to show the text.
+pub fn entity_in_part(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    let content_type = part
+        .content_type()
+        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let names: Vec<String> = part
+        .attachment_name()
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    if !is_pkcs7(&content_type, &names) {
+        return None;
+    }
+    signed_content(&super::lenient::file_bytes(message, part).data)
 }
 
 /// The content a CMS SignedData (`ContentInfo` of type `id-signedData`) encapsulates, or

@@ -387,6 +387,17 @@ impl Collector<'_> {
                     self.leaf(None);
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
+                    // The text of an opaque S/MIME signature, which clients show as the
+                    // message (SpamAssassin reads none of it): spam signed so would hide
+                    // every word from the rules.
+                    if let Some(entity) = crate::mail::smime::entity_in_part(message, part) {
+                        if depth < self.limits.nesting_depth {
+                            if let Some(inner) = MessageParser::default().parse(&entity) {
+                                self.parts(&inner, depth + 1);
+                                continue;
+                            }
+                        }
+                    }
                     // An `.html` file sent as `application/octet-stream` is shown, and
                     // rendered by SpamAssassin, as a page.
                     match render_kind(message, part) {

@@ -333,6 +333,23 @@ impl Tokenizer {
                     }
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
+                    // An opaque S/MIME signature's content, which clients show as the
+                    // message (an attached one, as an attached message).
+                    if let Some(entity) = crate::mail::smime::entity_in_part(msg, part) {
+                        sink.push("m:smime".to_string());
+                        if depth < MAX_NESTING {
+                            if let Some(inner) = MessageParser::default().parse(&entity) {
+                                // The message itself is one, whatever its disposition
+                                // says (signers label it `attachment; smime.p7m`).
+                                let attached = idx > 0
+                                    && part.content_disposition().is_some_and(|d| {
+                                        d.ctype().eq_ignore_ascii_case("attachment")
+                                    });
+                                self.body_features(&inner, sink, depth + 1, shown && !attached);
+                                continue;
+                            }
+                        }
+                    }
                     // As the rules read it: a page named `.html`, a `.txt` file labelled
                     // `application/octet-stream`, a part whose first type is text.
                     match render_kind(msg, part) {

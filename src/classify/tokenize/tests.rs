@@ -853,3 +853,17 @@ fn capped_links_read_what_a_counted_pattern_read() {
         assert_eq!(read, expected, "in {:.60}…", text);
     }
 }
+
+/// An opaque-signed S/MIME message is read as clients show it, its signed content's words
+/// among the shown ones (the fixtures: OpenSSL's DER and streamed BER).
+#[test]
+fn the_words_of_an_opaque_signed_message_are_read() {
+    for signed in [
+        include_str!("../../../tests/data/smime/signed-der.eml"),
+        include_str!("../../../tests/data/smime/signed-ber.eml"),
+    ] {
+        let n = names(signed);
+        assert!(has(&n, "m:smime"), "{n:?}");
+        assert!(has(&n, "invoice") && has(&n, "attached"), "{n:?}");
+    }
+}

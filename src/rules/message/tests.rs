@@ -360,3 +360,22 @@ fn a_uuencoded_page_is_read_as_clients_show_it() {
         v.uris()
     );
 }
+
+/// Regression (attachment probe): an opaque-signed S/MIME message, which clients show as
+/// its signed content, gave the rules no text at all, so spam signed so hid every word.
+/// OpenSSL signed the fixtures, in DER and in streamed BER.
+#[test]
+fn the_text_of_an_opaque_signed_message_is_read() {
+    for signed in [
+        &include_bytes!("../../../tests/data/smime/signed-der.eml")[..],
+        &include_bytes!("../../../tests/data/smime/signed-ber.eml")[..],
+    ] {
+        let v = MessageView::parse(signed);
+        assert!(
+            v.body_text().contains("Your invoice is attached."),
+            "{:?}",
+            v.body_text()
+        );
+        assert!(v.attachments().iter().any(|a| a.names == ["invoice.exe"]));
+    }
+}
