@@ -379,3 +379,55 @@ fn the_text_of_an_opaque_signed_message_is_read() {
         assert!(v.attachments().iter().any(|a| a.names == ["invoice.exe"]));
     }
 }
+
+/// A host written without a scheme or `www.` is listed as SpamAssassin lists it (its
+/// "schemeless" URIs, which feed `uri` rules and URI blocklists): spam writes
+/// `cheap-meds.biz` so that no link filter sees it. File names (`report.pdf`, `node.js`)
+/// are not hosts, hosts inside links and addresses are read as those, and one not followed
+/// by a blank or a mark that ends a link (`(x.example.com)`, `x.example.com,`) is not
+/// listed, as SpamAssassin's pattern does not list it.
+#[test]
+fn hosts_written_without_a_scheme_are_listed() {
+    let v = MessageView::parse(
+        b"Subject: x\r\n\r\nOrder at cheap-meds.biz/order?id=7 today.\r\n\
+          see pills.example.com or spam.example.net:8080/x\r\n\
+          Read report.pdf with node.js, then mail bob@mail.example.org or \
+          http://link.example.com/a (paren.example.com) comma.example.com, end\r\n",
+    );
+    let uris = v.uris();
+    for listed in [
+        "http://cheap-meds.biz/order?id=7",
+        "http://pills.example.com",
+        "http://spam.example.net:8080/x",
+        "http://link.example.com/a",
+        "mailto:bob@mail.example.org",
+    ] {
+        assert!(uris.iter().any(|u| u == listed), "{listed}: {uris:?}");
+    }
+    for unlisted in [
+        "report.pdf",
+        "node.js",
+        "http://mail.example.org",
+        "http://example.com/a",
+        "http://paren.example.com",
+        "http://comma.example.com",
+    ] {
+        assert!(
+            !uris.iter().any(|u| u.ends_with(unlisted) || u == unlisted),
+            "{unlisted}: {uris:?}"
+        );
+    }
+    // What `spamassassin -D uri` (4.0) lists of names whose last label is a top-level
+    // domain, and not of one whose last label is none.
+    let v = MessageView::parse(
+        b"Subject: x\r\n\r\nedit sendmail.cf and boot.zip and README.md and x.hta then\r\n",
+    );
+    let listed: Vec<String> = v.uris().iter().map(|u| u.to_ascii_lowercase()).collect();
+    for host in ["sendmail.cf", "boot.zip", "readme.md"] {
+        assert!(
+            listed.contains(&format!("http://{host}")),
+            "{host}: {listed:?}"
+        );
+    }
+    assert!(!listed.iter().any(|u| u.contains("x.hta")), "{listed:?}");
+}

@@ -96,8 +96,8 @@ const MAX_COLLECTED: usize = 16 * MAX_URIS;
 /// link, which no `uri` rule and no URIBL lookup then saw), and padding ahead of a link
 /// in its own source does not either.
 pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String]) -> Vec<String> {
-    let mut sources: [Links; 4] = Default::default();
-    let [seen_text, in_markup, in_raw, addresses] = &mut sources;
+    let mut sources: [Links; 5] = Default::default();
+    let [seen_text, in_markup, in_raw, addresses, bare] = &mut sources;
     for uri in text_links(rendered) {
         seen_text.collect(&uri);
     }
@@ -133,6 +133,11 @@ pub(super) fn extract_uris(rendered: &[String], raw: &[String], html: &[String])
                     addresses.collect(&format!("mailto:{}", m.as_str()));
                 }
             }
+        }
+    }
+    for text in rendered {
+        for host in bare_domains(text) {
+            bare.collect(&format!("http://{host}"));
         }
     }
     let lens: Vec<usize> = sources.iter().map(|s| s.list.len()).collect();
@@ -221,6 +226,64 @@ static TEXT_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
     )
     .ok()
 });
+
+/// A host written without a scheme or `www.` (`cheap-meds.example/order`), as SpamAssassin
+/// reads one in text: letters, digits, `.`, `_`, `-`, a dot and a top-level label, then an
+/// optional port and path. Clients do not link it; spam writes it so that no link filter
+/// sees it, and SpamAssassin lists it for `uri` rules and URI blocklists alike.
+static BARE_DOMAIN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r#"(?i)[a-z0-9][a-z0-9._-]{0,251}\.([a-z][a-z0-9-]{0,62})\.?(?::[0-9]{1,5})?(?:/[^\s<>"`}\]{\[|\x1b\xa0]{1,2048})?"#)
+        .ok()
+});
+
+/// Where a bare host may start: the text's start, or after a blank or one of the marks
+/// SpamAssassin takes to start one.
+fn starts_a_bare_domain(text: &str, start: usize) -> bool {
+    text[..start].chars().next_back().is_none_or(|c| {
+        c.is_whitespace() || c == '\u{1b}' || "!\"#$&'()*+,/:;<=>?@[\\]^`{|}~".contains(c)
+    })
+}
+
+/// Whether a bare host ends at `end` of `text`: at the text's end, a blank, or a mark that
+/// ends a link.
+fn ends_a_bare_domain(text: &str, end: usize) -> bool {
+    text[end..]
+        .chars()
+        .next()
+        .is_none_or(|c| c.is_whitespace() || c == '\u{1b}' || "><\"`}]{[|".contains(c))
+}
+
+/// The bare hosts (with port and path) written in `text` as SpamAssassin lists them: those
+/// whose top-level label is a known one (`report.pdf` and `node.js` are file names), none
+/// inside a link or an address (read as those).
+fn bare_domains(text: &str) -> Vec<&str> {
+    let (Some(bare), Some(links), Some(addresses)) = (
+        BARE_DOMAIN.as_ref(),
+        TEXT_URI.as_ref(),
+        TEXT_ADDRESS.as_ref(),
+    ) else {
+        return Vec::new();
+    };
+    let taken: Vec<(usize, usize)> = links
+        .find_iter(text)
+        .chain(addresses.find_iter(text))
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    let inside = |start: usize, end: usize| taken.iter().any(|&(s, e)| start < e && s < end);
+    bare.captures_iter(text)
+        .filter_map(|caps| {
+            let whole = caps.get(0)?;
+            let tld = caps.get(1)?.as_str();
+            let known =
+                psl::suffix(tld.to_ascii_lowercase().as_bytes()).is_some_and(|s| s.is_known());
+            (known
+                && starts_a_bare_domain(text, whole.start())
+                && ends_a_bare_domain(text, whole.end())
+                && !inside(whole.start(), whole.end()))
+            .then_some(whole.as_str())
+        })
+        .collect()
+}
 
 /// A link between `<…>` or `"…"` on one line (at most 500 characters).
 static BRACKETED_URI: LazyLock<Option<Regex>> = LazyLock::new(|| {
