@@ -303,17 +303,26 @@ pub(crate) mod tests {
         out.extend_from_slice(&sum.to_le_bytes());
     }
 
+    /// A property list's count, then its first property: `PR_ATTACH_METHOD` (`PT_LONG`).
+    fn props_starting(count: u32, attach_method: u32) -> Vec<u8> {
+        let mut p = count.to_le_bytes().to_vec();
+        tag(&mut p, 0x0003, 0x3705);
+        p.extend_from_slice(&attach_method.to_le_bytes());
+        p
+    }
+
+    /// A property's type and id.
+    fn tag(p: &mut Vec<u8>, ptype: u16, pid: u16) {
+        p.extend_from_slice(&ptype.to_le_bytes());
+        p.extend_from_slice(&pid.to_le_bytes());
+    }
+
     /// A MAPI property list holding a long file name (UTF-16) after a few other types.
     fn props_with_long_name(name: &str) -> Vec<u8> {
-        let mut p = Vec::new();
-        p.extend_from_slice(&3u32.to_le_bytes());
-        // PT_LONG PR_ATTACH_METHOD = 1.
-        p.extend_from_slice(&0x0003u16.to_le_bytes());
-        p.extend_from_slice(&0x3705u16.to_le_bytes());
-        p.extend_from_slice(&1u32.to_le_bytes());
+        // By value.
+        let mut p = props_starting(3, 1);
         // PT_BINARY of 5 bytes (padded to 8).
-        p.extend_from_slice(&0x0102u16.to_le_bytes());
-        p.extend_from_slice(&0x3702u16.to_le_bytes());
+        tag(&mut p, 0x0102, 0x3702);
         p.extend_from_slice(&1u32.to_le_bytes());
         p.extend_from_slice(&5u32.to_le_bytes());
         p.extend_from_slice(&[1, 2, 3, 4, 5, 0, 0, 0]);
@@ -323,8 +332,7 @@ pub(crate) mod tests {
             .chain([0])
             .flat_map(u16::to_le_bytes)
             .collect();
-        p.extend_from_slice(&0x001Fu16.to_le_bytes());
-        p.extend_from_slice(&PR_ATTACH_LONG_FILENAME.to_le_bytes());
+        tag(&mut p, 0x001F, PR_ATTACH_LONG_FILENAME);
         p.extend_from_slice(&1u32.to_le_bytes());
         p.extend_from_slice(&(wide.len() as u32).to_le_bytes());
         p.extend_from_slice(&wide);
@@ -368,13 +376,9 @@ pub(crate) mod tests {
     /// An attachment's properties holding an attached message: `PR_ATTACH_METHOD` 5
     /// (embedded message) and `PR_ATTACH_DATA_OBJ`, an interface id then `message`.
     fn props_with_message(message: &[u8]) -> Vec<u8> {
-        let mut p = Vec::new();
-        p.extend_from_slice(&2u32.to_le_bytes());
-        p.extend_from_slice(&0x0003u16.to_le_bytes());
-        p.extend_from_slice(&0x3705u16.to_le_bytes());
-        p.extend_from_slice(&5u32.to_le_bytes());
-        p.extend_from_slice(&0x000Du16.to_le_bytes());
-        p.extend_from_slice(&PR_ATTACH_DATA_OBJ.to_le_bytes());
+        // An embedded message.
+        let mut p = props_starting(2, 5);
+        tag(&mut p, 0x000D, PR_ATTACH_DATA_OBJ);
         p.extend_from_slice(&1u32.to_le_bytes());
         let len = INTERFACE_ID_LEN + message.len();
         p.extend_from_slice(&(len as u32).to_le_bytes());
