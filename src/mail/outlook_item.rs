@@ -52,12 +52,15 @@ fn read_item(data: &[u8]) -> Vec<OutlookFile> {
     let Ok(mut item) = cfb::CompoundFile::open(Cursor::new(data)) else {
         return Vec::new();
     };
-    let storages: Vec<(PathBuf, usize)> = item
+    let mut storages: Vec<(PathBuf, usize)> = item
         .walk()
         .filter(|entry| entry.is_storage())
         .filter_map(|entry| Some((entry.path().to_path_buf(), attachment_depth(entry.path())?)))
-        .take(MAX_NAMED_FILES)
+        .take(MAX_NAMED_FILES + 1)
         .collect();
+    // Attachments past the bound: a file left out, which the policy scores (review).
+    let past_the_bound = storages.len() > MAX_NAMED_FILES;
+    storages.truncate(MAX_NAMED_FILES);
     let mut budget = data.len() as u64;
     let mut found = Vec::new();
     for (storage, depth) in storages {
@@ -65,7 +68,12 @@ fn read_item(data: &[u8]) -> Vec<OutlookFile> {
         for property in NAME_PROPERTIES {
             for (kind, wide) in [("001F", true), ("001E", false)] {
                 let stream = storage.join(format!("__substg1.0_{property}{kind}"));
-                if let Some(raw) = read_stream(&mut item, &stream, MAX_NAME_BYTES) {
+                // Names count against the budget too: two directory entries may name
+                // one stream, and 10,000 attachments of ten names would be megabytes
+                // (review).
+                let limit = MAX_NAME_BYTES.min(budget);
+                if let Some(raw) = read_stream(&mut item, &stream, limit) {
+                    budget -= raw.len() as u64;
                     let name = name_text(&raw, wide);
                     if !name.is_empty() && !file.names.contains(&name) {
                         file.names.push(name);
@@ -86,6 +94,12 @@ fn read_item(data: &[u8]) -> Vec<OutlookFile> {
         if !file.names.is_empty() || !file.data.is_empty() || file.data_left_out {
             found.push(file);
         }
+    }
+    if past_the_bound {
+        found.push(OutlookFile {
+            data_left_out: true,
+            ..OutlookFile::default()
+        });
     }
     found
 }

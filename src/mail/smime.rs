@@ -8,7 +8,7 @@
 //! lengths and cut the content into a constructed OCTET STRING of pieces. `asn1-rs` reads
 //! the elements; the pieces are joined here.
 
-use asn1_rs::{Any, Class, FromBer, Tag};
+use asn1_rs::{Any, Class, FromBer, Header, Length, Tag};
 use mail_parser::{Message, MessagePart, MimeHeaders};
 
 /// `id-signedData` (1.2.840.113549.1.7.2), as its content bytes.
@@ -52,23 +52,49 @@ pub fn entity_in_part(message: &Message<'_>, part: &MessagePart<'_>) -> Option<V
 
 /// The content a CMS SignedData (`ContentInfo` of type `id-signedData`) encapsulates, or
 /// `None` for any other object (an encrypted one, a detached signature) or bytes that do
-/// not parse.
+/// not parse. The containers on the way are opened by their headers only: what follows
+/// the content (certificates, signer infos, whose unsigned attributes a sender may nest
+/// past the reader's depth limit) is never read, so it cannot make the content unreadable
+/// (review).
 pub fn signed_content(data: &[u8]) -> Option<Vec<u8>> {
-    let (_, info) = Any::from_ber(data).ok()?;
-    let mut info_fields = elements(universal(&info, Tag::Sequence)?);
-    let kind = info_fields.next()?;
+    let info = open(data, Class::Universal, Tag::Sequence)?;
+    let (kind, after_kind) = element(info)?;
     if universal(&kind, Tag::Oid)? != SIGNED_DATA {
         return None;
     }
-    let signed = elements(explicit_zero(&info_fields.next()?)?).next()?;
-    // SignedData: version, digestAlgorithms, encapContentInfo, ...
-    let encap = elements(universal(&signed, Tag::Sequence)?).nth(2)?;
-    let mut encap_fields = elements(universal(&encap, Tag::Sequence)?);
-    universal(&encap_fields.next()?, Tag::Oid)?;
-    let octets = elements(explicit_zero(&encap_fields.next()?)?).next()?;
+    let explicit = open(after_kind, Class::ContextSpecific, Tag(0))?;
+    let signed = open(explicit, Class::Universal, Tag::Sequence)?;
+    // SignedData: version, digestAlgorithms, then encapContentInfo.
+    let (_, after_version) = element(signed)?;
+    let (_, after_digests) = element(after_version)?;
+    let encap = open(after_digests, Class::Universal, Tag::Sequence)?;
+    let (content_type, after_type) = element(encap)?;
+    universal(&content_type, Tag::Oid)?;
+    let explicit = open(after_type, Class::ContextSpecific, Tag(0))?;
+    let (octets, _) = element(explicit)?;
     let mut content = Vec::new();
     join_pieces(&octets, 0, &mut content)?;
     (!content.is_empty()).then_some(content)
+}
+
+/// The content of the constructed element of this class and tag at the start of `data`,
+/// by its header alone: a definite length's bytes, or for an indefinite one the rest of
+/// `data` (its elements end at their end-of-contents mark, which is never needed here).
+fn open(data: &[u8], class: Class, tag: Tag) -> Option<&[u8]> {
+    let (rest, header) = Header::from_ber(data).ok()?;
+    if header.class() != class || header.tag() != tag || !header.is_constructed() {
+        return None;
+    }
+    match header.length() {
+        Length::Definite(len) => rest.get(..len),
+        Length::Indefinite => Some(rest),
+    }
+}
+
+/// The element at the start of `data`, read whole, and what follows it.
+fn element(data: &[u8]) -> Option<(Any<'_>, &[u8])> {
+    let (rest, any) = Any::from_ber(data).ok()?;
+    Some((any, rest))
 }
 
 /// The elements one after another in a constructed element's content; stops at the first
@@ -87,12 +113,6 @@ fn elements(mut rest: &[u8]) -> impl Iterator<Item = Any<'_>> {
 /// The content of a universal element of this tag.
 fn universal<'a>(any: &Any<'a>, tag: Tag) -> Option<&'a [u8]> {
     (any.class() == Class::Universal && any.tag() == tag).then_some(any.data)
-}
-
-/// The content of a `[0] EXPLICIT` element.
-fn explicit_zero<'a>(any: &Any<'a>) -> Option<&'a [u8]> {
-    (any.class() == Class::ContextSpecific && any.tag() == Tag(0) && any.header.is_constructed())
-        .then_some(any.data)
 }
 
 /// Appends an OCTET STRING's bytes: its content when primitive, its pieces in order when
@@ -172,6 +192,20 @@ mod tests {
         deep.extend_from_slice(&[0x04, 0x01, b'x']);
         deep.extend_from_slice(&[0x00, 0x00].repeat(MAX_PIECE_DEPTH + 4));
         assert_eq!(signed_content(&streamed_cms(&deep)), None);
+    }
+
+    /// Regression (review): what follows the content was read too, so 60 levels of
+    /// indefinite lengths in an unsigned attribute (past the reader's depth limit of 50)
+    /// made the whole object unreadable and the `invoice.exe` in it unjudged.
+    #[test]
+    fn what_follows_the_content_cannot_hide_it() {
+        let mut octets = vec![0x04, 0x03, b'a', b'b', b'c', 0x00, 0x00];
+        // After encapContentInfo's end: certificates and signer infos, deeply nested.
+        octets.extend_from_slice(&[0x00, 0x00]);
+        octets.extend_from_slice(&[0x31, 0x80].repeat(60));
+        octets.extend_from_slice(&[0x00, 0x00].repeat(60));
+        let cms = streamed_cms(&octets);
+        assert_eq!(signed_content(&cms).as_deref(), Some(&b"abc"[..]));
     }
 
     #[test]

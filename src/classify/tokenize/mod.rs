@@ -338,7 +338,13 @@ impl Tokenizer {
                     if let Some(entity) = crate::mail::smime::entity_in_part(msg, part) {
                         sink.push("m:smime".to_string());
                         if depth < MAX_NESTING {
-                            if let Some(inner) = MessageParser::default().parse(&entity) {
+                            // Bounded and delimited as the message itself is (review).
+                            let (bytes, _) = crate::mail::mime::cut_to_parts(
+                                &entity,
+                                crate::mail::mime::DEFAULT_MAX_PARTS,
+                            );
+                            let as_read = crate::mail::delimiters::as_clients_read(bytes);
+                            if let Some(inner) = MessageParser::default().parse(&as_read.bytes) {
                                 // The message itself is one, whatever its disposition
                                 // says (signers label it `attachment; smime.p7m`).
                                 let attached = idx > 0

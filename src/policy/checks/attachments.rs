@@ -387,6 +387,10 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\n--b--\n";
             );
             assert_blocked(&forwarded, "forwarded").await;
         }
+        // Named as a saved message, it is still read by its type (review).
+        let renamed = include_str!("../../../tests/data/smime/signed-ber.eml")
+            .replace("filename=\"smime.p7m\"", "filename=\"note.eml\"");
+        assert_blocked(&renamed, "named .eml").await;
         // A detached signature (`multipart/signed`) leaves the files where they were.
         let detached = EXE_ATTACHED.replace("multipart/mixed", "multipart/signed");
         assert_blocked(&detached, "detached").await;

@@ -87,15 +87,17 @@ pub(super) fn collect_attachments(
             // A message saved as `.eml` and sent as a file, which Thunderbird and Outlook
             // open as a message by its name (attachment probe: the `invoice.exe` in it was
             // judged only when sent as `message/rfc822`).
-            let in_saved_message = if names_a_saved_message(&names) {
-                saved_message_attachments(&data, depth + 1, max_depth)
-            } else if let Some(signed) = opaque_signed_entity(&content_type, &names, &data) {
-                // An opaque-signed S/MIME message, which clients open and show with its
-                // attachments (attachment probe: the `invoice.exe` in it went unjudged).
-                saved_message_attachments(&signed, depth + 1, max_depth)
-            } else {
-                Vec::new()
-            };
+            // An opaque-signed S/MIME message, which clients open and show with its
+            // attachments (attachment probe: the `invoice.exe` in it went unjudged), read
+            // first: clients go by its type, so an `.eml` name must not hide it (review).
+            let in_saved_message =
+                if let Some(signed) = opaque_signed_entity(&content_type, &names, &data) {
+                    saved_message_attachments(&signed, depth + 1, max_depth)
+                } else if names_a_saved_message(&names) {
+                    saved_message_attachments(&data, depth + 1, max_depth)
+                } else {
+                    Vec::new()
+                };
             // Encoding fields that disagree: every reading is judged.
             for other in bytes.other_readings {
                 out.push(AttachmentPart {

@@ -430,4 +430,17 @@ fn hosts_written_without_a_scheme_are_listed() {
         );
     }
     assert!(!listed.iter().any(|u| u.contains("x.hta")), "{listed:?}");
+    // A name that is no host does not hide one after a start mark inside it (review), as
+    // SpamAssassin's scan starts again there.
+    for text in [
+        "see notes.txt/cheap-meds.biz/order now",
+        "%a.com/x,cheap-meds.biz/order now",
+    ] {
+        let v = MessageView::parse(format!("Subject: x\r\n\r\n{text}\r\n").as_bytes());
+        assert!(
+            v.uris().iter().any(|u| u == "http://cheap-meds.biz/order"),
+            "{text}: {:?}",
+            v.uris()
+        );
+    }
 }

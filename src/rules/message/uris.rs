@@ -241,16 +241,23 @@ static BARE_DOMAIN: LazyLock<Option<Regex>> = LazyLock::new(|| {
     .ok()
 });
 
-/// Longest host SpamAssassin reads bare, and longest path after it.
+/// Longest host SpamAssassin reads bare.
 const MAX_BARE_HOST: usize = 252;
+/// Longest path after a bare host SpamAssassin reads (its `/` and 2,048 more).
 const MAX_BARE_PATH: usize = 2049;
 
 /// Where a bare host may start: the text's start, or after a blank or one of the marks
 /// SpamAssassin takes to start one.
 fn starts_a_bare_domain(text: &str, start: usize) -> bool {
-    text[..start].chars().next_back().is_none_or(|c| {
-        c.is_whitespace() || c == '\u{1b}' || "!\"#$&'()*+,/:;<=>?@[\\]^`{|}~".contains(c)
-    })
+    text[..start]
+        .chars()
+        .next_back()
+        .is_none_or(starts_bare_after)
+}
+
+/// A blank or one of the marks after which SpamAssassin starts a bare host.
+fn starts_bare_after(c: char) -> bool {
+    c.is_whitespace() || c == '\u{1b}' || "!\"#$&'()*+,/:;<=>?@[\\]^`{|}~".contains(c)
 }
 
 /// Whether a bare host ends at `end` of `text`: at the text's end, a blank, or a mark that
@@ -275,8 +282,13 @@ fn is_bare_host(found: &str) -> bool {
         && psl::suffix(tld.to_ascii_lowercase().as_bytes()).is_some_and(|s| s.is_known())
 }
 
+/// Searches started again inside a rejected match, per text: SpamAssassin may find a host
+/// after any start mark inside one (`notes.txt/cheap-meds.biz`); the bound keeps a text of
+/// such marks from being read over and over.
+const MAX_BARE_RESTARTS: usize = 32;
+
 /// The bare hosts (with port and path) written in `text` as SpamAssassin lists them, none
-/// inside a link or an address (read as those).
+/// inside a link or an address (read as those), at most [`MAX_COLLECTED`].
 fn bare_domains(text: &str) -> Vec<&str> {
     let (Some(bare), Some(links), Some(addresses)) = (
         BARE_DOMAIN.as_ref(),
@@ -285,28 +297,77 @@ fn bare_domains(text: &str) -> Vec<&str> {
     ) else {
         return Vec::new();
     };
+    // The links and addresses, looked for once a bare host is found, as sorted spans that
+    // do not overlap: matches come in order, so one index walks them (review: every host
+    // against every link was quadratic in a 500 KB flowed part).
     let mut taken: Option<Vec<(usize, usize)>> = None;
+    let mut next_taken = 0;
     let mut found = Vec::new();
-    for m in bare.find_iter(text) {
-        if !(is_bare_host(m.as_str())
+    let mut at = 0;
+    let mut restarts = 0;
+    while found.len() < MAX_COLLECTED {
+        let Some(m) = bare.find_at(text, at) else {
+            break;
+        };
+        let fits = is_bare_host(m.as_str())
             && starts_a_bare_domain(text, m.start())
-            && ends_a_bare_domain(text, m.end()))
-        {
+            && ends_a_bare_domain(text, m.end());
+        if !fits {
+            at = match restart_inside(text, m.start(), m.end()) {
+                Some(after) if restarts < MAX_BARE_RESTARTS => {
+                    restarts += 1;
+                    after
+                }
+                _ => m.end(),
+            };
             continue;
         }
-        // The links and addresses are looked for once, when a bare host is found.
-        let taken = taken.get_or_insert_with(|| {
-            links
-                .find_iter(text)
-                .chain(addresses.find_iter(text))
-                .map(|l| (l.start(), l.end()))
-                .collect()
-        });
-        if !taken.iter().any(|&(s, e)| m.start() < e && s < m.end()) {
+        let spans = taken.get_or_insert_with(|| merged_spans(links, addresses, text));
+        while spans
+            .get(next_taken)
+            .is_some_and(|&(_, end)| end <= m.start())
+        {
+            next_taken += 1;
+        }
+        if spans
+            .get(next_taken)
+            .is_none_or(|&(start, _)| start >= m.end())
+        {
             found.push(m.as_str());
         }
+        at = m.end();
     }
     found
+}
+
+/// Where to search again inside a rejected match `start..end`: after its first start mark
+/// past `start` (`/` in `notes.txt/cheap-meds.biz`), where SpamAssassin's scan would find
+/// the next host.
+fn restart_inside(text: &str, start: usize, end: usize) -> Option<usize> {
+    // `start` holds an ASCII letter or digit, so one byte on is a character boundary.
+    let inside = text.get(start + 1..end)?;
+    inside
+        .char_indices()
+        .find(|&(_, c)| starts_bare_after(c))
+        .map(|(i, c)| start + 1 + i + c.len_utf8())
+}
+
+/// The spans of the links and addresses in `text`, sorted, overlapping ones merged.
+fn merged_spans(links: &Regex, addresses: &Regex, text: &str) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = links
+        .find_iter(text)
+        .chain(addresses.find_iter(text))
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start < last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
 }
 
 /// A link between `<…>` or `"…"` on one line (at most 500 characters).

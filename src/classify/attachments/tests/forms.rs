@@ -315,7 +315,7 @@ IconIndex=3\r\nIconFile=C:\\Windows\\System32\\shell32.dll\r\n";
         ("invoice.url", "application/octet-stream"),
         ("INVOICE.URL. ", "application/octet-stream"),
         ("invoice", "application/x-mswinurl"),
-        ("invoice.txt", "text/plain"),
+        ("invoice", "application/octet-stream"),
     ] {
         assert_eq!(
             symbols(&[part(name, ctype, hostile)]),
@@ -323,6 +323,8 @@ IconIndex=3\r\nIconFile=C:\\Windows\\System32\\shell32.dll\r\n";
             "{name}"
         );
     }
+    // A `.txt` holding one opens in Notepad.
+    assert!(symbols(&[part("invoice.txt", "text/plain", hostile)]).is_empty());
     let zipped = zip_of(&[("docs/invoice.url", hostile)]);
     assert_eq!(
         symbols(&[part("invoice.zip", "application/zip", &zipped)]),
