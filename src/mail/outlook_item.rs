@@ -26,10 +26,18 @@ const NAME_PROPERTIES: [&str; 5] = ["3707", "3704", "3001", "370D", "3708"];
 /// Longest name stream read.
 const MAX_NAME_BYTES: u64 = 4096;
 
-/// Whether `data` starts as a compound file (an Outlook item, or a Word, Excel or
-/// PowerPoint file of the 97–2003 formats).
+/// Whether `data` is a compound file (an Outlook item, or a Word, Excel or PowerPoint
+/// file of the 97–2003 formats): it starts as one and its header and directory read.
+/// The signature alone is not enough: one put in front of a zip would make the zip no
+/// archive to the policy while 7-Zip, failing to read a compound file, opens the zip
+/// (review).
 pub fn is_compound_file(data: &[u8]) -> bool {
-    data.starts_with(&CFB_SIGNATURE)
+    data.starts_with(&CFB_SIGNATURE) && opens_as_compound_file(data)
+}
+
+/// Whether the compound-file reader opens `data` (its faults taken as "no").
+fn opens_as_compound_file(data: &[u8]) -> bool {
+    std::panic::catch_unwind(|| cfb::CompoundFile::open(Cursor::new(data)).is_ok()).unwrap_or(false)
 }
 
 /// The files of an Outlook item (`data` a compound file holding attachment storages): the
@@ -39,7 +47,7 @@ pub fn is_compound_file(data: &[u8]) -> bool {
 /// else (a Word or Excel file, which is a compound file too, or one that does not read):
 /// none.
 pub fn files(data: &[u8]) -> Vec<OutlookFile> {
-    if !is_compound_file(data) {
+    if !data.starts_with(&CFB_SIGNATURE) {
         return Vec::new();
     }
     // The reader walks a directory tree and sector chains the sender wrote; a fault in it

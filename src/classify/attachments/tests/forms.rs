@@ -393,3 +393,15 @@ fn a_zip_inside_a_compound_file_is_not_the_file() {
     let item = item.into_inner().into_inner();
     assert!(symbols(&[part("Fwd report.msg", "application/vnd.ms-outlook", &item)]).is_empty());
 }
+
+/// The compound file's signature in front of a zip does not make the zip no archive: the
+/// file is no compound file, and 7-Zip, failing to read one, opens the zip (review).
+#[test]
+fn a_compound_file_s_signature_does_not_hide_a_zip() {
+    use super::zipbuild::zip_of;
+    let mut polyglot = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    polyglot.extend_from_slice(&[0u8; 504]);
+    polyglot.extend(zip_of(&[("invoice.exe", &pe())]));
+    let found = symbols(&[part("report.doc", "application/msword", &polyglot)]);
+    assert!(found.contains(&"ARCHIVE_BLOCKED_EXT"), "{found:?}");
+}
