@@ -35,6 +35,17 @@ pub fn may_name_a_file(name: &str) -> bool {
         .any(|f| f.eq_ignore_ascii_case(name.trim()))
 }
 
+/// Whether one of `names` has the extension `ext` (any case) once the trailing dots and
+/// blanks Windows drops are dropped: how clients pick a saved message (`.eml`) or an
+/// S/MIME object (`.p7m`) by its name.
+pub fn any_has_extension(names: &[String], ext: &str) -> bool {
+    names.iter().any(|name| {
+        name.trim_end_matches(['.', ' '])
+            .rsplit_once('.')
+            .is_some_and(|(_, e)| e.eq_ignore_ascii_case(ext))
+    })
+}
+
 /// The names the field `name: value` gives a file (`value` raw, folding included), in
 /// the order read; none for other fields.
 pub fn in_field(name: &str, value: &str) -> Vec<String> {

@@ -23,12 +23,7 @@ const PKCS7_TYPES: [&str; 2] = ["application/pkcs7-mime", "application/x-pkcs7-m
 /// Whether a part is a CMS object by its declared type or a name ending `.p7m`, as mail
 /// clients pick the parts they open as S/MIME.
 pub fn is_pkcs7(content_type: &str, names: &[String]) -> bool {
-    PKCS7_TYPES.contains(&content_type)
-        || names.iter().any(|name| {
-            name.trim_end_matches(['.', ' '])
-                .rsplit_once('.')
-                .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("p7m"))
-        })
+    PKCS7_TYPES.contains(&content_type) || super::file_names::any_has_extension(names, "p7m")
 }
 
 /// The MIME entity inside `part` of `message` when the part is an opaque S/MIME

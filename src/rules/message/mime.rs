@@ -151,11 +151,7 @@ pub(super) fn collect_attachments(
 /// Whether a file's names say it is a saved message (`.eml`), which mail clients open as
 /// one.
 fn names_a_saved_message(names: &[String]) -> bool {
-    names.iter().any(|name| {
-        name.trim_end_matches(['.', ' '])
-            .rsplit_once('.')
-            .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("eml"))
-    })
+    crate::mail::file_names::any_has_extension(names, "eml")
 }
 
 /// The MIME entity an opaque-signed S/MIME part (`smime.p7m`, signed-data) carries.
