@@ -82,10 +82,7 @@ fn read_item(data: &[u8]) -> Vec<OutlookFile> {
                 let limit = MAX_NAME_BYTES.min(budget);
                 if let Some(raw) = read_stream(&mut item, &stream, limit) {
                     budget -= raw.len() as u64;
-                    let name = name_text(&raw, wide);
-                    if !name.is_empty() && !file.names.contains(&name) {
-                        file.names.push(name);
-                    }
+                    file.add_name(name_text(&raw, wide));
                 }
             }
         }

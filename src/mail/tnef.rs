@@ -172,9 +172,17 @@ fn files_at(data: &[u8], depth: usize) -> Vec<OutlookFile> {
 }
 
 fn add_name(current: &mut Option<OutlookFile>, name: String) {
-    let file = current.get_or_insert_with(OutlookFile::default);
-    if !name.is_empty() && !file.names.contains(&name) {
-        file.names.push(name);
+    current
+        .get_or_insert_with(OutlookFile::default)
+        .add_name(name);
+}
+
+impl OutlookFile {
+    /// Adds a name it goes by, unless empty or already known.
+    pub(super) fn add_name(&mut self, name: String) {
+        if !name.is_empty() && !self.names.contains(&name) {
+            self.names.push(name);
+        }
     }
 }
 
