@@ -29,6 +29,13 @@ use regex::Regex;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+/// Whether a part's disposition says attachment: a client shows it as a file, not in
+/// the message's view.
+fn disposed_as_attachment(part: &mail_parser::MessagePart<'_>) -> bool {
+    part.content_disposition()
+        .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
+}
+
 /// Distinct words kept per message: long bodies stay cheap. Only new words count, so
 /// padding of repeated or dropped words cannot use it up; each text has its share (see
 /// [`Tokenizer::read_words`]), read from both ends and sampled in between, so thousands of
@@ -333,28 +340,8 @@ impl Tokenizer {
                     }
                 }
                 PartType::Binary(_) | PartType::InlineBinary(_) => {
-                    // An opaque S/MIME signature's content, which clients show as the
-                    // message (an attached one, as an attached message).
-                    if let Some(entity) = crate::mail::smime::entity_in_part(msg, part) {
-                        sink.push("m:smime".to_string());
-                        if depth < MAX_NESTING {
-                            // Bounded and delimited as the message itself is (review).
-                            let (bytes, _) = crate::mail::mime::cut_to_parts(
-                                &entity,
-                                crate::mail::mime::DEFAULT_MAX_PARTS,
-                            );
-                            let as_read = crate::mail::delimiters::as_clients_read(bytes);
-                            if let Some(inner) = MessageParser::default().parse(&as_read.bytes) {
-                                // The message itself is one, whatever its disposition
-                                // says (signers label it `attachment; smime.p7m`).
-                                let attached = idx > 0
-                                    && part.content_disposition().is_some_and(|d| {
-                                        d.ctype().eq_ignore_ascii_case("attachment")
-                                    });
-                                self.body_features(&inner, sink, depth + 1, shown && !attached);
-                                continue;
-                            }
-                        }
+                    if self.signed_features(msg, part, idx, sink, depth, shown) {
+                        continue;
                     }
                     // As the rules read it: a page named `.html`, a `.txt` file labelled
                     // `application/octet-stream`, a part whose first type is text.
@@ -387,9 +374,7 @@ impl Tokenizer {
                         // Its own HTML view is shown only where the message itself is: an
                         // attached one is not (review: 450 attached messages of filler
                         // crowded out the shown part again).
-                        let attached = part
-                            .content_disposition()
-                            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+                        let attached = disposed_as_attachment(part);
                         self.body_features(inner, sink, depth + 1, shown && !attached);
                     }
                 }
@@ -397,6 +382,39 @@ impl Tokenizer {
             }
         }
         self.url_features(&links, sink);
+    }
+
+    /// The words of an opaque S/MIME signature's content, which clients show as the
+    /// message (one attached beside the message's own text, as an attached message);
+    /// whether `part` was one and its content read.
+    fn signed_features(
+        &self,
+        msg: &Message<'_>,
+        part: &mail_parser::MessagePart<'_>,
+        idx: usize,
+        sink: &mut Sink,
+        depth: usize,
+        shown: bool,
+    ) -> bool {
+        let Some(entity) = crate::mail::smime::entity_in_part(msg, part) else {
+            return false;
+        };
+        sink.push("m:smime".to_string());
+        if depth >= MAX_NESTING {
+            return false;
+        }
+        // Bounded and delimited as the message itself is (review).
+        let (bytes, _) =
+            crate::mail::mime::cut_to_parts(&entity, crate::mail::mime::DEFAULT_MAX_PARTS);
+        let as_read = crate::mail::delimiters::as_clients_read(bytes);
+        let Some(inner) = MessageParser::default().parse(&as_read.bytes) else {
+            return false;
+        };
+        // The message itself is one, whatever its disposition says (signers label it
+        // `attachment; smime.p7m`).
+        let attached = idx > 0 && disposed_as_attachment(part);
+        self.body_features(&inner, sink, depth + 1, shown && !attached);
+        true
     }
 
     /// A plain text's words; in `format=flowed; delsp=yes` text, words and links split at
