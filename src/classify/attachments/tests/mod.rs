@@ -8,7 +8,7 @@ mod rars;
 mod sevenzips;
 mod tarballs;
 mod uninspected;
-mod zipbuild;
+pub(in crate::classify::attachments) mod zipbuild;
 
 use super::*;
 
@@ -28,13 +28,13 @@ fn policy_with(depth: usize, entries: usize, bytes: u64) -> AttachmentPolicy {
 }
 
 /// One attachment's owned parts.
-struct Part {
+pub(in crate::classify::attachments) struct Part {
     names: Vec<String>,
     content_type: String,
     data: Vec<u8>,
 }
 
-fn part(name: &str, content_type: &str, data: &[u8]) -> Part {
+pub(in crate::classify::attachments) fn part(name: &str, content_type: &str, data: &[u8]) -> Part {
     Part {
         names: if name.is_empty() {
             Vec::new()
@@ -67,7 +67,7 @@ fn symbols_with(policy: &AttachmentPolicy, parts: &[Part]) -> Vec<&'static str> 
     names
 }
 
-fn symbols(parts: &[Part]) -> Vec<&'static str> {
+pub(in crate::classify::attachments) fn symbols(parts: &[Part]) -> Vec<&'static str> {
     symbols_with(&policy(), parts)
 }
 

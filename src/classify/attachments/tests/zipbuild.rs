@@ -6,7 +6,7 @@ use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
 /// A deflated zip of `(name, content)` entries.
-pub(super) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+pub(in crate::classify::attachments) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     zip_by(CompressionMethod::Deflated, entries)
 }
 

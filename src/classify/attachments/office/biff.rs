@@ -1,0 +1,96 @@
+//! Excel 4 macros in a 97–2003 workbook: the `Workbook` stream's records (BIFF8) name a
+//! sheet of type "macro sheet", and a built-in name `Auto_Open` runs it when the workbook
+//! opens (the way such macros reach a recipient, no VBA project needed).
+
+use super::Facts;
+
+/// `BOUNDSHEET`: a sheet's position, visibility, type and name.
+const BOUNDSHEET: u16 = 0x0085;
+/// `NAME` (`Lbl`): a defined name.
+const NAME: u16 = 0x0018;
+/// The sheet type of an Excel 4 macro sheet.
+const MACRO_SHEET: u8 = 0x01;
+/// `fBuiltin` in a `NAME` record's flags.
+const BUILT_IN: u16 = 0x0020;
+/// The built-in name `Auto_Open` (one character, code 1).
+const AUTO_OPEN: u8 = 0x01;
+/// Records read at most: a workbook's globals come first, and a stream of tiny records
+/// must not cost more than its size allows anyway.
+const MAX_RECORDS: usize = 1_000_000;
+
+/// Reads a workbook stream's records for macro sheets and an `Auto_Open` name.
+pub(super) fn read(stream: &[u8]) -> Facts {
+    let mut facts = Facts::default();
+    let mut at = 0;
+    for _ in 0..MAX_RECORDS {
+        let Some(head) = stream.get(at..at + 4) else {
+            break;
+        };
+        let kind = u16::from_le_bytes([head[0], head[1]]);
+        let len = usize::from(u16::from_le_bytes([head[2], head[3]]));
+        let data = stream.get(at + 4..at + 4 + len).unwrap_or_default();
+        at += 4 + len;
+        match kind {
+            BOUNDSHEET if data.get(5) == Some(&MACRO_SHEET) => facts.macros = true,
+            NAME => {
+                let flags = data.get(..2).map(|f| u16::from_le_bytes([f[0], f[1]]));
+                // One character after the string's flag byte, at offset 14.
+                let built_in = flags.is_some_and(|f| f & BUILT_IN != 0);
+                if built_in && data.get(3) == Some(&1) && data.get(15) == Some(&AUTO_OPEN) {
+                    facts.runs_on_open = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    // An `Auto_Open` on a macro sheet calls whatever its formulas say (`EXEC`, `CALL`,
+    // `REGISTER`): unlike VBA there is no source to read, and running on open is the sign.
+    if facts.macros && facts.runs_on_open {
+        facts.reaches_out = true;
+    }
+    facts
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn record(kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut r = kind.to_le_bytes().to_vec();
+        r.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        r.extend_from_slice(data);
+        r
+    }
+
+    /// A workbook stream with one sheet of `sheet_type` and, if asked, an `Auto_Open` name.
+    pub(crate) fn workbook(sheet_type: u8, auto_open: bool) -> Vec<u8> {
+        let mut s = record(0x0809, &[0u8; 16]);
+        s.extend(record(
+            BOUNDSHEET,
+            &[
+                0, 0, 0, 0, 1, sheet_type, 6, 0, b'M', b'a', b'c', b'r', b'o', b'1',
+            ],
+        ));
+        if auto_open {
+            let mut name = vec![
+                0x20, 0x00, 0, 1, 11, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, AUTO_OPEN,
+            ];
+            name.extend_from_slice(&[0x3A, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+            s.extend(record(NAME, &name));
+        }
+        s.extend(record(0x000A, &[]));
+        s
+    }
+
+    #[test]
+    fn a_macro_sheet_run_on_open_is_found() {
+        let facts = read(&workbook(MACRO_SHEET, true));
+        assert!(facts.autorun_macro(), "{facts:?}");
+        let facts = read(&workbook(MACRO_SHEET, false));
+        assert!(facts.macros && !facts.autorun_macro());
+        assert_eq!(read(&workbook(0, false)), Facts::default());
+        // A worksheet with an Auto_Open name and no macro sheet runs nothing.
+        assert!(!read(&workbook(0, true)).autorun_macro());
+        assert_eq!(read(b"\x85\x00\xff\xff"), Facts::default());
+    }
+}

