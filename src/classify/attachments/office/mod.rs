@@ -13,6 +13,7 @@ mod biff;
 mod package;
 mod parts;
 mod vba;
+mod word_fields;
 
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -124,6 +125,10 @@ fn read_compound(data: &[u8]) -> Facts {
                         ..Facts::default()
                     });
                 }
+            }
+        } else if name == "WordDocument" {
+            if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
+                facts.dde |= word_fields::has_dde_field(&bytes);
             }
         } else if name == "Workbook" || name == "Book" {
             if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
