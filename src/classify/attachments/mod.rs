@@ -90,6 +90,9 @@ pub enum Symbol {
     OfficeRemoteObject,
     /// A DDE field or link: opening the document offers to start a program.
     OfficeDde,
+    /// A document embeds an Equation Editor object, the component behind CVE-2017-11882
+    /// and CVE-2018-0802, removed from Office in 2018.
+    OfficeEquationEditor,
 }
 
 impl Symbol {
@@ -123,6 +126,7 @@ impl Symbol {
             Symbol::OfficeEmbeddedProgram => "OFFICE_EMBEDDED_PROGRAM",
             Symbol::OfficeRemoteObject => "OFFICE_REMOTE_OBJECT",
             Symbol::OfficeDde => "OFFICE_DDE",
+            Symbol::OfficeEquationEditor => "OFFICE_EQUATION_EDITOR",
         }
     }
 
@@ -144,6 +148,7 @@ impl Symbol {
             Symbol::OfficeMacro => 1.0,
             Symbol::OfficeMacroAutorun | Symbol::OfficeEmbeddedProgram => 6.0,
             Symbol::OfficeRemoteObject | Symbol::OfficeDde => 5.0,
+            Symbol::OfficeEquationEditor => 6.0,
         }
     }
 
@@ -311,9 +316,7 @@ impl AttachmentPolicy {
                 findings.add(Symbol::HtmlSmuggling, shown);
             }
             check_shortcut(&exts, a.content_type, a.data, false, &mut findings, shown);
-            if office::is_compound(a.data) {
-                self.check_office(office::probe_compound(a.data), &mut findings, shown);
-            }
+            self.check_office(office::probe_document(a.data), &mut findings, shown);
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {
                     depth: 1,
@@ -398,6 +401,9 @@ impl AttachmentPolicy {
         }
         if facts.dde {
             findings.add(Symbol::OfficeDde, shown);
+        }
+        if facts.equation_editor {
+            findings.add(Symbol::OfficeEquationEditor, shown);
         }
     }
 

@@ -12,6 +12,7 @@
 mod biff;
 mod package;
 mod parts;
+mod rtf;
 mod vba;
 mod word_fields;
 
@@ -36,6 +37,9 @@ pub(super) struct Facts {
     pub remote_object: bool,
     /// A DDE field or link: opening the document offers to start a program.
     pub dde: bool,
+    /// An Equation Editor object (CVE-2017-11882, CVE-2018-0802): the component was
+    /// removed from Office in 2018, and documents still carrying one are exploits.
+    pub equation_editor: bool,
 }
 
 impl Facts {
@@ -52,6 +56,7 @@ impl Facts {
         self.reaches_out |= other.reaches_out;
         self.remote_object |= other.remote_object;
         self.dde |= other.dde;
+        self.equation_editor |= other.equation_editor;
         let room = MAX_PACKAGES.saturating_sub(self.packages.len());
         self.packages.extend(other.packages.into_iter().take(room));
     }
@@ -81,14 +86,24 @@ pub(super) fn probe_compound(data: &[u8]) -> Facts {
 /// [`probe_compound`] does, the XML parts that can load, run or start something as
 /// [`parts`] reads them.
 pub(super) fn probe_part(name: &str, data: &[u8]) -> Facts {
-    if data.starts_with(&SIGNATURE) {
-        return probe_compound(data);
+    if is_compound(data) || rtf::is_rtf(data) {
+        return probe_document(data);
     }
     parts::read(name, data)
 }
 
-/// Whether `data` may hold something [`probe_compound`] reads: it starts as a compound file.
-pub(super) fn is_compound(data: &[u8]) -> bool {
+/// Reads an attachment (or an archive entry) that is a document by its content: a
+/// compound file, or RTF (which Word opens under any name).
+pub(super) fn probe_document(data: &[u8]) -> Facts {
+    if rtf::is_rtf(data) {
+        rtf::read(data)
+    } else {
+        probe_compound(data)
+    }
+}
+
+/// Whether `data` starts as a compound file.
+fn is_compound(data: &[u8]) -> bool {
     data.starts_with(&SIGNATURE)
 }
 
@@ -115,7 +130,9 @@ fn read_compound(data: &[u8]) -> Facts {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if name.eq_ignore_ascii_case("_VBA_PROJECT") || name.eq_ignore_ascii_case("dir") {
+        if name == "Equation Native" {
+            facts.equation_editor = true;
+        } else if name.eq_ignore_ascii_case("_VBA_PROJECT") || name.eq_ignore_ascii_case("dir") {
             facts.macros = true;
         } else if name == package::STREAM_NAME {
             if let Some(bytes) = read_stream(&mut file, path, &mut budget) {

@@ -23,7 +23,16 @@ pub(in crate::classify::attachments) struct Package {
 /// eight bytes, the temporary path, a 32-bit size and the file's bytes. A stream cut
 /// short gives the names read before the cut.
 pub(super) fn read(stream: &[u8]) -> Option<Package> {
-    let mut at = 6;
+    read_from(stream, 6)
+}
+
+/// Reads an OLE 1 package's native data (in RTF): the same without the size in front.
+pub(super) fn read_native(data: &[u8]) -> Option<Package> {
+    read_from(data, 2)
+}
+
+fn read_from(stream: &[u8], start: usize) -> Option<Package> {
+    let mut at = start;
     let mut names = Vec::new();
     let label = c_string(stream, &mut at)?;
     names.push(label);

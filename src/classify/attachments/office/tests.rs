@@ -221,3 +221,32 @@ fn damaged_documents_give_nothing_and_never_panic() {
         super::Facts::default()
     );
 }
+
+#[test]
+fn an_rtf_exploit_is_found_under_any_name() {
+    let rtf = super::rtf::tests::rtf_with_object("Equation.3", &[0x1C, 0, 0, 0, 2, 0], "\r\n");
+    assert_eq!(
+        symbols(&[part("order.doc", "application/msword", &rtf)]),
+        vec!["OFFICE_EQUATION_EDITOR"]
+    );
+    let native = package_stream("update.js", "C:\\x\\update.js", b"WScript.Echo(1)");
+    let rtf = super::rtf::tests::rtf_with_object("Package", &native[4..], " ");
+    assert_eq!(
+        symbols(&[part("order.rtf", "application/rtf", &rtf)]),
+        vec!["OFFICE_EMBEDDED_PROGRAM"]
+    );
+    // Inside a zip, and in a compound file's equation stream.
+    let zip = zip_of(&[("order.doc", rtf.as_slice())]);
+    assert_eq!(
+        symbols(&[part("order.zip", "application/zip", &zip)]),
+        vec!["OFFICE_EMBEDDED_PROGRAM"]
+    );
+    let object = compound(&[("/Equation Native", &[0x1C, 0, 0, 0, 2, 0])]);
+    let docx = zip_of(&[("word/embeddings/oleObject1.bin", object.as_slice())]);
+    assert_eq!(
+        symbols(&[part("order.docx", "application/octet-stream", &docx)]),
+        vec!["OFFICE_EQUATION_EDITOR"]
+    );
+    let plain = b"{\\rtf1\\ansi Dear customer, {\\b thanks}.}";
+    assert!(symbols(&[part("letter.rtf", "application/rtf", plain)]).is_empty());
+}
