@@ -2,16 +2,18 @@
 //! run on opening, programs packaged inside a document, templates and objects loaded from
 //! the network, and DDE fields that start a program.
 //!
-//! Two readers: [`probe_compound`] for the 97–2003 formats' compound files (`.doc`,
-//! `.xls`, `.ppt`, and the `vbaProject.bin` and `oleObject*.bin` inside the newer ones),
-//! and [`probe_part`] for the XML parts of a `.docx`/`.xlsx`/`.pptx`, which the archive
-//! reader hands over entry by entry (such a document is a zip). Both are hostile input:
+//! Three readers: [`probe_compound`] for the 97–2003 formats' compound files (`.doc`,
+//! `.xls`, `.ppt` with the storages PowerPoint compresses inside, and the `vbaProject.bin`
+//! and `oleObject*.bin` inside the newer formats), [`probe_document`] for those and RTF's
+//! objects, and [`probe_part`] for the XML parts of a `.docx`/`.xlsx`/`.pptx`, which the
+//! archive reader hands over entry by entry (such a document is a zip). All read hostile input:
 //! every read is bounded by the document's own size, and a fault in the compound-file
 //! reader costs the document's judgement, never the session.
 
 mod biff;
 mod package;
 mod parts;
+mod ppt;
 mod rtf;
 mod vba;
 mod word_fields;
@@ -74,12 +76,21 @@ const SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// read), Excel 4 macro sheets and `Auto_Open` names in an Excel workbook stream, and OLE
 /// packages. Anything that is no compound file, or does not read as one: nothing found.
 pub(super) fn probe_compound(data: &[u8]) -> Facts {
+    probe_compound_at(data, 0)
+}
+
+/// [`probe_compound`] of a compound file `depth` storages inside another (PowerPoint's).
+fn probe_compound_at(data: &[u8], depth: usize) -> Facts {
     if !data.starts_with(&SIGNATURE) {
         return Facts::default();
     }
     // The reader walks a directory tree and sector chains the sender wrote.
-    std::panic::catch_unwind(|| read_compound(data)).unwrap_or_default()
+    std::panic::catch_unwind(|| read_compound(data, depth)).unwrap_or_default()
 }
+
+/// Compound files inside compound files read at most (a presentation's storages): Office
+/// writes one level.
+const MAX_NESTING: usize = 2;
 
 /// Reads one entry of a zip (a part of an Office Open XML document, or anything else
 /// named so): compound files inside (`vbaProject.bin`, `oleObject1.bin`) as
@@ -109,7 +120,7 @@ fn is_compound(data: &[u8]) -> bool {
 
 type Compound<'d> = cfb::CompoundFile<Cursor<&'d [u8]>>;
 
-fn read_compound(data: &[u8]) -> Facts {
+fn read_compound(data: &[u8], depth: usize) -> Facts {
     let Ok(mut file) = cfb::CompoundFile::open(Cursor::new(data)) else {
         return Facts::default();
     };
@@ -141,6 +152,12 @@ fn read_compound(data: &[u8]) -> Facts {
                         packages: vec![found],
                         ..Facts::default()
                     });
+                }
+            }
+        } else if name == "PowerPoint Document" && depth < MAX_NESTING {
+            if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
+                for storage in ppt::storages(&bytes) {
+                    facts.merge(probe_compound_at(&storage, depth + 1));
                 }
             }
         } else if name == "WordDocument" {
