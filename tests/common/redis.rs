@@ -84,8 +84,10 @@ impl RedisServer {
             .expect("spawn redis-server");
         self.child = Some(child);
         let port = self.port;
+        // Generous: a cluster's six servers start at once beside a parallel test run, and
+        // one took more than ten seconds to answer on a loaded two-core machine.
         assert!(
-            wait_until(Duration::from_secs(10), || redis_cli(port, &["PING"])
+            wait_until(Duration::from_secs(30), || redis_cli(port, &["PING"])
                 .is_some_and(|o| o.contains("PONG"))),
             "redis-server on {port} did not answer PING"
         );

@@ -255,11 +255,20 @@ fn an_rtf_exploit_is_found_under_any_name() {
 fn a_macro_project_inside_a_powerpoint_97_presentation_is_found() {
     let project = compound(&[
         ("/VBA/_VBA_PROJECT", &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0]),
-        ("/VBA/dir", &compressed(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00")),
-        ("/VBA/Module1", &module(&DROPPER.replace("Document_Open", "Auto_Open"))),
+        (
+            "/VBA/dir",
+            &compressed(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00"),
+        ),
+        (
+            "/VBA/Module1",
+            &module(&DROPPER.replace("Document_Open", "Auto_Open")),
+        ),
     ]);
     let stream = super::ppt::tests::presentation_with(&project);
-    let ppt = compound(&[("/PowerPoint Document", &stream), ("/Current User", &[0u8; 32])]);
+    let ppt = compound(&[
+        ("/PowerPoint Document", &stream),
+        ("/Current User", &[0u8; 32]),
+    ]);
     assert_eq!(
         symbols(&[part("deck.ppt", "application/vnd.ms-powerpoint", &ppt)]),
         vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
