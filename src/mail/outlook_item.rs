@@ -11,7 +11,7 @@ use std::io::{Cursor, Read};
 use std::path::{Component, Path, PathBuf};
 
 /// A compound file's first eight bytes.
-const CFB_SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+pub(crate) const CFB_SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// Items attached in items followed at most: deeper attachments are judged by name only.
 pub const MAX_DEPTH: usize = 3;
 /// Prefix of an attachment's storage.

@@ -316,7 +316,8 @@ impl AttachmentPolicy {
                 findings.add(Symbol::HtmlSmuggling, shown);
             }
             check_shortcut(&exts, a.content_type, a.data, false, &mut findings, shown);
-            self.check_office(office::probe_document(a.data), &mut findings, shown);
+            let facts = office::probe_document(a.data, &mut budget.documents);
+            self.check_office(facts, &mut findings, shown);
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {
                     depth: 1,
@@ -341,6 +342,14 @@ impl AttachmentPolicy {
             .collect()
     }
 
+    /// Whether an extension is blocked: listed, or a COM class id, which is blocked
+    /// whatever the list says (no list can name them all, and the file opens with whatever
+    /// handler the class names; review: `invoice.pdf.{3050F4D8-…}`, an HTML application,
+    /// passed every name check).
+    fn is_blocked(&self, ext: Option<&str>) -> bool {
+        ext.is_some_and(|e| self.blocked_extensions.contains(e) || names::is_class_id(e))
+    }
+
     /// Name checks shared by attachments and archive entries; returns the extension.
     fn check_name(
         &self,
@@ -354,13 +363,7 @@ impl AttachmentPolicy {
             let s = if in_archive { s.inside_archive() } else { s };
             findings.add(s, shown);
         };
-        // A class id as extension is blocked whatever the list says: no list can name
-        // them all, and the file opens with whatever handler the class names (review:
-        // `invoice.pdf.{3050F4D8-…}`, an HTML application, passed every name check).
-        let blocked = facts
-            .ext
-            .as_ref()
-            .is_some_and(|e| self.blocked_extensions.contains(e) || names::is_class_id(e));
+        let blocked = self.is_blocked(facts.ext.as_deref());
         if blocked {
             add(Symbol::BlockedExt);
             if facts.decoy.is_some() {
@@ -387,11 +390,9 @@ impl AttachmentPolicy {
         }
         let program = facts.packages.iter().any(|p| {
             magic::sniff(&p.head) == magic::Content::Program
-                || p.names.iter().any(|n| {
-                    names::analyse(n).ext.as_ref().is_some_and(|e| {
-                        self.blocked_extensions.contains(e) || names::is_class_id(e)
-                    })
-                })
+                || p.names
+                    .iter()
+                    .any(|n| self.is_blocked(names::analyse(n).ext.as_deref()))
         });
         if program {
             findings.add(Symbol::OfficeEmbeddedProgram, shown);
@@ -408,8 +409,16 @@ impl AttachmentPolicy {
     }
 
     /// [`AttachmentPolicy::check_office`] of an archive entry's whole content.
-    fn check_office_entry(&self, name: &str, data: &[u8], findings: &mut Findings, shown: &str) {
-        self.check_office(office::probe_part(name, data), findings, shown);
+    fn check_office_entry(
+        &self,
+        name: &str,
+        data: &[u8],
+        budget: &mut archive::Budget,
+        findings: &mut Findings,
+        shown: &str,
+    ) {
+        let facts = office::probe_part(name, data, &mut budget.documents);
+        self.check_office(facts, findings, shown);
     }
 }
 

@@ -103,7 +103,7 @@ impl<'a> EntryWalker<'a> {
         check_shortcut(&[ext], "", &entry.head, true, findings, &shown);
         if let Some(whole) = entry.whole.as_deref() {
             self.policy
-                .check_office_entry(&name, whole, findings, &shown);
+                .check_office_entry(&name, whole, budget, findings, &shown);
         }
         let names = [name];
         let place = Place {

@@ -15,7 +15,8 @@ mod tarball;
 mod zipfile;
 
 use super::{
-    magic, name_claims_archive, names_claim_archive, shown_name, AttachmentPolicy, Findings, Symbol,
+    magic, name_claims_archive, names_claim_archive, office, shown_name, AttachmentPolicy,
+    Findings, Symbol,
 };
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -67,6 +68,9 @@ pub(super) struct Budget {
     seven_zip_reads_left: usize,
     /// What a byte decompressed now costs ([`cost`]).
     cost: u64,
+    /// What reading the message's Office documents may still cost (macro source, a
+    /// presentation's storages), over every attachment and archive.
+    pub(in crate::classify::attachments) documents: office::DocumentBudget,
 }
 
 impl Budget {
@@ -82,6 +86,7 @@ impl Budget {
             header_names_left: MAX_HEADER_NAMES,
             header_name_bytes_left: MAX_HEADER_NAME_BYTES,
             seven_zip_reads_left: sevenzip::MAX_HEADER_READS,
+            documents: office::DocumentBudget::default(),
             cost: cost::PLAIN,
         }
     }

@@ -293,7 +293,7 @@ pub(super) fn walk(
             findings.add(Symbol::ArchiveTypeMismatch, &shown);
         }
         check_shortcut(&[ext], "", file, true, findings, &shown);
-        policy.check_office_entry(&name, file, findings, &shown);
+        policy.check_office_entry(&name, file, budget, findings, &shown);
         let names = [name];
         let entry_place = Place {
             depth: place.depth,

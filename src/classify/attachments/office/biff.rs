@@ -14,8 +14,8 @@ const MACRO_SHEET: u8 = 0x01;
 const BUILT_IN: u16 = 0x0020;
 /// The built-in name `Auto_Open` (one character, code 1).
 const AUTO_OPEN: u8 = 0x01;
-/// Records read at most: a workbook's globals come first, and a stream of tiny records
-/// must not cost more than its size allows anyway.
+/// Records read at most (each is at least four bytes, so the stream's size bounds the walk
+/// too; the sheets' records after the globals are walked as well, cheaply).
 const MAX_RECORDS: usize = 1_000_000;
 
 /// Reads a workbook stream's records for macro sheets and an `Auto_Open` name.

@@ -16,8 +16,12 @@ mod parts;
 mod ppt;
 mod rtf;
 mod vba;
+mod vba_dir;
+mod vba_source;
 mod word_fields;
 
+use crate::mail::outlook_item::CFB_SIGNATURE;
+use std::collections::HashSet;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
@@ -68,59 +72,81 @@ impl Facts {
 const MAX_PACKAGES: usize = 16;
 /// Directory entries of a compound file walked at most: Office's own have dozens.
 const MAX_ENTRIES: usize = 4096;
-
-/// The compound-file signature.
-const SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
-
-/// Reads `data` as a compound file: its VBA project (module sources decompressed and
-/// read), Excel 4 macro sheets and `Auto_Open` names in an Excel workbook stream, and OLE
-/// packages. Anything that is no compound file, or does not read as one: nothing found.
-pub(super) fn probe_compound(data: &[u8]) -> Facts {
-    probe_compound_at(data, 0)
-}
-
-/// [`probe_compound`] of a compound file `depth` storages inside another (PowerPoint's).
-fn probe_compound_at(data: &[u8], depth: usize) -> Facts {
-    if !data.starts_with(&SIGNATURE) {
-        return Facts::default();
-    }
-    // The reader walks a directory tree and sector chains the sender wrote.
-    std::panic::catch_unwind(|| read_compound(data, depth)).unwrap_or_default()
-}
-
+/// Decompressed `dir` stream read per project at most (Office's are a few kilobytes).
+const MAX_DIR_BYTES: usize = 1024 * 1024;
 /// Compound files inside compound files read at most (a presentation's storages): Office
 /// writes one level.
 const MAX_NESTING: usize = 2;
 
+/// What reading one message's documents may still cost, whatever number of documents it
+/// holds (990 copies of one small macro project in a zip must not cost 990 times the
+/// decompression; review).
+#[derive(Debug)]
+pub(in crate::classify::attachments) struct DocumentBudget {
+    /// Decompressed macro source (and `dir` streams) still to be read.
+    source: usize,
+    /// Bytes of PowerPoint storages still to be inflated.
+    inflated: u64,
+}
+
+impl Default for DocumentBudget {
+    fn default() -> Self {
+        DocumentBudget {
+            source: vba::MAX_SOURCE_BYTES,
+            inflated: ppt::MAX_INFLATED,
+        }
+    }
+}
+
+/// Reads `data` as a compound file: its VBA projects (module sources decompressed and
+/// read where the project's `dir` says), Excel 4 macro sheets and `Auto_Open` names in an
+/// Excel workbook stream, DDE fields of a Word document, the storages of a PowerPoint
+/// presentation, Equation Editor objects and OLE packages. Anything that is no compound
+/// file, or does not read as one: nothing found.
+pub(super) fn probe_compound(data: &[u8], budget: &mut DocumentBudget) -> Facts {
+    probe_compound_at(data, 0, budget)
+}
+
+/// [`probe_compound`] of a compound file `depth` storages inside another (PowerPoint's).
+fn probe_compound_at(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Facts {
+    if !starts_as_compound_file(data) {
+        return Facts::default();
+    }
+    // The reader walks a directory tree and sector chains the sender wrote.
+    let read = std::panic::AssertUnwindSafe(|| read_compound(data, depth, budget));
+    std::panic::catch_unwind(read).unwrap_or_default()
+}
+
 /// Reads one entry of a zip (a part of an Office Open XML document, or anything else
-/// named so): compound files inside (`vbaProject.bin`, `oleObject1.bin`) as
-/// [`probe_compound`] does, the XML parts that can load, run or start something as
+/// named so): documents inside (`vbaProject.bin`, `oleObject1.bin`, a `.doc` or an RTF)
+/// as [`probe_document`] does, the XML parts that can load, run or start something as
 /// [`parts`] reads them.
-pub(super) fn probe_part(name: &str, data: &[u8]) -> Facts {
-    if is_compound(data) || rtf::is_rtf(data) {
-        return probe_document(data);
+pub(super) fn probe_part(name: &str, data: &[u8], budget: &mut DocumentBudget) -> Facts {
+    if starts_as_compound_file(data) || rtf::is_rtf(data) {
+        return probe_document(data, budget);
     }
     parts::read(name, data)
 }
 
 /// Reads an attachment (or an archive entry) that is a document by its content: a
 /// compound file, or RTF (which Word opens under any name).
-pub(super) fn probe_document(data: &[u8]) -> Facts {
+pub(super) fn probe_document(data: &[u8], budget: &mut DocumentBudget) -> Facts {
     if rtf::is_rtf(data) {
-        rtf::read(data)
+        rtf::read(data, budget)
     } else {
-        probe_compound(data)
+        probe_compound(data, budget)
     }
 }
 
-/// Whether `data` starts as a compound file.
-fn is_compound(data: &[u8]) -> bool {
-    data.starts_with(&SIGNATURE)
+/// Whether `data` starts with the compound-file signature (whether it reads as one is
+/// [`crate::mail::outlook_item::is_compound_file`]).
+fn starts_as_compound_file(data: &[u8]) -> bool {
+    data.starts_with(&CFB_SIGNATURE)
 }
 
 type Compound<'d> = cfb::CompoundFile<Cursor<&'d [u8]>>;
 
-fn read_compound(data: &[u8], depth: usize) -> Facts {
+fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Facts {
     let Ok(mut file) = cfb::CompoundFile::open(Cursor::new(data)) else {
         return Facts::default();
     };
@@ -130,99 +156,152 @@ fn read_compound(data: &[u8], depth: usize) -> Facts {
         .filter(|e| e.is_stream())
         .map(|e| e.path().to_path_buf())
         .collect();
-    // Every stream read counts against the file's own size: a directory may name one
-    // stream many times, or a chain of sectors loop back.
-    let mut budget = Budget {
-        bytes: data.len() as u64,
-        source: vba::MAX_SOURCE_BYTES,
-    };
     let mut facts = Facts::default();
+    // Macros first, each kind of stream with its own allowance of the file's size: a
+    // directory may name one chain of sectors many times, and streams read for one
+    // check must not spend what another needs (review: two `Workbook` entries on one
+    // 1 MB chain left the modules unread).
+    for project in vba_projects(&streams) {
+        facts.merge(read_project(
+            &mut file,
+            &streams,
+            project,
+            data.len() as u64,
+            budget,
+        ));
+    }
+    let mut bytes_left = data.len() as u64;
     for path in &streams {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if name == "Equation Native" {
-            facts.equation_editor = true;
-        } else if name.eq_ignore_ascii_case("_VBA_PROJECT") || name.eq_ignore_ascii_case("dir") {
-            facts.macros = true;
-        } else if name == package::STREAM_NAME {
-            if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
-                if let Some(found) = package::read(&bytes) {
+        // Names are compared as Office compares them: in any case.
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "equation native" => facts.equation_editor = true,
+            n if n.eq_ignore_ascii_case(package::STREAM_NAME) => {
+                let read = read_stream(&mut file, path, &mut bytes_left);
+                if let Some(found) = read.as_deref().and_then(package::read) {
                     facts.merge(Facts {
                         packages: vec![found],
                         ..Facts::default()
                     });
                 }
             }
-        } else if name == "PowerPoint Document" && depth < MAX_NESTING {
-            if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
-                for storage in ppt::storages(&bytes) {
-                    facts.merge(probe_compound_at(&storage, depth + 1));
+            "powerpoint document" if depth < MAX_NESTING => {
+                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
+                    for storage in ppt::storages(&bytes, &mut budget.inflated) {
+                        facts.merge(probe_compound_at(&storage, depth + 1, budget));
+                    }
                 }
             }
-        } else if name == "WordDocument" {
-            if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
-                facts.dde |= word_fields::has_dde_field(&bytes);
+            "worddocument" => {
+                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
+                    facts.dde |= word_fields::has_dde_field(&bytes);
+                }
             }
-        } else if name == "Workbook" || name == "Book" {
-            if let Some(bytes) = read_stream(&mut file, path, &mut budget) {
-                facts.merge(biff::read(&bytes));
+            "workbook" | "book" => {
+                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
+                    facts.merge(biff::read(&bytes));
+                }
             }
-        }
-    }
-    for module in module_streams(&streams) {
-        if budget.source == 0 {
-            break;
-        }
-        if let Some(bytes) = read_stream(&mut file, module, &mut budget) {
-            facts.merge(vba::read_module(&bytes, &mut budget.source));
+            _ => {}
         }
     }
     facts
 }
 
-/// What reading one compound file may still cost.
-struct Budget {
-    /// Stream bytes still to be read.
-    bytes: u64,
-    /// Decompressed macro source still to be read.
-    source: usize,
+/// The storages that hold a VBA project: a `dir` and a `_VBA_PROJECT` stream
+/// (`Macros/VBA` in Word, `_VBA_PROJECT_CUR/VBA` in Excel, `VBA` in a `vbaProject.bin`).
+fn vba_projects(streams: &[PathBuf]) -> Vec<&Path> {
+    let mut dirs: HashSet<&Path> = HashSet::new();
+    let mut projects: HashSet<&Path> = HashSet::new();
+    for s in streams {
+        let (Some(parent), Some(name)) = (s.parent(), s.file_name().and_then(|n| n.to_str()))
+        else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("dir") {
+            dirs.insert(parent);
+        } else if name.eq_ignore_ascii_case("_VBA_PROJECT") {
+            projects.insert(parent);
+        }
+    }
+    let mut found: Vec<&Path> = dirs.intersection(&projects).copied().collect();
+    found.sort_unstable();
+    found
 }
 
-/// The module streams of every VBA project in the file: the other streams of a storage
-/// that holds `dir` and `_VBA_PROJECT` (`Macros/VBA` in Word, `_VBA_PROJECT_CUR/VBA` in
-/// Excel, `VBA` in a `vbaProject.bin`), without those two and the `__SRP_` caches.
-fn module_streams(streams: &[PathBuf]) -> Vec<&Path> {
-    let holds = |dir: &Path, name: &str| {
-        streams.iter().any(|s| {
-            s.parent() == Some(dir)
+/// Reads one VBA project: the modules its `dir` lists, at their offsets; when `dir` does
+/// not read, every source found in the storage's other streams.
+fn read_project(
+    file: &mut Compound<'_>,
+    streams: &[PathBuf],
+    project: &Path,
+    allowance: u64,
+    budget: &mut DocumentBudget,
+) -> Facts {
+    let mut facts = Facts {
+        macros: true,
+        ..Facts::default()
+    };
+    let mut bytes_left = allowance;
+    let in_project = |name: &str| {
+        streams.iter().find(|s| {
+            s.parent() == Some(project)
                 && s.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.eq_ignore_ascii_case(name))
         })
     };
-    streams
-        .iter()
-        .filter(|s| {
-            let Some(dir) = s.parent() else {
-                return false;
-            };
-            let name = s.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let own = name.eq_ignore_ascii_case("dir")
-                || name.eq_ignore_ascii_case("_VBA_PROJECT")
-                || name.to_ascii_lowercase().starts_with("__srp_");
-            !own && holds(dir, "dir") && holds(dir, "_VBA_PROJECT")
+    let modules = in_project("dir")
+        .and_then(|path| read_stream(file, path, &mut bytes_left))
+        .map(|dir| {
+            let listing = vba::decompress(&dir, MAX_DIR_BYTES.min(budget.source));
+            budget.source = budget.source.saturating_sub(listing.len());
+            vba_dir::modules(&listing)
         })
-        .map(PathBuf::as_path)
-        .collect()
+        .unwrap_or_default();
+    if !modules.is_empty() {
+        for module in modules {
+            let Some(path) = in_project(&module.stream) else {
+                continue;
+            };
+            if let Some(bytes) = read_stream(file, path, &mut bytes_left) {
+                facts.merge(vba::read_module_at(
+                    &bytes,
+                    module.offset,
+                    &mut budget.source,
+                ));
+            }
+        }
+        return facts;
+    }
+    let others = streams.iter().filter(|s| {
+        let name = s.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        s.parent() == Some(project)
+            && !name.eq_ignore_ascii_case("dir")
+            && !name.eq_ignore_ascii_case("_VBA_PROJECT")
+            && !name.to_ascii_lowercase().starts_with("__srp_")
+    });
+    for path in others {
+        if budget.source == 0 {
+            break;
+        }
+        if let Some(bytes) = read_stream(file, path, &mut bytes_left) {
+            facts.merge(vba::read_module_anywhere(&bytes, &mut budget.source));
+        }
+    }
+    facts
 }
 
-/// The bytes of a stream within what the budget has left; `None` when it does not read.
-fn read_stream(file: &mut Compound<'_>, path: &Path, budget: &mut Budget) -> Option<Vec<u8>> {
+/// The bytes of a stream within `bytes_left` (lowered by what was read); `None` when it
+/// does not read.
+fn read_stream(file: &mut Compound<'_>, path: &Path, bytes_left: &mut u64) -> Option<Vec<u8>> {
     let stream = file.open_stream(path).ok()?;
     let mut bytes = Vec::new();
-    stream.take(budget.bytes).read_to_end(&mut bytes).ok()?;
-    budget.bytes -= bytes.len() as u64;
+    stream.take(*bytes_left).read_to_end(&mut bytes).ok()?;
+    *bytes_left -= bytes.len() as u64;
     Some(bytes)
 }
 

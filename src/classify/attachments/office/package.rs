@@ -47,12 +47,14 @@ fn read_from(stream: &[u8], start: usize) -> Option<Package> {
         }
     }
     names.retain(|n| !n.is_empty());
-    let head = match temporary_read {
-        true => stream
+    // The file's size, then its bytes, follow the temporary path.
+    let head = if temporary_read {
+        stream
             .get(at + 4..)
             .map(|bytes| bytes.get(..HEAD).unwrap_or(bytes).to_vec())
-            .unwrap_or_default(),
-        false => Vec::new(),
+            .unwrap_or_default()
+    } else {
+        Vec::new()
     };
     Some(Package { names, head })
 }

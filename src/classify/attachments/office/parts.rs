@@ -5,10 +5,11 @@
 
 use super::Facts;
 
-/// Relationship types that Office follows by itself when the document opens (template
-/// injection, remote OLE objects as in CVE-2022-30190, frames, sub-documents). Links the
-/// reader clicks (`hyperlink`) are not among them.
-const LOADED_ON_OPEN: &[&str] = &["/attachedtemplate", "/oleobject", "/frame", "/subdocument"];
+/// Template file names Word loads a document's template from: a document made from a
+/// company template on a share or SharePoint names one of these, an injected "template"
+/// is often a page or a script.
+const TEMPLATE_EXTENSIONS: &[&str] =
+    &[".dotx", ".dotm", ".dot", ".xltx", ".xltm", ".potx", ".potm"];
 
 /// Reads the part `name` (the entry's path in the zip) of an Office document.
 pub(super) fn read(name: &str, data: &[u8]) -> Facts {
@@ -16,92 +17,221 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
     let mut facts = Facts::default();
     if lower.ends_with(".rels") {
         facts.remote_object = loads_from_network(data);
-    } else if lower.contains("macrosheets/") && lower.ends_with(".xml") {
-        facts.macros = true;
-    } else if lower.ends_with("workbook.xml") {
-        // The defined name Excel runs on opening: a macro sheet's formulas call what they
-        // like (`EXEC`, `CALL`), with no source to read.
-        if memchr::memmem::find(data, b"_xlnm.Auto_Open").is_some()
-            || memchr::memmem::find(data, b"_xlnm.auto_open").is_some()
-        {
-            facts.macros = true;
-            facts.runs_on_open = true;
-            facts.reaches_out = true;
-        }
-    } else if lower.contains("externallinks/") && lower.ends_with(".xml") {
-        facts.dde = memchr::memmem::find(data, b"ddeLink").is_some();
-    } else if lower.starts_with("word/") && lower.ends_with(".xml") {
-        facts.dde = has_dde_field(data);
+        return facts;
     }
+    if lower.contains("macrosheets/") {
+        // `.xml` in `.xlsm`, `.bin` in `.xlsb`.
+        facts.macros = true;
+        return facts;
+    }
+    if !lower.ends_with(".xml") {
+        return facts;
+    }
+    let text = readable_xml(data);
+    let folded = text.to_ascii_lowercase();
+    // The defined name Excel runs on opening (built in, or a plain `Auto_Open` name on a
+    // macro sheet): its formulas call what they like (`EXEC`, `CALL`), with no source to
+    // read.
+    if folded.contains("_xlnm.auto_open") || folded.contains("name=\"auto_open\"") {
+        facts.macros = true;
+        facts.runs_on_open = true;
+        facts.reaches_out = true;
+    }
+    facts.dde = folded.contains("ddelink") || has_dde_field(&text);
     facts
 }
 
-/// Whether a relationships part has Office load something from the network: an external
-/// target of a type followed on opening that is no local path.
+/// A part's text as an XML reader sees it: comments dropped, CDATA sections opened (their
+/// `<` and `>` blanked so they start no tag), character references read.
+fn readable_xml(data: &[u8]) -> String {
+    let raw = String::from_utf8_lossy(data);
+    let mut text = String::with_capacity(raw.len());
+    let mut rest = raw.as_ref();
+    loop {
+        let comment = rest.find("<!--");
+        let cdata = rest.find("<![CDATA[");
+        let Some(at) = [comment, cdata].into_iter().flatten().min() else {
+            text.push_str(rest);
+            break;
+        };
+        text.push_str(&rest[..at]);
+        if Some(at) == comment {
+            let after = &rest[at + 4..];
+            rest = after.find("-->").map_or("", |end| &after[end + 3..]);
+        } else {
+            let after = &rest[at + 9..];
+            let end = after.find("]]>").unwrap_or(after.len());
+            text.extend(
+                after[..end]
+                    .chars()
+                    .map(|c| if c == '<' || c == '>' { ' ' } else { c }),
+            );
+            rest = after.get(end + 3..).unwrap_or("");
+        }
+    }
+    text
+}
+
+/// Whether a relationships part has Office load something from the network when the
+/// document opens (see [`loaded_from_network`]).
 fn loads_from_network(data: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(data);
+    let text = readable_xml(data);
     let found = elements(&text, "Relationship").any(|tag| {
         let external =
             attribute(tag, "TargetMode").is_some_and(|m| m.eq_ignore_ascii_case("External"));
-        let loaded = attribute(tag, "Type").is_some_and(|t| {
-            let t = t.to_ascii_lowercase();
-            LOADED_ON_OPEN.iter().any(|suffix| t.ends_with(suffix))
-        });
-        external && loaded && attribute(tag, "Target").is_some_and(|t| !is_local_path(&t))
+        let kind = attribute(tag, "Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let target = attribute(tag, "Target").unwrap_or_default();
+        external && loaded_from_network(&kind, &target)
     });
     found
 }
 
-/// Whether a target names a file on this computer (`file:///C:/…`, `C:\…`, a relative
-/// path), which Word writes for a document made from a local template.
-fn is_local_path(target: &str) -> bool {
-    let t = target.trim().replace("&amp;", "&");
-    let rest = t
-        .strip_prefix("file:///")
-        .or_else(|| t.strip_prefix("FILE:///"))
-        .unwrap_or(&t);
-    let bytes = rest.as_bytes();
-    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
-    let drive_path = drive && matches!(bytes.get(2), Some(b'\\' | b'/') | None);
-    if drive_path {
+/// Whether a relationship of type `kind` (lower-case) to the external `target` loads
+/// something from the network on opening: an OLE object, a frame or a sub-document at any
+/// non-local target (CVE-2017-0199, CVE-2022-30190); a template at a URL whose host is an
+/// address, through a handler (`mhtml:`, `ms-…:`), or that names no template file
+/// (template injection). A template file on a share or SharePoint is what a document made
+/// from a company template names, and is not flagged.
+fn loaded_from_network(kind: &str, target: &str) -> bool {
+    let Some(place) = network_place(target) else {
+        return false;
+    };
+    if ["/oleobject", "/frame", "/subdocument"]
+        .iter()
+        .any(|s| kind.ends_with(s))
+    {
         return true;
     }
-    // Anything with a scheme or a host (`http:`, `mhtml:`, `ms-msdt:`, `\\host`, `//host`)
-    // leaves the computer; a relative path stays inside the document's folder.
-    let scheme = rest.split_once(':').is_some_and(|(s, _)| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    });
-    let host = rest.starts_with("\\\\")
-        || rest.starts_with("//")
-        || rest.starts_with("\\/")
-        || rest.starts_with("/\\");
-    !scheme && !host
-}
-
-/// Whether a Word part holds a DDE field: the instruction text of its fields, joined in
-/// order (Word splits one instruction over runs, and a sender can split it at will), says
-/// `DDE` or `DDEAUTO` as its command.
-fn has_dde_field(data: &[u8]) -> bool {
-    if memchr::memmem::find(data, b"instr").is_none() {
+    if !kind.ends_with("/attachedtemplate") {
         return false;
     }
-    let text = String::from_utf8_lossy(data);
-    let mut instructions = String::new();
-    for element in element_texts(&text, "instrText") {
-        instructions.push_str(element);
+    let path = place
+        .path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let names_a_template = TEMPLATE_EXTENSIONS.iter().any(|e| path.ends_with(e));
+    place.handler || place.host.parse::<std::net::IpAddr>().is_ok() || !names_a_template
+}
+
+/// Where a non-local target points.
+struct NetworkPlace<'t> {
+    /// The host (empty for a handler).
+    host: String,
+    /// The rest after the host.
+    path: &'t str,
+    /// Reached through a handler other than `http`, `https` or `file` (`mhtml:`, `ms-msdt:`).
+    handler: bool,
+}
+
+/// A target outside the computer: a URL with a host, a UNC path (`\\host\share`,
+/// `//host`, `file://host/share`, `file:////host`), or another scheme; `None` for a file on
+/// the computer (`file:///C:/…`, `C:\…`) or a path inside the document's folder.
+fn network_place(target: &str) -> Option<NetworkPlace<'_>> {
+    let t = target.trim();
+    let lower = t.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("file:") {
+        let rest = &t[t.len() - rest.len()..];
+        let (host, path) = split_host(rest)?;
+        return Some(NetworkPlace {
+            host,
+            path,
+            handler: false,
+        });
     }
-    for tag in elements(&text, "fldSimple") {
-        if let Some(instr) = attribute(tag, "instr") {
-            instructions.push(' ');
-            instructions.push_str(&instr);
+    if t.starts_with("\\\\") || t.starts_with("//") || t.starts_with("\\/") || t.starts_with("/\\")
+    {
+        let (host, path) = split_host(t)?;
+        return Some(NetworkPlace {
+            host,
+            path,
+            handler: false,
+        });
+    }
+    let (scheme, rest) = t.split_once(':')?;
+    let is_scheme = scheme.len() >= 2
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !is_scheme {
+        return None;
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme == "http" || scheme == "https" {
+        let (host, path) = split_host(rest)?;
+        let host = host.rsplit('@').next().unwrap_or_default();
+        let host = host
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
+        return Some(NetworkPlace {
+            host,
+            path,
+            handler: false,
+        });
+    }
+    Some(NetworkPlace {
+        host: String::new(),
+        path: rest,
+        handler: true,
+    })
+}
+
+/// The host and the rest of `rest` (what follows `//` or `\\\\`, slashes of either kind
+/// and any number of them skipped, as Windows reads them); `None` for a drive path or no host.
+fn split_host(rest: &str) -> Option<(String, &str)> {
+    let rest = rest.trim_start_matches(['/', '\\']);
+    let bytes = rest.as_bytes();
+    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if drive {
+        return None;
+    }
+    let end = rest.find(['/', '\\']).unwrap_or(rest.len());
+    let host = rest[..end].to_ascii_lowercase();
+    (!host.is_empty()).then(|| (host, &rest[end..]))
+}
+
+/// Whether a Word part holds a DDE field: the instruction of each field (its pieces joined
+/// in order, as Word joins runs, and a sender can split it at will) starts with `DDE` or
+/// `DDEAUTO`.
+fn has_dde_field(text: &str) -> bool {
+    if !text.contains("instr") {
+        return false;
+    }
+    let mut instructions: Vec<String> = vec![String::new()];
+    for piece in text.split('<').skip(1) {
+        let (tag, content) = piece.split_once('>').unwrap_or((piece, ""));
+        let name = tag
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default();
+        match name.rsplit(':').next().unwrap_or_default() {
+            // A field begins: its instruction is a new one.
+            "fldChar" if attribute(tag, "fldCharType").is_some_and(|t| t == "begin") => {
+                instructions.push(String::new());
+            }
+            "instrText" if !tag.ends_with('/') => {
+                if let Some(last) = instructions.last_mut() {
+                    last.push_str(&decode_references(content));
+                }
+            }
+            "fldSimple" => instructions.extend(attribute(tag, "instr")),
+            _ => {}
         }
     }
-    let upper = instructions.to_ascii_uppercase();
-    upper
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| word == "DDE" || word == "DDEAUTO")
+    instructions.iter().any(|i| {
+        let command = i
+            .trim_start()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or_default();
+        command.eq_ignore_ascii_case("DDE") || command.eq_ignore_ascii_case("DDEAUTO")
+    })
 }
 
 /// The start tags `<prefix:local …>` (any namespace prefix) in `text`, without their `<`.
@@ -114,18 +244,9 @@ fn elements<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item = &'t str> 
     })
 }
 
-/// The text content of the elements `<prefix:local>…</prefix:local>` in `text`.
-fn element_texts<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item = &'t str> + 't {
-    text.split('<').skip(1).filter_map(move |piece| {
-        let (tag, content) = piece.split_once('>')?;
-        let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
-        let bare = name.rsplit(':').next()?;
-        (bare == local && !tag.ends_with('/')).then_some(content)
-    })
-}
-
-/// The value of attribute `name` (any prefix) in a start tag, with `&amp;`, `&quot;`,
-/// `&apos;`, `&lt;` and `&gt;` read.
+/// The value of attribute `name` in a start tag, its character references read. A name
+/// with a prefix in the document (`w:instr`) is found by its local part; a name without
+/// one (`Target`) only as itself, so `x:Target` in front of `Target` changes nothing.
 fn attribute(tag: &str, name: &str) -> Option<String> {
     let mut rest = tag;
     while let Some(eq) = rest.find('=') {
@@ -134,7 +255,6 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
             .rsplit(|c: char| c.is_whitespace())
             .next()
             .unwrap_or(key);
-        let bare = key.rsplit(':').next().unwrap_or(key);
         let after = rest[eq + 1..].trim_start();
         let quote = after.chars().next()?;
         if quote != '"' && quote != '\'' {
@@ -142,18 +262,67 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
         }
         let value_end = after[1..].find(quote)? + 1;
         let value = &after[1..value_end];
-        if bare == name {
-            let value = value
-                .replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&amp;", "&");
-            return Some(value);
+        let matches = match key.split_once(':') {
+            Some((prefix, local)) => local == name && prefix != "xmlns" && tag_is_prefixed(tag),
+            None => key == name,
+        };
+        if matches {
+            return Some(decode_references(value));
         }
         rest = &after[value_end + 1..];
     }
     None
+}
+
+/// Whether the element's own name has a prefix (`w:fldSimple`): its attributes then do too.
+fn tag_is_prefixed(tag: &str) -> bool {
+    tag.split(|c: char| c.is_whitespace() || c == '/')
+        .next()
+        .is_some_and(|n| n.contains(':'))
+}
+
+/// `text` with XML's predefined entities and numeric character references read.
+fn decode_references(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let Some(end) = after.find(';').filter(|&e| e <= 10) else {
+            out.push('&');
+            rest = after;
+            continue;
+        };
+        let entity = &after[..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -170,75 +339,97 @@ mod tests {
         .into_bytes()
     }
 
+    const EXTERNAL: &str = "TargetMode=\"External\"";
+    const SETTINGS: &str = "word/_rels/settings.xml.rels";
+
     #[test]
-    fn templates_and_objects_on_the_network_are_found_local_ones_are_not() {
-        let external = "TargetMode=\"External\"";
-        let part = "word/_rels/settings.xml.rels";
+    fn injected_templates_and_remote_objects_are_found() {
         for target in [
             "http://198.51.100.7/t.dotm",
             "\\\\198.51.100.7\\share\\t.dotm",
+            "file:////198.51.100.7/share/t.dotm",
             "mhtml:http://x.example/a.html!x-usc:http://x.example/a.html",
             "ms-msdt:/id PCWDiagnostic",
-            "file://host.example/share/t.dotm",
+            "https://x.example/download?id=7",
+            "&#104;ttp://x.example/page",
         ] {
-            assert!(
-                read(part, &rels("attachedTemplate", target, external)).remote_object,
-                "{target}"
-            );
+            let part = rels("attachedTemplate", target, EXTERNAL);
+            assert!(read(SETTINGS, &part).remote_object, "{target}");
         }
-        assert!(
-            read(
-                "word/_rels/document.xml.rels",
-                &rels("oleObject", "https://x.example/o.html!", external)
-            )
-            .remote_object
+        let object = rels("oleObject", "https://x.example/o.html!", EXTERNAL);
+        assert!(read("word/_rels/document.xml.rels", &object).remote_object);
+        let object = rels("oleObject", "file://host.example/share/o.doc", EXTERNAL);
+        assert!(read("word/_rels/document.xml.rels", &object).remote_object);
+        // A prefixed twin of `Target` is not the attribute Office reads.
+        let twin = format!(
+            "<Relationships><Relationship x:Target=\"C:\\a.dotx\" Type=\"{REL}/attachedTemplate\" \
+             Target=\"http://198.51.100.7/t\" {EXTERNAL}/></Relationships>"
         );
+        assert!(read(SETTINGS, twin.as_bytes()).remote_object);
+    }
+
+    #[test]
+    fn company_templates_and_local_files_are_not_flagged() {
         for target in [
             "file:///C:\\Users\\ann\\AppData\\Roaming\\Microsoft\\Templates\\Letter.dotx",
             "C:\\Templates\\Letter.dotx",
             "Letter.dotx",
+            "file:///\\\\fileserver\\templates\\Normal.dotm",
+            "https://contoso.sharepoint.com/sites/hr/Templates/Letter.dotx",
         ] {
-            assert!(
-                !read(part, &rels("attachedTemplate", target, external)).remote_object,
-                "{target}"
-            );
+            let part = rels("attachedTemplate", target, EXTERNAL);
+            assert!(!read(SETTINGS, &part).remote_object, "{target}");
         }
         // Links the reader clicks, and targets inside the package, are not loaded on opening.
-        assert!(!read(part, &rels("hyperlink", "http://x.example/", external)).remote_object);
-        assert!(
-            !read(
-                part,
-                &rels("attachedTemplate", "http://x.example/t.dotm", "")
-            )
-            .remote_object
-        );
+        assert!(!read(SETTINGS, &rels("hyperlink", "http://x.example/", EXTERNAL)).remote_object);
+        let internal = rels("attachedTemplate", "http://198.51.100.7/t", "");
+        assert!(!read(SETTINGS, &internal).remote_object);
     }
 
     #[test]
-    fn dde_fields_are_found_even_split_over_runs() {
+    fn dde_fields_are_found_however_they_are_split() {
         let split = "<w:document><w:body><w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r>\
                      <w:r><w:instrText xml:space=\"preserve\"> DD</w:instrText></w:r>\
                      <w:r><w:instrText>EAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k calc\"</w:instrText></w:r>\
                      </w:p></w:body></w:document>";
         assert!(read("word/document.xml", split.as_bytes()).dde);
-        let simple = "<w:fldSimple w:instr=\" DDE &quot;c:\\\\x.exe&quot; \"/>";
-        assert!(read("word/footer1.xml", simple.as_bytes()).dde);
-        let page = "<w:instrText> PAGE </w:instrText><w:t>DDE is a protocol</w:t>";
-        assert!(!read("word/document.xml", page.as_bytes()).dde);
-        assert!(
-            read(
-                "xl/externalLinks/externalLink1.xml",
-                b"<externalLink><ddeLink ddeService=\"cmd\"/></externalLink>"
-            )
-            .dde
-        );
+        for part in [
+            "<w:fldSimple w:instr=\" DDE &quot;c:\\\\x.exe&quot; \"/>",
+            "<w:instrText>DD<!-- x -->EAUTO x</w:instrText>",
+            "<w:instrText><![CDATA[DDEAUTO x]]></w:instrText>",
+            "<w:instrText>&#68;DEAUTO x</w:instrText>",
+            "<w:fldChar w:fldCharType=\"begin\"/><w:instrText> PAGE </w:instrText>\
+             <w:fldChar w:fldCharType=\"begin\"/><w:instrText>DDEAUTO x</w:instrText>",
+        ] {
+            assert!(read("word/footer1.xml", part.as_bytes()).dde, "{part}");
+        }
+        // Outside `word/` too: parts are judged by what they hold.
+        assert!(read("custom/part.xml", b"<w:instrText>DDE x</w:instrText>").dde);
+        for part in [
+            "<w:instrText> PAGE </w:instrText><w:t>DDE is a protocol</w:t>",
+            "<w:instrText> HYPERLINK \"https://intranet/DDE/\" </w:instrText>",
+            "<w:instrText> REF DDE_Total </w:instrText>",
+            "<w:instrText>DDE_Total</w:instrText>",
+        ] {
+            assert!(!read("word/document.xml", part.as_bytes()).dde, "{part}");
+        }
+        let link = b"<externalLink><ddeLink ddeService=\"cmd\"/></externalLink>";
+        assert!(read("xl/externalLinks/externalLink1.xml", link).dde);
     }
 
     #[test]
     fn excel_4_macro_sheets_and_auto_open_are_found() {
         assert!(read("xl/macrosheets/sheet1.xml", b"<xm:macrosheet/>").macros);
-        let wb = b"<workbook><definedNames><definedName name=\"_xlnm.Auto_Open\">Macro1!$A$1</definedName></definedNames></workbook>";
-        assert!(read("xl/workbook.xml", wb).autorun_macro());
+        assert!(read("xl/macrosheets/sheet1.bin", b"\x00\x01").macros);
+        for name in ["_xlnm.Auto_Open", "_xlnm.AUTO_OPEN", "Auto_Open"] {
+            let wb = format!(
+                "<workbook><definedNames><definedName name=\"{name}\">Macro1!$A$1</definedName></definedNames></workbook>"
+            );
+            assert!(
+                read("xl/workbook.xml", wb.as_bytes()).autorun_macro(),
+                "{name}"
+            );
+        }
         assert_eq!(read("xl/workbook.xml", b"<workbook/>"), Facts::default());
     }
 }

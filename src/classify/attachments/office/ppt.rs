@@ -9,12 +9,12 @@ const COMPRESSED_STORAGE: [u8; 4] = [0x10, 0x00, 0x11, 0x10];
 /// Storages inflated per presentation at most.
 const MAX_STORAGES: usize = 32;
 /// Bytes inflated per presentation at most.
-const MAX_INFLATED: u64 = 16 * 1024 * 1024;
+pub(super) const MAX_INFLATED: u64 = 16 * 1024 * 1024;
 
 /// The storages (each a compound file) inside a presentation stream, inflated within
-/// [`MAX_INFLATED`] bytes in all.
-pub(super) fn storages(stream: &[u8]) -> Vec<Vec<u8>> {
-    let mut left = MAX_INFLATED;
+/// `left` bytes (the message's allowance, [`MAX_INFLATED`] at first; lowered by what was
+/// inflated).
+pub(super) fn storages(stream: &[u8], left: &mut u64) -> Vec<Vec<u8>> {
     let mut found = Vec::new();
     for at in memchr::memmem::find_iter(stream, &COMPRESSED_STORAGE).take(MAX_STORAGES) {
         let Some(len) = u32_at(stream, at + 4) else {
@@ -27,17 +27,17 @@ pub(super) fn storages(stream: &[u8]) -> Vec<Vec<u8>> {
         let Some(deflated) = stream.get(at + 12..end) else {
             continue;
         };
-        let limit = u64::from(declared).min(left);
+        let limit = u64::from(declared).min(*left);
         let mut inflated = Vec::new();
         // A stream that breaks off midway gives what was inflated before the break.
         let _ = flate2::read::ZlibDecoder::new(deflated)
             .take(limit)
             .read_to_end(&mut inflated);
-        left -= inflated.len() as u64;
-        if super::is_compound(&inflated) {
+        *left -= inflated.len() as u64;
+        if super::starts_as_compound_file(&inflated) {
             found.push(inflated);
         }
-        if left == 0 {
+        if *left == 0 {
             break;
         }
     }
@@ -72,12 +72,18 @@ pub(crate) mod tests {
     fn compressed_storages_are_inflated_within_bounds() {
         let storage =
             crate::classify::attachments::office::tests::compound(&[("/x", b"y".as_slice())]);
-        let found = storages(&presentation_with(&storage));
-        assert_eq!(found, vec![storage]);
+        let found = storages(&presentation_with(&storage), &mut MAX_INFLATED.clone());
+        assert_eq!(found, vec![storage.clone()]);
+        // Past the message's allowance: nothing more.
+        assert!(storages(&presentation_with(&storage), &mut 0).is_empty());
         // Not a compound file, or not zlib: nothing.
-        assert!(storages(&presentation_with(b"plain bytes")).is_empty());
+        assert!(storages(
+            &presentation_with(b"plain bytes"),
+            &mut MAX_INFLATED.clone()
+        )
+        .is_empty());
         let mut broken = presentation_with(&[0u8; 4096]);
         broken.truncate(30);
-        assert!(storages(&broken).is_empty());
+        assert!(storages(&broken, &mut MAX_INFLATED.clone()).is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //! OLE 1 object whose class says what opens it. RTF is how most document exploits are
 //! mailed: Word opens it under any extension (`.doc` too), and the object needs no macro.
 
-use super::Facts;
+use super::{DocumentBudget, Facts};
 
 /// Objects read per document at most.
 const MAX_OBJECTS: usize = 64;
@@ -13,11 +13,11 @@ pub(super) fn is_rtf(data: &[u8]) -> bool {
 }
 
 /// Reads the objects of an RTF document.
-pub(super) fn read(data: &[u8]) -> Facts {
+pub(super) fn read(data: &[u8], budget: &mut DocumentBudget) -> Facts {
     let mut facts = Facts::default();
     for at in memchr::memmem::find_iter(data, b"\\objdata").take(MAX_OBJECTS) {
         let hex = object_bytes(data.get(at + 8..).unwrap_or_default());
-        facts.merge(read_object(&hex));
+        facts.merge(read_object(&hex, budget));
     }
     facts
 }
@@ -81,7 +81,7 @@ fn object_bytes(rest: &[u8]) -> Vec<u8> {
 
 /// Reads an OLE 1 object: version, format, class name; for an embedded object its topic,
 /// item and native data.
-fn read_object(object: &[u8]) -> Facts {
+fn read_object(object: &[u8], budget: &mut DocumentBudget) -> Facts {
     let mut facts = Facts::default();
     let mut at = 8;
     let Some(class) = length_prefixed(object, &mut at) else {
@@ -111,8 +111,8 @@ fn read_object(object: &[u8]) -> Facts {
         if let Some(found) = super::package::read_native(native) {
             facts.packages.push(found);
         }
-    } else if super::is_compound(native) {
-        facts.merge(super::probe_compound(native));
+    } else {
+        facts.merge(super::probe_compound(native, budget));
     }
     facts
 }
@@ -157,21 +157,21 @@ pub(crate) mod tests {
     #[test]
     fn equation_editor_objects_and_links_are_found() {
         let rtf = rtf_with_object("Equation.3", &[0x1C, 0, 0, 0, 2, 0], "\r\n");
-        assert!(read(&rtf).equation_editor);
+        assert!(read(&rtf, &mut DocumentBudget::default()).equation_editor);
         let rtf = rtf_with_object(
             "Equation.3",
             &[0x1C, 0, 0, 0, 2, 0],
             "{\\*\\datastore }\\bin0 ",
         );
         assert!(
-            read(&rtf).equation_editor,
+            read(&rtf, &mut DocumentBudget::default()).equation_editor,
             "{}",
             String::from_utf8_lossy(&rtf)
         );
         let rtf = rtf_with_object("OLE2Link", &[0; 16], " ");
-        assert!(read(&rtf).remote_object);
+        assert!(read(&rtf, &mut DocumentBudget::default()).remote_object);
         let rtf = rtf_with_object("Word.Document.8", &[0; 16], "");
-        assert_eq!(read(&rtf), Facts::default());
+        assert_eq!(read(&rtf, &mut DocumentBudget::default()), Facts::default());
     }
 
     #[test]
@@ -179,19 +179,28 @@ pub(crate) mod tests {
         let native = super::super::package::tests::package_stream("a.js", "C:\\a.js", b"x");
         // OLE 1 packages carry no size in front.
         let rtf = rtf_with_object("Package", &native[4..], "\n");
-        let facts = read(&rtf);
+        let facts = read(&rtf, &mut DocumentBudget::default());
         assert_eq!(facts.packages.len(), 1);
         assert_eq!(facts.packages[0].names[0], "a.js");
     }
 
     #[test]
     fn broken_objects_give_nothing_and_stay_bounded() {
-        assert_eq!(read(b"{\\rtf1{\\*\\objdata 0105"), Facts::default());
         assert_eq!(
-            read(b"{\\rtf1{\\*\\objdata \\bin99999999999999999999 }}"),
+            read(b"{\\rtf1{\\*\\objdata 0105", &mut DocumentBudget::default()),
+            Facts::default()
+        );
+        assert_eq!(
+            read(
+                b"{\\rtf1{\\*\\objdata \\bin99999999999999999999 }}",
+                &mut DocumentBudget::default()
+            ),
             Facts::default()
         );
         let many = "{\\*\\objdata 01}".repeat(10_000);
-        assert_eq!(read(many.as_bytes()), Facts::default());
+        assert_eq!(
+            read(many.as_bytes(), &mut DocumentBudget::default()),
+            Facts::default()
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! zips), judged through the attachment policy.
 
 use super::package::tests::package_stream;
+use super::vba_dir::tests::dir_listing;
+use super::DocumentBudget;
 use crate::classify::attachments::tests::zipbuild::zip_of;
 use crate::classify::attachments::tests::{part, symbols};
 use std::io::{Cursor, Write};
@@ -63,6 +65,12 @@ const TOTALS: &str = "Attribute VB_Name = \"Module1\"\r\n\
     Range(\"B2\").Value = Application.Sum(Range(\"A1:A9\"))\r\n\
     End Sub\r\n";
 
+/// The `dir` stream of a project whose one module, `ThisDocument`, has its source at 700
+/// (where [`module`] puts it).
+fn this_document_dir() -> Vec<u8> {
+    compressed(&dir_listing(&[("ThisDocument", 700)]))
+}
+
 /// A Word 97–2003 document whose project holds one module with `source`.
 fn word_document(source: &str) -> Vec<u8> {
     compound(&[
@@ -75,10 +83,7 @@ fn word_document(source: &str) -> Vec<u8> {
             "/Macros/VBA/_VBA_PROJECT",
             &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0],
         ),
-        (
-            "/Macros/VBA/dir",
-            &compressed(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00"),
-        ),
+        ("/Macros/VBA/dir", &this_document_dir()),
         ("/Macros/VBA/ThisDocument", &module(source)),
     ])
 }
@@ -115,10 +120,7 @@ fn a_macro_project_inside_a_docm_and_inside_a_zip_is_found() {
             b"Document=ThisDocument/&H00000000\r\n".as_slice(),
         ),
         ("/VBA/_VBA_PROJECT", &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0]),
-        (
-            "/VBA/dir",
-            &compressed(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00"),
-        ),
+        ("/VBA/dir", &this_document_dir()),
         ("/VBA/ThisDocument", &module(DROPPER)),
     ]);
     let docm = zip_of(&[
@@ -209,15 +211,15 @@ fn an_excel_4_macro_sheet_run_on_opening_is_found() {
 fn damaged_documents_give_nothing_and_never_panic() {
     let doc = word_document(DROPPER);
     for cut in [8, 512, 1024, doc.len() / 2, doc.len() - 1] {
-        let _ = super::probe_compound(&doc[..cut]);
+        let _ = super::probe_compound(&doc[..cut], &mut DocumentBudget::default());
     }
     let mut flipped = doc.clone();
     for i in (0..flipped.len()).step_by(97) {
         flipped[i] ^= 0x5A;
     }
-    let _ = super::probe_compound(&flipped);
+    let _ = super::probe_compound(&flipped, &mut DocumentBudget::default());
     assert_eq!(
-        super::probe_compound(b"not a compound file"),
+        super::probe_compound(b"not a compound file", &mut DocumentBudget::default()),
         super::Facts::default()
     );
 }
@@ -273,4 +275,55 @@ fn a_macro_project_inside_a_powerpoint_97_presentation_is_found() {
         symbols(&[part("deck.ppt", "application/vnd.ms-powerpoint", &ppt)]),
         vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
     );
+}
+
+#[test]
+fn the_module_dir_names_is_read_where_it_says_decoys_and_padding_aside() {
+    // A harmless source in front of the real one, which `dir` points at.
+    let mut stream = vec![0xCCu8; 100];
+    stream.extend_from_slice(&compressed(TOTALS.as_bytes()));
+    stream.resize(700, 0xCC);
+    stream.extend_from_slice(&compressed(DROPPER.as_bytes()));
+    // A stream Office never loads, holding more source than a message may decompress.
+    let mut padding = vec![1u8];
+    for _ in 0..1100 {
+        padding.extend_from_slice(&0x3FFFu16.to_le_bytes());
+        let mut chunk = b"Attribute VB_Name = \"Pad\"\r\n".to_vec();
+        chunk.resize(4096, b' ');
+        padding.extend_from_slice(&chunk);
+    }
+    let doc = compound(&[
+        ("/WordDocument", &[0u8; 512]),
+        ("/Macros/VBA/AAAA", &padding),
+        (
+            "/Macros/VBA/_VBA_PROJECT",
+            &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0],
+        ),
+        ("/Macros/VBA/dir", &this_document_dir()),
+        ("/Macros/VBA/ThisDocument", &stream),
+    ]);
+    assert_eq!(
+        symbols(&[part("invoice.doc", "application/msword", &doc)]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // Without a `dir` that reads, every source found is read: the decoy hides nothing.
+    let doc = compound(&[
+        (
+            "/Macros/VBA/_VBA_PROJECT",
+            &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0],
+        ),
+        ("/Macros/VBA/dir", b"junk"),
+        ("/Macros/VBA/ThisDocument", &stream),
+    ]);
+    assert!(super::probe_compound(&doc, &mut DocumentBudget::default()).autorun_macro());
+}
+
+#[test]
+fn the_source_budget_is_the_message_s_not_each_document_s() {
+    let doc = word_document(DROPPER);
+    let mut budget = DocumentBudget::default();
+    assert!(super::probe_compound(&doc, &mut budget).autorun_macro());
+    budget.source = 0;
+    let facts = super::probe_compound(&doc, &mut budget);
+    assert!(facts.macros && !facts.autorun_macro(), "{facts:?}");
 }

@@ -5,97 +5,51 @@
 //! offset the project's `dir` stream records. The source always begins with
 //! `Attribute VB_Name`, whose first eight letters have no repeat to copy and are written
 //! as literals after a zero flag byte (or raw, in a chunk left uncompressed): that is
-//! where the source is looked for, so a `dir` stream the sender wrote is not needed.
+//! where the source is looked for when the project's `dir` stream does not say.
 
-use super::Facts;
+use super::{vba_source, Facts};
 
 /// Decompressed source read per compound file at most.
 pub(super) const MAX_SOURCE_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes a decompressed chunk holds (all but the last of a container hold this many).
 const CHUNK: usize = 4096;
 
-/// Routines Office runs by themselves: when a document opens, closes or is made from a
-/// template (Word's `Auto*` macros and `Document_*` events, Excel's `Auto_*` and
-/// `Workbook_*`), lower-case.
-const RUNS_ON_OPEN: &[&str] = &[
-    "autoopen",
-    "autoexec",
-    "autonew",
-    "autoclose",
-    "autoexit",
-    "auto_open",
-    "auto_close",
-    "auto_exec",
-    "document_open",
-    "document_close",
-    "document_new",
-    "document_contentcontrolonenter",
-    "documentopen",
-    "documentbeforeclose",
-    "workbook_open",
-    "workbook_activate",
-    "workbook_close",
-    "workbook_beforeclose",
-    "workbook_deactivate",
-    "app_documentopen",
-    "app_workbookopen",
-];
+/// Candidate sources read per module stream at most when `dir` gives no offset.
+const MAX_CANDIDATES: usize = 8;
 
-/// Event suffixes of ActiveX controls that fire while a document is shown, with no click:
-/// a control on the page runs its handler as soon as the document opens.
-const RUNS_WHEN_SHOWN: &[&str] = &["_layout", "_painted", "_resize", "_gotfocus"];
-
-/// Words of source that reach outside Office (lower-case; each must stand as a word).
-const REACHES_OUT: &[&str] = &[
-    "shell",
-    "shellexecute",
-    "shellexecutea",
-    "wscript",
-    "createobject",
-    "getobject",
-    "callbyname",
-    "urldownloadtofile",
-    "urldownloadtofilea",
-    "xmlhttp",
-    "serverxmlhttp",
-    "winhttprequest",
-    "adodb",
-    "powershell",
-    "mshta",
-    "rundll32",
-    "regsvr32",
-    "certutil",
-    "bitsadmin",
-    "executeexcel4macro",
-    "macscript",
-    "virtualalloc",
-    "virtualallocex",
-    "createthread",
-    "createremotethread",
-    "rtlmovememory",
-    "writeprocessmemory",
-    "lib",
-];
-
-/// Reads a module stream: every source found in it, decompressed within `budget` bytes of
-/// source (lowered by what was read).
-pub(super) fn read_module(stream: &[u8], budget: &mut usize) -> Facts {
+/// Reads the source of a module stream at `offset` (where the project's `dir` puts it),
+/// within `budget` bytes of source (lowered by what was read).
+pub(super) fn read_module_at(stream: &[u8], offset: usize, budget: &mut usize) -> Facts {
     let mut facts = Facts {
         macros: true,
         ..Facts::default()
     };
-    if let Some(start) = source_start(stream) {
-        let source = decompress(stream.get(start..).unwrap_or_default(), *budget);
-        *budget = budget.saturating_sub(source.len());
-        read_source(&source, &mut facts);
+    let source = decompress(stream.get(offset..).unwrap_or_default(), *budget);
+    *budget = budget.saturating_sub(source.len());
+    vba_source::read(&source, &mut facts);
+    facts
+}
+
+/// Reads every source found in a module stream (see the module doc), for a project whose
+/// `dir` does not read: a decoy source in front cannot hide the real one.
+pub(super) fn read_module_anywhere(stream: &[u8], budget: &mut usize) -> Facts {
+    let mut facts = Facts {
+        macros: true,
+        ..Facts::default()
+    };
+    for start in source_starts(stream).take(MAX_CANDIDATES) {
+        if *budget == 0 {
+            break;
+        }
+        facts.merge(read_module_at(stream, start, budget));
     }
     facts
 }
 
-/// Where the compressed source container of a module stream begins: its signature byte
-/// in front of the first chunk, which starts with `Attribut` (see the module doc).
-fn source_start(stream: &[u8]) -> Option<usize> {
-    memchr::memmem::find_iter(stream, b"Attribut").find_map(|at| {
+/// Where compressed source containers of a module stream may begin: a signature byte in
+/// front of a chunk that starts with `Attribut` (see the module doc).
+fn source_starts(stream: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    memchr::memmem::find_iter(stream, b"Attribut").filter_map(|at| {
         // Compressed: signature, 2-byte header, a zero flag byte, then the letters.
         let compressed = at.checked_sub(4).filter(|&s| {
             stream.get(s) == Some(&1)
@@ -154,7 +108,7 @@ fn decompress_chunk(data: &[u8], chunk_start: usize, out: &mut Vec<u8>, limit: u
         let flags = data[i];
         i += 1;
         for bit in 0..8 {
-            if i >= data.len() || out.len() >= limit {
+            if i >= data.len() || out.len() >= limit || out.len() - chunk_start >= CHUNK {
                 return true;
             }
             if flags & (1 << bit) == 0 {
@@ -181,7 +135,7 @@ fn decompress_chunk(data: &[u8], chunk_start: usize, out: &mut Vec<u8>, limit: u
                 return false;
             }
             for _ in 0..length {
-                if out.len() >= limit {
+                if out.len() >= limit || out.len() - chunk_start >= CHUNK {
                     return true;
                 }
                 let byte = out[out.len() - offset];
@@ -190,47 +144,6 @@ fn decompress_chunk(data: &[u8], chunk_start: usize, out: &mut Vec<u8>, limit: u
         }
     }
     true
-}
-
-/// Reads decompressed source: routines Office runs by itself, and words that reach out.
-fn read_source(source: &[u8], facts: &mut Facts) {
-    let text = source.to_ascii_lowercase();
-    for line in text.split(|&b| b == b'\n' || b == b'\r') {
-        if let Some(name) = routine_name(line) {
-            if RUNS_ON_OPEN.contains(&name) || RUNS_WHEN_SHOWN.iter().any(|s| name.ends_with(s)) {
-                facts.runs_on_open = true;
-            }
-        }
-    }
-    facts.reaches_out |= REACHES_OUT.iter().any(|word| has_word(&text, word));
-}
-
-/// The name a line declares as a `Sub` or `Function` (lower-case source), if it declares one.
-fn routine_name(line: &[u8]) -> Option<&str> {
-    let mut rest = std::str::from_utf8(line).ok()?.trim_start();
-    for scope in ["private ", "public ", "friend ", "static "] {
-        if let Some(after) = rest.strip_prefix(scope) {
-            rest = after.trim_start();
-        }
-    }
-    let rest = rest
-        .strip_prefix("sub ")
-        .or_else(|| rest.strip_prefix("function "))?;
-    let name = rest.trim_start();
-    let end = name
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(name.len());
-    Some(&name[..end])
-}
-
-/// Whether `word` occurs in `text` with no letter, digit or `_` on either side.
-fn has_word(text: &[u8], word: &str) -> bool {
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    memchr::memmem::find_iter(text, word.as_bytes()).any(|at| {
-        let before = at.checked_sub(1).and_then(|i| text.get(i)).copied();
-        let after = text.get(at + word.len()).copied();
-        !before.is_some_and(is_word) && !after.is_some_and(is_word)
-    })
 }
 
 #[cfg(test)]
@@ -273,24 +186,16 @@ mod tests {
         assert!(decompress(&container, 1000).len() <= 1000);
         assert!(decompress(b"", 10).is_empty());
         assert!(decompress(&[0x01, 0xFF], 10).is_empty());
-    }
-
-    #[test]
-    fn routines_that_run_alone_and_calls_outside_office_are_told_apart() {
-        let mut facts = Facts::default();
-        read_source(
-            b"Attribute VB_Name = \"ThisDocument\"\r\nPrivate Sub Document_Open()\r\n  x = CreateObject(\"WScript.Shell\")\r\nEnd Sub\r\n",
-            &mut facts,
-        );
-        assert!(facts.runs_on_open && facts.reaches_out);
-        let mut facts = Facts::default();
-        read_source(
-            b"Attribute VB_Name = \"Module1\"\r\nSub Totals()\r\n  Range(\"A1\").Value = 2\r\nEnd Sub\r\n' Shelly's sheet\r\n",
-            &mut facts,
-        );
-        assert!(!facts.runs_on_open && !facts.reaches_out, "{facts:?}");
-        let mut facts = Facts::default();
-        read_source(b"Sub InkPicture1_Painted(ByVal h As Long)\n", &mut facts);
-        assert!(facts.runs_on_open);
+        // One chunk holds 4,096 bytes at most, whatever its tokens say.
+        let mut chunk = vec![0x00, b'a', b'b', b'c', b'd', b'e', b'f', b'g', b'h'];
+        for _ in 0..500 {
+            chunk.extend_from_slice(&[0xFF]);
+            chunk.extend(std::iter::repeat_n([0xFF, 0x0F], 8).flatten());
+        }
+        let header = 0xB000u16 | (chunk.len() as u16 + 2 - 3);
+        let mut container = vec![1];
+        container.extend_from_slice(&header.to_le_bytes());
+        container.extend_from_slice(&chunk);
+        assert_eq!(decompress(&container, 1 << 20).len(), 4096);
     }
 }
