@@ -93,6 +93,8 @@ pub enum Symbol {
     /// A document embeds an Equation Editor object, the component behind CVE-2017-11882
     /// and CVE-2018-0802, removed from Office in 2018.
     OfficeEquationEditor,
+    /// An Office document encrypted with a password: its content cannot be judged.
+    OfficeEncrypted,
 }
 
 impl Symbol {
@@ -127,6 +129,7 @@ impl Symbol {
             Symbol::OfficeRemoteObject => "OFFICE_REMOTE_OBJECT",
             Symbol::OfficeDde => "OFFICE_DDE",
             Symbol::OfficeEquationEditor => "OFFICE_EQUATION_EDITOR",
+            Symbol::OfficeEncrypted => "OFFICE_ENCRYPTED",
         }
     }
 
@@ -141,7 +144,7 @@ impl Symbol {
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
             Symbol::ArchiveTooDeep | Symbol::ArchiveNestedSkipped => 3.0,
-            Symbol::ArchiveEncrypted => 2.0,
+            Symbol::ArchiveEncrypted | Symbol::OfficeEncrypted => 2.0,
             Symbol::ArchiveUnreadable => 2.0,
             Symbol::ArchiveTooManyEntries | Symbol::AttachTooManyFiles => 1.0,
             Symbol::ArchiveTooLarge => 0.5,
@@ -405,6 +408,9 @@ impl AttachmentPolicy {
         }
         if facts.equation_editor {
             findings.add(Symbol::OfficeEquationEditor, shown);
+        }
+        if facts.encrypted {
+            findings.add(Symbol::OfficeEncrypted, shown);
         }
     }
 

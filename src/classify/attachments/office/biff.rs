@@ -6,6 +6,9 @@ use super::Facts;
 
 /// `BOUNDSHEET`: a sheet's position, visibility, type and name.
 const BOUNDSHEET: u16 = 0x0085;
+/// `FILEPASS`: the workbook is encrypted (with Excel's default password too, which
+/// opens it without asking and hides its sheets and names from a reader).
+const FILEPASS: u16 = 0x002F;
 /// `NAME` (`Lbl`): a defined name.
 const NAME: u16 = 0x0018;
 /// The sheet type of an Excel 4 macro sheet.
@@ -32,6 +35,11 @@ pub(super) fn read(stream: &[u8]) -> Facts {
         at += 4 + len;
         match kind {
             BOUNDSHEET if data.get(5) == Some(&MACRO_SHEET) => facts.macros = true,
+            FILEPASS => {
+                // What follows is encrypted: nothing more to read.
+                facts.encrypted = true;
+                break;
+            }
             NAME => {
                 let flags = data.get(..2).map(|f| u16::from_le_bytes([f[0], f[1]]));
                 // One character after the string's flag byte, at offset 14.
@@ -92,5 +100,9 @@ pub(crate) mod tests {
         // A worksheet with an Auto_Open name and no macro sheet runs nothing.
         assert!(!read(&workbook(0, true)).autorun_macro());
         assert_eq!(read(b"\x85\x00\xff\xff"), Facts::default());
+        let mut encrypted = record(FILEPASS, &[1, 0, 1, 0]);
+        encrypted.extend(workbook(MACRO_SHEET, true));
+        let facts = read(&encrypted);
+        assert!(facts.encrypted && !facts.macros);
     }
 }

@@ -46,6 +46,9 @@ pub(super) struct Facts {
     /// An Equation Editor object (CVE-2017-11882, CVE-2018-0802): the component was
     /// removed from Office in 2018, and documents still carrying one are exploits.
     pub equation_editor: bool,
+    /// Encrypted with a password: its content cannot be judged (the malware's way past
+    /// filters, with the password in the mail, as for encrypted archives).
+    pub encrypted: bool,
 }
 
 impl Facts {
@@ -63,6 +66,7 @@ impl Facts {
         self.remote_object |= other.remote_object;
         self.dde |= other.dde;
         self.equation_editor |= other.equation_editor;
+        self.encrypted |= other.encrypted;
         let room = MAX_PACKAGES.saturating_sub(self.packages.len());
         self.packages.extend(other.packages.into_iter().take(room));
     }
@@ -179,6 +183,8 @@ fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Fact
         let name = name.to_ascii_lowercase();
         match name.as_str() {
             "equation native" => facts.equation_editor = true,
+            // Office Open XML encrypted into a compound file; an encrypted presentation.
+            "encryptedpackage" | "encryptedsummary" => facts.encrypted = true,
             n if n.eq_ignore_ascii_case(package::STREAM_NAME) => {
                 let read = read_stream(&mut file, path, &mut bytes_left);
                 if let Some(found) = read.as_deref().and_then(package::read) {
@@ -198,6 +204,7 @@ fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Fact
             "worddocument" => {
                 if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
                     facts.dde |= word_fields::has_dde_field(&bytes);
+                    facts.encrypted |= word_fields::is_encrypted(&bytes);
                 }
             }
             "workbook" | "book" => {

@@ -327,3 +327,21 @@ fn the_source_budget_is_the_message_s_not_each_document_s() {
     let facts = super::probe_compound(&doc, &mut budget);
     assert!(facts.macros && !facts.autorun_macro(), "{facts:?}");
 }
+
+#[test]
+fn a_password_protected_document_is_flagged() {
+    // Office Open XML encrypted: a compound file holding the encrypted package.
+    let docx = compound(&[
+        ("/EncryptionInfo", &[4u8, 0, 4, 0, 0x40, 0, 0, 0]),
+        ("/EncryptedPackage", &[0x5Au8; 256]),
+    ]);
+    assert_eq!(
+        symbols(&[part("invoice.docx", "application/octet-stream", &docx)]),
+        vec!["OFFICE_ENCRYPTED"]
+    );
+    let zip = zip_of(&[("invoice.docx", docx.as_slice())]);
+    assert_eq!(
+        symbols(&[part("invoice.zip", "application/zip", &zip)]),
+        vec!["OFFICE_ENCRYPTED"]
+    );
+}

@@ -7,6 +7,22 @@ const FIELD_BEGIN: u8 = 0x13;
 /// Characters read after a field-begin: spaces, then the command.
 const LOOK_AHEAD: usize = 32;
 
+/// The word document stream's identifier (`wIdent` of its FIB).
+const WORD_IDENT: u16 = 0xA5EC;
+/// `fEncrypted` in the FIB's flags (the 16 bits at offset 10).
+const ENCRYPTED: u16 = 0x0100;
+
+/// Whether the document is encrypted (its FIB says so): its text, fields included, is
+/// then unreadable here.
+pub(super) fn is_encrypted(stream: &[u8]) -> bool {
+    let word = |at: usize| {
+        stream
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    word(0) == Some(WORD_IDENT) && word(10).is_some_and(|flags| flags & ENCRYPTED != 0)
+}
+
 /// Whether a field's instruction is `DDE` or `DDEAUTO` (any case).
 pub(super) fn has_dde_field(stream: &[u8]) -> bool {
     memchr::memchr_iter(FIELD_BEGIN, stream).any(|at| {
@@ -51,5 +67,15 @@ mod tests {
         assert!(!has_dde_field(b"\x13 PAGE \x14 3\x15 DDE is a protocol"));
         assert!(!has_dde_field(b"\x13 DDEX \x14"));
         assert!(!has_dde_field(b"\x13"));
+    }
+
+    #[test]
+    fn an_encrypted_document_is_told_by_its_fib() {
+        let mut fib = vec![0u8; 32];
+        fib[..2].copy_from_slice(&WORD_IDENT.to_le_bytes());
+        assert!(!is_encrypted(&fib));
+        fib[10..12].copy_from_slice(&0x0300u16.to_le_bytes());
+        assert!(is_encrypted(&fib));
+        assert!(!is_encrypted(b"\xec\xa5"));
     }
 }
