@@ -74,10 +74,14 @@ impl Facts {
 
 /// Packages kept per document: their names are judged, a few are enough to find a program.
 const MAX_PACKAGES: usize = 16;
-/// Directory entries of a compound file walked at most: Office's own have dozens.
-const MAX_ENTRIES: usize = 4096;
+/// Directory entries of a compound file walked at most. Office's have dozens; the bound is
+/// high because the walk goes shortest name first, so 4,096 junk streams in a storage `A`
+/// hid `Macros` behind a lower one (review). A directory entry takes 128 bytes of the file.
+const MAX_ENTRIES: usize = 100_000;
 /// Decompressed `dir` stream read per project at most (Office's are a few kilobytes).
-const MAX_DIR_BYTES: usize = 1024 * 1024;
+const MAX_DIR_BYTES: usize = 64 * 1024;
+/// VBA projects read per compound file at most (Office writes one).
+const MAX_PROJECTS: usize = 16;
 /// Compound files inside compound files read at most (a presentation's storages): Office
 /// writes one level.
 const MAX_NESTING: usize = 2;
@@ -165,12 +169,13 @@ fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Fact
     // directory may name one chain of sectors many times, and streams read for one
     // check must not spend what another needs (review: two `Workbook` entries on one
     // 1 MB chain left the modules unread).
-    for project in vba_projects(&streams) {
+    let mut project_bytes = data.len() as u64;
+    for project in vba_projects(&streams).into_iter().take(MAX_PROJECTS) {
         facts.merge(read_project(
             &mut file,
             &streams,
             project,
-            data.len() as u64,
+            &mut project_bytes,
             budget,
         ));
     }
@@ -245,14 +250,13 @@ fn read_project(
     file: &mut Compound<'_>,
     streams: &[PathBuf],
     project: &Path,
-    allowance: u64,
+    bytes_left: &mut u64,
     budget: &mut DocumentBudget,
 ) -> Facts {
     let mut facts = Facts {
         macros: true,
         ..Facts::default()
     };
-    let mut bytes_left = allowance;
     let in_project = |name: &str| {
         streams.iter().find(|s| {
             s.parent() == Some(project)
@@ -262,31 +266,37 @@ fn read_project(
         })
     };
     let modules = in_project("dir")
-        .and_then(|path| read_stream(file, path, &mut bytes_left))
+        .and_then(|path| read_stream(file, path, bytes_left))
         .map(|dir| {
             let listing = vba::decompress(&dir, MAX_DIR_BYTES.min(budget.source));
             budget.source = budget.source.saturating_sub(listing.len());
             vba_dir::modules(&listing)
         })
         .unwrap_or_default();
-    if !modules.is_empty() {
-        for module in modules {
-            let Some(path) = in_project(&module.stream) else {
-                continue;
-            };
-            if let Some(bytes) = read_stream(file, path, &mut bytes_left) {
-                facts.merge(vba::read_module_at(
-                    &bytes,
-                    module.offset,
-                    &mut budget.source,
-                ));
-            }
+    let mut listed: Vec<&Path> = Vec::new();
+    for module in &modules {
+        let Some(path) = in_project(&module.stream) else {
+            continue;
+        };
+        listed.push(path);
+        if let Some(bytes) = read_stream(file, path, bytes_left) {
+            facts.merge(vba::read_module_at(
+                &bytes,
+                module.offset,
+                &mut budget.source,
+            ));
         }
+    }
+    if !modules.is_empty() && listed.len() == modules.len() {
         return facts;
     }
+    // `dir` does not read, or names a module no stream is found for (its name in another
+    // code page than the stream's, `ЭтаКнига`; review): every other stream of the project
+    // has each source in it read.
     let others = streams.iter().filter(|s| {
         let name = s.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         s.parent() == Some(project)
+            && !listed.contains(&s.as_path())
             && !name.eq_ignore_ascii_case("dir")
             && !name.eq_ignore_ascii_case("_VBA_PROJECT")
             && !name.to_ascii_lowercase().starts_with("__srp_")
@@ -295,7 +305,7 @@ fn read_project(
         if budget.source == 0 {
             break;
         }
-        if let Some(bytes) = read_stream(file, path, &mut bytes_left) {
+        if let Some(bytes) = read_stream(file, path, bytes_left) {
             facts.merge(vba::read_module_anywhere(&bytes, &mut budget.source));
         }
     }

@@ -32,7 +32,13 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
     // The defined name Excel runs on opening (built in, or a plain `Auto_Open` name on a
     // macro sheet): its formulas call what they like (`EXEC`, `CALL`), with no source to
     // read.
-    if folded.contains("_xlnm.auto_open") || folded.contains("name=\"auto_open\"") {
+    let auto_open = elements(&text, "definedName").any(|tag| {
+        attribute(tag, "name").is_some_and(|n| {
+            let n = n.to_ascii_lowercase();
+            n.starts_with("_xlnm.auto_open") || n.starts_with("auto_open")
+        })
+    });
+    if auto_open {
         facts.macros = true;
         facts.runs_on_open = true;
         facts.reaches_out = true;
@@ -47,19 +53,14 @@ fn readable_xml(data: &[u8]) -> String {
     let raw = String::from_utf8_lossy(data);
     let mut text = String::with_capacity(raw.len());
     let mut rest = raw.as_ref();
-    loop {
-        let comment = rest.find("<!--");
-        let cdata = rest.find("<![CDATA[");
-        let Some(at) = [comment, cdata].into_iter().flatten().min() else {
-            text.push_str(rest);
-            break;
-        };
+    // One pass over the `<`s, each checked for a comment or a CDATA section where it
+    // stands (searching ahead for both again after each one was quadratic; review).
+    while let Some(at) = rest.find('<') {
         text.push_str(&rest[..at]);
-        if Some(at) == comment {
-            let after = &rest[at + 4..];
+        let here = &rest[at..];
+        if let Some(after) = here.strip_prefix("<!--") {
             rest = after.find("-->").map_or("", |end| &after[end + 3..]);
-        } else {
-            let after = &rest[at + 9..];
+        } else if let Some(after) = here.strip_prefix("<![CDATA[") {
             let end = after.find("]]>").unwrap_or(after.len());
             text.extend(
                 after[..end]
@@ -67,8 +68,12 @@ fn readable_xml(data: &[u8]) -> String {
                     .map(|c| if c == '<' || c == '>' { ' ' } else { c }),
             );
             rest = after.get(end + 3..).unwrap_or("");
+        } else {
+            text.push('<');
+            rest = &here[1..];
         }
     }
+    text.push_str(rest);
     text
 }
 
@@ -98,11 +103,14 @@ fn loaded_from_network(kind: &str, target: &str) -> bool {
     let Some(place) = network_place(target) else {
         return false;
     };
+    let by_address = place.host.parse::<std::net::IpAddr>().is_ok();
     if ["/oleobject", "/frame", "/subdocument"]
         .iter()
         .any(|s| kind.ends_with(s))
     {
-        return true;
+        // A workbook on the company's file server linked into a report is ordinary; a
+        // share at an address or over WebDAV (`\\host@SSL\`) is an attacker's.
+        return !place.share || by_address || place.host.contains('@');
     }
     if !kind.ends_with("/attachedtemplate") {
         return false;
@@ -114,7 +122,7 @@ fn loaded_from_network(kind: &str, target: &str) -> bool {
         .unwrap_or_default()
         .to_ascii_lowercase();
     let names_a_template = TEMPLATE_EXTENSIONS.iter().any(|e| path.ends_with(e));
-    place.handler || place.host.parse::<std::net::IpAddr>().is_ok() || !names_a_template
+    place.handler || by_address || !names_a_template
 }
 
 /// Where a non-local target points.
@@ -125,6 +133,8 @@ struct NetworkPlace<'t> {
     path: &'t str,
     /// Reached through a handler other than `http`, `https` or `file` (`mhtml:`, `ms-msdt:`).
     handler: bool,
+    /// A file share (UNC or `file://host/`), not a web server.
+    share: bool,
 }
 
 /// A target outside the computer: a URL with a host, a UNC path (`\\host\share`,
@@ -140,6 +150,7 @@ fn network_place(target: &str) -> Option<NetworkPlace<'_>> {
             host,
             path,
             handler: false,
+            share: true,
         });
     }
     if t.starts_with("\\\\") || t.starts_with("//") || t.starts_with("\\/") || t.starts_with("/\\")
@@ -149,6 +160,7 @@ fn network_place(target: &str) -> Option<NetworkPlace<'_>> {
             host,
             path,
             handler: false,
+            share: true,
         });
     }
     let (scheme, rest) = t.split_once(':')?;
@@ -163,26 +175,28 @@ fn network_place(target: &str) -> Option<NetworkPlace<'_>> {
     if scheme == "http" || scheme == "https" {
         let (host, path) = split_host(rest)?;
         let host = host.rsplit('@').next().unwrap_or_default();
-        let host = host
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_string();
+        // `[2001:db8::1]:443`: the address is inside the brackets.
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner.split(']').next().unwrap_or_default(),
+            None => host.split(':').next().unwrap_or_default(),
+        }
+        .to_string();
         return Some(NetworkPlace {
             host,
             path,
             handler: false,
+            share: false,
         });
     }
     Some(NetworkPlace {
         host: String::new(),
         path: rest,
         handler: true,
+        share: false,
     })
 }
 
-/// The host and the rest of `rest` (what follows `//` or `\\\\`, slashes of either kind
+/// The host and the rest of `rest` (what follows `//` or `\\`, slashes of either kind
 /// and any number of them skipped, as Windows reads them); `None` for a drive path or no host.
 fn split_host(rest: &str) -> Option<(String, &str)> {
     let rest = rest.trim_start_matches(['/', '\\']);
@@ -205,7 +219,7 @@ fn has_dde_field(text: &str) -> bool {
     }
     let mut instructions: Vec<String> = vec![String::new()];
     for piece in text.split('<').skip(1) {
-        let (tag, content) = piece.split_once('>').unwrap_or((piece, ""));
+        let (tag, content) = split_tag(piece);
         let name = tag
             .split(|c: char| c.is_whitespace() || c == '/')
             .next()
@@ -234,10 +248,25 @@ fn has_dde_field(text: &str) -> bool {
     })
 }
 
+/// A piece of text after a `<`: the tag up to its `>` (one inside a quoted attribute value
+/// does not end it; review) and what follows.
+fn split_tag(piece: &str) -> (&str, &str) {
+    let mut quote = None;
+    for (i, c) in piece.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return (&piece[..i], &piece[i + 1..]),
+            _ => {}
+        }
+    }
+    (piece, "")
+}
+
 /// The start tags `<prefix:local …>` (any namespace prefix) in `text`, without their `<`.
 fn elements<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item = &'t str> + 't {
     text.split('<').skip(1).filter_map(move |piece| {
-        let tag = piece.split('>').next()?;
+        let (tag, _) = split_tag(piece);
         let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
         let bare = name.rsplit(':').next()?;
         (bare == local).then_some(tag)
@@ -281,6 +310,9 @@ fn tag_is_prefixed(tag: &str) -> bool {
         .is_some_and(|n| n.contains(':'))
 }
 
+/// Bytes a character reference may take between `&` and `;` (leading zeros included).
+const MAX_REFERENCE: usize = 32;
+
 /// `text` with XML's predefined entities and numeric character references read.
 fn decode_references(text: &str) -> String {
     if !text.contains('&') {
@@ -291,7 +323,9 @@ fn decode_references(text: &str) -> String {
     while let Some(at) = rest.find('&') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        let Some(end) = after.find(';').filter(|&e| e <= 10) else {
+        // A reference is short: its `;` is looked for only that far (a search to the end
+        // of the text for every `&` made a part of ampersands cost quadratic time; review).
+        let Some(end) = after.bytes().take(MAX_REFERENCE).position(|b| b == b';') else {
             out.push('&');
             rest = after;
             continue;
@@ -352,14 +386,24 @@ mod tests {
             "ms-msdt:/id PCWDiagnostic",
             "https://x.example/download?id=7",
             "&#104;ttp://x.example/page",
+            "https://user@[2001:db8::1]:443/t.dotm",
         ] {
             let part = rels("attachedTemplate", target, EXTERNAL);
             assert!(read(SETTINGS, &part).remote_object, "{target}");
         }
         let object = rels("oleObject", "https://x.example/o.html!", EXTERNAL);
         assert!(read("word/_rels/document.xml.rels", &object).remote_object);
-        let object = rels("oleObject", "file://host.example/share/o.doc", EXTERNAL);
+        let object = rels("oleObject", "file://198.51.100.7/share/o.doc", EXTERNAL);
         assert!(read("word/_rels/document.xml.rels", &object).remote_object);
+        let object = rels("oleObject", "\\\\host@SSL\\share\\o.doc", EXTERNAL);
+        assert!(read("word/_rels/document.xml.rels", &object).remote_object);
+        // A workbook on the company's file server linked into a report.
+        let linked = rels(
+            "oleObject",
+            "file:///\\\\fileserver\\finance\\budget.xlsx",
+            EXTERNAL,
+        );
+        assert!(!read("word/_rels/document.xml.rels", &linked).remote_object);
         // A prefixed twin of `Target` is not the attribute Office reads.
         let twin = format!(
             "<Relationships><Relationship x:Target=\"C:\\a.dotx\" Type=\"{REL}/attachedTemplate\" \
@@ -398,6 +442,8 @@ mod tests {
             "<w:instrText>DD<!-- x -->EAUTO x</w:instrText>",
             "<w:instrText><![CDATA[DDEAUTO x]]></w:instrText>",
             "<w:instrText>&#68;DEAUTO x</w:instrText>",
+            "<w:instrText>&#00000000068;DEAUTO x</w:instrText>",
+            "<w:fldSimple w:instr='DDEAUTO c:\\\\x.exe \"/k a > b\"'/>",
             "<w:fldChar w:fldCharType=\"begin\"/><w:instrText> PAGE </w:instrText>\
              <w:fldChar w:fldCharType=\"begin\"/><w:instrText>DDEAUTO x</w:instrText>",
         ] {
@@ -421,9 +467,14 @@ mod tests {
     fn excel_4_macro_sheets_and_auto_open_are_found() {
         assert!(read("xl/macrosheets/sheet1.xml", b"<xm:macrosheet/>").macros);
         assert!(read("xl/macrosheets/sheet1.bin", b"\x00\x01").macros);
-        for name in ["_xlnm.Auto_Open", "_xlnm.AUTO_OPEN", "Auto_Open"] {
+        for name in [
+            "_xlnm.Auto_Open",
+            "_xlnm.AUTO_OPEN",
+            "Auto_Open",
+            "Auto_Open_2",
+        ] {
             let wb = format!(
-                "<workbook><definedNames><definedName name=\"{name}\">Macro1!$A$1</definedName></definedNames></workbook>"
+                "<workbook><definedNames><definedName name = '{name}'>Macro1!$A$1</definedName></definedNames></workbook>"
             );
             assert!(
                 read("xl/workbook.xml", wb.as_bytes()).autorun_macro(),

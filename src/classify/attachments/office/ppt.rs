@@ -16,7 +16,17 @@ pub(super) const MAX_INFLATED: u64 = 16 * 1024 * 1024;
 /// inflated).
 pub(super) fn storages(stream: &[u8], left: &mut u64) -> Vec<Vec<u8>> {
     let mut found = Vec::new();
-    for at in memchr::memmem::find_iter(stream, &COMPRESSED_STORAGE).take(MAX_STORAGES) {
+    let mut tried = 0;
+    for at in memchr::memmem::find_iter(stream, &COMPRESSED_STORAGE) {
+        // Only a zlib stream counts against the bound: 32 look-alike byte runs in front
+        // cannot hide the real storage (review).
+        if stream.get(at + 12) != Some(&0x78) {
+            continue;
+        }
+        if tried == MAX_STORAGES {
+            break;
+        }
+        tried += 1;
         let Some(len) = u32_at(stream, at + 4) else {
             continue;
         };

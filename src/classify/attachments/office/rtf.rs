@@ -15,9 +15,26 @@ pub(super) fn is_rtf(data: &[u8]) -> bool {
 /// Reads the objects of an RTF document.
 pub(super) fn read(data: &[u8], budget: &mut DocumentBudget) -> Facts {
     let mut facts = Facts::default();
-    for at in memchr::memmem::find_iter(data, b"\\objdata").take(MAX_OBJECTS) {
-        let hex = object_bytes(data.get(at + 8..).unwrap_or_default());
-        facts.merge(read_object(&hex, budget));
+    let mut read_up_to = 0;
+    let mut objects = 0;
+    for at in memchr::memmem::find_iter(data, b"\\objdata") {
+        // An object's data is read once: `\objdata` repeated in front of one blob made
+        // its compound file read 64 times (review).
+        if at < read_up_to {
+            continue;
+        }
+        let rest = data.get(at + 8..).unwrap_or_default();
+        let (object, used) = object_bytes(rest);
+        read_up_to = at + 8 + used;
+        // Empty groups in front cannot use up the count (review).
+        if object.len() < 8 {
+            continue;
+        }
+        facts.merge(read_object(&object, budget));
+        objects += 1;
+        if objects == MAX_OBJECTS {
+            break;
+        }
     }
     facts
 }
@@ -25,7 +42,8 @@ pub(super) fn read(data: &[u8], budget: &mut DocumentBudget) -> Facts {
 /// The bytes of an object's data: the hex digits up to the end of its group, with what
 /// RTF readers skip in between (white space, control words, nested groups' braces, the
 /// raw bytes of a `\binN`) left out, as Word reads them.
-fn object_bytes(rest: &[u8]) -> Vec<u8> {
+/// Returns the bytes and how much of `rest` the group took.
+fn object_bytes(rest: &[u8]) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
     let mut high: Option<u8> = None;
     let mut depth = 0usize;
@@ -76,7 +94,7 @@ fn object_bytes(rest: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    (out, i.min(rest.len()))
 }
 
 /// Reads an OLE 1 object: version, format, class name; for an embedded object its topic,

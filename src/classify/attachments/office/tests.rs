@@ -345,3 +345,47 @@ fn a_password_protected_document_is_flagged() {
         vec!["OFFICE_ENCRYPTED"]
     );
 }
+
+#[test]
+fn caps_cannot_be_spent_by_decoys_in_front() {
+    // 100 empty objects in front of an RTF exploit.
+    let exploit = super::rtf::tests::rtf_with_object("Equation.3", &[0x1C, 0, 0, 0, 2, 0], "");
+    let mut rtf = b"{\\rtf1".to_vec();
+    for _ in 0..100 {
+        rtf.extend_from_slice(b"{\\*\\objdata }");
+    }
+    rtf.extend_from_slice(&exploit[6..]);
+    assert_eq!(
+        symbols(&[part("order.doc", "application/msword", &rtf)]),
+        vec!["OFFICE_EQUATION_EDITOR"]
+    );
+    // 40 record headers that are no storage in front of a presentation's project.
+    let project = compound(&[
+        ("/VBA/_VBA_PROJECT", &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0]),
+        ("/VBA/dir", &this_document_dir()),
+        ("/VBA/ThisDocument", &module(DROPPER)),
+    ]);
+    let mut stream = Vec::new();
+    for _ in 0..40 {
+        stream.extend_from_slice(&[0x10, 0x00, 0x11, 0x10, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    stream.extend(super::ppt::tests::presentation_with(&project));
+    let ppt = compound(&[("/PowerPoint Document", &stream)]);
+    assert_eq!(
+        symbols(&[part("deck.ppt", "application/vnd.ms-powerpoint", &ppt)]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // A module `dir` names in another code page than its stream's name: read anyway.
+    let doc = compound(&[
+        (
+            "/Macros/VBA/_VBA_PROJECT",
+            &[0xCC, 0x61, 0xFF, 0xFF, 0, 0, 0],
+        ),
+        (
+            "/Macros/VBA/dir",
+            &compressed(&dir_listing(&[("\u{dd}\u{f2}\u{e0}", 700)])),
+        ),
+        ("/Macros/VBA/ThisDocument", &module(DROPPER)),
+    ]);
+    assert!(super::probe_compound(&doc, &mut DocumentBudget::default()).autorun_macro());
+}

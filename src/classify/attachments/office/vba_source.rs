@@ -57,7 +57,6 @@ const CODE_WORDS: &[&str] = &[
     "createremotethread",
     "rtlmovememory",
     "writeprocessmemory",
-    "lib",
 ];
 
 /// Pieces of string literals (lower-case) that name a program, a script host or a way to
@@ -80,6 +79,11 @@ const STRING_PIECES: &[&str] = &[
     "cmd /k",
     "wscript.exe",
     "cscript",
+    // Libraries a `Declare` names to download or run (`Declare … Lib "kernel32"` for
+    // `Sleep` is ordinary; its memory and thread calls are code words above).
+    "urlmon",
+    "shell32",
+    "wininet",
 ];
 
 /// Reads decompressed source into `facts`.
@@ -214,6 +218,7 @@ mod tests {
             "Private Sub Workbook_Open()\n Sheet1.Range(\"A1\") = \"Shell\"\nEnd Sub\n",
             "Private Sub Workbook_BeforeClose(Cancel As Boolean)\n ' copy to the lib folder\n Rem shell out later\nEnd Sub\n",
             "Private Sub UserForm_Resize()\n Set c = CreateObject(\"ADODB.Connection\")\nEnd Sub\n",
+            "Private Declare PtrSafe Sub Sleep Lib \"kernel32\" (ByVal ms As Long)\nPrivate Sub Workbook_Open()\n Sleep 100\nEnd Sub\n",
         ] {
             let f = facts_of(source);
             assert!(f.runs_on_open && !f.reaches_out, "{source}: {f:?}");
@@ -228,6 +233,7 @@ mod tests {
             "Attribute VB_Name = \"AutoOpen\"\nSub Main()\n Shell \"calc\"\nEnd Sub\n",
             "Sub AutoClose()\n x = GetObject(\"winmgmts:\")\nEnd Sub\n",
             "Private Declare PtrSafe Function Go Lib \"urlmon\" ()\nSub AutoOpen()\nEnd Sub\n",
+            "Private Declare PtrSafe Function A Lib \"kernel32\" Alias \"VirtualAlloc\" ()\nSub AutoOpen()\n VirtualAlloc 0\nEnd Sub\n",
         ] {
             let f = facts_of(source);
             assert!(f.runs_on_open && f.reaches_out, "{source}: {f:?}");
