@@ -261,10 +261,14 @@ impl AttachmentPolicy {
         )
     }
 
-    /// Whether judging these attachments means opening archives (the costly part, which a
-    /// caller may want off the async threads).
-    pub fn opens_archives(&self, attachments: &[Attachment<'_>]) -> bool {
-        self.max_depth > 0 && attachments.iter().any(read_as_archive)
+    /// Whether judging these attachments means decompressing: opening archives, or reading
+    /// an Office document's macros and objects (the costly part, which a caller may want off
+    /// the async threads).
+    pub fn opens_containers(&self, attachments: &[Attachment<'_>]) -> bool {
+        attachments.iter().any(|a| {
+            (self.max_depth > 0 && read_as_archive(a))
+                || (!a.content_left_out && office::is_document(a.data))
+        })
     }
 
     /// Judges the attachments of one message: each symbol found once, sorted, with the

@@ -183,11 +183,11 @@ impl Attachments {
         if attachments.list().is_empty() {
             return Decision::Continue;
         }
-        let opens_archives = self.policy.opens_archives(&parts(attachments.list()));
+        let opens_containers = self.policy.opens_containers(&parts(attachments.list()));
         let findings: Vec<Finding> = match tokio::runtime::Handle::try_current() {
-            // Decompressing is CPU work of up to max_expanded_bytes: keep it off the
-            // threads that serve sessions.
-            Ok(_) if opens_archives => {
+            // Decompressing (archives, a document's macros) is CPU work of up to
+            // max_expanded_bytes: keep it off the threads that serve sessions.
+            Ok(_) if opens_containers => {
                 // Opening archives costs memory too (a nested zip is held whole, up to
                 // `max_expanded_bytes`), whatever the message's size: one of
                 // `disk_inspections` at a time, or 200 small messages took 15 GB.

@@ -59,6 +59,13 @@ impl Facts {
         self.macros && self.runs_on_open && self.reaches_out
     }
 
+    /// Keeps a package found, while fewer than [`MAX_PACKAGES`] are kept.
+    fn add_package(&mut self, found: package::Package) {
+        if self.packages.len() < MAX_PACKAGES {
+            self.packages.push(found);
+        }
+    }
+
     fn merge(&mut self, other: Facts) {
         self.macros |= other.macros;
         self.runs_on_open |= other.runs_on_open;
@@ -130,10 +137,16 @@ fn probe_compound_at(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> 
 /// as [`probe_document`] does, the XML parts that can load, run or start something as
 /// [`parts`] reads them.
 pub(super) fn probe_part(name: &str, data: &[u8], budget: &mut DocumentBudget) -> Facts {
-    if starts_as_compound_file(data) || rtf::is_rtf(data) {
+    if is_document(data) {
         return probe_document(data, budget);
     }
     parts::read(name, data)
+}
+
+/// Whether [`probe_document`] has anything to read in `data`: a compound file or RTF by
+/// its first bytes.
+pub(super) fn is_document(data: &[u8]) -> bool {
+    starts_as_compound_file(data) || rtf::is_rtf(data)
 }
 
 /// Reads an attachment (or an archive entry) that is a document by its content: a
@@ -193,10 +206,7 @@ fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Fact
             n if n.eq_ignore_ascii_case(package::STREAM_NAME) => {
                 let read = read_stream(&mut file, path, &mut bytes_left);
                 if let Some(found) = read.as_deref().and_then(package::read) {
-                    facts.merge(Facts {
-                        packages: vec![found],
-                        ..Facts::default()
-                    });
+                    facts.add_package(found);
                 }
             }
             "powerpoint document" if depth < MAX_NESTING => {

@@ -127,7 +127,7 @@ fn read_object(object: &[u8], budget: &mut DocumentBudget) -> Facts {
     let native = object.get(at + 4..).unwrap_or_default();
     if class == b"package" {
         if let Some(found) = super::package::read_native(native) {
-            facts.packages.push(found);
+            facts.add_package(found);
         }
     } else {
         facts.merge(super::probe_compound(native, budget));

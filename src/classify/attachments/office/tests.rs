@@ -389,3 +389,21 @@ fn caps_cannot_be_spent_by_decoys_in_front() {
     ]);
     assert!(super::probe_compound(&doc, &mut DocumentBudget::default()).autorun_macro());
 }
+
+#[test]
+fn documents_are_judged_off_the_session_threads_like_archives() {
+    let policy = crate::classify::attachments::tests::policy();
+    let names = vec!["invoice.doc".to_string()];
+    let attachment = |data: &[u8]| -> bool {
+        let a = crate::classify::attachments::Attachment {
+            names: &names,
+            content_type: "application/msword",
+            data,
+            content_left_out: false,
+        };
+        policy.opens_containers(&[a])
+    };
+    assert!(attachment(&word_document(DROPPER)));
+    assert!(attachment(b"{\\rtf1 x}"));
+    assert!(!attachment(b"plain text"));
+}

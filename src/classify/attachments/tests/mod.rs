@@ -13,7 +13,7 @@ pub(in crate::classify::attachments) mod zipbuild;
 use super::*;
 
 /// The policy with default settings.
-fn policy() -> AttachmentPolicy {
+pub(in crate::classify::attachments) fn policy() -> AttachmentPolicy {
     AttachmentPolicy::new(&AttachmentsConfig::default())
 }
 
