@@ -8,6 +8,7 @@
 //! most `max_expanded_bytes` of decompression and yields `ARCHIVE_BOMB`.
 
 mod archive;
+mod locations;
 mod magic;
 mod names;
 mod office;

@@ -9,6 +9,8 @@
 //! clients made to share a web page (the training corpus has one, a 2002 ham) point at
 //! `http:` and stay unflagged.
 
+use super::locations::{self, is_unc, scheme_of};
+
 /// Bytes of a shortcut read. The ones Windows writes are a few hundred bytes; a bigger one
 /// is padded to push its target past a reader, and is flagged whatever it says. Below the
 /// bytes an archive entry's head holds, so a padded entry is flagged too.
@@ -111,46 +113,9 @@ fn leaves_the_web(target: &str) -> bool {
     }
 }
 
-/// Whether a path is on another machine: a UNC path, or a `file:` URL naming a host other
-/// than this one (`file://host/share`; `file:///C:/` and `file://localhost/` are local).
+/// Whether a path is on another machine (see [`locations::share`]).
 fn on_a_share(path: &str) -> bool {
-    let path = path.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
-    if is_unc(path) {
-        return true;
-    }
-    if scheme_of(path).as_deref() != Some("file") {
-        return false;
-    }
-    // Any run of slashes: Windows reads `file:////host/share` as `\\host\share`.
-    let after = &path["file:".len()..];
-    let rest = after.trim_start_matches(['/', '\\']);
-    if after.len() - rest.len() < 2 {
-        return false;
-    }
-    let host = rest.split(['/', '\\']).next().unwrap_or_default();
-    let drive = host.len() == 2 && host.ends_with([':', '|']);
-    !host.is_empty() && !drive && !host.eq_ignore_ascii_case("localhost")
-}
-
-/// Two slashes of either kind in front: Windows opens `//host/share` as it opens
-/// `\\host\share`.
-fn is_unc(path: &str) -> bool {
-    let mut chars = path.chars();
-    matches!(
-        (chars.next(), chars.next()),
-        (Some('\\' | '/'), Some('\\' | '/'))
-    )
-}
-
-/// The scheme of a URL, lower-case: letters, digits, `+`, `-`, `.` before the first `:`,
-/// starting with a letter (a drive letter reads as a one-letter scheme).
-fn scheme_of(target: &str) -> Option<String> {
-    let (scheme, _) = target.split_once(':')?;
-    let mut chars = scheme.chars();
-    let first = chars.next()?;
-    let valid = first.is_ascii_alphabetic()
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    valid.then(|| scheme.to_ascii_lowercase())
+    locations::share(path).is_some()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! objects and frames on the network, DDE fields and links, Excel 4 macro sheets and the
 //! `Auto_Open` name that runs them.
 
+use super::super::locations;
 use super::Facts;
 
 /// Template file names Word loads a document's template from: a document made from a
@@ -137,77 +138,44 @@ struct NetworkPlace<'t> {
     share: bool,
 }
 
-/// A target outside the computer: a URL with a host, a UNC path (`\\host\share`,
-/// `//host`, `file://host/share`, `file:////host`), or another scheme; `None` for a file on
-/// the computer (`file:///C:/…`, `C:\…`) or a path inside the document's folder.
+/// A target outside the computer: a share (see [`locations::share`]), a URL with a host,
+/// or another scheme; `None` for a file on the computer (`file:///C:/…`, `C:\…`) or a
+/// path inside the document's folder.
 fn network_place(target: &str) -> Option<NetworkPlace<'_>> {
     let t = target.trim();
-    let lower = t.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("file:") {
-        let rest = &t[t.len() - rest.len()..];
-        let (host, path) = split_host(rest)?;
-        return Some(NetworkPlace {
-            host,
-            path,
+    if let Some(share) = locations::share(t) {
+        return (!share.host.is_empty()).then(|| NetworkPlace {
+            host: share.host.to_ascii_lowercase(),
+            path: share.rest,
             handler: false,
             share: true,
         });
     }
-    if t.starts_with("\\\\") || t.starts_with("//") || t.starts_with("\\/") || t.starts_with("/\\")
-    {
-        let (host, path) = split_host(t)?;
+    // One letter is a drive (`C:\…`); `file:` that names no share is local.
+    let scheme = locations::scheme_of(t).filter(|s| s.len() >= 2 && s != "file")?;
+    let rest = &t[scheme.len() + 1..];
+    if scheme != "http" && scheme != "https" {
         return Some(NetworkPlace {
-            host,
-            path,
-            handler: false,
-            share: true,
-        });
-    }
-    let (scheme, rest) = t.split_once(':')?;
-    let is_scheme = scheme.len() >= 2
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    if !is_scheme {
-        return None;
-    }
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme == "http" || scheme == "https" {
-        let (host, path) = split_host(rest)?;
-        let host = host.rsplit('@').next().unwrap_or_default();
-        // `[2001:db8::1]:443`: the address is inside the brackets.
-        let host = match host.strip_prefix('[') {
-            Some(inner) => inner.split(']').next().unwrap_or_default(),
-            None => host.split(':').next().unwrap_or_default(),
-        }
-        .to_string();
-        return Some(NetworkPlace {
-            host,
-            path,
-            handler: false,
+            host: String::new(),
+            path: rest,
+            handler: true,
             share: false,
         });
     }
-    Some(NetworkPlace {
-        host: String::new(),
-        path: rest,
-        handler: true,
+    let rest = rest.trim_start_matches(['/', '\\']);
+    let end = rest.find(['/', '\\']).unwrap_or(rest.len());
+    let host = rest[..end].rsplit('@').next().unwrap_or_default();
+    // `[2001:db8::1]:443`: the address is inside the brackets.
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    (!host.is_empty()).then(|| NetworkPlace {
+        host: host.to_ascii_lowercase(),
+        path: &rest[end..],
+        handler: false,
         share: false,
     })
-}
-
-/// The host and the rest of `rest` (what follows `//` or `\\`, slashes of either kind
-/// and any number of them skipped, as Windows reads them); `None` for a drive path or no host.
-fn split_host(rest: &str) -> Option<(String, &str)> {
-    let rest = rest.trim_start_matches(['/', '\\']);
-    let bytes = rest.as_bytes();
-    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
-    if drive {
-        return None;
-    }
-    let end = rest.find(['/', '\\']).unwrap_or(rest.len());
-    let host = rest[..end].to_ascii_lowercase();
-    (!host.is_empty()).then(|| (host, &rest[end..]))
 }
 
 /// Whether a Word part holds a DDE field: the instruction of each field (its pieces joined
