@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod charsets;
+pub mod compound_file;
 pub mod date;
 pub mod delimiters;
 pub mod display_names;

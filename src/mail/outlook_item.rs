@@ -6,12 +6,11 @@
 //! storage `__substg1.0_3701000D` holding another item, its attachments read the same way
 //! down to [`MAX_DEPTH`] items deep.
 
+use super::compound_file::{read_stream, starts_as_compound_file};
 use super::tnef::{name_text, OutlookFile, MAX_FILES, MAX_NAMED_FILES};
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::{Component, Path, PathBuf};
 
-/// A compound file's first eight bytes.
-pub(crate) const CFB_SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// Items attached in items followed at most: deeper attachments are judged by name only.
 pub const MAX_DEPTH: usize = 3;
 /// Prefix of an attachment's storage.
@@ -26,20 +25,6 @@ const NAME_PROPERTIES: [&str; 5] = ["3707", "3704", "3001", "370D", "3708"];
 /// Longest name stream read.
 const MAX_NAME_BYTES: u64 = 4096;
 
-/// Whether `data` is a compound file (an Outlook item, or a Word, Excel or PowerPoint
-/// file of the 97–2003 formats): it starts as one and its header and directory read.
-/// The signature alone is not enough: one put in front of a zip would make the zip no
-/// archive to the policy while 7-Zip, failing to read a compound file, opens the zip
-/// (review).
-pub fn is_compound_file(data: &[u8]) -> bool {
-    data.starts_with(&CFB_SIGNATURE) && opens_as_compound_file(data)
-}
-
-/// Whether the compound-file reader opens `data` (its faults taken as "no").
-fn opens_as_compound_file(data: &[u8]) -> bool {
-    std::panic::catch_unwind(|| cfb::CompoundFile::open(Cursor::new(data)).is_ok()).unwrap_or(false)
-}
-
 /// The files of an Outlook item (`data` a compound file holding attachment storages): the
 /// first [`MAX_FILES`] with their bytes, the rest (up to [`MAX_NAMED_FILES`]) and those
 /// deeper than [`MAX_DEPTH`] by name only, as TNEF's are. The bytes copied never add up to
@@ -47,7 +32,7 @@ fn opens_as_compound_file(data: &[u8]) -> bool {
 /// else (a Word or Excel file, which is a compound file too, or one that does not read):
 /// none.
 pub fn files(data: &[u8]) -> Vec<OutlookFile> {
-    if !data.starts_with(&CFB_SIGNATURE) {
+    if !starts_as_compound_file(data) {
         return Vec::new();
     }
     // The reader walks a directory tree and sector chains the sender wrote; a fault in it
@@ -133,18 +118,6 @@ fn attachment_depth(path: &Path) -> Option<usize> {
         }
     });
     in_items.then_some(names.len() / 2)
-}
-
-/// The bytes of a stream, at most `limit`; `None` when there is no such stream.
-fn read_stream(
-    item: &mut cfb::CompoundFile<Cursor<&[u8]>>,
-    path: &Path,
-    limit: u64,
-) -> Option<Vec<u8>> {
-    let stream = item.open_stream(path).ok()?;
-    let mut bytes = Vec::new();
-    stream.take(limit).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
 }
 
 #[cfg(test)]
@@ -255,7 +228,7 @@ pub(crate) mod tests {
         doc.flush().unwrap();
         assert!(files(&doc.into_inner().into_inner()).is_empty());
         assert!(files(b"").is_empty());
-        assert!(files(&CFB_SIGNATURE).is_empty());
+        assert!(files(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]).is_empty());
         // Damaged items read as far as they read, without a fault.
         let item = outlook_item(&[Attached {
             at: &[0],

@@ -341,7 +341,7 @@ fn names_a_tar(names: &[String]) -> bool {
 pub(super) fn ends_like_zip(data: &[u8]) -> bool {
     // The end record first: it is a search of the tail, where reading a compound file's
     // directory is a parse, and every Word or Excel attachment starts as one (review).
-    zipfile::has_end_record(data) && !crate::mail::outlook_item::is_compound_file(data)
+    zipfile::has_end_record(data) && !crate::mail::compound_file::is_compound_file(data)
 }
 
 /// An entry that is an archive this policy opens is opened one level deeper, while levels

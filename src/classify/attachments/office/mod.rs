@@ -20,9 +20,9 @@ mod vba_dir;
 mod vba_source;
 mod word_fields;
 
-use crate::mail::outlook_item::CFB_SIGNATURE;
+use crate::mail::compound_file::{self, starts_as_compound_file, CompoundFile};
 use std::collections::HashSet;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 /// What a document holds; merged over the parts and streams read.
@@ -159,14 +159,6 @@ pub(super) fn probe_document(data: &[u8], budget: &mut DocumentBudget) -> Facts 
     }
 }
 
-/// Whether `data` starts with the compound-file signature (whether it reads as one is
-/// [`crate::mail::outlook_item::is_compound_file`]).
-fn starts_as_compound_file(data: &[u8]) -> bool {
-    data.starts_with(&CFB_SIGNATURE)
-}
-
-type Compound<'d> = cfb::CompoundFile<Cursor<&'d [u8]>>;
-
 fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Facts {
     let Ok(mut file) = cfb::CompoundFile::open(Cursor::new(data)) else {
         return Facts::default();
@@ -257,7 +249,7 @@ fn vba_projects(streams: &[PathBuf]) -> Vec<&Path> {
 /// Reads one VBA project: the modules its `dir` lists, at their offsets; when `dir` does
 /// not read, every source found in the storage's other streams.
 fn read_project(
-    file: &mut Compound<'_>,
+    file: &mut CompoundFile<'_>,
     streams: &[PathBuf],
     project: &Path,
     bytes_left: &mut u64,
@@ -324,10 +316,8 @@ fn read_project(
 
 /// The bytes of a stream within `bytes_left` (lowered by what was read); `None` when it
 /// does not read.
-fn read_stream(file: &mut Compound<'_>, path: &Path, bytes_left: &mut u64) -> Option<Vec<u8>> {
-    let stream = file.open_stream(path).ok()?;
-    let mut bytes = Vec::new();
-    stream.take(*bytes_left).read_to_end(&mut bytes).ok()?;
+fn read_stream(file: &mut CompoundFile<'_>, path: &Path, bytes_left: &mut u64) -> Option<Vec<u8>> {
+    let bytes = compound_file::read_stream(file, path, *bytes_left)?;
     *bytes_left -= bytes.len() as u64;
     Some(bytes)
 }
