@@ -64,7 +64,7 @@ fn read_u32(data: &[u8], at: usize) -> Option<u32> {
 
 /// A name as stored: cut at its first NUL, read as UTF-8 or, failing that, Latin-1 (an
 /// ANSI code page), or UTF-16LE when `wide`.
-pub(super) fn name_text(raw: &[u8], wide: bool) -> String {
+pub(crate) fn name_text(raw: &[u8], wide: bool) -> String {
     if wide {
         let units: Vec<u16> = raw
             .chunks_exact(2)

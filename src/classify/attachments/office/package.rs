@@ -59,14 +59,14 @@ fn read_from(stream: &[u8], start: usize) -> Option<Package> {
     Some(Package { names, head })
 }
 
-/// The NUL-terminated string at `*at` (Windows-1252 read as Latin-1: the extension is
-/// ASCII), moving `*at` past its NUL; `None` when the stream ends first.
+/// The NUL-terminated string at `*at`, read as TNEF's and Outlook's 8-bit names are (UTF-8,
+/// else Latin-1), moving `*at` past its NUL; `None` when the stream ends first.
 fn c_string(stream: &[u8], at: &mut usize) -> Option<String> {
     let rest = stream.get(*at..)?;
     let len = memchr::memchr(0, rest)?;
     *at += len + 1;
     let bytes = rest.get(..len.min(MAX_NAME)).unwrap_or_default();
-    Some(bytes.iter().map(|&b| char::from(b)).collect())
+    Some(crate::mail::tnef::name_text(bytes, false))
 }
 
 #[cfg(test)]
