@@ -96,6 +96,9 @@ pub enum Symbol {
     OfficeEquationEditor,
     /// An Office document encrypted with a password: its content cannot be judged.
     OfficeEncrypted,
+    /// Part of an Office document went unread where a macro or an object could be: a
+    /// compound file that does not open, a stream that does not read, a bound reached.
+    OfficeUninspected,
 }
 
 impl Symbol {
@@ -131,6 +134,7 @@ impl Symbol {
             Symbol::OfficeDde => "OFFICE_DDE",
             Symbol::OfficeEquationEditor => "OFFICE_EQUATION_EDITOR",
             Symbol::OfficeEncrypted => "OFFICE_ENCRYPTED",
+            Symbol::OfficeUninspected => "OFFICE_UNINSPECTED",
         }
     }
 
@@ -145,6 +149,7 @@ impl Symbol {
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
             Symbol::ArchiveTooDeep | Symbol::ArchiveNestedSkipped => 3.0,
+            Symbol::OfficeUninspected => 3.0,
             Symbol::ArchiveEncrypted | Symbol::OfficeEncrypted => 2.0,
             Symbol::ArchiveUnreadable => 2.0,
             Symbol::ArchiveTooManyEntries | Symbol::AttachTooManyFiles => 1.0,
@@ -416,6 +421,9 @@ impl AttachmentPolicy {
         }
         if facts.encrypted {
             findings.add(Symbol::OfficeEncrypted, shown);
+        }
+        if facts.uninspected {
+            findings.add(Symbol::OfficeUninspected, shown);
         }
     }
 

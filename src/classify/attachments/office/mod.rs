@@ -49,9 +49,23 @@ pub(super) struct Facts {
     /// Encrypted with a password: its content cannot be judged (the malware's way past
     /// filters, with the password in the mail, as for encrypted archives).
     pub encrypted: bool,
+    /// Part of the document went unread where a macro or an object could be: it starts as
+    /// a compound file that does not open (Office opens files this reader refuses, and
+    /// malformed headers are how exploits get past parsers), a stream it lists does not
+    /// read or is longer than the file could hold, or a bound was reached (the message's
+    /// source or inflation allowance, projects, storages, objects, nesting).
+    pub uninspected: bool,
 }
 
 impl Facts {
+    /// Nothing found, and not all of the document read.
+    fn uninspected() -> Facts {
+        Facts {
+            uninspected: true,
+            ..Facts::default()
+        }
+    }
+
     /// Whether the macros found run by themselves and call outside Office: the pattern of
     /// macro malware, which a business's own macro documents rarely share (theirs are run
     /// by a button, or only compute).
@@ -74,6 +88,7 @@ impl Facts {
         self.dde |= other.dde;
         self.equation_editor |= other.equation_editor;
         self.encrypted |= other.encrypted;
+        self.uninspected |= other.uninspected;
         let room = MAX_PACKAGES.saturating_sub(self.packages.len());
         self.packages.extend(other.packages.into_iter().take(room));
     }
@@ -117,7 +132,7 @@ impl Default for DocumentBudget {
 /// read where the project's `dir` says), Excel 4 macro sheets and `Auto_Open` names in an
 /// Excel workbook stream, DDE fields of a Word document, the storages of a PowerPoint
 /// presentation, Equation Editor objects and OLE packages. Anything that is no compound
-/// file, or does not read as one: nothing found.
+/// file: nothing found; one that starts as one and does not read: uninspected.
 pub(super) fn probe_compound(data: &[u8], budget: &mut DocumentBudget) -> Facts {
     probe_compound_at(data, 0, budget)
 }
@@ -129,7 +144,7 @@ fn probe_compound_at(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> 
     }
     // The reader walks a directory tree and sector chains the sender wrote.
     let read = std::panic::AssertUnwindSafe(|| read_compound(data, depth, budget));
-    std::panic::catch_unwind(read).unwrap_or_default()
+    std::panic::catch_unwind(read).unwrap_or_else(|_| Facts::uninspected())
 }
 
 /// Reads one entry of a zip (a part of an Office Open XML document, or anything else
@@ -161,21 +176,27 @@ pub(super) fn probe_document(data: &[u8], budget: &mut DocumentBudget) -> Facts 
 
 fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Facts {
     let Ok(mut file) = cfb::CompoundFile::open(Cursor::new(data)) else {
-        return Facts::default();
+        return Facts::uninspected();
     };
-    let streams: Vec<PathBuf> = file
-        .walk()
-        .take(MAX_ENTRIES)
-        .filter(|e| e.is_stream())
-        .map(|e| e.path().to_path_buf())
-        .collect();
     let mut facts = Facts::default();
+    let mut streams: Vec<PathBuf> = Vec::new();
+    for (walked, entry) in file.walk().enumerate() {
+        if walked == MAX_ENTRIES {
+            facts.uninspected = true;
+            break;
+        }
+        if entry.is_stream() {
+            streams.push(entry.path().to_path_buf());
+        }
+    }
     // Macros first, each kind of stream with its own allowance of the file's size: a
     // directory may name one chain of sectors many times, and streams read for one
     // check must not spend what another needs (review: two `Workbook` entries on one
     // 1 MB chain left the modules unread).
     let mut project_bytes = data.len() as u64;
-    for project in vba_projects(&streams).into_iter().take(MAX_PROJECTS) {
+    let projects = vba_projects(&streams);
+    facts.uninspected |= projects.len() > MAX_PROJECTS;
+    for project in projects.into_iter().take(MAX_PROJECTS) {
         facts.merge(read_project(
             &mut file,
             &streams,
@@ -196,26 +217,29 @@ fn read_compound(data: &[u8], depth: usize, budget: &mut DocumentBudget) -> Fact
             // Office Open XML encrypted into a compound file; an encrypted presentation.
             "encryptedpackage" | "encryptedsummary" => facts.encrypted = true,
             n if n.eq_ignore_ascii_case(package::STREAM_NAME) => {
-                let read = read_stream(&mut file, path, &mut bytes_left);
+                let read = read_stream(&mut file, path, &mut bytes_left, &mut facts);
                 if let Some(found) = read.as_deref().and_then(package::read) {
                     facts.add_package(found);
                 }
             }
-            "powerpoint document" if depth < MAX_NESTING => {
-                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
-                    for storage in ppt::storages(&bytes, &mut budget.inflated) {
+            "powerpoint document" if depth == MAX_NESTING => facts.uninspected = true,
+            "powerpoint document" => {
+                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left, &mut facts) {
+                    let storages = ppt::storages(&bytes, &mut budget.inflated);
+                    facts.uninspected |= storages.cut;
+                    for storage in storages.found {
                         facts.merge(probe_compound_at(&storage, depth + 1, budget));
                     }
                 }
             }
             "worddocument" => {
-                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
+                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left, &mut facts) {
                     facts.dde |= word_fields::has_dde_field(&bytes);
                     facts.encrypted |= word_fields::is_encrypted(&bytes);
                 }
             }
             "workbook" | "book" => {
-                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left) {
+                if let Some(bytes) = read_stream(&mut file, path, &mut bytes_left, &mut facts) {
                     facts.merge(biff::read(&bytes));
                 }
             }
@@ -268,7 +292,7 @@ fn read_project(
         })
     };
     let modules = in_project("dir")
-        .and_then(|path| read_stream(file, path, bytes_left))
+        .and_then(|path| read_stream(file, path, bytes_left, &mut facts))
         .map(|dir| {
             let listing = vba::decompress(&dir, MAX_DIR_BYTES.min(budget.source));
             budget.source = budget.source.saturating_sub(listing.len());
@@ -281,7 +305,10 @@ fn read_project(
             continue;
         };
         listed.push(path);
-        if let Some(bytes) = read_stream(file, path, bytes_left) {
+        // A module left unread for want of allowance hides whatever it runs (review: a
+        // padding project in front spent it).
+        facts.uninspected |= budget.source == 0;
+        if let Some(bytes) = read_stream(file, path, bytes_left, &mut facts) {
             facts.merge(vba::read_module_at(
                 &bytes,
                 module.offset,
@@ -305,9 +332,10 @@ fn read_project(
     });
     for path in others {
         if budget.source == 0 {
+            facts.uninspected = true;
             break;
         }
-        if let Some(bytes) = read_stream(file, path, bytes_left) {
+        if let Some(bytes) = read_stream(file, path, bytes_left, &mut facts) {
             facts.merge(vba::read_module_anywhere(&bytes, &mut budget.source));
         }
     }
@@ -315,10 +343,24 @@ fn read_project(
 }
 
 /// The bytes of a stream within `bytes_left` (lowered by what was read); `None` when it
-/// does not read.
-fn read_stream(file: &mut CompoundFile<'_>, path: &Path, bytes_left: &mut u64) -> Option<Vec<u8>> {
-    let bytes = compound_file::read_stream(file, path, *bytes_left)?;
+/// does not read. A stream that does not read, or is cut at `bytes_left` (streams can
+/// only hold more than the file when the directory names one chain of sectors many
+/// times), leaves the document `uninspected`.
+fn read_stream(
+    file: &mut CompoundFile<'_>,
+    path: &Path,
+    bytes_left: &mut u64,
+    facts: &mut Facts,
+) -> Option<Vec<u8>> {
+    let Some(bytes) = compound_file::read_stream(file, path, *bytes_left) else {
+        facts.uninspected = true;
+        return None;
+    };
     *bytes_left -= bytes.len() as u64;
+    let whole = file
+        .entry(path)
+        .is_ok_and(|e| e.len() <= bytes.len() as u64);
+    facts.uninspected |= !whole;
     Some(bytes)
 }
 

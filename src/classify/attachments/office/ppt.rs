@@ -11,11 +11,21 @@ const MAX_STORAGES: usize = 32;
 /// Bytes inflated per presentation at most.
 pub(super) const MAX_INFLATED: u64 = 16 * 1024 * 1024;
 
+/// The compound files inside a presentation stream.
+#[derive(Debug, Default)]
+pub(super) struct Storages {
+    /// Those inflated, each a compound file.
+    pub found: Vec<Vec<u8>>,
+    /// Some were left (past [`MAX_STORAGES`]) or not inflated whole (past the message's
+    /// allowance): what they hold went unjudged.
+    pub cut: bool,
+}
+
 /// The storages (each a compound file) inside a presentation stream, inflated within
 /// `left` bytes (the message's allowance, [`MAX_INFLATED`] at first; lowered by what was
 /// inflated).
-pub(super) fn storages(stream: &[u8], left: &mut u64) -> Vec<Vec<u8>> {
-    let mut found = Vec::new();
+pub(super) fn storages(stream: &[u8], left: &mut u64) -> Storages {
+    let mut out = Storages::default();
     let mut tried = 0;
     for at in memchr::memmem::find_iter(stream, &COMPRESSED_STORAGE) {
         // Only a zlib stream counts against the bound: 32 look-alike byte runs in front
@@ -23,7 +33,8 @@ pub(super) fn storages(stream: &[u8], left: &mut u64) -> Vec<Vec<u8>> {
         if stream.get(at + 12) != Some(&0x78) {
             continue;
         }
-        if tried == MAX_STORAGES {
+        if tried == MAX_STORAGES || *left == 0 {
+            out.cut = true;
             break;
         }
         tried += 1;
@@ -44,14 +55,12 @@ pub(super) fn storages(stream: &[u8], left: &mut u64) -> Vec<Vec<u8>> {
             .take(limit)
             .read_to_end(&mut inflated);
         *left -= inflated.len() as u64;
+        out.cut |= limit < u64::from(declared) && inflated.len() as u64 == limit;
         if super::starts_as_compound_file(&inflated) {
-            found.push(inflated);
-        }
-        if *left == 0 {
-            break;
+            out.found.push(inflated);
         }
     }
-    found
+    out
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
@@ -83,17 +92,31 @@ pub(crate) mod tests {
         let storage =
             crate::classify::attachments::office::tests::compound(&[("/x", b"y".as_slice())]);
         let found = storages(&presentation_with(&storage), &mut MAX_INFLATED.clone());
-        assert_eq!(found, vec![storage.clone()]);
-        // Past the message's allowance: nothing more.
-        assert!(storages(&presentation_with(&storage), &mut 0).is_empty());
+        assert_eq!(found.found, vec![storage.clone()]);
+        assert!(!found.cut);
+        // Past the message's allowance: nothing more, and said so.
+        let spent = storages(&presentation_with(&storage), &mut 0);
+        assert!(spent.found.is_empty() && spent.cut);
+        let short = storages(&presentation_with(&storage), &mut 100);
+        assert!(short.found.len() <= 1 && short.cut);
         // Not a compound file, or not zlib: nothing.
-        assert!(storages(
+        let plain = storages(
             &presentation_with(b"plain bytes"),
-            &mut MAX_INFLATED.clone()
-        )
-        .is_empty());
+            &mut MAX_INFLATED.clone(),
+        );
+        assert!(plain.found.is_empty() && !plain.cut);
         let mut broken = presentation_with(&[0u8; 4096]);
         broken.truncate(30);
-        assert!(storages(&broken, &mut MAX_INFLATED.clone()).is_empty());
+        assert!(storages(&broken, &mut MAX_INFLATED.clone())
+            .found
+            .is_empty());
+        // Past the storages read per presentation.
+        let mut many = Vec::new();
+        for _ in 0..=MAX_STORAGES {
+            many.extend(presentation_with(&storage));
+        }
+        let capped = storages(&many, &mut MAX_INFLATED.clone());
+        assert_eq!(capped.found.len(), MAX_STORAGES);
+        assert!(capped.cut);
     }
 }

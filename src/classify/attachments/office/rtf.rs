@@ -5,7 +5,7 @@
 use super::{DocumentBudget, Facts};
 
 /// Objects read per document at most.
-const MAX_OBJECTS: usize = 64;
+pub(super) const MAX_OBJECTS: usize = 64;
 
 /// Whether `data` is RTF as Word takes it (`{\rt`, whatever follows).
 pub(super) fn is_rtf(data: &[u8]) -> bool {
@@ -33,6 +33,8 @@ pub(super) fn read(data: &[u8], budget: &mut DocumentBudget) -> Facts {
         facts.merge(read_object(&object, budget));
         objects += 1;
         if objects == MAX_OBJECTS {
+            let rest = data.get(read_up_to..).unwrap_or_default();
+            facts.uninspected |= memchr::memmem::find(rest, b"\\objdata").is_some();
             break;
         }
     }

@@ -209,19 +209,48 @@ fn an_excel_4_macro_sheet_run_on_opening_is_found() {
 }
 
 #[test]
-fn damaged_documents_give_nothing_and_never_panic() {
+fn damaged_documents_are_uninspected_and_never_panic() {
     let doc = word_document(DROPPER);
-    for cut in [8, 512, 1024, doc.len() / 2, doc.len() - 1] {
-        let _ = super::probe_compound(&doc[..cut], &mut DocumentBudget::default());
+    for cut in [8, 512, 1024, doc.len() / 2] {
+        let facts = super::probe_compound(&doc[..cut], &mut DocumentBudget::default());
+        assert!(facts.uninspected, "cut at {cut}: {facts:?}");
     }
+    // The last byte is padding of the last sector: the document reads whole.
+    let _ = super::probe_compound(&doc[..doc.len() - 1], &mut DocumentBudget::default());
     let mut flipped = doc.clone();
     for i in (0..flipped.len()).step_by(97) {
         flipped[i] ^= 0x5A;
     }
     let _ = super::probe_compound(&flipped, &mut DocumentBudget::default());
+    // Not a compound file at all: nothing to say.
     assert_eq!(
         super::probe_compound(b"not a compound file", &mut DocumentBudget::default()),
         super::Facts::default()
+    );
+    // A whole document: all of it read.
+    assert!(!super::probe_compound(&doc, &mut DocumentBudget::default()).uninspected);
+}
+
+#[test]
+fn a_document_the_reader_refuses_is_flagged_uninspected() {
+    // A sector size no compound file has: Office is lenient with headers, the reader not.
+    let mut doc = word_document(DROPPER);
+    doc[30] = 0x20;
+    assert_eq!(
+        symbols(&[part("invoice.doc", "application/msword", &doc)]),
+        vec!["OFFICE_UNINSPECTED"]
+    );
+    // The same inside a zip.
+    let zip = zip_of(&[("invoice.doc", doc.as_slice())]);
+    assert_eq!(
+        symbols(&[part("invoice.zip", "application/zip", &zip)]),
+        vec!["OFFICE_UNINSPECTED"]
+    );
+    // A truncated presentation or workbook likewise, whatever it is called.
+    let xls = compound(&[("/Workbook", &super::biff::tests::workbook(0x00, false))]);
+    assert_eq!(
+        symbols(&[part("scan.pdf.bin", "", &xls[..600])]),
+        vec!["OFFICE_UNINSPECTED"]
     );
 }
 
@@ -321,6 +350,46 @@ fn the_source_budget_is_the_message_s_not_each_document_s() {
     budget.source = 0;
     let facts = super::probe_compound(&doc, &mut budget);
     assert!(facts.macros && !facts.autorun_macro(), "{facts:?}");
+    // What the spent allowance left unread is said.
+    assert!(facts.uninspected, "{facts:?}");
+}
+
+#[test]
+fn bounds_reached_leave_the_document_uninspected() {
+    // Past the objects read per RTF document: the exploit after them is unread, and said.
+    let harmless = super::rtf::tests::rtf_with_object("Word.Picture.8", &[7u8; 16], "");
+    let exploit = super::rtf::tests::rtf_with_object("Equation.3", &[0x1C, 0, 0, 0, 2, 0], "");
+    let mut rtf = b"{\\rtf1".to_vec();
+    for _ in 0..super::rtf::MAX_OBJECTS {
+        rtf.extend_from_slice(&harmless[6..harmless.len() - 1]);
+    }
+    rtf.extend_from_slice(&exploit[6..]);
+    assert_eq!(
+        symbols(&[part("order.rtf", "application/rtf", &rtf)]),
+        vec!["OFFICE_UNINSPECTED"]
+    );
+    // Exactly the objects read: all of it read.
+    let mut rtf = b"{\\rtf1".to_vec();
+    for _ in 0..super::rtf::MAX_OBJECTS {
+        rtf.extend_from_slice(&harmless[6..harmless.len() - 1]);
+    }
+    rtf.push(b'}');
+    assert!(symbols(&[part("order.rtf", "application/rtf", &rtf)]).is_empty());
+    // Presentations inside presentations past the nesting PowerPoint writes.
+    let project = compound(&[
+        ("/VBA/_VBA_PROJECT", VBA_PROJECT_STREAM),
+        ("/VBA/dir", &this_document_dir()),
+        ("/VBA/ThisDocument", &module(DROPPER)),
+    ]);
+    let mut nested = project;
+    for _ in 0..3 {
+        let stream = super::ppt::tests::presentation_with(&nested);
+        nested = compound(&[("/PowerPoint Document", &stream)]);
+    }
+    assert_eq!(
+        symbols(&[part("deck.ppt", "application/vnd.ms-powerpoint", &nested)]),
+        vec!["OFFICE_UNINSPECTED"]
+    );
 }
 
 #[test]
