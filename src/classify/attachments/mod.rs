@@ -329,7 +329,8 @@ impl AttachmentPolicy {
                 findings.add(Symbol::HtmlSmuggling, shown);
             }
             check_shortcut(&exts, a.content_type, a.data, false, &mut findings, shown);
-            let facts = office::probe_document(a.data, &mut budget.documents);
+            let facts =
+                office::probe_attachment(&exts, a.content_type, a.data, &mut budget.documents);
             self.check_office(facts, &mut findings, shown);
             if self.max_depth > 0 && read_as_archive(a) {
                 let place = archive::Place {

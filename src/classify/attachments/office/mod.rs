@@ -2,15 +2,17 @@
 //! run on opening, programs packaged inside a document, templates and objects loaded from
 //! the network, and DDE fields that start a program.
 //!
-//! Three readers: [`probe_compound`] for the 97–2003 formats' compound files (`.doc`,
+//! Four readers: [`probe_compound`] for the 97–2003 formats' compound files (`.doc`,
 //! `.xls`, `.ppt` with the storages PowerPoint compresses inside, and the `vbaProject.bin`
 //! and `oleObject*.bin` inside the newer formats), [`probe_document`] for those and RTF's
 //! objects, and [`probe_part`] for the XML parts of a `.docx`/`.xlsx`/`.pptx`, which the
-//! archive reader hands over entry by entry (such a document is a zip). All read hostile input:
+//! archive reader hands over entry by entry (such a document is a zip), and [`flat`] for
+//! the text files Office opens as documents (SYLK, CSV, 2003 XML). All read hostile input:
 //! every read is bounded by the document's own size, and a fault in the compound-file
 //! reader costs the document's judgement, never the session.
 
 mod biff;
+mod flat;
 mod package;
 mod parts;
 mod ppt;
@@ -155,7 +157,24 @@ pub(super) fn probe_part(name: &str, data: &[u8], budget: &mut DocumentBudget) -
     if is_document(data) {
         return probe_document(data, budget);
     }
-    parts::read(name, data)
+    let mut facts = parts::read(name, data);
+    let ext = super::names::analyse(name).ext;
+    facts.merge(flat::read(&[ext], "", data));
+    facts
+}
+
+/// Reads an attachment as a document: by its content ([`probe_document`]), or as text
+/// Office opens (SYLK, 2003 XML, spreadsheet text by `exts` or `content_type`).
+pub(super) fn probe_attachment(
+    exts: &[Option<String>],
+    content_type: &str,
+    data: &[u8],
+    budget: &mut DocumentBudget,
+) -> Facts {
+    if is_document(data) {
+        return probe_document(data, budget);
+    }
+    flat::read(exts, content_type, data)
 }
 
 /// Whether [`probe_document`] has anything to read in `data`: a compound file or RTF by

@@ -28,6 +28,13 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
     if !lower.ends_with(".xml") {
         return facts;
     }
+    read_xml(data)
+}
+
+/// Reads an XML part, or a document saved whole as XML (Word and Excel 2003 XML, whose
+/// fields and names are written as in the parts): the `Auto_Open` name and DDE.
+pub(super) fn read_xml(data: &[u8]) -> Facts {
+    let mut facts = Facts::default();
     let text = readable_xml(data);
     let folded = text.to_ascii_lowercase();
     // The defined name Excel runs on opening (built in, or a plain `Auto_Open` name on a
@@ -282,7 +289,7 @@ fn tag_is_prefixed(tag: &str) -> bool {
 const MAX_REFERENCE: usize = 32;
 
 /// `text` with XML's predefined entities and numeric character references read.
-fn decode_references(text: &str) -> String {
+pub(super) fn decode_references(text: &str) -> String {
     if !text.contains('&') {
         return text.to_string();
     }

@@ -468,3 +468,31 @@ fn documents_are_judged_off_the_session_threads_like_archives() {
     assert!(attachment(b"{\\rtf1 x}"));
     assert!(!attachment(b"plain text"));
 }
+
+#[test]
+fn text_files_office_opens_as_documents_are_judged_at_the_top_and_in_archives() {
+    let sylk =
+        b"ID;PWXL;N;E\r\nNN;NAuto_Open;ER1C1\r\nC;Y1;X1;EEXEC(\"calc\")\r\nC;Y2;EHALT()\r\nE\r\n";
+    // By content, under a spreadsheet's name.
+    assert_eq!(
+        symbols(&[part("prices.xls", "application/vnd.ms-excel", sylk)]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    let csv = b"name,amount\r\nPay now,=cmd|'/c powershell -w hidden'!A0\r\n";
+    assert_eq!(
+        symbols(&[part("invoice.csv", "text/csv", csv)]),
+        vec!["OFFICE_DDE"]
+    );
+    let zip = zip_of(&[
+        ("invoice.csv", csv.as_slice()),
+        ("prices.slk", sylk.as_slice()),
+    ]);
+    assert_eq!(
+        symbols(&[part("invoice.zip", "application/zip", &zip)]),
+        vec!["OFFICE_DDE", "OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // The same words in a text file nobody opens in Excel: nothing.
+    assert!(symbols(&[part("notes.txt", "text/plain", csv)]).is_empty());
+    let zip = zip_of(&[("notes.txt", csv.as_slice())]);
+    assert!(symbols(&[part("notes.zip", "application/zip", &zip)]).is_empty());
+}
