@@ -11,6 +11,11 @@ const BOUNDSHEET: u16 = 0x0085;
 const FILEPASS: u16 = 0x002F;
 /// `NAME` (`Lbl`): a defined name.
 const NAME: u16 = 0x0018;
+/// `BOF`: a substream begins; its first field is the format's version.
+const BOF: u16 = 0x0809;
+/// The version a BIFF5/BIFF7 `BOF` gives (Excel 5 and 95), whose names are 8-bit text
+/// without BIFF8's flag byte in front.
+const BIFF5: u16 = 0x0500;
 /// The sheet type of an Excel 4 macro sheet.
 const MACRO_SHEET: u8 = 0x01;
 /// `fBuiltin` in a `NAME` record's flags.
@@ -25,6 +30,7 @@ const MAX_RECORDS: usize = 1_000_000;
 pub(super) fn read(stream: &[u8]) -> Facts {
     let mut facts = Facts::default();
     let mut at = 0;
+    let mut version = None;
     for _ in 0..MAX_RECORDS {
         let Some(head) = stream.get(at..at + 4) else {
             break;
@@ -40,11 +46,17 @@ pub(super) fn read(stream: &[u8]) -> Facts {
                 facts.encrypted = true;
                 break;
             }
+            BOF if version.is_none() => {
+                version = data.get(..2).map(|v| u16::from_le_bytes([v[0], v[1]]));
+            }
             NAME => {
                 let flags = data.get(..2).map(|f| u16::from_le_bytes([f[0], f[1]]));
-                // One character after the string's flag byte, at offset 14.
+                // One character at offset 14: after the string's flag byte in BIFF8, at
+                // once in BIFF5 (Excel 5 workbooks still run their Auto_Open; review of
+                // the `oletools` samples).
+                let name_at = if version == Some(BIFF5) { 14 } else { 15 };
                 let built_in = flags.is_some_and(|f| f & BUILT_IN != 0);
-                if built_in && data.get(3) == Some(&1) && data.get(15) == Some(&AUTO_OPEN) {
+                if built_in && data.get(3) == Some(&1) && data.get(name_at) == Some(&AUTO_OPEN) {
                     facts.runs_on_open = true;
                 }
             }
@@ -88,6 +100,39 @@ pub(crate) mod tests {
         }
         s.extend(record(0x000A, &[]));
         s
+    }
+
+    #[test]
+    fn an_excel_5_workbook_s_auto_open_is_found() {
+        // BIFF5: a BOF of version 0x0500, the name's one character at offset 14.
+        let mut s = record(BOF, &[0x00, 0x05, 0x05, 0x00, 0, 0, 0, 0]);
+        s.extend(record(
+            BOUNDSHEET,
+            &[
+                0,
+                0,
+                0,
+                0,
+                1,
+                MACRO_SHEET,
+                6,
+                b'M',
+                b'a',
+                b'c',
+                b'r',
+                b'o',
+                b'1',
+            ],
+        ));
+        let mut name = vec![0x20, 0x00, 0, 1, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, AUTO_OPEN];
+        name.extend_from_slice(&[0x3A, 0xFF, 0xFF, 0, 0]);
+        s.extend(record(NAME, &name));
+        assert!(read(&s).autorun_macro());
+        // The same bytes in a BIFF8 stream are a name whose flag byte says UTF-16 and
+        // whose character is another: not Auto_Open.
+        s[4..6].copy_from_slice(&[0x00, 0x06]);
+        let facts = read(&s);
+        assert!(facts.macros && !facts.runs_on_open, "{facts:?}");
     }
 
     #[test]

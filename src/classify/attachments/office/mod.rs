@@ -12,6 +12,7 @@
 //! reader costs the document's judgement, never the session.
 
 mod biff;
+mod biff12;
 mod flat;
 mod package;
 mod parts;

@@ -25,6 +25,10 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
         facts.macros = true;
         return facts;
     }
+    if lower.ends_with("workbook.bin") {
+        // An `.xlsb`'s names, `Auto_Open` among them, in binary records.
+        return super::biff12::read_workbook(data);
+    }
     if !lower.ends_with(".xml") {
         return facts;
     }

@@ -1,0 +1,106 @@
+//! Excel binary workbooks (`.xlsb`): the defined names of `xl/workbook.bin` (BIFF12
+//! records, MS-XLSB), where the `Auto_Open` name that runs an Excel 4 macro sheet is kept.
+//! The `.xlsx` form keeps the same name in `workbook.xml` ([`super::parts`]).
+
+use super::Facts;
+
+/// `BrtName`: a defined name.
+const BRT_NAME: u32 = 39;
+/// Records read at most (each takes at least two bytes, so the part's size bounds the walk
+/// too).
+const MAX_RECORDS: usize = 1_000_000;
+/// Characters of a name read (Excel's limit is 255).
+const MAX_NAME_CHARS: usize = 255;
+
+/// Reads a workbook part's records for a name Excel runs on opening: `Auto_Open` (built in
+/// or a plain name of that form), as the XML form is read.
+pub(super) fn read_workbook(data: &[u8]) -> Facts {
+    let mut facts = Facts::default();
+    let mut at = 0;
+    for _ in 0..MAX_RECORDS {
+        let Some((kind, used)) = varint(data, at, 2) else {
+            break;
+        };
+        let Some((size, used_size)) = varint(data, at + used, 4) else {
+            break;
+        };
+        let start = at + used + used_size;
+        let end = start.saturating_add(size as usize);
+        let Some(record) = data.get(start..end) else {
+            break;
+        };
+        at = end;
+        if kind == BRT_NAME && runs_on_open(record) {
+            // Excel 4 formulas call what they like: no source to read.
+            facts.macros = true;
+            facts.runs_on_open = true;
+            facts.reaches_out = true;
+        }
+    }
+    facts
+}
+
+/// A record's type (at most 2 bytes) or size (at most 4): 7 bits a byte, the high bit
+/// saying another byte follows. Returns the value and the bytes it took.
+fn varint(data: &[u8], at: usize, max_bytes: usize) -> Option<(u32, usize)> {
+    let mut value = 0u32;
+    for i in 0..max_bytes {
+        let b = *data.get(at + i)?;
+        value |= u32::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    Some((value, max_bytes))
+}
+
+/// Whether a `BrtName` names `Auto_Open`: flags (4 bytes), `chKey` (1), `itab` (4), then
+/// the name as a count of UTF-16 characters (4 bytes) and the characters.
+fn runs_on_open(record: &[u8]) -> bool {
+    let Some(count) = record.get(9..13) else {
+        return false;
+    };
+    let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    let units: Vec<u16> = record
+        .get(13..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .take(count.min(MAX_NAME_CHARS))
+        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+        .collect();
+    let name = String::from_utf16_lossy(&units).to_ascii_lowercase();
+    name.starts_with("auto_open") || name.starts_with("_xlnm.auto_open")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_record(name: &str) -> Vec<u8> {
+        let mut data = vec![0x20, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+        let units: Vec<u16> = name.encode_utf16().collect();
+        data.extend_from_slice(&(units.len() as u32).to_le_bytes());
+        for u in units {
+            data.extend_from_slice(&u.to_le_bytes());
+        }
+        data.extend_from_slice(&[0x0B, 0, 0, 0]);
+        let mut record = vec![BRT_NAME as u8, data.len() as u8];
+        record.extend(data);
+        record
+    }
+
+    #[test]
+    fn an_auto_open_name_is_found_among_the_records() {
+        // BrtBeginBook (0x83 0x01: a two-byte type), then the names.
+        let mut part = vec![0x83, 0x01, 0x00];
+        part.extend(name_record("Print_Area"));
+        assert_eq!(read_workbook(&part), Facts::default());
+        part.extend(name_record("auto_OPEN21"));
+        assert!(read_workbook(&part).autorun_macro());
+        // Cut anywhere: no panic, and the names before the cut still count.
+        for cut in 0..part.len() {
+            let _ = read_workbook(&part[..cut]);
+        }
+        assert!(!read_workbook(&[0xFF; 64]).runs_on_open);
+    }
+}
