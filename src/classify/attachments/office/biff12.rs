@@ -1,11 +1,16 @@
 //! Excel binary workbooks (`.xlsb`): the defined names of `xl/workbook.bin` (BIFF12
-//! records, MS-XLSB), where the `Auto_Open` name that runs an Excel 4 macro sheet is kept.
-//! The `.xlsx` form keeps the same name in `workbook.xml` ([`super::parts`]).
+//! records, MS-XLSB), where the `Auto_Open` name that runs an Excel 4 macro sheet is kept,
+//! and the external links of `xl/externalLinks/*.bin`, where a DDE link is. The `.xlsx`
+//! form keeps the same in XML ([`super::parts`]).
 
 use super::Facts;
 
 /// `BrtName`: a defined name.
 const BRT_NAME: u32 = 39;
+/// `BrtBeginSupBook`: an external link begins; its first field says of which kind.
+const BRT_BEGIN_SUP_BOOK: u32 = 360;
+/// The kind of a `BrtBeginSupBook` that links to a program through DDE (`=cmd|'…'!A1`).
+const SUP_BOOK_DDE: u16 = 1;
 /// Records read at most (each takes at least two bytes, so the part's size bounds the walk
 /// too).
 const MAX_RECORDS: usize = 1_000_000;
@@ -16,20 +21,7 @@ const MAX_NAME_CHARS: usize = 255;
 /// or a plain name of that form), as the XML form is read.
 pub(super) fn read_workbook(data: &[u8]) -> Facts {
     let mut facts = Facts::default();
-    let mut at = 0;
-    for _ in 0..MAX_RECORDS {
-        let Some((kind, used)) = varint(data, at, 2) else {
-            break;
-        };
-        let Some((size, used_size)) = varint(data, at + used, 4) else {
-            break;
-        };
-        let start = at + used + used_size;
-        let end = start.saturating_add(size as usize);
-        let Some(record) = data.get(start..end) else {
-            break;
-        };
-        at = end;
+    for (kind, record) in records(data) {
         if kind == BRT_NAME && runs_on_open(record) {
             // Excel 4 formulas call what they like: no source to read.
             facts.macros = true;
@@ -38,6 +30,33 @@ pub(super) fn read_workbook(data: &[u8]) -> Facts {
         }
     }
     facts
+}
+
+/// Reads an external link part for a DDE link, which starts the program it names when
+/// the workbook's links are updated.
+pub(super) fn read_external_link(data: &[u8]) -> Facts {
+    let dde = records(data).any(|(kind, record)| {
+        kind == BRT_BEGIN_SUP_BOOK && record.get(..2) == Some(&SUP_BOOK_DDE.to_le_bytes()[..])
+    });
+    Facts {
+        dde,
+        ..Facts::default()
+    }
+}
+
+/// The records of a part, each as its type and data, up to the first that does not read.
+fn records(data: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let (kind, used) = varint(data, at, 2)?;
+        let (size, used_size) = varint(data, at + used, 4)?;
+        let start = at + used + used_size;
+        let end = start.saturating_add(size as usize);
+        let record = data.get(start..end)?;
+        at = end;
+        Some((kind, record))
+    })
+    .take(MAX_RECORDS)
 }
 
 /// A record's type (at most 2 bytes) or size (at most 4): 7 bits a byte, the high bit
@@ -102,5 +121,18 @@ mod tests {
             let _ = read_workbook(&part[..cut]);
         }
         assert!(!read_workbook(&[0xFF; 64]).runs_on_open);
+    }
+
+    #[test]
+    fn a_dde_link_is_found_among_the_external_links() {
+        // BrtBeginSupBook (type 360, written 0xE8 0x02) of kind DDE: `cmd`, `/c calc.exe`.
+        let mut data = vec![1, 0, 3, 0, 0, 0];
+        data.extend("cmd".encode_utf16().flat_map(u16::to_le_bytes));
+        let mut part = vec![0xE8, 0x02, data.len() as u8];
+        part.extend(&data);
+        assert!(read_external_link(&part).dde);
+        // A link to another workbook (kind 0): no DDE.
+        part[3] = 0;
+        assert!(!read_external_link(&part).dde);
     }
 }

@@ -29,6 +29,9 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
         // An `.xlsb`'s names, `Auto_Open` among them, in binary records.
         return super::biff12::read_workbook(data);
     }
+    if lower.contains("externallinks/") && lower.ends_with(".bin") {
+        return super::biff12::read_external_link(data);
+    }
     if !lower.ends_with(".xml") {
         return facts;
     }
