@@ -149,7 +149,7 @@ impl Symbol {
             Symbol::ArchiveDoubleExt | Symbol::ArchiveBidiName | Symbol::ArchiveTypeMismatch => 5.0,
             Symbol::ArchiveBomb | Symbol::ArchiveUninspected => 6.0,
             Symbol::ArchiveTooDeep | Symbol::ArchiveNestedSkipped => 3.0,
-            Symbol::OfficeUninspected => 3.0,
+            Symbol::OfficeUninspected => 2.0,
             Symbol::ArchiveEncrypted | Symbol::OfficeEncrypted => 2.0,
             Symbol::ArchiveUnreadable => 2.0,
             Symbol::ArchiveTooManyEntries | Symbol::AttachTooManyFiles => 1.0,

@@ -7,13 +7,8 @@
 
 use super::{parts, Facts};
 
-/// Cell formulas read for macro functions in a SYLK file at most (Excel 4 droppers have a
-/// handful; the count bounds the work on a big export).
-const MAX_SYLK_RECORDS: usize = 1_000_000;
 /// Bytes looked at after a `|` for the `'…'!` of a DDE reference: a topic is short.
 const MAX_CELL: usize = 1024;
-/// Bytes at the head of a file where a 2003 XML document says it is one.
-const XML_HEAD: usize = 4096;
 
 /// Excel 4 macro functions (only a macro sheet calls them; a formula on a worksheet
 /// cannot), as written in SYLK's `E` field: what droppers use to run, load and write.
@@ -58,19 +53,16 @@ const SHEET_TYPES: &[&str] = &[
 
 /// Reads an attachment (or an archive entry) as the text formats Office opens: SYLK and
 /// 2003 XML by their content, whatever they are called; DDE formulas in files a name
-/// (`exts`) or the declared type says are spreadsheets.
+/// (`exts`) or the declared type says are spreadsheets. UTF-16 text (with its byte-order
+/// mark, as Excel saves "Unicode text") is read as its characters.
 pub(super) fn read(exts: &[Option<String>], content_type: &str, data: &[u8]) -> Facts {
+    let text = utf16_as_utf8(data);
+    let data = text.as_deref().unwrap_or(data);
     if is_sylk(data) {
         return read_sylk(data);
     }
     if is_office_xml(data) {
-        let mut facts = parts::read_xml(data);
-        // A Word 2007 document saved as one XML file ("Flat OPC") carries its
-        // relationships inline: a template or object loaded from the network is there.
-        facts.remote_object = parts::loads_from_network(data);
-        let text = parts::decode_references(&String::from_utf8_lossy(data));
-        facts.dde |= has_dde_formula(text.as_bytes());
-        return facts;
+        return read_office_xml(data);
     }
     let named_sheet = exts
         .iter()
@@ -83,20 +75,41 @@ pub(super) fn read(exts: &[Option<String>], content_type: &str, data: &[u8]) -> 
     facts
 }
 
-/// Whether `data` is a SYLK file: Excel reads one by its first record, `ID;P…`, under any
-/// name.
-fn is_sylk(data: &[u8]) -> bool {
-    data.starts_with(b"ID;P")
+/// Text that starts with a UTF-16 byte-order mark, as UTF-8; `None` for any other.
+fn utf16_as_utf8(data: &[u8]) -> Option<Vec<u8>> {
+    let little = match data.get(..2)? {
+        [0xFF, 0xFE] => true,
+        [0xFE, 0xFF] => false,
+        _ => return None,
+    };
+    let units = data[2..].chunks_exact(2).map(|pair| {
+        let pair = [pair[0], pair[1]];
+        if little {
+            u16::from_le_bytes(pair)
+        } else {
+            u16::from_be_bytes(pair)
+        }
+    });
+    let text: String = char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    Some(text.into_bytes())
 }
 
-/// Whether `data` is a Word or Excel document saved as one XML file (2003 formats): the
-/// processing instruction Office opens it by, or the namespaces of those formats, near the
-/// top.
-fn is_office_xml(data: &[u8]) -> bool {
-    let head = data.get(..XML_HEAD).unwrap_or(data);
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-    let start = head.iter().position(|b| !b.is_ascii_whitespace());
-    if start.and_then(|s| head.get(s..s + 5)) != Some(b"<?xml".as_slice()) {
+/// Whether `data` is a SYLK file: Excel takes a file whose first record is `ID` (`ID;P…`,
+/// or `ID` alone) for one, under any name (the reason a CSV whose first column is headed
+/// "ID" will not open as CSV).
+fn is_sylk(data: &[u8]) -> bool {
+    data.starts_with(b"ID") && matches!(data.get(2), None | Some(b';' | b'\r' | b'\n'))
+}
+
+/// Whether `data` is a Word or Excel document saved as one XML file: markup whose
+/// processing instruction Office opens it by, or the namespace of the 2003 formats,
+/// appears anywhere (a comment in front does not push it out of sight).
+pub(super) fn is_office_xml(data: &[u8]) -> bool {
+    let text = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let start = text.iter().position(|b| !b.is_ascii_whitespace());
+    if start.and_then(|s| text.get(s)) != Some(&b'<') {
         return false;
     }
     [
@@ -105,33 +118,66 @@ fn is_office_xml(data: &[u8]) -> bool {
         b"schemas.microsoft.com/office/word/2003/wordml",
     ]
     .iter()
-    .any(|marker| memchr::memmem::find(head, marker).is_some())
+    .any(|marker| memchr::memmem::find(text, marker).is_some())
 }
 
-/// Reads a SYLK file's records: names (`NN;N<name>`), cell formulas (`C;…;E<formula>`)
-/// calling Excel 4 macro functions, DDE formulas.
+/// Reads a document saved as one XML file: fields, names and relationships as in the
+/// parts of a zipped one ([`parts::read_xml`]; a Word 2007 document saved so, "Flat OPC",
+/// carries its relationships inline), and each cell's formula (`ss:Formula`, in either
+/// quote, with `>` or quotes inside) for DDE.
+fn read_office_xml(data: &[u8]) -> Facts {
+    let mut facts = parts::read_xml(data);
+    facts.remote_object = parts::loads_from_network(data);
+    let text = parts::readable_xml(data);
+    facts.dde |= parts::elements(&text, "Cell").any(|tag| {
+        formulas(tag).any(|formula| has_dde_formula(parts::decode_references(formula).as_bytes()))
+    });
+    facts
+}
+
+/// The values of the `Formula` attributes (any prefix) of a start tag.
+fn formulas(tag: &str) -> impl Iterator<Item = &str> {
+    let mut rest = tag;
+    std::iter::from_fn(move || loop {
+        let at = rest.find("Formula")?;
+        let after = rest[at + "Formula".len()..].trim_start();
+        rest = &rest[at + "Formula".len()..];
+        let Some(value) = after.strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let quote = value.chars().next()?;
+        if quote != '"' && quote != '\'' {
+            continue;
+        }
+        let end = value[1..].find(quote)? + 1;
+        rest = &value[end..];
+        return Some(&value[1..end]);
+    })
+}
+
+/// Reads a SYLK file's records: names (`NN;N<name>`), cell formulas (`C;…;E<formula>`, the
+/// fields in any order) calling Excel 4 macro functions, DDE formulas. Linear in the size.
 fn read_sylk(data: &[u8]) -> Facts {
     let mut facts = Facts::default();
     let mut auto_open = false;
     let mut formulas = false;
-    for record in data
-        .split(|&b| b == b'\n' || b == b'\r')
-        .take(MAX_SYLK_RECORDS)
-    {
-        if let Some(fields) = record.strip_prefix(b"NN;") {
+    for record in data.split(|&b| b == b'\n' || b == b'\r') {
+        let mut fields = sylk_fields(record);
+        match fields.next() {
             // `NN;NAuto_Open;ER1C1`: a defined name and what it refers to.
-            auto_open |= fields.split(|&b| b == b';').any(|field| {
-                field.first() == Some(&b'N') && starts_with_folded(&field[1..], b"auto_open")
-            });
-        } else if let Some(fields) = record.strip_prefix(b"C;") {
-            let Some(at) = memchr::memmem::find(fields, b";E") else {
-                continue;
-            };
-            formulas = true;
-            let formula = fields[at + 2..].to_ascii_uppercase();
-            facts.macros |= MACRO_FUNCTIONS
-                .iter()
-                .any(|f| memchr::memmem::find(&formula, f.as_bytes()).is_some());
+            Some(b"NN") => {
+                auto_open |= fields.any(|field| {
+                    field.first() == Some(&b'N') && starts_with_folded(&field[1..], b"auto_open")
+                });
+            }
+            Some(b"C") => {
+                for formula in fields.filter_map(|f| f.strip_prefix(b"E")) {
+                    formulas = true;
+                    facts.macros |= calls_a_macro_function(formula);
+                }
+            }
+            _ => {}
         }
     }
     if auto_open && formulas {
@@ -145,74 +191,170 @@ fn read_sylk(data: &[u8]) -> Facts {
     facts
 }
 
+/// The fields of a SYLK record: split at `;`, where `;;` is a semicolon inside a field.
+fn sylk_fields(record: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(record);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut at = 0;
+        loop {
+            match memchr::memchr(b';', &text[at..]) {
+                Some(i) if text.get(at + i + 1) == Some(&b';') => at += i + 2,
+                Some(i) => {
+                    rest = Some(&text[at + i + 1..]);
+                    return Some(&text[..at + i]);
+                }
+                None => {
+                    rest = None;
+                    return Some(text);
+                }
+            }
+        }
+    })
+}
+
+/// Whether a formula calls one of [`MACRO_FUNCTIONS`] (by its whole name: `ISFORMULA(` is
+/// a worksheet function).
+fn calls_a_macro_function(formula: &[u8]) -> bool {
+    let formula = formula.to_ascii_uppercase();
+    MACRO_FUNCTIONS.iter().any(|f| {
+        memchr::memmem::find_iter(&formula, f.as_bytes()).any(|at| {
+            at.checked_sub(1)
+                .and_then(|p| formula.get(p))
+                .is_none_or(|&c| !(c.is_ascii_alphanumeric() || c == b'.' || c == b'_'))
+        })
+    })
+}
+
 fn starts_with_folded(text: &[u8], prefix: &[u8]) -> bool {
     text.get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
+/// Where the scan of spreadsheet text stands (see [`has_dde_formula`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    /// Before a cell's first character.
+    Start,
+    /// In a cell that is no formula.
+    Text,
+    /// In a formula.
+    Formula,
+}
+
 /// Whether a cell holds a DDE formula, `=app|'topic'!item` (or `app|topic!item`): in a
 /// formula (a cell starting with `=`, `+`, `-` or `@`, which Excel all reads as one), an
-/// application name before a `|` and the `!` of the reference after it. Spreadsheets have
-/// no other use for `|` in a formula, so ordinary exports never match. One pass: a
-/// formula runs to the end of its line or a quote (a new quoted cell, an XML attribute),
-/// across `,`, `;` and tabs, which separate its arguments as well as cells
-/// (`=SUM(1,2)+cmd|…`).
+/// application name before a `|` outside the formula's strings, and the `!item` of the
+/// reference after it. Spreadsheets have no other use for `|` in a formula, so ordinary
+/// exports never match. One pass over CSV as Excel splits it: a quoted cell runs to its
+/// closing quote (`""` is a quote inside), an unquoted one to a `,`, `;` or tab outside the
+/// formula's parentheses (`=SUM(1,2)+cmd|…`), every cell to the end of its line; so a
+/// phone number `+44 20 …` ends at its comma and the next cell is not part of it.
 fn has_dde_formula(data: &[u8]) -> bool {
-    let mut formula = false;
-    let mut cell_start = true;
-    for (at, &b) in data.iter().enumerate() {
-        match b {
-            b'\n' | b'\r' | b'"' | b'>' => {
-                formula = false;
-                cell_start = true;
-            }
-            b',' | b';' | b'\t' => cell_start = true,
-            // Excel drops blanks and quote-like padding in front of a formula.
-            b' ' | b'\'' if cell_start => {}
-            _ if cell_start => {
-                cell_start = false;
-                formula |= matches!(b, b'=' | b'+' | b'-' | b'@');
-            }
-            b'|' if formula => {
-                let app = at
-                    .checked_sub(1)
-                    .and_then(|p| data.get(p))
-                    .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
-                if app && references_a_topic(&data[at + 1..]) {
-                    return true;
+    let mut cell = Cell::Start;
+    let mut quoted = false;
+    let mut in_string = false;
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&b) = data.get(at) {
+        at += 1;
+        if b == b'\n' || b == b'\r' {
+            cell = Cell::Start;
+            quoted = false;
+            continue;
+        }
+        match cell {
+            Cell::Start => match b {
+                // Excel drops blanks and quote-like padding in front of a formula.
+                b' ' | b'\'' => {}
+                b'"' => quoted = true,
+                b',' | b';' | b'\t' => quoted = false,
+                _ => {
+                    let formula = matches!(b, b'=' | b'+' | b'-' | b'@');
+                    cell = if formula { Cell::Formula } else { Cell::Text };
+                    in_string = false;
+                    depth = 0;
+                }
+            },
+            Cell::Text if quoted => {
+                if b == b'"' {
+                    if data.get(at) == Some(&b'"') {
+                        at += 1;
+                    } else {
+                        quoted = false;
+                    }
                 }
             }
-            _ => {}
+            Cell::Text => {
+                if matches!(b, b',' | b';' | b'\t') {
+                    cell = Cell::Start;
+                }
+            }
+            Cell::Formula => match b {
+                b'"' if quoted => {
+                    if data.get(at) == Some(&b'"') {
+                        at += 1;
+                        in_string = !in_string;
+                    } else {
+                        // The quoted cell ends; what follows up to a separator is junk.
+                        quoted = false;
+                        cell = Cell::Text;
+                    }
+                }
+                b'"' => in_string = !in_string,
+                _ if in_string => {}
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b',' | b';' | b'\t' if depth == 0 && !quoted => cell = Cell::Start,
+                b'|' => {
+                    let app = data
+                        .get(at.wrapping_sub(2))
+                        .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
+                    if app && references_a_topic(&data[at..]) {
+                        return true;
+                    }
+                }
+                _ => {}
+            },
         }
     }
     false
 }
 
-/// Whether the text after a `|` is a DDE topic and item: `'topic'!` (any text in the
-/// quotes, on one line) or `topic!` (no blanks), after optional blanks.
+/// Whether the text after a `|` is a DDE topic and item: `'topic'!item` (any text in the
+/// quotes, `''` a quote inside, on one line) or `topic!item` (no blanks), after optional
+/// blanks; the item starts with a letter, digit, `_`, `$` or a quote (`!A0`, `!''`). A
+/// `|` ends a topic, so each scan stops at the next one (linear time).
 fn references_a_topic(after: &[u8]) -> bool {
     let after = after.get(..MAX_CELL).unwrap_or(after);
     let start = after.iter().position(|&b| b != b' ').unwrap_or(after.len());
     let rest = &after[start..];
-    if let Some(quoted) = rest.strip_prefix(b"'") {
-        let Some(end) = quoted
+    let tail = if let Some(quoted) = rest.strip_prefix(b"'") {
+        let mut at = 0;
+        loop {
+            match quoted.get(at) {
+                Some(b'\'') if quoted.get(at + 1) == Some(&b'\'') => at += 2,
+                Some(b'\'') => break &quoted[at + 1..],
+                Some(b'\n' | b'\r' | b'|') | None => return false,
+                Some(_) => at += 1,
+            }
+        }
+    } else {
+        let end = rest
             .iter()
-            .position(|&b| matches!(b, b'\'' | b'\n' | b'\r'))
-        else {
-            return false;
-        };
-        if quoted[end] != b'\'' {
+            .position(|&b| !b.is_ascii_graphic() || matches!(b, b',' | b';' | b'"' | b'!' | b'|'))
+            .unwrap_or(rest.len());
+        if end == 0 {
             return false;
         }
-        let tail = &quoted[end + 1..];
-        return tail.iter().find(|&&b| b != b' ') == Some(&b'!');
-    }
-    // A `|` ends the topic too, so every scan stops at the next one (linear time).
-    let topic = rest
-        .iter()
-        .position(|&b| !b.is_ascii_graphic() || matches!(b, b',' | b';' | b'"' | b'!' | b'|'));
-    let end = topic.unwrap_or(rest.len());
-    end > 0 && rest.get(end) == Some(&b'!')
+        &rest[end..]
+    };
+    let tail = &tail[tail.iter().position(|&b| b != b' ').unwrap_or(tail.len())..];
+    let Some(item) = tail.strip_prefix(b"!") else {
+        return false;
+    };
+    item.first()
+        .is_some_and(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$' | b'\''))
 }
 
 #[cfg(test)]
@@ -233,6 +375,28 @@ mod tests {
         // A plain SYLK export with formulas: nothing.
         let export = b"ID;PWXL;N;E\r\nC;Y1;X1;K2\r\nC;Y2;X1;K4;ESUM(R[-1]C*2)\r\nE\r\n";
         assert_eq!(read(&[], "", export), Facts::default());
+        // `ISFORMULA(` is a worksheet function, not `FORMULA(`.
+        let check = b"ID;PWXL;N;E\r\nC;Y1;X1;EISFORMULA(R1C2)\r\nE\r\n";
+        assert_eq!(read(&[], "", check), Facts::default());
+    }
+
+    #[test]
+    fn sylk_is_read_as_excel_reads_it() {
+        let body = "NN;NAuto_Open;ER1C1\r\nC;Y1;X1;EEXEC(\"calc\")\r\nC;Y2;EHALT()\r\nE\r\n";
+        for text in [
+            // `ID` without `P`, or alone on its line.
+            format!("ID;N;E\r\n{body}"),
+            format!("ID\r\n{body}"),
+            // The formula field first, or after an escaped semicolon.
+            "ID;PWXL\r\nNN;NAuto_Open;ER1C1\r\nC;EEXEC(\"calc\");Y1;X1\r\n".to_string(),
+            "ID;PWXL\r\nNN;NAuto_Open;ER1C1\r\nC;K\"a;;b\";EEXEC(\"calc\")\r\n".to_string(),
+            // A megabyte of empty records in front.
+            format!("ID;PWXL\r\n{}{body}", "\r\n".repeat(500_001)),
+        ] {
+            assert!(read(&[], "", text.as_bytes()).autorun_macro(), "{text:.40}");
+        }
+        // A CSV headed `IDENT` is no SYLK.
+        assert!(!is_sylk(b"IDENT,name\r\n"));
     }
 
     #[test]
@@ -246,6 +410,14 @@ mod tests {
             "x\t-2+3+cmd|'/c powershell'!A1",
             "=cmd|calc!A0",
             "=SUM(1,2)+cmd|' /C calc'!A0",
+            // Strings, `>` and doubled quotes inside the formula.
+            "=\"\"&cmd|'/c calc'!A0",
+            "\"=\"\"x\"\"&cmd|'/c calc'!A0\"",
+            "=IF(1>0,cmd|'/c calc'!A0)",
+            "=cmd|'/c echo ''x''&calc'!A0",
+            // After a quoted cell that ends the way CSV cells end.
+            "\"=1\",=cmd|'/c calc'!A0",
+            "\"a, b\",=cmd|'/c calc'!A0",
         ] {
             assert!(read(&csv, "", cell.as_bytes()).dde, "{cell}");
             assert!(read(&[], "text/csv", cell.as_bytes()).dde, "{cell}");
@@ -258,6 +430,13 @@ mod tests {
             "shell: echo 'x' | grep '!'\r\n",
             "=SUM(A1:A3),\"a|'b'!\"",
             "note,\"pipe | 'quoted'!\"",
+            // A negative amount, a phone number, a handle: cells that end at their comma.
+            "-12.50,REFUND|ADJ!",
+            "+44 20 7946 0958,Call back|urgent!",
+            "@jane,loved it|great!",
+            "id\t-\tstatus|done!\r\n",
+            // A `|` inside a formula's string.
+            "=\"cmd|'x'!A0\"",
         ] {
             assert!(!read(&csv, "", ordinary.as_bytes()).dde, "{ordinary}");
         }
@@ -285,6 +464,20 @@ mod tests {
             Target=\"http://198.51.100.7/invoice.dotm\" TargetMode=\"External\"/></Relationships>\
             </pkg:xmlData></pkg:part></pkg:package>";
         assert!(read(&[Some("xml".to_string())], "", flat_opc).remote_object);
+        // The formula in single quotes, with `>` in it, no declaration, a comment in front.
+        let quoted =
+            b"<!-- padding --><Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\" \
+            xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\"><Table><Row>\
+            <Cell ss:Formula='=IF(1>0,cmd|&apos;/c calc&apos;!A1)'/></Row></Table></Workbook>";
+        assert!(read(&[], "", quoted).dde);
+        // UTF-16 spreadsheet text, as Excel saves "Unicode text".
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(
+            "a\t=cmd|'/c calc'!A0\r\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        );
+        assert!(read(&[Some("csv".to_string())], "", &utf16).dde);
         // Other XML is not opened by Office: nothing.
         let other = b"<?xml version=\"1.0\"?><feed><f>=cmd|'/c calc'!A1</f></feed>";
         assert!(!read(&[], "", other).dde);
@@ -301,6 +494,9 @@ mod tests {
         assert!(!read(&csv, "", &data).dde);
         let mut data = b"=".to_vec();
         data.extend(std::iter::repeat_n(b"a|'".as_slice(), 1_000_000).flatten());
+        assert!(!read(&csv, "", &data).dde);
+        let mut data = b"=".to_vec();
+        data.extend(std::iter::repeat_n(b"a|''".as_slice(), 1_000_000).flatten());
         assert!(!read(&csv, "", &data).dde);
     }
 }

@@ -159,8 +159,12 @@ pub(super) fn probe_part(name: &str, data: &[u8], budget: &mut DocumentBudget) -
     if is_document(data) {
         return probe_document(data, budget);
     }
-    let mut facts = parts::read(name, data);
     let ext = super::names::analyse(name).ext;
+    // A document saved as one XML file is read once, as one (not again as a part).
+    if flat::is_office_xml(data) {
+        return flat::read(&[ext], "", data);
+    }
+    let mut facts = parts::read(name, data);
     facts.merge(flat::read(&[ext], "", data));
     facts
 }

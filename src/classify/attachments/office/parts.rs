@@ -72,7 +72,7 @@ pub(super) fn read_xml(data: &[u8]) -> Facts {
 
 /// A part's text as an XML reader sees it: comments dropped, CDATA sections opened (their
 /// `<` and `>` blanked so they start no tag), character references read.
-fn readable_xml(data: &[u8]) -> String {
+pub(super) fn readable_xml(data: &[u8]) -> String {
     let raw = String::from_utf8_lossy(data);
     let mut text = String::with_capacity(raw.len());
     let mut rest = raw.as_ref();
@@ -254,7 +254,7 @@ fn split_tag(piece: &str) -> (&str, &str) {
 }
 
 /// The start tags `<prefix:local …>` (any namespace prefix) in `text`, without their `<`.
-fn elements<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item = &'t str> + 't {
+pub(super) fn elements<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item = &'t str> + 't {
     text.split('<').skip(1).filter_map(move |piece| {
         let (tag, _) = split_tag(piece);
         let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;

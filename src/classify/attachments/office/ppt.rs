@@ -7,9 +7,9 @@ use std::io::Read;
 /// An `ExOleObjStg` record's header: version 0 and instance 1 (compressed), type 0x1011.
 const COMPRESSED_STORAGE: [u8; 4] = [0x10, 0x00, 0x11, 0x10];
 /// Storages inflated per presentation at most.
-const MAX_STORAGES: usize = 32;
+const MAX_STORAGES: usize = 256;
 /// Bytes inflated per presentation at most.
-pub(super) const MAX_INFLATED: u64 = 16 * 1024 * 1024;
+pub(super) const MAX_INFLATED: u64 = 64 * 1024 * 1024;
 
 /// The compound files inside a presentation stream.
 #[derive(Debug, Default)]

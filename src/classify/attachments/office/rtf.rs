@@ -5,7 +5,7 @@
 use super::{DocumentBudget, Facts};
 
 /// Objects read per document at most.
-pub(super) const MAX_OBJECTS: usize = 64;
+pub(super) const MAX_OBJECTS: usize = 1024;
 
 /// Whether `data` is RTF as Word takes it (`{\rt`, whatever follows).
 pub(super) fn is_rtf(data: &[u8]) -> bool {

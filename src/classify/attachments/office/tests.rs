@@ -352,6 +352,12 @@ fn the_source_budget_is_the_message_s_not_each_document_s() {
     assert!(facts.macros && !facts.autorun_macro(), "{facts:?}");
     // What the spent allowance left unread is said.
     assert!(facts.uninspected, "{facts:?}");
+    // Left with the `dir` listing and 30 bytes: the module is cut, and that is said too.
+    let listing = super::vba::decompress(&this_document_dir(), usize::MAX).len();
+    budget.source = listing + 30;
+    let facts = super::probe_compound(&doc, &mut budget);
+    assert!(facts.macros && !facts.runs_on_open, "{facts:?}");
+    assert!(facts.uninspected, "{facts:?}");
 }
 
 #[test]

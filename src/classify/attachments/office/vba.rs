@@ -10,7 +10,7 @@
 use super::{vba_source, Facts};
 
 /// Decompressed source read per compound file at most.
-pub(super) const MAX_SOURCE_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const MAX_SOURCE_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes a decompressed chunk holds (all but the last of a container hold this many).
 const CHUNK: usize = 4096;
 
@@ -26,6 +26,9 @@ pub(super) fn read_module_at(stream: &[u8], offset: usize, budget: &mut usize) -
     };
     let source = decompress(stream.get(offset..).unwrap_or_default(), *budget);
     *budget = budget.saturating_sub(source.len());
+    // Cut at the message's allowance: the rest of the module is unread (review: a module
+    // cut to its first 30 bytes hid its `Document_Open`).
+    facts.uninspected = *budget == 0;
     vba_source::read(&source, &mut facts);
     facts
 }
