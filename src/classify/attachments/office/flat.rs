@@ -5,8 +5,21 @@
 //! compound file or a zip, so the other readers never see them, and Excel opens SYLK and
 //! CSV under a `.xls` name too.
 
-use super::{parts, Facts};
+use super::{parts, DocumentBudget, Facts};
+use std::io::Read;
 
+/// `binData` elements of a document read at most (Word writes one `editdata.mso`, and an
+/// image or two).
+const MAX_BIN_DATA: usize = 16;
+/// Bytes at the head of an ActiveMime blob searched for its zlib stream.
+const ACTIVE_MIME_SCAN: usize = 4096;
+/// Base64 as Word writes it and readers take it: padding optional, trailing bits allowed.
+const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 /// Bytes looked at after a `|` for the `'…'!` of a DDE reference: a topic is short.
 const MAX_CELL: usize = 1024;
 
@@ -55,14 +68,19 @@ const SHEET_TYPES: &[&str] = &[
 /// 2003 XML by their content, whatever they are called; DDE formulas in files a name
 /// (`exts`) or the declared type says are spreadsheets. UTF-16 text (with its byte-order
 /// mark, as Excel saves "Unicode text") is read as its characters.
-pub(super) fn read(exts: &[Option<String>], content_type: &str, data: &[u8]) -> Facts {
+pub(super) fn read(
+    exts: &[Option<String>],
+    content_type: &str,
+    data: &[u8],
+    budget: &mut DocumentBudget,
+) -> Facts {
     let text = utf16_as_utf8(data);
     let data = text.as_deref().unwrap_or(data);
     if is_sylk(data) {
         return read_sylk(data);
     }
     if is_office_xml(data) {
-        return read_office_xml(data);
+        return read_office_xml(data, budget);
     }
     let named_sheet = exts
         .iter()
@@ -124,15 +142,72 @@ pub(super) fn is_office_xml(data: &[u8]) -> bool {
 /// Reads a document saved as one XML file: fields, names and relationships as in the
 /// parts of a zipped one ([`parts::read_xml`]; a Word 2007 document saved so, "Flat OPC",
 /// carries its relationships inline), and each cell's formula (`ss:Formula`, in either
-/// quote, with `>` or quotes inside) for DDE.
-fn read_office_xml(data: &[u8]) -> Facts {
+/// quote, with `>` or quotes inside) for DDE; and the VBA project a Word 2003 XML document
+/// carries in a `binData` element (`editdata.mso`: an ActiveMime blob, base64, holding the
+/// project's compound file deflated), read like a `.doc`'s.
+fn read_office_xml(data: &[u8], budget: &mut DocumentBudget) -> Facts {
     let mut facts = parts::read_xml(data);
     facts.remote_object = parts::loads_from_network(data);
     let text = parts::readable_xml(data);
     facts.dde |= parts::elements(&text, "Cell").any(|tag| {
         formulas(tag).any(|formula| has_dde_formula(parts::decode_references(formula).as_bytes()))
     });
+    for blob in bin_data(&text).take(MAX_BIN_DATA) {
+        if let Some(project) = active_mime_content(blob, &mut budget.inflated) {
+            facts.merge(super::probe_compound(&project, budget));
+        }
+    }
     facts
+}
+
+/// The text of each `binData` element (any prefix).
+fn bin_data(text: &str) -> impl Iterator<Item = &str> {
+    text.split('<').skip(1).filter_map(|piece| {
+        let (tag, content) = parts::split_tag(piece);
+        let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
+        (name.rsplit(':').next()? == "binData" && !tag.ends_with('/')).then_some(content)
+    })
+}
+
+/// The content of an ActiveMime blob (base64 in `text`): the zlib stream after its
+/// header, inflated within `left` bytes (the message's allowance, lowered by what was
+/// inflated), when it is a compound file. The stream starts where the header's offset
+/// field says, at 0x32 where Office writes it, or at the first zlib header in the first
+/// bytes (as `olevba` finds it).
+fn active_mime_content(text: &str, left: &mut u64) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let letters = || text.bytes().filter(|b| !b.is_ascii_whitespace());
+    // Only the header's worth is decoded before the blob is known to be ActiveMime (an
+    // image is not copied).
+    let head: Vec<u8> = letters().take(16).collect();
+    let head = LENIENT_BASE64
+        .decode(&head[..head.len() - head.len() % 4])
+        .ok()?;
+    if !head.starts_with(b"ActiveMime") {
+        return None;
+    }
+    let blob = LENIENT_BASE64.decode(letters().collect::<Vec<u8>>()).ok()?;
+    let declared = blob
+        .get(0x1E..0x20)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])) + 46);
+    let scanned = blob.get(..ACTIVE_MIME_SCAN.min(blob.len())).and_then(|h| {
+        h.windows(2)
+            .position(|w| w[0] == 0x78 && matches!(w[1], 0x01 | 0x5E | 0x9C | 0xDA))
+    });
+    for start in [declared, Some(0x32), scanned].into_iter().flatten() {
+        let Some(stream) = blob.get(start..) else {
+            continue;
+        };
+        let mut inflated = Vec::new();
+        let _ = flate2::read::ZlibDecoder::new(stream)
+            .take(*left)
+            .read_to_end(&mut inflated);
+        *left -= inflated.len() as u64;
+        if super::starts_as_compound_file(&inflated) {
+            return Some(inflated);
+        }
+    }
+    None
 }
 
 /// The values of the `Formula` attributes (any prefix) of a start tag.
@@ -360,6 +435,10 @@ fn references_a_topic(after: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(exts: &[Option<String>], content_type: &str, data: &[u8]) -> Facts {
+        super::read(exts, content_type, data, &mut DocumentBudget::default())
+    }
 
     const SYLK_DROPPER: &[u8] = b"ID;PWXL;N;E\r\nP;PGeneral\r\nNN;NAuto_Open;ER1C1\r\n\
         C;Y1;X1;KFALSE;EEXEC(\"cmd /c calc\")\r\nC;Y2;KTRUE;EHALT()\r\nE\r\n";

@@ -162,10 +162,10 @@ pub(super) fn probe_part(name: &str, data: &[u8], budget: &mut DocumentBudget) -
     let ext = super::names::analyse(name).ext;
     // A document saved as one XML file is read once, as one (not again as a part).
     if flat::is_office_xml(data) {
-        return flat::read(&[ext], "", data);
+        return flat::read(&[ext], "", data, budget);
     }
     let mut facts = parts::read(name, data);
-    facts.merge(flat::read(&[ext], "", data));
+    facts.merge(flat::read(&[ext], "", data, budget));
     facts
 }
 
@@ -180,7 +180,7 @@ pub(super) fn probe_attachment(
     if is_document(data) {
         return probe_document(data, budget);
     }
-    flat::read(exts, content_type, data)
+    flat::read(exts, content_type, data, budget)
 }
 
 /// Whether a zip entry named `name` is a macro part of an Office package (the VBA project,

@@ -240,7 +240,7 @@ fn has_dde_field(text: &str) -> bool {
 
 /// A piece of text after a `<`: the tag up to its `>` (one inside a quoted attribute value
 /// does not end it; review) and what follows.
-fn split_tag(piece: &str) -> (&str, &str) {
+pub(super) fn split_tag(piece: &str) -> (&str, &str) {
     let mut quote = None;
     for (i, c) in piece.char_indices() {
         match (quote, c) {

@@ -555,3 +555,44 @@ fn a_ribbon_s_on_load_runs_the_project_s_routine_on_opening() {
         vec!["OFFICE_MACRO"]
     );
 }
+
+#[test]
+fn a_word_2003_xml_document_s_macro_project_is_read() {
+    use base64::Engine;
+    let project = compound(&[
+        ("/VBA/_VBA_PROJECT", VBA_PROJECT_STREAM),
+        ("/VBA/dir", &this_document_dir()),
+        ("/VBA/ThisDocument", &module(DROPPER)),
+    ]);
+    // ActiveMime: its signature, a header whose offset field says 0x32, then zlib.
+    let mut mso = b"ActiveMime".to_vec();
+    mso.resize(0x1E, 0);
+    mso.extend_from_slice(&(0x32u16 - 46).to_le_bytes());
+    mso.resize(0x32, 0);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&project).unwrap();
+    mso.extend(z.finish().unwrap());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&mso);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let xml = format!(
+        "<?xml version=\"1.0\"?><?mso-application progid=\"Word.Document\"?>\
+         <w:wordDocument xmlns:w=\"http://schemas.microsoft.com/office/word/2003/wordml\" \
+         w:macrosPresent=\"yes\"><w:docSuppData><w:binData w:name=\"editdata.mso\">{}</w:binData>\
+         </w:docSuppData><w:body/></w:wordDocument>",
+        lines.join("\r\n")
+    );
+    assert_eq!(
+        symbols(&[part("invoice.doc", "application/msword", xml.as_bytes())]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // An image in binData is not a project.
+    let picture = xml.replace(
+        &lines.join("\r\n"),
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk",
+    );
+    assert!(symbols(&[part("letter.xml", "text/xml", picture.as_bytes())]).is_empty());
+}
