@@ -126,7 +126,7 @@ fn loaded_from_network(kind: &str, target: &str) -> bool {
     let Some(place) = network_place(target) else {
         return false;
     };
-    let by_address = place.host.parse::<std::net::IpAddr>().is_ok();
+    let by_address = locations::is_address(&place.host);
     if ["/oleobject", "/frame", "/subdocument"]
         .iter()
         .any(|s| kind.ends_with(s))
@@ -372,6 +372,10 @@ mod tests {
             "http://198.51.100.7/t.dotm",
             "\\\\198.51.100.7\\share\\t.dotm",
             "file:////198.51.100.7/share/t.dotm",
+            // The same address as one number, in hex, in octal parts.
+            "http://3325256711/t.dotm",
+            "http://0xC6336407/t.dotm",
+            "\\\\0306.0063.0144.07\\share\\t.dotm",
             "mhtml:http://x.example/a.html!x-usc:http://x.example/a.html",
             "ms-msdt:/id PCWDiagnostic",
             "https://x.example/download?id=7",
