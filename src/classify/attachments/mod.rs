@@ -428,8 +428,7 @@ impl AttachmentPolicy {
         }
     }
 
-    /// [`AttachmentPolicy::check_office`] of an archive entry's whole content; returns
-    /// what was found, for [`AttachmentPolicy::check_office_package`].
+    /// [`AttachmentPolicy::check_office`] of an archive entry's whole content.
     fn check_office_entry(
         &self,
         name: &str,
@@ -437,19 +436,9 @@ impl AttachmentPolicy {
         budget: &mut archive::Budget,
         findings: &mut Findings,
         shown: &str,
-    ) -> office::Facts {
+    ) {
         let facts = office::probe_part(name, data, &mut budget.documents);
-        self.check_office(facts.clone(), findings, shown);
-        facts
-    }
-
-    /// The macro parts of one package (a zip's VBA project and ribbon parts) judged
-    /// together: a ribbon's `onLoad` runs a routine of the project when the document
-    /// opens, so the project need not name `AutoOpen` for its code to run by itself.
-    fn check_office_package(&self, parts: &office::Facts, findings: &mut Findings, shown: &str) {
-        if parts.autorun_macro() {
-            findings.add(Symbol::OfficeMacroAutorun, shown);
-        }
+        self.check_office(facts, findings, shown);
     }
 }
 

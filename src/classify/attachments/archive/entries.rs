@@ -6,7 +6,7 @@ use super::{
     left_unopened, name_claims_archive, names_claim_archive, open_nested, read_entry, shown_name,
     AttachmentPolicy, Budget, Findings, Place, Symbol, Unread, READ_CHUNK,
 };
-use crate::classify::attachments::{check_shortcut, magic, office};
+use crate::classify::attachments::{check_shortcut, magic};
 use std::cell::Cell;
 use std::io::Read;
 use std::rc::Rc;
@@ -25,9 +25,6 @@ pub(super) struct EntryWalker<'a> {
     place: Place<'a>,
     consumed: Rc<Cell<u64>>,
     buf: Vec<u8>,
-    /// What the macro parts found so far ([`office::is_macro_part`]), judged together
-    /// by [`EntryWalker::finish`].
-    macro_parts: office::Facts,
 }
 
 impl<'a> EntryWalker<'a> {
@@ -41,14 +38,7 @@ impl<'a> EntryWalker<'a> {
             place,
             consumed,
             buf: vec![0u8; READ_CHUNK],
-            macro_parts: office::Facts::default(),
         }
-    }
-
-    /// Judges what the entries read found together (the zip as one Office package).
-    pub(super) fn finish(&self, findings: &mut Findings) {
-        self.policy
-            .check_office_package(&self.macro_parts, findings, self.place.shown);
     }
 
     /// Judges an entry's name; `None` when its content is not to be read (a directory, or
@@ -112,12 +102,8 @@ impl<'a> EntryWalker<'a> {
         }
         check_shortcut(&[ext], "", &entry.head, true, findings, &shown);
         if let Some(whole) = entry.whole.as_deref() {
-            let facts = self
-                .policy
+            self.policy
                 .check_office_entry(&name, whole, budget, findings, &shown);
-            if office::is_macro_part(&name) {
-                self.macro_parts.merge(facts);
-            }
         }
         let names = [name];
         let place = Place {

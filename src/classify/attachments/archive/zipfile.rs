@@ -102,7 +102,6 @@ pub(super) fn walk(
             walker.judge_content(&mut file, judged, budget, findings)
         });
     }
-    walker.finish(findings);
 }
 
 /// What a byte of an entry compressed by `method` costs the budget ([`super::cost`]): a
@@ -153,7 +152,7 @@ fn walk_leading_entries(
     let mut walker = EntryWalker::new(policy, place, consumed.clone());
     for entry in entries {
         if !budget.take_entry() {
-            break;
+            return;
         }
         let name = String::from_utf8_lossy(entry.name).into_owned();
         let is_dir = entry.name.ends_with(b"/");
@@ -190,7 +189,6 @@ fn walk_leading_entries(
             }
         }
     }
-    walker.finish(findings);
 }
 
 /// One entry as the central directory describes it.

@@ -83,8 +83,7 @@ impl Facts {
         }
     }
 
-    /// Adds what `other` found.
-    pub(in crate::classify::attachments) fn merge(&mut self, other: Facts) {
+    fn merge(&mut self, other: Facts) {
         self.macros |= other.macros;
         self.runs_on_open |= other.runs_on_open;
         self.reaches_out |= other.reaches_out;
@@ -181,14 +180,6 @@ pub(super) fn probe_attachment(
         return probe_document(data, budget);
     }
     flat::read(exts, content_type, data, budget)
-}
-
-/// Whether a zip entry named `name` is a macro part of an Office package (the VBA project,
-/// a ribbon's XML): their findings are judged together ([`Facts::merge`]), since a ribbon
-/// runs a routine the project holds.
-pub(super) fn is_macro_part(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.ends_with("vbaproject.bin") || (lower.contains("customui/") && lower.ends_with(".xml"))
 }
 
 /// Whether [`probe_document`] has anything to read in `data`: a compound file or RTF by

@@ -25,14 +25,6 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
         facts.macros = true;
         return facts;
     }
-    if lower.contains("customui/") && lower.ends_with(".xml") {
-        // A ribbon whose `onLoad` names a routine: Office runs it when the document opens
-        // (and asks nothing more than for any macro).
-        let text = readable_xml(data);
-        facts.runs_on_open = elements(&text, "customUI")
-            .any(|tag| attribute(tag, "onLoad").is_some_and(|r| !r.trim().is_empty()));
-        return facts;
-    }
     if lower.ends_with("workbook.bin") {
         // An `.xlsb`'s names, `Auto_Open` among them, in binary records.
         return super::biff12::read_workbook(data);

@@ -502,60 +502,6 @@ fn text_files_office_opens_as_documents_are_judged_at_the_top_and_in_archives() 
     let zip = zip_of(&[("notes.txt", csv.as_slice())]);
     assert!(symbols(&[part("notes.zip", "application/zip", &zip)]).is_empty());
 }
-
-#[test]
-fn a_ribbon_s_on_load_runs_the_project_s_routine_on_opening() {
-    // No AutoOpen: the ribbon's onLoad names the routine that starts the shell.
-    const RIBBON_DROPPER: &str = "Attribute VB_Name = \"ThisDocument\"\r\n\
-        Sub Ribbon_Load(ribbon As IRibbonUI)\r\n\
-        CreateObject(\"WScript.Shell\").Run \"powershell -enc AAAA\"\r\n\
-        End Sub\r\n";
-    let project = compound(&[
-        ("/VBA/_VBA_PROJECT", VBA_PROJECT_STREAM),
-        ("/VBA/dir", &this_document_dir()),
-        ("/VBA/ThisDocument", &module(RIBBON_DROPPER)),
-    ]);
-    let ribbon = b"<customUI xmlns=\"http://schemas.microsoft.com/office/2009/07/customui\" \
-        onLoad=\"Ribbon_Load\"><ribbon/></customUI>";
-    let docm = |with_ribbon: bool| {
-        let mut entries = vec![
-            ("[Content_Types].xml", b"<Types/>".as_slice()),
-            ("word/document.xml", b"<w:document/>".as_slice()),
-            ("word/vbaProject.bin", project.as_slice()),
-        ];
-        if with_ribbon {
-            entries.push(("customUI/customUI14.xml", ribbon.as_slice()));
-        }
-        zip_of(&entries)
-    };
-    assert_eq!(
-        symbols(&[part(
-            "invoice.docm",
-            "application/octet-stream",
-            &docm(true)
-        )]),
-        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
-    );
-    // The project alone: its routine runs from a button, not by itself.
-    assert_eq!(
-        symbols(&[part(
-            "invoice.docm",
-            "application/octet-stream",
-            &docm(false)
-        )]),
-        vec!["OFFICE_MACRO"]
-    );
-    // Two documents side by side in a zip are not one package.
-    let docs = zip_of(&[
-        ("a.docm", docm(false).as_slice()),
-        ("b/customUI/customUI14.xml", ribbon.as_slice()),
-    ]);
-    assert_eq!(
-        symbols(&[part("docs.zip", "application/zip", &docs)]),
-        vec!["OFFICE_MACRO"]
-    );
-}
-
 #[test]
 fn a_word_2003_xml_document_s_macro_project_is_read() {
     use base64::Engine;
