@@ -7,6 +7,8 @@ use super::Facts;
 
 /// `BrtName`: a defined name.
 const BRT_NAME: u32 = 39;
+/// `BrtBeginBook`: the first record of a workbook part.
+const BRT_BEGIN_BOOK: u32 = 131;
 /// `BrtBeginSupBook`: an external link begins; its first field says of which kind.
 const BRT_BEGIN_SUP_BOOK: u32 = 360;
 /// The kind of a `BrtBeginSupBook` that links to a program through DDE (`=cmd|'…'!A1`).
@@ -87,8 +89,21 @@ fn runs_on_open(record: &[u8]) -> bool {
         .take(count.min(MAX_NAME_CHARS))
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
         .collect();
-    let name = String::from_utf16_lossy(&units).to_ascii_lowercase();
-    name.starts_with("auto_open") || name.starts_with("_xlnm.auto_open")
+    super::parts::is_auto_open_name(&String::from_utf16_lossy(&units))
+}
+
+/// Whether a part is a binary workbook: its first record is `BrtBeginBook` (type 131).
+pub(super) fn is_workbook(data: &[u8]) -> bool {
+    records(data)
+        .next()
+        .is_some_and(|(kind, _)| kind == BRT_BEGIN_BOOK)
+}
+
+/// Whether a part is a binary external link: its first record is `BrtBeginSupBook`.
+pub(super) fn is_external_link(data: &[u8]) -> bool {
+    records(data)
+        .next()
+        .is_some_and(|(kind, _)| kind == BRT_BEGIN_SUP_BOOK)
 }
 
 #[cfg(test)]
@@ -114,6 +129,9 @@ mod tests {
         let mut part = vec![0x83, 0x01, 0x00];
         part.extend(name_record("Print_Area"));
         assert_eq!(read_workbook(&part), Facts::default());
+        part.extend(name_record("Auto_Opening_Balance"));
+        assert_eq!(read_workbook(&part), Facts::default());
+        assert!(is_workbook(&part));
         part.extend(name_record("auto_OPEN21"));
         assert!(read_workbook(&part).autorun_macro());
         // Cut anywhere: no panic, and the names before the cut still count.
@@ -131,6 +149,7 @@ mod tests {
         let mut part = vec![0xE8, 0x02, data.len() as u8];
         part.extend(&data);
         assert!(read_external_link(&part).dde);
+        assert!(is_external_link(&part) && !is_workbook(&part));
         // A link to another workbook (kind 0): no DDE.
         part[3] = 0;
         assert!(!read_external_link(&part).dde);

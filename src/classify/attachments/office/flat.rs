@@ -8,9 +8,9 @@
 use super::{parts, DocumentBudget, Facts};
 use std::io::Read;
 
-/// `binData` elements of a document read at most (Word writes one `editdata.mso`, and an
-/// image or two).
-const MAX_BIN_DATA: usize = 16;
+/// Projects and objects embedded as base64 read per XML document at most (Word writes
+/// one `editdata.mso`); images do not count.
+const MAX_BLOBS: usize = 16;
 /// Bytes at the head of an ActiveMime blob searched for its zlib stream.
 const ACTIVE_MIME_SCAN: usize = 4096;
 /// Base64 as Word writes it and readers take it: padding optional, trailing bits allowed.
@@ -76,6 +76,7 @@ pub(super) fn read(
 ) -> Facts {
     let text = utf16_as_utf8(data);
     let data = text.as_deref().unwrap_or(data);
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     if is_sylk(data) {
         return read_sylk(data);
     }
@@ -124,7 +125,7 @@ fn is_sylk(data: &[u8]) -> bool {
 /// Whether `data` is a Word or Excel document saved as one XML file: markup whose
 /// processing instruction Office opens it by, or the namespace of the 2003 formats,
 /// appears anywhere (a comment in front does not push it out of sight).
-pub(super) fn is_office_xml(data: &[u8]) -> bool {
+fn is_office_xml(data: &[u8]) -> bool {
     let text = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     let start = text.iter().position(|b| !b.is_ascii_whitespace());
     if start.and_then(|s| text.get(s)) != Some(&b'<') {
@@ -134,6 +135,7 @@ pub(super) fn is_office_xml(data: &[u8]) -> bool {
         b"mso-application".as_slice(),
         b"urn:schemas-microsoft-com:office:spreadsheet",
         b"schemas.microsoft.com/office/word/2003/wordml",
+        b"schemas.microsoft.com/office/2006/xmlPackage",
     ]
     .iter()
     .any(|marker| memchr::memmem::find(text, marker).is_some())
@@ -152,41 +154,72 @@ fn read_office_xml(data: &[u8], budget: &mut DocumentBudget) -> Facts {
     facts.dde |= parts::elements(&text, "Cell").any(|tag| {
         formulas(tag).any(|formula| has_dde_formula(parts::decode_references(formula).as_bytes()))
     });
-    for blob in bin_data(&text).take(MAX_BIN_DATA) {
-        if let Some(project) = active_mime_content(blob, &mut budget.inflated) {
-            facts.merge(super::probe_compound(&project, budget));
+    let mut read = 0;
+    for blob in embedded_blobs(&text) {
+        match decode_blob(blob, &mut budget.inflated) {
+            Blob::Other => continue,
+            Blob::Unread => facts.uninspected = true,
+            Blob::Compound(file) => facts.merge(super::probe_compound(&file, budget)),
+        }
+        read += 1;
+        if read == MAX_BLOBS {
+            // More projects than a document holds: what follows is not read.
+            facts.uninspected = true;
+            break;
         }
     }
     facts
 }
 
-/// The text of each `binData` element (any prefix).
-fn bin_data(text: &str) -> impl Iterator<Item = &str> {
+/// The text of each `binData` (Word 2003) and `binaryData` (a Flat OPC part) element.
+fn embedded_blobs(text: &str) -> impl Iterator<Item = &str> {
     text.split('<').skip(1).filter_map(|piece| {
         let (tag, content) = parts::split_tag(piece);
         let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
-        (name.rsplit(':').next()? == "binData" && !tag.ends_with('/')).then_some(content)
+        let local = name.rsplit(':').next()?;
+        ((local == "binData" || local == "binaryData") && !tag.ends_with('/')).then_some(content)
     })
 }
 
-/// The content of an ActiveMime blob (base64 in `text`): the zlib stream after its
-/// header, inflated within `left` bytes (the message's allowance, lowered by what was
-/// inflated), when it is a compound file. The stream starts where the header's offset
-/// field says, at 0x32 where Office writes it, or at the first zlib header in the first
-/// bytes (as `olevba` finds it).
-fn active_mime_content(text: &str, left: &mut u64) -> Option<Vec<u8>> {
+/// What an embedded blob holds.
+enum Blob {
+    /// A compound file: a VBA project (Flat OPC's `vbaProject.bin` part, or inflated from
+    /// Word 2003's ActiveMime `editdata.mso`), an OLE object.
+    Compound(Vec<u8>),
+    /// An ActiveMime blob whose project did not inflate within the message's allowance,
+    /// or is broken.
+    Unread,
+    /// Anything else (an image).
+    Other,
+}
+
+/// Decodes a blob (base64): a compound file as it is, or the zlib stream of an
+/// ActiveMime blob inflated within `left` bytes (the message's allowance, lowered by what
+/// was inflated). The stream starts where the header's offset field says (0x32 where
+/// Office writes it), else at the first zlib header in the blob's first bytes.
+fn decode_blob(text: &str, left: &mut u64) -> Blob {
     use base64::Engine;
     let letters = || text.bytes().filter(|b| !b.is_ascii_whitespace());
-    // Only the header's worth is decoded before the blob is known to be ActiveMime (an
-    // image is not copied).
+    // Only the header's worth is decoded before the blob is known (an image is not
+    // copied).
     let head: Vec<u8> = letters().take(16).collect();
-    let head = LENIENT_BASE64
-        .decode(&head[..head.len() - head.len() % 4])
-        .ok()?;
-    if !head.starts_with(b"ActiveMime") {
-        return None;
+    let Ok(head) = LENIENT_BASE64.decode(&head[..head.len() - head.len() % 4]) else {
+        return Blob::Other;
+    };
+    let active_mime = head.starts_with(b"ActiveMime");
+    if !active_mime && !super::starts_as_compound_file(&head) {
+        return Blob::Other;
     }
-    let blob = LENIENT_BASE64.decode(letters().collect::<Vec<u8>>()).ok()?;
+    let Ok(blob) = LENIENT_BASE64.decode(letters().collect::<Vec<u8>>()) else {
+        return if active_mime {
+            Blob::Unread
+        } else {
+            Blob::Other
+        };
+    };
+    if !active_mime {
+        return Blob::Compound(blob);
+    }
     let declared = blob
         .get(0x1E..0x20)
         .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])) + 46);
@@ -194,7 +227,12 @@ fn active_mime_content(text: &str, left: &mut u64) -> Option<Vec<u8>> {
         h.windows(2)
             .position(|w| w[0] == 0x78 && matches!(w[1], 0x01 | 0x5E | 0x9C | 0xDA))
     });
+    let mut tried: Vec<usize> = Vec::new();
     for start in [declared, Some(0x32), scanned].into_iter().flatten() {
+        if tried.contains(&start) {
+            continue;
+        }
+        tried.push(start);
         let Some(stream) = blob.get(start..) else {
             continue;
         };
@@ -204,30 +242,30 @@ fn active_mime_content(text: &str, left: &mut u64) -> Option<Vec<u8>> {
             .read_to_end(&mut inflated);
         *left -= inflated.len() as u64;
         if super::starts_as_compound_file(&inflated) {
-            return Some(inflated);
+            return Blob::Compound(inflated);
         }
     }
-    None
+    Blob::Unread
 }
 
-/// The values of the `Formula` attributes (any prefix) of a start tag.
+/// The values of the `Formula` attributes (any prefix) of a start tag, each attribute
+/// read whole in its quotes, so a value that says `Formula="` is no attribute.
 fn formulas(tag: &str) -> impl Iterator<Item = &str> {
     let mut rest = tag;
     std::iter::from_fn(move || loop {
-        let at = rest.find("Formula")?;
-        let after = rest[at + "Formula".len()..].trim_start();
-        rest = &rest[at + "Formula".len()..];
-        let Some(value) = after.strip_prefix('=') else {
-            continue;
-        };
-        let value = value.trim_start();
-        let quote = value.chars().next()?;
-        if quote != '"' && quote != '\'' {
-            continue;
-        }
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim_end();
+        let key = key
+            .rsplit(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or(key);
+        let value = rest[eq + 1..].trim_start();
+        let quote = value.chars().next().filter(|&q| q == '"' || q == '\'')?;
         let end = value[1..].find(quote)? + 1;
-        rest = &value[end..];
-        return Some(&value[1..end]);
+        rest = &value[end + 1..];
+        if key.rsplit(':').next() == Some("Formula") {
+            return Some(&value[1..end]);
+        }
     })
 }
 
@@ -250,6 +288,10 @@ fn read_sylk(data: &[u8]) -> Facts {
                 for formula in fields.filter_map(|f| f.strip_prefix(b"E")) {
                     formulas = true;
                     facts.macros |= calls_a_macro_function(formula);
+                    // SYLK writes a formula without its `=`.
+                    let mut cell = b"=".to_vec();
+                    cell.extend_from_slice(formula);
+                    facts.dde |= has_dde_formula(&cell);
                 }
             }
             _ => {}
@@ -262,7 +304,7 @@ fn read_sylk(data: &[u8]) -> Facts {
         facts.runs_on_open = true;
         facts.reaches_out = true;
     }
-    facts.dde = has_dde_formula(data);
+    facts.dde |= has_dde_formula(data);
     facts
 }
 
@@ -333,15 +375,16 @@ fn has_dde_formula(data: &[u8]) -> bool {
     let mut at = 0;
     while let Some(&b) = data.get(at) {
         at += 1;
-        if b == b'\n' || b == b'\r' {
+        // A line ends every cell but a quoted one (CSV quotes line breaks).
+        if (b == b'\n' || b == b'\r') && !quoted {
             cell = Cell::Start;
-            quoted = false;
             continue;
         }
         match cell {
             Cell::Start => match b {
-                // Excel drops blanks and quote-like padding in front of a formula.
-                b' ' | b'\'' => {}
+                // Excel drops blanks in front of a formula; a leading `'` makes the cell
+                // text (how exports escape formulas).
+                b' ' => {}
                 b'"' => quoted = true,
                 b',' | b';' | b'\t' => quoted = false,
                 _ => {
@@ -474,6 +517,9 @@ mod tests {
         ] {
             assert!(read(&[], "", text.as_bytes()).autorun_macro(), "{text:.40}");
         }
+        // A DDE formula, which SYLK writes without its `=`.
+        let dde = b"ID;PWXL\r\nC;X1;Y1;K0;ECMD|' /C CALC'!A0\r\nE\r\n";
+        assert!(read(&[], "", dde).dde);
         // A CSV headed `IDENT` is no SYLK.
         assert!(!is_sylk(b"IDENT,name\r\n"));
     }
@@ -497,6 +543,9 @@ mod tests {
             // After a quoted cell that ends the way CSV cells end.
             "\"=1\",=cmd|'/c calc'!A0",
             "\"a, b\",=cmd|'/c calc'!A0",
+            // A byte-order mark in front; a line break inside a quoted formula.
+            "\u{feff}=cmd|'/c calc'!A0",
+            "\"=1+\ncmd|'/c calc'!A0\"",
         ] {
             assert!(read(&csv, "", cell.as_bytes()).dde, "{cell}");
             assert!(read(&[], "text/csv", cell.as_bytes()).dde, "{cell}");
@@ -516,6 +565,8 @@ mod tests {
             "id\t-\tstatus|done!\r\n",
             // A `|` inside a formula's string.
             "=\"cmd|'x'!A0\"",
+            // A formula escaped by a leading apostrophe, as exports do: text.
+            "'=cmd|'/c calc'!A0",
         ] {
             assert!(!read(&csv, "", ordinary.as_bytes()).dde, "{ordinary}");
         }
@@ -549,6 +600,11 @@ mod tests {
             xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\"><Table><Row>\
             <Cell ss:Formula='=IF(1>0,cmd|&apos;/c calc&apos;!A1)'/></Row></Table></Workbook>";
         assert!(read(&[], "", quoted).dde);
+        // A decoy attribute whose value says `Formula="` in front of the real one.
+        let decoy =
+            b"<Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\"><Table><Row>\
+            <Cell o:Note='Formula=\"' ss:Formula=\"=cmd|'/c calc'!A1\"/></Row></Table></Workbook>";
+        assert!(read(&[], "", decoy).dde);
         // UTF-16 spreadsheet text, as Excel saves "Unicode text".
         let mut utf16 = vec![0xFF, 0xFE];
         utf16.extend(

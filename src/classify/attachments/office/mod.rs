@@ -118,7 +118,8 @@ const MAX_NESTING: usize = 2;
 pub(in crate::classify::attachments) struct DocumentBudget {
     /// Decompressed macro source (and `dir` streams) still to be read.
     source: usize,
-    /// Bytes of PowerPoint storages still to be inflated.
+    /// Bytes still to be inflated: PowerPoint's storages, Word 2003 XML's ActiveMime
+    /// projects.
     inflated: u64,
 }
 
@@ -159,10 +160,8 @@ pub(super) fn probe_part(name: &str, data: &[u8], budget: &mut DocumentBudget) -
         return probe_document(data, budget);
     }
     let ext = super::names::analyse(name).ext;
-    // A document saved as one XML file is read once, as one (not again as a part).
-    if flat::is_office_xml(data) {
-        return flat::read(&[ext], "", data, budget);
-    }
+    // A part is read as one whatever it says of itself (review: a comment naming
+    // `mso-application` in front of a part skipped the part's checks).
     let mut facts = parts::read(name, data);
     facts.merge(flat::read(&[ext], "", data, budget));
     facts

@@ -25,11 +25,13 @@ pub(super) fn read(name: &str, data: &[u8]) -> Facts {
         facts.macros = true;
         return facts;
     }
-    if lower.ends_with("workbook.bin") {
-        // An `.xlsb`'s names, `Auto_Open` among them, in binary records.
+    // An `.xlsb`'s workbook (its names, `Auto_Open` among them) and external links, in
+    // binary records: known by their first record, since Office finds parts through
+    // relationships and any name will do (review: `xl/book1.bin`).
+    if super::biff12::is_workbook(data) {
         return super::biff12::read_workbook(data);
     }
-    if lower.contains("externallinks/") && lower.ends_with(".bin") {
+    if super::biff12::is_external_link(data) {
         return super::biff12::read_external_link(data);
     }
     if !lower.ends_with(".xml") {
@@ -47,12 +49,8 @@ pub(super) fn read_xml(data: &[u8]) -> Facts {
     // The defined name Excel runs on opening (built in, or a plain `Auto_Open` name on a
     // macro sheet): its formulas call what they like (`EXEC`, `CALL`), with no source to
     // read.
-    let auto_open = elements(&text, "definedName").any(|tag| {
-        attribute(tag, "name").is_some_and(|n| {
-            let n = n.to_ascii_lowercase();
-            n.starts_with("_xlnm.auto_open") || n.starts_with("auto_open")
-        })
-    });
+    let auto_open = elements(&text, "definedName")
+        .any(|tag| attribute(tag, "name").is_some_and(|n| is_auto_open_name(&n)));
     if auto_open {
         facts.macros = true;
         facts.runs_on_open = true;
@@ -60,6 +58,17 @@ pub(super) fn read_xml(data: &[u8]) -> Facts {
     }
     facts.dde = folded.contains("ddelink") || has_dde_field(&text);
     facts
+}
+
+/// Whether a defined name is one Excel runs on opening: `Auto_Open`, built in
+/// (`_xlnm.Auto_Open`) or plain, in any case, alone or with a suffix that is no word
+/// going on (`Auto_Open2`, `Auto_Open_2`; `Auto_Opening_Balance` is a range's name).
+pub(super) fn is_auto_open_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("_xlnm.auto_open")
+        .or_else(|| lower.strip_prefix("auto_open"));
+    rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 /// A part's text as an XML reader sees it: comments dropped, CDATA sections opened (their
@@ -470,6 +479,7 @@ mod tests {
             "_xlnm.AUTO_OPEN",
             "Auto_Open",
             "Auto_Open_2",
+            "auto_open21",
         ] {
             let wb = format!(
                 "<workbook><definedNames><definedName name = '{name}'>Macro1!$A$1</definedName></definedNames></workbook>"

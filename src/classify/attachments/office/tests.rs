@@ -502,6 +502,7 @@ fn text_files_office_opens_as_documents_are_judged_at_the_top_and_in_archives() 
     let zip = zip_of(&[("notes.txt", csv.as_slice())]);
     assert!(symbols(&[part("notes.zip", "application/zip", &zip)]).is_empty());
 }
+
 #[test]
 fn a_word_2003_xml_document_s_macro_project_is_read() {
     use base64::Engine;
@@ -533,6 +534,33 @@ fn a_word_2003_xml_document_s_macro_project_is_read() {
     );
     assert_eq!(
         symbols(&[part("invoice.doc", "application/msword", xml.as_bytes())]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // Empty and image blobs in front use up no bound.
+    let padded = xml.replace(
+        "<w:docSuppData>",
+        &format!("<w:docSuppData>{}", "<w:binData></w:binData>".repeat(40)),
+    );
+    assert_eq!(
+        symbols(&[part("invoice.doc", "application/msword", padded.as_bytes())]),
+        vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
+    );
+    // Past the message's inflation allowance: not read, and said.
+    let mut budget = DocumentBudget {
+        inflated: 100,
+        ..DocumentBudget::default()
+    };
+    let facts = super::flat::read(&[], "", xml.as_bytes(), &mut budget);
+    assert!(!facts.macros && facts.uninspected, "{facts:?}");
+    // The same project as a Flat OPC part (`binaryData`, the compound file in base64).
+    let flat_opc = format!(
+        "<?xml version=\"1.0\"?><pkg:package xmlns:pkg=\"http://schemas.microsoft.com/office/2006/xmlPackage\">\
+         <pkg:part pkg:name=\"/word/vbaProject.bin\" pkg:contentType=\"application/vnd.ms-office.vbaProject\">\
+         <pkg:binaryData>{}</pkg:binaryData></pkg:part></pkg:package>",
+        base64::engine::general_purpose::STANDARD.encode(&project)
+    );
+    assert_eq!(
+        symbols(&[part("invoice.xml", "text/xml", flat_opc.as_bytes())]),
         vec!["OFFICE_MACRO", "OFFICE_MACRO_AUTORUN"]
     );
     // An image in binData is not a project.
