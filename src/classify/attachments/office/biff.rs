@@ -59,6 +59,11 @@ pub(super) fn read(stream: &[u8]) -> Facts {
                 if built_in && data.get(3) == Some(&1) && data.get(name_at) == Some(&AUTO_OPEN) {
                     facts.runs_on_open = true;
                 }
+                // A plain name `Auto_Open…` runs too (as in the newer formats; review).
+                let plain = plain_name(data, version == Some(BIFF5));
+                if !built_in && plain.is_some_and(|n| super::parts::is_auto_open_name(&n)) {
+                    facts.runs_on_open = true;
+                }
             }
             _ => {}
         }
@@ -69,6 +74,28 @@ pub(super) fn read(stream: &[u8]) -> Facts {
         facts.reaches_out = true;
     }
     facts
+}
+
+/// The text of a `NAME` record's name: `cch` (byte 3) characters at offset 14, 8-bit in
+/// BIFF5, after a flag byte saying 8-bit or UTF-16 in BIFF8.
+fn plain_name(data: &[u8], biff5: bool) -> Option<String> {
+    let count = usize::from(*data.get(3)?);
+    if biff5 {
+        let bytes = data.get(14..14 + count)?;
+        return Some(bytes.iter().map(|&b| char::from(b)).collect());
+    }
+    let wide = data.get(14)? & 1 != 0;
+    if wide {
+        let bytes = data.get(15..15 + 2 * count)?;
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .collect();
+        Some(String::from_utf16_lossy(&units))
+    } else {
+        let bytes = data.get(15..15 + count)?;
+        Some(bytes.iter().map(|&b| char::from(b)).collect())
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +155,42 @@ pub(crate) mod tests {
         name.extend_from_slice(&[0x3A, 0xFF, 0xFF, 0, 0]);
         s.extend(record(NAME, &name));
         assert!(read(&s).autorun_macro());
+        // A plain name `Auto_Open2`, 8-bit in BIFF8 and as UTF-16.
+        for wide in [false, true] {
+            let mut s = record(BOF, &[0x00, 0x06, 0x05, 0x00, 0, 0, 0, 0]);
+            s.extend(record(
+                BOUNDSHEET,
+                &[
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    MACRO_SHEET,
+                    6,
+                    0,
+                    b'M',
+                    b'a',
+                    b'c',
+                    b'r',
+                    b'o',
+                    b'1',
+                ],
+            ));
+            let mut name = vec![0, 0, 0, 10, 0x0B, 0, 0, 0, 0, 0, 0, 0, 0, 0, u8::from(wide)];
+            for c in "Auto_Open2".bytes() {
+                name.push(c);
+                if wide {
+                    name.push(0);
+                }
+            }
+            s.extend(record(NAME, &name));
+            assert!(read(&s).autorun_macro(), "wide {wide}");
+            // `Auto_Openi` goes on as a word: a range's name.
+            let len = s.len();
+            s[len - if wide { 2 } else { 1 }] = b'i';
+            assert!(!read(&s).runs_on_open, "wide {wide}");
+        }
         // The same bytes in a BIFF8 stream are a name whose flag byte says UTF-16 and
         // whose character is another: not Auto_Open.
         s[4..6].copy_from_slice(&[0x00, 0x06]);
