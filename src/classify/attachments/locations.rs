@@ -64,42 +64,12 @@ pub(super) fn scheme_of(target: &str) -> Option<String> {
     valid.then(|| scheme.to_ascii_lowercase())
 }
 
-/// Whether a host is an IP address in any form Windows' URL parser takes: dotted or
-/// IPv6, and the forms that hide an IPv4 address from a reader (`3325256711`,
-/// `0xC6336407`, `0306.0063.0144.07`, `198.51.25607`; inet_aton's parts, each decimal,
-/// octal with a leading 0 or hex with 0x).
+/// Whether a host is an IP address in any form a URL parser takes: dotted or IPv6, and
+/// the forms that hide an IPv4 address from a reader (`3325256711`, `0xC6336407`,
+/// `0306.0063.0144.07`, `198.51.25607`), read as the links of mail are
+/// ([`crate::mail::url::host_address`]).
 pub(super) fn is_address(host: &str) -> bool {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let parts: Vec<&str> = host.split('.').collect();
-    if parts.len() > 4 {
-        return false;
-    }
-    let values: Option<Vec<u64>> = parts.iter().map(|p| inet_aton_part(p)).collect();
-    let Some(values) = values else {
-        return false;
-    };
-    // The last part fills the bytes the others leave: each earlier one is one byte.
-    let (last, leading) = values.split_last().unwrap_or((&0, &[]));
-    let room = 8 * (4 - leading.len() as u32);
-    leading.iter().all(|&v| v <= 0xFF) && *last < (1u64 << room)
-}
-
-/// One part of an inet_aton address: `0x` hex, a leading `0` octal, else decimal.
-fn inet_aton_part(part: &str) -> Option<u64> {
-    let (digits, radix) =
-        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
-            (hex, 16)
-        } else if part.len() > 1 && part.starts_with('0') {
-            (&part[1..], 8)
-        } else {
-            (part, 10)
-        };
-    if digits.is_empty() || digits.len() > 12 {
-        return None;
-    }
-    u64::from_str_radix(digits, radix).ok()
+    host.parse::<std::net::IpAddr>().is_ok() || crate::mail::url::host_address(host).is_some()
 }
 
 #[cfg(test)]
@@ -125,7 +95,6 @@ mod tests {
             "1.2.3.4.5",
             "4294967296",
             "256.1.1.1",
-            "0x",
             "",
             "08.1.1.1",
         ] {

@@ -129,54 +129,33 @@ pub(crate) mod tests {
         s
     }
 
+    /// A workbook stream of `version` (its BOF) with one macro sheet; BIFF5 writes the
+    /// sheet's name without BIFF8's flag byte.
+    fn macro_sheet_stream(version: u16) -> Vec<u8> {
+        let mut s = record(
+            BOF,
+            &[&version.to_le_bytes()[..], &[0x05, 0, 0, 0, 0, 0]].concat(),
+        );
+        let mut sheet = vec![0, 0, 0, 0, 1, MACRO_SHEET, 6];
+        if version != BIFF5 {
+            sheet.push(0);
+        }
+        sheet.extend_from_slice(b"Macro1");
+        s.extend(record(BOUNDSHEET, &sheet));
+        s
+    }
+
     #[test]
     fn an_excel_5_workbook_s_auto_open_is_found() {
         // BIFF5: a BOF of version 0x0500, the name's one character at offset 14.
-        let mut s = record(BOF, &[0x00, 0x05, 0x05, 0x00, 0, 0, 0, 0]);
-        s.extend(record(
-            BOUNDSHEET,
-            &[
-                0,
-                0,
-                0,
-                0,
-                1,
-                MACRO_SHEET,
-                6,
-                b'M',
-                b'a',
-                b'c',
-                b'r',
-                b'o',
-                b'1',
-            ],
-        ));
+        let mut s = macro_sheet_stream(BIFF5);
         let mut name = vec![0x20, 0x00, 0, 1, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, AUTO_OPEN];
         name.extend_from_slice(&[0x3A, 0xFF, 0xFF, 0, 0]);
         s.extend(record(NAME, &name));
         assert!(read(&s).autorun_macro());
         // A plain name `Auto_Open2`, 8-bit in BIFF8 and as UTF-16.
         for wide in [false, true] {
-            let mut s = record(BOF, &[0x00, 0x06, 0x05, 0x00, 0, 0, 0, 0]);
-            s.extend(record(
-                BOUNDSHEET,
-                &[
-                    0,
-                    0,
-                    0,
-                    0,
-                    1,
-                    MACRO_SHEET,
-                    6,
-                    0,
-                    b'M',
-                    b'a',
-                    b'c',
-                    b'r',
-                    b'o',
-                    b'1',
-                ],
-            ));
+            let mut s = macro_sheet_stream(0x0600);
             let mut name = vec![0, 0, 0, 10, 0x0B, 0, 0, 0, 0, 0, 0, 0, 0, 0, u8::from(wide)];
             for c in "Auto_Open2".bytes() {
                 name.push(c);
