@@ -82,6 +82,13 @@ pub fn client_reading(label: &str, parsed: &str, ascii: bool) -> Option<ClientRe
 /// Bytes of an HTML page a browser's prescan reads for its `<meta>` charset.
 const META_PRESCAN_BYTES: usize = 1024;
 
+/// Text that starts with a byte-order mark (UTF-8, UTF-16LE or UTF-16BE), decoded as the
+/// mark says, as Windows programs read such files; `None` without one.
+pub fn decode_by_bom(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let (encoding, mark) = encoding_rs::Encoding::for_bom(data)?;
+    Some(encoding.decode_without_bom_handling(&data[mark..]).0)
+}
+
 /// The charset an HTML page declares in a `<meta charset>` or `<meta http-equiv
 /// content="…; charset=…">` within its first [`META_PRESCAN_BYTES`], as a browser's
 /// prescan finds it; `None` for none, and for the UTF-8, ASCII and UTF-16 labels, which

@@ -70,21 +70,12 @@ pub(super) fn opens_a_file(data: &[u8]) -> bool {
     })
 }
 
-/// The file's text: UTF-16 when it starts with a byte-order mark (Windows reads such INI
-/// files as Unicode), else its bytes as UTF-8 with stray bytes replaced.
+/// The file's text: as its byte-order mark says (Windows reads such INI files as
+/// Unicode), else its bytes as UTF-8 with stray bytes replaced.
 fn text_of(data: &[u8]) -> String {
-    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
-        let units: Vec<u16> = rest
-            .chunks_exact(2)
-            .map(|pair| unit([pair[0], pair[1]]))
-            .collect();
-        String::from_utf16_lossy(&units)
-    };
-    match data {
-        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
-        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
-        _ => String::from_utf8_lossy(data).into_owned(),
-    }
+    crate::mail::charsets::decode_by_bom(data)
+        .unwrap_or_else(|| String::from_utf8_lossy(data))
+        .into_owned()
 }
 
 /// A value without the quotes around it, as Windows' INI reader gives it.

@@ -66,17 +66,16 @@ const SHEET_TYPES: &[&str] = &[
 
 /// Reads an attachment (or an archive entry) as the text formats Office opens: SYLK and
 /// 2003 XML by their content, whatever they are called; DDE formulas in files a name
-/// (`exts`) or the declared type says are spreadsheets. UTF-16 text (with its byte-order
-/// mark, as Excel saves "Unicode text") is read as its characters.
+/// (`exts`) or the declared type says are spreadsheets. Text with a byte-order mark (UTF-16
+/// as Excel saves "Unicode text", or UTF-8) is read as its characters.
 pub(super) fn read(
     exts: &[Option<String>],
     content_type: &str,
     data: &[u8],
     budget: &mut DocumentBudget,
 ) -> Facts {
-    let text = utf16_as_utf8(data);
-    let data = text.as_deref().unwrap_or(data);
-    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let text = crate::mail::charsets::decode_by_bom(data);
+    let data = text.as_deref().map_or(data, str::as_bytes);
     if is_sylk(data) {
         return read_sylk(data);
     }
@@ -94,27 +93,6 @@ pub(super) fn read(
     facts
 }
 
-/// Text that starts with a UTF-16 byte-order mark, as UTF-8; `None` for any other.
-fn utf16_as_utf8(data: &[u8]) -> Option<Vec<u8>> {
-    let little = match data.get(..2)? {
-        [0xFF, 0xFE] => true,
-        [0xFE, 0xFF] => false,
-        _ => return None,
-    };
-    let units = data[2..].chunks_exact(2).map(|pair| {
-        let pair = [pair[0], pair[1]];
-        if little {
-            u16::from_le_bytes(pair)
-        } else {
-            u16::from_be_bytes(pair)
-        }
-    });
-    let text: String = char::decode_utf16(units)
-        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect();
-    Some(text.into_bytes())
-}
-
 /// Whether `data` is a SYLK file: Excel takes a file whose first record is `ID` (`ID;P…`,
 /// or `ID` alone) for one, under any name (the reason a CSV whose first column is headed
 /// "ID" will not open as CSV).
@@ -125,8 +103,7 @@ fn is_sylk(data: &[u8]) -> bool {
 /// Whether `data` is a Word or Excel document saved as one XML file: markup whose
 /// processing instruction Office opens it by, or the namespace of the 2003 formats,
 /// appears anywhere (a comment in front does not push it out of sight).
-fn is_office_xml(data: &[u8]) -> bool {
-    let text = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+fn is_office_xml(text: &[u8]) -> bool {
     let start = text.iter().position(|b| !b.is_ascii_whitespace());
     if start.and_then(|s| text.get(s)) != Some(&b'<') {
         return false;
