@@ -150,12 +150,9 @@ fn read_office_xml(data: &[u8], budget: &mut DocumentBudget) -> Facts {
 
 /// The text of each `binData` (Word 2003) and `binaryData` (a Flat OPC part) element.
 fn embedded_blobs(text: &str) -> impl Iterator<Item = &str> {
-    text.split('<').skip(1).filter_map(|piece| {
-        let (tag, content) = parts::split_tag(piece);
-        let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
-        let local = name.rsplit(':').next()?;
-        ((local == "binData" || local == "binaryData") && !tag.ends_with('/')).then_some(content)
-    })
+    parts::tags(text)
+        .filter(|t| matches!(t.local, "binData" | "binaryData") && !t.tag.ends_with('/'))
+        .map(|t| t.content)
 }
 
 /// What an embedded blob holds.
@@ -225,25 +222,12 @@ fn decode_blob(text: &str, left: &mut u64) -> Blob {
     Blob::Unread
 }
 
-/// The values of the `Formula` attributes (any prefix) of a start tag, each attribute
-/// read whole in its quotes, so a value that says `Formula="` is no attribute.
+/// The values of the `Formula` attributes (any prefix: `ss:Formula` on an unprefixed
+/// `Cell`) of a start tag.
 fn formulas(tag: &str) -> impl Iterator<Item = &str> {
-    let mut rest = tag;
-    std::iter::from_fn(move || loop {
-        let eq = rest.find('=')?;
-        let key = rest[..eq].trim_end();
-        let key = key
-            .rsplit(|c: char| c.is_whitespace())
-            .next()
-            .unwrap_or(key);
-        let value = rest[eq + 1..].trim_start();
-        let quote = value.chars().next().filter(|&q| q == '"' || q == '\'')?;
-        let end = value[1..].find(quote)? + 1;
-        rest = &value[end + 1..];
-        if key.rsplit(':').next() == Some("Formula") {
-            return Some(&value[1..end]);
-        }
-    })
+    parts::attributes(tag)
+        .filter(|(key, _)| key.rsplit(':').next() == Some("Formula"))
+        .map(|(_, value)| value)
 }
 
 /// Reads a SYLK file's records: names (`NN;N<name>`), cell formulas (`C;…;E<formula>`, the

@@ -209,13 +209,13 @@ fn has_dde_field(text: &str) -> bool {
         return false;
     }
     let mut instructions: Vec<String> = vec![String::new()];
-    for piece in text.split('<').skip(1) {
-        let (tag, content) = split_tag(piece);
-        let name = tag
-            .split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or_default();
-        match name.rsplit(':').next().unwrap_or_default() {
+    for Tag {
+        local,
+        tag,
+        content,
+    } in tags(text)
+    {
+        match local {
             // A field begins: its instruction is a new one.
             "fldChar" if attribute(tag, "fldCharType").is_some_and(|t| t == "begin") => {
                 instructions.push(String::new());
@@ -239,9 +239,39 @@ fn has_dde_field(text: &str) -> bool {
     })
 }
 
+/// One tag of a part's text.
+pub(super) struct Tag<'t> {
+    /// The element's name without its namespace prefix (`instrText` of `w:instrText`).
+    pub local: &'t str,
+    /// The tag without its `<` and `>`: name and attributes (`/` last when self-closing).
+    pub tag: &'t str,
+    /// The text after it, up to the next tag.
+    pub content: &'t str,
+}
+
+/// The tags of `text` in order (text as [`readable_xml`] gives it).
+pub(super) fn tags(text: &str) -> impl Iterator<Item = Tag<'_>> {
+    text.split('<').skip(1).map(|piece| {
+        let (tag, content) = split_tag(piece);
+        let local = tag_name(tag).rsplit(':').next().unwrap_or_default();
+        Tag {
+            local,
+            tag,
+            content,
+        }
+    })
+}
+
+/// The element's name as written (`w:fldSimple`), first in a tag.
+fn tag_name(tag: &str) -> &str {
+    tag.split(|c: char| c.is_whitespace() || c == '/')
+        .next()
+        .unwrap_or_default()
+}
+
 /// A piece of text after a `<`: the tag up to its `>` (one inside a quoted attribute value
 /// does not end it; review) and what follows.
-pub(super) fn split_tag(piece: &str) -> (&str, &str) {
+fn split_tag(piece: &str) -> (&str, &str) {
     let mut quote = None;
     for (i, c) in piece.char_indices() {
         match (quote, c) {
@@ -256,11 +286,26 @@ pub(super) fn split_tag(piece: &str) -> (&str, &str) {
 
 /// The start tags `<prefix:local …>` (any namespace prefix) in `text`, without their `<`.
 pub(super) fn elements<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item = &'t str> + 't {
-    text.split('<').skip(1).filter_map(move |piece| {
-        let (tag, _) = split_tag(piece);
-        let name = tag.split(|c: char| c.is_whitespace() || c == '/').next()?;
-        let bare = name.rsplit(':').next()?;
-        (bare == local).then_some(tag)
+    tags(text).filter(move |t| t.local == local).map(|t| t.tag)
+}
+
+/// The attributes of a start tag in order, each as its name (with any prefix) and its
+/// value as written between its quotes, read whole (a value that says `x="` is no
+/// attribute); they end at the first value without quotes.
+pub(super) fn attributes(tag: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = tag;
+    std::iter::from_fn(move || {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim_end();
+        let key = key
+            .rsplit(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or(key);
+        let after = rest[eq + 1..].trim_start();
+        let quote = after.chars().next().filter(|&q| q == '"' || q == '\'')?;
+        let value_end = after[1..].find(quote)? + 1;
+        rest = &after[value_end + 1..];
+        Some((key, &after[1..value_end]))
     })
 }
 
@@ -268,37 +313,13 @@ pub(super) fn elements<'t>(text: &'t str, local: &'t str) -> impl Iterator<Item 
 /// with a prefix in the document (`w:instr`) is found by its local part; a name without
 /// one (`Target`) only as itself, so `x:Target` in front of `Target` changes nothing.
 fn attribute(tag: &str, name: &str) -> Option<String> {
-    let mut rest = tag;
-    while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim_end();
-        let key = key
-            .rsplit(|c: char| c.is_whitespace())
-            .next()
-            .unwrap_or(key);
-        let after = rest[eq + 1..].trim_start();
-        let quote = after.chars().next()?;
-        if quote != '"' && quote != '\'' {
-            return None;
-        }
-        let value_end = after[1..].find(quote)? + 1;
-        let value = &after[1..value_end];
-        let matches = match key.split_once(':') {
-            Some((prefix, local)) => local == name && prefix != "xmlns" && tag_is_prefixed(tag),
-            None => key == name,
-        };
-        if matches {
-            return Some(decode_references(value));
-        }
-        rest = &after[value_end + 1..];
-    }
-    None
-}
-
-/// Whether the element's own name has a prefix (`w:fldSimple`): its attributes then do too.
-fn tag_is_prefixed(tag: &str) -> bool {
-    tag.split(|c: char| c.is_whitespace() || c == '/')
-        .next()
-        .is_some_and(|n| n.contains(':'))
+    // The element's own name has a prefix (`w:fldSimple`): its attributes then do too.
+    let prefixed = tag_name(tag).contains(':');
+    let (_, value) = attributes(tag).find(|(key, _)| match key.split_once(':') {
+        Some((prefix, local)) => local == name && prefix != "xmlns" && prefixed,
+        None => *key == name,
+    })?;
+    Some(decode_references(value))
 }
 
 /// Bytes a character reference may take between `&` and `;` (leading zeros included).
