@@ -31,11 +31,21 @@ fn opens_as_compound_file(data: &[u8]) -> bool {
     std::panic::catch_unwind(|| cfb::CompoundFile::open(Cursor::new(data)).is_ok()).unwrap_or(false)
 }
 
+/// A stream's bytes as read within a limit.
+#[derive(Debug)]
+pub struct StreamBytes {
+    /// The bytes read.
+    pub bytes: Vec<u8>,
+    /// The stream is no longer than what was read (not cut at the limit).
+    pub whole: bool,
+}
+
 /// The bytes of a stream, at most `limit`; `None` when there is no such stream or it
 /// does not read.
-pub fn read_stream(file: &mut CompoundFile<'_>, path: &Path, limit: u64) -> Option<Vec<u8>> {
+pub fn read_stream(file: &mut CompoundFile<'_>, path: &Path, limit: u64) -> Option<StreamBytes> {
     let stream = file.open_stream(path).ok()?;
+    let whole = stream.len() <= limit;
     let mut bytes = Vec::new();
     stream.take(limit).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    Some(StreamBytes { bytes, whole })
 }

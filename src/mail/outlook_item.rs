@@ -65,7 +65,7 @@ fn read_item(data: &[u8]) -> Vec<OutlookFile> {
                 // one stream, and 10,000 attachments of ten names would be megabytes
                 // (review).
                 let limit = MAX_NAME_BYTES.min(budget);
-                if let Some(raw) = read_stream(&mut item, &stream, limit) {
+                if let Some(raw) = read_stream(&mut item, &stream, limit).map(|s| s.bytes) {
                     budget -= raw.len() as u64;
                     file.add_name(name_text(&raw, wide));
                 }
@@ -75,7 +75,9 @@ fn read_item(data: &[u8]) -> Vec<OutlookFile> {
         if let Ok(entry) = item.entry(&data_path) {
             let fits = entry.len() <= budget;
             if fits && depth <= MAX_DEPTH && found.len() < MAX_FILES {
-                file.data = read_stream(&mut item, &data_path, budget).unwrap_or_default();
+                file.data = read_stream(&mut item, &data_path, budget)
+                    .map(|s| s.bytes)
+                    .unwrap_or_default();
                 budget -= file.data.len() as u64;
             } else {
                 file.data_left_out = true;

@@ -375,16 +375,13 @@ fn read_stream(
     bytes_left: &mut u64,
     facts: &mut Facts,
 ) -> Option<Vec<u8>> {
-    let Some(bytes) = compound_file::read_stream(file, path, *bytes_left) else {
+    let Some(read) = compound_file::read_stream(file, path, *bytes_left) else {
         facts.uninspected = true;
         return None;
     };
-    *bytes_left -= bytes.len() as u64;
-    let whole = file
-        .entry(path)
-        .is_ok_and(|e| e.len() <= bytes.len() as u64);
-    facts.uninspected |= !whole;
-    Some(bytes)
+    *bytes_left -= read.bytes.len() as u64;
+    facts.uninspected |= !read.whole;
+    Some(read.bytes)
 }
 
 #[cfg(test)]
