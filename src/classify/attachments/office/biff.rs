@@ -61,7 +61,7 @@ pub(super) fn read(stream: &[u8]) -> Facts {
                 }
                 // A plain name `Auto_Open…` runs too (as in the newer formats; review).
                 let plain = plain_name(data, version == Some(BIFF5));
-                if !built_in && plain.is_some_and(|n| super::parts::is_auto_open_name(&n)) {
+                if !built_in && plain.is_some_and(|n| is_auto_open_name(&n)) {
                     facts.runs_on_open = true;
                 }
             }
@@ -74,6 +74,17 @@ pub(super) fn read(stream: &[u8]) -> Facts {
         facts.reaches_out = true;
     }
     facts
+}
+
+/// Whether a defined name is one Excel runs on opening: `Auto_Open`, built in
+/// (`_xlnm.Auto_Open`) or plain, in any case, alone or with a suffix that is no word
+/// going on (`Auto_Open2`, `Auto_Open_2`; `Auto_Opening_Balance` is a range's name).
+pub(super) fn is_auto_open_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("_xlnm.auto_open")
+        .or_else(|| lower.strip_prefix("auto_open"));
+    rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 /// The text of a `NAME` record's name: `cch` (byte 3) characters at offset 14, 8-bit in

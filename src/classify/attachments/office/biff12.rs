@@ -25,10 +25,7 @@ pub(super) fn read_workbook(data: &[u8]) -> Facts {
     let mut facts = Facts::default();
     for (kind, record) in records(data) {
         if kind == BRT_NAME && runs_on_open(record) {
-            // Excel 4 formulas call what they like: no source to read.
-            facts.macros = true;
-            facts.runs_on_open = true;
-            facts.reaches_out = true;
+            facts.excel_4_runs_on_open();
         }
     }
     facts
@@ -89,7 +86,7 @@ fn runs_on_open(record: &[u8]) -> bool {
         .take(count.min(MAX_NAME_CHARS))
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
         .collect();
-    super::parts::is_auto_open_name(&String::from_utf16_lossy(&units))
+    super::biff::is_auto_open_name(&String::from_utf16_lossy(&units))
 }
 
 /// Whether a part is a binary workbook: its first record is `BrtBeginBook` (type 131).

@@ -259,11 +259,8 @@ fn read_sylk(data: &[u8]) -> Facts {
         }
     }
     if auto_open && formulas {
-        // Excel runs the cells the name points at when the file opens; Excel 4 formulas
-        // call what they like, as on a macro sheet of a workbook.
-        facts.macros = true;
-        facts.runs_on_open = true;
-        facts.reaches_out = true;
+        // Excel runs the cells the name points at when the file opens.
+        facts.excel_4_runs_on_open();
     }
     facts.dde |= has_dde_formula(data);
     facts

@@ -76,6 +76,15 @@ impl Facts {
         self.macros && self.runs_on_open && self.reaches_out
     }
 
+    /// An Excel 4 `Auto_Open` name runs macro formulas when the workbook opens: they call
+    /// what they like (`EXEC`, `CALL`, `REGISTER`), with no source to read, so running on
+    /// opening is the sign.
+    fn excel_4_runs_on_open(&mut self) {
+        self.macros = true;
+        self.runs_on_open = true;
+        self.reaches_out = true;
+    }
+
     /// Keeps a package found, while fewer than [`MAX_PACKAGES`] are kept.
     fn add_package(&mut self, found: package::Package) {
         if self.packages.len() < MAX_PACKAGES {

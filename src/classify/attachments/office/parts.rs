@@ -50,25 +50,12 @@ pub(super) fn read_xml(data: &[u8]) -> Facts {
     // macro sheet): its formulas call what they like (`EXEC`, `CALL`), with no source to
     // read.
     let auto_open = elements(&text, "definedName")
-        .any(|tag| attribute(tag, "name").is_some_and(|n| is_auto_open_name(&n)));
+        .any(|tag| attribute(tag, "name").is_some_and(|n| super::biff::is_auto_open_name(&n)));
     if auto_open {
-        facts.macros = true;
-        facts.runs_on_open = true;
-        facts.reaches_out = true;
+        facts.excel_4_runs_on_open();
     }
     facts.dde = folded.contains("ddelink") || has_dde_field(&text);
     facts
-}
-
-/// Whether a defined name is one Excel runs on opening: `Auto_Open`, built in
-/// (`_xlnm.Auto_Open`) or plain, in any case, alone or with a suffix that is no word
-/// going on (`Auto_Open2`, `Auto_Open_2`; `Auto_Opening_Balance` is a range's name).
-pub(super) fn is_auto_open_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("_xlnm.auto_open")
-        .or_else(|| lower.strip_prefix("auto_open"));
-    rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 /// A part's text as an XML reader sees it: comments dropped, CDATA sections opened (their
