@@ -91,22 +91,13 @@ pub(super) fn is_auto_open_name(name: &str) -> bool {
 /// BIFF5, after a flag byte saying 8-bit or UTF-16 in BIFF8.
 fn plain_name(data: &[u8], biff5: bool) -> Option<String> {
     let count = usize::from(*data.get(3)?);
-    if biff5 {
-        let bytes = data.get(14..14 + count)?;
-        return Some(bytes.iter().map(|&b| char::from(b)).collect());
-    }
-    let wide = data.get(14)? & 1 != 0;
-    if wide {
-        let bytes = data.get(15..15 + 2 * count)?;
-        let units: Vec<u16> = bytes
-            .chunks_exact(2)
-            .map(|p| u16::from_le_bytes([p[0], p[1]]))
-            .collect();
-        Some(String::from_utf16_lossy(&units))
+    let (at, wide) = if biff5 {
+        (14, false)
     } else {
-        let bytes = data.get(15..15 + count)?;
-        Some(bytes.iter().map(|&b| char::from(b)).collect())
-    }
+        (15, data.get(14)? & 1 != 0)
+    };
+    let len = if wide { 2 * count } else { count };
+    Some(crate::mail::tnef::name_text(data.get(at..at + len)?, wide))
 }
 
 #[cfg(test)]

@@ -79,14 +79,9 @@ fn runs_on_open(record: &[u8]) -> bool {
         return false;
     };
     let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
-    let units: Vec<u16> = record
-        .get(13..)
-        .unwrap_or_default()
-        .chunks_exact(2)
-        .take(count.min(MAX_NAME_CHARS))
-        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
-        .collect();
-    super::biff::is_auto_open_name(&String::from_utf16_lossy(&units))
+    let chars = record.get(13..).unwrap_or_default();
+    let chars = &chars[..chars.len().min(2 * count.min(MAX_NAME_CHARS))];
+    super::biff::is_auto_open_name(&crate::mail::tnef::name_text(chars, true))
 }
 
 /// Whether a part is a binary workbook: its first record is `BrtBeginBook` (type 131).
